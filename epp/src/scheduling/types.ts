@@ -1,0 +1,40 @@
+import type { EndpointSnapshot } from '../datastore/types';
+
+/** The parsed request the scheduler sees: nothing of gRPC or HTTP beyond the headers. */
+export interface LLMRequest {
+  /** `x-request-id` when the client sent one, otherwise generated. */
+  readonly requestId: string;
+  /** The OpenAI `model` field. */
+  readonly model: string;
+  /**
+   * The text the prefix scorer hashes: `prompt` for completions, or the chat messages flattened in order
+   * (role and content of each message) for chat completions.
+   */
+  readonly prompt: string;
+  /** Request headers, lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** What one scheduling cycle returns. */
+export interface SchedulingResult {
+  /** The chosen endpoint. */
+  readonly target: EndpointSnapshot;
+  /** Name of the profile that chose it. */
+  readonly profile: string;
+  /** Final weighted score of each candidate that survived the filters, by endpoint key (for logs and tests). */
+  readonly scores: ReadonlyMap<string, number>;
+}
+
+/** Why a cycle could not pick; the request-control layer maps these to HTTP status codes. */
+export type SchedulingErrorReason =
+  /** No endpoint is known or ready: 503. */
+  | 'no-endpoints'
+  /** Endpoints exist but every one was filtered out as saturated: 429. */
+  | 'saturated';
+
+export class SchedulingError extends Error {
+  constructor(readonly reason: SchedulingErrorReason, message: string) {
+    super(message);
+    this.name = 'SchedulingError';
+  }
+}
