@@ -1,0 +1,89 @@
+/**
+ * The seam between the ext_proc protocol handler and whatever decides where a request goes. The protocol handler knows
+ * gRPC, Envoy's message order and body modes; the director knows models, endpoints and scheduling. Neither sees the
+ * other's concerns: the director gets one complete request and answers once; the handler tells it when the response
+ * is over so in-flight counts stay honest.
+ */
+import type { JsonValue } from '../envoy/protos';
+
+export interface IncomingRequest {
+  /** `x-request-id` when the proxy sent one, otherwise a generated UUID. */
+  readonly requestId: string;
+  /** Request headers including HTTP/2 pseudo-headers (`:method`, `:path`, ...): lower-case names, values taken from
+   *  `raw_value` (UTF-8) or `value`; repeated names are joined with `,`. */
+  readonly headers: ReadonlyMap<string, string>;
+  /**
+   * The whole request body, byte-exact. Undefined when the request has none (the headers message had end_of_stream)
+   * or when the proxy's request body mode does not deliver it before routing (see `bodyWithheld`).
+   */
+  readonly body?: Buffer;
+  /** True when the request does have a body but the body mode (NONE or STREAMED) forces routing on headers alone. */
+  readonly bodyWithheld?: boolean;
+  /** The request's untyped dynamic metadata as Envoy forwarded it (`metadata_context.filter_metadata`), by namespace;
+   *  e.g. `envoy.lb` → `{ "x-gateway-destination-endpoint-subset": [...] }` when the proxy sends a subset hint. */
+  readonly filterMetadata: Readonly<Record<string, { [key: string]: JsonValue }>>;
+}
+
+export type RouteDecision =
+  | {
+      readonly kind: 'route';
+      /** `ip:port` (IPv6 in brackets), or a comma-separated list tried in order on retries. Sent unchanged as the
+       *  `x-gateway-destination-endpoint` header and as `envoy.lb` dynamic metadata. */
+      readonly endpoint: string;
+      /** Extra request headers to set (overwriting). */
+      readonly setHeaders?: Readonly<Record<string, string>>;
+      /** A replacement body. Undefined (or the same bytes) leaves the original untouched: it is never re-serialized.
+       *  Only applies when the request body was delivered (`IncomingRequest.body` set); ignored otherwise. */
+      readonly body?: Buffer;
+      /** Opaque to the handler; handed back to `release` exactly once. */
+      readonly ticket: unknown;
+    }
+  | {
+      readonly kind: 'reject';
+      /** HTTP status of the local reply (a status Envoy's HttpStatus enum defines; others become 500). */
+      readonly status: number;
+      /** Response body, normally `openAiErrorBody(...)`. Sent with `content-type: application/json`. */
+      readonly body: string;
+      readonly headers?: Readonly<Record<string, string>>;
+    };
+
+export type ReleaseOutcome = 'completed' | 'cancelled' | 'error';
+
+export interface RequestDirector {
+  /**
+   * Decides where one request goes. `signal` aborts when the proxy's stream goes away before the answer is needed; a
+   * director may ignore it, but a `route` decision resolved after the abort is released as 'cancelled' right away.
+   * Throwing (or rejecting) yields a 500 local reply.
+   */
+  route(req: IncomingRequest, signal: AbortSignal): Promise<RouteDecision>;
+  /**
+   * Called exactly once per `route` decision: 'completed' when the response reached its end of stream, 'cancelled'
+   * when the proxy dropped the stream first (client gone, timeout), 'error' when the stream failed on a protocol error.
+   */
+  release(ticket: unknown, outcome: ReleaseOutcome): void;
+}
+
+const ERROR_TYPES: Readonly<Record<number, string>> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'invalid_request_error',
+  429: 'rate_limit_error',
+  503: 'service_unavailable_error',
+};
+
+/**
+ * An OpenAI-style error body, `{"error":{"message","type","code"}}`, so clients of the OpenAI API surface the message
+ * the same way they do for errors from vLLM itself. `code` is the HTTP status, as vLLM reports it.
+ */
+export function openAiErrorBody(status: number, message: string, type?: string): string {
+  return JSON.stringify({
+    error: { message, type: type ?? ERROR_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'), code: status },
+  });
+}
+
+/** A reject decision with an OpenAI-style body. */
+export function rejectWith(status: number, message: string, type?: string): RouteDecision {
+  return { kind: 'reject', status, body: openAiErrorBody(status, message, type) };
+}

@@ -1,0 +1,69 @@
+/**
+ * `grpc.health.v1.Health` (Check and Watch) with one process-wide status. Every service name gets that status, because
+ * the probes in use ask under different names (`envoy.service.ext_proc.v3.ExternalProcessor` from Envoy's cluster
+ * health check and llm-d manifests, `inference-extension` from the GIE chart) and all mean "can this EPP route?".
+ * It starts NOT_SERVING: routing needs known endpoints, which the owner signals with `setServing(true)`.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { HEALTH_SERVICE, loadEnvoyApi } from '../envoy/protos';
+
+export type ServingStatus = 'SERVING' | 'NOT_SERVING';
+
+export class HealthState {
+  private serving: boolean;
+  private readonly listeners = new Set<(status: ServingStatus) => void>();
+
+  constructor(initiallyServing = false) {
+    this.serving = initiallyServing;
+  }
+
+  get status(): ServingStatus {
+    return this.serving ? 'SERVING' : 'NOT_SERVING';
+  }
+
+  setServing(serving: boolean): void {
+    if (serving === this.serving) return;
+    this.serving = serving;
+    for (const fn of [...this.listeners]) fn(this.status);
+  }
+
+  /** Returns the unsubscribe function. */
+  subscribe(fn: (status: ServingStatus) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  get watchers(): number {
+    return this.listeners.size;
+  }
+}
+
+export function healthServiceDefinition(): grpc.ServiceDefinition {
+  return loadEnvoyApi().packageDefinition[HEALTH_SERVICE] as grpc.ServiceDefinition;
+}
+
+interface HealthCheckRequest {
+  service?: string;
+}
+
+interface HealthCheckResponse {
+  status: ServingStatus;
+}
+
+export function healthImplementation(state: HealthState): grpc.UntypedServiceImplementation {
+  const check: grpc.handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (_call, callback) => {
+    callback(null, { status: state.status });
+  };
+  const watch: grpc.handleServerStreamingCall<HealthCheckRequest, HealthCheckResponse> = (call) => {
+    const send = (status: ServingStatus): void => {
+      if (!call.destroyed && call.writable) call.write({ status });
+    };
+    const unsubscribe = state.subscribe(send);
+    // 'cancelled' covers client cancellation and server shutdown; 'close' and 'error' catch anything else.
+    call.on('cancelled', unsubscribe);
+    call.on('close', unsubscribe);
+    call.on('error', unsubscribe);
+    send(state.status);
+  };
+  return { Check: check, Watch: watch };
+}

@@ -1,0 +1,150 @@
+/**
+ * The ext_proc messages in `@grpc/proto-loader` object form (see PROTO_LOADER_OPTIONS in ../envoy/protos): only the
+ * members this server reads or writes are typed. Builders keep the nesting (ProcessingResponse → BodyResponse →
+ * CommonResponse → BodyMutation → StreamedBodyResponse) in one place.
+ */
+import { jsonToStruct, type StructObject } from '../envoy/protos';
+
+export type BodyMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL' | 'FULL_DUPLEX_STREAMED';
+export const BODY_MODES: readonly BodyMode[] = ['NONE', 'STREAMED', 'BUFFERED', 'BUFFERED_PARTIAL', 'FULL_DUPLEX_STREAMED'];
+
+export function isBodyMode(v: unknown): v is BodyMode {
+  return typeof v === 'string' && (BODY_MODES as readonly string[]).includes(v);
+}
+
+export interface HeaderValue {
+  key?: string;
+  value?: string;
+  raw_value?: Buffer;
+}
+
+export interface HeaderMap {
+  headers?: HeaderValue[];
+}
+
+export interface HttpHeaders {
+  headers?: HeaderMap | null;
+  end_of_stream?: boolean;
+}
+
+export interface HttpBody {
+  body?: Buffer;
+  end_of_stream?: boolean;
+}
+
+export interface HttpTrailers {
+  trailers?: HeaderMap | null;
+}
+
+export type RequestKind =
+  | 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
+
+export interface ProcessingRequest {
+  /** The set member of the `request` oneof (proto-loader's `oneofs: true`). */
+  request?: RequestKind;
+  request_headers?: HttpHeaders | null;
+  response_headers?: HttpHeaders | null;
+  request_body?: HttpBody | null;
+  response_body?: HttpBody | null;
+  request_trailers?: HttpTrailers | null;
+  response_trailers?: HttpTrailers | null;
+  metadata_context?: { filter_metadata?: Record<string, StructObject> } | null;
+  observability_mode?: boolean;
+  protocol_config?: {
+    request_body_mode?: string;
+    response_body_mode?: string;
+    send_body_without_waiting_for_header_response?: boolean;
+  } | null;
+}
+
+export interface HeaderValueOption {
+  header: { key: string; raw_value: Buffer };
+  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD';
+}
+
+export interface HeaderMutation {
+  set_headers?: HeaderValueOption[];
+  remove_headers?: string[];
+}
+
+export interface CommonResponse {
+  status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
+  header_mutation?: HeaderMutation;
+  body_mutation?: { body?: Buffer; clear_body?: boolean; streamed_response?: { body: Buffer; end_of_stream: boolean } };
+  clear_route_cache?: boolean;
+}
+
+export type Phase = 'request' | 'response';
+
+/** A ProcessingResponse: exactly one oneof member plus optional dynamic metadata. */
+export type ProcessingResponse = Record<string, unknown>;
+
+/** Header values go out in `raw_value`, the field Envoy itself uses for ext_proc header values. */
+export function headerMutation(headers: Readonly<Record<string, string>>): HeaderMutation {
+  return {
+    set_headers: Object.entries(headers).map(([key, value]) => ({
+      header: { key: key.toLowerCase(), raw_value: Buffer.from(value, 'utf8') },
+      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+    })),
+  };
+}
+
+export function headersResponse(phase: Phase, response: CommonResponse = {}, dynamicMetadata?: StructObject): ProcessingResponse {
+  const msg: ProcessingResponse = { [`${phase}_headers`]: { response } };
+  if (dynamicMetadata) msg.dynamic_metadata = dynamicMetadata;
+  return msg;
+}
+
+export function bodyResponse(phase: Phase, response: CommonResponse = {}, dynamicMetadata?: StructObject): ProcessingResponse {
+  const msg: ProcessingResponse = { [`${phase}_body`]: { response } };
+  if (dynamicMetadata) msg.dynamic_metadata = dynamicMetadata;
+  return msg;
+}
+
+export function streamedBodyChunk(phase: Phase, body: Buffer, endOfStream: boolean): ProcessingResponse {
+  return bodyResponse(phase, { body_mutation: { streamed_response: { body, end_of_stream: endOfStream } } });
+}
+
+export function trailersResponse(phase: Phase): ProcessingResponse {
+  return { [`${phase}_trailers`]: {} };
+}
+
+export function immediateResponse(status: number, body: Buffer, headers: Readonly<Record<string, string>>, details: string): ProcessingResponse {
+  return {
+    immediate_response: {
+      status: { code: status },
+      headers: headerMutation(headers),
+      body,
+      details,
+    },
+  };
+}
+
+/** `{ <namespace>: { <key>: <value> } }`, or `{ <key>: <value> }` when the namespace is empty (as upstream does). */
+export function destinationMetadata(namespace: string, key: string, endpoint: string): StructObject {
+  return namespace ? jsonToStruct({ [namespace]: { [key]: endpoint } }) : jsonToStruct({ [key]: endpoint });
+}
+
+/**
+ * Splits a body into pieces of at most `max` bytes without copying (subarray views). An empty body yields one empty
+ * piece, so a stream that had a body phase still gets a terminating chunk.
+ */
+export function chunk(body: Buffer, max: number): Buffer[] {
+  if (body.length === 0) return [body];
+  const out: Buffer[] = [];
+  for (let off = 0; off < body.length; off += max) out.push(body.subarray(off, Math.min(off + max, body.length)));
+  return out;
+}
+
+/** Lower-case name → value, preferring `raw_value`; repeated names are joined with `,` as HTTP allows. */
+export function headerMapToMap(map: HeaderMap | null | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const h of map?.headers ?? []) {
+    if (!h.key) continue;
+    const name = h.key.toLowerCase();
+    const value = h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
+    const prev = out.get(name);
+    out.set(name, prev === undefined ? value : `${prev},${value}`);
+  }
+  return out;
+}

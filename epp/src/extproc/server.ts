@@ -1,0 +1,231 @@
+/**
+ * The ext_proc gRPC server: `envoy.service.ext_proc.v3.ExternalProcessor/Process` plus `grpc.health.v1.Health` on the
+ * ext_proc port, and optionally a plaintext health-only server on a second port (upstream's 9002/9003 split). Protocol
+ * only: every routing decision comes from the `RequestDirector`.
+ *
+ * Body mode detection, per stream: Envoy sends `protocol_config` (request/response body modes) in the first message of
+ * each stream when it supports that field; it wins. Otherwise the configured defaults apply (FULL_DUPLEX_STREAMED both
+ * ways unless set), and they must match the filter's processing_mode, because the two modes cannot be told apart from
+ * the first message: in duplex mode Envoy streams the body without waiting, in buffered mode it waits for our header
+ * answer, and guessing wrong would stall the request until Envoy's message timeout.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as grpc from '@grpc/grpc-js';
+import { loadEnvoyApi } from '../envoy/protos';
+import type { RequestDirector } from './director';
+import { healthImplementation, healthServiceDefinition, HealthState } from './health';
+import type { BodyMode, ProcessingRequest, ProcessingResponse } from './messages';
+import { ExtProcStream, MalformedMessage, type ExtProcLogger, type StreamSettings } from './stream';
+
+export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+export const DEFAULT_EXT_PROC_PORT = 9002;
+export const DEFAULT_HEALTH_PORT = 9003;
+export const DESTINATION_ENDPOINT_HEADER = 'x-gateway-destination-endpoint';
+export const DESTINATION_METADATA_NAMESPACE = 'envoy.lb';
+/** Upstream's limit: "some envoy implementations cap streamed chunks at 64KB". */
+export const MAX_STREAMED_CHUNK_BYTES = 62_000;
+export const DEFAULT_MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
+
+export interface ExtProcServerOptions {
+  readonly director: RequestDirector;
+  /** Bind address; default `0.0.0.0`. */
+  readonly host?: string;
+  /** ext_proc (+ health) port; default 9002; 0 picks a free port. */
+  readonly port?: number;
+  /** A separate plaintext health-only server; omitted or null = none; 0 picks a free port. */
+  readonly healthPort?: number | null;
+  /** Directory holding `tls.crt` and `tls.key`: serve TLS on the ext_proc port. Plaintext when omitted. */
+  readonly tlsCertDir?: string;
+  readonly defaultRequestBodyMode?: BodyMode;
+  readonly defaultResponseBodyMode?: BodyMode;
+  readonly destinationHeader?: string;
+  /** Dynamic metadata namespace for the pick; '' puts the key at the top level. */
+  readonly metadataNamespace?: string;
+  readonly maxChunkBytes?: number;
+  readonly maxRequestBodyBytes?: number;
+  /** Share a health state with other components; a new one (NOT_SERVING) otherwise. */
+  readonly health?: HealthState;
+  readonly logger?: ExtProcLogger;
+}
+
+export interface ExtProcServer {
+  readonly port: number;
+  readonly healthPort?: number;
+  readonly health: HealthState;
+  setServing(serving: boolean): void;
+  /** Process streams currently open. */
+  activeStreams(): number;
+  /**
+   * Reports NOT_SERVING, then waits up to `graceMs` for open streams to finish before cancelling them (their tickets
+   * are released as 'cancelled').
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const consoleLogger: ExtProcLogger = {
+  debug: () => undefined,
+  warn: (msg, fields) => console.warn(`[extproc] ${msg}`, fields ?? {}),
+};
+
+/**
+ * The ExternalProcessor service definition with a deserializer that never throws: undecodable bytes arrive as a
+ * `MalformedMessage`, so the stream fails with our INVALID_ARGUMENT and releases its state, instead of grpc-js ending
+ * the call behind the handler's back.
+ */
+export function extProcServiceDefinition(): grpc.ServiceDefinition {
+  const def = loadEnvoyApi().packageDefinition[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
+  const process = def.Process;
+  const decode = process.requestDeserialize;
+  return {
+    Process: {
+      ...process,
+      requestDeserialize: (buf: Buffer): unknown => {
+        try {
+          return decode(buf);
+        } catch (err) {
+          return new MalformedMessage(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+    },
+  };
+}
+
+export function isValidEnvoyHttpStatus(code: number): boolean {
+  // Envoy validates ImmediateResponse.status with defined_only and not_in [0].
+  const e = loadEnvoyApi().root.lookupEnum('envoy.type.v3.StatusCode');
+  return code !== 0 && e.valuesById[code] !== undefined;
+}
+
+export function streamSettings(opts: ExtProcServerOptions): StreamSettings {
+  const maxChunkBytes = opts.maxChunkBytes ?? MAX_STREAMED_CHUNK_BYTES;
+  if (!(maxChunkBytes > 0)) throw new Error('maxChunkBytes must be positive');
+  return {
+    director: opts.director,
+    defaultRequestBodyMode: opts.defaultRequestBodyMode ?? 'FULL_DUPLEX_STREAMED',
+    defaultResponseBodyMode: opts.defaultResponseBodyMode ?? 'FULL_DUPLEX_STREAMED',
+    destinationHeader: (opts.destinationHeader ?? DESTINATION_ENDPOINT_HEADER).toLowerCase(),
+    metadataNamespace: opts.metadataNamespace ?? DESTINATION_METADATA_NAMESPACE,
+    maxChunkBytes,
+    maxRequestBodyBytes: opts.maxRequestBodyBytes ?? DEFAULT_MAX_REQUEST_BODY_BYTES,
+    isValidHttpStatus: isValidEnvoyHttpStatus,
+    logger: opts.logger ?? consoleLogger,
+  };
+}
+
+/** The Process handler; `track` hears when a stream opens (+1) and closes (-1). */
+export function extProcHandler(
+  settings: StreamSettings,
+  track: (delta: 1 | -1) => void = () => undefined,
+): grpc.handleBidiStreamingCall<ProcessingRequest | MalformedMessage, ProcessingResponse> {
+  return (call) => {
+    track(1);
+    let ended = false;
+    const stream = new ExtProcStream(settings, {
+      send: (msg) => {
+        if (!ended && !call.destroyed && call.writable) call.write(msg);
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        call.end();
+      },
+      fail: (code, details) => {
+        if (ended) return;
+        ended = true;
+        // grpc-js turns an 'error' on a server stream into the call's final status.
+        call.emit('error', { code, details, metadata: new grpc.Metadata() } as Partial<grpc.StatusObject>);
+      },
+    });
+    call.on('data', (msg: ProcessingRequest | MalformedMessage) => stream.onMessage(msg));
+    call.on('end', () => stream.onHalfClose());
+    call.on('cancelled', () => stream.onCancel());
+    call.on('error', (err: Error) => stream.onTransportError(err));
+    call.once('close', () => {
+      // grpc-js destroys the call after its final status or a cancellation; either way this stream is over. (A no-op
+      // when the stream already ended itself.)
+      stream.onCancel();
+      track(-1);
+    });
+  };
+}
+
+function readTls(dir: string): grpc.ServerCredentials {
+  const cert = fs.readFileSync(path.join(dir, 'tls.crt'));
+  const key = fs.readFileSync(path.join(dir, 'tls.key'));
+  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
+}
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (graceMs <= 0) {
+      server.forceShutdown();
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startExtProcServer(opts: ExtProcServerOptions): Promise<ExtProcServer> {
+  const settings = streamSettings(opts);
+  const health = opts.health ?? new HealthState(false);
+  const host = opts.host ?? '0.0.0.0';
+  let active = 0;
+
+  const maxBody = settings.maxRequestBodyBytes;
+  const main = new grpc.Server({
+    // A buffered request body arrives as one message.
+    'grpc.max_receive_message_length': maxBody + 1024 * 1024,
+  });
+  main.addService(extProcServiceDefinition(), {
+    Process: extProcHandler(settings, (d) => {
+      active += d;
+    }),
+  });
+  main.addService(healthServiceDefinition(), healthImplementation(health));
+
+  const servers: grpc.Server[] = [main];
+  try {
+    const creds = opts.tlsCertDir ? readTls(opts.tlsCertDir) : grpc.ServerCredentials.createInsecure();
+    const port = await bind(main, hostPort(host, opts.port ?? DEFAULT_EXT_PROC_PORT), creds);
+    let healthPort: number | undefined;
+    if (opts.healthPort !== undefined && opts.healthPort !== null) {
+      const healthServer = new grpc.Server();
+      healthServer.addService(healthServiceDefinition(), healthImplementation(health));
+      servers.push(healthServer);
+      healthPort = await bind(healthServer, hostPort(host, opts.healthPort), grpc.ServerCredentials.createInsecure());
+    }
+    return {
+      port,
+      healthPort,
+      health,
+      setServing: (serving) => health.setServing(serving),
+      activeStreams: () => active,
+      stop: async (graceMs = 0) => {
+        health.setServing(false);
+        await Promise.all(servers.map((s) => shutdown(s, graceMs)));
+      },
+    };
+  } catch (err) {
+    for (const s of servers) s.forceShutdown();
+    throw err;
+  }
+}

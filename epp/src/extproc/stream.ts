@@ -1,0 +1,480 @@
+/**
+ * One ext_proc `Process` stream = one HTTP request and its response. This is the per-stream state machine, kept free of
+ * gRPC plumbing (it talks to a `StreamTransport`) so its rules read in one place:
+ *
+ * Request side, by request body mode:
+ * - FULL_DUPLEX_STREAMED (what our EnvoyFilter configures): buffer body chunks until end_of_stream, or until trailers
+ *   arrive; route; then send the HeadersResponse (destination header, director headers, clear_route_cache, dynamic
+ *   metadata), then the body back as StreamedBodyResponse chunks of at most `maxChunkBytes`, the last one with
+ *   end_of_stream unless trailers follow (those are then answered with a TrailersResponse). Envoy's order rule
+ *   headers → body → trailers holds because nothing is sent before the whole request is in.
+ * - BUFFERED / BUFFERED_PARTIAL: answer the headers with CONTINUE at once; route on the single body message; the
+ *   mutations go in the BodyResponse (header mutations apply in that response only in buffered modes).
+ * - NONE / STREAMED: Envoy will not show the body before it needs the header answer, so route on headers alone
+ *   (`bodyWithheld`) and answer any streamed chunks with CONTINUE.
+ * - Headers with end_of_stream (no body) are routed at once in every mode.
+ *
+ * Response side: headers → CONTINUE; in FULL_DUPLEX_STREAMED each body chunk is echoed unchanged (split at
+ * `maxChunkBytes` if larger); in the other modes each body message gets a CONTINUE BodyResponse. The director's ticket is
+ * released exactly once: 'completed' at the response's end of stream (headers or body with end_of_stream, or
+ * trailers; with response body mode NONE, Envoy's half-close after the response headers); 'cancelled' when the stream
+ * is cancelled or closed before that; 'error' when it fails on a protocol error.
+ *
+ * Anything out of order (body before headers, a second request headers message, an empty oneof, undecodable bytes)
+ * ends the stream with INVALID_ARGUMENT; Envoy then applies its failure mode. Nothing a peer sends can throw out of
+ * this class.
+ */
+import { randomUUID } from 'crypto';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { structToJson, type JsonValue, type StructObject } from '../envoy/protos';
+import { openAiErrorBody, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from './director';
+import {
+  bodyResponse,
+  chunk,
+  destinationMetadata,
+  headerMapToMap,
+  headerMutation,
+  headersResponse,
+  immediateResponse,
+  isBodyMode,
+  streamedBodyChunk,
+  trailersResponse,
+  type BodyMode,
+  type CommonResponse,
+  type HttpBody,
+  type HttpHeaders,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from './messages';
+
+export interface ExtProcLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface StreamSettings {
+  readonly director: RequestDirector;
+  /** Used when the first message carries no `protocol_config` (Envoy older than that field, or not sending it). */
+  readonly defaultRequestBodyMode: BodyMode;
+  readonly defaultResponseBodyMode: BodyMode;
+  readonly destinationHeader: string;
+  readonly metadataNamespace: string;
+  readonly maxChunkBytes: number;
+  /** A larger request body gets a 413 local reply instead of being buffered. */
+  readonly maxRequestBodyBytes: number;
+  /** Whether Envoy's HttpStatus enum defines a code (Envoy rejects a local reply with any other). */
+  readonly isValidHttpStatus: (code: number) => boolean;
+  readonly logger: ExtProcLogger;
+}
+
+export interface StreamTransport {
+  send(msg: ProcessingResponse): void;
+  /** Finish the gRPC stream with OK. */
+  end(): void;
+  /** Finish the gRPC stream with an error status. */
+  fail(code: GrpcStatus, details: string): void;
+}
+
+/** What a deserializer yields instead of throwing, so a bad frame becomes a clean stream error with our own message. */
+export class MalformedMessage {
+  constructor(readonly error: Error) {}
+}
+
+type State =
+  | 'request-headers'   // waiting for the first message
+  | 'request-body'      // collecting the request body
+  | 'routing'           // director.route pending; events queue up
+  | 'forwarded'         // request answered; waiting for the response headers
+  | 'response-body'     // response headers answered; body chunks or trailers may come
+  | 'response-done'     // response ended; only Envoy's half-close is expected
+  | 'closed';
+
+type Event = { readonly kind: 'message'; readonly msg: ProcessingRequest | MalformedMessage } | { readonly kind: 'half-close' };
+
+/** Where the routing answer goes, which depends on the message that triggered routing. */
+type AnswerTo = 'headers' | 'body' | 'trailers';
+
+const MAX_QUEUED_EVENTS = 1024;
+
+class ProtocolError extends Error {}
+
+export class ExtProcStream {
+  private state: State = 'request-headers';
+  private requestBodyMode: BodyMode;
+  private responseBodyMode: BodyMode;
+  private headers = new Map<string, string>();
+  private requestId = '';
+  private filterMetadata: Record<string, { [key: string]: JsonValue }> = {};
+  private bodyParts: Buffer[] = [];
+  private bodyBytes = 0;
+  private bodyMessages = 0;
+  /** BUFFERED_PARTIAL delivered only the first part of a larger body: it can be routed on but not replaced. */
+  private partialBody = false;
+  private readonly queue: Event[] = [];
+  private readonly abort = new AbortController();
+  private ticket: { value: unknown } | undefined;
+  private released = false;
+  private responseStarted = false;
+  /** How the stream ended, for a decision that arrives after it did. */
+  private closeOutcome: ReleaseOutcome = 'cancelled';
+
+  constructor(private readonly settings: StreamSettings, private readonly io: StreamTransport) {
+    this.requestBodyMode = settings.defaultRequestBodyMode;
+    this.responseBodyMode = settings.defaultResponseBodyMode;
+  }
+
+  onMessage(msg: ProcessingRequest | MalformedMessage): void {
+    this.dispatch({ kind: 'message', msg });
+  }
+
+  onHalfClose(): void {
+    this.dispatch({ kind: 'half-close' });
+  }
+
+  /** The peer went away (RST_STREAM, deadline, connection loss). */
+  onCancel(): void {
+    if (this.state === 'closed') return;
+    this.close('cancelled');
+  }
+
+  /** The transport failed underneath us. */
+  onTransportError(err: Error): void {
+    if (this.state === 'closed') return;
+    this.settings.logger.warn('ext_proc stream transport error', { requestId: this.requestId, error: err.message });
+    this.close('error');
+  }
+
+  private dispatch(ev: Event): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'routing') {
+      if (this.queue.length >= MAX_QUEUED_EVENTS) {
+        this.fail(GrpcStatus.RESOURCE_EXHAUSTED, 'too many messages while the request was being routed');
+        return;
+      }
+      this.queue.push(ev);
+      return;
+    }
+    try {
+      this.handle(ev);
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.fail(GrpcStatus.INVALID_ARGUMENT, err.message);
+      } else {
+        this.settings.logger.warn('ext_proc stream handler failed', { requestId: this.requestId, error: String(err) });
+        this.fail(GrpcStatus.INTERNAL, 'internal error');
+      }
+    }
+  }
+
+  private drain(): void {
+    while (this.queue.length > 0 && this.state !== 'routing' && this.state !== 'closed') {
+      this.dispatch(this.queue.shift() as Event);
+    }
+  }
+
+  private handle(ev: Event): void {
+    if (ev.kind === 'half-close') return this.onPeerDone();
+    const msg = ev.msg;
+    if (msg instanceof MalformedMessage) throw new ProtocolError(`malformed ProcessingRequest: ${msg.error.message}`);
+    switch (msg.request) {
+      case 'request_headers': return this.onRequestHeaders(msg, msg.request_headers ?? {});
+      case 'request_body': return this.onRequestBody(msg.request_body ?? {});
+      case 'request_trailers': return this.onRequestTrailers();
+      case 'response_headers': return this.onResponseHeaders(msg.response_headers ?? {});
+      case 'response_body': return this.onResponseBody(msg.response_body ?? {});
+      case 'response_trailers': return this.onResponseTrailers();
+      default: throw new ProtocolError('ProcessingRequest has no request member set');
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------------
+  // Request side
+
+  private onRequestHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
+    if (this.state !== 'request-headers') throw new ProtocolError(`unexpected request_headers in state ${this.state}`);
+    // protocol_config is only ever sent on the first message of a stream, which this is.
+    const pc = msg.protocol_config;
+    if (pc) {
+      if (!isBodyMode(pc.request_body_mode) || !isBodyMode(pc.response_body_mode)) {
+        throw new ProtocolError(`unsupported protocol_config body modes ${pc.request_body_mode}/${pc.response_body_mode}`);
+      }
+      this.requestBodyMode = pc.request_body_mode;
+      this.responseBodyMode = pc.response_body_mode;
+    }
+    this.headers = headerMapToMap(h.headers);
+    this.requestId = this.headers.get('x-request-id') || randomUUID();
+    for (const [ns, struct] of Object.entries(msg.metadata_context?.filter_metadata ?? {})) {
+      this.filterMetadata[ns] = structToJson(struct as StructObject);
+    }
+
+    if (h.end_of_stream) return this.route('headers', undefined, false);
+    switch (this.requestBodyMode) {
+      case 'FULL_DUPLEX_STREAMED':
+        this.state = 'request-body';
+        return;
+      case 'BUFFERED':
+      case 'BUFFERED_PARTIAL':
+        this.io.send(headersResponse('request'));
+        this.state = 'request-body';
+        return;
+      case 'NONE':
+      case 'STREAMED':
+        return this.route('headers', undefined, true);
+    }
+  }
+
+  private onRequestBody(b: HttpBody): void {
+    const body = b.body ?? Buffer.alloc(0);
+    if (this.state === 'forwarded' && this.requestBodyMode === 'STREAMED') {
+      this.io.send(bodyResponse('request'));
+      return;
+    }
+    if (this.state !== 'request-body') throw new ProtocolError(`unexpected request_body in state ${this.state}`);
+    if (this.bodyBytes + body.length > this.settings.maxRequestBodyBytes) {
+      return this.localReply(413, openAiErrorBody(413, `request body exceeds ${this.settings.maxRequestBodyBytes} bytes`), {}, 'kvroute_body_too_large');
+    }
+    this.bodyParts.push(body);
+    this.bodyBytes += body.length;
+    this.bodyMessages++;
+    if (this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
+      if (b.end_of_stream) this.route('body', this.takeBody(), false);
+      return;
+    }
+    // Buffered modes deliver the body in one message; end_of_stream is false only when trailers follow (BUFFERED) or
+    // when the body outgrew Envoy's buffer (BUFFERED_PARTIAL).
+    this.partialBody = this.requestBodyMode === 'BUFFERED_PARTIAL' && !b.end_of_stream;
+    this.route('body', this.takeBody(), false);
+  }
+
+  private onRequestTrailers(): void {
+    if (this.state === 'request-body' && this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
+      return this.route('trailers', this.takeBody(), false);
+    }
+    if (this.state === 'forwarded') {
+      this.io.send(trailersResponse('request'));
+      return;
+    }
+    throw new ProtocolError(`unexpected request_trailers in state ${this.state} (${this.requestBodyMode})`);
+  }
+
+  private takeBody(): Buffer {
+    const body = this.bodyParts.length === 1 ? this.bodyParts[0] : Buffer.concat(this.bodyParts, this.bodyBytes);
+    this.bodyParts = [];
+    return body;
+  }
+
+  private route(answer: AnswerTo, body: Buffer | undefined, bodyWithheld: boolean): void {
+    this.state = 'routing';
+    const req: IncomingRequest = {
+      requestId: this.requestId,
+      headers: this.headers,
+      body,
+      ...(bodyWithheld ? { bodyWithheld } : {}),
+      filterMetadata: this.filterMetadata,
+    };
+    let pending: Promise<RouteDecision>;
+    try {
+      pending = Promise.resolve(this.settings.director.route(req, this.abort.signal));
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending
+      .then(
+        (decision) => this.onDecision(answer, body, decision),
+        (err: unknown) => this.onDirectorError(err),
+      )
+      .catch((err: unknown) => {
+        // Only a bug in this class gets here; an unhandled rejection would take the whole process down.
+        this.settings.logger.warn('ext_proc stream failed after routing', { requestId: this.requestId, error: String(err) });
+        this.fail(GrpcStatus.INTERNAL, 'internal error');
+      });
+  }
+
+  private onDecision(answer: AnswerTo, original: Buffer | undefined, decision: RouteDecision): void {
+    if (this.state === 'closed') {
+      if (decision?.kind === 'route') this.safeRelease(decision.ticket, this.closeOutcome);
+      return;
+    }
+    try {
+      if (decision?.kind === 'reject') {
+        const status = Number.isInteger(decision.status) ? decision.status : 500;
+        this.localReply(status, decision.body, decision.headers ?? {}, 'kvroute_rejected');
+        return;
+      }
+      if (decision?.kind !== 'route' || typeof decision.endpoint !== 'string' || decision.endpoint === '') {
+        throw new Error('director returned an invalid decision');
+      }
+    } catch (err) {
+      return this.onDirectorError(err);
+    }
+    try {
+      this.forward(answer, original, decision);
+    } catch (err) {
+      // The request was never forwarded, so the director's reservation is void.
+      this.safeRelease(decision.ticket, 'error');
+      return this.onDirectorError(err);
+    }
+    this.ticket = { value: decision.ticket };
+    this.state = 'forwarded';
+    this.drain();
+  }
+
+  private onDirectorError(err: unknown): void {
+    if (this.state === 'closed') return;
+    this.settings.logger.warn('director failed', { requestId: this.requestId, error: err instanceof Error ? err.message : String(err) });
+    this.localReply(500, openAiErrorBody(500, 'the endpoint picker failed to route the request', 'server_error'), {}, 'kvroute_director_error');
+  }
+
+  /** Sends the routing answer in the shape the triggering message and body mode require. */
+  private forward(answer: AnswerTo, original: Buffer | undefined, d: Extract<RouteDecision, { kind: 'route' }>): void {
+    const replaced = d.body !== undefined && original !== undefined && !d.body.equals(original) ? d.body : undefined;
+    if (replaced && this.partialBody) {
+      throw new Error('cannot replace a partially buffered request body');
+    }
+    const setHeaders: Record<string, string> = {};
+    for (const [k, v] of Object.entries(d.setHeaders ?? {})) setHeaders[k.toLowerCase()] = v;
+    setHeaders[this.settings.destinationHeader] = d.endpoint;
+    // Envoy rejects a buffered body mutation whose Content-Length disagrees; in duplex mode the header answer goes out
+    // before the body, so it has to carry the new length.
+    if (replaced) setHeaders['content-length'] = String(replaced.length);
+    const common: CommonResponse = { header_mutation: headerMutation(setHeaders), clear_route_cache: true };
+    const metadata = destinationMetadata(this.settings.metadataNamespace, this.settings.destinationHeader, d.endpoint);
+
+    if (answer === 'headers') {
+      this.io.send(headersResponse('request', common, metadata));
+      return;
+    }
+    if (this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
+      this.io.send(headersResponse('request', common, metadata));
+      const out = replaced ?? original ?? Buffer.alloc(0);
+      const trailersFollow = answer === 'trailers';
+      // Headers followed directly by trailers had no body phase, so there is nothing to answer there.
+      if (this.bodyMessages > 0 || out.length > 0) {
+        const pieces = chunk(out, this.settings.maxChunkBytes);
+        pieces.forEach((p, i) => this.io.send(streamedBodyChunk('request', p, !trailersFollow && i === pieces.length - 1)));
+      }
+      if (trailersFollow) this.io.send(trailersResponse('request'));
+      return;
+    }
+    if (replaced) common.body_mutation = { body: replaced };
+    this.io.send(bodyResponse('request', common, metadata));
+  }
+
+  // -------------------------------------------------------------------------------------------------------------------
+  // Response side
+
+  private onResponseHeaders(h: HttpHeaders): void {
+    if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
+    this.responseStarted = true;
+    this.io.send(headersResponse('response'));
+    if (h.end_of_stream) {
+      this.responseDone();
+    } else {
+      this.state = 'response-body';
+    }
+  }
+
+  private onResponseBody(b: HttpBody): void {
+    if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_body in state ${this.state}`);
+    const eos = b.end_of_stream === true;
+    switch (this.responseBodyMode) {
+      case 'FULL_DUPLEX_STREAMED': {
+        const pieces = chunk(b.body ?? Buffer.alloc(0), this.settings.maxChunkBytes);
+        pieces.forEach((p, i) => this.io.send(streamedBodyChunk('response', p, eos && i === pieces.length - 1)));
+        break;
+      }
+      case 'STREAMED':
+      case 'BUFFERED':
+      case 'BUFFERED_PARTIAL':
+        this.io.send(bodyResponse('response'));
+        break;
+      case 'NONE':
+        throw new ProtocolError('response_body received although response_body_mode is NONE');
+    }
+    if (eos) this.responseDone();
+  }
+
+  private onResponseTrailers(): void {
+    if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_trailers in state ${this.state}`);
+    this.io.send(trailersResponse('response'));
+    this.responseDone();
+  }
+
+  private responseDone(): void {
+    this.state = 'response-done';
+    this.release('completed');
+  }
+
+  /**
+   * Envoy half-closed: it has nothing more to send on this stream. Envoy closes the same way whether the HTTP stream
+   * finished or was torn down (and a client reset also surfaces here as end-of-input), so a half-close only counts as
+   * completion where the end of the response can never be observed: response body mode NONE after the response
+   * headers. In every other mode the response's own end_of_stream has already released the ticket if it completed.
+   */
+  private onPeerDone(): void {
+    const unobservableEnd = this.responseStarted && this.responseBodyMode === 'NONE';
+    this.release(unobservableEnd ? 'completed' : 'cancelled');
+    this.finish();
+  }
+
+  // -------------------------------------------------------------------------------------------------------------------
+  // Endings
+
+  private localReply(status: number, body: string, headers: Readonly<Record<string, string>>, details: string): void {
+    const code = this.settings.isValidHttpStatus(status) ? status : 500;
+    this.io.send(immediateResponse(code, Buffer.from(body, 'utf8'), { ...headers, 'content-type': 'application/json' }, details));
+    // Envoy stops processing this request after an immediate response; upstream servers end the stream here too.
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeOutcome = 'cancelled';
+    this.release('cancelled');
+    this.cleanup();
+    try {
+      this.io.end();
+    } catch (err) {
+      this.settings.logger.debug('ending ext_proc stream failed', { error: String(err) });
+    }
+  }
+
+  private fail(code: GrpcStatus, details: string): void {
+    if (this.state === 'closed') return;
+    this.settings.logger.warn('ext_proc stream error', { requestId: this.requestId, code: GrpcStatus[code], details });
+    this.close('error');
+    try {
+      this.io.fail(code, details);
+    } catch (err) {
+      this.settings.logger.debug('failing ext_proc stream failed', { error: String(err) });
+    }
+  }
+
+  private close(outcome: ReleaseOutcome): void {
+    this.state = 'closed';
+    this.closeOutcome = outcome;
+    this.abort.abort();
+    if (this.ticket && !this.released) this.release(outcome);
+    this.cleanup();
+  }
+
+  private cleanup(): void {
+    this.queue.length = 0;
+    this.bodyParts = [];
+  }
+
+  private release(outcome: ReleaseOutcome): void {
+    if (!this.ticket || this.released) return;
+    this.released = true;
+    this.safeRelease(this.ticket.value, outcome);
+  }
+
+  private safeRelease(ticket: unknown, outcome: ReleaseOutcome): void {
+    try {
+      this.settings.director.release(ticket, outcome);
+    } catch (err) {
+      this.settings.logger.warn('director.release threw', { requestId: this.requestId, outcome, error: String(err) });
+    }
+  }
+}

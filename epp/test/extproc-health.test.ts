@@ -1,0 +1,155 @@
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as grpc from '@grpc/grpc-js';
+import { loadEnvoyApi } from '../src/envoy/protos';
+import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
+import { collectingLogger, FakeEnvoy, requestHeaders, TestDirector, until } from './extproc-harness';
+
+type HealthClient = grpc.Client & {
+  Check(req: { service: string }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+  Watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+};
+
+function healthClient(address: string): HealthClient {
+  const pkg = grpc.loadPackageDefinition(loadEnvoyApi().packageDefinition) as unknown as {
+    grpc: { health: { v1: { Health: new (addr: string, creds: grpc.ChannelCredentials) => HealthClient } } };
+  };
+  return new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
+}
+
+function check(client: HealthClient, service: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    client.Check({ service }, (err, res) => (err ? reject(err) : resolve(res?.status ?? '')));
+  });
+}
+
+describe('gRPC health', () => {
+  let server: ExtProcServer;
+  let onMain: HealthClient;
+  let onHealthPort: HealthClient;
+
+  beforeEach(async () => {
+    server = await startExtProcServer({ director: new TestDirector(), host: '127.0.0.1', port: 0, healthPort: 0, logger: collectingLogger() });
+    onMain = healthClient(`127.0.0.1:${server.port}`);
+    onHealthPort = healthClient(`127.0.0.1:${server.healthPort}`);
+  });
+
+  afterEach(async () => {
+    onMain.close();
+    onHealthPort.close();
+    await server.stop();
+  });
+
+  it('reports NOT_SERVING until told otherwise, for any service name, on both ports', async () => {
+    expect(server.healthPort).toBeGreaterThan(0);
+    expect(server.healthPort).not.toBe(server.port);
+    const names = ['', 'envoy.service.ext_proc.v3.ExternalProcessor', 'inference-extension', 'anything.else'];
+    for (const c of [onMain, onHealthPort]) {
+      for (const name of names) expect(await check(c, name)).toBe('NOT_SERVING');
+    }
+    server.setServing(true);
+    for (const c of [onMain, onHealthPort]) {
+      for (const name of names) expect(await check(c, name)).toBe('SERVING');
+    }
+    server.setServing(false);
+    expect(await check(onHealthPort, 'inference-extension')).toBe('NOT_SERVING');
+  });
+
+  it('streams status changes to Watch and forgets cancelled watchers', async () => {
+    const call = onHealthPort.Watch({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' });
+    call.on('error', () => undefined);
+    const seen: string[] = [];
+    const waiters: (() => void)[] = [];
+    call.on('data', (m: { status: string }) => {
+      seen.push(m.status);
+      waiters.shift()?.();
+    });
+    const nextUpdate = (): Promise<void> => new Promise((r) => waiters.push(r));
+
+    await nextUpdate();
+    expect(seen).toEqual(['NOT_SERVING']);
+    const serving = nextUpdate();
+    server.setServing(true);
+    await serving;
+    expect(seen).toEqual(['NOT_SERVING', 'SERVING']);
+    server.setServing(true); // no change, no message
+    const down = nextUpdate();
+    server.setServing(false);
+    await down;
+    expect(seen).toEqual(['NOT_SERVING', 'SERVING', 'NOT_SERVING']);
+
+    expect(server.health.watchers).toBe(1);
+    call.cancel();
+    await until(() => server.health.watchers === 0);
+  });
+});
+
+describe('TLS and shutdown', () => {
+  const hasOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  (hasOpenssl ? it : it.skip)('serves TLS from a cert dir on the ext_proc port, health stays plaintext on its own port', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-tls-'));
+    try {
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+        '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout', path.join(dir, 'tls.key'), '-out', path.join(dir, 'tls.crt'),
+      ], { stdio: 'ignore' });
+      const director = new TestDirector();
+      const server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, healthPort: 0, tlsCertDir: dir, logger: collectingLogger() });
+      const tlsEnvoy = new FakeEnvoy(`localhost:${server.port}`, grpc.credentials.createSsl(fs.readFileSync(path.join(dir, 'tls.crt'))));
+      const plainEnvoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
+      const health = healthClient(`127.0.0.1:${server.healthPort}`);
+      try {
+        const s = tlsEnvoy.open();
+        s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+        const msg = await s.next();
+        expect(msg.response).toBe('request_headers');
+        s.end();
+        expect((await s.status).code).toBe(grpc.status.OK);
+
+        const plain = plainEnvoy.open();
+        plain.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+        expect((await plain.status).code).toBe(grpc.status.UNAVAILABLE);
+
+        expect(await check(health, 'inference-extension')).toBe('NOT_SERVING');
+      } finally {
+        tlsEnvoy.close();
+        plainEnvoy.close();
+        health.close();
+        await server.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stop() reports NOT_SERVING and releases open requests as cancelled', async () => {
+    const director = new TestDirector();
+    const server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger: collectingLogger() });
+    const envoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
+    server.setServing(true);
+    try {
+      const s = envoy.open();
+      s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+      await s.next();
+      expect(server.activeStreams()).toBe(1);
+      await server.stop();
+      expect(server.health.status).toBe('NOT_SERVING');
+      await director.waitForReleases(1);
+      expect(director.releases.map((r) => r.outcome)).toEqual(['cancelled']);
+      expect((await s.status).code).not.toBe(grpc.status.OK);
+    } finally {
+      envoy.close();
+    }
+  });
+});

@@ -1,0 +1,461 @@
+import * as grpc from '@grpc/grpc-js';
+import { structToJson } from '../src/envoy/protos';
+import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
+import {
+  collectingLogger,
+  FakeEnvoy,
+  POST_HEADERS,
+  protocolConfig,
+  pseudoRandom,
+  readStreamedBody,
+  requestBody,
+  requestHeaders,
+  requestTrailers,
+  responseBody,
+  responseHeaders,
+  setHeaders,
+  TestDirector,
+  until,
+  type EnvoyStream,
+  type Json,
+} from './extproc-harness';
+
+const MAX_CHUNK = 62_000;
+
+let director: TestDirector;
+let server: ExtProcServer;
+let envoy: FakeEnvoy;
+let logger: ReturnType<typeof collectingLogger>;
+
+beforeEach(async () => {
+  director = new TestDirector();
+  logger = collectingLogger();
+  server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger });
+  envoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
+});
+
+afterEach(async () => {
+  envoy.close();
+  await server.stop();
+});
+
+function split(body: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < body.length; i += size) out.push(body.subarray(i, i + size));
+  return out;
+}
+
+/** Response phase shared by several tests: headers → CONTINUE, one body chunk echoed, end. */
+async function finishWithJsonResponse(s: EnvoyStream, body = '{"ok":true}'): Promise<void> {
+  s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+  const rh = await s.next();
+  expect(rh.response).toBe('response_headers');
+  expect(rh.response_headers.response).toEqual(expect.objectContaining({ status: 'CONTINUE', header_mutation: null, body_mutation: null }));
+  s.send(responseBody(body, true));
+  const echoed = await readStreamedBody(s, 'response_body');
+  expect(Buffer.concat(echoed.chunks).toString()).toBe(body);
+}
+
+function expectRouted(msg: Json, endpoint: string): void {
+  expect(msg.response).toBe('request_headers');
+  const common = msg.request_headers.response;
+  expect(common.status).toBe('CONTINUE');
+  expect(common.clear_route_cache).toBe(true);
+  expect(setHeaders(common.header_mutation)).toEqual(expect.objectContaining({
+    'x-gateway-destination-endpoint': endpoint, 'x-picked-by': 'test',
+  }));
+  for (const h of common.header_mutation.set_headers) expect(h.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
+  expect(structToJson(msg.dynamic_metadata)).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': endpoint } });
+}
+
+describe('FULL_DUPLEX_STREAMED request body', () => {
+  it('routes after the whole body and returns a >1 MB body in ≤62,000-byte chunks, byte-identical and in order', async () => {
+    const body = pseudoRandom(1_300_007);
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'content-length': String(body.length) }, false,
+      protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED')));
+    const parts = split(body, 16_384);
+    parts.forEach((p, i) => s.send(requestBody(p, i === parts.length - 1)));
+
+    const routed = await s.next();
+    expectRouted(routed, '10.0.0.1:8000');
+    // An unmodified body leaves Content-Length alone.
+    expect(Object.keys(setHeaders(routed.request_headers.response.header_mutation)).sort())
+      .toEqual(['x-gateway-destination-endpoint', 'x-picked-by']);
+    const { chunks, eos } = await readStreamedBody(s, 'request_body');
+    expect(chunks.length).toBe(Math.ceil(body.length / MAX_CHUNK));
+    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(MAX_CHUNK);
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    expect(eos.slice(0, -1).every((e) => !e)).toBe(true);
+    expect(eos[eos.length - 1]).toBe(true);
+
+    const req = director.requests[0];
+    expect(req.requestId).toBe('req-1');
+    expect(req.headers.get(':path')).toBe('/v1/completions');
+    expect(req.body?.equals(body)).toBe(true);
+    expect(req.bodyWithheld).toBeUndefined();
+
+    expect(director.releases).toEqual([]);
+    await finishWithJsonResponse(s);
+    expect(director.releases).toEqual([{ ticket: { id: 1, endpoint: '10.0.0.1:8000' }, outcome: 'completed' }]);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+    expect(director.releases).toHaveLength(1);
+  });
+
+  it('uses FULL_DUPLEX_STREAMED by default when Envoy sends no protocol_config', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false));
+    s.send(requestBody('{"model":"m",', false));
+    s.send(requestBody('"prompt":"hi"}', true));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    const { chunks, eos } = await readStreamedBody(s, 'request_body');
+    expect(Buffer.concat(chunks).toString()).toBe('{"model":"m","prompt":"hi"}');
+    expect(eos).toEqual([true]);
+    s.end();
+    await s.status;
+  });
+
+  it('sends a replaced body with a matching Content-Length', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'rewrite', 'content-length': '200000' }, false));
+    const body = pseudoRandom(200_000, 7);
+    s.send(requestBody(body.subarray(0, 100_000), false));
+    s.send(requestBody(body.subarray(100_000), true));
+    const headers = await s.next();
+    expectRouted(headers, '10.0.0.1:8000');
+    const replacement = `{"rewritten":${body.length}}`;
+    expect(setHeaders(headers.request_headers.response.header_mutation)['content-length']).toBe(String(replacement.length));
+    const { chunks, eos } = await readStreamedBody(s, 'request_body');
+    expect(Buffer.concat(chunks).toString()).toBe(replacement);
+    expect(eos).toEqual([true]);
+    s.end();
+    await s.status;
+  });
+
+  it('routes when trailers arrive and answers them after the body', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false));
+    s.send(requestBody('abc', false));
+    s.send(requestBody('def', false));
+    s.send(requestTrailers({ 'x-checksum': '1' }));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    const body = await readStreamedBody(s, 'request_body', 1);
+    expect(body).toEqual({ chunks: [Buffer.from('abcdef')], eos: [false] });
+    const trailers = await s.next();
+    expect(trailers.response).toBe('request_trailers');
+    expect(director.requests[0].body?.toString()).toBe('abcdef');
+    await finishWithJsonResponse(s);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    await s.status;
+  });
+});
+
+describe('BUFFERED request body', () => {
+  it('answers the headers with CONTINUE at once and puts the mutations in the BodyResponse (mode from protocol_config)', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('BUFFERED', 'BUFFERED')));
+    // Envoy waits for this answer before it sends the buffered body.
+    const first = await s.next();
+    expect(first.response).toBe('request_headers');
+    expect(first.request_headers.response).toEqual(expect.objectContaining({ status: 'CONTINUE', header_mutation: null, clear_route_cache: false }));
+    expect(first.dynamic_metadata).toBeNull();
+    expect(director.requests).toHaveLength(0);
+
+    s.send(requestBody('{"model":"m","prompt":"p"}', true));
+    const answer = await s.next();
+    expect(answer.response).toBe('request_body');
+    const common = answer.request_body.response;
+    expect(common.clear_route_cache).toBe(true);
+    expect(setHeaders(common.header_mutation)).toEqual({ 'x-gateway-destination-endpoint': '10.0.0.1:8000', 'x-picked-by': 'test' });
+    expect(common.body_mutation).toBeNull();
+    expect(structToJson(answer.dynamic_metadata)).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': '10.0.0.1:8000' } });
+
+    s.send(responseHeaders({ ':status': '200' }, false));
+    expect((await s.next()).response).toBe('response_headers');
+    s.send(responseBody('{"choices":[]}', true));
+    const rb = await s.next();
+    expect(rb.response).toBe('response_body');
+    expect(rb.response_body.response).toEqual(expect.objectContaining({ status: 'CONTINUE', body_mutation: null }));
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+  });
+
+  it('replaces a buffered body with body_mutation.body and a matching Content-Length', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'rewrite' }, false, protocolConfig('BUFFERED', 'NONE')));
+    await s.next();
+    s.send(requestBody('{"model":"m","prompt":"long"}', true));
+    const common = (await s.next()).request_body.response;
+    const replacement = '{"rewritten":29}';
+    expect(common.body_mutation.body.toString()).toBe(replacement);
+    expect(setHeaders(common.header_mutation)['content-length']).toBe(String(replacement.length));
+    s.send(responseHeaders({ ':status': '200' }, false));
+    expect((await s.next()).response).toBe('response_headers');
+    // Response body mode NONE: Envoy sends no body; its half-close ends the request.
+    expect(director.releases).toEqual([]);
+    s.end();
+    await s.status;
+    await director.waitForReleases(1);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+  });
+
+  it('takes BUFFERED from the server default when Envoy sends no protocol_config', async () => {
+    const other = await startExtProcServer({
+      director, host: '127.0.0.1', port: 0, logger, defaultRequestBodyMode: 'BUFFERED', defaultResponseBodyMode: 'STREAMED',
+    });
+    const client = new FakeEnvoy(`127.0.0.1:${other.port}`);
+    try {
+      const s = client.open();
+      s.send(requestHeaders(POST_HEADERS, false));
+      expect((await s.next()).request_headers.response.header_mutation).toBeNull();
+      s.send(requestBody('{}', true));
+      expect(setHeaders((await s.next()).request_body.response.header_mutation)['x-gateway-destination-endpoint']).toBe('10.0.0.1:8000');
+      s.send(responseHeaders({ ':status': '200' }, false));
+      await s.next();
+      // STREAMED response: one CONTINUE BodyResponse per chunk.
+      s.send(responseBody('a', false));
+      s.send(responseBody('b', true));
+      expect((await s.next()).response_body.response.status).toBe('CONTINUE');
+      expect((await s.next()).response_body.response.status).toBe('CONTINUE');
+      expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+      s.end();
+      await s.status;
+    } finally {
+      client.close();
+      await other.stop();
+    }
+  });
+});
+
+describe('STREAMED request body', () => {
+  it('routes on headers alone (bodyWithheld) and lets the chunks through with CONTINUE', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('STREAMED', 'FULL_DUPLEX_STREAMED')));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    expect(director.requests[0].body).toBeUndefined();
+    expect(director.requests[0].bodyWithheld).toBe(true);
+    s.send(requestBody('{"a":', false));
+    s.send(requestBody('1}', true));
+    for (let i = 0; i < 2; i++) {
+      const m = await s.next();
+      expect(m.response).toBe('request_body');
+      expect(m.request_body.response).toEqual(expect.objectContaining({ status: 'CONTINUE', body_mutation: null }));
+    }
+    await finishWithJsonResponse(s);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    await s.status;
+  });
+});
+
+describe('routing outcomes', () => {
+  it('routes a bodyless request at once', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models', 'x-request-id': 'models-1' }, true));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    expect(director.requests[0].body).toBeUndefined();
+    expect(director.requests[0].requestId).toBe('models-1');
+    s.send(responseHeaders({ ':status': '204' }, true));
+    expect((await s.next()).response).toBe('response_headers');
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    await s.status;
+  });
+
+  it('turns a reject into an ImmediateResponse with the status and JSON body', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'reject' }, false));
+    s.send(requestBody('{"model":"m"}', true));
+    const msg = await s.next();
+    expect(msg.response).toBe('immediate_response');
+    const ir = msg.immediate_response;
+    expect(ir.status.code).toBe('TooManyRequests');
+    expect(setHeaders(ir.headers)).toEqual({ 'content-type': 'application/json' });
+    expect(JSON.parse(ir.body.toString())).toEqual({
+      error: { message: 'too many requests for the pool', type: 'rate_limit_error', code: 429 },
+    });
+    expect((await s.status).code).toBe(grpc.status.OK);
+    expect(director.releases).toEqual([]);
+  });
+
+  it('answers 500 with an OpenAI-style error when the director throws', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'throw' }, true));
+    const ir = (await s.next()).immediate_response;
+    expect(ir.status.code).toBe('InternalServerError');
+    expect(setHeaders(ir.headers)['content-type']).toBe('application/json');
+    const err = JSON.parse(ir.body.toString()).error;
+    expect(err).toEqual({ message: expect.any(String), type: 'server_error', code: 500 });
+    expect((await s.status).code).toBe(grpc.status.OK);
+    expect(logger.warnings.some((w) => w.includes('scheduler exploded'))).toBe(true);
+  });
+
+  it('passes header values sent in `value`, and the request metadata, to the director', async () => {
+    const s = envoy.open();
+    s.send({
+      request_headers: { headers: { headers: [{ key: ':path', value: '/v1/chat/completions' }, { key: 'x-multi', value: 'a' }, { key: 'x-multi', raw_value: Buffer.from('b') }] }, end_of_stream: true },
+      metadata_context: { filter_metadata: { 'envoy.lb': { fields: { 'x-gateway-destination-endpoint-subset': { listValue: { values: [{ stringValue: '10.0.0.2:8000' }] } } } } } },
+    });
+    await s.next();
+    const req = director.requests[0];
+    expect(req.headers.get(':path')).toBe('/v1/chat/completions');
+    expect(req.headers.get('x-multi')).toBe('a,b');
+    expect(req.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(req.filterMetadata).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint-subset': ['10.0.0.2:8000'] } });
+    s.end();
+    await s.status;
+  });
+});
+
+describe('response phase', () => {
+  it('passes SSE chunks through unchanged and releases once, at the end of the stream', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false));
+    s.send(requestBody('{"model":"m","prompt":"p","stream":true}', true));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    await readStreamedBody(s, 'request_body');
+
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
+    const rh = await s.next();
+    expect(rh.response_headers.response.header_mutation).toBeNull();
+    const events = [
+      'data: {"choices":[{"text":"Hel"}]}\n\n',
+      'data: {"choices":[{"text":"lo"}]}\n\n',
+      'data: {"usage":{"prompt_tokens":3}}\n\ndata: [DONE]\n\n',
+    ];
+    for (let i = 0; i < events.length; i++) {
+      const last = i === events.length - 1;
+      s.send(responseBody(events[i], last));
+      const echo = await readStreamedBody(s, 'response_body', 1);
+      expect(echo.chunks[0].toString()).toBe(events[i]);
+      expect(echo.eos).toEqual([last]);
+      expect(director.releases).toHaveLength(last ? 1 : 0);
+    }
+    expect(director.releases[0].outcome).toBe('completed');
+    s.end();
+    await s.status;
+    expect(director.releases).toHaveLength(1);
+  });
+
+  it('splits an oversized response chunk without changing its bytes', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+    await s.next();
+    s.send(responseHeaders({ ':status': '200' }, false));
+    await s.next();
+    const big = pseudoRandom(150_000, 3);
+    s.send(responseBody(big, true));
+    const { chunks, eos } = await readStreamedBody(s, 'response_body');
+    expect(chunks.map((c) => c.length)).toEqual([62_000, 62_000, 26_000]);
+    expect(Buffer.concat(chunks).equals(big)).toBe(true);
+    expect(eos).toEqual([false, false, true]);
+    s.end();
+    await s.status;
+  });
+});
+
+describe('cancellation', () => {
+  it('aborts a pending route and releases a late decision once as cancelled', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'hang' }, true));
+    await director.waitForRequests(1);
+    const signal = director.signals[0];
+    expect(signal.aborted).toBe(false);
+    s.cancel();
+    expect((await s.status).code).toBe(grpc.status.CANCELLED);
+    await director.waitForReleases(1);
+    expect(signal.aborted).toBe(true);
+    expect(director.releases).toEqual([{ ticket: expect.objectContaining({ id: 1 }), outcome: 'cancelled' }]);
+    await until(() => server.activeStreams() === 0);
+    expect(director.releases).toHaveLength(1);
+  });
+
+  it('releases an in-flight request once as cancelled when the stream is cancelled mid-response', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, true));
+    await s.next();
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
+    await s.next();
+    s.send(responseBody('data: {}\n\n', false));
+    await s.next();
+    s.cancel();
+    await director.waitForReleases(1);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['cancelled']);
+    await until(() => server.activeStreams() === 0);
+    expect(director.releases).toHaveLength(1);
+  });
+});
+
+describe('malformed and unexpected messages', () => {
+  async function expectInvalid(s: EnvoyStream, detail: RegExp): Promise<void> {
+    const st = await s.status;
+    expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(st.details).toMatch(detail);
+  }
+
+  it('fails a stream that sends garbage bytes and keeps serving the next one', async () => {
+    const bad = envoy.open();
+    // Field 2 (request_headers), length 64, then only one byte.
+    bad.sendRaw(Buffer.from([0x12, 0x40, 0x01]));
+    await expectInvalid(bad, /malformed ProcessingRequest/);
+
+    const good = envoy.open();
+    good.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+    expectRouted(await good.next(), '10.0.0.1:8000');
+    good.end();
+    expect((await good.status).code).toBe(grpc.status.OK);
+    await until(() => server.activeStreams() === 0);
+  });
+
+  it('rejects a body before the headers', async () => {
+    const s = envoy.open();
+    s.send(requestBody('{}', true));
+    await expectInvalid(s, /unexpected request_body in state request-headers/);
+  });
+
+  it('rejects a message with no oneof member', async () => {
+    const s = envoy.open();
+    s.send({ observability_mode: false });
+    await expectInvalid(s, /no request member/);
+  });
+
+  it('rejects a second request headers message and releases the routed request as an error', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+    await s.next();
+    s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+    await expectInvalid(s, /unexpected request_headers/);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['error']);
+    await until(() => server.activeStreams() === 0);
+  });
+
+  it('rejects response messages before the request was routed', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false));
+    s.send(responseHeaders({ ':status': '200' }, true));
+    await expectInvalid(s, /unexpected response_headers in state request-body/);
+    expect(director.requests).toHaveLength(0);
+  });
+
+  it('answers 413 when the request body exceeds the limit', async () => {
+    const small = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger, maxRequestBodyBytes: 1000 });
+    const client = new FakeEnvoy(`127.0.0.1:${small.port}`);
+    try {
+      const s = client.open();
+      s.send(requestHeaders(POST_HEADERS, false));
+      s.send(requestBody(pseudoRandom(600), false));
+      s.send(requestBody(pseudoRandom(600), true));
+      const ir = (await s.next()).immediate_response;
+      expect(ir.status.code).toBe('PayloadTooLarge');
+      expect(JSON.parse(ir.body.toString()).error.code).toBe(413);
+      expect((await s.status).code).toBe(grpc.status.OK);
+      expect(director.requests).toHaveLength(0);
+    } finally {
+      client.close();
+      await small.stop();
+    }
+  });
+});
