@@ -1,0 +1,356 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { endpointKey } from './endpoint-key';
+import {
+  DEFAULT_REFRESH_INTERVAL_MS,
+  DEFAULT_SCRAPE_TIMEOUT_MS,
+  MetricsScraper,
+  metricsUrl,
+  type ScrapeStatus,
+} from './scraper';
+import { EMPTY_METRICS, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
+import type { VllmMetricNames } from './vllm-metrics';
+
+export interface DatastoreOptions {
+  /** Per-endpoint scrape cadence (`-refreshMetricsInterval`). Default 50 ms. */
+  readonly refreshIntervalMs?: number;
+  /** Per-scrape timeout. Default 1000 ms. */
+  readonly scrapeTimeoutMs?: number;
+  /** Scrape this port instead of the endpoint's own (`-modelServerMetricsPort`; 0 or unset = the endpoint port). */
+  readonly metricsPort?: number;
+  /** Default `/metrics`. */
+  readonly metricsPath?: string;
+  /** Default `http`. */
+  readonly metricsScheme?: 'http' | 'https';
+  /** For `https` scraping: skip certificate checks (upstream's default, since pods serve self-signed certs). Default true. */
+  readonly metricsInsecureSkipVerify?: boolean;
+  readonly metricNames?: VllmMetricNames;
+  /** Count only series of this `model_name`. */
+  readonly modelName?: string;
+  /**
+   * false: no scrapers run and metrics change only through setMetrics(), for simulators and tests that drive the
+   * signals themselves. Default true.
+   */
+  readonly scrape?: boolean;
+  /** Where exceptions thrown by event listeners go; they never propagate into discovery. Default process.emitWarning. */
+  readonly onListenerError?: (err: unknown, event: keyof DatastoreEvents) => void;
+}
+
+export interface DatastoreEvents {
+  /** A new endpoint (a new key, or a different pod now at a known key). */
+  endpointAdded: [endpoint: Endpoint];
+  /** An endpoint left: drop every per-endpoint state (prefix index entries, session pins). */
+  endpointRemoved: [endpoint: Endpoint];
+  /** The pool became synced (health may serve) or stopped being so. */
+  poolSyncChanged: [synced: boolean];
+}
+
+type Listener<E extends keyof DatastoreEvents> = (...args: DatastoreEvents[E]) => void;
+
+/** Pool-level gauges (`inference_pool_*`). */
+export interface PoolStats {
+  /** Endpoints in the pool (all discovered endpoints are Ready pods). */
+  readonly readyEndpoints: number;
+  /** Endpoints scraped successfully at least once; the averages are over these. */
+  readonly scrapedEndpoints: number;
+  /** 0 when no endpoint has been scraped. */
+  readonly averageKvCacheUsage: number;
+  readonly averageWaitingQueue: number;
+  readonly averageRunningQueue: number;
+}
+
+interface EndpointRecord {
+  endpoint: Endpoint;
+  metrics: EndpointMetrics;
+  scraper?: MetricsScraper;
+}
+
+/**
+ * The pool as the EPP knows it: endpoints by `address:port`, what their `/metrics` last said, and how many requests the
+ * EPP itself has in flight to each. Discovery writes endpoints; scrapers write metrics; request control counts; the
+ * scheduler reads one snapshot per request.
+ */
+export class Datastore {
+  private readonly records = new Map<string, EndpointRecord>();
+  /**
+   * Kept apart from the records: a response that ends after its pod left must not drive a later pod at the same
+   * address negative, and a pod that comes back while requests to it are still running still has them.
+   */
+  private readonly inFlight = new Map<string, number>();
+  private readonly listeners: { [E in keyof DatastoreEvents]: Set<Listener<E>> } = {
+    endpointAdded: new Set(),
+    endpointRemoved: new Set(),
+    poolSyncChanged: new Set(),
+  };
+  private readonly agent: http.Agent | undefined;
+  private synced = false;
+  private stopped = false;
+  private readonly pendingStops = new Set<Promise<void>>();
+
+  constructor(private readonly options: DatastoreOptions = {}) {
+    if (options.metricsPort !== undefined && options.metricsPort !== 0 && !isPort(options.metricsPort)) {
+      throw new Error(`metricsPort must be 1-65535, got ${options.metricsPort}`);
+    }
+    if (options.scrape ?? true) {
+      this.agent =
+        options.metricsScheme === 'https'
+          ? new https.Agent({ keepAlive: true, rejectUnauthorized: !(options.metricsInsecureSkipVerify ?? true) })
+          : new http.Agent({ keepAlive: true });
+    }
+  }
+
+  // ---- events ----
+
+  on<E extends keyof DatastoreEvents>(event: E, listener: Listener<E>): this {
+    this.listeners[event].add(listener);
+    return this;
+  }
+
+  off<E extends keyof DatastoreEvents>(event: E, listener: Listener<E>): this {
+    this.listeners[event].delete(listener);
+    return this;
+  }
+
+  private emit<E extends keyof DatastoreEvents>(event: E, ...args: DatastoreEvents[E]): void {
+    for (const l of [...this.listeners[event]]) {
+      try {
+        l(...args);
+      } catch (err) {
+        (this.options.onListenerError ?? defaultListenerError)(err, event);
+      }
+    }
+  }
+
+  // ---- endpoints (written by discovery) ----
+
+  /**
+   * Adds an endpoint or refreshes one. Returns true when it counts as added: a new key, or a different pod (name or
+   * namespace) at a known key, which is announced as removal plus addition since its caches are not the old pod's.
+   */
+  upsertEndpoint(endpoint: Endpoint): boolean {
+    this.assertOpen();
+    const ep = freezeEndpoint(endpoint);
+    const existing = this.records.get(ep.key);
+    if (existing) {
+      if (existing.endpoint.name === ep.name && existing.endpoint.namespace === ep.namespace) {
+        existing.endpoint = ep;
+        return false;
+      }
+      this.removeEndpoint(ep.key);
+    }
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS };
+    this.records.set(ep.key, rec);
+    if (this.agent) {
+      const scraper = new MetricsScraper(
+        metricsUrl(ep.address, this.options.metricsPort || ep.port, {
+          scheme: this.options.metricsScheme,
+          path: this.options.metricsPath,
+        }),
+        {
+          intervalMs: this.options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS,
+          timeoutMs: this.options.scrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
+          agent: this.agent,
+          names: this.options.metricNames,
+          modelName: this.options.modelName,
+          onUpdate: (m) => {
+            if (this.records.get(ep.key) === rec) rec.metrics = m;
+          },
+        },
+      );
+      rec.scraper = scraper;
+      scraper.start();
+    }
+    this.emit('endpointAdded', ep);
+    return true;
+  }
+
+  /** Removes an endpoint and stops its scraper. Returns false when the key was unknown. */
+  removeEndpoint(key: string): boolean {
+    const rec = this.records.get(key);
+    if (!rec) return false;
+    this.records.delete(key);
+    if (rec.scraper) this.track(rec.scraper.stop());
+    this.emit('endpointRemoved', rec.endpoint);
+    return true;
+  }
+
+  /** Makes the endpoint set exactly `endpoints` (a discovery resync). */
+  replaceEndpoints(endpoints: Iterable<Endpoint>): { added: string[]; removed: string[] } {
+    this.assertOpen();
+    const desired = new Map<string, Endpoint>();
+    for (const ep of endpoints) desired.set(ep.key, ep);
+    const removed: string[] = [];
+    const added: string[] = [];
+    for (const key of [...this.records.keys()]) {
+      if (!desired.has(key)) {
+        this.removeEndpoint(key);
+        removed.push(key);
+      }
+    }
+    for (const ep of desired.values()) if (this.upsertEndpoint(ep)) added.push(ep.key);
+    return { added, removed };
+  }
+
+  clear(): void {
+    for (const key of [...this.records.keys()]) this.removeEndpoint(key);
+  }
+
+  has(key: string): boolean {
+    return this.records.has(key);
+  }
+
+  get(key: string): Endpoint | undefined {
+    return this.records.get(key)?.endpoint;
+  }
+
+  endpoints(): Endpoint[] {
+    return [...this.records.values()].map((r) => r.endpoint);
+  }
+
+  /** Endpoints in the pool; every discovered endpoint is a Ready pod. */
+  get readyCount(): number {
+    return this.records.size;
+  }
+
+  // ---- metrics (written by scrapers) ----
+
+  metrics(key: string): EndpointMetrics | undefined {
+    return this.records.get(key)?.metrics;
+  }
+
+  scrapeStatus(key: string): ScrapeStatus | undefined {
+    return this.records.get(key)?.scraper?.status;
+  }
+
+  /**
+   * Overwrites an endpoint's metrics (fields not given are kept). Meant for `scrape: false` stores; with scrapers
+   * running the next scrape overwrites it.
+   */
+  setMetrics(key: string, metrics: Partial<EndpointMetrics>): void {
+    const rec = this.records.get(key);
+    if (!rec) throw new Error(`unknown endpoint ${key}`);
+    rec.metrics = Object.freeze({ ...rec.metrics, ...metrics });
+  }
+
+  // ---- in-flight requests (written by request control) ----
+
+  /** Counts a request routed to `key` until release(key). */
+  acquire(key: string): void {
+    this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+  }
+
+  /** Ends a request counted by acquire(key). Extra releases are ignored. */
+  release(key: string): void {
+    const n = this.inFlight.get(key) ?? 0;
+    if (n <= 1) this.inFlight.delete(key);
+    else this.inFlight.set(key, n - 1);
+  }
+
+  activeRequests(key: string): number {
+    return this.inFlight.get(key) ?? 0;
+  }
+
+  // ---- reads for scheduling and metrics ----
+
+  /**
+   * One frozen record per endpoint, for one scheduling cycle. Endpoint and metrics objects are immutable and replaced
+   * (never mutated) on change, so sharing them is safe; later updates do not show through.
+   */
+  snapshot(): EndpointSnapshot[] {
+    const out: EndpointSnapshot[] = [];
+    for (const [key, rec] of this.records) {
+      out.push(Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(key) ?? 0 }));
+    }
+    return out;
+  }
+
+  poolStats(): PoolStats {
+    let scraped = 0;
+    let kv = 0;
+    let waiting = 0;
+    let running = 0;
+    for (const rec of this.records.values()) {
+      // A pod never scraped has no readings, not zero load; counting it would drag the averages down.
+      if (rec.metrics.updateTime === 0) continue;
+      scraped++;
+      kv += rec.metrics.kvCacheUsagePercent;
+      waiting += rec.metrics.waitingQueueSize;
+      running += rec.metrics.runningQueueSize;
+    }
+    const avg = (x: number): number => (scraped === 0 ? 0 : x / scraped);
+    return {
+      readyEndpoints: this.records.size,
+      scrapedEndpoints: scraped,
+      averageKvCacheUsage: avg(kv),
+      averageWaitingQueue: avg(waiting),
+      averageRunningQueue: avg(running),
+    };
+  }
+
+  // ---- pool sync (written by discovery, read by health) ----
+
+  get poolSynced(): boolean {
+    return this.synced;
+  }
+
+  setPoolSynced(synced: boolean): void {
+    if (this.synced === synced) return;
+    this.synced = synced;
+    this.emit('poolSyncChanged', synced);
+  }
+
+  /** Stops every scraper and closes kept-alive connections. Endpoints stay readable; no removal events are sent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const rec of this.records.values()) if (rec.scraper) this.track(rec.scraper.stop());
+    while (this.pendingStops.size > 0) await Promise.all([...this.pendingStops]);
+    this.agent?.destroy();
+  }
+
+  private track(p: Promise<void>): void {
+    this.pendingStops.add(p);
+    void p.finally(() => this.pendingStops.delete(p));
+  }
+
+  private assertOpen(): void {
+    if (this.stopped) throw new Error('datastore is stopped');
+  }
+}
+
+/** Age of an endpoint's metrics in ms; Infinity when it was never scraped. */
+export function metricsAgeMs(metrics: EndpointMetrics, now: number = Date.now()): number {
+  return metrics.updateTime === 0 ? Infinity : Math.max(0, now - metrics.updateTime);
+}
+
+/**
+ * Whether an endpoint's metrics are recent enough to route on (upstream's saturation detector uses 200 ms). A pod
+ * whose scrapes keep failing stops passing once its last success is older than the threshold, and passes again on
+ * its next good scrape; a pod never scraped does not pass.
+ */
+export function metricsFresh(metrics: EndpointMetrics, stalenessMs: number, now: number = Date.now()): boolean {
+  return metricsAgeMs(metrics, now) <= stalenessMs;
+}
+
+function freezeEndpoint(ep: Endpoint): Endpoint {
+  if (typeof ep.address !== 'string' || ep.address === '') throw new Error('endpoint address is empty');
+  if (!isPort(ep.port)) throw new Error(`endpoint ${ep.address} has invalid port ${ep.port}`);
+  const key = endpointKey(ep.address, ep.port);
+  if (ep.key !== key) throw new Error(`endpoint key "${ep.key}" does not match its address and port (expected "${key}")`);
+  if (Object.isFrozen(ep) && Object.isFrozen(ep.labels)) return ep;
+  return Object.freeze({
+    key,
+    name: ep.name,
+    namespace: ep.namespace,
+    address: ep.address,
+    port: ep.port,
+    labels: Object.freeze({ ...ep.labels }),
+  });
+}
+
+function isPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+function defaultListenerError(err: unknown, event: string): void {
+  process.emitWarning(`datastore ${event} listener threw: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+}

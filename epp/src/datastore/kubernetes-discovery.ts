@@ -1,0 +1,612 @@
+import type * as K8s from '@kubernetes/client-node';
+import type { Datastore } from './datastore';
+import {
+  POOL_API_VERSIONS,
+  PoolSpecError,
+  labelSelectorString,
+  parseInferencePool,
+  podEndpoint,
+  splitApiVersion,
+  type PodLike,
+  type PoolApiVersion,
+  type PoolSpec,
+} from './inference-pool';
+import { loadKubernetesClient } from './k8s-client';
+import type { Discovery } from './static-discovery';
+import type { Endpoint } from './types';
+
+/** Where the API server and credentials come from. */
+export type KubeConfigSource =
+  /** `$KUBECONFIG`, then `~/.kube/config`, then the in-cluster service account (client-node's loadFromDefault). */
+  | { readonly kind: 'default' }
+  /** The pod's service account only. */
+  | { readonly kind: 'in-cluster' }
+  | { readonly kind: 'file'; readonly path: string; readonly context?: string }
+  /** A kubeconfig as an object (`clusters`, `users`, `contexts`, `currentContext`), for KubeConfig.loadFromOptions. */
+  | { readonly kind: 'options'; readonly options: Readonly<Record<string, unknown>> };
+
+export interface KubernetesDiscoveryOptions {
+  readonly poolName: string;
+  /** Default `default`. */
+  readonly poolNamespace?: string;
+  /** Read the pool only as this version. Default: try v1, then v1alpha2. */
+  readonly poolApiVersion?: PoolApiVersion;
+  readonly kubeConfig?: KubeConfigSource;
+  /** Retry delays after API errors: doubling from initialMs up to maxMs, with ±20% jitter. Default 500 ms .. 30 s. */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Asked of the API server for each watch, which then ends it and discovery re-lists or resumes. Default 300. */
+  readonly watchTimeoutSeconds?: number;
+  /** Progress and error lines; default none. */
+  readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+type DiscoveryEvent = 'synced' | 'unsynced' | 'error';
+
+interface WatchHandle {
+  /** Resolves when the stream ends: null on a clean close, the error otherwise. */
+  readonly done: Promise<unknown>;
+  cancel(): void;
+}
+
+const GONE = 410;
+/** A watch the server ends cleanly sooner than this is retried after a backoff rather than at once. */
+const QUICK_CLOSE_MS = 1000;
+const MISSING_POOL_POLL_MS = 5000;
+const NOT_FOUND = 404;
+
+/**
+ * Follows one InferencePool and the Ready pods its selector picks, keeping the datastore's endpoint set equal to
+ * `{podIP:targetPort}` of those pods.
+ *
+ * Two loops run side by side. The pool loop reads the pool (either API version), applies its selector and port, and
+ * watches it; a change of selector or port restarts the pod loop, which re-lists (a full resync) and replaces the
+ * endpoint set. The pod loop lists the matching pods, then watches from the list's resourceVersion; a watch that the
+ * server ends cleanly is resumed from the last version seen, a 410 Gone or any error leads to a fresh list after a
+ * backoff. The pool counts as synced once it exists and one pod list under its current spec has been applied; it
+ * stays synced through later watch errors (the last known endpoints keep serving) and stops being so when the pool is
+ * missing or deleted, which also empties the endpoint set.
+ */
+export class KubernetesDiscovery implements Discovery {
+  private readonly poolName: string;
+  private readonly namespace: string;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly watchTimeoutSeconds: number;
+  private core: K8s.CoreV1Api | undefined;
+  private custom: K8s.CustomObjectsApi | undefined;
+  private watcher: K8s.Watch | undefined;
+
+  private running = false;
+  private stopped = false;
+  private isSynced = false;
+  private error: Error | undefined;
+  private pool: PoolSpec | undefined;
+  /** Bumped whenever the pod loop must restart (pool spec change, pool gone, stop). */
+  private podGeneration = 0;
+  private podsListedGeneration = -1;
+  /** Pod name → the endpoint key it currently contributes. */
+  private readonly podKeys = new Map<string, string>();
+  private readonly cancels = new Set<() => void>();
+  private readonly loops = new Set<Promise<void>>();
+  private readonly listeners: Record<DiscoveryEvent, Set<(arg?: unknown) => void>> = {
+    synced: new Set(),
+    unsynced: new Set(),
+    error: new Set(),
+  };
+
+  constructor(private readonly datastore: Datastore, private readonly options: KubernetesDiscoveryOptions) {
+    if (!options.poolName) throw new Error('poolName is required');
+    this.poolName = options.poolName;
+    this.namespace = options.poolNamespace || 'default';
+    this.initialBackoffMs = options.backoff?.initialMs ?? 500;
+    this.maxBackoffMs = Math.max(this.initialBackoffMs, options.backoff?.maxMs ?? 30_000);
+    this.watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
+  }
+
+  get synced(): boolean {
+    return this.isSynced;
+  }
+
+  get lastError(): Error | undefined {
+    return this.error;
+  }
+
+  /** The pool spec in force, once the pool has been read. */
+  get currentPool(): PoolSpec | undefined {
+    return this.pool;
+  }
+
+  on(event: 'synced' | 'unsynced', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: DiscoveryEvent, listener: (err: Error) => void): this {
+    this.listeners[event].add(listener as (arg?: unknown) => void);
+    return this;
+  }
+
+  off(event: DiscoveryEvent, listener: (err: Error) => void): this {
+    this.listeners[event].delete(listener as (arg?: unknown) => void);
+    return this;
+  }
+
+  /** Loads the client and kubeconfig (rejecting if either is unusable) and starts following the pool. */
+  async start(): Promise<void> {
+    if (this.running || this.stopped) throw new Error('KubernetesDiscovery can be started once');
+    const k8s = await loadKubernetesClient();
+    const kc = new k8s.KubeConfig();
+    const src = this.options.kubeConfig ?? { kind: 'default' };
+    switch (src.kind) {
+      case 'default':
+        kc.loadFromDefault();
+        break;
+      case 'in-cluster':
+        kc.loadFromCluster();
+        break;
+      case 'file':
+        kc.loadFromFile(src.path);
+        if (src.context) kc.setCurrentContext(src.context);
+        break;
+      case 'options':
+        kc.loadFromOptions(src.options);
+        break;
+    }
+    if (!kc.getCurrentCluster()) throw new Error('kubeconfig has no current cluster');
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.watcher = new k8s.Watch(kc);
+    this.running = true;
+    this.spawn(this.poolLoop());
+  }
+
+  /** Resolves once synced; rejects after timeoutMs with the last error. */
+  waitForSync(timeoutMs: number): Promise<void> {
+    if (this.isSynced) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onSynced = (): void => {
+        clearTimeout(timer);
+        this.off('synced', onSynced);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.off('synced', onSynced);
+        reject(new Error(`InferencePool ${this.namespace}/${this.poolName} not synced after ${timeoutMs} ms${this.error ? `: ${this.error.message}` : ''}`));
+      }, timeoutMs);
+      this.on('synced', onSynced);
+    });
+  }
+
+  /** Ends all watches and loops. Endpoints are left in the datastore; the pool no longer counts as synced. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.podGeneration++;
+    for (const cancel of [...this.cancels]) cancel();
+    while (this.loops.size > 0) await Promise.all([...this.loops]);
+    this.setSynced(false);
+  }
+
+  // ---- pool ----
+
+  private async poolLoop(): Promise<void> {
+    let backoff = this.initialBackoffMs;
+    while (!this.stopped) {
+      try {
+        const found = await this.fetchPool();
+        if (this.stopped) return;
+        if (!found) {
+          this.poolMissing(
+            `InferencePool ${this.namespace}/${this.poolName} not found (looked for ${this.versionsToTry().join(', ')})`,
+          );
+          // Polled rather than backed off to the API-error ceiling: the pool is often created just after the EPP.
+          await this.sleep(Math.min(backoff, MISSING_POOL_POLL_MS));
+          backoff = this.nextBackoff(backoff);
+          continue;
+        }
+        this.applyPool(found.pool);
+        const watchStarted = Date.now();
+        const outcome = await this.watchPool(found.pool, found.listVersion);
+        if (outcome === 'deleted') this.poolMissing(`InferencePool ${this.namespace}/${this.poolName} was deleted`);
+        // Any other end (server timeout, 410, dropped connection) falls through to a fresh list, which is cheap for
+        // one object and re-establishes a valid resourceVersion. A watch that ends at once, again and again, is
+        // backed off like an error so a misbehaving server cannot spin this loop.
+        if (outcome === 'error' || Date.now() - watchStarted < QUICK_CLOSE_MS) {
+          await this.sleep(backoff);
+          backoff = this.nextBackoff(backoff);
+        } else {
+          backoff = this.initialBackoffMs;
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        this.fail(err, 'reading the InferencePool');
+        await this.sleep(backoff);
+        backoff = this.nextBackoff(backoff);
+      }
+    }
+  }
+
+  private versionsToTry(): PoolApiVersion[] {
+    return this.options.poolApiVersion ? [this.options.poolApiVersion] : [...POOL_API_VERSIONS];
+  }
+
+  /**
+   * Lists the pool by name rather than GETting it: a list carries the collection's current resourceVersion, which is
+   * safe to watch from. The object's own version can predate the server's compaction window (a pool unchanged for
+   * hours), and a watch from it would only ever answer 410 Gone.
+   */
+  private async fetchPool(): Promise<{ pool: PoolSpec; listVersion: string } | undefined> {
+    for (const apiVersion of this.versionsToTry()) {
+      const { group, version } = splitApiVersion(apiVersion);
+      let list: { items?: unknown[]; metadata?: { resourceVersion?: string } };
+      try {
+        list = (await this.customApi().listNamespacedCustomObject({
+          group,
+          version,
+          namespace: this.namespace,
+          plural: 'inferencepools',
+          fieldSelector: `metadata.name=${this.poolName}`,
+        })) as typeof list;
+      } catch (err) {
+        // 404: this version's CRD is not installed; the pool may exist under the other one.
+        if (statusCode(err) === NOT_FOUND) continue;
+        throw err;
+      }
+      const obj = (list.items ?? []).find((o) => (o as { metadata?: { name?: string } }).metadata?.name === this.poolName);
+      if (obj !== undefined) return { pool: parseInferencePool(obj, apiVersion), listVersion: list.metadata?.resourceVersion ?? '' };
+    }
+    return undefined;
+  }
+
+  private applyPool(next: PoolSpec): void {
+    const prev = this.pool;
+    this.pool = next;
+    const changed =
+      !prev ||
+      prev.apiVersion !== next.apiVersion ||
+      prev.targetPort !== next.targetPort ||
+      labelSelectorString(prev.selector) !== labelSelectorString(next.selector);
+    if (!changed) return;
+    this.log(
+      'info',
+      `InferencePool ${this.namespace}/${this.poolName} (${next.apiVersion}): selector ${labelSelectorString(next.selector)}, target port ${next.targetPort}${prev ? ' (changed, resyncing pods)' : ''}`,
+    );
+    this.restartPodLoop();
+  }
+
+  private poolMissing(message: string): void {
+    if (this.pool || !this.error || this.error.message !== message) this.fail(new Error(message));
+    this.pool = undefined;
+    this.podGeneration++;
+    this.cancelPodWatch?.();
+    this.podKeys.clear();
+    this.datastore.clear();
+    this.setSynced(false);
+  }
+
+  private async watchPool(pool: PoolSpec, fromVersion: string): Promise<'deleted' | 'closed' | 'error'> {
+    const { group, version } = splitApiVersion(pool.apiVersion);
+    let deleted = false;
+    const handle = this.startWatch(
+      `/apis/${group}/${version}/namespaces/${this.namespace}/inferencepools`,
+      {
+        fieldSelector: `metadata.name=${this.poolName}`,
+        resourceVersion: fromVersion || undefined,
+        timeoutSeconds: this.watchTimeoutSeconds,
+      },
+      (type, obj) => {
+        if (type === 'DELETED') {
+          deleted = true;
+          return true;
+        }
+        if (type === 'ADDED' || type === 'MODIFIED') {
+          try {
+            this.applyPool(parseInferencePool(obj, pool.apiVersion));
+          } catch (err) {
+            // The CRD's validation makes this unlikely; keep routing with the last good spec.
+            this.fail(err, 'reading an InferencePool update');
+          }
+        }
+        return false;
+      },
+    );
+    const err = await handle.done;
+    if (deleted) return 'deleted';
+    if (err) {
+      if (!this.stopped) this.fail(err, 'watching the InferencePool');
+      return 'error';
+    }
+    return 'closed';
+  }
+
+  // ---- pods ----
+
+  private cancelPodWatch: (() => void) | undefined;
+
+  private restartPodLoop(): void {
+    const generation = ++this.podGeneration;
+    this.cancelPodWatch?.();
+    this.spawn(this.podLoop(generation));
+  }
+
+  private async podLoop(generation: number): Promise<void> {
+    let backoff = this.initialBackoffMs;
+    let resourceVersion: string | undefined;
+    const current = (): boolean => !this.stopped && generation === this.podGeneration;
+    while (current()) {
+      const pool = this.pool;
+      if (!pool) return;
+      try {
+        if (resourceVersion === undefined) {
+          resourceVersion = await this.listPods(pool, current);
+          if (resourceVersion === undefined) return;
+          this.podsListedGeneration = generation;
+          this.setSynced(true);
+        }
+        const watchStarted = Date.now();
+        const result = await this.watchPods(pool, resourceVersion, current);
+        if (!current()) return;
+        if (!result.ok) {
+          resourceVersion = undefined;
+          if (statusCode(result.error) !== GONE) {
+            this.fail(result.error, 'watching pods');
+            await this.sleep(backoff);
+            backoff = this.nextBackoff(backoff);
+          }
+          continue;
+        }
+        resourceVersion = result.resourceVersion;
+        if (Date.now() - watchStarted < QUICK_CLOSE_MS) {
+          await this.sleep(backoff);
+          backoff = this.nextBackoff(backoff);
+        } else {
+          backoff = this.initialBackoffMs;
+        }
+      } catch (err) {
+        if (!current()) return;
+        resourceVersion = undefined;
+        this.fail(err, 'listing pods');
+        await this.sleep(backoff);
+        backoff = this.nextBackoff(backoff);
+      }
+    }
+  }
+
+  /** Lists the pool's pods and makes them the endpoint set. Returns the list's resourceVersion. */
+  private async listPods(pool: PoolSpec, current: () => boolean): Promise<string | undefined> {
+    const list = await this.coreApi().listNamespacedPod({
+      namespace: this.namespace,
+      labelSelector: labelSelectorString(pool.selector),
+    });
+    if (!current()) return undefined;
+    const desired: Endpoint[] = [];
+    this.podKeys.clear();
+    for (const pod of list.items as PodLike[]) {
+      const ep = podEndpoint(pod, pool);
+      if (ep && pod.metadata?.name) {
+        desired.push(ep);
+        this.podKeys.set(pod.metadata.name, ep.key);
+      }
+    }
+    const { added, removed } = this.datastore.replaceEndpoints(desired);
+    if (added.length > 0 || removed.length > 0) {
+      this.log('info', `pods listed: ${desired.length} ready endpoints (+${added.length} -${removed.length})`);
+    }
+    return list.metadata?.resourceVersion ?? '';
+  }
+
+  private async watchPods(
+    pool: PoolSpec,
+    resourceVersion: string,
+    current: () => boolean,
+  ): Promise<{ ok: true; resourceVersion: string } | { ok: false; error: unknown }> {
+    let rv = resourceVersion;
+    let gone: unknown;
+    const handle = this.startWatch(
+      `/api/v1/namespaces/${this.namespace}/pods`,
+      {
+        labelSelector: labelSelectorString(pool.selector),
+        resourceVersion: resourceVersion || undefined,
+        allowWatchBookmarks: true,
+        timeoutSeconds: this.watchTimeoutSeconds,
+      },
+      (type, obj) => {
+        if (!current()) return true;
+        if (type === 'ERROR') {
+          const code = (obj as { code?: unknown } | undefined)?.code;
+          gone = code === GONE ? { statusCode: GONE, message: 'resource version too old' } : new Error(`watch error: ${JSON.stringify(obj)}`);
+          return true;
+        }
+        const pod = obj as PodLike;
+        if (pod.metadata?.resourceVersion) rv = pod.metadata.resourceVersion;
+        if (type === 'ADDED' || type === 'MODIFIED') this.podChanged(pod, pool);
+        else if (type === 'DELETED') this.podGone(pod);
+        return false;
+      },
+    );
+    this.cancelPodWatch = handle.cancel;
+    const err = await handle.done;
+    if (this.cancelPodWatch === handle.cancel) this.cancelPodWatch = undefined;
+    if (gone !== undefined) return { ok: false, error: gone };
+    if (err) return { ok: false, error: err };
+    return { ok: true, resourceVersion: rv };
+  }
+
+  private podChanged(pod: PodLike, pool: PoolSpec): void {
+    const name = pod.metadata?.name;
+    if (!name) return;
+    const ep = podEndpoint(pod, pool);
+    const oldKey = this.podKeys.get(name);
+    if (oldKey !== undefined && oldKey !== ep?.key) this.removeOwned(name, oldKey);
+    if (!ep) return;
+    this.podKeys.set(name, ep.key);
+    this.datastore.upsertEndpoint(ep);
+  }
+
+  private podGone(pod: PodLike): void {
+    const name = pod.metadata?.name;
+    if (!name) return;
+    const key = this.podKeys.get(name);
+    if (key !== undefined) this.removeOwned(name, key);
+  }
+
+  /** Removes `key` only while it still belongs to pod `name`: its IP may already have gone to a newer pod. */
+  private removeOwned(name: string, key: string): void {
+    this.podKeys.delete(name);
+    const ep = this.datastore.get(key);
+    if (ep && ep.name === name && ep.namespace === this.namespace) this.datastore.removeEndpoint(key);
+  }
+
+  // ---- plumbing ----
+
+  /**
+   * Starts a watch. `onEvent` returning true ends it. The returned promise settles once, on the stream's end, an
+   * error, or cancel().
+   */
+  private startWatch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    onEvent: (type: string, obj: unknown) => boolean,
+  ): WatchHandle {
+    let settled = false;
+    let controller: AbortController | undefined;
+    let resolveDone!: (err: unknown) => void;
+    const done = new Promise<unknown>((resolve) => (resolveDone = resolve));
+    const finish = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      this.cancels.delete(cancel);
+      controller?.abort();
+      resolveDone(err ?? null);
+    };
+    const cancel = (): void => finish(null);
+    this.cancels.add(cancel);
+    const params = Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined));
+    this.watchClient()
+      .watch(
+        path,
+        params,
+        (type: string, obj: unknown) => {
+          if (!settled && onEvent(type, obj)) finish(null);
+        },
+        (err: unknown) => finish(isAbort(err) ? null : err),
+      )
+      .then(
+        (c) => {
+          controller = c;
+          // The request may have been cancelled while it was being made.
+          if (settled) c.abort();
+        },
+        (err: unknown) => finish(err),
+      );
+    return { done, cancel };
+  }
+
+  private setSynced(synced: boolean): void {
+    const next = synced && this.pool !== undefined && this.podsListedGeneration >= 0 && !this.stopped;
+    if (next === this.isSynced) return;
+    this.isSynced = next;
+    if (next) {
+      this.error = undefined;
+      this.log('info', `InferencePool ${this.namespace}/${this.poolName} synced: ${this.datastore.readyCount} ready endpoints`);
+    }
+    this.datastore.setPoolSynced(next);
+    this.emit(next ? 'synced' : 'unsynced');
+  }
+
+  private fail(err: unknown, doing?: string): void {
+    const e = toError(err, doing);
+    this.error = e;
+    this.log('warn', e.message);
+    this.emit('error', e);
+  }
+
+  private emit(event: DiscoveryEvent, arg?: unknown): void {
+    for (const l of [...this.listeners[event]]) {
+      try {
+        l(arg);
+      } catch (err) {
+        this.log('error', `discovery ${event} listener threw: ${toError(err).message}`);
+      }
+    }
+  }
+
+  private log(level: 'info' | 'warn' | 'error', message: string): void {
+    this.options.log?.(level, message);
+  }
+
+  private spawn(loop: Promise<void>): void {
+    const p = loop.catch((err: unknown) => this.fail(err, 'discovery loop'));
+    this.loops.add(p);
+    void p.finally(() => this.loops.delete(p));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.cancels.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.cancels.add(wake);
+    });
+  }
+
+  private nextBackoff(ms: number): number {
+    const doubled = Math.min(this.maxBackoffMs, ms * 2);
+    return Math.max(1, Math.round(doubled * (0.8 + Math.random() * 0.4)));
+  }
+
+  private coreApi(): K8s.CoreV1Api {
+    if (!this.core) throw new Error('not started');
+    return this.core;
+  }
+
+  private customApi(): K8s.CustomObjectsApi {
+    if (!this.custom) throw new Error('not started');
+    return this.custom;
+  }
+
+  private watchClient(): K8s.Watch {
+    if (!this.watcher) throw new Error('not started');
+    return this.watcher;
+  }
+}
+
+/** HTTP status of a client-node error: ApiException has `code`, watch errors `statusCode`. */
+function statusCode(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { code?: unknown; statusCode?: unknown };
+  if (typeof e.statusCode === 'number') return e.statusCode;
+  if (typeof e.code === 'number') return e.code;
+  return undefined;
+}
+
+function isAbort(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError';
+}
+
+/**
+ * Errors from client-node may come from another realm under jest, where `instanceof Error` fails, and ApiException
+ * messages carry the whole response; this keeps the status and the server's own message.
+ */
+function toError(err: unknown, doing?: string): Error {
+  const prefix = doing ? `${doing}: ` : '';
+  if (err instanceof PoolSpecError) return new PoolSpecError(prefix + err.message);
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { message?: unknown; body?: unknown };
+    const code = statusCode(err);
+    let serverMessage: string | undefined;
+    if (typeof e.body === 'string') {
+      try {
+        const parsed = JSON.parse(e.body) as { message?: unknown };
+        if (typeof parsed.message === 'string') serverMessage = parsed.message;
+      } catch {
+        serverMessage = undefined;
+      }
+    } else if (typeof e.body === 'object' && e.body !== null && typeof (e.body as { message?: unknown }).message === 'string') {
+      serverMessage = (e.body as { message: string }).message;
+    }
+    if (code !== undefined) return new Error(`${prefix}HTTP ${code}${serverMessage ? `: ${serverMessage}` : ''}`);
+    if (typeof e.message === 'string') return new Error(prefix + e.message);
+  }
+  return new Error(prefix + String(err));
+}

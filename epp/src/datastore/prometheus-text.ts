@@ -1,0 +1,463 @@
+/**
+ * A strict parser for the Prometheus text exposition format (version 0.0.4, what vLLM's prometheus_client serves).
+ *
+ * Written here because the npm parsers checked (parse-prometheus-text-format 1.1.1, prom2javascript 0.2.0,
+ * exposition 1.2.0) each mishandle something vLLM output depends on: labelled histograms, `:` in metric names,
+ * escaped quotes or commas in label values, an empty `# HELP`, or a last line without a newline.
+ *
+ * Grammar followed (prometheus.io "Exposition formats", text format details):
+ * - lines end with `\n`; blank lines are ignored; blanks (space, tab) separate tokens; leading/trailing blanks are ignored;
+ * - `# HELP <name> <docstring>` (escapes `\\`, `\n`), `# TYPE <name> <counter|gauge|histogram|summary|untyped>`,
+ *   any other `#` line is a comment; at most one HELP and one TYPE per name, and TYPE before the family's first sample;
+ * - `<name>[{<label>="<value>"[,...][,]}] <value> [<timestamp ms>]`; label values escape `\\`, `\"`, `\n`;
+ *   values are Go floats including `NaN`, `+Inf`, `-Inf`; timestamps are integers.
+ * - histogram `h` owns `h_bucket` (with `le`), `h_sum`, `h_count`; summary `s` owns `s` (with `quantile`), `s_sum`, `s_count`.
+ */
+
+export type MetricType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
+
+export interface PromSample {
+  /** The sample's own name, e.g. `h_bucket` for a bucket of histogram `h`. */
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+  /** Milliseconds since the epoch, when the line carried one. */
+  readonly timestampMs?: number;
+}
+
+export interface MetricFamily {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help?: string;
+  readonly samples: readonly PromSample[];
+}
+
+export interface ParseIssue {
+  /** 1-based line number. */
+  readonly line: number;
+  readonly message: string;
+  readonly text: string;
+}
+
+export class PrometheusParseError extends Error {
+  constructor(readonly issue: ParseIssue) {
+    super(`line ${issue.line}: ${issue.message}: ${truncate(issue.text)}`);
+    this.name = 'PrometheusParseError';
+  }
+}
+
+export interface ParseOptions {
+  /**
+   * true (default): the first malformed line throws PrometheusParseError.
+   * false: malformed lines are skipped and listed in `issues`, so one bad line does not cost the whole scrape.
+   */
+  readonly strict?: boolean;
+  /**
+   * Only keep these families. Lines of other families are read up to their name and skipped unchecked, which is
+   * both cheaper (a vLLM scrape is mostly histogram buckets nobody here reads) and keeps an oddity in an unrelated
+   * metric from failing the scrape.
+   */
+  readonly families?: ReadonlySet<string>;
+}
+
+export interface ParsedExposition {
+  readonly families: ReadonlyMap<string, MetricFamily>;
+  readonly issues: readonly ParseIssue[];
+}
+
+const TYPES: ReadonlySet<string> = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped']);
+
+const CH_TAB = 9;
+const CH_SPACE = 32;
+const CH_QUOTE = 34;
+const CH_HASH = 35;
+const CH_COMMA = 44;
+const CH_EQ = 61;
+const CH_BACKSLASH = 92;
+const CH_LBRACE = 123;
+const CH_RBRACE = 125;
+
+class LineError extends Error {}
+
+interface FamilyBuilder {
+  name: string;
+  type: MetricType;
+  /** Set when a `# TYPE` line declared the type (as opposed to an implicit untyped family). */
+  typeDeclared: boolean;
+  help?: string;
+  samples: PromSample[];
+}
+
+export function parsePrometheusText(text: string, options: ParseOptions = {}): ParsedExposition {
+  const strict = options.strict ?? true;
+  const wanted = options.families;
+  const families = new Map<string, FamilyBuilder>();
+  const issues: ParseIssue[] = [];
+
+  let lineNo = 0;
+  let start = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    lineNo++;
+    const raw = text.slice(start, end);
+    start = end + 1;
+    try {
+      parseLine(raw, families, wanted);
+    } catch (err) {
+      if (!(err instanceof LineError)) throw err;
+      const issue: ParseIssue = { line: lineNo, message: err.message, text: raw };
+      if (strict) throw new PrometheusParseError(issue);
+      issues.push(issue);
+    }
+    if (end === text.length) break;
+  }
+
+  const out = new Map<string, MetricFamily>();
+  for (const [name, fb] of families) {
+    if (fb.samples.length === 0 && !fb.typeDeclared && fb.help === undefined) continue;
+    out.set(name, Object.freeze({ name, type: fb.type, help: fb.help, samples: Object.freeze(fb.samples) }));
+  }
+  return { families: out, issues };
+}
+
+function parseLine(raw: string, families: Map<string, FamilyBuilder>, wanted: ReadonlySet<string> | undefined): void {
+  // A trailing CR is tolerated: it only ever comes from a proxy rewriting line ends, never from a real token.
+  const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+  const cur = new Cursor(line);
+  cur.skipBlanks();
+  if (cur.atEnd()) return;
+  if (cur.peek() === CH_HASH) {
+    cur.pos++;
+    parseMetaLine(cur, families, wanted);
+    return;
+  }
+  parseSampleLine(cur, families, wanted);
+}
+
+function parseMetaLine(cur: Cursor, families: Map<string, FamilyBuilder>, wanted: ReadonlySet<string> | undefined): void {
+  cur.skipBlanks();
+  const keyword = cur.readWhile(isNotBlank);
+  if (keyword !== 'HELP' && keyword !== 'TYPE') return; // a plain comment
+  if (cur.skipBlanks() === 0) throw new LineError(`${keyword} without a metric name`);
+  const name = cur.readWhile(isNameChar);
+  if (!isValidMetricName(name)) throw new LineError(`invalid metric name in ${keyword} line`);
+  const hadBlank = cur.skipBlanks() > 0;
+  if (!cur.atEnd() && !hadBlank) throw new LineError(`invalid metric name in ${keyword} line`);
+  if (wanted && !wanted.has(name)) return;
+
+  if (keyword === 'HELP') {
+    const fb = familyFor(families, name);
+    if (fb.help !== undefined) throw new LineError(`second HELP line for ${name}`);
+    // The docstring is everything after the single separator; the format allows it to be empty.
+    fb.help = unescapeHelp(cur.rest().replace(/[ \t]+$/, ''));
+    return;
+  }
+
+  const type = cur.readWhile(isNotBlank);
+  cur.skipBlanks();
+  if (!cur.atEnd()) throw new LineError(`unexpected text after TYPE ${type}`);
+  if (!TYPES.has(type)) throw new LineError(`unknown metric type "${type}"`);
+  const fb = familyFor(families, name);
+  if (fb.typeDeclared) throw new LineError(`second TYPE line for ${name}`);
+  if (fb.samples.length > 0) throw new LineError(`TYPE line for ${name} after its samples`);
+  fb.type = type as MetricType;
+  fb.typeDeclared = true;
+}
+
+function parseSampleLine(cur: Cursor, families: Map<string, FamilyBuilder>, wanted: ReadonlySet<string> | undefined): void {
+  const name = cur.readWhile(isNameChar);
+  if (!isValidMetricName(name)) throw new LineError(name === '' ? 'missing metric name' : `invalid metric name "${name}"`);
+
+  const owner = resolveFamily(families, name, wanted);
+  if (owner === undefined) return;
+
+  let blankBeforeValue = cur.skipBlanks() > 0;
+  const labels: Record<string, string> = Object.create(null) as Record<string, string>;
+  if (cur.peek() === CH_LBRACE) {
+    cur.pos++;
+    parseLabels(cur, labels);
+    blankBeforeValue = cur.skipBlanks() > 0;
+  }
+  if (!blankBeforeValue && !cur.atEnd()) throw new LineError('expected a blank before the value');
+  const valueToken = cur.readWhile(isNotBlank);
+  if (valueToken === '') throw new LineError('missing value');
+  const value = parseGoFloat(valueToken);
+  if (value === undefined) throw new LineError(`invalid value "${valueToken}"`);
+
+  let timestampMs: number | undefined;
+  if (cur.skipBlanks() > 0 && !cur.atEnd()) {
+    const tsToken = cur.readWhile(isNotBlank);
+    if (!/^[+-]?\d+$/.test(tsToken)) throw new LineError(`invalid timestamp "${tsToken}"`);
+    timestampMs = Number(tsToken);
+    cur.skipBlanks();
+  }
+  if (!cur.atEnd()) throw new LineError('unexpected text after the sample');
+
+  const fb = owner.family ?? familyFor(families, name);
+  checkSampleShape(fb, name, labels);
+  // Null-prototype, so a label called `__proto__` stays an ordinary key.
+  const frozenLabels = Object.freeze(labels);
+  const sample: PromSample =
+    timestampMs === undefined
+      ? Object.freeze({ name, labels: frozenLabels, value })
+      : Object.freeze({ name, labels: frozenLabels, value, timestampMs });
+  fb.samples.push(sample);
+}
+
+/**
+ * Which family a sample named `name` belongs to: its own (declared or implicit), or the histogram/summary whose
+ * suffixed series it is. `undefined` when the caller filtered that family out.
+ */
+function resolveFamily(
+  families: Map<string, FamilyBuilder>,
+  name: string,
+  wanted: ReadonlySet<string> | undefined,
+): { family?: FamilyBuilder } | undefined {
+  const exact = families.get(name);
+  if (exact) return { family: exact };
+  for (const suffix of ['_bucket', '_sum', '_count']) {
+    if (!name.endsWith(suffix)) continue;
+    const base = name.slice(0, -suffix.length);
+    const fb = families.get(base);
+    if (fb && (fb.type === 'histogram' || (fb.type === 'summary' && suffix !== '_bucket'))) return { family: fb };
+  }
+  if (wanted && !wanted.has(name)) return undefined;
+  return {};
+}
+
+function checkSampleShape(fb: FamilyBuilder, name: string, labels: Record<string, string>): void {
+  if (fb.type === 'histogram') {
+    if (name === fb.name) throw new LineError(`histogram ${fb.name} sample needs a _bucket, _sum or _count suffix`);
+    if (name.endsWith('_bucket')) {
+      const le = labels.le;
+      if (le === undefined) throw new LineError(`bucket of ${fb.name} without an "le" label`);
+      if (parseGoFloat(le) === undefined) throw new LineError(`bucket of ${fb.name} has invalid le="${le}"`);
+    }
+  } else if (fb.type === 'summary' && name === fb.name) {
+    const q = labels.quantile;
+    if (q === undefined) throw new LineError(`summary ${fb.name} sample without a "quantile" label`);
+    if (parseGoFloat(q) === undefined) throw new LineError(`summary ${fb.name} has invalid quantile="${q}"`);
+  }
+}
+
+function parseLabels(cur: Cursor, labels: Record<string, string>): void {
+  for (;;) {
+    cur.skipBlanks();
+    if (cur.atEnd()) throw new LineError('unterminated label set');
+    if (cur.peek() === CH_RBRACE) {
+      cur.pos++;
+      return;
+    }
+    const labelName = cur.readWhile(isLabelNameChar);
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(labelName)) {
+      throw new LineError(labelName === '' ? 'missing label name' : `invalid label name "${labelName}"`);
+    }
+    cur.skipBlanks();
+    if (cur.peek() !== CH_EQ) throw new LineError(`expected "=" after label ${labelName}`);
+    cur.pos++;
+    cur.skipBlanks();
+    if (cur.peek() !== CH_QUOTE) throw new LineError(`expected a quoted value for label ${labelName}`);
+    cur.pos++;
+    const value = readLabelValue(cur, labelName);
+    if (Object.prototype.hasOwnProperty.call(labels, labelName)) throw new LineError(`duplicate label ${labelName}`);
+    labels[labelName] = value;
+    cur.skipBlanks();
+    const c = cur.peek();
+    if (c === CH_COMMA) {
+      cur.pos++;
+      continue;
+    }
+    if (c === CH_RBRACE) {
+      cur.pos++;
+      return;
+    }
+    throw new LineError(cur.atEnd() ? 'unterminated label set' : `expected "," or "}" after label ${labelName}`);
+  }
+}
+
+function readLabelValue(cur: Cursor, labelName: string): string {
+  const s = cur.s;
+  let out = '';
+  let runStart = cur.pos;
+  for (let i = cur.pos; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === CH_QUOTE) {
+      out += s.slice(runStart, i);
+      cur.pos = i + 1;
+      return out;
+    }
+    if (c === CH_BACKSLASH) {
+      out += s.slice(runStart, i);
+      const next = s[i + 1];
+      if (next === '\\') out += '\\';
+      else if (next === '"') out += '"';
+      else if (next === 'n') out += '\n';
+      else throw new LineError(`invalid escape "\\${next ?? ''}" in label ${labelName}`);
+      i++;
+      runStart = i + 1;
+    }
+  }
+  throw new LineError(`unterminated value of label ${labelName}`);
+}
+
+function unescapeHelp(s: string): string {
+  if (!s.includes('\\')) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '\\' && i + 1 < s.length) {
+      const next = s[i + 1];
+      if (next === '\\') {
+        out += '\\';
+        i++;
+        continue;
+      }
+      if (next === 'n') {
+        out += '\n';
+        i++;
+        continue;
+      }
+    }
+    out += ch;
+  }
+  return out;
+}
+
+const DECIMAL_FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+const INF = /^[+-]?inf(?:inity)?$/i;
+
+/** Go's strconv.ParseFloat on the forms exporters emit: decimals, exponents, NaN and ±Inf in any case. */
+export function parseGoFloat(token: string): number | undefined {
+  if (DECIMAL_FLOAT.test(token)) return Number(token);
+  if (INF.test(token)) return token.startsWith('-') ? -Infinity : Infinity;
+  if (/^nan$/i.test(token)) return NaN;
+  return undefined;
+}
+
+export function isValidMetricName(name: string): boolean {
+  return /^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name);
+}
+
+function familyFor(families: Map<string, FamilyBuilder>, name: string): FamilyBuilder {
+  let fb = families.get(name);
+  if (!fb) {
+    fb = { name, type: 'untyped', typeDeclared: false, samples: [] };
+    families.set(name, fb);
+  }
+  return fb;
+}
+
+function isBlank(c: number): boolean {
+  return c === CH_SPACE || c === CH_TAB;
+}
+function isNotBlank(c: number): boolean {
+  return c !== CH_SPACE && c !== CH_TAB;
+}
+function isNameChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 58;
+}
+function isLabelNameChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
+
+class Cursor {
+  pos = 0;
+  constructor(readonly s: string) {}
+  atEnd(): boolean {
+    return this.pos >= this.s.length;
+  }
+  peek(): number {
+    return this.pos < this.s.length ? this.s.charCodeAt(this.pos) : -1;
+  }
+  skipBlanks(): number {
+    const from = this.pos;
+    while (this.pos < this.s.length && isBlank(this.s.charCodeAt(this.pos))) this.pos++;
+    return this.pos - from;
+  }
+  readWhile(pred: (c: number) => boolean): string {
+    const from = this.pos;
+    while (this.pos < this.s.length && pred(this.s.charCodeAt(this.pos))) this.pos++;
+    return this.s.slice(from, this.pos);
+  }
+  rest(): string {
+    const r = this.s.slice(this.pos);
+    this.pos = this.s.length;
+    return r;
+  }
+}
+
+function truncate(s: string): string {
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Views over families whose series span several samples.
+
+export interface HistogramSeries {
+  /** The series' labels without `le`. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Cumulative buckets sorted by upper bound; the last is `+Inf` when the exporter sent it. */
+  readonly buckets: readonly { readonly le: number; readonly count: number }[];
+  readonly sum?: number;
+  readonly count?: number;
+}
+
+export interface SummarySeries {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly quantiles: readonly { readonly quantile: number; readonly value: number }[];
+  readonly sum?: number;
+  readonly count?: number;
+}
+
+/** Groups a histogram family's `_bucket`/`_sum`/`_count` samples into one record per label set. */
+export function histogramSeries(family: MetricFamily): HistogramSeries[] {
+  if (family.type !== 'histogram') throw new Error(`${family.name} is a ${family.type}, not a histogram`);
+  const groups = new Map<string, { labels: Record<string, string>; buckets: { le: number; count: number }[]; sum?: number; count?: number }>();
+  for (const s of family.samples) {
+    const { le, ...rest } = s.labels;
+    const key = labelKey(rest);
+    let g = groups.get(key);
+    if (!g) {
+      g = { labels: rest, buckets: [] };
+      groups.set(key, g);
+    }
+    if (s.name === `${family.name}_bucket`) g.buckets.push({ le: parseGoFloat(le ?? '') ?? NaN, count: s.value });
+    else if (s.name === `${family.name}_sum`) g.sum = s.value;
+    else if (s.name === `${family.name}_count`) g.count = s.value;
+  }
+  return [...groups.values()].map((g) => {
+    g.buckets.sort((a, b) => a.le - b.le);
+    return Object.freeze({ ...g, labels: Object.freeze(g.labels), buckets: Object.freeze(g.buckets) });
+  });
+}
+
+/** Groups a summary family's quantile, `_sum` and `_count` samples into one record per label set. */
+export function summarySeries(family: MetricFamily): SummarySeries[] {
+  if (family.type !== 'summary') throw new Error(`${family.name} is a ${family.type}, not a summary`);
+  const groups = new Map<string, { labels: Record<string, string>; quantiles: { quantile: number; value: number }[]; sum?: number; count?: number }>();
+  for (const s of family.samples) {
+    const { quantile, ...rest } = s.labels;
+    const key = labelKey(rest);
+    let g = groups.get(key);
+    if (!g) {
+      g = { labels: rest, quantiles: [] };
+      groups.set(key, g);
+    }
+    if (s.name === family.name) g.quantiles.push({ quantile: parseGoFloat(quantile ?? '') ?? NaN, value: s.value });
+    else if (s.name === `${family.name}_sum`) g.sum = s.value;
+    else if (s.name === `${family.name}_count`) g.count = s.value;
+  }
+  return [...groups.values()].map((g) => {
+    g.quantiles.sort((a, b) => a.quantile - b.quantile);
+    return Object.freeze({ ...g, labels: Object.freeze(g.labels), quantiles: Object.freeze(g.quantiles) });
+  });
+}
+
+/** A canonical string for a label set, independent of label order. */
+export function labelKey(labels: Readonly<Record<string, string>>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(labels[k])}`)
+    .join(',');
+}

@@ -1,0 +1,245 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { EMPTY_METRICS, type EndpointMetrics } from './types';
+import { applyReading, hasLoadSignal, parseVllmMetrics, type VllmMetricNames } from './vllm-metrics';
+
+export interface MetricsScraperOptions {
+  /** Time between scrape starts. A tick that finds the previous scrape still running is skipped. Default 50 ms. */
+  readonly intervalMs?: number;
+  /** Give up on one scrape after this long. Default 1000 ms (see DEFAULT_SCRAPE_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
+  /**
+   * Shared keep-alive agent. Without one the scraper makes its own and destroys it on stop(). Must match the URL's
+   * scheme.
+   */
+  readonly agent?: http.Agent;
+  /** Pages larger than this fail the scrape rather than buffering without bound. Default 8 MiB. */
+  readonly maxBodyBytes?: number;
+  readonly names?: VllmMetricNames;
+  readonly modelName?: string;
+  /** Starting values, e.g. an endpoint's last metrics when its scraper is replaced. */
+  readonly initial?: EndpointMetrics;
+  /** Called after every finished scrape, success or failure, with the new metrics. Never after stop(). */
+  readonly onUpdate?: (metrics: EndpointMetrics, status: ScrapeStatus) => void;
+}
+
+/** Bookkeeping about the scrapes themselves, for logs and debugging (the routing signals are in EndpointMetrics). */
+export interface ScrapeStatus {
+  /** Wall-clock ms when the last finished scrape started; 0 before the first. */
+  readonly lastAttemptTime: number;
+  /** Why the last scrape failed; undefined after a success. */
+  readonly lastError?: string;
+  /** Lines of wanted families skipped as malformed by the last successful scrape. */
+  readonly lastIssues: number;
+  readonly scrapes: number;
+  readonly failures: number;
+  /** Ticks skipped because the previous scrape had not finished. */
+  readonly skippedTicks: number;
+}
+
+export const DEFAULT_REFRESH_INTERVAL_MS = 50;
+/**
+ * Upstream waits 5 s. At a 50 ms cadence, metrics older than 200 ms already make the saturation filter drop the pod, so
+ * a long timeout buys nothing but a late consecutiveFailures count; 1 s still tolerates a busy Python event loop.
+ */
+export const DEFAULT_SCRAPE_TIMEOUT_MS = 1000;
+const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+const ACCEPT = 'text/plain;version=0.0.4;q=1,*/*;q=0.1';
+
+class ScrapeError extends Error {}
+
+/**
+ * Polls one endpoint's `/metrics`. Failures keep the previous values and lengthen `consecutiveFailures`; `updateTime`
+ * only moves on success, so a pod that stops answering ages out of the saturation filter by itself and comes back on
+ * its first good scrape.
+ */
+export class MetricsScraper {
+  readonly url: string;
+  private readonly intervalMs: number;
+  private readonly timeoutMs: number;
+  private readonly maxBodyBytes: number;
+  private readonly agent: http.Agent;
+  private readonly ownsAgent: boolean;
+  private readonly transport: typeof http | typeof https;
+  private current: EndpointMetrics;
+  private stat: ScrapeStatus = { lastAttemptTime: 0, lastIssues: 0, scrapes: 0, failures: 0, skippedTicks: 0 };
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<boolean> | undefined;
+  private inFlightAbort: AbortController | undefined;
+  private stopped = false;
+
+  constructor(url: string, private readonly options: MetricsScraperOptions = {}) {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error(`unsupported metrics URL ${url}`);
+    this.url = parsed.toString();
+    this.transport = parsed.protocol === 'https:' ? https : http;
+    this.intervalMs = positive(options.intervalMs, DEFAULT_REFRESH_INTERVAL_MS, 'intervalMs');
+    this.timeoutMs = positive(options.timeoutMs, DEFAULT_SCRAPE_TIMEOUT_MS, 'timeoutMs');
+    this.maxBodyBytes = positive(options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'maxBodyBytes');
+    this.ownsAgent = options.agent === undefined;
+    this.agent = options.agent ?? new this.transport.Agent({ keepAlive: true });
+    this.current = options.initial ?? EMPTY_METRICS;
+  }
+
+  get metrics(): EndpointMetrics {
+    return this.current;
+  }
+
+  get status(): ScrapeStatus {
+    return this.stat;
+  }
+
+  get running(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Scrapes now, then every interval until stop(). */
+  start(): void {
+    if (this.stopped) throw new Error('scraper was stopped');
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    this.tick();
+  }
+
+  /** Clears the timer and aborts a scrape in progress; resolves once nothing of this scraper is pending. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.inFlightAbort?.abort();
+    await this.inFlight?.catch(() => undefined);
+    if (this.ownsAgent) this.agent.destroy();
+  }
+
+  /**
+   * One scrape, unless one is already running (then that one's promise). Resolves to whether it succeeded; never
+   * rejects.
+   */
+  scrapeOnce(): Promise<boolean> {
+    if (this.inFlight) return this.inFlight;
+    const p = this.scrape().finally(() => {
+      this.inFlight = undefined;
+      this.inFlightAbort = undefined;
+    });
+    this.inFlight = p;
+    return p;
+  }
+
+  private tick(): void {
+    if (this.inFlight) {
+      this.stat = { ...this.stat, skippedTicks: this.stat.skippedTicks + 1 };
+      return;
+    }
+    void this.scrapeOnce();
+  }
+
+  private async scrape(): Promise<boolean> {
+    const started = Date.now();
+    const abort = new AbortController();
+    this.inFlightAbort = abort;
+    let ok = false;
+    let error: string | undefined;
+    let issues = 0;
+    let next = this.current;
+    try {
+      const body = await this.fetchWithRetry(abort);
+      const reading = parseVllmMetrics(body, { names: this.options.names, modelName: this.options.modelName });
+      if (!hasLoadSignal(reading)) {
+        throw new ScrapeError(
+          reading.issues.length > 0
+            ? `no readable model-server metrics (${reading.issues.length} malformed lines, first: line ${reading.issues[0]?.line} ${reading.issues[0]?.message})`
+            : 'no model-server metrics in the page',
+        );
+      }
+      issues = reading.issues.length;
+      next = applyReading(this.current, reading, Date.now());
+      ok = true;
+    } catch (err) {
+      error = describe(err, abort, this.timeoutMs);
+      next = Object.freeze({ ...this.current, consecutiveFailures: this.current.consecutiveFailures + 1 });
+    }
+    if (this.stopped) return ok;
+    this.current = next;
+    this.stat = {
+      lastAttemptTime: started,
+      lastError: error,
+      lastIssues: issues,
+      scrapes: this.stat.scrapes + 1,
+      failures: this.stat.failures + (ok ? 0 : 1),
+      skippedTicks: this.stat.skippedTicks,
+    };
+    this.options.onUpdate?.(this.current, this.stat);
+    return ok;
+  }
+
+  private async fetchWithRetry(abort: AbortController): Promise<string> {
+    const timer = setTimeout(() => abort.abort(new ScrapeError(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+    try {
+      try {
+        return await this.fetchOnce(abort.signal);
+      } catch (err) {
+        // A kept-alive socket the server closed between scrapes fails the first write; that is not the pod's fault.
+        if (err instanceof StaleSocketError && !abort.signal.aborted) return await this.fetchOnce(abort.signal);
+        throw err;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private fetchOnce(signal: AbortSignal): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      const req = this.transport.get(this.url, { agent: this.agent, signal, headers: { accept: ACCEPT } }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new ScrapeError(`HTTP ${res.statusCode ?? '?'} from ${this.url}`));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > this.maxBodyBytes) {
+            req.destroy(new ScrapeError(`page larger than ${this.maxBodyBytes} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        res.on('error', reject);
+        res.on('aborted', () => reject(new ScrapeError('response aborted')));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        reject(req.reusedSocket && err.code === 'ECONNRESET' ? new StaleSocketError(err.message) : err);
+      });
+    });
+  }
+}
+
+class StaleSocketError extends Error {}
+
+function describe(err: unknown, abort: AbortController, timeoutMs: number): string {
+  if (abort.signal.aborted) {
+    const reason: unknown = abort.signal.reason;
+    if (reason instanceof ScrapeError) return reason.message;
+    return `aborted (timeout ${timeoutMs} ms or stop)`;
+  }
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}
+
+function positive(v: number | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number, got ${v}`);
+  return v;
+}
+
+/** Builds the metrics URL for an endpoint, bracketing IPv6 hosts. */
+export function metricsUrl(address: string, port: number, options: { scheme?: 'http' | 'https'; path?: string } = {}): string {
+  const host = address.includes(':') ? `[${address}]` : address;
+  const path = options.path ?? '/metrics';
+  return `${options.scheme ?? 'http'}://${host}:${port}${path.startsWith('/') ? path : `/${path}`}`;
+}

@@ -1,0 +1,219 @@
+import type { EndpointMetrics } from './types';
+import { parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from './prometheus-text';
+
+/**
+ * Reading the model server's routing signals out of a `/metrics` page.
+ *
+ * Several series per family (vLLM labels engine metrics with `model_name` and `engine`; a data-parallel pod has one
+ * `engine` per DP rank) are combined per pod, because the pod is what the EPP routes to:
+ * - queue gauges (`num_requests_waiting`, `num_requests_running`) are **summed**: the pod's queue is every engine's queue;
+ * - KV usage is the **block-weighted mean** (used blocks / total blocks of the pod) when `cache_config_info` gives each
+ *   engine's `num_gpu_blocks`, else the plain mean; a pod whose engines are half full has half its cache free,
+ *   whichever engine its internal balancer picks;
+ * - `num_gpu_blocks` is summed over distinct engines (the pod's capacity); `block_size` is the engines' common value.
+ * Upstream takes the series with the newest timestamp instead; vLLM exports no timestamps, so that rule would just
+ * keep an arbitrary engine. Timestamps are therefore ignored. NaN and other non-finite values count as absent.
+ */
+
+/** A metric name with optional label matchers, as in the EPP's `-totalQueuedRequestsMetric` style flags. */
+export interface MetricSpec {
+  readonly name: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export interface VllmMetricNames {
+  readonly waiting: MetricSpec;
+  readonly running: MetricSpec;
+  /** Tried in order; the first family present supplies KV usage. */
+  readonly kvUsage: readonly MetricSpec[];
+  readonly cacheInfo: MetricSpec;
+}
+
+export const VLLM_METRIC_NAMES: VllmMetricNames = Object.freeze({
+  waiting: { name: 'vllm:num_requests_waiting' },
+  running: { name: 'vllm:num_requests_running' },
+  // vLLM 0.10 exports both; the old name is hidden from 0.11, and pre-0.9.2 servers only have the old one.
+  kvUsage: [{ name: 'vllm:kv_cache_usage_perc' }, { name: 'vllm:gpu_cache_usage_perc' }],
+  cacheInfo: { name: 'vllm:cache_config_info' },
+});
+
+/** What one page yielded. Absent fields were not found and must not overwrite earlier values. */
+export interface VllmMetricsReading {
+  readonly waitingQueueSize?: number;
+  readonly runningQueueSize?: number;
+  readonly kvCacheUsagePercent?: number;
+  /** Which KV family supplied `kvCacheUsagePercent`. */
+  readonly kvCacheMetric?: string;
+  readonly blockSize?: number;
+  readonly numGpuBlocks?: number;
+  /** Distinct `engine` label values seen on the load gauges (1 when unlabelled). */
+  readonly engines: number;
+  /** Lines of the wanted families that could not be parsed and were skipped. */
+  readonly issues: readonly ParseIssue[];
+}
+
+export interface VllmParseOptions {
+  readonly names?: VllmMetricNames;
+  /** Only series whose `model_name` equals this count (series without the label always count). */
+  readonly modelName?: string;
+}
+
+/** Parses a vLLM `/metrics` page. Malformed lines of the wanted families are skipped and reported, not fatal. */
+export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): VllmMetricsReading {
+  const names = options.names ?? VLLM_METRIC_NAMES;
+  const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, ...names.kvUsage.map((s) => s.name)]);
+  const parsed = parsePrometheusText(text, { strict: false, families: wanted });
+  return { ...extractVllmMetrics(parsed.families, options), issues: parsed.issues };
+}
+
+/** The extraction half of parseVllmMetrics, for callers that already hold parsed families. */
+export function extractVllmMetrics(
+  families: ReadonlyMap<string, MetricFamily>,
+  options: VllmParseOptions = {},
+): Omit<VllmMetricsReading, 'issues'> {
+  const names = options.names ?? VLLM_METRIC_NAMES;
+  const pick = (spec: MetricSpec): PromSample[] => selectSeries(families.get(spec.name), spec, options.modelName);
+
+  const waiting = pick(names.waiting);
+  const running = pick(names.running);
+  let kv: PromSample[] = [];
+  let kvCacheMetric: string | undefined;
+  for (const spec of names.kvUsage) {
+    kv = pick(spec);
+    if (kv.length > 0) {
+      kvCacheMetric = spec.name;
+      break;
+    }
+  }
+
+  const info = readCacheInfo(pick(names.cacheInfo));
+  const engines = new Set<string>();
+  for (const s of [...waiting, ...running, ...kv]) engines.add(s.labels.engine ?? '');
+
+  const out: {
+    -readonly [K in keyof Omit<VllmMetricsReading, 'issues'>]: Omit<VllmMetricsReading, 'issues'>[K];
+  } = { engines: engines.size };
+  if (waiting.length > 0) out.waitingQueueSize = sum(waiting);
+  if (running.length > 0) out.runningQueueSize = sum(running);
+  if (kv.length > 0) {
+    out.kvCacheUsagePercent = clamp01(weightedKvUsage(kv, info.blocksByEngine));
+    out.kvCacheMetric = kvCacheMetric;
+  }
+  if (info.blockSize !== undefined) out.blockSize = info.blockSize;
+  if (info.numGpuBlocks !== undefined) out.numGpuBlocks = info.numGpuBlocks;
+  return out;
+}
+
+/** True when the reading carries at least one load signal, i.e. the page was a model server's. */
+export function hasLoadSignal(r: Omit<VllmMetricsReading, 'issues'>): boolean {
+  return r.waitingQueueSize !== undefined || r.runningQueueSize !== undefined || r.kvCacheUsagePercent !== undefined;
+}
+
+/**
+ * The metrics after a successful scrape: fields the page had replace the old ones, the rest are kept, the clock is
+ * reset and the failure streak ends.
+ */
+export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 'issues'>, now: number): EndpointMetrics {
+  const next: { -readonly [K in keyof EndpointMetrics]: EndpointMetrics[K] } = {
+    waitingQueueSize: r.waitingQueueSize ?? prev.waitingQueueSize,
+    runningQueueSize: r.runningQueueSize ?? prev.runningQueueSize,
+    kvCacheUsagePercent: r.kvCacheUsagePercent ?? prev.kvCacheUsagePercent,
+    updateTime: now,
+    consecutiveFailures: 0,
+  };
+  const blockSize = r.blockSize ?? prev.blockSize;
+  const numGpuBlocks = r.numGpuBlocks ?? prev.numGpuBlocks;
+  if (blockSize !== undefined) next.blockSize = blockSize;
+  if (numGpuBlocks !== undefined) next.numGpuBlocks = numGpuBlocks;
+  return Object.freeze(next);
+}
+
+/**
+ * Parses `name` or `name{label="value",other=value}` (quotes optional), the syntax of the EPP's metric-name flags.
+ */
+export function parseMetricSpec(spec: string): MetricSpec {
+  const m = /^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$/.exec(spec);
+  if (!m) throw new Error(`invalid metric spec "${spec}": expected name or name{label=value,...}`);
+  const name = m[1] as string;
+  const body = m[2];
+  if (body === undefined || body.trim() === '') return { name };
+  const labels: Record<string, string> = {};
+  for (const part of body.split(',')) {
+    if (part.trim() === '') continue;
+    const lm = /^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*(?:"([^"]*)"|([^"\s]*))\s*$/.exec(part);
+    if (!lm) throw new Error(`invalid label matcher "${part.trim()}" in metric spec "${spec}"`);
+    labels[lm[1] as string] = lm[2] ?? lm[3] ?? '';
+  }
+  return { name, labels };
+}
+
+function selectSeries(family: MetricFamily | undefined, spec: MetricSpec, modelName: string | undefined): PromSample[] {
+  if (!family) return [];
+  return family.samples.filter((s) => {
+    // A histogram/summary family never carries a gauge reading; only samples named like the family count.
+    if (s.name !== family.name) return false;
+    if (!Number.isFinite(s.value)) return false;
+    if (modelName !== undefined && s.labels.model_name !== undefined && s.labels.model_name !== modelName) return false;
+    if (spec.labels) {
+      for (const [k, v] of Object.entries(spec.labels)) if (s.labels[k] !== v) return false;
+    }
+    return true;
+  });
+}
+
+interface CacheInfo {
+  blockSize?: number;
+  numGpuBlocks?: number;
+  blocksByEngine: Map<string, number>;
+}
+
+function readCacheInfo(series: PromSample[]): CacheInfo {
+  const info: CacheInfo = { blocksByEngine: new Map() };
+  for (const s of series) {
+    const bs = parsePositiveInt(s.labels.block_size);
+    if (bs !== undefined && info.blockSize === undefined) info.blockSize = bs;
+    const blocks = parsePositiveInt(s.labels.num_gpu_blocks);
+    if (blocks !== undefined) {
+      const engine = s.labels.engine ?? '';
+      // The same engine listed twice (differing only in some other label) is one cache, not two.
+      info.blocksByEngine.set(engine, Math.max(blocks, info.blocksByEngine.get(engine) ?? 0));
+    }
+  }
+  if (info.blocksByEngine.size > 0) {
+    let total = 0;
+    for (const b of info.blocksByEngine.values()) total += b;
+    info.numGpuBlocks = total;
+  }
+  return info;
+}
+
+function weightedKvUsage(kv: PromSample[], blocksByEngine: Map<string, number>): number {
+  const weights = kv.map((s) => blocksByEngine.get(s.labels.engine ?? ''));
+  if (kv.length > 1 && weights.every((w): w is number => w !== undefined && w > 0)) {
+    let used = 0;
+    let total = 0;
+    kv.forEach((s, i) => {
+      const w = weights[i] as number;
+      used += s.value * w;
+      total += w;
+    });
+    return used / total;
+  }
+  return sum(kv) / kv.length;
+}
+
+function parsePositiveInt(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return n > 0 && Number.isSafeInteger(n) ? n : undefined;
+}
+
+function sum(samples: PromSample[]): number {
+  let t = 0;
+  for (const s of samples) t += s.value;
+  return t;
+}
+
+function clamp01(x: number): number {
+  return x < 0 ? 0 : x > 1 ? 1 : x;
+}

@@ -1,0 +1,274 @@
+import { Datastore, metricsAgeMs, metricsFresh } from '../src/datastore/datastore';
+import { endpointKey } from '../src/datastore/endpoint-key';
+import { FakeVllmServer } from './support/fake-vllm';
+import { EMPTY_METRICS, type Endpoint } from '../src/datastore/types';
+
+// The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
+jest.setTimeout(60_000);
+
+async function waitFor(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const until = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function ep(address: string, port: number, name?: string, labels: Record<string, string> = {}): Endpoint {
+  const key = endpointKey(address, port);
+  return { key, name: name ?? key, namespace: name ? 'default' : '', address, port, labels };
+}
+
+describe('Datastore without scraping', () => {
+  let ds: Datastore;
+  beforeEach(() => {
+    ds = new Datastore({ scrape: false });
+  });
+  afterEach(() => ds.stop());
+
+  it('adds, replaces and removes endpoints with events', () => {
+    const added: string[] = [];
+    const removed: string[] = [];
+    ds.on('endpointAdded', (e) => added.push(e.key)).on('endpointRemoved', (e) => removed.push(e.key));
+
+    expect(ds.upsertEndpoint(ep('10.0.0.1', 8000, 'pod-a'))).toBe(true);
+    expect(ds.upsertEndpoint(ep('10.0.0.2', 8000, 'pod-b'))).toBe(true);
+    // Same pod, new labels: no event, the record is refreshed.
+    expect(ds.upsertEndpoint(ep('10.0.0.1', 8000, 'pod-a', { role: 'decode' }))).toBe(false);
+    expect(ds.get('10.0.0.1:8000')?.labels).toEqual({ role: 'decode' });
+    expect(ds.readyCount).toBe(2);
+
+    expect(ds.removeEndpoint('10.0.0.2:8000')).toBe(true);
+    expect(ds.removeEndpoint('10.0.0.2:8000')).toBe(false);
+    expect(added).toEqual(['10.0.0.1:8000', '10.0.0.2:8000']);
+    expect(removed).toEqual(['10.0.0.2:8000']);
+    expect(ds.readyCount).toBe(1);
+  });
+
+  it('treats a different pod at a known address as removal plus addition', () => {
+    const events: string[] = [];
+    ds.on('endpointAdded', (e) => events.push(`+${e.name}`)).on('endpointRemoved', (e) => events.push(`-${e.name}`));
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'old-pod'));
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 7, updateTime: 5 });
+    expect(ds.upsertEndpoint(ep('10.0.0.1', 8000, 'new-pod'))).toBe(true);
+    expect(events).toEqual(['+old-pod', '-old-pod', '+new-pod']);
+    // The new pod's metrics start empty: the old pod's readings say nothing about it.
+    expect(ds.metrics('10.0.0.1:8000')).toEqual(EMPTY_METRICS);
+  });
+
+  it('replaceEndpoints applies the difference', () => {
+    ds.replaceEndpoints([ep('10.0.0.1', 8000, 'a'), ep('10.0.0.2', 8000, 'b')]);
+    const result = ds.replaceEndpoints([ep('10.0.0.2', 8000, 'b'), ep('10.0.0.3', 8000, 'c')]);
+    expect(result).toEqual({ added: ['10.0.0.3:8000'], removed: ['10.0.0.1:8000'] });
+    expect(ds.endpoints().map((e) => e.key)).toEqual(['10.0.0.2:8000', '10.0.0.3:8000']);
+    ds.clear();
+    expect(ds.readyCount).toBe(0);
+  });
+
+  it('rejects endpoints whose key does not match the address', () => {
+    expect(() => ds.upsertEndpoint({ ...ep('10.0.0.1', 8000), key: '10.0.0.1:9000' })).toThrow(/does not match/);
+    expect(() => ds.upsertEndpoint({ ...ep('10.0.0.1', 8000), port: 0, key: '10.0.0.1:0' })).toThrow(/invalid port/);
+    expect(ds.upsertEndpoint(ep('fd00::1', 8000))).toBe(true);
+    expect(ds.has('[fd00::1]:8000')).toBe(true);
+  });
+
+  it('snapshots are frozen and do not change when the store does', () => {
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a', { role: 'decode' }));
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 1, kvCacheUsagePercent: 0.3, updateTime: 10 });
+    ds.acquire('10.0.0.1:8000');
+    const snap = ds.snapshot();
+
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 50 });
+    ds.acquire('10.0.0.1:8000');
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a', { role: 'prefill' }));
+    ds.upsertEndpoint(ep('10.0.0.2', 8000, 'b'));
+
+    expect(snap).toHaveLength(1);
+    const s = snap[0];
+    expect(s?.metrics.waitingQueueSize).toBe(1);
+    expect(s?.activeRequests).toBe(1);
+    expect(s?.endpoint.labels.role).toBe('decode');
+    expect(Object.isFrozen(s)).toBe(true);
+    expect(Object.isFrozen(s?.endpoint)).toBe(true);
+    expect(Object.isFrozen(s?.endpoint.labels)).toBe(true);
+    expect(Object.isFrozen(s?.metrics)).toBe(true);
+    expect(() => {
+      (s?.metrics as { waitingQueueSize: number }).waitingQueueSize = 3;
+    }).toThrow(TypeError);
+
+    const later = ds.snapshot();
+    expect(later.map((x) => [x.endpoint.key, x.metrics.waitingQueueSize, x.activeRequests])).toEqual([
+      ['10.0.0.1:8000', 50, 2],
+      ['10.0.0.2:8000', 0, 0],
+    ]);
+  });
+
+  it('counts in-flight requests and never goes negative', () => {
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    ds.acquire('10.0.0.1:8000');
+    ds.acquire('10.0.0.1:8000');
+    ds.release('10.0.0.1:8000');
+    expect(ds.activeRequests('10.0.0.1:8000')).toBe(1);
+    ds.release('10.0.0.1:8000');
+    ds.release('10.0.0.1:8000');
+    expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
+  });
+
+  it('keeps in-flight counts across a pod leaving and returning, since those requests are still running', () => {
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    ds.acquire('10.0.0.1:8000');
+    ds.removeEndpoint('10.0.0.1:8000');
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    expect(ds.snapshot()[0]?.activeRequests).toBe(1);
+    ds.release('10.0.0.1:8000');
+    expect(ds.snapshot()[0]?.activeRequests).toBe(0);
+  });
+
+  it('averages pool load over scraped endpoints only', () => {
+    expect(ds.poolStats()).toEqual({
+      readyEndpoints: 0,
+      scrapedEndpoints: 0,
+      averageKvCacheUsage: 0,
+      averageWaitingQueue: 0,
+      averageRunningQueue: 0,
+    });
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    ds.upsertEndpoint(ep('10.0.0.2', 8000, 'b'));
+    ds.upsertEndpoint(ep('10.0.0.3', 8000, 'c'));
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 4, runningQueueSize: 2, kvCacheUsagePercent: 0.2, updateTime: 1 });
+    ds.setMetrics('10.0.0.2:8000', { waitingQueueSize: 2, runningQueueSize: 6, kvCacheUsagePercent: 0.6, updateTime: 1 });
+    const stats = ds.poolStats();
+    expect(stats.readyEndpoints).toBe(3);
+    expect(stats.scrapedEndpoints).toBe(2);
+    expect(stats.averageWaitingQueue).toBe(3);
+    expect(stats.averageRunningQueue).toBe(4);
+    expect(stats.averageKvCacheUsage).toBeCloseTo(0.4, 10);
+  });
+
+  it('announces pool sync changes once per change', () => {
+    const seen: boolean[] = [];
+    ds.on('poolSyncChanged', (s) => seen.push(s));
+    ds.setPoolSynced(true);
+    ds.setPoolSynced(true);
+    ds.setPoolSynced(false);
+    expect(seen).toEqual([true, false]);
+    expect(ds.poolSynced).toBe(false);
+  });
+
+  it('a throwing listener neither breaks the store nor other listeners', () => {
+    const errors: unknown[] = [];
+    const store = new Datastore({ scrape: false, onListenerError: (e) => errors.push(e) });
+    const seen: string[] = [];
+    store.on('endpointAdded', () => {
+      throw new Error('boom');
+    });
+    store.on('endpointAdded', (e) => seen.push(e.key));
+    expect(store.upsertEndpoint(ep('10.0.0.9', 8000))).toBe(true);
+    expect(seen).toEqual(['10.0.0.9:8000']);
+    expect(errors).toHaveLength(1);
+    void store.stop();
+  });
+
+  it('off() detaches a listener', () => {
+    const seen: string[] = [];
+    const l = (e: Endpoint): void => {
+      seen.push(e.key);
+    };
+    ds.on('endpointAdded', l);
+    ds.off('endpointAdded', l);
+    ds.upsertEndpoint(ep('10.0.0.1', 8000));
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('metrics freshness', () => {
+  it('never-scraped metrics are infinitely old; fresh ones are within the threshold', () => {
+    expect(metricsAgeMs(EMPTY_METRICS, 1000)).toBe(Infinity);
+    expect(metricsFresh(EMPTY_METRICS, 200, 1000)).toBe(false);
+    const m = { ...EMPTY_METRICS, updateTime: 900 };
+    expect(metricsAgeMs(m, 1000)).toBe(100);
+    expect(metricsFresh(m, 200, 1000)).toBe(true);
+    expect(metricsFresh(m, 200, 1101)).toBe(false);
+  });
+});
+
+describe('Datastore with real scrapers', () => {
+  const servers: FakeVllmServer[] = [];
+  let ds: Datastore;
+
+  beforeEach(() => {
+    ds = new Datastore({ refreshIntervalMs: 10, scrapeTimeoutMs: 500 });
+  });
+  afterEach(async () => {
+    await ds.stop();
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  async function vllm(waiting: number, kv: number): Promise<Endpoint> {
+    const s = await FakeVllmServer.start({ engines: [{ waiting, running: 1, kvUsage: kv }] });
+    servers.push(s);
+    return ep(s.address, s.port, `pod-${s.port}`);
+  }
+
+  it('scrapes each endpoint it holds', async () => {
+    const a = await vllm(3, 0.25);
+    const b = await vllm(0, 0.75);
+    ds.replaceEndpoints([a, b]);
+    await waitFor(() => ds.snapshot().every((s) => s.metrics.updateTime > 0), 'both scraped');
+    const byKey = new Map(ds.snapshot().map((s) => [s.endpoint.key, s.metrics]));
+    expect(byKey.get(a.key)).toMatchObject({ waitingQueueSize: 3, kvCacheUsagePercent: 0.25, runningQueueSize: 1 });
+    expect(byKey.get(b.key)).toMatchObject({ waitingQueueSize: 0, kvCacheUsagePercent: 0.75 });
+    expect(ds.poolStats()).toMatchObject({ scrapedEndpoints: 2, averageWaitingQueue: 1.5, averageKvCacheUsage: 0.5 });
+    expect(ds.scrapeStatus(a.key)?.failures).toBe(0);
+  });
+
+  it('an endpoint whose scrapes fail goes stale and comes back when it answers', async () => {
+    const a = await vllm(1, 0.1);
+    const server = servers[0] as FakeVllmServer;
+    ds.upsertEndpoint(a);
+    await waitFor(() => (ds.metrics(a.key)?.updateTime ?? 0) > 0, 'first scrape');
+    expect(metricsFresh(ds.metrics(a.key) ?? EMPTY_METRICS, 5_000)).toBe(true);
+
+    server.mode = 'error';
+    await waitFor(() => (ds.metrics(a.key)?.consecutiveFailures ?? 0) >= 3, 'failures');
+    const stale = ds.metrics(a.key) ?? EMPTY_METRICS;
+    await waitFor(() => !metricsFresh(stale, 50), 'metrics to age');
+    // updateTime froze at the last success, so the pod ages out of any staleness filter.
+    expect(metricsFresh(ds.metrics(a.key) ?? EMPTY_METRICS, 50)).toBe(false);
+
+    server.mode = 'ok';
+    await waitFor(() => ds.metrics(a.key)?.consecutiveFailures === 0, 'recovery');
+    expect(metricsFresh(ds.metrics(a.key) ?? EMPTY_METRICS, 5_000)).toBe(true);
+  });
+
+  it('stops scraping an endpoint once it is removed', async () => {
+    const a = await vllm(1, 0.1);
+    const server = servers[0] as FakeVllmServer;
+    ds.upsertEndpoint(a);
+    await waitFor(() => server.requests > 0, 'a scrape');
+    ds.removeEndpoint(a.key);
+    await new Promise((r) => setTimeout(r, 30));
+    const after = server.requests;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.requests).toBe(after);
+  });
+
+  it('scrapes metricsPort instead of the endpoint port when set', async () => {
+    const metricsServer = await FakeVllmServer.start({ engines: [{ waiting: 9, running: 0, kvUsage: 0 }] });
+    servers.push(metricsServer);
+    const store = new Datastore({ refreshIntervalMs: 10, metricsPort: metricsServer.port });
+    try {
+      // Port 1 would refuse; the store must go to metricsPort.
+      const target = ep('127.0.0.1', 1, 'pod-x');
+      store.upsertEndpoint(target);
+      await waitFor(() => store.metrics(target.key)?.waitingQueueSize === 9, 'scrape via metricsPort');
+    } finally {
+      await store.stop();
+    }
+  });
+
+  it('refuses changes after stop()', async () => {
+    await ds.stop();
+    expect(() => ds.upsertEndpoint(ep('10.0.0.1', 8000))).toThrow(/stopped/);
+  });
+});

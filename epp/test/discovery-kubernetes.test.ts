@@ -1,0 +1,352 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Datastore } from '../src/datastore/datastore';
+import { KubernetesDiscovery, type KubernetesDiscoveryOptions } from '../src/datastore/kubernetes-discovery';
+import { FakeKubeApiServer, fakePod, fakePoolV1, fakePoolV1alpha2 } from './support/fake-kube-apiserver';
+import { FakeVllmServer } from './support/fake-vllm';
+
+// The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
+jest.setTimeout(60_000);
+
+async function waitFor(cond: () => boolean, what: string, limitMs = 15_000): Promise<void> {
+  const until = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const SELECTOR = { 'llm-d.ai/inferenceServing': 'true' };
+const V1 = 'inference.networking.k8s.io/v1';
+const V1ALPHA2 = 'inference.networking.x-k8s.io/v1alpha2';
+// Pod IPs stay on loopback: nothing here may send traffic anywhere else.
+const ip = (n: number): string => `127.0.10.${n}`;
+
+describe('KubernetesDiscovery against a fake API server', () => {
+  let api: FakeKubeApiServer;
+  let ds: Datastore;
+  let discovery: KubernetesDiscovery | undefined;
+  let events: string[];
+
+  const start = async (opts: Partial<KubernetesDiscoveryOptions> = {}): Promise<KubernetesDiscovery> => {
+    discovery = new KubernetesDiscovery(ds, {
+      poolName: 'pool',
+      poolNamespace: 'default',
+      kubeConfig: { kind: 'options', options: api.kubeConfigOptions() },
+      backoff: { initialMs: 20, maxMs: 200 },
+      ...opts,
+    });
+    await discovery.start();
+    return discovery;
+  };
+  const keys = (): string[] => ds.endpoints().map((e) => e.key).sort();
+
+  beforeEach(async () => {
+    api = await FakeKubeApiServer.start();
+    ds = new Datastore({ scrape: false });
+    events = [];
+    ds.on('endpointAdded', (e) => events.push(`+${e.key}`)).on('endpointRemoved', (e) => events.push(`-${e.key}`));
+  });
+
+  afterEach(async () => {
+    await discovery?.stop();
+    discovery = undefined;
+    await ds.stop();
+    await api.close();
+  });
+
+  it('lists the Ready, matching pods of a v1 pool and reports synced', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'vllm-0', ip: ip(1), labels: { ...SELECTOR, role: 'decode' } }));
+    api.upsertPod(fakePod({ name: 'vllm-1', ip: ip(2), labels: SELECTOR }));
+    api.upsertPod(fakePod({ name: 'starting', ip: ip(3), labels: SELECTOR, ready: false }));
+    api.upsertPod(fakePod({ name: 'unscheduled', labels: SELECTOR }));
+    api.upsertPod(fakePod({ name: 'other-app', ip: ip(4), labels: { app: 'other' } }));
+    api.upsertPod(fakePod({ name: 'elsewhere', namespace: 'other', ip: ip(5), labels: SELECTOR }));
+
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(d.synced).toBe(true);
+    expect(ds.poolSynced).toBe(true);
+    expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(2)}:8000`]);
+    const vllm0 = ds.get(`${ip(1)}:8000`);
+    expect(vllm0).toMatchObject({ name: 'vllm-0', namespace: 'default', address: ip(1), port: 8000 });
+    expect(vllm0?.labels).toEqual({ ...SELECTOR, role: 'decode' });
+    expect(d.currentPool).toMatchObject({ apiVersion: V1, targetPort: 8000, selector: SELECTOR });
+
+    // The selector went to the API server rather than being applied to every pod in the namespace.
+    const podList = api.requests.find((r) => r.path === '/api/v1/namespaces/default/pods' && r.query.watch === undefined);
+    expect(podList?.query.labelSelector).toBe('llm-d.ai/inferenceServing=true');
+  });
+
+  it('follows pods as they become ready, stop being ready, terminate, change labels and go away', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR, ready: false }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([]);
+    const a = `${ip(1)}:8000`;
+
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    await waitFor(() => ds.has(a), 'a Ready');
+
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR, ready: false }));
+    await waitFor(() => !ds.has(a), 'a not ready');
+
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    await waitFor(() => ds.has(a), 'a Ready again');
+
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR, deleting: true }));
+    await waitFor(() => !ds.has(a), 'a terminating');
+
+    api.upsertPod(fakePod({ name: 'b', ip: ip(2), labels: SELECTOR }));
+    const b = `${ip(2)}:8000`;
+    await waitFor(() => ds.has(b), 'b added');
+    api.deletePod('b');
+    await waitFor(() => !ds.has(b), 'b deleted');
+
+    api.upsertPod(fakePod({ name: 'c', ip: ip(3), labels: SELECTOR }));
+    const c = `${ip(3)}:8000`;
+    await waitFor(() => ds.has(c), 'c added');
+    api.upsertPod(fakePod({ name: 'c', ip: ip(3), labels: { app: 'moved' } }));
+    await waitFor(() => !ds.has(c), 'c no longer selected');
+
+    expect(events).toEqual([`+${a}`, `-${a}`, `+${a}`, `-${a}`, `+${b}`, `-${b}`, `+${c}`, `-${c}`]);
+    expect(d.synced).toBe(true);
+  });
+
+  it('re-keys every endpoint when the pool target port changes', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    api.upsertPod(fakePod({ name: 'b', ip: ip(2), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(2)}:8000`]);
+
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8200));
+    await waitFor(() => keys().join() === [`${ip(1)}:8200`, `${ip(2)}:8200`].join(), 'new port');
+    expect(ds.get(`${ip(1)}:8200`)?.port).toBe(8200);
+    expect(events.filter((e) => e.startsWith('-')).sort()).toEqual([`-${ip(1)}:8000`, `-${ip(2)}:8000`]);
+    expect(d.synced).toBe(true);
+  });
+
+  it('resyncs when the selector changes', async () => {
+    api.upsertPool(fakePoolV1('pool', { app: 'old' }, 8000));
+    api.upsertPod(fakePod({ name: 'old-0', ip: ip(1), labels: { app: 'old' } }));
+    api.upsertPod(fakePod({ name: 'new-0', ip: ip(2), labels: { app: 'new' } }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+
+    api.upsertPool(fakePoolV1('pool', { app: 'new' }, 8000));
+    await waitFor(() => keys().join() === `${ip(2)}:8000`, 'new selection');
+    // Pods of the new selection keep being followed.
+    api.upsertPod(fakePod({ name: 'new-1', ip: ip(3), labels: { app: 'new' } }));
+    await waitFor(() => ds.has(`${ip(3)}:8000`), 'new-1');
+  });
+
+  it('reads a v1alpha2 pool when the v1 API is not installed', async () => {
+    api.servedGroupVersions = new Set([V1ALPHA2]);
+    api.upsertPool(fakePoolV1alpha2('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(d.currentPool?.apiVersion).toBe(V1ALPHA2);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+
+    api.upsertPool(fakePoolV1alpha2('pool', SELECTOR, 9000));
+    await waitFor(() => keys().join() === `${ip(1)}:9000`, 'v1alpha2 port change');
+  });
+
+  it('reads only the configured version when one is given', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPool(fakePoolV1alpha2('pool', SELECTOR, 9000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start({ poolApiVersion: V1ALPHA2 });
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:9000`]);
+    expect(api.requests.some((r) => r.path.startsWith('/apis/inference.networking.k8s.io/'))).toBe(false);
+  });
+
+  it('is not synced while the pool is missing, with an error naming it, and syncs once it appears', async () => {
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start();
+    await waitFor(() => d.lastError !== undefined, 'an error');
+    expect(d.synced).toBe(false);
+    expect(ds.poolSynced).toBe(false);
+    expect(d.lastError?.message).toMatch(/InferencePool default\/pool not found/);
+    expect(d.lastError?.message).toContain(V1);
+    expect(d.lastError?.message).toContain(V1ALPHA2);
+    await expect(d.waitForSync(100)).rejects.toThrow(/not synced after 100 ms: InferencePool default\/pool not found/);
+    expect(keys()).toEqual([]);
+
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+    expect(d.lastError).toBeUndefined();
+  });
+
+  it('empties the pool and stops being synced when the pool is deleted', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    const unsynced = new Promise<void>((resolve) => d.on('unsynced', resolve));
+
+    api.deletePool(V1, 'pool');
+    await unsynced;
+    expect(ds.poolSynced).toBe(false);
+    expect(keys()).toEqual([]);
+    expect(d.lastError?.message).toMatch(/deleted|not found/);
+
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+  });
+
+  it('re-lists after 410 Gone and catches up on what changed while disconnected', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    api.upsertPod(fakePod({ name: 'b', ip: ip(2), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    await waitFor(() => api.openWatches === 2, 'pool and pod watches open');
+    const listsBefore = api.requests.filter((r) => r.path.endsWith('/pods') && r.query.watch === undefined).length;
+
+    // Changes happen, history is compacted, and the streams drop: resuming from the old version must fail with 410.
+    api.closeWatches();
+    api.deletePod('a');
+    api.upsertPod(fakePod({ name: 'c', ip: ip(3), labels: SELECTOR }));
+    api.compact();
+
+    await waitFor(() => keys().join() === [`${ip(2)}:8000`, `${ip(3)}:8000`].join(), 'caught up');
+    const lists = api.requests.filter((r) => r.path.endsWith('/pods') && r.query.watch === undefined).length;
+    expect(lists).toBeGreaterThan(listsBefore);
+    expect(d.synced).toBe(true);
+
+    // And it keeps following afterwards.
+    api.upsertPod(fakePod({ name: 'd', ip: ip(4), labels: SELECTOR }));
+    await waitFor(() => ds.has(`${ip(4)}:8000`), 'd after relist');
+  });
+
+  it('keeps watching a pool that has not changed since long before a compaction', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    // Much later: unrelated writes, then the server compacts its history. The pool's own version is now too old to
+    // watch from, so discovery must watch from a current version rather than the pool object's.
+    for (let i = 0; i < 5; i++) api.upsertPod(fakePod({ name: `noise-${i}`, labels: { app: 'noise' } }));
+    api.compact();
+    const d = await start();
+    await d.waitForSync(15_000);
+    await waitFor(() => api.openWatches === 2, 'pool and pod watches open');
+    const poolWatches = (): number =>
+      api.requests.filter((r) => r.path.endsWith('/inferencepools') && r.query.watch === 'true').length;
+    const before = poolWatches();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(poolWatches()).toBe(before);
+
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8100));
+    await waitFor(() => ds.has(`${ip(1)}:8100`), 'port change seen through the watch');
+  });
+
+  it('resumes a cleanly closed watch from the last version without re-listing', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    await waitFor(() => api.openWatches === 2, 'watches open');
+    const podLists = (): number => api.requests.filter((r) => r.path.endsWith('/pods') && r.query.watch === undefined).length;
+    const before = podLists();
+
+    api.closeWatches();
+    api.upsertPod(fakePod({ name: 'b', ip: ip(2), labels: SELECTOR }));
+    await waitFor(() => ds.has(`${ip(2)}:8000`), 'b via resumed watch');
+    expect(podLists()).toBe(before);
+    const resumed = api.requests.filter((r) => r.path.endsWith('/pods') && r.query.watch === 'true');
+    expect(Number(resumed[resumed.length - 1]?.query.resourceVersion)).toBeGreaterThan(0);
+  });
+
+  it('retries API errors with backoff and syncs once the server answers', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    api.failNext(/\/pods\?/, 500, 2);
+    const errors: string[] = [];
+    const d = await start();
+    d.on('error', (e) => errors.push(e.message));
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+    expect(api.requests.filter((r) => r.path.endsWith('/pods')).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('reports a forbidden pool read as an error without syncing', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.failNext(/inferencepools/, 403, 1000);
+    const d = await start();
+    await waitFor(() => d.lastError !== undefined, 'an error');
+    expect(d.lastError?.message).toMatch(/HTTP 403/);
+    expect(d.synced).toBe(false);
+  });
+
+  it('loads a kubeconfig file', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const file = api.writeKubeconfig();
+    try {
+      const d = await start({ kubeConfig: { kind: 'file', path: file } });
+      await d.waitForSync(15_000);
+      expect(keys()).toEqual([`${ip(1)}:8000`]);
+    } finally {
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+
+  it('rejects start() on an unusable kubeconfig', async () => {
+    const d = new KubernetesDiscovery(ds, { poolName: 'pool', kubeConfig: { kind: 'options', options: { clusters: [], users: [], contexts: [], currentContext: '' } } });
+    await expect(d.start()).rejects.toThrow(/no current cluster/);
+  });
+
+  it('stop() closes its watches and leaves the endpoints', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    await waitFor(() => api.openWatches === 2, 'watches open');
+    await d.stop();
+    discovery = undefined;
+    await waitFor(() => api.openWatches === 0, 'watches closed');
+    expect(d.synced).toBe(false);
+    expect(ds.poolSynced).toBe(false);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+  });
+});
+
+describe('KubernetesDiscovery feeding real scrapers', () => {
+  it('discovers a pod on loopback and scrapes its metrics', async () => {
+    const api = await FakeKubeApiServer.start();
+    const vllm = await FakeVllmServer.start({ engines: [{ waiting: 4, running: 2, kvUsage: 0.3 }] });
+    const ds = new Datastore({ refreshIntervalMs: 10 });
+    const d = new KubernetesDiscovery(ds, {
+      poolName: 'pool',
+      kubeConfig: { kind: 'options', options: api.kubeConfigOptions() },
+      backoff: { initialMs: 20, maxMs: 200 },
+    });
+    try {
+      api.upsertPool(fakePoolV1alpha2('pool', SELECTOR, vllm.port));
+      api.upsertPod(fakePod({ name: 'vllm-0', ip: '127.0.0.1', labels: SELECTOR }));
+      await d.start();
+      await d.waitForSync(15_000);
+      const key = `127.0.0.1:${vllm.port}`;
+      await waitFor(() => (ds.metrics(key)?.updateTime ?? 0) > 0, 'scrape');
+      expect(ds.snapshot()[0]).toMatchObject({
+        endpoint: { key, name: 'vllm-0' },
+        metrics: { waitingQueueSize: 4, runningQueueSize: 2, kvCacheUsagePercent: 0.3, consecutiveFailures: 0 },
+        activeRequests: 0,
+      });
+    } finally {
+      await d.stop();
+      await ds.stop();
+      await vllm.close();
+      await api.close();
+    }
+  });
+});

@@ -1,0 +1,153 @@
+import { renderVllmMetrics } from './support/fake-vllm';
+import { EMPTY_METRICS } from '../src/datastore/types';
+import { applyReading, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_METRIC_NAMES } from '../src/datastore/vllm-metrics';
+
+describe('parseVllmMetrics', () => {
+  it('reads queue, KV usage and cache config from a single-engine page', () => {
+    const r = parseVllmMetrics(renderVllmMetrics({ engines: [{ waiting: 3, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 }));
+    expect(r).toMatchObject({
+      waitingQueueSize: 3,
+      runningQueueSize: 7,
+      kvCacheUsagePercent: 0.42,
+      kvCacheMetric: 'vllm:kv_cache_usage_perc',
+      blockSize: 16,
+      numGpuBlocks: 27153,
+      engines: 1,
+    });
+    expect(r.issues).toEqual([]);
+  });
+
+  it('sums queues, block-weights KV usage and sums blocks across engines', () => {
+    const r = parseVllmMetrics(
+      renderVllmMetrics({
+        engines: [
+          { waiting: 2, running: 5, kvUsage: 0.9, numGpuBlocks: 1000 },
+          { waiting: 1, running: 4, kvUsage: 0.3, numGpuBlocks: 3000 },
+        ],
+      }),
+    );
+    expect(r.waitingQueueSize).toBe(3);
+    expect(r.runningQueueSize).toBe(9);
+    // (0.9·1000 + 0.3·3000) / 4000: the pod's used share of all its blocks.
+    expect(r.kvCacheUsagePercent).toBeCloseTo(0.45, 10);
+    expect(r.numGpuBlocks).toBe(4000);
+    expect(r.engines).toBe(2);
+  });
+
+  it('falls back to a plain mean of KV usage without per-engine block counts', () => {
+    const r = parseVllmMetrics(
+      renderVllmMetrics({
+        cacheConfigInfo: false,
+        engines: [
+          { waiting: 0, running: 0, kvUsage: 0.2 },
+          { waiting: 0, running: 0, kvUsage: 0.6 },
+        ],
+      }),
+    );
+    expect(r.kvCacheUsagePercent).toBeCloseTo(0.4, 10);
+    expect(r.blockSize).toBeUndefined();
+    expect(r.numGpuBlocks).toBeUndefined();
+  });
+
+  it('falls back to vllm:gpu_cache_usage_perc when kv_cache_usage_perc is absent (pre-0.9.2 servers)', () => {
+    const r = parseVllmMetrics(renderVllmMetrics({ kvCacheUsage: false, engines: [{ waiting: 0, running: 1, kvUsage: 0.66 }] }));
+    expect(r.kvCacheUsagePercent).toBe(0.66);
+    expect(r.kvCacheMetric).toBe('vllm:gpu_cache_usage_perc');
+  });
+
+  it('prefers kv_cache_usage_perc when both names are exported', () => {
+    const text = [
+      '# TYPE vllm:gpu_cache_usage_perc gauge',
+      'vllm:gpu_cache_usage_perc{engine="0",model_name="m"} 0.1',
+      '# TYPE vllm:kv_cache_usage_perc gauge',
+      'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.2',
+    ].join('\n');
+    expect(parseVllmMetrics(text).kvCacheUsagePercent).toBe(0.2);
+  });
+
+  it('returns only what the page had (a partial page)', () => {
+    const r = parseVllmMetrics('# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0",model_name="m"} 4.0\n');
+    expect(r.waitingQueueSize).toBe(4);
+    expect(r.runningQueueSize).toBeUndefined();
+    expect(r.kvCacheUsagePercent).toBeUndefined();
+    expect(hasLoadSignal(r)).toBe(true);
+  });
+
+  it('skips a malformed line of a wanted family and reads the others', () => {
+    const text = [
+      'vllm:num_requests_waiting{engine="0",model_name="m"} 2.0',
+      'vllm:num_requests_waiting{engine="1",model_name="m" 9.0',
+      'vllm:num_requests_running{engine="0",model_name="m"} 1.0',
+    ].join('\n');
+    const r = parseVllmMetrics(text);
+    expect(r.waitingQueueSize).toBe(2);
+    expect(r.runningQueueSize).toBe(1);
+    expect(r.issues).toHaveLength(1);
+    expect(r.issues[0]?.line).toBe(2);
+  });
+
+  it('ignores NaN gauges and a page with no vLLM metrics has no load signal', () => {
+    expect(parseVllmMetrics('vllm:num_requests_waiting NaN\n').waitingQueueSize).toBeUndefined();
+    expect(hasLoadSignal(parseVllmMetrics('<html>hello</html>'))).toBe(false);
+    expect(hasLoadSignal(parseVllmMetrics(''))).toBe(false);
+  });
+
+  it('clamps KV usage into 0..1', () => {
+    expect(parseVllmMetrics('vllm:kv_cache_usage_perc 1.5').kvCacheUsagePercent).toBe(1);
+  });
+
+  it('filters by model_name when asked', () => {
+    const text = [
+      'vllm:num_requests_waiting{engine="0",model_name="a"} 2.0',
+      'vllm:num_requests_waiting{engine="0",model_name="b"} 5.0',
+    ].join('\n');
+    expect(parseVllmMetrics(text).waitingQueueSize).toBe(7);
+    expect(parseVllmMetrics(text, { modelName: 'b' }).waitingQueueSize).toBe(5);
+  });
+
+  it('reads other servers through metric specs with label matchers (TRT-LLM style)', () => {
+    const text = [
+      'nv_trt_llm_request_metrics{model="x",request_type="waiting"} 6',
+      'nv_trt_llm_request_metrics{model="x",request_type="active"} 2',
+      'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"} 0.5',
+    ].join('\n');
+    const r = parseVllmMetrics(text, {
+      names: {
+        ...VLLM_METRIC_NAMES,
+        waiting: parseMetricSpec('nv_trt_llm_request_metrics{request_type=waiting}'),
+        running: parseMetricSpec('nv_trt_llm_request_metrics{request_type="active"}'),
+        kvUsage: [parseMetricSpec('nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}')],
+      },
+    });
+    expect(r).toMatchObject({ waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.5 });
+  });
+});
+
+describe('parseMetricSpec', () => {
+  it('parses names and matchers', () => {
+    expect(parseMetricSpec('vllm:num_requests_waiting')).toEqual({ name: 'vllm:num_requests_waiting' });
+    expect(parseMetricSpec('m{a=b, c="d e"}')).toEqual({ name: 'm', labels: { a: 'b', c: 'd e' } });
+    expect(parseMetricSpec('m{}')).toEqual({ name: 'm' });
+  });
+
+  it('rejects malformed specs', () => {
+    expect(() => parseMetricSpec('1m')).toThrow(/invalid metric spec/);
+    expect(() => parseMetricSpec('m{a}')).toThrow(/invalid label matcher "a"/);
+  });
+});
+
+describe('applyReading', () => {
+  it('replaces what was read, keeps the rest, stamps the time and ends the failure streak', () => {
+    const prev = { ...EMPTY_METRICS, waitingQueueSize: 9, kvCacheUsagePercent: 0.5, blockSize: 16, consecutiveFailures: 4, updateTime: 1 };
+    const next = applyReading(prev, { waitingQueueSize: 1, engines: 1 }, 1234);
+    expect(next).toEqual({
+      waitingQueueSize: 1,
+      runningQueueSize: 0,
+      kvCacheUsagePercent: 0.5,
+      blockSize: 16,
+      updateTime: 1234,
+      consecutiveFailures: 0,
+    });
+    expect(Object.isFrozen(next)).toBe(true);
+  });
+});
