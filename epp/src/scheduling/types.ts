@@ -19,6 +19,11 @@ export interface LLMRequest {
 export interface SchedulingResult {
   /** The chosen endpoint. */
   readonly target: EndpointSnapshot;
+  /**
+   * Everything the primary profile's picker returned, best first (`targets[0] === target`); more than one only when
+   * the picker's `maxNumOfEndpoints` > 1, for callers that want fallbacks.
+   */
+  readonly targets?: readonly EndpointSnapshot[];
   /** Name of the profile that chose it. */
   readonly profile: string;
   /** Final weighted score of each candidate that survived the filters, by endpoint key (for logs and tests). */

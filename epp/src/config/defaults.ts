@@ -1,0 +1,98 @@
+import { validateEndpointPickerConfig } from './loader';
+import {
+  ENDPOINT_PICKER_CONFIG_API_VERSION,
+  ENDPOINT_PICKER_CONFIG_KIND,
+  type EndpointPickerConfig,
+} from './types';
+
+/**
+ * kvroute's default scheduling: KV-cache-aware routing with hard session affinity, for a pool of decode pods.
+ *
+ * Per request: drop non-decode pods → drop saturated pods (the "loaded pod" guarantee, and the 429 when all are) →
+ * a session with a live binding goes to its pod → otherwise score prefix locality against load and take the best
+ * (ties broken at random).
+ *
+ * Scores add up as `3·prefix + queue + kv + active`: a pod holding the request's prefix gets up to 3 points, and the
+ * three load signals can take up to 3 points from a loaded pod. With only a fraction `f` of the prompt cached,
+ * a pod keeps the request while `3f` exceeds its load deficit, so a long shared prefix beats mild load but a short
+ * one does not; beyond the saturation thresholds the pod is not a candidate at all, whatever it caches.
+ *
+ * Returned normalized (every parameter default filled), as the loader would return it.
+ */
+export function defaultEndpointPickerConfig(): EndpointPickerConfig {
+  // Typed first so the compiler checks every type and parameter name; then normalized like a loaded file.
+  const config: EndpointPickerConfig = {
+    apiVersion: ENDPOINT_PICKER_CONFIG_API_VERSION,
+    kind: ENDPOINT_PICKER_CONFIG_KIND,
+    plugins: [
+      { type: 'single-profile-handler' },
+      // Pods labelled llm-d.ai/role=prefill never decode; unlabelled pods are decode pods.
+      { type: 'decode-filter' },
+      {
+        type: 'saturation-filter',
+        parameters: {
+          // vLLM queues only when it cannot schedule: 5 waiting requests means a newcomer waits behind a full batch
+          // step or more, which costs more than recomputing a prefix elsewhere (GIE's detector uses 5 too).
+          queueDepthThreshold: 5,
+          // Running requests hold 90% of the KV blocks: close to vLLM preempting. Below that the KV scorer steers
+          // softly; GIE's 0.8 would exclude busy-but-healthy pods and shed load early.
+          kvCacheUtilThreshold: 0.9,
+          // 20 scrapes at the 50 ms interval. GIE's 200 ms is tight for a Node event loop that also hashes 100 KB
+          // prompts; dead pods are caught sooner by the scrape-failure limit below.
+          metricsStalenessThreshold: '1s',
+          // A refused connection fails each 50 ms scrape at once: three in a row ≈ 150 ms to drop a dead pod.
+          maxConsecutiveScrapeFailures: 3,
+        },
+      },
+      {
+        type: 'session-affinity-filter',
+        parameters: {
+          headers: ['x-session-id', 'x-session-token'],
+          // Long enough to span a user's think time between turns of a conversation.
+          ttl: '30m',
+          // About 150 bytes per binding: ≈ 10 MB at capacity.
+          capacity: 65536,
+        },
+      },
+      {
+        type: 'prefix-cache-scorer',
+        parameters: {
+          mode: 'estimate',
+          // 64 characters ≈ 16 tokens = one vLLM KV block at the default --block-size.
+          hashBlockSize: 64,
+          // 256 blocks = the first 16 KB of the prompt, where shared system prompts and contexts sit.
+          maxPrefixBlocksToMatch: 256,
+          lruCapacityPerServer: 31250,
+        },
+      },
+      { type: 'queue-scorer' },
+      { type: 'kv-cache-utilization-scorer' },
+      { type: 'active-request-scorer' },
+      { type: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
+    ],
+    schedulingProfiles: [
+      {
+        name: 'default',
+        plugins: [
+          { pluginRef: 'decode-filter' },
+          // Before session affinity, so a saturated bound pod re-pins the session instead of holding it.
+          { pluginRef: 'saturation-filter' },
+          { pluginRef: 'session-affinity-filter' },
+          // 3: a full prefix hit outweighs any one load signal (each <= 1) and equals all three together —
+          // recomputing a long shared prefix costs more prefill than queueing briefly behind it.
+          { pluginRef: 'prefix-cache-scorer', weight: 3 },
+          // 1: min-max normalized, so a one-request difference already swings the full point; at 1 that noise
+          // breaks ties between equal prefixes but cannot overturn a prefix hit alone.
+          { pluginRef: 'queue-scorer', weight: 1 },
+          // 1: absolute headroom (1 − usage), so a pod near its KV limit loses even when every pod has a queue.
+          { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
+          // 1: the EPP's own in-flight count changes with every pick, not every scrape, so a burst of requests with
+          // the same prefix spreads once the prefix pod's lead is used up instead of herding onto it for 50 ms.
+          { pluginRef: 'active-request-scorer', weight: 1 },
+          { pluginRef: 'max-score-picker' },
+        ],
+      },
+    ],
+  };
+  return validateEndpointPickerConfig(config);
+}

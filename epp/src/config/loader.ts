@@ -1,0 +1,246 @@
+import { parseDocument, stringify } from 'yaml';
+import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
+import { ConfigError, describeValue } from './errors';
+import { FieldReader } from './fields';
+import { resolvePluginParameters } from './parameters';
+import {
+  ENDPOINT_PICKER_CONFIG_API_VERSION,
+  ENDPOINT_PICKER_CONFIG_KIND,
+  type EndpointPickerConfig,
+  type PluginSpec,
+  type SchedulingProfilePluginRef,
+  type SchedulingProfileSpec,
+} from './types';
+
+/** The profile GIE creates when a config declares none. */
+export const DEFAULT_PROFILE_NAME = 'default';
+/** The weight a scorer gets when its profile entry has none (GIE phase-two default). */
+export const DEFAULT_SCORER_WEIGHT = 1;
+const DEFAULT_PICKER_TYPE = 'max-score-picker';
+const DEFAULT_PROFILE_HANDLER_TYPE = 'single-profile-handler';
+
+/** The kinds a profile can hold; the rest (profile handlers, request hooks) act outside profiles. */
+const PROFILE_KINDS: readonly PluginKind[] = ['filter', 'scorer', 'picker', 'post-cycle'];
+
+/**
+ * Parses EndpointPickerConfig YAML (one document) and validates it; see `validateEndpointPickerConfig`.
+ * @throws ConfigError for YAML syntax errors, duplicate keys and every validation failure.
+ */
+export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfig {
+  const document = parseDocument(yamlText, { uniqueKeys: true, prettyErrors: true });
+  const [firstError] = document.errors;
+  if (firstError?.code === 'MULTIPLE_DOCS') throw new ConfigError('', 'expected one YAML document, got several');
+  if (firstError !== undefined) throw new ConfigError('', `invalid YAML: ${firstError.message}`);
+  const value: unknown = document.toJS({ maxAliasCount: 100 });
+  if (value === null || value === undefined) throw new ConfigError('', 'empty document; expected an EndpointPickerConfig');
+  return validateEndpointPickerConfig(value);
+}
+
+/**
+ * Checks a config as strictly as upstream (unknown fields are errors) and returns it normalized:
+ * - every plugin has a `name` (its type by default) and its `parameters` with **every default filled in**, so the
+ *   rendered ConfigMap states the effective values; plugins without parameters have no `parameters` key;
+ * - no profiles → a `default` profile with every filter, scorer and picker, in declaration order;
+ * - a profile without a picker gets `max-score-picker` (added to `plugins` if absent);
+ * - no profile handler and one profile → `single-profile-handler` is added;
+ * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not.
+ * The result is a fresh object; validating it again returns an equal value.
+ * @throws ConfigError naming the field path and what would be accepted.
+ */
+export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
+  const top = FieldReader.ofMap(value, '');
+  top.constant('apiVersion', ENDPOINT_PICKER_CONFIG_API_VERSION);
+  top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
+  const plugins = readPlugins(top);
+  const declaredProfiles = readProfiles(top, plugins);
+  top.finish();
+
+  const profiles =
+    declaredProfiles.length > 0
+      ? declaredProfiles
+      : [{ name: DEFAULT_PROFILE_NAME, plugins: defaultProfileRefs(plugins) }];
+  for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
+  addDefaultProfileHandler(plugins, profiles);
+
+  return {
+    apiVersion: ENDPOINT_PICKER_CONFIG_API_VERSION,
+    kind: ENDPOINT_PICKER_CONFIG_KIND,
+    plugins,
+    schedulingProfiles: profiles,
+  };
+}
+
+/**
+ * Renders a config as YAML for a ConfigMap. The config is validated and normalized first (so an invalid config
+ * cannot be synthesized); `parseEndpointPickerConfig(renderEndpointPickerConfig(x))` deep-equals
+ * `validateEndpointPickerConfig(x)`.
+ */
+export function renderEndpointPickerConfig(config: EndpointPickerConfig): string {
+  const normalized = validateEndpointPickerConfig(config);
+  // A name equal to the type is the default, so leaving it out keeps the ConfigMap in llm-d's style and still loads
+  // back to the same value.
+  const plugins = normalized.plugins.map(({ name, ...rest }) => (name === rest.type ? rest : { name, ...rest }));
+  return stringify({ ...normalized, plugins }, { aliasDuplicateObjects: false, lineWidth: 0 });
+}
+
+function readPlugins(top: FieldReader): PluginSpec[] {
+  const list = top.raw('plugins');
+  if (!Array.isArray(list)) throw new ConfigError('plugins', `must be a list of plugins, got ${describeValue(list)}`);
+  const firstIndexByName = new Map<string, number>();
+  return list.map((item, index) => {
+    const path = `plugins[${index}]`;
+    const fields = FieldReader.ofMap(item, path);
+    const type = fields.requiredString('type');
+    if (!isKnownPluginType(type)) {
+      throw new ConfigError(
+        `${path}.type`,
+        `unknown plugin type ${JSON.stringify(type)}; known types: ${Object.keys(KNOWN_PLUGIN_TYPES).join(', ')}`,
+      );
+    }
+    const name = fields.optionalString('name') ?? type;
+    const sameName = firstIndexByName.get(name);
+    if (sameName !== undefined) {
+      throw new ConfigError(
+        `${path}.name`,
+        `duplicate plugin name ${JSON.stringify(name)} (also plugins[${sameName}]); the name defaults to the type, ` +
+          'so give one of them a distinct name',
+      );
+    }
+    firstIndexByName.set(name, index);
+    const parameters = resolvePluginParameters(type, fields.raw('parameters'), `${path}.parameters`);
+    fields.finish();
+    return pluginSpec(type, name, parameters);
+  });
+}
+
+function pluginSpec(type: PluginType, name: string, parameters: object): PluginSpec {
+  const spec = Object.keys(parameters).length > 0 ? { type, name, parameters } : { type, name };
+  return spec as PluginSpec;
+}
+
+function readProfiles(top: FieldReader, plugins: readonly PluginSpec[]): SchedulingProfileSpec[] {
+  const list = top.raw('schedulingProfiles');
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    throw new ConfigError('schedulingProfiles', `must be a list of profiles, got ${describeValue(list)}`);
+  }
+  const seenNames = new Set<string>();
+  return list.map((item, index) => {
+    const path = `schedulingProfiles[${index}]`;
+    const fields = FieldReader.ofMap(item, path);
+    const name = fields.requiredString('name');
+    if (seenNames.has(name)) throw new ConfigError(`${path}.name`, `duplicate profile name ${JSON.stringify(name)}`);
+    seenNames.add(name);
+    const refs = fields.raw('plugins');
+    if (!Array.isArray(refs)) {
+      throw new ConfigError(`${path}.plugins`, `must be a list of {pluginRef, weight?}, got ${describeValue(refs)}`);
+    }
+    const profilePlugins = refs.map((ref, refIndex) => readProfileRef(ref, `${path}.plugins[${refIndex}]`, plugins));
+    fields.finish();
+    checkProfilePlugins(profilePlugins, plugins, path);
+    return { name, plugins: profilePlugins };
+  });
+}
+
+function readProfileRef(value: unknown, path: string, plugins: readonly PluginSpec[]): SchedulingProfilePluginRef {
+  const fields = FieldReader.ofMap(value, path);
+  const pluginRef = fields.requiredString('pluginRef');
+  const plugin = plugins.find((p) => p.name === pluginRef);
+  if (plugin === undefined) {
+    throw new ConfigError(
+      `${path}.pluginRef`,
+      `no plugin named ${JSON.stringify(pluginRef)}; plugins are: ${plugins.map((p) => p.name).join(', ') || '(none)'}`,
+    );
+  }
+  if (!PROFILE_KINDS.some((kind) => pluginHasKind(plugin.type, kind))) {
+    throw new ConfigError(
+      `${path}.pluginRef`,
+      `${JSON.stringify(pluginRef)} is a ${plugin.type}, which acts outside profiles; a profile holds filters, ` +
+        'scorers and a picker',
+    );
+  }
+  const isScorer = pluginHasKind(plugin.type, 'scorer');
+  if (!isScorer && fields.has('weight')) {
+    throw new ConfigError(`${path}.weight`, `only scorers take a weight; ${JSON.stringify(pluginRef)} is not a scorer`);
+  }
+  // Read even for non-scorers so an explicit `weight: null` is not reported as an unknown field.
+  const weight = fields.number('weight', DEFAULT_SCORER_WEIGHT, 0);
+  fields.finish();
+  return isScorer ? { pluginRef, weight } : { pluginRef };
+}
+
+function checkProfilePlugins(refs: readonly SchedulingProfilePluginRef[], plugins: readonly PluginSpec[], path: string): void {
+  const seen = new Set<string>();
+  const pickers: string[] = [];
+  refs.forEach((ref, index) => {
+    if (seen.has(ref.pluginRef)) {
+      throw new ConfigError(`${path}.plugins[${index}].pluginRef`, `${JSON.stringify(ref.pluginRef)} is listed twice`);
+    }
+    seen.add(ref.pluginRef);
+    if (isOfKind(ref.pluginRef, 'picker', plugins)) pickers.push(ref.pluginRef);
+  });
+  if (pickers.length > 1) {
+    throw new ConfigError(`${path}.plugins`, `at most one picker per profile, got ${pickers.join(', ')}`);
+  }
+}
+
+function isOfKind(name: string, kind: PluginKind, plugins: readonly PluginSpec[]): boolean {
+  const plugin = plugins.find((p) => p.name === name);
+  return plugin !== undefined && pluginHasKind(plugin.type, kind);
+}
+
+function defaultProfileRefs(plugins: readonly PluginSpec[]): SchedulingProfilePluginRef[] {
+  const refs = plugins
+    .filter((p) => PROFILE_KINDS.some((kind) => pluginHasKind(p.type, kind)))
+    .map((p) => (pluginHasKind(p.type, 'scorer') ? { pluginRef: p.name!, weight: DEFAULT_SCORER_WEIGHT } : { pluginRef: p.name! }));
+  checkProfilePlugins(refs, plugins, 'schedulingProfiles (defaulted from plugins)');
+  return refs;
+}
+
+function addDefaultPicker(profile: SchedulingProfileSpec, plugins: PluginSpec[], declaredIndex: number): void {
+  if (profile.plugins.some((ref) => isOfKind(ref.pluginRef, 'picker', plugins))) return;
+  const path = declaredIndex >= 0 ? `schedulingProfiles[${declaredIndex}].plugins` : 'schedulingProfiles';
+  const picker = ensurePlugin(DEFAULT_PICKER_TYPE, plugins, `${path} (adding the default picker)`);
+  profile.plugins.push({ pluginRef: picker.name! });
+}
+
+function addDefaultProfileHandler(plugins: PluginSpec[], profiles: readonly SchedulingProfileSpec[]): void {
+  const handlers = plugins.filter((p) => pluginHasKind(p.type, 'profile-handler'));
+  if (handlers.length > 1) {
+    throw new ConfigError('plugins', `exactly one profile handler allowed, got ${handlers.map((p) => p.name).join(', ')}`);
+  }
+  if (handlers.length === 0) {
+    if (profiles.length !== 1) {
+      throw new ConfigError(
+        'plugins',
+        `no profile handler, and ${profiles.length} profiles: add one (single-profile-handler runs exactly one profile)`,
+      );
+    }
+    handlers.push(ensurePlugin(DEFAULT_PROFILE_HANDLER_TYPE, plugins, 'plugins (adding the default profile handler)'));
+  }
+  const [handler] = handlers;
+  if (handler!.type === 'single-profile-handler' && profiles.length !== 1) {
+    throw new ConfigError(
+      'schedulingProfiles',
+      `single-profile-handler runs exactly one profile, got ${profiles.length}: ${profiles.map((p) => p.name).join(', ')}`,
+    );
+  }
+}
+
+/** Finds the plugin named after `type` or appends it with default parameters, like GIE's defaulting. */
+function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string): PluginSpec {
+  const existing = plugins.find((p) => p.name === type);
+  if (existing !== undefined) {
+    if (existing.type !== type) {
+      throw new ConfigError(
+        path,
+        `the default ${type} would be named ${JSON.stringify(type)}, but that name is taken by a ${existing.type}`,
+      );
+    }
+    return existing;
+  }
+  const added = pluginSpec(type, type, resolvePluginParameters(type, undefined, path));
+  plugins.push(added);
+  return added;
+}
+

@@ -1,0 +1,213 @@
+/**
+ * The EPP's Prometheus metrics, as facts the manifests need too (PrometheusRule expressions, dashboards). They live
+ * here rather than in `epp/src/metrics.ts` so the cdk8s app can import them without prom-client; `metrics.ts`
+ * defines the actual collectors from this table.
+ *
+ * Names and labels of the `inference_*` metrics match GIE v0.5.1 (no namespace), so upstream dashboards and alerts
+ * work against kvroute; the `kvroute_epp_*` metrics are kvroute's own.
+ */
+
+export type EppMetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface EppMetricDefinition {
+  readonly name: string;
+  readonly type: EppMetricType;
+  readonly labels: readonly string[];
+  readonly help: string;
+  /** Histograms only: upper bounds of the buckets. */
+  readonly buckets?: readonly number[];
+}
+
+const SCHEDULING_LATENCY_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
+
+export const EPP_METRICS = {
+  requestTotal: {
+    name: 'inference_model_request_total',
+    type: 'counter',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Counter of inference model requests broken out for each model and target model.',
+  },
+  requestErrorTotal: {
+    name: 'inference_model_request_error_total',
+    type: 'counter',
+    labels: ['model_name', 'target_model_name', 'error_code'],
+    help: 'Counter of inference model requests errors broken out for each model and target model.',
+  },
+  requestDuration: {
+    name: 'inference_model_request_duration_seconds',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference model response latency distribution in seconds for each model and target model.',
+    buckets: [
+      0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180,
+      240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
+    ],
+  },
+  requestSizes: {
+    name: 'inference_model_request_sizes',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference model requests size distribution in bytes for each model and target model.',
+    buckets: [
+      64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152,
+      4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824,
+    ],
+  },
+  responseSizes: {
+    name: 'inference_model_response_sizes',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference model responses size distribution in bytes for each model and target model.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+  },
+  inputTokens: {
+    name: 'inference_model_input_tokens',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference model input token count distribution for requests in each model.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576],
+  },
+  outputTokens: {
+    name: 'inference_model_output_tokens',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference model output token count distribution for requests in each model.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+  },
+  normalizedTimePerOutputToken: {
+    name: 'inference_model_normalized_time_per_output_token_seconds',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference model latency divided by number of output tokens in seconds for each model and target model.',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+  },
+  runningRequests: {
+    name: 'inference_model_running_requests',
+    type: 'gauge',
+    labels: ['model_name'],
+    help: 'Inference model number of running requests in each model.',
+  },
+  poolAverageKvCacheUtilization: {
+    name: 'inference_pool_average_kv_cache_utilization',
+    type: 'gauge',
+    labels: ['name'],
+    help: 'The average kv cache utilization for an inference server pool.',
+  },
+  poolAverageQueueSize: {
+    name: 'inference_pool_average_queue_size',
+    type: 'gauge',
+    labels: ['name'],
+    help: 'The average number of requests pending in the model server queue.',
+  },
+  poolReadyPods: {
+    name: 'inference_pool_ready_pods',
+    type: 'gauge',
+    labels: ['name'],
+    help: 'The number of ready pods in the inference server pool.',
+  },
+  poolPerPodQueueSize: {
+    name: 'inference_pool_per_pod_queue_size',
+    type: 'gauge',
+    labels: ['name', 'model_server_pod'],
+    help: 'The total number of requests pending in the model server queue for each underlying pod.',
+  },
+  schedulerE2eDuration: {
+    name: 'inference_extension_scheduler_e2e_duration_seconds',
+    type: 'histogram',
+    labels: [],
+    help: 'End-to-end scheduling latency distribution in seconds.',
+    buckets: SCHEDULING_LATENCY_BUCKETS,
+  },
+  schedulerPluginDuration: {
+    name: 'inference_extension_scheduler_plugin_duration_seconds',
+    type: 'histogram',
+    // plugin_type is the extension point (Filter, Scorer, Picker, PostCycle, ProfileHandler) as in GIE v0.5.1;
+    // plugin_name is the plugin's configured name.
+    labels: ['plugin_type', 'plugin_name'],
+    help: 'Scheduler plugin processing latency distribution in seconds for each plugin type and plugin name.',
+    buckets: SCHEDULING_LATENCY_BUCKETS,
+  },
+  requestControlPluginDuration: {
+    name: 'inference_extension_request_control_plugin_duration_seconds',
+    type: 'histogram',
+    labels: ['plugin_type', 'plugin_name'],
+    help: 'RequestControl plugin processing latency distribution in seconds for each plugin type and plugin name.',
+    buckets: SCHEDULING_LATENCY_BUCKETS,
+  },
+  prefixIndexerSize: {
+    name: 'inference_extension_prefix_indexer_size',
+    type: 'gauge',
+    labels: [],
+    help: 'Size of the prefix indexer: block hashes held, summed over endpoints.',
+  },
+  prefixIndexerHitRatio: {
+    name: 'inference_extension_prefix_indexer_hit_ratio',
+    type: 'histogram',
+    labels: [],
+    help: 'Ratio of prefix length matched on the chosen endpoint to total prefix length in the cache lookup.',
+    buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+  },
+  prefixIndexerHitBytes: {
+    name: 'inference_extension_prefix_indexer_hit_bytes',
+    type: 'histogram',
+    labels: [],
+    // kvroute hashes characters; for ASCII prompts characters and bytes coincide.
+    help: 'Length of the prefix match on the chosen endpoint in characters in the cache lookup.',
+    buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+  },
+  info: {
+    name: 'inference_extension_info',
+    type: 'gauge',
+    labels: ['commit', 'build_ref'],
+    help: 'General information of the current build of Inference Extension.',
+  },
+  picks: {
+    name: 'kvroute_epp_picks_total',
+    type: 'counter',
+    labels: ['endpoint'],
+    help: 'Requests the scheduler routed to each endpoint (address:port).',
+  },
+  schedulingFailures: {
+    name: 'kvroute_epp_scheduling_failures_total',
+    type: 'counter',
+    labels: ['reason'],
+    help: 'Scheduling cycles that picked nothing: reason="no-endpoints" (503) or "saturated" (429).',
+  },
+  sessionAffinity: {
+    name: 'kvroute_epp_session_affinity_total',
+    type: 'counter',
+    labels: ['outcome'],
+    help: 'Requests carrying a session id: outcome="hit" (sent to the bound endpoint), "miss" (new or expired session, bound now) or "repin" (bound endpoint gone or saturated, re-bound).',
+  },
+  sessionBindings: {
+    name: 'kvroute_epp_session_affinity_bindings',
+    type: 'gauge',
+    labels: [],
+    help: 'Live session bindings held by the session-affinity filter.',
+  },
+  saturationExclusions: {
+    name: 'kvroute_epp_saturation_exclusions_total',
+    type: 'counter',
+    labels: ['reason'],
+    help: 'Endpoints the saturation filter excluded from a cycle: reason="queue", "kv_cache", "stale_metrics" or "scrape_failures".',
+  },
+} as const satisfies Readonly<Record<string, EppMetricDefinition>>;
+
+export type EppMetricKey = keyof typeof EPP_METRICS;
+
+/** Metric key → metric name, for code and manifests that reference the metrics by name. */
+export const EPP_METRIC_NAMES: { readonly [K in EppMetricKey]: (typeof EPP_METRICS)[K]['name'] } = Object.fromEntries(
+  Object.entries(EPP_METRICS).map(([key, definition]) => [key, definition.name]),
+) as { readonly [K in EppMetricKey]: (typeof EPP_METRICS)[K]['name'] };
+
+/**
+ * Every series name the EPP's /metrics can expose (histograms as `_bucket`, `_sum`, `_count`), for checking the
+ * names PromQL expressions use.
+ */
+export function eppMetricSeriesNames(): string[] {
+  return Object.values(EPP_METRICS).flatMap((definition: EppMetricDefinition) =>
+    definition.type === 'histogram'
+      ? [`${definition.name}_bucket`, `${definition.name}_sum`, `${definition.name}_count`]
+      : [definition.name],
+  );
+}

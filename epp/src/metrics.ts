@@ -1,0 +1,83 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { EPP_METRICS, type EppMetricKey } from './config/metric-names';
+import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
+
+/**
+ * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
+ * `config/metric-names.ts` (GIE v0.5.1-compatible `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
+ * and this module cannot disagree.
+ */
+export { EPP_METRICS, EPP_METRIC_NAMES, eppMetricSeriesNames } from './config/metric-names';
+
+type Definitions = typeof EPP_METRICS;
+type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
+type CollectorOf<K extends EppMetricKey> = Definitions[K]['type'] extends 'counter'
+  ? Counter<LabelsOf<K>>
+  : Definitions[K]['type'] extends 'gauge'
+    ? Gauge<LabelsOf<K>>
+    : Histogram<LabelsOf<K>>;
+
+/** One prom-client collector per metric of the table, typed with its labels. */
+export type EppCollectors = { readonly [K in EppMetricKey]: CollectorOf<K> };
+
+export interface EppMetricsOptions {
+  /** Where to register; a fresh Registry by default, so tests and several instances never collide. */
+  readonly registry?: Registry;
+  /** Also export Node process metrics (CPU, heap, event-loop lag). @default false */
+  readonly collectDefaultMetrics?: boolean;
+  /** Values of `inference_extension_info`. @default "unknown" */
+  readonly commit?: string;
+  readonly buildRef?: string;
+}
+
+export interface EppMetrics {
+  readonly registry: Registry;
+  /** For request control and the datastore: request counters, pool gauges and so on. */
+  readonly collectors: EppCollectors;
+  /** Hand this to `buildScheduler({ metrics })`. */
+  readonly scheduling: SchedulingMetrics;
+}
+
+/** Request hooks are timed into GIE's request-control histogram, the rest into the scheduler-plugin one. */
+const REQUEST_CONTROL_POINTS: ReadonlySet<ExtensionPoint> = new Set(['PreRequest', 'PostResponse']);
+
+export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
+  const registry = options.registry ?? new Registry();
+  const collectors = Object.fromEntries(
+    Object.entries(EPP_METRICS).map(([key, definition]) => {
+      const common = { name: definition.name, help: definition.help, labelNames: [...definition.labels], registers: [registry] };
+      switch (definition.type) {
+        case 'counter':
+          return [key, new Counter(common)];
+        case 'gauge':
+          return [key, new Gauge(common)];
+        case 'histogram':
+          return [key, new Histogram({ ...common, buckets: [...definition.buckets] })];
+      }
+    }),
+  ) as unknown as EppCollectors;
+
+  if (options.collectDefaultMetrics === true) collectDefaultMetrics({ register: registry });
+  collectors.info.set({ commit: options.commit ?? 'unknown', build_ref: options.buildRef ?? 'unknown' }, 1);
+
+  const scheduling: SchedulingMetrics = {
+    observeSchedulingDuration: (seconds) => collectors.schedulerE2eDuration.observe(seconds),
+    observePluginDuration: (extensionPoint, pluginName, seconds) => {
+      const histogram = REQUEST_CONTROL_POINTS.has(extensionPoint)
+        ? collectors.requestControlPluginDuration
+        : collectors.schedulerPluginDuration;
+      histogram.observe({ plugin_type: extensionPoint, plugin_name: pluginName }, seconds);
+    },
+    countPick: (endpointKey) => collectors.picks.inc({ endpoint: endpointKey }),
+    countSchedulingFailure: (reason) => collectors.schedulingFailures.inc({ reason }),
+    countSessionAffinity: (outcome) => collectors.sessionAffinity.inc({ outcome }),
+    setSessionBindings: (bindings) => collectors.sessionBindings.set(bindings),
+    countSaturationExclusion: (reason) => collectors.saturationExclusions.inc({ reason }),
+    setPrefixIndexerSize: (entries) => collectors.prefixIndexerSize.set(entries),
+    observePrefixMatch: (matchedCharacters, totalCharacters) => {
+      collectors.prefixIndexerHitBytes.observe(matchedCharacters);
+      if (totalCharacters > 0) collectors.prefixIndexerHitRatio.observe(matchedCharacters / totalCharacters);
+    },
+  };
+  return { registry, collectors, scheduling };
+}

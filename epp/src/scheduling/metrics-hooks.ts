@@ -1,0 +1,48 @@
+import type { SchedulingErrorReason } from './types';
+
+/**
+ * What the scheduler and its plugins report, as a small interface so scheduling does not depend on prom-client:
+ * `epp/src/metrics.ts` implements it on a Registry, tests pass a recorder or `NOOP_SCHEDULING_METRICS`.
+ */
+
+/** The extension point a timed plugin call belongs to (GIE's `plugin_type` label values). */
+export type ExtensionPoint = 'ProfileHandler' | 'Filter' | 'Scorer' | 'Picker' | 'PostCycle' | 'PreRequest' | 'PostResponse';
+
+export type SessionAffinityOutcome =
+  /** The session's bound endpoint was a candidate and got the request. */
+  | 'hit'
+  /** No live binding (new or expired session); bound to this pick. */
+  | 'miss'
+  /** The bound endpoint was gone or filtered out (e.g. saturated); re-bound to this pick. */
+  | 'repin';
+
+export type SaturationExclusionReason = 'queue' | 'kv_cache' | 'stale_metrics' | 'scrape_failures';
+
+export interface SchedulingMetrics {
+  /** One whole `Scheduler.schedule` call, successful or not. */
+  observeSchedulingDuration(seconds: number): void;
+  observePluginDuration(extensionPoint: ExtensionPoint, pluginName: string, seconds: number): void;
+  countPick(endpointKey: string): void;
+  countSchedulingFailure(reason: SchedulingErrorReason): void;
+  countSessionAffinity(outcome: SessionAffinityOutcome): void;
+  setSessionBindings(bindings: number): void;
+  countSaturationExclusion(reason: SaturationExclusionReason): void;
+  /** Block hashes held by the prefix index, summed over endpoints. */
+  setPrefixIndexerSize(entries: number): void;
+  /** The prefix matched on the chosen endpoint, in characters, against the hashed part of the prompt. */
+  observePrefixMatch(matchedCharacters: number, totalCharacters: number): void;
+}
+
+const ignore = (): void => undefined;
+
+export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
+  observeSchedulingDuration: ignore,
+  observePluginDuration: ignore,
+  countPick: ignore,
+  countSchedulingFailure: ignore,
+  countSessionAffinity: ignore,
+  setSessionBindings: ignore,
+  countSaturationExclusion: ignore,
+  setPrefixIndexerSize: ignore,
+  observePrefixMatch: ignore,
+});

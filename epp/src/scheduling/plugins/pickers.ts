@@ -1,0 +1,69 @@
+import type { ResolvedPluginParameters } from '../../config';
+import type { EndpointSnapshot } from '../../datastore/types';
+import type { CycleContext, Picker, ScoredEndpoint } from '../framework';
+
+/** Fisher–Yates on a copy, driven by the injected RNG so tests can fix the outcome. */
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
+}
+
+/**
+ * `max-score-picker`: the highest totals, best first; equal totals are ordered at random so equally good endpoints
+ * share load instead of the first-listed one taking everything.
+ */
+export class MaxScorePicker implements Picker {
+  readonly type = 'max-score-picker';
+
+  constructor(
+    readonly name: string,
+    private readonly parameters: ResolvedPluginParameters<'max-score-picker'>,
+    private readonly random: () => number,
+  ) {}
+
+  pick(_cycle: CycleContext, scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
+    if (this.parameters.maxNumOfEndpoints === 1) return this.pickOne(scored);
+    // Shuffle, then a stable sort: ties keep their random order.
+    return shuffled(scored, this.random)
+      .sort((a, b) => b.score - a.score)
+      .slice(0, this.parameters.maxNumOfEndpoints)
+      .map((entry) => entry.endpoint);
+  }
+
+  /** The common case without sorting: one pass for the best score, one random draw among its ties. */
+  private pickOne(scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
+    let best = Number.NEGATIVE_INFINITY;
+    let ties: EndpointSnapshot[] = [];
+    for (const entry of scored) {
+      if (entry.score > best) {
+        best = entry.score;
+        ties = [entry.endpoint];
+      } else if (entry.score === best) {
+        ties.push(entry.endpoint);
+      }
+    }
+    if (ties.length <= 1) return ties;
+    return [ties[Math.floor(this.random() * ties.length)]!];
+  }
+}
+
+/** `random-picker`: endpoints in random order, ignoring scores. */
+export class RandomPicker implements Picker {
+  readonly type = 'random-picker';
+
+  constructor(
+    readonly name: string,
+    private readonly parameters: ResolvedPluginParameters<'random-picker'>,
+    private readonly random: () => number,
+  ) {}
+
+  pick(_cycle: CycleContext, scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
+    return shuffled(scored, this.random)
+      .slice(0, this.parameters.maxNumOfEndpoints)
+      .map((entry) => entry.endpoint);
+  }
+}

@@ -1,0 +1,94 @@
+import type { ResolvedPluginParameters } from '../../config';
+import type { EndpointSnapshot } from '../../datastore/types';
+import {
+  stateKey,
+  type CycleContext,
+  type EndpointRemovalAware,
+  type PostCycle,
+  type ProfileRunResult,
+  type Scorer,
+} from '../framework';
+import type { SchedulingMetrics } from '../metrics-hooks';
+import { hashPromptBlocks } from './prefix-hash';
+import { PrefixBlockIndex } from './prefix-index';
+
+interface PrefixMatch {
+  readonly blocks: readonly number[];
+  /** Endpoint key → leading blocks it holds. */
+  readonly matchedBlocks: ReadonlyMap<string, number>;
+}
+
+/** Running totals over the picks this scorer saw, for logs and tests (metrics get per-pick observations). */
+export interface PrefixCacheStats {
+  /** (block, endpoint) pairs in the index. */
+  readonly indexEntries: number;
+  readonly indexedEndpoints: number;
+  readonly picks: number;
+  /** Blocks of picked requests already held by the picked endpoint ÷ blocks hashed. */
+  readonly hitRatio: number;
+}
+
+/**
+ * `prefix-cache-scorer` in `estimate` mode: scores each candidate by the share of the prompt's leading blocks it is
+ * believed to cache, and after each pick records the whole prompt as cached on the chosen endpoint (optimistically:
+ * vLLM gives no feedback). See `prefix-hash.ts` for the block hashes and `prefix-index.ts` for the index.
+ */
+export class PrefixCacheScorer implements Scorer, PostCycle, EndpointRemovalAware {
+  readonly type = 'prefix-cache-scorer';
+  readonly index: PrefixBlockIndex;
+  private readonly matchKey = stateKey<PrefixMatch>('prefix-cache-scorer match');
+  private picks = 0;
+  private pickedBlocks = 0;
+  private pickedHits = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly parameters: ResolvedPluginParameters<'prefix-cache-scorer'>,
+    private readonly metrics: SchedulingMetrics,
+  ) {
+    this.index = new PrefixBlockIndex(parameters.lruCapacityPerServer);
+  }
+
+  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    const { request } = cycle;
+    const blocks = hashPromptBlocks(
+      request.model,
+      request.prompt,
+      this.parameters.hashBlockSize,
+      this.parameters.maxPrefixBlocksToMatch,
+    );
+    if (blocks.length === 0) return candidates.map(() => 0);
+    const candidateKeys = new Set(candidates.map((candidate) => candidate.endpoint.key));
+    const matchedBlocks = this.index.longestPrefixMatches(blocks, candidateKeys);
+    cycle.state.set(this.matchKey, { blocks, matchedBlocks });
+    return candidates.map((candidate) => (matchedBlocks.get(candidate.endpoint.key) ?? 0) / blocks.length);
+  }
+
+  postCycle(cycle: CycleContext, result: ProfileRunResult): void {
+    const match = cycle.state.get(this.matchKey);
+    const [target] = result.targets;
+    if (match === undefined || target === undefined) return;
+    const hits = match.matchedBlocks.get(target.endpoint.key) ?? 0;
+    this.picks++;
+    this.pickedBlocks += match.blocks.length;
+    this.pickedHits += hits;
+    const blockSize = this.parameters.hashBlockSize;
+    this.metrics.observePrefixMatch(hits * blockSize, match.blocks.length * blockSize);
+    this.index.record(target.endpoint.key, match.blocks);
+    this.metrics.setPrefixIndexerSize(this.index.size);
+  }
+
+  removeEndpoint(endpointKey: string): void {
+    this.index.removeEndpoint(endpointKey);
+    this.metrics.setPrefixIndexerSize(this.index.size);
+  }
+
+  stats(): PrefixCacheStats {
+    return {
+      indexEntries: this.index.size,
+      indexedEndpoints: this.index.endpointCount,
+      picks: this.picks,
+      hitRatio: this.pickedBlocks === 0 ? 0 : this.pickedHits / this.pickedBlocks,
+    };
+  }
+}

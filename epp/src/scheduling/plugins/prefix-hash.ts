@@ -1,0 +1,91 @@
+/**
+ * Chained block hashes of a prompt, the keys of the approximate prefix index.
+ *
+ * Block i's hash covers block i and, through its seed, every block before it and the model name — so equal hashes
+ * mean equal prefixes of the same model, and the model name costs no extra hash (unlike GIE v0.5.1, whose separate
+ * model hash gave every pod that ever served the model a free 1/total; GIE v1.0 folds it in the same way).
+ *
+ * The hash is 64 bits wide as two 32-bit lanes computed with `Math.imul`, because Node has no built-in xxhash and
+ * a 64-bit multiply through BigInt costs an allocation per step. Lane A is a MurmurHash3-style mix and lane B an
+ * xxHash32-style round, each over pairs of UTF-16 code units, then cross-mixed through MurmurHash3's finalizer so
+ * every output bit depends on both lanes. It is not cryptographic: clients could craft colliding prompts, which only
+ * misleads their own routing. Blocks are counted in UTF-16 code units ("characters"); for ASCII prompts they equal
+ * upstream's bytes.
+ *
+ * Index keys are the hash folded to 53 bits (lane A's top 21 bits, lane B's 32) so they stay exact JS numbers and
+ * Map keys without boxing; with ~10^6 live keys the chance of any collision is ~10^-4, and one costs at most a
+ * mis-scored block. The chain itself carries all 64 bits.
+ */
+
+const LANE_A_SEED = 0x9e3779b1;
+const LANE_B_SEED = 0x85ebca77;
+
+/** The lanes of the last `hashRange` call; module state instead of a returned pair to avoid an allocation per block. */
+let laneA = 0;
+let laneB = 0;
+
+function finalMix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}
+
+/** Lane A: MurmurHash3's body step. */
+function mixLaneA(a: number, word: number): number {
+  let k = Math.imul(word, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  a ^= Math.imul(k, 0x1b873593);
+  a = (a << 13) | (a >>> 19);
+  return (Math.imul(a, 5) + 0xe6546b64) | 0;
+}
+
+/** Lane B: an xxHash32 round. */
+function mixLaneB(b: number, word: number): number {
+  b = (b + Math.imul(word, 0x85ebca77)) | 0;
+  b = (b << 13) | (b >>> 19);
+  return Math.imul(b, 0x9e3779b1);
+}
+
+function hashRange(text: string, start: number, end: number, seedA: number, seedB: number): void {
+  let a = seedA | 0;
+  let b = seedB | 0;
+  let i = start;
+  for (; i + 1 < end; i += 2) {
+    const word = text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16);
+    a = mixLaneA(a, word);
+    b = mixLaneB(b, word);
+  }
+  // An odd tail unit is a word of its own; the length mixed in below tells it apart from a pair ending in U+0000.
+  if (i < end) {
+    const word = text.charCodeAt(i);
+    a = mixLaneA(a, word);
+    b = mixLaneB(b, word);
+  }
+  const length = end - start;
+  a = finalMix((a ^ length) + Math.imul(b, 0x27d4eb2f));
+  b = finalMix(b ^ length ^ a);
+  laneA = a;
+  laneB = b;
+}
+
+const TWO_TO_32 = 4294967296;
+
+/**
+ * The index keys of `prompt`'s full blocks: `min(floor(length / blockSize), maxBlocks)` keys, block 0 seeded with
+ * the hash of `model`. A prompt shorter than one block has no keys; the partial last block is never hashed.
+ */
+export function hashPromptBlocks(model: string, prompt: string, blockSize: number, maxBlocks: number): number[] {
+  const blockCount = Math.min(Math.floor(prompt.length / blockSize), maxBlocks);
+  if (blockCount <= 0) return [];
+  hashRange(model, 0, model.length, LANE_A_SEED, LANE_B_SEED);
+  const keys = new Array<number>(blockCount);
+  for (let block = 0; block < blockCount; block++) {
+    const start = block * blockSize;
+    hashRange(prompt, start, start + blockSize, laneA, laneB);
+    keys[block] = (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
+  }
+  return keys;
+}

@@ -1,0 +1,511 @@
+import {
+  ConfigError,
+  defaultEndpointPickerConfig,
+  KNOWN_PLUGIN_TYPES,
+  parseEndpointPickerConfig,
+  renderEndpointPickerConfig,
+  validateEndpointPickerConfig,
+  type EndpointPickerConfig,
+} from '../src/config';
+
+const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
+
+/** The message a ConfigError carries, or a failure if `load` does not throw one. */
+function configErrorOf(load: () => unknown): string {
+  try {
+    load();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('llm-d v0.2.1 / GIE v0.5.1 sample configs load unchanged', () => {
+  it('IS deploy/config/epp-config.yaml: decode-filter → prefix-cache-scorer (2) → max-score-picker', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+- type: single-profile-handler
+- type: decode-filter
+- type: prefix-cache-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: max-score-picker
+`);
+    expect(config).toEqual({
+      apiVersion: 'inference.networking.x-k8s.io/v1alpha1',
+      kind: 'EndpointPickerConfig',
+      plugins: [
+        { type: 'single-profile-handler', name: 'single-profile-handler' },
+        { type: 'decode-filter', name: 'decode-filter' },
+        {
+          type: 'prefix-cache-scorer',
+          name: 'prefix-cache-scorer',
+          parameters: { mode: 'estimate', hashBlockSize: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 },
+        },
+        { type: 'max-score-picker', name: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
+      ],
+      schedulingProfiles: [
+        {
+          name: 'default',
+          plugins: [
+            { pluginRef: 'decode-filter' },
+            { pluginRef: 'prefix-cache-scorer', weight: 2 },
+            { pluginRef: 'max-score-picker' },
+          ],
+        },
+      ],
+    });
+  });
+
+  it('IS epp-prefix-estimate-config.yaml: prefix 2.0 + load-aware 1.0, weights written as reals', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+- type: single-profile-handler
+- type: decode-filter
+- type: prefix-cache-scorer
+  parameters:
+    mode: estimate
+    hashBlockSize: 64
+    maxPrefixBlocksToMatch: 256
+    lruCapacityPerServer: 31250
+- type: load-aware-scorer
+  parameters:
+    threshold: 128
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: prefix-cache-scorer
+    weight: 2.0
+  - pluginRef: load-aware-scorer
+    weight: 1.0
+  - pluginRef: max-score-picker
+`);
+    expect(config.schedulingProfiles[0]!.plugins).toEqual([
+      { pluginRef: 'decode-filter' },
+      { pluginRef: 'prefix-cache-scorer', weight: 2 },
+      { pluginRef: 'load-aware-scorer', weight: 1 },
+      { pluginRef: 'max-score-picker' },
+    ]);
+    expect(config.plugins[3]).toEqual({ type: 'load-aware-scorer', name: 'load-aware-scorer', parameters: { threshold: 128 } });
+  });
+
+  it('GIE chart v0.5.1 plugins-v2.yaml: queue 1 / kv-cache-scorer 1 / prefix 1 (the v0.5.1 kv scorer name)', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+- type: queue-scorer
+- type: kv-cache-scorer
+- type: prefix-cache-scorer
+  parameters:
+    hashBlockSize: 64
+    maxPrefixBlocksToMatch: 256
+    lruCapacityPerServer: 31250
+- type: max-score-picker
+- type: single-profile-handler
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 1
+  - pluginRef: kv-cache-scorer
+    weight: 1
+  - pluginRef: prefix-cache-scorer
+    weight: 1
+  - pluginRef: max-score-picker
+`);
+    expect(config.plugins.map((p) => p.type)).toEqual([
+      'queue-scorer',
+      'kv-cache-scorer',
+      'prefix-cache-scorer',
+      'max-score-picker',
+      'single-profile-handler',
+    ]);
+  });
+
+  it('IS epp-prefix-cache-tracking-config.yaml (precise mode) fails with an explanation, not a field error', () => {
+    const message = configErrorOf(() =>
+      parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: single-profile-handler
+  - type: decode-filter
+  - type: prefix-cache-scorer
+    parameters:
+      mode: cache_tracking
+      indexerConfig:
+        tokenProcessorConfig:
+          blockSize: 64
+          hashSeed: "42"
+        kvBlockIndexConfig:
+          enableMetrics: true
+  - type: kv-cache-scorer
+  - type: queue-scorer
+  - type: max-score-picker
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: decode-filter
+      - pluginRef: prefix-cache-scorer
+        weight: 3.0
+      - pluginRef: kv-cache-scorer
+        weight: 1.0
+      - pluginRef: queue-scorer
+        weight: 1.0
+      - pluginRef: max-score-picker
+`),
+    );
+    expect(message).toBe(
+      'plugins[2].parameters.mode: "cache_tracking" needs vLLM KV events (ZMQ) and a tokenizer, which kvroute does ' +
+        'not support yet; use "estimate" (the default)',
+    );
+  });
+
+  it('the llm-d P/D sample names the first unsupported type and lists the known ones', () => {
+    const message = configErrorOf(() =>
+      parseEndpointPickerConfig(`${HEADER}plugins:
+- type: prefill-header-handler
+- type: prefix-cache-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+- type: pd-profile-handler
+`),
+    );
+    expect(message).toBe(
+      `plugins[0].type: unknown plugin type "prefill-header-handler"; known types: ${Object.keys(KNOWN_PLUGIN_TYPES).join(', ')}`,
+    );
+  });
+});
+
+describe('validation errors name the field and what is allowed', () => {
+  const plugins = (yaml: string) => `${HEADER}plugins:\n${yaml}`;
+
+  it.each([
+    ['YAML syntax', `${HEADER}plugins: [\n`, /^invalid YAML: /],
+    ['duplicate key', `${HEADER}kind: EndpointPickerConfig\nplugins: []\n`, /^invalid YAML: Map keys must be unique/],
+    ['several documents', `${HEADER}plugins: []\n---\n${HEADER}plugins: []\n`, /^expected one YAML document, got several$/],
+    ['empty file', '', /^empty document; expected an EndpointPickerConfig$/],
+  ])('%s', (_case, yaml, pattern) => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(yaml))).toMatch(pattern);
+  });
+
+  it.each<[string, string, string]>([
+    ['not a map', '- just a list\n', 'must be a map, got a list'],
+    ['wrong apiVersion', 'apiVersion: v1\nkind: EndpointPickerConfig\nplugins: []\n', 'apiVersion: must be "inference.networking.x-k8s.io/v1alpha1", got "v1"'],
+    ['wrong kind', 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: ConfigMap\nplugins: []\n', 'kind: must be "EndpointPickerConfig", got "ConfigMap"'],
+    ['missing plugins', HEADER, 'plugins: must be a list of plugins, got nothing'],
+    ['unknown top-level field', `${HEADER}plugins: []\nfeatureGates: [x]\n`, 'featureGates: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles'],
+    ['plugin without type', plugins('- name: x\n'), 'plugins[0].type: must be a non-empty string, got nothing'],
+    ['unknown plugin field', plugins('- type: queue-scorer\n  weight: 2\n'), 'plugins[0].weight: unknown field; allowed: type, name, parameters'],
+    [
+      'non-integer block size',
+      plugins('- type: queue-scorer\n- type: decode-filter\n- type: prefix-cache-scorer\n  parameters:\n    hashBlockSize: abc\n'),
+      'plugins[2].parameters.hashBlockSize: must be an integer >= 1, got "abc"',
+    ],
+    ['zero block size', plugins('- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 0}\n'), 'plugins[0].parameters.hashBlockSize: must be an integer >= 1, got 0'],
+    ['fractional capacity', plugins('- type: prefix-cache-scorer\n  parameters: {lruCapacityPerServer: 1.5}\n'), 'plugins[0].parameters.lruCapacityPerServer: must be an integer >= 1, got 1.5'],
+    ['unknown mode', plugins('- type: prefix-cache-scorer\n  parameters: {mode: exact}\n'), 'plugins[0].parameters.mode: must be "estimate", got "exact"'],
+    [
+      'unknown parameter',
+      plugins('- type: prefix-cache-scorer\n  parameters: {blockSize: 16}\n'),
+      'plugins[0].parameters.blockSize: unknown field; allowed: mode, hashBlockSize, maxPrefixBlocksToMatch, lruCapacityPerServer',
+    ],
+    ['parameters on a plugin without any', plugins('- type: queue-scorer\n  parameters: {threshold: 3}\n'), 'plugins[0].parameters.threshold: unknown field; this plugin takes no parameters'],
+    ['parameters not a map', plugins('- type: max-score-picker\n  parameters: 3\n'), 'plugins[0].parameters: must be a map, got 3'],
+    ['picker count', plugins('- type: max-score-picker\n  parameters: {maxNumOfEndpoints: 0}\n'), 'plugins[0].parameters.maxNumOfEndpoints: must be an integer >= 1, got 0'],
+    [
+      'duration without unit',
+      plugins('- type: session-affinity-filter\n  parameters: {ttl: "30"}\n'),
+      'plugins[0].parameters.ttl: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got "30" (a number without a unit)',
+    ],
+    [
+      'duration as a number',
+      plugins('- type: active-request-scorer\n  parameters: {requestTimeout: 120}\n'),
+      'plugins[0].parameters.requestTimeout: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got 120',
+    ],
+    ['zero duration', plugins('- type: session-affinity-filter\n  parameters: {ttl: 0s}\n'), 'plugins[0].parameters.ttl: must be longer than 0, got "0s"'],
+    ['empty header list', plugins('- type: session-affinity-filter\n  parameters: {headers: []}\n'), 'plugins[0].parameters.headers: must list at least 1 value(s)'],
+    ['bad header', plugins('- type: session-affinity-filter\n  parameters: {headers: [x-a, 3]}\n'), 'plugins[0].parameters.headers[1]: must be a non-empty string, got 3'],
+    ['KV threshold above 1', plugins('- type: saturation-filter\n  parameters: {kvCacheUtilThreshold: 80}\n'), 'plugins[0].parameters.kvCacheUtilThreshold: must be a number between 0 and 1, got 80'],
+    ['by-label without label', plugins('- type: by-label\n  parameters: {validValues: [a]}\n'), 'plugins[0].parameters.label: must be a non-empty string, got nothing'],
+    ['by-label boolean', plugins('- type: by-label\n  parameters: {label: a, allowsNoLabel: "yes"}\n'), 'plugins[0].parameters.allowsNoLabel: must be true or false, got "yes"'],
+    [
+      'duplicate name (defaulted from type)',
+      plugins('- type: queue-scorer\n- type: decode-filter\n- type: queue-scorer\n'),
+      'plugins[2].name: duplicate plugin name "queue-scorer" (also plugins[0]); the name defaults to the type, so give one of them a distinct name',
+    ],
+    [
+      'unresolved pluginRef',
+      plugins('- type: queue-scorer\n- type: decode-filter\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue\n'),
+      'schedulingProfiles[0].plugins[0].pluginRef: no plugin named "queue"; plugins are: queue-scorer, decode-filter',
+    ],
+    [
+      'two pickers',
+      plugins('- type: max-score-picker\n- type: random-picker\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: max-score-picker\n  - pluginRef: random-picker\n'),
+      'schedulingProfiles[0].plugins: at most one picker per profile, got max-score-picker, random-picker',
+    ],
+    [
+      'two pickers in the defaulted profile',
+      plugins('- type: max-score-picker\n- type: random-picker\n'),
+      'schedulingProfiles (defaulted from plugins).plugins: at most one picker per profile, got max-score-picker, random-picker',
+    ],
+    [
+      'same plugin twice in a profile',
+      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n  - pluginRef: queue-scorer\n'),
+      'schedulingProfiles[0].plugins[1].pluginRef: "queue-scorer" is listed twice',
+    ],
+    [
+      'profile handler in a profile',
+      plugins('- type: single-profile-handler\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: single-profile-handler\n'),
+      'schedulingProfiles[0].plugins[0].pluginRef: "single-profile-handler" is a single-profile-handler, which acts outside profiles; a profile holds filters, scorers and a picker',
+    ],
+    [
+      'weight on a filter',
+      plugins('- type: decode-filter\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: decode-filter\n    weight: 1\n'),
+      'schedulingProfiles[0].plugins[0].weight: only scorers take a weight; "decode-filter" is not a scorer',
+    ],
+    [
+      'negative weight',
+      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n    weight: -1\n'),
+      'schedulingProfiles[0].plugins[0].weight: must be a number >= 0, got -1',
+    ],
+    [
+      'weight as a string',
+      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n    weight: "3"\n'),
+      'schedulingProfiles[0].plugins[0].weight: must be a number >= 0, got "3"',
+    ],
+    [
+      'unknown profile field',
+      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  filters: []\n  plugins: []\n'),
+      'schedulingProfiles[0].filters: unknown field; allowed: name, plugins',
+    ],
+    [
+      'duplicate profile',
+      plugins('- type: queue-scorer\n- type: single-profile-handler\nschedulingProfiles:\n- name: p\n  plugins: []\n- name: p\n  plugins: []\n'),
+      'schedulingProfiles[1].name: duplicate profile name "p"',
+    ],
+    [
+      'two profile handlers',
+      plugins('- type: single-profile-handler\n- type: single-profile-handler\n  name: other\n'),
+      'plugins: exactly one profile handler allowed, got single-profile-handler, other',
+    ],
+    [
+      'no handler and two profiles',
+      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: a\n  plugins: []\n- name: b\n  plugins: []\n'),
+      'plugins: no profile handler, and 2 profiles: add one (single-profile-handler runs exactly one profile)',
+    ],
+    [
+      'single-profile-handler with two profiles',
+      plugins('- type: single-profile-handler\nschedulingProfiles:\n- name: a\n  plugins: []\n- name: b\n  plugins: []\n'),
+      'schedulingProfiles: single-profile-handler runs exactly one profile, got 2: a, b',
+    ],
+    [
+      'default picker name taken',
+      plugins('- type: random-picker\n  name: max-score-picker\n- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n'),
+      'schedulingProfiles[0].plugins (adding the default picker): the default max-score-picker would be named "max-score-picker", but that name is taken by a random-picker',
+    ],
+  ])('%s', (_case, yaml, message) => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(yaml))).toBe(message);
+  });
+
+  it('exposes the path and the problem separately', () => {
+    try {
+      parseEndpointPickerConfig(`${HEADER}plugins:\n- type: load-aware-scorer\n  parameters: {threshold: 0}\n`);
+      throw new Error('expected a ConfigError');
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).path).toBe('plugins[0].parameters.threshold');
+      expect((error as ConfigError).problem).toBe('must be an integer >= 1, got 0');
+    }
+  });
+});
+
+describe('phase-two defaults (GIE v1.0 loader)', () => {
+  it('no profiles → a default profile with every filter, scorer and picker in order; a handler is added', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+- type: decode-filter
+- type: session-affinity-scorer
+- type: queue-scorer
+  name: queue
+- type: random-picker
+`);
+    expect(config.schedulingProfiles).toEqual([
+      {
+        name: 'default',
+        plugins: [
+          { pluginRef: 'decode-filter' },
+          { pluginRef: 'session-affinity-scorer', weight: 1 },
+          { pluginRef: 'queue', weight: 1 },
+          { pluginRef: 'random-picker' },
+        ],
+      },
+    ]);
+    expect(config.plugins.map((p) => p.name)).toEqual([
+      'decode-filter',
+      'session-affinity-scorer',
+      'queue',
+      'random-picker',
+      'single-profile-handler',
+    ]);
+  });
+
+  it('a profile without a picker gets max-score-picker, reusing a declared one', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+- type: queue-scorer
+- type: max-score-picker
+  parameters: {maxNumOfEndpoints: 2}
+schedulingProfiles:
+- name: only
+  plugins:
+  - pluginRef: queue-scorer
+`);
+    expect(config.schedulingProfiles[0]!.plugins).toEqual([
+      { pluginRef: 'queue-scorer', weight: 1 },
+      { pluginRef: 'max-score-picker' },
+    ]);
+    expect(config.plugins.filter((p) => p.type === 'max-score-picker')).toEqual([
+      { type: 'max-score-picker', name: 'max-score-picker', parameters: { maxNumOfEndpoints: 2 } },
+    ]);
+  });
+
+  it('an empty plugin list still yields a runnable config', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins: []\n`);
+    expect(config.plugins.map((p) => p.type)).toEqual(['max-score-picker', 'single-profile-handler']);
+    expect(config.schedulingProfiles).toEqual([{ name: 'default', plugins: [{ pluginRef: 'max-score-picker' }] }]);
+  });
+
+  it('fills parameter defaults, accepts fractional and zero weights, lower-cases session headers', () => {
+    const config = validateEndpointPickerConfig({
+      apiVersion: 'inference.networking.x-k8s.io/v1alpha1',
+      kind: 'EndpointPickerConfig',
+      plugins: [
+        { type: 'session-affinity-filter', parameters: { headers: ['X-Session-ID'] } },
+        { type: 'saturation-filter', parameters: null },
+        { type: 'queue-scorer' },
+        { type: 'kv-cache-utilization-scorer', name: 'kv' },
+      ],
+      schedulingProfiles: [
+        {
+          name: 'p',
+          plugins: [
+            { pluginRef: 'session-affinity-filter' },
+            { pluginRef: 'queue-scorer', weight: 0.5 },
+            { pluginRef: 'kv', weight: 0 },
+          ],
+        },
+      ],
+    });
+    expect(config.plugins.slice(0, 2)).toEqual([
+      {
+        type: 'session-affinity-filter',
+        name: 'session-affinity-filter',
+        parameters: { headers: ['x-session-id'], ttl: '30m', capacity: 65536 },
+      },
+      {
+        type: 'saturation-filter',
+        name: 'saturation-filter',
+        parameters: {
+          queueDepthThreshold: 5,
+          kvCacheUtilThreshold: 0.8,
+          metricsStalenessThreshold: '200ms',
+          maxConsecutiveScrapeFailures: 3,
+        },
+      },
+    ]);
+    expect(config.schedulingProfiles[0]!.plugins.map((ref) => ref.weight)).toEqual([undefined, 0.5, 0, undefined]);
+  });
+});
+
+describe('round trip and normalization', () => {
+  const samples: [string, EndpointPickerConfig][] = [
+    ['the default config', defaultEndpointPickerConfig()],
+    [
+      'a config with renamed plugins and the kv-cache-scorer alias',
+      parseEndpointPickerConfig(`${HEADER}plugins:
+- type: kv-cache-scorer
+  name: kv
+- type: by-label
+  name: gpu-a100
+  parameters: {label: gpu, validValues: [a100], allowsNoLabel: true}
+- type: load-aware-scorer
+schedulingProfiles:
+- name: main
+  plugins:
+  - pluginRef: gpu-a100
+  - pluginRef: kv
+    weight: 2.5
+  - pluginRef: load-aware-scorer
+`),
+    ],
+  ];
+
+  it.each(samples)('%s renders to YAML that loads back to the same value', (_name, config) => {
+    const yaml = renderEndpointPickerConfig(config);
+    expect(parseEndpointPickerConfig(yaml)).toEqual(config);
+  });
+
+  it.each(samples)('%s is a fixed point of validation', (_name, config) => {
+    expect(validateEndpointPickerConfig(config)).toEqual(config);
+  });
+
+  it('renders names only where they differ from the type, without YAML aliases', () => {
+    const yaml = renderEndpointPickerConfig(samples[1]![1]);
+    expect(yaml).toContain('- name: kv\n    type: kv-cache-scorer\n');
+    expect(yaml).toContain('- type: load-aware-scorer\n    parameters:\n      threshold: 128\n');
+    expect(yaml).not.toMatch(/[&*]a\d/);
+  });
+
+  it('refuses to render an invalid config', () => {
+    const invalid = { ...defaultEndpointPickerConfig(), schedulingProfiles: [{ name: 'x', plugins: [{ pluginRef: 'nope' }] }] };
+    expect(() => renderEndpointPickerConfig(invalid)).toThrow(ConfigError);
+  });
+
+  it('does not modify its input', () => {
+    const input: EndpointPickerConfig = {
+      apiVersion: 'inference.networking.x-k8s.io/v1alpha1',
+      kind: 'EndpointPickerConfig',
+      plugins: [{ type: 'queue-scorer' }],
+      schedulingProfiles: [],
+    };
+    const copy = structuredClone(input);
+    validateEndpointPickerConfig(input);
+    expect(input).toEqual(copy);
+  });
+});
+
+describe('defaultEndpointPickerConfig', () => {
+  const config = defaultEndpointPickerConfig();
+
+  it('is KV-cache-aware routing with hard session affinity behind decode and saturation filters', () => {
+    expect(config.schedulingProfiles).toEqual([
+      {
+        name: 'default',
+        plugins: [
+          { pluginRef: 'decode-filter' },
+          { pluginRef: 'saturation-filter' },
+          { pluginRef: 'session-affinity-filter' },
+          { pluginRef: 'prefix-cache-scorer', weight: 3 },
+          { pluginRef: 'queue-scorer', weight: 1 },
+          { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
+          { pluginRef: 'active-request-scorer', weight: 1 },
+          { pluginRef: 'max-score-picker' },
+        ],
+      },
+    ]);
+    expect(config.plugins.find((p) => p.type === 'prefix-cache-scorer')?.parameters).toEqual({
+      mode: 'estimate',
+      hashBlockSize: 64,
+      maxPrefixBlocksToMatch: 256,
+      lruCapacityPerServer: 31250,
+    });
+    expect(config.plugins.filter((p) => p.type === 'single-profile-handler')).toHaveLength(1);
+  });
+
+  it('returns a fresh object each time', () => {
+    const first = defaultEndpointPickerConfig();
+    first.plugins.pop();
+    expect(defaultEndpointPickerConfig()).toEqual(config);
+  });
+});

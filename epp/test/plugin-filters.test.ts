@@ -1,0 +1,104 @@
+import { resolvePluginParameters } from '../src/config';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import { CycleState, type CycleContext, type PluginHandle } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS, type SaturationExclusionReason } from '../src/scheduling/metrics-hooks';
+import {
+  ByLabelFilter,
+  createDecodeFilter,
+  createPrefillFilter,
+  ROLE_LABEL,
+  SaturationFilter,
+} from '../src/scheduling/plugins/filters';
+
+const NOW = 1_700_000_000_000;
+
+function pod(name: string, options: { labels?: Record<string, string>; metrics?: Partial<EndpointMetrics> } = {}): EndpointSnapshot {
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: options.labels ?? {} },
+    metrics: { ...EMPTY_METRICS, updateTime: NOW, ...options.metrics },
+    activeRequests: 0,
+  };
+}
+
+const cycle: CycleContext = { request: { requestId: 'r', model: 'm', prompt: '', headers: {} }, state: new CycleState() };
+const names = (endpoints: readonly EndpointSnapshot[]) => endpoints.map((e) => e.endpoint.name);
+
+describe('role filters', () => {
+  const pods = [
+    pod('decode', { labels: { [ROLE_LABEL]: 'decode' } }),
+    pod('both', { labels: { [ROLE_LABEL]: 'both' } }),
+    pod('prefill', { labels: { [ROLE_LABEL]: 'prefill' } }),
+    pod('plain'),
+    pod('odd', { labels: { [ROLE_LABEL]: 'encode' } }),
+  ];
+
+  it('decode-filter keeps decode, both and unlabelled pods', () => {
+    const filter = createDecodeFilter('decode-filter');
+    expect(names(filter.filter(cycle, pods))).toEqual(['decode', 'both', 'plain']);
+    expect(filter.type).toBe('decode-filter');
+    expect(filter.emptyResultReason).toBe('no-endpoints');
+  });
+
+  it('prefill-filter keeps only prefill pods', () => {
+    expect(names(createPrefillFilter('prefill-filter').filter(cycle, pods))).toEqual(['prefill']);
+  });
+
+  it('by-label matches the valid values and, if allowed, unlabelled pods', () => {
+    const strict = new ByLabelFilter('gpu', resolvePluginParameters('by-label', { label: 'gpu', validValues: ['a100', 'h100'] }));
+    const lenient = new ByLabelFilter('gpu', resolvePluginParameters('by-label', { label: 'gpu', validValues: ['h100'], allowsNoLabel: true }));
+    const gpus = [pod('a', { labels: { gpu: 'a100' } }), pod('h', { labels: { gpu: 'h100' } }), pod('l', { labels: { gpu: 'l4' } }), pod('none')];
+    expect(names(strict.filter(cycle, gpus))).toEqual(['a', 'h']);
+    expect(names(lenient.filter(cycle, gpus))).toEqual(['h', 'none']);
+  });
+});
+
+describe('saturation-filter', () => {
+  function saturationFilter(parameters: object = {}) {
+    const excluded: SaturationExclusionReason[] = [];
+    const handle: PluginHandle = {
+      now: () => NOW,
+      random: Math.random,
+      metrics: { ...NOOP_SCHEDULING_METRICS, countSaturationExclusion: (reason) => excluded.push(reason) },
+    };
+    const filter = new SaturationFilter('saturation', resolvePluginParameters('saturation-filter', parameters), handle);
+    return { filter, excluded };
+  }
+
+  it('keeps endpoints at the thresholds and drops those above, counting why', () => {
+    const { filter, excluded } = saturationFilter({ queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 });
+    const pods = [
+      pod('ok', { metrics: { waitingQueueSize: 5, kvCacheUsagePercent: 0.8 } }),
+      pod('queued', { metrics: { waitingQueueSize: 6 } }),
+      pod('full', { metrics: { kvCacheUsagePercent: 0.81 } }),
+    ];
+    expect(names(filter.filter(cycle, pods))).toEqual(['ok']);
+    expect(excluded).toEqual(['queue', 'kv_cache']);
+    expect(filter.emptyResultReason).toBe('saturated');
+  });
+
+  it('drops endpoints with stale or never-scraped metrics (default bound 200ms)', () => {
+    const { filter, excluded } = saturationFilter();
+    const pods = [
+      pod('fresh', { metrics: { updateTime: NOW - 200 } }),
+      pod('stale', { metrics: { updateTime: NOW - 201 } }),
+      pod('never', { metrics: { updateTime: 0 } }),
+    ];
+    expect(names(filter.filter(cycle, pods))).toEqual(['fresh']);
+    expect(excluded).toEqual(['stale_metrics', 'stale_metrics']);
+  });
+
+  it('drops endpoints whose scrapes keep failing even while their last data is fresh', () => {
+    const { filter, excluded } = saturationFilter({ maxConsecutiveScrapeFailures: 2, metricsStalenessThreshold: '1s' });
+    const pods = [
+      pod('flaky', { metrics: { consecutiveFailures: 2, updateTime: NOW - 100 } }),
+      pod('down', { metrics: { consecutiveFailures: 3, updateTime: NOW - 100, waitingQueueSize: 50 } }),
+    ];
+    expect(names(filter.filter(cycle, pods))).toEqual(['flaky']);
+    expect(excluded).toEqual(['scrape_failures']);
+  });
+
+  it('returns nothing when every endpoint is saturated (the scheduler turns that into a 429)', () => {
+    const { filter } = saturationFilter();
+    expect(filter.filter(cycle, [pod('a', { metrics: { waitingQueueSize: 9 } }), pod('b', { metrics: { kvCacheUsagePercent: 1 } })])).toEqual([]);
+  });
+});

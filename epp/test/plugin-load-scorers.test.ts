@@ -1,0 +1,80 @@
+import { resolvePluginParameters } from '../src/config';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import { CycleState, type CycleContext } from '../src/scheduling/framework';
+import {
+  ActiveRequestScorer,
+  KvCacheUtilizationScorer,
+  LoadAwareScorer,
+  QueueScorer,
+} from '../src/scheduling/plugins/load-scorers';
+
+function pod(name: string, metrics: Partial<EndpointMetrics>, activeRequests = 0): EndpointSnapshot {
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, ...metrics },
+    activeRequests,
+  };
+}
+
+const cycle: CycleContext = { request: { requestId: 'r', model: 'm', prompt: '', headers: {} }, state: new CycleState() };
+const queues = (...sizes: number[]) => sizes.map((waitingQueueSize, i) => pod(`p${i}`, { waitingQueueSize }));
+
+describe('queue-scorer: (max − q) / (max − min)', () => {
+  const scorer = new QueueScorer('queue');
+
+  it('maps the shortest queue to 1 and the longest to 0, linearly between', () => {
+    expect(scorer.score(cycle, queues(0, 5, 10))).toEqual([1, 0.5, 0]);
+    expect(scorer.score(cycle, queues(4, 6, 12))).toEqual([1, 0.75, 0]);
+  });
+
+  it('scores 1 everywhere when all queues are equal', () => {
+    expect(scorer.score(cycle, queues(3, 3, 3))).toEqual([1, 1, 1]);
+    expect(scorer.score(cycle, queues(7))).toEqual([1]);
+  });
+});
+
+describe('kv-cache-utilization-scorer: 1 − usage', () => {
+  it('is absolute, not relative to the other candidates', () => {
+    const scorer = new KvCacheUtilizationScorer('kv');
+    const pods = [0.2, 0.9, 0].map((kvCacheUsagePercent, i) => pod(`p${i}`, { kvCacheUsagePercent }));
+    expect(scorer.score(cycle, pods)).toEqual([0.8, 1 - 0.9, 1]);
+  });
+
+  it('clamps usage outside 0..1', () => {
+    const scorer = new KvCacheUtilizationScorer('kv');
+    expect(scorer.score(cycle, [pod('a', { kvCacheUsagePercent: 1.2 }), pod('b', { kvCacheUsagePercent: -0.1 })])).toEqual([0, 1]);
+  });
+
+  it('keeps the configured type when built under the v0.5.1 alias', () => {
+    expect(new KvCacheUtilizationScorer('kv', 'kv-cache-scorer').type).toBe('kv-cache-scorer');
+  });
+});
+
+describe('load-aware-scorer (llm-d): 0.5 at an empty queue, else 0.5 × (1 − min(q, t) / t)', () => {
+  it('uses the default threshold of 128', () => {
+    const scorer = new LoadAwareScorer('load', resolvePluginParameters('load-aware-scorer', undefined));
+    expect(scorer.score(cycle, queues(0, 1, 64, 128, 500))).toEqual([0.5, 0.5 * (127 / 128), 0.25, 0, 0]);
+  });
+
+  it('honours a configured threshold', () => {
+    const scorer = new LoadAwareScorer('load', resolvePluginParameters('load-aware-scorer', { threshold: 10 }));
+    expect(scorer.score(cycle, queues(5, 10))).toEqual([0.25, 0]);
+  });
+});
+
+describe('active-request-scorer: (max − c) / max of the EPP in-flight count', () => {
+  const scorer = new ActiveRequestScorer('active');
+
+  it('maps no in-flight requests to 1 and the busiest endpoint to 0', () => {
+    const pods = [0, 2, 4].map((active, i) => pod(`p${i}`, {}, active));
+    expect(scorer.score(cycle, pods)).toEqual([1, 0.5, 0]);
+  });
+
+  it('scores 1 everywhere when nothing is in flight', () => {
+    expect(scorer.score(cycle, [pod('a', {}, 0), pod('b', {}, 0)])).toEqual([1, 1]);
+  });
+
+  it('is relative to the busiest, not to the least busy', () => {
+    expect(scorer.score(cycle, [pod('a', {}, 3), pod('b', {}, 4)])).toEqual([0.25, 0]);
+  });
+});

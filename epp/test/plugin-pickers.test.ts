@@ -1,0 +1,88 @@
+import { resolvePluginParameters } from '../src/config';
+import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
+import { CycleState, type CycleContext, type ProfileOutcome, type ScoredEndpoint } from '../src/scheduling/framework';
+import { MaxScorePicker, RandomPicker } from '../src/scheduling/plugins/pickers';
+import { SingleProfileHandler } from '../src/scheduling/plugins/profile-handlers';
+import { SchedulingError } from '../src/scheduling/types';
+
+function pod(name: string): EndpointSnapshot {
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+    metrics: EMPTY_METRICS,
+    activeRequests: 0,
+  };
+}
+
+const cycle: CycleContext = { request: { requestId: 'r', model: 'm', prompt: '', headers: {} }, state: new CycleState() };
+const scored = (...entries: [string, number][]): ScoredEndpoint[] => entries.map(([name, score]) => ({ endpoint: pod(name), score }));
+const names = (endpoints: readonly EndpointSnapshot[]) => endpoints.map((e) => e.endpoint.name);
+/** An RNG that replays the given draws. */
+const draws = (...values: number[]) => () => values.shift() ?? 0;
+
+describe('max-score-picker', () => {
+  const one = resolvePluginParameters('max-score-picker', undefined);
+
+  it('picks the highest total', () => {
+    const picker = new MaxScorePicker('max', one, draws());
+    expect(names(picker.pick(cycle, scored(['a', 1.5], ['b', 3.2], ['c', 0])))).toEqual(['b']);
+  });
+
+  it('breaks ties with the injected RNG', () => {
+    const candidates = scored(['a', 1], ['b', 2], ['c', 2], ['d', 2]);
+    expect(names(new MaxScorePicker('max', one, draws(0)).pick(cycle, candidates))).toEqual(['b']);
+    expect(names(new MaxScorePicker('max', one, draws(0.5)).pick(cycle, candidates))).toEqual(['c']);
+    expect(names(new MaxScorePicker('max', one, draws(0.99)).pick(cycle, candidates))).toEqual(['d']);
+  });
+
+  it('spreads ties evenly with a uniform RNG', () => {
+    let state = 7;
+    const lcg = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const picker = new MaxScorePicker('max', one, lcg);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const [chosen] = names(picker.pick(cycle, scored(['a', 1], ['b', 1], ['c', 1])));
+      counts.set(chosen!, (counts.get(chosen!) ?? 0) + 1);
+    }
+    for (const name of ['a', 'b', 'c']) expect(counts.get(name)).toBeGreaterThan(800);
+  });
+
+  it('returns maxNumOfEndpoints best first, ties in random order', () => {
+    const picker = new MaxScorePicker('max', resolvePluginParameters('max-score-picker', { maxNumOfEndpoints: 3 }), draws(0, 0, 0));
+    expect(names(picker.pick(cycle, scored(['a', 1], ['b', 5], ['c', 3], ['d', 0])))).toEqual(['b', 'c', 'a']);
+  });
+
+  it('returns nothing for no candidates', () => {
+    expect(new MaxScorePicker('max', one, Math.random).pick(cycle, [])).toEqual([]);
+  });
+});
+
+describe('random-picker', () => {
+  it('ignores scores and follows the RNG', () => {
+    const picker = new RandomPicker('random', resolvePluginParameters('random-picker', undefined), draws(0.99, 0.99));
+    // Fisher–Yates with draws of 0.99 leaves the order unchanged; the first is taken.
+    expect(names(picker.pick(cycle, scored(['low', 0], ['mid', 1], ['high', 9])))).toEqual(['low']);
+  });
+
+  it('returns maxNumOfEndpoints distinct endpoints', () => {
+    const picker = new RandomPicker('random', resolvePluginParameters('random-picker', { maxNumOfEndpoints: 2 }), Math.random);
+    const picked = names(picker.pick(cycle, scored(['a', 0], ['b', 0], ['c', 0])));
+    expect(picked).toHaveLength(2);
+    expect(new Set(picked).size).toBe(2);
+  });
+});
+
+describe('single-profile-handler', () => {
+  const handler = new SingleProfileHandler('single');
+
+  it('runs every profile once', () => {
+    expect(handler.pickProfiles(cycle, ['default'], new Map())).toEqual(['default']);
+    const done = new Map<string, ProfileOutcome>([['default', { targets: [pod('a')], scores: new Map() }]]);
+    expect(handler.pickProfiles(cycle, ['default'], done)).toEqual([]);
+    expect(handler.processResults(cycle, done)).toEqual({ primaryProfile: 'default' });
+  });
+
+  it("re-throws the profile's SchedulingError", () => {
+    const failure = new SchedulingError('saturated', 'all saturated');
+    expect(() => handler.processResults(cycle, new Map([['default', failure]]))).toThrow(failure);
+  });
+});

@@ -1,0 +1,192 @@
+import { parseEndpointPickerConfig } from '../src/config';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import { CycleState } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS, type SessionAffinityOutcome } from '../src/scheduling/metrics-hooks';
+import { SessionAffinityFilter, SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
+
+const MINUTE = 60_000;
+
+/** A deterministic uniform RNG (mulberry32), so spreading and tie-breaks are reproducible. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: saturation-filter
+  parameters: {metricsStalenessThreshold: 1s}
+- type: session-affinity-filter
+  parameters: {ttl: 30m, capacity: 2}
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: saturation-filter
+  - pluginRef: session-affinity-filter
+  - pluginRef: queue-scorer
+`;
+
+class Fixture {
+  now = 1_700_000_000_000;
+  readonly outcomes: SessionAffinityOutcome[] = [];
+  bindingsGauge = 0;
+  readonly scheduler: Scheduler;
+
+  constructor(config = CONFIG) {
+    this.scheduler = buildScheduler(parseEndpointPickerConfig(config), {
+      now: () => this.now,
+      random: seededRandom(42),
+      metrics: {
+        ...NOOP_SCHEDULING_METRICS,
+        countSessionAffinity: (outcome) => this.outcomes.push(outcome),
+        setSessionBindings: (bindings) => (this.bindingsGauge = bindings),
+      },
+    });
+  }
+
+  get filter(): SessionAffinityFilter {
+    return this.scheduler.plugin('session-affinity-filter') as SessionAffinityFilter;
+  }
+
+  pod(name: string, metrics: Partial<EndpointMetrics> = {}): EndpointSnapshot {
+    return {
+      endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+      metrics: { ...EMPTY_METRICS, updateTime: this.now, ...metrics },
+      activeRequests: 0,
+    };
+  }
+
+  pods(...names: string[]): EndpointSnapshot[] {
+    return names.map((name) => this.pod(name));
+  }
+
+  route(headers: Record<string, string>, candidates: EndpointSnapshot[]): string {
+    const request: LLMRequest = { requestId: 'r', model: 'm', prompt: 'hello', headers };
+    return this.scheduler.schedule(request, candidates).target.endpoint.name;
+  }
+}
+
+describe('session-affinity-filter', () => {
+  it('sends 1,000 requests of one session to one pod, while session-less requests spread', () => {
+    const fixture = new Fixture();
+    const pods = fixture.pods('a', 'b', 'c', 'd');
+    const sessionPods = new Set<string>();
+    const otherPods = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      sessionPods.add(fixture.route({ 'x-session-id': 'chat-1' }, pods));
+      otherPods.add(fixture.route({}, pods));
+    }
+    expect(sessionPods.size).toBe(1);
+    expect(otherPods.size).toBe(4);
+    expect(fixture.filter.stats()).toEqual({ hits: 999, misses: 1, repins: 0, bindings: 1 });
+    expect(fixture.outcomes.filter((o) => o === 'hit')).toHaveLength(999);
+  });
+
+  it('re-pins once when the bound pod leaves, and stays re-pinned when it comes back', () => {
+    const fixture = new Fixture();
+    const session = { 'x-session-id': 's' };
+    const first = fixture.route(session, fixture.pods('a', 'b', 'c'));
+    const remaining = ['a', 'b', 'c'].filter((name) => name !== first);
+    const second = fixture.route(session, fixture.pods(...remaining));
+    expect(remaining).toContain(second);
+    const after = new Set<string>();
+    for (let i = 0; i < 100; i++) after.add(fixture.route(session, fixture.pods('a', 'b', 'c')));
+    expect([...after]).toEqual([second]);
+    expect(fixture.outcomes.slice(0, 2)).toEqual(['miss', 'repin']);
+    expect(fixture.filter.stats()).toMatchObject({ misses: 1, repins: 1, hits: 100 });
+  });
+
+  it('re-pins when the bound pod is saturated, because the saturation filter runs first', () => {
+    const fixture = new Fixture();
+    const session = { 'x-session-id': 's' };
+    const first = fixture.route(session, fixture.pods('a', 'b'));
+    const other = first === 'a' ? 'b' : 'a';
+    const saturated = [fixture.pod(first, { waitingQueueSize: 50 }), fixture.pod(other)];
+    expect(fixture.route(session, saturated)).toBe(other);
+    expect(fixture.route(session, fixture.pods('a', 'b'))).toBe(other);
+    expect(fixture.outcomes).toEqual(['miss', 'repin', 'hit']);
+  });
+
+  it('binds nothing when the cycle fails', () => {
+    const fixture = new Fixture();
+    const allSaturated = [fixture.pod('a', { waitingQueueSize: 50 })];
+    expect(() => fixture.route({ 'x-session-id': 's' }, allSaturated)).toThrow(SchedulingError);
+    expect(fixture.filter.stats()).toEqual({ hits: 0, misses: 0, repins: 0, bindings: 0 });
+  });
+
+  it('expires a binding after the TTL without requests; each hit restarts the TTL', () => {
+    const fixture = new Fixture();
+    const session = { 'x-session-id': 's' };
+    const pods = () => fixture.pods('a', 'b', 'c', 'd', 'e', 'f');
+    const bound = fixture.route(session, pods());
+    fixture.now += 29 * MINUTE;
+    expect(fixture.route(session, pods())).toBe(bound);
+    fixture.now += 29 * MINUTE; // 58 minutes after binding, 29 after the last request
+    expect(fixture.route(session, pods())).toBe(bound);
+    fixture.now += 30 * MINUTE;
+    expect(fixture.filter.boundEndpoint('s')).toBeUndefined();
+    fixture.route(session, pods());
+    expect(fixture.outcomes).toEqual(['miss', 'hit', 'hit', 'miss']);
+  });
+
+  it('keeps at most `capacity` sessions, dropping the least recently used', () => {
+    const fixture = new Fixture(); // capacity 2
+    const pods = fixture.pods('a', 'b');
+    fixture.route({ 'x-session-id': 's1' }, pods);
+    fixture.route({ 'x-session-id': 's2' }, pods);
+    fixture.route({ 'x-session-id': 's1' }, pods); // s1 is now the most recent
+    fixture.route({ 'x-session-id': 's3' }, pods); // evicts s2
+    expect(fixture.filter.boundEndpoint('s1')).toBeDefined();
+    expect(fixture.filter.boundEndpoint('s2')).toBeUndefined();
+    expect(fixture.filter.stats().bindings).toBe(2);
+    expect(fixture.bindingsGauge).toBe(2);
+  });
+
+  it('takes the session id from the first configured header present; llm-d tokens work as opaque ids', () => {
+    const fixture = new Fixture();
+    const pods = fixture.pods('a', 'b', 'c');
+    const byId = fixture.route({ 'x-session-id': 'id-1', 'x-session-token': 'token-1' }, pods);
+    expect(fixture.filter.boundEndpoint('id-1')).toBe(`${byId}:8000`);
+    expect(fixture.filter.boundEndpoint('token-1')).toBeUndefined();
+    const byToken = fixture.route({ 'x-session-token': 'token-1' }, pods);
+    expect(fixture.filter.boundEndpoint('token-1')).toBe(`${byToken}:8000`);
+    expect(fixture.route({ 'x-session-id': '' }, pods)).toBeDefined();
+    expect(fixture.filter.stats().bindings).toBe(2);
+  });
+});
+
+describe('session-affinity-scorer (llm-d x-session-token)', () => {
+  const scorer = new SessionAffinityScorer('session');
+  const pod = (name: string): EndpointSnapshot => ({
+    endpoint: { key: `${name}:8000`, name, namespace: 'team', address: name, port: 8000, labels: {} },
+    metrics: EMPTY_METRICS,
+    activeRequests: 0,
+  });
+  const score = (headers: Record<string, string>) =>
+    scorer.score({ request: { requestId: 'r', model: 'm', prompt: '', headers }, state: new CycleState() }, [pod('a'), pod('b')]);
+
+  it('scores 1 for the pod named by base64("namespace/name"), 0 for the others', () => {
+    expect(score({ 'x-session-token': Buffer.from('team/b').toString('base64') })).toEqual([0, 1]);
+  });
+
+  it('scores 0 everywhere without a token, with a token for a gone pod, or with one that is not base64', () => {
+    expect(score({})).toEqual([0, 0]);
+    expect(score({ 'x-session-token': Buffer.from('team/gone').toString('base64') })).toEqual([0, 0]);
+    expect(score({ 'x-session-token': 'not base64!' })).toEqual([0, 0]);
+  });
+
+  it('hands out the token of the pod that served the response', () => {
+    const headers = scorer.postResponse({ requestId: 'r', model: 'm', prompt: '', headers: {} }, { headers: {} }, pod('a').endpoint);
+    expect(headers).toEqual({ 'x-session-token': Buffer.from('team/a').toString('base64') });
+  });
+});

@@ -1,0 +1,224 @@
+import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
+import { BUILTIN_PLUGIN_REGISTRY } from '../src/scheduling/registry';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import { SchedulingError, type LLMRequest, type SchedulingErrorReason } from '../src/scheduling/types';
+
+const NOW = 1_700_000_000_000;
+const MODEL = 'meta-llama/Llama-3.1-8B-Instruct';
+
+/** Deterministic uniform RNG (mulberry32). */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface PodState extends Partial<EndpointMetrics> {
+  active?: number;
+  labels?: Record<string, string>;
+}
+
+function pod(name: string, state: PodState = {}): EndpointSnapshot {
+  const { active = 0, labels = {}, ...metrics } = state;
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels },
+    metrics: { ...EMPTY_METRICS, updateTime: NOW, ...metrics },
+    activeRequests: active,
+  };
+}
+
+function request(prompt: string, headers: Record<string, string> = {}): LLMRequest {
+  return { requestId: 'r', model: MODEL, prompt, headers };
+}
+
+/** Distinct 64-character blocks, so prompts share exactly the blocks we choose. */
+function blocks(label: string, count: number): string {
+  return Array.from({ length: count }, (_, i) => `${label}-${i}-`.padEnd(64, '.')).join('');
+}
+
+function reasonOf(call: () => unknown): SchedulingErrorReason {
+  try {
+    call();
+  } catch (error) {
+    if (error instanceof SchedulingError) return error.reason;
+    throw error;
+  }
+  throw new Error('expected a SchedulingError');
+}
+
+function defaultScheduler(metrics: SchedulingMetrics = NOOP_SCHEDULING_METRICS): Scheduler {
+  return buildScheduler(defaultEndpointPickerConfig(), { now: () => NOW, random: seededRandom(1), metrics });
+}
+
+describe('the default config on synthetic pools', () => {
+  it('avoids a loaded pod, with the weighted totals the weights predict', () => {
+    const scheduler = defaultScheduler();
+    const pool = [pod('busy', { waitingQueueSize: 3, kvCacheUsagePercent: 0.6, active: 8 }), pod('idle', { kvCacheUsagePercent: 0.1, active: 1 })];
+    const result = scheduler.schedule(request(blocks('p', 4)), pool);
+    expect(result.target.endpoint.name).toBe('idle');
+    expect(result.profile).toBe('default');
+    expect(result.targets).toEqual([result.target]);
+    // busy: prefix 0 + queue 0 + kv (1 − 0.6) + active 0;  idle: 0 + 1 + (1 − 0.1) + (8 − 1) / 8
+    expect(result.scores.get('busy:8000')).toBeCloseTo(0.4, 12);
+    expect(result.scores.get('idle:8000')).toBeCloseTo(1 + 0.9 + 7 / 8, 12);
+    for (let i = 0; i < 50; i++) {
+      expect(scheduler.schedule(request(blocks(`q${i}`, 4)), pool).target.endpoint.name).toBe('idle');
+    }
+  });
+
+  it('keeps a long shared prefix on its pod under mild load, but lets a short one go to an idle pod', () => {
+    const scheduler = defaultScheduler();
+    const shared = blocks('system', 40);
+    const holder = scheduler.schedule(request(shared), [pod('a'), pod('b'), pod('c')]).target.endpoint.name;
+    const mildlyLoaded = (name: string) =>
+      name === holder ? pod(name, { waitingQueueSize: 1, kvCacheUsagePercent: 0.3, active: 2 }) : pod(name, { kvCacheUsagePercent: 0.1 });
+    const pool = ['a', 'b', 'c'].map(mildlyLoaded);
+
+    // 40 of 42 blocks cached: 3 × 40/42 ≈ 2.86 + kv 0.7 beats an idle pod's 1 + 0.9 + 1 = 2.9.
+    const followUp = scheduler.schedule(request(shared + blocks('question', 2)), pool);
+    expect(followUp.target.endpoint.name).toBe(holder);
+    expect(followUp.scores.get(`${holder}:8000`)).toBeCloseTo((3 * 40) / 42 + 0.7, 12);
+
+    // 10 of 40 blocks cached: 3 × 10/40 + 0.7 = 1.45 loses to 2.9.
+    const unrelated = scheduler.schedule(request(blocks('system', 10) + blocks('other', 30)), pool);
+    expect(unrelated.target.endpoint.name).not.toBe(holder);
+  });
+
+  it("fails with 'saturated' when every pod is over a threshold or has stale metrics", () => {
+    const scheduler = defaultScheduler();
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { waitingQueueSize: 6 }), pod('b', { kvCacheUsagePercent: 0.95 })]))).toBe('saturated');
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { updateTime: 0 })]))).toBe('saturated');
+  });
+
+  it('routes around a saturated pod even when it holds the prefix', () => {
+    const scheduler = defaultScheduler();
+    const prompt = blocks('doc', 20);
+    const holder = scheduler.schedule(request(prompt), [pod('a'), pod('b')]).target.endpoint.name;
+    const pool = [pod('a'), pod('b')].map((p) => (p.endpoint.name === holder ? pod(holder, { waitingQueueSize: 9 }) : p));
+    expect(scheduler.schedule(request(prompt), pool).target.endpoint.name).not.toBe(holder);
+  });
+
+  it("fails with 'no-endpoints' for an empty pool or a pool without decode pods", () => {
+    const scheduler = defaultScheduler();
+    expect(reasonOf(() => scheduler.schedule(request('hi'), []))).toBe('no-endpoints');
+    const prefillOnly = [pod('p1', { labels: { 'llm-d.ai/role': 'prefill' } })];
+    expect(reasonOf(() => scheduler.schedule(request('hi'), prefillOnly))).toBe('no-endpoints');
+  });
+
+  it('forgets prefixes cached on a removed endpoint', () => {
+    const scheduler = defaultScheduler();
+    const prompt = blocks('doc', 8);
+    const holder = scheduler.schedule(request(prompt), [pod('a'), pod('b')]).target.endpoint.key;
+    expect(scheduler.schedule(request(prompt), [pod('a'), pod('b')]).scores.get(holder)).toBeCloseTo(3 + 3, 12);
+    scheduler.removeEndpoint(holder);
+    const scores = scheduler.schedule(request(blocks('fresh', 8)), [pod('a'), pod('b')]).scores;
+    expect(scores.get(holder)).toBeCloseTo(3, 12);
+    expect(scheduler.schedule(request(prompt), [pod('a'), pod('b')]).scores.get(holder)).toBeLessThan(6);
+  });
+});
+
+describe('scheduler mechanics', () => {
+  it('times every plugin call, counts picks and failures, and times whole cycles', () => {
+    const calls: string[] = [];
+    let tick = 0;
+    const metrics: SchedulingMetrics = {
+      ...NOOP_SCHEDULING_METRICS,
+      observePluginDuration: (point, name, seconds) => calls.push(`${point} ${name} ${seconds}`),
+      observeSchedulingDuration: (seconds) => calls.push(`cycle ${seconds > 0}`),
+      countPick: (key) => calls.push(`pick ${key}`),
+      countSchedulingFailure: (reason) => calls.push(`failure ${reason}`),
+    };
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), {
+      now: () => NOW,
+      random: () => 0,
+      metrics,
+      monotonicSeconds: () => (tick += 0.001),
+    });
+    scheduler.schedule(request('hi'), [pod('a')]);
+    expect(calls.map((call) => call.replace(/ 0\.00\d+$/, ''))).toEqual([
+      'ProfileHandler single-profile-handler',
+      'Filter decode-filter',
+      'Filter saturation-filter',
+      'Filter session-affinity-filter',
+      'Scorer prefix-cache-scorer',
+      'Scorer queue-scorer',
+      'Scorer kv-cache-utilization-scorer',
+      'Scorer active-request-scorer',
+      'Picker max-score-picker',
+      'PostCycle session-affinity-filter',
+      'PostCycle prefix-cache-scorer',
+      'ProfileHandler single-profile-handler',
+      'ProfileHandler single-profile-handler',
+      'pick a:8000',
+      'cycle true',
+    ]);
+    calls.length = 0;
+    expect(() => scheduler.schedule(request('hi'), [pod('a', { waitingQueueSize: 99 })])).toThrow(SchedulingError);
+    expect(calls.slice(-2)).toEqual(['failure saturated', 'cycle true']);
+  });
+
+  it('clamps scores to [0, 1] and treats NaN as 0', () => {
+    const scheduler = buildScheduler(
+      parseEndpointPickerConfig(
+        'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\n',
+      ),
+      {
+        registry: {
+          ...BUILTIN_PLUGIN_REGISTRY,
+          'queue-scorer': (name) => ({ type: 'queue-scorer', name, score: () => [5, Number.NaN, -1, 0.25] }),
+        },
+      },
+    );
+    const scores = scheduler.schedule(request('hi'), [pod('a'), pod('b'), pod('c'), pod('d')]).scores;
+    expect([...scores.values()]).toEqual([1, 0, 0, 0.25]);
+  });
+
+  it('returns several targets, best first, when the picker is asked for more than one', () => {
+    const scheduler = buildScheduler(
+      parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: max-score-picker
+  parameters: {maxNumOfEndpoints: 2}
+`),
+    );
+    const result = scheduler.schedule(request('hi'), [pod('a', { waitingQueueSize: 4 }), pod('b'), pod('c', { waitingQueueSize: 2 })]);
+    expect(result.targets!.map((t) => t.endpoint.name)).toEqual(['b', 'c']);
+    expect(result.target.endpoint.name).toBe('b');
+  });
+
+  it('attaches PostResponse plugins globally, even when no profile references them', () => {
+    const scheduler = buildScheduler(
+      parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: session-affinity-scorer
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+`),
+    );
+    const req = request('hi');
+    const result = scheduler.schedule(req, [pod('a')]);
+    scheduler.preRequest(req, result);
+    expect(scheduler.postResponse(req, { headers: {} }, result.target.endpoint)).toEqual({
+      'x-session-token': Buffer.from('default/a').toString('base64'),
+    });
+  });
+
+  it('validates the config it is given', () => {
+    const config = defaultEndpointPickerConfig();
+    config.schedulingProfiles[0]!.plugins.push({ pluginRef: 'missing' });
+    expect(() => buildScheduler(config)).toThrow(ConfigError);
+  });
+});
