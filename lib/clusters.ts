@@ -1,0 +1,85 @@
+import { KvAwareRoutingProps } from './kv-aware-routing';
+
+/** A cluster kvroute is deployed to: `npm run synth` writes its manifests into `dist/<name>/`. */
+export interface ClusterProfile {
+  /** Folder name under dist/; a DNS label. */
+  readonly name: string;
+  /** What sets this cluster apart (shown in the README and the kustomization). */
+  readonly description: string;
+  readonly routing: KvAwareRoutingProps;
+}
+
+/** Recursively optional, for overrides of a base profile. Arrays are replaced whole, not merged. */
+export type Overrides<T> = {
+  readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? Overrides<T[K]> : T[K];
+};
+
+/**
+ * `base` with `overrides` merged in depth (object spread is shallow, and a cluster usually changes one field deep
+ * inside `decode` or `extProc`). Arrays and non-plain values replace; `undefined` leaves the base value.
+ */
+export function withOverrides<T extends object>(base: T, overrides: Overrides<T>): T {
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(overrides as Record<string, unknown>)) {
+    if (value === undefined) continue;
+    const current = out[key];
+    out[key] = isPlainObject(value) && isPlainObject(current) ? withOverrides(current, value) : value;
+  }
+  return out as T;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
+}
+
+/**
+ * The seed deployment: namespace `llm-d`, llm-d-modelservice names (`ms-llm-d-modelservice-decode`/`-epp`), the
+ * `llm-d-gateway` Gateway for host `llm-d.demo.local`, vLLM at 0.9 GPU memory utilization, round-robin fallback.
+ */
+export const DEMO: KvAwareRoutingProps = {
+  namespace: 'llm-d',
+  name: 'ms-llm-d-modelservice',
+  decode: {
+    model: 'Qwen/Qwen3-0.6B',
+    replicas: 2,
+    gpuMemoryUtilization: 0.9,
+  },
+  gateway: {
+    name: 'llm-d-gateway',
+    hostname: 'llm-d.demo.local',
+  },
+};
+
+export const CLUSTERS: readonly ClusterProfile[] = [
+  {
+    name: 'demo',
+    description: 'The seed architecture exactly: 2 decode pods at 0.9 GPU memory utilization, round-robin fallback.',
+    routing: DEMO,
+  },
+  {
+    name: 'prod-shared-gpus',
+    description: 'GPUs shared with other workloads: vLLM capped at 0.7 of GPU memory, so more (smaller-cache) replicas.',
+    routing: withOverrides(DEMO, {
+      decode: { gpuMemoryUtilization: 0.7, replicas: 6 },
+      gateway: { serviceType: 'ClusterIP' },
+      monitoring: { selectorLabels: { release: 'kube-prometheus-stack' } },
+    }),
+  },
+  {
+    name: 'prod-session-hash',
+    description: 'Consistent-hash backup on x-session-id: sessions keep their pod even while the EPP is down.',
+    routing: withOverrides(DEMO, {
+      decode: { replicas: 4 },
+      extProc: { consistentHashFallback: true },
+    }),
+  },
+];
+
+/** Looks a profile up by name, with an error that lists the known ones. */
+export function clusterProfile(name: string): ClusterProfile {
+  const found = CLUSTERS.find((c) => c.name === name);
+  if (!found) {
+    throw new Error(`unknown cluster "${name}"; known clusters: ${CLUSTERS.map((c) => c.name).join(', ')}`);
+  }
+  return found;
+}

@@ -1,0 +1,109 @@
+/**
+ * The Grafana dashboard (schema 39, Grafana 10/11) shipped as a ConfigMap. Panels query only the series the
+ * PrometheusRule records, so the heavy PromQL runs once in Prometheus and the dashboard and alerts agree.
+ */
+
+interface Target { expr: string; legendFormat: string }
+
+interface PanelSpec {
+  title: string;
+  description: string;
+  unit: string;
+  targets: Target[];
+  type?: 'timeseries' | 'stat';
+  max?: number;
+}
+
+export function buildDashboard(namespace: string, recorded: Record<string, string>): Record<string, unknown> {
+  const sel = `{namespace="${namespace}"}`;
+  const panels: PanelSpec[] = [
+    {
+      title: 'Prefix-cache hit ratio (pool)', type: 'stat', unit: 'percentunit', max: 1,
+      description: 'Prompt tokens served from vLLM\'s prefix cache over tokens looked up, across the pool (5m).',
+      targets: [{ expr: `${recorded.prefixHitRatio}${sel}`, legendFormat: 'pool' }],
+    },
+    {
+      title: 'EPP-routed share of requests', type: 'stat', unit: 'percentunit', max: 1,
+      description: 'Requests the EPP scheduled over requests vLLM served. Below 100% means the gateway failed open.',
+      targets: [{ expr: `${recorded.eppRoutedFraction}${sel}`, legendFormat: 'routed' }],
+    },
+    {
+      title: 'Session affinity hit ratio', type: 'stat', unit: 'percentunit', max: 1,
+      description: 'Returning session requests that landed on their bound pod (re-pins after a pod left count against it).',
+      targets: [{ expr: `${recorded.sessionAffinityHitRatio}${sel}`, legendFormat: 'hits' }],
+    },
+    {
+      title: 'Prefix-cache hit ratio per pod', unit: 'percentunit', max: 1,
+      description: 'Per decode pod (5m).',
+      targets: [{ expr: `${recorded.prefixHitRatioByPod}${sel}`, legendFormat: '{{pod}}' }],
+    },
+    {
+      title: 'Time to first token', unit: 's',
+      description: 'p50 and p99 from vLLM\'s TTFT histogram (5m).',
+      targets: [
+        { expr: `${recorded.ttftP50}${sel}`, legendFormat: 'p50 {{model_name}}' },
+        { expr: `${recorded.ttftP99}${sel}`, legendFormat: 'p99 {{model_name}}' },
+      ],
+    },
+    {
+      title: 'KV-cache usage per pod', unit: 'percentunit', max: 1,
+      description: 'Share of KV-cache blocks in use; near 100% the pod evicts cached prefixes and queues.',
+      targets: [{ expr: `${recorded.kvCacheUsageByPod}${sel}`, legendFormat: '{{pod}}' }],
+    },
+    {
+      title: 'Waiting requests per pod', unit: 'short',
+      description: 'vLLM\'s queue depth: what the EPP\'s queue scorer and saturation filter read.',
+      targets: [{ expr: `${recorded.waitingByPod}${sel}`, legendFormat: '{{pod}}' }],
+    },
+    {
+      title: 'EPP picks per endpoint', unit: 'reqps',
+      description: 'Where the EPP sends traffic; a skew here with a high hit ratio is the routing working.',
+      targets: [{ expr: `${recorded.picksByEndpoint}${sel}`, legendFormat: '{{endpoint}}' }],
+    },
+    {
+      title: 'EPP scheduling latency p99', unit: 's',
+      description: 'Time from a complete request body to the pick.',
+      targets: [{ expr: `${recorded.schedulerP99}${sel}`, legendFormat: 'p99' }],
+    },
+    {
+      title: 'GPU memory budget per pod', unit: 'short', type: 'stat',
+      description: 'vLLM\'s --gpu-memory-utilization and KV blocks per pod, from cache_config_info.',
+      targets: [{ expr: `${recorded.gpuMemoryConfig}${sel}`, legendFormat: '{{pod}} util={{gpu_memory_utilization}} blocks={{num_gpu_blocks}}' }],
+    },
+  ];
+
+  return {
+    uid: `kvroute-${namespace}`.slice(0, 40),
+    title: `kvroute: KV-cache-aware routing (${namespace})`,
+    tags: ['kvroute', 'vllm', 'llm-d'],
+    schemaVersion: 39,
+    editable: true,
+    time: { from: 'now-1h', to: 'now' },
+    refresh: '30s',
+    templating: {
+      list: [{ name: 'datasource', type: 'datasource', query: 'prometheus', label: 'Prometheus', current: {} }],
+    },
+    panels: layout(panels).map(({ panel: p, gridPos }, i) => ({
+      id: i + 1,
+      type: p.type ?? 'timeseries',
+      title: p.title,
+      description: p.description,
+      datasource: { type: 'prometheus', uid: '${datasource}' },
+      gridPos,
+      fieldConfig: { defaults: { unit: p.unit, min: 0, ...(p.max !== undefined ? { max: p.max } : {}) }, overrides: [] },
+      options: {},
+      targets: p.targets.map((t, j) => ({ refId: String.fromCharCode(65 + j), expr: t.expr, legendFormat: t.legendFormat })),
+    })),
+  };
+}
+
+/** Stats in a top row of four, then time series two to a row. */
+function layout(panels: PanelSpec[]): { panel: PanelSpec; gridPos: { h: number; w: number; x: number; y: number } }[] {
+  const stats = panels.filter((p) => p.type === 'stat');
+  const series = panels.filter((p) => p.type !== 'stat');
+  const statWidth = Math.floor(24 / Math.max(stats.length, 1));
+  return [
+    ...stats.map((panel, i) => ({ panel, gridPos: { h: 5, w: statWidth, x: i * statWidth, y: 0 } })),
+    ...series.map((panel, i) => ({ panel, gridPos: { h: 8, w: 12, x: (i % 2) * 12, y: 5 + Math.floor(i / 2) * 8 } })),
+  ];
+}

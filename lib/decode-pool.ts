@@ -1,0 +1,317 @@
+import { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-28';
+import {
+  checkDnsLabel, checkFraction, checkImage, checkInteger, checkOneOf, PropsError,
+} from './validation';
+
+/** How vLLM hashes prefix-cache blocks (`--prefix-caching-hash-algo`). */
+export type PrefixCachingHashAlgo = 'builtin' | 'sha256_cbor_64bit';
+
+/** vLLM's KV-cache event publisher (`--kv-events-config`), for a future precise prefix scorer in the EPP. */
+export interface KvEventsOptions {
+  /**
+   * ZMQ endpoint vLLM publishes to, e.g. `tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557`.
+   * vLLM connects to it, so it is the EPP's listening address.
+   */
+  readonly endpoint: string;
+  /**
+   * Topic prefix; the pod IP and model are appended as `kv@<podIP>@<model>` like llm-d does, so the subscriber can
+   * tell pods apart.
+   * @default 'kv'
+   */
+  readonly topic?: string;
+}
+
+/** Props of {@link DecodePool}: one Deployment of vLLM decode pods behind the llm-d routing sidecar. */
+export interface DecodePoolProps {
+  /** Namespace of every object. */
+  readonly namespace: string;
+  /**
+   * Base name; the Deployment and Service are `<name>-decode`, matching llm-d-modelservice's `<fullname>-decode`.
+   * Also the value of the pods' `llm-d.ai/model` label, as in llm-d.
+   */
+  readonly name: string;
+  /** Hugging Face model id vLLM loads, e.g. `Qwen/Qwen3-0.6B`. */
+  readonly model: string;
+  /**
+   * Name clients send as `model` (`--served-model-name`).
+   * @default the `model` value
+   */
+  readonly servedModelName?: string;
+  /** @default 2 */
+  readonly replicas?: number;
+  /**
+   * Fraction of each GPU's memory vLLM may use for weights, activations and KV cache (`--gpu-memory-utilization`).
+   * The usual per-cluster override: lower it where GPUs are shared or memory fragments.
+   * @default 0.9
+   */
+  readonly gpuMemoryUtilization?: number;
+  /** `--max-model-len`. @default 4096 */
+  readonly maxModelLen?: number;
+  /**
+   * Tokens per KV-cache block (`--block-size`). The EPP's prefix scorer assumes 16-token blocks (64 characters).
+   * @default 16
+   */
+  readonly blockSize?: number;
+  /** @default 'builtin' */
+  readonly prefixCachingHashAlgo?: PrefixCachingHashAlgo;
+  /**
+   * `PYTHONHASHSEED` for reproducible block hashes across pods; set only with `sha256_cbor_64bit`.
+   * @default '42' when the hash algorithm is `sha256_cbor_64bit`, unset otherwise
+   */
+  readonly pythonHashSeed?: string;
+  /**
+   * Publish KV-cache events over ZMQ. Requires `prefixCachingHashAlgo: 'sha256_cbor_64bit'`, because the builtin
+   * hash is salted per process and the subscriber could not reproduce it.
+   * @default no events
+   */
+  readonly kvEvents?: KvEventsOptions;
+  /** GPUs per pod (`nvidia.com/gpu` request and limit; also vLLM's tensor parallel size). @default 1 */
+  readonly gpusPerPod?: number;
+  /** @default 'ghcr.io/llm-d/llm-d:v0.2.0' (vLLM 0.10.0) */
+  readonly image?: string;
+  /** @default 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0' */
+  readonly sidecarImage?: string;
+  /**
+   * Secret holding the Hugging Face token. Referenced as optional, so public models start without it.
+   * @default { name: 'llm-d-hf-token', key: 'HF_TOKEN' }
+   */
+  readonly hfTokenSecret?: { readonly name: string; readonly key: string };
+  /** CPU request of the vLLM container (limit left unset: vLLM bursts during load and compile). @default '4' */
+  readonly cpu?: string;
+  /** Memory request and limit of the vLLM container. @default '32Gi' */
+  readonly memory?: string;
+  /** Size limit of the emptyDir the model is downloaded into (`HF_HOME`). @default '50Gi' */
+  readonly modelCacheSize?: string;
+  /** Size of the in-memory `/dev/shm` (NCCL and tensor-parallel workers need more than the 64 MiB default). @default '8Gi' */
+  readonly shmSize?: string;
+  /**
+   * Longest time a pod may take to download and load the model before Kubernetes restarts it.
+   * @default 1800 seconds
+   */
+  readonly startupTimeoutSeconds?: number;
+  /** Extra `vllm serve` arguments appended after kvroute's own. @default none */
+  readonly extraArgs?: string[];
+  /** Node selector for GPU nodes. @default none */
+  readonly nodeSelector?: Record<string, string>;
+  /** @default tolerate the `nvidia.com/gpu` NoSchedule taint GPU node pools usually carry */
+  readonly tolerations?: k8s.Toleration[];
+}
+
+const SCOPE = 'DecodePool';
+
+/**
+ * vLLM decode pods with prefix caching, the llm-d routing sidecar in front of each, and the decode Service Envoy
+ * routes to. Exposes the selector, ports and Service that the InferencePool, EnvoyFilter and monitors wire to.
+ */
+export class DecodePool extends Construct {
+  /** Port of the routing sidecar, the pods' entry point: the Service, the InferencePool and the EPP's picks use it. */
+  public static readonly SIDECAR_PORT = 8000;
+  /** Port vLLM itself listens on inside the pod. */
+  public static readonly VLLM_PORT = 8001;
+  /** Container port names, used by probes and the PodMonitor. */
+  public static readonly VLLM_PORT_NAME = 'vllm';
+  public static readonly SIDECAR_PORT_NAME = 'http';
+
+  public readonly deployment: k8s.KubeDeployment;
+  public readonly service: k8s.KubeService;
+  public readonly namespace: string;
+  public readonly deploymentName: string;
+  public readonly serviceName: string;
+  /** `<service>.<namespace>.svc.cluster.local`: the host Istio names the decode cluster after. */
+  public readonly serviceFqdn: string;
+  public readonly servicePort = DecodePool.SIDECAR_PORT;
+  /** Labels every decode pod carries; the selector of the Deployment, Service, InferencePool and PodMonitor. */
+  public readonly podLabels: Readonly<Record<string, string>>;
+  public readonly model: string;
+  public readonly servedModelName: string;
+  public readonly replicas: number;
+  public readonly gpuMemoryUtilization: number;
+  public readonly blockSize: number;
+  public readonly prefixCachingHashAlgo: PrefixCachingHashAlgo;
+
+  constructor(scope: Construct, id: string, props: DecodePoolProps) {
+    super(scope, id);
+    const name = checkDnsLabel(SCOPE, 'name', props.name, 56);
+    this.namespace = checkDnsLabel(SCOPE, 'namespace', props.namespace);
+    if (typeof props.model !== 'string' || props.model.trim() === '' || /\s/.test(props.model)) {
+      throw new PropsError(SCOPE, 'model', 'must be a non-empty model id without spaces, e.g. "Qwen/Qwen3-0.6B"', props.model);
+    }
+    this.model = props.model;
+    this.servedModelName = props.servedModelName ?? props.model;
+    if (this.servedModelName.trim() === '' || /\s/.test(this.servedModelName)) {
+      throw new PropsError(SCOPE, 'servedModelName', 'must be a non-empty name without spaces', props.servedModelName);
+    }
+    this.replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 2, 0, 1000);
+    this.gpuMemoryUtilization = checkFraction(SCOPE, 'gpuMemoryUtilization', props.gpuMemoryUtilization ?? 0.9, 0, 1);
+    const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
+    this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
+    this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
+      ['builtin', 'sha256_cbor_64bit'] as const);
+    const gpus = checkInteger(SCOPE, 'gpusPerPod', props.gpusPerPod ?? 1, 1, 16);
+    const image = checkImage(SCOPE, 'image', props.image ?? 'ghcr.io/llm-d/llm-d:v0.2.0');
+    const sidecarImage = checkImage(SCOPE, 'sidecarImage', props.sidecarImage ?? 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0');
+    const startupTimeout = checkInteger(SCOPE, 'startupTimeoutSeconds', props.startupTimeoutSeconds ?? 1800, 60, 86400);
+    if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo !== 'sha256_cbor_64bit') {
+      throw new PropsError(SCOPE, 'pythonHashSeed', "is only meaningful with prefixCachingHashAlgo 'sha256_cbor_64bit'", props.pythonHashSeed);
+    }
+    if (props.kvEvents && this.prefixCachingHashAlgo !== 'sha256_cbor_64bit') {
+      throw new PropsError(SCOPE, 'kvEvents',
+        "requires prefixCachingHashAlgo 'sha256_cbor_64bit' (builtin block hashes cannot be reproduced by a subscriber)",
+        props.kvEvents);
+    }
+    if (props.kvEvents && !/^tcp:\/\/[^\s:]+:\d{1,5}$/.test(props.kvEvents.endpoint)) {
+      throw new PropsError(SCOPE, 'kvEvents.endpoint', 'must be a ZMQ TCP endpoint like "tcp://host:5557"', props.kvEvents.endpoint);
+    }
+
+    this.deploymentName = `${name}-decode`;
+    this.serviceName = `${name}-decode`;
+    this.serviceFqdn = `${this.serviceName}.${this.namespace}.svc.cluster.local`;
+    this.podLabels = {
+      'llm-d.ai/inferenceServing': 'true',
+      'llm-d.ai/model': name,
+      'llm-d.ai/role': 'decode',
+    };
+
+    const args = [
+      this.model,
+      `--port=${DecodePool.VLLM_PORT}`,
+      `--served-model-name=${this.servedModelName}`,
+      '--enable-prefix-caching',
+      `--prefix-caching-hash-algo=${this.prefixCachingHashAlgo}`,
+      `--block-size=${this.blockSize}`,
+      '--no-enable-chunked-prefill',
+      `--gpu-memory-utilization=${this.gpuMemoryUtilization}`,
+      `--max-model-len=${maxModelLen}`,
+    ];
+    if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
+    if (props.kvEvents) {
+      const topic = props.kvEvents.topic ?? 'kv';
+      // $(POD_IP) is expanded by the kubelet from the env var below, so each pod publishes under its own topic.
+      args.push(`--kv-events-config=${JSON.stringify({
+        enable_kv_cache_events: true,
+        publisher: 'zmq',
+        endpoint: props.kvEvents.endpoint,
+        topic: `${topic}@$(POD_IP)@${this.servedModelName}`,
+      })}`);
+    }
+    args.push(...(props.extraArgs ?? []));
+
+    const hfSecret = props.hfTokenSecret ?? { name: 'llm-d-hf-token', key: 'HF_TOKEN' };
+    const env: k8s.EnvVar[] = [
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+      { name: 'HF_HOME', value: '/model-cache' },
+      { name: 'HF_TOKEN', valueFrom: { secretKeyRef: { name: hfSecret.name, key: hfSecret.key, optional: true } } },
+    ];
+    if (this.prefixCachingHashAlgo === 'sha256_cbor_64bit') {
+      env.push({ name: 'PYTHONHASHSEED', value: props.pythonHashSeed ?? '42' });
+    }
+
+    const vllmHealth = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
+      // The sidecar's own /health always answers 200, so readiness must ask vLLM directly.
+      httpGet: { path: '/health', port: k8s.IntOrString.fromString(DecodePool.VLLM_PORT_NAME) },
+      periodSeconds,
+      failureThreshold,
+      timeoutSeconds: 5,
+    });
+
+    this.deployment = new k8s.KubeDeployment(this, 'Deployment', {
+      metadata: { name: this.deploymentName, namespace: this.namespace, labels: { ...this.podLabels } },
+      spec: {
+        replicas: this.replicas,
+        selector: { matchLabels: { ...this.podLabels } },
+        // A new pod needs a GPU and minutes to load; never take capacity away before the replacement is ready.
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
+        template: {
+          metadata: { labels: { ...this.podLabels } },
+          spec: {
+            // vLLM drains in-flight requests on SIGTERM; long generations need time.
+            terminationGracePeriodSeconds: 120,
+            nodeSelector: props.nodeSelector,
+            tolerations: props.tolerations ?? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+            containers: [
+              {
+                name: 'vllm',
+                image,
+                command: ['vllm', 'serve'],
+                args,
+                env,
+                ports: [{ name: DecodePool.VLLM_PORT_NAME, containerPort: DecodePool.VLLM_PORT, protocol: 'TCP' }],
+                resources: {
+                  requests: {
+                    'cpu': k8s.Quantity.fromString(props.cpu ?? '4'),
+                    'memory': k8s.Quantity.fromString(props.memory ?? '32Gi'),
+                    'nvidia.com/gpu': k8s.Quantity.fromString(String(gpus)),
+                  },
+                  limits: {
+                    'memory': k8s.Quantity.fromString(props.memory ?? '32Gi'),
+                    'nvidia.com/gpu': k8s.Quantity.fromString(String(gpus)),
+                  },
+                },
+                startupProbe: vllmHealth(10, Math.ceil(startupTimeout / 10)),
+                readinessProbe: vllmHealth(5, 3),
+                livenessProbe: vllmHealth(10, 6),
+                securityContext: { allowPrivilegeEscalation: false },
+                volumeMounts: [
+                  { name: 'model-cache', mountPath: '/model-cache' },
+                  // The image writes torch-compile and config caches under / (see llm-d-modelservice's mounts).
+                  { name: 'torch-compile-cache', mountPath: '/.cache' },
+                  { name: 'metrics-volume', mountPath: '/.config' },
+                  { name: 'shm', mountPath: '/dev/shm' },
+                ],
+              },
+              {
+                // A plain sidecar, not a native one (initContainers + restartPolicy: Always): that needs K8s >= 1.29.
+                name: 'routing-proxy',
+                image: sidecarImage,
+                args: [
+                  `--port=${DecodePool.SIDECAR_PORT}`,
+                  `--vllm-port=${DecodePool.VLLM_PORT}`,
+                  // Its default (true) serves self-signed TLS on 8000, which plain-HTTP Envoy clusters cannot talk to.
+                  '--secure-proxy=false',
+                ],
+                ports: [{ name: DecodePool.SIDECAR_PORT_NAME, containerPort: DecodePool.SIDECAR_PORT, protocol: 'TCP' }],
+                resources: {
+                  requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('128Mi') },
+                  limits: { memory: k8s.Quantity.fromString('512Mi') },
+                },
+                readinessProbe: {
+                  tcpSocket: { port: k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME) },
+                  periodSeconds: 5,
+                },
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  readOnlyRootFilesystem: true,
+                  runAsNonRoot: true,
+                  capabilities: { drop: ['ALL'] },
+                },
+              },
+            ],
+            volumes: [
+              { name: 'model-cache', emptyDir: { sizeLimit: k8s.Quantity.fromString(props.modelCacheSize ?? '50Gi') } },
+              { name: 'torch-compile-cache', emptyDir: {} },
+              { name: 'metrics-volume', emptyDir: {} },
+              { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(props.shmSize ?? '8Gi') } },
+            ],
+          },
+        },
+      },
+    });
+
+    this.service = new k8s.KubeService(this, 'Service', {
+      metadata: { name: this.serviceName, namespace: this.namespace, labels: { ...this.podLabels } },
+      spec: {
+        type: 'ClusterIP',
+        selector: { ...this.podLabels },
+        ports: [{
+          // 'http' tells Istio the protocol; the EPP's picks are <podIP>:8000, so the endpoints must be on 8000.
+          name: DecodePool.SIDECAR_PORT_NAME,
+          port: DecodePool.SIDECAR_PORT,
+          targetPort: k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME),
+          protocol: 'TCP',
+          appProtocol: 'http',
+        }],
+      },
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import { parseEndpointPickerConfig } from '../epp/src/config';
+import { CLUSTERS } from '../lib/clusters';
+import { all, container, Manifest, one, synthProfile } from './support/manifests';
+
+/** Does a label selector (matchLabels or a plain map) select these labels? */
+function selects(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
+  return Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+}
+
+function podsSelectedBy(manifests: Manifest[], selector: Record<string, string>): Manifest[] {
+  return all(manifests, 'Deployment').filter((d) => selects(selector, d.spec.template.metadata.labels));
+}
+
+function servicePort(svc: Manifest, port: number): { name: string; targetPort: string | number } {
+  const p = svc.spec.ports.find((x: { port: number }) => x.port === port);
+  if (!p) throw new Error(`Service ${svc.metadata.name} has no port ${port}`);
+  return p;
+}
+
+/** The container port a Service port's targetPort reaches in a Deployment (by name or number). */
+function containerPortNumber(deployment: Manifest, target: string | number): number | undefined {
+  for (const c of deployment.spec.template.spec.containers) {
+    for (const p of c.ports ?? []) if (p.name === target || p.containerPort === target) return p.containerPort;
+  }
+  return undefined;
+}
+
+describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster %s: references resolve', (_name, m) => {
+  const ns = one(m, 'Namespace').metadata.name;
+  const eppSvc = one(m, 'Service', one(m, 'InferencePool').spec.extensionRef.name);
+  const decodeSvc = one(m, 'Service', one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs[0].name);
+  const [eppDeployment] = podsSelectedBy(m, eppSvc.spec.selector);
+  const [decodeDeployment] = podsSelectedBy(m, decodeSvc.spec.selector);
+
+  test('each Deployment selects its own pod template, and each Service exactly one Deployment', () => {
+    for (const d of all(m, 'Deployment')) expect(selects(d.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
+    for (const s of all(m, 'Service')) expect(podsSelectedBy(m, s.spec.selector)).toHaveLength(1);
+  });
+
+  test('Service target ports name container ports that exist', () => {
+    for (const s of all(m, 'Service')) {
+      const [d] = podsSelectedBy(m, s.spec.selector);
+      for (const p of s.spec.ports) expect(containerPortNumber(d, p.targetPort)).toBe(p.port);
+    }
+  });
+
+  test('the InferencePool selects the decode pods on the port the decode Service serves, and names the EPP gRPC port', () => {
+    const pool = one(m, 'InferencePool');
+    expect(podsSelectedBy(m, pool.spec.selector)).toEqual([decodeDeployment]);
+    expect(servicePort(decodeSvc, pool.spec.targetPortNumber)).toBeDefined();
+    expect(containerPortNumber(decodeDeployment, pool.spec.targetPortNumber)).toBe(pool.spec.targetPortNumber);
+    expect(servicePort(eppSvc, pool.spec.extensionRef.portNumber).name).toBe('grpc-ext-proc');
+  });
+
+  test('the EPP reads that pool, in its namespace, with RBAC for it', () => {
+    const args: string[] = container(eppDeployment, 'epp').args;
+    const pool = one(m, 'InferencePool');
+    expect(args).toContain(`--pool-name=${pool.metadata.name}`);
+    expect(args).toContain(`--pool-namespace=${pool.metadata.namespace}`);
+    expect(args).toContain(`--pool-group=${pool.apiVersion.split('/')[0]}`);
+    const sa = eppDeployment.spec.template.spec.serviceAccountName;
+    expect(one(m, 'ServiceAccount', sa)).toBeDefined();
+    const binding = all(m, 'RoleBinding').find((b) => b.subjects.some((s: { name: string }) => s.name === sa))!;
+    const role = one(m, 'Role', binding.roleRef.name);
+    expect(role.rules).toContainEqual({ apiGroups: [pool.apiVersion.split('/')[0]], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] });
+  });
+
+  test('the EPP mounts its ConfigMap at the --config-file path, and the EPP loader accepts the config', () => {
+    const c = container(eppDeployment, 'epp');
+    const file: string = c.args.find((a: string) => a.startsWith('--config-file=')).split('=')[1];
+    const mount = c.volumeMounts.find((v: { mountPath: string }) => file.startsWith(`${v.mountPath}/`));
+    const volume = eppDeployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === mount.name);
+    const cm = one(m, 'ConfigMap', volume.configMap.name);
+    const text = cm.data[file.slice(mount.mountPath.length + 1)];
+    expect(() => parseEndpointPickerConfig(text)).not.toThrow();
+    expect(parseEndpointPickerConfig(text).schedulingProfiles.length).toBeGreaterThan(0);
+  });
+
+  test('the ext_proc gRPC cluster is the EPP Service FQDN and gRPC port', () => {
+    const cfg = one(m, 'EnvoyFilter').spec.configPatches[0].patch.value.typed_config;
+    const port = one(m, 'InferencePool').spec.extensionRef.portNumber;
+    expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe(`outbound|${port}||${eppSvc.metadata.name}.${ns}.svc.cluster.local`);
+    expect(servicePort(eppSvc, port)).toMatchObject({ name: 'grpc-ext-proc' });
+  });
+
+  test('the patched cluster and the DestinationRule host are the decode Service the route sends to', () => {
+    const route = one(m, 'HTTPRoute', 'llm-d-gateway');
+    const backend = route.spec.rules[0].backendRefs[0];
+    const fqdn = `${decodeSvc.metadata.name}.${ns}.svc.cluster.local`;
+    expect(one(m, 'EnvoyFilter').spec.configPatches[1].match.cluster).toEqual({ service: fqdn, portNumber: backend.port });
+    expect(one(m, 'DestinationRule').spec.host).toBe(fqdn);
+    expect(servicePort(decodeSvc, backend.port)).toBeDefined();
+  });
+
+  test('HTTPRoute parents and the EnvoyFilter target resolve to the Gateway and its listener', () => {
+    const gw = one(m, 'Gateway');
+    for (const r of all(m, 'HTTPRoute')) {
+      for (const ref of r.spec.parentRefs) {
+        expect(ref.name).toBe(gw.metadata.name);
+        expect(gw.spec.listeners.map((l: { name: string }) => l.name)).toContain(ref.sectionName);
+      }
+      for (const b of r.spec.rules.flatMap((x: { backendRefs: unknown[] }) => x.backendRefs)) {
+        expect(one(m, 'Service', (b as { name: string }).name)).toBeDefined();
+      }
+    }
+    const ef = one(m, 'EnvoyFilter');
+    expect(ef.spec.targetRefs[0].name).toBe(gw.metadata.name);
+    expect(ef.spec.configPatches[0].match.listener.portNumber).toBe(gw.spec.listeners[0].port);
+    // Istio names routes <namespace>.<HTTPRoute>.<rule index> and virtual hosts <hostname>:<port>.
+    const routePatch = ef.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'HTTP_ROUTE');
+    const models = one(m, 'HTTPRoute', `${gw.metadata.name}-models`);
+    expect(routePatch.match.routeConfiguration.vhost).toEqual({
+      name: `${gw.spec.listeners[0].hostname}:${gw.spec.listeners[0].port}`,
+      route: { name: `${ns}.${models.metadata.name}.0` },
+    });
+  });
+
+  test('monitors select the pods and ports they scrape', () => {
+    const pm = one(m, 'PodMonitor');
+    expect(podsSelectedBy(m, pm.spec.selector.matchLabels)).toEqual([decodeDeployment]);
+    expect(containerPortNumber(decodeDeployment, pm.spec.podMetricsEndpoints[0].port)).toBe(8001);
+    const sm = one(m, 'ServiceMonitor');
+    const svcs = all(m, 'Service').filter((s) => selects(sm.spec.selector.matchLabels, s.metadata.labels));
+    expect(svcs).toEqual([eppSvc]);
+    expect(eppSvc.spec.ports.map((p: { name: string }) => p.name)).toContain(sm.spec.endpoints[0].port);
+  });
+});

@@ -1,0 +1,62 @@
+import { Testing } from 'cdk8s';
+import { DEMO, withOverrides } from '../lib/clusters';
+import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
+
+function build(props: KvAwareRoutingProps): void {
+  new KvAwareRouting(Testing.app(), 'test', props);
+}
+
+describe('invalid props fail synth with a message that names the field and what is allowed', () => {
+  test.each<[string, KvAwareRoutingProps, RegExp]>([
+    ['GPU utilization above 1', withOverrides(DEMO, { decode: { gpuMemoryUtilization: 1.2 } }),
+      /^DecodePool\.gpuMemoryUtilization: must be a number greater than 0 and at most 1, got 1\.2$/],
+    ['GPU utilization of 0', withOverrides(DEMO, { decode: { gpuMemoryUtilization: 0 } }),
+      /^DecodePool\.gpuMemoryUtilization: must be a number greater than 0 and at most 1, got 0$/],
+    ['fractional replicas', withOverrides(DEMO, { decode: { replicas: 1.5 } }),
+      /^DecodePool\.replicas: must be an integer from 0 to 1000, got 1\.5$/],
+    ['an unsupported block size', withOverrides(DEMO, { decode: { blockSize: 12 } }),
+      /^DecodePool\.blockSize: must be one of 1, 8, 16, 32, 64, 128, got 12$/],
+    ['an unknown hash algorithm', withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'md5' as never } }),
+      /^DecodePool\.prefixCachingHashAlgo: must be one of "builtin", "sha256_cbor_64bit", got "md5"$/],
+    ['KV events with the builtin hash', withOverrides(DEMO, { decode: { kvEvents: { endpoint: 'tcp://epp:5557' } } }),
+      /^DecodePool\.kvEvents: requires prefixCachingHashAlgo 'sha256_cbor_64bit'/],
+    ['a model id with spaces', withOverrides(DEMO, { decode: { model: 'my model' } }),
+      /^DecodePool\.model: must be a non-empty model id without spaces/],
+    ['an image on latest', withOverrides(DEMO, { decode: { image: 'vllm/vllm-openai:latest' } }),
+      /^DecodePool\.image: must be an image reference with an explicit tag \(not "latest"\) or digest, got "vllm\/vllm-openai:latest"$/],
+    ['an upper-case namespace', withOverrides(DEMO, { namespace: 'LLM-D' }),
+      /^KvAwareRouting\.namespace: must be a DNS-1123 label/],
+    ['an EPP pool API group that does not exist', withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.example.com' as never } }),
+      /^EndpointPicker\.poolApiGroup: must be "inference.networking.x-k8s.io" or "inference.networking.k8s.io"/],
+    ['a bad scrape interval', withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval: '50' } }),
+      /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "500ms", "10s" or "5m", got "50"$/],
+    ['a bad message timeout', withOverrides(DEMO, { extProc: { messageTimeout: 'soon' } }),
+      /^ExtProcRouting\.messageTimeout: must be a duration/],
+    ['a hostname with a scheme', withOverrides(DEMO, { gateway: { hostname: 'http://llm-d.demo.local' } }),
+      /^InferenceGateway\.hostname: must be a DNS-1123 subdomain/],
+    ['a listener port out of range', withOverrides(DEMO, { gateway: { port: 70000 } }),
+      /^InferenceGateway\.port: must be an integer from 1 to 65535, got 70000$/],
+    ['an alert threshold above 1', withOverrides(DEMO, { monitoring: { minPrefixCacheHitRatio: 80 } }),
+      /^Monitoring\.minPrefixCacheHitRatio: must be a number greater than 0 and at most 1, got 80$/],
+  ])('%s', (_what, props, message) => {
+    expect(() => build(props)).toThrow(message);
+  });
+
+  test('an EPP config the EPP itself would reject fails synth, naming the config field', () => {
+    const props = withOverrides(DEMO, {
+      endpointPicker: {
+        config: {
+          apiVersion: 'inference.networking.x-k8s.io/v1alpha1',
+          kind: 'EndpointPickerConfig',
+          plugins: [{ type: 'no-such-scorer' } as never],
+          schedulingProfiles: [],
+        },
+      },
+    });
+    expect(() => build(props)).toThrow(/^EndpointPicker\.config: must be a valid EndpointPickerConfig \(.*plugins\[0\]\.type.*no-such-scorer.*prefix-cache-scorer/s);
+  });
+
+  test('the defaults build without error', () => {
+    expect(() => build(DEMO)).not.toThrow();
+  });
+});

@@ -1,0 +1,234 @@
+import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
+import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
+
+const demo = synthProfile(clusterProfile('demo'));
+
+describe.each(CLUSTERS.map((c) => [c.name, c] as const))('cluster %s', (_name, profile) => {
+  test('matches its snapshot', () => {
+    expect(synthProfile(profile)).toMatchSnapshot();
+  });
+});
+
+describe('the seed (demo cluster)', () => {
+  const decode = one(demo, 'Deployment', 'ms-llm-d-modelservice-decode');
+  const vllm = container(decode, 'vllm');
+  const sidecar = container(decode, 'routing-proxy');
+
+  test('every object lives in namespace llm-d, which is created', () => {
+    expect(one(demo, 'Namespace').metadata.name).toBe('llm-d');
+    for (const m of demo.filter((x) => x.kind !== 'Namespace')) expect(m.metadata.namespace).toBe('llm-d');
+  });
+
+  test('vLLM serves on 8001 with exactly the seed flags', () => {
+    expect(vllm.image).toBe('ghcr.io/llm-d/llm-d:v0.2.0');
+    expect(vllm.command).toEqual(['vllm', 'serve']);
+    expect(vllm.args).toEqual([
+      'Qwen/Qwen3-0.6B',
+      '--port=8001',
+      '--served-model-name=Qwen/Qwen3-0.6B',
+      '--enable-prefix-caching',
+      '--prefix-caching-hash-algo=builtin',
+      '--block-size=16',
+      '--no-enable-chunked-prefill',
+      '--gpu-memory-utilization=0.9',
+      '--max-model-len=4096',
+    ]);
+    expect(vllm.ports).toEqual([{ name: 'vllm', containerPort: 8001, protocol: 'TCP' }]);
+    expect(vllm.env.find((e: { name: string }) => e.name === 'PYTHONHASHSEED')).toBeUndefined();
+  });
+
+  test('vLLM gets a GPU, the HF token, writable caches and probes on its own /health', () => {
+    expect(vllm.resources.limits['nvidia.com/gpu']).toBe('1');
+    expect(vllm.resources.requests['nvidia.com/gpu']).toBe('1');
+    expect(vllm.env).toContainEqual({ name: 'HF_TOKEN', valueFrom: { secretKeyRef: { name: 'llm-d-hf-token', key: 'HF_TOKEN', optional: true } } });
+    expect(vllm.volumeMounts.map((v: { mountPath: string }) => v.mountPath).sort()).toEqual(['/.cache', '/.config', '/dev/shm', '/model-cache']);
+    const shm = decode.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'shm');
+    expect(shm.emptyDir.medium).toBe('Memory');
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+      expect(vllm[probe].httpGet).toEqual({ path: '/health', port: 'vllm' });
+    }
+    // Long enough for a model download and load: 30 minutes.
+    expect(vllm.startupProbe.periodSeconds * vllm.startupProbe.failureThreshold).toBeGreaterThanOrEqual(1800);
+  });
+
+  test('the routing sidecar is a plain container on 8000 with plain HTTP', () => {
+    expect(decode.spec.template.spec.initContainers).toBeUndefined();
+    expect(sidecar.image).toBe('ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0');
+    expect(sidecar.args).toEqual(['--port=8000', '--vllm-port=8001', '--secure-proxy=false']);
+    expect(sidecar.ports).toEqual([{ name: 'http', containerPort: 8000, protocol: 'TCP' }]);
+  });
+
+  test('decode pods carry the llm-d labels and the decode Service targets the sidecar', () => {
+    const labels = decode.spec.template.metadata.labels;
+    expect(labels).toEqual({ 'llm-d.ai/inferenceServing': 'true', 'llm-d.ai/role': 'decode', 'llm-d.ai/model': 'ms-llm-d-modelservice' });
+    const svc = one(demo, 'Service', 'ms-llm-d-modelservice-decode');
+    expect(svc.spec.ports).toEqual([{ name: 'http', port: 8000, targetPort: 'http', protocol: 'TCP', appProtocol: 'http' }]);
+    expect(svc.spec.selector).toEqual(labels);
+  });
+
+  test('the EPP runs the kvroute image and serves gRPC 9002, health 9003, metrics 9090', () => {
+    const epp = one(demo, 'Deployment', 'ms-llm-d-modelservice-epp');
+    const c = container(epp, 'epp');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const version = require('../epp/package.json').version;
+    expect(c.image).toBe(`ghcr.io/kvroute/kvroute-epp:${version}`);
+    expect(c.args).toEqual(expect.arrayContaining([
+      '--pool-name=ms-llm-d-modelservice', '--pool-namespace=llm-d', '--grpc-port=9002', '--grpc-health-port=9003',
+      '--metrics-port=9090', '--config-file=/config/epp-config.yaml', '--refresh-metrics-interval=50ms',
+    ]));
+    expect(c.readinessProbe.grpc).toEqual({ port: 9003, service: 'envoy.service.ext_proc.v3.ExternalProcessor' });
+    expect(c.livenessProbe.grpc.port).toBe(9003);
+    const svc = one(demo, 'Service', 'ms-llm-d-modelservice-epp');
+    expect(svc.spec.ports.map((p: { port: number; appProtocol: string }) => [p.port, p.appProtocol]))
+      .toEqual([[9002, 'http2'], [9003, 'http2'], [9090, 'http']]);
+  });
+
+  test('the EPP has least-privilege RBAC in its namespace only', () => {
+    expect(all(demo, 'ClusterRole')).toHaveLength(0);
+    expect(all(demo, 'ClusterRoleBinding')).toHaveLength(0);
+    const role = one(demo, 'Role', 'ms-llm-d-modelservice-epp');
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
+    ]);
+    const binding = one(demo, 'RoleBinding', 'ms-llm-d-modelservice-epp');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'ms-llm-d-modelservice-epp', namespace: 'llm-d' }]);
+  });
+
+  test('the InferencePool is v1alpha2, selects the decode pods on 8000 and fails open to the EPP on 9002', () => {
+    const pool = one(demo, 'InferencePool');
+    expect(pool.apiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');
+    expect(pool.spec).toEqual({
+      selector: { 'llm-d.ai/inferenceServing': 'true', 'llm-d.ai/model': 'ms-llm-d-modelservice', 'llm-d.ai/role': 'decode' },
+      targetPortNumber: 8000,
+      extensionRef: { group: '', kind: 'Service', name: 'ms-llm-d-modelservice-epp', portNumber: 9002, failureMode: 'FailOpen' },
+    });
+  });
+
+  test('the Istio Gateway llm-d-gateway and the /v1 route for llm-d.demo.local', () => {
+    const gw = one(demo, 'Gateway', 'llm-d-gateway');
+    expect(gw.spec.gatewayClassName).toBe('istio');
+    const route = one(demo, 'HTTPRoute', 'llm-d-gateway');
+    expect(route.spec.hostnames).toEqual(['llm-d.demo.local']);
+    expect(route.spec.rules[0].matches).toEqual([{ path: { type: 'PathPrefix', value: '/v1' } }]);
+    expect(route.spec.rules[0].backendRefs).toEqual([{ group: '', kind: 'Service', name: 'ms-llm-d-modelservice-decode', port: 8000, weight: 1 }]);
+    const models = one(demo, 'HTTPRoute', 'llm-d-gateway-models');
+    expect(models.spec.rules[0].matches).toEqual([{ path: { type: 'Exact', value: '/v1/models' }, method: 'GET' }]);
+  });
+
+  test('the EnvoyFilter inserts ext_proc before the router with failure_mode_allow and a full-duplex body', () => {
+    const filter = one(demo, 'EnvoyFilter');
+    const insert = filter.spec.configPatches[0];
+    expect(insert.applyTo).toBe('HTTP_FILTER');
+    expect(insert.match.context).toBe('GATEWAY');
+    expect(insert.match.listener.filterChain.filter.subFilter.name).toBe('envoy.filters.http.router');
+    expect(insert.patch.operation).toBe('INSERT_BEFORE');
+    const cfg = insert.patch.value.typed_config;
+    expect(cfg.failure_mode_allow).toBe(true);
+    expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe('outbound|9002||ms-llm-d-modelservice-epp.llm-d.svc.cluster.local');
+    expect(cfg.processing_mode).toMatchObject({ request_header_mode: 'SEND', request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND' });
+    expect(cfg.metadata_options.receiving_namespaces.untyped).toEqual(['envoy.lb']);
+    expect(cfg.message_timeout).toBe('10s');
+    expect(filter.spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'llm-d-gateway' }]);
+  });
+
+  test('the decode cluster honours the pick from envoy.lb metadata and falls back to round robin', () => {
+    const patch = one(demo, 'EnvoyFilter').spec.configPatches[1];
+    expect(patch.applyTo).toBe('CLUSTER');
+    expect(patch.match.cluster).toEqual({ service: 'ms-llm-d-modelservice-decode.llm-d.svc.cluster.local', portNumber: 8000 });
+    const override = patch.patch.value.load_balancing_policy.policies[0].typed_extension_config;
+    expect(override.name).toBe('envoy.load_balancing_policies.override_host');
+    expect(override.typed_config.override_host_sources).toEqual([{ metadata: { key: 'envoy.lb', path: [{ key: 'x-gateway-destination-endpoint' }] } }]);
+    expect(override.typed_config.fallback_policy.policies[0].typed_extension_config.name).toBe('envoy.load_balancing_policies.round_robin');
+  });
+
+  test('ext_proc is disabled on the /v1/models route', () => {
+    const patch = one(demo, 'EnvoyFilter').spec.configPatches[2];
+    expect(patch.applyTo).toBe('HTTP_ROUTE');
+    expect(patch.match.routeConfiguration.vhost).toEqual({ name: 'llm-d.demo.local:80', route: { name: 'llm-d.llm-d-gateway-models.0' } });
+    expect(patch.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].disabled).toBe(true);
+  });
+
+  test('the decode DestinationRule balances round robin', () => {
+    const dr = one(demo, 'DestinationRule');
+    expect(dr.spec).toEqual({
+      host: 'ms-llm-d-modelservice-decode.llm-d.svc.cluster.local',
+      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } },
+    });
+  });
+
+  test('monitoring: vLLM PodMonitor on its named port, EPP ServiceMonitor, rules and a dashboard', () => {
+    const pm = one(demo, 'PodMonitor');
+    expect(pm.spec.podMetricsEndpoints).toEqual([{ port: 'vllm', path: '/metrics', interval: '15s' }]);
+    const sm = one(demo, 'ServiceMonitor');
+    expect(sm.spec.endpoints[0].port).toBe('http-metrics');
+    const rule = one(demo, 'PrometheusRule');
+    const alerts = rule.spec.groups.flatMap((g: { rules: { alert?: string }[] }) => g.rules).filter((r: { alert?: string }) => r.alert);
+    expect(alerts.map((a: { alert: string }) => a.alert).sort()).toEqual(
+      ['KvrouteEppFailingOpen', 'KvrouteKvCacheNearFull', 'KvrouteNoReadyDecodePods', 'KvroutePrefixCacheHitRatioLow']);
+    const hitRatio = alerts.find((a: { alert: string }) => a.alert === 'KvroutePrefixCacheHitRatioLow');
+    expect(hitRatio.for).toBe('15m');
+    expect(hitRatio.expr).toContain('< 0.8');
+    const dash = one(demo, 'ConfigMap', 'ms-llm-d-modelservice-kvroute-dashboard');
+    expect(dash.metadata.labels).toEqual({ grafana_dashboard: '1' });
+    expect(JSON.parse(dash.data['kvroute.json']).panels.length).toBeGreaterThan(5);
+  });
+});
+
+describe('cluster overrides', () => {
+  const vllmArgs = (m: Manifest[]) => container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+
+  test('prod-shared-gpus runs vLLM at 0.7 GPU memory utilization with 6 replicas', () => {
+    const m = synthProfile(clusterProfile('prod-shared-gpus'));
+    expect(vllmArgs(m)).toContain('--gpu-memory-utilization=0.7');
+    expect(vllmArgs(m)).not.toContain('--gpu-memory-utilization=0.9');
+    expect(one(m, 'Deployment', 'ms-llm-d-modelservice-decode').spec.replicas).toBe(6);
+    expect(one(m, 'PodMonitor').metadata.labels).toEqual({ release: 'kube-prometheus-stack' });
+    // Everything else stays the seed's.
+    expect(vllmArgs(m).filter((a) => !a.startsWith('--gpu-memory-utilization'))).toEqual(vllmArgs(demo).filter((a) => !a.startsWith('--gpu-memory-utilization')));
+  });
+
+  test('prod-session-hash falls back to a ring hash on x-session-id, in Envoy and in the DestinationRule', () => {
+    const m = synthProfile(clusterProfile('prod-session-hash'));
+    const override = one(m, 'EnvoyFilter').spec.configPatches[1].patch.value.load_balancing_policy.policies[0].typed_extension_config;
+    expect(override.typed_config.fallback_policy.policies[0].typed_extension_config.name).toBe('envoy.load_balancing_policies.ring_hash');
+    expect(one(m, 'DestinationRule').spec.trafficPolicy.loadBalancer).toEqual({
+      consistentHash: { httpHeaderName: 'x-session-id', ringHash: { minimumRingSize: 1024 } },
+    });
+  });
+
+  test('withOverrides merges in depth and leaves the base untouched', () => {
+    const merged = withOverrides(DEMO, { decode: { gpuMemoryUtilization: 0.5 } });
+    expect(merged.decode).toEqual({ ...DEMO.decode, gpuMemoryUtilization: 0.5 });
+    expect(DEMO.decode.gpuMemoryUtilization).toBe(0.9);
+  });
+
+  test('the v1 InferencePool option switches the pool API and the EPP RBAC together', () => {
+    const m = synthProps(withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.networking.k8s.io' } }));
+    const pool = one(m, 'InferencePool');
+    expect(pool.apiVersion).toBe('inference.networking.k8s.io/v1');
+    expect(pool.spec.targetPorts).toEqual([{ number: 8000 }]);
+    expect(pool.spec.endpointPickerRef).toMatchObject({ name: 'ms-llm-d-modelservice-epp', port: { number: 9002 }, failureMode: 'FailOpen' });
+    expect(one(m, 'Role').rules[1].apiGroups).toEqual(['inference.networking.k8s.io']);
+    expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args).toContain('--pool-group=inference.networking.k8s.io');
+  });
+
+  test('sha256_cbor_64bit hashing with KV events sets PYTHONHASHSEED and the events config', () => {
+    const m = synthProps(withOverrides(DEMO, {
+      decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557' } },
+    }));
+    const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
+    expect(vllm.args).toContain('--prefix-caching-hash-algo=sha256_cbor_64bit');
+    expect(vllm.env).toContainEqual({ name: 'PYTHONHASHSEED', value: '42' });
+    const events = vllm.args.find((a: string) => a.startsWith('--kv-events-config='));
+    expect(JSON.parse(events.slice('--kv-events-config='.length))).toEqual({
+      enable_kv_cache_events: true, publisher: 'zmq',
+      endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557', topic: 'kv@$(POD_IP)@Qwen/Qwen3-0.6B',
+    });
+  });
+
+  test('monitoring can be left out for clusters without the Prometheus Operator', () => {
+    const m = synthProps(withOverrides(DEMO, { monitoring: { enabled: false } }));
+    for (const kind of ['PodMonitor', 'ServiceMonitor', 'PrometheusRule']) expect(all(m, kind)).toHaveLength(0);
+  });
+});

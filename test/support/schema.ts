@@ -1,0 +1,130 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import * as YAML from 'yaml';
+import { CRDS, K8S_DEFINITIONS } from './paths';
+
+type Schema = Record<string, unknown>;
+
+/**
+ * A kubeconform-like validator: every object is checked against the Kubernetes 1.28 definitions or its CRD's
+ * `openAPIV3Schema`, with unknown fields rejected wherever the schema lists properties (kubeconform -strict), so a
+ * misspelled field fails instead of being dropped silently by the API server.
+ */
+export class ManifestValidator {
+  private readonly ajv: Ajv;
+  private readonly byGvk = new Map<string, ValidateFunction>();
+  private readonly objectMeta: ValidateFunction;
+
+  constructor() {
+    this.ajv = new Ajv({ strict: false, allErrors: true, logger: false, code: { regExp: goRegExp } });
+    addFormats(this.ajv);
+    // Kubernetes-only formats that carry no constraint ajv can check.
+    for (const f of ['int-or-string', 'quantity']) this.ajv.addFormat(f, true);
+
+    const k8s = JSON.parse(fs.readFileSync(K8S_DEFINITIONS, 'utf8')) as { definitions: Record<string, Schema> };
+    const definitions = strictify(k8s.definitions) as Record<string, Schema>;
+    this.ajv.addSchema({ $id: 'k8s', definitions });
+    for (const [name, def] of Object.entries(definitions)) {
+      const gvks = (k8s.definitions[name]['x-kubernetes-group-version-kind'] ?? []) as { group: string; version: string; kind: string }[];
+      for (const gvk of gvks) {
+        this.byGvk.set(key(gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version, gvk.kind),
+          this.ajv.compile({ $ref: `k8s#/definitions/${name}` }));
+      }
+      void def;
+    }
+    this.objectMeta = this.ajv.compile({ $ref: 'k8s#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' });
+
+    for (const file of fs.readdirSync(CRDS).filter((f) => f.endsWith('.yaml'))) {
+      for (const doc of YAML.parseAllDocuments(fs.readFileSync(path.join(CRDS, file), 'utf8'))) {
+        const crd = doc.toJS() as { kind?: string; spec?: { group: string; names: { kind: string }; versions: { name: string; schema?: { openAPIV3Schema: Schema } }[] } };
+        if (crd?.kind !== 'CustomResourceDefinition' || !crd.spec) continue;
+        for (const version of crd.spec.versions) {
+          if (!version.schema) continue;
+          const schema = strictify(version.schema.openAPIV3Schema) as Schema;
+          // Some CRDs (Istio's) list only spec and status; apiVersion and kind are checked by the lookup, and
+          // metadata against ObjectMeta separately.
+          schema.properties = {
+            ...(schema.properties as Record<string, Schema>),
+            apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' },
+          };
+          this.byGvk.set(key(`${crd.spec.group}/${version.name}`, crd.spec.names.kind), this.ajv.compile(schema));
+        }
+      }
+    }
+  }
+
+  /** Errors for one object, as `<kind>/<name> <path>: <message>` lines; empty when valid. */
+  validate(obj: { apiVersion?: string; kind?: string; metadata?: { name?: string } }): string[] {
+    const id = `${obj.kind}/${obj.metadata?.name}`;
+    const validate = this.byGvk.get(key(obj.apiVersion ?? '', obj.kind ?? ''));
+    if (!validate) return [`${id}: no schema for apiVersion ${obj.apiVersion} kind ${obj.kind}`];
+    const errors: string[] = [];
+    if (!validate(obj)) errors.push(...format(id, validate.errors));
+    if (!this.objectMeta(obj.metadata ?? {})) errors.push(...format(`${id} metadata`, this.objectMeta.errors));
+    return errors;
+  }
+
+  knows(apiVersion: string, kind: string): boolean {
+    return this.byGvk.has(key(apiVersion, kind));
+  }
+}
+
+/**
+ * CRD patterns are Go RE2 syntax; the one construct JavaScript lacks here is the `(?i)` flag group (Istio writes
+ * `^(?i)(abort|warn)?$`), which only ever covers the whole pattern in these CRDs.
+ */
+function goRegExp(pattern: string, flags: string): RegExp {
+  const insensitive = pattern.includes('(?i)');
+  return new RegExp(pattern.replaceAll('(?i)', ''), insensitive ? `${flags}i` : flags);
+}
+goRegExp.code = 'goRegExp';
+
+function key(apiVersion: string, kind: string): string {
+  return `${apiVersion}#${kind}`;
+}
+
+function format(id: string, errors: ErrorObject[] | null | undefined): string[] {
+  return (errors ?? []).map((e) => {
+    const extra = e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : '';
+    return `${id} ${e.instancePath || '/'}: ${e.message}${extra}`;
+  });
+}
+
+/**
+ * Translates the Kubernetes OpenAPI extensions into plain JSON Schema and closes every object that lists its
+ * properties, unless the schema says unknown fields are preserved.
+ */
+function strictify(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(strictify);
+  if (typeof node !== 'object' || node === null) return node;
+  const src = node as Schema;
+  const out: Schema = {};
+  for (const [k, v] of Object.entries(src)) {
+    // `properties` maps field names to schemas: recurse into the values, never treat names as keywords.
+    if (k === 'properties' && typeof v === 'object' && v !== null) {
+      out.properties = Object.fromEntries(Object.entries(v as Schema).map(([name, s]) => [name, strictify(s)]));
+    } else if (k === 'x-kubernetes-validations' || k === 'x-kubernetes-group-version-kind') {
+      continue;
+    } else {
+      out[k] = strictify(v);
+    }
+  }
+  if (src['x-kubernetes-int-or-string'] === true) {
+    delete out.type;
+    return { anyOf: [{ type: 'integer' }, { type: 'string' }], ...withoutKeys(out, ['anyOf']) };
+  }
+  if (src.nullable === true && typeof out.type === 'string') {
+    out.type = [out.type, 'null'];
+  }
+  const preserve = src['x-kubernetes-preserve-unknown-fields'] === true;
+  if (out.properties && out.additionalProperties === undefined && !preserve) {
+    out.additionalProperties = false;
+  }
+  return out;
+}
+
+function withoutKeys(o: Schema, keys: string[]): Schema {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
+}
