@@ -1,4 +1,6 @@
+import { parseArgs } from '../epp/src/cli';
 import { parseEndpointPickerConfig } from '../epp/src/config';
+import { LIVENESS_SERVICE } from '../epp/src/extproc/health';
 import { CLUSTERS } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile } from './support/manifests';
 
@@ -63,6 +65,19 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     const binding = all(m, 'RoleBinding').find((b) => b.subjects.some((s: { name: string }) => s.name === sa))!;
     const role = one(m, 'Role', binding.roleRef.name);
     expect(role.rules).toContainEqual({ apiGroups: [pool.apiVersion.split('/')[0]], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] });
+  });
+
+  test('the EPP accepts its container args, and its probes ask the health services it serves', () => {
+    const c = container(eppDeployment, 'epp');
+    const options = parseArgs(c.args)!;
+    const pool = one(m, 'InferencePool');
+    expect(options).toMatchObject({ poolName: pool.metadata.name, poolNamespace: ns, grpcPort: 9002, grpcHealthPort: 9003, metricsPort: 9090 });
+    const portOf = (name: string) => c.ports.find((p: { name: string }) => p.name === name).containerPort;
+    expect(portOf('grpc-ext-proc')).toBe(options.grpcPort);
+    expect(portOf('grpc-health')).toBe(options.grpcHealthPort);
+    expect(portOf('http-metrics')).toBe(options.metricsPort);
+    expect(c.readinessProbe.grpc.port).toBe(options.grpcHealthPort);
+    expect(c.livenessProbe.grpc).toEqual({ port: options.grpcHealthPort, service: LIVENESS_SERVICE });
   });
 
   test('the EPP mounts its ConfigMap at the --config-file path, and the EPP loader accepts the config', () => {

@@ -57,6 +57,12 @@ describe('gRPC health', () => {
     expect(await check(onHealthPort, 'inference-extension')).toBe('NOT_SERVING');
   });
 
+  it('answers SERVING for the liveness service while not ready, so an empty pool never restarts the EPP', async () => {
+    expect(await check(onHealthPort, 'envoy.service.ext_proc.v3.ExternalProcessor')).toBe('NOT_SERVING');
+    expect(await check(onHealthPort, 'liveness')).toBe('SERVING');
+    expect(await check(onMain, 'liveness')).toBe('SERVING');
+  });
+
   it('streams status changes to Watch and forgets cancelled watchers', async () => {
     const call = onHealthPort.Watch({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' });
     call.on('error', () => undefined);

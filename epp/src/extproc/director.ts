@@ -61,6 +61,12 @@ export interface RequestDirector {
    * when the proxy dropped the stream first (client gone, timeout), 'error' when the stream failed on a protocol error.
    */
   release(ticket: unknown, outcome: ReleaseOutcome): void;
+  /**
+   * Optional: called once with the upstream's response headers (lower-case names, `:status` included) for a routed
+   * request; the headers it returns are set on the response to the client (e.g. a session token naming the pod).
+   * Throwing is logged and ignored: a response already under way is never failed for it.
+   */
+  responseHeaders?(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined;
 }
 
 const ERROR_TYPES: Readonly<Record<number, string>> = {

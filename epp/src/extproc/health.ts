@@ -3,18 +3,30 @@
  * the probes in use ask under different names (`envoy.service.ext_proc.v3.ExternalProcessor` from Envoy's cluster
  * health check and llm-d manifests, `inference-extension` from the GIE chart) and all mean "can this EPP route?".
  * It starts NOT_SERVING: routing needs known endpoints, which the owner signals with `setServing(true)`.
+ *
+ * The one exception is a liveness service name (`liveness` unless configured): SERVING while the process answers at
+ * all, so a Kubernetes liveness probe never restarts an EPP whose pool is merely empty (every decode pod still loading
+ * its model), which would also wipe the prefix index it has learned.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { HEALTH_SERVICE, loadEnvoyApi } from '../envoy/protos';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
+/** The health service name that reports process liveness rather than readiness to route. */
+export const LIVENESS_SERVICE = 'liveness';
+
 export class HealthState {
   private serving: boolean;
   private readonly listeners = new Set<(status: ServingStatus) => void>();
 
-  constructor(initiallyServing = false) {
+  constructor(initiallyServing = false, private readonly livenessServices: readonly string[] = [LIVENESS_SERVICE]) {
     this.serving = initiallyServing;
+  }
+
+  /** The status reported for a health `service` name: readiness for every name but the liveness ones. */
+  statusFor(service: string | undefined): ServingStatus {
+    return service !== undefined && this.livenessServices.includes(service) ? 'SERVING' : this.status;
   }
 
   get status(): ServingStatus {
@@ -51,19 +63,20 @@ interface HealthCheckResponse {
 }
 
 export function healthImplementation(state: HealthState): grpc.UntypedServiceImplementation {
-  const check: grpc.handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (_call, callback) => {
-    callback(null, { status: state.status });
+  const check: grpc.handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (call, callback) => {
+    callback(null, { status: state.statusFor(call.request?.service) });
   };
   const watch: grpc.handleServerStreamingCall<HealthCheckRequest, HealthCheckResponse> = (call) => {
-    const send = (status: ServingStatus): void => {
-      if (!call.destroyed && call.writable) call.write({ status });
+    const service = call.request?.service;
+    const send = (): void => {
+      if (!call.destroyed && call.writable) call.write({ status: state.statusFor(service) });
     };
     const unsubscribe = state.subscribe(send);
     // 'cancelled' covers client cancellation and server shutdown; 'close' and 'error' catch anything else.
     call.on('cancelled', unsubscribe);
     call.on('close', unsubscribe);
     call.on('error', unsubscribe);
-    send(state.status);
+    send();
   };
   return { Check: check, Watch: watch };
 }

@@ -366,11 +366,25 @@ export class ExtProcStream {
   private onResponseHeaders(h: HttpHeaders): void {
     if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
     this.responseStarted = true;
-    this.io.send(headersResponse('response'));
+    this.io.send(headersResponse('response', this.responseHeaderMutation(h)));
     if (h.end_of_stream) {
       this.responseDone();
     } else {
       this.state = 'response-body';
+    }
+  }
+
+  /** The director's response headers, if it has any to add; a failing hook never fails the response. */
+  private responseHeaderMutation(h: HttpHeaders): CommonResponse {
+    const director = this.settings.director;
+    const hook = director.responseHeaders;
+    if (!hook || !this.ticket) return {};
+    try {
+      const set = hook.call(director, this.ticket.value, headerMapToMap(h.headers));
+      return set && Object.keys(set).length > 0 ? { header_mutation: headerMutation(set) } : {};
+    } catch (e) {
+      this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });
+      return {};
     }
   }
 

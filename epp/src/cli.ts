@@ -1,0 +1,220 @@
+/**
+ * The EPP's command line. kebab-case flags are kvroute's spelling; the upstream GIE / llm-d camelCase spellings
+ * (`-poolName`, `--grpcPort`, `--secureServing=false`) are accepted too, so existing manifests keep working. Every
+ * flag is parsed once here into typed options; an unknown flag, a missing value or a malformed one is an error that
+ * names the flag, never silently ignored.
+ */
+import { parseDuration } from './config/duration';
+import { parseEndpointList } from './datastore/static-discovery';
+import type { PoolApiVersion } from './datastore/inference-pool';
+
+export type RequestBodyModeFlag = 'full-duplex' | 'buffered';
+
+export interface EppOptions {
+  readonly grpcPort: number;
+  readonly grpcHealthPort: number;
+  readonly metricsPort: number;
+  readonly host: string;
+  readonly configFile?: string;
+  readonly configText?: string;
+  readonly poolName?: string;
+  readonly poolNamespace: string;
+  /** Pinned InferencePool API version; auto-detected (v1, then v1alpha2) when unset. */
+  readonly poolApiVersion?: PoolApiVersion;
+  readonly endpoints?: string;
+  readonly kubeconfig?: string;
+  readonly refreshMetricsIntervalMs: number;
+  readonly modelServerMetricsPort?: number;
+  readonly modelServerMetricsPath: string;
+  readonly certPath?: string;
+  readonly requestBodyMode: RequestBodyModeFlag;
+  readonly verbosity: number;
+}
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration';
+
+interface FlagSpec {
+  readonly name: string;
+  readonly aliases: readonly string[];
+  readonly kind: Kind;
+  readonly help: string;
+  readonly default?: string;
+}
+
+const FLAGS: readonly FlagSpec[] = [
+  { name: 'grpc-port', aliases: ['grpcPort'], kind: 'port', default: '9002', help: 'ext_proc gRPC port (also serves grpc.health.v1 for Envoy\'s health checks)' },
+  { name: 'grpc-health-port', aliases: ['grpcHealthPort'], kind: 'port', default: '9003', help: 'plaintext grpc.health.v1 port for Kubernetes probes; service "liveness" is SERVING while the process runs, every other name once endpoints are known' },
+  { name: 'metrics-port', aliases: ['metricsPort'], kind: 'port', default: '9090', help: 'HTTP port serving Prometheus /metrics' },
+  { name: 'host', aliases: [], kind: 'string', default: '0.0.0.0', help: 'address the three servers bind' },
+  { name: 'config-file', aliases: ['configFile'], kind: 'string', help: 'EndpointPickerConfig YAML file (default: kvroute\'s built-in config)' },
+  { name: 'config-text', aliases: ['configText'], kind: 'string', help: 'EndpointPickerConfig YAML given inline (exclusive with --config-file)' },
+  { name: 'pool-name', aliases: ['poolName'], kind: 'string', help: 'InferencePool whose pods are the endpoints (Kubernetes discovery)' },
+  { name: 'pool-namespace', aliases: ['poolNamespace'], kind: 'string', default: 'default', help: 'namespace of the InferencePool and its pods' },
+  { name: 'pool-group', aliases: ['poolGroup'], kind: 'string', help: 'InferencePool API group: inference.networking.x-k8s.io (v1alpha2) or inference.networking.k8s.io (v1); default: try v1, then v1alpha2' },
+  { name: 'endpoints', aliases: [], kind: 'string', help: 'static endpoints host:port,host:port (local runs; exclusive with --pool-name)' },
+  { name: 'kubeconfig', aliases: [], kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)' },
+  { name: 'refresh-metrics-interval', aliases: ['refreshMetricsInterval'], kind: 'duration', default: '50ms', help: 'how often each endpoint\'s /metrics is scraped' },
+  { name: 'model-server-metrics-port', aliases: ['modelServerMetricsPort'], kind: 'port', help: 'port to scrape instead of the endpoint\'s own (default: the endpoint port)' },
+  { name: 'model-server-metrics-path', aliases: ['modelServerMetricsPath'], kind: 'string', default: '/metrics', help: 'path of the model servers\' Prometheus metrics' },
+  { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS)' },
+  { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS; requires --cert-path (no self-signed certificates are generated)' },
+  { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
+  { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and start-up, 1 discovery changes, 2+ per-request decisions' },
+  { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
+];
+
+const BY_NAME = new Map<string, FlagSpec>();
+for (const f of FLAGS) for (const n of [f.name, ...f.aliases]) BY_NAME.set(n, f);
+
+export function usage(): string {
+  const lines = FLAGS.map((f) => {
+    const names = [`--${f.name}`, ...f.aliases.map((a) => `--${a}`)].join(', ');
+    const value = f.kind === 'bool' ? '' : ` <${f.kind}>`;
+    const def = f.default !== undefined && f.kind !== 'bool' ? ` (default ${f.default})` : f.kind === 'bool' && f.default ? ` (default ${f.default})` : '';
+    return `  ${names}${value}\n      ${f.help}${def}`;
+  });
+  return [
+    'kvroute-epp: an Envoy ext_proc endpoint picker that routes LLM requests by prefix cache, load and session.',
+    '',
+    'Usage: kvroute-epp (--pool-name NAME [--pool-namespace NS] | --endpoints HOST:PORT,...) [flags]',
+    '',
+    'Flags take "--flag value" or "--flag=value"; one or two leading dashes. Booleans take "--flag" or "--flag=false"',
+    '(a separate "false" word is rejected: Go\'s flag package would silently stop parsing there).',
+    '',
+    ...lines,
+  ].join('\n');
+}
+
+function parseValue(spec: FlagSpec, flag: string, raw: string): string | number | boolean {
+  switch (spec.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(raw)) throw new UsageError(`${flag}: must be an integer, got ${JSON.stringify(raw)}`);
+      return Number(raw);
+    }
+    case 'port': {
+      const n = Number(raw);
+      if (!/^\d+$/.test(raw) || n > 65535) throw new UsageError(`${flag}: must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`);
+      return n;
+    }
+    case 'bool': {
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      throw new UsageError(`${flag}: must be true or false, got ${JSON.stringify(raw)}`);
+    }
+    case 'duration':
+      try {
+        const ms = parseDuration(raw);
+        if (ms <= 0) throw new Error(`must be positive, got ${JSON.stringify(raw)}`);
+        return ms;
+      } catch (e) {
+        throw new UsageError(`${flag}: ${(e as Error).message}`);
+      }
+    case 'string':
+      if (raw === '') throw new UsageError(`${flag}: must not be empty`);
+      return raw;
+  }
+}
+
+/**
+ * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
+ * @throws UsageError naming the offending flag.
+ */
+export function parseArgs(argv: readonly string[]): EppOptions | undefined {
+  const values = new Map<string, string | number | boolean>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const m = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
+    if (!m) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}: flags start with - or --, and this program takes no positional arguments`);
+    const [, name, inline] = m;
+    const spec = BY_NAME.get(name);
+    if (!spec) {
+      const near = [...BY_NAME.keys()].find((k) => k.toLowerCase().replace(/-/g, '') === name.toLowerCase().replace(/-/g, ''));
+      throw new UsageError(`unknown flag ${arg.split('=')[0]}${near ? ` (did you mean --${near}?)` : ''}; see --help`);
+    }
+    if (values.has(spec.name)) throw new UsageError(`--${spec.name} given twice`);
+    let raw: string;
+    if (inline !== undefined) {
+      raw = inline;
+    } else if (spec.kind === 'bool') {
+      if (argv[i + 1] === 'true' || argv[i + 1] === 'false') {
+        throw new UsageError(`--${name} ${argv[i + 1]}: write --${name}=${argv[i + 1]} (a boolean flag takes its value after "=")`);
+      }
+      raw = 'true';
+    } else {
+      if (i + 1 >= argv.length) throw new UsageError(`--${name}: needs a value`);
+      raw = argv[++i];
+    }
+    values.set(spec.name, parseValue(spec, `--${name}`, raw));
+  }
+  if (values.get('help') === true) return undefined;
+
+  const get = <T extends string | number | boolean>(name: string): T | undefined => {
+    if (values.has(name)) return values.get(name) as T;
+    const spec = BY_NAME.get(name)!;
+    return spec.default === undefined ? undefined : (parseValue(spec, `--${name}`, spec.default) as T);
+  };
+
+  const poolName = get<string>('pool-name');
+  const endpoints = get<string>('endpoints');
+  if (!poolName && !endpoints) throw new UsageError('one of --pool-name (Kubernetes discovery) or --endpoints (static) is required');
+  if (poolName && endpoints) throw new UsageError('--pool-name and --endpoints are exclusive: discover from Kubernetes or list endpoints, not both');
+  if (endpoints) {
+    try {
+      parseEndpointList(endpoints);
+    } catch (e) {
+      throw new UsageError(`--endpoints: ${(e as Error).message}`);
+    }
+  }
+  const configFile = get<string>('config-file');
+  const configText = get<string>('config-text');
+  if (configFile && configText) throw new UsageError('--config-file and --config-text are exclusive');
+
+  const group = get<string>('pool-group');
+  let poolApiVersion: PoolApiVersion | undefined;
+  if (group === 'inference.networking.x-k8s.io') poolApiVersion = 'inference.networking.x-k8s.io/v1alpha2';
+  else if (group === 'inference.networking.k8s.io') poolApiVersion = 'inference.networking.k8s.io/v1';
+  else if (group !== undefined) {
+    throw new UsageError(`--pool-group: must be inference.networking.x-k8s.io or inference.networking.k8s.io, got ${JSON.stringify(group)}`);
+  }
+
+  const certPath = get<string>('cert-path');
+  if (get<boolean>('secure-serving') && !certPath) {
+    throw new UsageError('--secure-serving=true needs --cert-path (a directory with tls.crt and tls.key); kvroute generates no self-signed certificates');
+  }
+  if (certPath && values.get('secure-serving') === false) {
+    throw new UsageError('--cert-path was given with --secure-serving=false: drop one of them');
+  }
+  const bodyMode = get<string>('request-body-mode')!;
+  if (bodyMode !== 'full-duplex' && bodyMode !== 'buffered') {
+    throw new UsageError(`--request-body-mode: must be full-duplex or buffered, got ${JSON.stringify(bodyMode)}`);
+  }
+  const verbosity = get<number>('v')!;
+  if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
+
+  return {
+    grpcPort: get<number>('grpc-port')!,
+    grpcHealthPort: get<number>('grpc-health-port')!,
+    metricsPort: get<number>('metrics-port')!,
+    host: get<string>('host')!,
+    configFile,
+    configText,
+    poolName,
+    poolNamespace: get<string>('pool-namespace')!,
+    poolApiVersion,
+    endpoints,
+    kubeconfig: get<string>('kubeconfig'),
+    refreshMetricsIntervalMs: get<number>('refresh-metrics-interval')!,
+    modelServerMetricsPort: get<number>('model-server-metrics-port'),
+    modelServerMetricsPath: get<string>('model-server-metrics-path')!,
+    certPath,
+    requestBodyMode: bodyMode,
+    verbosity,
+  };
+}

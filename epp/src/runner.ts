@@ -1,0 +1,182 @@
+/**
+ * Wires the EPP together: config → scheduler, discovery → datastore (+ scrapers), director → ext_proc server, and the
+ * health and metrics servers. `startEpp` is what `main.ts` runs and what integration tests start in-process.
+ */
+import * as fs from 'fs';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
+import { Datastore } from './datastore/datastore';
+import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
+import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
+import { startExtProcServer, type ExtProcServer } from './extproc/server';
+import type { ExtProcLogger } from './extproc/stream';
+import { createEppMetrics, type EppMetrics } from './metrics';
+import { SchedulingDirector } from './requestcontrol/director';
+import { buildScheduler, type Scheduler } from './scheduling/scheduler';
+import type { EppOptions } from './cli';
+
+export interface Logger extends ExtProcLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** JSON lines on stderr; `verbosity` 0 keeps warnings, errors and start-up, higher adds info and debug. */
+export function jsonLogger(verbosity: number, out: NodeJS.WritableStream = process.stderr): Logger {
+  const write = (level: string, msg: string, fields?: Record<string, unknown>) =>
+    out.write(`${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`);
+  return {
+    debug: (msg, fields) => { if (verbosity >= 2) write('debug', msg, fields); },
+    info: (msg, fields) => { if (verbosity >= 1) write('info', msg, fields); },
+    warn: (msg, fields) => write('warn', msg, fields),
+    error: (msg, fields) => write('error', msg, fields),
+  };
+}
+
+export interface RunningEpp {
+  readonly grpcPort: number;
+  readonly grpcHealthPort: number;
+  readonly metricsPort: number;
+  readonly config: EndpointPickerConfig;
+  readonly datastore: Datastore;
+  readonly scheduler: Scheduler;
+  readonly metrics: EppMetrics;
+  /** Ready to route: the pool synced and at least one endpoint is known. */
+  readonly serving: boolean;
+  stop(): Promise<void>;
+}
+
+/** Reads and validates the scheduling config named by the options (the built-in default when none). */
+export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'>): EndpointPickerConfig {
+  if (options.configText !== undefined) return parseEndpointPickerConfig(options.configText);
+  if (options.configFile !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(options.configFile, 'utf8');
+    } catch (e) {
+      throw new Error(`--config-file ${options.configFile}: ${(e as Error).message}`);
+    }
+    try {
+      return parseEndpointPickerConfig(text);
+    } catch (e) {
+      throw new Error(`--config-file ${options.configFile}: ${(e as Error).message}`);
+    }
+  }
+  return defaultEndpointPickerConfig();
+}
+
+export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
+  const config = loadConfig(options);
+  const metrics = createEppMetrics({ collectDefaultMetrics: true });
+  const scheduler = buildScheduler(config, { metrics: metrics.scheduling });
+  const datastore = new Datastore({
+    refreshIntervalMs: options.refreshMetricsIntervalMs,
+    metricsPort: options.modelServerMetricsPort,
+    metricsPath: options.modelServerMetricsPath,
+    onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
+  });
+  const poolName = options.poolName ?? 'static';
+  const director = new SchedulingDirector({ datastore, scheduler, metrics: metrics.collectors, poolName });
+
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const stopAll = async () => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        logger.warn('shutdown step failed', { error: (e as Error).message });
+      }
+    }
+  };
+
+  try {
+    const extProc: ExtProcServer = await startExtProcServer({
+      director,
+      host: options.host,
+      port: options.grpcPort,
+      healthPort: options.grpcHealthPort,
+      tlsCertDir: options.certPath,
+      defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
+      logger,
+    });
+    cleanups.push(() => extProc.stop(5000));
+
+    const updateServing = () => extProc.setServing(datastore.poolSynced && datastore.readyCount > 0);
+    datastore.on('endpointAdded', (ep) => {
+      logger.info('endpoint added', { endpoint: ep.key, pod: ep.name });
+      updateServing();
+    });
+    datastore.on('endpointRemoved', (ep) => {
+      // The prefix index and session bindings must forget the pod, or they keep steering traffic to its address.
+      scheduler.removeEndpoint(ep.key);
+      logger.info('endpoint removed', { endpoint: ep.key, pod: ep.name });
+      updateServing();
+    });
+    datastore.on('poolSyncChanged', updateServing);
+
+    // Pool gauges are computed when Prometheus scrapes, so they are never staler than the scrape itself.
+    const updatePoolGauges = () => {
+      const stats = datastore.poolStats();
+      const c = metrics.collectors;
+      c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
+      c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
+      c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
+      c.poolPerPodQueueSize.reset();
+      for (const s of datastore.snapshot()) {
+        c.poolPerPodQueueSize.set({ name: poolName, model_server_pod: s.endpoint.name }, s.metrics.waitingQueueSize);
+      }
+    };
+
+    const metricsServer = http.createServer((req, res) => {
+      if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
+        updatePoolGauges();
+        metrics.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+          (e: Error) => res.writeHead(500).end(e.message),
+        );
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the EPP serves GET /metrics here\n');
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      metricsServer.once('error', reject);
+      metricsServer.listen(options.metricsPort, options.host, () => resolve());
+    });
+    cleanups.push(() => new Promise<void>((resolve) => {
+      metricsServer.close(() => resolve());
+      metricsServer.closeAllConnections();
+    }));
+
+    cleanups.push(() => datastore.stop());
+    const discovery: Discovery = options.endpoints
+      ? new StaticDiscovery(datastore, options.endpoints)
+      : new KubernetesDiscovery(datastore, {
+        poolName: options.poolName!,
+        poolNamespace: options.poolNamespace,
+        poolApiVersion: options.poolApiVersion,
+        kubeConfig: options.kubeconfig ? { kind: 'file', path: options.kubeconfig } : { kind: 'default' },
+        log: (level, message) => logger[level](message),
+      });
+    // Discovery stops before the datastore: a stopped datastore refuses changes.
+    cleanups.push(() => discovery.stop());
+    await discovery.start();
+    updateServing();
+
+    return {
+      grpcPort: extProc.port,
+      grpcHealthPort: extProc.healthPort ?? options.grpcHealthPort,
+      metricsPort: (metricsServer.address() as AddressInfo).port,
+      config,
+      datastore,
+      scheduler,
+      metrics,
+      get serving() {
+        return extProc.health.status === 'SERVING';
+      },
+      stop: stopAll,
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}

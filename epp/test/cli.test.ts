@@ -1,0 +1,67 @@
+import { execFileSync, spawnSync } from 'child_process';
+import * as path from 'path';
+import { parseArgs, usage, UsageError } from '../src/cli';
+
+describe('kvroute-epp flags', () => {
+  test('kebab-case flags with defaults', () => {
+    const o = parseArgs(['--pool-name', 'pool', '--pool-namespace=llm-d'])!;
+    expect(o).toMatchObject({
+      poolName: 'pool', poolNamespace: 'llm-d', grpcPort: 9002, grpcHealthPort: 9003, metricsPort: 9090,
+      refreshMetricsIntervalMs: 50, modelServerMetricsPath: '/metrics', requestBodyMode: 'full-duplex', verbosity: 0,
+    });
+    expect(o.poolApiVersion).toBeUndefined();
+    expect(o.certPath).toBeUndefined();
+  });
+
+  test('the upstream camelCase spellings, single dash included, as in GIE and llm-d manifests', () => {
+    const o = parseArgs(['-poolName', 'gaie', '-poolNamespace', 'ns', '--grpcPort', '9002', '-grpcHealthPort', '9003',
+      '-metricsPort', '9090', '--secureServing=false', '--refreshMetricsInterval=100ms', '-v', '4', '--configFile', '/config/x.yaml'])!;
+    expect(o).toMatchObject({ poolName: 'gaie', poolNamespace: 'ns', refreshMetricsIntervalMs: 100, verbosity: 4, configFile: '/config/x.yaml' });
+  });
+
+  test('--pool-group pins the InferencePool API version', () => {
+    expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.x-k8s.io'])!.poolApiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');
+    expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.k8s.io'])!.poolApiVersion).toBe('inference.networking.k8s.io/v1');
+  });
+
+  test.each<[string[], RegExp]>([
+    [['--pool-name', 'p', '--bogus'], /^unknown flag --bogus; see --help$/],
+    [['--pool-name', 'p', '--poolname', 'q'], /did you mean --pool-name\?/],
+    [['--pool-name', 'p', 'extra'], /unexpected argument "extra"/],
+    [[], /one of --pool-name .* or --endpoints .* is required/],
+    [['--pool-name', 'p', '--endpoints', '127.0.0.1:1'], /exclusive/],
+    [['--endpoints', '127.0.0.1:99999'], /^--endpoints: /],
+    [['--pool-name', 'p', '--grpc-port', 'abc'], /^--grpc-port: must be a port number/],
+    [['--pool-name', 'p', '--refresh-metrics-interval', '50'], /^--refresh-metrics-interval: /],
+    [['--pool-name', 'p', '--secureServing', 'false'], /write --secureServing=false/],
+    [['--pool-name', 'p', '--secure-serving'], /needs --cert-path/],
+    [['--pool-name', 'p', '--pool-group', 'example.com'], /^--pool-group: must be/],
+    [['--pool-name', 'p', '--request-body-mode', 'streamed'], /^--request-body-mode: must be full-duplex or buffered/],
+    [['--pool-name', 'p', '--config-file', 'a', '--config-text', 'b'], /exclusive/],
+    [['--pool-name', 'p', '--pool-name', 'q'], /given twice/],
+    [['--pool-name'], /--pool-name: needs a value/],
+  ])('rejects %j', (argv, message) => {
+    expect(() => parseArgs(argv)).toThrow(UsageError);
+    expect(() => parseArgs(argv)).toThrow(message);
+  });
+
+  test('--help documents every flag', () => {
+    expect(parseArgs(['--help'])).toBeUndefined();
+    for (const flag of ['--grpc-port', '--grpc-health-port', '--metrics-port', '--config-file', '--config-text', '--pool-name',
+      '--pool-namespace', '--endpoints', '--refresh-metrics-interval', '--cert-path', '--poolName', '--secureServing']) {
+      expect(usage()).toContain(flag);
+    }
+  });
+});
+
+describe('the built binary', () => {
+  const main = path.join(__dirname, '..', 'dist', 'main.js');
+  const built = spawnSync('node', [main, '--help']).status === 0;
+
+  (built ? test : test.skip)('exits 2 with the message on a bad flag and 0 on --help', () => {
+    const bad = spawnSync('node', [main, '--pool-name', 'p', '--nope'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toBe('kvroute-epp: unknown flag --nope; see --help\n');
+    expect(execFileSync('node', [main, '--help'], { encoding: 'utf8' })).toContain('Usage: kvroute-epp');
+  });
+});

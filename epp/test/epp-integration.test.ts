@@ -1,0 +1,255 @@
+/**
+ * The whole EPP in-process (`startEpp`: static discovery, real scrapes of real HTTP servers serving vLLM's /metrics,
+ * the default scheduling config, the ext_proc server), driven by a real gRPC client playing Envoy.
+ */
+import * as http from 'http';
+import * as grpc from '@grpc/grpc-js';
+import { loadEnvoyApi, structToJson, type StructObject } from '../src/envoy/protos';
+import { parseArgs } from '../src/cli';
+import { startEpp, type Logger, type RunningEpp } from '../src/runner';
+import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, until, type EnvoyStream, type Json } from './extproc-harness';
+import { FakeVllmServer } from './support/fake-vllm';
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+interface Outcome {
+  /** The picked endpoint, or undefined when the EPP answered with an immediate response. */
+  endpoint?: string;
+  status?: number;
+  body?: string;
+  metadata?: Json;
+  headers?: Record<string, string>;
+}
+
+/** One request as Envoy sends it with our EnvoyFilter: headers, body in chunks (full duplex), then the response. */
+async function send(envoy: FakeEnvoy, body: unknown, headers: Record<string, string> = {}, chunkBytes = 16 * 1024): Promise<Outcome> {
+  const s: EnvoyStream = envoy.open();
+  try {
+    const base = { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'llm-d.demo.local', 'content-type': 'application/json', ...headers };
+    if (body === undefined) {
+      s.send(requestHeaders({ ...base, ':method': 'GET', ':path': '/v1/models' }, true));
+    } else {
+      const bytes = Buffer.from(JSON.stringify(body));
+      s.send(requestHeaders(base, false));
+      for (let off = 0; off < bytes.length; off += chunkBytes) {
+        s.send(requestBody(bytes.subarray(off, off + chunkBytes), off + chunkBytes >= bytes.length));
+      }
+    }
+    const first = await s.next();
+    if (first.immediate_response) {
+      return { status: first.immediate_response.status.code, body: first.immediate_response.body.toString() };
+    }
+    const mutation = first.request_headers.response.header_mutation;
+    const out: Outcome = { endpoint: setHeaders(mutation)['x-gateway-destination-endpoint'], metadata: first.dynamic_metadata };
+    if (body !== undefined) {
+      // The body comes back as streamed chunks; the last one has end_of_stream.
+      for (;;) {
+        const m = await s.next();
+        if (m.request_body.response.body_mutation.streamed_response.end_of_stream) break;
+      }
+    }
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    out.headers = setHeaders((await s.next()).response_headers.response?.header_mutation);
+    s.send(responseBody('{"choices":[]}', true));
+    await s.next();
+    return out;
+  } finally {
+    s.end();
+  }
+}
+
+const chat = (content: string, model = 'Qwen/Qwen3-0.6B') => ({ model, messages: [{ role: 'user', content }] });
+
+/** Deterministic filler text, different per seed, long enough to span many 64-character blocks. */
+function document(seed: number, chars: number): string {
+  const words = ['cache', 'prefix', 'router', 'vllm', 'token', 'block', 'envoy', 'gateway', 'session', 'pod', 'kv', 'score'];
+  let x = seed * 2654435761 >>> 0;
+  const out: string[] = [];
+  let n = 0;
+  while (n < chars) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    const w = `${words[x % words.length]}${x % 97}`;
+    out.push(w);
+    n += w.length + 1;
+  }
+  return out.join(' ');
+}
+
+describe('the EPP end to end', () => {
+  let pods: FakeVllmServer[];
+  let epp: RunningEpp;
+  let envoy: FakeEnvoy;
+  const key = (p: FakeVllmServer) => `127.0.0.1:${p.port}`;
+
+  beforeEach(async () => {
+    pods = await Promise.all([0, 1, 2, 3].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
+    const options = parseArgs(['--endpoints', pods.map(key).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'])!;
+    epp = await startEpp(options, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    // Every pod scraped once, so none is excluded as never seen.
+    await until(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0), 1e6);
+  });
+
+  afterEach(async () => {
+    envoy.close();
+    await epp.stop();
+    await Promise.all(pods.map((p) => p.close()));
+  });
+
+  test('is SERVING once its endpoints are known', () => {
+    expect(epp.serving).toBe(true);
+  });
+
+  test('picks go out as the header and as envoy.lb metadata', async () => {
+    const out = await send(envoy, chat('hello'));
+    expect(pods.map(key)).toContain(out.endpoint);
+    expect(structToJson(out.metadata as StructObject)).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': out.endpoint } });
+  });
+
+  test('a bodyless request goes to the least-loaded pod', async () => {
+    pods.forEach((p, i) => { p.page = { engines: [{ waiting: i === 2 ? 0 : 2, running: 3, kvUsage: 0.1 }] }; });
+    await until(() => epp.datastore.snapshot().filter((s) => s.metrics.waitingQueueSize === 2).length === 3, 1e6);
+    for (let i = 0; i < 10; i++) expect((await send(envoy, undefined)).endpoint).toBe(key(pods[2]));
+  });
+
+  test('loaded pods are avoided: a long queue or a full KV cache takes a pod out, a light queue loses ties', async () => {
+    pods[0].page = { engines: [{ waiting: 30, running: 8, kvUsage: 0.5 }] };
+    pods[1].page = { engines: [{ waiting: 0, running: 8, kvUsage: 0.97 }] };
+    pods[2].page = { engines: [{ waiting: 3, running: 8, kvUsage: 0.5 }] };
+    await until(() => {
+      const m = new Map(epp.datastore.snapshot().map((s) => [s.endpoint.key, s.metrics]));
+      return m.get(key(pods[0]))?.waitingQueueSize === 30 && m.get(key(pods[1]))?.kvCacheUsagePercent === 0.97
+        && m.get(key(pods[2]))?.waitingQueueSize === 3;
+    }, 1e6);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 40; i++) {
+      const out = await send(envoy, chat(`unrelated question number ${i} ${document(i, 200)}`));
+      counts.set(out.endpoint!, (counts.get(out.endpoint!) ?? 0) + 1);
+    }
+    expect(counts.get(key(pods[0]))).toBeUndefined();
+    expect(counts.get(key(pods[1]))).toBeUndefined();
+    expect(counts.get(key(pods[3]))).toBeGreaterThan(counts.get(key(pods[2])) ?? 0);
+  });
+
+  test('1,000 requests of one session land on one pod', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      const out = await send(envoy, chat(`turn ${i}: ${document(i, 100)}`), { 'x-session-id': 'session-42' });
+      seen.add(out.endpoint!);
+    }
+    expect(seen.size).toBe(1);
+  });
+
+  test('requests sharing a long prefix land together', async () => {
+    const groups = 8;
+    const homes = new Map<number, Set<string>>();
+    for (let round = 0; round < 4; round++) {
+      for (let g = 0; g < groups; g++) {
+        const prompt = `${document(1000 + g, 8000)}\n\nQuestion ${round}: ${document(round * 31 + g, 80)}`;
+        const out = await send(envoy, { model: 'Qwen/Qwen3-0.6B', prompt });
+        if (!homes.has(g)) homes.set(g, new Set());
+        homes.get(g)!.add(out.endpoint!);
+      }
+    }
+    for (const [, endpoints] of homes) expect(endpoints.size).toBe(1);
+    // And the groups spread over the pool rather than piling onto one pod.
+    expect(new Set([...homes.values()].map((s) => [...s][0])).size).toBeGreaterThan(1);
+  });
+
+  test('when a pod leaves, its sessions are re-pinned once and stay on the new pod', async () => {
+    const sessions = Array.from({ length: 12 }, (_, i) => `s-${i}`);
+    const first = new Map<string, string>();
+    for (const s of sessions) first.set(s, (await send(envoy, chat(`hi from ${s}`), { 'x-session-id': s })).endpoint!);
+    const victim = first.get(sessions[0])!;
+    epp.datastore.removeEndpoint(victim);
+    const second = new Map<string, string>();
+    for (const s of sessions) second.set(s, (await send(envoy, chat(`again from ${s}`), { 'x-session-id': s })).endpoint!);
+    for (let round = 0; round < 3; round++) {
+      for (const s of sessions) {
+        const now = (await send(envoy, chat(`round ${round} from ${s}`), { 'x-session-id': s })).endpoint!;
+        expect(now).toBe(second.get(s));
+      }
+    }
+    for (const s of sessions) {
+      expect(second.get(s)).not.toBe(victim);
+      if (first.get(s) !== victim) expect(second.get(s)).toBe(first.get(s));
+    }
+  });
+
+  test('a pod whose metrics endpoint keeps failing stops receiving traffic, and gets it back when it answers', async () => {
+    pods[1].mode = 'error';
+    await until(() => (epp.datastore.metrics(key(pods[1]))?.consecutiveFailures ?? 0) > 3, 1e6);
+    for (let i = 0; i < 20; i++) expect((await send(envoy, chat(`q${i} ${document(i, 100)}`))).endpoint).not.toBe(key(pods[1]));
+    pods[1].mode = 'ok';
+    await until(() => epp.datastore.metrics(key(pods[1]))?.consecutiveFailures === 0, 1e6);
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) seen.add((await send(envoy, chat(`r${i} ${document(i + 50, 100)}`))).endpoint!);
+    expect(seen).toContain(key(pods[1]));
+  });
+
+  test('errors come back as OpenAI-style immediate responses: 400 bad body, 429 all saturated, 503 no endpoints', async () => {
+    const bad = await send(envoy, 'not an object');
+    expect(bad.status).toBe('BadRequest');
+    expect(JSON.parse(bad.body!).error.code).toBe(400);
+    const noModel = await send(envoy, { messages: [{ role: 'user', content: 'x' }] });
+    expect(JSON.parse(noModel.body!).error.message).toMatch(/^model:/);
+    const noPrompt = await send(envoy, { model: 'm' });
+    expect(JSON.parse(noPrompt.body!).error.message).toMatch(/prompt.*messages/);
+
+    pods.forEach((p) => { p.page = { engines: [{ waiting: 50, running: 8, kvUsage: 0.99 }] }; });
+    await until(() => epp.datastore.snapshot().every((s) => s.metrics.waitingQueueSize === 50), 1e6);
+    const saturated = await send(envoy, chat('hello'));
+    expect(saturated.status).toBe('TooManyRequests');
+    expect(JSON.parse(saturated.body!).error).toMatchObject({ code: 429, type: 'rate_limit_error' });
+
+    for (const p of pods) epp.datastore.removeEndpoint(key(p));
+    const none = await send(envoy, chat('hello'));
+    expect(none.status).toBe('ServiceUnavailable');
+    expect(epp.serving).toBe(false);
+  });
+
+  test('serves Prometheus metrics with the upstream names and kvroute\'s own', async () => {
+    await send(envoy, chat('metrics please'), { 'x-session-id': 'm-1' });
+    await send(envoy, chat('metrics please, again'), { 'x-session-id': 'm-1' });
+    const text = await new Promise<string>((resolve, reject) => {
+      http.get(`http://127.0.0.1:${epp.metricsPort}/metrics`, (res) => {
+        let data = '';
+        res.on('data', (c) => { data += c; });
+        res.on('end', () => resolve(data));
+      }).on('error', reject);
+    });
+    expect(text).toMatch(/^inference_model_request_total\{model_name="Qwen\/Qwen3-0\.6B",target_model_name="Qwen\/Qwen3-0\.6B"\} 2$/m);
+    expect(text).toMatch(/^kvroute_epp_session_affinity_total\{outcome="hit"\} 1$/m);
+    expect(text).toMatch(/^kvroute_epp_session_affinity_total\{outcome="miss"\} 1$/m);
+    expect(text).toMatch(/^inference_extension_scheduler_e2e_duration_seconds_count 2$/m);
+    expect(text).toMatch(/^kvroute_epp_picks_total\{endpoint="127\.0\.0\.1:\d+"\} 2$/m);
+    expect(text).toMatch(/^inference_pool_ready_pods\{name="static"\} 4$/m);
+  });
+
+  test('in-flight requests count against their pod until the response ends', async () => {
+    const s = envoy.open();
+    const bytes = Buffer.from(JSON.stringify(chat('long generation')));
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions' }, false));
+    s.send(requestBody(bytes, true));
+    const picked = setHeaders((await s.next()).request_headers.response.header_mutation)['x-gateway-destination-endpoint'];
+    expect(epp.datastore.activeRequests(picked)).toBe(1);
+    s.cancel();
+    await until(() => epp.datastore.activeRequests(picked) === 0, 1e6);
+  });
+});
+
+test('the health service answers on the health port', async () => {
+  const pod = await FakeVllmServer.start();
+  const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1'])!, quiet);
+  const pkg = grpc.loadPackageDefinition(loadEnvoyApi().packageDefinition) as unknown as {
+    grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { Check(r: { service: string }, cb: (e: Error | null, r?: { status: string }) => void): void } } } };
+  };
+  const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${epp.grpcHealthPort}`, grpc.credentials.createInsecure());
+  const status = await new Promise<string>((resolve, reject) =>
+    client.Check({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' }, (e, r) => (e ? reject(e) : resolve(r!.status))));
+  expect(status).toBe('SERVING');
+  client.close();
+  await epp.stop();
+  await pod.close();
+});
