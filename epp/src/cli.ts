@@ -66,7 +66,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS)' },
   { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS; requires --cert-path (no self-signed certificates are generated)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
-  { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and start-up, 1 discovery changes, 2+ per-request decisions' },
+  { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
 ];
 
