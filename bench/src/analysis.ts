@@ -1,0 +1,114 @@
+/**
+ * What a run achieved, measured from the outside: success rate, prefix-cache hit rate from the pods' own counters,
+ * session stickiness from the endpoint that served each request, and TTFT split by how much of the prompt the server
+ * reports as cached.
+ */
+import type { RequestRecord } from './run';
+
+export interface LatencySummary {
+  readonly count: number;
+  readonly p50: number | null;
+  readonly p90: number | null;
+}
+
+export interface PolicyResult {
+  readonly policy: string;
+  readonly requests: number;
+  readonly succeeded: number;
+  readonly successRate: number;
+  /** Prefix-cache hits / queries in tokens, summed over the pods (vLLM's counters). */
+  readonly hitRate: number;
+  /** The best hit rate any router could reach on the requests of this run (see oracle.ts). */
+  readonly bestHitRate: number | null;
+  /** hitRate / bestHitRate. */
+  readonly hitRateOfBest: number | null;
+  /** Share of chat requests served by the endpoint that served the session's first turn. */
+  readonly requestStickiness: number;
+  /** Share of sessions whose every turn was served by one endpoint. */
+  readonly sessionsOnOnePod: number;
+  /** Sessions whose turns moved between endpoints, with how many moves each. */
+  readonly sessionMoves: Record<string, number>;
+  readonly ttft: LatencySummary;
+  /** TTFT of requests with at least half the prompt cached. */
+  readonly ttftCached: LatencySummary;
+  /** TTFT of requests with under a tenth of the prompt cached. */
+  readonly ttftUncached: LatencySummary;
+  /** Median uncached TTFT / median cached TTFT. */
+  readonly cachedSpeedup: number | null;
+  readonly throughputRps: number;
+  readonly wallSeconds: number;
+  /** Requests served by each endpoint. */
+  readonly perEndpoint: Record<string, number>;
+  readonly failures: { readonly status: number; readonly error: string }[];
+}
+
+export function quantile(values: readonly number[], q: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+function summary(values: number[]): LatencySummary {
+  return { count: values.length, p50: quantile(values, 0.5), p90: quantile(values, 0.9) };
+}
+
+export function analyze(policy: string, records: readonly RequestRecord[], counters: { hits: number; queries: number },
+  wallSeconds: number, bestHitRate: number | null, timeScale: number): PolicyResult {
+  const ok = records.filter((r) => r.result.ok);
+  const perEndpoint: Record<string, number> = {};
+  for (const r of ok) if (r.result.servedBy) perEndpoint[r.result.servedBy] = (perEndpoint[r.result.servedBy] ?? 0) + 1;
+
+  // Stickiness over successful turns, in turn order.
+  const bySession = new Map<string, RequestRecord[]>();
+  for (const r of ok) {
+    if (r.kind !== 'chat' || !r.sessionId) continue;
+    if (!bySession.has(r.sessionId)) bySession.set(r.sessionId, []);
+    bySession.get(r.sessionId)!.push(r);
+  }
+  let sticky = 0;
+  let chatRequests = 0;
+  let onOne = 0;
+  const sessionMoves: Record<string, number> = {};
+  for (const [id, turns] of bySession) {
+    turns.sort((a, b) => (a.turn ?? 0) - (b.turn ?? 0));
+    const home = turns[0].result.servedBy;
+    let moves = 0;
+    turns.forEach((t, i) => {
+      chatRequests++;
+      if (t.result.servedBy === home) sticky++;
+      if (i > 0 && t.result.servedBy !== turns[i - 1].result.servedBy) moves++;
+    });
+    if (moves === 0) onOne++;
+    else sessionMoves[id] = moves;
+  }
+
+  // Client-measured times, scaled back to the simulated GPU's clock.
+  const ttft = (r: RequestRecord) => (r.result.ttft ?? r.result.e2e) * timeScale;
+  const cachedShare = (r: RequestRecord) => (r.result.cachedTokens ?? 0) / Math.max(1, r.result.promptTokens ?? 1);
+  const cached = ok.filter((r) => cachedShare(r) >= 0.5).map(ttft);
+  const uncached = ok.filter((r) => cachedShare(r) < 0.1).map(ttft);
+  const ttftCached = summary(cached);
+  const ttftUncached = summary(uncached);
+  const hitRate = counters.queries > 0 ? counters.hits / counters.queries : 0;
+
+  return {
+    policy,
+    requests: records.length,
+    succeeded: ok.length,
+    successRate: records.length > 0 ? ok.length / records.length : 0,
+    hitRate,
+    bestHitRate,
+    hitRateOfBest: bestHitRate ? hitRate / bestHitRate : null,
+    requestStickiness: chatRequests > 0 ? sticky / chatRequests : 1,
+    sessionsOnOnePod: bySession.size > 0 ? onOne / bySession.size : 1,
+    sessionMoves,
+    ttft: summary(ok.map(ttft)),
+    ttftCached,
+    ttftUncached,
+    cachedSpeedup: ttftCached.p50 && ttftUncached.p50 ? ttftUncached.p50 / ttftCached.p50 : null,
+    throughputRps: wallSeconds > 0 ? ok.length / wallSeconds : 0,
+    wallSeconds,
+    perEndpoint,
+    failures: records.filter((r) => !r.result.ok).map((r) => ({ status: r.result.status, error: r.result.error ?? '' })),
+  };
+}

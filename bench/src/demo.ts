@@ -1,0 +1,249 @@
+/**
+ * `npm run demo`: the validator loop. Starts simulated vLLM pods, the EPP and the gateway as separate processes on
+ * loopback, drives a multi-turn chat + RAG workload through kvroute and through the gateway-only baselines (round
+ * robin, session hash) with fresh pods for each, and prints the seed's promises next to the baselines:
+ * prefix-cache hit rate >= 85%, 100% session stickiness, about 4x lower TTFT for cached requests.
+ * Exits non-zero when kvroute misses a target. `--faults` adds a run that kills a pod and stops/restarts the EPP.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { analyze, type PolicyResult } from './analysis';
+import { bestHitRate } from './oracle';
+import { REPO, stopAll } from './processes';
+import { htmlReport, terminalTable, type TargetCheck } from './report';
+import { runWorkload, type FaultHook, type RequestRecord } from './run';
+import { prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { buildWorkload, DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
+
+export interface DemoOptions {
+  readonly pods: number;
+  readonly concurrency: number;
+  readonly workload: WorkloadOptions;
+  readonly sim: SimulatorSettings;
+  readonly policies: readonly string[];
+  readonly faults: boolean;
+  readonly outDir: string;
+  readonly targets: { readonly hitRate: number; readonly stickiness: number; readonly cachedSpeedup: number };
+  readonly quiet: boolean;
+}
+
+export const DEFAULT_SIM: SimulatorSettings = {
+  model: 'Qwen/Qwen3-0.6B',
+  // Ample for the default workload's working set (about 6,000 blocks across 4 pods).
+  kvCacheBlocks: 4096,
+  blockSize: 16,
+  maxNumSeqs: 16,
+  timeScale: 1,
+  ttftOverheadMs: 20,
+  prefillMsPerToken: 0.25,
+  itlMs: 20,
+  maxModelLen: 16384,
+};
+
+export const POLICIES: Readonly<Record<string, RoutingPolicy>> = {
+  kvroute: { kind: 'epp', name: 'kvroute' },
+  'round-robin': { kind: 'round-robin', name: 'round-robin' },
+  'session-hash': { kind: 'session-hash', name: 'session-hash', header: 'x-session-id' },
+};
+
+function progressBar(label: string, quiet: boolean): (done: number, total: number) => void {
+  const tty = process.stderr.isTTY;
+  let lastDecile = -1;
+  return (done, total) => {
+    if (quiet) return;
+    const frac = total > 0 ? done / total : 1;
+    if (tty) {
+      const width = 30;
+      const filled = Math.round(frac * width);
+      process.stderr.write(`\r${label.padEnd(22)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`);
+    } else {
+      const decile = Math.floor(frac * 10);
+      if (decile !== lastDecile) {
+        lastDecile = decile;
+        process.stderr.write(`${label}: ${done}/${total}\n`);
+      }
+    }
+  };
+}
+
+interface PolicyRun {
+  readonly result: PolicyResult;
+  readonly records: RequestRecord[];
+  readonly events: Record<string, number>;
+}
+
+async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: boolean): Promise<PolicyRun> {
+  const workload = buildWorkload(options.workload);
+  const stack = await startStack({ pods: options.pods, sim: options.sim, policy, logDir: path.join(options.outDir, 'logs') });
+  try {
+    // Counters of a pod that is killed mid-run die with it: keep the last reading of every pod.
+    const lastCounters = new Map<string, { hits: number; queries: number }>();
+    const readCounters = async () => {
+      for (const address of stack.podAddresses) {
+        const c = await prefixCacheCounters([address]);
+        if (c.queries > 0 || !lastCounters.has(address)) lastCounters.set(address, c);
+      }
+    };
+    const hooks: FaultHook[] = [];
+    if (faults) {
+      hooks.push({ atFraction: 0.3, name: 'pod decode-1 killed', action: async () => { await readCounters(); await stack.pods[1].kill(); } });
+      hooks.push({ atFraction: 0.5, name: 'EPP stopped', action: async () => { await stack.epp?.kill(); } });
+      hooks.push({ atFraction: 0.7, name: 'EPP restarted', action: () => stack.restartEpp() });
+    }
+    const name = faults ? `${policy.name} + faults` : policy.name;
+    const outcome = await runWorkload(workload, {
+      gatewayUrl: stack.gatewayUrl,
+      model: options.sim.model,
+      concurrency: options.concurrency,
+      hooks,
+      onProgress: progressBar(name, options.quiet),
+    });
+    await readCounters();
+    const totals = [...lastCounters.values()].reduce((a, c) => ({ hits: a.hits + c.hits, queries: a.queries + c.queries }), { hits: 0, queries: 0 });
+    const best = await bestHitRate(outcome.records, options.sim, options.workload.maxTokens, path.join(options.outDir, 'logs', `${policy.name}-oracle.log`));
+    const result = analyze(name, outcome.records, totals, outcome.wallSeconds, best, options.sim.timeScale);
+    return { result, records: outcome.records, events: outcome.hookTimes };
+  } finally {
+    await stack.stop();
+  }
+}
+
+/** Requests that failed although they were not in flight when a pod was killed. */
+function unexpectedFailures(records: readonly RequestRecord[], killedAtMs: number | undefined): RequestRecord[] {
+  return records.filter((r) => !r.result.ok && !(killedAtMs !== undefined && r.startedMs <= killedAtMs && r.endedMs >= killedAtMs));
+}
+
+export async function runDemo(options: DemoOptions): Promise<{ results: PolicyResult[]; targets: TargetCheck[]; passed: boolean }> {
+  fs.mkdirSync(options.outDir, { recursive: true });
+  const runs: PolicyRun[] = [];
+  for (const name of options.policies) {
+    const policy = POLICIES[name];
+    if (!policy) throw new Error(`unknown policy "${name}"; known: ${Object.keys(POLICIES).join(', ')}`);
+    runs.push(await runPolicy(policy, options, false));
+  }
+  let faultRun: PolicyRun | undefined;
+  if (options.faults) faultRun = await runPolicy(POLICIES.kvroute, options, true);
+
+  const results = [...runs, ...(faultRun ? [faultRun] : [])].map((r) => r.result);
+  const kv = runs.find((r) => r.result.policy === 'kvroute')?.result;
+  const best = kv?.bestHitRate ?? null;
+  const targets: TargetCheck[] = [];
+  if (kv) {
+    targets.push({ name: 'kvroute prefix-cache hit rate', target: `>= ${options.targets.hitRate * 100}%`, actual: `${(kv.hitRate * 100).toFixed(1)}%`, met: kv.hitRate >= options.targets.hitRate });
+    targets.push({ name: 'kvroute session stickiness', target: `${options.targets.stickiness * 100}% of turns on the session's pod`, actual: `${(kv.requestStickiness * 100).toFixed(1)}%`, met: kv.requestStickiness >= options.targets.stickiness });
+    targets.push({ name: 'cached vs uncached TTFT (kvroute)', target: `>= ${options.targets.cachedSpeedup}x lower`, actual: kv.cachedSpeedup ? `${kv.cachedSpeedup.toFixed(1)}x` : 'no cached/uncached pair', met: (kv.cachedSpeedup ?? 0) >= options.targets.cachedSpeedup });
+    targets.push({ name: 'kvroute success rate', target: '100%', actual: `${kv.succeeded}/${kv.requests}`, met: kv.successRate === 1 });
+  }
+  if (faultRun) {
+    const killedAt = faultRun.events['pod decode-1 killed'];
+    const bad = unexpectedFailures(faultRun.records, killedAt);
+    const lost = faultRun.records.filter((r) => !r.result.ok).length;
+    targets.push({ name: 'faults: only requests in flight on the killed pod fail', target: '0 other failures', actual: `${lost} failed, ${bad.length} of them not in flight at the kill`, met: bad.length === 0 });
+  }
+  const passed = targets.every((t) => t.met);
+
+  const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`;
+  const w = options.workload;
+  const subtitle = `${options.pods} simulated vLLM pods (Qwen3 tokenizer, ${options.sim.kvCacheBlocks} KV blocks of ${options.sim.blockSize} tokens each, `
+    + `time scale ${options.sim.timeScale}×); ${w.sessions} chat sessions × ${w.turnsPerSession} turns over ${w.systemPrompts} system prompts, `
+    + `${w.ragRequests} RAG requests over ${w.documents} documents; concurrency ${options.concurrency}. Machine: ${machine}.`;
+  const notes = [
+    'Hit rate: vLLM\'s own counters (vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total, in tokens) scraped from the pods. '
+      + 'Best: the same requests replayed in order against one pod that never evicts. Stickiness: x-gateway-destination-endpoint-served per turn. '
+      + 'TTFT: first streamed token as the client saw it, multiplied by the time scale to read as simulated-GPU time.',
+    ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}. Counters of the killed pod are its last reading before the kill.`] : []),
+  ];
+  const report = { title: 'kvroute validator loop', subtitle, results, bestHitRate: best, targets, notes };
+  fs.writeFileSync(path.join(options.outDir, 'results.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, options, ...report, passed }, null, 2)}\n`);
+  fs.writeFileSync(path.join(options.outDir, 'report.html'), htmlReport(report));
+  if (!options.quiet) {
+    process.stdout.write(`\n${terminalTable(results, best)}\n\n`);
+    for (const t of targets) process.stdout.write(`${t.met ? 'PASS' : 'MISS'}  ${t.name}: wanted ${t.target}, got ${t.actual}\n`);
+    process.stdout.write(`\nwritten ${path.relative(process.cwd(), path.join(options.outDir, 'results.json'))} and report.html\n`);
+  }
+  return { results, targets, passed };
+}
+
+// --------------------------------------------------------------------------------------------------------------------
+// CLI
+
+const INT_FLAGS: Record<string, keyof WorkloadOptions> = {
+  '--sessions': 'sessions', '--turns': 'turnsPerSession', '--system-prompts': 'systemPrompts', '--system-words': 'systemPromptWords',
+  '--user-words': 'userWords', '--max-tokens': 'maxTokens', '--documents': 'documents', '--document-words': 'documentWords',
+  '--rag': 'ragRequests', '--question-words': 'questionWords', '--seed': 'seed',
+};
+
+export const DEMO_USAGE = `Usage: npm run demo -- [flags]
+  --pods N             simulated vLLM pods (default 4)
+  --concurrency N      conversations in flight (default 8)
+  --policies a,b       of ${Object.keys(POLICIES).join(', ')} (default all)
+  --faults             also run kvroute while killing a pod and stopping/restarting the EPP
+  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks})
+  --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
+  --out DIR            where results.json, report.html and logs/ go (default bench/out)
+  --quiet              no progress or table
+  workload: ${Object.keys(INT_FLAGS).join(' ')} N`;
+
+export function parseDemoArgs(argv: readonly string[]): DemoOptions | undefined {
+  const workload: Record<string, number> = { ...DEFAULT_WORKLOAD };
+  const sim: Record<string, number | string> = { ...DEFAULT_SIM };
+  let pods = 4;
+  let concurrency = 8;
+  let policies = Object.keys(POLICIES);
+  let faults = false;
+  let quiet = false;
+  let outDir = path.join(REPO, 'bench', 'out');
+  const int = (flag: string, v: string | undefined, min: number) => {
+    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) throw new Error(`${flag}: must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') return undefined;
+    else if (a === '--faults') faults = true;
+    else if (a === '--quiet') quiet = true;
+    else if (a === '--pods') pods = int(a, argv[++i], 2);
+    else if (a === '--concurrency') concurrency = int(a, argv[++i], 1);
+    else if (a === '--kv-cache-blocks') sim.kvCacheBlocks = int(a, argv[++i], 16);
+    else if (a === '--time-scale') {
+      const v = Number(argv[++i]);
+      if (!(v > 0)) throw new Error(`--time-scale: must be a positive number, got ${JSON.stringify(argv[i])}`);
+      sim.timeScale = v;
+    } else if (a === '--out') outDir = path.resolve(argv[++i] ?? '');
+    else if (a === '--policies') {
+      policies = (argv[++i] ?? '').split(',').filter(Boolean);
+      for (const p of policies) if (!POLICIES[p]) throw new Error(`--policies: unknown policy "${p}"; known: ${Object.keys(POLICIES).join(', ')}`);
+    } else if (INT_FLAGS[a]) workload[INT_FLAGS[a]] = int(a, argv[++i], a === '--seed' ? 0 : 1);
+    else throw new Error(`unknown flag ${a}; see --help`);
+  }
+  return {
+    pods, concurrency, policies, faults, quiet, outDir,
+    workload: workload as unknown as WorkloadOptions,
+    sim: sim as unknown as SimulatorSettings,
+    targets: { hitRate: 0.85, stickiness: 1, cachedSpeedup: 3.5 },
+  };
+}
+
+if (require.main === module) {
+  (async () => {
+    let options: DemoOptions | undefined;
+    try {
+      options = parseDemoArgs(process.argv.slice(2));
+    } catch (e) {
+      process.stderr.write(`demo: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+    if (!options) {
+      process.stdout.write(`${DEMO_USAGE}\n`);
+      return;
+    }
+    const { passed } = await runDemo(options);
+    await stopAll();
+    process.exit(passed ? 0 : 1);
+  })().catch(async (e) => {
+    process.stderr.write(`demo failed: ${(e as Error).stack ?? e}\n`);
+    await stopAll();
+    process.exit(1);
+  });
+}

@@ -1,0 +1,129 @@
+/**
+ * Child processes of the local stack (simulators, the EPP, the gateway): started from their built entry points on
+ * free ports, awaited until they print their JSON "listening" line, and always cleaned up — on normal exit, on error,
+ * and on Ctrl-C — so a demo never leaves servers behind.
+ */
+import { spawn, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as readline from 'readline';
+
+export const REPO = path.resolve(__dirname, '..', '..');
+
+/** Built entry points (`npm run build` produces them). */
+export const ENTRY = {
+  sim: path.join(REPO, 'sim', 'dist', 'main.js'),
+  epp: path.join(REPO, 'epp', 'dist', 'main.js'),
+  gateway: path.join(REPO, 'gateway', 'dist', 'gateway', 'src', 'main.js'),
+} as const;
+
+export interface Started {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** The parsed "listening" line. */
+  readonly info: Record<string, unknown>;
+  /** Sends SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL at once (the fault runs' "pod dies"). */
+  kill(): Promise<void>;
+  readonly exited: boolean;
+}
+
+const running = new Set<Started>();
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  const killAll = () => {
+    for (const p of running) p.child.kill('SIGKILL');
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.stderr.write(`\n${signal}: stopped ${running.size} child processes\n`);
+      process.exit(130);
+    });
+  }
+}
+
+export interface StartOptions {
+  /** Where stderr (logs) goes; nothing is kept when omitted. */
+  readonly logFile?: string;
+  /** @default 30000 */
+  readonly readyTimeoutMs?: number;
+}
+
+/** Starts `node entry args`, resolves with the first stdout line that is a JSON object with event "listening". */
+export function startProcess(name: string, entry: string, args: readonly string[], options: StartOptions = {}): Promise<Started> {
+  if (!fs.existsSync(entry)) {
+    return Promise.reject(new Error(`${name}: ${path.relative(REPO, entry)} does not exist; run \`npm run build\` first`));
+  }
+  hookExit();
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = options.logFile ? fs.createWriteStream(options.logFile, { flags: 'a' }) : undefined;
+  const stderrTail: string[] = [];
+  child.stderr!.on('data', (b: Buffer) => {
+    log?.write(b);
+    stderrTail.push(b.toString());
+    if (stderrTail.length > 20) stderrTail.shift();
+  });
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => {
+    exited = true;
+    log?.end();
+    resolve();
+  }));
+
+  return new Promise<Started>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name}: not listening after ${options.readyTimeoutMs ?? 30000} ms\n${stderrTail.join('')}`));
+    }, options.readyTimeoutMs ?? 30000);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${signal ?? code}) before listening\n${stderrTail.join('')}`));
+    });
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (typeof msg === 'object' && msg !== null && (msg as { event?: string }).event === 'listening') {
+        clearTimeout(timer);
+        const started: Started = {
+          name,
+          child,
+          info: msg as Record<string, unknown>,
+          get exited() {
+            return exited;
+          },
+          async stop(graceMs = 5000) {
+            if (exited) return;
+            child.kill('SIGTERM');
+            const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+            await exit;
+            clearTimeout(t);
+            running.delete(started);
+          },
+          async kill() {
+            if (!exited) child.kill('SIGKILL');
+            await exit;
+            running.delete(started);
+          },
+        };
+        running.add(started);
+        resolve(started);
+      }
+    });
+  });
+}
+
+/** Stops every process still running (in parallel). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop()));
+}

@@ -1,0 +1,114 @@
+/**
+ * Drives a workload through a gateway: chat sessions turn by turn (each turn carries the real replies so far, as a
+ * chat client does), RAG requests in between, `concurrency` conversations at once. Records every request as the
+ * client saw it; fault hooks fire at given fractions of the run without pausing the traffic.
+ */
+import { ChatClient, type ChatResult } from './client';
+import type { ChatMessage, Workload } from './workload';
+
+export interface RequestRecord {
+  readonly kind: 'chat' | 'rag';
+  readonly sessionId?: string;
+  /** 0-based turn within the session. */
+  readonly turn?: number;
+  readonly document?: number;
+  /** What was sent (the oracle replays it). */
+  readonly messages: readonly ChatMessage[];
+  readonly headers: Readonly<Record<string, string>>;
+  /** Milliseconds since the run started. */
+  readonly startedMs: number;
+  readonly endedMs: number;
+  readonly result: ChatResult;
+}
+
+export interface FaultHook {
+  /** Fire once this fraction of the requests has completed. */
+  readonly atFraction: number;
+  readonly name: string;
+  readonly action: () => Promise<void>;
+}
+
+export interface RunOptions {
+  readonly gatewayUrl: string;
+  readonly model: string;
+  readonly concurrency: number;
+  readonly hooks?: readonly FaultHook[];
+  /** Called after each request with (done, total). */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface RunOutcome {
+  readonly records: RequestRecord[];
+  readonly wallSeconds: number;
+  /** When each hook fired, ms since the start. */
+  readonly hookTimes: Record<string, number>;
+}
+
+type Task = { kind: 'chat'; index: number } | { kind: 'rag'; index: number };
+
+/** Interleaves sessions and RAG requests evenly, so both kinds are in flight through the whole run. */
+function schedule(workload: Workload): Task[] {
+  const tasks: Task[] = [];
+  const s = workload.sessions.length;
+  const r = workload.rag.length;
+  let i = 0;
+  let j = 0;
+  while (i < s || j < r) {
+    if (i < s && (j >= r || i / s <= j / r)) tasks.push({ kind: 'chat', index: i++ });
+    else tasks.push({ kind: 'rag', index: j++ });
+  }
+  return tasks;
+}
+
+export async function runWorkload(workload: Workload, options: RunOptions): Promise<RunOutcome> {
+  const client = new ChatClient(options.gatewayUrl, options.model);
+  const t0 = Date.now();
+  const records: RequestRecord[] = [];
+  const hookTimes: Record<string, number> = {};
+  const pendingHooks = [...(options.hooks ?? [])].sort((a, b) => a.atFraction - b.atFraction);
+  const hookRuns: Promise<void>[] = [];
+  const total = workload.totalRequests;
+  const maxTokens = workload.options.maxTokens;
+
+  const record = (r: RequestRecord) => {
+    records.push(r);
+    options.onProgress?.(records.length, total);
+    while (pendingHooks.length > 0 && records.length >= pendingHooks[0].atFraction * total) {
+      const hook = pendingHooks.shift()!;
+      hookTimes[hook.name] = Date.now() - t0;
+      hookRuns.push(hook.action());
+    }
+  };
+
+  const runChat = async (index: number) => {
+    const plan = workload.sessions[index];
+    const history: ChatMessage[] = [{ role: 'system', content: plan.system }];
+    for (let turn = 0; turn < plan.userTurns.length; turn++) {
+      history.push({ role: 'user', content: plan.userTurns[turn] });
+      const startedMs = Date.now() - t0;
+      const messages = [...history];
+      const headers = { 'x-session-id': plan.sessionId };
+      const result = await client.chat(messages, maxTokens, headers);
+      record({ kind: 'chat', sessionId: plan.sessionId, turn, messages, headers, startedMs, endedMs: Date.now() - t0, result });
+      // A failed turn is retried by nobody: the conversation goes on with an empty reply, as a user would retype.
+      history.push({ role: 'assistant', content: result.reply });
+    }
+  };
+
+  const runRag = async (index: number) => {
+    const plan = workload.rag[index];
+    const startedMs = Date.now() - t0;
+    const result = await client.chat(plan.messages, maxTokens);
+    record({ kind: 'rag', document: plan.document, messages: plan.messages, headers: {}, startedMs, endedMs: Date.now() - t0, result });
+  };
+
+  const queue = schedule(workload);
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, async () => {
+    for (let task = queue.shift(); task; task = queue.shift()) {
+      await (task.kind === 'chat' ? runChat(task.index) : runRag(task.index));
+    }
+  }));
+  await Promise.all(hookRuns);
+  client.close();
+  return { records, wallSeconds: (Date.now() - t0) / 1000, hookTimes };
+}

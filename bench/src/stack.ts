@@ -1,0 +1,144 @@
+/**
+ * One local copy of the request path: N simulated vLLM pods, optionally the EPP, and the gateway in front, each a
+ * separate process on a free loopback port, exactly as the manifests wire them (the gateway plays Envoy with our
+ * EnvoyFilter's ext_proc settings; without the EPP it is Envoy's fallback policy alone).
+ */
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import { parsePrometheusText } from '../../epp/src/datastore/prometheus-text';
+import { ENTRY, startProcess, type Started } from './processes';
+
+/** How requests are routed: kvroute (the EPP), or a gateway-only baseline. */
+export type RoutingPolicy =
+  | { readonly kind: 'epp'; readonly name: string; readonly configText?: string }
+  | { readonly kind: 'round-robin'; readonly name: string }
+  | { readonly kind: 'session-hash'; readonly name: string; readonly header: string };
+
+export interface SimulatorSettings {
+  readonly model: string;
+  readonly kvCacheBlocks: number;
+  readonly blockSize: number;
+  readonly maxNumSeqs: number;
+  readonly timeScale: number;
+  readonly ttftOverheadMs: number;
+  readonly prefillMsPerToken: number;
+  readonly itlMs: number;
+  readonly maxModelLen: number;
+}
+
+export interface StackOptions {
+  readonly pods: number;
+  readonly sim: SimulatorSettings;
+  readonly policy: RoutingPolicy;
+  /** Folder for each process's stderr. */
+  readonly logDir: string;
+  /** Gateway: how long it waits for the EPP before failing open. @default 2000 */
+  readonly messageTimeoutMs?: number;
+}
+
+export interface Stack {
+  readonly gatewayUrl: string;
+  readonly pods: Started[];
+  /** `127.0.0.1:port` of each pod, in order. */
+  readonly podAddresses: string[];
+  epp?: Started;
+  readonly eppPort?: number;
+  readonly gateway: Started;
+  /** Restarts a stopped EPP on the port the gateway calls. */
+  restartEpp(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function simArgs(s: SimulatorSettings, podName: string): string[] {
+  return [
+    '--port', '0', '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
+    '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),
+    '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
+    '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
+  ];
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  fs.mkdirSync(options.logDir, { recursive: true });
+  const log = (name: string) => path.join(options.logDir, `${options.policy.name}-${name}.log`);
+  const started: Started[] = [];
+  try {
+    const pods = await Promise.all(Array.from({ length: options.pods }, (_, i) =>
+      startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`), { logFile: log(`sim-${i}`) })));
+    started.push(...pods);
+    const podAddresses = pods.map((p) => `127.0.0.1:${p.info.port as number}`);
+
+    let epp: Started | undefined;
+    let eppArgs: string[] = [];
+    const policy = options.policy;
+    if (policy.kind === 'epp') {
+      eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--metrics-port', '0',
+        ...(policy.configText ? ['--config-text', policy.configText] : [])];
+      epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', '0'], { logFile: log('epp') });
+      started.push(epp);
+    }
+    const eppPort = epp?.info.grpcPort as number | undefined;
+    const gatewayArgs = ['--port', '0', '--endpoints', podAddresses.join(','), '--message-timeout-ms', String(options.messageTimeoutMs ?? 2000)];
+    if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--processing-mode', 'full-duplex', '--failure-mode-allow');
+    if (policy.kind === 'session-hash') gatewayArgs.push('--hash-header', policy.header);
+    const gateway = await startProcess('gateway', ENTRY.gateway, gatewayArgs, { logFile: log('gateway') });
+    started.push(gateway);
+
+    const stack: Stack = {
+      gatewayUrl: `http://127.0.0.1:${gateway.info.port as number}`,
+      pods,
+      podAddresses,
+      epp,
+      eppPort,
+      gateway,
+      async restartEpp() {
+        if (eppPort === undefined) throw new Error('this stack runs no EPP');
+        stack.epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', String(eppPort)], { logFile: log('epp') });
+        started.push(stack.epp);
+      },
+      async stop() {
+        await Promise.all(started.map((p) => p.stop()));
+      },
+    };
+    return stack;
+  } catch (e) {
+    await Promise.all(started.map((p) => p.stop()));
+    throw e;
+  }
+}
+
+export function httpGet(url: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { data += c; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(data) : reject(new Error(`GET ${url}: ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timeout`)));
+    req.on('error', reject);
+  });
+}
+
+/** Prefix-cache counters (tokens) summed over the given pods, read from their Prometheus /metrics like vLLM's. */
+export async function prefixCacheCounters(podAddresses: readonly string[]): Promise<{ hits: number; queries: number }> {
+  let hits = 0;
+  let queries = 0;
+  for (const address of podAddresses) {
+    let text: string;
+    try {
+      text = await httpGet(`http://${address}/metrics`);
+    } catch {
+      continue; // a killed pod's counters died with it; the totals cover the pods that answer
+    }
+    // Match samples by name: prometheus_client (vLLM) names the counter family without `_total`, prom-client with it.
+    for (const family of parsePrometheusText(text).families.values()) {
+      for (const sample of family.samples) {
+        if (sample.name === 'vllm:prefix_cache_hits_total') hits += sample.value;
+        else if (sample.name === 'vllm:prefix_cache_queries_total') queries += sample.value;
+      }
+    }
+  }
+  return { hits, queries };
+}
