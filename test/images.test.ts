@@ -28,10 +28,24 @@ describe('epp/Dockerfile', () => {
     expect(/^USER (\d+):(\d+)$/m.exec(dockerfile)!.slice(1).map(Number)).toEqual([sc.runAsUser, sc.runAsGroup]);
   });
 
-  test('copies the manifest of every workspace, which npm ci needs to match the lockfile', () => {
+});
+
+describe.each(['epp', 'sim'])('%s/Dockerfile', (pkgDir) => {
+  const dockerfile = fs.readFileSync(path.join(REPO, pkgDir, 'Dockerfile'), 'utf8');
+
+  test('copies the manifest of every workspace in both install stages, which npm ci needs to match the lockfile', () => {
     const root = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8'));
-    for (const ws of root.workspaces as string[]) {
-      expect(dockerfile).toContain(`COPY ${ws}/package.json ${ws}/`);
+    const installs = dockerfile.split(/^FROM /m).filter((stage) => /^RUN npm ci/m.test(stage));
+    expect(installs).toHaveLength(2);
+    for (const stage of installs) {
+      for (const ws of root.workspaces as string[]) expect(stage).toContain(`COPY ${ws}/package.json ${ws}/`);
     }
+  });
+
+  test('runs the built entry point its package names as bin', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, pkgDir, 'package.json'), 'utf8'));
+    const bin = Object.values(pkg.bin as Record<string, string>)[0];
+    expect(dockerfile).toContain(`ENTRYPOINT ["node", "/app/${pkgDir}/${bin}"]`);
+    expect(dockerfile).toMatch(new RegExp(`^RUN npm run build --workspace ${pkgDir}$`, 'm'));
   });
 });

@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+import { parseCli, USAGE } from './cli';
+import { OptionError } from './options';
+import { startSimulator } from './server';
+
+export { startSimulator } from './server';
+export type { Simulator, StartOptions } from './server';
+export { defaultOptions, resolveOptions, OptionError } from './options';
+export type { SimulatorOptions } from './options';
+export { parseCli } from './cli';
+export { Engine } from './engine';
+export type { EngineConfig, RequestResult, EngineStats } from './engine';
+export { KvCacheManager } from './kv-cache';
+export { chainBlockHashes } from './block-hash';
+export { ManualClock, RealtimeClock } from './clock';
+export type { SimClock } from './clock';
+export { loadQwen3Tokenizer } from './tokenizer';
+
+function log(event: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(event)}\n`);
+}
+
+export async function runCli(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseCli(argv);
+  } catch (e) {
+    if (e instanceof OptionError) {
+      process.stderr.write(`kvroute-sim: error: ${e.message}\n(run kvroute-sim --help for the flags)\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const sim = await startSimulator(parsed.options);
+  const o = sim.options;
+  log({
+    event: 'listening',
+    host: sim.host,
+    port: sim.port,
+    pod: o.podName,
+    model: o.model,
+    served_model_names: o.servedModelNames,
+    block_size: o.blockSize,
+    kv_cache_blocks: o.kvCacheBlocks,
+    time_scale: o.timeScale,
+  });
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // A second signal means "now": skip the drain.
+        log({ event: 'forced-exit', signal });
+        process.exit(1);
+      }
+      stopping = true;
+      log({ event: 'shutdown', signal });
+      void sim.close().then(() => {
+        log({ event: 'closed' });
+        resolve(0);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+if (require.main === module) {
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`kvroute-sim: fatal: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,205 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { EngineObserver, EngineStats, RequestResult } from './engine';
+
+/** vLLM 0.10 (v1 engine) bucket bounds, seconds. */
+export const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0,
+  640.0, 2560.0,
+];
+export const TPOT_BUCKETS = [
+  0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+];
+export const REQUEST_LATENCY_BUCKETS = [
+  0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
+  7680.0,
+];
+
+/** vLLM's 1-2-5 series up to max_model_len, used for token-count histograms. */
+export function buckets125(max: number): number[] {
+  const out: number[] = [];
+  for (let exp = 1; ; exp *= 10) {
+    for (const m of [1, 2, 5]) {
+      const v = m * exp;
+      if (v > max) return out;
+      out.push(v);
+    }
+  }
+}
+
+const FINISHED_REASONS = ['stop', 'length', 'abort'] as const;
+
+export interface MetricsConfig {
+  modelName: string;
+  blockSize: number;
+  kvCacheBlocks: number;
+  maxModelLen: number;
+}
+
+/**
+ * vLLM 0.10's Prometheus surface for one engine, in its own registry so that
+ * several simulators can live in one process.
+ *
+ * Every duration is *model* time — what the simulated GPU took — not wall
+ * time, so the numbers do not depend on --time-scale: a TTFT that reads 1.0 s
+ * here was delivered after 1.0 s / time-scale of wall time (plus real
+ * tokenization and HTTP overhead, which the model does not include).
+ */
+export class SimMetrics implements EngineObserver {
+  readonly registry = new Registry();
+  private readonly labels: { model_name: string; engine: string };
+  private readonly queries: Counter<'model_name' | 'engine'>[];
+  private readonly hits: Counter<'model_name' | 'engine'>[];
+  private readonly promptTokens: Counter<'model_name' | 'engine'>;
+  private readonly generationTokens: Counter<'model_name' | 'engine'>;
+  private readonly success: Counter<'model_name' | 'engine' | 'finished_reason'>;
+  private readonly ttft: Histogram<'model_name' | 'engine'>;
+  private readonly tpot: Histogram<'model_name' | 'engine'>;
+  private readonly e2e: Histogram<'model_name' | 'engine'>;
+  private readonly queueTime: Histogram<'model_name' | 'engine'>;
+  private readonly prefillTime: Histogram<'model_name' | 'engine'>;
+  private readonly decodeTime: Histogram<'model_name' | 'engine'>;
+  private readonly inferenceTime: Histogram<'model_name' | 'engine'>;
+  private readonly reqPromptTokens: Histogram<'model_name' | 'engine'>;
+  private readonly reqGenerationTokens: Histogram<'model_name' | 'engine'>;
+
+  constructor(config: MetricsConfig, stats: () => EngineStats) {
+    const labelNames = ['model_name', 'engine'] as const;
+    this.labels = { model_name: config.modelName, engine: '0' };
+    const registers = [this.registry];
+    const labels = this.labels;
+
+    const gauge = (name: string, help: string, read: (s: EngineStats) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.set(labels, read(stats()));
+        },
+      });
+    };
+    gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', (s) => s.running);
+    gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', (s) => s.waiting);
+    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (s) => s.kvUsage);
+    // Deprecated in vLLM 0.9.2 but still exposed by 0.10.x; GIE v0.5 scrapes this name.
+    gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage.', (s) => s.kvUsage);
+
+    const counter = (name: string, help: string): Counter<'model_name' | 'engine'> => {
+      const c = new Counter({ name, help, labelNames, registers });
+      c.inc(labels, 0);
+      return c;
+    };
+    this.queries = [
+      counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.'),
+      // 0.10.x still registers the pre-rename names next to the new ones.
+      counter('vllm:gpu_prefix_cache_queries_total', 'GPU prefix cache queries, in terms of number of queried tokens.'),
+    ];
+    this.hits = [
+      counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.'),
+      counter('vllm:gpu_prefix_cache_hits_total', 'GPU prefix cache hits, in terms of number of cached tokens.'),
+    ];
+    counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.');
+    this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
+    this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
+    this.success = new Counter({
+      name: 'vllm:request_success_total',
+      help: 'Count of successfully processed requests.',
+      labelNames: ['model_name', 'engine', 'finished_reason'] as const,
+      registers,
+    });
+    for (const reason of FINISHED_REASONS) this.success.inc({ ...labels, finished_reason: reason }, 0);
+
+    const histogram = (name: string, help: string, buckets: number[]): Histogram<'model_name' | 'engine'> => {
+      const h = new Histogram({ name, help, labelNames, buckets, registers });
+      h.zero(labels);
+      return h;
+    };
+    this.ttft = histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS);
+    this.tpot = histogram('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', TPOT_BUCKETS);
+    this.e2e = histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', REQUEST_LATENCY_BUCKETS);
+    this.queueTime = histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', REQUEST_LATENCY_BUCKETS);
+    this.inferenceTime = histogram('vllm:request_inference_time_seconds', 'Histogram of time spent in RUNNING phase for request.', REQUEST_LATENCY_BUCKETS);
+    this.prefillTime = histogram('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', REQUEST_LATENCY_BUCKETS);
+    this.decodeTime = histogram('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', REQUEST_LATENCY_BUCKETS);
+    const tokenBuckets = buckets125(config.maxModelLen);
+    this.reqPromptTokens = histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tokenBuckets);
+    this.reqGenerationTokens = histogram('vllm:request_generation_tokens', 'Number of generation tokens processed.', tokenBuckets);
+
+    const info = new Gauge({
+      name: 'vllm:cache_config_info',
+      help: 'Information of the LLMEngine CacheConfig',
+      labelNames: [
+        'block_size',
+        'cache_dtype',
+        'calculate_kv_scales',
+        'cpu_offload_gb',
+        'enable_prefix_caching',
+        'gpu_memory_utilization',
+        'is_attention_free',
+        'num_cpu_blocks',
+        'num_gpu_blocks',
+        'num_gpu_blocks_override',
+        'sliding_window',
+        'swap_space',
+      ] as const,
+      registers,
+    });
+    // Values rendered the way Python's str() renders vLLM's CacheConfig fields.
+    info.set(
+      {
+        block_size: String(config.blockSize),
+        cache_dtype: 'auto',
+        calculate_kv_scales: 'False',
+        cpu_offload_gb: '0',
+        enable_prefix_caching: 'True',
+        gpu_memory_utilization: '0.9',
+        is_attention_free: 'False',
+        num_cpu_blocks: '0',
+        num_gpu_blocks: String(config.kvCacheBlocks),
+        num_gpu_blocks_override: 'None',
+        sliding_window: 'None',
+        swap_space: '4',
+      },
+      1,
+    );
+  }
+
+  onAdmit(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void {
+    // vLLM counts the lookup when the scheduler admits the request, in tokens.
+    for (const c of this.queries) c.inc(this.labels, info.promptTokens);
+    for (const c of this.hits) c.inc(this.labels, info.cachedTokens);
+    this.queueTime.observe(this.labels, info.queueMs / 1000);
+  }
+
+  onFirstToken(info: { ttftMs: number }): void {
+    this.ttft.observe(this.labels, info.ttftMs / 1000);
+  }
+
+  onFinish(r: RequestResult): void {
+    this.success.inc({ ...this.labels, finished_reason: r.finishReason }, 1);
+    if (r.admittedMs === null) return; // aborted while waiting: never reached the model
+    this.promptTokens.inc(this.labels, r.promptTokens);
+    this.generationTokens.inc(this.labels, r.completionTokens);
+    this.reqPromptTokens.observe(this.labels, r.promptTokens);
+    this.reqGenerationTokens.observe(this.labels, r.completionTokens);
+    this.e2e.observe(this.labels, (r.finishedMs - r.arrivalMs) / 1000);
+    this.inferenceTime.observe(this.labels, (r.finishedMs - r.admittedMs) / 1000);
+    if (r.firstTokenMs !== null) {
+      this.prefillTime.observe(this.labels, (r.firstTokenMs - r.admittedMs) / 1000);
+      this.decodeTime.observe(this.labels, (r.finishedMs - r.firstTokenMs) / 1000);
+      // vLLM 0.10 observes one sample per inter-token gap, not one per request.
+      const gaps = r.completionTokens - 1;
+      const gap = gaps > 0 ? (r.finishedMs - r.firstTokenMs) / 1000 / gaps : 0;
+      for (let i = 0; i < gaps; i++) this.tpot.observe(this.labels, gap);
+    }
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

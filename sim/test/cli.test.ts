@@ -1,0 +1,160 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { join } from 'node:path';
+import { parseCli } from '../src/cli';
+import { OptionError, resolveOptions } from '../src/options';
+import { startSimulator } from '../src/server';
+import { http } from './helpers';
+
+const errorOf = (argv: string[]): OptionError => {
+  try {
+    parseCli(argv);
+  } catch (e) {
+    if (e instanceof OptionError) return e;
+    throw e;
+  }
+  throw new Error(`no error for ${argv.join(' ')}`);
+};
+
+describe('flag parsing', () => {
+  it('parses every flag, in both --flag value and --flag=value forms', () => {
+    const r = parseCli([
+      '--port=0',
+      '--host',
+      '127.0.0.1',
+      '--model',
+      'Qwen/Qwen3-8B',
+      '--served-model-name',
+      'a, b',
+      '--block-size',
+      '64',
+      '--kv-cache-blocks=2048',
+      '--max-num-seqs',
+      '4',
+      '--max-model-len',
+      '8192',
+      '--ttft-overhead-ms',
+      '10',
+      '--prefill-ms-per-token',
+      '0.1',
+      '--itl-ms',
+      '15.5',
+      '--prefill-concurrency',
+      '0',
+      '--time-scale',
+      '100',
+      '--pod-name',
+      'sim-0',
+      '--default-max-tokens',
+      '32',
+    ]);
+    expect(r).toEqual({
+      kind: 'run',
+      options: {
+        host: '127.0.0.1',
+        port: 0,
+        model: 'Qwen/Qwen3-8B',
+        servedModelNames: ['a', 'b'],
+        blockSize: 64,
+        kvCacheBlocks: 2048,
+        maxNumSeqs: 4,
+        maxModelLen: 8192,
+        ttftOverheadMs: 10,
+        prefillMsPerToken: 0.1,
+        itlMs: 15.5,
+        prefillConcurrency: 0,
+        timeScale: 100,
+        podName: 'sim-0',
+        defaultMaxTokens: 32,
+      },
+    });
+  });
+
+  it('defaults: bind 0.0.0.0:8000, served name = model', () => {
+    const r = parseCli([]);
+    expect(r.kind).toBe('run');
+    if (r.kind === 'run') {
+      expect(r.options).toMatchObject({ host: '0.0.0.0', port: 8000, blockSize: 16, servedModelNames: ['Qwen/Qwen3-0.6B'] });
+    }
+    expect(parseCli(['--port', '1', '--help'])).toEqual({ kind: 'help' });
+  });
+
+  it.each([
+    [['--nope', '1'], '--nope', /unknown flag/],
+    [['--port'], '--port', /missing value/],
+    [['--port', '--model', 'x'], '--port', /missing value/],
+    [['--port', 'abc'], '--port', /integer/],
+    [['--port', '70000'], '--port', /\[0, 65535\]/],
+    [['--port', '1.5'], '--port', /integer/],
+    [['--itl-ms', 'fast'], '--itl-ms', /number/],
+    [['--itl-ms', '-1'], '--itl-ms', />= 0/],
+    [['--time-scale', '0'], '--time-scale', /> 0/],
+    [['--block-size', '24'], '--block-size', /one of 1, 8, 16, 32, 64, 128/],
+    [['--max-num-seqs', '0'], '--max-num-seqs', /integer/],
+    [['--model', ''], '--model', /non-empty/],
+    [['--served-model-name', 'a,,b'], '--served-model-name', /empty name/],
+    [['--port', '1', '--port', '2'], '--port', /more than once/],
+    [['extra'], 'extra', /unexpected argument/],
+    [['--kv-cache-blocks', '100', '--max-model-len', '4096'], '--kv-cache-blocks', /cannot hold one sequence/],
+  ])('%j is rejected naming %s', (argv, flag, msg) => {
+    const e = errorOf(argv);
+    expect(e.flag).toBe(flag);
+    expect(e.message).toMatch(msg);
+    expect(e.message.startsWith(flag)).toBe(true);
+  });
+
+  it('the programmatic API validates the same way', async () => {
+    expect(() => resolveOptions({ blockSize: 12 })).toThrow(/--block-size/);
+    await expect(startSimulator({ itlMs: Number.NaN })).rejects.toThrow(/--itl-ms/);
+  });
+});
+
+describe('the kvroute-sim process', () => {
+  const MAIN = join(__dirname, '..', 'src', 'main.ts');
+  // Runs the real entry point from source (transpile-only), so the test does not depend on a build.
+  const run = (args: string[]): ChildProcessWithoutNullStreams =>
+    spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN, ...args], {
+      cwd: join(__dirname, '..'),
+      env: { ...process.env, TS_NODE_PROJECT: join(__dirname, '..', 'tsconfig.json') },
+    });
+  const exit = (p: ChildProcessWithoutNullStreams): Promise<number | null> => new Promise((r) => p.once('exit', (code) => r(code)));
+  const collect = (s: NodeJS.ReadableStream): { text: string } => {
+    const out = { text: '' };
+    s.on('data', (d: Buffer) => (out.text += d.toString('utf8')));
+    return out;
+  };
+
+  it('exits 2 with a message naming the bad flag', async () => {
+    const p = run(['--max-num-seqs', 'many']);
+    const err = collect(p.stderr);
+    expect(await exit(p)).toBe(2);
+    expect(err.text).toContain('--max-num-seqs');
+  });
+
+  it('prints the bound port as a JSON line, serves, and shuts down on SIGTERM', async () => {
+    const p = run(['--port', '0', '--host', '127.0.0.1', '--time-scale', '1000', '--pod-name', 'cli-test']);
+    const out = collect(p.stdout);
+    const exited = exit(p);
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        const check = (): void => {
+          const nl = out.text.indexOf('\n');
+          if (nl >= 0) resolve(out.text.slice(0, nl));
+        };
+        p.stdout.on('data', check);
+        p.once('exit', () => reject(new Error(`exited early: ${out.text}`)));
+      });
+      const ev = JSON.parse(line);
+      expect(ev).toMatchObject({ event: 'listening', host: '127.0.0.1', pod: 'cli-test' });
+      expect(ev.port).toBeGreaterThan(0);
+      const base = `http://127.0.0.1:${ev.port}`;
+      expect((await http(base, 'GET', '/health')).status).toBe(200);
+      const r = await http(base, 'POST', '/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', max_tokens: 2 });
+      expect(r.json().usage.completion_tokens).toBe(2);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(out.text).toContain('{"event":"shutdown","signal":"SIGTERM"}');
+    expect(out.text).toContain('{"event":"closed"}');
+  });
+});

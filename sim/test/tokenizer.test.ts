@@ -1,0 +1,102 @@
+import { loadQwen3Tokenizer, type ChatMessage } from '../src/tokenizer';
+
+const IM_START = 151644;
+const IM_END = 151645;
+const NEWLINE = 198;
+
+const tok = loadQwen3Tokenizer();
+
+function reply(n: number): { text: string; ids: number[] } {
+  const f = tok.filler(n);
+  return { text: f.texts.join(''), ids: f.ids };
+}
+
+describe('Qwen3 tokenizer', () => {
+  it('encodes a known sentence to pinned ids', () => {
+    // Pinned once from tokenizer.json; matches HF's Qwen3 tokenizer ("The"=785, " quick"=3974, ...).
+    expect(Array.from(tok.encode('The quick brown fox jumps over the lazy dog.'))).toEqual([
+      785, 3974, 13876, 38835, 34208, 916, 279, 15678, 5562, 13,
+    ]);
+    // Qwen3 adds no BOS: completions (add_special_tokens) and chat encode alike.
+    expect(Array.from(tok.encode('hello', true))).toEqual(Array.from(tok.encode('hello', false)));
+  });
+
+  it('renders the chat template with a generation prompt', () => {
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 'You are a helpful assistant.' },
+      { role: 'user', content: 'What is the capital of France?' },
+    ];
+    const text = tok.renderChat(messages);
+    expect(text).toBe(
+      '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' +
+        '<|im_start|>user\nWhat is the capital of France?<|im_end|>\n' +
+        '<|im_start|>assistant\n',
+    );
+    const ids = Array.from(tok.encode(text));
+    expect(ids).toHaveLength(26);
+    expect(ids.filter((t) => t === IM_START)).toHaveLength(3);
+    expect(ids.filter((t) => t === IM_END)).toHaveLength(2);
+    // ... <|im_start|> "assistant" "\n"
+    expect(ids.slice(-3)).toEqual([IM_START, 77091, NEWLINE]);
+    expect(tok.renderChat(messages, { addGenerationPrompt: false }).endsWith('<|im_end|>\n')).toBe(true);
+  });
+
+  it('passes chat_template_kwargs through (enable_thinking=false adds an empty think block)', () => {
+    const text = tok.renderChat([{ role: 'user', content: 'hi' }], { templateKwargs: { enable_thinking: false } });
+    expect(text.endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true);
+  });
+
+  it('segment-wise encoding (split at special tokens, memoized) equals one-shot encoding', () => {
+    let body = '';
+    for (let i = 0; i < 200; i++) body += `Line ${i}:  naïve café — “quoted” 東京 🙂 x=${i * 31}\n\n\t  `;
+    const text = tok.renderChat([
+      { role: 'system', content: body.slice(0, 3000) },
+      { role: 'user', content: body },
+      { role: 'assistant', content: ' leading space and trailing newline\n' },
+      { role: 'user', content: '<think>not special</think>\n' + body.slice(100, 900) },
+    ]);
+    const expected = tok.encodeUncached(text);
+    expect(Array.from(tok.encode(text))).toEqual(expected);
+    const before = tok.cacheStats.hits;
+    expect(Array.from(tok.encode(text))).toEqual(expected); // now fully from the cache
+    expect(tok.cacheStats.hits).toBeGreaterThan(before);
+  });
+
+  it('filler reply: every word is one token, and the text re-tokenizes to the same ids', () => {
+    expect(tok.fillerIds).toHaveLength(tok.fillerTexts.length);
+    const { text, ids } = reply(300);
+    expect(tok.encodeUncached(text)).toEqual(ids);
+    expect(tok.decode(ids)).toBe(text);
+  });
+
+  it('next turn = previous prompt + generated ids exactly (so generated blocks are reused)', () => {
+    const history: ChatMessage[] = [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'Tell me about prefix caching.' },
+    ];
+    const prompt1 = Array.from(tok.encode(tok.renderChat(history)));
+    for (const n of [1, 7, 64]) {
+      const r = reply(n);
+      const turn2 = tok.renderChat([...history, { role: 'assistant', content: r.text }, { role: 'user', content: 'And eviction?' }]);
+      const ids2 = Array.from(tok.encode(turn2));
+      expect(ids2.slice(0, prompt1.length + n)).toEqual([...prompt1, ...r.ids]);
+      // Then the template closes the turn: <|im_end|> "\n" <|im_start|> "user" ...
+      expect(ids2.slice(prompt1.length + n, prompt1.length + n + 3)).toEqual([IM_END, NEWLINE, IM_START]);
+    }
+  });
+
+  it('caveat (real Qwen3 behaviour): with enable_thinking=false the history drops the empty think block', () => {
+    const history: ChatMessage[] = [{ role: 'user', content: 'Tell me about prefix caching.' }];
+    const kw = { enable_thinking: false };
+    const prompt1 = Array.from(tok.encode(tok.renderChat(history, { templateKwargs: kw })));
+    const r = reply(40);
+    const ids2 = Array.from(
+      tok.encode(tok.renderChat([...history, { role: 'assistant', content: r.text }, { role: 'user', content: 'More?' }], { templateKwargs: kw })),
+    );
+    let common = 0;
+    while (common < prompt1.length && ids2[common] === prompt1[common]) common++;
+    // Shared up to "<|im_start|>assistant\n"; the generation prompt's "<think>\n\n</think>\n\n" is not in the history.
+    expect(common).toBe(prompt1.length - 4);
+    expect(tok.decode(prompt1.slice(common))).toBe('<think>\n\n</think>\n\n');
+  });
+});
