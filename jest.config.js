@@ -9,5 +9,8 @@ module.exports = {
       transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
     },
     '<rootDir>/epp',
+    '<rootDir>/sim',
+    '<rootDir>/gateway',
+    '<rootDir>/bench',
   ],
 };

@@ -1,0 +1,223 @@
+/**
+ * The upstream side of the gateway: the endpoint pool (Envoy's cluster membership), the override_host reading of the
+ * EPP's pick, and the two fallback policies the EnvoyFilter / DestinationRule can configure (round robin, ring hash
+ * on a header). Written from the behaviour stated in Envoy's `override_host.proto` and the ring-hash docs, not from
+ * Envoy's code.
+ */
+import { createHash } from 'crypto';
+import { isIPv6 } from 'net';
+
+/** `ip:port`, `[ipv6]:port` or `hostname:port`, normalized to lower case with IPv6 in brackets. */
+export interface Endpoint {
+  /** The normalized `host:port` string, the identity used everywhere (stats, picks, the served header). */
+  readonly address: string;
+  /** Host as `http.request` wants it (IPv6 without brackets). */
+  readonly host: string;
+  readonly port: number;
+}
+
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/**
+ * Parses one endpoint address. Returns an error message instead of throwing so callers can name their own flag.
+ * IPv6 must be bracketed (`[::1]:8000`), as in Envoy's override host values.
+ */
+export function parseEndpoint(raw: string): Endpoint | string {
+  const s = raw.trim().toLowerCase();
+  if (s === '') return 'empty address';
+  let host: string;
+  let portText: string;
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close < 0 || s[close + 1] !== ':') return `'${raw}' is not [ipv6]:port`;
+    host = s.slice(1, close);
+    portText = s.slice(close + 2);
+    if (!isIPv6(host)) return `'${raw}' has an invalid IPv6 address`;
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon <= 0) return `'${raw}' is not host:port`;
+    host = s.slice(0, colon);
+    portText = s.slice(colon + 1);
+    if (host.includes(':')) return `'${raw}': IPv6 addresses must be bracketed, e.g. [::1]:8000`;
+    const numeric = /^[\d.]+$/.test(host);
+    if (numeric ? !IPV4.test(host) : !HOSTNAME.test(host)) return `'${raw}' has an invalid host`;
+  }
+  if (!/^\d{1,5}$/.test(portText)) return `'${raw}' has an invalid port`;
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return `'${raw}' has a port outside 1..65535`;
+  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return { address, host, port };
+}
+
+export interface EndpointHealth {
+  /** Successful upstream responses (any status) served by this endpoint. */
+  served: number;
+  /** Times this endpoint was the first choice of an EPP pick that the gateway honoured. */
+  picked: number;
+  connectFailures: number;
+  inFlight: number;
+  /** Epoch ms until which fallback policies avoid this endpoint (passive health after a connect failure). */
+  ejectedUntil: number;
+}
+
+/** The cluster: a fixed, ordered set of endpoints with passive health. */
+export class EndpointPool {
+  readonly endpoints: readonly Endpoint[];
+  readonly health: ReadonlyMap<string, EndpointHealth>;
+  private readonly byAddress = new Map<string, Endpoint>();
+
+  constructor(endpoints: readonly Endpoint[], private readonly ejectMs: number, private readonly now: () => number = Date.now) {
+    if (endpoints.length === 0) throw new Error('the endpoint pool is empty');
+    const health = new Map<string, EndpointHealth>();
+    for (const e of endpoints) {
+      if (this.byAddress.has(e.address)) throw new Error(`endpoint ${e.address} is listed twice`);
+      this.byAddress.set(e.address, e);
+      health.set(e.address, { served: 0, picked: 0, connectFailures: 0, inFlight: 0, ejectedUntil: 0 });
+    }
+    this.endpoints = endpoints;
+    this.health = health;
+  }
+
+  get size(): number {
+    return this.endpoints.length;
+  }
+
+  get(address: string): Endpoint | undefined {
+    return this.byAddress.get(address);
+  }
+
+  /** Resolves any spelling of an address (`10.0.0.1:8000`, `[::1]:80`) to a pool member, if it is one. */
+  lookup(raw: string): Endpoint | undefined {
+    const parsed = parseEndpoint(raw);
+    return typeof parsed === 'string' ? undefined : this.byAddress.get(parsed.address);
+  }
+
+  isHealthy(e: Endpoint): boolean {
+    return this.stat(e).ejectedUntil <= this.now();
+  }
+
+  markConnectFailure(e: Endpoint): void {
+    const h = this.stat(e);
+    h.connectFailures++;
+    if (this.ejectMs > 0) h.ejectedUntil = this.now() + this.ejectMs;
+  }
+
+  markConnected(e: Endpoint): void {
+    this.stat(e).ejectedUntil = 0;
+  }
+
+  stat(e: Endpoint): EndpointHealth {
+    return this.health.get(e.address) as EndpointHealth;
+  }
+}
+
+/**
+ * Envoy's override_host reading of a pick: the value is `ip:port` or `ip:port,ip:port,...` (a list value of strings
+ * is accepted too); entries not in the pool are skipped; duplicates collapse. The first entry is the pick, later
+ * ones serve retries.
+ */
+export function overrideHosts(value: unknown, pool: EndpointPool): { hosts: Endpoint[]; given: boolean } {
+  const parts: string[] = [];
+  if (typeof value === 'string') parts.push(...value.split(','));
+  else if (Array.isArray(value)) for (const v of value) if (typeof v === 'string') parts.push(...v.split(','));
+  const hosts: Endpoint[] = [];
+  for (const p of parts) {
+    const e = pool.lookup(p);
+    if (e && !hosts.includes(e)) hosts.push(e);
+  }
+  return { hosts, given: parts.some((p) => p.trim() !== '') };
+}
+
+/** A fallback load-balancing policy: yields pool members in preference order for one request. */
+export interface FallbackPolicy {
+  readonly name: string;
+  /** Preference order for this request: every pool member exactly once, healthy ones first. */
+  order(hashKey: string | undefined): Endpoint[];
+}
+
+/** Healthy members first, keeping each group's order; everything is returned, so an all-ejected pool still serves. */
+function healthyFirst(pool: EndpointPool, ordered: Endpoint[]): Endpoint[] {
+  const healthy: Endpoint[] = [];
+  const ejected: Endpoint[] = [];
+  for (const e of ordered) (pool.isHealthy(e) ? healthy : ejected).push(e);
+  return ejected.length === 0 ? healthy : healthy.concat(ejected);
+}
+
+/** Round robin in pool order, starting with the first endpoint; ejected endpoints are skipped while others remain. */
+export class RoundRobin implements FallbackPolicy {
+  readonly name = 'round_robin';
+  private next = 0;
+
+  constructor(private readonly pool: EndpointPool) {}
+
+  order(): Endpoint[] {
+    const n = this.pool.size;
+    const eps = this.pool.endpoints;
+    const start = this.next % n;
+    // The rotation advances past ejected members, so it stays even among the healthy ones.
+    let first = start;
+    for (let i = 0; i < n; i++) {
+      if (this.pool.isHealthy(eps[(start + i) % n])) {
+        first = (start + i) % n;
+        break;
+      }
+    }
+    this.next = (first + 1) % n;
+    const ordered: Endpoint[] = [];
+    for (let i = 0; i < n; i++) ordered.push(eps[(first + i) % n]);
+    return healthyFirst(this.pool, ordered);
+  }
+}
+
+function hash32(text: string): number {
+  return createHash('md5').update(text).digest().readUInt32BE(0);
+}
+
+/**
+ * A consistent-hash ring in the manner of Envoy's ring_hash policy: each endpoint owns `ceil(minRingSize / n)`
+ * points; a request hashes its key onto the ring and takes the first point at or after it, walking on (to the next
+ * distinct endpoint) past ejected endpoints. Requests without a key get round robin, as Envoy picks without a hash.
+ */
+export class RingHash implements FallbackPolicy {
+  readonly name = 'ring_hash';
+  private readonly points: Uint32Array;
+  private readonly owners: Uint16Array;
+  private readonly rr: RoundRobin;
+
+  constructor(private readonly pool: EndpointPool, minRingSize: number) {
+    const n = pool.size;
+    const perHost = Math.max(1, Math.ceil(minRingSize / n));
+    const entries: { h: number; i: number }[] = [];
+    pool.endpoints.forEach((e, i) => {
+      for (let k = 0; k < perHost; k++) entries.push({ h: hash32(`${e.address}_${k}`), i });
+    });
+    entries.sort((a, b) => a.h - b.h || a.i - b.i);
+    this.points = Uint32Array.from(entries.map((x) => x.h));
+    this.owners = Uint16Array.from(entries.map((x) => x.i));
+    this.rr = new RoundRobin(pool);
+  }
+
+  order(hashKey: string | undefined): Endpoint[] {
+    if (hashKey === undefined) return this.rr.order();
+    const h = hash32(hashKey);
+    // First point >= h (binary search), wrapping to 0.
+    let lo = 0;
+    let hi = this.points.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.points[mid] < h) lo = mid + 1;
+      else hi = mid;
+    }
+    const seen = new Set<number>();
+    const ordered: Endpoint[] = [];
+    const total = this.points.length;
+    for (let k = 0; k < total && seen.size < this.pool.size; k++) {
+      const owner = this.owners[(lo + k) % total];
+      if (seen.has(owner)) continue;
+      seen.add(owner);
+      ordered.push(this.pool.endpoints[owner]);
+    }
+    return healthyFirst(this.pool, ordered);
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * Envoy's side of `envoy.service.ext_proc.v3.ExternalProcessor/Process`: one gRPC channel to the EPP, one
+ * bidirectional stream per HTTP request. A session knows nothing about HTTP; it sends what the exchange gives it,
+ * delivers what the EPP answers, and turns every way the EPP can let a request down into one `failure` callback:
+ *
+ * - `unavailable`: the EPP cannot be reached (gRPC UNAVAILABLE: nothing listening, connection refused or lost);
+ * - `error`: any other non-OK gRPC status (INTERNAL, INVALID_ARGUMENT, a reset stream, ...);
+ * - `timeout`: the exchange was waiting for an answer and the EPP stayed silent for `messageTimeoutMs`;
+ * - `closed`: the EPP ended the stream with OK while the exchange still needed it.
+ *
+ * The protos are the ones `epp/src/envoy/protos.ts` loads (the package's Envoy API plus the newer members), so the
+ * gateway and the EPP always agree on the wire format.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadEnvoyApi, type StructObject } from '../../epp/src/envoy/protos';
+import type { HeaderMap, ProcessingRequest } from '../../epp/src/extproc/messages';
+import type { DecodedHeaderMutation } from './headers';
+
+export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+const PROCESS_PATH = `/${EXT_PROC_SERVICE}/Process`;
+
+// ---------------------------------------------------------------------------------------------------------------------
+// ProcessingResponse as @grpc/proto-loader decodes it (PROTO_LOADER_OPTIONS: keepCase, enums as names, defaults,
+// oneof discriminators). Only the members the gateway reads.
+
+export interface DecodedBodyMutation {
+  mutation?: 'body' | 'clear_body' | 'streamed_response';
+  body?: Buffer;
+  clear_body?: boolean;
+  streamed_response?: { body?: Buffer; end_of_stream?: boolean } | null;
+}
+
+export interface DecodedCommonResponse {
+  status?: string | number;
+  header_mutation?: DecodedHeaderMutation | null;
+  body_mutation?: DecodedBodyMutation | null;
+  trailers?: HeaderMap | null;
+  clear_route_cache?: boolean;
+}
+
+export interface DecodedImmediateResponse {
+  /** `envoy.type.v3.HttpStatus`; `code` is the StatusCode enum name, or a number the enum does not define. */
+  status?: { code?: string | number } | null;
+  headers?: DecodedHeaderMutation | null;
+  body?: Buffer;
+  details?: string;
+}
+
+export type ResponseKind =
+  | 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers'
+  | 'immediate_response';
+
+export interface DecodedProcessingResponse {
+  response?: ResponseKind;
+  request_headers?: { response?: DecodedCommonResponse | null } | null;
+  response_headers?: { response?: DecodedCommonResponse | null } | null;
+  request_body?: { response?: DecodedCommonResponse | null } | null;
+  response_body?: { response?: DecodedCommonResponse | null } | null;
+  request_trailers?: { header_mutation?: DecodedHeaderMutation | null } | null;
+  response_trailers?: { header_mutation?: DecodedHeaderMutation | null } | null;
+  immediate_response?: DecodedImmediateResponse | null;
+  dynamic_metadata?: StructObject | null;
+  override_message_timeout?: { seconds?: string | number; nanos?: number } | null;
+}
+
+export type ProcFailure = 'unavailable' | 'error' | 'timeout' | 'closed';
+
+export interface SessionHandlers {
+  onMessage(msg: DecodedProcessingResponse): void;
+  onFailure(kind: ProcFailure, detail: string): void;
+  /** Whether the exchange is waiting for an answer right now; the message timer runs only then. */
+  owed(): boolean;
+}
+
+export interface ExtProcClientOptions {
+  /** `host:port` of the EPP's ext_proc port. */
+  readonly target: string;
+  readonly messageTimeoutMs: number;
+  /** Largest message either way (buffered bodies travel in one message). */
+  readonly maxMessageBytes: number;
+}
+
+/** One channel (one HTTP/2 connection) to the EPP, shared by all requests. */
+export class ExtProcClient {
+  private readonly client: grpc.Client;
+  private readonly serialize: (v: ProcessingRequest) => Buffer;
+  private readonly deserialize: (b: Buffer) => DecodedProcessingResponse;
+  private readonly sessions = new Set<ExtProcSession>();
+  private closed = false;
+  streamsOpened = 0;
+  messagesSent = 0;
+  messagesReceived = 0;
+
+  constructor(readonly options: ExtProcClientOptions) {
+    const def = loadEnvoyApi().packageDefinition[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
+    this.serialize = def.Process.requestSerialize as (v: ProcessingRequest) => Buffer;
+    this.deserialize = def.Process.responseDeserialize as (b: Buffer) => DecodedProcessingResponse;
+    this.client = new grpc.Client(options.target, grpc.credentials.createInsecure(), {
+      // A restarted EPP is found again within about a second (grpc-js defaults back off up to 120 s).
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.min_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      'grpc.max_send_message_length': options.maxMessageBytes,
+      'grpc.max_receive_message_length': options.maxMessageBytes,
+      // Many concurrent streams with request bodies in flight outgrow Node's 10 MB HTTP/2 session default.
+      'grpc-node.max_session_memory': 256,
+    });
+  }
+
+  /** Opens a `Process` stream. Never throws: a channel problem surfaces as the session's failure. */
+  open(handlers: SessionHandlers): ExtProcSession {
+    this.streamsOpened++;
+    const session = new ExtProcSession(this, handlers, this.options.messageTimeoutMs);
+    this.sessions.add(session);
+    return session;
+  }
+
+  /** @internal */
+  startCall(): grpc.ClientDuplexStream<Buffer, Buffer> {
+    // Raw buffers on the wire: serialization is done here so a bad outgoing object throws where it is built.
+    return this.client.makeBidiStreamRequest<Buffer, Buffer>(PROCESS_PATH, (b) => b, (b) => b);
+  }
+
+  /** @internal */
+  encode(msg: ProcessingRequest): Buffer {
+    return this.serialize(msg);
+  }
+
+  /** @internal */
+  decode(buf: Buffer): DecodedProcessingResponse {
+    return this.deserialize(buf);
+  }
+
+  /** @internal */
+  forget(s: ExtProcSession): void {
+    this.sessions.delete(s);
+  }
+
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.sessions]) s.cancel();
+    this.client.close();
+  }
+}
+
+export class ExtProcSession {
+  private readonly call: grpc.ClientDuplexStream<Buffer, Buffer> | null;
+  private done = false;
+  private halfClosed = false;
+  private lastActivity = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly drainWaiters: (() => void)[] = [];
+
+  constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number) {
+    let call: grpc.ClientDuplexStream<Buffer, Buffer> | null = null;
+    try {
+      call = owner.startCall();
+    } catch (err) {
+      // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
+      setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`));
+    }
+    this.call = call;
+    if (!call) return;
+    call.on('data', (buf: Buffer) => this.onData(buf));
+    // 'error' always comes with a non-OK 'status'; the status handler reports it. A listener must exist regardless.
+    call.on('error', () => undefined);
+    call.on('status', (st: grpc.StatusObject) => this.onStatus(st));
+    call.on('drain', () => {
+      for (const w of this.drainWaiters.splice(0)) w();
+    });
+  }
+
+  get active(): boolean {
+    return !this.done;
+  }
+
+  /**
+   * Sends one ProcessingRequest. Returns false when the stream's buffer is full (call `onDrain` before sending more)
+   * or when the session is over (the message is dropped).
+   */
+  send(msg: ProcessingRequest): boolean {
+    if (this.done || this.halfClosed || !this.call) return false;
+    let bytes: Buffer;
+    try {
+      bytes = this.owner.encode(msg);
+    } catch (err) {
+      this.fail('error', `could not encode ProcessingRequest: ${String(err)}`);
+      return false;
+    }
+    this.owner.messagesSent++;
+    this.touch();
+    return this.call.write(bytes);
+  }
+
+  onDrain(cb: () => void): void {
+    if (this.done) return;
+    this.drainWaiters.push(cb);
+  }
+
+  /** Re-evaluates the message timer after the exchange's state changed. */
+  touch(): void {
+    if (this.done) return;
+    this.lastActivity = Date.now();
+    this.arm();
+  }
+
+  /** Half-close: nothing more to send. The EPP then ends the stream; its status is no longer of interest. */
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.halfClosed = true;
+    this.stopTimer();
+    this.drainWaiters.length = 0;
+    try {
+      this.call?.end();
+    } catch {
+      // already ended
+    }
+    // The EPP answers the half-close with OK; until then the call holds a stream, so let it finish on its own but
+    // stop tracking it here.
+    this.owner.forget(this);
+  }
+
+  /** Abandons the stream (RST_STREAM / CANCELLED): used when the HTTP exchange ends abnormally or fails open. */
+  cancel(): void {
+    if (this.done) return;
+    this.done = true;
+    this.stopTimer();
+    this.drainWaiters.length = 0;
+    this.call?.cancel();
+    this.owner.forget(this);
+  }
+
+  private onData(buf: Buffer): void {
+    if (this.done) return;
+    let msg: DecodedProcessingResponse;
+    try {
+      msg = this.owner.decode(buf);
+    } catch (err) {
+      this.fail('error', `undecodable ProcessingResponse: ${String(err)}`);
+      return;
+    }
+    this.owner.messagesReceived++;
+    this.lastActivity = Date.now();
+    this.handlers.onMessage(msg);
+    if (!this.done) this.arm();
+  }
+
+  private onStatus(st: grpc.StatusObject): void {
+    if (this.done) return;
+    if (st.code === grpc.status.OK) this.fail('closed', 'the EPP ended the stream');
+    else if (st.code === grpc.status.UNAVAILABLE) this.fail('unavailable', st.details || 'UNAVAILABLE');
+    else this.fail('error', `${grpc.status[st.code] ?? st.code}: ${st.details}`);
+  }
+
+  private fail(kind: ProcFailure, detail: string): void {
+    if (this.done) return;
+    this.cancel();
+    this.handlers.onFailure(kind, detail);
+  }
+
+  /**
+   * One timer per session, re-armed lazily: it is scheduled for `lastActivity + timeout` and, when it fires early
+   * because of later activity, reschedules itself for the remainder instead of being reset on every message.
+   */
+  private arm(): void {
+    if (this.done || this.timer) return;
+    if (!this.handlers.owed()) return;
+    const wait = Math.max(1, this.lastActivity + this.timeoutMs - Date.now());
+    this.timer = setTimeout(() => this.onTimer(), wait);
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    if (this.done || !this.handlers.owed()) return;
+    const idle = Date.now() - this.lastActivity;
+    if (idle >= this.timeoutMs) {
+      this.fail('timeout', `no answer from the EPP within ${this.timeoutMs} ms`);
+      return;
+    }
+    this.arm();
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

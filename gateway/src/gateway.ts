@@ -1,0 +1,207 @@
+/**
+ * `startGateway`: the HTTP/1.1 listener, its two own endpoints (`/healthz`, `/gateway/stats`), and the shared parts
+ * every request uses (endpoint pool, fallback policy, keep-alive agent, the ext_proc channel, counters).
+ */
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import { loadEnvoyApi } from '../../epp/src/envoy/protos';
+import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
+import { Exchange, type ExchangeContext } from './exchange';
+import { ExtProcClient } from './extproc-client';
+import { resolveOptions, type GatewayOptions, type ResolvedOptions } from './options';
+import { StatsCollector, type GatewayStats } from './stats';
+
+export const HEALTH_PATH = '/healthz';
+export const STATS_PATH = '/gateway/stats';
+
+export interface Gateway {
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  readonly host: string;
+  /** The options after defaults and validation. */
+  readonly options: ResolvedOptions;
+  stats(): GatewayStats;
+  /**
+   * Stops accepting connections, lets in-flight requests finish for up to `shutdownGraceMs`, then cuts what is
+   * left; closes the ext_proc channel and the upstream connections. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** Extra buffer room for a gRPC message around a body of `maxRequestBodyBytes`. */
+const GRPC_MESSAGE_OVERHEAD = 1024 * 1024;
+const WARN_INTERVAL_MS = 1000;
+
+function statusCodeResolver(): (code: string | number | undefined) => number {
+  const values = loadEnvoyApi().root.lookupEnum('envoy.type.v3.StatusCode').values;
+  return (code) => {
+    if (typeof code === 'number') return Number.isInteger(code) ? code : 0;
+    if (typeof code === 'string') return values[code] ?? (/^\d+$/.test(code) ? Number(code) : 0);
+    return 0;
+  };
+}
+
+/** At most one log line per key per second; the next one says how many were suppressed. */
+function throttledWarn(opts: ResolvedOptions): ExchangeContext['warn'] {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (key, msg, fields) => {
+    const now = Date.now();
+    const entry = last.get(key);
+    if (entry && now - entry.at < WARN_INTERVAL_MS) {
+      entry.suppressed++;
+      return;
+    }
+    const suppressed = entry?.suppressed ?? 0;
+    last.set(key, { at: now, suppressed: 0 });
+    if (last.size > 10_000) last.clear();
+    try {
+      opts.logger.warn(msg, suppressed > 0 ? { ...fields, suppressed } : fields);
+    } catch {
+      // a logger must not break a request
+    }
+  };
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, head: boolean): void {
+  const bytes = Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': bytes.length, 'cache-control': 'no-store' });
+  res.end(head ? undefined : bytes);
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const opts = resolveOptions(options);
+  const pool = new EndpointPool(opts.endpoints, opts.ejectMs);
+  const fallback: FallbackPolicy = opts.hashHeader ? new RingHash(pool, opts.ringSize) : new RoundRobin(pool);
+  const stats = new StatsCollector();
+  const agent = new http.Agent({
+    keepAlive: true,
+    keepAliveMsecs: 1000,
+    maxSockets: Infinity,
+    maxFreeSockets: 1024,
+    scheduling: 'lifo',
+    // Idle pooled connections are dropped after 4 s, before a typical upstream keep-alive timeout (uvicorn: 5 s)
+    // closes them under us. (On a busy socket this only emits 'timeout', which the gateway ignores.)
+    timeout: 4000,
+  });
+  // Loads and caches the protos now, so the first request does not pay for it (and a broken install fails here).
+  const statusCodeOf = statusCodeResolver();
+  const extProc = opts.extProc
+    ? new ExtProcClient({
+      target: opts.extProc,
+      messageTimeoutMs: opts.messageTimeoutMs,
+      maxMessageBytes: opts.maxRequestBodyBytes + GRPC_MESSAGE_OVERHEAD,
+    })
+    : null;
+  const exchanges = new Set<Exchange>();
+  const idleWaiters: (() => void)[] = [];
+  let closing: Promise<void> | undefined;
+
+  const ctx: ExchangeContext = {
+    opts,
+    pool,
+    fallback,
+    extProc,
+    agent,
+    stats,
+    statusCodeOf,
+    warn: throttledWarn(opts),
+    done: (x) => {
+      exchanges.delete(x);
+      if (exchanges.size === 0) for (const w of idleWaiters.splice(0)) w();
+    },
+  };
+
+  const snapshot = (): GatewayStats => stats.snapshot(pool, {
+    target: opts.extProc,
+    requestBodyMode: opts.processingMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'BUFFERED',
+    responseHeaderMode: opts.responseHeaderMode === 'send' ? 'SEND' : 'SKIP',
+    responseBodyMode: opts.responseBodyMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
+    failureModeAllow: opts.failureModeAllow,
+    streamsOpened: extProc?.streamsOpened ?? 0,
+    openStreams: extProc?.openSessions ?? 0,
+    messagesSent: extProc?.messagesSent ?? 0,
+    messagesReceived: extProc?.messagesReceived ?? 0,
+  }, fallback.name);
+
+  const server = http.createServer({
+    // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
+    keepAliveTimeout: 65_000,
+    // LLM requests can be slow to upload and slower to answer; the upstream side has no timeout either
+    // (the HTTPRoute sets `timeouts.request: 0s`).
+    requestTimeout: 0,
+  }, (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === HEALTH_PATH || path === STATS_PATH) {
+      const head = req.method === 'HEAD';
+      if (req.method !== 'GET' && !head) {
+        res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 });
+        res.end();
+        return;
+      }
+      if (path === HEALTH_PATH) sendJson(res, closing ? 503 : 200, { status: closing ? 'shutting down' : 'ok' }, head);
+      else sendJson(res, 200, snapshot(), head);
+      return;
+    }
+    if (closing) res.shouldKeepAlive = false;
+    const x = new Exchange(ctx, req, res);
+    exchanges.add(x);
+    try {
+      x.start();
+    } catch (err) {
+      // A bug must cost one request, not the process.
+      ctx.warn('internal', 'gateway error while starting a request', { error: err instanceof Error ? err.stack ?? err.message : String(err) });
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'text/plain', 'content-length': 15 });
+        res.end('gateway error\n');
+      } else {
+        res.destroy();
+      }
+    }
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && !socket.destroyed) {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    } else {
+      socket.destroy();
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      server.close();
+      server.closeIdleConnections();
+      if (exchanges.size > 0 && opts.shutdownGraceMs > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, opts.shutdownGraceMs);
+          idleWaiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      for (const x of [...exchanges]) x.abort();
+      server.closeAllConnections();
+      extProc?.close();
+      agent.destroy();
+    })();
+    return closing;
+  };
+
+  return {
+    port: address.port,
+    host: opts.host,
+    options: opts,
+    stats: snapshot,
+    close,
+  };
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+/**
+ * `kvroute-gateway`: runs the gateway from the command line. Prints one JSON line `{"event":"listening","port":N}`
+ * on stdout once listening (so a harness can find an ephemeral port), logs warnings as JSON lines on stderr, and
+ * shuts down gracefully on SIGTERM/SIGINT (`{"event":"stopped"}`). Exit codes: 0 after a clean shutdown, 2 for bad
+ * flags, 1 when the gateway cannot start.
+ */
+import { CliError, parseArgs, USAGE } from './cli';
+import { startGateway } from './gateway';
+
+async function main(argv: readonly string[]): Promise<number> {
+  let command;
+  try {
+    command = parseArgs(argv);
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`kvroute-gateway: ${err.message}\n(see kvroute-gateway --help)\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let gateway;
+  try {
+    gateway = await startGateway(command.options);
+  } catch (err) {
+    process.stderr.write(`kvroute-gateway: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+  process.stdout.write(`${JSON.stringify({ event: 'listening', port: gateway.port })}\n`);
+  const g = gateway;
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`${JSON.stringify({ level: 'info', msg: 'shutting down', signal })}\n`);
+      g.close().then(
+        () => {
+          process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
+          resolve(0);
+        },
+        (err: unknown) => {
+          process.stderr.write(`kvroute-gateway: shutdown failed: ${String(err)}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Anything still open after a clean close (a stuck socket) must not keep the process alive.
+    if (code === 0) setTimeout(() => process.exit(code), 1000).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`kvroute-gateway: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,133 @@
+/** Counters the gateway keeps, returned by `stats()` and served as JSON at `GET /gateway/stats`. */
+import type { EndpointPool } from './endpoints';
+import type { ProcFailure } from './extproc-client';
+
+/** Why a request went on without the EPP. `spurious`: the EPP answered out of order, which Envoy ignores. */
+export type FailOpenReason = ProcFailure | 'spurious';
+
+export interface EndpointStats {
+  /** Responses this endpoint served. */
+  readonly served: number;
+  /** Requests whose honoured EPP pick named this endpoint first. */
+  readonly picked: number;
+  readonly connectFailures: number;
+  readonly inFlight: number;
+  /** Avoided by the fallback policies until a connect succeeds again or the ejection lapses. */
+  readonly ejected: boolean;
+}
+
+export interface GatewayStats {
+  readonly startedAt: string;
+  /** Proxied requests received (the gateway's own /healthz and /gateway/stats not included). */
+  readonly requests: number;
+  readonly inFlight: number;
+  /** Exchanges that finished with the whole response delivered. */
+  readonly completed: number;
+  /** Exchanges that ended early (client gone, upstream reset mid-response). */
+  readonly aborted: number;
+  /** Requests served by an endpoint from the EPP's pick list. */
+  readonly picksHonoured: number;
+  /** Requests whose pick named no endpoint of the pool (then routed by the fallback policy). */
+  readonly picksIgnored: number;
+  /** Requests routed by the fallback policy (no EPP configured or bypassed, no usable pick, EPP failed open). */
+  readonly fallbacks: number;
+  /** Requests the EPP let down that were served anyway (`failure_mode_allow`), by reason. */
+  readonly failOpens: number;
+  readonly failOpenReasons: Readonly<Record<FailOpenReason, number>>;
+  /** Requests answered 500/504 because the EPP failed and failure_mode_allow is false. */
+  readonly failClosed: number;
+  /** ImmediateResponses from the EPP passed to the client. */
+  readonly immediateResponses: number;
+  /** Upstream attempts after the first (connect failures, stale keep-alive sockets). */
+  readonly retries: number;
+  readonly upstreamConnectFailures: number;
+  /** Header changes the EPP asked for that Envoy's default mutation rules (or HTTP/1.1) do not allow. */
+  readonly rejectedHeaderMutations: number;
+  readonly routeCacheClears: number;
+  /** Status codes sent to clients. */
+  readonly responsesByStatus: Readonly<Record<string, number>>;
+  /** The subset of `responsesByStatus` that are errors (>= 400). */
+  readonly errorsByStatus: Readonly<Record<string, number>>;
+  readonly endpoints: Readonly<Record<string, EndpointStats>>;
+  readonly extProc: {
+    readonly target: string | null;
+    readonly requestBodyMode: string;
+    readonly responseHeaderMode: string;
+    readonly responseBodyMode: string;
+    readonly failureModeAllow: boolean;
+    readonly streamsOpened: number;
+    readonly openStreams: number;
+    readonly messagesSent: number;
+    readonly messagesReceived: number;
+  };
+  readonly fallbackPolicy: string;
+}
+
+export class StatsCollector {
+  readonly startedAt = new Date().toISOString();
+  requests = 0;
+  inFlight = 0;
+  completed = 0;
+  aborted = 0;
+  picksHonoured = 0;
+  picksIgnored = 0;
+  fallbacks = 0;
+  failOpens = 0;
+  readonly failOpenReasons: Record<FailOpenReason, number> = { unavailable: 0, error: 0, timeout: 0, closed: 0, spurious: 0 };
+  failClosed = 0;
+  immediateResponses = 0;
+  retries = 0;
+  upstreamConnectFailures = 0;
+  rejectedHeaderMutations = 0;
+  routeCacheClears = 0;
+  readonly responsesByStatus: Record<string, number> = {};
+
+  failOpen(reason: FailOpenReason): void {
+    this.failOpens++;
+    this.failOpenReasons[reason]++;
+  }
+
+  status(code: number): void {
+    const k = String(code);
+    this.responsesByStatus[k] = (this.responsesByStatus[k] ?? 0) + 1;
+  }
+
+  snapshot(pool: EndpointPool, extProc: GatewayStats['extProc'], fallbackPolicy: string, now = Date.now()): GatewayStats {
+    const endpoints: Record<string, EndpointStats> = {};
+    for (const e of pool.endpoints) {
+      const h = pool.stat(e);
+      endpoints[e.address] = {
+        served: h.served,
+        picked: h.picked,
+        connectFailures: h.connectFailures,
+        inFlight: h.inFlight,
+        ejected: h.ejectedUntil > now,
+      };
+    }
+    const errorsByStatus: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this.responsesByStatus)) if (Number(k) >= 400) errorsByStatus[k] = v;
+    return {
+      startedAt: this.startedAt,
+      requests: this.requests,
+      inFlight: this.inFlight,
+      completed: this.completed,
+      aborted: this.aborted,
+      picksHonoured: this.picksHonoured,
+      picksIgnored: this.picksIgnored,
+      fallbacks: this.fallbacks,
+      failOpens: this.failOpens,
+      failOpenReasons: { ...this.failOpenReasons },
+      failClosed: this.failClosed,
+      immediateResponses: this.immediateResponses,
+      retries: this.retries,
+      upstreamConnectFailures: this.upstreamConnectFailures,
+      rejectedHeaderMutations: this.rejectedHeaderMutations,
+      routeCacheClears: this.routeCacheClears,
+      responsesByStatus: { ...this.responsesByStatus },
+      errorsByStatus,
+      endpoints,
+      extProc,
+      fallbackPolicy,
+    };
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * One upstream HTTP/1.1 request with Envoy-like connect-failure retries: candidates are tried in order (the EPP's
+ * pick list first, then the fallback policy's order), each at most once, moving on only when the connection could
+ * not be made (refused, unreachable, connect timeout). A stale keep-alive socket (reset before any response byte on
+ * a reused connection) is retried on the same endpoint. The body written so far is kept until the response headers
+ * arrive so that a retry can replay it; every later failure is final.
+ */
+import * as http from 'http';
+import type { Endpoint, EndpointPool } from './endpoints';
+import type { HeaderList } from './headers';
+
+export interface UpstreamHead {
+  readonly method: string;
+  readonly path: string;
+  /** Request headers without pseudo-headers; must include `host`. */
+  readonly headers: HeaderList;
+}
+
+/** Where to try next: the first endpoint not yet tried, in preference order; undefined when none is left. */
+export interface CandidateSource {
+  next(tried: ReadonlySet<string>): Endpoint | undefined;
+}
+
+export interface UpstreamCallbacks {
+  onResponse(res: http.IncomingMessage, endpoint: Endpoint, attempts: number): void;
+  /** No response could be obtained. `status` is what the client should get (503, or 500 for an unsendable request). */
+  onError(status: number, message: string): void;
+  /** The current attempt's socket drained after `write` returned false. */
+  onDrain(): void;
+  /** An attempt after the first is starting. */
+  onRetry?(endpoint: Endpoint, reason: string): void;
+  onConnectFailure?(endpoint: Endpoint, reason: string): void;
+}
+
+export interface UpstreamSettings {
+  readonly agent: http.Agent;
+  readonly pool: EndpointPool;
+  readonly connectTimeoutMs: number;
+  /** Above this many body bytes the replay log is dropped and no retry is possible. */
+  readonly maxReplayBytes: number;
+}
+
+const CONNECT_FAILURE_CODES = new Set([
+  'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET',
+]);
+const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE']);
+const MAX_STALE_RETRIES = 2;
+
+class ConnectTimeout extends Error {
+  readonly code = 'ETIMEDOUT';
+}
+
+export class UpstreamCall {
+  private current: http.ClientRequest | undefined;
+  private currentEndpoint: Endpoint | undefined;
+  private readonly tried = new Set<string>();
+  private record: Buffer[] | null = [];
+  private recordBytes = 0;
+  private ended = false;
+  private trailers: Record<string, string> | null = null;
+  private finished = false;
+  private attempts = 0;
+  private staleRetries = 0;
+  private lastReason = '';
+
+  constructor(
+    private readonly settings: UpstreamSettings,
+    private readonly head: UpstreamHead,
+    private readonly candidates: CandidateSource,
+    private readonly cb: UpstreamCallbacks,
+  ) {}
+
+  start(): void {
+    this.next();
+  }
+
+  /** Writes body bytes; false means "wait for onDrain". */
+  write(chunk: Buffer): boolean {
+    if (this.finished || this.ended || chunk.length === 0) return true;
+    if (this.record) {
+      this.record.push(chunk);
+      this.recordBytes += chunk.length;
+      if (this.recordBytes > this.settings.maxReplayBytes) this.record = null;
+    }
+    return this.current ? this.current.write(chunk) : true;
+  }
+
+  /** Ends the body; `trailers` go out as HTTP/1.1 chunked trailers (only when the body is chunked). */
+  end(trailers?: Record<string, string> | null): void {
+    if (this.finished || this.ended) return;
+    this.ended = true;
+    this.trailers = trailers && Object.keys(trailers).length > 0 ? trailers : null;
+    if (this.current) this.endCurrent(this.current);
+  }
+
+  abort(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.record = null;
+    this.current?.destroy();
+  }
+
+  get endpoint(): Endpoint | undefined {
+    return this.currentEndpoint;
+  }
+
+  private endCurrent(req: http.ClientRequest): void {
+    if (this.trailers && !this.head.headers.has('content-length')) {
+      try {
+        req.addTrailers(this.trailers);
+      } catch {
+        // invalid trailer names/values are dropped rather than failing the request
+      }
+    }
+    req.end();
+  }
+
+  private next(): void {
+    if (this.finished) return;
+    if (this.attempts > 0 && this.record === null) {
+      this.fail(503, `upstream connect error or disconnect/reset before headers. reset reason: ${this.lastReason} (request body too large to retry)`);
+      return;
+    }
+    const endpoint = this.candidates.next(this.tried);
+    if (!endpoint) {
+      this.fail(503, this.attempts === 0
+        ? 'no healthy upstream'
+        : `upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ${this.lastReason}`);
+      return;
+    }
+    this.tried.add(endpoint.address);
+    this.attempt(endpoint);
+  }
+
+  private attempt(endpoint: Endpoint): void {
+    if (this.attempts > 0) this.cb.onRetry?.(endpoint, this.lastReason);
+    this.attempts++;
+    let req: http.ClientRequest;
+    try {
+      req = http.request({
+        agent: this.settings.agent,
+        host: endpoint.host,
+        port: endpoint.port,
+        method: this.head.method,
+        path: this.head.path,
+        // Node accepts a flat [name, value, ...] array here (order and repeats kept); typed as an object only.
+        headers: this.rawHeaders(endpoint) as unknown as http.OutgoingHttpHeaders,
+        setHost: false,
+      });
+    } catch (err) {
+      // An invalid method, path or header: no endpoint would take it.
+      this.fail(500, `invalid upstream request: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    this.current = req;
+    this.currentEndpoint = endpoint;
+    const stat = this.settings.pool.stat(endpoint);
+    stat.inFlight++;
+    let connected = false;
+    let responded = false;
+    let counted = true;
+    const release = (): void => {
+      if (counted) {
+        counted = false;
+        stat.inFlight--;
+      }
+    };
+    const timer = setTimeout(() => {
+      if (!connected) req.destroy(new ConnectTimeout(`connect timeout after ${this.settings.connectTimeoutMs} ms`));
+    }, this.settings.connectTimeoutMs);
+    const onConnected = (): void => {
+      connected = true;
+      clearTimeout(timer);
+      this.settings.pool.markConnected(endpoint);
+    };
+    req.on('socket', (socket) => {
+      if (socket.connecting) socket.once('connect', onConnected);
+      else onConnected();
+    });
+    req.on('drain', () => {
+      if (this.current === req) this.cb.onDrain();
+    });
+    req.on('response', (res) => {
+      responded = true;
+      clearTimeout(timer);
+      this.record = null;
+      if (this.finished) {
+        res.resume();
+        release();
+        return;
+      }
+      this.finished = true;
+      res.once('close', release);
+      this.cb.onResponse(res, endpoint, this.attempts);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      release();
+      if (responded || this.finished || this.current !== req) return;
+      const code = err.code ?? '';
+      const reason = err instanceof ConnectTimeout ? 'connection timeout' : code ? `${code} ${err.message}` : err.message;
+      this.lastReason = reason;
+      if (!connected && (CONNECT_FAILURE_CODES.has(code) || err instanceof ConnectTimeout)) {
+        this.settings.pool.markConnectFailure(endpoint);
+        this.cb.onConnectFailure?.(endpoint, reason);
+        this.current = undefined;
+        this.replayInto(() => this.next());
+        return;
+      }
+      if (req.reusedSocket && (STALE_SOCKET_CODES.has(code) || /socket hang up/.test(err.message)) && this.staleRetries < MAX_STALE_RETRIES && this.record !== null) {
+        // The keep-alive connection was closed by the upstream just as we reused it; nothing reached the server.
+        this.staleRetries++;
+        this.current = undefined;
+        this.replayInto(() => this.attempt(endpoint));
+        return;
+      }
+      this.fail(503, `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`);
+    });
+    if (this.record) for (const c of this.record) req.write(c);
+    if (this.ended) this.endCurrent(req);
+  }
+
+  private rawHeaders(endpoint: Endpoint): string[] {
+    const raw = this.head.headers.toRawArray();
+    // HTTP/1.1 requires Host; a client that sent none (HTTP/1.0) gets the endpoint's address.
+    return this.head.headers.has('host') ? raw : ['host', endpoint.address, ...raw];
+  }
+
+  /** Starts the next attempt on a later tick (never re-entrantly from inside an 'error' handler). */
+  private replayInto(start: () => void): void {
+    setImmediate(() => {
+      if (!this.finished) start();
+    });
+  }
+
+  private fail(status: number, message: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.record = null;
+    this.current = undefined;
+    this.cb.onError(status, message);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The command line: flag parsing (every mistake is an error naming the flag) and the real entry point run as a
+ * process (listening line, serving, SIGTERM shutdown, exit codes).
+ */
+import { spawn, type ChildProcess } from 'child_process';
+import * as path from 'path';
+import { createInterface } from 'readline';
+import { CLI_DEFAULT_PORT, CliError, parseArgs } from '../src/cli';
+import { completion, destroyClientAgent, send, startEpp, startUpstream, TestDirector, type Upstream } from './harness';
+
+// Generous bounds for a shared, loaded machine (no test relies on them for timing).
+jest.setTimeout(30_000);
+
+function errorOf(argv: string[]): CliError {
+  try {
+    parseArgs(argv);
+  } catch (err) {
+    if (err instanceof CliError) return err;
+    throw err;
+  }
+  throw new Error(`no error for ${argv.join(' ')}`);
+}
+
+const E = ['--endpoints', '127.0.0.1:8001,127.0.0.1:8002'];
+
+describe('parseArgs', () => {
+  it('maps every flag onto the options, in both --flag value and --flag=value forms', () => {
+    const cmd = parseArgs([
+      '--endpoints=127.0.0.1:8001,[::1]:8002', '--port', '0', '--host', '127.0.0.1', '--ext-proc', '127.0.0.1:9002',
+      '--processing-mode', 'buffered', '--response-header-mode=send', '--response-body-mode', 'none',
+      '--failure-mode-allow=false', '--message-timeout-ms', '250', '--hash-header', 'X-Session-Id', '--ring-size', '4096',
+      '--connect-timeout-ms', '500', '--eject-ms', '0', '--max-request-body-bytes', '1048576', '--ext-proc-bypass',
+      'GET /v1/models,/version', '--shutdown-grace-ms', '100',
+    ]);
+    expect(cmd).toEqual({
+      kind: 'run',
+      options: {
+        endpoints: ['127.0.0.1:8001', '[::1]:8002'], port: 0, host: '127.0.0.1', extProc: '127.0.0.1:9002',
+        processingMode: 'buffered', responseHeaderMode: 'send', responseBodyMode: 'none', failureModeAllow: false,
+        messageTimeoutMs: 250, hashHeader: 'X-Session-Id', ringSize: 4096, connectTimeoutMs: 500, ejectMs: 0,
+        maxRequestBodyBytes: 1048576, extProcBypass: ['GET /v1/models', '/version'], shutdownGraceMs: 100,
+      },
+    });
+  });
+
+  it('has defaults for everything but --endpoints', () => {
+    expect(parseArgs(E)).toEqual({ kind: 'run', options: { endpoints: ['127.0.0.1:8001', '127.0.0.1:8002'], port: CLI_DEFAULT_PORT } });
+    expect(parseArgs(['--help'])).toEqual({ kind: 'help' });
+    expect(parseArgs([...E, '-h'])).toEqual({ kind: 'help' });
+  });
+
+  it('reads --failure-mode-allow alone as true and takes a following true/false', () => {
+    const opt = (argv: string[]): unknown => (parseArgs(argv) as { options: { failureModeAllow?: boolean } }).options.failureModeAllow;
+    expect(opt([...E, '--failure-mode-allow'])).toBe(true);
+    expect(opt(['--failure-mode-allow', 'false', ...E])).toBe(false);
+    expect(opt(['--failure-mode-allow', '--port', '1', ...E])).toBe(true);
+  });
+
+  it.each<[string[], string, RegExp]>([
+    [[], '--endpoints', /required/],
+    [['--endpoints'], '--endpoints', /expects a value/],
+    [['--endpoints', ''], '--endpoints', /at least one/],
+    [['--endpoints', '127.0.0.1'], '--endpoints', /not host:port/],
+    [['--endpoints', '::1:80'], '--endpoints', /bracketed/],
+    [['--endpoints', '127.0.0.1:70000'], '--endpoints', /port/],
+    [['--endpoints', '127.0.0.1:80,127.0.0.1:80'], '--endpoints', /twice/],
+    [['--endpoints', '127.0.0.1:80,,127.0.0.1:81'], '--endpoints', /empty entry/],
+    [[...E, '--port', 'abc'], '--port', /integer/],
+    [[...E, '--port', '70000'], '--port', /0\.\.65535/],
+    [[...E, '--port', '-1'], '--port', /integer/],
+    [[...E, '--processing-mode', 'streamed'], '--processing-mode', /full-duplex, buffered/],
+    [[...E, '--response-body-mode', 'buffered'], '--response-body-mode', /full-duplex, none/],
+    [[...E, '--response-header-mode', 'skip'], '--response-header-mode', /requires the response body mode 'none'/],
+    [[...E, '--failure-mode-allow=maybe'], '--failure-mode-allow', /true or false/],
+    [[...E, '--message-timeout-ms', '0'], '--message-timeout-ms', /1\.\./],
+    [[...E, '--message-timeout-ms', '1.5'], '--message-timeout-ms', /integer/],
+    [[...E, '--hash-header', 'bad header'], '--hash-header', /not a valid header name/],
+    [[...E, '--hash-header', '--port'], '--hash-header', /expects a value/],
+    [[...E, '--ext-proc', 'localhost'], '--ext-proc', /not host:port/],
+    [[...E, '--ext-proc-bypass', 'GET'], '--ext-proc-bypass', /METHOD \/path/],
+    [[...E, '--ring-size', '0'], '--ring-size', /1\.\./],
+    [[...E, '--port', '1', '--port', '2'], '--port', /more than once/],
+    [[...E, '--prot', '1'], '--prot', /unknown flag/],
+    [[...E, 'extra'], 'extra', /unexpected argument/],
+  ])('rejects %j naming %s', (argv, flag, detail) => {
+    const err = errorOf(argv);
+    expect(err.flag).toBe(flag);
+    expect(err.message.startsWith(`${flag}: `)).toBe(true);
+    expect(err.message).toMatch(detail);
+  });
+});
+
+describe('the kvroute-gateway process', () => {
+  const main = path.join(__dirname, '..', 'src', 'main.ts');
+  const run = (args: string[]): ChildProcess => spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', main, ...args], {
+    cwd: path.join(__dirname, '..'),
+    env: { ...process.env, TS_NODE_PROJECT: path.join(__dirname, '..', 'tsconfig.json') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exit = (child: ChildProcess): Promise<number | null> => new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+
+  let up: Upstream;
+
+  beforeAll(async () => {
+    up = await startUpstream();
+  });
+
+  afterAll(async () => {
+    await up.close();
+    destroyClientAgent();
+  });
+
+  it('prints the listening line, proxies through the EPP, and stops cleanly on SIGTERM', async () => {
+    const epp = await startEpp(new TestDirector([up.address]));
+    const child = run(['--port', '0', '--endpoints', up.address, '--ext-proc', `127.0.0.1:${epp.port}`]);
+    const exited = exit(child);
+    try {
+      const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+      const it = lines[Symbol.asyncIterator]();
+      const first = JSON.parse((await it.next()).value as string) as { event: string; port: number };
+      expect(first).toEqual({ event: 'listening', port: expect.any(Number) });
+      expect(first.port).toBeGreaterThan(0);
+      const r = await send(first.port, { body: completion(), headers: { 'content-type': 'application/json' } });
+      expect(r.status).toBe(200);
+      expect(r.headers['x-gateway-destination-endpoint-served']).toBe(up.address);
+      child.kill('SIGTERM');
+      expect(JSON.parse((await it.next()).value as string)).toEqual({ event: 'stopped' });
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await epp.stop();
+    }
+  });
+
+  it('exits with status 2 and names the flag on a bad flag', async () => {
+    const child = run(['--endpoints', up.address, '--processing-mode', 'nope']);
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+    expect(await exit(child)).toBe(2);
+    expect(stderr).toContain('--processing-mode: expects one of full-duplex, buffered');
+  });
+});

@@ -1,0 +1,278 @@
+/**
+ * What happens when the EPP lets a request down: unreachable, silent past the message timeout, killed mid-request
+ * (request upload or response stream), restarted. With failure_mode_allow the request is served by the fallback
+ * policy (round robin or the session ring hash) without losing a byte; without it the client gets Envoy's 500/504.
+ */
+import * as http from 'http';
+import type { ExtProcServer } from '../../epp/src/extproc/server';
+import {
+  completion,
+  deadPort,
+  destroyClientAgent,
+  gateway,
+  LOOPBACK,
+  pseudoRandom,
+  send,
+  sha256,
+  sleep,
+  startEpp,
+  startUpstream,
+  TestDirector,
+  until,
+  type Upstream,
+} from './harness';
+
+// Generous bounds for a shared, loaded machine (no test relies on them for timing).
+jest.setTimeout(30_000);
+
+let ups: Upstream[];
+
+beforeAll(async () => {
+  ups = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
+});
+
+afterAll(async () => {
+  await Promise.all(ups.map((u) => u.close()));
+  destroyClientAgent();
+});
+
+const json = { 'content-type': 'application/json' };
+
+describe('EPP unreachable (nothing listening)', () => {
+  it('serves every request round robin over the pool and counts the fail-opens', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${await deadPort()}` });
+    try {
+      const ports: number[] = [];
+      for (let i = 0; i < 9; i++) {
+        const r = await send(gw.port, { body: completion(`q${i}`), headers: json });
+        expect(r.status).toBe(200);
+        ports.push(r.json().port);
+      }
+      const rr = ups.map((u) => u.port);
+      expect(ports).toEqual([...rr, ...rr, ...rr]);
+      // Concurrent ones too, with bodies of all sizes, none lost.
+      const bodies = [0, 10, 70_000, 300_000].map((n) => pseudoRandom(n, n + 1));
+      const replies = await Promise.all(bodies.map((b) => send(gw.port, { body: b, headers: { 'content-length': String(b.length) } })));
+      replies.forEach((r, i) => {
+        expect(r.status).toBe(200);
+        expect(r.json()).toMatchObject({ bodyBytes: bodies[i].length, sha256: sha256(bodies[i]) });
+      });
+      const s = gw.stats();
+      expect(s.failOpens).toBe(13);
+      expect(s.failOpenReasons.unavailable).toBe(13);
+      expect(s.fallbacks).toBe(13);
+      expect(s.errorsByStatus).toEqual({});
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('answers 500 instead when failure_mode_allow is false', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${await deadPort()}`, failureModeAllow: false });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: json });
+      expect(r.status).toBe(500);
+      expect(r.body.toString()).toContain('ext_proc_error');
+      const g = await send(gw.port, { method: 'GET', path: '/v1/x' });
+      expect(g.status).toBe(500);
+      expect(gw.stats().failClosed).toBe(2);
+      // The bypassed models route never needs the EPP.
+      expect((await send(gw.port, { method: 'GET', path: '/v1/models' })).status).toBe(200);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('EPP that never answers', () => {
+  let director: TestDirector;
+  let epp: ExtProcServer;
+
+  beforeAll(async () => {
+    director = new TestDirector(ups.map((u) => u.address));
+    epp = await startEpp(director);
+  });
+
+  afterAll(async () => {
+    await epp.stop();
+  });
+
+  it.each(['full-duplex', 'buffered'] as const)('serves the request after the message timeout, body intact (%s)', async (mode) => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, processingMode: mode });
+    try {
+      const body = pseudoRandom(1_200_000, 3);
+      const started = Date.now();
+      const r = await send(gw.port, { body, headers: { 'content-length': String(body.length), 'x-test-action': 'hang' } });
+      const elapsed = Date.now() - started;
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: body.length, sha256: sha256(body) });
+      // The EPP did get the whole body before it went silent.
+      expect(director.requests.at(-1)?.body?.length).toBe(body.length);
+      expect(elapsed).toBeGreaterThanOrEqual(290);
+      expect(elapsed).toBeLessThan(10_000);
+      expect(gw.stats().failOpenReasons.timeout).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('answers 504 on a message timeout when failure_mode_allow is false', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 200, failureModeAllow: false });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: { ...json, 'x-test-action': 'hang' } });
+      expect(r.status).toBe(504);
+      expect(r.body.toString()).toContain('ext_proc_error_per-message_timeout_exceeded');
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('EPP killed mid-run and restarted', () => {
+  it('fails open for requests in flight and later ones, and honours picks again once it is back', async () => {
+    const director = new TestDirector([ups[2].address]);
+    let epp = await startEpp(director);
+    const eppPort = epp.port;
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${eppPort}` });
+    try {
+      for (let i = 0; i < 3; i++) expect((await send(gw.port, { body: completion(), headers: json })).json().port).toBe(ups[2].port);
+      expect(gw.stats().picksHonoured).toBe(3);
+
+      // One request waits inside the EPP when it dies.
+      const inFlight = send(gw.port, { body: completion(), headers: { ...json, 'x-test-action': 'hang' } });
+      await until(() => director.requests.length === 4);
+      await epp.stop(0);
+      expect((await inFlight).status).toBe(200);
+
+      const during = await Promise.all([1, 2, 3, 4, 5, 6].map(() => send(gw.port, { body: completion(), headers: json })));
+      expect(during.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+      const s1 = gw.stats();
+      expect(s1.failOpens).toBe(7);
+      expect(s1.picksHonoured).toBe(3);
+
+      epp = await startEpp(director, eppPort);
+      // The channel reconnects within its (1 s max) backoff; bounded retries, not a timed assertion.
+      let honoured = false;
+      for (let i = 0; i < 100 && !honoured; i++) {
+        const r = await send(gw.port, { body: completion(), headers: json });
+        expect(r.status).toBe(200);
+        honoured = r.json().port === ups[2].port && gw.stats().picksHonoured > 3;
+        if (!honoured) await sleep(50);
+      }
+      expect(honoured).toBe(true);
+      for (let i = 0; i < 3; i++) expect((await send(gw.port, { body: completion(), headers: json })).json().port).toBe(ups[2].port);
+      expect(gw.stats().errorsByStatus).toEqual({});
+    } finally {
+      await gw.close();
+      await epp.stop();
+    }
+  });
+
+  it('keeps the part of a request body already streamed to the EPP when it dies mid-upload', async () => {
+    const director = new TestDirector([ups[0].address]);
+    const epp = await startEpp(director);
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const body = pseudoRandom(600_000, 11);
+      const pieces = [0, 1, 2, 3, 4, 5].map((i) => body.subarray(i * 100_000, (i + 1) * 100_000));
+      const reply = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/v1/completions', agent: false }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        });
+        req.on('error', reject);
+        for (const p of pieces.slice(0, 3)) req.write(p);
+        void (async () => {
+          // Headers and the first chunks have reached the EPP; then it dies; then the client sends the rest.
+          await until(() => gw.stats().extProc.messagesSent >= 3);
+          await until(() => epp.activeStreams() === 1);
+          await epp.stop(0);
+          await until(() => gw.stats().failOpens === 1);
+          for (const p of pieces.slice(3)) req.write(p);
+          req.end();
+        })().catch(reject);
+      });
+      const r = await reply;
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body)).toMatchObject({ bodyBytes: body.length, sha256: sha256(body) });
+    } finally {
+      await gw.close();
+      await epp.stop();
+    }
+  });
+
+  it('completes a streaming response when the EPP dies while echoing it', async () => {
+    const director = new TestDirector([ups[1].address]);
+    const epp = await startEpp(director);
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      let text = '';
+      let ended = false;
+      const done = new Promise<void>((resolve, reject) => {
+        const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/sse?n=3', headers: json, agent: false }, (res) => {
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => {
+            ended = true;
+            resolve();
+          });
+        });
+        req.on('error', reject);
+        req.end(completion());
+      });
+      await until(() => text.includes('"i":0'));
+      await epp.stop(0);
+      await until(() => gw.stats().failOpens === 1);
+      ups[1].gate.open();
+      ups[1].gate.open();
+      await done;
+      expect(ended).toBe(true);
+      expect(text).toBe([0, 1, 2].map((i) => `data: {"port":${ups[1].port},"i":${i}}\n\n`).join('') + 'data: [DONE]\n\n');
+    } finally {
+      await gw.close();
+      await epp.stop();
+    }
+  });
+});
+
+describe('session hash fallback (--hash-header x-session-id)', () => {
+  it('keeps each session on one endpoint while the EPP is down, and spreads sessions', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${await deadPort()}`, hashHeader: 'x-session-id' });
+    try {
+      const homes = new Map<string, Set<number>>();
+      for (let round = 0; round < 4; round++) {
+        for (let s = 0; s < 12; s++) {
+          const session = `session-${s}`;
+          const r = await send(gw.port, { body: completion(), headers: { ...json, 'x-session-id': session } });
+          expect(r.status).toBe(200);
+          if (!homes.has(session)) homes.set(session, new Set());
+          homes.get(session)?.add(r.json().port);
+        }
+      }
+      for (const ports of homes.values()) expect(ports.size).toBe(1);
+      const used = new Set([...homes.values()].map((p) => [...p][0]));
+      expect(used.size).toBeGreaterThanOrEqual(2);
+      expect(gw.stats().fallbackPolicy).toBe('ring_hash');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('matches the session on the same endpoint across gateways (the ring depends only on the pool)', async () => {
+    const a = await gateway({ endpoints: ups.map((u) => u.address), hashHeader: 'x-session-id' });
+    const b = await gateway({ endpoints: ups.map((u) => u.address), hashHeader: 'x-session-id' });
+    try {
+      for (let s = 0; s < 6; s++) {
+        const h = { ...json, 'x-session-id': `abc-${s}` };
+        const ra = await send(a.port, { body: completion(), headers: h });
+        const rb = await send(b.port, { body: completion(), headers: h });
+        expect(ra.json().port).toBe(rb.json().port);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

@@ -1,0 +1,226 @@
+/**
+ * The request path with a working EPP: the real ext_proc server from epp/ with a small director, real upstreams.
+ * Every case runs in both request body modes the gateway speaks.
+ */
+import type { ExtProcServer } from '../../epp/src/extproc/server';
+import type { Gateway } from '../src/gateway';
+import type { RequestBodyMode } from '../src/options';
+import {
+  completion,
+  destroyClientAgent,
+  gateway,
+  pseudoRandom,
+  send,
+  sha256,
+  startEpp,
+  startUpstream,
+  TestDirector,
+  type Upstream,
+} from './harness';
+
+// Generous bounds for a shared, loaded machine (no test relies on them for timing).
+jest.setTimeout(30_000);
+
+let ups: Upstream[];
+let director: TestDirector;
+let epp: ExtProcServer;
+
+beforeAll(async () => {
+  ups = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
+  director = new TestDirector(ups.map((u) => u.address));
+  epp = await startEpp(director);
+});
+
+afterAll(async () => {
+  await epp.stop();
+  await Promise.all(ups.map((u) => u.close()));
+  destroyClientAgent();
+});
+
+describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s', (mode) => {
+  let gw: Gateway;
+
+  beforeAll(async () => {
+    gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `127.0.0.1:${epp.port}`, processingMode: mode });
+  });
+
+  afterAll(async () => {
+    await gw.close();
+  });
+
+  beforeEach(() => {
+    for (const u of ups) u.seen.length = 0;
+    director.requests.length = 0;
+  });
+
+  it('routes each request to the endpoint the EPP picked and names it in x-gateway-destination-endpoint-served', async () => {
+    for (const target of [ups[2], ups[0], ups[1], ups[2]]) {
+      const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-pick': target.address } });
+      expect(r.status).toBe(200);
+      expect(r.json().port).toBe(target.port);
+      expect(r.headers['x-gateway-destination-endpoint-served']).toBe(target.address);
+    }
+    const s = gw.stats();
+    expect(s.picksHonoured).toBeGreaterThanOrEqual(4);
+    expect(s.endpoints[ups[2].address].picked).toBeGreaterThanOrEqual(2);
+  });
+
+  it('sends Envoy-shaped request headers to the EPP (pseudo-headers, generated x-request-id) and applies its header mutations', async () => {
+    const r = await send(gw.port, {
+      path: '/v1/completions?x=1',
+      body: completion(),
+      headers: { 'content-type': 'application/json', host: 'llm-d.demo.local', 'x-custom': 'a' },
+    });
+    expect(r.status).toBe(200);
+    const seenByEpp = director.requests[0];
+    expect(seenByEpp.headers.get(':method')).toBe('POST');
+    expect(seenByEpp.headers.get(':path')).toBe('/v1/completions?x=1');
+    expect(seenByEpp.headers.get(':authority')).toBe('llm-d.demo.local');
+    expect(seenByEpp.headers.get(':scheme')).toBe('http');
+    expect(seenByEpp.headers.get('x-custom')).toBe('a');
+    const requestId = seenByEpp.headers.get('x-request-id');
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(seenByEpp.body?.toString()).toBe(completion());
+
+    const upstreamSaw = r.json().headers as Record<string, string>;
+    // Mutations from the EPP: the director's header, the EPP's own destination header.
+    expect(upstreamSaw['x-picked-by']).toBe('test-director');
+    expect(upstreamSaw['x-test-seen-bytes']).toBe(String(Buffer.byteLength(completion())));
+    expect(upstreamSaw['x-gateway-destination-endpoint']).toBe(r.headers['x-gateway-destination-endpoint-served']);
+    expect(upstreamSaw['x-request-id']).toBe(requestId);
+    expect(upstreamSaw.host).toBe('llm-d.demo.local');
+  });
+
+  it('turns an absolute-form request target into :authority and an origin-form :path', async () => {
+    const r = await send(gw.port, { path: 'http://llm-d.demo.local/v1/completions?a=b', body: completion(), headers: { 'content-type': 'application/json' } });
+    expect(r.status).toBe(200);
+    expect(director.requests[0].headers.get(':authority')).toBe('llm-d.demo.local');
+    expect(director.requests[0].headers.get(':path')).toBe('/v1/completions?a=b');
+    expect(r.json()).toMatchObject({ url: '/v1/completions?a=b', headers: { host: 'llm-d.demo.local' } });
+  });
+
+  it('delivers a request body over 1 MB byte-identical to the upstream', async () => {
+    const body = pseudoRandom(1_300_007);
+    const pieces = [];
+    for (let i = 0; i < body.length; i += 50_000) pieces.push(body.subarray(i, i + 50_000));
+    // Chunked from the client (no content-length) ...
+    const r1 = await send(gw.port, { body: pieces, headers: { 'content-type': 'application/octet-stream', 'x-test-pick': ups[1].address } });
+    expect(r1.status).toBe(200);
+    expect(r1.json()).toMatchObject({ port: ups[1].port, bodyBytes: body.length, sha256: sha256(body) });
+    // ... and with a content-length.
+    const r2 = await send(gw.port, { body, headers: { 'content-length': String(body.length), 'x-test-pick': ups[0].address } });
+    expect(r2.json()).toMatchObject({ port: ups[0].port, bodyBytes: body.length, sha256: sha256(body) });
+    expect(director.requests.map((q) => q.body?.length)).toEqual([body.length, body.length]);
+  });
+
+  it('forwards a body the EPP replaced, with a correct length', async () => {
+    const original = completion('rewrite me');
+    const r = await send(gw.port, { body: original, headers: { 'content-type': 'application/json', 'x-test-action': 'rewrite', 'content-length': String(original.length) } });
+    expect(r.status).toBe(200);
+    const expected = Buffer.from(`{"rewritten":${original.length}}`);
+    expect(r.json()).toMatchObject({ bodyBytes: expected.length, sha256: sha256(expected) });
+    const seen = ups.flatMap((u) => u.seen)[0];
+    if (mode === 'buffered') expect(seen.headers['content-length']).toBe(String(expected.length));
+    // FULL_DUPLEX_STREAMED: Envoy drops Content-Length (the EPP may change the body), so it travels chunked.
+    else expect(seen.headers['transfer-encoding']).toBe('chunked');
+  });
+
+  it('passes an ImmediateResponse (429 with a JSON body) to the client without calling any upstream', async () => {
+    const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-action': 'reject' } });
+    expect(r.status).toBe(429);
+    expect(r.headers['content-type']).toBe('application/json');
+    expect(r.json().error).toMatchObject({ code: 429, type: 'rate_limit_error' });
+    expect(r.headers['x-gateway-destination-endpoint-served']).toBeUndefined();
+    expect(ups.every((u) => u.seen.length === 0)).toBe(true);
+    expect(gw.stats().immediateResponses).toBeGreaterThanOrEqual(1);
+  });
+
+  it('turns a director failure (EPP 500 ImmediateResponse) into a 500 for the client', async () => {
+    const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-action': 'throw' } });
+    expect(r.status).toBe(500);
+    expect(r.json().error.type).toBe('server_error');
+  });
+
+  it('ignores a pick outside the pool and routes by the fallback policy instead', async () => {
+    const before = gw.stats();
+    const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-pick': '10.9.9.9:8000' } });
+    expect(r.status).toBe(200);
+    expect(ups.map((u) => u.port)).toContain(r.json().port);
+    const after = gw.stats();
+    expect(after.picksIgnored).toBe(before.picksIgnored + 1);
+    expect(after.fallbacks).toBe(before.fallbacks + 1);
+  });
+
+  it('uses the first pool member of a comma-separated pick and skips entries outside the pool', async () => {
+    const r = await send(gw.port, {
+      body: completion(),
+      headers: { 'content-type': 'application/json', 'x-test-pick': `10.9.9.9:8000,${ups[1].address},${ups[0].address}` },
+    });
+    expect(r.json().port).toBe(ups[1].port);
+  });
+
+  it('strips a client-sent x-gateway-destination-endpoint before the EPP sees it and never obeys it', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await send(gw.port, {
+        body: completion(),
+        headers: { 'content-type': 'application/json', 'x-gateway-destination-endpoint': ups[0].address, 'x-test-pick': ups[2].address },
+      });
+      expect(r.json().port).toBe(ups[2].port);
+    }
+    for (const q of director.requests) expect(q.headers.has('x-gateway-destination-endpoint')).toBe(false);
+    // Upstream sees only the EPP's value.
+    for (const s of ups[2].seen) expect(s.headers['x-gateway-destination-endpoint']).toBe(ups[2].address);
+  });
+
+  it('routes a bodyless GET through the EPP (headers with end_of_stream) and bypasses it for GET /v1/models', async () => {
+    const r = await send(gw.port, { method: 'GET', path: '/v1/whatever', headers: { 'x-test-pick': ups[1].address } });
+    expect(r.json()).toMatchObject({ port: ups[1].port, method: 'GET' });
+    expect(director.requests).toHaveLength(1);
+    expect(director.requests[0].body).toBeUndefined();
+
+    const before = gw.stats().fallbacks;
+    const m = await send(gw.port, { method: 'GET', path: '/v1/models' });
+    expect(m.status).toBe(200);
+    expect(director.requests).toHaveLength(1);
+    expect(gw.stats().fallbacks).toBe(before + 1);
+  });
+
+  it('forwards request trailers through the EPP (trailers sent after the body)', async () => {
+    const r = await send(gw.port, {
+      body: ['{"model":"m",', '"prompt":"x"}'],
+      headers: { 'content-type': 'application/json', trailer: 'x-client-trailer', 'x-test-pick': ups[0].address },
+      trailers: { 'x-client-trailer': 'abc' },
+    });
+    expect(r.status).toBe(200);
+    expect(r.json().port).toBe(ups[0].port);
+    expect(r.json().trailers).toEqual({ 'x-client-trailer': 'abc' });
+    expect(r.json().bodyBytes).toBe(Buffer.byteLength('{"model":"m","prompt":"x"}'));
+  });
+
+  it('passes response trailers and a HEAD response through the EPP', async () => {
+    const r = await send(gw.port, { method: 'GET', path: '/t?trailers=1', headers: { 'x-test-pick': ups[1].address } });
+    expect(r.status).toBe(200);
+    expect(r.trailers).toEqual({ 'x-upstream-trailer': 'done' });
+    const h = await send(gw.port, { method: 'HEAD', path: '/h', headers: { 'x-test-pick': ups[1].address } });
+    expect(h.status).toBe(200);
+    expect(h.body.length).toBe(0);
+  });
+
+  it('lets the EPP see the end of every response (tickets released as completed)', async () => {
+    const settled = async (): Promise<void> => {
+      // The EPP releases when it sees each response's end of stream, just after the client does (bounded wait).
+      for (let i = 0; i < 400 && director.releases.length < director.seq; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(director.releases).toHaveLength(director.seq);
+    };
+    await settled();
+    const releasesBefore = director.releases.length;
+    await Promise.all([1, 2, 3, 4, 5].map(() => send(gw.port, { body: completion() })));
+    await settled();
+    const mine = director.releases.slice(releasesBefore);
+    expect(mine).toHaveLength(5);
+    expect(mine.every((x) => x.outcome === 'completed')).toBe(true);
+    const s = gw.stats();
+    expect(s.failOpens).toBe(0);
+    expect(s.errorsByStatus['503']).toBeUndefined();
+  });
+});

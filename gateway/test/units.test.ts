@@ -1,0 +1,241 @@
+/** The pure parts: endpoint parsing, override_host reading, the fallback policies, header mutation rules. */
+import { EndpointPool, overrideHosts, parseEndpoint, RingHash, RoundRobin, type Endpoint } from '../src/endpoints';
+import { EchoTracker } from '../src/exchange';
+import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderValueOption } from '../src/headers';
+import { GatewayConfigError, resolveOptions } from '../src/options';
+
+function eps(...addrs: string[]): Endpoint[] {
+  return addrs.map((a) => {
+    const e = parseEndpoint(a);
+    if (typeof e === 'string') throw new Error(e);
+    return e;
+  });
+}
+
+describe('parseEndpoint', () => {
+  it('normalizes IPv4, bracketed IPv6 and hostnames', () => {
+    expect(parseEndpoint(' 10.0.0.1:8000 ')).toEqual({ address: '10.0.0.1:8000', host: '10.0.0.1', port: 8000 });
+    expect(parseEndpoint('[::1]:80')).toEqual({ address: '[::1]:80', host: '::1', port: 80 });
+    expect(parseEndpoint('LocalHost:1')).toEqual({ address: 'localhost:1', host: 'localhost', port: 1 });
+  });
+
+  it.each(['', '10.0.0.1', ':80', '10.0.0.1:0', '10.0.0.1:65536', '::1:80', '[::1]80', '[zz]:80', '300.1.1.1:80', 'a b:80', '10.0.0.1:8a'])(
+    'rejects %j', (raw) => {
+      expect(typeof parseEndpoint(raw)).toBe('string');
+    });
+});
+
+describe('overrideHosts (override_host reading of the pick)', () => {
+  const pool = new EndpointPool(eps('10.0.0.1:8000', '10.0.0.2:8000', '[fd00::1]:8000'), 0);
+
+  it('takes pool members in order, skipping unknown and duplicate entries', () => {
+    expect(overrideHosts('10.0.0.2:8000', pool).hosts.map((e) => e.address)).toEqual(['10.0.0.2:8000']);
+    expect(overrideHosts('10.9.9.9:1, 10.0.0.2:8000,10.0.0.2:8000,[FD00::1]:8000,10.0.0.1:8000', pool).hosts.map((e) => e.address))
+      .toEqual(['10.0.0.2:8000', '[fd00::1]:8000', '10.0.0.1:8000']);
+    expect(overrideHosts(['10.0.0.1:8000', '10.0.0.2:8000'], pool).hosts).toHaveLength(2);
+  });
+
+  it('tells an absent pick from one that named nothing usable', () => {
+    expect(overrideHosts(undefined, pool)).toEqual({ hosts: [], given: false });
+    expect(overrideHosts('', pool)).toEqual({ hosts: [], given: false });
+    expect(overrideHosts(42, pool)).toEqual({ hosts: [], given: false });
+    expect(overrideHosts('10.9.9.9:1', pool)).toEqual({ hosts: [], given: true });
+    expect(overrideHosts('10.0.0.1:80', pool).hosts).toEqual([]);
+  });
+});
+
+describe('RoundRobin', () => {
+  it('rotates through the pool and skips ejected endpoints while others remain', () => {
+    let now = 1000;
+    const pool = new EndpointPool(eps('10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1'), 500, () => now);
+    const rr = new RoundRobin(pool);
+    const firsts = (n: number): string[] => Array.from({ length: n }, () => rr.order()[0].address);
+    expect(firsts(4)).toEqual(['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1', '10.0.0.1:1']);
+    pool.markConnectFailure(pool.endpoints[2]);
+    expect(firsts(4)).toEqual(['10.0.0.2:1', '10.0.0.1:1', '10.0.0.2:1', '10.0.0.1:1']);
+    // Full order: healthy first, the ejected one last (still a candidate if everything else fails).
+    expect(rr.order().map((e) => e.address)).toEqual(['10.0.0.2:1', '10.0.0.1:1', '10.0.0.3:1']);
+    now += 501;
+    expect(pool.isHealthy(pool.endpoints[2])).toBe(true);
+    pool.markConnectFailure(pool.endpoints[0]);
+    pool.markConnectFailure(pool.endpoints[1]);
+    pool.markConnectFailure(pool.endpoints[2]);
+    expect(rr.order()).toHaveLength(3);
+  });
+});
+
+describe('RingHash', () => {
+  const addrs = Array.from({ length: 8 }, (_, i) => `10.0.0.${i + 1}:8000`);
+
+  it('is deterministic and spreads keys over all endpoints', () => {
+    const a = new RingHash(new EndpointPool(eps(...addrs), 0), 1024);
+    const b = new RingHash(new EndpointPool(eps(...addrs), 0), 1024);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 8000; i++) {
+      const k = `session-${i}`;
+      const pick = a.order(k)[0].address;
+      expect(b.order(k)[0].address).toBe(pick);
+      counts.set(pick, (counts.get(pick) ?? 0) + 1);
+    }
+    expect(counts.size).toBe(8);
+    for (const c of counts.values()) {
+      expect(c).toBeGreaterThan(500);
+      expect(c).toBeLessThan(1500);
+    }
+  });
+
+  it('keeps most sessions in place when an endpoint leaves the pool', () => {
+    // As in Envoy, each host gets ceil(minRingSize / hosts) points, so a smaller pool adds a few points per host and
+    // moves some keys besides the removed host's; most stay.
+    const full = new RingHash(new EndpointPool(eps(...addrs), 0), 1024);
+    const less = new RingHash(new EndpointPool(eps(...addrs.slice(0, 7)), 0), 1024);
+    let kept = 0;
+    let others = 0;
+    for (let i = 0; i < 2000; i++) {
+      const before = full.order(`k${i}`)[0].address;
+      if (before === addrs[7]) continue;
+      others++;
+      if (less.order(`k${i}`)[0].address === before) kept++;
+    }
+    expect(kept / others).toBeGreaterThan(0.75);
+  });
+
+  it('walks to the next endpoint on the ring past an ejected one, and uses round robin without a key', () => {
+    const pool = new EndpointPool(eps(...addrs), 60_000);
+    const ring = new RingHash(pool, 1024);
+    const order = ring.order('sticky').map((e) => e.address);
+    expect(new Set(order).size).toBe(8);
+    pool.markConnectFailure(pool.get(order[0]) as Endpoint);
+    expect(ring.order('sticky')[0].address).toBe(order[1]);
+    expect(ring.order(undefined)[0].address).toBe(addrs[0]);
+    expect(ring.order(undefined)[0].address).toBe(addrs[1]);
+  });
+});
+
+describe('applyHeaderMutation (Envoy default mutation rules)', () => {
+  const set = (key: string, value: string, extra: Record<string, unknown> = {}): DecodedHeaderValueOption[] =>
+    [{ header: { key, raw_value: Buffer.from(value) }, ...extra }];
+
+  function request(): HeaderList {
+    return new HeaderList([[':authority', 'gw'], [':path', '/v1/x'], [':method', 'POST'], [':scheme', 'http'], ['a', '1'], ['content-length', '5']]);
+  }
+
+  it('sets, overwrites and removes ordinary headers', () => {
+    const h = request();
+    const rejected = applyHeaderMutation(h, {
+      remove_headers: ['A'],
+      set_headers: [
+        { header: { key: 'X-New', raw_value: Buffer.from('v') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+        { header: { key: 'x-new', raw_value: Buffer.from('w') }, append_action: 'APPEND_IF_EXISTS_OR_ADD', append: { value: true } },
+        { header: { key: 'x-only-if-absent', value: 'z' }, append_action: 'ADD_IF_ABSENT' },
+        { header: { key: 'x-only-if-absent', value: 'zz' }, append_action: 'ADD_IF_ABSENT' },
+        { header: { key: 'x-only-if-present', value: 'q' }, append_action: 'OVERWRITE_IF_EXISTS' },
+        { header: { key: ':path', raw_value: Buffer.from('/v1/chat/completions') } },
+      ],
+    }, 'request');
+    expect(rejected).toBe(0);
+    expect(h.get('a')).toBeUndefined();
+    expect(h.pairs.filter(([n]) => n === 'x-new').map(([, v]) => v)).toEqual(['v', 'w']);
+    expect(h.getJoined('x-only-if-absent')).toBe('z');
+    expect(h.has('x-only-if-present')).toBe(false);
+    expect(h.get(':path')).toBe('/v1/chat/completions');
+  });
+
+  it('treats the zero append_action without `append` as overwrite (Envoy falls back to the deprecated flag)', () => {
+    const h = new HeaderList([['x', 'old']]);
+    applyHeaderMutation(h, { set_headers: set('x', 'new', { append_action: 'APPEND_IF_EXISTS_OR_ADD' }) }, 'request');
+    expect(h.pairs).toEqual([['x', 'new']]);
+  });
+
+  it('skips routing headers, x-envoy-* and hop-by-hop headers, and counts them', () => {
+    const h = request();
+    const rejected = applyHeaderMutation(h, {
+      remove_headers: [':path', 'host'],
+      set_headers: [
+        ...set('host', 'evil'), ...set(':authority', 'evil'), ...set(':method', 'GET'), ...set(':scheme', 'https'),
+        ...set('x-envoy-original-path', '/'), ...set('transfer-encoding', 'chunked'), ...set(':status', '200'),
+      ],
+    }, 'request');
+    expect(rejected).toBe(9);
+    expect(h.get(':authority')).toBe('gw');
+    expect(h.get(':method')).toBe('POST');
+    expect(h.get(':path')).toBe('/v1/x');
+  });
+
+  it('allows :method with CONTINUE_AND_REPLACE, :status on responses, content-length on requests only', () => {
+    const h = request();
+    applyHeaderMutation(h, { set_headers: set(':method', 'PUT') }, 'request', true);
+    expect(h.get(':method')).toBe('PUT');
+    applyHeaderMutation(h, { set_headers: set('content-length', '9') }, 'request');
+    expect(h.get('content-length')).toBe('9');
+    const r = new HeaderList([[':status', '200'], ['content-length', '3']]);
+    expect(applyHeaderMutation(r, { set_headers: [...set(':status', '503'), ...set('content-length', '1'), ...set(':status', '99')] }, 'response')).toBe(2);
+    expect(r.get(':status')).toBe('503');
+    expect(r.get('content-length')).toBe('3');
+  });
+
+  it('lets a local reply set routing and x-envoy headers', () => {
+    const h = new HeaderList();
+    expect(applyHeaderMutation(h, { set_headers: [...set('x-envoy-ratelimited', 'true'), ...set('host', 'x')] }, 'local-reply')).toBe(0);
+    expect(h.get('x-envoy-ratelimited')).toBe('true');
+  });
+
+  it('throws on invalid characters or both value and raw_value, as Envoy rejects them', () => {
+    expect(() => applyHeaderMutation(new HeaderList(), { set_headers: set('x', 'a\r\nb') }, 'request')).toThrow(InvalidMutation);
+    expect(() => applyHeaderMutation(new HeaderList(), { set_headers: set('bad name', 'v') }, 'request')).toThrow(InvalidMutation);
+    expect(() => applyHeaderMutation(new HeaderList(), { remove_headers: ['bad name'] }, 'request')).toThrow(InvalidMutation);
+    expect(() => applyHeaderMutation(new HeaderList(), { set_headers: [{ header: { key: 'x', value: 'a', raw_value: Buffer.from('b') } }] }, 'request'))
+      .toThrow(/Only one of value or raw_value/);
+  });
+
+  it('keeps raw_value bytes exact (UTF-8 in, the same bytes out)', () => {
+    const h = new HeaderList();
+    applyHeaderMutation(h, { set_headers: set('x-name', 'Zoë ✓') }, 'request');
+    expect(Buffer.from(h.get('x-name') as string, 'latin1').toString('utf8')).toBe('Zoë ✓');
+    expect(h.toHeaderMap().headers?.[0].raw_value).toEqual(Buffer.from('Zoë ✓'));
+  });
+});
+
+describe('EchoTracker', () => {
+  it('returns exactly the bytes not yet echoed, whatever the chunking', () => {
+    const t = new EchoTracker();
+    t.push(Buffer.from('hello '));
+    t.push(Buffer.from('world'));
+    t.match(Buffer.from('hel'));
+    t.match(Buffer.from('lo w'));
+    expect(t.pending).toBe(4);
+    expect(Buffer.concat(t.takeRemaining()).toString()).toBe('orld');
+    expect(t.diverged).toBe(false);
+  });
+
+  it('marks a changed echo as diverged', () => {
+    const t = new EchoTracker();
+    t.push(Buffer.from('abc'));
+    t.match(Buffer.from('abX'));
+    expect(t.diverged).toBe(true);
+    expect(t.takeRemaining()).toEqual([]);
+    const u = new EchoTracker();
+    u.push(Buffer.from('ab'));
+    u.match(Buffer.from('abc'));
+    expect(u.diverged).toBe(true);
+  });
+});
+
+describe('resolveOptions', () => {
+  it('fills in the EnvoyFilter defaults', () => {
+    const o = resolveOptions({ endpoints: ['127.0.0.1:1'] });
+    expect(o).toMatchObject({
+      port: 0, host: '127.0.0.1', extProc: null, processingMode: 'full-duplex', responseHeaderMode: 'send',
+      responseBodyMode: 'full-duplex', failureModeAllow: true, messageTimeoutMs: 10_000, hashHeader: null, ringSize: 1024,
+      extProcBypass: [{ method: 'GET', path: '/v1/models' }],
+    });
+  });
+
+  it('names the option in its errors', () => {
+    expect(() => resolveOptions({ endpoints: [] })).toThrow(GatewayConfigError);
+    expect(() => resolveOptions({ endpoints: ['x'] })).toThrow(/^endpoints: /);
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], messageTimeoutMs: -1 })).toThrow(/^messageTimeoutMs: /);
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], processingMode: 'x' as never })).toThrow(/^processingMode: /);
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], failureModeAllow: 'no' as never })).toThrow(/^failureModeAllow: /);
+  });
+});

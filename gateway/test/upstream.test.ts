@@ -1,0 +1,237 @@
+/**
+ * Upstream health: connect failures move on to the next address of the pick list, then to the fallback policy,
+ * then 503; nothing hangs. Also the gateway's own endpoints and clean-up when a client goes away.
+ */
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import type { ExtProcServer } from '../../epp/src/extproc/server';
+import {
+  completion,
+  deadPort,
+  destroyClientAgent,
+  gateway,
+  LOOPBACK,
+  send,
+  startEpp,
+  startUpstream,
+  TestDirector,
+  until,
+  type Upstream,
+} from './harness';
+
+// Generous bounds for a shared, loaded machine (no test relies on them for timing).
+jest.setTimeout(30_000);
+
+let ups: Upstream[];
+let dead: string;
+let director: TestDirector;
+let epp: ExtProcServer;
+const json = { 'content-type': 'application/json' };
+
+beforeAll(async () => {
+  ups = await Promise.all([startUpstream(), startUpstream()]);
+  dead = `${LOOPBACK}:${await deadPort()}`;
+  director = new TestDirector(ups.map((u) => u.address));
+  epp = await startEpp(director);
+});
+
+afterAll(async () => {
+  await epp.stop();
+  await Promise.all(ups.map((u) => u.close()));
+  destroyClientAgent();
+});
+
+describe('connect failures', () => {
+  it('tries the next address of the pick list when the first refuses the connection', async () => {
+    const gw = await gateway({ endpoints: [dead, ups[0].address, ups[1].address], extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: { ...json, 'x-test-pick': `${dead},${ups[1].address}` } });
+      expect(r.status).toBe(200);
+      expect(r.json().port).toBe(ups[1].port);
+      expect(r.headers['x-gateway-destination-endpoint-served']).toBe(ups[1].address);
+      const s = gw.stats();
+      expect(s.retries).toBe(1);
+      expect(s.upstreamConnectFailures).toBe(1);
+      expect(s.picksHonoured).toBe(1);
+      expect(s.endpoints[dead]).toMatchObject({ connectFailures: 1, served: 0, ejected: true });
+      expect(s.endpoints[ups[1].address].served).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('falls back to the fallback policy when every pick fails, keeping the body', async () => {
+    const gw = await gateway({ endpoints: [dead, ups[0].address], extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const body = completion('x'.repeat(200_000));
+      const r = await send(gw.port, { body, headers: { ...json, 'x-test-pick': dead } });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ port: ups[0].port, bodyBytes: body.length });
+      expect(r.headers['x-gateway-destination-endpoint-served']).toBe(ups[0].address);
+      expect(gw.stats().fallbacks).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('skips a dead endpoint in round robin (ejected after its first failure) and serves everything', async () => {
+    const gw = await gateway({ endpoints: [dead, ups[0].address, ups[1].address] });
+    try {
+      const ports: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const r = await send(gw.port, { body: completion(), headers: json });
+        expect(r.status).toBe(200);
+        ports.push(r.json().port);
+      }
+      expect(new Set(ports)).toEqual(new Set([ups[0].port, ups[1].port]));
+      // Only the first turn on the dead endpoint costs a connect attempt; afterwards it is ejected.
+      expect(gw.stats().upstreamConnectFailures).toBe(1);
+      expect(gw.stats().endpoints[dead].ejected).toBe(true);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('without ejection, still serves every request by retrying', async () => {
+    const gw = await gateway({ endpoints: [dead, ups[0].address], ejectMs: 0 });
+    try {
+      for (let i = 0; i < 4; i++) expect((await send(gw.port, { body: completion(), headers: json })).json().port).toBe(ups[0].port);
+      expect(gw.stats().upstreamConnectFailures).toBe(2);
+      expect(gw.stats().retries).toBe(2);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('answers 503 when no endpoint accepts a connection', async () => {
+    const other = `${LOOPBACK}:${await deadPort()}`;
+    const gw = await gateway({ endpoints: [dead, other], extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: { ...json, 'x-test-pick': dead } });
+      expect(r.status).toBe(503);
+      expect(r.body.toString()).toContain('upstream connect error');
+      expect(r.headers['x-gateway-destination-endpoint-served']).toBeUndefined();
+      const g = await send(gw.port, { method: 'GET', path: '/v1/models' });
+      expect(g.status).toBe(503);
+      expect(gw.stats().errorsByStatus).toEqual({ 503: 2 });
+      expect(gw.stats().inFlight).toBe(0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('resets and clean-up', () => {
+  let flaky: http.Server;
+  let flakyAddress: string;
+
+  beforeAll(async () => {
+    // Sends headers and part of a body, then drops the connection.
+    flaky = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: partial\n\n');
+        setImmediate(() => res.socket?.destroy());
+      });
+    });
+    await new Promise<void>((r) => flaky.listen(0, LOOPBACK, r));
+    flakyAddress = `${LOOPBACK}:${(flaky.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((r) => flaky.close(() => r()));
+  });
+
+  it('resets the client connection when the upstream dies mid-response (no hang)', async () => {
+    const gw = await gateway({ endpoints: [flakyAddress], extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/v1/x', headers: json, agent: false }, (res) => {
+          res.on('data', () => undefined);
+          res.on('end', () => resolve('end'));
+          res.on('aborted', () => resolve('aborted'));
+          res.on('error', () => resolve('aborted'));
+        });
+        req.on('error', () => resolve('aborted'));
+        req.end(completion());
+      });
+      expect(outcome).toBe('aborted');
+      await until(() => gw.stats().inFlight === 0);
+      expect(gw.stats().aborted).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('aborts the upstream request and the EPP stream when the client goes away', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address], extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const releases = director.releases.length;
+      const tickets = director.seq;
+      await new Promise<void>((resolve) => {
+        const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/sse?n=5', headers: json, agent: false }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', () => undefined);
+        req.end(completion());
+      });
+      await until(() => gw.stats().inFlight === 0);
+      expect(gw.stats().aborted).toBe(1);
+      await until(() => director.releases.length === releases + (director.seq - tickets));
+      expect(director.releases.at(-1)?.outcome).toBe('cancelled');
+      await until(() => epp.activeStreams() === 0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('gateway endpoints', () => {
+  it('serves /healthz and /gateway/stats itself', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      await send(gw.port, { body: completion(), headers: json });
+      const h = await send(gw.port, { method: 'GET', path: '/healthz' });
+      expect(h.status).toBe(200);
+      expect(h.json()).toEqual({ status: 'ok' });
+      const s = await send(gw.port, { method: 'GET', path: '/gateway/stats' });
+      expect(s.status).toBe(200);
+      expect(s.json()).toMatchObject({
+        requests: 1,
+        completed: 1,
+        fallbacks: 1,
+        responsesByStatus: { 200: 1 },
+        endpoints: { [ups[0].address]: { served: 1 } },
+        extProc: { target: null, requestBodyMode: 'FULL_DUPLEX_STREAMED' },
+        fallbackPolicy: 'round_robin',
+      });
+      expect((await send(gw.port, { method: 'POST', path: '/healthz' })).status).toBe(405);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('lets an in-flight request finish on close() within the grace period', async () => {
+    const gw = await gateway({ endpoints: [ups[1].address], shutdownGraceMs: 10_000 });
+    let text = '';
+    const done = new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/sse?n=2', headers: json, agent: false }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(completion());
+    });
+    await until(() => text.includes('"i":0'));
+    const closed = gw.close();
+    ups[1].gate.open();
+    expect(await done).toBe(200);
+    await closed;
+    expect(text).toContain('[DONE]');
+  });
+});
