@@ -13,7 +13,7 @@ import { bestHitRate } from './oracle';
 import { REPO, stopAll } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
 import { runWorkload, type FaultHook, type RequestRecord } from './run';
-import { prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { httpGet, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { buildWorkload, DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
 
 export interface DemoOptions {
@@ -67,10 +67,18 @@ function progressBar(label: string, quiet: boolean): (done: number, total: numbe
   };
 }
 
+/** The gateway's own counters (`/gateway/stats`) that show where picks came from. */
+interface GatewayCounters {
+  readonly picksHonoured: number;
+  readonly failOpens: number;
+}
+
 interface PolicyRun {
   readonly result: PolicyResult;
   readonly records: RequestRecord[];
   readonly events: Record<string, number>;
+  /** Gateway counters when each fault hook had run, and at the end. */
+  readonly gateway: Record<string, GatewayCounters>;
 }
 
 async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: boolean): Promise<PolicyRun> {
@@ -85,11 +93,25 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: bo
         if (c.queries > 0 || !lastCounters.has(address)) lastCounters.set(address, c);
       }
     };
+    const gateway: Record<string, GatewayCounters> = {};
+    let killedAtEpochMs: number | undefined;
+    const gatewayCounters = async (label: string) => {
+      const stats = JSON.parse(await httpGet(`${stack.gatewayUrl}/gateway/stats`)) as GatewayCounters;
+      gateway[label] = { picksHonoured: stats.picksHonoured, failOpens: stats.failOpens };
+    };
     const hooks: FaultHook[] = [];
     if (faults) {
-      hooks.push({ atFraction: 0.3, name: 'pod decode-1 killed', action: async () => { await readCounters(); await stack.pods[1].kill(); } });
-      hooks.push({ atFraction: 0.5, name: 'EPP stopped', action: async () => { await stack.epp?.kill(); } });
-      hooks.push({ atFraction: 0.7, name: 'EPP restarted', action: () => stack.restartEpp() });
+      hooks.push({
+        atFraction: 0.3,
+        name: 'pod decode-1 killed',
+        action: async () => {
+          await readCounters();
+          killedAtEpochMs = Date.now();
+          await stack.pods[1].kill();
+        },
+      });
+      hooks.push({ atFraction: 0.5, name: 'EPP stopped', action: async () => { await stack.epp?.kill(); await gatewayCounters('EPP stopped'); } });
+      hooks.push({ atFraction: 0.7, name: 'EPP restarted', action: async () => { await gatewayCounters('before EPP restart'); await stack.restartEpp(); } });
     }
     const name = faults ? `${policy.name} + faults` : policy.name;
     const outcome = await runWorkload(workload, {
@@ -100,10 +122,14 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: bo
       onProgress: progressBar(name, options.quiet),
     });
     await readCounters();
+    await gatewayCounters('end');
     const totals = [...lastCounters.values()].reduce((a, c) => ({ hits: a.hits + c.hits, queries: a.queries + c.queries }), { hits: 0, queries: 0 });
     const best = await bestHitRate(outcome.records, options.sim, options.workload.maxTokens, path.join(options.outDir, 'logs', `${policy.name}-oracle.log`));
     const result = analyze(name, outcome.records, totals, outcome.wallSeconds, best, options.sim.timeScale);
-    return { result, records: outcome.records, events: outcome.hookTimes };
+    const events: Record<string, number> = { ...outcome.hookTimes };
+    // The hook fires when enough requests are done; the kill itself comes after a last scrape of the counters.
+    if (killedAtEpochMs !== undefined) events['pod decode-1 killed'] = killedAtEpochMs - outcome.startedAtMs;
+    return { result, records: outcome.records, events, gateway };
   } finally {
     await stack.stop();
   }
@@ -140,6 +166,11 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     const bad = unexpectedFailures(faultRun.records, killedAt);
     const lost = faultRun.records.filter((r) => !r.result.ok).length;
     targets.push({ name: 'faults: only requests in flight on the killed pod fail', target: '0 other failures', actual: `${lost} failed, ${bad.length} of them not in flight at the kill`, met: bad.length === 0 });
+    const g = faultRun.gateway;
+    const failOpens = (g['before EPP restart']?.failOpens ?? 0) - (g['EPP stopped']?.failOpens ?? 0);
+    targets.push({ name: 'faults: with the EPP down the gateway fails open', target: 'fail-opens while it is down', actual: `${failOpens} requests routed by the fallback`, met: failOpens > 0 });
+    const resumed = (g.end?.picksHonoured ?? 0) - (g['before EPP restart']?.picksHonoured ?? 0);
+    targets.push({ name: 'faults: routing resumes when the EPP is back', target: 'EPP picks after the restart', actual: `${resumed} picks honoured`, met: resumed > 0 });
   }
   const passed = targets.every((t) => t.met);
 
@@ -152,7 +183,8 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     'Hit rate: vLLM\'s own counters (vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total, in tokens) scraped from the pods. '
       + 'Best: the same requests replayed in order against one pod that never evicts. Stickiness: x-gateway-destination-endpoint-served per turn. '
       + 'TTFT: first streamed token as the client saw it, multiplied by the time scale to read as simulated-GPU time.',
-    ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}. Counters of the killed pod are its last reading before the kill.`] : []),
+    ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}; gateway counters at those points: ${JSON.stringify(faultRun.gateway)}. `
+      + 'Counters of the killed pod are its last reading before the kill.'] : []),
   ];
   const report = { title: 'kvroute validator loop', subtitle, results, bestHitRate: best, targets, notes };
   fs.writeFileSync(path.join(options.outDir, 'results.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, options, ...report, passed }, null, 2)}\n`);

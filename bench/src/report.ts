@@ -20,9 +20,9 @@ export interface ReportInput {
   readonly notes: readonly string[];
 }
 
-const pct = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(1)}%`);
-const secs = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`);
-const times = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}×`);
+export const pct = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(1)}%`);
+export const secs = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`);
+export const times = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}×`);
 
 export function terminalTable(results: readonly PolicyResult[], best: number | null): string {
   const header = ['policy', 'success', 'hit rate', 'of best', 'sticky', 'TTFT p50', 'p90', 'cached p50', 'uncached p50', 'speedup', 'req/s'];
@@ -35,16 +35,23 @@ export function terminalTable(results: readonly PolicyResult[], best: number | n
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), '', `analytic best hit rate for this workload: ${pct(best)}`].join('\n');
 }
 
-function escape(s: string): string {
+export function escape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-/** A horizontal bar chart; `reference` draws a dashed line (e.g. the analytic best). */
-function barChart(title: string, bars: { label: string; value: number }[], format: (v: number) => string, max: number, reference?: { value: number; label: string }): string {
+export interface ChartReference {
+  readonly value: number;
+  readonly label: string;
+}
+
+/** A horizontal bar chart; each `reference` draws a dashed line (e.g. the analytic best), labelled under the chart. */
+export function barChart(title: string, bars: { label: string; value: number }[], format: (v: number) => string, max: number,
+  reference?: ChartReference | readonly ChartReference[]): string {
+  const references = reference === undefined ? [] : Array.isArray(reference) ? reference as readonly ChartReference[] : [reference as ChartReference];
   const width = 640;
   const labelW = 170;
   const barH = 26;
-  const height = 40 + bars.length * (barH + 8) + 20;
+  const height = 40 + bars.length * (barH + 8) + 20 + Math.max(0, references.length - 1) * 14;
   const scale = (v: number) => (max > 0 ? (v / max) * (width - labelW - 90) : 0);
   const colors = ['#2b6cb0', '#dd6b20', '#718096', '#38a169', '#805ad5', '#d53f8c', '#319795'];
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="${escape(title)}">`,
@@ -55,11 +62,13 @@ function barChart(title: string, bars: { label: string; value: number }[], forma
     parts.push(`<rect x="${labelW}" y="${y}" width="${Math.max(1, scale(b.value)).toFixed(1)}" height="${barH}" fill="${colors[i % colors.length]}"/>`);
     parts.push(`<text x="${labelW + scale(b.value) + 6}" y="${y + barH * 0.68}" font-size="13">${escape(format(b.value))}</text>`);
   });
-  if (reference) {
-    const x = labelW + scale(reference.value);
-    parts.push(`<line x1="${x}" y1="30" x2="${x}" y2="${height - 14}" stroke="#1a202c" stroke-dasharray="5,4"/>`);
-    parts.push(`<text x="${x}" y="${height - 2}" font-size="12" text-anchor="middle">${escape(reference.label)}</text>`);
-  }
+  const dashes = ['5,4', '2,3', '9,3,2,3'];
+  references.forEach((ref, i) => {
+    const x = labelW + scale(ref.value);
+    const y = height - 2 - (references.length - 1 - i) * 14;
+    parts.push(`<line x1="${x}" y1="30" x2="${x}" y2="${y - 12}" stroke="#1a202c" stroke-dasharray="${dashes[i % dashes.length]}"/>`);
+    parts.push(`<text x="${x}" y="${y}" font-size="12" text-anchor="middle">${escape(ref.label)}</text>`);
+  });
   parts.push('</svg>');
   return parts.join('\n');
 }

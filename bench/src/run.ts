@@ -40,6 +40,8 @@ export interface RunOptions {
 export interface RunOutcome {
   readonly records: RequestRecord[];
   readonly wallSeconds: number;
+  /** Epoch ms the run started at; record times are relative to it. */
+  readonly startedAtMs: number;
   /** When each hook fired, ms since the start. */
   readonly hookTimes: Record<string, number>;
 }
@@ -98,8 +100,9 @@ export async function runWorkload(workload: Workload, options: RunOptions): Prom
   const runRag = async (index: number) => {
     const plan = workload.rag[index];
     const startedMs = Date.now() - t0;
-    const result = await client.chat(plan.messages, maxTokens);
-    record({ kind: 'rag', document: plan.document, messages: plan.messages, headers: {}, startedMs, endedMs: Date.now() - t0, result });
+    const headers = { ...(plan.headers ?? {}) };
+    const result = await client.chat(plan.messages, maxTokens, headers);
+    record({ kind: 'rag', document: plan.document, messages: plan.messages, headers, startedMs, endedMs: Date.now() - t0, result });
   };
 
   const queue = schedule(workload);
@@ -110,5 +113,5 @@ export async function runWorkload(workload: Workload, options: RunOptions): Prom
   }));
   await Promise.all(hookRuns);
   client.close();
-  return { records, wallSeconds: (Date.now() - t0) / 1000, hookTimes };
+  return { records, wallSeconds: (Date.now() - t0) / 1000, startedAtMs: t0, hookTimes };
 }

@@ -7,13 +7,22 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { parsePrometheusText } from '../../epp/src/datastore/prometheus-text';
+import type { RequestDirector } from '../../epp/src/extproc/director';
+import { startExtProcServer, type ExtProcServer } from '../../epp/src/extproc/server';
 import { ENTRY, startProcess, type Started } from './processes';
 
-/** How requests are routed: kvroute (the EPP), or a gateway-only baseline. */
+/** Builds a director for the pods of one stack (`127.0.0.1:port` each, in order). */
+export type DirectorFactory = (endpoints: readonly string[]) => RequestDirector;
+
+/**
+ * How requests are routed: kvroute (the EPP), a gateway-only baseline, or a `RequestDirector` served from this
+ * process by the EPP's own ext_proc server (`startExtProcServer`), so it sits on the same protocol path as the EPP.
+ */
 export type RoutingPolicy =
   | { readonly kind: 'epp'; readonly name: string; readonly configText?: string }
   | { readonly kind: 'round-robin'; readonly name: string }
-  | { readonly kind: 'session-hash'; readonly name: string; readonly header: string };
+  | { readonly kind: 'session-hash'; readonly name: string; readonly header: string }
+  | { readonly kind: 'director'; readonly name: string; readonly director: RequestDirector | DirectorFactory };
 
 export interface SimulatorSettings {
   readonly model: string;
@@ -35,6 +44,8 @@ export interface StackOptions {
   readonly logDir: string;
   /** Gateway: how long it waits for the EPP before failing open. @default 2000 */
   readonly messageTimeoutMs?: number;
+  /** Use these running pods instead of starting `pods` new ones; `stop()` leaves them running. */
+  readonly existingPods?: readonly Started[];
 }
 
 export interface Stack {
@@ -44,6 +55,9 @@ export interface Stack {
   readonly podAddresses: string[];
   epp?: Started;
   readonly eppPort?: number;
+  /** The in-process ext_proc server of a `director` policy, and its director. */
+  readonly extProc?: ExtProcServer;
+  readonly director?: RequestDirector;
   readonly gateway: Started;
   /** Restarts a stopped EPP on the port the gateway calls. */
   restartEpp(): Promise<void>;
@@ -63,10 +77,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   fs.mkdirSync(options.logDir, { recursive: true });
   const log = (name: string) => path.join(options.logDir, `${options.policy.name}-${name}.log`);
   const started: Started[] = [];
+  let extProc: ExtProcServer | undefined;
+  /** In-process servers, closed after the processes have stopped. */
+  const closers: (() => Promise<void>)[] = [];
+  const stopEverything = async () => {
+    await Promise.all(started.map((p) => p.stop()));
+    await Promise.all(closers.map((c) => c()));
+  };
   try {
-    const pods = await Promise.all(Array.from({ length: options.pods }, (_, i) =>
+    const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) =>
       startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`), { logFile: log(`sim-${i}`) })));
-    started.push(...pods);
+    if (!options.existingPods) started.push(...pods);
     const podAddresses = pods.map((p) => `127.0.0.1:${p.info.port as number}`);
 
     let epp: Started | undefined;
@@ -78,7 +99,27 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', '0'], { logFile: log('epp') });
       started.push(epp);
     }
-    const eppPort = epp?.info.grpcPort as number | undefined;
+    let director: RequestDirector | undefined;
+    if (policy.kind === 'director') {
+      director = typeof policy.director === 'function' ? policy.director(podAddresses) : policy.director;
+      const logFile = fs.createWriteStream(log('ext-proc'), { flags: 'a' });
+      const write = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+        logFile.write(`${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`);
+      extProc = await startExtProcServer({
+        director,
+        host: '127.0.0.1',
+        port: 0,
+        defaultRequestBodyMode: 'FULL_DUPLEX_STREAMED',
+        logger: { debug: () => undefined, warn: write('warn') },
+      });
+      extProc.setServing(true);
+      const server = extProc;
+      closers.push(async () => {
+        await server.stop(0);
+        await new Promise<void>((resolve) => logFile.end(() => resolve()));
+      });
+    }
+    const eppPort = (epp?.info.grpcPort as number | undefined) ?? extProc?.port;
     const gatewayArgs = ['--port', '0', '--endpoints', podAddresses.join(','), '--message-timeout-ms', String(options.messageTimeoutMs ?? 2000)];
     if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--processing-mode', 'full-duplex', '--failure-mode-allow');
     if (policy.kind === 'session-hash') gatewayArgs.push('--hash-header', policy.header);
@@ -91,19 +132,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       podAddresses,
       epp,
       eppPort,
+      extProc,
+      director,
       gateway,
       async restartEpp() {
-        if (eppPort === undefined) throw new Error('this stack runs no EPP');
+        if (eppPort === undefined || policy.kind !== 'epp') throw new Error('this stack runs no EPP');
         stack.epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', String(eppPort)], { logFile: log('epp') });
         started.push(stack.epp);
       },
-      async stop() {
-        await Promise.all(started.map((p) => p.stop()));
-      },
+      stop: stopEverything,
     };
     return stack;
   } catch (e) {
-    await Promise.all(started.map((p) => p.stop()));
+    await stopEverything();
     throw e;
   }
 }

@@ -91,6 +91,8 @@ export interface RagPlan {
   readonly kind: 'rag';
   readonly document: number;
   readonly messages: readonly ChatMessage[];
+  /** Extra request headers (the routing benchmark's shared-prefix requests carry an `x-session-id` per user). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface Workload {

@@ -1,0 +1,88 @@
+/**
+ * The routing policies the benchmark compares, as `RoutingPolicy` values for `startStack`:
+ * - `kvroute`: the EPP with its built-in config (separate process);
+ * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
+ *   prefix 2, max-score picker; no saturation filter, no session affinity);
+ * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
+ * - `random`, `least-request`: directors in the benchmark process, behind ext_proc;
+ * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
+ */
+import type { RoutingPolicy } from '../stack';
+import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
+import { LeastRequestDirector, RandomDirector } from './simple';
+
+export { ApproxPrefixTree } from './prefix-tree';
+export { CacheAwareDirector, SGLANG_DEFAULTS, type CacheAwareOptions, type CacheAwareBranch } from './cache-aware';
+export { CountingDirector, LeastRequestDirector, RandomDirector, RoundRobinDirector, leastLoadedIndex } from './simple';
+
+/**
+ * GIE's approximate-prefix EPP config in the shape of its Helm chart's plugins-v2.yaml, with the prefix scorer weighted
+ * 2 as in llm-d's benchmarks (queue 1, kv-cache 1, prefix 2), the estimate mode and GIE's sizing (64-byte blocks, 256
+ * blocks matched, 31,250 LRU entries per pod).
+ */
+export const APPROX_PREFIX_CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+  parameters:
+    mode: estimate
+    hashBlockSize: 64
+    maxPrefixBlocksToMatch: 256
+    lruCapacityPerServer: 31250
+- type: max-score-picker
+- type: single-profile-handler
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 1
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 1
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: max-score-picker
+`;
+
+export const POLICY_NAMES = ['kvroute', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash'] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
+  kvroute: 'EPP process, built-in config (prefix 3 + queue + kv + active, saturation filter, session affinity)',
+  'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
+  sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
+  'round-robin': 'gateway alone, round robin (no ext_proc)',
+  random: 'random director, in-process ext_proc',
+  'least-request': 'least in-flight requests director, in-process ext_proc',
+  'session-hash': 'gateway alone, consistent (ring) hash on x-session-id (no ext_proc)',
+};
+
+export interface PolicySettings {
+  readonly seed: number;
+  readonly sglang: CacheAwareOptions;
+}
+
+export function isPolicyName(name: string): name is PolicyName {
+  return (POLICY_NAMES as readonly string[]).includes(name);
+}
+
+/** A fresh `RoutingPolicy` (directors are created per stack, so no state leaks between runs). */
+export function routingPolicy(name: PolicyName, settings: PolicySettings): RoutingPolicy {
+  switch (name) {
+    case 'kvroute':
+      return { kind: 'epp', name };
+    case 'approx-prefix':
+      return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
+    case 'sglang':
+      return { kind: 'director', name, director: (endpoints) => new CacheAwareDirector(endpoints, settings.sglang) };
+    case 'round-robin':
+      return { kind: 'round-robin', name };
+    case 'random':
+      return { kind: 'director', name, director: (endpoints) => new RandomDirector(endpoints, settings.seed) };
+    case 'least-request':
+      return { kind: 'director', name, director: (endpoints) => new LeastRequestDirector(endpoints, settings.seed) };
+    case 'session-hash':
+      return { kind: 'session-hash', name, header: 'x-session-id' };
+  }
+}

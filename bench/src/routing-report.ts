@@ -1,0 +1,255 @@
+/**
+ * The routing benchmark's results: their shape (what `results.json` holds), the terminal tables and the self-contained
+ * HTML report (inline SVG from report.ts, no scripts or external assets).
+ */
+import { barChart, escape, pct, secs, type ChartReference } from './report';
+import type { WorkloadStats } from './routing-workloads';
+
+export type CapacityName = 'ample' | 'constrained';
+
+export interface Bounds {
+  /** §7.1 with the measured S and Q: best token hit rate, one replica, infinite cache. */
+  readonly hStar: number;
+  /** §7.2: random / round robin over R replicas, infinite cache. */
+  readonly hRR: number;
+  /** The shape they were computed for. */
+  readonly P: number;
+  readonly R: number;
+  readonly S: number;
+  readonly Q: number;
+  readonly B: number;
+}
+
+export interface FiniteBounds {
+  /** §7.3 estimates, capped by the infinite-cache values. */
+  readonly roundRobin: number;
+  readonly affinity: number;
+  /** Prefix working set and free capacity per pod they assume, in tokens. */
+  readonly prefixWorkingSetTokens: number;
+  readonly freeTokensPerPod: number;
+}
+
+export interface WorkloadReport {
+  readonly name: string;
+  readonly kind: 'shared-prefix' | 'multi-turn';
+  readonly description: string;
+  readonly stats: WorkloadStats;
+  readonly concurrency: number;
+  /** The oracle: the requests replayed in order against one simulated pod that never evicts. */
+  readonly best: number | null;
+  readonly bounds?: Bounds;
+}
+
+export interface RunRecord {
+  readonly policy: string;
+  readonly repeat: number;
+  readonly requests: number;
+  readonly succeeded: number;
+  readonly hitRate: number;
+  readonly ttftP50: number | null;
+  readonly ttftP90: number | null;
+  readonly throughputRps: number;
+  readonly wallSeconds: number;
+  readonly balance: number;
+  readonly perEndpoint: Record<string, number>;
+  readonly failures: readonly { readonly status: number; readonly error: string }[];
+  /** What an in-process director reports about its own decisions (e.g. the SGLang branches taken). */
+  readonly director?: Record<string, unknown>;
+}
+
+export interface Ratios {
+  readonly hitRate: number | null;
+  readonly ttftP50: number | null;
+  readonly ttftP90: number | null;
+  readonly throughput: number | null;
+}
+
+export interface PolicySummary {
+  readonly policy: string;
+  readonly description: string;
+  readonly runs: number;
+  /** Medians over the repeats. */
+  readonly successRate: number;
+  readonly hitRate: number;
+  readonly hitRateOfBest: number | null;
+  /** Seconds of simulated time (client wall clock × time scale). */
+  readonly ttftP50: number | null;
+  readonly ttftP90: number | null;
+  readonly throughputRps: number;
+  /** Requests on the busiest pod / mean requests per pod (1 = perfectly even). */
+  readonly balance: number;
+  /** This policy over the baseline run in the same invocation (TTFT: lower is better). */
+  readonly vsBaseline: Ratios;
+}
+
+export interface CellReport {
+  readonly workload: string;
+  readonly capacity: CapacityName;
+  readonly kvCacheBlocksPerPod: number;
+  readonly workingSetBlocks: number;
+  readonly reusedBlocks: number;
+  /** W / C: the working set over one pod's capacity. */
+  readonly workingSetOverCapacity: number;
+  readonly reusedOverCapacity: number;
+  /** R·C / W: the cluster's capacity over the working set. */
+  readonly clusterOverWorkingSet: number;
+  readonly baseline: string;
+  readonly best: number | null;
+  readonly bounds?: Bounds;
+  readonly finite?: FiniteBounds;
+  readonly policies: readonly PolicySummary[];
+  readonly runs: readonly RunRecord[];
+}
+
+export interface OverheadVariant {
+  readonly name: string;
+  readonly description: string;
+  /** Medians over the repetitions, in milliseconds of wall-clock time (time scale 1). */
+  readonly ttftP50Ms: number | null;
+  readonly ttftP90Ms: number | null;
+  readonly throughputRps: number;
+  readonly successRate: number;
+  /** Against the gateway alone. */
+  readonly deltaP50Ms: number | null;
+  readonly deltaP90Ms: number | null;
+  readonly throughputRatio: number | null;
+  readonly perRep: readonly { readonly ttftP50Ms: number | null; readonly ttftP90Ms: number | null; readonly throughputRps: number }[];
+}
+
+export interface OverheadReport {
+  readonly requests: number;
+  readonly concurrency: number;
+  readonly reps: number;
+  readonly promptTokens: number;
+  readonly outputTokens: number;
+  readonly baseline: string;
+  readonly variants: readonly OverheadVariant[];
+}
+
+export interface RoutingReport {
+  readonly title: string;
+  readonly date: string;
+  readonly machine: string;
+  readonly wallSeconds: number;
+  readonly pods: number;
+  readonly timeScale: number;
+  readonly options: unknown;
+  readonly workloads: readonly WorkloadReport[];
+  readonly cells: readonly CellReport[];
+  readonly overhead?: OverheadReport;
+  readonly notes: readonly string[];
+}
+
+const ratio = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(2)}×`);
+const ms = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${v.toFixed(1)} ms`);
+const signedMs = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${v >= 0 ? '+' : ''}${v.toFixed(1)} ms`);
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function cellTitle(c: CellReport): string {
+  return `${c.workload} × ${c.capacity} KV (${c.kvCacheBlocksPerPod} blocks/pod; working set ${c.workingSetBlocks} blocks = `
+    + `${c.workingSetOverCapacity.toFixed(1)}× one pod, reused part ${c.reusedBlocks} = ${c.reusedOverCapacity.toFixed(1)}×; `
+    + `cluster holds ${c.clusterOverWorkingSet.toFixed(1)}× the working set)`;
+}
+
+export function boundsLine(c: CellReport): string {
+  const parts = [`best (oracle replay, infinite cache) ${pct(c.best)}`];
+  if (c.bounds) parts.push(`h* ${pct(c.bounds.hStar)}, h_RR ${pct(c.bounds.hRR)} (§7, R=${c.bounds.R}, S=${c.bounds.S.toFixed(0)}, Q=${c.bounds.Q.toFixed(0)}, P=${c.bounds.P})`);
+  else parts.push('h*/h_RR: n/a (multi-turn; the oracle is the bound)');
+  if (c.finite) parts.push(`finite capacity ≈ RR ${pct(c.finite.roundRobin)}, affinity ${pct(c.finite.affinity)} (§7.3, IRM estimate)`);
+  return parts.join('; ');
+}
+
+export function cellTerminalTable(c: CellReport): string {
+  const header = ['policy', 'success', 'hit rate', 'of best', '×RR hit', 'TTFT p50', 'p90', '×RR p50', '×RR p90', 'req/s', '×RR req/s', 'balance'];
+  const rows = c.policies.map((p) => [
+    p.policy, pct(p.successRate), pct(p.hitRate), pct(p.hitRateOfBest), ratio(p.vsBaseline.hitRate), secs(p.ttftP50), secs(p.ttftP90),
+    ratio(p.vsBaseline.ttftP50), ratio(p.vsBaseline.ttftP90), p.throughputRps.toFixed(1), ratio(p.vsBaseline.throughput), p.balance.toFixed(2),
+  ]);
+  return [cellTitle(c), table(header, rows), boundsLine(c)].join('\n');
+}
+
+export function overheadTerminalTable(o: OverheadReport): string {
+  const header = ['path', 'success', 'TTFT p50', 'p90', 'Δp50', 'Δp90', 'req/s', '×req/s'];
+  const rows = o.variants.map((v) => [
+    v.name, pct(v.successRate), ms(v.ttftP50Ms), ms(v.ttftP90Ms), signedMs(v.deltaP50Ms), signedMs(v.deltaP90Ms),
+    v.throughputRps.toFixed(1), ratio(v.throughputRatio),
+  ]);
+  return [`EPP overhead: ${o.requests} unique ${o.promptTokens}-token prompts, ${o.outputTokens} output tokens, concurrency ${o.concurrency}, `
+    + `median of ${o.reps} alternating repetitions, time scale 1 (wall-clock ms); Δ and × against ${o.baseline}`, table(header, rows)].join('\n');
+}
+
+/** One line per cell for a compact summary: each policy's hit rate and TTFT p50. */
+export function summaryTable(cells: readonly CellReport[]): string {
+  const policies = [...new Set(cells.flatMap((c) => c.policies.map((p) => p.policy)))];
+  const header = ['workload × capacity', 'best', ...policies];
+  const rows = cells.map((c) => [`${c.workload} × ${c.capacity}`, pct(c.best), ...policies.map((name) => {
+    const p = c.policies.find((x) => x.policy === name);
+    return p ? `${pct(p.hitRate)} / ${secs(p.ttftP50)}` : '–';
+  })]);
+  return ['hit rate / TTFT p50 per policy', table(header, rows)].join('\n');
+}
+
+function htmlCell(c: CellReport): string {
+  const rows = c.policies.map((p) => `<tr><td>${escape(p.policy)}</td><td>${pct(p.successRate)}</td><td>${pct(p.hitRate)}</td><td>${pct(p.hitRateOfBest)}</td>`
+    + `<td>${ratio(p.vsBaseline.hitRate)}</td><td>${secs(p.ttftP50)}</td><td>${secs(p.ttftP90)}</td><td>${ratio(p.vsBaseline.ttftP50)}</td>`
+    + `<td>${ratio(p.vsBaseline.ttftP90)}</td><td>${p.throughputRps.toFixed(1)}</td><td>${ratio(p.vsBaseline.throughput)}</td><td>${p.balance.toFixed(2)}</td></tr>`).join('\n');
+  const refs: ChartReference[] = [];
+  if (c.best !== null) refs.push({ value: c.best, label: `best ${pct(c.best)}` });
+  if (c.bounds) refs.push({ value: c.bounds.hRR, label: `h_RR ${pct(c.bounds.hRR)}` });
+  if (c.finite) refs.push({ value: c.finite.roundRobin, label: `RR≈ ${pct(c.finite.roundRobin)} (finite)` });
+  const maxTtft = Math.max(0.001, ...c.policies.map((p) => p.ttftP90 ?? 0));
+  const charts = [
+    barChart('Prefix-cache hit rate (pods\' counters)', c.policies.map((p) => ({ label: p.policy, value: p.hitRate })), pct, 1, refs),
+    barChart('TTFT p50 (simulated time)', c.policies.map((p) => ({ label: p.policy, value: p.ttftP50 ?? 0 })), secs, maxTtft),
+    barChart('TTFT p90 (simulated time)', c.policies.map((p) => ({ label: p.policy, value: p.ttftP90 ?? 0 })), secs, maxTtft),
+  ];
+  return `<h3>${escape(`${c.workload} × ${c.capacity} KV`)}</h3>
+<p class="note">${escape(cellTitle(c))}</p>
+<table><tr><th>policy</th><th>success</th><th>hit rate</th><th>of best</th><th>×RR hit</th><th>TTFT p50</th><th>TTFT p90</th><th>×RR p50</th><th>×RR p90</th><th>req/s</th><th>×RR req/s</th><th>balance</th></tr>
+${rows}
+</table>
+<p class="note">${escape(boundsLine(c))}</p>
+<div class="charts">
+${charts.join('\n')}
+</div>`;
+}
+
+export function routingHtmlReport(r: RoutingReport): string {
+  const workloads = r.workloads.map((w) => `<tr><td>${escape(w.name)}</td><td>${escape(w.description)}</td><td>${w.stats.requests}</td>`
+    + `<td>${w.stats.meanPromptTokens.toFixed(0)}</td><td>${w.sharedPrefix()}</td><td>${w.stats.workingSetBlocks}</td><td>${w.stats.reusedBlocks}</td>`
+    + `<td>${w.concurrency}</td><td>${pct(w.best)}</td><td>${pct(w.stats.replayHitRate)}</td><td>${w.bounds ? pct(w.bounds.hStar) : 'n/a'}</td>`
+    + `<td>${w.bounds ? pct(w.bounds.hRR) : 'n/a'}</td></tr>`);
+  const overhead = r.overhead ? `<h2>EPP overhead</h2>
+<p class="note">${escape(`${r.overhead.requests} unique ${r.overhead.promptTokens}-token prompts (no prefix sharing, so routing cannot change the cache), ${r.overhead.outputTokens} output tokens, concurrency ${r.overhead.concurrency}, median of ${r.overhead.reps} alternating repetitions, time scale 1: the milliseconds are wall-clock. Δ and × against ${r.overhead.baseline}.`)}</p>
+<table><tr><th>path</th><th>success</th><th>TTFT p50</th><th>TTFT p90</th><th>Δp50</th><th>Δp90</th><th>req/s</th><th>×req/s</th></tr>
+${r.overhead.variants.map((v) => `<tr><td title="${escape(v.description)}">${escape(v.name)}</td><td>${pct(v.successRate)}</td><td>${ms(v.ttftP50Ms)}</td><td>${ms(v.ttftP90Ms)}</td><td>${signedMs(v.deltaP50Ms)}</td><td>${signedMs(v.deltaP90Ms)}</td><td>${v.throughputRps.toFixed(1)}</td><td>${ratio(v.throughputRatio)}</td></tr>`).join('\n')}
+</table>` : '';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escape(r.title)}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1a202c;max-width:1200px}
+table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:right}
+td:first-child,th:first-child{text-align:left}td:nth-child(2){text-align:left}
+.charts{display:flex;flex-wrap:wrap;gap:1.5rem}.note{color:#4a5568;font-size:.9rem}
+</style></head><body>
+<h1>${escape(r.title)}</h1>
+<p>${escape(`${r.date}; machine: ${r.machine}; ${r.pods} simulated pods; time scale ${r.timeScale}×; wall time ${r.wallSeconds.toFixed(0)} s.`)}</p>
+<h2>Workloads</h2>
+<table><tr><th>workload</th><th>shape</th><th>requests</th><th>mean prompt</th><th>S / Q tokens</th><th>working set (blocks)</th><th>reused blocks</th><th>concurrency</th><th>best (oracle)</th><th>best (in-process replay)</th><th>h*</th><th>h_RR</th></tr>
+${workloads.join('\n')}
+</table>
+<h2>Policies</h2>
+<ul>${r.notes.filter((n) => n.startsWith('policy ')).map((n) => `<li>${escape(n.slice(7))}</li>`).join('')}</ul>
+<h2>Results per workload × capacity</h2>
+${r.cells.map(htmlCell).join('\n')}
+${overhead}
+<h2>Notes</h2>
+${r.notes.filter((n) => !n.startsWith('policy ')).map((n) => `<p class="note">${escape(n)}</p>`).join('\n')}
+</body></html>
+`;
+}
