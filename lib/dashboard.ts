@@ -10,7 +10,7 @@ interface PanelSpec {
   description: string;
   unit: string;
   targets: Target[];
-  type?: 'timeseries' | 'stat';
+  type?: 'timeseries' | 'stat' | 'table';
   max?: number;
 }
 
@@ -58,7 +58,7 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
     {
       title: 'EPP picks per endpoint', unit: 'reqps',
       description: 'Where the EPP sends traffic; a skew here with a high hit ratio is the routing working.',
-      targets: [{ expr: `${recorded.picksByEndpoint}${sel}`, legendFormat: '{{endpoint}}' }],
+      targets: [{ expr: `${recorded.picksByEndpoint}${sel}`, legendFormat: '{{destination_endpoint}}' }],
     },
     {
       title: 'EPP scheduling latency p99', unit: 's',
@@ -66,9 +66,10 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       targets: [{ expr: `${recorded.schedulerP99}${sel}`, legendFormat: 'p99' }],
     },
     {
-      title: 'GPU memory budget per pod', unit: 'short', type: 'stat',
-      description: 'vLLM\'s --gpu-memory-utilization and KV blocks per pod, from cache_config_info.',
-      targets: [{ expr: `${recorded.gpuMemoryConfig}${sel}`, legendFormat: '{{pod}} util={{gpu_memory_utilization}} blocks={{num_gpu_blocks}}' }],
+      // An info metric: the values are in its labels, so a table of the current series shows them.
+      title: 'GPU memory budget per pod', unit: 'short', type: 'table',
+      description: 'vLLM\'s --gpu-memory-utilization, KV-cache blocks and block size per pod, from cache_config_info.',
+      targets: [{ expr: `${recorded.gpuMemoryConfig}${sel}`, legendFormat: '{{pod}}' }],
     },
   ];
 
@@ -92,7 +93,12 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       gridPos,
       fieldConfig: { defaults: { unit: p.unit, min: 0, ...(p.max !== undefined ? { max: p.max } : {}) }, overrides: [] },
       options: {},
-      targets: p.targets.map((t, j) => ({ refId: String.fromCharCode(65 + j), expr: t.expr, legendFormat: t.legendFormat })),
+      targets: p.targets.map((t, j) => ({
+        refId: String.fromCharCode(65 + j),
+        expr: t.expr,
+        legendFormat: t.legendFormat,
+        ...(p.type === 'table' ? { instant: true, range: false, format: 'table' } : {}),
+      })),
     })),
   };
 }

@@ -71,6 +71,8 @@ export class EndpointPicker extends Construct {
   public static readonly READINESS_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
   /** gRPC health service the liveness probe asks: SERVING while the process runs, so an empty pool never restarts it. */
   public static readonly LIVENESS_SERVICE = 'liveness';
+  /** Drain time the EPP gets on SIGTERM (its --shutdown-grace-period). */
+  public static readonly SHUTDOWN_GRACE_SECONDS = 120;
   private static readonly CONFIG_DIR = '/config';
   private static readonly CONFIG_FILE = 'epp-config.yaml';
 
@@ -156,8 +158,9 @@ export class EndpointPicker extends Construct {
           spec: {
             serviceAccountName: this.name,
             automountServiceAccountToken: true,
-            // In-flight ext_proc streams finish within Envoy's message timeout; give them that long.
-            terminationGracePeriodSeconds: 30,
+            // An ext_proc stream lasts as long as its response (response bodies stream through the EPP), so a
+            // rollout waits for generations in flight: --shutdown-grace-period plus a margin.
+            terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10,
             securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
             containers: [{
               name: 'epp',
@@ -172,6 +175,7 @@ export class EndpointPicker extends Construct {
                 `--metrics-port=${EndpointPicker.METRICS_PORT}`,
                 `--config-file=${EndpointPicker.CONFIG_DIR}/${EndpointPicker.CONFIG_FILE}`,
                 `--refresh-metrics-interval=${refresh}`,
+                `--shutdown-grace-period=${EndpointPicker.SHUTDOWN_GRACE_SECONDS}s`,
               ],
               ports: [
                 { name: EndpointPicker.GRPC_PORT_NAME, containerPort: EndpointPicker.GRPC_PORT, protocol: 'TCP' },

@@ -98,13 +98,15 @@ export class Monitoring extends Construct {
     const rate = (metric: string, sel: string) => `rate(${metric}{${sel}}[5m])`;
     const quantile = (q: number) =>
       `histogram_quantile(${q}, sum by (namespace, model_name, le) (${rate(`${VLLM_METRICS.timeToFirstToken}_bucket`, vllm)}))`;
+    // Ratios divide by `(denominator > 0)`, never `A / B > 0`: the latter also drops a ratio of exactly 0, which is
+    // precisely when the hit-ratio and failing-open alerts must fire.
     const rules: pr.PrometheusRuleSpecGroupsRules[] = [
       record(RECORDED.prefixHitRatioByPod,
         `sum by (namespace, pod) (${rate(VLLM_METRICS.prefixCacheHits, vllm)})\n/\n`
-        + `sum by (namespace, pod) (${rate(VLLM_METRICS.prefixCacheQueries, vllm)}) > 0`),
+        + `(sum by (namespace, pod) (${rate(VLLM_METRICS.prefixCacheQueries, vllm)}) > 0)`),
       record(RECORDED.prefixHitRatio,
         `sum by (namespace) (${rate(VLLM_METRICS.prefixCacheHits, vllm)})\n/\n`
-        + `sum by (namespace) (${rate(VLLM_METRICS.prefixCacheQueries, vllm)}) > 0`),
+        + `(sum by (namespace) (${rate(VLLM_METRICS.prefixCacheQueries, vllm)}) > 0)`),
       record(RECORDED.ttftP50, quantile(0.5)),
       record(RECORDED.ttftP99, quantile(0.99)),
       record(RECORDED.kvCacheUsageByPod, `max by (namespace, pod) (${VLLM_METRICS.kvCacheUsagePerc}{${vllm}})`),
@@ -113,16 +115,18 @@ export class Monitoring extends Construct {
       record(RECORDED.gpuMemoryConfig,
         `max by (namespace, pod, gpu_memory_utilization, num_gpu_blocks, block_size) (${VLLM_METRICS.cacheConfigInfo}{${vllm}})`),
       record(RECORDED.servedRate, `sum by (namespace) (${rate(`${VLLM_METRICS.e2eRequestLatency}_count`, vllm)})`),
-      // Requests the EPP scheduled over requests vLLM finished: below 1 means the gateway routed without a pick.
+      // Requests the EPP scheduled over requests vLLM finished: below 1 means the gateway routed without a pick. An
+      // EPP that is down exports nothing, so its share counts as 0 rather than vanishing.
       record(RECORDED.eppRoutedFraction,
-        `sum by (namespace) (${rate(EPP_METRICS.requestTotal, epp)})\n/\n${RECORDED.servedRate}{${epp}} > 0`),
+        `(\n  sum by (namespace) (${rate(EPP_METRICS.requestTotal, epp)})\n  or\n  0 * ${RECORDED.servedRate}{${epp}}\n)\n/\n`
+        + `(${RECORDED.servedRate}{${epp}} > 0)`),
       // Hits over returning sessions; a new session's first request is neither a hit nor a re-pin.
       record(RECORDED.sessionAffinityHitRatio,
         `sum by (namespace) (${rate(EPP_METRICS.sessionAffinity, `${epp},outcome="hit"`)})\n/\n`
-        + `sum by (namespace) (${rate(EPP_METRICS.sessionAffinity, `${epp},outcome=~"hit|repin"`)}) > 0`),
+        + `(sum by (namespace) (${rate(EPP_METRICS.sessionAffinity, `${epp},outcome=~"hit|repin"`)}) > 0)`),
       record(RECORDED.schedulerP99,
         `histogram_quantile(0.99, sum by (namespace, le) (${rate(`${EPP_METRICS.schedulerE2eDuration}_bucket`, epp)}))`),
-      record(RECORDED.picksByEndpoint, `sum by (namespace, endpoint) (${rate(EPP_METRICS.picks, epp)})`),
+      record(RECORDED.picksByEndpoint, `sum by (namespace, destination_endpoint) (${rate(EPP_METRICS.picks, epp)})`),
     ];
     const alerts: pr.PrometheusRuleSpecGroupsRules[] = [
       alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${vllm}} < ${minHit}`, '15m', 'warning',

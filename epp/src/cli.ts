@@ -26,8 +26,14 @@ export interface EppOptions {
   readonly refreshMetricsIntervalMs: number;
   readonly modelServerMetricsPort?: number;
   readonly modelServerMetricsPath: string;
+  readonly modelServerMetricsScheme: 'http' | 'https';
+  readonly modelServerMetricsInsecureSkipVerify: boolean;
+  /** Upstream flags accepted for compatibility that change nothing here (main logs a warning naming them). */
+  readonly ignoredFlags: readonly string[];
   readonly certPath?: string;
   readonly requestBodyMode: RequestBodyModeFlag;
+  /** How long SIGTERM waits for open ext_proc streams (each lasts as long as its response) before cancelling them. */
+  readonly shutdownGracePeriodMs: number;
   readonly verbosity: number;
 }
 
@@ -38,7 +44,8 @@ export class UsageError extends Error {
   }
 }
 
-type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration';
+/** `ignored-*`: upstream flags whose concern kvroute handles differently; parsed, then reported as ignored. */
+type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration' | 'ignored-string' | 'ignored-bool';
 
 interface FlagSpec {
   readonly name: string;
@@ -63,11 +70,22 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'refresh-metrics-interval', aliases: ['refreshMetricsInterval'], kind: 'duration', default: '50ms', help: 'how often each endpoint\'s /metrics is scraped' },
   { name: 'model-server-metrics-port', aliases: ['modelServerMetricsPort'], kind: 'port', help: 'port to scrape instead of the endpoint\'s own (default: the endpoint port)' },
   { name: 'model-server-metrics-path', aliases: ['modelServerMetricsPath'], kind: 'string', default: '/metrics', help: 'path of the model servers\' Prometheus metrics' },
+  { name: 'model-server-metrics-scheme', aliases: ['modelServerMetricsScheme'], kind: 'string', default: 'http', help: 'http or https for the model servers\' metrics' },
+  { name: 'model-server-metrics-https-insecure-skip-verify', aliases: ['modelServerMetricsHttpsInsecureSkipVerify'], kind: 'bool', default: 'true', help: 'with https, accept the model servers\' self-signed certificates' },
   { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS)' },
   { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS; requires --cert-path (no self-signed certificates are generated)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
+  { name: 'shutdown-grace-period', aliases: [], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
   { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
+  // Upstream (GIE / llm-d) flags that existing manifests pass; accepted so those manifests start, and reported.
+  { name: 'zap-encoder', aliases: [], kind: 'ignored-string', help: 'ignored: logs are always JSON lines' },
+  { name: 'zap-log-level', aliases: [], kind: 'ignored-string', help: 'ignored: use --v' },
+  { name: 'zap-devel', aliases: [], kind: 'ignored-bool', help: 'ignored' },
+  { name: 'zap-stacktrace-level', aliases: [], kind: 'ignored-string', help: 'ignored' },
+  { name: 'zap-time-encoding', aliases: [], kind: 'ignored-string', help: 'ignored' },
+  { name: 'enablePprof', aliases: [], kind: 'ignored-bool', help: 'ignored: no pprof endpoints' },
+  { name: 'healthChecking', aliases: [], kind: 'ignored-bool', help: 'ignored: grpc.health.v1 is always served on the ext_proc port too' },
 ];
 
 const BY_NAME = new Map<string, FlagSpec>();
@@ -76,8 +94,8 @@ for (const f of FLAGS) for (const n of [f.name, ...f.aliases]) BY_NAME.set(n, f)
 export function usage(): string {
   const lines = FLAGS.map((f) => {
     const names = [`--${f.name}`, ...f.aliases.map((a) => `--${a}`)].join(', ');
-    const value = f.kind === 'bool' ? '' : ` <${f.kind}>`;
-    const def = f.default !== undefined && f.kind !== 'bool' ? ` (default ${f.default})` : f.kind === 'bool' && f.default ? ` (default ${f.default})` : '';
+    const value = f.kind === 'bool' || f.kind === 'ignored-bool' ? '' : ` <${f.kind === 'ignored-string' ? 'string' : f.kind}>`;
+    const def = f.default !== undefined ? ` (default ${f.default})` : '';
     return `  ${names}${value}\n      ${f.help}${def}`;
   });
   return [
@@ -103,6 +121,9 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
       if (!/^\d+$/.test(raw) || n > 65535) throw new UsageError(`${flag}: must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`);
       return n;
     }
+    case 'ignored-string':
+      return raw;
+    case 'ignored-bool':
     case 'bool': {
       if (raw === 'true' || raw === '1') return true;
       if (raw === 'false' || raw === '0') return false;
@@ -142,7 +163,7 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     let raw: string;
     if (inline !== undefined) {
       raw = inline;
-    } else if (spec.kind === 'bool') {
+    } else if (spec.kind === 'bool' || spec.kind === 'ignored-bool') {
       if (argv[i + 1] === 'true' || argv[i + 1] === 'false') {
         throw new UsageError(`--${name} ${argv[i + 1]}: write --${name}=${argv[i + 1]} (a boolean flag takes its value after "=")`);
       }
@@ -195,6 +216,11 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
   if (bodyMode !== 'full-duplex' && bodyMode !== 'buffered') {
     throw new UsageError(`--request-body-mode: must be full-duplex or buffered, got ${JSON.stringify(bodyMode)}`);
   }
+  const scheme = get<string>('model-server-metrics-scheme')!;
+  if (scheme !== 'http' && scheme !== 'https') {
+    throw new UsageError(`--model-server-metrics-scheme: must be http or https, got ${JSON.stringify(scheme)}`);
+  }
+  const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
 
@@ -213,8 +239,12 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     refreshMetricsIntervalMs: get<number>('refresh-metrics-interval')!,
     modelServerMetricsPort: get<number>('model-server-metrics-port'),
     modelServerMetricsPath: get<string>('model-server-metrics-path')!,
+    modelServerMetricsScheme: scheme,
+    modelServerMetricsInsecureSkipVerify: get<boolean>('model-server-metrics-https-insecure-skip-verify')!,
+    ignoredFlags,
     certPath,
     requestBodyMode: bodyMode,
+    shutdownGracePeriodMs: get<number>('shutdown-grace-period')!,
     verbosity,
   };
 }

@@ -22,6 +22,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = jsonLogger(options.verbosity);
+  if (options.ignoredFlags.length > 0) {
+    logger.warn('accepted for compatibility with upstream manifests, but ignored', { flags: options.ignoredFlags });
+  }
   let epp;
   try {
     epp = await startEpp(options, logger);

@@ -68,7 +68,7 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
         : collectors.schedulerPluginDuration;
       histogram.observe({ plugin_type: extensionPoint, plugin_name: pluginName }, seconds);
     },
-    countPick: (endpointKey) => collectors.picks.inc({ endpoint: endpointKey }),
+    countPick: (endpointKey) => collectors.picks.inc({ destination_endpoint: endpointKey }),
     countSchedulingFailure: (reason) => collectors.schedulingFailures.inc({ reason }),
     countSessionAffinity: (outcome) => collectors.sessionAffinity.inc({ outcome }),
     setSessionBindings: (bindings) => collectors.sessionBindings.set(bindings),

@@ -73,11 +73,22 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     refreshIntervalMs: options.refreshMetricsIntervalMs,
     metricsPort: options.modelServerMetricsPort,
     metricsPath: options.modelServerMetricsPath,
+    metricsScheme: options.modelServerMetricsScheme,
+    metricsInsecureSkipVerify: options.modelServerMetricsInsecureSkipVerify,
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });
   const poolName = options.poolName ?? 'static';
-  const director = new SchedulingDirector({ datastore, scheduler, metrics: metrics.collectors, poolName });
+  const director = new SchedulingDirector({
+    datastore,
+    scheduler,
+    metrics: metrics.collectors,
+    poolName,
+    onInternalError: (error, requestId) => logger.error('scheduling failed; sent to the least-loaded endpoint', { requestId, error: error.stack ?? error.message }),
+  });
 
+  // Shutdown runs these in the reverse order they were added. ext_proc is added last so it stops first: open streams
+  // (a stream lasts as long as its response, generations included) drain while scrapers and discovery still run,
+  // so a request whose body completes during the drain is still scheduled on fresh metrics.
   const cleanups: (() => Promise<void> | void)[] = [];
   const stopAll = async () => {
     for (const fn of cleanups.reverse()) {
@@ -99,7 +110,6 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
       logger,
     });
-    cleanups.push(() => extProc.stop(5000));
 
     const updateServing = () => extProc.setServing(datastore.poolSynced && datastore.readyCount > 0);
     datastore.on('endpointAdded', (ep) => {
@@ -159,6 +169,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       });
     // Discovery stops before the datastore: a stopped datastore refuses changes.
     cleanups.push(() => discovery.stop());
+    cleanups.push(() => extProc.stop(options.shutdownGracePeriodMs));
     await discovery.start();
     updateServing();
 

@@ -19,6 +19,15 @@ describe('kvroute-epp flags', () => {
     expect(o).toMatchObject({ poolName: 'gaie', poolNamespace: 'ns', refreshMetricsIntervalMs: 100, verbosity: 4, configFile: '/config/x.yaml' });
   });
 
+  test('the flags llm-d and GIE charts pass start the EPP: logging and pprof flags are reported as ignored, metrics scheme applies', () => {
+    const o = parseArgs(['--poolName', 'p', '-v', '4', '--zap-encoder', 'json', '--enablePprof=true', '--modelServerMetricsScheme=https',
+      '--modelServerMetricsHttpsInsecureSkipVerify=true', '--modelServerMetricsPath=/metrics'])!;
+    expect(o.ignoredFlags).toEqual(['--zap-encoder', '--enablePprof']);
+    expect(o.modelServerMetricsScheme).toBe('https');
+    expect(o.modelServerMetricsInsecureSkipVerify).toBe(true);
+    expect(() => parseArgs(['--poolName', 'p', '--modelServerMetricsScheme=ftp'])).toThrow(/--model-server-metrics-scheme: must be http or https/);
+  });
+
   test('--pool-group pins the InferencePool API version', () => {
     expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.x-k8s.io'])!.poolApiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');
     expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.k8s.io'])!.poolApiVersion).toBe('inference.networking.k8s.io/v1');

@@ -223,7 +223,7 @@ describe('the EPP end to end', () => {
     expect(text).toMatch(/^kvroute_epp_session_affinity_total\{outcome="hit"\} 1$/m);
     expect(text).toMatch(/^kvroute_epp_session_affinity_total\{outcome="miss"\} 1$/m);
     expect(text).toMatch(/^inference_extension_scheduler_e2e_duration_seconds_count 2$/m);
-    expect(text).toMatch(/^kvroute_epp_picks_total\{endpoint="127\.0\.0\.1:\d+"\} 2$/m);
+    expect(text).toMatch(/^kvroute_epp_picks_total\{destination_endpoint="127\.0\.0\.1:\d+"\} 2$/m);
     expect(text).toMatch(/^inference_pool_ready_pods\{name="static"\} 4$/m);
   });
 
@@ -253,3 +253,34 @@ test('the health service answers on the health port', async () => {
   await epp.stop();
   await pod.close();
 });
+
+test('shutdown drains: NOT_SERVING at once, an open response finishes, then the EPP stops', async () => {
+  const pod = await FakeVllmServer.start();
+  const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '20s'])!, quiet);
+  await until(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0), 1e6);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  const s = envoy.open();
+  s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions' }, false));
+  s.send(requestBody(JSON.stringify(chat('a long generation')), true));
+  const picked = setHeaders((await s.next()).request_headers.response.header_mutation)['x-gateway-destination-endpoint'];
+  await s.next(); // the body, streamed back
+
+  let stopped = false;
+  const stopping = epp.stop().then(() => { stopped = true; });
+  await until(() => !epp.serving, 1e6);
+  // The generation is still streaming: the EPP keeps serving its stream and keeps counting it.
+  s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
+  await s.next();
+  s.send(responseBody('data: {"choices":[]}\n\n', false));
+  await s.next();
+  expect(stopped).toBe(false);
+  expect(epp.datastore.activeRequests(picked)).toBe(1);
+  s.send(responseBody('data: [DONE]\n\n', true));
+  await s.next();
+  s.end();
+  await stopping;
+  expect(stopped).toBe(true);
+  envoy.close();
+  await pod.close();
+}, 30_000);

@@ -297,14 +297,14 @@ describe('routing outcomes', () => {
     const s = envoy.open();
     s.send({
       request_headers: { headers: { headers: [{ key: ':path', value: '/v1/chat/completions' }, { key: 'x-multi', value: 'a' }, { key: 'x-multi', raw_value: Buffer.from('b') }] }, end_of_stream: true },
-      metadata_context: { filter_metadata: { 'envoy.lb': { fields: { 'x-gateway-destination-endpoint-subset': { listValue: { values: [{ stringValue: '10.0.0.2:8000' }] } } } } } },
+      metadata_context: { filter_metadata: { 'envoy.lb.subset_hint': { fields: { 'x-gateway-destination-endpoint-subset': { listValue: { values: [{ stringValue: '10.0.0.2:8000' }] } } } } } },
     });
     await s.next();
     const req = director.requests[0];
     expect(req.headers.get(':path')).toBe('/v1/chat/completions');
     expect(req.headers.get('x-multi')).toBe('a,b');
     expect(req.requestId).toMatch(/^[0-9a-f-]{36}$/);
-    expect(req.filterMetadata).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint-subset': ['10.0.0.2:8000'] } });
+    expect(req.filterMetadata).toEqual({ 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': ['10.0.0.2:8000'] } });
     s.end();
     await s.status;
   });

@@ -77,7 +77,7 @@ describe('EPP metrics', () => {
     scheduler.schedule({ requestId: '2', model: 'm', prompt, headers }, [pod('a')]);
     expect(() => scheduler.schedule({ requestId: '3', model: 'm', prompt, headers: {} }, [pod('a', 99)])).toThrow();
 
-    expect(await sample(registry, 'kvroute_epp_picks_total{endpoint="a:8000"}')).toBe(2);
+    expect(await sample(registry, 'kvroute_epp_picks_total{destination_endpoint="a:8000"}')).toBe(2);
     expect(await sample(registry, 'kvroute_epp_session_affinity_total{outcome="miss"}')).toBe(1);
     expect(await sample(registry, 'kvroute_epp_session_affinity_total{outcome="hit"}')).toBe(1);
     expect(await sample(registry, 'kvroute_epp_session_affinity_bindings')).toBe(1);

@@ -164,7 +164,8 @@ export const EPP_METRICS = {
   picks: {
     name: 'kvroute_epp_picks_total',
     type: 'counter',
-    labels: ['endpoint'],
+    // Not `endpoint`: Prometheus Operator sets that target label (the scrape port name) and would rename ours.
+    labels: ['destination_endpoint'],
     help: 'Requests the scheduler routed to each endpoint (address:port).',
   },
   schedulingFailures: {

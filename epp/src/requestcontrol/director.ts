@@ -11,8 +11,15 @@ import type { Scheduler } from '../scheduling/scheduler';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { parseRequestBody, RequestBodyError } from './openai-request';
 
-/** Metadata key under `envoy.lb` through which a proxy may restrict the candidates (GIE's subset hint). */
+/**
+ * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
+ * metadata namespace `envoy.lb.subset_hint`, key `x-gateway-destination-endpoint-subset`, a list of `ip:port`.
+ */
+export const SUBSET_HINT_NAMESPACE = 'envoy.lb.subset_hint';
 export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
+
+/** Distinct `model_name` label values kept before the rest are counted as "other": clients choose the model string. */
+export const MAX_MODEL_LABELS = 64;
 
 export interface DirectorOptions {
   readonly datastore: Datastore;
@@ -25,6 +32,8 @@ export interface DirectorOptions {
   readonly random?: () => number;
   /** Monotonic seconds. @default performance-based */
   readonly monotonicSeconds?: () => number;
+  /** Where scheduler failures are reported before the request falls back to the least-loaded endpoint. */
+  readonly onInternalError?: (error: Error, requestId: string) => void;
 }
 
 interface Ticket {
@@ -45,6 +54,7 @@ const ERROR_CODES: Readonly<Record<number, string>> = {
 export class SchedulingDirector implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
+  private readonly modelLabels = new Set<string>();
 
   constructor(private readonly options: DirectorOptions) {
     this.random = options.random ?? Math.random;
@@ -79,28 +89,35 @@ export class SchedulingDirector implements RequestDirector {
       headers: Object.fromEntries(req.headers),
     };
 
-    let result: SchedulingResult;
+    const model = this.modelLabel(parsed.model);
+    let result: SchedulingResult | undefined;
+    let key: string;
     try {
       result = this.options.scheduler.schedule(request, candidates);
+      this.options.scheduler.preRequest(request, result);
+      key = result.target.endpoint.key;
     } catch (e) {
       if (e instanceof SchedulingError) {
         return e.reason === 'saturated'
-          ? this.reject(429, `every endpoint is saturated: ${e.message}`, parsed.model)
-          : this.reject(503, e.message, parsed.model);
+          ? this.reject(429, `every endpoint is saturated: ${e.message}`, model)
+          : this.reject(503, e.message, model);
       }
-      throw e;
+      // A scheduler bug must not fail the request (the gateway runs with failure_mode_allow for the same reason):
+      // count it, and send the request where it waits least, without cache affinity.
+      this.options.onInternalError?.(e as Error, req.requestId);
+      this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
+      result = undefined;
+      key = leastLoaded(candidates, this.random).endpoint.key;
     }
-    this.options.scheduler.preRequest(request, result);
-    const key = result.target.endpoint.key;
     this.options.datastore.acquire(key);
     const m = this.options.metrics;
     if (m) {
-      const labels = { model_name: parsed.model, target_model_name: parsed.model };
+      const labels = { model_name: model, target_model_name: model };
       m.requestTotal.inc(labels);
       m.requestSizes.observe(labels, req.body.length);
-      m.runningRequests.inc({ model_name: parsed.model });
+      m.runningRequests.inc({ model_name: model });
     }
-    const ticket: Ticket = { endpointKey: key, request, result, model: parsed.model, started };
+    const ticket: Ticket = { endpointKey: key, request, result, model, started };
     return { kind: 'route', endpoint: key, ticket };
   }
 
@@ -126,11 +143,19 @@ export class SchedulingDirector implements RequestDirector {
   /** The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). */
   private candidates(req: IncomingRequest): EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
-    const hint = req.filterMetadata['envoy.lb']?.[SUBSET_HINT_KEY];
+    const hint = req.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];
     if (!Array.isArray(hint)) return all;
     // The hint lists ip:port, but ports are ignored as upstream does: the pool has one target port.
     const hosts = new Set(hint.filter((h): h is string => typeof h === 'string').map(hostOf));
     return all.filter((s) => hosts.has(s.endpoint.address));
+  }
+
+  /** The request's model as a metric label: its own name for the first MAX_MODEL_LABELS names, then "other". */
+  private modelLabel(model: string): string {
+    if (this.modelLabels.has(model)) return model;
+    if (this.modelLabels.size >= MAX_MODEL_LABELS) return 'other';
+    this.modelLabels.add(model);
+    return model;
   }
 
   private reject(status: number, message: string, model: string | undefined): RouteDecision {

@@ -1,0 +1,65 @@
+import { defaultEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest } from '../src/extproc/director';
+import { createEppMetrics } from '../src/metrics';
+import { MAX_MODEL_LABELS, SchedulingDirector, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/director';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+
+function pool(n: number): Datastore {
+  const ds = new Datastore({ scrape: false });
+  for (let i = 0; i < n; i++) {
+    const address = `10.0.0.${i + 1}`;
+    ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+    ds.setMetrics(`${address}:8000`, { waitingQueueSize: i, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+  }
+  return ds;
+}
+
+const request = (body: unknown, filterMetadata: IncomingRequest['filterMetadata'] = {}): IncomingRequest => ({
+  requestId: 'r', headers: new Map([[':method', 'POST']]), body: Buffer.from(JSON.stringify(body)), filterMetadata,
+});
+const chat = (model = 'm') => ({ model, messages: [{ role: 'user', content: 'hello' }] });
+
+describe('SchedulingDirector', () => {
+  let ds: Datastore;
+  beforeEach(() => { ds = pool(3); });
+  afterEach(() => ds.stop());
+
+  test('honours the protocol\'s subset hint (namespace envoy.lb.subset_hint), ignoring ports', async () => {
+    const director = new SchedulingDirector({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    const hint = { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.3:1234'] } };
+    for (let i = 0; i < 5; i++) {
+      const d = await director.route(request(chat(), hint));
+      expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.3:8000' });
+      if (d.kind === 'route') director.release(d.ticket, 'completed');
+    }
+    const none = await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: [] } }));
+    expect(none).toMatchObject({ kind: 'reject', status: 503 });
+  });
+
+  test('a scheduler failure falls back to the least-loaded endpoint instead of failing the request', async () => {
+    const broken = { schedule() { throw new Error('plugin bug'); }, preRequest() {}, postResponse() { return {}; } } as unknown as Scheduler;
+    const errors: string[] = [];
+    const metrics = createEppMetrics();
+    const director = new SchedulingDirector({ datastore: ds, scheduler: broken, metrics: metrics.collectors, onInternalError: (e) => errors.push(e.message) });
+    const d = await director.route(request(chat()));
+    expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
+    expect(errors).toEqual(['plugin bug']);
+    expect(await metrics.registry.getSingleMetricAsString('inference_model_request_error_total')).toContain('error_code="Internal"');
+    if (d.kind === 'route') director.release(d.ticket, 'completed');
+    expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
+  });
+
+  test('client-chosen model names cannot grow the metric label set without bound', async () => {
+    const metrics = createEppMetrics();
+    const director = new SchedulingDirector({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
+    for (let i = 0; i < MAX_MODEL_LABELS + 20; i++) {
+      const d = await director.route(request(chat(`model-${i}`)));
+      if (d.kind === 'route') director.release(d.ticket, 'completed');
+    }
+    const text = await metrics.registry.getSingleMetricAsString('inference_model_request_total');
+    const series = text.split('\n').filter((l) => l.startsWith('inference_model_request_total{'));
+    expect(series).toHaveLength(MAX_MODEL_LABELS + 1);
+    expect(text).toContain('inference_model_request_total{model_name="other",target_model_name="other"} 20');
+  });
+});
