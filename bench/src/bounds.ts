@@ -56,16 +56,16 @@ export interface FiniteCapacityEstimate {
 
 /**
  * §7.3, rough: with a prefix working set of W tokens and C tokens of free capacity per replica (capacity left after the
- * live requests), RR keeps a prefix with probability min(1, C/W), an affinity router with min(1, R·C/W). Returned as
- * token hit rates, each capped by its infinite-cache value.
+ * live requests), a replica still holds a prefix it has seen with probability about min(1, C/W) under RR (every
+ * replica sees every group) and min(1, R·C/W) under an ideal affinity router (the cluster acts as one cache of R·C).
+ * Applied to the repeat visits the infinite-cache rates count: RR ≈ h_RR·min(1, C/W), affinity ≈ h*·min(1, R·C/W).
  */
 export function finiteCapacityHitRates(shape: SharedPrefixShape, R: number, W: number, C: number): FiniteCapacityEstimate {
   check(shape);
   if (!(W > 0) || !(C >= 0)) throw new RangeError(`need W > 0 and C >= 0, got W=${W} C=${C}`);
-  const prefixShare = cacheablePrefix(shape.S, shape.B) / (shape.S + shape.Q);
   return {
-    roundRobin: Math.min(roundRobinHitRate(shape, R), Math.min(1, C / W) * prefixShare),
-    affinity: Math.min(1, (R * C) / W) * idealHitRate(shape),
+    roundRobin: roundRobinHitRate(shape, R) * Math.min(1, C / W),
+    affinity: idealHitRate(shape) * Math.min(1, (R * C) / W),
   };
 }
 

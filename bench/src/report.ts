@@ -48,8 +48,8 @@ export interface ChartReference {
 export function barChart(title: string, bars: { label: string; value: number }[], format: (v: number) => string, max: number,
   reference?: ChartReference | readonly ChartReference[]): string {
   const references = reference === undefined ? [] : Array.isArray(reference) ? reference as readonly ChartReference[] : [reference as ChartReference];
-  const width = 640;
-  const labelW = 170;
+  const width = 680;
+  const labelW = 210;
   const barH = 26;
   const height = 40 + bars.length * (barH + 8) + 20 + Math.max(0, references.length - 1) * 14;
   const scale = (v: number) => (max > 0 ? (v / max) * (width - labelW - 90) : 0);
@@ -95,13 +95,13 @@ export function htmlReport(input: ReportInput): string {
 <style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1a202c;max-width:1100px}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:right}
-td:first-child,th:first-child{text-align:left}tr.met td:first-child{color:#2f855a}tr.missed td:first-child{color:#c53030}
+td:first-child,th:first-child{text-align:left}table.targets td,table.targets th{text-align:left}tr.met td:first-child{color:#2f855a}tr.missed td:first-child{color:#c53030}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}.note{color:#4a5568;font-size:.9rem}
 </style></head><body>
 <h1>${escape(input.title)}</h1>
 <p>${escape(input.subtitle)}</p>
 <h2>Targets</h2>
-<table><tr><th></th><th>target</th><th>wanted</th><th>measured</th></tr>
+<table class="targets"><tr><th></th><th>target</th><th>wanted</th><th>measured</th></tr>
 ${targets}
 </table>
 <h2>Policies side by side</h2>

@@ -21,7 +21,7 @@ export interface Bounds {
 }
 
 export interface FiniteBounds {
-  /** §7.3 estimates, capped by the infinite-cache values. */
+  /** §7.3 estimates: the infinite-cache rates scaled by the share of prefixes a pod still holds. */
   readonly roundRobin: number;
   readonly affinity: number;
   /** Prefix working set and free capacity per pod they assume, in tokens. */
@@ -137,6 +137,7 @@ export interface RoutingReport {
   readonly workloads: readonly WorkloadReport[];
   readonly cells: readonly CellReport[];
   readonly overhead?: OverheadReport;
+  readonly policies: readonly { readonly name: string; readonly description: string }[];
   readonly notes: readonly string[];
 }
 
@@ -164,13 +165,30 @@ export function boundsLine(c: CellReport): string {
   return parts.join('; ');
 }
 
+/** How the ratio columns name the baseline. */
+function baseLabel(c: CellReport): string {
+  return c.baseline === 'round-robin' ? '×RR' : `×${c.baseline}`;
+}
+
+/** What the in-process directors said about their own decisions, e.g. which SGLang branch routed how many requests. */
+export function directorLine(c: CellReport): string | undefined {
+  const parts: string[] = [];
+  for (const r of c.runs) {
+    const decisions = (r.director as { decisions?: Record<string, number> } | undefined)?.decisions;
+    if (decisions) parts.push(`${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: `
+      + Object.entries(decisions).map(([k, v]) => `${k} ${v}`).join(', '));
+  }
+  return parts.length > 0 ? `director decisions — ${parts.join('; ')}` : undefined;
+}
+
 export function cellTerminalTable(c: CellReport): string {
-  const header = ['policy', 'success', 'hit rate', 'of best', '×RR hit', 'TTFT p50', 'p90', '×RR p50', '×RR p90', 'req/s', '×RR req/s', 'balance'];
+  const x = baseLabel(c);
+  const header = ['policy', 'success', 'hit rate', 'of best', `${x} hit`, 'TTFT p50', 'p90', `${x} p50`, `${x} p90`, 'req/s', `${x} req/s`, 'balance'];
   const rows = c.policies.map((p) => [
     p.policy, pct(p.successRate), pct(p.hitRate), pct(p.hitRateOfBest), ratio(p.vsBaseline.hitRate), secs(p.ttftP50), secs(p.ttftP90),
     ratio(p.vsBaseline.ttftP50), ratio(p.vsBaseline.ttftP90), p.throughputRps.toFixed(1), ratio(p.vsBaseline.throughput), p.balance.toFixed(2),
   ]);
-  return [cellTitle(c), table(header, rows), boundsLine(c)].join('\n');
+  return [cellTitle(c), table(header, rows), boundsLine(c), directorLine(c)].filter((l) => l !== undefined).join('\n');
 }
 
 export function overheadTerminalTable(o: OverheadReport): string {
@@ -195,6 +213,7 @@ export function summaryTable(cells: readonly CellReport[]): string {
 }
 
 function htmlCell(c: CellReport): string {
+  const x = escape(baseLabel(c));
   const rows = c.policies.map((p) => `<tr><td>${escape(p.policy)}</td><td>${pct(p.successRate)}</td><td>${pct(p.hitRate)}</td><td>${pct(p.hitRateOfBest)}</td>`
     + `<td>${ratio(p.vsBaseline.hitRate)}</td><td>${secs(p.ttftP50)}</td><td>${secs(p.ttftP90)}</td><td>${ratio(p.vsBaseline.ttftP50)}</td>`
     + `<td>${ratio(p.vsBaseline.ttftP90)}</td><td>${p.throughputRps.toFixed(1)}</td><td>${ratio(p.vsBaseline.throughput)}</td><td>${p.balance.toFixed(2)}</td></tr>`).join('\n');
@@ -210,18 +229,19 @@ function htmlCell(c: CellReport): string {
   ];
   return `<h3>${escape(`${c.workload} × ${c.capacity} KV`)}</h3>
 <p class="note">${escape(cellTitle(c))}</p>
-<table><tr><th>policy</th><th>success</th><th>hit rate</th><th>of best</th><th>×RR hit</th><th>TTFT p50</th><th>TTFT p90</th><th>×RR p50</th><th>×RR p90</th><th>req/s</th><th>×RR req/s</th><th>balance</th></tr>
+<table><tr><th>policy</th><th>success</th><th>hit rate</th><th>of best</th><th>${x} hit</th><th>TTFT p50</th><th>TTFT p90</th><th>${x} p50</th><th>${x} p90</th><th>req/s</th><th>${x} req/s</th><th>balance</th></tr>
 ${rows}
 </table>
 <p class="note">${escape(boundsLine(c))}</p>
+${directorLine(c) ? `<p class="note">${escape(directorLine(c)!)}</p>` : ''}
 <div class="charts">
 ${charts.join('\n')}
 </div>`;
 }
 
 export function routingHtmlReport(r: RoutingReport): string {
-  const workloads = r.workloads.map((w) => `<tr><td>${escape(w.name)}</td><td>${escape(w.description)}</td><td>${w.stats.requests}</td>`
-    + `<td>${w.stats.meanPromptTokens.toFixed(0)}</td><td>${w.sharedPrefix()}</td><td>${w.stats.workingSetBlocks}</td><td>${w.stats.reusedBlocks}</td>`
+  const workloads = r.workloads.map((w) => `<tr><td>${escape(w.name)}</td><td class="shape">${escape(w.description)}</td><td>${w.stats.requests}</td>`
+    + `<td>${w.stats.meanPromptTokens.toFixed(0)}</td><td>${w.stats.sharedPrefixTokens !== undefined ? `${w.stats.sharedPrefixTokens.toFixed(0)} / ${(w.stats.uniqueTokens ?? 0).toFixed(0)}` : '–'}</td><td>${w.stats.workingSetBlocks}</td><td>${w.stats.reusedBlocks}</td>`
     + `<td>${w.concurrency}</td><td>${pct(w.best)}</td><td>${pct(w.stats.replayHitRate)}</td><td>${w.bounds ? pct(w.bounds.hStar) : 'n/a'}</td>`
     + `<td>${w.bounds ? pct(w.bounds.hRR) : 'n/a'}</td></tr>`);
   const overhead = r.overhead ? `<h2>EPP overhead</h2>
@@ -234,22 +254,22 @@ ${r.overhead.variants.map((v) => `<tr><td title="${escape(v.description)}">${esc
 <style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1a202c;max-width:1200px}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:right}
-td:first-child,th:first-child{text-align:left}td:nth-child(2){text-align:left}
+td:first-child,th:first-child{text-align:left}td.shape{text-align:left;min-width:14rem}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}.note{color:#4a5568;font-size:.9rem}
 </style></head><body>
 <h1>${escape(r.title)}</h1>
 <p>${escape(`${r.date}; machine: ${r.machine}; ${r.pods} simulated pods; time scale ${r.timeScale}×; wall time ${r.wallSeconds.toFixed(0)} s.`)}</p>
 <h2>Workloads</h2>
-<table><tr><th>workload</th><th>shape</th><th>requests</th><th>mean prompt</th><th>S / Q tokens</th><th>working set (blocks)</th><th>reused blocks</th><th>concurrency</th><th>best (oracle)</th><th>best (in-process replay)</th><th>h*</th><th>h_RR</th></tr>
+<table><tr><th>workload</th><th>shape</th><th>requests</th><th>mean prompt</th><th>S / Q</th><th title="working set: distinct KV blocks">W blocks</th><th>reused</th><th>in flight</th><th title="oracle: replay against one pod that never evicts">best</th><th title="the same replay computed in this process">replay</th><th>h*</th><th>h_RR</th></tr>
 ${workloads.join('\n')}
 </table>
 <h2>Policies</h2>
-<ul>${r.notes.filter((n) => n.startsWith('policy ')).map((n) => `<li>${escape(n.slice(7))}</li>`).join('')}</ul>
+<ul>${r.policies.map((p) => `<li><b>${escape(p.name)}</b>: ${escape(p.description)}</li>`).join('')}</ul>
 <h2>Results per workload × capacity</h2>
 ${r.cells.map(htmlCell).join('\n')}
 ${overhead}
 <h2>Notes</h2>
-${r.notes.filter((n) => !n.startsWith('policy ')).map((n) => `<p class="note">${escape(n)}</p>`).join('\n')}
+${r.notes.map((n) => `<p class="note">${escape(n)}</p>`).join('\n')}
 </body></html>
 `;
 }

@@ -64,7 +64,8 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-function simArgs(s: SimulatorSettings, podName: string): string[] {
+/** The simulator's command-line flags for these settings. */
+export function simArgs(s: SimulatorSettings, podName: string): string[] {
   return [
     '--port', '0', '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
     '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),

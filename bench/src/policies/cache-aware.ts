@@ -48,6 +48,14 @@ export interface CacheAwareChoice {
   readonly matchRate: number;
 }
 
+/** SGLang's test: `max − min > abs` and `max > rel · min` over the workers' in-flight counts. */
+export function isImbalancedLoad(load: readonly number[], abs: number, rel: number): boolean {
+  if (load.length === 0) return false;
+  const max = Math.max(...load);
+  const min = Math.min(...load);
+  return max - min > abs && max > rel * min;
+}
+
 export class CacheAwareDirector implements RequestDirector {
   readonly endpoints: readonly string[];
   readonly options: Required<CacheAwareOptions>;
@@ -74,11 +82,9 @@ export class CacheAwareDirector implements RequestDirector {
     return this.load;
   }
 
-  /** True when the loads count as imbalanced under the two thresholds. */
+  /** True when the current loads count as imbalanced under the two thresholds. */
   isImbalanced(): boolean {
-    const max = Math.max(...this.load);
-    const min = Math.min(...this.load);
-    return max - min > this.options.balanceAbsThreshold && max > this.options.balanceRelThreshold * min;
+    return isImbalancedLoad(this.load, this.options.balanceAbsThreshold, this.options.balanceRelThreshold);
   }
 
   /**
@@ -128,7 +134,7 @@ export class CacheAwareDirector implements RequestDirector {
     if (this.load[index] > 0) this.load[index]--;
   }
 
-  async route(req: IncomingRequest): Promise<RouteDecision> {
+  async route(req: IncomingRequest, _signal?: AbortSignal): Promise<RouteDecision> {
     let text = '';
     if (req.body !== undefined) {
       try {

@@ -12,7 +12,7 @@ import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
 import { LeastRequestDirector, RandomDirector } from './simple';
 
 export { ApproxPrefixTree } from './prefix-tree';
-export { CacheAwareDirector, SGLANG_DEFAULTS, type CacheAwareOptions, type CacheAwareBranch } from './cache-aware';
+export { CacheAwareDirector, SGLANG_DEFAULTS, isImbalancedLoad, type CacheAwareOptions, type CacheAwareBranch } from './cache-aware';
 export { CountingDirector, LeastRequestDirector, RandomDirector, RoundRobinDirector, leastLoadedIndex } from './simple';
 
 /**

@@ -31,7 +31,7 @@ export abstract class CountingDirector implements RequestDirector {
 
   protected abstract choose(req: IncomingRequest): number;
 
-  async route(req: IncomingRequest): Promise<RouteDecision> {
+  async route(req: IncomingRequest, _signal?: AbortSignal): Promise<RouteDecision> {
     const index = this.choose(req);
     this.load[index]++;
     this.routed[index]++;

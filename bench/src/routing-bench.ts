@@ -1,0 +1,706 @@
+/**
+ * `npm run bench:routing`: the public benchmark shapes (shared-prefix high-cache and low-cache sets, multi-turn chats)
+ * through the real local request path — simulated vLLM pods, the gateway, and the EPP or an in-process ext_proc
+ * director — once with ample KV capacity and once with capacity several times smaller than the working set, for every
+ * policy in one invocation (fresh pods per run). Reports hit rate (and of the best any router could reach), TTFT
+ * p50/p90, success rate, throughput and load balance per policy, ratios against round robin, the analytic bounds of
+ * the reference notes, and the EPP's overhead (the same load through the gateway with and without ext_proc).
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { parseEndpointPickerConfig } from '../../epp/src/config';
+import { analyze, quantile, type PolicyResult } from './analysis';
+import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
+import { bestHitRate } from './oracle';
+import {
+  APPROX_PREFIX_CONFIG, CacheAwareDirector, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
+  routingPolicy, type CacheAwareOptions, type PolicyName,
+} from './policies';
+import { ENTRY, REPO, startProcess, stopAll, type Started } from './processes';
+import {
+  cellTerminalTable, overheadTerminalTable, routingHtmlReport, summaryTable,
+  type Bounds, type CapacityName, type CellReport, type FiniteBounds, type OverheadReport, type OverheadVariant, type PolicySummary,
+  type RoutingReport, type RunRecord, type WorkloadReport,
+} from './routing-report';
+import {
+  buildChats, buildSharedPrefix, measureWorkload, simTokenizer, sizedText, WORKLOAD_NAMES,
+  type BenchWorkload, type TokenizerLike, type WorkloadName, type WorkloadStats,
+} from './routing-workloads';
+import { runWorkload, type RequestRecord } from './run';
+import { prefixCacheCounters, simArgs, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { rng, text, type RagPlan, type Workload } from './workload';
+
+export interface SharedPrefixSize {
+  readonly groups: number;
+  readonly promptsPerGroup: number;
+  readonly systemTokens: number;
+  readonly questionTokens: number;
+}
+
+export interface ChatSize {
+  readonly sessions: number;
+  readonly turnsPerSession: number;
+  readonly systemPrompts: number;
+  readonly systemPromptWords: number;
+  readonly userWords: number;
+}
+
+export interface OverheadOptions {
+  readonly enabled: boolean;
+  readonly requests: number;
+  readonly concurrency: number;
+  readonly reps: number;
+  readonly promptTokens: number;
+  readonly outputTokens: number;
+}
+
+export const CAPACITY_NAMES: readonly CapacityName[] = ['ample', 'constrained'];
+
+export interface RoutingBenchOptions {
+  readonly quick: boolean;
+  readonly pods: number;
+  /** Requests in flight for the shared-prefix workloads. */
+  readonly concurrency: number;
+  /** Conversations in flight for the multi-turn workload. */
+  readonly chatConcurrency: number;
+  readonly workloads: readonly WorkloadName[];
+  readonly capacities: readonly CapacityName[];
+  readonly policies: readonly PolicyName[];
+  /** Working set / per-pod capacity in the constrained runs. */
+  readonly capacityRatio: number;
+  readonly ampleBlocks?: number;
+  readonly constrainedBlocks?: number;
+  readonly seed: number;
+  readonly outputTokens: number;
+  readonly highCache: SharedPrefixSize;
+  readonly lowCache: SharedPrefixSize;
+  readonly chat: ChatSize;
+  /** Simulator settings; `kvCacheBlocks` (and `maxModelLen` when the cache is small) are set per run. */
+  readonly sim: SimulatorSettings;
+  readonly repeats: number;
+  readonly overhead: OverheadOptions;
+  readonly sglang: Required<CacheAwareOptions>;
+  /** One unmeasured run through the EPP and one through a director before the matrix. */
+  readonly warmUp: boolean;
+  readonly outDir: string;
+  readonly quiet: boolean;
+}
+
+export const ROUTING_SIM: SimulatorSettings = {
+  model: 'Qwen/Qwen3-0.6B',
+  kvCacheBlocks: 4096,
+  blockSize: 16,
+  maxNumSeqs: 16,
+  // Real time: the gateway's, the router's and the client's own costs then weigh what they would next to a GPU this
+  // fast (a time scale above 1 would multiply them along with the simulated times).
+  timeScale: 1,
+  ttftOverheadMs: 20,
+  prefillMsPerToken: 0.25,
+  itlMs: 20,
+  maxModelLen: 16384,
+};
+
+export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
+  quick: false,
+  pods: 4,
+  concurrency: 16,
+  // Coprime with the 4 pods: with a multiple of the pod count, conversations advancing in lockstep would meet the same
+  // pod turn after turn under round robin, a closed-loop artifact that flatters it.
+  chatConcurrency: 7,
+  workloads: WORKLOAD_NAMES,
+  capacities: CAPACITY_NAMES,
+  policies: POLICY_NAMES,
+  capacityRatio: 4,
+  seed: 7,
+  outputTokens: 16,
+  // SGLang's generated-shared-prefix defaults (64 × 16, 2048 / 128 / 256) and GIE's high-cache set, scaled for 2 cores.
+  highCache: { groups: 16, promptsPerGroup: 8, systemTokens: 1024, questionTokens: 64 },
+  // GIE's low-cache set (system 256, question 2048), scaled the same way.
+  lowCache: { groups: 16, promptsPerGroup: 8, systemTokens: 128, questionTokens: 1024 },
+  // Conversations whose own history outgrows the shared system prompt, like vLLM's multi-turn generator and the
+  // production-stack multi-round QA (shared prefix, then a longer per-user history).
+  chat: { sessions: 16, turnsPerSession: 6, systemPrompts: 4, systemPromptWords: 300, userWords: 80 },
+  sim: ROUTING_SIM,
+  repeats: 1,
+  overhead: { enabled: true, requests: 200, concurrency: 8, reps: 3, promptTokens: 256, outputTokens: 8 },
+  // SGLang's thresholds, except the absolute imbalance threshold: 64 in-flight requests of difference can never occur
+  // with 16 in flight over 4 pods, so it is scaled to this benchmark's concurrency.
+  sglang: { ...SGLANG_DEFAULTS, balanceAbsThreshold: 4 },
+  warmUp: true,
+  outDir: path.join(REPO, 'bench', 'out', 'routing'),
+  quiet: false,
+};
+
+/** `--quick`: the same matrix on small workloads (a smoke run of a few minutes). */
+export const QUICK_OVERRIDES: Partial<RoutingBenchOptions> = {
+  quick: true,
+  concurrency: 8,
+  chatConcurrency: 5,
+  highCache: { groups: 8, promptsPerGroup: 4, systemTokens: 512, questionTokens: 32 },
+  lowCache: { groups: 8, promptsPerGroup: 4, systemTokens: 64, questionTokens: 512 },
+  chat: { sessions: 16, turnsPerSession: 3, systemPrompts: 2, systemPromptWords: 200, userWords: 60 },
+  outputTokens: 8,
+  overhead: { enabled: true, requests: 48, concurrency: 8, reps: 1, promptTokens: 256, outputTokens: 8 },
+};
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Running
+
+function log(o: RoutingBenchOptions, line: string): void {
+  if (!o.quiet) process.stderr.write(`${line}\n`);
+}
+
+export function machineDescription(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.arch()}, node ${process.version}`;
+}
+
+function concurrencyOf(w: BenchWorkload, o: RoutingBenchOptions): number {
+  return w.kind === 'multi-turn' ? o.chatConcurrency : o.concurrency;
+}
+
+export function buildBenchWorkload(name: WorkloadName, o: RoutingBenchOptions, tok: TokenizerLike): BenchWorkload {
+  if (name === 'multi-turn') return buildChats({ seed: o.seed, ...o.chat, outputTokens: o.outputTokens }, tok);
+  const size = name === 'high-cache' ? o.highCache : o.lowCache;
+  return buildSharedPrefix(name, { seed: o.seed, ...size, outputTokens: o.outputTokens }, tok);
+}
+
+/**
+ * KV blocks per pod for each capacity: ample holds the whole working set on every pod; constrained is W / ratio. Each
+ * capacity the options select must hold two of the workload's longest sequences.
+ */
+export function capacityBlocks(w: BenchWorkload, stats: WorkloadStats, o: RoutingBenchOptions): Record<CapacityName, number> {
+  const B = o.sim.blockSize;
+  const sequenceBlocks = Math.ceil(stats.maxSequenceTokens / B);
+  const ample = o.ampleBlocks ?? Math.max(1024, Math.ceil(stats.workingSetBlocks * 1.25) + concurrencyOf(w, o) * sequenceBlocks);
+  const constrained = o.constrainedBlocks ?? Math.ceil(stats.workingSetBlocks / o.capacityRatio);
+  for (const [name, blocks] of [['ample', ample], ['constrained', constrained]] as const) {
+    if (o.capacities.includes(name) && blocks < 2 * sequenceBlocks) {
+      throw new Error(`${w.name}: ${name} KV capacity of ${blocks} blocks per pod cannot hold two of its longest sequences `
+        + `(${stats.maxSequenceTokens} tokens = ${sequenceBlocks} blocks each); `
+        + (name === 'constrained' && o.constrainedBlocks === undefined
+          ? `the working set is ${stats.workingSetBlocks} blocks, so lower --capacity-ratio (${o.capacityRatio}) or make the workload larger`
+          : `raise --${name}-blocks`));
+    }
+  }
+  return { ample, constrained };
+}
+
+function simFor(o: RoutingBenchOptions, blocks: number): SimulatorSettings {
+  return { ...o.sim, kvCacheBlocks: blocks, maxModelLen: Math.min(o.sim.maxModelLen, blocks * o.sim.blockSize) };
+}
+
+function directorStats(director: unknown): Record<string, unknown> | undefined {
+  if (director instanceof CacheAwareDirector) {
+    return { decisions: { ...director.decisions }, treeChars: director.trees.map((t) => t.size), evictedChars: director.trees.map((t) => t.evictedChars) };
+  }
+  if (director instanceof CountingDirector) return { routed: [...director.routed] };
+  return undefined;
+}
+
+function balanceOf(result: PolicyResult, pods: number): number {
+  const counts = Object.values(result.perEndpoint);
+  const mean = result.succeeded / pods;
+  return mean > 0 ? Math.max(0, ...counts) / mean : 0;
+}
+
+interface RunOutput {
+  readonly record: RunRecord;
+  readonly records: RequestRecord[];
+}
+
+async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number, policyName: PolicyName, repeat: number,
+  o: RoutingBenchOptions): Promise<RunOutput> {
+  const sim = simFor(o, blocks);
+  const policy = routingPolicy(policyName, { seed: o.seed + repeat, sglang: o.sglang });
+  const stack = await startStack({ pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs', `${w.name}-${capacity}-r${repeat}`) });
+  try {
+    const outcome = await runWorkload(w.workload, { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o) });
+    const counters = await prefixCacheCounters(stack.podAddresses);
+    const result = analyze(policyName, outcome.records, counters, outcome.wallSeconds, null, sim.timeScale);
+    const record: RunRecord = {
+      policy: policyName,
+      repeat,
+      requests: result.requests,
+      succeeded: result.succeeded,
+      hitRate: result.hitRate,
+      ttftP50: result.ttft.p50,
+      ttftP90: result.ttft.p90,
+      throughputRps: result.throughputRps,
+      wallSeconds: result.wallSeconds,
+      balance: balanceOf(result, o.pods),
+      perEndpoint: result.perEndpoint,
+      failures: result.failures.slice(0, 5),
+      director: directorStats(stack.director),
+    };
+    return { record, records: outcome.records };
+  } finally {
+    await stack.stop();
+  }
+}
+
+const median = (values: readonly number[]): number => quantile(values, 0.5) ?? 0;
+function medianOrNull(values: readonly (number | null)[]): number | null {
+  const v = values.filter((x): x is number => x !== null);
+  return v.length > 0 ? median(v) : null;
+}
+const over = (a: number | null, b: number | null) => (a !== null && b !== null && b > 0 ? a / b : null);
+
+export function summarize(policies: readonly PolicyName[], runs: readonly RunRecord[], best: number | null, baseline: string): PolicySummary[] {
+  const rows = policies.map((name) => {
+    const mine = runs.filter((r) => r.policy === name);
+    const hitRate = median(mine.map((r) => r.hitRate));
+    return {
+      policy: name,
+      description: POLICY_DESCRIPTIONS[name],
+      runs: mine.length,
+      successRate: median(mine.map((r) => (r.requests > 0 ? r.succeeded / r.requests : 0))),
+      hitRate,
+      hitRateOfBest: best ? hitRate / best : null,
+      ttftP50: medianOrNull(mine.map((r) => r.ttftP50)),
+      ttftP90: medianOrNull(mine.map((r) => r.ttftP90)),
+      throughputRps: median(mine.map((r) => r.throughputRps)),
+      balance: median(mine.map((r) => r.balance)),
+    };
+  });
+  const base = rows.find((r) => r.policy === baseline) ?? rows[0];
+  return rows.map((r) => ({
+    ...r,
+    vsBaseline: {
+      hitRate: over(r.hitRate, base.hitRate),
+      ttftP50: over(r.ttftP50, base.ttftP50),
+      ttftP90: over(r.ttftP90, base.ttftP90),
+      throughput: over(r.throughputRps, base.throughputRps),
+    },
+  }));
+}
+
+function boundsFor(w: BenchWorkload, stats: WorkloadStats, o: RoutingBenchOptions): Bounds | undefined {
+  if (w.kind !== 'shared-prefix' || !w.groups || stats.sharedPrefixTokens === undefined || stats.uniqueTokens === undefined) return undefined;
+  const shape = { P: w.groups.P, S: stats.sharedPrefixTokens, Q: stats.uniqueTokens, B: o.sim.blockSize };
+  return { ...shape, R: o.pods, hStar: idealHitRate(shape), hRR: roundRobinHitRate(shape, o.pods) };
+}
+
+function finiteFor(w: BenchWorkload, bounds: Bounds | undefined, blocks: number, o: RoutingBenchOptions): FiniteBounds | undefined {
+  if (!bounds || !w.groups) return undefined;
+  const prefixWorkingSetTokens = w.groups.G * cacheablePrefix(bounds.S, bounds.B);
+  // Live tokens per pod: its share of the requests in flight, each holding its question and reply.
+  const live = Math.ceil(concurrencyOf(w, o) / o.pods) * (bounds.Q + o.outputTokens);
+  const freeTokensPerPod = Math.max(0, blocks * bounds.B - live);
+  if (freeTokensPerPod >= prefixWorkingSetTokens) return undefined; // not capacity-bound: the infinite-cache bounds apply
+  const est = finiteCapacityHitRates(bounds, bounds.R, prefixWorkingSetTokens, freeTokensPerPod);
+  return { ...est, prefixWorkingSetTokens, freeTokensPerPod };
+}
+
+/** The first `n` requests' worth of a workload (whole sessions for chats). */
+function truncated(w: Workload, n: number): Workload {
+  if (w.sessions.length > 0) {
+    const sessions = w.sessions.slice(0, Math.max(1, Math.ceil(n / Math.max(1, w.options.turnsPerSession))));
+    return { ...w, sessions, rag: [], totalRequests: sessions.length * w.options.turnsPerSession };
+  }
+  const rag = w.rag.slice(0, n);
+  return { ...w, rag, totalRequests: rag.length };
+}
+
+/**
+ * Not measured: the first processes of an invocation start on a cold file cache, and this process's client and
+ * ext_proc code is not compiled yet. One short run through the EPP and one through an in-process director pay for it.
+ */
+async function warmUp(w: BenchWorkload, blocks: number, o: RoutingBenchOptions): Promise<void> {
+  for (const name of ['kvroute', 'sglang'] as const) {
+    const sim = simFor(o, blocks);
+    const stack = await startStack({ pods: o.pods, sim, policy: routingPolicy(name, { seed: o.seed, sglang: o.sglang }), logDir: path.join(o.outDir, 'logs', 'warm-up') });
+    try {
+      await runWorkload(truncated(w.workload, 16), { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o) });
+    } finally {
+      await stack.stop();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// EPP overhead: one set of pods, the gateway started fresh for each path, unique prompts so that no path gains or
+// loses cache hits, alternating order across repetitions.
+
+interface OverheadPath {
+  readonly name: string;
+  readonly description: string;
+  readonly policy: () => RoutingPolicy;
+}
+
+const OVERHEAD_PATHS: readonly OverheadPath[] = [
+  { name: 'gateway round-robin', description: 'the gateway alone (no ext_proc)', policy: () => ({ kind: 'round-robin', name: 'overhead-rr' }) },
+  { name: 'gateway + kvroute EPP', description: 'ext_proc to the EPP process, built-in config', policy: () => ({ kind: 'epp', name: 'overhead-kvroute' }) },
+  {
+    name: 'gateway + ext_proc RR director',
+    description: 'ext_proc to a round-robin director in the benchmark process (the protocol cost without scheduling)',
+    policy: () => ({ kind: 'director', name: 'overhead-director', director: (endpoints) => new RoundRobinDirector(endpoints) }),
+  },
+];
+
+function overheadWorkload(bases: readonly string[], tag: string, outputTokens: number): Workload {
+  const rag: RagPlan[] = bases.map((b, i) => ({
+    kind: 'rag',
+    document: i,
+    // A distinct first block per request and per run: nothing is ever served from cache.
+    messages: [{ role: 'user', content: `Run ${tag}, request ${i}. ${b}` }],
+  }));
+  return {
+    options: { seed: 0, systemPrompts: 0, systemPromptWords: 0, sessions: 0, turnsPerSession: 0, userWords: 0, maxTokens: outputTokens, documents: 0, documentWords: 0, ragRequests: rag.length, questionWords: 0 },
+    sessions: [],
+    rag,
+    totalRequests: rag.length,
+  };
+}
+
+async function measureOverhead(o: RoutingBenchOptions, tok: TokenizerLike): Promise<OverheadReport> {
+  const ov = o.overhead;
+  const sim: SimulatorSettings = { ...o.sim, timeScale: 1, kvCacheBlocks: 4096 };
+  const random = rng(o.seed + 1000);
+  const bases = Array.from({ length: ov.requests }, () => sizedText(random, ov.promptTokens, '', tok.count));
+  const warm = Array.from({ length: 8 }, () => text(random, 40));
+  const logDir = path.join(o.outDir, 'logs', 'overhead');
+  fs.mkdirSync(logDir, { recursive: true });
+  const pods: Started[] = await Promise.all(Array.from({ length: o.pods }, (_, i) =>
+    startProcess(`sim-${i}`, ENTRY.sim, simArgs(sim, `decode-${i}`), { logFile: path.join(logDir, `sim-${i}.log`) })));
+  const results = new Map<string, PolicyResult[]>(OVERHEAD_PATHS.map((p) => [p.name, []]));
+  try {
+    for (let rep = 0; rep < ov.reps; rep++) {
+      // Rotate the order so that no path always runs first (or last, on a warmer machine).
+      const order = OVERHEAD_PATHS.map((_, i) => OVERHEAD_PATHS[(i + rep) % OVERHEAD_PATHS.length]);
+      for (const [k, p] of order.entries()) {
+        const stack = await startStack({ pods: o.pods, sim, policy: p.policy(), logDir, existingPods: pods });
+        try {
+          // Warm-up: connections, JIT and the EPP's first scrapes; not measured.
+          await runWorkload(overheadWorkload(warm, `warm-${rep}-${k}`, ov.outputTokens), { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: 4 });
+          const outcome = await runWorkload(overheadWorkload(bases, `${rep}-${k}`, ov.outputTokens), { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: ov.concurrency });
+          const r = analyze(p.name, outcome.records, { hits: 0, queries: 0 }, outcome.wallSeconds, null, 1);
+          results.get(p.name)!.push(r);
+          log(o, `overhead rep ${rep + 1}/${ov.reps}: ${p.name.padEnd(32)} TTFT p50 ${((r.ttft.p50 ?? 0) * 1000).toFixed(1)} ms, `
+            + `p90 ${((r.ttft.p90 ?? 0) * 1000).toFixed(1)} ms, ${r.throughputRps.toFixed(1)} req/s, ok ${r.succeeded}/${r.requests}`);
+        } finally {
+          await stack.stop();
+        }
+      }
+    }
+  } finally {
+    await Promise.all(pods.map((p) => p.stop()));
+  }
+  const toMs = (v: number | null) => (v === null ? null : v * 1000);
+  const variants = OVERHEAD_PATHS.map((p) => {
+    const rs = results.get(p.name)!;
+    return {
+      name: p.name,
+      description: p.description,
+      ttftP50Ms: toMs(medianOrNull(rs.map((r) => r.ttft.p50))),
+      ttftP90Ms: toMs(medianOrNull(rs.map((r) => r.ttft.p90))),
+      throughputRps: median(rs.map((r) => r.throughputRps)),
+      successRate: median(rs.map((r) => r.successRate)),
+      perRep: rs.map((r) => ({ ttftP50Ms: toMs(r.ttft.p50), ttftP90Ms: toMs(r.ttft.p90), throughputRps: r.throughputRps })),
+    };
+  });
+  const base = variants[0];
+  const diff = (a: number | null, b: number | null) => (a !== null && b !== null ? a - b : null);
+  return {
+    requests: ov.requests,
+    concurrency: ov.concurrency,
+    reps: ov.reps,
+    promptTokens: ov.promptTokens,
+    outputTokens: ov.outputTokens,
+    baseline: base.name,
+    variants: variants.map((v): OverheadVariant => ({
+      ...v,
+      deltaP50Ms: diff(v.ttftP50Ms, base.ttftP50Ms),
+      deltaP90Ms: diff(v.ttftP90Ms, base.ttftP90Ms),
+      throughputRatio: over(v.throughputRps, base.throughputRps),
+    })),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+
+export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingReport> {
+  const t0 = Date.now();
+  // The upstream config must load with kvroute's strict loader before anything starts.
+  try {
+    parseEndpointPickerConfig(APPROX_PREFIX_CONFIG);
+  } catch (e) {
+    throw new Error(`the approx-prefix EPP config does not load: ${(e as Error).message}`);
+  }
+  fs.mkdirSync(o.outDir, { recursive: true });
+  fs.rmSync(path.join(o.outDir, 'logs'), { recursive: true, force: true });
+  const machine = machineDescription();
+  const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  log(o, `routing benchmark on ${machine}; load average ${loadAtStart}`);
+
+  const tok = simTokenizer();
+  const benchWorkloads = o.workloads.map((name) => buildBenchWorkload(name, o, tok));
+  const stats = new Map(benchWorkloads.map((w) => [w.name, measureWorkload(w, tok, o.sim.blockSize)]));
+  const blocks = new Map(benchWorkloads.map((w) => [w.name, capacityBlocks(w, stats.get(w.name)!, o)]));
+  const baseline = o.policies.includes('round-robin') ? 'round-robin' : o.policies[0];
+  const totalRuns = benchWorkloads.length * o.capacities.length * o.repeats * o.policies.length;
+
+  if (o.warmUp && benchWorkloads.length > 0) {
+    log(o, 'warming up (not measured)');
+    await warmUp(benchWorkloads[0], blocks.get(benchWorkloads[0].name)!.ample, o);
+  }
+
+  const workloadReports: WorkloadReport[] = [];
+  const cells: CellReport[] = [];
+  let done = 0;
+  let cellIndex = 0;
+  for (const w of benchWorkloads) {
+    const st = stats.get(w.name)!;
+    const bounds = boundsFor(w, st, o);
+    let best: number | null = null;
+    let bestFrom: RequestRecord[] | undefined;
+    const workloadCells: { capacity: CapacityName; runs: RunRecord[] }[] = [];
+    for (const capacity of o.capacities) {
+      const kv = blocks.get(w.name)![capacity];
+      const runs: RunRecord[] = [];
+      for (let repeat = 0; repeat < o.repeats; repeat++) {
+        const order = o.policies.map((_, i) => o.policies[(i + cellIndex + repeat) % o.policies.length]);
+        for (const policy of order) {
+          const started = Date.now();
+          const { record, records } = await runOnce(w, capacity, kv, policy, repeat, o);
+          runs.push(record);
+          done++;
+          if (!bestFrom || (record.succeeded === record.requests && bestFrom.some((r) => !r.result.ok))) bestFrom = records;
+          log(o, `[${done}/${totalRuns}] ${`${w.name} × ${capacity}`.padEnd(26)} ${policy.padEnd(14)} hit ${(record.hitRate * 100).toFixed(1).padStart(5)}%  `
+            + `TTFT p50 ${((record.ttftP50 ?? 0) * 1000).toFixed(0).padStart(5)} ms  ok ${record.succeeded}/${record.requests}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        }
+      }
+      workloadCells.push({ capacity, runs });
+      cellIndex++;
+    }
+    // The best any router could reach on these requests (every policy sends the same ones: chat replies are the
+    // simulator's deterministic filler), from a run in which every request succeeded when there is one.
+    if (bestFrom) {
+      best = await bestHitRate(bestFrom, o.sim, o.outputTokens, path.join(o.outDir, 'logs', `${w.name}-oracle.log`));
+    }
+    workloadReports.push({ name: w.name, kind: w.kind, description: w.description, stats: st, concurrency: concurrencyOf(w, o), best, bounds });
+    for (const { capacity, runs } of workloadCells) {
+      const kv = blocks.get(w.name)![capacity];
+      const cell: CellReport = {
+        workload: w.name,
+        capacity,
+        kvCacheBlocksPerPod: kv,
+        workingSetBlocks: st.workingSetBlocks,
+        reusedBlocks: st.reusedBlocks,
+        workingSetOverCapacity: st.workingSetBlocks / kv,
+        reusedOverCapacity: st.reusedBlocks / kv,
+        clusterOverWorkingSet: (o.pods * kv) / st.workingSetBlocks,
+        baseline,
+        best,
+        bounds,
+        finite: finiteFor(w, bounds, kv, o),
+        policies: summarize(o.policies, runs, best, baseline),
+        runs,
+      };
+      cells.push(cell);
+      if (!o.quiet) process.stdout.write(`\n${cellTerminalTable(cell)}\n`);
+    }
+  }
+
+  let overhead: OverheadReport | undefined;
+  if (o.overhead.enabled) {
+    overhead = await measureOverhead(o, tok);
+    if (!o.quiet) process.stdout.write(`\n${overheadTerminalTable(overhead)}\n`);
+  }
+
+  const wallSeconds = (Date.now() - t0) / 1000;
+  const report: RoutingReport = {
+    title: 'kvroute routing benchmark',
+    date: new Date().toISOString(),
+    machine: `${machine}; load average at start ${loadAtStart}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    wallSeconds,
+    pods: o.pods,
+    timeScale: o.sim.timeScale,
+    options: o,
+    workloads: workloadReports,
+    cells,
+    overhead,
+    policies: o.policies.map((p) => ({ name: p, description: POLICY_DESCRIPTIONS[p] })),
+    notes: [
+      'Hit rate: the pods\' own vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total (tokens), summed over the pods, fresh pods for every run. '
+        + 'Best: the same requests replayed in send order against one simulated pod that never evicts (the bound a perfect router with unlimited cache approaches); '
+        + '"of best" is hit rate / best. h* and h_RR are the §7 formulas with S and Q measured in tokens (chat template included); they assume infinite cache '
+        + 'and random arrival order, so they are shown for the shared-prefix workloads only. The finite-capacity estimates (§7.3) assume LRU under the '
+        + 'independent reference model with the prefix working set G·S_b against the capacity a pod has left after its share of live requests.',
+      `TTFT: first streamed token as the client measured it, multiplied by the time scale (${o.sim.timeScale}) to read as simulated-GPU time; real `
+        + 'per-request overheads (gateway, ext_proc, the client) are multiplied too. Medians over repeats (repeats: ' + o.repeats + '). '
+        + 'Throughput: successful requests per wall-clock second at a fixed number of requests in flight (closed loop). '
+        + 'Balance: requests on the busiest pod over the mean per pod.',
+      `Working set: distinct full KV blocks of every prompt and reply, deduplicated by prefix; "reused" counts blocks more than one request uses. `
+        + `Constrained capacity is the working set / ${o.capacityRatio} per pod; ample holds the whole working set (plus live requests) on every pod.`,
+      `The SGLang-style director uses cache_threshold ${o.sglang.cacheThreshold}, balance_rel_threshold ${o.sglang.balanceRelThreshold}, `
+        + `balance_abs_threshold ${o.sglang.balanceAbsThreshold} (SGLang: 64; scaled to ${o.concurrency} requests in flight), max tree ${o.sglang.maxTreeChars} chars per worker.`,
+      'Directors (sglang, random, least-request, the overhead RR director) run in the benchmark process behind the EPP\'s own ext_proc server; the EPP '
+        + 'policies run as a separate process; round-robin and session-hash are the gateway alone. Every run starts fresh pods, gateway and router.',
+    ],
+  };
+  fs.writeFileSync(path.join(o.outDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(o.outDir, 'report.html'), routingHtmlReport(report));
+  if (!o.quiet) {
+    process.stdout.write(`\n${summaryTable(cells)}\n\nmachine: ${report.machine}\nwall time: ${wallSeconds.toFixed(0)} s\n`);
+    process.stdout.write(`written ${path.relative(process.cwd(), path.join(o.outDir, 'results.json'))} and report.html\n`);
+  }
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// CLI
+
+export const ROUTING_USAGE = `Usage: npm run bench:routing -- [flags]
+
+Runs every workload × KV capacity × policy through simulated vLLM pods, the gateway and the EPP (or an in-process
+ext_proc director), fresh pods per run, then the EPP overhead check. Prints a table per workload × capacity and writes
+results.json and report.html to --out. The full run takes about 10 minutes on 2 cores; --quick a few.
+
+General
+  --quick                      small workloads, one overhead repetition (other flags still apply)
+  --pods N                     simulated vLLM pods, R (default ${DEFAULT_ROUTING_OPTIONS.pods})
+  --workloads a,b              of ${WORKLOAD_NAMES.join(', ')} (default all)
+  --capacities a,b             of ${CAPACITY_NAMES.join(', ')} (default both)
+  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all)
+  --repeats N                  runs per policy and cell; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.repeats})
+  --concurrency N              requests in flight, shared-prefix workloads (default ${DEFAULT_ROUTING_OPTIONS.concurrency}; quick ${QUICK_OVERRIDES.concurrency})
+  --chat-concurrency N         conversations in flight, multi-turn (default ${DEFAULT_ROUTING_OPTIONS.chatConcurrency}; quick ${QUICK_OVERRIDES.chatConcurrency})
+  --seed N                     workload seed (default ${DEFAULT_ROUTING_OPTIONS.seed})
+  --out DIR                    where results.json, report.html and logs/ go (default bench/out/routing)
+  --no-warm-up                 skip the unmeasured warm-up runs before the matrix
+  --quiet                      no progress or tables
+  -h, --help                   this help
+
+KV capacity (blocks of ${ROUTING_SIM.blockSize} tokens per pod)
+  --capacity-ratio X           constrained runs: working set / per-pod capacity (default ${DEFAULT_ROUTING_OPTIONS.capacityRatio}; 3-6 is the regime of interest)
+  --ample-blocks N             override the ample capacity (default: 1.25 × working set + live requests, at least 1024)
+  --constrained-blocks N       override the constrained capacity (default: working set / ratio)
+  --time-scale X               simulated time runs X times faster than wall-clock (default ${ROUTING_SIM.timeScale})
+
+Workloads (tokens of the simulator's Qwen3 tokenizer)
+  --groups N --prompts-per-group N --system-tokens N --question-tokens N
+                               high-cache shared-prefix set (default ${DEFAULT_ROUTING_OPTIONS.highCache.groups} × ${DEFAULT_ROUTING_OPTIONS.highCache.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.highCache.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.highCache.questionTokens})
+  --low-groups N --low-prompts-per-group N --low-system-tokens N --low-question-tokens N
+                               low-cache set (default ${DEFAULT_ROUTING_OPTIONS.lowCache.groups} × ${DEFAULT_ROUTING_OPTIONS.lowCache.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.lowCache.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.lowCache.questionTokens})
+  --sessions N --turns N --system-prompts N --system-words N --user-words N
+                               multi-turn chats (default ${DEFAULT_ROUTING_OPTIONS.chat.sessions} × ${DEFAULT_ROUTING_OPTIONS.chat.turnsPerSession} turns, ${DEFAULT_ROUTING_OPTIONS.chat.systemPrompts} system prompts of ${DEFAULT_ROUTING_OPTIONS.chat.systemPromptWords} words)
+  --output-tokens N            max_tokens of every reply (default ${DEFAULT_ROUTING_OPTIONS.outputTokens})
+
+EPP overhead
+  --overhead-requests N        unique prompts per path and repetition (default ${DEFAULT_ROUTING_OPTIONS.overhead.requests})
+  --overhead-concurrency N     (default ${DEFAULT_ROUTING_OPTIONS.overhead.concurrency})
+  --overhead-reps N            alternating repetitions; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.overhead.reps})
+  --no-overhead                skip it
+
+SGLang-style director
+  --sglang-abs-threshold N     balance_abs_threshold (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceAbsThreshold}; SGLang's 64 never triggers at this concurrency)
+  --sglang-rel-threshold X     balance_rel_threshold, >= 1 (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceRelThreshold})
+  --sglang-cache-threshold X   cache_threshold, 0..1 (default ${DEFAULT_ROUTING_OPTIONS.sglang.cacheThreshold})
+  --sglang-max-tree-chars N    per-worker tree budget (default ${DEFAULT_ROUTING_OPTIONS.sglang.maxTreeChars})`;
+
+function parseList<T extends string>(flag: string, value: string | undefined, known: readonly T[]): T[] {
+  if (value === undefined || value.startsWith('--')) throw new Error(`${flag}: expects a comma-separated list of ${known.join(', ')}`);
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new Error(`${flag}: expects at least one of ${known.join(', ')}`);
+  for (const item of items) if (!(known as readonly string[]).includes(item)) throw new Error(`${flag}: unknown value "${item}"; known: ${known.join(', ')}`);
+  if (new Set(items).size !== items.length) throw new Error(`${flag}: lists a value twice`);
+  return items as T[];
+}
+
+function int(flag: string, value: string | undefined, min: number, max: number): number {
+  if (value === undefined || !/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new Error(`${flag}: must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+function num(flag: string, value: string | undefined, min: number, max: number, exclusiveMin = false): number {
+  const v = value === undefined || value.trim() === '' ? NaN : Number(value);
+  if (!Number.isFinite(v) || (exclusiveMin ? v <= min : v < min) || v > max) {
+    throw new Error(`${flag}: must be a number ${exclusiveMin ? 'above' : 'from'} ${min}${exclusiveMin ? ' and at most' : ' to'} ${max}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
+  }
+  return v;
+}
+
+/** Parses the flags; undefined means `--help`. Throws an Error naming the flag on anything invalid. */
+export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions | undefined {
+  if (argv.includes('--help') || argv.includes('-h')) return undefined;
+  let o: RoutingBenchOptions = argv.includes('--quick') ? { ...DEFAULT_ROUTING_OPTIONS, ...QUICK_OVERRIDES } : DEFAULT_ROUTING_OPTIONS;
+  const seen = new Set<string>();
+  const HIGH: Record<string, keyof SharedPrefixSize> = { '--groups': 'groups', '--prompts-per-group': 'promptsPerGroup', '--system-tokens': 'systemTokens', '--question-tokens': 'questionTokens' };
+  const LOW: Record<string, keyof SharedPrefixSize> = { '--low-groups': 'groups', '--low-prompts-per-group': 'promptsPerGroup', '--low-system-tokens': 'systemTokens', '--low-question-tokens': 'questionTokens' };
+  const CHAT: Record<string, keyof ChatSize> = { '--sessions': 'sessions', '--turns': 'turnsPerSession', '--system-prompts': 'systemPrompts', '--system-words': 'systemPromptWords', '--user-words': 'userWords' };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)}; flags start with -- (see --help)`);
+    if (seen.has(a)) throw new Error(`${a}: given more than once`);
+    seen.add(a);
+    const next = () => argv[++i];
+    const overhead = (patch: Partial<OverheadOptions>) => ({ ...o.overhead, ...patch });
+    const sglang = (patch: CacheAwareOptions) => ({ ...o.sglang, ...patch });
+    if (a === '--quick') continue;
+    else if (a === '--quiet') o = { ...o, quiet: true };
+    else if (a === '--no-overhead') o = { ...o, overhead: overhead({ enabled: false }) };
+    else if (a === '--no-warm-up') o = { ...o, warmUp: false };
+    else if (a === '--pods') o = { ...o, pods: int(a, next(), 2, 16) };
+    else if (a === '--workloads') o = { ...o, workloads: parseList(a, next(), WORKLOAD_NAMES) };
+    else if (a === '--capacities') o = { ...o, capacities: parseList(a, next(), CAPACITY_NAMES) };
+    else if (a === '--policies') o = { ...o, policies: parseList(a, next(), POLICY_NAMES) };
+    else if (a === '--repeats') o = { ...o, repeats: int(a, next(), 1, 20) };
+    else if (a === '--concurrency') o = { ...o, concurrency: int(a, next(), 1, 256) };
+    else if (a === '--chat-concurrency') o = { ...o, chatConcurrency: int(a, next(), 1, 256) };
+    else if (a === '--seed') o = { ...o, seed: int(a, next(), 0, 2 ** 31 - 1) };
+    else if (a === '--out') {
+      const v = next();
+      if (v === undefined || v === '' || v.startsWith('--')) throw new Error(`${a}: expects a directory`);
+      o = { ...o, outDir: path.resolve(v) };
+    } else if (a === '--capacity-ratio') o = { ...o, capacityRatio: num(a, next(), 1, 100, true) };
+    else if (a === '--ample-blocks') o = { ...o, ampleBlocks: int(a, next(), 16, 1 << 24) };
+    else if (a === '--constrained-blocks') o = { ...o, constrainedBlocks: int(a, next(), 16, 1 << 24) };
+    else if (a === '--time-scale') o = { ...o, sim: { ...o.sim, timeScale: num(a, next(), 0, 100, true) } };
+    else if (HIGH[a]) o = { ...o, highCache: { ...o.highCache, [HIGH[a]]: int(a, next(), 1, a.endsWith('tokens') ? 8192 : 1024) } };
+    else if (LOW[a]) o = { ...o, lowCache: { ...o.lowCache, [LOW[a]]: int(a, next(), 1, a.endsWith('tokens') ? 8192 : 1024) } };
+    else if (CHAT[a]) o = { ...o, chat: { ...o.chat, [CHAT[a]]: int(a, next(), 1, a.endsWith('words') ? 4096 : 1024) } };
+    else if (a === '--output-tokens') o = { ...o, outputTokens: int(a, next(), 1, 1024) };
+    else if (a === '--overhead-requests') o = { ...o, overhead: overhead({ requests: int(a, next(), 1, 10000) }) };
+    else if (a === '--overhead-concurrency') o = { ...o, overhead: overhead({ concurrency: int(a, next(), 1, 256) }) };
+    else if (a === '--overhead-reps') o = { ...o, overhead: overhead({ reps: int(a, next(), 1, 20) }) };
+    else if (a === '--sglang-abs-threshold') o = { ...o, sglang: sglang({ balanceAbsThreshold: int(a, next(), 0, 1 << 20) }) };
+    else if (a === '--sglang-rel-threshold') o = { ...o, sglang: sglang({ balanceRelThreshold: num(a, next(), 1, 1000) }) };
+    else if (a === '--sglang-cache-threshold') o = { ...o, sglang: sglang({ cacheThreshold: num(a, next(), 0, 1) }) };
+    else if (a === '--sglang-max-tree-chars') o = { ...o, sglang: sglang({ maxTreeChars: int(a, next(), 1, 2 ** 31 - 1) }) };
+    else throw new Error(`unknown flag ${a}; see --help`);
+  }
+  if (o.ampleBlocks !== undefined && o.constrainedBlocks !== undefined && o.ampleBlocks <= o.constrainedBlocks) {
+    throw new Error(`--ample-blocks (${o.ampleBlocks}) must be larger than --constrained-blocks (${o.constrainedBlocks})`);
+  }
+  for (const [flag, v] of [['--prompts-per-group', o.highCache.promptsPerGroup], ['--low-prompts-per-group', o.lowCache.promptsPerGroup]] as const) {
+    if (v < 2) throw new Error(`${flag}: must be at least 2 (a group of one shares nothing), got ${v}`);
+  }
+  return o;
+}
+
+if (require.main === module) {
+  (async () => {
+    let options: RoutingBenchOptions | undefined;
+    try {
+      options = parseRoutingArgs(process.argv.slice(2));
+    } catch (e) {
+      process.stderr.write(`bench:routing: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+    if (!options) {
+      process.stdout.write(`${ROUTING_USAGE}\n`);
+      return;
+    }
+    await runRoutingBench(options);
+    await stopAll();
+    process.exit(0);
+  })().catch(async (e) => {
+    process.stderr.write(`bench:routing failed: ${(e as Error).stack ?? e}\n`);
+    await stopAll();
+    process.exit(1);
+  });
+}

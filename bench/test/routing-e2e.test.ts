@@ -1,0 +1,69 @@
+/**
+ * A short end-to-end run of the routing benchmark through the real processes (built simulators, EPP and gateway; the
+ * SGLang-style director behind this process's ext_proc server): two policies on a tiny shared-prefix workload, plus a
+ * one-repetition overhead check, in seconds.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ENTRY, stopAll } from '../src/processes';
+import { DEFAULT_ROUTING_OPTIONS, runRoutingBench, type RoutingBenchOptions } from '../src/routing-bench';
+
+const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
+
+(built ? describe : describe.skip)('bench:routing, end to end', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-routing-'));
+  afterAll(async () => {
+    await stopAll();
+    fs.rmSync(out, { recursive: true, force: true });
+  });
+
+  test('the SGLang-style director beats round robin on a shared-prefix set, and the report is written', async () => {
+    const options: RoutingBenchOptions = {
+      ...DEFAULT_ROUTING_OPTIONS,
+      pods: 2,
+      concurrency: 3,
+      workloads: ['high-cache'],
+      capacities: ['ample'],
+      policies: ['sglang', 'round-robin'],
+      outputTokens: 4,
+      highCache: { groups: 4, promptsPerGroup: 3, systemTokens: 160, questionTokens: 16 },
+      sim: { ...DEFAULT_ROUTING_OPTIONS.sim, timeScale: 4 },
+      overhead: { enabled: true, requests: 6, concurrency: 2, reps: 1, promptTokens: 64, outputTokens: 2 },
+      warmUp: false,
+      outDir: out,
+      quiet: true,
+    };
+    const report = await runRoutingBench(options);
+    expect(report.cells).toHaveLength(1);
+    const cell = report.cells[0];
+    const [sglang, rr] = cell.policies;
+    expect(sglang.policy).toBe('sglang');
+    expect(rr.policy).toBe('round-robin');
+    expect(sglang.successRate).toBe(1);
+    expect(rr.successRate).toBe(1);
+    // Each group of 3 lands on one pod: every group's prefix is computed once, the best possible.
+    expect(cell.best).toBeGreaterThan(0.5);
+    expect(sglang.hitRate).toBeCloseTo(cell.best!, 2);
+    expect(sglang.hitRate).toBeGreaterThan(rr.hitRate);
+    expect(rr.vsBaseline.hitRate).toBe(1);
+    // The analytic bounds come from the measured shape and bracket what was measured.
+    expect(cell.bounds!.hStar).toBeCloseTo(cell.best!, 2);
+    expect(cell.bounds!.hRR).toBeLessThan(cell.bounds!.hStar);
+    // The director reports its own decisions.
+    const sglangRun = cell.runs.find((r) => r.policy === 'sglang')!;
+    const decisions = (sglangRun.director as { decisions: Record<string, number> }).decisions;
+    expect(decisions['prefix-match'] + decisions['smallest-tree'] + decisions.imbalanced).toBe(12);
+    // The overhead check ran every path.
+    expect(report.overhead!.variants.map((v) => v.name)).toEqual(['gateway round-robin', 'gateway + kvroute EPP', 'gateway + ext_proc RR director']);
+    for (const v of report.overhead!.variants) expect(v.successRate).toBe(1);
+
+    const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+    expect(json.cells[0].policies).toHaveLength(2);
+    expect(json.workloads[0].stats.workingSetBlocks).toBeGreaterThan(0);
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).toContain('h_RR');
+    expect(html).toContain('EPP overhead');
+  }, 120_000);
+});

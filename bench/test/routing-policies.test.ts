@@ -1,0 +1,233 @@
+import type { IncomingRequest } from '../../epp/src/extproc/director';
+import { parseEndpointPickerConfig } from '../../epp/src/config';
+import {
+  APPROX_PREFIX_CONFIG, ApproxPrefixTree, CacheAwareDirector, LeastRequestDirector, POLICY_NAMES, RandomDirector, RoundRobinDirector,
+  SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,
+} from '../src/policies';
+
+const ENDPOINTS = ['127.0.0.1:8001', '127.0.0.1:8002', '127.0.0.1:8003', '127.0.0.1:8004'];
+const signal = new AbortController().signal;
+
+function chatRequest(system: string, user: string): IncomingRequest {
+  const body = Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'system', content: system }, { role: 'user', content: user }] }));
+  return { requestId: 'r', headers: new Map([[':path', '/v1/chat/completions']]), body, filterMetadata: {} };
+}
+
+const LONG_A = 'You are assistant A. '.repeat(40);
+const LONG_B = 'You are assistant B, another group entirely. '.repeat(20);
+
+describe('ApproxPrefixTree', () => {
+  test('splits edges on insert, counts characters, matches the longest prefix', () => {
+    const t = new ApproxPrefixTree();
+    t.insert('hello world');
+    expect(t.size).toBe(11);
+    t.insert('hello there');
+    // "hello " shared, then "world" and "there".
+    expect(t.size).toBe(16);
+    expect(t.nodeCount).toBe(3);
+    expect(t.matchLength('hello wx')).toBe(7);
+    expect(t.matchLength('hello there, again')).toBe(11);
+    expect(t.matchLength('goodbye')).toBe(0);
+    expect(t.matchLength('')).toBe(0);
+    t.insert('hello world');
+    expect(t.size).toBe(16);
+    t.insert('hello');
+    expect(t.size).toBe(16);
+    expect(t.matchLength('hello')).toBe(5);
+  });
+
+  test('grows with new text and evicts least-recently-used leaves first, then emptied parents', () => {
+    const t = new ApproxPrefixTree();
+    t.insert('shared-prefix/alpha');
+    t.insert('shared-prefix/beta');
+    t.insert('other');
+    t.insert('shared-prefix/alpha'); // alpha is now the most recent
+    expect(t.size).toBe('shared-prefix/'.length + 'alpha'.length + 'beta'.length + 'other'.length);
+    // Over budget by a little: the oldest leaf is "beta" (inserted before "other", and alpha was touched again).
+    expect(t.evictTo(t.size - 1)).toBe(4);
+    expect(t.matchLength('shared-prefix/beta')).toBe('shared-prefix/'.length);
+    expect(t.matchLength('other')).toBe(5);
+    // Next oldest is "other", then "alpha"; then "shared-prefix/" is a leaf and goes too.
+    t.evictTo(0);
+    expect(t.size).toBe(0);
+    expect(t.nodeCount).toBe(0);
+    expect(t.evictedChars).toBe('shared-prefix/'.length + 'alpha'.length + 'beta'.length + 'other'.length);
+    expect(t.evictTo(0)).toBe(0);
+  });
+});
+
+describe('CacheAwareDirector (SGLang-style)', () => {
+  test('defaults are SGLang\'s', () => {
+    const d = new CacheAwareDirector(ENDPOINTS);
+    expect(d.options).toEqual(SGLANG_DEFAULTS);
+    expect(SGLANG_DEFAULTS).toEqual({ cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, maxTreeChars: 67_108_864 });
+  });
+
+  test('new text goes to the smallest tree; text matching more than the threshold goes to its worker', () => {
+    const d = new CacheAwareDirector(ENDPOINTS);
+    const a = d.choose(`${LONG_A}question one`);
+    expect(a).toMatchObject({ index: 0, branch: 'smallest-tree' });
+    d.done(0);
+    const b = d.choose(`${LONG_B}question two`);
+    expect(b).toMatchObject({ index: 1, branch: 'smallest-tree' });
+    d.done(1);
+    const a2 = d.choose(`${LONG_A}question three, a different one`);
+    expect(a2.index).toBe(0);
+    expect(a2.branch).toBe('prefix-match');
+    expect(a2.matchRate).toBeGreaterThan(0.3);
+    d.done(0);
+    // A match of under 30% of the text does not count: the smallest tree (worker 2, empty) gets it.
+    const short = d.choose(`You are assistant A. ${'unrelated words here '.repeat(30)}`);
+    expect(short.branch).toBe('smallest-tree');
+    expect(short.index).toBe(2);
+    expect(short.matchRate).toBeLessThan(0.3);
+    expect(d.decisions).toEqual({ imbalanced: 0, 'prefix-match': 1, 'smallest-tree': 3 });
+  });
+
+  test('switches to the least-loaded worker when loads are imbalanced, and still grows that worker\'s tree', () => {
+    const d = new CacheAwareDirector(ENDPOINTS, { balanceAbsThreshold: 2, balanceRelThreshold: 1.5 });
+    const text = (i: number) => `${LONG_A}question ${i}`;
+    // None released: worker 0 takes the group until it is 3 ahead (3 - 0 > 2 and 3 > 1.5 × 0).
+    expect([0, 1, 2].map((i) => d.choose(text(i)).index)).toEqual([0, 0, 0]);
+    expect(d.isImbalanced()).toBe(true);
+    const c = d.choose(text(3));
+    expect(c).toMatchObject({ index: 1, branch: 'imbalanced' });
+    expect(d.trees[1].size).toBe(text(3).length);
+    expect(d.inFlight).toEqual([3, 1, 0, 0]);
+    // Still imbalanced (3 vs 0): the next least loaded.
+    expect(d.choose(text(4))).toMatchObject({ index: 2, branch: 'imbalanced' });
+    // Releasing brings the loads back within the thresholds: the prefix wins again (worker 0 or 1 hold it; 1 is less loaded).
+    d.done(0);
+    d.done(0);
+    expect(d.isImbalanced()).toBe(false);
+    const back = d.choose(text(5));
+    expect(back.branch).toBe('prefix-match');
+    expect(d.decisions.imbalanced).toBe(2);
+  });
+
+  test('imbalance needs both thresholds crossed', () => {
+    // SGLang's defaults: 64 apart and 1.5× the minimum.
+    expect(isImbalancedLoad([65, 0], 64, 1.5)).toBe(true);
+    expect(isImbalancedLoad([64, 0], 64, 1.5)).toBe(false);
+    expect(isImbalancedLoad([200, 100], 64, 1.5)).toBe(true);
+    expect(isImbalancedLoad([200, 140], 64, 1.5)).toBe(false); // 60 apart
+    expect(isImbalancedLoad([300, 201], 64, 1.5)).toBe(false); // 99 apart but 300 < 1.5 × 201
+    expect(isImbalancedLoad([5, 2], 2, 3)).toBe(false); // 3 apart but 5 < 3 × 2
+    expect(isImbalancedLoad([7, 1], 2, 3)).toBe(true);
+    expect(isImbalancedLoad([], 2, 3)).toBe(false);
+  });
+
+  test('trees stay within the budget by evicting old text', () => {
+    const d = new CacheAwareDirector(ENDPOINTS, { maxTreeChars: 300 });
+    for (let i = 0; i < 40; i++) {
+      const { index } = d.choose(`Group ${i % 7} `.repeat(20) + `question ${i}`);
+      d.done(index);
+    }
+    // Seven 160-character group prompts over four workers: some worker holds two groups and must evict.
+    for (const t of d.trees) expect(t.size).toBeLessThanOrEqual(300);
+    expect(d.trees.some((t) => t.evictedChars > 0)).toBe(true);
+  });
+
+  test('routes and releases through the RequestDirector interface', async () => {
+    const d = new CacheAwareDirector(ENDPOINTS);
+    const first = await d.route(chatRequest(LONG_A, 'one'), signal);
+    const second = await d.route(chatRequest(LONG_A, 'two'), signal);
+    if (first.kind !== 'route' || second.kind !== 'route') throw new Error('expected routes');
+    expect(first.endpoint).toBe(ENDPOINTS[0]);
+    expect(second.endpoint).toBe(ENDPOINTS[0]);
+    expect(d.inFlight).toEqual([2, 0, 0, 0]);
+    d.release(first.ticket, 'completed');
+    d.release(second.ticket, 'cancelled');
+    expect(d.inFlight).toEqual([0, 0, 0, 0]);
+    // A request without a body (or with one that is not JSON) still gets an endpoint.
+    const bare = await d.route({ requestId: 'x', headers: new Map(), filterMetadata: {} }, signal);
+    const junk = await d.route({ requestId: 'y', headers: new Map(), body: Buffer.from('not json'), filterMetadata: {} }, signal);
+    expect(bare.kind).toBe('route');
+    expect(junk.kind).toBe('route');
+  });
+
+  test('rejects bad options', () => {
+    expect(() => new CacheAwareDirector([])).toThrow(/at least one endpoint/);
+    expect(() => new CacheAwareDirector(ENDPOINTS, { cacheThreshold: 2 })).toThrow(/cacheThreshold/);
+    expect(() => new CacheAwareDirector(ENDPOINTS, { balanceRelThreshold: 0.5 })).toThrow(/balanceRelThreshold/);
+  });
+});
+
+describe('baseline directors', () => {
+  test('random is reproducible from its seed and spreads over every endpoint', async () => {
+    const picks = async (seed: number, n: number) => {
+      const d = new RandomDirector(ENDPOINTS, seed);
+      const out: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = await d.route(chatRequest('s', `${i}`), signal);
+        if (r.kind !== 'route') throw new Error('expected a route');
+        out.push(r.endpoint);
+        d.release(r.ticket, 'completed');
+      }
+      return out;
+    };
+    const a = await picks(3, 2000);
+    expect(await picks(3, 2000)).toEqual(a);
+    expect(await picks(4, 50)).not.toEqual(a.slice(0, 50));
+    for (const e of ENDPOINTS) {
+      const share = a.filter((x) => x === e).length / a.length;
+      expect(share).toBeGreaterThan(0.2);
+      expect(share).toBeLessThan(0.3);
+    }
+  });
+
+  test('least-request picks the endpoint with the fewest requests in flight', async () => {
+    const d = new LeastRequestDirector(ENDPOINTS, 1);
+    const tickets: unknown[] = [];
+    const chosen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await d.route(chatRequest('s', `${i}`), signal);
+      if (r.kind !== 'route') throw new Error('expected a route');
+      chosen.push(r.endpoint);
+      tickets.push(r.ticket);
+    }
+    expect([...chosen].sort()).toEqual(ENDPOINTS); // one each, whatever the tie-breaks
+    expect(d.inFlight).toEqual([1, 1, 1, 1]);
+    const freed = chosen.indexOf(ENDPOINTS[2]);
+    d.release(tickets[freed], 'completed');
+    const next = await d.route(chatRequest('s', 'next'), signal);
+    expect(next.kind === 'route' && next.endpoint).toBe(ENDPOINTS[2]);
+    expect(d.routed).toEqual([1, 1, 2, 1]);
+  });
+
+  test('round robin cycles; leastLoadedIndex breaks ties with the generator or takes the first', async () => {
+    const d = new RoundRobinDirector(ENDPOINTS);
+    const out: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await d.route(chatRequest('s', `${i}`), signal);
+      if (r.kind === 'route') out.push(r.endpoint);
+    }
+    expect(out).toEqual([...ENDPOINTS, ENDPOINTS[0], ENDPOINTS[1]]);
+    expect(leastLoadedIndex([2, 1, 1, 3])).toBe(1);
+    expect(leastLoadedIndex([2, 1, 1, 3], () => 0.99)).toBe(2);
+  });
+});
+
+describe('the policy catalogue', () => {
+  test('the upstream approximate-prefix config loads with the EPP\'s strict loader, with the GIE shape', () => {
+    const config = parseEndpointPickerConfig(APPROX_PREFIX_CONFIG);
+    expect(config.plugins.map((p) => p.type)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker', 'single-profile-handler']);
+    expect(config.plugins[2].parameters).toMatchObject({ mode: 'estimate', hashBlockSize: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 });
+    const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
+    expect(weights).toMatchObject({ 'queue-scorer': 1, 'kv-cache-utilization-scorer': 1, 'prefix-cache-scorer': 2 });
+  });
+
+  test('every policy name maps to a stack policy; directors are created fresh per stack', () => {
+    const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
+    const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
+    expect(kinds).toEqual({
+      kvroute: 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      'least-request': 'director', 'session-hash': 'session-hash',
+    });
+    const p = routingPolicy('sglang', settings);
+    if (p.kind !== 'director' || typeof p.director !== 'function') throw new Error('expected a director factory');
+    const one = p.director(ENDPOINTS) as CacheAwareDirector;
+    expect(one).not.toBe(p.director(ENDPOINTS));
+    expect(one.options.balanceAbsThreshold).toBe(4);
+  });
+});

@@ -1,0 +1,143 @@
+import {
+  blockKeys, buildChats, buildSharedPrefix, measureWorkload, simTokenizer, sizedText, type BenchWorkload, type TokenizerLike,
+} from '../src/routing-workloads';
+import { rng } from '../src/workload';
+import type { ChatMessage } from '../src/workload';
+
+/** One token per character of the message contents, concatenated; replies are n × token 1 ("x"). */
+const charTokenizer: TokenizerLike = {
+  count: (t) => t.length,
+  chatTokens: (messages) => Array.from(messages.map((m) => m.content).join(''), (c) => c.charCodeAt(0)),
+  reply: (n) => ({ ids: Array(n).fill(1), text: 'x'.repeat(n) }),
+};
+
+function handMade(prompts: [string, string][], groupOf: number[], maxTokens: number): BenchWorkload {
+  const requests: ChatMessage[][] = prompts.map(([s, q]) => [{ role: 'system', content: s }, { role: 'user', content: q }]);
+  return {
+    name: 'high-cache',
+    kind: 'shared-prefix',
+    description: 'hand-made',
+    workload: {
+      options: { seed: 0, systemPrompts: 0, systemPromptWords: 0, sessions: 0, turnsPerSession: 0, userWords: 0, maxTokens, documents: 0, documentWords: 0, ragRequests: 0, questionWords: 0 },
+      sessions: [],
+      rag: [],
+      totalRequests: prompts.length,
+    },
+    groups: { G: Math.max(...groupOf) + 1, P: 2 },
+    requests,
+    groupOf,
+  };
+}
+
+describe('working set and replay, by hand (one token per character, blocks of 4)', () => {
+  test('blocks are keyed by their whole prefix', () => {
+    const a = blockKeys([1, 2, 3, 4, 5, 6, 7, 8, 9], 4);
+    expect(a).toHaveLength(2); // the partial ninth token is not a block
+    const b = blockKeys([1, 2, 3, 4, 9, 9, 9, 9], 4);
+    expect(b[0]).toBe(a[0]);
+    expect(b[1]).not.toBe(a[1]);
+    // The same second block after a different first block is a different block.
+    expect(blockKeys([0, 2, 3, 4, 5, 6, 7, 8], 4)[1]).not.toBe(a[1]);
+  });
+
+  test('distinct blocks, reused blocks, shared prefix and the in-order replay hit rate', () => {
+    const w = handMade([['AAAAAAAA', 'x1'], ['AAAAAAAA', 'y2'], ['BBBBBBBB', 'z3'], ['BBBBBBBB', '']], [0, 0, 1, 1], 1);
+    const s = measureWorkload(w, charTokenizer, 4);
+    // AAAA, AAAA·AAAA, BBBB, BBBB·BBBB: the 2-token tails never fill a block.
+    expect(s.workingSetBlocks).toBe(4);
+    expect(s.reusedBlocks).toBe(4);
+    expect(s.promptTokens).toBe(38);
+    expect(s.maxPromptTokens).toBe(10);
+    expect(s.maxSequenceTokens).toBe(11);
+    expect(s.sharedPrefixTokens).toBe(8);
+    expect(s.uniqueTokens).toBeCloseTo(38 / 4 - 8, 12);
+    // Request 2 hits both A blocks (8 tokens). Request 4 is fully cached but vLLM computes its last token, so only
+    // ⌊(8 − 1) / 4⌋ = 1 block hits.
+    expect(s.replayHitRate).toBeCloseTo((8 + 4) / 38, 12);
+  });
+
+  test('replies count toward the working set (all but the last generated token)', () => {
+    const w = handMade([['AAAAAAAA', 'x1'], ['AAAAAAAA', 'y2']], [0, 0], 7);
+    // Each sequence is 10 prompt + 6 reply tokens = 4 blocks; the last two differ per request.
+    expect(measureWorkload(w, charTokenizer, 4).workingSetBlocks).toBe(2 + 2 + 2);
+  });
+});
+
+describe('generators with the simulator\'s tokenizer', () => {
+  let tok: TokenizerLike;
+  beforeAll(() => {
+    tok = simTokenizer();
+  });
+
+  test('sizedText takes the fewest words that reach the target', () => {
+    for (const target of [17, 64, 300]) {
+      const t = sizedText(rng(target), target, 'Lead: ', tok.count);
+      expect(tok.count(t)).toBeGreaterThanOrEqual(target);
+      expect(tok.count(t.slice(0, t.lastIndexOf(' ')))).toBeLessThan(target);
+    }
+    expect(sizedText(rng(5), 40, '', tok.count)).toBe(sizedText(rng(5), 40, '', tok.count));
+  });
+
+  test('shared-prefix groups: G × P requests, one system prompt per group, unique questions and users, shuffled', () => {
+    const o = { seed: 3, groups: 3, promptsPerGroup: 4, systemTokens: 120, questionTokens: 20, outputTokens: 4 };
+    const w = buildSharedPrefix('high-cache', o, tok);
+    expect(w.workload.totalRequests).toBe(12);
+    expect(w.requests).toHaveLength(12);
+    expect(w.workload.options.maxTokens).toBe(4);
+    expect(w.groups).toEqual({ G: 3, P: 4 });
+    const systems = new Map<number, Set<string>>();
+    w.workload.rag.forEach((r) => {
+      if (!systems.has(r.document)) systems.set(r.document, new Set());
+      systems.get(r.document)!.add(r.messages[0].content);
+      expect(r.messages.map((m) => m.role)).toEqual(['system', 'user']);
+    });
+    expect([...systems.values()].map((s) => s.size)).toEqual([1, 1, 1]);
+    expect(new Set([...systems.values()].map((s) => [...s][0])).size).toBe(3);
+    for (const s of systems.values()) expect(tok.count([...s][0])).toBeGreaterThanOrEqual(120);
+    expect(new Set(w.workload.rag.map((r) => r.messages[1].content)).size).toBe(12);
+    expect(new Set(w.workload.rag.map((r) => r.headers?.['x-session-id'])).size).toBe(12);
+    // Shuffled: not group by group.
+    expect(w.groupOf).not.toEqual([...w.groupOf!].sort((a, b) => a - b));
+    // Deterministic from the seed.
+    expect(buildSharedPrefix('high-cache', o, tok)).toEqual(w);
+    expect(buildSharedPrefix('high-cache', { ...o, seed: 4 }, tok).requests).not.toEqual(w.requests);
+    expect(buildSharedPrefix('low-cache', o, tok).requests).not.toEqual(w.requests);
+    expect(() => buildSharedPrefix('high-cache', { ...o, groups: 0 }, tok)).toThrow(/groups must be a positive integer/);
+  });
+
+  test('measured shapes: S and Q in tokens, and the working set in blocks', () => {
+    const high = buildSharedPrefix('high-cache', { seed: 1, groups: 4, promptsPerGroup: 3, systemTokens: 256, questionTokens: 16, outputTokens: 8 }, tok);
+    const s = measureWorkload(high, tok, 16);
+    // The template adds a few tokens around the system prompt; the user turn starts the unique part.
+    expect(s.sharedPrefixTokens!).toBeGreaterThanOrEqual(256);
+    expect(s.sharedPrefixTokens!).toBeLessThan(256 + 30);
+    expect(s.uniqueTokens!).toBeGreaterThanOrEqual(16);
+    expect(s.uniqueTokens!).toBeLessThan(16 + 30);
+    // Each group's shared whole blocks (a system prompt of at least 256 tokens is at least 16 blocks).
+    expect(s.reusedBlocks).toBeGreaterThanOrEqual(4 * 16);
+    expect(s.reusedBlocks).toBeLessThanOrEqual(4 * Math.floor((256 + 30) / 16));
+    const perRequestTail = s.workingSetBlocks - s.reusedBlocks;
+    expect(perRequestTail).toBeGreaterThanOrEqual(12); // each request's own question + reply fill at least a block
+    // With infinite cache and in order: each group's prefix is computed once, as h* says.
+    const hStar = ((3 - 1) * 16 * Math.floor(s.sharedPrefixTokens! / 16)) / (3 * s.meanPromptTokens);
+    expect(Math.abs(s.replayHitRate - hStar)).toBeLessThan(0.02);
+  });
+
+  test('multi-turn chats: the sessions of workload.ts with the simulator\'s replies in the history', () => {
+    const o = { seed: 2, systemPrompts: 2, systemPromptWords: 100, sessions: 4, turnsPerSession: 3, userWords: 20, outputTokens: 6 };
+    const w = buildChats(o, tok);
+    expect(w.workload.sessions).toHaveLength(4);
+    expect(w.workload.rag).toHaveLength(0);
+    expect(w.workload.totalRequests).toBe(12);
+    expect(w.requests).toHaveLength(12);
+    const last = w.requests[w.requests.length - 1];
+    expect(last.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user', 'assistant', 'user']);
+    expect(last[2].content).toBe(tok.reply(6).text);
+    expect(buildChats(o, tok)).toEqual(w);
+    const s = measureWorkload(w, tok, 16);
+    expect(s.sharedPrefixTokens).toBeUndefined();
+    expect(s.reusedBlocks).toBeGreaterThan(0);
+    expect(s.replayHitRate).toBeGreaterThan(0.4);
+    expect(s.workingSetBlocks).toBeLessThan(w.requests.reduce((n, r) => n + Math.ceil(tok.chatTokens(r).length / 16) + 1, 0));
+  });
+});
