@@ -13,7 +13,7 @@ import { bestHitRate } from './oracle';
 import { REPO, stopAll } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
 import { runWorkload, type FaultHook, type RequestRecord } from './run';
-import { httpGet, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { DEFAULT_SIM, httpGet, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { buildWorkload, DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
 
 export interface DemoOptions {
@@ -28,18 +28,6 @@ export interface DemoOptions {
   readonly quiet: boolean;
 }
 
-export const DEFAULT_SIM: SimulatorSettings = {
-  model: 'Qwen/Qwen3-0.6B',
-  // Ample for the default workload's working set (about 6,000 blocks across 4 pods).
-  kvCacheBlocks: 4096,
-  blockSize: 16,
-  maxNumSeqs: 16,
-  timeScale: 1,
-  ttftOverheadMs: 20,
-  prefillMsPerToken: 0.25,
-  itlMs: 20,
-  maxModelLen: 16384,
-};
 
 export const POLICIES: Readonly<Record<string, RoutingPolicy>> = {
   kvroute: { kind: 'epp', name: 'kvroute' },

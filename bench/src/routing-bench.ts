@@ -28,7 +28,7 @@ import {
   type BenchWorkload, type TokenizerLike, type WorkloadName, type WorkloadStats,
 } from './routing-workloads';
 import { runWorkload, type RequestRecord } from './run';
-import { prefixCacheCounters, simArgs, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { DEFAULT_SIM, prefixCacheCounters, simArgs, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { rng, text, type RagPlan, type Workload } from './workload';
 
 export interface SharedPrefixSize {
@@ -87,19 +87,7 @@ export interface RoutingBenchOptions {
   readonly quiet: boolean;
 }
 
-export const ROUTING_SIM: SimulatorSettings = {
-  model: 'Qwen/Qwen3-0.6B',
-  kvCacheBlocks: 4096,
-  blockSize: 16,
-  maxNumSeqs: 16,
-  // Real time: the gateway's, the router's and the client's own costs then weigh what they would next to a GPU this
-  // fast (a time scale above 1 would multiply them along with the simulated times).
-  timeScale: 1,
-  ttftOverheadMs: 20,
-  prefillMsPerToken: 0.25,
-  itlMs: 20,
-  maxModelLen: 16384,
-};
+export const ROUTING_SIM: SimulatorSettings = DEFAULT_SIM;
 
 export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   quick: false,

@@ -36,6 +36,24 @@ export interface SimulatorSettings {
   readonly maxModelLen: number;
 }
 
+/**
+ * The simulated pods of the demo and the routing benchmark: a small GPU (20 ms overhead, 0.25 ms per uncached prompt
+ * token, 20 ms per output token) in real time. A time scale above 1 would multiply the gateway's, the router's and the
+ * client's own costs along with the simulated times.
+ */
+export const DEFAULT_SIM: SimulatorSettings = {
+  model: 'Qwen/Qwen3-0.6B',
+  // Ample for the default workload's working set (about 6,000 blocks across 4 pods).
+  kvCacheBlocks: 4096,
+  blockSize: 16,
+  maxNumSeqs: 16,
+  timeScale: 1,
+  ttftOverheadMs: 20,
+  prefillMsPerToken: 0.25,
+  itlMs: 20,
+  maxModelLen: 16384,
+};
+
 export interface StackOptions {
   readonly pods: number;
   readonly sim: SimulatorSettings;

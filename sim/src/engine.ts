@@ -1,6 +1,7 @@
 import { chainBlockHashes } from './block-hash';
 import type { SimClock } from './clock';
 import { KvCacheManager } from './kv-cache';
+import { MinHeap } from './min-heap';
 
 export interface EngineConfig {
   blockSize: number;
@@ -86,52 +87,7 @@ interface TokenEvent {
   k: number;
 }
 
-/** Min-heap on (at, order) so simultaneous events keep submission order. */
-class EventHeap {
-  private readonly a: TokenEvent[] = [];
-
-  get size(): number {
-    return this.a.length;
-  }
-
-  peek(): TokenEvent | undefined {
-    return this.a[0];
-  }
-
-  push(e: TokenEvent): void {
-    const a = this.a;
-    a.push(e);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!less(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-
-  pop(): TokenEvent | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && less(a[l], a[m])) m = l;
-        if (r < a.length && less(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
+/** Event order: by time, and simultaneous events in submission order. */
 function less(x: TokenEvent, y: TokenEvent): boolean {
   return x.at < y.at || (x.at === y.at && x.order < y.order);
 }
@@ -155,7 +111,7 @@ function less(x: TokenEvent, y: TokenEvent): boolean {
  */
 export class Engine {
   readonly kv: KvCacheManager;
-  private readonly heap = new EventHeap();
+  private readonly heap = new MinHeap<TokenEvent>(less);
   private readonly waiting: Req[] = [];
   private running = 0;
   private readonly laneFreeAt: number[];

@@ -5,6 +5,8 @@
  * worker actually keeps: an eviction on the worker is invisible here.
  */
 
+import { MinHeap } from '../../../sim/src/min-heap';
+
 interface TreeNode {
   /** The characters on the edge from the parent to this node ('' for the root). */
   edge: string;
@@ -20,48 +22,6 @@ function commonLength(edge: string, text: string, from: number): number {
   let i = 0;
   while (i < n && edge.charCodeAt(i) === text.charCodeAt(from + i)) i++;
   return i;
-}
-
-/** A min-heap of leaves by last access (eviction order). */
-class LeafHeap {
-  private readonly a: TreeNode[] = [];
-
-  get size(): number {
-    return this.a.length;
-  }
-
-  push(n: TreeNode): void {
-    const a = this.a;
-    a.push(n);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p].lastAccess <= a[i].lastAccess) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-
-  pop(): TreeNode | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l].lastAccess < a[m].lastAccess) m = l;
-        if (r < a.length && a[r].lastAccess < a[m].lastAccess) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
 }
 
 export class ApproxPrefixTree {
@@ -137,7 +97,7 @@ export class ApproxPrefixTree {
    */
   evictTo(maxChars: number): number {
     if (this.chars <= maxChars) return 0;
-    const heap = new LeafHeap();
+    const heap = new MinHeap<TreeNode>((x, y) => x.lastAccess < y.lastAccess);
     const stack: TreeNode[] = [this.root];
     while (stack.length > 0) {
       const n = stack.pop()!;
