@@ -18,15 +18,8 @@ export function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-export function pseudoRandom(n: number, seed = 7): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
+/** Deterministic bytes for bodies; the EPP's protocol tests use the same generator. */
+export { pseudoRandom } from '../../epp/test/extproc-harness';
 
 /**
  * Waits for a condition: first by yielding to the event loop, then by polling every 5 ms; gives up (throws) after
