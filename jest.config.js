@@ -1,13 +1,9 @@
 /** @type {import('jest').Config} */
 module.exports = {
   projects: [
-    {
-      displayName: 'cdk8s',
-      testEnvironment: 'node',
-      roots: ['<rootDir>/test'],
-      testMatch: ['**/*.test.ts'],
-      transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
-    },
+    { ...require('./jest.preset.js')('cdk8s'), rootDir: __dirname },
+    '<rootDir>/protocol',
+    '<rootDir>/testkit',
     '<rootDir>/epp',
     '<rootDir>/sim',
     '<rootDir>/gateway',

@@ -3,8 +3,8 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import {
   defaultEndpointPickerConfig, EndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig,
-} from '../epp/src/config';
-import * as eppPackage from '../epp/package.json';
+} from '@kvroute/epp/config';
+import * as eppPackage from '@kvroute/epp/package.json';
 import {
   checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, PropsError,
 } from './validation';

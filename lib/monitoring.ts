@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import * as pm from '../imports/podmonitor-monitoring.coreos.com';
 import * as pr from '../imports/prometheusrule-monitoring.coreos.com';
 import * as sm from '../imports/servicemonitor-monitoring.coreos.com';
-import { EPP_METRIC_NAMES as EPP_METRICS } from '../epp/src/config';
+import { EPP_METRIC_NAMES as EPP_METRICS } from '@kvroute/epp/config';
 import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
 import { buildDashboard } from './dashboard';

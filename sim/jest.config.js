@@ -1,8 +1,2 @@
 /** @type {import('jest').Config} */
-module.exports = {
-  displayName: 'sim',
-  testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
-};
+module.exports = require('../jest.preset.js')('sim');

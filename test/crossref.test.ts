@@ -1,6 +1,6 @@
-import { parseArgs } from '../epp/src/cli';
-import { parseEndpointPickerConfig } from '../epp/src/config';
-import { LIVENESS_SERVICE } from '../epp/src/extproc/health';
+import { parseArgs } from '@kvroute/epp/cli';
+import { parseEndpointPickerConfig } from '@kvroute/epp/config';
+import { LIVENESS_SERVICE } from '@kvroute/epp/extproc';
 import { CLUSTERS } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile } from './support/manifests';
 

@@ -1,5 +1,5 @@
-import { checkEnvoyConfig } from '../epp/src/envoy/proto-json';
-import { loadEnvoyApi } from '../epp/src/envoy/protos';
+import { checkEnvoyConfig } from '@kvroute/testkit';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { CLUSTERS } from '../lib/clusters';
 import { Manifest, one, synthProfile } from './support/manifests';
 

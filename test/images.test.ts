@@ -5,47 +5,44 @@ import { container, one, synthProfile } from './support/manifests';
 import { REPO } from './support/paths';
 
 /**
- * No Docker engine runs here, so the images cannot be built in CI; these checks keep each Dockerfile consistent with
- * the package it packages and the manifests that run it.
+ * No Docker engine runs here, so the images cannot be built in CI; these checks keep the one Dockerfile consistent
+ * with the packages it ships and the manifests that run them.
  */
-describe('epp/Dockerfile', () => {
-  const dockerfile = fs.readFileSync(path.join(REPO, 'epp', 'Dockerfile'), 'utf8');
-  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'epp', 'package.json'), 'utf8'));
-  const eppDeployment = one(synthProfile(clusterProfile('demo')), 'Deployment', 'ms-llm-d-modelservice-epp');
+describe('Dockerfile', () => {
+  const dockerfile = fs.readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
+  const root = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8'));
+  const stages = dockerfile.split(/^FROM /m).slice(1);
 
-  test('builds with the package\'s own build script and runs the file its bin names', () => {
-    expect(dockerfile).toMatch(/^RUN npm run build --workspace epp$/m);
-    const entry = /^ENTRYPOINT \["node", "\/app\/epp\/(.+)"\]$/m.exec(dockerfile);
-    expect(entry?.[1]).toBe(pkg.bin['kvroute-epp']);
-    expect(fs.existsSync(path.join(REPO, 'epp', 'src', path.basename(pkg.bin['kvroute-epp'], '.js') + '.ts'))).toBe(true);
+  test.each(['epp', 'sim', 'gateway'])('%s: its bin is dist/main.js, the entry point the image runs from its folder', (pkgDir) => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, pkgDir, 'package.json'), 'utf8'));
+    expect(Object.values(pkg.bin as Record<string, string>)).toEqual(['dist/main.js']);
+    expect(fs.existsSync(path.join(REPO, pkgDir, 'src', 'main.ts'))).toBe(true);
+    expect(root.workspaces).toContain(pkgDir);
   });
 
-  test('exposes the ports and runs as the user the manifests expect', () => {
-    const ports = /^EXPOSE (.+)$/m.exec(dockerfile)![1].split(/\s+/).map(Number).sort();
-    const c = container(eppDeployment, 'epp');
-    expect(ports).toEqual(c.ports.map((p: { containerPort: number }) => p.containerPort).sort());
+  test('the runtime stage runs dist/main.js from the package folder named by PACKAGE', () => {
+    const runtime = stages[stages.length - 1]!;
+    expect(runtime).toMatch(/^WORKDIR \/app\/\$\{PACKAGE\}$/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["node", "dist\/main\.js"\]$/m);
+  });
+
+  test('builds the package through its TypeScript project references, and installs only its production dependencies', () => {
+    expect(dockerfile).toMatch(/npx tsc -b "\$\{PACKAGE\}\/tsconfig\.build\.json"/);
+    expect(dockerfile).toMatch(/npm ci --workspace "\$\{PACKAGE\}" --omit=dev/);
+    // npm ci checks every workspace's package.json against the lockfile: they are copied from the workspace list.
+    expect(dockerfile).toContain(`node -p "require('./package.json').workspaces.join(' ')"`);
+  });
+
+  test('runs as the user the EPP Deployment expects, and the EPP container uses the documented ports', () => {
+    const eppDeployment = one(synthProfile(clusterProfile('demo')), 'Deployment', 'ms-llm-d-modelservice-epp');
     const sc = eppDeployment.spec.template.spec.securityContext;
     expect(/^USER (\d+):(\d+)$/m.exec(dockerfile)!.slice(1).map(Number)).toEqual([sc.runAsUser, sc.runAsGroup]);
+    const ports = container(eppDeployment, 'epp').ports.map((p: { containerPort: number }) => p.containerPort).sort();
+    for (const port of ports) expect(dockerfile).toContain(`${port} (`);
   });
 
-});
-
-describe.each(['epp', 'sim'])('%s/Dockerfile', (pkgDir) => {
-  const dockerfile = fs.readFileSync(path.join(REPO, pkgDir, 'Dockerfile'), 'utf8');
-
-  test('copies the manifest of every workspace in both install stages, which npm ci needs to match the lockfile', () => {
-    const root = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8'));
-    const installs = dockerfile.split(/^FROM /m).filter((stage) => /^RUN npm ci/m.test(stage));
-    expect(installs).toHaveLength(2);
-    for (const stage of installs) {
-      for (const ws of root.workspaces as string[]) expect(stage).toContain(`COPY ${ws}/package.json ${ws}/`);
-    }
-  });
-
-  test('runs the built entry point its package names as bin', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, pkgDir, 'package.json'), 'utf8'));
-    const bin = Object.values(pkg.bin as Record<string, string>)[0];
-    expect(dockerfile).toContain(`ENTRYPOINT ["node", "/app/${pkgDir}/${bin}"]`);
-    expect(dockerfile).toMatch(new RegExp(`^RUN npm run build --workspace ${pkgDir}$`, 'm'));
+  test('the build context leaves out installed and built files', () => {
+    const ignore = fs.readFileSync(path.join(REPO, '.dockerignore'), 'utf8').split('\n');
+    expect(ignore).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));
   });
 });

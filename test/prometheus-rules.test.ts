@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as YAML from 'yaml';
-import { eppMetricSeriesNames } from '../epp/src/config';
+import { eppMetricSeriesNames } from '@kvroute/epp/config';
 import { CLUSTERS } from '../lib/clusters';
 import { RECORDED } from '../lib/monitoring';
 import { VLLM_HISTOGRAMS, VLLM_METRICS } from '../lib/vllm-metrics';

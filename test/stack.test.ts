@@ -70,7 +70,7 @@ describe('the seed (demo cluster)', () => {
     const epp = one(demo, 'Deployment', 'ms-llm-d-modelservice-epp');
     const c = container(epp, 'epp');
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const version = require('../epp/package.json').version;
+    const version = require('@kvroute/epp/package.json').version;
     expect(c.image).toBe(`ghcr.io/kvroute/kvroute-epp:${version}`);
     expect(c.args).toEqual(expect.arrayContaining([
       '--pool-name=ms-llm-d-modelservice', '--pool-namespace=llm-d', '--grpc-port=9002', '--grpc-health-port=9003',

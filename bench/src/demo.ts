@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { analyze, type PolicyResult } from './analysis';
 import { bestHitRate } from './oracle';
-import { REPO, stopAll } from './processes';
+import { BENCH_DIR } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
 import { runWorkload, type FaultHook, type RequestRecord } from './run';
 import { DEFAULT_SIM, httpGet, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
@@ -213,7 +213,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | undefined 
   let policies = Object.keys(POLICIES);
   let faults = false;
   let quiet = false;
-  let outDir = path.join(REPO, 'bench', 'out');
+  let outDir = path.join(BENCH_DIR, 'out');
   const int = (flag: string, v: string | undefined, min: number) => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) throw new Error(`${flag}: must be an integer >= ${min}, got ${JSON.stringify(v)}`);
     return Number(v);
@@ -245,25 +245,13 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | undefined 
   };
 }
 
-if (require.main === module) {
-  (async () => {
-    let options: DemoOptions | undefined;
-    try {
-      options = parseDemoArgs(process.argv.slice(2));
-    } catch (e) {
-      process.stderr.write(`demo: ${(e as Error).message}\n`);
-      process.exit(2);
-    }
-    if (!options) {
-      process.stdout.write(`${DEMO_USAGE}\n`);
-      return;
-    }
-    const { passed } = await runDemo(options);
-    await stopAll();
-    process.exit(passed ? 0 : 1);
-  })().catch(async (e) => {
-    process.stderr.write(`demo failed: ${(e as Error).stack ?? e}\n`);
-    await stopAll();
-    process.exit(1);
-  });
+/** `kvroute-bench demo`: parses the flags, runs, and returns the exit status. */
+export async function demoCommand(argv: readonly string[]): Promise<number> {
+  const options = parseDemoArgs(argv);
+  if (!options) {
+    process.stdout.write(`${DEMO_USAGE}\n`);
+    return 0;
+  }
+  const { passed } = await runDemo(options);
+  return passed ? 0 : 1;
 }

@@ -8,13 +8,21 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
 
-export const REPO = path.resolve(__dirname, '..', '..');
+/** The bench package's own folder (its reports go to `out/` there). */
+export const BENCH_DIR = path.resolve(__dirname, '..');
+
+/** A workspace package's command-line entry point, as its package.json `bin` names it. */
+function binOf(pkg: string): string {
+  const manifest = require.resolve(`${pkg}/package.json`);
+  const bin = (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { bin: Record<string, string> }).bin;
+  return path.join(path.dirname(manifest), Object.values(bin)[0]!);
+}
 
 /** Built entry points (`npm run build` produces them). */
 export const ENTRY = {
-  sim: path.join(REPO, 'sim', 'dist', 'main.js'),
-  epp: path.join(REPO, 'epp', 'dist', 'main.js'),
-  gateway: path.join(REPO, 'gateway', 'dist', 'gateway', 'src', 'main.js'),
+  sim: binOf('@kvroute/sim'),
+  epp: binOf('@kvroute/epp'),
+  gateway: binOf('@kvroute/gateway'),
 } as const;
 
 export interface Started {
@@ -58,7 +66,7 @@ export interface StartOptions {
 /** Starts `node entry args`, resolves with the first stdout line that is a JSON object with event "listening". */
 export function startProcess(name: string, entry: string, args: readonly string[], options: StartOptions = {}): Promise<Started> {
   if (!fs.existsSync(entry)) {
-    return Promise.reject(new Error(`${name}: ${path.relative(REPO, entry)} does not exist; run \`npm run build\` first`));
+    return Promise.reject(new Error(`${name}: ${entry} does not exist; run \`npm run build\` first`));
   }
   hookExit();
   const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

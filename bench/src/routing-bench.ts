@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { parseEndpointPickerConfig } from '../../epp/src/config';
+import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import { analyze, quantile, type PolicyResult } from './analysis';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
@@ -17,7 +17,7 @@ import {
   APPROX_PREFIX_CONFIG, CacheAwareDirector, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
 } from './policies';
-import { ENTRY, REPO, startProcess, stopAll, type Started } from './processes';
+import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
 import {
   cellTerminalTable, overheadTerminalTable, routingHtmlReport, summaryTable,
   type Bounds, type CapacityName, type CellReport, type FiniteBounds, type OverheadReport, type OverheadVariant, type PolicySummary,
@@ -116,7 +116,7 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   // with 16 in flight over 4 pods, so it is scaled to this benchmark's concurrency.
   sglang: { ...SGLANG_DEFAULTS, balanceAbsThreshold: 4 },
   warmUp: true,
-  outDir: path.join(REPO, 'bench', 'out', 'routing'),
+  outDir: path.join(BENCH_DIR, 'out', 'routing'),
   quiet: false,
 };
 
@@ -670,25 +670,13 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
   return o;
 }
 
-if (require.main === module) {
-  (async () => {
-    let options: RoutingBenchOptions | undefined;
-    try {
-      options = parseRoutingArgs(process.argv.slice(2));
-    } catch (e) {
-      process.stderr.write(`bench:routing: ${(e as Error).message}\n`);
-      process.exit(2);
-    }
-    if (!options) {
-      process.stdout.write(`${ROUTING_USAGE}\n`);
-      return;
-    }
-    await runRoutingBench(options);
-    await stopAll();
-    process.exit(0);
-  })().catch(async (e) => {
-    process.stderr.write(`bench:routing failed: ${(e as Error).stack ?? e}\n`);
-    await stopAll();
-    process.exit(1);
-  });
+/** `kvroute-bench routing`: parses the flags, runs, and returns the exit status. */
+export async function routingCommand(argv: readonly string[]): Promise<number> {
+  const options = parseRoutingArgs(argv);
+  if (!options) {
+    process.stdout.write(`${ROUTING_USAGE}\n`);
+    return 0;
+  }
+  await runRoutingBench(options);
+  return 0;
 }

@@ -12,7 +12,7 @@
  * requests share a block exactly when they share all tokens up to its end, vLLM's rule).
  */
 import { createHash } from 'crypto';
-import { loadQwen3Tokenizer } from '../../sim/src/tokenizer';
+import { loadQwen3Tokenizer } from '@kvroute/sim/tokenizer';
 import { buildWorkload, rng, text, type ChatMessage, type RagPlan, type Workload, type WorkloadOptions } from './workload';
 
 /** What the generators and the working-set count need from a tokenizer. */

@@ -6,9 +6,9 @@
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
-import { parsePrometheusText } from '../../epp/src/datastore/prometheus-text';
-import type { RequestDirector } from '../../epp/src/extproc/director';
-import { startExtProcServer, type ExtProcServer } from '../../epp/src/extproc/server';
+import { parsePrometheusText } from '@kvroute/protocol/prometheus';
+import type { RequestDirector } from '@kvroute/epp/extproc';
+import { startExtProcServer, type ExtProcServer } from '@kvroute/epp/extproc';
 import { ENTRY, startProcess, type Started } from './processes';
 
 /** Builds a director for the pods of one stack (`127.0.0.1:port` each, in order). */

@@ -1,5 +1,5 @@
-import type { IncomingRequest } from '../../epp/src/extproc/director';
-import { parseEndpointPickerConfig } from '../../epp/src/config';
+import type { IncomingRequest } from '@kvroute/epp/extproc';
+import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import {
   APPROX_PREFIX_CONFIG, ApproxPrefixTree, CacheAwareDirector, LeastRequestDirector, POLICY_NAMES, RandomDirector, RoundRobinDirector,
   SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,

@@ -1,18 +1,11 @@
+import { waitFor } from '@kvroute/testkit';
 import { Datastore, metricsAgeMs, metricsFresh } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
-import { FakeVllmServer } from './support/fake-vllm';
+import { FakeVllmServer } from '@kvroute/testkit';
 import { EMPTY_METRICS, type Endpoint } from '../src/datastore/types';
 
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
 jest.setTimeout(60_000);
-
-async function waitFor(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const until = Date.now() + limitMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function ep(address: string, port: number, name?: string, labels: Record<string, string> = {}): Endpoint {
   const key = endpointKey(address, port);

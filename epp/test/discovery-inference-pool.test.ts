@@ -5,7 +5,7 @@ import {
   podEndpoint,
   selectorMatches,
 } from '../src/datastore/inference-pool';
-import { fakePod, fakePoolV1, fakePoolV1alpha2 } from './support/fake-kube-apiserver';
+import { fakePod, fakePoolV1, fakePoolV1alpha2 } from '@kvroute/testkit';
 
 describe('parseInferencePool', () => {
   it('reads the v1 shape (selector.matchLabels, targetPorts[0].number)', () => {

@@ -1,20 +1,13 @@
+import { waitFor } from '@kvroute/testkit';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Datastore } from '../src/datastore/datastore';
 import { KubernetesDiscovery, type KubernetesDiscoveryOptions } from '../src/datastore/kubernetes-discovery';
-import { FakeKubeApiServer, fakePod, fakePoolV1, fakePoolV1alpha2 } from './support/fake-kube-apiserver';
-import { FakeVllmServer } from './support/fake-vllm';
+import { FakeKubeApiServer, fakePod, fakePoolV1, fakePoolV1alpha2 } from '@kvroute/testkit';
+import { FakeVllmServer } from '@kvroute/testkit';
 
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
 jest.setTimeout(60_000);
-
-async function waitFor(cond: () => boolean, what: string, limitMs = 15_000): Promise<void> {
-  const until = Date.now() + limitMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const SELECTOR = { 'llm-d.ai/inferenceServing': 'true' };
 const V1 = 'inference.networking.k8s.io/v1';

@@ -4,11 +4,11 @@
  */
 import * as http from 'http';
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi, structToJson, type StructObject } from '../src/envoy/protos';
+import { loadEnvoyApi, structToJson, type StructObject } from '@kvroute/protocol/envoy';
 import { parseArgs } from '../src/cli';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
-import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, until, type EnvoyStream, type Json } from './extproc-harness';
-import { FakeVllmServer } from './support/fake-vllm';
+import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
+import { FakeVllmServer } from '@kvroute/testkit';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -88,7 +88,7 @@ describe('the EPP end to end', () => {
     epp = await startEpp(options, quiet);
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
     // Every pod scraped once, so none is excluded as never seen.
-    await until(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0), 1e6);
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
   });
 
   afterEach(async () => {
@@ -109,7 +109,7 @@ describe('the EPP end to end', () => {
 
   test('a bodyless request goes to the least-loaded pod', async () => {
     pods.forEach((p, i) => { p.page = { engines: [{ waiting: i === 2 ? 0 : 2, running: 3, kvUsage: 0.1 }] }; });
-    await until(() => epp.datastore.snapshot().filter((s) => s.metrics.waitingQueueSize === 2).length === 3, 1e6);
+    await waitFor(() => epp.datastore.snapshot().filter((s) => s.metrics.waitingQueueSize === 2).length === 3);
     for (let i = 0; i < 10; i++) expect((await send(envoy, undefined)).endpoint).toBe(key(pods[2]));
   });
 
@@ -117,11 +117,11 @@ describe('the EPP end to end', () => {
     pods[0].page = { engines: [{ waiting: 30, running: 8, kvUsage: 0.5 }] };
     pods[1].page = { engines: [{ waiting: 0, running: 8, kvUsage: 0.97 }] };
     pods[2].page = { engines: [{ waiting: 3, running: 8, kvUsage: 0.5 }] };
-    await until(() => {
+    await waitFor(() => {
       const m = new Map(epp.datastore.snapshot().map((s) => [s.endpoint.key, s.metrics]));
       return m.get(key(pods[0]))?.waitingQueueSize === 30 && m.get(key(pods[1]))?.kvCacheUsagePercent === 0.97
         && m.get(key(pods[2]))?.waitingQueueSize === 3;
-    }, 1e6);
+    });
     const counts = new Map<string, number>();
     for (let i = 0; i < 40; i++) {
       const out = await send(envoy, chat(`unrelated question number ${i} ${document(i, 200)}`));
@@ -179,10 +179,10 @@ describe('the EPP end to end', () => {
 
   test('a pod whose metrics endpoint keeps failing stops receiving traffic, and gets it back when it answers', async () => {
     pods[1].mode = 'error';
-    await until(() => (epp.datastore.metrics(key(pods[1]))?.consecutiveFailures ?? 0) > 3, 1e6);
+    await waitFor(() => (epp.datastore.metrics(key(pods[1]))?.consecutiveFailures ?? 0) > 3);
     for (let i = 0; i < 20; i++) expect((await send(envoy, chat(`q${i} ${document(i, 100)}`))).endpoint).not.toBe(key(pods[1]));
     pods[1].mode = 'ok';
-    await until(() => epp.datastore.metrics(key(pods[1]))?.consecutiveFailures === 0, 1e6);
+    await waitFor(() => epp.datastore.metrics(key(pods[1]))?.consecutiveFailures === 0);
     const seen = new Set<string>();
     for (let i = 0; i < 40; i++) seen.add((await send(envoy, chat(`r${i} ${document(i + 50, 100)}`))).endpoint!);
     expect(seen).toContain(key(pods[1]));
@@ -191,17 +191,19 @@ describe('the EPP end to end', () => {
   test('errors come back as OpenAI-style immediate responses: 400 bad body, 429 all saturated, 503 no endpoints', async () => {
     const bad = await send(envoy, 'not an object');
     expect(bad.status).toBe('BadRequest');
-    expect(JSON.parse(bad.body!).error.code).toBe(400);
-    const noModel = await send(envoy, { messages: [{ role: 'user', content: 'x' }] });
-    expect(JSON.parse(noModel.body!).error.message).toMatch(/^model:/);
-    const noPrompt = await send(envoy, { model: 'm' });
-    expect(JSON.parse(noPrompt.body!).error.message).toMatch(/prompt.*messages/);
+    expect(JSON.parse(bad.body!).error).toEqual({ message: 'request body must be a JSON object', type: 'invalid_request_error', param: null, code: 'invalid_json' });
+    const badRole = await send(envoy, { model: 'm', messages: [{ role: 7, content: 'x' }] });
+    expect(JSON.parse(badRole.body!).error).toMatchObject({ param: 'messages[0].role', code: 'invalid_type' });
+    // What vLLM can serve is routed, not refused: no model (vLLM's default), an embeddings body, a body with no prompt.
+    for (const body of [{ messages: [{ role: 'user', content: 'x' }] }, { model: 'm', input: 'embed this' }, { model: 'm' }]) {
+      expect((await send(envoy, body)).endpoint).toBeDefined();
+    }
 
     pods.forEach((p) => { p.page = { engines: [{ waiting: 50, running: 8, kvUsage: 0.99 }] }; });
-    await until(() => epp.datastore.snapshot().every((s) => s.metrics.waitingQueueSize === 50), 1e6);
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.waitingQueueSize === 50));
     const saturated = await send(envoy, chat('hello'));
     expect(saturated.status).toBe('TooManyRequests');
-    expect(JSON.parse(saturated.body!).error).toMatchObject({ code: 429, type: 'rate_limit_error' });
+    expect(JSON.parse(saturated.body!).error).toMatchObject({ code: 'pool_saturated', type: 'rate_limit_error', param: null });
 
     for (const p of pods) epp.datastore.removeEndpoint(key(p));
     const none = await send(envoy, chat('hello'));
@@ -227,7 +229,7 @@ describe('the EPP end to end', () => {
     expect(text).toMatch(/^inference_pool_ready_pods\{name="static"\} 4$/m);
   });
 
-  test('in-flight requests count against their pod until the response ends', async () => {
+  test('in-flight requests count against their pod waitFor the response ends', async () => {
     const s = envoy.open();
     const bytes = Buffer.from(JSON.stringify(chat('long generation')));
     s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions' }, false));
@@ -235,7 +237,7 @@ describe('the EPP end to end', () => {
     const picked = setHeaders((await s.next()).request_headers.response.header_mutation)['x-gateway-destination-endpoint'];
     expect(epp.datastore.activeRequests(picked)).toBe(1);
     s.cancel();
-    await until(() => epp.datastore.activeRequests(picked) === 0, 1e6);
+    await waitFor(() => epp.datastore.activeRequests(picked) === 0);
   });
 });
 
@@ -258,7 +260,7 @@ test('shutdown drains: NOT_SERVING at once, an open response finishes, then the 
   const pod = await FakeVllmServer.start();
   const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0',
     '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '20s'])!, quiet);
-  await until(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0), 1e6);
+  await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
   const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
   const s = envoy.open();
   s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions' }, false));
@@ -268,7 +270,7 @@ test('shutdown drains: NOT_SERVING at once, an open response finishes, then the 
 
   let stopped = false;
   const stopping = epp.stop().then(() => { stopped = true; });
-  await until(() => !epp.serving, 1e6);
+  await waitFor(() => !epp.serving);
   // The generation is still streaming: the EPP keeps serving its stream and keeps counting it.
   s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
   await s.next();

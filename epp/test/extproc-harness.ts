@@ -4,23 +4,13 @@
  * (Not a test file itself: jest only runs *.test.ts.)
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi } from '../src/envoy/protos';
-import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../src/extproc/director';
+export { pseudoRandom, turns, waitFor } from '@kvroute/testkit';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../src/extproc/request-director';
 
 export type Json = Record<string, any>;
 
 const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-
-/** Resolves after `n` turns of the event loop's check phase: lets I/O callbacks run without a wall-clock timer. */
-export async function turns(n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
-}
-
-/** Waits for a condition by yielding to the event loop, failing after a bounded number of turns (not a timeout). */
-export async function until(cond: () => boolean, maxTurns = 10_000): Promise<void> {
-  for (let i = 0; i < maxTurns && !cond(); i++) await new Promise((r) => setImmediate(r));
-  if (!cond()) throw new Error('condition not reached');
-}
 
 /** A waitable FIFO. */
 class Inbox<T> {
@@ -149,16 +139,6 @@ export async function readStreamedBody(s: EnvoyStream, phase: 'request_body' | '
     if (sr.end_of_stream) break;
   }
   return { chunks, eos };
-}
-
-export function pseudoRandom(n: number, seed = 1): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

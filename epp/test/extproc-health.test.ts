@@ -3,9 +3,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi } from '../src/envoy/protos';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
-import { collectingLogger, FakeEnvoy, requestHeaders, TestDirector, until } from './extproc-harness';
+import { collectingLogger, FakeEnvoy, requestHeaders, TestDirector, waitFor } from './extproc-harness';
 
 type HealthClient = grpc.Client & {
   Check(req: { service: string }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
@@ -42,7 +42,7 @@ describe('gRPC health', () => {
     await server.stop();
   });
 
-  it('reports NOT_SERVING until told otherwise, for any service name, on both ports', async () => {
+  it('reports NOT_SERVING waitFor told otherwise, for any service name, on both ports', async () => {
     expect(server.healthPort).toBeGreaterThan(0);
     expect(server.healthPort).not.toBe(server.port);
     const names = ['', 'envoy.service.ext_proc.v3.ExternalProcessor', 'inference-extension', 'anything.else'];
@@ -88,7 +88,7 @@ describe('gRPC health', () => {
 
     expect(server.health.watchers).toBe(1);
     call.cancel();
-    await until(() => server.health.watchers === 0);
+    await waitFor(() => server.health.watchers === 0);
   });
 });
 

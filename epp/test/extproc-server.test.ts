@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { structToJson } from '../src/envoy/protos';
+import { structToJson } from '@kvroute/protocol/envoy';
 import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
 import {
   collectingLogger,
@@ -15,7 +15,7 @@ import {
   responseHeaders,
   setHeaders,
   TestDirector,
-  until,
+  waitFor,
   type EnvoyStream,
   type Json,
 } from './extproc-harness';
@@ -275,7 +275,7 @@ describe('routing outcomes', () => {
     expect(ir.status.code).toBe('TooManyRequests');
     expect(setHeaders(ir.headers)).toEqual({ 'content-type': 'application/json' });
     expect(JSON.parse(ir.body.toString())).toEqual({
-      error: { message: 'too many requests for the pool', type: 'rate_limit_error', code: 429 },
+      error: { message: 'too many requests for the pool', type: 'rate_limit_error', param: null, code: null },
     });
     expect((await s.status).code).toBe(grpc.status.OK);
     expect(director.releases).toEqual([]);
@@ -288,7 +288,7 @@ describe('routing outcomes', () => {
     expect(ir.status.code).toBe('InternalServerError');
     expect(setHeaders(ir.headers)['content-type']).toBe('application/json');
     const err = JSON.parse(ir.body.toString()).error;
-    expect(err).toEqual({ message: expect.any(String), type: 'server_error', code: 500 });
+    expect(err).toEqual({ message: expect.any(String), type: 'server_error', param: null, code: 'internal_error' });
     expect((await s.status).code).toBe(grpc.status.OK);
     expect(logger.warnings.some((w) => w.includes('scheduler exploded'))).toBe(true);
   });
@@ -369,7 +369,7 @@ describe('cancellation', () => {
     await director.waitForReleases(1);
     expect(signal.aborted).toBe(true);
     expect(director.releases).toEqual([{ ticket: expect.objectContaining({ id: 1 }), outcome: 'cancelled' }]);
-    await until(() => server.activeStreams() === 0);
+    await waitFor(() => server.activeStreams() === 0);
     expect(director.releases).toHaveLength(1);
   });
 
@@ -384,7 +384,7 @@ describe('cancellation', () => {
     s.cancel();
     await director.waitForReleases(1);
     expect(director.releases.map((r) => r.outcome)).toEqual(['cancelled']);
-    await until(() => server.activeStreams() === 0);
+    await waitFor(() => server.activeStreams() === 0);
     expect(director.releases).toHaveLength(1);
   });
 });
@@ -407,7 +407,7 @@ describe('malformed and unexpected messages', () => {
     expectRouted(await good.next(), '10.0.0.1:8000');
     good.end();
     expect((await good.status).code).toBe(grpc.status.OK);
-    await until(() => server.activeStreams() === 0);
+    await waitFor(() => server.activeStreams() === 0);
   });
 
   it('rejects a body before the headers', async () => {
@@ -429,7 +429,7 @@ describe('malformed and unexpected messages', () => {
     s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
     await expectInvalid(s, /unexpected request_headers/);
     expect(director.releases.map((r) => r.outcome)).toEqual(['error']);
-    await until(() => server.activeStreams() === 0);
+    await waitFor(() => server.activeStreams() === 0);
   });
 
   it('rejects response messages before the request was routed', async () => {
@@ -450,7 +450,7 @@ describe('malformed and unexpected messages', () => {
       s.send(requestBody(pseudoRandom(600), true));
       const ir = (await s.next()).immediate_response;
       expect(ir.status.code).toBe('PayloadTooLarge');
-      expect(JSON.parse(ir.body.toString()).error.code).toBe(413);
+      expect(JSON.parse(ir.body.toString()).error).toMatchObject({ code: 'request_too_large', type: 'invalid_request_error' });
       expect((await s.status).code).toBe(grpc.status.OK);
       expect(director.requests).toHaveLength(0);
     } finally {

@@ -1,6 +1,6 @@
 import { defaultEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
-import type { IncomingRequest } from '../src/extproc/director';
+import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
 import { MAX_MODEL_LABELS, SchedulingDirector, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/director';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';

@@ -1,20 +1,13 @@
+import { waitFor } from '@kvroute/testkit';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MetricsScraper, metricsUrl } from '../src/datastore/scraper';
-import { FakeVllmServer } from './support/fake-vllm';
+import { FakeVllmServer } from '@kvroute/testkit';
 import type { EndpointMetrics } from '../src/datastore/types';
 
-/** Polls until `cond` holds; the generous limit only bounds a broken test, it asserts nothing about speed. */
+/** Polls waitFor `cond` holds; the generous limit only bounds a broken test, it asserts nothing about speed. */
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
 jest.setTimeout(60_000);
-
-async function waitFor(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const until = Date.now() + limitMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('MetricsScraper against a real vLLM-format server', () => {
   let server: FakeVllmServer;

@@ -1,4 +1,4 @@
-import { renderVllmMetrics } from './support/fake-vllm';
+import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
 import { applyReading, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_METRIC_NAMES } from '../src/datastore/vllm-metrics';
 

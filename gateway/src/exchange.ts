@@ -25,8 +25,8 @@
  */
 import { randomUUID } from 'crypto';
 import type * as http from 'http';
-import { structToJson, type JsonValue } from '../../epp/src/envoy/protos';
-import type { ProcessingRequest } from '../../epp/src/extproc/messages';
+import { structToJson, type JsonValue } from '@kvroute/protocol/envoy';
+import type { ProcessingRequest } from '@kvroute/protocol/envoy';
 import { overrideHosts, type Endpoint, type EndpointPool, type FallbackPolicy } from './endpoints';
 import type {
   DecodedBodyMutation,

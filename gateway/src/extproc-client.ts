@@ -8,12 +8,12 @@
  * - `timeout`: the exchange was waiting for an answer and the EPP stayed silent for `messageTimeoutMs`;
  * - `closed`: the EPP ended the stream with OK while the exchange still needed it.
  *
- * The protos are the ones `epp/src/envoy/protos.ts` loads (the package's Envoy API plus the newer members), so the
+ * The protos are the ones `@kvroute/protocol/envoy` loads (the package's Envoy API plus the newer members), so the
  * gateway and the EPP always agree on the wire format.
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi, type StructObject } from '../../epp/src/envoy/protos';
-import type { HeaderMap, ProcessingRequest } from '../../epp/src/extproc/messages';
+import { loadEnvoyApi, type StructObject } from '@kvroute/protocol/envoy';
+import type { HeaderMap, ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { DecodedHeaderMutation } from './headers';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';

@@ -4,7 +4,7 @@
  */
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import { loadEnvoyApi } from '../../epp/src/envoy/protos';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
 import { ExtProcClient } from './extproc-client';

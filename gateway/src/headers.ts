@@ -6,7 +6,7 @@
  * Values are kept as Node keeps them: latin1 strings, one char per byte. Converting with `latin1` both ways keeps any
  * byte sequence (UTF-8 included) exact from client, through the EPP's `raw_value`, to the upstream.
  */
-import type { HeaderMap, HeaderValue } from '../../epp/src/extproc/messages';
+import type { HeaderMap, HeaderValue } from '@kvroute/protocol/envoy';
 
 export type HeaderPair = [name: string, value: string];
 

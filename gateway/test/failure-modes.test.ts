@@ -4,7 +4,7 @@
  * policy (round robin or the session ring hash) without losing a byte; without it the client gets Envoy's 500/504.
  */
 import * as http from 'http';
-import type { ExtProcServer } from '../../epp/src/extproc/server';
+import type { ExtProcServer } from '@kvroute/epp/extproc';
 import {
   completion,
   deadPort,
@@ -18,7 +18,7 @@ import {
   startEpp,
   startUpstream,
   TestDirector,
-  until,
+  waitFor,
   type Upstream,
 } from './harness';
 
@@ -140,7 +140,7 @@ describe('EPP killed mid-run and restarted', () => {
 
       // One request waits inside the EPP when it dies.
       const inFlight = send(gw.port, { body: completion(), headers: { ...json, 'x-test-action': 'hang' } });
-      await until(() => director.requests.length === 4);
+      await waitFor(() => director.requests.length === 4);
       await epp.stop(0);
       expect((await inFlight).status).toBe(200);
 
@@ -186,10 +186,10 @@ describe('EPP killed mid-run and restarted', () => {
         for (const p of pieces.slice(0, 3)) req.write(p);
         void (async () => {
           // Headers and the first chunks have reached the EPP; then it dies; then the client sends the rest.
-          await until(() => gw.stats().extProc.messagesSent >= 3);
-          await until(() => epp.activeStreams() === 1);
+          await waitFor(() => gw.stats().extProc.messagesSent >= 3);
+          await waitFor(() => epp.activeStreams() === 1);
           await epp.stop(0);
-          await until(() => gw.stats().failOpens === 1);
+          await waitFor(() => gw.stats().failOpens === 1);
           for (const p of pieces.slice(3)) req.write(p);
           req.end();
         })().catch(reject);
@@ -222,9 +222,9 @@ describe('EPP killed mid-run and restarted', () => {
         req.on('error', reject);
         req.end(completion());
       });
-      await until(() => text.includes('"i":0'));
+      await waitFor(() => text.includes('"i":0'));
       await epp.stop(0);
-      await until(() => gw.stats().failOpens === 1);
+      await waitFor(() => gw.stats().failOpens === 1);
       ups[1].gate.open();
       ups[1].gate.open();
       await done;

@@ -6,9 +6,9 @@
 import { createHash } from 'crypto';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '../../epp/src/extproc/director';
-import { rejectWith } from '../../epp/src/extproc/director';
-import { startExtProcServer, type ExtProcServer } from '../../epp/src/extproc/server';
+import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '@kvroute/epp/extproc';
+import { rejectWith } from '@kvroute/epp/extproc';
+import { startExtProcServer, type ExtProcServer } from '@kvroute/epp/extproc';
 import { startGateway, type Gateway } from '../src/gateway';
 import type { GatewayOptions } from '../src/options';
 
@@ -18,23 +18,8 @@ export function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-/** Deterministic bytes for bodies; the EPP's protocol tests use the same generator. */
-export { pseudoRandom } from '../../epp/test/extproc-harness';
+export { pseudoRandom, sleep, waitFor } from '@kvroute/testkit';
 
-/**
- * Waits for a condition: first by yielding to the event loop, then by polling every 5 ms; gives up (throws) after
- * `limitMs`. A bound on waiting, not a timing assertion: it is generous so a loaded machine does not fail tests.
- */
-export async function until(cond: () => boolean, limitMs = 15_000): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
-  const deadline = Date.now() + limitMs;
-  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error('condition not reached');
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Upstreams

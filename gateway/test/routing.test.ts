@@ -2,7 +2,7 @@
  * The request path with a working EPP: the real ext_proc server from epp/ with a small director, real upstreams.
  * Every case runs in both request body modes the gateway speaks.
  */
-import type { ExtProcServer } from '../../epp/src/extproc/server';
+import type { ExtProcServer } from '@kvroute/epp/extproc';
 import type { Gateway } from '../src/gateway';
 import type { RequestBodyMode } from '../src/options';
 import {
@@ -129,7 +129,7 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-action': 'reject' } });
     expect(r.status).toBe(429);
     expect(r.headers['content-type']).toBe('application/json');
-    expect(r.json().error).toMatchObject({ code: 429, type: 'rate_limit_error' });
+    expect(r.json().error).toEqual({ message: 'too many requests for the pool', code: null, param: null, type: 'rate_limit_error' });
     expect(r.headers['x-gateway-destination-endpoint-served']).toBeUndefined();
     expect(ups.every((u) => u.seen.length === 0)).toBe(true);
     expect(gw.stats().immediateResponses).toBeGreaterThanOrEqual(1);

@@ -4,7 +4,7 @@
  * jest's timeout) instead of passing.
  */
 import * as http from 'http';
-import type { ExtProcServer } from '../../epp/src/extproc/server';
+import type { ExtProcServer } from '@kvroute/epp/extproc';
 import type { GatewayOptions } from '../src/options';
 import { destroyClientAgent, gateway, LOOPBACK, startEpp, startUpstream, TestDirector, type Upstream } from './harness';
 

@@ -4,7 +4,7 @@
  */
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import type { ExtProcServer } from '../../epp/src/extproc/server';
+import type { ExtProcServer } from '@kvroute/epp/extproc';
 import {
   completion,
   deadPort,
@@ -15,7 +15,7 @@ import {
   startEpp,
   startUpstream,
   TestDirector,
-  until,
+  waitFor,
   type Upstream,
 } from './harness';
 
@@ -157,7 +157,7 @@ describe('resets and clean-up', () => {
         req.end(completion());
       });
       expect(outcome).toBe('aborted');
-      await until(() => gw.stats().inFlight === 0);
+      await waitFor(() => gw.stats().inFlight === 0);
       expect(gw.stats().aborted).toBe(1);
     } finally {
       await gw.close();
@@ -179,11 +179,11 @@ describe('resets and clean-up', () => {
         req.on('error', () => undefined);
         req.end(completion());
       });
-      await until(() => gw.stats().inFlight === 0);
+      await waitFor(() => gw.stats().inFlight === 0);
       expect(gw.stats().aborted).toBe(1);
-      await until(() => director.releases.length === releases + (director.seq - tickets));
+      await waitFor(() => director.releases.length === releases + (director.seq - tickets));
       expect(director.releases.at(-1)?.outcome).toBe('cancelled');
-      await until(() => epp.activeStreams() === 0);
+      await waitFor(() => epp.activeStreams() === 0);
     } finally {
       await gw.close();
     }
@@ -227,7 +227,7 @@ describe('gateway endpoints', () => {
       req.on('error', reject);
       req.end(completion());
     });
-    await until(() => text.includes('"i":0'));
+    await waitFor(() => text.includes('"i":0'));
     const closed = gw.close();
     ups[1].gate.open();
     expect(await done).toBe(200);

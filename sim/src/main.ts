@@ -3,19 +3,6 @@ import { parseCli, USAGE } from './cli';
 import { OptionError } from './options';
 import { startSimulator } from './server';
 
-export { startSimulator } from './server';
-export type { Simulator, StartOptions } from './server';
-export { defaultOptions, resolveOptions, OptionError } from './options';
-export type { SimulatorOptions } from './options';
-export { parseCli } from './cli';
-export { Engine } from './engine';
-export type { EngineConfig, RequestResult, EngineStats } from './engine';
-export { KvCacheManager } from './kv-cache';
-export { chainBlockHashes } from './block-hash';
-export { ManualClock, RealtimeClock } from './clock';
-export type { SimClock } from './clock';
-export { loadQwen3Tokenizer } from './tokenizer';
-
 function log(event: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(event)}\n`);
 }

@@ -1,9 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { Template } from '@huggingface/jinja';
-// @huggingface/tokenizers is "type": "module", but its exports map has a
-// `node.require` condition pointing at a CommonJS build, so a plain
-// require() works in node and under ts-jest without --experimental-vm-modules.
-import { Tokenizer } from '@huggingface/tokenizers';
+
+// Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
+// so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
+// typings are ES module typings, which TypeScript only lets a CommonJS file use as types; the values come from require.
+type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
+type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
+const { Template } = require('@huggingface/jinja') as JinjaModule;
+const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
+type Template = InstanceType<JinjaModule['Template']>;
+type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;
 
 /** A chat message after content normalization (what the template sees). */
 export interface ChatMessage {

@@ -1,3 +1,4 @@
+export { waitFor } from '@kvroute/testkit';
 import { request as httpRequest } from 'node:http';
 
 export interface HttpResult {
@@ -78,14 +79,6 @@ export function openStream(base: string, path: string, body: unknown): Promise<{
     });
     req.end(JSON.stringify(body));
   });
-}
-
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, tries = 500): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** A prompt of roughly `n` tokens of varied English-like text. */

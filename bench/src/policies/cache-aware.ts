@@ -16,8 +16,8 @@
  * the routing text is the chat rendered as ChatML (`parseRequestBody`, as the EPP hashes it) rather than SGLang's own
  * text extraction.
  */
-import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '../../../epp/src/extproc/director';
-import { parseRequestBody } from '../../../epp/src/requestcontrol/openai-request';
+import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '@kvroute/epp/extproc';
+import { parseRequestBody } from '@kvroute/protocol/openai';
 import { ApproxPrefixTree } from './prefix-tree';
 import { leastLoadedIndex, type Ticket } from './simple';
 

@@ -5,7 +5,7 @@
  * worker actually keeps: an eviction on the worker is invisible here.
  */
 
-import { MinHeap } from '../../../sim/src/min-heap';
+import { MinHeap } from '@kvroute/sim/min-heap';
 
 interface TreeNode {
   /** The characters on the edge from the parent to this node ('' for the root). */

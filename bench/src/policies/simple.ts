@@ -3,7 +3,7 @@
  * (`startExtProcServer`), so they pay the same protocol path: random, least-request and round-robin. Each keeps its
  * own in-flight count per endpoint (a request counts from the routing decision until the ext_proc stream releases it).
  */
-import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '../../../epp/src/extproc/director';
+import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '@kvroute/epp/extproc';
 import { rng } from '../workload';
 
 export interface Ticket {

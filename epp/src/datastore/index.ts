@@ -36,7 +36,7 @@ export {
   type ParsedExposition,
   type PromSample,
   type SummarySeries,
-} from './prometheus-text';
+} from '@kvroute/protocol/prometheus';
 export { EndpointSpecError, StaticDiscovery, parseEndpointList, type Discovery } from './static-discovery';
 export {
   POOL_API_VERSIONS,

@@ -1,6 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import * as vm from 'node:vm';
-import type * as K8s from '@kubernetes/client-node';
+import type * as K8s from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 
 /** The `@kubernetes/client-node` module namespace (an ES module since 1.0). */
 export type KubernetesClientModule = typeof K8s;

@@ -1,4 +1,4 @@
-import type * as K8s from '@kubernetes/client-node';
+import type * as K8s from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import type { Datastore } from './datastore';
 import {
   POOL_API_VERSIONS,

@@ -1,5 +1,5 @@
 import type { EndpointMetrics } from './types';
-import { parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from './prometheus-text';
+import { parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from '@kvroute/protocol/prometheus';
 
 /**
  * Reading the model server's routing signals out of a `/metrics` page.

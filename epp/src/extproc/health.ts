@@ -9,7 +9,7 @@
  * its model), which would also wipe the prefix index it has learned.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { HEALTH_SERVICE, loadEnvoyApi } from '../envoy/protos';
+import { HEALTH_SERVICE, loadEnvoyApi } from '@kvroute/protocol/envoy';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 

@@ -12,10 +12,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi } from '../envoy/protos';
-import type { RequestDirector } from './director';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import type { RequestDirector } from './request-director';
 import { healthImplementation, healthServiceDefinition, HealthState } from './health';
-import type { BodyMode, ProcessingRequest, ProcessingResponse } from './messages';
+import type { BodyMode, ProcessingRequest, ProcessingResponse } from '@kvroute/protocol/envoy';
 import { ExtProcStream, MalformedMessage, type ExtProcLogger, type StreamSettings } from './stream';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';

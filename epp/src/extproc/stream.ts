@@ -26,8 +26,9 @@
  */
 import { randomUUID } from 'crypto';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { structToJson, type JsonValue, type StructObject } from '../envoy/protos';
-import { openAiErrorBody, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from './director';
+import { structToJson, type JsonValue, type StructObject } from '@kvroute/protocol/envoy';
+import { openAiErrorJson } from '@kvroute/protocol/openai';
+import { type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from './request-director';
 import {
   bodyResponse,
   chunk,
@@ -45,7 +46,7 @@ import {
   type HttpHeaders,
   type ProcessingRequest,
   type ProcessingResponse,
-} from './messages';
+} from '@kvroute/protocol/envoy';
 
 export interface ExtProcLogger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -231,7 +232,7 @@ export class ExtProcStream {
     }
     if (this.state !== 'request-body') throw new ProtocolError(`unexpected request_body in state ${this.state}`);
     if (this.bodyBytes + body.length > this.settings.maxRequestBodyBytes) {
-      return this.localReply(413, openAiErrorBody(413, `request body exceeds ${this.settings.maxRequestBodyBytes} bytes`), {}, 'kvroute_body_too_large');
+      return this.localReply(413, openAiErrorJson(413, `request body exceeds ${this.settings.maxRequestBodyBytes} bytes`, { code: 'request_too_large' }), {}, 'kvroute_body_too_large');
     }
     this.bodyParts.push(body);
     this.bodyBytes += body.length;
@@ -322,7 +323,7 @@ export class ExtProcStream {
   private onDirectorError(err: unknown): void {
     if (this.state === 'closed') return;
     this.settings.logger.warn('director failed', { requestId: this.requestId, error: err instanceof Error ? err.message : String(err) });
-    this.localReply(500, openAiErrorBody(500, 'the endpoint picker failed to route the request', 'server_error'), {}, 'kvroute_director_error');
+    this.localReply(500, openAiErrorJson(500, 'the endpoint picker failed to route the request', { code: 'internal_error' }), {}, 'kvroute_director_error');
   }
 
   /** Sends the routing answer in the shape the triggering message and body mode require. */

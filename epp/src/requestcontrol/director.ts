@@ -5,11 +5,11 @@
  */
 import type { Datastore } from '../datastore/datastore';
 import type { EndpointSnapshot } from '../datastore/types';
-import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/director';
+import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
-import { parseRequestBody, RequestBodyError } from './openai-request';
+import { parseRequestBody, RequestBodyError, type OpenAiErrorOptions } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -65,7 +65,7 @@ export class SchedulingDirector implements RequestDirector {
     const started = this.monotonicSeconds();
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
-      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), undefined);
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
     }
 
     // A request without a body (GET /v1/models) has no prompt to match: send it where it waits least.
@@ -79,17 +79,17 @@ export class SchedulingDirector implements RequestDirector {
     try {
       parsed = parseRequestBody(req.body);
     } catch (e) {
-      if (e instanceof RequestBodyError) return this.reject(400, e.message, undefined);
+      if (e instanceof RequestBodyError) return this.reject(400, e.message, undefined, { param: e.param, code: e.code });
       throw e;
     }
     const request: LLMRequest = {
       requestId: req.requestId,
-      model: parsed.model,
+      model: parsed.model ?? '',
       prompt: parsed.prompt,
       headers: Object.fromEntries(req.headers),
     };
 
-    const model = this.modelLabel(parsed.model);
+    const model = this.modelLabel(parsed.model ?? '');
     let result: SchedulingResult | undefined;
     let key: string;
     try {
@@ -99,8 +99,8 @@ export class SchedulingDirector implements RequestDirector {
     } catch (e) {
       if (e instanceof SchedulingError) {
         return e.reason === 'saturated'
-          ? this.reject(429, `every endpoint is saturated: ${e.message}`, model)
-          : this.reject(503, e.message, model);
+          ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
+          : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
       }
       // A scheduler bug must not fail the request (the gateway runs with failure_mode_allow for the same reason):
       // count it, and send the request where it waits least, without cache affinity.
@@ -158,13 +158,13 @@ export class SchedulingDirector implements RequestDirector {
     return model;
   }
 
-  private reject(status: number, message: string, model: string | undefined): RouteDecision {
+  private reject(status: number, message: string, model: string | undefined, error: OpenAiErrorOptions): RouteDecision {
     const m = this.options.metrics;
     if (m) {
       const name = model ?? '';
       m.requestErrorTotal.inc({ model_name: name, target_model_name: name, error_code: ERROR_CODES[status] ?? String(status) });
     }
-    return rejectWith(status, message);
+    return rejectWith(status, message, error);
   }
 }
 

@@ -4,7 +4,8 @@
  * other's concerns: the director gets one complete request and answers once; the handler tells it when the response
  * is over so in-flight counts stay honest.
  */
-import type { JsonValue } from '../envoy/protos';
+import type { JsonValue } from '@kvroute/protocol/envoy';
+import { openAiErrorJson, type OpenAiErrorOptions } from '@kvroute/protocol/openai';
 
 export interface IncomingRequest {
   /** `x-request-id` when the proxy sent one, otherwise a generated UUID. */
@@ -42,7 +43,7 @@ export type RouteDecision =
       readonly kind: 'reject';
       /** HTTP status of the local reply (a status Envoy's HttpStatus enum defines; others become 500). */
       readonly status: number;
-      /** Response body, normally `openAiErrorBody(...)`. Sent with `content-type: application/json`. */
+      /** Response body, normally `openAiErrorJson(...)`. Sent with `content-type: application/json`. */
       readonly body: string;
       readonly headers?: Readonly<Record<string, string>>;
     };
@@ -69,27 +70,7 @@ export interface RequestDirector {
   responseHeaders?(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined;
 }
 
-const ERROR_TYPES: Readonly<Record<number, string>> = {
-  400: 'invalid_request_error',
-  401: 'authentication_error',
-  403: 'permission_error',
-  404: 'not_found_error',
-  413: 'invalid_request_error',
-  429: 'rate_limit_error',
-  503: 'service_unavailable_error',
-};
-
-/**
- * An OpenAI-style error body, `{"error":{"message","type","code"}}`, so clients of the OpenAI API surface the message
- * the same way they do for errors from vLLM itself. `code` is the HTTP status, as vLLM reports it.
- */
-export function openAiErrorBody(status: number, message: string, type?: string): string {
-  return JSON.stringify({
-    error: { message, type: type ?? ERROR_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'), code: status },
-  });
-}
-
-/** A reject decision with an OpenAI-style body. */
-export function rejectWith(status: number, message: string, type?: string): RouteDecision {
-  return { kind: 'reject', status, body: openAiErrorBody(status, message, type) };
+/** A reject decision with an OpenAI-shaped body (`@kvroute/protocol/openai`), as every kvroute component answers. */
+export function rejectWith(status: number, message: string, options: OpenAiErrorOptions = {}): RouteDecision {
+  return { kind: 'reject', status, body: openAiErrorJson(status, message, options) };
 }

@@ -18,7 +18,7 @@
  * Envoy's semantic rules (things no schema states) are reported separately by `envoyRuleViolations`.
  */
 import * as protobuf from 'protobufjs';
-import { lookupTypeByUrl } from './protos';
+import { lookupTypeByUrl } from '@kvroute/protocol/envoy';
 
 export interface ProtoJsonOptions {
   /**

@@ -9,7 +9,7 @@ import {
   structToJson,
   typeNameFromUrl,
   typeUrl,
-} from '../src/envoy/protos';
+} from '@kvroute/protocol/envoy';
 
 const EXT_PROC = 'envoy.service.ext_proc.v3';
 const BODY_SEND_MODE = 'envoy.extensions.filters.http.ext_proc.v3.ProcessingMode.BodySendMode';

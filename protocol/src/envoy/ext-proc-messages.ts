@@ -3,7 +3,7 @@
  * members this server reads or writes are typed. Builders keep the nesting (ProcessingResponse → BodyResponse →
  * CommonResponse → BodyMutation → StreamedBodyResponse) in one place.
  */
-import { jsonToStruct, type StructObject } from '../envoy/protos';
+import { jsonToStruct, type StructObject } from './protos';
 
 export type BodyMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL' | 'FULL_DUPLEX_STREAMED';
 export const BODY_MODES: readonly BodyMode[] = ['NONE', 'STREAMED', 'BUFFERED', 'BUFFERED_PARTIAL', 'FULL_DUPLEX_STREAMED'];

@@ -1,11 +1,13 @@
 /**
  * Envoy's API protos, loaded once from the copy `@grpc/grpc-js-xds` ships, plus the few members kvroute needs that this
- * snapshot predates (see `/work/shared/reference/envoy-api-additions.md`). The additions are made by protobufjs reflection
+ * snapshot predates (`FULL_DUPLEX_STREAMED`, `StreamedBodyResponse`, `protocol_config`, the `override_host` policy; as
+ * envoyproxy/envoy defines them in api/envoy/{service,extensions/filters/http}/ext_proc/v3/*.proto and
+ * api/envoy/extensions/load_balancing_policies/override_host/v3/override_host.proto @ v1.35.0). The additions are made by protobufjs reflection
  * on the loaded root, never by hand-written copies of whole proto files, so everything else stays exactly as the package
  * defines it (a test compares the patched root with a pristine load).
  *
- * The same module serves three users: the EPP's ext_proc server (gRPC package definition), a future local gateway, and
- * the cdk8s tests (`proto-json.ts` checks embedded Envoy config against `root`).
+ * The same module serves three users: the EPP's ext_proc server (gRPC package definition), the local gateway (its
+ * client), and the cdk8s tests (`@kvroute/testkit`'s proto-JSON checker validates embedded Envoy config against `root`).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -94,7 +96,7 @@ export function loadPristineEnvoyRoot(extraFiles: readonly string[] = []): proto
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Additions: a declarative description of every member envoy-api-additions.md lists. Members the package already has
+// Additions: a declarative description of every member kvroute needs beyond the package's snapshot. Members the package already has
 // are verified (same number, type, label, oneof); missing ones are added; a conflicting definition throws, because it
 // would mean the package moved on and this list needs review.
 
@@ -316,7 +318,7 @@ function ensureEnum(root: protobuf.Root, spec: EnumSpec, added: string[]): void 
 }
 
 /**
- * Brings a pristine root up to the members envoy-api-additions.md lists. Returns what was added: full names of new
+ * Brings a pristine root up to the members kvroute needs beyond the package's snapshot. Returns what was added: full names of new
  * messages, `Message.field` for fields added to existing messages, `Enum.VALUE` for enum values.
  */
 export function applyEnvoyApiAdditions(root: protobuf.Root): string[] {

@@ -1,6 +1,6 @@
 import * as protobuf from 'protobufjs';
-import { loadEnvoyApi } from '../src/envoy/protos';
-import { checkEnvoyConfig, checkProtoJson, envoyRuleViolations, validateRules } from '../src/envoy/proto-json';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { checkEnvoyConfig, checkProtoJson, envoyRuleViolations, validateRules } from '../src/envoy-proto-json';
 
 const EXT_PROC_FILTER = 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
 const PER_ROUTE = 'envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute';

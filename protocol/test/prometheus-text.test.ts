@@ -5,8 +5,8 @@ import {
   parsePrometheusText,
   summarySeries,
   type MetricFamily,
-} from '../src/datastore/prometheus-text';
-import { renderVllmMetrics } from './support/fake-vllm';
+} from '@kvroute/protocol/prometheus';
+import { renderVllmMetrics } from '@kvroute/testkit';
 
 function family(text: string, name: string): MetricFamily {
   const f = parsePrometheusText(text).families.get(name);

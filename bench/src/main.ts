@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+/**
+ * `kvroute-bench <command> [flags]`: the local request path end to end. `demo` is the validator loop (`npm run demo`),
+ * `routing` the routing benchmark (`npm run bench:routing`). Exit status: 0 on success, 1 when a run fails or misses
+ * its targets, 2 for bad flags. Child processes are stopped on every exit path.
+ */
+import { demoCommand } from './demo';
+import { stopAll } from './processes';
+import { routingCommand } from './routing-bench';
+
+const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
+  demo: demoCommand,
+  routing: routingCommand,
+};
+
+const USAGE = `Usage: kvroute-bench <command> [flags]
+
+Commands:
+  demo      kvroute vs round robin vs session hash on a chat + RAG workload (npm run demo)
+  routing   the routing benchmark: public workload shapes through every policy (npm run bench:routing)
+
+Run kvroute-bench <command> --help for a command's flags.`;
+
+export class UsageError extends Error {}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`kvroute-bench: unknown command "${name}"; expected one of ${Object.keys(COMMANDS).join(', ')}\n`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (e) {
+    if (e instanceof UsageError || (e as Error).name === 'UsageError') {
+      process.stderr.write(`kvroute-bench ${name}: ${(e as Error).message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    async (code) => {
+      await stopAll();
+      process.exit(code);
+    },
+    async (e: unknown) => {
+      process.stderr.write(`kvroute-bench failed: ${(e as Error)?.stack ?? String(e)}\n`);
+      await stopAll();
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,11 @@
+/**
+ * The jest project every workspace uses. Tests are transpiled only (isolatedModules): `npm test` type-checks every
+ * package, tests included, with tsc before jest starts, so jest need not do it again per file.
+ */
+module.exports = (displayName) => ({
+  displayName,
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', isolatedModules: true }] },
+});

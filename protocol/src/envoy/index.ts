@@ -1,0 +1,2 @@
+export * from './protos';
+export * from './ext-proc-messages';

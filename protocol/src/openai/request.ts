@@ -1,0 +1,235 @@
+/**
+ * Reads an OpenAI-style request body for routing: the model, and the input whose prefix decides cache affinity. It
+ * covers every JSON inference endpoint vLLM serves (chat and text completions, responses, embeddings, pooling,
+ * classification, score, rerank, tokenize), by the fields each one uses; a body it cannot read a prompt from is still
+ * routed (by load), because vLLM, not the router, decides whether a request is valid. Only what no server could accept
+ * is rejected: a body that is not JSON, or fields of the wrong type. Rejections name the field, as vLLM's errors do.
+ * @see vllm-project/vllm: vllm/entrypoints/openai/protocol.py @ v0.10.0 (the request models and their field names)
+ */
+import { OpenAiApiError } from './errors';
+
+/** A body the router refuses: HTTP 400 with the OpenAI error fields. */
+export class RequestBodyError extends OpenAiApiError {
+  constructor(message: string, param: string | null = null, code = 'invalid_request_body') {
+    super(400, message, { param, code });
+    this.name = 'RequestBodyError';
+  }
+}
+
+/** One chat message as the client sent it, with `content` kept as sent (string, parts or null). */
+export interface ChatMessageInput {
+  readonly role: string;
+  readonly content: unknown;
+  readonly [key: string]: unknown;
+}
+
+/** What the request asks the model to read, by its shape. */
+export type PromptInput =
+  /** Chat completions (and pooling/embeddings given `messages`): the template renders the messages. */
+  | {
+      readonly kind: 'chat';
+      readonly messages: readonly ChatMessageInput[];
+      /** `tools` as sent; the chat template renders them into the prompt. */
+      readonly tools?: readonly unknown[];
+      /** vLLM's `add_generation_prompt`. @default true */
+      readonly addGenerationPrompt: boolean;
+      /** vLLM's `continue_final_message`. @default false */
+      readonly continueFinalMessage: boolean;
+      /** vLLM's `chat_template_kwargs`, passed to the template. */
+      readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
+    }
+  /** A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …). */
+  | { readonly kind: 'text'; readonly text: string }
+  /** A prompt of token ids (completions or embeddings given ids). */
+  | { readonly kind: 'tokens'; readonly tokens: readonly number[] }
+  /** Nothing to read a prefix from: route by load alone. */
+  | { readonly kind: 'none' };
+
+export interface ParsedRequestBody {
+  /** The `model` field; undefined when the body has none (vLLM then serves its default model). */
+  readonly model?: string;
+  /** The input, structured, for routers that tokenize as the engine does. */
+  readonly input: PromptInput;
+  /**
+   * The input as one string for text-based prefix matching: the prompt, or chat messages as ChatML turns (what GIE's
+   * EPP hashes). Empty when the input is `none`.
+   */
+  readonly prompt: string;
+  /** Whether the response will be SSE (`stream: true`). */
+  readonly stream: boolean;
+  /** vLLM's `cache_salt`: prefix-cache entries are shared only between requests with the same salt. */
+  readonly cacheSalt?: string;
+}
+
+/**
+ * The chat rendering upstream's EPP hashes (GIE `pkg/epp/util/request/body.go`): ChatML turns. Keeping the same
+ * string makes prefix-index behaviour comparable with llm-d's, and every turn boundary lands on the same characters
+ * in every request of a conversation, which is what lets turn N+1 match turn N's blocks.
+ */
+function renderChatTurn(role: string, content: string): string {
+  return `<|im_start|>${role}\n${content}<|im_end|>\n`;
+}
+
+/** Text of a message's `content`: a string, or the `text` parts of an array of content parts (images are skipped). */
+function messageText(content: unknown, path: string): string {
+  if (typeof content === 'string') return content;
+  if (content === null || content === undefined) return '';
+  if (Array.isArray(content)) {
+    return content.map((part, i) => {
+      if (typeof part === 'string') return part;
+      if (typeof part !== 'object' || part === null) {
+        throw new RequestBodyError(`${path}[${i}]: a content part must be an object or a string`, `${path}[${i}]`, 'invalid_type');
+      }
+      const p = part as Record<string, unknown>;
+      // Non-text parts (image_url, input_audio, …) carry no prefix text; their position still separates the text.
+      return typeof p.text === 'string' ? p.text : '';
+    }).join('');
+  }
+  throw new RequestBodyError(`${path}: must be a string or an array of content parts`, path, 'invalid_type');
+}
+
+function chatMessages(messages: unknown): ChatMessageInput[] {
+  if (!Array.isArray(messages)) throw new RequestBodyError('messages: must be an array', 'messages', 'invalid_type');
+  if (messages.length === 0) throw new RequestBodyError('messages: must not be empty', 'messages', 'invalid_value');
+  return messages.map((m, i) => {
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) {
+      throw new RequestBodyError(`messages[${i}]: must be an object`, `messages[${i}]`, 'invalid_type');
+    }
+    const msg = m as Record<string, unknown>;
+    if (typeof msg.role !== 'string' || msg.role === '') {
+      throw new RequestBodyError(`messages[${i}].role: must be a non-empty string`, `messages[${i}].role`, 'invalid_type');
+    }
+    messageText(msg.content, `messages[${i}].content`);
+    return msg as ChatMessageInput;
+  });
+}
+
+function isTokenIds(v: unknown): v is number[] {
+  return Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && Number.isInteger(t));
+}
+
+/**
+ * A completion-style `prompt` or an embeddings-style `input`: a string, strings (a batch: routed as one request, its
+ * prompts joined), token ids, or batches of token ids.
+ */
+function textOrTokens(value: unknown, field: string): PromptInput {
+  if (typeof value === 'string') return { kind: 'text', text: value };
+  if (isTokenIds(value)) return { kind: 'tokens', tokens: value };
+  if (Array.isArray(value) && value.length > 0) {
+    if (value.every((p) => typeof p === 'string')) return { kind: 'text', text: value.join('\n') };
+    if (value.every(isTokenIds)) return { kind: 'text', text: value.map((p) => p.join(' ')).join('\n') };
+  }
+  throw new RequestBodyError(`${field}: must be a string, an array of strings, or an array of token ids`, field, 'invalid_type');
+}
+
+/** The Responses API's `input`: a string, or items whose `content` is text or parts. */
+function responsesInput(input: unknown): PromptInput {
+  if (typeof input === 'string') return { kind: 'text', text: input };
+  if (!Array.isArray(input)) throw new RequestBodyError('input: must be a string or an array of input items', 'input', 'invalid_type');
+  const text = input.map((item, i) => {
+    if (typeof item !== 'object' || item === null) return '';
+    const it = item as Record<string, unknown>;
+    const role = typeof it.role === 'string' ? it.role : typeof it.type === 'string' ? it.type : 'user';
+    return renderChatTurn(role, messageText(it.content ?? '', `input[${i}].content`));
+  }).join('');
+  return text === '' ? { kind: 'none' } : { kind: 'text', text };
+}
+
+function strings(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
+  return [];
+}
+
+function optionalString(o: Record<string, unknown>, field: string): string | undefined {
+  const v = o[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new RequestBodyError(`${field}: must be a string`, field, 'invalid_type');
+  return v;
+}
+
+function optionalBoolean(o: Record<string, unknown>, field: string, fallback: boolean): boolean {
+  const v = o[field];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw new RequestBodyError(`${field}: must be a boolean`, field, 'invalid_type');
+  return v;
+}
+
+/** Picks the input by the fields present, most specific first; the endpoint's path is not needed. */
+function readInput(o: Record<string, unknown>): PromptInput {
+  if (o.messages !== undefined) {
+    const tools = o.tools;
+    if (tools !== undefined && tools !== null && !Array.isArray(tools)) {
+      throw new RequestBodyError('tools: must be an array', 'tools', 'invalid_type');
+    }
+    const kwargs = o.chat_template_kwargs;
+    if (kwargs !== undefined && kwargs !== null && (typeof kwargs !== 'object' || Array.isArray(kwargs))) {
+      throw new RequestBodyError('chat_template_kwargs: must be an object', 'chat_template_kwargs', 'invalid_type');
+    }
+    return {
+      kind: 'chat',
+      messages: chatMessages(o.messages),
+      ...(Array.isArray(tools) ? { tools } : {}),
+      addGenerationPrompt: optionalBoolean(o, 'add_generation_prompt', true),
+      continueFinalMessage: optionalBoolean(o, 'continue_final_message', false),
+      ...(kwargs ? { chatTemplateKwargs: kwargs as Record<string, unknown> } : {}),
+    };
+  }
+  if (o.prompt !== undefined) return textOrTokens(o.prompt, 'prompt');
+  // /v1/responses takes `input` as text or items; embeddings, pooling and classify take text or token ids.
+  if (o.input !== undefined) {
+    if (Array.isArray(o.input) && o.input.some((i) => typeof i === 'object' && i !== null && !Array.isArray(i))) return responsesInput(o.input);
+    return textOrTokens(o.input, 'input');
+  }
+  // /v1/score: text_1 against text_2; /v1/rerank: query against documents. The shared part leads.
+  const pair = [...strings(o.text_1), ...strings(o.query), ...strings(o.text_2), ...strings(o.documents)];
+  if (pair.length > 0) return { kind: 'text', text: pair.join('\n') };
+  return { kind: 'none' };
+}
+
+function promptText(input: PromptInput): string {
+  switch (input.kind) {
+    case 'chat':
+      return input.messages.map((m, i) => renderChatTurn(m.role, messageText(m.content, `messages[${i}].content`))).join('');
+    case 'text':
+      return input.text;
+    case 'tokens':
+      return input.tokens.join(' ');
+    case 'none':
+      return '';
+  }
+}
+
+/**
+ * Parses a JSON request body. `messages` wins over `prompt` (chat endpoints ignore `prompt`), `prompt` over `input`.
+ * @throws RequestBodyError for a body that is not a JSON object or a field of the wrong type.
+ */
+export function parseRequestBody(body: Buffer): ParsedRequestBody {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw new RequestBodyError(`request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new RequestBodyError('request body must be a JSON object', null, 'invalid_json');
+  }
+  const o = json as Record<string, unknown>;
+  const model = optionalString(o, 'model');
+  const cacheSalt = optionalString(o, 'cache_salt');
+  const input = readInput(o);
+  return {
+    ...(model !== undefined && model !== '' ? { model } : {}),
+    input,
+    prompt: promptText(input),
+    stream: o.stream === true,
+    ...(cacheSalt !== undefined ? { cacheSalt } : {}),
+  };
+}
+
+/** Whether a `content-type` is one `parseRequestBody` reads; other bodies (multipart audio uploads) route by load. */
+export function isJsonContentType(contentType: string | undefined): boolean {
+  if (contentType === undefined || contentType === '') return true;
+  const mime = contentType.split(';')[0]!.trim().toLowerCase();
+  return mime === 'application/json' || mime.endsWith('+json');
+}

@@ -1,0 +1,105 @@
+import { isJsonContentType, parseRequestBody, RequestBodyError } from '../src/openai/request';
+
+const parse = (v: unknown) => parseRequestBody(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
+
+describe('OpenAI request bodies', () => {
+  test('completions: prompt as a string, strings or token ids', () => {
+    expect(parse({ model: 'm', prompt: 'hello' })).toEqual({ model: 'm', input: { kind: 'text', text: 'hello' }, prompt: 'hello', stream: false });
+    expect(parse({ model: 'm', prompt: ['a', 'b'], stream: true })).toEqual({ model: 'm', input: { kind: 'text', text: 'a\nb' }, prompt: 'a\nb', stream: true });
+    expect(parse({ model: 'm', prompt: [1, 2, 3] })).toMatchObject({ input: { kind: 'tokens', tokens: [1, 2, 3] }, prompt: '1 2 3' });
+  });
+
+  test('chat: messages rendered as ChatML turns, array content parts joined, images skipped', () => {
+    const body = {
+      model: 'm',
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        { role: 'user', content: [{ type: 'text', text: 'Look: ' }, { type: 'image_url', image_url: { url: 'x' } }, { type: 'text', text: 'what is it?' }] },
+        { role: 'assistant', content: null, tool_calls: [] },
+      ],
+    };
+    expect(parse(body).prompt).toBe('<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nLook: what is it?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n');
+  });
+
+  test('a conversation\'s next turn extends the previous turn\'s text, so their prefixes match', () => {
+    const turn1 = parse({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).prompt;
+    const turn2 = parse({ model: 'm', messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }, { role: 'user', content: 'more' }] }).prompt;
+    expect(turn2.startsWith(turn1)).toBe(true);
+  });
+
+  test('chat: tools, add_generation_prompt, continue_final_message, chat_template_kwargs and cache_salt are kept for tokenization', () => {
+    const tools = [{ type: 'function', function: { name: 'f', parameters: {} } }];
+    const parsed = parse({
+      model: 'm', messages: [{ role: 'user', content: 'x' }], tools, add_generation_prompt: false,
+      continue_final_message: true, chat_template_kwargs: { enable_thinking: false }, cache_salt: 'tenant-a',
+    });
+    expect(parsed.input).toEqual({
+      kind: 'chat', messages: [{ role: 'user', content: 'x' }], tools, addGenerationPrompt: false,
+      continueFinalMessage: true, chatTemplateKwargs: { enable_thinking: false },
+    });
+    expect(parsed.cacheSalt).toBe('tenant-a');
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }] }).input).toMatchObject({ addGenerationPrompt: true, continueFinalMessage: false });
+  });
+
+  // Every JSON inference endpoint of vllm/entrypoints/openai/api_server.py @ v0.10.0 is routed by what it carries.
+  test.each<[string, unknown, { kind: string; prompt: string }]>([
+    ['/v1/embeddings (text)', { model: 'm', input: 'embed me' }, { kind: 'text', prompt: 'embed me' }],
+    ['/v1/embeddings (batch)', { model: 'm', input: ['a', 'b'] }, { kind: 'text', prompt: 'a\nb' }],
+    ['/v1/embeddings (token ids)', { model: 'm', input: [5, 6] }, { kind: 'tokens', prompt: '5 6' }],
+    ['/v1/embeddings (chat)', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { kind: 'chat', prompt: '<|im_start|>user\nhi<|im_end|>\n' }],
+    ['/v1/responses (text)', { model: 'm', input: 'tell me' }, { kind: 'text', prompt: 'tell me' }],
+    ['/v1/responses (items)', { model: 'm', input: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'input_text', text: 'why?' }] }] },
+      { kind: 'text', prompt: '<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nwhy?<|im_end|>\n' }],
+    ['/v1/score', { model: 'm', text_1: 'query', text_2: ['doc a', 'doc b'] }, { kind: 'text', prompt: 'query\ndoc a\ndoc b' }],
+    ['/v1/rerank', { model: 'm', query: 'q', documents: ['d1', 'd2'] }, { kind: 'text', prompt: 'q\nd1\nd2' }],
+    ['/detokenize (nothing to match)', { model: 'm', tokens: [1, 2] }, { kind: 'none', prompt: '' }],
+  ])('routes %s by its input', (_endpoint, body, expected) => {
+    const parsed = parse(body);
+    expect(parsed.input.kind).toBe(expected.kind);
+    expect(parsed.prompt).toBe(expected.prompt);
+  });
+
+  test('a body without a model is routed: vLLM serves its default model then', () => {
+    expect(parse({ prompt: 'x' })).toMatchObject({ prompt: 'x' });
+    expect(parse({ prompt: 'x' }).model).toBeUndefined();
+  });
+
+  test('content types: JSON is read, multipart uploads are routed by load', () => {
+    expect(isJsonContentType('application/json; charset=utf-8')).toBe(true);
+    expect(isJsonContentType(undefined)).toBe(true);
+    expect(isJsonContentType('multipart/form-data; boundary=x')).toBe(false);
+  });
+
+  test('a rejection carries OpenAI\'s error fields: status 400, the field as param, a string code', () => {
+    let caught: unknown;
+    try {
+      parse({ model: 'm', messages: [{ role: 'user', content: 5 }] });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(RequestBodyError);
+    expect((caught as RequestBodyError).status).toBe(400);
+    expect((caught as RequestBodyError).toJSON()).toEqual({
+      error: { message: 'messages[0].content: must be a string or an array of content parts', type: 'invalid_request_error', param: 'messages[0].content', code: 'invalid_type' },
+    });
+  });
+
+  test.each<[unknown, RegExp]>([
+    ['{not json', /^request body is not valid JSON/],
+    [[1, 2], /must be a JSON object/],
+    [{ model: 3, prompt: 'x' }, /^model: must be a string/],
+    [{ model: 'm', prompt: 'x', cache_salt: 1 }, /^cache_salt: must be a string/],
+    [{ model: 'm', messages: [{ role: 'user', content: 'x' }], tools: {} }, /^tools: must be an array/],
+    [{ model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: 'yes' }, /^add_generation_prompt: must be a boolean/],
+    [{ model: 'm', input: 7 }, /^input: must be a string/],
+    [{ model: 'm', prompt: 5 }, /^prompt: must be/],
+    [{ model: 'm', prompt: [] }, /^prompt: must be/],
+    [{ model: 'm', messages: 'hi' }, /^messages: must be an array/],
+    [{ model: 'm', messages: [] }, /^messages: must not be empty/],
+    [{ model: 'm', messages: [{ content: 'x' }] }, /^messages\[0\]\.role:/],
+    [{ model: 'm', messages: [{ role: 'user', content: 5 }] }, /^messages\[0\]\.content:/],
+  ])('rejects %j', (body, message) => {
+    expect(() => parse(body)).toThrow(RequestBodyError);
+    expect(() => parse(body)).toThrow(message);
+  });
+});
