@@ -1,7 +1,7 @@
 /**
  * `npm run bench -w epp`: the EPP's cost per request.
  *
- * - Scheduling latency: `SchedulingDirector.route` (parse the OpenAI body, snapshot the pool, run the default
+ * - Scheduling latency: `RequestControl.route` (parse the OpenAI body, snapshot the pool, run the default
  *   scheduling config: filters, prefix hashing and scoring, pick) per request, p50 and p99.
  * - ext_proc round trips per second: complete Envoy-side exchanges (headers, body in 16 KB full-duplex chunks, the
  *   pick, the body streamed back, response headers and body) over real gRPC on loopback, 16 streams in flight.
@@ -19,7 +19,7 @@ import { Datastore } from '../src/datastore/datastore';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import type { IncomingRequest, RequestDirector, RouteDecision } from '../src/extproc/request-director';
 import { startExtProcServer } from '../src/extproc/server';
-import { SchedulingDirector } from '../src/requestcontrol/director';
+import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
 const ENDPOINTS = [8, 64, 256];
@@ -81,7 +81,7 @@ const request = (body: Buffer): IncomingRequest => ({ requestId: 'bench', header
 async function scheduleLatency(n: number, bodies: Buffer[]): Promise<{ p50: number; p99: number }> {
   const ds = pool(n);
   const timer = keepFresh(ds);
-  const director = new SchedulingDirector({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+  const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
   const times: number[] = [];
   for (let i = 0; i < SCHEDULE_SAMPLES + 200; i++) {
     const t0 = performance.now();
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
       const latency = await scheduleLatency(n, bodies);
       const ds = pool(n);
       const timer = keepFresh(ds);
-      const kvroute = await roundTrips(new SchedulingDirector({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) }), bodies);
+      const kvroute = await roundTrips(new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) }), bodies);
       clearInterval(timer);
       const baseline = await roundTrips(new RandomDirector(ds.endpoints().map((e) => e.key)), bodies);
       await ds.stop();

@@ -12,7 +12,7 @@ import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { startExtProcServer, type ExtProcServer } from './extproc/server';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
-import { SchedulingDirector } from './requestcontrol/director';
+import { RequestControl } from './requestcontrol/request-control';
 import { buildScheduler, type Scheduler } from './scheduling/scheduler';
 import type { EppOptions } from './cli';
 
@@ -68,7 +68,7 @@ export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const config = loadConfig(options);
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
-  const scheduler = buildScheduler(config, { metrics: metrics.scheduling });
+  const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const datastore = new Datastore({
     refreshIntervalMs: options.refreshMetricsIntervalMs,
     metricsPort: options.modelServerMetricsPort,
@@ -78,7 +78,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });
   const poolName = options.poolName ?? 'static';
-  const director = new SchedulingDirector({
+  const director = new RequestControl({
     datastore,
     scheduler,
     metrics: metrics.collectors,
@@ -118,7 +118,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     });
     datastore.on('endpointRemoved', (ep) => {
       // The prefix index and session bindings must forget the pod, or they keep steering traffic to its address.
-      scheduler.removeEndpoint(ep.key);
+      scheduler.plugins.removeEndpoint(ep.key);
       logger.info('endpoint removed', { endpoint: ep.key, pod: ep.name });
       updateServing();
     });

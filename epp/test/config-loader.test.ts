@@ -157,8 +157,8 @@ schedulingProfiles:
 `),
     );
     expect(message).toBe(
-      'plugins[2].parameters.mode: "cache_tracking" needs vLLM KV events (ZMQ) and a tokenizer, which kvroute does ' +
-        'not support yet; use "estimate" (the default)',
+      'plugins[2].parameters.mode: "cache_tracking" (the index fed by vLLM KV events) is kvroute\'s ' +
+        'precise-prefix-cache-scorer plugin; use that type, or "estimate" (the default) here',
     );
   });
 
@@ -174,7 +174,7 @@ schedulingProfiles:
 `),
     );
     expect(message).toBe(
-      `plugins[0].type: unknown plugin type "prefill-header-handler"; known types: ${Object.keys(KNOWN_PLUGIN_TYPES).join(', ')}`,
+      `plugins[0].type: unknown plugin type "prefill-header-handler"; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`,
     );
   });
 });

@@ -1,16 +1,20 @@
 import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
-import { CycleState, type CycleContext, type PluginHandle } from '../src/scheduling/framework';
+import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext, type Filter, type PluginHandle } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SaturationExclusionReason } from '../src/scheduling/metrics-hooks';
-import {
-  ByLabelFilter,
-  createDecodeFilter,
-  createPrefillFilter,
-  ROLE_LABEL,
-  SaturationFilter,
-} from '../src/scheduling/plugins/filters';
+import { createPlugin } from '../src/scheduling/plugin';
+import { ByLabelFilter, ROLE_LABEL } from '../src/scheduling/plugins/by-label';
+import { decodeFilter } from '../src/scheduling/plugins/decode-filter';
+import { prefillFilter } from '../src/scheduling/plugins/prefill-filter';
+import { SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
 
 const NOW = 1_700_000_000_000;
+
+const silentHandle: PluginHandle = { now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER };
+
+function build(definition: Parameters<typeof createPlugin>[0], name: string): Filter {
+  return createPlugin(definition, name, {}, silentHandle) as Filter;
+}
 
 function pod(name: string, options: { labels?: Record<string, string>; metrics?: Partial<EndpointMetrics> } = {}): EndpointSnapshot {
   return {
@@ -33,14 +37,14 @@ describe('role filters', () => {
   ];
 
   it('decode-filter keeps decode, both and unlabelled pods', () => {
-    const filter = createDecodeFilter('decode-filter');
+    const filter = build(decodeFilter, 'decode-filter');
     expect(names(filter.filter(cycle, pods))).toEqual(['decode', 'both', 'plain']);
     expect(filter.type).toBe('decode-filter');
     expect(filter.emptyResultReason).toBe('no-endpoints');
   });
 
   it('prefill-filter keeps only prefill pods', () => {
-    expect(names(createPrefillFilter('prefill-filter').filter(cycle, pods))).toEqual(['prefill']);
+    expect(names(build(prefillFilter, 'prefill-filter').filter(cycle, pods))).toEqual(['prefill']);
   });
 
   it('by-label matches the valid values and, if allowed, unlabelled pods', () => {
@@ -59,6 +63,7 @@ describe('saturation-filter', () => {
       now: () => NOW,
       random: Math.random,
       metrics: { ...NOOP_SCHEDULING_METRICS, countSaturationExclusion: (reason) => excluded.push(reason) },
+      logger: SILENT_PLUGIN_LOGGER,
     };
     const filter = new SaturationFilter('saturation', resolvePluginParameters('saturation-filter', parameters), handle);
     return { filter, excluded };

@@ -1,12 +1,12 @@
 import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
-import { CycleState, type CycleContext } from '../src/scheduling/framework';
-import {
-  ActiveRequestScorer,
-  KvCacheUtilizationScorer,
-  LoadAwareScorer,
-  QueueScorer,
-} from '../src/scheduling/plugins/load-scorers';
+import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext } from '../src/scheduling/framework';
+import { ActiveRequestScorer } from '../src/scheduling/plugins/active-request-scorer';
+import { kvCacheScorer, KvCacheUtilizationScorer } from '../src/scheduling/plugins/kv-cache-utilization-scorer';
+import { createPlugin } from '../src/scheduling/plugin';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { LoadAwareScorer } from '../src/scheduling/plugins/load-aware-scorer';
+import { QueueScorer } from '../src/scheduling/plugins/queue-scorer';
 
 function pod(name: string, metrics: Partial<EndpointMetrics>, activeRequests = 0): EndpointSnapshot {
   return {
@@ -46,7 +46,9 @@ describe('kv-cache-utilization-scorer: 1 − usage', () => {
   });
 
   it('keeps the configured type when built under the v0.5.1 alias', () => {
-    expect(new KvCacheUtilizationScorer('kv', 'kv-cache-scorer').type).toBe('kv-cache-scorer');
+    const handle = { now: Date.now, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER };
+    expect(createPlugin(kvCacheScorer, 'kv', {}, handle).type).toBe('kv-cache-scorer');
+    expect(createPlugin(kvCacheScorer, 'kv', {}, handle)).toBeInstanceOf(KvCacheUtilizationScorer);
   });
 });
 

@@ -1,8 +1,9 @@
 import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, type CycleContext, type ProfileOutcome, type ScoredEndpoint } from '../src/scheduling/framework';
-import { MaxScorePicker, RandomPicker } from '../src/scheduling/plugins/pickers';
-import { SingleProfileHandler } from '../src/scheduling/plugins/profile-handlers';
+import { MaxScorePicker } from '../src/scheduling/plugins/max-score-picker';
+import { RandomPicker } from '../src/scheduling/plugins/random-picker';
+import { SingleProfileHandler } from '../src/scheduling/plugins/single-profile-handler';
 import { SchedulingError } from '../src/scheduling/types';
 
 function pod(name: string): EndpointSnapshot {

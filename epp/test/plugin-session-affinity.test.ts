@@ -2,7 +2,8 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SessionAffinityOutcome } from '../src/scheduling/metrics-hooks';
-import { SessionAffinityFilter, SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity';
+import { SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
+import { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
 
@@ -133,7 +134,7 @@ describe('session-affinity-filter', () => {
     expect(fixture.route(session, pods())).toBe(bound);
     fixture.now += 29 * MINUTE; // 58 minutes after binding, 29 after the last request
     expect(fixture.route(session, pods())).toBe(bound);
-    fixture.now += 30 * MINUTE;
+    fixture.now += 30 * MINUTE + 1; // just past the TTL since the last request
     expect(fixture.filter.boundEndpoint('s')).toBeUndefined();
     fixture.route(session, pods());
     expect(fixture.outcomes).toEqual(['miss', 'hit', 'hit', 'miss']);

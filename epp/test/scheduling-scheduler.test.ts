@@ -1,7 +1,6 @@
 import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
-import { BUILTIN_PLUGIN_REGISTRY } from '../src/scheduling/registry';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { SchedulingError, type LLMRequest, type SchedulingErrorReason } from '../src/scheduling/types';
 
@@ -117,7 +116,7 @@ describe('the default config on synthetic pools', () => {
     const prompt = blocks('doc', 8);
     const holder = scheduler.schedule(request(prompt), [pod('a'), pod('b')]).target.endpoint.key;
     expect(scheduler.schedule(request(prompt), [pod('a'), pod('b')]).scores.get(holder)).toBeCloseTo(3 + 3, 12);
-    scheduler.removeEndpoint(holder);
+    scheduler.plugins.removeEndpoint(holder);
     const scores = scheduler.schedule(request(blocks('fresh', 8)), [pod('a'), pod('b')]).scores;
     expect(scores.get(holder)).toBeCloseTo(3, 12);
     expect(scheduler.schedule(request(prompt), [pod('a'), pod('b')]).scores.get(holder)).toBeLessThan(6);
@@ -170,10 +169,7 @@ describe('scheduler mechanics', () => {
         'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\n',
       ),
       {
-        registry: {
-          ...BUILTIN_PLUGIN_REGISTRY,
-          'queue-scorer': (name) => ({ type: 'queue-scorer', name, score: () => [5, Number.NaN, -1, 0.25] }),
-        },
+        factories: { 'queue-scorer': (name) => ({ type: 'queue-scorer', name, score: () => [5, Number.NaN, -1, 0.25] }) },
       },
     );
     const scores = scheduler.schedule(request('hi'), [pod('a'), pod('b'), pod('c'), pod('d')]).scores;
@@ -195,7 +191,7 @@ plugins:
     expect(result.target.endpoint.name).toBe('b');
   });
 
-  it('attaches PostResponse plugins globally, even when no profile references them', () => {
+  it('only schedules: request hooks are left to request control, which finds them by declared kind', () => {
     const scheduler = buildScheduler(
       parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
@@ -208,12 +204,10 @@ schedulingProfiles:
   - pluginRef: queue-scorer
 `),
     );
-    const req = request('hi');
-    const result = scheduler.schedule(req, [pod('a')]);
-    scheduler.preRequest(req, result);
-    expect(scheduler.postResponse(req, { headers: {} }, result.target.endpoint)).toEqual({
-      'x-session-token': Buffer.from('default/a').toString('base64'),
-    });
+    expect(scheduler.schedule(request('hi'), [pod('a')]).target.endpoint.name).toBe('a');
+    expect(scheduler.plugins.ofKind('post-response').map((p) => p.name)).toEqual(['session-affinity-scorer']);
+    expect(scheduler.plugins.ofKind('pre-request')).toEqual([]);
+    expect('preRequest' in scheduler || 'postResponse' in scheduler).toBe(false);
   });
 
   it('validates the config it is given', () => {

@@ -1,6 +1,7 @@
 /**
  * The EndpointPickerConfig: types, loader, renderer and kvroute's default. Imported both by the EPP and by the cdk8s
- * app (`../epp/src/config`), so it depends on nothing but `yaml`.
+ * app (`@kvroute/epp/config`). It and the plugin modules it derives the catalogue from depend on nothing but `yaml` and
+ * `lru-cache`, so the cdk8s app can load it.
  */
 export {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
@@ -12,24 +13,28 @@ export {
   type PluginSpecFor,
   type PluginParametersByType,
   type ResolvedPluginParameters,
-  type NoParameters,
-  type PickerParameters,
-  type PrefixCacheScorerParameters,
-  type LoadAwareScorerParameters,
-  type ActiveRequestScorerParameters,
-  type SessionAffinityFilterParameters,
-  type SaturationFilterParameters,
-  type ByLabelFilterParameters,
 } from './types';
 export {
   KNOWN_PLUGIN_TYPES,
+  PLUGIN_DEFINITIONS,
   PLUGIN_TYPE_ALIASES,
   isKnownPluginType,
+  pluginDefinition,
   pluginKinds,
   pluginHasKind,
+  type PluginDefinitions,
   type PluginKind,
   type PluginType,
 } from './catalogue';
+// Each plugin's parameter type, for configs written in TypeScript (the cdk8s app's).
+export type { NoParameters } from '../scheduling/plugin';
+export type { PickerParameters } from '../scheduling/plugins/max-score-picker';
+export type { PrefixCacheScorerParameters } from '../scheduling/plugins/prefix-cache-scorer';
+export type { LoadAwareScorerParameters } from '../scheduling/plugins/load-aware-scorer';
+export type { ActiveRequestScorerParameters } from '../scheduling/plugins/active-request-scorer';
+export type { SessionAffinityFilterParameters } from '../scheduling/plugins/session-affinity-filter';
+export type { SaturationFilterParameters } from '../scheduling/plugins/saturation-filter';
+export type { ByLabelFilterParameters } from '../scheduling/plugins/by-label';
 export { ConfigError } from './errors';
 export { parseDuration, type Duration } from './duration';
 export { resolvePluginParameters } from './parameters';

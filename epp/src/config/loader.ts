@@ -1,4 +1,5 @@
 import { parseDocument, stringify } from 'yaml';
+import { PROFILE_KINDS } from '../scheduling/plugin';
 import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
 import { ConfigError, describeValue } from './errors';
 import { FieldReader } from './fields';
@@ -18,9 +19,6 @@ export const DEFAULT_PROFILE_NAME = 'default';
 export const DEFAULT_SCORER_WEIGHT = 1;
 const DEFAULT_PICKER_TYPE = 'max-score-picker';
 const DEFAULT_PROFILE_HANDLER_TYPE = 'single-profile-handler';
-
-/** The kinds a profile can hold; the rest (profile handlers, request hooks) act outside profiles. */
-const PROFILE_KINDS: readonly PluginKind[] = ['filter', 'scorer', 'picker', 'post-cycle'];
 
 /**
  * Parses EndpointPickerConfig YAML (one document) and validates it; see `validateEndpointPickerConfig`.
@@ -94,7 +92,7 @@ function readPlugins(top: FieldReader): PluginSpec[] {
     if (!isKnownPluginType(type)) {
       throw new ConfigError(
         `${path}.type`,
-        `unknown plugin type ${JSON.stringify(type)}; known types: ${Object.keys(KNOWN_PLUGIN_TYPES).join(', ')}`,
+        `unknown plugin type ${JSON.stringify(type)}; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`,
       );
     }
     const name = fields.optionalString('name') ?? type;

@@ -1,13 +1,13 @@
-import type { PluginKind } from '../config';
-import type { Endpoint, EndpointSnapshot } from '../datastore/types';
+import type { EndpointSnapshot } from '../datastore/types';
 import type { SchedulingMetrics } from './metrics-hooks';
-import type { LLMRequest, SchedulingError, SchedulingErrorReason, SchedulingResult } from './types';
+import type { LLMRequest, SchedulingError, SchedulingErrorReason } from './types';
 
 /**
  * The scheduling framework's extension points, shaped like GIE's: a profile handler chooses profiles; each profile
  * runs filters in order, sums weighted scorer scores, lets its picker choose and then runs its post-cycle plugins.
- * Request-lifecycle hooks (PreRequest, PostResponse) are attached globally. Plugins see an `LLMRequest` and frozen
- * endpoint snapshots, never gRPC or the live datastore. All calls are synchronous: scheduling is CPU-only work.
+ * Request-lifecycle hooks (PreRequest, PostResponse) belong to request control (`../requestcontrol/hooks.ts`). Plugins
+ * see an `LLMRequest` and frozen endpoint snapshots, never gRPC or the live datastore. All calls are synchronous:
+ * scheduling is CPU-only work.
  */
 
 /** A typed slot in `CycleState`; plugins create their keys once, so two instances of a type never collide. */
@@ -44,6 +44,8 @@ export interface Plugin {
   readonly type: string;
   /** The config `name`, unique in the config; labels metrics. */
   readonly name: string;
+  /** Plugins holding per-endpoint state implement this to forget an endpoint that left the pool. */
+  removeEndpoint?(endpointKey: string): void;
 }
 
 export interface Filter extends Plugin {
@@ -98,26 +100,18 @@ export interface ProfileHandler extends Plugin {
   processResults(cycle: CycleContext, outcomes: ReadonlyMap<string, ProfileOutcome>): { readonly primaryProfile: string };
 }
 
-export interface PreRequest extends Plugin {
-  /** Runs when the request is about to be sent to `result.target`. */
-  preRequest(request: LLMRequest, result: SchedulingResult): void;
+/** Where plugins log: structured fields, JSON lines in the EPP. */
+export interface PluginLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** What request control knows when the target's response headers arrive. */
-export interface ResponseInfo {
-  /** Response headers, lower-case names. */
-  readonly headers: Readonly<Record<string, string>>;
-}
+const ignore = (): void => undefined;
 
-export interface PostResponse extends Plugin {
-  /** Runs at the target's response headers; returns headers to set on the response to the client, if any. */
-  postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined;
-}
-
-/** Plugins holding per-endpoint state, told when an endpoint leaves the pool. */
-export interface EndpointRemovalAware {
-  removeEndpoint(endpointKey: string): void;
-}
+/** For tests and tools that do not read plugin logs. */
+export const SILENT_PLUGIN_LOGGER: PluginLogger = Object.freeze({ debug: ignore, info: ignore, warn: ignore, error: ignore });
 
 /** What a plugin factory gets besides its name and parameters; injectable so tests control time and chance. */
 export interface PluginHandle {
@@ -126,31 +120,6 @@ export interface PluginHandle {
   /** Uniform in [0, 1). */
   readonly random: () => number;
   readonly metrics: SchedulingMetrics;
-}
-
-function hasMethod(plugin: Plugin, method: string): boolean {
-  return typeof (plugin as unknown as Record<string, unknown>)[method] === 'function';
-}
-
-export const isFilter = (p: Plugin): p is Filter => hasMethod(p, 'filter');
-export const isScorer = (p: Plugin): p is Scorer => hasMethod(p, 'score');
-export const isPicker = (p: Plugin): p is Picker => hasMethod(p, 'pick');
-export const isPostCycle = (p: Plugin): p is PostCycle => hasMethod(p, 'postCycle');
-export const isProfileHandler = (p: Plugin): p is ProfileHandler => hasMethod(p, 'pickProfiles');
-export const isPreRequest = (p: Plugin): p is PreRequest => hasMethod(p, 'preRequest');
-export const isPostResponse = (p: Plugin): p is PostResponse => hasMethod(p, 'postResponse');
-export const isEndpointRemovalAware = (p: Plugin): p is Plugin & EndpointRemovalAware => hasMethod(p, 'removeEndpoint');
-
-/** The config catalogue's kinds a built plugin actually implements, in catalogue order. */
-export function implementedKinds(plugin: Plugin): PluginKind[] {
-  const checks: [PluginKind, (p: Plugin) => boolean][] = [
-    ['profile-handler', isProfileHandler],
-    ['filter', isFilter],
-    ['scorer', isScorer],
-    ['picker', isPicker],
-    ['post-cycle', isPostCycle],
-    ['pre-request', isPreRequest],
-    ['post-response', isPostResponse],
-  ];
-  return checks.filter(([, implemented]) => implemented(plugin)).map(([kind]) => kind);
+  /** The EPP's logger, with the plugin's name in every line. */
+  readonly logger: PluginLogger;
 }

@@ -1,51 +1,116 @@
 import { performance } from 'node:perf_hooks';
 import {
+  pluginDefinition,
   resolvePluginParameters,
   validateEndpointPickerConfig,
   type EndpointPickerConfig,
   type PluginType,
   type SchedulingProfileSpec,
 } from '../config';
-import type { Endpoint, EndpointSnapshot } from '../datastore/types';
+import type { EndpointSnapshot } from '../datastore/types';
 import {
   CycleState,
-  isEndpointRemovalAware,
-  isFilter,
-  isPicker,
-  isPostCycle,
-  isPostResponse,
-  isPreRequest,
-  isProfileHandler,
-  isScorer,
+  SILENT_PLUGIN_LOGGER,
   type CycleContext,
   type Filter,
   type Picker,
   type Plugin,
   type PluginHandle,
+  type PluginLogger,
   type PostCycle,
-  type PostResponse,
-  type PreRequest,
   type ProfileHandler,
   type ProfileOutcome,
   type ProfileRunResult,
-  type ResponseInfo,
   type Scorer,
 } from './framework';
 import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } from './metrics-hooks';
-import { BUILTIN_PLUGIN_REGISTRY, type PluginFactory, type PluginRegistry } from './registry';
+import { createPlugin, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 
-export interface SchedulerOptions {
+export interface PluginSetOptions {
   /** Wall clock in ms for TTLs and metric staleness. @default Date.now */
   readonly now?: () => number;
   /** Uniform [0, 1) source for tie-breaks and random picks. @default Math.random */
   readonly random?: () => number;
   /** Where scheduling metrics go. @default NOOP_SCHEDULING_METRICS */
   readonly metrics?: SchedulingMetrics;
+  /** Where plugins log; each plugin's lines carry its name. @default silent */
+  readonly logger?: PluginLogger;
+  /** Replacement factories by type, for tests that need a misbehaving plugin. */
+  readonly factories?: Partial<Record<PluginType, PluginDefinition['create']>>;
+}
+
+export interface SchedulerOptions extends PluginSetOptions {
   /** Monotonic seconds for timing plugin calls. @default performance.now() / 1000 */
   readonly monotonicSeconds?: () => number;
-  /** Factories by plugin type. @default BUILTIN_PLUGIN_REGISTRY */
-  readonly registry?: PluginRegistry;
+}
+
+/**
+ * Every plugin of one config, built once and kept as long as the EPP runs (the prefix index and session bindings live
+ * in them), each with the kinds its definition declares. The scheduler takes the profile plugins, request control the
+ * request hooks, the datastore's removals reach every plugin with per-endpoint state.
+ */
+export class PluginSet {
+  constructor(
+    /** The normalized config the plugins were built from. */
+    readonly config: EndpointPickerConfig,
+    private readonly entries: ReadonlyMap<string, { readonly plugin: Plugin; readonly kinds: readonly PluginKind[] }>,
+  ) {}
+
+  /** The plugin configured under `name` (for stats and tests). */
+  get(name: string): Plugin | undefined {
+    return this.entries.get(name)?.plugin;
+  }
+
+  /** Every plugin that declares `kind`, in config order. */
+  ofKind<K extends PluginKind>(kind: K): PluginKindInterfaces[K][] {
+    return [...this.entries.values()].filter((e) => e.kinds.includes(kind)).map((e) => e.plugin as unknown as PluginKindInterfaces[K]);
+  }
+
+  /** Whether the plugin named `name` declares `kind`. */
+  has(name: string, kind: PluginKind): boolean {
+    return this.entries.get(name)?.kinds.includes(kind) ?? false;
+  }
+
+  /** Tells plugins holding per-endpoint state that an endpoint left the pool. */
+  removeEndpoint(endpointKey: string): void {
+    for (const { plugin } of this.entries.values()) plugin.removeEndpoint?.(endpointKey);
+  }
+}
+
+/**
+ * Builds every plugin of a config (validated and normalized here too, so typed configs from code get the same checks
+ * and defaults as YAML). Every plugin is instantiated once, referenced or not, as upstream does.
+ * @throws ConfigError when the config is invalid.
+ */
+export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOptions = {}): PluginSet {
+  const normalized = validateEndpointPickerConfig(config);
+  const logger = options.logger ?? SILENT_PLUGIN_LOGGER;
+  const entries = new Map<string, { plugin: Plugin; kinds: readonly PluginKind[] }>();
+  normalized.plugins.forEach((spec, index) => {
+    const name = spec.name ?? spec.type;
+    const handle: PluginHandle = {
+      now: options.now ?? Date.now,
+      random: options.random ?? Math.random,
+      metrics: options.metrics ?? NOOP_SCHEDULING_METRICS,
+      logger: withPlugin(logger, name),
+    };
+    const parameters = resolvePluginParameters(spec.type, spec.parameters, `plugins[${index}].parameters`);
+    const definition = pluginDefinition(spec.type);
+    const create = options.factories?.[spec.type];
+    const plugin = createPlugin(create ? { ...definition, create } : definition, name, parameters, handle);
+    entries.set(name, { plugin, kinds: definition.kinds });
+  });
+  return new PluginSet(normalized, entries);
+}
+
+function withPlugin(logger: PluginLogger, plugin: string): PluginLogger {
+  return {
+    debug: (msg, fields) => logger.debug(msg, { plugin, ...fields }),
+    info: (msg, fields) => logger.info(msg, { plugin, ...fields }),
+    warn: (msg, fields) => logger.warn(msg, { plugin, ...fields }),
+    error: (msg, fields) => logger.error(msg, { plugin, ...fields }),
+  };
 }
 
 interface WeightedScorer {
@@ -69,27 +134,30 @@ function clampScore(score: number | undefined): number {
 }
 
 /**
- * Picks the endpoint for each request by running the profiles of an EndpointPickerConfig. Stateful plugins (the
- * prefix index, session bindings) live as long as the Scheduler, so build one per EPP process and keep it.
+ * Picks the endpoint for each request by running the profiles of an EndpointPickerConfig. It only schedules: request
+ * control owns the request's lifecycle (committing the pick, the request hooks, the release).
  */
 export class Scheduler {
   private readonly profileNames: readonly string[];
-  private readonly preRequestPlugins: readonly PreRequest[];
-  private readonly postResponsePlugins: readonly PostResponse[];
+  private readonly profileHandler: ProfileHandler;
+  private readonly profiles: ReadonlyMap<string, SchedulerProfile>;
 
   constructor(
-    /** The normalized config the scheduler was built from. */
-    readonly config: EndpointPickerConfig,
-    private readonly plugins: ReadonlyMap<string, Plugin>,
-    private readonly profileHandler: ProfileHandler,
-    private readonly profiles: ReadonlyMap<string, SchedulerProfile>,
-    private readonly metrics: SchedulingMetrics,
-    private readonly monotonicSeconds: () => number,
+    /** The plugins of the config, shared with request control. */
+    readonly plugins: PluginSet,
+    private readonly metrics: SchedulingMetrics = NOOP_SCHEDULING_METRICS,
+    private readonly monotonicSeconds: () => number = () => performance.now() / 1000,
   ) {
-    this.profileNames = [...profiles.keys()];
-    // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
-    this.preRequestPlugins = [...plugins.values()].filter(isPreRequest);
-    this.postResponsePlugins = [...plugins.values()].filter(isPostResponse);
+    const [handler] = plugins.ofKind('profile-handler');
+    if (handler === undefined) throw new Error('normalized config has no profile handler');
+    this.profileHandler = handler;
+    this.profiles = new Map(plugins.config.schedulingProfiles.map((spec) => [spec.name, resolveProfile(spec, plugins)]));
+    this.profileNames = [...this.profiles.keys()];
+  }
+
+  /** The normalized config the scheduler was built from. */
+  get config(): EndpointPickerConfig {
+    return this.plugins.config;
   }
 
   /**
@@ -120,31 +188,7 @@ export class Scheduler {
     }
   }
 
-  /** Runs every PreRequest plugin; request control calls it just before forwarding to `result.target`. */
-  preRequest(request: LLMRequest, result: SchedulingResult): void {
-    for (const plugin of this.preRequestPlugins) {
-      this.timed('PreRequest', plugin.name, () => plugin.preRequest(request, result));
-    }
-  }
-
-  /** Runs every PostResponse plugin at the target's response headers; returns the headers they want set. */
-  postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Record<string, string> {
-    const headers: Record<string, string> = {};
-    for (const plugin of this.postResponsePlugins) {
-      const added = this.timed('PostResponse', plugin.name, () => plugin.postResponse(request, response, target));
-      if (added !== undefined) Object.assign(headers, added);
-    }
-    return headers;
-  }
-
-  /** Tells stateful plugins an endpoint left the pool, so e.g. the prefix index stops crediting it. */
-  removeEndpoint(endpointKey: string): void {
-    for (const plugin of this.plugins.values()) {
-      if (isEndpointRemovalAware(plugin)) plugin.removeEndpoint(endpointKey);
-    }
-  }
-
-  /** The plugin instance configured under `name` (for stats and tests). */
+  /** The plugin configured under `name` (for stats and tests). */
   plugin(name: string): Plugin | undefined {
     return this.plugins.get(name);
   }
@@ -210,41 +254,22 @@ export class Scheduler {
   }
 }
 
-/**
- * Builds a Scheduler from a config (validated and normalized here too, so typed configs from code get the same
- * checks and defaults as YAML). Every plugin is instantiated once, referenced or not.
- * @throws ConfigError when the config is invalid.
- */
+/** Builds the plugins of a config and a Scheduler over them. @throws ConfigError when the config is invalid. */
 export function buildScheduler(config: EndpointPickerConfig, options: SchedulerOptions = {}): Scheduler {
-  const normalized = validateEndpointPickerConfig(config);
-  const metrics = options.metrics ?? NOOP_SCHEDULING_METRICS;
-  const handle: PluginHandle = { now: options.now ?? Date.now, random: options.random ?? Math.random, metrics };
-  const registry = options.registry ?? BUILTIN_PLUGIN_REGISTRY;
-
-  const plugins = new Map<string, Plugin>();
-  normalized.plugins.forEach((spec, index) => {
-    const name = spec.name ?? spec.type;
-    const parameters = resolvePluginParameters(spec.type, spec.parameters, `plugins[${index}].parameters`);
-    const factory = registry[spec.type] as PluginFactory<PluginType>;
-    plugins.set(name, factory(name, parameters, handle));
-  });
-
-  const handler = [...plugins.values()].find(isProfileHandler);
-  if (handler === undefined) throw new Error('normalized config has no profile handler');
-  const profiles = new Map(normalized.schedulingProfiles.map((spec) => [spec.name, resolveProfile(spec, plugins)]));
-  const monotonicSeconds = options.monotonicSeconds ?? (() => performance.now() / 1000);
-  return new Scheduler(normalized, plugins, handler, profiles, metrics, monotonicSeconds);
+  return new Scheduler(buildPlugins(config, options), options.metrics, options.monotonicSeconds);
 }
 
-function resolveProfile(spec: SchedulingProfileSpec, plugins: ReadonlyMap<string, Plugin>): SchedulerProfile {
-  const referenced = spec.plugins.map((ref) => ({ plugin: plugins.get(ref.pluginRef)!, weight: ref.weight ?? 1 }));
-  const picker = referenced.map((ref) => ref.plugin).find(isPicker);
+/** A profile's references resolved to instances, each placed by the kinds its definition declares. */
+function resolveProfile(spec: SchedulingProfileSpec, plugins: PluginSet): SchedulerProfile {
+  const refs = spec.plugins.map((ref) => ({ name: ref.pluginRef, plugin: plugins.get(ref.pluginRef)!, weight: ref.weight ?? 1 }));
+  const ofKind = <K extends PluginKind>(kind: K) => refs.filter((ref) => plugins.has(ref.name, kind));
+  const [picker] = ofKind('picker');
   if (picker === undefined) throw new Error(`normalized profile "${spec.name}" has no picker`);
   return {
     name: spec.name,
-    filters: referenced.map((ref) => ref.plugin).filter(isFilter),
-    scorers: referenced.flatMap(({ plugin, weight }) => (isScorer(plugin) ? [{ scorer: plugin, weight }] : [])),
-    picker,
-    postCycles: referenced.map((ref) => ref.plugin).filter(isPostCycle),
+    filters: ofKind('filter').map((ref) => ref.plugin as Filter),
+    scorers: ofKind('scorer').map((ref) => ({ scorer: ref.plugin as Scorer, weight: ref.weight })),
+    picker: picker.plugin as Picker,
+    postCycles: ofKind('post-cycle').map((ref) => ref.plugin as PostCycle),
   };
 }

@@ -1,3 +1,4 @@
+import type { PromptInput } from '@kvroute/protocol/openai';
 import type { EndpointSnapshot } from '../datastore/types';
 
 /** The parsed request the scheduler sees: nothing of gRPC or HTTP beyond the headers. */
@@ -11,6 +12,10 @@ export interface LLMRequest {
    * (role and content of each message) for chat completions.
    */
   readonly prompt: string;
+  /** What the body asks the model to read, structured, for plugins that tokenize as the engine does. */
+  readonly input?: PromptInput;
+  /** vLLM's `cache_salt`: prefix-cache entries are shared only between requests with the same salt. */
+  readonly cacheSalt?: string;
   /** Request headers, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
 }

@@ -1,16 +1,29 @@
-import type { ResolvedPluginParameters } from '../../config';
+import { ConfigError, describeValue } from '../../config/errors';
 import type { EndpointSnapshot } from '../../datastore/types';
-import {
-  stateKey,
-  type CycleContext,
-  type EndpointRemovalAware,
-  type PostCycle,
-  type ProfileRunResult,
-  type Scorer,
-} from '../framework';
+import { stateKey, type CycleContext, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import type { SchedulingMetrics } from '../metrics-hooks';
+import { definePlugin, parameters } from '../plugin';
 import { hashPromptBlocks } from './prefix-hash';
 import { PrefixBlockIndex } from './prefix-index';
+
+export interface PrefixCacheScorerParameters {
+  /**
+   * `estimate` builds the prefix index from kvroute's own routing history. llm-d's `cache_tracking` (the index fed by
+   * vLLM KV events) is the separate `precise-prefix-cache-scorer` plugin here.
+   * @default "estimate"
+   */
+  mode?: 'estimate';
+  /** Characters per hashed block; 64 characters ≈ 16 tokens, vLLM's default block size. @default 64 */
+  hashBlockSize?: number;
+  /** Prompt blocks considered, from the start; longer prompts are truncated. @default 256 */
+  maxPrefixBlocksToMatch?: number;
+  /**
+   * Block hashes remembered per endpoint (LRU). 31,250 ≈ (80 GB − 16 GB of weights) / 128 KB of KV per token
+   * ≈ 500k tokens ≈ 2M characters ÷ 64 (GIE's sizing).
+   * @default 31250
+   */
+  lruCapacityPerServer?: number;
+}
 
 interface PrefixMatch {
   readonly blocks: readonly number[];
@@ -32,8 +45,9 @@ export interface PrefixCacheStats {
  * `prefix-cache-scorer` in `estimate` mode: scores each candidate by the share of the prompt's leading blocks it is
  * believed to cache, and after each pick records the whole prompt as cached on the chosen endpoint (optimistically:
  * vLLM gives no feedback). See `prefix-hash.ts` for the block hashes and `prefix-index.ts` for the index.
+ * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go @ v0.5.1
  */
-export class PrefixCacheScorer implements Scorer, PostCycle, EndpointRemovalAware {
+export class PrefixCacheScorer implements Scorer, PostCycle {
   readonly type = 'prefix-cache-scorer';
   readonly index: PrefixBlockIndex;
   private readonly matchKey = stateKey<PrefixMatch>('prefix-cache-scorer match');
@@ -43,7 +57,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, EndpointRemovalAwar
 
   constructor(
     readonly name: string,
-    private readonly parameters: ResolvedPluginParameters<'prefix-cache-scorer'>,
+    private readonly parameters: Required<PrefixCacheScorerParameters>,
     private readonly metrics: SchedulingMetrics,
   ) {
     this.index = new PrefixBlockIndex(parameters.lruCapacityPerServer);
@@ -92,3 +106,28 @@ export class PrefixCacheScorer implements Scorer, PostCycle, EndpointRemovalAwar
     };
   }
 }
+
+export const prefixCacheScorer = definePlugin({
+  type: 'prefix-cache-scorer',
+  kinds: ['scorer', 'post-cycle'],
+  parameters: parameters<PrefixCacheScorerParameters>((fields) => {
+    const mode = fields.raw('mode');
+    if (mode === 'cache_tracking') {
+      throw new ConfigError(
+        fields.fieldPath('mode'),
+        '"cache_tracking" (the index fed by vLLM KV events) is kvroute\'s precise-prefix-cache-scorer plugin; ' +
+          'use that type, or "estimate" (the default) here',
+      );
+    }
+    if (mode !== undefined && mode !== null && mode !== 'estimate') {
+      throw new ConfigError(fields.fieldPath('mode'), `must be "estimate", got ${describeValue(mode)}`);
+    }
+    return {
+      mode: 'estimate',
+      hashBlockSize: fields.integer('hashBlockSize', 64, 1),
+      maxPrefixBlocksToMatch: fields.integer('maxPrefixBlocksToMatch', 256, 1),
+      lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
+    };
+  }),
+  create: (name, resolved, handle) => new PrefixCacheScorer(name, resolved, handle.metrics),
+});

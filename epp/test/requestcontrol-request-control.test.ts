@@ -2,7 +2,8 @@ import { defaultEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
-import { MAX_MODEL_LABELS, SchedulingDirector, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/director';
+import { MAX_MODEL_LABELS, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
+import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 
 function pool(n: number): Datastore {
@@ -20,13 +21,13 @@ const request = (body: unknown, filterMetadata: IncomingRequest['filterMetadata'
 });
 const chat = (model = 'm') => ({ model, messages: [{ role: 'user', content: 'hello' }] });
 
-describe('SchedulingDirector', () => {
+describe('RequestControl', () => {
   let ds: Datastore;
   beforeEach(() => { ds = pool(3); });
   afterEach(() => ds.stop());
 
   test('honours the protocol\'s subset hint (namespace envoy.lb.subset_hint), ignoring ports', async () => {
-    const director = new SchedulingDirector({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
     const hint = { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.3:1234'] } };
     for (let i = 0; i < 5; i++) {
       const d = await director.route(request(chat(), hint));
@@ -38,10 +39,11 @@ describe('SchedulingDirector', () => {
   });
 
   test('a scheduler failure falls back to the least-loaded endpoint instead of failing the request', async () => {
-    const broken = { schedule() { throw new Error('plugin bug'); }, preRequest() {}, postResponse() { return {}; } } as unknown as Scheduler;
+    const healthy = buildScheduler(defaultEndpointPickerConfig());
+    const broken = { plugins: healthy.plugins, schedule() { throw new Error('plugin bug'); } } as unknown as Scheduler;
     const errors: string[] = [];
     const metrics = createEppMetrics();
-    const director = new SchedulingDirector({ datastore: ds, scheduler: broken, metrics: metrics.collectors, onInternalError: (e) => errors.push(e.message) });
+    const director = new RequestControl({ datastore: ds, scheduler: broken, metrics: metrics.collectors, onInternalError: (e) => errors.push(e.message) });
     const d = await director.route(request(chat()));
     expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
     expect(errors).toEqual(['plugin bug']);
@@ -52,7 +54,7 @@ describe('SchedulingDirector', () => {
 
   test('client-chosen model names cannot grow the metric label set without bound', async () => {
     const metrics = createEppMetrics();
-    const director = new SchedulingDirector({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
     for (let i = 0; i < MAX_MODEL_LABELS + 20; i++) {
       const d = await director.route(request(chat(`model-${i}`)));
       if (d.kind === 'route') director.release(d.ticket, 'completed');
@@ -61,5 +63,38 @@ describe('SchedulingDirector', () => {
     const series = text.split('\n').filter((l) => l.startsWith('inference_model_request_total{'));
     expect(series).toHaveLength(MAX_MODEL_LABELS + 1);
     expect(text).toContain('inference_model_request_total{model_name="other",target_model_name="other"} 20');
+  });
+
+  test('owns the lifecycle: commit counts the request in flight, post-response hooks run at the response headers (attached globally), release ends it', async () => {
+    // session-affinity-scorer is in no profile, yet its post-response hook runs: request hooks are global, as in GIE.
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: session-affinity-scorer
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+`));
+    const control = new RequestControl({ datastore: ds, scheduler });
+    const d = await control.route(request(chat()));
+    if (d.kind !== 'route') throw new Error('expected a route');
+    expect(d.endpoint).toBe('10.0.0.1:8000');
+    expect(ds.activeRequests(d.endpoint)).toBe(1);
+    expect(control.responseHeaders!(d.ticket, new Map([[':status', '200']]))).toEqual({
+      'x-session-token': Buffer.from('ns/p0').toString('base64'),
+    });
+    control.release(d.ticket, 'completed');
+    expect(ds.activeRequests(d.endpoint)).toBe(0);
+  });
+
+  test('a body it cannot read a prompt from is routed by load, not refused; a malformed one is a 400 naming the field', async () => {
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    const multipart: IncomingRequest = { requestId: 'r', headers: new Map([[':method', 'POST'], ['content-type', 'multipart/form-data; boundary=x']]), body: Buffer.from('--x--'), filterMetadata: {} };
+    expect(await control.route(multipart)).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
+    const bad = await control.route(request({ model: 'm', messages: 'hi' }));
+    expect(bad).toMatchObject({ kind: 'reject', status: 400 });
+    if (bad.kind === 'reject') expect(JSON.parse(bad.body).error).toMatchObject({ param: 'messages', code: 'invalid_type' });
   });
 });

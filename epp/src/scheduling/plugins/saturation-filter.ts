@@ -1,45 +1,22 @@
-import { parseDuration, type ResolvedPluginParameters } from '../../config';
+import { parseDuration, type Duration } from '../../config/duration';
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, Filter, PluginHandle } from '../framework';
 import type { SaturationExclusionReason } from '../metrics-hooks';
+import { definePlugin, parameters } from '../plugin';
 
-/** The pod label llm-d uses for an endpoint's role in prefill/decode disaggregation. */
-export const ROLE_LABEL = 'llm-d.ai/role';
-
-/**
- * `by-label`: keeps endpoints whose `label` has one of `validValues`, and, when `allowsNoLabel`, those without the
- * label. The role filters are fixed instances of it.
- */
-export class ByLabelFilter implements Filter {
-  /** An eligibility rule: when nothing matches, waiting will not help, so the request fails as 'no-endpoints'. */
-  readonly emptyResultReason = 'no-endpoints' as const;
-  private readonly validValues: ReadonlySet<string>;
-
-  constructor(
-    readonly name: string,
-    private readonly parameters: ResolvedPluginParameters<'by-label'>,
-    readonly type: 'by-label' | 'decode-filter' | 'prefill-filter' = 'by-label',
-  ) {
-    this.validValues = new Set(parameters.validValues);
-  }
-
-  filter(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
-    const { label, allowsNoLabel } = this.parameters;
-    return candidates.filter((candidate) => {
-      const value = candidate.endpoint.labels[label];
-      return value === undefined ? allowsNoLabel : this.validValues.has(value);
-    });
-  }
-}
-
-/** `decode-filter`: pods labelled `llm-d.ai/role` = decode or both, or unlabelled (a plain vLLM pod decodes). */
-export function createDecodeFilter(name: string): ByLabelFilter {
-  return new ByLabelFilter(name, { label: ROLE_LABEL, validValues: ['decode', 'both'], allowsNoLabel: true }, 'decode-filter');
-}
-
-/** `prefill-filter`: only pods labelled `llm-d.ai/role=prefill`. */
-export function createPrefillFilter(name: string): ByLabelFilter {
-  return new ByLabelFilter(name, { label: ROLE_LABEL, validValues: ['prefill'], allowsNoLabel: false }, 'prefill-filter');
+export interface SaturationFilterParameters {
+  /** Drop endpoints whose `vllm:num_requests_waiting` exceeds this. @default 5 */
+  queueDepthThreshold?: number;
+  /** Drop endpoints whose KV-cache usage (0..1) exceeds this. @default 0.8 */
+  kvCacheUtilThreshold?: number;
+  /** Drop endpoints whose last successful scrape is older than this (never scraped counts as stale). @default "200ms" */
+  metricsStalenessThreshold?: Duration;
+  /**
+   * Drop endpoints whose last N scrapes in a row failed, even if the last good data is still fresh: a refused
+   * connection fails fast, well before the data goes stale.
+   * @default 3
+   */
+  maxConsecutiveScrapeFailures?: number;
 }
 
 /**
@@ -60,7 +37,7 @@ export class SaturationFilter implements Filter {
 
   constructor(
     readonly name: string,
-    private readonly parameters: ResolvedPluginParameters<'saturation-filter'>,
+    private readonly parameters: Required<SaturationFilterParameters>,
     private readonly handle: PluginHandle,
   ) {
     this.stalenessMs = parseDuration(parameters.metricsStalenessThreshold);
@@ -86,3 +63,15 @@ export class SaturationFilter implements Filter {
     return undefined;
   }
 }
+
+export const saturationFilter = definePlugin({
+  type: 'saturation-filter',
+  kinds: ['filter'],
+  parameters: parameters<SaturationFilterParameters>((fields) => ({
+    queueDepthThreshold: fields.integer('queueDepthThreshold', 5, 0),
+    kvCacheUtilThreshold: fields.number('kvCacheUtilThreshold', 0.8, 0, 1),
+    metricsStalenessThreshold: fields.duration('metricsStalenessThreshold', '200ms'),
+    maxConsecutiveScrapeFailures: fields.integer('maxConsecutiveScrapeFailures', 3, 0),
+  })),
+  create: (name, resolved, handle) => new SaturationFilter(name, resolved, handle),
+});

@@ -1,15 +1,18 @@
 /**
- * Request control: the `RequestDirector` the ext_proc handler calls. It turns one complete request into a pick (parse
- * the body, snapshot the pool, run the scheduler), keeps the in-flight count of the chosen endpoint honest until the
- * response ends, and records the request metrics. It knows nothing of gRPC; the scheduler knows nothing of it.
+ * Request control: the `RequestDirector` the ext_proc handler calls, and the owner of each request's lifecycle (GIE's
+ * `requestcontrol.Director`): parse the body and snapshot the pool → schedule → commit the pick (the pre-request
+ * hooks, the in-flight count) → the response hooks at the response headers → release when the response ends. It knows
+ * nothing of gRPC; the scheduler only schedules and knows nothing of it.
  */
 import type { Datastore } from '../datastore/datastore';
 import type { EndpointSnapshot } from '../datastore/types';
 import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
+import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
+import type { PostResponse, PreRequest } from './hooks';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
-import { parseRequestBody, RequestBodyError, type OpenAiErrorOptions } from '@kvroute/protocol/openai';
+import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -21,7 +24,7 @@ export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
 /** Distinct `model_name` label values kept before the rest are counted as "other": clients choose the model string. */
 export const MAX_MODEL_LABELS = 64;
 
-export interface DirectorOptions {
+export interface RequestControlOptions {
   readonly datastore: Datastore;
   readonly scheduler: Scheduler;
   /** Request metrics; omitted in tests that do not look at them. */
@@ -36,11 +39,19 @@ export interface DirectorOptions {
   readonly onInternalError?: (error: Error, requestId: string) => void;
 }
 
-interface Ticket {
-  readonly endpointKey: string;
-  readonly request?: LLMRequest;
+/** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
+interface Scheduled {
+  readonly request: LLMRequest;
   readonly result?: SchedulingResult;
-  readonly model?: string;
+  /** The model as a metric label. */
+  readonly model: string;
+  readonly bodyBytes: number;
+}
+
+/** What `route` hands the protocol handler and gets back at the response headers and at the end. */
+interface Ticket {
+  readonly target: Endpoint;
+  readonly scheduled?: Scheduled;
   readonly started: number;
 }
 
@@ -51,14 +62,19 @@ const ERROR_CODES: Readonly<Record<number, string>> = {
   503: 'ServiceUnavailable',
 };
 
-export class SchedulingDirector implements RequestDirector {
+export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
+  private readonly preRequestPlugins: readonly PreRequest[];
+  private readonly postResponsePlugins: readonly PostResponse[];
 
-  constructor(private readonly options: DirectorOptions) {
+  constructor(private readonly options: RequestControlOptions) {
     this.random = options.random ?? Math.random;
     this.monotonicSeconds = options.monotonicSeconds ?? (() => performance.now() / 1000);
+    // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
+    this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
+    this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
   }
 
   async route(req: IncomingRequest): Promise<RouteDecision> {
@@ -68,34 +84,23 @@ export class SchedulingDirector implements RequestDirector {
       return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
     }
 
-    // A request without a body (GET /v1/models) has no prompt to match: send it where it waits least.
-    if (req.body === undefined) {
-      const target = leastLoaded(candidates, this.random);
-      this.options.datastore.acquire(target.endpoint.key);
-      return { kind: 'route', endpoint: target.endpoint.key, ticket: { endpointKey: target.endpoint.key, started } satisfies Ticket };
-    }
+    const parsed = this.readBody(req);
+    if (parsed instanceof RequestBodyError) return this.reject(400, parsed.message, undefined, { param: parsed.param, code: parsed.code });
+    // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
+    if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
-    let parsed;
-    try {
-      parsed = parseRequestBody(req.body);
-    } catch (e) {
-      if (e instanceof RequestBodyError) return this.reject(400, e.message, undefined, { param: e.param, code: e.code });
-      throw e;
-    }
     const request: LLMRequest = {
       requestId: req.requestId,
       model: parsed.model ?? '',
       prompt: parsed.prompt,
+      input: parsed.input,
+      ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
       headers: Object.fromEntries(req.headers),
     };
-
     const model = this.modelLabel(parsed.model ?? '');
-    let result: SchedulingResult | undefined;
-    let key: string;
     try {
-      result = this.options.scheduler.schedule(request, candidates);
-      this.options.scheduler.preRequest(request, result);
-      key = result.target.endpoint.key;
+      const result = this.options.scheduler.schedule(request, candidates);
+      return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
         return e.reason === 'saturated'
@@ -106,36 +111,59 @@ export class SchedulingDirector implements RequestDirector {
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
-      result = undefined;
-      key = leastLoaded(candidates, this.random).endpoint.key;
+      return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
     }
-    this.options.datastore.acquire(key);
-    const m = this.options.metrics;
-    if (m) {
-      const labels = { model_name: model, target_model_name: model };
-      m.requestTotal.inc(labels);
-      m.requestSizes.observe(labels, req.body.length);
-      m.runningRequests.inc({ model_name: model });
-    }
-    const ticket: Ticket = { endpointKey: key, request, result, model, started };
-    return { kind: 'route', endpoint: key, ticket };
   }
 
+  /** The parsed body; undefined when there is none to read; the error when it cannot be read. */
+  private readBody(req: IncomingRequest): ParsedRequestBody | RequestBodyError | undefined {
+    if (req.body === undefined || !isJsonContentType(req.headers.get('content-type'))) return undefined;
+    try {
+      return parseRequestBody(req.body);
+    } catch (e) {
+      if (e instanceof RequestBodyError) return e;
+      throw e;
+    }
+  }
+
+  /**
+   * Commits the request to `target`: the pre-request hooks learn the pick (only for a scheduled request), the
+   * datastore counts it in flight until `release`, and the request metrics count it.
+   */
+  private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
+    if (scheduled?.result !== undefined) {
+      for (const plugin of this.preRequestPlugins) plugin.preRequest(scheduled.request, scheduled.result);
+    }
+    this.options.datastore.acquire(target.key);
+    const m = this.options.metrics;
+    if (m && scheduled !== undefined) {
+      const labels = { model_name: scheduled.model, target_model_name: scheduled.model };
+      m.requestTotal.inc(labels);
+      m.requestSizes.observe(labels, scheduled.bodyBytes);
+      m.runningRequests.inc({ model_name: scheduled.model });
+    }
+    const ticket: Ticket = { target, scheduled, started };
+    return { kind: 'route', endpoint: target.key, ticket };
+  }
+
+  /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
-    const t = ticket as Ticket;
-    if (!t.request || !t.result) return undefined;
-    const set = this.options.scheduler.postResponse(t.request, { headers: Object.fromEntries(headers) }, t.result.target.endpoint);
+    const { target, scheduled } = ticket as Ticket;
+    if (scheduled?.result === undefined) return undefined;
+    const response = { headers: Object.fromEntries(headers) };
+    const set: Record<string, string> = {};
+    for (const plugin of this.postResponsePlugins) Object.assign(set, plugin.postResponse(scheduled.request, response, target));
     return Object.keys(set).length > 0 ? set : undefined;
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const t = ticket as Ticket;
-    this.options.datastore.release(t.endpointKey);
+    const { target, scheduled, started } = ticket as Ticket;
+    this.options.datastore.release(target.key);
     const m = this.options.metrics;
-    if (m && t.model !== undefined) {
-      m.runningRequests.dec({ model_name: t.model });
+    if (m && scheduled !== undefined) {
+      m.runningRequests.dec({ model_name: scheduled.model });
       if (outcome === 'completed') {
-        m.requestDuration.observe({ model_name: t.model, target_model_name: t.model }, this.monotonicSeconds() - t.started);
+        m.requestDuration.observe({ model_name: scheduled.model, target_model_name: scheduled.model }, this.monotonicSeconds() - started);
       }
     }
   }

@@ -1,9 +1,23 @@
-import type { ResolvedPluginParameters } from '../../config';
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, Picker, ScoredEndpoint } from '../framework';
+import { definePlugin, parameters } from '../plugin';
+
+export interface PickerParameters {
+  /**
+   * How many endpoints the picker returns, best first. The first is the target; the others are reported in
+   * `SchedulingResult.targets` for callers that want fallbacks.
+   * @default 1
+   */
+  maxNumOfEndpoints?: number;
+}
+
+/** Both pickers' parameters. */
+export const pickerParameters = parameters<PickerParameters>((fields) => ({
+  maxNumOfEndpoints: fields.integer('maxNumOfEndpoints', 1, 1),
+}));
 
 /** Fisher–Yates on a copy, driven by the injected RNG so tests can fix the outcome. */
-function shuffled<T>(items: readonly T[], random: () => number): T[] {
+export function shuffled<T>(items: readonly T[], random: () => number): T[] {
   const copy = [...items];
   for (let i = copy.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
@@ -21,7 +35,7 @@ export class MaxScorePicker implements Picker {
 
   constructor(
     readonly name: string,
-    private readonly parameters: ResolvedPluginParameters<'max-score-picker'>,
+    private readonly parameters: Required<PickerParameters>,
     private readonly random: () => number,
   ) {}
 
@@ -51,19 +65,9 @@ export class MaxScorePicker implements Picker {
   }
 }
 
-/** `random-picker`: endpoints in random order, ignoring scores. */
-export class RandomPicker implements Picker {
-  readonly type = 'random-picker';
-
-  constructor(
-    readonly name: string,
-    private readonly parameters: ResolvedPluginParameters<'random-picker'>,
-    private readonly random: () => number,
-  ) {}
-
-  pick(_cycle: CycleContext, scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
-    return shuffled(scored, this.random)
-      .slice(0, this.parameters.maxNumOfEndpoints)
-      .map((entry) => entry.endpoint);
-  }
-}
+export const maxScorePicker = definePlugin({
+  type: 'max-score-picker',
+  kinds: ['picker'],
+  parameters: pickerParameters,
+  create: (name, resolved, handle) => new MaxScorePicker(name, resolved, handle.random),
+});

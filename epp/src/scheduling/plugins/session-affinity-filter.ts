@@ -1,19 +1,23 @@
-import { parseDuration, type ResolvedPluginParameters } from '../../config';
-import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
-import {
-  stateKey,
-  type CycleContext,
-  type Filter,
-  type PluginHandle,
-  type PostCycle,
-  type PostResponse,
-  type ProfileRunResult,
-  type ResponseInfo,
-  type Scorer,
-} from '../framework';
+import { LRUCache } from 'lru-cache';
+import { parseDuration, type Duration } from '../../config/duration';
+import type { EndpointSnapshot } from '../../datastore/types';
+import { stateKey, type CycleContext, type Filter, type PluginHandle, type PostCycle, type ProfileRunResult } from '../framework';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
+import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
-import { BoundedTtlMap } from './bounded-ttl-map';
+
+export interface SessionAffinityFilterParameters {
+  /**
+   * Request headers that carry a session id, in priority order (the first present wins). The value is an opaque key,
+   * so llm-d's `x-session-token` works too.
+   * @default ["x-session-id", "x-session-token"]
+   */
+  headers?: string[];
+  /** A binding expires after this long without a request of its session. @default "30m" */
+  ttl?: Duration;
+  /** Sessions remembered at most; the least recently used binding is dropped beyond it. @default 65536 */
+  capacity?: number;
+}
 
 interface PendingBinding {
   readonly sessionId: string;
@@ -41,22 +45,31 @@ export interface SessionAffinityStats {
 export class SessionAffinityFilter implements Filter, PostCycle {
   readonly type = 'session-affinity-filter';
   readonly emptyResultReason = 'saturated' as const;
-  private readonly bindings: BoundedTtlMap<string, string>;
+  private readonly bindings: LRUCache<string, string>;
   private readonly pendingKey = stateKey<PendingBinding>('session-affinity-filter pending binding');
   private readonly counts = { hit: 0, miss: 0, repin: 0 };
 
   constructor(
     readonly name: string,
-    private readonly parameters: ResolvedPluginParameters<'session-affinity-filter'>,
+    private readonly parameters: Required<SessionAffinityFilterParameters>,
     private readonly handle: PluginHandle,
   ) {
-    this.bindings = new BoundedTtlMap(parameters.capacity, parseDuration(parameters.ttl));
+    // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it. The handle's
+    // clock drives expiry so tests control time; ttlResolution 0 reads that clock on every check instead of caching
+    // it behind a timer per call.
+    this.bindings = new LRUCache<string, string>({
+      max: parameters.capacity,
+      ttl: parseDuration(parameters.ttl),
+      ttlResolution: 0,
+      ttlAutopurge: false,
+      perf: { now: () => handle.now() },
+    });
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     const sessionId = this.sessionIdOf(cycle.request);
     if (sessionId === undefined) return candidates;
-    const boundKey = this.bindings.get(sessionId, this.handle.now());
+    const boundKey = this.bindings.get(sessionId);
     if (boundKey !== undefined) {
       const bound = candidates.find((candidate) => candidate.endpoint.key === boundKey);
       if (bound !== undefined) {
@@ -72,7 +85,7 @@ export class SessionAffinityFilter implements Filter, PostCycle {
     const pending = cycle.state.get(this.pendingKey);
     const [target] = result.targets;
     if (pending === undefined || target === undefined) return;
-    this.bindings.set(pending.sessionId, target.endpoint.key, this.handle.now());
+    this.bindings.set(pending.sessionId, target.endpoint.key);
     this.counts[pending.outcome]++;
     this.handle.metrics.countSessionAffinity(pending.outcome);
     this.handle.metrics.setSessionBindings(this.bindings.size);
@@ -80,7 +93,7 @@ export class SessionAffinityFilter implements Filter, PostCycle {
 
   /** The endpoint key a session is bound to now, if any. */
   boundEndpoint(sessionId: string): string | undefined {
-    return this.bindings.get(sessionId, this.handle.now());
+    return this.bindings.get(sessionId);
   }
 
   stats(): SessionAffinityStats {
@@ -96,32 +109,14 @@ export class SessionAffinityFilter implements Filter, PostCycle {
   }
 }
 
-const SESSION_TOKEN_HEADER = 'x-session-token';
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** `namespace/name`, Go's NamespacedName string (so `/name` for static endpoints), as llm-d encodes it. */
-function namespacedName(endpoint: Endpoint): string {
-  return `${endpoint.namespace}/${endpoint.name}`;
-}
-
-/**
- * `session-affinity-scorer` (llm-d v0.2 semantics): the request's `x-session-token` is base64("namespace/pod");
- * that pod scores 1, all others 0, and every response carries the token of the pod that served it. A soft
- * preference: its weight decides whether prefix and load scores can outvote it. An undecodable token scores 0
- * everywhere.
- */
-export class SessionAffinityScorer implements Scorer, PostResponse {
-  readonly type = 'session-affinity-scorer';
-
-  constructor(readonly name: string) {}
-
-  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
-    const token = cycle.request.headers[SESSION_TOKEN_HEADER];
-    const wanted = token !== undefined && BASE64.test(token) ? Buffer.from(token, 'base64').toString('utf8') : undefined;
-    return candidates.map((candidate) => (wanted !== undefined && namespacedName(candidate.endpoint) === wanted ? 1 : 0));
-  }
-
-  postResponse(_request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> {
-    return { [SESSION_TOKEN_HEADER]: Buffer.from(namespacedName(target), 'utf8').toString('base64') };
-  }
-}
+export const sessionAffinityFilter = definePlugin({
+  type: 'session-affinity-filter',
+  kinds: ['filter', 'post-cycle'],
+  parameters: parameters<SessionAffinityFilterParameters>((fields) => ({
+    // Lower-cased because request headers reach plugins with lower-case names.
+    headers: fields.stringList('headers', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
+    ttl: fields.duration('ttl', '30m'),
+    capacity: fields.integer('capacity', 65536, 1),
+  })),
+  create: (name, resolved, handle) => new SessionAffinityFilter(name, resolved, handle),
+});

@@ -1,9 +1,11 @@
 import type { CycleContext, ProfileHandler, ProfileOutcome } from '../framework';
+import { definePlugin, NO_PARAMETERS } from '../plugin';
 import { SchedulingError } from '../types';
 
 /**
  * `single-profile-handler`: runs every profile once (the loader guarantees there is exactly one) and makes its
  * result primary, re-throwing the profile's SchedulingError when it could not pick.
+ * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/multi/... single_profile_handler.go @ v0.5.1
  */
 export class SingleProfileHandler implements ProfileHandler {
   readonly type = 'single-profile-handler';
@@ -27,3 +29,10 @@ export class SingleProfileHandler implements ProfileHandler {
     return { primaryProfile };
   }
 }
+
+export const singleProfileHandler = definePlugin({
+  type: 'single-profile-handler',
+  kinds: ['profile-handler'],
+  parameters: NO_PARAMETERS,
+  create: (name) => new SingleProfileHandler(name),
+});

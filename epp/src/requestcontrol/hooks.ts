@@ -1,0 +1,23 @@
+/**
+ * Request-control extension points (GIE's `requestcontrol` plugins): they act on a request's lifecycle around the
+ * scheduling cycle, not inside it, so request control runs them and the scheduler never sees them.
+ */
+import type { Endpoint } from '../datastore/types';
+import type { Plugin } from '../scheduling/framework';
+import type { LLMRequest, SchedulingResult } from '../scheduling/types';
+
+export interface PreRequest extends Plugin {
+  /** Runs once the request is committed to `result.target`, before it is forwarded. */
+  preRequest(request: LLMRequest, result: SchedulingResult): void;
+}
+
+/** What request control knows when the target's response headers arrive. */
+export interface ResponseInfo {
+  /** Response headers, lower-case names (`:status` included). */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface PostResponse extends Plugin {
+  /** Runs at the target's response headers; returns headers to set on the response to the client, if any. */
+  postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined;
+}

@@ -1,0 +1,19 @@
+/**
+ * Every plugin definition the EPP knows, one line per plugin module. The config catalogue, the config's TypeScript
+ * types and the scheduler's registry are derived from this list, so adding a plugin is its module and one line here.
+ * Only `definePlugin` results may be exported from this file (a test checks it).
+ */
+export { activeRequestScorer } from './active-request-scorer';
+export { byLabel } from './by-label';
+export { decodeFilter } from './decode-filter';
+export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
+export { loadAwareScorer } from './load-aware-scorer';
+export { maxScorePicker } from './max-score-picker';
+export { prefillFilter } from './prefill-filter';
+export { prefixCacheScorer } from './prefix-cache-scorer';
+export { queueScorer } from './queue-scorer';
+export { randomPicker } from './random-picker';
+export { saturationFilter } from './saturation-filter';
+export { sessionAffinityFilter } from './session-affinity-filter';
+export { sessionAffinityScorer } from './session-affinity-scorer';
+export { singleProfileHandler } from './single-profile-handler';

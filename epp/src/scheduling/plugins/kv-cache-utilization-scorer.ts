@@ -1,0 +1,27 @@
+import type { EndpointSnapshot } from '../../datastore/types';
+import type { CycleContext, Scorer } from '../framework';
+import { aliasOf, definePlugin, NO_PARAMETERS } from '../plugin';
+
+/**
+ * `kv-cache-utilization-scorer`: `1 − KV usage`; absolute, not relative to the other candidates.
+ * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/scorer/kvcache.go @ v0.5.1
+ */
+export class KvCacheUtilizationScorer implements Scorer {
+  readonly type: string = 'kv-cache-utilization-scorer';
+
+  constructor(readonly name: string) {}
+
+  score(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return candidates.map((candidate) => 1 - Math.min(Math.max(candidate.metrics.kvCacheUsagePercent, 0), 1));
+  }
+}
+
+export const kvCacheUtilizationScorer = definePlugin({
+  type: 'kv-cache-utilization-scorer',
+  kinds: ['scorer'],
+  parameters: NO_PARAMETERS,
+  create: (name) => new KvCacheUtilizationScorer(name),
+});
+
+/** GIE v0.5.1's name for the same scorer (renamed in GIE PR #1238); both load. */
+export const kvCacheScorer = aliasOf('kv-cache-scorer', kvCacheUtilizationScorer);
