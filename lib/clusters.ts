@@ -34,11 +34,13 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * The seed deployment: namespace `llm-d`, llm-d-modelservice names (`ms-llm-d-modelservice-decode`/`-epp`), the
- * `llm-d-gateway` Gateway for host `llm-d.demo.local`, vLLM at 0.9 GPU memory utilization, round-robin fallback.
+ * `llm-d-gateway` Gateway for host `llm-d.demo.local` on Istio 1.27.0, vLLM at 0.9 GPU memory utilization,
+ * round-robin fallback.
  */
 export const DEMO: KvAwareRoutingProps = {
   namespace: 'llm-d',
   name: 'ms-llm-d-modelservice',
+  istioVersion: '1.27.0',
   decode: {
     model: 'Qwen/Qwen3-0.6B',
     replicas: 2,
@@ -60,6 +62,7 @@ export const CLUSTERS: readonly ClusterProfile[] = [
     name: 'prod-shared-gpus',
     description: 'GPUs shared with other workloads: vLLM capped at 0.7 of GPU memory, so more (smaller-cache) replicas.',
     routing: withOverrides(DEMO, {
+      istioVersion: '1.29',
       decode: { gpuMemoryUtilization: 0.7, replicas: 6 },
       gateway: { serviceType: 'ClusterIP' },
       monitoring: { selectorLabels: { release: 'kube-prometheus-stack' } },
@@ -69,8 +72,18 @@ export const CLUSTERS: readonly ClusterProfile[] = [
     name: 'prod-session-hash',
     description: 'Consistent-hash backup on x-session-id: sessions keep their pod even while the EPP is down.',
     routing: withOverrides(DEMO, {
+      istioVersion: '1.27',
       decode: { replicas: 4 },
       extProc: { consistentHashFallback: true },
+    }),
+  },
+  {
+    name: 'prod-native-istio',
+    description: 'Istio 1.30 routes to the InferencePool (v1) itself and calls the EPP: no ext_proc EnvoyFilter.',
+    routing: withOverrides(DEMO, {
+      istioVersion: '1.30',
+      inferenceRouting: 'native',
+      decode: { replicas: 4 },
     }),
   },
 ];

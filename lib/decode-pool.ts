@@ -183,6 +183,10 @@ export class DecodePool extends Construct {
       '--no-enable-chunked-prefill',
       `--gpu-memory-utilization=${this.gpuMemoryUtilization}`,
       `--max-model-len=${maxModelLen}`,
+      // An addition to the seed's flags: without it vLLM leaves usage.prompt_tokens_details.cached_tokens out of
+      // every response (vllm/entrypoints/openai/serving_chat.py @ v0.10.0), so clients and benchmarks reading usage
+      // see no cache hits at all.
+      '--enable-prompt-tokens-details',
     ];
     if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
     if (props.kvEvents) {

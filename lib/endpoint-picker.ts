@@ -5,8 +5,9 @@ import {
   defaultEndpointPickerConfig, EndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
+import type { RequestBodyMode } from './ext-proc';
 import {
-  checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, PropsError,
+  checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
 
 /** API group of the InferencePool the EPP reads: GIE v0.5 (llm-d v0.2, Istio 1.27) or GIE v1 (Istio >= 1.28). */
@@ -25,6 +26,12 @@ export interface EndpointPickerProps {
   readonly poolName: string;
   /** @default 'inference.networking.x-k8s.io' (InferencePool v1alpha2) */
   readonly poolApiGroup?: InferencePoolApiGroup;
+  /**
+   * The request body mode the gateway's ext_proc filter uses, passed as `--request-body-mode` for Envoys that send no
+   * `protocol_config`; `ExtProcRouting` refuses a filter whose mode differs.
+   * @default 'buffered'
+   */
+  readonly requestBodyMode?: RequestBodyMode;
   /**
    * Full image reference; overrides `imageRegistry`.
    * @default `${imageRegistry}/kvroute-epp:<version in epp/package.json>`
@@ -80,6 +87,7 @@ export class EndpointPicker extends Construct {
   public readonly name: string;
   public readonly poolName: string;
   public readonly poolApiGroup: InferencePoolApiGroup;
+  public readonly requestBodyMode: RequestBodyMode;
   public readonly image: string;
   public readonly config: EndpointPickerConfig;
   public readonly deployment: k8s.KubeDeployment;
@@ -101,6 +109,7 @@ export class EndpointPicker extends Construct {
     if (!['inference.networking.x-k8s.io', 'inference.networking.k8s.io'].includes(this.poolApiGroup)) {
       throw new PropsError(SCOPE, 'poolApiGroup', 'must be "inference.networking.x-k8s.io" or "inference.networking.k8s.io"', this.poolApiGroup);
     }
+    this.requestBodyMode = checkOneOf(SCOPE, 'requestBodyMode', props.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
     const registry = props.imageRegistry ?? 'ghcr.io/kvroute';
     this.image = checkImage(SCOPE, props.image ? 'image' : 'imageRegistry', props.image ?? `${registry}/kvroute-epp:${eppPackage.version}`);
     const refresh = checkDuration(SCOPE, 'refreshMetricsInterval', props.refreshMetricsInterval ?? '50ms');
@@ -158,8 +167,8 @@ export class EndpointPicker extends Construct {
           spec: {
             serviceAccountName: this.name,
             automountServiceAccountToken: true,
-            // An ext_proc stream lasts as long as its response (response bodies stream through the EPP), so a
-            // rollout waits for generations in flight: --shutdown-grace-period plus a margin.
+            // An ext_proc stream lasts as long as its HTTP exchange, so a rollout waits for generations in flight:
+            // --shutdown-grace-period plus a margin.
             terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10,
             securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
             containers: [{
@@ -176,6 +185,7 @@ export class EndpointPicker extends Construct {
                 `--config-file=${EndpointPicker.CONFIG_DIR}/${EndpointPicker.CONFIG_FILE}`,
                 `--refresh-metrics-interval=${refresh}`,
                 `--shutdown-grace-period=${EndpointPicker.SHUTDOWN_GRACE_SECONDS}s`,
+                `--request-body-mode=${this.requestBodyMode}`,
               ],
               ports: [
                 { name: EndpointPicker.GRPC_PORT_NAME, containerPort: EndpointPicker.GRPC_PORT, protocol: 'TCP' },

@@ -4,7 +4,8 @@ import * as ef from '../imports/envoyfilter-networking.istio.io';
 import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
 import { InferenceGateway } from './gateway';
-import { checkDuration, checkInteger, toProtoDuration } from './validation';
+import type { IstioSupport } from './istio';
+import { checkDuration, checkInteger, checkOneOf, toProtoDuration } from './validation';
 
 /** Header and metadata key the EPP writes its pick under (GIE's `x-gateway-destination-endpoint`). */
 export const DESTINATION_ENDPOINT_KEY = 'x-gateway-destination-endpoint';
@@ -12,6 +13,8 @@ export const DESTINATION_ENDPOINT_KEY = 'x-gateway-destination-endpoint';
 export const LB_METADATA_NAMESPACE = 'envoy.lb';
 /** Session header the consistent-hash backup hashes on. */
 export const SESSION_HEADER = 'x-session-id';
+/** The HTTP filter's name; per-route configs are keyed by it. */
+export const EXT_PROC_FILTER_NAME = 'envoy.filters.http.ext_proc';
 
 const ANY = 'type.googleapis.com/';
 export const EXT_PROC_TYPE = `${ANY}envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor`;
@@ -20,23 +23,51 @@ export const OVERRIDE_HOST_TYPE = `${ANY}envoy.extensions.load_balancing_policie
 export const ROUND_ROBIN_TYPE = `${ANY}envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin`;
 export const RING_HASH_TYPE = `${ANY}envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash`;
 
+/**
+ * How the request body reaches the EPP.
+ * - `buffered`: Envoy buffers the whole body and sends it in one message (`BUFFERED`). The message timeout applies,
+ *   and when the EPP fails or times out the request continues intact to the fallback policy (a real fail-open) on
+ *   every Istio version. Bodies are limited by the listener's buffer (`requestBodyBufferLimitBytes`); larger ones
+ *   get 413 from Envoy.
+ * - `full-duplex`: chunks stream to the EPP as they arrive (`FULL_DUPLEX_STREAMED`, as Istio's native integration
+ *   does). No body-size limit, but Envoy never starts the message timer in this mode (so only the gateway's
+ *   `requestReceiveTimeout` bounds a hung EPP), and an EPP failure after the first body chunk is not a clean
+ *   fail-open: Envoy 1.35 (Istio 1.27) forwards the request without the chunks it already handed over, Envoy >= 1.36
+ *   (Istio >= 1.28) answers 500.
+ */
+export type RequestBodyMode = 'buffered' | 'full-duplex';
+
 /** Props of {@link ExtProcRouting}. */
 export interface ExtProcRoutingProps {
   readonly gateway: InferenceGateway;
   readonly endpointPicker: EndpointPicker;
   readonly decodePool: DecodePool;
+  /** The Istio the gateway runs; decides the filter's shape (see `istioSupport`). */
+  readonly istio: IstioSupport;
+  /**
+   * How the request body reaches the EPP; see {@link RequestBodyMode}.
+   * @default 'buffered' (the only mode with a working timeout and an intact fail-open on every Istio version)
+   */
+  readonly requestBodyMode?: RequestBodyMode;
+  /**
+   * `buffered` only: the gateway listener's `per_connection_buffer_limit_bytes`, which caps the body Envoy buffers for
+   * the EPP (Envoy's default is 1 MiB; larger bodies get 413). It applies to every connection of the gateway listener.
+   * @default 8388608 (8 MiB: a 128k-token prompt is about 0.5 MB of text; base64 images need more)
+   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/listener/v3/listener.proto
+   */
+  readonly requestBodyBufferLimitBytes?: number;
   /**
    * Let requests through when the EPP is unreachable, errors at the gRPC level or times out. They then reach the
    * decode Service through the fallback policy (round robin, or the session hash). Picks the EPP answers with an
-   * error status (400/429/503) are still returned to the client.
+   * error status (400/429/503) are still returned to the client. In `full-duplex` mode this holds only until the
+   * first body chunk reached the EPP (see {@link RequestBodyMode}).
    * @default true
    */
   readonly failureModeAllow?: boolean;
   /**
-   * How long Envoy waits for each EPP answer. The EPP answers the request headers only after the last body chunk
-   * (it needs the prompt), so this bounds client upload time plus scheduling; on expiry Envoy fails open (or closed).
-   * Istio's native integration uses 1000s, which turns an EPP hang into 16 minutes of client latency.
-   * @default '10s'
+   * `buffered` only: how long Envoy waits for each EPP answer (after the whole body arrived) before failing open, or
+   * answering 504 when `failureModeAllow` is false. Envoy skips this timer in `full-duplex` mode.
+   * @default '1s'
    */
   readonly messageTimeout?: string;
   /**
@@ -50,54 +81,75 @@ export interface ExtProcRoutingProps {
 }
 
 /**
- * The Istio wiring that makes the EPP's pick take effect, as one EnvoyFilter plus the decode DestinationRule.
- *
- * Why this shape (deployment notes §2.7–2.8):
- * - ext_proc sits just before the router (not first: Istio's own filters, authn and stats, run before it) with the
- *   request body FULL_DUPLEX_STREAMED. The EPP must read the prompt to score prefixes; `request_body_mode: NONE`
- *   (as in public demos) means it never picks. Envoy requires trailer mode SEND with that body mode.
+ * The Istio wiring that makes the EPP's pick take effect, as one EnvoyFilter plus the decode DestinationRule. Its
+ * shape follows the Istio version (the README's support matrix):
+ * - ext_proc sits just before the router (Istio's own filters, authn and stats, run before it). The EPP must read the
+ *   prompt to score prefixes, so the request body goes to it: BUFFERED by default, which keeps `message_timeout` and
+ *   an intact fail-open on every version; FULL_DUPLEX_STREAMED on request. FULL_DUPLEX is configured per virtual host
+ *   (`ExtProcPerRoute` overrides under a filter that sends nothing), the shape Istio's native integration uses,
+ *   because Envoy 1.35.0 (Istio 1.27.0) NACKs a filter-level FULL_DUPLEX body beside `failure_mode_allow`.
+ * - Response headers go to the EPP (session tokens, the time of the first byte); response bodies do not, so an EPP
+ *   restart never touches a generation already streaming.
  * - The decode Service's cluster gets Envoy's `override_host` load-balancing policy reading the pick from dynamic
  *   metadata `envoy.lb` (set only by the EPP, unlike a header a client could forge). A pick that is not an endpoint
  *   of the Service is ignored, and with no pick (the EPP failed open) the fallback policy chooses, so requests are
  *   still served. An ORIGINAL_DST cluster would instead answer 503 whenever the EPP is down.
+ * - The DestinationRule turns locality load balancing off for the decode host: Envoy rejects `load_balancing_policy`
+ *   beside `common_lb_config.locality_weighted_lb_config` (source/common/upstream/upstream_impl.cc
+ *   `ClusterInfoImpl::configureLbPolicies` @ v1.35.1), which Istio adds for a DestinationRule `localityLbSetting` with
+ *   `distribute` or failover, a Service `trafficDistribution: PreferClose`, or istiod's
+ *   `ENABLE_LOCALITY_WEIGHTED_LB_CONFIG` (pilot/pkg/networking/core/cluster_traffic_policy.go
+ *   `applyLocalityLoadBalancer` @ 1.27.0), and a MERGE patch cannot remove it. A DestinationRule setting wins over the
+ *   Service's and the mesh's; do not add another DestinationRule for this host.
  * - The `/v1/models` route, when present, disables ext_proc: listing models needs no pick.
  */
 export class ExtProcRouting extends Construct {
   public readonly envoyFilter: ef.EnvoyFilter;
   public readonly destinationRule: dr.DestinationRule;
   public readonly consistentHashFallback: boolean;
+  public readonly requestBodyMode: RequestBodyMode;
 
   constructor(scope: Construct, id: string, props: ExtProcRoutingProps) {
     super(scope, id);
     const S = 'ExtProcRouting';
-    const { gateway, endpointPicker, decodePool } = props;
-    const messageTimeout = toProtoDuration(checkDuration(S, 'messageTimeout', props.messageTimeout ?? '10s'));
+    const { gateway, endpointPicker, decodePool, istio } = props;
+    this.requestBodyMode = checkOneOf(S, 'requestBodyMode', props.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
+    const messageTimeout = toProtoDuration(checkDuration(S, 'messageTimeout', props.messageTimeout ?? '1s'));
+    const bufferLimit = checkInteger(S, 'requestBodyBufferLimitBytes', props.requestBodyBufferLimitBytes ?? 8 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024);
+    const failureModeAllow = props.failureModeAllow ?? true;
     this.consistentHashFallback = props.consistentHashFallback ?? false;
     const ringSize = checkInteger(S, 'minimumRingSize', props.minimumRingSize ?? 1024, 64, 8_388_608);
+    if (endpointPicker.requestBodyMode !== this.requestBodyMode) {
+      throw new Error(`${S}.requestBodyMode: "${this.requestBodyMode}" but the EndpointPicker assumes "${endpointPicker.requestBodyMode}"; pass the same mode to both`);
+    }
 
+    const processingMode = this.requestBodyMode === 'buffered'
+      ? {
+          request_header_mode: 'SEND',
+          request_body_mode: 'BUFFERED',
+          request_trailer_mode: 'SKIP',
+          response_header_mode: 'SEND',
+          response_body_mode: 'NONE',
+          response_trailer_mode: 'SKIP',
+        }
+      : {
+          // Sends nothing by itself: the virtual host's ExtProcPerRoute turns on the full-duplex mode below.
+          request_header_mode: 'SKIP',
+          request_body_mode: 'NONE',
+          request_trailer_mode: 'SKIP',
+          response_header_mode: 'SKIP',
+          response_body_mode: 'NONE',
+          response_trailer_mode: 'SKIP',
+        };
     const extProcFilter = {
-      name: 'envoy.filters.http.ext_proc',
+      name: EXT_PROC_FILTER_NAME,
       typed_config: {
         '@type': EXT_PROC_TYPE,
-        grpc_service: {
-          envoy_grpc: { cluster_name: endpointPicker.grpcClusterName },
-          timeout: '10s',
-        },
-        failure_mode_allow: props.failureModeAllow ?? true,
+        grpc_service: { envoy_grpc: { cluster_name: endpointPicker.grpcClusterName } },
+        failure_mode_allow: failureModeAllow,
         message_timeout: messageTimeout,
-        processing_mode: {
-          request_header_mode: 'SEND',
-          request_body_mode: 'FULL_DUPLEX_STREAMED',
-          request_trailer_mode: 'SEND',
-          // Response headers and body let the EPP see when a request ends (in-flight counts, session bindings);
-          // it passes them through unchanged.
-          response_header_mode: 'SEND',
-          response_body_mode: 'FULL_DUPLEX_STREAMED',
-          response_trailer_mode: 'SEND',
-        },
-        metadata_options: {
-          receiving_namespaces: { untyped: [LB_METADATA_NAMESPACE] },
-        },
+        processing_mode: processingMode,
+        metadata_options: { receiving_namespaces: { untyped: [LB_METADATA_NAMESPACE] } },
       },
     };
 
@@ -123,13 +175,14 @@ export class ExtProcRouting extends Construct {
       },
     };
 
+    const listener = { portNumber: gateway.port };
     const configPatches: ef.EnvoyFilterSpecConfigPatches[] = [
       {
         applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.HTTP_UNDERSCORE_FILTER,
         match: {
           context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
           listener: {
-            portNumber: gateway.port,
+            ...listener,
             filterChain: {
               filter: {
                 name: 'envoy.filters.network.http_connection_manager',
@@ -149,6 +202,44 @@ export class ExtProcRouting extends Construct {
         patch: { operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE, value: clusterPatch },
       },
     ];
+    if (this.requestBodyMode === 'buffered') {
+      configPatches.push({
+        applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.LISTENER,
+        match: { context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY, listener },
+        patch: { operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE, value: { per_connection_buffer_limit_bytes: bufferLimit } },
+      });
+    } else {
+      // Per-route modes replace the filter's whole processing mode and nothing validates them, so every field is set,
+      // trailers SEND included, as the FULL_DUPLEX_STREAMED contract requires (processing_mode.proto).
+      configPatches.push({
+        applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.VIRTUAL_UNDERSCORE_HOST,
+        match: {
+          context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
+          routeConfiguration: { vhost: { name: gateway.vhostName } },
+        },
+        patch: {
+          operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE,
+          value: {
+            typed_per_filter_config: {
+              [EXT_PROC_FILTER_NAME]: {
+                '@type': EXT_PROC_PER_ROUTE_TYPE,
+                overrides: {
+                  failure_mode_allow: failureModeAllow,
+                  processing_mode: {
+                    request_header_mode: 'SEND',
+                    request_body_mode: 'FULL_DUPLEX_STREAMED',
+                    request_trailer_mode: 'SEND',
+                    response_header_mode: 'SEND',
+                    response_body_mode: 'NONE',
+                    response_trailer_mode: 'SKIP',
+                  },
+                },
+              },
+            },
+          },
+        },
+      });
+    }
     if (gateway.modelsRoute) {
       configPatches.push({
         applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.HTTP_UNDERSCORE_ROUTE,
@@ -160,17 +251,17 @@ export class ExtProcRouting extends Construct {
         },
         patch: {
           operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE,
-          value: {
-            typed_per_filter_config: {
-              'envoy.filters.http.ext_proc': { '@type': EXT_PROC_PER_ROUTE_TYPE, disabled: true },
-            },
-          },
+          value: { typed_per_filter_config: { [EXT_PROC_FILTER_NAME]: { '@type': EXT_PROC_PER_ROUTE_TYPE, disabled: true } } },
         },
       });
     }
 
     this.envoyFilter = new ef.EnvoyFilter(this, 'EnvoyFilter', {
-      metadata: { name: `${endpointPicker.name}-ext-proc`, namespace: gateway.namespace },
+      metadata: {
+        name: `${endpointPicker.name}-ext-proc`,
+        namespace: gateway.namespace,
+        annotations: { 'kvroute.dev/istio-version': istio.version, 'kvroute.dev/envoy-line': istio.envoyLine },
+      },
       spec: {
         targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: gateway.name }],
         configPatches,
@@ -183,9 +274,13 @@ export class ExtProcRouting extends Construct {
         host: decodePool.serviceFqdn,
         trafficPolicy: {
           // What Envoy does without the EnvoyFilter (or if Istio drops the patch): still balanced, never a 503.
-          loadBalancer: this.consistentHashFallback
-            ? { consistentHash: { httpHeaderName: SESSION_HEADER, ringHash: { minimumRingSize: ringSize } } }
-            : { simple: dr.DestinationRuleSpecTrafficPolicyLoadBalancerSimple.ROUND_UNDERSCORE_ROBIN },
+          loadBalancer: {
+            ...(this.consistentHashFallback
+              ? { consistentHash: { httpHeaderName: SESSION_HEADER, ringHash: { minimumRingSize: ringSize } } }
+              : { simple: dr.DestinationRuleSpecTrafficPolicyLoadBalancerSimple.ROUND_UNDERSCORE_ROBIN }),
+            // Keeps Istio from adding locality_weighted_lb_config, which Envoy refuses beside override_host.
+            localityLbSetting: { enabled: false },
+          },
         },
       },
     });

@@ -1,8 +1,12 @@
 import { Construct } from 'constructs';
+import * as ef from '../imports/envoyfilter-networking.istio.io';
 import * as gw from '../imports/gateway-gateway.networking.k8s.io';
 import * as route from '../imports/httproute-gateway.networking.k8s.io';
 import { DecodePool } from './decode-pool';
-import { checkDnsLabel, checkDnsSubdomain, checkDuration, checkOneOf, checkPort } from './validation';
+import type { InferencePool } from './inference-pool';
+import { checkDnsLabel, checkDnsSubdomain, checkDuration, checkOneOf, checkPort, PropsError, toProtoDuration } from './validation';
+
+export const HTTP_CONNECTION_MANAGER_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
 /** Props of {@link InferenceGateway}. */
 export interface InferenceGatewayProps {
@@ -24,11 +28,37 @@ export interface InferenceGatewayProps {
    */
   readonly plainModelsRoute?: boolean;
   /**
-   * Whole-request timeout on the `/v1` route. Streaming generations can last minutes; "0s" disables it (as llm-d
-   * does) and leaves the bound to vLLM's `max_tokens`.
+   * Route the `/v1` requests to this InferencePool instead of the decode Service: Istio's native Gateway API Inference
+   * Extension support (Istio >= 1.28, `inference.networking.k8s.io/v1`, istiod with
+   * `ENABLE_GATEWAY_API_INFERENCE_EXTENSION=true`) then calls the pool's EPP itself and no ext_proc EnvoyFilter is
+   * needed. `/v1/models` still goes to the decode Service.
+   * @default the decode Service (kvroute's EnvoyFilter wires the EPP)
+   */
+  readonly inferencePool?: InferencePool;
+  /**
+   * Whole-request timeout on the `/v1` route (HTTPRoute `timeouts.request`, Envoy's route timeout, which starts once
+   * the request has been forwarded and ends with the last response byte). Streaming generations can last minutes;
+   * "0s" disables it (as llm-d does) and leaves the bound to vLLM's `max_tokens` and `idleTimeout`.
    * @default '0s'
    */
   readonly requestTimeout?: string;
+  /**
+   * How long the gateway waits for the whole request to be received and passed on (Envoy's connection-manager
+   * `request_timeout`): client upload plus the time the EPP holds the request. The one bound on a hung EPP that works
+   * with every ext_proc mode (Envoy never starts ext_proc's message timer for FULL_DUPLEX_STREAMED bodies, and
+   * Istio's native integration uses only those). Expiry answers 408. "0s" leaves it off, Istio's default.
+   * @default '60s'
+   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto
+   */
+  readonly requestReceiveTimeout?: string;
+  /**
+   * Ends a `/v1` request after this long without a byte in either direction (Envoy's route `idle_timeout`): a pod that
+   * accepts the connection and never answers, or stalls mid-stream. It must exceed the longest wait for a first byte:
+   * vLLM sends a streaming response's headers at once and then one event per token, but a non-streaming response only
+   * when the generation is done. "0s" leaves it off.
+   * @default '300s'
+   */
+  readonly idleTimeout?: string;
   /**
    * Type of the Service Istio creates for the gateway (annotation `networking.istio.io/service-type`).
    * @default Istio's default, LoadBalancer
@@ -54,6 +84,8 @@ export class InferenceGateway extends Construct {
   public readonly gateway: gw.Gateway;
   public readonly inferenceRoute: route.HttpRoute;
   public readonly modelsRoute?: route.HttpRoute;
+  /** The gateway's own Envoy settings (timeouts); absent when every timeout is off. */
+  public readonly timeoutsFilter?: ef.EnvoyFilter;
 
   constructor(scope: Construct, id: string, props: InferenceGatewayProps) {
     super(scope, id);
@@ -64,6 +96,12 @@ export class InferenceGateway extends Construct {
     this.hostname = checkDnsSubdomain(S, 'hostname', props.hostname ?? 'llm-d.demo.local');
     this.port = checkPort(S, 'port', props.port ?? 80);
     const timeout = checkDuration(S, 'requestTimeout', props.requestTimeout ?? '0s');
+    const receiveTimeout = checkDuration(S, 'requestReceiveTimeout', props.requestReceiveTimeout ?? '60s');
+    const idleTimeout = checkDuration(S, 'idleTimeout', props.idleTimeout ?? '300s');
+    const pool = props.inferencePool;
+    if (pool !== undefined && pool.apiVersion !== 'inference.networking.k8s.io/v1') {
+      throw new PropsError(S, 'inferencePool', 'must be an InferencePool of inference.networking.k8s.io/v1 (what Istio >= 1.28 routes to natively)', pool.apiVersion);
+    }
     if (props.serviceType !== undefined) {
       checkOneOf(S, 'serviceType', props.serviceType, ['ClusterIP', 'LoadBalancer', 'NodePort'] as const);
     }
@@ -91,6 +129,8 @@ export class InferenceGateway extends Construct {
 
     const parentRefs = [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: this.name, sectionName: 'http' }];
     const backendRefs = [{ group: '', kind: 'Service', name: decode.serviceName, port: decode.servicePort, weight: 1 }];
+    // An InferencePool backend has no port: the pool's targetPorts say where its endpoints listen.
+    const inferenceBackendRefs = pool ? [{ group: 'inference.networking.k8s.io', kind: 'InferencePool', name: pool.name, weight: 1 }] : backendRefs;
 
     this.inferenceRoute = new route.HttpRoute(this, 'InferenceRoute', {
       metadata: { name: this.name, namespace: this.namespace },
@@ -100,7 +140,7 @@ export class InferenceGateway extends Construct {
         rules: [{
           // PathPrefix matches whole path elements: /v1 covers /v1/completions and /v1/chat/completions, not /v1beta.
           matches: [{ path: { type: route.HttpRouteSpecRulesMatchesPathType.PATH_PREFIX, value: '/v1' } }],
-          backendRefs,
+          backendRefs: inferenceBackendRefs,
           timeouts: { request: timeout },
         }],
       },
@@ -119,6 +159,40 @@ export class InferenceGateway extends Construct {
             }],
             backendRefs,
           }],
+        },
+      });
+    }
+
+    const patches: ef.EnvoyFilterSpecConfigPatches[] = [];
+    if (receiveTimeout !== '0s') {
+      patches.push({
+        applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.NETWORK_UNDERSCORE_FILTER,
+        match: {
+          context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
+          listener: { portNumber: this.port, filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } },
+        },
+        patch: {
+          operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE,
+          value: { typed_config: { '@type': HTTP_CONNECTION_MANAGER_TYPE, request_timeout: toProtoDuration(receiveTimeout) } },
+        },
+      });
+    }
+    if (idleTimeout !== '0s') {
+      patches.push({
+        applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.HTTP_UNDERSCORE_ROUTE,
+        match: {
+          context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
+          routeConfiguration: { vhost: { name: this.vhostName, route: { name: this.envoyRouteName(this.inferenceRoute) } } },
+        },
+        patch: { operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE, value: { route: { idle_timeout: toProtoDuration(idleTimeout) } } },
+      });
+    }
+    if (patches.length > 0) {
+      this.timeoutsFilter = new ef.EnvoyFilter(this, 'Timeouts', {
+        metadata: { name: `${this.name}-timeouts`, namespace: this.namespace },
+        spec: {
+          targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: this.name }],
+          configPatches: patches,
         },
       });
     }

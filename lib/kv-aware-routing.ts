@@ -6,8 +6,20 @@ import { EndpointPicker, EndpointPickerProps } from './endpoint-picker';
 import { ExtProcRouting, ExtProcRoutingProps } from './ext-proc';
 import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
+import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
-import { checkDnsLabel } from './validation';
+import { checkDnsLabel, checkOneOf, PropsError } from './validation';
+
+/**
+ * Who calls the EPP for each request:
+ * - `envoy-filter`: kvroute's EnvoyFilter inserts ext_proc into the gateway and patches the decode Service's cluster
+ *   (the seed architecture; any Istio >= 1.27, shape chosen by `istioVersion`);
+ * - `native`: Istio's own Gateway API Inference Extension support routes the `/v1` HTTPRoute to the InferencePool and
+ *   calls its EPP (Istio >= 1.28 with `ENABLE_GATEWAY_API_INFERENCE_EXTENSION=true` in istiod, InferencePool v1); no
+ *   ext_proc EnvoyFilter. Istio then streams bodies FULL_DUPLEX_STREAMED, so a hung EPP is bounded only by the
+ *   gateway's `requestReceiveTimeout`, and an EPP failure after the first body byte answers 500.
+ */
+export type InferenceRouting = 'envoy-filter' | 'native';
 
 /** Props of {@link KvAwareRouting}: the whole stack of one cluster in one typed object. */
 export interface KvAwareRoutingProps {
@@ -25,16 +37,28 @@ export interface KvAwareRoutingProps {
   readonly name?: string;
   /** InferencePool name (the EPP's `--pool-name`). @default the `name` value */
   readonly poolName?: string;
+  /**
+   * The Istio the gateway runs ("1.27.0", a minor line such as "1.28", or "1.28.3"): every Istio-facing object takes
+   * the shape that version accepts and behaves as documented (README, "Istio and Envoy support matrix"). A minor line
+   * without a patch is taken at its most restrictive release.
+   * @default '1.27.0' (the seed's Istio, the oldest supported)
+   */
+  readonly istioVersion?: string;
+  /** Who calls the EPP; see {@link InferenceRouting}. @default 'envoy-filter' */
+  readonly inferenceRouting?: InferenceRouting;
   /** The vLLM decode pods. */
   readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
   /** The Endpoint Picker. @default its defaults */
-  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName'>;
+  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode'>;
   /** @default 'FailOpen' */
   readonly poolFailureMode?: PoolFailureMode;
   /** Gateway and routes. @default the seed's `llm-d-gateway` for `llm-d.demo.local` */
   readonly gateway?: Omit<InferenceGatewayProps, 'namespace' | 'decodePool'>;
-  /** The ext_proc EnvoyFilter and decode DestinationRule. @default fail open, round-robin fallback */
-  readonly extProc?: Omit<ExtProcRoutingProps, 'gateway' | 'endpointPicker' | 'decodePool'>;
+  /**
+   * The ext_proc EnvoyFilter and decode DestinationRule (`envoy-filter` routing only).
+   * @default buffered request bodies, fail open, round-robin fallback
+   */
+  readonly extProc?: Omit<ExtProcRoutingProps, 'gateway' | 'endpointPicker' | 'decodePool' | 'istio'>;
   /**
    * Prometheus Operator monitors, rules and the Grafana dashboard; `enabled: false` leaves them out (clusters
    * without the Prometheus Operator CRDs).
@@ -52,8 +76,11 @@ export class KvAwareRouting extends Chart {
   public readonly endpointPicker: EndpointPicker;
   public readonly inferencePool: InferencePool;
   public readonly gateway: InferenceGateway;
-  public readonly extProc: ExtProcRouting;
+  /** The ext_proc wiring; absent with `native` routing, where Istio calls the EPP itself. */
+  public readonly extProc?: ExtProcRouting;
   public readonly monitoring?: Monitoring;
+  public readonly istio: IstioSupport;
+  public readonly inferenceRouting: InferenceRouting;
 
   constructor(scope: Construct, id: string, props: KvAwareRoutingProps, chartProps: Omit<ChartProps, 'namespace'> = {}) {
     super(scope, id, { disableResourceNameHashes: true, ...chartProps });
@@ -63,9 +90,30 @@ export class KvAwareRouting extends Chart {
     if (props.createNamespace ?? true) {
       new k8s.KubeNamespace(this, 'Namespace', { metadata: { name: namespace } });
     }
+    this.istio = istioSupport(props.istioVersion ?? '1.27.0');
+    this.inferenceRouting = checkOneOf('KvAwareRouting', 'inferenceRouting', props.inferenceRouting ?? 'envoy-filter', ['envoy-filter', 'native'] as const);
+    const native = this.inferenceRouting === 'native';
+    if (native && !this.istio.nativeInferencePool) {
+      throw new PropsError('KvAwareRouting', 'inferenceRouting', `"native" needs Istio 1.28 or newer (InferencePool v1, per-route ext_proc with trailer modes); istioVersion is ${this.istio.version}`, 'native');
+    }
+    if (native && props.extProc !== undefined) {
+      throw new PropsError('KvAwareRouting', 'extProc', 'applies to "envoy-filter" routing only; with "native" routing Istio configures ext_proc itself', props.extProc);
+    }
+    // The InferencePool API follows the Istio: native routing needs the one Istio reads; with the EnvoyFilter only the
+    // EPP reads the pool, and v1alpha2 (what 1.27 knows) stays the seed's choice unless the profile says otherwise.
+    const poolApiGroup = props.endpointPicker?.poolApiGroup ?? (native ? this.istio.inferencePoolApiGroup : undefined);
+    if (native && poolApiGroup !== this.istio.inferencePoolApiGroup) {
+      throw new PropsError('EndpointPicker', 'poolApiGroup', `must be "${this.istio.inferencePoolApiGroup}" with native routing on Istio ${this.istio.version}`, poolApiGroup);
+    }
+
     this.decodePool = new DecodePool(this, 'Decode', { ...props.decode, namespace, name });
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {
       ...props.endpointPicker,
+      ...(poolApiGroup ? { poolApiGroup } : {}),
+      // Istio's native integration streams bodies full duplex; the EnvoyFilter uses what extProc asks for.
+      requestBodyMode: native
+        ? 'full-duplex'
+        : checkOneOf('ExtProcRouting', 'requestBodyMode', props.extProc?.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const),
       namespace,
       name: `${name}-epp`,
       poolName: props.poolName ?? name,
@@ -75,13 +123,21 @@ export class KvAwareRouting extends Chart {
       endpointPicker: this.endpointPicker,
       failureMode: props.poolFailureMode,
     });
-    this.gateway = new InferenceGateway(this, 'Gateway', { ...props.gateway, namespace, decodePool: this.decodePool });
-    this.extProc = new ExtProcRouting(this, 'ExtProc', {
-      ...props.extProc,
-      gateway: this.gateway,
-      endpointPicker: this.endpointPicker,
+    this.gateway = new InferenceGateway(this, 'Gateway', {
+      ...props.gateway,
+      namespace,
       decodePool: this.decodePool,
+      ...(native ? { inferencePool: this.inferencePool } : {}),
     });
+    if (!native) {
+      this.extProc = new ExtProcRouting(this, 'ExtProc', {
+        ...props.extProc,
+        istio: this.istio,
+        gateway: this.gateway,
+        endpointPicker: this.endpointPicker,
+        decodePool: this.decodePool,
+      });
+    }
     const { enabled = true, ...monitoringProps } = props.monitoring ?? {};
     if (enabled) {
       this.monitoring = new Monitoring(this, 'Monitoring', {

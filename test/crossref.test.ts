@@ -27,10 +27,30 @@ function containerPortNumber(deployment: Manifest, target: string | number): num
   return undefined;
 }
 
+/** An InferencePool of either API, read the same way: v1alpha2 (GIE v0.5) or v1 (GIE v1.0). */
+function poolView(pool: Manifest): { selector: Record<string, string>; targetPort: number; epp: { name: string; port: number } } {
+  if (pool.apiVersion === 'inference.networking.k8s.io/v1') {
+    return {
+      selector: pool.spec.selector.matchLabels,
+      targetPort: pool.spec.targetPorts[0].number,
+      epp: { name: pool.spec.endpointPickerRef.name, port: pool.spec.endpointPickerRef.port.number },
+    };
+  }
+  return { selector: pool.spec.selector, targetPort: pool.spec.targetPortNumber, epp: { name: pool.spec.extensionRef.name, port: pool.spec.extensionRef.portNumber } };
+}
+
+/** The ext_proc EnvoyFilter, when kvroute wires the EPP (absent with native routing). */
+function extProcFilter(m: Manifest[]): Manifest | undefined {
+  return all(m, 'EnvoyFilter').find((f) => f.spec.configPatches.some((p: { applyTo: string }) => p.applyTo === 'HTTP_FILTER'));
+}
+
 describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster %s: references resolve', (_name, m) => {
   const ns = one(m, 'Namespace').metadata.name;
-  const eppSvc = one(m, 'Service', one(m, 'InferencePool').spec.extensionRef.name);
-  const decodeSvc = one(m, 'Service', one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs[0].name);
+  const pool = poolView(one(m, 'InferencePool'));
+  const eppSvc = one(m, 'Service', pool.epp.name);
+  // The models route always goes to the decode Service; the /v1 route goes there too, or to the pool natively.
+  const decodeSvc = one(m, 'Service', one(m, 'HTTPRoute', 'llm-d-gateway-models').spec.rules[0].backendRefs[0].name);
+  const ef = extProcFilter(m);
   const [eppDeployment] = podsSelectedBy(m, eppSvc.spec.selector);
   const [decodeDeployment] = podsSelectedBy(m, decodeSvc.spec.selector);
 
@@ -47,11 +67,28 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
   });
 
   test('the InferencePool selects the decode pods on the port the decode Service serves, and names the EPP gRPC port', () => {
-    const pool = one(m, 'InferencePool');
-    expect(podsSelectedBy(m, pool.spec.selector)).toEqual([decodeDeployment]);
-    expect(servicePort(decodeSvc, pool.spec.targetPortNumber)).toBeDefined();
-    expect(containerPortNumber(decodeDeployment, pool.spec.targetPortNumber)).toBe(pool.spec.targetPortNumber);
-    expect(servicePort(eppSvc, pool.spec.extensionRef.portNumber).name).toBe('grpc-ext-proc');
+    expect(podsSelectedBy(m, pool.selector)).toEqual([decodeDeployment]);
+    expect(servicePort(decodeSvc, pool.targetPort)).toBeDefined();
+    expect(containerPortNumber(decodeDeployment, pool.targetPort)).toBe(pool.targetPort);
+    expect(servicePort(eppSvc, pool.epp.port).name).toBe('grpc-ext-proc');
+  });
+
+  test('the /v1 route sends to the decode Service (EnvoyFilter routing) or to the InferencePool (native routing)', () => {
+    const [backend] = one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs;
+    if (ef) expect(backend).toMatchObject({ kind: 'Service', name: decodeSvc.metadata.name });
+    else expect(backend).toMatchObject({ kind: 'InferencePool', name: one(m, 'InferencePool').metadata.name, group: one(m, 'InferencePool').apiVersion.split('/')[0] });
+  });
+
+  test('the EPP assumes the request body mode the gateway sends', () => {
+    const mode = parseArgs(container(eppDeployment, 'epp').args)!.requestBodyMode;
+    if (!ef) {
+      expect(mode).toBe('full-duplex'); // Istio's native per-route config streams FULL_DUPLEX_STREAMED
+      return;
+    }
+    const filterMode = ef.spec.configPatches[0].patch.value.typed_config.processing_mode.request_body_mode;
+    const vhost = ef.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'VIRTUAL_HOST');
+    const effective = vhost ? vhost.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides.processing_mode.request_body_mode : filterMode;
+    expect({ BUFFERED: 'buffered', FULL_DUPLEX_STREAMED: 'full-duplex' }[effective as string]).toBe(mode);
   });
 
   test('the EPP reads that pool, in its namespace, with RBAC for it', () => {
@@ -96,17 +133,21 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
   });
 
   test('the ext_proc gRPC cluster is the EPP Service FQDN and gRPC port', () => {
-    const cfg = one(m, 'EnvoyFilter').spec.configPatches[0].patch.value.typed_config;
-    const port = one(m, 'InferencePool').spec.extensionRef.portNumber;
-    expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe(`outbound|${port}||${eppSvc.metadata.name}.${ns}.svc.cluster.local`);
-    expect(servicePort(eppSvc, port)).toMatchObject({ name: 'grpc-ext-proc' });
+    if (!ef) return; // native routing: Istio builds the cluster from the pool's endpointPickerRef
+    const cfg = ef.spec.configPatches[0].patch.value.typed_config;
+    expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe(`outbound|${pool.epp.port}||${eppSvc.metadata.name}.${ns}.svc.cluster.local`);
+    expect(servicePort(eppSvc, pool.epp.port)).toMatchObject({ name: 'grpc-ext-proc' });
   });
 
   test('the patched cluster and the DestinationRule host are the decode Service the route sends to', () => {
+    if (!ef) {
+      expect(all(m, 'DestinationRule')).toHaveLength(0);
+      return;
+    }
     const route = one(m, 'HTTPRoute', 'llm-d-gateway');
     const backend = route.spec.rules[0].backendRefs[0];
     const fqdn = `${decodeSvc.metadata.name}.${ns}.svc.cluster.local`;
-    expect(one(m, 'EnvoyFilter').spec.configPatches[1].match.cluster).toEqual({ service: fqdn, portNumber: backend.port });
+    expect(ef.spec.configPatches[1].match.cluster).toEqual({ service: fqdn, portNumber: backend.port });
     expect(one(m, 'DestinationRule').spec.host).toBe(fqdn);
     expect(servicePort(decodeSvc, backend.port)).toBeDefined();
   });
@@ -118,20 +159,28 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
         expect(ref.name).toBe(gw.metadata.name);
         expect(gw.spec.listeners.map((l: { name: string }) => l.name)).toContain(ref.sectionName);
       }
-      for (const b of r.spec.rules.flatMap((x: { backendRefs: unknown[] }) => x.backendRefs)) {
-        expect(one(m, 'Service', (b as { name: string }).name)).toBeDefined();
+      for (const b of r.spec.rules.flatMap((x: { backendRefs: { kind: string; name: string }[] }) => x.backendRefs)) {
+        expect(one(m, b.kind, b.name)).toBeDefined();
       }
     }
-    const ef = one(m, 'EnvoyFilter');
-    expect(ef.spec.targetRefs[0].name).toBe(gw.metadata.name);
-    expect(ef.spec.configPatches[0].match.listener.portNumber).toBe(gw.spec.listeners[0].port);
     // Istio names routes <namespace>.<HTTPRoute>.<rule index> and virtual hosts <hostname>:<port>.
-    const routePatch = ef.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'HTTP_ROUTE');
-    const models = one(m, 'HTTPRoute', `${gw.metadata.name}-models`);
-    expect(routePatch.match.routeConfiguration.vhost).toEqual({
-      name: `${gw.spec.listeners[0].hostname}:${gw.spec.listeners[0].port}`,
-      route: { name: `${ns}.${models.metadata.name}.0` },
-    });
+    const vhost = `${gw.spec.listeners[0].hostname}:${gw.spec.listeners[0].port}`;
+    const routeNames = new Set(all(m, 'HTTPRoute').map((r) => `${ns}.${r.metadata.name}.0`));
+    for (const f of all(m, 'EnvoyFilter')) {
+      expect(f.spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: gw.metadata.name }]);
+      for (const p of f.spec.configPatches) {
+        if (p.match.listener) expect(p.match.listener.portNumber).toBe(gw.spec.listeners[0].port);
+        if (p.match.routeConfiguration) {
+          expect(p.match.routeConfiguration.vhost.name).toBe(vhost);
+          if (p.match.routeConfiguration.vhost.route) expect(routeNames).toContain(p.match.routeConfiguration.vhost.route.name);
+        }
+      }
+    }
+    if (ef) {
+      const routePatch = ef.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'HTTP_ROUTE');
+      const models = one(m, 'HTTPRoute', `${gw.metadata.name}-models`);
+      expect(routePatch.match.routeConfiguration.vhost).toEqual({ name: vhost, route: { name: `${ns}.${models.metadata.name}.0` } });
+    }
   });
 
   test('monitors select the pods and ports they scrape', () => {

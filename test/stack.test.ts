@@ -19,7 +19,7 @@ describe('the seed (demo cluster)', () => {
     for (const m of demo.filter((x) => x.kind !== 'Namespace')) expect(m.metadata.namespace).toBe('llm-d');
   });
 
-  test('vLLM serves on 8001 with exactly the seed flags', () => {
+  test('vLLM serves on 8001 with exactly the seed flags, plus --enable-prompt-tokens-details', () => {
     expect(vllm.image).toBe('ghcr.io/llm-d/llm-d:v0.2.0');
     expect(vllm.command).toEqual(['vllm', 'serve']);
     expect(vllm.args).toEqual([
@@ -32,6 +32,8 @@ describe('the seed (demo cluster)', () => {
       '--no-enable-chunked-prefill',
       '--gpu-memory-utilization=0.9',
       '--max-model-len=4096',
+      // The one addition: vLLM reports usage.prompt_tokens_details.cached_tokens only with it.
+      '--enable-prompt-tokens-details',
     ]);
     expect(vllm.ports).toEqual([{ name: 'vllm', containerPort: 8001, protocol: 'TCP' }]);
     expect(vllm.env.find((e: { name: string }) => e.name === 'PYTHONHASHSEED')).toBeUndefined();
@@ -116,25 +118,38 @@ describe('the seed (demo cluster)', () => {
     expect(models.spec.rules[0].matches).toEqual([{ path: { type: 'Exact', value: '/v1/models' }, method: 'GET' }]);
   });
 
-  test('the EnvoyFilter inserts ext_proc before the router with failure_mode_allow and a full-duplex body', () => {
-    const filter = one(demo, 'EnvoyFilter');
-    const insert = filter.spec.configPatches[0];
-    expect(insert.applyTo).toBe('HTTP_FILTER');
+  const extProcFilter = () => one(demo, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-ext-proc');
+  const patchOf = (filter: Manifest, applyTo: string) => {
+    const found = filter.spec.configPatches.filter((p: { applyTo: string }) => p.applyTo === applyTo);
+    expect(found).toHaveLength(1);
+    return found[0];
+  };
+
+  test('the EnvoyFilter inserts ext_proc before the router: buffered request bodies, a real message timeout, fail open (Istio 1.27.0)', () => {
+    const filter = extProcFilter();
+    const insert = patchOf(filter, 'HTTP_FILTER');
     expect(insert.match.context).toBe('GATEWAY');
     expect(insert.match.listener.filterChain.filter.subFilter.name).toBe('envoy.filters.http.router');
     expect(insert.patch.operation).toBe('INSERT_BEFORE');
     const cfg = insert.patch.value.typed_config;
     expect(cfg.failure_mode_allow).toBe(true);
-    expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe('outbound|9002||ms-llm-d-modelservice-epp.llm-d.svc.cluster.local');
-    expect(cfg.processing_mode).toMatchObject({ request_header_mode: 'SEND', request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND' });
+    expect(cfg.grpc_service).toEqual({ envoy_grpc: { cluster_name: 'outbound|9002||ms-llm-d-modelservice-epp.llm-d.svc.cluster.local' } });
+    expect(cfg.processing_mode).toEqual({
+      request_header_mode: 'SEND', request_body_mode: 'BUFFERED', request_trailer_mode: 'SKIP',
+      response_header_mode: 'SEND', response_body_mode: 'NONE', response_trailer_mode: 'SKIP',
+    });
     expect(cfg.metadata_options.receiving_namespaces.untyped).toEqual(['envoy.lb']);
-    expect(cfg.message_timeout).toBe('10s');
+    expect(cfg.message_timeout).toBe('1s');
     expect(filter.spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'llm-d-gateway' }]);
+    expect(filter.metadata.annotations).toEqual({ 'kvroute.dev/istio-version': '1.27.0', 'kvroute.dev/envoy-line': 'release/v1.35' });
+    // The listener buffers whole bodies for the EPP: 8 MiB instead of Envoy's 1 MiB.
+    expect(patchOf(filter, 'LISTENER').patch.value).toEqual({ per_connection_buffer_limit_bytes: 8388608 });
+    // The EPP assumes the same body mode when Envoy sends no protocol_config.
+    expect(container(one(demo, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args).toContain('--request-body-mode=buffered');
   });
 
   test('the decode cluster honours the pick from envoy.lb metadata and falls back to round robin', () => {
-    const patch = one(demo, 'EnvoyFilter').spec.configPatches[1];
-    expect(patch.applyTo).toBe('CLUSTER');
+    const patch = patchOf(extProcFilter(), 'CLUSTER');
     expect(patch.match.cluster).toEqual({ service: 'ms-llm-d-modelservice-decode.llm-d.svc.cluster.local', portNumber: 8000 });
     const override = patch.patch.value.load_balancing_policy.policies[0].typed_extension_config;
     expect(override.name).toBe('envoy.load_balancing_policies.override_host');
@@ -143,17 +158,26 @@ describe('the seed (demo cluster)', () => {
   });
 
   test('ext_proc is disabled on the /v1/models route', () => {
-    const patch = one(demo, 'EnvoyFilter').spec.configPatches[2];
-    expect(patch.applyTo).toBe('HTTP_ROUTE');
+    const patch = patchOf(extProcFilter(), 'HTTP_ROUTE');
     expect(patch.match.routeConfiguration.vhost).toEqual({ name: 'llm-d.demo.local:80', route: { name: 'llm-d.llm-d-gateway-models.0' } });
     expect(patch.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].disabled).toBe(true);
   });
 
-  test('the decode DestinationRule balances round robin', () => {
+  test('the gateway bounds receiving a request (client upload and EPP hold) and an idle /v1 exchange', () => {
+    const timeouts = one(demo, 'EnvoyFilter', 'llm-d-gateway-timeouts');
+    const hcm = patchOf(timeouts, 'NETWORK_FILTER');
+    expect(hcm.match.listener).toEqual({ portNumber: 80, filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } });
+    expect(hcm.patch.value.typed_config.request_timeout).toBe('60s');
+    const idle = patchOf(timeouts, 'HTTP_ROUTE');
+    expect(idle.match.routeConfiguration.vhost.route.name).toBe('llm-d.llm-d-gateway.0');
+    expect(idle.patch.value).toEqual({ route: { idle_timeout: '300s' } });
+  });
+
+  test('the decode DestinationRule balances round robin with locality load balancing off', () => {
     const dr = one(demo, 'DestinationRule');
     expect(dr.spec).toEqual({
       host: 'ms-llm-d-modelservice-decode.llm-d.svc.cluster.local',
-      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } },
+      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN', localityLbSetting: { enabled: false } } },
     });
   });
 
@@ -190,10 +214,11 @@ describe('cluster overrides', () => {
 
   test('prod-session-hash falls back to a ring hash on x-session-id, in Envoy and in the DestinationRule', () => {
     const m = synthProfile(clusterProfile('prod-session-hash'));
-    const override = one(m, 'EnvoyFilter').spec.configPatches[1].patch.value.load_balancing_policy.policies[0].typed_extension_config;
+    const override = one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-ext-proc').spec.configPatches[1].patch.value.load_balancing_policy.policies[0].typed_extension_config;
     expect(override.typed_config.fallback_policy.policies[0].typed_extension_config.name).toBe('envoy.load_balancing_policies.ring_hash');
     expect(one(m, 'DestinationRule').spec.trafficPolicy.loadBalancer).toEqual({
       consistentHash: { httpHeaderName: 'x-session-id', ringHash: { minimumRingSize: 1024 } },
+      localityLbSetting: { enabled: false },
     });
   });
 
@@ -225,6 +250,37 @@ describe('cluster overrides', () => {
       enable_kv_cache_events: true, publisher: 'zmq',
       endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557', topic: 'kv@$(POD_IP)@Qwen/Qwen3-0.6B',
     });
+  });
+
+  test('full-duplex request bodies: a filter that sends nothing, turned on per virtual host (loads on Istio 1.27.0 with fail-open)', () => {
+    const m = synthProps(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }));
+    const filter = one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-ext-proc');
+    const cfg = filter.spec.configPatches[0].patch.value.typed_config;
+    expect(cfg.processing_mode).toMatchObject({ request_header_mode: 'SKIP', request_body_mode: 'NONE', response_header_mode: 'SKIP' });
+    const vhost = filter.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'VIRTUAL_HOST');
+    expect(vhost.match.routeConfiguration.vhost).toEqual({ name: 'llm-d.demo.local:80' });
+    expect(vhost.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides).toEqual({
+      failure_mode_allow: true,
+      processing_mode: {
+        request_header_mode: 'SEND', request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND',
+        response_header_mode: 'SEND', response_body_mode: 'NONE', response_trailer_mode: 'SKIP',
+      },
+    });
+    expect(filter.spec.configPatches.some((p: { applyTo: string }) => p.applyTo === 'LISTENER')).toBe(false);
+    expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args).toContain('--request-body-mode=full-duplex');
+  });
+
+  test('prod-native-istio routes /v1 to the v1 InferencePool and lets Istio call the EPP: no ext_proc EnvoyFilter, no DestinationRule', () => {
+    const m = synthProfile(clusterProfile('prod-native-istio'));
+    expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs).toEqual([
+      { group: 'inference.networking.k8s.io', kind: 'InferencePool', name: 'ms-llm-d-modelservice', weight: 1 },
+    ]);
+    expect(one(m, 'HTTPRoute', 'llm-d-gateway-models').spec.rules[0].backendRefs[0].kind).toBe('Service');
+    expect(one(m, 'InferencePool').apiVersion).toBe('inference.networking.k8s.io/v1');
+    expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name)).toEqual(['llm-d-gateway-timeouts']);
+    expect(all(m, 'DestinationRule')).toHaveLength(0);
+    const args = container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args;
+    expect(args).toEqual(expect.arrayContaining(['--request-body-mode=full-duplex', '--pool-group=inference.networking.k8s.io']));
   });
 
   test('monitoring can be left out for clusters without the Prometheus Operator', () => {

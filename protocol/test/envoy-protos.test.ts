@@ -56,9 +56,16 @@ describe('Envoy protos', () => {
       `${EXT_PROC}.BodyMutation.streamed_response`,
       `${EXT_PROC}.ProtocolConfiguration`,
       `${EXT_PROC}.ProcessingRequest.protocol_config`,
+      'envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides.failure_mode_allow',
       OVERRIDE_HOST,
       `${OVERRIDE_HOST}.OverrideHostSource`,
     ]);
+    expect(pristine.lookupType('envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides').fields.failure_mode_allow).toBeUndefined();
+  });
+
+  it('adds ExtProcOverrides.failure_mode_allow = 8 (Envoy v1.35.0, #40014), the per-route fail-open Istio sets', () => {
+    const f = field(root, 'envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides', 'failure_mode_allow');
+    expect([f.id, typeOf(f)]).toEqual([8, 'google.protobuf.BoolValue']);
   });
 
   it('adds FULL_DUPLEX_STREAMED = 4 next to the existing body modes', () => {
@@ -121,6 +128,7 @@ describe('Envoy protos', () => {
     delete extProc.nested.StreamedBodyResponse;
     delete extProc.nested.ProtocolConfiguration;
     delete extProc.nested.ProcessingRequest.fields.protocol_config;
+    delete nsJson(patched, 'envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides').fields.failure_mode_allow;
     const bodyMutation = extProc.nested.BodyMutation;
     delete bodyMutation.fields.streamed_response;
     bodyMutation.oneofs.mutation.oneof = bodyMutation.oneofs.mutation.oneof.filter((n: string) => n !== 'streamed_response');
@@ -133,6 +141,7 @@ describe('Envoy protos', () => {
     const touched = new Set([
       `${EXT_PROC}.BodyMutation`, `${EXT_PROC}.ProcessingRequest`,
       'envoy.extensions.filters.http.ext_proc.v3.ProcessingMode', BODY_SEND_MODE,
+      'envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides',
     ]);
     const keys = Object.keys(pristine);
     expect(keys.length).toBeGreaterThan(150);

@@ -218,6 +218,13 @@ const MESSAGE_SPECS: readonly MessageSpec[] = [
     { name: 'set_headers', id: 1, type: '.envoy.config.core.v3.HeaderValueOption', label: 'repeated' },
     { name: 'remove_headers', id: 2, type: 'string', label: 'repeated' },
   ] },
+  // Per-route overrides; failure_mode_allow came with v1.35.0 (#40014), as Istio's native InferencePool routes use it.
+  { fullName: 'envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides', fields: [
+    { name: 'processing_mode', id: 1, type: `.${PROCESSING_MODE}` },
+    { name: 'async_mode', id: 2, type: 'bool' },
+    { name: 'grpc_service', id: 5, type: '.envoy.config.core.v3.GrpcService' },
+    { name: 'failure_mode_allow', id: 8, type: '.google.protobuf.BoolValue' },
+  ] },
   { fullName: 'envoy.config.core.v3.HeaderValue', fields: [
     { name: 'key', id: 1, type: 'string' },
     { name: 'value', id: 2, type: 'string' },
