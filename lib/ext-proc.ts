@@ -24,6 +24,17 @@ export const ROUND_ROBIN_TYPE = `${ANY}envoy.extensions.load_balancing_policies.
 export const RING_HASH_TYPE = `${ANY}envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash`;
 
 /**
+ * Response trailers are sent to the EPP (vLLM sends none over HTTP/1.1, so nothing is ever sent) only to keep the
+ * ext_proc stream open until the HTTP exchange ends, when Envoy destroys the filter: that is how the EPP learns a
+ * response is over without response bodies flowing through it. Envoy >= 1.37 (Istio >= 1.29) closes the stream as
+ * soon as no more processing is pending (#41425, `ext_proc_stream_close_optimization`, on by default;
+ * `Filter::closeGrpcStreamIfLastRespReceived` and `ProcessorState::isLastResponseAfterHeaderResp` @ v1.37.0
+ * 6d9bb7d9a8), which with trailers SKIP would be at the first response byte and leave the EPP's in-flight counts low.
+ * On 1.35/1.36 the stream already lives until `Filter::onDestroy`; the setting is harmless there.
+ */
+const RESPONSE_TRAILER_MODE = 'SEND';
+
+/**
  * How the request body reaches the EPP.
  * - `buffered`: Envoy buffers the whole body and sends it in one message (`BUFFERED`). The message timeout applies,
  *   and when the EPP fails or times out the request continues intact to the fallback policy (a real fail-open) on
@@ -89,7 +100,9 @@ export interface ExtProcRoutingProps {
  *   (`ExtProcPerRoute` overrides under a filter that sends nothing), the shape Istio's native integration uses,
  *   because Envoy 1.35.0 (Istio 1.27.0) NACKs a filter-level FULL_DUPLEX body beside `failure_mode_allow`.
  * - Response headers go to the EPP (session tokens, the time of the first byte); response bodies do not, so an EPP
- *   restart never touches a generation already streaming.
+ *   restart never touches a generation already streaming (with FULL_DUPLEX response bodies, Envoy >= 1.36 resets
+ *   every streaming response whose EPP dies, and 1.35 drops the chunks the EPP held). Response trailers SEND keeps
+ *   the stream open until the exchange ends, so the EPP still sees each request end (see RESPONSE_TRAILER_MODE).
  * - The decode Service's cluster gets Envoy's `override_host` load-balancing policy reading the pick from dynamic
  *   metadata `envoy.lb` (set only by the EPP, unlike a header a client could forge). A pick that is not an endpoint
  *   of the Service is ignored, and with no pick (the EPP failed open) the fallback policy chooses, so requests are
@@ -130,7 +143,7 @@ export class ExtProcRouting extends Construct {
           request_trailer_mode: 'SKIP',
           response_header_mode: 'SEND',
           response_body_mode: 'NONE',
-          response_trailer_mode: 'SKIP',
+          response_trailer_mode: RESPONSE_TRAILER_MODE,
         }
       : {
           // Sends nothing by itself: the virtual host's ExtProcPerRoute turns on the full-duplex mode below.
@@ -231,7 +244,7 @@ export class ExtProcRouting extends Construct {
                     request_trailer_mode: 'SEND',
                     response_header_mode: 'SEND',
                     response_body_mode: 'NONE',
-                    response_trailer_mode: 'SKIP',
+                    response_trailer_mode: RESPONSE_TRAILER_MODE,
                   },
                 },
               },

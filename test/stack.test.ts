@@ -136,7 +136,7 @@ describe('the seed (demo cluster)', () => {
     expect(cfg.grpc_service).toEqual({ envoy_grpc: { cluster_name: 'outbound|9002||ms-llm-d-modelservice-epp.llm-d.svc.cluster.local' } });
     expect(cfg.processing_mode).toEqual({
       request_header_mode: 'SEND', request_body_mode: 'BUFFERED', request_trailer_mode: 'SKIP',
-      response_header_mode: 'SEND', response_body_mode: 'NONE', response_trailer_mode: 'SKIP',
+      response_header_mode: 'SEND', response_body_mode: 'NONE', response_trailer_mode: 'SEND',
     });
     expect(cfg.metadata_options.receiving_namespaces.untyped).toEqual(['envoy.lb']);
     expect(cfg.message_timeout).toBe('1s');
@@ -263,7 +263,7 @@ describe('cluster overrides', () => {
       failure_mode_allow: true,
       processing_mode: {
         request_header_mode: 'SEND', request_body_mode: 'FULL_DUPLEX_STREAMED', request_trailer_mode: 'SEND',
-        response_header_mode: 'SEND', response_body_mode: 'NONE', response_trailer_mode: 'SKIP',
+        response_header_mode: 'SEND', response_body_mode: 'NONE', response_trailer_mode: 'SEND',
       },
     });
     expect(filter.spec.configPatches.some((p: { applyTo: string }) => p.applyTo === 'LISTENER')).toBe(false);

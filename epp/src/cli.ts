@@ -9,6 +9,7 @@ import { parseEndpointList } from './datastore/static-discovery';
 import type { PoolApiVersion } from './datastore/inference-pool';
 
 export type RequestBodyModeFlag = 'full-duplex' | 'buffered';
+export type ResponseBodyModeFlag = 'none' | 'full-duplex';
 
 export interface EppOptions {
   readonly grpcPort: number;
@@ -32,6 +33,7 @@ export interface EppOptions {
   readonly ignoredFlags: readonly string[];
   readonly certPath?: string;
   readonly requestBodyMode: RequestBodyModeFlag;
+  readonly responseBodyMode: ResponseBodyModeFlag;
   /** How long SIGTERM waits for open ext_proc streams (each lasts as long as its response) before cancelling them. */
   readonly shutdownGracePeriodMs: number;
   readonly verbosity: number;
@@ -75,6 +77,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS)' },
   { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS; requires --cert-path (no self-signed certificates are generated)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
+  { name: 'response-body-mode', aliases: [], kind: 'string', default: 'none', help: 'response body mode assumed when Envoy sends no protocol_config: none (kvroute\'s EnvoyFilter: the stream ends with the exchange) or full-duplex' },
   { name: 'shutdown-grace-period', aliases: [], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
   { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
@@ -212,6 +215,10 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
   if (certPath && values.get('secure-serving') === false) {
     throw new UsageError('--cert-path was given with --secure-serving=false: drop one of them');
   }
+  const responseBodyMode = get<string>('response-body-mode')!;
+  if (responseBodyMode !== 'none' && responseBodyMode !== 'full-duplex') {
+    throw new UsageError(`--response-body-mode: must be none or full-duplex, got ${JSON.stringify(responseBodyMode)}`);
+  }
   const bodyMode = get<string>('request-body-mode')!;
   if (bodyMode !== 'full-duplex' && bodyMode !== 'buffered') {
     throw new UsageError(`--request-body-mode: must be full-duplex or buffered, got ${JSON.stringify(bodyMode)}`);
@@ -244,6 +251,7 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     ignoredFlags,
     certPath,
     requestBodyMode: bodyMode,
+    responseBodyMode,
     shutdownGracePeriodMs: get<number>('shutdown-grace-period')!,
     verbosity,
   };

@@ -108,6 +108,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       healthPort: options.grpcHealthPort,
       tlsCertDir: options.certPath,
       defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
+      defaultResponseBodyMode: options.responseBodyMode === 'none' ? 'NONE' : 'FULL_DUPLEX_STREAMED',
       logger,
     });
 

@@ -84,7 +84,9 @@ describe('the EPP end to end', () => {
   beforeEach(async () => {
     pods = await Promise.all([0, 1, 2, 3].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
     const options = parseArgs(['--endpoints', pods.map(key).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'])!;
+      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms',
+      // These tests stream response bodies through the EPP without protocol_config, as a full-duplex filter would.
+      '--response-body-mode', 'full-duplex'])!;
     epp = await startEpp(options, quiet);
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
     // Every pod scraped once, so none is excluded as never seen.
@@ -229,7 +231,7 @@ describe('the EPP end to end', () => {
     expect(text).toMatch(/^inference_pool_ready_pods\{name="static"\} 4$/m);
   });
 
-  test('in-flight requests count against their pod waitFor the response ends', async () => {
+  test('in-flight requests count against their pod until the response ends', async () => {
     const s = envoy.open();
     const bytes = Buffer.from(JSON.stringify(chat('long generation')));
     s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions' }, false));
@@ -259,7 +261,7 @@ test('the health service answers on the health port', async () => {
 test('shutdown drains: NOT_SERVING at once, an open response finishes, then the EPP stops', async () => {
   const pod = await FakeVllmServer.start();
   const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0',
-    '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '20s'])!, quiet);
+    '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '20s', '--response-body-mode', 'full-duplex'])!, quiet);
   await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
   const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
   const s = envoy.open();

@@ -42,7 +42,7 @@ describe('gRPC health', () => {
     await server.stop();
   });
 
-  it('reports NOT_SERVING waitFor told otherwise, for any service name, on both ports', async () => {
+  it('reports NOT_SERVING until told otherwise, for any service name, on both ports', async () => {
     expect(server.healthPort).toBeGreaterThan(0);
     expect(server.healthPort).not.toBe(server.port);
     const names = ['', 'envoy.service.ext_proc.v3.ExternalProcessor', 'inference-extension', 'anything.else'];

@@ -37,7 +37,13 @@ export interface ExtProcServerOptions {
   readonly healthPort?: number | null;
   /** Directory holding `tls.crt` and `tls.key`: serve TLS on the ext_proc port. Plaintext when omitted. */
   readonly tlsCertDir?: string;
+  /** The request body mode assumed when Envoy sends no `protocol_config`. @default 'FULL_DUPLEX_STREAMED' */
   readonly defaultRequestBodyMode?: BodyMode;
+  /**
+   * The response body mode assumed when Envoy sends no `protocol_config`. kvroute's EnvoyFilter uses NONE (the EPP then
+   * learns a response ended when Envoy closes the stream at the end of the exchange); the EPP's CLI defaults to that.
+   * @default 'FULL_DUPLEX_STREAMED'
+   */
   readonly defaultResponseBodyMode?: BodyMode;
   readonly destinationHeader?: string;
   /** Dynamic metadata namespace for the pick; '' puts the key at the top level. */
