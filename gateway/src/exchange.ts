@@ -28,16 +28,25 @@ import type * as http from 'http';
 import { structToJson, type JsonValue } from '@kvroute/protocol/envoy';
 import type { ProcessingRequest } from '@kvroute/protocol/envoy';
 import { overrideHosts, type Endpoint, type EndpointPool, type FallbackPolicy } from './endpoints';
-import type {
-  DecodedBodyMutation,
-  DecodedCommonResponse,
-  DecodedImmediateResponse,
-  DecodedProcessingResponse,
-  ExtProcClient,
-  ExtProcSession,
-  ProcFailure,
-} from './extproc-client';
-import { applyHeaderMutation, HeaderList, HOP_BY_HOP, InvalidMutation, type DecodedHeaderMutation, type MutationTarget } from './headers';
+import { EchoTracker } from './echo-tracker';
+import {
+  isReplace,
+  type DecodedBodyMutation,
+  type DecodedCommonResponse,
+  type DecodedImmediateResponse,
+  type DecodedProcessingResponse,
+} from './ext-proc-answers';
+import type { ExtProcClient, ExtProcSession, ProcFailure } from './extproc-client';
+import {
+  applyHeaderMutation,
+  HeaderList,
+  HOP_BY_HOP,
+  InvalidMutation,
+  trailerList,
+  trailerRecord,
+  type DecodedHeaderMutation,
+  type MutationTarget,
+} from './headers';
 import type { BypassRule, ResolvedOptions } from './options';
 import type { StatsCollector } from './stats';
 import { UpstreamCall, type CandidateSource } from './upstream';
@@ -64,59 +73,6 @@ export interface ExchangeContext {
   done(x: Exchange): void;
 }
 
-/**
- * Body bytes handed to the EPP, in order, until the EPP has returned them. `match` consumes what comes back; if it
- * differs (the EPP changed the body) the tracker is marked diverged and stops keeping bytes.
- */
-export class EchoTracker {
-  private queue: Buffer[] = [];
-  private offset = 0;
-  pending = 0;
-  diverged = false;
-
-  push(b: Buffer): void {
-    if (this.diverged || b.length === 0) return;
-    this.queue.push(b);
-    this.pending += b.length;
-  }
-
-  match(b: Buffer): void {
-    if (this.diverged) return;
-    let off = 0;
-    while (off < b.length) {
-      const q = this.queue[0];
-      if (!q) return this.diverge();
-      const n = Math.min(q.length - this.offset, b.length - off);
-      if (q.compare(b, off, off + n, this.offset, this.offset + n) !== 0) return this.diverge();
-      off += n;
-      this.offset += n;
-      this.pending -= n;
-      if (this.offset === q.length) {
-        this.queue.shift();
-        this.offset = 0;
-      }
-    }
-  }
-
-  /** Everything sent but not yet returned; empties the tracker. */
-  takeRemaining(): Buffer[] {
-    const out = this.queue.map((q, i) => (i === 0 && this.offset > 0 ? q.subarray(this.offset) : q));
-    this.clear();
-    return out;
-  }
-
-  clear(): void {
-    this.queue = [];
-    this.offset = 0;
-    this.pending = 0;
-  }
-
-  private diverge(): void {
-    this.diverged = true;
-    this.clear();
-  }
-}
-
 /** The override_host candidates first (pick order), then the fallback policy's order, computed only if reached. */
 class Candidates implements CandidateSource {
   private fallbackOrder: Endpoint[] | undefined;
@@ -131,10 +87,6 @@ class Candidates implements CandidateSource {
   }
 }
 
-function isReplace(status: string | number | undefined): boolean {
-  return status === 'CONTINUE_AND_REPLACE' || status === 1;
-}
-
 function pathOnly(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);
@@ -143,20 +95,6 @@ function pathOnly(url: string): string {
 export function bypasses(rules: readonly BypassRule[], method: string, url: string): boolean {
   const path = pathOnly(url);
   return rules.some((r) => r.path === path && (r.method === undefined || r.method === method));
-}
-
-function trailersOf(raw: readonly string[]): HeaderList | null {
-  if (raw.length === 0) return null;
-  const list = HeaderList.fromRaw(raw);
-  for (const h of HOP_BY_HOP) list.remove(h);
-  return list.pairs.length > 0 ? list : null;
-}
-
-function trailerObject(list: HeaderList | null): Record<string, string> | null {
-  if (!list) return null;
-  const out: Record<string, string> = {};
-  for (const [n, v] of list.pairs) if (!n.startsWith(':')) out[n] = out[n] === undefined ? v : `${out[n]}, ${v}`;
-  return out;
 }
 
 export class Exchange {
@@ -321,7 +259,7 @@ export class Exchange {
   private onClientEnd(): void {
     if (this.finished) return;
     this.clientEnded = true;
-    this.clientTrailers = trailersOf(this.req.rawTrailers);
+    this.clientTrailers = trailerList(this.req.rawTrailers);
     switch (this.reqSink) {
       case 'proc':
         if (this.duplex) {
@@ -599,7 +537,7 @@ export class Exchange {
   private endUpstream(trailers: HeaderList | null): void {
     if (this.upstreamEnded || !this.upstream) return;
     this.upstreamEnded = true;
-    this.upstream.end(trailerObject(trailers));
+    this.upstream.end(trailerRecord(trailers));
   }
 
   private onUpstreamError(status: number, message: string): void {
@@ -668,7 +606,7 @@ export class Exchange {
   private onUpstreamEnd(): void {
     this.uresEnded = true;
     if (this.finished) return;
-    this.upstreamTrailers = trailersOf(this.ures?.rawTrailers ?? []);
+    this.upstreamTrailers = trailerList(this.ures?.rawTrailers ?? []);
     switch (this.respSink) {
       case 'proc':
         if (this.upstreamTrailers) {
@@ -883,7 +821,7 @@ export class Exchange {
 
   private endClient(trailers: HeaderList | null): void {
     if (this.finished || this.res.writableEnded) return;
-    const t = trailerObject(trailers);
+    const t = trailerRecord(trailers);
     if (t && !this.respHeaders?.has('content-length')) {
       try {
         this.res.addTrailers(t);
