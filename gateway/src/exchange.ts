@@ -27,7 +27,7 @@ import { randomUUID } from 'crypto';
 import type * as http from 'http';
 import { structToJson, type JsonValue } from '@kvroute/protocol/envoy';
 import type { ProcessingRequest } from '@kvroute/protocol/envoy';
-import { overrideHosts, type Endpoint, type EndpointPool, type FallbackPolicy } from './endpoints';
+import type { Endpoint } from './endpoints';
 import { EchoTracker } from './echo-tracker';
 import {
   isReplace,
@@ -47,44 +47,21 @@ import {
   type DecodedHeaderMutation,
   type MutationTarget,
 } from './headers';
-import type { BypassRule, ResolvedOptions } from './options';
-import type { StatsCollector } from './stats';
-import { UpstreamCall, type CandidateSource } from './upstream';
-
-export const DESTINATION_HEADER = 'x-gateway-destination-endpoint';
-export const SERVED_HEADER = 'x-gateway-destination-endpoint-served';
-export const LB_NAMESPACE = 'envoy.lb';
+import type { BypassRule } from './options';
+import type { FailurePolicy } from './failure-policy';
+import { DESTINATION_HEADER, LB_NAMESPACE, Router, SERVED_HEADER, type RouterContext } from './router';
 
 const EMPTY = Buffer.alloc(0);
 /** Response bytes sent to the EPP but not yet echoed, above which the upstream response is paused. */
 const ECHO_HIGH_WATER = 1024 * 1024;
 const ECHO_LOW_WATER = 256 * 1024;
 
-export interface ExchangeContext {
-  readonly opts: ResolvedOptions;
-  readonly pool: EndpointPool;
-  readonly fallback: FallbackPolicy;
+export interface ExchangeContext extends RouterContext {
   readonly extProc: ExtProcClient | null;
-  readonly agent: http.Agent;
-  readonly stats: StatsCollector;
+  readonly failurePolicy: FailurePolicy;
   /** `envoy.type.v3.StatusCode` name or number → HTTP status (0 when unknown). */
   statusCodeOf(code: string | number | undefined): number;
-  warn(key: string, msg: string, fields?: Record<string, unknown>): void;
   done(x: Exchange): void;
-}
-
-/** The override_host candidates first (pick order), then the fallback policy's order, computed only if reached. */
-class Candidates implements CandidateSource {
-  private fallbackOrder: Endpoint[] | undefined;
-
-  constructor(private readonly picks: readonly Endpoint[], private readonly fallback: () => Endpoint[]) {}
-
-  next(tried: ReadonlySet<string>): Endpoint | undefined {
-    for (const e of this.picks) if (!tried.has(e.address)) return e;
-    this.fallbackOrder ??= this.fallback();
-    for (const e of this.fallbackOrder) if (!tried.has(e.address)) return e;
-    return undefined;
-  }
 }
 
 function pathOnly(url: string): string {
@@ -108,6 +85,8 @@ export class Exchange {
   private proc: ExtProcSession | null = null;
   private lbMetadata: { [key: string]: JsonValue } = {};
   private finished = false;
+  /** A body chunk has gone to the EPP: some Envoy releases treat a failure after that differently. */
+  private bodySent = false;
 
   // Request side.
   private reqSink: 'proc' | 'upstream' | 'discard' = 'upstream';
@@ -127,9 +106,7 @@ export class Exchange {
   private reqReplaced = false;
 
   // Upstream.
-  private upstream: UpstreamCall | null = null;
-  private upstreamEnded = false;
-  private picks: Endpoint[] = [];
+  private readonly router: Router;
 
   // Response side.
   private ures: http.IncomingMessage | null = null;
@@ -187,6 +164,11 @@ export class Exchange {
     if (!headers.has('x-forwarded-proto')) headers.add('x-forwarded-proto', 'http');
     if (!headers.get('x-request-id')) headers.set('x-request-id', randomUUID());
     this.headers = headers;
+    this.router = new Router(ctx, {
+      onResponse: (upstreamRes, endpoint) => this.onUpstreamResponse(upstreamRes, endpoint),
+      onNoResponse: (status, message) => this.onUpstreamError(status, message),
+      onDrain: () => this.resumeReq('upstream'),
+    });
   }
 
   start(): void {
@@ -249,7 +231,7 @@ export class Exchange {
         }
         return;
       case 'upstream':
-        if (this.upstream && !this.upstream.write(chunk)) this.pauseReq('upstream');
+        if (!this.router.write(chunk)) this.pauseReq('upstream');
         return;
       case 'discard':
         return;
@@ -277,7 +259,7 @@ export class Exchange {
         }
         return;
       case 'upstream':
-        this.endUpstream(this.clientTrailers);
+        this.router.end(this.clientTrailers);
         return;
       case 'discard':
         return;
@@ -309,6 +291,7 @@ export class Exchange {
   private procSend(msg: ProcessingRequest, direction: 'req' | 'resp'): void {
     const proc = this.proc;
     if (!proc || !proc.active) return;
+    if (msg.request_body || msg.response_body) this.bodySent = true;
     if (!proc.send(msg)) {
       if (!proc.active) return;
       const reason = 'grpc';
@@ -394,7 +377,7 @@ export class Exchange {
     if (replacing) return this.replaceRequestBody(common.body_mutation);
     if (!this.hasBody) {
       this.route();
-      this.endUpstream(null);
+      this.router.end(null);
       return;
     }
     if (this.duplex) {
@@ -418,8 +401,8 @@ export class Exchange {
       this.buffered = [];
       this.headers.set('content-length', String(replacement.length));
       this.route();
-      this.upstream?.write(replacement);
-      this.endUpstream(null);
+      this.router.write(replacement);
+      this.router.end(null);
       return;
     }
     // No body mutation: the rest of the original body passes through untouched.
@@ -430,20 +413,20 @@ export class Exchange {
     this.reqSink = 'upstream';
     this.restoreContentLength();
     this.route();
-    for (const b of body) this.upstream?.write(b);
-    if (this.clientEnded) this.endUpstream(this.clientTrailers);
+    for (const b of body) this.router.write(b);
+    if (this.clientEnded) this.router.end(this.clientTrailers);
   }
 
   private onReqBodyAnswer(common: DecodedCommonResponse): void {
     if (this.duplex) {
-      if (!this.reqHeadersAnswered || this.reqBodyAnswered || this.reqReplaced || !this.upstream) {
+      if (!this.reqHeadersAnswered || this.reqBodyAnswered || this.reqReplaced || !this.router.routed) {
         return this.spurious('unexpected request body answer');
       }
       const sr = common.body_mutation?.mutation === 'streamed_response' ? common.body_mutation.streamed_response : null;
       if (!sr) return this.spurious('FULL_DUPLEX_STREAMED requires StreamedBodyResponse body answers');
       const body = sr.body ?? EMPTY;
       this.reqTracker.match(body);
-      this.upstream.write(body);
+      this.router.write(body);
       if (sr.end_of_stream) {
         this.reqBodyAnswered = true;
         if (!this.clientEnded) {
@@ -451,7 +434,7 @@ export class Exchange {
           this.reqSink = 'discard';
           this.held = null;
         }
-        if (!this.reqTrailersSent) this.endUpstream(null);
+        if (!this.reqTrailersSent) this.router.end(null);
       }
       return;
     }
@@ -481,18 +464,18 @@ export class Exchange {
     if (this.clientTrailers) this.headers.remove('content-length');
     else this.headers.set('content-length', String(body.length));
     this.route();
-    this.upstream?.write(body);
+    this.router.write(body);
     if (this.clientTrailers) this.sendReqTrailers();
-    else this.endUpstream(null);
+    else this.router.end(null);
   }
 
   private onReqTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
-    if (!this.reqTrailersSent || this.reqTrailersAnswered || !this.upstream) return this.spurious('unexpected request trailers answer');
+    if (!this.reqTrailersSent || this.reqTrailersAnswered || !this.router.routed) return this.spurious('unexpected request trailers answer');
     this.reqTrailersAnswered = true;
     this.reqBodyAnswered = true;
     const trailers = this.clientTrailers as HeaderList;
     this.mutate(trailers, mutation, 'trailers');
-    this.endUpstream(trailers);
+    this.router.end(trailers);
   }
 
   // -------------------------------------------------------------------------------------------------------------------
@@ -500,44 +483,8 @@ export class Exchange {
 
   /** override_host: the EPP's pick list (pool members only), then the fallback policy. Starts the upstream call. */
   private route(): void {
-    if (this.upstream || this.finished) return;
-    const { pool, fallback, opts, stats } = this.ctx;
-    const { hosts, given } = overrideHosts(this.lbMetadata[DESTINATION_HEADER], pool);
-    if (given && hosts.length === 0) stats.picksIgnored++;
-    this.picks = hosts;
-    const hashKey = opts.hashHeader ? this.headers.getJoined(opts.hashHeader) : undefined;
-    const candidates = new Candidates(hosts, () => fallback.order(hashKey));
-    const upstreamHeaders = new HeaderList(this.headers.pairs.filter(([n]) => !n.startsWith(':')));
-    const authority = this.headers.get(':authority');
-    if (authority) upstreamHeaders.pairs.unshift(['host', authority]);
-    this.upstream = new UpstreamCall(
-      { agent: this.ctx.agent, pool, connectTimeoutMs: opts.connectTimeoutMs, maxReplayBytes: opts.maxRequestBodyBytes * 2 },
-      { method: this.headers.get(':method') ?? this.method, path: this.headers.get(':path') ?? '/', headers: upstreamHeaders },
-      candidates,
-      {
-        onResponse: (res, endpoint) => this.onUpstreamResponse(res, endpoint),
-        onError: (status, message) => this.onUpstreamError(status, message),
-        onDrain: () => this.resumeReq('upstream'),
-        onRetry: () => {
-          stats.retries++;
-        },
-        onConnectFailure: (endpoint, reason) => {
-          stats.upstreamConnectFailures++;
-          this.ctx.warn(`connect:${endpoint.address}`, 'upstream connect failure', { endpoint: endpoint.address, reason });
-        },
-      },
-    );
-    this.upstream.start();
-  }
-
-  private currentUpstream(): UpstreamCall | null {
-    return this.upstream;
-  }
-
-  private endUpstream(trailers: HeaderList | null): void {
-    if (this.upstreamEnded || !this.upstream) return;
-    this.upstreamEnded = true;
-    this.upstream.end(trailerRecord(trailers));
+    if (this.finished) return;
+    this.router.route(this.headers, this.lbMetadata, this.method);
   }
 
   private onUpstreamError(status: number, message: string): void {
@@ -552,16 +499,10 @@ export class Exchange {
       res.resume();
       return;
     }
-    const { pool, stats, opts } = this.ctx;
+    const { opts } = this.ctx;
     this.ures = res;
     this.servedBy = endpoint;
-    pool.stat(endpoint).served++;
-    if (this.picks.includes(endpoint)) {
-      stats.picksHonoured++;
-      if (this.picks[0] === endpoint) pool.stat(endpoint).picked++;
-    } else {
-      stats.fallbacks++;
-    }
+    this.router.recordServedBy(endpoint);
     res.on('data', (c: Buffer) => this.onUpstreamData(c));
     res.on('end', () => this.onUpstreamEnd());
     res.on('error', () => undefined);
@@ -698,15 +639,13 @@ export class Exchange {
     if (this.finished || !this.proc) return;
     this.proc = null;
     if (this.requestProcessed() && this.responseProcessed()) return;
-    const { opts, stats } = this.ctx;
-    // A stream the EPP closes cleanly is not a failure to Envoy: it just stops processing.
-    if (!opts.failureModeAllow && kind !== 'closed') {
+    const { stats } = this.ctx;
+    const outcome = this.ctx.failurePolicy.onStreamFailure({ kind, detail, bodySent: this.bodySent });
+    if (outcome.action === 'fail-closed') {
       stats.failClosed++;
       this.ctx.warn(`fail-closed:${kind}`, 'ext_proc failed; failing closed', { kind, detail });
-      const status = kind === 'timeout' ? 504 : 500;
-      const details = kind === 'timeout' ? 'ext_proc_error_per-message_timeout_exceeded' : `ext_proc_error_gRPC_error (${kind}: ${detail})`;
-      this.upstream?.abort();
-      this.localReply(status, `${details}\n`);
+      this.router.abort();
+      this.localReply(outcome.status, `${outcome.details}\n`);
       return;
     }
     stats.failOpen(kind);
@@ -727,7 +666,7 @@ export class Exchange {
   /** A mutation Envoy refuses (bad characters, Content-Length mismatch): a 500 local reply. */
   private processingError(detail: string): void {
     this.endProc();
-    this.upstream?.abort();
+    this.router.abort();
     this.localReply(500, `ext_proc_error: ${detail}\n`);
   }
 
@@ -746,7 +685,7 @@ export class Exchange {
   private continueWithoutProc(): void {
     if (this.finished) return;
     if (!this.requestProcessed() && !this.reqReplaced) {
-      if (!this.upstream) {
+      if (!this.router.routed) {
         // Not routed yet: the client's body so far (all of it kept) goes upstream, then the rest as it comes.
         const body = this.duplex ? this.reqTracker.takeRemaining() : this.buffered;
         if (this.held) body.push(this.held);
@@ -755,20 +694,18 @@ export class Exchange {
         this.reqSink = this.hasBody ? 'upstream' : 'discard';
         this.restoreContentLength();
         this.route();
-        // (route() has just set the upstream; read it back through a call so the compiler does not assume null.)
-        const upstream = this.currentUpstream();
-        for (const b of body) upstream?.write(b);
-        if (this.clientEnded || !this.hasBody) this.endUpstream(this.clientTrailers);
+        for (const b of body) this.router.write(b);
+        if (this.clientEnded || !this.hasBody) this.router.end(this.clientTrailers);
       } else if (this.duplex && this.reqTracker.diverged) {
-        this.upstream.abort();
+        this.router.abort();
         this.localReply(502, 'the endpoint picker failed while streaming a changed request body\n');
         return;
       } else {
-        for (const b of this.reqTracker.takeRemaining()) this.upstream.write(b);
-        if (this.held) this.upstream.write(this.held);
+        for (const b of this.reqTracker.takeRemaining()) this.router.write(b);
+        if (this.held) this.router.write(this.held);
         this.held = null;
         if (this.reqSink === 'proc') this.reqSink = 'upstream';
-        if (this.clientEnded) this.endUpstream(this.clientTrailers);
+        if (this.clientEnded) this.router.end(this.clientTrailers);
       }
     }
     if (this.ures && !this.responseProcessed()) {
@@ -836,7 +773,7 @@ export class Exchange {
   private localReply(status: number, body: string | Buffer, extra?: HeaderList): void {
     if (this.finished) return;
     this.endProc();
-    this.upstream?.abort();
+    this.router.abort();
     this.ures?.destroy();
     this.reqSink = 'discard';
     this.respSink = 'discard';
@@ -874,7 +811,7 @@ export class Exchange {
       this.proc = null;
     }
     if (!complete || !this.uresEnded) {
-      this.upstream?.abort();
+      this.router.abort();
       this.ures?.destroy();
     }
     this.held = null;
