@@ -9,6 +9,10 @@
  */
 import type { ProcFailure } from './extproc-client';
 
+/** The message an answer is owed for, on either side. */
+export type ProcessingMessage = 'headers' | 'body' | 'trailers';
+export type Direction = 'request' | 'response';
+
 /** What the filter knows when its stream fails while the request still needed the EPP. */
 export interface StreamFailure {
   readonly kind: ProcFailure;
@@ -23,17 +27,23 @@ export type FailureOutcome =
   | { readonly action: 'fail-closed'; readonly status: number; readonly details: string };
 
 export interface FailurePolicy {
+  /** Whether the message timer runs while the EPP owes the answer to `message`; silence past it is a `timeout`. */
+  timesOut(direction: Direction, message: ProcessingMessage): boolean;
   onStreamFailure(failure: StreamFailure): FailureOutcome;
 }
 
 const FAIL_OPEN: FailureOutcome = { action: 'fail-open' };
 
 /**
- * The rules the gateway has always followed: `failure_mode_allow` alone chooses between failing open and failing
- * closed, wherever the request is.
+ * The rules the gateway has always followed: every owed answer is timed; `failure_mode_allow` alone chooses between
+ * failing open and failing closed, wherever the request is.
  */
 export class EnvoyFailurePolicy implements FailurePolicy {
   constructor(private readonly failureModeAllow: boolean) {}
+
+  timesOut(): boolean {
+    return true;
+  }
 
   onStreamFailure({ kind, detail }: StreamFailure): FailureOutcome {
     // A stream the EPP closes cleanly is not a failure to Envoy: it just stops processing.
