@@ -1,7 +1,9 @@
 /**
- * Command-line flags → `GatewayOptions`. Every flag takes `--flag value` or `--flag=value`; unknown flags, repeated
- * flags, stray arguments and bad values are errors that name the flag (nothing is silently ignored).
+ * Command-line flags → `GatewayOptions`, parsed by `node:util` parseArgs (strict, no positionals). Every flag takes
+ * `--flag value` or `--flag=value`; unknown flags, repeated flags, stray arguments and bad values are errors that
+ * name the flag (nothing is silently ignored).
  */
+import { parseArgs as parseArgv, type ParseArgsConfig } from 'node:util';
 import { DEFAULTS, GatewayConfigError, resolveOptions, type GatewayOptions } from './options';
 
 export const CLI_DEFAULT_PORT = 8080;
@@ -56,26 +58,40 @@ interface FlagSpec {
   readonly choices?: readonly string[];
 }
 
+/** By long name, as parseArgs names them (the flag is `--` + name). */
 const FLAGS: Readonly<Record<string, FlagSpec>> = {
-  '--endpoints': { kind: 'list', option: 'endpoints' },
-  '--port': { kind: 'int', option: 'port' },
-  '--host': { kind: 'string', option: 'host' },
-  '--ext-proc': { kind: 'string', option: 'extProc' },
-  '--processing-mode': { kind: 'string', option: 'processingMode', choices: ['full-duplex', 'buffered'] },
-  '--response-header-mode': { kind: 'string', option: 'responseHeaderMode', choices: ['send', 'skip'] },
-  '--response-body-mode': { kind: 'string', option: 'responseBodyMode', choices: ['full-duplex', 'none'] },
-  '--failure-mode-allow': { kind: 'bool', option: 'failureModeAllow' },
-  '--message-timeout-ms': { kind: 'int', option: 'messageTimeoutMs' },
-  '--hash-header': { kind: 'string', option: 'hashHeader' },
-  '--ring-size': { kind: 'int', option: 'ringSize' },
-  '--connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
-  '--eject-ms': { kind: 'int', option: 'ejectMs' },
-  '--max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },
-  '--ext-proc-bypass': { kind: 'list', option: 'extProcBypass' },
-  '--shutdown-grace-ms': { kind: 'int', option: 'shutdownGraceMs' },
+  'endpoints': { kind: 'list', option: 'endpoints' },
+  'port': { kind: 'int', option: 'port' },
+  'host': { kind: 'string', option: 'host' },
+  'ext-proc': { kind: 'string', option: 'extProc' },
+  'processing-mode': { kind: 'string', option: 'processingMode', choices: ['full-duplex', 'buffered'] },
+  'response-header-mode': { kind: 'string', option: 'responseHeaderMode', choices: ['send', 'skip'] },
+  'response-body-mode': { kind: 'string', option: 'responseBodyMode', choices: ['full-duplex', 'none'] },
+  'failure-mode-allow': { kind: 'bool', option: 'failureModeAllow' },
+  'message-timeout-ms': { kind: 'int', option: 'messageTimeoutMs' },
+  'hash-header': { kind: 'string', option: 'hashHeader' },
+  'ring-size': { kind: 'int', option: 'ringSize' },
+  'connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
+  'eject-ms': { kind: 'int', option: 'ejectMs' },
+  'max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },
+  'ext-proc-bypass': { kind: 'list', option: 'extProcBypass' },
+  'shutdown-grace-ms': { kind: 'int', option: 'shutdownGraceMs' },
 };
 
-const OPTION_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.option as string, flag]));
+const HELP = 'help';
+const STRAY = 'unexpected argument (flags start with --; see --help)';
+const UNKNOWN = 'unknown flag (see --help)';
+
+// Every flag is a string to parseArgs (values are checked here, with messages that name the flag) and `multiple`, so
+// that a repeated flag shows up as a second value instead of silently replacing the first.
+const PARSE_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
+  ...Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: 'string', multiple: true }])),
+  [HELP]: { type: 'boolean', short: 'h', multiple: true },
+};
+
+const BOOLEAN_FLAGS = new Set(Object.entries(FLAGS).filter(([, spec]) => spec.kind === 'bool').map(([name]) => `--${name}`));
+
+const OPTION_TO_FLAG = new Map(Object.entries(FLAGS).map(([name, spec]) => [spec.option as string, `--${name}`]));
 
 function parseValue(flag: string, spec: FlagSpec, value: string): unknown {
   switch (spec.kind) {
@@ -103,42 +119,74 @@ function parseValue(flag: string, spec: FlagSpec, value: string): unknown {
   }
 }
 
-/** Parses argv (without `node` and the script). Throws `CliError` naming the flag. */
-export function parseArgs(argv: readonly string[]): CliCommand {
-  const options: Record<string, unknown> = {};
-  const seen = new Set<string>();
+/**
+ * A boolean flag may stand alone (true) or take `true`/`false` as the next argument. parseArgs has no options with
+ * an optional value, so both forms become `--flag=VALUE` before it sees them.
+ */
+function withInlineBooleans(argv: readonly string[]): string[] {
+  const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg === '--help' || arg === '-h') return { kind: 'help' };
-    if (!arg.startsWith('--')) throw new CliError(arg, 'unexpected argument (flags start with --; see --help)');
-    const eq = arg.indexOf('=');
-    const flag = eq < 0 ? arg : arg.slice(0, eq);
-    const spec = FLAGS[flag];
-    if (!spec) throw new CliError(flag, 'unknown flag (see --help)');
-    if (seen.has(flag)) throw new CliError(flag, 'given more than once');
-    seen.add(flag);
-    let value: string;
-    if (eq >= 0) {
-      value = arg.slice(eq + 1);
-    } else if (spec.kind === 'bool') {
-      // `--failure-mode-allow` alone means true; a following literal true/false is taken as its value.
-      const next = argv[i + 1];
-      if (next === 'true' || next === 'false') {
-        value = next;
-        i++;
-      } else {
-        value = 'true';
-      }
-    } else {
-      const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('--') && next.length > 2)) throw new CliError(flag, 'expects a value');
-      value = next;
-      i++;
+    if (!BOOLEAN_FLAGS.has(arg)) {
+      args.push(arg);
+      continue;
     }
-    options[spec.option] = parseValue(flag, spec, value);
+    const next = argv[i + 1];
+    if (next === 'true' || next === 'false') {
+      args.push(`${arg}=${next}`);
+      i++;
+    } else {
+      args.push(`${arg}=true`);
+    }
   }
-  if (!seen.has('--endpoints')) throw new CliError('--endpoints', 'is required (comma-separated ip:port list)');
-  if (!seen.has('--port')) options.port = CLI_DEFAULT_PORT;
+  return args;
+}
+
+/**
+ * parseArgs's errors do not say which argument they are about. Read leniently, the same arguments show the first one
+ * strict parsing refuses, so the error can name it like every other (unless help was asked for before it).
+ */
+function diagnose(args: readonly string[], err: unknown): CliCommand {
+  const { tokens } = parseArgv({ args, options: PARSE_OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    if (t.kind === 'positional') throw new CliError(t.value, STRAY);
+    if (t.kind === 'option-terminator') throw new CliError('--', UNKNOWN);
+    if (t.name === HELP) return { kind: 'help' };
+    if (!t.rawName.startsWith('--')) throw new CliError(t.rawName, STRAY);
+    if (!(t.name in FLAGS)) throw new CliError(t.rawName, UNKNOWN);
+    if (t.value === undefined) throw new CliError(t.rawName, 'expects a value');
+    // Strict parsing takes no separate value that starts with '-': a flag there means this one's value is missing.
+    if (!t.inlineValue && t.value.length > 1 && t.value.startsWith('-')) {
+      if (t.value.startsWith('--')) throw new CliError(t.rawName, 'expects a value');
+      throw new CliError(t.rawName, `expects a value (one that starts with '-' is written ${t.rawName}=${t.value})`);
+    }
+  }
+  throw new CliError('arguments', err instanceof Error ? err.message : String(err));
+}
+
+/** Parses argv (without `node` and the script). Throws `CliError` naming the flag. */
+export function parseArgs(argv: readonly string[]): CliCommand {
+  const args = withInlineBooleans(argv);
+  let parsed;
+  try {
+    parsed = parseArgv({ args, options: PARSE_OPTIONS, strict: true, allowPositionals: false, tokens: true });
+  } catch (err) {
+    return diagnose(args, err);
+  }
+  const { values, tokens } = parsed;
+  const options: Record<string, unknown> = {};
+  // In argument order, so the first mistake (or a request for help) is the one that counts.
+  for (const t of tokens) {
+    if (t.kind === 'option-terminator') throw new CliError('--', UNKNOWN);
+    if (t.kind !== 'option') continue;
+    if (t.name === HELP) return { kind: 'help' };
+    if (t.value === undefined) continue;
+    const given = values[t.name];
+    if (Array.isArray(given) && given.length > 1) throw new CliError(t.rawName, 'given more than once');
+    options[FLAGS[t.name].option] = parseValue(t.rawName, FLAGS[t.name], t.value);
+  }
+  if (values.endpoints === undefined) throw new CliError('--endpoints', 'is required (comma-separated ip:port list)');
+  options.port ??= CLI_DEFAULT_PORT;
   const result = options as unknown as GatewayOptions;
   // Semantic checks (addresses, ranges, combinations) live with the options; report them under the flag's name.
   try {

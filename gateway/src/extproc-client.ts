@@ -1,74 +1,29 @@
 /**
  * Envoy's side of `envoy.service.ext_proc.v3.ExternalProcessor/Process`: one gRPC channel to the EPP, one
- * bidirectional stream per HTTP request. A session knows nothing about HTTP; it sends what the exchange gives it,
+ * bidirectional stream per HTTP request. A session knows nothing about HTTP; it sends what the filter gives it,
  * delivers what the EPP answers, and turns every way the EPP can let a request down into one `failure` callback:
  *
  * - `unavailable`: the EPP cannot be reached (gRPC UNAVAILABLE: nothing listening, connection refused or lost);
  * - `error`: any other non-OK gRPC status (INTERNAL, INVALID_ARGUMENT, a reset stream, ...);
- * - `timeout`: the exchange was waiting for an answer and the EPP stayed silent for `messageTimeoutMs`;
- * - `closed`: the EPP ended the stream with OK while the exchange still needed it.
+ * - `timeout`: the filter was waiting for an answer and the EPP stayed silent for `messageTimeoutMs`;
+ * - `closed`: the EPP ended the stream with OK while the filter still needed it.
  *
  * The protos are the ones `@kvroute/protocol/envoy` loads (the package's Envoy API plus the newer members), so the
  * gateway and the EPP always agree on the wire format.
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi, type StructObject } from '@kvroute/protocol/envoy';
-import type { HeaderMap, ProcessingRequest } from '@kvroute/protocol/envoy';
-import type { DecodedHeaderMutation } from './headers';
+import { loadEnvoyApi, type ProcessingRequest } from '@kvroute/protocol/envoy';
+import type { DecodedProcessingResponse } from './ext-proc-answers';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 const PROCESS_PATH = `/${EXT_PROC_SERVICE}/Process`;
-
-// ---------------------------------------------------------------------------------------------------------------------
-// ProcessingResponse as @grpc/proto-loader decodes it (PROTO_LOADER_OPTIONS: keepCase, enums as names, defaults,
-// oneof discriminators). Only the members the gateway reads.
-
-export interface DecodedBodyMutation {
-  mutation?: 'body' | 'clear_body' | 'streamed_response';
-  body?: Buffer;
-  clear_body?: boolean;
-  streamed_response?: { body?: Buffer; end_of_stream?: boolean } | null;
-}
-
-export interface DecodedCommonResponse {
-  status?: string | number;
-  header_mutation?: DecodedHeaderMutation | null;
-  body_mutation?: DecodedBodyMutation | null;
-  trailers?: HeaderMap | null;
-  clear_route_cache?: boolean;
-}
-
-export interface DecodedImmediateResponse {
-  /** `envoy.type.v3.HttpStatus`; `code` is the StatusCode enum name, or a number the enum does not define. */
-  status?: { code?: string | number } | null;
-  headers?: DecodedHeaderMutation | null;
-  body?: Buffer;
-  details?: string;
-}
-
-export type ResponseKind =
-  | 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers'
-  | 'immediate_response';
-
-export interface DecodedProcessingResponse {
-  response?: ResponseKind;
-  request_headers?: { response?: DecodedCommonResponse | null } | null;
-  response_headers?: { response?: DecodedCommonResponse | null } | null;
-  request_body?: { response?: DecodedCommonResponse | null } | null;
-  response_body?: { response?: DecodedCommonResponse | null } | null;
-  request_trailers?: { header_mutation?: DecodedHeaderMutation | null } | null;
-  response_trailers?: { header_mutation?: DecodedHeaderMutation | null } | null;
-  immediate_response?: DecodedImmediateResponse | null;
-  dynamic_metadata?: StructObject | null;
-  override_message_timeout?: { seconds?: string | number; nanos?: number } | null;
-}
 
 export type ProcFailure = 'unavailable' | 'error' | 'timeout' | 'closed';
 
 export interface SessionHandlers {
   onMessage(msg: DecodedProcessingResponse): void;
   onFailure(kind: ProcFailure, detail: string): void;
-  /** Whether the exchange is waiting for an answer right now; the message timer runs only then. */
+  /** Whether the filter is waiting for an answer right now; the message timer runs only then. */
   owed(): boolean;
 }
 
@@ -202,7 +157,7 @@ export class ExtProcSession {
     this.drainWaiters.push(cb);
   }
 
-  /** Re-evaluates the message timer after the exchange's state changed. */
+  /** Re-evaluates the message timer after the filter's state changed. */
   touch(): void {
     if (this.done) return;
     this.lastActivity = Date.now();

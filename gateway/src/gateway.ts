@@ -8,6 +8,7 @@ import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
 import { ExtProcClient } from './extproc-client';
+import { EnvoyFailurePolicy } from './failure-policy';
 import { resolveOptions, type GatewayOptions, type ResolvedOptions } from './options';
 import { StatsCollector, type GatewayStats } from './stats';
 
@@ -103,6 +104,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     extProc,
     agent,
     stats,
+    failurePolicy: new EnvoyFailurePolicy(opts.failureModeAllow),
     statusCodeOf,
     warn: throttledWarn(opts),
     done: (x) => {

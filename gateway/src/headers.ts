@@ -80,6 +80,22 @@ export class HeaderList {
   }
 }
 
+/** HTTP/1.1 trailers from Node's `rawTrailers`, hop-by-hop names removed; null when none are left. */
+export function trailerList(raw: readonly string[]): HeaderList | null {
+  if (raw.length === 0) return null;
+  const list = HeaderList.fromRaw(raw);
+  for (const h of HOP_BY_HOP) list.remove(h);
+  return list.pairs.length > 0 ? list : null;
+}
+
+/** Trailers as Node's `addTrailers` takes them, repeated names joined as HTTP combines them. */
+export function trailerRecord(list: HeaderList | null): Record<string, string> | null {
+  if (!list) return null;
+  const out: Record<string, string> = {};
+  for (const [n, v] of list.pairs) if (!n.startsWith(':')) out[n] = out[n] === undefined ? v : `${out[n]}, ${v}`;
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Validation (what Node will accept on the wire; Envoy's own check is laxer on values, never stricter).
 

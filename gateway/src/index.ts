@@ -13,4 +13,4 @@ export {
 } from './options';
 export type { EndpointStats, FailOpenReason, GatewayStats } from './stats';
 export { parseArgs, CliError, USAGE, CLI_DEFAULT_PORT, type CliCommand } from './cli';
-export { DESTINATION_HEADER, SERVED_HEADER, LB_NAMESPACE } from './exchange';
+export { DESTINATION_HEADER, SERVED_HEADER, LB_NAMESPACE } from './router';

@@ -1,6 +1,6 @@
 /** The pure parts: endpoint parsing, override_host reading, the fallback policies, header mutation rules. */
 import { EndpointPool, overrideHosts, parseEndpoint, RingHash, RoundRobin, type Endpoint } from '../src/endpoints';
-import { EchoTracker } from '../src/exchange';
+import { EchoTracker } from '../src/echo-tracker';
 import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderValueOption } from '../src/headers';
 import { GatewayConfigError, resolveOptions } from '../src/options';
 

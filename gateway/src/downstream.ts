@@ -1,0 +1,193 @@
+/**
+ * The client's side of one exchange, as Envoy's HTTP connection manager presents it to the filter chain
+ * (`source/common/http/conn_manager_impl.cc`, `conn_manager_utility.cc`): the request head turned into HTTP/2-style
+ * headers and sanitized before any filter sees them, the request body as events, and the response written back,
+ * including the gateway's own local replies (`source/common/http/filter_manager.cc`, sendLocalReply).
+ */
+import { randomUUID } from 'crypto';
+import type * as http from 'http';
+import { HeaderList, HOP_BY_HOP, trailerList, trailerRecord } from './headers';
+import { DESTINATION_HEADER, SERVED_HEADER } from './router';
+import type { StatsCollector } from './stats';
+
+/**
+ * Why the client's body is not being read: the upstream socket is full (`upstream`), or the EPP stream is
+ * (`grpc`). Reading resumes once no reason is left.
+ */
+export type RequestPause = 'upstream' | 'grpc';
+
+export interface DownstreamEvents {
+  data(chunk: Buffer): void;
+  /** The body is complete; `Downstream.trailers` holds the client's trailers, if any. */
+  end(): void;
+  /** The client's connection is done with this response: `complete` when all of it was delivered. */
+  closed(complete: boolean): void;
+}
+
+export class Downstream {
+  readonly method: string;
+  /** The request target as origin-form (`/path?query`). */
+  readonly path: string;
+  /** What filters see and mutate: pseudo-headers first, no hop-by-hop headers, no client-named destination. */
+  readonly headers: HeaderList;
+  readonly originalContentLength: string | undefined;
+  readonly hasBody: boolean;
+  private bodyEnded = false;
+  private bodyTrailers: HeaderList | null = null;
+  private connectionDone = false;
+  private headSent = false;
+  private readonly pauses = new Set<RequestPause>();
+
+  constructor(private readonly req: http.IncomingMessage, private readonly res: http.ServerResponse, private readonly stats: StatsCollector) {
+    this.method = req.method ?? 'GET';
+    const list = HeaderList.fromRaw(req.rawHeaders);
+    // Never obey (or even forward) a destination a client names itself.
+    list.remove(DESTINATION_HEADER);
+    list.remove(SERVED_HEADER);
+    this.originalContentLength = list.get('content-length');
+    this.hasBody = list.has('transfer-encoding') || (this.originalContentLength !== undefined && this.originalContentLength !== '0');
+    let authority = list.get('host') ?? '';
+    let path = req.url ?? '/';
+    if (/^https?:\/\//i.test(path)) {
+      // Absolute-form request target (a client talking to us as a proxy): like Envoy's codec, the URL's host
+      // becomes :authority and only path and query remain.
+      try {
+        const u = new URL(path);
+        authority = u.host;
+        path = `${u.pathname}${u.search}`;
+      } catch {
+        // leave it; the upstream will reject it
+      }
+    }
+    this.path = path;
+    const headers = new HeaderList([
+      [':authority', authority],
+      [':path', path],
+      [':method', this.method],
+      [':scheme', 'http'],
+    ]);
+    for (const [n, v] of list.pairs) if (n !== 'host' && !HOP_BY_HOP.has(n)) headers.add(n, v);
+    const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const xff = headers.get('x-forwarded-for');
+    if (remote) headers.set('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
+    if (!headers.has('x-forwarded-proto')) headers.add('x-forwarded-proto', 'http');
+    if (!headers.get('x-request-id')) headers.set('x-request-id', randomUUID());
+    this.headers = headers;
+  }
+
+  /** The client's body is complete. */
+  get ended(): boolean {
+    return this.bodyEnded;
+  }
+
+  /** The client's trailers, once the body is complete. */
+  get trailers(): HeaderList | null {
+    return this.bodyTrailers;
+  }
+
+  /** The client's connection is done with this exchange; nothing more reaches the client. */
+  get closed(): boolean {
+    return this.connectionDone;
+  }
+
+  get responseStarted(): boolean {
+    return this.headSent;
+  }
+
+  /** Counts the exchange in flight until the client's connection is done with it, and starts the events. */
+  listen(events: DownstreamEvents): void {
+    const { stats } = this;
+    stats.requests++;
+    stats.inFlight++;
+    this.req.on('error', () => undefined);
+    this.res.on('error', () => undefined);
+    this.res.on('close', () => {
+      if (this.connectionDone) return;
+      this.connectionDone = true;
+      const complete = this.res.writableFinished;
+      stats.inFlight--;
+      if (complete) stats.completed++;
+      else stats.aborted++;
+      events.closed(complete);
+    });
+    this.req.on('data', (chunk: Buffer) => {
+      if (!this.closed) events.data(chunk);
+    });
+    this.req.on('end', () => {
+      if (this.closed) return;
+      this.bodyEnded = true;
+      this.bodyTrailers = trailerList(this.req.rawTrailers);
+      events.end();
+    });
+  }
+
+  pause(reason: RequestPause): void {
+    this.pauses.add(reason);
+    this.req.pause();
+  }
+
+  resume(reason: RequestPause): void {
+    if (!this.pauses.delete(reason)) return;
+    if (this.pauses.size === 0 && !this.closed) this.req.resume();
+  }
+
+  /** Reads whatever the client still sends and throws it away (the response no longer depends on it). */
+  discardBody(): void {
+    this.pauses.clear();
+    this.req.resume();
+  }
+
+  writeHead(status: number, headers: HeaderList): void {
+    // A Date the response already carries (from the upstream or the EPP) is kept, not doubled.
+    if (headers.has('date')) this.res.sendDate = false;
+    this.headSent = true;
+    this.stats.status(status);
+    this.res.writeHead(status, headers.toRawArray());
+  }
+
+  /** False when the client's socket is full; `onceDrained` tells when to go on. */
+  write(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+
+  onceDrained(cb: () => void): void {
+    this.res.once('drain', cb);
+  }
+
+  end(trailers: HeaderList | null): void {
+    if (this.closed || this.res.writableEnded) return;
+    const record = trailerRecord(trailers);
+    if (record) {
+      try {
+        this.res.addTrailers(record);
+      } catch {
+        // an invalid trailer is dropped
+      }
+    }
+    this.res.end();
+  }
+
+  endWith(body: Buffer): void {
+    this.res.end(body);
+  }
+
+  /** Cuts the client's connection: the only way left to say the response is broken once it has started. */
+  reset(): void {
+    this.res.destroy();
+  }
+
+  /** A response made by the gateway itself (errors, the EPP's ImmediateResponse). */
+  sendLocalReply(status: number, body: string | Buffer, extra?: HeaderList): void {
+    if (this.responseStarted) {
+      this.res.destroy();
+      return;
+    }
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    const headers = extra ?? new HeaderList(bytes.length > 0 ? [['content-type', 'text/plain']] : []);
+    headers.set('content-length', String(bytes.length));
+    this.headSent = true;
+    this.stats.status(status);
+    this.res.writeHead(status, headers.toRawArray());
+    this.res.end(bytes);
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The request direction of the ext_proc filter, Envoy's DecodingProcessorState
+ * (`source/extensions/filters/http/ext_proc/processor_state.cc`). The headers go first; nothing goes upstream until
+ * the EPP has answered them, because its answer carries the pick.
+ *
+ * - FULL_DUPLEX_STREAMED: each body chunk goes to the EPP as it arrives (the last one with end_of_stream, or the
+ *   trailers after it). The headers answer starts the upstream request, and the body the EPP streams back is what
+ *   the upstream receives, chunked (Envoy drops Content-Length in this mode because the EPP may change the body).
+ * - BUFFERED: the body is collected; once the headers answer is in, the whole body goes in one message; its answer
+ *   carries the mutations, the pick and possibly a new body; the upstream gets an exact Content-Length (a mutated
+ *   body that contradicts a Content-Length the EPP left in place is a 500, as in Envoy).
+ * - CONTINUE_AND_REPLACE on the headers answer replaces the whole body, in either mode.
+ *
+ * Every body byte sent to the EPP is kept until the EPP has returned it, so a failure at any point can continue
+ * with exactly the bytes the upstream has not seen yet.
+ */
+import type { ProcessingRequest } from '@kvroute/protocol/envoy';
+import type { Downstream } from './downstream';
+import { EchoTracker } from './echo-tracker';
+import { bodyReplacement, EMPTY_BODY, isReplace, streamedBody, type DecodedBodyMutation, type DecodedCommonResponse } from './ext-proc-answers';
+import type { FilterHost, PhaseFilter } from './ext-proc-filter';
+import type { ProcessingMessage } from './failure-policy';
+import type { DecodedHeaderMutation, HeaderList } from './headers';
+import type { Router } from './router';
+
+/** What the EPP owes next on the request. Steps only move forward. */
+export type RequestStep =
+  /** The headers answer (FULL_DUPLEX_STREAMED body chunks keep going out meanwhile). */
+  | 'headers'
+  /** The body: its streamed echo up to end_of_stream, or the one answer to the whole BUFFERED body. */
+  | 'body'
+  /** The trailers answer; the body is done (answered, or replaced by CONTINUE_AND_REPLACE). */
+  | 'trailers'
+  /** Nothing: the request is processed. */
+  | 'complete';
+
+/**
+ * How much of the body has gone out to the EPP. Kept apart from the step because in FULL_DUPLEX_STREAMED the client
+ * keeps sending while the EPP answers, so the two move independently.
+ */
+type RequestSent = 'body-open' | 'body-ended' | 'trailers';
+
+export interface RequestPhaseOptions {
+  /** FULL_DUPLEX_STREAMED (else BUFFERED). */
+  readonly duplex: boolean;
+  /** Largest body sent through the EPP; above it the client gets a 413. */
+  readonly maxBodyBytes: number;
+}
+
+export class RequestPhase {
+  private step: RequestStep = 'headers';
+  private sent: RequestSent = 'body-open';
+  private readonly echo = new EchoTracker();
+  /** The latest client chunk, held back so the last one can carry end_of_stream (saves a message per request). */
+  private held: Buffer | null = null;
+  /** The body so far (BUFFERED). */
+  private buffered: Buffer[] = [];
+  private received = 0;
+
+  constructor(
+    private readonly filter: PhaseFilter,
+    private readonly host: FilterHost,
+    private readonly downstream: Downstream,
+    private readonly router: Router,
+    private readonly mode: RequestPhaseOptions,
+  ) {}
+
+  get processed(): boolean {
+    return this.step === 'complete';
+  }
+
+  /** The message whose answer the EPP owes now, if any. */
+  owes(): ProcessingMessage | null {
+    if (this.step === 'headers') return 'headers';
+    if ((this.step === 'body' && this.sent !== 'body-open') || this.echo.pending > 0) return 'body';
+    if (this.step === 'trailers') return 'trailers';
+    return null;
+  }
+
+  /** A chunk of the client's body, while the body goes through the filter. */
+  onClientData(chunk: Buffer): void {
+    this.received += chunk.length;
+    if (this.received > this.mode.maxBodyBytes) {
+      this.host.sendLocalReply(413, `request body exceeds ${this.mode.maxBodyBytes} bytes\n`);
+      return;
+    }
+    if (!this.mode.duplex) {
+      this.buffered.push(chunk);
+      return;
+    }
+    if (this.held) this.sendChunk(this.held, false);
+    this.held = chunk;
+  }
+
+  onClientEnd(): void {
+    if (!this.mode.duplex) {
+      if (this.step !== 'headers') this.sendBufferedBody();
+      return;
+    }
+    const trailers = this.downstream.trailers;
+    if (trailers) {
+      if (this.held) this.sendChunk(this.held, false);
+      this.held = null;
+      this.sendTrailers(trailers);
+    } else {
+      const last = this.held ?? EMPTY_BODY;
+      this.held = null;
+      this.sendChunk(last, true);
+    }
+  }
+
+  onHeadersAnswer(common: DecodedCommonResponse): void {
+    if (this.step !== 'headers') return this.filter.spurious('unexpected request headers answer');
+    const replacing = isReplace(common.status);
+    this.applyHeaderMutation(common, replacing);
+    if (replacing) return this.replaceBody(common.body_mutation);
+    if (!this.downstream.hasBody) {
+      this.step = 'complete';
+      this.host.route();
+      this.router.end(null);
+      return;
+    }
+    this.step = 'body';
+    if (this.mode.duplex) {
+      // Envoy removes Content-Length in this mode: the body the EPP streams back may differ in length.
+      this.downstream.headers.remove('content-length');
+      // The body the EPP returns is what goes upstream; nothing more to do until it arrives.
+      this.host.route();
+      return;
+    }
+    if (this.downstream.ended) this.sendBufferedBody();
+  }
+
+  onBodyAnswer(common: DecodedCommonResponse): void {
+    if (this.mode.duplex) return this.onStreamedBody(common);
+    if (this.step !== 'body' || this.sent === 'body-open') return this.filter.spurious('unexpected request body answer');
+    this.step = 'complete';
+    const headers = this.downstream.headers;
+    this.applyHeaderMutation(common, isReplace(common.status));
+    const replacement = bodyReplacement(common.body_mutation);
+    if (replacement) {
+      const cl = headers.get('content-length');
+      if (cl !== undefined && Number(cl) !== replacement.length) {
+        return this.filter.processingError('mismatch between content length and the length of the mutated body');
+      }
+    }
+    const body = replacement ?? this.buffered[0] ?? EMPTY_BODY;
+    this.buffered = [];
+    const trailers = this.downstream.trailers;
+    // The whole body is known, so it gets an exact Content-Length, unless trailers follow (those need chunking).
+    if (trailers) headers.remove('content-length');
+    else headers.set('content-length', String(body.length));
+    this.host.route();
+    this.router.write(body);
+    if (!trailers) return this.router.end(null);
+    this.step = 'trailers';
+    this.sendTrailers(trailers);
+  }
+
+  onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
+    const trailers = this.downstream.trailers;
+    if (this.sent !== 'trailers' || this.step === 'complete' || !this.router.routed || !trailers) {
+      return this.filter.spurious('unexpected request trailers answer');
+    }
+    this.step = 'complete';
+    this.filter.mutate(trailers, mutation, 'trailers');
+    this.router.end(trailers);
+  }
+
+  /**
+   * Goes on without the EPP from wherever the request is, losing no body byte. False when that is impossible (the
+   * EPP had changed the body and died partway through returning it): the client has then had a 502.
+   */
+  continueWithout(): boolean {
+    if (this.step === 'complete') return true;
+    const { downstream, router } = this;
+    if (!router.routed) {
+      // Not routed yet: the client's body so far (all of it kept) goes upstream, then the rest as it comes.
+      const body = this.takeUnforwarded();
+      this.host.requestBodyTo(downstream.hasBody ? 'upstream' : 'discard');
+      this.restoreContentLength();
+      this.host.route();
+      for (const b of body) router.write(b);
+      if (downstream.ended || !downstream.hasBody) router.end(downstream.trailers);
+      return true;
+    }
+    if (this.mode.duplex && this.echo.diverged) {
+      router.abort();
+      this.host.sendLocalReply(502, 'the endpoint picker failed while streaming a changed request body\n');
+      return false;
+    }
+    for (const b of this.takeUnforwarded()) router.write(b);
+    if (this.host.requestBodyRoute === 'filter') this.host.requestBodyTo('upstream');
+    if (downstream.ended) router.end(downstream.trailers);
+    return true;
+  }
+
+  /** Lets go of every kept byte (the exchange is over). */
+  drop(): void {
+    this.held = null;
+    this.echo.clear();
+    this.buffered = [];
+  }
+
+  private onStreamedBody(common: DecodedCommonResponse): void {
+    if (this.step !== 'body' || !this.router.routed) return this.filter.spurious('unexpected request body answer');
+    const streamed = streamedBody(common);
+    if (!streamed) return this.filter.spurious('FULL_DUPLEX_STREAMED requires StreamedBodyResponse body answers');
+    const body = streamed.body ?? EMPTY_BODY;
+    this.echo.match(body);
+    this.router.write(body);
+    if (!streamed.end_of_stream) return;
+    this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
+    if (!this.downstream.ended) {
+      // The EPP ended the body early: the rest of the client's is not forwarded.
+      this.host.requestBodyTo('discard');
+      this.held = null;
+    }
+    if (this.sent !== 'trailers') this.router.end(null);
+  }
+
+  /** CONTINUE_AND_REPLACE on the headers: the EPP's body (if any) replaces the client's entirely. */
+  private replaceBody(bm: DecodedBodyMutation | null | undefined): void {
+    this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
+    const replacement = bodyReplacement(bm);
+    if (replacement) {
+      this.host.requestBodyTo('discard');
+      this.drop();
+      this.downstream.headers.set('content-length', String(replacement.length));
+      this.host.route();
+      this.router.write(replacement);
+      this.router.end(null);
+      return;
+    }
+    // No body mutation: the rest of the original body passes through untouched.
+    const body = this.takeUnforwarded();
+    this.host.requestBodyTo('upstream');
+    this.restoreContentLength();
+    this.host.route();
+    for (const b of body) this.router.write(b);
+    if (this.downstream.ended) this.router.end(this.downstream.trailers);
+  }
+
+  private applyHeaderMutation(common: DecodedCommonResponse, replacing: boolean): void {
+    this.filter.mutate(this.downstream.headers, common.header_mutation, 'request', replacing);
+    if (common.clear_route_cache) this.filter.countRouteCacheClear();
+  }
+
+  /** The client's body bytes the upstream has not seen: those the EPP still owes back, and the held-back chunk. */
+  private takeUnforwarded(): Buffer[] {
+    const body = this.mode.duplex ? this.echo.takeRemaining() : this.buffered;
+    if (this.held) body.push(this.held);
+    this.held = null;
+    this.buffered = [];
+    return body;
+  }
+
+  /** The client's own framing, once the EPP no longer shapes the body. */
+  private restoreContentLength(): void {
+    if (!this.downstream.hasBody) return;
+    const original = this.downstream.originalContentLength;
+    if (original !== undefined) this.downstream.headers.set('content-length', original);
+    else this.downstream.headers.remove('content-length');
+  }
+
+  private sendChunk(chunk: Buffer, endOfStream: boolean): void {
+    this.echo.push(chunk);
+    if (endOfStream) this.sent = 'body-ended';
+    this.send({ request_body: { body: chunk, end_of_stream: endOfStream } });
+  }
+
+  private sendTrailers(trailers: HeaderList): void {
+    this.sent = 'trailers';
+    this.send({ request_trailers: { trailers: trailers.toHeaderMap() } });
+  }
+
+  private sendBufferedBody(): void {
+    const body = this.buffered.length === 1 ? this.buffered[0] : Buffer.concat(this.buffered);
+    this.buffered = [body];
+    this.sent = 'body-ended';
+    this.send({ request_body: { body, end_of_stream: this.downstream.trailers === null } });
+  }
+
+  private send(msg: ProcessingRequest): void {
+    this.filter.send(msg, 'request');
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The upstream's response on its way to the client, as Envoy's router passes it back down the filter chain
+ * (`source/common/router/router.cc` onUpstreamHeaders / onUpstreamData / onUpstreamTrailers, and
+ * `source/common/router/upstream_request.cc`): headers cleaned of hop-by-hop fields and stamped with the endpoint
+ * that served them; the body streamed chunk by chunk, either straight to the client or through the ext_proc
+ * filter's response phase, never collected (SSE must arrive as it is produced); the client's backpressure and the
+ * filter's held back onto the upstream socket. An upstream that dies mid-response resets the client.
+ */
+import type * as http from 'http';
+import type { Downstream } from './downstream';
+import type { Endpoint } from './endpoints';
+import { HeaderList, HOP_BY_HOP, trailerList } from './headers';
+import { SERVED_HEADER } from './router';
+
+/** Where the upstream's body chunks go. */
+export type ResponseBodyRoute = 'filter' | 'client' | 'discard';
+
+/**
+ * Why the upstream's body is not being read: the EPP has not answered the response headers yet (`headers`), too
+ * much of the body awaits its echo (`echo`), the EPP stream is full (`grpc`), or the client's socket is (`client`).
+ * Reading resumes once no reason is left.
+ */
+export type ResponsePause = 'headers' | 'echo' | 'grpc' | 'client';
+
+/** The ext_proc filter's response phase, as the relay feeds it. */
+export interface ResponseFilter {
+  /** The upstream's status and headers (`headers`, which the filter may mutate until the head is written). */
+  headersReady(headers: HeaderList, noBody: boolean): void;
+  data(chunk: Buffer): void;
+  end(trailers: HeaderList | null): void;
+}
+
+export class ResponseRelay {
+  private upstream: http.IncomingMessage | null = null;
+  private servedBy: Endpoint | null = null;
+  private headers: HeaderList | null = null;
+  private filter: ResponseFilter | null = null;
+  // With a filter, its 'headers' pause holds the body back until the filter has chosen the route.
+  private route: ResponseBodyRoute = 'client';
+  private readonly pauses = new Set<ResponsePause>();
+  private waitingForClient = false;
+  private ended = false;
+  private trailers: HeaderList | null = null;
+
+  constructor(private readonly downstream: Downstream) {}
+
+  get bodyRoute(): ResponseBodyRoute {
+    return this.route;
+  }
+
+  /** The upstream's body is complete. */
+  get upstreamEnded(): boolean {
+    return this.ended;
+  }
+
+  /** The upstream's trailers, once its body is complete. */
+  get upstreamTrailers(): HeaderList | null {
+    return this.trailers;
+  }
+
+  get clientResponseStarted(): boolean {
+    return this.downstream.responseStarted;
+  }
+
+  /** Takes over the upstream's response; `filter` is the ext_proc response phase when the EPP is to see it. */
+  start(res: http.IncomingMessage, endpoint: Endpoint, filter: ResponseFilter | null): void {
+    this.upstream = res;
+    this.servedBy = endpoint;
+    res.on('data', (c: Buffer) => this.onData(c));
+    res.on('end', () => this.onEnd());
+    res.on('error', () => undefined);
+    res.on('close', () => {
+      // The upstream went away mid-response: the client cannot be told otherwise than by a reset.
+      if (!this.ended && !this.downstream.closed) this.downstream.reset();
+    });
+    const status = res.statusCode ?? 502;
+    const headers = new HeaderList([[':status', String(status)]]);
+    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+      const n = res.rawHeaders[i].toLowerCase();
+      if (!HOP_BY_HOP.has(n) && n !== SERVED_HEADER) headers.add(n, res.rawHeaders[i + 1]);
+    }
+    this.headers = headers;
+    const noBody = this.downstream.method === 'HEAD' || status === 204 || status === 304 || status < 200 || headers.get('content-length') === '0';
+    if (filter) {
+      this.filter = filter;
+      filter.headersReady(headers, noBody);
+      return;
+    }
+    this.route = 'client';
+    this.writeHead();
+  }
+
+  bodyTo(route: ResponseBodyRoute): void {
+    this.route = route;
+  }
+
+  /** Writes the response head to the client, once. */
+  writeHead(): void {
+    const headers = this.headers;
+    if (!headers || this.downstream.responseStarted || this.downstream.closed) return;
+    const status = Number(headers.get(':status'));
+    // Envoy removes Content-Length when the body goes through the EPP (the EPP may change it); HTTP/1.1 chunks it.
+    if (this.route === 'filter') headers.remove('content-length');
+    if (this.servedBy) headers.set(SERVED_HEADER, this.servedBy.address);
+    this.downstream.writeHead(status, headers);
+  }
+
+  writeClient(chunk: Buffer): void {
+    if (chunk.length === 0 || this.downstream.closed) return;
+    if (!this.downstream.write(chunk) && !this.waitingForClient) {
+      this.waitingForClient = true;
+      this.pause('client');
+      this.downstream.onceDrained(() => {
+        this.waitingForClient = false;
+        this.resume('client');
+      });
+    }
+  }
+
+  endClient(trailers: HeaderList | null): void {
+    // HTTP/1.1 carries trailers only on a chunked body.
+    this.downstream.end(this.headers?.has('content-length') ? null : trailers);
+  }
+
+  /** Ends the response with a whole body the EPP set in place of the upstream's. */
+  endClientWith(body: Buffer): void {
+    this.downstream.endWith(body);
+  }
+
+  /** Cuts the client's connection: a response already under way cannot be completed. */
+  resetClient(): void {
+    this.downstream.reset();
+  }
+
+  pause(reason: ResponsePause): void {
+    this.pauses.add(reason);
+    this.upstream?.pause();
+  }
+
+  resume(reason: ResponsePause): void {
+    if (!this.pauses.delete(reason)) return;
+    if (this.pauses.size === 0 && !this.downstream.closed) this.upstream?.resume();
+  }
+
+  /** The exchange is ending without this response (a local reply or the client gone): drop the upstream's. */
+  abandon(): void {
+    this.upstream?.destroy();
+    this.route = 'discard';
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.downstream.closed) return;
+    switch (this.route) {
+      case 'filter':
+        this.filter?.data(chunk);
+        return;
+      case 'client':
+        this.writeClient(chunk);
+        return;
+      case 'discard':
+        return;
+    }
+  }
+
+  private onEnd(): void {
+    this.ended = true;
+    if (this.downstream.closed) return;
+    this.trailers = trailerList(this.upstream?.rawTrailers ?? []);
+    switch (this.route) {
+      case 'filter':
+        this.filter?.end(this.trailers);
+        return;
+      case 'client':
+        this.endClient(this.trailers);
+        return;
+      case 'discard':
+        return;
+    }
+  }
+}
