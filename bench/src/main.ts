@@ -4,6 +4,7 @@
  * `routing` the routing benchmark (`npm run bench:routing`). Exit status: 0 on success, 1 when a run fails or misses
  * its targets, 2 for bad flags. Child processes are stopped on every exit path.
  */
+import { UsageError } from './cli-args';
 import { demoCommand } from './demo';
 import { stopAll } from './processes';
 import { routingCommand } from './routing-bench';
@@ -21,8 +22,6 @@ Commands:
 
 Run kvroute-bench <command> --help for a command's flags.`;
 
-export class UsageError extends Error {}
-
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h') {
@@ -37,7 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     return await command(rest);
   } catch (e) {
-    if (e instanceof UsageError || (e as Error).name === 'UsageError') {
+    if (e instanceof UsageError) {
       process.stderr.write(`kvroute-bench ${name}: ${(e as Error).message}\n`);
       return 2;
     }

@@ -54,6 +54,9 @@ export const DEFAULT_SIM: SimulatorSettings = {
   maxModelLen: 16384,
 };
 
+/** The fewest KV blocks a pod with `DEFAULT_SIM` starts with: like vLLM, the simulator refuses a cache that cannot hold one longest sequence. */
+export const MIN_KV_CACHE_BLOCKS = Math.ceil(DEFAULT_SIM.maxModelLen / DEFAULT_SIM.blockSize);
+
 export interface StackOptions {
   readonly pods: number;
   readonly sim: SimulatorSettings;
