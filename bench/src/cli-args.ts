@@ -64,7 +64,7 @@ function usageError(e: unknown, argv: readonly string[], table: FlagTable): unkn
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return new UsageError(`unexpected argument ${JSON.stringify(quoted)}; flags start with -- (see --help)`);
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
-      const flag = quoted.split(' ')[0]; // "--pods <value>" when the value is missing
+      const flag = /--[^\s,]+/.exec(quoted)?.[0] ?? quoted; // quoted as "--port <value>" or "-h, --help"
       const spec = table[flag.replace(/^-+/, '')];
       if (spec === undefined || spec === SWITCH) return new UsageError(`${flag}: takes no value`);
       try {
