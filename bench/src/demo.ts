@@ -9,11 +9,12 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { analyze, type PolicyResult } from './analysis';
+import { decimal, directory, integer, listOf, parseFlags, SWITCH, type ValueParser } from './cli-args';
 import { bestHitRate } from './oracle';
 import { BENCH_DIR } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
 import { runWorkload, type FaultHook, type RequestRecord } from './run';
-import { DEFAULT_SIM, httpGet, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { DEFAULT_SIM, httpGet, MIN_KV_CACHE_BLOCKS, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { buildWorkload, DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
 
 export interface DemoOptions {
@@ -188,10 +189,23 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
 // --------------------------------------------------------------------------------------------------------------------
 // CLI
 
-const INT_FLAGS: Record<string, keyof WorkloadOptions> = {
-  '--sessions': 'sessions', '--turns': 'turnsPerSession', '--system-prompts': 'systemPrompts', '--system-words': 'systemPromptWords',
-  '--user-words': 'userWords', '--max-tokens': 'maxTokens', '--documents': 'documents', '--document-words': 'documentWords',
-  '--rag': 'ragRequests', '--question-words': 'questionWords', '--seed': 'seed',
+/** The workload's sizes, each an integer flag (`--seed` may be 0). */
+const WORKLOAD_FLAGS = {
+  sessions: 'sessions', turns: 'turnsPerSession', 'system-prompts': 'systemPrompts', 'system-words': 'systemPromptWords',
+  'user-words': 'userWords', 'max-tokens': 'maxTokens', documents: 'documents', 'document-words': 'documentWords',
+  rag: 'ragRequests', 'question-words': 'questionWords', seed: 'seed',
+} as const satisfies Record<string, keyof WorkloadOptions>;
+
+const DEMO_FLAGS = {
+  pods: integer(2),
+  concurrency: integer(1),
+  policies: listOf(Object.keys(POLICIES)),
+  faults: SWITCH,
+  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS),
+  'time-scale': decimal(0, Infinity, { aboveMin: true }),
+  out: directory,
+  quiet: SWITCH,
+  ...Object.fromEntries(Object.keys(WORKLOAD_FLAGS).map((flag) => [flag, integer(flag === 'seed' ? 0 : 1)])) as Record<keyof typeof WORKLOAD_FLAGS, ValueParser<number>>,
 };
 
 export const DEMO_USAGE = `Usage: npm run demo -- [flags]
@@ -199,48 +213,27 @@ export const DEMO_USAGE = `Usage: npm run demo -- [flags]
   --concurrency N      conversations in flight (default 8)
   --policies a,b       of ${Object.keys(POLICIES).join(', ')} (default all)
   --faults             also run kvroute while killing a pod and stopping/restarting the EPP
-  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks})
+  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
   --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --out DIR            where results.json, report.html and logs/ go (default bench/out)
   --quiet              no progress or table
-  workload: ${Object.keys(INT_FLAGS).join(' ')} N`;
+  workload: ${Object.keys(WORKLOAD_FLAGS).map((flag) => `--${flag}`).join(' ')} N`;
 
+/** Parses the flags; undefined means `--help`. Throws a UsageError naming the flag on anything invalid. */
 export function parseDemoArgs(argv: readonly string[]): DemoOptions | undefined {
+  const f = parseFlags(argv, DEMO_FLAGS);
+  if (!f) return undefined;
   const workload: Record<string, number> = { ...DEFAULT_WORKLOAD };
-  const sim: Record<string, number | string> = { ...DEFAULT_SIM };
-  let pods = 4;
-  let concurrency = 8;
-  let policies = Object.keys(POLICIES);
-  let faults = false;
-  let quiet = false;
-  let outDir = path.join(BENCH_DIR, 'out');
-  const int = (flag: string, v: string | undefined, min: number) => {
-    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) throw new Error(`${flag}: must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return Number(v);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--help' || a === '-h') return undefined;
-    else if (a === '--faults') faults = true;
-    else if (a === '--quiet') quiet = true;
-    else if (a === '--pods') pods = int(a, argv[++i], 2);
-    else if (a === '--concurrency') concurrency = int(a, argv[++i], 1);
-    else if (a === '--kv-cache-blocks') sim.kvCacheBlocks = int(a, argv[++i], 16);
-    else if (a === '--time-scale') {
-      const v = Number(argv[++i]);
-      if (!(v > 0)) throw new Error(`--time-scale: must be a positive number, got ${JSON.stringify(argv[i])}`);
-      sim.timeScale = v;
-    } else if (a === '--out') outDir = path.resolve(argv[++i] ?? '');
-    else if (a === '--policies') {
-      policies = (argv[++i] ?? '').split(',').filter(Boolean);
-      for (const p of policies) if (!POLICIES[p]) throw new Error(`--policies: unknown policy "${p}"; known: ${Object.keys(POLICIES).join(', ')}`);
-    } else if (INT_FLAGS[a]) workload[INT_FLAGS[a]] = int(a, argv[++i], a === '--seed' ? 0 : 1);
-    else throw new Error(`unknown flag ${a}; see --help`);
-  }
+  for (const [flag, key] of Object.entries(WORKLOAD_FLAGS)) workload[key] = f[flag as keyof typeof WORKLOAD_FLAGS] ?? workload[key];
   return {
-    pods, concurrency, policies, faults, quiet, outDir,
+    pods: f.pods ?? 4,
+    concurrency: f.concurrency ?? 8,
+    policies: f.policies ?? Object.keys(POLICIES),
+    faults: f.faults ?? false,
+    quiet: f.quiet ?? false,
+    outDir: f.out ?? path.join(BENCH_DIR, 'out'),
     workload: workload as unknown as WorkloadOptions,
-    sim: sim as unknown as SimulatorSettings,
+    sim: { ...DEFAULT_SIM, kvCacheBlocks: f['kv-cache-blocks'] ?? DEFAULT_SIM.kvCacheBlocks, timeScale: f['time-scale'] ?? DEFAULT_SIM.timeScale },
     targets: { hitRate: 0.85, stickiness: 1, cachedSpeedup: 3.5 },
   };
 }

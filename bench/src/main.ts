@@ -1,16 +1,20 @@
 #!/usr/bin/env node
 /**
  * `kvroute-bench <command> [flags]`: the local request path end to end. `demo` is the validator loop (`npm run demo`),
- * `routing` the routing benchmark (`npm run bench:routing`). Exit status: 0 on success, 1 when a run fails or misses
- * its targets, 2 for bad flags. Child processes are stopped on every exit path.
+ * `routing` the routing benchmark (`npm run bench:routing`), `stack` the path left running for a client (`npm start`).
+ * Exit status: 0 on success (for `stack`, after Ctrl-C), 1 when a run fails or misses its targets, 2 for bad flags.
+ * Child processes are stopped on every exit path.
  */
+import { UsageError } from './cli-args';
 import { demoCommand } from './demo';
 import { stopAll } from './processes';
 import { routingCommand } from './routing-bench';
+import { stackCommand } from './stack-command';
 
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   demo: demoCommand,
   routing: routingCommand,
+  stack: stackCommand,
 };
 
 const USAGE = `Usage: kvroute-bench <command> [flags]
@@ -18,10 +22,9 @@ const USAGE = `Usage: kvroute-bench <command> [flags]
 Commands:
   demo      kvroute vs round robin vs session hash on a chat + RAG workload (npm run demo)
   routing   the routing benchmark: public workload shapes through every policy (npm run bench:routing)
+  stack     pods, EPP and gateway on 127.0.0.1 for your OpenAI client, until Ctrl-C (npm start)
 
 Run kvroute-bench <command> --help for a command's flags.`;
-
-export class UsageError extends Error {}
 
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -37,7 +40,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     return await command(rest);
   } catch (e) {
-    if (e instanceof UsageError || (e as Error).name === 'UsageError') {
+    if (e instanceof UsageError) {
       process.stderr.write(`kvroute-bench ${name}: ${(e as Error).message}\n`);
       return 2;
     }

@@ -15,7 +15,7 @@ export async function bestHitRate(records: readonly RequestRecord[], sim: Simula
   const tokens = ordered.reduce((n, r) => n + (r.result.promptTokens ?? 8192) + maxTokens, 0);
   const blocks = Math.ceil(tokens / sim.blockSize) + 1024;
   const pod = await startProcess('oracle', ENTRY.sim, [
-    '--port', '0', '--model', sim.model, '--served-model-name', sim.model, '--pod-name', 'oracle',
+    '--host', '127.0.0.1', '--port', '0', '--model', sim.model, '--served-model-name', sim.model, '--pod-name', 'oracle',
     '--block-size', String(sim.blockSize), '--kv-cache-blocks', String(blocks), '--max-num-seqs', '1024',
     '--max-model-len', String(sim.maxModelLen), '--time-scale', '1000',
   ], { logFile });

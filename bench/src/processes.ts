@@ -30,6 +30,8 @@ export interface Started {
   readonly child: ChildProcess;
   /** The parsed "listening" line. */
   readonly info: Record<string, unknown>;
+  /** Where its stderr (its log) goes, if anywhere. */
+  readonly logFile?: string;
   /** Sends SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL at once (the fault runs' "pod dies"). */
@@ -39,6 +41,7 @@ export interface Started {
 
 const running = new Set<Started>();
 let hooked = false;
+let interruptHandler: ((signal: NodeJS.Signals) => void) | undefined;
 
 function hookExit(): void {
   if (hooked) return;
@@ -48,12 +51,25 @@ function hookExit(): void {
   };
   process.on('exit', killAll);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      const handler = interruptHandler;
+      interruptHandler = undefined;
+      if (handler) return handler(signal);
       killAll();
       process.stderr.write(`\n${signal}: stopped ${running.size} child processes\n`);
       process.exit(130);
     });
   }
+}
+
+/**
+ * For a command whose normal end is Ctrl-C (the stack): the next SIGINT or SIGTERM calls `handler` instead of killing
+ * every child and exiting 130, so the command can stop its processes gracefully and exit 0. A signal after that one
+ * kills at once, as before.
+ */
+export function onNextInterrupt(handler: (signal: NodeJS.Signals) => void): void {
+  hookExit();
+  interruptHandler = handler;
 }
 
 export interface StartOptions {
@@ -107,6 +123,7 @@ export function startProcess(name: string, entry: string, args: readonly string[
           name,
           child,
           info: msg as Record<string, unknown>,
+          logFile: options.logFile,
           get exited() {
             return exited;
           },

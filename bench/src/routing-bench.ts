@@ -11,6 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import { analyze, quantile, type PolicyResult } from './analysis';
+import { decimal, directory, integer, listOf, parseFlags, SWITCH, UsageError } from './cli-args';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
 import {
@@ -588,84 +589,90 @@ SGLang-style director
   --sglang-cache-threshold X   cache_threshold, 0..1 (default ${DEFAULT_ROUTING_OPTIONS.sglang.cacheThreshold})
   --sglang-max-tree-chars N    per-worker tree budget (default ${DEFAULT_ROUTING_OPTIONS.sglang.maxTreeChars})`;
 
-function parseList<T extends string>(flag: string, value: string | undefined, known: readonly T[]): T[] {
-  if (value === undefined || value.startsWith('--')) throw new Error(`${flag}: expects a comma-separated list of ${known.join(', ')}`);
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) throw new Error(`${flag}: expects at least one of ${known.join(', ')}`);
-  for (const item of items) if (!(known as readonly string[]).includes(item)) throw new Error(`${flag}: unknown value "${item}"; known: ${known.join(', ')}`);
-  if (new Set(items).size !== items.length) throw new Error(`${flag}: lists a value twice`);
-  return items as T[];
-}
+const COUNT = integer(1, 1024);
+const TOKENS = integer(1, 8192);
+const WORDS = integer(1, 4096);
 
-function int(flag: string, value: string | undefined, min: number, max: number): number {
-  if (value === undefined || !/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-    throw new Error(`${flag}: must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
-  }
-  return Number(value);
-}
+const ROUTING_FLAGS = {
+  quick: SWITCH, quiet: SWITCH, 'no-overhead': SWITCH, 'no-warm-up': SWITCH,
+  pods: integer(2, 16),
+  workloads: listOf(WORKLOAD_NAMES), capacities: listOf(CAPACITY_NAMES), policies: listOf(POLICY_NAMES),
+  repeats: integer(1, 20), concurrency: integer(1, 256), 'chat-concurrency': integer(1, 256), seed: integer(0, 2 ** 31 - 1),
+  out: directory,
+  'capacity-ratio': decimal(1, 100, { aboveMin: true }), 'ample-blocks': integer(16, 1 << 24), 'constrained-blocks': integer(16, 1 << 24),
+  'time-scale': decimal(0, 100, { aboveMin: true }),
+  groups: COUNT, 'prompts-per-group': COUNT, 'system-tokens': TOKENS, 'question-tokens': TOKENS,
+  'low-groups': COUNT, 'low-prompts-per-group': COUNT, 'low-system-tokens': TOKENS, 'low-question-tokens': TOKENS,
+  sessions: COUNT, turns: COUNT, 'system-prompts': COUNT, 'system-words': WORDS, 'user-words': WORDS,
+  'output-tokens': integer(1, 1024),
+  'overhead-requests': integer(1, 10000), 'overhead-concurrency': integer(1, 256), 'overhead-reps': integer(1, 20),
+  'sglang-abs-threshold': integer(0, 1 << 20), 'sglang-rel-threshold': decimal(1, 1000), 'sglang-cache-threshold': decimal(0, 1),
+  'sglang-max-tree-chars': integer(1, 2 ** 31 - 1),
+} as const;
 
-function num(flag: string, value: string | undefined, min: number, max: number, exclusiveMin = false): number {
-  const v = value === undefined || value.trim() === '' ? NaN : Number(value);
-  if (!Number.isFinite(v) || (exclusiveMin ? v <= min : v < min) || v > max) {
-    throw new Error(`${flag}: must be a number ${exclusiveMin ? 'above' : 'from'} ${min}${exclusiveMin ? ' and at most' : ' to'} ${max}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
-  }
-  return v;
-}
-
-/** Parses the flags; undefined means `--help`. Throws an Error naming the flag on anything invalid. */
+/** Parses the flags; undefined means `--help`. Throws a UsageError naming the flag on anything invalid. */
 export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions | undefined {
-  if (argv.includes('--help') || argv.includes('-h')) return undefined;
-  let o: RoutingBenchOptions = argv.includes('--quick') ? { ...DEFAULT_ROUTING_OPTIONS, ...QUICK_OVERRIDES } : DEFAULT_ROUTING_OPTIONS;
-  const seen = new Set<string>();
-  const HIGH: Record<string, keyof SharedPrefixSize> = { '--groups': 'groups', '--prompts-per-group': 'promptsPerGroup', '--system-tokens': 'systemTokens', '--question-tokens': 'questionTokens' };
-  const LOW: Record<string, keyof SharedPrefixSize> = { '--low-groups': 'groups', '--low-prompts-per-group': 'promptsPerGroup', '--low-system-tokens': 'systemTokens', '--low-question-tokens': 'questionTokens' };
-  const CHAT: Record<string, keyof ChatSize> = { '--sessions': 'sessions', '--turns': 'turnsPerSession', '--system-prompts': 'systemPrompts', '--system-words': 'systemPromptWords', '--user-words': 'userWords' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)}; flags start with -- (see --help)`);
-    if (seen.has(a)) throw new Error(`${a}: given more than once`);
-    seen.add(a);
-    const next = () => argv[++i];
-    const overhead = (patch: Partial<OverheadOptions>) => ({ ...o.overhead, ...patch });
-    const sglang = (patch: CacheAwareOptions) => ({ ...o.sglang, ...patch });
-    if (a === '--quick') continue;
-    else if (a === '--quiet') o = { ...o, quiet: true };
-    else if (a === '--no-overhead') o = { ...o, overhead: overhead({ enabled: false }) };
-    else if (a === '--no-warm-up') o = { ...o, warmUp: false };
-    else if (a === '--pods') o = { ...o, pods: int(a, next(), 2, 16) };
-    else if (a === '--workloads') o = { ...o, workloads: parseList(a, next(), WORKLOAD_NAMES) };
-    else if (a === '--capacities') o = { ...o, capacities: parseList(a, next(), CAPACITY_NAMES) };
-    else if (a === '--policies') o = { ...o, policies: parseList(a, next(), POLICY_NAMES) };
-    else if (a === '--repeats') o = { ...o, repeats: int(a, next(), 1, 20) };
-    else if (a === '--concurrency') o = { ...o, concurrency: int(a, next(), 1, 256) };
-    else if (a === '--chat-concurrency') o = { ...o, chatConcurrency: int(a, next(), 1, 256) };
-    else if (a === '--seed') o = { ...o, seed: int(a, next(), 0, 2 ** 31 - 1) };
-    else if (a === '--out') {
-      const v = next();
-      if (v === undefined || v === '' || v.startsWith('--')) throw new Error(`${a}: expects a directory`);
-      o = { ...o, outDir: path.resolve(v) };
-    } else if (a === '--capacity-ratio') o = { ...o, capacityRatio: num(a, next(), 1, 100, true) };
-    else if (a === '--ample-blocks') o = { ...o, ampleBlocks: int(a, next(), 16, 1 << 24) };
-    else if (a === '--constrained-blocks') o = { ...o, constrainedBlocks: int(a, next(), 16, 1 << 24) };
-    else if (a === '--time-scale') o = { ...o, sim: { ...o.sim, timeScale: num(a, next(), 0, 100, true) } };
-    else if (HIGH[a]) o = { ...o, highCache: { ...o.highCache, [HIGH[a]]: int(a, next(), 1, a.endsWith('tokens') ? 8192 : 1024) } };
-    else if (LOW[a]) o = { ...o, lowCache: { ...o.lowCache, [LOW[a]]: int(a, next(), 1, a.endsWith('tokens') ? 8192 : 1024) } };
-    else if (CHAT[a]) o = { ...o, chat: { ...o.chat, [CHAT[a]]: int(a, next(), 1, a.endsWith('words') ? 4096 : 1024) } };
-    else if (a === '--output-tokens') o = { ...o, outputTokens: int(a, next(), 1, 1024) };
-    else if (a === '--overhead-requests') o = { ...o, overhead: overhead({ requests: int(a, next(), 1, 10000) }) };
-    else if (a === '--overhead-concurrency') o = { ...o, overhead: overhead({ concurrency: int(a, next(), 1, 256) }) };
-    else if (a === '--overhead-reps') o = { ...o, overhead: overhead({ reps: int(a, next(), 1, 20) }) };
-    else if (a === '--sglang-abs-threshold') o = { ...o, sglang: sglang({ balanceAbsThreshold: int(a, next(), 0, 1 << 20) }) };
-    else if (a === '--sglang-rel-threshold') o = { ...o, sglang: sglang({ balanceRelThreshold: num(a, next(), 1, 1000) }) };
-    else if (a === '--sglang-cache-threshold') o = { ...o, sglang: sglang({ cacheThreshold: num(a, next(), 0, 1) }) };
-    else if (a === '--sglang-max-tree-chars') o = { ...o, sglang: sglang({ maxTreeChars: int(a, next(), 1, 2 ** 31 - 1) }) };
-    else throw new Error(`unknown flag ${a}; see --help`);
-  }
+  const f = parseFlags(argv, ROUTING_FLAGS);
+  if (!f) return undefined;
+  // --quick only changes defaults: every other flag applies on top of it, wherever it stands.
+  const d: RoutingBenchOptions = f.quick ? { ...DEFAULT_ROUTING_OPTIONS, ...QUICK_OVERRIDES } : DEFAULT_ROUTING_OPTIONS;
+  const o: RoutingBenchOptions = {
+    ...d,
+    quiet: f.quiet ?? d.quiet,
+    warmUp: f['no-warm-up'] ? false : d.warmUp,
+    pods: f.pods ?? d.pods,
+    workloads: f.workloads ?? d.workloads,
+    capacities: f.capacities ?? d.capacities,
+    policies: f.policies ?? d.policies,
+    repeats: f.repeats ?? d.repeats,
+    concurrency: f.concurrency ?? d.concurrency,
+    chatConcurrency: f['chat-concurrency'] ?? d.chatConcurrency,
+    seed: f.seed ?? d.seed,
+    outDir: f.out ?? d.outDir,
+    capacityRatio: f['capacity-ratio'] ?? d.capacityRatio,
+    ampleBlocks: f['ample-blocks'] ?? d.ampleBlocks,
+    constrainedBlocks: f['constrained-blocks'] ?? d.constrainedBlocks,
+    sim: { ...d.sim, timeScale: f['time-scale'] ?? d.sim.timeScale },
+    highCache: {
+      groups: f.groups ?? d.highCache.groups,
+      promptsPerGroup: f['prompts-per-group'] ?? d.highCache.promptsPerGroup,
+      systemTokens: f['system-tokens'] ?? d.highCache.systemTokens,
+      questionTokens: f['question-tokens'] ?? d.highCache.questionTokens,
+    },
+    lowCache: {
+      groups: f['low-groups'] ?? d.lowCache.groups,
+      promptsPerGroup: f['low-prompts-per-group'] ?? d.lowCache.promptsPerGroup,
+      systemTokens: f['low-system-tokens'] ?? d.lowCache.systemTokens,
+      questionTokens: f['low-question-tokens'] ?? d.lowCache.questionTokens,
+    },
+    chat: {
+      sessions: f.sessions ?? d.chat.sessions,
+      turnsPerSession: f.turns ?? d.chat.turnsPerSession,
+      systemPrompts: f['system-prompts'] ?? d.chat.systemPrompts,
+      systemPromptWords: f['system-words'] ?? d.chat.systemPromptWords,
+      userWords: f['user-words'] ?? d.chat.userWords,
+    },
+    outputTokens: f['output-tokens'] ?? d.outputTokens,
+    overhead: {
+      ...d.overhead,
+      enabled: f['no-overhead'] ? false : d.overhead.enabled,
+      requests: f['overhead-requests'] ?? d.overhead.requests,
+      concurrency: f['overhead-concurrency'] ?? d.overhead.concurrency,
+      reps: f['overhead-reps'] ?? d.overhead.reps,
+    },
+    sglang: {
+      ...d.sglang,
+      balanceAbsThreshold: f['sglang-abs-threshold'] ?? d.sglang.balanceAbsThreshold,
+      balanceRelThreshold: f['sglang-rel-threshold'] ?? d.sglang.balanceRelThreshold,
+      cacheThreshold: f['sglang-cache-threshold'] ?? d.sglang.cacheThreshold,
+      maxTreeChars: f['sglang-max-tree-chars'] ?? d.sglang.maxTreeChars,
+    },
+  };
   if (o.ampleBlocks !== undefined && o.constrainedBlocks !== undefined && o.ampleBlocks <= o.constrainedBlocks) {
-    throw new Error(`--ample-blocks (${o.ampleBlocks}) must be larger than --constrained-blocks (${o.constrainedBlocks})`);
+    throw new UsageError(`--ample-blocks (${o.ampleBlocks}) must be larger than --constrained-blocks (${o.constrainedBlocks})`);
   }
   for (const [flag, v] of [['--prompts-per-group', o.highCache.promptsPerGroup], ['--low-prompts-per-group', o.lowCache.promptsPerGroup]] as const) {
-    if (v < 2) throw new Error(`${flag}: must be at least 2 (a group of one shares nothing), got ${v}`);
+    if (v < 2) throw new UsageError(`${flag}: must be at least 2 (a group of one shares nothing), got ${v}`);
   }
   return o;
 }

@@ -1,7 +1,8 @@
 /**
  * One local copy of the request path: N simulated vLLM pods, optionally the EPP, and the gateway in front, each a
- * separate process on a free loopback port, exactly as the manifests wire them (the gateway plays Envoy with our
- * EnvoyFilter's ext_proc settings; without the EPP it is Envoy's fallback policy alone).
+ * separate process listening on 127.0.0.1 only (free ports unless the gateway's is given), wired exactly as the
+ * manifests wire them (the gateway plays Envoy with our EnvoyFilter's ext_proc settings; without the EPP it is Envoy's
+ * fallback policy alone).
  */
 import * as fs from 'fs';
 import * as http from 'http';
@@ -54,6 +55,9 @@ export const DEFAULT_SIM: SimulatorSettings = {
   maxModelLen: 16384,
 };
 
+/** The fewest KV blocks a pod with `DEFAULT_SIM` starts with: like vLLM, the simulator refuses a cache that cannot hold one longest sequence. */
+export const MIN_KV_CACHE_BLOCKS = Math.ceil(DEFAULT_SIM.maxModelLen / DEFAULT_SIM.blockSize);
+
 export interface StackOptions {
   readonly pods: number;
   readonly sim: SimulatorSettings;
@@ -62,6 +66,8 @@ export interface StackOptions {
   readonly logDir: string;
   /** Gateway: how long it waits for the EPP before failing open. @default 2000 */
   readonly messageTimeoutMs?: number;
+  /** The gateway's port. @default 0, any free port */
+  readonly gatewayPort?: number;
   /** Use these running pods instead of starting `pods` new ones; `stop()` leaves them running. */
   readonly existingPods?: readonly Started[];
 }
@@ -85,7 +91,8 @@ export interface Stack {
 /** The simulator's command-line flags for these settings. */
 export function simArgs(s: SimulatorSettings, podName: string): string[] {
   return [
-    '--port', '0', '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
+    // The simulator's CLI binds every interface (it is made for containers); here nothing is meant for the network.
+    '--host', '127.0.0.1', '--port', '0', '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
     '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
@@ -139,7 +146,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       });
     }
     const eppPort = (epp?.info.grpcPort as number | undefined) ?? extProc?.port;
-    const gatewayArgs = ['--port', '0', '--endpoints', podAddresses.join(','), '--message-timeout-ms', String(options.messageTimeoutMs ?? 2000)];
+    const gatewayArgs = ['--host', '127.0.0.1', '--port', String(options.gatewayPort ?? 0), '--endpoints', podAddresses.join(','), '--message-timeout-ms', String(options.messageTimeoutMs ?? 2000)];
     if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--processing-mode', 'full-duplex', '--failure-mode-allow');
     if (policy.kind === 'session-hash') gatewayArgs.push('--hash-header', policy.header);
     const gateway = await startProcess('gateway', ENTRY.gateway, gatewayArgs, { logFile: log('gateway') });

@@ -38,7 +38,7 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
 
 test('demo flags are validated', () => {
   expect(() => parseDemoArgs(['--pods', '1'])).toThrow(/--pods: must be an integer >= 2/);
-  expect(() => parseDemoArgs(['--policies', 'magic'])).toThrow(/unknown policy "magic"/);
+  expect(() => parseDemoArgs(['--policies', 'magic'])).toThrow(/^--policies: unknown value "magic"; known: kvroute, round-robin, session-hash$/);
   expect(() => parseDemoArgs(['--nope'])).toThrow(/unknown flag --nope/);
   expect(parseDemoArgs(['--help'])).toBeUndefined();
 });

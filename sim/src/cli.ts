@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { OptionError, resolveOptions, type SimulatorOptions } from './options';
 
 type Kind = 'int' | 'float' | 'string' | 'list';
@@ -8,22 +9,23 @@ interface FlagSpec {
   help: string;
 }
 
+/** By name, without the leading dashes. */
 const FLAGS: Record<string, FlagSpec> = {
-  '--host': { key: 'host', kind: 'string', help: 'address to bind (default 0.0.0.0)' },
-  '--port': { key: 'port', kind: 'int', help: 'port to bind; 0 picks a free one (default 8000)' },
-  '--model': { key: 'model', kind: 'string', help: 'model id to impersonate (default Qwen/Qwen3-0.6B); the tokenizer is always Qwen3' },
-  '--served-model-name': { key: 'servedModelNames', kind: 'list', help: 'comma-separated names accepted in requests (default: --model); the first labels metrics' },
-  '--block-size': { key: 'blockSize', kind: 'int', help: 'tokens per KV block: 1, 8, 16, 32, 64 or 128 (default 16)' },
-  '--kv-cache-blocks': { key: 'kvCacheBlocks', kind: 'int', help: 'KV cache capacity in blocks (default 8192)' },
-  '--max-num-seqs': { key: 'maxNumSeqs', kind: 'int', help: 'max concurrently running requests; the rest wait (default 256)' },
-  '--max-model-len': { key: 'maxModelLen', kind: 'int', help: 'max prompt + completion tokens per request (default 40960)' },
-  '--ttft-overhead-ms': { key: 'ttftOverheadMs', kind: 'float', help: 'fixed time before prefill, per request (default 20)' },
-  '--prefill-ms-per-token': { key: 'prefillMsPerToken', kind: 'float', help: 'prefill time per uncached prompt token (default 0.25)' },
-  '--itl-ms': { key: 'itlMs', kind: 'float', help: 'time per output token after the first (default 20)' },
-  '--prefill-concurrency': { key: 'prefillConcurrency', kind: 'int', help: 'prefills computed at once, FCFS; 0 = unlimited (default 1)' },
-  '--time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
-  '--pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
-  '--default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
+  host: { key: 'host', kind: 'string', help: 'address to bind (default 0.0.0.0)' },
+  port: { key: 'port', kind: 'int', help: 'port to bind; 0 picks a free one (default 8000)' },
+  model: { key: 'model', kind: 'string', help: 'model id to impersonate (default Qwen/Qwen3-0.6B); the tokenizer is always Qwen3' },
+  'served-model-name': { key: 'servedModelNames', kind: 'list', help: 'comma-separated names accepted in requests (default: --model); the first labels metrics' },
+  'block-size': { key: 'blockSize', kind: 'int', help: 'tokens per KV block: 1, 8, 16, 32, 64 or 128 (default 16)' },
+  'kv-cache-blocks': { key: 'kvCacheBlocks', kind: 'int', help: 'KV cache capacity in blocks (default 8192)' },
+  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', help: 'max concurrently running requests; the rest wait (default 256)' },
+  'max-model-len': { key: 'maxModelLen', kind: 'int', help: 'max prompt + completion tokens per request (default 40960)' },
+  'ttft-overhead-ms': { key: 'ttftOverheadMs', kind: 'float', help: 'fixed time before prefill, per request (default 20)' },
+  'prefill-ms-per-token': { key: 'prefillMsPerToken', kind: 'float', help: 'prefill time per uncached prompt token (default 0.25)' },
+  'itl-ms': { key: 'itlMs', kind: 'float', help: 'time per output token after the first (default 20)' },
+  'prefill-concurrency': { key: 'prefillConcurrency', kind: 'int', help: 'prefills computed at once, FCFS; 0 = unlimited (default 1)' },
+  'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
+  'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
+  'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
 };
 
 export const USAGE = `Usage: kvroute-sim [flags]
@@ -33,7 +35,7 @@ prefix cache, a prefill/decode latency model and vLLM's Prometheus metrics.
 
 Flags (--flag value or --flag=value):
 ${Object.entries(FLAGS)
-  .map(([flag, s]) => `  ${flag.padEnd(24)}${s.help}`)
+  .map(([name, s]) => `  ${`--${name}`.padEnd(24)}${s.help}`)
   .join('\n')}
   ${'--help, -h'.padEnd(24)}show this help
 
@@ -42,30 +44,49 @@ On start it prints one JSON line, {"event":"listening","port":N,...}, to stdout.
 
 export type CliResult = { kind: 'help' } | { kind: 'run'; options: SimulatorOptions };
 
-/** Parses argv (without node and script); throws OptionError naming the offending flag. */
+// Each flag collects every occurrence, so a repeated flag is refused instead of the last one silently winning.
+const PARSE_OPTIONS: Record<string, { type: 'string' | 'boolean'; short?: string; multiple: true }> = {
+  help: { type: 'boolean', short: 'h', multiple: true },
+  ...Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: 'string', multiple: true } as const])),
+};
+
+/** Parses argv (without node and script) with node:util parseArgs; throws OptionError naming the offending flag. */
 export function parseCli(argv: readonly string[]): CliResult {
+  let given: Record<string, (string | boolean)[] | undefined>;
+  try {
+    given = parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: true, allowPositionals: false }).values as typeof given;
+  } catch (e) {
+    throw optionError(e, argv);
+  }
+  if (given.help) return { kind: 'help' };
   const partial: Partial<SimulatorOptions> = { host: '0.0.0.0', port: 8000 };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') return { kind: 'help' };
-    if (!arg.startsWith('--')) throw new OptionError(arg, 'unexpected argument (flags start with --)');
-    const eq = arg.indexOf('=');
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const spec = FLAGS[flag];
-    if (!spec) throw new OptionError(flag, 'unknown flag (see --help)');
-    if (seen.has(flag)) throw new OptionError(flag, 'given more than once');
-    seen.add(flag);
-    let value: string;
-    if (eq >= 0) {
-      value = arg.slice(eq + 1);
-    } else {
-      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new OptionError(flag, 'missing value');
-      value = argv[++i];
-    }
-    (partial as Record<string, unknown>)[spec.key] = convert(flag, spec.kind, value);
+  for (const [name, values] of Object.entries(given) as [string, string[]][]) {
+    const flag = `--${name}`;
+    if (values.length > 1) throw new OptionError(flag, 'given more than once');
+    const spec = FLAGS[name];
+    (partial as Record<string, unknown>)[spec.key] = convert(flag, spec.kind, values[0]);
   }
   return { kind: 'run', options: resolveOptions(partial) };
+}
+
+/** parseArgs' errors as OptionErrors; its error codes are API, and its messages quote the flag or argument. */
+function optionError(e: unknown, argv: readonly string[]): unknown {
+  const quoted = /'([^']*)'/.exec((e as Error).message)?.[1] ?? '';
+  switch ((e as { code?: string }).code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new OptionError(quoted, 'unknown flag (see --help)');
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return new OptionError(quoted, 'unexpected argument (flags start with --)');
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const flag = /--[^\s,]+/.exec(quoted)?.[0] ?? quoted; // quoted as "--port <value>" or "-h, --help"
+      if (!FLAGS[flag.replace(/^-+/, '')]) return new OptionError(flag, 'takes no value');
+      // Strict parseArgs never takes a separate word that starts with a dash as a value: say how to pass "-1".
+      const next = argv.find((a, i) => argv[i - 1] === flag && a.startsWith('-') && !a.startsWith('--'));
+      return new OptionError(flag, next === undefined ? 'missing value' : `missing value (if ${JSON.stringify(next)} is the value, write ${flag}=${next})`);
+    }
+    default:
+      return e;
+  }
 }
 
 function convert(flag: string, kind: Kind, value: string): unknown {

@@ -1,0 +1,138 @@
+/**
+ * Flag parsing for the bench commands, on `node:util` `parseArgs` in strict mode: an unknown flag, a stray argument,
+ * a value given to a switch or a flag given twice is refused, and so is a value that fails its flag's check. Every
+ * refusal is a `UsageError` whose message starts with the flag it is about; `main.ts` prints it and exits with status 2.
+ */
+import * as path from 'path';
+import { parseArgs } from 'node:util';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/**
+ * Checks a flag's text and turns it into its value, or throws a `UsageError` naming `flag`. `raw` is undefined when
+ * the flag was given without a value, so the message can say what the flag expects.
+ */
+export type ValueParser<T> = (flag: string, raw: string | undefined) => T;
+
+/** A flag that takes no value. */
+export const SWITCH: 'switch' = 'switch';
+
+/** Flags by name without the leading dashes. `--help` and `-h` are always accepted. */
+export type FlagTable = Readonly<Record<string, ValueParser<unknown> | typeof SWITCH>>;
+
+/** The flags that were given: a switch as `true`, a value flag as its parser's result. */
+export type FlagValues<T extends FlagTable> = { -readonly [K in keyof T]?: T[K] extends ValueParser<infer V> ? V : true };
+
+/** Parses `argv` (without node and the script). Undefined means `--help` or `-h`, which wins over any other flag. */
+export function parseFlags<T extends FlagTable>(argv: readonly string[], table: T): FlagValues<T> | undefined {
+  // Every flag collects all its occurrences, so a repeated one can be refused instead of the last silently winning.
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple: true }> = { help: { type: 'boolean', short: 'h', multiple: true } };
+  for (const [name, spec] of Object.entries(table)) options[name] = { type: spec === SWITCH ? 'boolean' : 'string', multiple: true };
+  let given: Record<string, (string | boolean)[] | undefined>;
+  try {
+    given = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as typeof given;
+  } catch (e) {
+    // A lenient pass finds a --help the strict one never reached (`--typo --help` should still show the help).
+    const tokens = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true }).tokens;
+    if (tokens.some((t) => t.kind === 'option' && t.name === 'help')) return undefined;
+    throw usageError(e, argv, table);
+  }
+  if (given.help) return undefined;
+  const values: Record<string, unknown> = {};
+  for (const [name, occurrences] of Object.entries(given)) {
+    const spec = table[name];
+    const flag = `--${name}`;
+    if (!occurrences || spec === undefined) continue;
+    if (occurrences.length > 1) throw new UsageError(`${flag}: given more than once`);
+    values[name] = spec === SWITCH ? true : spec(flag, occurrences[0] as string);
+  }
+  return values as FlagValues<T>;
+}
+
+/** parseArgs' own errors, rephrased to start with the flag (the codes are its API; the message only quotes the flag). */
+function usageError(e: unknown, argv: readonly string[], table: FlagTable): unknown {
+  const code = (e as { code?: string }).code;
+  const quoted = /'([^']*)'/.exec((e as Error).message)?.[1] ?? '';
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new UsageError(`unknown flag ${quoted}; see --help`);
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return new UsageError(`unexpected argument ${JSON.stringify(quoted)}; flags start with -- (see --help)`);
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const flag = /--[^\s,]+/.exec(quoted)?.[0] ?? quoted; // quoted as "--port <value>" or "-h, --help"
+      const spec = table[flag.replace(/^-+/, '')];
+      if (spec === undefined || spec === SWITCH) return new UsageError(`${flag}: takes no value`);
+      try {
+        spec(flag, undefined);
+      } catch (missing) {
+        // Strict parseArgs never takes a separate word that starts with a dash as a value: say how to pass "-1".
+        const next = argv.find((a, i) => argv[i - 1] === flag && a.startsWith('-') && !a.startsWith('--'));
+        if (next === undefined || !(missing instanceof UsageError)) return missing;
+        return new UsageError(`${missing.message} (if ${JSON.stringify(next)} is the value, write ${flag}=${next})`);
+      }
+      return new UsageError(`${flag}: missing value`);
+    }
+    default:
+      return e;
+  }
+}
+
+const shown = (raw: string | undefined): string => (raw === undefined ? 'nothing' : JSON.stringify(raw));
+
+/** An integer in [min, max]; without a max the message says ">= min". */
+export function integer(min: number, max = Number.MAX_SAFE_INTEGER): ValueParser<number> {
+  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+  return (flag, raw) => {
+    const v = raw !== undefined && /^[+-]?\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!(v >= min && v <= max)) throw new UsageError(`${flag}: must be an integer ${range}, got ${shown(raw)}`);
+    return v;
+  };
+}
+
+/** A finite number in [min, max], or (min, max] with `aboveMin`. */
+export function decimal(min: number, max = Infinity, { aboveMin = false } = {}): ValueParser<number> {
+  const low = aboveMin ? `above ${min}` : max === Infinity ? `>= ${min}` : `from ${min}`;
+  const high = max === Infinity ? '' : aboveMin ? ` and at most ${max}` : ` to ${max}`;
+  return (flag, raw) => {
+    const v = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
+    if (!Number.isFinite(v) || (aboveMin ? v <= min : v < min) || v > max) {
+      throw new UsageError(`${flag}: must be a number ${low}${high}, got ${shown(raw)}`);
+    }
+    return v;
+  };
+}
+
+/** One of `known`. */
+export function oneOf<T extends string>(known: readonly T[]): ValueParser<T> {
+  return (flag, raw) => {
+    if (raw === undefined || !(known as readonly string[]).includes(raw)) {
+      throw new UsageError(`${flag}: must be one of ${known.join(', ')}, got ${shown(raw)}`);
+    }
+    return raw as T;
+  };
+}
+
+/** A comma-separated, non-empty subset of `known` without repeats, in the order given. */
+export function listOf<T extends string>(known: readonly T[]): ValueParser<T[]> {
+  return (flag, raw) => {
+    if (raw === undefined) throw new UsageError(`${flag}: expects a comma-separated list of ${known.join(', ')}`);
+    const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    if (items.length === 0) throw new UsageError(`${flag}: expects at least one of ${known.join(', ')}`);
+    for (const item of items) {
+      if (!(known as readonly string[]).includes(item)) throw new UsageError(`${flag}: unknown value "${item}"; known: ${known.join(', ')}`);
+    }
+    if (new Set(items).size !== items.length) throw new UsageError(`${flag}: lists a value twice`);
+    return items as T[];
+  };
+}
+
+/** A directory, resolved against the working directory. */
+export const directory: ValueParser<string> = (flag, raw) => {
+  if (raw === undefined || raw === '') throw new UsageError(`${flag}: expects a directory`);
+  return path.resolve(raw);
+};

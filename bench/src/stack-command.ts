@@ -1,0 +1,183 @@
+/**
+ * `npm start` (`kvroute-bench stack`): the local request path left running for a person and their OpenAI client —
+ * simulated vLLM pods, the EPP and the gateway, each its own process on 127.0.0.1 — until Ctrl-C. It prints the base
+ * URL, the model and examples to copy, where each process logs, and one JSON line `{"event":"ready",...}` for scripts.
+ */
+import * as net from 'net';
+import * as path from 'path';
+import { decimal, directory, integer, oneOf, parseFlags } from './cli-args';
+import { POLICIES } from './demo';
+import { BENCH_DIR, onNextInterrupt, type Started } from './processes';
+import { DEFAULT_SIM, MIN_KV_CACHE_BLOCKS, startStack, type SimulatorSettings, type Stack } from './stack';
+
+export interface StackCommandOptions {
+  readonly pods: number;
+  /** The gateway's port; 0 = any free one. */
+  readonly port: number;
+  readonly sim: SimulatorSettings;
+  readonly policy: string;
+  readonly logDir: string;
+}
+
+const DEFAULT_PORT = 8080;
+const DEFAULT_LOG_DIR = path.join(BENCH_DIR, 'out', 'stack');
+
+const STACK_FLAGS = {
+  pods: integer(1, 16),
+  port: integer(0, 65535),
+  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS, 1 << 26),
+  'time-scale': decimal(0, Infinity, { aboveMin: true }),
+  policy: oneOf(Object.keys(POLICIES)),
+  'log-dir': directory,
+} as const;
+
+export const STACK_USAGE = `Usage: npm start -- [flags]        (or: node bench/dist/main.js stack [flags])
+
+Runs simulated vLLM pods, the EPP and the gateway on 127.0.0.1, prints the OpenAI base URL and examples, and keeps
+them running until Ctrl-C.
+
+  --pods N              simulated vLLM pods (default 4, at most 16)
+  --port N              the gateway's port (default ${DEFAULT_PORT}; 0 = any free port)
+  --kv-cache-blocks N   KV-cache blocks of ${DEFAULT_SIM.blockSize} tokens per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
+  --time-scale X        simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
+  --policy P            kvroute (the EPP), or round-robin or session-hash (the gateway alone) (default kvroute)
+  --log-dir DIR         where each process's log goes (default bench/out/stack)
+  -h, --help            this help
+
+Once everything listens it prints one JSON line, {"event":"ready","baseUrl":...}, after the text.`;
+
+/** Parses the flags; undefined means `--help`. Throws a UsageError naming the flag on anything invalid. */
+export function parseStackArgs(argv: readonly string[]): StackCommandOptions | undefined {
+  const f = parseFlags(argv, STACK_FLAGS);
+  if (!f) return undefined;
+  return {
+    pods: f.pods ?? 4,
+    port: f.port ?? DEFAULT_PORT,
+    sim: { ...DEFAULT_SIM, kvCacheBlocks: f['kv-cache-blocks'] ?? DEFAULT_SIM.kvCacheBlocks, timeScale: f['time-scale'] ?? DEFAULT_SIM.timeScale },
+    policy: f.policy ?? 'kvroute',
+    logDir: f['log-dir'] ?? DEFAULT_LOG_DIR,
+  };
+}
+
+/** Why the gateway could not listen on 127.0.0.1:port, or undefined if it can; checked before anything starts. */
+function portProblem(port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'EADDRINUSE' ? 'is already in use' : `cannot be used (${e.code ?? e.message})`));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(undefined)));
+  });
+}
+
+/** Every port a process reported in its "listening" line (the EPP has three). */
+function portsOf(p: Started): number[] {
+  return Object.entries(p.info).filter(([key, v]) => /port$/i.test(key) && typeof v === 'number').map(([, v]) => v as number);
+}
+
+function processesOf(stack: Stack): Started[] {
+  return [...stack.pods, ...(stack.epp ? [stack.epp] : []), stack.gateway];
+}
+
+/** The text a person reads: where to point a client, what to paste, where the logs are. */
+function banner(stack: Stack, baseUrl: string, options: StackCommandOptions): string {
+  const model = options.sim.model;
+  const shown = (file: string | undefined) => (file ? path.relative(process.cwd(), file) || file : '(not kept)');
+  const router = stack.epp ? 'the EPP (kvroute)' : `no EPP (the gateway's ${options.policy} alone)`;
+  const processes = processesOf(stack).map((p) => {
+    const where = p.name.startsWith('sim-') ? `127.0.0.1:${portsOf(p)[0]}` : '';
+    return `  ${p.name.padEnd(8)} ${where.padEnd(16)} ${shown(p.logFile)}`;
+  });
+  return `kvroute is running on 127.0.0.1: ${stack.pods.length} simulated vLLM pods, ${router} and the gateway.
+
+  OpenAI base URL  ${baseUrl}
+  model            ${model}
+
+Try it with curl:
+
+  curl -i ${baseUrl}/chat/completions \\
+    -H 'content-type: application/json' -H 'x-session-id: alice' \\
+    -d '{"model": "${model}", "messages": [{"role": "user", "content": "Hello!"}]}'
+
+With the OpenAI SDK for Python (pip install openai):
+
+  from openai import OpenAI
+  client = OpenAI(base_url="${baseUrl}", api_key="unused")
+  reply = client.chat.completions.create(
+      model="${model}",
+      messages=[{"role": "user", "content": "Hello!"}],
+      extra_headers={"x-session-id": "alice"},
+  )
+  print(reply.choices[0].message.content)
+
+With the OpenAI SDK for Node (npm install openai):
+
+  import OpenAI from 'openai';
+  const client = new OpenAI({ baseURL: '${baseUrl}', apiKey: 'unused' });
+  const reply = await client.chat.completions.create(
+    { model: '${model}', messages: [{ role: 'user', content: 'Hello!' }] },
+    { headers: { 'x-session-id': 'alice' } },
+  );
+  console.log(reply.choices[0].message.content);
+
+The response header x-gateway-destination-endpoint-served names the pod that answered. The replies are filler text:
+the pods simulate vLLM's caching and timing, not a model.
+
+Processes and their logs:
+${processes.join('\n')}
+
+Ctrl-C stops them all.
+`;
+}
+
+/** `kvroute-bench stack`: starts the stack, waits for Ctrl-C (or a process that dies), stops everything. */
+export async function stackCommand(argv: readonly string[]): Promise<number> {
+  const options = parseStackArgs(argv);
+  if (!options) {
+    process.stdout.write(`${STACK_USAGE}\n`);
+    return 0;
+  }
+  const fail = (message: string): number => {
+    process.stderr.write(`kvroute-bench stack: ${message}\n`);
+    return 1;
+  };
+  if (options.port !== 0) {
+    const problem = await portProblem(options.port);
+    if (problem) return fail(`--port ${options.port}: 127.0.0.1:${options.port} ${problem}; choose another with --port N, or --port 0 for any free port`);
+  }
+  let stack: Stack;
+  try {
+    stack = await startStack({ pods: options.pods, sim: options.sim, policy: POLICIES[options.policy], logDir: options.logDir, gatewayPort: options.port });
+  } catch (e) {
+    return fail(`could not start: ${(e as Error).message}`);
+  }
+  const processes = processesOf(stack);
+  const baseUrl = `${stack.gatewayUrl}/v1`;
+  process.stdout.write(banner(stack, baseUrl, options));
+  process.stdout.write(`${JSON.stringify({
+    event: 'ready',
+    baseUrl,
+    model: options.sim.model,
+    policy: options.policy,
+    processes: processes.map((p) => ({ name: p.name, pid: p.child.pid, ports: portsOf(p), log: p.logFile })),
+  })}\n`);
+
+  const end = await new Promise<{ signal: NodeJS.Signals } | { died: Started }>((resolve) => {
+    onNextInterrupt((signal) => resolve({ signal }));
+    for (const p of processes) {
+      if (p.exited) resolve({ died: p });
+      else p.child.once('exit', () => resolve({ died: p }));
+    }
+  });
+  if ('signal' in end) {
+    process.stdout.write(`\n${end.signal}: stopping ${processes.length} processes\n`);
+    await stack.stop();
+    process.stdout.write('stopped\n');
+    return 0;
+  }
+  // A terminal's Ctrl-C reaches the whole process group, so a child may see it and exit cleanly before this process
+  // does: that is a stop, not a failure. Anything else means the stack is broken.
+  const { exitCode, signalCode } = end.died.child;
+  process.stdout.write(`\n${end.died.name} exited (${signalCode ?? `status ${exitCode}`}); stopping the others\n`);
+  await stack.stop();
+  process.stdout.write('stopped\n');
+  return exitCode === 0 ? 0 : fail(`${end.died.name} exited unexpectedly; see its log, ${end.died.logFile ?? '(not kept)'}`);
+}

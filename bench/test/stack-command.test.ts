@@ -1,0 +1,154 @@
+/**
+ * `npm start` as a person runs it: the built `bench/dist/main.js stack` in a process of its own, with its pods, EPP and
+ * gateway as its children, talked to only through what it prints and the sockets it opens.
+ */
+import { spawn, type ChildProcessByStdio } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import type { Readable } from 'stream';
+import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
+import { ENTRY } from '../src/processes';
+
+jest.setTimeout(E2E_TEST_TIMEOUT_MS);
+
+const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
+const built = [MAIN, ...Object.values(ENTRY)].every((f) => fs.existsSync(f));
+
+interface ReadyLine {
+  event: 'ready';
+  baseUrl: string;
+  model: string;
+  policy: string;
+  processes: { name: string; pid: number; ports: number[]; log: string }[];
+}
+
+interface Bench {
+  readonly child: ChildProcessByStdio<null, Readable, Readable>;
+  readonly output: { stdout: string; stderr: string };
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function runBench(args: string[]): Bench {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (b: Buffer) => { output.stdout += b.toString('utf8'); });
+  child.stderr.on('data', (b: Buffer) => { output.stderr += b.toString('utf8'); });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })));
+  return { child, output, exited };
+}
+
+function readyLine(stdout: string): ReadyLine | undefined {
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const parsed = JSON.parse(line) as { event?: string };
+    if (parsed.event === 'ready') return parsed as ReadyLine;
+  }
+  return undefined;
+}
+
+interface ChatReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  json: { choices: { message: { content: string } }[] };
+}
+
+function postJson(url: string, body: unknown, headers: Record<string, string>): Promise<ChatReply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, json: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** The error a connection to 127.0.0.1:port ends with, or 'connected'. */
+function connectOutcome(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => { socket.destroy(); resolve('connected'); });
+    socket.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+(built ? describe : describe.skip)('kvroute-bench stack (npm start)', () => {
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-stack-'));
+  afterAll(() => fs.rmSync(logDir, { recursive: true, force: true }));
+
+  test('serves a chat completion through the printed base URL, then SIGINT stops every process and exits 0', async () => {
+    const bench = runBench(['stack', '--pods', '2', '--port', '0', '--log-dir', logDir]);
+    let ready: ReadyLine | undefined;
+    try {
+      await waitFor(() => {
+        ready = readyLine(bench.output.stdout);
+        return ready !== undefined || bench.child.exitCode !== null;
+      }, 'the ready line', { limitMs: 90_000 });
+      expect(bench.output.stderr).toBe('');
+      expect(ready).toBeDefined();
+      const { baseUrl, model, processes } = ready!;
+      expect(baseUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+      expect(processes.map((p) => p.name)).toEqual(['sim-0', 'sim-1', 'epp', 'gateway']);
+      for (const p of processes) expect(fs.existsSync(p.log)).toBe(true);
+      // The human text names the same URL and model, and the examples a person copies.
+      expect(bench.output.stdout).toContain(`OpenAI base URL  ${baseUrl}`);
+      expect(bench.output.stdout).toContain(`curl -i ${baseUrl}/chat/completions`);
+      expect(bench.output.stdout).toContain(`OpenAI(base_url="${baseUrl}", api_key="unused")`);
+      expect(bench.output.stdout).toContain(`new OpenAI({ baseURL: '${baseUrl}', apiKey: 'unused' })`);
+
+      const res = await postJson(`${baseUrl}/chat/completions`, { model, messages: [{ role: 'user', content: 'Hello!' }] }, { 'x-session-id': 'alice' });
+      expect(res.status).toBe(200);
+      expect(res.json.choices[0].message.content).toEqual(expect.any(String));
+      const podAddresses = processes.filter((p) => p.name.startsWith('sim-')).map((p) => `127.0.0.1:${p.ports[0]}`);
+      expect(podAddresses).toContain(res.headers['x-gateway-destination-endpoint-served']);
+    } finally {
+      bench.child.kill('SIGINT');
+    }
+
+    expect(await bench.exited).toEqual({ code: 0, signal: null });
+    expect(bench.output.stdout).toContain('SIGINT: stopping 4 processes\nstopped\n');
+    // The bench returns only once every child has exited, so nothing may be left: no process, no listening port.
+    for (const p of ready!.processes) {
+      expect([p.name, isAlive(p.pid)]).toEqual([p.name, false]);
+      for (const port of p.ports) expect([p.name, port, await connectOutcome(port)]).toEqual([p.name, port, 'ECONNREFUSED']);
+    }
+  });
+
+  test('a --port that is taken stops it before anything starts, with a message naming --port', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    try {
+      const bench = runBench(['stack', '--port', String(port), '--log-dir', logDir]);
+      expect(await bench.exited).toEqual({ code: 1, signal: null });
+      expect(bench.output.stderr).toBe(`kvroute-bench stack: --port ${port}: 127.0.0.1:${port} is already in use; choose another with --port N, or --port 0 for any free port\n`);
+      expect(bench.output.stdout).toBe('');
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
+  test('bad flags exit 2 naming the flag; --help exits 0', async () => {
+    const bad = runBench(['stack', '--policy', 'magic']);
+    expect(await bad.exited).toEqual({ code: 2, signal: null });
+    expect(bad.output.stderr).toBe('kvroute-bench stack: --policy: must be one of kvroute, round-robin, session-hash, got "magic"\n');
+    const help = runBench(['stack', '--help']);
+    expect(await help.exited).toEqual({ code: 0, signal: null });
+    expect(help.output.stdout).toContain('--kv-cache-blocks N');
+  });
+});
