@@ -3,6 +3,7 @@ module.exports = {
   projects: [
     { ...require('./jest.preset.js')('cdk8s'), rootDir: __dirname },
     '<rootDir>/protocol',
+    '<rootDir>/tokenizer',
     '<rootDir>/testkit',
     '<rootDir>/epp',
     '<rootDir>/sim',

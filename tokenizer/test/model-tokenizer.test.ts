@@ -1,0 +1,110 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
+
+type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
+/** An independent implementation to agree with: Hugging Face's pure-JS port of the tokenizer. */
+const { Tokenizer: JsTokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
+
+jest.setTimeout(60_000);
+
+const MODEL = 'Qwen/Qwen3-0.6B';
+let tok: ModelTokenizer;
+beforeAll(() => {
+  tok = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+});
+
+/** Deterministic text with the shapes that stress pre-tokenization: line breaks, indentation, punctuation, CJK, emoji. */
+function text(seed: number, n: number): string {
+  const words = ['cache', ' route', '\n', '\n\n', ' \n', '  indent', '\r\n', 'x.', '.\n', 'über', ' 数据', '🙂', '\t', '  \n\n  y', '123', ' ', "'s", 'Hello'];
+  let x = seed >>> 0;
+  let s = '';
+  while (s.length < n) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    s += words[x % words.length];
+  }
+  return s;
+}
+
+describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer wraps)', () => {
+  test('memoized piecewise encoding equals encoding the whole text, for texts full of line breaks and whitespace', async () => {
+    for (let seed = 1; seed <= 60; seed++) {
+      const t = text(seed, 200 + seed * 37);
+      expect({ seed, ids: [...(await tok.encode(t))] }).toEqual({ seed, ids: [...(await tok.encodeWhole(t))] });
+    }
+  });
+
+  test('special tokens embedded in text are cut out exactly', async () => {
+    const t = `${text(7, 300)}<|im_start|>user\n${text(8, 300)}<|im_end|>\n<|im_start|>assistant\n`;
+    expect([...(await tok.encode(t))]).toEqual([...(await tok.encodeWhole(t))]);
+  });
+
+  test('a second request sharing paragraphs reuses them (same ids, whatever was cached)', async () => {
+    const doc = `${text(11, 4000)}\nEnd of document.\n`;
+    const a = await tok.encode(`${doc}Question one?`);
+    const b = await tok.encode(`${doc}Question two?`);
+    expect([...b]).toEqual([...(await tok.encodeWhole(`${doc}Question two?`))]);
+    expect(a.length).toBeGreaterThan(100);
+  });
+
+  test('chat bodies: rendered with the model\'s template, tokenized as an independent implementation does; system prompt, turns, tools, kwargs', async () => {
+    const files = resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' });
+    const js = new JsTokenizer(JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')), JSON.parse(fs.readFileSync(files.tokenizerConfigJson, 'utf8')));
+    const tools = [{ type: 'function', function: { name: 'lookup', description: 'Look a word up', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }];
+    const cases = [
+      { messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'hi' }] },
+      { messages: [{ role: 'user', content: [{ type: 'text', text: 'part one' }, { type: 'text', text: 'part two' }] }], chatTemplateKwargs: { enable_thinking: false } },
+      { messages: [{ role: 'user', content: 'weather?' }], tools },
+      { messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: text(3, 2000) }] },
+    ];
+    for (const c of cases) {
+      const ours = await tok.promptTokens({ kind: 'chat', messages: c.messages, addGenerationPrompt: true, continueFinalMessage: false, ...(c.tools ? { tools: c.tools } : {}), ...(c.chatTemplateKwargs ? { chatTemplateKwargs: c.chatTemplateKwargs } : {}) });
+      // vLLM's "string" content format joins text parts with a line break.
+      const messages = c.messages.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n') }));
+      const rendered = tok.renderChat(messages, { addGenerationPrompt: true, ...(c.tools ? { tools: c.tools } : {}), ...(c.chatTemplateKwargs ? { chatTemplateKwargs: c.chatTemplateKwargs } : {}) });
+      expect(ours!.exact).toBe(true);
+      expect([...ours!.ids]).toEqual(js.encode(rendered, { add_special_tokens: false }).ids);
+    }
+    // The template context transformers gives Qwen3 (vLLM's default add_generation_prompt, thinking on).
+    expect(tok.renderChat([{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }])).toBe(
+      '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n');
+  });
+
+  test('completions encode with special tokens (Qwen3 adds none); token-id prompts pass through; images make it inexact', async () => {
+    expect([...(await tok.promptTokens({ kind: 'text', text: 'Hello world' }))!.ids]).toEqual([...(await tok.encodeWhole('Hello world', false))]);
+    expect((await tok.promptTokens({ kind: 'tokens', tokens: [5, 6, 7] }))!.ids).toEqual(Uint32Array.of(5, 6, 7));
+    expect(await tok.promptTokens({ kind: 'none' })).toBeUndefined();
+    const withImage = await tok.promptTokens({ kind: 'chat', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }, { type: 'text', text: 'what?' }] }], addGenerationPrompt: true, continueFinalMessage: false });
+    expect(withImage!.exact).toBe(false);
+  });
+
+  test('continue_final_message leaves the last turn open, as transformers does', () => {
+    const open = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { continueFinalMessage: true });
+    expect(open.endsWith('Once upon')).toBe(true);
+    const closed = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { addGenerationPrompt: false });
+    expect(closed.endsWith('Once upon')).toBe(false);
+  });
+});
+
+describe('finding the tokenizer files', () => {
+  test('an explicit folder first, then the Hugging Face cache (refs/main names the snapshot), then the bundled Qwen3', () => {
+    const bundled = resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' });
+    expect(bundled.source).toBe('bundled');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-tok-'));
+    try {
+      const repo = path.join(dir, 'hub', 'models--acme--m1');
+      const snapshot = path.join(repo, 'snapshots', 'abc123');
+      fs.mkdirSync(snapshot, { recursive: true });
+      fs.mkdirSync(path.join(repo, 'refs'));
+      fs.writeFileSync(path.join(repo, 'refs', 'main'), 'abc123\n');
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(f === 'tokenizer.json' ? bundled.tokenizerJson : bundled.tokenizerConfigJson, path.join(snapshot, f));
+      expect(resolveTokenizerFiles({ model: 'acme/m1', hubCache: path.join(dir, 'hub') })).toMatchObject({ source: 'hf-cache', tokenizerJson: path.join(snapshot, 'tokenizer.json') });
+      expect(resolveTokenizerFiles({ model: 'acme/m1', path: snapshot, hubCache: '/nonexistent' }).source).toBe('path');
+      expect(() => resolveTokenizerFiles({ model: 'acme/m2', path: dir, hubCache: path.join(dir, 'hub') })).toThrow(TokenizerNotFoundError);
+      expect(() => resolveTokenizerFiles({ model: 'acme/m2', path: dir, hubCache: path.join(dir, 'hub') })).toThrow(/tried .*no tokenizer\.json.*Hugging Face cache.*bundled copy/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
