@@ -78,6 +78,17 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
       collectors.prefixIndexerHitBytes.observe(matchedCharacters);
       if (totalCharacters > 0) collectors.prefixIndexerHitRatio.observe(matchedCharacters / totalCharacters);
     },
+    countKvEvents: (pod, outcome, count) => { if (count > 0) collectors.kvEvents.inc({ pod, outcome }, count); },
+    countKvEventGap: (pod) => collectors.kvEventGaps.inc({ pod }),
+    countKvEventReplay: (pod, outcome) => collectors.kvEventReplays.inc({ pod, outcome }),
+    countKvIndexReset: (pod, reason) => collectors.kvIndexResets.inc({ pod, reason }),
+    setKvIndexBlocks: (pod, blocks) => collectors.kvIndexBlocks.set({ pod }, blocks),
+    observeTokenization: (seconds) => collectors.tokenizationDuration.observe(seconds),
+    observePreciseMatch: (predicted, prompt) => {
+      collectors.precisePredictedHitTokens.inc(predicted);
+      collectors.precisePromptTokens.inc(prompt);
+      if (prompt > 0) collectors.preciseHitRatio.observe(Math.min(1, predicted / prompt));
+    },
   };
   return { registry, collectors, scheduling };
 }

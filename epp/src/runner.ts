@@ -101,6 +101,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   };
 
   try {
+    // Plugins open their sockets first and close them last, after the EPP stopped answering.
+    cleanups.push(() => scheduler.plugins.close());
+    await scheduler.plugins.start();
     const extProc: ExtProcServer = await startExtProcServer({
       director,
       host: options.host,
@@ -114,6 +117,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
 
     const updateServing = () => extProc.setServing(datastore.poolSynced && datastore.readyCount > 0);
     datastore.on('endpointAdded', (ep) => {
+      scheduler.plugins.addEndpoint(ep);
       logger.info('endpoint added', { endpoint: ep.key, pod: ep.name });
       updateServing();
     });

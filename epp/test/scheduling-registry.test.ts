@@ -13,7 +13,7 @@ const REQUIRED_PARAMETERS: Partial<Record<PluginType, object>> = { 'by-label': {
 /** The method each kind obliges, checked independently of the framework's own table. */
 const METHOD_OF_KIND: Record<PluginKind, string> = {
   'profile-handler': 'pickProfiles', filter: 'filter', scorer: 'score', picker: 'pick',
-  'post-cycle': 'postCycle', 'pre-request': 'preRequest', 'post-response': 'postResponse',
+  'post-cycle': 'postCycle', 'prepare-request': 'prepareRequest', 'pre-request': 'preRequest', 'post-response': 'postResponse',
 };
 const ALL_KIND_METHODS = Object.values(METHOD_OF_KIND);
 
@@ -58,8 +58,8 @@ describe('plugin modules → catalogue → registry', () => {
     }
   });
 
-  it('only the prefix scorer holds per-endpoint state that needs removal', () => {
-    expect(KNOWN_PLUGIN_TYPES.filter((type) => typeof build(type).removeEndpoint === 'function')).toEqual(['prefix-cache-scorer']);
+  it('only the prefix scorers hold per-endpoint state that needs removal', () => {
+    expect(KNOWN_PLUGIN_TYPES.filter((type) => typeof build(type).removeEndpoint === 'function')).toEqual(['prefix-cache-scorer', 'precise-prefix-cache-scorer']);
   });
 
   it('a plugin that declares a kind it does not implement fails when it is built, naming the method', () => {

@@ -192,6 +192,62 @@ export const EPP_METRICS = {
     labels: ['reason'],
     help: 'Endpoints the saturation filter excluded from a cycle: reason="queue", "kv_cache", "stale_metrics" or "scrape_failures".',
   },
+  kvEvents: {
+    name: 'kvroute_epp_kv_events_total',
+    type: 'counter',
+    labels: ['pod', 'outcome'],
+    help: 'vLLM KV events by pod: outcome="received", "applied", "skipped_*" (not indexable, e.g. an unknown parent or another block size) or "dropped_*" (malformed, unknown pod, unknown event type or field).',
+  },
+  kvEventGaps: {
+    name: 'kvroute_epp_kv_event_gaps_total',
+    type: 'counter',
+    labels: ['pod'],
+    help: 'Sequence gaps seen in a pod\'s KV-event stream (batches lost between the publisher and the EPP).',
+  },
+  kvEventReplays: {
+    name: 'kvroute_epp_kv_event_replays_total',
+    type: 'counter',
+    labels: ['pod', 'outcome'],
+    help: 'Replays asked of a pod\'s replay socket: outcome="repaired" (the gap was covered) or "failed".',
+  },
+  kvIndexResets: {
+    name: 'kvroute_epp_kv_index_resets_total',
+    type: 'counter',
+    labels: ['pod', 'reason'],
+    help: 'Times a pod\'s entries in the precise index were dropped: reason="gap", "publisher_restart" or "removed".',
+  },
+  kvIndexBlocks: {
+    name: 'kvroute_epp_kv_index_blocks',
+    type: 'gauge',
+    labels: ['pod'],
+    help: 'KV blocks the precise index believes each pod holds (confirmed and speculative).',
+  },
+  tokenizationDuration: {
+    name: 'kvroute_epp_tokenization_duration_seconds',
+    type: 'histogram',
+    labels: [],
+    help: 'Time to tokenize a request the way vLLM does, for precise prefix scoring.',
+    buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
+  },
+  preciseHitRatio: {
+    name: 'kvroute_epp_precise_predicted_hit_ratio',
+    type: 'histogram',
+    labels: [],
+    help: 'Share of a picked request\'s prompt tokens the precise index predicted cached on its pod (compare with vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total).',
+    buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1],
+  },
+  precisePredictedHitTokens: {
+    name: 'kvroute_epp_precise_predicted_hit_tokens_total',
+    type: 'counter',
+    labels: [],
+    help: 'Prompt tokens the precise index predicted cached on the picked pods; over kvroute_epp_precise_prompt_tokens_total it is the predicted hit rate.',
+  },
+  precisePromptTokens: {
+    name: 'kvroute_epp_precise_prompt_tokens_total',
+    type: 'counter',
+    labels: [],
+    help: 'Prompt tokens of the requests the precise index scored.',
+  },
 } as const satisfies Readonly<Record<string, EppMetricDefinition>>;
 
 export type EppMetricKey = keyof typeof EPP_METRICS;

@@ -21,3 +21,12 @@ export interface PostResponse extends Plugin {
   /** Runs at the target's response headers; returns headers to set on the response to the client, if any. */
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined;
 }
+
+export interface PrepareRequest extends Plugin {
+  /**
+   * Runs before the scheduling cycle, asynchronously (GIE's data-preparation plugins): e.g. tokenizing the prompt so
+   * the synchronous scorers can look its blocks up. Results go into `request.attributes`. Throwing is logged and the
+   * request is scheduled without that data. `signal` aborts when the proxy's stream goes away.
+   */
+  prepareRequest(request: LLMRequest, signal: AbortSignal): Promise<void>;
+}

@@ -10,7 +10,8 @@ import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDire
 import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
-import type { PostResponse, PreRequest } from './hooks';
+import { CycleState } from '../scheduling/framework';
+import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
@@ -66,6 +67,7 @@ export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
+  private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
 
@@ -73,11 +75,12 @@ export class RequestControl implements RequestDirector {
     this.random = options.random ?? Math.random;
     this.monotonicSeconds = options.monotonicSeconds ?? (() => performance.now() / 1000);
     // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
+    this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
   }
 
-  async route(req: IncomingRequest): Promise<RouteDecision> {
+  async route(req: IncomingRequest, signal: AbortSignal = new AbortController().signal): Promise<RouteDecision> {
     const started = this.monotonicSeconds();
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
@@ -96,8 +99,10 @@ export class RequestControl implements RequestDirector {
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
       headers: Object.fromEntries(req.headers),
+      attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
+    await this.prepare(request, signal);
     try {
       const result = this.options.scheduler.schedule(request, candidates);
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
@@ -113,6 +118,21 @@ export class RequestControl implements RequestDirector {
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
       return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
     }
+  }
+
+  /**
+   * Runs the request-preparing plugins (tokenization for precise prefix scoring) side by side. One that fails is
+   * reported and the request is scheduled without its data, as if that plugin knew nothing of it.
+   */
+  private async prepare(request: LLMRequest, signal: AbortSignal): Promise<void> {
+    if (this.preparePlugins.length === 0) return;
+    await Promise.all(this.preparePlugins.map(async (plugin) => {
+      try {
+        await plugin.prepareRequest(request, signal);
+      } catch (e) {
+        this.options.onInternalError?.(e as Error, request.requestId);
+      }
+    }));
   }
 
   /** The parsed body; undefined when there is none to read; the error when it cannot be read. */

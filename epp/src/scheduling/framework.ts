@@ -1,4 +1,4 @@
-import type { EndpointSnapshot } from '../datastore/types';
+import type { Endpoint, EndpointSnapshot } from '../datastore/types';
 import type { SchedulingMetrics } from './metrics-hooks';
 import type { LLMRequest, SchedulingError, SchedulingErrorReason } from './types';
 
@@ -44,8 +44,14 @@ export interface Plugin {
   readonly type: string;
   /** The config `name`, unique in the config; labels metrics. */
   readonly name: string;
+  /** Plugins that follow the pool (subscriptions per pod) implement this to learn of an endpoint that joined it. */
+  addEndpoint?(endpoint: Endpoint): void;
   /** Plugins holding per-endpoint state implement this to forget an endpoint that left the pool. */
   removeEndpoint?(endpointKey: string): void;
+  /** Plugins that open sockets (a KV-event subscription) do it here, before the EPP serves; a failure stops start-up. */
+  start?(): Promise<void>;
+  /** Plugins holding sockets or timers release them here when the EPP stops. */
+  close?(): void | Promise<void>;
 }
 
 export interface Filter extends Plugin {

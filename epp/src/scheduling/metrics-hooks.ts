@@ -31,6 +31,15 @@ export interface SchedulingMetrics {
   setPrefixIndexerSize(entries: number): void;
   /** The prefix matched on the chosen endpoint, in characters, against the hashed part of the prompt. */
   observePrefixMatch(matchedCharacters: number, totalCharacters: number): void;
+  /** KV events of a pod by outcome (`received`, `applied`, `skipped_*`, `dropped_*`). */
+  countKvEvents(pod: string, outcome: string, count: number): void;
+  countKvEventGap(pod: string): void;
+  countKvEventReplay(pod: string, outcome: 'repaired' | 'failed'): void;
+  countKvIndexReset(pod: string, reason: string): void;
+  setKvIndexBlocks(pod: string, blocks: number): void;
+  observeTokenization(seconds: number): void;
+  /** Prompt tokens the precise index predicted cached on the picked pod, and the prompt's length. */
+  observePreciseMatch(predictedHitTokens: number, promptTokens: number): void;
 }
 
 const ignore = (): void => undefined;
@@ -45,4 +54,11 @@ export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
   countSaturationExclusion: ignore,
   setPrefixIndexerSize: ignore,
   observePrefixMatch: ignore,
+  countKvEvents: ignore,
+  countKvEventGap: ignore,
+  countKvEventReplay: ignore,
+  countKvIndexReset: ignore,
+  setKvIndexBlocks: ignore,
+  observeTokenization: ignore,
+  observePreciseMatch: ignore,
 });

@@ -6,7 +6,7 @@
  * Shaped like llm-d's plugins (`pkg/plugins/...`: a type name, a parameters struct, a factory registered in one line).
  */
 import type { FieldReader } from '../config/fields';
-import type { PostResponse, PreRequest } from '../requestcontrol/hooks';
+import type { PostResponse, PrepareRequest, PreRequest } from '../requestcontrol/hooks';
 import type { Filter, Picker, Plugin, PluginHandle, PostCycle, ProfileHandler, Scorer } from './framework';
 
 /** An extension point a plugin implements. */
@@ -21,6 +21,8 @@ export type PluginKind =
   | 'picker'
   /** Runs after a profile's pick, e.g. to learn where a prefix now lives. */
   | 'post-cycle'
+  /** Request control: runs before the cycle, asynchronously, to compute data scorers read (e.g. token ids). */
+  | 'prepare-request'
   /** Request control: runs once the request is committed to its target. Attached globally, like upstream. */
   | 'pre-request'
   /** Request control: runs when the target's response headers arrive; may add response headers. Attached globally. */
@@ -33,6 +35,7 @@ export interface PluginKindInterfaces {
   scorer: Scorer;
   picker: Picker;
   'post-cycle': PostCycle;
+  'prepare-request': PrepareRequest;
   'pre-request': PreRequest;
   'post-response': PostResponse;
 }
@@ -44,6 +47,7 @@ const KIND_METHODS: { readonly [K in PluginKind]: keyof PluginKindInterfaces[K] 
   scorer: 'score',
   picker: 'pick',
   'post-cycle': 'postCycle',
+  'prepare-request': 'prepareRequest',
   'pre-request': 'preRequest',
   'post-response': 'postResponse',
 };

@@ -7,7 +7,7 @@ import {
   type PluginType,
   type SchedulingProfileSpec,
 } from '../config';
-import type { EndpointSnapshot } from '../datastore/types';
+import type { Endpoint, EndpointSnapshot } from '../datastore/types';
 import {
   CycleState,
   SILENT_PLUGIN_LOGGER,
@@ -72,9 +72,24 @@ export class PluginSet {
     return this.entries.get(name)?.kinds.includes(kind) ?? false;
   }
 
+  /** Tells plugins that follow the pool that an endpoint joined it. */
+  addEndpoint(endpoint: Endpoint): void {
+    for (const { plugin } of this.entries.values()) plugin.addEndpoint?.(endpoint);
+  }
+
   /** Tells plugins holding per-endpoint state that an endpoint left the pool. */
   removeEndpoint(endpointKey: string): void {
     for (const { plugin } of this.entries.values()) plugin.removeEndpoint?.(endpointKey);
+  }
+
+  /** Opens what plugins need before the EPP serves (sockets). */
+  async start(): Promise<void> {
+    for (const { plugin } of this.entries.values()) await plugin.start?.();
+  }
+
+  /** Releases what plugins hold (sockets, timers) when the EPP stops. */
+  async close(): Promise<void> {
+    for (const { plugin } of this.entries.values()) await plugin.close?.();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { PromptInput } from '@kvroute/protocol/openai';
 import type { EndpointSnapshot } from '../datastore/types';
+import type { CycleState } from './framework';
 
 /** The parsed request the scheduler sees: nothing of gRPC or HTTP beyond the headers. */
 export interface LLMRequest {
@@ -18,6 +19,11 @@ export interface LLMRequest {
   readonly cacheSalt?: string;
   /** Request headers, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * What request-preparing plugins computed before the cycle (token ids, block keys), by typed key; lives as long as
+   * the request, so response hooks can read it too.
+   */
+  readonly attributes?: CycleState;
 }
 
 /** What one scheduling cycle returns. */

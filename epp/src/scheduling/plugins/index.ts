@@ -11,6 +11,7 @@ export { loadAwareScorer } from './load-aware-scorer';
 export { maxScorePicker } from './max-score-picker';
 export { prefillFilter } from './prefill-filter';
 export { prefixCacheScorer } from './prefix-cache-scorer';
+export { precisePrefixCacheScorer } from './precise-prefix-cache-scorer';
 export { queueScorer } from './queue-scorer';
 export { randomPicker } from './random-picker';
 export { saturationFilter } from './saturation-filter';

@@ -89,3 +89,41 @@ export function hashPromptBlocks(model: string, prompt: string, blockSize: numbe
   }
   return keys;
 }
+
+/**
+ * The key of one KV block of token ids, chained on its parent's key: `blockKey(parent, tokens)` hashes the parent's
+ * 53 bits and the block's ids (and, for block 0, any extra words such as a cache salt) through the same two lanes as
+ * the text blocks above. Keys of equal token prefixes are equal whatever engine hash algorithm produced the blocks,
+ * which is what lets the precise index work with vLLM's `builtin` hash and without `PYTHONHASHSEED` alignment.
+ */
+export function blockKey(parentKey: number, tokens: ArrayLike<number>, start: number, end: number, extra?: ArrayLike<number>): number {
+  let a = mixLaneA(LANE_A_SEED, parentKey >>> 0);
+  let b = mixLaneB(LANE_B_SEED, Math.floor(parentKey / TWO_TO_32));
+  for (let i = start; i < end; i++) {
+    a = mixLaneA(a, tokens[i]! | 0);
+    b = mixLaneB(b, tokens[i]! | 0);
+  }
+  const extraLength = extra?.length ?? 0;
+  for (let i = 0; i < extraLength; i++) {
+    a = mixLaneA(a, extra![i]! | 0);
+    b = mixLaneB(b, extra![i]! | 0);
+  }
+  const length = end - start + extraLength * 0x10000;
+  a = finalMix((a ^ length) + Math.imul(b, 0x27d4eb2f));
+  b = finalMix(b ^ length ^ a);
+  return (a >>> 11) * TWO_TO_32 + (b >>> 0);
+}
+
+/** The root a chain of block keys starts from: a hash of the LoRA adapter's name ('' for the base model). */
+export function rootKey(adapter: string): number {
+  hashRange(adapter, 0, adapter.length, LANE_A_SEED, LANE_B_SEED);
+  return (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
+}
+
+/** Words of a string, for `blockKey`'s extra keys (a cache salt). */
+export function stringWords(s: string): number[] {
+  const words: number[] = [];
+  for (let i = 0; i < s.length; i += 2) words.push(s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16));
+  words.push(s.length);
+  return words;
+}

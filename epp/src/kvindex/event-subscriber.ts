@@ -1,0 +1,276 @@
+/**
+ * Subscriptions to the pods' vLLM KV-event publishers, in both of llm-d's shapes:
+ * - central: the EPP binds one SUB socket (`zmqEndpoint`, e.g. `tcp://*:5557`) and every pod's vLLM connects to it,
+ *   naming itself in the topic `kv@<pod address>@<model>`; one receiver only;
+ * - per-pod: the EPP dials `tcp://<pod ip>:<socketPort>` for every endpoint of the pool, where vLLM binds
+ *   (`"endpoint": "tcp://*:5557"`); every EPP replica can subscribe, so several agree on one index.
+ * @see llm-d/llm-d-kv-cache pkg/kvevents (pool.go, the pod reconciler) @ v0.5.0; vLLM's publisher
+ *   vllm/distributed/kv_events.py @ v0.10.0 (`ZmqEventPublisher`).
+ *
+ * Every publisher numbers its batches from 0. A batch with the next number is applied; a gap is repaired through the
+ * publisher's replay socket when it has one (a DEALER asking the ROUTER from the first missing number; live batches
+ * wait meanwhile), and when it has none or the replay cannot cover the gap, the pod's entries are dropped, because an
+ * index that missed a removal would keep steering requests to blocks the pod no longer has. A number going backwards
+ * is a restarted publisher: a restarted vLLM has an empty cache, so its entries are dropped too. A subscriber that
+ * joins a running publisher asks for a replay from 0 to warm up.
+ */
+import type * as Zmq from 'zeromq';
+import {
+  decodeEventBatch,
+  decodeSeq,
+  encodeSeq,
+  isReplayEnd,
+  KvEventDecodeError,
+  parseKvTopic,
+  type DecodeSkips,
+  type KvEventBatch,
+} from '@kvroute/protocol/kv-events';
+
+export type SubscriptionMode = 'central' | 'per-pod';
+
+/** Why a pod's entries were dropped. */
+export type ResetReason = 'gap' | 'publisher-restart' | 'removed';
+
+export interface SubscriberEvents {
+  /** A batch to apply, in publisher order, for the endpoint (`ip:port`) it belongs to. */
+  batch(endpointKey: string, batch: KvEventBatch, model: string | undefined): void;
+  /** Drop every entry of the endpoint. */
+  reset(endpointKey: string, reason: ResetReason): void;
+  /** Counted problems: unknown topics or pods, malformed frames, skipped fields or event types. */
+  dropped(endpointKey: string | undefined, reason: 'malformed' | 'unknown-pod' | 'unknown-event' | 'unknown-field' | 'bad-topic', count?: number): void;
+  gap(endpointKey: string): void;
+  replay(endpointKey: string, outcome: 'repaired' | 'failed'): void;
+}
+
+export interface SubscriberOptions {
+  readonly mode: SubscriptionMode;
+  /** Central mode: the endpoint the EPP binds. */
+  readonly zmqEndpoint?: string;
+  /** Topic prefix to subscribe to. @default "kv@" */
+  readonly topicFilter: string;
+  /** Per-pod mode: the port each pod's vLLM publishes on. */
+  readonly socketPort: number;
+  /** The port of each pod's replay socket (vLLM's `replay_endpoint`), when it has one. */
+  readonly replayPort?: number;
+  /** How long a replay may take before the pod's entries are dropped instead. @default 2000 */
+  readonly replayTimeoutMs?: number;
+  /** Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, in central mode. */
+  readonly resolvePod: (podId: string) => string | undefined;
+  readonly events: SubscriberEvents;
+  readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
+}
+
+interface PublisherState {
+  /** The next sequence number expected; undefined before the first batch. */
+  next?: bigint;
+  /** Live batches that arrived while a replay was running, applied after it. */
+  held?: { seq: bigint; payload: Uint8Array; model?: string }[];
+}
+
+/**
+ * zeromq is loaded when a subscription starts, not when this module is imported: the EPP's config module (which the
+ * cdk8s app imports to validate configs) reaches this file through the plugin list and must not load a native addon.
+ */
+function zmq(): typeof Zmq {
+  return require('zeromq') as typeof Zmq;
+}
+
+function ipOf(endpointKey: string): string {
+  const bracket = /^\[([^\]]+)\]:\d+$/.exec(endpointKey);
+  if (bracket) return bracket[1]!;
+  return endpointKey.slice(0, endpointKey.lastIndexOf(':'));
+}
+
+function hostForUrl(ip: string): string {
+  return ip.includes(':') ? `[${ip}]` : ip;
+}
+
+export class KvEventSubscriber {
+  private central?: Zmq.Subscriber;
+  private readonly perPod = new Map<string, Zmq.Subscriber>();
+  private readonly publishers = new Map<string, PublisherState>();
+  private closed = false;
+
+  constructor(private readonly options: SubscriberOptions) {}
+
+  /** Central mode: binds the SUB socket every pod connects to. */
+  async start(): Promise<void> {
+    if (this.options.mode !== 'central') return;
+    const endpoint = this.options.zmqEndpoint;
+    if (!endpoint) throw new Error('central KV-event subscription needs zmqEndpoint');
+    const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
+    await socket.bind(endpoint);
+    socket.subscribe(this.options.topicFilter);
+    this.central = socket;
+    void this.consume(socket, undefined);
+  }
+
+  /** The address central mode bound (with the port chosen when it asked for 0). */
+  get boundEndpoint(): string | undefined {
+    return this.central?.lastEndpoint ?? undefined;
+  }
+
+  /** Per-pod mode: subscribes to a pod that joined the pool. */
+  addEndpoint(endpointKey: string): void {
+    if (this.options.mode !== 'per-pod' || this.perPod.has(endpointKey) || this.closed) return;
+    const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
+    socket.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort}`);
+    socket.subscribe(this.options.topicFilter);
+    this.perPod.set(endpointKey, socket);
+    void this.consume(socket, endpointKey);
+  }
+
+  /** A pod left the pool: stop listening to it and forget its entries. */
+  removeEndpoint(endpointKey: string): void {
+    const socket = this.perPod.get(endpointKey);
+    if (socket) {
+      this.perPod.delete(endpointKey);
+      socket.close();
+    }
+    this.publishers.delete(endpointKey);
+    this.options.events.reset(endpointKey, 'removed');
+  }
+
+  /** Subscribed pods (per-pod mode). */
+  get subscriptions(): number {
+    return this.perPod.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.central?.close();
+    for (const socket of this.perPod.values()) socket.close();
+    this.perPod.clear();
+  }
+
+  private async consume(socket: Zmq.Subscriber, endpointKey: string | undefined): Promise<void> {
+    try {
+      for await (const frames of socket) this.receive(frames, endpointKey);
+    } catch (e) {
+      // A socket closed under the loop ends it; anything else is worth a line.
+      if (!this.closed && !socket.closed) this.options.logger.warn('KV-event subscription failed', { endpoint: endpointKey, error: (e as Error).message });
+    }
+  }
+
+  private receive(frames: Buffer[], socketEndpoint: string | undefined): void {
+    const { events } = this.options;
+    if (frames.length !== 3) {
+      events.dropped(socketEndpoint, 'malformed');
+      return;
+    }
+    const [topicFrame, seqFrame, payload] = frames as [Buffer, Buffer, Buffer];
+    const topic = parseKvTopic(topicFrame.toString('utf8'));
+    let endpointKey = socketEndpoint;
+    if (endpointKey === undefined) {
+      if (!topic) {
+        events.dropped(undefined, 'bad-topic');
+        return;
+      }
+      endpointKey = this.options.resolvePod(topic.pod);
+      if (endpointKey === undefined) {
+        events.dropped(undefined, 'unknown-pod');
+        return;
+      }
+    }
+    const seq = decodeSeq(seqFrame);
+    if (seq === undefined) {
+      events.dropped(endpointKey, 'malformed');
+      return;
+    }
+    this.sequenced(endpointKey, seq, payload, topic?.model);
+  }
+
+  private sequenced(endpointKey: string, seq: bigint, payload: Uint8Array, model: string | undefined): void {
+    let state = this.publishers.get(endpointKey);
+    if (!state) this.publishers.set(endpointKey, (state = {}));
+    if (state.held) {
+      state.held.push({ seq, payload, ...(model !== undefined ? { model } : {}) });
+      return;
+    }
+    if (state.next === undefined) {
+      // Joining a running publisher: what it cached before is unknown; its replay buffer can tell.
+      if (seq > 0n && this.options.replayPort !== undefined) {
+        state.held = [{ seq, payload, ...(model !== undefined ? { model } : {}) }];
+        void this.replay(endpointKey, state, 0n, model, false);
+        return;
+      }
+    } else if (seq < state.next) {
+      this.options.events.reset(endpointKey, 'publisher-restart');
+    } else if (seq > state.next) {
+      this.options.events.gap(endpointKey);
+      if (this.options.replayPort !== undefined) {
+        state.held = [{ seq, payload, ...(model !== undefined ? { model } : {}) }];
+        void this.replay(endpointKey, state, state.next, model, true);
+        return;
+      }
+      this.options.events.reset(endpointKey, 'gap');
+    }
+    this.apply(endpointKey, state, seq, payload, model);
+  }
+
+  private apply(endpointKey: string, state: PublisherState, seq: bigint, payload: Uint8Array, model: string | undefined): void {
+    state.next = seq + 1n;
+    const skips: DecodeSkips = { unknownEvents: 0, unknownFields: 0 };
+    let batch: KvEventBatch;
+    try {
+      batch = decodeEventBatch(payload, skips);
+    } catch (e) {
+      if (!(e instanceof KvEventDecodeError)) throw e;
+      this.options.events.dropped(endpointKey, 'malformed');
+      this.options.logger.debug('malformed KV-event batch skipped', { endpoint: endpointKey, error: e.message });
+      return;
+    }
+    if (skips.unknownEvents > 0) this.options.events.dropped(endpointKey, 'unknown-event', skips.unknownEvents);
+    if (skips.unknownFields > 0) this.options.events.dropped(endpointKey, 'unknown-field', skips.unknownFields);
+    this.options.events.batch(endpointKey, batch, model);
+  }
+
+  /**
+   * Asks the pod's replay socket for every batch from `from` on (vLLM's `_service_replay`: `["", seq]` in, `["", seq,
+   * payload]` per batch out, then the end marker), applies them, then the live batches held meanwhile.
+   */
+  private async replay(endpointKey: string, state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
+    const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
+    let covered = false;
+    try {
+      dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort}`);
+      await dealer.send(['', encodeSeq(from)]);
+      let first = true;
+      for (;;) {
+        const frames = await dealer.receive();
+        const [, seqFrame, payload] = frames.length === 3 ? frames : ['', frames[0], frames[1]];
+        if (!seqFrame || isReplayEnd(seqFrame)) break;
+        const seq = decodeSeq(seqFrame);
+        if (seq === undefined || !payload) continue;
+        if (first) {
+          // The buffer starts after the gap: the missing batches are gone for good.
+          covered = seq <= from;
+          first = false;
+          if (!covered) {
+            this.options.events.reset(endpointKey, 'gap');
+            covered = !repairing; // a warm-up may still start from whatever the buffer holds
+          }
+        }
+        if (state.next === undefined || seq >= state.next) this.apply(endpointKey, state, seq, payload, model);
+      }
+      if (first && !repairing) covered = true; // nothing buffered before us: a cold start is exact
+    } catch (e) {
+      this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: (e as Error).message });
+      this.options.events.reset(endpointKey, 'gap');
+    } finally {
+      dealer.close();
+    }
+    this.options.events.replay(endpointKey, covered ? 'repaired' : 'failed');
+    const held = state.held ?? [];
+    state.held = undefined;
+    for (const m of held) {
+      if (state.next !== undefined && m.seq < state.next) continue;
+      if (state.next !== undefined && m.seq > state.next) {
+        // Still a hole between the replay and the live stream: the entries cannot be trusted.
+        this.options.events.gap(endpointKey);
+        this.options.events.reset(endpointKey, 'gap');
+      }
+      this.apply(endpointKey, state, m.seq, m.payload, m.model);
+    }
+  }
+}

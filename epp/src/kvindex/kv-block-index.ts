@@ -1,0 +1,250 @@
+/**
+ * What each pod's vLLM holds in its KV cache, built from the pods' own KV events: a dual-key index in the shape
+ * llm-d-kv-cache converged on (llm-d/llm-d-kv-cache pkg/kvcache/kvblock @ v0.5.0, "decouple key handling"):
+ *
+ * - kvroute's own block key (`blockKey`, chained over token ids from a root per LoRA adapter) is what requests are
+ *   looked up by. It is computed from the token ids in each `BlockStored` event, so it does not depend on the engine's
+ *   hash algorithm: vLLM's `builtin` hash (the seed's) works, and `PYTHONHASHSEED` need not be aligned; only the
+ *   tokenizer, the block size and the extra keys must match.
+ * - A per-pod map from each engine block hash to that key resolves `BlockRemoved` events (which carry engine hashes
+ *   only) and a `BlockStored` event's `parent_block_hash`.
+ *
+ * vLLM caches duplicate physical blocks of one hash and removes them one at a time (vllm/v1/core/block_pool.py
+ * @ v0.10.0: `cached_block_hash_to_block` is `{hash: {block_id: block}}`), so holdings are counted, per tier: a
+ * block leaves a pod's set only when its last copy is evicted. Entries per pod are bounded: beyond a pod's capacity
+ * (its real KV capacity when known) the longest-unconfirmed keys go, because a pod cannot hold more blocks than it
+ * has, so such entries can only be leftovers of lost events.
+ */
+import { blockKey } from '../scheduling/plugins/prefix-hash';
+import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
+
+/** A storage tier vLLM reports in `medium` (GPU when absent, as before vLLM 0.10.2). */
+export type Tier = 'gpu' | 'cpu';
+
+export interface TierWeights {
+  readonly gpu: number;
+  readonly cpu: number;
+}
+
+/** llm-d's defaults (llm-d/llm-d-kv-cache pkg/kvcache/backend.go: gpu 1.0, cpu 0.8). */
+export const DEFAULT_TIER_WEIGHTS: TierWeights = { gpu: 1, cpu: 0.8 };
+
+interface Holding {
+  gpu: number;
+  cpu: number;
+  /** Until when (ms) a speculative entry counts, when the pod holds no confirmed copy. */
+  speculativeUntil: number;
+}
+
+interface PodState {
+  /** Engine block hash → own key, for removals and parents. */
+  readonly engineToKey: Map<string, number>;
+  /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
+  readonly keys: Map<number, true>;
+  capacity: number;
+}
+
+/** Why a stored event (or part of it) was not indexed. */
+export type StoreSkip = 'unknown-parent' | 'block-size-mismatch' | 'no-tokens';
+
+export interface StoreOutcome {
+  readonly stored: number;
+  readonly skipped?: StoreSkip;
+}
+
+export interface PrefixMatch {
+  /** Leading request blocks the pod holds without a gap. */
+  readonly blocks: number;
+  /** The same, each block weighted by the best tier it is held in. */
+  readonly weight: number;
+}
+
+function tierOf(medium: string | null | undefined): Tier {
+  return medium !== undefined && medium !== null && medium.toLowerCase() === 'cpu' ? 'cpu' : 'gpu';
+}
+
+export class KvBlockIndex {
+  private readonly holders = new Map<number, Map<string, Holding>>();
+  private readonly pods = new Map<string, PodState>();
+
+  constructor(
+    /** Tokens per block; events of another block size are skipped (and counted), never mis-keyed. */
+    readonly blockSize: number,
+    /** Entries per pod until its real capacity is known. */
+    private readonly defaultCapacity: number,
+    private readonly weights: TierWeights = DEFAULT_TIER_WEIGHTS,
+  ) {}
+
+  /** Pods with any entry. */
+  get podCount(): number {
+    return this.pods.size;
+  }
+
+  /** (block, pod) entries, confirmed and speculative. */
+  get size(): number {
+    let n = 0;
+    for (const pod of this.pods.values()) n += pod.keys.size;
+    return n;
+  }
+
+  /** Entries held for one pod. */
+  blocksOf(pod: string): number {
+    return this.pods.get(pod)?.keys.size ?? 0;
+  }
+
+  /** Bounds a pod's entries by what it can hold (vLLM's `num_gpu_blocks` plus its CPU blocks). */
+  setCapacity(pod: string, blocks: number): void {
+    const state = this.pod(pod);
+    state.capacity = Math.max(1, Math.floor(blocks));
+    this.trim(pod, state);
+  }
+
+  /**
+   * Indexes a `BlockStored` event: the keys of its blocks are computed from its token ids, chained on the key of its
+   * parent (or `root` for a chain starting at the first block).
+   */
+  store(pod: string, event: BlockStored, root: number, extraForFirstBlock?: ArrayLike<number>): StoreOutcome {
+    const state = this.pod(pod);
+    const tier = tierOf(event.medium);
+    if (event.tokenIds.length === 0) {
+      // Offload events of some versions carry no tokens: only blocks already known by hash can move tier.
+      let stored = 0;
+      for (const hash of event.blockHashes) {
+        const key = state.engineToKey.get(hash);
+        if (key === undefined) continue;
+        this.add(pod, state, key, tier);
+        stored++;
+      }
+      return stored === event.blockHashes.length ? { stored } : { stored, skipped: 'no-tokens' };
+    }
+    if (event.blockSize !== this.blockSize || event.tokenIds.length !== event.blockHashes.length * event.blockSize) {
+      return { stored: 0, skipped: 'block-size-mismatch' };
+    }
+    let parent: number | undefined = event.parentBlockHash === null ? root : state.engineToKey.get(event.parentBlockHash);
+    if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
+    for (let i = 0; i < event.blockHashes.length; i++) {
+      const start = i * this.blockSize;
+      const extra = event.parentBlockHash === null && i === 0 ? extraForFirstBlock : undefined;
+      const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, extra);
+      state.engineToKey.set(event.blockHashes[i]!, key);
+      this.add(pod, state, key, tier);
+      parent = key;
+    }
+    this.trim(pod, state);
+    return { stored: event.blockHashes.length };
+  }
+
+  /** Applies a `BlockRemoved` event: one copy of each block leaves the tier it names. Unknown hashes are ignored. */
+  remove(pod: string, event: BlockRemoved): number {
+    const state = this.pods.get(pod);
+    if (!state) return 0;
+    const tier = tierOf(event.medium);
+    let removed = 0;
+    for (const hash of event.blockHashes) {
+      const key = state.engineToKey.get(hash);
+      if (key === undefined) continue;
+      const holding = this.holders.get(key)?.get(pod);
+      if (!holding) continue;
+      if (holding[tier] > 0) holding[tier]--;
+      removed++;
+      if (holding.gpu + holding.cpu === 0) {
+        // The last copy is gone; a speculative mark for it is stale too.
+        this.drop(pod, state, key);
+        state.engineToKey.delete(hash);
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Marks `keys` as about to be cached on `pod` (the request was just sent there), until `until` (ms): a burst of
+   * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
+   * entry; otherwise it lapses.
+   */
+  speculate(pod: string, keys: readonly number[], until: number): void {
+    const state = this.pod(pod);
+    for (const key of keys) {
+      let byPod = this.holders.get(key);
+      if (!byPod) this.holders.set(key, (byPod = new Map()));
+      const holding = byPod.get(pod);
+      if (holding) holding.speculativeUntil = Math.max(holding.speculativeUntil, until);
+      else byPod.set(pod, { gpu: 0, cpu: 0, speculativeUntil: until });
+      state.keys.delete(key);
+      state.keys.set(key, true);
+    }
+    this.trim(pod, state);
+  }
+
+  /** Forgets everything of a pod: `AllBlocksCleared`, a publisher restart, lost events, or the pod left the pool. */
+  clearPod(pod: string): void {
+    const state = this.pods.get(pod);
+    if (!state) return;
+    for (const key of state.keys.keys()) {
+      const byPod = this.holders.get(key);
+      byPod?.delete(pod);
+      if (byPod?.size === 0) this.holders.delete(key);
+    }
+    this.pods.delete(pod);
+  }
+
+  /**
+   * For each candidate pod, the leading blocks of `keys` it holds without a gap, weighted by tier. Walks the keys once
+   * and stops when no candidate still matches.
+   */
+  longestPrefix(keys: readonly number[], candidates: ReadonlySet<string>, now: number): Map<string, PrefixMatch> {
+    const matches = new Map<string, PrefixMatch>();
+    let alive: Map<string, number> | undefined; // pod → weight so far
+    for (let i = 0; i < keys.length; i++) {
+      const byPod = this.holders.get(keys[i]!);
+      if (!byPod) break;
+      const next = new Map<string, number>();
+      const consider = alive ? [...alive.keys()] : [...byPod.keys()].filter((p) => candidates.has(p));
+      for (const pod of consider) {
+        const h = byPod.get(pod);
+        if (!h) continue;
+        const w = h.gpu > 0 || h.speculativeUntil > now ? this.weights.gpu : h.cpu > 0 ? this.weights.cpu : 0;
+        if (w === 0) continue;
+        const total = (alive?.get(pod) ?? 0) + w;
+        next.set(pod, total);
+        matches.set(pod, { blocks: i + 1, weight: total });
+      }
+      if (next.size === 0) break;
+      alive = next;
+    }
+    return matches;
+  }
+
+  private pod(pod: string): PodState {
+    let state = this.pods.get(pod);
+    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), keys: new Map(), capacity: this.defaultCapacity }));
+    return state;
+  }
+
+  private add(pod: string, state: PodState, key: number, tier: Tier): void {
+    let byPod = this.holders.get(key);
+    if (!byPod) this.holders.set(key, (byPod = new Map()));
+    const holding = byPod.get(pod);
+    if (holding) holding[tier]++;
+    else byPod.set(pod, { gpu: tier === 'gpu' ? 1 : 0, cpu: tier === 'cpu' ? 1 : 0, speculativeUntil: 0 });
+    state.keys.delete(key);
+    state.keys.set(key, true);
+  }
+
+  private drop(pod: string, state: PodState, key: number): void {
+    const byPod = this.holders.get(key);
+    byPod?.delete(pod);
+    if (byPod?.size === 0) this.holders.delete(key);
+    state.keys.delete(key);
+  }
+
+  private trim(pod: string, state: PodState): void {
+    while (state.keys.size > state.capacity) {
+      const oldest = state.keys.keys().next().value as number;
+      this.drop(pod, state, oldest);
+    }
+    // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows the keys.
+    if (state.engineToKey.size > 2 * state.capacity) {
+      for (const [hash, key] of state.engineToKey) if (!state.keys.has(key)) state.engineToKey.delete(hash);
+    }
+  }
+}

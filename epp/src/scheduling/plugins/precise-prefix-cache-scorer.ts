@@ -1,0 +1,394 @@
+/**
+ * `precise-prefix-cache-scorer`: scores each pod by the longest prefix of the request's KV blocks it really holds,
+ * as its own vLLM reports them in KV events, instead of guessing from past picks. Loads llm-d's configuration for it
+ * unchanged (llm-d/llm-d-inference-scheduler pkg/plugins/scorer/precise_prefix_cache.go @ v0.3.2, and the newest
+ * top-level `tokenProcessorConfig`, `speculativeIndexing`, `speculativeTTL`). See README "Precise prefix-cache
+ * routing" for the vLLM flags it needs.
+ *
+ * Per request: before the cycle, the prompt is tokenized exactly as vLLM tokenizes it (the model's own tokenizer and
+ * chat template, `@kvroute/tokenizer`) and cut into block keys; the score is the matched share of the request's
+ * blocks, each block weighted by the tier holding it (GPU 1, CPU 0.8). After the pick, the request's blocks are marked
+ * as speculatively cached on the chosen pod for a short time, so a burst sharing a new prefix follows the first
+ * request before the pod's events arrive.
+ */
+import { performance } from 'node:perf_hooks';
+import type { KvEventBatch } from '@kvroute/protocol/kv-events';
+import type * as Tokenizer from '@kvroute/tokenizer';
+import { parseDuration, type Duration } from '../../config/duration';
+import { ConfigError, describeValue } from '../../config/errors';
+import { FieldReader } from '../../config/fields';
+import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
+import { KvEventSubscriber, type ResetReason } from '../../kvindex/event-subscriber';
+import { DEFAULT_TIER_WEIGHTS, KvBlockIndex, type TierWeights } from '../../kvindex/kv-block-index';
+import type { PrepareRequest } from '../../requestcontrol/hooks';
+import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
+import { definePlugin, parameters } from '../plugin';
+import type { LLMRequest } from '../types';
+import { blockKey, rootKey, stringWords } from './prefix-hash';
+
+export interface KvEventsConfig {
+  /** Central mode: where the EPP binds its SUB socket for every pod's vLLM to connect to. @default "tcp://*:5557" */
+  zmqEndpoint?: string;
+  /** The topic prefix subscribed to; vLLM's `topic` must start with it. @default "kv@" */
+  topicFilter?: string;
+  /** Accepted for llm-d configs; events are applied on the EPP's event loop in order. @default 4 */
+  concurrency?: number;
+  /** Accepted for llm-d configs; only `vllm` is understood. @default "vllm" */
+  engineType?: string;
+  /** Per-pod mode: dial every endpoint's publisher (needed for more than one EPP replica). @default false */
+  discoverPods?: boolean;
+  podDiscoveryConfig?: {
+    /** The port vLLM's publisher binds on each pod (`"endpoint": "tcp://*:5557"`). @default 5557 */
+    socketPort?: number;
+    /** Accepted for llm-d configs; kvroute follows the InferencePool's endpoints. */
+    podLabelSelector?: string;
+    podNamespace?: string;
+  };
+  /**
+   * kvroute's addition: the port of each pod's replay socket (vLLM's `replay_endpoint`, `tcp://*:<port>`), used to
+   * repair a sequence gap and to warm up; without it a gap drops the pod's entries. @default none
+   */
+  replayPort?: number;
+}
+
+export interface TokenProcessorConfig {
+  /** Tokens per KV block; must be vLLM's `--block-size`. @default 16 */
+  blockSize?: number;
+  /** The newer name of `blockSize`. */
+  blockSizeTokens?: number;
+  /** Accepted for llm-d configs: kvroute's block keys do not depend on the engine's hash seed. @default "" */
+  hashSeed?: string;
+}
+
+export interface PrecisePrefixCacheScorerParameters {
+  kvEventsConfig?: KvEventsConfig;
+  indexerConfig?: {
+    tokenProcessorConfig?: TokenProcessorConfig;
+    /** Accepted for llm-d configs (in-memory, Redis); kvroute's index is in memory, bounded per pod. */
+    kvBlockIndexConfig?: Record<string, unknown>;
+    /** Accepted for llm-d configs. */
+    prefixStoreConfig?: Record<string, unknown>;
+    tokenizersPoolConfig?: {
+      /** The model whose tokenizer to use. @default the model named in the pods' event topics, else the request's */
+      modelName?: string;
+      /** kvroute's addition: a folder holding `tokenizer.json` and `tokenizer_config.json`. */
+      localTokenizerDir?: string;
+      /** The Hugging Face hub cache to look in. @default $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub */
+      tokenizersCacheDir?: string;
+      workersCount?: number;
+      huggingFaceToken?: string;
+    };
+    /** Tier weights by name (`gpu`, `cpu`). @default [{name: gpu, weight: 1.0}, {name: cpu, weight: 0.8}] */
+    kvCacheBackendConfigs?: { name: string; weight: number }[];
+  };
+  /** The newer place of the same settings; wins over `indexerConfig.tokenProcessorConfig`. */
+  tokenProcessorConfig?: TokenProcessorConfig;
+  /** Mark a picked request's blocks as cached on its pod until its events arrive. @default true (llm-d: false) */
+  speculativeIndexing?: boolean;
+  /** How long a speculative entry counts. @default "2s" */
+  speculativeTTL?: Duration;
+  /** Block keys per pod until the pod's real capacity (`num_gpu_blocks`) is scraped. @default 1000000 */
+  maxBlocksPerPod?: number;
+}
+
+type Resolved = Required<PrecisePrefixCacheScorerParameters>;
+
+interface RequestBlocks {
+  readonly keys: readonly number[];
+  readonly promptTokens: number;
+}
+
+/** A request's block keys, as `prepareRequest` leaves them for `score`. */
+const BLOCKS = stateKey<RequestBlocks>('precise-prefix-cache-scorer blocks');
+
+/** Reads an optional nested map whose known fields are checked and whose other fields are kept as llm-d has them. */
+function nested(fields: FieldReader, key: string, read: (f: FieldReader) => Record<string, unknown>): Record<string, unknown> {
+  const f = FieldReader.ofOptionalMap(fields.raw(key), fields.fieldPath(key));
+  const out = read(f);
+  f.finish();
+  return out;
+}
+
+function opaque(fields: FieldReader, key: string): Record<string, unknown> {
+  const value = fields.raw(key);
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(fields.fieldPath(key), `must be a map, got ${describeValue(value)}`);
+  return value as Record<string, unknown>;
+}
+
+/** `{ [key]: read() }` when the field is set, else nothing; the key is allowed either way. */
+function optional<T>(f: FieldReader, key: string, read: () => T): Record<string, T> {
+  if (!f.has(key)) {
+    f.raw(key);
+    return {};
+  }
+  return { [key]: read() };
+}
+
+function tokenProcessor(f: FieldReader): Record<string, unknown> {
+  return {
+    ...optional(f, 'blockSize', () => f.integer('blockSize', 16, 1, 1024)),
+    ...optional(f, 'blockSizeTokens', () => f.integer('blockSizeTokens', 16, 1, 1024)),
+    ...optional(f, 'hashSeed', () => f.raw('hashSeed')),
+  };
+}
+
+export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest {
+  readonly type = 'precise-prefix-cache-scorer';
+  readonly index: KvBlockIndex;
+  readonly subscriber: KvEventSubscriber;
+  private readonly blockSize: number;
+  private readonly speculativeTtlMs: number;
+  private readonly endpoints = new Map<string, Endpoint>();
+  /** Base-model names seen in event topics: a request naming one uses the base chain, any other name a LoRA's. */
+  private readonly baseModels = new Set<string>();
+  private tokenizer?: Promise<Tokenizer.ModelTokenizer | undefined>;
+  private readonly capacities = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    private readonly parameters: Resolved,
+    private readonly handle: PluginHandle,
+  ) {
+    const tp = { ...parameters.indexerConfig.tokenProcessorConfig, ...parameters.tokenProcessorConfig };
+    this.blockSize = tp.blockSizeTokens ?? tp.blockSize ?? 16;
+    this.speculativeTtlMs = parseDuration(parameters.speculativeTTL);
+    const weights: TierWeights = { ...DEFAULT_TIER_WEIGHTS };
+    for (const b of parameters.indexerConfig.kvCacheBackendConfigs ?? []) {
+      if (b.name.toLowerCase() === 'gpu') (weights as { gpu: number }).gpu = b.weight;
+      if (b.name.toLowerCase() === 'cpu') (weights as { cpu: number }).cpu = b.weight;
+    }
+    this.index = new KvBlockIndex(this.blockSize, parameters.maxBlocksPerPod, weights);
+    const events = parameters.kvEventsConfig;
+    const perPod = events.discoverPods === true;
+    this.subscriber = new KvEventSubscriber({
+      mode: perPod ? 'per-pod' : 'central',
+      ...(perPod ? {} : { zmqEndpoint: events.zmqEndpoint ?? 'tcp://*:5557' }),
+      topicFilter: events.topicFilter ?? 'kv@',
+      socketPort: events.podDiscoveryConfig?.socketPort ?? 5557,
+      ...(events.replayPort !== undefined ? { replayPort: events.replayPort } : {}),
+      resolvePod: (podId) => this.resolvePod(podId),
+      logger: handle.logger,
+      events: {
+        batch: (endpoint, batch, model) => this.applyBatch(endpoint, batch, model),
+        reset: (endpoint, reason) => this.reset(endpoint, reason),
+        dropped: (endpoint, reason, count = 1) => handle.metrics.countKvEvents(endpoint ?? 'unknown', `dropped_${reason.replace(/-/g, '_')}`, count),
+        gap: (endpoint) => handle.metrics.countKvEventGap(endpoint),
+        replay: (endpoint, outcome) => handle.metrics.countKvEventReplay(endpoint, outcome),
+      },
+    });
+    const model = parameters.indexerConfig.tokenizersPoolConfig?.modelName;
+    if (model) this.tokenizerFor(model);
+  }
+
+  async start(): Promise<void> {
+    await this.subscriber.start();
+  }
+
+  close(): void {
+    this.subscriber.close();
+  }
+
+  addEndpoint(endpoint: Endpoint): void {
+    this.endpoints.set(endpoint.key, endpoint);
+    this.subscriber.addEndpoint(endpoint.key);
+  }
+
+  removeEndpoint(endpointKey: string): void {
+    this.endpoints.delete(endpointKey);
+    this.capacities.delete(endpointKey);
+    this.subscriber.removeEndpoint(endpointKey);
+  }
+
+  async prepareRequest(request: LLMRequest): Promise<void> {
+    if (!request.input || !request.attributes) return;
+    const tokenizer = await this.tokenizerFor(this.parameters.indexerConfig.tokenizersPoolConfig?.modelName ?? [...this.baseModels][0] ?? request.model);
+    if (!tokenizer) return;
+    const started = performance.now();
+    const tokens = await tokenizer.promptTokens(request.input);
+    if (!tokens) return;
+    const adapter = request.model === '' || this.baseModels.size === 0 || this.baseModels.has(request.model) ? '' : request.model;
+    let parent = rootKey(adapter);
+    const keys: number[] = [];
+    const full = Math.floor(tokens.ids.length / this.blockSize);
+    for (let i = 0; i < full; i++) {
+      const extra = i === 0 && request.cacheSalt !== undefined ? stringWords(request.cacheSalt) : undefined;
+      parent = blockKey(parent, tokens.ids, i * this.blockSize, (i + 1) * this.blockSize, extra);
+      keys.push(parent);
+    }
+    request.attributes.set(BLOCKS, { keys, promptTokens: tokens.ids.length });
+    this.handle.metrics.observeTokenization((performance.now() - started) / 1000);
+  }
+
+  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    const blocks = cycle.request.attributes?.get(BLOCKS);
+    for (const c of candidates) this.learnCapacity(c);
+    if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
+    const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now());
+    cycle.state.set(MATCHES, matches);
+    // llm-d's newest normalization: the matched (tier-weighted) share of the request's blocks.
+    return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
+  }
+
+  postCycle(cycle: CycleContext, result: ProfileRunResult): void {
+    const blocks = cycle.request.attributes?.get(BLOCKS);
+    const [target] = result.targets;
+    if (!blocks || !target) return;
+    const matched = cycle.state.get(MATCHES)?.get(target.endpoint.key)?.blocks ?? 0;
+    this.handle.metrics.observePreciseMatch(matched * this.blockSize, blocks.promptTokens);
+    if (this.parameters.speculativeIndexing && blocks.keys.length > matched) {
+      this.index.speculate(target.endpoint.key, blocks.keys, this.handle.now() + this.speculativeTtlMs);
+    }
+    this.handle.metrics.setKvIndexBlocks(target.endpoint.key, this.index.blocksOf(target.endpoint.key));
+  }
+
+  private applyBatch(endpoint: string, batch: KvEventBatch, model: string | undefined): void {
+    if (model) this.rememberModel(model);
+    let applied = 0;
+    for (const event of batch.events) {
+      switch (event.type) {
+        case 'BlockStored': {
+          const adapter = event.loraName ?? '';
+          const salt = event.extraKeys?.[0]?.find((k): k is string => typeof k === 'string');
+          const outcome = this.index.store(endpoint, event, rootKey(adapter), salt !== undefined ? stringWords(salt) : undefined);
+          if (outcome.skipped) {
+            this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
+            if (outcome.skipped === 'block-size-mismatch') {
+              this.handle.logger.warn('KV event block size differs from tokenProcessorConfig.blockSize; its blocks are not indexed', {
+                endpoint, eventBlockSize: event.blockSize, configuredBlockSize: this.blockSize,
+              });
+            }
+          } else {
+            applied++;
+          }
+          break;
+        }
+        case 'BlockRemoved':
+          this.index.remove(endpoint, event);
+          applied++;
+          break;
+        case 'AllBlocksCleared':
+          this.index.clearPod(endpoint);
+          applied++;
+          break;
+      }
+    }
+    this.handle.metrics.countKvEvents(endpoint, 'received', batch.events.length);
+    this.handle.metrics.countKvEvents(endpoint, 'applied', applied);
+    this.handle.metrics.setKvIndexBlocks(endpoint, this.index.blocksOf(endpoint));
+  }
+
+  private reset(endpoint: string, reason: ResetReason): void {
+    this.index.clearPod(endpoint);
+    this.handle.metrics.countKvIndexReset(endpoint, reason.replace(/-/g, '_'));
+    this.handle.metrics.setKvIndexBlocks(endpoint, 0);
+  }
+
+  private rememberModel(model: string): void {
+    if (this.baseModels.has(model)) return;
+    this.baseModels.add(model);
+    if (!this.parameters.indexerConfig.tokenizersPoolConfig?.modelName) this.tokenizerFor(model);
+  }
+
+  /** The pool's endpoint a topic names: its `ip:port`, or its IP alone (llm-d's older topics). */
+  private resolvePod(podId: string): string | undefined {
+    if (this.endpoints.has(podId)) return podId;
+    for (const e of this.endpoints.values()) if (e.address === podId || e.address === podId.replace(/^\[|\]$/g, '')) return e.key;
+    return undefined;
+  }
+
+  private learnCapacity(candidate: EndpointSnapshot): void {
+    const blocks = candidate.metrics.numGpuBlocks;
+    if (blocks === undefined || this.capacities.get(candidate.endpoint.key) === blocks) return;
+    this.capacities.set(candidate.endpoint.key, blocks);
+    this.index.setCapacity(candidate.endpoint.key, blocks);
+  }
+
+  /** Loads a model's tokenizer once, in the background; until it is ready requests score 0 (routed by load). */
+  private tokenizerFor(model: string): Promise<Tokenizer.ModelTokenizer | undefined> {
+    if (this.tokenizer) return this.tokenizer;
+    const config = this.parameters.indexerConfig.tokenizersPoolConfig ?? {};
+    this.tokenizer = new Promise<Tokenizer.ModelTokenizer | undefined>((resolve) => setImmediate(() => {
+      // Loaded here, not at import: the config module (imported by the cdk8s app) must not load a native addon.
+      const { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } = require('@kvroute/tokenizer') as typeof Tokenizer;
+      try {
+        const files = resolveTokenizerFiles({
+          model,
+          ...(config.localTokenizerDir ? { path: config.localTokenizerDir } : {}),
+          ...(config.tokenizersCacheDir ? { hubCache: config.tokenizersCacheDir } : {}),
+        });
+        const tokenizer = ModelTokenizer.load(files);
+        this.handle.logger.info('tokenizer loaded', { model, source: files.source });
+        resolve(tokenizer);
+      } catch (e) {
+        if (!(e instanceof TokenizerNotFoundError)) throw e;
+        this.handle.logger.error('no tokenizer: precise prefix scoring is off, requests are routed by the other scorers', { model, error: e.message });
+        resolve(undefined);
+      }
+    }));
+    return this.tokenizer;
+  }
+}
+
+const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>>('precise-prefix-cache-scorer matches');
+
+export const precisePrefixCacheScorer = definePlugin({
+  type: 'precise-prefix-cache-scorer',
+  kinds: ['prepare-request', 'scorer', 'post-cycle'],
+  parameters: parameters<PrecisePrefixCacheScorerParameters>((fields) => {
+    const kvEventsConfig = nested(fields, 'kvEventsConfig', (f) => {
+      const zmqEndpoint = f.optionalString('zmqEndpoint');
+      if (zmqEndpoint !== undefined && !/^(tcp|ipc|inproc):\/\/\S+$/.test(zmqEndpoint)) {
+        throw new ConfigError(f.fieldPath('zmqEndpoint'), `must be a ZMQ endpoint like "tcp://*:5557", got ${describeValue(zmqEndpoint)}`);
+      }
+      const engineType = f.optionalString('engineType');
+      if (engineType !== undefined && engineType !== 'vllm') throw new ConfigError(f.fieldPath('engineType'), `only "vllm" is supported, got ${describeValue(engineType)}`);
+      return {
+        ...(zmqEndpoint !== undefined ? { zmqEndpoint } : {}),
+        topicFilter: f.optionalString('topicFilter') ?? 'kv@',
+        concurrency: f.integer('concurrency', 4, 1),
+        ...(engineType !== undefined ? { engineType } : {}),
+        discoverPods: f.boolean('discoverPods', false),
+        podDiscoveryConfig: nested(f, 'podDiscoveryConfig', (p) => ({
+          socketPort: p.integer('socketPort', 5557, 1, 65535),
+          ...optional(p, 'podLabelSelector', () => p.raw('podLabelSelector')),
+          ...optional(p, 'podNamespace', () => p.raw('podNamespace')),
+        })),
+        ...optional(f, 'replayPort', () => f.integer('replayPort', 5558, 1, 65535)),
+      };
+    });
+    const indexerConfig = nested(fields, 'indexerConfig', (f) => {
+      const backends = f.raw('kvCacheBackendConfigs');
+      if (backends !== undefined && backends !== null && (!Array.isArray(backends) || backends.some((b) => typeof b?.name !== 'string' || typeof b?.weight !== 'number' || !(b.weight >= 0)))) {
+        throw new ConfigError(f.fieldPath('kvCacheBackendConfigs'), 'must be a list of {name, weight} with a non-negative weight');
+      }
+      const tokenizers = nested(f, 'tokenizersPoolConfig', (t) => ({
+        ...optional(t, 'modelName', () => t.optionalString('modelName')),
+        ...optional(t, 'localTokenizerDir', () => t.optionalString('localTokenizerDir')),
+        ...optional(t, 'tokenizersCacheDir', () => t.optionalString('tokenizersCacheDir')),
+        ...optional(t, 'workersCount', () => t.integer('workersCount', 5, 1)),
+        ...optional(t, 'huggingFaceToken', () => t.raw('huggingFaceToken')),
+        ...optional(t, 'minPrefixOverlapRatio', () => t.raw('minPrefixOverlapRatio')),
+      }));
+      return {
+        tokenProcessorConfig: nested(f, 'tokenProcessorConfig', tokenProcessor),
+        kvBlockIndexConfig: opaque(f, 'kvBlockIndexConfig'),
+        prefixStoreConfig: opaque(f, 'prefixStoreConfig'),
+        tokenizersPoolConfig: tokenizers,
+        ...(Array.isArray(backends) ? { kvCacheBackendConfigs: backends } : {}),
+      };
+    });
+    const topLevel = FieldReader.ofOptionalMap(fields.raw('tokenProcessorConfig'), fields.fieldPath('tokenProcessorConfig'));
+    const tokenProcessorConfig = tokenProcessor(topLevel);
+    topLevel.finish();
+    return {
+      kvEventsConfig: kvEventsConfig as KvEventsConfig,
+      indexerConfig: indexerConfig as Resolved['indexerConfig'],
+      tokenProcessorConfig: tokenProcessorConfig as TokenProcessorConfig,
+      speculativeIndexing: fields.boolean('speculativeIndexing', true),
+      speculativeTTL: fields.duration('speculativeTTL', '2s'),
+      maxBlocksPerPod: fields.integer('maxBlocksPerPod', 1_000_000, 1),
+    };
+  }),
+  create: (name, resolved, handle) => new PrecisePrefixCacheScorer(name, resolved, handle),
+});

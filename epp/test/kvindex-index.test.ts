@@ -1,0 +1,103 @@
+import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
+import { KvBlockIndex } from '../src/kvindex/kv-block-index';
+import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
+
+const BS = 4;
+const ROOT = rootKey('');
+const tokens = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+/** The keys a request with these tokens looks up: the same chain the index computes from events. */
+function requestKeys(ids: readonly number[], root = ROOT): number[] {
+  const keys: number[] = [];
+  let parent = root;
+  for (let i = 0; i + BS <= ids.length; i += BS) keys.push((parent = blockKey(parent, ids, i, i + BS)));
+  return keys;
+}
+
+function stored(hashes: string[], parent: string | null, ids: number[], extra: Partial<BlockStored> = {}): BlockStored {
+  return { type: 'BlockStored', blockHashes: hashes, parentBlockHash: parent, tokenIds: ids, blockSize: BS, loraId: null, ...extra };
+}
+const removed = (hashes: string[], medium?: string): BlockRemoved => ({ type: 'BlockRemoved', blockHashes: hashes, ...(medium ? { medium } : {}) });
+const pods = (...p: string[]) => new Set(p);
+
+describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hashes for removals)', () => {
+  test('stored blocks match a request with the same tokens, whatever the engine hashes are; chains continue through the parent', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 12);
+    // Engine hashes are opaque (vLLM's builtin hash is not reproducible): any values work.
+    expect(index.store('a', stored(['-17', '99'], null, ids.slice(0, 8)), ROOT)).toEqual({ stored: 2 });
+    expect(index.store('a', stored(['123456789012345678901'], '99', ids.slice(8, 12)), ROOT)).toEqual({ stored: 1 });
+    const m = index.longestPrefix(requestKeys(ids), pods('a', 'b'), 0);
+    expect(m.get('a')).toEqual({ blocks: 3, weight: 3 });
+    expect(m.has('b')).toBe(false);
+    // A request diverging in block 2 matches two blocks.
+    expect(index.longestPrefix(requestKeys([...ids.slice(0, 8), 0, 0, 0, 0]), pods('a'), 0).get('a')?.blocks).toBe(2);
+  });
+
+  test('an event whose parent was never seen cannot be keyed: skipped, not guessed', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    expect(index.store('a', stored(['5'], '4', tokens(1, 4)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    expect(index.store('a', stored(['5'], null, tokens(1, 6)), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
+    expect(index.store('a', stored(['5'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
+  });
+
+  test('duplicate physical copies (vllm block_pool.py @ v0.10.0 keeps them): a block leaves only with its last copy', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 4);
+    index.store('a', stored(['7'], null, ids), ROOT);
+    index.store('a', stored(['7'], null, ids), ROOT);
+    index.remove('a', removed(['7']));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(1);
+    index.remove('a', removed(['7']));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+  });
+
+  test('tiers: CPU copies weigh 0.8, a block on GPU counts as GPU; a tokenless offload event moves a known block', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 8);
+    index.store('a', stored(['1', '2'], null, ids, { medium: 'GPU' }), ROOT);
+    index.store('a', { ...stored(['2'], null, [], { medium: 'CPU' }), blockSize: 0 }, ROOT);
+    index.remove('a', removed(['2'], 'GPU'));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 1.8 });
+  });
+
+  test('AllBlocksCleared, a restart or a removed pod drop every entry of that pod only', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 4);
+    index.store('a', stored(['1'], null, ids), ROOT);
+    index.store('b', stored(['1'], null, ids), ROOT);
+    index.clearPod('a');
+    const m = index.longestPrefix(requestKeys(ids), pods('a', 'b'), 0);
+    expect([...m.keys()]).toEqual(['b']);
+    expect(index.blocksOf('a')).toBe(0);
+  });
+
+  test('LoRA adapters and cache salts key apart from the base model', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 4);
+    index.store('a', stored(['1'], null, ids, { loraName: 'sql' }), rootKey('sql'));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+    expect(index.longestPrefix(requestKeys(ids, rootKey('sql')), pods('a'), 0).has('a')).toBe(true);
+  });
+
+  test('speculative entries count until they lapse, and a real store keeps the block after', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const keys = requestKeys(tokens(1, 8));
+    index.speculate('a', keys, 1000);
+    expect(index.longestPrefix(keys, pods('a'), 999).get('a')?.blocks).toBe(2);
+    expect(index.longestPrefix(keys, pods('a'), 1001).has('a')).toBe(false);
+    index.speculate('a', keys, 2000);
+    index.store('a', stored(['1', '2'], null, tokens(1, 8)), ROOT);
+    expect(index.longestPrefix(keys, pods('a'), 5000).get('a')?.blocks).toBe(2);
+  });
+
+  test('a pod never holds more entries than its capacity: the longest-unconfirmed go first', () => {
+    const index = new KvBlockIndex(BS, 3);
+    for (let i = 0; i < 5; i++) index.store('a', stored([`h${i}`], null, tokens(100 * i, 4)), ROOT);
+    expect(index.blocksOf('a')).toBe(3);
+    expect(index.longestPrefix(requestKeys(tokens(0, 4)), pods('a'), 0).has('a')).toBe(false);
+    expect(index.longestPrefix(requestKeys(tokens(400, 4)), pods('a'), 0).has('a')).toBe(true);
+    index.setCapacity('a', 1);
+    expect(index.blocksOf('a')).toBe(1);
+  });
+});
