@@ -1,0 +1,154 @@
+import * as zmq from 'zeromq';
+import { encodeEventBatch, liveFrames, type BlockStored, type KvCacheEvent } from '@kvroute/protocol/kv-events';
+import { parseRequestBody } from '@kvroute/protocol/openai';
+import { waitFor } from '@kvroute/testkit';
+import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
+import { parseEndpointPickerConfig } from '../src/config';
+import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import { Datastore } from '../src/datastore/datastore';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
+
+jest.setTimeout(60_000);
+
+const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
+const MODEL = 'Qwen/Qwen3-0.6B';
+
+describe('precise-prefix-cache-scorer configuration', () => {
+  test('llm-d v0.3.2\'s sample config loads unchanged (deploy/config/epp-precise-prefix-cache-config.yaml @ v0.3.2)', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: single-profile-handler
+  - type: decode-filter
+  - type: precise-prefix-cache-scorer
+    parameters:
+      indexerConfig:
+        tokenProcessorConfig:
+          blockSize: 64                 # must match vLLM block size
+          hashSeed: "42"                # must match vLLM PYTHONHASHSEED env var
+        kvBlockIndexConfig:
+          enableMetrics: true           # enable kv-block index metrics (prometheus)
+  - type: kv-cache-scorer # kv-cache-utilization
+  - type: queue-scorer
+  - type: max-score-picker
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: decode-filter
+      - pluginRef: precise-prefix-cache-scorer
+        weight: 2.0
+      - pluginRef: kv-cache-scorer
+        weight: 1.0
+      - pluginRef: queue-scorer
+        weight: 1.0
+      - pluginRef: max-score-picker
+`);
+    const precise = config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')!;
+    expect(precise.parameters).toMatchObject({
+      indexerConfig: { tokenProcessorConfig: { blockSize: 64, hashSeed: '42' }, kvBlockIndexConfig: { enableMetrics: true } },
+      kvEventsConfig: { topicFilter: 'kv@', discoverPods: false, podDiscoveryConfig: { socketPort: 5557 } },
+      speculativeIndexing: true,
+      speculativeTTL: '2s',
+    });
+  });
+
+  test('the minimal config (endpoint, topic filter, block size) is complete', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { zmqEndpoint: "tcp://*:5557", topicFilter: "kv@" }
+      indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
+`);
+    expect(config.plugins[0]!.parameters).toMatchObject({ kvEventsConfig: { zmqEndpoint: 'tcp://*:5557' } });
+  });
+
+  test.each<[string, RegExp]>([
+    ['kvEventsConfig: { zmqEndpoint: "localhost:5557" }', /kvEventsConfig\.zmqEndpoint: must be a ZMQ endpoint/],
+    ['kvEventsConfig: { engineType: sglang }', /kvEventsConfig\.engineType: only "vllm" is supported/],
+    ['indexerConfig: { tokenProcessorConfig: { blockSize: 0 } }', /indexerConfig\.tokenProcessorConfig\.blockSize: must be an integer between 1 and 1024/],
+    ['kvEventsConfig: { zmqEndpoin: "tcp://*:1" }', /kvEventsConfig\.zmqEndpoin: unknown field/],
+  ])('%s is refused, naming the field', (params, message) => {
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`)).toThrow(message);
+  });
+});
+
+describe('precise scoring from KV events (central mode, real sockets, the model\'s own tokenizer)', () => {
+  let scheduler: Scheduler;
+  let datastore: Datastore;
+  let pub: zmq.Publisher;
+  let seq = 0n;
+  const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+
+  const pods = ['10.0.0.1:8000', '10.0.0.2:8000'];
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+    activeRequests: 0,
+  });
+
+  beforeAll(async () => {
+    scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
+      indexerConfig: { tokenProcessorConfig: { blockSize: 16 }, tokenizersPoolConfig: { modelName: "${MODEL}" } }
+      speculativeIndexing: false
+  - type: max-score-picker
+`));
+    await scheduler.plugins.start();
+    datastore = new Datastore({ scrape: false });
+    for (const key of pods) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+    pub = new zmq.Publisher();
+    pub.connect((scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer).subscriber.boundEndpoint!);
+  });
+  afterAll(async () => {
+    pub.close();
+    datastore.stop();
+    await scheduler.plugins.close();
+  });
+
+  async function publish(pod: string, events: KvCacheEvent[]): Promise<void> {
+    await pub.send(liveFrames(`kv@${pod}@${MODEL}`, seq++, encodeEventBatch({ ts: Date.now() / 1000, events, dataParallelRank: 0 }, 'positional-v0.10.0')));
+  }
+
+  /** The blocks vLLM would store for a chat: its token ids in blocks of 16, opaque engine hashes. */
+  async function storedFor(body: unknown, hashBase: number): Promise<BlockStored> {
+    const { ids } = (await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body))).input))!;
+    const full = Math.floor(ids.length / 16);
+    return {
+      type: 'BlockStored', blockHashes: Array.from({ length: full }, (_, i) => String(hashBase + i)), parentBlockHash: null,
+      tokenIds: [...ids.slice(0, full * 16)], blockSize: 16, loraId: null,
+    };
+  }
+
+  const chat = (question: string) => ({ model: MODEL, messages: [{ role: 'system', content: `You answer questions about a long manual. ${'Section text. '.repeat(80)}` }, { role: 'user', content: question }] });
+
+  async function pick(body: unknown): Promise<{ endpoint: string; score: number }> {
+    const control = new RequestControl({ datastore, scheduler });
+    datastore.upsertEndpoint(snapshot(pods[0]!).endpoint);
+    datastore.upsertEndpoint(snapshot(pods[1]!).endpoint);
+    for (const p of pods) datastore.setMetrics(p, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
+    const d = await control.route({ requestId: 'r', headers: new Map([['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
+    if (d.kind !== 'route') throw new Error(`rejected: ${d.body}`);
+    control.release(d.ticket, 'completed');
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    return { endpoint: d.endpoint, score: scorer.index.blocksOf(d.endpoint) };
+  }
+
+  test('a prefix stored on pod 2 (by traffic the EPP never saw) draws the next request with it; its eviction releases it', async () => {
+    const first = chat('What does section 3 say?');
+    const stored = await storedFor(first, 1000);
+    await publish(pods[1]!, [stored]);
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) > 0, 'the stored blocks to be indexed');
+    for (let i = 0; i < 5; i++) expect((await pick(chat(`Question ${i} about section 3?`))).endpoint).toBe(pods[1]);
+
+    // The pod evicts the prefix (one BlockRemoved per block, as vLLM sends them): nothing pulls the next request there.
+    const hashes = stored.blockHashes;
+    await publish(pods[1]!, hashes.map((h) => ({ type: 'BlockRemoved', blockHashes: [h] })));
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) === 0, 'the removals to be applied');
+    const after = new Set<string>();
+    for (let i = 0; i < 20; i++) after.add((await pick(chat(`Later question ${i}?`))).endpoint);
+    expect(after.size).toBe(2);
+  });
+});
