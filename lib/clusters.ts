@@ -78,6 +78,14 @@ export const CLUSTERS: readonly ClusterProfile[] = [
     }),
   },
   {
+    name: 'prod-precise',
+    description: 'Precise prefix-cache routing: every vLLM publishes its KV events per pod, the EPP indexes what each pod holds.',
+    routing: withOverrides(DEMO, {
+      istioVersion: '1.28',
+      decode: { replicas: 4, kvEvents: { mode: 'per-pod' } },
+    }),
+  },
+  {
     name: 'prod-native-istio',
     description: 'Istio 1.30 routes to the InferencePool (v1) itself and calls the EPP: no ext_proc EnvoyFilter.',
     routing: withOverrides(DEMO, {

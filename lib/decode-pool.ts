@@ -7,19 +7,27 @@ import {
 /** How vLLM hashes prefix-cache blocks (`--prefix-caching-hash-algo`). */
 export type PrefixCachingHashAlgo = 'builtin' | 'sha256_cbor_64bit';
 
-/** vLLM's KV-cache event publisher (`--kv-events-config`), for a future precise prefix scorer in the EPP. */
+/**
+ * vLLM's KV-cache event publisher (`--kv-events-config`, vllm/config.py `KVEventsConfig` @ v0.10.0), feeding the
+ * EPP's precise prefix-cache scorer.
+ * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.KVEventsConfig
+ */
 export interface KvEventsOptions {
   /**
-   * ZMQ endpoint vLLM publishes to, e.g. `tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557`.
-   * vLLM connects to it, so it is the EPP's listening address.
+   * - `per-pod`: each vLLM binds its publisher (`tcp://*:<port>`) and the EPP dials every pod; every EPP replica can
+   *   subscribe, and a replay socket repairs lost events. llm-d's `discoverPods: true`.
+   * - `central`: each vLLM connects to the EPP's bound endpoint; one subscriber only.
+   * @default 'per-pod'
    */
-  readonly endpoint: string;
-  /**
-   * Topic prefix; the pod IP and model are appended as `kv@<podIP>@<model>` like llm-d does, so the subscriber can
-   * tell pods apart.
-   * @default 'kv'
-   */
-  readonly topic?: string;
+  readonly mode?: 'per-pod' | 'central';
+  /** `per-pod`: the port vLLM publishes on (container port `kv-events`). @default 5557 */
+  readonly port?: number;
+  /** `per-pod`: the port of vLLM's replay socket (`replay_endpoint`, container port `kv-replay`). @default 5558 */
+  readonly replayPort?: number;
+  /** `central`: the endpoint vLLM connects to, the EPP's (e.g. `tcp://<epp service>:5557`). */
+  readonly endpoint?: string;
+  /** Batches vLLM keeps for replay (`buffer_steps`). @default 10000 */
+  readonly bufferSteps?: number;
 }
 
 /** Props of {@link DecodePool}: one Deployment of vLLM decode pods behind the llm-d routing sidecar. */
@@ -61,8 +69,8 @@ export interface DecodePoolProps {
    */
   readonly pythonHashSeed?: string;
   /**
-   * Publish KV-cache events over ZMQ. Requires `prefixCachingHashAlgo: 'sha256_cbor_64bit'`, because the builtin
-   * hash is salted per process and the subscriber could not reproduce it.
+   * Publish KV-cache events over ZMQ for the EPP's precise prefix-cache scorer. Any hash algorithm works, `builtin`
+   * included: the EPP keys blocks by their token ids and maps vLLM's hashes to those keys.
    * @default no events
    */
   readonly kvEvents?: KvEventsOptions;
@@ -129,6 +137,11 @@ export class DecodePool extends Construct {
   public readonly gpuMemoryUtilization: number;
   public readonly blockSize: number;
   public readonly prefixCachingHashAlgo: PrefixCachingHashAlgo;
+  /** The KV-event publisher settings, resolved; undefined without events. */
+  public readonly kvEvents?: Required<Omit<KvEventsOptions, 'endpoint'>> & { readonly endpoint?: string };
+  /** Container port names of the publisher and its replay socket. */
+  public static readonly KV_EVENTS_PORT_NAME = 'kv-events';
+  public static readonly KV_REPLAY_PORT_NAME = 'kv-replay';
 
   constructor(scope: Construct, id: string, props: DecodePoolProps) {
     super(scope, id);
@@ -155,13 +168,25 @@ export class DecodePool extends Construct {
     if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo !== 'sha256_cbor_64bit') {
       throw new PropsError(SCOPE, 'pythonHashSeed', "is only meaningful with prefixCachingHashAlgo 'sha256_cbor_64bit'", props.pythonHashSeed);
     }
-    if (props.kvEvents && this.prefixCachingHashAlgo !== 'sha256_cbor_64bit') {
-      throw new PropsError(SCOPE, 'kvEvents',
-        "requires prefixCachingHashAlgo 'sha256_cbor_64bit' (builtin block hashes cannot be reproduced by a subscriber)",
-        props.kvEvents);
-    }
-    if (props.kvEvents && !/^tcp:\/\/[^\s:]+:\d{1,5}$/.test(props.kvEvents.endpoint)) {
-      throw new PropsError(SCOPE, 'kvEvents.endpoint', 'must be a ZMQ TCP endpoint like "tcp://host:5557"', props.kvEvents.endpoint);
+    if (props.kvEvents) {
+      const mode = checkOneOf(SCOPE, 'kvEvents.mode', props.kvEvents.mode ?? 'per-pod', ['per-pod', 'central'] as const);
+      const endpoint = props.kvEvents.endpoint;
+      if (mode === 'central' && (endpoint === undefined || !/^tcp:\/\/[^\s:*]+:\d{1,5}$/.test(endpoint))) {
+        throw new PropsError(SCOPE, 'kvEvents.endpoint', 'with mode "central" must be the EPP\'s ZMQ endpoint, like "tcp://epp.ns.svc:5557"', endpoint);
+      }
+      if (mode === 'per-pod' && endpoint !== undefined) {
+        throw new PropsError(SCOPE, 'kvEvents.endpoint', 'applies to mode "central" only; with "per-pod" vLLM binds kvEvents.port', endpoint);
+      }
+      this.kvEvents = {
+        mode,
+        port: checkInteger(SCOPE, 'kvEvents.port', props.kvEvents.port ?? 5557, 1024, 65535),
+        replayPort: checkInteger(SCOPE, 'kvEvents.replayPort', props.kvEvents.replayPort ?? 5558, 1024, 65535),
+        bufferSteps: checkInteger(SCOPE, 'kvEvents.bufferSteps', props.kvEvents.bufferSteps ?? 10_000, 1, 10_000_000),
+        ...(endpoint !== undefined ? { endpoint } : {}),
+      };
+      if (this.kvEvents.port === this.kvEvents.replayPort) {
+        throw new PropsError(SCOPE, 'kvEvents.replayPort', 'must differ from kvEvents.port', this.kvEvents.replayPort);
+      }
     }
 
     this.deploymentName = `${name}-decode`;
@@ -189,14 +214,18 @@ export class DecodePool extends Construct {
       '--enable-prompt-tokens-details',
     ];
     if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
-    if (props.kvEvents) {
-      const topic = props.kvEvents.topic ?? 'kv';
-      // $(POD_IP) is expanded by the kubelet from the env var below, so each pod publishes under its own topic.
+    if (this.kvEvents) {
+      const perPod = this.kvEvents.mode === 'per-pod';
+      // vLLM 0.10 needs both enable_kv_cache_events and publisher "zmq" (EventPublisherFactory.create). A '*' endpoint
+      // binds, any other connects (ZmqEventPublisher._socket_setup). $(POD_IP) is expanded by the kubelet from the env
+      // var below: llm-d's topic `kv@<pod ip:port>@<model>` names the pod for a central subscriber.
       args.push(`--kv-events-config=${JSON.stringify({
         enable_kv_cache_events: true,
         publisher: 'zmq',
-        endpoint: props.kvEvents.endpoint,
-        topic: `${topic}@$(POD_IP)@${this.servedModelName}`,
+        endpoint: perPod ? `tcp://*:${this.kvEvents.port}` : this.kvEvents.endpoint,
+        ...(perPod ? { replay_endpoint: `tcp://*:${this.kvEvents.replayPort}` } : {}),
+        buffer_steps: this.kvEvents.bufferSteps,
+        topic: `kv@$(POD_IP):${DecodePool.SIDECAR_PORT}@${this.servedModelName}`,
       })}`);
     }
     args.push(...(props.extraArgs ?? []));
@@ -240,7 +269,15 @@ export class DecodePool extends Construct {
                 command: ['vllm', 'serve'],
                 args,
                 env,
-                ports: [{ name: DecodePool.VLLM_PORT_NAME, containerPort: DecodePool.VLLM_PORT, protocol: 'TCP' }],
+                ports: [
+                  { name: DecodePool.VLLM_PORT_NAME, containerPort: DecodePool.VLLM_PORT, protocol: 'TCP' },
+                  ...(this.kvEvents?.mode === 'per-pod'
+                    ? [
+                        { name: DecodePool.KV_EVENTS_PORT_NAME, containerPort: this.kvEvents.port, protocol: 'TCP' },
+                        { name: DecodePool.KV_REPLAY_PORT_NAME, containerPort: this.kvEvents.replayPort, protocol: 'TCP' },
+                      ]
+                    : []),
+                ],
                 resources: {
                   requests: {
                     'cpu': k8s.Quantity.fromString(props.cpu ?? '4'),

@@ -2,7 +2,8 @@ import { createHash } from 'crypto';
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import {
-  defaultEndpointPickerConfig, EndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig,
+  defaultEndpointPickerConfig, EndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig,
+  validateEndpointPickerConfig, type PreciseDefaults,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
 import type { RequestBodyMode } from './ext-proc';
@@ -41,9 +42,23 @@ export interface EndpointPickerProps {
   readonly imageRegistry?: string;
   /**
    * The scheduling configuration, typed by the EPP's own config module and validated with its loader at synth time.
-   * @default kvroute's default (prefix cache + load + session affinity; see epp/src/config)
+   * @default kvroute's default (prefix cache + load + session affinity; see epp/src/config), with the precise
+   *   prefix-cache scorer in place of the approximate one when `precise` is set
    */
   readonly config?: EndpointPickerConfig;
+  /**
+   * The decode pods publish vLLM KV events: the default config scores prefixes from them (`precise-prefix-cache-scorer`,
+   * wired to these ports, block size and model). `KvAwareRouting` sets it from the decode pool.
+   * @default approximate prefix scoring
+   */
+  readonly precise?: PreciseDefaults;
+  /**
+   * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
+   * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
+   * needed for Qwen3 models, whose tokenizer the EPP image carries.
+   * @default none
+   */
+  readonly tokenizerCacheClaim?: string;
   /**
    * How often the EPP scrapes each pod's `/metrics`.
    * @default '50ms'
@@ -74,6 +89,8 @@ export class EndpointPicker extends Construct {
   public static readonly GRPC_PORT_NAME = 'grpc-ext-proc';
   public static readonly HEALTH_PORT_NAME = 'grpc-health';
   public static readonly METRICS_PORT_NAME = 'http-metrics';
+  /** Central KV-event mode: the port the EPP binds for the pods' vLLM publishers to connect to. */
+  public static readonly KV_EVENTS_PORT_NAME = 'tcp-kv-events';
   /** gRPC health service the readiness probe asks: SERVING once the pool has synced and endpoints are known. */
   public static readonly READINESS_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
   /** gRPC health service the liveness probe asks: SERVING while the process runs, so an empty pool never restarts it. */
@@ -81,6 +98,7 @@ export class EndpointPicker extends Construct {
   /** Drain time the EPP gets on SIGTERM (its --shutdown-grace-period). */
   public static readonly SHUTDOWN_GRACE_SECONDS = 120;
   private static readonly CONFIG_DIR = '/config';
+  private static readonly HF_CACHE_DIR = '/hf-cache';
   private static readonly CONFIG_FILE = 'epp-config.yaml';
 
   public readonly namespace: string;
@@ -99,6 +117,8 @@ export class EndpointPicker extends Construct {
   public readonly grpcPort = EndpointPicker.GRPC_PORT;
   public readonly metricsPort = EndpointPicker.METRICS_PORT;
   public readonly podLabels: Readonly<Record<string, string>>;
+  /** The port the EPP binds for central KV events; undefined unless the pods connect to it. */
+  public readonly kvEventsPort?: number;
 
   constructor(scope: Construct, id: string, props: EndpointPickerProps) {
     super(scope, id);
@@ -116,11 +136,16 @@ export class EndpointPicker extends Construct {
     const replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 1, 1, 10);
     try {
       // The EPP's own loader: a config that would crash the EPP at start-up fails synth instead.
-      this.config = validateEndpointPickerConfig(props.config ?? defaultEndpointPickerConfig());
+      this.config = validateEndpointPickerConfig(props.config ?? (props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig()));
     } catch (e) {
       throw new PropsError(SCOPE, 'config', `must be a valid EndpointPickerConfig (${(e as Error).message})`, '(see above)');
     }
     const configYaml = renderEndpointPickerConfig(this.config);
+    if (props.precise?.mode === 'central') {
+      const port = /:(\d+)$/.exec(props.precise.zmqEndpoint ?? 'tcp://*:5557');
+      this.kvEventsPort = Number(port![1]);
+      if (replicas > 1) throw new PropsError(SCOPE, 'replicas', 'must be 1 with central KV events (each vLLM publishes to one subscriber); use per-pod events for more', replicas);
+    }
 
     this.serviceName = this.name;
     this.serviceFqdn = `${this.name}.${this.namespace}.svc.cluster.local`;
@@ -191,6 +216,7 @@ export class EndpointPicker extends Construct {
                 { name: EndpointPicker.GRPC_PORT_NAME, containerPort: EndpointPicker.GRPC_PORT, protocol: 'TCP' },
                 { name: EndpointPicker.HEALTH_PORT_NAME, containerPort: EndpointPicker.HEALTH_PORT, protocol: 'TCP' },
                 { name: EndpointPicker.METRICS_PORT_NAME, containerPort: EndpointPicker.METRICS_PORT, protocol: 'TCP' },
+                ...(this.kvEventsPort !== undefined ? [{ name: EndpointPicker.KV_EVENTS_PORT_NAME, containerPort: this.kvEventsPort, protocol: 'TCP' }] : []),
               ],
               resources: {
                 requests: { cpu: k8s.Quantity.fromString(props.cpu ?? '1'), memory: k8s.Quantity.fromString(props.memory ?? '1Gi') },
@@ -203,9 +229,16 @@ export class EndpointPicker extends Construct {
                 readOnlyRootFilesystem: true,
                 capabilities: { drop: ['ALL'] },
               },
-              volumeMounts: [{ name: 'config', mountPath: EndpointPicker.CONFIG_DIR, readOnly: true }],
+              volumeMounts: [
+                { name: 'config', mountPath: EndpointPicker.CONFIG_DIR, readOnly: true },
+                ...(props.tokenizerCacheClaim ? [{ name: 'hf-cache', mountPath: EndpointPicker.HF_CACHE_DIR, readOnly: true }] : []),
+              ],
+              ...(props.tokenizerCacheClaim ? { env: [{ name: 'HF_HUB_CACHE', value: `${EndpointPicker.HF_CACHE_DIR}/hub` }] } : {}),
             }],
-            volumes: [{ name: 'config', configMap: { name: this.name } }],
+            volumes: [
+              { name: 'config', configMap: { name: this.name } },
+              ...(props.tokenizerCacheClaim ? [{ name: 'hf-cache', persistentVolumeClaim: { claimName: props.tokenizerCacheClaim, readOnly: true } }] : []),
+            ],
           },
         },
       },
@@ -221,6 +254,10 @@ export class EndpointPicker extends Construct {
           { name: EndpointPicker.GRPC_PORT_NAME, port: EndpointPicker.GRPC_PORT, targetPort: k8s.IntOrString.fromString(EndpointPicker.GRPC_PORT_NAME), protocol: 'TCP', appProtocol: 'http2' },
           { name: EndpointPicker.HEALTH_PORT_NAME, port: EndpointPicker.HEALTH_PORT, targetPort: k8s.IntOrString.fromString(EndpointPicker.HEALTH_PORT_NAME), protocol: 'TCP', appProtocol: 'http2' },
           { name: EndpointPicker.METRICS_PORT_NAME, port: EndpointPicker.METRICS_PORT, targetPort: k8s.IntOrString.fromString(EndpointPicker.METRICS_PORT_NAME), protocol: 'TCP', appProtocol: 'http' },
+          // Central KV events: every vLLM connects here. ZMTP is not HTTP: Istio must pass it through as TCP.
+          ...(this.kvEventsPort !== undefined
+            ? [{ name: EndpointPicker.KV_EVENTS_PORT_NAME, port: this.kvEventsPort, targetPort: k8s.IntOrString.fromString(EndpointPicker.KV_EVENTS_PORT_NAME), protocol: 'TCP', appProtocol: 'tcp' }]
+            : []),
         ],
       },
     });

@@ -49,7 +49,7 @@ export interface KvAwareRoutingProps {
   /** The vLLM decode pods. */
   readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
   /** The Endpoint Picker. @default its defaults */
-  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode'>;
+  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'precise'>;
   /** @default 'FailOpen' */
   readonly poolFailureMode?: PoolFailureMode;
   /** Gateway and routes. @default the seed's `llm-d-gateway` for `llm-d.demo.local` */
@@ -106,7 +106,13 @@ export class KvAwareRouting extends Chart {
       throw new PropsError('EndpointPicker', 'poolApiGroup', `must be "${this.istio.inferencePoolApiGroup}" with native routing on Istio ${this.istio.version}`, poolApiGroup);
     }
 
-    this.decodePool = new DecodePool(this, 'Decode', { ...props.decode, namespace, name });
+    // Central KV events: vLLM connects to the EPP's Service unless the profile names another endpoint.
+    const eppName = `${name}-epp`;
+    const decodeProps = props.decode.kvEvents?.mode === 'central' && props.decode.kvEvents.endpoint === undefined
+      ? { ...props.decode, kvEvents: { ...props.decode.kvEvents, endpoint: `tcp://${eppName}.${namespace}.svc.cluster.local:5557` } }
+      : props.decode;
+    this.decodePool = new DecodePool(this, 'Decode', { ...decodeProps, namespace, name });
+    const events = this.decodePool.kvEvents;
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {
       ...props.endpointPicker,
       ...(poolApiGroup ? { poolApiGroup } : {}),
@@ -114,8 +120,18 @@ export class KvAwareRouting extends Chart {
       requestBodyMode: native
         ? 'full-duplex'
         : checkOneOf('ExtProcRouting', 'requestBodyMode', props.extProc?.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const),
+      ...(events
+        ? {
+            precise: {
+              mode: events.mode,
+              blockSize: this.decodePool.blockSize,
+              modelName: this.decodePool.model,
+              ...(events.mode === 'per-pod' ? { socketPort: events.port, replayPort: events.replayPort } : { zmqEndpoint: `tcp://*:${/:(\d+)$/.exec(events.endpoint!)![1]}` }),
+            },
+          }
+        : {}),
       namespace,
-      name: `${name}-epp`,
+      name: eppName,
       poolName: props.poolName ?? name,
     });
     this.inferencePool = new InferencePool(this, 'InferencePool', {

@@ -1,3 +1,4 @@
+import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
 
@@ -238,18 +239,49 @@ describe('cluster overrides', () => {
     expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args).toContain('--pool-group=inference.networking.k8s.io');
   });
 
-  test('sha256_cbor_64bit hashing with KV events sets PYTHONHASHSEED and the events config', () => {
-    const m = synthProps(withOverrides(DEMO, {
-      decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557' } },
-    }));
+  test('sha256_cbor_64bit hashing sets PYTHONHASHSEED', () => {
+    const m = synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit' } }));
     const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
     expect(vllm.args).toContain('--prefix-caching-hash-algo=sha256_cbor_64bit');
     expect(vllm.env).toContainEqual({ name: 'PYTHONHASHSEED', value: '42' });
+  });
+
+  test('prod-precise: every vLLM binds its KV-event publisher and replay socket per pod, with the builtin hash; the EPP scores from them', () => {
+    const m = synthProfile(clusterProfile('prod-precise'));
+    const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
+    expect(vllm.args).toContain('--prefix-caching-hash-algo=builtin');
     const events = vllm.args.find((a: string) => a.startsWith('--kv-events-config='));
     expect(JSON.parse(events.slice('--kv-events-config='.length))).toEqual({
-      enable_kv_cache_events: true, publisher: 'zmq',
-      endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557', topic: 'kv@$(POD_IP)@Qwen/Qwen3-0.6B',
+      enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://*:5557', replay_endpoint: 'tcp://*:5558',
+      buffer_steps: 10000, topic: 'kv@$(POD_IP):8000@Qwen/Qwen3-0.6B',
     });
+    expect(vllm.ports).toEqual([
+      { name: 'vllm', containerPort: 8001, protocol: 'TCP' },
+      { name: 'kv-events', containerPort: 5557, protocol: 'TCP' },
+      { name: 'kv-replay', containerPort: 5558, protocol: 'TCP' },
+    ]);
+    const config = one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml'];
+    const parsed = parseEndpointPickerConfig(config);
+    const precise = parsed.plugins.find((p) => p.type === 'precise-prefix-cache-scorer');
+    expect(precise?.parameters).toMatchObject({
+      kvEventsConfig: { discoverPods: true, podDiscoveryConfig: { socketPort: 5557 }, replayPort: 5558 },
+      indexerConfig: { tokenProcessorConfig: { blockSize: 16 }, tokenizersPoolConfig: { modelName: 'Qwen/Qwen3-0.6B' } },
+    });
+    expect(parsed.plugins.some((p) => p.type === 'prefix-cache-scorer')).toBe(false);
+  });
+
+  test('central KV events: vLLM connects to the EPP Service, which exposes the bound port; one EPP replica only', () => {
+    const m = synthProps(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } }));
+    const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
+    const events = JSON.parse(vllm.args.find((a: string) => a.startsWith('--kv-events-config=')).slice('--kv-events-config='.length));
+    expect(events.endpoint).toBe('tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:5557');
+    expect(events.replay_endpoint).toBeUndefined();
+    const svc = one(m, 'Service', 'ms-llm-d-modelservice-epp');
+    expect(svc.spec.ports).toContainEqual({ name: 'tcp-kv-events', port: 5557, targetPort: 'tcp-kv-events', protocol: 'TCP', appProtocol: 'tcp' });
+    const config = parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+    expect(config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ kvEventsConfig: { discoverPods: false, zmqEndpoint: 'tcp://*:5557' } });
+    expect(() => synthProps(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } }, endpointPicker: { replicas: 2 } })))
+      .toThrow(/^EndpointPicker\.replicas: must be 1 with central KV events/);
   });
 
   test('full-duplex request bodies: a filter that sends nothing, turned on per virtual host (loads on Istio 1.27.0 with fail-open)', () => {

@@ -1,6 +1,5 @@
-import * as zmq from 'zeromq';
-import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvEventBatch } from '@kvroute/protocol/kv-events';
-import { waitFor } from '@kvroute/testkit';
+import { encodeEventBatch, encodeSeq, type KvEventBatch } from '@kvroute/protocol/kv-events';
+import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { KvEventSubscriber, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
 
 jest.setTimeout(60_000);
@@ -38,63 +37,16 @@ class Recorder implements SubscriberEvents {
 }
 
 const quiet = { warn: () => undefined, debug: () => undefined };
-const portOf = (endpoint: string | null) => Number(/:(\d+)$/.exec(endpoint ?? '')![1]);
-
-/**
- * A publisher as vLLM runs it (vllm/distributed/kv_events.py @ v0.10.0): PUB on a port (XPUB here, so the test knows
- * when the subscription arrived), and a ROUTER replay socket serving `["", seq] → ["", seq, payload]… ["", END, ""]`
- * from its buffer.
- */
-class TestPublisher {
-  readonly pub = new zmq.XPublisher();
-  readonly router = new zmq.Router();
-  readonly buffer: [bigint, Uint8Array][] = [];
-  private subscribed = false;
-
-  constructor() {
-    void (async () => {
-      for await (const [msg] of this.pub) if (msg![0] === 1) this.subscribed = true;
-    })().catch(() => undefined);
-    void (async () => {
-      for await (const [identity, , seqFrame] of this.router) {
-        const from = seqFrame!.readBigUInt64BE();
-        for (const [seq, buf] of this.buffer) if (seq >= from) await this.router.send([identity!, '', encodeSeq(seq), buf]);
-        await this.router.send([identity!, '', REPLAY_END_SEQ, '']);
-      }
-    })().catch(() => undefined);
-  }
-
-  async bind(): Promise<{ socketPort: number; replayPort: number }> {
-    await this.pub.bind('tcp://127.0.0.1:0');
-    await this.router.bind('tcp://127.0.0.1:0');
-    return { socketPort: portOf(this.pub.lastEndpoint), replayPort: portOf(this.router.lastEndpoint) };
-  }
-
-  async connect(endpoint: string): Promise<void> {
-    this.pub.connect(endpoint);
-  }
-
-  waitSubscribed(): Promise<void> {
-    return waitFor(() => this.subscribed, 'the subscription to reach the publisher');
-  }
-
-  /** Publishes batch `n` under sequence `seq` (keeping it for replay unless `lost`). */
-  async send(seq: number, n = seq, options: { lost?: boolean; topic?: string } = {}): Promise<void> {
-    if (!options.lost) this.buffer.push([BigInt(seq), payload(n)]);
-    if (!options.lost) await this.pub.send(liveFrames(options.topic ?? TOPIC, BigInt(seq), payload(n)));
-  }
-
-  close(): void {
-    this.pub.close();
-    this.router.close();
-  }
+/** Publishes batch `n` (one BlockRemoved of hash n) under sequence `seq`. */
+function send(publisher: TestKvEventPublisher, seq: number, n = seq, options: { lost?: boolean; topic?: string } = {}): Promise<bigint> {
+  return publisher.publish(batch(n).events, { seq: BigInt(seq), ...options });
 }
 
 describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing and replay)', () => {
-  let publisher: TestPublisher;
+  let publisher: TestKvEventPublisher;
   let subscriber: KvEventSubscriber | undefined;
   beforeEach(() => {
-    publisher = new TestPublisher();
+    publisher = new TestKvEventPublisher(TOPIC);
   });
   afterEach(() => {
     subscriber?.close();
@@ -114,7 +66,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('per-pod: batches are applied in sequence; the pod is named by the socket, the model by the topic', async () => {
     const r = new Recorder();
     await perPod(r, false);
-    for (let seq = 0; seq < 3; seq++) await publisher.send(seq);
+    for (let seq = 0; seq < 3; seq++) await send(publisher, seq);
     await waitFor(() => r.batches().length === 3);
     expect(r.log).toEqual([0, 1, 2].map((n) => `batch ${POD} ${n} Qwen/Qwen3-0.6B`));
   });
@@ -122,9 +74,9 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('a gap without a replay socket drops the pod\'s entries and goes on from the live batch', async () => {
     const r = new Recorder();
     await perPod(r, false);
-    await publisher.send(0);
-    await publisher.send(1, 1, { lost: true });
-    await publisher.send(2);
+    await send(publisher, 0);
+    await send(publisher, 1, 1, { lost: true });
+    await send(publisher, 2);
     await waitFor(() => r.batches().length === 2);
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `gap ${POD}`, `reset ${POD} gap`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
   });
@@ -132,10 +84,10 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('a gap is repaired from the replay socket: the lost batch comes back in order, nothing is dropped', async () => {
     const r = new Recorder();
     await perPod(r, true);
-    await publisher.send(0);
+    await send(publisher, 0);
     await waitFor(() => r.batches().length === 1);
     publisher.buffer.push([1n, payload(1)]); // published while the subscriber was away
-    await publisher.send(2);
+    await send(publisher, 2);
     await waitFor(() => r.log.some((l) => l.startsWith('replay')) && r.batches().length === 3);
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2']);
     expect(r.log).toContain(`replay ${POD} repaired`);
@@ -145,11 +97,11 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('a replay that cannot cover the gap (the buffer moved on) drops the entries, then applies what it has', async () => {
     const r = new Recorder();
     await perPod(r, true);
-    await publisher.send(0);
+    await send(publisher, 0);
     await waitFor(() => r.batches().length === 1);
     publisher.buffer.length = 0;
     publisher.buffer.push([4n, payload(4)]);
-    await publisher.send(5);
+    await send(publisher, 5);
     await waitFor(() => r.log.includes(`replay ${POD} failed`) && r.batches().length === 3);
     expect(r.log).toContain(`reset ${POD} gap`);
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '4', '5']);
@@ -159,7 +111,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     const r = new Recorder();
     await perPod(r, true);
     publisher.buffer.push([0n, payload(0)], [1n, payload(1)]);
-    await publisher.send(2);
+    await send(publisher, 2);
     await waitFor(() => r.batches().length === 3);
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2']);
   });
@@ -167,9 +119,9 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('a sequence going backwards is a restarted publisher: its entries are dropped (a restarted vLLM has an empty cache)', async () => {
     const r = new Recorder();
     await perPod(r, false);
-    await publisher.send(0);
-    await publisher.send(1);
-    await publisher.send(0, 10);
+    await send(publisher, 0);
+    await send(publisher, 1);
+    await send(publisher, 0, 10);
     await waitFor(() => r.batches().length === 3);
     expect(r.log.slice(2)).toEqual([`reset ${POD} publisher-restart`, `batch ${POD} 10 Qwen/Qwen3-0.6B`]);
   });
@@ -180,7 +132,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await publisher.pub.send([TOPIC, encodeSeq(0n)]);
     await publisher.pub.send([TOPIC, Buffer.from([1, 2]), payload(0)]);
     await publisher.pub.send([TOPIC, encodeSeq(0n), Buffer.from([0xc1])]);
-    await publisher.send(1);
+    await send(publisher, 1);
     await waitFor(() => r.batches().length === 1);
     expect(r.log).toEqual([`dropped ${POD} malformed`, `dropped ${POD} malformed`, `dropped ${POD} malformed`, `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
   });
@@ -200,12 +152,12 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       resolvePod: (id) => (id === POD || id === '127.0.0.1' ? POD : undefined), events: r, logger: quiet,
     });
     await subscriber.start();
-    await publisher.connect(subscriber.boundEndpoint!);
+    publisher.connect(subscriber.boundEndpoint!);
     await publisher.waitSubscribed();
-    await publisher.send(0);
-    await publisher.send(0, 5, { topic: 'kv@10.9.9.9:8000@m' });
-    await publisher.send(0, 6, { topic: 'kv@bad' });
-    await publisher.send(1, 1, { topic: 'kv@127.0.0.1@Qwen/Qwen3-0.6B' });
+    await send(publisher, 0);
+    await send(publisher, 0, 5, { topic: 'kv@10.9.9.9:8000@m' });
+    await send(publisher, 0, 6, { topic: 'kv@bad' });
+    await send(publisher, 1, 1, { topic: 'kv@127.0.0.1@Qwen/Qwen3-0.6B' });
     await waitFor(() => r.batches().length === 2);
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, 'dropped - unknown-pod', 'dropped - bad-topic', `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
   });

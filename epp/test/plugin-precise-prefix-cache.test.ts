@@ -1,7 +1,6 @@
-import * as zmq from 'zeromq';
-import { encodeEventBatch, liveFrames, type BlockStored, type KvCacheEvent } from '@kvroute/protocol/kv-events';
+import type { BlockStored, KvCacheEvent } from '@kvroute/protocol/kv-events';
 import { parseRequestBody } from '@kvroute/protocol/openai';
-import { waitFor } from '@kvroute/testkit';
+import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
 import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
@@ -75,8 +74,7 @@ schedulingProfiles:
 describe('precise scoring from KV events (central mode, real sockets, the model\'s own tokenizer)', () => {
   let scheduler: Scheduler;
   let datastore: Datastore;
-  let pub: zmq.Publisher;
-  let seq = 0n;
+  let pub: TestKvEventPublisher;
   const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
 
   const pods = ['10.0.0.1:8000', '10.0.0.2:8000'];
@@ -98,8 +96,9 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await scheduler.plugins.start();
     datastore = new Datastore({ scrape: false });
     for (const key of pods) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
-    pub = new zmq.Publisher();
+    pub = new TestKvEventPublisher();
     pub.connect((scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer).subscriber.boundEndpoint!);
+    await pub.waitSubscribed();
   });
   afterAll(async () => {
     pub.close();
@@ -108,7 +107,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
   });
 
   async function publish(pod: string, events: KvCacheEvent[]): Promise<void> {
-    await pub.send(liveFrames(`kv@${pod}@${MODEL}`, seq++, encodeEventBatch({ ts: Date.now() / 1000, events, dataParallelRank: 0 }, 'positional-v0.10.0')));
+    await pub.publish(events, { topic: `kv@${pod}@${MODEL}` });
   }
 
   /** The blocks vLLM would store for a chat: its token ids in blocks of 16, opaque engine hashes. */

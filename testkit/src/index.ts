@@ -23,3 +23,4 @@ export {
   validateRules,
   type ProtoJsonOptions,
 } from './envoy-proto-json';
+export { TestKvEventPublisher } from './kv-event-publisher';

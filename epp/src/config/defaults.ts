@@ -96,3 +96,44 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
   };
   return validateEndpointPickerConfig(config);
 }
+
+/** Where the precise scorer gets vLLM's KV events, as the manifests wire them. */
+export interface PreciseDefaults {
+  /** `per-pod`: the EPP dials every pod's publisher; `central`: the EPP binds `zmqEndpoint`. */
+  readonly mode: 'per-pod' | 'central';
+  /** per-pod: the port each vLLM publishes on. */
+  readonly socketPort?: number;
+  /** per-pod: the port of each vLLM's replay socket. */
+  readonly replayPort?: number;
+  /** central: the endpoint the EPP binds, e.g. `tcp://*:5557`. */
+  readonly zmqEndpoint?: string;
+  /** vLLM's `--block-size`. */
+  readonly blockSize: number;
+  /** The model whose tokenizer the EPP loads. */
+  readonly modelName: string;
+}
+
+/**
+ * kvroute's default scheduling with precise prefix scoring: the default config with the approximate prefix scorer
+ * replaced by `precise-prefix-cache-scorer` at the same weight, fed by the pods' KV events.
+ */
+export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
+  const base = defaultEndpointPickerConfig();
+  const plugins = base.plugins.map((p) => (p.type !== 'prefix-cache-scorer' ? p : {
+    type: 'precise-prefix-cache-scorer' as const,
+    parameters: {
+      kvEventsConfig: precise.mode === 'per-pod'
+        ? { discoverPods: true, topicFilter: 'kv@', podDiscoveryConfig: { socketPort: precise.socketPort ?? 5557 }, ...(precise.replayPort !== undefined ? { replayPort: precise.replayPort } : {}) }
+        : { discoverPods: false, topicFilter: 'kv@', zmqEndpoint: precise.zmqEndpoint ?? 'tcp://*:5557' },
+      indexerConfig: {
+        tokenProcessorConfig: { blockSize: precise.blockSize },
+        tokenizersPoolConfig: { modelName: precise.modelName },
+      },
+    },
+  }));
+  const schedulingProfiles = base.schedulingProfiles.map((profile) => ({
+    ...profile,
+    plugins: profile.plugins.map((ref) => (ref.pluginRef === 'prefix-cache-scorer' ? { ...ref, pluginRef: 'precise-prefix-cache-scorer' } : ref)),
+  }));
+  return validateEndpointPickerConfig({ ...base, plugins, schedulingProfiles });
+}

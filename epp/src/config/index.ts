@@ -30,6 +30,7 @@ export {
 export type { NoParameters } from '../scheduling/plugin';
 export type { PickerParameters } from '../scheduling/plugins/max-score-picker';
 export type { PrefixCacheScorerParameters } from '../scheduling/plugins/prefix-cache-scorer';
+export type { PrecisePrefixCacheScorerParameters, KvEventsConfig, TokenProcessorConfig } from '../scheduling/plugins/precise-prefix-cache-scorer';
 export type { LoadAwareScorerParameters } from '../scheduling/plugins/load-aware-scorer';
 export type { ActiveRequestScorerParameters } from '../scheduling/plugins/active-request-scorer';
 export type { SessionAffinityFilterParameters } from '../scheduling/plugins/session-affinity-filter';
@@ -45,7 +46,7 @@ export {
   DEFAULT_PROFILE_NAME,
   DEFAULT_SCORER_WEIGHT,
 } from './loader';
-export { defaultEndpointPickerConfig } from './defaults';
+export { defaultEndpointPickerConfig, preciseEndpointPickerConfig, type PreciseDefaults } from './defaults';
 export {
   EPP_METRICS,
   EPP_METRIC_NAMES,

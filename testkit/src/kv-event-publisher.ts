@@ -1,0 +1,66 @@
+/**
+ * A KV-event publisher as vLLM runs one (vllm/distributed/kv_events.py @ v0.10.0, `ZmqEventPublisher`): a PUB socket
+ * sending `[topic, seq, payload]`, and a ROUTER replay socket serving `["", seq]` → `["", seq, payload]`… then
+ * `["", END_SEQ, ""]` from its buffer. The PUB is an XPUB so a test can wait until a subscriber's subscription has
+ * arrived instead of racing ZMQ's slow-joiner window.
+ */
+import * as zmq from 'zeromq';
+import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvCacheEvent } from '@kvroute/protocol/kv-events';
+import { waitFor } from './wait';
+
+const portOf = (endpoint: string | null) => Number(/:(\d+)$/.exec(endpoint ?? '')![1]);
+
+export class TestKvEventPublisher {
+  readonly pub = new zmq.XPublisher();
+  readonly router = new zmq.Router();
+  /** What the replay socket serves: (seq, payload), oldest first. */
+  readonly buffer: [bigint, Uint8Array][] = [];
+  private subscriptions = 0;
+  private seq = 0n;
+
+  constructor(readonly topic = 'kv@127.0.0.1:8000@Qwen/Qwen3-0.6B') {
+    void (async () => {
+      for await (const [msg] of this.pub) if (msg![0] === 1) this.subscriptions++;
+    })().catch(() => undefined);
+    void (async () => {
+      for await (const [identity, , seqFrame] of this.router) {
+        const from = seqFrame!.readBigUInt64BE();
+        for (const [seq, buf] of this.buffer) if (seq >= from) await this.router.send([identity!, '', encodeSeq(seq), buf]);
+        await this.router.send([identity!, '', REPLAY_END_SEQ, '']);
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Binds both sockets on loopback ports (per-pod mode). */
+  async bind(): Promise<{ socketPort: number; replayPort: number }> {
+    await this.pub.bind('tcp://127.0.0.1:0');
+    await this.router.bind('tcp://127.0.0.1:0');
+    return { socketPort: portOf(this.pub.lastEndpoint), replayPort: portOf(this.router.lastEndpoint) };
+  }
+
+  /** Connects the PUB to a subscriber's bound endpoint (central mode). */
+  connect(endpoint: string): void {
+    this.pub.connect(endpoint);
+  }
+
+  /** Resolves once `n` subscriptions reached the publisher. */
+  waitSubscribed(n = 1): Promise<void> {
+    return waitFor(() => this.subscriptions >= n, 'the subscription to reach the publisher');
+  }
+
+  /** Publishes one batch under the next sequence number (or `options.seq`), keeping it for replay unless `lost`. */
+  async publish(events: readonly KvCacheEvent[], options: { seq?: bigint; lost?: boolean; topic?: string } = {}): Promise<bigint> {
+    const seq = options.seq ?? this.seq;
+    this.seq = seq + 1n;
+    const payload = encodeEventBatch({ ts: Date.now() / 1000, events, dataParallelRank: 0 }, 'positional-v0.10.0');
+    if (options.lost) return seq;
+    this.buffer.push([seq, payload]);
+    await this.pub.send(liveFrames(options.topic ?? this.topic, seq, payload));
+    return seq;
+  }
+
+  close(): void {
+    this.pub.close();
+    this.router.close();
+  }
+}
