@@ -5,7 +5,7 @@ import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
 import { InferenceGateway } from './gateway';
 import type { IstioSupport } from './istio';
-import { checkDuration, checkInteger, checkOneOf, toProtoDuration } from './validation';
+import { checkDuration, checkInteger, checkOneOf, PropsError, toProtoDuration } from './validation';
 
 /** Header and metadata key the EPP writes its pick under (GIE's `x-gateway-destination-endpoint`). */
 export const DESTINATION_ENDPOINT_KEY = 'x-gateway-destination-endpoint';
@@ -133,7 +133,7 @@ export class ExtProcRouting extends Construct {
     this.consistentHashFallback = props.consistentHashFallback ?? false;
     const ringSize = checkInteger(S, 'minimumRingSize', props.minimumRingSize ?? 1024, 64, 8_388_608);
     if (endpointPicker.requestBodyMode !== this.requestBodyMode) {
-      throw new Error(`${S}.requestBodyMode: "${this.requestBodyMode}" but the EndpointPicker assumes "${endpointPicker.requestBodyMode}"; pass the same mode to both`);
+      throw new PropsError(S, 'requestBodyMode', `must be the mode the EndpointPicker assumes ("${endpointPicker.requestBodyMode}"); pass the same to both`, this.requestBodyMode);
     }
 
     const processingMode = this.requestBodyMode === 'buffered'

@@ -3,6 +3,7 @@ import * as path from 'path';
 import { App, YamlOutputType } from 'cdk8s';
 import * as YAML from 'yaml';
 import { ClusterProfile } from './clusters';
+import { PropsError } from './validation';
 import { KvAwareRouting } from './kv-aware-routing';
 
 export const KUSTOMIZATION_FILE = 'kustomization.yaml';
@@ -33,4 +34,28 @@ export function synthCluster(profile: ClusterProfile, outdir: string): string[] 
     + `# ${profile.description}\n`;
   fs.writeFileSync(path.join(outdir, KUSTOMIZATION_FILE), header + YAML.stringify(kustomization));
   return files;
+}
+
+/**
+ * Synthesizes every profile into `<outRoot>/<name>/`. A profile with a bad value stops synth with one line naming
+ * the profile and the field, and no stack trace (the value is the user's to fix); other errors are kvroute's bugs and
+ * propagate with their stack. Returns the exit status.
+ */
+export function synthClusters(
+  clusters: readonly ClusterProfile[],
+  outRoot: string,
+  out: { log(line: string): void; error(line: string): void } = { log: (l) => console.log(l), error: (l) => process.stderr.write(`${l}\n`) },
+): number {
+  for (const cluster of clusters) {
+    let files: string[];
+    try {
+      files = synthCluster(cluster, path.join(outRoot, cluster.name));
+    } catch (e) {
+      if (!(e instanceof PropsError)) throw e;
+      out.error(`synth failed: cluster profile "${cluster.name}" (lib/clusters.ts): ${e.message}`);
+      return 1;
+    }
+    out.log(`${cluster.name}: ${files.length} manifests -> ${path.join(outRoot, cluster.name)}`);
+  }
+  return 0;
 }

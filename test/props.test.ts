@@ -1,6 +1,10 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { Testing } from 'cdk8s';
 import { DEMO, withOverrides } from '../lib/clusters';
 import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
+import { synthClusters } from '../lib/synth';
 
 function build(props: KvAwareRoutingProps): void {
   new KvAwareRouting(Testing.app(), 'test', props);
@@ -74,5 +78,22 @@ describe('invalid props fail synth with a message that names the field and what 
 
   test('the defaults build without error', () => {
     expect(() => build(DEMO)).not.toThrow();
+  });
+});
+
+describe('npm run synth on a bad profile', () => {
+  test('stops with one line naming the profile and the field, no stack trace, exit status 1', () => {
+    const lines: string[] = [];
+    const errors: string[] = [];
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-bad-'));
+    const status = synthClusters(
+      [{ name: 'good', description: 'the seed', routing: DEMO }, { name: 'eu-a100', description: 'x', routing: withOverrides(DEMO, { decode: { gpuMemoryUtilization: 1.2 } }) }],
+      tmp,
+      { log: (l) => lines.push(l), error: (l) => errors.push(l) },
+    );
+    fs.rmSync(tmp, { recursive: true, force: true });
+    expect(status).toBe(1);
+    expect(lines).toEqual([expect.stringMatching(/^good: \d+ manifests/)]);
+    expect(errors).toEqual(['synth failed: cluster profile "eu-a100" (lib/clusters.ts): DecodePool.gpuMemoryUtilization: must be a number greater than 0 and at most 1, got 1.2']);
   });
 });
