@@ -78,7 +78,6 @@ describe('saturation-filter', () => {
     ];
     expect(names(filter.filter(cycle, pods))).toEqual(['ok']);
     expect(excluded).toEqual(['queue', 'kv_cache']);
-    expect(filter.emptyResultReason).toBe('saturated');
   });
 
   it('drops endpoints with stale or never-scraped metrics (default bound 200ms)', () => {
@@ -102,8 +101,20 @@ describe('saturation-filter', () => {
     expect(excluded).toEqual(['scrape_failures']);
   });
 
-  it('returns nothing when every endpoint is saturated (the scheduler turns that into a 429)', () => {
+  const emptyReason = (filter: SaturationFilter, c: CycleContext) =>
+    (typeof filter.emptyResultReason === 'function' ? filter.emptyResultReason(c) : filter.emptyResultReason);
+
+  it('returns nothing when every endpoint is saturated, and says so (the scheduler turns that into a 429)', () => {
     const { filter } = saturationFilter();
-    expect(filter.filter(cycle, [pod('a', { metrics: { waitingQueueSize: 9 } }), pod('b', { metrics: { kvCacheUsagePercent: 1 } })])).toEqual([]);
+    const c = { request: cycle.request, state: new CycleState() };
+    expect(filter.filter(c, [pod('a', { metrics: { waitingQueueSize: 9 } }), pod('b', { metrics: { consecutiveFailures: 9 } })])).toEqual([]);
+    expect(emptyReason(filter, c)).toBe('saturated');
+  });
+
+  it('when every endpoint\'s metrics are unreadable (all pods gone), that is no endpoint (503), not saturation (429)', () => {
+    const { filter } = saturationFilter();
+    const c = { request: cycle.request, state: new CycleState() };
+    expect(filter.filter(c, [pod('a', { metrics: { consecutiveFailures: 9 } }), pod('b', { metrics: { updateTime: 0 } })])).toEqual([]);
+    expect(emptyReason(filter, c)).toBe('no-endpoints');
   });
 });

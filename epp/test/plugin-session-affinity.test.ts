@@ -2,7 +2,7 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SessionAffinityOutcome } from '../src/scheduling/metrics-hooks';
-import { SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
+import { MAX_SESSION_ID_LENGTH, SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
 import { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
@@ -163,6 +163,27 @@ describe('session-affinity-filter', () => {
     expect(fixture.filter.boundEndpoint('token-1')).toBe(`${byToken}:8000`);
     expect(fixture.route({ 'x-session-id': '' }, pods)).toBeDefined();
     expect(fixture.filter.stats().bindings).toBe(2);
+  });
+
+  it('keeps a bounded key per session whatever the id\'s size: a flood of long unique ids cannot grow the table', () => {
+    const fixture = new Fixture(CONFIG.replace('capacity: 2', 'capacity: 65536'));
+    const pods = fixture.pods('a', 'b');
+    // Ids up to Envoy's 60 KiB header limit would be 60 KiB each if kept as sent.
+    const ids = Array.from({ length: 300 }, (_, i) => `${i}:`.padEnd(4000, 'x'));
+    for (const id of ids) fixture.route({ 'x-session-id': id }, pods);
+    expect(fixture.filter.stats().bindings).toBe(300);
+    // 22 characters of digest + the endpoint key per binding: a few dozen bytes, not the 4,000 sent.
+    expect(fixture.filter.bindingCharacters()).toBeLessThanOrEqual(300 * (22 + 'a:8000'.length));
+    // A long id still gets its affinity.
+    const bound = fixture.filter.boundEndpoint(ids[7]!);
+    expect(fixture.route({ 'x-session-id': ids[7]! }, pods)).toBe(bound!.split(':')[0]);
+  });
+
+  it('ignores session ids over MAX_SESSION_ID_LENGTH (no binding, no hashing of a 60 KiB header per request)', () => {
+    const fixture = new Fixture();
+    const pods = fixture.pods('a', 'b');
+    fixture.route({ 'x-session-id': 'x'.repeat(MAX_SESSION_ID_LENGTH + 1) }, pods);
+    expect(fixture.filter.stats().bindings).toBe(0);
   });
 });
 

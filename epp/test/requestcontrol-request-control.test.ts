@@ -65,6 +65,20 @@ describe('RequestControl', () => {
     expect(text).toContain('inference_model_request_total{model_name="other",target_model_name="other"} 20');
   });
 
+  test('long client-chosen model names never become labels: 80 requests naming 8 KiB models leave /metrics small', async () => {
+    const metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
+    const before = (await metrics.registry.metrics()).length;
+    for (let i = 0; i < 80; i++) {
+      const d = await director.route(request(chat(`${i}-${'m'.repeat(8192)}`)));
+      if (d.kind === 'route') director.release(d.ticket, 'completed');
+    }
+    const after = (await metrics.registry.metrics()).length;
+    // One "other" series per request metric, not 80 × 8 KiB labels (30 MB before the bound).
+    expect(after - before).toBeLessThan(64 * 1024);
+    expect(await metrics.registry.getSingleMetricAsString('inference_model_request_total')).toContain('model_name="other",target_model_name="other"} 80');
+  });
+
   test('owns the lifecycle: commit counts the request in flight, post-response hooks run at the response headers (attached globally), release ends it', async () => {
     // session-affinity-scorer is in no profile, yet its post-response hook runs: request hooks are global, as in GIE.
     const scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1

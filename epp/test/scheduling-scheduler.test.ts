@@ -90,10 +90,11 @@ describe('the default config on synthetic pools', () => {
     expect(unrelated.target.endpoint.name).not.toBe(holder);
   });
 
-  it("fails with 'saturated' when every pod is over a threshold or has stale metrics", () => {
+  it("fails with 'saturated' (429) when every pod is over a threshold, with 'no-endpoints' (503) when none can be read", () => {
     const scheduler = defaultScheduler();
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { waitingQueueSize: 6 }), pod('b', { kvCacheUsagePercent: 0.95 })]))).toBe('saturated');
-    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { updateTime: 0 })]))).toBe('saturated');
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { updateTime: 0 })]))).toBe('no-endpoints');
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { waitingQueueSize: 6 })]))).toBe('saturated');
   });
 
   it('routes around a saturated pod even when it holds the prefix', () => {

@@ -24,6 +24,8 @@ export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
 
 /** Distinct `model_name` label values kept before the rest are counted as "other": clients choose the model string. */
 export const MAX_MODEL_LABELS = 64;
+/** Longer model names are counted as "other" (real model ids are well under it: `meta-llama/Llama-3.1-405B-Instruct-FP8`). */
+export const MAX_MODEL_LABEL_LENGTH = 128;
 
 export interface RequestControlOptions {
   readonly datastore: Datastore;
@@ -198,8 +200,13 @@ export class RequestControl implements RequestDirector {
     return all.filter((s) => hosts.has(s.endpoint.address));
   }
 
-  /** The request's model as a metric label: its own name for the first MAX_MODEL_LABELS names, then "other". */
+  /**
+   * The request's model as a metric label: its own name for the first MAX_MODEL_LABELS names up to
+   * MAX_MODEL_LABEL_LENGTH characters, then "other": clients choose this string, and every distinct value multiplies
+   * the series of every request metric.
+   */
   private modelLabel(model: string): string {
+    if (model.length > MAX_MODEL_LABEL_LENGTH) return 'other';
     if (this.modelLabels.has(model)) return model;
     if (this.modelLabels.size >= MAX_MODEL_LABELS) return 'other';
     this.modelLabels.add(model);

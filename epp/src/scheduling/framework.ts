@@ -59,7 +59,7 @@ export interface Filter extends Plugin {
    * The error when this filter leaves no candidate: 'saturated' (429) for load-based filters, 'no-endpoints' (503)
    * for eligibility filters such as roles, since no amount of waiting makes a prefill pod decode.
    */
-  readonly emptyResultReason: SchedulingErrorReason;
+  readonly emptyResultReason: SchedulingErrorReason | ((cycle: CycleContext) => SchedulingErrorReason);
   /** Returns the candidates to keep, in their input order. */
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[];
 }

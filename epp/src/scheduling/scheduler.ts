@@ -231,8 +231,9 @@ export class Scheduler {
       const before = remaining;
       remaining = this.timed('Filter', filter.name, () => filter.filter(cycle, before));
       if (remaining.length === 0) {
+        const reason = typeof filter.emptyResultReason === 'function' ? filter.emptyResultReason(cycle) : filter.emptyResultReason;
         return new SchedulingError(
-          filter.emptyResultReason,
+          reason,
           `${filter.name} left none of ${before.length} candidate endpoint(s) (profile "${profile.name}")`,
         );
       }

@@ -1,6 +1,7 @@
 import { parseDuration, type Duration } from '../../config/duration';
 import type { EndpointSnapshot } from '../../datastore/types';
-import type { CycleContext, Filter, PluginHandle } from '../framework';
+import { stateKey, type CycleContext, type Filter, type PluginHandle } from '../framework';
+import type { SchedulingErrorReason } from '../types';
 import type { SaturationExclusionReason } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 
@@ -26,13 +27,13 @@ export interface SaturationFilterParameters {
  * failed scrapes in a row.
  *
  * GIE applies the same thresholds as an all-or-nothing admission check; as a filter it also keeps prefix and session
- * affinity off an overloaded pod while others have room. When every endpoint is dropped the cycle fails with
- * 'saturated', which request control turns into 429 so clients back off — this includes every endpoint's metrics
- * going stale (e.g. a broken scraper), which is loud by design rather than routing blind.
+ * affinity off an overloaded pod while others have room. When every endpoint is dropped the cycle fails: with
+ * 'saturated' (429, clients back off) when some endpoint was really loaded, with 'no-endpoints' (503) when all were
+ * dropped for unreadable metrics (pods gone, a broken scraper), which is loud by design rather than routing blind.
  */
 export class SaturationFilter implements Filter {
   readonly type = 'saturation-filter';
-  readonly emptyResultReason = 'saturated' as const;
+  private readonly excludedKey = stateKey<SaturationExclusionReason[]>('saturation-filter exclusions');
   private readonly stalenessMs: number;
 
   constructor(
@@ -43,15 +44,28 @@ export class SaturationFilter implements Filter {
     this.stalenessMs = parseDuration(parameters.metricsStalenessThreshold);
   }
 
-  filter(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
+  filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     const now = this.handle.now();
+    const excluded: SaturationExclusionReason[] = [];
+    cycle.state.set(this.excludedKey, excluded);
     return candidates.filter((candidate) => {
       const reason = this.exclusionReason(candidate, now);
       if (reason === undefined) return true;
+      excluded.push(reason);
       this.handle.metrics.countSaturationExclusion(reason);
       return false;
     });
   }
+
+  /**
+   * 429 only for real load (a queue or KV cache over its threshold somewhere): clients back off and retry. When every
+   * candidate was dropped because its metrics cannot be read (pods gone, scrapes failing), nothing says waiting helps:
+   * 503, as upstream answers when it has no endpoint, so clients and Envoy treat it as unavailable.
+   */
+  readonly emptyResultReason = (cycle: CycleContext): SchedulingErrorReason => {
+    const excluded = cycle.state.get(this.excludedKey) ?? [];
+    return excluded.some((r) => r === 'queue' || r === 'kv_cache') ? 'saturated' : 'no-endpoints';
+  };
 
   /** Why `candidate` is excluded, checking the signals that make the others meaningless first. */
   exclusionReason(candidate: EndpointSnapshot, now: number): SaturationExclusionReason | undefined {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { parseDuration, type Duration } from '../../config/duration';
 import type { EndpointSnapshot } from '../../datastore/types';
@@ -5,6 +6,9 @@ import { stateKey, type CycleContext, type Filter, type PluginHandle, type PostC
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
+
+/** Longer session ids are ignored (no binding): no client needs more, and hashing one costs CPU per request. */
+export const MAX_SESSION_ID_LENGTH = 4096;
 
 export interface SessionAffinityFilterParameters {
   /**
@@ -91,21 +95,36 @@ export class SessionAffinityFilter implements Filter, PostCycle {
     this.handle.metrics.setSessionBindings(this.bindings.size);
   }
 
-  /** The endpoint key a session is bound to now, if any. */
+  /** The endpoint key a session id is bound to now, if any. */
   boundEndpoint(sessionId: string): string | undefined {
-    return this.bindings.get(sessionId);
+    const key = this.sessionIdOf({ requestId: '', model: '', prompt: '', headers: { [this.parameters.headers[0]!]: sessionId } });
+    return key === undefined ? undefined : this.bindings.get(key);
   }
 
   stats(): SessionAffinityStats {
     return { hits: this.counts.hit, misses: this.counts.miss, repins: this.counts.repin, bindings: this.bindings.size };
   }
 
+  /**
+   * The session's key in the table: a SHA-256 digest of the id (22 base64url characters, 132 bits), so what is kept
+   * per session is bounded whatever clients send (Envoy forwards headers up to 60 KiB), and ids cannot be chosen to
+   * collide. Ids longer than MAX_SESSION_ID_LENGTH are not bound at all.
+   */
   private sessionIdOf(request: LLMRequest): string | undefined {
     for (const header of this.parameters.headers) {
       const value = request.headers[header];
-      if (value !== undefined && value !== '') return value;
+      if (value === undefined || value === '') continue;
+      if (value.length > MAX_SESSION_ID_LENGTH) return undefined;
+      return createHash('sha256').update(value).digest('base64url').slice(0, 22);
     }
     return undefined;
+  }
+
+  /** Characters held by the table's keys and values (its memory grows with this, not with the ids clients send). */
+  bindingCharacters(): number {
+    let n = 0;
+    for (const [key, value] of this.bindings.entries()) n += key.length + value.length;
+    return n;
   }
 }
 
