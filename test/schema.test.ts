@@ -7,7 +7,8 @@ const validator = new ManifestValidator();
 const variants: [string, Manifest[]][] = [
   ...CLUSTERS.map((c) => [c.name, synthProfile(c)] as [string, Manifest[]]),
   ['v1 InferencePool', synthProps(withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.networking.k8s.io' } }))],
-  ['KV events', synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { endpoint: 'tcp://epp:5557' } } }))],
+  ['central KV events', synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { mode: 'central' } } }))],
+  ['full-duplex request bodies', synthProps(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))],
 ];
 
 describe.each(variants)('%s: every object is valid against its schema', (_name, manifests) => {
