@@ -39,13 +39,29 @@ export function escape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+/** One colour per policy, the same in every chart of a report: the policy's place in the run's list picks it. */
+const POLICY_COLOURS = ['#2b6cb0', '#dd6b20', '#718096', '#38a169', '#805ad5', '#d53f8c', '#319795', '#b7791f'];
+
+export function policyColour(policy: string, policies: readonly string[]): string {
+  const i = policies.indexOf(policy);
+  return POLICY_COLOURS[(i < 0 ? policies.length : i) % POLICY_COLOURS.length]!;
+}
+
+export interface ChartBar {
+  readonly label: string;
+  readonly value: number;
+  /** The bar's fill (a policy's colour); `faded` draws it lighter, for a second bar of the same policy. */
+  readonly colour: string;
+  readonly faded?: boolean;
+}
+
 export interface ChartReference {
   readonly value: number;
   readonly label: string;
 }
 
 /** A horizontal bar chart; each `reference` draws a dashed line (e.g. the analytic best), labelled under the chart. */
-export function barChart(title: string, bars: { label: string; value: number }[], format: (v: number) => string, max: number,
+export function barChart(title: string, bars: readonly ChartBar[], format: (v: number) => string, max: number,
   reference?: ChartReference | readonly ChartReference[]): string {
   const references = reference === undefined ? [] : Array.isArray(reference) ? reference as readonly ChartReference[] : [reference as ChartReference];
   const width = 680;
@@ -53,13 +69,12 @@ export function barChart(title: string, bars: { label: string; value: number }[]
   const barH = 26;
   const height = 40 + bars.length * (barH + 8) + 20 + Math.max(0, references.length - 1) * 14;
   const scale = (v: number) => (max > 0 ? (v / max) * (width - labelW - 90) : 0);
-  const colors = ['#2b6cb0', '#dd6b20', '#718096', '#38a169', '#805ad5', '#d53f8c', '#319795'];
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="${escape(title)}">`,
     `<text x="0" y="18" font-size="15" font-weight="600">${escape(title)}</text>`];
   bars.forEach((b, i) => {
     const y = 36 + i * (barH + 8);
     parts.push(`<text x="${labelW - 8}" y="${y + barH * 0.68}" font-size="13" text-anchor="end">${escape(b.label)}</text>`);
-    parts.push(`<rect x="${labelW}" y="${y}" width="${Math.max(1, scale(b.value)).toFixed(1)}" height="${barH}" fill="${colors[i % colors.length]}"/>`);
+    parts.push(`<rect x="${labelW}" y="${y}" width="${Math.max(1, scale(b.value)).toFixed(1)}" height="${barH}" fill="${b.colour}"${b.faded ? ' fill-opacity="0.45"' : ''}/>`);
     parts.push(`<text x="${labelW + scale(b.value) + 6}" y="${y + barH * 0.68}" font-size="13">${escape(format(b.value))}</text>`);
   });
   const dashes = ['5,4', '2,3', '9,3,2,3'];
@@ -75,15 +90,18 @@ export function barChart(title: string, bars: { label: string; value: number }[]
 
 export function htmlReport(input: ReportInput): string {
   const r = input.results;
-  const maxTtft = Math.max(...r.flatMap((x) => [x.ttftCached.p50 ?? 0, x.ttftUncached.p50 ?? 0, x.ttft.p50 ?? 0]), 0.001);
+  const policies = r.map((x) => x.policy);
+  const bar = (x: PolicyResult, value: number, label = x.policy, faded = false): ChartBar => ({ label, value, colour: policyColour(x.policy, policies), faded });
+  const maxTtft = Math.max(...r.flatMap((x) => [x.ttftCached.p50 ?? 0, x.ttftUncached.p50 ?? 0, x.ttft.p90 ?? 0]), 0.001);
   const charts = [
-    barChart('Prefix-cache hit rate (pods\' own counters)', r.map((x) => ({ label: x.policy, value: x.hitRate })), pct, 1,
+    barChart('Prefix-cache hit rate (pods\' own counters)', r.map((x) => bar(x, x.hitRate)), pct, 1,
       input.bestHitRate !== null ? { value: input.bestHitRate, label: `best ${pct(input.bestHitRate)}` } : undefined),
-    barChart('Session stickiness (share of turns on the session\'s first pod)', r.map((x) => ({ label: x.policy, value: x.requestStickiness })), pct, 1),
-    barChart('TTFT p50, all requests', r.map((x) => ({ label: x.policy, value: x.ttft.p50 ?? 0 })), secs, maxTtft),
-    barChart('TTFT p50, cached (≥50% of prompt) vs uncached (<10%)', r.flatMap((x) => [
-      { label: `${x.policy} cached`, value: x.ttftCached.p50 ?? 0 },
-      { label: `${x.policy} uncached`, value: x.ttftUncached.p50 ?? 0 },
+    barChart('Session stickiness (share of turns on the session\'s first pod)', r.map((x) => bar(x, x.requestStickiness)), pct, 1),
+    barChart('TTFT p50, all requests', r.map((x) => bar(x, x.ttft.p50 ?? 0)), secs, maxTtft),
+    barChart('TTFT p90, all requests', r.map((x) => bar(x, x.ttft.p90 ?? 0)), secs, maxTtft),
+    barChart('TTFT p50, cached (≥50% of prompt, solid) vs uncached (<10%, light)', r.flatMap((x) => [
+      bar(x, x.ttftCached.p50 ?? 0, `${x.policy} cached`),
+      bar(x, x.ttftUncached.p50 ?? 0, `${x.policy} uncached`, true),
     ]), secs, maxTtft),
   ];
   const rows = r.map((x) => `<tr><td>${escape(x.policy)}</td><td>${x.succeeded}/${x.requests}</td><td>${pct(x.hitRate)}</td><td>${pct(x.hitRateOfBest)}</td>`

@@ -2,7 +2,14 @@
  * The routing benchmark's results: their shape (what `results.json` holds), the terminal tables and the self-contained
  * HTML report (inline SVG from report.ts, no scripts or external assets).
  */
-import { barChart, escape, pct, secs, type ChartReference } from './report';
+import { barChart, escape, pct, policyColour, secs, type ChartReference } from './report';
+
+/** What the symbols in the tables and charts stand for, shown where they appear. */
+export const SYMBOLS = 'h*: the best hit rate any router can reach on a shared-prefix workload with unlimited cache (every group\'s prefix computed once); '
+  + 'h_RR: the hit rate round robin reaches there; both are the analytic limits of the reference\'s §7 for G groups of P requests, '
+  + 'S: shared-prefix tokens per request (whole blocks), Q: unique tokens per request, R: pods. '
+  + 'best: the same requests replayed in order against one pod that never evicts. W: the working set in KV blocks. '
+  + 'RR≈: round robin\'s expected hit rate with this finite capacity (LRU under the independent reference model).';
 import type { WorkloadStats } from './routing-workloads';
 
 export type CapacityName = 'ample' | 'constrained';
@@ -212,7 +219,7 @@ export function summaryTable(cells: readonly CellReport[]): string {
   return ['hit rate / TTFT p50 per policy', table(header, rows)].join('\n');
 }
 
-function htmlCell(c: CellReport): string {
+function htmlCell(c: CellReport, policies: readonly string[]): string {
   const x = escape(baseLabel(c));
   const rows = c.policies.map((p) => `<tr><td>${escape(p.policy)}</td><td>${pct(p.successRate)}</td><td>${pct(p.hitRate)}</td><td>${pct(p.hitRateOfBest)}</td>`
     + `<td>${ratio(p.vsBaseline.hitRate)}</td><td>${secs(p.ttftP50)}</td><td>${secs(p.ttftP90)}</td><td>${ratio(p.vsBaseline.ttftP50)}</td>`
@@ -222,10 +229,11 @@ function htmlCell(c: CellReport): string {
   if (c.bounds) refs.push({ value: c.bounds.hRR, label: `h_RR ${pct(c.bounds.hRR)}` });
   if (c.finite) refs.push({ value: c.finite.roundRobin, label: `RR≈ ${pct(c.finite.roundRobin)} (finite)` });
   const maxTtft = Math.max(0.001, ...c.policies.map((p) => p.ttftP90 ?? 0));
+  const bar = (policy: string, value: number) => ({ label: policy, value, colour: policyColour(policy, policies) });
   const charts = [
-    barChart('Prefix-cache hit rate (pods\' counters)', c.policies.map((p) => ({ label: p.policy, value: p.hitRate })), pct, 1, refs),
-    barChart('TTFT p50 (simulated time)', c.policies.map((p) => ({ label: p.policy, value: p.ttftP50 ?? 0 })), secs, maxTtft),
-    barChart('TTFT p90 (simulated time)', c.policies.map((p) => ({ label: p.policy, value: p.ttftP90 ?? 0 })), secs, maxTtft),
+    barChart('Prefix-cache hit rate (pods\' counters)', c.policies.map((p) => bar(p.policy, p.hitRate)), pct, 1, refs),
+    barChart('TTFT p50 (simulated time)', c.policies.map((p) => bar(p.policy, p.ttftP50 ?? 0)), secs, maxTtft),
+    barChart('TTFT p90 (simulated time)', c.policies.map((p) => bar(p.policy, p.ttftP90 ?? 0)), secs, maxTtft),
   ];
   return `<h3>${escape(`${c.workload} × ${c.capacity} KV`)}</h3>
 <p class="note">${escape(cellTitle(c))}</p>
@@ -233,6 +241,7 @@ function htmlCell(c: CellReport): string {
 ${rows}
 </table>
 <p class="note">${escape(boundsLine(c))}</p>
+<p class="note">${escape(SYMBOLS)}</p>
 ${directorLine(c) ? `<p class="note">${escape(directorLine(c)!)}</p>` : ''}
 <div class="charts">
 ${charts.join('\n')}
@@ -263,10 +272,11 @@ td:first-child,th:first-child{text-align:left}td.shape{text-align:left;min-width
 <table><tr><th>workload</th><th>shape</th><th>requests</th><th>mean prompt</th><th>S / Q</th><th title="working set: distinct KV blocks">W blocks</th><th>reused</th><th>in flight</th><th title="oracle: replay against one pod that never evicts">best</th><th title="the same replay computed in this process">replay</th><th>h*</th><th>h_RR</th></tr>
 ${workloads.join('\n')}
 </table>
+<p class="note">${escape(SYMBOLS)}</p>
 <h2>Policies</h2>
 <ul>${r.policies.map((p) => `<li><b>${escape(p.name)}</b>: ${escape(p.description)}</li>`).join('')}</ul>
 <h2>Results per workload × capacity</h2>
-${r.cells.map(htmlCell).join('\n')}
+${r.cells.map((c) => htmlCell(c, r.policies.map((p) => p.name))).join('\n')}
 ${overhead}
 <h2>Notes</h2>
 ${r.notes.map((n) => `<p class="note">${escape(n)}</p>`).join('\n')}
