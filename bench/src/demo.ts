@@ -56,10 +56,14 @@ function progressBar(label: string, quiet: boolean): (done: number, total: numbe
   };
 }
 
-/** The gateway's own counters (`/gateway/stats`) that show where picks came from. */
+/** The gateway's own counters (`/gateway/stats`) that show where picks came from and what EPP failures cost. */
 interface GatewayCounters {
   readonly picksHonoured: number;
   readonly failOpens: number;
+  /** Requests answered 500/504 or reset because the EPP failed (Envoy >= 1.36 with full-duplex bodies, or no fail-open). */
+  readonly failClosed: number;
+  /** Fail-opens that went on without body bytes the EPP held (full-duplex bodies). */
+  readonly lossyFailOpens: number;
 }
 
 interface PolicyRun {
@@ -86,7 +90,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: bo
     let killedAtEpochMs: number | undefined;
     const gatewayCounters = async (label: string) => {
       const stats = JSON.parse(await httpGet(`${stack.gatewayUrl}/gateway/stats`)) as GatewayCounters;
-      gateway[label] = { picksHonoured: stats.picksHonoured, failOpens: stats.failOpens };
+      gateway[label] = { picksHonoured: stats.picksHonoured, failOpens: stats.failOpens, failClosed: stats.failClosed, lossyFailOpens: stats.lossyFailOpens };
     };
     const hooks: FaultHook[] = [];
     if (faults) {
@@ -160,6 +164,11 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     targets.push({ name: 'faults: with the EPP down the gateway fails open', target: 'fail-opens while it is down', actual: `${failOpens} requests routed by the fallback`, met: failOpens > 0 });
     const resumed = (g.end?.picksHonoured ?? 0) - (g['before EPP restart']?.picksHonoured ?? 0);
     targets.push({ name: 'faults: routing resumes when the EPP is back', target: 'EPP picks after the restart', actual: `${resumed} picks honoured`, met: resumed > 0 });
+    // BUFFERED request bodies and response bodies NONE: Envoy fails open with the whole request on every release, and a
+    // response streaming when the EPP dies goes on untouched; nothing is answered 500 or cut short.
+    const failClosed = g.end?.failClosed ?? 0;
+    const lossy = g.end?.lossyFailOpens ?? 0;
+    targets.push({ name: 'faults: the EPP\'s failures cost no request (buffered bodies fail open intact)', target: '0 failed closed, 0 lossy fail-opens', actual: `${failClosed} failed closed, ${lossy} lossy fail-opens`, met: failClosed === 0 && lossy === 0 });
   }
   const passed = targets.every((t) => t.met);
 
@@ -172,6 +181,9 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     'Hit rate: vLLM\'s own counters (vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total, in tokens) scraped from the pods. '
       + 'Best: the same requests replayed in order against one pod that never evicts. Stickiness: x-gateway-destination-endpoint-served per turn. '
       + 'TTFT: first streamed token as the client saw it, multiplied by the time scale to read as simulated-GPU time.',
+    'The gateway plays the Envoy of the demo profile\'s Istio 1.27.0 (--envoy-semantics 1.35.0) with the EnvoyFilter\'s ext_proc modes '
+      + '(request body BUFFERED, response headers SEND, body NONE, trailers SEND, failure_mode_allow, message timeout 1 s, 8 MiB buffer) '
+      + 'and timeouts (request receive 60 s, idle 300 s).',
     ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}; gateway counters at those points: ${JSON.stringify(faultRun.gateway)}. `
       + 'Counters of the killed pod are its last reading before the kill.'] : []),
   ];

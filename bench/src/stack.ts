@@ -1,8 +1,8 @@
 /**
  * One local copy of the request path: N simulated vLLM pods, optionally the EPP, and the gateway in front, each a
  * separate process listening on 127.0.0.1 only (free ports unless the gateway's is given), wired exactly as the
- * manifests wire them (the gateway plays Envoy with our EnvoyFilter's ext_proc settings; without the EPP it is Envoy's
- * fallback policy alone).
+ * manifests wire them (the gateway plays the Envoy of the demo profile's Istio with our EnvoyFilter's ext_proc
+ * settings and timeouts, `GATEWAY_ENVOY_FLAGS`; without the EPP it is Envoy's fallback policy alone).
  */
 import * as fs from 'fs';
 import * as http from 'http';
@@ -11,6 +11,25 @@ import { parsePrometheusText } from '@kvroute/protocol/prometheus';
 import type { RequestDirector } from '@kvroute/epp/extproc';
 import { startExtProcServer, type ExtProcServer } from '@kvroute/epp/extproc';
 import { ENTRY, startProcess, type Started } from './processes';
+
+/**
+ * The gateway plays the Envoy the demo cluster profile runs and is configured as the manifests configure it:
+ * - Envoy 1.35.0 semantics: the profile's Istio is 1.27.0 (`lib/clusters.ts`), whose proxy pins release/v1.35 before
+ *   the revert of #39740;
+ * - the ext_proc filter of `lib/ext-proc.ts` (`ExtProcRouting` defaults): request body BUFFERED with trailers SKIP,
+ *   response headers SEND, body NONE, trailers SEND, failure_mode_allow, message_timeout 1s, the listener's
+ *   per_connection_buffer_limit_bytes 8 MiB;
+ * - the gateway EnvoyFilter and HTTPRoute of `lib/gateway.ts` (`InferenceGateway` defaults): HCM request_timeout 60s,
+ *   route idle_timeout 300s, route timeout 0s.
+ * `messageTimeoutMs` stays an option of the stack (`--message-timeout-ms` is appended after these).
+ */
+export const GATEWAY_ENVOY_FLAGS: readonly string[] = [
+  '--envoy-semantics', '1.35.0',
+  '--processing-mode', 'buffered', '--request-trailer-mode', 'skip',
+  '--response-header-mode', 'send', '--response-body-mode', 'none', '--response-trailer-mode', 'send',
+  '--request-body-buffer-limit-bytes', String(8 * 1024 * 1024),
+  '--request-receive-timeout-ms', '60000', '--idle-timeout-ms', '300000', '--request-timeout-ms', '0',
+];
 
 /** Builds a director for the pods of one stack (`127.0.0.1:port` each, in order). */
 export type DirectorFactory = (endpoints: readonly string[]) => RequestDirector;
@@ -64,7 +83,7 @@ export interface StackOptions {
   readonly policy: RoutingPolicy;
   /** Folder for each process's stderr. */
   readonly logDir: string;
-  /** Gateway: how long it waits for the EPP before failing open. @default 2000 */
+  /** Gateway: how long it waits for each EPP answer before failing open. @default 1000 (the EnvoyFilter's 1s) */
   readonly messageTimeoutMs?: number;
   /** The gateway's port. @default 0, any free port */
   readonly gatewayPort?: number;
@@ -135,7 +154,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         director,
         host: '127.0.0.1',
         port: 0,
-        defaultRequestBodyMode: 'FULL_DUPLEX_STREAMED',
+        // Only used if the gateway sent no protocol_config (it always does); the same modes as the gateway's.
+        defaultRequestBodyMode: 'BUFFERED',
+        defaultResponseBodyMode: 'NONE',
         logger: { debug: () => undefined, warn: write('warn') },
       });
       extProc.setServing(true);
@@ -146,8 +167,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       });
     }
     const eppPort = (epp?.info.grpcPort as number | undefined) ?? extProc?.port;
-    const gatewayArgs = ['--host', '127.0.0.1', '--port', String(options.gatewayPort ?? 0), '--endpoints', podAddresses.join(','), '--message-timeout-ms', String(options.messageTimeoutMs ?? 2000)];
-    if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--processing-mode', 'full-duplex', '--failure-mode-allow');
+    const gatewayArgs = ['--host', '127.0.0.1', '--port', String(options.gatewayPort ?? 0), '--endpoints', podAddresses.join(','),
+      ...GATEWAY_ENVOY_FLAGS, '--message-timeout-ms', String(options.messageTimeoutMs ?? 1000)];
+    if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--failure-mode-allow');
     if (policy.kind === 'session-hash') gatewayArgs.push('--hash-header', policy.header);
     const gateway = await startProcess('gateway', ENTRY.gateway, gatewayArgs, { logFile: log('gateway') });
     started.push(gateway);

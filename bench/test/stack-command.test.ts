@@ -11,6 +11,7 @@ import * as path from 'path';
 import type { Readable } from 'stream';
 import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { ENTRY } from '../src/processes';
+import { httpGet } from '../src/stack';
 
 jest.setTimeout(E2E_TEST_TIMEOUT_MS);
 
@@ -116,6 +117,12 @@ function isAlive(pid: number): boolean {
       expect(res.json.choices[0].message.content).toEqual(expect.any(String));
       const podAddresses = processes.filter((p) => p.name.startsWith('sim-')).map((p) => `127.0.0.1:${p.ports[0]}`);
       expect(podAddresses).toContain(res.headers['x-gateway-destination-endpoint-served']);
+      // The gateway plays the demo profile's Envoy (Istio 1.27.0) with the EnvoyFilter's ext_proc modes.
+      const stats = JSON.parse(await httpGet(`${baseUrl.replace(/\/v1$/, '')}/gateway/stats`)) as { extProc: Record<string, unknown> };
+      expect(stats.extProc).toMatchObject({
+        envoySemantics: '1.35.0', requestBodyMode: 'BUFFERED', requestTrailerMode: 'SKIP', responseHeaderMode: 'SEND',
+        responseBodyMode: 'NONE', responseTrailerMode: 'SEND', failureModeAllow: true,
+      });
     } finally {
       bench.child.kill('SIGINT');
     }

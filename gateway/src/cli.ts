@@ -4,6 +4,7 @@
  * name the flag (nothing is silently ignored).
  */
 import { parseArgs as parseArgv, type ParseArgsConfig } from 'node:util';
+import { ENVOY_SEMANTICS_VERSIONS, NEWEST } from './envoy-semantics';
 import { DEFAULTS, GatewayConfigError, resolveOptions, type GatewayOptions } from './options';
 
 export const CLI_DEFAULT_PORT = 8080;
@@ -20,19 +21,35 @@ Options:
   --host ADDR                 listen address (default ${DEFAULTS.host})
   --ext-proc HOST:PORT        the EPP's ext_proc gRPC address. Without it every request is routed by the
                               fallback policy (a round-robin / session-hash baseline)
-  --processing-mode MODE      request body mode: full-duplex (FULL_DUPLEX_STREAMED, default) or buffered
+  --envoy-semantics V         the Envoy release to behave as: ${[...ENVOY_SEMANTICS_VERSIONS, NEWEST].join(', ')}
+                              (default ${DEFAULTS.envoySemantics}, the Envoy of Istio 1.27.0)
+  --processing-mode MODE      request body mode: buffered (BUFFERED, default) or full-duplex
+                              (FULL_DUPLEX_STREAMED)
+  --processing-mode-scope S   filter (default: the filter's own modes, which Envoy validates) or vhost
+                              (an ExtProcPerRoute override on the virtual host, which it does not)
+  --request-trailer-mode M    send or skip (default: send with full-duplex, skip with buffered)
   --response-header-mode M    send (default) or skip
-  --response-body-mode M      full-duplex (FULL_DUPLEX_STREAMED, default) or none
+  --response-body-mode M      none (default) or full-duplex (FULL_DUPLEX_STREAMED)
+  --response-trailer-mode M   send (default) or skip
   --failure-mode-allow[=B]    fail open when the EPP is unreachable, errors or times out (default true;
                               false = answer 500, or 504 on a message timeout)
   --message-timeout-ms N      how long to wait for each EPP answer (default ${DEFAULTS.messageTimeoutMs})
+  --request-body-buffer-limit-bytes N
+                              largest buffered request body, 413 above (default ${DEFAULTS.requestBodyBufferLimitBytes})
+  --request-receive-timeout-ms N
+                              the whole request received and passed on, EPP hold included
+                              (HCM request_timeout; default ${DEFAULTS.requestReceiveTimeoutMs}; 0 = off)
+  --idle-timeout-ms N         no byte either way for this long ends a request (route idle_timeout;
+                              default ${DEFAULTS.idleTimeoutMs}; 0 = off)
+  --request-timeout-ms N      from forwarding the request to the end of the response (route timeout;
+                              default ${DEFAULTS.requestTimeoutMs} = off)
   --hash-header NAME          fallback policy: consistent (ring) hash on this header, e.g. x-session-id,
                               instead of round robin
   --ring-size N               ring hash minimum ring size (default ${DEFAULTS.ringSize})
   --connect-timeout-ms N      upstream connect timeout (default ${DEFAULTS.connectTimeoutMs})
   --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long
                               (default ${DEFAULTS.ejectMs}; 0 = never)
-  --max-request-body-bytes N  largest request body sent through the EPP (default ${DEFAULTS.maxRequestBodyBytes})
+  --max-request-body-bytes N  largest full-duplex request body (default ${DEFAULTS.maxRequestBodyBytes})
   --ext-proc-bypass LIST      comma-separated "METHOD /path" or "/path" (exact path) that skip the EPP
                               (default "${DEFAULTS.extProcBypass.join(',')}"; "" = none)
   --shutdown-grace-ms N       on SIGTERM/SIGINT, how long in-flight requests may finish (default ${DEFAULTS.shutdownGraceMs})
@@ -64,11 +81,19 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'port': { kind: 'int', option: 'port' },
   'host': { kind: 'string', option: 'host' },
   'ext-proc': { kind: 'string', option: 'extProc' },
-  'processing-mode': { kind: 'string', option: 'processingMode', choices: ['full-duplex', 'buffered'] },
+  'envoy-semantics': { kind: 'string', option: 'envoySemantics', choices: [...ENVOY_SEMANTICS_VERSIONS, NEWEST] },
+  'processing-mode': { kind: 'string', option: 'processingMode', choices: ['buffered', 'full-duplex'] },
+  'processing-mode-scope': { kind: 'string', option: 'processingModeScope', choices: ['filter', 'vhost'] },
+  'request-trailer-mode': { kind: 'string', option: 'requestTrailerMode', choices: ['send', 'skip'] },
   'response-header-mode': { kind: 'string', option: 'responseHeaderMode', choices: ['send', 'skip'] },
-  'response-body-mode': { kind: 'string', option: 'responseBodyMode', choices: ['full-duplex', 'none'] },
+  'response-body-mode': { kind: 'string', option: 'responseBodyMode', choices: ['none', 'full-duplex'] },
+  'response-trailer-mode': { kind: 'string', option: 'responseTrailerMode', choices: ['send', 'skip'] },
   'failure-mode-allow': { kind: 'bool', option: 'failureModeAllow' },
   'message-timeout-ms': { kind: 'int', option: 'messageTimeoutMs' },
+  'request-body-buffer-limit-bytes': { kind: 'int', option: 'requestBodyBufferLimitBytes' },
+  'request-receive-timeout-ms': { kind: 'int', option: 'requestReceiveTimeoutMs' },
+  'idle-timeout-ms': { kind: 'int', option: 'idleTimeoutMs' },
+  'request-timeout-ms': { kind: 'int', option: 'requestTimeoutMs' },
   'hash-header': { kind: 'string', option: 'hashHeader' },
   'ring-size': { kind: 'int', option: 'ringSize' },
   'connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
@@ -92,6 +117,11 @@ const PARSE_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
 const BOOLEAN_FLAGS = new Set(Object.entries(FLAGS).filter(([, spec]) => spec.kind === 'bool').map(([name]) => `--${name}`));
 
 const OPTION_TO_FLAG = new Map(Object.entries(FLAGS).map(([name, spec]) => [spec.option as string, `--${name}`]));
+
+/** The flag that sets an option (`processingMode` → `--processing-mode`); the option's own name if none does. */
+export function flagFor(option: string): string {
+  return OPTION_TO_FLAG.get(option) ?? option;
+}
 
 function parseValue(flag: string, spec: FlagSpec, value: string): unknown {
   switch (spec.kind) {
@@ -193,7 +223,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
     resolveOptions(result);
   } catch (err) {
     if (err instanceof GatewayConfigError) {
-      throw new CliError(OPTION_TO_FLAG.get(err.option) ?? err.option, err.message.slice(err.option.length + 2));
+      throw new CliError(flagFor(err.option), err.message.slice(err.option.length + 2));
     }
     throw err;
   }

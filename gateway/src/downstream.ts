@@ -17,6 +17,15 @@ import type { StatsCollector } from './stats';
 export type RequestPause = 'upstream' | 'grpc';
 
 export interface DownstreamEvents {
+  /**
+   * Bytes moved on this stream, either way: request headers, data or trailers in, response headers, data or trailers
+   * out. Envoy resets the stream's idle timer at exactly these points (`source/common/http/conn_manager_impl.cc`
+   * @ v1.35.0 L1435, L1517; `source/common/http/filter_manager.cc` decodeData L666, encodeHeaders L1254, encodeData
+   * L1428, encodeTrailers L1502).
+   */
+  activity(): void;
+  /** The response's headers are being written (Envoy's encodeHeaders). */
+  responseHeaders(): void;
   data(chunk: Buffer): void;
   /** The body is complete; `Downstream.trailers` holds the client's trailers, if any. */
   end(): void;
@@ -37,6 +46,8 @@ export class Downstream {
   private connectionDone = false;
   private headSent = false;
   private readonly pauses = new Set<RequestPause>();
+  private onActivity: () => void = () => undefined;
+  private onResponseHeaders: () => void = () => undefined;
 
   constructor(private readonly req: http.IncomingMessage, private readonly res: http.ServerResponse, private readonly stats: StatsCollector) {
     this.method = req.method ?? 'GET';
@@ -99,6 +110,8 @@ export class Downstream {
     const { stats } = this;
     stats.requests++;
     stats.inFlight++;
+    this.onActivity = () => events.activity();
+    this.onResponseHeaders = () => events.responseHeaders();
     this.req.on('error', () => undefined);
     this.res.on('error', () => undefined);
     this.res.on('close', () => {
@@ -111,10 +124,13 @@ export class Downstream {
       events.closed(complete);
     });
     this.req.on('data', (chunk: Buffer) => {
-      if (!this.closed) events.data(chunk);
+      if (this.closed) return;
+      this.onActivity();
+      events.data(chunk);
     });
     this.req.on('end', () => {
       if (this.closed) return;
+      this.onActivity();
       this.bodyEnded = true;
       this.bodyTrailers = trailerList(this.req.rawTrailers);
       events.end();
@@ -140,6 +156,8 @@ export class Downstream {
   writeHead(status: number, headers: HeaderList): void {
     // A Date the response already carries (from the upstream or the EPP) is kept, not doubled.
     if (headers.has('date')) this.res.sendDate = false;
+    this.onResponseHeaders();
+    this.onActivity();
     this.headSent = true;
     this.stats.status(status);
     this.res.writeHead(status, headers.toRawArray());
@@ -147,6 +165,7 @@ export class Downstream {
 
   /** False when the client's socket is full; `onceDrained` tells when to go on. */
   write(chunk: Buffer): boolean {
+    this.onActivity();
     return this.res.write(chunk);
   }
 
@@ -156,6 +175,7 @@ export class Downstream {
 
   end(trailers: HeaderList | null): void {
     if (this.closed || this.res.writableEnded) return;
+    this.onActivity();
     const record = trailerRecord(trailers);
     if (record) {
       try {
@@ -168,6 +188,7 @@ export class Downstream {
   }
 
   endWith(body: Buffer): void {
+    this.onActivity();
     this.res.end(body);
   }
 
@@ -185,6 +206,8 @@ export class Downstream {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const headers = extra ?? new HeaderList(bytes.length > 0 ? [['content-type', 'text/plain']] : []);
     headers.set('content-length', String(bytes.length));
+    this.onResponseHeaders();
+    this.onActivity();
     this.headSent = true;
     this.stats.status(status);
     this.res.writeHead(status, headers.toRawArray());

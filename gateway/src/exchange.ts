@@ -2,8 +2,8 @@
  * One HTTP request through the gateway, run the way Envoy's connection manager runs a stream through the route's
  * filter chain: the downstream (the client), the ext_proc filter unless the route bypasses it, the router with
  * override_host, and the response relay, each in its own module. This one connects them and owns only what spans
- * all of them: where the client's body goes, the local reply that ends everything, and the teardown when the
- * client's connection is done.
+ * all of them: where the client's body goes, the stream's timeouts, the local reply that ends everything, and the
+ * teardown when the client's connection is done.
  */
 import type * as http from 'http';
 import { Downstream } from './downstream';
@@ -14,6 +14,7 @@ import type { HeaderList } from './headers';
 import type { BypassRule } from './options';
 import { ResponseRelay } from './response-relay';
 import { Router, type RouterContext } from './router';
+import { StreamTimeouts, type TimeoutExpiry } from './timeouts';
 
 export interface ExchangeContext extends RouterContext, FilterContext {
   /** Null when the gateway runs without an EPP. */
@@ -38,6 +39,8 @@ export class Exchange implements FilterHost {
   private readonly relay: ResponseRelay;
   private filter: ExtProcFilter | null = null;
   private bodyRoute: RequestBodyRoute = 'upstream';
+  private readonly timeouts: StreamTimeouts;
+  private readonly bypassed: boolean;
 
   constructor(private readonly ctx: ExchangeContext, req: http.IncomingMessage, res: http.ServerResponse) {
     this.downstream = new Downstream(req, res, ctx.stats);
@@ -45,19 +48,26 @@ export class Exchange implements FilterHost {
       onResponse: (upstreamRes, endpoint) => this.onUpstreamResponse(upstreamRes, endpoint),
       onNoResponse: (status, message) => this.onNoUpstreamResponse(status, message),
       onDrain: () => this.downstream.resume('upstream'),
+      onRequestComplete: () => this.timeouts.requestComplete(),
     });
-    this.relay = new ResponseRelay(this.downstream);
+    this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete());
+    this.bypassed = bypasses(ctx.opts.extProcBypass, this.downstream.method, this.downstream.path);
+    // The bypassed requests stand for the models route, which has no idle or route timeout; the rest are the /v1 route.
+    this.timeouts = new StreamTimeouts(ctx.opts, !this.bypassed, (e) => this.onTimeout(e));
   }
 
   start(): void {
-    const { extProc, opts } = this.ctx;
+    const { extProc } = this.ctx;
     const { downstream } = this;
     downstream.listen({
+      activity: () => this.timeouts.activity(),
+      responseHeaders: () => this.timeouts.responseHeaders(),
       data: (chunk) => this.onClientData(chunk),
       end: () => this.onClientEnd(),
       closed: (complete) => this.onClosed(complete),
     });
-    if (!extProc || bypasses(opts.extProcBypass, downstream.method, downstream.path)) {
+    this.timeouts.start();
+    if (!extProc || this.bypassed) {
       this.bodyRoute = 'upstream';
       this.route();
       return;
@@ -88,7 +98,7 @@ export class Exchange implements FilterHost {
 
   sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList): void {
     if (this.downstream.closed) return;
-    this.filter?.finish();
+    this.filter?.closeStream();
     this.router.abort();
     this.relay.abandon();
     this.bodyRoute = 'discard';
@@ -129,19 +139,28 @@ export class Exchange implements FilterHost {
       return;
     }
     this.router.recordServedBy(endpoint);
-    const filter = this.filter?.active ? this.filter.response : null;
-    this.relay.start(res, endpoint, filter);
+    this.relay.start(res, endpoint, this.filter?.onResponseHeaders() ?? null);
   }
 
   private onNoUpstreamResponse(status: number, message: string): void {
     if (this.downstream.closed) return;
     this.ctx.warn(`upstream:${status}`, 'no upstream response', { status, message });
-    this.filter?.finish();
     this.sendLocalReply(status, `${message}\n`);
   }
 
+  /** One of Envoy's stream timeouts expired: its local reply, or a reset once the response has started. */
+  private onTimeout(e: TimeoutExpiry): void {
+    if (this.downstream.closed) return;
+    this.ctx.stats.timeouts[e.kind]++;
+    this.ctx.warn(`timeout:${e.kind}`, 'stream timeout', { kind: e.kind, path: this.downstream.path });
+    // maybeRequestTimeoutCode: 504 once the client's whole request is in, else 408; the route timeout is always 504.
+    const status = e.kind === 'route' || this.downstream.ended || !this.downstream.hasBody ? 504 : 408;
+    this.sendLocalReply(status, e.body);
+  }
+
   private onClosed(complete: boolean): void {
-    this.filter?.end(complete);
+    this.timeouts.clear();
+    this.filter?.onDestroy();
     if (!complete || !this.relay.upstreamEnded) {
       this.router.abort();
       this.relay.abandon();

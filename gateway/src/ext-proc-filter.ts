@@ -1,21 +1,25 @@
 /**
  * The ext_proc HTTP filter, Envoy's `source/extensions/filters/http/ext_proc/ext_proc.cc`: one `Process` stream to
  * the EPP per request, carrying the request phase and the response phase (each a state machine of its own), the
- * `envoy.lb` dynamic metadata the router reads the pick from, and ImmediateResponse. When the stream fails the
- * failure policy decides between going on without the EPP and a local reply.
+ * `envoy.lb` dynamic metadata the router reads the pick from, and ImmediateResponse. When the stream fails while it is
+ * open the failure policy decides between going on without the EPP and a local reply (onGrpcError only checks
+ * `processing_complete_`, not whether an answer was owed: `ext_proc.cc` @ v1.35.0 L1648-1673). The stream is closed
+ * the way Envoy closes it (END_STREAM + RST) when the exchange ends, or earlier where the release does
+ * (`stream-lifetime.ts`).
  */
 import { structToJson, type JsonValue, type ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { Downstream } from './downstream';
 import { EMPTY_BODY, type DecodedImmediateResponse, type DecodedProcessingResponse } from './ext-proc-answers';
-import type { ExtProcClient, ExtProcSession, ProcFailure } from './extproc-client';
-import type { Direction, FailurePolicy } from './failure-policy';
+import type { ExtProcClient, ExtProcSession } from './extproc-client';
+import type { Direction, FailureKind, FailurePolicy } from './failure-policy';
 import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderMutation, type MutationTarget } from './headers';
 import type { ResolvedOptions } from './options';
 import { RequestPhase } from './request-phase';
 import { ResponsePhase } from './response-phase';
-import type { ResponseRelay } from './response-relay';
+import type { ResponseFilter, ResponseRelay } from './response-relay';
 import { LB_NAMESPACE, type Router } from './router';
 import type { StatsCollector } from './stats';
+import { closesAtResponseHeaders, isLastAnswer, responseNeedsNothing, type LifetimeModes } from './stream-lifetime';
 
 /** Where the client's body goes: through the filter, straight upstream, or nowhere. */
 export type RequestBodyRoute = 'filter' | 'upstream' | 'discard';
@@ -32,6 +36,8 @@ export interface FilterHost {
 
 /** What the phases ask of the filter. */
 export interface PhaseFilter {
+  /** The stream is open (Envoy's `!processing_complete_`). */
+  readonly active: boolean;
   send(msg: ProcessingRequest, direction: Direction): void;
   mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, replacing?: boolean): void;
   countRouteCacheClear(): void;
@@ -59,23 +65,35 @@ export interface FilterParts {
 }
 
 export class ExtProcFilter implements PhaseFilter {
-  /** Null once the EPP is out of this request (finished, failed, or ignored). */
+  /** Null once the EPP is out of this request (closed, failed, or ignored): Envoy's `processing_complete_`. */
   private session: ExtProcSession | null = null;
   /** Untyped dynamic metadata of the namespace `envoy.lb` (merged, as Envoy does); the router reads the pick here. */
   readonly lbMetadata: { [key: string]: JsonValue } = {};
-  /** A body chunk has gone to the EPP: some Envoy releases treat a failure after that differently. */
-  private bodySent = false;
   readonly request: RequestPhase;
-  /** Null with response header mode SKIP: the EPP never sees the response. */
+  /** Null when nothing of the response goes to the EPP (headers and trailers SKIP, body NONE). */
   readonly response: ResponsePhase | null;
+  private readonly lifetime: LifetimeModes;
 
   constructor(private readonly ctx: FilterContext, private readonly client: ExtProcClient, private readonly parts: FilterParts) {
     const { opts } = ctx;
+    this.lifetime = {
+      requestFullDuplex: opts.processingMode === 'full-duplex',
+      requestTrailersSend: opts.requestTrailerMode === 'send',
+      responseHeadersSend: opts.responseHeaderMode === 'send',
+      responseFullDuplex: opts.responseBodyMode === 'full-duplex',
+      responseTrailersSend: opts.responseTrailerMode === 'send',
+    };
+    const m = this.lifetime;
     this.request = new RequestPhase(this, parts.host, parts.downstream, parts.router, {
-      duplex: opts.processingMode === 'full-duplex',
-      maxBodyBytes: opts.maxRequestBodyBytes,
+      duplex: m.requestFullDuplex,
+      trailersThroughEpp: m.requestTrailersSend,
+      maxBodyBytes: m.requestFullDuplex ? opts.maxRequestBodyBytes : opts.requestBodyBufferLimitBytes,
     });
-    this.response = opts.responseHeaderMode === 'send' ? new ResponsePhase(this, parts.relay, opts.responseBodyMode === 'full-duplex') : null;
+    this.response = responseNeedsNothing(m) ? null : new ResponsePhase(this, parts.relay, {
+      headers: m.responseHeadersSend,
+      body: m.responseFullDuplex,
+      trailers: m.responseTrailersSend,
+    });
   }
 
   get active(): boolean {
@@ -88,7 +106,7 @@ export class ExtProcFilter implements PhaseFilter {
     const { downstream } = this.parts;
     this.session = this.client.open({
       onMessage: (m) => this.onMessage(m),
-      onFailure: (kind, detail) => this.onStreamFailure(kind, detail),
+      onFailure: (kind, detail, code) => this.onStreamFailure(kind, detail, code),
       owed: () => this.timedAnswerOwed(),
     });
     this.send({
@@ -100,12 +118,14 @@ export class ExtProcFilter implements PhaseFilter {
         send_body_without_waiting_for_header_response: false,
       },
     }, 'request');
+    // Envoy drops Content-Length once the headers went out in this mode: the EPP may change the body, and a fail-open
+    // goes on without what it held (decodeHeaders, shouldRemoveContentLength, `ext_proc.cc` @ v1.35.0 L755-756).
+    if (this.lifetime.requestFullDuplex) downstream.headers.remove('content-length');
   }
 
   send(msg: ProcessingRequest, direction: Direction): void {
     const session = this.session;
     if (!session || !session.active) return;
-    if (msg.request_body || msg.response_body) this.bodySent = true;
     if (session.send(msg)) return;
     if (!session.active) return;
     // The stream's buffer is full: hold back the side that produced the message until it drains.
@@ -126,34 +146,40 @@ export class ExtProcFilter implements PhaseFilter {
     this.ctx.stats.routeCacheClears++;
   }
 
-  /** Envoy ignores the processor for the rest of the request after an answer out of order, whatever the failure mode. */
+  /** An answer out of order: the failure policy decides, as for a stream error (`ext_proc.cc` @ v1.35.0 L1620-1643). */
   spurious(detail: string): void {
-    if (!this.session) return;
-    this.session.cancel();
-    this.session = null;
-    this.ctx.stats.failOpen('spurious');
-    this.ctx.warn('spurious', 'spurious ext_proc message; ignoring the EPP for this request', { detail });
-    this.continueWithout();
+    // FAILED_PRECONDITION, the status Envoy's processing code uses for "spurious message".
+    this.onStreamFailure('spurious', `spurious message: ${detail}`, 9);
   }
 
   processingError(detail: string): void {
-    this.finish();
+    this.closeStream();
     this.parts.router.abort();
     this.parts.host.sendLocalReply(500, `ext_proc_error: ${detail}\n`);
   }
 
-  /** Half-closes the stream: the EPP is done with this request. */
-  finish(): void {
-    this.session?.finish();
+  /** Envoy's closeStream(): END_STREAM + RST, and the EPP is out of this request. */
+  closeStream(): void {
+    this.session?.close();
     this.session = null;
   }
 
-  /** The exchange is over: half-close after a complete one (the EPP's "response over"), reset otherwise. */
-  end(complete: boolean): void {
-    if (!this.session) return;
-    if (complete) this.session.finish();
-    else this.session.cancel();
-    this.session = null;
+  /** The exchange is over, completed or not: Filter::onDestroy closes the stream the same way either way. */
+  onDestroy(): void {
+    this.closeStream();
+  }
+
+  /**
+   * The upstream's response headers reach the filter (encodeHeaders): the response phase that is to see them, or null.
+   * On Envoy >= 1.37 a stream with nothing left to do on the response is closed right here.
+   */
+  onResponseHeaders(): ResponseFilter | null {
+    if (!this.session) return null;
+    if (this.ctx.opts.envoySemantics.closesStreamAfterLastResponse && closesAtResponseHeaders(this.lifetime)) {
+      this.closeStream();
+      return null;
+    }
+    return this.response;
   }
 
   /** Lets go of every kept body byte. */
@@ -177,28 +203,42 @@ export class ExtProcFilter implements PhaseFilter {
     // Envoy consumes such a message only to extend its timer (which our EnvoyFilter does not allow), nothing else.
     if (msg.override_message_timeout) return;
     this.mergeMetadata(msg);
-    const { request, response } = this;
     try {
-      switch (msg.response) {
-        case 'request_headers': return request.onHeadersAnswer(msg.request_headers?.response ?? {});
-        case 'request_body': return request.onBodyAnswer(msg.request_body?.response ?? {});
-        case 'request_trailers': return request.onTrailersAnswer(msg.request_trailers?.header_mutation);
-        case 'response_headers':
-          if (!response) return this.spurious('unexpected response headers answer');
-          return response.onHeadersAnswer(msg.response_headers?.response ?? {});
-        case 'response_body':
-          if (!response) return this.spurious('unexpected response body answer');
-          return response.onBodyAnswer(msg.response_body?.response ?? {});
-        case 'response_trailers':
-          if (!response) return this.spurious('unexpected response trailers answer');
-          return response.onTrailersAnswer(msg.response_trailers?.header_mutation);
-        case 'immediate_response': return this.onImmediateResponse(msg.immediate_response ?? {});
-        default: return this.spurious('ProcessingResponse with no response member');
-      }
+      this.dispatch(msg);
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);
       if (!(err instanceof InvalidMutation)) this.ctx.warn('internal', 'gateway error while applying an ext_proc answer', { error: detail });
       this.processingError(detail);
+      return;
+    }
+    // Envoy >= 1.37 closes the stream after the last answer it needs (closeGrpcStreamIfLastRespReceived).
+    if (this.session && msg.response && this.ctx.opts.envoySemantics.closesStreamAfterLastResponse && isLastAnswer(msg.response, this.lifetime, {
+      requestHasNoBody: !this.parts.downstream.hasBody,
+      requestTrailersReceived: this.parts.downstream.trailers !== null,
+      requestBodyEndOfStream: this.request.bodyEndOfStream,
+      responseHasNoBody: this.response?.hasNoBody ?? false,
+      responseCompleteWithoutTrailers: this.parts.relay.upstreamCompleteWithoutTrailers,
+      responseBodyEndOfStream: this.response?.bodyEndOfStream ?? false,
+    })) this.closeStream();
+  }
+
+  private dispatch(msg: DecodedProcessingResponse): void {
+    const { request, response } = this;
+    switch (msg.response) {
+        case 'request_headers': return request.onHeadersAnswer(msg.request_headers?.response ?? {});
+      case 'request_body': return request.onBodyAnswer(msg.request_body?.response ?? {});
+      case 'request_trailers': return request.onTrailersAnswer(msg.request_trailers?.header_mutation);
+      case 'response_headers':
+        if (!response) return this.spurious('unexpected response headers answer');
+        return response.onHeadersAnswer(msg.response_headers?.response ?? {});
+      case 'response_body':
+        if (!response) return this.spurious('unexpected response body answer');
+        return response.onBodyAnswer(msg.response_body?.response ?? {});
+      case 'response_trailers':
+        if (!response) return this.spurious('unexpected response trailers answer');
+        return response.onTrailersAnswer(msg.response_trailers?.header_mutation);
+      case 'immediate_response': return this.onImmediateResponse(msg.immediate_response ?? {});
+      default: return this.spurious('ProcessingResponse with no response member');
     }
   }
 
@@ -220,17 +260,18 @@ export class ExtProcFilter implements PhaseFilter {
     } catch (err) {
       this.ctx.warn('immediate', 'ImmediateResponse header mutation failed', { error: String(err) });
     }
-    this.finish();
+    this.closeStream();
     this.parts.host.sendLocalReply(status, body, headers);
   }
 
-  /** The session failed (it has already cancelled itself). */
-  private onStreamFailure(kind: ProcFailure, detail: string): void {
+  /** The stream let the request down while open: a session failure (the session closed itself) or a spurious answer. */
+  private onStreamFailure(kind: FailureKind, detail: string, grpcCode: number): void {
     if (this.parts.downstream.closed || !this.session) return;
-    this.session = null;
-    if (this.request.processed && (this.response?.processed ?? true)) return;
-    const { stats, warn } = this.ctx;
-    const outcome = this.ctx.failurePolicy.onStreamFailure({ kind, detail, bodySent: this.bodySent });
+    this.closeStream();
+    const { opts, stats, warn } = this.ctx;
+    const fullDuplexBodyReceived = (opts.processingMode === 'full-duplex' && this.request.bodyReceived)
+      || (opts.responseBodyMode === 'full-duplex' && (this.response?.bodyReceived ?? false));
+    const outcome = this.ctx.failurePolicy.onStreamFailure({ kind, detail, grpcCode, fullDuplexBodyReceived });
     if (outcome.action === 'fail-closed') {
       stats.failClosed++;
       warn(`fail-closed:${kind}`, 'ext_proc failed; failing closed', { kind, detail });
@@ -240,14 +281,9 @@ export class ExtProcFilter implements PhaseFilter {
     }
     stats.failOpen(kind);
     warn(`fail-open:${kind}`, 'ext_proc failed; failing open', { kind, detail });
-    this.continueWithout();
-  }
-
-  /** Goes on without the EPP from wherever the exchange is, losing no body byte. */
-  private continueWithout(): void {
-    if (this.parts.downstream.closed) return;
-    if (!this.request.continueWithout()) return;
-    if (this.response && !this.response.continueWithout()) return;
+    // clearAsyncState on both directions, then continueIfNecessary.
+    const dropped = this.request.continueWithout() + (this.response?.continueWithout() ?? 0);
+    stats.dropped(dropped);
     this.parts.downstream.resume('grpc');
   }
 }

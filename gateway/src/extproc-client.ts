@@ -6,7 +6,7 @@
  * - `unavailable`: the EPP cannot be reached (gRPC UNAVAILABLE: nothing listening, connection refused or lost);
  * - `error`: any other non-OK gRPC status (INTERNAL, INVALID_ARGUMENT, a reset stream, ...);
  * - `timeout`: the filter was waiting for an answer and the EPP stayed silent for `messageTimeoutMs`;
- * - `closed`: the EPP ended the stream with OK while the filter still needed it.
+ * - `closed`: the EPP ended the stream with OK while the filter still had it open.
  *
  * The protos are the ones `@kvroute/protocol/envoy` loads (the package's Envoy API plus the newer members), so the
  * gateway and the EPP always agree on the wire format.
@@ -22,8 +22,14 @@ export type ProcFailure = 'unavailable' | 'error' | 'timeout' | 'closed';
 
 export interface SessionHandlers {
   onMessage(msg: DecodedProcessingResponse): void;
-  onFailure(kind: ProcFailure, detail: string): void;
-  /** Whether the filter is waiting for an answer right now; the message timer runs only then. */
+  /** `grpcCode`: the stream's gRPC status (0 for a clean close, DEADLINE_EXCEEDED for the message timeout). */
+  onFailure(kind: ProcFailure, detail: string, grpcCode: number): void;
+  /**
+   * Whether the filter is waiting for an answer its failure policy times, right now. Envoy starts a direction's timer
+   * when it sends a message that needs an answer and stops it when the answer arrives (ProcessorState
+   * onStartProcessorCall / onFinishProcessorCall, `processor_state.cc` @ v1.35.0 L21-51); the messages of one
+   * exchange are answered in order, so one timer measured from the last message either way is the same timer.
+   */
   owed(): boolean;
 }
 
@@ -117,7 +123,7 @@ export class ExtProcSession {
       call = owner.startCall();
     } catch (err) {
       // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
-      setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`));
+      setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`, grpc.status.UNAVAILABLE));
     }
     this.call = call;
     if (!call) return;
@@ -144,7 +150,7 @@ export class ExtProcSession {
     try {
       bytes = this.owner.encode(msg);
     } catch (err) {
-      this.fail('error', `could not encode ProcessingRequest: ${String(err)}`);
+      this.fail('error', `could not encode ProcessingRequest: ${String(err)}`, grpc.status.INTERNAL);
       return false;
     }
     this.owner.messagesSent++;
@@ -164,24 +170,29 @@ export class ExtProcSession {
     this.arm();
   }
 
-  /** Half-close: nothing more to send. The EPP then ends the stream; its status is no longer of interest. */
-  finish(): void {
+  /**
+   * Envoy's `closeStream()`: END_STREAM, then RST_STREAM right behind it (ProcessorStreamImpl::close:
+   * `stream_.closeStream(); stream_closed_ = true; stream_.resetStream();`, `grpc_client_impl.h` @ v1.35.0 L133-146).
+   * The reset waits one turn of the event loop so that grpc-js has handed the half-close to HTTP/2 first; the EPP
+   * then sees the end of input and the cancellation, in that order. Nothing is sent or reported afterwards.
+   */
+  close(): void {
     if (this.done) return;
     this.done = true;
     this.halfClosed = true;
     this.stopTimer();
     this.drainWaiters.length = 0;
+    const call = this.call;
     try {
-      this.call?.end();
+      call?.end();
     } catch {
       // already ended
     }
-    // The EPP answers the half-close with OK; until then the call holds a stream, so let it finish on its own but
-    // stop tracking it here.
+    setImmediate(() => call?.cancel());
     this.owner.forget(this);
   }
 
-  /** Abandons the stream (RST_STREAM / CANCELLED): used when the HTTP exchange ends abnormally or fails open. */
+  /** Abandons the stream at once (RST_STREAM only): the gateway is shutting down. */
   cancel(): void {
     if (this.done) return;
     this.done = true;
@@ -197,7 +208,7 @@ export class ExtProcSession {
     try {
       msg = this.owner.decode(buf);
     } catch (err) {
-      this.fail('error', `undecodable ProcessingResponse: ${String(err)}`);
+      this.fail('error', `undecodable ProcessingResponse: ${String(err)}`, grpc.status.INTERNAL);
       return;
     }
     this.owner.messagesReceived++;
@@ -208,15 +219,16 @@ export class ExtProcSession {
 
   private onStatus(st: grpc.StatusObject): void {
     if (this.done) return;
-    if (st.code === grpc.status.OK) this.fail('closed', 'the EPP ended the stream');
-    else if (st.code === grpc.status.UNAVAILABLE) this.fail('unavailable', st.details || 'UNAVAILABLE');
-    else this.fail('error', `${grpc.status[st.code] ?? st.code}: ${st.details}`);
+    if (st.code === grpc.status.OK) this.fail('closed', 'the EPP ended the stream', st.code);
+    else if (st.code === grpc.status.UNAVAILABLE) this.fail('unavailable', st.details || 'UNAVAILABLE', st.code);
+    else this.fail('error', `${grpc.status[st.code] ?? st.code}: ${st.details}`, st.code);
   }
 
-  private fail(kind: ProcFailure, detail: string): void {
+  /** The stream let the filter down: Envoy closes its side (END_STREAM + RST) and the filter decides. */
+  private fail(kind: ProcFailure, detail: string, grpcCode: number): void {
     if (this.done) return;
-    this.cancel();
-    this.handlers.onFailure(kind, detail);
+    this.close();
+    this.handlers.onFailure(kind, detail, grpcCode);
   }
 
   /**
@@ -235,7 +247,7 @@ export class ExtProcSession {
     if (this.done || !this.handlers.owed()) return;
     const idle = Date.now() - this.lastActivity;
     if (idle >= this.timeoutMs) {
-      this.fail('timeout', `no answer from the EPP within ${this.timeoutMs} ms`);
+      this.fail('timeout', `no answer from the EPP within ${this.timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED);
       return;
     }
     this.arm();

@@ -9,7 +9,7 @@ import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpo
 import { Exchange, type ExchangeContext } from './exchange';
 import { ExtProcClient } from './extproc-client';
 import { EnvoyFailurePolicy } from './failure-policy';
-import { resolveOptions, type GatewayOptions, type ResolvedOptions } from './options';
+import { envoyConfigRejection, resolveOptions, type GatewayOptions, type ResolvedOptions } from './options';
 import { StatsCollector, type GatewayStats } from './stats';
 
 export const HEALTH_PATH = '/healthz';
@@ -29,7 +29,7 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Extra buffer room for a gRPC message around a body of `maxRequestBodyBytes`. */
+/** Extra buffer room for a gRPC message around the largest body (buffered, or the full-duplex cap). */
 const GRPC_MESSAGE_OVERHEAD = 1024 * 1024;
 const WARN_INTERVAL_MS = 1000;
 
@@ -69,8 +69,14 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, head:
   res.end(head ? undefined : bytes);
 }
 
+/**
+ * Starts the gateway. Throws `GatewayConfigError` for invalid options, and for an ext_proc filter the chosen Envoy
+ * release would refuse (the message is Envoy's own), before anything listens.
+ */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const opts = resolveOptions(options);
+  const rejection = envoyConfigRejection(opts);
+  if (rejection) throw rejection;
   const pool = new EndpointPool(opts.endpoints, opts.ejectMs);
   const fallback: FallbackPolicy = opts.hashHeader ? new RingHash(pool, opts.ringSize) : new RoundRobin(pool);
   const stats = new StatsCollector();
@@ -90,7 +96,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ? new ExtProcClient({
       target: opts.extProc,
       messageTimeoutMs: opts.messageTimeoutMs,
-      maxMessageBytes: opts.maxRequestBodyBytes + GRPC_MESSAGE_OVERHEAD,
+      maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
     })
     : null;
   const exchanges = new Set<Exchange>();
@@ -104,7 +110,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     extProc,
     agent,
     stats,
-    failurePolicy: new EnvoyFailurePolicy(opts.failureModeAllow),
+    failurePolicy: new EnvoyFailurePolicy(opts.envoySemantics, {
+      requestFullDuplex: opts.processingMode === 'full-duplex',
+      responseFullDuplex: opts.responseBodyMode === 'full-duplex',
+      failureModeAllow: opts.failureModeAllow,
+    }),
     statusCodeOf,
     warn: throttledWarn(opts),
     done: (x) => {
@@ -115,9 +125,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const snapshot = (): GatewayStats => stats.snapshot(pool, {
     target: opts.extProc,
+    envoySemantics: opts.envoySemantics.version,
     requestBodyMode: opts.processingMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'BUFFERED',
+    requestTrailerMode: opts.requestTrailerMode === 'send' ? 'SEND' : 'SKIP',
     responseHeaderMode: opts.responseHeaderMode === 'send' ? 'SEND' : 'SKIP',
     responseBodyMode: opts.responseBodyMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
+    responseTrailerMode: opts.responseTrailerMode === 'send' ? 'SEND' : 'SKIP',
     failureModeAllow: opts.failureModeAllow,
     streamsOpened: extProc?.streamsOpened ?? 0,
     openStreams: extProc?.openSessions ?? 0,
@@ -128,8 +141,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const server = http.createServer({
     // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
     keepAliveTimeout: 65_000,
-    // LLM requests can be slow to upload and slower to answer; the upstream side has no timeout either
-    // (the HTTPRoute sets `timeouts.request: 0s`).
+    // Envoy's own stream timeouts (HCM request_timeout, route idle_timeout and timeout) are the gateway's, per
+    // exchange (`timeouts.ts`); Node's must not answer first.
     requestTimeout: 0,
   }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];

@@ -3,14 +3,25 @@ export { startGateway, HEALTH_PATH, STATS_PATH, type Gateway } from './gateway';
 export {
   DEFAULTS,
   GatewayConfigError,
+  envoyConfigRejection,
   resolveOptions,
   type GatewayLogger,
   type GatewayOptions,
+  type ProcessingModeScope,
   type RequestBodyMode,
   type ResolvedOptions,
   type ResponseBodyMode,
   type ResponseHeaderMode,
+  type TrailerMode,
 } from './options';
-export type { EndpointStats, FailOpenReason, GatewayStats } from './stats';
-export { parseArgs, CliError, USAGE, CLI_DEFAULT_PORT, type CliCommand } from './cli';
+export {
+  DEFAULT_ENVOY_SEMANTICS,
+  ENVOY_SEMANTICS_VERSIONS,
+  envoySemantics,
+  verifyProcessingModeConfig,
+  type EnvoySemantics,
+  type EnvoySemanticsVersion,
+} from './envoy-semantics';
+export type { EndpointStats, FailOpenReason, GatewayStats, TimeoutKind } from './stats';
+export { parseArgs, CliError, USAGE, CLI_DEFAULT_PORT, flagFor, type CliCommand } from './cli';
 export { DESTINATION_HEADER, SERVED_HEADER, LB_NAMESPACE } from './router';

@@ -3,10 +3,12 @@
  * `kvroute-gateway`: runs the gateway from the command line. Prints one JSON line `{"event":"listening","port":N}`
  * on stdout once listening (so a harness can find an ephemeral port), logs warnings as JSON lines on stderr, and
  * shuts down gracefully on SIGTERM/SIGINT (`{"event":"stopped"}`). Exit codes: 0 after a clean shutdown, 2 for bad
- * flags, 1 when the gateway cannot start.
+ * flags, 1 when the gateway cannot start, an ext_proc filter the chosen Envoy release refuses included (the message is
+ * Envoy's, as its listener NACK would carry it).
  */
-import { CliError, parseArgs, USAGE } from './cli';
+import { CliError, flagFor, parseArgs, USAGE } from './cli';
 import { startGateway } from './gateway';
+import { GatewayConfigError } from './options';
 
 async function main(argv: readonly string[]): Promise<number> {
   let command;
@@ -27,7 +29,10 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     gateway = await startGateway(command.options);
   } catch (err) {
-    process.stderr.write(`kvroute-gateway: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+    const message = err instanceof GatewayConfigError
+      ? `${flagFor(err.option)}: ${err.message.slice(err.option.length + 2)}`
+      : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`kvroute-gateway: cannot start: ${message}\n`);
     return 1;
   }
   process.stdout.write(`${JSON.stringify({ event: 'listening', port: gateway.port })}\n`);

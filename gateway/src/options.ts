@@ -2,12 +2,22 @@
  * Gateway configuration: the programmatic options, their defaults (chosen to match the synthesized EnvoyFilter in
  * `dist/demo`), and validation that names the offending option. The CLI (`cli.ts`) maps flags onto these.
  */
+import {
+  DEFAULT_ENVOY_SEMANTICS,
+  envoySemantics,
+  verifyProcessingModeConfig,
+  type EnvoySemantics,
+  type EnvoySemanticsVersion,
+} from './envoy-semantics';
 import { isValidHeaderName } from './headers';
 import { parseEndpoint, type Endpoint } from './endpoints';
 
 export type RequestBodyMode = 'full-duplex' | 'buffered';
 export type ResponseHeaderMode = 'send' | 'skip';
 export type ResponseBodyMode = 'full-duplex' | 'none';
+export type TrailerMode = 'send' | 'skip';
+/** Where the processing mode is configured: the filter itself (validated by Envoy), or an ExtProcPerRoute on the vhost. */
+export type ProcessingModeScope = 'filter' | 'vhost';
 
 export interface GatewayLogger {
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -23,16 +33,41 @@ export interface GatewayOptions {
   readonly host?: string;
   /** The EPP's ext_proc address `host:port`. Without it every request is routed by the fallback policy. */
   readonly extProc?: string;
-  /** Request body mode: `full-duplex` (FULL_DUPLEX_STREAMED, default, as the EnvoyFilter) or `buffered` (BUFFERED). */
+  /**
+   * Which Envoy release the gateway behaves as (`envoy-semantics.ts`): `1.35.0`, `1.35`, `1.36`, `1.37`, `1.38` or
+   * `newest`. Default `1.35.0`, the Envoy of Istio 1.27.0, which the demo profile targets.
+   */
+  readonly envoySemantics?: EnvoySemanticsVersion | 'newest';
+  /** Request body mode: `buffered` (BUFFERED, default, as the EnvoyFilter) or `full-duplex` (FULL_DUPLEX_STREAMED). */
   readonly processingMode?: RequestBodyMode;
+  /**
+   * `filter` (default): the modes are the filter's own, which Envoy validates. `vhost`: they are an ExtProcPerRoute
+   * override on the virtual host (the EnvoyFilter's full-duplex shape), which Envoy does not validate.
+   */
+  readonly processingModeScope?: ProcessingModeScope;
+  /** Request trailer mode. Default: `send` with full-duplex, `skip` with buffered, as the EnvoyFilter sets them. */
+  readonly requestTrailerMode?: TrailerMode;
   /** Response header mode (SEND, default, or SKIP). SKIP requires response body mode `none`. */
   readonly responseHeaderMode?: ResponseHeaderMode;
-  /** Response body mode (FULL_DUPLEX_STREAMED, default, or NONE). */
+  /** Response body mode (NONE, default, or FULL_DUPLEX_STREAMED). */
   readonly responseBodyMode?: ResponseBodyMode;
+  /** Response trailer mode (SEND, default: keeps the stream open to the end of the exchange on Envoy >= 1.37). */
+  readonly responseTrailerMode?: TrailerMode;
   /** Envoy's `failure_mode_allow`. Default true. */
   readonly failureModeAllow?: boolean;
-  /** Envoy's `message_timeout`. Default 10000 (the EnvoyFilter's 10s). */
+  /** Envoy's `message_timeout`. Default 1000 (the EnvoyFilter's 1s). */
   readonly messageTimeoutMs?: number;
+  /**
+   * The listener's `per_connection_buffer_limit_bytes`: a BUFFERED request body above it gets Envoy's 413. Default
+   * 8 MiB, as the EnvoyFilter sets it.
+   */
+  readonly requestBodyBufferLimitBytes?: number;
+  /** HCM `request_timeout`: the whole request received and passed on (EPP hold included). Default 60000; 0 = off. */
+  readonly requestReceiveTimeoutMs?: number;
+  /** Route `idle_timeout`: no byte either way for this long ends the request. Default 300000; 0 = off. */
+  readonly idleTimeoutMs?: number;
+  /** Route `timeout`: from the request's forwarding to the response's end. Default 0 = off (HTTPRoute 0s). */
+  readonly requestTimeoutMs?: number;
   /** Use a ring hash on this request header as the fallback policy instead of round robin. */
   readonly hashHeader?: string;
   /** Ring hash `minimum_ring_size`. Default 1024 (Envoy's default). */
@@ -41,7 +76,10 @@ export interface GatewayOptions {
   readonly connectTimeoutMs?: number;
   /** After a connect failure, fallback policies avoid the endpoint this long (0 = never). Default 5000. */
   readonly ejectMs?: number;
-  /** Largest request body accepted (413 above). Default 64 MiB, the EPP's own limit. */
+  /**
+   * Largest FULL_DUPLEX_STREAMED request body (413 above): the gateway's own guard, Envoy has none in that mode; the
+   * EPP refuses the same size itself. Default 64 MiB.
+   */
   readonly maxRequestBodyBytes?: number;
   /**
    * Requests that skip ext_proc, as `METHOD /exact/path` or `/exact/path` (any method). Default `GET /v1/models`,
@@ -63,11 +101,19 @@ export interface ResolvedOptions {
   readonly port: number;
   readonly host: string;
   readonly extProc: string | null;
+  readonly envoySemantics: EnvoySemantics;
   readonly processingMode: RequestBodyMode;
+  readonly processingModeScope: ProcessingModeScope;
+  readonly requestTrailerMode: TrailerMode;
   readonly responseHeaderMode: ResponseHeaderMode;
   readonly responseBodyMode: ResponseBodyMode;
+  readonly responseTrailerMode: TrailerMode;
   readonly failureModeAllow: boolean;
   readonly messageTimeoutMs: number;
+  readonly requestBodyBufferLimitBytes: number;
+  readonly requestReceiveTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly requestTimeoutMs: number;
   readonly hashHeader: string | null;
   readonly ringSize: number;
   readonly connectTimeoutMs: number;
@@ -80,11 +126,18 @@ export interface ResolvedOptions {
 
 export const DEFAULTS = Object.freeze({
   host: '127.0.0.1',
-  processingMode: 'full-duplex' as RequestBodyMode,
+  envoySemantics: DEFAULT_ENVOY_SEMANTICS,
+  processingMode: 'buffered' as RequestBodyMode,
+  processingModeScope: 'filter' as ProcessingModeScope,
   responseHeaderMode: 'send' as ResponseHeaderMode,
-  responseBodyMode: 'full-duplex' as ResponseBodyMode,
+  responseBodyMode: 'none' as ResponseBodyMode,
+  responseTrailerMode: 'send' as TrailerMode,
   failureModeAllow: true,
-  messageTimeoutMs: 10_000,
+  messageTimeoutMs: 1000,
+  requestBodyBufferLimitBytes: 8 * 1024 * 1024,
+  requestReceiveTimeoutMs: 60_000,
+  idleTimeoutMs: 300_000,
+  requestTimeoutMs: 0,
   ringSize: 1024,
   connectTimeoutMs: 10_000,
   ejectMs: 5_000,
@@ -102,6 +155,9 @@ export class GatewayConfigError extends Error {
 }
 
 const METHOD = /^[A-Z][A-Z0-9_-]*$/;
+const TRAILER_MODES = ['send', 'skip'] as const;
+/** The longest timeout accepted, in ms (a day). */
+const MAX_TIMEOUT_MS = 86_400_000;
 
 export function parseBypassRule(raw: string): BypassRule | string {
   const s = raw.trim();
@@ -150,9 +206,15 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     endpoints.push(e);
   }
   if (endpoints.length > 65535) throw new GatewayConfigError('endpoints', 'too many endpoints');
+  const version: unknown = o.envoySemantics ?? DEFAULTS.envoySemantics;
+  const semantics = typeof version === 'string' ? envoySemantics(version) : 'must be a string';
+  if (typeof semantics === 'string') throw new GatewayConfigError('envoySemantics', semantics);
   const processingMode = oneOf('processingMode', o.processingMode ?? DEFAULTS.processingMode, ['full-duplex', 'buffered'] as const);
+  const processingModeScope = oneOf('processingModeScope', o.processingModeScope ?? DEFAULTS.processingModeScope, ['filter', 'vhost'] as const);
+  const requestTrailerMode = oneOf('requestTrailerMode', o.requestTrailerMode ?? (processingMode === 'full-duplex' ? 'send' : 'skip'), TRAILER_MODES);
   const responseHeaderMode = oneOf('responseHeaderMode', o.responseHeaderMode ?? DEFAULTS.responseHeaderMode, ['send', 'skip'] as const);
   const responseBodyMode = oneOf('responseBodyMode', o.responseBodyMode ?? DEFAULTS.responseBodyMode, ['full-duplex', 'none'] as const);
+  const responseTrailerMode = oneOf('responseTrailerMode', o.responseTrailerMode ?? DEFAULTS.responseTrailerMode, TRAILER_MODES);
   if (responseHeaderMode === 'skip' && responseBodyMode !== 'none') {
     throw new GatewayConfigError('responseHeaderMode', "'skip' requires the response body mode 'none' (the EPP expects response headers before a response body)");
   }
@@ -178,11 +240,19 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     port: int('port', o.port ?? 0, 0, 65535),
     host,
     extProc: o.extProc === undefined ? null : checkHostPort('extProc', o.extProc),
+    envoySemantics: semantics,
     processingMode,
+    processingModeScope,
+    requestTrailerMode,
     responseHeaderMode,
     responseBodyMode,
+    responseTrailerMode,
     failureModeAllow,
-    messageTimeoutMs: int('messageTimeoutMs', o.messageTimeoutMs ?? DEFAULTS.messageTimeoutMs, 1, 86_400_000),
+    messageTimeoutMs: int('messageTimeoutMs', o.messageTimeoutMs ?? DEFAULTS.messageTimeoutMs, 1, MAX_TIMEOUT_MS),
+    requestBodyBufferLimitBytes: int('requestBodyBufferLimitBytes', o.requestBodyBufferLimitBytes ?? DEFAULTS.requestBodyBufferLimitBytes, 1, 1024 * 1024 * 1024),
+    requestReceiveTimeoutMs: int('requestReceiveTimeoutMs', o.requestReceiveTimeoutMs ?? DEFAULTS.requestReceiveTimeoutMs, 0, MAX_TIMEOUT_MS),
+    idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMEOUT_MS),
+    requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs, 0, MAX_TIMEOUT_MS),
     hashHeader,
     ringSize: int('ringSize', o.ringSize ?? DEFAULTS.ringSize, 1, 8_388_608),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 3_600_000),
@@ -192,4 +262,24 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     shutdownGraceMs: int('shutdownGraceMs', o.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
     logger: o.logger ?? stderrLogger,
   };
+}
+
+/**
+ * What Envoy of the chosen release says to the ext_proc filter these options describe: a `GatewayConfigError` with
+ * Envoy's own text when it would refuse it (the listener NACKed; `config.cc` verifyProcessingModeConfig), else null.
+ * Only with an EPP: without one there is no ext_proc filter.
+ */
+export function envoyConfigRejection(o: ResolvedOptions): GatewayConfigError | null {
+  if (o.extProc === null) return null;
+  const s = o.envoySemantics;
+  const rejection = verifyProcessingModeConfig({
+    requestBodyMode: o.processingMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'BUFFERED',
+    requestTrailerMode: o.requestTrailerMode === 'send' ? 'SEND' : 'SKIP',
+    responseBodyMode: o.responseBodyMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
+    responseTrailerMode: o.responseTrailerMode === 'send' ? 'SEND' : 'SKIP',
+    failureModeAllow: o.failureModeAllow,
+    scope: o.processingModeScope,
+  }, s);
+  if (!rejection) return null;
+  return new GatewayConfigError(rejection.option, `Envoy ${s.version} (Istio ${s.istio}) rejects this ext_proc filter: ${rejection.message}`);
 }

@@ -4,19 +4,20 @@
  * the EPP has answered them, because its answer carries the pick.
  *
  * - FULL_DUPLEX_STREAMED: each body chunk goes to the EPP as it arrives (the last one with end_of_stream, or the
- *   trailers after it). The headers answer starts the upstream request, and the body the EPP streams back is what
- *   the upstream receives, chunked (Envoy drops Content-Length in this mode because the EPP may change the body).
- * - BUFFERED: the body is collected; once the headers answer is in, the whole body goes in one message; its answer
- *   carries the mutations, the pick and possibly a new body; the upstream gets an exact Content-Length (a mutated
- *   body that contradicts a Content-Length the EPP left in place is a 500, as in Envoy).
+ *   trailers after it) and is then dropped, as Envoy drains it (`ext_proc.cc` handleDataStreamedModeBase @ v1.35.0
+ *   L800-805). The headers answer starts the upstream request, and the body the EPP streams back is what the upstream
+ *   receives, chunked (Content-Length went when the stream opened). A fail-open therefore goes on without the bytes
+ *   the EPP held: Envoy re-injects only its (empty) chunk queue (ProcessorState::clearAsyncState, `processor_state.cc`
+ *   @ v1.35.0 L539-549).
+ * - BUFFERED: the body is collected, as the filter manager buffers it (handleDataBufferedMode, StopIterationAndBuffer,
+ *   `ext_proc.cc` @ v1.35.0 L761-786), up to the listener's buffer limit (413 above, before the EPP sees the body);
+ *   once the headers answer is in, the whole body goes in one message; its answer carries the mutations, the pick and
+ *   possibly a new body; the upstream gets an exact Content-Length (a mutated body that contradicts a Content-Length
+ *   the EPP left in place is a 500, as in Envoy). A fail-open goes on with the whole body.
  * - CONTINUE_AND_REPLACE on the headers answer replaces the whole body, in either mode.
- *
- * Every body byte sent to the EPP is kept until the EPP has returned it, so a failure at any point can continue
- * with exactly the bytes the upstream has not seen yet.
  */
 import type { ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { Downstream } from './downstream';
-import { EchoTracker } from './echo-tracker';
 import { bodyReplacement, EMPTY_BODY, isReplace, streamedBody, type DecodedBodyMutation, type DecodedCommonResponse } from './ext-proc-answers';
 import type { FilterHost, PhaseFilter } from './ext-proc-filter';
 import type { ProcessingMessage } from './failure-policy';
@@ -43,19 +44,29 @@ type RequestSent = 'body-open' | 'body-ended' | 'trailers';
 export interface RequestPhaseOptions {
   /** FULL_DUPLEX_STREAMED (else BUFFERED). */
   readonly duplex: boolean;
-  /** Largest body sent through the EPP; above it the client gets a 413. */
+  /** request_trailer_mode SEND. */
+  readonly trailersThroughEpp: boolean;
+  /**
+   * BUFFERED: the listener's buffer limit, above which the filter manager answers 413 (requestDataTooLarge,
+   * `source/common/http/filter_manager.cc` @ v1.35.0 L533-542). FULL_DUPLEX_STREAMED: the gateway's own cap.
+   */
   readonly maxBodyBytes: number;
 }
 
 export class RequestPhase {
   private step: RequestStep = 'headers';
   private sent: RequestSent = 'body-open';
-  private readonly echo = new EchoTracker();
+  /** FULL_DUPLEX_STREAMED: bytes handed to the EPP and not (yet) streamed back. */
+  private inFlight = 0;
   /** The latest client chunk, held back so the last one can carry end_of_stream (saves a message per request). */
   private held: Buffer | null = null;
   /** The body so far (BUFFERED). */
   private buffered: Buffer[] = [];
   private received = 0;
+  /** Envoy's `ProcessorState::bodyReceived`: the filter has seen body data (set on the first onData). */
+  bodyReceived = false;
+  /** The EPP's streamed body answer carried end_of_stream. */
+  bodyEndOfStream = false;
 
   constructor(
     private readonly filter: PhaseFilter,
@@ -72,16 +83,17 @@ export class RequestPhase {
   /** The message whose answer the EPP owes now, if any. */
   owes(): ProcessingMessage | null {
     if (this.step === 'headers') return 'headers';
-    if ((this.step === 'body' && this.sent !== 'body-open') || this.echo.pending > 0) return 'body';
+    if ((this.step === 'body' && this.sent !== 'body-open') || this.inFlight > 0) return 'body';
     if (this.step === 'trailers') return 'trailers';
     return null;
   }
 
   /** A chunk of the client's body, while the body goes through the filter. */
   onClientData(chunk: Buffer): void {
+    this.bodyReceived = true;
     this.received += chunk.length;
     if (this.received > this.mode.maxBodyBytes) {
-      this.host.sendLocalReply(413, `request body exceeds ${this.mode.maxBodyBytes} bytes\n`);
+      this.host.sendLocalReply(413, this.mode.duplex ? `request body exceeds ${this.mode.maxBodyBytes} bytes\n` : 'Payload Too Large');
       return;
     }
     if (!this.mode.duplex) {
@@ -93,6 +105,7 @@ export class RequestPhase {
   }
 
   onClientEnd(): void {
+    this.bodyReceived = true;
     if (!this.mode.duplex) {
       if (this.step !== 'headers') this.sendBufferedBody();
       return;
@@ -101,7 +114,8 @@ export class RequestPhase {
     if (trailers) {
       if (this.held) this.sendChunk(this.held, false);
       this.held = null;
-      this.sendTrailers(trailers);
+      // With trailers SKIP (only at vhost scope: Envoy refuses it on the filter) the EPP never sees the body end.
+      if (this.mode.trailersThroughEpp) this.sendTrailers(trailers);
     } else {
       const last = this.held ?? EMPTY_BODY;
       this.held = null;
@@ -122,8 +136,6 @@ export class RequestPhase {
     }
     this.step = 'body';
     if (this.mode.duplex) {
-      // Envoy removes Content-Length in this mode: the body the EPP streams back may differ in length.
-      this.downstream.headers.remove('content-length');
       // The body the EPP returns is what goes upstream; nothing more to do until it arrives.
       this.host.route();
       return;
@@ -152,7 +164,7 @@ export class RequestPhase {
     else headers.set('content-length', String(body.length));
     this.host.route();
     this.router.write(body);
-    if (!trailers) return this.router.end(null);
+    if (!trailers || !this.mode.trailersThroughEpp) return this.router.end(trailers);
     this.step = 'trailers';
     this.sendTrailers(trailers);
   }
@@ -168,37 +180,28 @@ export class RequestPhase {
   }
 
   /**
-   * Goes on without the EPP from wherever the request is, losing no body byte. False when that is impossible (the
-   * EPP had changed the body and died partway through returning it): the client has then had a 502.
+   * Goes on without the EPP from wherever the request is (Envoy's clearAsyncState + continueIfNecessary). Returns the
+   * number of body bytes lost: in FULL_DUPLEX_STREAMED those the EPP held (drained by Envoy), 0 in BUFFERED.
    */
-  continueWithout(): boolean {
-    if (this.step === 'complete') return true;
+  continueWithout(): number {
+    if (this.step === 'complete') return 0;
+    this.step = 'complete';
     const { downstream, router } = this;
-    if (!router.routed) {
-      // Not routed yet: the client's body so far (all of it kept) goes upstream, then the rest as it comes.
-      const body = this.takeUnforwarded();
-      this.host.requestBodyTo(downstream.hasBody ? 'upstream' : 'discard');
-      this.restoreContentLength();
-      this.host.route();
-      for (const b of body) router.write(b);
-      if (downstream.ended || !downstream.hasBody) router.end(downstream.trailers);
-      return true;
-    }
-    if (this.mode.duplex && this.echo.diverged) {
-      router.abort();
-      this.host.sendLocalReply(502, 'the endpoint picker failed while streaming a changed request body\n');
-      return false;
-    }
-    for (const b of this.takeUnforwarded()) router.write(b);
-    if (this.host.requestBodyRoute === 'filter') this.host.requestBodyTo('upstream');
-    if (downstream.ended) router.end(downstream.trailers);
-    return true;
+    const body = this.mode.duplex ? [] : this.buffered;
+    const dropped = this.mode.duplex ? this.inFlight + (this.held?.length ?? 0) : 0;
+    this.drop();
+    if (this.host.requestBodyRoute === 'filter') this.host.requestBodyTo(downstream.hasBody ? 'upstream' : 'discard');
+    this.host.route();
+    for (const b of body) router.write(b);
+    // Trailers the filter held (sent to the EPP, or waiting behind the body) continue with the end of the body.
+    if (downstream.ended || !downstream.hasBody) router.end(downstream.trailers);
+    return dropped;
   }
 
   /** Lets go of every kept byte (the exchange is over). */
   drop(): void {
     this.held = null;
-    this.echo.clear();
+    this.inFlight = 0;
     this.buffered = [];
   }
 
@@ -207,9 +210,10 @@ export class RequestPhase {
     const streamed = streamedBody(common);
     if (!streamed) return this.filter.spurious('FULL_DUPLEX_STREAMED requires StreamedBodyResponse body answers');
     const body = streamed.body ?? EMPTY_BODY;
-    this.echo.match(body);
+    this.inFlight = Math.max(0, this.inFlight - body.length);
     this.router.write(body);
     if (!streamed.end_of_stream) return;
+    this.bodyEndOfStream = true;
     this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
     if (!this.downstream.ended) {
       // The EPP ended the body early: the rest of the client's is not forwarded.
@@ -232,10 +236,11 @@ export class RequestPhase {
       this.router.end(null);
       return;
     }
-    // No body mutation: the rest of the original body passes through untouched.
-    const body = this.takeUnforwarded();
+    // No body mutation: the rest of the client's body passes through untouched (in FULL_DUPLEX_STREAMED, what the
+    // EPP already had is gone, as above).
+    const body = this.mode.duplex ? [] : this.buffered;
+    this.drop();
     this.host.requestBodyTo('upstream');
-    this.restoreContentLength();
     this.host.route();
     for (const b of body) this.router.write(b);
     if (this.downstream.ended) this.router.end(this.downstream.trailers);
@@ -243,28 +248,14 @@ export class RequestPhase {
 
   private applyHeaderMutation(common: DecodedCommonResponse, replacing: boolean): void {
     this.filter.mutate(this.downstream.headers, common.header_mutation, 'request', replacing);
+    // In FULL_DUPLEX_STREAMED a Content-Length the EPP sets is skipped (MutationUtils::applyHeaderMutations with
+    // remove_content_length, `mutation_utils.cc` @ v1.35.0 L150-153): the body stays chunked.
+    if (this.mode.duplex) this.downstream.headers.remove('content-length');
     if (common.clear_route_cache) this.filter.countRouteCacheClear();
   }
 
-  /** The client's body bytes the upstream has not seen: those the EPP still owes back, and the held-back chunk. */
-  private takeUnforwarded(): Buffer[] {
-    const body = this.mode.duplex ? this.echo.takeRemaining() : this.buffered;
-    if (this.held) body.push(this.held);
-    this.held = null;
-    this.buffered = [];
-    return body;
-  }
-
-  /** The client's own framing, once the EPP no longer shapes the body. */
-  private restoreContentLength(): void {
-    if (!this.downstream.hasBody) return;
-    const original = this.downstream.originalContentLength;
-    if (original !== undefined) this.downstream.headers.set('content-length', original);
-    else this.downstream.headers.remove('content-length');
-  }
-
   private sendChunk(chunk: Buffer, endOfStream: boolean): void {
-    this.echo.push(chunk);
+    this.inFlight += chunk.length;
     if (endOfStream) this.sent = 'body-ended';
     this.send({ request_body: { body: chunk, end_of_stream: endOfStream } });
   }

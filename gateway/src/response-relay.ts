@@ -26,8 +26,12 @@ export type ResponsePause = 'headers' | 'echo' | 'grpc' | 'client';
 export interface ResponseFilter {
   /** The upstream's status and headers (`headers`, which the filter may mutate until the head is written). */
   headersReady(headers: HeaderList, noBody: boolean): void;
+  /** A body chunk, while the body goes through the filter. */
   data(chunk: Buffer): void;
+  /** The end of the body, while it goes through the filter. */
   end(trailers: HeaderList | null): void;
+  /** The end of a body that went straight to the client; true when the filter ends the client's response itself. */
+  clientBodyEnded(trailers: HeaderList | null): boolean;
 }
 
 export class ResponseRelay {
@@ -42,7 +46,8 @@ export class ResponseRelay {
   private ended = false;
   private trailers: HeaderList | null = null;
 
-  constructor(private readonly downstream: Downstream) {}
+  /** `onUpstreamComplete`: the upstream's whole response is in (Envoy's router onUpstreamComplete). */
+  constructor(private readonly downstream: Downstream, private readonly onUpstreamComplete: () => void) {}
 
   get bodyRoute(): ResponseBodyRoute {
     return this.route;
@@ -60,6 +65,15 @@ export class ResponseRelay {
 
   get clientResponseStarted(): boolean {
     return this.downstream.responseStarted;
+  }
+
+  /**
+   * The upstream's whole response has been read off the wire (even if not yet consumed), without trailers: Envoy's
+   * `completeBodyAvailable() && responseTrailers() == nullptr` while it waits for the EPP.
+   */
+  get upstreamCompleteWithoutTrailers(): boolean {
+    const res = this.upstream;
+    return res !== null && res.complete && res.rawTrailers.length === 0;
   }
 
   /** Takes over the upstream's response; `filter` is the ext_proc response phase when the EPP is to see it. */
@@ -164,6 +178,7 @@ export class ResponseRelay {
 
   private onEnd(): void {
     this.ended = true;
+    this.onUpstreamComplete();
     if (this.downstream.closed) return;
     this.trailers = trailerList(this.upstream?.rawTrailers ?? []);
     switch (this.route) {
@@ -171,6 +186,7 @@ export class ResponseRelay {
         this.filter?.end(this.trailers);
         return;
       case 'client':
+        if (this.filter?.clientBodyEnded(this.trailers)) return;
         this.endClient(this.trailers);
         return;
       case 'discard':

@@ -35,6 +35,8 @@ export interface RouterCallbacks {
   onNoResponse(status: number, message: string): void;
   /** The upstream socket drained after `write` returned false. */
   onDrain(): void;
+  /** The router has the whole request (Envoy's Filter::onRequestComplete, the end of the decoder chain). */
+  onRequestComplete(): void;
 }
 
 /** The override_host candidates first (pick order), then the fallback policy's order, computed only if reached. */
@@ -106,6 +108,7 @@ export class Router {
     if (this.ended || !this.call) return;
     this.ended = true;
     this.call.end(trailerRecord(trailers));
+    this.callbacks.onRequestComplete();
   }
 
   abort(): void {

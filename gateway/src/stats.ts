@@ -2,8 +2,11 @@
 import type { EndpointPool } from './endpoints';
 import type { ProcFailure } from './extproc-client';
 
-/** Why a request went on without the EPP. `spurious`: the EPP answered out of order, which Envoy ignores. */
+/** Why a request went on without the EPP. `spurious`: the EPP answered out of order. */
 export type FailOpenReason = ProcFailure | 'spurious';
+
+/** Envoy's stream timeouts: HCM `request_timeout`, route `idle_timeout`, route `timeout`. */
+export type TimeoutKind = 'requestReceive' | 'idle' | 'route';
 
 export interface EndpointStats {
   /** Responses this endpoint served. */
@@ -34,8 +37,16 @@ export interface GatewayStats {
   /** Requests the EPP let down that were served anyway (`failure_mode_allow`), by reason. */
   readonly failOpens: number;
   readonly failOpenReasons: Readonly<Record<FailOpenReason, number>>;
-  /** Requests answered 500/504 because the EPP failed and failure_mode_allow is false. */
+  /**
+   * Fail-opens that went on without body bytes the EPP held (FULL_DUPLEX_STREAMED drains what it hands over), and how
+   * many bytes were lost that way.
+   */
+  readonly lossyFailOpens: number;
+  readonly failOpenBytesDropped: number;
+  /** Requests answered 500/504 (or reset) because the EPP failed and the release's failure_mode_allow did not hold. */
   readonly failClosed: number;
+  /** Requests ended by each of Envoy's stream timeouts. */
+  readonly timeouts: Readonly<Record<TimeoutKind, number>>;
   /** ImmediateResponses from the EPP passed to the client. */
   readonly immediateResponses: number;
   /** Upstream attempts after the first (connect failures, stale keep-alive sockets). */
@@ -51,9 +62,13 @@ export interface GatewayStats {
   readonly endpoints: Readonly<Record<string, EndpointStats>>;
   readonly extProc: {
     readonly target: string | null;
+    /** The Envoy release the gateway behaves as. */
+    readonly envoySemantics: string;
     readonly requestBodyMode: string;
+    readonly requestTrailerMode: string;
     readonly responseHeaderMode: string;
     readonly responseBodyMode: string;
+    readonly responseTrailerMode: string;
     readonly failureModeAllow: boolean;
     readonly streamsOpened: number;
     readonly openStreams: number;
@@ -74,7 +89,10 @@ export class StatsCollector {
   fallbacks = 0;
   failOpens = 0;
   readonly failOpenReasons: Record<FailOpenReason, number> = { unavailable: 0, error: 0, timeout: 0, closed: 0, spurious: 0 };
+  lossyFailOpens = 0;
+  failOpenBytesDropped = 0;
   failClosed = 0;
+  readonly timeouts: Record<TimeoutKind, number> = { requestReceive: 0, idle: 0, route: 0 };
   immediateResponses = 0;
   retries = 0;
   upstreamConnectFailures = 0;
@@ -85,6 +103,13 @@ export class StatsCollector {
   failOpen(reason: FailOpenReason): void {
     this.failOpens++;
     this.failOpenReasons[reason]++;
+  }
+
+  /** Body bytes a fail-open went on without. */
+  dropped(bytes: number): void {
+    if (bytes <= 0) return;
+    this.lossyFailOpens++;
+    this.failOpenBytesDropped += bytes;
   }
 
   status(code: number): void {
@@ -117,7 +142,10 @@ export class StatsCollector {
       fallbacks: this.fallbacks,
       failOpens: this.failOpens,
       failOpenReasons: { ...this.failOpenReasons },
+      lossyFailOpens: this.lossyFailOpens,
+      failOpenBytesDropped: this.failOpenBytesDropped,
       failClosed: this.failClosed,
+      timeouts: { ...this.timeouts },
       immediateResponses: this.immediateResponses,
       retries: this.retries,
       upstreamConnectFailures: this.upstreamConnectFailures,

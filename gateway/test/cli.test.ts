@@ -27,8 +27,11 @@ describe('parseArgs', () => {
   it('maps every flag onto the options, in both --flag value and --flag=value forms', () => {
     const cmd = parseArgs([
       '--endpoints=127.0.0.1:8001,[::1]:8002', '--port', '0', '--host', '127.0.0.1', '--ext-proc', '127.0.0.1:9002',
-      '--processing-mode', 'buffered', '--response-header-mode=send', '--response-body-mode', 'none',
-      '--failure-mode-allow=false', '--message-timeout-ms', '250', '--hash-header', 'X-Session-Id', '--ring-size', '4096',
+      '--envoy-semantics', '1.36', '--processing-mode', 'full-duplex', '--processing-mode-scope', 'vhost',
+      '--request-trailer-mode', 'send', '--response-header-mode=send', '--response-body-mode', 'none',
+      '--response-trailer-mode', 'skip', '--failure-mode-allow=false', '--message-timeout-ms', '250',
+      '--request-body-buffer-limit-bytes', '2097152', '--request-receive-timeout-ms', '30000', '--idle-timeout-ms', '0',
+      '--request-timeout-ms', '90000', '--hash-header', 'X-Session-Id', '--ring-size', '4096',
       '--connect-timeout-ms', '500', '--eject-ms', '0', '--max-request-body-bytes', '1048576', '--ext-proc-bypass',
       'GET /v1/models,/version', '--shutdown-grace-ms', '100',
     ]);
@@ -36,8 +39,10 @@ describe('parseArgs', () => {
       kind: 'run',
       options: {
         endpoints: ['127.0.0.1:8001', '[::1]:8002'], port: 0, host: '127.0.0.1', extProc: '127.0.0.1:9002',
-        processingMode: 'buffered', responseHeaderMode: 'send', responseBodyMode: 'none', failureModeAllow: false,
-        messageTimeoutMs: 250, hashHeader: 'X-Session-Id', ringSize: 4096, connectTimeoutMs: 500, ejectMs: 0,
+        envoySemantics: '1.36', processingMode: 'full-duplex', processingModeScope: 'vhost', requestTrailerMode: 'send',
+        responseHeaderMode: 'send', responseBodyMode: 'none', responseTrailerMode: 'skip', failureModeAllow: false,
+        messageTimeoutMs: 250, requestBodyBufferLimitBytes: 2097152, requestReceiveTimeoutMs: 30000, idleTimeoutMs: 0,
+        requestTimeoutMs: 90000, hashHeader: 'X-Session-Id', ringSize: 4096, connectTimeoutMs: 500, ejectMs: 0,
         maxRequestBodyBytes: 1048576, extProcBypass: ['GET /v1/models', '/version'], shutdownGraceMs: 100,
       },
     });
@@ -69,9 +74,14 @@ describe('parseArgs', () => {
     [[...E, '--port', '70000'], '--port', /0\.\.65535/],
     [[...E, '--port=-1'], '--port', /integer/],
     [[...E, '--port', '-1'], '--port', /expects a value \(one that starts with '-' is written --port=-1\)/],
-    [[...E, '--processing-mode', 'streamed'], '--processing-mode', /full-duplex, buffered/],
-    [[...E, '--response-body-mode', 'buffered'], '--response-body-mode', /full-duplex, none/],
-    [[...E, '--response-header-mode', 'skip'], '--response-header-mode', /requires the response body mode 'none'/],
+    [[...E, '--processing-mode', 'streamed'], '--processing-mode', /buffered, full-duplex/],
+    [[...E, '--response-body-mode', 'buffered'], '--response-body-mode', /none, full-duplex/],
+    [[...E, '--response-header-mode', 'skip', '--response-body-mode', 'full-duplex'], '--response-header-mode', /requires the response body mode 'none'/],
+    [[...E, '--envoy-semantics', '1.34'], '--envoy-semantics', /1\.35\.0, 1\.35, 1\.36, 1\.37, 1\.38, newest/],
+    [[...E, '--request-trailer-mode', 'maybe'], '--request-trailer-mode', /send, skip/],
+    [[...E, '--processing-mode-scope', 'route'], '--processing-mode-scope', /filter, vhost/],
+    [[...E, '--idle-timeout-ms', '-5'], '--idle-timeout-ms', /expects a value/],
+    [[...E, '--request-body-buffer-limit-bytes', '0'], '--request-body-buffer-limit-bytes', /1\.\./],
     [[...E, '--failure-mode-allow=maybe'], '--failure-mode-allow', /true or false/],
     [[...E, '--message-timeout-ms', '0'], '--message-timeout-ms', /1\.\./],
     [[...E, '--message-timeout-ms', '1.5'], '--message-timeout-ms', /integer/],
@@ -138,6 +148,22 @@ describe('the kvroute-gateway process', () => {
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
     expect(await exit(child)).toBe(2);
-    expect(stderr).toContain('--processing-mode: expects one of full-duplex, buffered');
+    expect(stderr).toContain('--processing-mode: expects one of buffered, full-duplex');
+  });
+
+  it.each([
+    [['--processing-mode', 'full-duplex'], '--processing-mode: Envoy 1.35.0 (Istio 1.27.0) rejects this ext_proc filter: '
+      + 'If the ext_proc filter has either the request_body_mode or the response_body_mode set to FULL_DUPLEX_STREAMED, '
+      + 'then the failure_mode_allow has to be left as false'],
+    [['--envoy-semantics', 'newest', '--response-body-mode', 'full-duplex', '--response-trailer-mode', 'skip'],
+      '--response-body-mode: Envoy 1.38 (Istio 1.30.x) rejects this ext_proc filter: If the ext_proc filter has the '
+      + 'response_body_mode set to FULL_DUPLEX_STREAMED, then the response_trailer_mode has to be set to SEND'],
+  ])('refuses to start (exit 1) with Envoy\'s own error text for a filter its Envoy NACKs: %j '
+    + '(envoyproxy/envoy source/extensions/filters/http/ext_proc/config.cc verifyProcessingModeConfig @ v1.35.0 L35-62)', async (flags, message) => {
+    const child = run(['--port', '0', '--endpoints', up.address, '--ext-proc', '127.0.0.1:1', ...flags]);
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+    expect(await exit(child)).toBe(1);
+    expect(stderr).toBe(`kvroute-gateway: cannot start: ${message}\n`);
   });
 });

@@ -1,10 +1,13 @@
 /**
- * What happens when the EPP lets a request down: unreachable, silent past the message timeout, killed mid-request
- * (request upload or response stream), restarted. With failure_mode_allow the request is served by the fallback
- * policy (round robin or the session ring hash) without losing a byte; without it the client gets Envoy's 500/504.
+ * What happens when the EPP lets a request down with the EnvoyFilter's modes (BUFFERED request bodies, response
+ * bodies NONE): unreachable, silent past the message timeout, killed mid-request (request upload or response stream),
+ * restarted. With failure_mode_allow the request is served by the fallback policy (round robin or the session ring
+ * hash) without losing a byte, on every Envoy release; without it the client gets Envoy's 500/504. What differs
+ * between releases (FULL_DUPLEX_STREAMED) is in envoy-versions.test.ts.
  */
 import * as http from 'http';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
+import { ENVOY_SEMANTICS_VERSIONS } from '../src/envoy-semantics';
 import {
   completion,
   deadPort,
@@ -97,8 +100,11 @@ describe('EPP that never answers', () => {
     await epp.stop();
   });
 
-  it.each(['full-duplex', 'buffered'] as const)('serves the request after the message timeout, body intact (%s)', async (mode) => {
-    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, processingMode: mode });
+  // BUFFERED is not FULL_DUPLEX_STREAMED, so Envoy times the body message (ProcessorState::onStartProcessorCall,
+  // envoyproxy/envoy source/extensions/filters/http/ext_proc/processor_state.cc @ v1.35.0 L21-38) and fails open with
+  // the body the filter manager still holds (ext_proc.cc onMessageTimeout L1686-1713, handleDataBufferedMode L761-786).
+  it.each(ENVOY_SEMANTICS_VERSIONS)('serves the request after the message timeout, body intact (BUFFERED, Envoy %s)', async (version) => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, envoySemantics: version });
     try {
       const body = pseudoRandom(1_200_000, 3);
       const started = Date.now();
@@ -168,7 +174,7 @@ describe('EPP killed mid-run and restarted', () => {
     }
   });
 
-  it('keeps the part of a request body already streamed to the EPP when it dies mid-upload', async () => {
+  it('fails open with the whole body when the EPP dies mid-upload (BUFFERED: the filter manager holds the body)', async () => {
     const director = new TestDirector([ups[0].address]);
     const epp = await startEpp(director);
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}` });
@@ -185,9 +191,8 @@ describe('EPP killed mid-run and restarted', () => {
         req.on('error', reject);
         for (const p of pieces.slice(0, 3)) req.write(p);
         void (async () => {
-          // Headers and the first chunks have reached the EPP; then it dies; then the client sends the rest.
-          await waitFor(() => gw.stats().extProc.messagesSent >= 3);
-          await waitFor(() => epp.activeStreams() === 1);
+          // The headers went to the EPP and were answered; then it dies; then the client sends the rest.
+          await waitFor(() => gw.stats().extProc.messagesReceived >= 1);
           await epp.stop(0);
           await waitFor(() => gw.stats().failOpens === 1);
           for (const p of pieces.slice(3)) req.write(p);
@@ -197,13 +202,16 @@ describe('EPP killed mid-run and restarted', () => {
       const r = await reply;
       expect(r.status).toBe(200);
       expect(JSON.parse(r.body)).toMatchObject({ bodyBytes: body.length, sha256: sha256(body) });
+      expect(gw.stats()).toMatchObject({ lossyFailOpens: 0, failOpenBytesDropped: 0 });
     } finally {
       await gw.close();
       await epp.stop();
     }
   });
 
-  it('completes a streaming response when the EPP dies while echoing it', async () => {
+  // Response bodies NONE: nothing of the response is at the EPP, so the response goes on untouched (onGrpcError →
+  // onGrpcClose → clearAsyncState, ext_proc.cc @ v1.35.0 L1648-1684).
+  it('completes a streaming response when the EPP dies during it (response body NONE)', async () => {
     const director = new TestDirector([ups[1].address]);
     const epp = await startEpp(director);
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}` });

@@ -1,6 +1,8 @@
 /**
  * The request path with a working EPP: the real ext_proc server from epp/ with a small director, real upstreams.
- * Every case runs in both request body modes the gateway speaks.
+ * Every case runs in both request body modes the gateway speaks, shaped as the EnvoyFilter shapes them: BUFFERED on
+ * the filter, FULL_DUPLEX_STREAMED as the virtual host's ExtProcPerRoute (which Envoy 1.35.0 accepts beside
+ * failure_mode_allow, unlike the same mode on the filter).
  */
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import type { Gateway } from '../src/gateway';
@@ -41,7 +43,12 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
   let gw: Gateway;
 
   beforeAll(async () => {
-    gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `127.0.0.1:${epp.port}`, processingMode: mode });
+    gw = await gateway({
+      endpoints: ups.map((u) => u.address),
+      extProc: `127.0.0.1:${epp.port}`,
+      processingMode: mode,
+      processingModeScope: mode === 'full-duplex' ? 'vhost' : 'filter',
+    });
   });
 
   afterAll(async () => {
@@ -185,7 +192,7 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     expect(gw.stats().fallbacks).toBe(before + 1);
   });
 
-  it('forwards request trailers through the EPP (trailers sent after the body)', async () => {
+  it('forwards request trailers (through the EPP in full-duplex, request_trailer_mode SEND; straight on in buffered, SKIP)', async () => {
     const r = await send(gw.port, {
       body: ['{"model":"m",', '"prompt":"x"}'],
       headers: { 'content-type': 'application/json', trailer: 'x-client-trailer', 'x-test-pick': ups[0].address },
@@ -197,7 +204,7 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     expect(r.json().bodyBytes).toBe(Buffer.byteLength('{"model":"m","prompt":"x"}'));
   });
 
-  it('passes response trailers and a HEAD response through the EPP', async () => {
+  it('passes response trailers (response_trailer_mode SEND: through the EPP) and a HEAD response', async () => {
     const r = await send(gw.port, { method: 'GET', path: '/t?trailers=1', headers: { 'x-test-pick': ups[1].address } });
     expect(r.status).toBe(200);
     expect(r.trailers).toEqual({ 'x-upstream-trailer': 'done' });

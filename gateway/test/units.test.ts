@@ -1,6 +1,5 @@
 /** The pure parts: endpoint parsing, override_host reading, the fallback policies, header mutation rules. */
 import { EndpointPool, overrideHosts, parseEndpoint, RingHash, RoundRobin, type Endpoint } from '../src/endpoints';
-import { EchoTracker } from '../src/echo-tracker';
 import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderValueOption } from '../src/headers';
 import { GatewayConfigError, resolveOptions } from '../src/options';
 
@@ -196,39 +195,20 @@ describe('applyHeaderMutation (Envoy default mutation rules)', () => {
   });
 });
 
-describe('EchoTracker', () => {
-  it('returns exactly the bytes not yet echoed, whatever the chunking', () => {
-    const t = new EchoTracker();
-    t.push(Buffer.from('hello '));
-    t.push(Buffer.from('world'));
-    t.match(Buffer.from('hel'));
-    t.match(Buffer.from('lo w'));
-    expect(t.pending).toBe(4);
-    expect(Buffer.concat(t.takeRemaining()).toString()).toBe('orld');
-    expect(t.diverged).toBe(false);
-  });
-
-  it('marks a changed echo as diverged', () => {
-    const t = new EchoTracker();
-    t.push(Buffer.from('abc'));
-    t.match(Buffer.from('abX'));
-    expect(t.diverged).toBe(true);
-    expect(t.takeRemaining()).toEqual([]);
-    const u = new EchoTracker();
-    u.push(Buffer.from('ab'));
-    u.match(Buffer.from('abc'));
-    expect(u.diverged).toBe(true);
-  });
-});
-
 describe('resolveOptions', () => {
   it('fills in the EnvoyFilter defaults', () => {
     const o = resolveOptions({ endpoints: ['127.0.0.1:1'] });
     expect(o).toMatchObject({
-      port: 0, host: '127.0.0.1', extProc: null, processingMode: 'full-duplex', responseHeaderMode: 'send',
-      responseBodyMode: 'full-duplex', failureModeAllow: true, messageTimeoutMs: 10_000, hashHeader: null, ringSize: 1024,
+      port: 0, host: '127.0.0.1', extProc: null, processingMode: 'buffered', processingModeScope: 'filter',
+      requestTrailerMode: 'skip', responseHeaderMode: 'send', responseBodyMode: 'none', responseTrailerMode: 'send',
+      failureModeAllow: true, messageTimeoutMs: 1000, requestBodyBufferLimitBytes: 8 * 1024 * 1024,
+      requestReceiveTimeoutMs: 60_000, idleTimeoutMs: 300_000, requestTimeoutMs: 0, hashHeader: null, ringSize: 1024,
       extProcBypass: [{ method: 'GET', path: '/v1/models' }],
     });
+    expect(o.envoySemantics.version).toBe('1.35.0');
+    // The request trailer mode follows the body mode, as the EnvoyFilter sets them.
+    expect(resolveOptions({ endpoints: ['127.0.0.1:1'], processingMode: 'full-duplex' }).requestTrailerMode).toBe('send');
+    expect(resolveOptions({ endpoints: ['127.0.0.1:1'], envoySemantics: 'newest' }).envoySemantics.version).toBe('1.38');
   });
 
   it('names the option in its errors', () => {
@@ -237,5 +217,7 @@ describe('resolveOptions', () => {
     expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], messageTimeoutMs: -1 })).toThrow(/^messageTimeoutMs: /);
     expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], processingMode: 'x' as never })).toThrow(/^processingMode: /);
     expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], failureModeAllow: 'no' as never })).toThrow(/^failureModeAllow: /);
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], envoySemantics: '1.34' as never })).toThrow(/^envoySemantics: must be one of 1\.35\.0, 1\.35, 1\.36, 1\.37, 1\.38, newest/);
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], idleTimeoutMs: -1 })).toThrow(/^idleTimeoutMs: /);
   });
 });

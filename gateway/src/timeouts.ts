@@ -1,0 +1,109 @@
+/**
+ * The three timers Envoy runs on one HTTP stream, as the gateway EnvoyFilter and the HTTPRoute configure them. Cited
+ * at envoyproxy/envoy v1.35.0 (84305a6cb6); the same code runs in every release the gateway can play.
+ *
+ * - HCM `request_timeout` (`requestReceiveTimeoutMs`): armed when the stream is created (ActiveStream constructor,
+ *   `source/common/http/conn_manager_impl.cc` L885-890); disarmed only once the whole request has passed every
+ *   decoder filter, the router included (`source/common/http/filter_manager.cc` decodeHeaders L655-658, decodeData
+ *   L781-784, decodeTrailers L863: a filter that stops iteration returns before these), or when response headers are
+ *   encoded (encodeHeaders L1254-1255). So it bounds the client's upload plus the time the EPP holds the request.
+ *   Expiry: onRequestTimeout (L980-986), a local reply "request timeout".
+ * - route `idle_timeout` (`idleTimeoutMs`): on the route's requests only (refreshIdleTimeout L2155-2176); reset by every
+ *   header, data or trailer event either way (see `DownstreamEvents.activity`). Expiry: onIdleTimeout (L970-978), a
+ *   local reply "stream timeout".
+ * - route `timeout` (`requestTimeoutMs`): armed when the router has the whole request (Filter::onRequestComplete,
+ *   `source/common/router/router.cc` L1123-1148, timer L1138-1141), cleared when the upstream response is complete.
+ *   Expiry: onResponseTimeout (L1170-1214) resets the upstream request and onUpstreamTimeoutAbort (L1347-1362)
+ *   answers 504 "upstream request timeout".
+ *
+ * The status of the first two is `Utility::maybeRequestTimeoutCode(hasLastDownstreamByteReceived())`
+ * (`source/common/http/utility.cc` L1539-1544): 408 while the client's request is incomplete, 504 once it is all in.
+ * Every local reply becomes a reset of the client's stream when response headers were already sent
+ * (DownstreamFilterManager::sendLocalReply, `filter_manager.cc` L1048-1057).
+ */
+import type { TimeoutKind } from './stats';
+
+export interface TimeoutSettings {
+  readonly requestReceiveTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
+export interface TimeoutExpiry {
+  readonly kind: TimeoutKind;
+  /** The local reply's body, Envoy's. */
+  readonly body: string;
+}
+
+export class StreamTimeouts {
+  private requestTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private routeTimer: NodeJS.Timeout | undefined;
+  private done = false;
+
+  /**
+   * `routeTimeouts`: the request is on the inference route, which carries `idle_timeout` and `timeout` (requests that
+   * bypass ext_proc stand for the models route, which has neither).
+   */
+  constructor(
+    private readonly settings: TimeoutSettings,
+    private readonly routeTimeouts: boolean,
+    private readonly expire: (e: TimeoutExpiry) => void,
+  ) {}
+
+  /** The stream exists and its request headers are in. */
+  start(): void {
+    if (this.settings.requestReceiveTimeoutMs > 0) {
+      this.requestTimer = setTimeout(() => this.fire({ kind: 'requestReceive', body: 'request timeout' }), this.settings.requestReceiveTimeoutMs);
+    }
+    this.activity();
+  }
+
+  /** Bytes moved either way: the idle timer starts over. */
+  activity(): void {
+    if (this.done || !this.routeTimeouts || this.settings.idleTimeoutMs <= 0) return;
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => this.fire({ kind: 'idle', body: 'stream timeout' }), this.settings.idleTimeoutMs);
+  }
+
+  /** The router has the whole request: the HCM's request timer stops and the route's timeout starts. */
+  requestComplete(): void {
+    this.stopRequestTimer();
+    if (this.done || !this.routeTimeouts || this.settings.requestTimeoutMs <= 0 || this.routeTimer) return;
+    this.routeTimer = setTimeout(() => this.fire({ kind: 'route', body: 'upstream request timeout' }), this.settings.requestTimeoutMs);
+  }
+
+  /** Response headers are on their way to the client. */
+  responseHeaders(): void {
+    this.stopRequestTimer();
+  }
+
+  /** The upstream's whole response is in. */
+  responseComplete(): void {
+    if (this.routeTimer) clearTimeout(this.routeTimer);
+    this.routeTimer = undefined;
+  }
+
+  /** The exchange is over. */
+  clear(): void {
+    this.done = true;
+    this.stopRequestTimer();
+    this.responseComplete();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  private stopRequestTimer(): void {
+    if (this.requestTimer) clearTimeout(this.requestTimer);
+    this.requestTimer = undefined;
+  }
+
+  private fire(e: TimeoutExpiry): void {
+    if (this.done) return;
+    this.clear();
+    this.expire(e);
+  }
+}

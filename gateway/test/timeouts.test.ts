@@ -1,0 +1,168 @@
+/**
+ * Envoy's stream timeouts as the gateway EnvoyFilter sets them (HCM `request_timeout`, route `idle_timeout`, route
+ * `timeout`) and the listener buffer limit, over real sockets: a pod that accepts and never answers, one that stalls
+ * mid-stream, a client that stalls mid-upload. Short timeouts; the tests assert only how each request ended. Cited at
+ * envoyproxy/envoy v1.35.0 (84305a6cb6): `CM` = source/common/http/conn_manager_impl.cc, `FM` = filter_manager.cc.
+ */
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import type { ExtProcServer } from '@kvroute/epp/extproc';
+import { StreamingReply } from './clients';
+import { completion, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
+import { startScriptedExtProc } from './scripted-ext-proc';
+
+// Generous bounds for a shared, loaded machine (no test relies on them for timing).
+jest.setTimeout(30_000);
+
+let up: Upstream;
+let epp: ExtProcServer;
+let hung: http.Server;
+/** A pod that accepts connections and never answers. */
+let hungAddress: string;
+let hungClosed = 0;
+
+beforeAll(async () => {
+  up = await startUpstream();
+  epp = await startEpp(new TestDirector([up.address]));
+  hung = http.createServer((req) => {
+    req.resume();
+    req.socket.once('close', () => hungClosed++);
+  });
+  await new Promise<void>((resolve) => hung.listen(0, LOOPBACK, resolve));
+  hungAddress = `${LOOPBACK}:${(hung.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  hung.closeAllConnections();
+  await new Promise<void>((resolve) => hung.close(() => resolve()));
+  await epp.stop();
+  await up.close();
+  destroyClientAgent();
+});
+
+describe('route idle_timeout (CM onIdleTimeout L970-978, reset by every event either way)', () => {
+  it('ends a request to a pod that never answers: 504 "stream timeout" (the whole request was in: utility.cc L1539-1544), upstream request reset', async () => {
+    const gw = await gateway({ endpoints: [hungAddress], extProc: `${LOOPBACK}:${epp.port}`, idleTimeoutMs: 300 });
+    try {
+      const closedBefore = hungClosed;
+      const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-pick': hungAddress } });
+      expect(r.status).toBe(504);
+      expect(r.body.toString()).toBe('stream timeout');
+      expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 1, route: 0 });
+      await waitFor(() => hungClosed > closedBefore);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('resets the client\'s stream when the response had started (FM sendLocalReply L1048-1057)', async () => {
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, idleTimeoutMs: 300 });
+    try {
+      const reply = new StreamingReply(gw.port, '/sse?n=2', completion());
+      await reply.done;
+      expect(reply.status).toBe(200);
+      expect(reply.text).toContain('"i":0');
+      expect(reply.reset).toBe(true);
+      expect(gw.stats().timeouts.idle).toBe(1);
+    } finally {
+      up.gate.open();
+      await gw.close();
+    }
+  });
+
+  it('answers 408 to a client that stalls mid-upload', async () => {
+    const gw = await gateway({ endpoints: [up.address], idleTimeoutMs: 300 });
+    try {
+      const reply = new StreamingReply(gw.port, '/v1/completions', undefined, { 'content-type': 'application/json' });
+      await reply.write('{"model":"m",');
+      await reply.done;
+      expect(reply.status).toBe(408);
+      expect(reply.text).toBe('stream timeout');
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('HCM request_timeout (CM ActiveStream L885-890, onRequestTimeout L980-986)', () => {
+  it('answers 408 "request timeout" while the client has not sent its whole request', async () => {
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, requestReceiveTimeoutMs: 300 });
+    try {
+      const reply = new StreamingReply(gw.port, '/v1/completions', undefined, { 'content-type': 'application/json' });
+      await reply.write('{"model":"m",');
+      await reply.done;
+      expect(reply.status).toBe(408);
+      expect(reply.text).toBe('request timeout');
+      expect(gw.stats().timeouts.requestReceive).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('stops once the router has the whole request (FM decodeData L781-784): a pod that never answers meets the idle timeout instead', async () => {
+    const gw = await gateway({ endpoints: [hungAddress], requestReceiveTimeoutMs: 200, idleTimeoutMs: 800 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json' } });
+      expect(r.status).toBe(504);
+      expect(r.body.toString()).toBe('stream timeout');
+      expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 1, route: 0 });
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('route timeout (source/common/router/router.cc onRequestComplete L1138-1141, onResponseTimeout L1170-1214)', () => {
+  it('answers 504 "upstream request timeout" when the upstream has not answered (onUpstreamTimeoutAbort L1347-1362)', async () => {
+    const gw = await gateway({ endpoints: [hungAddress], extProc: `${LOOPBACK}:${epp.port}`, requestTimeoutMs: 300 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-pick': hungAddress } });
+      expect(r.status).toBe(504);
+      expect(r.body.toString()).toBe('upstream request timeout');
+      expect(gw.stats().timeouts.route).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('resets a response still streaming when it expires, and lets a complete one be', async () => {
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, requestTimeoutMs: 400 });
+    try {
+      expect((await send(gw.port, { body: completion() })).status).toBe(200);
+      const reply = new StreamingReply(gw.port, '/sse?n=2', completion());
+      await reply.done;
+      expect(reply.text).toContain('"i":0');
+      expect(reply.reset).toBe(true);
+      expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 0, route: 1 });
+    } finally {
+      up.gate.open();
+      await gw.close();
+    }
+  });
+});
+
+describe('the listener buffer limit for BUFFERED bodies (FM requestDataTooLarge L533-542)', () => {
+  it('answers 413 "Payload Too Large" above it before the EPP sees the body; FULL_DUPLEX_STREAMED does not buffer', async () => {
+    const scripted = await startScriptedExtProc();
+    const limit = 256 * 1024;
+    const gw = await gateway({ endpoints: [up.address], extProc: scripted.address, requestBodyBufferLimitBytes: limit });
+    const duplex = await gateway({
+      endpoints: [up.address], extProc: scripted.address, requestBodyBufferLimitBytes: limit, processingMode: 'full-duplex', processingModeScope: 'vhost',
+    });
+    try {
+      const atLimit = pseudoRandom(limit, 1);
+      expect((await send(gw.port, { body: atLimit, headers: { 'content-length': String(limit) } })).status).toBe(200);
+      const over = pseudoRandom(limit + 1, 2);
+      const r = await send(gw.port, { body: over, headers: { 'content-length': String(over.length) } });
+      expect(r.status).toBe(413);
+      expect(r.body.toString()).toBe('Payload Too Large');
+      expect(scripted.streams[1].events[0]).toBe('request_headers');
+      expect(scripted.streams[1].requestBodyBytes).toBe(0);
+      expect((await send(duplex.port, { body: over, headers: { 'content-length': String(over.length) } })).status).toBe(200);
+    } finally {
+      await gw.close();
+      await duplex.close();
+      await scripted.stop();
+    }
+  });
+});
