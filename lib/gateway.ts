@@ -46,14 +46,16 @@ export interface InferenceGatewayProps {
    * How long the gateway waits for the whole request to be received and passed on (Envoy's connection-manager
    * `request_timeout`): client upload plus the time the EPP holds the request. The one bound on a hung EPP that works
    * with every ext_proc mode (Envoy never starts ext_proc's message timer for FULL_DUPLEX_STREAMED bodies, and
-   * Istio's native integration uses only those). Expiry answers 408. "0s" leaves it off, Istio's default.
+   * Istio's native integration uses only those). Expiry answers 408 while the request is still arriving and 504 once it has
+   * arrived (the EPP held it), as Envoy's `maybeRequestTimeoutCode` decides. "0s" leaves it off, Istio's default.
    * @default '60s'
    * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto
    */
   readonly requestReceiveTimeout?: string;
   /**
    * Ends a `/v1` request after this long without a byte in either direction (Envoy's route `idle_timeout`): a pod that
-   * accepts the connection and never answers, or stalls mid-stream. It must exceed the longest wait for a first byte:
+   * accepts the connection and never answers, or stalls mid-stream (504 before response headers, a reset after). It
+   * must exceed the longest wait for a first byte:
    * vLLM sends a streaming response's headers at once and then one event per token, but a non-streaming response only
    * when the generation is done. "0s" leaves it off.
    * @default '300s'
