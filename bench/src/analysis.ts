@@ -84,6 +84,8 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
 
   // Client-measured times, scaled back to the simulated GPU's clock.
   const ttft = (r: RequestRecord) => (r.result.ttft ?? r.result.e2e) * timeScale;
+  // From usage.prompt_tokens_details.cached_tokens, which needs the pods' --enable-prompt-tokens-details (stack.ts
+  // simArgs); the hit rate above does not, it comes from the pods' counters.
   const cachedShare = (r: RequestRecord) => (r.result.cachedTokens ?? 0) / Math.max(1, r.result.promptTokens ?? 1);
   const cached = ok.filter((r) => cachedShare(r) >= 0.5).map(ttft);
   const uncached = ok.filter((r) => cachedShare(r) < 0.1).map(ttft);

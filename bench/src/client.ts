@@ -1,7 +1,8 @@
 /**
  * An OpenAI-API client for measuring from the outside: streams the response (SSE), timing the first token, and
  * records which endpoint served it (the gateway's `x-gateway-destination-endpoint-served`) and the usage the server
- * reports, including `prompt_tokens_details.cached_tokens`.
+ * reports, including `prompt_tokens_details.cached_tokens` (present only when the server runs with
+ * `--enable-prompt-tokens-details`; see the note where it is read).
  */
 import * as http from 'http';
 import type { ChatMessage } from './workload';
@@ -86,6 +87,9 @@ export class ChatClient {
               }
               if (msg.usage) {
                 promptTokens = msg.usage.prompt_tokens;
+                // vLLM 0.10 sends prompt_tokens_details only with --enable-prompt-tokens-details AND a non-zero hit, and
+                // the final usage chunk drops the key otherwise. So "absent" means 0 only on servers started with that
+                // flag, which is how the stack starts its simulators (simArgs) and how the manifests run vLLM.
                 cachedTokens = msg.usage.prompt_tokens_details?.cached_tokens ?? 0;
               }
             }

@@ -115,6 +115,11 @@ export function simArgs(s: SimulatorSettings, podName: string): string[] {
     '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
+    // Like vLLM 0.10, the simulator leaves usage.prompt_tokens_details out unless this is set
+    // (vllm/entrypoints/openai/serving_chat.py @ v0.10.0), and the cached/uncached TTFT split reads cached_tokens from
+    // usage (analysis.ts). The manifests pass the same flag to vLLM (lib/decode-pool.ts). Hit rates never depend on it:
+    // they come from the pods' vllm:prefix_cache_* counters (prefixCacheCounters below).
+    '--enable-prompt-tokens-details',
   ];
 }
 

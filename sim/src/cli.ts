@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { OptionError, resolveOptions, type SimulatorOptions } from './options';
+import { OptionError, resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 
-type Kind = 'int' | 'float' | 'string' | 'list';
+type Kind = 'int' | 'float' | 'string' | 'list' | 'bool' | 'no-bool' | 'lora-list';
 
 interface FlagSpec {
   key: keyof SimulatorOptions;
@@ -26,6 +26,14 @@ const FLAGS: Record<string, FlagSpec> = {
   'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
+  'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'prefill tokens per request per scheduler step (chunked prefill; default 2048)' },
+  'enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'bool', help: 'report usage.prompt_tokens_details.cached_tokens, as vLLM (default off)' },
+  'no-enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'no-bool', help: 'the default' },
+  'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'float', help: 'only reported in vllm:cache_config_info (default 0.9)' },
+  'prefix-caching-hash-algo': { key: 'prefixCachingHashAlgo', kind: 'string', help: 'builtin | sha256 | sha256_cbor_64bit | sha256_cbor (default builtin); seeded by $PYTHONHASHSEED' },
+  'kv-events-config': { key: 'kvEventsConfig', kind: 'string', help: 'vLLM\'s KV events JSON, e.g. \'{"enable_kv_cache_events":true,"publisher":"zmq"}\'' },
+  'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM #42892 tagged maps)' },
+  'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model' },
 };
 
 export const USAGE = `Usage: kvroute-sim [flags]
@@ -35,9 +43,11 @@ prefix cache, a prefill/decode latency model and vLLM's Prometheus metrics.
 
 Flags (--flag value or --flag=value):
 ${Object.entries(FLAGS)
-  .map(([name, s]) => `  ${`--${name}`.padEnd(24)}${s.help}`)
+  .map(([name, s]) => `  ${`--${name}`.padEnd(34)}${s.help}`)
   .join('\n')}
-  ${'--help, -h'.padEnd(24)}show this help
+  ${'--help, -h'.padEnd(34)}show this help
+
+Environment: PYTHONHASHSEED seeds the block hashes as it seeds vLLM's (NONE_HASH).
 
 On start it prints one JSON line, {"event":"listening","port":N,...}, to stdout.
 `;
@@ -47,7 +57,9 @@ export type CliResult = { kind: 'help' } | { kind: 'run'; options: SimulatorOpti
 // Each flag collects every occurrence, so a repeated flag is refused instead of the last one silently winning.
 const PARSE_OPTIONS: Record<string, { type: 'string' | 'boolean'; short?: string; multiple: true }> = {
   help: { type: 'boolean', short: 'h', multiple: true },
-  ...Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: 'string', multiple: true } as const])),
+  ...Object.fromEntries(
+    Object.entries(FLAGS).map(([name, spec]) => [name, { type: spec.kind === 'bool' || spec.kind === 'no-bool' ? 'boolean' : 'string', multiple: true } as const]),
+  ),
 };
 
 /** Parses argv (without node and script) with node:util parseArgs; throws OptionError naming the offending flag. */
@@ -59,11 +71,15 @@ export function parseCli(argv: readonly string[]): CliResult {
     throw optionError(e, argv);
   }
   if (given.help) return { kind: 'help' };
-  const partial: Partial<SimulatorOptions> = { host: '0.0.0.0', port: 8000 };
-  for (const [name, values] of Object.entries(given) as [string, string[]][]) {
+  const partial: SimulatorInput = { host: '0.0.0.0', port: 8000 };
+  const setBy = new Map<string, string>();
+  for (const [name, values] of Object.entries(given) as [string, (string | boolean)[]][]) {
     const flag = `--${name}`;
     if (values.length > 1) throw new OptionError(flag, 'given more than once');
     const spec = FLAGS[name];
+    const other = setBy.get(spec.key);
+    if (other !== undefined) throw new OptionError(flag, `conflicts with ${other}`);
+    setBy.set(spec.key, flag);
     (partial as Record<string, unknown>)[spec.key] = convert(flag, spec.kind, values[0]);
   }
   return { kind: 'run', options: resolveOptions(partial) };
@@ -79,7 +95,8 @@ function optionError(e: unknown, argv: readonly string[]): unknown {
       return new OptionError(quoted, 'unexpected argument (flags start with --)');
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
       const flag = /--[^\s,]+/.exec(quoted)?.[0] ?? quoted; // quoted as "--port <value>" or "-h, --help"
-      if (!FLAGS[flag.replace(/^-+/, '')]) return new OptionError(flag, 'takes no value');
+      const spec = FLAGS[flag.replace(/^-+/, '')];
+      if (!spec || spec.kind === 'bool' || spec.kind === 'no-bool') return new OptionError(flag, 'takes no value');
       // Strict parseArgs never takes a separate word that starts with a dash as a value: say how to pass "-1".
       const next = argv.find((a, i) => argv[i - 1] === flag && a.startsWith('-') && !a.startsWith('--'));
       return new OptionError(flag, next === undefined ? 'missing value' : `missing value (if ${JSON.stringify(next)} is the value, write ${flag}=${next})`);
@@ -89,7 +106,9 @@ function optionError(e: unknown, argv: readonly string[]): unknown {
   }
 }
 
-function convert(flag: string, kind: Kind, value: string): unknown {
+function convert(flag: string, kind: Kind, raw: string | boolean): unknown {
+  if (kind === 'bool' || kind === 'no-bool') return kind === 'bool';
+  const value = raw as string;
   const trimmed = value.trim();
   switch (kind) {
     case 'int': {
@@ -106,6 +125,12 @@ function convert(flag: string, kind: Kind, value: string): unknown {
       return value;
     case 'list': {
       const parts = value.split(',').map((s) => s.trim());
+      if (parts.some((p) => p.length === 0)) throw new OptionError(flag, `empty name in ${JSON.stringify(value)}`);
+      return parts;
+    }
+    case 'lora-list': {
+      // vLLM takes `name=path` pairs; the simulator only needs the names.
+      const parts = value.split(',').map((s) => s.trim().split('=')[0].trim());
       if (parts.some((p) => p.length === 0)) throw new OptionError(flag, `empty name in ${JSON.stringify(value)}`);
       return parts;
     }

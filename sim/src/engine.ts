@@ -1,17 +1,24 @@
-import { chainBlockHashes } from './block-hash';
+import type { KvEventBatch } from '@kvroute/protocol/kv-events';
+import { BlockHasher, chainBlockHashes, extendBlockHashes, type BlockHash, type HashAlgo, type HashExtras } from './block-hash';
 import type { SimClock } from './clock';
-import { KvCacheManager } from './kv-cache';
+import { KvCacheManager, type CacheHit, type KvSequence } from './kv-cache';
 import { MinHeap } from './min-heap';
 
 export interface EngineConfig {
   blockSize: number;
+  /** All KV blocks including vLLM's null block (`num_gpu_blocks`). */
   kvCacheBlocks: number;
   maxNumSeqs: number;
+  /** Tokens one request prefills per scheduler step (vLLM's chunked prefill, `--max-num-batched-tokens`). */
+  maxNumBatchedTokens: number;
   ttftOverheadMs: number;
   prefillMsPerToken: number;
   itlMs: number;
   /** Prefills computed at once; 0 = unlimited (each request prefills independently). */
   prefillConcurrency: number;
+  hashAlgo: HashAlgo;
+  /** `PYTHONHASHSEED` as vLLM reads it; undefined = unset. */
+  pythonHashSeed?: string;
 }
 
 export interface SubmitParams {
@@ -19,6 +26,8 @@ export interface SubmitParams {
   /** The tokens the request will generate; its length is max_tokens (≥ 1). */
   outputTokens: readonly number[];
   cacheSalt?: string;
+  /** The LoRA adapter's `lora_int_id`, or null for the base model. */
+  loraId?: number | null;
 }
 
 export type FinishReason = 'length' | 'abort';
@@ -28,12 +37,16 @@ export interface RequestResult {
   id: string;
   finishReason: FinishReason;
   promptTokens: number;
+  /** vLLM's `num_cached_tokens`: the prefix-cache hit when the request was first scheduled (0 if never). */
   cachedTokens: number;
   completionTokens: number;
   arrivalMs: number;
+  /** First scheduling. */
   admittedMs: number | null;
   firstTokenMs: number | null;
   finishedMs: number;
+  /** Times the request was preempted. */
+  preemptions: number;
 }
 
 export interface RequestListener {
@@ -43,10 +56,17 @@ export interface RequestListener {
 
 /** Hooks for metrics; called synchronously at the simulated instant of each transition. */
 export interface EngineObserver {
+  /** One `get_computed_blocks` lookup, in tokens: every scheduling attempt of a waiting request counts. */
+  onPrefixQuery?(info: { queries: number; hits: number }): void;
+  /** First scheduling of a request. */
   onAdmit?(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void;
+  onPreempt?(): void;
   onFirstToken?(info: { ttftMs: number }): void;
   onFinish?(result: RequestResult): void;
 }
+
+/** Receives one batch per scheduler step that produced KV events. */
+export type KvEventSink = (batch: KvEventBatch) => void;
 
 export interface RequestHandle {
   readonly id: string;
@@ -57,98 +77,132 @@ export interface EngineStats {
   running: number;
   waiting: number;
   kvUsage: number;
+  /** Blocks in use, the null block included. */
   usedBlocks: number;
+  /** Physical blocks carrying a cached hash (duplicates counted). */
   cachedBlocks: number;
-  reservedBlocks: number;
   evictions: number;
+  preemptions: number;
+  steps: number;
 }
 
 type State = 'waiting' | 'running' | 'done';
 
-interface Req {
-  id: string;
-  seq: number;
-  promptLen: number;
-  output: readonly number[];
-  hashes: string[];
-  listener: RequestListener;
+interface Req extends KvSequence {
+  readonly id: string;
+  readonly promptLen: number;
+  readonly output: readonly number[];
+  readonly tokens: Uint32Array;
+  readonly hashes: BlockHash[];
+  readonly extras: HashExtras;
+  readonly loraId: number | null;
+  readonly listener: RequestListener;
   state: State;
   arrivalMs: number;
   admittedMs: number | null;
   firstTokenMs: number | null;
+  /** num_cached_tokens; -1 until first scheduled (vllm/v1/request.py @ v0.10.0). */
   cachedTokens: number;
+  /** Output tokens delivered so far. */
   emitted: number;
+  numComputedTokens: number;
+  numTokens: number;
+  /** Bumped at preemption, so events scheduled before it are ignored. */
+  epoch: number;
+  preemptions: number;
+  /** Current prefill: where it starts computing, from which token, and when its first token may come. */
+  prefillStart: number;
+  prefillFrom: number;
+  firstOutAt: number;
+  /** What the request asks of the next step: another prefill chunk or the slot of the token it just sampled. */
+  need: 'none' | 'chunk' | 'decode';
 }
 
-interface TokenEvent {
+interface TimedEvent {
   at: number;
   order: number;
   req: Req;
+  epoch: number;
+  kind: 'chunk' | 'token';
+  /** For tokens: the output index. */
   k: number;
 }
 
-/** Event order: by time, and simultaneous events in submission order. */
-function less(x: TokenEvent, y: TokenEvent): boolean {
+/** Event order: by time, and simultaneous events in the order they were scheduled. */
+function less(x: TimedEvent, y: TimedEvent): boolean {
   return x.at < y.at || (x.at === y.at && x.order < y.order);
 }
 
 /**
- * A discrete-event model of one vLLM engine, replayed against a clock.
+ * A discrete-event model of one vLLM v1 engine core (vllm-project/vllm: vllm/v1/core/sched/scheduler.py @ v0.10.0,
+ * `Scheduler.schedule`), replayed against a clock.
  *
- * Every state change happens at an exact simulated instant computed from the
- * latency model, not at whatever moment a timer happened to fire, so a late
- * timer (GC, a 100 ms tokenization on the same thread) delays delivery but
- * never changes the reported TTFT, queueing or cache hits.
+ * **Steps.** vLLM runs scheduler steps back to back while it has requests. Here a step is every simulated instant at
+ * which something happens: a request arrives or is aborted, a prefill chunk is due, or tokens are sampled (all
+ * requests whose token falls on the same instant share the step). Each step does what `schedule()` does:
+ * 1. running requests, in the order they were scheduled, get the slots they need (the token sampled last, or the
+ *    next prefill chunk); when the pool cannot cover one, the **last** running request is preempted (FCFS), its blocks
+ *    freed with their hashes kept, `num_computed_tokens = 0`, and it goes to the front of the waiting queue, until
+ *    the allocation succeeds or the request preempted itself;
+ * 2. only if nothing was preempted: waiting requests in FCFS order while fewer than max-num-seqs run. Each attempt
+ *    looks the prefix cache up and is counted in the prefix-cache metrics, even when the head then cannot get its
+ *    blocks and blocks the queue (so a head waiting for KV counts again every step);
+ * 3. the step's KV events go out as one batch, if there are any.
  *
- * Per request:
- *   arrival ─ waiting (FCFS; head blocks the queue, as in vLLM) ─ admitted when
- *   running < max_num_seqs and its blocks fit
- *   admitted + overhead → waits for a free prefill lane → prefills
- *   (prompt − cached) tokens → first token → one token every ITL
- *   → finish after max_tokens tokens (finish_reason "length").
- * Generated tokens fill blocks that are cached as they complete, so a follow-up
- * turn reuses them.
+ * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
+ * timer (GC, a 100 ms tokenization on the same thread) delays delivery but never changes the reported times or hits.
+ *   admitted + overhead → waits for a free prefill lane → prefills (tokens − hit) tokens, scheduling a chunk of
+ *   max-num-batched-tokens per step (blocks are cached as each chunk is scheduled) → first token (not before the hit
+ *   blocks' own prefill is done) → one token every ITL → finish after max_tokens tokens.
+ * A preempted request is prefilled again (prompt + outputs so far, less what it hits) when it is scheduled again.
  */
 export class Engine {
   readonly kv: KvCacheManager;
-  private readonly heap = new MinHeap<TokenEvent>(less);
+  readonly hasher: BlockHasher;
+  private readonly heap = new MinHeap<TimedEvent>(less);
   private readonly waiting: Req[] = [];
-  private running = 0;
+  private readonly running: Req[] = [];
   private readonly laneFreeAt: number[];
   private readonly blockReadyAt: Float64Array;
   private nextSeq = 0;
   private order = 0;
+  private preemptions = 0;
+  private steps = 0;
   private cancelTimer: (() => void) | null = null;
   private timerAt = Infinity;
   private pumping = false;
+  private stepping = false;
   private closed = false;
 
   constructor(
     readonly config: EngineConfig,
     private readonly clock: SimClock,
     private readonly observer: EngineObserver = {},
+    private readonly kvEventSink?: KvEventSink,
   ) {
-    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize);
+    if (!Number.isInteger(config.maxNumBatchedTokens) || config.maxNumBatchedTokens < 1) throw new RangeError('maxNumBatchedTokens must be a positive integer');
+    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize, kvEventSink !== undefined);
+    this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
   }
 
   stats(): EngineStats {
     return {
-      running: this.running,
+      running: this.running.length,
       waiting: this.waiting.length,
       kvUsage: this.kv.usage,
       usedBlocks: this.kv.numUsedBlocks,
       cachedBlocks: this.kv.numCachedBlocks,
-      reservedBlocks: this.kv.reservedBlocks,
       evictions: this.kv.evictions,
+      preemptions: this.preemptions,
+      steps: this.steps,
     };
   }
 
-  /** The largest prompt + max_tokens this engine can ever admit. */
+  /** The largest prompt + max_tokens this engine can ever run: the last generated token never needs a KV slot. */
   get maxSequenceTokens(): number {
-    // +1: the last generated token never needs a KV slot.
-    return this.config.kvCacheBlocks * this.config.blockSize + 1;
+    return (this.config.kvCacheBlocks - 1) * this.config.blockSize + 1;
   }
 
   submit(params: SubmitParams, listener: RequestListener): RequestHandle {
@@ -162,35 +216,51 @@ export class Engine {
     }
     this.pump();
     const seq = this.nextSeq++;
-    const all = concatTokens(params.promptTokens, params.outputTokens);
+    const now = this.clock.now();
     const req: Req = {
       id: `seq-${seq}`,
-      seq,
       promptLen,
       output: params.outputTokens,
-      // Only tokens that get a KV slot (all but the last generated one) can complete a block.
-      hashes: chainBlockHashes(all, this.config.blockSize, params.cacheSalt, promptLen + maxTokens - 1),
+      tokens: concatTokens(params.promptTokens, params.outputTokens),
+      hashes: [],
+      extras: { cacheSalt: params.cacheSalt, loraId: params.loraId ?? null },
+      loraId: params.loraId ?? null,
       listener,
       state: 'waiting',
-      arrivalMs: this.clock.now(),
+      arrivalMs: now,
       admittedMs: null,
       firstTokenMs: null,
-      cachedTokens: 0,
+      cachedTokens: -1,
       emitted: 0,
+      numComputedTokens: 0,
+      numTokens: promptLen,
+      epoch: 0,
+      preemptions: 0,
+      prefillStart: 0,
+      prefillFrom: 0,
+      firstOutAt: 0,
+      need: 'none',
     };
     this.waiting.push(req);
-    this.admit(req.arrivalMs);
+    // Submitted from a listener inside a step: that step's admission phase takes it.
+    if (!this.stepping) this.step(now, []);
     this.arm();
-    return {
-      id: req.id,
-      abort: () => this.abort(req),
-    };
+    return { id: req.id, abort: () => this.abort(req) };
   }
 
-  /** Blocks a prompt would hit right now (no state change); for /tokenize-style probes and tests. */
-  peekCachedTokens(promptTokens: ArrayLike<number>, cacheSalt?: string): number {
-    const hashes = chainBlockHashes(promptTokens, this.config.blockSize, cacheSalt);
-    return this.kv.peekHit(hashes, promptTokens.length) * this.config.blockSize;
+  /** Tokens a prompt would hit right now (no state change, not counted); for probes and tests. */
+  peekCachedTokens(promptTokens: ArrayLike<number>, extras: HashExtras = {}): number {
+    const hashes = chainBlockHashes(this.hasher, promptTokens, this.config.blockSize, extras);
+    return this.kv.findLongestCacheHit(hashes, promptTokens.length - 1).tokens;
+  }
+
+  /**
+   * `reset_prefix_cache`: succeeds only when no block but the null block is in use. Its `AllBlocksCleared` goes out
+   * with the next step's batch, as vLLM drains KV events only in `schedule()` (vllm/v1/core/sched/scheduler.py @ v0.10.0).
+   */
+  resetPrefixCache(): boolean {
+    this.pump();
+    return this.kv.resetPrefixCache();
   }
 
   /** Aborts everything; no callbacks fire after this returns except the aborts' own onFinish. */
@@ -199,11 +269,8 @@ export class Engine {
     this.pump();
     this.closed = true;
     const now = this.clock.now();
-    for (const r of this.waiting.splice(0)) this.finish(r, 'abort', now, false);
-    // Running requests are only reachable through the heap.
-    const live = new Set<Req>();
-    for (let e = this.heap.pop(); e; e = this.heap.pop()) if (e.req.state === 'running') live.add(e.req);
-    for (const r of live) this.finish(r, 'abort', now, true);
+    for (const r of this.waiting.splice(0)) this.finish(r, 'abort', now);
+    for (const r of [...this.running]) this.finish(r, 'abort', now);
     this.cancelTimer?.();
     this.cancelTimer = null;
   }
@@ -214,24 +281,23 @@ export class Engine {
     // pump() may have finished it meanwhile (TS cannot see that mutation).
     if ((req.state as State) === 'done') return;
     const now = this.clock.now();
-    if (req.state === 'waiting') {
-      this.waiting.splice(this.waiting.indexOf(req), 1);
-      this.finish(req, 'abort', now, false);
-    } else {
-      this.finish(req, 'abort', now, true);
-    }
+    this.finish(req, 'abort', now);
+    // vLLM frees an aborted request's blocks and schedules the next step with them (unless a step is running now).
+    if (!this.closed && !this.stepping) this.step(now, []);
     this.arm();
   }
 
-  /** Processes every event due by now, each at its own simulated instant. */
+  /** Runs every step due by now, each at its own simulated instant. */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
       const now = this.clock.now();
       for (let e = this.heap.peek(); e && e.at <= now; e = this.heap.peek()) {
-        this.heap.pop();
-        if (e.req.state === 'running') this.emit(e.req, e.k, e.at);
+        const at = e.at;
+        const due: TimedEvent[] = [];
+        while (this.heap.peek()?.at === at) due.push(this.heap.pop() as TimedEvent);
+        this.step(at, due);
       }
     } finally {
       this.pumping = false;
@@ -255,85 +321,179 @@ export class Engine {
     });
   }
 
-  private admit(at: number): void {
-    const { maxNumSeqs } = this.config;
-    while (this.waiting.length > 0 && this.running < maxNumSeqs) {
-      const r = this.waiting[0];
-      const alloc = this.kv.allocate(r.id, r.hashes, r.promptLen, r.promptLen + r.output.length - 1);
-      // FCFS like vLLM's default policy: a head that does not fit blocks the queue.
-      if (!alloc) break;
-      this.waiting.shift();
-      this.start(r, at, alloc.hitTokens, alloc.hitBlockIds);
+  /** One scheduler step at simulated instant `at` (see the class comment). */
+  private step(at: number, due: readonly TimedEvent[]): void {
+    this.stepping = true;
+    try {
+      this.runStep(at, due);
+    } finally {
+      this.stepping = false;
     }
   }
 
-  private start(r: Req, at: number, hitTokens: number, hitBlockIds: readonly number[]): void {
+  private runStep(at: number, due: readonly TimedEvent[]): void {
+    this.steps++;
+    // The outputs of the step that ended now: sampled tokens reach their listeners, finished requests free blocks.
+    for (const e of due) {
+      const r = e.req;
+      if (r.state !== 'running' || e.epoch !== r.epoch) continue;
+      if (e.kind === 'chunk') r.need = 'chunk';
+      else this.emit(r, e.k, at);
+    }
+
+    // RUNNING requests, in order.
+    let preempted = false;
+    for (let i = 0; i < this.running.length; i++) {
+      const r = this.running[i];
+      if (r.need === 'none') continue;
+      const numNew = r.need === 'decode' ? 1 : Math.min(this.config.maxNumBatchedTokens, r.numTokens - r.numComputedTokens);
+      this.ensureHashes(r, r.numComputedTokens + numNew);
+      let fresh: number[] | null;
+      for (;;) {
+        fresh = this.kv.allocateSlots(r, numNew);
+        if (fresh) break;
+        const victim = this.running.pop() as Req;
+        this.preempt(victim);
+        preempted = true;
+        if (victim === r) break;
+      }
+      if (!fresh) break; // it preempted itself: nothing after it is left running
+      r.numComputedTokens += numNew;
+      if (r.need === 'decode') {
+        for (const b of fresh) this.blockReadyAt[b] = at + this.config.itlMs;
+        r.need = 'none';
+        this.schedule(r, 'token', at + this.config.itlMs, r.emitted);
+      } else {
+        r.need = 'none';
+        this.afterChunk(r, fresh);
+      }
+    }
+
+    // WAITING requests, only if nothing was preempted in this step.
+    if (!preempted) this.admitWaiting(at);
+
+    if (this.kvEventSink) {
+      const events = this.kv.takeEvents();
+      // A batch per step that has events, stamped with wall-clock seconds as vLLM's `time.time()`.
+      if (events.length > 0) this.kvEventSink({ ts: Date.now() / 1000, events, dataParallelRank: 0 });
+    }
+  }
+
+  private admitWaiting(at: number): void {
+    const c = this.config;
+    while (this.waiting.length > 0) {
+      // Checked before the cache lookup, so a request held back by max-num-seqs is not counted.
+      if (this.running.length >= c.maxNumSeqs) break;
+      const r = this.waiting[0];
+      this.ensureHashes(r, r.numTokens);
+      // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token.
+      const hit = this.kv.findLongestCacheHit(r.hashes, r.numTokens - 1);
+      this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
+      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens);
+      const fresh = this.kv.allocateSlots(r, numNew, hit);
+      // FCFS like vLLM's default policy: a head that does not fit blocks the queue.
+      if (!fresh) break;
+      this.waiting.shift();
+      this.running.push(r);
+      this.start(r, at, hit, numNew, fresh);
+    }
+  }
+
+  private start(r: Req, at: number, hit: CacheHit, numNew: number, fresh: readonly number[]): void {
     const c = this.config;
     r.state = 'running';
-    r.admittedMs = at;
-    r.cachedTokens = hitTokens;
-    this.running++;
-
-    const prefillMs = (r.promptLen - hitTokens) * c.prefillMsPerToken;
+    r.numComputedTokens = hit.tokens + numNew;
+    if (r.cachedTokens < 0) {
+      r.admittedMs = at;
+      r.cachedTokens = hit.tokens;
+      this.observer.onAdmit?.({ promptTokens: r.promptLen, cachedTokens: hit.tokens, queueMs: at - r.arrivalMs });
+    }
+    const prefillMs = (r.numTokens - hit.tokens) * c.prefillMsPerToken;
     const ready = at + c.ttftOverheadMs;
-    let prefillEnd: number;
-    if (this.laneFreeAt.length === 0) {
-      prefillEnd = ready + prefillMs;
-    } else {
+    let start = ready;
+    if (this.laneFreeAt.length > 0) {
       let lane = 0;
       for (let i = 1; i < this.laneFreeAt.length; i++) if (this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
-      prefillEnd = Math.max(ready, this.laneFreeAt[lane]) + prefillMs;
-      this.laneFreeAt[lane] = prefillEnd;
+      start = Math.max(ready, this.laneFreeAt[lane]);
+      this.laneFreeAt[lane] = start + prefillMs;
     }
-    // A hit on blocks another request is still prefilling cannot finish before they do.
-    let firstToken = prefillEnd;
-    for (const b of hitBlockIds) firstToken = Math.max(firstToken, this.blockReadyAt[b]);
-    r.firstTokenMs = firstToken;
-    for (const b of this.kv.commit(r.id, r.promptLen)) this.blockReadyAt[b] = firstToken;
+    r.prefillStart = start;
+    r.prefillFrom = hit.tokens;
+    // A hit on blocks another request is still prefilling cannot yield a token before they are done.
+    let firstOut = start + prefillMs;
+    for (const b of hit.blockIds) firstOut = Math.max(firstOut, this.blockReadyAt[b]);
+    r.firstOutAt = firstOut;
+    this.afterChunk(r, fresh);
+  }
 
-    this.observer.onAdmit?.({ promptTokens: r.promptLen, cachedTokens: hitTokens, queueMs: at - r.arrivalMs });
-    this.heap.push({ at: firstToken, order: this.order++, req: r, k: 0 });
+  /** After a prefill chunk was scheduled: its blocks' KV is ready when the chunk is computed; then the next chunk or the first token. */
+  private afterChunk(r: Req, fresh: readonly number[]): void {
+    const done = r.prefillStart + (r.numComputedTokens - r.prefillFrom) * this.config.prefillMsPerToken;
+    for (const b of fresh) this.blockReadyAt[b] = done;
+    if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', done, 0);
+    else this.schedule(r, 'token', r.firstOutAt, r.emitted);
+  }
+
+  private schedule(r: Req, kind: 'chunk' | 'token', at: number, k: number): void {
+    this.heap.push({ at, order: this.order++, req: r, epoch: r.epoch, kind, k });
   }
 
   private emit(r: Req, k: number, at: number): void {
     r.emitted = k + 1;
-    if (k === 0) this.observer.onFirstToken?.({ ttftMs: at - r.arrivalMs });
+    r.numTokens = r.promptLen + r.emitted;
+    if (r.firstTokenMs === null) {
+      r.firstTokenMs = at;
+      this.observer.onFirstToken?.({ ttftMs: at - r.arrivalMs });
+    }
     r.listener.onToken(k, r.output[k], at);
     if (r.state !== 'running') return; // the listener aborted it
-    const last = r.output.length - 1;
-    if (k < last) {
-      // Token k is fed back in the step that samples k+1: it needs a slot and
-      // may complete a block, which becomes hittable right away.
-      const computed = r.promptLen + k + 1;
-      this.kv.grow(r.id, computed);
-      for (const b of this.kv.commit(r.id, computed)) this.blockReadyAt[b] = at + this.config.itlMs;
-      this.heap.push({ at: (r.firstTokenMs as number) + (k + 1) * this.config.itlMs, order: this.order++, req: r, k: k + 1 });
-    } else {
-      this.finish(r, 'length', at, true);
-    }
+    if (k === r.output.length - 1) this.finish(r, 'length', at);
+    else r.need = 'decode'; // the sampled token needs a KV slot in the next step
   }
 
-  private finish(r: Req, reason: FinishReason, at: number, wasRunning: boolean): void {
-    if (wasRunning) {
+  /** vLLM's recompute preemption (scheduler.py @ v0.10.0, running loop): free, forget computed tokens, wait at the front. */
+  private preempt(r: Req): void {
+    this.kv.free(r.id);
+    r.state = 'waiting';
+    r.numComputedTokens = 0;
+    r.need = 'none';
+    r.epoch++;
+    r.preemptions++;
+    this.preemptions++;
+    this.waiting.unshift(r);
+    this.observer.onPreempt?.();
+  }
+
+  private finish(r: Req, reason: FinishReason, at: number): void {
+    if (r.state === 'running') {
       this.kv.free(r.id);
-      this.running--;
+      this.running.splice(this.running.indexOf(r), 1);
+    } else if (r.state === 'waiting') {
+      const i = this.waiting.indexOf(r);
+      if (i >= 0) this.waiting.splice(i, 1);
+      // A preempted request still holds no blocks.
     }
     r.state = 'done';
+    r.need = 'none';
     const result: RequestResult = {
       id: r.id,
       finishReason: reason,
       promptTokens: r.promptLen,
-      cachedTokens: r.cachedTokens,
+      cachedTokens: Math.max(0, r.cachedTokens),
       completionTokens: r.emitted,
       arrivalMs: r.arrivalMs,
       admittedMs: r.admittedMs,
-      firstTokenMs: r.emitted > 0 ? r.firstTokenMs : null,
+      firstTokenMs: r.firstTokenMs,
       finishedMs: at,
+      preemptions: r.preemptions,
     };
     this.observer.onFinish?.(result);
     r.listener.onFinish(result);
-    // Freed blocks or a removed queue head may let the next waiting request in.
-    if (!this.closed) this.admit(at);
+  }
+
+  /** Hashes of every full block of the first `numTokens` tokens (`hash_request_tokens`, then `cache_full_blocks`). */
+  private ensureHashes(r: Req, numTokens: number): void {
+    extendBlockHashes(this.hasher, r.hashes, r.tokens, this.config.blockSize, r.extras, Math.min(numTokens, r.numTokens));
   }
 }
 

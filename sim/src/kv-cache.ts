@@ -1,234 +1,283 @@
+import type { AllBlocksCleared, BlockRemoved, BlockStored, KvCacheEvent } from '@kvroute/protocol/kv-events';
+import type { BlockHash } from './block-hash';
+
 /**
- * A KV block pool with prefix caching that follows vLLM v1's KVCacheManager /
- * BlockPool semantics (0.10.x):
+ * vLLM v1's KV block pool and prefix cache for one attention group, as of v0.10.0:
+ * vllm-project/vllm: vllm/v1/core/block_pool.py, vllm/v1/core/kv_cache_manager.py,
+ * vllm/v1/core/single_type_kv_cache_manager.py (FullAttentionManager), vllm/v1/core/kv_cache_utils.py
+ * (FreeKVCacheBlockQueue) @ v0.10.0.
  *
- * - Capacity is `numBlocks` blocks of `blockSize` token slots.
- * - Only full blocks are cached, keyed by a chained hash (see block-hash.ts).
- * - A lookup returns the longest *consecutive* run of cached blocks from the
- *   start, capped at floor((promptLen - 1) / blockSize) blocks because vLLM
- *   always recomputes at least the last prompt token.
- * - Blocks held by running requests are reference-counted and never evicted.
- * - A block whose count drops to 0 goes to the tail of a free queue but keeps
- *   its hash, so it can still be hit. New allocations pop from the head and
- *   only then drop the old hash: eviction is least-recently-freed first, and
- *   only ever among unreferenced blocks.
- * - A request frees its blocks in reverse order, so a sequence's tail is
- *   evicted before its (more shareable) head.
- * - Hitting a block that sits in the free queue takes it back out.
- *
- * Deliberate difference: vLLM admits a request when its *prompt* fits and
- * preempts running requests if decode later runs out of blocks. Here
- * admission also reserves the blocks its decode will need
- * (ceil((prompt + max_tokens - 1) / blockSize) in total), so preemption never
- * happens. Reserved-but-unallocated blocks are not counted as used, so
- * `usage` still matches vLLM's gauge (allocated / capacity).
+ * - **Null block.** Block 0 is taken out of the free queue at start-up and never returned (`BlockPool.__init__`), so
+ *   `numBlocks` counts it (like `num_gpu_blocks`) but only `numBlocks - 1` blocks hold KV, and the usage
+ *   `1 - free / numBlocks` (`BlockPool.get_usage`) is 1/numBlocks when idle.
+ * - **Free queue.** A doubly linked list in eviction order: never-used blocks first (in id order), then freed blocks
+ *   in the order they were freed; a request frees its blocks tail first (`free`: `reversed(req_blocks)`). A free block
+ *   keeps its hash and can still be hit; a hit takes it out of the queue (`touch`).
+ * - **Eviction is lazy.** A free block that still carries a hash loses it only when it is popped for reuse
+ *   (`get_new_blocks` → `_maybe_evict_cached_block`), which is when `BlockRemoved` is emitted, one event per block.
+ * - **Duplicates.** Caching does not de-duplicate: several physical blocks may carry the same hash
+ *   (`cached_block_hash_to_block: {hash: {block_id: block}}`), a lookup takes the first one cached, and evicting one
+ *   copy emits `BlockRemoved` for the hash while other copies stay cached.
+ * - **Caching** (`cache_full_blocks`): when a step is scheduled, every block that the step's tokens fill is hashed
+ *   into the cache, one `BlockStored` per call covering those blocks of one request, with the parent hash (null for a
+ *   chain starting at block 0) and their tokens (prompt or generated).
  */
+export interface KvSequence {
+  readonly id: string;
+  /** Tokens whose KV is computed or scheduled (vLLM `Request.num_computed_tokens`). */
+  readonly numComputedTokens: number;
+  /** Prompt + outputs so far (`Request.num_tokens`); only full blocks of these are cached. */
+  readonly numTokens: number;
+  /** `all_token_ids`; entries past `numTokens` are ignored. */
+  readonly tokens: ArrayLike<number>;
+  /** The chain hashes, covering at least every full block of the tokens to cache. */
+  readonly hashes: readonly BlockHash[];
+  /** The LoRA adapter's `lora_int_id` (what BlockStored's `lora_id` reports), or null. */
+  readonly loraId: number | null;
+}
+
+export interface CacheHit {
+  /** Cached blocks, consecutive from block 0 (the first copy of each hash). */
+  readonly blockIds: readonly number[];
+  /** blockIds.length × blockSize. */
+  readonly tokens: number;
+}
 
 const NIL = -1;
-
-export interface Allocation {
-  /** Blocks found in the cache (consecutive from the start). */
-  hitBlocks: number;
-  /** hitBlocks × blockSize: vLLM's prefix-cache hit count in tokens. */
-  hitTokens: number;
-  /** Block ids of the hit, for callers that track per-block readiness. */
-  hitBlockIds: readonly number[];
-}
+export const NULL_BLOCK = 0;
 
 interface SeqBlocks {
   blocks: number[];
-  hashes: readonly string[];
-  /** Blocks whose hash has been registered (or found already cached). */
-  committed: number;
-  /** Blocks still promised to this sequence but not yet allocated. */
-  reserved: number;
+  /** Blocks already cached (`num_cached_block`). */
+  numCached: number;
 }
 
 export class KvCacheManager {
   readonly numBlocks: number;
   readonly blockSize: number;
-  /** Cached blocks dropped to make room (a vLLM BlockRemoved each). */
+  /** Cached blocks whose hash was dropped to reuse them (a BlockRemoved each). */
   evictions = 0;
 
   private readonly refCnt: Int32Array;
-  private readonly blockHash: (string | null)[];
+  private readonly blockHash: (BlockHash | null)[];
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
   private head = NIL;
   private tail = NIL;
   private freeCount = 0;
-  private reservedTotal = 0;
-  private readonly hashToBlock = new Map<string, number>();
+  /** hash key → block ids carrying it, in caching order (a Set keeps insertion order, like vLLM's dict). */
+  private readonly cached = new Map<string, Set<number>>();
   private readonly seqs = new Map<string, SeqBlocks>();
+  private events: KvCacheEvent[] = [];
 
-  constructor(numBlocks: number, blockSize: number) {
-    if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new RangeError(`numBlocks must be a positive integer, got ${numBlocks}`);
+  /**
+   * @param numBlocks all blocks including the null block (vLLM's `num_gpu_blocks`); at least 2.
+   * @param enableEvents queue KV events for {@link takeEvents} (vLLM's `enable_kv_cache_events`).
+   */
+  constructor(
+    numBlocks: number,
+    blockSize: number,
+    private readonly enableEvents = false,
+  ) {
+    if (!Number.isInteger(numBlocks) || numBlocks < 2) throw new RangeError(`numBlocks must be an integer >= 2 (one is the null block), got ${numBlocks}`);
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
     this.refCnt = new Int32Array(numBlocks);
-    this.blockHash = new Array<string | null>(numBlocks).fill(null);
+    this.blockHash = new Array<BlockHash | null>(numBlocks).fill(null);
     this.prev = new Int32Array(numBlocks).fill(NIL);
     this.next = new Int32Array(numBlocks).fill(NIL);
-    for (let b = 0; b < numBlocks; b++) this.pushTail(b);
+    // FreeKVCacheBlockQueue(blocks) holds every block in id order; BlockPool then pops block 0 as the null block.
+    for (let b = 1; b < numBlocks; b++) this.pushTail(b);
   }
 
-  /** Blocks in the free queue (unreferenced; some still hold a cached hash). */
+  /** Blocks in the free queue (unreferenced; some still carry a cached hash). */
   get numFreeBlocks(): number {
     return this.freeCount;
   }
 
-  /** Blocks referenced by at least one running sequence. */
+  /** Blocks referenced by a request, plus the null block. */
   get numUsedBlocks(): number {
     return this.numBlocks - this.freeCount;
   }
 
-  /** vLLM's kv_cache_usage_perc: used blocks / capacity, 0..1. */
+  /** `BlockPool.get_usage()`: 1 - free / num_gpu_blocks, the value of `vllm:kv_cache_usage_perc`. */
   get usage(): number {
-    return this.numUsedBlocks / this.numBlocks;
+    return 1 - this.freeCount / this.numBlocks;
   }
 
+  /** Physical blocks that carry a cached hash (duplicates counted). */
   get numCachedBlocks(): number {
-    return this.hashToBlock.size;
-  }
-
-  get reservedBlocks(): number {
-    return this.reservedTotal;
-  }
-
-  isCached(hash: string): boolean {
-    return this.hashToBlock.has(hash);
-  }
-
-  /** Free-queue order from next-to-evict to last, as block hashes (null = never cached). Test aid. */
-  freeQueueHashes(): (string | null)[] {
-    const out: (string | null)[] = [];
-    for (let b = this.head; b !== NIL; b = this.next[b]) out.push(this.blockHash[b]);
-    return out;
-  }
-
-  /** Number of blocks of `hashes` cached consecutively from the start, at most `maxBlocks`. */
-  longestCachedPrefix(hashes: readonly string[], maxBlocks = hashes.length): number {
-    const limit = Math.min(maxBlocks, hashes.length);
     let n = 0;
-    while (n < limit && this.hashToBlock.has(hashes[n])) n++;
+    for (const ids of this.cached.values()) n += ids.size;
     return n;
   }
 
-  /** The hit a prompt of `numPromptTokens` tokens would get now (no state change). */
-  peekHit(hashes: readonly string[], numPromptTokens: number): number {
-    return this.longestCachedPrefix(hashes, this.maxHitBlocks(numPromptTokens));
+  /** Distinct cached hashes. */
+  get numCachedHashes(): number {
+    return this.cached.size;
+  }
+
+  /** Physical copies of a hash in the cache. */
+  copiesOf(hash: BlockHash): number {
+    return this.cached.get(hash.key)?.size ?? 0;
+  }
+
+  isCached(hash: BlockHash): boolean {
+    return this.cached.has(hash.key);
+  }
+
+  /** Free-queue order from next-to-evict to last, as hash keys (null = no hash). Test aid. */
+  freeQueueKeys(): (string | null)[] {
+    const out: (string | null)[] = [];
+    for (let b = this.head; b !== NIL; b = this.next[b]) out.push(this.blockHash[b]?.key ?? null);
+    return out;
+  }
+
+  /** Block ids of a running sequence. Test aid. */
+  blocksOf(seqId: string): readonly number[] {
+    return this.seqs.get(seqId)?.blocks ?? [];
   }
 
   /**
-   * Admits a sequence: takes its cache hit, allocates blocks for the whole
-   * prompt and reserves the rest up to `maxSlots` token slots. Returns null
-   * (and changes nothing) if the free pool cannot cover it; the caller keeps
-   * the request waiting.
-   *
-   * `hashes` are the chained hashes of every full block the sequence will
-   * ever contain (prompt and generated tokens).
+   * The longest run of cached blocks from block 0, at most `maxLength` tokens (`find_longest_cache_hit`; the caller
+   * passes `num_tokens - 1`, so the last token is always recomputed). No state change.
    */
-  allocate(seqId: string, hashes: readonly string[], numPromptTokens: number, maxSlots: number): Allocation | null {
-    if (this.seqs.has(seqId)) throw new Error(`sequence ${seqId} already allocated`);
-    if (numPromptTokens < 1) throw new RangeError('a sequence needs at least one prompt token');
-    if (maxSlots < numPromptTokens) throw new RangeError('maxSlots must cover the prompt');
-    const hitBlocks = this.peekHit(hashes, numPromptTokens);
-    const promptBlocks = Math.ceil(numPromptTokens / this.blockSize);
-    const totalBlocks = Math.ceil(maxSlots / this.blockSize);
-    const hitIds: number[] = [];
-    let hitsInFreeQueue = 0;
-    for (let i = 0; i < hitBlocks; i++) {
-      const b = this.hashToBlock.get(hashes[i]) as number;
-      hitIds.push(b);
-      if (this.refCnt[b] === 0) hitsInFreeQueue++;
+  findLongestCacheHit(hashes: readonly BlockHash[], maxLength: number): CacheHit {
+    const maxBlocks = Math.min(hashes.length, Math.floor(Math.max(0, maxLength) / this.blockSize));
+    const blockIds: number[] = [];
+    for (let i = 0; i < maxBlocks; i++) {
+      const ids = this.cached.get(hashes[i].key);
+      if (!ids) break;
+      blockIds.push(ids.values().next().value as number); // get_cached_block: the first block in the dict
     }
-    // Hits parked in the free queue stop being free once touched, so they
-    // cannot also pay for new blocks.
-    const available = this.freeCount - hitsInFreeQueue - this.reservedTotal;
-    if (available < totalBlocks - hitBlocks) return null;
-
-    for (const b of hitIds) this.ref(b);
-    const blocks = hitIds.slice();
-    for (let i = hitBlocks; i < promptBlocks; i++) blocks.push(this.popFree());
-    const seq: SeqBlocks = { blocks, hashes, committed: hitBlocks, reserved: totalBlocks - promptBlocks };
-    this.reservedTotal += seq.reserved;
-    this.seqs.set(seqId, seq);
-    return { hitBlocks, hitTokens: hitBlocks * this.blockSize, hitBlockIds: hitIds };
-  }
-
-  /** Ensures slots for `numSlots` tokens, drawing on the sequence's reservation. */
-  grow(seqId: string, numSlots: number): void {
-    const seq = this.seq(seqId);
-    const need = Math.ceil(numSlots / this.blockSize) - seq.blocks.length;
-    if (need > seq.reserved) throw new Error(`sequence ${seqId} grew past its reservation`);
-    for (let i = 0; i < need; i++) {
-      seq.blocks.push(this.popFree());
-      seq.reserved--;
-      this.reservedTotal--;
-    }
+    return { blockIds, tokens: blockIds.length * this.blockSize };
   }
 
   /**
-   * Registers every block fully covered by the first `numComputedTokens`
-   * tokens in the prefix cache (vLLM caches a block as soon as the step that
-   * fills it is scheduled). Returns the ids of blocks newly registered.
+   * `KVCacheManager.allocate_slots`: makes room for `numNewTokens` more tokens of `seq` (after `hit`, the prefix-cache
+   * hit of a request being scheduled from the waiting queue), then caches every block those tokens fill. Returns the
+   * newly allocated block ids, or null, changing nothing, when the free queue cannot cover them: the caller waits or
+   * preempts.
    */
-  commit(seqId: string, numComputedTokens: number): number[] {
-    const seq = this.seq(seqId);
-    const full = Math.min(Math.floor(numComputedTokens / this.blockSize), seq.blocks.length, seq.hashes.length);
-    const added: number[] = [];
-    for (; seq.committed < full; seq.committed++) {
-      const hash = seq.hashes[seq.committed];
-      const block = seq.blocks[seq.committed];
-      // The same content may already be cached in another block (e.g. the
-      // last prompt block, which the lookup cap forced us to recompute).
-      // Keep the existing entry; this block simply stays anonymous.
-      if (this.hashToBlock.has(hash)) continue;
-      this.blockHash[block] = hash;
-      this.hashToBlock.set(hash, block);
-      added.push(block);
+  allocateSlots(seq: KvSequence, numNewTokens: number, hit?: CacheHit): number[] | null {
+    if (numNewTokens <= 0) throw new RangeError('numNewTokens must be greater than 0');
+    const hitIds = hit?.blockIds ?? [];
+    const existing = this.seqs.get(seq.id);
+    if (existing && hitIds.length > 0) throw new Error(`sequence ${seq.id} already has blocks; a prefix hit is only taken when it is scheduled from waiting`);
+    const numComputed = seq.numComputedTokens + hitIds.length * this.blockSize;
+    const needSlots = numComputed + numNewTokens;
+    const numRequired = Math.ceil(needSlots / this.blockSize);
+    const numNew = Math.max(0, numRequired - hitIds.length - (existing?.blocks.length ?? 0));
+    // A hit block waiting in the free queue stops being free once touched, so it counts against the free blocks too.
+    let evictableHits = 0;
+    for (const b of hitIds) if (this.refCnt[b] === 0) evictableHits++;
+    if (numNew + evictableHits > this.freeCount) return null;
+
+    for (const b of hitIds) this.touch(b);
+    const entry: SeqBlocks = existing ?? { blocks: [], numCached: 0 };
+    if (!existing) {
+      // save_new_computed_blocks: hit blocks are already cached and are not stored again.
+      entry.blocks.push(...hitIds);
+      entry.numCached = hitIds.length;
+      this.seqs.set(seq.id, entry);
     }
-    return added;
+    const fresh = this.getNewBlocks(numNew);
+    entry.blocks.push(...fresh);
+    // Cache up to the computed + new tokens, but never past num_tokens (tokens that exist).
+    this.cacheFullBlocks(seq, entry, Math.floor(Math.min(needSlots, seq.numTokens) / this.blockSize));
+    return fresh;
   }
 
-  /** Releases a sequence; its blocks join the free queue tail-first. */
+  /** `free`: the sequence's blocks join the free queue, tail block first, keeping their hashes. */
   free(seqId: string): void {
-    const seq = this.seq(seqId);
+    const entry = this.seqs.get(seqId);
+    if (!entry) return;
     this.seqs.delete(seqId);
-    this.reservedTotal -= seq.reserved;
-    for (let i = seq.blocks.length - 1; i >= 0; i--) {
-      const b = seq.blocks[i];
+    for (let i = entry.blocks.length - 1; i >= 0; i--) {
+      const b = entry.blocks[i];
       if (--this.refCnt[b] === 0) this.pushTail(b);
     }
   }
 
-  private maxHitBlocks(numPromptTokens: number): number {
-    return Math.floor(Math.max(0, numPromptTokens - 1) / this.blockSize);
+  /**
+   * `BlockPool.reset_prefix_cache`: drops every hash and queues `AllBlocksCleared`, but only when no block except the
+   * null block is in use; otherwise changes nothing and returns false.
+   */
+  resetPrefixCache(): boolean {
+    if (this.numUsedBlocks !== 1) return false;
+    this.cached.clear();
+    this.blockHash.fill(null);
+    if (this.enableEvents) this.events.push({ type: 'AllBlocksCleared' } satisfies AllBlocksCleared);
+    return true;
   }
 
-  private seq(seqId: string): SeqBlocks {
-    const seq = this.seqs.get(seqId);
-    if (!seq) throw new Error(`unknown sequence ${seqId}`);
-    return seq;
+  /** `take_events`: every event since the last call, in order. */
+  takeEvents(): KvCacheEvent[] {
+    const out = this.events;
+    this.events = [];
+    return out;
   }
 
-  private ref(b: number): void {
-    if (this.refCnt[b]++ === 0) this.unlink(b);
-  }
-
-  private popFree(): number {
-    const b = this.head;
-    if (b === NIL) throw new Error('KV block pool exhausted (reservation accounting bug)');
-    this.unlink(b);
-    const old = this.blockHash[b];
-    if (old !== null) {
-      this.blockHash[b] = null;
-      if (this.hashToBlock.get(old) === b) this.hashToBlock.delete(old);
-      this.evictions++;
+  private cacheFullBlocks(seq: KvSequence, entry: SeqBlocks, numFull: number): void {
+    const from = entry.numCached;
+    if (numFull <= from) return;
+    if (seq.hashes.length < numFull) throw new Error(`sequence ${seq.id}: ${numFull} full blocks but only ${seq.hashes.length} hashes`);
+    const stored: string[] = [];
+    for (let i = from; i < numFull; i++) {
+      const b = entry.blocks[i];
+      const h = seq.hashes[i];
+      if (this.blockHash[b] !== null) throw new Error(`block ${b} is already cached`);
+      this.blockHash[b] = h;
+      let ids = this.cached.get(h.key);
+      if (!ids) this.cached.set(h.key, (ids = new Set()));
+      ids.add(b); // no de-duplication: an identical block cached elsewhere stays, this one is added after it
+      stored.push(h.event.toString());
     }
-    this.refCnt[b] = 1;
-    return b;
+    entry.numCached = numFull;
+    if (this.enableEvents) {
+      const tokenIds: number[] = [];
+      for (let t = from * this.blockSize; t < numFull * this.blockSize; t++) tokenIds.push(seq.tokens[t]);
+      this.events.push({
+        type: 'BlockStored',
+        blockHashes: stored,
+        // The hash on the previous block of this request; None for a chain that starts at block 0.
+        parentBlockHash: from === 0 ? null : (this.blockHash[entry.blocks[from - 1]] as BlockHash).event.toString(),
+        tokenIds,
+        blockSize: this.blockSize,
+        loraId: seq.loraId,
+      } satisfies BlockStored);
+    }
+  }
+
+  private getNewBlocks(n: number): number[] {
+    if (n > this.freeCount) throw new Error(`cannot get ${n} free blocks from the pool`);
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const b = this.head;
+      this.unlink(b);
+      this.maybeEvict(b);
+      this.refCnt[b] = 1;
+      out.push(b);
+    }
+    return out;
+  }
+
+  private maybeEvict(b: number): void {
+    const h = this.blockHash[b];
+    if (h === null) return;
+    this.blockHash[b] = null;
+    const ids = this.cached.get(h.key);
+    if (!ids) return;
+    ids.delete(b);
+    if (ids.size === 0) this.cached.delete(h.key);
+    this.evictions++;
+    if (this.enableEvents) this.events.push({ type: 'BlockRemoved', blockHashes: [h.event.toString()] } satisfies BlockRemoved);
+  }
+
+  private touch(b: number): void {
+    if (this.refCnt[b] === 0) this.unlink(b);
+    this.refCnt[b]++;
   }
 
   private pushTail(b: number): void {

@@ -34,6 +34,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     block_size: o.blockSize,
     kv_cache_blocks: o.kvCacheBlocks,
     time_scale: o.timeScale,
+    prefix_caching_hash_algo: o.prefixCachingHashAlgo,
+    // Where the KV-event sockets ended up (the actual port when the endpoint asked for tcp://host:*).
+    ...(sim.kvEvents ? { kv_events_endpoint: sim.kvEvents.endpoint, kv_events_replay_endpoint: sim.kvEvents.replayEndpoint } : {}),
   });
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { HashAlgo, VllmGeneration } from './block-hash';
 import type { EngineObserver, EngineStats, RequestResult } from './engine';
 
 /** vLLM 0.10 (v1 engine) bucket bounds, seconds. */
@@ -33,6 +34,66 @@ export interface MetricsConfig {
   blockSize: number;
   kvCacheBlocks: number;
   maxModelLen: number;
+  gpuMemoryUtilization: number;
+  prefixCachingHashAlgo: HashAlgo;
+  /** Which vLLM's CacheConfig fields label `vllm:cache_config_info`. */
+  generation: VllmGeneration;
+}
+
+/** Python's `str(float)` (repr): shortest round-trip digits, `.0` on integers, exponent below 1e-4 or from 1e16. */
+export function pythonFloatStr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const [mant, expStr] = x.toExponential().split('e');
+  const exp = Number(expStr);
+  if (exp < -4 || exp >= 16) {
+    const m = mant.includes('.') ? mant : `${mant}`;
+    return `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  }
+  const s = String(x); // JavaScript uses fixed notation in this range, with the same shortest digits
+  return s.includes('.') ? s : `${s}.0`;
+}
+
+/**
+ * `CacheConfig.metrics_info()` as vLLM renders it: `{k: str(v) for k, v in self.__dict__.items()}` — the dataclass
+ * fields in declaration order, then `swap_space_bytes` (set in `__post_init__`) — plus `engine`
+ * (vllm/config.py and vllm/v1/metrics/loggers.py @ v0.10.0, `log_metrics_info`; vllm/config/cache.py @ v0.10.2).
+ * Values the simulator has no say in are vLLM's defaults for a GPU run. `swap_space` and `cpu_offload_gb` are
+ * `float` fields that `create_engine_config` passes explicitly, and pydantic turns the int defaults into floats, hence
+ * "4.0" and "0.0"; num_cpu_blocks stays None in V1.
+ */
+export function cacheConfigInfoLabels(c: MetricsConfig): Record<string, string> {
+  const swapSpace = 4;
+  const common: [string, string][] = [
+    ['block_size', String(c.blockSize)],
+    ['gpu_memory_utilization', pythonFloatStr(c.gpuMemoryUtilization)],
+    ['swap_space', pythonFloatStr(swapSpace)],
+    ['cache_dtype', 'auto'],
+    ['is_attention_free', 'False'],
+    ['num_gpu_blocks_override', 'None'],
+    ['sliding_window', 'None'],
+    ['enable_prefix_caching', 'True'],
+    ['prefix_caching_hash_algo', c.prefixCachingHashAlgo],
+    ['cpu_offload_gb', pythonFloatStr(0)],
+    ['calculate_kv_scales', 'False'],
+    ['cpu_kvcache_space_bytes', 'None'],
+    ['mamba_page_size_padded', 'None'],
+  ];
+  const v0102: [string, string][] = c.generation === '0.10.2' ? [['mamba_cache_dtype', 'auto'], ['mamba_ssm_cache_dtype', 'auto']] : [];
+  const blocks: [string, string][] = [
+    ['num_gpu_blocks', String(c.kvCacheBlocks)],
+    ['num_cpu_blocks', 'None'],
+  ];
+  const tail: [string, string][] = c.generation === '0.10.2' ? [['kv_sharing_fast_prefill', 'False']] : [];
+  return Object.fromEntries([
+    ...common,
+    ...v0102,
+    ...blocks,
+    ...tail,
+    ['swap_space_bytes', pythonFloatStr(swapSpace * 1024 ** 3)],
+    ['engine', '0'],
+  ]);
 }
 
 /**
@@ -49,6 +110,7 @@ export class SimMetrics implements EngineObserver {
   private readonly labels: { model_name: string; engine: string };
   private readonly queries: Counter<'model_name' | 'engine'>[];
   private readonly hits: Counter<'model_name' | 'engine'>[];
+  private readonly preemptions: Counter<'model_name' | 'engine'>;
   private readonly promptTokens: Counter<'model_name' | 'engine'>;
   private readonly generationTokens: Counter<'model_name' | 'engine'>;
   private readonly success: Counter<'model_name' | 'engine' | 'finished_reason'>;
@@ -99,7 +161,7 @@ export class SimMetrics implements EngineObserver {
       counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.'),
       counter('vllm:gpu_prefix_cache_hits_total', 'GPU prefix cache hits, in terms of number of cached tokens.'),
     ];
-    counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.');
+    this.preemptions = counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.');
     this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
     this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
     this.success = new Counter({
@@ -126,50 +188,32 @@ export class SimMetrics implements EngineObserver {
     this.reqPromptTokens = histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tokenBuckets);
     this.reqGenerationTokens = histogram('vllm:request_generation_tokens', 'Number of generation tokens processed.', tokenBuckets);
 
+    const infoLabels = cacheConfigInfoLabels(config);
+    // No model_name label: vLLM's info gauge carries only the CacheConfig fields and the engine index.
     const info = new Gauge({
       name: 'vllm:cache_config_info',
       help: 'Information of the LLMEngine CacheConfig',
-      labelNames: [
-        'block_size',
-        'cache_dtype',
-        'calculate_kv_scales',
-        'cpu_offload_gb',
-        'enable_prefix_caching',
-        'gpu_memory_utilization',
-        'is_attention_free',
-        'num_cpu_blocks',
-        'num_gpu_blocks',
-        'num_gpu_blocks_override',
-        'sliding_window',
-        'swap_space',
-      ] as const,
+      labelNames: Object.keys(infoLabels),
       registers,
     });
-    // Values rendered the way Python's str() renders vLLM's CacheConfig fields.
-    info.set(
-      {
-        block_size: String(config.blockSize),
-        cache_dtype: 'auto',
-        calculate_kv_scales: 'False',
-        cpu_offload_gb: '0',
-        enable_prefix_caching: 'True',
-        gpu_memory_utilization: '0.9',
-        is_attention_free: 'False',
-        num_cpu_blocks: '0',
-        num_gpu_blocks: String(config.kvCacheBlocks),
-        num_gpu_blocks_override: 'None',
-        sliding_window: 'None',
-        swap_space: '4',
-      },
-      1,
-    );
+    info.set(infoLabels, 1);
+  }
+
+  onPrefixQuery(info: { queries: number; hits: number }): void {
+    // Every get_computed_blocks call, in tokens: each scheduling attempt of a waiting request, and again after a
+    // preemption (vllm/v1/core/kv_cache_manager.py @ v0.10.0; PrefixCacheStats per step → loggers.py counters).
+    for (const c of this.queries) c.inc(this.labels, info.queries);
+    for (const c of this.hits) c.inc(this.labels, info.hits);
   }
 
   onAdmit(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void {
-    // vLLM counts the lookup when the scheduler admits the request, in tokens.
-    for (const c of this.queries) c.inc(this.labels, info.promptTokens);
-    for (const c of this.hits) c.inc(this.labels, info.cachedTokens);
+    // Queue time ends at the first scheduling (vllm/v1/metrics/stats.py @ v0.10.0: scheduled_ts is set once).
     this.queueTime.observe(this.labels, info.queueMs / 1000);
+  }
+
+  onPreempt(): void {
+    // EngineCoreEventType.PREEMPTED → IterationStats.num_preempted_reqs → vllm:num_preemptions.
+    this.preemptions.inc(this.labels, 1);
   }
 
   onFirstToken(info: { ttftMs: number }): void {

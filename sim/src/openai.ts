@@ -213,14 +213,23 @@ export interface Usage {
   prompt_tokens: number;
   total_tokens: number;
   completion_tokens: number;
-  prompt_tokens_details: { cached_tokens: number };
+  prompt_tokens_details?: { cached_tokens: number } | null;
 }
 
-export function usage(promptTokens: number, completionTokens: number, cachedTokens: number): Usage {
-  return {
+/**
+ * `UsageInfo` as vLLM 0.10 serializes it. `prompt_tokens_details` is only filled when the server runs with
+ * `--enable-prompt-tokens-details` and the request's `num_cached_tokens` is non-zero
+ * (vllm/entrypoints/openai/serving_chat.py and serving_completion.py @ v0.10.0). Non-streaming responses are
+ * `model_dump()`ed, so an unset field is `null`; the final usage chunk of a stream is dumped with `exclude_none`, so
+ * the key is absent.
+ */
+export function usage(promptTokens: number, completionTokens: number, cachedTokens: number, opts: { details: boolean; stream: boolean }): Usage {
+  const details = opts.details && cachedTokens > 0 ? { cached_tokens: cachedTokens } : null;
+  const u: Usage = {
     prompt_tokens: promptTokens,
     total_tokens: promptTokens + completionTokens,
     completion_tokens: completionTokens,
-    prompt_tokens_details: { cached_tokens: cachedTokens },
   };
+  if (details !== null || !opts.stream) u.prompt_tokens_details = details;
+  return u;
 }

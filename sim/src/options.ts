@@ -1,4 +1,7 @@
 import { hostname } from 'node:os';
+import { HASH_ALGOS, type HashAlgo } from './block-hash';
+import { OptionError } from './option-error';
+import { KV_EVENTS_ENCODINGS, parseKvEventsConfig, type KvEventsConfig, type KvEventsEncoding } from './kv-events-config';
 
 export interface SimulatorOptions {
   host: string;
@@ -9,9 +12,12 @@ export interface SimulatorOptions {
   /** Names accepted in requests; the first one labels the metrics (vLLM's behaviour). */
   servedModelNames: string[];
   blockSize: number;
+  /** KV blocks in all, vLLM's null block included (like `num_gpu_blocks`). */
   kvCacheBlocks: number;
   maxNumSeqs: number;
   maxModelLen: number;
+  /** Tokens a request prefills per scheduler step (vLLM's chunked prefill token budget). */
+  maxNumBatchedTokens: number;
   ttftOverheadMs: number;
   prefillMsPerToken: number;
   itlMs: number;
@@ -22,7 +28,22 @@ export interface SimulatorOptions {
   podName: string;
   /** max_tokens when a request gives none (capped by the room left under max-model-len). */
   defaultMaxTokens: number;
+  /** vLLM's `--enable-prompt-tokens-details`: report `usage.prompt_tokens_details.cached_tokens` (when non-zero). */
+  enablePromptTokensDetails: boolean;
+  /** Only reported, in `vllm:cache_config_info`. */
+  gpuMemoryUtilization: number;
+  prefixCachingHashAlgo: HashAlgo;
+  /** `PYTHONHASHSEED`, read from the environment by default; undefined = unset (a random hash root). */
+  pythonHashSeed: string | undefined;
+  /** `--kv-events-config`; null = not given. */
+  kvEventsConfig: KvEventsConfig | null;
+  kvEventsEncoding: KvEventsEncoding;
+  /** LoRA adapter names accepted as `model` (`--lora-modules`); adapter i has `lora_int_id` i + 1. */
+  loraModules: string[];
 }
+
+/** What callers may pass: any subset, and `kvEventsConfig` as the flag's JSON or a partial object (defaults filled). */
+export type SimulatorInput = Omit<Partial<SimulatorOptions>, 'kvEventsConfig'> & { kvEventsConfig?: Partial<KvEventsConfig> | string | null };
 
 export const VLLM_BLOCK_SIZES = [1, 8, 16, 32, 64, 128] as const;
 
@@ -42,6 +63,9 @@ export function defaultOptions(): SimulatorOptions {
     kvCacheBlocks: 8192,
     maxNumSeqs: 256,
     maxModelLen: 40960,
+    // vLLM 0.10's default for the OpenAI server on a GPU under 70 GiB (vllm/engine/arg_utils.py @ v0.10.0,
+    // _set_default_args_v1); V1 always chunks prefills for generation models.
+    maxNumBatchedTokens: 2048,
     ttftOverheadMs: 20,
     prefillMsPerToken: 0.25,
     itlMs: 20,
@@ -49,22 +73,23 @@ export function defaultOptions(): SimulatorOptions {
     timeScale: 1,
     podName: process.env.POD_NAME || hostname(),
     defaultMaxTokens: 16,
+    enablePromptTokensDetails: false,
+    gpuMemoryUtilization: 0.9,
+    prefixCachingHashAlgo: 'builtin',
+    pythonHashSeed: process.env.PYTHONHASHSEED,
+    kvEventsConfig: null,
+    kvEventsEncoding: 'positional',
+    loraModules: [],
   };
 }
 
-export class OptionError extends Error {
-  constructor(
-    readonly flag: string,
-    message: string,
-  ) {
-    super(`${flag}: ${message}`);
-    this.name = 'OptionError';
-  }
-}
+export { OptionError };
 
 /** Fills defaults and checks every value; errors name the CLI flag. */
-export function resolveOptions(partial: Partial<SimulatorOptions> = {}): SimulatorOptions {
-  const o: SimulatorOptions = { ...defaultOptions(), ...stripUndefined(partial) };
+export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
+  const o = { ...defaultOptions(), ...stripUndefined(partial) } as SimulatorOptions;
+  // An explicit undefined seed means "unset", not "use the default".
+  if ('pythonHashSeed' in partial) o.pythonHashSeed = partial.pythonHashSeed;
   if (o.servedModelNames.length === 0) o.servedModelNames = [o.model];
 
   const int = (flag: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void => {
@@ -88,7 +113,8 @@ export function resolveOptions(partial: Partial<SimulatorOptions> = {}): Simulat
   if (!(VLLM_BLOCK_SIZES as readonly number[]).includes(o.blockSize)) {
     throw new OptionError('--block-size', `must be one of ${VLLM_BLOCK_SIZES.join(', ')} (vLLM's choices), got ${o.blockSize}`);
   }
-  int('--kv-cache-blocks', o.kvCacheBlocks, 1, 1 << 26);
+  // At least 2: block 0 is vLLM's null block.
+  int('--kv-cache-blocks', o.kvCacheBlocks, 2, 1 << 26);
   int('--max-num-seqs', o.maxNumSeqs, 1);
   int('--max-model-len', o.maxModelLen, 2);
   num('--ttft-overhead-ms', o.ttftOverheadMs, 0);
@@ -98,8 +124,29 @@ export function resolveOptions(partial: Partial<SimulatorOptions> = {}): Simulat
   num('--time-scale', o.timeScale, 0, true);
   str('--pod-name', o.podName);
   int('--default-max-tokens', o.defaultMaxTokens, 1);
-  // vLLM refuses to start when one max-length sequence cannot fit in the KV
-  // cache; here it would also mean a request that waits forever.
+  int('--max-num-batched-tokens', o.maxNumBatchedTokens, 1);
+  if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
+  // CacheConfig._verify_args (vllm/config.py @ v0.10.0) refuses > 1.0.
+  if (!(typeof o.gpuMemoryUtilization === 'number' && o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1)) {
+    throw new OptionError('--gpu-memory-utilization', `expected a number in (0, 1], got ${o.gpuMemoryUtilization}`);
+  }
+  if (!HASH_ALGOS.includes(o.prefixCachingHashAlgo)) {
+    throw new OptionError('--prefix-caching-hash-algo', `must be one of ${HASH_ALGOS.join(', ')}, got ${JSON.stringify(o.prefixCachingHashAlgo)}`);
+  }
+  if (o.pythonHashSeed !== undefined && typeof o.pythonHashSeed !== 'string') throw new OptionError('PYTHONHASHSEED', 'expected a string');
+  if (o.kvEventsConfig !== null) o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string);
+  if (!KV_EVENTS_ENCODINGS.includes(o.kvEventsEncoding)) {
+    throw new OptionError('--kv-events-encoding', `must be one of ${KV_EVENTS_ENCODINGS.join(', ')}, got ${JSON.stringify(o.kvEventsEncoding)}`);
+  }
+  if (!Array.isArray(o.loraModules)) throw new OptionError('--lora-modules', 'expected a list of names');
+  for (const n of o.loraModules) {
+    str('--lora-modules', n);
+    if (o.servedModelNames.includes(n)) throw new OptionError('--lora-modules', `${JSON.stringify(n)} is also a served model name`);
+  }
+  if (new Set(o.loraModules).size !== o.loraModules.length) throw new OptionError('--lora-modules', 'a name is given twice');
+  // vLLM refuses to start when one max-length sequence cannot fit in the KV cache (memory for num_gpu_blocks, the
+  // null block included; vllm/v1/core/kv_cache_utils.py @ v0.10.0, check_enough_kv_cache_memory). A sequence that
+  // would need every block, the null block too, is refused per request (the engine's maxSequenceTokens).
   if (o.kvCacheBlocks * o.blockSize < o.maxModelLen) {
     throw new OptionError(
       '--kv-cache-blocks',

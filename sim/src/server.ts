@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { RealtimeClock, type SimClock } from './clock';
-import { Engine, type RequestHandle, type RequestResult } from './engine';
+import { generationOf } from './block-hash';
+import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
+import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
+import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
   ApiError,
@@ -13,10 +16,10 @@ import {
   type ChatRequest,
   type CompletionRequest,
 } from './openai';
-import { resolveOptions, type SimulatorOptions } from './options';
+import { resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 import { loadQwen3Tokenizer, type SimTokenizer } from './tokenizer';
 
-export interface StartOptions extends Partial<SimulatorOptions> {
+export interface StartOptions extends SimulatorInput {
   /** Overrides the realtime clock (tests drive a ManualClock). */
   clock?: SimClock;
 }
@@ -29,6 +32,8 @@ export interface Simulator {
   readonly options: SimulatorOptions;
   readonly engine: Engine;
   readonly metrics: SimMetrics;
+  /** The KV-event publisher, when `--kv-events-config` asks for `"publisher": "zmq"`. */
+  readonly kvEvents: KvEventPublisher | null;
   /**
    * Stops accepting connections, lets in-flight requests finish for up to
    * `graceMs` of wall time, aborts the rest, and resolves once the socket is closed.
@@ -50,6 +55,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   const options = resolveOptions(partial);
   const tokenizer = loadQwen3Tokenizer();
   const clock = injectedClock ?? new RealtimeClock(options.timeScale);
+  const generation = generationOf(options.prefixCachingHashAlgo);
   let engine: Engine | undefined;
   const metrics = new SimMetrics(
     {
@@ -57,23 +63,42 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       blockSize: options.blockSize,
       kvCacheBlocks: options.kvCacheBlocks,
       maxModelLen: options.maxModelLen,
+      gpuMemoryUtilization: options.gpuMemoryUtilization,
+      prefixCachingHashAlgo: options.prefixCachingHashAlgo,
+      generation,
     },
     () => (engine as Engine).stats(),
   );
-  engine = new Engine(
-    {
-      blockSize: options.blockSize,
-      kvCacheBlocks: options.kvCacheBlocks,
-      maxNumSeqs: options.maxNumSeqs,
-      ttftOverheadMs: options.ttftOverheadMs,
-      prefillMsPerToken: options.prefillMsPerToken,
-      itlMs: options.itlMs,
-      prefillConcurrency: options.prefillConcurrency,
-    },
-    clock,
-    metrics,
-  );
+  // EventPublisherFactory.create (vllm/distributed/kv_events.py @ v0.10.0): a ZMQ publisher whenever the config says
+  // "zmq"; events are only produced when enable_kv_cache_events is true; with publisher "null" they are dropped.
+  const kvConfig = options.kvEventsConfig;
+  const kvEvents = kvConfig?.publisher === 'zmq' ? await KvEventPublisher.start(kvConfig, wireEncoding(options), stderrLogger) : null;
+  let sink: KvEventSink | undefined;
+  if (kvConfig?.enable_kv_cache_events) sink = kvEvents ? (batch) => kvEvents.publish(batch) : () => undefined;
+  try {
+    engine = new Engine(
+      {
+        blockSize: options.blockSize,
+        kvCacheBlocks: options.kvCacheBlocks,
+        maxNumSeqs: options.maxNumSeqs,
+        maxNumBatchedTokens: options.maxNumBatchedTokens,
+        ttftOverheadMs: options.ttftOverheadMs,
+        prefillMsPerToken: options.prefillMsPerToken,
+        itlMs: options.itlMs,
+        prefillConcurrency: options.prefillConcurrency,
+        hashAlgo: options.prefixCachingHashAlgo,
+        pythonHashSeed: options.pythonHashSeed,
+      },
+      clock,
+      metrics,
+      sink,
+    );
+  } catch (e) {
+    await kvEvents?.close(0);
+    throw e;
+  }
   const eng = engine;
+  const acceptedModels = [...options.servedModelNames, ...options.loraModules];
   const inflight = new Set<Promise<void>>();
   let draining = false;
 
@@ -117,8 +142,20 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, modelsResponse(options));
         return;
       case '/version':
-        sendJson(res, 200, { version: '0.10.1', simulator: 'kvroute-sim' });
+        // The hash algorithm decides which vLLM's shapes are simulated (block-hash.ts, generationOf).
+        sendJson(res, 200, { version: generation === '0.10.0' ? '0.10.1' : '0.10.2', simulator: 'kvroute-sim' });
         return;
+      case '/reset_prefix_cache': {
+        // vLLM 0.10 serves this only with VLLM_SERVER_DEV_MODE=1 and answers 200 whether or not the reset happened
+        // ("we currently do not check if the prefix cache is successfully reset in the API server";
+        // vllm/entrypoints/openai/api_server.py @ v0.10.0). The engine refuses while any block but the null block
+        // is in use, and logs a warning, as BlockPool.reset_prefix_cache does. The header tells which happened.
+        const ok = eng.resetPrefixCache();
+        if (!ok) stderrLogger.warn('Failed to reset prefix cache because some blocks are not freed yet', { used_blocks: eng.stats().usedBlocks - 1 });
+        res.writeHead(200, { 'content-length': '0', 'x-kvroute-prefix-cache-reset': ok ? 'done' : 'refused' });
+        res.end();
+        return;
+      }
       case '/tokenize': {
         const body = parseJsonBody(await readBody(req));
         sendJson(res, 200, tokenizeResponse(body, tokenizer, options));
@@ -130,8 +167,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         const body = parseJsonBody(await readBody(req));
         const parsed =
           path === '/v1/completions'
-            ? parseCompletionRequest(body, options.servedModelNames)
-            : parseChatRequest(body, options.servedModelNames);
+            ? parseCompletionRequest(body, acceptedModels)
+            : parseChatRequest(body, acceptedModels);
         const prepared = prepare(parsed, tokenizer, options);
         await generate(prepared, res);
         return;
@@ -141,6 +178,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 
   function generate(p: Prepared, res: ServerResponse): Promise<void> {
     const { req } = p;
+    if (p.promptTokens.length + p.maxTokens > eng.maxSequenceTokens) {
+      // Only when --kv-cache-blocks is within a block of --max-model-len: the null block holds no KV (Engine.maxSequenceTokens).
+      return Promise.reject(
+        new ApiError(400, `prompt + max_tokens = ${p.promptTokens.length + p.maxTokens} tokens exceed the KV cache's ${eng.maxSequenceTokens - 1} slots.`, req.kind === 'chat' ? 'messages' : 'prompt', 'context_length_exceeded'),
+      );
+    }
     const created = Math.floor(Date.now() / 1000);
     const id = `${req.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
     const { ids: outputIds, texts: outputTexts } = tokenizer.filler(p.maxTokens);
@@ -190,7 +233,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         },
         onFinish(r: RequestResult): void {
           finished = true;
-          const u = usage(r.promptTokens, r.completionTokens, r.cachedTokens);
+          const u = usage(r.promptTokens, r.completionTokens, r.cachedTokens, { details: options.enablePromptTokensDetails, stream: req.stream });
           const timing = simTiming(r, options.podName);
           if (req.stream) {
             if (r.finishReason === 'abort') {
@@ -226,7 +269,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // The client went away before the end: free its slot and blocks.
         if (!finished) running?.abort();
       });
-      running = eng.submit({ promptTokens: p.promptTokens, outputTokens: outputIds, cacheSalt: req.cacheSalt }, listener);
+      // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
+      const lora = options.loraModules.indexOf(req.model);
+      running = eng.submit({ promptTokens: p.promptTokens, outputTokens: outputIds, cacheSalt: req.cacheSalt, loraId: lora >= 0 ? lora + 1 : null }, listener);
       if (res.destroyed && !finished) running.abort();
     });
   }
@@ -249,6 +294,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     options,
     engine: eng,
     metrics,
+    kvEvents,
     close({ graceMs = 5000 } = {}) {
       closing ??= (async () => {
         draining = true;
@@ -268,6 +314,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         await Promise.allSettled([...inflight]);
         server.closeAllConnections();
         await closed;
+        await kvEvents?.close();
       })();
       return closing;
     },
@@ -280,6 +327,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/models': ['GET'],
   '/version': ['GET'],
   '/tokenize': ['POST'],
+  '/reset_prefix_cache': ['POST'],
   '/v1/completions': ['POST'],
   '/v1/chat/completions': ['POST'],
 };
@@ -329,7 +377,7 @@ function prepare(req: CompletionRequest | ChatRequest, tokenizer: SimTokenizer, 
 
 function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
   // vLLM's /tokenize takes the model optionally; checking it when given keeps typos loud.
-  const names = o.servedModelNames;
+  const names = [...o.servedModelNames, ...o.loraModules];
   const withModel = body.model === undefined || body.model === null ? { ...body, model: names[0] } : body;
   const req = withModel.messages !== undefined ? parseChatRequest(withModel, names) : parseCompletionRequest(withModel, names);
   const tokens = tokenizeRequest(req, tokenizer);
@@ -338,19 +386,27 @@ function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer
 
 function modelsResponse(o: SimulatorOptions): unknown {
   const created = Math.floor(Date.now() / 1000);
+  const card = (id: string, root: string, parent: string | null) => ({ id, object: 'model', created, owned_by: 'vllm', root, parent, max_model_len: o.maxModelLen });
   return {
     object: 'list',
-    data: o.servedModelNames.map((name) => ({
-      id: name,
-      object: 'model',
-      created,
-      owned_by: 'vllm',
-      root: o.model,
-      parent: null,
-      max_model_len: o.maxModelLen,
-    })),
+    // LoRA adapters follow the base model names, with the base as parent (vllm/entrypoints/openai/serving_models.py
+    // @ v0.10.0; their root is the adapter path, which the simulator does not have, so it is the name).
+    data: [...o.servedModelNames.map((name) => card(name, o.model, null)), ...o.loraModules.map((name) => card(name, name, o.servedModelNames[0]))],
   };
 }
+
+/** The payload encoding on the wire: positional as the simulated vLLM release writes it, or vLLM #42892's maps. */
+function wireEncoding(o: SimulatorOptions): KvEventEncoding {
+  if (o.kvEventsEncoding === 'map') return 'map';
+  return generationOf(o.prefixCachingHashAlgo) === '0.10.0' ? 'positional-v0.10.0' : 'positional-v0.10.2';
+}
+
+/** vLLM-style warnings on stderr, one JSON line each (stdout carries only the lifecycle lines). */
+const stderrLogger = {
+  warn(msg: string, fields: Record<string, unknown> = {}): void {
+    process.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...fields })}\n`);
+  },
+};
 
 /** Model-time view of one request (seconds), for harnesses that want it without wall-clock noise. */
 function simTiming(r: RequestResult, pod: string): Record<string, unknown> {

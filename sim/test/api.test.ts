@@ -8,7 +8,7 @@ describe('OpenAI API over loopback', () => {
   let sim: Simulator;
   beforeAll(async () => {
     // 1000× faster than real time: a modelled 1 s TTFT takes 1 ms of wall time.
-    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: [MODEL, 'qwen'], podName: 'pod-a' });
+    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: [MODEL, 'qwen'], podName: 'pod-a', enablePromptTokensDetails: true });
   });
   afterAll(() => sim.close());
 
@@ -39,7 +39,8 @@ describe('OpenAI API over loopback', () => {
     ]);
     const n = a.usage.prompt_tokens;
     expect(n).toBeGreaterThan(500);
-    expect(a.usage).toEqual({ prompt_tokens: n, completion_tokens: 5, total_tokens: n + 5, prompt_tokens_details: { cached_tokens: 0 } });
+    // Nothing cached: vLLM leaves prompt_tokens_details unset even with the flag, and model_dump() writes null.
+    expect(a.usage).toEqual({ prompt_tokens: n, completion_tokens: 5, total_tokens: n + 5, prompt_tokens_details: null });
 
     const b = (await http(sim.url, 'POST', '/v1/completions', { model: 'qwen', prompt, max_tokens: 5 })).json();
     // Every full block but the one holding the last prompt token.
@@ -74,7 +75,8 @@ describe('OpenAI API over loopback', () => {
     const last = events[5];
     expect(last.choices).toEqual([]);
     // <|im_start|> user \n Hello ! <|im_end|> \n <|im_start|> assistant \n = 10 tokens
-    expect(last.usage).toEqual({ prompt_tokens: 10, completion_tokens: 4, total_tokens: 14, prompt_tokens_details: { cached_tokens: 0 } });
+    // Nothing cached: the final usage chunk is dumped with exclude_none, so the key is absent.
+    expect(last.usage).toEqual({ prompt_tokens: 10, completion_tokens: 4, total_tokens: 14 });
     expect(events).toHaveLength(6);
     for (const e of events) expect(e).toMatchObject({ object: 'chat.completion.chunk', model: MODEL });
   });
@@ -192,7 +194,7 @@ describe('queueing through HTTP with a manual clock', () => {
       expect(rb.kvroute_sim.queue_time_s).toBeCloseTo(ra.kvroute_sim.e2e_s, 9);
       samples = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text);
       expect(metricValue(samples, 'vllm:num_requests_waiting')).toBe(0);
-      expect(metricValue(samples, 'vllm:kv_cache_usage_perc')).toBe(0);
+      expect(metricValue(samples, 'vllm:kv_cache_usage_perc')).toBe(1 / 8192); // only the null block
     } finally {
       await sim.close();
     }
@@ -216,6 +218,56 @@ describe('shutdown', () => {
     const { events, done } = parseSse(r.text);
     expect(done).toBe(true);
     expect(events.at(-1).choices[0].finish_reason).toBe('abort');
-    expect(sim.engine.stats()).toMatchObject({ running: 0, usedBlocks: 0 });
+    expect(sim.engine.stats()).toMatchObject({ running: 0, usedBlocks: 1 });
+  });
+});
+
+describe('usage.prompt_tokens_details (vllm/entrypoints/openai/serving_chat.py, serving_completion.py @ v0.10.0)', () => {
+  const prompt = longText(200, 7);
+  const cachedOf = (n: number) => Math.floor((n - 1) / 16) * 16;
+
+  it('without --enable-prompt-tokens-details (the default): null in non-streaming bodies, absent from the final usage chunk', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000 });
+    try {
+      expect(sim.options.enablePromptTokensDetails).toBe(false);
+      for (let i = 0; i < 2; i++) {
+        const c = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2 })).json();
+        expect(c.usage).toHaveProperty('prompt_tokens_details', null);
+        const chat = (await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: prompt }], max_tokens: 2 })).json();
+        expect(chat.usage).toHaveProperty('prompt_tokens_details', null);
+        for (const path of ['/v1/completions', '/v1/chat/completions']) {
+          const body = path === '/v1/completions' ? { prompt } : { messages: [{ role: 'user', content: prompt }] };
+          const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 2, stream: true, stream_options: { include_usage: true } });
+          const final = parseSse(r.text).events.at(-1);
+          expect(final.choices).toEqual([]);
+          expect(Object.keys(final.usage).sort()).toEqual(['completion_tokens', 'prompt_tokens', 'total_tokens']);
+        }
+      }
+      // The cache works all the same; the extension field still reports it.
+      const again = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2 })).json();
+      expect(again.kvroute_sim.cached_tokens).toBe(cachedOf(again.usage.prompt_tokens));
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('with the flag: {cached_tokens} once something is cached, in both endpoints, streaming only in the final usage chunk', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, enablePromptTokensDetails: true });
+    try {
+      const first = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2 })).json();
+      expect(first.usage.prompt_tokens_details).toBeNull();
+      const n = first.usage.prompt_tokens;
+      const second = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2 })).json();
+      expect(second.usage.prompt_tokens_details).toEqual({ cached_tokens: cachedOf(n) });
+      const r = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 3, stream: true, stream_options: { include_usage: true } });
+      const { events } = parseSse(r.text);
+      expect(events.slice(0, -1).every((e) => e.usage === null)).toBe(true);
+      expect(events.at(-1).usage).toEqual({ prompt_tokens: n, completion_tokens: 3, total_tokens: n + 3, prompt_tokens_details: { cached_tokens: cachedOf(n) } });
+      // Without include_usage there is no usage anywhere.
+      const plain = parseSse((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2, stream: true })).text);
+      expect(plain.events.every((e) => !('usage' in e))).toBe(true);
+    } finally {
+      await sim.close();
+    }
   });
 });

@@ -46,6 +46,18 @@ describe('flag parsing', () => {
       'sim-0',
       '--default-max-tokens',
       '32',
+      '--max-num-batched-tokens',
+      '512',
+      '--enable-prompt-tokens-details',
+      '--gpu-memory-utilization',
+      '0.85',
+      '--prefix-caching-hash-algo',
+      'sha256_cbor_64bit',
+      '--kv-events-config',
+      '{"enable_kv_cache_events":true,"publisher":"zmq","topic":"kv@sim-0@qwen"}',
+      '--kv-events-encoding=map',
+      '--lora-modules',
+      'sql=/adapters/sql, chat',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -65,7 +77,51 @@ describe('flag parsing', () => {
         timeScale: 100,
         podName: 'sim-0',
         defaultMaxTokens: 32,
+        maxNumBatchedTokens: 512,
+        enablePromptTokensDetails: true,
+        gpuMemoryUtilization: 0.85,
+        prefixCachingHashAlgo: 'sha256_cbor_64bit',
+        pythonHashSeed: process.env.PYTHONHASHSEED,
+        kvEventsConfig: {
+          enable_kv_cache_events: true,
+          publisher: 'zmq',
+          endpoint: 'tcp://*:5557',
+          replay_endpoint: null,
+          buffer_steps: 10000,
+          hwm: 100000,
+          max_queue_size: 100000,
+          topic: 'kv@sim-0@qwen',
+        },
+        kvEventsEncoding: 'map',
+        loraModules: ['sql', 'chat'],
       },
+    });
+  });
+
+  it("vLLM's defaults for the new flags; --no-enable-prompt-tokens-details", () => {
+    const r = parseCli([]);
+    expect(r.kind === 'run' && r.options).toMatchObject({
+      maxNumBatchedTokens: 2048,
+      enablePromptTokensDetails: false,
+      gpuMemoryUtilization: 0.9,
+      prefixCachingHashAlgo: 'builtin',
+      kvEventsConfig: null,
+      kvEventsEncoding: 'positional',
+      loraModules: [],
+    });
+    const off = parseCli(['--no-enable-prompt-tokens-details']);
+    expect(off.kind === 'run' && off.options.enablePromptTokensDetails).toBe(false);
+    // KVEventsConfig defaults (vllm/config.py @ v0.10.0).
+    const kv = parseCli(['--kv-events-config', '{}']);
+    expect(kv.kind === 'run' && kv.options.kvEventsConfig).toEqual({
+      enable_kv_cache_events: false,
+      publisher: 'null',
+      endpoint: 'tcp://*:5557',
+      replay_endpoint: null,
+      buffer_steps: 10000,
+      hwm: 100000,
+      max_queue_size: 100000,
+      topic: '',
     });
   });
 
@@ -97,6 +153,21 @@ describe('flag parsing', () => {
     [['--port', '1', '--port', '2'], '--port', /more than once/],
     [['extra'], 'extra', /unexpected argument/],
     [['--kv-cache-blocks', '100', '--max-model-len', '4096'], '--kv-cache-blocks', /cannot hold one sequence/],
+    [['--kv-cache-blocks', '1', '--max-model-len', '16'], '--kv-cache-blocks', /\[2, /],
+    [['--enable-prompt-tokens-details=yes'], '--enable-prompt-tokens-details', /takes no value/],
+    [['--enable-prompt-tokens-details', '--no-enable-prompt-tokens-details'], '--no-enable-prompt-tokens-details', /conflicts with --enable-prompt-tokens-details/],
+    [['--gpu-memory-utilization', '1.5'], '--gpu-memory-utilization', /\(0, 1\]/],
+    [['--prefix-caching-hash-algo', 'xxhash'], '--prefix-caching-hash-algo', /builtin, sha256, sha256_cbor_64bit, sha256_cbor/],
+    [['--kv-events-config', '{"publisher":'], '--kv-events-config', /not valid JSON/],
+    [['--kv-events-config', '[1]'], '--kv-events-config', /JSON object/],
+    [['--kv-events-config', '{"publisher":"kafka"}'], '--kv-events-config', /field "publisher": expected "null" or "zmq"/],
+    [['--kv-events-config', '{"enable_kv_cache_events":"yes"}'], '--kv-events-config', /field "enable_kv_cache_events": expected true or false/],
+    [['--kv-events-config', '{"hwm":-1}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"replay_endpoint":5}'], '--kv-events-config', /field "replay_endpoint": expected a string or null/],
+    [['--kv-events-config', '{"enable_kv_cache_event":true}'], '--kv-events-config', /field "enable_kv_cache_event": unknown field/],
+    [['--kv-events-config', '{"publisher":"zmq","endpoint":"localhost:5557"}'], '--kv-events-config', /field "endpoint": expected a ZMQ endpoint/],
+    [['--kv-events-encoding', 'json'], '--kv-events-encoding', /positional, map/],
+    [['--lora-modules', 'Qwen/Qwen3-0.6B'], '--lora-modules', /also a served model name/],
   ])('%j is rejected naming %s', (argv, flag, msg) => {
     const e = errorOf(argv);
     expect(e.flag).toBe(flag);

@@ -1,15 +1,19 @@
+import type { BlockStored, KvEventBatch } from '@kvroute/protocol/kv-events';
 import { ManualClock, type SimClock } from '../src/clock';
-import { Engine, type EngineConfig, type RequestResult } from '../src/engine';
+import { Engine, type EngineConfig, type EngineObserver, type RequestResult } from '../src/engine';
 
-/** Defaults from options.ts: 20 ms overhead, 0.25 ms per uncached token, 20 ms per output token. */
+/** Defaults from options.ts: 20 ms overhead, 0.25 ms per uncached token, 20 ms per output token, 2048-token chunks. */
 const BASE: EngineConfig = {
   blockSize: 16,
   kvCacheBlocks: 1024,
   maxNumSeqs: 8,
+  maxNumBatchedTokens: 2048,
   ttftOverheadMs: 20,
   prefillMsPerToken: 0.25,
   itlMs: 20,
   prefillConcurrency: 1,
+  hashAlgo: 'sha256_cbor_64bit',
+  pythonHashSeed: '0',
 };
 
 const tokens = (n: number, seed = 1): number[] => Array.from({ length: n }, (_, i) => (seed * 100_003 + i * 7919) % 150_000);
@@ -70,7 +74,7 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(a.result?.finishedMs).toBeCloseTo(aEnd);
     expect(b.result?.admittedMs).toBeCloseTo(aEnd);
     expect(ttft(b)).toBeCloseTo(aEnd + 120);
-    expect(engine.stats()).toMatchObject({ running: 0, waiting: 0, usedBlocks: 0 });
+    expect(engine.stats()).toMatchObject({ running: 0, waiting: 0, usedBlocks: 1 }); // the null block
   });
 
   it('serializes prefills with --prefill-concurrency 1 and runs them side by side with 0', () => {
@@ -102,7 +106,8 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
 
   it('a request that cannot get blocks waits (FCFS) instead of failing, then runs when blocks free up', () => {
     const clock = new ManualClock();
-    // 10 blocks × 16 = 160 slots. Each request needs ceil((100 + 10 - 1) / 16) = 7 blocks.
+    // 10 blocks, 9 usable (block 0 is the null block). Each request needs ceil(100 / 16) = 7 blocks for its prompt
+    // and no more while decoding (100 + 9 slots): the second does not fit until the first is done.
     const engine = new Engine({ ...BASE, kvCacheBlocks: 10 }, clock);
     const a = submit(engine, tokens(100, 1), 10);
     const b = submit(engine, tokens(100, 2), 10);
@@ -115,10 +120,11 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(engine.stats()).toMatchObject({ running: 0, waiting: 0 });
   });
 
-  it('rejects a sequence larger than the whole cache up front', () => {
-    const engine = new Engine({ ...BASE, kvCacheBlocks: 4 }, new ManualClock());
+  it('rejects a sequence larger than the usable cache up front (the null block holds no KV)', () => {
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 5 }, new ManualClock());
+    expect(engine.maxSequenceTokens).toBe(4 * 16 + 1);
     expect(() => submit(engine, tokens(60), 10)).toThrow(/exceeds the KV cache/);
-    expect(() => submit(engine, tokens(60), 5)).not.toThrow(); // 64 slots exactly
+    expect(() => submit(engine, tokens(60), 5)).not.toThrow(); // 64 slots exactly: the 65th token needs none
   });
 
   it('caches generated blocks: the next turn (prompt + reply + more) hits them', () => {
@@ -136,13 +142,14 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(t2.result?.cachedTokens).toBe(128);
   });
 
-  it('kv usage rises while running and returns to 0; blocks stay cached after', () => {
+  it('kv usage rises while running and returns to 1/num_blocks (the null block); blocks stay cached after', () => {
     const clock = new ManualClock();
     const engine = new Engine(BASE, clock);
+    expect(engine.stats().kvUsage).toBeCloseTo(1 / 1024);
     submit(engine, tokens(320), 17); // 320 prompt tokens = 20 blocks now; 320 + 16 = 336 slots = 21 blocks by the end
-    expect(engine.stats().usedBlocks).toBe(20);
+    expect(engine.stats().usedBlocks).toBe(1 + 20);
     clock.runAll();
-    expect(engine.stats()).toMatchObject({ usedBlocks: 0, kvUsage: 0, reservedBlocks: 0 });
+    expect(engine.stats()).toMatchObject({ usedBlocks: 1, kvUsage: 1 / 1024 });
     expect(engine.stats().cachedBlocks).toBe(21);
   });
 
@@ -172,8 +179,8 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     const p = tokens(200);
     submit(engine, p, 1, 'a');
     clock.runAll();
-    expect(engine.peekCachedTokens(p, 'a')).toBe(192);
-    expect(engine.peekCachedTokens(p, 'b')).toBe(0);
+    expect(engine.peekCachedTokens(p, { cacheSalt: 'a' })).toBe(192);
+    expect(engine.peekCachedTokens(p, { cacheSalt: 'b' })).toBe(0);
     expect(engine.peekCachedTokens(p)).toBe(0);
   });
 
@@ -201,5 +208,163 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(b.result?.admittedMs).toBeCloseTo(160);
     expect(b.result?.firstTokenMs).toBeCloseTo(160 + 120);
     expect(b.result?.finishedMs).toBeCloseTo(160 + 120 + 40);
+  });
+});
+
+/** Records every observer call with the simulated instant it happened at. */
+function recorder(clock: ManualClock) {
+  const log = { queries: [] as { at: number; queries: number; hits: number }[], preemptions: [] as number[] };
+  const observer: EngineObserver = {
+    onPrefixQuery: (q) => log.queries.push({ at: clock.now(), ...q }),
+    onPreempt: () => log.preemptions.push(clock.now()),
+  };
+  return { log, observer };
+}
+
+describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @ v0.10.0)', () => {
+  it('preempts the last running request when decode runs out of blocks; it waits at the front and resumes by re-hitting its blocks', () => {
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    // 6 usable blocks. A and B: 32-token prompts, 40 tokens each → up to 32 + 39 = 71 slots = 5 blocks each.
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 7, prefillConcurrency: 0 }, clock, observer);
+    const a = submit(engine, tokens(32, 1), 40);
+    const b = submit(engine, tokens(32, 2), 40);
+    expect(engine.stats()).toMatchObject({ running: 2, usedBlocks: 1 + 4 });
+    // Both sample their first token at 20 + 32 × 0.25 = 28 ms and take a third block; token k comes at 28 + 20k.
+    // Token 16 makes 49 tokens: each needs a fourth block, none is free: B (last in `running`) is preempted.
+    clock.advanceTo(28 + 16 * 20 - 1);
+    expect(engine.stats()).toMatchObject({ running: 2, waiting: 0, preemptions: 0 });
+    clock.advanceTo(28 + 16 * 20);
+    expect(log.preemptions).toEqual([348]);
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1, preemptions: 1 });
+    expect(b.tokenTimes).toHaveLength(17); // tokens 0..16 reached the client; the stream just pauses
+    // B's prompt blocks keep their hashes in the free queue (no BlockRemoved at preemption).
+    expect(engine.peekCachedTokens(tokens(32, 2).concat([0]))).toBe(32);
+    clock.runAll();
+    expect(a.result).toMatchObject({ finishReason: 'length', completionTokens: 40, preemptions: 0 });
+    expect(b.result).toMatchObject({ finishReason: 'length', completionTokens: 40, preemptions: 1, cachedTokens: 0 });
+    // B is scheduled again when A finishes (808 ms): it re-prefills 49 tokens less what it still hits.
+    const aEnd = 28 + 39 * 20;
+    expect(a.result?.finishedMs).toBe(aEnd);
+    const resumed = log.queries.filter((q) => q.queries === 49);
+    expect(resumed.at(-1)?.at).toBe(aEnd);
+    const hit = resumed.at(-1)?.hits as number;
+    expect(b.tokenTimes[17]).toBeCloseTo(aEnd + 20 + (49 - hit) * 0.25);
+    expect(b.tokenTimes.slice(18).map((t, i) => t - b.tokenTimes[17 + i])).toEqual(new Array(22).fill(20));
+  });
+
+  it('counts a waiting head that cannot get blocks again at every step, but not in a step that preempted', () => {
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 7, prefillConcurrency: 0 }, clock, observer);
+    submit(engine, tokens(32, 1), 40);
+    submit(engine, tokens(32, 2), 40);
+    clock.runAll();
+    // Two first lookups (32 tokens each), then B's retries with 49 tokens (prompt + 17 outputs) at each of A's steps
+    // from the preemption (348 ms, not counted) to A's last token (808 ms, where it fits).
+    expect(log.queries.slice(0, 2).map((q) => q.queries)).toEqual([32, 32]);
+    const retries = log.queries.slice(2);
+    expect(retries.every((q) => q.queries === 49)).toBe(true);
+    expect(retries.map((q) => q.at)).toEqual(Array.from({ length: 23 }, (_, i) => 368 + 20 * i));
+    expect(retries.map((q) => q.at)).not.toContain(348);
+    // Its hits shrink as A's later blocks evict B's freed ones (tail first).
+    expect(retries[0].hits).toBe(32);
+    expect(retries.at(-1)?.hits).toBe(16);
+  });
+
+  it('a request held back by max-num-seqs is not looked up (the check comes first)', () => {
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    const engine = new Engine({ ...BASE, maxNumSeqs: 1 }, clock, observer);
+    submit(engine, tokens(64, 1), 10);
+    submit(engine, tokens(64, 2), 10);
+    clock.runAll();
+    expect(log.queries.map((q) => q.queries)).toEqual([64, 64]);
+  });
+
+  it('chunked prefill: a same-prefix request arriving mid-prefill hits the chunks scheduled so far and recomputes the rest (duplicate blocks)', () => {
+    const clock = new ManualClock();
+    const batches: KvEventBatch[] = [];
+    // 64-token chunks (4 blocks); a 256-token prompt takes 4 chunks, scheduled at 0, 36, 52 and 68 ms.
+    const engine = new Engine({ ...BASE, maxNumBatchedTokens: 64, prefillConcurrency: 0 }, clock, {}, (b) => batches.push(b));
+    const prompt = tokens(256, 3);
+    const a = submit(engine, prompt, 2);
+    clock.advance(1);
+    const b = submit(engine, [...prompt, ...tokens(16, 4)], 2);
+    clock.runAll();
+    expect(b.result?.cachedTokens).toBe(64);
+    expect(a.result?.cachedTokens).toBe(0);
+    const stored = new Map<string, number>();
+    for (const batch of batches) for (const e of batch.events) if (e.type === 'BlockStored') for (const h of e.blockHashes) stored.set(h, (stored.get(h) ?? 0) + 1);
+    const h = engine.kv;
+    const hashes = [...stored.entries()];
+    // Blocks 4..15 of the shared prompt were stored twice (A's chunks 1-3 and B's own prefill), blocks 0..3 once.
+    expect(hashes.filter(([, n]) => n === 2)).toHaveLength(12);
+    expect(hashes.filter(([, n]) => n === 1)).toHaveLength(4 + 1); // + B's own 17th block
+    expect(h.numCachedBlocks).toBe(h.numCachedHashes + 12);
+  });
+
+  it('a prompt whose length is a multiple of the block size recomputes its last block into a duplicate', () => {
+    const clock = new ManualClock();
+    const batches: KvEventBatch[] = [];
+    const engine = new Engine(BASE, clock, {}, (b) => batches.push(b));
+    const prompt = tokens(64, 5);
+    submit(engine, prompt, 1);
+    clock.runAll();
+    const second = submit(engine, prompt, 1);
+    clock.runAll();
+    expect(second.result?.cachedTokens).toBe(48);
+    const stored = batches.flatMap((b) => b.events).filter((e): e is BlockStored => e.type === 'BlockStored');
+    expect(stored).toHaveLength(2);
+    expect(stored[1].blockHashes).toEqual([stored[0].blockHashes[3]]);
+    expect(stored[1].parentBlockHash).toBe(stored[0].blockHashes[2]);
+    expect(engine.kv.numCachedBlocks).toBe(5);
+  });
+
+  it('publishes one batch per step with events, in order, stamped with wall-clock seconds', () => {
+    const clock = new ManualClock();
+    const batches: KvEventBatch[] = [];
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 4, blockSize: 16 }, clock, {}, (b) => batches.push(b));
+    const before = Date.now() / 1000;
+    submit(engine, tokens(40, 6), 9); // 2 full prompt blocks; the outputs fill the third (48 tokens, all 3 usable blocks)
+    clock.runAll();
+    expect(batches.every((b) => b.events.length > 0 && b.dataParallelRank === 0)).toBe(true);
+    expect(batches.every((b) => b.ts >= before - 1 && b.ts <= Date.now() / 1000 + 1)).toBe(true);
+    const types = batches.map((b) => b.events.map((e) => (e.type === 'BlockStored' ? `S${e.blockHashes.length}` : e.type)).join(','));
+    // Step 1: the prompt's two full blocks in one BlockStored; then the block the outputs complete.
+    expect(types).toEqual(['S2', 'S1']);
+    // A second prompt that needs the whole cache evicts both cached prompt blocks and the output block.
+    batches.length = 0;
+    submit(engine, tokens(48, 7), 1);
+    clock.runAll();
+    expect(batches.map((b) => b.events.map((e) => e.type))).toEqual([['BlockRemoved', 'BlockRemoved', 'BlockRemoved', 'BlockStored']]);
+  });
+
+  it('reset: refused while a request runs; on an idle engine AllBlocksCleared leaves with the next step', () => {
+    const clock = new ManualClock();
+    const batches: KvEventBatch[] = [];
+    const engine = new Engine(BASE, clock, {}, (b) => batches.push(b));
+    const prompt = tokens(40, 8);
+    submit(engine, prompt, 3);
+    expect(engine.resetPrefixCache()).toBe(false);
+    clock.runAll();
+    batches.length = 0;
+    expect(engine.resetPrefixCache()).toBe(true);
+    expect(batches).toEqual([]); // vLLM drains events only in schedule(), which an idle engine does not run
+    expect(engine.peekCachedTokens(prompt)).toBe(0);
+    submit(engine, tokens(20, 9), 1);
+    expect(batches.map((b) => b.events.map((e) => e.type))).toEqual([['AllBlocksCleared', 'BlockStored']]);
+  });
+
+  it('LoRA adapters salt every block with their lora_int_id and report it in BlockStored', () => {
+    const clock = new ManualClock();
+    const batches: KvEventBatch[] = [];
+    const engine = new Engine(BASE, clock, {}, (b) => batches.push(b));
+    const prompt = tokens(40, 10);
+    engine.submit({ promptTokens: prompt, outputTokens: output(1), loraId: 2 }, { onToken: () => undefined, onFinish: () => undefined });
+    clock.runAll();
+    expect(engine.peekCachedTokens(prompt, { loraId: 2 })).toBe(32);
+    expect(engine.peekCachedTokens(prompt)).toBe(0);
+    expect((batches[0].events[0] as BlockStored).loraId).toBe(2);
   });
 });

@@ -1,6 +1,7 @@
-import { REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from '../src/metrics';
+import { pythonFloatStr, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from '../src/metrics';
 import { startSimulator, type Simulator } from '../src/server';
-import { http, longText, metricValue, parsePrometheus, type Sample } from './helpers';
+import { ManualClock } from '../src/clock';
+import { http, longText, metricValue, parsePrometheus, waitFor, type Sample } from './helpers';
 
 const MODEL = 'kvroute/sim-qwen3';
 
@@ -38,8 +39,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     for (const name of [
       'vllm:num_requests_running',
       'vllm:num_requests_waiting',
-      'vllm:kv_cache_usage_perc',
-      'vllm:gpu_cache_usage_perc',
+      'vllm:num_preemptions_total',
       'vllm:prefix_cache_queries_total',
       'vllm:prefix_cache_hits_total',
       'vllm:prompt_tokens_total',
@@ -52,14 +52,57 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     for (const reason of ['stop', 'length', 'abort']) {
       expect(metricValue(s, 'vllm:request_success_total', { ...labels, finished_reason: reason })).toBe(0);
     }
+    // Idle usage is 1/num_gpu_blocks: the null block is always in use (vllm/v1/core/block_pool.py @ v0.10.0, get_usage).
+    expect(metricValue(s, 'vllm:kv_cache_usage_perc', labels)).toBe(1 / 4096);
+    expect(metricValue(s, 'vllm:gpu_cache_usage_perc', labels)).toBe(1 / 4096);
   });
 
-  it('cache_config_info carries the cache geometry as labels, value 1', async () => {
+  it("cache_config_info: vLLM 0.10.0's CacheConfig fields in order, str()-rendered, plus engine, no model_name, value 1", async () => {
     const s = await scrape(sim);
     const info = s.filter((x) => x.name === 'vllm:cache_config_info');
     expect(info).toHaveLength(1);
     expect(info[0].value).toBe(1);
-    expect(info[0].labels).toMatchObject({ block_size: '16', num_gpu_blocks: '4096', enable_prefix_caching: 'True', cache_dtype: 'auto' });
+    // vllm/config.py @ v0.10.0 (CacheConfig, metrics_info) and vllm/v1/metrics/loggers.py @ v0.10.0 (log_metrics_info).
+    expect(Object.entries(info[0].labels)).toEqual([
+      ['block_size', '16'],
+      ['gpu_memory_utilization', '0.9'],
+      ['swap_space', '4.0'],
+      ['cache_dtype', 'auto'],
+      ['is_attention_free', 'False'],
+      ['num_gpu_blocks_override', 'None'],
+      ['sliding_window', 'None'],
+      ['enable_prefix_caching', 'True'],
+      ['prefix_caching_hash_algo', 'builtin'],
+      ['cpu_offload_gb', '0.0'],
+      ['calculate_kv_scales', 'False'],
+      ['cpu_kvcache_space_bytes', 'None'],
+      ['mamba_page_size_padded', 'None'],
+      ['num_gpu_blocks', '4096'],
+      ['num_cpu_blocks', 'None'],
+      ['swap_space_bytes', '4294967296.0'],
+      ['engine', '0'],
+    ]);
+  });
+
+  it('cache_config_info follows the flags, and the 0.10.2 field set with a 0.10.2 hash algorithm', async () => {
+    const other = await startSimulator({ port: 0, kvCacheBlocks: 5000, blockSize: 32, gpuMemoryUtilization: 1, prefixCachingHashAlgo: 'sha256_cbor' });
+    try {
+      const labels = (await scrape(other)).filter((x) => x.name === 'vllm:cache_config_info')[0].labels;
+      expect(labels).toMatchObject({ block_size: '32', num_gpu_blocks: '5000', gpu_memory_utilization: '1.0', prefix_caching_hash_algo: 'sha256_cbor' });
+      // vllm/config/cache.py @ v0.10.2 adds mamba_cache_dtype, mamba_ssm_cache_dtype and kv_sharing_fast_prefill.
+      expect(Object.keys(labels)).toEqual([
+        'block_size', 'gpu_memory_utilization', 'swap_space', 'cache_dtype', 'is_attention_free', 'num_gpu_blocks_override',
+        'sliding_window', 'enable_prefix_caching', 'prefix_caching_hash_algo', 'cpu_offload_gb', 'calculate_kv_scales',
+        'cpu_kvcache_space_bytes', 'mamba_page_size_padded', 'mamba_cache_dtype', 'mamba_ssm_cache_dtype', 'num_gpu_blocks',
+        'num_cpu_blocks', 'kv_sharing_fast_prefill', 'swap_space_bytes', 'engine',
+      ]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("renders floats as Python's str() does", () => {
+    expect([0.9, 1, 0.95, 0.5, 1e-5, 4 * 1024 ** 3, 1e16, 0.0001].map(pythonFloatStr)).toEqual(['0.9', '1.0', '0.95', '0.5', '1e-05', '4294967296.0', '1e+16', '0.0001']);
   });
 
   it('histograms use vLLM bucket bounds', async () => {
@@ -76,7 +119,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     const r2 = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 8 })).json();
     const n = r1.usage.prompt_tokens;
     const hit = Math.floor((n - 1) / 16) * 16;
-    expect(r2.usage.prompt_tokens_details.cached_tokens).toBe(hit);
+    expect(r2.kvroute_sim.cached_tokens).toBe(hit);
 
     const s = await scrape(sim);
     const q = metricValue(s, 'vllm:prefix_cache_queries_total');
@@ -92,7 +135,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(metricValue(s, 'vllm:time_per_output_token_seconds_count')).toBe(14);
     // Idle again: nothing running, no blocks referenced (they stay cached).
     expect(metricValue(s, 'vllm:num_requests_running')).toBe(0);
-    expect(metricValue(s, 'vllm:kv_cache_usage_perc')).toBe(0);
+    expect(metricValue(s, 'vllm:kv_cache_usage_perc')).toBe(1 / 4096);
 
     // Model time, independent of --time-scale: 20 ms + 0.25 ms per uncached token.
     const cold = r1.kvroute_sim.ttft_s;
@@ -103,6 +146,32 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(metricValue(s, 'vllm:time_to_first_token_seconds_sum')).toBeCloseTo(cold + warm, 9);
     // The e2e histogram agrees with the per-response timing.
     expect(metricValue(s, 'vllm:e2e_request_latency_seconds_sum')).toBeCloseTo(r1.kvroute_sim.e2e_s + r2.kvroute_sim.e2e_s, 9);
+  });
+});
+
+describe('preemption through HTTP with a manual clock', () => {
+  it('counts vllm:num_preemptions_total and re-counts the preempted request in the prefix-cache queries', async () => {
+    const clock = new ManualClock();
+    // 6 usable blocks of 16; two 32-token prompts with 40 tokens each need 5 blocks apiece by the end.
+    const sim = await startSimulator({ port: 0, clock, kvCacheBlocks: 7, maxModelLen: 96, prefillConcurrency: 0 });
+    try {
+      const body = (seed: number) => ({ model: 'Qwen/Qwen3-0.6B', prompt: Array.from({ length: 32 }, (_, i) => 1000 + seed * 100 + i), max_tokens: 40 });
+      const a = http(sim.url, 'POST', '/v1/completions', body(1));
+      await waitFor(() => sim.engine.stats().running === 1, 'a to run');
+      const b = http(sim.url, 'POST', '/v1/completions', body(2));
+      await waitFor(() => sim.engine.stats().running === 2, 'b to run');
+      clock.runAll();
+      const [ra, rb] = [(await a).json(), (await b).json()];
+      expect([ra.usage.completion_tokens, rb.usage.completion_tokens]).toEqual([40, 40]);
+      const s = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text);
+      expect(metricValue(s, 'vllm:num_preemptions_total')).toBe(1);
+      // 32 + 32 at first, then B (32 prompt + 17 outputs) once per step until it fits again.
+      const queries = metricValue(s, 'vllm:prefix_cache_queries_total');
+      expect((queries - 64) % 49).toBe(0);
+      expect(queries - 64).toBeGreaterThan(49);
+    } finally {
+      await sim.close();
+    }
   });
 });
 

@@ -1,0 +1,280 @@
+/**
+ * KV events on real ZMQ sockets over loopback, read back with an independent msgpack reader (@msgpack/msgpack, not
+ * the protocol package's codec). vllm-project/vllm: vllm/distributed/kv_events.py @ v0.10.0 (frames, replay,
+ * bind/connect) and vllm/v1/core/block_pool.py @ v0.10.0 (when events are emitted).
+ */
+import { decode } from '@msgpack/msgpack';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Dealer, Subscriber } from 'zeromq';
+import { ManualClock } from '../src/clock';
+import { startSimulator, type Simulator } from '../src/server';
+import { http, waitFor } from './helpers';
+
+const MODEL = 'Qwen/Qwen3-0.6B';
+const TOPIC = 'kv@sim-0@Qwen/Qwen3-0.6B';
+
+/** The vectors python3-cbor2 wrote (sim/test/vectors/block-hash.py): tokens 1..40, seed "42", block size 16. */
+const VECTORS = JSON.parse(readFileSync(join(__dirname, 'vectors', 'block-hash.json'), 'utf8')) as {
+  cases: { name: string; tokens: number[]; '0.10.0': { blocks: { event: string }[] }; '0.10.2': { blocks: { event: string }[] } }[];
+};
+const GOLDEN = VECTORS.cases.find((c) => c.name === 'seed 42, tokens 1..40, block 16')!;
+const P = GOLDEN.tokens; // 40 tokens: two full blocks and a partial one
+
+interface Live {
+  topic: string;
+  seq: bigint;
+  payload: Buffer;
+}
+
+/** A SUB socket that keeps every message it receives. */
+class Collector {
+  readonly sub = new Subscriber({ linger: 0 });
+  readonly got: Live[] = [];
+  private readonly loop: Promise<void>;
+  private connected = false;
+
+  constructor(topicPrefix: string) {
+    this.sub.subscribe(topicPrefix);
+    this.sub.events.on('connect', () => (this.connected = true));
+    this.sub.events.on('accept', () => (this.connected = true));
+    this.loop = (async () => {
+      try {
+        for await (const frames of this.sub) {
+          expect(frames).toHaveLength(3);
+          const [topic, seq, payload] = frames;
+          expect(seq).toHaveLength(8);
+          this.got.push({ topic: topic.toString('utf8'), seq: seq.readBigUInt64BE(0), payload });
+        }
+      } catch {
+        // closed
+      }
+    })();
+  }
+
+  /** After the TCP connection is up, give the subscription a moment to reach the PUB (ZMQ's slow joiner). */
+  async ready(): Promise<void> {
+    await waitFor(() => this.connected, 'the SUB socket to connect');
+    await new Promise((r) => setTimeout(r, 150));
+  }
+
+  async close(): Promise<void> {
+    this.sub.close();
+    await this.loop;
+  }
+}
+
+/** Decodes a payload with @msgpack/msgpack alone; 64-bit ints come back as bigint. */
+const raw = (payload: Uint8Array): unknown[] => decode(payload, { useBigInt64: true }) as unknown[];
+const str = (v: unknown): string => String(v);
+
+async function complete(sim: Simulator, clock: ManualClock, prompt: number[], maxTokens = 1): Promise<any> {
+  const r = http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: maxTokens });
+  await waitFor(() => sim.engine.stats().running + sim.engine.stats().waiting > 0, 'the request to reach the engine');
+  clock.runAll();
+  return (await r).json();
+}
+
+const tokensFrom = (start: number, n: number): number[] => Array.from({ length: n }, (_, i) => start + i);
+
+describe('KV events over ZMQ (positional, vLLM 0.10.0, sha256_cbor_64bit)', () => {
+  let sim: Simulator;
+  let clock: ManualClock;
+  let sub: Collector;
+
+  beforeAll(async () => {
+    clock = new ManualClock();
+    // 9 blocks of 16 (8 usable); PUB on an ephemeral port (contains "*": bound), ROUTER for replay.
+    sim = await startSimulator({
+      port: 0,
+      clock,
+      kvCacheBlocks: 9,
+      maxModelLen: 128,
+      prefixCachingHashAlgo: 'sha256_cbor_64bit',
+      pythonHashSeed: '42',
+      kvEventsConfig: {
+        enable_kv_cache_events: true,
+        publisher: 'zmq',
+        endpoint: 'tcp://127.0.0.1:*',
+        replay_endpoint: 'tcp://127.0.0.1:*',
+        buffer_steps: 3,
+        hwm: 1000,
+        max_queue_size: 1000,
+        topic: TOPIC,
+      },
+    });
+    sub = new Collector('kv@');
+    sub.sub.connect(sim.kvEvents!.endpoint);
+    await sub.ready();
+  });
+
+  afterAll(async () => {
+    await sub.close();
+    await sim.close();
+  });
+
+  it('a prompt is stored, a flood evicts it block by block, a reset clears everything; every frame decodes independently', async () => {
+    expect(sim.kvEvents!.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+
+    // 1. The prompt: one step, one BlockStored for its two full blocks, hashes as python3-cbor2 computes them.
+    await complete(sim, clock, P);
+    await waitFor(() => sub.got.length === 1, 'the first batch');
+    const [first] = sub.got;
+    expect(first.topic).toBe(TOPIC);
+    expect(first.seq).toBe(0n);
+    const [ts, events, rank] = raw(first.payload) as [number, unknown[][], number];
+    expect(typeof ts).toBe('number');
+    expect(Math.abs(ts - Date.now() / 1000)).toBeLessThan(3600); // wall-clock seconds, not model time
+    expect(rank).toBe(0);
+    expect(events).toHaveLength(1);
+    const stored = events[0];
+    expect(stored).toHaveLength(6); // v0.10.0: no `medium`
+    expect(stored[0]).toBe('BlockStored');
+    expect((stored[1] as unknown[]).map(str)).toEqual(GOLDEN['0.10.0'].blocks.map((b) => b.event));
+    expect(stored[2]).toBeNull(); // parent of a chain that starts at block 0
+    expect(stored[3]).toEqual(P.slice(0, 32));
+    expect(stored[4]).toBe(16);
+    expect(stored[5]).toBeNull(); // lora_id
+
+    // 2. The flood: two 120-token prompts (8 blocks each). The free queue holds the 5 never-used blocks first, then
+    // P's 3 blocks tail first; each cached block that is reused yields one BlockRemoved, in the same step's batch.
+    await complete(sim, clock, tokensFrom(5000, 120));
+    await complete(sim, clock, tokensFrom(9000, 120));
+    await waitFor(() => sub.got.length === 3, 'the two flood batches');
+    const flood = sub.got.slice(1).map((m) => raw(m.payload)[1] as unknown[][]);
+    const removed = flood.flat().filter((e) => e[0] === 'BlockRemoved');
+    expect(removed.every((e) => e.length === 2 && (e[1] as unknown[]).length === 1)).toBe(true);
+    // The first flood takes P's partial block (no hash, no event), then its second block, then its first.
+    expect(flood[0].filter((e) => e[0] === 'BlockRemoved').map((e) => str((e[1] as unknown[])[0]))).toEqual([
+      GOLDEN['0.10.0'].blocks[1].event,
+      GOLDEN['0.10.0'].blocks[0].event,
+    ]);
+    // The second flood evicts the first flood's 7 cached blocks.
+    expect(flood[1].filter((e) => e[0] === 'BlockRemoved')).toHaveLength(7);
+    expect(removed).toHaveLength(9);
+    // Each flood batch ends with that request's BlockStored of 7 full blocks.
+    for (const batch of flood) {
+      expect(batch.at(-1)?.[0]).toBe('BlockStored');
+      expect((batch.at(-1)?.[1] as unknown[]).length).toBe(7);
+    }
+
+    // 3. Reset (idle engine: allowed). vLLM drains events in schedule() only, so AllBlocksCleared leaves with the next step.
+    const reset = await http(sim.url, 'POST', '/reset_prefix_cache');
+    expect(reset.status).toBe(200);
+    expect(reset.headers['x-kvroute-prefix-cache-reset']).toBe('done');
+    expect(sub.got).toHaveLength(3);
+    await complete(sim, clock, P);
+    await waitFor(() => sub.got.length === 4, 'the batch after the reset');
+    const after = raw(sub.got[3].payload)[1] as unknown[][];
+    expect(after.map((e) => e[0])).toEqual(['AllBlocksCleared', 'BlockStored']);
+    expect(after[0]).toEqual(['AllBlocksCleared']);
+    // No BlockRemoved for blocks whose hashes the reset dropped, and P is stored again under the same hashes.
+    expect((after[1][1] as unknown[]).map(str)).toEqual(GOLDEN['0.10.0'].blocks.map((b) => b.event));
+
+    // Sequence numbers: 0, 1, 2, 3 with no gap.
+    expect(sub.got.map((m) => m.seq)).toEqual([0n, 1n, 2n, 3n]);
+  });
+
+  it('replay: buffered batches from the requested sequence number, then the end marker (ff×8, empty payload)', async () => {
+    const dealer = new Dealer({ linger: 0 });
+    dealer.connect(sim.kvEvents!.replayEndpoint!);
+    try {
+      const replay = async (start: bigint): Promise<Buffer[][]> => {
+        const seq = Buffer.alloc(8);
+        seq.writeBigUInt64BE(start);
+        await dealer.send([Buffer.alloc(0), seq]);
+        const out: Buffer[][] = [];
+        for (;;) {
+          const frames = await dealer.receive();
+          out.push(frames);
+          if (frames[1].equals(Buffer.alloc(8, 0xff))) return out;
+        }
+      };
+      // buffer_steps is 3: batches 1, 2 and 3 are kept.
+      const all = await replay(0n);
+      expect(all.map((f) => f.length)).toEqual([3, 3, 3, 3]);
+      expect(all.map((f) => f[0].length)).toEqual([0, 0, 0, 0]); // the empty delimiter
+      expect(all.slice(0, 3).map((f) => f[1].readBigUInt64BE(0))).toEqual([1n, 2n, 3n]);
+      expect(all.slice(0, 3).map((f) => f[2])).toEqual(sub.got.slice(1).map((m) => m.payload));
+      expect(all[3][2]).toHaveLength(0);
+      const fromThree = await replay(3n);
+      expect(fromThree.map((f) => (f[1].equals(Buffer.alloc(8, 0xff)) ? 'END' : f[1].readBigUInt64BE(0)))).toEqual([3n, 'END']);
+      const beyond = await replay(100n);
+      expect(beyond).toHaveLength(1);
+      expect(beyond[0][2]).toHaveLength(0);
+    } finally {
+      dealer.close();
+    }
+  });
+});
+
+describe('KV events: bind vs connect, encodings, publisher "null"', () => {
+  it('connects when the endpoint has no wildcard: the subscriber binds, the simulator dials it', async () => {
+    const sub = new Collector('');
+    await sub.sub.bind('tcp://127.0.0.1:*');
+    const endpoint = sub.sub.lastEndpoint as string;
+    expect(endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    const clock = new ManualClock();
+    const sim = await startSimulator({
+      port: 0,
+      clock,
+      prefixCachingHashAlgo: 'sha256_cbor',
+      pythonHashSeed: '42',
+      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint },
+    });
+    try {
+      expect(sim.kvEvents!.endpoint).toBe(endpoint);
+      await sub.ready();
+      await complete(sim, clock, P);
+      await waitFor(() => sub.got.length === 1, 'a batch through the connected PUB');
+      expect(sub.got[0].topic).toBe(''); // vLLM's default topic: an empty first frame
+      const [, events] = raw(sub.got[0].payload) as [number, unknown[][]];
+      // v0.10.2 (sha256_cbor): events carry the low 64 bits of the digest, and `medium` after lora_id.
+      expect(events[0]).toHaveLength(7);
+      expect((events[0][1] as unknown[]).map(str)).toEqual(GOLDEN['0.10.2'].blocks.map((b) => b.event));
+      expect(events[0][6]).toBe('GPU');
+    } finally {
+      await sim.close();
+      await sub.close();
+    }
+  });
+
+  it('--kv-events-encoding map: each event a map with its type under "type" (vLLM #42892), in a positional batch', async () => {
+    const clock = new ManualClock();
+    const sim = await startSimulator({
+      port: 0,
+      clock,
+      prefixCachingHashAlgo: 'sha256_cbor_64bit',
+      pythonHashSeed: '42',
+      kvEventsEncoding: 'map',
+      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
+    });
+    const sub = new Collector('');
+    sub.sub.connect(sim.kvEvents!.endpoint);
+    try {
+      await sub.ready();
+      await complete(sim, clock, P);
+      await waitFor(() => sub.got.length === 1, 'a map-encoded batch');
+      const [, events] = raw(sub.got[0].payload) as [number, Record<string, unknown>[]];
+      expect(events[0]).toMatchObject({ type: 'BlockStored', parent_block_hash: null, token_ids: P.slice(0, 32), block_size: 16, lora_id: null, medium: 'GPU' });
+      expect((events[0].block_hashes as unknown[]).map(str)).toEqual(GOLDEN['0.10.0'].blocks.map((b) => b.event));
+    } finally {
+      await sub.close();
+      await sim.close();
+    }
+  });
+
+  it('publisher "null" opens no socket; "zmq" without enable_kv_cache_events opens one that stays silent', async () => {
+    const nullSim = await startSimulator({ port: 0, kvEventsConfig: { enable_kv_cache_events: true, publisher: 'null' } });
+    expect(nullSim.kvEvents).toBeNull();
+    await nullSim.close();
+    const quiet = await startSimulator({ port: 0, kvEventsConfig: { publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' } });
+    try {
+      expect(quiet.kvEvents).not.toBeNull();
+      await http(quiet.url, 'POST', '/v1/completions', { model: MODEL, prompt: P, max_tokens: 1 });
+      expect(quiet.kvEvents!.sent).toBe(0);
+    } finally {
+      await quiet.close();
+    }
+  });
+});
