@@ -1,3 +1,5 @@
+import * as net from 'node:net';
+
 /**
  * The one place tests wait. Every wait is a condition with a generous limit that only bounds a broken test; none
  * asserts anything about speed, so a loaded two-core machine passes the same tests as an idle one.
@@ -50,3 +52,15 @@ export function sleep(ms: number): Promise<void> {
  */
 export const E2E_TEST_TIMEOUT_MS = 120_000;
 export const INTEGRATION_TEST_TIMEOUT_MS = 60_000;
+
+/** A TCP port free on loopback right now (bound and released), for a peer that must be told its address up front. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * Precise prefix routing, black box, over the whole local path: simulated vLLM pods publishing KV events as vLLM does,
+ * the EPP configured with llm-d's minimal `precise-prefix-cache-scorer` entry (central mode: the EPP binds, the pods
+ * connect, as `--config-text` and static `--endpoints` would run it), and the gateway in front. What only precise routing
+ * can do: a prefix cached on a pod by traffic that never passed through the EPP draws the next request with it; once
+ * that pod evicts it, the EPP stops predicting it there.
+ */
+import * as http from 'node:http';
+import { parseArgs, startEpp, type RunningEpp } from '@kvroute/epp';
+import { startGateway, type Gateway } from '@kvroute/gateway';
+import { startSimulator, type Simulator } from '@kvroute/sim';
+import { freePort, waitFor } from '@kvroute/testkit';
+
+jest.setTimeout(120_000);
+
+const MODEL = 'Qwen/Qwen3-0.6B';
+const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** Sum of a metric's samples whose label set contains every `labels` pair (all samples when none are given). */
+async function metric(epp: RunningEpp, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await epp.metrics.registry.metrics();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+const manual = `You are the support assistant for the Orion ticketing system. ${'The manual says: every ticket has an owner, a queue, a priority and a history of changes that auditors review each quarter. '.repeat(14)}`;
+const chat = (question: string) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'system', content: manual }, { role: 'user', content: question }] });
+const unrelated = (i: number) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'user', content: `Unrelated document ${i}: ${`filler sentence number ${i} about weather, rivers and mountains. `.repeat(40)}` }] });
+
+describe('precise routing through the gateway, from the pods\' own KV events', () => {
+  let epp: RunningEpp;
+  let sims: Simulator[];
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    const zmqPort = await freePort();
+    const ports = [await freePort(), await freePort()];
+    // llm-d's minimal entry, as the issue's operators would write it, plus the profile's picker.
+    const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: precise-prefix-cache-scorer
+  parameters:
+    kvEventsConfig: { zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
+    indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
+`;
+    epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '50ms', '--config-text', config])!, quiet);
+    // vLLM's own flags: events on, connect to the EPP, a topic naming the pod.
+    sims = await Promise.all(ports.map((port) => startSimulator({
+      host: '127.0.0.1', port, model: MODEL, kvCacheBlocks: 160, maxModelLen: 2048, timeScale: 20,
+      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
+    })));
+    gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
+    await waitFor(() => epp.serving, 'the EPP to serve');
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await Promise.all((sims ?? []).map((s) => s.close()));
+    await epp?.stop();
+  });
+
+  test('a prefix cached on pod B by direct traffic draws the next request there; after B evicts it, nothing predicts it', async () => {
+    const [, b] = sims;
+    // Warm B directly, bypassing the gateway and the EPP. Its events reach the EPP's index.
+    expect((await post(`${b!.url}/v1/chat/completions`, chat('Who owns a ticket?'))).status).toBe(200);
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'B\'s events to reach the EPP');
+
+    const served: string[] = [];
+    const predictedBefore = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
+    for (let i = 0; i < 4; i++) {
+      const r = await post(`http://127.0.0.1:${gateway.port}/v1/chat/completions`, chat(`Question ${i}: which queue?`));
+      expect(r.status).toBe(200);
+      served.push(String(r.headers['x-gateway-destination-endpoint-served']));
+      // The first request can only have been predicted from B's events (later ones also from its own speculative entry).
+      if (i === 0) expect(await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total')).toBeGreaterThan(predictedBefore);
+    }
+    expect(served).toEqual(Array(4).fill(`127.0.0.1:${b!.port}`));
+    expect(await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total')).toBeGreaterThan(predictedBefore);
+
+    // Flood B directly with other prompts until it has evicted the manual (its cache holds 160 blocks).
+    const appliedBefore = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
+    for (let i = 0; i < 6; i++) expect((await post(`${b!.url}/v1/chat/completions`, unrelated(i))).status).toBe(200);
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > appliedBefore + 6, 'the flood\'s events (and B\'s removals) to be applied');
+
+    // The EPP no longer predicts the manual cached anywhere: a new request's predicted hit is nothing but what the
+    // speculative entries of the four routed requests still cover (they lapse after 2 s; wait them out).
+    await new Promise((r) => setTimeout(r, 2500));
+    const before = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
+    expect((await post(`http://127.0.0.1:${gateway.port}/v1/chat/completions`, chat('A fresh question?'))).status).toBe(200);
+    expect(await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total')).toBe(before);
+  });
+});
