@@ -71,6 +71,69 @@ schedulingProfiles:
   });
 });
 
+describe('llm-d\'s producer form (precise-prefix-cache-producer read by prefix-cache-scorer; llm-d-inference-scheduler PRs #1086/#1112/#1121) is an alias', () => {
+  const producerForm = (scorerParams: string, extra = '') => `${HEADER}plugins:
+  - type: precise-prefix-cache-producer
+    name: kv-events
+    parameters:
+      kvEventsConfig: { zmqEndpoint: "tcp://*:5557", topicFilter: "kv@" }
+      indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
+      speculativeIndexing: false
+  - type: prefix-cache-scorer
+    parameters: ${scorerParams}
+  - type: queue-scorer
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: prefix-cache-scorer
+        weight: 3
+      - pluginRef: queue-scorer${extra}
+`;
+
+  test('the pair loads as one precise-prefix-cache-scorer with the producer\'s parameters, the scorer\'s name and weight', () => {
+    const config = parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events }'));
+    expect(config.plugins.map((p) => `${p.type}/${p.name}`)).toEqual([
+      'precise-prefix-cache-scorer/prefix-cache-scorer', 'queue-scorer/queue-scorer', 'max-score-picker/max-score-picker', 'single-profile-handler/single-profile-handler',
+    ]);
+    expect(config.plugins[0]!.parameters).toMatchObject({
+      kvEventsConfig: { zmqEndpoint: 'tcp://*:5557', topicFilter: 'kv@' },
+      indexerConfig: { tokenProcessorConfig: { blockSize: 16 } },
+      speculativeIndexing: false,
+    });
+    expect(config.schedulingProfiles[0]!.plugins[0]).toEqual({ pluginRef: 'prefix-cache-scorer', weight: 3 });
+    // And it is the same config as the single-plugin form.
+    const single = parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    name: prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { zmqEndpoint: "tcp://*:5557", topicFilter: "kv@" }
+      indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
+      speculativeIndexing: false
+  - type: queue-scorer
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: prefix-cache-scorer
+        weight: 3
+      - pluginRef: queue-scorer
+`);
+    expect(config).toEqual(single);
+  });
+
+  test.each<[string, string, RegExp]>([
+    ['a scorer naming a missing producer', '{ prefixMatchInfoProducerName: other }', /plugins\[1\]\.parameters\.prefixMatchInfoProducerName: no precise-prefix-cache-producer named "other"; producers are: kv-events/],
+    ['a scorer mixing estimate parameters in', '{ prefixMatchInfoProducerName: kv-events, hashBlockSize: 64 }', /plugins\[1\]\.parameters\.hashBlockSize: .*do not apply/],
+    ['a producer nobody reads', '{ mode: estimate }', /plugins\[0\]: precise-prefix-cache-producer "kv-events" is read by no scorer/],
+  ])('%s is refused, naming the field', (_what, scorerParams, message) => {
+    expect(() => parseEndpointPickerConfig(producerForm(scorerParams))).toThrow(message);
+  });
+
+  test('a profile referencing the producer itself is refused', () => {
+    expect(() => parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events }', '\n      - pluginRef: kv-events')))
+      .toThrow(/schedulingProfiles\[0\]\.plugins\[2\]\.pluginRef: "kv-events" is a precise-prefix-cache-producer, which runs before scheduling/);
+  });
+});
+
 describe('precise scoring from KV events (central mode, real sockets, the model\'s own tokenizer)', () => {
   let scheduler: Scheduler;
   let datastore: Datastore;

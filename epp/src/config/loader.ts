@@ -4,6 +4,7 @@ import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginHasKind, type PluginKind, 
 import { ConfigError, describeValue } from './errors';
 import { FieldReader } from './fields';
 import { resolvePluginParameters } from './parameters';
+import { mergePrecisePrefixProducers } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
@@ -41,12 +42,14 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - no profiles → a `default` profile with every filter, scorer and picker, in declaration order;
  * - a profile without a picker gets `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
- * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not.
+ * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not;
+ * - llm-d's producer form (`precise-prefix-cache-producer` read by a `prefix-cache-scorer`) becomes one
+ *   `precise-prefix-cache-scorer` (`producer-form.ts`).
  * The result is a fresh object; validating it again returns an equal value.
  * @throws ConfigError naming the field path and what would be accepted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const top = FieldReader.ofMap(value, '');
+  const top = FieldReader.ofMap(mergePrecisePrefixProducers(value), '');
   top.constant('apiVersion', ENDPOINT_PICKER_CONFIG_API_VERSION);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
   const plugins = readPlugins(top);

@@ -1,0 +1,112 @@
+/**
+ * llm-d's newer way of writing precise prefix scoring, accepted as an alias of `precise-prefix-cache-scorer`:
+ *
+ * ```yaml
+ * plugins:
+ * - type: precise-prefix-cache-producer          # matches the request against the KV-event index
+ *   name: kv-events
+ *   parameters: { kvEventsConfig: ..., indexerConfig: ..., speculativeIndexing: true }
+ * - type: prefix-cache-scorer                    # scores from the producer's match info instead of its own estimate
+ *   parameters: { prefixMatchInfoProducerName: kv-events }
+ * schedulingProfiles:
+ * - name: default
+ *   plugins: [{ pluginRef: prefix-cache-scorer, weight: 3 }]
+ * ```
+ *
+ * Upstream this is a data producer (writes `PrefixCacheMatchInfo` per endpoint in request control) read by the prefix
+ * scorer (llm-d-inference-scheduler PRs #1086, #1112, #1121, May 2026; not on main or any tag when this was written,
+ * which is why the shape is taken from those PRs and the reference notes). In kvroute the producer's work and the
+ * scorer's are one plugin, so the pair is rewritten before validation into one `precise-prefix-cache-scorer` carrying
+ * the producer's parameters under the scorer's name (profiles keep referring to the scorer, with its weight). The
+ * normalized config, and so the rendered ConfigMap, shows the single-plugin form.
+ */
+import { ConfigError, describeValue } from './errors';
+import { isPlainObject } from './fields';
+
+export const PRECISE_PRODUCER_TYPE = 'precise-prefix-cache-producer';
+const SCORER_TYPE = 'prefix-cache-scorer';
+const PRECISE_SCORER_TYPE = 'precise-prefix-cache-scorer';
+const PRODUCER_REF = 'prefixMatchInfoProducerName';
+
+/**
+ * Returns the document with every producer + scorer pair merged, or the document itself when it uses no producer.
+ * Only the shape of the pair is checked here; the merged plugin is then validated like any other.
+ * @throws ConfigError naming the field when a producer is not read by exactly one scorer, a scorer names no producer,
+ *         or a scorer that reads a producer also sets estimate parameters.
+ */
+export function mergePrecisePrefixProducers(document: unknown): unknown {
+  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return document;
+  const plugins: unknown[] = document.plugins;
+  const typeOf = (p: unknown) => (isPlainObject(p) && typeof p.type === 'string' ? p.type : undefined);
+  const nameOf = (p: unknown) => (isPlainObject(p) ? (typeof p.name === 'string' && p.name !== '' ? p.name : typeOf(p)) : undefined);
+  const readsProducer = (p: unknown) => typeOf(p) === SCORER_TYPE && isPlainObject(p) && isPlainObject(p.parameters) && PRODUCER_REF in p.parameters;
+  if (!plugins.some((p) => typeOf(p) === PRECISE_PRODUCER_TYPE || readsProducer(p))) return document;
+
+  const producers = new Map<string, number>();
+  plugins.forEach((p, i) => {
+    if (typeOf(p) === PRECISE_PRODUCER_TYPE) producers.set(nameOf(p)!, i);
+  });
+  const readBy = new Map<string, number>();
+  const merged = plugins.map((p, i) => {
+    if (!readsProducer(p)) return p;
+    const scorer = p as Record<string, unknown> & { parameters: Record<string, unknown> };
+    const path = `plugins[${i}].parameters`;
+    const producerName = scorer.parameters[PRODUCER_REF];
+    if (typeof producerName !== 'string' || producerName === '') {
+      throw new ConfigError(`${path}.${PRODUCER_REF}`, `must be the name of a ${PRECISE_PRODUCER_TYPE} plugin, got ${describeValue(producerName)}`);
+    }
+    const producerIndex = producers.get(producerName);
+    if (producerIndex === undefined) {
+      throw new ConfigError(
+        `${path}.${PRODUCER_REF}`,
+        `no ${PRECISE_PRODUCER_TYPE} named ${JSON.stringify(producerName)}; producers are: ${[...producers.keys()].join(', ') || '(none)'}`,
+      );
+    }
+    const earlier = readBy.get(producerName);
+    if (earlier !== undefined) {
+      throw new ConfigError(`${path}.${PRODUCER_REF}`, `${JSON.stringify(producerName)} is already read by plugins[${earlier}]; one scorer per producer`);
+    }
+    readBy.set(producerName, i);
+    const others = Object.keys(scorer.parameters).filter((k) => k !== PRODUCER_REF);
+    if (others.length > 0) {
+      throw new ConfigError(
+        `${path}.${others[0]}`,
+        `a ${SCORER_TYPE} that reads ${PRODUCER_REF} scores from the KV-event index; its estimate parameters (${others.join(', ')}) `
+          + `do not apply: set them on the ${PRECISE_PRODUCER_TYPE} or drop them`,
+      );
+    }
+    const producer = plugins[producerIndex] as Record<string, unknown>;
+    return {
+      type: PRECISE_SCORER_TYPE,
+      name: nameOf(scorer),
+      ...(producer.parameters !== undefined ? { parameters: producer.parameters } : {}),
+    };
+  });
+  for (const [name, index] of producers) {
+    if (!readBy.has(name)) {
+      throw new ConfigError(
+        `plugins[${index}]`,
+        `${PRECISE_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no scorer: add a ${SCORER_TYPE} with `
+          + `parameters.${PRODUCER_REF}: ${name}, or use type ${PRECISE_SCORER_TYPE} directly`,
+      );
+    }
+  }
+  const producerNames = new Set(producers.keys());
+  checkNoProfileRefersToProducer(document.schedulingProfiles, producerNames);
+  return { ...document, plugins: merged.filter((_, i) => ![...producers.values()].includes(i)) };
+}
+
+function checkNoProfileRefersToProducer(profiles: unknown, producers: ReadonlySet<string>): void {
+  if (!Array.isArray(profiles)) return;
+  profiles.forEach((profile, i) => {
+    if (!isPlainObject(profile) || !Array.isArray(profile.plugins)) return;
+    profile.plugins.forEach((ref: unknown, j: number) => {
+      if (isPlainObject(ref) && typeof ref.pluginRef === 'string' && producers.has(ref.pluginRef)) {
+        throw new ConfigError(
+          `schedulingProfiles[${i}].plugins[${j}].pluginRef`,
+          `${JSON.stringify(ref.pluginRef)} is a ${PRECISE_PRODUCER_TYPE}, which runs before scheduling; reference the ${SCORER_TYPE} that reads it instead`,
+        );
+      }
+    });
+  });
+}
