@@ -22,14 +22,15 @@ import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
 import {
   cellTerminalTable, overheadTerminalTable, routingHtmlReport, summaryTable,
   type Bounds, type CapacityName, type CellReport, type FiniteBounds, type OverheadReport, type OverheadVariant, type PolicySummary,
-  type RoutingReport, type RunRecord, type WorkloadReport,
+  type PreciseRunStats, type RoutingReport, type RunRecord, type WorkloadReport,
 } from './routing-report';
 import {
-  buildChats, buildSharedPrefix, measureWorkload, simTokenizer, sizedText, WORKLOAD_NAMES,
+  buildChats, buildSharedPrefix, measureWorkload, poissonArrivals, simTokenizer, sizedText, WORKLOAD_NAMES,
   type BenchWorkload, type TokenizerLike, type WorkloadName, type WorkloadStats,
 } from './routing-workloads';
 import { runWorkload, type RequestRecord } from './run';
-import { DEFAULT_SIM, prefixCacheCounters, simArgs, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { DEFAULT_SIM, httpGet, prefixCacheCounters, simArgs, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { parsePrometheusText } from '@kvroute/protocol/prometheus';
 import { rng, text, type RagPlan, type Workload } from './workload';
 
 export interface SharedPrefixSize {
@@ -37,6 +38,14 @@ export interface SharedPrefixSize {
   readonly promptsPerGroup: number;
   readonly systemTokens: number;
   readonly questionTokens: number;
+}
+
+/** The open-loop shared-prefix workload: its shape and its mean arrival rate. */
+export interface PoissonSize extends SharedPrefixSize {
+  /** Requests per second (Poisson). */
+  readonly rate: number;
+  /** max_tokens of each reply: long enough that running sequences take a real share of the KV cache. */
+  readonly outputTokens: number;
 }
 
 export interface ChatSize {
@@ -76,6 +85,7 @@ export interface RoutingBenchOptions {
   readonly outputTokens: number;
   readonly highCache: SharedPrefixSize;
   readonly lowCache: SharedPrefixSize;
+  readonly poisson: PoissonSize;
   readonly chat: ChatSize;
   /** Simulator settings; `kvCacheBlocks` (and `maxModelLen` when the cache is small) are set per run. */
   readonly sim: SimulatorSettings;
@@ -107,6 +117,10 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   highCache: { groups: 16, promptsPerGroup: 8, systemTokens: 1024, questionTokens: 64 },
   // GIE's low-cache set (system 256, question 2048), scaled the same way.
   lowCache: { groups: 16, promptsPerGroup: 8, systemTokens: 128, questionTokens: 1024 },
+  // llm-d's precise-vs-approximate benchmark (150 groups × 5 users, 6,000-token contexts, 1,000-token outputs, Poisson
+  // arrivals up to saturation) scaled to 2 cores: 48 groups × 5, 128-token replies, offered 22 req/s, about what four
+  // pods of 16 sequences decode (16 / 2.6 s each), so queues form and misrouted requests cost time.
+  poisson: { groups: 48, promptsPerGroup: 5, systemTokens: 1024, questionTokens: 64, outputTokens: 128, rate: 22 },
   // Conversations whose own history outgrows the shared system prompt, like vLLM's multi-turn generator and the
   // production-stack multi-round QA (shared prefix, then a longer per-user history).
   chat: { sessions: 16, turnsPerSession: 6, systemPrompts: 4, systemPromptWords: 300, userWords: 80 },
@@ -128,6 +142,7 @@ export const QUICK_OVERRIDES: Partial<RoutingBenchOptions> = {
   chatConcurrency: 5,
   highCache: { groups: 8, promptsPerGroup: 4, systemTokens: 512, questionTokens: 32 },
   lowCache: { groups: 8, promptsPerGroup: 4, systemTokens: 64, questionTokens: 512 },
+  poisson: { groups: 24, promptsPerGroup: 4, systemTokens: 512, questionTokens: 32, outputTokens: 64, rate: 16 },
   chat: { sessions: 16, turnsPerSession: 3, systemPrompts: 2, systemPromptWords: 200, userWords: 60 },
   outputTokens: 8,
   overhead: { enabled: true, requests: 48, concurrency: 8, reps: 1, promptTokens: 256, outputTokens: 8 },
@@ -145,12 +160,27 @@ export function machineDescription(): string {
   return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.arch()}, node ${process.version}`;
 }
 
+/**
+ * Requests in flight: the closed loop's setting, or for an open loop Little's law with each request taking its decode
+ * time plus a second (sizes the ample cache and the finite-capacity estimate only).
+ */
 function concurrencyOf(w: BenchWorkload, o: RoutingBenchOptions): number {
+  if (w.arrivalRate !== undefined) return Math.ceil(w.arrivalRate * ((w.workload.options.maxTokens * o.sim.itlMs) / 1000 + 1));
   return w.kind === 'multi-turn' ? o.chatConcurrency : o.concurrency;
 }
 
 export function buildBenchWorkload(name: WorkloadName, o: RoutingBenchOptions, tok: TokenizerLike): BenchWorkload {
   if (name === 'multi-turn') return buildChats({ seed: o.seed, ...o.chat, outputTokens: o.outputTokens }, tok);
+  if (name === 'poisson-groups') {
+    const { rate, ...size } = o.poisson;
+    const w = buildSharedPrefix(name, { seed: o.seed, ...size }, tok);
+    return {
+      ...w,
+      description: `${w.description}, Poisson arrivals at ${rate} req/s (open loop)`,
+      arrivalsMs: poissonArrivals(w.requests.length, rate, o.seed * 7919 + 4),
+      arrivalRate: rate,
+    };
+  }
   const size = name === 'high-cache' ? o.highCache : o.lowCache;
   return buildSharedPrefix(name, { seed: o.seed, ...size, outputTokens: o.outputTokens }, tok);
 }
@@ -188,6 +218,27 @@ function directorStats(director: unknown): Record<string, unknown> | undefined {
   return undefined;
 }
 
+/** The precise EPP's counters at the end of a run (kvroute_epp_kv_* and kvroute_epp_precise_*). */
+async function preciseStats(metricsPort: number): Promise<PreciseRunStats> {
+  const families = parsePrometheusText(await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).families;
+  const sum = (name: string, labels: Record<string, string> = {}) => {
+    let total = 0;
+    for (const family of families.values()) {
+      for (const sample of family.samples) {
+        if (sample.name === name && Object.entries(labels).every(([k, v]) => sample.labels[k] === v)) total += sample.value;
+      }
+    }
+    return total;
+  };
+  const prompt = sum('kvroute_epp_precise_prompt_tokens_total');
+  return {
+    eventsReceived: sum('kvroute_epp_kv_events_total', { outcome: 'received' }),
+    eventsApplied: sum('kvroute_epp_kv_events_total', { outcome: 'applied' }),
+    sequenceGaps: sum('kvroute_epp_kv_event_gaps_total'),
+    predictedHitRate: prompt > 0 ? sum('kvroute_epp_precise_predicted_hit_tokens_total') / prompt : null,
+  };
+}
+
 function balanceOf(result: PolicyResult, pods: number): number {
   const counts = Object.values(result.perEndpoint);
   const mean = result.succeeded / pods;
@@ -205,8 +256,11 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
   const policy = routingPolicy(policyName, { seed: o.seed + repeat, sglang: o.sglang });
   const stack = await startStack({ pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs', `${w.name}-${capacity}-r${repeat}`) });
   try {
-    const outcome = await runWorkload(w.workload, { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o) });
+    const outcome = await runWorkload(w.workload, {
+      gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o), ...(w.arrivalsMs ? { arrivalsMs: w.arrivalsMs } : {}),
+    });
     const counters = await prefixCacheCounters(stack.podAddresses);
+    const precise = stack.epp && policyName === 'kvroute-precise' ? await preciseStats(stack.epp.info.metricsPort as number) : undefined;
     const result = analyze(policyName, outcome.records, counters, outcome.wallSeconds, null, sim.timeScale);
     const record: RunRecord = {
       policy: policyName,
@@ -222,6 +276,7 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
       perEndpoint: result.perEndpoint,
       failures: result.failures.slice(0, 5),
       director: directorStats(stack.director),
+      ...(precise ? { precise } : {}),
     };
     return { record, records: outcome.records };
   } finally {
@@ -275,7 +330,7 @@ function finiteFor(w: BenchWorkload, bounds: Bounds | undefined, blocks: number,
   if (!bounds || !w.groups) return undefined;
   const prefixWorkingSetTokens = w.groups.G * cacheablePrefix(bounds.S, bounds.B);
   // Live tokens per pod: its share of the requests in flight, each holding its question and reply.
-  const live = Math.ceil(concurrencyOf(w, o) / o.pods) * (bounds.Q + o.outputTokens);
+  const live = Math.ceil(concurrencyOf(w, o) / o.pods) * (bounds.Q + w.workload.options.maxTokens);
   const freeTokensPerPod = Math.max(0, blocks * bounds.B - live);
   if (freeTokensPerPod >= prefixWorkingSetTokens) return undefined; // not capacity-bound: the infinite-cache bounds apply
   const est = finiteCapacityHitRates(bounds, bounds.R, prefixWorkingSetTokens, freeTokensPerPod);
@@ -466,9 +521,12 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
     // The best any router could reach on these requests (every policy sends the same ones: chat replies are the
     // simulator's deterministic filler), from a run in which every request succeeded when there is one.
     if (bestFrom) {
-      best = await bestHitRate(bestFrom, o.sim, o.outputTokens, path.join(o.outDir, 'logs', `${w.name}-oracle.log`));
+      best = await bestHitRate(bestFrom, o.sim, w.workload.options.maxTokens, path.join(o.outDir, 'logs', `${w.name}-oracle.log`));
     }
-    workloadReports.push({ name: w.name, kind: w.kind, description: w.description, stats: st, concurrency: concurrencyOf(w, o), best, bounds });
+    workloadReports.push({
+      name: w.name, kind: w.kind, description: w.description, stats: st, concurrency: concurrencyOf(w, o),
+      ...(w.arrivalRate !== undefined ? { arrivalRate: w.arrivalRate } : {}), best, bounds,
+    });
     for (const { capacity, runs } of workloadCells) {
       const kv = blocks.get(w.name)![capacity];
       const cell: CellReport = {
@@ -567,15 +625,19 @@ KV capacity (blocks of ${ROUTING_SIM.blockSize} tokens per pod)
   --ample-blocks N             override the ample capacity (default: 1.25 × working set + live requests, at least 1024)
   --constrained-blocks N       override the constrained capacity (default: working set / ratio)
   --time-scale X               simulated time runs X times faster than wall-clock (default ${ROUTING_SIM.timeScale})
+  --max-num-seqs N             vLLM's --max-num-seqs on every pod (default ${ROUTING_SIM.maxNumSeqs})
 
 Workloads (tokens of the simulator's Qwen3 tokenizer)
   --groups N --prompts-per-group N --system-tokens N --question-tokens N
                                high-cache shared-prefix set (default ${DEFAULT_ROUTING_OPTIONS.highCache.groups} × ${DEFAULT_ROUTING_OPTIONS.highCache.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.highCache.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.highCache.questionTokens})
   --low-groups N --low-prompts-per-group N --low-system-tokens N --low-question-tokens N
                                low-cache set (default ${DEFAULT_ROUTING_OPTIONS.lowCache.groups} × ${DEFAULT_ROUTING_OPTIONS.lowCache.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.lowCache.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.lowCache.questionTokens})
+  --poisson-groups N --poisson-prompts-per-group N --poisson-system-tokens N --poisson-question-tokens N
+  --poisson-output-tokens N --rate X
+                               poisson-groups set, open loop at X requests/s (default ${DEFAULT_ROUTING_OPTIONS.poisson.groups} × ${DEFAULT_ROUTING_OPTIONS.poisson.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.poisson.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.poisson.questionTokens}, output ${DEFAULT_ROUTING_OPTIONS.poisson.outputTokens}, ${DEFAULT_ROUTING_OPTIONS.poisson.rate} req/s)
   --sessions N --turns N --system-prompts N --system-words N --user-words N
                                multi-turn chats (default ${DEFAULT_ROUTING_OPTIONS.chat.sessions} × ${DEFAULT_ROUTING_OPTIONS.chat.turnsPerSession} turns, ${DEFAULT_ROUTING_OPTIONS.chat.systemPrompts} system prompts of ${DEFAULT_ROUTING_OPTIONS.chat.systemPromptWords} words)
-  --output-tokens N            max_tokens of every reply (default ${DEFAULT_ROUTING_OPTIONS.outputTokens})
+  --output-tokens N            max_tokens of every reply but poisson-groups' (default ${DEFAULT_ROUTING_OPTIONS.outputTokens})
 
 EPP overhead
   --overhead-requests N        unique prompts per path and repetition (default ${DEFAULT_ROUTING_OPTIONS.overhead.requests})
@@ -600,9 +662,11 @@ const ROUTING_FLAGS = {
   repeats: integer(1, 20), concurrency: integer(1, 256), 'chat-concurrency': integer(1, 256), seed: integer(0, 2 ** 31 - 1),
   out: directory,
   'capacity-ratio': decimal(1, 100, { aboveMin: true }), 'ample-blocks': integer(16, 1 << 24), 'constrained-blocks': integer(16, 1 << 24),
-  'time-scale': decimal(0, 100, { aboveMin: true }),
+  'time-scale': decimal(0, 100, { aboveMin: true }), 'max-num-seqs': integer(1, 1024),
   groups: COUNT, 'prompts-per-group': COUNT, 'system-tokens': TOKENS, 'question-tokens': TOKENS,
   'low-groups': COUNT, 'low-prompts-per-group': COUNT, 'low-system-tokens': TOKENS, 'low-question-tokens': TOKENS,
+  'poisson-groups': COUNT, 'poisson-prompts-per-group': COUNT, 'poisson-system-tokens': TOKENS, 'poisson-question-tokens': TOKENS,
+  rate: decimal(0, 1000, { aboveMin: true }), 'poisson-output-tokens': integer(1, 1024),
   sessions: COUNT, turns: COUNT, 'system-prompts': COUNT, 'system-words': WORDS, 'user-words': WORDS,
   'output-tokens': integer(1, 1024),
   'overhead-requests': integer(1, 10000), 'overhead-concurrency': integer(1, 256), 'overhead-reps': integer(1, 20),
@@ -632,7 +696,7 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
     capacityRatio: f['capacity-ratio'] ?? d.capacityRatio,
     ampleBlocks: f['ample-blocks'] ?? d.ampleBlocks,
     constrainedBlocks: f['constrained-blocks'] ?? d.constrainedBlocks,
-    sim: { ...d.sim, timeScale: f['time-scale'] ?? d.sim.timeScale },
+    sim: { ...d.sim, timeScale: f['time-scale'] ?? d.sim.timeScale, maxNumSeqs: f['max-num-seqs'] ?? d.sim.maxNumSeqs },
     highCache: {
       groups: f.groups ?? d.highCache.groups,
       promptsPerGroup: f['prompts-per-group'] ?? d.highCache.promptsPerGroup,
@@ -644,6 +708,14 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       promptsPerGroup: f['low-prompts-per-group'] ?? d.lowCache.promptsPerGroup,
       systemTokens: f['low-system-tokens'] ?? d.lowCache.systemTokens,
       questionTokens: f['low-question-tokens'] ?? d.lowCache.questionTokens,
+    },
+    poisson: {
+      groups: f['poisson-groups'] ?? d.poisson.groups,
+      promptsPerGroup: f['poisson-prompts-per-group'] ?? d.poisson.promptsPerGroup,
+      systemTokens: f['poisson-system-tokens'] ?? d.poisson.systemTokens,
+      questionTokens: f['poisson-question-tokens'] ?? d.poisson.questionTokens,
+      rate: f.rate ?? d.poisson.rate,
+      outputTokens: f['poisson-output-tokens'] ?? d.poisson.outputTokens,
     },
     chat: {
       sessions: f.sessions ?? d.chat.sessions,
@@ -671,7 +743,8 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
   if (o.ampleBlocks !== undefined && o.constrainedBlocks !== undefined && o.ampleBlocks <= o.constrainedBlocks) {
     throw new UsageError(`--ample-blocks (${o.ampleBlocks}) must be larger than --constrained-blocks (${o.constrainedBlocks})`);
   }
-  for (const [flag, v] of [['--prompts-per-group', o.highCache.promptsPerGroup], ['--low-prompts-per-group', o.lowCache.promptsPerGroup]] as const) {
+  for (const [flag, v] of [['--prompts-per-group', o.highCache.promptsPerGroup], ['--low-prompts-per-group', o.lowCache.promptsPerGroup],
+    ['--poisson-prompts-per-group', o.poisson.promptsPerGroup]] as const) {
     if (v < 2) throw new UsageError(`${flag}: must be at least 2 (a group of one shares nothing), got ${v}`);
   }
   return o;

@@ -41,7 +41,10 @@ export interface WorkloadReport {
   readonly kind: 'shared-prefix' | 'multi-turn';
   readonly description: string;
   readonly stats: WorkloadStats;
+  /** Closed loop: requests (or conversations) in flight. */
   readonly concurrency: number;
+  /** Open loop: the Poisson arrival rate, requests per second (then `concurrency` only sized the ample cache). */
+  readonly arrivalRate?: number;
   /** The oracle: the requests replayed in order against one simulated pod that never evicts. */
   readonly best: number | null;
   readonly bounds?: Bounds;
@@ -62,6 +65,17 @@ export interface RunRecord {
   readonly failures: readonly { readonly status: number; readonly error: string }[];
   /** What an in-process director reports about its own decisions (e.g. the SGLang branches taken). */
   readonly director?: Record<string, unknown>;
+  /** A precise EPP's own view, from its /metrics at the end of the run. */
+  readonly precise?: PreciseRunStats;
+}
+
+export interface PreciseRunStats {
+  /** KV events received from the pods, and applied to the index. */
+  readonly eventsReceived: number;
+  readonly eventsApplied: number;
+  readonly sequenceGaps: number;
+  /** Prompt tokens the index predicted cached on the picked pod / prompt tokens scored: compare with `hitRate`. */
+  readonly predictedHitRate: number | null;
 }
 
 export interface Ratios {
@@ -188,6 +202,16 @@ export function directorLine(c: CellReport): string | undefined {
   return parts.length > 0 ? `director decisions — ${parts.join('; ')}` : undefined;
 }
 
+/** What the precise EPP saw: events, and the hit rate it predicted against the one the pods counted. */
+export function preciseLine(c: CellReport): string | undefined {
+  const parts = c.runs.filter((r) => r.precise).map((r) => {
+    const p = r.precise!;
+    return `${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: `
+      + `${p.eventsApplied} of ${p.eventsReceived} KV events applied, ${p.sequenceGaps} gaps; predicted hit ${pct(p.predictedHitRate)} against the pods' ${pct(r.hitRate)}`;
+  });
+  return parts.length > 0 ? `precise index — ${parts.join('; ')}` : undefined;
+}
+
 export function cellTerminalTable(c: CellReport): string {
   const x = baseLabel(c);
   const header = ['policy', 'success', 'hit rate', 'of best', `${x} hit`, 'TTFT p50', 'p90', `${x} p50`, `${x} p90`, 'req/s', `${x} req/s`, 'balance'];
@@ -195,7 +219,7 @@ export function cellTerminalTable(c: CellReport): string {
     p.policy, pct(p.successRate), pct(p.hitRate), pct(p.hitRateOfBest), ratio(p.vsBaseline.hitRate), secs(p.ttftP50), secs(p.ttftP90),
     ratio(p.vsBaseline.ttftP50), ratio(p.vsBaseline.ttftP90), p.throughputRps.toFixed(1), ratio(p.vsBaseline.throughput), p.balance.toFixed(2),
   ]);
-  return [cellTitle(c), table(header, rows), boundsLine(c), directorLine(c)].filter((l) => l !== undefined).join('\n');
+  return [cellTitle(c), table(header, rows), boundsLine(c), directorLine(c), preciseLine(c)].filter((l) => l !== undefined).join('\n');
 }
 
 export function overheadTerminalTable(o: OverheadReport): string {
@@ -243,6 +267,7 @@ ${rows}
 <p class="note">${escape(boundsLine(c))}</p>
 <p class="note">${escape(SYMBOLS)}</p>
 ${directorLine(c) ? `<p class="note">${escape(directorLine(c)!)}</p>` : ''}
+${preciseLine(c) ? `<p class="note">${escape(preciseLine(c)!)}</p>` : ''}
 <div class="charts">
 ${charts.join('\n')}
 </div>`;
@@ -251,7 +276,7 @@ ${charts.join('\n')}
 export function routingHtmlReport(r: RoutingReport): string {
   const workloads = r.workloads.map((w) => `<tr><td>${escape(w.name)}</td><td class="shape">${escape(w.description)}</td><td>${w.stats.requests}</td>`
     + `<td>${w.stats.meanPromptTokens.toFixed(0)}</td><td>${w.stats.sharedPrefixTokens !== undefined ? `${w.stats.sharedPrefixTokens.toFixed(0)} / ${(w.stats.uniqueTokens ?? 0).toFixed(0)}` : '–'}</td><td>${w.stats.workingSetBlocks}</td><td>${w.stats.reusedBlocks}</td>`
-    + `<td>${w.concurrency}</td><td>${pct(w.best)}</td><td>${pct(w.stats.replayHitRate)}</td><td>${w.bounds ? pct(w.bounds.hStar) : 'n/a'}</td>`
+    + `<td>${w.arrivalRate !== undefined ? `${w.arrivalRate} req/s` : w.concurrency}</td><td>${pct(w.best)}</td><td>${pct(w.stats.replayHitRate)}</td><td>${w.bounds ? pct(w.bounds.hStar) : 'n/a'}</td>`
     + `<td>${w.bounds ? pct(w.bounds.hRR) : 'n/a'}</td></tr>`);
   const overhead = r.overhead ? `<h2>EPP overhead</h2>
 <p class="note">${escape(`${r.overhead.requests} unique ${r.overhead.promptTokens}-token prompts (no prefix sharing, so routing cannot change the cache), ${r.overhead.outputTokens} output tokens, concurrency ${r.overhead.concurrency}, median of ${r.overhead.reps} alternating repetitions, time scale 1: the milliseconds are wall-clock. Δ and × against ${r.overhead.baseline}.`)}</p>
@@ -269,7 +294,7 @@ td:first-child,th:first-child{text-align:left}td.shape{text-align:left;min-width
 <h1>${escape(r.title)}</h1>
 <p>${escape(`${r.date}; machine: ${r.machine}; ${r.pods} simulated pods; time scale ${r.timeScale}×; wall time ${r.wallSeconds.toFixed(0)} s.`)}</p>
 <h2>Workloads</h2>
-<table><tr><th>workload</th><th>shape</th><th>requests</th><th>mean prompt</th><th>S / Q</th><th title="working set: distinct KV blocks">W blocks</th><th>reused</th><th>in flight</th><th title="oracle: replay against one pod that never evicts">best</th><th title="the same replay computed in this process">replay</th><th>h*</th><th>h_RR</th></tr>
+<table><tr><th>workload</th><th>shape</th><th>requests</th><th>mean prompt</th><th>S / Q</th><th title="working set: distinct KV blocks">W blocks</th><th>reused</th><th title="closed loop: requests in flight; open loop: arrival rate">load</th><th title="oracle: replay against one pod that never evicts">best</th><th title="the same replay computed in this process">replay</th><th>h*</th><th>h_RR</th></tr>
 ${workloads.join('\n')}
 </table>
 <p class="note">${escape(SYMBOLS)}</p>

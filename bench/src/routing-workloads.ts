@@ -3,7 +3,10 @@
  * - `high-cache`: shared-prefix groups like SGLang's generated-shared-prefix and GIE's high-cache set — G groups × P
  *   prompts, a long group system prompt, a short per-user question, a short reply;
  * - `low-cache`: GIE's low-cache shape — a short shared prefix and a long question;
- * - `multi-turn`: the demo's chat sessions (`workload.ts`), turn by turn with the real replies in the history.
+ * - `multi-turn`: the demo's chat sessions (`workload.ts`), turn by turn with the real replies in the history;
+ * - `poisson-groups`: many shared-prefix groups arriving open loop at a Poisson rate, the shape of llm-d's precise
+ *   vs approximate benchmark (150 groups × 5 users, 6,000-token contexts, Poisson arrivals, prefixes ≈ 73% of the
+ *   cluster's KV) scaled to 2 cores; meant for KV capacity several times short of the working set.
  * Shared-prefix requests are shuffled (as SGLang's bench_serving does) and each carries `x-session-id` naming its
  * user, which is what a session-hash router can key on.
  *
@@ -41,8 +44,9 @@ export function simTokenizer(): TokenizerLike {
   };
 }
 
-export type WorkloadName = 'high-cache' | 'low-cache' | 'multi-turn';
-export const WORKLOAD_NAMES: readonly WorkloadName[] = ['high-cache', 'low-cache', 'multi-turn'];
+export type WorkloadName = 'high-cache' | 'low-cache' | 'multi-turn' | 'poisson-groups';
+export const WORKLOAD_NAMES: readonly WorkloadName[] = ['high-cache', 'low-cache', 'multi-turn', 'poisson-groups'];
+export type SharedPrefixName = Exclude<WorkloadName, 'multi-turn'>;
 
 export interface SharedPrefixOptions {
   readonly seed: number;
@@ -81,6 +85,26 @@ export interface BenchWorkload {
   readonly requests: readonly (readonly ChatMessage[])[];
   /** Request index → group, for shared-prefix workloads. */
   readonly groupOf?: readonly number[];
+  /** Open loop: request i is sent `arrivalsMs[i]` after the start, whatever is still in flight. Absent: closed loop. */
+  readonly arrivalsMs?: readonly number[];
+  /** The mean rate of `arrivalsMs`, requests per second. */
+  readonly arrivalRate?: number;
+}
+
+/**
+ * Send times of `n` requests arriving as a Poisson process of `ratePerSecond` (exponential gaps, as vLLM's
+ * `benchmark_serving.py --request-rate` draws them with burstiness 1), deterministic from `seed`; the first at 0.
+ */
+export function poissonArrivals(n: number, ratePerSecond: number, seed: number): number[] {
+  if (!(ratePerSecond > 0) || !Number.isFinite(ratePerSecond)) throw new RangeError(`the arrival rate must be a positive number, got ${ratePerSecond}`);
+  const random = rng(seed);
+  const times: number[] = [];
+  let t = 0;
+  for (let i = 0; i < n; i++) {
+    times.push(t);
+    t += (-Math.log(1 - random()) / ratePerSecond) * 1000;
+  }
+  return times;
 }
 
 /** Token counts of single words (with their leading space), shared by every `sizedText` call. */
@@ -135,11 +159,11 @@ function workloadOptions(seed: number, maxTokens: number, ragRequests: number): 
 }
 
 /** G groups × P prompts: a group system prompt and a per-user question, shuffled. */
-export function buildSharedPrefix(name: 'high-cache' | 'low-cache', o: SharedPrefixOptions, tok: TokenizerLike): BenchWorkload {
+export function buildSharedPrefix(name: SharedPrefixName, o: SharedPrefixOptions, tok: TokenizerLike): BenchWorkload {
   for (const [k, v] of Object.entries(o)) {
     if (!Number.isInteger(v) || v < (k === 'seed' ? 0 : 1)) throw new RangeError(`${name}: ${k} must be a positive integer, got ${v}`);
   }
-  const random = rng(o.seed * 7919 + (name === 'high-cache' ? 1 : 2));
+  const random = rng(o.seed * 7919 + { 'high-cache': 1, 'low-cache': 2, 'poisson-groups': 3 }[name]);
   const systems = Array.from({ length: o.groups }, (_, g) => sizedText(random, o.systemTokens, `Group ${g} system prompt. `, tok.count));
   const plans: RagPlan[] = [];
   for (let g = 0; g < o.groups; g++) {

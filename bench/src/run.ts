@@ -31,7 +31,14 @@ export interface FaultHook {
 export interface RunOptions {
   readonly gatewayUrl: string;
   readonly model: string;
+  /** Closed loop: this many conversations (or single requests) at once. Ignored when `arrivalsMs` is given. */
   readonly concurrency: number;
+  /**
+   * Open loop: single request i is sent `arrivalsMs[i]` ms after the start whatever is still in flight, as a load
+   * generator with a request rate does (vLLM's benchmark_serving.py, llm-d's benchmarks). Only for workloads without
+   * chat sessions, whose turns wait for each other by nature.
+   */
+  readonly arrivalsMs?: readonly number[];
   readonly hooks?: readonly FaultHook[];
   /** Called after each request with (done, total). */
   readonly onProgress?: (done: number, total: number) => void;
@@ -105,12 +112,23 @@ export async function runWorkload(workload: Workload, options: RunOptions): Prom
     record({ kind: 'rag', document: plan.document, messages: plan.messages, headers, startedMs, endedMs: Date.now() - t0, result });
   };
 
-  const queue = schedule(workload);
-  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, async () => {
-    for (let task = queue.shift(); task; task = queue.shift()) {
-      await (task.kind === 'chat' ? runChat(task.index) : runRag(task.index));
-    }
-  }));
+  const arrivals = options.arrivalsMs;
+  if (arrivals) {
+    if (workload.sessions.length > 0) throw new Error('open-loop arrivals are for single requests; this workload has chat sessions');
+    if (arrivals.length !== workload.rag.length) throw new Error(`${arrivals.length} arrival times for ${workload.rag.length} requests`);
+    await Promise.all(workload.rag.map(async (_, i) => {
+      const wait = t0 + arrivals[i]! - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      await runRag(i);
+    }));
+  } else {
+    const queue = schedule(workload);
+    await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, async () => {
+      for (let task = queue.shift(); task; task = queue.shift()) {
+        await (task.kind === 'chat' ? runChat(task.index) : runRag(task.index));
+      }
+    }));
+  }
   await Promise.all(hookRuns);
   client.close();
   return { records, wallSeconds: (Date.now() - t0) / 1000, startedAtMs: t0, hookTimes };

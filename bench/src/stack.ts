@@ -6,7 +6,9 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import * as net from 'net';
 import * as path from 'path';
+import { preciseEndpointPickerConfig, renderEndpointPickerConfig } from '@kvroute/epp/config';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
 import type { RequestDirector } from '@kvroute/epp/extproc';
 import { startExtProcServer, type ExtProcServer } from '@kvroute/epp/extproc';
@@ -39,7 +41,18 @@ export type DirectorFactory = (endpoints: readonly string[]) => RequestDirector;
  * process by the EPP's own ext_proc server (`startExtProcServer`), so it sits on the same protocol path as the EPP.
  */
 export type RoutingPolicy =
-  | { readonly kind: 'epp'; readonly name: string; readonly configText?: string }
+  | {
+    readonly kind: 'epp';
+    readonly name: string;
+    readonly configText?: string;
+    /**
+     * Precise prefix scoring from the pods' KV events, wired as the `prod-precise` profile's central mode would be:
+     * kvroute's default config with `precise-prefix-cache-scorer` (`preciseEndpointPickerConfig`), the EPP binding a
+     * ZMQ port, every pod started with vLLM's `--kv-events-config` connecting to it under the topic
+     * `kv@<pod address>@<model>`. Overrides `configText`.
+     */
+    readonly precise?: boolean;
+  }
   | { readonly kind: 'round-robin'; readonly name: string }
   | { readonly kind: 'session-hash'; readonly name: string; readonly header: string }
   | { readonly kind: 'director'; readonly name: string; readonly director: RequestDirector | DirectorFactory };
@@ -107,11 +120,24 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/** Where a pod publishes its KV events (vLLM's `--kv-events-config`), and the port it must listen on to match the topic. */
+export interface PodKvEvents {
+  readonly port: number;
+  /** The EPP's ZMQ endpoint, e.g. `tcp://127.0.0.1:5557`. */
+  readonly endpoint: string;
+}
+
 /** The simulator's command-line flags for these settings. */
-export function simArgs(s: SimulatorSettings, podName: string): string[] {
+export function simArgs(s: SimulatorSettings, podName: string, kvEvents?: PodKvEvents): string[] {
+  const events = kvEvents === undefined ? [] : [
+    // vLLM's own flag, as lib/decode-pool.ts sets it for central mode: publish to the EPP, the topic naming this pod.
+    '--kv-events-config', JSON.stringify({
+      enable_kv_cache_events: true, publisher: 'zmq', endpoint: kvEvents.endpoint, topic: `kv@127.0.0.1:${kvEvents.port}@${s.model}`,
+    }),
+  ];
   return [
     // The simulator's CLI binds every interface (it is made for containers); here nothing is meant for the network.
-    '--host', '127.0.0.1', '--port', '0', '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
+    '--host', '127.0.0.1', '--port', String(kvEvents?.port ?? 0), ...events, '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
     '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
@@ -135,17 +161,28 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await Promise.all(closers.map((c) => c()));
   };
   try {
+    const policy = options.policy;
+    const precise = policy.kind === 'epp' && policy.precise === true;
+    if (precise && options.existingPods) throw new Error('a precise policy starts its own pods: they must publish KV events to its EPP');
+    // A pod's topic names its address, so precise pods get their ports before they start.
+    const zmqPort = precise ? await reservePort() : undefined;
+    const podPorts = precise ? await reservePorts(options.pods) : undefined;
     const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) =>
-      startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`), { logFile: log(`sim-${i}`) })));
+      startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
+        { logFile: log(`sim-${i}`) })));
     if (!options.existingPods) started.push(...pods);
     const podAddresses = pods.map((p) => `127.0.0.1:${p.info.port as number}`);
 
     let epp: Started | undefined;
     let eppArgs: string[] = [];
-    const policy = options.policy;
     if (policy.kind === 'epp') {
+      const configText = precise
+        ? renderEndpointPickerConfig(preciseEndpointPickerConfig({
+          mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model,
+        }))
+        : policy.configText;
       eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--metrics-port', '0',
-        ...(policy.configText ? ['--config-text', policy.configText] : [])];
+        ...(configText ? ['--config-text', configText] : [])];
       epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', '0'], { logFile: log('epp') });
       started.push(epp);
     }
@@ -200,6 +237,30 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await stopEverything();
     throw e;
   }
+}
+
+/** A port free on 127.0.0.1 now (the kernel's pick); whoever binds it next gets it, barring a race with another process. */
+export function reservePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** `n` distinct free ports (held open together, so the kernel cannot hand out one twice). */
+async function reservePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  })));
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
 }
 
 export function httpGet(url: string, timeoutMs = 5000): Promise<string> {

@@ -23,7 +23,10 @@ describe('bench:routing flags', () => {
       '--pods', '3', '--workloads', 'multi-turn,high-cache', '--capacities', 'constrained', '--repeats', '2', '--capacity-ratio', '5.5',
       '--time-scale', '2', '--low-question-tokens', '300', '--sessions', '9', '--overhead-reps', '2', '--no-overhead', '--no-warm-up',
       '--sglang-abs-threshold', '8', '--sglang-rel-threshold', '2', '--sglang-cache-threshold', '0.5', '--out', 'somewhere', '--quiet',
+      '--poisson-groups', '30', '--rate', '7.5', '--poisson-output-tokens', '64', '--max-num-seqs', '32',
     ])!;
+    expect(o.poisson).toEqual({ ...DEFAULT_ROUTING_OPTIONS.poisson, groups: 30, rate: 7.5, outputTokens: 64 });
+    expect(o.sim.maxNumSeqs).toBe(32);
     expect(o.pods).toBe(3);
     expect(o.workloads).toEqual(['multi-turn', 'high-cache']);
     expect(o.capacities).toEqual(['constrained']);
@@ -46,7 +49,7 @@ describe('bench:routing flags', () => {
     [['--pods', '1'], /^--pods: must be an integer from 2 to 16, got "1"$/],
     [['--pods'], /^--pods: must be an integer from 2 to 16, got nothing$/],
     [['--concurrency', '2.5'], /^--concurrency: must be an integer/],
-    [['--policies', 'kvroute,magic'], /^--policies: unknown value "magic"; known: kvroute, approx-prefix, sglang, round-robin, random, least-request, session-hash$/],
+    [['--policies', 'kvroute,magic'], /^--policies: unknown value "magic"; known: kvroute, kvroute-precise, approx-prefix, sglang, round-robin, random, least-request, session-hash$/],
     [['--policies', 'kvroute,kvroute'], /lists a value twice/],
     [['--workloads', ''], /^--workloads: expects at least one of/],
     [['--capacities', 'huge'], /^--capacities: unknown value "huge"/],
@@ -56,6 +59,8 @@ describe('bench:routing flags', () => {
     [['--sglang-cache-threshold', '1.5'], /^--sglang-cache-threshold: must be a number from 0 to 1/],
     [['--sglang-rel-threshold', '0.5'], /^--sglang-rel-threshold: must be a number from 1/],
     [['--prompts-per-group', '1'], /^--prompts-per-group: must be at least 2/],
+    [['--poisson-prompts-per-group', '1'], /^--poisson-prompts-per-group: must be at least 2/],
+    [['--rate', '0'], /^--rate: must be a number above 0/],
     [['--ample-blocks', '100', '--constrained-blocks', '200'], /^--ample-blocks \(100\) must be larger than --constrained-blocks \(200\)$/],
     [['--out'], /^--out: expects a directory$/],
     [['--pods', '3', '--pods', '4'], /^--pods: given more than once$/],

@@ -66,4 +66,36 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
     expect(html).toContain('h_RR');
     expect(html).toContain('EPP overhead');
   }, 120_000);
+
+  test('kvroute-precise routes an open-loop Poisson set from the pods\' KV events, as well as the best any router could', async () => {
+    const options: RoutingBenchOptions = {
+      ...DEFAULT_ROUTING_OPTIONS,
+      pods: 2,
+      workloads: ['poisson-groups'],
+      capacities: ['ample'],
+      policies: ['kvroute-precise', 'round-robin'],
+      poisson: { groups: 4, promptsPerGroup: 3, systemTokens: 160, questionTokens: 16, outputTokens: 4, rate: 20 },
+      sim: { ...DEFAULT_ROUTING_OPTIONS.sim, timeScale: 4 },
+      overhead: { ...DEFAULT_ROUTING_OPTIONS.overhead, enabled: false },
+      warmUp: false,
+      outDir: out,
+      quiet: true,
+    };
+    const report = await runRoutingBench(options);
+    expect(report.workloads[0]!.arrivalRate).toBe(20);
+    const cell = report.cells[0]!;
+    const [precise, rr] = cell.policies;
+    expect(precise!.policy).toBe('kvroute-precise');
+    expect(precise!.successRate).toBe(1);
+    expect(rr!.successRate).toBe(1);
+    expect(precise!.hitRate).toBeGreaterThan(rr!.hitRate);
+    expect(precise!.hitRate).toBeGreaterThanOrEqual(0.9 * cell.best!);
+    // The EPP routed from the pods' events: it applied them, saw no gap, and predicted hits the pods then counted.
+    const stats = cell.runs.find((r) => r.policy === 'kvroute-precise')!.precise!;
+    expect(stats.eventsApplied).toBeGreaterThan(0);
+    expect(stats.eventsApplied).toBe(stats.eventsReceived);
+    expect(stats.sequenceGaps).toBe(0);
+    expect(stats.predictedHitRate).toBeGreaterThan(0);
+    expect(cell.runs.find((r) => r.policy === 'round-robin')!.precise).toBeUndefined();
+  }, 120_000);
 });

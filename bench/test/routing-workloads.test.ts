@@ -1,5 +1,5 @@
 import {
-  blockKeys, buildChats, buildSharedPrefix, measureWorkload, simTokenizer, sizedText, type BenchWorkload, type TokenizerLike,
+  blockKeys, buildChats, buildSharedPrefix, measureWorkload, poissonArrivals, simTokenizer, sizedText, type BenchWorkload, type TokenizerLike,
 } from '../src/routing-workloads';
 import { rng } from '../src/workload';
 import type { ChatMessage } from '../src/workload';
@@ -139,5 +139,27 @@ describe('generators with the simulator\'s tokenizer', () => {
     expect(s.reusedBlocks).toBeGreaterThan(0);
     expect(s.replayHitRate).toBeGreaterThan(0.4);
     expect(s.workingSetBlocks).toBeLessThan(w.requests.reduce((n, r) => n + Math.ceil(tok.chatTokens(r).length / 16) + 1, 0));
+  });
+});
+
+describe('poissonArrivals', () => {
+  test('exponential gaps at the given mean rate, from 0, deterministic per seed', () => {
+    const t = poissonArrivals(4000, 20, 3);
+    expect(t[0]).toBe(0);
+    const gaps = t.slice(1).map((x, i) => x - t[i]!);
+    expect(gaps.every((g) => g >= 0)).toBe(true);
+    const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+    expect(mean).toBeGreaterThan(50 * 0.95);
+    expect(mean).toBeLessThan(50 * 1.05);
+    // An exponential's standard deviation equals its mean (a fixed-interval or uniform generator would fail this).
+    const sd = Math.sqrt(gaps.reduce((a, g) => a + (g - mean) ** 2, 0) / gaps.length);
+    expect(sd / mean).toBeGreaterThan(0.9);
+    expect(sd / mean).toBeLessThan(1.1);
+    expect(poissonArrivals(10, 20, 3)).toEqual(t.slice(0, 10));
+    expect(poissonArrivals(10, 20, 4)).not.toEqual(t.slice(0, 10));
+  });
+
+  test.each([0, -1, Number.NaN, Number.POSITIVE_INFINITY])('a rate of %s is refused', (rate) => {
+    expect(() => poissonArrivals(3, rate, 1)).toThrow(/arrival rate must be a positive number/);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The routing policies the benchmark compares, as `RoutingPolicy` values for `startStack`:
  * - `kvroute`: the EPP with its built-in config (separate process);
+ * - `kvroute-precise`: the same config with precise prefix scoring from the pods' KV events (central mode);
  * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
  *   prefix 2, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
@@ -45,11 +46,12 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 `;
 
-export const POLICY_NAMES = ['kvroute', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash'] as const;
+export const POLICY_NAMES = ['kvroute', 'kvroute-precise', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   kvroute: 'EPP process, built-in config (prefix 3 + queue + kv + active, saturation filter, session affinity)',
+  'kvroute-precise': 'EPP process, built-in config with precise-prefix-cache-scorer at the prefix weight, fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
@@ -72,6 +74,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
   switch (name) {
     case 'kvroute':
       return { kind: 'epp', name };
+    case 'kvroute-precise':
+      return { kind: 'epp', name, precise: true };
     case 'approx-prefix':
       return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
     case 'sglang':
