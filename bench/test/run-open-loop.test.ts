@@ -37,7 +37,8 @@ describe('runWorkload', () => {
     // Sent in arrival order, none after the first had finished (concurrency 1 would have serialized them).
     for (let i = 1; i < byDocument.length; i++) expect(byDocument[i]!.startedMs).toBeGreaterThanOrEqual(byDocument[i - 1]!.startedMs);
     expect(Math.max(...byDocument.map((r) => r.startedMs))).toBeLessThan(byDocument[0]!.endedMs);
-    expect(byDocument[3]!.startedMs).toBeGreaterThanOrEqual(150);
+    // (Node's timers may fire a millisecond before Date.now() reaches the target.)
+    expect(byDocument[3]!.startedMs).toBeGreaterThanOrEqual(149);
   });
 
   test('closed loop with one slot: each request waits for the one before it', async () => {
