@@ -58,6 +58,8 @@ describe('invalid props fail synth with a message that names the field and what 
       /^InferenceGateway\.port: must be an integer from 1 to 65535, got 70000$/],
     ['an alert threshold above 1', withOverrides(DEMO, { monitoring: { minPrefixCacheHitRatio: 80 } }),
       /^Monitoring\.minPrefixCacheHitRatio: must be a number greater than 0 and at most 1, got 80$/],
+    ['root as the vLLM UID', withOverrides(DEMO, { decode: { runAsUser: 0 } }),
+      /^DecodePool\.runAsUser: must be an integer from 1 to 2147483647, got 0$/],
   ])('%s', (_what, props, message) => {
     expect(() => build(props)).toThrow(message);
   });

@@ -9,6 +9,7 @@ const variants: [string, Manifest[]][] = [
   ['v1 InferencePool', synthProps(withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.networking.k8s.io' } }))],
   ['central KV events', synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { mode: 'central' } } }))],
   ['full-duplex request bodies', synthProps(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))],
+  ['vLLM as a non-root UID', synthProps(withOverrides(DEMO, { decode: { runAsUser: 2000 } }))],
 ];
 
 describe.each(variants)('%s: every object is valid against its schema', (_name, manifests) => {
