@@ -331,8 +331,8 @@ export class DecodePool extends Construct {
                 // capabilities (the GPU arrives as device nodes from the device plugin). Not runAsNonRoot unless runAsUser
                 // is set: vLLM's own images run as root (a non-root image is an opt-in target, vllm-project/vllm#40275),
                 // and a UID the image has no passwd entry for can break torch at import. Not a read-only root
-                // filesystem: vLLM and its compilers write caches under $HOME (/ here, hence the /.cache and /.config
-                // emptyDirs), /tmp and package directories, which move from release to release.
+                // filesystem: vLLM and its compilers write caches under $HOME (apparently / in this image, hence the
+                // /.cache and /.config emptyDirs), /tmp and package directories, which move from release to release.
                 securityContext: {
                   ...hardenedContainerSecurityContext(),
                   ...(runAsUser !== undefined ? { runAsNonRoot: true, runAsUser } : {}),
