@@ -105,6 +105,7 @@ export interface EppNetworkPolicyProps {
    * target port; with per-pod KV events, their publisher and replay ports), nothing else. Off by default because the
    * API server's address is the cluster's own; without it only ingress is restricted and the EPP may connect anywhere.
    * @default ingress only
+   * @see https://kubernetes.io/docs/concepts/services-networking/network-policies/#the-two-sorts-of-pod-isolation
    */
   readonly egress?: EppEgressOptions;
 }

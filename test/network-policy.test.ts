@@ -113,6 +113,9 @@ describe.each(variants)('%s: the EPP NetworkPolicy', (_name, props) => {
 
   test('opens each port the EPP Service exposes to its callers only', () => {
     expect(eppPolicyProblems(m, healthSources)).toEqual([]);
+    // What the construct exposes matches what it wrote.
+    expect(chart.networkPolicy!.ingressPorts).toEqual(policy.spec.ingress.flatMap(portsOf));
+    expect(chart.networkPolicy!.restrictsEgress).toBe(props.networkPolicy?.egress !== undefined);
   });
 
   test('admits Prometheus from the configured sources (default: the monitoring namespace) on the port the ServiceMonitor scrapes', () => {
