@@ -1,5 +1,6 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
+import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import {
   checkDnsLabel, checkFraction, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
@@ -81,6 +82,16 @@ export interface DecodePoolProps {
   /** @default 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0' */
   readonly sidecarImage?: string;
   /**
+   * Run the vLLM container as this non-root UID, with `runAsNonRoot: true`: the decode pod then meets every control of
+   * the Pod Security "restricted" profile. Only for an `image` built for that user: torch can fail at import under a
+   * UID without a passwd entry (kserve/kserve#5666), and vLLM needs a writable `$HOME`; llm-d's newer images create
+   * such a user (`USER 2000`, llm-d/llm-d docker/Dockerfile.cuda). Left unset, vLLM runs as its image's user: the
+   * documented exception.
+   * @default the image's user (the seed's `ghcr.io/llm-d/llm-d:v0.2.0` declares no non-root user kvroute could verify)
+   * @see https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted
+   */
+  readonly runAsUser?: number;
+  /**
    * Secret holding the Hugging Face token. Referenced as optional, so public models start without it.
    * @default { name: 'llm-d-hf-token', key: 'HF_TOKEN' }
    */
@@ -142,6 +153,11 @@ export class DecodePool extends Construct {
   /** Container port names of the publisher and its replay socket. */
   public static readonly KV_EVENTS_PORT_NAME = 'kv-events';
   public static readonly KV_REPLAY_PORT_NAME = 'kv-replay';
+  /**
+   * The hardening controls the decode pod does not meet, and why (README, "Security"); the tests check the pod against
+   * the Pod Security "restricted" profile and require its failures to be exactly these.
+   */
+  public readonly podSecurityExceptions: readonly PodSecurityException[];
 
   constructor(scope: Construct, id: string, props: DecodePoolProps) {
     super(scope, id);
@@ -165,6 +181,21 @@ export class DecodePool extends Construct {
     const image = checkImage(SCOPE, 'image', props.image ?? 'ghcr.io/llm-d/llm-d:v0.2.0');
     const sidecarImage = checkImage(SCOPE, 'sidecarImage', props.sidecarImage ?? 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0');
     const startupTimeout = checkInteger(SCOPE, 'startupTimeoutSeconds', props.startupTimeoutSeconds ?? 1800, 60, 86400);
+    const runAsUser = props.runAsUser === undefined ? undefined : checkInteger(SCOPE, 'runAsUser', props.runAsUser, 1, 2147483647);
+    this.podSecurityExceptions = [
+      ...(runAsUser === undefined
+        ? [{
+            control: 'runAsNonRoot' as const,
+            container: 'vllm',
+            reason: 'the vLLM image runs as its own user, which kvroute cannot verify is non-root (vLLM\'s images run as root, and torch can fail at import under a UID without a passwd entry); set runAsUser for an image with a non-root user',
+          }]
+        : []),
+      {
+        control: 'readOnlyRootFilesystem',
+        container: 'vllm',
+        reason: 'vLLM, torch.compile, Triton and FlashInfer write caches under $HOME, /tmp and their own directories, which differ from release to release',
+      },
+    ];
     if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo !== 'sha256_cbor_64bit') {
       throw new PropsError(SCOPE, 'pythonHashSeed', "is only meaningful with prefixCachingHashAlgo 'sha256_cbor_64bit'", props.pythonHashSeed);
     }
@@ -260,6 +291,10 @@ export class DecodePool extends Construct {
           spec: {
             // vLLM drains in-flight requests on SIGTERM; long generations need time.
             terminationGracePeriodSeconds: 120,
+            // Neither container calls the Kubernetes API: vLLM never does, and the routing sidecar only with
+            // --enable-ssrf-protection (default false; cmd/llm-d-routing-sidecar/main.go @ v0.2.0), which is not set.
+            automountServiceAccountToken: false,
+            securityContext: { seccompProfile: RUNTIME_DEFAULT_SECCOMP },
             nodeSelector: props.nodeSelector,
             tolerations: props.tolerations ?? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
             containers: [
@@ -292,7 +327,16 @@ export class DecodePool extends Construct {
                 startupProbe: vllmHealth(10, Math.ceil(startupTimeout / 10)),
                 readinessProbe: vllmHealth(5, 3),
                 livenessProbe: vllmHealth(10, 6),
-                securityContext: { allowPrivilegeEscalation: false },
+                // Hardened as far as the image allows (podSecurityExceptions): no privilege escalation and no
+                // capabilities (the GPU arrives as device nodes from the device plugin). Not runAsNonRoot unless runAsUser
+                // is set: vLLM's own images run as root (a non-root image is an opt-in target, vllm-project/vllm#40275),
+                // and a UID the image has no passwd entry for can break torch at import. Not a read-only root
+                // filesystem: vLLM and its compilers write caches under $HOME (apparently / in this image, hence the
+                // /.cache and /.config emptyDirs), /tmp and package directories, which move from release to release.
+                securityContext: {
+                  ...hardenedContainerSecurityContext(),
+                  ...(runAsUser !== undefined ? { runAsNonRoot: true, runAsUser } : {}),
+                },
                 volumeMounts: [
                   { name: 'model-cache', mountPath: '/model-cache' },
                   // The image writes torch-compile and config caches under / (see llm-d-modelservice's mounts).
@@ -320,11 +364,12 @@ export class DecodePool extends Construct {
                   tcpSocket: { port: k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME) },
                   periodSeconds: 5,
                 },
+                // The image runs as `USER 65532:65532` (llm-d-routing-sidecar Dockerfile @ v0.2.0), a numeric UID the
+                // kubelet can verify for runAsNonRoot, and writes nothing to its filesystem.
                 securityContext: {
-                  allowPrivilegeEscalation: false,
+                  ...hardenedContainerSecurityContext(),
                   readOnlyRootFilesystem: true,
                   runAsNonRoot: true,
-                  capabilities: { drop: ['ALL'] },
                 },
               },
             ],

@@ -7,6 +7,7 @@ import {
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
 import type { RequestBodyMode } from './ext-proc';
+import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import {
   checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
@@ -119,6 +120,8 @@ export class EndpointPicker extends Construct {
   public readonly podLabels: Readonly<Record<string, string>>;
   /** The port the EPP binds for central KV events; undefined unless the pods connect to it. */
   public readonly kvEventsPort?: number;
+  /** None: the EPP pod meets every control of the Pod Security "restricted" profile and has a read-only root. */
+  public readonly podSecurityExceptions: readonly PodSecurityException[] = [];
 
   constructor(scope: Construct, id: string, props: EndpointPickerProps) {
     super(scope, id);
@@ -191,11 +194,13 @@ export class EndpointPicker extends Construct {
           },
           spec: {
             serviceAccountName: this.name,
+            // The EPP watches pods and its InferencePool: it needs its token (and the Role above, nothing more).
             automountServiceAccountToken: true,
             // An ext_proc stream lasts as long as its HTTP exchange, so a rollout waits for generations in flight:
             // --shutdown-grace-period plus a margin.
             terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10,
-            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+            // Pod Security "restricted" (see lib/pod-security.ts): the image runs as USER 65532:65532 (Dockerfile).
+            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: RUNTIME_DEFAULT_SECCOMP },
             containers: [{
               name: 'epp',
               image: this.image,
@@ -225,9 +230,8 @@ export class EndpointPicker extends Construct {
               readinessProbe: grpcProbe(EndpointPicker.READINESS_SERVICE, 5),
               livenessProbe: grpcProbe(EndpointPicker.LIVENESS_SERVICE, 10),
               securityContext: {
-                allowPrivilegeEscalation: false,
+                ...hardenedContainerSecurityContext(),
                 readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'] },
               },
               volumeMounts: [
                 { name: 'config', mountPath: EndpointPicker.CONFIG_DIR, readOnly: true },

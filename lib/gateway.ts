@@ -81,7 +81,12 @@ export class InferenceGateway extends Construct {
   public readonly port: number;
   /** The Service Istio's gateway deployment controller creates: `<gateway>-<class>`. */
   public readonly serviceName: string;
-  /** Labels Istio puts on the gateway's pods. */
+  /**
+   * Labels Istio puts on the gateway's pods (they run in the Gateway's namespace): its automated deployment labels the
+   * pod template `gateway.networking.k8s.io/gateway-name: <Gateway name>` (istio/istio
+   * manifests/charts/istio-control/istio-discovery/files/kube-gateway.yaml @ 1.27.0, unchanged through 1.30.0). The
+   * EPP's NetworkPolicy admits ext_proc calls from these pods only.
+   */
   public readonly podLabels: Readonly<Record<string, string>>;
   public readonly gateway: gw.Gateway;
   public readonly inferenceRoute: route.HttpRoute;

@@ -8,6 +8,7 @@ import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
+import { EppNetworkPolicy, EppNetworkPolicyProps } from './network-policy';
 import { checkDnsLabel, checkOneOf, PropsError } from './validation';
 
 /**
@@ -65,11 +66,19 @@ export interface KvAwareRoutingProps {
    * @default enabled with the Monitoring defaults
    */
   readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker'> & { readonly enabled?: boolean };
+  /**
+   * The EPP's NetworkPolicy: ext_proc from the gateway's pods, metrics from the monitoring namespace, central KV events
+   * from the decode pods, health from the kubelet; egress too when `egress` is given. `enabled: false` leaves it out.
+   * It takes effect only where the network plugin enforces NetworkPolicy.
+   * @default enabled, ingress only, metrics from namespace `monitoring`
+   * @see EppNetworkPolicy (lib/network-policy.ts)
+   */
+  readonly networkPolicy?: Omit<EppNetworkPolicyProps, 'endpointPicker' | 'gateway' | 'decodePool'> & { readonly enabled?: boolean };
 }
 
 /**
- * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring and
- * monitoring. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
+ * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring,
+ * monitoring and the EPP's NetworkPolicy. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
  */
 export class KvAwareRouting extends Chart {
   public readonly decodePool: DecodePool;
@@ -79,6 +88,8 @@ export class KvAwareRouting extends Chart {
   /** The ext_proc wiring; absent with `native` routing, where Istio calls the EPP itself. */
   public readonly extProc?: ExtProcRouting;
   public readonly monitoring?: Monitoring;
+  /** The EPP's NetworkPolicy; absent with `networkPolicy.enabled: false`. */
+  public readonly networkPolicy?: EppNetworkPolicy;
   public readonly istio: IstioSupport;
   public readonly inferenceRouting: InferenceRouting;
 
@@ -160,6 +171,15 @@ export class KvAwareRouting extends Chart {
         ...monitoringProps,
         decodePool: this.decodePool,
         endpointPicker: this.endpointPicker,
+      });
+    }
+    const { enabled: policyEnabled = true, ...policyProps } = props.networkPolicy ?? {};
+    if (policyEnabled) {
+      this.networkPolicy = new EppNetworkPolicy(this, 'NetworkPolicy', {
+        ...policyProps,
+        endpointPicker: this.endpointPicker,
+        gateway: this.gateway,
+        decodePool: this.decodePool,
       });
     }
   }

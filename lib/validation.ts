@@ -3,6 +3,8 @@
  * cluster profile fails `cdk8s synth` with a sentence a platform engineer can act on.
  */
 
+import { isIP } from 'net';
+
 export class PropsError extends Error {
   constructor(scope: string, field: string, requirement: string, got: unknown) {
     super(`${scope}.${field}: ${requirement}, got ${describe(got)}`);
@@ -91,4 +93,40 @@ export function toProtoDuration(duration: string): string {
     seconds += Number(m[1]) * units[m[2]];
   }
   return `${Number(seconds.toFixed(9))}s`;
+}
+
+/** A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 alphanumerics, `-`, `_`, `.`. */
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+/**
+ * A non-empty label map with valid keys and values (what a selector's `matchLabels` accepts). Empty maps are refused:
+ * as a selector they would select everything, which a caller should say on purpose, not by omission.
+ * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
+ */
+export function checkLabels(scope: string, field: string, value: Readonly<Record<string, string>>): Record<string, string> {
+  const requirement = 'must be a non-empty map of Kubernetes labels (keys `[prefix/]name`, values of at most 63 alphanumerics, \'-\', \'_\' or \'.\')';
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.keys(value).length === 0) {
+    throw new PropsError(scope, field, requirement, value);
+  }
+  for (const [key, v] of Object.entries(value)) {
+    const slash = key.lastIndexOf('/');
+    const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+    const name = slash >= 0 ? key.slice(slash + 1) : key;
+    const keyOk = LABEL_NAME.test(name) && (prefix === undefined || (prefix.length <= 253 && DNS_SUBDOMAIN.test(prefix)));
+    if (!keyOk || typeof v !== 'string' || (v !== '' && !LABEL_NAME.test(v))) {
+      throw new PropsError(scope, field, requirement, value);
+    }
+  }
+  return { ...value };
+}
+
+/** An IPv4 or IPv6 CIDR ("10.0.0.0/8", "fd00::/8"), as a NetworkPolicy `ipBlock` takes it. */
+export function checkCidr(scope: string, field: string, value: string): string {
+  const m = typeof value === 'string' ? /^([^/\s]+)\/(\d{1,3})$/.exec(value) : null;
+  const family = m ? isIP(m[1]) : 0;
+  const bits = m ? Number(m[2]) : NaN;
+  if (!m || family === 0 || bits > (family === 4 ? 32 : 128)) {
+    throw new PropsError(scope, field, 'must be an IPv4 or IPv6 CIDR such as "10.0.0.0/8" or "fd00::/64"', value);
+  }
+  return value;
 }

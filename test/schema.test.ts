@@ -9,7 +9,24 @@ const variants: [string, Manifest[]][] = [
   ['v1 InferencePool', synthProps(withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.networking.k8s.io' } }))],
   ['central KV events', synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { mode: 'central' } } }))],
   ['full-duplex request bodies', synthProps(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))],
+  ['vLLM as a non-root UID', synthProps(withOverrides(DEMO, { decode: { runAsUser: 2000 } }))],
+  // Every peer form and the egress rules of the EPP's NetworkPolicy.
+  ['NetworkPolicy with egress and every peer form', synthProps(withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'central' } },
+    networkPolicy: {
+      healthSources: [{ cidr: '10.0.0.0/16', except: ['10.0.99.0/24'] }, { podLabels: { app: 'prober' } }],
+      metricsSources: [{ namespace: 'monitoring', podLabels: { 'app.kubernetes.io/name': 'prometheus' } }, { namespaceLabels: { team: 'observability' } }],
+      egress: { apiServer: [{ cidrs: ['10.96.0.1/32', 'fd00::1/128'], ports: [443, 6443] }], dns: [{ cidr: '169.254.20.10/32' }] },
+    },
+  }))],
 ];
+
+test('the variants synthesize a NetworkPolicy, and the validator knows its schema', () => {
+  for (const [name, manifests] of variants) {
+    expect({ name, policies: manifests.filter((m) => m.kind === 'NetworkPolicy').length }).toEqual({ name, policies: 1 });
+  }
+  expect(validator.knows('networking.k8s.io/v1', 'NetworkPolicy')).toBe(true);
+});
 
 describe.each(variants)('%s: every object is valid against its schema', (_name, manifests) => {
   test.each(manifests.map((m) => [`${m.kind}/${m.metadata.name}`, m] as const))('%s', (_id, manifest) => {
@@ -40,6 +57,15 @@ describe('the validator itself', () => {
     const svc = clone(demo.find((m) => m.kind === 'Service')!);
     svc.spec.ports[0].port = '8000';
     expect(validator.validate(svc).join('\n')).toMatch(/port: must be integer/);
+  });
+
+  test('rejects a misspelled field and a wrong type in a NetworkPolicy', () => {
+    const np = clone(demo.find((m) => m.kind === 'NetworkPolicy')!);
+    np.spec.ingress[0].form = np.spec.ingress[0].from;
+    expect(validator.validate(np).join('\n')).toMatch(/additional properties \(form\)/);
+    const np2 = clone(demo.find((m) => m.kind === 'NetworkPolicy')!);
+    np2.spec.ingress[0].from[0].podSelector.matchLabels = 'gateway';
+    expect(validator.validate(np2).join('\n')).toMatch(/matchLabels: must be object/);
   });
 
   test('rejects bad metadata and unknown kinds', () => {

@@ -10,6 +10,12 @@ export function synthProps(props: KvAwareRoutingProps, id = 'test'): Manifest[] 
   return Testing.synth(chart) as Manifest[];
 }
 
+/** The chart and its manifests, for tests that compare the objects with what the constructs expose. */
+export function synthChart(props: KvAwareRoutingProps, id = 'test'): { chart: KvAwareRouting; manifests: Manifest[] } {
+  const chart = new KvAwareRouting(Testing.app(), id, props);
+  return { chart, manifests: Testing.synth(chart) as Manifest[] };
+}
+
 export function synthProfile(profile: ClusterProfile): Manifest[] {
   return synthProps(profile.routing, profile.name);
 }

@@ -1,0 +1,215 @@
+import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
+import type { KvAwareRoutingProps } from '../lib/kv-aware-routing';
+import { all, Manifest, one, synthChart } from './support/manifests';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
+
+const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x));
+
+const API_SERVER = [{ cidrs: ['10.96.0.1/32'], ports: [443] }, { cidrs: ['192.0.2.10/32'], ports: [6443] }];
+
+const variants: [string, KvAwareRoutingProps][] = [
+  ...CLUSTERS.map((c) => [c.name, c.routing] as [string, KvAwareRoutingProps]),
+  ['central KV events', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } })],
+  ['locked-down egress, per-pod KV events, extra health and metrics sources', withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'per-pod' } },
+    networkPolicy: {
+      egress: { apiServer: API_SERVER },
+      healthSources: [{ cidr: '10.0.0.0/16', except: ['10.0.99.0/24'] }],
+      metricsSources: [{ namespaceLabels: { team: 'observability' }, podLabels: { 'app.kubernetes.io/name': 'prometheus' } }],
+    },
+  })],
+  ['locked-down egress, central KV events', withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'central' } },
+    networkPolicy: { egress: { apiServer: API_SERVER } },
+  })],
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+// The EPP's NetworkPolicy against the ports the Services expose.
+// ---------------------------------------------------------------------------------------------------------------
+
+function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
+  return selector !== undefined && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+}
+
+const portsOf = (rule: Json): number[] => (rule.ports ?? []).map((p: Json) => p.port);
+
+/**
+ * What is wrong with the EPP's NetworkPolicy, read from the manifests only: which pods it selects, and for each port
+ * the EPP Service exposes, who may connect. Every Service port must be accounted for: a port added to the Service
+ * without a decision here (a state store, another ZMQ socket) fails.
+ */
+function eppPolicyProblems(m: Manifest[], healthSources: Json[] = []): string[] {
+  const problems: string[] = [];
+  const pool = one(m, 'InferencePool');
+  const eppName = pool.spec.extensionRef?.name ?? pool.spec.endpointPickerRef.name;
+  const eppSvc = one(m, 'Service', eppName);
+  const eppDeployment = one(m, 'Deployment', eppName);
+  const poolSelector = pool.spec.selector.matchLabels ?? pool.spec.selector;
+  const decodeDeployment = all(m, 'Deployment').find((d) => selects(poolSelector, d.spec.template.metadata.labels))!;
+  const policies = all(m, 'NetworkPolicy');
+  const policy = policies.find((p) => selects(p.spec.podSelector.matchLabels, eppDeployment.spec.template.metadata.labels));
+  if (!policy) return ['no NetworkPolicy selects the EPP pods'];
+  for (const d of all(m, 'Deployment').filter((x) => x !== eppDeployment)) {
+    if (selects(policy.spec.podSelector.matchLabels, d.spec.template.metadata.labels)) problems.push(`the policy also selects ${d.metadata.name}`);
+  }
+  if (policy.metadata.namespace !== eppDeployment.metadata.namespace) problems.push('the policy is not in the EPP namespace');
+  if (!policy.spec.policyTypes.includes('Ingress')) problems.push('the policy does not restrict ingress');
+
+  const rules: Json[] = policy.spec.ingress ?? [];
+  for (const [i, r] of rules.entries()) {
+    // A rule without `from` admits every source, without `ports` every port.
+    if (!r.from?.length) problems.push(`ingress[${i}] has no from: it admits everyone`);
+    if (!r.ports?.length) problems.push(`ingress[${i}] has no ports: it opens every port`);
+  }
+  const containerPorts = eppDeployment.spec.template.spec.containers.flatMap((c: Json) => c.ports ?? []);
+  const byNumber = (n: number) => containerPorts.find((p: Json) => p.containerPort === n);
+  const rulesFor = (port: number) => rules.filter((r) => portsOf(r).includes(port));
+  for (const r of rules) {
+    for (const port of portsOf(r)) {
+      const cp = byNumber(port);
+      if (!cp || !eppSvc.spec.ports.some((sp: Json) => sp.targetPort === cp.name || sp.targetPort === port)) {
+        problems.push(`ingress opens ${port}, which the EPP Service does not expose`);
+      }
+    }
+  }
+
+  const gateway = one(m, 'Gateway');
+  const expected: Record<string, Json[] | undefined> = {
+    // Istio labels its gateway pods with the Gateway's name (kube-gateway.yaml).
+    'grpc-ext-proc': [{ podSelector: { matchLabels: { 'gateway.networking.k8s.io/gateway-name': gateway.metadata.name } } }],
+    // The kubelet probes from the node, which NetworkPolicy does not filter: no rule unless other checkers are named.
+    'grpc-health': healthSources.length ? healthSources : undefined,
+    'http-metrics': undefined, // checked below: whatever the profile names, the default being the monitoring namespace
+    'tcp-kv-events': [{ podSelector: { matchLabels: decodeDeployment.spec.template.metadata.labels } }],
+  };
+  for (const sp of eppSvc.spec.ports as Json[]) {
+    const cp = containerPorts.find((p: Json) => p.name === sp.targetPort);
+    const found = rulesFor(cp.containerPort);
+    if (!(sp.name in expected)) {
+      problems.push(`Service port ${sp.name} (${sp.port}) has no documented source in the EPP's NetworkPolicy`);
+      continue;
+    }
+    if (found.length > 1) problems.push(`Service port ${sp.name} is opened by ${found.length} rules`);
+    const from = found[0]?.from;
+    if (sp.name === 'http-metrics') {
+      if (!from?.length) problems.push('the metrics port is closed to Prometheus');
+      else if (from.some((peer: Json) => !peer.namespaceSelector && !peer.podSelector && !peer.ipBlock)) problems.push('an empty metrics peer');
+      continue;
+    }
+    if (JSON.stringify(from) !== JSON.stringify(expected[sp.name])) {
+      problems.push(`Service port ${sp.name}: sources ${JSON.stringify(from)}, expected ${JSON.stringify(expected[sp.name])}`);
+    }
+  }
+  return problems;
+}
+
+describe.each(variants)('%s: the EPP NetworkPolicy', (_name, props) => {
+  const { chart, manifests: m } = synthChart(props);
+  const policy = one(m, 'NetworkPolicy');
+  const healthSources = (props.networkPolicy?.healthSources ?? []).map((s: Json) => ({ ipBlock: { cidr: s.cidr, except: s.except } }));
+
+  test('opens each port the EPP Service exposes to its callers only', () => {
+    expect(eppPolicyProblems(m, healthSources)).toEqual([]);
+    // What the construct exposes matches what it wrote.
+    expect(chart.networkPolicy!.ingressPorts).toEqual(policy.spec.ingress.flatMap(portsOf));
+    expect(chart.networkPolicy!.restrictsEgress).toBe(props.networkPolicy?.egress !== undefined);
+  });
+
+  test('admits Prometheus from the configured sources (default: the monitoring namespace) on the port the ServiceMonitor scrapes', () => {
+    const metricsRule = policy.spec.ingress.find((r: Json) => portsOf(r).includes(9090));
+    const configured = props.networkPolicy?.metricsSources;
+    if (configured === undefined) {
+      expect(metricsRule.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    } else {
+      expect(metricsRule.from).toEqual([{ namespaceSelector: { matchLabels: { team: 'observability' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }]);
+    }
+    const sm = all(m, 'ServiceMonitor')[0];
+    if (sm) {
+      const svcPort = one(m, 'Service', chart.endpointPicker.name).spec.ports.find((p: Json) => p.name === sm.spec.endpoints[0].port);
+      expect(svcPort.port).toBe(9090);
+    }
+  });
+
+  test('restricts egress only when asked, and then to DNS, the API server and the decode pods\' ports', () => {
+    const egress = props.networkPolicy?.egress;
+    if (!egress) {
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      expect(policy.spec.egress).toBeUndefined();
+      return;
+    }
+    expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    const decode = one(m, 'Deployment', chart.decodePool.deploymentName);
+    const vllmPorts = decode.spec.template.spec.containers.find((c: Json) => c.name === 'vllm').ports;
+    const portNamed = (n: string) => vllmPorts.find((p: Json) => p.name === n)?.containerPort;
+    const pool = one(m, 'InferencePool');
+    const decodeRulePorts = [pool.spec.targetPortNumber];
+    if (chart.decodePool.kvEvents?.mode === 'per-pod') decodeRulePorts.push(portNamed('kv-events'), portNamed('kv-replay'));
+    expect(policy.spec.egress).toEqual([
+      {
+        to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+        ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }],
+      },
+      { to: [{ ipBlock: { cidr: '10.96.0.1/32' } }], ports: [{ protocol: 'TCP', port: 443 }] },
+      { to: [{ ipBlock: { cidr: '192.0.2.10/32' } }], ports: [{ protocol: 'TCP', port: 6443 }] },
+      {
+        to: [{ podSelector: { matchLabels: decode.spec.template.metadata.labels } }],
+        ports: decodeRulePorts.map((port) => ({ protocol: 'TCP', port })),
+      },
+    ]);
+  });
+});
+
+describe('the NetworkPolicy check itself', () => {
+  const { manifests: m } = synthChart(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } }));
+  const withMutation = (mutate: (m: Manifest[]) => void): string[] => {
+    const copy = clone(m);
+    mutate(copy);
+    return eppPolicyProblems(copy);
+  };
+  const policyOf = (x: Manifest[]) => one(x, 'NetworkPolicy');
+
+  test('fails when the EPP Service gains a port the policy says nothing about', () => {
+    expect(withMutation((x) => {
+      one(x, 'Service', 'ms-llm-d-modelservice-epp').spec.ports.push({ name: 'tcp-store', port: 6379, targetPort: 'tcp-store', protocol: 'TCP' });
+      container0(one(x, 'Deployment', 'ms-llm-d-modelservice-epp')).ports.push({ name: 'tcp-store', containerPort: 6379, protocol: 'TCP' });
+    })).toEqual(['Service port tcp-store (6379) has no documented source in the EPP\'s NetworkPolicy']);
+  });
+
+  test('fails when a rule admits everyone, opens a port the Service lacks, or the wrong callers', () => {
+    expect(withMutation((x) => { delete policyOf(x).spec.ingress[0].from; })).toContain('ingress[0] has no from: it admits everyone');
+    expect(withMutation((x) => { policyOf(x).spec.ingress[0].ports.push({ protocol: 'TCP', port: 22 }); }))
+      .toContain('ingress opens 22, which the EPP Service does not expose');
+    expect(withMutation((x) => { policyOf(x).spec.ingress[0].from[0].podSelector.matchLabels = { app: 'anything' }; }).join('\n'))
+      .toMatch(/Service port grpc-ext-proc: sources/);
+    expect(withMutation((x) => { policyOf(x).spec.ingress.pop(); }).join('\n')).toMatch(/Service port tcp-kv-events: sources undefined/);
+    expect(withMutation((x) => { policyOf(x).spec.ingress.splice(1, 1); })).toContain('the metrics port is closed to Prometheus');
+  });
+
+  test('fails when the policy selects other pods, or none', () => {
+    expect(withMutation((x) => { policyOf(x).spec.podSelector.matchLabels = { 'llm-d.ai/model': 'ms-llm-d-modelservice' }; }))
+      .toEqual(['no NetworkPolicy selects the EPP pods']);
+    expect(withMutation((x) => { one(x, 'Deployment', 'ms-llm-d-modelservice-decode').spec.template.metadata.labels['llm-d.ai/epp'] = 'ms-llm-d-modelservice-epp'; }))
+      .toContain('the policy also selects ms-llm-d-modelservice-decode');
+  });
+
+  test('the policy can be left out', () => {
+    const { chart, manifests: without } = synthChart(withOverrides(DEMO, { networkPolicy: { enabled: false } }));
+    expect(all(without, 'NetworkPolicy')).toHaveLength(0);
+    expect(chart.networkPolicy).toBeUndefined();
+  });
+
+  test('a closed metrics port and named health checkers', () => {
+    const { manifests: x } = synthChart(withOverrides(DEMO, { networkPolicy: { metricsSources: [], healthSources: [{ namespace: 'probes' }] } }));
+    expect(policyOf(x).spec.ingress.map((r: Json) => [portsOf(r), r.from])).toEqual([
+      [[9002], [{ podSelector: { matchLabels: { 'gateway.networking.k8s.io/gateway-name': 'llm-d-gateway' } } }]],
+      [[9003], [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'probes' } } }]],
+    ]);
+  });
+});
+
+function container0(d: Manifest): Json {
+  return d.spec.template.spec.containers[0];
+}
