@@ -64,7 +64,7 @@ export interface KvAwareRoutingProps {
    * without the Prometheus Operator CRDs).
    * @default enabled with the Monitoring defaults
    */
-  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker'> & { readonly enabled?: boolean };
+  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway'> & { readonly enabled?: boolean };
 }
 
 /**
@@ -160,6 +160,7 @@ export class KvAwareRouting extends Chart {
         ...monitoringProps,
         decodePool: this.decodePool,
         endpointPicker: this.endpointPicker,
+        gateway: this.gateway,
       });
     }
   }
