@@ -1,7 +1,12 @@
 /**
  * The Grafana dashboard (schema 39, Grafana 10/11) shipped as a ConfigMap. Panels query only the series the
- * PrometheusRule records, so the heavy PromQL runs once in Prometheus and the dashboard and alerts agree.
+ * PrometheusRule records, so the heavy PromQL runs once in Prometheus and the dashboard and alerts agree. The recorded
+ * ratios and quantiles are NaN while the pool is idle (see `RECORDED` in monitoring.ts); every panel maps NaN to the
+ * text "idle", so an idle pool reads "idle" and only a series Prometheus does not have reads "No data".
  */
+
+/** Grafana's value mapping of NaN to the text "idle". */
+export const IDLE_MAPPING = { type: 'special', options: { match: 'nan', result: { text: 'idle', index: 0 } } } as const;
 
 interface Target { expr: string; legendFormat: string }
 
@@ -23,9 +28,9 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       targets: [{ expr: `${recorded.prefixHitRatio}${sel}`, legendFormat: 'pool' }],
     },
     {
-      title: 'EPP-routed share of requests', type: 'stat', unit: 'percentunit', max: 1,
-      description: 'Requests the EPP scheduled over requests vLLM served. Below 100% means the gateway failed open.',
-      targets: [{ expr: `${recorded.eppRoutedFraction}${sel}`, legendFormat: 'routed' }],
+      title: 'Requests failed open (gateway)', type: 'stat', unit: 'percentunit', max: 1,
+      description: 'Share of the gateway Envoy\'s ext_proc streams that went on without the EPP\'s pick (failure_mode_allowed: unreachable, erroring or later than the message timeout), 5m. Above 0 the gateway routed without KV-cache affinity.',
+      targets: [{ expr: `${recorded.gatewayFailOpenRatio}${sel}`, legendFormat: 'failed open' }],
     },
     {
       title: 'Session affinity hit ratio', type: 'stat', unit: 'percentunit', max: 1,
@@ -61,6 +66,11 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       targets: [{ expr: `${recorded.picksByEndpoint}${sel}`, legendFormat: '{{destination_endpoint}}' }],
     },
     {
+      title: 'EPP answers past the message timeout', unit: 'percentunit', max: 1,
+      description: 'Share of the gateway\'s ext_proc streams whose EPP answer came later than the message timeout (Envoy\'s message_timeouts), 5m.',
+      targets: [{ expr: `${recorded.gatewayMessageTimeoutRatio}${sel}`, legendFormat: 'timed out' }],
+    },
+    {
       title: 'EPP scheduling latency p99', unit: 's',
       description: 'Time from a complete request body to the pick.',
       targets: [{ expr: `${recorded.schedulerP99}${sel}`, legendFormat: 'p99' }],
@@ -69,7 +79,7 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       // An info metric: the values are in its labels, so a table of the current series shows them.
       title: 'GPU memory budget per pod', unit: 'short', type: 'table',
       description: 'vLLM\'s --gpu-memory-utilization, KV-cache blocks and block size per pod, from cache_config_info.',
-      targets: [{ expr: `${recorded.gpuMemoryConfig}${sel}`, legendFormat: '{{pod}}' }],
+      targets: [{ expr: `${recorded.cacheConfigInfo}${sel}`, legendFormat: '{{pod}}' }],
     },
   ];
 
@@ -91,7 +101,10 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       description: p.description,
       datasource: { type: 'prometheus', uid: '${datasource}' },
       gridPos,
-      fieldConfig: { defaults: { unit: p.unit, min: 0, ...(p.max !== undefined ? { max: p.max } : {}) }, overrides: [] },
+      fieldConfig: {
+        defaults: { unit: p.unit, min: 0, ...(p.max !== undefined ? { max: p.max } : {}), mappings: [IDLE_MAPPING] },
+        overrides: [],
+      },
       options: {},
       targets: p.targets.map((t, j) => ({
         refId: String.fromCharCode(65 + j),

@@ -3,8 +3,14 @@ import * as ef from '../imports/envoyfilter-networking.istio.io';
 import * as gw from '../imports/gateway-gateway.networking.k8s.io';
 import * as route from '../imports/httproute-gateway.networking.k8s.io';
 import { DecodePool } from './decode-pool';
+import { EXT_PROC_STATS_INCLUSION_REGEX } from './envoy-metrics';
 import type { InferencePool } from './inference-pool';
 import { checkDnsLabel, checkDnsSubdomain, checkDuration, checkOneOf, checkPort, PropsError, toProtoDuration } from './validation';
+
+/** The pod annotation Istio's agent merges into the proxy's ProxyConfig. */
+export const PROXY_CONFIG_ANNOTATION = 'proxy.istio.io/config';
+/** ProxyConfig (JSON, which the annotation's YAML parser reads) asking Envoy to create its ext_proc counters. */
+export const EXT_PROC_STATS_PROXY_CONFIG = JSON.stringify({ proxyStatsMatcher: { inclusionRegexps: [EXT_PROC_STATS_INCLUSION_REGEX] } });
 
 export const HTTP_CONNECTION_MANAGER_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
@@ -66,6 +72,15 @@ export interface InferenceGatewayProps {
    * @default Istio's default, LoadBalancer
    */
   readonly serviceType?: 'ClusterIP' | 'LoadBalancer' | 'NodePort';
+  /**
+   * Make the gateway's Envoy export its ext_proc counters (`envoy_http_ext_proc_*`, which kvroute's fail-open alerts
+   * read): Istio creates only the stats on its inclusion list, so the Gateway's `spec.infrastructure.annotations`
+   * carry `proxy.istio.io/config` with a `proxyStatsMatcher` for them, which Istio copies onto the gateway pods (see
+   * `lib/envoy-metrics.ts`). Infrastructure annotations replace the Gateway's own as the pods' annotations; the
+   * service-type annotation is read from the Gateway itself and keeps working.
+   * @default true
+   */
+  readonly exportExtProcStats?: boolean;
 }
 
 /**
@@ -124,6 +139,9 @@ export class InferenceGateway extends Construct {
       },
       spec: {
         gatewayClassName: this.gatewayClassName,
+        ...(props.exportExtProcStats ?? true
+          ? { infrastructure: { annotations: { [PROXY_CONFIG_ANNOTATION]: EXT_PROC_STATS_PROXY_CONFIG } } }
+          : {}),
         listeners: [{
           name: 'http',
           port: this.port,

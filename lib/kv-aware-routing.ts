@@ -65,7 +65,7 @@ export interface KvAwareRoutingProps {
    * without the Prometheus Operator CRDs).
    * @default enabled with the Monitoring defaults
    */
-  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker'> & { readonly enabled?: boolean };
+  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway'> & { readonly enabled?: boolean };
   /**
    * The EPP's NetworkPolicy: ext_proc from the gateway's pods, metrics from the monitoring namespace, central KV events
    * from the decode pods, health from the kubelet; egress too when `egress` is given. `enabled: false` leaves it out.
@@ -171,6 +171,7 @@ export class KvAwareRouting extends Chart {
         ...monitoringProps,
         decodePool: this.decodePool,
         endpointPicker: this.endpointPicker,
+        gateway: this.gateway,
       });
     }
     const { enabled: policyEnabled = true, ...policyProps } = props.networkPolicy ?? {};

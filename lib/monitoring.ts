@@ -6,14 +6,21 @@ import * as sm from '../imports/servicemonitor-monitoring.coreos.com';
 import { EPP_METRIC_NAMES as EPP_METRICS } from '@kvroute/epp/config';
 import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
+import { ENVOY_EXT_PROC_METRICS as ENVOY, ENVOY_PROM_PATH, ENVOY_PROM_PORT_NAME } from './envoy-metrics';
+import type { InferenceGateway } from './gateway';
 import { buildDashboard } from './dashboard';
-import { checkDuration, checkFraction } from './validation';
+import { checkDuration, checkFraction, PropsError } from './validation';
 import { VLLM_METRICS } from './vllm-metrics';
 
 /** Props of {@link Monitoring}. */
 export interface MonitoringProps {
   readonly decodePool: DecodePool;
   readonly endpointPicker: EndpointPicker;
+  /**
+   * The gateway whose Envoy calls the EPP: a PodMonitor scrapes its ext_proc counters (port `http-envoy-prom`), which
+   * the fail-open alerts read. The Gateway must export them (`InferenceGateway` `exportExtProcStats`, on by default).
+   */
+  readonly gateway: InferenceGateway;
   /**
    * Labels on the monitors and the rule, for Prometheus Operator instances that select by label (kube-prometheus-stack
    * selects `release: <its release name>` unless told to select everything).
@@ -24,12 +31,27 @@ export interface MonitoringProps {
   readonly vllmScrapeInterval?: string;
   /** @default '10s' */
   readonly eppScrapeInterval?: string;
+  /** The gateway pods' Envoy stats. @default '10s' */
+  readonly gatewayScrapeInterval?: string;
   /** Alert when the pool's prefix-cache hit ratio stays below this for 15 minutes. @default 0.8 */
   readonly minPrefixCacheHitRatio?: number;
   /** Alert when a pod's KV cache stays fuller than this for 10 minutes. @default 0.95 */
   readonly maxKvCacheUsage?: number;
-  /** Alert when the EPP routed less than this share of the requests vLLM served (the gateway failing open). @default 0.9 */
-  readonly minEppRoutedFraction?: number;
+  /**
+   * Page when more than this share of the gateway's ext_proc streams went on without the EPP (Envoy's
+   * `failure_mode_allowed`) over the last minute, for 30 seconds.
+   * @default 0.1
+   */
+  readonly maxFailOpenRatio?: number;
+  /** Warn when more than this share of the EPP's answers missed the message timeout over 5 minutes, for 5 minutes. @default 0.01 */
+  readonly maxMessageTimeoutRatio?: number;
+  /**
+   * Multiplies every duration the monitors and rules carry: scrape intervals, evaluation intervals, rate windows and
+   * `for:`. Only for tests that run these very rules against a local stack in seconds instead of minutes
+   * (test/prometheus-alerts.test.ts renders them at 0.1); manifests keep the production timings ({@link RULE_TIMINGS}).
+   * @default 1
+   */
+  readonly durationScale?: number;
   /**
    * Label that makes Grafana's dashboard sidecar (kube-prometheus-stack) load the dashboard ConfigMap.
    * @default { grafana_dashboard: '1' }
@@ -37,7 +59,39 @@ export interface MonitoringProps {
   readonly dashboardLabels?: Record<string, string>;
 }
 
-/** Names of the series the PrometheusRule records; the dashboard reads only these. */
+/**
+ * The production timings of the rules. The paging alerts are sized so that a one-minute EPP outage pages during it and
+ * resolves after it: the EPP scrape (10 s) plus the alert evaluation (15 s) plus `for: 30s` is at most 55 s for the EPP
+ * target going down, and the same for the gateway's fail-open share over a 1-minute window (10 s scrape); once the EPP
+ * is back, its target is up within a scrape and the fail-open share falls under the threshold within the window.
+ */
+export const RULE_TIMINGS = {
+  /** Evaluation interval of the recording group (the dashboard's series). */
+  recordingInterval: '30s',
+  /** Evaluation interval of the alert group. */
+  alertInterval: '15s',
+  /** Rate window of the recorded ratios, quantiles and rates the dashboard shows. */
+  dashboardWindow: '5m',
+  /** Rate window of the gateway's ext_proc counters in the fail-open page. */
+  pageWindow: '1m',
+  /** `for:` of the two pages: the EPP target down or absent, and the gateway failing open. */
+  pageFor: '30s',
+  /** Window and `for:` of the slow-EPP warning (message timeouts). */
+  slowWindow: '5m',
+  slowFor: '5m',
+  /** `for:` of the warning that the gateway's ext_proc counters are missing from Prometheus. */
+  statsMissingFor: '10m',
+  hitRatioFor: '15m',
+  kvCacheFullFor: '10m',
+  noReadyPodsFor: '5m',
+} as const;
+
+/**
+ * Names of the series the PrometheusRule records; the dashboard reads only these. A ratio or quantile is NaN while its
+ * source is idle (0/0 requests, or an empty histogram), never missing while its source is scraped, so "idle" and "not
+ * scraped" stay apart: the dashboard shows NaN as "idle" and a missing series as "No data". Names carry the production
+ * window.
+ */
 export const RECORDED = {
   prefixHitRatioByPod: 'kvroute:vllm_prefix_cache_hit_ratio:rate5m',
   prefixHitRatio: 'kvroute:vllm_prefix_cache_hit_ratio_pool:rate5m',
@@ -45,36 +99,68 @@ export const RECORDED = {
   ttftP99: 'kvroute:vllm_time_to_first_token_seconds:p99_5m',
   kvCacheUsageByPod: 'kvroute:vllm_kv_cache_usage:max',
   waitingByPod: 'kvroute:vllm_num_requests_waiting:sum',
-  gpuMemoryConfig: 'kvroute:vllm_gpu_memory_utilization:info',
-  servedRate: 'kvroute:vllm_requests_served:rate5m',
-  eppRoutedFraction: 'kvroute:epp_routed_fraction:rate5m',
+  /** vLLM's `cache_config_info` per pod: value 1, the KV-cache budget (gpu_memory_utilization, num_gpu_blocks, block_size) in its labels. */
+  cacheConfigInfo: 'kvroute:vllm_cache_config_info:max',
+  gatewayFailOpenRatio: 'kvroute:gateway_ext_proc_fail_open_ratio:rate5m',
+  gatewayMessageTimeoutRatio: 'kvroute:gateway_ext_proc_message_timeout_ratio:rate5m',
   sessionAffinityHitRatio: 'kvroute:epp_session_affinity_hit_ratio:rate5m',
   schedulerP99: 'kvroute:epp_scheduler_e2e_seconds:p99_5m',
   picksByEndpoint: 'kvroute:epp_picks:rate5m',
 } as const;
 
+/** The recorded ratios and quantiles: NaN when idle. */
+export const RECORDED_RATIOS: readonly string[] = [
+  RECORDED.prefixHitRatioByPod, RECORDED.prefixHitRatio, RECORDED.ttftP50, RECORDED.ttftP99, RECORDED.gatewayFailOpenRatio,
+  RECORDED.gatewayMessageTimeoutRatio, RECORDED.sessionAffinityHitRatio, RECORDED.schedulerP99,
+];
+
+/** Series Prometheus itself writes for every target, which the rules may query. */
+export const PROMETHEUS_SERIES = { up: 'up' } as const;
+
 /**
  * Prometheus Operator objects for the stack: a PodMonitor on vLLM's own port (the sidecar proxies /metrics too, but
- * per-pod series need the pod target), a ServiceMonitor on the EPP, a PrometheusRule with the recorded series and
- * alerts, and a Grafana dashboard ConfigMap whose panels query the recorded series.
+ * per-pod series need the pod target), a ServiceMonitor on the EPP, a PodMonitor on the gateway pods' Envoy stats, a
+ * PrometheusRule with the recorded series and alerts, and a Grafana dashboard ConfigMap whose panels query the
+ * recorded series.
+ *
+ * What pages (severity critical), with the production timings ({@link RULE_TIMINGS}):
+ * - `KvrouteEppDown`: no EPP scrape target up, or none at all, for 30 s (alerts evaluated every 15 s, the EPP scraped
+ *   every 10 s): the EPP is gone and every request is routed without KV-cache affinity.
+ * - `KvrouteEppFailingOpen`: over the last minute more than `maxFailOpenRatio` (10 %) of the gateway Envoy's ext_proc
+ *   streams went on without the EPP's pick (`failure_mode_allowed`: unreachable, erroring, or later than the message
+ *   timeout), for 30 s. It reads Envoy, not the EPP, so a slow EPP whose late answers Envoy discards counts too.
+ * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
+ * Warnings: `KvrouteEppSlow` (more than `maxMessageTimeoutRatio`, 1 %, of the streams hit the message timeout over 5
+ * minutes, for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the gateway for 10 minutes,
+ * so the fail-open page could not fire), `KvroutePrefixCacheHitRatioLow` (under `minPrefixCacheHitRatio` for 15
+ * minutes) and `KvrouteKvCacheNearFull` (over `maxKvCacheUsage` for 10 minutes).
  */
 export class Monitoring extends Construct {
   public readonly podMonitor: pm.PodMonitor;
   public readonly serviceMonitor: sm.ServiceMonitor;
+  public readonly gatewayPodMonitor: pm.PodMonitor;
   public readonly rule: pr.PrometheusRule;
   public readonly dashboard: k8s.KubeConfigMap;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const S = 'Monitoring';
-    const { decodePool, endpointPicker } = props;
+    const { decodePool, endpointPicker, gateway } = props;
     const ns = decodePool.namespace;
     const labels = props.selectorLabels ? { ...props.selectorLabels } : undefined;
-    const vllmInterval = checkDuration(S, 'vllmScrapeInterval', props.vllmScrapeInterval ?? '15s');
-    const eppInterval = checkDuration(S, 'eppScrapeInterval', props.eppScrapeInterval ?? '10s');
+    const scale = props.durationScale ?? 1;
+    if (typeof scale !== 'number' || !(scale > 0 && scale <= 1)) {
+      throw new PropsError(S, 'durationScale', 'must be a number greater than 0 and at most 1', scale);
+    }
+    const d = (duration: string) => scaleDuration(duration, scale);
+    const vllmInterval = d(checkDuration(S, 'vllmScrapeInterval', props.vllmScrapeInterval ?? '15s'));
+    const eppInterval = d(checkDuration(S, 'eppScrapeInterval', props.eppScrapeInterval ?? '10s'));
+    const gatewayInterval = d(checkDuration(S, 'gatewayScrapeInterval', props.gatewayScrapeInterval ?? '10s'));
     const minHit = checkFraction(S, 'minPrefixCacheHitRatio', props.minPrefixCacheHitRatio ?? 0.8, 0, 1);
     const maxKv = checkFraction(S, 'maxKvCacheUsage', props.maxKvCacheUsage ?? 0.95, 0, 1);
-    const minRouted = checkFraction(S, 'minEppRoutedFraction', props.minEppRoutedFraction ?? 0.9, 0, 1);
+    const maxFailOpen = checkFraction(S, 'maxFailOpenRatio', props.maxFailOpenRatio ?? 0.1, 0, 1);
+    const maxTimeouts = checkFraction(S, 'maxMessageTimeoutRatio', props.maxMessageTimeoutRatio ?? 0.01, 0, 1);
+    const t = Object.fromEntries(Object.entries(RULE_TIMINGS).map(([k, v]) => [k, d(v)])) as Record<keyof typeof RULE_TIMINGS, string>;
 
     this.podMonitor = new pm.PodMonitor(this, 'VllmPodMonitor', {
       metadata: { name: `${decodePool.deploymentName}-vllm`, namespace: ns, labels },
@@ -84,6 +170,8 @@ export class Monitoring extends Construct {
       },
     });
 
+    // Prometheus Operator sets a ServiceMonitor target's `job` to its Service's name (no jobLabel here), which the
+    // EPP-down alert selects on.
     this.serviceMonitor = new sm.ServiceMonitor(this, 'EppServiceMonitor', {
       metadata: { name: endpointPicker.name, namespace: ns, labels },
       spec: {
@@ -92,56 +180,85 @@ export class Monitoring extends Construct {
       },
     });
 
+    // The Istio gateway's own Envoy: its ext_proc counters are the direct signal of requests routed without the EPP.
+    this.gatewayPodMonitor = new pm.PodMonitor(this, 'GatewayPodMonitor', {
+      metadata: { name: `${gateway.serviceName}-envoy`, namespace: gateway.namespace, labels },
+      spec: {
+        selector: { matchLabels: { ...gateway.podLabels } },
+        podMetricsEndpoints: [{ port: ENVOY_PROM_PORT_NAME, path: ENVOY_PROM_PATH, interval: gatewayInterval }],
+      },
+    });
+
     // Every expression is scoped to this stack: other vLLM fleets in the same Prometheus must not mix in.
-    const vllm = `namespace="${ns}"`;
-    const epp = `namespace="${ns}"`;
-    const rate = (metric: string, sel: string) => `rate(${metric}{${sel}}[5m])`;
+    const sel = `namespace="${ns}"`;
+    const eppTarget = `up{${sel},job="${endpointPicker.serviceName}"}`;
+    const rate = (metric: string, matchers: string, window: string) => `rate(${metric}{${matchers}}[${window}])`;
+    const sumRate = (by: string, metric: string, matchers: string, window: string) => `sum by (${by}) (${rate(metric, matchers, window)})`;
+    const W = t.dashboardWindow;
     const quantile = (q: number) =>
-      `histogram_quantile(${q}, sum by (namespace, model_name, le) (${rate(`${VLLM_METRICS.timeToFirstToken}_bucket`, vllm)}))`;
-    // Ratios divide by `(denominator > 0)`, never `A / B > 0`: the latter also drops a ratio of exactly 0, which is
-    // precisely when the hit-ratio and failing-open alerts must fire.
+      `histogram_quantile(${q}, sum by (namespace, model_name, le) (${rate(`${VLLM_METRICS.timeToFirstToken}_bucket`, sel, W)}))`;
+    // Idle is explicit and the same everywhere: a ratio divides plainly, so 0/0 is NaN while its source is scraped but
+    // idle (never `/ (x > 0)`, which drops the series, nor `or 0`, which would read as "0 % hits"); a histogram
+    // quantile of an empty window is NaN as well. Counters the EPP creates on first use (session outcomes, picks per
+    // endpoint) are completed with 0 from a series it always exports, so their ratio is NaN and their rate 0, not absent.
+    const eppPresent = `0 * group by (namespace) (${EPP_METRICS.info}{${sel}})`;
+    const orIdle = (expr: string) => `(\n  ${expr}\n  or on (namespace)\n  ${eppPresent}\n)`;
+    // Fail-opens over the requests that reached the filter. A stream that fails while opening (no EPP endpoint at all)
+    // counts as failed open but not as started, so the denominator is the larger of the two: exact when streams open
+    // and then fail (refused, reset, timed out), never above 1.
+    const failOpenRatio = (window: string) => {
+      const fma = sumRate('namespace', ENVOY.failureModeAllowed, sel, window);
+      const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
+      return `${fma}\n/\n(\n  ${started}\n  > ${fma}\n  or\n  ${fma}\n)`;
+    };
+    const timeoutRatio = (window: string) =>
+      `${sumRate('namespace', ENVOY.messageTimeouts, sel, window)}\n/\n${sumRate('namespace', ENVOY.streamsStarted, sel, window)}`;
+
     const rules: pr.PrometheusRuleSpecGroupsRules[] = [
       record(RECORDED.prefixHitRatioByPod,
-        `sum by (namespace, pod) (${rate(VLLM_METRICS.prefixCacheHits, vllm)})\n/\n`
-        + `(sum by (namespace, pod) (${rate(VLLM_METRICS.prefixCacheQueries, vllm)}) > 0)`),
+        `${sumRate('namespace, pod', VLLM_METRICS.prefixCacheHits, sel, W)}\n/\n${sumRate('namespace, pod', VLLM_METRICS.prefixCacheQueries, sel, W)}`),
       record(RECORDED.prefixHitRatio,
-        `sum by (namespace) (${rate(VLLM_METRICS.prefixCacheHits, vllm)})\n/\n`
-        + `(sum by (namespace) (${rate(VLLM_METRICS.prefixCacheQueries, vllm)}) > 0)`),
+        `${sumRate('namespace', VLLM_METRICS.prefixCacheHits, sel, W)}\n/\n${sumRate('namespace', VLLM_METRICS.prefixCacheQueries, sel, W)}`),
       record(RECORDED.ttftP50, quantile(0.5)),
       record(RECORDED.ttftP99, quantile(0.99)),
-      record(RECORDED.kvCacheUsageByPod, `max by (namespace, pod) (${VLLM_METRICS.kvCacheUsagePerc}{${vllm}})`),
-      record(RECORDED.waitingByPod, `sum by (namespace, pod) (${VLLM_METRICS.numRequestsWaiting}{${vllm}})`),
+      record(RECORDED.kvCacheUsageByPod, `max by (namespace, pod) (${VLLM_METRICS.kvCacheUsagePerc}{${sel}})`),
+      record(RECORDED.waitingByPod, `sum by (namespace, pod) (${VLLM_METRICS.numRequestsWaiting}{${sel}})`),
       // vLLM exports its memory budget as labels of cache_config_info; used framebuffer bytes come from DCGM.
-      record(RECORDED.gpuMemoryConfig,
-        `max by (namespace, pod, gpu_memory_utilization, num_gpu_blocks, block_size) (${VLLM_METRICS.cacheConfigInfo}{${vllm}})`),
-      record(RECORDED.servedRate, `sum by (namespace) (${rate(`${VLLM_METRICS.e2eRequestLatency}_count`, vllm)})`),
-      // Requests the EPP scheduled over requests vLLM finished: below 1 means the gateway routed without a pick. An
-      // EPP that is down exports nothing, so its share counts as 0 rather than vanishing.
-      record(RECORDED.eppRoutedFraction,
-        `(\n  sum by (namespace) (${rate(EPP_METRICS.requestTotal, epp)})\n  or\n  0 * ${RECORDED.servedRate}{${epp}}\n)\n/\n`
-        + `(${RECORDED.servedRate}{${epp}} > 0)`),
+      record(RECORDED.cacheConfigInfo,
+        `max by (namespace, pod, gpu_memory_utilization, num_gpu_blocks, block_size) (${VLLM_METRICS.cacheConfigInfo}{${sel}})`),
+      record(RECORDED.gatewayFailOpenRatio, failOpenRatio(W)),
+      record(RECORDED.gatewayMessageTimeoutRatio, timeoutRatio(W)),
       // Hits over returning sessions; a new session's first request is neither a hit nor a re-pin.
       record(RECORDED.sessionAffinityHitRatio,
-        `sum by (namespace) (${rate(EPP_METRICS.sessionAffinity, `${epp},outcome="hit"`)})\n/\n`
-        + `(sum by (namespace) (${rate(EPP_METRICS.sessionAffinity, `${epp},outcome=~"hit|repin"`)}) > 0)`),
+        `${orIdle(sumRate('namespace', EPP_METRICS.sessionAffinity, `${sel},outcome="hit"`, W))}\n/\n`
+        + orIdle(sumRate('namespace', EPP_METRICS.sessionAffinity, `${sel},outcome=~"hit|repin"`, W))),
       record(RECORDED.schedulerP99,
-        `histogram_quantile(0.99, sum by (namespace, le) (${rate(`${EPP_METRICS.schedulerE2eDuration}_bucket`, epp)}))`),
-      record(RECORDED.picksByEndpoint, `sum by (namespace, destination_endpoint) (${rate(EPP_METRICS.picks, epp)})`),
+        `histogram_quantile(0.99, sum by (namespace, le) (${rate(`${EPP_METRICS.schedulerE2eDuration}_bucket`, sel, W)}))`),
+      record(RECORDED.picksByEndpoint, orIdle(sumRate('namespace, destination_endpoint', EPP_METRICS.picks, sel, W))),
     ];
     const alerts: pr.PrometheusRuleSpecGroupsRules[] = [
-      alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${vllm}} < ${minHit}`, '15m', 'warning',
+      alert('KvrouteEppDown', `max by (namespace) (${eppTarget}) == 0\nor\nabsent(${eppTarget})`, t.pageFor, 'critical',
+        `No Endpoint Picker of ${ns} is up (scrape target ${endpointPicker.serviceName} down or absent).`,
+        'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. Check the EPP pods, their logs and readiness.'),
+      alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
+        `{{ $value | humanizePercentage }} of the gateway's requests in ${ns} went on without the EPP's pick.`,
+        'Envoy counted them as failure_mode_allowed: the EPP was unreachable, failed the stream, or answered later than the message timeout. They are served round robin without KV-cache affinity.'),
+      alert('KvrouteEppSlow', `(\n${indent(timeoutRatio(t.slowWindow))}\n) > ${maxTimeouts}`, t.slowFor, 'warning',
+        `{{ $value | humanizePercentage }} of the EPP's answers in ${ns} came later than the gateway's message timeout.`,
+        'Envoy discarded those answers and routed without them. Check the EPP\'s CPU, its scheduling latency (inference_extension_scheduler_e2e_duration_seconds) and tokenization time.'),
+      alert('KvrouteGatewayExtProcStatsMissing', `absent(${ENVOY.streamsStarted}{${sel}})`, t.statsMissingFor, 'warning',
+        `Prometheus has no ext_proc counters from the gateway in ${ns}.`,
+        'KvrouteEppFailingOpen and KvrouteEppSlow cannot fire without them: check the gateway PodMonitor (port http-envoy-prom) and that the gateway pods carry the proxy.istio.io/config stats inclusion.'),
+      alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${sel}} < ${minHit}`, t.hitRatioFor, 'warning',
         `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }}, under ${minHit * 100}% for 15 minutes.`,
         'Requests that share prefixes are not landing where their KV cache is: check the EPP picks and its prefix scorer weight, or whether the KV cache is too small for the working set.'),
-      alert('KvrouteEppFailingOpen', `${RECORDED.eppRoutedFraction}{${epp}} < ${minRouted}`, '5m', 'critical',
-        `Only {{ $value | humanizePercentage }} of the requests served in ${ns} were routed by the EPP.`,
-        'The gateway is failing open (EPP down, slow or unreachable): requests are served round robin without KV-cache affinity.'),
-      alert('KvrouteKvCacheNearFull', `${RECORDED.kvCacheUsageByPod}{${vllm}} > ${maxKv}`, '10m', 'warning',
+      alert('KvrouteKvCacheNearFull', `${RECORDED.kvCacheUsageByPod}{${sel}} > ${maxKv}`, t.kvCacheFullFor, 'warning',
         'KV cache of {{ $labels.pod }} is {{ $value | humanizePercentage }} full.',
         'The pod is evicting cached prefixes and will queue or preempt requests; add replicas or lower max-model-len.'),
       alert('KvrouteNoReadyDecodePods',
-        `max by (namespace) (${EPP_METRICS.poolReadyPods}{${epp},name="${endpointPicker.poolName}"}) == 0`
-        + `\nor\nabsent(${VLLM_METRICS.numRequestsRunning}{${vllm}})`,
-        '5m', 'critical',
+        `max by (namespace) (${EPP_METRICS.poolReadyPods}{${sel},name="${endpointPicker.poolName}"}) == 0`
+        + `\nor\nabsent(${VLLM_METRICS.numRequestsRunning}{${sel}})`,
+        t.noReadyPodsFor, 'critical',
         `No decode pod of pool ${endpointPicker.poolName} in ${ns} is ready.`,
         'Every request fails: check GPU scheduling, model download and vLLM start-up logs.'),
     ];
@@ -150,8 +267,8 @@ export class Monitoring extends Construct {
       metadata: { name: `${endpointPicker.poolName}-kvroute`, namespace: ns, labels },
       spec: {
         groups: [
-          { name: 'kvroute.recording', interval: '30s', rules },
-          { name: 'kvroute.alerts', rules: alerts },
+          { name: 'kvroute.recording', interval: t.recordingInterval, rules },
+          { name: 'kvroute.alerts', interval: t.alertInterval, rules: alerts },
         ],
       },
     });
@@ -165,6 +282,26 @@ export class Monitoring extends Construct {
       data: { 'kvroute.json': JSON.stringify(buildDashboard(ns, RECORDED), null, 2) },
     });
   }
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration (`30s`, `1m30s`, `1500ms`) in milliseconds. */
+export function durationMs(duration: string): number {
+  let ms = 0;
+  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNIT_MS[m[2]];
+  return ms;
+}
+
+/** `duration` times `scale`, in whole milliseconds written the way Prometheus reads them; unchanged at scale 1. */
+export function scaleDuration(duration: string, scale: number): string {
+  if (scale === 1) return duration;
+  const ms = Math.max(1, Math.round(durationMs(duration) * scale));
+  return ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+function indent(expr: string): string {
+  return expr.split('\n').map((line) => `  ${line}`).join('\n');
 }
 
 function record(name: string, expr: string): pr.PrometheusRuleSpecGroupsRules {

@@ -184,12 +184,24 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
   });
 
   test('monitors select the pods and ports they scrape', () => {
-    const pm = one(m, 'PodMonitor');
+    const pm = one(m, 'PodMonitor', `${decodeDeployment.metadata.name}-vllm`);
     expect(podsSelectedBy(m, pm.spec.selector.matchLabels)).toEqual([decodeDeployment]);
     expect(containerPortNumber(decodeDeployment, pm.spec.podMetricsEndpoints[0].port)).toBe(8001);
     const sm = one(m, 'ServiceMonitor');
     const svcs = all(m, 'Service').filter((s) => selects(sm.spec.selector.matchLabels, s.metadata.labels));
     expect(svcs).toEqual([eppSvc]);
     expect(eppSvc.spec.ports.map((p: { name: string }) => p.name)).toContain(sm.spec.endpoints[0].port);
+  });
+
+  test('the gateway PodMonitor selects the pods Istio deploys for the Gateway, on their Envoy stats port', () => {
+    const gw = one(m, 'Gateway');
+    // Istio's gateway deployment: pods labelled gateway.networking.k8s.io/gateway-name: <Gateway>, container port
+    // 15090 named http-envoy-prom serving Envoy's /stats/prometheus (istio/istio
+    // manifests/charts/istio-control/istio-discovery/files/kube-gateway.yaml @ 1.27.0 L112-114, the same to 1.30).
+    const pm = one(m, 'PodMonitor', `${gw.metadata.name}-${gw.spec.gatewayClassName}-envoy`);
+    expect(pm.metadata.namespace).toBe(gw.metadata.namespace);
+    expect(pm.spec.selector.matchLabels).toEqual({ 'gateway.networking.k8s.io/gateway-name': gw.metadata.name });
+    expect(pm.spec.podMetricsEndpoints).toEqual([expect.objectContaining({ port: 'http-envoy-prom', path: '/stats/prometheus' })]);
+    expect(gw.spec.infrastructure.annotations['proxy.istio.io/config']).toContain('ext_proc');
   });
 });

@@ -4,10 +4,13 @@ import * as os from 'os';
 import * as path from 'path';
 import * as YAML from 'yaml';
 import { eppMetricSeriesNames } from '@kvroute/epp/config';
-import { CLUSTERS } from '../lib/clusters';
-import { RECORDED } from '../lib/monitoring';
+import { ENVOY_SEMANTICS_VERSIONS, envoySemantics, extProcSeriesName, type EnvoySemantics } from '@kvroute/gateway';
+import { IDLE_MAPPING } from '../lib/dashboard';
+import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
+import { ENVOY_EXT_PROC_METRICS } from '../lib/envoy-metrics';
+import { PROMETHEUS_SERIES, RECORDED, RECORDED_RATIOS, RULE_TIMINGS } from '../lib/monitoring';
 import { VLLM_HISTOGRAMS, VLLM_METRICS } from '../lib/vllm-metrics';
-import { one, synthProfile } from './support/manifests';
+import { one, synthProfile, synthProps } from './support/manifests';
 
 const promtool = spawnSync('promtool', ['--version']).status === 0 ? 'promtool' : undefined;
 if (!promtool && process.env.CI) {
@@ -18,8 +21,17 @@ const known = new Set<string>([
   ...Object.values(VLLM_METRICS),
   ...VLLM_HISTOGRAMS.flatMap((h) => [`${h}_bucket`, `${h}_sum`, `${h}_count`]),
   ...eppMetricSeriesNames(),
+  ...Object.values(ENVOY_EXT_PROC_METRICS),
+  ...Object.values(PROMETHEUS_SERIES),
   ...Object.values(RECORDED),
 ]);
+
+test('the Envoy counters the rules read are series the gateway Envoy exports on every release (and the local gateway serves)', () => {
+  for (const version of ENVOY_SEMANTICS_VERSIONS) {
+    const exported = (envoySemantics(version) as EnvoySemantics).extProcCounters.map(extProcSeriesName);
+    expect({ version, missing: Object.values(ENVOY_EXT_PROC_METRICS).filter((m) => !exported.includes(m)) }).toEqual({ version, missing: [] });
+  }
+});
 
 /** Metric names an expression selects: every identifier directly followed by a `{` matcher block. */
 function selectedMetrics(expr: string): string[] {
@@ -43,7 +55,7 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
-  test('queries only metrics vLLM 0.10 or the EPP export, or series the rule itself records', () => {
+  test('queries only metrics vLLM 0.10, the EPP or the gateway Envoy export, Prometheus\'s up, or series the rule itself records', () => {
     for (const r of rules) {
       const metrics = selectedMetrics(r.expr);
       expect(metrics.length).toBeGreaterThan(0);
@@ -52,12 +64,19 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
-  test('every recorded series the dashboard shows is recorded by the rule', () => {
+  test('every recorded series the dashboard shows is recorded by the rule, and every panel shows an idle (NaN) series as "idle"', () => {
     const recorded = new Set(rules.map((r) => r.record).filter(Boolean));
     const dashboard = JSON.parse(one(manifests, 'ConfigMap', `${rule.metadata.name}-dashboard`).data['kvroute.json']);
     const queried = dashboard.panels.flatMap((p: { targets: { expr: string }[] }) => p.targets.flatMap((t) => selectedMetrics(t.expr)));
     expect(queried.length).toBeGreaterThan(0);
     for (const q of queried) expect(recorded).toContain(q);
+    for (const panel of dashboard.panels) expect(panel.fieldConfig.defaults.mappings).toEqual([IDLE_MAPPING]);
+  });
+
+  test('no ratio drops its series when idle: no division by a filtered denominator, no "or 0" in place of NaN', () => {
+    for (const r of rules.filter((x) => x.record && RECORDED_RATIOS.includes(x.record))) {
+      expect({ rule: r.record, filtered: />\s*0\s*\)/.test(r.expr) || /\bor\s+0\b/.test(r.expr) }).toEqual({ rule: r.record, filtered: false });
+    }
   });
 
   test('every expression is scoped to the stack namespace', () => {
@@ -76,21 +95,62 @@ test('the metric-name check catches an unknown metric', () => {
 });
 
 /**
+ * The test variant of the rules (`durationScale`) is the very same rules with every duration scaled: what
+ * test/prometheus-alerts.test.ts runs against a real Prometheus in seconds is what ships.
+ */
+describe('durationScale renders the same rules with scaled durations', () => {
+  const production = one(synthProps(DEMO), 'PrometheusRule');
+  const fast = one(synthProps(withOverrides(DEMO, { monitoring: { durationScale: 0.1 } })), 'PrometheusRule');
+  const durations = /\b\d+(?:ms|s|m|h)\b/g;
+
+  test('expressions, labels and annotations are identical once durations are masked', () => {
+    const mask = (x: unknown) => JSON.parse(JSON.stringify(x).replace(durations, 'D'));
+    expect(mask(fast.spec)).toEqual(mask(production.spec));
+  });
+
+  test('every duration is scaled by 0.1; production keeps RULE_TIMINGS', () => {
+    const alertsOf = (r: typeof production) => Object.fromEntries(r.spec.groups[1].rules.map((a: { alert: string; for: string }) => [a.alert, a.for]));
+    expect(alertsOf(fast)).toEqual({
+      KvrouteEppDown: '3s', KvrouteEppFailingOpen: '3s', KvrouteEppSlow: '30s', KvrouteGatewayExtProcStatsMissing: '1m',
+      KvroutePrefixCacheHitRatioLow: '90s', KvrouteKvCacheNearFull: '1m', KvrouteNoReadyDecodePods: '30s',
+    });
+    expect(fast.spec.groups.map((g: { interval: string }) => g.interval)).toEqual(['3s', '1500ms']);
+    expect(production.spec.groups.map((g: { interval: string }) => g.interval)).toEqual([RULE_TIMINGS.recordingInterval, RULE_TIMINGS.alertInterval]);
+    const failOpen = fast.spec.groups[1].rules.find((a: { alert: string }) => a.alert === 'KvrouteEppFailingOpen');
+    expect(failOpen.expr).toContain('[6s]');
+    expect(failOpen.expr).not.toMatch(/\[1m\]/);
+  });
+
+  test('the monitors scale too, and a scale outside (0, 1] is refused', () => {
+    const monitors = synthProps(withOverrides(DEMO, { monitoring: { durationScale: 0.1 } }));
+    expect(one(monitors, 'ServiceMonitor').spec.endpoints[0].interval).toBe('1s');
+    expect(one(monitors, 'PodMonitor', 'llm-d-gateway-istio-envoy').spec.podMetricsEndpoints[0].interval).toBe('1s');
+    expect(one(monitors, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm').spec.podMetricsEndpoints[0].interval).toBe('1500ms');
+    expect(() => synthProps(withOverrides(DEMO, { monitoring: { durationScale: 2 } }))).toThrow(/Monitoring\.durationScale: must be a number greater than 0 and at most 1/);
+  });
+});
+
+/**
  * `promtool check rules` proves syntax only. These `promtool test rules` cases feed synthetic series through the
- * demo cluster's rules and assert which alerts fire, so an expression that can never fire fails here.
+ * demo cluster's rules and assert which alerts fire when, and what the recordings hold when idle, so an expression
+ * that can never fire, or fires too late, fails here. The real-Prometheus test (prometheus-alerts.test.ts) runs the
+ * same rules against the local stack.
  */
 (promtool ? describe : describe.skip)('alerts fire when they should (promtool test rules)', () => {
   const manifests = synthProfile(CLUSTERS[0]);
   const rule = one(manifests, 'PrometheusRule');
   const ns = one(manifests, 'Namespace').metadata.name;
   const pool = one(manifests, 'InferencePool').metadata.name;
+  const eppJob = one(manifests, 'Service', 'ms-llm-d-modelservice-epp').metadata.name;
   const alerts: Record<string, { annotations: Record<string, string>; labels: Record<string, string> }> = Object.fromEntries(
     rule.spec.groups.flatMap((g: { rules: { alert?: string }[] }) => g.rules).filter((r: { alert?: string }) => r.alert)
       .map((r: { alert: string; annotations: Record<string, string>; labels: Record<string, string> }) => [r.alert, r]));
 
-  const vllm = (name: string, values: string, pod = 'decode-a') => ({ series: `${name}{namespace="${ns}",pod="${pod}",model_name="m",engine="0"}`, values });
-  const epp = (name: string, values: string, labels = 'model_name="m",target_model_name="m"') => ({ series: `${name}{namespace="${ns}",${labels}}`, values });
-  const served = vllm('vllm:e2e_request_latency_seconds_count', '0+600x40');
+  type Series = { series: string; values: string };
+  const vllm = (name: string, values: string, pod = 'decode-a', extra = ''): Series => ({ series: `${name}{namespace="${ns}",pod="${pod}",model_name="m",engine="0"${extra}}`, values });
+  const epp = (name: string, values: string, labels = 'model_name="m",target_model_name="m"'): Series => ({ series: `${name}{namespace="${ns}",${labels}}`, values });
+  const envoy = (counter: string, values: string): Series => ({ series: `envoy_http_ext_proc_${counter}{namespace="${ns}",pod="gw-a",http_conn_manager_prefix="outbound_0.0.0.0_80"}`, values });
+  const eppUp = (values: string): Series => ({ series: `up{namespace="${ns}",job="${eppJob}",pod="epp-a"}`, values });
   const queries = vllm('vllm:prefix_cache_queries_total', '0+6000x40');
   const running = vllm('vllm:num_requests_running', '4x40');
 
@@ -104,18 +164,29 @@ test('the metric-name check catches an unknown metric', () => {
     };
   }
 
-  function run(cases: { name: string; series: { series: string; values: string }[]; alert: string; fires: unknown[] }[]): string {
+  interface Case {
+    name: string;
+    series: Series[];
+    /** Input sample spacing. @default '1m' */
+    interval?: string;
+    alerts?: { at: string; alert: string; fires: unknown[] }[];
+    exprs?: { at: string; expr: string; samples: { labels: string; value: number }[] }[];
+  }
+
+  /** Runs the cases with the rules evaluated every 15 s (the alert group's interval). */
+  function run(cases: Case[]): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-promtool-'));
     try {
       fs.writeFileSync(path.join(dir, 'rules.yaml'), YAML.stringify({ groups: rule.spec.groups }));
       fs.writeFileSync(path.join(dir, 'tests.yaml'), YAML.stringify({
         rule_files: ['rules.yaml'],
-        evaluation_interval: '30s',
+        evaluation_interval: RULE_TIMINGS.alertInterval,
         tests: cases.map((c) => ({
           name: c.name,
-          interval: '1m',
+          interval: c.interval ?? '1m',
           input_series: c.series,
-          alert_rule_test: [{ eval_time: '30m', alertname: c.alert, exp_alerts: c.fires }],
+          ...(c.alerts ? { alert_rule_test: c.alerts.map((a) => ({ eval_time: a.at, alertname: a.alert, exp_alerts: a.fires })) } : {}),
+          ...(c.exprs ? { promql_expr_test: c.exprs.map((e) => ({ expr: e.expr, eval_time: e.at, exp_samples: e.samples })) } : {}),
         })),
       }));
       const r = spawnSync(promtool!, ['test', 'rules', 'tests.yaml'], { cwd: dir, encoding: 'utf8' });
@@ -125,35 +196,130 @@ test('the metric-name check catches an unknown metric', () => {
     }
   }
 
-  test('failing open: fires when the EPP routes nothing, or is gone entirely, and stays quiet when it routes everything', () => {
+  // One request a second through the gateway, sampled every 10 s; the EPP is down from 110 s to 200 s (a 100-second
+  // outage: its target reports up 0, every stream fails open), then back.
+  const outage = (): Series[] => [
+    eppUp('1x10 0x9 1x30'),
+    envoy('streams_started', '0+10x50'),
+    envoy('failure_mode_allowed', '0x10 10+10x9 100x30'),
+    envoy('message_timeouts', '0x50'),
+  ];
+
+  test('a 100-second EPP outage pages during it (EPP down, failing open) and resolves after it', () => {
+    const out = run([{
+      name: '100 s outage', interval: '10s', series: outage(),
+      alerts: [
+        { at: '90s', alert: 'KvrouteEppDown', fires: [] },
+        { at: '180s', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '')] },
+        { at: '240s', alert: 'KvrouteEppDown', fires: [] },
+        { at: '90s', alert: 'KvrouteEppFailingOpen', fires: [] },
+        { at: '180s', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] },
+        { at: '300s', alert: 'KvrouteEppFailingOpen', fires: [] },
+        { at: '180s', alert: 'KvrouteEppSlow', fires: [] },
+      ],
+    }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('an EPP target that is gone entirely pages; one that is up does not', () => {
     const out = run([
-      { name: 'EPP counts nothing', alert: 'KvrouteEppFailingOpen', series: [served, epp('inference_model_request_total', '0+0x40')], fires: [expected('KvrouteEppFailingOpen', '0%')] },
-      { name: 'EPP exports nothing', alert: 'KvrouteEppFailingOpen', series: [served], fires: [expected('KvrouteEppFailingOpen', '0%')] },
-      { name: 'EPP routes everything', alert: 'KvrouteEppFailingOpen', series: [served, epp('inference_model_request_total', '0+600x40')], fires: [] },
+      { name: 'no EPP target', series: [running], alerts: [{ at: '5m', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '', { job: eppJob })] }] },
+      { name: 'EPP up', series: [eppUp('1x40')], alerts: [{ at: '30m', alert: 'KvrouteEppDown', fires: [] }] },
     ]);
     expect(out).toMatch(/^0\n/);
   });
 
-  test('hit ratio: fires at 0% for 15 minutes, quiet at 90%', () => {
+  test('a slow EPP is seen: answers past the message timeout page as failing open when most are late, warn as slow when some are', () => {
     const out = run([
-      { name: 'no hits', alert: 'KvroutePrefixCacheHitRatioLow', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+0x40')], fires: [expected('KvroutePrefixCacheHitRatioLow', '0%')] },
-      { name: '90% hits', alert: 'KvroutePrefixCacheHitRatioLow', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+5400x40')], fires: [] },
+      {
+        name: 'every answer late (Envoy fails open on each timeout)', interval: '10s',
+        series: [eppUp('1x80'), envoy('streams_started', '0+10x80'), envoy('message_timeouts', '0+10x80'), envoy('failure_mode_allowed', '0+10x80')],
+        alerts: [
+          { at: '10m', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] },
+          { at: '10m', alert: 'KvrouteEppSlow', fires: [expected('KvrouteEppSlow', '100%')] },
+          { at: '10m', alert: 'KvrouteEppDown', fires: [] },
+        ],
+      },
+      {
+        name: '5% late', interval: '10s',
+        series: [eppUp('1x80'), envoy('streams_started', '0+20x80'), envoy('message_timeouts', '0+1x80'), envoy('failure_mode_allowed', '0+1x80')],
+        alerts: [
+          { at: '12m', alert: 'KvrouteEppSlow', fires: [expected('KvrouteEppSlow', '5%')] },
+          { at: '12m', alert: 'KvrouteEppFailingOpen', fires: [] },
+        ],
+      },
+      {
+        name: 'healthy', interval: '10s',
+        series: [eppUp('1x80'), envoy('streams_started', '0+20x80'), envoy('message_timeouts', '0x80'), envoy('failure_mode_allowed', '0x80')],
+        alerts: [
+          { at: '12m', alert: 'KvrouteEppSlow', fires: [] },
+          { at: '12m', alert: 'KvrouteEppFailingOpen', fires: [] },
+        ],
+      },
+    ]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('streams that fail while opening (no EPP endpoint) count as failed open without being started', () => {
+    const out = run([{
+      name: 'no stream opens', interval: '10s',
+      series: [envoy('streams_started', '100x40'), envoy('failure_mode_allowed', '0+10x40')],
+      alerts: [{ at: '5m', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] }],
+    }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('missing gateway ext_proc counters warn after 10 minutes', () => {
+    const out = run([
+      { name: 'none', series: [running], alerts: [{ at: '15m', alert: 'KvrouteGatewayExtProcStatsMissing', fires: [expected('KvrouteGatewayExtProcStatsMissing', '')] }] },
+      { name: 'present', series: [envoy('streams_started', '0x40')], alerts: [{ at: '15m', alert: 'KvrouteGatewayExtProcStatsMissing', fires: [] }] },
+    ]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('hit ratio: fires at 0% for 15 minutes, quiet at 90% and when idle', () => {
+    const out = run([
+      { name: 'no hits', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+0x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [expected('KvroutePrefixCacheHitRatioLow', '0%')] }] },
+      { name: '90% hits', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+5400x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [] }] },
+      { name: 'idle', series: [vllm('vllm:prefix_cache_queries_total', '0x40'), vllm('vllm:prefix_cache_hits_total', '0x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [] }] },
     ]);
     expect(out).toMatch(/^0\n/);
   });
 
   test('KV cache near full and no ready pods', () => {
     const out = run([
-      { name: 'KV full', alert: 'KvrouteKvCacheNearFull', series: [vllm('vllm:kv_cache_usage_perc', '0.97x40')], fires: [expected('KvrouteKvCacheNearFull', '97%', { pod: 'decode-a' })] },
-      { name: 'KV fine', alert: 'KvrouteKvCacheNearFull', series: [vllm('vllm:kv_cache_usage_perc', '0.5x40')], fires: [] },
-      { name: 'pool empty', alert: 'KvrouteNoReadyDecodePods', series: [epp('inference_pool_ready_pods', '0x40', `name="${pool}"`), running], fires: [expected('KvrouteNoReadyDecodePods', '')] },
-      { name: 'pool ready', alert: 'KvrouteNoReadyDecodePods', series: [epp('inference_pool_ready_pods', '2x40', `name="${pool}"`), running], fires: [] },
+      { name: 'KV full', series: [vllm('vllm:kv_cache_usage_perc', '0.97x40')], alerts: [{ at: '30m', alert: 'KvrouteKvCacheNearFull', fires: [expected('KvrouteKvCacheNearFull', '97%', { pod: 'decode-a' })] }] },
+      { name: 'KV fine', series: [vllm('vllm:kv_cache_usage_perc', '0.5x40')], alerts: [{ at: '30m', alert: 'KvrouteKvCacheNearFull', fires: [] }] },
+      { name: 'pool empty', series: [epp('inference_pool_ready_pods', '0x40', `name="${pool}"`), running], alerts: [{ at: '30m', alert: 'KvrouteNoReadyDecodePods', fires: [expected('KvrouteNoReadyDecodePods', '')] }] },
+      { name: 'pool ready', series: [epp('inference_pool_ready_pods', '2x40', `name="${pool}"`), running], alerts: [{ at: '30m', alert: 'KvrouteNoReadyDecodePods', fires: [] }] },
     ]);
     expect(out).toMatch(/^0\n/);
   });
 
+  test('an idle stack records every ratio and quantile as NaN (present, not missing) and rates as 0', () => {
+    // `x != x` keeps exactly the NaN samples, so its count is 1 for a present NaN series and nothing for a number or
+    // a missing series.
+    const isNaN = (name: string) => ({ at: '10m', expr: `count(${name}{namespace="${ns}"} != ${name}{namespace="${ns}"})`, samples: [{ labels: '{}', value: 1 }] });
+    const bucket = (name: string, le: string, labels = 'model_name="m"'): Series => ({ series: `${name}_bucket{namespace="${ns}",${labels},le="${le}"}`, values: '0x40' });
+    const out = run([{
+      name: 'idle',
+      series: [
+        vllm('vllm:prefix_cache_queries_total', '0x40'), vllm('vllm:prefix_cache_hits_total', '0x40'),
+        bucket('vllm:time_to_first_token_seconds', '0.1'), bucket('vllm:time_to_first_token_seconds', '+Inf'),
+        envoy('streams_started', '0x40'), envoy('failure_mode_allowed', '0x40'), envoy('message_timeouts', '0x40'),
+        epp('inference_extension_info', '1x40', 'commit="c",build_ref="b"'),
+        bucket('inference_extension_scheduler_e2e_duration_seconds', '0.001', 'pod="epp-a"'), bucket('inference_extension_scheduler_e2e_duration_seconds', '+Inf', 'pod="epp-a"'),
+      ],
+      exprs: [
+        ...RECORDED_RATIOS.map(isNaN),
+        { at: '10m', expr: `${RECORDED.picksByEndpoint}{namespace="${ns}"}`, samples: [{ labels: `${RECORDED.picksByEndpoint}{namespace="${ns}"}`, value: 0 }] },
+      ],
+    }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
   test('the harness itself fails on a wrong expectation', () => {
-    const out = run([{ name: 'wrong on purpose', alert: 'KvrouteEppFailingOpen', series: [served, epp('inference_model_request_total', '0+600x40')], fires: [expected('KvrouteEppFailingOpen', '0%')] }]);
+    const out = run([{ name: 'wrong on purpose', interval: '10s', series: outage(), alerts: [{ at: '90s', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '')] }] }]);
     expect(out).toMatch(/^1\n/);
   });
 });

@@ -119,6 +119,18 @@ describe('the seed (demo cluster)', () => {
     expect(models.spec.rules[0].matches).toEqual([{ path: { type: 'Exact', value: '/v1/models' }, method: 'GET' }]);
   });
 
+  test('the Gateway asks Istio to export the ext_proc counters (proxyStatsMatcher through infrastructure annotations)', () => {
+    const gw = one(demo, 'Gateway', 'llm-d-gateway');
+    const proxyConfig = JSON.parse(gw.spec.infrastructure.annotations['proxy.istio.io/config']);
+    expect(proxyConfig).toEqual({ proxyStatsMatcher: { inclusionRegexps: ['http\\..*\\.ext_proc\\..*'] } });
+    // Envoy matches the whole stat name (StringMatcher safe_regex), as Istio names it for the port-80 listener.
+    const regex = new RegExp(`^${proxyConfig.proxyStatsMatcher.inclusionRegexps[0]}$`);
+    expect(regex.test('http.outbound_0.0.0.0_80;.ext_proc.failure_mode_allowed')).toBe(true);
+    expect(regex.test('http.outbound_0.0.0.0_80;.downstream_rq_total')).toBe(false);
+    const off = synthProps(withOverrides(DEMO, { gateway: { exportExtProcStats: false } }));
+    expect(one(off, 'Gateway').spec.infrastructure).toBeUndefined();
+  });
+
   const extProcFilter = () => one(demo, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-ext-proc');
   const patchOf = (filter: Manifest, applyTo: string) => {
     const found = filter.spec.configPatches.filter((p: { applyTo: string }) => p.applyTo === applyTo);
@@ -182,18 +194,35 @@ describe('the seed (demo cluster)', () => {
     });
   });
 
-  test('monitoring: vLLM PodMonitor on its named port, EPP ServiceMonitor, rules and a dashboard', () => {
-    const pm = one(demo, 'PodMonitor');
+  test('monitoring: vLLM PodMonitor on its named port, EPP ServiceMonitor, gateway Envoy PodMonitor, rules and a dashboard', () => {
+    const pm = one(demo, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm');
     expect(pm.spec.podMetricsEndpoints).toEqual([{ port: 'vllm', path: '/metrics', interval: '15s' }]);
     const sm = one(demo, 'ServiceMonitor');
     expect(sm.spec.endpoints[0].port).toBe('http-metrics');
+    const gwPm = one(demo, 'PodMonitor', 'llm-d-gateway-istio-envoy');
+    expect(gwPm.spec).toEqual({
+      selector: { matchLabels: { 'gateway.networking.k8s.io/gateway-name': 'llm-d-gateway' } },
+      podMetricsEndpoints: [{ port: 'http-envoy-prom', path: '/stats/prometheus', interval: '10s' }],
+    });
     const rule = one(demo, 'PrometheusRule');
+    expect(rule.spec.groups.map((g: { name: string; interval: string }) => [g.name, g.interval]))
+      .toEqual([['kvroute.recording', '30s'], ['kvroute.alerts', '15s']]);
     const alerts = rule.spec.groups.flatMap((g: { rules: { alert?: string }[] }) => g.rules).filter((r: { alert?: string }) => r.alert);
-    expect(alerts.map((a: { alert: string }) => a.alert).sort()).toEqual(
-      ['KvrouteEppFailingOpen', 'KvrouteKvCacheNearFull', 'KvrouteNoReadyDecodePods', 'KvroutePrefixCacheHitRatioLow']);
-    const hitRatio = alerts.find((a: { alert: string }) => a.alert === 'KvroutePrefixCacheHitRatioLow');
-    expect(hitRatio.for).toBe('15m');
-    expect(hitRatio.expr).toContain('< 0.8');
+    // The production timings the README states.
+    expect(Object.fromEntries(alerts.map((a: { alert: string; for: string; labels: { severity: string } }) => [a.alert, `${a.labels.severity} for ${a.for}`]))).toEqual({
+      KvrouteEppDown: 'critical for 30s',
+      KvrouteEppFailingOpen: 'critical for 30s',
+      KvrouteEppSlow: 'warning for 5m',
+      KvrouteGatewayExtProcStatsMissing: 'warning for 10m',
+      KvroutePrefixCacheHitRatioLow: 'warning for 15m',
+      KvrouteKvCacheNearFull: 'warning for 10m',
+      KvrouteNoReadyDecodePods: 'critical for 5m',
+    });
+    const byName = (n: string) => alerts.find((a: { alert: string }) => a.alert === n);
+    expect(byName('KvroutePrefixCacheHitRatioLow').expr).toContain('< 0.8');
+    expect(byName('KvrouteEppFailingOpen').expr).toMatch(/\[1m\][\s\S]*\) > 0\.1$/);
+    expect(byName('KvrouteEppSlow').expr).toMatch(/\[5m\][\s\S]*\) > 0\.01$/);
+    expect(byName('KvrouteEppDown').expr).toContain('up{namespace="llm-d",job="ms-llm-d-modelservice-epp"}');
     const dash = one(demo, 'ConfigMap', 'ms-llm-d-modelservice-kvroute-dashboard');
     expect(dash.metadata.labels).toEqual({ grafana_dashboard: '1' });
     expect(JSON.parse(dash.data['kvroute.json']).panels.length).toBeGreaterThan(5);
@@ -208,7 +237,7 @@ describe('cluster overrides', () => {
     expect(vllmArgs(m)).toContain('--gpu-memory-utilization=0.7');
     expect(vllmArgs(m)).not.toContain('--gpu-memory-utilization=0.9');
     expect(one(m, 'Deployment', 'ms-llm-d-modelservice-decode').spec.replicas).toBe(6);
-    expect(one(m, 'PodMonitor').metadata.labels).toEqual({ release: 'kube-prometheus-stack' });
+    for (const monitor of all(m, 'PodMonitor')) expect(monitor.metadata.labels).toEqual({ release: 'kube-prometheus-stack' });
     // Everything else stays the seed's.
     expect(vllmArgs(m).filter((a) => !a.startsWith('--gpu-memory-utilization'))).toEqual(vllmArgs(demo).filter((a) => !a.startsWith('--gpu-memory-utilization')));
   });

@@ -115,7 +115,10 @@ export interface Stack {
   readonly extProc?: ExtProcServer;
   readonly director?: RequestDirector;
   readonly gateway: Started;
-  /** Restarts a stopped EPP on the port the gateway calls. */
+  /**
+   * Restarts a stopped EPP on the ports it had: the gRPC port the gateway calls and the metrics port a Prometheus
+   * scrapes, as a restarted pod keeps its Service's ports.
+   */
   restartEpp(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -181,9 +184,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model,
         }))
         : policy.configText;
-      eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--metrics-port', '0',
+      eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0',
         ...(configText ? ['--config-text', configText] : [])];
-      epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', '0'], { logFile: log('epp') });
+      epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', '0', '--metrics-port', '0'], { logFile: log('epp') });
       started.push(epp);
     }
     let director: RequestDirector | undefined;
@@ -209,6 +212,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       });
     }
     const eppPort = (epp?.info.grpcPort as number | undefined) ?? extProc?.port;
+    const eppMetricsPort = epp?.info.metricsPort as number | undefined;
     const gatewayArgs = ['--host', '127.0.0.1', '--port', String(options.gatewayPort ?? 0), '--endpoints', podAddresses.join(','),
       ...GATEWAY_ENVOY_FLAGS, '--message-timeout-ms', String(options.messageTimeoutMs ?? 1000)];
     if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--failure-mode-allow');
@@ -227,7 +231,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       gateway,
       async restartEpp() {
         if (eppPort === undefined || policy.kind !== 'epp') throw new Error('this stack runs no EPP');
-        stack.epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', String(eppPort)], { logFile: log('epp') });
+        stack.epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', String(eppPort), '--metrics-port', String(eppMetricsPort)],
+          { logFile: log('epp') });
         started.push(stack.epp);
       },
       stop: stopEverything,

@@ -55,7 +55,8 @@ Options:
   --shutdown-grace-ms N       on SIGTERM/SIGINT, how long in-flight requests may finish (default ${DEFAULTS.shutdownGraceMs})
   -h, --help                  show this help
 
-Gateway endpoints: GET /healthz, GET /gateway/stats (JSON counters).
+Gateway endpoints: GET /healthz, GET /gateway/stats (JSON counters), GET /stats/prometheus (Envoy's ext_proc
+counters, as Envoy's Prometheus endpoint serves them).
 `;
 
 export class CliError extends Error {

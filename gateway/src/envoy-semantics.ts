@@ -59,7 +59,32 @@ export interface EnvoySemantics {
    * @ v1.37.0 L1721-1772 and `encodeHeaders` L1373-1377; the rules are in `stream-lifetime.ts`.
    */
   readonly closesStreamAfterLastResponse: boolean;
+  /**
+   * The ext_proc filter's counters, in the order of `ALL_EXT_PROC_FILTER_STATS`
+   * (`source/extensions/filters/http/ext_proc/ext_proc.h` @ v1.35.0 L37-53, @ v1.36.0 L39-54, @ v1.37.0 and v1.38.0
+   * L38-55): 1.36 dropped `send_immediate_resp_upstream_ignored`, 1.37 added `immediate_responses_sent` and
+   * `server_half_closed`. `envoy-stats.ts` serves them as Envoy's Prometheus endpoint does.
+   */
+  readonly extProcCounters: readonly ExtProcCounter[];
 }
+
+/** Every counter any release's ext_proc filter has (see `EnvoySemantics.extProcCounters`). */
+export type ExtProcCounter =
+  | 'streams_started' | 'stream_msgs_sent' | 'stream_msgs_received' | 'spurious_msgs_received' | 'streams_closed'
+  | 'streams_failed' | 'failure_mode_allowed' | 'message_timeouts' | 'rejected_header_mutations'
+  | 'override_message_timeout_received' | 'override_message_timeout_ignored' | 'clear_route_cache_ignored'
+  | 'clear_route_cache_disabled' | 'clear_route_cache_upstream_ignored' | 'send_immediate_resp_upstream_ignored'
+  | 'http_not_ok_resp_received' | 'immediate_responses_sent' | 'server_half_closed';
+
+const COUNTERS_1_35: readonly ExtProcCounter[] = [
+  'streams_started', 'stream_msgs_sent', 'stream_msgs_received', 'spurious_msgs_received', 'streams_closed',
+  'streams_failed', 'failure_mode_allowed', 'message_timeouts', 'rejected_header_mutations',
+  'override_message_timeout_received', 'override_message_timeout_ignored', 'clear_route_cache_ignored',
+  'clear_route_cache_disabled', 'clear_route_cache_upstream_ignored', 'send_immediate_resp_upstream_ignored',
+  'http_not_ok_resp_received',
+];
+const COUNTERS_1_36 = COUNTERS_1_35.filter((c) => c !== 'send_immediate_resp_upstream_ignored');
+const COUNTERS_1_37: readonly ExtProcCounter[] = [...COUNTERS_1_36, 'immediate_responses_sent', 'server_half_closed'];
 
 const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
   '1.35.0': {
@@ -69,6 +94,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     rejectsFullDuplexWithFailOpen: true,
     afterFullDuplexBody: 'lossy-fail-open',
     closesStreamAfterLastResponse: false,
+    extProcCounters: COUNTERS_1_35,
   },
   '1.35': {
     version: '1.35',
@@ -77,6 +103,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     rejectsFullDuplexWithFailOpen: false,
     afterFullDuplexBody: 'lossy-fail-open',
     closesStreamAfterLastResponse: false,
+    extProcCounters: COUNTERS_1_35,
   },
   '1.36': {
     version: '1.36',
@@ -85,6 +112,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     rejectsFullDuplexWithFailOpen: false,
     afterFullDuplexBody: 'local-reply',
     closesStreamAfterLastResponse: false,
+    extProcCounters: COUNTERS_1_36,
   },
   '1.37': {
     version: '1.37',
@@ -93,6 +121,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     rejectsFullDuplexWithFailOpen: false,
     afterFullDuplexBody: 'local-reply',
     closesStreamAfterLastResponse: true,
+    extProcCounters: COUNTERS_1_37,
   },
   '1.38': {
     version: '1.38',
@@ -101,6 +130,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     rejectsFullDuplexWithFailOpen: false,
     afterFullDuplexBody: 'local-reply',
     closesStreamAfterLastResponse: true,
+    extProcCounters: COUNTERS_1_37,
   },
 };
 

@@ -40,7 +40,8 @@ export interface PhaseFilter {
   readonly active: boolean;
   send(msg: ProcessingRequest, direction: Direction): void;
   mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, replacing?: boolean): void;
-  countRouteCacheClear(): void;
+  /** An answer with `clear_route_cache` set; `withHeaderMutation`: it also mutated headers (else Envoy ignores it). */
+  countRouteCacheClear(withHeaderMutation: boolean): void;
   /** An answer out of order. */
   spurious(detail: string): void;
   /** An answer Envoy refuses to apply: a 500 local reply. */
@@ -73,6 +74,8 @@ export class ExtProcFilter implements PhaseFilter {
   /** Null when nothing of the response goes to the EPP (headers and trailers SKIP, body NONE). */
   readonly response: ResponsePhase | null;
   private readonly lifetime: LifetimeModes;
+  /** The answer being dispatched turned out spurious (Envoy does not count it as received). */
+  private spuriousAnswer = false;
 
   constructor(private readonly ctx: FilterContext, private readonly client: ExtProcClient, private readonly parts: FilterParts) {
     const { opts } = ctx;
@@ -141,18 +144,23 @@ export class ExtProcFilter implements PhaseFilter {
     this.ctx.stats.rejectedHeaderMutations += applyHeaderMutation(list, mutation, target, replacing);
   }
 
-  countRouteCacheClear(): void {
+  countRouteCacheClear(withHeaderMutation: boolean): void {
     // Every route leads to the same cluster, so re-matching would change nothing; it is only counted.
     this.ctx.stats.routeCacheClears++;
+    // Envoy clears the route cache only beside a header mutation (DecodingProcessorState::clearRouteCache,
+    // `processor_state.cc` @ v1.35.0 L648-655).
+    if (!withHeaderMutation) this.ctx.stats.envoy.inc('clear_route_cache_ignored');
   }
 
   /** An answer out of order: the failure policy decides, as for a stream error (`ext_proc.cc` @ v1.35.0 L1620-1643). */
   spurious(detail: string): void {
+    this.spuriousAnswer = true;
     // FAILED_PRECONDITION, the status Envoy's processing code uses for "spurious message".
     this.onStreamFailure('spurious', `spurious message: ${detail}`, 9);
   }
 
   processingError(detail: string): void {
+    this.ctx.stats.envoy.inc('immediate_responses_sent');
     this.closeStream();
     this.parts.router.abort();
     this.parts.host.sendLocalReply(500, `ext_proc_error: ${detail}\n`);
@@ -201,11 +209,18 @@ export class ExtProcFilter implements PhaseFilter {
   private onMessage(msg: DecodedProcessingResponse): void {
     if (this.parts.downstream.closed || !this.session) return;
     // Envoy consumes such a message only to extend its timer (which our EnvoyFilter does not allow), nothing else.
-    if (msg.override_message_timeout) return;
+    if (msg.override_message_timeout) {
+      this.ctx.stats.envoy.inc('override_message_timeout_ignored');
+      return;
+    }
     this.mergeMetadata(msg);
+    this.spuriousAnswer = false;
     try {
       this.dispatch(msg);
+      if (!this.spuriousAnswer) this.ctx.stats.envoy.inc('stream_msgs_received');
     } catch (err) {
+      // Envoy counts an answer it refuses to apply as received, then replies 500 (onReceiveMessage L1641-1645).
+      this.ctx.stats.envoy.inc('stream_msgs_received');
       const detail = err instanceof Error ? err.message : String(err);
       if (!(err instanceof InvalidMutation)) this.ctx.warn('internal', 'gateway error while applying an ext_proc answer', { error: detail });
       this.processingError(detail);
@@ -250,6 +265,7 @@ export class ExtProcFilter implements PhaseFilter {
 
   private onImmediateResponse(ir: DecodedImmediateResponse): void {
     this.ctx.stats.immediateResponses++;
+    this.ctx.stats.envoy.inc('immediate_responses_sent');
     let status = this.ctx.statusCodeOf(ir.status?.code ?? undefined);
     // Envoy: no status means 200, and a status below 200 is not allowed for a local reply.
     if (!ir.status || status < 200) status = 200;
@@ -272,6 +288,7 @@ export class ExtProcFilter implements PhaseFilter {
     const fullDuplexBodyReceived = (opts.processingMode === 'full-duplex' && this.request.bodyReceived)
       || (opts.responseBodyMode === 'full-duplex' && (this.response?.bodyReceived ?? false));
     const outcome = this.ctx.failurePolicy.onStreamFailure({ kind, detail, grpcCode, fullDuplexBodyReceived });
+    countEnvoyFailure(stats, kind, outcome.action === 'fail-open');
     if (outcome.action === 'fail-closed') {
       stats.failClosed++;
       warn(`fail-closed:${kind}`, 'ext_proc failed; failing closed', { kind, detail });
@@ -285,5 +302,41 @@ export class ExtProcFilter implements PhaseFilter {
     const dropped = this.request.continueWithout() + (this.response?.continueWithout() ?? 0);
     stats.dropped(dropped);
     this.parts.downstream.resume('grpc');
+  }
+}
+
+/**
+ * Envoy's ext_proc counters for a stream that let the request down (`envoy-stats.ts` has the sources): onGrpcError,
+ * onGrpcClose(WithStatus), onMessageTimeout and the spurious branch of onReceiveMessage. The close of a live stream is
+ * counted by the session itself (`streams_closed` from closeStream).
+ */
+function countEnvoyFailure(stats: StatsCollector, kind: FailureKind, failOpen: boolean): void {
+  const envoy = stats.envoy;
+  switch (kind) {
+    case 'unavailable':
+    case 'error':
+      envoy.inc('streams_failed');
+      envoy.inc('server_half_closed');
+      // failure_mode_allow: onGrpcError → onGrpcClose, which counts the close (and, from 1.37, the half-close again).
+      if (failOpen) {
+        envoy.inc('streams_closed');
+        envoy.inc('server_half_closed');
+        envoy.inc('failure_mode_allowed');
+      } else {
+        envoy.inc('immediate_responses_sent');
+      }
+      return;
+    case 'closed':
+      envoy.inc('streams_closed');
+      envoy.inc('server_half_closed');
+      return;
+    case 'timeout':
+      envoy.inc('message_timeouts');
+      envoy.inc(failOpen ? 'failure_mode_allowed' : 'immediate_responses_sent');
+      return;
+    case 'spurious':
+      if (failOpen) envoy.inc('failure_mode_allowed');
+      else envoy.inc('immediate_responses_sent');
+      return;
   }
 }

@@ -49,6 +49,10 @@ export class ExtProcClient {
   private readonly sessions = new Set<ExtProcSession>();
   private closed = false;
   streamsOpened = 0;
+  /** Envoy's `streams_started`: streams that opened without failing at once (the channel was not shut down). */
+  streamsStarted = 0;
+  /** Live streams the gateway closed (END_STREAM + RST): Envoy's `streams_closed` from closeStream. */
+  streamsClosed = 0;
   messagesSent = 0;
   messagesReceived = 0;
 
@@ -112,6 +116,8 @@ export class ExtProcClient {
 export class ExtProcSession {
   private readonly call: grpc.ClientDuplexStream<Buffer, Buffer> | null;
   private done = false;
+  /** The EPP's status has arrived: the stream is over on its side. */
+  private remoteClosed = false;
   private halfClosed = false;
   private lastActivity = Date.now();
   private timer: NodeJS.Timeout | undefined;
@@ -127,6 +133,7 @@ export class ExtProcSession {
     }
     this.call = call;
     if (!call) return;
+    owner.streamsStarted++;
     call.on('data', (buf: Buffer) => this.onData(buf));
     // 'error' always comes with a non-OK 'status'; the status handler reports it. A listener must exist regardless.
     call.on('error', () => undefined);
@@ -183,6 +190,7 @@ export class ExtProcSession {
     this.stopTimer();
     this.drainWaiters.length = 0;
     const call = this.call;
+    if (call && !this.remoteClosed) this.owner.streamsClosed++;
     try {
       call?.end();
     } catch {
@@ -219,6 +227,7 @@ export class ExtProcSession {
 
   private onStatus(st: grpc.StatusObject): void {
     if (this.done) return;
+    this.remoteClosed = true;
     if (st.code === grpc.status.OK) this.fail('closed', 'the EPP ended the stream', st.code);
     else if (st.code === grpc.status.UNAVAILABLE) this.fail('unavailable', st.details || 'UNAVAILABLE', st.code);
     else this.fail('error', `${grpc.status[st.code] ?? st.code}: ${st.details}`, st.code);

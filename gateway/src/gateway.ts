@@ -1,5 +1,6 @@
 /**
- * `startGateway`: the HTTP/1.1 listener, its two own endpoints (`/healthz`, `/gateway/stats`), and the shared parts
+ * `startGateway`: the HTTP/1.1 listener, its own endpoints (`/healthz`, `/gateway/stats`, and Envoy's
+ * `/stats/prometheus`), and the shared parts
  * every request uses (endpoint pool, fallback policy, keep-alive agent, the ext_proc channel, counters).
  */
 import * as http from 'http';
@@ -8,6 +9,7 @@ import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
 import { ExtProcClient } from './extproc-client';
+import { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, envoyPrometheusText, extProcCounterValues } from './envoy-stats';
 import { EnvoyFailurePolicy } from './failure-policy';
 import { envoyConfigRejection, resolveOptions, type GatewayOptions, type ResolvedOptions } from './options';
 import { StatsCollector, type GatewayStats } from './stats';
@@ -22,6 +24,12 @@ export interface Gateway {
   /** The options after defaults and validation. */
   readonly options: ResolvedOptions;
   stats(): GatewayStats;
+  /**
+   * Envoy's ext_proc filter counters as the release the gateway plays has them (`streams_started`,
+   * `failure_mode_allowed`, `message_timeouts`, …; `envoy-stats.ts`), the values `GET /stats/prometheus` serves.
+   * Empty without an EPP: the filter is not configured then.
+   */
+  envoyStats(): Record<string, number>;
   /**
    * Stops accepting connections, lets in-flight requests finish for up to `shutdownGraceMs`, then cuts what is
    * left; closes the ext_proc channel and the upstream connections. Idempotent.
@@ -138,6 +146,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     messagesReceived: extProc?.messagesReceived ?? 0,
   }, fallback.name);
 
+  const envoyStats = (): Record<string, number> => (extProc ? extProcCounterValues(opts.envoySemantics, stats.envoy, {
+    streams_started: extProc.streamsStarted,
+    stream_msgs_sent: extProc.messagesSent,
+    // The filter counts the closes Envoy counts in its own callbacks; the session those of live streams it closed.
+    streams_closed: extProc.streamsClosed + stats.envoy.get('streams_closed'),
+    rejected_header_mutations: stats.rejectedHeaderMutations,
+  }) : {});
+
   const server = http.createServer({
     // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
     keepAliveTimeout: 65_000,
@@ -146,7 +162,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     requestTimeout: 0,
   }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === HEALTH_PATH || path === STATS_PATH) {
+    if (path === HEALTH_PATH || path === STATS_PATH || path === ENVOY_STATS_PATH) {
       const head = req.method === 'HEAD';
       if (req.method !== 'GET' && !head) {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 });
@@ -154,7 +170,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         return;
       }
       if (path === HEALTH_PATH) sendJson(res, closing ? 503 : 200, { status: closing ? 'shutting down' : 'ok' }, head);
-      else sendJson(res, 200, snapshot(), head);
+      else if (path === STATS_PATH) sendJson(res, 200, snapshot(), head);
+      else {
+        // Envoy's admin handler answers text/plain in the Prometheus text format 0.0.4.
+        const bytes = Buffer.from(envoyPrometheusText(envoyStats(), DEFAULT_HCM_STAT_PREFIX));
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': bytes.length, 'cache-control': 'no-store' });
+        res.end(head ? undefined : bytes);
+      }
       return;
     }
     if (closing) res.shouldKeepAlive = false;
@@ -217,6 +239,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     host: opts.host,
     options: opts,
     stats: snapshot,
+    envoyStats,
     close,
   };
 }

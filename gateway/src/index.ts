@@ -24,4 +24,6 @@ export {
 } from './envoy-semantics';
 export type { EndpointStats, FailOpenReason, GatewayStats, TimeoutKind } from './stats';
 export { parseArgs, CliError, USAGE, CLI_DEFAULT_PORT, flagFor, type CliCommand } from './cli';
+export { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, HCM_PREFIX_TAG, extProcSeriesName } from './envoy-stats';
+export type { ExtProcCounter } from './envoy-semantics';
 export { DESTINATION_HEADER, SERVED_HEADER, LB_NAMESPACE } from './router';

@@ -251,7 +251,7 @@ export class RequestPhase {
     // In FULL_DUPLEX_STREAMED a Content-Length the EPP sets is skipped (MutationUtils::applyHeaderMutations with
     // remove_content_length, `mutation_utils.cc` @ v1.35.0 L150-153): the body stays chunked.
     if (this.mode.duplex) this.downstream.headers.remove('content-length');
-    if (common.clear_route_cache) this.filter.countRouteCacheClear();
+    if (common.clear_route_cache) this.filter.countRouteCacheClear(common.header_mutation != null);
   }
 
   private sendChunk(chunk: Buffer, endOfStream: boolean): void {

@@ -1,5 +1,6 @@
 /** Counters the gateway keeps, returned by `stats()` and served as JSON at `GET /gateway/stats`. */
 import type { EndpointPool } from './endpoints';
+import { EnvoyExtProcStats } from './envoy-stats';
 import type { ProcFailure } from './extproc-client';
 
 /** Why a request went on without the EPP. `spurious`: the EPP answered out of order. */
@@ -99,6 +100,8 @@ export class StatsCollector {
   rejectedHeaderMutations = 0;
   routeCacheClears = 0;
   readonly responsesByStatus: Record<string, number> = {};
+  /** Envoy's own ext_proc counters, those the filter counts (`envoy-stats.ts`). */
+  readonly envoy = new EnvoyExtProcStats();
 
   failOpen(reason: FailOpenReason): void {
     this.failOpens++;

@@ -1,0 +1,16 @@
+/**
+ * Public API of `@kvroute/bench` for other workspaces' tests: the local stack (simulated pods, the EPP and the gateway
+ * as processes on loopback), as `npm start` and the demo run it.
+ */
+export {
+  DEFAULT_SIM,
+  GATEWAY_ENVOY_FLAGS,
+  httpGet,
+  reservePort,
+  startStack,
+  type RoutingPolicy,
+  type SimulatorSettings,
+  type Stack,
+  type StackOptions,
+} from './stack';
+export type { Started } from './processes';

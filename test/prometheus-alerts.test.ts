@@ -1,0 +1,232 @@
+/**
+ * The shipped PrometheusRule, run by a real Prometheus (Debian's `prometheus`, which .ci/run installs) against the local
+ * stack: simulated vLLM pods, the EPP and the gateway, each its own process on loopback, scraped the way Prometheus
+ * Operator scrapes them in a cluster (same job and target labels, the monitors' paths).
+ *
+ * The rules are the demo cluster's, rendered with `monitoring.durationScale: 0.1` (the very same expressions; every
+ * scrape interval, evaluation interval, rate window and `for:` a tenth of production: alerts evaluated every 1.5 s, the
+ * pages' `for: 3s` and 6 s window), so what takes minutes in a cluster takes seconds here. The test asserts:
+ * - idle: every recorded ratio and quantile exists and is NaN before any request (the dashboard's "idle");
+ * - healthy: under a light load nothing fires and every rule evaluates without error;
+ * - outage: killing the EPP makes KvrouteEppDown and KvrouteEppFailingOpen go pending and fire while it is down;
+ * - recovery: after the EPP restarts on its ports, both resolve, and nothing is left firing.
+ * Every wait is a poll with a generous limit; nothing depends on how fast the machine is.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as YAML from 'yaml';
+import { DEFAULT_SIM, reservePort, startStack, type Stack } from '@kvroute/bench';
+import { E2E_TEST_TIMEOUT_MS, sleep, waitFor } from '@kvroute/testkit';
+import { DEMO, withOverrides } from '../lib/clusters';
+import { RECORDED_RATIOS } from '../lib/monitoring';
+import { one, synthProps } from './support/manifests';
+
+const PROMETHEUS = 'prometheus';
+const available = spawnSync(PROMETHEUS, ['--version']).status === 0;
+if (!available && process.env.CI) {
+  throw new Error('the prometheus binary is required in CI (.ci/run installs the Debian package "prometheus")');
+}
+const SCALE = 0.1;
+const PAGES = ['KvrouteEppDown', 'KvrouteEppFailingOpen'];
+
+interface ActiveAlert { labels: { alertname: string; [k: string]: string }; state: 'pending' | 'firing'; value: string }
+
+(available ? describe : describe.skip)(
+  available ? 'the PrometheusRule in a real Prometheus scraping the local stack' : 'the PrometheusRule in a real Prometheus (skipped: no prometheus binary; apt-get install prometheus)',
+  () => {
+    jest.setTimeout(E2E_TEST_TIMEOUT_MS);
+
+    const manifests = synthProps(withOverrides(DEMO, { monitoring: { durationScale: SCALE } }));
+    const rule = one(manifests, 'PrometheusRule');
+    const ns = one(manifests, 'Namespace').metadata.name;
+    const eppMonitor = one(manifests, 'ServiceMonitor');
+    const vllmMonitor = one(manifests, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm');
+    const gatewayMonitor = one(manifests, 'PodMonitor', 'llm-d-gateway-istio-envoy');
+
+    let dir: string;
+    let stack: Stack | undefined;
+    let prometheus: ChildProcess | undefined;
+    let api: string;
+    let load: { stop(): Promise<{ ok: number; failed: string[] }> } | undefined;
+
+    beforeAll(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-prometheus-'));
+      stack = await startStack({ pods: 2, sim: DEFAULT_SIM, policy: { kind: 'epp', name: 'alerts' }, logDir: path.join(dir, 'logs') });
+      const port = await reservePort();
+      api = `http://127.0.0.1:${port}`;
+      fs.writeFileSync(path.join(dir, 'rules.yaml'), YAML.stringify({ groups: rule.spec.groups }));
+      fs.writeFileSync(path.join(dir, 'prometheus.yaml'), YAML.stringify(prometheusConfig(stack)));
+      const log = fs.openSync(path.join(dir, 'prometheus.log'), 'a');
+      prometheus = spawn(PROMETHEUS, [
+        `--config.file=${path.join(dir, 'prometheus.yaml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn',
+      ], { stdio: ['ignore', 'ignore', log] });
+      fs.closeSync(log);
+      await waitFor(async () => (await fetch(`${api}/-/ready`).catch(() => undefined))?.ok === true, 'Prometheus to be ready', { limitMs: 30_000, intervalMs: 200 });
+    });
+
+    afterAll(async () => {
+      await load?.stop();
+      if (prometheus && prometheus.exitCode === null) {
+        const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
+        prometheus.kill('SIGTERM');
+        await Promise.race([exited, sleep(5000)]);
+        if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
+      }
+      await stack?.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    /**
+     * Scrape jobs as Prometheus Operator generates them from the monitors: a ServiceMonitor target's `job` is its
+     * Service, a PodMonitor target's `<namespace>/<PodMonitor>`; every target carries `namespace` and `pod`.
+     */
+    function prometheusConfig(s: Stack): Record<string, unknown> {
+      const job = (name: string, interval: string, targets: { address: string; pod: string }[], metricsPath: string) => ({
+        job_name: name,
+        scrape_interval: interval,
+        scrape_timeout: interval,
+        metrics_path: metricsPath,
+        static_configs: targets.map((t) => ({ targets: [t.address], labels: { namespace: ns, pod: t.pod } })),
+      });
+      const eppEndpoint = eppMonitor.spec.endpoints[0];
+      const vllmEndpoint = vllmMonitor.spec.podMetricsEndpoints[0];
+      const gatewayEndpoint = gatewayMonitor.spec.podMetricsEndpoints[0];
+      return {
+        global: { evaluation_interval: rule.spec.groups[1].interval },
+        rule_files: [path.join(dir, 'rules.yaml')],
+        scrape_configs: [
+          job(one(manifests, 'Service', eppMonitor.metadata.name).metadata.name, eppEndpoint.interval,
+            [{ address: `127.0.0.1:${s.epp!.info.metricsPort as number}`, pod: 'epp-0' }], eppEndpoint.path),
+          job(`${ns}/${vllmMonitor.metadata.name}`, vllmEndpoint.interval,
+            s.podAddresses.map((address, i) => ({ address, pod: `decode-${i}` })), vllmEndpoint.path),
+          job(`${ns}/${gatewayMonitor.metadata.name}`, gatewayEndpoint.interval,
+            [{ address: new URL(s.gatewayUrl).host, pod: 'gateway-0' }], gatewayEndpoint.path),
+        ],
+      };
+    }
+
+    async function query(expr: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+      const r = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      const body = await r.json() as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+      expect(body.status).toBe('success');
+      return body.data.result;
+    }
+
+    async function activeAlerts(): Promise<ActiveAlert[]> {
+      const body = await (await fetch(`${api}/api/v1/alerts`)).json() as { data: { alerts: ActiveAlert[] } };
+      return body.data.alerts;
+    }
+
+    const stateOf = (alerts: ActiveAlert[], name: string) => alerts.find((a) => a.labels.alertname === name)?.state;
+    const firing = (alerts: ActiveAlert[]) => alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname);
+
+    /** Requests through the gateway, two at a time, all sharing a long system prompt (so the pods' hit ratio is high). */
+    function startLoad(s: Stack): { stop(): Promise<{ ok: number; failed: string[] }> } {
+      const prefix = `You are a careful assistant for the kvroute alerting test. ${'Answer briefly and precisely. '.repeat(60)}`;
+      let running = true;
+      let ok = 0;
+      let n = 0;
+      const failed: string[] = [];
+      const worker = async () => {
+        while (running) {
+          const i = n++;
+          try {
+            const r = await fetch(`${s.gatewayUrl}/v1/completions`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ model: DEFAULT_SIM.model, prompt: `${prefix}Question ${i}?`, max_tokens: 2 }),
+              signal: AbortSignal.timeout(30_000),
+            });
+            await r.arrayBuffer();
+            if (r.status === 200) ok++;
+            else failed.push(`request ${i}: ${r.status}`);
+          } catch (e) {
+            failed.push(`request ${i}: ${String(e)}`);
+          }
+          await sleep(50);
+        }
+      };
+      const workers = [worker(), worker()];
+      return {
+        async stop() {
+          running = false;
+          await Promise.all(workers);
+          return { ok, failed };
+        },
+      };
+    }
+
+    test('idle: every target is up and every recorded ratio and quantile is present and NaN', async () => {
+      await waitFor(async () => {
+        const body = await (await fetch(`${api}/api/v1/targets`)).json() as { data: { activeTargets: { health: string }[] } };
+        return body.data.activeTargets.length === 4 && body.data.activeTargets.every((t) => t.health === 'up');
+      }, 'all four targets up', { limitMs: 30_000, intervalMs: 250 });
+      const values = async () => Object.fromEntries(await Promise.all(RECORDED_RATIOS.map(async (name) =>
+        [name, (await query(`${name}{namespace="${ns}"}`)).map((r) => r.value[1])] as const)));
+      await waitFor(async () => Object.values(await values()).every((v) => v.length > 0), 'the recording rules to run', { limitMs: 30_000, intervalMs: 250 });
+      const idle = await values();
+      for (const name of RECORDED_RATIOS) expect({ name, values: idle[name] }).toEqual({ name, values: idle[name].map(() => 'NaN') });
+    });
+
+    test('healthy: under load nothing fires, and every rule evaluates without error', async () => {
+      load = startLoad(stack!);
+      // Traffic reached the pods and the gateway's counters, as Prometheus sees them.
+      await waitFor(async () => (await query(`sum(rate(envoy_http_ext_proc_streams_started{namespace="${ns}"}[5s])) > 0`)).length > 0,
+        'Prometheus to see the gateway\'s streams', { limitMs: 30_000, intervalMs: 250 });
+      const seen = new Map<string, Set<string>>();
+      const until = Date.now() + 10_000; // more than three times the pages' `for:` plus their window (3 s + 6 s)
+      while (Date.now() < until) {
+        const alerts = await activeAlerts();
+        for (const a of alerts) (seen.get(a.state) ?? seen.set(a.state, new Set()).get(a.state)!).add(a.labels.alertname);
+        expect({ firing: firing(alerts) }).toEqual({ firing: [] });
+        await sleep(300);
+      }
+      const rules = await (await fetch(`${api}/api/v1/rules`)).json() as { data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] } };
+      const all = rules.data.groups.flatMap((g) => g.rules);
+      expect(all).toHaveLength(rule.spec.groups.flatMap((g: { rules: unknown[] }) => g.rules).length);
+      for (const r of all) expect({ rule: r.name, health: r.health, error: r.lastError ?? '' }).toEqual({ rule: r.name, health: 'ok', error: '' });
+      const [failOpen] = await query(`kvroute:gateway_ext_proc_fail_open_ratio:rate5m{namespace="${ns}"}`);
+      expect(Number(failOpen.value[1])).toBe(0);
+      // Pending alerts are allowed here (a ratio may dip for one evaluation on a loaded machine); none may fire.
+      if (seen.get('pending')?.size) process.stderr.write(`healthy run: pending at some point: ${[...seen.get('pending')!].join(', ')}\n`);
+    });
+
+    test('outage: the EPP killed, both pages go pending and fire while it is down; restarted, both resolve', async () => {
+      const killedAt = Date.now();
+      await stack!.epp!.kill();
+      const firstSeen: Record<string, Record<string, number>> = {};
+      const note = (alerts: ActiveAlert[], since: number) => {
+        for (const name of PAGES) {
+          const state = stateOf(alerts, name);
+          if (state) (firstSeen[name] ??= {})[state] ??= Date.now() - since;
+        }
+      };
+      await waitFor(async () => {
+        const alerts = await activeAlerts();
+        note(alerts, killedAt);
+        return PAGES.every((name) => stateOf(alerts, name) === 'firing');
+      }, `${PAGES.join(' and ')} to fire during the outage`, { limitMs: 60_000, intervalMs: 200 });
+      // Each went through pending first (the `for:`), as Prometheus reports it.
+      for (const name of PAGES) expect(Object.keys(firstSeen[name]).sort()).toEqual(['firing', 'pending']);
+
+      const restartedAt = Date.now();
+      await stack!.restartEpp();
+      await waitFor(async () => {
+        const alerts = await activeAlerts();
+        return PAGES.every((name) => stateOf(alerts, name) === undefined);
+      }, `${PAGES.join(' and ')} to resolve once the EPP is back`, { limitMs: 60_000, intervalMs: 200 });
+      const resolvedAfterMs = Date.now() - restartedAt;
+      expect(firing(await activeAlerts())).toEqual([]);
+
+      // Requests never failed: the gateway failed open while the EPP was down, as Envoy does.
+      const result = await load!.stop();
+      load = undefined;
+      expect(result.failed).toEqual([]);
+      expect(result.ok).toBeGreaterThan(0);
+      process.stderr.write(`outage (time scale ${SCALE}): ${JSON.stringify(firstSeen)} ms after the kill; resolved ${resolvedAfterMs} ms after the restart\n`);
+    });
+  },
+);
