@@ -238,6 +238,10 @@ async function startEppProcess(endpoints: string, responseBodyMode: 'none' | 'fu
   const child = spawn(process.execPath, [main, '--endpoints', endpoints, '--host', '127.0.0.1', '--grpc-port', '0',
     '--grpc-health-port', '0', '--metrics-port', '0', '--request-body-mode', 'buffered', '--response-body-mode', responseBodyMode,
     '--shutdown-grace-period', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The EPP dies with this process, however it ends.
+  const killChild = () => child.kill('SIGKILL');
+  process.once('exit', killChild);
+  child.once('exit', () => process.removeListener('exit', killChild));
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000); });
   const ports = await new Promise<{ grpcPort: number; metricsPort: number }>((resolve, reject) => {
@@ -604,7 +608,7 @@ interface Sample {
 }
 
 /** A run is cut short once an answer or an arrival is this late: the machine cannot keep up with the offered rate. */
-const SATURATION_MS = 2000;
+const SATURATION_MS = 5000;
 
 /**
  * Open-loop arrivals at `rate` for `seconds`, every exchange run to its end; scrapes the in-flight gauge meanwhile when
@@ -916,6 +920,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   main().then((code) => process.exit(code), (e: Error) => {
     process.stderr.write(`bench:response-modes: ${e.stack ?? e.message}\n`);
     process.exit(1);
