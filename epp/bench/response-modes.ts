@@ -284,6 +284,19 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
+/** Seconds the process's threads spent runnable but not running (the second field of each thread's schedstat). */
+function runQueueSeconds(pid: number): number {
+  let ns = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1e9;
+}
+
 function getText(port: number, p: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, timeout: 10_000 }, (res) => {
@@ -366,7 +379,17 @@ interface RunStats {
   saturated?: string;
 }
 
+/**
+ * Every ext_proc stream ends with an RST_STREAM (Envoy's closeStream), and a Node (nghttp2 >= 1.57) server answers
+ * more than its rapid-reset budget of RST_STREAMs on one connection (a burst of 1000, then 33 per second:
+ * `streamResetBurst`/`streamResetRate`) with GOAWAY(INTERNAL_ERROR), which fails every stream on it. The driver
+ * therefore spreads exchanges over enough connections to stay under 33 per second each, so that the benchmark
+ * measures the response modes and not that limit (see the EPP README).
+ */
+export const RESETS_PER_CONNECTION_PER_SECOND = 25;
+
 class EnvoySide {
+  private readonly clients: grpc.Client[];
   private readonly client: grpc.Client;
   readonly live = new Set<Exchange>();
   /** Responses open at the client right now (picked, last byte not yet delivered). */
@@ -375,18 +398,21 @@ class EnvoySide {
   private readonly bodies = chatBodies(64);
   private readonly rnd = lcg(42);
 
-  constructor(target: string, private readonly mode: ModeSpec, private readonly o: Options) {
-    this.client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+  constructor(target: string, private readonly mode: ModeSpec, private readonly o: Options, connections: number) {
+    this.clients = Array.from({ length: connections }, () => new grpc.Client(target, grpc.credentials.createInsecure(), {
       'grpc-node.max_session_memory': 1024,
       // Envoy's own HTTP/2 windows are large (envoy/config/core/v3/protocol.proto Http2ProtocolOptions:
       // initial_stream_window_size defaults to 256 MiB, initial_connection_window_size to the same): the client must not
       // be what throttles the EPP's answers.
       'grpc-node.flow_control_window': 64 * 1024 * 1024,
-    });
+      // One connection per client (grpc-js otherwise shares one subchannel between clients of the same target).
+      'grpc.use_local_subchannel_pool': 1,
+    }));
+    this.client = this.clients[0];
   }
 
   close(): void {
-    this.client.close();
+    for (const c of this.clients) c.close();
   }
 
   /** One probe exchange; resolves to whether the EPP picked an endpoint (false: not ready yet, e.g. 503). */
@@ -426,7 +452,7 @@ class EnvoySide {
     const id = `bench-${index}`;
     const tokens = this.o.tokensMin + Math.floor(this.rnd() * (this.o.tokensMax - this.o.tokensMin + 1));
     const chunks = tokens + 1;
-    const call = this.client.makeBidiStreamRequest<Buffer, Buffer>(`/${SERVICE}/Process`, (b) => b, (b) => b);
+    const call = this.clients[index % this.clients.length].makeBidiStreamRequest<Buffer, Buffer>(`/${SERVICE}/Process`, (b) => b, (b) => b);
     const ex: Exchange = {
       index, call, chunks, tokenBase: (index * 7919) % TOKEN_POOL, measured, state: 'request-headers', responseAt: 0, nextChunk: 0, echoed: 0, open: false, endAt: 0,
       sentAt: [], requestStarted: performance.now(), msgsSent: 0, msgsReceived: 0, bytesSent: 0, bytesReceived: 0,
@@ -731,6 +757,10 @@ interface ModeResult {
     tracksTrueCount: boolean;
   };
   driverCpuSeconds: number;
+  /** gRPC connections the exchanges were spread over (RESETS_PER_CONNECTION_PER_SECOND). */
+  connections: number;
+  /** Time the EPP's threads were runnable but waiting for a CPU (`/proc/<pid>/task/<tid>/schedstat`), per wall second. */
+  eppRunQueueWaitPerSecond: number;
 }
 
 async function runMode(mode: Mode, rate: number, o: Options, endpoints: string): Promise<ModeResult> {
@@ -738,7 +768,8 @@ async function runMode(mode: Mode, rate: number, o: Options, endpoints: string):
   const fullDuplex = spec.responseBodyMode === 'FULL_DUPLEX_STREAMED';
   const epp = await startEppProcess(endpoints, fullDuplex ? 'full-duplex' : 'none');
   const pid = epp.child.pid!;
-  const side = new EnvoySide(`127.0.0.1:${epp.grpcPort}`, spec, o);
+  const connections = Math.max(1, Math.ceil(rate / RESETS_PER_CONNECTION_PER_SECOND));
+  const side = new EnvoySide(`127.0.0.1:${epp.grpcPort}`, spec, o, connections);
   try {
     // Ready once the pods were scraped and a request gets a pick.
     const readyBy = Date.now() + 30_000;
@@ -754,6 +785,7 @@ async function runMode(mode: Mode, rate: number, o: Options, endpoints: string):
     await runLoad(side, o, Math.max(10, rate / 10), 1, false);
 
     const cpu0 = cpuSeconds(pid);
+    const wait0 = runQueueSeconds(pid);
     const drv0 = process.cpuUsage();
     const t0 = performance.now();
     const { stats, samples, endedAt } = await runLoad(side, o, rate, o.seconds, true, epp.metricsPort);
@@ -825,6 +857,8 @@ async function runMode(mode: Mode, rate: number, o: Options, endpoints: string):
           && outside.reduce((a, b) => a + b, 0) / outside.length <= 1 + 0.05 * meanTrue,
       },
       driverCpuSeconds: r2((drv.user + drv.system) / 1e6),
+      connections,
+      eppRunQueueWaitPerSecond: r2((runQueueSeconds(pid) - wait0) / wall),
     };
   } finally {
     side.close();
@@ -849,6 +883,8 @@ function table(results: readonly ModeResult[]): string {
     ['in flight: tracks the open responses', (r) => (r.inFlight.tracksTrueCount ? 'yes' : 'NO')],
     ['failed exchanges', (r) => String(r.failed)],
     ['driver (Envoy side) CPU s during the run', (r) => String(r.driverCpuSeconds)],
+    ['EPP waiting for a CPU, s per s (shared machine)', (r) => String(r.eppRunQueueWaitPerSecond)],
+    ['gRPC connections', (r) => String(r.connections)],
   ];
   const head = `| | ${results.map((r) => `${r.mode} @ ${r.offeredPerSecond}/s`).join(' | ')} |\n|---|${results.map(() => '---').join('|')}|`;
   return [head, ...rows.map(([name, f]) => `| ${name} | ${results.map(f).join(' | ')} |`)].join('\n');
