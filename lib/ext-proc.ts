@@ -31,6 +31,21 @@ export const RING_HASH_TYPE = `${ANY}envoy.extensions.load_balancing_policies.ri
  * `Filter::closeGrpcStreamIfLastRespReceived` and `ProcessorState::isLastResponseAfterHeaderResp` @ v1.37.0
  * 6d9bb7d9a8), which with trailers SKIP would be at the first response byte and leave the EPP's in-flight counts low.
  * On 1.35/1.36 the stream already lives until `Filter::onDestroy`; the setting is harmless there.
+ *
+ * Why response bodies NONE with trailers SEND, measured (`npm run bench:response-modes -w epp`, the real EPP driven
+ * as Envoy drives it, 200-token SSE responses on average; one invocation on a shared 2-core machine, ratios only;
+ * numbers in epp/README.md and epp/bench/response-modes.json):
+ * - response bodies FULL_DUPLEX_STREAMED, the other mode that sees each end: every token crosses the EPP twice
+ *   (~300 messages and ~68 KB per response instead of 6 and 2 KB), 5-8x the EPP's CPU per response (3-4.5 EPP cores
+ *   at 1,000 streamed responses/s against under one), and each token waits for the EPP (p50 over a second once it
+ *   falls behind; it did not sustain even 50/s there, while this mode did);
+ * - trailers SKIP on Envoy >= 1.37: no cheaper (the same 6 messages), but the in-flight count read 0.1 against 146
+ *   open responses;
+ * - this mode: the in-flight gauge matched the open responses (147.3 against 147.2, never below them) and returned to
+ *   exactly 0; `gateway/test/in-flight.test.ts` proves it per Envoy release, client aborts included.
+ * Istio's native InferencePool routing (>= 1.28) configures response bodies FULL_DUPLEX_STREAMED itself (istio/istio
+ * pilot/pkg/networking/core/route/route.go L521-545 @ 1.28.0 b8d1df5446, unchanged to 1.30.3), so it pays the first
+ * cost; kvroute's EnvoyFilter cannot change that.
  */
 const RESPONSE_TRAILER_MODE = 'SEND';
 
@@ -102,7 +117,9 @@ export interface ExtProcRoutingProps {
  * - Response headers go to the EPP (session tokens, the time of the first byte); response bodies do not, so an EPP
  *   restart never touches a generation already streaming (with FULL_DUPLEX response bodies, Envoy >= 1.36 resets
  *   every streaming response whose EPP dies, and 1.35 drops the chunks the EPP held). Response trailers SEND keeps
- *   the stream open until the exchange ends, so the EPP still sees each request end (see RESPONSE_TRAILER_MODE).
+ *   the stream open until the exchange ends, so the EPP still sees each request end (see RESPONSE_TRAILER_MODE,
+ *   which also gives the measured cost of the alternatives: full-duplex response bodies take 5-8x the EPP's CPU per
+ *   response and delay every token; trailers SKIP on Envoy >= 1.37 leaves the in-flight counts at 0).
  * - The decode Service's cluster gets Envoy's `override_host` load-balancing policy reading the pick from dynamic
  *   metadata `envoy.lb` (set only by the EPP, unlike a header a client could forge). A pick that is not an endpoint
  *   of the Service is ignored, and with no pick (the EPP failed open) the fallback policy chooses, so requests are

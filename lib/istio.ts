@@ -35,7 +35,10 @@ export interface IstioSupport {
   readonly inferencePoolApiGroup: InferencePoolApiGroup;
   /**
    * Native InferencePool routing usable as kvroute's mode: from 1.28, whose per-route `ExtProcPerRoute` carries the
-   * trailer modes FULL_DUPLEX_STREAMED requires (istio/istio 27f1eeb3b5, #57041; 1.27.x omits them).
+   * trailer modes FULL_DUPLEX_STREAMED requires (istio/istio 27f1eeb3b5, #57041; 1.27.x omits them). Istio then
+   * streams request and response bodies FULL_DUPLEX_STREAMED (pilot/pkg/networking/core/route/route.go L521-545 @ 1.28.0
+   * b8d1df5446, the same at 1.29.0 2300e2458a and 1.30.3 56df41f63e): every token crosses the EPP twice, which kvroute
+   * cannot change (the cost is in `RESPONSE_TRAILER_MODE`'s comment, lib/ext-proc.ts).
    */
   readonly nativeInferencePool: boolean;
   /**
