@@ -1,6 +1,7 @@
 /**
  * `npm run bench:response-modes -w epp`: what it costs the EPP to see the end of each response, per ext_proc response
- * mode, at a target of 1,000 streamed responses/s (issue 11, "256 pods on one EPP").
+ * mode, at the target of 1,000 streamed responses/s (issue 11, "256 pods on one EPP") and at a rate a shared 2-core
+ * machine can sustain (`--rates`, default 50 and 1000), every mode at every rate in one invocation.
  *
  * The real EPP runs in its own process (`dist/main.js`, static endpoints, its 50 ms scraper on loopback fake vLLM
  * `/metrics` pages, the default scheduling config), one fresh process per mode, and this process plays the gateway's
@@ -8,7 +9,7 @@
  *
  * - request: `request_headers` (with `protocol_config`, as Envoy sends on a stream's first message), the answer, then
  *   the whole chat body in one BUFFERED `request_body`, whose answer carries the pick (kvroute's EnvoyFilter default);
- * - response: `response_headers`, then one SSE event per token, shaped like vLLM's `chat.completion.chunk` (~170 B), an
+ * - response: `response_headers`, then one SSE event per token, shaped like vLLM's `chat.completion.chunk` (~210 B), an
  *   event every `--itl-ms`, 100-300 tokens per response, then `data: [DONE]` with end of stream;
  * - the stream's end as Envoy ends it, `closeStream()`: END_STREAM, then RST_STREAM at once
  *   (envoyproxy/envoy source/extensions/filters/common/ext_proc/grpc_client_impl.h `ProcessorStreamImpl::close`
@@ -958,7 +959,7 @@ async function main(): Promise<number> {
     benchmark: 'EPP cost per ext_proc response mode (epp/bench/response-modes.ts, npm run bench:response-modes -w epp)',
     date: new Date().toISOString(),
     machine: { ...machine, loadAverageAtEnd: os.loadavg().map(r2) },
-    workload: { ...workload, requestBody: 'chat completion, about 2 KB, BUFFERED', sseEvent: 'vLLM chat.completion.chunk, about 190 B each' },
+    workload: { ...workload, requestBody: 'chat completion, about 2 KB, BUFFERED', sseEvent: 'vLLM chat.completion.chunk, about 210 B each' },
     results,
     ratios,
   };
