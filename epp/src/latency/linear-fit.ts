@@ -140,6 +140,7 @@ export class DecayedRobustLinearFit {
 
   private solve(): LinearEstimate {
     const { prior } = this.options;
+    if (this.w === 0) return { intercept: prior.intercept, slope: prior.slope };
     const half = prior.weight / 2;
     const yAtX = prior.intercept + prior.slope * prior.x;
     // The prior's two pseudo-points: (0, intercept) and (x, intercept + slope·x), half the weight each.
