@@ -1,0 +1,153 @@
+import { turns, waitFor } from '@kvroute/testkit';
+import { FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
+
+/** A queue on a manual clock, with deadlines expired only when the test says so. */
+function queue(options: Partial<FlowControlOptions> = {}) {
+  let now = 1_000;
+  const q = new FlowControlQueue({ maxQueued: 8, maxWaitMs: 1_000, maxDispatchPerCall: 100, now: () => now, timers: false, ...options });
+  return { q, advance: (ms: number) => { now += ms; }, now: () => now };
+}
+
+/** Enqueues and records the outcome under `label` in `log`, in the order outcomes happen. */
+function track(q: FlowControlQueue, log: string[], label: string, request: FlowRequest): Promise<void> {
+  return q.enqueue(request).then(
+    () => { log.push(label); },
+    (e: unknown) => { log.push(`${label}:${e instanceof FlowControlRejection ? e.reason : String(e)}`); },
+  );
+}
+
+describe('FlowControlQueue', () => {
+  it('holds requests until dispatched and releases no more than the capacity offered', async () => {
+    const { q } = queue();
+    const log: string[] = [];
+    for (let i = 0; i < 3; i++) void track(q, log, `r${i}`, { flow: 'f', priority: 0 });
+    await turns(5);
+    expect(log).toEqual([]);
+    expect(q.size).toBe(3);
+    expect(q.dispatch(2)).toBe(2);
+    await turns(5);
+    expect(log).toEqual(['r0', 'r1']);
+    expect(q.dispatch(0)).toBe(0);
+    expect(q.dispatch(5)).toBe(1);
+    await turns(5);
+    expect(log).toEqual(['r0', 'r1', 'r2']);
+    expect(q.size).toBe(0);
+  });
+
+  it('paces a backlog: one dispatch releases at most maxDispatchPerCall, whatever capacity a stall left', async () => {
+    const { q } = queue({ maxQueued: 100, maxDispatchPerCall: 4 });
+    const log: string[] = [];
+    for (let i = 0; i < 30; i++) void track(q, log, `r${i}`, { flow: `s${i}`, priority: 0 });
+    expect(q.dispatch(1_000)).toBe(4);
+    await turns(5);
+    expect(log).toHaveLength(4);
+    expect(q.size).toBe(26);
+  });
+
+  it('is bounded: a newcomer beyond maxQueued is rejected as queue-full, and the waiting ones are kept', async () => {
+    const { q } = queue({ maxQueued: 3 });
+    const log: string[] = [];
+    const waiting = [0, 1, 2].map((i) => track(q, log, `r${i}`, { flow: 'f', priority: 0 }));
+    await track(q, log, 'late', { flow: 'g', priority: 0 });
+    expect(log).toEqual(['late:queue-full']);
+    expect(q.size).toBe(3);
+    q.dispatch(3);
+    await Promise.all(waiting);
+    expect(log).toEqual(['late:queue-full', 'r0', 'r1', 'r2']);
+  });
+
+  it('sheds sheddable requests first: a newcomer displaces the newest of the lowest-priority sheddable ones below it', async () => {
+    const { q } = queue({ maxQueued: 4 });
+    const log: string[] = [];
+    void track(q, log, 'batch-old', { flow: 'batch', priority: -2 });
+    void track(q, log, 'batch-new', { flow: 'batch', priority: -2 });
+    void track(q, log, 'bulk', { flow: 'bulk', priority: -1 });
+    void track(q, log, 'chat', { flow: 'chat', priority: 0 });
+    // Full. A standard request displaces the newest priority −2 request.
+    void track(q, log, 'chat2', { flow: 'chat', priority: 0 });
+    await turns(5);
+    expect(log).toEqual(['batch-new:shed']);
+    // A sheddable newcomer of priority −1 may displace the remaining −2, never a peer or anything standard.
+    void track(q, log, 'bulk2', { flow: 'bulk', priority: -1 });
+    await turns(5);
+    expect(log).toEqual(['batch-new:shed', 'batch-old:shed']);
+    await track(q, log, 'bulk3', { flow: 'bulk', priority: -1 });
+    expect(log.at(-1)).toBe('bulk3:queue-full');
+    // Nothing sheddable is left below a standard request: queue-full, and non-sheddable requests are never displaced.
+    void track(q, log, 'x', { flow: 'x', priority: -1 });
+    await turns(5);
+    expect(log.at(-1)).toBe('x:queue-full');
+    expect(q.sizes()).toEqual(new Map([[0, 2], [-1, 2]]));
+  });
+
+  it('dispatches higher priority first, whatever the arrival order', async () => {
+    const { q } = queue();
+    const log: string[] = [];
+    void track(q, log, 'low', { flow: 'a', priority: -1 });
+    void track(q, log, 'std', { flow: 'b', priority: 0 });
+    void track(q, log, 'high', { flow: 'c', priority: 5 });
+    q.dispatch(3);
+    await turns(5);
+    expect(log).toEqual(['high', 'std', 'low']);
+  });
+
+  it('is fair across flows: flows of one priority take turns, each first come first served', async () => {
+    const { q } = queue({ maxQueued: 100 });
+    const log: string[] = [];
+    for (let i = 1; i <= 6; i++) void track(q, log, `A${i}`, { flow: 'chatty', priority: 0 });
+    void track(q, log, 'B1', { flow: 'quiet', priority: 0 });
+    void track(q, log, 'B2', { flow: 'quiet', priority: 0 });
+    void track(q, log, 'C1', { flow: 'late', priority: 0 });
+    q.dispatch(100);
+    await turns(5);
+    expect(log).toEqual(['A1', 'B1', 'C1', 'A2', 'B2', 'A3', 'A4', 'A5', 'A6']);
+  });
+
+  it('rejects a request whose deadline passed as deadline, keeping the others', async () => {
+    const { q, advance, now } = queue();
+    const log: string[] = [];
+    void track(q, log, 'short', { flow: 'a', priority: 0, deadlineMs: now() + 100 });
+    void track(q, log, 'default', { flow: 'b', priority: 0 });
+    advance(100);
+    expect(q.expire()).toBe(1);
+    await turns(5);
+    expect(log).toEqual(['short:deadline']);
+    advance(899);
+    expect(q.expire()).toBe(0);
+    // Dispatch expires first: a request past its deadline is never dispatched.
+    advance(1);
+    expect(q.dispatch(10)).toBe(0);
+    await turns(5);
+    expect(log).toEqual(['short:deadline', 'default:deadline']);
+  });
+
+  it('rejects on its own timer when nothing else happens', async () => {
+    const q = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 20, maxDispatchPerCall: 4 });
+    const log: string[] = [];
+    void track(q, log, 'r', { flow: 'a', priority: 0 });
+    await waitFor(() => log.length === 1, 'the deadline timer');
+    expect(log).toEqual(['r:deadline']);
+    q.close();
+  });
+
+  it('forgets a request whose client went away, and rejects everything when closed', async () => {
+    const { q } = queue();
+    const log: string[] = [];
+    const abort = new AbortController();
+    void track(q, log, 'gone', { flow: 'a', priority: 0, signal: abort.signal });
+    void track(q, log, 'stays', { flow: 'a', priority: 0 });
+    abort.abort();
+    await turns(5);
+    expect(log).toEqual(['gone:aborted']);
+    expect(q.size).toBe(1);
+    q.close();
+    await track(q, log, 'after', { flow: 'a', priority: 0 });
+    expect(log).toEqual(['gone:aborted', 'stays:closed', 'after:closed']);
+  });
+
+  it('rejects bad options naming the field', () => {
+    expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
+    expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0, got 0');
+    expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 1, maxDispatchPerCall: 1.5 })).toThrow('maxDispatchPerCall must be an integer >= 1, got 1.5');
+  });
+});
