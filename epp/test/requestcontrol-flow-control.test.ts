@@ -1,5 +1,10 @@
 import { turns, waitFor } from '@kvroute/testkit';
-import { FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
+import { defaultEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
+import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
+import { PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
 
 /** A queue on a manual clock, with deadlines expired only when the test says so. */
 function queue(options: Partial<FlowControlOptions> = {}) {
@@ -149,5 +154,73 @@ describe('FlowControlQueue', () => {
     expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0, got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 1, maxDispatchPerCall: 1.5 })).toThrow('maxDispatchPerCall must be an integer >= 1, got 1.5');
+  });
+});
+
+describe('RequestControl with flow control: saturated pools queue instead of answering 429 at once', () => {
+  const T0 = 1_700_000_000_000;
+  let ds: Datastore;
+  let director: RequestControl | undefined;
+  const setWaiting = (waiting: number) => {
+    for (let i = 0; i < 2; i++) {
+      ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: waiting, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: T0, consecutiveFailures: 0 });
+    }
+  };
+  beforeEach(() => {
+    ds = new Datastore({ scrape: false });
+    for (let i = 0; i < 2; i++) {
+      const address = `10.0.0.${i + 1}`;
+      ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+    }
+    setWaiting(6); // past the default config's queueDepthThreshold of 5: every pod saturated
+  });
+  afterEach(() => {
+    director?.close();
+    ds.stop();
+  });
+
+  function control(options: Partial<FlowControlOptions>): RequestControl {
+    // The scheduler's clock is pinned to the metrics' time so they never go stale while a test waits.
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
+    const queue = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4, ...options });
+    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue, tickMs: 5 } });
+    return director;
+  }
+  const incoming = (id: string, headers: Record<string, string> = {}): IncomingRequest => ({
+    requestId: id,
+    headers: new Map([[':method', 'POST'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+    body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
+    filterMetadata: {},
+  });
+
+  it('holds every request of a burst while the pods are saturated and routes all of them once they drain: no 429', async () => {
+    const rc = control({});
+    const decisions: RouteDecision[] = [];
+    const pending = Array.from({ length: 10 }, (_, i) => rc.route(incoming(`r${i}`, { 'x-session-id': `s${i % 3}` })).then((d) => { decisions.push(d); }));
+    await turns(20);
+    expect(decisions).toEqual([]);
+    setWaiting(0);
+    await Promise.all(pending);
+    expect(decisions.map((d) => d.kind)).toEqual(Array(10).fill('route'));
+  });
+
+  it('answers 429 naming the reason when the queue is full, and when the deadline passes', async () => {
+    const rc = control({ maxQueued: 1, maxWaitMs: 50 });
+    const first = rc.route(incoming('a'));
+    const second = await rc.route(incoming('b'));
+    expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full' } });
+    expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+  });
+
+  it('rejects an unreadable x-kvroute-priority with a 400 naming the header and its range', async () => {
+    const rc = control({});
+    const d = await rc.route(incoming('p', { [PRIORITY_HEADER]: 'urgent' }));
+    expect(d).toMatchObject({ kind: 'reject', status: 400 });
+    if (d.kind === 'reject') expect(d.body).toContain('x-kvroute-priority must be an integer between -100 and 100');
+  });
+
+  it('without flow control the same saturated pool answers 429 at once (the behaviour flow control replaces)', async () => {
+    const rc = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 }) });
+    expect(await rc.route(incoming('x'))).toMatchObject({ kind: 'reject', status: 429 });
   });
 });

@@ -1,7 +1,8 @@
 /**
  * A bounded queue for requests that arrive while every candidate is saturated (issue 9, "flow control instead of 429
  * storms"): instead of answering 429 at once, request control parks the request here and dispatches it when capacity
- * frees. Not yet wired into `request-control.ts`; this module is the queue and its policies, tested on their own.
+ * frees. `request-control.ts` uses it when given one (`RequestControlOptions.flowControl`); the EPP's flags do not
+ * turn it on yet.
  *
  * Semantics, shaped like GIE's flow controller (kubernetes-sigs/gateway-api-inference-extension: pkg/epp/flowcontrol/,
  * late 2025: priority bands, a fairness policy across flows within a band, FCFS within a flow, a TTL per item) and its
@@ -152,6 +153,11 @@ export class FlowControlQueue {
     }
     if (!(options.maxWaitMs > 0)) throw new RangeError(`maxWaitMs must be > 0, got ${options.maxWaitMs}`);
     this.now = options.now ?? Date.now;
+  }
+
+  /** The default deadline for a request that starts waiting now (`now + maxWaitMs`). */
+  deadlineFromNow(): number {
+    return this.now() + this.options.maxWaitMs;
   }
 
   /** Requests waiting. */
