@@ -62,10 +62,11 @@ interface CyclePredictions {
  * kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/multi/slo_aware_router/, used
  * by llm-d's "predicted latency based scheduling" guide) asks sidecar services for p90 TTFT/TPOT predictions from
  * XGBoost models trained on samples the EPP collects from streamed responses, and scores headroom against the
- * request's `x-slo-ttft-ms`/`x-slo-tpot-ms` headers. llm-d-inference-scheduler's own scorers (pkg/plugins/scorer/)
- * have no latency model. This plugin needs no sidecar and no response bodies: a two-parameter linear model per pod
- * fitted from the engine's own TTFT histogram and prefix-cache counters, and it predicts the mean TTFT, not p90, with no
- * SLO headers (yet).
+ * request's `x-slo-ttft-ms`/`x-slo-tpot-ms` headers; llm-d-inference-scheduler's `pd-slo-aware-scorer`
+ * (pkg/plugins/scorer/pd_slo_aware_scorer.go, late 2025) wraps that router, with the same predictor sidecars
+ * (`sidecars/latencypredictorasync`), for prefill/decode pairs. This plugin needs no sidecar and no response bodies: a
+ * two-parameter linear model per pod fitted from the engine's own TTFT histogram and prefix-cache counters; it
+ * predicts the mean TTFT, not p90, and reads no SLO headers (yet).
  */
 export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   readonly type = 'latency-scorer';
