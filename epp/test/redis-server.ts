@@ -37,6 +37,13 @@ export class RedisServer {
     return server;
   }
 
+  /** Starts one on a given port (a store that comes up after the EPP, on the address it was configured with). */
+  static async startOn(port: number, extraArgs: readonly string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(port);
+    await server.startProcess(extraArgs);
+    return server;
+  }
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
@@ -57,10 +64,17 @@ export class RedisServer {
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     child.once('exit', () => { if (this.child === child) this.child = undefined; });
-    await waitFor(async () => {
-      if (this.child !== child) throw new Error(`redis-server exited: ${this.output}`);
-      return (await this.command('PING').catch(() => '')) === '+PONG';
-    }, `redis-server on port ${this.port} to answer PING`);
+    try {
+      await waitFor(async () => {
+        if (this.child !== child) throw new Error(`redis-server exited: ${this.output}`);
+        // A server with --requirepass answers -NOAUTH: up all the same.
+        const reply = await this.command('PING').catch(() => '');
+        return reply === '+PONG' || reply.startsWith('-NOAUTH');
+      }, `redis-server on port ${this.port} to answer PING`);
+    } catch (e) {
+      await this.kill(); // a process left running would keep jest from exiting
+      throw e;
+    }
   }
 
   /** Kills the process (SIGKILL: a crash, no goodbye to clients) and waits for it to exit. */
@@ -86,6 +100,37 @@ export class RedisServer {
     this.resume();
     await this.kill();
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** An array reply of bulk strings (KEYS, SCAN's keys) as a list. */
+  async commandLines(...args: string[]): Promise<string[]> {
+    const raw = await this.rawReply(args, (text) => {
+      const lines = text.split('\r\n');
+      if (!lines[0]!.startsWith('*')) return true;
+      return lines.length >= 2 + 2 * Number(lines[0]!.slice(1));
+    });
+    const lines = raw.split('\r\n');
+    if (!lines[0]!.startsWith('*')) throw new Error(`not an array reply: ${lines[0]}`);
+    const n = Number(lines[0]!.slice(1));
+    return Array.from({ length: n }, (_, i) => lines[2 + 2 * i]!);
+  }
+
+  private rawReply(args: string[], complete: (text: string) => boolean): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(this.port, '127.0.0.1');
+      let reply = '';
+      socket.setTimeout(5000, () => socket.destroy(new Error('redis-server did not answer within 5 s')));
+      socket.on('connect', () => {
+        socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+      });
+      socket.on('data', (chunk) => {
+        reply += chunk.toString();
+        if (!complete(reply)) return;
+        resolve(reply);
+        socket.end();
+      });
+      socket.on('error', reject);
+    });
   }
 
   /**
