@@ -10,18 +10,12 @@ import * as path from 'node:path';
 import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { parseEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
-import { Datastore } from '../src/datastore/datastore';
-import type { IncomingRequest } from '../src/extproc/request-director';
-import { createEppMetrics, type EppMetrics } from '../src/metrics';
-import { RequestControl } from '../src/requestcontrol/request-control';
 import { MAX_SESSION_ID_LENGTH } from '../src/scheduling/plugins/session-affinity-filter';
-import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { parseStoreAddress } from '../src/sessions/store';
 import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
+import { Replica } from './replica';
 
 requireRedisServerInCi();
-
-const PODS = ['p0', 'p1', 'p2', 'p3'];
 
 function config(storeAddress: string, extra = ''): string {
   return `apiVersion: inference.networking.x-k8s.io/v1alpha1
@@ -42,73 +36,6 @@ schedulingProfiles:
   - pluginRef: session-affinity-filter
   - pluginRef: queue-scorer
 `;
-}
-
-/**
- * One EPP replica: a datastore of the four pods where `favourite` has the shortest queue (so without a shared store
- * each replica would send a new session to its own favourite), the scheduler from `config` and request control.
- */
-class Replica {
-  readonly datastore = new Datastore({ scrape: false });
-  readonly metrics: EppMetrics = createEppMetrics();
-  readonly scheduler: Scheduler;
-  readonly control: RequestControl;
-
-  constructor(configText: string, favourite: string) {
-    for (const [i, name] of PODS.entries()) {
-      const address = `10.0.0.${i + 1}`;
-      this.datastore.upsertEndpoint({ key: `${address}:8000`, name, namespace: 'ns', address, port: 8000, labels: {} });
-      this.datastore.setMetrics(`${address}:8000`, { waitingQueueSize: name === favourite ? 0 : 5, updateTime: Date.now() });
-    }
-    this.scheduler = buildScheduler(parseEndpointPickerConfig(configText), { metrics: this.metrics.scheduling });
-    this.control = new RequestControl({ datastore: this.datastore, scheduler: this.scheduler, metrics: this.metrics.collectors });
-  }
-
-  static async start(configText: string, favourite: string): Promise<Replica> {
-    const replica = new Replica(configText, favourite);
-    await replica.scheduler.plugins.start();
-    return replica;
-  }
-
-  /** Routes one chat request carrying `x-session-id: session`; returns the picked pod's name. */
-  async route(session: string | undefined): Promise<string> {
-    const headers = new Map([[':method', 'POST'], ['content-type', 'application/json']]);
-    if (session !== undefined) headers.set('x-session-id', session);
-    const req: IncomingRequest = {
-      requestId: `r-${Math.random()}`, headers, filterMetadata: {},
-      body: Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] })),
-    };
-    const decision = await this.control.route(req);
-    if (decision.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(decision)}`);
-    this.control.release(decision.ticket, 'completed');
-    return this.datastore.get(decision.endpoint)!.name;
-  }
-
-  async count(name: string, labels: Record<string, string> = {}): Promise<number> {
-    const metric = this.metrics.registry.getSingleMetric(name);
-    if (metric === undefined) throw new Error(`no metric ${name}`);
-    const { values } = await metric.get();
-    return values
-      .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
-      .reduce((sum, v) => sum + v.value, 0);
-  }
-
-  /** Reads that fell back to the local bindings (timeout, error or not connected). */
-  async fallbacks(): Promise<number> {
-    const name = 'kvroute_epp_session_store_operations_total';
-    return (await this.count(name, { operation: 'read', outcome: 'timeout' }))
-      + (await this.count(name, { operation: 'read', outcome: 'error' }))
-      + (await this.count(name, { operation: 'read', outcome: 'unavailable' }));
-  }
-
-  async connected(): Promise<boolean> {
-    return (await this.count('kvroute_epp_session_store_connected')) === 1;
-  }
-
-  async stop(): Promise<void> {
-    await this.scheduler.plugins.close();
-    this.datastore.stop();
-  }
 }
 
 (redisServerAvailable ? describe : describe.skip)(

@@ -22,7 +22,8 @@ export const MIN_KEY_BYTES = 32;
 export type TokenOutcome = 'valid' | 'expired' | 'forged' | 'malformed';
 
 export type TokenCheck =
-  | { readonly outcome: 'valid'; readonly pod: string; readonly expiresAt: number }
+  /** `current`: signed with the current key (false: the previous one, so a response should hand out a fresh token). */
+  | { readonly outcome: 'valid'; readonly pod: string; readonly expiresAt: number; readonly current: boolean }
   | { readonly outcome: Exclude<TokenOutcome, 'valid'> };
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -58,14 +59,14 @@ export class SessionTokenSigner {
     if (!BASE64.test(encodedPod) || encodedPod === '' || !/^\d{1,12}$/.test(expiry) || !BASE64URL.test(signature)) return { outcome: 'malformed' };
     const given = Buffer.from(signature, 'base64url');
     const body = `${encodedPod}.${expiry}`;
-    const signed = this.keys.some((key) => {
+    const signedWith = this.keys.findIndex((key) => {
       const expected = mac(key, body);
       return given.length === expected.length && timingSafeEqual(given, expected);
     });
-    if (!signed) return { outcome: 'forged' };
+    if (signedWith < 0) return { outcome: 'forged' };
     const expiresAt = Number(expiry);
     if (expiresAt <= nowSeconds) return { outcome: 'expired' };
-    return { outcome: 'valid', pod: Buffer.from(encodedPod, 'base64').toString('utf8'), expiresAt };
+    return { outcome: 'valid', pod: Buffer.from(encodedPod, 'base64').toString('utf8'), expiresAt, current: signedWith === 0 };
   }
 
   get ttl(): number {

@@ -41,6 +41,13 @@ export interface ResolvedSessionAffinityScorerParameters {
   readonly tokenSigning?: TokenSigningParameters;
 }
 
+/** What a request's token says, once verified: the pod it names and when a response should renew it (unix seconds). */
+interface PresentedToken {
+  readonly pod?: string;
+  /** Half the token's lifetime, or 0 when it was signed with the previous key (renewed at once onto the new key). */
+  readonly renewAt?: number;
+}
+
 /** `namespace/name`, Go's NamespacedName string (so `/name` for static endpoints), as llm-d encodes it. */
 function namespacedName(endpoint: Endpoint): string {
   return `${endpoint.namespace}/${endpoint.name}`;
@@ -55,14 +62,14 @@ function namespacedName(endpoint: Endpoint): string {
  *   EPP. @see llm-d/llm-d-inference-scheduler: pkg/plugins/scorer/session_affinity.go @ v0.2.1 (unchanged to v0.8.0)
  * - Signed (`tokenSigning`): the same header, with an expiry and an HMAC (`src/sessions/token.ts`), honoured by every
  *   replica holding the key without any shared store. A response sets the header only when the request's token is
- *   missing, invalid, for another pod or past half its lifetime, so a session's token stays the same between renewals
+ *   missing, invalid, for another pod, past half its lifetime or signed with the previous key, so a session's token stays the same between renewals
  *   (as llm-d's later cookie form does: it sets the cookie only when it differs, `ResponseReceived` on main, 2026).
  */
 export class SessionAffinityScorer implements Scorer, PostResponse {
   readonly type = 'session-affinity-scorer';
   private signer: SessionTokenSigner | undefined;
   /** The pod a request's token validly names, computed once per request for the scorer and the response hook. */
-  private readonly tokenKey = stateKey<{ readonly pod?: string; readonly expiresAt?: number }>('session-affinity-scorer token');
+  private readonly tokenKey = stateKey<PresentedToken>('session-affinity-scorer token');
 
   constructor(
     readonly name: string,
@@ -95,23 +102,24 @@ export class SessionAffinityScorer implements Scorer, PostResponse {
     const signer = this.requireSigner();
     const nowSeconds = Math.floor(this.handle.now() / 1000);
     const presented = this.tokenPod(request);
-    if (presented.pod === pod && presented.expiresAt !== undefined && presented.expiresAt - nowSeconds > signer.ttl / 2) return undefined;
+    if (presented.pod === pod && presented.renewAt !== undefined && nowSeconds < presented.renewAt) return undefined;
     return { [SESSION_TOKEN_HEADER]: signer.issue(pod, nowSeconds) };
   }
 
   /** The pod the request's token names, if it is valid; verified (and counted) once per request. */
-  private tokenPod(request: LLMRequest): { readonly pod?: string; readonly expiresAt?: number } {
+  private tokenPod(request: LLMRequest): PresentedToken {
     const cached = request.attributes?.get(this.tokenKey);
     if (cached !== undefined) return cached;
     const token = request.headers[SESSION_TOKEN_HEADER];
-    let result: { pod?: string; expiresAt?: number } = {};
+    let result: PresentedToken = {};
     if (token !== undefined && token !== '') {
       if (this.parameters.tokenSigning === undefined) {
         if (BASE64.test(token)) result = { pod: Buffer.from(token, 'base64').toString('utf8') };
       } else {
-        const check = this.requireSigner().verify(token, Math.floor(this.handle.now() / 1000));
+        const signer = this.requireSigner();
+        const check = signer.verify(token, Math.floor(this.handle.now() / 1000));
         this.handle.metrics.countSessionToken(check.outcome);
-        if (check.outcome === 'valid') result = { pod: check.pod, expiresAt: check.expiresAt };
+        if (check.outcome === 'valid') result = { pod: check.pod, renewAt: check.current ? check.expiresAt - signer.ttl / 2 : 0 };
       }
     }
     request.attributes?.set(this.tokenKey, result);
