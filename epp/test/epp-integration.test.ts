@@ -8,7 +8,7 @@ import { loadEnvoyApi, structToJson, type StructObject } from '@kvroute/protocol
 import { parseArgs } from '../src/cli';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
-import { FakeVllmServer } from '@kvroute/testkit';
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -141,7 +141,8 @@ describe('the EPP end to end', () => {
       seen.add(out.endpoint!);
     }
     expect(seen.size).toBe(1);
-  });
+    // 1,000 gRPC exchanges: jest's 5 s default is a speed assertion on a loaded two-core machine; this only bounds a hang.
+  }, INTEGRATION_TEST_TIMEOUT_MS);
 
   test('requests sharing a long prefix land together', async () => {
     const groups = 8;

@@ -9,6 +9,9 @@
  * EPP starts, dies or hangs costs affinity across replicas, never a pick and never the process. Reconnection runs in
  * the background with capped exponential backoff.
  *
+ * One connection per replica, pipelined (the client keeps many commands in flight on it and Redis answers in order):
+ * for single-key GETEX/SET a pool would add sockets, not throughput.
+ *
  * Client: ioredis, chosen by measurement (`npm run bench:redis-clients -w epp`, numbers in the README): on loopback
  * its GET round trip matched iovalkey's at the median and had the lowest p99 with 32 commands in flight; node-redis
  * was slower on both. It speaks RESP to Redis and Valkey alike and downloads nothing at install time.

@@ -97,6 +97,11 @@ export interface SessionAffinityStats {
  *
  * Why hard rather than llm-d's weighted scorer: a weighted preference can be outvoted by prefix and load scores, so
  * a session would drift between pods exactly when its cache matters; here only health moves it.
+ *
+ * With `sessionStore` the bindings are shared by every EPP replica through Redis/Valkey (`src/sessions/store.ts`): the
+ * binding is read before the cycle (`prepareRequest`, bounded by the store's timeout, since `filter` is synchronous),
+ * wins over this replica's own when present, and is written after the pick only when it changed. The local table
+ * stays: it is what the filter uses whenever the store cannot answer in time.
  */
 export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest {
   readonly type = 'session-affinity-filter';
