@@ -27,7 +27,7 @@ plugins:
     sessionStore:
       address: ${JSON.stringify(storeAddress)}
       keyPrefix: "test:s:"
-      timeout: 50ms
+      timeout: 1s
 ${extra}
 - type: queue-scorer
 schedulingProfiles:
@@ -149,6 +149,25 @@ schedulingProfiles:
         await a.route('s');
         return (await a.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'hit' })) > 0;
       }, 'reads to succeed after the store resumed');
+    });
+
+    it('a read that times out never overwrites the binding it failed to return (the write after it is SET NX)', async () => {
+      const a = await replica('p0');
+      const b = await replica('p3');
+      expect(await a.route('s')).toBe('p0');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'the binding');
+      redis.pause();
+      try {
+        // B cannot read the binding in time and places the session itself; its write waits in the socket meanwhile.
+        expect(await b.route('s')).toBe('p3');
+        expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'timeout' })).toBe(1);
+      } finally {
+        redis.resume();
+      }
+      await waitFor(async () => (await b.count('kvroute_epp_session_store_operations_total', { operation: 'write' })) === 1, 'B\'s write to finish');
+      expect(await redis.command('GET', await scanOne(redis, 'test:s:*'))).toBe('ns/p0');
+      expect(await a.route('s')).toBe('p0');
+      expect(await b.route('s')).toBe('p0'); // and B follows the shared binding from the next request
     });
 
     it('a store down when the EPP starts is not fatal: picks use local state until it comes up, then bindings are shared', async () => {

@@ -201,8 +201,12 @@ export class RedisSessionStore {
     }
   }
 
-  /** Binds a session digest to an endpoint identity with the TTL; never waits, never throws. */
-  write(sessionDigest: string, value: string): void {
+  /**
+   * Binds a session digest to an endpoint identity with the TTL; never waits, never throws. `onlyIfAbsent` (SET NX)
+   * leaves a binding already there alone: the caller did not see one (a miss, or a read that timed out) and must not
+   * overwrite one another replica made meanwhile or that a slow read failed to return.
+   */
+  write(sessionDigest: string, value: string, onlyIfAbsent: boolean): void {
     const client = this.client;
     if (client === undefined || client.status !== 'ready') {
       this.events.write('unavailable');
@@ -213,7 +217,9 @@ export class RedisSessionStore {
       return;
     }
     this.writesPending++;
-    client.set(this.keyOf(sessionDigest), value, 'PX', this.options.ttlMs).then(
+    const key = this.keyOf(sessionDigest);
+    const done = onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs);
+    done.then(
       () => this.events.write('ok'),
       (e: unknown) => this.events.write(isTimeout(e) ? 'timeout' : 'error'),
     ).finally(() => {

@@ -196,15 +196,18 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     this.handle.metrics.countSessionAffinity(pending.outcome);
     this.handle.metrics.setSessionBindings(this.bindings.size);
     if (this.store !== undefined && pending.shared !== undefined && this.shouldWrite(pending.shared, pending.outcome, target)) {
-      this.store.write(pending.sessionId, endpointIdentity(target.endpoint));
+      // Only a re-pin away from the binding the store returned overwrites it. Every other write (a new session, a
+      // local binding the store lacks, a choice made while the read timed out) is SET NX: whatever binding is
+      // already there, made by another replica or simply not returned in time, stays, and this replica follows it
+      // from the session's next request. Without NX, one slow read would move a session for every replica.
+      this.store.write(pending.sessionId, endpointIdentity(target.endpoint), pending.shared.status !== 'hit');
     }
   }
 
   /**
    * Writes only change the shared binding: a hit the store already holds was refreshed by the read (GETEX), so the
    * steady state is one read and no write per request. Written: a new or re-pinned binding, and a local binding the
-   * store lacks (made while it was down). Nothing is written for a store that just failed to answer a read, unless
-   * the binding changed: a down store would only add failures.
+   * store lacks (made while it was down). After a read that failed, only a new binding is written (NX).
    */
   private shouldWrite(shared: SessionStoreRead, outcome: SessionAffinityOutcome, target: EndpointSnapshot): boolean {
     if (shared.status === 'unavailable') return outcome !== 'hit';
