@@ -196,7 +196,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_session_store_connected',
     type: 'gauge',
     labels: [],
-    help: '1 while the shared session store is connected, 0 while picks fall back to the local bindings (absent without a store).',
+    help: '1 while the shared session store is connected; 0 while picks fall back to the local bindings, or when no store is configured.',
   },
   sessionTokens: {
     name: 'kvroute_epp_session_tokens_total',

@@ -119,6 +119,8 @@ export class RedisSessionStore {
   private writesPending = 0;
   private up = false;
   private closed = false;
+  /** The first failing command after each connect is logged (NOAUTH, a Redis without GETEX…); the rest only counted. */
+  private errorLogged = false;
 
   constructor(
     private readonly options: SessionStoreOptions,
@@ -194,6 +196,7 @@ export class RedisSessionStore {
       return { status: 'hit', value };
     } catch (e) {
       const reason = isTimeout(e) ? 'timeout' : 'error';
+      if (reason === 'error') this.logFirstError(e);
       this.events.read(reason);
       return { status: 'unavailable', reason };
     } finally {
@@ -221,7 +224,10 @@ export class RedisSessionStore {
     const done = onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs);
     done.then(
       () => this.events.write('ok'),
-      (e: unknown) => this.events.write(isTimeout(e) ? 'timeout' : 'error'),
+      (e: unknown) => {
+        if (!isTimeout(e)) this.logFirstError(e);
+        this.events.write(isTimeout(e) ? 'timeout' : 'error');
+      },
     ).finally(() => {
       this.writesPending--;
     });
@@ -237,9 +243,18 @@ export class RedisSessionStore {
     this.setUp(false);
   }
 
+  private logFirstError(e: unknown): void {
+    if (this.errorLogged) return;
+    this.errorLogged = true;
+    this.events.log('warn', 'session store command failed; picks use the local bindings (further failures are only counted)', {
+      address: this.options.address, error: e instanceof Error ? e.message : String(e),
+    });
+  }
+
   private setUp(up: boolean): void {
     if (up === this.up) return;
     this.up = up;
+    if (up) this.errorLogged = false;
     this.events.connected(up);
     if (up) this.events.log('info', 'session store connected', { address: this.options.address });
     else if (!this.closed) this.events.log('warn', 'session store connection lost; picks use the local bindings, reconnecting', { address: this.options.address });
