@@ -2,9 +2,10 @@
  * How the session store's client was chosen: GET round trips against a real `redis-server` on loopback for each
  * maintained Node client the issue names (`iovalkey`, `ioredis`, `redis`), in one invocation, interleaved in rounds so
  * a noisy neighbour hits all of them alike. Only the chosen client is a dependency; to rerun the comparison install the
- * others without saving them:
+ * the others in a scratch directory and point NODE_PATH at it (how the recorded numbers were taken):
  *
- *   npm i --no-save -w epp ioredis redis && npm run bench:redis-clients -w epp
+ *   (mkdir -p /tmp/clients && cd /tmp/clients && npm init -y && npm i iovalkey ioredis redis)
+ *   NODE_PATH=/tmp/clients/node_modules npm run bench:redis-clients -w epp
  *
  * Two shapes are measured: one GET at a time (a pick's latency when the EPP is idle) and 32 GETs in flight on the
  * one connection (a busy EPP: the client pipelines them). Results in µs, p50 and p99 per client.
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
     for (const [name, factory] of Object.entries(CANDIDATES)) {
       const f = await factory();
       if (f === undefined) {
-        console.log(`${name}: not installed (npm i --no-save -w epp ${name}), skipped`);
+        console.log(`${name}: not installed (see this script's header), skipped`);
         continue;
       }
       clients.push([name, await f(server.url, server.port)]);
