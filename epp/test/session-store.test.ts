@@ -11,7 +11,7 @@ import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit
 import { parseEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
 import { MAX_SESSION_ID_LENGTH } from '../src/scheduling/plugins/session-affinity-filter';
-import { parseStoreAddress } from '../src/sessions/store';
+import { parseStoreAddress, RedisSessionStore, socketTimeoutMs, type SessionStoreReadOutcome, type SessionStoreWriteOutcome } from '../src/sessions/store';
 import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
 import { Replica } from './replica';
 
@@ -168,6 +168,39 @@ schedulingProfiles:
       expect(await redis.command('GET', await scanOne(redis, 'test:s:*'))).toBe('ns/p0');
       expect(await a.route('s')).toBe('p0');
       expect(await b.route('s')).toBe('p0'); // and B follows the shared binding from the next request
+    });
+
+    it('a hung store cannot pile up commands: past the outstanding bound reads fall back and writes drop at once; the dead connection is replaced', async () => {
+      const reads: SessionStoreReadOutcome[] = [];
+      const writes: SessionStoreWriteOutcome[] = [];
+      let up = false;
+      const store = new RedisSessionStore(
+        { address: redis.url, keyPrefix: 'bound:', timeoutMs: 20, ttlMs: 60_000, maxOutstanding: 10 },
+        { read: (o) => reads.push(o), write: (o) => writes.push(o), connected: (c) => { up = c; }, log: () => undefined },
+      );
+      await store.start();
+      try {
+        await waitFor(() => up, 'the store to connect');
+        redis.pause();
+        try {
+          // 30 reads at once: 10 are sent and time out; the 20 beyond the bound never reach the client's queue.
+          await Promise.all(Array.from({ length: 30 }, (_, i) => store.read(`s${i}`)));
+          expect(reads.filter((o) => o === 'timeout')).toHaveLength(10);
+          expect(reads.filter((o) => o === 'unavailable')).toHaveLength(20);
+          // Those 10 still wait for replies, so the bound holds after their callers gave up: nothing more is queued.
+          store.write('w', 'ns/p0', true);
+          expect(writes).toEqual(['dropped']);
+          expect((await store.read('late')).status).toBe('unavailable');
+          // With no reply for socketTimeoutMs(20) = 1 s, the connection is dropped and its commands failed.
+          expect(socketTimeoutMs(20)).toBe(1000);
+          await waitFor(() => !up, 'the silent connection to be dropped');
+        } finally {
+          redis.resume();
+        }
+        await waitFor(async () => (await store.read('again')).status === 'miss', 'reads to work after the store resumed');
+      } finally {
+        await store.close();
+      }
     });
 
     it('a store down when the EPP starts is not fatal: picks use local state until it comes up, then bindings are shared', async () => {

@@ -5,7 +5,8 @@
  *
  * What it promises the filter: a read never takes longer than `timeout` and never throws (an answer, or "unavailable"
  * with the reason, which the filter turns into a fall-back to its local table); a write never blocks anything (fired
- * and forgotten, at most MAX_PENDING_WRITES outstanding, the rest dropped and counted); a store that is down when the
+ * and forgotten); at most MAX_OUTSTANDING_COMMANDS wait on the store at once, the rest answered "unavailable" or
+ * dropped at once and counted, so a hung store cannot pile up memory; a store that is down when the
  * EPP starts, dies or hangs costs affinity across replicas, never a pick and never the process. Reconnection runs in
  * the background with capped exponential backoff.
  *
@@ -20,10 +21,19 @@ import * as fs from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ConnectionOptions } from 'node:tls';
 
-/** Reads waiting for the store at once; beyond it a read is answered "unavailable" at once (a hung store cannot pile up requests). */
-export const MAX_IN_FLIGHT_READS = 1024;
-/** Writes waiting for the store at once; beyond it writes are dropped and counted (the local table still has them). */
-export const MAX_PENDING_WRITES = 1024;
+/**
+ * Commands sent and not yet answered, at most: beyond it a read is answered "unavailable" and a write dropped, both at
+ * once and counted. It counts the client's own queue, not our callers: a command whose caller gave up at the timeout
+ * still waits there for the store's reply, so this is what bounds memory while a store hangs.
+ */
+export const MAX_OUTSTANDING_COMMANDS = 2048;
+/**
+ * No reply at all for this long while commands wait (a hung store, a silently dropped connection): the connection is
+ * dropped, its commands failed, and reconnection starts. At least 1 s; ten times the per-call timeout when longer.
+ */
+export function socketTimeoutMs(timeoutMs: number): number {
+  return Math.max(1000, 10 * timeoutMs);
+}
 /** Longest value read back: an endpoint identity (`namespace/pod`); anything longer is not ours and is ignored. */
 export const MAX_VALUE_LENGTH = 512;
 
@@ -59,6 +69,8 @@ export interface SessionStoreOptions {
   readonly passwordEnv?: string;
   /** With TLS: a PEM file of the CA that signed the store's certificate (else the system's roots). */
   readonly caFile?: string;
+  /** @default MAX_OUTSTANDING_COMMANDS (tests lower it) */
+  readonly maxOutstanding?: number;
 }
 
 /** The parts of `address`, checked: the config loader calls this so a bad address fails when the config loads. */
@@ -115,8 +127,6 @@ export function reconnectDelayMs(attempt: number, random: () => number = Math.ra
 
 export class RedisSessionStore {
   private client: Redis | undefined;
-  private readsInFlight = 0;
-  private writesPending = 0;
   private up = false;
   private closed = false;
   /** The first failing command after each connect is logged (NOAUTH, a Redis without GETEX…); the rest only counted. */
@@ -156,6 +166,7 @@ export class RedisSessionStore {
       maxRetriesPerRequest: 0,
       commandTimeout: this.options.timeoutMs,
       connectTimeout: Math.max(1000, this.options.timeoutMs),
+      socketTimeout: socketTimeoutMs(this.options.timeoutMs),
       retryStrategy: (attempt) => (this.closed ? null : reconnectDelayMs(attempt)),
       connectionName: 'kvroute-epp-sessions',
       enableReadyCheck: false,
@@ -181,11 +192,10 @@ export class RedisSessionStore {
    */
   async read(sessionDigest: string): Promise<SessionStoreRead> {
     const client = this.client;
-    if (client === undefined || client.status !== 'ready' || this.readsInFlight >= MAX_IN_FLIGHT_READS) {
+    if (client === undefined || client.status !== 'ready' || this.saturated(client)) {
       this.events.read('unavailable');
       return { status: 'unavailable', reason: 'unavailable' };
     }
-    this.readsInFlight++;
     try {
       const value = await client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs);
       if (value === null || value.length === 0 || value.length > MAX_VALUE_LENGTH) {
@@ -199,8 +209,6 @@ export class RedisSessionStore {
       if (reason === 'error') this.logFirstError(e);
       this.events.read(reason);
       return { status: 'unavailable', reason };
-    } finally {
-      this.readsInFlight--;
     }
   }
 
@@ -215,11 +223,10 @@ export class RedisSessionStore {
       this.events.write('unavailable');
       return;
     }
-    if (this.writesPending >= MAX_PENDING_WRITES) {
+    if (this.saturated(client)) {
       this.events.write('dropped');
       return;
     }
-    this.writesPending++;
     const key = this.keyOf(sessionDigest);
     const done = onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs);
     done.then(
@@ -228,9 +235,7 @@ export class RedisSessionStore {
         if (!isTimeout(e)) this.logFirstError(e);
         this.events.write(isTimeout(e) ? 'timeout' : 'error');
       },
-    ).finally(() => {
-      this.writesPending--;
-    });
+    );
   }
 
   async close(): Promise<void> {
@@ -241,6 +246,11 @@ export class RedisSessionStore {
     // QUIT waits for the store; a store that is down or paused must not hold up shutdown.
     client.disconnect(false);
     this.setUp(false);
+  }
+
+  /** Too many commands already wait for the store's replies. */
+  private saturated(client: Redis): boolean {
+    return client.commandQueue.length >= (this.options.maxOutstanding ?? MAX_OUTSTANDING_COMMANDS);
   }
 
   private logFirstError(e: unknown): void {
