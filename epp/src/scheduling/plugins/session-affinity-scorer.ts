@@ -62,8 +62,9 @@ function namespacedName(endpoint: Endpoint): string {
  *   EPP. @see llm-d/llm-d-inference-scheduler: pkg/plugins/scorer/session_affinity.go @ v0.2.1 (unchanged to v0.8.0)
  * - Signed (`tokenSigning`): the same header, with an expiry and an HMAC (`src/sessions/token.ts`), honoured by every
  *   replica holding the key without any shared store. A response sets the header only when the request's token is
- *   missing, invalid, for another pod, past half its lifetime or signed with the previous key, so a session's token stays the same between renewals
- *   (as llm-d's later cookie form does: it sets the cookie only when it differs, `ResponseReceived` on main, 2026).
+ *   missing, invalid, for another pod, past half its lifetime or signed with the previous key, so a session's token
+ *   stays the same between renewals (as llm-d's later cookie form, `llm-d-session`, is set only when it differs:
+ *   `ResponseReceived` in session_affinity.go at commit 0b592cd3, after v0.8.0).
  */
 export class SessionAffinityScorer implements Scorer, PostResponse {
   readonly type = 'session-affinity-scorer';
