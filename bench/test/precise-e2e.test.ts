@@ -83,9 +83,20 @@ plugins:
 
   test('a prefix cached on pod B by direct traffic draws the next request there; after B evicts it, nothing predicts it', async () => {
     const [, b] = sims;
+    // ZMQ PUB drops what it publishes before its connection to the EPP's SUB is up (the slow joiner; real vLLM's
+    // publisher does too, zmq_socket(3) ZMQ_PUB). Prove B's publisher is connected with a short probe prompt of its
+    // own, repeated until its events arrive, before the warm-up whose events the test depends on.
+    for (let k = 0; ; k++) {
+      expect((await post(`${b!.url}/v1/chat/completions`, { model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: `Probe ${k}: is the publisher connected yet, and are its events applied?` }] })).status).toBe(200);
+      const applied = await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'a probe\'s events', { limitMs: 1000 })
+        .then(() => true, () => false);
+      if (applied) break;
+      if (k >= 30) throw new Error('B\'s KV events never reached the EPP');
+    }
     // Warm B directly, bypassing the gateway and the EPP. Its events reach the EPP's index.
+    const probed = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
     expect((await post(`${b!.url}/v1/chat/completions`, chat('Who owns a ticket?'))).status).toBe(200);
-    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'B\'s events to reach the EPP', HUNG);
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > probed, 'B\'s events to reach the EPP', HUNG);
 
     const served: string[] = [];
     const predictedBefore = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
