@@ -66,8 +66,8 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // 4 characters a token), GIE's 31,250 until its first scrape.
           autoTune: true,
           lruCapacityPerServer: 31250,
-          // ~30 bytes an entry: at most ~250 MB for the whole index, so 256 pods of any size fit the EPP's 1 GiB limit
-          // (epp/bench/index-memory.ts); beyond 8M entries every pod keeps the same fraction of its capacity.
+          // ~26 bytes an entry: at most ~200 MiB for the whole index, so 256 pods of any size fit the EPP's 1 GiB
+          // limit (epp/bench/index-memory.ts); beyond 8M entries every pod keeps the same fraction of its capacity.
           maxIndexEntries: 8_000_000,
         },
       },

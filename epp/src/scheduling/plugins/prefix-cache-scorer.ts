@@ -14,7 +14,7 @@ import { definePlugin, parameters } from '../plugin';
 import { hashPromptBlocks } from './prefix-hash';
 import { PrefixBlockIndex } from './prefix-index';
 
-/** 256 pods × GIE's 31,250 entries per server: ~250 MB at ~30 bytes an entry. */
+/** 256 pods × GIE's 31,250 entries per server: ~200 MiB at ~26 bytes an entry. */
 export const DEFAULT_MAX_INDEX_ENTRIES = 8_000_000;
 
 export interface PrefixCacheScorerParameters {
@@ -43,8 +43,9 @@ export interface PrefixCacheScorerParameters {
   lruCapacityPerServer?: number;
   /**
    * (block, endpoint) entries all endpoints together may hold: when their capacities add up to more, each is scaled
-   * down by the same factor. An entry costs about 30 bytes (README "Prefix index memory"), so the default, 256 pods ×
-   * 31,250, is ~250 MB: 256 pods of any KV size fit in the EPP's 1 GiB limit. kvroute's addition; GIE has no bound.
+   * down by the same factor. An entry costs about 26 bytes (epp/README.md "Prefix index memory"), so the default,
+   * 256 pods × 31,250, is ~200 MiB: 256 pods of any KV size fit in the EPP's 1 GiB limit. kvroute's addition; GIE has
+   * no bound.
    * @default 8000000
    */
   maxIndexEntries?: number;

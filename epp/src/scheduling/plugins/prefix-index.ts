@@ -32,7 +32,7 @@ export interface PrefixBlockIndexOptions {
  * entries in parallel typed arrays instead of JS Maps, Sets and arrays per block and per endpoint. An entry costs
  * 24 bytes (its 53-bit block key as a float64, its endpoint's id, its neighbours in the endpoint's recency list and
  * the next entry of its hash bucket) plus 2–4 bytes of bucket array, none of it on the V8 heap the garbage collector
- * walks; the Map-based index before it cost ~140 bytes (epp/bench/index-memory.ts measures both). Finding a block's
+ * walks; the Map-based index before it cost ~145 bytes (epp/bench/index-memory.ts measures both). Finding a block's
  * holders walks its bucket chain, so lookups do not depend on the pool size.
  *
  * When the endpoints' capacities add up to more than the budget, each is scaled down by the same factor (a pod with
