@@ -221,6 +221,7 @@ describe('validation errors name the field and what is allowed', () => {
     ],
     ['zero index budget', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 0}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got 0'],
     ['index budget as bytes', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 256Mi}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got "256Mi"'],
+    ['negative precise index budget', plugins('- type: precise-prefix-cache-scorer\n  parameters: {maxIndexEntries: -1}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got -1'],
     ['autoTune not a boolean', plugins('- type: prefix-cache-scorer\n  parameters: {autoTune: "yes"}\n'), 'plugins[0].parameters.autoTune: must be true or false, got "yes"'],
     ['parameters on a plugin without any', plugins('- type: queue-scorer\n  parameters: {threshold: 3}\n'), 'plugins[0].parameters.threshold: unknown field; this plugin takes no parameters'],
     ['parameters not a map', plugins('- type: max-score-picker\n  parameters: 3\n'), 'plugins[0].parameters: must be a map, got 3'],

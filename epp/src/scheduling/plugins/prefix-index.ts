@@ -1,3 +1,5 @@
+import { budgetScale, shareBudget } from './index-budget';
+
 const NONE = -1;
 
 /** One endpoint's part of the index: its capacity and the ends of its recency list. */
@@ -35,11 +37,9 @@ export interface PrefixBlockIndexOptions {
  * walks; the Map-based index before it cost ~145 bytes (epp/bench/index-memory.ts measures both). Finding a block's
  * holders walks its bucket chain, so lookups do not depend on the pool size.
  *
- * When the endpoints' capacities add up to more than the budget, each is scaled down by the same factor (a pod with
- * twice the KV cache keeps twice the entries), and an endpoint over its new capacity loses its oldest entries. This
- * keeps each endpoint's most recent blocks, as vLLM does; a global LRU instead would let busy pods evict the entries
- * of quiet ones whose caches vLLM never evicted (nothing evicts without new blocks), and would cost another 8 bytes
- * an entry.
+ * When the endpoints' capacities add up to more than the budget, each is scaled down by the same factor
+ * (`index-budget.ts`), and an endpoint over its new capacity loses its oldest entries. A global LRU would also cost
+ * another 8 bytes an entry.
  */
 export class PrefixBlockIndex {
   readonly defaultCapacityPerEndpoint: number;
@@ -91,7 +91,7 @@ export class PrefixBlockIndex {
 
   /** The factor every endpoint's capacity is scaled by to fit the budget: 1 while it fits. */
   get budgetScale(): number {
-    return this.wantedTotal > this.maxEntries ? this.maxEntries / this.wantedTotal : 1;
+    return budgetScale(this.wantedTotal, this.maxEntries);
   }
 
   /** Bytes of the typed arrays holding the entries (their high-water mark, which the budget bounds). */
@@ -234,21 +234,7 @@ export class PrefixBlockIndex {
 
   /** Recomputes every endpoint's capacity from the budget and evicts what no longer fits. */
   private rebalance(): void {
-    const total = this.wantedTotal;
-    const fits = total <= this.maxEntries;
-    let sum = 0;
-    for (const state of this.endpoints.values()) {
-      state.capacity = fits ? state.wanted : Math.floor((state.wanted * this.maxEntries) / total);
-      sum += state.capacity;
-    }
-    // Floating-point rounding could leave the floors a few entries over the budget; take them from the largest.
-    while (sum > this.maxEntries) {
-      let largest: EndpointState | undefined;
-      for (const state of this.endpoints.values()) if (largest === undefined || state.capacity > largest.capacity) largest = state;
-      largest!.capacity--;
-      sum--;
-    }
-    this.capacityTotal = sum;
+    this.capacityTotal = shareBudget(this.endpoints.values(), this.maxEntries);
     for (const state of this.endpoints.values()) while (state.size > state.capacity) this.evict(state, state.head);
   }
 
