@@ -1,6 +1,6 @@
 /**
- * `npm run bench:index-memory -w epp`: what the approximate prefix index (`prefix-cache-scorer`) costs in memory when
- * it is full, for 8, 64 and 256 pods, against the EPP Deployment's memory limit.
+ * `npm run bench:index-memory -w epp`: what the approximate prefix index (`prefix-cache-scorer`) and the precise one
+ * cost in memory when full, for 8, 64 and 256 pods, against the EPP Deployment's memory limit.
  *
  * Each cell runs in its own `node --expose-gc` process: it builds the scorer from the shipped default parameters,
  * tells it about the pods (each candidate's scraped `num_gpu_blocks` and `block_size`, as the scorer sees them), then
@@ -16,6 +16,8 @@
  *   compare directly).
  * - `gpu-blocks`: this index sized from each pod's `num_gpu_blocks` (`--gpu-blocks`, default 40,000 and 400,000; see
  *   README "Prefix index memory" for why) under the default `maxIndexEntries`.
+ * - `precise`: the precise scorer's `KvBlockIndex`, filled through `BlockStored` events (memory only), under its own
+ *   default `maxIndexEntries`.
  *
  * Memory numbers are deterministic up to allocator noise; the timings are medians on a shared machine and only their
  * ratios within one run mean anything. Prints a table and writes `bench/index-memory-results.json`.
@@ -28,7 +30,9 @@ import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { DEFAULT_TIER_WEIGHTS, KvBlockIndex } from '../src/kvindex/kv-block-index';
 import { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
+import { rootKey } from '../src/scheduling/plugins/prefix-hash';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -41,7 +45,7 @@ const SHARED_BLOCKS = 16;
 const SHARED_PREFIXES = 64;
 
 interface Cell {
-  readonly impl: 'baseline' | 'fixed' | 'gpu-blocks';
+  readonly impl: 'baseline' | 'fixed' | 'gpu-blocks' | 'precise';
   readonly pods: number;
   /** Each pod's `num_gpu_blocks` (read by `gpu-blocks` only). */
   readonly gpuBlocks: number;
@@ -96,7 +100,63 @@ function memory(): { heap: number; arrayBuffers: number; rss: number } {
   return { heap: m.heapUsed, arrayBuffers: m.arrayBuffers, rss: m.rss };
 }
 
+/**
+ * The precise index (`precise-prefix-cache-scorer`'s `KvBlockIndex`) filled the way vLLM fills it: `BlockStored` events
+ * of 16-token blocks with vLLM's decimal engine hashes, one chain of 64 blocks per prompt, the first 16 blocks shared.
+ */
+function runPreciseCell(cell: Cell, blockSize: number): Json {
+  const podKeys = Array.from({ length: cell.pods }, (_, i) => `10.0.${i >> 8}.${i & 255}:8000`);
+  const nextToken = keys(5);
+  const sharedTokens = Array.from({ length: SHARED_PREFIXES }, () => Array.from({ length: SHARED_BLOCKS * blockSize }, () => nextToken() % 151_000));
+  const tokenIds = new Array<number>(BLOCKS_PER_PROMPT * blockSize);
+  const root = rootKey('');
+  const before = memory();
+  const parameters = resolvePluginParameters('precise-prefix-cache-scorer', {});
+  const index = new KvBlockIndex(blockSize, parameters.maxBlocksPerPod, DEFAULT_TIER_WEIGHTS, parameters.maxIndexEntries);
+  for (const pod of podKeys) index.addPod(pod);
+  for (const pod of podKeys) index.setCapacity(pod, cell.gpuBlocks);
+  let hash = 1_000_000_000_000_000_000n;
+  let choose = 1;
+  const started = process.hrtime.bigint();
+  for (const pod of podKeys) {
+    const capacity = index.capacityOf(pod)!;
+    const sharedSeen = new Set<number>();
+    let held = 0;
+    while (held < capacity) {
+      const family = (choose = (choose * 48271) % 2147483647) % SHARED_PREFIXES;
+      const prefix = sharedTokens[family]!;
+      for (let i = 0; i < prefix.length; i++) tokenIds[i] = prefix[i]!;
+      for (let i = prefix.length; i < tokenIds.length; i++) tokenIds[i] = nextToken() % 151_000;
+      // vLLM hashes a block from its parent and tokens: equal prefixes get equal engine hashes on every pod.
+      const blockHashes = Array.from({ length: BLOCKS_PER_PROMPT }, (_, b) =>
+        String(b < SHARED_BLOCKS ? BigInt(family * 1000 + b) : (hash += 1n)));
+      index.store(pod, { type: 'BlockStored', blockHashes, parentBlockHash: null, tokenIds, blockSize, loraId: null }, root);
+      held += BLOCKS_PER_PROMPT - SHARED_BLOCKS + (sharedSeen.has(family) ? 0 : SHARED_BLOCKS);
+      sharedSeen.add(family);
+    }
+  }
+  const fillSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const after = memory();
+  const entries = index.size;
+  const indexBytes = after.heap - before.heap + (after.arrayBuffers - before.arrayBuffers);
+  return {
+    impl: cell.impl,
+    pods: cell.pods,
+    numGpuBlocks: cell.gpuBlocks,
+    capacityPerPod: index.capacityOf(podKeys[0]!),
+    entries,
+    indexBytes,
+    bytesPerEntry: indexBytes / entries,
+    heapBytes: after.heap,
+    arrayBufferBytes: after.arrayBuffers,
+    rssBytes: after.rss,
+    rssUnderLimit: after.rss < DEPLOYMENT_LIMIT_BYTES,
+    fillSeconds,
+  };
+}
+
 function runCell(cell: Cell, blockSize: number, baseline: string): Json {
+  if (cell.impl === 'precise') return runPreciseCell(cell, blockSize);
   const { gpuBlocks } = cell;
   const podKeys = Array.from({ length: cell.pods }, (_, i) => `10.0.${i >> 8}.${i & 255}:8000`);
   // Shared system-prompt chains, generated before the first measurement so they are not counted.
@@ -199,7 +259,7 @@ function table(rows: Json[]): string {
   for (const r of rows) {
     lines.push(
       `| ${r.impl} | ${r.pods} | ${r.numGpuBlocks ?? '–'} | ${r.capacityPerPod} | ${r.entries} | ${mb(r.indexBytes)} | ${r.bytesPerEntry.toFixed(1)} | ` +
-        `${mb(r.rssBytes)} | ${r.rssUnderLimit ? 'yes' : '**no**'} | ${r.lookupMedianUs.toFixed(1)} | ${r.recordMedianNsPerBlock.toFixed(0)} |`,
+        `${mb(r.rssBytes)} | ${r.rssUnderLimit ? 'yes' : '**no**'} | ${r.lookupMedianUs?.toFixed(1) ?? '–'} | ${r.recordMedianNsPerBlock?.toFixed(0) ?? '–'} |`,
     );
   }
   return lines.join('\n');
@@ -216,11 +276,11 @@ function main(): void {
     return;
   }
   const podCounts = (argument('pods') ?? '8,64,256').split(',').map(Number);
-  const impls = (argument('impls') ?? 'baseline,fixed,gpu-blocks').split(',') as Cell['impl'][];
+  const impls = (argument('impls') ?? 'baseline,fixed,gpu-blocks,precise').split(',') as Cell['impl'][];
   const rows: Json[] = [];
   const cells: Cell[] = [];
   for (const impl of impls) {
-    for (const blocks of impl === 'gpu-blocks' ? gpuBlocks : [0]) {
+    for (const blocks of impl === 'gpu-blocks' || impl === 'precise' ? gpuBlocks : [0]) {
       for (const pods of podCounts) cells.push({ impl, pods, gpuBlocks: blocks });
     }
   }
@@ -234,7 +294,7 @@ function main(): void {
     if (run.status !== 0) throw new Error(`cell ${impl}:${pods} failed:\n${run.stderr}`);
     const row = JSON.parse(run.stdout) as Json;
     rows.push(row);
-    process.stderr.write(`${impl}${impl === 'gpu-blocks' ? ` (${blocks})` : ''} × ${pods} pods: ${(row.indexBytes / 1024 ** 2).toFixed(0)} MiB, ${row.bytesPerEntry.toFixed(1)} B/entry\n`);
+    process.stderr.write(`${impl}${blocks > 0 ? ` (${blocks})` : ''} × ${pods} pods: ${(row.indexBytes / 1024 ** 2).toFixed(0)} MiB, ${row.bytesPerEntry.toFixed(1)} B/entry\n`);
   }
   const cpus = os.cpus();
   const results = {

@@ -61,6 +61,7 @@ interface PrefixMatch {
 export interface PrefixCacheStats {
   /** (block, endpoint) pairs in the index. */
   readonly indexEntries: number;
+  /** Endpoints the index knows (each with its share of `maxIndexEntries`), picked or not yet. */
   readonly indexedEndpoints: number;
   readonly picks: number;
   /** Blocks of picked requests already held by the picked endpoint ÷ blocks hashed. */
@@ -75,7 +76,10 @@ export interface PrefixCacheStats {
  */
 export const CHARACTERS_PER_TOKEN = 4;
 
-/** vLLM's default `--block-size` on GPUs, for a pod whose `cache_config_info` has no `block_size`. */
+/**
+ * vLLM's default `--block-size` on GPUs, for a pod whose `cache_config_info` has no `block_size`
+ * (vllm-project/vllm vllm/platforms/cuda.py `check_and_update_config`: an unset block size becomes 16; main @ 002db49).
+ */
 const DEFAULT_VLLM_BLOCK_SIZE = 16;
 
 /**
