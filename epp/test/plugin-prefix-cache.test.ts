@@ -238,6 +238,29 @@ describe('PrefixBlockIndex', () => {
     expect(index.allocatedBytes).toBe(bytes);
   });
 
+  it('sizes its buckets when capacities grow, around the free slots evictions left, which are then reused', () => {
+    const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 8 });
+    index.record('a', range(1, 8));
+    index.record('b', range(101, 8));
+    index.removeEndpoint('a'); // 8 free slots
+    const before = index.allocatedBytes;
+    index.setCapacity('b', 1000); // room for 1,000 entries: the buckets are rebuilt now, not while recording
+    expect(index.allocatedBytes).toBeGreaterThan(before);
+    // The freed entries of a are not in the rebuilt buckets.
+    expect(index.longestPrefixMatches(range(1, 8), new Set(['a', 'b']))).toEqual(new Map());
+    index.record('c', range(201, 16)); // reuses the free slots
+    expect(index.blocksOf('b')).toEqual(range(101, 8));
+    expect(index.longestPrefixMatches(range(1, 8), new Set(['a', 'b', 'c']))).toEqual(new Map());
+    expect(index.longestPrefixMatches(range(101, 8), new Set(['b', 'c']))).toEqual(new Map([['b', 8]]));
+    expect(index.blocksOf('c')).toEqual(range(209, 8)); // its default capacity: the last 8
+    expect(index.longestPrefixMatches(range(209, 8), new Set(['b', 'c']))).toEqual(new Map([['c', 8]]));
+    index.removeEndpoint('b');
+    index.removeEndpoint('c');
+    expect(index.size).toBe(0);
+    expect(index.longestPrefixMatches(range(101, 8), new Set(['b']))).toEqual(new Map());
+  });
+
   it('agrees with a plain Map-based model under random records, capacity changes and removals', () => {
     // Reference: each endpoint's blocks in recency order, trimmed to the capacity the index reports.
     let seed = 12345;

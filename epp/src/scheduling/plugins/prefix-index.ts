@@ -232,10 +232,17 @@ export class PrefixBlockIndex {
     return state;
   }
 
-  /** Recomputes every endpoint's capacity from the budget and evicts what no longer fits. */
+  /**
+   * Recomputes every endpoint's capacity from the budget and evicts what no longer fits. The buckets are sized for the
+   * new total here, when endpoints join or are sized (mostly at start, with an empty index), so that routing never
+   * waits for a rehash of a full index.
+   */
   private rebalance(): void {
     this.capacityTotal = shareBudget(this.endpoints.values(), this.maxEntries);
     for (const state of this.endpoints.values()) while (state.size > state.capacity) this.evict(state, state.head);
+    let buckets = this.buckets.length;
+    while (2 * buckets < this.capacityTotal) buckets *= 2;
+    if (buckets > this.buckets.length) this.rehash(buckets);
   }
 
   private bucketOf(block: number): number {
@@ -261,6 +268,7 @@ export class PrefixBlockIndex {
       this.chain[at] = this.chain[slot]!;
     }
     this.newer[slot] = this.free;
+    this.endpointAt[slot] = NONE;
     this.free = slot;
     state.size--;
     this.entries--;
@@ -294,14 +302,14 @@ export class PrefixBlockIndex {
     this.chain = grown(this.chain, (n) => new Int32Array(n));
   }
 
+  /** Rebuilds the buckets, walking the slots in memory order (free slots have no endpoint). */
   private rehash(length: number): void {
     this.buckets = new Int32Array(length).fill(NONE);
-    for (const state of this.endpoints.values()) {
-      for (let slot = state.head; slot !== NONE; slot = this.newer[slot]!) {
-        const bucket = this.bucketOf(this.keyAt[slot]!);
-        this.chain[slot] = this.buckets[bucket]!;
-        this.buckets[bucket] = slot;
-      }
+    for (let slot = 0; slot < this.used; slot++) {
+      if (this.endpointAt[slot] === NONE) continue;
+      const bucket = this.bucketOf(this.keyAt[slot]!);
+      this.chain[slot] = this.buckets[bucket]!;
+      this.buckets[bucket] = slot;
     }
   }
 
