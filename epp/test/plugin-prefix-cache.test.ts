@@ -261,6 +261,14 @@ describe('PrefixBlockIndex', () => {
     expect(index.longestPrefixMatches(range(101, 8), new Set(['b']))).toEqual(new Map());
   });
 
+  it('allocates for an unbounded capacity only as entries arrive', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 8 });
+    index.setCapacity('a', 1e12); // no budget: the buckets stop at their presized maximum, the entries at what is held
+    expect(index.allocatedBytes).toBeLessThanOrEqual(64 * 1024 ** 2 + 1024);
+    index.record('a', [1, 2, 3]);
+    expect(index.longestPrefixMatches([1, 2, 3], new Set(['a']))).toEqual(new Map([['a', 3]]));
+  });
+
   it('agrees with a plain Map-based model under random records, capacity changes and removals', () => {
     // Reference: each endpoint's blocks in recency order, trimmed to the capacity the index reports.
     let seed = 12345;

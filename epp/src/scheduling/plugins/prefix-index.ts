@@ -1,6 +1,11 @@
 import { budgetScale, shareBudget } from './index-budget';
 
 const NONE = -1;
+/**
+ * Buckets sized ahead of the entries at most (64 MiB, enough for 32M entries); past that, for capacities no budget
+ * bounds, they grow as entries arrive.
+ */
+const PRESIZED_BUCKETS_MAX = 1 << 24;
 
 /** One endpoint's part of the index: its capacity and the ends of its recency list. */
 interface EndpointState {
@@ -241,7 +246,7 @@ export class PrefixBlockIndex {
     this.capacityTotal = shareBudget(this.endpoints.values(), this.maxEntries);
     for (const state of this.endpoints.values()) while (state.size > state.capacity) this.evict(state, state.head);
     let buckets = this.buckets.length;
-    while (2 * buckets < this.capacityTotal) buckets *= 2;
+    while (2 * buckets < this.capacityTotal && buckets < PRESIZED_BUCKETS_MAX) buckets *= 2;
     if (buckets > this.buckets.length) this.rehash(buckets);
   }
 
