@@ -18,6 +18,8 @@
  *   README "Prefix index memory" for why) under the default `maxIndexEntries`.
  * - `precise`: the precise scorer's `KvBlockIndex`, filled through `BlockStored` events (memory only), under its own
  *   default `maxIndexEntries`.
+ * - `epp`: the whole EPP process (`startEpp`, default config, real scrapes of loopback vLLM `/metrics` stand-ins) with
+ *   its prefix index filled to capacity: its RSS against the limit, idle and full (memory only).
  *
  * Memory numbers are deterministic up to allocator noise; the timings are medians on a shared machine and only their
  * ratios within one run mean anything. Prints a table and writes `bench/index-memory-results.json`.
@@ -30,7 +32,10 @@ import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { FakeVllmServer } from '@kvroute/testkit';
+import { parseArgs } from '../src/cli';
 import { DEFAULT_TIER_WEIGHTS, KvBlockIndex } from '../src/kvindex/kv-block-index';
+import { startEpp } from '../src/runner';
 import { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 import { rootKey } from '../src/scheduling/plugins/prefix-hash';
 
@@ -45,7 +50,7 @@ const SHARED_BLOCKS = 16;
 const SHARED_PREFIXES = 64;
 
 interface Cell {
-  readonly impl: 'baseline' | 'fixed' | 'gpu-blocks' | 'precise';
+  readonly impl: 'baseline' | 'fixed' | 'gpu-blocks' | 'precise' | 'epp';
   readonly pods: number;
   /** Each pod's `num_gpu_blocks` (read by `gpu-blocks` only). */
   readonly gpuBlocks: number;
@@ -155,8 +160,62 @@ function runPreciseCell(cell: Cell, blockSize: number): Json {
   };
 }
 
-function runCell(cell: Cell, blockSize: number, baseline: string): Json {
+/**
+ * The whole EPP (`startEpp` with its default config, gRPC, health and metrics servers, scraping every pod's /metrics
+ * from a loopback vLLM stand-in), its prefix index filled to the budget: the process's RSS is what the Deployment's
+ * limit meets. The stand-ins (tiny HTTP servers) live in the same process.
+ */
+async function runEppCell(cell: Cell, blockSize: number): Promise<Json> {
+  const servers = await Promise.all(Array.from({ length: cell.pods }, () =>
+    FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1, numGpuBlocks: cell.gpuBlocks }], blockSize })));
+  const options = parseArgs(['--endpoints', servers.map((s) => `127.0.0.1:${s.port}`).join(','), '--grpc-port', '0',
+    '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '1s'])!;
+  const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+  const epp = await startEpp(options, silent);
+  const deadline = Date.now() + 60_000;
+  while (!epp.datastore.snapshot().every((s) => s.metrics.numGpuBlocks !== undefined)) {
+    if (Date.now() > deadline) throw new Error('the EPP did not scrape every pod within 60 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const scorer = epp.scheduler.plugins.get('prefix-cache-scorer') as PrefixCacheScorer;
+  // One scheduling cycle's worth of scoring: the scorer reads every candidate's scraped cache_config_info.
+  scorer.score({ request: { requestId: 'r', model: 'm', prompt: 'x', headers: {} }, state: new CycleState() }, epp.datastore.snapshot());
+  const podKeys = servers.map((s) => `127.0.0.1:${s.port}`);
+  const idle = memory();
+  const prompt = new Array<number>(BLOCKS_PER_PROMPT);
+  const nextKey = keys(11);
+  for (const pod of podKeys) {
+    const capacity = scorer.index.capacityOf(pod) ?? 0;
+    let held = 0;
+    while (held < capacity) {
+      // Unique blocks only: the worst case for memory (no entry shares a block key with another pod's).
+      for (let i = 0; i < BLOCKS_PER_PROMPT; i++) prompt[i] = nextKey();
+      scorer.index.record(pod, prompt);
+      held += BLOCKS_PER_PROMPT;
+    }
+  }
+  const full = memory();
+  await epp.stop();
+  await Promise.all(servers.map((s) => s.close()));
+  return {
+    impl: cell.impl,
+    pods: cell.pods,
+    numGpuBlocks: cell.gpuBlocks,
+    capacityPerPod: scorer.index.capacityOf(podKeys[0]!),
+    entries: scorer.index.size,
+    indexBytes: full.heap - idle.heap + (full.arrayBuffers - idle.arrayBuffers),
+    bytesPerEntry: (full.heap - idle.heap + (full.arrayBuffers - idle.arrayBuffers)) / scorer.index.size,
+    idleRssBytes: idle.rss,
+    heapBytes: full.heap,
+    arrayBufferBytes: full.arrayBuffers,
+    rssBytes: full.rss,
+    rssUnderLimit: full.rss < DEPLOYMENT_LIMIT_BYTES,
+  };
+}
+
+function runCell(cell: Cell, blockSize: number, baseline: string): Json | Promise<Json> {
   if (cell.impl === 'precise') return runPreciseCell(cell, blockSize);
+  if (cell.impl === 'epp') return runEppCell(cell, blockSize);
   const { gpuBlocks } = cell;
   const podKeys = Array.from({ length: cell.pods }, (_, i) => `10.0.${i >> 8}.${i & 255}:8000`);
   // Shared system-prompt chains, generated before the first measurement so they are not counted.
@@ -265,22 +324,23 @@ function table(rows: Json[]): string {
   return lines.join('\n');
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const gpuBlocks = (argument('gpu-blocks') ?? '40000,400000').split(',').map(Number);
   const blockSize = Number(argument('block-size') ?? 16);
   const baseline = argument('baseline') ?? DEFAULT_BASELINE;
   const child = argument('child');
   if (child !== undefined) {
     const [impl, pods, blocks] = child.split(':') as [Cell['impl'], string, string];
-    process.stdout.write(JSON.stringify(runCell({ impl, pods: Number(pods), gpuBlocks: Number(blocks) }, blockSize, baseline)));
+    const row = await runCell({ impl, pods: Number(pods), gpuBlocks: Number(blocks) }, blockSize, baseline);
+    process.stdout.write(JSON.stringify(row));
     return;
   }
   const podCounts = (argument('pods') ?? '8,64,256').split(',').map(Number);
-  const impls = (argument('impls') ?? 'baseline,fixed,gpu-blocks,precise').split(',') as Cell['impl'][];
+  const impls = (argument('impls') ?? 'baseline,fixed,gpu-blocks,precise,epp').split(',') as Cell['impl'][];
   const rows: Json[] = [];
   const cells: Cell[] = [];
   for (const impl of impls) {
-    for (const blocks of impl === 'gpu-blocks' || impl === 'precise' ? gpuBlocks : [0]) {
+    for (const blocks of impl === 'gpu-blocks' || impl === 'precise' || impl === 'epp' ? gpuBlocks : [0]) {
       for (const pods of podCounts) cells.push({ impl, pods, gpuBlocks: blocks });
     }
   }
@@ -315,4 +375,10 @@ function main(): void {
   process.stdout.write(`${table(rows)}\n\nmachine: ${results.machine.cpu} × ${results.machine.cores}, node ${results.machine.node}; wrote ${out}\n`);
 }
 
-main();
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);
