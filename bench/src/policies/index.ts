@@ -22,7 +22,7 @@ export { CountingDirector, LeastRequestDirector, RandomDirector, RoundRobinDirec
 /**
  * GIE's approximate-prefix EPP config in the shape of its Helm chart's plugins-v2.yaml, with the prefix scorer weighted
  * 2 as in llm-d's benchmarks (queue 1, kv-cache 1, prefix 2), the estimate mode and GIE's sizing (64-byte blocks, 256
- * blocks matched, 31,250 LRU entries per pod).
+ * blocks matched, 31,250 LRU entries per pod: `autoTune: false`, as before GIE v1.2.0 sized pods from num_gpu_blocks).
  */
 export const APPROX_PREFIX_CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
@@ -34,6 +34,7 @@ plugins:
     mode: estimate
     hashBlockSize: 64
     maxPrefixBlocksToMatch: 256
+    autoTune: false
     lruCapacityPerServer: 31250
 - type: max-score-picker
 - type: single-profile-handler
