@@ -4,6 +4,7 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
 import { Datastore } from './datastore/datastore';
@@ -75,6 +76,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     metricsPath: options.modelServerMetricsPath,
     metricsScheme: options.modelServerMetricsScheme,
     metricsInsecureSkipVerify: options.modelServerMetricsInsecureSkipVerify,
+    scrapeMode: options.metricsScrapeMode,
+    scrapeWorkers: options.metricsScrapeMode === 'worker' ? options.metricsScrapeWorkers : undefined,
+    onScrapeWorkerError: (err) => logger.error('metrics scrape worker died; restarting it', { error: err.message }),
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });
   const poolName = options.poolName ?? 'static';
@@ -130,9 +134,22 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     datastore.on('poolSyncChanged', updateServing);
 
     // Pool gauges are computed when Prometheus scrapes, so they are never staler than the scrape itself.
+    let counted = { success: 0, failure: 0, restarts: 0 };
+    let elu = performance.eventLoopUtilization();
     const updatePoolGauges = () => {
       const stats = datastore.poolStats();
       const c = metrics.collectors;
+      // Scrape counts live in the datastore as plain numbers (thousands a second at 256 pods) and reach the counters
+      // here, once per Prometheus scrape.
+      const scrapes = { ...datastore.scrapeCounts, restarts: datastore.scrapeWorkerRestarts };
+      c.modelServerScrapes.inc({ outcome: 'success' }, scrapes.success - counted.success);
+      c.modelServerScrapes.inc({ outcome: 'failure' }, scrapes.failure - counted.failure);
+      c.scrapeWorkerRestarts.inc(scrapes.restarts - counted.restarts);
+      counted = scrapes;
+      c.metricsRefreshInterval.set({ mode: datastore.scrapeMode }, datastore.effectiveRefreshIntervalMs / 1000);
+      const now = performance.eventLoopUtilization();
+      c.eventLoopUtilization.set(performance.eventLoopUtilization(now, elu).utilization);
+      elu = now;
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);

@@ -141,7 +141,8 @@ describe('the EPP end to end', () => {
       seen.add(out.endpoint!);
     }
     expect(seen.size).toBe(1);
-  });
+    // A thousand sequential round trips: a limit for a hung test, not a speed bound (jest's 5 s default was one).
+  }, 120_000);
 
   test('requests sharing a long prefix land together', async () => {
     const groups = 8;

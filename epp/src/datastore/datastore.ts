@@ -51,8 +51,6 @@ export interface DatastoreOptions {
   readonly scrapeWorkers?: number;
   /** `adaptive` mode: the interval's ceiling. Default 400 ms. */
   readonly adaptiveMaxIntervalMs?: number;
-  /** Every finished scrape (any mode), for counters. */
-  readonly onScrape?: (key: string, ok: boolean) => void;
   /** A scrape worker died and is being restarted. Default process.emitWarning. */
   readonly onScrapeWorkerError?: (err: Error) => void;
   /** Where exceptions thrown by event listeners go; they never propagate into discovery. Default process.emitWarning. */
@@ -126,6 +124,7 @@ export class Datastore {
   private adaptTimer: NodeJS.Timeout | undefined;
   private adaptWindow = { scrapes: 0, costMs: 0 };
   private adaptElu: EventLoopUtilization | undefined;
+  private readonly scrapeTotals = { success: 0, failure: 0 };
   private synced = false;
   private stopped = false;
   private readonly pendingStops = new Set<Promise<void>>();
@@ -170,7 +169,7 @@ export class Datastore {
           if (!rec) return;
           rec.metrics = metrics;
           rec.scrapeStatus = status;
-          this.options.onScrape?.(rec.endpoint.key, status.lastError === undefined);
+          this.countScrape(status);
         },
         onError: options.onScrapeWorkerError ?? ((err) => process.emitWarning(err.message)),
       });
@@ -185,6 +184,16 @@ export class Datastore {
   /** The interval scrapers run at now: the configured one, except as the adaptive mode lengthened it. */
   get effectiveRefreshIntervalMs(): number {
     return this.intervalMs;
+  }
+
+  /** Scrapes finished since the store started, by outcome (for the EPP's own counters). */
+  get scrapeCounts(): Readonly<{ success: number; failure: number }> {
+    return { ...this.scrapeTotals };
+  }
+
+  private countScrape(status: ScrapeStatus): void {
+    if (status.lastError === undefined) this.scrapeTotals.success++;
+    else this.scrapeTotals.failure++;
   }
 
   /** Worker mode: worker threads restarted after crashes. */
@@ -275,7 +284,7 @@ export class Datastore {
           rec.metrics = m;
           this.adaptWindow.scrapes++;
           this.adaptWindow.costMs += status.lastCostMs;
-          this.options.onScrape?.(ep.key, status.lastError === undefined);
+          this.countScrape(status);
         },
       });
       rec.scraper = scraper;
