@@ -413,6 +413,16 @@ async function main(): Promise<void> {
       for (const mode of MODES) {
         const epp = await startEppProcess(ports.slice(0, n), mode);
         try {
+          // Idle first: with no requests, the routing loop's utilization is what scraping alone costs it.
+          const idleBefore = await eppMetrics(epp);
+          const idleStart = performance.now();
+          await sleep(Math.max(1000, PHASE_SECONDS * 1000));
+          const idleAfter = await eppMetrics(epp);
+          const idle = {
+            idleLoopUtilization: r3(idleAfter.elu),
+            idleScrapesPerSec: Math.round((idleAfter.scrapes - idleBefore.scrapes) / ((performance.now() - idleStart) / 1000)),
+            idleRefreshIntervalMs: Math.round(idleAfter.refreshIntervalMs),
+          };
           for (const bytes of PROMPT_BYTES) {
             const bodies = bodiesBySize.get(bytes)!;
             const before = await eppMetrics(epp);
@@ -437,6 +447,7 @@ async function main(): Promise<void> {
               refreshIntervalMs: Math.round(after.refreshIntervalMs),
               loopUtilization: r3(after.elu),
               rssMiB: mb(after.rss), heapUsedMiB: mb(after.heapUsed),
+              ...idle,
               ...inProcess.get(bytes),
             };
             rows.push(row);
@@ -453,10 +464,10 @@ async function main(): Promise<void> {
     await Promise.all([stopChild(metricsServers), stopChild(floor)]);
   }
 
-  console.log('\n| endpoints | prompt | mode | req/s (16 in flight) | floor req/s | × floor | added p50 / p99 (1 in flight) | p50 / p99 at 16 | schedule p99 | ≤ 1 ms | scrapes/s (expected) | interval | loop util. | RSS / heap |');
-  console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| endpoints | prompt | mode | req/s (16 in flight) | floor req/s | × floor | added p50 / p99 (1 in flight) | p50 / p99 at 16 | schedule p99 | ≤ 1 ms | scrapes/s (expected) | interval | loop util. | idle: loop util., scrapes/s | RSS / heap |');
+  console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.endpoints} | ${(r.promptBytes / 1024).toFixed(0)} KB | ${r.mode} | ${r.rps} | ${r.floorRps} | ${r.ratioToFloor} | ${r.addedP50Ms} / ${r.addedP99Ms} ms | ${r.concurrentP50Ms} / ${r.concurrentP99Ms} ms | ${r.scheduleP99Ms} ms | ${(r.scheduleWithin1ms * 100).toFixed(1)}% | ${r.scrapesPerSec} (${r.expectedScrapesPerSec}) | ${r.refreshIntervalMs} ms | ${r.loopUtilization} | ${r.rssMiB} / ${r.heapUsedMiB} MiB |`);
+    console.log(`| ${r.endpoints} | ${(r.promptBytes / 1024).toFixed(0)} KB | ${r.mode} | ${r.rps} | ${r.floorRps} | ${r.ratioToFloor} | ${r.addedP50Ms} / ${r.addedP99Ms} ms | ${r.concurrentP50Ms} / ${r.concurrentP99Ms} ms | ${r.scheduleP99Ms} ms | ${(r.scheduleWithin1ms * 100).toFixed(1)}% | ${r.scrapesPerSec} (${r.expectedScrapesPerSec}) | ${r.refreshIntervalMs} ms | ${r.loopUtilization} | ${r.idleLoopUtilization}, ${r.idleScrapesPerSec} | ${r.rssMiB} / ${r.heapUsedMiB} MiB |`);
   }
   const goals = evaluateGoals(rows);
   console.log('\ngoals (issue 11, "256 pods on one EPP"):');
