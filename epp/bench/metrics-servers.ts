@@ -13,14 +13,14 @@ const count = Number(process.argv[2] ?? 256);
 if (!Number.isInteger(count) || count < 1) throw new Error(`metrics-servers: endpoint count must be a positive integer, got ${process.argv[2]}`);
 
 let served = 0;
-const pages: string[] = [];
-function render(i: number, tick: number): string {
+const pages: Buffer[] = []; // encoded once per change, not per request
+function render(i: number, tick: number): Buffer {
   const x = (i * 7 + tick * 3) % 17;
-  return renderVllmMetrics({
+  return Buffer.from(renderVllmMetrics({
     modelName: 'Qwen/Qwen3-0.6B',
     blockSize: 16,
     engines: [{ waiting: x % 4, running: 4 + (x % 12), kvUsage: (x % 10) / 12.5, numGpuBlocks: 8192 }],
-  });
+  }));
 }
 
 async function main(): Promise<void> {
@@ -33,7 +33,8 @@ async function main(): Promise<void> {
         return;
       }
       served++;
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(pages[i]);
+      const page = pages[i]!;
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': page.length }).end(page);
     });
     server.keepAliveTimeout = 60_000;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
     if (m.type === 'stats') process.send?.({ type: 'stats', served });
   });
   process.on('disconnect', () => process.exit(0));
-  process.send?.({ type: 'ports', ports: servers.map((s) => (s.address() as AddressInfo).port), pageBytes: Buffer.byteLength(pages[0] ?? '') });
+  process.send?.({ type: 'ports', ports: servers.map((s) => (s.address() as AddressInfo).port), pageBytes: pages[0]?.length ?? 0 });
 }
 
 main().catch((e) => {
