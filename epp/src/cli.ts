@@ -76,7 +76,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'kubeconfig', aliases: [], kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)' },
   { name: 'refresh-metrics-interval', aliases: ['refreshMetricsInterval'], kind: 'duration', default: '50ms', help: 'how often each endpoint\'s /metrics is scraped' },
   { name: 'metrics-scrape-mode', aliases: [], kind: 'string', default: 'worker', help: 'where model-server pages are fetched and parsed: worker (worker threads, off the routing loop), adaptive (on the routing loop, interval lengthened with pool size and loop load, up to 400ms) or event-loop (on the routing loop at the fixed interval)' },
-  { name: 'metrics-scrape-workers', aliases: [], kind: 'int', default: '1', help: 'worker threads for --metrics-scrape-mode=worker (1-64); one keeps up with 256 pods at 50ms' },
+  { name: 'metrics-scrape-workers', aliases: [], kind: 'int', default: '1', help: 'worker threads for --metrics-scrape-mode=worker (1-64); pods are spread over them, each pod on one; add threads (and CPU) when kvroute_epp_model_server_scrapes_total falls behind pods / interval' },
   { name: 'model-server-metrics-port', aliases: ['modelServerMetricsPort'], kind: 'port', help: 'port to scrape instead of the endpoint\'s own (default: the endpoint port)' },
   { name: 'model-server-metrics-path', aliases: ['modelServerMetricsPath'], kind: 'string', default: '/metrics', help: 'path of the model servers\' Prometheus metrics' },
   { name: 'model-server-metrics-scheme', aliases: ['modelServerMetricsScheme'], kind: 'string', default: 'http', help: 'http or https for the model servers\' metrics' },

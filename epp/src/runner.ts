@@ -7,7 +7,9 @@ import * as http from 'http';
 import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
-import { Datastore } from './datastore/datastore';
+import { parseDuration } from './config/duration';
+import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
+import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { startExtProcServer, type ExtProcServer } from './extproc/server';
@@ -66,8 +68,28 @@ export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'
   return defaultEndpointPickerConfig();
 }
 
+/**
+ * Warnings for saturation filters whose staleness bound a healthy pod could exceed between two scrapes: the longest
+ * scrape period (the configured one, or the adaptive mode's ceiling) must fit twice into `metricsStalenessThreshold`,
+ * or a pod is dropped as stale merely because its next scrape is not due yet.
+ */
+export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode, refreshIntervalMs: number): string[] {
+  const period = mode === 'adaptive' ? Math.max(refreshIntervalMs, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS) : refreshIntervalMs;
+  const out: string[] = [];
+  for (const p of config.plugins) {
+    if (p.type !== 'saturation-filter') continue;
+    const raw = p.parameters?.metricsStalenessThreshold ?? '200ms';
+    const threshold = parseDuration(raw);
+    if (threshold < 2 * period) {
+      out.push(`saturation-filter ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${mode === 'adaptive' ? 'adaptive scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
+    }
+  }
+  return out;
+}
+
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const config = loadConfig(options);
+  for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs)) logger.warn(w);
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const datastore = new Datastore({

@@ -11,6 +11,8 @@ import { Datastore, type ScrapeMode } from '../src/datastore/datastore';
 import { ScrapeWorkerPool } from '../src/datastore/scrape-pool';
 import { metricsUrl } from '../src/datastore/scraper';
 import { EMPTY_METRICS, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
+import { defaultEndpointPickerConfig } from '../src/config';
+import { stalenessWarnings } from '../src/runner';
 
 // Every wait is a condition with a generous limit that only bounds a broken test; nothing here asserts speed.
 jest.setTimeout(90_000);
@@ -293,5 +295,22 @@ describe('the adaptive interval', () => {
       await ds.stop();
       await server.close();
     }
+  });
+});
+
+describe('staleness bound vs scrape period', () => {
+  it('the default config fits every mode at the default period', () => {
+    for (const mode of ['worker', 'adaptive', 'event-loop'] as const) expect(stalenessWarnings(defaultEndpointPickerConfig(), mode, 50)).toEqual([]);
+  });
+
+  it('warns when a pod could age out between two scrapes, naming the parameter and the fix', () => {
+    const config = defaultEndpointPickerConfig();
+    const tight = {
+      ...config,
+      plugins: config.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, metricsStalenessThreshold: '200ms' } } : p)),
+    };
+    expect(stalenessWarnings(tight, 'worker', 50)).toEqual([]);
+    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the adaptive scrape period's ceiling \(400 ms\).*at least 800ms/)]);
+    expect(stalenessWarnings(config, 'worker', 600)).toEqual([expect.stringMatching(/metricsStalenessThreshold 1s is under twice the scrape period \(600 ms\).*at least 1200ms/)]);
   });
 });
