@@ -42,9 +42,12 @@ export interface DatastoreOptions {
    *   configured one as long as the workers keep up (a worker that falls behind skips ticks, never the router).
    * - `adaptive`: scrapers run on the routing thread and the interval grows with pool size and loop load
    *   (adaptive-interval.ts), from `refreshIntervalMs` up to `adaptiveMaxIntervalMs`.
-   * - `event-loop`: scrapers on the routing thread at the fixed interval (kvroute before 0.2; for comparison).
-   * The EPP benchmark measured all three at 8-256 pods (epp/README.md): `worker` keeps the configured freshness
-   * and the routing latency of a small pool; `adaptive` protects routing only by letting metrics age.
+   * - `event-loop`: scrapers on the routing thread at the fixed interval (kvroute's behaviour before the worker
+   *   threads; kept for comparison).
+   * Why `worker` is the default: the EPP benchmark (epp/README.md, "Scraping at 256 pods") measured all three. At
+   * 256 pods, idle, scraping cost the routing loop ~6% in `worker` mode, ~40% in `adaptive` (which got there by
+   * stretching the period to 150-300 ms) and ~97% in `event-loop`; under load the router kept the most throughput
+   * and the shortest tail with the workers, and the workers still delivered the most scrapes per second.
    */
   readonly scrapeMode?: ScrapeMode;
   /**
@@ -161,22 +164,22 @@ export class Datastore {
   private scrapePool(): ScrapeWorkerPool {
     const options = this.options;
     this.pool ??= new ScrapeWorkerPool({
-        workers: options.scrapeWorkers,
-        intervalMs: this.intervalMs,
-        timeoutMs: options.scrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
-        scheme: options.metricsScheme ?? 'http',
-        insecureSkipVerify: options.metricsInsecureSkipVerify ?? true,
-        names: options.metricNames,
-        modelName: options.modelName,
-        onReading: (id, metrics, status) => {
-          const rec = this.byScrapeId.get(id);
-          if (!rec) return;
-          rec.metrics = metrics;
-          rec.scrapeStatus = status;
-          this.countScrape(status);
-        },
-        onError: options.onScrapeWorkerError ?? ((err) => process.emitWarning(err.message)),
-      });
+      workers: options.scrapeWorkers,
+      intervalMs: this.intervalMs,
+      timeoutMs: options.scrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
+      scheme: options.metricsScheme ?? 'http',
+      insecureSkipVerify: options.metricsInsecureSkipVerify ?? true,
+      names: options.metricNames,
+      modelName: options.modelName,
+      onReading: (id, metrics, status) => {
+        const rec = this.byScrapeId.get(id);
+        if (!rec) return;
+        rec.metrics = metrics;
+        rec.scrapeStatus = status;
+        this.countScrape(status);
+      },
+      onError: options.onScrapeWorkerError ?? ((err) => process.emitWarning(err.message)),
+    });
     return this.pool;
   }
 
