@@ -45,9 +45,9 @@ export interface DatastoreOptions {
    * - `event-loop`: scrapers on the routing thread at the fixed interval (kvroute's behaviour before the worker
    *   threads; kept for comparison).
    * Why `worker` is the default: the EPP benchmark (epp/README.md, "Scraping at 256 pods") measured all three. At
-   * 256 pods, idle, scraping cost the routing loop ~6% in `worker` mode, ~40% in `adaptive` (which got there by
-   * stretching the period to 150-300 ms) and ~97% in `event-loop`; under load the router kept the most throughput
-   * and the shortest tail with the workers, and the workers still delivered the most scrapes per second.
+   * 256 pods, idle, scraping cost the routing loop 4-6% of its time in `worker` mode, 42-60% in `adaptive` (with
+   * the period already stretched to 250-400 ms) and 97-98% in `event-loop` (two runs on a shared 2-core machine);
+   * under load both other modes routed 3-10× what `event-loop` did, and only the workers kept the 50 ms period.
    */
   readonly scrapeMode?: ScrapeMode;
   /**
