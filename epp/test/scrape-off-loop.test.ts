@@ -130,6 +130,25 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
     }
   });
 
+  it('the contrast: on the routing thread (event-loop mode) nothing is fetched while that thread is blocked', async () => {
+    const server = await MetricsThread.start([page(1), page(7)]);
+    const ds = new Datastore({ scrapeMode: 'event-loop', refreshIntervalMs: 10 });
+    try {
+      const ep = endpoint(server.port);
+      ds.upsertEndpoint(ep);
+      await waitFor(() => ds.metrics(ep.key)?.waitingQueueSize === 1, 'first reading');
+      const at = await server.switchTo(1);
+      // At most the one request already in flight can be answered while this thread cannot issue the next.
+      expect(() => server.blockUntilServed(at + 2, 2000)).toThrow(/answered only/);
+      const unblocked = Date.now();
+      await waitFor(() => ds.metrics(ep.key)?.waitingQueueSize === 7, 'the page after unblocking');
+      expect(ds.metrics(ep.key)?.updateTime).toBeGreaterThanOrEqual(unblocked);
+    } finally {
+      await ds.stop();
+      await server.close();
+    }
+  });
+
   it('reports a worker that dies and restarts it with its endpoints', async () => {
     const server = await FakeVllmServer.start({ engines: [{ waiting: 2, running: 0, kvUsage: 0.1 }] });
     const errors: Error[] = [];
