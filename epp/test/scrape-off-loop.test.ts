@@ -214,11 +214,17 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
     }
   });
 
-  it('rejects bad options naming the allowed values', () => {
+  it('rejects bad options naming the allowed values', async () => {
     expect(() => new Datastore({ scrapeMode: 'threads' as ScrapeMode })).toThrow(/scrapeMode must be one of worker, adaptive, event-loop, got threads/);
     expect(() => new Datastore({ scrapeMode: 'adaptive', scrapeWorkers: 2 })).toThrow(/scrapeWorkers applies to scrapeMode worker only/);
     const pool = () => new ScrapeWorkerPool({ workers: 0, intervalMs: 10, timeoutMs: 10, scheme: 'http', insecureSkipVerify: true, onReading() {}, onError() {} });
     expect(pool).toThrow(/scrape workers must be an integer from 1 to 64, got 0/);
+    const ok = new ScrapeWorkerPool({ intervalMs: 10, timeoutMs: 10, scheme: 'http', insecureSkipVerify: true, onReading() {}, onError() {} });
+    try {
+      expect(() => ok.add(1, 'ftp://127.0.0.1:1/metrics', EMPTY_METRICS)).toThrow(/unsupported metrics URL ftp:/);
+    } finally {
+      await ok.stop();
+    }
   });
 });
 

@@ -83,6 +83,9 @@ export class ScrapeWorkerPool {
   /** Starts scraping `url` for the handle `id` (unique per endpoint record) on the least-loaded worker. */
   add(id: number, url: string, initial: EndpointMetrics): void {
     if (this.stopping) throw new Error('scrape pool is stopped');
+    // Checked here, where the caller can see the error; in the worker it would only crash the thread.
+    const protocol = new URL(url).protocol;
+    if (protocol !== 'http:' && protocol !== 'https:') throw new Error(`unsupported metrics URL ${url}`);
     if (this.entries.has(id)) this.remove(id);
     let slot = this.slots[0] as Slot;
     for (const s of this.slots) if (s.ids.size < slot.ids.size) slot = s;
