@@ -12,6 +12,8 @@ import { startSimulator, type Simulator } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
 
 jest.setTimeout(120_000);
+/** Bounds a hung wait only: on a loaded 2-core machine loading the tokenizer and starting three sims can exceed 20 s. */
+const HUNG = { limitMs: 60_000 };
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -70,7 +72,7 @@ plugins:
       kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
     })));
     gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
-    await waitFor(() => epp.serving, 'the EPP to serve');
+    await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
   });
 
   afterAll(async () => {
@@ -83,7 +85,7 @@ plugins:
     const [, b] = sims;
     // Warm B directly, bypassing the gateway and the EPP. Its events reach the EPP's index.
     expect((await post(`${b!.url}/v1/chat/completions`, chat('Who owns a ticket?'))).status).toBe(200);
-    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'B\'s events to reach the EPP');
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'B\'s events to reach the EPP', HUNG);
 
     const served: string[] = [];
     const predictedBefore = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
@@ -100,7 +102,7 @@ plugins:
     // Flood B directly with other prompts until it has evicted the manual (its cache holds 160 blocks).
     const appliedBefore = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
     for (let i = 0; i < 6; i++) expect((await post(`${b!.url}/v1/chat/completions`, unrelated(i))).status).toBe(200);
-    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > appliedBefore + 6, 'the flood\'s events (and B\'s removals) to be applied');
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > appliedBefore + 6, 'the flood\'s events (and B\'s removals) to be applied', HUNG);
 
     // The EPP no longer predicts the manual cached anywhere: a new request's predicted hit is nothing but what the
     // speculative entries of the four routed requests still cover (they lapse after 2 s; wait them out).

@@ -1,7 +1,7 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
-import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_METRIC_NAMES, wantedLines } from '../src/datastore/vllm-metrics';
+import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, wantedLines } from '../src/datastore/vllm-metrics';
 
 describe('parseVllmMetrics', () => {
   it('reads queue, KV usage and cache config from a single-engine page', () => {
@@ -88,7 +88,10 @@ describe('parseVllmMetrics', () => {
   });
 
   it('reads the same as a full parse of the page: the line pre-filter only drops what the parser would skip', () => {
-    const wanted = ['vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc'];
+    const wanted = [
+      'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
+      VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+    ];
     const pages = [
       renderVllmMetrics({ engines: [{ waiting: 3, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 }),
       renderVllmMetrics({ engines: [{ waiting: 1, running: 2, kvUsage: 0.5, numGpuBlocks: 100 }, { waiting: 4, running: 0, kvUsage: 0.1, numGpuBlocks: 300 }], kvCacheUsage: false, runningLoraAdapters: ['a'] }),
@@ -104,6 +107,8 @@ describe('parseVllmMetrics', () => {
       expect(wantedLines(page, wanted).split('\n').length).toBeLessThanOrEqual(page.split('\n').length);
     }
     expect(parseVllmMetrics(pages[2] as string).waitingQueueSize).toBe(5);
+    // The latency model's counters and histogram survive the pre-filter (renderVllmMetrics exports both).
+    expect(parseVllmMetrics(pages[0] as string)).toMatchObject({ firstTokenCount: expect.any(Number), prefixCacheQueryTokens: expect.any(Number) });
   });
 
   it('still reports garbage lines, with their line numbers, after the pre-filter', () => {

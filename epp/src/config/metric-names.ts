@@ -210,6 +210,24 @@ export const EPP_METRICS = {
     labels: [],
     help: 'Live session bindings held by the session-affinity filter.',
   },
+  sessionStoreOperations: {
+    name: 'kvroute_epp_session_store_operations_total',
+    type: 'counter',
+    labels: ['operation', 'outcome'],
+    help: 'Shared session store (Redis/Valkey) calls: operation="read" outcome="hit", "miss", or "timeout", "error", "unavailable" (each a pick that fell back to the local bindings); operation="write" outcome="ok", "timeout", "error", "unavailable" or "dropped" (too many writes pending).',
+  },
+  sessionStoreConnected: {
+    name: 'kvroute_epp_session_store_connected',
+    type: 'gauge',
+    labels: [],
+    help: '1 while the shared session store is connected; 0 while picks fall back to the local bindings, or when no store is configured.',
+  },
+  sessionTokens: {
+    name: 'kvroute_epp_session_tokens_total',
+    type: 'counter',
+    labels: ['outcome'],
+    help: 'Signed x-session-token headers received: outcome="valid", "expired", "forged" (signature matches no accepted key; unsigned llm-d tokens count here when they have the form) or "malformed"; all but valid are ignored.',
+  },
   saturationExclusions: {
     name: 'kvroute_epp_saturation_exclusions_total',
     type: 'counter',

@@ -24,6 +24,7 @@ import type { PrepareRequest } from '../../requestcontrol/hooks';
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
+import { publishPrefixMatch } from '../prefix-match';
 import { blockKey, rootKey, stringWords } from './prefix-hash';
 
 export interface KvEventsConfig {
@@ -226,6 +227,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
     const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now());
     cycle.state.set(MATCHES, matches);
+    publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
     // llm-d's newest normalization: the matched (tier-weighted) share of the request's blocks.
     return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
   }

@@ -3,6 +3,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { stateKey, type CycleContext, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
+import { publishPrefixMatch } from '../prefix-match';
 import { hashPromptBlocks } from './prefix-hash';
 import { PrefixBlockIndex } from './prefix-index';
 
@@ -75,6 +76,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const candidateKeys = new Set(candidates.map((candidate) => candidate.endpoint.key));
     const matchedBlocks = this.index.longestPrefixMatches(blocks, candidateKeys);
     cycle.state.set(this.matchKey, { blocks, matchedBlocks });
+    publishPrefixMatch(cycle.state, { unit: 'characters', promptLength: request.prompt.length, cachedLength: new Map([...matchedBlocks].map(([k, n]) => [k, n * this.parameters.hashBlockSize])) });
     return candidates.map((candidate) => (matchedBlocks.get(candidate.endpoint.key) ?? 0) / blocks.length);
   }
 
