@@ -168,6 +168,30 @@ export const EPP_METRICS = {
     labels: ['destination_endpoint'],
     help: 'Requests the scheduler routed to each endpoint (address:port).',
   },
+  modelServerScrapes: {
+    name: 'kvroute_epp_model_server_scrapes_total',
+    type: 'counter',
+    labels: ['outcome'],
+    help: 'Model-server /metrics scrapes finished: outcome="success" or "failure" (timeout, HTTP error, unreadable page). Over time, against pods / refresh interval, it shows whether scraping keeps up.',
+  },
+  metricsRefreshInterval: {
+    name: 'kvroute_epp_metrics_refresh_interval_seconds',
+    type: 'gauge',
+    labels: ['mode'],
+    help: 'The interval each pod is scraped at: --refresh-metrics-interval, or longer where --metrics-scrape-mode=adaptive lengthened it; mode is the scrape mode.',
+  },
+  scrapeWorkerRestarts: {
+    name: 'kvroute_epp_scrape_worker_restarts_total',
+    type: 'counter',
+    labels: [],
+    help: 'Scrape worker threads restarted after dying (each is also logged as an error).',
+  },
+  eventLoopUtilization: {
+    name: 'kvroute_epp_event_loop_utilization',
+    type: 'gauge',
+    labels: [],
+    help: 'Share of time the routing thread\'s event loop was busy since the previous scrape of this page (0..1).',
+  },
   schedulingFailures: {
     name: 'kvroute_epp_scheduling_failures_total',
     type: 'counter',
