@@ -15,7 +15,7 @@ import { decimal, directory, integer, listOf, parseFlags, SWITCH, UsageError } f
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
 import {
-  APPROX_PREFIX_CONFIG, CacheAwareDirector, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
+  APPROX_PREFIX_CONFIG, CacheAwareDirector, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
 } from './policies';
 import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
@@ -109,7 +109,7 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   chatConcurrency: 7,
   workloads: WORKLOAD_NAMES,
   capacities: CAPACITY_NAMES,
-  policies: POLICY_NAMES,
+  policies: DEFAULT_POLICY_NAMES,
   capacityRatio: 4,
   seed: 7,
   outputTokens: 16,
@@ -610,7 +610,7 @@ General
   --pods N                     simulated vLLM pods, R (default ${DEFAULT_ROUTING_OPTIONS.pods})
   --workloads a,b              of ${WORKLOAD_NAMES.join(', ')} (default all)
   --capacities a,b             of ${CAPACITY_NAMES.join(', ')} (default both)
-  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all)
+  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but kvroute-latency)
   --repeats N                  runs per policy and cell; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.repeats})
   --concurrency N              requests in flight, shared-prefix workloads (default ${DEFAULT_ROUTING_OPTIONS.concurrency}; quick ${QUICK_OVERRIDES.concurrency})
   --chat-concurrency N         conversations in flight, multi-turn (default ${DEFAULT_ROUTING_OPTIONS.chatConcurrency}; quick ${QUICK_OVERRIDES.chatConcurrency})

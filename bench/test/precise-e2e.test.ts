@@ -12,6 +12,8 @@ import { startSimulator, type Simulator } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
 
 jest.setTimeout(120_000);
+/** Bounds a hung wait only: on a loaded 2-core machine loading the tokenizer and starting three sims can exceed 20 s. */
+const HUNG = { limitMs: 60_000 };
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -70,7 +72,7 @@ plugins:
       kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
     })));
     gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
-    await waitFor(() => epp.serving, 'the EPP to serve');
+    await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
   });
 
   afterAll(async () => {
@@ -81,9 +83,20 @@ plugins:
 
   test('a prefix cached on pod B by direct traffic draws the next request there; after B evicts it, nothing predicts it', async () => {
     const [, b] = sims;
+    // ZMQ PUB drops what it publishes before its connection to the EPP's SUB is up (the slow joiner; real vLLM's
+    // publisher does too, zmq_socket(3) ZMQ_PUB). Prove B's publisher is connected with a short probe prompt of its
+    // own, repeated until its events arrive, before the warm-up whose events the test depends on.
+    for (let k = 0; ; k++) {
+      expect((await post(`${b!.url}/v1/chat/completions`, { model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: `Probe ${k}: is the publisher connected yet, and are its events applied?` }] })).status).toBe(200);
+      const applied = await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'a probe\'s events', { limitMs: 1000 })
+        .then(() => true, () => false);
+      if (applied) break;
+      if (k >= 30) throw new Error('B\'s KV events never reached the EPP');
+    }
     // Warm B directly, bypassing the gateway and the EPP. Its events reach the EPP's index.
+    const probed = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
     expect((await post(`${b!.url}/v1/chat/completions`, chat('Who owns a ticket?'))).status).toBe(200);
-    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'B\'s events to reach the EPP');
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > probed, 'B\'s events to reach the EPP', HUNG);
 
     const served: string[] = [];
     const predictedBefore = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
@@ -100,7 +113,7 @@ plugins:
     // Flood B directly with other prompts until it has evicted the manual (its cache holds 160 blocks).
     const appliedBefore = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
     for (let i = 0; i < 6; i++) expect((await post(`${b!.url}/v1/chat/completions`, unrelated(i))).status).toBe(200);
-    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > appliedBefore + 6, 'the flood\'s events (and B\'s removals) to be applied');
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > appliedBefore + 6, 'the flood\'s events (and B\'s removals) to be applied', HUNG);
 
     // The EPP no longer predicts the manual cached anywhere: a new request's predicted hit is nothing but what the
     // speculative entries of the four routed requests still cover (they lapse after 2 s; wait them out).

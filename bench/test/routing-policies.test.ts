@@ -4,6 +4,7 @@ import {
   APPROX_PREFIX_CONFIG, ApproxPrefixTree, CacheAwareDirector, LeastRequestDirector, POLICY_NAMES, RandomDirector, RoundRobinDirector,
   SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,
 } from '../src/policies';
+import { DEFAULT_ROUTING_OPTIONS } from '../src/routing-bench';
 
 const ENDPOINTS = ['127.0.0.1:8001', '127.0.0.1:8002', '127.0.0.1:8003', '127.0.0.1:8004'];
 const signal = new AbortController().signal;
@@ -217,11 +218,21 @@ describe('the policy catalogue', () => {
     expect(weights).toMatchObject({ 'queue-scorer': 1, 'kv-cache-utilization-scorer': 1, 'prefix-cache-scorer': 2 });
   });
 
+  test('kvroute-latency runs the EPP with latencyEndpointPickerConfig, rendered so the strict loader reads it back; it is opt-in', () => {
+    const policy = routingPolicy('kvroute-latency', { seed: 1, sglang: {} });
+    if (policy.kind !== 'epp' || policy.configText === undefined) throw new Error('expected an EPP policy with a config');
+    const config = parseEndpointPickerConfig(policy.configText);
+    const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
+    expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
+    expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => n !== 'kvroute-latency'));
+  });
+
   test('every policy name maps to a stack policy; directors are created fresh per stack', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);

@@ -7,6 +7,7 @@
 import { parseDuration } from './config/duration';
 import { parseEndpointList } from './datastore/static-discovery';
 import type { PoolApiVersion } from './datastore/inference-pool';
+import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
 
 export type RequestBodyModeFlag = 'full-duplex' | 'buffered';
 export type ResponseBodyModeFlag = 'none' | 'full-duplex';
@@ -29,6 +30,10 @@ export interface EppOptions {
   readonly modelServerMetricsPath: string;
   readonly modelServerMetricsScheme: 'http' | 'https';
   readonly modelServerMetricsInsecureSkipVerify: boolean;
+  /** Where the model servers' pages are fetched and parsed (DatastoreOptions.scrapeMode). */
+  readonly metricsScrapeMode: ScrapeMode;
+  /** `worker` mode's thread count. */
+  readonly metricsScrapeWorkers: number;
   /** Upstream flags accepted for compatibility that change nothing here (main logs a warning naming them). */
   readonly ignoredFlags: readonly string[];
   readonly certPath?: string;
@@ -70,6 +75,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'endpoints', aliases: [], kind: 'string', help: 'static endpoints host:port,host:port (local runs; exclusive with --pool-name)' },
   { name: 'kubeconfig', aliases: [], kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)' },
   { name: 'refresh-metrics-interval', aliases: ['refreshMetricsInterval'], kind: 'duration', default: '50ms', help: 'how often each endpoint\'s /metrics is scraped' },
+  { name: 'metrics-scrape-mode', aliases: [], kind: 'string', default: 'worker', help: 'where model-server pages are fetched and parsed: worker (worker threads, off the routing loop), adaptive (on the routing loop, interval lengthened with pool size and loop load, up to 400ms) or event-loop (on the routing loop at the fixed interval)' },
+  { name: 'metrics-scrape-workers', aliases: [], kind: 'int', default: '1', help: 'worker threads for --metrics-scrape-mode=worker (1-64); pods are spread over them, each pod on one; add threads (and CPU) when kvroute_epp_model_server_scrapes_total falls behind pods / interval' },
   { name: 'model-server-metrics-port', aliases: ['modelServerMetricsPort'], kind: 'port', help: 'port to scrape instead of the endpoint\'s own (default: the endpoint port)' },
   { name: 'model-server-metrics-path', aliases: ['modelServerMetricsPath'], kind: 'string', default: '/metrics', help: 'path of the model servers\' Prometheus metrics' },
   { name: 'model-server-metrics-scheme', aliases: ['modelServerMetricsScheme'], kind: 'string', default: 'http', help: 'http or https for the model servers\' metrics' },
@@ -227,6 +234,15 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
   if (scheme !== 'http' && scheme !== 'https') {
     throw new UsageError(`--model-server-metrics-scheme: must be http or https, got ${JSON.stringify(scheme)}`);
   }
+  const scrapeMode = get<string>('metrics-scrape-mode')!;
+  if (!(SCRAPE_MODES as readonly string[]).includes(scrapeMode)) {
+    throw new UsageError(`--metrics-scrape-mode: must be ${SCRAPE_MODES.join(', ')}, got ${JSON.stringify(scrapeMode)}`);
+  }
+  const scrapeWorkers = get<number>('metrics-scrape-workers')!;
+  if (scrapeWorkers < 1 || scrapeWorkers > 64) throw new UsageError(`--metrics-scrape-workers: must be 1 to 64, got ${scrapeWorkers}`);
+  if (values.has('metrics-scrape-workers') && scrapeMode !== 'worker') {
+    throw new UsageError(`--metrics-scrape-workers applies to --metrics-scrape-mode=worker only, got mode ${scrapeMode}`);
+  }
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
@@ -248,6 +264,8 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     modelServerMetricsPath: get<string>('model-server-metrics-path')!,
     modelServerMetricsScheme: scheme,
     modelServerMetricsInsecureSkipVerify: get<boolean>('model-server-metrics-https-insecure-skip-verify')!,
+    metricsScrapeMode: scrapeMode as ScrapeMode,
+    metricsScrapeWorkers: scrapeWorkers,
     ignoredFlags,
     certPath,
     requestBodyMode: bodyMode,

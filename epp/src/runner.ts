@@ -4,9 +4,12 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
-import { Datastore } from './datastore/datastore';
+import { parseDuration } from './config/duration';
+import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
+import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { startExtProcServer, type ExtProcServer } from './extproc/server';
@@ -65,8 +68,28 @@ export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'
   return defaultEndpointPickerConfig();
 }
 
+/**
+ * Warnings for saturation filters whose staleness bound a healthy pod could exceed between two scrapes: the longest
+ * scrape period (the configured one, or the adaptive mode's ceiling) must fit twice into `metricsStalenessThreshold`,
+ * or a pod is dropped as stale merely because its next scrape is not due yet.
+ */
+export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode, refreshIntervalMs: number): string[] {
+  const period = mode === 'adaptive' ? Math.max(refreshIntervalMs, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS) : refreshIntervalMs;
+  const out: string[] = [];
+  for (const p of config.plugins) {
+    if (p.type !== 'saturation-filter') continue;
+    const raw = p.parameters?.metricsStalenessThreshold ?? '200ms';
+    const threshold = parseDuration(raw);
+    if (threshold < 2 * period) {
+      out.push(`saturation-filter ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${mode === 'adaptive' ? 'adaptive scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
+    }
+  }
+  return out;
+}
+
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const config = loadConfig(options);
+  for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs)) logger.warn(w);
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const datastore = new Datastore({
@@ -75,6 +98,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     metricsPath: options.modelServerMetricsPath,
     metricsScheme: options.modelServerMetricsScheme,
     metricsInsecureSkipVerify: options.modelServerMetricsInsecureSkipVerify,
+    scrapeMode: options.metricsScrapeMode,
+    scrapeWorkers: options.metricsScrapeMode === 'worker' ? options.metricsScrapeWorkers : undefined,
+    onScrapeWorkerError: (err) => logger.error('metrics scrape worker died; restarting it', { error: err.message }),
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });
   const poolName = options.poolName ?? 'static';
@@ -130,9 +156,22 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     datastore.on('poolSyncChanged', updateServing);
 
     // Pool gauges are computed when Prometheus scrapes, so they are never staler than the scrape itself.
+    let counted = { success: 0, failure: 0, restarts: 0 };
+    let elu = performance.eventLoopUtilization();
     const updatePoolGauges = () => {
       const stats = datastore.poolStats();
       const c = metrics.collectors;
+      // Scrape counts live in the datastore as plain numbers (thousands a second at 256 pods) and reach the counters
+      // here, once per Prometheus scrape.
+      const scrapes = { ...datastore.scrapeCounts, restarts: datastore.scrapeWorkerRestarts };
+      c.modelServerScrapes.inc({ outcome: 'success' }, scrapes.success - counted.success);
+      c.modelServerScrapes.inc({ outcome: 'failure' }, scrapes.failure - counted.failure);
+      c.scrapeWorkerRestarts.inc(scrapes.restarts - counted.restarts);
+      counted = scrapes;
+      c.metricsRefreshInterval.set({ mode: datastore.scrapeMode }, datastore.effectiveRefreshIntervalMs / 1000);
+      const now = performance.eventLoopUtilization();
+      c.eventLoopUtilization.set(performance.eventLoopUtilization(now, elu).utilization);
+      elu = now;
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);

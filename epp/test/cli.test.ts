@@ -54,6 +54,16 @@ describe('kvroute-epp flags', () => {
     expect(() => parseArgs(argv)).toThrow(message);
   });
 
+  test('--metrics-scrape-mode and --metrics-scrape-workers: worker threads by default, errors name the allowed values', () => {
+    const base = ['--endpoints', '127.0.0.1:8000'];
+    expect(parseArgs(base)).toMatchObject({ metricsScrapeMode: 'worker', metricsScrapeWorkers: 1 });
+    expect(parseArgs([...base, '--metrics-scrape-mode', 'adaptive'])?.metricsScrapeMode).toBe('adaptive');
+    expect(parseArgs([...base, '--metrics-scrape-workers=3'])?.metricsScrapeWorkers).toBe(3);
+    expect(() => parseArgs([...base, '--metrics-scrape-mode', 'threads'])).toThrow(/--metrics-scrape-mode: must be worker, adaptive, event-loop, got "threads"/);
+    expect(() => parseArgs([...base, '--metrics-scrape-workers', '0'])).toThrow(/--metrics-scrape-workers: must be 1 to 64, got 0/);
+    expect(() => parseArgs([...base, '--metrics-scrape-mode', 'event-loop', '--metrics-scrape-workers', '2'])).toThrow(/applies to --metrics-scrape-mode=worker only/);
+  });
+
   test('--help documents every flag', () => {
     expect(parseArgs(['--help'])).toBeUndefined();
     for (const flag of ['--grpc-port', '--grpc-health-port', '--metrics-port', '--config-file', '--config-text', '--pool-name',

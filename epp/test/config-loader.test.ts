@@ -45,7 +45,14 @@ schedulingProfiles:
         {
           type: 'prefix-cache-scorer',
           name: 'prefix-cache-scorer',
-          parameters: { mode: 'estimate', hashBlockSize: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 },
+          parameters: {
+            mode: 'estimate',
+            hashBlockSize: 64,
+            maxPrefixBlocksToMatch: 256,
+            autoTune: true,
+            lruCapacityPerServer: 31250,
+            maxIndexEntries: 8_000_000,
+          },
         },
         { type: 'max-score-picker', name: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
       ],
@@ -210,8 +217,12 @@ describe('validation errors name the field and what is allowed', () => {
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockSize: 16}\n'),
-      'plugins[0].parameters.blockSize: unknown field; allowed: mode, hashBlockSize, maxPrefixBlocksToMatch, lruCapacityPerServer',
+      'plugins[0].parameters.blockSize: unknown field; allowed: mode, hashBlockSize, maxPrefixBlocksToMatch, autoTune, lruCapacityPerServer, maxIndexEntries',
     ],
+    ['zero index budget', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 0}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got 0'],
+    ['index budget as bytes', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 256Mi}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got "256Mi"'],
+    ['negative precise index budget', plugins('- type: precise-prefix-cache-scorer\n  parameters: {maxIndexEntries: -1}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got -1'],
+    ['autoTune not a boolean', plugins('- type: prefix-cache-scorer\n  parameters: {autoTune: "yes"}\n'), 'plugins[0].parameters.autoTune: must be true or false, got "yes"'],
     ['parameters on a plugin without any', plugins('- type: queue-scorer\n  parameters: {threshold: 3}\n'), 'plugins[0].parameters.threshold: unknown field; this plugin takes no parameters'],
     ['parameters not a map', plugins('- type: max-score-picker\n  parameters: 3\n'), 'plugins[0].parameters: must be a map, got 3'],
     ['picker count', plugins('- type: max-score-picker\n  parameters: {maxNumOfEndpoints: 0}\n'), 'plugins[0].parameters.maxNumOfEndpoints: must be an integer >= 1, got 0'],
@@ -498,7 +509,9 @@ describe('defaultEndpointPickerConfig', () => {
       mode: 'estimate',
       hashBlockSize: 64,
       maxPrefixBlocksToMatch: 256,
+      autoTune: true,
       lruCapacityPerServer: 31250,
+      maxIndexEntries: 8_000_000,
     });
     expect(config.plugins.filter((p) => p.type === 'single-profile-handler')).toHaveLength(1);
   });

@@ -8,7 +8,8 @@ import { loadEnvoyApi, structToJson, type StructObject } from '@kvroute/protocol
 import { parseArgs } from '../src/cli';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
-import { FakeVllmServer } from '@kvroute/testkit';
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -103,6 +104,20 @@ describe('the EPP end to end', () => {
     expect(epp.serving).toBe(true);
   });
 
+  test('the prefix index sizes each pod from its scraped num_gpu_blocks and block_size, and follows a change', async () => {
+    pods[0]!.page = { engines: [{ waiting: 0, running: 0, kvUsage: 0.1, numGpuBlocks: 500 }], blockSize: 32 };
+    await waitFor(() => epp.datastore.snapshot().some((s) => s.metrics.numGpuBlocks === 500 && s.metrics.blockSize === 32));
+    await send(envoy, chat('hello')); // a scheduling cycle reads the candidates' cache_config_info
+    const scorer = epp.scheduler.plugins.get('prefix-cache-scorer') as PrefixCacheScorer;
+    expect(scorer.index.capacityOf(key(pods[0]!))).toBe(1000); // 500 blocks × 32 tokens × 4 characters ÷ 64
+    expect(scorer.index.capacityOf(key(pods[1]!))).toBe(27153); // the fake's default, 16-token blocks: one entry a block
+    // vLLM restarted with a smaller cache.
+    pods[0]!.page = { engines: [{ waiting: 0, running: 0, kvUsage: 0.1, numGpuBlocks: 100 }] };
+    await waitFor(() => epp.datastore.snapshot().some((s) => s.metrics.numGpuBlocks === 100));
+    await send(envoy, chat('hello again'));
+    expect(scorer.index.capacityOf(key(pods[0]!))).toBe(100);
+  });
+
   test('picks go out as the header and as envoy.lb metadata', async () => {
     const out = await send(envoy, chat('hello'));
     expect(pods.map(key)).toContain(out.endpoint);
@@ -141,7 +156,9 @@ describe('the EPP end to end', () => {
       seen.add(out.endpoint!);
     }
     expect(seen.size).toBe(1);
-  });
+    // A thousand gRPC round trips: jest's 5 s default failed it on a loaded two-core machine (on main too); the limit
+    // bounds a hung test, it is not a speed goal.
+  }, INTEGRATION_TEST_TIMEOUT_MS);
 
   test('requests sharing a long prefix land together', async () => {
     const groups = 8;

@@ -100,4 +100,46 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     index.setCapacity('a', 1);
     expect(index.blocksOf('a')).toBe(1);
   });
+
+  test('a pod keeps its capacity when its entries are cleared (AllBlocksCleared, a gap, a publisher restart)', () => {
+    // Regression: clearing dropped the capacity with the entries, so a pod reverted to the 1M default for good (the
+    // scorer sets a capacity again only when num_gpu_blocks changes).
+    const index = new KvBlockIndex(BS, 1000);
+    index.setCapacity('a', 2);
+    index.store('a', stored(['1'], null, tokens(1, 4)), ROOT);
+    index.clearPod('a');
+    expect(index.blocksOf('a')).toBe(0);
+    for (let i = 0; i < 5; i++) index.store('a', stored([`h${i}`], null, tokens(100 * i, 4)), ROOT);
+    expect(index.blocksOf('a')).toBe(2);
+    expect(index.capacityOf('a')).toBe(2);
+    // A pod that left the pool loses its capacity and entries.
+    index.removePod('a');
+    expect(index.capacityOf('a')).toBeUndefined();
+    expect(index.podCount).toBe(0);
+  });
+
+  test('all pods together stay within maxEntries: each keeps the same fraction of its capacity, its newest blocks', () => {
+    const index = new KvBlockIndex(BS, 100, undefined, 12);
+    index.addPod('c'); // known before its first event, with the default 100: the whole budget
+    expect(index.capacityOf('c')).toBe(12);
+    index.setCapacity('a', 20); // 120 wanted: a tenth each
+    expect([index.capacityOf('a'), index.capacityOf('c')]).toEqual([2, 10]);
+    index.removePod('c');
+    index.setCapacity('a', 8);
+    index.setCapacity('b', 16); // 24 wanted, 12 allowed: half each
+    expect([index.capacityOf('a'), index.capacityOf('b')]).toEqual([4, 8]);
+    for (let i = 0; i < 20; i++) {
+      index.store('a', stored([`a${i}`], null, tokens(100 * i, 4)), ROOT);
+      index.store('b', stored([`b${i}`], null, tokens(100 * i + 1, 4)), ROOT);
+      expect(index.size).toBeLessThanOrEqual(12);
+    }
+    expect([index.blocksOf('a'), index.blocksOf('b')]).toEqual([4, 8]);
+    expect(index.longestPrefix(requestKeys(tokens(1900, 4)), pods('a'), 0).has('a')).toBe(true);
+    expect(index.longestPrefix(requestKeys(tokens(1500, 4)), pods('a'), 0).has('a')).toBe(false);
+    // b leaves: a may hold its full 8 again.
+    index.removePod('b');
+    expect(index.capacityOf('a')).toBe(8);
+    for (let i = 20; i < 30; i++) index.store('a', stored([`a${i}`], null, tokens(100 * i, 4)), ROOT);
+    expect(index.size).toBe(8);
+  });
 });

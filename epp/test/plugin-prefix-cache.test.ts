@@ -1,8 +1,8 @@
 import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
-import { CycleState, type CycleContext } from '../src/scheduling/framework';
+import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
-import { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
+import { indexCapacityFor, PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 import { hashPromptBlocks } from '../src/scheduling/plugins/prefix-hash';
 import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
 
@@ -77,7 +77,7 @@ describe('hashPromptBlocks', () => {
 
 describe('PrefixBlockIndex', () => {
   it('matches the longest run of leading blocks each candidate holds, without gaps', () => {
-    const index = new PrefixBlockIndex(100);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 100 });
     index.record('a', [1, 2, 3, 4]);
     index.record('b', [1, 2]);
     index.record('c', [1, 3, 4]); // holds blocks 3 and 4 but not 2: only the first block counts
@@ -92,14 +92,14 @@ describe('PrefixBlockIndex', () => {
   });
 
   it('only reports candidates', () => {
-    const index = new PrefixBlockIndex(100);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 100 });
     index.record('a', [1, 2]);
     index.record('b', [1, 2]);
     expect(index.longestPrefixMatches([1, 2], new Set(['b']))).toEqual(new Map([['b', 2]]));
   });
 
   it('evicts the least recently recorded block beyond the per-endpoint capacity', () => {
-    const index = new PrefixBlockIndex(3);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 3 });
     index.record('a', [1, 2, 3]);
     index.record('a', [1]); // touch 1: now 2 is the least recent
     index.record('a', [4]);
@@ -113,14 +113,14 @@ describe('PrefixBlockIndex', () => {
   });
 
   it('a request longer than the capacity keeps its tail', () => {
-    const index = new PrefixBlockIndex(2);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 2 });
     index.record('a', [1, 2, 3, 4]);
     expect(index.blocksOf('a')).toEqual([3, 4]);
     expect(index.size).toBe(2);
   });
 
   it('removeEndpoint drops every entry of that endpoint only', () => {
-    const index = new PrefixBlockIndex(10);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 10 });
     index.record('a', [1, 2, 3]);
     index.record('b', [1, 2]);
     expect(index.size).toBe(5);
@@ -131,6 +131,203 @@ describe('PrefixBlockIndex', () => {
     expect(index.longestPrefixMatches([1, 2, 3], new Set(['a', 'b']))).toEqual(new Map([['b', 2]]));
     index.removeEndpoint('unknown');
     expect(index.size).toBe(2);
+  });
+
+  it('setCapacity shrinks an endpoint to its most recent blocks and lets it grow again', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 10 });
+    index.record('a', [1, 2, 3, 4, 5, 6]);
+    index.record('b', [1, 2]);
+    index.setCapacity('a', 3);
+    expect(index.capacityOf('a')).toBe(3);
+    expect(index.blocksOf('a')).toEqual([4, 5, 6]);
+    expect(index.size).toBe(5);
+    // Block 1 is still on b; a lost it.
+    expect(index.longestPrefixMatches([1, 2], new Set(['a', 'b']))).toEqual(new Map([['b', 2]]));
+    index.setCapacity('a', 5);
+    index.record('a', [7, 8]);
+    expect(index.blocksOf('a')).toEqual([4, 5, 6, 7, 8]);
+    index.record('a', [9]);
+    expect(index.blocksOf('a')).toEqual([5, 6, 7, 8, 9]);
+    // Back to the default.
+    index.setCapacity('a', undefined);
+    expect(index.capacityOf('a')).toBe(10);
+  });
+
+  it('gives an endpoint the default capacity until its own is set, from addEndpoint or its first record', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 4 });
+    expect(index.capacityOf('a')).toBeUndefined();
+    index.addEndpoint('a');
+    expect(index.capacityOf('a')).toBe(4);
+    expect(index.endpointCount).toBe(1);
+    index.record('b', [1, 2, 3, 4, 5, 6]);
+    expect(index.capacityOf('b')).toBe(4);
+    expect(index.blocksOf('b')).toEqual([3, 4, 5, 6]);
+    index.addEndpoint('b'); // known: unchanged
+    expect(index.blocksOf('b')).toEqual([3, 4, 5, 6]);
+  });
+
+  it('scales every capacity by the same factor when they add up to more than maxEntries', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 100, maxEntries: 300 });
+    index.setCapacity('a', 100);
+    index.setCapacity('b', 200);
+    expect([index.capacityOf('a'), index.capacityOf('b'), index.budgetScale]).toEqual([100, 200, 1]);
+    index.setCapacity('c', 300); // 600 wanted, 300 allowed: half each
+    expect([index.capacityOf('a'), index.capacityOf('b'), index.capacityOf('c')]).toEqual([50, 100, 150]);
+    expect(index.budgetScale).toBe(0.5);
+    // Removing c gives a and b their full capacity back.
+    index.removeEndpoint('c');
+    expect([index.capacityOf('a'), index.capacityOf('b'), index.budgetScale]).toEqual([100, 200, 1]);
+  });
+
+  it('evicts the oldest entries of every endpoint when a new endpoint takes its share of the budget', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 4, maxEntries: 8 });
+    index.record('a', [1, 2, 3, 4]);
+    index.record('b', [11, 12, 13, 14]);
+    expect(index.size).toBe(8);
+    index.addEndpoint('c'); // 12 wanted, 8 allowed: 2 each (floors), a and b lose their two oldest
+    expect(index.blocksOf('a')).toEqual([3, 4]);
+    expect(index.blocksOf('b')).toEqual([13, 14]);
+    expect(index.size).toBe(4);
+  });
+
+  it('keeps the total within maxEntries across 256 endpoints of different sizes, whatever they record', () => {
+    const maxEntries = 5000;
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 50, maxEntries });
+    const endpoints = Array.from({ length: 256 }, (_, i) => `pod-${i}`);
+    endpoints.forEach((endpoint, i) => index.setCapacity(endpoint, 20 + (i % 7) * 10)); // 20..80 each
+    let next = 1;
+    for (let round = 0; round < 4; round++) {
+      for (const endpoint of endpoints) {
+        index.record(endpoint, Array.from({ length: 30 }, () => next++));
+        expect(index.size).toBeLessThanOrEqual(maxEntries);
+      }
+    }
+    let counted = 0;
+    let capacities = 0;
+    for (const endpoint of endpoints) {
+      const held = index.blocksOf(endpoint).length;
+      expect(held).toBe(index.capacityOf(endpoint)); // each is full after 120 blocks
+      counted += held;
+      capacities += index.capacityOf(endpoint)!;
+    }
+    expect(counted).toBe(index.size);
+    expect(capacities).toBeLessThanOrEqual(maxEntries);
+    // Proportional: an 80-entry endpoint keeps 4× what a 20-entry one keeps (give or take the floor).
+    const small = index.capacityOf('pod-0')!;
+    const large = index.capacityOf('pod-6')!;
+    expect(Math.abs(large - 4 * small)).toBeLessThanOrEqual(4);
+    expect(small).toBeLessThan(20);
+  });
+
+  it('holds nothing for endpoints whose share rounds to zero, and never exceeds a budget smaller than the pool', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 1, maxEntries: 2 });
+    for (const endpoint of ['a', 'b', 'c', 'd']) index.record(endpoint, [1, 2, 3]);
+    expect(index.size).toBeLessThanOrEqual(2);
+    expect(['a', 'b', 'c', 'd'].map((e) => index.capacityOf(e)!).reduce((x, y) => x + y)).toBeLessThanOrEqual(2);
+  });
+
+  it('removeEndpoint frees every entry and its slots are reused', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 1000, maxEntries: 2000 });
+    index.record('a', Array.from({ length: 1000 }, (_, i) => i));
+    index.record('b', Array.from({ length: 1000 }, (_, i) => i + 0.5 * 2 ** 40));
+    const bytes = index.allocatedBytes;
+    index.removeEndpoint('a');
+    expect(index.size).toBe(1000);
+    index.record('c', Array.from({ length: 1000 }, (_, i) => i + 2 ** 41));
+    expect(index.size).toBe(2000);
+    expect(index.allocatedBytes).toBe(bytes);
+  });
+
+  it('sizes its buckets when capacities grow, around the free slots evictions left, which are then reused', () => {
+    const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 8 });
+    index.record('a', range(1, 8));
+    index.record('b', range(101, 8));
+    index.removeEndpoint('a'); // 8 free slots
+    const before = index.allocatedBytes;
+    index.setCapacity('b', 1000); // room for 1,000 entries: the buckets are rebuilt now, not while recording
+    expect(index.allocatedBytes).toBeGreaterThan(before);
+    // The freed entries of a are not in the rebuilt buckets.
+    expect(index.longestPrefixMatches(range(1, 8), new Set(['a', 'b']))).toEqual(new Map());
+    index.record('c', range(201, 16)); // reuses the free slots
+    expect(index.blocksOf('b')).toEqual(range(101, 8));
+    expect(index.longestPrefixMatches(range(1, 8), new Set(['a', 'b', 'c']))).toEqual(new Map());
+    expect(index.longestPrefixMatches(range(101, 8), new Set(['b', 'c']))).toEqual(new Map([['b', 8]]));
+    expect(index.blocksOf('c')).toEqual(range(209, 8)); // its default capacity: the last 8
+    expect(index.longestPrefixMatches(range(209, 8), new Set(['b', 'c']))).toEqual(new Map([['c', 8]]));
+    index.removeEndpoint('b');
+    index.removeEndpoint('c');
+    expect(index.size).toBe(0);
+    expect(index.longestPrefixMatches(range(101, 8), new Set(['b']))).toEqual(new Map());
+  });
+
+  it('allocates for an unbounded capacity only as entries arrive', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 8 });
+    index.setCapacity('a', 1e12); // no budget: the buckets stop at their presized maximum, the entries at what is held
+    expect(index.allocatedBytes).toBeLessThanOrEqual(64 * 1024 ** 2 + 1024);
+    index.record('a', [1, 2, 3]);
+    expect(index.longestPrefixMatches([1, 2, 3], new Set(['a']))).toEqual(new Map([['a', 3]]));
+  });
+
+  it('agrees with a plain Map-based model under random records, capacity changes and removals', () => {
+    // Reference: each endpoint's blocks in recency order, trimmed to the capacity the index reports.
+    let seed = 12345;
+    const random = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 40, maxEntries: 150 });
+    const model = new Map<string, number[]>();
+    const endpoints = ['a', 'b', 'c', 'd', 'e'];
+    const trim = () => {
+      for (const [endpoint, blocks] of model) {
+        const capacity = index.capacityOf(endpoint)!;
+        if (blocks.length > capacity) blocks.splice(0, blocks.length - capacity);
+      }
+    };
+    // Keys share low 32 bits in groups of 4, so bucket chains hold several distinct keys.
+    const key = () => (random(4) * 2 ** 32) + random(60);
+    for (let step = 0; step < 3000; step++) {
+      const endpoint = endpoints[random(endpoints.length)]!;
+      const op = random(20);
+      if (op === 0) {
+        index.removeEndpoint(endpoint);
+        model.delete(endpoint);
+        trim();
+      } else if (op === 1) {
+        index.setCapacity(endpoint, random(60));
+        if (!model.has(endpoint)) model.set(endpoint, []);
+        trim();
+      } else {
+        const blocks = Array.from({ length: 1 + random(12) }, key);
+        if (!model.has(endpoint)) model.set(endpoint, []);
+        index.record(endpoint, blocks);
+        trim(); // a new endpoint may have shrunk the others
+        const held = model.get(endpoint)!;
+        const capacity = index.capacityOf(endpoint)!;
+        for (const block of blocks) {
+          if (capacity === 0) break;
+          const at = held.indexOf(block);
+          if (at >= 0) held.splice(at, 1);
+          else if (held.length >= capacity) held.shift();
+          held.push(block);
+        }
+      }
+      let total = 0;
+      for (const [endpoint, blocks] of model) {
+        expect(index.blocksOf(endpoint)).toEqual(blocks);
+        total += blocks.length;
+      }
+      expect(index.size).toBe(total);
+      expect(index.size).toBeLessThanOrEqual(150);
+      if (step % 10 === 0) {
+        const query = Array.from({ length: 6 }, key);
+        const expected = new Map<string, number>();
+        for (const [endpoint, blocks] of model) {
+          let n = 0;
+          while (n < query.length && blocks.includes(query[n]!)) n++;
+          if (n > 0 && endpoint !== 'e') expected.set(endpoint, n);
+        }
+        expect(index.longestPrefixMatches(query, new Set(['a', 'b', 'c', 'd']))).toEqual(expected);
+      }
+    }
   });
 });
 
@@ -173,6 +370,84 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     scorer.removeEndpoint(podA.endpoint.key);
     expect(scorer.score(cycle('aaaabbbb'), [podA])).toEqual([0]);
     expect(scorer.stats().indexEntries).toBe(0);
+  });
+
+  /** A candidate whose scraped cache_config_info says it holds `numGpuBlocks` blocks of `blockSize` tokens. */
+  function sized(name: string, numGpuBlocks: number, blockSize?: number): EndpointSnapshot {
+    const base = pod(name);
+    return { ...base, metrics: { ...EMPTY_METRICS, numGpuBlocks, ...(blockSize !== undefined ? { blockSize } : {}) } };
+  }
+
+  it('sizes each pod from num_gpu_blocks × block_size tokens in character blocks, lruCapacityPerServer until scraped', () => {
+    const scorer = new PrefixCacheScorer('prefix', parameters, NOOP_SCHEDULING_METRICS);
+    scorer.addEndpoint(podC.endpoint);
+    scorer.score(cycle('aaaa'), [sized('a', 10, 16), sized('b', 10), podC]);
+    // 10 blocks × 16 tokens × 4 characters a token ÷ 4-character index blocks.
+    expect(scorer.index.capacityOf('a:8000')).toBe(160);
+    expect(scorer.index.capacityOf('b:8000')).toBe(160); // no block_size: vLLM's default 16
+    expect(scorer.index.capacityOf('c:8000')).toBe(100); // not scraped yet: lruCapacityPerServer
+    expect(indexCapacityFor(10, 32, 64)).toBe(20);
+    expect(indexCapacityFor(1, 16, 64)).toBe(1);
+    expect(indexCapacityFor(3, 16, 128)).toBe(2); // rounded up
+  });
+
+  it('follows num_gpu_blocks as it changes: a shrunk pod keeps only its most recent blocks', () => {
+    const scorer = new PrefixCacheScorer('prefix', { ...parameters, hashBlockSize: 64 }, NOOP_SCHEDULING_METRICS);
+    const first = 'a'.repeat(64) + 'b'.repeat(64) + 'c'.repeat(64) + 'd'.repeat(64);
+    const second = 'w'.repeat(64) + 'x'.repeat(64) + 'y'.repeat(64) + 'z'.repeat(64);
+    route(scorer, first, [sized('a', 8, 16)], sized('a', 8, 16));
+    route(scorer, second, [sized('a', 8, 16)], sized('a', 8, 16));
+    expect(scorer.stats().indexEntries).toBe(8);
+    expect(scorer.score(cycle(first), [sized('a', 8, 16)])).toEqual([1]);
+    // vLLM restarted with half the KV cache: the first prompt, the older, is evicted.
+    expect(scorer.score(cycle(first), [sized('a', 4, 16)])).toEqual([0]);
+    expect(scorer.score(cycle(second), [sized('a', 4, 16)])).toEqual([1]);
+    expect(scorer.stats().indexEntries).toBe(4);
+    // And with more: room for both again.
+    route(scorer, first, [sized('a', 16, 16)], sized('a', 16, 16));
+    expect(scorer.index.capacityOf('a:8000')).toBe(16);
+    expect(scorer.score(cycle(second), [sized('a', 16, 16)])).toEqual([1]);
+    expect(scorer.score(cycle(first), [sized('a', 16, 16)])).toEqual([1]);
+  });
+
+  it('keeps lruCapacityPerServer for every pod with autoTune: false', () => {
+    const scorer = new PrefixCacheScorer('prefix', { ...parameters, autoTune: false }, NOOP_SCHEDULING_METRICS);
+    route(scorer, 'aaaabbbb', [sized('a', 10, 16)], sized('a', 10, 16));
+    expect(scorer.index.capacityOf('a:8000')).toBe(100);
+  });
+
+  it('bounds the whole index by maxIndexEntries across 64 pods, and gives the share of removed pods back', () => {
+    const scorer = new PrefixCacheScorer('prefix', { ...parameters, hashBlockSize: 64, maxIndexEntries: 1000 }, NOOP_SCHEDULING_METRICS);
+    const pods = Array.from({ length: 64 }, (_, i) => sized(`p${i}`, 100, 16)); // 100 entries each, 6,400 in all
+    let n = 0;
+    for (let round = 0; round < 20; round++) {
+      for (const target of pods) {
+        const prompt = Array.from({ length: 8 }, () => `${n++}`.padStart(64, '.')).join('');
+        route(scorer, prompt, pods, target);
+        expect(scorer.stats().indexEntries).toBeLessThanOrEqual(1000);
+      }
+    }
+    // floor(100 × 1000 / 6400) = 15 each, all full after 160 blocks apiece.
+    expect(pods.map((p) => scorer.index.capacityOf(p.endpoint.key))).toEqual(pods.map(() => 15));
+    expect(scorer.stats().indexEntries).toBe(64 * 15);
+    for (const gone of pods.slice(32)) scorer.removeEndpoint(gone.endpoint.key);
+    expect(scorer.index.capacityOf('p0:8000')).toBe(31); // floor(100 × 1000 / 3200)
+    expect(scorer.stats()).toMatchObject({ indexEntries: 32 * 15, indexedEndpoints: 32 });
+  });
+
+  it('logs once when the budget starts and stops binding', () => {
+    const lines: string[] = [];
+    const logger = { ...SILENT_PLUGIN_LOGGER, info: (msg: string) => lines.push(msg) };
+    const scorer = new PrefixCacheScorer('prefix', { ...parameters, maxIndexEntries: 250 }, NOOP_SCHEDULING_METRICS, logger);
+    scorer.addEndpoint(podA.endpoint);
+    scorer.addEndpoint(podB.endpoint);
+    expect(lines).toEqual([]);
+    scorer.addEndpoint(podC.endpoint);
+    scorer.removeEndpoint(podC.endpoint.key);
+    expect(lines).toEqual([
+      expect.stringContaining('prefix index budget reached'),
+      expect.stringContaining('prefix index fits maxIndexEntries again'),
+    ]);
   });
 
   it('reports the index size and the hit ratio of its picks', () => {

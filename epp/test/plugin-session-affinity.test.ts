@@ -1,6 +1,6 @@
 import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
-import { CycleState } from '../src/scheduling/framework';
+import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SessionAffinityOutcome } from '../src/scheduling/metrics-hooks';
 import { MAX_SESSION_ID_LENGTH, SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
 import { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
@@ -187,8 +187,8 @@ describe('session-affinity-filter', () => {
   });
 });
 
-describe('session-affinity-scorer (llm-d x-session-token)', () => {
-  const scorer = new SessionAffinityScorer('session');
+describe('session-affinity-scorer (llm-d x-session-token, unsigned: llm-d-inference-scheduler pkg/plugins/scorer/session_affinity.go @ v0.2.1)', () => {
+  const scorer = new SessionAffinityScorer('session', {}, { now: Date.now, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER });
   const pod = (name: string): EndpointSnapshot => ({
     endpoint: { key: `${name}:8000`, name, namespace: 'team', address: name, port: 8000, labels: {} },
     metrics: EMPTY_METRICS,

@@ -1,6 +1,7 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
-import { applyReading, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_METRIC_NAMES } from '../src/datastore/vllm-metrics';
+import { parsePrometheusText } from '@kvroute/protocol/prometheus';
+import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, wantedLines } from '../src/datastore/vllm-metrics';
 
 describe('parseVllmMetrics', () => {
   it('reads queue, KV usage and cache config from a single-engine page', () => {
@@ -84,6 +85,36 @@ describe('parseVllmMetrics', () => {
     expect(r.runningQueueSize).toBe(1);
     expect(r.issues).toHaveLength(1);
     expect(r.issues[0]?.line).toBe(2);
+  });
+
+  it('reads the same as a full parse of the page: the line pre-filter only drops what the parser would skip', () => {
+    const wanted = [
+      'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
+      VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+    ];
+    const pages = [
+      renderVllmMetrics({ engines: [{ waiting: 3, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 }),
+      renderVllmMetrics({ engines: [{ waiting: 1, running: 2, kvUsage: 0.5, numGpuBlocks: 100 }, { waiting: 4, running: 0, kvUsage: 0.1, numGpuBlocks: 300 }], kvCacheUsage: false, runningLoraAdapters: ['a'] }),
+      // Comments, other families sharing the vllm: prefix and a wanted name's longer cousin, CRLF line ends.
+      '# a comment\r\nvllm:num_requests_waiting_total 99\r\n# HELP vllm:num_requests_waiting q\r\n# TYPE vllm:num_requests_waiting gauge\r\nvllm:num_requests_waiting{engine="0"} 5.0\r\nvllm:other 1\r\n',
+    ];
+    for (const page of pages) {
+      const full = parsePrometheusText(page, { strict: false, families: new Set(wanted) });
+      const { issues, ...fast } = parseVllmMetrics(page);
+      expect(fast).toEqual(extractVllmMetrics(full.families));
+      expect(issues).toEqual(full.issues);
+      // Line numbers stay the page's.
+      expect(wantedLines(page, wanted).split('\n').length).toBeLessThanOrEqual(page.split('\n').length);
+    }
+    expect(parseVllmMetrics(pages[2] as string).waitingQueueSize).toBe(5);
+    // The latency model's counters and histogram survive the pre-filter (renderVllmMetrics exports both).
+    expect(parseVllmMetrics(pages[0] as string)).toMatchObject({ firstTokenCount: expect.any(Number), prefixCacheQueryTokens: expect.any(Number) });
+  });
+
+  it('still reports garbage lines, with their line numbers, after the pre-filter', () => {
+    const r = parseVllmMetrics('# HELP x y\nprocess_cpu_seconds_total 1\n<html>hello</html>\nvllm:num_requests_waiting 2\n');
+    expect(r.waitingQueueSize).toBe(2);
+    expect(r.issues).toEqual([expect.objectContaining({ line: 3, message: 'missing metric name' })]);
   });
 
   it('ignores NaN gauges and a page with no vLLM metrics has no load signal', () => {

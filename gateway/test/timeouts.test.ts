@@ -156,6 +156,8 @@ describe('the listener buffer limit for BUFFERED bodies (FM requestDataTooLarge 
       const r = await send(gw.port, { body: over, headers: { 'content-length': String(over.length) } });
       expect(r.status).toBe(413);
       expect(r.body.toString()).toBe('Payload Too Large');
+      // The 413 can reach the client before the scripted server has read the stream's first message: wait for it.
+      await waitFor(() => (scripted.streams[1]?.events.length ?? 0) > 0, 'the second ext_proc stream to be seen');
       expect(scripted.streams[1].events[0]).toBe('request_headers');
       expect(scripted.streams[1].requestBodyBytes).toBe(0);
       expect((await send(duplex.port, { body: over, headers: { 'content-length': String(over.length) } })).status).toBe(200);

@@ -2,12 +2,15 @@
  * The routing policies the benchmark compares, as `RoutingPolicy` values for `startStack`:
  * - `kvroute`: the EPP with its built-in config (separate process);
  * - `kvroute-precise`: the same config with precise prefix scoring from the pods' KV events (central mode);
+ * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); opt-in, not in
+ *   the default list, until the load ladder has measured it;
  * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
  *   prefix 2, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
  * - `random`, `least-request`: directors in the benchmark process, behind ext_proc;
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
+import { latencyEndpointPickerConfig, renderEndpointPickerConfig } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
 import { LeastRequestDirector, RandomDirector } from './simple';
@@ -19,7 +22,7 @@ export { CountingDirector, LeastRequestDirector, RandomDirector, RoundRobinDirec
 /**
  * GIE's approximate-prefix EPP config in the shape of its Helm chart's plugins-v2.yaml, with the prefix scorer weighted
  * 2 as in llm-d's benchmarks (queue 1, kv-cache 1, prefix 2), the estimate mode and GIE's sizing (64-byte blocks, 256
- * blocks matched, 31,250 LRU entries per pod).
+ * blocks matched, 31,250 LRU entries per pod: `autoTune: false`, as before GIE v1.2.0 sized pods from num_gpu_blocks).
  */
 export const APPROX_PREFIX_CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
@@ -31,6 +34,7 @@ plugins:
     mode: estimate
     hashBlockSize: 64
     maxPrefixBlocksToMatch: 256
+    autoTune: false
     lruCapacityPerServer: 31250
 - type: max-score-picker
 - type: single-profile-handler
@@ -46,12 +50,15 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 `;
 
-export const POLICY_NAMES = ['kvroute', 'kvroute-precise', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash'] as const;
+export const POLICY_NAMES = ['kvroute', 'kvroute-precise', 'kvroute-latency', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
+/** What a run without `--policies` compares: every policy but the opt-in `kvroute-latency`. */
+export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => name !== 'kvroute-latency');
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   kvroute: 'EPP process, built-in config (prefix 3 + queue + kv + active, saturation filter, session affinity)',
   'kvroute-precise': 'EPP process, built-in config with precise-prefix-cache-scorer at the prefix weight, fed by the pods\' vLLM KV events over ZMQ (central mode)',
+  'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
@@ -76,6 +83,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name };
     case 'kvroute-precise':
       return { kind: 'epp', name, precise: true };
+    case 'kvroute-latency':
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(latencyEndpointPickerConfig()) };
     case 'approx-prefix':
       return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
     case 'sglang':

@@ -62,7 +62,13 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           hashBlockSize: 64,
           // 256 blocks = the first 16 KB of the prompt, where shared system prompts and contexts sit.
           maxPrefixBlocksToMatch: 256,
+          // Each pod's index holds what its vLLM can (num_gpu_blocks × block_size tokens from cache_config_info, about
+          // 4 characters a token), GIE's 31,250 until its first scrape.
+          autoTune: true,
           lruCapacityPerServer: 31250,
+          // ~26 bytes an entry: at most ~200 MiB for the whole index, so 256 pods of any size fit the EPP's 1 GiB
+          // limit (epp/bench/index-memory.ts); beyond 8M entries every pod keeps the same fraction of its capacity.
+          maxIndexEntries: 8_000_000,
         },
       },
       { type: 'queue-scorer' },
@@ -95,6 +101,55 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
     ],
   };
   return validateEndpointPickerConfig(config);
+}
+
+/**
+ * Scheduling by predicted time to first token (issue 9; not the default until the load-ladder benchmark proves it):
+ * the default config's filters (decode, saturation, hard session affinity), then
+ * `4·latency + prefix + kv` instead of `3·prefix + queue + kv + active`.
+ *
+ * The `latency-scorer` already prices what the replaced scorers approximated: a prefix hit is fewer uncached tokens
+ * to prefill, a queue is prefill work ahead (the scraped waiting requests and, at once, every pick this EPP made that
+ * has not produced a first token). So its weight dominates, and the prefix scorer stays at 1 — it must still run
+ * first, because it publishes the per-pod match the latency scorer reads and records each pick in its index — as the
+ * tie-breaker that keeps a conversation's future turns where its history is cached.
+ *
+ * Returned normalized, as the loader would return it.
+ */
+export function latencyEndpointPickerConfig(): EndpointPickerConfig {
+  const base = defaultEndpointPickerConfig();
+  const replaced = new Set(['queue-scorer', 'active-request-scorer']);
+  const plugins = [
+    ...base.plugins.filter((p) => !replaced.has(p.type)),
+    {
+      type: 'latency-scorer' as const,
+      parameters: {
+        // kvroute's simulator defaults are 0.25 ms/token and 20 ms; a real pod's own data replaces them within a
+        // few scrapes that saw first tokens (8 requests' worth of evidence).
+        priorPrefillMsPerToken: 0.2,
+        priorOverheadMs: 20,
+        priorWeight: 8,
+        // A minute: long enough to average over many scrapes (50 ms apart), short enough to follow a pod that slows.
+        halfLife: '60s',
+        // A safety net only: picks normally leave the queue at the scrape that counts their first token.
+        pendingTimeout: '30s',
+        charactersPerToken: 4,
+      },
+    },
+  ];
+  const schedulingProfiles = base.schedulingProfiles.map((profile) => ({
+    ...profile,
+    plugins: profile.plugins.flatMap((ref) => {
+      if (replaced.has(ref.pluginRef)) return [];
+      // Prefix at 1: breaks near-ties toward the pod holding the prefix; the hit itself is already priced in the
+      // latency. Latency at 4, right after the prefix scorer whose match it reads: a pod predicted twice as slow
+      // loses 2 points, more than a prefix hit and KV headroom can give back; within ~25% of the best the other
+      // two decide.
+      if (ref.pluginRef === 'prefix-cache-scorer') return [{ ...ref, weight: 1 }, { pluginRef: 'latency-scorer', weight: 4 }];
+      return [ref];
+    }),
+  }));
+  return validateEndpointPickerConfig({ ...base, plugins, schedulingProfiles });
 }
 
 /** Where the precise scorer gets vLLM's KV events, as the manifests wire them. */

@@ -46,7 +46,7 @@ export {
   DEFAULT_PROFILE_NAME,
   DEFAULT_SCORER_WEIGHT,
 } from './loader';
-export { defaultEndpointPickerConfig, preciseEndpointPickerConfig, type PreciseDefaults } from './defaults';
+export { defaultEndpointPickerConfig, latencyEndpointPickerConfig, preciseEndpointPickerConfig, type PreciseDefaults } from './defaults';
 export {
   EPP_METRICS,
   EPP_METRIC_NAMES,

@@ -168,6 +168,30 @@ export const EPP_METRICS = {
     labels: ['destination_endpoint'],
     help: 'Requests the scheduler routed to each endpoint (address:port).',
   },
+  modelServerScrapes: {
+    name: 'kvroute_epp_model_server_scrapes_total',
+    type: 'counter',
+    labels: ['outcome'],
+    help: 'Model-server /metrics scrapes finished: outcome="success" or "failure" (timeout, HTTP error, unreadable page). Over time, against pods / refresh interval, it shows whether scraping keeps up.',
+  },
+  metricsRefreshInterval: {
+    name: 'kvroute_epp_metrics_refresh_interval_seconds',
+    type: 'gauge',
+    labels: ['mode'],
+    help: 'The interval each pod is scraped at: --refresh-metrics-interval, or longer where --metrics-scrape-mode=adaptive lengthened it; mode is the scrape mode.',
+  },
+  scrapeWorkerRestarts: {
+    name: 'kvroute_epp_scrape_worker_restarts_total',
+    type: 'counter',
+    labels: [],
+    help: 'Scrape worker threads restarted after dying (each is also logged as an error).',
+  },
+  eventLoopUtilization: {
+    name: 'kvroute_epp_event_loop_utilization',
+    type: 'gauge',
+    labels: [],
+    help: 'Share of time the routing thread\'s event loop was busy since the previous scrape of this page (0..1).',
+  },
   schedulingFailures: {
     name: 'kvroute_epp_scheduling_failures_total',
     type: 'counter',
@@ -185,6 +209,24 @@ export const EPP_METRICS = {
     type: 'gauge',
     labels: [],
     help: 'Live session bindings held by the session-affinity filter.',
+  },
+  sessionStoreOperations: {
+    name: 'kvroute_epp_session_store_operations_total',
+    type: 'counter',
+    labels: ['operation', 'outcome'],
+    help: 'Shared session store (Redis/Valkey) calls: operation="read" outcome="hit", "miss", or "timeout", "error", "unavailable" (each a pick that fell back to the local bindings); operation="write" outcome="ok", "timeout", "error", "unavailable" or "dropped" (too many writes pending).',
+  },
+  sessionStoreConnected: {
+    name: 'kvroute_epp_session_store_connected',
+    type: 'gauge',
+    labels: [],
+    help: '1 while the shared session store is connected; 0 while picks fall back to the local bindings, or when no store is configured.',
+  },
+  sessionTokens: {
+    name: 'kvroute_epp_session_tokens_total',
+    type: 'counter',
+    labels: ['outcome'],
+    help: 'Signed x-session-token headers received: outcome="valid", "expired", "forged" (signature matches no accepted key; unsigned llm-d tokens count here when they have the form) or "malformed"; all but valid are ignored.',
   },
   saturationExclusions: {
     name: 'kvroute_epp_saturation_exclusions_total',

@@ -35,6 +35,11 @@ export interface ScrapeStatus {
   readonly failures: number;
   /** Ticks skipped because the previous scrape had not finished. */
   readonly skippedTicks: number;
+  /**
+   * Milliseconds the last scrape held its thread synchronously after the page arrived (decoding, parsing, applying):
+   * what one scrape costs the event loop it runs on, as the adaptive interval budgets it.
+   */
+  readonly lastCostMs: number;
 }
 
 export const DEFAULT_REFRESH_INTERVAL_MS = 50;
@@ -55,14 +60,14 @@ class ScrapeError extends Error {}
  */
 export class MetricsScraper {
   readonly url: string;
-  private readonly intervalMs: number;
+  private intervalMs: number;
   private readonly timeoutMs: number;
   private readonly maxBodyBytes: number;
   private readonly agent: http.Agent;
   private readonly ownsAgent: boolean;
   private readonly transport: typeof http | typeof https;
   private current: EndpointMetrics;
-  private stat: ScrapeStatus = { lastAttemptTime: 0, lastIssues: 0, scrapes: 0, failures: 0, skippedTicks: 0 };
+  private stat: ScrapeStatus = { lastAttemptTime: 0, lastIssues: 0, scrapes: 0, failures: 0, skippedTicks: 0, lastCostMs: 0 };
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<boolean> | undefined;
   private inFlightAbort: AbortController | undefined;
@@ -99,6 +104,24 @@ export class MetricsScraper {
     if (this.timer) return;
     this.timer = setInterval(() => this.tick(), this.intervalMs);
     this.tick();
+  }
+
+  get interval(): number {
+    return this.intervalMs;
+  }
+
+  /**
+   * Changes the time between scrape starts (the adaptive interval does this). A running scraper keeps its phase: the
+   * next scrape starts one new interval after the change, never at once, so a pool of retuned scrapers stays spread.
+   */
+  setIntervalMs(ms: number): void {
+    const next = positive(ms, this.intervalMs, 'intervalMs');
+    if (next === this.intervalMs) return;
+    this.intervalMs = next;
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.timer = setInterval(() => this.tick(), this.intervalMs);
+    }
   }
 
   /** Clears the timer and aborts a scrape in progress; resolves once nothing of this scraper is pending. */
@@ -141,8 +164,10 @@ export class MetricsScraper {
     let error: string | undefined;
     let issues = 0;
     let next = this.current;
+    let cost = 0;
     try {
       const body = await this.fetchWithRetry(abort);
+      const t0 = performance.now();
       const reading = parseVllmMetrics(body, { names: this.options.names, modelName: this.options.modelName });
       if (!hasLoadSignal(reading)) {
         throw new ScrapeError(
@@ -153,6 +178,7 @@ export class MetricsScraper {
       }
       issues = reading.issues.length;
       next = applyReading(this.current, reading, Date.now());
+      cost = performance.now() - t0;
       ok = true;
     } catch (err) {
       error = describe(err, abort, this.timeoutMs);
@@ -167,6 +193,7 @@ export class MetricsScraper {
       scrapes: this.stat.scrapes + 1,
       failures: this.stat.failures + (ok ? 0 : 1),
       skippedTicks: this.stat.skippedTicks,
+      lastCostMs: cost,
     };
     this.options.onUpdate?.(this.current, this.stat);
     return ok;
@@ -205,7 +232,7 @@ export class MetricsScraper {
           }
           chunks.push(chunk);
         });
-        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        res.on('end', () => resolve(Buffer.concat(chunks, size).toString('utf8')));
         res.on('error', reject);
         res.on('aborted', () => reject(new ScrapeError('response aborted')));
       });

@@ -31,6 +31,15 @@ export interface EndpointMetrics {
   readonly blockSize?: number;
   /** `vllm:cache_config_info{num_gpu_blocks}` when exported. */
   readonly numGpuBlocks?: number;
+  /**
+   * Cumulative engine counters the latency model learns from (vLLM 0.10 v1: vllm/v1/metrics/loggers.py), summed over
+   * the pod's engines; absent when the page has no such family. `vllm:time_to_first_token_seconds` `_count`/`_sum`.
+   */
+  readonly firstTokenCount?: number;
+  readonly firstTokenSecondsSum?: number;
+  /** `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (tokens; the `gpu_` names before 0.10). */
+  readonly prefixCacheQueryTokens?: number;
+  readonly prefixCacheHitTokens?: number;
   /** Wall-clock ms of the last successful scrape; 0 when never scraped. */
   readonly updateTime: number;
   /** Consecutive failed scrapes since the last success. */

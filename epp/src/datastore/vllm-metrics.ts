@@ -1,5 +1,5 @@
 import type { EndpointMetrics } from './types';
-import { parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from '@kvroute/protocol/prometheus';
+import { histogramSeries, parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from '@kvroute/protocol/prometheus';
 
 /**
  * Reading the model server's routing signals out of a `/metrics` page.
@@ -46,6 +46,11 @@ export interface VllmMetricsReading {
   readonly kvCacheMetric?: string;
   readonly blockSize?: number;
   readonly numGpuBlocks?: number;
+  /** The latency model's engine counters (see `VLLM_LATENCY_METRIC_NAMES`), summed over engines. */
+  readonly firstTokenCount?: number;
+  readonly firstTokenSecondsSum?: number;
+  readonly prefixCacheQueryTokens?: number;
+  readonly prefixCacheHitTokens?: number;
   /** Distinct `engine` label values seen on the load gauges (1 when unlabelled). */
   readonly engines: number;
   /** Lines of the wanted families that could not be parsed and were skipped. */
@@ -62,8 +67,64 @@ export interface VllmParseOptions {
 export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): VllmMetricsReading {
   const names = options.names ?? VLLM_METRIC_NAMES;
   const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, ...names.kvUsage.map((s) => s.name)]);
-  const parsed = parsePrometheusText(text, { strict: false, families: wanted });
+  for (const name of LATENCY_FAMILIES) wanted.add(name);
+  const parsed = parsePrometheusText(wantedLines(text, [...wanted]), { strict: false, families: wanted });
   return { ...extractVllmMetrics(parsed.families, options), issues: parsed.issues };
+}
+
+/**
+ * The page with every line that certainly belongs to another family blanked (kept empty, so issue line numbers stay
+ * the page's). The EPP wants 4 of vLLM's ~50 families, a few hundred bytes of a ~22 KB page; the strict parser skips
+ * the others correctly but still tokenizes each line's name, which made it most of a scrape's CPU at 256 pods. Kept:
+ * HELP/TYPE lines of wanted names, sample lines starting with a wanted name, and lines that start with neither a
+ * metric-name character nor `#` (garbage, for the parser to report). Dropped lines are ones the parser would skip
+ * without reporting: other families' samples and metadata, and plain comments.
+ */
+export function wantedLines(text: string, wanted: readonly string[]): string {
+  const prefix = commonPrefix(wanted); // 'vllm:' for vLLM's names: one comparison rejects most lines
+  let out = '';
+  let blanked = 0;
+  let start = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    if (keepLine(text, start, end, prefix, wanted)) {
+      out += `${'\n'.repeat(blanked)}${text.slice(start, end)}\n`;
+      blanked = 0;
+    } else {
+      blanked++;
+    }
+    if (end === text.length) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+function keepLine(text: string, start: number, end: number, prefix: string, wanted: readonly string[]): boolean {
+  if (start === end) return false;
+  let nameAt = start;
+  const c = text.charCodeAt(start);
+  if (c === 35 /* # */) {
+    if (text.startsWith('# HELP ', start) || text.startsWith('# TYPE ', start)) nameAt = start + 7;
+    else return false; // a plain comment, or meta the parser ignores
+  } else if (!isNameStart(c)) {
+    return true;
+  }
+  if (!text.startsWith(prefix, nameAt)) return false;
+  for (const name of wanted) {
+    if (nameAt + name.length <= end && text.startsWith(name, nameAt)) return true;
+  }
+  return false;
+}
+
+function commonPrefix(names: readonly string[]): string {
+  let p = names[0] ?? '';
+  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
+  return p;
+}
+
+function isNameStart(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c === 58;
 }
 
 /** The extraction half of parseVllmMetrics, for callers that already hold parsed families. */
@@ -101,6 +162,7 @@ export function extractVllmMetrics(
   }
   if (info.blockSize !== undefined) out.blockSize = info.blockSize;
   if (info.numGpuBlocks !== undefined) out.numGpuBlocks = info.numGpuBlocks;
+  Object.assign(out, extractLatencyCounters(families, options.modelName));
   return out;
 }
 
@@ -125,6 +187,11 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   const numGpuBlocks = r.numGpuBlocks ?? prev.numGpuBlocks;
   if (blockSize !== undefined) next.blockSize = blockSize;
   if (numGpuBlocks !== undefined) next.numGpuBlocks = numGpuBlocks;
+  // Counters are cumulative: a page without them leaves them absent rather than pairing an old value with a new time.
+  if (r.firstTokenCount !== undefined) next.firstTokenCount = r.firstTokenCount;
+  if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;
+  if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;
+  if (r.prefixCacheHitTokens !== undefined) next.prefixCacheHitTokens = r.prefixCacheHitTokens;
   return Object.freeze(next);
 }
 
@@ -216,4 +283,51 @@ function sum(samples: PromSample[]): number {
 
 function clamp01(x: number): number {
   return x < 0 ? 0 : x > 1 ? 1 : x;
+}
+
+// ---- The latency model's engine counters (epp/src/latency/); kept apart from the routing gauges above. ----
+
+/**
+ * The engine counters the latency model learns TTFT from, as vLLM 0.10's v1 engine exposes them
+ * (vllm-project/vllm: vllm/v1/metrics/loggers.py @ v0.10.0; prometheus_client appends `_total` to counter names).
+ * Prefix-cache queries and hits are read as a pair from one generation of names: `vllm:prefix_cache_*` since 0.10, the
+ * `vllm:gpu_prefix_cache_*` names before (deprecated in 0.10, still exported).
+ */
+export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
+  timeToFirstToken: 'vllm:time_to_first_token_seconds',
+  prefixCache: Object.freeze([
+    Object.freeze({ queries: 'vllm:prefix_cache_queries_total', hits: 'vllm:prefix_cache_hits_total' }),
+    Object.freeze({ queries: 'vllm:gpu_prefix_cache_queries_total', hits: 'vllm:gpu_prefix_cache_hits_total' }),
+  ]),
+});
+
+const LATENCY_FAMILIES: readonly string[] = [
+  VLLM_LATENCY_METRIC_NAMES.timeToFirstToken,
+  ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+];
+
+type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
+
+function extractLatencyCounters(families: ReadonlyMap<string, MetricFamily>, modelName: string | undefined): LatencyCounters {
+  const out: { -readonly [K in keyof LatencyCounters]: LatencyCounters[K] } = {};
+  const forModel = (labels: Readonly<Record<string, string>>) =>
+    modelName === undefined || labels.model_name === undefined || labels.model_name === modelName;
+  const ttft = families.get(VLLM_LATENCY_METRIC_NAMES.timeToFirstToken);
+  if (ttft !== undefined && ttft.type === 'histogram') {
+    const series = histogramSeries(ttft).filter((h) => forModel(h.labels) && Number.isFinite(h.count) && Number.isFinite(h.sum));
+    if (series.length > 0) {
+      out.firstTokenCount = series.reduce((t, h) => t + (h.count as number), 0);
+      out.firstTokenSecondsSum = series.reduce((t, h) => t + (h.sum as number), 0);
+    }
+  }
+  for (const pair of VLLM_LATENCY_METRIC_NAMES.prefixCache) {
+    const queries = selectSeries(families.get(pair.queries), { name: pair.queries }, modelName);
+    const hits = selectSeries(families.get(pair.hits), { name: pair.hits }, modelName);
+    if (queries.length > 0 && hits.length > 0) {
+      out.prefixCacheQueryTokens = sum(queries);
+      out.prefixCacheHitTokens = sum(hits);
+      break;
+    }
+  }
+  return out;
 }

@@ -13,8 +13,10 @@
  * @ v0.10.0: `cached_block_hash_to_block` is `{hash: {block_id: block}}`), so holdings are counted, per tier: a
  * block leaves a pod's set only when its last copy is evicted. Entries per pod are bounded: beyond a pod's capacity
  * (its real KV capacity when known) the longest-unconfirmed keys go, because a pod cannot hold more blocks than it
- * has, so such entries can only be leftovers of lost events.
+ * has, so such entries can only be leftovers of lost events. All pods together are bounded by `maxEntries`, for the
+ * EPP's memory: past it every pod keeps the same fraction of its capacity, its most recently stored blocks.
  */
+import { shareBudget, type BudgetShare } from '../scheduling/plugins/index-budget';
 import { blockKey } from '../scheduling/plugins/prefix-hash';
 import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 
@@ -41,7 +43,13 @@ interface PodState {
   readonly engineToKey: Map<string, number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
   readonly keys: Map<number, true>;
-  capacity: number;
+  /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
+  readonly share: PodShare;
+}
+
+interface PodShare extends BudgetShare {
+  /** Blocks the pod can hold: its `num_gpu_blocks`, or the default until scraped. */
+  wanted: number;
 }
 
 /** Why a stored event (or part of it) was not indexed. */
@@ -66,6 +74,7 @@ function tierOf(medium: string | null | undefined): Tier {
 export class KvBlockIndex {
   private readonly holders = new Map<number, Map<string, Holding>>();
   private readonly pods = new Map<string, PodState>();
+  private readonly shares = new Map<string, PodShare>();
 
   constructor(
     /** Tokens per block; events of another block size are skipped (and counted), never mis-keyed. */
@@ -73,6 +82,8 @@ export class KvBlockIndex {
     /** Entries per pod until its real capacity is known. */
     private readonly defaultCapacity: number,
     private readonly weights: TierWeights = DEFAULT_TIER_WEIGHTS,
+    /** Entries all pods together may hold; beyond, every pod's capacity is scaled alike (`index-budget.ts`). */
+    readonly maxEntries: number = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Pods with any entry. */
@@ -92,11 +103,26 @@ export class KvBlockIndex {
     return this.pods.get(pod)?.keys.size ?? 0;
   }
 
-  /** Bounds a pod's entries by what it can hold (vLLM's `num_gpu_blocks` plus its CPU blocks). */
+  /** The entries a pod may hold now (its capacity after the budget); undefined for an unknown pod. */
+  capacityOf(pod: string): number | undefined {
+    return this.shares.get(pod)?.capacity;
+  }
+
+  /** Makes a pod known with the default capacity, so it has its share of the budget before its first event. */
+  addPod(pod: string): void {
+    this.share(pod);
+  }
+
+  /**
+   * Bounds a pod's entries by what it can hold (vLLM's `num_gpu_blocks` plus its CPU blocks), scaled down with every
+   * other pod's while they add up to more than `maxEntries`.
+   */
   setCapacity(pod: string, blocks: number): void {
-    const state = this.pod(pod);
-    state.capacity = Math.max(1, Math.floor(blocks));
-    this.trim(pod, state);
+    const share = this.share(pod);
+    const wanted = Math.max(1, Math.floor(blocks));
+    if (share.wanted === wanted) return;
+    share.wanted = wanted;
+    this.rebalance();
   }
 
   /**
@@ -175,7 +201,16 @@ export class KvBlockIndex {
     this.trim(pod, state);
   }
 
-  /** Forgets everything of a pod: `AllBlocksCleared`, a publisher restart, lost events, or the pod left the pool. */
+  /** A pod left the pool: its entries and its share of the budget go. */
+  removePod(pod: string): void {
+    this.clearPod(pod);
+    if (this.shares.delete(pod)) this.rebalance();
+  }
+
+  /**
+   * Forgets every entry of a pod: `AllBlocksCleared`, a publisher restart or lost events. Its capacity stays: the
+   * pod's vLLM has the same KV cache, and its `num_gpu_blocks` is not scraped anew.
+   */
   clearPod(pod: string): void {
     const state = this.pods.get(pod);
     if (!state) return;
@@ -216,8 +251,22 @@ export class KvBlockIndex {
 
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
-    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), keys: new Map(), capacity: this.defaultCapacity }));
+    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), keys: new Map(), share: this.share(pod) }));
     return state;
+  }
+
+  private share(pod: string): PodShare {
+    let share = this.shares.get(pod);
+    if (!share) {
+      this.shares.set(pod, (share = { wanted: this.defaultCapacity, capacity: 0 }));
+      this.rebalance();
+    }
+    return share;
+  }
+
+  private rebalance(): void {
+    shareBudget(this.shares.values(), this.maxEntries);
+    for (const [pod, state] of this.pods) this.trim(pod, state);
   }
 
   private add(pod: string, state: PodState, key: number, tier: Tier): void {
@@ -238,12 +287,13 @@ export class KvBlockIndex {
   }
 
   private trim(pod: string, state: PodState): void {
-    while (state.keys.size > state.capacity) {
+    const { capacity } = state.share;
+    while (state.keys.size > capacity) {
       const oldest = state.keys.keys().next().value as number;
       this.drop(pod, state, oldest);
     }
     // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows the keys.
-    if (state.engineToKey.size > 2 * state.capacity) {
+    if (state.engineToKey.size > 2 * capacity) {
       for (const [hash, key] of state.engineToKey) if (!state.keys.has(key)) state.engineToKey.delete(hash);
     }
   }

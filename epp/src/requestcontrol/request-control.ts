@@ -12,6 +12,7 @@ import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
+import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
@@ -40,7 +41,17 @@ export interface RequestControlOptions {
   readonly monotonicSeconds?: () => number;
   /** Where scheduler failures are reported before the request falls back to the least-loaded endpoint. */
   readonly onInternalError?: (error: Error, requestId: string) => void;
+  /**
+   * When set, a request that finds every endpoint saturated waits in this queue instead of getting a 429 at once
+   * (`flow-control.ts`); it is scheduled again when dispatched: at every release of a request, and every `tickMs`.
+   */
+  readonly flowControl?: { readonly queue: FlowControlQueue; /** @default 50 (the scrape interval) */ readonly tickMs?: number };
 }
+
+/** Request header giving a request's flow-control priority: an integer, higher first, negative = sheddable (GIE's rule). */
+export const PRIORITY_HEADER = 'x-kvroute-priority';
+/** The range `x-kvroute-priority` accepts. */
+export const MAX_PRIORITY = 100;
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
 interface Scheduled {
@@ -72,6 +83,7 @@ export class RequestControl implements RequestDirector {
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
+  private readonly flowTicker: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: RequestControlOptions) {
     this.random = options.random ?? Math.random;
@@ -80,6 +92,15 @@ export class RequestControl implements RequestDirector {
     this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
+    const flow = options.flowControl;
+    // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
+    this.flowTicker = flow ? setInterval(() => flow.queue.dispatch(Infinity), flow.tickMs ?? 50).unref() : undefined;
+  }
+
+  /** Stops the flow-control ticker and rejects whatever still waits. */
+  close(): void {
+    if (this.flowTicker) clearInterval(this.flowTicker);
+    this.options.flowControl?.queue.close();
   }
 
   async route(req: IncomingRequest, signal: AbortSignal = new AbortController().signal): Promise<RouteDecision> {
@@ -110,6 +131,7 @@ export class RequestControl implements RequestDirector {
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
+        if (e.reason === 'saturated' && this.options.flowControl) return this.waitForCapacity(req, request, model, signal, started);
         return e.reason === 'saturated'
           ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
           : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
@@ -119,6 +141,47 @@ export class RequestControl implements RequestDirector {
       this.options.onInternalError?.(e as Error, req.requestId);
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
       return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
+    }
+  }
+
+  /**
+   * Every endpoint was saturated: wait in the flow-control queue, then schedule again when dispatched (with fresh
+   * snapshots); still saturated → wait again, keeping the original deadline. A 429 only when the queue refuses or
+   * drops the request, with `x-kvroute-flow-control` naming why (queue-full, deadline, shed, aborted, closed).
+   */
+  private async waitForCapacity(
+    req: IncomingRequest,
+    request: LLMRequest,
+    model: string,
+    signal: AbortSignal,
+    started: number,
+  ): Promise<RouteDecision> {
+    const queue = this.options.flowControl!.queue;
+    const priority = parsePriority(request.headers[PRIORITY_HEADER]);
+    if (priority === undefined) {
+      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' });
+    }
+    // Fair across sessions: a session's requests share one turn; a request without a session is its own flow.
+    const flow = request.headers['x-session-id'] ?? request.headers['x-session-token'] ?? `request:${request.requestId}`;
+    const deadlineMs = queue.deadlineFromNow();
+    for (;;) {
+      try {
+        await queue.enqueue({ flow, priority, deadlineMs, signal });
+      } catch (e) {
+        if (!(e instanceof FlowControlRejection)) throw e;
+        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason });
+      }
+      const candidates = this.candidates(req);
+      if (candidates.length === 0) return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+      try {
+        const result = this.options.scheduler.schedule(request, candidates);
+        return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
+      } catch (e) {
+        if (e instanceof SchedulingError && e.reason === 'saturated') continue;
+        if (e instanceof SchedulingError) return this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
+        this.options.onInternalError?.(e as Error, req.requestId);
+        return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
+      }
     }
   }
 
@@ -181,6 +244,8 @@ export class RequestControl implements RequestDirector {
   release(ticket: unknown, outcome: ReleaseOutcome): void {
     const { target, scheduled, started } = ticket as Ticket;
     this.options.datastore.release(target.key);
+    // A request ended: one slot may be free for the oldest waiter.
+    this.options.flowControl?.queue.dispatch(1);
     const m = this.options.metrics;
     if (m && scheduled !== undefined) {
       m.runningRequests.dec({ model_name: scheduled.model });
@@ -213,14 +278,29 @@ export class RequestControl implements RequestDirector {
     return model;
   }
 
-  private reject(status: number, message: string, model: string | undefined, error: OpenAiErrorOptions): RouteDecision {
+  private reject(
+    status: number,
+    message: string,
+    model: string | undefined,
+    error: OpenAiErrorOptions,
+    headers?: Readonly<Record<string, string>>,
+  ): RouteDecision {
     const m = this.options.metrics;
     if (m) {
       const name = model ?? '';
       m.requestErrorTotal.inc({ model_name: name, target_model_name: name, error_code: ERROR_CODES[status] ?? String(status) });
     }
-    return rejectWith(status, message, error);
+    const decision = rejectWith(status, message, error);
+    return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
   }
+}
+
+/** The `x-kvroute-priority` value: 0 when absent, undefined when it is not an integer in ±MAX_PRIORITY. */
+function parsePriority(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '') return 0;
+  if (!/^\s*[+-]?\d+\s*$/.test(value)) return undefined;
+  const n = Number(value);
+  return Math.abs(n) <= MAX_PRIORITY ? n : undefined;
 }
 
 function hostOf(hostPort: string): string {

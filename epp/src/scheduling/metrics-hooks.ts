@@ -16,6 +16,9 @@ export type SessionAffinityOutcome =
   /** The bound endpoint was gone or filtered out (e.g. saturated); re-bound to this pick. */
   | 'repin';
 
+export type SessionStoreOperation = 'read' | 'write';
+export type SessionTokenOutcome = 'valid' | 'expired' | 'forged' | 'malformed';
+
 export type SaturationExclusionReason = 'queue' | 'kv_cache' | 'stale_metrics' | 'scrape_failures';
 
 export interface SchedulingMetrics {
@@ -26,6 +29,10 @@ export interface SchedulingMetrics {
   countSchedulingFailure(reason: SchedulingErrorReason): void;
   countSessionAffinity(outcome: SessionAffinityOutcome): void;
   setSessionBindings(bindings: number): void;
+  /** A shared session store call by outcome (`hit`, `miss`, `ok`, `timeout`, `error`, `unavailable`, `dropped`). */
+  countSessionStore(operation: SessionStoreOperation, outcome: string): void;
+  setSessionStoreConnected(connected: boolean): void;
+  countSessionToken(outcome: SessionTokenOutcome): void;
   countSaturationExclusion(reason: SaturationExclusionReason): void;
   /** Block hashes held by the prefix index, summed over endpoints. */
   setPrefixIndexerSize(entries: number): void;
@@ -51,6 +58,9 @@ export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
   countSchedulingFailure: ignore,
   countSessionAffinity: ignore,
   setSessionBindings: ignore,
+  countSessionStore: ignore,
+  setSessionStoreConnected: ignore,
+  countSessionToken: ignore,
   countSaturationExclusion: ignore,
   setPrefixIndexerSize: ignore,
   observePrefixMatch: ignore,

@@ -7,6 +7,7 @@ export { activeRequestScorer } from './active-request-scorer';
 export { byLabel } from './by-label';
 export { decodeFilter } from './decode-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
+export { latencyScorer } from './latency-scorer';
 export { loadAwareScorer } from './load-aware-scorer';
 export { maxScorePicker } from './max-score-picker';
 export { prefillFilter } from './prefill-filter';

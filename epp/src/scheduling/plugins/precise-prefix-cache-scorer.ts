@@ -24,6 +24,7 @@ import type { PrepareRequest } from '../../requestcontrol/hooks';
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
+import { publishPrefixMatch } from '../prefix-match';
 import { blockKey, rootKey, stringWords } from './prefix-hash';
 
 export interface KvEventsConfig {
@@ -89,7 +90,20 @@ export interface PrecisePrefixCacheScorerParameters {
   speculativeTTL?: Duration;
   /** Block keys per pod until the pod's real capacity (`num_gpu_blocks`) is scraped. @default 1000000 */
   maxBlocksPerPod?: number;
+  /**
+   * Block keys all pods together may hold, for the EPP's memory: beyond it every pod keeps the same fraction of its
+   * capacity, its most recently stored blocks (`index-budget.ts`, as `prefix-cache-scorer`'s). kvroute's addition.
+   * @default PRECISE_DEFAULT_MAX_INDEX_ENTRIES
+   */
+  maxIndexEntries?: number;
 }
+
+/**
+ * An entry of the precise index costs ~400 bytes (epp/README.md "Prefix index memory": a Map of holders per block,
+ * per-pod Maps of keys and of engine-hash strings), 15× the approximate index's, so its budget is smaller: ~190 MiB,
+ * room left in the EPP's 1 GiB for the tokenizer. It holds 12 pods of 40,000 blocks in full.
+ */
+export const PRECISE_DEFAULT_MAX_INDEX_ENTRIES = 500_000;
 
 type Resolved = Required<PrecisePrefixCacheScorerParameters>;
 
@@ -158,7 +172,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       if (b.name.toLowerCase() === 'gpu') (weights as { gpu: number }).gpu = b.weight;
       if (b.name.toLowerCase() === 'cpu') (weights as { cpu: number }).cpu = b.weight;
     }
-    this.index = new KvBlockIndex(this.blockSize, parameters.maxBlocksPerPod, weights);
+    this.index = new KvBlockIndex(this.blockSize, parameters.maxBlocksPerPod, weights, parameters.maxIndexEntries);
     const events = parameters.kvEventsConfig;
     const perPod = events.discoverPods === true;
     this.subscriber = new KvEventSubscriber({
@@ -191,6 +205,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
 
   addEndpoint(endpoint: Endpoint): void {
     this.endpoints.set(endpoint.key, endpoint);
+    this.index.addPod(endpoint.key);
     this.subscriber.addEndpoint(endpoint.key);
   }
 
@@ -198,6 +213,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.endpoints.delete(endpointKey);
     this.capacities.delete(endpointKey);
     this.subscriber.removeEndpoint(endpointKey);
+    this.index.removePod(endpointKey);
   }
 
   async prepareRequest(request: LLMRequest): Promise<void> {
@@ -226,6 +242,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
     const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now());
     cycle.state.set(MATCHES, matches);
+    publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
     // llm-d's newest normalization: the matched (tier-weighted) share of the request's blocks.
     return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
   }
@@ -388,6 +405,7 @@ export const precisePrefixCacheScorer = definePlugin({
       speculativeIndexing: fields.boolean('speculativeIndexing', true),
       speculativeTTL: fields.duration('speculativeTTL', '2s'),
       maxBlocksPerPod: fields.integer('maxBlocksPerPod', 1_000_000, 1),
+      maxIndexEntries: fields.integer('maxIndexEntries', PRECISE_DEFAULT_MAX_INDEX_ENTRIES, 1),
     };
   }),
   create: (name, resolved, handle) => new PrecisePrefixCacheScorer(name, resolved, handle),

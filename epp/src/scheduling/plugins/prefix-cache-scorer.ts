@@ -1,10 +1,22 @@
 import { ConfigError, describeValue } from '../../config/errors';
-import type { EndpointSnapshot } from '../../datastore/types';
-import { stateKey, type CycleContext, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
+import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
+import {
+  SILENT_PLUGIN_LOGGER,
+  stateKey,
+  type CycleContext,
+  type PluginLogger,
+  type PostCycle,
+  type ProfileRunResult,
+  type Scorer,
+} from '../framework';
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
+import { publishPrefixMatch } from '../prefix-match';
 import { hashPromptBlocks } from './prefix-hash';
 import { PrefixBlockIndex } from './prefix-index';
+
+/** 256 pods × GIE's 31,250 entries per server: ~200 MiB at ~26 bytes an entry. */
+export const DEFAULT_MAX_INDEX_ENTRIES = 8_000_000;
 
 export interface PrefixCacheScorerParameters {
   /**
@@ -18,11 +30,26 @@ export interface PrefixCacheScorerParameters {
   /** Prompt blocks considered, from the start; longer prompts are truncated. @default 256 */
   maxPrefixBlocksToMatch?: number;
   /**
-   * Block hashes remembered per endpoint (LRU). 31,250 ≈ (80 GB − 16 GB of weights) / 128 KB of KV per token
-   * ≈ 500k tokens ≈ 2M characters ÷ 64 (GIE's sizing).
+   * Size each endpoint's index from its real KV capacity (`num_gpu_blocks` × `block_size` tokens in
+   * `vllm:cache_config_info`) once scraped, as GIE's `autoTune` does; `false` gives every endpoint
+   * `lruCapacityPerServer`. Unlike GIE, the hashed block size stays `hashBlockSize`: the capacity is converted instead.
+   * @default true
+   */
+  autoTune?: boolean;
+  /**
+   * Block hashes remembered per endpoint (LRU) until its KV capacity is scraped, or always without `autoTune`.
+   * 31,250 ≈ (80 GB − 16 GB of weights) / 128 KB of KV per token ≈ 500k tokens ≈ 2M characters ÷ 64 (GIE's sizing).
    * @default 31250
    */
   lruCapacityPerServer?: number;
+  /**
+   * (block, endpoint) entries all endpoints together may hold: when their capacities add up to more, each is scaled
+   * down by the same factor. An entry costs about 26 bytes (epp/README.md "Prefix index memory"), so the default,
+   * 256 pods × 31,250, is ~200 MiB: 256 pods of any KV size fit in the EPP's 1 GiB limit. kvroute's addition; GIE has
+   * no bound.
+   * @default 8000000
+   */
+  maxIndexEntries?: number;
 }
 
 interface PrefixMatch {
@@ -35,6 +62,7 @@ interface PrefixMatch {
 export interface PrefixCacheStats {
   /** (block, endpoint) pairs in the index. */
   readonly indexEntries: number;
+  /** Endpoints the index knows (each with its share of `maxIndexEntries`), picked or not yet. */
   readonly indexedEndpoints: number;
   readonly picks: number;
   /** Blocks of picked requests already held by the picked endpoint ÷ blocks hashed. */
@@ -42,10 +70,37 @@ export interface PrefixCacheStats {
 }
 
 /**
+ * Characters per token, to turn a pod's KV capacity in tokens into the index's character blocks: GIE's
+ * `averageCharactersPerToken` (pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go @ v1.2.0), the usual rule
+ * of thumb for English text with a ~150k-token BPE vocabulary such as Qwen3's or Llama 3's. Denser text (code, CJK:
+ * 1–3 characters a token) makes the index forget blocks a pod still holds, which costs hits but never invents them.
+ */
+export const CHARACTERS_PER_TOKEN = 4;
+
+/**
+ * vLLM's default `--block-size` on GPUs, for a pod whose `cache_config_info` has no `block_size`
+ * (vllm-project/vllm vllm/platforms/cuda.py `check_and_update_config`: an unset block size becomes 16; main @ 002db49).
+ */
+const DEFAULT_VLLM_BLOCK_SIZE = 16;
+
+/**
+ * Index entries a pod's KV cache corresponds to: its `num_gpu_blocks` × `block_size` tokens, in blocks of
+ * `hashBlockSize` characters. With the defaults (16-token blocks, 64-character blocks) one entry per KV block.
+ */
+export function indexCapacityFor(numGpuBlocks: number, blockSizeTokens: number | undefined, hashBlockSize: number): number {
+  const tokens = numGpuBlocks * (blockSizeTokens ?? DEFAULT_VLLM_BLOCK_SIZE);
+  return Math.ceil((tokens * CHARACTERS_PER_TOKEN) / hashBlockSize);
+}
+
+/**
  * `prefix-cache-scorer` in `estimate` mode: scores each candidate by the share of the prompt's leading blocks it is
  * believed to cache, and after each pick records the whole prompt as cached on the chosen endpoint (optimistically:
  * vLLM gives no feedback). See `prefix-hash.ts` for the block hashes and `prefix-index.ts` for the index.
- * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go @ v0.5.1
+ *
+ * Each endpoint's index holds as many blocks as its vLLM can: from its scraped `num_gpu_blocks` (GIE v1.2.0's
+ * `autoTune`, which sizes a pod's LRU from `CacheNumGPUBlocks` when the pod first gets a pick; here it also follows
+ * later changes), `lruCapacityPerServer` until then; and all of them together at most `maxIndexEntries`.
+ * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go @ v0.5.1, v1.2.0 (autoTune)
  */
 export class PrefixCacheScorer implements Scorer, PostCycle {
   readonly type = 'prefix-cache-scorer';
@@ -54,16 +109,29 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   private picks = 0;
   private pickedBlocks = 0;
   private pickedHits = 0;
+  /** The `num_gpu_blocks` and `block_size` each endpoint's capacity was last computed from. */
+  private readonly sizedFrom = new Map<string, { numGpuBlocks: number; blockSize: number | undefined }>();
+  private budgetBinding = false;
 
   constructor(
     readonly name: string,
     private readonly parameters: Required<PrefixCacheScorerParameters>,
     private readonly metrics: SchedulingMetrics,
+    private readonly logger: PluginLogger = SILENT_PLUGIN_LOGGER,
   ) {
-    this.index = new PrefixBlockIndex(parameters.lruCapacityPerServer);
+    this.index = new PrefixBlockIndex({
+      defaultCapacityPerEndpoint: parameters.lruCapacityPerServer,
+      maxEntries: parameters.maxIndexEntries,
+    });
+  }
+
+  addEndpoint(endpoint: Endpoint): void {
+    this.index.addEndpoint(endpoint.key);
+    this.afterCapacityChange();
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    if (this.parameters.autoTune) for (const candidate of candidates) this.learnCapacity(candidate);
     const { request } = cycle;
     const blocks = hashPromptBlocks(
       request.model,
@@ -75,6 +143,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const candidateKeys = new Set(candidates.map((candidate) => candidate.endpoint.key));
     const matchedBlocks = this.index.longestPrefixMatches(blocks, candidateKeys);
     cycle.state.set(this.matchKey, { blocks, matchedBlocks });
+    publishPrefixMatch(cycle.state, { unit: 'characters', promptLength: request.prompt.length, cachedLength: new Map([...matchedBlocks].map(([k, n]) => [k, n * this.parameters.hashBlockSize])) });
     return candidates.map((candidate) => (matchedBlocks.get(candidate.endpoint.key) ?? 0) / blocks.length);
   }
 
@@ -94,7 +163,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
 
   removeEndpoint(endpointKey: string): void {
     this.index.removeEndpoint(endpointKey);
-    this.metrics.setPrefixIndexerSize(this.index.size);
+    this.sizedFrom.delete(endpointKey);
+    this.afterCapacityChange();
   }
 
   stats(): PrefixCacheStats {
@@ -104,6 +174,35 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       picks: this.picks,
       hitRatio: this.pickedBlocks === 0 ? 0 : this.pickedHits / this.pickedBlocks,
     };
+  }
+
+  /** Sizes a candidate's index from its scraped KV capacity when that is new or changed (a restarted vLLM). */
+  private learnCapacity(candidate: EndpointSnapshot): void {
+    const { numGpuBlocks, blockSize } = candidate.metrics;
+    if (numGpuBlocks === undefined) return;
+    const key = candidate.endpoint.key;
+    const last = this.sizedFrom.get(key);
+    if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return;
+    this.sizedFrom.set(key, { numGpuBlocks, blockSize });
+    const entries = indexCapacityFor(numGpuBlocks, blockSize, this.parameters.hashBlockSize);
+    this.index.setCapacity(key, entries);
+    this.logger.debug('prefix index sized from the pod\'s KV capacity', {
+      endpoint: key, numGpuBlocks, blockSize, entries, capacity: this.index.capacityOf(key),
+    });
+    this.afterCapacityChange();
+  }
+
+  private afterCapacityChange(): void {
+    this.metrics.setPrefixIndexerSize(this.index.size);
+    const binding = this.index.budgetScale < 1;
+    if (binding === this.budgetBinding) return;
+    this.budgetBinding = binding;
+    this.logger.info(
+      binding
+        ? 'prefix index budget reached: every pod\'s capacity is scaled down to fit maxIndexEntries'
+        : 'prefix index fits maxIndexEntries again: pods hold their full capacity',
+      { maxIndexEntries: this.parameters.maxIndexEntries, scale: this.index.budgetScale, endpoints: this.index.endpointCount },
+    );
   }
 }
 
@@ -126,8 +225,10 @@ export const prefixCacheScorer = definePlugin({
       mode: 'estimate',
       hashBlockSize: fields.integer('hashBlockSize', 64, 1),
       maxPrefixBlocksToMatch: fields.integer('maxPrefixBlocksToMatch', 256, 1),
+      autoTune: fields.boolean('autoTune', true),
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
+      maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
     };
   }),
-  create: (name, resolved, handle) => new PrefixCacheScorer(name, resolved, handle.metrics),
+  create: (name, resolved, handle) => new PrefixCacheScorer(name, resolved, handle.metrics, handle.logger),
 });

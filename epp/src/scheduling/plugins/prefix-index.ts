@@ -1,109 +1,89 @@
+import { budgetScale, shareBudget } from './index-budget';
+
 const NONE = -1;
-
 /**
- * One endpoint's blocks in recency order: a doubly linked list threaded through typed arrays (grown by doubling up
- * to the capacity) plus a Map from block key to slot, so touching, inserting and evicting are O(1). A Set used as an
- * LRU is not: V8 leaves a hole for every delete at its front, and finding the oldest entry scans them.
+ * Buckets sized ahead of the entries at most (64 MiB, enough for 32M entries); past that, for capacities no budget
+ * bounds, they grow as entries arrive.
  */
-class BlockLru {
-  private readonly slotByBlock = new Map<number, number>();
-  private blockAt = new Float64Array(16);
-  private previous = new Int32Array(16);
-  private following = new Int32Array(16);
-  /** Least recently used slot. */
-  private head = NONE;
-  /** Most recently used slot. */
-  private tail = NONE;
+const PRESIZED_BUCKETS_MAX = 1 << 24;
 
-  constructor(private readonly capacity: number) {}
+/** One endpoint's part of the index: its capacity and the ends of its recency list. */
+interface EndpointState {
+  readonly key: string;
+  /** Small integer standing for the endpoint in the entry arrays (reused after the endpoint leaves). */
+  readonly id: number;
+  /** Entries the endpoint should hold on its own: its KV capacity in index blocks, or the default. */
+  wanted: number;
+  /** Entries it may hold now: `wanted`, scaled down while the endpoints together want more than the budget. */
+  capacity: number;
+  size: number;
+  /** Least recently used entry. */
+  head: number;
+  /** Most recently used entry. */
+  tail: number;
+}
 
-  get size(): number {
-    return this.slotByBlock.size;
-  }
-
-  /** Makes `block` the most recent if present; returns whether it was. */
-  touch(block: number): boolean {
-    const slot = this.slotByBlock.get(block);
-    if (slot === undefined) return false;
-    if (slot !== this.tail) {
-      this.unlink(slot);
-      this.append(slot);
-    }
-    return true;
-  }
-
-  /** Adds an absent `block` as the most recent; returns the block evicted to make room, if any. */
-  insert(block: number): number | undefined {
-    let slot: number;
-    let evicted: number | undefined;
-    if (this.slotByBlock.size < this.capacity) {
-      slot = this.slotByBlock.size;
-      if (slot === this.blockAt.length) this.grow();
-    } else {
-      slot = this.head;
-      evicted = this.blockAt[slot]!;
-      this.slotByBlock.delete(evicted);
-      this.unlink(slot);
-    }
-    this.blockAt[slot] = block;
-    this.slotByBlock.set(block, slot);
-    this.append(slot);
-    return evicted;
-  }
-
-  blocks(): IterableIterator<number> {
-    return this.slotByBlock.keys();
-  }
-
-  /** Least recent first. */
-  inRecencyOrder(): number[] {
-    const ordered: number[] = [];
-    for (let slot = this.head; slot !== NONE; slot = this.following[slot]!) ordered.push(this.blockAt[slot]!);
-    return ordered;
-  }
-
-  private append(slot: number): void {
-    this.previous[slot] = this.tail;
-    this.following[slot] = NONE;
-    if (this.tail === NONE) this.head = slot;
-    else this.following[this.tail] = slot;
-    this.tail = slot;
-  }
-
-  private unlink(slot: number): void {
-    const before = this.previous[slot]!;
-    const after = this.following[slot]!;
-    if (before === NONE) this.head = after;
-    else this.following[before] = after;
-    if (after === NONE) this.tail = before;
-    else this.previous[after] = before;
-  }
-
-  private grow(): void {
-    const length = Math.min(this.blockAt.length * 2, this.capacity);
-    const grown = <T extends Float64Array | Int32Array>(array: T, make: (n: number) => T): T => {
-      const copy = make(length);
-      copy.set(array);
-      return copy;
-    };
-    this.blockAt = grown(this.blockAt, (n) => new Float64Array(n));
-    this.previous = grown(this.previous, (n) => new Int32Array(n));
-    this.following = grown(this.following, (n) => new Int32Array(n));
-  }
+export interface PrefixBlockIndexOptions {
+  /** Entries an endpoint may hold until its own capacity is set (`setCapacity`). */
+  readonly defaultCapacityPerEndpoint: number;
+  /** Entries all endpoints together may hold. @default unbounded */
+  readonly maxEntries?: number;
 }
 
 /**
  * Which endpoints (probably) hold which prompt blocks: the EPP's estimate of each vLLM pod's prefix cache, learnt
- * from its own picks. Each endpoint keeps an LRU of block keys with a fixed capacity, standing in for vLLM's own
- * eviction; a reverse map from key to holders makes lookups independent of the pool size.
+ * from its own picks. Each endpoint keeps its blocks in LRU order with a capacity (its real KV capacity when known),
+ * standing in for vLLM's own eviction; the capacities together are bounded by a budget.
+ *
+ * Memory is what limits an EPP in front of hundreds of pods, so the index is one multimap of (block, endpoint)
+ * entries in parallel typed arrays instead of JS Maps, Sets and arrays per block and per endpoint. An entry costs
+ * 24 bytes (its 53-bit block key as a float64, its endpoint's id, its neighbours in the endpoint's recency list and
+ * the next entry of its hash bucket) plus 2–4 bytes of bucket array, none of it on the V8 heap the garbage collector
+ * walks; the Map-based index before it cost ~145 bytes (epp/bench/index-memory.ts measures both). Finding a block's
+ * holders walks its bucket chain, so lookups do not depend on the pool size.
+ *
+ * When the endpoints' capacities add up to more than the budget, each is scaled down by the same factor
+ * (`index-budget.ts`), and an endpoint over its new capacity loses its oldest entries. A global LRU would also cost
+ * another 8 bytes an entry.
  */
 export class PrefixBlockIndex {
-  /** Block key → endpoints holding it. Arrays, not Sets: a block usually lives on one or two endpoints. */
-  private readonly holdersByBlock = new Map<number, string[]>();
-  private readonly blocksByEndpoint = new Map<string, BlockLru>();
-  private entries = 0;
+  readonly defaultCapacityPerEndpoint: number;
+  readonly maxEntries: number;
 
-  constructor(readonly capacityPerEndpoint: number) {}
+  // The entries, by slot: block key, endpoint id, recency list, bucket chain. Free slots are chained through `newer`.
+  private keyAt = new Float64Array(16);
+  private endpointAt = new Int32Array(16);
+  private older = new Int32Array(16);
+  private newer = new Int32Array(16);
+  private chain = new Int32Array(16);
+  /** Slots ever used; slots below it are live or on the free list. */
+  private used = 0;
+  private free = NONE;
+  private entries = 0;
+  /** Hash buckets (first slot of each chain), a power of two at least half as long as the entries: chains of 1–2. */
+  private buckets = new Int32Array(16).fill(NONE);
+
+  private readonly endpoints = new Map<string, EndpointState>();
+  private readonly endpointById: (EndpointState | undefined)[] = [];
+  private readonly freeIds: number[] = [];
+  private wantedTotal = 0;
+  /** Sum of the endpoints' capacities: the most entries the index can hold now, and so the most slots it needs. */
+  private capacityTotal = 0;
+  /** Per-endpoint scratch for `longestPrefixMatches`: how far each endpoint matched, offset by `generation`. */
+  private reached = new Float64Array(16);
+  private generation = 0;
+
+  constructor(options: PrefixBlockIndexOptions) {
+    const { defaultCapacityPerEndpoint, maxEntries = Number.POSITIVE_INFINITY } = options;
+    if (!(Number.isInteger(defaultCapacityPerEndpoint) && defaultCapacityPerEndpoint >= 0)) {
+      throw new RangeError(`defaultCapacityPerEndpoint must be a non-negative integer, got ${defaultCapacityPerEndpoint}`);
+    }
+    if (!(maxEntries === Number.POSITIVE_INFINITY || (Number.isInteger(maxEntries) && maxEntries >= 0))) {
+      throw new RangeError(`maxEntries must be a non-negative integer or Infinity, got ${maxEntries}`);
+    }
+    this.defaultCapacityPerEndpoint = defaultCapacityPerEndpoint;
+    this.maxEntries = maxEntries;
+  }
 
   /** (block, endpoint) pairs held, summed over endpoints. */
   get size(): number {
@@ -111,70 +91,247 @@ export class PrefixBlockIndex {
   }
 
   get endpointCount(): number {
-    return this.blocksByEndpoint.size;
+    return this.endpoints.size;
+  }
+
+  /** The factor every endpoint's capacity is scaled by to fit the budget: 1 while it fits. */
+  get budgetScale(): number {
+    return budgetScale(this.wantedTotal, this.maxEntries);
+  }
+
+  /** Bytes of the typed arrays holding the entries (their high-water mark, which the budget bounds). */
+  get allocatedBytes(): number {
+    return this.keyAt.byteLength + this.endpointAt.byteLength * 4 + this.buckets.byteLength;
+  }
+
+  /** The entries an endpoint may hold now (its capacity after the budget); undefined for an unknown endpoint. */
+  capacityOf(endpointKey: string): number | undefined {
+    return this.endpoints.get(endpointKey)?.capacity;
+  }
+
+  /**
+   * Makes `endpointKey` known with the default capacity, so it has its share of the budget before its first pick.
+   * Does nothing to a known endpoint.
+   */
+  addEndpoint(endpointKey: string): void {
+    if (this.endpoints.has(endpointKey)) return;
+    this.register(endpointKey, this.defaultCapacityPerEndpoint);
+    this.rebalance();
+  }
+
+  /**
+   * Sets how many entries `endpointKey` should hold on its own (undefined: the default). Shrinking evicts its least
+   * recent entries; the budget may scale every endpoint's capacity, evicting theirs too.
+   */
+  setCapacity(endpointKey: string, entries: number | undefined): void {
+    const wanted = entries === undefined ? this.defaultCapacityPerEndpoint : Math.max(0, Math.floor(entries));
+    const state = this.endpoints.get(endpointKey);
+    if (state === undefined) {
+      this.register(endpointKey, wanted);
+    } else {
+      if (state.wanted === wanted) return;
+      this.wantedTotal += wanted - state.wanted;
+      state.wanted = wanted;
+    }
+    this.rebalance();
   }
 
   /**
    * Marks `blocks` as cached on `endpointKey`, in prompt order so the tail ends most recent — the head of a shared
-   * prefix is refreshed by every request that shares it anyway.
+   * prefix is refreshed by every request that shares it anyway. An unknown endpoint is added with the default
+   * capacity.
    */
   record(endpointKey: string, blocks: readonly number[]): void {
-    let lru = this.blocksByEndpoint.get(endpointKey);
-    if (lru === undefined) {
-      lru = new BlockLru(this.capacityPerEndpoint);
-      this.blocksByEndpoint.set(endpointKey, lru);
+    let state = this.endpoints.get(endpointKey);
+    if (state === undefined) {
+      state = this.register(endpointKey, this.defaultCapacityPerEndpoint);
+      this.rebalance();
     }
+    if (state.capacity === 0) return;
     for (const block of blocks) {
-      if (lru.touch(block)) continue;
-      const evicted = lru.insert(block);
-      if (evicted !== undefined) this.dropHolder(evicted, endpointKey);
-      const holders = this.holdersByBlock.get(block);
-      if (holders === undefined) this.holdersByBlock.set(block, [endpointKey]);
-      else holders.push(endpointKey);
+      const found = this.find(block, state.id);
+      if (found !== NONE) {
+        if (found !== state.tail) {
+          this.unlinkRecency(state, found);
+          this.appendRecency(state, found);
+        }
+        continue;
+      }
+      if (state.size >= state.capacity) this.evict(state, state.head);
+      const slot = this.allocate();
+      this.keyAt[slot] = block;
+      this.endpointAt[slot] = state.id;
+      const bucket = this.bucketOf(block);
+      this.chain[slot] = this.buckets[bucket]!;
+      this.buckets[bucket] = slot;
+      this.appendRecency(state, slot);
+      state.size++;
       this.entries++;
+      if (this.entries > 2 * this.buckets.length) this.rehash(this.buckets.length * 2);
     }
   }
 
   /**
    * For each endpoint in `candidates`, how many blocks from the start of `blocks` it holds without a gap. Walks the
-   * blocks once, narrowing the set of endpoints still matching, and stops when none is left.
+   * blocks once, following only the endpoints still matching, and stops when none is left.
    */
   longestPrefixMatches(blocks: readonly number[], candidates: ReadonlySet<string>): Map<string, number> {
     const matched = new Map<string, number>();
-    let stillMatching: string[] | undefined;
-    for (let i = 0; i < blocks.length; i++) {
-      const holders = this.holdersByBlock.get(blocks[i]!);
-      if (holders === undefined) break;
-      stillMatching =
-        stillMatching === undefined
-          ? holders.filter((endpoint) => candidates.has(endpoint))
-          : stillMatching.filter((endpoint) => holders.includes(endpoint));
-      if (stillMatching.length === 0) break;
-      for (const endpoint of stillMatching) matched.set(endpoint, i + 1);
+    if (blocks.length === 0 || this.entries === 0) return matched;
+    if (this.reached.length < this.endpointById.length) this.reached = new Float64Array(this.endpointById.length * 2);
+    // reached[id] === base + i: the endpoint holds blocks 0..i-1. Stale values from earlier calls are below base.
+    const base = this.generation;
+    this.generation += blocks.length + 2;
+    const starters: EndpointState[] = [];
+    const first = blocks[0]!;
+    for (let slot = this.buckets[this.bucketOf(first)]!; slot !== NONE; slot = this.chain[slot]!) {
+      if (this.keyAt[slot] !== first) continue;
+      const state = this.endpointById[this.endpointAt[slot]!]!;
+      if (!candidates.has(state.key)) continue;
+      this.reached[state.id] = base + 1;
+      starters.push(state);
     }
+    for (let i = 1, alive = starters.length; i < blocks.length && alive > 0; i++) {
+      const block = blocks[i]!;
+      alive = 0;
+      for (let slot = this.buckets[this.bucketOf(block)]!; slot !== NONE; slot = this.chain[slot]!) {
+        if (this.keyAt[slot] !== block) continue;
+        const id = this.endpointAt[slot]!;
+        if (this.reached[id] === base + i) {
+          this.reached[id] = base + i + 1;
+          alive++;
+        }
+      }
+    }
+    for (const state of starters) matched.set(state.key, this.reached[state.id]! - base);
     return matched;
   }
 
-  /** Forgets an endpoint that left the pool (upstream lets its entries age out instead). */
+  /** Forgets an endpoint that left the pool (upstream lets its entries age out instead) and frees its share. */
   removeEndpoint(endpointKey: string): void {
-    const lru = this.blocksByEndpoint.get(endpointKey);
-    if (lru === undefined) return;
-    for (const block of lru.blocks()) this.dropHolder(block, endpointKey);
-    this.blocksByEndpoint.delete(endpointKey);
+    const state = this.endpoints.get(endpointKey);
+    if (state === undefined) return;
+    while (state.head !== NONE) this.evict(state, state.head);
+    this.endpoints.delete(endpointKey);
+    this.endpointById[state.id] = undefined;
+    this.freeIds.push(state.id);
+    this.wantedTotal -= state.wanted;
+    this.rebalance();
   }
 
   /** Blocks held by one endpoint, least recent first (for tests and debugging). */
   blocksOf(endpointKey: string): number[] {
-    return this.blocksByEndpoint.get(endpointKey)?.inRecencyOrder() ?? [];
+    const state = this.endpoints.get(endpointKey);
+    const ordered: number[] = [];
+    if (state === undefined) return ordered;
+    for (let slot = state.head; slot !== NONE; slot = this.newer[slot]!) ordered.push(this.keyAt[slot]!);
+    return ordered;
   }
 
-  private dropHolder(block: number, endpointKey: string): void {
-    const holders = this.holdersByBlock.get(block);
-    if (holders === undefined) return;
-    const at = holders.indexOf(endpointKey);
-    if (at < 0) return;
+  private register(endpointKey: string, wanted: number): EndpointState {
+    const id = this.freeIds.pop() ?? this.endpointById.length;
+    const state: EndpointState = { key: endpointKey, id, wanted, capacity: 0, size: 0, head: NONE, tail: NONE };
+    this.endpoints.set(endpointKey, state);
+    this.endpointById[id] = state;
+    this.wantedTotal += wanted;
+    return state;
+  }
+
+  /**
+   * Recomputes every endpoint's capacity from the budget and evicts what no longer fits. The buckets are sized for the
+   * new total here, when endpoints join or are sized (mostly at start, with an empty index), so that routing never
+   * waits for a rehash of a full index.
+   */
+  private rebalance(): void {
+    this.capacityTotal = shareBudget(this.endpoints.values(), this.maxEntries);
+    for (const state of this.endpoints.values()) while (state.size > state.capacity) this.evict(state, state.head);
+    let buckets = this.buckets.length;
+    while (2 * buckets < this.capacityTotal && buckets < PRESIZED_BUCKETS_MAX) buckets *= 2;
+    if (buckets > this.buckets.length) this.rehash(buckets);
+  }
+
+  private bucketOf(block: number): number {
+    // Keys are 53-bit hashes whose low 32 bits are one full hash lane (prefix-hash.ts): ToUint32 keeps them.
+    return (block >>> 0) & (this.buckets.length - 1);
+  }
+
+  private find(block: number, id: number): number {
+    for (let slot = this.buckets[this.bucketOf(block)]!; slot !== NONE; slot = this.chain[slot]!) {
+      if (this.keyAt[slot] === block && this.endpointAt[slot] === id) return slot;
+    }
+    return NONE;
+  }
+
+  private evict(state: EndpointState, slot: number): void {
+    this.unlinkRecency(state, slot);
+    const bucket = this.bucketOf(this.keyAt[slot]!);
+    let at = this.buckets[bucket]!;
+    if (at === slot) {
+      this.buckets[bucket] = this.chain[slot]!;
+    } else {
+      while (this.chain[at] !== slot) at = this.chain[at]!;
+      this.chain[at] = this.chain[slot]!;
+    }
+    this.newer[slot] = this.free;
+    this.endpointAt[slot] = NONE;
+    this.free = slot;
+    state.size--;
     this.entries--;
-    if (holders.length === 1) this.holdersByBlock.delete(block);
-    else holders.splice(at, 1);
+  }
+
+  private allocate(): number {
+    if (this.free !== NONE) {
+      const slot = this.free;
+      this.free = this.newer[slot]!;
+      return slot;
+    }
+    if (this.used === this.keyAt.length) this.grow();
+    return this.used++;
+  }
+
+  /**
+   * Doubles the entry arrays, but never past the capacities' sum (the entries cannot outnumber it), so a full index
+   * has no unused slots beyond those a shrunk capacity left behind.
+   */
+  private grow(): void {
+    const length = Math.max(this.keyAt.length + 1, Math.min(this.keyAt.length * 2, this.capacityTotal));
+    const grown = <T extends Float64Array | Int32Array>(array: T, make: (n: number) => T): T => {
+      const copy = make(length);
+      copy.set(array);
+      return copy;
+    };
+    this.keyAt = grown(this.keyAt, (n) => new Float64Array(n));
+    this.endpointAt = grown(this.endpointAt, (n) => new Int32Array(n));
+    this.older = grown(this.older, (n) => new Int32Array(n));
+    this.newer = grown(this.newer, (n) => new Int32Array(n));
+    this.chain = grown(this.chain, (n) => new Int32Array(n));
+  }
+
+  /** Rebuilds the buckets, walking the slots in memory order (free slots have no endpoint). */
+  private rehash(length: number): void {
+    this.buckets = new Int32Array(length).fill(NONE);
+    for (let slot = 0; slot < this.used; slot++) {
+      if (this.endpointAt[slot] === NONE) continue;
+      const bucket = this.bucketOf(this.keyAt[slot]!);
+      this.chain[slot] = this.buckets[bucket]!;
+      this.buckets[bucket] = slot;
+    }
+  }
+
+  private appendRecency(state: EndpointState, slot: number): void {
+    this.older[slot] = state.tail;
+    this.newer[slot] = NONE;
+    if (state.tail === NONE) state.head = slot;
+    else this.newer[state.tail] = slot;
+    state.tail = slot;
+  }
+
+  private unlinkRecency(state: EndpointState, slot: number): void {
+    const before = this.older[slot]!;
+    const after = this.newer[slot]!;
+    if (before === NONE) state.head = after;
+    else this.newer[before] = after;
+    if (after === NONE) state.tail = before;
+    else this.older[after] = before;
   }
 }

@@ -3,12 +3,38 @@ import { LRUCache } from 'lru-cache';
 import { parseDuration, type Duration } from '../../config/duration';
 import type { EndpointSnapshot } from '../../datastore/types';
 import { stateKey, type CycleContext, type Filter, type PluginHandle, type PostCycle, type ProfileRunResult } from '../framework';
+import { ConfigError, describeValue } from '../../config/errors';
+import { FieldReader } from '../../config/fields';
+import type { PrepareRequest } from '../../requestcontrol/hooks';
+import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
 
 /** Longer session ids are ignored (no binding): no client needs more, and hashing one costs CPU per request. */
 export const MAX_SESSION_ID_LENGTH = 4096;
+
+/**
+ * Where session bindings are shared between EPP replicas (Redis or Valkey). Shaped like llm-d's Redis index config
+ * (`indexerConfig.kvBlockIndexConfig.redisConfig.address`): an address, plus what a shared session table needs.
+ */
+export interface SessionStoreParameters {
+  /**
+   * `redis://host:port[/db]`, `rediss://…` (TLS), `valkey://…`, `valkeys://…` (TLS) or a bare `host:port`. A
+   * user name may be given (`redis://epp@host:6379`); a password may not (use passwordFile or passwordEnv).
+   */
+  address: string;
+  /** Prefix of every key; the rest is the session id's fixed-length digest. @default "kvroute:session:" */
+  keyPrefix?: string;
+  /** Longest a pick waits for the store before using the local binding instead (and counting it). @default "5ms" */
+  timeout?: Duration;
+  /** A file holding the store's password, e.g. a mounted Secret key (read at start; trailing newline dropped). */
+  passwordFile?: string;
+  /** An environment variable holding the store's password (e.g. set from a Secret with `valueFrom`). */
+  passwordEnv?: string;
+  /** With TLS (`rediss://`, `valkeys://`): a PEM file with the CA of the store's certificate. @default system roots */
+  caFile?: string;
+}
 
 export interface SessionAffinityFilterParameters {
   /**
@@ -21,11 +47,37 @@ export interface SessionAffinityFilterParameters {
   ttl?: Duration;
   /** Sessions remembered at most; the least recently used binding is dropped beyond it. @default 65536 */
   capacity?: number;
+  /**
+   * Share bindings between EPP replicas through Redis or Valkey. Without it (the default) bindings live in this
+   * replica's memory only. The in-memory table stays as the fallback when the store is slow or down.
+   */
+  sessionStore?: SessionStoreParameters;
 }
+
+/** The parsed parameters: every field filled but `sessionStore`, absent when not configured (so configs render unchanged). */
+export type ResolvedSessionAffinityFilterParameters = Omit<Required<SessionAffinityFilterParameters>, 'sessionStore'> & {
+  readonly sessionStore?: SessionStoreParameters;
+};
+
+/** The key prefix's longest form: keys stay bounded (prefix + 22-character digest). */
+export const MAX_KEY_PREFIX_LENGTH = 64;
 
 interface PendingBinding {
   readonly sessionId: string;
   readonly outcome: SessionAffinityOutcome;
+  /** What the shared store answered for this request (undefined without a store). */
+  readonly shared?: SessionStoreRead;
+}
+
+/** What `prepareRequest` read from the shared store, for `filter` to use in the synchronous cycle. */
+interface SharedLookup {
+  readonly sessionId: string;
+  readonly read: SessionStoreRead;
+}
+
+/** An endpoint's identity in the shared store: `namespace/pod`, stable across IP reuse, as llm-d's token names pods. */
+export function endpointIdentity(endpoint: { readonly namespace: string; readonly name: string }): string {
+  return `${endpoint.namespace}/${endpoint.name}`;
 }
 
 export interface SessionAffinityStats {
@@ -45,17 +97,25 @@ export interface SessionAffinityStats {
  *
  * Why hard rather than llm-d's weighted scorer: a weighted preference can be outvoted by prefix and load scores, so
  * a session would drift between pods exactly when its cache matters; here only health moves it.
+ *
+ * With `sessionStore` the bindings are shared by every EPP replica through Redis/Valkey (`src/sessions/store.ts`): the
+ * binding is read before the cycle (`prepareRequest`, bounded by the store's timeout, since `filter` is synchronous),
+ * wins over this replica's own when present, and is written after the pick only when it changed. The local table
+ * stays: it is what the filter uses whenever the store cannot answer in time.
  */
-export class SessionAffinityFilter implements Filter, PostCycle {
+export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest {
   readonly type = 'session-affinity-filter';
   readonly emptyResultReason = 'saturated' as const;
   private readonly bindings: LRUCache<string, string>;
   private readonly pendingKey = stateKey<PendingBinding>('session-affinity-filter pending binding');
+  private readonly sharedKey = stateKey<SharedLookup>('session-affinity-filter shared binding');
   private readonly counts = { hit: 0, miss: 0, repin: 0 };
+  /** The shared store, when `sessionStore` is configured. */
+  readonly store: RedisSessionStore | undefined;
 
   constructor(
     readonly name: string,
-    private readonly parameters: Required<SessionAffinityFilterParameters>,
+    private readonly parameters: ResolvedSessionAffinityFilterParameters,
     private readonly handle: PluginHandle,
   ) {
     // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it. The handle's
@@ -68,21 +128,63 @@ export class SessionAffinityFilter implements Filter, PostCycle {
       ttlAutopurge: false,
       perf: { now: () => handle.now() },
     });
+    const store = parameters.sessionStore;
+    this.store = store === undefined ? undefined : new RedisSessionStore({
+      address: store.address,
+      keyPrefix: store.keyPrefix ?? 'kvroute:session:',
+      timeoutMs: parseDuration(store.timeout ?? '5ms'),
+      ttlMs: parseDuration(parameters.ttl),
+      ...(store.passwordFile !== undefined ? { passwordFile: store.passwordFile } : {}),
+      ...(store.passwordEnv !== undefined ? { passwordEnv: store.passwordEnv } : {}),
+      ...(store.caFile !== undefined ? { caFile: store.caFile } : {}),
+    }, {
+      read: (outcome) => handle.metrics.countSessionStore('read', outcome),
+      write: (outcome) => handle.metrics.countSessionStore('write', outcome),
+      connected: (up) => handle.metrics.setSessionStoreConnected(up),
+      log: (level, message, fields) => handle.logger[level](message, fields),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.store?.start();
+  }
+
+  async close(): Promise<void> {
+    await this.store?.close();
+  }
+
+  /**
+   * With a shared store: reads the session's binding before the (synchronous) cycle, bounded by the store's timeout.
+   * GETEX restarts the binding's TTL in the same round trip, so a session in use stays bound on every replica. A
+   * store that is slow or down answers "unavailable" and the cycle uses this replica's table.
+   */
+  async prepareRequest(request: LLMRequest): Promise<void> {
+    if (this.store === undefined) return;
+    const sessionId = this.sessionIdOf(request);
+    if (sessionId === undefined || request.attributes === undefined) return;
+    request.attributes.set(this.sharedKey, { sessionId, read: await this.store.read(sessionId) });
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
-    const sessionId = this.sessionIdOf(cycle.request);
+    const lookup = cycle.request.attributes?.get(this.sharedKey);
+    const sessionId = lookup?.sessionId ?? this.sessionIdOf(cycle.request);
     if (sessionId === undefined) return candidates;
-    const boundKey = this.bindings.get(sessionId);
-    if (boundKey !== undefined) {
-      const bound = candidates.find((candidate) => candidate.endpoint.key === boundKey);
-      if (bound !== undefined) {
-        cycle.state.set(this.pendingKey, { sessionId, outcome: 'hit' });
-        return [bound];
-      }
+    const shared = lookup?.read;
+    // The shared binding wins when the store has one: another replica may have re-pinned the session since this one
+    // last saw it. Otherwise (no store, no binding there, or the store unavailable) this replica's table decides.
+    let bound: EndpointSnapshot | undefined;
+    let wasBound: boolean;
+    if (shared?.status === 'hit') {
+      bound = candidates.find((candidate) => endpointIdentity(candidate.endpoint) === shared.value);
+      wasBound = true;
+    } else {
+      const boundKey = this.bindings.get(sessionId);
+      bound = boundKey === undefined ? undefined : candidates.find((candidate) => candidate.endpoint.key === boundKey);
+      wasBound = boundKey !== undefined;
     }
-    cycle.state.set(this.pendingKey, { sessionId, outcome: boundKey === undefined ? 'miss' : 'repin' });
-    return candidates;
+    const outcome: SessionAffinityOutcome = bound !== undefined ? 'hit' : wasBound ? 'repin' : 'miss';
+    cycle.state.set(this.pendingKey, { sessionId, outcome, ...(shared !== undefined ? { shared } : {}) });
+    return bound !== undefined ? [bound] : candidates;
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -93,6 +195,23 @@ export class SessionAffinityFilter implements Filter, PostCycle {
     this.counts[pending.outcome]++;
     this.handle.metrics.countSessionAffinity(pending.outcome);
     this.handle.metrics.setSessionBindings(this.bindings.size);
+    if (this.store !== undefined && pending.shared !== undefined && this.shouldWrite(pending.shared, pending.outcome, target)) {
+      // Only a re-pin away from the binding the store returned overwrites it. Every other write (a new session, a
+      // local binding the store lacks, a choice made while the read timed out) is SET NX: whatever binding is
+      // already there, made by another replica or simply not returned in time, stays, and this replica follows it
+      // from the session's next request. Without NX, one slow read would move a session for every replica.
+      this.store.write(pending.sessionId, endpointIdentity(target.endpoint), pending.shared.status !== 'hit');
+    }
+  }
+
+  /**
+   * Writes only change the shared binding: a hit the store already holds was refreshed by the read (GETEX), so the
+   * steady state is one read and no write per request. Written: a new or re-pinned binding, and a local binding the
+   * store lacks (made while it was down). After a read that failed, only a new binding is written (NX).
+   */
+  private shouldWrite(shared: SessionStoreRead, outcome: SessionAffinityOutcome, target: EndpointSnapshot): boolean {
+    if (shared.status === 'unavailable') return outcome !== 'hit';
+    return shared.status === 'miss' || shared.value !== endpointIdentity(target.endpoint);
   }
 
   /** The endpoint key a session id is bound to now, if any. */
@@ -130,12 +249,62 @@ export class SessionAffinityFilter implements Filter, PostCycle {
 
 export const sessionAffinityFilter = definePlugin({
   type: 'session-affinity-filter',
-  kinds: ['filter', 'post-cycle'],
-  parameters: parameters<SessionAffinityFilterParameters>((fields) => ({
-    // Lower-cased because request headers reach plugins with lower-case names.
-    headers: fields.stringList('headers', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
-    ttl: fields.duration('ttl', '30m'),
-    capacity: fields.integer('capacity', 65536, 1),
-  })),
+  kinds: ['filter', 'post-cycle', 'prepare-request'],
+  parameters: parameters<SessionAffinityFilterParameters>((fields) => {
+    const resolved: ResolvedSessionAffinityFilterParameters = {
+      // Lower-cased because request headers reach plugins with lower-case names.
+      headers: fields.stringList('headers', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
+      ttl: fields.duration('ttl', '30m'),
+      capacity: fields.integer('capacity', 65536, 1),
+      ...optional('sessionStore', parseSessionStore(fields)),
+    };
+    return resolved as Required<SessionAffinityFilterParameters>;
+  }),
   create: (name, resolved, handle) => new SessionAffinityFilter(name, resolved, handle),
 });
+
+/** `sessionStore`: strict, every problem named by its field path; files and variables are read at start, not here. */
+function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefined {
+  const raw = fields.raw('sessionStore');
+  if (raw === undefined || raw === null) return undefined;
+  const f = FieldReader.ofMap(raw, fields.fieldPath('sessionStore'));
+  const address = f.requiredString('address');
+  try {
+    parseStoreAddress(address);
+  } catch (e) {
+    throw new ConfigError(f.fieldPath('address'), (e as Error).message);
+  }
+  const keyPrefix = f.optionalString('keyPrefix') ?? 'kvroute:session:';
+  if (keyPrefix.length > MAX_KEY_PREFIX_LENGTH || /[\s]/.test(keyPrefix)) {
+    throw new ConfigError(f.fieldPath('keyPrefix'), `must be at most ${MAX_KEY_PREFIX_LENGTH} characters without spaces, got ${describeValue(keyPrefix)}`);
+  }
+  const timeout = f.duration('timeout', '5ms');
+  if (parseDuration(timeout) > 1000) {
+    throw new ConfigError(f.fieldPath('timeout'), `must be at most 1s (a pick waits this long for a slow store), got ${JSON.stringify(timeout)}`);
+  }
+  const passwordFile = f.optionalString('passwordFile');
+  const passwordEnv = f.optionalString('passwordEnv');
+  if (passwordFile !== undefined && passwordEnv !== undefined) {
+    throw new ConfigError(f.fieldPath('passwordEnv'), 'set passwordFile or passwordEnv, not both');
+  }
+  if (passwordEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(passwordEnv)) {
+    throw new ConfigError(f.fieldPath('passwordEnv'), `must be an environment variable name, got ${describeValue(passwordEnv)}`);
+  }
+  const caFile = f.optionalString('caFile');
+  if (caFile !== undefined && !parseStoreAddress(address).tls) {
+    throw new ConfigError(f.fieldPath('caFile'), 'applies to TLS addresses only (rediss:// or valkeys://)');
+  }
+  f.finish();
+  return {
+    address,
+    keyPrefix,
+    timeout,
+    ...(passwordFile !== undefined ? { passwordFile } : {}),
+    ...(passwordEnv !== undefined ? { passwordEnv } : {}),
+    ...(caFile !== undefined ? { caFile } : {}),
+  };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}

@@ -1,0 +1,53 @@
+/**
+ * The `adaptive` scrape mode: scrapers stay on the routing thread and the datastore lengthens their common interval
+ * when scraping would take too much of that thread. Measured against the worker pool in the EPP benchmark; the
+ * worker pool is the default (see DatastoreOptions.scrapeMode for why).
+ *
+ * Each window (a second) the controller sees how many scrapes finished, what they cost the loop synchronously
+ * (decode + parse + apply, ScrapeStatus.lastCostMs) and the loop's utilization, and picks the interval at which the
+ * pool's parsing takes `budget` of the loop. A saturated loop (utilization above `highUtilization`) backs off by half
+ * again whatever the estimate says, since the HTTP side of a scrape costs the loop too and is not in the estimate.
+ * Shrinking back is gradual (a quarter per window) so one quiet window does not swing it to the floor.
+ */
+
+export interface AdaptiveIntervalOptions {
+  /** The configured `-refreshMetricsInterval`: the interval never goes below it. */
+  readonly baseMs: number;
+  /**
+   * The interval never goes above it. Keep the saturation filter's `metricsStalenessThreshold` at least twice this,
+   * or pods whose metrics are merely slow to refresh are dropped as stale. Default 400 ms (kvroute's default config
+   * has a 1 s threshold).
+   */
+  readonly maxMs?: number;
+  /** Share of the loop's time the pool's parsing may take. Default 0.2. */
+  readonly budget?: number;
+  /** Loop utilization (0..1) above which the interval backs off regardless of the estimate. Default 0.85. */
+  readonly highUtilization?: number;
+}
+
+export interface LoopWindow {
+  /** Endpoints being scraped. */
+  readonly endpoints: number;
+  /** Scrapes that finished in the window. */
+  readonly scrapes: number;
+  /** Their synchronous cost on the loop, summed, ms. */
+  readonly scrapeCostMs: number;
+  /** Event-loop utilization over the window, 0..1 (perf_hooks' eventLoopUtilization). */
+  readonly utilization: number;
+}
+
+export const DEFAULT_ADAPTIVE_MAX_INTERVAL_MS = 400;
+
+/** The interval for the next window, given the current one and what the last window showed. */
+export function nextAdaptiveInterval(currentMs: number, window: LoopWindow, options: AdaptiveIntervalOptions): number {
+  const base = options.baseMs;
+  const max = Math.max(base, options.maxMs ?? DEFAULT_ADAPTIVE_MAX_INTERVAL_MS);
+  const budget = options.budget ?? 0.2;
+  const high = options.highUtilization ?? 0.85;
+  if (!(budget > 0 && budget <= 1)) throw new Error(`budget must be in (0, 1], got ${budget}`);
+  const meanCost = window.scrapes > 0 ? window.scrapeCostMs / window.scrapes : 0;
+  let target = Math.max(base, (window.endpoints * meanCost) / budget);
+  if (window.utilization > high) target = Math.max(target, currentMs * 1.5);
+  else if (target < currentMs) target = Math.max(target, currentMs * 0.75);
+  return Math.round(Math.min(max, Math.max(base, target)));
+}

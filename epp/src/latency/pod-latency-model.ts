@@ -1,0 +1,241 @@
+/**
+ * Each pod's time to first token, learned online, for the `latency-scorer`:
+ *
+ *     TTFT(pod, request) = queue wait + own prefill + overhead
+ *                        = c_pod · queued uncached tokens + c_pod · the request's uncached tokens + o_pod
+ *
+ * `c_pod` (seconds per uncached prompt token) and `o_pod` (fixed seconds per request) come from a decayed, robust
+ * linear fit (`linear-fit.ts`) with a configured prior.
+ *
+ * ## Which observations are real
+ * The obvious signal, "pick time → response headers through ext_proc", is not TTFT with vLLM's OpenAI server: for a
+ * streaming request `create_chat_completion` returns a `StreamingResponse` around a generator that has not run yet
+ * (vllm-project/vllm: vllm/entrypoints/openai/api_server.py, serving_chat.py @ v0.10.0), and Starlette's
+ * `StreamingResponse.stream_response` sends `http.response.start` before it iterates the body (encode/starlette:
+ * starlette/responses.py, 0.4x), so the headers leave before the request even reaches the engine's queue; for a
+ * non-streaming request the headers follow the whole generation. kvroute's EnvoyFilter sends the EPP response headers
+ * only (response body mode NONE), so the first body chunk is not seen either.
+ *
+ * What is real is what the engine itself measures and the EPP already scrapes, per pod (vLLM 0.10, v1 engine:
+ * vllm/v1/metrics/loggers.py and vllm/v1/metrics/stats.py @ v0.10.0):
+ * - `vllm:time_to_first_token_seconds` (histogram, observed when a request's first token is produced, from its arrival
+ *   at the engine): its `_count` and `_sum` deltas between two scrapes give how many requests produced a first token in
+ *   the interval and their mean TTFT;
+ * - `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (counters, in tokens, counted when the scheduler
+ *   looks a waiting request up in the cache): queries − hits over the interval = the uncached tokens those requests
+ *   had to prefill.
+ * One interval gives one observation (x = uncached tokens per first token, y = mean TTFT, weight = the number of first
+ * tokens). Intervals where the pod had requests waiting (`vllm:num_requests_waiting` > 0 at either end) are not fitted:
+ * their TTFT contains queue wait, which the model adds separately. Queries and first tokens are counted a prefill
+ * apart, so an interval's x is approximate; the robust fit and many intervals absorb that.
+ *
+ * ## Queued prefill work
+ * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
+ * entry leaves when the scraped TTFT `_count` advances (vLLM's default scheduling is first come, first served, so the
+ * oldest go first), when the response headers of a non-streaming response arrive (the generation is over), or after
+ * a timeout (a safety net for pods that do not export the histogram and requests aborted before their first token).
+ * Requests the scrape says are waiting beyond this EPP's own count the mean uncached tokens the pod's observations
+ * show (or, before any, the request's own).
+ */
+import type { EndpointMetrics } from '../datastore/types';
+import { DecayedRobustLinearFit, type LinearEstimate } from './linear-fit';
+
+export interface LatencyModelOptions {
+  /** Prior seconds of prefill per uncached prompt token, before a pod's data arrives. */
+  readonly priorSecondsPerToken: number;
+  /** Prior fixed seconds per request (scheduling, the first decode step, detokenization). */
+  readonly priorOverheadSeconds: number;
+  /** How many requests' worth of evidence the prior is. */
+  readonly priorWeight: number;
+  /** Observations lose half their weight every this many milliseconds. */
+  readonly halfLifeMs: number;
+  /** The longest a picked request counts as queued prefill work on its pod. */
+  readonly pendingTimeoutMs: number;
+}
+
+export interface TtftPrediction {
+  /** Predicted seconds to first token: queueSeconds + prefillSeconds + overheadSeconds. */
+  readonly ttftSeconds: number;
+  readonly queueSeconds: number;
+  readonly prefillSeconds: number;
+  readonly overheadSeconds: number;
+  /** Uncached tokens ahead of the request on the pod. */
+  readonly queuedTokens: number;
+  /** The request's own uncached tokens. */
+  readonly uncachedTokens: number;
+}
+
+/** The typical uncached prompt the prior assumes, in tokens: where the prior's second pseudo-point sits. */
+const PRIOR_TYPICAL_TOKENS = 1024;
+/** An interval stands for at most this many requests, so one long gap between scrapes cannot outweigh the rest. */
+const MAX_INTERVAL_WEIGHT = 64;
+/** A picked request counts as queued for 4× its predicted TTFT at most (and at least this long) before it expires. */
+const PENDING_MIN_MS = 500;
+const PENDING_PREDICTION_FACTOR = 4;
+
+interface CounterReading {
+  readonly updateTime: number;
+  readonly waiting: number;
+  readonly firstTokenCount?: number;
+  readonly firstTokenSecondsSum?: number;
+  readonly queryTokens?: number;
+  readonly hitTokens?: number;
+}
+
+interface PendingPrefill {
+  readonly requestId: string;
+  readonly tokens: number;
+  readonly expiresAt: number;
+}
+
+/** What the pod model learned from its scrapes, for logs and tests. */
+export interface PodLatencyStats {
+  /** Intervals fitted. */
+  readonly observations: number;
+  /** Intervals skipped because requests were waiting. */
+  readonly skippedQueued: number;
+  readonly estimate: LinearEstimate;
+  readonly pendingRequests: number;
+  readonly pendingTokens: number;
+}
+
+export class PodLatencyModel {
+  readonly fit: DecayedRobustLinearFit;
+  private readonly pending: PendingPrefill[] = [];
+  private last: CounterReading | undefined;
+  private skippedQueued = 0;
+
+  constructor(private readonly options: LatencyModelOptions) {
+    this.fit = new DecayedRobustLinearFit({
+      prior: {
+        intercept: options.priorOverheadSeconds,
+        slope: options.priorSecondsPerToken,
+        weight: options.priorWeight,
+        x: PRIOR_TYPICAL_TOKENS,
+      },
+      halfLifeMs: options.halfLifeMs,
+    });
+  }
+
+  /**
+   * Learns from a scrape, once per scrape (`updateTime` identifies it): retires the pending requests that produced a
+   * first token and fits the interval since the previous scrape. Counters that went down (a restarted pod) start a new
+   * baseline without an observation.
+   */
+  ingest(metrics: EndpointMetrics, nowMs: number): void {
+    if (metrics.updateTime === 0 || metrics.updateTime === this.last?.updateTime) return;
+    const reading: CounterReading = {
+      updateTime: metrics.updateTime,
+      waiting: metrics.waitingQueueSize,
+      ...(metrics.firstTokenCount !== undefined ? { firstTokenCount: metrics.firstTokenCount } : {}),
+      ...(metrics.firstTokenSecondsSum !== undefined ? { firstTokenSecondsSum: metrics.firstTokenSecondsSum } : {}),
+      ...(metrics.prefixCacheQueryTokens !== undefined ? { queryTokens: metrics.prefixCacheQueryTokens } : {}),
+      ...(metrics.prefixCacheHitTokens !== undefined ? { hitTokens: metrics.prefixCacheHitTokens } : {}),
+    };
+    const previous = this.last;
+    this.last = reading;
+    if (previous === undefined) return;
+    const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
+    if (firstTokens === undefined || firstTokens <= 0) return;
+    // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
+    this.pending.splice(0, Math.min(firstTokens, this.pending.length));
+
+    const ttftSum = delta(previous.firstTokenSecondsSum, reading.firstTokenSecondsSum);
+    const queries = delta(previous.queryTokens, reading.queryTokens);
+    const hits = delta(previous.hitTokens, reading.hitTokens);
+    if (ttftSum === undefined || queries === undefined || hits === undefined) return;
+    if (previous.waiting > 0 || reading.waiting > 0) {
+      this.skippedQueued++;
+      return;
+    }
+    const uncachedPerRequest = Math.max(0, queries - hits) / firstTokens;
+    this.fit.observe(uncachedPerRequest, ttftSum / firstTokens, Math.min(firstTokens, MAX_INTERVAL_WEIGHT), nowMs);
+  }
+
+  /** Counts a request this EPP committed to the pod as queued prefill work until its first token. */
+  addPending(requestId: string, uncachedTokens: number, predictedSeconds: number, nowMs: number): void {
+    const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * predictedSeconds * 1000));
+    this.pending.push({ requestId, tokens: Math.max(0, uncachedTokens), expiresAt: nowMs + lifetime });
+  }
+
+  /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
+  finish(requestId: string): void {
+    const i = this.pending.findIndex((p) => p.requestId === requestId);
+    if (i >= 0) this.pending.splice(i, 1);
+  }
+
+  /** Predicts the TTFT of a request with `uncachedTokens` to prefill, given the pod's last scrape. */
+  predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): TtftPrediction {
+    this.expire(nowMs);
+    const { intercept, slope } = this.fit.estimate(nowMs);
+    let ownTokens = 0;
+    for (const p of this.pending) ownTokens += p.tokens;
+    // Waiting requests beyond this EPP's own pending ones are someone else's; value them at the pod's typical prompt.
+    const others = Math.max(0, metrics.waitingQueueSize - this.pending.length);
+    const typical = this.fit.meanX() ?? uncachedTokens;
+    const queuedTokens = ownTokens + others * typical;
+    const queueSeconds = slope * queuedTokens;
+    const prefillSeconds = slope * Math.max(0, uncachedTokens);
+    return {
+      ttftSeconds: queueSeconds + prefillSeconds + intercept,
+      queueSeconds,
+      prefillSeconds,
+      overheadSeconds: intercept,
+      queuedTokens,
+      uncachedTokens: Math.max(0, uncachedTokens),
+    };
+  }
+
+  stats(nowMs: number): PodLatencyStats {
+    this.expire(nowMs);
+    let tokens = 0;
+    for (const p of this.pending) tokens += p.tokens;
+    return {
+      observations: this.fit.count,
+      skippedQueued: this.skippedQueued,
+      estimate: this.fit.estimate(nowMs),
+      pendingRequests: this.pending.length,
+      pendingTokens: tokens,
+    };
+  }
+
+  private expire(nowMs: number): void {
+    if (this.pending.length === 0) return;
+    let kept = 0;
+    for (const p of this.pending) if (p.expiresAt > nowMs) this.pending[kept++] = p;
+    this.pending.length = kept;
+  }
+}
+
+function delta(before: number | undefined, after: number | undefined): number | undefined {
+  if (before === undefined || after === undefined || after < before) return undefined;
+  return after - before;
+}
+
+/** The pods' models, created on first sight with the shared options. */
+export class LatencyModel {
+  private readonly pods = new Map<string, PodLatencyModel>();
+
+  constructor(readonly options: LatencyModelOptions) {}
+
+  pod(endpointKey: string): PodLatencyModel {
+    let model = this.pods.get(endpointKey);
+    if (model === undefined) {
+      model = new PodLatencyModel(this.options);
+      this.pods.set(endpointKey, model);
+    }
+    return model;
+  }
+
+  has(endpointKey: string): boolean {
+    return this.pods.has(endpointKey);
+  }
+
+  remove(endpointKey: string): void {
+    this.pods.delete(endpointKey);
+  }
+
+  get size(): number {
+    return this.pods.size;
+  }
+}

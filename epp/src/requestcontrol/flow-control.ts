@@ -1,0 +1,299 @@
+/**
+ * A bounded queue for requests that arrive while every candidate is saturated (issue 9, "flow control instead of 429
+ * storms"): instead of answering 429 at once, request control parks the request here and dispatches it when capacity
+ * frees. `request-control.ts` uses it when given one (`RequestControlOptions.flowControl`); the EPP's flags do not
+ * turn it on yet.
+ *
+ * Semantics, shaped like GIE's flow controller (kubernetes-sigs/gateway-api-inference-extension: pkg/epp/flowcontrol/,
+ * late 2025: priority bands, a fairness policy across flows within a band, FCFS within a flow, a TTL per item) and its
+ * notion of sheddable traffic (pkg/epp/util/request/sheddable.go: `IsSheddable(priority) = priority < 0`, the priority
+ * coming from the request's InferenceObjective, 0 without one):
+ * - **Priority bands**: a higher `priority` is always dispatched first.
+ * - **Fair across flows** (a flow is a session, a tenant or an objective — the caller chooses the key): within a band,
+ *   flows take turns (round robin), so one chatty session cannot starve the others; within a flow, first come first
+ *   served.
+ * - **Bounded**: at most `maxQueued` requests wait. When full, a newcomer displaces the lowest-priority *sheddable*
+ *   request that is lower than itself (the newest of those: it has waited least), which is rejected as `shed`;
+ *   without such a victim the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
+ * - **Deadlines**: each request waits at most its deadline (`maxWaitMs` by default), then is rejected as `deadline`.
+ * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered,
+ *   so a backlog that built up during a stall is released a slice per tick, never dumped onto pods at once.
+ * Rejections carry the reason, for the 429's `x-kvroute-flow-control` header.
+ */
+
+export type FlowRejectionReason = 'queue-full' | 'deadline' | 'shed' | 'aborted' | 'closed';
+
+/** The response header a 429 from flow control carries, naming the reason. */
+export const FLOW_CONTROL_HEADER = 'x-kvroute-flow-control';
+
+export class FlowControlRejection extends Error {
+  constructor(readonly reason: FlowRejectionReason) {
+    super(`flow control rejected the request: ${reason}`);
+    this.name = 'FlowControlRejection';
+  }
+}
+
+export interface FlowControlOptions {
+  /** Requests that may wait at once, all flows and priorities together. */
+  readonly maxQueued: number;
+  /** How long a request may wait when it names no deadline of its own, in ms. */
+  readonly maxWaitMs: number;
+  /** The most requests one `dispatch` call releases (pacing). */
+  readonly maxDispatchPerCall: number;
+  /** Wall clock in ms. @default Date.now */
+  readonly now?: () => number;
+  /** Expire deadlines by timer; tests that drive `expire()` themselves turn it off. @default true */
+  readonly timers?: boolean;
+}
+
+export interface FlowRequest {
+  /** Who takes turns: a session id, a tenant, an objective name. */
+  readonly flow: string;
+  /** Higher goes first; negative is sheddable (GIE's rule). */
+  readonly priority: number;
+  /** Absolute deadline in ms on the `now` clock. @default now + maxWaitMs */
+  readonly deadlineMs?: number;
+  /** Aborts the wait (the client went away). */
+  readonly signal?: AbortSignal;
+}
+
+interface Waiter {
+  readonly request: FlowRequest;
+  readonly deadlineMs: number;
+  readonly seq: number;
+  readonly resolve: () => void;
+  readonly reject: (error: FlowControlRejection) => void;
+  readonly onAbort?: () => void;
+}
+
+/** One priority level: its flows in turn order, each a FIFO. */
+class Band {
+  readonly flows = new Map<string, Waiter[]>();
+  /** Flow keys in round-robin order; the next to dispatch is at `cursor`. */
+  readonly order: string[] = [];
+  cursor = 0;
+  size = 0;
+
+  push(w: Waiter): void {
+    let queue = this.flows.get(w.request.flow);
+    if (queue === undefined) {
+      queue = [];
+      this.flows.set(w.request.flow, queue);
+      // A new flow joins just before the cursor: it takes its turn after every flow already waiting.
+      this.order.splice(this.cursor, 0, w.request.flow);
+      this.cursor = (this.cursor + 1) % this.order.length;
+    }
+    queue.push(w);
+    this.size++;
+  }
+
+  /** The next waiter in round-robin order. */
+  shift(): Waiter | undefined {
+    if (this.size === 0) return undefined;
+    if (this.cursor >= this.order.length) this.cursor = 0;
+    const flow = this.order[this.cursor]!;
+    const queue = this.flows.get(flow)!;
+    const w = queue.shift()!;
+    this.size--;
+    if (queue.length === 0) {
+      this.flows.delete(flow);
+      this.order.splice(this.cursor, 1);
+    } else {
+      this.cursor++;
+    }
+    if (this.order.length > 0) this.cursor %= this.order.length;
+    else this.cursor = 0;
+    return w;
+  }
+
+  remove(w: Waiter): boolean {
+    const queue = this.flows.get(w.request.flow);
+    const i = queue?.indexOf(w) ?? -1;
+    if (queue === undefined || i < 0) return false;
+    queue.splice(i, 1);
+    this.size--;
+    if (queue.length === 0) {
+      this.flows.delete(w.request.flow);
+      const at = this.order.indexOf(w.request.flow);
+      this.order.splice(at, 1);
+      if (at < this.cursor) this.cursor--;
+      if (this.order.length > 0) this.cursor %= this.order.length;
+      else this.cursor = 0;
+    }
+    return true;
+  }
+
+  /** The waiter that arrived last. */
+  newest(): Waiter | undefined {
+    let newest: Waiter | undefined;
+    for (const queue of this.flows.values()) {
+      const last = queue[queue.length - 1];
+      if (last !== undefined && (newest === undefined || last.seq > newest.seq)) newest = last;
+    }
+    return newest;
+  }
+
+  *waiters(): IterableIterator<Waiter> {
+    for (const queue of this.flows.values()) yield* queue;
+  }
+}
+
+export class FlowControlQueue {
+  private readonly bands = new Map<number, Band>();
+  private readonly now: () => number;
+  private seq = 0;
+  private count = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private closed = false;
+
+  constructor(private readonly options: FlowControlOptions) {
+    for (const key of ['maxQueued', 'maxDispatchPerCall'] as const) {
+      if (!Number.isInteger(options[key]) || options[key] < 1) throw new RangeError(`${key} must be an integer >= 1, got ${options[key]}`);
+    }
+    if (!(options.maxWaitMs > 0)) throw new RangeError(`maxWaitMs must be > 0, got ${options.maxWaitMs}`);
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The default deadline for a request that starts waiting now (`now + maxWaitMs`). */
+  deadlineFromNow(): number {
+    return this.now() + this.options.maxWaitMs;
+  }
+
+  /** Requests waiting. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Waiting requests per priority, for metrics and tests. */
+  sizes(): ReadonlyMap<number, number> {
+    return new Map([...this.bands].filter(([, b]) => b.size > 0).map(([p, b]) => [p, b.size]));
+  }
+
+  /**
+   * Waits for a dispatch. Resolves when `dispatch` releases the request; rejects with a `FlowControlRejection` naming
+   * why it will not be (queue full, displaced, deadline, aborted, closed).
+   */
+  enqueue(request: FlowRequest): Promise<void> {
+    if (this.closed) return Promise.reject(new FlowControlRejection('closed'));
+    if (request.signal?.aborted) return Promise.reject(new FlowControlRejection('aborted'));
+    if (!Number.isFinite(request.priority)) return Promise.reject(new RangeError(`priority must be a finite number, got ${request.priority}`));
+    this.expire();
+    if (this.count >= this.options.maxQueued && !this.shedFor(request.priority)) {
+      return Promise.reject(new FlowControlRejection('queue-full'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const deadlineMs = request.deadlineMs ?? this.now() + this.options.maxWaitMs;
+      let waiter: Waiter;
+      const onAbort = request.signal ? () => this.drop(waiter, 'aborted') : undefined;
+      waiter = { request, deadlineMs, seq: this.seq++, resolve, reject, ...(onAbort ? { onAbort } : {}) };
+      if (onAbort) request.signal!.addEventListener('abort', onAbort, { once: true });
+      this.band(request.priority).push(waiter);
+      this.count++;
+      this.armTimer();
+    });
+  }
+
+  /**
+   * Releases up to `capacity` waiting requests (at most `maxDispatchPerCall`), highest priority first, flows in turn.
+   * Returns how many were released.
+   */
+  dispatch(capacity: number): number {
+    this.expire();
+    const limit = Math.min(Math.max(0, Math.floor(capacity)), this.options.maxDispatchPerCall);
+    let released = 0;
+    for (const priority of this.prioritiesDescending()) {
+      const band = this.bands.get(priority)!;
+      while (released < limit) {
+        const w = band.shift();
+        if (w === undefined) break;
+        this.settle(w);
+        w.resolve();
+        released++;
+      }
+      if (released >= limit) break;
+    }
+    this.armTimer();
+    return released;
+  }
+
+  /** Rejects every request whose deadline has passed; returns how many. */
+  expire(): number {
+    const now = this.now();
+    let expired = 0;
+    for (const band of this.bands.values()) {
+      for (const w of [...band.waiters()]) {
+        if (w.deadlineMs <= now) {
+          this.drop(w, 'deadline');
+          expired++;
+        }
+      }
+    }
+    return expired;
+  }
+
+  /** Rejects everything waiting and everything that arrives later. */
+  close(): void {
+    this.closed = true;
+    for (const band of this.bands.values()) for (const w of [...band.waiters()]) this.drop(w, 'closed');
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Makes room for a newcomer of `priority` by shedding the newest lowest-priority sheddable waiter below it. */
+  private shedFor(priority: number): boolean {
+    const ascending = this.prioritiesDescending().reverse();
+    for (const p of ascending) {
+      if (p >= 0 || p >= priority) return false;
+      const victim = this.bands.get(p)!.newest();
+      if (victim !== undefined) {
+        this.drop(victim, 'shed');
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private drop(w: Waiter, reason: FlowRejectionReason): void {
+    if (!this.band(w.request.priority).remove(w)) return;
+    this.settle(w);
+    w.reject(new FlowControlRejection(reason));
+  }
+
+  private settle(w: Waiter): void {
+    this.count--;
+    if (w.onAbort) w.request.signal?.removeEventListener('abort', w.onAbort);
+  }
+
+  private band(priority: number): Band {
+    let band = this.bands.get(priority);
+    if (band === undefined) {
+      band = new Band();
+      this.bands.set(priority, band);
+    }
+    return band;
+  }
+
+  private prioritiesDescending(): number[] {
+    return [...this.bands.keys()].filter((p) => this.bands.get(p)!.size > 0).sort((a, b) => b - a);
+  }
+
+  /** One timer, at the earliest deadline, so waiting requests are rejected on time even when nothing else happens. */
+  private armTimer(): void {
+    if (this.options.timers === false || this.closed) return;
+    let earliest = Infinity;
+    for (const band of this.bands.values()) for (const w of band.waiters()) earliest = Math.min(earliest, w.deadlineMs);
+    if (earliest === this.timerAt && this.timer !== undefined) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = earliest;
+    if (earliest === Infinity) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.expire();
+      this.armTimer();
+    }, Math.max(0, earliest - this.now()));
+    this.timer.unref();
+  }
+}

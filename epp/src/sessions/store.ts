@@ -1,0 +1,299 @@
+/**
+ * The shared session store: session bindings kept in Redis or Valkey so every EPP replica routes a session to the same
+ * pod. Only the session-affinity filter uses it (`parameters.sessionStore`); without one, bindings stay in the
+ * filter's in-memory table, which is all a single replica needs.
+ *
+ * What it promises the filter: a read never takes longer than `timeout` and never throws (an answer, or "unavailable"
+ * with the reason, which the filter turns into a fall-back to its local table); a write never blocks anything (fired
+ * and forgotten); at most MAX_OUTSTANDING_COMMANDS wait on the store at once, the rest answered "unavailable" or
+ * dropped at once and counted, so a hung store cannot pile up memory; a store that is down when the
+ * EPP starts, dies or hangs costs affinity across replicas, never a pick and never the process. Reconnection runs in
+ * the background with capped exponential backoff.
+ *
+ * One connection per replica, pipelined (the client keeps many commands in flight on it and Redis answers in order):
+ * for single-key GETEX/SET a pool would add sockets, not throughput.
+ *
+ * Client: ioredis, chosen by measurement (`npm run bench:redis-clients -w epp`, numbers in the README): on loopback
+ * its GET round trip matched iovalkey's at the median and had the lowest p99 with 32 commands in flight; node-redis
+ * was slower on both. It speaks RESP to Redis and Valkey alike and downloads nothing at install time.
+ */
+import * as fs from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { ConnectionOptions } from 'node:tls';
+
+/**
+ * Commands sent and not yet answered, at most: beyond it a read is answered "unavailable" and a write dropped, both at
+ * once and counted. It counts the client's own queue, not our callers: a command whose caller gave up at the timeout
+ * still waits there for the store's reply, so this is what bounds memory while a store hangs.
+ */
+export const MAX_OUTSTANDING_COMMANDS = 2048;
+/**
+ * No reply at all for this long while commands wait (a hung store, a silently dropped connection): the connection is
+ * dropped, its commands failed, and reconnection starts. At least 1 s; ten times the per-call timeout when longer.
+ */
+export function socketTimeoutMs(timeoutMs: number): number {
+  return Math.max(1000, 10 * timeoutMs);
+}
+/** Longest value read back: an endpoint identity (`namespace/pod`); anything longer is not ours and is ignored. */
+export const MAX_VALUE_LENGTH = 512;
+
+export type SessionStoreReadOutcome = 'hit' | 'miss' | 'timeout' | 'error' | 'unavailable';
+export type SessionStoreWriteOutcome = 'ok' | 'timeout' | 'error' | 'unavailable' | 'dropped';
+
+export type SessionStoreRead =
+  | { readonly status: 'hit'; readonly value: string }
+  | { readonly status: 'miss' }
+  /** Timed out, failed, not connected or too many reads waiting: the filter falls back to its local table. */
+  | { readonly status: 'unavailable'; readonly reason: 'timeout' | 'error' | 'unavailable' };
+
+/** Where the store reports what happened, so the filter's handle can count it (`kvroute_epp_session_store_*`). */
+export interface SessionStoreEvents {
+  read(outcome: SessionStoreReadOutcome): void;
+  write(outcome: SessionStoreWriteOutcome): void;
+  connected(up: boolean): void;
+  log(level: 'info' | 'warn', message: string, fields?: Record<string, unknown>): void;
+}
+
+/** The resolved `sessionStore` parameters (see the filter's parameter docs). */
+export interface SessionStoreOptions {
+  /** `redis://[user@]host:port[/db]`, `rediss://` (TLS), `valkey://`, `valkeys://`, or a bare `host:port`. */
+  readonly address: string;
+  readonly keyPrefix: string;
+  /** Per-call limit in milliseconds for reads and writes. */
+  readonly timeoutMs: number;
+  /** Binding lifetime in milliseconds: set on writes, restarted on every read that finds the binding. */
+  readonly ttlMs: number;
+  /** A file holding the password (a mounted Secret), read at start. */
+  readonly passwordFile?: string;
+  /** An environment variable holding the password. */
+  readonly passwordEnv?: string;
+  /** With TLS: a PEM file of the CA that signed the store's certificate (else the system's roots). */
+  readonly caFile?: string;
+  /** @default MAX_OUTSTANDING_COMMANDS (tests lower it) */
+  readonly maxOutstanding?: number;
+}
+
+/** The parts of `address`, checked: the config loader calls this so a bad address fails when the config loads. */
+export interface ParsedAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly db: number;
+  readonly tls: boolean;
+  readonly username?: string;
+}
+
+const SCHEMES: Readonly<Record<string, boolean>> = { 'redis:': false, 'valkey:': false, 'rediss:': true, 'valkeys:': true };
+
+/**
+ * Parses a store address the way llm-d's Redis index reads its `address` (llm-d-kv-cache-manager
+ * `pkg/kvcache/kvblock/redis.go`: a bare `host:port` gets `redis://`; `rediss://` is TLS; later versions add
+ * `valkey://`). A password in the URL is refused: the address sits in a ConfigMap, so secrets come from a file or the
+ * environment. Throws an Error saying what is wrong.
+ */
+export function parseStoreAddress(address: string): ParsedAddress {
+  const withScheme = /^[a-z]+:\/\//i.test(address) ? address : `redis://${address}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new Error(`must be a URL like "redis://redis.kvroute:6379" or "host:port", got ${JSON.stringify(address)}`);
+  }
+  const tls = SCHEMES[url.protocol];
+  if (tls === undefined) {
+    throw new Error(`scheme must be redis://, rediss:// (TLS), valkey:// or valkeys:// (TLS), got ${JSON.stringify(url.protocol.replace(/:$/, '://'))}`);
+  }
+  if (url.password !== '') {
+    throw new Error('must not hold a password (the config is a ConfigMap): use sessionStore.passwordFile or sessionStore.passwordEnv');
+  }
+  if (url.hostname === '') throw new Error(`names no host: ${JSON.stringify(address)}`);
+  const port = url.port === '' ? 6379 : Number(url.port);
+  const path = url.pathname.replace(/^\//, '');
+  if (path !== '' && !/^\d{1,2}$/.test(path)) throw new Error(`path must be a database number like "/0", got ${JSON.stringify(url.pathname)}`);
+  if (url.search !== '' || url.hash !== '') throw new Error(`must not carry a query or fragment, got ${JSON.stringify(address)}`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return {
+    host,
+    port,
+    db: path === '' ? 0 : Number(path),
+    tls,
+    ...(url.username !== '' ? { username: decodeURIComponent(url.username) } : {}),
+  };
+}
+
+/** Reconnect delay after the n-th failed attempt: 50 ms doubling to 2 s, plus up to 100 ms of jitter so replicas spread. */
+export function reconnectDelayMs(attempt: number, random: () => number = Math.random): number {
+  return Math.min(2000, 50 * 2 ** Math.max(0, Math.min(attempt - 1, 6))) + Math.floor(random() * 100);
+}
+
+export class RedisSessionStore {
+  private client: Redis | undefined;
+  private up = false;
+  private closed = false;
+  /** The first failing command after each connect is logged (NOAUTH, a Redis without GETEX…); the rest only counted. */
+  private errorLogged = false;
+
+  constructor(
+    private readonly options: SessionStoreOptions,
+    private readonly events: SessionStoreEvents,
+  ) {}
+
+  /** The key a session digest is stored under: the prefix and the fixed-length digest, so keys are bounded. */
+  keyOf(sessionDigest: string): string {
+    return this.options.keyPrefix + sessionDigest;
+  }
+
+  /**
+   * Reads the password and opens the connection in the background. Only unusable configuration throws (a password
+   * file that cannot be read, an unset variable); a store that is down is not an error: reads fall back until it is up.
+   */
+  async start(): Promise<void> {
+    const address = parseStoreAddress(this.options.address);
+    const password = this.password();
+    const tls: ConnectionOptions | undefined = address.tls
+      ? { servername: address.host, ...(this.options.caFile !== undefined ? { ca: readSecretFile(this.options.caFile, 'sessionStore.caFile', false) } : {}) }
+      : undefined;
+    const options: RedisOptions = {
+      host: address.host,
+      port: address.port,
+      db: address.db,
+      ...(address.username !== undefined ? { username: address.username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(tls !== undefined ? { tls } : {}),
+      lazyConnect: true,
+      // Never queue commands while disconnected: a read must answer now (from the local table) rather than wait.
+      enableOfflineQueue: false,
+      // Commands lost with a connection fail at once instead of being replayed later, when nobody waits for them.
+      maxRetriesPerRequest: 0,
+      commandTimeout: this.options.timeoutMs,
+      connectTimeout: Math.max(1000, this.options.timeoutMs),
+      socketTimeout: socketTimeoutMs(this.options.timeoutMs),
+      retryStrategy: (attempt) => (this.closed ? null : reconnectDelayMs(attempt)),
+      connectionName: 'kvroute-epp-sessions',
+      enableReadyCheck: false,
+    };
+    const client = new Redis(options);
+    this.client = client;
+    client.on('ready', () => this.setUp(true));
+    client.on('close', () => this.setUp(false));
+    // ioredis reports every failed attempt as an 'error' event; the state change is logged once in setUp instead.
+    client.on('error', () => undefined);
+    client.connect().catch((e: Error) => {
+      this.events.log('warn', 'session store not reachable at start; picks use the local bindings until it is', { address: this.options.address, error: e.message });
+    });
+  }
+
+  get connected(): boolean {
+    return this.up;
+  }
+
+  /**
+   * The binding of a session digest, restarting its TTL in the same round trip (GETEX … PX, Redis 6.2+ and every
+   * Valkey): a session in use never expires, and a hit costs no extra write.
+   */
+  async read(sessionDigest: string): Promise<SessionStoreRead> {
+    const client = this.client;
+    if (client === undefined || client.status !== 'ready' || this.saturated(client)) {
+      this.events.read('unavailable');
+      return { status: 'unavailable', reason: 'unavailable' };
+    }
+    try {
+      const value = await client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs);
+      if (value === null || value.length === 0 || value.length > MAX_VALUE_LENGTH) {
+        this.events.read('miss');
+        return { status: 'miss' };
+      }
+      this.events.read('hit');
+      return { status: 'hit', value };
+    } catch (e) {
+      const reason = isTimeout(e) ? 'timeout' : 'error';
+      if (reason === 'error') this.logFirstError(e);
+      this.events.read(reason);
+      return { status: 'unavailable', reason };
+    }
+  }
+
+  /**
+   * Binds a session digest to an endpoint identity with the TTL; never waits, never throws. `onlyIfAbsent` (SET NX)
+   * leaves a binding already there alone: the caller did not see one (a miss, or a read that timed out) and must not
+   * overwrite one another replica made meanwhile or that a slow read failed to return.
+   */
+  write(sessionDigest: string, value: string, onlyIfAbsent: boolean): void {
+    const client = this.client;
+    if (client === undefined || client.status !== 'ready') {
+      this.events.write('unavailable');
+      return;
+    }
+    if (this.saturated(client)) {
+      this.events.write('dropped');
+      return;
+    }
+    const key = this.keyOf(sessionDigest);
+    const done = onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs);
+    done.then(
+      () => this.events.write('ok'),
+      (e: unknown) => {
+        if (!isTimeout(e)) this.logFirstError(e);
+        this.events.write(isTimeout(e) ? 'timeout' : 'error');
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const client = this.client;
+    this.client = undefined;
+    if (client === undefined) return;
+    // QUIT waits for the store; a store that is down or paused must not hold up shutdown.
+    client.disconnect(false);
+    this.setUp(false);
+  }
+
+  /** Too many commands already wait for the store's replies. */
+  private saturated(client: Redis): boolean {
+    return client.commandQueue.length >= (this.options.maxOutstanding ?? MAX_OUTSTANDING_COMMANDS);
+  }
+
+  private logFirstError(e: unknown): void {
+    if (this.errorLogged) return;
+    this.errorLogged = true;
+    this.events.log('warn', 'session store command failed; picks use the local bindings (further failures are only counted)', {
+      address: this.options.address, error: e instanceof Error ? e.message : String(e),
+    });
+  }
+
+  private setUp(up: boolean): void {
+    if (up === this.up) return;
+    this.up = up;
+    if (up) this.errorLogged = false;
+    this.events.connected(up);
+    if (up) this.events.log('info', 'session store connected', { address: this.options.address });
+    else if (!this.closed) this.events.log('warn', 'session store connection lost; picks use the local bindings, reconnecting', { address: this.options.address });
+  }
+
+  private password(): string | undefined {
+    if (this.options.passwordFile !== undefined) return readSecretFile(this.options.passwordFile, 'sessionStore.passwordFile', true);
+    if (this.options.passwordEnv !== undefined) {
+      const value = process.env[this.options.passwordEnv];
+      if (value === undefined || value === '') throw new Error(`sessionStore.passwordEnv: environment variable ${this.options.passwordEnv} is not set`);
+      return value;
+    }
+    return undefined;
+  }
+}
+
+function isTimeout(e: unknown): boolean {
+  return e instanceof Error && /timed out/i.test(e.message);
+}
+
+/** A secret or certificate file's text; `trim` drops the trailing newline Secrets often carry. */
+export function readSecretFile(file: string, field: string, trim: boolean): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${field}: cannot read ${file}: ${(e as Error).message}`);
+  }
+  const value = trim ? text.trim() : text;
+  if (value === '') throw new Error(`${field}: ${file} is empty`);
+  return value;
+}

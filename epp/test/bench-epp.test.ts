@@ -1,0 +1,35 @@
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+
+// The benchmark itself, shrunk to one cell so it cannot rot: it starts the metrics servers, the floor server and the
+// real kvroute-epp binary (dist/main.js: `npm test` builds it first) and drives both with the same client. Nothing
+// here is about speed; the limit only bounds a hung run.
+jest.setTimeout(240_000);
+
+test('npm run bench -w epp runs end to end: EPP, floor and metrics servers in their own processes', async () => {
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--require', 'ts-node/register/transpile-only', path.join(__dirname, '..', 'bench', 'epp-bench.ts'), '--quick'],
+      {
+        cwd: path.join(__dirname, '..'),
+        timeout: 200_000,
+        maxBuffer: 16 * 1024 * 1024,
+        env: { ...process.env, BENCH_ENDPOINTS: '4', BENCH_PROMPTS: '2048', BENCH_MODES: 'worker', BENCH_SECONDS: '0.2', BENCH_SCHEDULE_SAMPLES: '20' },
+      },
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+    );
+  });
+  const row = JSON.parse(out.split('\n').find((l) => l.startsWith('{"endpoints"')) ?? 'null') as Record<string, number | string> | null;
+  expect(row).toMatchObject({ endpoints: 4, mode: 'worker', expectedScrapesPerSec: 80, scrapeFailures: 0, refreshIntervalMs: 50 });
+  // Every measured quantity came from a real exchange or a real scrape.
+  for (const k of ['rps', 'floorRps', 'serialP50Ms', 'floorSerialP50Ms', 'scrapesPerSec', 'rssMiB', 'heapUsedMiB', 'scheduled']) {
+    expect(row?.[k]).toBeGreaterThan(0);
+  }
+  expect(row?.loopUtilization).toBeGreaterThan(0);
+  expect(row?.loopUtilization).toBeLessThanOrEqual(1);
+  const result = JSON.parse(out.split('\n').find((l) => l.startsWith('RESULT '))?.slice('RESULT '.length) ?? 'null') as { rows: number; goals: { goal: string }[] } | null;
+  expect(result?.rows).toBe(1);
+  expect(result?.goals.map((g) => g.goal)).toContain('throughput at 4 ≥ 0.8× the floor (2 KB)');
+  expect(out).not.toContain('written'); // a shrunk run is never recorded
+});

@@ -1,0 +1,302 @@
+import { EMPTY_METRICS, type EndpointMetrics } from '../src/datastore/types';
+import { applyReading, parseVllmMetrics } from '../src/datastore/vllm-metrics';
+import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
+import { PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
+
+/** mulberry32: a seeded uniform [0, 1) source, so every run sees the same synthetic data. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PRIOR = { intercept: 0.02, slope: 0.0002, weight: 8, x: 1024 };
+const HALF_LIFE_MS = 60_000;
+
+function fit(): DecayedRobustLinearFit {
+  return new DecayedRobustLinearFit({ prior: PRIOR, halfLifeMs: HALF_LIFE_MS });
+}
+
+/** Feeds `n` observations of y = o + c·x (±5% noise), one per 250 ms from `startMs`; returns the time after the last. */
+function feed(f: DecayedRobustLinearFit, n: number, line: { o: number; c: number }, random: () => number, startMs: number, outlierEvery = 0): number {
+  let t = startMs;
+  for (let i = 1; i <= n; i++) {
+    const x = Math.floor(random() * 4000);
+    let y = (line.o + line.c * x) * (0.95 + 0.1 * random());
+    if (outlierEvery > 0 && i % outlierEvery === 0) y *= 10; // a request stuck behind something the model cannot see
+    f.observe(x, y, 1 + Math.floor(random() * 4), t);
+    t += 250;
+  }
+  return t;
+}
+
+describe('DecayedRobustLinearFit: TTFT = overhead + seconds per uncached token × tokens', () => {
+  it('is exactly the prior before any data', () => {
+    const f = fit();
+    expect(f.estimate(0)).toEqual({ intercept: PRIOR.intercept, slope: PRIOR.slope });
+    expect(f.predictAt(1000)).toBeCloseTo(0.02 + 0.2, 12);
+  });
+
+  it('fits a known linear cost from synthetic observations, 1 in 20 of them 10× outliers', () => {
+    const f = fit();
+    const t = feed(f, 400, { o: 0.035, c: 0.0005 }, seeded(7), 0, 20);
+    const { intercept, slope } = f.estimate(t);
+    expect(slope).toBeGreaterThan(0.0005 * 0.95);
+    expect(slope).toBeLessThan(0.0005 * 1.05);
+    expect(intercept).toBeGreaterThan(0.035 * 0.8);
+    expect(intercept).toBeLessThan(0.035 * 1.2);
+  });
+
+  it('without the robust weights the same outliers would drag the slope (the test above can fail)', () => {
+    // Ordinary least squares on the same data, for contrast: the outliers pull it well above 5%.
+    const random = seeded(7);
+    let w = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (let i = 1; i <= 400; i++) {
+      const x = Math.floor(random() * 4000);
+      let y = (0.035 + 0.0005 * x) * (0.95 + 0.1 * random());
+      if (i % 20 === 0) y *= 10;
+      const weight = 1 + Math.floor(random() * 4);
+      w += weight; sx += weight * x; sy += weight * y; sxx += weight * x * x; sxy += weight * x * y;
+    }
+    const olsSlope = (sxy - (sx * sy) / w) / (sxx - (sx * sx) / w);
+    expect(olsSlope).toBeGreaterThan(0.0005 * 1.2);
+  });
+
+  it('recovers after the pod slows down 3×: within 10% of the new cost three half-lives later', () => {
+    const f = fit();
+    const random = seeded(11);
+    let t = feed(f, 480, { o: 0.02, c: 0.0002 }, random, 0); // two minutes at the old speed
+    expect(f.estimate(t).slope).toBeCloseTo(0.0002, 4);
+    t = feed(f, 3 * 240, { o: 0.02, c: 0.0006 }, random, t); // three half-lives (60 s each) at 3× the cost
+    const { slope } = f.estimate(t);
+    expect(slope).toBeGreaterThan(0.0006 * 0.9);
+    expect(slope).toBeLessThan(0.0006 * 1.1);
+  });
+
+  it('one wild observation moves an established fit by less than 5%', () => {
+    const f = fit();
+    const t = feed(f, 400, { o: 0.02, c: 0.0003 }, seeded(3), 0);
+    const before = f.estimate(t).slope;
+    expect(f.observe(3000, 50, 4, t)).toBeLessThan(0.05); // 50 s for 3000 tokens: its Huber weight is tiny
+    expect(Math.abs(f.estimate(t).slope - before) / before).toBeLessThan(0.05);
+  });
+
+  it('falls back to the prior as its data ages: 20 half-lives without observations', () => {
+    const f = fit();
+    const t = feed(f, 200, { o: 0.05, c: 0.001 }, seeded(5), 0);
+    expect(f.estimate(t).slope).toBeGreaterThan(0.0009);
+    const later = f.estimate(t + 20 * HALF_LIFE_MS);
+    expect(later.slope).toBeCloseTo(PRIOR.slope, 5);
+    expect(later.intercept).toBeCloseTo(PRIOR.intercept, 3);
+  });
+
+  it('never returns a negative cost or overhead', () => {
+    const f = fit();
+    for (let i = 0; i < 100; i++) f.observe(i * 40, 0.5 - i * 0.004, 4, i * 100); // TTFT falling with tokens: noise
+    const { slope, intercept } = f.estimate(10_000);
+    expect(slope).toBeGreaterThanOrEqual(0);
+    expect(intercept).toBeGreaterThanOrEqual(0);
+  });
+
+  it('leans on the prior for the slope when all data sit at one x', () => {
+    const f = fit();
+    for (let i = 0; i < 100; i++) f.observe(500, 0.3, 4, i * 100);
+    const { slope, intercept } = f.estimate(10_000);
+    expect(Math.abs(slope - PRIOR.slope) / PRIOR.slope).toBeLessThan(0.1);
+    expect(intercept + slope * 500).toBeCloseTo(0.3, 2); // and the line goes through the data
+  });
+});
+
+const OPTIONS: LatencyModelOptions = {
+  priorSecondsPerToken: 0.0002,
+  priorOverheadSeconds: 0.02,
+  priorWeight: 8,
+  halfLifeMs: 60_000,
+  pendingTimeoutMs: 30_000,
+};
+
+/** A pod's scrapes: cumulative counters advanced as a vLLM engine would for `requests` first tokens per interval. */
+class ScrapeSeries {
+  private count = 0;
+  private sum = 0;
+  private queries = 0;
+  private hits = 0;
+  private time = 1_000;
+
+  next(interval: { requests: number; uncached: number; cached: number; ttft: number; waiting?: number }): EndpointMetrics {
+    this.time += 50;
+    this.count += interval.requests;
+    this.sum += interval.requests * interval.ttft;
+    this.queries += interval.requests * (interval.uncached + interval.cached);
+    this.hits += interval.requests * interval.cached;
+    return {
+      ...EMPTY_METRICS,
+      waitingQueueSize: interval.waiting ?? 0,
+      updateTime: this.time,
+      firstTokenCount: this.count,
+      firstTokenSecondsSum: this.sum,
+      prefixCacheQueryTokens: this.queries,
+      prefixCacheHitTokens: this.hits,
+    };
+  }
+
+  get now(): number {
+    return this.time;
+  }
+}
+
+describe('PodLatencyModel: learning from scraped engine counters', () => {
+  it('fits seconds per uncached token and overhead from the deltas between scrapes', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    const random = seeded(21);
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now); // baseline
+    for (let i = 0; i < 300; i++) {
+      const uncached = 100 + Math.floor(random() * 3000);
+      model.ingest(scrapes.next({ requests: 2, uncached, cached: 2000, ttft: 0.03 + 0.0004 * uncached }), scrapes.now);
+    }
+    const { estimate, observations } = model.stats(scrapes.now);
+    expect(observations).toBe(300);
+    expect(estimate.slope).toBeCloseTo(0.0004, 5);
+    // The prior (8 requests' worth, never decayed) still pulls a little against ~3,000 decayed requests' worth of data.
+    expect(estimate.intercept).toBeCloseTo(0.03, 2);
+    const p = model.predict(1000, EMPTY_METRICS, scrapes.now);
+    expect(p.ttftSeconds).toBeCloseTo(0.03 + 0.4, 2);
+    expect(p.queueSeconds).toBe(0);
+  });
+
+  it('does not fit intervals whose TTFT contains queue wait (requests waiting at either scrape)', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    for (let i = 0; i < 50; i++) model.ingest(scrapes.next({ requests: 3, uncached: 1000, cached: 0, ttft: 5, waiting: 4 }), scrapes.now);
+    const stats = model.stats(scrapes.now);
+    expect(stats.observations).toBe(0);
+    expect(stats.skippedQueued).toBe(50);
+    expect(stats.estimate).toEqual({ intercept: 0.02, slope: 0.0002 });
+  });
+
+  it('starts a new baseline when counters go down (a restarted pod) instead of fitting a negative interval', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const first = new ScrapeSeries();
+    model.ingest(first.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), first.now);
+    for (let i = 0; i < 5; i++) model.ingest(first.next({ requests: 100, uncached: 1000, cached: 0, ttft: 0.1 }), first.now);
+    const restarted = new ScrapeSeries();
+    const metrics = { ...restarted.next({ requests: 1, uncached: 10, cached: 0, ttft: 0.05 }), updateTime: first.now + 50 };
+    model.ingest(metrics, first.now + 50);
+    expect(model.stats(first.now + 50).observations).toBe(5);
+    model.ingest({ ...metrics, updateTime: first.now + 100, firstTokenCount: 2, firstTokenSecondsSum: 0.1 }, first.now + 100);
+    expect(model.stats(first.now + 100).observations).toBe(6);
+  });
+
+  it('reads each scrape once, however many requests are scored between scrapes', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    const m = scrapes.next({ requests: 2, uncached: 500, cached: 0, ttft: 0.2 });
+    for (let i = 0; i < 10; i++) model.ingest(m, scrapes.now);
+    expect(model.stats(scrapes.now).observations).toBe(1);
+  });
+});
+
+describe('PodLatencyModel: queued prefill work', () => {
+  it('counts picks as queued work until the scrape counts their first tokens, oldest first', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    model.addPending('a', 1000, 0.2, scrapes.now);
+    model.addPending('b', 2000, 0.4, scrapes.now);
+    model.addPending('c', 500, 0.1, scrapes.now);
+    const queued = model.predict(100, EMPTY_METRICS, scrapes.now);
+    expect(queued.queuedTokens).toBe(3500);
+    expect(queued.queueSeconds).toBeCloseTo(3500 * 0.0002, 9);
+    expect(queued.ttftSeconds).toBeCloseTo(3500 * 0.0002 + 100 * 0.0002 + 0.02, 9);
+    model.ingest(scrapes.next({ requests: 2, uncached: 1500, cached: 0, ttft: 0.3, waiting: 1 }), scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 1, pendingTokens: 500 });
+  });
+
+  it('ends a request\'s queued work by id (a non-streaming response is past its first token) and expires the rest', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    model.addPending('a', 1000, 0.2, 0);
+    model.addPending('b', 2000, 0.4, 0);
+    model.finish('b');
+    expect(model.stats(0)).toMatchObject({ pendingRequests: 1, pendingTokens: 1000 });
+    model.finish('unknown');
+    expect(model.stats(0).pendingRequests).toBe(1);
+    // 4 × the 0.2 s predicted, but at least 500 ms: gone by 801 ms.
+    expect(model.stats(799).pendingRequests).toBe(1);
+    expect(model.stats(801).pendingRequests).toBe(0);
+  });
+
+  it('values requests waiting beyond its own picks at the pod\'s typical uncached prompt', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    model.addPending('a', 1000, 0.2, 0);
+    // 3 waiting, 1 of them ours: 2 others, charged at the request's own 400 tokens before any observation.
+    const p = model.predict(400, { ...EMPTY_METRICS, waitingQueueSize: 3 }, 0);
+    expect(p.queuedTokens).toBe(1000 + 2 * 400);
+  });
+});
+
+describe('vllm-metrics: the latency model\'s engine counters', () => {
+  // As vLLM 0.10's prometheus_client serves them: counters with `_total`, two engines (data parallel) of one model.
+  const page = [
+    '# HELP vllm:num_requests_waiting Number of requests waiting to be processed.',
+    '# TYPE vllm:num_requests_waiting gauge',
+    'vllm:num_requests_waiting{engine="0",model_name="qwen"} 1.0',
+    'vllm:num_requests_waiting{engine="1",model_name="qwen"} 0.0',
+    '# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.',
+    '# TYPE vllm:prefix_cache_queries_total counter',
+    'vllm:prefix_cache_queries_total{engine="0",model_name="qwen"} 9000.0',
+    'vllm:prefix_cache_queries_total{engine="1",model_name="qwen"} 1000.0',
+    '# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.',
+    '# TYPE vllm:prefix_cache_hits_total counter',
+    'vllm:prefix_cache_hits_total{engine="0",model_name="qwen"} 6000.0',
+    'vllm:prefix_cache_hits_total{engine="1",model_name="qwen"} 500.0',
+    '# HELP vllm:gpu_prefix_cache_queries_total GPU prefix cache queries, in terms of number of queried tokens.',
+    '# TYPE vllm:gpu_prefix_cache_queries_total counter',
+    'vllm:gpu_prefix_cache_queries_total{engine="0",model_name="qwen"} 1.0',
+    '# HELP vllm:gpu_prefix_cache_hits_total GPU prefix cache hits, in terms of number of cached tokens.',
+    '# TYPE vllm:gpu_prefix_cache_hits_total counter',
+    'vllm:gpu_prefix_cache_hits_total{engine="0",model_name="qwen"} 1.0',
+    '# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.',
+    '# TYPE vllm:time_to_first_token_seconds histogram',
+    'vllm:time_to_first_token_seconds_bucket{engine="0",le="0.1",model_name="qwen"} 10.0',
+    'vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="qwen"} 12.0',
+    'vllm:time_to_first_token_seconds_count{engine="0",model_name="qwen"} 12.0',
+    'vllm:time_to_first_token_seconds_sum{engine="0",model_name="qwen"} 1.5',
+    'vllm:time_to_first_token_seconds_bucket{engine="1",le="0.1",model_name="qwen"} 3.0',
+    'vllm:time_to_first_token_seconds_bucket{engine="1",le="+Inf",model_name="qwen"} 3.0',
+    'vllm:time_to_first_token_seconds_count{engine="1",model_name="qwen"} 3.0',
+    'vllm:time_to_first_token_seconds_sum{engine="1",model_name="qwen"} 0.25',
+    'vllm:time_to_first_token_seconds_count{engine="0",model_name="other"} 100.0',
+    'vllm:time_to_first_token_seconds_sum{engine="0",model_name="other"} 100.0',
+    '',
+  ].join('\n');
+
+  it('sums the TTFT histogram\'s _count/_sum and the prefix-cache counters over engines, preferring the 0.10 names', () => {
+    const r = parseVllmMetrics(page, { modelName: 'qwen' });
+    expect(r).toMatchObject({ firstTokenCount: 15, firstTokenSecondsSum: 1.75, prefixCacheQueryTokens: 10000, prefixCacheHitTokens: 6500 });
+    expect(r.issues).toEqual([]);
+  });
+
+  it('falls back to the gpu_ names of vLLM before 0.10, and leaves the fields absent when the page has none', () => {
+    const old = page.split('\n').filter((l) => !/vllm:prefix_cache_/.test(l)).join('\n');
+    expect(parseVllmMetrics(old, { modelName: 'qwen' })).toMatchObject({ prefixCacheQueryTokens: 1, prefixCacheHitTokens: 1 });
+    const bare = parseVllmMetrics('vllm:num_requests_waiting 2\n');
+    expect(bare.firstTokenCount).toBeUndefined();
+    expect(bare.prefixCacheQueryTokens).toBeUndefined();
+  });
+
+  it('carries the counters into the endpoint\'s metrics, and drops them when a later page lacks them', () => {
+    const withCounters = applyReading(EMPTY_METRICS, parseVllmMetrics(page, { modelName: 'qwen' }), 5);
+    expect(withCounters).toMatchObject({ waitingQueueSize: 1, firstTokenCount: 15, prefixCacheHitTokens: 6500, updateTime: 5 });
+    const without = applyReading(withCounters, parseVllmMetrics('vllm:num_requests_waiting 2\n'), 6);
+    expect(without.firstTokenCount).toBeUndefined();
+    expect(without.waitingQueueSize).toBe(2);
+  });
+});

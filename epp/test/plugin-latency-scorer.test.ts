@@ -1,0 +1,262 @@
+import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import type { IncomingRequest } from '../src/extproc/request-director';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
+import { PREFIX_MATCH, publishPrefixMatch } from '../src/scheduling/prefix-match';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import type { LLMRequest, SchedulingResult } from '../src/scheduling/types';
+
+const NOW = 1_700_000_000_000;
+const MODEL = 'qwen';
+
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Distinct 64-character blocks (16 tokens at 4 characters a token), so prompts share exactly the blocks we choose. */
+function blocks(label: string, count: number): string {
+  return Array.from({ length: count }, (_, i) => `${label}-${i}-`.padEnd(64, '.')).join('');
+}
+
+function pod(name: string, metrics: Partial<EndpointMetrics> = {}, activeRequests = 0): EndpointSnapshot {
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: NOW, ...metrics },
+    activeRequests,
+  };
+}
+
+let requestCounter = 0;
+function request(prompt: string): LLMRequest {
+  return { requestId: `r${++requestCounter}`, model: MODEL, prompt, headers: {}, attributes: new CycleState() };
+}
+
+/** What request control does after a pick: the pre-request hooks learn the commitment. */
+function commit(scheduler: Scheduler, req: LLMRequest, result: SchedulingResult): void {
+  for (const plugin of scheduler.plugins.ofKind('pre-request')) plugin.preRequest(req, result);
+}
+
+function latencyOf(scheduler: Scheduler): LatencyScorer {
+  return scheduler.plugin('latency-scorer') as LatencyScorer;
+}
+
+describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + kv)', () => {
+  const now = () => NOW;
+
+  it('sends a request to an idle uncached pod rather than a cached pod with a long queue, where the default config keeps it on the cache', () => {
+    const system = blocks('system', 100); // 6,400 characters ≈ 1,600 tokens
+    const question = blocks('question', 4);
+    const [a, b] = [pod('a'), pod('b')];
+
+    const latency = buildScheduler(latencyEndpointPickerConfig(), { now, random: seeded(1) });
+    // Pod a learns the system prompt, then takes six more long requests this EPP has not seen a first token of.
+    const first = request(system + blocks('q0', 4));
+    commit(latency, first, latency.schedule(first, [a]));
+    for (let i = 0; i < 5; i++) {
+      const other = request(blocks(`other${i}`, 100));
+      commit(latency, other, latency.schedule(other, [a]));
+    }
+    const next = request(system + question);
+    const result = latency.schedule(next, [a, b]);
+    expect(result.target.endpoint.name).toBe('b');
+    const predictions = latencyOf(latency).predictions(next)!;
+    const onA = predictions.get('a:8000')!;
+    const onB = predictions.get('b:8000')!;
+    // a: the 64 uncached tokens of the question behind 1,664 + 5 × 1,600 queued tokens; b: the whole prompt, no queue.
+    expect(onA.uncachedTokens).toBe(64);
+    expect(onA.queuedTokens).toBe(1664 + 5 * 1600);
+    expect(onB.uncachedTokens).toBe(1664);
+    expect(onB.queuedTokens).toBe(0);
+    expect(onB.ttftSeconds).toBeCloseTo(0.02 + 1664 * 0.0002, 9);
+    expect(onA.ttftSeconds).toBeGreaterThan(5 * onB.ttftSeconds);
+
+    // The same situation under today's default: the prefix (3 points) outweighs a's six in-flight requests.
+    const defaults = buildScheduler(defaultEndpointPickerConfig(), { now, random: seeded(1) });
+    defaults.schedule(request(system + blocks('q0', 4)), [a]);
+    expect(defaults.schedule(request(system + question), [pod('a', {}, 6), b]).target.endpoint.name).toBe('a');
+  });
+
+  it('keeps a request on the cached pod when its queue is short: the hit saves more than the queue costs', () => {
+    const system = blocks('system', 100);
+    const latency = buildScheduler(latencyEndpointPickerConfig(), { now, random: seeded(2) });
+    const [a, b] = [pod('a'), pod('b')];
+    const first = request(system + blocks('q0', 4));
+    commit(latency, first, latency.schedule(first, [a]));
+    const next = request(system + blocks('q1', 4));
+    // a: 1,664 queued + 64 own tokens ≈ 0.37 s; b: 1,664 own tokens ≈ 0.35 s — close, and the prefix point decides.
+    expect(latency.schedule(next, [a, b]).target.endpoint.name).toBe('a');
+    // Once a's first request is past its first token (a scrape counted it), a wins on latency alone too.
+    const counted = pod('a', { updateTime: NOW + 50, firstTokenCount: 1, firstTokenSecondsSum: 0.35, prefixCacheQueryTokens: 1664, prefixCacheHitTokens: 0 });
+    const base = pod('a', { updateTime: NOW + 10, firstTokenCount: 0, firstTokenSecondsSum: 0, prefixCacheQueryTokens: 0, prefixCacheHitTokens: 0 });
+    const scorer = latencyOf(latency);
+    scorer.model.pod('a:8000').ingest(base.metrics, NOW + 10);
+    const after = request(system + blocks('q2', 4));
+    const scores = scorer.score({ request: after, state: stateWithMatch(after, 'a:8000', system.length) }, [counted, b]);
+    expect(scores[0]).toBe(1);
+    expect(scores[1]).toBeLessThan(0.2);
+  });
+
+  it('learns from the scrapes that a pod has become 3× slower per token and prefers the other', () => {
+    let t = NOW;
+    const latency = buildScheduler(latencyEndpointPickerConfig(), { now: () => t, random: seeded(3) });
+    const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
+    const random = seeded(4);
+    const snapshot = (name: 'a' | 'b') =>
+      pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
+    for (let i = 0; i < 200; i++) {
+      t += 50;
+      for (const [name, cost] of [['a', 0.0006], ['b', 0.0002]] as const) {
+        const tokens = 200 + Math.floor(random() * 2000);
+        counters[name].count += 1;
+        counters[name].sum += 0.02 + cost * tokens;
+        counters[name].queries += tokens;
+      }
+      // Scoring reads the scrapes; nothing is committed, so no queue builds up.
+      latency.schedule(request(blocks(`probe${i}`, 8)), [snapshot('a'), snapshot('b')]);
+    }
+    const estimateA = latencyOf(latency).model.pod('a:8000').stats(t).estimate;
+    const estimateB = latencyOf(latency).model.pod('b:8000').stats(t).estimate;
+    expect(Math.abs(estimateA.slope - 0.0006) / 0.0006).toBeLessThan(0.05);
+    expect(Math.abs(estimateB.slope - 0.0002) / 0.0002).toBeLessThan(0.05);
+    expect(latency.schedule(request(blocks('fresh', 100)), [snapshot('a'), snapshot('b')]).target.endpoint.name).toBe('b');
+  });
+
+  it('charges the whole prompt (characters ÷ charactersPerToken) when no prefix scorer ran before it', () => {
+    const scorer = new LatencyScorer('latency', resolvePluginParameters('latency-scorer', { charactersPerToken: 2 }) as never, {
+      now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER,
+    });
+    const req = request('x'.repeat(1000));
+    scorer.score({ request: req, state: new CycleState() }, [pod('a')]);
+    expect(scorer.predictions(req)!.get('a:8000')!.uncachedTokens).toBe(500);
+  });
+
+  it('prefers the precise scorer\'s match in tokens over the approximate one\'s characters, whichever runs first', () => {
+    const state = new CycleState();
+    publishPrefixMatch(state, { unit: 'tokens', promptLength: 100, cachedLength: new Map([['a:8000', 64]]) });
+    publishPrefixMatch(state, { unit: 'characters', promptLength: 400, cachedLength: new Map() });
+    expect(state.get(PREFIX_MATCH)?.unit).toBe('tokens');
+    const other = new CycleState();
+    publishPrefixMatch(other, { unit: 'characters', promptLength: 400, cachedLength: new Map() });
+    publishPrefixMatch(other, { unit: 'tokens', promptLength: 100, cachedLength: new Map() });
+    expect(other.get(PREFIX_MATCH)?.unit).toBe('tokens');
+  });
+
+  it('composes with the default filters and weights: the config validates, with the replaced scorers gone', () => {
+    const config = latencyEndpointPickerConfig();
+    const [profile] = config.schedulingProfiles;
+    expect(profile!.plugins.map((p) => [p.pluginRef, p.weight])).toEqual([
+      ['decode-filter', undefined],
+      ['saturation-filter', undefined],
+      ['session-affinity-filter', undefined],
+      ['prefix-cache-scorer', 1],
+      ['latency-scorer', 4],
+      ['kv-cache-utilization-scorer', 1],
+      ['max-score-picker', undefined],
+    ]);
+    // A saturated pod is still excluded before any scorer runs, and a full pool still answers 429.
+    const latency = buildScheduler(config, { now: () => NOW, random: seeded(5) });
+    expect(latency.schedule(request('hello'), [pod('a', { waitingQueueSize: 6 }), pod('b')]).target.endpoint.name).toBe('b');
+    expect(() => latency.schedule(request('hello'), [pod('a', { waitingQueueSize: 6 })])).toThrow(/saturated|saturation/);
+  });
+});
+
+function stateWithMatch(req: LLMRequest, key: string, cachedCharacters: number): CycleState {
+  const state = new CycleState();
+  publishPrefixMatch(state, { unit: 'characters', promptLength: req.prompt.length, cachedLength: new Map([[key, cachedCharacters]]) });
+  return state;
+}
+
+describe('latency-scorer through request control', () => {
+  let ds: Datastore;
+  beforeEach(() => {
+    ds = new Datastore({ scrape: false });
+    for (let i = 0; i < 4; i++) {
+      const address = `10.0.0.${i + 1}`;
+      ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+  });
+  afterEach(() => ds.stop());
+
+  const incoming = (id: string, body: unknown): IncomingRequest => ({
+    requestId: id,
+    headers: new Map([[':method', 'POST'], ['content-type', 'application/json']]),
+    body: Buffer.from(JSON.stringify(body)),
+    filterMetadata: {},
+  });
+
+  it('spreads a burst of equal requests over idle pods: each pick is queued work the next one sees', async () => {
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(6) });
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 8; i++) {
+      const d = await director.route(incoming(`burst-${i}`, { model: MODEL, prompt: blocks(`burst${i}`, 16), stream: true }));
+      if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+      counts.set(d.endpoint, (counts.get(d.endpoint) ?? 0) + 1);
+    }
+    expect([...counts.values()]).toEqual([2, 2, 2, 2]);
+  });
+
+  it('a non-streaming response\'s headers end the request\'s queued work; a streaming response\'s do not', async () => {
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const model = latencyOf(scheduler).model;
+    const streamed = await director.route(incoming('s', { model: MODEL, prompt: blocks('s', 16), stream: true }));
+    const plain = await director.route(incoming('p', { model: MODEL, prompt: blocks('p', 16) }));
+    if (streamed.kind !== 'route' || plain.kind !== 'route') throw new Error('expected routes');
+    expect(streamed.endpoint).not.toBe(plain.endpoint);
+    director.responseHeaders(streamed.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream; charset=utf-8']]));
+    director.responseHeaders(plain.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+    expect(model.pod(streamed.endpoint).stats(Date.now()).pendingRequests).toBe(1);
+    expect(model.pod(plain.endpoint).stats(Date.now()).pendingRequests).toBe(0);
+  });
+});
+
+describe('latency-scorer parameters', () => {
+  it('fills every default', () => {
+    expect(resolvePluginParameters('latency-scorer', undefined)).toEqual({
+      priorPrefillMsPerToken: 0.2,
+      priorOverheadMs: 20,
+      priorWeight: 8,
+      halfLife: '60s',
+      pendingTimeout: '30s',
+      charactersPerToken: 4,
+    });
+  });
+
+  it.each([
+    [{ priorWeight: 0 }, 'plugins[0].parameters.priorWeight: must be a number > 0, got 0'],
+    [{ charactersPerToken: -1 }, 'plugins[0].parameters.charactersPerToken: must be a number >= 0, got -1'],
+    [{ priorPrefillMsPerToken: '0.2' }, 'plugins[0].parameters.priorPrefillMsPerToken: must be a number >= 0'],
+    [{ halfLife: 60 }, 'plugins[0].parameters.halfLife: must be a duration like'],
+    [{ pendingTimeout: '0s' }, 'plugins[0].parameters.pendingTimeout: must be longer than 0'],
+    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken'],
+  ])('rejects %j naming the field and what it allows', (parameters, message) => {
+    const yaml = [
+      'apiVersion: inference.networking.x-k8s.io/v1alpha1',
+      'kind: EndpointPickerConfig',
+      'plugins:',
+      '- type: latency-scorer',
+      `  parameters: ${JSON.stringify(parameters)}`,
+      '- type: max-score-picker',
+      'schedulingProfiles:',
+      '- name: default',
+      '  plugins:',
+      '  - pluginRef: latency-scorer',
+      '  - pluginRef: max-score-picker',
+    ].join('\n');
+    expect(() => parseEndpointPickerConfig(yaml)).toThrow(ConfigError);
+    expect(() => parseEndpointPickerConfig(yaml)).toThrow(message);
+  });
+});

@@ -1,0 +1,226 @@
+import { turns, waitFor } from '@kvroute/testkit';
+import { defaultEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
+import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
+import { PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
+
+/** A queue on a manual clock, with deadlines expired only when the test says so. */
+function queue(options: Partial<FlowControlOptions> = {}) {
+  let now = 1_000;
+  const q = new FlowControlQueue({ maxQueued: 8, maxWaitMs: 1_000, maxDispatchPerCall: 100, now: () => now, timers: false, ...options });
+  return { q, advance: (ms: number) => { now += ms; }, now: () => now };
+}
+
+/** Enqueues and records the outcome under `label` in `log`, in the order outcomes happen. */
+function track(q: FlowControlQueue, log: string[], label: string, request: FlowRequest): Promise<void> {
+  return q.enqueue(request).then(
+    () => { log.push(label); },
+    (e: unknown) => { log.push(`${label}:${e instanceof FlowControlRejection ? e.reason : String(e)}`); },
+  );
+}
+
+describe('FlowControlQueue', () => {
+  it('holds requests until dispatched and releases no more than the capacity offered', async () => {
+    const { q } = queue();
+    const log: string[] = [];
+    for (let i = 0; i < 3; i++) void track(q, log, `r${i}`, { flow: 'f', priority: 0 });
+    await turns(5);
+    expect(log).toEqual([]);
+    expect(q.size).toBe(3);
+    expect(q.dispatch(2)).toBe(2);
+    await turns(5);
+    expect(log).toEqual(['r0', 'r1']);
+    expect(q.dispatch(0)).toBe(0);
+    expect(q.dispatch(5)).toBe(1);
+    await turns(5);
+    expect(log).toEqual(['r0', 'r1', 'r2']);
+    expect(q.size).toBe(0);
+  });
+
+  it('paces a backlog: one dispatch releases at most maxDispatchPerCall, whatever capacity a stall left', async () => {
+    const { q } = queue({ maxQueued: 100, maxDispatchPerCall: 4 });
+    const log: string[] = [];
+    for (let i = 0; i < 30; i++) void track(q, log, `r${i}`, { flow: `s${i}`, priority: 0 });
+    expect(q.dispatch(1_000)).toBe(4);
+    await turns(5);
+    expect(log).toHaveLength(4);
+    expect(q.size).toBe(26);
+  });
+
+  it('is bounded: a newcomer beyond maxQueued is rejected as queue-full, and the waiting ones are kept', async () => {
+    const { q } = queue({ maxQueued: 3 });
+    const log: string[] = [];
+    const waiting = [0, 1, 2].map((i) => track(q, log, `r${i}`, { flow: 'f', priority: 0 }));
+    await track(q, log, 'late', { flow: 'g', priority: 0 });
+    expect(log).toEqual(['late:queue-full']);
+    expect(q.size).toBe(3);
+    q.dispatch(3);
+    await Promise.all(waiting);
+    expect(log).toEqual(['late:queue-full', 'r0', 'r1', 'r2']);
+  });
+
+  it('sheds sheddable requests first: a newcomer displaces the newest of the lowest-priority sheddable ones below it', async () => {
+    const { q } = queue({ maxQueued: 4 });
+    const log: string[] = [];
+    void track(q, log, 'batch-old', { flow: 'batch', priority: -2 });
+    void track(q, log, 'batch-new', { flow: 'batch', priority: -2 });
+    void track(q, log, 'bulk', { flow: 'bulk', priority: -1 });
+    void track(q, log, 'chat', { flow: 'chat', priority: 0 });
+    // Full. A standard request displaces the newest priority −2 request.
+    void track(q, log, 'chat2', { flow: 'chat', priority: 0 });
+    await turns(5);
+    expect(log).toEqual(['batch-new:shed']);
+    // A sheddable newcomer of priority −1 may displace the remaining −2, never a peer or anything standard.
+    void track(q, log, 'bulk2', { flow: 'bulk', priority: -1 });
+    await turns(5);
+    expect(log).toEqual(['batch-new:shed', 'batch-old:shed']);
+    await track(q, log, 'bulk3', { flow: 'bulk', priority: -1 });
+    expect(log.at(-1)).toBe('bulk3:queue-full');
+    // Nothing sheddable is left below a standard request: queue-full, and non-sheddable requests are never displaced.
+    void track(q, log, 'x', { flow: 'x', priority: -1 });
+    await turns(5);
+    expect(log.at(-1)).toBe('x:queue-full');
+    expect(q.sizes()).toEqual(new Map([[0, 2], [-1, 2]]));
+  });
+
+  it('dispatches higher priority first, whatever the arrival order', async () => {
+    const { q } = queue();
+    const log: string[] = [];
+    void track(q, log, 'low', { flow: 'a', priority: -1 });
+    void track(q, log, 'std', { flow: 'b', priority: 0 });
+    void track(q, log, 'high', { flow: 'c', priority: 5 });
+    q.dispatch(3);
+    await turns(5);
+    expect(log).toEqual(['high', 'std', 'low']);
+  });
+
+  it('is fair across flows: flows of one priority take turns, each first come first served', async () => {
+    const { q } = queue({ maxQueued: 100 });
+    const log: string[] = [];
+    for (let i = 1; i <= 6; i++) void track(q, log, `A${i}`, { flow: 'chatty', priority: 0 });
+    void track(q, log, 'B1', { flow: 'quiet', priority: 0 });
+    void track(q, log, 'B2', { flow: 'quiet', priority: 0 });
+    void track(q, log, 'C1', { flow: 'late', priority: 0 });
+    q.dispatch(100);
+    await turns(5);
+    expect(log).toEqual(['A1', 'B1', 'C1', 'A2', 'B2', 'A3', 'A4', 'A5', 'A6']);
+  });
+
+  it('rejects a request whose deadline passed as deadline, keeping the others', async () => {
+    const { q, advance, now } = queue();
+    const log: string[] = [];
+    void track(q, log, 'short', { flow: 'a', priority: 0, deadlineMs: now() + 100 });
+    void track(q, log, 'default', { flow: 'b', priority: 0 });
+    advance(100);
+    expect(q.expire()).toBe(1);
+    await turns(5);
+    expect(log).toEqual(['short:deadline']);
+    advance(899);
+    expect(q.expire()).toBe(0);
+    // Dispatch expires first: a request past its deadline is never dispatched.
+    advance(1);
+    expect(q.dispatch(10)).toBe(0);
+    await turns(5);
+    expect(log).toEqual(['short:deadline', 'default:deadline']);
+  });
+
+  it('rejects on its own timer when nothing else happens', async () => {
+    const q = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 20, maxDispatchPerCall: 4 });
+    const log: string[] = [];
+    void track(q, log, 'r', { flow: 'a', priority: 0 });
+    await waitFor(() => log.length === 1, 'the deadline timer');
+    expect(log).toEqual(['r:deadline']);
+    q.close();
+  });
+
+  it('forgets a request whose client went away, and rejects everything when closed', async () => {
+    const { q } = queue();
+    const log: string[] = [];
+    const abort = new AbortController();
+    void track(q, log, 'gone', { flow: 'a', priority: 0, signal: abort.signal });
+    void track(q, log, 'stays', { flow: 'a', priority: 0 });
+    abort.abort();
+    await turns(5);
+    expect(log).toEqual(['gone:aborted']);
+    expect(q.size).toBe(1);
+    q.close();
+    await track(q, log, 'after', { flow: 'a', priority: 0 });
+    expect(log).toEqual(['gone:aborted', 'stays:closed', 'after:closed']);
+  });
+
+  it('rejects bad options naming the field', () => {
+    expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
+    expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0, got 0');
+    expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 1, maxDispatchPerCall: 1.5 })).toThrow('maxDispatchPerCall must be an integer >= 1, got 1.5');
+  });
+});
+
+describe('RequestControl with flow control: saturated pools queue instead of answering 429 at once', () => {
+  const T0 = 1_700_000_000_000;
+  let ds: Datastore;
+  let director: RequestControl | undefined;
+  const setWaiting = (waiting: number) => {
+    for (let i = 0; i < 2; i++) {
+      ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: waiting, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: T0, consecutiveFailures: 0 });
+    }
+  };
+  beforeEach(() => {
+    ds = new Datastore({ scrape: false });
+    for (let i = 0; i < 2; i++) {
+      const address = `10.0.0.${i + 1}`;
+      ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+    }
+    setWaiting(6); // past the default config's queueDepthThreshold of 5: every pod saturated
+  });
+  afterEach(() => {
+    director?.close();
+    ds.stop();
+  });
+
+  function control(options: Partial<FlowControlOptions>): RequestControl {
+    // The scheduler's clock is pinned to the metrics' time so they never go stale while a test waits.
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
+    const queue = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4, ...options });
+    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue, tickMs: 5 } });
+    return director;
+  }
+  const incoming = (id: string, headers: Record<string, string> = {}): IncomingRequest => ({
+    requestId: id,
+    headers: new Map([[':method', 'POST'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+    body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
+    filterMetadata: {},
+  });
+
+  it('holds every request of a burst while the pods are saturated and routes all of them once they drain: no 429', async () => {
+    const rc = control({});
+    const decisions: RouteDecision[] = [];
+    const pending = Array.from({ length: 10 }, (_, i) => rc.route(incoming(`r${i}`, { 'x-session-id': `s${i % 3}` })).then((d) => { decisions.push(d); }));
+    await turns(20);
+    expect(decisions).toEqual([]);
+    setWaiting(0);
+    await Promise.all(pending);
+    expect(decisions.map((d) => d.kind)).toEqual(Array(10).fill('route'));
+  });
+
+  it('answers 429 naming the reason when the queue is full, and when the deadline passes', async () => {
+    const rc = control({ maxQueued: 1, maxWaitMs: 50 });
+    const first = rc.route(incoming('a'));
+    const second = await rc.route(incoming('b'));
+    expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full' } });
+    expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+  });
+
+  it('rejects an unreadable x-kvroute-priority with a 400 naming the header and its range', async () => {
+    const rc = control({});
+    const d = await rc.route(incoming('p', { [PRIORITY_HEADER]: 'urgent' }));
+    expect(d).toMatchObject({ kind: 'reject', status: 400 });
+    if (d.kind === 'reject') expect(d.body).toContain('x-kvroute-priority must be an integer between -100 and 100');
+  });
+
+  it('without flow control the same saturated pool answers 429 at once (the behaviour flow control replaces)', async () => {
+    const rc = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 }) });
+    expect(await rc.route(incoming('x'))).toMatchObject({ kind: 'reject', status: 429 });
+  });
+});

@@ -1,0 +1,331 @@
+/**
+ * Session bindings shared through a real `redis-server` on loopback (Debian's package; .ci/run installs it): two EPP
+ * replicas — each its own datastore, scheduler and request control, so nothing is shared but the store — agree on a
+ * session's pod; the store killed, paused or absent at start never stops a pick (local bindings, counted); the store
+ * back, sharing resumes. Every wait is a poll with a generous limit, nothing asserts speed.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
+import { parseEndpointPickerConfig } from '../src/config';
+import { ConfigError } from '../src/config/errors';
+import { MAX_SESSION_ID_LENGTH } from '../src/scheduling/plugins/session-affinity-filter';
+import { parseStoreAddress, RedisSessionStore, socketTimeoutMs, type SessionStoreReadOutcome, type SessionStoreWriteOutcome } from '../src/sessions/store';
+import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
+import { Replica } from './replica';
+
+requireRedisServerInCi();
+
+function config(storeAddress: string, extra = ''): string {
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: session-affinity-filter
+  parameters:
+    ttl: 30m
+    sessionStore:
+      address: ${JSON.stringify(storeAddress)}
+      keyPrefix: "test:s:"
+      timeout: 1s
+${extra}
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: session-affinity-filter
+  - pluginRef: queue-scorer
+`;
+}
+
+(redisServerAvailable ? describe : describe.skip)(
+  redisServerAvailable
+    ? 'sessions shared through a real redis-server'
+    : 'sessions shared through a real redis-server (skipped: no redis-server binary; apt-get install redis-server)',
+  () => {
+    jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+    let redis: RedisServer;
+    const replicas: Replica[] = [];
+    const replica = async (favourite: string, configText = config(redis.url)) => {
+      const r = await Replica.start(configText, favourite);
+      replicas.push(r);
+      await waitFor(() => r.connected(), 'the replica to connect to the store');
+      return r;
+    };
+
+    beforeEach(async () => { redis = await RedisServer.start(); });
+    afterEach(async () => {
+      for (const r of replicas.splice(0)) await r.stop();
+      await redis.stop();
+    });
+
+    it('two replicas share a binding: a session first picked by A is routed by B to the same pod', async () => {
+      const a = await replica('p0');
+      const b = await replica('p3');
+      expect(await b.route(undefined)).toBe('p3'); // B's own choice for a request without a session
+      expect(await a.route('chat-1')).toBe('p0');
+      // The write is fire-and-forget: wait until it landed, then B must follow it rather than its own favourite.
+      await waitFor(async () => (await redis.command('KEYS', 'test:s:*')) === '*1', 'the binding in the store');
+      for (let i = 0; i < 20; i++) expect(await b.route('chat-1')).toBe('p0');
+      expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'hit' })).toBe(20);
+      expect(await b.count('kvroute_epp_session_affinity_total', { outcome: 'hit' })).toBe(20);
+      // Hits are refreshed by the read itself (GETEX): B wrote nothing.
+      expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'write' })).toBe(0);
+    });
+
+    it('stores the pod identity under prefix + a fixed-length digest, with the filter\'s TTL', async () => {
+      const a = await replica('p1');
+      await a.route('user-42');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'one key');
+      const key = await scanOne(redis, 'test:s:*');
+      expect(key).toMatch(/^test:s:[A-Za-z0-9_-]{22}$/);
+      expect(await redis.command('GET', key)).toBe('ns/p1');
+      const pttl = Number((await redis.command('PTTL', key)).slice(1));
+      expect(pttl).toBeGreaterThan(0);
+      expect(pttl).toBeLessThanOrEqual(30 * 60_000);
+    });
+
+    it('a re-pin on one replica moves the session on the others (the shared binding wins over a stale local one)', async () => {
+      const a = await replica('p0');
+      const b = await replica('p3');
+      expect(await a.route('s')).toBe('p0');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'the binding');
+      expect(await b.route('s')).toBe('p0');
+      // p0 leaves B's view (gone or saturated there): B re-pins to its favourite and shares it.
+      b.datastore.removeEndpoint('10.0.0.1:8000');
+      expect(await b.route('s')).toBe('p3');
+      await waitFor(async () => (await redis.command('GET', await scanOne(redis, 'test:s:*'))) === 'ns/p3', 'the re-pin in the store');
+      expect(await a.route('s')).toBe('p3');
+      expect(await b.count('kvroute_epp_session_affinity_total', { outcome: 'repin' })).toBe(1);
+      // For A the shared binding is simply where the session is now: a hit on p3, and nothing for A to write.
+      expect(await a.count('kvroute_epp_session_affinity_total', { outcome: 'hit' })).toBe(1);
+      expect(await a.count('kvroute_epp_session_store_operations_total', { operation: 'write' })).toBe(1);
+    });
+
+    it('store killed: picks continue from local state and the fallback counter rises; store back: sharing resumes', async () => {
+      const a = await replica('p0');
+      const b = await replica('p3');
+      expect(await a.route('before')).toBe('p0');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'the binding');
+      expect(await b.route('before')).toBe('p0');
+
+      await redis.kill();
+      await waitFor(async () => !(await a.connected()) && !(await b.connected()), 'both replicas to see the store down');
+      const fallbacksBefore = await b.fallbacks();
+      // B knows "before" locally (it routed it while the store was up) and keeps it; new sessions still get a pod.
+      for (let i = 0; i < 10; i++) expect(await b.route('before')).toBe('p0');
+      expect(await b.route('during')).toBe('p3');
+      expect(await a.route('during')).toBe('p0'); // without the store the replicas cannot agree on a new session
+      expect(await b.fallbacks()).toBe(fallbacksBefore + 11);
+
+      await redis.startProcess(); // same port, empty (no persistence)
+      await waitFor(async () => (await a.connected()) && (await b.connected()), 'both replicas to reconnect');
+      // A's local binding the empty store lacks is written back on A's next request of it (a repair), then shared.
+      expect(await a.route('before')).toBe('p0');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'the repaired binding');
+      const newReplica = await replica('p2');
+      expect(await newReplica.route('before')).toBe('p0');
+      // And a session begun after the restart is shared as before.
+      expect(await b.route('after')).toBe('p3');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':2', 'the new binding');
+      expect(await a.route('after')).toBe('p3');
+    });
+
+    it('a store that hangs (SIGSTOP) never holds a pick: it is made from local state and counted as a timeout', async () => {
+      const a = await replica('p0');
+      expect(await a.route('s')).toBe('p0');
+      redis.pause();
+      try {
+        const timeouts = () => a.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'timeout' });
+        expect(await a.route('s')).toBe('p0');
+        expect(await a.route('new')).toBe('p0');
+        expect(await timeouts()).toBe(2);
+        expect(await a.count('kvroute_epp_session_affinity_total', { outcome: 'hit' })).toBe(1);
+      } finally {
+        redis.resume();
+      }
+      // Resumed: reads answer again (the replies to the timed-out commands are consumed in order first).
+      await waitFor(async () => {
+        await a.route('s');
+        return (await a.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'hit' })) > 0;
+      }, 'reads to succeed after the store resumed');
+    });
+
+    it('a read that times out never overwrites the binding it failed to return (the write after it is SET NX)', async () => {
+      const a = await replica('p0');
+      const b = await replica('p3');
+      expect(await a.route('s')).toBe('p0');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'the binding');
+      redis.pause();
+      try {
+        // B cannot read the binding in time and places the session itself; its write waits in the socket meanwhile.
+        expect(await b.route('s')).toBe('p3');
+        expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'timeout' })).toBe(1);
+      } finally {
+        redis.resume();
+      }
+      await waitFor(async () => (await b.count('kvroute_epp_session_store_operations_total', { operation: 'write' })) === 1, 'B\'s write to finish');
+      expect(await redis.command('GET', await scanOne(redis, 'test:s:*'))).toBe('ns/p0');
+      expect(await a.route('s')).toBe('p0');
+      expect(await b.route('s')).toBe('p0'); // and B follows the shared binding from the next request
+    });
+
+    it('a hung store cannot pile up commands: past the outstanding bound reads fall back and writes drop at once; the dead connection is replaced', async () => {
+      const reads: SessionStoreReadOutcome[] = [];
+      const writes: SessionStoreWriteOutcome[] = [];
+      let up = false;
+      const store = new RedisSessionStore(
+        { address: redis.url, keyPrefix: 'bound:', timeoutMs: 20, ttlMs: 60_000, maxOutstanding: 10 },
+        { read: (o) => reads.push(o), write: (o) => writes.push(o), connected: (c) => { up = c; }, log: () => undefined },
+      );
+      await store.start();
+      try {
+        await waitFor(() => up, 'the store to connect');
+        redis.pause();
+        try {
+          // 30 reads at once: 10 are sent and time out; the 20 beyond the bound never reach the client's queue.
+          await Promise.all(Array.from({ length: 30 }, (_, i) => store.read(`s${i}`)));
+          expect(reads.filter((o) => o === 'timeout')).toHaveLength(10);
+          expect(reads.filter((o) => o === 'unavailable')).toHaveLength(20);
+          // Those 10 still wait for replies, so the bound holds after their callers gave up: nothing more is queued.
+          store.write('w', 'ns/p0', true);
+          expect(writes).toEqual(['dropped']);
+          expect((await store.read('late')).status).toBe('unavailable');
+          // With no reply for socketTimeoutMs(20) = 1 s, the connection is dropped and its commands failed.
+          expect(socketTimeoutMs(20)).toBe(1000);
+          await waitFor(() => !up, 'the silent connection to be dropped');
+        } finally {
+          redis.resume();
+        }
+        await waitFor(async () => (await store.read('again')).status === 'miss', 'reads to work after the store resumed');
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('a store down when the EPP starts is not fatal: picks use local state until it comes up, then bindings are shared', async () => {
+      const port = await freePort();
+      const address = `redis://127.0.0.1:${port}`;
+      const a = await Replica.start(config(address), 'p0');
+      replicas.push(a);
+      expect(await a.connected()).toBe(false);
+      expect(await a.route('s')).toBe('p0');
+      expect(await a.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'unavailable' })).toBe(1);
+      expect(await a.count('kvroute_epp_session_store_operations_total', { operation: 'write', outcome: 'unavailable' })).toBe(1);
+
+      const late = await RedisServer.startOn(port);
+      try {
+        await waitFor(() => a.connected(), 'the replica to connect once the store is up');
+        await a.route('s2');
+        await waitFor(async () => (await late.command('DBSIZE')) === ':1', 'the binding written once connected');
+        const b = await Replica.start(config(address), 'p3');
+        replicas.push(b);
+        await waitFor(() => b.connected(), 'B to connect');
+        expect(await b.route('s2')).toBe('p0');
+      } finally {
+        for (const r of replicas.splice(0)) await r.stop();
+        await late.stop();
+      }
+    });
+
+    it('keys stay bounded: 300 unique 4 KiB ids make 300 keys of prefix + 22 characters; longer ids make none', async () => {
+      const a = await replica('p0');
+      for (let i = 0; i < 300; i++) await a.route(`${i}:${'x'.repeat(MAX_SESSION_ID_LENGTH - 8)}`);
+      await a.route('y'.repeat(MAX_SESSION_ID_LENGTH + 1));
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':300', '300 keys');
+      const keys = await allKeys(redis);
+      expect(keys).toHaveLength(300);
+      expect(new Set(keys.map((k) => k.length))).toEqual(new Set(['test:s:'.length + 22]));
+    });
+
+    it('authenticates with a password read from a file; a wrong password falls back instead of failing', async () => {
+      await redis.stop();
+      redis = await RedisServer.start(['--requirepass', 's3cret']);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-store-pw-'));
+      try {
+        fs.writeFileSync(path.join(dir, 'good'), 's3cret\n');
+        fs.writeFileSync(path.join(dir, 'bad'), 'nope\n');
+        const good = await replica('p1', config(redis.url, `      passwordFile: ${path.join(dir, 'good')}`));
+        expect(await good.route('s')).toBe('p1');
+        await waitFor(async () => (await good.count('kvroute_epp_session_store_operations_total', { operation: 'write', outcome: 'ok' })) === 1, 'the write');
+        process.env.KVROUTE_TEST_STORE_PASSWORD = 's3cret';
+        const alsoGood = await replica('p3', config(redis.url, '      passwordEnv: KVROUTE_TEST_STORE_PASSWORD'));
+        expect(await alsoGood.route('s')).toBe('p1');
+        expect(await redis.command('DBSIZE')).toMatch(/^-NOAUTH/); // the store really requires the password
+        const bad = await Replica.start(config(redis.url, `      passwordFile: ${path.join(dir, 'bad')}`), 'p2');
+        replicas.push(bad);
+        expect(await bad.route('s')).toBe('p2');
+        expect(await bad.fallbacks()).toBe(1);
+        await expect(Replica.start(config(redis.url, `      passwordFile: ${path.join(dir, 'missing')}`), 'p2'))
+          .rejects.toThrow(/sessionStore.passwordFile: cannot read/);
+      } finally {
+        delete process.env.KVROUTE_TEST_STORE_PASSWORD;
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);
+
+describe('sessionStore configuration', () => {
+  const load = (store: string) => parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: session-affinity-filter
+  parameters:
+    sessionStore: ${store}
+`);
+  const error = (store: string): string => {
+    try {
+      load(store);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as Error).message;
+    }
+    throw new Error('no error');
+  };
+
+  it('accepts llm-d\'s address forms (redis-cache-manager kvblock/redis.go: bare host:port gets redis://) and valkey://', () => {
+    expect(parseStoreAddress('redis.kvroute:6380')).toEqual({ host: 'redis.kvroute', port: 6380, db: 0, tls: false });
+    expect(parseStoreAddress('rediss://epp@redis:6379/2')).toEqual({ host: 'redis', port: 6379, db: 2, tls: true, username: 'epp' });
+    expect(parseStoreAddress('valkey://[fd00::1]')).toEqual({ host: 'fd00::1', port: 6379, db: 0, tls: false });
+    expect(parseStoreAddress('valkeys://v:6379').tls).toBe(true);
+    const config = load('{address: "redis://redis:6379"}');
+    expect(config.plugins[0]!.parameters).toEqual({
+      headers: ['x-session-id', 'x-session-token'], ttl: '30m', capacity: 65536,
+      sessionStore: { address: 'redis://redis:6379', keyPrefix: 'kvroute:session:', timeout: '5ms' },
+    });
+  });
+
+  it('leaves the resolved config unchanged when no store is configured (rendered ConfigMaps stay as they were)', () => {
+    const config = parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: session-affinity-filter\n');
+    expect(config.plugins[0]!.parameters).toEqual({ headers: ['x-session-id', 'x-session-token'], ttl: '30m', capacity: 65536 });
+  });
+
+  it.each([
+    ['{address: "redis://:hunter2@redis:6379"}', 'plugins[0].parameters.sessionStore.address: must not hold a password (the config is a ConfigMap): use sessionStore.passwordFile or sessionStore.passwordEnv'],
+    ['{address: "http://redis:6379"}', 'plugins[0].parameters.sessionStore.address: scheme must be redis://, rediss:// (TLS), valkey:// or valkeys:// (TLS), got "http://"'],
+    ['{address: "redis://redis:6379/x"}', 'sessionStore.address: path must be a database number'],
+    ['{}', 'plugins[0].parameters.sessionStore.address: must be a non-empty string, got nothing'],
+    ['"redis:6379"', 'plugins[0].parameters.sessionStore: must be a map'],
+    ['{address: "r:1", timeout: 5s}', 'sessionStore.timeout: must be at most 1s'],
+    ['{address: "r:1", timeout: 0s}', 'sessionStore.timeout: must be longer than 0'],
+    ['{address: "r:1", keyPrefix: "has space"}', 'sessionStore.keyPrefix: must be at most 64 characters without spaces'],
+    ['{address: "r:1", passwordFile: /a, passwordEnv: B}', 'sessionStore.passwordEnv: set passwordFile or passwordEnv, not both'],
+    ['{address: "r:1", passwordEnv: "not a name"}', 'sessionStore.passwordEnv: must be an environment variable name'],
+    ['{address: "r:1", caFile: /ca.pem}', 'sessionStore.caFile: applies to TLS addresses only'],
+    ['{address: "r:1", password: x}', 'plugins[0].parameters.sessionStore.password: unknown field; allowed: address, keyPrefix, timeout, passwordFile, passwordEnv, caFile'],
+  ])('rejects %s naming the field', (store, message) => {
+    expect(error(store)).toContain(message);
+  });
+});
+
+/** The one key matching `pattern` (SCAN through the test's own connection-less helper). */
+async function scanOne(redis: RedisServer, pattern: string): Promise<string> {
+  const keys = (await allKeys(redis)).filter((k) => k.startsWith(pattern.replace(/\*$/, '')));
+  if (keys.length !== 1) throw new Error(`expected one key matching ${pattern}, got ${keys.length}`);
+  return keys[0]!;
+}
+
+async function allKeys(redis: RedisServer): Promise<string[]> {
+  return redis.commandLines('KEYS', '*');
+}
