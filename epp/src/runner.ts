@@ -13,6 +13,7 @@ import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { startExtProcServer, type ExtProcServer } from './extproc/server';
+import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
 import { RequestControl } from './requestcontrol/request-control';
@@ -140,6 +141,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       defaultResponseBodyMode: options.responseBodyMode === 'none' ? 'NONE' : 'FULL_DUPLEX_STREAMED',
       logger,
     });
+    const resetWarning = streamResetLimitWarning(extProc.streamResetLimitLifted);
+    if (resetWarning) logger.warn(resetWarning);
 
     const updateServing = () => extProc.setServing(datastore.poolSynced && datastore.readyCount > 0);
     datastore.on('endpointAdded', (ep) => {

@@ -22,3 +22,4 @@ export {
 export { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from './request-director';
 export { HealthState, LIVENESS_SERVICE, healthServiceDefinition, healthImplementation, type ServingStatus } from './health';
 export type { ExtProcLogger, StreamSettings } from './stream';
+export { liftStreamResetLimit, nodeHonoursStreamResetLimit, streamResetLimitWarning, STREAM_RESET_BURST, STREAM_RESET_RATE } from './stream-reset-limit';

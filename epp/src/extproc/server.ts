@@ -17,6 +17,7 @@ import type { RequestDirector } from './request-director';
 import { healthImplementation, healthServiceDefinition, HealthState } from './health';
 import type { BodyMode, ProcessingRequest, ProcessingResponse } from '@kvroute/protocol/envoy';
 import { ExtProcStream, MalformedMessage, type ExtProcLogger, type StreamSettings } from './stream';
+import { liftStreamResetLimit } from './stream-reset-limit';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 export const DEFAULT_EXT_PROC_PORT = 9002;
@@ -60,6 +61,11 @@ export interface ExtProcServer {
   readonly healthPort?: number;
   readonly health: HealthState;
   setServing(serving: boolean): void;
+  /**
+   * Whether the ext_proc port accepts Envoy's reset-per-stream at any realistic rate; false on a Node before 22.10,
+   * which keeps nghttp2's 33 a second per connection (see stream-reset-limit.ts).
+   */
+  readonly streamResetLimitLifted: boolean;
   /** Process streams currently open. */
   activeStreams(): number;
   /**
@@ -201,6 +207,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
     // A buffered request body arrives as one message.
     'grpc.max_receive_message_length': maxBody + 1024 * 1024,
   });
+  const streamResetLimitLifted = liftStreamResetLimit(main);
   main.addService(extProcServiceDefinition(), {
     Process: extProcHandler(settings, (d) => {
       active += d;
@@ -223,6 +230,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
       port,
       healthPort,
       health,
+      streamResetLimitLifted,
       setServing: (serving) => health.setServing(serving),
       activeStreams: () => active,
       stop: async (graceMs = 0) => {
