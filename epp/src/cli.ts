@@ -34,6 +34,8 @@ export interface EppOptions {
   readonly metricsScrapeMode: ScrapeMode;
   /** `worker` mode's thread count. */
   readonly metricsScrapeWorkers: number;
+  /** `worker` mode's most scrapes a second across the pool; 0: none (DatastoreOptions.scrapeBudgetPerSecond). */
+  readonly metricsScrapeBudget: number;
   /** Upstream flags accepted for compatibility that change nothing here (main logs a warning naming them). */
   readonly ignoredFlags: readonly string[];
   readonly certPath?: string;
@@ -76,6 +78,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'kubeconfig', aliases: [], kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)' },
   { name: 'refresh-metrics-interval', aliases: ['refreshMetricsInterval'], kind: 'duration', default: '50ms', help: 'how often each endpoint\'s /metrics is scraped' },
   { name: 'metrics-scrape-mode', aliases: [], kind: 'string', default: 'worker', help: 'where model-server pages are fetched and parsed: worker (worker threads, off the routing loop), adaptive (on the routing loop, interval lengthened with pool size and loop load, up to 400ms) or event-loop (on the routing loop at the fixed interval)' },
+  { name: 'metrics-scrape-budget', aliases: [], kind: 'int', default: '1000', help: 'worker mode: the most model-server scrapes a second across the pool; beyond it every pod\'s period stretches (up to 400ms) so scraping\'s CPU stops growing with the pool; 0 scrapes every pod at --refresh-metrics-interval' },
   { name: 'metrics-scrape-workers', aliases: [], kind: 'int', default: '1', help: 'worker threads for --metrics-scrape-mode=worker (1-64); pods are spread over them, each pod on one; add threads (and CPU) when kvroute_epp_model_server_scrapes_total falls behind pods / interval' },
   { name: 'model-server-metrics-port', aliases: ['modelServerMetricsPort'], kind: 'port', help: 'port to scrape instead of the endpoint\'s own (default: the endpoint port)' },
   { name: 'model-server-metrics-path', aliases: ['modelServerMetricsPath'], kind: 'string', default: '/metrics', help: 'path of the model servers\' Prometheus metrics' },
@@ -243,6 +246,11 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
   if (values.has('metrics-scrape-workers') && scrapeMode !== 'worker') {
     throw new UsageError(`--metrics-scrape-workers applies to --metrics-scrape-mode=worker only, got mode ${scrapeMode}`);
   }
+  const scrapeBudget = get<number>('metrics-scrape-budget')!;
+  if (scrapeBudget < 0) throw new UsageError(`--metrics-scrape-budget: must be >= 0 (0: no budget), got ${scrapeBudget}`);
+  if (values.has('metrics-scrape-budget') && scrapeMode !== 'worker') {
+    throw new UsageError(`--metrics-scrape-budget applies to --metrics-scrape-mode=worker only, got mode ${scrapeMode}`);
+  }
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
@@ -266,6 +274,7 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     modelServerMetricsInsecureSkipVerify: get<boolean>('model-server-metrics-https-insecure-skip-verify')!,
     metricsScrapeMode: scrapeMode as ScrapeMode,
     metricsScrapeWorkers: scrapeWorkers,
+    metricsScrapeBudget: scrapeBudget,
     ignoredFlags,
     certPath,
     requestBodyMode: bodyMode,

@@ -74,15 +74,17 @@ export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'
  * scrape period (the configured one, or the adaptive mode's ceiling) must fit twice into `metricsStalenessThreshold`,
  * or a pod is dropped as stale merely because its next scrape is not due yet.
  */
-export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode, refreshIntervalMs: number): string[] {
-  const period = mode === 'adaptive' ? Math.max(refreshIntervalMs, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS) : refreshIntervalMs;
+export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode, refreshIntervalMs: number, scrapeBudget = 0): string[] {
+  // The adaptive mode and the worker mode's scrape budget stretch the period up to the same ceiling.
+  const stretches = mode === 'adaptive' || (mode === 'worker' && scrapeBudget > 0);
+  const period = stretches ? Math.max(refreshIntervalMs, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS) : refreshIntervalMs;
   const out: string[] = [];
   for (const p of config.plugins) {
     if (p.type !== 'saturation-filter') continue;
     const raw = p.parameters?.metricsStalenessThreshold ?? '200ms';
     const threshold = parseDuration(raw);
     if (threshold < 2 * period) {
-      out.push(`saturation-filter ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${mode === 'adaptive' ? 'adaptive scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
+      out.push(`saturation-filter ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${stretches ? 'scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
     }
   }
   return out;
@@ -90,7 +92,7 @@ export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode
 
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const config = loadConfig(options);
-  for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs)) logger.warn(w);
+  for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const datastore = new Datastore({
@@ -101,6 +103,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     metricsInsecureSkipVerify: options.modelServerMetricsInsecureSkipVerify,
     scrapeMode: options.metricsScrapeMode,
     scrapeWorkers: options.metricsScrapeMode === 'worker' ? options.metricsScrapeWorkers : undefined,
+    scrapeBudgetPerSecond: options.metricsScrapeMode === 'worker' ? options.metricsScrapeBudget : undefined,
     onScrapeWorkerError: (err) => logger.error('metrics scrape worker died; restarting it', { error: err.message }),
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });

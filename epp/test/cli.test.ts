@@ -62,6 +62,10 @@ describe('kvroute-epp flags', () => {
     expect(() => parseArgs([...base, '--metrics-scrape-mode', 'threads'])).toThrow(/--metrics-scrape-mode: must be worker, adaptive, event-loop, got "threads"/);
     expect(() => parseArgs([...base, '--metrics-scrape-workers', '0'])).toThrow(/--metrics-scrape-workers: must be 1 to 64, got 0/);
     expect(() => parseArgs([...base, '--metrics-scrape-mode', 'event-loop', '--metrics-scrape-workers', '2'])).toThrow(/applies to --metrics-scrape-mode=worker only/);
+    expect(parseArgs(base)?.metricsScrapeBudget).toBe(1000);
+    expect(parseArgs([...base, '--metrics-scrape-budget', '0'])?.metricsScrapeBudget).toBe(0);
+    expect(() => parseArgs([...base, '--metrics-scrape-budget', '-5'])).toThrow(/--metrics-scrape-budget: must be >= 0 \(0: no budget\), got -5/);
+    expect(() => parseArgs([...base, '--metrics-scrape-mode', 'adaptive', '--metrics-scrape-budget', '500'])).toThrow(/--metrics-scrape-budget applies to --metrics-scrape-mode=worker only/);
   });
 
   test('--help documents every flag', () => {

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FakeVllmServer, renderVllmMetrics, waitFor } from '@kvroute/testkit';
-import { nextAdaptiveInterval } from '../src/datastore/adaptive-interval';
+import { budgetedInterval, nextAdaptiveInterval } from '../src/datastore/adaptive-interval';
 import { Datastore, type ScrapeMode } from '../src/datastore/datastore';
 import { ScrapeWorkerPool } from '../src/datastore/scrape-pool';
 import { metricsUrl } from '../src/datastore/scraper';
@@ -323,6 +323,47 @@ describe('the adaptive interval', () => {
   });
 });
 
+describe('the worker mode\'s scrape budget', () => {
+  it('stretches every pod\'s period past budget × interval pods, up to the ceiling; 0 means none', () => {
+    expect([1, 50, 64, 256, 400, 1000].map((n) => budgetedInterval(n, 50, 1000))).toEqual([50, 50, 64, 256, 400, 400]);
+    expect(budgetedInterval(256, 50, 0)).toBe(50);
+    expect(budgetedInterval(256, 500, 1000)).toBe(500); // never below the configured interval
+    expect(() => budgetedInterval(1, 50, -1)).toThrow(/scrape budget must be a finite number >= 0, got -1/);
+    expect(() => new Datastore({ scrapeMode: 'adaptive', scrapeBudgetPerSecond: 10 })).toThrow(/scrapeBudgetPerSecond applies to scrapeMode worker only/);
+  });
+
+  it('the worker threads scrape at the budgeted period: each pod once per period, not every interval', async () => {
+    const servers = await Promise.all(Array.from({ length: 4 }, () => FakeVllmServer.start({ engines: [{ waiting: 1, running: 0, kvUsage: 0.1 }] })));
+    // 4 pods at 1 scrape a second in all: every pod every 4 s (the ceiling raised so the budget holds).
+    const budgeted = new Datastore({ scrapeMode: 'worker', refreshIntervalMs: 20, scrapeBudgetPerSecond: 1, adaptiveMaxIntervalMs: 60_000 });
+    try {
+      for (const server of servers) budgeted.upsertEndpoint(endpoint(server.port));
+      expect(budgeted.effectiveRefreshIntervalMs).toBe(4000);
+      await waitFor(() => servers.every((s) => s.requests >= 1), 'every pod\'s first scrape');
+      const after = servers.map((s) => s.requests);
+      await new Promise((r) => setTimeout(r, 1000));
+      // At 20 ms each pod would have been scraped dozens of times in that second; at 4 s, at most once more (a slow
+      // machine can only make it fewer).
+      servers.forEach((s, i) => expect(s.requests - after[i]!).toBeLessThanOrEqual(1));
+      budgeted.removeEndpoint(endpoint(servers[0]!.port).key);
+      expect(budgeted.effectiveRefreshIntervalMs).toBe(3000);
+    } finally {
+      await budgeted.stop();
+    }
+    // The contrast, same pods: without a budget the period is the interval.
+    const unbudgeted = new Datastore({ scrapeMode: 'worker', refreshIntervalMs: 20, scrapeBudgetPerSecond: 0 });
+    try {
+      const before = servers.map((s) => s.requests);
+      for (const server of servers) unbudgeted.upsertEndpoint(endpoint(server.port));
+      expect(unbudgeted.effectiveRefreshIntervalMs).toBe(20);
+      await waitFor(() => servers.every((s, i) => s.requests - before[i]! >= 10), 'ten scrapes of every pod');
+    } finally {
+      await unbudgeted.stop();
+      await Promise.all(servers.map((s) => s.close()));
+    }
+  });
+});
+
 describe('staleness bound vs scrape period', () => {
   it('the default config fits every mode at the default period', () => {
     for (const mode of ['worker', 'adaptive', 'event-loop'] as const) expect(stalenessWarnings(defaultEndpointPickerConfig(), mode, 50)).toEqual([]);
@@ -335,7 +376,9 @@ describe('staleness bound vs scrape period', () => {
       plugins: config.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, metricsStalenessThreshold: '200ms' } } : p)),
     };
     expect(stalenessWarnings(tight, 'worker', 50)).toEqual([]);
-    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the adaptive scrape period's ceiling \(400 ms\).*at least 800ms/)]);
+    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the scrape period's ceiling \(400 ms\).*at least 800ms/)]);
+    // The worker mode's scrape budget stretches the period to the same ceiling.
+    expect(stalenessWarnings(tight, 'worker', 50, 1000)).toEqual([expect.stringMatching(/scrape period's ceiling \(400 ms\)/)]);
     expect(stalenessWarnings(config, 'worker', 600)).toEqual([expect.stringMatching(/metricsStalenessThreshold 1s is under twice the scrape period \(600 ms\).*at least 1200ms/)]);
   });
 });

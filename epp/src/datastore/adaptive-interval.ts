@@ -38,6 +38,27 @@ export interface LoopWindow {
 
 export const DEFAULT_ADAPTIVE_MAX_INTERVAL_MS = 400;
 
+/**
+ * `worker` mode's scrape budget: the most scrapes a second the EPP makes across the pool. Past `budget × interval`
+ * pods every pod's period stretches so the total stays at the budget, up to the same 400 ms ceiling as `adaptive` mode
+ * (beyond it, `budget × 0.4` pods, the budget gives way: staleness bounds are sized for that ceiling). Why a budget
+ * at all: the worker threads take scraping off the routing loop, not off the machine; at 256 pods every 50 ms the
+ * scraping CPU (5,120 HTTP exchanges and parses a second) competes with routing for the EPP's cores and, measured
+ * (epp/README.md, "Scraping at 256 pods"), halved routing throughput against 8 pods. With a fixed budget the CPU
+ * scraping takes no longer grows with the pool. Per-pod freshness does (256 ms at 256 pods and the default), which the
+ * EPP's own in-flight counts bridge: they change with every pick. 0 means no budget (every pod at the interval, GIE's
+ * behaviour).
+ */
+export const DEFAULT_SCRAPE_BUDGET_PER_SECOND = 1000;
+
+/** The period every pod is scraped at under a budget (see DEFAULT_SCRAPE_BUDGET_PER_SECOND). */
+export function budgetedInterval(endpoints: number, baseMs: number, budgetPerSecond: number, maxMs: number = DEFAULT_ADAPTIVE_MAX_INTERVAL_MS): number {
+  if (!(budgetPerSecond >= 0) || !Number.isFinite(budgetPerSecond)) throw new Error(`scrape budget must be a finite number >= 0, got ${budgetPerSecond}`);
+  if (budgetPerSecond === 0 || endpoints === 0) return baseMs;
+  const ceiling = Math.max(baseMs, maxMs);
+  return Math.round(Math.min(ceiling, Math.max(baseMs, (endpoints * 1000) / budgetPerSecond)));
+}
+
 /** The interval for the next window, given the current one and what the last window showed. */
 export function nextAdaptiveInterval(currentMs: number, window: LoopWindow, options: AdaptiveIntervalOptions): number {
   const base = options.baseMs;

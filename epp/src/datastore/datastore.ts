@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS, nextAdaptiveInterval } from './adaptive-interval';
+import { budgetedInterval, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS, DEFAULT_SCRAPE_BUDGET_PER_SECOND, nextAdaptiveInterval } from './adaptive-interval';
 import { endpointKey } from './endpoint-key';
 import { ScrapeWorkerPool } from './scrape-pool';
 import {
@@ -56,7 +56,13 @@ export interface DatastoreOptions {
    * with CPU for them, when `kvroute_epp_model_server_scrapes_total` falls behind pods × 1000 / interval.
    */
   readonly scrapeWorkers?: number;
-  /** `adaptive` mode: the interval's ceiling. Default 400 ms. */
+  /**
+   * `worker` mode: the most scrapes a second across the pool; past that every pod's period stretches (up to
+   * `adaptiveMaxIntervalMs`) so scraping's CPU stops growing with the pool. 0: none. Default 1000 (see
+   * DEFAULT_SCRAPE_BUDGET_PER_SECOND in adaptive-interval.ts).
+   */
+  readonly scrapeBudgetPerSecond?: number;
+  /** The interval's ceiling in `adaptive` mode and under the `worker` mode's scrape budget. Default 400 ms. */
   readonly adaptiveMaxIntervalMs?: number;
   /** A scrape worker died and is being restarted. Default process.emitWarning. */
   readonly onScrapeWorkerError?: (err: Error) => void;
@@ -145,6 +151,10 @@ export class Datastore {
     this.mode = (options.scrape ?? true) ? mode : 'off';
     this.intervalMs = options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS;
     if (!(this.intervalMs > 0)) throw new Error(`refreshIntervalMs must be positive, got ${this.intervalMs}`);
+    budgetedInterval(0, this.intervalMs, options.scrapeBudgetPerSecond ?? DEFAULT_SCRAPE_BUDGET_PER_SECOND); // validates
+    if (this.mode !== 'worker' && options.scrapeBudgetPerSecond !== undefined) {
+      throw new Error(`scrapeBudgetPerSecond applies to scrapeMode worker only (scrapeMode is ${this.mode})`);
+    }
     if (this.mode !== 'worker' && options.scrapeWorkers !== undefined) {
       throw new Error(`scrapeWorkers applies to scrapeMode worker only (scrapeMode is ${this.mode})`);
     }
@@ -188,7 +198,7 @@ export class Datastore {
     return this.mode;
   }
 
-  /** The interval scrapers run at now: the configured one, except as the adaptive mode lengthened it. */
+  /** The interval scrapers run at now: the configured one, except as the adaptive mode or the scrape budget lengthened it. */
   get effectiveRefreshIntervalMs(): number {
     return this.intervalMs;
   }
@@ -212,6 +222,19 @@ export class Datastore {
   crashScrapeWorker(index = 0): void {
     if (!this.pool) throw new Error(`no scrape workers running (scrape mode ${this.mode})`);
     this.pool.crashWorker(index);
+  }
+
+  /** Worker mode: the period that keeps the pool within the scrape budget, applied to every worker when it changes. */
+  private applyScrapeBudget(): void {
+    const next = budgetedInterval(
+      this.byScrapeId.size,
+      this.options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS,
+      this.options.scrapeBudgetPerSecond ?? DEFAULT_SCRAPE_BUDGET_PER_SECOND,
+      this.options.adaptiveMaxIntervalMs ?? DEFAULT_ADAPTIVE_MAX_INTERVAL_MS,
+    );
+    if (next === this.intervalMs) return;
+    this.intervalMs = next;
+    this.pool?.setIntervalMs(next);
   }
 
   private adapt(): void {
@@ -278,6 +301,7 @@ export class Datastore {
       const id = this.nextScrapeId++;
       rec.scrapeId = id;
       this.byScrapeId.set(id, rec);
+      this.applyScrapeBudget();
       this.scrapePool().add(id, url, rec.metrics);
     } else if (this.agent) {
       const scraper = new MetricsScraper(url, {
@@ -310,6 +334,7 @@ export class Datastore {
     if (rec.scrapeId !== undefined) {
       this.byScrapeId.delete(rec.scrapeId);
       this.pool?.remove(rec.scrapeId);
+      this.applyScrapeBudget();
     }
     this.emit('endpointRemoved', rec.endpoint);
     return true;

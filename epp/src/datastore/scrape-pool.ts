@@ -52,6 +52,7 @@ export class ScrapeWorkerPool {
   private readonly config: ScrapeWorkerConfig;
   private stopping = false;
   private restarts = 0;
+  private intervalMs: number;
 
   constructor(private readonly options: ScrapePoolOptions) {
     const workers = options.workers ?? 1;
@@ -60,6 +61,7 @@ export class ScrapeWorkerPool {
     }
     const { onReading: _r, onError: _e, workers: _w, ...rest } = options;
     this.config = { ...rest, batchMs: options.batchMs ?? 5 };
+    this.intervalMs = this.config.intervalMs;
     this.slots = Array.from({ length: workers }, (_, index) => ({
       index,
       worker: undefined,
@@ -102,6 +104,14 @@ export class ScrapeWorkerPool {
     this.send(entry.slot, { type: 'remove', id });
   }
 
+  /** The interval every scraper runs at from now on, on every worker (a restarted worker starts at it too). */
+  setIntervalMs(ms: number): void {
+    if (!(ms > 0)) throw new Error(`scrape interval must be positive, got ${ms}`);
+    if (ms === this.intervalMs) return;
+    this.intervalMs = ms;
+    for (const slot of this.slots) this.send(slot, { type: 'interval', ms });
+  }
+
   /** Test hook: makes worker `index` throw an uncaught exception, as a bug in it would. */
   crashWorker(index: number, message = 'scrape worker crash requested'): void {
     const slot = this.slots[index];
@@ -140,7 +150,7 @@ export class ScrapeWorkerPool {
 
   private spawn(slot: Slot): void {
     const entry = workerEntry();
-    const worker = new Worker(entry.file, { workerData: this.config, execArgv: entry.execArgv, name: `scrape-${slot.index}` });
+    const worker = new Worker(entry.file, { workerData: { ...this.config, intervalMs: this.intervalMs } satisfies ScrapeWorkerConfig, execArgv: entry.execArgv, name: `scrape-${slot.index}` });
     slot.worker = worker;
     slot.lastError = undefined;
     worker.on('message', (msg: ToMain) => {

@@ -25,6 +25,8 @@ export interface WorkerReading {
 export type ToWorker =
   | { readonly type: 'add'; readonly id: number; readonly url: string; readonly initial: EndpointMetrics }
   | { readonly type: 'remove'; readonly id: number }
+  /** Every scraper of the worker, and those added later, run at `ms` from now on (the pool's scrape budget). */
+  | { readonly type: 'interval'; readonly ms: number }
   | { readonly type: 'crash'; readonly message: string }
   | { readonly type: 'stop' };
 

@@ -18,6 +18,7 @@ function run(config: ScrapeWorkerConfig): void {
       ? new https.Agent({ keepAlive: true, rejectUnauthorized: !config.insecureSkipVerify })
       : new http.Agent({ keepAlive: true });
   const scrapers = new Map<number, MetricsScraper>();
+  let intervalMs = config.intervalMs;
   let batch: WorkerReading[] = [];
   let flushTimer: NodeJS.Timeout | undefined;
   let stopping = false;
@@ -38,7 +39,7 @@ function run(config: ScrapeWorkerConfig): void {
       case 'add': {
         scrapers.get(msg.id)?.stop().catch(() => undefined);
         const scraper = new MetricsScraper(msg.url, {
-          intervalMs: config.intervalMs,
+          intervalMs,
           timeoutMs: config.timeoutMs,
           maxBodyBytes: config.maxBodyBytes,
           agent,
@@ -53,6 +54,11 @@ function run(config: ScrapeWorkerConfig): void {
         });
         scrapers.set(msg.id, scraper);
         scraper.start();
+        return;
+      }
+      case 'interval': {
+        intervalMs = msg.ms;
+        for (const scraper of scrapers.values()) scraper.setIntervalMs(msg.ms);
         return;
       }
       case 'remove': {
