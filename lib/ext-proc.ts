@@ -33,16 +33,17 @@ export const RING_HASH_TYPE = `${ANY}envoy.extensions.load_balancing_policies.ri
  * On 1.35/1.36 the stream already lives until `Filter::onDestroy`; the setting is harmless there.
  *
  * Why response bodies NONE with trailers SEND, measured (`npm run bench:response-modes -w epp`, the real EPP driven
- * as Envoy drives it, 200-token SSE responses on average; one invocation on a shared 2-core machine, ratios only;
- * numbers in epp/README.md and epp/bench/response-modes.json):
+ * as Envoy drives it, 200-token SSE responses on average, one quiet 2-core machine; numbers in epp/README.md and
+ * epp/bench/response-modes.json):
  * - response bodies FULL_DUPLEX_STREAMED, the other mode that sees each end: every token crosses the EPP twice
- *   (~300 messages and ~68 KB per response instead of 6 and 2 KB), 5-8x the EPP's CPU per response (3-4.5 EPP cores
- *   at 1,000 streamed responses/s against under one), and each token waits for the EPP (p50 over a second once it
- *   falls behind; it did not sustain even 50/s there, while this mode did);
- * - trailers SKIP on Envoy >= 1.37: no cheaper (the same 6 messages), but the in-flight count read 0.1 against 146
- *   open responses;
- * - this mode: the in-flight gauge matched the open responses (147.3 against 147.2, never below them) and returned to
- *   exactly 0; `gateway/test/in-flight.test.ts` proves it per Envoy release, client aborts included.
+ *   (~415 messages and ~94 KB per response instead of 6 and 2 KB); at 1,000 streamed responses/s offered the EPP
+ *   saturated at 74/s, at 6.6 CPU-seconds per 1,000 responses (about 6.7 cores at 1,000/s), and each token waited
+ *   for it (p50 0.66 s once saturated);
+ * - this mode: 1,000/s sustained at 0.52 CPU-seconds per 1,000 responses (about half a core), 0.4 ms added to the first
+ *   byte at p50; the in-flight gauge tracked the open responses and returned to exactly 0;
+ *   `gateway/test/in-flight.test.ts` proves the count per Envoy release, client aborts included;
+ * - trailers SKIP on Envoy >= 1.37: no cheaper (the same 6 messages), but the in-flight count read 4 against 2,875 open
+ *   responses.
  * Istio's native InferencePool routing (>= 1.28) configures response bodies FULL_DUPLEX_STREAMED itself (istio/istio
  * pilot/pkg/networking/core/route/route.go L521-545 @ 1.28.0 b8d1df5446, unchanged to 1.30.3), so it pays the first
  * cost; kvroute's EnvoyFilter cannot change that.
