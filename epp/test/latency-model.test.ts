@@ -1,19 +1,10 @@
+import { seededRandom } from '@kvroute/testkit';
 import { EMPTY_METRICS, type EndpointMetrics } from '../src/datastore/types';
 import { applyReading, parseVllmMetrics } from '../src/datastore/vllm-metrics';
 import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
 import { PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
 
-/** mulberry32: a seeded uniform [0, 1) source, so every run sees the same synthetic data. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRandom;
 
 const PRIOR = { intercept: 0.02, slope: 0.0002, weight: 8, x: 1024 };
 const HALF_LIFE_MS = 60_000;

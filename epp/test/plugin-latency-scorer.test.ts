@@ -1,3 +1,4 @@
+import { seededRandom } from '@kvroute/testkit';
 import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
@@ -13,16 +14,7 @@ import type { LLMRequest, SchedulingResult } from '../src/scheduling/types';
 const NOW = 1_700_000_000_000;
 const MODEL = 'qwen';
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRandom;
 
 /** Distinct 64-character blocks (16 tokens at 4 characters a token), so prompts share exactly the blocks we choose. */
 function blocks(label: string, count: number): string {

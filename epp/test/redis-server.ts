@@ -137,28 +137,14 @@ export class RedisServer {
    * One command over a fresh connection in RESP (inline arguments), returning the first reply line; the tests'
    * independent view of the store, not through the client under test.
    */
-  command(...args: string[]): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(this.port, '127.0.0.1');
-      let reply = '';
-      socket.setTimeout(5000, () => socket.destroy(new Error('redis-server did not answer within 5 s')));
-      socket.on('connect', () => {
-        socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
-      });
-      socket.on('data', (chunk) => {
-        reply += chunk.toString();
-        // A bulk string ($n) is two lines; everything else one.
-        const lines = reply.split('\r\n');
-        if (lines.length < 2) return;
-        if (lines[0]!.startsWith('$') && lines[0] !== '$-1') {
-          if (lines.length < 3) return;
-          resolve(lines[1]!);
-        } else {
-          resolve(lines[0]!);
-        }
-        socket.end();
-      });
-      socket.on('error', reject);
+  async command(...args: string[]): Promise<string> {
+    // A bulk string ($n) is two lines; everything else one.
+    const reply = await this.rawReply(args, (text) => {
+      const lines = text.split('\r\n');
+      if (lines.length < 2) return false;
+      return !(lines[0]!.startsWith('$') && lines[0] !== '$-1') || lines.length >= 3;
     });
+    const lines = reply.split('\r\n');
+    return lines[0]!.startsWith('$') && lines[0] !== '$-1' ? lines[1]! : lines[0]!;
   }
 }

@@ -3,7 +3,7 @@
  * bytes, loopback fakes of vLLM's `/metrics` and of the Kubernetes API server, and the strict Envoy proto-JSON checker.
  */
 export { waitFor, turns, sleep, freePort, DEFAULT_WAIT_LIMIT_MS, E2E_TEST_TIMEOUT_MS, INTEGRATION_TEST_TIMEOUT_MS, type WaitOptions } from './wait';
-export { pseudoRandom } from './bytes';
+export { pseudoRandom, seededRandom } from './bytes';
 export { FakeVllmServer, renderVllmMetrics, type FakeEngine, type FakeVllmMode, type VllmPageOptions } from './fake-vllm';
 export {
   FakeKubeApiServer,
