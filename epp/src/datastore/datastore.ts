@@ -140,6 +140,8 @@ export class Datastore {
   private readonly scrapeTotals = { success: 0, failure: 0 };
   private synced = false;
   private stopped = false;
+  /** A scrape-budget interval change is waiting to be posted to the workers. */
+  private budgetPosting = false;
   private readonly pendingStops = new Set<Promise<void>>();
 
   constructor(private readonly options: DatastoreOptions = {}) {
@@ -234,7 +236,14 @@ export class Datastore {
     );
     if (next === this.intervalMs) return;
     this.intervalMs = next;
-    this.pool?.setIntervalMs(next);
+    // A discovery resync adds pods one by one; tell the workers once, after the burst, not once per pod (each
+    // message restarts every scraper's timer). The pool, created at the first add, starts at the current interval.
+    if (this.budgetPosting) return;
+    this.budgetPosting = true;
+    setImmediate(() => {
+      this.budgetPosting = false;
+      if (!this.stopped) this.pool?.setIntervalMs(this.intervalMs);
+    });
   }
 
   private adapt(): void {
