@@ -1,7 +1,7 @@
 /**
  * The Prometheus series vLLM 0.10 (V1 engine) exports, as families (counters with their `_total`, histograms by
  * base name). Labels on engine metrics: `model_name`, `engine`. Source: vllm-project/vllm vllm/v1/metrics/loggers.py
- * at 0.10.x (see ../shared/reference/peers-vllm-kv-workloads.md §4). The PrometheusRule may only query these and the
+ * at 0.10.x (`PrometheusStatLogger`, `cache_config_info` included). The PrometheusRule may only query these and the
  * EPP's own metrics; a test enforces it.
  */
 export const VLLM_METRICS = {
