@@ -17,8 +17,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as YAML from 'yaml';
-import { DEFAULT_SIM, reservePort, startStack, type Stack } from '@kvroute/bench';
-import { E2E_TEST_TIMEOUT_MS, sleep, waitFor } from '@kvroute/testkit';
+import { DEFAULT_SIM, startStack, type Stack } from '@kvroute/bench';
+import { E2E_TEST_TIMEOUT_MS, freePort, sleep, waitFor } from '@kvroute/testkit';
 import { DEMO, withOverrides } from '../lib/clusters';
 import { RECORDED_RATIOS } from '../lib/monitoring';
 import { one, synthProps } from './support/manifests';
@@ -54,7 +54,7 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
     beforeAll(async () => {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-prometheus-'));
       stack = await startStack({ pods: 2, sim: DEFAULT_SIM, policy: { kind: 'epp', name: 'alerts' }, logDir: path.join(dir, 'logs') });
-      const port = await reservePort();
+      const port = await freePort();
       api = `http://127.0.0.1:${port}`;
       fs.writeFileSync(path.join(dir, 'rules.yaml'), YAML.stringify({ groups: rule.spec.groups }));
       fs.writeFileSync(path.join(dir, 'prometheus.yaml'), YAML.stringify(prometheusConfig(stack)));

@@ -6,7 +6,6 @@ export {
   DEFAULT_SIM,
   GATEWAY_ENVOY_FLAGS,
   httpGet,
-  reservePort,
   startStack,
   type RoutingPolicy,
   type SimulatorSettings,
