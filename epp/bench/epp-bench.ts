@@ -30,7 +30,7 @@ import { defaultEndpointPickerConfig, preciseEndpointPickerConfig } from '../src
 import { Datastore, SCRAPE_MODES, type ScrapeMode } from '../src/datastore/datastore';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
-import { buildScheduler } from '../src/scheduling/scheduler';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 
 const QUICK = process.argv.includes('--quick');
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
@@ -114,12 +114,16 @@ function quantile(sorted: number[], q: number): number {
 
 const request = (body: Buffer): IncomingRequest => ({ requestId: 'bench', headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions']]), body, filterMetadata: {} });
 
-async function scheduleLatency(n: number, bodies: Buffer[]): Promise<{ p50: number; p99: number }> {
+/**
+ * `RequestControl.route` timed per request over `bodies` with `scheduler` on a pool of `n` (p50 and p99 of `samples`
+ * after `warmUp` untimed ones: they warm the JIT and the prefix index), the metrics kept fresh meanwhile.
+ */
+async function routeLatency(n: number, bodies: Buffer[], scheduler: Scheduler, samples: number, warmUp: number): Promise<{ p50: number; p99: number }> {
   const ds = pool(n);
   const timer = keepFresh(ds);
-  const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+  const director = new RequestControl({ datastore: ds, scheduler });
   const times: number[] = [];
-  for (let i = 0; i < SCHEDULE_SAMPLES + 200; i++) {
+  for (let i = 0; i < samples + warmUp; i++) {
     // Yield to the event loop between samples, outside the timed part: the loop must run timers (the metrics refresh)
     // as it does in the EPP, or the metrics go stale and every endpoint is excluded.
     await new Promise((r) => setImmediate(r));
@@ -129,12 +133,17 @@ async function scheduleLatency(n: number, bodies: Buffer[]): Promise<{ p50: numb
     const t1 = performance.now();
     if (d.kind !== 'route') throw new Error(`unexpected ${d.kind}: ${JSON.stringify(d).slice(0, 300)}`);
     director.release(d.ticket, 'completed');
-    if (i >= 200) times.push(t1 - t0); // the first 200 warm the JIT and the prefix index
+    if (i >= warmUp) times.push(t1 - t0);
   }
   clearInterval(timer);
   await ds.stop();
+  await scheduler.plugins.close();
   times.sort((a, b) => a - b);
   return { p50: quantile(times, 0.5), p99: quantile(times, 0.99) };
+}
+
+function scheduleLatency(n: number, bodies: Buffer[]): Promise<{ p50: number; p99: number }> {
+  return routeLatency(n, bodies, buildScheduler(defaultEndpointPickerConfig()), SCHEDULE_SAMPLES, 200);
 }
 
 /**
@@ -142,27 +151,9 @@ async function scheduleLatency(n: number, bodies: Buffer[]): Promise<{ p50: numb
  * block keys, look them up in an index holding every family's prefix on one pod), p50 and p99, over the same bodies.
  * The tokenizer's memo is warm for the shared part of each family after its first request, as in a real stream.
  */
-async function preciseLatency(n: number, bodies: Buffer[]): Promise<{ p50: number; p99: number }> {
-  const ds = pool(n);
-  const timer = keepFresh(ds);
+function preciseLatency(n: number, bodies: Buffer[]): Promise<{ p50: number; p99: number }> {
   const scheduler = buildScheduler(preciseEndpointPickerConfig({ mode: 'per-pod', socketPort: 5557, blockSize: 16, modelName: 'Qwen/Qwen3-0.6B' }));
-  const director = new RequestControl({ datastore: ds, scheduler });
-  const times: number[] = [];
-  for (let i = 0; i < Math.min(SCHEDULE_SAMPLES, 500) + 50; i++) {
-    await new Promise((r) => setImmediate(r));
-    touch(ds); // outside the timed part: a slow first tokenization must not age every pod out of the staleness bound
-    const t0 = performance.now();
-    const d = await director.route(request(bodies[i % bodies.length]));
-    const t1 = performance.now();
-    if (d.kind !== 'route') throw new Error(`unexpected ${d.kind}: ${JSON.stringify(d).slice(0, 300)}`);
-    director.release(d.ticket, 'completed');
-    if (i >= 50) times.push(t1 - t0);
-  }
-  clearInterval(timer);
-  await ds.stop();
-  await scheduler.plugins.close();
-  times.sort((a, b) => a - b);
-  return { p50: quantile(times, 0.5), p99: quantile(times, 0.99) };
+  return routeLatency(n, bodies, scheduler, Math.min(SCHEDULE_SAMPLES, 500), 50);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
