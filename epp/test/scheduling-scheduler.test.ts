@@ -1,3 +1,4 @@
+import { seededRandom } from '@kvroute/testkit';
 import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
@@ -6,18 +7,6 @@ import { SchedulingError, type LLMRequest, type SchedulingErrorReason } from '..
 
 const NOW = 1_700_000_000_000;
 const MODEL = 'meta-llama/Llama-3.1-8B-Instruct';
-
-/** Deterministic uniform RNG (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface PodState extends Partial<EndpointMetrics> {
   active?: number;
