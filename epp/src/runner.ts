@@ -147,7 +147,19 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     const resetWarning = streamResetLimitWarning(extProc.streamResetLimitLifted);
     if (resetWarning) logger.warn(resetWarning);
 
-    const updateServing = () => extProc.setServing(datastore.poolSynced && datastore.readyCount > 0);
+    // Readiness: the pool synced, an endpoint ready and, the first time, every plugin's data warm (the precise scorer's
+    // KV-event subscriptions connected, each bounded by its warm-up wait). Only the first time: every replica sees a new
+    // decode pod at once, so gating on later pods would take all replicas out of their Service together.
+    let warmedUp = false;
+    const updateServing = () => {
+      const routable = datastore.poolSynced && datastore.readyCount > 0;
+      if (routable && !warmedUp && scheduler.plugins.warm()) {
+        warmedUp = true;
+        logger.info('warm-up done: the pool synced and every KV-event subscription connected or stopped being waited for');
+      }
+      extProc.setServing(routable && warmedUp);
+    };
+    scheduler.plugins.onWarmChange(updateServing);
     datastore.on('endpointAdded', (ep) => {
       scheduler.plugins.addEndpoint(ep);
       logger.info('endpoint added', { endpoint: ep.key, pod: ep.name });

@@ -1,5 +1,6 @@
 import { encodeEventBatch, encodeSeq, type KvEventBatch } from '@kvroute/protocol/kv-events';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
+import * as zmq from 'zeromq';
 import { KvEventSubscriber, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
 
 jest.setTimeout(60_000);
@@ -160,5 +161,71 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await send(publisher, 1, 1, { topic: 'kv@127.0.0.1@Qwen/Qwen3-0.6B' });
     await waitFor(() => r.batches().length === 2);
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, 'dropped - unknown-pod', 'dropped - bad-topic', `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
+  });
+});
+
+describe('KV-event subscriptions: warm-up for readiness (per-pod, real ZMQ sockets on loopback)', () => {
+  // Per-pod mode dials <pod ip>:<socketPort>; the second pod is 127.0.0.2 (loopback too on Linux), same port.
+  const PUBLISHING = '127.0.0.1:8000';
+  const SILENT = '127.0.0.2:8000';
+  let publisher: TestKvEventPublisher;
+  let late: zmq.Publisher | undefined;
+  let subscriber: KvEventSubscriber | undefined;
+  beforeEach(() => {
+    publisher = new TestKvEventPublisher(`kv@${PUBLISHING}@m`);
+  });
+  afterEach(() => {
+    subscriber?.close();
+    publisher.close();
+    late?.close();
+    late = undefined;
+  });
+
+  function subscribe(socketPort: number, warmUpTimeoutMs: number, warnings: string[] = [], changes: { n: number } = { n: 0 }): KvEventSubscriber {
+    subscriber = new KvEventSubscriber({
+      mode: 'per-pod', topicFilter: 'kv@', socketPort, warmUpTimeoutMs,
+      onWarmUpChange: () => { changes.n++; },
+      resolvePod: () => undefined, events: new Recorder(),
+      logger: { warn: (msg, fields) => warnings.push(`${msg} ${String(fields?.endpoint)}`), debug: () => undefined },
+    });
+    return subscriber;
+  }
+
+  test('is warm only once every pod\'s publisher completed the ZMTP handshake', async () => {
+    const { socketPort } = await publisher.bind();
+    const changes = { n: 0 };
+    const s = subscribe(socketPort, 600_000, [], changes);
+    expect(s.warm).toBe(true); // no pods yet: nothing to wait for
+    s.addEndpoint(PUBLISHING);
+    s.addEndpoint(SILENT);
+    expect(s.warm).toBe(false);
+    await waitFor(() => s.warmingUpEndpoints.length === 1, 'the publishing pod\'s handshake');
+    expect(s.warmingUpEndpoints).toEqual([SILENT]);
+    expect(s.warm).toBe(false);
+    // The silent pod's vLLM comes up: ZMQ's reconnect finds it and the subscriber is warm.
+    late = new zmq.Publisher();
+    await late.bind(`tcp://127.0.0.2:${socketPort}`);
+    await waitFor(() => s.warm, 'the late publisher\'s handshake');
+    expect(s.warmingUpEndpoints).toEqual([]);
+    expect(changes.n).toBe(2);
+  });
+
+  test('a pod whose publisher never answers stops being waited for after the warm-up wait, with a warning', async () => {
+    const { socketPort } = await publisher.bind();
+    const warnings: string[] = [];
+    const s = subscribe(socketPort, 300, warnings);
+    s.addEndpoint(SILENT);
+    expect(s.warm).toBe(false);
+    await waitFor(() => s.warm, 'the warm-up wait to run out');
+    expect(warnings).toEqual([`KV-event publisher not connected within the warm-up wait; readiness no longer waits for it (its events are indexed once it connects) ${SILENT}`]);
+  });
+
+  test('a pod that leaves the pool before connecting is no longer waited for', async () => {
+    const { socketPort } = await publisher.bind();
+    const s = subscribe(socketPort, 600_000);
+    s.addEndpoint(SILENT);
+    expect(s.warm).toBe(false);
+    s.removeEndpoint(SILENT);
+    expect(s.warm).toBe(true);
   });
 });

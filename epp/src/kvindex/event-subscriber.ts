@@ -13,6 +13,12 @@
  * index that missed a removal would keep steering requests to blocks the pod no longer has. A number going backwards
  * is a restarted publisher: a restarted vLLM has an empty cache, so its entries are dropped too. A subscriber that
  * joins a running publisher asks for a replay from 0 to warm up.
+ *
+ * Warm-up, for readiness: per-pod, a subscription counts as up once its ZMTP handshake with the pod's publisher
+ * completed (zeromq's `handshake` socket event), because events published before that are lost (PUB drops what it
+ * sends to a peer not yet connected). A pod whose publisher does not answer within `warmUpTimeoutMs` (events not
+ * enabled on it, a network policy in the way) stops counting, so one such pod cannot keep the EPP unready forever; its
+ * subscription keeps retrying and its entries arrive once it connects. Central mode is warm once its socket is bound.
  */
 import type * as Zmq from 'zeromq';
 import {
@@ -57,8 +63,22 @@ export interface SubscriberOptions {
   /** Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, in central mode. */
   readonly resolvePod: (podId: string) => string | undefined;
   readonly events: SubscriberEvents;
+  /**
+   * Per-pod mode: how long `warm` waits for a pod's subscription to connect before it stops counting that pod.
+   * @default DEFAULT_WARM_UP_TIMEOUT_MS
+   */
+  readonly warmUpTimeoutMs?: number;
+  /** Called whenever `warm` may have changed: a subscription connected, a pod left, or a pod's warm-up wait ran out. */
+  readonly onWarmUpChange?: () => void;
   readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
 }
+
+/**
+ * A Ready vLLM pod has bound its publisher already (vLLM v1's Scheduler creates it in its constructor,
+ * vllm/v1/core/sched/scheduler.py, before the API server answers), and a ZMQ connection takes milliseconds plus ZMQ's
+ * 100 ms reconnect interval; ten seconds is many retries, and two readiness-probe periods of the EPP's Deployment.
+ */
+export const DEFAULT_WARM_UP_TIMEOUT_MS = 10_000;
 
 interface PublisherState {
   /** The next sequence number expected; undefined before the first batch. */
@@ -89,6 +109,8 @@ export class KvEventSubscriber {
   private central?: Zmq.Subscriber;
   private readonly perPod = new Map<string, Zmq.Subscriber>();
   private readonly publishers = new Map<string, PublisherState>();
+  /** Per-pod subscriptions not yet connected whose warm-up wait has not run out, with the timer that ends it. */
+  private readonly warmingUp = new Map<string, NodeJS.Timeout>();
   private closed = false;
 
   constructor(private readonly options: SubscriberOptions) {}
@@ -114,10 +136,44 @@ export class KvEventSubscriber {
   addEndpoint(endpointKey: string): void {
     if (this.options.mode !== 'per-pod' || this.perPod.has(endpointKey) || this.closed) return;
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
-    socket.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort}`);
+    const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort}`;
+    const timeoutMs = this.options.warmUpTimeoutMs ?? DEFAULT_WARM_UP_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      if (this.warmingUp.get(endpointKey) !== timer) return;
+      this.warmingUp.delete(endpointKey);
+      this.options.logger.warn('KV-event publisher not connected within the warm-up wait; readiness no longer waits for it (its events are indexed once it connects)', {
+        endpoint: endpointKey, address, warmUpTimeoutMs: timeoutMs,
+      });
+      this.options.onWarmUpChange?.();
+    }, timeoutMs);
+    timer.unref();
+    this.warmingUp.set(endpointKey, timer);
+    // Registered before connect, so a handshake on a fast loopback connection is not missed.
+    socket.events.on('handshake', () => this.connected(endpointKey, timer));
+    socket.connect(address);
     socket.subscribe(this.options.topicFilter);
     this.perPod.set(endpointKey, socket);
     void this.consume(socket, endpointKey);
+  }
+
+  private connected(endpointKey: string, timer: NodeJS.Timeout): void {
+    if (this.warmingUp.get(endpointKey) !== timer) return;
+    clearTimeout(timer);
+    this.warmingUp.delete(endpointKey);
+    this.options.onWarmUpChange?.();
+  }
+
+  /**
+   * Whether every subscription has connected or stopped being waited for (per-pod), or the socket is bound (central):
+   * what the EPP's readiness waits for before it first reports SERVING.
+   */
+  get warm(): boolean {
+    return this.options.mode === 'central' ? this.central !== undefined : this.warmingUp.size === 0;
+  }
+
+  /** Pods whose subscription readiness still waits for (per-pod), for logs and tests. */
+  get warmingUpEndpoints(): string[] {
+    return [...this.warmingUp.keys()];
   }
 
   /** A pod left the pool: stop listening to it and forget its entries. */
@@ -128,6 +184,12 @@ export class KvEventSubscriber {
       socket.close();
     }
     this.publishers.delete(endpointKey);
+    const timer = this.warmingUp.get(endpointKey);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.warmingUp.delete(endpointKey);
+      this.options.onWarmUpChange?.();
+    }
     this.options.events.reset(endpointKey, 'removed');
   }
 
@@ -138,6 +200,8 @@ export class KvEventSubscriber {
 
   close(): void {
     this.closed = true;
+    for (const timer of this.warmingUp.values()) clearTimeout(timer);
+    this.warmingUp.clear();
     this.central?.close();
     for (const socket of this.perPod.values()) socket.close();
     this.perPod.clear();

@@ -52,6 +52,13 @@ export interface Plugin {
   start?(): Promise<void>;
   /** Plugins holding sockets or timers release them here when the EPP stops. */
   close?(): void | Promise<void>;
+  /**
+   * Plugins whose routing data must warm up before their picks are worth making (the precise scorer's KV-event
+   * subscriptions) say here whether it has; the EPP reports NOT_SERVING until every such plugin is warm, at start-up.
+   */
+  warm?(): boolean;
+  /** Registers the function to call whenever `warm()` may have changed. */
+  onWarmChange?(listener: () => void): void;
 }
 
 export interface Filter extends Plugin {

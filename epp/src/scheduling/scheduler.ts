@@ -87,6 +87,16 @@ export class PluginSet {
     for (const { plugin } of this.entries.values()) await plugin.start?.();
   }
 
+  /** Whether every plugin with warm-up state (KV-event subscriptions) is warm; true when none has any. */
+  warm(): boolean {
+    return [...this.entries.values()].every(({ plugin }) => plugin.warm?.() ?? true);
+  }
+
+  /** Calls `listener` whenever some plugin's `warm()` may have changed. */
+  onWarmChange(listener: () => void): void {
+    for (const { plugin } of this.entries.values()) plugin.onWarmChange?.(listener);
+  }
+
   /** Releases what plugins hold (sockets, timers) when the EPP stops. */
   async close(): Promise<void> {
     for (const { plugin } of this.entries.values()) await plugin.close?.();

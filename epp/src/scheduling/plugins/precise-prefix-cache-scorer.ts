@@ -50,6 +50,11 @@ export interface KvEventsConfig {
    * repair a sequence gap and to warm up; without it a gap drops the pod's entries. @default none
    */
   replayPort?: number;
+  /**
+   * kvroute's addition: per-pod mode, how long the EPP's readiness waits at start-up for a pod's subscription to connect
+   * before it stops waiting for that pod (`kvindex/event-subscriber.ts`, "Warm-up"). @default "10s"
+   */
+  warmUpTimeout?: Duration;
 }
 
 export interface TokenProcessorConfig {
@@ -158,6 +163,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   private readonly baseModels = new Set<string>();
   private tokenizer?: Promise<Tokenizer.ModelTokenizer | undefined>;
   private readonly capacities = new Map<string, number>();
+  private readonly warmListeners: (() => void)[] = [];
 
   constructor(
     readonly name: string,
@@ -181,6 +187,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       topicFilter: events.topicFilter ?? 'kv@',
       socketPort: events.podDiscoveryConfig?.socketPort ?? 5557,
       ...(events.replayPort !== undefined ? { replayPort: events.replayPort } : {}),
+      ...(events.warmUpTimeout !== undefined ? { warmUpTimeoutMs: parseDuration(events.warmUpTimeout) } : {}),
+      onWarmUpChange: () => { for (const fn of this.warmListeners) fn(); },
       resolvePod: (podId) => this.resolvePod(podId),
       logger: handle.logger,
       events: {
@@ -201,6 +209,15 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
 
   close(): void {
     this.subscriber.close();
+  }
+
+  /** Warm once every pod's KV-event subscription connected or its warm-up wait ran out (per-pod), or bound (central). */
+  warm(): boolean {
+    return this.subscriber.warm;
+  }
+
+  onWarmChange(listener: () => void): void {
+    this.warmListeners.push(listener);
   }
 
   addEndpoint(endpoint: Endpoint): void {
@@ -372,6 +389,7 @@ export const precisePrefixCacheScorer = definePlugin({
           ...optional(p, 'podNamespace', () => p.raw('podNamespace')),
         })),
         ...optional(f, 'replayPort', () => f.integer('replayPort', 5558, 1, 65535)),
+        ...optional(f, 'warmUpTimeout', () => f.duration('warmUpTimeout', '10s')),
       };
     });
     const indexerConfig = nested(fields, 'indexerConfig', (f) => {
