@@ -52,6 +52,11 @@ export const DEMO: KvAwareRoutingProps = {
   },
 };
 
+/**
+ * The profiles. Those routing with the approximate prefix scorer (demo, prod-shared-gpus, prod-session-hash,
+ * prod-native-istio) keep one EPP: each replica would learn only from its own picks, so N replicas each see about 1/N
+ * of a prefix's traffic and send its next requests elsewhere more often (README "Running more than one EPP replica").
+ */
 export const CLUSTERS: readonly ClusterProfile[] = [
   {
     name: 'demo',
@@ -79,10 +84,35 @@ export const CLUSTERS: readonly ClusterProfile[] = [
   },
   {
     name: 'prod-precise',
-    description: 'Precise prefix-cache routing: every vLLM publishes its KV events per pod, the EPP indexes what each pod holds.',
+    description: 'Precise prefix-cache routing: every vLLM publishes its KV events per pod; 2 EPP replicas each index what every pod holds, sessions shared through a Valkey.',
     routing: withOverrides(DEMO, {
       istioVersion: '1.28',
       decode: { replicas: 4, kvEvents: { mode: 'per-pod' } },
+      // Per-pod events: each replica subscribes to every pod and builds the same index, so a second replica adds
+      // availability without splitting what the scheduler knows; the Valkey keeps a session on one pod whichever
+      // replica Envoy sends its request to.
+      endpointPicker: { replicas: 2 },
+      sessionStore: { deploy: {} },
+    }),
+  },
+  {
+    name: 'prod-ha',
+    description: 'Active-active EPP: 3 replicas spread over nodes with per-pod KV events, sessions in the platform\'s Valkey (password from a Secret).',
+    routing: withOverrides(DEMO, {
+      istioVersion: '1.29',
+      decode: { replicas: 8, kvEvents: { mode: 'per-pod' } },
+      monitoring: { selectorLabels: { release: 'kube-prometheus-stack' } },
+      // Three, so a drain or a rollout (one at a time: the PodDisruptionBudget, maxSurge 1 / maxUnavailable 0) still
+      // leaves two, and each replica's node is its own (nodeSpread required: a node failure takes one replica).
+      endpointPicker: { replicas: 3, nodeSpread: 'required' },
+      sessionStore: {
+        existing: {
+          host: 'valkey.platform-cache.svc.cluster.local',
+          port: 6379,
+          passwordSecret: { name: 'kvroute-session-store', key: 'password' },
+          networkPeer: { namespace: 'platform-cache', podLabels: { 'app.kubernetes.io/name': 'valkey' } },
+        },
+      },
     }),
   },
   {

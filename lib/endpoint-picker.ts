@@ -8,6 +8,7 @@ import {
 import * as eppPackage from '@kvroute/epp/package.json';
 import type { RequestBodyMode } from './ext-proc';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
+import { SESSION_STORE_PASSWORD_ENV, type SessionStoreConnection } from './session-store';
 import {
   checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
@@ -66,11 +67,34 @@ export interface EndpointPickerProps {
    */
   readonly refreshMetricsInterval?: string;
   /**
-   * EPP replicas. Each replica keeps its own prefix index and session table, so more than one splits what the
-   * scheduler learns; raise it only for availability.
+   * EPP replicas, all active: Envoy spreads ext_proc streams over them. With more than one the Deployment rolls one
+   * new pod in before it takes one out (`maxSurge: 1`, `maxUnavailable: 0`), a PodDisruptionBudget lets voluntary
+   * disruptions take one replica at a time, and the replicas are spread over nodes (`nodeSpread`). What each replica
+   * knows: with per-pod KV events (precise scorer) every replica subscribes to every pod and builds the same index;
+   * with the approximate scorer each learns only from its own picks; session bindings are per replica unless
+   * `sessionStore` shares them. Must be 1 with central KV events (vLLM publishes to one subscriber).
    * @default 1
+   * @see README.md "Running more than one EPP replica"
    */
   readonly replicas?: number;
+  /**
+   * With more than one replica, how strictly they are kept on different nodes (`topologySpreadConstraints` on
+   * `kubernetes.io/hostname`, max skew 1, counted per ReplicaSet revision):
+   * - `preferred` (`ScheduleAnyway`): spread where the nodes allow, never Pending; on a cluster with fewer schedulable
+   *   nodes than replicas some share a node, so a node failure can take more than one;
+   * - `required` (`DoNotSchedule`): a replica that cannot get a node of its own stays Pending (and a rollout with it).
+   * @default 'preferred'
+   * @see https://kubernetes.io/docs/concepts/scheduling-eviction/topology-spread-constraints/
+   */
+  readonly nodeSpread?: 'preferred' | 'required';
+  /**
+   * The shared session store the replicas use: the session-affinity-filter's `sessionStore` (address and, from a
+   * Secret through an environment variable, the password) is set in the config. `KvAwareRouting` sets it from its
+   * `sessionStore`.
+   * @default none: session bindings live in each replica's memory
+   * @see SessionStore (lib/session-store.ts)
+   */
+  readonly sessionStore?: SessionStoreConnection;
   /** @default '1' */
   readonly cpu?: string;
   /** @default '1Gi' */
@@ -113,6 +137,11 @@ export class EndpointPicker extends Construct {
   public readonly service: k8s.KubeService;
   public readonly serviceAccount: k8s.KubeServiceAccount;
   public readonly configMap: k8s.KubeConfigMap;
+  /** The PodDisruptionBudget; only with more than one replica. */
+  public readonly podDisruptionBudget?: k8s.KubePodDisruptionBudget;
+  public readonly replicas: number;
+  /** The shared session store the config names; undefined when bindings stay in each replica. */
+  public readonly sessionStore?: SessionStoreConnection;
   public readonly serviceName: string;
   public readonly serviceFqdn: string;
   public readonly grpcPort = EndpointPicker.GRPC_PORT;
@@ -137,9 +166,14 @@ export class EndpointPicker extends Construct {
     this.image = checkImage(SCOPE, props.image ? 'image' : 'imageRegistry', props.image ?? `${registry}/kvroute-epp:${eppPackage.version}`);
     const refresh = checkDuration(SCOPE, 'refreshMetricsInterval', props.refreshMetricsInterval ?? '50ms');
     const replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 1, 1, 10);
+    this.replicas = replicas;
+    const nodeSpread = checkOneOf(SCOPE, 'nodeSpread', props.nodeSpread ?? 'preferred', ['preferred', 'required'] as const);
+    this.sessionStore = props.sessionStore;
+    const base = props.config ?? (props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig());
+    const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
     try {
       // The EPP's own loader: a config that would crash the EPP at start-up fails synth instead.
-      this.config = validateEndpointPickerConfig(props.config ?? (props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig()));
+      this.config = validateEndpointPickerConfig(withStore);
     } catch (e) {
       throw new PropsError(SCOPE, 'config', `must be a valid EndpointPickerConfig (${(e as Error).message})`, '(see above)');
     }
@@ -181,10 +215,32 @@ export class EndpointPicker extends Construct {
       failureThreshold: 3,
     });
 
+    const env: k8s.EnvVar[] = [
+      ...(props.tokenizerCacheClaim ? [{ name: 'HF_HUB_CACHE', value: `${EndpointPicker.HF_CACHE_DIR}/hub` }] : []),
+      // The store's password from its Secret, never in the ConfigMap (the filter's sessionStore.passwordEnv names it).
+      ...(this.sessionStore?.passwordSecret
+        ? [{ name: SESSION_STORE_PASSWORD_ENV, valueFrom: { secretKeyRef: { name: this.sessionStore.passwordSecret.name, key: this.sessionStore.passwordSecret.key } } }]
+        : []),
+    ];
+    const ha = replicas > 1;
     this.deployment = new k8s.KubeDeployment(this, 'Deployment', {
       metadata,
       spec: {
         replicas,
+        ...(ha
+          ? {
+              // Active-active: a new replica is added and must be ready (pool synced, KV-event subscriptions warm)
+              // before an old one goes, so a rollout never lowers the serving count. Upstream's chart uses Recreate
+              // (GIE config/charts/epplib/templates/_deployment.yaml @ v1.5.0, and inferencepool's
+              // epp-deployment.yaml @ v1.3.0) because its replicas are a leader and cold standbys
+              // (--ha-enable-leader-election when replicas > 1), and a rolling update could not replace the leader.
+              strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
+              // Ready for 10 s before the next old replica goes: the gateways' Envoys learn the new endpoint (an
+              // Istio push) before they lose the old one, and a replica that crashes right after start stops the
+              // rollout instead of replacing every replica in turn.
+              minReadySeconds: 10,
+            }
+          : {}),
         selector: { matchLabels: { ...this.podLabels } },
         template: {
           metadata: {
@@ -201,6 +257,19 @@ export class EndpointPicker extends Construct {
             terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10,
             // Pod Security "restricted" (see lib/pod-security.ts): the image runs as USER 65532:65532 (Dockerfile).
             securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: RUNTIME_DEFAULT_SECCOMP },
+            ...(ha
+              ? {
+                  topologySpreadConstraints: [{
+                    topologyKey: 'kubernetes.io/hostname',
+                    maxSkew: 1,
+                    whenUnsatisfiable: nodeSpread === 'required' ? 'DoNotSchedule' : 'ScheduleAnyway',
+                    labelSelector: { matchLabels: { ...this.podLabels } },
+                    // Counted within one ReplicaSet revision, so a rollout's surge pod is not placed against the
+                    // old pods it is about to replace (beta and on by default since Kubernetes 1.27).
+                    matchLabelKeys: ['pod-template-hash'],
+                  }],
+                }
+              : {}),
             containers: [{
               name: 'epp',
               image: this.image,
@@ -237,7 +306,7 @@ export class EndpointPicker extends Construct {
                 { name: 'config', mountPath: EndpointPicker.CONFIG_DIR, readOnly: true },
                 ...(props.tokenizerCacheClaim ? [{ name: 'hf-cache', mountPath: EndpointPicker.HF_CACHE_DIR, readOnly: true }] : []),
               ],
-              ...(props.tokenizerCacheClaim ? { env: [{ name: 'HF_HUB_CACHE', value: `${EndpointPicker.HF_CACHE_DIR}/hub` }] } : {}),
+              ...(env.length > 0 ? { env } : {}),
             }],
             volumes: [
               { name: 'config', configMap: { name: this.name } },
@@ -265,10 +334,51 @@ export class EndpointPicker extends Construct {
         ],
       },
     });
+
+    if (ha) {
+      this.podDisruptionBudget = new k8s.KubePodDisruptionBudget(this, 'PodDisruptionBudget', {
+        metadata,
+        spec: {
+          // maxUnavailable 1 rather than minAvailable 1: a drain takes one replica at a time whatever the count, so
+          // N-1 keep serving (minAvailable 1 would let a drain take 2 of 3 at once, each replica carrying 1/N of the
+          // streams), and it stays right when replicas change.
+          maxUnavailable: k8s.IntOrString.fromNumber(1),
+          selector: { matchLabels: { ...this.podLabels } },
+          // An unready replica routes nothing, so evicting it costs nothing; without this a crash-looping replica
+          // would block every node drain (Kubernetes 1.27+, beta and on by default).
+          unhealthyPodEvictionPolicy: 'AlwaysAllow',
+        },
+      });
+    }
   }
 
   /** The Envoy cluster Istio builds for the EPP's gRPC port, which the ext_proc filter calls. */
   public get grpcClusterName(): string {
     return `outbound|${this.grpcPort}||${this.serviceFqdn}`;
   }
+}
+
+/**
+ * `config` with the session-affinity-filter's `sessionStore` set to `store`: the address, and the environment variable
+ * the Deployment fills from the password's Secret. The config must have a session-affinity-filter that names no store.
+ */
+export function withSessionStore(config: EndpointPickerConfig, store: SessionStoreConnection): EndpointPickerConfig {
+  const filters = config.plugins.filter((p) => p.type === 'session-affinity-filter');
+  if (filters.length !== 1) {
+    throw new PropsError(SCOPE, 'config', `must have exactly one session-affinity-filter to share its bindings through sessionStore (found ${filters.length})`, filters.length);
+  }
+  const plugins = config.plugins.map((p) => {
+    if (p.type !== 'session-affinity-filter') return p;
+    if (p.parameters?.sessionStore !== undefined) {
+      throw new PropsError(SCOPE, 'config', 'must not set the session-affinity-filter\'s sessionStore when sessionStore is given (it is rendered from it)', p.parameters.sessionStore);
+    }
+    return {
+      ...p,
+      parameters: {
+        ...p.parameters,
+        sessionStore: { address: store.address, ...(store.passwordSecret ? { passwordEnv: SESSION_STORE_PASSWORD_ENV } : {}) },
+      },
+    };
+  });
+  return { ...config, plugins };
 }

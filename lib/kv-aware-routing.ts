@@ -8,7 +8,8 @@ import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
-import { EppNetworkPolicy, EppNetworkPolicyProps } from './network-policy';
+import { EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
+import { existingSessionStore, SessionStore, type SessionStoreConnection, type SessionStoreProps } from './session-store';
 import { checkDnsLabel, checkOneOf, PropsError } from './validation';
 
 /**
@@ -50,7 +51,16 @@ export interface KvAwareRoutingProps {
   /** The vLLM decode pods. */
   readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
   /** The Endpoint Picker. @default its defaults */
-  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'precise'>;
+  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'precise' | 'sessionStore'>;
+  /**
+   * Share session bindings between EPP replicas through Redis or Valkey: `deploy` a Valkey (StatefulSet, Service and
+   * a NetworkPolicy admitting the EPP pods only), or use an `existing` one with its password in a Secret. The EPP's
+   * config gets the session-affinity-filter's `sessionStore`; its NetworkPolicy, an egress rule to the store when it
+   * restricts egress. Readiness never depends on the store: picks fall back to each replica's own bindings.
+   * @default none: bindings live in each replica's memory (all a single replica needs)
+   * @see SessionStore (lib/session-store.ts), README.md "Running more than one EPP replica"
+   */
+  readonly sessionStore?: SessionStoreProps;
   /** @default 'FailOpen' */
   readonly poolFailureMode?: PoolFailureMode;
   /** Gateway and routes. @default the seed's `llm-d-gateway` for `llm-d.demo.local` */
@@ -90,6 +100,10 @@ export class KvAwareRouting extends Chart {
   public readonly monitoring?: Monitoring;
   /** The EPP's NetworkPolicy; absent with `networkPolicy.enabled: false`. */
   public readonly networkPolicy?: EppNetworkPolicy;
+  /** The Valkey kvroute deploys for shared sessions (`sessionStore.deploy`). */
+  public readonly sessionStore?: SessionStore;
+  /** The deployed store's NetworkPolicy; absent with `networkPolicy.enabled: false`. */
+  public readonly sessionStoreNetworkPolicy?: SessionStoreNetworkPolicy;
   public readonly istio: IstioSupport;
   public readonly inferenceRouting: InferenceRouting;
 
@@ -124,8 +138,24 @@ export class KvAwareRouting extends Chart {
       : props.decode;
     this.decodePool = new DecodePool(this, 'Decode', { ...decodeProps, namespace, name });
     const events = this.decodePool.kvEvents;
+    const store = props.sessionStore;
+    let storeConnection: SessionStoreConnection | undefined;
+    if (store !== undefined) {
+      const forms = (['deploy', 'existing'] as const).filter((k) => (store as Record<string, unknown>)[k] !== undefined);
+      const unknown = Object.keys(store).filter((k) => k !== 'deploy' && k !== 'existing');
+      if (forms.length !== 1 || unknown.length > 0) {
+        throw new PropsError('KvAwareRouting', 'sessionStore', 'must set exactly one of deploy (a Valkey kvroute deploys) or existing (host, port, passwordSecret)', store);
+      }
+      if (store.deploy !== undefined) {
+        this.sessionStore = new SessionStore(this, 'SessionStore', { ...store.deploy, namespace, name: `${name}-session-store` });
+        storeConnection = this.sessionStore.connection;
+      } else {
+        storeConnection = existingSessionStore(store.existing);
+      }
+    }
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {
       ...props.endpointPicker,
+      ...(storeConnection ? { sessionStore: storeConnection } : {}),
       ...(poolApiGroup ? { poolApiGroup } : {}),
       // Istio's native integration streams bodies full duplex; the EnvoyFilter uses what extProc asks for.
       requestBodyMode: native
@@ -182,6 +212,12 @@ export class KvAwareRouting extends Chart {
         gateway: this.gateway,
         decodePool: this.decodePool,
       });
+      if (this.sessionStore) {
+        this.sessionStoreNetworkPolicy = new SessionStoreNetworkPolicy(this, 'SessionStoreNetworkPolicy', {
+          sessionStore: this.sessionStore,
+          endpointPicker: this.endpointPicker,
+        });
+      }
     }
   }
 }

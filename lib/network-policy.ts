@@ -3,6 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
 import { InferenceGateway } from './gateway';
+import { SessionStore } from './session-store';
 import { checkCidr, checkDnsLabel, checkLabels, checkPort, PropsError } from './validation';
 
 /**
@@ -101,8 +102,9 @@ export interface EppNetworkPolicyProps {
    */
   readonly healthSources?: readonly NetworkPeer[];
   /**
-   * Also restrict what the EPP connects to: DNS, the API server, and the decode pods (their metrics on the InferencePool
-   * target port; with per-pod KV events, their publisher and replay ports), nothing else. Off by default because the
+   * Also restrict what the EPP connects to: DNS, the API server, the decode pods (their metrics on the InferencePool
+   * target port; with per-pod KV events, their publisher and replay ports) and, with a shared session store, the
+   * store's port on its pods (a deployed Valkey's, or `sessionStore.existing.networkPeer`), nothing else. Off by default because the
    * API server's address is the cluster's own; without it only ingress is restricted and the EPP may connect anywhere.
    * @default ingress only
    * @see https://kubernetes.io/docs/concepts/services-networking/network-policies/#the-two-sorts-of-pod-isolation
@@ -183,6 +185,14 @@ export class EppNetworkPolicy extends Construct {
         // The pods' /metrics on the InferencePool target port (the sidecar proxies it), and per-pod ZMQ sockets.
         { to: [local(decodePool.namespace, decodePool.podLabels)], ports: decodePorts.map(tcp) },
       ];
+      // The shared session store: the EPP's only other outbound connection.
+      const store = epp.sessionStore;
+      if (store !== undefined) {
+        if (store.peer === undefined) {
+          throw new PropsError(SCOPE, 'egress', 'restricts egress, so the existing session store needs sessionStore.existing.networkPeer (where its pods or addresses are)', undefined);
+        }
+        egress.push({ to: [toPeer('sessionStore.existing.networkPeer', store.peer)], ports: [tcp(store.port)] });
+      }
     }
     this.restrictsEgress = egress !== undefined;
 
@@ -232,4 +242,45 @@ function toPeer(field: string, peer: NetworkPeer): k8s.NetworkPolicyPeer {
     return { namespaceSelector: { matchLabels: checkLabels(SCOPE, `${field}.namespaceLabels`, p.namespaceLabels) }, ...podSelector };
   }
   return podSelector;
+}
+
+/** Props of {@link SessionStoreNetworkPolicy}. */
+export interface SessionStoreNetworkPolicyProps {
+  /** The Valkey kvroute deploys. */
+  readonly sessionStore: SessionStore;
+  /** The EPP whose pods alone may connect to it. */
+  readonly endpointPicker: EndpointPicker;
+}
+
+/**
+ * The deployed session store's NetworkPolicy: its port admits the EPP's pods only (no metrics port: Valkey exports no
+ * Prometheus metrics, the EPP's store counters watch it), and it connects nowhere (egress closed: a standalone Valkey
+ * without replication opens no connection, not even DNS). The kubelet's TCP probes come from the node, which
+ * NetworkPolicy does not filter.
+ */
+export class SessionStoreNetworkPolicy extends Construct {
+  public readonly policy: k8s.KubeNetworkPolicy;
+  /** The store ports some ingress rule opens. */
+  public readonly ingressPorts: readonly number[];
+
+  constructor(scope: Construct, id: string, props: SessionStoreNetworkPolicyProps) {
+    super(scope, id);
+    const { sessionStore: store, endpointPicker: epp } = props;
+    if (store.namespace !== epp.namespace) {
+      throw new PropsError('SessionStoreNetworkPolicy', 'sessionStore', `must be in the EPP's namespace "${epp.namespace}"`, store.namespace);
+    }
+    this.ingressPorts = [SessionStore.PORT];
+    this.policy = new k8s.KubeNetworkPolicy(this, 'Resource', {
+      metadata: { name: store.name, namespace: store.namespace, labels: { ...store.podLabels } },
+      spec: {
+        podSelector: { matchLabels: { ...store.podLabels } },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{
+          from: [{ podSelector: { matchLabels: { ...epp.podLabels } } }],
+          ports: [{ protocol: 'TCP', port: k8s.IntOrString.fromNumber(SessionStore.PORT) }],
+        }],
+        egress: [],
+      },
+    });
+  }
 }

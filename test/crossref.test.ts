@@ -9,8 +9,13 @@ function selects(selector: Record<string, string>, labels: Record<string, string
   return Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 }
 
+/** The workloads (Deployments and StatefulSets) whose pods a selector selects. */
 function podsSelectedBy(manifests: Manifest[], selector: Record<string, string>): Manifest[] {
-  return all(manifests, 'Deployment').filter((d) => selects(selector, d.spec.template.metadata.labels));
+  return workloads(manifests).filter((d) => selects(selector, d.spec.template.metadata.labels));
+}
+
+function workloads(manifests: Manifest[]): Manifest[] {
+  return [...all(manifests, 'Deployment'), ...all(manifests, 'StatefulSet')];
 }
 
 function servicePort(svc: Manifest, port: number): { name: string; targetPort: string | number } {
@@ -54,9 +59,51 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
   const [eppDeployment] = podsSelectedBy(m, eppSvc.spec.selector);
   const [decodeDeployment] = podsSelectedBy(m, decodeSvc.spec.selector);
 
-  test('each Deployment selects its own pod template, and each Service exactly one Deployment', () => {
-    for (const d of all(m, 'Deployment')) expect(selects(d.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
+  test('each workload selects its own pod template, and each Service exactly one workload', () => {
+    for (const d of workloads(m)) expect(selects(d.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
     for (const s of all(m, 'Service')) expect(podsSelectedBy(m, s.spec.selector)).toHaveLength(1);
+    // A StatefulSet's governing Service exists and selects it.
+    for (const ss of all(m, 'StatefulSet')) expect(podsSelectedBy(m, one(m, 'Service', ss.spec.serviceName).spec.selector)).toEqual([ss]);
+  });
+
+  test('with more than one EPP replica, a PodDisruptionBudget selects exactly the EPP pods and leaves all but one', () => {
+    const pdbs = all(m, 'PodDisruptionBudget');
+    if (eppDeployment.spec.replicas === 1) {
+      expect(pdbs).toHaveLength(0);
+      return;
+    }
+    expect(pdbs).toHaveLength(1);
+    expect(podsSelectedBy(m, pdbs[0]!.spec.selector.matchLabels)).toEqual([eppDeployment]);
+    expect(pdbs[0]!.spec.maxUnavailable).toBe(1);
+    expect(eppDeployment.spec.strategy.rollingUpdate).toEqual({ maxSurge: 1, maxUnavailable: 0 });
+  });
+
+  test('the session store the EPP config names is reachable: a deployed store\'s Service port, and the password from a Secret', () => {
+    const c = container(eppDeployment, 'epp');
+    const file: string = c.args.find((a: string) => a.startsWith('--config-file=')).split('=')[1];
+    const cm = one(m, 'ConfigMap', eppDeployment.spec.template.spec.volumes.find((v: { configMap?: unknown }) => v.configMap).configMap.name);
+    const config = parseEndpointPickerConfig(cm.data[file.split('/').pop()!]);
+    const filter = config.plugins.find((p) => p.type === 'session-affinity-filter')!;
+    const store = (filter.parameters as { sessionStore?: { address: string; passwordEnv?: string } }).sessionStore;
+    const deployed = all(m, 'StatefulSet');
+    if (!store) {
+      expect(deployed).toHaveLength(0);
+      return;
+    }
+    const url = new URL(store.address);
+    const inCluster = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local$/.exec(url.hostname);
+    if (deployed.length > 0) {
+      const svc = one(m, 'Service', inCluster![1]);
+      expect(inCluster![2]).toBe(ns);
+      expect(servicePort(svc, Number(url.port))).toBeDefined();
+      expect(podsSelectedBy(m, svc.spec.selector)).toEqual(deployed);
+    }
+    const env = (c.env ?? []) as { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+    if (store.passwordEnv !== undefined) {
+      expect(env.find((e) => e.name === store.passwordEnv)?.valueFrom?.secretKeyRef).toEqual({ name: expect.any(String), key: expect.any(String) });
+    }
+    // The password never sits in the ConfigMap.
+    expect(cm.data[file.split('/').pop()!]).not.toMatch(/password:/i);
   });
 
   test('Service target ports name container ports that exist', () => {

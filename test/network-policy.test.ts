@@ -24,6 +24,18 @@ const variants: [string, KvAwareRoutingProps][] = [
     decode: { kvEvents: { mode: 'central' } },
     networkPolicy: { egress: { apiServer: API_SERVER } },
   })],
+  ['2 replicas, a deployed Valkey, locked-down egress', withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'per-pod' } },
+    endpointPicker: { replicas: 2 },
+    sessionStore: { deploy: {} },
+    networkPolicy: { egress: { apiServer: API_SERVER } },
+  })],
+  ['3 replicas, an existing store in another namespace, locked-down egress', withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'per-pod' } },
+    endpointPicker: { replicas: 3 },
+    sessionStore: { existing: { host: 'valkey.cache.svc.cluster.local', port: 6380, networkPeer: { namespace: 'cache', podLabels: { app: 'valkey' } } } },
+    networkPolicy: { egress: { apiServer: API_SERVER } },
+  })],
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -106,13 +118,56 @@ function eppPolicyProblems(m: Manifest[], healthSources: Json[] = []): string[] 
   return problems;
 }
 
+/**
+ * What is wrong with the deployed session store's NetworkPolicy, from the manifests only: for each port the store's
+ * Service exposes, only the EPP's pods may connect; nothing else is open, in or out.
+ */
+function storePolicyProblems(m: Manifest[]): string[] {
+  const stores = all(m, 'StatefulSet');
+  if (stores.length === 0) return [];
+  const problems: string[] = [];
+  const pool = one(m, 'InferencePool');
+  const eppDeployment = one(m, 'Deployment', pool.spec.extensionRef?.name ?? pool.spec.endpointPickerRef.name);
+  for (const store of stores) {
+    const labels = store.spec.template.metadata.labels;
+    const svc = one(m, 'Service', store.spec.serviceName);
+    const policy = all(m, 'NetworkPolicy').find((p) => selects(p.spec.podSelector.matchLabels, labels));
+    if (!policy) {
+      problems.push(`no NetworkPolicy selects the ${store.metadata.name} pods`);
+      continue;
+    }
+    for (const w of [...all(m, 'Deployment'), ...stores].filter((x) => x !== store)) {
+      if (selects(policy.spec.podSelector.matchLabels, w.spec.template.metadata.labels)) problems.push(`the store policy also selects ${w.metadata.name}`);
+    }
+    if (JSON.stringify(policy.spec.policyTypes) !== JSON.stringify(['Ingress', 'Egress'])) problems.push('the store policy does not restrict both directions');
+    if ((policy.spec.egress ?? []).length > 0) problems.push('the store policy opens egress');
+    const containerPorts = store.spec.template.spec.containers.flatMap((c: Json) => c.ports ?? []);
+    const rules: Json[] = policy.spec.ingress ?? [];
+    const eppOnly = [{ podSelector: { matchLabels: eppDeployment.spec.template.metadata.labels } }];
+    for (const sp of svc.spec.ports as Json[]) {
+      const cp = containerPorts.find((p: Json) => p.name === sp.targetPort || p.containerPort === sp.targetPort);
+      const found = rules.filter((r) => portsOf(r).includes(cp?.containerPort));
+      if (found.length !== 1 || JSON.stringify(found[0]!.from) !== JSON.stringify(eppOnly)) {
+        problems.push(`store Service port ${sp.name}: sources ${JSON.stringify(found.map((r) => r.from))}, expected the EPP pods only`);
+      }
+    }
+    for (const r of rules) {
+      for (const port of portsOf(r)) {
+        if (!containerPorts.some((p: Json) => p.containerPort === port)) problems.push(`the store policy opens ${port}, which the store does not serve`);
+      }
+    }
+  }
+  return problems;
+}
+
 describe.each(variants)('%s: the EPP NetworkPolicy', (_name, props) => {
   const { chart, manifests: m } = synthChart(props);
-  const policy = one(m, 'NetworkPolicy');
+  const policy = one(m, 'NetworkPolicy', chart.endpointPicker.name);
   const healthSources = (props.networkPolicy?.healthSources ?? []).map((s: Json) => ({ ipBlock: { cidr: s.cidr, except: s.except } }));
 
   test('opens each port the EPP Service exposes to its callers only', () => {
     expect(eppPolicyProblems(m, healthSources)).toEqual([]);
+    expect(storePolicyProblems(m)).toEqual([]);
     // What the construct exposes matches what it wrote.
     expect(chart.networkPolicy!.ingressPorts).toEqual(policy.spec.ingress.flatMap(portsOf));
     expect(chart.networkPolicy!.restrictsEgress).toBe(props.networkPolicy?.egress !== undefined);
@@ -147,6 +202,19 @@ describe.each(variants)('%s: the EPP NetworkPolicy', (_name, props) => {
     const pool = one(m, 'InferencePool');
     const decodeRulePorts = [pool.spec.targetPortNumber];
     if (chart.decodePool.kvEvents?.mode === 'per-pod') decodeRulePorts.push(portNamed('kv-events'), portNamed('kv-replay'));
+    // The shared session store: the deployed one's pods on the port its Service exposes, or the existing one's peer.
+    const storeRules: Json[] = [];
+    const [deployed] = all(m, 'StatefulSet');
+    const existing = props.sessionStore?.existing;
+    if (deployed) {
+      const storeSvc = one(m, 'Service', deployed.spec.serviceName);
+      storeRules.push({ to: [{ podSelector: { matchLabels: deployed.spec.template.metadata.labels } }], ports: [{ protocol: 'TCP', port: storeSvc.spec.ports[0].port }] });
+    } else if (existing) {
+      storeRules.push({
+        to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'cache' } }, podSelector: { matchLabels: { app: 'valkey' } } }],
+        ports: [{ protocol: 'TCP', port: existing.port }],
+      });
+    }
     expect(policy.spec.egress).toEqual([
       {
         to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
@@ -158,6 +226,7 @@ describe.each(variants)('%s: the EPP NetworkPolicy', (_name, props) => {
         to: [{ podSelector: { matchLabels: decode.spec.template.metadata.labels } }],
         ports: decodeRulePorts.map((port) => ({ protocol: 'TCP', port })),
       },
+      ...storeRules,
     ]);
   });
 });
@@ -195,10 +264,34 @@ describe('the NetworkPolicy check itself', () => {
       .toContain('the policy also selects ms-llm-d-modelservice-decode');
   });
 
+  test('the store check fails when the store admits others, opens egress, or has no policy', () => {
+    const { manifests: ha } = synthChart(withOverrides(DEMO, { decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 }, sessionStore: { deploy: {} } }));
+    expect(storePolicyProblems(ha)).toEqual([]);
+    const storePolicy = (x: Manifest[]) => all(x, 'NetworkPolicy').find((p) => p.metadata.name.endsWith('-session-store'))!;
+    const mutated = (mutate: (x: Manifest[]) => void): string[] => {
+      const copy = clone(ha);
+      mutate(copy);
+      return storePolicyProblems(copy);
+    };
+    expect(mutated((x) => { storePolicy(x).spec.ingress[0].from.push({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }); }).join('\n'))
+      .toMatch(/store Service port tcp-valkey: sources .*expected the EPP pods only/);
+    expect(mutated((x) => { storePolicy(x).spec.egress = [{ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }]; })).toEqual(['the store policy opens egress']);
+    expect(mutated((x) => { storePolicy(x).spec.ingress[0].ports.push({ protocol: 'TCP', port: 16379 }); })).toEqual(['the store policy opens 16379, which the store does not serve']);
+    expect(mutated((x) => { x.splice(x.indexOf(storePolicy(x)), 1); })).toEqual(['no NetworkPolicy selects the ms-llm-d-modelservice-session-store pods']);
+  });
+
+  test('restricted egress with an existing store needs to know where the store is', () => {
+    expect(() => synthChart(withOverrides(DEMO, {
+      sessionStore: { existing: { host: 'valkey.cache.svc.cluster.local' } },
+      networkPolicy: { egress: { apiServer: API_SERVER } },
+    }))).toThrow(/^EppNetworkPolicy\.egress: restricts egress, so the existing session store needs sessionStore\.existing\.networkPeer/);
+  });
+
   test('the policy can be left out', () => {
-    const { chart, manifests: without } = synthChart(withOverrides(DEMO, { networkPolicy: { enabled: false } }));
+    const { chart, manifests: without } = synthChart(withOverrides(DEMO, { networkPolicy: { enabled: false }, sessionStore: { deploy: {} } }));
     expect(all(without, 'NetworkPolicy')).toHaveLength(0);
     expect(chart.networkPolicy).toBeUndefined();
+    expect(chart.sessionStoreNetworkPolicy).toBeUndefined();
   });
 
   test('a closed metrics port and named health checkers', () => {

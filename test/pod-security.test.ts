@@ -11,6 +11,9 @@ const variants: [string, KvAwareRoutingProps][] = [
   ['central KV events', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } })],
   ['vLLM as a non-root UID', withOverrides(DEMO, { decode: { runAsUser: 2000 } })],
   ['an EPP tokenizer cache volume', withOverrides(DEMO, { decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { tokenizerCacheClaim: 'hf-cache' } })],
+  ['a deployed Valkey with a password', withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 }, sessionStore: { deploy: { passwordSecret: { name: 'valkey-auth' } } },
+  })],
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -130,6 +133,20 @@ describe.each(variants)('%s: pod security', (_name, props) => {
     const vllm = containers(decode).find((c) => c.name === 'vllm')!;
     if (props.decode.runAsUser !== undefined) expect(vllm.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: props.decode.runAsUser });
     else expect(vllm.securityContext.runAsNonRoot).toBeUndefined();
+  });
+
+  test('the session store pod, when deployed, meets every control of the restricted profile with a read-only root and no API token', () => {
+    const stores = m.filter((x) => x.kind === 'StatefulSet');
+    expect(stores.length).toBe(chart.sessionStore ? 1 : 0);
+    for (const store of stores) {
+      expect(restrictedViolations(store.spec.template)).toEqual([]);
+      expect(chart.sessionStore!.podSecurityExceptions).toEqual([]);
+      for (const c of containers(store)) expect(c.securityContext.readOnlyRootFilesystem).toBe(true);
+      expect(store.spec.template.spec.automountServiceAccountToken).toBe(false);
+      // The image's entrypoint refuses to start unless its working directory /data is writable by the user.
+      const data = containers(store)[0]!.volumeMounts.find((v: Json) => v.mountPath === '/data');
+      expect(store.spec.template.spec.volumes.find((v: Json) => v.name === data.name)).toEqual({ name: data.name, emptyDir: {} });
+    }
   });
 
   test('every documented exception gives a reason', () => {

@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Testing } from 'cdk8s';
+import { defaultEndpointPickerConfig } from '@kvroute/epp/config';
 import { DEMO, withOverrides } from '../lib/clusters';
 import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
 import { synthClusters } from '../lib/synth';
@@ -86,8 +87,40 @@ describe('invalid props fail synth with a message that names the field and what 
       /^EppNetworkPolicy\.egress\.apiServer\[0\]\.cidrs\[0\]: must be an IPv4 or IPv6 CIDR/],
     ['egress with no DNS server', withOverrides(DEMO, { networkPolicy: { egress: { apiServer: [{ cidrs: ['10.96.0.1/32'], ports: [443] }], dns: [] } } }),
       /^EppNetworkPolicy\.egress\.dns: must name at least one DNS server peer, got \[\]$/],
+    ['two EPP replicas with central KV events', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } }, endpointPicker: { replicas: 2 } }),
+      /^EndpointPicker\.replicas: must be 1 with central KV events \(each vLLM publishes to one subscriber\); use per-pod events for more, got 2$/],
+    ['eleven EPP replicas', withOverrides(DEMO, { endpointPicker: { replicas: 11 } }),
+      /^EndpointPicker\.replicas: must be an integer from 1 to 10, got 11$/],
+    ['an unknown node spread', withOverrides(DEMO, { endpointPicker: { replicas: 2, nodeSpread: 'strict' as never } }),
+      /^EndpointPicker\.nodeSpread: must be one of "preferred", "required", got "strict"$/],
+    ['both session store forms', withOverrides(DEMO, { sessionStore: { deploy: {}, existing: { host: 'redis' } } as never }),
+      /^KvAwareRouting\.sessionStore: must set exactly one of deploy \(a Valkey kvroute deploys\) or existing \(host, port, passwordSecret\)/],
+    ['a misspelled session store form', withOverrides(DEMO, { sessionStore: { valkey: {} } as never }),
+      /^KvAwareRouting\.sessionStore: must set exactly one of deploy/],
+    ['an existing store host with a scheme', withOverrides(DEMO, { sessionStore: { existing: { host: 'redis://cache:6379' } } }),
+      /^SessionStore\.existing\.host: must be a host name or IPv4 address/],
+    ['an existing store port out of range', withOverrides(DEMO, { sessionStore: { existing: { host: 'cache', port: 0 } } }),
+      /^SessionStore\.existing\.port: must be an integer from 1 to 65535, got 0$/],
+    ['a password Secret key with a slash', withOverrides(DEMO, { sessionStore: { existing: { host: 'cache', passwordSecret: { name: 'auth', key: 'a/b' } } } }),
+      /^SessionStore\.existing\.passwordSecret\.key: must be a Secret key \(alphanumerics, '-', '_' or '\.'\), got "a\/b"$/],
+    ['a password given inline instead of a Secret', withOverrides(DEMO, { sessionStore: { deploy: { passwordSecret: { name: 'auth', value: 'hunter2' } as never } } }),
+      /^SessionStore\.deploy\.passwordSecret: must be \{ name, key\? \}; unknown field "value"/],
+    ['Valkey memory in bytes', withOverrides(DEMO, { sessionStore: { deploy: { maxMemory: '200000000' } } }),
+      /^SessionStore\.deploy\.maxMemory: must be Valkey memory like "192mb" or "1gb", at least 16mb, got "200000000"$/],
+    ['a floating Valkey image', withOverrides(DEMO, { sessionStore: { deploy: { image: 'valkey/valkey:latest' } } }),
+      /^SessionStore\.deploy\.image: must be an image reference with an explicit tag/],
   ])('%s', (_what, props, message) => {
     expect(() => build(props)).toThrow(message);
+  });
+
+  test('a session store needs the config\'s session-affinity-filter, and renders its sessionStore itself', () => {
+    const config = defaultEndpointPickerConfig();
+    const withoutFilter = { ...config, plugins: config.plugins.filter((p) => p.type !== 'session-affinity-filter'), schedulingProfiles: config.schedulingProfiles.map((sp) => ({ ...sp, plugins: sp.plugins.filter((r) => r.pluginRef !== 'session-affinity-filter') })) };
+    expect(() => build(withOverrides(DEMO, { endpointPicker: { config: withoutFilter }, sessionStore: { deploy: {} } })))
+      .toThrow(/^EndpointPicker\.config: must have exactly one session-affinity-filter to share its bindings through sessionStore \(found 0\)/);
+    const preset = { ...config, plugins: config.plugins.map((p) => (p.type === 'session-affinity-filter' ? { ...p, parameters: { ...p.parameters, sessionStore: { address: 'redis:6379' } } } : p)) };
+    expect(() => build(withOverrides(DEMO, { endpointPicker: { config: preset }, sessionStore: { deploy: {} } })))
+      .toThrow(/^EndpointPicker\.config: must not set the session-affinity-filter's sessionStore when sessionStore is given/);
   });
 
   test('an EPP config the EPP itself would reject fails synth, naming the config field', () => {

@@ -10,6 +10,18 @@ const variants: [string, Manifest[]][] = [
   ['central KV events', synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { mode: 'central' } } }))],
   ['full-duplex request bodies', synthProps(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))],
   ['vLLM as a non-root UID', synthProps(withOverrides(DEMO, { decode: { runAsUser: 2000 } }))],
+  // The HA objects in their other forms: a deployed store with a password, nodes required, egress to the store.
+  ['3 EPP replicas on separate nodes, a deployed Valkey with a password, egress locked down', synthProps(withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'per-pod' } },
+    endpointPicker: { replicas: 3, nodeSpread: 'required' },
+    sessionStore: { deploy: { passwordSecret: { name: 'valkey-auth' }, maxMemory: '1gb', image: 'valkey/valkey:8.1.8' } },
+    networkPolicy: { egress: { apiServer: [{ cidrs: ['10.96.0.1/32'], ports: [443] }] } },
+  }))],
+  ['an existing TLS store without a password', synthProps(withOverrides(DEMO, {
+    decode: { kvEvents: { mode: 'per-pod' } },
+    endpointPicker: { replicas: 2 },
+    sessionStore: { existing: { host: 'redis.cache.svc.cluster.local', port: 6380, tls: true } },
+  }))],
   // Every peer form and the egress rules of the EPP's NetworkPolicy.
   ['NetworkPolicy with egress and every peer form', synthProps(withOverrides(DEMO, {
     decode: { kvEvents: { mode: 'central' } },
@@ -21,11 +33,19 @@ const variants: [string, Manifest[]][] = [
   }))],
 ];
 
-test('the variants synthesize a NetworkPolicy, and the validator knows its schema', () => {
+test('the variants synthesize the EPP\'s NetworkPolicy (and the deployed store\'s), and the validator knows their schemas', () => {
   for (const [name, manifests] of variants) {
-    expect({ name, policies: manifests.filter((m) => m.kind === 'NetworkPolicy').length }).toEqual({ name, policies: 1 });
+    const stores = manifests.filter((m) => m.kind === 'StatefulSet').length;
+    expect({ name, policies: manifests.filter((m) => m.kind === 'NetworkPolicy').length }).toEqual({ name, policies: 1 + stores });
   }
   expect(validator.knows('networking.k8s.io/v1', 'NetworkPolicy')).toBe(true);
+  expect(validator.knows('policy/v1', 'PodDisruptionBudget')).toBe(true);
+  expect(validator.knows('apps/v1', 'StatefulSet')).toBe(true);
+});
+
+test('the HA variants carry every new kind: a PodDisruptionBudget, a StatefulSet and its policy', () => {
+  const kinds = new Set(variants.flatMap(([, manifests]) => manifests.map((m) => m.kind)));
+  for (const kind of ['PodDisruptionBudget', 'StatefulSet']) expect(kinds).toContain(kind);
 });
 
 describe.each(variants)('%s: every object is valid against its schema', (_name, manifests) => {

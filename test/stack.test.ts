@@ -299,6 +299,65 @@ describe('cluster overrides', () => {
     expect(parsed.plugins.some((p) => p.type === 'prefix-cache-scorer')).toBe(false);
   });
 
+  test('prod-precise and prod-ha: several active EPP replicas that roll one at a time, a PodDisruptionBudget, spread over nodes', () => {
+    for (const [name, replicas, spread] of [['prod-precise', 2, 'ScheduleAnyway'], ['prod-ha', 3, 'DoNotSchedule']] as const) {
+      const m = synthProfile(clusterProfile(name));
+      const epp = one(m, 'Deployment', 'ms-llm-d-modelservice-epp');
+      expect(epp.spec.replicas).toBe(replicas);
+      // Never fewer serving replicas during a rollout (GIE's chart: Recreate with leader election).
+      expect(epp.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+      expect(epp.spec.minReadySeconds).toBe(10);
+      expect(epp.spec.template.spec.topologySpreadConstraints).toEqual([{
+        topologyKey: 'kubernetes.io/hostname', maxSkew: 1, whenUnsatisfiable: spread,
+        labelSelector: { matchLabels: { 'llm-d.ai/epp': 'ms-llm-d-modelservice-epp' } }, matchLabelKeys: ['pod-template-hash'],
+      }]);
+      expect(one(m, 'PodDisruptionBudget', 'ms-llm-d-modelservice-epp').spec).toEqual({
+        maxUnavailable: 1, selector: { matchLabels: { 'llm-d.ai/epp': 'ms-llm-d-modelservice-epp' } }, unhealthyPodEvictionPolicy: 'AlwaysAllow',
+      });
+      // Per-pod events: every replica dials every pod, none binds a port the pods connect to.
+      const config = parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+      expect(config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ kvEventsConfig: { discoverPods: true } });
+    }
+    // The single-replica profiles keep the Deployment's defaults and have no budget.
+    for (const name of ['demo', 'prod-shared-gpus', 'prod-session-hash', 'prod-native-istio']) {
+      const m = synthProfile(clusterProfile(name));
+      const epp = one(m, 'Deployment', 'ms-llm-d-modelservice-epp');
+      expect({ name, replicas: epp.spec.replicas, strategy: epp.spec.strategy, pdbs: all(m, 'PodDisruptionBudget').length }).toEqual({ name, replicas: 1, strategy: undefined, pdbs: 0 });
+    }
+  });
+
+  test('prod-precise deploys a Valkey for sessions; prod-ha uses the platform\'s, its password from a Secret through the env', () => {
+    const precise = synthProfile(clusterProfile('prod-precise'));
+    const store = (m: Manifest[]) => parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml'])
+      .plugins.find((p) => p.type === 'session-affinity-filter')!.parameters as Record<string, unknown>;
+    expect(store(precise).sessionStore).toEqual({ address: 'redis://ms-llm-d-modelservice-session-store.llm-d.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms' });
+    const valkey = container(one(precise, 'StatefulSet', 'ms-llm-d-modelservice-session-store'), 'valkey');
+    expect(valkey.image).toBe('valkey/valkey:8.1.8');
+    // Soft state: nothing persisted, memory bounded with LRU eviction.
+    expect(valkey.args).toEqual(['valkey-server', '--save', '', '--appendonly', 'no', '--maxmemory', '192mb', '--maxmemory-policy', 'allkeys-lru', '--port', '6379']);
+    expect(valkey.resources.limits.memory).toBe('256Mi');
+    expect(container(one(precise, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toBeUndefined();
+
+    const ha = synthProfile(clusterProfile('prod-ha'));
+    expect(all(ha, 'StatefulSet')).toHaveLength(0);
+    expect(store(ha).sessionStore).toEqual({
+      address: 'redis://valkey.platform-cache.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', passwordEnv: 'KVROUTE_SESSION_STORE_PASSWORD',
+    });
+    expect(container(one(ha, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toEqual([
+      { name: 'KVROUTE_SESSION_STORE_PASSWORD', valueFrom: { secretKeyRef: { name: 'kvroute-session-store', key: 'password' } } },
+    ]);
+  });
+
+  test('a deployed Valkey with a password: Valkey and the EPP read the same Secret key, neither manifest holds it', () => {
+    const m = synthProps(withOverrides(DEMO, { decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 }, sessionStore: { deploy: { passwordSecret: { name: 'valkey-auth' } } } }));
+    const secretEnv = { name: 'KVROUTE_SESSION_STORE_PASSWORD', valueFrom: { secretKeyRef: { name: 'valkey-auth', key: 'password' } } };
+    const valkey = container(one(m, 'StatefulSet', 'ms-llm-d-modelservice-session-store'), 'valkey');
+    expect(valkey.env).toEqual([secretEnv]);
+    // Kubernetes expands $(VAR) in args from the container's env.
+    expect(valkey.args.slice(-2)).toEqual(['--requirepass', '$(KVROUTE_SESSION_STORE_PASSWORD)']);
+    expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toEqual([secretEnv]);
+  });
+
   test('central KV events: vLLM connects to the EPP Service, which exposes the bound port; one EPP replica only', () => {
     const m = synthProps(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } }));
     const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');

@@ -1,0 +1,253 @@
+import { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-28';
+import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
+import { checkDnsLabel, checkDnsSubdomain, checkImage, checkPort, PropsError } from './validation';
+import type { NetworkPeer } from './network-policy';
+
+/** A key of a Kubernetes Secret in the EPP's namespace, read into an environment variable. */
+export interface SecretKeyReference {
+  /** The Secret's name. */
+  readonly name: string;
+  /** The key inside it. @default 'password' */
+  readonly key?: string;
+}
+
+/**
+ * A Valkey kvroute deploys for the EPP replicas' session bindings: one pod of a StatefulSet, its Service, and (through
+ * `EppNetworkPolicy`) an ingress policy admitting the EPP pods only.
+ */
+export interface DeployedSessionStoreProps {
+  /**
+   * The image: Valkey, BSD-licensed, maintained by the Linux Foundation, wire-compatible with Redis. Its Debian image
+   * runs as `valkey` (UID/GID 999) and needs only its working directory `/data` writable.
+   * @default 'valkey/valkey:8.1.8'
+   * @see https://github.com/valkey-io/valkey-container (8.1/debian/Dockerfile, docker-entrypoint.sh)
+   */
+  readonly image?: string;
+  /**
+   * Largest memory Valkey uses for data before it evicts the least recently used binding (`--maxmemory`, with
+   * `allkeys-lru`). A binding is ~100 bytes, so the default holds about a million sessions; the container's memory
+   * limit is this plus 64 MiB.
+   * @default '192mb'
+   */
+  readonly maxMemory?: string;
+  /**
+   * A Secret key holding the password Valkey requires (`--requirepass`), passed to Valkey and to the EPP through
+   * environment variables. Without it the store is reachable without a password by the pods the NetworkPolicy admits
+   * (the EPP's, when the policy is enabled and enforced).
+   * @default no password
+   */
+  readonly passwordSecret?: SecretKeyReference;
+  /** @default '100m' */
+  readonly cpu?: string;
+}
+
+/** A Redis or Valkey the platform already runs, which the EPP replicas share. */
+export interface ExistingSessionStoreProps {
+  /** Its host name or address, e.g. `valkey.cache.svc.cluster.local`. */
+  readonly host: string;
+  /** @default 6379 */
+  readonly port?: number;
+  /** TLS (`rediss://`). @default false */
+  readonly tls?: boolean;
+  /** A Secret key, in the EPP's namespace, holding the store's password. @default no password */
+  readonly passwordSecret?: SecretKeyReference;
+  /**
+   * Where the store's pods (or addresses) are, for the EPP's NetworkPolicy egress rule. Required when that policy
+   * restricts egress; unused otherwise.
+   * @default none
+   */
+  readonly networkPeer?: NetworkPeer;
+}
+
+/**
+ * Where the EPP replicas share session bindings: exactly one of `deploy` (a Valkey kvroute deploys) or `existing` (a
+ * Redis or Valkey the platform runs).
+ * @see epp/README.md "Shared sessions"
+ */
+export type SessionStoreProps =
+  | { readonly deploy: DeployedSessionStoreProps; readonly existing?: undefined }
+  | { readonly existing: ExistingSessionStoreProps; readonly deploy?: undefined };
+
+/** What the EPP needs to reach the store: rendered into its config (address) and its env (the password). */
+export interface SessionStoreConnection {
+  /** `redis://host:port` or `rediss://host:port`, as the session-affinity-filter's `sessionStore.address` takes it. */
+  readonly address: string;
+  readonly port: number;
+  /** The Secret key holding the password, if any. */
+  readonly passwordSecret?: Required<SecretKeyReference>;
+  /** The store's pods, for the EPP's egress rule: labels in the EPP's namespace, or a peer the profile named. */
+  readonly peer?: { readonly podLabels: Readonly<Record<string, string>> } | NetworkPeer;
+}
+
+const SCOPE = 'SessionStore';
+
+/** The environment variable the EPP reads the store's password from (the filter's `sessionStore.passwordEnv`). */
+export const SESSION_STORE_PASSWORD_ENV = 'KVROUTE_SESSION_STORE_PASSWORD';
+
+function secretRef(field: string, ref: SecretKeyReference | undefined): Required<SecretKeyReference> | undefined {
+  if (ref === undefined) return undefined;
+  if (typeof ref !== 'object' || ref === null) throw new PropsError(SCOPE, field, 'must be { name, key? }', ref);
+  const unknown = Object.keys(ref).filter((k) => k !== 'name' && k !== 'key');
+  if (unknown.length > 0) throw new PropsError(SCOPE, field, `must be { name, key? }; unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, ref);
+  return {
+    name: checkDnsSubdomain(SCOPE, `${field}.name`, ref.name),
+    key: checkSecretKey(`${field}.key`, ref.key ?? 'password'),
+  };
+}
+
+function checkSecretKey(field: string, key: string): string {
+  // A Secret's data keys: alphanumerics, '-', '_' and '.' (validation.IsConfigMapKey).
+  if (typeof key !== 'string' || key.length === 0 || key.length > 253 || !/^[-._a-zA-Z0-9]+$/.test(key)) {
+    throw new PropsError(SCOPE, field, "must be a Secret key (alphanumerics, '-', '_' or '.')", key);
+  }
+  return key;
+}
+
+/** Checks an existing store's props and says how the EPP reaches it (a deployed store's construct says it itself). */
+export function existingSessionStore(props: ExistingSessionStoreProps): SessionStoreConnection {
+  const host = props.host;
+  if (typeof host !== 'string' || host.length === 0 || host.length > 253 || !/^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(host)) {
+    throw new PropsError(SCOPE, 'existing.host', 'must be a host name or IPv4 address (letters, digits, \'-\' and \'.\')', host);
+  }
+  const port = checkPort(SCOPE, 'existing.port', props.port ?? 6379);
+  const tls = props.tls ?? false;
+  if (typeof tls !== 'boolean') throw new PropsError(SCOPE, 'existing.tls', 'must be true or false', tls);
+  const passwordSecret = secretRef('existing.passwordSecret', props.passwordSecret);
+  return {
+    address: `${tls ? 'rediss' : 'redis'}://${host}:${port}`,
+    port,
+    ...(passwordSecret ? { passwordSecret } : {}),
+    ...(props.networkPeer !== undefined ? { peer: props.networkPeer } : {}),
+  };
+}
+
+/** Props of {@link SessionStore}. */
+export interface SessionStoreConstructProps extends DeployedSessionStoreProps {
+  readonly namespace: string;
+  /** Name of the StatefulSet and Service. */
+  readonly name: string;
+}
+
+/**
+ * A Valkey for the EPP replicas' session bindings: a StatefulSet of one pod and a headless Service, its pods selected
+ * by the StatefulSet's name label.
+ *
+ * Bindings are soft state (a lost binding costs one session's next request its cache, never a request), so:
+ * persistence is off (`--save ''`, `--appendonly no`: nothing written, a restarted pod starts empty); one replica,
+ * no PodDisruptionBudget (one would block every node drain; while the pod moves the EPPs fall back to their local
+ * bindings, counted in `kvroute_epp_session_store_reads_total`); memory bounded with LRU eviction. The pod meets the
+ * Pod Security "restricted" profile with a read-only root: the image runs as UID 999 and writes only `/data`, an
+ * emptyDir here. It exports no metrics (Valkey has no Prometheus endpoint); the EPP's store counters watch it.
+ */
+export class SessionStore extends Construct {
+  /** Valkey's port (the image's `EXPOSE 6379`). */
+  public static readonly PORT = 6379;
+  public static readonly PORT_NAME = 'tcp-valkey';
+  /** The image's `valkey` user and group. */
+  public static readonly UID = 999;
+
+  public readonly namespace: string;
+  public readonly name: string;
+  public readonly image: string;
+  public readonly podLabels: Readonly<Record<string, string>>;
+  public readonly statefulSet: k8s.KubeStatefulSet;
+  public readonly service: k8s.KubeService;
+  public readonly serviceFqdn: string;
+  public readonly connection: SessionStoreConnection;
+  /** None: the pod meets every control of the Pod Security "restricted" profile and has a read-only root. */
+  public readonly podSecurityExceptions: readonly PodSecurityException[] = [];
+
+  constructor(scope: Construct, id: string, props: SessionStoreConstructProps) {
+    super(scope, id);
+    this.namespace = checkDnsLabel(SCOPE, 'namespace', props.namespace);
+    this.name = checkDnsLabel(SCOPE, 'name', props.name);
+    this.image = checkImage(SCOPE, 'deploy.image', props.image ?? 'valkey/valkey:8.1.8');
+    const maxMemory = props.maxMemory ?? '192mb';
+    const m = /^(\d+)(mb|gb)$/.exec(typeof maxMemory === 'string' ? maxMemory : '');
+    const maxMemoryMiB = m ? Number(m[1]) * (m[2] === 'gb' ? 1024 : 1) : 0;
+    if (!m || maxMemoryMiB < 16) {
+      throw new PropsError(SCOPE, 'deploy.maxMemory', 'must be Valkey memory like "192mb" or "1gb", at least 16mb', maxMemory);
+    }
+    const passwordSecret = secretRef('deploy.passwordSecret', props.passwordSecret);
+    this.podLabels = { 'app.kubernetes.io/name': 'valkey', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/component': 'session-store' };
+    this.serviceFqdn = `${this.name}.${this.namespace}.svc.cluster.local`;
+    const metadata = { name: this.name, namespace: this.namespace, labels: { ...this.podLabels } };
+
+    this.service = new k8s.KubeService(this, 'Service', {
+      metadata,
+      spec: {
+        // Headless: the StatefulSet's governing Service, and the name resolves to the one pod's address (ioredis
+        // resolves it again on every reconnect, so a rescheduled pod is found).
+        clusterIp: 'None',
+        selector: { ...this.podLabels },
+        // RESP is not HTTP: Istio must pass it through as TCP.
+        ports: [{ name: SessionStore.PORT_NAME, port: SessionStore.PORT, targetPort: k8s.IntOrString.fromString(SessionStore.PORT_NAME), protocol: 'TCP', appProtocol: 'tcp' }],
+      },
+    });
+
+    const tcpProbe = (periodSeconds: number): k8s.Probe => ({
+      tcpSocket: { port: k8s.IntOrString.fromString(SessionStore.PORT_NAME) },
+      initialDelaySeconds: 2,
+      periodSeconds,
+      timeoutSeconds: 2,
+      failureThreshold: 3,
+    });
+    const memoryLimit = `${maxMemoryMiB + 64}Mi`;
+    this.statefulSet = new k8s.KubeStatefulSet(this, 'StatefulSet', {
+      metadata,
+      spec: {
+        serviceName: this.name,
+        replicas: 1,
+        selector: { matchLabels: { ...this.podLabels } },
+        template: {
+          metadata: { labels: { ...this.podLabels } },
+          spec: {
+            // Valkey calls no Kubernetes API.
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: {
+              runAsNonRoot: true, runAsUser: SessionStore.UID, runAsGroup: SessionStore.UID, seccompProfile: RUNTIME_DEFAULT_SECCOMP,
+            },
+            containers: [{
+              name: 'valkey',
+              image: this.image,
+              imagePullPolicy: 'IfNotPresent',
+              args: [
+                'valkey-server',
+                // Soft state: no RDB snapshots, no append-only file.
+                '--save', '', '--appendonly', 'no',
+                '--maxmemory', maxMemory, '--maxmemory-policy', 'allkeys-lru',
+                '--port', String(SessionStore.PORT),
+                // Kubernetes expands $(VAR) from the env below, so the value stays out of the manifest (it is in the
+                // process's command line inside the pod, where anyone who can read it can reach Valkey anyway).
+                ...(passwordSecret ? ['--requirepass', `$(${SESSION_STORE_PASSWORD_ENV})`] : []),
+              ],
+              ...(passwordSecret
+                ? { env: [{ name: SESSION_STORE_PASSWORD_ENV, valueFrom: { secretKeyRef: { name: passwordSecret.name, key: passwordSecret.key } } }] }
+                : {}),
+              ports: [{ name: SessionStore.PORT_NAME, containerPort: SessionStore.PORT, protocol: 'TCP' }],
+              resources: {
+                requests: { cpu: k8s.Quantity.fromString(props.cpu ?? '100m'), memory: k8s.Quantity.fromString(memoryLimit) },
+                limits: { memory: k8s.Quantity.fromString(memoryLimit) },
+              },
+              readinessProbe: tcpProbe(5),
+              livenessProbe: tcpProbe(10),
+              securityContext: { ...hardenedContainerSecurityContext(), readOnlyRootFilesystem: true },
+              // The image's WORKDIR; its entrypoint refuses to start when it is not writable.
+              volumeMounts: [{ name: 'data', mountPath: '/data' }],
+            }],
+            volumes: [{ name: 'data', emptyDir: {} }],
+          },
+        },
+      },
+    });
+
+    this.connection = {
+      address: `redis://${this.serviceFqdn}:${SessionStore.PORT}`,
+      port: SessionStore.PORT,
+      ...(passwordSecret ? { passwordSecret } : {}),
+      peer: { podLabels: this.podLabels },
+    };
+  }
+}
