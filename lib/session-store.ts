@@ -26,8 +26,9 @@ export interface DeployedSessionStoreProps {
   readonly image?: string;
   /**
    * Largest memory Valkey uses for data before it evicts the least recently used binding (`--maxmemory`, with
-   * `allkeys-lru`). A binding is ~100 bytes, so the default holds about a million sessions; the container's memory
-   * limit is this plus 64 MiB.
+   * `allkeys-lru`: every binding has a TTL, so it evicts as `volatile-lru` would, and never refuses a write). A binding
+   * takes about 220 bytes with its key (epp/README.md "Sessions across replicas"), so the default holds about 900,000
+   * sessions, 14 times the session filter's default capacity; the container's memory limit is this plus 64 MiB.
    * @default '192mb'
    */
   readonly maxMemory?: string;
