@@ -8,7 +8,7 @@ import {
 import * as eppPackage from '@kvroute/epp/package.json';
 import type { RequestBodyMode } from './ext-proc';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
-import { SESSION_STORE_PASSWORD_ENV, type SessionStoreConnection } from './session-store';
+import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
   checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
@@ -95,6 +95,20 @@ export interface EndpointPickerProps {
    * @see SessionStore (lib/session-store.ts)
    */
   readonly sessionStore?: SessionStoreConnection;
+  /**
+   * Keys for the session-affinity-scorer's signed `x-session-token` (honoured by every replica holding the key, with no
+   * store), each from a Secret key through an environment variable (`tokenSigning.keyEnv`, `previousKeyEnv`), never
+   * the ConfigMap. The config must have a `session-affinity-scorer` (the default config has none) whose
+   * `tokenSigning` names no key itself; its `ttl` is kept.
+   * @default unsigned tokens, if the config has the scorer
+   * @see epp/README.md "Sessions across replicas" (the signed token, rotating the key)
+   */
+  readonly sessionTokenSigning?: {
+    /** The key tokens are signed with (at least 32 bytes). */
+    readonly keySecret: SecretKeyReference;
+    /** The previous key, still accepted during a rotation. @default none */
+    readonly previousKeySecret?: SecretKeyReference;
+  };
   /** @default '1' */
   readonly cpu?: string;
   /** @default '1Gi' */
@@ -171,9 +185,16 @@ export class EndpointPicker extends Construct {
     this.sessionStore = props.sessionStore;
     const base = props.config ?? (props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig());
     const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
+    const signing = props.sessionTokenSigning === undefined ? undefined : {
+      key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),
+      previous: props.sessionTokenSigning.previousKeySecret === undefined
+        ? undefined
+        : checkSecretKeyReference(SCOPE, 'sessionTokenSigning.previousKeySecret', props.sessionTokenSigning.previousKeySecret, 'key'),
+    };
+    const withSigning = signing ? withTokenSigning(withStore, signing.previous !== undefined) : withStore;
     try {
       // The EPP's own loader: a config that would crash the EPP at start-up fails synth instead.
-      this.config = validateEndpointPickerConfig(withStore);
+      this.config = validateEndpointPickerConfig(withSigning);
     } catch (e) {
       throw new PropsError(SCOPE, 'config', `must be a valid EndpointPickerConfig (${(e as Error).message})`, '(see above)');
     }
@@ -221,6 +242,8 @@ export class EndpointPicker extends Construct {
       ...(this.sessionStore?.passwordSecret
         ? [{ name: SESSION_STORE_PASSWORD_ENV, valueFrom: { secretKeyRef: { name: this.sessionStore.passwordSecret.name, key: this.sessionStore.passwordSecret.key } } }]
         : []),
+      ...(signing ? [{ name: SESSION_TOKEN_KEY_ENV, valueFrom: { secretKeyRef: { ...signing.key } } }] : []),
+      ...(signing?.previous ? [{ name: SESSION_TOKEN_PREVIOUS_KEY_ENV, valueFrom: { secretKeyRef: { ...signing.previous } } }] : []),
     ];
     const ha = replicas > 1;
     this.deployment = new k8s.KubeDeployment(this, 'Deployment', {
@@ -377,6 +400,36 @@ export function withSessionStore(config: EndpointPickerConfig, store: SessionSto
       parameters: {
         ...p.parameters,
         sessionStore: { address: store.address, ...(store.passwordSecret ? { passwordEnv: SESSION_STORE_PASSWORD_ENV } : {}) },
+      },
+    };
+  });
+  return { ...config, plugins };
+}
+
+/** The environment variables the EPP reads the session-token signing keys from (`tokenSigning.keyEnv`, `previousKeyEnv`). */
+export const SESSION_TOKEN_KEY_ENV = 'KVROUTE_SESSION_TOKEN_KEY';
+export const SESSION_TOKEN_PREVIOUS_KEY_ENV = 'KVROUTE_SESSION_TOKEN_PREVIOUS_KEY';
+
+/**
+ * `config` with the session-affinity-scorer's `tokenSigning` reading its keys from the environment variables the
+ * Deployment fills from Secrets; its `ttl` is kept. The config must have exactly one such scorer naming no key.
+ */
+export function withTokenSigning(config: EndpointPickerConfig, previous: boolean): EndpointPickerConfig {
+  const scorers = config.plugins.filter((p) => p.type === 'session-affinity-scorer');
+  if (scorers.length !== 1) {
+    throw new PropsError(SCOPE, 'sessionTokenSigning', `needs exactly one session-affinity-scorer in the config (found ${scorers.length}; the default config has none)`, scorers.length);
+  }
+  const plugins = config.plugins.map((p) => {
+    if (p.type !== 'session-affinity-scorer') return p;
+    const { keyFile, keyEnv, previousKeyFile, previousKeyEnv, ...rest } = p.parameters?.tokenSigning ?? {};
+    if ([keyFile, keyEnv, previousKeyFile, previousKeyEnv].some((v) => v !== undefined)) {
+      throw new PropsError(SCOPE, 'config', 'must not name tokenSigning keys in the session-affinity-scorer when sessionTokenSigning is given (they come from its Secrets)', p.parameters?.tokenSigning);
+    }
+    return {
+      ...p,
+      parameters: {
+        ...p.parameters,
+        tokenSigning: { ...rest, keyEnv: SESSION_TOKEN_KEY_ENV, ...(previous ? { previousKeyEnv: SESSION_TOKEN_PREVIOUS_KEY_ENV } : {}) },
       },
     };
   });

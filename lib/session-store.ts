@@ -87,22 +87,20 @@ const SCOPE = 'SessionStore';
 export const SESSION_STORE_PASSWORD_ENV = 'KVROUTE_SESSION_STORE_PASSWORD';
 
 function secretRef(field: string, ref: SecretKeyReference | undefined): Required<SecretKeyReference> | undefined {
-  if (ref === undefined) return undefined;
-  if (typeof ref !== 'object' || ref === null) throw new PropsError(SCOPE, field, 'must be { name, key? }', ref);
-  const unknown = Object.keys(ref).filter((k) => k !== 'name' && k !== 'key');
-  if (unknown.length > 0) throw new PropsError(SCOPE, field, `must be { name, key? }; unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, ref);
-  return {
-    name: checkDnsSubdomain(SCOPE, `${field}.name`, ref.name),
-    key: checkSecretKey(`${field}.key`, ref.key ?? 'password'),
-  };
+  return ref === undefined ? undefined : checkSecretKeyReference(SCOPE, field, ref, 'password');
 }
 
-function checkSecretKey(field: string, key: string): string {
+/** A Secret name and key, checked: `{ name, key? }` with `key` defaulting to `defaultKey`. */
+export function checkSecretKeyReference(scope: string, field: string, ref: SecretKeyReference, defaultKey: string): Required<SecretKeyReference> {
+  if (typeof ref !== 'object' || ref === null) throw new PropsError(scope, field, 'must be { name, key? }', ref);
+  const unknown = Object.keys(ref).filter((k) => k !== 'name' && k !== 'key');
+  if (unknown.length > 0) throw new PropsError(scope, field, `must be { name, key? }; unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, ref);
+  const key = ref.key ?? defaultKey;
   // A Secret's data keys: alphanumerics, '-', '_' and '.' (validation.IsConfigMapKey).
   if (typeof key !== 'string' || key.length === 0 || key.length > 253 || !/^[-._a-zA-Z0-9]+$/.test(key)) {
-    throw new PropsError(SCOPE, field, "must be a Secret key (alphanumerics, '-', '_' or '.')", key);
+    throw new PropsError(scope, `${field}.key`, "must be a Secret key (alphanumerics, '-', '_' or '.')", key);
   }
-  return key;
+  return { name: checkDnsSubdomain(scope, `${field}.name`, ref.name), key };
 }
 
 /** Checks an existing store's props and says how the EPP reaches it (a deployed store's construct says it itself). */

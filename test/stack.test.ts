@@ -1,4 +1,4 @@
-import { parseEndpointPickerConfig } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
 import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
 
@@ -356,6 +356,33 @@ describe('cluster overrides', () => {
     // Kubernetes expands $(VAR) in args from the container's env.
     expect(valkey.args.slice(-2)).toEqual(['--requirepass', '$(KVROUTE_SESSION_STORE_PASSWORD)']);
     expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toEqual([secretEnv]);
+  });
+
+  test('signed session tokens: the scorer\'s keys come from Secrets through the env, its ttl kept', () => {
+    const base = defaultEndpointPickerConfig();
+    const config = {
+      ...base,
+      plugins: [...base.plugins, { type: 'session-affinity-scorer' as const, parameters: { tokenSigning: { ttl: '12h' } } }],
+      schedulingProfiles: base.schedulingProfiles.map((sp) => ({ ...sp, plugins: [...sp.plugins.slice(0, -1), { pluginRef: 'session-affinity-scorer', weight: 2 }, ...sp.plugins.slice(-1)] })),
+    } as EndpointPickerConfig;
+    const m = synthProps(withOverrides(DEMO, {
+      decode: { kvEvents: { mode: 'per-pod' } },
+      endpointPicker: { replicas: 2, config, sessionTokenSigning: { keySecret: { name: 'session-token' }, previousKeySecret: { name: 'session-token', key: 'previous' } } },
+    }));
+    const parsed = parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+    expect(parsed.plugins.find((p) => p.type === 'session-affinity-scorer')?.parameters).toEqual({
+      tokenSigning: { keyEnv: 'KVROUTE_SESSION_TOKEN_KEY', previousKeyEnv: 'KVROUTE_SESSION_TOKEN_PREVIOUS_KEY', ttl: '12h' },
+    });
+    expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toEqual([
+      { name: 'KVROUTE_SESSION_TOKEN_KEY', valueFrom: { secretKeyRef: { name: 'session-token', key: 'key' } } },
+      { name: 'KVROUTE_SESSION_TOKEN_PREVIOUS_KEY', valueFrom: { secretKeyRef: { name: 'session-token', key: 'previous' } } },
+    ]);
+    // The default config has no session-affinity-scorer to sign for; a config naming its own key conflicts.
+    expect(() => synthProps(withOverrides(DEMO, { endpointPicker: { sessionTokenSigning: { keySecret: { name: 'session-token' } } } })))
+      .toThrow(/^EndpointPicker\.sessionTokenSigning: needs exactly one session-affinity-scorer in the config \(found 0; the default config has none\)/);
+    const withFile = { ...config, plugins: config.plugins.map((p) => (p.type === 'session-affinity-scorer' ? { ...p, parameters: { tokenSigning: { keyFile: '/k' } } } : p)) } as EndpointPickerConfig;
+    expect(() => synthProps(withOverrides(DEMO, { endpointPicker: { config: withFile, sessionTokenSigning: { keySecret: { name: 'session-token' } } } })))
+      .toThrow(/^EndpointPicker\.config: must not name tokenSigning keys in the session-affinity-scorer when sessionTokenSigning is given/);
   });
 
   test('central KV events: vLLM connects to the EPP Service, which exposes the bound port; one EPP replica only', () => {
