@@ -66,6 +66,7 @@ schedulingProfiles:
     ['kvEventsConfig: { engineType: sglang }', /kvEventsConfig\.engineType: only "vllm" is supported/],
     ['indexerConfig: { tokenProcessorConfig: { blockSize: 0 } }', /indexerConfig\.tokenProcessorConfig\.blockSize: must be an integer between 1 and 1024/],
     ['kvEventsConfig: { zmqEndpoin: "tcp://*:1" }', /kvEventsConfig\.zmqEndpoin: unknown field/],
+    ['kvEventsConfig: { discoverPods: true, warmUpTimeout: 10 }', /kvEventsConfig\.warmUpTimeout: must be a duration/],
   ])('%s is refused, naming the field', (params, message) => {
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`)).toThrow(message);
   });
