@@ -139,6 +139,14 @@ export class EndpointPicker extends Construct {
   public static readonly LIVENESS_SERVICE = 'liveness';
   /** Drain time the EPP gets on SIGTERM (its --shutdown-grace-period). */
   public static readonly SHUTDOWN_GRACE_SECONDS = 120;
+  /**
+   * With more than one replica, how long a terminating replica keeps accepting ext_proc streams before SIGTERM (a
+   * preStop `sleep`): a deleted pod leaves the EPP Service's endpoints at once, but the gateways' Envoys learn it only at
+   * Istio's next push, and a stream Envoy opens to a replica that already stopped accepting fails open. llm-d's router
+   * chart sleeps 5 s for the same reason (llm-d/llm-d-router config/charts/routerlib/templates/_deployment.yaml @
+   * 2200bfcf, `lifecycle.preStop`).
+   */
+  public static readonly PRE_STOP_SECONDS = 5;
   private static readonly CONFIG_DIR = '/config';
   private static readonly HF_CACHE_DIR = '/hf-cache';
   private static readonly CONFIG_FILE = 'epp-config.yaml';
@@ -256,10 +264,11 @@ export class EndpointPicker extends Construct {
         ...(ha
           ? {
               // Active-active: a new replica is added and must be ready (pool synced, KV-event subscriptions warm)
-              // before an old one goes, so a rollout never lowers the serving count. Upstream's chart uses Recreate
+              // before an old one goes, so a rollout never lowers the serving count. Upstream's charts use Recreate
               // (GIE config/charts/epplib/templates/_deployment.yaml @ v1.5.0, and inferencepool's
-              // epp-deployment.yaml @ v1.3.0) because its replicas are a leader and cold standbys
-              // (--ha-enable-leader-election when replicas > 1), and a rolling update could not replace the leader.
+              // epp-deployment.yaml @ v1.3.0; llm-d/llm-d-router config/charts/routerlib/templates/_deployment.yaml
+              // @ 2200bfcf) because their replicas are a leader and standbys (--ha-enable-leader-election when
+              // replicas > 1, readiness only on the leader), and a rolling update could not replace the leader.
               strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
               // Ready for 10 s before the next old replica goes: the gateways' Envoys learn the new endpoint (an
               // Istio push) before they lose the old one, and a replica that crashes right after start stops the
@@ -280,7 +289,7 @@ export class EndpointPicker extends Construct {
             automountServiceAccountToken: true,
             // An ext_proc stream lasts as long as its HTTP exchange, so a rollout waits for generations in flight:
             // --shutdown-grace-period plus a margin.
-            terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10,
+            terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10 + (ha ? EndpointPicker.PRE_STOP_SECONDS : 0),
             // Pod Security "restricted" (see lib/pod-security.ts): the image runs as USER 65532:65532 (Dockerfile).
             securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: RUNTIME_DEFAULT_SECCOMP },
             ...(ha
@@ -322,6 +331,8 @@ export class EndpointPicker extends Construct {
                 requests: { cpu: k8s.Quantity.fromString(props.cpu ?? '1'), memory: k8s.Quantity.fromString(props.memory ?? '1Gi') },
                 limits: { memory: k8s.Quantity.fromString(props.memory ?? '1Gi') },
               },
+              // The image is node:22-bookworm-slim, which has sleep (Kubernetes 1.28 has no preStop sleep action).
+              ...(ha ? { lifecycle: { preStop: { exec: { command: ['sleep', String(EndpointPicker.PRE_STOP_SECONDS)] } } } } : {}),
               readinessProbe: grpcProbe(EndpointPicker.READINESS_SERVICE, 5),
               livenessProbe: grpcProbe(EndpointPicker.LIVENESS_SERVICE, 10),
               securityContext: {

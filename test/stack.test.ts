@@ -307,6 +307,9 @@ describe('cluster overrides', () => {
       // Never fewer serving replicas during a rollout (GIE's chart: Recreate with leader election).
       expect(epp.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
       expect(epp.spec.minReadySeconds).toBe(10);
+      // Streams keep being accepted until the gateways learn the replica left; the drain still fits the grace.
+      expect(container(epp, 'epp').lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
+      expect(epp.spec.template.spec.terminationGracePeriodSeconds).toBe(5 + 120 + 10);
       expect(epp.spec.template.spec.topologySpreadConstraints).toEqual([{
         topologyKey: 'kubernetes.io/hostname', maxSkew: 1, whenUnsatisfiable: spread,
         labelSelector: { matchLabels: { 'llm-d.ai/epp': 'ms-llm-d-modelservice-epp' } }, matchLabelKeys: ['pod-template-hash'],
