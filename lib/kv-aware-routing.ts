@@ -8,7 +8,7 @@ import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
-import { EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
+import { checkNetworkPeer, EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
 import { existingSessionStore, SessionStore, type SessionStoreConnection, type SessionStoreProps } from './session-store';
 import { checkDnsLabel, checkOneOf, PropsError } from './validation';
 
@@ -151,6 +151,8 @@ export class KvAwareRouting extends Chart {
         storeConnection = this.sessionStore.connection;
       } else {
         storeConnection = existingSessionStore(store.existing);
+        // Checked here even when no policy restricts egress, so a mistake shows before someone turns egress on.
+        if (store.existing.networkPeer !== undefined) checkNetworkPeer('SessionStore', 'existing.networkPeer', store.existing.networkPeer);
       }
     }
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {

@@ -214,32 +214,38 @@ function peers(field: string, list: readonly NetworkPeer[]): k8s.NetworkPolicyPe
   return list.map((peer, i) => toPeer(`${field}[${i}]`, peer));
 }
 
-function toPeer(field: string, peer: NetworkPeer): k8s.NetworkPolicyPeer {
+/** Checks a typed peer where a construct other than the EPP's policy takes one (errors name `scope.field`). */
+export function checkNetworkPeer(scope: string, field: string, peer: NetworkPeer): NetworkPeer {
+  toPeer(field, peer, scope);
+  return peer;
+}
+
+function toPeer(field: string, peer: NetworkPeer, scope: string = SCOPE): k8s.NetworkPolicyPeer {
   const p = (peer ?? {}) as Partial<NamespacePeer & NamespaceLabelsPeer & CidrPeer>;
   const forms = (['namespace', 'namespaceLabels', 'cidr'] as const).filter((k) => p[k] !== undefined);
   const exactlyOne = 'must set exactly one of namespace, namespaceLabels, podLabels alone (pods of this namespace) or cidr';
   if (typeof peer !== 'object' || peer === null || forms.length > 1 || (forms.length === 0 && p.podLabels === undefined)) {
-    throw new PropsError(SCOPE, field, exactlyOne, peer);
+    throw new PropsError(scope, field, exactlyOne, peer);
   }
   const known = new Set(['namespace', 'namespaceLabels', 'podLabels', 'cidr', 'except']);
   const unknown = Object.keys(peer).filter((k) => !known.has(k));
-  if (unknown.length > 0) throw new PropsError(SCOPE, field, `${exactlyOne}; unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, peer);
+  if (unknown.length > 0) throw new PropsError(scope, field, `${exactlyOne}; unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, peer);
   if (p.cidr !== undefined) {
-    if (p.podLabels !== undefined) throw new PropsError(SCOPE, field, 'cidr cannot be combined with podLabels', peer);
+    if (p.podLabels !== undefined) throw new PropsError(scope, field, 'cidr cannot be combined with podLabels', peer);
     return {
       ipBlock: {
-        cidr: checkCidr(SCOPE, `${field}.cidr`, p.cidr),
-        ...(p.except ? { except: p.except.map((e, j) => checkCidr(SCOPE, `${field}.except[${j}]`, e)) } : {}),
+        cidr: checkCidr(scope, `${field}.cidr`, p.cidr),
+        ...(p.except ? { except: p.except.map((e, j) => checkCidr(scope, `${field}.except[${j}]`, e)) } : {}),
       },
     };
   }
-  if (p.except !== undefined) throw new PropsError(SCOPE, field, 'except applies to cidr peers only', peer);
-  const podSelector = p.podLabels !== undefined ? { podSelector: { matchLabels: checkLabels(SCOPE, `${field}.podLabels`, p.podLabels) } } : {};
+  if (p.except !== undefined) throw new PropsError(scope, field, 'except applies to cidr peers only', peer);
+  const podSelector = p.podLabels !== undefined ? { podSelector: { matchLabels: checkLabels(scope, `${field}.podLabels`, p.podLabels) } } : {};
   if (p.namespace !== undefined) {
-    return { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: checkDnsLabel(SCOPE, `${field}.namespace`, p.namespace) } }, ...podSelector };
+    return { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: checkDnsLabel(scope, `${field}.namespace`, p.namespace) } }, ...podSelector };
   }
   if (p.namespaceLabels !== undefined) {
-    return { namespaceSelector: { matchLabels: checkLabels(SCOPE, `${field}.namespaceLabels`, p.namespaceLabels) }, ...podSelector };
+    return { namespaceSelector: { matchLabels: checkLabels(scope, `${field}.namespaceLabels`, p.namespaceLabels) }, ...podSelector };
   }
   return podSelector;
 }

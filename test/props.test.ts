@@ -107,6 +107,8 @@ describe('invalid props fail synth with a message that names the field and what 
       /^SessionStore\.deploy\.passwordSecret: must be \{ name, key\? \}; unknown field "value"/],
     ['Valkey memory in bytes', withOverrides(DEMO, { sessionStore: { deploy: { maxMemory: '200000000' } } }),
       /^SessionStore\.deploy\.maxMemory: must be Valkey memory like "192mb" or "1gb", at least 16mb, got "200000000"$/],
+    ['an existing store\'s network peer that is both a namespace and a CIDR', withOverrides(DEMO, { sessionStore: { existing: { host: 'cache', networkPeer: { namespace: 'cache', cidr: '10.0.0.0/8' } as never } } }),
+      /^SessionStore\.existing\.networkPeer: must set exactly one of namespace, namespaceLabels, podLabels alone/],
     ['a token-signing Secret with an upper-case name', withOverrides(DEMO, { endpointPicker: { sessionTokenSigning: { keySecret: { name: 'Token' } } } }),
       /^EndpointPicker\.sessionTokenSigning\.keySecret\.name: must be a DNS-1123 subdomain/],
     ['a floating Valkey image', withOverrides(DEMO, { sessionStore: { deploy: { image: 'valkey/valkey:latest' } } }),
