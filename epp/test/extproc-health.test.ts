@@ -151,6 +151,9 @@ describe('TLS and shutdown', () => {
       expect(server.activeStreams()).toBe(1);
       await server.stop();
       expect(server.health.status).toBe('NOT_SERVING');
+      // What the runner's readiness would say on an endpoint change or a warm-up during the drain: ignored.
+      server.setServing(true);
+      expect(server.health.status).toBe('NOT_SERVING');
       await director.waitForReleases(1);
       expect(director.releases.map((r) => r.outcome)).toEqual(['cancelled']);
       expect((await s.status).code).not.toBe(grpc.status.OK);

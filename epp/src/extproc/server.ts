@@ -60,6 +60,7 @@ export interface ExtProcServer {
   readonly port: number;
   readonly healthPort?: number;
   readonly health: HealthState;
+  /** Readiness, as the owner computes it; ignored once `stop` was called (a draining EPP stays NOT_SERVING). */
   setServing(serving: boolean): void;
   /**
    * Whether the ext_proc port accepts Envoy's reset-per-stream at any realistic rate; false on a Node before 22.10,
@@ -226,14 +227,20 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
       servers.push(healthServer);
       healthPort = await bind(healthServer, hostPort(host, opts.healthPort), grpc.ServerCredentials.createInsecure());
     }
+    // Once stopping, NOT_SERVING stays: an endpoint change or a KV-event subscription warming up during the drain
+    // must not report the draining EPP ready again.
+    let stopping = false;
     return {
       port,
       healthPort,
       health,
       streamResetLimitLifted,
-      setServing: (serving) => health.setServing(serving),
+      setServing: (serving) => {
+        if (!stopping) health.setServing(serving);
+      },
       activeStreams: () => active,
       stop: async (graceMs = 0) => {
+        stopping = true;
         health.setServing(false);
         await Promise.all(servers.map((s) => shutdown(s, graceMs)));
       },
