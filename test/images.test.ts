@@ -41,6 +41,12 @@ describe('Dockerfile', () => {
     for (const port of ports) expect(dockerfile).toContain(`${port} (`);
   });
 
+  test('the EPP\'s preStop command runs in its image: a Debian-based node image, whose coreutils has sleep', () => {
+    const ha = one(synthProfile(clusterProfile('prod-ha')), 'Deployment', 'ms-llm-d-modelservice-epp');
+    expect(container(ha, 'epp').lifecycle.preStop.exec.command[0]).toBe('sleep');
+    expect(/^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)![1]).toMatch(/^node:\d+-(bookworm|trixie)(-slim)?$/);
+  });
+
   test('the build context leaves out installed and built files', () => {
     const ignore = fs.readFileSync(path.join(REPO, '.dockerignore'), 'utf8').split('\n');
     expect(ignore).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));
