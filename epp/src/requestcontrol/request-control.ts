@@ -13,6 +13,7 @@ import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
+import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
@@ -45,13 +46,25 @@ export interface RequestControlOptions {
    * When set, a request that finds every endpoint saturated waits in this queue instead of getting a 429 at once
    * (`flow-control.ts`); it is scheduled again when dispatched: at every release of a request, and every `tickMs`.
    */
-  readonly flowControl?: { readonly queue: FlowControlQueue; /** @default 50 (the scrape interval) */ readonly tickMs?: number };
+  readonly flowControl?: {
+    readonly queue: FlowControlQueue;
+    /** @default 50 (the scrape interval) */
+    readonly tickMs?: number;
+    /** Priority by InferenceObjective name (`x-gateway-inference-objective`); unlisted objectives are 0. */
+    readonly objectives?: ReadonlyMap<string, number>;
+  };
 }
 
 /** Request header giving a request's flow-control priority: an integer, higher first, negative = sheddable (GIE's rule). */
 export const PRIORITY_HEADER = 'x-kvroute-priority';
 /** The range `x-kvroute-priority` accepts. */
-export const MAX_PRIORITY = 100;
+export const MAX_PRIORITY = MAX_FLOW_PRIORITY;
+/**
+ * GIE's request headers naming the request's InferenceObjective and its fairness flow
+ * (kubernetes-sigs/gateway-api-inference-extension `pkg/epp/metadata/consts.go`: `ObjectiveKey`, `FlowFairnessIDKey`).
+ */
+export const OBJECTIVE_HEADER = 'x-gateway-inference-objective';
+export const FAIRNESS_ID_HEADER = 'x-gateway-inference-fairness-id';
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
 interface Scheduled {
@@ -126,6 +139,10 @@ export class RequestControl implements RequestDirector {
     };
     const model = this.modelLabel(parsed.model ?? '');
     await this.prepare(request, signal);
+    // Envoy abandoned the stream while the request was being prepared (its message timeout fired and it failed open,
+    // or the client left): the request is already on its way elsewhere or nowhere. Scheduling it would record a pick
+    // in the prefix index and the session table and count it in flight, for a request no pod will see.
+    if (signal.aborted) return abandoned();
     try {
       const result = this.options.scheduler.schedule(request, candidates);
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
@@ -156,21 +173,35 @@ export class RequestControl implements RequestDirector {
     signal: AbortSignal,
     started: number,
   ): Promise<RouteDecision> {
-    const queue = this.options.flowControl!.queue;
-    const priority = parsePriority(request.headers[PRIORITY_HEADER]);
+    const flowControl = this.options.flowControl!;
+    const queue = flowControl.queue;
+    const headers = request.headers;
+    // A listed objective sets the priority, as GIE's InferenceObjective does; otherwise kvroute's own header; else 0.
+    const objective = headers[OBJECTIVE_HEADER];
+    const objectivePriority = objective !== undefined ? flowControl.objectives?.get(objective) : undefined;
+    const priority = objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]);
     if (priority === undefined) {
       return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' });
     }
-    // Fair across sessions: a session's requests share one turn; a request without a session is its own flow.
-    const flow = request.headers['x-session-id'] ?? request.headers['x-session-token'] ?? `request:${request.requestId}`;
+    // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
+    // turn); a request with neither is its own flow.
+    const flow = headers[FAIRNESS_ID_HEADER] ?? headers['x-session-id'] ?? headers['x-session-token'] ?? `request:${request.requestId}`;
     const deadlineMs = queue.deadlineFromNow();
+    const waitStarted = this.monotonicSeconds();
+    const m = this.options.metrics;
     for (;;) {
       try {
         await queue.enqueue({ flow, priority, deadlineMs, signal });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
+        m?.flowControlRejections.inc({ reason: e.reason });
+        m?.flowControlWait.observe({ outcome: 'rejected' }, this.monotonicSeconds() - waitStarted);
+        // Nobody is listening for an answer to an abandoned stream.
+        if (e.reason === 'aborted') return abandoned();
         return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason });
       }
+      m?.flowControlWait.observe({ outcome: 'dispatched' }, this.monotonicSeconds() - waitStarted);
+      if (signal.aborted) return abandoned();
       const candidates = this.candidates(req);
       if (candidates.length === 0) return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
       try {
@@ -293,6 +324,14 @@ export class RequestControl implements RequestDirector {
     const decision = rejectWith(status, message, error);
     return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
   }
+}
+
+/**
+ * The answer for a request whose stream is gone: the stream handler drops whatever a closed stream is answered, so
+ * this only has to be a decision that commits nothing (no pick, nothing in flight).
+ */
+function abandoned(): RouteDecision {
+  return rejectWith(499, 'the proxy abandoned the request before it was routed', { code: 'client_closed_request' });
 }
 
 /** The `x-kvroute-priority` value: 0 when absent, undefined when it is not an integer in ±MAX_PRIORITY. */
