@@ -38,6 +38,38 @@ describe('RequestControl', () => {
     expect(none).toMatchObject({ kind: 'reject', status: 503 });
   });
 
+  test('a request whose stream is abandoned while it is being prepared (tokenized) is never scheduled nor counted in flight', async () => {
+    // The default config's scheduler, plus one request-preparing plugin that finishes when the test says so, as a
+    // tokenizer still working when Envoy's message timeout fires.
+    const metrics = createEppMetrics();
+    const real = buildScheduler(defaultEndpointPickerConfig(), { metrics: metrics.scheduling });
+    let finishPreparing!: () => void;
+    const preparing = new Promise<void>((resolve) => { finishPreparing = resolve; });
+    const slow = { type: 'slow-tokenizer', name: 'slow-tokenizer', prepareRequest: () => preparing };
+    const plugins = Object.create(real.plugins) as Scheduler['plugins'];
+    plugins.ofKind = ((kind: string) => (kind === 'prepare-request' ? [slow] : real.plugins.ofKind(kind as 'pre-request'))) as Scheduler['plugins']['ofKind'];
+    let cycles = 0;
+    const scheduler = Object.create(real, {
+      plugins: { value: plugins },
+      schedule: { value: (...args: Parameters<Scheduler['schedule']>) => { cycles++; return real.schedule(...args); } },
+    }) as Scheduler;
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+
+    const envoyGaveUp = new AbortController();
+    const decision = director.route(request(chat()), envoyGaveUp.signal);
+    envoyGaveUp.abort();
+    finishPreparing();
+    expect((await decision).kind).toBe('reject');
+    expect(cycles).toBe(0);
+    expect(ds.snapshot().map((s) => s.activeRequests)).toEqual([0, 0, 0]);
+    expect(await metrics.registry.getSingleMetricAsString('kvroute_epp_picks_total')).not.toMatch(/destination_endpoint=/);
+
+    // The same request not abandoned is scheduled once and counted.
+    const kept = await director.route(request(chat()), new AbortController().signal);
+    expect(kept.kind).toBe('route');
+    expect(cycles).toBe(1);
+  });
+
   test('a scheduler failure falls back to the least-loaded endpoint instead of failing the request', async () => {
     const healthy = buildScheduler(defaultEndpointPickerConfig());
     const broken = { plugins: healthy.plugins, schedule() { throw new Error('plugin bug'); } } as unknown as Scheduler;

@@ -189,26 +189,36 @@ export class RequestControl implements RequestDirector {
     const deadlineMs = queue.deadlineFromNow();
     const waitStarted = this.monotonicSeconds();
     const m = this.options.metrics;
-    for (;;) {
+    const waited = (outcome: 'dispatched' | 'rejected') => m?.flowControlWait.observe({ outcome }, this.monotonicSeconds() - waitStarted);
+    for (let retry = false; ; retry = true) {
       try {
-        await queue.enqueue({ flow, priority, deadlineMs, signal });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
-        m?.flowControlWait.observe({ outcome: 'rejected' }, this.monotonicSeconds() - waitStarted);
+        waited('rejected');
         // Nobody is listening for an answer to an abandoned stream.
         if (e.reason === 'aborted') return abandoned();
         return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason });
       }
-      m?.flowControlWait.observe({ outcome: 'dispatched' }, this.monotonicSeconds() - waitStarted);
-      if (signal.aborted) return abandoned();
+      if (signal.aborted) {
+        m?.flowControlRejections.inc({ reason: 'aborted' });
+        waited('rejected');
+        return abandoned();
+      }
       const candidates = this.candidates(req);
-      if (candidates.length === 0) return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+      if (candidates.length === 0) {
+        waited('rejected');
+        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+      }
       try {
         const result = this.options.scheduler.schedule(request, candidates);
+        waited('dispatched');
         return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
       } catch (e) {
+        // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && e.reason === 'saturated') continue;
+        waited('rejected');
         if (e instanceof SchedulingError) return this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
