@@ -180,3 +180,31 @@ describe('flow control in the running EPP', () => {
     await waitFor(() => epp.datastore.snapshot().every((s) => s.activeRequests === 0));
   });
 });
+
+describe('a burst into a pool of equal pods spreads (issue 9: tie-breaking without herding)', () => {
+  let pods: FakeVllmServer[];
+  let epp: RunningEpp;
+  let envoy: FakeEnvoy;
+
+  afterEach(async () => {
+    envoy?.close();
+    await epp?.stop();
+    await Promise.all((pods ?? []).map((p) => p.close()));
+  });
+
+  test('24 requests fired at once, alike but for their (unshared) prompts, land 6 on each of 4 pods: picks count the EPP\'s in-flight work at pick time', async () => {
+    pods = await Promise.all([0, 1, 2, 3].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
+    epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+      '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '1s'])!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+    // The pods' pages stay idle through the burst: only the EPP's own count of what it sent can tell the pods apart.
+    const burst = Array.from({ length: 24 }, (_, i) => new Request(envoy, `${'abcdefghijklmnopqrstuvwx'[i]!.repeat(300)} question ${i}`));
+    const answers = await Promise.all(burst.map((r) => r.answer));
+    const perPod = new Map<string, number>();
+    for (const a of answers) perPod.set(a.endpoint!, (perPod.get(a.endpoint!) ?? 0) + 1);
+    expect([...perPod.values()]).toEqual([6, 6, 6, 6]);
+    await Promise.all(burst.map((r) => r.complete()));
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.activeRequests === 0));
+  });
+});

@@ -70,6 +70,26 @@ describe('RequestControl', () => {
     expect(cycles).toBe(1);
   });
 
+  test('a burst of requests routed at once spreads evenly: each pick sees the ones committed before it, not the counts from before it awaited', async () => {
+    ds.stop();
+    ds = pool(0);
+    for (let i = 0; i < 4; i++) {
+      const address = `10.0.1.${i + 1}`;
+      ds.upsertEndpoint({ key: `${address}:8000`, name: `q${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    // All 16 are handed over in one turn of the event loop (as one socket read of a burst delivers them): each route()
+    // starts, awaits its preparation, and only then schedules.
+    const decisions = await Promise.all(Array.from({ length: 16 }, (_, i) => director.route({
+      ...request({ model: 'm', prompt: `${String.fromCharCode(97 + i).repeat(400)} question ${i}` }),
+      headers: new Map([[':method', 'POST'], ['content-type', 'application/json']]),
+    })));
+    const perPod = new Map<string, number>();
+    for (const d of decisions) if (d.kind === 'route') perPod.set(d.endpoint, (perPod.get(d.endpoint) ?? 0) + 1);
+    expect([...perPod.values()]).toEqual([4, 4, 4, 4]);
+  });
+
   test('a scheduler failure falls back to the least-loaded endpoint instead of failing the request', async () => {
     const healthy = buildScheduler(defaultEndpointPickerConfig());
     const broken = { plugins: healthy.plugins, schedule() { throw new Error('plugin bug'); } } as unknown as Scheduler;

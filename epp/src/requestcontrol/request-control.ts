@@ -143,8 +143,14 @@ export class RequestControl implements RequestDirector {
     // or the client left): the request is already on its way elsewhere or nowhere. Scheduling it would record a pick
     // in the prefix index and the session table and count it in flight, for a request no pod will see.
     if (signal.aborted) return abandoned();
+    // Snapshot again after the await: requests routed meanwhile (a burst, or every request that arrived while this
+    // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
+    const current = this.candidates(req);
+    if (current.length === 0) {
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+    }
     try {
-      const result = this.options.scheduler.schedule(request, candidates);
+      const result = this.options.scheduler.schedule(request, current);
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
@@ -157,7 +163,7 @@ export class RequestControl implements RequestDirector {
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
-      return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
+      return this.commit(leastLoaded(current, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
     }
   }
 
