@@ -254,6 +254,40 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
+  it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes stopped while the EPP ran still gets its 503 at once', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const fresh = () => {
+        for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+      };
+      fresh();
+      // Every clock follows the fake one: the scheduler's staleness check, the queue's deadlines, the stall detector.
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      jest.advanceTimersByTime(200);
+
+      // Frozen for 15 s (SIGSTOP): the clock moves, no timer runs, no scrape lands.
+      jest.setSystemTime(Date.now() + 15_000);
+      let answer: RouteDecision | undefined;
+      void director.route(incoming('after-stall')).then((d) => { answer = d; });
+      await turns(20);
+      expect(answer).toBeUndefined();
+      expect(q.size).toBe(1);
+      fresh(); // the scrapers' first pages after the resume
+      jest.advanceTimersByTime(50);
+      await turns(20);
+      expect(answer).toMatchObject({ kind: 'route' });
+
+      // Later, running normally, the pods stop answering scrapes: their metrics go stale with the EPP awake.
+      jest.advanceTimersByTime(5_000);
+      const dead = await director.route(incoming('dead-pool'));
+      expect(dead).toMatchObject({ kind: 'reject', status: 503 });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('a priority from the objective table (x-gateway-inference-objective) wins over x-kvroute-priority; the fairness id names the flow', async () => {
     const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
     const q = new FlowControlQueue({ maxQueued: 2, maxWaitMs: 60_000, maxDispatchPerCall: 4 });

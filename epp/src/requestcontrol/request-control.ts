@@ -55,6 +55,14 @@ export interface RequestControlOptions {
   };
 }
 
+/** A flow-control tick this late (or ten ticks, if longer) means the EPP itself was stopped or starved. */
+export const STALL_GAP_MS = 1000;
+/**
+ * After such a stall, how long a request that finds every pod's metrics stale waits for fresh scrapes instead of a
+ * 503: two of the default config's 1 s staleness thresholds, many scrape periods.
+ */
+export const RESUME_GRACE_MS = 2000;
+
 /** Request header giving a request's flow-control priority: an integer, higher first, negative = sheddable (GIE's rule). */
 export const PRIORITY_HEADER = 'x-kvroute-priority';
 /** The range `x-kvroute-priority` accepts. */
@@ -97,6 +105,10 @@ export class RequestControl implements RequestDirector {
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
   private readonly flowTicker: NodeJS.Timeout | undefined;
+  /** Monotonic seconds of the flow ticker's last run, and of the end of the last stall it noticed. */
+  private lastTick = 0;
+  private resumedAt = -Infinity;
+  private stallGapSeconds = STALL_GAP_MS / 1000;
 
   constructor(private readonly options: RequestControlOptions) {
     this.random = options.random ?? Math.random;
@@ -107,7 +119,28 @@ export class RequestControl implements RequestDirector {
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
     const flow = options.flowControl;
     // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
-    this.flowTicker = flow ? setInterval(() => flow.queue.dispatch(Infinity), flow.tickMs ?? 50).unref() : undefined;
+    const tickMs = flow?.tickMs ?? 50;
+    this.stallGapSeconds = Math.max(STALL_GAP_MS, 10 * tickMs) / 1000;
+    this.lastTick = this.monotonicSeconds();
+    this.flowTicker = flow ? setInterval(() => {
+      const now = this.monotonicSeconds();
+      // The ticker did not run for a while: this process was stopped or starved (SIGSTOP, a long GC pause, a throttled
+      // CPU), and every scraped page is as old as the stall.
+      if (now - this.lastTick > this.stallGapSeconds) this.resumedAt = now;
+      this.lastTick = now;
+      flow.queue.dispatch(Infinity);
+    }, tickMs).unref() : undefined;
+  }
+
+  /**
+   * Whether this EPP is in or just out of a stall of its own: every pod's metrics then look stale only because nothing
+   * ran to scrape them, and a request that finds no pod with fresh metrics waits (in the flow-control queue) for the
+   * scrapes that follow, for up to RESUME_GRACE_MS, instead of a 503. Outside a stall a pool without readable metrics
+   * is answered 503 at once (issue 11).
+   */
+  private stalled(): boolean {
+    const now = this.monotonicSeconds();
+    return now - this.lastTick > this.stallGapSeconds || now - this.resumedAt < RESUME_GRACE_MS / 1000;
   }
 
   /** Stops the flow-control ticker and rejects whatever still waits. */
@@ -154,7 +187,9 @@ export class RequestControl implements RequestDirector {
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
-        if (e.reason === 'saturated' && this.options.flowControl) return this.waitForCapacity(req, request, model, signal, started);
+        if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
+          return this.waitForCapacity(req, request, model, signal, started);
+        }
         return e.reason === 'saturated'
           ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
           : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
@@ -223,7 +258,7 @@ export class RequestControl implements RequestDirector {
         return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
-        if (e instanceof SchedulingError && e.reason === 'saturated') continue;
+        if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
         waited('rejected');
         if (e instanceof SchedulingError) return this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
         this.options.onInternalError?.(e as Error, req.requestId);
