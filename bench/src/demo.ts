@@ -3,7 +3,8 @@
  * loopback, drives a multi-turn chat + RAG workload through kvroute and through the gateway-only baselines (round
  * robin, session hash) with fresh pods for each, and prints the seed's promises next to the baselines:
  * prefix-cache hit rate >= 85%, 100% session stickiness, about 4x lower TTFT for cached requests.
- * Exits non-zero when kvroute misses a target. `--faults` adds a run that kills a pod and stops/restarts the EPP.
+ * Exits non-zero when kvroute misses a target. `--faults` adds a run that kills a pod and stops/restarts the EPP, and a
+ * run that stalls the EPP (SIGSTOP for `EPP_STALL_MS`, then SIGCONT) under load.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -72,9 +73,17 @@ interface PolicyRun {
   readonly events: Record<string, number>;
   /** Gateway counters when each fault hook had run, and at the end. */
   readonly gateway: Record<string, GatewayCounters>;
+  /** The EPP's own counters at the end of a stall run (picks, refusals by code). */
+  readonly eppCounters: Record<string, number>;
 }
 
-async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: boolean): Promise<PolicyRun> {
+/** How long the stall run keeps the EPP stopped: 15 message timeouts' worth of requests pile up in its socket. */
+export const EPP_STALL_MS = 15_000;
+
+/** `kill`: a pod dies, the EPP is stopped and restarted. `stall`: the EPP is frozen (SIGSTOP) and resumes (SIGCONT). */
+type FaultRun = 'kill' | 'stall';
+
+async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: FaultRun | false): Promise<PolicyRun> {
   const workload = buildWorkload(options.workload);
   const stack = await startStack({ pods: options.pods, sim: options.sim, policy, logDir: path.join(options.outDir, 'logs') });
   try {
@@ -88,12 +97,30 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: bo
     };
     const gateway: Record<string, GatewayCounters> = {};
     let killedAtEpochMs: number | undefined;
+    let stallEndedAtEpochMs: number | undefined;
+    const eppCounters: Record<string, number> = {};
     const gatewayCounters = async (label: string) => {
       const stats = JSON.parse(await httpGet(`${stack.gatewayUrl}/gateway/stats`)) as GatewayCounters;
       gateway[label] = { picksHonoured: stats.picksHonoured, failOpens: stats.failOpens, failClosed: stats.failClosed, lossyFailOpens: stats.lossyFailOpens };
     };
     const hooks: FaultHook[] = [];
-    if (faults) {
+    if (faults === 'stall') {
+      // Early in the run, so that traffic goes on for a while after the EPP resumes with the backlog of streams the
+      // gateway sent it while it was frozen (and abandoned after its message timeout, failing open).
+      hooks.push({
+        atFraction: 0.15,
+        name: 'EPP stalled',
+        action: async () => {
+          stack.epp?.pause();
+          await gatewayCounters('EPP stalled');
+          await new Promise((resolve) => setTimeout(resolve, EPP_STALL_MS));
+          await gatewayCounters('before EPP resumed');
+          stallEndedAtEpochMs = Date.now();
+          stack.epp?.resume();
+        },
+      });
+    }
+    if (faults === 'kill') {
       hooks.push({
         atFraction: 0.3,
         name: 'pod decode-1 killed',
@@ -106,7 +133,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: bo
       hooks.push({ atFraction: 0.5, name: 'EPP stopped', action: async () => { await stack.epp?.kill(); await gatewayCounters('EPP stopped'); } });
       hooks.push({ atFraction: 0.7, name: 'EPP restarted', action: async () => { await gatewayCounters('before EPP restart'); await stack.restartEpp(); } });
     }
-    const name = faults ? `${policy.name} + faults` : policy.name;
+    const name = faults === 'stall' ? `${policy.name} + EPP stall` : faults ? `${policy.name} + faults` : policy.name;
     const outcome = await runWorkload(workload, {
       gatewayUrl: stack.gatewayUrl,
       model: options.sim.model,
@@ -116,13 +143,26 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: bo
     });
     await readCounters();
     await gatewayCounters('end');
+    if (faults === 'stall' && stack.epp) {
+      // What the EPP did with the streams it found on resuming: picks it made (honoured by the gateway or not) and
+      // the requests it refused, by code.
+      const text = await httpGet(`http://127.0.0.1:${stack.epp.info.metricsPort as number}/metrics`);
+      for (const line of text.split('\n')) {
+        const m = /^(kvroute_epp_picks_total|inference_model_request_error_total|kvroute_epp_scheduling_failures_total|kvroute_epp_flow_control_\w+_total)(\{[^}]*\})? (\S+)$/.exec(line);
+        if (!m) continue;
+        const label = /(?:error_code|reason|outcome)="([^"]*)"/.exec(m[2] ?? '')?.[1];
+        const key = label ? `${m[1]}{${label}}` : m[1]!;
+        eppCounters[key] = (eppCounters[key] ?? 0) + Number(m[3]);
+      }
+    }
     const totals = [...lastCounters.values()].reduce((a, c) => ({ hits: a.hits + c.hits, queries: a.queries + c.queries }), { hits: 0, queries: 0 });
     const best = await bestHitRate(outcome.records, options.sim, options.workload.maxTokens, path.join(options.outDir, 'logs', `${policy.name}-oracle.log`));
     const result = analyze(name, outcome.records, totals, outcome.wallSeconds, best, options.sim.timeScale);
     const events: Record<string, number> = { ...outcome.hookTimes };
     // The hook fires when enough requests are done; the kill itself comes after a last scrape of the counters.
     if (killedAtEpochMs !== undefined) events['pod decode-1 killed'] = killedAtEpochMs - outcome.startedAtMs;
-    return { result, records: outcome.records, events, gateway };
+    if (stallEndedAtEpochMs !== undefined) events['EPP resumed'] = stallEndedAtEpochMs - outcome.startedAtMs;
+    return { result, records: outcome.records, events, gateway, eppCounters };
   } finally {
     await stack.stop();
   }
@@ -142,9 +182,13 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     runs.push(await runPolicy(policy, options, false));
   }
   let faultRun: PolicyRun | undefined;
-  if (options.faults) faultRun = await runPolicy(POLICIES.kvroute, options, true);
+  let stallRun: PolicyRun | undefined;
+  if (options.faults) {
+    faultRun = await runPolicy(POLICIES.kvroute, options, 'kill');
+    stallRun = await runPolicy(POLICIES.kvroute, options, 'stall');
+  }
 
-  const results = [...runs, ...(faultRun ? [faultRun] : [])].map((r) => r.result);
+  const results = [...runs, ...(faultRun ? [faultRun] : []), ...(stallRun ? [stallRun] : [])].map((r) => r.result);
   const kv = runs.find((r) => r.result.policy === 'kvroute')?.result;
   const best = kv?.bestHitRate ?? null;
   const targets: TargetCheck[] = [];
@@ -170,6 +214,17 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     const lossy = g.end?.lossyFailOpens ?? 0;
     targets.push({ name: 'faults: the EPP\'s failures cost no request (buffered bodies fail open intact)', target: '0 failed closed, 0 lossy fail-opens', actual: `${failClosed} failed closed, ${lossy} lossy fail-opens`, met: failClosed === 0 && lossy === 0 });
   }
+  if (stallRun) {
+    // Issue 9: a backlog released after a stall is paced, never dumped: no request is refused for the burst.
+    const stalledAt = stallRun.events['EPP stalled'] ?? 0;
+    const refused = stallRun.records.filter((r) => r.result.status === 429 && r.endedMs >= stalledAt);
+    const after = stallRun.records.filter((r) => r.startedMs >= (stallRun.events['EPP resumed'] ?? Infinity)).length;
+    targets.push({ name: 'faults: after an EPP stall (SIGSTOP 15 s, SIGCONT) no request is refused', target: '0 answered 429', actual: `${refused.length} answered 429 (${after} requests sent after it resumed)`, met: refused.length === 0 && after > 0 });
+    const failed = stallRun.records.filter((r) => !r.result.ok);
+    const byStatus = Object.entries(failed.reduce<Record<string, number>>((a, r) => ({ ...a, [r.result.status]: (a[r.result.status] ?? 0) + 1 }), {}))
+      .map(([status, n]) => `${n} × ${status}`).join(', ');
+    targets.push({ name: 'faults: the EPP stall costs no request', target: '0 failed', actual: `${failed.length} failed${byStatus ? ` (${byStatus})` : ''}`, met: failed.length === 0 });
+  }
   const passed = targets.every((t) => t.met);
 
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`;
@@ -186,6 +241,8 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
       + 'and timeouts (request receive 60 s, idle 300 s).',
     ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}; gateway counters at those points: ${JSON.stringify(faultRun.gateway)}. `
       + 'Counters of the killed pod are its last reading before the kill.'] : []),
+    ...(stallRun ? [`EPP stall run events (ms from start): ${JSON.stringify(stallRun.events)}; gateway counters at those points: ${JSON.stringify(stallRun.gateway)}; `
+      + `the EPP's counters at the end: ${JSON.stringify(stallRun.eppCounters)}.`] : []),
   ];
   const report = { title: 'kvroute validator loop', subtitle, results, bestHitRate: best, targets, notes };
   fs.writeFileSync(path.join(options.outDir, 'results.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, options, ...report, passed }, null, 2)}\n`);
@@ -224,7 +281,7 @@ export const DEMO_USAGE = `Usage: npm run demo -- [flags]
   --pods N             simulated vLLM pods (default 4)
   --concurrency N      conversations in flight (default 8)
   --policies a,b       of ${Object.keys(POLICIES).join(', ')} (default all)
-  --faults             also run kvroute while killing a pod and stopping/restarting the EPP
+  --faults             also run kvroute while killing a pod and stopping/restarting the EPP, and while the EPP stalls
   --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
   --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --out DIR            where results.json, report.html and logs/ go (default bench/out)

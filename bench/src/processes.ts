@@ -36,6 +36,10 @@ export interface Started {
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL at once (the fault runs' "pod dies"). */
   kill(): Promise<void>;
+  /** SIGSTOP: the process keeps its sockets but runs nothing (the fault runs' "EPP stalls": a GC pause, a starved CPU). */
+  pause(): void;
+  /** SIGCONT after `pause`. */
+  resume(): void;
   readonly exited: boolean;
 }
 
@@ -130,6 +134,8 @@ export function startProcess(name: string, entry: string, args: readonly string[
           async stop(graceMs = 5000) {
             if (exited) return;
             child.kill('SIGTERM');
+            // A paused process (`pause`) handles SIGTERM only once it runs again.
+            child.kill('SIGCONT');
             const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
             await exit;
             clearTimeout(t);
@@ -139,6 +145,12 @@ export function startProcess(name: string, entry: string, args: readonly string[
             if (!exited) child.kill('SIGKILL');
             await exit;
             running.delete(started);
+          },
+          pause() {
+            if (!exited) child.kill('SIGSTOP');
+          },
+          resume() {
+            if (!exited) child.kill('SIGCONT');
           },
         };
         running.add(started);

@@ -44,6 +44,16 @@ export interface EppOptions {
   /** How long SIGTERM waits for open ext_proc streams (each lasts as long as its response) before cancelling them. */
   readonly shutdownGracePeriodMs: number;
   readonly verbosity: number;
+  /** Flow-control flags as given; undefined ones come from the config's `flowControl`, then the defaults. */
+  readonly flowControl: FlowControlFlags;
+}
+
+export interface FlowControlFlags {
+  readonly enabled?: boolean;
+  readonly maxQueued?: number;
+  readonly maxWaitMs?: number;
+  readonly dispatchPerTick?: number;
+  readonly dispatchIntervalMs?: number;
 }
 
 export class UsageError extends Error {
@@ -89,6 +99,12 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
   { name: 'response-body-mode', aliases: [], kind: 'string', default: 'none', help: 'response body mode assumed when Envoy sends no protocol_config: none (kvroute\'s EnvoyFilter: the stream ends with the exchange) or full-duplex' },
   { name: 'shutdown-grace-period', aliases: [], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
+  // Flow control (issue 9): each flag overrides the config's `flowControl` field of the same meaning.
+  { name: 'flow-control', aliases: [], kind: 'bool', help: 'when every pod is saturated, hold requests in a bounded queue and dispatch them as capacity frees instead of answering 429 at once (default true, or the config\'s flowControl.enabled)' },
+  { name: 'flow-control-max-queued', aliases: [], kind: 'int', help: 'requests that may wait at once; past it a newcomer displaces a lower-priority sheddable one or gets 429 (default 1024, or flowControl.maxQueued)' },
+  { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL)' },
+  { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
+  { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },
   { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
   // Upstream (GIE / llm-d) flags that existing manifests pass; accepted so those manifests start, and reported.
@@ -251,6 +267,17 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
   if (values.has('metrics-scrape-budget') && scrapeMode !== 'worker') {
     throw new UsageError(`--metrics-scrape-budget applies to --metrics-scrape-mode=worker only, got mode ${scrapeMode}`);
   }
+  for (const flag of ['flow-control-max-queued', 'flow-control-dispatch-per-tick']) {
+    const n = get<number>(flag);
+    if (n !== undefined && n < 1) throw new UsageError(`--${flag}: must be an integer >= 1, got ${n}`);
+  }
+  const flowControl: FlowControlFlags = {
+    enabled: get<boolean>('flow-control'),
+    maxQueued: get<number>('flow-control-max-queued'),
+    maxWaitMs: get<number>('flow-control-max-wait'),
+    dispatchPerTick: get<number>('flow-control-dispatch-per-tick'),
+    dispatchIntervalMs: get<number>('flow-control-dispatch-interval'),
+  };
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
@@ -281,5 +308,6 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     responseBodyMode,
     shutdownGracePeriodMs: get<number>('shutdown-grace-period')!,
     verbosity,
+    flowControl,
   };
 }

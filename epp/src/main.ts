@@ -38,6 +38,9 @@ async function main(): Promise<number> {
     grpcHealthPort: epp.grpcHealthPort,
     metricsPort: epp.metricsPort,
     endpoints: epp.datastore.readyCount,
+    flowControl: epp.flowControl.enabled
+      ? { maxQueued: epp.flowControl.maxQueued, maxWaitMs: epp.flowControl.maxWaitMs, dispatchPerTick: epp.flowControl.dispatchPerTick, dispatchIntervalMs: epp.flowControl.dispatchIntervalMs }
+      : false,
   })}\n`);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {

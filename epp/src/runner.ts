@@ -17,8 +17,10 @@ import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
 import { RequestControl } from './requestcontrol/request-control';
+import { FlowControlQueue } from './requestcontrol/flow-control';
+import { FLOW_CONTROL_DEFAULTS } from './config/flow-control-defaults';
 import { buildScheduler, type Scheduler } from './scheduling/scheduler';
-import type { EppOptions } from './cli';
+import type { EppOptions, FlowControlFlags } from './cli';
 
 export interface Logger extends ExtProcLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -42,6 +44,8 @@ export interface RunningEpp {
   readonly grpcHealthPort: number;
   readonly metricsPort: number;
   readonly config: EndpointPickerConfig;
+  /** Flow control as resolved from flags and config (`enabled: false`: saturated pools answer 429 at once). */
+  readonly flowControl: FlowControlSettings;
   readonly datastore: Datastore;
   readonly scheduler: Scheduler;
   readonly metrics: EppMetrics;
@@ -90,6 +94,29 @@ export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode
   return out;
 }
 
+/** Flow control as the EPP runs it: each setting from its flag, else the config's `flowControl`, else the default. */
+export interface FlowControlSettings {
+  readonly enabled: boolean;
+  readonly maxQueued: number;
+  readonly maxWaitMs: number;
+  readonly dispatchPerTick: number;
+  readonly dispatchIntervalMs: number;
+  readonly objectives: ReadonlyMap<string, number>;
+}
+
+export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowControlFlags = {}): FlowControlSettings {
+  const c = config.flowControl ?? {};
+  const d = FLOW_CONTROL_DEFAULTS;
+  return {
+    enabled: flags.enabled ?? c.enabled ?? d.enabled,
+    maxQueued: flags.maxQueued ?? c.maxQueued ?? d.maxQueued,
+    maxWaitMs: flags.maxWaitMs ?? parseDuration(c.defaultRequestTTL ?? d.defaultRequestTTL),
+    dispatchPerTick: flags.dispatchPerTick ?? c.dispatchPerTick ?? d.dispatchPerTick,
+    dispatchIntervalMs: flags.dispatchIntervalMs ?? parseDuration(c.dispatchInterval ?? d.dispatchInterval),
+    objectives: new Map(Object.entries(c.objectives ?? {})),
+  };
+}
+
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const config = loadConfig(options);
   for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
@@ -108,11 +135,16 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });
   const poolName = options.poolName ?? 'static';
+  const flow = resolveFlowControl(config, options.flowControl);
+  const flowQueue = flow.enabled
+    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick })
+    : undefined;
   const director = new RequestControl({
     datastore,
     scheduler,
     metrics: metrics.collectors,
     poolName,
+    ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives } } : {}),
     onInternalError: (error, requestId) => logger.error('scheduling failed; sent to the least-loaded endpoint', { requestId, error: error.stack ?? error.message }),
   });
 
@@ -133,6 +165,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   try {
     // Plugins open their sockets first and close them last, after the EPP stopped answering.
     cleanups.push(() => scheduler.plugins.close());
+    // After ext_proc has stopped: whatever still waits is refused ('closed'), and the dispatch ticker stops.
+    cleanups.push(() => director.close());
     await scheduler.plugins.start();
     const extProc: ExtProcServer = await startExtProcServer({
       director,
@@ -190,6 +224,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       const now = performance.eventLoopUtilization();
       c.eventLoopUtilization.set(performance.eventLoopUtilization(now, elu).utilization);
       elu = now;
+      c.flowControlQueueSize.set(flowQueue?.size ?? 0);
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
@@ -240,6 +275,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       grpcHealthPort: extProc.healthPort ?? options.grpcHealthPort,
       metricsPort: (metricsServer.address() as AddressInfo).port,
       config,
+      flowControl: flow,
       datastore,
       scheduler,
       metrics,

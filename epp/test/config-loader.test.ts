@@ -203,7 +203,12 @@ describe('validation errors name the field and what is allowed', () => {
     ['wrong apiVersion', 'apiVersion: v1\nkind: EndpointPickerConfig\nplugins: []\n', 'apiVersion: must be "inference.networking.x-k8s.io/v1alpha1", got "v1"'],
     ['wrong kind', 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: ConfigMap\nplugins: []\n', 'kind: must be "EndpointPickerConfig", got "ConfigMap"'],
     ['missing plugins', HEADER, 'plugins: must be a list of plugins, got nothing'],
-    ['unknown top-level field', `${HEADER}plugins: []\nfeatureGates: [x]\n`, 'featureGates: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles'],
+    ['unknown top-level field', `${HEADER}plugins: []\nsaturationDetector: {}\n`, 'saturationDetector: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles, featureGates, flowControl'],
+    ['unknown feature gate', `${HEADER}plugins: []\nfeatureGates: [flowControl, dataLayer]\n`, 'featureGates[1]: unknown feature gate "dataLayer"; known: flowControl'],
+    ['unknown flowControl field', `${HEADER}plugins: []\nflowControl: {maxBytes: 1Gi}\n`, 'flowControl.maxBytes: unknown field; allowed: objectives, enabled, maxQueued, defaultRequestTTL, dispatchPerTick, dispatchInterval'],
+    ['zero flowControl.maxQueued', `${HEADER}plugins: []\nflowControl: {maxQueued: 0}\n`, 'flowControl.maxQueued: must be an integer >= 1, got 0'],
+    ['bad flowControl.defaultRequestTTL', `${HEADER}plugins: []\nflowControl: {defaultRequestTTL: 30}\n`, 'flowControl.defaultRequestTTL: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got 30'],
+    ['objective priority out of range', `${HEADER}plugins: []\nflowControl: {objectives: {batch: -101}}\n`, 'flowControl.objectives.batch: must be an integer between -100 and 100, got -101'],
     ['plugin without type', plugins('- name: x\n'), 'plugins[0].type: must be a non-empty string, got nothing'],
     ['unknown plugin field', plugins('- type: queue-scorer\n  weight: 2\n'), 'plugins[0].weight: unknown field; allowed: type, name, parameters'],
     [
@@ -520,5 +525,24 @@ describe('defaultEndpointPickerConfig', () => {
     const first = defaultEndpointPickerConfig();
     first.plugins.pop();
     expect(defaultEndpointPickerConfig()).toEqual(config);
+  });
+});
+
+describe('flowControl and featureGates (GIE\'s EndpointPickerConfig keys, apix/config/v1alpha1)', () => {
+  const HEAD = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins: []\n';
+
+  it('are absent from a config that does not name them, so rendered ConfigMaps stay as they were', () => {
+    const config = parseEndpointPickerConfig(HEAD);
+    expect('flowControl' in config).toBe(false);
+    expect('featureGates' in config).toBe(false);
+  });
+
+  it('fills every flowControl default, keeps the objectives table, and renders back to the same value', () => {
+    const config = parseEndpointPickerConfig(`${HEAD}featureGates: [flowControl]\nflowControl:\n  defaultRequestTTL: 2s\n  objectives: {batch: -1, chat: 10}\n`);
+    expect(config.featureGates).toEqual(['flowControl']);
+    expect(config.flowControl).toEqual({
+      enabled: true, maxQueued: 1024, defaultRequestTTL: '2s', dispatchPerTick: 4, dispatchInterval: '50ms', objectives: { batch: -1, chat: 10 },
+    });
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
   });
 });

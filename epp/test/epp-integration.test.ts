@@ -38,7 +38,7 @@ async function send(envoy: FakeEnvoy, body: unknown, headers: Record<string, str
     }
     const first = await s.next();
     if (first.immediate_response) {
-      return { status: first.immediate_response.status.code, body: first.immediate_response.body.toString() };
+      return { status: first.immediate_response.status.code, body: first.immediate_response.body.toString(), headers: setHeaders(first.immediate_response.headers) };
     }
     const mutation = first.request_headers.response.header_mutation;
     const out: Outcome = { endpoint: setHeaders(mutation)['x-gateway-destination-endpoint'], metadata: first.dynamic_metadata };
@@ -86,6 +86,8 @@ describe('the EPP end to end', () => {
     pods = await Promise.all([0, 1, 2, 3].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
     const options = parseArgs(['--endpoints', pods.map(key).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
       '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms',
+      // A saturated pool's requests wait this long in flow control before their 429 (flow-control-e2e.test.ts has more).
+      '--flow-control-max-wait', '300ms',
       // These tests stream response bodies through the EPP without protocol_config, as a full-duplex filter would.
       '--response-body-mode', 'full-duplex'])!;
     epp = await startEpp(options, quiet);
@@ -207,7 +209,7 @@ describe('the EPP end to end', () => {
     expect(seen).toContain(key(pods[1]));
   });
 
-  test('errors come back as OpenAI-style immediate responses: 400 bad body, 429 all saturated, 503 no endpoints', async () => {
+  test('errors come back as OpenAI-style immediate responses: 400 bad body, 429 all saturated past the flow-control wait, 503 no endpoints', async () => {
     const bad = await send(envoy, 'not an object');
     expect(bad.status).toBe('BadRequest');
     expect(JSON.parse(bad.body!).error).toEqual({ message: 'request body must be a JSON object', type: 'invalid_request_error', param: null, code: 'invalid_json' });
@@ -223,6 +225,7 @@ describe('the EPP end to end', () => {
     const saturated = await send(envoy, chat('hello'));
     expect(saturated.status).toBe('TooManyRequests');
     expect(JSON.parse(saturated.body!).error).toMatchObject({ code: 'pool_saturated', type: 'rate_limit_error', param: null });
+    expect(saturated.headers).toMatchObject({ 'x-kvroute-flow-control': 'deadline' });
 
     for (const p of pods) epp.datastore.removeEndpoint(key(p));
     const none = await send(envoy, chat('hello'));

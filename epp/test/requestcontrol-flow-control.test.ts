@@ -150,6 +150,24 @@ describe('FlowControlQueue', () => {
     expect(log).toEqual(['gone:aborted', 'stays:closed', 'after:closed']);
   });
 
+  it('a retry (dispatched, still saturated) goes back to the head of its flow and is never refused for room', async () => {
+    const { q } = queue({ maxQueued: 2 });
+    const log: string[] = [];
+    void track(q, log, 'a1', { flow: 'a', priority: 0 });
+    void track(q, log, 'a2', { flow: 'a', priority: 0 });
+    expect(q.dispatch(1)).toBe(1);
+    await turns(5);
+    expect(log).toEqual(['a1']);
+    // a1 found no capacity; meanwhile a newcomer took its slot. The retry still gets in, ahead of a2.
+    void track(q, log, 'b1', { flow: 'b', priority: 0 });
+    void track(q, log, 'a1-retry', { flow: 'a', priority: 0, retry: true });
+    await turns(5);
+    expect(q.size).toBe(3);
+    q.dispatch(1);
+    await turns(5);
+    expect(log).toEqual(['a1', 'a1-retry']);
+  });
+
   it('rejects bad options naming the field', () => {
     expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0, got 0');
@@ -210,6 +228,80 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     const second = await rc.route(incoming('b'));
     expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full' } });
     expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+  });
+
+  it('paces a backlog: with capacity back, each tick releases dispatchPerTick requests, not the whole backlog at once', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
+      const q = new FlowControlQueue({ maxQueued: 64, maxWaitMs: 60_000, maxDispatchPerCall: 3 });
+      director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue: q, tickMs: 50 } });
+      const routed: string[] = [];
+      for (let i = 0; i < 10; i++) void director.route(incoming(`r${i}`)).then((d) => { if (d.kind === 'route') routed.push(`r${i}`); });
+      await turns(20);
+      expect(q.size).toBe(10);
+      setWaiting(0); // the stall is over: every pod idle
+      const perTick: number[] = [];
+      for (let tick = 0; tick < 4; tick++) {
+        const before = routed.length;
+        jest.advanceTimersByTime(50);
+        await turns(20);
+        perTick.push(routed.length - before);
+      }
+      expect(perTick).toEqual([3, 3, 3, 1]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes stopped while the EPP ran still gets its 503 at once', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const fresh = () => {
+        for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+      };
+      fresh();
+      // Every clock follows the fake one: the scheduler's staleness check, the queue's deadlines, the stall detector.
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      jest.advanceTimersByTime(200);
+
+      // Frozen for 15 s (SIGSTOP): the clock moves, no timer runs, no scrape lands.
+      jest.setSystemTime(Date.now() + 15_000);
+      let answer: RouteDecision | undefined;
+      void director.route(incoming('after-stall')).then((d) => { answer = d; });
+      await turns(20);
+      expect(answer).toBeUndefined();
+      expect(q.size).toBe(1);
+      fresh(); // the scrapers' first pages after the resume
+      jest.advanceTimersByTime(50);
+      await turns(20);
+      expect(answer).toMatchObject({ kind: 'route' });
+
+      // Later, running normally, the pods stop answering scrapes: their metrics go stale with the EPP awake.
+      jest.advanceTimersByTime(5_000);
+      const dead = await director.route(incoming('dead-pool'));
+      expect(dead).toMatchObject({ kind: 'reject', status: 503 });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('a priority from the objective table (x-gateway-inference-objective) wins over x-kvroute-priority; the fairness id names the flow', async () => {
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
+    const q = new FlowControlQueue({ maxQueued: 2, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue: q, tickMs: 5, objectives: new Map([['batch', -1]]) } });
+    const batch = director.route(incoming('b', { 'x-gateway-inference-objective': 'batch', [PRIORITY_HEADER]: '50' }));
+    const other = director.route(incoming('o', { 'x-gateway-inference-objective': 'unlisted', 'x-gateway-inference-fairness-id': 'tenant-a' }));
+    await turns(20);
+    expect(q.sizes()).toEqual(new Map([[0, 1], [-1, 1]]));
+    // Full: a priority-0 newcomer sheds the batch request (-1 from the table, though its header said 50).
+    const third = director.route(incoming('t'));
+    expect(await batch).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'shed' } });
+    setWaiting(0);
+    expect(await other).toMatchObject({ kind: 'route' });
+    expect(await third).toMatchObject({ kind: 'route' });
   });
 
   it('rejects an unreadable x-kvroute-priority with a 400 naming the header and its range', async () => {

@@ -38,6 +38,58 @@ describe('RequestControl', () => {
     expect(none).toMatchObject({ kind: 'reject', status: 503 });
   });
 
+  test('a request whose stream is abandoned while it is being prepared (tokenized) is never scheduled nor counted in flight', async () => {
+    // The default config's scheduler, plus one request-preparing plugin that finishes when the test says so, as a
+    // tokenizer still working when Envoy's message timeout fires.
+    const metrics = createEppMetrics();
+    const real = buildScheduler(defaultEndpointPickerConfig(), { metrics: metrics.scheduling });
+    let finishPreparing!: () => void;
+    const preparing = new Promise<void>((resolve) => { finishPreparing = resolve; });
+    const slow = { type: 'slow-tokenizer', name: 'slow-tokenizer', prepareRequest: () => preparing };
+    const plugins = Object.create(real.plugins) as Scheduler['plugins'];
+    plugins.ofKind = ((kind: string) => (kind === 'prepare-request' ? [slow] : real.plugins.ofKind(kind as 'pre-request'))) as Scheduler['plugins']['ofKind'];
+    let cycles = 0;
+    const scheduler = Object.create(real, {
+      plugins: { value: plugins },
+      schedule: { value: (...args: Parameters<Scheduler['schedule']>) => { cycles++; return real.schedule(...args); } },
+    }) as Scheduler;
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+
+    const envoyGaveUp = new AbortController();
+    const decision = director.route(request(chat()), envoyGaveUp.signal);
+    envoyGaveUp.abort();
+    finishPreparing();
+    expect((await decision).kind).toBe('reject');
+    expect(cycles).toBe(0);
+    expect(ds.snapshot().map((s) => s.activeRequests)).toEqual([0, 0, 0]);
+    expect(await metrics.registry.getSingleMetricAsString('kvroute_epp_picks_total')).not.toMatch(/destination_endpoint=/);
+
+    // The same request not abandoned is scheduled once and counted.
+    const kept = await director.route(request(chat()), new AbortController().signal);
+    expect(kept.kind).toBe('route');
+    expect(cycles).toBe(1);
+  });
+
+  test('a burst of requests routed at once spreads evenly: each pick sees the ones committed before it, not the counts from before it awaited', async () => {
+    ds.stop();
+    ds = pool(0);
+    for (let i = 0; i < 4; i++) {
+      const address = `10.0.1.${i + 1}`;
+      ds.upsertEndpoint({ key: `${address}:8000`, name: `q${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    // All 16 are handed over in one turn of the event loop (as one socket read of a burst delivers them): each route()
+    // starts, awaits its preparation, and only then schedules.
+    const decisions = await Promise.all(Array.from({ length: 16 }, (_, i) => director.route({
+      ...request({ model: 'm', prompt: `${String.fromCharCode(97 + i).repeat(400)} question ${i}` }),
+      headers: new Map([[':method', 'POST'], ['content-type', 'application/json']]),
+    })));
+    const perPod = new Map<string, number>();
+    for (const d of decisions) if (d.kind === 'route') perPod.set(d.endpoint, (perPod.get(d.endpoint) ?? 0) + 1);
+    expect([...perPod.values()]).toEqual([4, 4, 4, 4]);
+  });
+
   test('a scheduler failure falls back to the least-loaded endpoint instead of failing the request', async () => {
     const healthy = buildScheduler(defaultEndpointPickerConfig());
     const broken = { plugins: healthy.plugins, schedule() { throw new Error('plugin bug'); } } as unknown as Scheduler;

@@ -6,7 +6,9 @@
 export {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
+  KNOWN_FEATURE_GATES,
   type EndpointPickerConfig,
+  type FlowControlConfig,
   type SchedulingProfileSpec,
   type SchedulingProfilePluginRef,
   type PluginSpec,
@@ -37,6 +39,7 @@ export type { SessionAffinityFilterParameters } from '../scheduling/plugins/sess
 export type { SaturationFilterParameters } from '../scheduling/plugins/saturation-filter';
 export type { ByLabelFilterParameters } from '../scheduling/plugins/by-label';
 export { ConfigError } from './errors';
+export { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from './flow-control-defaults';
 export { parseDuration, type Duration } from './duration';
 export { resolvePluginParameters } from './parameters';
 export {

@@ -1,3 +1,4 @@
+import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from './flow-control-defaults';
 import { parseDocument, stringify } from 'yaml';
 import { PROFILE_KINDS } from '../scheduling/plugin';
 import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
@@ -8,7 +9,9 @@ import { mergePrecisePrefixProducers } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
+  KNOWN_FEATURE_GATES,
   type EndpointPickerConfig,
+  type FlowControlConfig,
   type PluginSpec,
   type SchedulingProfilePluginRef,
   type SchedulingProfileSpec,
@@ -54,6 +57,8 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
   const plugins = readPlugins(top);
   const declaredProfiles = readProfiles(top, plugins);
+  const featureGates = readFeatureGates(top);
+  const flowControl = readFlowControl(top);
   top.finish();
 
   const profiles =
@@ -68,7 +73,51 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
     kind: ENDPOINT_PICKER_CONFIG_KIND,
     plugins,
     schedulingProfiles: profiles,
+    ...(featureGates !== undefined ? { featureGates } : {}),
+    ...(flowControl !== undefined ? { flowControl } : {}),
   };
+}
+
+/** GIE's `featureGates`: a list of gate names; kvroute knows `flowControl` (on by default, so naming it is a no-op). */
+function readFeatureGates(top: FieldReader): string[] | undefined {
+  if (!top.has('featureGates')) {
+    top.raw('featureGates');
+    return undefined;
+  }
+  const gates = top.stringList('featureGates', []);
+  gates.forEach((gate, index) => {
+    if (!(KNOWN_FEATURE_GATES as readonly string[]).includes(gate)) {
+      throw new ConfigError(`featureGates[${index}]`, `unknown feature gate ${JSON.stringify(gate)}; known: ${KNOWN_FEATURE_GATES.join(', ')}`);
+    }
+  });
+  return gates;
+}
+
+/** `flowControl`: every field checked and filled with its default, so the ConfigMap states what the EPP runs. */
+function readFlowControl(top: FieldReader): FlowControlConfig | undefined {
+  if (!top.has('flowControl')) {
+    top.raw('flowControl');
+    return undefined;
+  }
+  const r = FieldReader.ofMap(top.raw('flowControl'), 'flowControl');
+  const objectivesRaw = r.raw('objectives');
+  const objectives: Record<string, number> = {};
+  if (objectivesRaw !== undefined && objectivesRaw !== null) {
+    const o = FieldReader.ofMap(objectivesRaw, 'flowControl.objectives');
+    for (const name of Object.keys(objectivesRaw as object)) {
+      objectives[name] = o.integer(name, 0, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY);
+    }
+  }
+  const config: FlowControlConfig = {
+    enabled: r.boolean('enabled', FLOW_CONTROL_DEFAULTS.enabled),
+    maxQueued: r.integer('maxQueued', FLOW_CONTROL_DEFAULTS.maxQueued, 1),
+    defaultRequestTTL: r.duration('defaultRequestTTL', FLOW_CONTROL_DEFAULTS.defaultRequestTTL),
+    dispatchPerTick: r.integer('dispatchPerTick', FLOW_CONTROL_DEFAULTS.dispatchPerTick, 1),
+    dispatchInterval: r.duration('dispatchInterval', FLOW_CONTROL_DEFAULTS.dispatchInterval),
+    objectives,
+  };
+  r.finish();
+  return config;
 }
 
 /**

@@ -228,6 +228,25 @@ export const EPP_METRICS = {
     labels: ['outcome'],
     help: 'Signed x-session-token headers received: outcome="valid", "expired", "forged" (signature matches no accepted key; unsigned llm-d tokens count here when they have the form) or "malformed"; all but valid are ignored.',
   },
+  flowControlQueueSize: {
+    name: 'kvroute_epp_flow_control_queue_size',
+    type: 'gauge',
+    labels: [],
+    help: 'Requests waiting in the flow-control queue for a pod with capacity (read at each scrape of this page).',
+  },
+  flowControlWait: {
+    name: 'kvroute_epp_flow_control_wait_seconds',
+    type: 'histogram',
+    labels: ['outcome'],
+    help: 'How long a request waited in the flow-control queue: outcome="dispatched" (then scheduled) or "rejected" (then refused).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  },
+  flowControlRejections: {
+    name: 'kvroute_epp_flow_control_rejections_total',
+    type: 'counter',
+    labels: ['reason'],
+    help: 'Requests flow control refused (429 with x-kvroute-flow-control): reason="queue-full", "deadline", "shed", or "aborted"/"closed" (the stream or the EPP went away first; nothing is answered).',
+  },
   saturationExclusions: {
     name: 'kvroute_epp_saturation_exclusions_total',
     type: 'counter',

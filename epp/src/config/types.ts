@@ -1,4 +1,5 @@
 import type { ParametersOf } from '../scheduling/plugin';
+import type { Duration } from './duration';
 import type { PluginDefinitions, PluginType } from './catalogue';
 
 /**
@@ -20,6 +21,13 @@ export interface EndpointPickerConfig {
    * declaration order (GIE's later "phase two" defaulting).
    */
   schedulingProfiles: SchedulingProfileSpec[];
+  /**
+   * GIE's experimental-feature switches. kvroute knows `flowControl` only, which it runs by default, so listing it
+   * changes nothing; it is accepted so GIE configs load. Kept only when given.
+   */
+  featureGates?: string[];
+  /** Flow control's settings (`FlowControlConfig`); kept only when given. */
+  flowControl?: FlowControlConfig;
 }
 
 export interface SchedulingProfileSpec {
@@ -62,3 +70,30 @@ export type PluginSpec = { [T in PluginType]: PluginSpecOf<T> }[PluginType];
 
 /** The spec of one given type, e.g. `PluginSpecFor<'prefix-cache-scorer'>`. */
 export type PluginSpecFor<T extends PluginType> = PluginSpecOf<T>;
+
+/**
+ * The EPP's flow control (issue 9): the bounded queue a request waits in when every candidate is saturated, instead of
+ * an immediate 429. kvroute turns it on by default. The key and `defaultRequestTTL` are GIE's (`apix/config/v1alpha1/
+ * endpointpickerconfig_types.go`, `FlowControlConfig`, late 2025); GIE bounds its queue in bytes per priority band, kvroute
+ * in requests (`maxQueued`), and reads priorities from a table here because it does not watch InferenceObjectives.
+ */
+export interface FlowControlConfig {
+  /** kvroute's switch: false answers 429 at once when every pod is saturated. `--flow-control` overrides it. @default true */
+  enabled?: boolean;
+  /** Requests that may wait at once, all priorities together. `--flow-control-max-queued`. @default 1024 */
+  maxQueued?: number;
+  /** How long a request may wait before a 429 (GIE's name). `--flow-control-max-wait`. @default "30s" */
+  defaultRequestTTL?: Duration;
+  /** Most waiting requests released per dispatch tick (pacing). `--flow-control-dispatch-per-tick`. @default 4 */
+  dispatchPerTick?: number;
+  /** How often waiting requests are retried. `--flow-control-dispatch-interval`. @default "50ms" */
+  dispatchInterval?: Duration;
+  /**
+   * Priority by InferenceObjective name, as the request's `x-gateway-inference-objective` header names it (GIE's
+   * `InferenceObjective.spec.priority`; negative = sheddable). An objective not listed has priority 0.
+   */
+  objectives?: Record<string, number>;
+}
+
+/** Feature gates GIE's `featureGates` list may name that kvroute understands. */
+export const KNOWN_FEATURE_GATES = ['flowControl'] as const;

@@ -12,12 +12,14 @@
  * - **Fair across flows** (a flow is a session, a tenant or an objective — the caller chooses the key): within a band,
  *   flows take turns (round robin), so one chatty session cannot starve the others; within a flow, first come first
  *   served.
- * - **Bounded**: at most `maxQueued` requests wait. When full, a newcomer displaces the lowest-priority *sheddable*
+ * - **Bounded**: at most `maxQueued` requests wait (a retry, below, may pass it by the few just dispatched). When full, a newcomer displaces the lowest-priority *sheddable*
  *   request that is lower than itself (the newest of those: it has waited least), which is rejected as `shed`;
  *   without such a victim the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
  * - **Deadlines**: each request waits at most its deadline (`maxWaitMs` by default), then is rejected as `deadline`.
  * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered,
  *   so a backlog that built up during a stall is released a slice per tick, never dumped onto pods at once.
+ * - **Retries keep their place**: a dispatched request that finds every pod still saturated re-enters with
+ *   `retry: true`, at the head of its flow, with its original deadline.
  * Rejections carry the reason, for the 429's `x-kvroute-flow-control` header.
  */
 
@@ -55,6 +57,11 @@ export interface FlowRequest {
   readonly deadlineMs?: number;
   /** Aborts the wait (the client went away). */
   readonly signal?: AbortSignal;
+  /**
+   * A request that was dispatched but found every pod still saturated goes back where it was: at the head of its
+   * flow, and its flow next in its band, so a retry never costs it its place. @default false
+   */
+  readonly retry?: boolean;
 }
 
 interface Waiter {
@@ -79,11 +86,13 @@ class Band {
     if (queue === undefined) {
       queue = [];
       this.flows.set(w.request.flow, queue);
-      // A new flow joins just before the cursor: it takes its turn after every flow already waiting.
+      // A new flow joins just before the cursor: it takes its turn after every flow already waiting. A retried one
+      // joins at the cursor: it is next, as it was when it was dispatched.
       this.order.splice(this.cursor, 0, w.request.flow);
-      this.cursor = (this.cursor + 1) % this.order.length;
+      if (w.request.retry !== true) this.cursor = (this.cursor + 1) % this.order.length;
     }
-    queue.push(w);
+    if (w.request.retry === true) queue.unshift(w);
+    else queue.push(w);
     this.size++;
   }
 
@@ -179,7 +188,8 @@ export class FlowControlQueue {
     if (request.signal?.aborted) return Promise.reject(new FlowControlRejection('aborted'));
     if (!Number.isFinite(request.priority)) return Promise.reject(new RangeError(`priority must be a finite number, got ${request.priority}`));
     this.expire();
-    if (this.count >= this.options.maxQueued && !this.shedFor(request.priority)) {
+    // A retry held its slot a moment ago (dispatched, then still saturated): it is never the one refused for room.
+    if (request.retry !== true && this.count >= this.options.maxQueued && !this.shedFor(request.priority)) {
       return Promise.reject(new FlowControlRejection('queue-full'));
     }
     return new Promise<void>((resolve, reject) => {

@@ -13,6 +13,7 @@ import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
+import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
@@ -45,13 +46,33 @@ export interface RequestControlOptions {
    * When set, a request that finds every endpoint saturated waits in this queue instead of getting a 429 at once
    * (`flow-control.ts`); it is scheduled again when dispatched: at every release of a request, and every `tickMs`.
    */
-  readonly flowControl?: { readonly queue: FlowControlQueue; /** @default 50 (the scrape interval) */ readonly tickMs?: number };
+  readonly flowControl?: {
+    readonly queue: FlowControlQueue;
+    /** @default 50 (the scrape interval) */
+    readonly tickMs?: number;
+    /** Priority by InferenceObjective name (`x-gateway-inference-objective`); unlisted objectives are 0. */
+    readonly objectives?: ReadonlyMap<string, number>;
+  };
 }
+
+/** A flow-control tick this late (or ten ticks, if longer) means the EPP itself was stopped or starved. */
+export const STALL_GAP_MS = 1000;
+/**
+ * After such a stall, how long a request that finds every pod's metrics stale waits for fresh scrapes instead of a
+ * 503: two of the default config's 1 s staleness thresholds, many scrape periods.
+ */
+export const RESUME_GRACE_MS = 2000;
 
 /** Request header giving a request's flow-control priority: an integer, higher first, negative = sheddable (GIE's rule). */
 export const PRIORITY_HEADER = 'x-kvroute-priority';
 /** The range `x-kvroute-priority` accepts. */
-export const MAX_PRIORITY = 100;
+export const MAX_PRIORITY = MAX_FLOW_PRIORITY;
+/**
+ * GIE's request headers naming the request's InferenceObjective and its fairness flow
+ * (kubernetes-sigs/gateway-api-inference-extension `pkg/epp/metadata/consts.go`: `ObjectiveKey`, `FlowFairnessIDKey`).
+ */
+export const OBJECTIVE_HEADER = 'x-gateway-inference-objective';
+export const FAIRNESS_ID_HEADER = 'x-gateway-inference-fairness-id';
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
 interface Scheduled {
@@ -84,6 +105,10 @@ export class RequestControl implements RequestDirector {
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
   private readonly flowTicker: NodeJS.Timeout | undefined;
+  /** Monotonic seconds of the flow ticker's last run, and of the end of the last stall it noticed. */
+  private lastTick = 0;
+  private resumedAt = -Infinity;
+  private stallGapSeconds = STALL_GAP_MS / 1000;
 
   constructor(private readonly options: RequestControlOptions) {
     this.random = options.random ?? Math.random;
@@ -94,7 +119,28 @@ export class RequestControl implements RequestDirector {
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
     const flow = options.flowControl;
     // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
-    this.flowTicker = flow ? setInterval(() => flow.queue.dispatch(Infinity), flow.tickMs ?? 50).unref() : undefined;
+    const tickMs = flow?.tickMs ?? 50;
+    this.stallGapSeconds = Math.max(STALL_GAP_MS, 10 * tickMs) / 1000;
+    this.lastTick = this.monotonicSeconds();
+    this.flowTicker = flow ? setInterval(() => {
+      const now = this.monotonicSeconds();
+      // The ticker did not run for a while: this process was stopped or starved (SIGSTOP, a long GC pause, a throttled
+      // CPU), and every scraped page is as old as the stall.
+      if (now - this.lastTick > this.stallGapSeconds) this.resumedAt = now;
+      this.lastTick = now;
+      flow.queue.dispatch(Infinity);
+    }, tickMs).unref() : undefined;
+  }
+
+  /**
+   * Whether this EPP is in or just out of a stall of its own: every pod's metrics then look stale only because nothing
+   * ran to scrape them, and a request that finds no pod with fresh metrics waits (in the flow-control queue) for the
+   * scrapes that follow, for up to RESUME_GRACE_MS, instead of a 503. Outside a stall a pool without readable metrics
+   * is answered 503 at once (issue 11).
+   */
+  private stalled(): boolean {
+    const now = this.monotonicSeconds();
+    return now - this.lastTick > this.stallGapSeconds || now - this.resumedAt < RESUME_GRACE_MS / 1000;
   }
 
   /** Stops the flow-control ticker and rejects whatever still waits. */
@@ -126,12 +172,24 @@ export class RequestControl implements RequestDirector {
     };
     const model = this.modelLabel(parsed.model ?? '');
     await this.prepare(request, signal);
+    // Envoy abandoned the stream while the request was being prepared (its message timeout fired and it failed open,
+    // or the client left): the request is already on its way elsewhere or nowhere. Scheduling it would record a pick
+    // in the prefix index and the session table and count it in flight, for a request no pod will see.
+    if (signal.aborted) return abandoned();
+    // Snapshot again after the await: requests routed meanwhile (a burst, or every request that arrived while this
+    // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
+    const current = this.candidates(req);
+    if (current.length === 0) {
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+    }
     try {
-      const result = this.options.scheduler.schedule(request, candidates);
+      const result = this.options.scheduler.schedule(request, current);
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
-        if (e.reason === 'saturated' && this.options.flowControl) return this.waitForCapacity(req, request, model, signal, started);
+        if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
+          return this.waitForCapacity(req, request, model, signal, started);
+        }
         return e.reason === 'saturated'
           ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
           : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
@@ -140,7 +198,7 @@ export class RequestControl implements RequestDirector {
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
-      return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
+      return this.commit(leastLoaded(current, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
     }
   }
 
@@ -156,28 +214,52 @@ export class RequestControl implements RequestDirector {
     signal: AbortSignal,
     started: number,
   ): Promise<RouteDecision> {
-    const queue = this.options.flowControl!.queue;
-    const priority = parsePriority(request.headers[PRIORITY_HEADER]);
+    const flowControl = this.options.flowControl!;
+    const queue = flowControl.queue;
+    const headers = request.headers;
+    // A listed objective sets the priority, as GIE's InferenceObjective does; otherwise kvroute's own header; else 0.
+    const objective = headers[OBJECTIVE_HEADER];
+    const objectivePriority = objective !== undefined ? flowControl.objectives?.get(objective) : undefined;
+    const priority = objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]);
     if (priority === undefined) {
       return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' });
     }
-    // Fair across sessions: a session's requests share one turn; a request without a session is its own flow.
-    const flow = request.headers['x-session-id'] ?? request.headers['x-session-token'] ?? `request:${request.requestId}`;
+    // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
+    // turn); a request with neither is its own flow.
+    const flow = headers[FAIRNESS_ID_HEADER] ?? headers['x-session-id'] ?? headers['x-session-token'] ?? `request:${request.requestId}`;
     const deadlineMs = queue.deadlineFromNow();
-    for (;;) {
+    const waitStarted = this.monotonicSeconds();
+    const m = this.options.metrics;
+    const waited = (outcome: 'dispatched' | 'rejected') => m?.flowControlWait.observe({ outcome }, this.monotonicSeconds() - waitStarted);
+    for (let retry = false; ; retry = true) {
       try {
-        await queue.enqueue({ flow, priority, deadlineMs, signal });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
+        m?.flowControlRejections.inc({ reason: e.reason });
+        waited('rejected');
+        // Nobody is listening for an answer to an abandoned stream.
+        if (e.reason === 'aborted') return abandoned();
         return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason });
       }
+      if (signal.aborted) {
+        m?.flowControlRejections.inc({ reason: 'aborted' });
+        waited('rejected');
+        return abandoned();
+      }
       const candidates = this.candidates(req);
-      if (candidates.length === 0) return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+      if (candidates.length === 0) {
+        waited('rejected');
+        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+      }
       try {
         const result = this.options.scheduler.schedule(request, candidates);
+        waited('dispatched');
         return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
       } catch (e) {
-        if (e instanceof SchedulingError && e.reason === 'saturated') continue;
+        // Still saturated: back to the head of its flow, with its original deadline.
+        if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
+        waited('rejected');
         if (e instanceof SchedulingError) return this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
@@ -293,6 +375,14 @@ export class RequestControl implements RequestDirector {
     const decision = rejectWith(status, message, error);
     return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
   }
+}
+
+/**
+ * The answer for a request whose stream is gone: the stream handler drops whatever a closed stream is answered, so
+ * this only has to be a decision that commits nothing (no pick, nothing in flight).
+ */
+function abandoned(): RouteDecision {
+  return rejectWith(499, 'the proxy abandoned the request before it was routed', { code: 'client_closed_request' });
 }
 
 /** The `x-kvroute-priority` value: 0 when absent, undefined when it is not an integer in ±MAX_PRIORITY. */

@@ -18,4 +18,5 @@ export { randomPicker } from './random-picker';
 export { saturationFilter } from './saturation-filter';
 export { sessionAffinityFilter } from './session-affinity-filter';
 export { sessionAffinityScorer } from './session-affinity-scorer';
+export { sessionLoadScorer } from './session-load-scorer';
 export { singleProfileHandler } from './single-profile-handler';

@@ -230,13 +230,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
    * collide. Ids longer than MAX_SESSION_ID_LENGTH are not bound at all.
    */
   private sessionIdOf(request: LLMRequest): string | undefined {
-    for (const header of this.parameters.headers) {
-      const value = request.headers[header];
-      if (value === undefined || value === '') continue;
-      if (value.length > MAX_SESSION_ID_LENGTH) return undefined;
-      return createHash('sha256').update(value).digest('base64url').slice(0, 22);
-    }
-    return undefined;
+    return sessionKeyOf(request, this.parameters.headers);
   }
 
   /** Characters held by the table's keys and values (its memory grows with this, not with the ids clients send). */
@@ -245,6 +239,21 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     for (const [key, value] of this.bindings.entries()) n += key.length + value.length;
     return n;
   }
+}
+
+/**
+ * A session's key in a table: a SHA-256 digest of the id in the first of `headers` the request carries (22 base64url
+ * characters, 132 bits), so what is kept per session is bounded whatever clients send (Envoy forwards headers up to
+ * 60 KiB), and ids cannot be chosen to collide. Ids longer than MAX_SESSION_ID_LENGTH have no key (are not bound).
+ */
+export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): string | undefined {
+  for (const header of headers) {
+    const value = request.headers[header];
+    if (value === undefined || value === '') continue;
+    if (value.length > MAX_SESSION_ID_LENGTH) return undefined;
+    return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+  }
+  return undefined;
 }
 
 export const sessionAffinityFilter = definePlugin({

@@ -1,0 +1,22 @@
+/**
+ * Flow control's defaults, in one place for the config loader, the EPP's flags and the docs. Why each value:
+ */
+export const FLOW_CONTROL_DEFAULTS = {
+  // On: a saturated pool queues briefly instead of answering a 429 storm (issue 9).
+  enabled: true,
+  // A request body is ~1-100 KB: 1,024 waiting requests hold at most ~100 MB, and at the pool's drain rate of tens to
+  // hundreds of requests a second it is seconds of backlog, beyond which a 429 tells the client more than a wait.
+  maxQueued: 1024,
+  // GIE leaves its DefaultRequestTTL unset (the client's context bounds the wait); kvroute bounds it so a waiting
+  // request always ends. Behind an Envoy whose ext_proc message_timeout is shorter, Envoy fails the request open at
+  // its timeout first, and the EPP drops it from the queue when Envoy resets the stream.
+  defaultRequestTTL: '30s',
+  // 4 a tick at 50 ms = at most 80 releases a second from the queue on top of the one per finished request: a backlog
+  // drains over the next scrapes, which see the load it added, instead of landing on the pods in one burst.
+  dispatchPerTick: 4,
+  // The scrape interval: a pod's queue can only be seen draining that often.
+  dispatchInterval: '50ms',
+} as const;
+
+/** Priorities (`x-kvroute-priority`, `flowControl.objectives`) lie within ±this. */
+export const MAX_FLOW_PRIORITY = 100;

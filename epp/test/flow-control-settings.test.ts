@@ -1,0 +1,45 @@
+import { defaultEndpointPickerConfig, FLOW_CONTROL_DEFAULTS, parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
+import { parseArgs, UsageError } from '../src/cli';
+import { resolveFlowControl } from '../src/runner';
+
+const base = ['--endpoints', '127.0.0.1:8000'];
+
+describe('flow-control settings: flags over the config\'s flowControl over the defaults', () => {
+  it('flags parse to typed values and are absent when not given', () => {
+    expect(parseArgs(base)!.flowControl).toEqual({});
+    expect(parseArgs([...base, '--flow-control=false', '--flow-control-max-queued', '8', '--flow-control-max-wait', '1.5s',
+      '--flow-control-dispatch-per-tick', '2', '--flow-control-dispatch-interval', '20ms'])!.flowControl).toEqual({
+      enabled: false, maxQueued: 8, maxWaitMs: 1500, dispatchPerTick: 2, dispatchIntervalMs: 20,
+    });
+  });
+
+  it.each([
+    [['--flow-control-max-queued', '0'], '--flow-control-max-queued: must be an integer >= 1, got 0'],
+    [['--flow-control-dispatch-per-tick', '0'], '--flow-control-dispatch-per-tick: must be an integer >= 1, got 0'],
+    [['--flow-control-max-wait', 'soon'], '--flow-control-max-wait:'],
+    [['--flow-control', 'false'], 'write --flow-control=false'],
+  ])('rejects %j naming the flag', (argv, message) => {
+    expect(() => parseArgs([...base, ...argv])).toThrow(UsageError);
+    expect(() => parseArgs([...base, ...argv])).toThrow(message);
+  });
+
+  it('without flags or config: on, with the documented defaults', () => {
+    expect(resolveFlowControl(defaultEndpointPickerConfig())).toEqual({
+      enabled: true, maxQueued: 1024, maxWaitMs: 30_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map(),
+    });
+    expect(FLOW_CONTROL_DEFAULTS.enabled).toBe(true);
+  });
+
+  it('the config sets what no flag does; a flag wins over the config', () => {
+    const config = parseEndpointPickerConfig(renderEndpointPickerConfig({
+      ...defaultEndpointPickerConfig(),
+      flowControl: { enabled: false, maxQueued: 64, defaultRequestTTL: '5s', objectives: { batch: -2 } },
+    }));
+    expect(resolveFlowControl(config)).toEqual({
+      enabled: false, maxQueued: 64, maxWaitMs: 5_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map([['batch', -2]]),
+    });
+    expect(resolveFlowControl(config, parseArgs([...base, '--flow-control', '--flow-control-max-wait', '2s'])!.flowControl)).toMatchObject({
+      enabled: true, maxQueued: 64, maxWaitMs: 2_000,
+    });
+  });
+});

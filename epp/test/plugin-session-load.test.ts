@@ -1,0 +1,122 @@
+import { seededRandom } from '@kvroute/testkit';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
+import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
+import type { SessionLoadScorer } from '../src/scheduling/plugins/session-load-scorer';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import { CycleState } from '../src/scheduling/framework';
+import type { LLMRequest } from '../src/scheduling/types';
+
+const MINUTE = 60_000;
+
+/** kvroute's default config with `session-load-scorer` added to its profile at `weight`. */
+function withSessionLoad(weight: number, parameters: object = {}): EndpointPickerConfig {
+  const base = defaultEndpointPickerConfig();
+  return validateEndpointPickerConfig({
+    ...base,
+    plugins: [...base.plugins, { type: 'session-load-scorer', parameters }],
+    schedulingProfiles: base.schedulingProfiles.map((p) => ({
+      ...p,
+      plugins: [...p.plugins.filter((r) => r.pluginRef !== 'max-score-picker'), { pluginRef: 'session-load-scorer', weight }, { pluginRef: 'max-score-picker' }],
+    })),
+  });
+}
+
+class Pool {
+  now = 1_700_000_000_000;
+  readonly scheduler: Scheduler;
+  readonly pods: EndpointSnapshot[];
+
+  constructor(config: EndpointPickerConfig, n = 4) {
+    this.scheduler = buildScheduler(config, { now: () => this.now, random: seededRandom(7) });
+    this.pods = Array.from({ length: n }, (_, i) => this.pod(`p${i}`));
+  }
+
+  pod(name: string): EndpointSnapshot {
+    return { endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} }, metrics: { ...EMPTY_METRICS, updateTime: this.now }, activeRequests: 0 };
+  }
+
+  /** Fresh snapshots (the saturation filter drops stale metrics), all idle: placement is decided by the scores alone. */
+  snapshot(): EndpointSnapshot[] {
+    return this.pods.map((p) => ({ ...p, metrics: { ...p.metrics, updateTime: this.now } }));
+  }
+
+  send(prompt: string, session?: string): string {
+    const request: LLMRequest = { requestId: 'r', model: 'm', prompt, headers: session ? { 'x-session-id': session } : {} };
+    return this.scheduler.schedule(request, this.snapshot()).target.endpoint.name;
+  }
+
+  get scorer(): SessionLoadScorer {
+    return this.scheduler.plugin('session-load-scorer') as SessionLoadScorer;
+  }
+}
+
+/** One system prompt every conversation shares (a thousand characters, many 64-character blocks), as in issue 9. */
+const SYSTEM = 'You are a helpful assistant for the kvroute project. '.repeat(20);
+const firstTurn = (i: number) => `${SYSTEM}\nuser: question ${i}`;
+
+describe('session-load-scorer', () => {
+  it('the default config alone herds new sessions that share a system prompt onto the pod that caches it (the issue)', () => {
+    const pool = new Pool(defaultEndpointPickerConfig());
+    const placed = Array.from({ length: 8 }, (_, i) => pool.send(firstTurn(i), `s${i}`));
+    expect(new Set(placed).size).toBe(1);
+  });
+
+  it('spreads new sessions over the pods by the live sessions each carries, prefix notwithstanding', () => {
+    const pool = new Pool(withSessionLoad(4));
+    const placed = Array.from({ length: 8 }, (_, i) => pool.send(firstTurn(i), `s${i}`));
+    const perPod = new Map<string, number>();
+    for (const p of placed) perPod.set(p, (perPod.get(p) ?? 0) + 1);
+    expect([...perPod.values()]).toEqual([2, 2, 2, 2]);
+    expect(pool.scorer.liveSessions()).toEqual(new Map(pool.pods.map((p) => [p.endpoint.key, 2])));
+  });
+
+  it('hard stickiness stays: every later turn of a session goes to its pod, whatever the session counts say', () => {
+    const pool = new Pool(withSessionLoad(4));
+    const home = Array.from({ length: 8 }, (_, i) => pool.send(firstTurn(i), `s${i}`));
+    for (let turn = 1; turn < 4; turn++) {
+      for (let i = 0; i < 8; i++) expect(pool.send(`${firstTurn(i)}\nassistant: answer ${turn}\nuser: more ${turn}`, `s${i}`)).toBe(home[i]);
+    }
+  });
+
+  it('requests without a session, and bound sessions, are scored alike everywhere: prefix and load decide as before', () => {
+    const pool = new Pool(withSessionLoad(4));
+    for (let i = 0; i < 3; i++) pool.send(firstTurn(i), `s${i}`);
+    expect([...pool.scorer.liveSessions().values()]).toEqual([1, 1, 1]);
+    const score = (headers: Record<string, string>) =>
+      pool.scorer.score({ request: { requestId: 'r', model: 'm', prompt: 'x', headers }, state: new CycleState() }, pool.snapshot());
+    expect(score({})).toEqual([1, 1, 1, 1]);
+    expect(score({ 'x-session-id': 's0' })).toEqual([1, 1, 1, 1]);
+    // A new session: only the pod without a live session scores.
+    expect(score({ 'x-session-id': 'new' }).filter((x) => x === 1)).toHaveLength(1);
+  });
+
+  it('a session idle past liveWindow no longer weighs on its pod; a pod that leaves the pool forgets its sessions', () => {
+    const pool = new Pool(withSessionLoad(4, { liveWindow: '2m' }));
+    for (let i = 0; i < 4; i++) pool.send(firstTurn(i), `s${i}`);
+    expect([...pool.scorer.liveSessions().values()]).toEqual([1, 1, 1, 1]);
+    pool.now += 1 * MINUTE;
+    pool.send(`${firstTurn(0)}\nuser: still here`, 's0');
+    pool.now += 1.5 * MINUTE;
+    // s1..s3 were last seen 2.5 minutes ago: only s0 (1.5 minutes) is live.
+    const live = pool.scorer.liveSessions();
+    expect([...live.values()]).toEqual([1]);
+    const home0 = [...live.keys()][0]!;
+    pool.scorer.removeEndpoint(home0);
+    expect(pool.scorer.liveSessions().size).toBe(0);
+  });
+
+  it('is bounded: beyond capacity the least recently active sessions are forgotten', () => {
+    const pool = new Pool(withSessionLoad(1, { capacity: 3 }));
+    for (let i = 0; i < 10; i++) pool.send(firstTurn(i), `s${i}`);
+    expect([...pool.scorer.liveSessions().values()].reduce((a, b) => a + b, 0)).toBe(3);
+  });
+
+  it('its parameters are checked and defaulted like every plugin\'s', () => {
+    const yaml = (params: string) => `apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: session-load-scorer\n  parameters: ${params}\n`;
+    expect(parseEndpointPickerConfig(yaml('{}')).plugins[0]).toEqual({
+      type: 'session-load-scorer', name: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536 },
+    });
+    expect(() => parseEndpointPickerConfig(yaml('{capacity: 0}'))).toThrow('plugins[0].parameters.capacity: must be an integer >= 1, got 0');
+    expect(() => parseEndpointPickerConfig(yaml('{window: 5m}'))).toThrow('plugins[0].parameters.window: unknown field; allowed: headers, liveWindow, capacity');
+  });
+});
