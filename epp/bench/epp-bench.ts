@@ -19,18 +19,16 @@
  * `--quick`: 8 and 256 endpoints, 1 and 16 KB, worker and adaptive modes, short cells; nothing written. Environment
  * overrides: BENCH_ENDPOINTS, BENCH_PROMPTS (bytes), BENCH_MODES, BENCH_SECONDS (per phase), BENCH_SCHEDULE_SAMPLES.
  */
-import { fork, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi } from '@kvroute/protocol/envoy';
-import { parsePrometheusText } from '@kvroute/protocol/prometheus';
 import { defaultEndpointPickerConfig, preciseEndpointPickerConfig } from '../src/config';
 import { Datastore, SCRAPE_MODES, type ScrapeMode } from '../src/datastore/datastore';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import { ExtProcClient, ImmediateResponse, lcg, workload } from './extproc-client';
+import { eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, stopChild } from './processes';
 
 const QUICK = process.argv.includes('--quick');
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
@@ -42,50 +40,10 @@ const SCHEDULE_SAMPLES = Number(process.env.BENCH_SCHEDULE_SAMPLES ?? (QUICK ? 3
 /** Seconds of each phase (one in flight, then CONCURRENCY in flight) per cell. */
 const PHASE_SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 0.5 : 2));
 const CONCURRENCY = 16;
-const SHARED_PREFIXES = 32;
-const REFRESH_MS = 50;
 /** The EPP container's memory limit in the manifests (lib/endpoint-picker.ts, `memory` default 1Gi). */
 const EPP_MEMORY_LIMIT_BYTES = 1024 ** 3;
-const EPP_MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-function lcg(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-const VOCABULARY = (
-  'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were '
-  + 'her she there can all their has been if more one would will other so what up when who about out than into some them '
-  + 'only time could these two may then do first any my now such like our over man me even most made after also did many '
-  + 'before must through back years where much your way well down should because each just those people how too little '
-  + 'state good very make world still own see men work long get here between both life being under never day same another '
-  + 'know while last might us great old year off come since against go came right used take three cache route prefix block '
-  + 'token model server request latency queue memory tensor batch decode prefill kernel scheduler replica cluster gateway'
-).split(' ');
-
-/** Chat bodies of about `bytes`, in `SHARED_PREFIXES` families that share all but the last ~10% (RAG-like). */
-function workload(bytes: number, count: number): Buffer[] {
-  const rnd = lcg(bytes);
-  // English-like words (a few hundred distinct, roughly one token each, as in prose): token density like real prompts,
-  // not the digit-per-token density of synthetic ids.
-  const word = () => VOCABULARY[Math.floor(rnd() * VOCABULARY.length)]!;
-  const text = (n: number) => {
-    const parts: string[] = [];
-    let len = 0;
-    while (len < n) { const w = word(); parts.push(w); len += w.length + 1; }
-    return parts.join(' ');
-  };
-  const prefixes = Array.from({ length: SHARED_PREFIXES }, () => text(Math.floor(bytes * 0.9)));
-  return Array.from({ length: count }, (_, i) => Buffer.from(JSON.stringify({
-    model: 'Qwen/Qwen3-0.6B',
-    messages: [
-      { role: 'system', content: prefixes[i % SHARED_PREFIXES] },
-      { role: 'user', content: text(Math.floor(bytes * 0.1)) },
-    ],
-  })));
-}
 
 function pool(n: number): Datastore {
   const ds = new Datastore({ scrape: false });
@@ -156,110 +114,6 @@ function preciseLatency(n: number, bodies: Buffer[]): Promise<{ p50: number; p99
   return routeLatency(n, bodies, scheduler, Math.min(SCHEDULE_SAMPLES, 500), 50);
 }
 
-// ---------------------------------------------------------------------------------------------------------------------
-// Child processes
-
-const TS_NODE = ['--require', 'ts-node/register/transpile-only'];
-
-function forkTs(file: string, args: string[] = []): ChildProcess {
-  return fork(path.join(__dirname, file), args, { execArgv: TS_NODE, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-}
-
-function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: Json) => {
-      if (m.type !== type) return;
-      cleanup();
-      resolve(m as T);
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`child exited (${code}) before sending ${type}`));
-    };
-    const cleanup = () => {
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.on('exit', onExit);
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-interface Epp {
-  readonly child: ChildProcess;
-  readonly grpcPort: number;
-  readonly metricsPort: number;
-}
-
-async function startEppProcess(ports: number[], mode: ScrapeMode): Promise<Epp> {
-  if (!fs.existsSync(EPP_MAIN)) throw new Error(`${EPP_MAIN} is missing: run npm run build first`);
-  const child = spawn(process.execPath, [
-    EPP_MAIN, '--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--host', '127.0.0.1',
-    '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
-    '--refresh-metrics-interval', `${REFRESH_MS}ms`, '--metrics-scrape-mode', mode,
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const listening = await new Promise<Json>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const line = buf.split('\n').find((l) => l.includes('"listening"'));
-      if (line) resolve(JSON.parse(line) as Json);
-    });
-    child.once('exit', (code) => reject(new Error(`kvroute-epp exited with ${code} before listening`)));
-  });
-  const epp = { child, grpcPort: listening.grpcPort as number, metricsPort: listening.metricsPort as number };
-  // Ready when every pod has been scraped about twice.
-  const deadline = Date.now() + 60_000;
-  while ((await eppMetrics(epp)).scrapes < 2 * ports.length) {
-    if (Date.now() > deadline) throw new Error('the EPP did not scrape its pods within 60 s');
-    await sleep(200);
-  }
-  return epp;
-}
-
-interface EppReading {
-  readonly scrapes: number;
-  readonly scrapeFailures: number;
-  /** Cumulative scheduling-duration buckets: upper bound (s) → count. */
-  readonly buckets: [number, number][];
-  readonly rss: number;
-  readonly heapUsed: number;
-  /** Routing-loop utilization since the previous read of the page. */
-  readonly elu: number;
-  readonly refreshIntervalMs: number;
-}
-
-async function eppMetrics(epp: Epp): Promise<EppReading> {
-  const text = await (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
-  const families = parsePrometheusText(text, { strict: false }).families;
-  const samples = (name: string) => families.get(name)?.samples ?? [];
-  const one = (name: string) => samples(name)[0]?.value ?? NaN;
-  const scrapes = samples('kvroute_epp_model_server_scrapes_total');
-  const buckets = samples('inference_extension_scheduler_e2e_duration_seconds')
-    .filter((s) => s.name.endsWith('_bucket'))
-    .map((s): [number, number] => [s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), s.value])
-    .sort((a, b) => a[0] - b[0]);
-  return {
-    scrapes: scrapes.find((s) => s.labels.outcome === 'success')?.value ?? 0,
-    scrapeFailures: scrapes.find((s) => s.labels.outcome === 'failure')?.value ?? 0,
-    buckets,
-    rss: one('process_resident_memory_bytes'),
-    heapUsed: one('nodejs_heap_size_used_bytes'),
-    elu: one('kvroute_epp_event_loop_utilization'),
-    refreshIntervalMs: one('kvroute_epp_metrics_refresh_interval_seconds') * 1000,
-  };
-}
-
-/** Quantile of the observations between two readings of a cumulative histogram, linear within a bucket. */
 function histogramQuantile(before: [number, number][], after: [number, number][], q: number): { value: number; count: number; atMost1ms: number } {
   const delta = after.map(([le, c], i) => [le, c - (before[i]?.[1] ?? 0)] as [number, number]);
   const total = delta[delta.length - 1]?.[1] ?? 0;
@@ -280,66 +134,6 @@ function histogramQuantile(before: [number, number][], after: [number, number][]
   return { value: NaN, count: total, atMost1ms: within1ms / total };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------------------------------------------------------------
-// The client: Envoy's side of one ext_proc exchange, the same for every server
-
-class ExtProcClient {
-  private readonly client: grpc.Client;
-  private static readonly def = loadEnvoyApi().packageDefinition['envoy.service.ext_proc.v3.ExternalProcessor'] as grpc.ServiceDefinition;
-  private readonly serialize = ExtProcClient.def.Process.requestSerialize as (v: unknown) => Buffer;
-  private readonly deserialize = ExtProcClient.def.Process.responseDeserialize as (b: Buffer) => Json;
-  private readonly reqHeaders = headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
-  private readonly respHeaders = headerMap({ ':status': '200', 'content-type': 'application/json' });
-
-  constructor(port: number) {
-    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  }
-
-  /**
-   * Request headers, the body in 16 KB full-duplex chunks, until the last body chunk comes back (the pick made and the
-   * body released); then the response headers (end of stream) and their answer. Resolves with the round trip in ms.
-   */
-  exchange(body: Buffer): Promise<number> {
-    const t0 = performance.now();
-    return new Promise<number>((resolve, reject) => {
-      const call = this.client.makeBidiStreamRequest<Buffer, Buffer>('/envoy.service.ext_proc.v3.ExternalProcessor/Process', (b) => b, (b) => b);
-      let phase: 'request' | 'response' = 'request';
-      call.on('data', (b: Buffer) => {
-        const m = this.deserialize(b);
-        if (m.immediate_response) {
-          reject(new ImmediateResponse(JSON.stringify(m.immediate_response.status)));
-          call.cancel();
-          return;
-        }
-        if (phase === 'request' && m.request_body?.response?.body_mutation?.streamed_response?.end_of_stream) {
-          phase = 'response';
-          call.write(this.serialize({ response_headers: { headers: this.respHeaders, end_of_stream: true } }));
-        } else if (phase === 'response' && m.response_headers) {
-          call.end();
-        }
-      });
-      call.on('error', reject);
-      call.on('status', (s: grpc.StatusObject) => (s.code === grpc.status.OK ? resolve(performance.now() - t0) : reject(new Error(s.details))));
-      call.write(this.serialize({ request_headers: { headers: this.reqHeaders, end_of_stream: false } }));
-      for (let off = 0; off < body.length; off += 16 * 1024) {
-        call.write(this.serialize({ request_body: { body: body.subarray(off, off + 16 * 1024), end_of_stream: off + 16 * 1024 >= body.length } }));
-      }
-    });
-  }
-
-  close(): void {
-    this.client.close();
-  }
-}
-
-/** The server answered with a local reply instead of a pick (the EPP's 503 when no endpoint has fresh metrics). */
-class ImmediateResponse extends Error {}
-
-function headerMap(h: Record<string, string>): Json {
-  return { headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
-}
 
 interface Load {
   /** Exchanges answered with an immediate response (a 503 or 429) instead of a pick; not in the latencies. */
