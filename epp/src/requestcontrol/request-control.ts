@@ -256,7 +256,7 @@ export class RequestControl implements RequestDirector {
   }
 
   /** The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). */
-  private candidates(req: IncomingRequest): EndpointSnapshot[] {
+  private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
     const hint = req.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];
     if (!Array.isArray(hint)) return all;

@@ -34,10 +34,12 @@ export class ByLabelFilter implements Filter {
 
   filter(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     const { label, allowsNoLabel } = this.parameters;
-    return candidates.filter((candidate) => {
+    const keeps = (candidate: EndpointSnapshot): boolean => {
       const value = candidate.endpoint.labels[label];
       return value === undefined ? allowsNoLabel : this.validValues.has(value);
-    });
+    };
+    // Usually every pod qualifies: hand the same (read-only) array on instead of copying it.
+    return candidates.every(keeps) ? candidates : candidates.filter(keeps);
   }
 }
 

@@ -139,12 +139,20 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       this.parameters.hashBlockSize,
       this.parameters.maxPrefixBlocksToMatch,
     );
-    if (blocks.length === 0) return candidates.map(() => 0);
-    const candidateKeys = new Set(candidates.map((candidate) => candidate.endpoint.key));
-    const matchedBlocks = this.index.longestPrefixMatches(blocks, candidateKeys);
+    const scores = new Array<number>(candidates.length).fill(0);
+    if (blocks.length === 0) return scores;
+    // Every endpoint's match (the candidates' do not depend on the others'), read for the candidates below: cheaper
+    // than a set of their keys. Non-candidates in the map are never read for scoring, and the latency scorer and
+    // post-cycle read it by candidate key.
+    const matchedBlocks = this.index.longestPrefixMatches(blocks);
     cycle.state.set(this.matchKey, { blocks, matchedBlocks });
     publishPrefixMatch(cycle.state, { unit: 'characters', promptLength: request.prompt.length, cachedLength: new Map([...matchedBlocks].map(([k, n]) => [k, n * this.parameters.hashBlockSize])) });
-    return candidates.map((candidate) => (matchedBlocks.get(candidate.endpoint.key) ?? 0) / blocks.length);
+    if (matchedBlocks.size === 0) return scores;
+    for (let i = 0; i < candidates.length; i++) {
+      const matched = matchedBlocks.get(candidates[i]!.endpoint.key);
+      if (matched !== undefined) scores[i] = matched / blocks.length;
+    }
+    return scores;
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
