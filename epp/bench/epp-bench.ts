@@ -15,9 +15,15 @@
  * heap. Added latency = EPP round trip − floor round trip, same run. Beside that, in this process as before, the
  * scheduling latency of `RequestControl.route` alone (default and precise configs, no scrapers).
  *
+ * Then issue 10's section (`replica-scaling.ts`): requests/s through 1, 2 and 4 replicas of the real EPP at 16 KB, the
+ * client spreading streams round robin, as ratios to one replica, and the shared session store's cost per pick against
+ * a real redis-server (`session-store.ts`'s measurement), in the same invocation.
+ *
  * The machine is noted; on a shared machine compare ratios within one run. Needs `npm run build` (the EPP binary).
- * `--quick`: 8 and 256 endpoints, 1 and 16 KB, worker and adaptive modes, short cells; nothing written. Environment
- * overrides: BENCH_ENDPOINTS, BENCH_PROMPTS (bytes), BENCH_MODES, BENCH_SECONDS (per phase), BENCH_SCHEDULE_SAMPLES.
+ * `--only cells` or `--only replicas` runs one section. `--quick`: 8 and 256 endpoints, 1 and 16 KB, worker and adaptive
+ * modes, short cells, a short store run; nothing written. Environment overrides: BENCH_ENDPOINTS, BENCH_PROMPTS
+ * (bytes), BENCH_MODES, BENCH_SECONDS (per phase), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`).
+ * Full runs write `results.json` (cells) and `replicas-results.json`.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -28,10 +34,29 @@ import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { ExtProcClient, ImmediateResponse, lcg, workload } from './extproc-client';
+import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
+import { measureSessionStore } from './session-store';
 import { eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, stopChild } from './processes';
 
-const QUICK = process.argv.includes('--quick');
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
+const QUICK = process.argv.includes('--quick');
+/** `--only cells` (the pool-size × prompt × mode table) or `--only replicas` (issue 10's section); both by default. */
+const ONLY_VALUES = ['cells', 'replicas'] as const;
+const ONLY = ((): (typeof ONLY_VALUES)[number] | undefined => {
+  const i = process.argv.indexOf('--only');
+  if (i < 0) return undefined;
+  const value = process.argv[i + 1];
+  if (!ONLY_VALUES.includes(value as (typeof ONLY_VALUES)[number])) {
+    throw new Error(`--only: must be one of ${ONLY_VALUES.join(', ')}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
+  }
+  return value as (typeof ONLY_VALUES)[number];
+})();
+/** Replica counts of the replica section, the first the baseline its ratios are to. */
+const REPLICA_COUNTS = list(process.env.BENCH_REPLICAS, [1, 2, 4]);
+for (const n of REPLICA_COUNTS) if (!(Number.isInteger(n) && n >= 1 && n <= 16)) throw new Error(`BENCH_REPLICAS: each count must be an integer 1-16, got ${n}`);
+/** The replica section's pool: small, so that replicas scraping it do not take the cores the section measures. */
+const REPLICA_PODS = 8;
+const REPLICA_PROMPT_BYTES = 16 * 1024;
 const ENDPOINTS = list(process.env.BENCH_ENDPOINTS, QUICK ? [8, 256] : [8, 64, 256]);
 const PROMPT_BYTES = list(process.env.BENCH_PROMPTS, QUICK ? [1024, 16 * 1024] : [1024, 16 * 1024, 128 * 1024]);
 const MODES = (process.env.BENCH_MODES?.split(',') ?? (QUICK ? ['worker', 'adaptive'] : [...SCRAPE_MODES])) as ScrapeMode[];
@@ -201,9 +226,60 @@ async function drivePaired(eppPort: number, floorPort: number, bodies: Buffer[])
 const r3 = (x: number) => +x.toFixed(3);
 const mb = (x: number) => Math.round(x / 2 ** 20);
 
+type Machine = { cpus: number; cpu: string; node: string; platform: string; loadAverage: number[] };
+
+/** Full runs are recorded; quick and shrunk ones only print. */
+const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS);
+
 async function main(): Promise<void> {
-  const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)) };
+  const machine: Machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)) };
   console.log(`kvroute EPP benchmark on ${machine.cpus} × ${machine.cpu}, node ${machine.node}, load average ${machine.loadAverage.join(' ')}`);
+  if (ONLY !== 'replicas') await cells(machine);
+  if (ONLY !== 'cells') await replicas(machine);
+}
+
+/**
+ * Issue 10's scaling section: 1, 2 and 4 replicas of the real EPP on an 8-pod pool at 16 KB prompts (ratios to one
+ * replica, `replica-scaling.ts`), then what the shared session store adds to a pick (`session-store.ts`'s
+ * measurement against a real redis-server), in the same invocation. Full runs write `replicas-results.json`.
+ */
+async function replicas(machine: Machine): Promise<void> {
+  const sliceMs = (PHASE_SECONDS * 2 * 1000) / ROUNDS;
+  console.log(`\nreplica scaling: ${REPLICA_COUNTS.join(', ')} replicas (worker mode) on ${REPLICA_PODS} pods, ${REPLICA_PROMPT_BYTES / 1024} KB prompts, ${CONCURRENCY} in flight, ${ROUNDS} alternating slices of ${sliceMs} ms each`);
+  const metricsServers = forkTs('metrics-servers.ts', [String(REPLICA_PODS)]);
+  let rows: ReplicaRow[];
+  try {
+    const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
+    rows = await measureReplicaScaling({ ports, bodies: workload(REPLICA_PROMPT_BYTES, 256), counts: REPLICA_COUNTS, rounds: ROUNDS, sliceMs, concurrency: CONCURRENCY });
+  } finally {
+    metricsServers.disconnect();
+    await stopChild(metricsServers);
+  }
+  console.log('\n| replicas | req/s (16 in flight) | × 1 replica | round trip p50 / p99 | EPP CPU per request (all replicas) | client CPU per request | machine busy | rejected |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    console.log(`| ${r.replicas} | ${r.rps} | ${r.ratioToOne} | ${r.p50Ms} / ${r.p99Ms} ms | ${r.eppCpuMsPerRequest} ms | ${r.clientCpuMsPerRequest} ms | ${Math.round(r.machineBusy * 100)}% of ${machine.cpus} cores | ${r.rejected} |`);
+  }
+  for (const r of rows) console.log(JSON.stringify({ section: 'replicas', ...r }));
+  const store = await measureSessionStore(QUICK || !RECORDED ? { rounds: 2, perRound: 300 } : { rounds: 6, perRound: 3000 });
+  console.log('\nshared session store, per pick, same invocation:');
+  for (const line of store.report) console.log(line);
+  const worstAddedP99 = Math.max(...store.rows.filter((r) => r.inFlight === 1).map((r) => r.addedP99));
+  // Issue 10 sets a goal for the store only; scaling is reported, with how busy the machine was, not judged.
+  const goals: Goal[] = [
+    { mode: 'replicas', goal: 'the shared store adds ≤ 0.5 ms to a pick\'s p99 on loopback (one pick at a time)', met: worstAddedP99 <= 0.5, detail: `${worstAddedP99.toFixed(3)} ms at worst` },
+  ];
+  for (const r of rows.slice(1)) console.log(`  scaling: ${r.replicas} replicas = ${r.ratioToOne}× 1 replica (${r.rps} vs ${rows[0]!.rps} req/s), machine ${Math.round(r.machineBusy * 100)}% busy`);
+  for (const g of goals) console.log(`  ${g.met ? 'met    ' : 'NOT met'} ${g.goal}: ${g.detail}`);
+  console.log(`REPLICAS ${JSON.stringify({ rows: rows.length, storeRows: store.rows.length, goals })}`);
+  if (!RECORDED) return;
+  const out = path.join(__dirname, 'replicas-results.json');
+  fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine, pods: REPLICA_PODS, promptBytes: REPLICA_PROMPT_BYTES, concurrency: CONCURRENCY, rounds: ROUNDS, sliceMs, rows, sessionStore: { rounds: store.rounds, perRound: store.perRound, fallbacks: store.fallbacks, rows: store.rows }, goals }, null, 2)}\n`);
+  console.log(`\nwritten ${out}`);
+}
+
+/** The pool-size × prompt-size × scrape-mode cells against the floor (issue 11). Full runs write `results.json`. */
+async function cells(machine: Machine): Promise<void> {
   console.log(`${PHASE_SECONDS}s at 1 in flight + ${PHASE_SECONDS}s at ${CONCURRENCY} in flight per cell; scrape modes ${MODES.join(', ')}; refresh ${REFRESH_MS} ms\n`);
 
   const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...ENDPOINTS))]);
@@ -288,7 +364,7 @@ async function main(): Promise<void> {
   console.log('\ngoals (issue 11, "256 pods on one EPP"):');
   for (const g of goals) console.log(`  ${g.met ? 'met    ' : 'NOT met'} ${g.mode}: ${g.goal}: ${g.detail}`);
   console.log(`RESULT ${JSON.stringify({ rows: rows.length, goals })}`);
-  if (QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES) return; // only full runs are recorded
+  if (!RECORDED) return;
   const out = path.join(__dirname, 'results.json');
   fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine, phaseSeconds: PHASE_SECONDS, concurrency: CONCURRENCY, rounds: ROUNDS, refreshIntervalMs: REFRESH_MS, metricsPageBytes: pageSize, scheduleSamples: SCHEDULE_SAMPLES, goals, rows }, null, 2)}\n`);
   console.log(`\nwritten ${out}`);
