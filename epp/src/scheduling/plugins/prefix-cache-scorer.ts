@@ -112,6 +112,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   /** The `num_gpu_blocks` and `block_size` each endpoint's capacity was last computed from. */
   private readonly sizedFrom = new Map<string, { numGpuBlocks: number; blockSize: number | undefined }>();
   private budgetBinding = false;
+  /** The snapshot learnt from at each candidate position in the last cycle (see `score`); cleared on pool changes. */
+  private learntFrom: (EndpointSnapshot | undefined)[] = [];
 
   constructor(
     readonly name: string,
@@ -126,12 +128,24 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   addEndpoint(endpoint: Endpoint): void {
+    this.learntFrom = [];
     this.index.addEndpoint(endpoint.key);
     this.afterCapacityChange();
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
-    if (this.parameters.autoTune) for (const candidate of candidates) this.learnCapacity(candidate);
+    if (this.parameters.autoTune) {
+      // The datastore hands out the same frozen snapshot object while an endpoint's metrics and in-flight count are
+      // unchanged, and candidates come in pool order, so comparing with what sat at the same position last time skips
+      // all but the few that changed since the last request, without a lookup per candidate.
+      const seen = this.learntFrom;
+      for (let i = 0; i < candidates.length; i++) {
+        const candidate = candidates[i]!;
+        if (seen[i] === candidate) continue;
+        seen[i] = candidate;
+        this.learnCapacity(candidate);
+      }
+    }
     const { request } = cycle;
     const blocks = hashPromptBlocks(
       request.model,
@@ -170,6 +184,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   removeEndpoint(endpointKey: string): void {
+    this.learntFrom = [];
     this.index.removeEndpoint(endpointKey);
     this.sizedFrom.delete(endpointKey);
     this.afterCapacityChange();
