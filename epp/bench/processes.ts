@@ -12,7 +12,8 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 /** The metrics refresh period every benchmark EPP runs with (GIE's default). */
 export const REFRESH_MS = 50;
-export const EPP_MAIN = path.join(__dirname, '..', 'dist', 'main.js');
+/** The EPP binary; `KVROUTE_EPP_MAIN` points the benchmarks at another build (e.g. a baseline checkout's). */
+export const EPP_MAIN = process.env.KVROUTE_EPP_MAIN ?? path.join(__dirname, '..', 'dist', 'main.js');
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

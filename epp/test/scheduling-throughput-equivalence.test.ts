@@ -10,7 +10,7 @@ import type { EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext, type PluginHandle } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SaturationExclusionReason } from '../src/scheduling/metrics-hooks';
 import { ByLabelFilter, ROLE_LABEL } from '../src/scheduling/plugins/by-label';
-import { hashPromptBlocks } from '../src/scheduling/plugins/prefix-hash';
+import { hashPromptBlocks, hashPromptBlocksFromString } from '../src/scheduling/plugins/prefix-hash';
 import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
 import { SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
 import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
@@ -167,5 +167,23 @@ describe('the default config picks the same with the reused snapshot as with fre
     const scorer = schedulers[0]!.plugin('prefix-cache-scorer') as PrefixCacheScorer;
     expect(scorer.stats().hitRatio).toBeGreaterThan(0);
     expect(hashPromptBlocks('m', families[0]!, 64, 256).length).toBeGreaterThan(0);
+  });
+});
+
+describe('hashPromptBlocks over copied code units', () => {
+  it('gives the keys the string-reading version gives, for ASCII, non-ASCII, surrogates and lone surrogates', () => {
+    const random = seededRandom(31);
+    const alphabet = ['a', 'b', ' ', 'é', 'ß', '中', '文', '😀', '\ud800', '\udfff', '\u0000', '\uffff'];
+    for (let i = 0; i < 300; i++) {
+      const length = Math.floor(random() * 3000);
+      let prompt = '';
+      while (prompt.length < length) prompt += alphabet[Math.floor(random() * alphabet.length)]!;
+      // Cons strings too, as the chat template's concatenations make them.
+      const consed = prompt.slice(0, length >> 1) + prompt.slice(length >> 1);
+      const blockSize = 1 + Math.floor(random() * 80);
+      const maxBlocks = 1 + Math.floor(random() * 300);
+      const model = random() < 0.5 ? 'Qwen/Qwen3-0.6B' : 'm';
+      expect(hashPromptBlocks(model, consed, blockSize, maxBlocks)).toEqual(hashPromptBlocksFromString(model, prompt, blockSize, maxBlocks));
+    }
   });
 });

@@ -451,8 +451,8 @@ export class Datastore {
   snapshot(): readonly EndpointSnapshot[] {
     if (this.snapshotCache !== undefined) return this.snapshotCache;
     const out: EndpointSnapshot[] = [];
-    for (const [key, rec] of this.records) {
-      rec.snap ??= Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(key) ?? 0 });
+    for (const rec of this.records.values()) {
+      rec.snap ??= Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(rec.endpoint.key) ?? 0 });
       out.push(rec.snap);
     }
     this.snapshotCache = Object.freeze(out);
