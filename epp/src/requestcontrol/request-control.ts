@@ -125,7 +125,8 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
-    await this.prepare(request, signal);
+    // Without request-preparing plugins (the default config) no await: one microtask hop less per request.
+    if (this.preparePlugins.length > 0) await this.prepare(request, signal);
     try {
       const result = this.options.scheduler.schedule(request, candidates);
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
