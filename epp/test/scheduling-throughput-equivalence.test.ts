@@ -142,6 +142,29 @@ describe('filters that hand the candidates on uncopied when they keep all of the
   });
 });
 
+describe('by-label remembering its verdict per position', () => {
+  it('keeps what the label rule keeps while endpoints at a position are replaced, reordered, added and removed', () => {
+    const random = seededRandom(41);
+    const decode = new ByLabelFilter('d', { label: ROLE_LABEL, validValues: ['decode', 'both'], allowsNoLabel: true });
+    const cycle: CycleContext = { request: { requestId: 'r', model: 'm', prompt: '', headers: {} }, state: new CycleState() };
+    let pool = Array.from({ length: 32 }, (_, i) => randomPod(random, i));
+    for (let round = 0; round < 2000; round++) {
+      const op = random();
+      const i = Math.floor(random() * Math.max(1, pool.length));
+      if (op < 0.2 && pool.length > 0) pool[i] = randomPod(random, i); // discovery replaced the endpoint (new labels)
+      else if (op < 0.25) pool = [...pool].reverse();
+      else if (op < 0.3) pool = [...pool, randomPod(random, pool.length)];
+      else if (op < 0.35) pool = pool.filter((_, j) => j !== i);
+      else if (op < 0.6 && pool.length > 0) pool[i] = { ...pool[i]!, activeRequests: pool[i]!.activeRequests + 1 }; // same endpoint object
+      const expected = pool.filter((p) => {
+        const role = p.endpoint.labels[ROLE_LABEL];
+        return role === undefined || role === 'decode' || role === 'both';
+      });
+      expect(decode.filter(cycle, pool)).toEqual(expected);
+    }
+  });
+});
+
 describe('the default config picks the same with the reused snapshot as with fresh copies', () => {
   it('same target and scores for 1,500 requests on a random 256-pod pool', () => {
     const pods = 256;
