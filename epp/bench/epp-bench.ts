@@ -33,7 +33,7 @@ import { Datastore, SCRAPE_MODES, type ScrapeMode } from '../src/datastore/datas
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
-import { ExtProcClient, ImmediateResponse, lcg, workload } from './extproc-client';
+import { drivePaired, lcg, ROUNDS, workload } from './extproc-client';
 import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
 import { measureSessionStore } from './session-store';
 import { eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, stopChild } from './processes';
@@ -160,67 +160,6 @@ function histogramQuantile(before: [number, number][], after: [number, number][]
 }
 
 
-interface Load {
-  /** Exchanges answered with an immediate response (a 503 or 429) instead of a pick; not in the latencies. */
-  rejected: number;
-  serialP50: number;
-  serialP99: number;
-  rps: number;
-  concP50: number;
-  concP99: number;
-}
-
-const ROUNDS = 4;
-
-/**
- * The EPP and the floor, paired: ROUNDS rounds, each a slice at one request in flight and a slice at CONCURRENCY in
- * flight against each server in turn, PHASE_SECONDS per phase and server in all. On a shared machine other work comes
- * and goes by the second; alternating short slices gives both servers the same share of it, so their ratio holds
- * where back-to-back runs would not.
- */
-async function drivePaired(eppPort: number, floorPort: number, bodies: Buffer[]): Promise<{ epp: Load; floor: Load }> {
-  const clients = [new ExtProcClient(eppPort), new ExtProcClient(floorPort)];
-  const serial: number[][] = [[], []];
-  const conc: number[][] = [[], []];
-  const concSeconds = [0, 0];
-  const rejected = [0, 0];
-  // A rejected exchange is counted, not fatal: an EPP whose pods all went stale answers 503 until they refresh.
-  const timed = async (k: number, c: ExtProcClient, body: Buffer, into: number[]): Promise<void> => {
-    try {
-      into.push(await c.exchange(body));
-    } catch (e) {
-      if (!(e instanceof ImmediateResponse)) throw e;
-      rejected[k]!++;
-    }
-  };
-  const slice = (PHASE_SECONDS * 1000) / ROUNDS;
-  try {
-    for (const [k, c] of clients.entries()) for (let i = 0; i < 50; i++) await timed(k, c, bodies[i % bodies.length]!, []); // warm-up
-    rejected.fill(0);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const k of [0, 1]) {
-        const c = clients[k]!;
-        let deadline = performance.now() + slice;
-        for (let i = 0; performance.now() < deadline; i++) await timed(k, c, bodies[i % bodies.length]!, serial[k]!);
-        deadline = performance.now() + slice;
-        const t0 = performance.now();
-        await Promise.all(Array.from({ length: CONCURRENCY }, async (_, w) => {
-          for (let i = w; performance.now() < deadline; i += CONCURRENCY) await timed(k, c, bodies[i % bodies.length]!, conc[k]!);
-        }));
-        concSeconds[k]! += (performance.now() - t0) / 1000;
-      }
-    }
-  } finally {
-    for (const c of clients) c.close();
-  }
-  const load = (k: number): Load => {
-    const s = serial[k]!.sort((a, b) => a - b);
-    const c = conc[k]!.sort((a, b) => a - b);
-    return { rejected: rejected[k]!, serialP50: quantile(s, 0.5), serialP99: quantile(s, 0.99), rps: c.length / concSeconds[k]!, concP50: quantile(c, 0.5), concP99: quantile(c, 0.99) };
-  };
-  return { epp: load(0), floor: load(1) };
-}
-
 // ---------------------------------------------------------------------------------------------------------------------
 
 const r3 = (x: number) => +x.toFixed(3);
@@ -318,7 +257,7 @@ async function cells(machine: Machine): Promise<void> {
             const bodies = bodiesBySize.get(bytes)!;
             const before = await eppMetrics(epp);
             const t0 = performance.now();
-            const { epp: load, floor: fl } = await drivePaired(epp.grpcPort, floorPort, bodies);
+            const { epp: load, floor: fl } = await drivePaired(epp.grpcPort, floorPort, bodies, PHASE_SECONDS, CONCURRENCY);
             const after = await eppMetrics(epp);
             const seconds = (performance.now() - t0) / 1000;
             const sched = histogramQuantile(before.buckets, after.buckets, 0.99);

@@ -1,6 +1,7 @@
 /**
  * What the EPP benchmarks drive: Envoy's side of one ext_proc exchange over real gRPC (the same code for every server
- * measured, EPP or floor), and the chat bodies they send. Shared by `epp-bench.ts` and `profile-epp.ts`.
+ * measured, EPP or floor), the chat bodies they send, and the paired driver that alternates two servers. Shared by
+ * `epp-bench.ts`, `replica-scaling.ts`, `profile-epp.ts` and `ab.ts`.
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
@@ -101,4 +102,71 @@ export class ImmediateResponse extends Error {}
 
 export function headerMap(h: Record<string, string>): Json {
   return { headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+export interface Load {
+  /** Exchanges answered with an immediate response (a 503 or 429) instead of a pick; not in the latencies. */
+  rejected: number;
+  /** Exchanges answered with a pick, in both phases. */
+  answered: number;
+  serialP50: number;
+  serialP99: number;
+  rps: number;
+  concP50: number;
+  concP99: number;
+}
+
+export const ROUNDS = 4;
+
+/**
+ * The EPP and the floor (or any two ext_proc servers), paired: ROUNDS rounds, each a slice at one request in flight
+ * and a slice at `concurrency` in flight against each server in turn, `phaseSeconds` per phase and server in all. On
+ * a shared machine other work comes and goes by the second; alternating short slices gives both servers the same
+ * share of it, so their ratio holds where back-to-back runs would not.
+ */
+export async function drivePaired(eppPort: number, floorPort: number, bodies: Buffer[], phaseSeconds: number, concurrency: number): Promise<{ epp: Load; floor: Load }> {
+  const clients = [new ExtProcClient(eppPort), new ExtProcClient(floorPort)];
+  const serial: number[][] = [[], []];
+  const conc: number[][] = [[], []];
+  const concSeconds = [0, 0];
+  const rejected = [0, 0];
+  // A rejected exchange is counted, not fatal: an EPP whose pods all went stale answers 503 until they refresh.
+  const timed = async (k: number, c: ExtProcClient, body: Buffer, into: number[]): Promise<void> => {
+    try {
+      into.push(await c.exchange(body));
+    } catch (e) {
+      if (!(e instanceof ImmediateResponse)) throw e;
+      rejected[k]!++;
+    }
+  };
+  const slice = (phaseSeconds * 1000) / ROUNDS;
+  try {
+    for (const [k, c] of clients.entries()) for (let i = 0; i < 50; i++) await timed(k, c, bodies[i % bodies.length]!, []); // warm-up
+    rejected.fill(0);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const k of [0, 1]) {
+        const c = clients[k]!;
+        let deadline = performance.now() + slice;
+        for (let i = 0; performance.now() < deadline; i++) await timed(k, c, bodies[i % bodies.length]!, serial[k]!);
+        deadline = performance.now() + slice;
+        const t0 = performance.now();
+        await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+          for (let i = w; performance.now() < deadline; i += concurrency) await timed(k, c, bodies[i % bodies.length]!, conc[k]!);
+        }));
+        concSeconds[k]! += (performance.now() - t0) / 1000;
+      }
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
+  const load = (k: number): Load => {
+    const s = serial[k]!.sort((a, b) => a - b);
+    const c = conc[k]!.sort((a, b) => a - b);
+    return { rejected: rejected[k]!, answered: s.length + c.length, serialP50: quantile(s, 0.5), serialP99: quantile(s, 0.99), rps: c.length / concSeconds[k]!, concP50: quantile(c, 0.5), concP99: quantile(c, 0.99) };
+  };
+  return { epp: load(0), floor: load(1) };
 }

@@ -22,6 +22,8 @@ export interface EppProcessOptions {
   readonly nodeArgs?: readonly string[];
   /** After the benchmark's own flags. */
   readonly eppArgs?: readonly string[];
+  /** Another build's `dist/main.js` (a baseline). @default EPP_MAIN */
+  readonly binary?: string;
 }
 
 const TS_NODE = ['--require', 'ts-node/register/transpile-only'];
@@ -66,9 +68,10 @@ export interface Epp {
 }
 
 export async function startEppProcess(ports: number[], mode: ScrapeMode, options: EppProcessOptions = {}): Promise<Epp> {
-  if (!fs.existsSync(EPP_MAIN)) throw new Error(`${EPP_MAIN} is missing: run npm run build first`);
+  const binary = options.binary ?? EPP_MAIN;
+  if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: run npm run build first`);
   const child = spawn(process.execPath, [
-    ...(options.nodeArgs ?? []), EPP_MAIN, '--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--host', '127.0.0.1',
+    ...(options.nodeArgs ?? []), binary, '--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--host', '127.0.0.1',
     '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
     '--refresh-metrics-interval', `${REFRESH_MS}ms`, '--metrics-scrape-mode', mode,
     ...(options.eppArgs ?? []),

@@ -30,7 +30,7 @@ export interface ReplicaRow {
 }
 
 /** Seconds of CPU (user + system) a process has used, from /proc (Linux); NaN elsewhere. */
-function processCpuSeconds(pid: number | undefined): number {
+export function processCpuSeconds(pid: number | undefined): number {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
