@@ -8,6 +8,7 @@
  *   npm run bench:session-store -w epp [-- --quick]
  *
  * Goal (issue 10): the store adds at most 0.5 ms to a pick's p99 on loopback. Writes epp/bench/session-store-results.json.
+ * `measureSessionStore` is the measurement itself, also run by `npm run bench -w epp -- --only replicas`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -58,10 +59,33 @@ async function run(replica: Replica, shape: Cell['shape'], inFlight: number, n: 
   }));
 }
 
-async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const rounds = quick ? 2 : 6;
-  const perRound = quick ? 1000 : 3000;
+export interface SessionStoreRow {
+  readonly shape: Cell['shape'];
+  readonly inFlight: number;
+  readonly memoryP50: number;
+  readonly memoryP99: number;
+  readonly redisP50: number;
+  readonly redisP99: number;
+  readonly addedP50: number;
+  readonly addedP99: number;
+}
+
+export interface SessionStoreResult {
+  readonly machine: string;
+  readonly rounds: number;
+  readonly perRound: number;
+  /** Store reads that fell back to the local bindings during the run. */
+  readonly fallbacks: number;
+  readonly rows: SessionStoreRow[];
+  /** The markdown table and notes printed by the tool. */
+  readonly report: string[];
+}
+
+/**
+ * The measurement: a real `redis-server` on loopback, one replica with the in-memory table and one with the shared
+ * store, `rounds` interleaved rounds of `perRound` picks per cell; ms per pick.
+ */
+export async function measureSessionStore({ rounds, perRound }: { rounds: number; perRound: number }): Promise<SessionStoreResult> {
   const redis = await RedisServer.start();
   const memory = await Replica.start(FILTER(''), 'p0');
   const shared = await Replica.start(FILTER(`    sessionStore: {address: "${redis.url}", timeout: 5ms}`), 'p0');
@@ -85,11 +109,12 @@ async function main(): Promise<void> {
     const fallbacks = await shared.fallbacks();
     const cpus = os.cpus();
     const machine = `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}, node ${process.version}, ${os.platform()} ${os.release()}`;
-    console.log(`machine: ${machine}; redis-server on loopback; shared with other work, so compare within this run`);
-    console.log(`${rounds} rounds × ${perRound} picks per cell, interleaved; ms per pick (request control's route())`);
-    console.log('| sessions | in flight | memory p50 | memory p99 | redis p50 | redis p99 | added p50 | added p99 |');
-    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-    const rows = [];
+    const report: string[] = [];
+    report.push(`machine: ${machine}; redis-server on loopback; shared with other work, so compare within this run`);
+    report.push(`${rounds} rounds × ${perRound} picks per cell, interleaved; ms per pick (request control's route())`);
+    report.push('| sessions | in flight | memory p50 | memory p99 | redis p50 | redis p99 | added p50 | added p99 |');
+    report.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    const rows: SessionStoreRow[] = [];
     for (const shape of ['returning', 'new'] as const) {
       for (const inFlight of [1, 16]) {
         const [m, s] = (['memory', 'redis'] as const).map((mode) =>
@@ -101,11 +126,11 @@ async function main(): Promise<void> {
         };
         rows.push({ ...row, addedP50: row.redisP50 - row.memoryP50, addedP99: row.redisP99 - row.memoryP99 });
         const f = (x: number) => x.toFixed(3);
-        console.log(`| ${shape} | ${inFlight} | ${f(row.memoryP50)} | ${f(row.memoryP99)} | ${f(row.redisP50)} | ${f(row.redisP99)} | ${f(row.redisP50 - row.memoryP50)} | ${f(row.redisP99 - row.memoryP99)} |`);
+        report.push(`| ${shape} | ${inFlight} | ${f(row.memoryP50)} | ${f(row.memoryP99)} | ${f(row.redisP50)} | ${f(row.redisP99)} | ${f(row.redisP50 - row.memoryP50)} | ${f(row.redisP99 - row.memoryP99)} |`);
       }
     }
-    console.log(`store reads that fell back to local bindings during the run: ${fallbacks}`);
-    fs.writeFileSync(path.join(__dirname, 'session-store-results.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, rounds, perRound, fallbacks, rows }, null, 2)}\n`);
+    report.push(`store reads that fell back to local bindings during the run: ${fallbacks}`);
+    return { machine, rounds, perRound, fallbacks, rows, report };
   } finally {
     await memory.stop();
     await shared.stop();
@@ -113,7 +138,16 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const { machine, rounds, perRound, fallbacks, rows, report } = await measureSessionStore({ rounds: quick ? 2 : 6, perRound: quick ? 1000 : 3000 });
+  for (const line of report) console.log(line);
+  fs.writeFileSync(path.join(__dirname, 'session-store-results.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, rounds, perRound, fallbacks, rows }, null, 2)}\n`);
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

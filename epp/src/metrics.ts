@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { EPP_METRICS, type EppMetricKey } from './config/metric-names';
 import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
+import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
@@ -11,7 +12,12 @@ export { EPP_METRICS, EPP_METRIC_NAMES, eppMetricSeriesNames } from './config/me
 
 type Definitions = typeof EPP_METRICS;
 type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
-type CollectorOf<K extends EppMetricKey> = Definitions[K]['type'] extends 'counter'
+/** The plugin-duration histograms are observed about a dozen times per request: `BoundHistogram` (see there). */
+type HotHistogramKey = 'schedulerPluginDuration' | 'requestControlPluginDuration';
+const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set<HotHistogramKey>(['schedulerPluginDuration', 'requestControlPluginDuration']);
+type CollectorOf<K extends EppMetricKey> = K extends HotHistogramKey
+  ? BoundHistogram<LabelsOf<K>>
+  : Definitions[K]['type'] extends 'counter'
   ? Counter<LabelsOf<K>>
   : Definitions[K]['type'] extends 'gauge'
     ? Gauge<LabelsOf<K>>
@@ -52,7 +58,9 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
         case 'gauge':
           return [key, new Gauge(common)];
         case 'histogram':
-          return [key, new Histogram({ ...common, buckets: [...definition.buckets] })];
+          return HOT_HISTOGRAMS.has(key as EppMetricKey)
+            ? [key, new BoundHistogram(definition.name, definition.help, definition.labels, definition.buckets, registry)]
+            : [key, new Histogram({ ...common, buckets: [...definition.buckets] })];
       }
     }),
   ) as unknown as EppCollectors;
@@ -60,14 +68,24 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   if (options.collectDefaultMetrics === true) collectDefaultMetrics({ register: registry });
   collectors.info.set({ commit: options.commit ?? 'unknown', build_ref: options.buildRef ?? 'unknown' }, 1);
 
-  const scheduling: SchedulingMetrics = {
-    observeSchedulingDuration: (seconds) => collectors.schedulerE2eDuration.observe(seconds),
-    observePluginDuration: (extensionPoint, pluginName, seconds) => {
+  // Each (extension point, plugin) series resolved once: the scheduler observes one per plugin call.
+  const pluginSeries = new Map<ExtensionPoint, Map<string, HistogramSeries>>();
+  const seriesOf = (extensionPoint: ExtensionPoint, pluginName: string): HistogramSeries => {
+    let byName = pluginSeries.get(extensionPoint);
+    if (byName === undefined) pluginSeries.set(extensionPoint, (byName = new Map()));
+    let series = byName.get(pluginName);
+    if (series === undefined) {
       const histogram = REQUEST_CONTROL_POINTS.has(extensionPoint)
         ? collectors.requestControlPluginDuration
         : collectors.schedulerPluginDuration;
-      histogram.observe({ plugin_type: extensionPoint, plugin_name: pluginName }, seconds);
-    },
+      series = histogram.child({ plugin_type: extensionPoint, plugin_name: pluginName });
+      byName.set(pluginName, series);
+    }
+    return series;
+  };
+  const scheduling: SchedulingMetrics = {
+    observeSchedulingDuration: (seconds) => collectors.schedulerE2eDuration.observe(seconds),
+    observePluginDuration: (extensionPoint, pluginName, seconds) => seriesOf(extensionPoint, pluginName).observe(seconds),
     countPick: (endpointKey) => collectors.picks.inc({ destination_endpoint: endpointKey }),
     countSchedulingFailure: (reason) => collectors.schedulingFailures.inc({ reason }),
     countSessionAffinity: (outcome) => collectors.sessionAffinity.inc({ outcome }),

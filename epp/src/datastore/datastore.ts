@@ -104,6 +104,8 @@ interface EndpointRecord {
   /** Worker mode: the pool's handle for this record's scraper, and the status of its last scrape. */
   scrapeId?: number;
   scrapeStatus?: ScrapeStatus;
+  /** This record's frozen snapshot while its endpoint, metrics and in-flight count are unchanged. */
+  snap?: EndpointSnapshot;
 }
 
 const ADAPT_WINDOW_MS = 1000;
@@ -143,6 +145,12 @@ export class Datastore {
   /** A scrape-budget interval change is waiting to be posted to the workers. */
   private budgetPosting = false;
   private readonly pendingStops = new Set<Promise<void>>();
+  /**
+   * The last `snapshot()`, reused until a record changes: at 256 pods a request would otherwise freeze 256 new
+   * objects while, between two scrape batches, only the in-flight counts of the pods it and its neighbours picked
+   * changed. Each record keeps its own snapshot too, so a rebuild allocates only for the records that changed.
+   */
+  private snapshotCache: readonly EndpointSnapshot[] | undefined;
 
   constructor(private readonly options: DatastoreOptions = {}) {
     if (options.metricsPort !== undefined && options.metricsPort !== 0 && !isPort(options.metricsPort)) {
@@ -187,6 +195,7 @@ export class Datastore {
         const rec = this.byScrapeId.get(id);
         if (!rec) return;
         rec.metrics = metrics;
+        this.changed(rec);
         rec.scrapeStatus = status;
         this.countScrape(status);
       },
@@ -296,12 +305,14 @@ export class Datastore {
     if (existing) {
       if (existing.endpoint.name === ep.name && existing.endpoint.namespace === ep.namespace) {
         existing.endpoint = ep;
+        this.changed(existing);
         return false;
       }
       this.removeEndpoint(ep.key);
     }
-    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS };
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined };
     this.records.set(ep.key, rec);
+    this.snapshotCache = undefined;
     const url = metricsUrl(ep.address, this.options.metricsPort || ep.port, {
       scheme: this.options.metricsScheme,
       path: this.options.metricsPath,
@@ -322,6 +333,7 @@ export class Datastore {
         onUpdate: (m, status) => {
           if (this.records.get(ep.key) !== rec) return;
           rec.metrics = m;
+          this.changed(rec);
           this.adaptWindow.scrapes++;
           this.adaptWindow.costMs += status.lastCostMs;
           this.countScrape(status);
@@ -339,6 +351,7 @@ export class Datastore {
     const rec = this.records.get(key);
     if (!rec) return false;
     this.records.delete(key);
+    this.snapshotCache = undefined;
     if (rec.scraper) this.track(rec.scraper.stop());
     if (rec.scrapeId !== undefined) {
       this.byScrapeId.delete(rec.scrapeId);
@@ -406,6 +419,7 @@ export class Datastore {
     const rec = this.records.get(key);
     if (!rec) throw new Error(`unknown endpoint ${key}`);
     rec.metrics = Object.freeze({ ...rec.metrics, ...metrics });
+    this.changed(rec);
   }
 
   // ---- in-flight requests (written by request control) ----
@@ -413,6 +427,7 @@ export class Datastore {
   /** Counts a request routed to `key` until release(key). */
   acquire(key: string): void {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    this.changedKey(key);
   }
 
   /** Ends a request counted by acquire(key). Extra releases are ignored. */
@@ -420,6 +435,7 @@ export class Datastore {
     const n = this.inFlight.get(key) ?? 0;
     if (n <= 1) this.inFlight.delete(key);
     else this.inFlight.set(key, n - 1);
+    if (n > 0) this.changedKey(key);
   }
 
   activeRequests(key: string): number {
@@ -432,12 +448,26 @@ export class Datastore {
    * One frozen record per endpoint, for one scheduling cycle. Endpoint and metrics objects are immutable and replaced
    * (never mutated) on change, so sharing them is safe; later updates do not show through.
    */
-  snapshot(): EndpointSnapshot[] {
+  snapshot(): readonly EndpointSnapshot[] {
+    if (this.snapshotCache !== undefined) return this.snapshotCache;
     const out: EndpointSnapshot[] = [];
-    for (const [key, rec] of this.records) {
-      out.push(Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(key) ?? 0 }));
+    for (const rec of this.records.values()) {
+      rec.snap ??= Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(rec.endpoint.key) ?? 0 });
+      out.push(rec.snap);
     }
-    return out;
+    this.snapshotCache = Object.freeze(out);
+    return this.snapshotCache;
+  }
+
+  /** A record's endpoint, metrics or in-flight count changed: its snapshot and the pool's are out of date. */
+  private changed(rec: EndpointRecord): void {
+    rec.snap = undefined;
+    this.snapshotCache = undefined;
+  }
+
+  private changedKey(key: string): void {
+    const rec = this.records.get(key);
+    if (rec !== undefined) this.changed(rec);
   }
 
   poolStats(): PoolStats {

@@ -21,6 +21,7 @@ import {
   type ProfileHandler,
   type ProfileOutcome,
   type ProfileRunResult,
+  type ScoredEndpoint,
   type Scorer,
 } from './framework';
 import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } from './metrics-hooks';
@@ -260,10 +261,7 @@ export class Scheduler {
     if (targets.length === 0) {
       return new SchedulingError('no-endpoints', `${profile.picker.name} picked nothing (profile "${profile.name}")`);
     }
-    const result: ProfileRunResult = {
-      targets,
-      scores: new Map(scored.map(({ endpoint, score }) => [endpoint.endpoint.key, score])),
-    };
+    const result: ProfileRunResult = { targets, scores: new LazyScores(scored) };
     for (const plugin of profile.postCycles) {
       this.timed('PostCycle', plugin.name, () => plugin.postCycle(cycle, result));
     }
@@ -278,6 +276,33 @@ export class Scheduler {
       this.metrics.observePluginDuration(extensionPoint, pluginName, this.monotonicSeconds() - started);
     }
   }
+}
+
+/**
+ * The weighted totals by endpoint key, as a Map built only when someone reads it: the cycle itself never does (the
+ * picker reads `scored`), and at 256 candidates building it for every request cost more than all the scorers but
+ * the prefix one. Logs, tests and post-cycle plugins that read it get the same Map as before.
+ */
+class LazyScores implements ReadonlyMap<string, number> {
+  private map: Map<string, number> | undefined;
+
+  constructor(private readonly scored: readonly ScoredEndpoint[]) {}
+
+  private get built(): Map<string, number> {
+    this.map ??= new Map(this.scored.map(({ endpoint, score }) => [endpoint.endpoint.key, score]));
+    return this.map;
+  }
+
+  get size(): number { return this.built.size; }
+  get(key: string): number | undefined { return this.built.get(key); }
+  has(key: string): boolean { return this.built.has(key); }
+  forEach(fn: (value: number, key: string, map: ReadonlyMap<string, number>) => void, thisArg?: unknown): void {
+    this.built.forEach((v, k) => fn.call(thisArg, v, k, this));
+  }
+  entries(): MapIterator<[string, number]> { return this.built.entries(); }
+  keys(): MapIterator<string> { return this.built.keys(); }
+  values(): MapIterator<number> { return this.built.values(); }
+  [Symbol.iterator](): MapIterator<[string, number]> { return this.built[Symbol.iterator](); }
 }
 
 /** Builds the plugins of a config and a Scheduler over them. @throws ConfigError when the config is invalid. */

@@ -1,4 +1,4 @@
-import type { EndpointSnapshot } from '../../datastore/types';
+import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, Filter } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 
@@ -23,6 +23,9 @@ export class ByLabelFilter implements Filter {
   /** An eligibility rule: when nothing matches, waiting will not help, so the request fails as 'no-endpoints'. */
   readonly emptyResultReason = 'no-endpoints' as const;
   private readonly validValues: ReadonlySet<string>;
+  /** The endpoint judged at each candidate position last time, and the verdict. */
+  private readonly judged: (Endpoint | undefined)[] = [];
+  private readonly verdicts: boolean[] = [];
 
   constructor(
     readonly name: string,
@@ -33,11 +36,28 @@ export class ByLabelFilter implements Filter {
   }
 
   filter(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
-    const { label, allowsNoLabel } = this.parameters;
-    return candidates.filter((candidate) => {
-      const value = candidate.endpoint.labels[label];
-      return value === undefined ? allowsNoLabel : this.validValues.has(value);
-    });
+    // The verdict depends on the endpoint's labels only, and the datastore replaces an endpoint object (never mutates
+    // it) when discovery changes it. Candidates come in pool order, so the endpoint at each position is usually the one
+    // judged there last time: a pointer comparison instead of a label lookup (a miss on an unlabelled pod's empty
+    // labels object measured ~150 ns per pod at 256 pods).
+    const judged = this.judged;
+    const verdicts = this.verdicts;
+    let allKept = true;
+    for (let i = 0; i < candidates.length; i++) {
+      const endpoint = candidates[i]!.endpoint;
+      if (judged[i] !== endpoint) {
+        judged[i] = endpoint;
+        verdicts[i] = this.keeps(endpoint);
+      }
+      if (!verdicts[i]) allKept = false;
+    }
+    // Usually every pod qualifies: hand the same (read-only) array on instead of copying it.
+    return allKept ? candidates : candidates.filter((_, i) => verdicts[i]);
+  }
+
+  private keeps(endpoint: Endpoint): boolean {
+    const value = endpoint.labels[this.parameters.label];
+    return value === undefined ? this.parameters.allowsNoLabel : this.validValues.has(value);
   }
 }
 

@@ -112,6 +112,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   /** The `num_gpu_blocks` and `block_size` each endpoint's capacity was last computed from. */
   private readonly sizedFrom = new Map<string, { numGpuBlocks: number; blockSize: number | undefined }>();
   private budgetBinding = false;
+  /** The snapshot learnt from at each candidate position in the last cycle (see `score`); cleared on pool changes. */
+  private learntFrom: (EndpointSnapshot | undefined)[] = [];
 
   constructor(
     readonly name: string,
@@ -126,12 +128,24 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   addEndpoint(endpoint: Endpoint): void {
+    this.learntFrom = [];
     this.index.addEndpoint(endpoint.key);
     this.afterCapacityChange();
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
-    if (this.parameters.autoTune) for (const candidate of candidates) this.learnCapacity(candidate);
+    if (this.parameters.autoTune) {
+      // The datastore hands out the same frozen snapshot object while an endpoint's metrics and in-flight count are
+      // unchanged, and candidates come in pool order, so comparing with what sat at the same position last time skips
+      // all but the few that changed since the last request, without a lookup per candidate.
+      const seen = this.learntFrom;
+      for (let i = 0; i < candidates.length; i++) {
+        const candidate = candidates[i]!;
+        if (seen[i] === candidate) continue;
+        seen[i] = candidate;
+        this.learnCapacity(candidate);
+      }
+    }
     const { request } = cycle;
     const blocks = hashPromptBlocks(
       request.model,
@@ -139,12 +153,20 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       this.parameters.hashBlockSize,
       this.parameters.maxPrefixBlocksToMatch,
     );
-    if (blocks.length === 0) return candidates.map(() => 0);
-    const candidateKeys = new Set(candidates.map((candidate) => candidate.endpoint.key));
-    const matchedBlocks = this.index.longestPrefixMatches(blocks, candidateKeys);
+    const scores = new Array<number>(candidates.length).fill(0);
+    if (blocks.length === 0) return scores;
+    // Every endpoint's match (the candidates' do not depend on the others'), read for the candidates below: cheaper
+    // than a set of their keys. Non-candidates in the map are never read for scoring, and the latency scorer and
+    // post-cycle read it by candidate key.
+    const matchedBlocks = this.index.longestPrefixMatches(blocks);
     cycle.state.set(this.matchKey, { blocks, matchedBlocks });
     publishPrefixMatch(cycle.state, { unit: 'characters', promptLength: request.prompt.length, cachedLength: new Map([...matchedBlocks].map(([k, n]) => [k, n * this.parameters.hashBlockSize])) });
-    return candidates.map((candidate) => (matchedBlocks.get(candidate.endpoint.key) ?? 0) / blocks.length);
+    if (matchedBlocks.size === 0) return scores;
+    for (let i = 0; i < candidates.length; i++) {
+      const matched = matchedBlocks.get(candidates[i]!.endpoint.key);
+      if (matched !== undefined) scores[i] = matched / blocks.length;
+    }
+    return scores;
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -162,6 +184,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   removeEndpoint(endpointKey: string): void {
+    this.learntFrom = [];
     this.index.removeEndpoint(endpointKey);
     this.sizedFrom.delete(endpointKey);
     this.afterCapacityChange();

@@ -172,10 +172,13 @@ export class PrefixBlockIndex {
   }
 
   /**
-   * For each endpoint in `candidates`, how many blocks from the start of `blocks` it holds without a gap. Walks the
-   * blocks once, following only the endpoints still matching, and stops when none is left.
+   * For each endpoint in `candidates` (every endpoint when omitted), how many blocks from the start of `blocks` it
+   * holds without a gap; endpoints holding none are left out. Walks the blocks once, following only the endpoints
+   * still matching, and stops when none is left. An endpoint's count does not depend on which others are asked for,
+   * so the scheduler asks for all and reads its candidates' counts: building a set of 256 keys per request cost more
+   * than the walk.
    */
-  longestPrefixMatches(blocks: readonly number[], candidates: ReadonlySet<string>): Map<string, number> {
+  longestPrefixMatches(blocks: readonly number[], candidates?: ReadonlySet<string>): Map<string, number> {
     const matched = new Map<string, number>();
     if (blocks.length === 0 || this.entries === 0) return matched;
     if (this.reached.length < this.endpointById.length) this.reached = new Float64Array(this.endpointById.length * 2);
@@ -187,7 +190,7 @@ export class PrefixBlockIndex {
     for (let slot = this.buckets[this.bucketOf(first)]!; slot !== NONE; slot = this.chain[slot]!) {
       if (this.keyAt[slot] !== first) continue;
       const state = this.endpointById[this.endpointAt[slot]!]!;
-      if (!candidates.has(state.key)) continue;
+      if (candidates !== undefined && !candidates.has(state.key)) continue;
       this.reached[state.id] = base + 1;
       starters.push(state);
     }

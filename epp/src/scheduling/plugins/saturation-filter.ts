@@ -48,13 +48,20 @@ export class SaturationFilter implements Filter {
     const now = this.handle.now();
     const excluded: SaturationExclusionReason[] = [];
     cycle.state.set(this.excludedKey, excluded);
-    return candidates.filter((candidate) => {
+    // Usually no pod is excluded: hand the same (read-only) array on, and copy only from the first exclusion.
+    let kept: EndpointSnapshot[] | undefined;
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i]!;
       const reason = this.exclusionReason(candidate, now);
-      if (reason === undefined) return true;
+      if (reason === undefined) {
+        kept?.push(candidate);
+        continue;
+      }
+      kept ??= candidates.slice(0, i);
       excluded.push(reason);
       this.handle.metrics.countSaturationExclusion(reason);
-      return false;
-    });
+    }
+    return kept ?? candidates;
   }
 
   /**

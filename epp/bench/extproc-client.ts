@@ -1,0 +1,172 @@
+/**
+ * What the EPP benchmarks drive: Envoy's side of one ext_proc exchange over real gRPC (the same code for every server
+ * measured, EPP or floor), the chat bodies they send, and the paired driver that alternates two servers. Shared by
+ * `epp-bench.ts`, `replica-scaling.ts`, `profile-epp.ts` and `ab.ts`.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Prompt families per workload: requests share a family's prefix. */
+export const SHARED_PREFIXES = 32;
+
+export function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+const VOCABULARY = (
+  'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were '
+  + 'her she there can all their has been if more one would will other so what up when who about out than into some them '
+  + 'only time could these two may then do first any my now such like our over man me even most made after also did many '
+  + 'before must through back years where much your way well down should because each just those people how too little '
+  + 'state good very make world still own see men work long get here between both life being under never day same another '
+  + 'know while last might us great old year off come since against go came right used take three cache route prefix block '
+  + 'token model server request latency queue memory tensor batch decode prefill kernel scheduler replica cluster gateway'
+).split(' ');
+
+/** Chat bodies of about `bytes`, in `SHARED_PREFIXES` families that share all but the last ~10% (RAG-like). */
+export function workload(bytes: number, count: number): Buffer[] {
+  const rnd = lcg(bytes);
+  // English-like words (a few hundred distinct, roughly one token each, as in prose): token density like real prompts,
+  // not the digit-per-token density of synthetic ids.
+  const word = () => VOCABULARY[Math.floor(rnd() * VOCABULARY.length)]!;
+  const text = (n: number) => {
+    const parts: string[] = [];
+    let len = 0;
+    while (len < n) { const w = word(); parts.push(w); len += w.length + 1; }
+    return parts.join(' ');
+  };
+  const prefixes = Array.from({ length: SHARED_PREFIXES }, () => text(Math.floor(bytes * 0.9)));
+  return Array.from({ length: count }, (_, i) => Buffer.from(JSON.stringify({
+    model: 'Qwen/Qwen3-0.6B',
+    messages: [
+      { role: 'system', content: prefixes[i % SHARED_PREFIXES] },
+      { role: 'user', content: text(Math.floor(bytes * 0.1)) },
+    ],
+  })));
+}
+
+export class ExtProcClient {
+  private readonly client: grpc.Client;
+  private static readonly def = loadEnvoyApi().packageDefinition['envoy.service.ext_proc.v3.ExternalProcessor'] as grpc.ServiceDefinition;
+  private readonly serialize = ExtProcClient.def.Process.requestSerialize as (v: unknown) => Buffer;
+  private readonly deserialize = ExtProcClient.def.Process.responseDeserialize as (b: Buffer) => Json;
+  private readonly reqHeaders = headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
+  private readonly respHeaders = headerMap({ ':status': '200', 'content-type': 'application/json' });
+
+  constructor(port: number) {
+    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  }
+
+  /**
+   * Request headers, the body in 16 KB full-duplex chunks, until the last body chunk comes back (the pick made and the
+   * body released); then the response headers (end of stream) and their answer. Resolves with the round trip in ms.
+   */
+  exchange(body: Buffer): Promise<number> {
+    const t0 = performance.now();
+    return new Promise<number>((resolve, reject) => {
+      const call = this.client.makeBidiStreamRequest<Buffer, Buffer>('/envoy.service.ext_proc.v3.ExternalProcessor/Process', (b) => b, (b) => b);
+      let phase: 'request' | 'response' = 'request';
+      call.on('data', (b: Buffer) => {
+        const m = this.deserialize(b);
+        if (m.immediate_response) {
+          reject(new ImmediateResponse(JSON.stringify(m.immediate_response.status)));
+          call.cancel();
+          return;
+        }
+        if (phase === 'request' && m.request_body?.response?.body_mutation?.streamed_response?.end_of_stream) {
+          phase = 'response';
+          call.write(this.serialize({ response_headers: { headers: this.respHeaders, end_of_stream: true } }));
+        } else if (phase === 'response' && m.response_headers) {
+          call.end();
+        }
+      });
+      call.on('error', reject);
+      call.on('status', (s: grpc.StatusObject) => (s.code === grpc.status.OK ? resolve(performance.now() - t0) : reject(new Error(s.details))));
+      call.write(this.serialize({ request_headers: { headers: this.reqHeaders, end_of_stream: false } }));
+      for (let off = 0; off < body.length; off += 16 * 1024) {
+        call.write(this.serialize({ request_body: { body: body.subarray(off, off + 16 * 1024), end_of_stream: off + 16 * 1024 >= body.length } }));
+      }
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** The server answered with a local reply instead of a pick (the EPP's 503 when no endpoint has fresh metrics). */
+export class ImmediateResponse extends Error {}
+
+export function headerMap(h: Record<string, string>): Json {
+  return { headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+export interface Load {
+  /** Exchanges answered with an immediate response (a 503 or 429) instead of a pick; not in the latencies. */
+  rejected: number;
+  /** Exchanges answered with a pick, in both phases. */
+  answered: number;
+  serialP50: number;
+  serialP99: number;
+  rps: number;
+  concP50: number;
+  concP99: number;
+}
+
+export const ROUNDS = 4;
+
+/**
+ * The EPP and the floor (or any two ext_proc servers), paired: ROUNDS rounds, each a slice at one request in flight
+ * and a slice at `concurrency` in flight against each server in turn, `phaseSeconds` per phase and server in all. On
+ * a shared machine other work comes and goes by the second; alternating short slices gives both servers the same
+ * share of it, so their ratio holds where back-to-back runs would not.
+ */
+export async function drivePaired(eppPort: number, floorPort: number, bodies: Buffer[], phaseSeconds: number, concurrency: number): Promise<{ epp: Load; floor: Load }> {
+  const clients = [new ExtProcClient(eppPort), new ExtProcClient(floorPort)];
+  const serial: number[][] = [[], []];
+  const conc: number[][] = [[], []];
+  const concSeconds = [0, 0];
+  const rejected = [0, 0];
+  // A rejected exchange is counted, not fatal: an EPP whose pods all went stale answers 503 until they refresh.
+  const timed = async (k: number, c: ExtProcClient, body: Buffer, into: number[]): Promise<void> => {
+    try {
+      into.push(await c.exchange(body));
+    } catch (e) {
+      if (!(e instanceof ImmediateResponse)) throw e;
+      rejected[k]!++;
+    }
+  };
+  const slice = (phaseSeconds * 1000) / ROUNDS;
+  try {
+    for (const [k, c] of clients.entries()) for (let i = 0; i < 50; i++) await timed(k, c, bodies[i % bodies.length]!, []); // warm-up
+    rejected.fill(0);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const k of [0, 1]) {
+        const c = clients[k]!;
+        let deadline = performance.now() + slice;
+        for (let i = 0; performance.now() < deadline; i++) await timed(k, c, bodies[i % bodies.length]!, serial[k]!);
+        deadline = performance.now() + slice;
+        const t0 = performance.now();
+        await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+          for (let i = w; performance.now() < deadline; i += concurrency) await timed(k, c, bodies[i % bodies.length]!, conc[k]!);
+        }));
+        concSeconds[k]! += (performance.now() - t0) / 1000;
+      }
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
+  const load = (k: number): Load => {
+    const s = serial[k]!.sort((a, b) => a - b);
+    const c = conc[k]!.sort((a, b) => a - b);
+    return { rejected: rejected[k]!, answered: s.length + c.length, serialP50: quantile(s, 0.5), serialP99: quantile(s, 0.99), rps: c.length / concSeconds[k]!, concP50: quantile(c, 0.5), concP99: quantile(c, 0.99) };
+  };
+  return { epp: load(0), floor: load(1) };
+}

@@ -1,0 +1,131 @@
+/**
+ * The EPP benchmarks' processes: the EPP under test (the real `kvroute-epp` binary, `dist/main.js`), the forked helper
+ * servers (`metrics-servers.ts`, `floor-server.ts`) and what is read from the EPP's own `/metrics` page.
+ */
+import { fork, spawn, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { parsePrometheusText } from '@kvroute/protocol/prometheus';
+import type { ScrapeMode } from '../src/datastore/datastore';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The metrics refresh period every benchmark EPP runs with (GIE's default). */
+export const REFRESH_MS = 50;
+/** The EPP binary; `KVROUTE_EPP_MAIN` points the benchmarks at another build (e.g. a baseline checkout's). */
+export const EPP_MAIN = process.env.KVROUTE_EPP_MAIN ?? path.join(__dirname, '..', 'dist', 'main.js');
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface EppProcessOptions {
+  /** Before the script, e.g. `--cpu-prof`. */
+  readonly nodeArgs?: readonly string[];
+  /** After the benchmark's own flags. */
+  readonly eppArgs?: readonly string[];
+  /** Another build's `dist/main.js` (a baseline). @default EPP_MAIN */
+  readonly binary?: string;
+}
+
+const TS_NODE = ['--require', 'ts-node/register/transpile-only'];
+
+export function forkTs(file: string, args: string[] = []): ChildProcess {
+  return fork(path.join(__dirname, file), args, { execArgv: TS_NODE, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+}
+
+export function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: Json) => {
+      if (m.type !== type) return;
+      cleanup();
+      resolve(m as T);
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`child exited (${code}) before sending ${type}`));
+    };
+    const cleanup = () => {
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface Epp {
+  readonly child: ChildProcess;
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+}
+
+export async function startEppProcess(ports: number[], mode: ScrapeMode, options: EppProcessOptions = {}): Promise<Epp> {
+  const binary = options.binary ?? EPP_MAIN;
+  if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: run npm run build first`);
+  const child = spawn(process.execPath, [
+    ...(options.nodeArgs ?? []), binary, '--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--host', '127.0.0.1',
+    '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+    '--refresh-metrics-interval', `${REFRESH_MS}ms`, '--metrics-scrape-mode', mode,
+    ...(options.eppArgs ?? []),
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const listening = await new Promise<Json>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const line = buf.split('\n').find((l) => l.includes('"listening"'));
+      if (line) resolve(JSON.parse(line) as Json);
+    });
+    child.once('exit', (code) => reject(new Error(`kvroute-epp exited with ${code} before listening`)));
+  });
+  const epp = { child, grpcPort: listening.grpcPort as number, metricsPort: listening.metricsPort as number };
+  // Ready when every pod has been scraped about twice.
+  const deadline = Date.now() + 60_000;
+  while ((await eppMetrics(epp)).scrapes < 2 * ports.length) {
+    if (Date.now() > deadline) throw new Error('the EPP did not scrape its pods within 60 s');
+    await sleep(200);
+  }
+  return epp;
+}
+
+export interface EppReading {
+  readonly scrapes: number;
+  readonly scrapeFailures: number;
+  /** Cumulative scheduling-duration buckets: upper bound (s) → count. */
+  readonly buckets: [number, number][];
+  readonly rss: number;
+  readonly heapUsed: number;
+  /** Routing-loop utilization since the previous read of the page. */
+  readonly elu: number;
+  readonly refreshIntervalMs: number;
+}
+
+export async function eppMetrics(epp: Epp): Promise<EppReading> {
+  const text = await (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
+  const families = parsePrometheusText(text, { strict: false }).families;
+  const samples = (name: string) => families.get(name)?.samples ?? [];
+  const one = (name: string) => samples(name)[0]?.value ?? NaN;
+  const scrapes = samples('kvroute_epp_model_server_scrapes_total');
+  const buckets = samples('inference_extension_scheduler_e2e_duration_seconds')
+    .filter((s) => s.name.endsWith('_bucket'))
+    .map((s): [number, number] => [s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), s.value])
+    .sort((a, b) => a[0] - b[0]);
+  return {
+    scrapes: scrapes.find((s) => s.labels.outcome === 'success')?.value ?? 0,
+    scrapeFailures: scrapes.find((s) => s.labels.outcome === 'failure')?.value ?? 0,
+    buckets,
+    rss: one('process_resident_memory_bytes'),
+    heapUsed: one('nodejs_heap_size_used_bytes'),
+    elu: one('kvroute_epp_event_loop_utilization'),
+    refreshIntervalMs: one('kvroute_epp_metrics_refresh_interval_seconds') * 1000,
+  };
+}
+
+/** Quantile of the observations between two readings of a cumulative histogram, linear within a bucket. */

@@ -1,0 +1,43 @@
+import { seededRandom } from '@kvroute/testkit';
+import { Histogram, Registry } from 'prom-client';
+import { BoundHistogram } from '../src/bound-histogram';
+import { createEppMetrics } from '../src/metrics';
+
+const BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01];
+
+describe('BoundHistogram (the plugin-duration histograms)', () => {
+  it('renders exactly what prom-client\'s Histogram renders for the same observations', async () => {
+    const random = seededRandom(17);
+    const theirs = new Registry();
+    const ours = new Registry();
+    const reference = new Histogram({ name: 'x_seconds', help: 'h', labelNames: ['plugin_type', 'plugin_name'], buckets: BUCKETS, registers: [theirs] });
+    const bound = new BoundHistogram('x_seconds', 'h', ['plugin_type', 'plugin_name'], BUCKETS, ours);
+    const labelSets = ['Filter', 'Scorer', 'Picker'].flatMap((t) => ['a', 'b-c', 'q"uote'].map((n) => ({ plugin_type: t, plugin_name: n })));
+    for (let i = 0; i < 5000; i++) {
+      const labels = labelSets[Math.floor(random() * labelSets.length)]!;
+      // Values on the bounds too: a value equal to a bound belongs to that bucket in both.
+      const value = random() < 0.2 ? BUCKETS[Math.floor(random() * BUCKETS.length)]! : random() * random() * 0.02;
+      reference.observe(labels, value);
+      if (i % 2 === 0) bound.observe(labels, value);
+      else bound.child(labels).observe(value);
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+  });
+
+  it('names the label it rejects', () => {
+    const bound = new BoundHistogram('y_seconds', 'h', ['plugin_type'], BUCKETS, new Registry());
+    expect(() => bound.child({ plugin_type: 'Filter', other: 'x' } as unknown as Record<'plugin_type', string>)).toThrow('y_seconds: unknown label other (labels: plugin_type)');
+    expect(() => bound.observe({ plugin_type: 'Filter' }, Number.NaN)).toThrow('histogram value must be a finite number');
+  });
+
+  it('serves the EPP\'s scheduler plugin durations on its registry page', async () => {
+    const metrics = createEppMetrics();
+    metrics.scheduling.observePluginDuration('Scorer', 'prefix-cache-scorer', 0.0003);
+    metrics.scheduling.observePluginDuration('Scorer', 'prefix-cache-scorer', 0.003);
+    metrics.scheduling.observePluginDuration('PreRequest', 'session-affinity-filter', 0.0001);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('# TYPE inference_extension_scheduler_plugin_duration_seconds histogram');
+    expect(text).toMatch(/^inference_extension_scheduler_plugin_duration_seconds_count\{plugin_type="Scorer",plugin_name="prefix-cache-scorer"\} 2$/m);
+    expect(text).toMatch(/^inference_extension_request_control_plugin_duration_seconds_count\{plugin_type="PreRequest",plugin_name="session-affinity-filter"\} 1$/m);
+  });
+});
