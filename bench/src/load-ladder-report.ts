@@ -16,7 +16,7 @@ function table(header: string[], rows: string[][]): string {
 }
 
 export function ladderCellTitle(c: LadderCell): string {
-  return `${c.workload} × ${c.capacity} KV (${c.kvCacheBlocksPerPod} blocks/pod, working set ${c.workingSetBlocks} blocks); `
+  return `${c.workload} × ${c.capacity} KV (${c.kvCacheBlocksPerPod} blocks/pod, working set ${c.workingSetBlocks} blocks; time scale ${c.timeScale}×); `
     + `saturation ${c.saturation.rateRps.toFixed(1)} req/s (round robin, ${c.saturation.inFlight} in flight, hit ${pct(c.saturation.hitRate)})`;
 }
 
@@ -138,7 +138,7 @@ ${rows}
 </table>`;
   }).join('\n');
   return `<h2>Open-loop load ladder</h2>
-<p class="note">${escape(`Poisson arrivals at ${r.loads.map(loadText).join(', ')} of each workload × capacity's saturation rate (the throughput round robin sustains with every pod's queue never empty), fresh pods per run, time scale ${r.timeScale}× (TTFTs and rates in simulated time). Offered and req/s: requests per simulated second. unc/cached: uncached TTFT p50 over cached TTFT p50 (≥50% vs <10% of the prompt cached). 429: answered 429 by the EPP's saturation filter.`)}</p>
+<p class="note">${escape(`Poisson arrivals at ${r.loads.map(loadText).join(', ')} of each workload × capacity's saturation rate (the throughput round robin sustains with every pod's queue never empty), fresh pods per run (TTFTs and rates in simulated time; each workload's time scale is in its heading). Offered and req/s: requests per simulated second. unc/cached: uncached TTFT p50 over cached TTFT p50 (≥50% vs <10% of the prompt cached). 429: answered 429 by the EPP's saturation filter.`)}</p>
 <h3>Goals (issue 9)</h3>
 ${htmlGoals(r)}
 ${cells}`;

@@ -42,7 +42,10 @@ export const LADDER_WORKLOAD_NAMES: readonly LadderWorkloadName[] = ['interactiv
 
 export interface InteractiveSize {
   readonly sessions: number;
+  /** The most turns a conversation sends; the run ends after `requests` arrivals, wherever each conversation is. */
   readonly turnsPerSession: number;
+  /** Requests per run (Poisson arrivals), at most sessions × turns. */
+  readonly requests: number;
   readonly systemPrompts: number;
   readonly systemPromptWords: number;
   readonly userWords: number;
@@ -73,8 +76,14 @@ export interface LadderOptions {
   readonly saturationInFlightPerPod: number;
   /** Share of the saturation run's completions left out at each end (ramp-up, drain). */
   readonly saturationTrim: number;
-  /** The ladder's own simulated-time speed-up (wall-clock budget); TTFTs and rates are reported in simulated time. */
-  readonly timeScale: number;
+  /** Saturation runs per workload × capacity; the median rate is used (one run is a few seconds: noise). */
+  readonly saturationRuns: number;
+  /**
+   * The simulated-time speed-up per workload (the wall-clock budget); TTFTs and rates are reported in simulated time.
+   * A speed-up multiplies the real costs (client, gateway, router) too, so it is only used where it does not change
+   * what is measured: see DEFAULT_LADDER_OPTIONS.
+   */
+  readonly timeScale: Readonly<Record<LadderWorkloadName, number>>;
 }
 
 /** What the ladder needs from the routing benchmark's options. */
@@ -96,21 +105,27 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   loads: DEFAULT_LADDER_LOADS,
   // Issue 9's "Why": a few dozen conversations, a handful of shared system prompts of about a thousand tokens (≈750
   // words of this vocabulary), think time between turns. The think time is short (a real user's is seconds to minutes)
-  // so that the conversations can carry the highest rung's rate (32 conversations each sending a turn every think time
-  // plus a reply) and a rung fits the budget; what it must do — leave each conversation idle between turns, so
-  // placement decides where the next turn queues — it does at any length.
-  interactive: { sessions: 32, turnsPerSession: 5, systemPrompts: 4, systemPromptWords: 750, userWords: 60, outputTokens: 16, thinkMs: 500 },
+  // so that the conversations can carry the highest rung's rate (48 conversations each sending a turn every think time
+  // plus a reply: about 70 requests/s here) and a rung fits the budget; what it must do — leave each conversation idle
+  // between turns, so placement decides where the next turn queues — it does at any length. 320 requests: the
+  // interactive requests are cheap (the pool serves about 70 a second), so a run needs this many to last a few seconds.
+  interactive: { sessions: 40, turnsPerSession: 8, requests: 160, systemPrompts: 4, systemPromptWords: 1100, userWords: 200, outputTokens: 16, thinkMs: 300 },
   // SGLang's generated-shared-prefix shape (a long group prompt, a short question), scaled to the budget.
   sharedPrefix: { groups: 32, promptsPerGroup: 4, systemTokens: 1024, questionTokens: 64, outputTokens: 16 },
   // The simulator prefills one request at a time per pod; 8 waiting per pod keep the lane busy through every decode.
   saturationInFlightPerPod: 8,
   saturationTrim: 0.2,
-  timeScale: 2,
+  saturationRuns: 3,
+  // Measured on the 2-core machine (2026-11-29): shared-prefix saturates at the same simulated rate at 1× and 2×
+  // (21.2 / 20.7 against 21.1 / 20.7 req/s), so 2× halves its wall time and changes nothing else. The interactive
+  // requests are cheap in simulated time (most of each prompt is cached), so their saturation rate is high in wall
+  // terms, and at 2× the machine's CPU bound it instead of the pods (32-56 req/s against 76-78 at 1×): it runs at 1×.
+  timeScale: { interactive: 1, 'shared-prefix': 2 },
 };
 
 /** `--quick`: a few minutes. */
 export const QUICK_LADDER_OVERRIDES: Partial<LadderOptions> = {
-  interactive: { sessions: 16, turnsPerSession: 3, systemPrompts: 2, systemPromptWords: 400, userWords: 40, outputTokens: 8, thinkMs: 500 },
+  interactive: { sessions: 24, turnsPerSession: 6, requests: 96, systemPrompts: 2, systemPromptWords: 400, userWords: 40, outputTokens: 8, thinkMs: 300 },
   sharedPrefix: { groups: 12, promptsPerGroup: 3, systemTokens: 512, questionTokens: 32, outputTokens: 8 },
 };
 
@@ -166,8 +181,10 @@ export interface LadderRun {
 }
 
 export interface SaturationMeasurement {
-  /** Requests per simulated second. */
+  /** Requests per simulated second: the median of `runs`. */
   readonly rateRps: number;
+  /** Each run's rate. */
+  readonly runs: readonly number[];
   readonly policy: 'round-robin';
   readonly inFlight: number;
   readonly requests: number;
@@ -180,6 +197,7 @@ export interface LadderCell {
   readonly workload: LadderWorkloadName;
   readonly description: string;
   readonly capacity: CapacityName;
+  readonly timeScale: number;
   readonly kvCacheBlocksPerPod: number;
   readonly workingSetBlocks: number;
   readonly saturation: SaturationMeasurement;
@@ -202,7 +220,6 @@ export interface LadderGoal {
 export interface LadderReport {
   readonly loads: readonly number[];
   readonly policies: readonly string[];
-  readonly timeScale: number;
   readonly options: LadderOptions;
   readonly cells: readonly LadderCell[];
   /** The candidates the goals are checked for (kvroute's configs that ran), and today's default they are held to. */
@@ -228,6 +245,9 @@ export interface LadderWorkload {
 export function buildLadderWorkload(name: LadderWorkloadName, o: LadderOptions, seed: number, tok: TokenizerLike, blockSize: number): LadderWorkload {
   if (name === 'interactive') {
     const s = o.interactive;
+    if (!(s.requests >= 1 && s.requests <= s.sessions * s.turnsPerSession)) {
+      throw new RangeError(`ladder interactive: requests must be from 1 to sessions × turns (${s.sessions * s.turnsPerSession}), got ${s.requests}`);
+    }
     const bench = buildChats({
       seed, sessions: s.sessions, turnsPerSession: s.turnsPerSession, systemPrompts: s.systemPrompts,
       systemPromptWords: s.systemPromptWords, userWords: s.userWords, outputTokens: s.outputTokens,
@@ -237,7 +257,7 @@ export function buildLadderWorkload(name: LadderWorkloadName, o: LadderOptions, 
     return {
       name, bench, stats: measureWorkload(bench, tok, blockSize),
       description: `${bench.description}, think time ≥ ${s.thinkMs} ms mean (exponential), Poisson arrivals each sending the next turn of a ready conversation`,
-      unitArrivals: poissonArrivals(bench.requests.length, 1, seed * 7919 + 12).map((ms) => ms / 1000),
+      unitArrivals: poissonArrivals(s.requests, 1, seed * 7919 + 12).map((ms) => ms / 1000),
       thinkMs,
     };
   }
@@ -264,14 +284,17 @@ export function ladderCapacityBlocks(w: LadderWorkload, capacity: CapacityName, 
   return blocks;
 }
 
-function simWith(ctx: LadderContext, o: LadderOptions, blocks: number): SimulatorSettings {
-  return { ...ctx.sim, timeScale: o.timeScale, kvCacheBlocks: blocks, maxModelLen: Math.min(ctx.sim.maxModelLen, blocks * ctx.sim.blockSize) };
+function simWith(ctx: LadderContext, timeScale: number, blocks: number): SimulatorSettings {
+  return { ...ctx.sim, timeScale, kvCacheBlocks: blocks, maxModelLen: Math.min(ctx.sim.maxModelLen, blocks * ctx.sim.blockSize) };
 }
 
-/** Every request of the workload as a single request (sessions' turns with their replies), in send order. */
+/**
+ * The workload's requests as single requests (sessions' turns with their replies, turn by turn over the sessions, as
+ * many as a run sends), in send order.
+ */
 function asSingleRequests(w: LadderWorkload): Workload {
   const rag: RagPlan[] = w.bench.workload.sessions.length > 0
-    ? w.bench.requests.map((messages, i) => ({
+    ? w.bench.requests.slice(0, w.unitArrivals.length).map((messages, i) => ({
       kind: 'rag', document: 0, messages,
       headers: { 'x-session-id': w.bench.workload.sessions[i % w.bench.workload.sessions.length].sessionId },
     }))
@@ -284,13 +307,15 @@ function asSingleRequests(w: LadderWorkload): Workload {
 
 /**
  * The interactive workload, open loop at the request level: requests arrive as a Poisson process of `rateRps`
- * (simulated), and each arrival sends the next turn of a conversation that is ready — its previous reply has ended and
- * its think time has passed — choosing the one that has been ready longest; a new conversation starts only when none
- * is ready. So the offered request rate is exactly the rung's whatever the policy, while each conversation still sends
- * its turns one after another with the real replies in the history and at least its think time between them. The
- * think time is thus a minimum: a turn goes at the first arrival after it. An arrival that finds no conversation ready
- * and none left to start waits for the first to become ready (counted in `heldBack`; it happens near the end of a run,
- * when the remaining turns belong to few conversations). A failed turn is not retried; the conversation goes on.
+ * (simulated), and each arrival sends the next turn of a conversation: a new one while fewer have started than their
+ * share of the arrivals so far (all of them by half the run, so first turns and follow-ups mix through it), otherwise
+ * the conversation that has been ready longest — its previous reply ended and its think time passed — or a new one if
+ * none is ready. So the offered request rate is exactly the rung's whatever the policy, while each conversation still
+ * sends its turns one after another with the real replies in the history and at least its think time between them (a
+ * turn goes at the first arrival after its think time). The run ends after its arrivals, wherever each conversation
+ * is (a conversation that has sent all its turns is done). An arrival that finds no conversation ready and none left
+ * to start waits for the first to become ready (counted in `heldBack`: the offered rate fell short by these). A failed
+ * turn is not retried; the conversation goes on.
  */
 export async function runInteractiveOpenLoop(w: LadderWorkload, rateRps: number, timeScale: number, gatewayUrl: string, model: string)
   : Promise<{ records: RequestRecord[]; wallSeconds: number; heldBack: number }> {
@@ -332,17 +357,16 @@ export async function runInteractiveOpenLoop(w: LadderWorkload, rateRps: number,
   };
 
   try {
-    for (const unit of arrivals) {
+    for (const [i, unit] of arrivals.entries()) {
       await sleep((unit / rateRps) * 1000 / timeScale - now());
       let held = false;
+      // Conversations due to have started by this arrival: all of them by half the arrivals.
+      const due = Math.min(sessions.length, Math.ceil((sessions.length * 2 * (i + 1)) / arrivals.length));
       for (;;) {
         const t = now();
-        let pick: number | undefined;
-        let soonest = Infinity;
-        for (const [s, at] of readyAt) {
-          if (at === undefined) continue;
-          if (at <= t && (pick === undefined || at < readyAt.get(pick)!)) pick = s;
-          soonest = Math.min(soonest, at);
+        let pick: number | undefined = started < due ? started++ : undefined;
+        if (pick === undefined) {
+          for (const [s, at] of readyAt) if (at !== undefined && at <= t && (pick === undefined || at < readyAt.get(pick)!)) pick = s;
         }
         if (pick === undefined && started < sessions.length) pick = started++;
         if (pick !== undefined) {
@@ -351,7 +375,10 @@ export async function runInteractiveOpenLoop(w: LadderWorkload, rateRps: number,
         }
         held = true;
         // Nothing ready: wait for a think time to pass or a reply to end, whichever comes first.
-        await Promise.race([sleep(Number.isFinite(soonest) ? soonest - t : 60_000), new Promise<void>((resolve) => { wake = resolve; })]);
+        let soonest = Infinity;
+        for (const at of readyAt.values()) if (at !== undefined) soonest = Math.min(soonest, at);
+        const replied = new Promise<void>((resolve) => { wake = resolve; });
+        await (Number.isFinite(soonest) ? Promise.race([sleep(soonest - t), replied]) : replied);
       }
       if (held) heldBack++;
     }
@@ -372,34 +399,50 @@ export function steadyThroughput(records: readonly RequestRecord[], trim: number
   return span > 0 ? ((b - a) / span) * 1000 : 0;
 }
 
-async function measureSaturation(w: LadderWorkload, capacity: CapacityName, blocks: number, o: LadderOptions, ctx: LadderContext): Promise<SaturationMeasurement> {
-  const sim = simWith(ctx, o, blocks);
+async function saturationRun(w: LadderWorkload, capacity: CapacityName, blocks: number, o: LadderOptions, ctx: LadderContext, requests?: number)
+  : Promise<{ rateRps: number; hitRate: number; requests: number; wallSeconds: number }> {
+  const sim = simWith(ctx, o.timeScale[w.name], blocks);
   const inFlight = o.saturationInFlightPerPod * ctx.pods;
   const stack = await startStack({
     pods: ctx.pods, sim, policy: routingPolicy('round-robin', { seed: ctx.seed, sglang: ctx.sglang }),
     logDir: path.join(ctx.outDir, 'logs', `ladder-${w.name}-${capacity}-saturation`),
   });
   try {
-    const outcome = await runWorkload(asSingleRequests(w), { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: inFlight });
+    const all = asSingleRequests(w);
+    const workload = requests === undefined ? all : { ...all, rag: all.rag.slice(0, requests), totalRequests: Math.min(requests, all.rag.length) };
+    const outcome = await runWorkload(workload, { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: inFlight });
     const counters = await prefixCacheCounters(stack.podAddresses);
-    const ok = outcome.records.filter((r) => r.result.ok).length;
-    if (ok < outcome.records.length) {
-      const failure = outcome.records.find((r) => !r.result.ok)!.result;
-      throw new Error(`ladder ${w.name} × ${capacity}: the saturation run failed ${outcome.records.length - ok} of ${outcome.records.length} requests `
-        + `(first: ${failure.status} ${failure.error ?? ''}); see ${path.join(ctx.outDir, 'logs')}`);
+    const failed = outcome.records.filter((r) => !r.result.ok);
+    if (failed.length > 0) {
+      throw new Error(`ladder ${w.name} × ${capacity}: the saturation run failed ${failed.length} of ${outcome.records.length} requests `
+        + `(first: ${failed[0].result.status} ${failed[0].result.error ?? ''}); see ${path.join(ctx.outDir, 'logs')}`);
     }
     return {
-      rateRps: steadyThroughput(outcome.records, o.saturationTrim) / o.timeScale,
-      policy: 'round-robin',
-      inFlight,
-      requests: outcome.records.length,
-      succeeded: ok,
+      rateRps: steadyThroughput(outcome.records, o.saturationTrim) / sim.timeScale,
       hitRate: counters.queries > 0 ? counters.hits / counters.queries : 0,
+      requests: outcome.records.length,
       wallSeconds: outcome.wallSeconds,
     };
   } finally {
     await stack.stop();
   }
+}
+
+export async function measureSaturation(w: LadderWorkload, capacity: CapacityName, blocks: number, o: LadderOptions, ctx: LadderContext): Promise<SaturationMeasurement> {
+  const runs: { rateRps: number; hitRate: number; requests: number; wallSeconds: number }[] = [];
+  for (let i = 0; i < o.saturationRuns; i++) runs.push(await saturationRun(w, capacity, blocks, o, ctx));
+  const sorted = [...runs].sort((a, b) => a.rateRps - b.rateRps);
+  const mid = sorted[Math.floor((sorted.length - 1) / 2)];
+  return {
+    rateRps: mid.rateRps,
+    runs: runs.map((r) => r.rateRps),
+    policy: 'round-robin',
+    inFlight: o.saturationInFlightPerPod * ctx.pods,
+    requests: mid.requests,
+    succeeded: mid.requests,
+    hitRate: mid.hitRate,
+    wallSeconds: runs.reduce((t, r) => t + r.wallSeconds, 0),
+  };
 }
 
 export function summarizeRun(policy: string, load: number, offeredRps: number, records: readonly RequestRecord[],
@@ -433,7 +476,7 @@ export function summarizeRun(policy: string, load: number, offeredRps: number, r
 
 async function runRung(w: LadderWorkload, capacity: CapacityName, blocks: number, policy: PolicyName, load: number, rateRps: number,
   o: LadderOptions, ctx: LadderContext): Promise<LadderRun> {
-  const sim = simWith(ctx, o, blocks);
+  const sim = simWith(ctx, o.timeScale[w.name], blocks);
   const stack = await startStack({
     pods: ctx.pods, sim, policy: routingPolicy(policy, { seed: ctx.seed, sglang: ctx.sglang }),
     logDir: path.join(ctx.outDir, 'logs', `ladder-${w.name}-${capacity}-${Math.round(load * 100)}`),
@@ -441,13 +484,13 @@ async function runRung(w: LadderWorkload, capacity: CapacityName, blocks: number
   try {
     let outcome: { records: RequestRecord[]; wallSeconds: number; heldBack: number };
     if (w.thinkMs) {
-      outcome = await runInteractiveOpenLoop(w, rateRps, o.timeScale, stack.gatewayUrl, sim.model);
+      outcome = await runInteractiveOpenLoop(w, rateRps, sim.timeScale, stack.gatewayUrl, sim.model);
     } else {
-      const arrivalsMs = w.unitArrivals.map((t) => (t / rateRps) * 1000 / o.timeScale);
+      const arrivalsMs = w.unitArrivals.map((t) => (t / rateRps) * 1000 / sim.timeScale);
       outcome = { ...await runWorkload(w.bench.workload, { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: 1, arrivalsMs }), heldBack: 0 };
     }
     const counters = await prefixCacheCounters(stack.podAddresses);
-    return { ...summarizeRun(policy, load, rateRps, outcome.records, counters, outcome.wallSeconds, o.timeScale, ctx.pods), heldBack: outcome.heldBack };
+    return { ...summarizeRun(policy, load, rateRps, outcome.records, counters, outcome.wallSeconds, sim.timeScale, ctx.pods), heldBack: outcome.heldBack };
   } finally {
     await stack.stop();
   }
@@ -559,11 +602,16 @@ export async function runLoadLadder(o: LadderOptions, ctx: LadderContext, tok: T
   let done = 0;
   let rotation = 0;
   const cells: LadderCell[] = [];
+  if (workloads.length > 0 && o.capacities.length > 0) {
+    // Not measured: the first processes start on a cold file cache and this process's client is not compiled yet.
+    const w = workloads[0];
+    await saturationRun(w, o.capacities[0], blocks.get(w.name)!.get(o.capacities[0])!, o, ctx, 2 * o.saturationInFlightPerPod * ctx.pods);
+  }
   for (const w of workloads) {
     for (const capacity of o.capacities) {
       const kv = blocks.get(w.name)!.get(capacity)!;
       const saturation = await measureSaturation(w, capacity, kv, o, ctx);
-      ctx.log(`ladder ${w.name} × ${capacity}: saturation ${saturation.rateRps.toFixed(1)} req/s (round robin, ${saturation.inFlight} in flight, `
+      ctx.log(`ladder ${w.name} × ${capacity}: saturation ${saturation.rateRps.toFixed(1)} req/s (median of ${saturation.runs.map((r) => r.toFixed(1)).join(', ')}; round robin, ${saturation.inFlight} in flight, `
         + `hit ${pctText(saturation.hitRate)}, ${saturation.wallSeconds.toFixed(1)} s)`);
       if (!(saturation.rateRps > 0)) throw new Error(`ladder ${w.name} × ${capacity}: the saturation run measured no throughput`);
       const runs: LadderRun[] = [];
@@ -582,14 +630,13 @@ export async function runLoadLadder(o: LadderOptions, ctx: LadderContext, tok: T
       }
       // Report order: policies as listed, loads ascending.
       runs.sort((a, b) => o.policies.indexOf(a.policy as PolicyName) - o.policies.indexOf(b.policy as PolicyName) || a.load - b.load);
-      cells.push({ workload: w.name, description: w.description, capacity, kvCacheBlocksPerPod: kv, workingSetBlocks: w.stats.workingSetBlocks, saturation, runs });
+      cells.push({ workload: w.name, description: w.description, capacity, timeScale: o.timeScale[w.name], kvCacheBlocksPerPod: kv, workingSetBlocks: w.stats.workingSetBlocks, saturation, runs });
     }
   }
   const candidates = LADDER_CANDIDATES.filter((c) => (o.policies as readonly string[]).includes(c));
   return {
     loads: o.loads,
     policies: o.policies,
-    timeScale: o.timeScale,
     options: o,
     cells,
     candidates,

@@ -675,9 +675,10 @@ Open-loop load ladder (issue 9; after the matrix, or alone with --only ladder)
   --no-ladder                  skip it
   --ladder-loads a,b           fractions of the measured saturation rate (default ${DEFAULT_LADDER_OPTIONS.loads.join(',')})
   --ladder-workloads a,b       of ${LADDER_WORKLOAD_NAMES.join(', ')} (default both)
-  --ladder-time-scale X        the ladder's simulated-time speed-up (default ${DEFAULT_LADDER_OPTIONS.timeScale})
-  --ladder-sessions N --ladder-turns N --ladder-think-ms X
-                               interactive conversations (default ${DEFAULT_LADDER_OPTIONS.interactive.sessions} × ${DEFAULT_LADDER_OPTIONS.interactive.turnsPerSession} turns, think ${DEFAULT_LADDER_OPTIONS.interactive.thinkMs} ms mean)
+  --ladder-time-scale X        the ladder's simulated-time speed-up, both workloads (default interactive ${DEFAULT_LADDER_OPTIONS.timeScale.interactive}, shared-prefix ${DEFAULT_LADDER_OPTIONS.timeScale['shared-prefix']})
+  --ladder-sessions N --ladder-turns N --ladder-requests N --ladder-think-ms X
+                               interactive: conversations, their most turns, requests per run, think time (default
+                               ${DEFAULT_LADDER_OPTIONS.interactive.sessions}, ${DEFAULT_LADDER_OPTIONS.interactive.turnsPerSession}, ${DEFAULT_LADDER_OPTIONS.interactive.requests}, ${DEFAULT_LADDER_OPTIONS.interactive.thinkMs} ms mean)
   --ladder-groups N --ladder-prompts-per-group N
                                shared-prefix groups (default ${DEFAULT_LADDER_OPTIONS.sharedPrefix.groups} × ${DEFAULT_LADDER_OPTIONS.sharedPrefix.promptsPerGroup})
   The ladder runs --policies (default: all, kvroute-latency included) and --capacities.
@@ -711,7 +712,7 @@ const ROUTING_FLAGS = {
   'sglang-max-tree-chars': integer(1, 2 ** 31 - 1),
   only: oneOf(['matrix', 'ladder'] as const), 'no-ladder': SWITCH,
   'ladder-loads': loadList, 'ladder-workloads': listOf(LADDER_WORKLOAD_NAMES), 'ladder-time-scale': decimal(0, 100, { aboveMin: true }),
-  'ladder-sessions': COUNT, 'ladder-turns': COUNT, 'ladder-think-ms': decimal(0, 600_000),
+  'ladder-sessions': COUNT, 'ladder-turns': COUNT, 'ladder-requests': integer(1, 100_000), 'ladder-think-ms': decimal(0, 600_000),
   'ladder-groups': COUNT, 'ladder-prompts-per-group': integer(2, 1024),
 } as const;
 
@@ -793,11 +794,12 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       capacities: f.capacities ?? d.ladder.capacities,
       loads: f['ladder-loads'] ?? d.ladder.loads,
       workloads: f['ladder-workloads'] ?? d.ladder.workloads,
-      timeScale: f['ladder-time-scale'] ?? d.ladder.timeScale,
+      timeScale: f['ladder-time-scale'] !== undefined ? { interactive: f['ladder-time-scale'], 'shared-prefix': f['ladder-time-scale'] } : d.ladder.timeScale,
       interactive: {
         ...d.ladder.interactive,
         sessions: f['ladder-sessions'] ?? d.ladder.interactive.sessions,
         turnsPerSession: f['ladder-turns'] ?? d.ladder.interactive.turnsPerSession,
+        requests: f['ladder-requests'] ?? d.ladder.interactive.requests,
         thinkMs: f['ladder-think-ms'] ?? d.ladder.interactive.thinkMs,
       },
       sharedPrefix: {
@@ -807,6 +809,10 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       },
     },
   };
+  const li = withLadder.ladder.interactive;
+  if (li.requests > li.sessions * li.turnsPerSession) {
+    throw new UsageError(`--ladder-requests: at most --ladder-sessions × --ladder-turns (${li.sessions} × ${li.turnsPerSession} = ${li.sessions * li.turnsPerSession}), got ${li.requests}`);
+  }
   if (o.ampleBlocks !== undefined && o.constrainedBlocks !== undefined && o.ampleBlocks <= o.constrainedBlocks) {
     throw new UsageError(`--ample-blocks (${o.ampleBlocks}) must be larger than --constrained-blocks (${o.constrainedBlocks})`);
   }
