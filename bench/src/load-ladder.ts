@@ -103,12 +103,14 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   enabled: true,
   workloads: LADDER_WORKLOAD_NAMES,
   loads: DEFAULT_LADDER_LOADS,
-  // Issue 9's "Why": a few dozen conversations, a handful of shared system prompts of about a thousand tokens (≈750
-  // words of this vocabulary), think time between turns. The think time is short (a real user's is seconds to minutes)
-  // so that the conversations can carry the highest rung's rate (48 conversations each sending a turn every think time
-  // plus a reply: about 70 requests/s here) and a rung fits the budget; what it must do — leave each conversation idle
-  // between turns, so placement decides where the next turn queues — it does at any length. 320 requests: the
-  // interactive requests are cheap (the pool serves about 70 a second), so a run needs this many to last a few seconds.
+  // Issue 9's "Why": a few dozen conversations over a handful of shared system prompts, think time between turns. The
+  // prompts are long enough (system ≈1,400 tokens, turns ≈260) that each request costs the pods real prefill even
+  // under round robin, so the pods and not this machine's 2 CPUs bound the saturation rate (with 60-word turns the pool
+  // served ~75 requests/s and the client, gateway and router set the limit), while a turn's own text stays a small part
+  // of the prompt, so a request served from cache can still be several times faster than one that is not. The think
+  // time is short (a real user's is seconds to minutes) so that 40 conversations can carry the top rung's rate and a
+  // rung fits the budget; what it must do — leave each conversation idle between turns, so placement decides where the
+  // next turn queues — it does at any length.
   interactive: { sessions: 40, turnsPerSession: 8, requests: 160, systemPrompts: 4, systemPromptWords: 1100, userWords: 200, outputTokens: 16, thinkMs: 300 },
   // SGLang's generated-shared-prefix shape (a long group prompt, a short question), scaled to the budget.
   sharedPrefix: { groups: 32, promptsPerGroup: 4, systemTokens: 1024, questionTokens: 64, outputTokens: 16 },
@@ -117,9 +119,10 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   saturationTrim: 0.2,
   saturationRuns: 3,
   // Measured on the 2-core machine (2026-11-29): shared-prefix saturates at the same simulated rate at 1× and 2×
-  // (21.2 / 20.7 against 21.1 / 20.7 req/s), so 2× halves its wall time and changes nothing else. The interactive
-  // requests are cheap in simulated time (most of each prompt is cached), so their saturation rate is high in wall
-  // terms, and at 2× the machine's CPU bound it instead of the pods (32-56 req/s against 76-78 at 1×): it runs at 1×.
+  // (21.2 / 20.7 against 21.1 / 20.7 req/s), so 2× halves its wall time and changes nothing else. Interactive runs at
+  // 1×: its requests are cheaper in simulated time (most of each prompt is cached), and with a lighter first version of
+  // it (60-word turns) 2× let the machine's CPU rather than the pods bound the saturation rate (32-56 req/s at 2×
+  // against 76-78 at 1×); at 1× the real costs of the client, gateway and router also count at their true weight.
   timeScale: { interactive: 1, 'shared-prefix': 2 },
 };
 
