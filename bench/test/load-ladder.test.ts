@@ -10,15 +10,17 @@ import * as path from 'path';
 import { UsageError } from '../src/cli-args';
 import type { ChatResult } from '../src/client';
 import {
-  checkGoals, DEFAULT_LADDER_OPTIONS, loadList, runLoadLadder, steadyThroughput,
+  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, loadList, runInteractiveOpenLoop, steadyThroughput,
   type LadderCell, type LadderOptions, type LadderRun,
 } from '../src/load-ladder';
 import { ladderMarkdown, p90LoadChart } from '../src/load-ladder-report';
+import { routingPolicy } from '../src/policies';
 import { ENTRY, stopAll } from '../src/processes';
 import { DEFAULT_ROUTING_OPTIONS, parseRoutingArgs, runRoutingBench } from '../src/routing-bench';
 import { routingHtmlReport } from '../src/routing-report';
 import { simTokenizer } from '../src/routing-workloads';
 import type { RequestRecord } from '../src/run';
+import { DEFAULT_SIM, startStack } from '../src/stack';
 
 const ok: ChatResult = { ok: true, status: 200, e2e: 0.1, ttft: 0.05, reply: 'x' };
 const record = (endedMs: number, result: ChatResult = ok): RequestRecord => ({ kind: 'rag', messages: [], headers: {}, startedMs: 0, endedMs, result });
@@ -227,9 +229,6 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
   }, 400_000);
 
   test('each conversation sends its turns in order, each after the previous reply, with the replies in its history', async () => {
-    const { buildLadderWorkload, runInteractiveOpenLoop } = await import('../src/load-ladder');
-    const { startStack, DEFAULT_SIM } = await import('../src/stack');
-    const { routingPolicy } = await import('../src/policies');
     const o: LadderOptions = {
       ...DEFAULT_LADDER_OPTIONS, policies: ['round-robin'], capacities: ['ample'],
       interactive: { sessions: 3, turnsPerSession: 3, requests: 9, systemPrompts: 1, systemPromptWords: 40, userWords: 10, outputTokens: 3, thinkMs: 10 },
