@@ -11,9 +11,13 @@ import * as os from 'os';
 import * as path from 'path';
 import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import { analyze, quantile, type PolicyResult } from './analysis';
-import { decimal, directory, integer, listOf, parseFlags, SWITCH, UsageError } from './cli-args';
+import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, UsageError } from './cli-args';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
+import {
+  DEFAULT_LADDER_OPTIONS, LADDER_WORKLOAD_NAMES, loadList, QUICK_LADDER_OVERRIDES, runLoadLadder, type LadderOptions, type LadderReport,
+} from './load-ladder';
+import { ladderCellTerminalTable, ladderGoalsTerminalTable } from './load-ladder-report';
 import {
   APPROX_PREFIX_CONFIG, CacheAwareDirector, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
@@ -96,6 +100,10 @@ export interface RoutingBenchOptions {
   readonly warmUp: boolean;
   readonly outDir: string;
   readonly quiet: boolean;
+  /** The open-loop load ladder (issue 9, `load-ladder.ts`); runs after the matrix unless disabled. */
+  readonly ladder: LadderOptions;
+  /** `matrix`: the workload matrix and the overhead check only; `ladder`: the load ladder only. */
+  readonly only?: 'matrix' | 'ladder';
 }
 
 export const ROUTING_SIM: SimulatorSettings = DEFAULT_SIM;
@@ -133,6 +141,8 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   warmUp: true,
   outDir: path.join(BENCH_DIR, 'out', 'routing'),
   quiet: false,
+  // Every policy, kvroute-latency included: the ladder is what decides whether it becomes the default.
+  ladder: { ...DEFAULT_LADDER_OPTIONS, policies: POLICY_NAMES, capacities: CAPACITY_NAMES },
 };
 
 /** `--quick`: the same matrix on small workloads (a smoke run of a few minutes). */
@@ -146,6 +156,7 @@ export const QUICK_OVERRIDES: Partial<RoutingBenchOptions> = {
   chat: { sessions: 16, turnsPerSession: 3, systemPrompts: 2, systemPromptWords: 200, userWords: 60 },
   outputTokens: 8,
   overhead: { enabled: true, requests: 48, concurrency: 8, reps: 1, promptTokens: 256, outputTokens: 8 },
+  ladder: { ...DEFAULT_LADDER_OPTIONS, policies: POLICY_NAMES, capacities: CAPACITY_NAMES, ...QUICK_LADDER_OVERRIDES },
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -479,7 +490,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
   log(o, `routing benchmark on ${machine}; load average ${loadAtStart}`);
 
   const tok = simTokenizer();
-  const benchWorkloads = o.workloads.map((name) => buildBenchWorkload(name, o, tok));
+  const matrix = o.only !== 'ladder';
+  const benchWorkloads = matrix ? o.workloads.map((name) => buildBenchWorkload(name, o, tok)) : [];
   const stats = new Map(benchWorkloads.map((w) => [w.name, measureWorkload(w, tok, o.sim.blockSize)]));
   const blocks = new Map(benchWorkloads.map((w) => [w.name, capacityBlocks(w, stats.get(w.name)!, o)]));
   const baseline = o.policies.includes('round-robin') ? 'round-robin' : o.policies[0];
@@ -551,9 +563,20 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
   }
 
   let overhead: OverheadReport | undefined;
-  if (o.overhead.enabled) {
+  if (o.overhead.enabled && matrix) {
     overhead = await measureOverhead(o, tok);
     if (!o.quiet) process.stdout.write(`\n${overheadTerminalTable(overhead)}\n`);
+  }
+
+  let ladder: LadderReport | undefined;
+  if (o.only === 'ladder' || (o.ladder.enabled && o.only !== 'matrix')) {
+    ladder = await runLoadLadder(o.ladder, {
+      pods: o.pods, seed: o.seed, capacityRatio: o.capacityRatio, sim: o.sim, sglang: o.sglang, outDir: o.outDir, log: (line) => log(o, line),
+    }, tok);
+    if (!o.quiet) {
+      for (const c of ladder.cells) process.stdout.write(`\n${ladderCellTerminalTable(c)}\n`);
+      process.stdout.write(`\n${ladderGoalsTerminalTable(ladder)}\n`);
+    }
   }
 
   const wallSeconds = (Date.now() - t0) / 1000;
@@ -568,7 +591,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
     workloads: workloadReports,
     cells,
     overhead,
-    policies: o.policies.map((p) => ({ name: p, description: POLICY_DESCRIPTIONS[p] })),
+    ...(ladder ? { ladder } : {}),
+    policies: [...new Set([...(matrix ? o.policies : []), ...(ladder ? o.ladder.policies : [])])].map((p) => ({ name: p, description: POLICY_DESCRIPTIONS[p] })),
     notes: [
       'Hit rate: the pods\' own vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total (tokens), summed over the pods, fresh pods for every run. '
         + 'Best: the same requests replayed in send order against one simulated pod that never evicts (the bound a perfect router with unlimited cache approaches); '
@@ -590,7 +614,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
   fs.writeFileSync(path.join(o.outDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
   fs.writeFileSync(path.join(o.outDir, 'report.html'), routingHtmlReport(report));
   if (!o.quiet) {
-    process.stdout.write(`\n${summaryTable(cells)}\n\nmachine: ${report.machine}\nwall time: ${wallSeconds.toFixed(0)} s\n`);
+    if (cells.length > 0) process.stdout.write(`\n${summaryTable(cells)}\n`);
+    process.stdout.write(`\nmachine: ${report.machine}\nwall time: ${wallSeconds.toFixed(0)} s\n`);
     process.stdout.write(`written ${path.relative(process.cwd(), path.join(o.outDir, 'results.json'))} and report.html\n`);
   }
   return report;
@@ -602,8 +627,9 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
 export const ROUTING_USAGE = `Usage: npm run bench:routing -- [flags]
 
 Runs every workload × KV capacity × policy through simulated vLLM pods, the gateway and the EPP (or an in-process
-ext_proc director), fresh pods per run, then the EPP overhead check. Prints a table per workload × capacity and writes
-results.json and report.html to --out. The full run takes about 10 minutes on 2 cores; --quick a few.
+ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
+workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
+and the ladder about 20 (--only picks one); --quick a few minutes each.
 
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
@@ -618,6 +644,7 @@ General
   --out DIR                    where results.json, report.html and logs/ go (default bench/out/routing)
   --no-warm-up                 skip the unmeasured warm-up runs before the matrix
   --quiet                      no progress or tables
+  --only matrix|ladder         run only the workload matrix (and the overhead check), or only the load ladder
   -h, --help                   this help
 
 KV capacity (blocks of ${ROUTING_SIM.blockSize} tokens per pod)
@@ -644,6 +671,18 @@ EPP overhead
   --overhead-concurrency N     (default ${DEFAULT_ROUTING_OPTIONS.overhead.concurrency})
   --overhead-reps N            alternating repetitions; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.overhead.reps})
   --no-overhead                skip it
+
+Open-loop load ladder (issue 9; after the matrix, or alone with --only ladder)
+  --no-ladder                  skip it
+  --ladder-loads a,b           fractions of the measured saturation rate (default ${DEFAULT_LADDER_OPTIONS.loads.join(',')})
+  --ladder-workloads a,b       of ${LADDER_WORKLOAD_NAMES.join(', ')} (default both)
+  --ladder-time-scale X        the ladder's simulated-time speed-up, both workloads (default interactive ${DEFAULT_LADDER_OPTIONS.timeScale.interactive}, shared-prefix ${DEFAULT_LADDER_OPTIONS.timeScale['shared-prefix']})
+  --ladder-sessions N --ladder-turns N --ladder-requests N --ladder-think-ms X
+                               interactive: conversations, their most turns, requests per run, think time (default
+                               ${DEFAULT_LADDER_OPTIONS.interactive.sessions}, ${DEFAULT_LADDER_OPTIONS.interactive.turnsPerSession}, ${DEFAULT_LADDER_OPTIONS.interactive.requests}, ${DEFAULT_LADDER_OPTIONS.interactive.thinkMs} ms mean)
+  --ladder-groups N --ladder-prompts-per-group N
+                               shared-prefix groups (default ${DEFAULT_LADDER_OPTIONS.sharedPrefix.groups} × ${DEFAULT_LADDER_OPTIONS.sharedPrefix.promptsPerGroup})
+  The ladder runs --policies (default: all, kvroute-latency included) and --capacities.
 
 SGLang-style director
   --sglang-abs-threshold N     balance_abs_threshold (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceAbsThreshold}; SGLang's 64 never triggers at this concurrency)
@@ -672,6 +711,10 @@ const ROUTING_FLAGS = {
   'overhead-requests': integer(1, 10000), 'overhead-concurrency': integer(1, 256), 'overhead-reps': integer(1, 20),
   'sglang-abs-threshold': integer(0, 1 << 20), 'sglang-rel-threshold': decimal(1, 1000), 'sglang-cache-threshold': decimal(0, 1),
   'sglang-max-tree-chars': integer(1, 2 ** 31 - 1),
+  only: oneOf(['matrix', 'ladder'] as const), 'no-ladder': SWITCH,
+  'ladder-loads': loadList, 'ladder-workloads': listOf(LADDER_WORKLOAD_NAMES), 'ladder-time-scale': decimal(0, 100, { aboveMin: true }),
+  'ladder-sessions': COUNT, 'ladder-turns': COUNT, 'ladder-requests': integer(1, 100_000), 'ladder-think-ms': decimal(0, 600_000),
+  'ladder-groups': COUNT, 'ladder-prompts-per-group': integer(2, 1024),
 } as const;
 
 /** Parses the flags; undefined means `--help`. Throws a UsageError naming the flag on anything invalid. */
@@ -740,6 +783,37 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       maxTreeChars: f['sglang-max-tree-chars'] ?? d.sglang.maxTreeChars,
     },
   };
+  if (f.only === 'matrix' && f['no-ladder']) throw new UsageError('--no-ladder: redundant with --only matrix (give one)');
+  if (f.only === 'ladder' && f['no-ladder']) throw new UsageError('--no-ladder: contradicts --only ladder');
+  const withLadder: RoutingBenchOptions = {
+    ...o,
+    ...(f.only ? { only: f.only } : {}),
+    ladder: {
+      ...d.ladder,
+      enabled: f['no-ladder'] ? false : d.ladder.enabled,
+      policies: f.policies ?? d.ladder.policies,
+      capacities: f.capacities ?? d.ladder.capacities,
+      loads: f['ladder-loads'] ?? d.ladder.loads,
+      workloads: f['ladder-workloads'] ?? d.ladder.workloads,
+      timeScale: f['ladder-time-scale'] !== undefined ? { interactive: f['ladder-time-scale'], 'shared-prefix': f['ladder-time-scale'] } : d.ladder.timeScale,
+      interactive: {
+        ...d.ladder.interactive,
+        sessions: f['ladder-sessions'] ?? d.ladder.interactive.sessions,
+        turnsPerSession: f['ladder-turns'] ?? d.ladder.interactive.turnsPerSession,
+        requests: f['ladder-requests'] ?? d.ladder.interactive.requests,
+        thinkMs: f['ladder-think-ms'] ?? d.ladder.interactive.thinkMs,
+      },
+      sharedPrefix: {
+        ...d.ladder.sharedPrefix,
+        groups: f['ladder-groups'] ?? d.ladder.sharedPrefix.groups,
+        promptsPerGroup: f['ladder-prompts-per-group'] ?? d.ladder.sharedPrefix.promptsPerGroup,
+      },
+    },
+  };
+  const li = withLadder.ladder.interactive;
+  if (li.requests > li.sessions * li.turnsPerSession) {
+    throw new UsageError(`--ladder-requests: at most --ladder-sessions × --ladder-turns (${li.sessions} × ${li.turnsPerSession} = ${li.sessions * li.turnsPerSession}), got ${li.requests}`);
+  }
   if (o.ampleBlocks !== undefined && o.constrainedBlocks !== undefined && o.ampleBlocks <= o.constrainedBlocks) {
     throw new UsageError(`--ample-blocks (${o.ampleBlocks}) must be larger than --constrained-blocks (${o.constrainedBlocks})`);
   }
@@ -747,7 +821,7 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
     ['--poisson-prompts-per-group', o.poisson.promptsPerGroup]] as const) {
     if (v < 2) throw new UsageError(`${flag}: must be at least 2 (a group of one shares nothing), got ${v}`);
   }
-  return o;
+  return withLadder;
 }
 
 /** `kvroute-bench routing`: parses the flags, runs, and returns the exit status. */

@@ -3,6 +3,8 @@
  * HTML report (inline SVG from report.ts, no scripts or external assets).
  */
 import { barChart, escape, pct, policyColour, secs, type ChartReference } from './report';
+import { ladderHtmlSection } from './load-ladder-report';
+import type { LadderReport } from './load-ladder';
 
 /** What the symbols in the tables and charts stand for, shown where they appear. */
 export const SYMBOLS = 'h*: the best hit rate any router can reach on a shared-prefix workload with unlimited cache (every group\'s prefix computed once); '
@@ -158,6 +160,8 @@ export interface RoutingReport {
   readonly workloads: readonly WorkloadReport[];
   readonly cells: readonly CellReport[];
   readonly overhead?: OverheadReport;
+  /** The open-loop load ladder (issue 9), when it ran. */
+  readonly ladder?: LadderReport;
   readonly policies: readonly { readonly name: string; readonly description: string }[];
   readonly notes: readonly string[];
 }
@@ -290,6 +294,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:right}
 td:first-child,th:first-child{text-align:left}td.shape{text-align:left;min-width:14rem}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}.note{color:#4a5568;font-size:.9rem}
+table.goals td{text-align:left}td.met{color:#2f855a}td.missed{color:#c53030}
 </style></head><body>
 <h1>${escape(r.title)}</h1>
 <p>${escape(`${r.date}; machine: ${r.machine}; ${r.pods} simulated pods; time scale ${r.timeScale}×; wall time ${r.wallSeconds.toFixed(0)} s.`)}</p>
@@ -300,9 +305,10 @@ ${workloads.join('\n')}
 <p class="note">${escape(SYMBOLS)}</p>
 <h2>Policies</h2>
 <ul>${r.policies.map((p) => `<li><b>${escape(p.name)}</b>: ${escape(p.description)}</li>`).join('')}</ul>
-<h2>Results per workload × capacity</h2>
+${r.cells.length > 0 ? '<h2>Results per workload × capacity</h2>' : ''}
 ${r.cells.map((c) => htmlCell(c, r.policies.map((p) => p.name))).join('\n')}
 ${overhead}
+${r.ladder ? ladderHtmlSection(r.ladder) : ''}
 <h2>Notes</h2>
 ${r.notes.map((n) => `<p class="note">${escape(n)}</p>`).join('\n')}
 </body></html>

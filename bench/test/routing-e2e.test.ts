@@ -31,6 +31,8 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
       sim: { ...DEFAULT_ROUTING_OPTIONS.sim, timeScale: 4 },
       overhead: { enabled: true, requests: 6, concurrency: 2, reps: 1, promptTokens: 64, outputTokens: 2 },
       warmUp: false,
+      // The matrix only: the load ladder has its own end-to-end test (load-ladder.test.ts).
+      only: 'matrix',
       outDir: out,
       quiet: true,
     };
@@ -78,6 +80,8 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
       sim: { ...DEFAULT_ROUTING_OPTIONS.sim, timeScale: 4 },
       overhead: { ...DEFAULT_ROUTING_OPTIONS.overhead, enabled: false },
       warmUp: false,
+      // The matrix only: the load ladder has its own end-to-end test (load-ladder.test.ts).
+      only: 'matrix',
       outDir: out,
       quiet: true,
     };

@@ -2,8 +2,8 @@
  * The routing policies the benchmark compares, as `RoutingPolicy` values for `startStack`:
  * - `kvroute`: the EPP with its built-in config (separate process);
  * - `kvroute-precise`: the same config with precise prefix scoring from the pods' KV events (central mode);
- * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); opt-in, not in
- *   the default list, until the load ladder has measured it;
+ * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); not in the
+ *   matrix's default list; the load ladder (`load-ladder.ts`) runs it by default, side by side with `kvroute`;
  * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
  *   prefix 2, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);

@@ -104,7 +104,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
 }
 
 /**
- * Scheduling by predicted time to first token (issue 9; not the default until the load-ladder benchmark proves it):
+ * Scheduling by predicted time to first token (issue 9; not the default: the routing benchmark's load ladder did not
+ * show it meeting a goal the default misses, and it lost hit rate on one cell — bench/README.md, "The open-loop load
+ * ladder"):
  * the default config's filters (decode, saturation, hard session affinity), then
  * `4·latency + prefix + kv` instead of `3·prefix + queue + kv + active`.
  *
