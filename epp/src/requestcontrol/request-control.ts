@@ -122,6 +122,10 @@ export class RequestControl implements RequestDirector {
     const tickMs = flow?.tickMs ?? 50;
     this.stallGapSeconds = Math.max(STALL_GAP_MS, 10 * tickMs) / 1000;
     this.lastTick = this.monotonicSeconds();
+    // A process that just started has scraped nothing yet, exactly like one just out of a stall: the first requests
+    // (Envoy sends them as soon as the port answers, before a readiness probe could remove a restarted container)
+    // wait for the first scrapes instead of getting 503.
+    this.resumedAt = this.lastTick;
     this.flowTicker = flow ? setInterval(() => {
       const now = this.monotonicSeconds();
       // The ticker did not run for a while: this process was stopped or starved (SIGSTOP, a long GC pause, a throttled
