@@ -31,6 +31,8 @@ export interface SessionHandlers {
    * exchange are answered in order, so one timer measured from the last message either way is the same timer.
    */
   owed(): boolean;
+  /** The stream is over for the gateway (closed, cancelled or failed), once; the EPP cluster counts active streams by it. */
+  onEnd?(): void;
 }
 
 export interface ExtProcClientOptions {
@@ -80,6 +82,17 @@ export class ExtProcClient {
     return session;
   }
 
+  /**
+   * A stream that never reaches an EPP: it fails with UNAVAILABLE and `detail` once the caller has it, as Envoy's gRPC
+   * client reports the router's local reply (e.g. "no healthy upstream" when every replica is ejected).
+   */
+  refuse(handlers: SessionHandlers, detail: string): ExtProcSession {
+    this.streamsOpened++;
+    const session = new ExtProcSession(this, handlers, this.options.messageTimeoutMs, detail);
+    this.sessions.add(session);
+    return session;
+  }
+
   /** @internal */
   startCall(): grpc.ClientDuplexStream<Buffer, Buffer> {
     // Raw buffers on the wire: serialization is done here so a bad outgoing object throws where it is built.
@@ -123,13 +136,18 @@ export class ExtProcSession {
   private timer: NodeJS.Timeout | undefined;
   private readonly drainWaiters: (() => void)[] = [];
 
-  constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number) {
+  constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number,
+    refusal?: string) {
     let call: grpc.ClientDuplexStream<Buffer, Buffer> | null = null;
-    try {
-      call = owner.startCall();
-    } catch (err) {
-      // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
-      setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`, grpc.status.UNAVAILABLE));
+    if (refusal !== undefined) {
+      setImmediate(() => this.fail('unavailable', refusal, grpc.status.UNAVAILABLE));
+    } else {
+      try {
+        call = owner.startCall();
+      } catch (err) {
+        // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
+        setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`, grpc.status.UNAVAILABLE));
+      }
     }
     this.call = call;
     if (!call) return;
@@ -198,6 +216,7 @@ export class ExtProcSession {
     }
     setImmediate(() => call?.cancel());
     this.owner.forget(this);
+    this.handlers.onEnd?.();
   }
 
   /** Abandons the stream at once (RST_STREAM only): the gateway is shutting down. */
@@ -208,6 +227,7 @@ export class ExtProcSession {
     this.drainWaiters.length = 0;
     this.call?.cancel();
     this.owner.forget(this);
+    this.handlers.onEnd?.();
   }
 
   private onData(buf: Buffer): void {

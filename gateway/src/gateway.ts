@@ -8,6 +8,7 @@ import type { AddressInfo } from 'net';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
+import { ExtProcCluster } from './ext-proc-cluster';
 import { ExtProcClient } from './extproc-client';
 import { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, envoyPrometheusText, extProcCounterValues } from './envoy-stats';
 import { EnvoyFailurePolicy } from './failure-policy';
@@ -100,13 +101,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   // Loads and caches the protos now, so the first request does not pay for it (and a broken install fails here).
   const statusCodeOf = statusCodeResolver();
-  const extProc = opts.extProc
-    ? new ExtProcClient({
-      target: opts.extProc,
-      messageTimeoutMs: opts.messageTimeoutMs,
-      maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
+  const warn = throttledWarn(opts);
+  // One channel (HTTP/2 connection) per EPP replica, as Envoy keeps a connection pool per host of the EPP cluster.
+  const extProc = opts.extProcTargets.length > 0
+    ? new ExtProcCluster(opts.extProcTargets.map((target) => ({
+      address: target,
+      client: new ExtProcClient({
+        target,
+        messageTimeoutMs: opts.messageTimeoutMs,
+        maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
+      }),
+    })), {
+      lbPolicy: opts.extProcLbPolicy,
+      outlierDetection: opts.extProcOutlierDetection,
+      onEjection: (address, ejected, type) => warn(`outlier-${address}-${ejected}`,
+        ejected ? 'EPP replica ejected (outlier detection)' : 'EPP replica unejected', { extProc: address, ...(type ? { type } : {}) }),
     })
     : null;
+  const sum = (f: (c: ExtProcClient) => number): number => (extProc ? extProc.clients.reduce((a, c) => a + f(c), 0) : 0);
   const exchanges = new Set<Exchange>();
   const idleWaiters: (() => void)[] = [];
   let closing: Promise<void> | undefined;
@@ -124,7 +136,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       failureModeAllow: opts.failureModeAllow,
     }),
     statusCodeOf,
-    warn: throttledWarn(opts),
+    warn,
     done: (x) => {
       exchanges.delete(x);
       if (exchanges.size === 0) for (const w of idleWaiters.splice(0)) w();
@@ -140,17 +152,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     responseBodyMode: opts.responseBodyMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
     responseTrailerMode: opts.responseTrailerMode === 'send' ? 'SEND' : 'SKIP',
     failureModeAllow: opts.failureModeAllow,
-    streamsOpened: extProc?.streamsOpened ?? 0,
-    openStreams: extProc?.openSessions ?? 0,
-    messagesSent: extProc?.messagesSent ?? 0,
-    messagesReceived: extProc?.messagesReceived ?? 0,
+    streamsOpened: sum((c) => c.streamsOpened),
+    openStreams: sum((c) => c.openSessions),
+    messagesSent: sum((c) => c.messagesSent),
+    messagesReceived: sum((c) => c.messagesReceived),
+    cluster: extProc?.stats() ?? null,
   }, fallback.name);
 
   const envoyStats = (): Record<string, number> => (extProc ? extProcCounterValues(opts.envoySemantics, stats.envoy, {
-    streams_started: extProc.streamsStarted,
-    stream_msgs_sent: extProc.messagesSent,
+    streams_started: sum((c) => c.streamsStarted),
+    stream_msgs_sent: sum((c) => c.messagesSent),
     // The filter counts the closes Envoy counts in its own callbacks; the session those of live streams it closed.
-    streams_closed: extProc.streamsClosed + stats.envoy.get('streams_closed'),
+    streams_closed: sum((c) => c.streamsClosed) + stats.envoy.get('streams_closed'),
     rejected_header_mutations: stats.rejectedHeaderMutations,
   }) : {});
 
