@@ -120,6 +120,8 @@ export interface StackOptions {
    * (the config's `sessionStore`). @default 'redis' with more than one replica, else 'memory'
    */
   readonly sessionStore?: 'memory' | 'redis';
+  /** The store's per-call timeout (`sessionStore.timeout`, e.g. `50ms`); default the EPP's. */
+  readonly sessionStoreTimeout?: string;
   /** Gateway flags appended after the stack's own (e.g. `--ext-proc-outlier-detection`). */
   readonly gatewayArgs?: readonly string[];
 }
@@ -236,7 +238,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           ? { mode: 'per-pod', socketPort: zmqPort!, blockSize: options.sim.blockSize, modelName: options.sim.model }
           : { mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model })
         : undefined;
-      if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()), redis.url);
+      if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()),
+        redis.url, options.sessionStoreTimeout);
       const configText = config ? renderEndpointPickerConfig(config) : policy.configText;
       eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0',
         ...(configText ? ['--config-text', configText] : [])];
@@ -334,12 +337,12 @@ export function perPodEndpoint(ip: string, port: number): string {
 }
 
 /** The config with the session-affinity filter's bindings shared through the store at `address`. */
-export function withSessionStore(config: EndpointPickerConfig, address: string): EndpointPickerConfig {
+export function withSessionStore(config: EndpointPickerConfig, address: string, timeout?: string): EndpointPickerConfig {
   let found = false;
   const plugins = config.plugins.map((p) => {
     if (p.type !== 'session-affinity-filter') return p;
     found = true;
-    return { ...p, parameters: { ...(p.parameters ?? {}), sessionStore: { address } } };
+    return { ...p, parameters: { ...(p.parameters ?? {}), sessionStore: { address, ...(timeout !== undefined ? { timeout } : {}) } } };
   });
   if (!found) throw new Error('sessionStore: the EPP config has no session-affinity-filter to share bindings for');
   return { ...config, plugins } as EndpointPickerConfig;
