@@ -46,6 +46,12 @@ export interface ReplicaRunOptions {
   readonly workload: WorkloadOptions;
   readonly sim: SimulatorSettings;
   readonly outDir: string;
+  /**
+   * Precise prefix scoring from the pods' KV events (per-pod subscriptions with several replicas, so every replica
+   * indexes every pod) instead of kvroute's default approximate scorer, whose index each replica learns from its own
+   * picks only.
+   */
+  readonly precise?: boolean;
   /** `sessionStore.timeout` for the replicas. @default DEMO_SESSION_STORE_TIMEOUT */
   readonly sessionStoreTimeout?: string;
   readonly onProgress?: (done: number, total: number) => void;
@@ -150,8 +156,9 @@ function loadSpread(result: PolicyResult, pods: number, samples: Map<string, num
  * sessions) on fresh pods. With `faults`, replica 1 is SIGKILLed at 40% of the requests and restarted a second later.
  */
 export async function runReplicas(replicas: number, faults: boolean, o: ReplicaRunOptions): Promise<ReplicaRun> {
-  const name = `kvroute × ${replicas} EPP${replicas > 1 ? 's' : ''}${faults ? ' + replica killed' : ''}`;
-  const policy: RoutingPolicy = { kind: 'epp', name: `kvroute-${replicas}epp${faults ? '-faults' : ''}` };
+  const name = `kvroute${o.precise ? '-precise' : ''} × ${replicas} EPP${replicas > 1 ? 's' : ''}${faults ? ' + replica killed' : ''}`;
+  const scorer = o.precise ? 'precise' : 'approx';
+  const policy: RoutingPolicy = { kind: 'epp', name: `kvroute-${scorer}-${replicas}epp${faults ? '-faults' : ''}`, precise: o.precise === true };
   const stack = await startStack({
     pods: o.pods, sim: o.sim, policy, logDir: path.join(o.outDir, 'logs'), eppReplicas: replicas,
     ...(replicas > 1 ? { sessionStoreTimeout: o.sessionStoreTimeout ?? DEMO_SESSION_STORE_TIMEOUT } : {}),

@@ -159,6 +159,8 @@ export interface PodKvEvents {
   readonly port: number;
   /** The pod's own address (per-pod mode on one machine); default 127.0.0.1. */
   readonly host?: string;
+  /** vLLM's `replay_endpoint`: the ROUTER socket a (re)started subscriber asks for the batches it missed. */
+  readonly replayEndpoint?: string;
   /** The EPP's ZMQ endpoint, e.g. `tcp://127.0.0.1:5557`. */
   readonly endpoint: string;
 }
@@ -169,6 +171,7 @@ export function simArgs(s: SimulatorSettings, podName: string, kvEvents?: PodKvE
     // vLLM's own flag, as lib/decode-pool.ts sets it for central mode: publish to the EPP, the topic naming this pod.
     '--kv-events-config', JSON.stringify({
       enable_kv_cache_events: true, publisher: 'zmq', endpoint: kvEvents.endpoint, topic: `kv@${kvEvents.host ?? '127.0.0.1'}:${kvEvents.port}@${s.model}`,
+      ...(kvEvents.replayEndpoint !== undefined ? { replay_endpoint: kvEvents.replayEndpoint } : {}),
     }),
   ];
   return [
@@ -208,11 +211,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (precise && options.existingPods) throw new Error('a precise policy starts its own pods: they must publish KV events to its EPP');
     // A pod's topic names its address, so precise pods get their ports before they start.
     const zmqPort = precise ? await reservePort() : undefined;
+    // Per pod, every pod also serves replays, so a replica that (re)starts while the pods run warms its index from them.
+    const replayPort = perPod ? await reservePort() : undefined;
     const podPorts = precise ? await reservePorts(options.pods) : undefined;
     const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) => {
       if (perPod) {
         const ip = perPodAddress(i);
-        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip }),
+        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip, replayEndpoint: perPodEndpoint(ip, replayPort!) }),
           { logFile: log(`sim-${i}`) });
       }
       return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
@@ -235,7 +240,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (policy.kind === 'epp') {
       let config = precise
         ? preciseEndpointPickerConfig(perPod
-          ? { mode: 'per-pod', socketPort: zmqPort!, blockSize: options.sim.blockSize, modelName: options.sim.model }
+          ? { mode: 'per-pod', socketPort: zmqPort!, replayPort: replayPort!, blockSize: options.sim.blockSize, modelName: options.sim.model }
           : { mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model })
         : undefined;
       if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()),
