@@ -83,6 +83,8 @@ export interface ExtProcHostStats {
   /** Times the outlier detector ejected it. */
   readonly ejections: number;
   readonly ejected: boolean;
+  /** In the endpoint set (false after an EDS update removed it). */
+  readonly member: boolean;
 }
 
 export interface ExtProcClusterStats {
@@ -101,7 +103,9 @@ export interface ExtProcClusterStats {
 
 interface Host {
   readonly address: string;
-  readonly client: ExtProcClient;
+  client: ExtProcClient;
+  /** In the cluster's endpoint set (EDS): a host Istio removed (its pod not Ready) is never picked. */
+  member: boolean;
   streams: number;
   active: number;
   failures: number;
@@ -142,12 +146,19 @@ export interface ExtProcClusterOptions {
   /** For tests: a seeded source in [0, 1). */
   readonly random?: () => number;
   readonly now?: () => number;
+  /**
+   * A new channel to a host EDS adds back: Envoy builds a new host with its own connection pool, which connects on
+   * demand, where the old grpc-js channel may still wait out its reconnect backoff and fail calls meanwhile.
+   */
+  readonly newClient?: (address: string) => ExtProcClient;
   /** Told of every ejection and unejection (the gateway logs them). */
   readonly onEjection?: (address: string, ejected: boolean, type?: EjectionType) => void;
 }
 
 export class ExtProcCluster {
   private readonly hosts: Host[];
+  /** Channels of hosts EDS replaced, kept for their streams (and their counters) until the cluster closes. */
+  private readonly retired: ExtProcClient[] = [];
   private rr = 0;
   private readonly random: () => number;
   private readonly now: () => number;
@@ -161,7 +172,7 @@ export class ExtProcCluster {
   constructor(clients: readonly { address: string; client: ExtProcClient }[], private readonly options: ExtProcClusterOptions) {
     if (clients.length === 0) throw new Error('the EPP cluster has no hosts');
     this.hosts = clients.map(({ address, client }) => ({
-      address, client, streams: 0, active: 0, failures: 0, consecutive5xx: 0, consecutiveGateway: 0,
+      address, client, member: true, streams: 0, active: 0, failures: 0, consecutive5xx: 0, consecutiveGateway: 0,
       ejected: false, ejections: 0, lastEjectionAt: 0, lastUnejectionAt: null, backoff: 0,
     }));
     this.random = options.random ?? Math.random;
@@ -173,8 +184,9 @@ export class ExtProcCluster {
     }
   }
 
+  /** Every channel, those of replaced hosts included (the gateway sums their counters). */
   get clients(): readonly ExtProcClient[] {
-    return this.hosts.map((h) => h.client);
+    return [...this.hosts.map((h) => h.client), ...this.retired];
   }
 
   /** Opens a `Process` stream on the host the load balancer picks. Never throws. */
@@ -218,7 +230,7 @@ export class ExtProcCluster {
     for (const h of this.hosts) {
       hosts[h.address] = {
         streams: h.streams, activeStreams: h.active, failures: h.failures, consecutive5xx: h.consecutive5xx,
-        ejections: h.ejections, ejected: h.ejected,
+        ejections: h.ejections, ejected: h.ejected, member: h.member,
       };
     }
     return {
@@ -235,7 +247,39 @@ export class ExtProcCluster {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
-    for (const h of this.hosts) h.client.close();
+    for (const c of this.clients) c.close();
+  }
+
+  /**
+   * The cluster's membership as Istio's EDS pushes it: the EPP Service's ready endpoints. A host that leaves (its pod
+   * died or is not Ready) is not picked; its open streams go on. One that joins again is a new host to Envoy, with a
+   * fresh outlier monitor (DetectorImpl's member update callback erases a removed host's monitor and adds a new one),
+   * so an ejection it had is gone. Returns the addresses it does not know (the configured EPP addresses are the only
+   * ones; they are the Service's possible endpoints).
+   */
+  setMembers(addresses: readonly string[]): string[] {
+    const known = new Set(this.hosts.map((h) => h.address));
+    const unknown = addresses.filter((a) => !known.has(a));
+    if (unknown.length > 0) return unknown;
+    const wanted = new Set(addresses);
+    for (const h of this.hosts) {
+      const member = wanted.has(h.address);
+      if (member === h.member) continue;
+      h.member = member;
+      if (h.ejected) {
+        h.ejected = false;
+        this.ejectionsActive--;
+      }
+      h.consecutive5xx = 0;
+      h.consecutiveGateway = 0;
+      h.backoff = 0;
+      h.lastUnejectionAt = null;
+      if (member && this.options.newClient) {
+        this.retired.push(h.client);
+        h.client = this.options.newClient(h.address);
+      }
+    }
+    return [];
   }
 
   /** Runs the interval's uneject pass now (tests drive a fake clock with it). */
@@ -244,7 +288,7 @@ export class ExtProcCluster {
   }
 
   private pick(): Host | undefined {
-    const healthy = this.ejectionsActive === 0 ? this.hosts : this.hosts.filter((h) => !h.ejected);
+    const healthy = this.hosts.filter((h) => h.member && !h.ejected);
     if (healthy.length === 0) return undefined;
     if (healthy.length === 1) return healthy[0];
     if (this.options.lbPolicy === 'round-robin') return healthy[this.rr++ % healthy.length];
@@ -259,7 +303,8 @@ export class ExtProcCluster {
   private putResult(h: Host, http: number): void {
     if (http >= 500) h.failures++;
     const od = this.options.outlierDetection;
-    if (!od) return;
+    // A host EDS removed has no outlier monitor any more: what its last streams report is dropped.
+    if (!od || !h.member) return;
     if (http >= 500) {
       if (isGatewayError(http)) {
         if (++h.consecutiveGateway === od.consecutiveGatewayFailure) this.onConsecutiveError(h, 'consecutive_gateway_failure');
@@ -286,7 +331,7 @@ export class ExtProcCluster {
   private eject(h: Host, type: EjectionType): void {
     const od = this.options.outlierDetection!;
     const maxPercent = Math.min(100, od.maxEjectionPercent);
-    const ejectedPercent = (100 * (this.ejectionsActive + 1)) / this.hosts.length;
+    const ejectedPercent = (100 * (this.ejectionsActive + 1)) / this.hosts.filter((x) => x.member).length;
     if (ejectedPercent > maxPercent) {
       this.ejectionsOverflow++;
       return;

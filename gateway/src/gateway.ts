@@ -17,6 +17,12 @@ import { StatsCollector, type GatewayStats } from './stats';
 
 export const HEALTH_PATH = '/healthz';
 export const STATS_PATH = '/gateway/stats';
+/**
+ * `PUT` `{"members": ["host:port", ...]}`: the EPP cluster's endpoint set, as Istio's EDS would push it from the EPP
+ * Service's ready endpoints (a harness playing Kubernetes calls it when a replica dies or becomes ready). Envoy has no
+ * such admin call; it gets the same update over xDS.
+ */
+export const EXT_PROC_MEMBERS_PATH = '/gateway/ext-proc/members';
 
 export interface Gateway {
   /** The port actually bound (useful with port 0). */
@@ -103,15 +109,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const statusCodeOf = statusCodeResolver();
   const warn = throttledWarn(opts);
   // One channel (HTTP/2 connection) per EPP replica, as Envoy keeps a connection pool per host of the EPP cluster.
+  const newClient = (target: string): ExtProcClient => new ExtProcClient({
+    target,
+    messageTimeoutMs: opts.messageTimeoutMs,
+    maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
+  });
   const extProc = opts.extProcTargets.length > 0
-    ? new ExtProcCluster(opts.extProcTargets.map((target) => ({
-      address: target,
-      client: new ExtProcClient({
-        target,
-        messageTimeoutMs: opts.messageTimeoutMs,
-        maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
-      }),
-    })), {
+    ? new ExtProcCluster(opts.extProcTargets.map((target) => ({ address: target, client: newClient(target) })), {
+      newClient,
       lbPolicy: opts.extProcLbPolicy,
       outlierDetection: opts.extProcOutlierDetection,
       onEjection: (address, ejected, type) => warn(`outlier-${address}-${ejected}`,
@@ -167,6 +172,37 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     rejected_header_mutations: stats.rejectedHeaderMutations,
   }) : {});
 
+  const updateMembers = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (req.method !== 'PUT') {
+      res.writeHead(405, { allow: 'PUT', 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= 65536) chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!extProc) return sendJson(res, 404, { error: 'no EPP cluster: the gateway runs without --ext-proc' }, false);
+      let members: unknown;
+      try {
+        members = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { members?: unknown }).members;
+      } catch {
+        members = undefined;
+      }
+      if (size > 65536 || !Array.isArray(members) || members.some((m) => typeof m !== 'string')) {
+        return sendJson(res, 400, { error: 'body must be {"members": ["host:port", ...]}' }, false);
+      }
+      const unknown = extProc.setMembers(members as string[]);
+      if (unknown.length > 0) {
+        return sendJson(res, 400, { error: `not an EPP address of this gateway: ${unknown.join(', ')} (known: ${opts.extProcTargets.join(', ')})` }, false);
+      }
+      sendJson(res, 200, extProc.stats(), false);
+    });
+  };
+
   const server = http.createServer({
     // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
     keepAliveTimeout: 65_000,
@@ -175,6 +211,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     requestTimeout: 0,
   }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === EXT_PROC_MEMBERS_PATH) {
+      updateMembers(req, res);
+      return;
+    }
     if (path === HEALTH_PATH || path === STATS_PATH || path === ENVOY_STATS_PATH) {
       const head = req.method === 'HEAD';
       if (req.method !== 'GET' && !head) {

@@ -1,5 +1,5 @@
 /** Public API of `@kvroute/gateway`. */
-export { startGateway, HEALTH_PATH, STATS_PATH, type Gateway } from './gateway';
+export { startGateway, HEALTH_PATH, STATS_PATH, EXT_PROC_MEMBERS_PATH, type Gateway } from './gateway';
 export {
   DEFAULTS,
   GatewayConfigError,

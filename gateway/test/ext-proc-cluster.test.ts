@@ -151,6 +151,57 @@ describe('load balancing over EPP replicas', () => {
   });
 });
 
+function putMembers(gw: Gateway, members: unknown): Promise<{ status: number; body: Record<string, any> }> {
+  return send(gw.port, { method: 'PUT', path: '/gateway/ext-proc/members', body: JSON.stringify({ members }), headers: json })
+    .then((r) => ({ status: r.status, body: r.json() }));
+}
+
+describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
+  it('a replica removed from the endpoint set gets no streams, and one added back gets them with a fresh outlier state', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const gw = await gateway({
+      endpoints: ups.map((u) => u.address), extProc: [a.address, b.address], extProcLbPolicy: 'round-robin',
+      extProcOutlierDetection: { consecutiveGatewayFailure: 1, maxEjectionPercent: 50, baseEjectionTimeMs: 600_000 },
+    });
+    try {
+      await b.server.stop(0);
+      // B dies: its first failed stream ejects it (for 10 minutes); then its pod is no longer Ready and EDS drops it.
+      expect(await sendMany(gw, 2)).toEqual([200, 200]);
+      expect(gw.stats().extProc.cluster!.hosts[b.address]).toMatchObject({ ejected: true, member: true });
+      const removed = await putMembers(gw, [a.address]);
+      expect(removed.status).toBe(200);
+      expect(removed.body.hosts[b.address]).toMatchObject({ member: false, ejected: false });
+      const failOpens = gw.stats().failOpens;
+      expect(await sendMany(gw, 6)).toEqual(Array(6).fill(200));
+      expect(gw.stats().failOpens).toBe(failOpens);
+      // B is back and Ready: EDS adds it, a new host to Envoy (not ejected any more), and streams reach it at once.
+      b.director = new TestDirector(ups.map((u) => u.address));
+      b.server = await startEpp(b.director, b.port);
+      expect((await putMembers(gw, [a.address, b.address])).body.hosts[b.address]).toMatchObject({ member: true, ejected: false });
+      expect(await sendMany(gw, 4)).toEqual(Array(4).fill(200));
+      expect(b.director.requests.length).toBe(2);
+    } finally {
+      await gw.close();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  it('refuses an address that is not one of its EPP addresses, or a malformed body, naming what it expects', async () => {
+    const a = await replica();
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address] });
+    try {
+      const unknown = await putMembers(gw, ['127.0.0.1:1']);
+      expect(unknown.status).toBe(400);
+      expect(unknown.body.error).toBe(`not an EPP address of this gateway: 127.0.0.1:1 (known: ${a.address})`);
+      expect((await putMembers(gw, 'x')).body.error).toBe('body must be {"members": ["host:port", ...]}');
+      expect(gw.stats().extProc.cluster!.hosts[a.address].member).toBe(true);
+    } finally {
+      await gw.close();
+      await a.server.stop(0);
+    }
+  });
+});
+
 describe('outlier detection', () => {
   it('ejects a killed replica, sends its streams to the other, and takes it back after the ejection time', async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
