@@ -18,6 +18,7 @@ import {
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
 import type { RequestDirector } from '@kvroute/epp/extproc';
 import { startExtProcServer, type ExtProcServer } from '@kvroute/epp/extproc';
+import { EXT_PROC_MEMBERS_PATH } from '@kvroute/gateway';
 import { ENTRY, startProcess, type Started } from './processes';
 import { startRedisServer, type RedisProcess } from './redis-process';
 
@@ -149,8 +150,11 @@ export interface Stack {
    * scrapes, as a restarted pod keeps its Service's ports.
    */
   restartEpp(): Promise<void>;
-  /** Restarts replica `i` (killed or stopped before) on its ports. */
-  restartEppReplica(i: number): Promise<void>;
+  /**
+   * Restarts replica `i` (killed or stopped before) on its ports; with several replicas it joins the gateway's EPP
+   * cluster an EDS delay after it listens. Resolves with the epoch ms it was listening at.
+   */
+  restartEppReplica(i: number): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -289,9 +293,28 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     gatewayArgs.push(...(options.gatewayArgs ?? []));
     const gateway = await startProcess('gateway', ENTRY.gateway, gatewayArgs, { logFile: log('gateway') });
     started.push(gateway);
+    const gatewayUrl = `http://127.0.0.1:${gateway.info.port as number}`;
+
+    // Kubernetes' part with several replicas: a replica whose process dies leaves the EPP Service's ready endpoints,
+    // and one that listens again joins them; Istio pushes each change to the gateway's EPP cluster (EDS).
+    const members = new Set(extProcTargets);
+    let stopping = false;
+    const pushMembers = () => httpPut(`${gatewayUrl}${EXT_PROC_MEMBERS_PATH}`, JSON.stringify({ members: [...members] })).catch(() => undefined);
+    const watchReplica = (i: number, e: Started) => {
+      if (replicas < 2) return;
+      e.child.once('exit', () => {
+        if (stopping) return;
+        setTimeout(() => {
+          if (stopping || epps[i] !== e) return;
+          members.delete(extProcTargets[i]!);
+          void pushMembers();
+        }, EDS_UPDATE_DELAY_MS).unref();
+      });
+    };
+    epps.forEach((e, i) => watchReplica(i, e));
 
     const stack: Stack = {
-      gatewayUrl: `http://127.0.0.1:${gateway.info.port as number}`,
+      gatewayUrl,
       pods,
       podAddresses,
       epp,
@@ -310,11 +333,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         if (ports === undefined || policy.kind !== 'epp') throw new Error(`this stack runs no EPP replica ${i}`);
         const e = await startProcess(eppName(i), ENTRY.epp, [...eppArgs, '--grpc-port', String(ports.grpc), '--metrics-port', String(ports.metrics)],
           { logFile: log(eppName(i)) });
+        const listeningAt = Date.now();
         epps[i] = e;
         if (i === 0) stack.epp = e;
         started.push(e);
+        watchReplica(i, e);
+        if (replicas > 1) {
+          // Ready once it listens (its readiness probe), one probe period and an EDS push later.
+          await new Promise((r) => setTimeout(r, EDS_UPDATE_DELAY_MS));
+          members.add(extProcTargets[i]!);
+          await pushMembers();
+        }
+        return listeningAt;
       },
-      stop: stopEverything,
+      stop: async () => {
+        stopping = true;
+        await stopEverything();
+      },
     };
     return stack;
   } catch (e) {
@@ -351,6 +386,24 @@ export function withSessionStore(config: EndpointPickerConfig, address: string, 
   });
   if (!found) throw new Error('sessionStore: the EPP config has no session-affinity-filter to share bindings for');
   return { ...config, plugins } as EndpointPickerConfig;
+}
+
+/**
+ * How long a replica's change of readiness takes to reach the gateway: the kubelet's status update or a readiness probe
+ * period, the EndpointSlice controller and istiod's EDS push, about a second together.
+ */
+export const EDS_UPDATE_DELAY_MS = 1000;
+
+function httpPut(url: string, body: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'PUT', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 5000 }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`PUT ${url}: ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`PUT ${url}: timeout`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** A port free on 127.0.0.1 now (the kernel's pick); whoever binds it next gets it, barring a race with another process. */
