@@ -248,6 +248,10 @@ export async function runReplicas(replicas: number, faults: boolean, o: ReplicaR
   }
 }
 
+function storeTimeouts(run: ReplicaRun): number {
+  return run.sessions['kvroute_epp_session_store_operations_total{operation="read",outcome="timeout"}'] ?? 0;
+}
+
 /** The issue's goals for the replica fault run, against the single-replica run of the same invocation. */
 export function replicaTargets(single: PolicyResult, ha: ReplicaRun, replicas: number): TargetCheck[] {
   const r = ha.result;
@@ -261,7 +265,8 @@ export function replicaTargets(single: PolicyResult, ha: ReplicaRun, replicas: n
         name: `${what}: session stickiness (every session's pod stayed healthy), turns not in flight at the kill`,
         target: '100% of turns on the session\'s pod',
         actual: `${(ha.fault.stickinessNotInFlight * 100).toFixed(1)}% (all turns ${(r.requestStickiness * 100).toFixed(1)}%; `
-          + `${ha.fault.inFlightOffHome} of ${ha.fault.inFlightAtKill} turns in flight at the kill failed open elsewhere)`,
+          + `${ha.fault.inFlightOffHome} of ${ha.fault.inFlightAtKill} turns in flight at the kill failed open elsewhere; `
+          + `${storeTimeouts(ha)} session-store reads timed out, each a pick from the replica's local table)`,
         met: ha.fault.stickinessNotInFlight >= 1,
       }
       : {

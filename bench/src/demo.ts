@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { analyze, type PolicyResult } from './analysis';
-import { decimal, directory, integer, listOf, parseFlags, SWITCH, type ValueParser } from './cli-args';
+import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, type ValueParser } from './cli-args';
 import { DEMO_SESSION_STORE_TIMEOUT, HA_OUTLIER_DETECTION, replicaTargets, runReplicas, type ReplicaRun } from './demo-ha';
 import { bestHitRate } from './oracle';
 import { BENCH_DIR } from './processes';
@@ -27,8 +27,11 @@ export interface DemoOptions {
   readonly faults: boolean;
   /** EPP replicas for the replica runs (`demo-ha.ts`); 1 = none. */
   readonly replicas: number;
-  /** The replica runs score prefixes precisely (KV events, per-pod subscriptions) instead of approximately. */
-  readonly precise: boolean;
+  /**
+   * How the replica runs score prefixes: `precise` (the pods' KV events, every replica subscribed to every pod, so all
+   * agree) or `approximate` (kvroute's default: each replica's index learns from its own picks only, so they diverge).
+   */
+  readonly replicaScorer: 'precise' | 'approximate';
   readonly outDir: string;
   readonly targets: { readonly hitRate: number; readonly stickiness: number; readonly cachedSpeedup: number };
   readonly quiet: boolean;
@@ -151,7 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
   if (options.faults && options.replicas === 1) faultRun = await runPolicy(POLICIES.kvroute, options, true);
   const replicaRuns: ReplicaRun[] = [];
   if (options.replicas > 1) {
-    const base = { pods: options.pods, concurrency: options.concurrency, workload: options.workload, sim: options.sim, outDir: options.outDir, precise: options.precise };
+    const base = { pods: options.pods, concurrency: options.concurrency, workload: options.workload, sim: options.sim, outDir: options.outDir, precise: options.replicaScorer === 'precise' };
     // The single replica, the replicas undisturbed (what diverging indexes and per-replica in-flight counts cost), and
     // with --faults the replicas with one killed and restarted.
     const plan: [number, boolean][] = [[1, false], [options.replicas, false], ...(options.faults ? [[options.replicas, true] as [number, boolean]] : [])];
@@ -201,7 +204,7 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     'The gateway plays the Envoy of the demo profile\'s Istio 1.27.0 (--envoy-semantics 1.35.0) with the EnvoyFilter\'s ext_proc modes '
       + '(request body BUFFERED, response headers SEND, body NONE, trailers SEND, failure_mode_allow, message timeout 1 s, 8 MiB buffer) '
       + 'and timeouts (request receive 60 s, idle 300 s).',
-    ...(replicaRuns.length > 0 ? [`EPP replica runs (kvroute's ${options.precise ? 'precise config, KV events subscribed per pod' : 'default config (approximate prefix index per replica)'}; ${options.replicas} replicas share sessions through a redis-server on loopback, store timeout ${DEMO_SESSION_STORE_TIMEOUT}; `
+    ...(replicaRuns.length > 0 ? [`EPP replica runs (kvroute's ${options.replicaScorer === 'precise' ? 'precise config, KV events subscribed per pod' : 'default config (approximate prefix index per replica)'}; ${options.replicas} replicas share sessions through a redis-server on loopback, store timeout ${DEMO_SESSION_STORE_TIMEOUT}; `
       + `gateway EPP cluster LEAST_REQUEST with outlier detection ${HA_OUTLIER_DETECTION}): `
       + replicaRuns.map((r) => `${r.result.policy}: load imbalance (max/mean requests per pod) ${r.load.imbalance.toFixed(2)}, `
         + `queue p90 ${r.load.queueP90 ?? 'n/a'} (worst pod ${r.load.worstPodQueueP90 ?? 'n/a'}, ${r.load.samples} samples), TTFT p90 ${r.result.ttft.p90 === null ? 'n/a' : (r.result.ttft.p90 * 1000).toFixed(0)} ms; EPP session counters ${JSON.stringify(r.sessions)}`
@@ -238,7 +241,7 @@ const DEMO_FLAGS = {
   policies: listOf(Object.keys(POLICIES)),
   faults: SWITCH,
   replicas: integer(1, 8),
-  precise: SWITCH,
+  'replica-scorer': oneOf(['precise', 'approximate'] as const),
   'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS),
   'time-scale': decimal(0, Infinity, { aboveMin: true }),
   out: directory,
@@ -254,8 +257,8 @@ export const DEMO_USAGE = `Usage: npm run demo -- [flags]
                        kill one EPP replica mid-load and restart it instead)
   --replicas N         also run kvroute through N EPP replicas sharing sessions through a redis-server on
                        loopback, beside a single-replica run (default 1 = no replica runs; needs redis-server)
-  --precise            the replica runs score prefixes from the pods' KV events (every replica subscribes to
-                       every pod) instead of each replica's own approximate index
+  --replica-scorer S   precise (default: the replica runs score prefixes from the pods' KV events, every
+                       replica subscribed to every pod) or approximate (each replica's own index, which diverge)
   --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
   --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --out DIR            where results.json, report.html and logs/ go (default bench/out)
@@ -274,7 +277,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | undefined 
     policies: f.policies ?? Object.keys(POLICIES),
     faults: f.faults ?? false,
     replicas: f.replicas ?? 1,
-    precise: f.precise ?? false,
+    replicaScorer: f['replica-scorer'] ?? 'precise',
     quiet: f.quiet ?? false,
     outDir: f.out ?? path.join(BENCH_DIR, 'out'),
     workload: workload as unknown as WorkloadOptions,
