@@ -71,6 +71,9 @@ export class ExtProcClient {
       'grpc.max_receive_message_length': options.maxMessageBytes,
       // Many concurrent streams with request bodies in flight outgrow Node's 10 MB HTTP/2 session default.
       'grpc-node.max_session_memory': 256,
+      // Its own connection: grpc-js otherwise shares one subchannel among channels to the same target, so a new channel
+      // to a replica that came back (EDS re-adding it) would inherit the old one's reconnect backoff.
+      'grpc.use_local_subchannel_pool': 1,
     });
   }
 
