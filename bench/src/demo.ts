@@ -10,7 +10,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { analyze, type PolicyResult } from './analysis';
-import { decimal, directory, integer, listOf, parseFlags, SWITCH, type ValueParser } from './cli-args';
+import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, type ValueParser } from './cli-args';
+import { DEMO_SESSION_STORE_TIMEOUT, HA_OUTLIER_DETECTION, replicaTargets, runReplicas, type ReplicaRun } from './demo-ha';
 import { bestHitRate } from './oracle';
 import { BENCH_DIR } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
@@ -25,6 +26,13 @@ export interface DemoOptions {
   readonly sim: SimulatorSettings;
   readonly policies: readonly string[];
   readonly faults: boolean;
+  /** EPP replicas for the replica runs (`demo-ha.ts`); 1 = none. */
+  readonly replicas: number;
+  /**
+   * How the replica runs score prefixes: `precise` (the pods' KV events, every replica subscribed to every pod, so all
+   * agree) or `approximate` (kvroute's default: each replica's index learns from its own picks only, so they diverge).
+   */
+  readonly replicaScorer: 'precise' | 'approximate';
   readonly outDir: string;
   readonly targets: { readonly hitRate: number; readonly stickiness: number; readonly cachedSpeedup: number };
   readonly quiet: boolean;
@@ -183,12 +191,23 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
   }
   let faultRun: PolicyRun | undefined;
   let stallRun: PolicyRun | undefined;
-  if (options.faults) {
+  // With replicas, --faults kills a replica in the replica run (below) instead of the single-EPP fault runs.
+  if (options.faults && options.replicas === 1) {
     faultRun = await runPolicy(POLICIES.kvroute, options, 'kill');
     stallRun = await runPolicy(POLICIES.kvroute, options, 'stall');
   }
+  const replicaRuns: ReplicaRun[] = [];
+  if (options.replicas > 1) {
+    const base = { pods: options.pods, concurrency: options.concurrency, workload: options.workload, sim: options.sim, outDir: options.outDir, precise: options.replicaScorer === 'precise' };
+    // The single replica, the replicas undisturbed (what diverging indexes and per-replica in-flight counts cost), and
+    // with --faults the replicas with one killed and restarted.
+    const plan: [number, boolean][] = [[1, false], [options.replicas, false], ...(options.faults ? [[options.replicas, true] as [number, boolean]] : [])];
+    for (const [n, faulty] of plan) {
+      replicaRuns.push(await runReplicas(n, faulty, { ...base, onProgress: progressBar(`kvroute × ${n} EPP${faulty ? ' + kill' : ''}`, options.quiet) }));
+    }
+  }
 
-  const results = [...runs, ...(faultRun ? [faultRun] : []), ...(stallRun ? [stallRun] : [])].map((r) => r.result);
+  const results = [...runs, ...(faultRun ? [faultRun] : []), ...(stallRun ? [stallRun] : [])].map((r) => r.result).concat(replicaRuns.map((r) => r.result));
   const kv = runs.find((r) => r.result.policy === 'kvroute')?.result;
   const best = kv?.bestHitRate ?? null;
   const targets: TargetCheck[] = [];
@@ -225,6 +244,7 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
       .map(([status, n]) => `${n} × ${status}`).join(', ');
     targets.push({ name: 'faults: the EPP stall costs no request', target: '0 failed', actual: `${failed.length} failed${byStatus ? ` (${byStatus})` : ''}`, met: failed.length === 0 });
   }
+  if (replicaRuns.length > 1) targets.push(...replicaTargets(replicaRuns[0]!.result, replicaRuns[replicaRuns.length - 1]!, options.replicas));
   const passed = targets.every((t) => t.met);
 
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`;
@@ -239,13 +259,20 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     'The gateway plays the Envoy of the demo profile\'s Istio 1.27.0 (--envoy-semantics 1.35.0) with the EnvoyFilter\'s ext_proc modes '
       + '(request body BUFFERED, response headers SEND, body NONE, trailers SEND, failure_mode_allow, message timeout 1 s, 8 MiB buffer) '
       + 'and timeouts (request receive 60 s, idle 300 s).',
+    ...(replicaRuns.length > 0 ? [`EPP replica runs (kvroute's ${options.replicaScorer === 'precise' ? 'precise config, KV events subscribed per pod' : 'default config (approximate prefix index per replica)'}; ${options.replicas} replicas share sessions through a redis-server on loopback, store timeout ${DEMO_SESSION_STORE_TIMEOUT}; `
+      + `gateway EPP cluster LEAST_REQUEST with outlier detection ${HA_OUTLIER_DETECTION}): `
+      + replicaRuns.map((r) => `${r.result.policy}: load imbalance (max/mean requests per pod) ${r.load.imbalance.toFixed(2)}, `
+        + `queue p90 ${r.load.queueP90 ?? 'n/a'} (worst pod ${r.load.worstPodQueueP90 ?? 'n/a'}, ${r.load.samples} samples), TTFT p90 ${r.result.ttft.p90 === null ? 'n/a' : (r.result.ttft.p90 * 1000).toFixed(0)} ms; EPP session counters ${JSON.stringify(r.sessions)}`
+        + (r.fault ? `; killed at ${r.fault.killedAtMs} ms, restarted at ${r.fault.restartedAtMs} ms, first pick ${r.fault.firstPickAfterRestartMs ?? 'none'} ms after; `
+          + `gateway ${JSON.stringify(r.fault.gateway)}` : '')).join('. ')] : []),
     ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}; gateway counters at those points: ${JSON.stringify(faultRun.gateway)}. `
       + 'Counters of the killed pod are its last reading before the kill.'] : []),
     ...(stallRun ? [`EPP stall run events (ms from start): ${JSON.stringify(stallRun.events)}; gateway counters at those points: ${JSON.stringify(stallRun.gateway)}; `
       + `the EPP's counters at the end: ${JSON.stringify(stallRun.eppCounters)}.`] : []),
   ];
   const report = { title: 'kvroute validator loop', subtitle, results, bestHitRate: best, targets, notes };
-  fs.writeFileSync(path.join(options.outDir, 'results.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, options, ...report, passed }, null, 2)}\n`);
+  fs.writeFileSync(path.join(options.outDir, 'results.json'),
+    `${JSON.stringify({ date: new Date().toISOString(), machine, options, ...report, ...(replicaRuns.length > 0 ? { replicaRuns } : {}), passed }, null, 2)}\n`);
   fs.writeFileSync(path.join(options.outDir, 'report.html'), htmlReport(report));
   if (!options.quiet) {
     process.stdout.write(`\n${terminalTable(results, best)}\n\n`);
@@ -270,6 +297,8 @@ const DEMO_FLAGS = {
   concurrency: integer(1),
   policies: listOf(Object.keys(POLICIES)),
   faults: SWITCH,
+  replicas: integer(1, 8),
+  'replica-scorer': oneOf(['precise', 'approximate'] as const),
   'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS),
   'time-scale': decimal(0, Infinity, { aboveMin: true }),
   out: directory,
@@ -281,7 +310,12 @@ export const DEMO_USAGE = `Usage: npm run demo -- [flags]
   --pods N             simulated vLLM pods (default 4)
   --concurrency N      conversations in flight (default 8)
   --policies a,b       of ${Object.keys(POLICIES).join(', ')} (default all)
-  --faults             also run kvroute while killing a pod and stopping/restarting the EPP, and while the EPP stalls
+  --faults             also run kvroute while killing a pod and stopping/restarting the EPP, and while the EPP
+                       stalls (with --replicas: kill one EPP replica mid-load and restart it instead)
+  --replicas N         also run kvroute through N EPP replicas sharing sessions through a redis-server on
+                       loopback, beside a single-replica run (default 1 = no replica runs; needs redis-server)
+  --replica-scorer S   precise (default: the replica runs score prefixes from the pods' KV events, every
+                       replica subscribed to every pod) or approximate (each replica's own index, which diverge)
   --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
   --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --out DIR            where results.json, report.html and logs/ go (default bench/out)
@@ -299,6 +333,8 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | undefined 
     concurrency: f.concurrency ?? 8,
     policies: f.policies ?? Object.keys(POLICIES),
     faults: f.faults ?? false,
+    replicas: f.replicas ?? 1,
+    replicaScorer: f['replica-scorer'] ?? 'precise',
     quiet: f.quiet ?? false,
     outDir: f.out ?? path.join(BENCH_DIR, 'out'),
     workload: workload as unknown as WorkloadOptions,

@@ -74,6 +74,12 @@ export const CAPACITY_NAMES: readonly CapacityName[] = ['ample', 'constrained'];
 export interface RoutingBenchOptions {
   readonly quick: boolean;
   readonly pods: number;
+  /**
+   * EPP replicas for the EPP policies (`--epp-replicas`): each its own process, the gateway spreading ext_proc streams
+   * over them (Istio's LEAST_REQUEST), sessions shared through a redis-server, precise replicas subscribed per pod.
+   * Optional: 1 when absent.
+   */
+  readonly eppReplicas?: number;
   /** Requests in flight for the shared-prefix workloads. */
   readonly concurrency: number;
   /** Conversations in flight for the multi-turn workload. */
@@ -265,7 +271,10 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
   o: RoutingBenchOptions): Promise<RunOutput> {
   const sim = simFor(o, blocks);
   const policy = routingPolicy(policyName, { seed: o.seed + repeat, sglang: o.sglang });
-  const stack = await startStack({ pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs', `${w.name}-${capacity}-r${repeat}`) });
+  const stack = await startStack({
+    pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs', `${w.name}-${capacity}-r${repeat}`),
+    ...(policy.kind === 'epp' && (o.eppReplicas ?? 1) > 1 ? { eppReplicas: o.eppReplicas } : {}),
+  });
   try {
     const outcome = await runWorkload(w.workload, {
       gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o), ...(w.arrivalsMs ? { arrivalsMs: w.arrivalsMs } : {}),
@@ -634,6 +643,8 @@ and the ladder about 20 (--only picks one); --quick a few minutes each.
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
   --pods N                     simulated vLLM pods, R (default ${DEFAULT_ROUTING_OPTIONS.pods})
+  --epp-replicas N             EPP replicas for the EPP policies (default 1; more share sessions through a
+                               redis-server on loopback, precise replicas subscribe to every pod)
   --workloads a,b              of ${WORKLOAD_NAMES.join(', ')} (default all)
   --capacities a,b             of ${CAPACITY_NAMES.join(', ')} (default both)
   --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but kvroute-latency)
@@ -697,6 +708,7 @@ const WORDS = integer(1, 4096);
 const ROUTING_FLAGS = {
   quick: SWITCH, quiet: SWITCH, 'no-overhead': SWITCH, 'no-warm-up': SWITCH,
   pods: integer(2, 16),
+  'epp-replicas': integer(1, 8),
   workloads: listOf(WORKLOAD_NAMES), capacities: listOf(CAPACITY_NAMES), policies: listOf(POLICY_NAMES),
   repeats: integer(1, 20), concurrency: integer(1, 256), 'chat-concurrency': integer(1, 256), seed: integer(0, 2 ** 31 - 1),
   out: directory,
@@ -728,6 +740,7 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
     quiet: f.quiet ?? d.quiet,
     warmUp: f['no-warm-up'] ? false : d.warmUp,
     pods: f.pods ?? d.pods,
+    ...(f['epp-replicas'] !== undefined ? { eppReplicas: f['epp-replicas'] } : {}),
     workloads: f.workloads ?? d.workloads,
     capacities: f.capacities ?? d.capacities,
     policies: f.policies ?? d.policies,

@@ -17,6 +17,10 @@ export interface StackCommandOptions {
   readonly sim: SimulatorSettings;
   readonly policy: string;
   readonly logDir: string;
+  /** EPP replicas behind the gateway (kvroute only). */
+  readonly eppReplicas: number;
+  /** Where session bindings live; default redis with more than one replica. */
+  readonly sessionStore?: 'memory' | 'redis';
 }
 
 const DEFAULT_PORT = 8080;
@@ -29,6 +33,8 @@ const STACK_FLAGS = {
   'time-scale': decimal(0, Infinity, { aboveMin: true }),
   policy: oneOf(Object.keys(POLICIES)),
   'log-dir': directory,
+  'epp-replicas': integer(1, 8),
+  'session-store': oneOf(['memory', 'redis'] as const),
 } as const;
 
 export const STACK_USAGE = `Usage: npm start -- [flags]        (or: node bench/dist/main.js stack [flags])
@@ -42,6 +48,11 @@ them running until Ctrl-C.
   --time-scale X        simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --policy P            kvroute (the EPP), or round-robin or session-hash (the gateway alone) (default kvroute)
   --log-dir DIR         where each process's log goes (default bench/out/stack)
+  --epp-replicas N      EPP replicas (kvroute only; default 1, at most 8); the gateway load-balances ext_proc
+                        streams over them. With more than one they share sessions through a redis-server on
+                        loopback (the redis-server binary must be installed)
+  --session-store S     memory or redis: where the EPP keeps session bindings (default redis with more than one
+                        replica, else memory)
   -h, --help            this help
 
 Once everything listens it prints one JSON line, {"event":"ready","baseUrl":...}, after the text.`;
@@ -56,6 +67,8 @@ export function parseStackArgs(argv: readonly string[]): StackCommandOptions | u
     sim: { ...DEFAULT_SIM, kvCacheBlocks: f['kv-cache-blocks'] ?? DEFAULT_SIM.kvCacheBlocks, timeScale: f['time-scale'] ?? DEFAULT_SIM.timeScale },
     policy: f.policy ?? 'kvroute',
     logDir: f['log-dir'] ?? DEFAULT_LOG_DIR,
+    eppReplicas: f['epp-replicas'] ?? 1,
+    ...(f['session-store'] ? { sessionStore: f['session-store'] } : {}),
   };
 }
 
@@ -74,7 +87,7 @@ function portsOf(p: Started): number[] {
 }
 
 function processesOf(stack: Stack): Started[] {
-  return [...stack.pods, ...(stack.epp ? [stack.epp] : []), stack.gateway];
+  return [...stack.pods, ...stack.epps, stack.gateway];
 }
 
 /** The text a person reads: where to point a client, what to paste, where the logs are. */
@@ -83,7 +96,7 @@ function banner(stack: Stack, baseUrl: string, options: StackCommandOptions): st
   const shown = (file: string | undefined) => (file ? path.relative(process.cwd(), file) || file : '(not kept)');
   const router = stack.epp ? 'the EPP (kvroute)' : `no EPP (the gateway's ${options.policy} alone)`;
   const processes = processesOf(stack).map((p) => {
-    const where = p.name.startsWith('sim-') ? `127.0.0.1:${portsOf(p)[0]}` : '';
+    const where = p.name.startsWith('sim-') ? stack.podAddresses[Number(p.name.slice(4))] ?? '' : '';
     return `  ${p.name.padEnd(8)} ${where.padEnd(16)} ${shown(p.logFile)}`;
   });
   return `kvroute is running on 127.0.0.1: ${stack.pods.length} simulated vLLM pods, ${router} and the gateway.
@@ -145,7 +158,11 @@ export async function stackCommand(argv: readonly string[]): Promise<number> {
   }
   let stack: Stack;
   try {
-    stack = await startStack({ pods: options.pods, sim: options.sim, policy: POLICIES[options.policy], logDir: options.logDir, gatewayPort: options.port });
+    if (options.eppReplicas > 1 && options.policy !== 'kvroute') return fail('--epp-replicas: only the kvroute policy runs the EPP');
+    stack = await startStack({
+      pods: options.pods, sim: options.sim, policy: POLICIES[options.policy], logDir: options.logDir, gatewayPort: options.port,
+      eppReplicas: options.eppReplicas, ...(options.sessionStore ? { sessionStore: options.sessionStore } : {}),
+    });
   } catch (e) {
     return fail(`could not start: ${(e as Error).message}`);
   }

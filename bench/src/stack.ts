@@ -8,11 +8,19 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
-import { preciseEndpointPickerConfig, renderEndpointPickerConfig } from '@kvroute/epp/config';
+import {
+  defaultEndpointPickerConfig,
+  parseEndpointPickerConfig,
+  preciseEndpointPickerConfig,
+  renderEndpointPickerConfig,
+  type EndpointPickerConfig,
+} from '@kvroute/epp/config';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
 import type { RequestDirector } from '@kvroute/epp/extproc';
 import { startExtProcServer, type ExtProcServer } from '@kvroute/epp/extproc';
+import { EXT_PROC_MEMBERS_PATH } from '@kvroute/gateway';
 import { ENTRY, startProcess, type Started } from './processes';
+import { startRedisServer, type RedisProcess } from './redis-process';
 
 /**
  * The gateway plays the Envoy the demo cluster profile runs and is configured as the manifests configure it:
@@ -102,6 +110,21 @@ export interface StackOptions {
   readonly gatewayPort?: number;
   /** Use these running pods instead of starting `pods` new ones; `stop()` leaves them running. */
   readonly existingPods?: readonly Started[];
+  /**
+   * EPP replicas (an `epp` policy only), each its own process with the same config; the gateway load-balances ext_proc
+   * streams over them as Envoy does over the EPP Service's endpoints. With more than one, a precise policy subscribes
+   * per pod (every replica dials every pod's publisher, so all build the same index). @default 1
+   */
+  readonly eppReplicas?: number;
+  /**
+   * Where session bindings live: each replica's memory, or one real redis-server on loopback started with the stack
+   * (the config's `sessionStore`). @default 'redis' with more than one replica, else 'memory'
+   */
+  readonly sessionStore?: 'memory' | 'redis';
+  /** The store's per-call timeout (`sessionStore.timeout`, e.g. `50ms`); default the EPP's. */
+  readonly sessionStoreTimeout?: string;
+  /** Gateway flags appended after the stack's own (e.g. `--ext-proc-outlier-detection`). */
+  readonly gatewayArgs?: readonly string[];
 }
 
 export interface Stack {
@@ -109,8 +132,15 @@ export interface Stack {
   readonly pods: Started[];
   /** `127.0.0.1:port` of each pod, in order. */
   readonly podAddresses: string[];
+  /** The first EPP replica (`epps[0]`). */
   epp?: Started;
   readonly eppPort?: number;
+  /** Every EPP replica, in order; a killed and restarted replica is replaced in place. */
+  readonly epps: Started[];
+  /** Each replica's gRPC and metrics ports (kept across restarts, as a restarted pod keeps its Service's ports). */
+  readonly eppPorts: readonly { readonly grpc: number; readonly metrics: number }[];
+  /** The shared session store, when the stack runs one. */
+  readonly redis?: RedisProcess;
   /** The in-process ext_proc server of a `director` policy, and its director. */
   readonly extProc?: ExtProcServer;
   readonly director?: RequestDirector;
@@ -120,12 +150,21 @@ export interface Stack {
    * scrapes, as a restarted pod keeps its Service's ports.
    */
   restartEpp(): Promise<void>;
+  /**
+   * Restarts replica `i` (killed or stopped before) on its ports; with several replicas it joins the gateway's EPP
+   * cluster an EDS delay after it listens. Resolves with the epoch ms it was listening at.
+   */
+  restartEppReplica(i: number): Promise<number>;
   stop(): Promise<void>;
 }
 
 /** Where a pod publishes its KV events (vLLM's `--kv-events-config`), and the port it must listen on to match the topic. */
 export interface PodKvEvents {
   readonly port: number;
+  /** The pod's own address (per-pod mode on one machine); default 127.0.0.1. */
+  readonly host?: string;
+  /** vLLM's `replay_endpoint`: the ROUTER socket a (re)started subscriber asks for the batches it missed. */
+  readonly replayEndpoint?: string;
   /** The EPP's ZMQ endpoint, e.g. `tcp://127.0.0.1:5557`. */
   readonly endpoint: string;
 }
@@ -135,12 +174,13 @@ export function simArgs(s: SimulatorSettings, podName: string, kvEvents?: PodKvE
   const events = kvEvents === undefined ? [] : [
     // vLLM's own flag, as lib/decode-pool.ts sets it for central mode: publish to the EPP, the topic naming this pod.
     '--kv-events-config', JSON.stringify({
-      enable_kv_cache_events: true, publisher: 'zmq', endpoint: kvEvents.endpoint, topic: `kv@127.0.0.1:${kvEvents.port}@${s.model}`,
+      enable_kv_cache_events: true, publisher: 'zmq', endpoint: kvEvents.endpoint, topic: `kv@${kvEvents.host ?? '127.0.0.1'}:${kvEvents.port}@${s.model}`,
+      ...(kvEvents.replayEndpoint !== undefined ? { replay_endpoint: kvEvents.replayEndpoint } : {}),
     }),
   ];
   return [
     // The simulator's CLI binds every interface (it is made for containers); here nothing is meant for the network.
-    '--host', '127.0.0.1', '--port', String(kvEvents?.port ?? 0), ...events, '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
+    '--host', kvEvents?.host ?? '127.0.0.1', '--port', String(kvEvents?.port ?? 0), ...events, '--model', s.model, '--served-model-name', s.model, '--pod-name', podName,
     '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
@@ -166,29 +206,62 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     const policy = options.policy;
     const precise = policy.kind === 'epp' && policy.precise === true;
+    const replicas = policy.kind === 'epp' ? options.eppReplicas ?? 1 : 1;
+    if (!Number.isInteger(replicas) || replicas < 1) throw new Error(`eppReplicas must be a positive integer, got ${replicas}`);
+    if (replicas > 1 && policy.kind !== 'epp') throw new Error('eppReplicas: only an epp policy runs EPP replicas');
+    // Several replicas cannot share central mode's one bound socket: each dials every pod's publisher (llm-d's per-pod
+    // mode), so every replica gets every pod's events.
+    const perPod = precise && replicas > 1;
     if (precise && options.existingPods) throw new Error('a precise policy starts its own pods: they must publish KV events to its EPP');
     // A pod's topic names its address, so precise pods get their ports before they start.
     const zmqPort = precise ? await reservePort() : undefined;
+    // Per pod, every pod also serves replays, so a replica that (re)starts while the pods run warms its index from them.
+    const replayPort = perPod ? await reservePort() : undefined;
     const podPorts = precise ? await reservePorts(options.pods) : undefined;
-    const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) =>
-      startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
-        { logFile: log(`sim-${i}`) })));
+    const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) => {
+      if (perPod) {
+        const ip = perPodAddress(i);
+        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip, replayEndpoint: perPodEndpoint(ip, replayPort!) }),
+          { logFile: log(`sim-${i}`) });
+      }
+      return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
+        { logFile: log(`sim-${i}`) });
+    }));
     if (!options.existingPods) started.push(...pods);
-    const podAddresses = pods.map((p) => `127.0.0.1:${p.info.port as number}`);
+    const podAddresses = pods.map((p, i) => `${perPod ? perPodAddress(i) : '127.0.0.1'}:${p.info.port as number}`);
+    const store = options.sessionStore ?? (replicas > 1 ? 'redis' : 'memory');
+    let redis: RedisProcess | undefined;
+    if (policy.kind === 'epp' && store === 'redis') {
+      redis = await startRedisServer(await reservePort(), log('redis'));
+      const r = redis;
+      closers.push(() => r.stop());
+    }
 
-    let epp: Started | undefined;
+    const epps: Started[] = [];
+    const eppPorts: { grpc: number; metrics: number }[] = [];
     let eppArgs: string[] = [];
+    const eppName = (i: number) => (replicas === 1 ? 'epp' : `epp-${i}`);
     if (policy.kind === 'epp') {
-      const configText = precise
-        ? renderEndpointPickerConfig(preciseEndpointPickerConfig({
-          mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model,
-        }))
-        : policy.configText;
+      let config = precise
+        ? preciseEndpointPickerConfig(perPod
+          ? { mode: 'per-pod', socketPort: zmqPort!, replayPort: replayPort!, blockSize: options.sim.blockSize, modelName: options.sim.model }
+          : { mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model })
+        : undefined;
+      if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()),
+        redis.url, options.sessionStoreTimeout);
+      const configText = config ? renderEndpointPickerConfig(config) : policy.configText;
       eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0',
         ...(configText ? ['--config-text', configText] : [])];
-      epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', '0', '--metrics-port', '0'], { logFile: log('epp') });
-      started.push(epp);
+      // In parallel: each replica loads the tokenizer and warms up on its own, as pods of a Deployment do.
+      const first = await Promise.all(Array.from({ length: replicas }, (_, i) =>
+        startProcess(eppName(i), ENTRY.epp, [...eppArgs, '--grpc-port', '0', '--metrics-port', '0'], { logFile: log(eppName(i)) })));
+      for (const e of first) {
+        epps.push(e);
+        started.push(e);
+        eppPorts.push({ grpc: e.info.grpcPort as number, metrics: e.info.metricsPort as number });
+      }
     }
+    const epp = epps[0];
     let director: RequestDirector | undefined;
     if (policy.kind === 'director') {
       director = typeof policy.director === 'function' ? policy.director(podAddresses) : policy.director;
@@ -211,37 +284,126 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         await new Promise<void>((resolve) => logFile.end(() => resolve()));
       });
     }
-    const eppPort = (epp?.info.grpcPort as number | undefined) ?? extProc?.port;
-    const eppMetricsPort = epp?.info.metricsPort as number | undefined;
+    const eppPort = eppPorts[0]?.grpc ?? extProc?.port;
     const gatewayArgs = ['--host', '127.0.0.1', '--port', String(options.gatewayPort ?? 0), '--endpoints', podAddresses.join(','),
       ...GATEWAY_ENVOY_FLAGS, '--message-timeout-ms', String(options.messageTimeoutMs ?? 1000)];
-    if (eppPort !== undefined) gatewayArgs.push('--ext-proc', `127.0.0.1:${eppPort}`, '--failure-mode-allow');
+    const extProcTargets = eppPorts.length > 0 ? eppPorts.map((p) => `127.0.0.1:${p.grpc}`) : eppPort !== undefined ? [`127.0.0.1:${eppPort}`] : [];
+    if (extProcTargets.length > 0) gatewayArgs.push('--ext-proc', extProcTargets.join(','), '--failure-mode-allow');
     if (policy.kind === 'session-hash') gatewayArgs.push('--hash-header', policy.header);
+    gatewayArgs.push(...(options.gatewayArgs ?? []));
     const gateway = await startProcess('gateway', ENTRY.gateway, gatewayArgs, { logFile: log('gateway') });
     started.push(gateway);
+    const gatewayUrl = `http://127.0.0.1:${gateway.info.port as number}`;
+
+    // Kubernetes' part with several replicas: a replica whose process dies leaves the EPP Service's ready endpoints,
+    // and one that listens again joins them; Istio pushes each change to the gateway's EPP cluster (EDS).
+    const members = new Set(extProcTargets);
+    let stopping = false;
+    const pushMembers = () => httpPut(`${gatewayUrl}${EXT_PROC_MEMBERS_PATH}`, JSON.stringify({ members: [...members] })).catch(() => undefined);
+    const watchReplica = (i: number, e: Started) => {
+      if (replicas < 2) return;
+      e.child.once('exit', () => {
+        if (stopping) return;
+        setTimeout(() => {
+          if (stopping || epps[i] !== e) return;
+          members.delete(extProcTargets[i]!);
+          void pushMembers();
+        }, EDS_UPDATE_DELAY_MS).unref();
+      });
+    };
+    epps.forEach((e, i) => watchReplica(i, e));
 
     const stack: Stack = {
-      gatewayUrl: `http://127.0.0.1:${gateway.info.port as number}`,
+      gatewayUrl,
       pods,
       podAddresses,
       epp,
       eppPort,
+      epps,
+      eppPorts,
+      redis,
       extProc,
       director,
       gateway,
       async restartEpp() {
-        if (eppPort === undefined || policy.kind !== 'epp') throw new Error('this stack runs no EPP');
-        stack.epp = await startProcess('epp', ENTRY.epp, [...eppArgs, '--grpc-port', String(eppPort), '--metrics-port', String(eppMetricsPort)],
-          { logFile: log('epp') });
-        started.push(stack.epp);
+        await stack.restartEppReplica(0);
       },
-      stop: stopEverything,
+      async restartEppReplica(i: number) {
+        const ports = eppPorts[i];
+        if (ports === undefined || policy.kind !== 'epp') throw new Error(`this stack runs no EPP replica ${i}`);
+        const e = await startProcess(eppName(i), ENTRY.epp, [...eppArgs, '--grpc-port', String(ports.grpc), '--metrics-port', String(ports.metrics)],
+          { logFile: log(eppName(i)) });
+        const listeningAt = Date.now();
+        epps[i] = e;
+        if (i === 0) stack.epp = e;
+        started.push(e);
+        watchReplica(i, e);
+        if (replicas > 1) {
+          // Ready once it listens (its readiness probe), one probe period and an EDS push later.
+          await new Promise((r) => setTimeout(r, EDS_UPDATE_DELAY_MS));
+          members.add(extProcTargets[i]!);
+          await pushMembers();
+        }
+        return listeningAt;
+      },
+      stop: async () => {
+        stopping = true;
+        await stopEverything();
+      },
     };
     return stack;
   } catch (e) {
     await stopEverything();
     throw e;
   }
+}
+
+/**
+ * Per-pod KV events on one machine: every pod's vLLM binds the same publisher port (`socketPort`, as in the
+ * manifests), so each pod gets its own loopback address (Linux routes all of 127.0.0.0/8 to `lo`).
+ */
+export function perPodAddress(i: number): string {
+  return `127.0.0.${11 + i}`;
+}
+
+/**
+ * The publisher endpoint a per-pod vLLM binds. vLLM binds only an endpoint with `*`, `::`, `ipc://` or `inproc://`
+ * (`ZmqEventPublisher._socket_setup`, vllm/distributed/kv_events.py @ v0.10.0) and connects to any other; `tcp://*:P`
+ * would take P on every address, so the pod binds its own address in IPv4-mapped form, which ZMQ binds as the IPv4
+ * socket `ip:P`.
+ */
+export function perPodEndpoint(ip: string, port: number): string {
+  return `tcp://[::ffff:${ip}]:${port}`;
+}
+
+/** The config with the session-affinity filter's bindings shared through the store at `address`. */
+export function withSessionStore(config: EndpointPickerConfig, address: string, timeout?: string): EndpointPickerConfig {
+  let found = false;
+  const plugins = config.plugins.map((p) => {
+    if (p.type !== 'session-affinity-filter') return p;
+    found = true;
+    return { ...p, parameters: { ...(p.parameters ?? {}), sessionStore: { address, ...(timeout !== undefined ? { timeout } : {}) } } };
+  });
+  if (!found) throw new Error('sessionStore: the EPP config has no session-affinity-filter to share bindings for');
+  return { ...config, plugins } as EndpointPickerConfig;
+}
+
+/**
+ * How long a replica's change of readiness takes to reach the gateway: the kubelet's status update or a readiness probe
+ * period, the EndpointSlice controller and istiod's EDS push, about a second together.
+ */
+export const EDS_UPDATE_DELAY_MS = 1000;
+
+function httpPut(url: string, body: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'PUT', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 5000 }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`PUT ${url}: ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`PUT ${url}: timeout`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** A port free on 127.0.0.1 now (the kernel's pick); whoever binds it next gets it, barring a race with another process. */

@@ -19,8 +19,15 @@ Options:
   --port N                    listen port (default ${CLI_DEFAULT_PORT}; 0 = any free port). Prints
                               {"event":"listening","port":N} on stdout once listening
   --host ADDR                 listen address (default ${DEFAULTS.host})
-  --ext-proc HOST:PORT        the EPP's ext_proc gRPC address. Without it every request is routed by the
-                              fallback policy (a round-robin / session-hash baseline)
+  --ext-proc HOST:PORT[,...]  the EPP's ext_proc gRPC address; several (comma-separated or the flag repeated)
+                              are the EPP replicas, streams load-balanced over them. Without it every
+                              request is routed by the fallback policy (a round-robin / session-hash baseline)
+  --ext-proc-lb-policy P      least-request (default, Istio's) or round-robin: how streams spread over replicas
+  --ext-proc-outlier-detection on|K=V[,K=V...]
+                              Envoy outlier detection on the EPP cluster (default off, as without a
+                              DestinationRule): 'on' = Envoy's defaults, or set consecutive5xx,
+                              consecutiveGatewayFailure, intervalMs, baseEjectionTimeMs, maxEjectionTimeMs,
+                              maxEjectionPercent
   --envoy-semantics V         the Envoy release to behave as: ${[...ENVOY_SEMANTICS_VERSIONS, NEWEST].join(', ')}
                               (default ${DEFAULTS.envoySemantics}, the Envoy of Istio 1.27.0)
   --processing-mode MODE      request body mode: buffered (BUFFERED, default) or full-duplex
@@ -68,12 +75,14 @@ export class CliError extends Error {
 
 export type CliCommand = { readonly kind: 'help' } | { readonly kind: 'run'; readonly options: GatewayOptions };
 
-type FlagKind = 'int' | 'string' | 'bool' | 'list';
+type FlagKind = 'int' | 'string' | 'bool' | 'list' | 'outlier';
 
 interface FlagSpec {
   readonly kind: FlagKind;
   readonly option: keyof GatewayOptions;
   readonly choices?: readonly string[];
+  /** A list flag that may be given more than once; the values add up. */
+  readonly repeatable?: boolean;
 }
 
 /** By long name, as parseArgs names them (the flag is `--` + name). */
@@ -81,7 +90,9 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'endpoints': { kind: 'list', option: 'endpoints' },
   'port': { kind: 'int', option: 'port' },
   'host': { kind: 'string', option: 'host' },
-  'ext-proc': { kind: 'string', option: 'extProc' },
+  'ext-proc': { kind: 'list', option: 'extProc', repeatable: true },
+  'ext-proc-lb-policy': { kind: 'string', option: 'extProcLbPolicy', choices: ['least-request', 'round-robin'] },
+  'ext-proc-outlier-detection': { kind: 'outlier', option: 'extProcOutlierDetection' },
   'envoy-semantics': { kind: 'string', option: 'envoySemantics', choices: [...ENVOY_SEMANTICS_VERSIONS, NEWEST] },
   'processing-mode': { kind: 'string', option: 'processingMode', choices: ['buffered', 'full-duplex'] },
   'processing-mode-scope': { kind: 'string', option: 'processingModeScope', choices: ['filter', 'vhost'] },
@@ -121,6 +132,9 @@ const OPTION_TO_FLAG = new Map(Object.entries(FLAGS).map(([name, spec]) => [spec
 
 /** The flag that sets an option (`processingMode` → `--processing-mode`); the option's own name if none does. */
 export function flagFor(option: string): string {
+  const dot = option.indexOf('.');
+  const flag = dot > 0 ? OPTION_TO_FLAG.get(option.slice(0, dot)) : undefined;
+  if (flag) return `${flag} ${option.slice(dot + 1)}`;
   return OPTION_TO_FLAG.get(option) ?? option;
 }
 
@@ -132,9 +146,20 @@ function parseValue(flag: string, spec: FlagSpec, value: string): unknown {
     case 'bool':
       if (value !== 'true' && value !== 'false') throw new CliError(flag, `expects true or false, got '${value}'`);
       return value === 'true';
+    case 'outlier': {
+      if (value === 'on') return true;
+      if (value === 'off') return false;
+      const fields: Record<string, number> = {};
+      for (const item of value.split(',')) {
+        const m = /^([A-Za-z0-9]+)=(\d+)$/.exec(item.trim());
+        if (!m) throw new CliError(flag, `expects on, off or KEY=N[,KEY=N...], got '${item}'`);
+        fields[m[1]] = Number(m[2]);
+      }
+      return fields;
+    }
     case 'list': {
       if (value.trim() === '') {
-        if (flag === '--endpoints') throw new CliError(flag, 'expects at least one ip:port');
+        if (flag === '--endpoints' || flag === '--ext-proc') throw new CliError(flag, 'expects at least one host:port');
         return [];
       }
       const items = value.split(',').map((s) => s.trim());
@@ -213,9 +238,17 @@ export function parseArgs(argv: readonly string[]): CliCommand {
     if (t.name === HELP) return { kind: 'help' };
     if (t.value === undefined) continue;
     const given = values[t.name];
+    const spec = FLAGS[t.name];
+    const value = parseValue(t.rawName, spec, t.value);
+    if (spec.repeatable) {
+      options[spec.option] = [...((options[spec.option] as unknown[] | undefined) ?? []), ...(value as unknown[])];
+      continue;
+    }
     if (Array.isArray(given) && given.length > 1) throw new CliError(t.rawName, 'given more than once');
-    options[FLAGS[t.name].option] = parseValue(t.rawName, FLAGS[t.name], t.value);
+    options[spec.option] = value;
   }
+  // One EPP address stays the single form (`extProc: 'host:port'`), as before replicas.
+  if (Array.isArray(options.extProc) && options.extProc.length === 1) options.extProc = options.extProc[0];
   if (values.endpoints === undefined) throw new CliError('--endpoints', 'is required (comma-separated ip:port list)');
   options.port ??= CLI_DEFAULT_PORT;
   const result = options as unknown as GatewayOptions;

@@ -9,7 +9,7 @@ import type * as http from 'http';
 import { Downstream } from './downstream';
 import type { Endpoint } from './endpoints';
 import { ExtProcFilter, type FilterContext, type FilterHost, type RequestBodyRoute } from './ext-proc-filter';
-import type { ExtProcClient } from './extproc-client';
+import type { ExtProcCluster } from './ext-proc-cluster';
 import type { HeaderList } from './headers';
 import type { BypassRule } from './options';
 import { ResponseRelay } from './response-relay';
@@ -18,7 +18,7 @@ import { StreamTimeouts, type TimeoutExpiry } from './timeouts';
 
 export interface ExchangeContext extends RouterContext, FilterContext {
   /** Null when the gateway runs without an EPP. */
-  readonly extProc: ExtProcClient | null;
+  readonly extProc: ExtProcCluster | null;
   done(x: Exchange): void;
 }
 

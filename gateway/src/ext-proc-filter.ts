@@ -10,7 +10,8 @@
 import { structToJson, type JsonValue, type ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { Downstream } from './downstream';
 import { EMPTY_BODY, type DecodedImmediateResponse, type DecodedProcessingResponse } from './ext-proc-answers';
-import type { ExtProcClient, ExtProcSession } from './extproc-client';
+import type { ExtProcCluster } from './ext-proc-cluster';
+import type { ExtProcSession } from './extproc-client';
 import type { Direction, FailureKind, FailurePolicy } from './failure-policy';
 import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderMutation, type MutationTarget } from './headers';
 import type { ResolvedOptions } from './options';
@@ -77,7 +78,7 @@ export class ExtProcFilter implements PhaseFilter {
   /** The answer being dispatched turned out spurious (Envoy does not count it as received). */
   private spuriousAnswer = false;
 
-  constructor(private readonly ctx: FilterContext, private readonly client: ExtProcClient, private readonly parts: FilterParts) {
+  constructor(private readonly ctx: FilterContext, private readonly client: ExtProcCluster, private readonly parts: FilterParts) {
     const { opts } = ctx;
     this.lifetime = {
       requestFullDuplex: opts.processingMode === 'full-duplex',

@@ -31,6 +31,8 @@ export interface SessionHandlers {
    * exchange are answered in order, so one timer measured from the last message either way is the same timer.
    */
   owed(): boolean;
+  /** The stream is over for the gateway (closed, cancelled or failed), once; the EPP cluster counts active streams by it. */
+  onEnd?(): void;
 }
 
 export interface ExtProcClientOptions {
@@ -69,6 +71,9 @@ export class ExtProcClient {
       'grpc.max_receive_message_length': options.maxMessageBytes,
       // Many concurrent streams with request bodies in flight outgrow Node's 10 MB HTTP/2 session default.
       'grpc-node.max_session_memory': 256,
+      // Its own connection: grpc-js otherwise shares one subchannel among channels to the same target, so a new channel
+      // to a replica that came back (EDS re-adding it) would inherit the old one's reconnect backoff.
+      'grpc.use_local_subchannel_pool': 1,
     });
   }
 
@@ -76,6 +81,17 @@ export class ExtProcClient {
   open(handlers: SessionHandlers): ExtProcSession {
     this.streamsOpened++;
     const session = new ExtProcSession(this, handlers, this.options.messageTimeoutMs);
+    this.sessions.add(session);
+    return session;
+  }
+
+  /**
+   * A stream that never reaches an EPP: it fails with UNAVAILABLE and `detail` once the caller has it, as Envoy's gRPC
+   * client reports the router's local reply (e.g. "no healthy upstream" when every replica is ejected).
+   */
+  refuse(handlers: SessionHandlers, detail: string): ExtProcSession {
+    this.streamsOpened++;
+    const session = new ExtProcSession(this, handlers, this.options.messageTimeoutMs, detail);
     this.sessions.add(session);
     return session;
   }
@@ -123,13 +139,18 @@ export class ExtProcSession {
   private timer: NodeJS.Timeout | undefined;
   private readonly drainWaiters: (() => void)[] = [];
 
-  constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number) {
+  constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number,
+    refusal?: string) {
     let call: grpc.ClientDuplexStream<Buffer, Buffer> | null = null;
-    try {
-      call = owner.startCall();
-    } catch (err) {
-      // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
-      setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`, grpc.status.UNAVAILABLE));
+    if (refusal !== undefined) {
+      setImmediate(() => this.fail('unavailable', refusal, grpc.status.UNAVAILABLE));
+    } else {
+      try {
+        call = owner.startCall();
+      } catch (err) {
+        // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
+        setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`, grpc.status.UNAVAILABLE));
+      }
     }
     this.call = call;
     if (!call) return;
@@ -198,6 +219,7 @@ export class ExtProcSession {
     }
     setImmediate(() => call?.cancel());
     this.owner.forget(this);
+    this.handlers.onEnd?.();
   }
 
   /** Abandons the stream at once (RST_STREAM only): the gateway is shutting down. */
@@ -208,6 +230,7 @@ export class ExtProcSession {
     this.drainWaiters.length = 0;
     this.call?.cancel();
     this.owner.forget(this);
+    this.handlers.onEnd?.();
   }
 
   private onData(buf: Buffer): void {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'net';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
+import { ExtProcCluster } from './ext-proc-cluster';
 import { ExtProcClient } from './extproc-client';
 import { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, envoyPrometheusText, extProcCounterValues } from './envoy-stats';
 import { EnvoyFailurePolicy } from './failure-policy';
@@ -16,6 +17,12 @@ import { StatsCollector, type GatewayStats } from './stats';
 
 export const HEALTH_PATH = '/healthz';
 export const STATS_PATH = '/gateway/stats';
+/**
+ * `PUT` `{"members": ["host:port", ...]}`: the EPP cluster's endpoint set, as Istio's EDS would push it from the EPP
+ * Service's ready endpoints (a harness playing Kubernetes calls it when a replica dies or becomes ready). Envoy has no
+ * such admin call; it gets the same update over xDS.
+ */
+export const EXT_PROC_MEMBERS_PATH = '/gateway/ext-proc/members';
 
 export interface Gateway {
   /** The port actually bound (useful with port 0). */
@@ -100,13 +107,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   // Loads and caches the protos now, so the first request does not pay for it (and a broken install fails here).
   const statusCodeOf = statusCodeResolver();
-  const extProc = opts.extProc
-    ? new ExtProcClient({
-      target: opts.extProc,
-      messageTimeoutMs: opts.messageTimeoutMs,
-      maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
+  const warn = throttledWarn(opts);
+  // One channel (HTTP/2 connection) per EPP replica, as Envoy keeps a connection pool per host of the EPP cluster.
+  const newClient = (target: string): ExtProcClient => new ExtProcClient({
+    target,
+    messageTimeoutMs: opts.messageTimeoutMs,
+    maxMessageBytes: Math.max(opts.maxRequestBodyBytes, opts.requestBodyBufferLimitBytes) + GRPC_MESSAGE_OVERHEAD,
+  });
+  const extProc = opts.extProcTargets.length > 0
+    ? new ExtProcCluster(opts.extProcTargets.map((target) => ({ address: target, client: newClient(target) })), {
+      newClient,
+      lbPolicy: opts.extProcLbPolicy,
+      outlierDetection: opts.extProcOutlierDetection,
+      onEjection: (address, ejected, type) => warn(`outlier-${address}-${ejected}`,
+        ejected ? 'EPP replica ejected (outlier detection)' : 'EPP replica unejected', { extProc: address, ...(type ? { type } : {}) }),
     })
     : null;
+  const sum = (f: (c: ExtProcClient) => number): number => (extProc ? extProc.clients.reduce((a, c) => a + f(c), 0) : 0);
   const exchanges = new Set<Exchange>();
   const idleWaiters: (() => void)[] = [];
   let closing: Promise<void> | undefined;
@@ -124,7 +141,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       failureModeAllow: opts.failureModeAllow,
     }),
     statusCodeOf,
-    warn: throttledWarn(opts),
+    warn,
     done: (x) => {
       exchanges.delete(x);
       if (exchanges.size === 0) for (const w of idleWaiters.splice(0)) w();
@@ -140,19 +157,51 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     responseBodyMode: opts.responseBodyMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
     responseTrailerMode: opts.responseTrailerMode === 'send' ? 'SEND' : 'SKIP',
     failureModeAllow: opts.failureModeAllow,
-    streamsOpened: extProc?.streamsOpened ?? 0,
-    openStreams: extProc?.openSessions ?? 0,
-    messagesSent: extProc?.messagesSent ?? 0,
-    messagesReceived: extProc?.messagesReceived ?? 0,
+    streamsOpened: sum((c) => c.streamsOpened),
+    openStreams: sum((c) => c.openSessions),
+    messagesSent: sum((c) => c.messagesSent),
+    messagesReceived: sum((c) => c.messagesReceived),
+    cluster: extProc?.stats() ?? null,
   }, fallback.name);
 
   const envoyStats = (): Record<string, number> => (extProc ? extProcCounterValues(opts.envoySemantics, stats.envoy, {
-    streams_started: extProc.streamsStarted,
-    stream_msgs_sent: extProc.messagesSent,
+    streams_started: sum((c) => c.streamsStarted),
+    stream_msgs_sent: sum((c) => c.messagesSent),
     // The filter counts the closes Envoy counts in its own callbacks; the session those of live streams it closed.
-    streams_closed: extProc.streamsClosed + stats.envoy.get('streams_closed'),
+    streams_closed: sum((c) => c.streamsClosed) + stats.envoy.get('streams_closed'),
     rejected_header_mutations: stats.rejectedHeaderMutations,
   }) : {});
+
+  const updateMembers = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (req.method !== 'PUT') {
+      res.writeHead(405, { allow: 'PUT', 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= 65536) chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!extProc) return sendJson(res, 404, { error: 'no EPP cluster: the gateway runs without --ext-proc' }, false);
+      let members: unknown;
+      try {
+        members = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { members?: unknown }).members;
+      } catch {
+        members = undefined;
+      }
+      if (size > 65536 || !Array.isArray(members) || members.some((m) => typeof m !== 'string')) {
+        return sendJson(res, 400, { error: 'body must be {"members": ["host:port", ...]}' }, false);
+      }
+      const unknown = extProc.setMembers(members as string[]);
+      if (unknown.length > 0) {
+        return sendJson(res, 400, { error: `not an EPP address of this gateway: ${unknown.join(', ')} (known: ${opts.extProcTargets.join(', ')})` }, false);
+      }
+      sendJson(res, 200, extProc.stats(), false);
+    });
+  };
 
   const server = http.createServer({
     // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
@@ -162,6 +211,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     requestTimeout: 0,
   }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === EXT_PROC_MEMBERS_PATH) {
+      updateMembers(req, res);
+      return;
+    }
     if (path === HEALTH_PATH || path === STATS_PATH || path === ENVOY_STATS_PATH) {
       const head = req.method === 'HEAD';
       if (req.method !== 'GET' && !head) {

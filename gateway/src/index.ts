@@ -1,5 +1,5 @@
 /** Public API of `@kvroute/gateway`. */
-export { startGateway, HEALTH_PATH, STATS_PATH, type Gateway } from './gateway';
+export { startGateway, HEALTH_PATH, STATS_PATH, EXT_PROC_MEMBERS_PATH, type Gateway } from './gateway';
 export {
   DEFAULTS,
   GatewayConfigError,
@@ -23,6 +23,16 @@ export {
   type EnvoySemanticsVersion,
 } from './envoy-semantics';
 export type { EndpointStats, FailOpenReason, GatewayStats, TimeoutKind } from './stats';
+export {
+  EXT_PROC_LB_POLICIES,
+  OUTLIER_DETECTION_DEFAULTS,
+  grpcToHttpStatus,
+  type EjectionType,
+  type ExtProcClusterStats,
+  type ExtProcHostStats,
+  type ExtProcLbPolicy,
+  type OutlierDetectionConfig,
+} from './ext-proc-cluster';
 export { parseArgs, CliError, USAGE, CLI_DEFAULT_PORT, flagFor, type CliCommand } from './cli';
 export { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, HCM_PREFIX_TAG, extProcSeriesName } from './envoy-stats';
 export type { ExtProcCounter } from './envoy-semantics';

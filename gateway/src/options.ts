@@ -11,6 +11,7 @@ import {
 } from './envoy-semantics';
 import { isValidHeaderName } from './headers';
 import { parseEndpoint, type Endpoint } from './endpoints';
+import { EXT_PROC_LB_POLICIES, OUTLIER_DETECTION_DEFAULTS, type ExtProcLbPolicy, type OutlierDetectionConfig } from './ext-proc-cluster';
 
 export type RequestBodyMode = 'full-duplex' | 'buffered';
 export type ResponseHeaderMode = 'send' | 'skip';
@@ -31,8 +32,23 @@ export interface GatewayOptions {
   readonly port?: number;
   /** Listen address. Default `127.0.0.1`. */
   readonly host?: string;
-  /** The EPP's ext_proc address `host:port`. Without it every request is routed by the fallback policy. */
-  readonly extProc?: string;
+  /**
+   * The EPP's ext_proc address `host:port`, or several (the replicas behind the EPP Service: the endpoints of the cluster
+   * the filter's `grpc_service` names), which the gateway load-balances streams over (`ext-proc-cluster.ts`). Without it
+   * every request is routed by the fallback policy.
+   */
+  readonly extProc?: string | readonly string[];
+  /**
+   * How ext_proc streams are spread over several EPP addresses. Default `least-request`: Istio's default for every
+   * outbound cluster (power of two choices on open streams); `round-robin` as with a DestinationRule `simple: ROUND_ROBIN`.
+   */
+  readonly extProcLbPolicy?: ExtProcLbPolicy;
+  /**
+   * Envoy outlier detection on the EPP cluster, as a DestinationRule's `trafficPolicy.outlierDetection` configures it:
+   * `true` for Envoy's defaults, or the fields to set (the rest Envoy's defaults). Default off, as Istio leaves it
+   * without a DestinationRule.
+   */
+  readonly extProcOutlierDetection?: boolean | Partial<OutlierDetectionConfig>;
   /**
    * Which Envoy release the gateway behaves as (`envoy-semantics.ts`): `1.35.0`, `1.35`, `1.36`, `1.37`, `1.38` or
    * `newest`. Default `1.35.0`, the Envoy of Istio 1.27.0, which the demo profile targets.
@@ -100,7 +116,11 @@ export interface ResolvedOptions {
   readonly endpoints: readonly Endpoint[];
   readonly port: number;
   readonly host: string;
+  /** The EPP addresses joined by commas (null without an EPP). */
   readonly extProc: string | null;
+  readonly extProcTargets: readonly string[];
+  readonly extProcLbPolicy: ExtProcLbPolicy;
+  readonly extProcOutlierDetection: OutlierDetectionConfig | null;
   readonly envoySemantics: EnvoySemantics;
   readonly processingMode: RequestBodyMode;
   readonly processingModeScope: ProcessingModeScope;
@@ -192,6 +212,51 @@ const stderrLogger: GatewayLogger = {
   warn: (msg, fields) => process.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...fields })}\n`),
 };
 
+function resolveExtProcTargets(v: unknown): string[] {
+  if (v === undefined) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0) throw new GatewayConfigError('extProc', 'must be host:port or a non-empty list of them');
+  const targets: string[] = [];
+  for (const raw of list) {
+    if (typeof raw !== 'string') throw new GatewayConfigError('extProc', `not a string: ${JSON.stringify(raw)}`);
+    const t = checkHostPort('extProc', raw);
+    if (targets.includes(t)) throw new GatewayConfigError('extProc', `${t} is listed twice`);
+    targets.push(t);
+  }
+  return targets;
+}
+
+const OUTLIER_KEYS = Object.keys(OUTLIER_DETECTION_DEFAULTS) as (keyof OutlierDetectionConfig)[];
+
+/** Outlier detection with Envoy's defaults for what is not given; `max_ejection_time` defaults to max(300 s, base). */
+function resolveOutlierDetection(v: unknown): OutlierDetectionConfig | null {
+  if (v === undefined || v === false) return null;
+  if (v === true) return OUTLIER_DETECTION_DEFAULTS;
+  if (typeof v !== 'object' || v === null) throw new GatewayConfigError('extProcOutlierDetection', 'must be a boolean or an object');
+  const given = v as Record<string, unknown>;
+  for (const k of Object.keys(given)) {
+    if (!(OUTLIER_KEYS as string[]).includes(k)) {
+      throw new GatewayConfigError('extProcOutlierDetection', `unknown field '${k}' (allowed: ${OUTLIER_KEYS.join(', ')})`);
+    }
+  }
+  const field = (k: keyof OutlierDetectionConfig, min: number, max: number, dflt: number) =>
+    int(`extProcOutlierDetection.${k}`, given[k] ?? dflt, min, max);
+  const baseEjectionTimeMs = field('baseEjectionTimeMs', 1, 3_600_000, OUTLIER_DETECTION_DEFAULTS.baseEjectionTimeMs);
+  const maxEjectionTimeMs = field('maxEjectionTimeMs', 1, 86_400_000, Math.max(OUTLIER_DETECTION_DEFAULTS.maxEjectionTimeMs, baseEjectionTimeMs));
+  // Envoy refuses the cluster otherwise (DetectorImpl::create).
+  if (maxEjectionTimeMs < baseEjectionTimeMs) {
+    throw new GatewayConfigError('extProcOutlierDetection.maxEjectionTimeMs', "outlier detector's max_ejection_time cannot be smaller than base_ejection_time");
+  }
+  return {
+    consecutive5xx: field('consecutive5xx', 0, 1_000_000, OUTLIER_DETECTION_DEFAULTS.consecutive5xx),
+    consecutiveGatewayFailure: field('consecutiveGatewayFailure', 0, 1_000_000, OUTLIER_DETECTION_DEFAULTS.consecutiveGatewayFailure),
+    intervalMs: field('intervalMs', 1, 3_600_000, OUTLIER_DETECTION_DEFAULTS.intervalMs),
+    baseEjectionTimeMs,
+    maxEjectionTimeMs,
+    maxEjectionPercent: field('maxEjectionPercent', 0, 100, OUTLIER_DETECTION_DEFAULTS.maxEjectionPercent),
+  };
+}
+
 /** Validates options and fills in defaults. Throws `GatewayConfigError` naming the option. */
 export function resolveOptions(o: GatewayOptions): ResolvedOptions {
   if (!o || !Array.isArray(o.endpoints) || o.endpoints.length === 0) {
@@ -234,12 +299,16 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     bypass.push(r);
   }
   const host = o.host ?? DEFAULTS.host;
+  const extProcTargets = resolveExtProcTargets(o.extProc);
   if (typeof host !== 'string' || host === '') throw new GatewayConfigError('host', 'must be a non-empty address');
   return {
     endpoints,
     port: int('port', o.port ?? 0, 0, 65535),
     host,
-    extProc: o.extProc === undefined ? null : checkHostPort('extProc', o.extProc),
+    extProc: extProcTargets.length === 0 ? null : extProcTargets.join(','),
+    extProcTargets,
+    extProcLbPolicy: oneOf('extProcLbPolicy', o.extProcLbPolicy ?? 'least-request', EXT_PROC_LB_POLICIES),
+    extProcOutlierDetection: resolveOutlierDetection(o.extProcOutlierDetection),
     envoySemantics: semantics,
     processingMode,
     processingModeScope,

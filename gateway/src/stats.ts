@@ -2,6 +2,7 @@
 import type { EndpointPool } from './endpoints';
 import { EnvoyExtProcStats } from './envoy-stats';
 import type { ProcFailure } from './extproc-client';
+import type { ExtProcClusterStats } from './ext-proc-cluster';
 
 /** Why a request went on without the EPP. `spurious`: the EPP answered out of order. */
 export type FailOpenReason = ProcFailure | 'spurious';
@@ -75,6 +76,11 @@ export interface GatewayStats {
     readonly openStreams: number;
     readonly messagesSent: number;
     readonly messagesReceived: number;
+    /**
+     * The EPP cluster: its load-balancing policy, outlier detection, and per replica the streams, failures and
+     * ejections (null without an EPP).
+     */
+    readonly cluster: ExtProcClusterStats | null;
   };
   readonly fallbackPolicy: string;
 }

@@ -1,0 +1,287 @@
+/**
+ * Several EPP replicas behind the ext_proc filter (`src/ext-proc-cluster.ts`): real ext_proc gRPC servers on loopback
+ * (the EPP's own server with a test director each), stopped and restarted on their port as a killed pod comes back.
+ * Envoy facts pinned here: Istio's LEAST_REQUEST default (cluster_traffic_policy.go @ 011b88bb13), outlier detection's
+ * consecutive_5xx ejection, max_ejection_percent and interval unejection (outlier_detection_impl.cc @ 00c7146d95), and
+ * no retry of a failed ext_proc stream on another host (async_client_impl.cc startRaw → initialize(false), no
+ * grpc_service.retry_policy in kvroute's EnvoyFilter).
+ */
+import type { ExtProcServer } from '@kvroute/epp/extproc';
+import { parseArgs } from '../src/cli';
+import { resolveOptions, GatewayConfigError } from '../src/options';
+import type { Gateway } from '../src/gateway';
+import {
+  completion,
+  deadPort,
+  destroyClientAgent,
+  gateway,
+  LOOPBACK,
+  send,
+  startEpp,
+  startUpstream,
+  TestDirector,
+  waitFor,
+  type Upstream,
+} from './harness';
+
+jest.setTimeout(60_000);
+
+let ups: Upstream[];
+const json = { 'content-type': 'application/json' };
+
+beforeAll(async () => {
+  ups = await Promise.all([startUpstream(), startUpstream()]);
+});
+
+afterAll(async () => {
+  await Promise.all(ups.map((u) => u.close()));
+  destroyClientAgent();
+});
+
+interface Replica {
+  director: TestDirector;
+  server: ExtProcServer;
+  readonly port: number;
+  readonly address: string;
+}
+
+async function replica(port = 0): Promise<Replica> {
+  const director = new TestDirector(ups.map((u) => u.address));
+  const server = await startEpp(director, port);
+  return { director, server, port: server.port, address: `${LOOPBACK}:${server.port}` };
+}
+
+async function sendMany(gw: Gateway, n: number): Promise<number[]> {
+  const statuses: number[] = [];
+  for (let i = 0; i < n; i++) statuses.push((await send(gw.port, { body: completion(`p${i}`), headers: json })).status);
+  return statuses;
+}
+
+describe('options and flags', () => {
+  it('keeps the single --ext-proc form and takes several as a comma list or a repeated flag', () => {
+    expect(resolveOptions({ endpoints: ['127.0.0.1:1'], extProc: '127.0.0.1:9002' }).extProcTargets).toEqual(['127.0.0.1:9002']);
+    const cmd = parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc', '127.0.0.1:9002,127.0.0.1:9003', '--ext-proc', '127.0.0.1:9004']);
+    expect(cmd.kind === 'run' && resolveOptions(cmd.options).extProcTargets).toEqual(['127.0.0.1:9002', '127.0.0.1:9003', '127.0.0.1:9004']);
+    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc', '127.0.0.1:9002', '--ext-proc', '127.0.0.1:9002']))
+      .toThrow('--ext-proc: 127.0.0.1:9002 is listed twice');
+  });
+
+  it('defaults to Istio\'s LEAST_REQUEST and no outlier detection; "on" is Envoy\'s defaults', () => {
+    const o = resolveOptions({ endpoints: ['127.0.0.1:1'], extProc: ['127.0.0.1:2', '127.0.0.1:3'] });
+    expect(o.extProcLbPolicy).toBe('least-request');
+    expect(o.extProcOutlierDetection).toBeNull();
+    const cmd = parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc', '127.0.0.1:2', '--ext-proc-outlier-detection', 'on']);
+    // outlier_detection_impl.h: interval 10 s, base ejection 30 s, consecutive_5xx 5, max_ejection_percent 10, max ejection 300 s.
+    expect(cmd.kind === 'run' && resolveOptions(cmd.options).extProcOutlierDetection).toEqual({
+      consecutive5xx: 5, consecutiveGatewayFailure: 0, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectionPercent: 10,
+    });
+  });
+
+  it('names the flag and the allowed fields for a bad outlier detection value', () => {
+    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc', '127.0.0.1:2', '--ext-proc-outlier-detection', 'bogus=1']))
+      .toThrow("--ext-proc-outlier-detection: unknown field 'bogus' (allowed: consecutive5xx, consecutiveGatewayFailure, intervalMs, baseEjectionTimeMs, maxEjectionTimeMs, maxEjectionPercent)");
+    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc', '127.0.0.1:2', '--ext-proc-outlier-detection', 'maxEjectionPercent=101']))
+      .toThrow('--ext-proc-outlier-detection maxEjectionPercent: must be an integer in 0..100');
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], extProc: '127.0.0.1:2', extProcOutlierDetection: { baseEjectionTimeMs: 5000, maxEjectionTimeMs: 1000 } }))
+      .toThrow(GatewayConfigError);
+    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc-lb-policy', 'random'])).toThrow('--ext-proc-lb-policy: expects one of least-request, round-robin');
+  });
+});
+
+describe('load balancing over EPP replicas', () => {
+  it('round robin alternates streams between the replicas', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, b.address], extProcLbPolicy: 'round-robin' });
+    try {
+      expect(await sendMany(gw, 20)).toEqual(Array(20).fill(200));
+      expect(a.director.requests.length).toBe(10);
+      expect(b.director.requests.length).toBe(10);
+      const cluster = gw.stats().extProc.cluster!;
+      expect(cluster.lbPolicy).toBe('round-robin');
+      expect(cluster.hosts[a.address]).toMatchObject({ streams: 10, failures: 0, ejections: 0, ejected: false });
+      expect(gw.stats().picksHonoured).toBe(20);
+    } finally {
+      await gw.close();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  it('least request (P2C) sends concurrent streams to the replica with fewer open streams', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, b.address] });
+    try {
+      // Hang 3 streams wherever they land, then every further stream: P2C never picks the busier replica when the two
+      // draws differ, and equal draws tie to the same host, so over 40 requests both replicas serve, and the less
+      // loaded one serves most.
+      const hung = [0, 1, 2].map((i) => send(gw.port, { body: completion(`h${i}`), headers: { ...json, 'x-test-action': 'hang' } }).catch(() => undefined));
+      await waitFor(() => a.director.requests.length + b.director.requests.length === 3, 'the 3 hung streams at the replicas', { limitMs: 10_000 });
+      const busy = a.director.requests.length >= 2 ? a : b;
+      const idle = busy === a ? b : a;
+      const before = { busy: busy.director.requests.length, idle: idle.director.requests.length };
+      expect(await sendMany(gw, 40)).toEqual(Array(40).fill(200));
+      const toIdle = idle.director.requests.length - before.idle;
+      const toBusy = busy.director.requests.length - before.busy;
+      expect(toIdle + toBusy).toBe(40);
+      expect(toIdle).toBeGreaterThan(toBusy);
+      expect(gw.stats().extProc.cluster!.hosts[busy.address].activeStreams).toBeGreaterThanOrEqual(2);
+      await gw.close();
+      await Promise.all(hung);
+    } finally {
+      await gw.close();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  it('does not retry a failed stream on another replica: the request fails open (failure_mode_allow)', async () => {
+    const a = await replica();
+    const dead = `${LOOPBACK}:${await deadPort()}`;
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [dead, a.address], extProcLbPolicy: 'round-robin' });
+    try {
+      expect(await sendMany(gw, 4)).toEqual([200, 200, 200, 200]);
+      // Round robin: the 1st and 3rd streams went to the dead replica and were not tried on the live one.
+      expect(a.director.requests.length).toBe(2);
+      const s = gw.stats();
+      expect(s.failOpens).toBe(2);
+      expect(s.failOpenReasons.unavailable).toBe(2);
+      expect(s.extProc.cluster!.hosts[dead]).toMatchObject({ streams: 2, failures: 2, ejected: false });
+    } finally {
+      await gw.close();
+      await a.server.stop(0);
+    }
+  });
+});
+
+function putMembers(gw: Gateway, members: unknown): Promise<{ status: number; body: Record<string, any> }> {
+  return send(gw.port, { method: 'PUT', path: '/gateway/ext-proc/members', body: JSON.stringify({ members }), headers: json })
+    .then((r) => ({ status: r.status, body: r.json() }));
+}
+
+describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
+  it('a replica removed from the endpoint set gets no streams, and one added back gets them with a fresh outlier state', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const gw = await gateway({
+      endpoints: ups.map((u) => u.address), extProc: [a.address, b.address], extProcLbPolicy: 'round-robin',
+      extProcOutlierDetection: { consecutiveGatewayFailure: 1, maxEjectionPercent: 50, baseEjectionTimeMs: 600_000 },
+    });
+    try {
+      await b.server.stop(0);
+      // B dies: its first failed stream ejects it (for 10 minutes); then its pod is no longer Ready and EDS drops it.
+      expect(await sendMany(gw, 2)).toEqual([200, 200]);
+      expect(gw.stats().extProc.cluster!.hosts[b.address]).toMatchObject({ ejected: true, member: true });
+      const removed = await putMembers(gw, [a.address]);
+      expect(removed.status).toBe(200);
+      expect(removed.body.hosts[b.address]).toMatchObject({ member: false, ejected: false });
+      const failOpens = gw.stats().failOpens;
+      expect(await sendMany(gw, 6)).toEqual(Array(6).fill(200));
+      expect(gw.stats().failOpens).toBe(failOpens);
+      // B is back and Ready: EDS adds it, a new host to Envoy (not ejected any more), and streams reach it at once.
+      b.director = new TestDirector(ups.map((u) => u.address));
+      b.server = await startEpp(b.director, b.port);
+      expect((await putMembers(gw, [a.address, b.address])).body.hosts[b.address]).toMatchObject({ member: true, ejected: false });
+      expect(await sendMany(gw, 4)).toEqual(Array(4).fill(200));
+      expect(b.director.requests.length).toBe(2);
+    } finally {
+      await gw.close();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  it('refuses an address that is not one of its EPP addresses, or a malformed body, naming what it expects', async () => {
+    const a = await replica();
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address] });
+    try {
+      const unknown = await putMembers(gw, ['127.0.0.1:1']);
+      expect(unknown.status).toBe(400);
+      expect(unknown.body.error).toBe(`not an EPP address of this gateway: 127.0.0.1:1 (known: ${a.address})`);
+      expect((await putMembers(gw, 'x')).body.error).toBe('body must be {"members": ["host:port", ...]}');
+      expect(gw.stats().extProc.cluster!.hosts[a.address].member).toBe(true);
+    } finally {
+      await gw.close();
+      await a.server.stop(0);
+    }
+  });
+});
+
+describe('outlier detection', () => {
+  it('ejects a killed replica, sends its streams to the other, and takes it back after the ejection time', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const gw = await gateway({
+      endpoints: ups.map((u) => u.address),
+      extProc: [a.address, b.address],
+      extProcLbPolicy: 'round-robin',
+      extProcOutlierDetection: { consecutive5xx: 3, maxEjectionPercent: 50, baseEjectionTimeMs: 300, intervalMs: 100 },
+    });
+    try {
+      expect(await sendMany(gw, 4)).toEqual([200, 200, 200, 200]);
+      await b.server.stop(0);
+      // Every request still succeeds (fail open) while B's streams fail; the third consecutive failure ejects B.
+      await waitFor(async () => {
+        expect((await send(gw.port, { body: completion(), headers: json })).status).toBe(200);
+        return gw.stats().extProc.cluster!.hosts[b.address].ejected;
+      }, 'replica B ejected', { limitMs: 20_000 });
+      const c = gw.stats().extProc.cluster!;
+      expect(c.hosts[b.address]).toMatchObject({ ejections: 1, failures: 3 });
+      expect(c.ejectionsEnforcedTotal).toBe(1);
+      expect(c.ejectionsActive).toBe(1);
+      // Ejected: while B is still down nothing goes to it; A answers every stream, no fail-open.
+      const failOpens = gw.stats().failOpens;
+      const aBefore = a.director.requests.length;
+      expect(await sendMany(gw, 6)).toEqual(Array(6).fill(200));
+      // (an interval tick may uneject B in between; its next stream then fails and ejects it again)
+      const c2 = gw.stats().extProc.cluster!;
+      expect(a.director.requests.length - aBefore + (gw.stats().failOpens - failOpens)).toBe(6);
+      expect(c2.hosts[b.address].failures - 3).toBe(gw.stats().failOpens - failOpens);
+
+      // B comes back on its port; after the ejection time an interval tick unejects it and streams reach it again.
+      b.director = new TestDirector(ups.map((u) => u.address));
+      b.server = await startEpp(b.director, b.port);
+      await waitFor(async () => {
+        await send(gw.port, { body: completion(), headers: json });
+        return b.director.requests.length > 0;
+      }, 'a stream on the restarted replica B', { limitMs: 20_000 });
+      await waitFor(() => !gw.stats().extProc.cluster!.hosts[b.address].ejected, 'replica B unejected', { limitMs: 10_000 });
+      expect(gw.stats().extProc.cluster!.ejectionsActive).toBe(0);
+      expect(gw.stats().errorsByStatus).toEqual({});
+    } finally {
+      await gw.close();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  it('with Envoy\'s default max_ejection_percent (10) never ejects one of two replicas (ejections_overflow)', async () => {
+    const a = await replica();
+    const dead = `${LOOPBACK}:${await deadPort()}`;
+    const gw = await gateway({
+      endpoints: ups.map((u) => u.address), extProc: [a.address, dead], extProcLbPolicy: 'round-robin',
+      extProcOutlierDetection: { consecutive5xx: 2 },
+    });
+    try {
+      expect(await sendMany(gw, 8)).toEqual(Array(8).fill(200));
+      const c = gw.stats().extProc.cluster!;
+      expect(c.hosts[dead]).toMatchObject({ ejected: false, ejections: 0, failures: 4 });
+      expect(c.ejectionsDetected.consecutive_5xx).toBe(2);
+      expect(c.ejectionsOverflow).toBe(2);
+      expect(gw.stats().failOpens).toBe(4);
+    } finally {
+      await gw.close();
+      await a.server.stop(0);
+    }
+  });
+
+  it('with every replica ejected a stream finds no healthy upstream and fails open', async () => {
+    const dead = `${LOOPBACK}:${await deadPort()}`;
+    const gw = await gateway({
+      endpoints: ups.map((u) => u.address), extProc: [dead],
+      extProcOutlierDetection: { consecutive5xx: 1, maxEjectionPercent: 100, baseEjectionTimeMs: 600_000 },
+    });
+    try {
+      expect(await sendMany(gw, 3)).toEqual([200, 200, 200]);
+      const c = gw.stats().extProc.cluster!;
+      expect(c.hosts[dead]).toMatchObject({ ejected: true, streams: 1, failures: 1 });
+      expect(c.noHealthyUpstream).toBe(2);
+      expect(gw.stats().failOpens).toBe(3);
+    } finally {
+      await gw.close();
+    }
+  });
+});
