@@ -170,6 +170,30 @@ schedulingProfiles:
       expect(await b.route('s')).toBe('p0'); // and B follows the shared binding from the next request
     });
 
+    it('a reply that arrived while the event loop was busy past the deadline is read, not counted as a timeout', async () => {
+      const reads: SessionStoreReadOutcome[] = [];
+      let up = false;
+      const store = new RedisSessionStore(
+        { address: redis.url, keyPrefix: 'busy:', timeoutMs: 5, ttlMs: 60_000 },
+        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => { up = c; }, log: () => undefined },
+      );
+      await store.start();
+      try {
+        await waitFor(() => up, 'the store to connect');
+        for (let i = 0; i < 5; i++) {
+          const pending = store.read(`busy-${i}`);
+          // The loop is blocked far past the 5 ms deadline while loopback redis answers: with a timer that decides
+          // in the timers phase (ioredis's commandTimeout), every one of these reads was a timeout.
+          const until = Date.now() + 150;
+          while (Date.now() < until) { /* busy, as a tokenization or a GC pause would be */ }
+          expect((await pending).status).toBe('miss');
+        }
+        expect(reads).toEqual(['miss', 'miss', 'miss', 'miss', 'miss']);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('a hung store cannot pile up commands: past the outstanding bound reads fall back and writes drop at once; the dead connection is replaced', async () => {
       const reads: SessionStoreReadOutcome[] = [];
       const writes: SessionStoreWriteOutcome[] = [];

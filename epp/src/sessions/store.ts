@@ -164,7 +164,9 @@ export class RedisSessionStore {
       enableOfflineQueue: false,
       // Commands lost with a connection fail at once instead of being replayed later, when nobody waits for them.
       maxRetriesPerRequest: 0,
-      commandTimeout: this.options.timeoutMs,
+      // No commandTimeout: its timer fires in the timers phase, before the poll phase reads a reply that arrived while
+      // the event loop was busy, and turned ~10% of reads into timeouts on a busy EPP (the 2-replica demo). The
+      // per-call deadline is `withDeadline` below; a store that stops answering is dropped by the socket timeout.
       connectTimeout: Math.max(1000, this.options.timeoutMs),
       socketTimeout: socketTimeoutMs(this.options.timeoutMs),
       retryStrategy: (attempt) => (this.closed ? null : reconnectDelayMs(attempt)),
@@ -197,7 +199,7 @@ export class RedisSessionStore {
       return { status: 'unavailable', reason: 'unavailable' };
     }
     try {
-      const value = await client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs);
+      const value = await withDeadline(client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs), this.options.timeoutMs);
       if (value === null || value.length === 0 || value.length > MAX_VALUE_LENGTH) {
         this.events.read('miss');
         return { status: 'miss' };
@@ -228,7 +230,10 @@ export class RedisSessionStore {
       return;
     }
     const key = this.keyOf(sessionDigest);
-    const done = onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs);
+    const done = withDeadline(
+      onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs),
+      this.options.timeoutMs,
+    );
     done.then(
       () => this.events.write('ok'),
       (e: unknown) => {
@@ -282,7 +287,7 @@ export class RedisSessionStore {
 }
 
 function isTimeout(e: unknown): boolean {
-  return e instanceof Error && /timed out/i.test(e.message);
+  return e instanceof StoreDeadlineError || (e instanceof Error && /timed out/i.test(e.message));
 }
 
 /** A secret or certificate file's text; `trim` drops the trailing newline Secrets often carry. */
@@ -296,4 +301,34 @@ export function readSecretFile(file: string, field: string, trim: boolean): stri
   const value = trim ? text.trim() : text;
   if (value === '') throw new Error(`${field}: ${file} is empty`);
   return value;
+}
+
+/** The error a call past its deadline rejects with (`isTimeout` recognises it). */
+export class StoreDeadlineError extends Error {
+  constructor(timeoutMs: number) {
+    super(`session store did not answer within ${timeoutMs} ms`);
+    this.name = 'StoreDeadlineError';
+  }
+}
+
+/**
+ * `command`'s answer, or a StoreDeadlineError once `timeoutMs` passed *and* the event loop has read the replies that
+ * arrived meanwhile. The timer only schedules the verdict for the check phase (`setImmediate`), which runs after the
+ * poll phase: a reply that arrived while this process was busy (a prompt's tokenization, a GC pause) is read and wins,
+ * so a busy EPP does not mistake its own lag for a slow store. The command itself is left to finish or fail; the
+ * outstanding bound (`maxOutstanding`) and the socket timeout keep what it holds bounded.
+ */
+export function withDeadline<T>(command: Promise<T>, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => setImmediate(() => {
+      if (settled) return;
+      settled = true;
+      reject(new StoreDeadlineError(timeoutMs));
+    }), timeoutMs);
+    command.then(
+      (v) => { if (settled) return; settled = true; clearTimeout(timer); resolve(v); },
+      (e: unknown) => { if (settled) return; settled = true; clearTimeout(timer); reject(e); },
+    );
+  });
 }
