@@ -105,6 +105,30 @@ export interface ExtProcRoutingProps {
   readonly consistentHashFallback?: boolean;
   /** Ring size of the consistent-hash backup (more entries spread load more evenly). @default 1024 */
   readonly minimumRingSize?: number;
+  /**
+   * Outlier detection on the gateway's EPP cluster (a DestinationRule for the EPP Service), made only when the
+   * EndpointPicker runs more than one replica: a replica whose connection fails (killed, OOM, node lost) is ejected on
+   * its first gateway error, so from the second request on the gateway's Envoy sends streams to the other replicas
+   * instead of failing open on it until Kubernetes' endpoint update arrives. `false` makes none.
+   * @default { consecutiveGatewayErrors: 1, interval: '1s', baseEjectionTime: '10s', maxEjectionPercent: 50 } with replicas > 1
+   * @see https://istio.io/latest/docs/reference/config/networking/destination-rule/#OutlierDetection
+   */
+  readonly eppOutlierDetection?: EppOutlierDetection | false;
+}
+
+/** The outlier-detection settings kvroute exposes for the EPP cluster (Istio's `OutlierDetection` fields). */
+export interface EppOutlierDetection {
+  /** Consecutive 502/503/504 or connection failures that eject a replica. @default 1 */
+  readonly consecutiveGatewayErrors?: number;
+  /** How often ejections are reviewed and ejected replicas returned. @default '1s' */
+  readonly interval?: string;
+  /** Minimum ejection time; Envoy multiplies it by the number of times the replica was ejected. @default '10s' */
+  readonly baseEjectionTime?: string;
+  /**
+   * The most replicas ejected at once, in percent. Envoy's default (10) never ejects one of 2-9 replicas.
+   * @default 50
+   */
+  readonly maxEjectionPercent?: number;
 }
 
 /**
@@ -137,6 +161,8 @@ export interface ExtProcRoutingProps {
 export class ExtProcRouting extends Construct {
   public readonly envoyFilter: ef.EnvoyFilter;
   public readonly destinationRule: dr.DestinationRule;
+  /** The EPP cluster's outlier detection; only with more than one EPP replica. */
+  public readonly eppDestinationRule?: dr.DestinationRule;
   public readonly consistentHashFallback: boolean;
   public readonly requestBodyMode: RequestBodyMode;
 
@@ -315,5 +341,38 @@ export class ExtProcRouting extends Construct {
         },
       },
     });
+
+    // Several active EPP replicas (README "Running more than one EPP replica"): the gateway's Envoy balances ext_proc
+    // streams over the EPP Service's endpoints (Istio's default LEAST_REQUEST) and never retries a failed stream on
+    // another replica (the ext_proc filter's gRPC stream has no retry policy here), so each stream sent to a dead
+    // replica fails open. Envoy's connect failures count as gateway errors (503) when local-origin errors are not
+    // split (outlier_detection_impl.cc, Envoy 1.35), and Istio maps consecutiveGatewayErrors to
+    // consecutive_gateway_failure with enforcement 100 (pilot/pkg/networking/core/cluster_traffic_policy.go
+    // applyOutlierDetection, 1.27). consecutive5xxErrors is turned off: the EPP's answers are gRPC OK even when they
+    // carry an immediate 429/503 for the client, and a deliberate gRPC error is not a dead replica. Not verified
+    // against a running Envoy here (there is none); the local gateway models the same detector (gateway/README.md).
+    const detection = props.eppOutlierDetection;
+    if (endpointPicker.replicas > 1 && detection !== false) {
+      const d = detection ?? {};
+      const consecutive = checkInteger(S, 'eppOutlierDetection.consecutiveGatewayErrors', d.consecutiveGatewayErrors ?? 1, 1, 100);
+      const interval = toProtoDuration(checkDuration(S, 'eppOutlierDetection.interval', d.interval ?? '1s'));
+      const baseEjection = toProtoDuration(checkDuration(S, 'eppOutlierDetection.baseEjectionTime', d.baseEjectionTime ?? '10s'));
+      const maxEjection = checkInteger(S, 'eppOutlierDetection.maxEjectionPercent', d.maxEjectionPercent ?? 50, 1, 100);
+      this.eppDestinationRule = new dr.DestinationRule(this, 'EppDestinationRule', {
+        metadata: { name: endpointPicker.serviceName, namespace: endpointPicker.namespace },
+        spec: {
+          host: endpointPicker.serviceFqdn,
+          trafficPolicy: {
+            outlierDetection: {
+              consecutiveGatewayErrors: consecutive,
+              consecutive5XxErrors: 0,
+              interval,
+              baseEjectionTime: baseEjection,
+              maxEjectionPercent: maxEjection,
+            },
+          },
+        },
+      });
+    }
   }
 }

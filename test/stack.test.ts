@@ -317,6 +317,12 @@ describe('cluster overrides', () => {
       expect(one(m, 'PodDisruptionBudget', 'ms-llm-d-modelservice-epp').spec).toEqual({
         maxUnavailable: 1, selector: { matchLabels: { 'llm-d.ai/epp': 'ms-llm-d-modelservice-epp' } }, unhealthyPodEvictionPolicy: 'AlwaysAllow',
       });
+      // A dead replica is ejected from the gateway's EPP cluster on its first connection failure (Envoy never retries
+      // an ext_proc stream on another replica); 50% so that one of two can be (Envoy's default 10% never ejects).
+      expect(one(m, 'DestinationRule', 'ms-llm-d-modelservice-epp').spec).toEqual({
+        host: 'ms-llm-d-modelservice-epp.llm-d.svc.cluster.local',
+        trafficPolicy: { outlierDetection: { consecutiveGatewayErrors: 1, consecutive5xxErrors: 0, interval: '1s', baseEjectionTime: '10s', maxEjectionPercent: 50 } },
+      });
       // Per-pod events: every replica dials every pod, none binds a port the pods connect to.
       const config = parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
       expect(config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ kvEventsConfig: { discoverPods: true } });
@@ -326,6 +332,7 @@ describe('cluster overrides', () => {
       const m = synthProfile(clusterProfile(name));
       const epp = one(m, 'Deployment', 'ms-llm-d-modelservice-epp');
       expect({ name, replicas: epp.spec.replicas, strategy: epp.spec.strategy, pdbs: all(m, 'PodDisruptionBudget').length }).toEqual({ name, replicas: 1, strategy: undefined, pdbs: 0 });
+      expect(all(m, 'DestinationRule').map((d) => d.metadata.name)).not.toContain('ms-llm-d-modelservice-epp');
     }
   });
 

@@ -384,7 +384,9 @@ export function withSessionStore(config: EndpointPickerConfig, address: string, 
     found = true;
     return { ...p, parameters: { ...(p.parameters ?? {}), sessionStore: { address, ...(timeout !== undefined ? { timeout } : {}) } } };
   });
-  if (!found) throw new Error('sessionStore: the EPP config has no session-affinity-filter to share bindings for');
+  // A config without session affinity (upstream GIE's approximate-prefix config) keeps no bindings to share: its
+  // replicas run as configured.
+  if (!found) return config;
   return { ...config, plugins } as EndpointPickerConfig;
 }
 
