@@ -195,8 +195,19 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     const backend = route.spec.rules[0].backendRefs[0];
     const fqdn = `${decodeSvc.metadata.name}.${ns}.svc.cluster.local`;
     expect(ef.spec.configPatches[1].match.cluster).toEqual({ service: fqdn, portNumber: backend.port });
-    expect(one(m, 'DestinationRule').spec.host).toBe(fqdn);
+    expect(one(m, 'DestinationRule', decodeSvc.metadata.name).spec.host).toBe(fqdn);
     expect(servicePort(decodeSvc, backend.port)).toBeDefined();
+  });
+
+  test('the EPP DestinationRule (several replicas only) targets the cluster ext_proc calls', () => {
+    const rules = all(m, 'DestinationRule').filter((d) => d.metadata.name === eppSvc.metadata.name);
+    const replicas = one(m, 'Deployment', eppSvc.metadata.name).spec.replicas;
+    expect(rules).toHaveLength(ef && replicas > 1 ? 1 : 0);
+    if (rules.length === 0) return;
+    // Istio applies a DestinationRule to the outbound cluster of its host: the one the ext_proc filter names.
+    const cfg = ef.spec.configPatches[0].patch.value.typed_config;
+    expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe(`outbound|${pool.epp.port}||${rules[0].spec.host}`);
+    expect(rules[0].metadata.namespace).toBe(eppSvc.metadata.namespace);
   });
 
   test('HTTPRoute parents and the EnvoyFilter target resolve to the Gateway and its listener', () => {
