@@ -25,7 +25,7 @@ import { buildWorkload, type WorkloadOptions } from './workload';
 /**
  * The EPP cluster's outlier detection, as a DestinationRule `trafficPolicy.outlierDetection` on the EPP Service would
  * set it (`consecutiveGatewayErrors: 1, interval: 500ms, baseEjectionTime: 6s, maxEjectionPercent: 50`): the first
- * stream failing with 502/503/504 (a dead replica's connect failure or reset) ejects it for 6 s, never more than half
+ * stream failing with 502/503/504 (a dead replica's connect failure or reset) ejects it for 10 s, never more than half
  * the replicas at once; a second failure to wait for would be a new stream failing open on the dead replica (with
  * LEAST_REQUEST the dead replica, with no open streams, even attracts them). Envoy's defaults would not do: max_ejection_percent 10 never ejects one of 2 replicas.
  * The ejection outlasts a replica's restart (2-5 s here, the precise config's tokenizer load included): an ejection
@@ -34,7 +34,8 @@ import { buildWorkload, type WorkloadOptions } from './workload';
  * With `consecutiveGatewayErrors: 2` a run lost a session turn to a stream that failed open on the dead replica before
  * the second failure ejected it.
  */
-export const HA_OUTLIER_DETECTION = 'consecutiveGatewayFailure=1,intervalMs=500,baseEjectionTimeMs=6000,maxEjectionPercent=50';
+// The values the manifests' EPP DestinationRule sets (lib/ext-proc.ts `eppOutlierDetection` defaults).
+export const HA_OUTLIER_DETECTION = 'consecutiveGatewayFailure=1,intervalMs=1000,baseEjectionTimeMs=10000,maxEjectionPercent=50';
 
 /**
  * The session store's per-call timeout in the demo: the EPP's default. (It was 50 ms while the store's deadline was
