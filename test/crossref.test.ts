@@ -205,7 +205,7 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     expect(rules).toHaveLength(ef && replicas > 1 ? 1 : 0);
     if (rules.length === 0) return;
     // Istio applies a DestinationRule to the outbound cluster of its host: the one the ext_proc filter names.
-    const cfg = ef.spec.configPatches[0].patch.value.typed_config;
+    const cfg = ef!.spec.configPatches[0].patch.value.typed_config;
     expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe(`outbound|${pool.epp.port}||${rules[0].spec.host}`);
     expect(rules[0].metadata.namespace).toBe(eppSvc.metadata.namespace);
   });
