@@ -33,7 +33,8 @@ import { Datastore, SCRAPE_MODES, type ScrapeMode } from '../src/datastore/datas
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
-import { drivePaired, lcg, ROUNDS, workload } from './extproc-client';
+import { drivePaired, ROUNDS, workload } from './extproc-client';
+import { syntheticPool } from './synthetic-pool';
 import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
 import { measureSessionStore } from './session-store';
 import { eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, stopChild } from './processes';
@@ -70,16 +71,6 @@ const EPP_MEMORY_LIMIT_BYTES = 1024 ** 3;
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-function pool(n: number): Datastore {
-  const ds = new Datastore({ scrape: false });
-  const rnd = lcg(n);
-  for (let i = 0; i < n; i++) {
-    const address = `10.${(i >> 8) & 255}.${i & 255}.7`;
-    ds.upsertEndpoint({ key: `${address}:8000`, name: `decode-${i}`, namespace: 'llm-d', address, port: 8000, labels: { 'llm-d.ai/role': 'decode' } });
-    ds.setMetrics(`${address}:8000`, { waitingQueueSize: Math.floor(rnd() * 4), runningQueueSize: Math.floor(rnd() * 16), kvCacheUsagePercent: rnd() * 0.8, updateTime: Date.now(), consecutiveFailures: 0 });
-  }
-  return ds;
-}
 
 function touch(ds: Datastore): void {
   const now = Date.now();
@@ -102,7 +93,7 @@ const request = (body: Buffer): IncomingRequest => ({ requestId: 'bench', header
  * after `warmUp` untimed ones: they warm the JIT and the prefix index), the metrics kept fresh meanwhile.
  */
 async function routeLatency(n: number, bodies: Buffer[], scheduler: Scheduler, samples: number, warmUp: number): Promise<{ p50: number; p99: number }> {
-  const ds = pool(n);
+  const ds = syntheticPool(n);
   const timer = keepFresh(ds);
   const director = new RequestControl({ datastore: ds, scheduler });
   const times: number[] = [];

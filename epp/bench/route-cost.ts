@@ -5,26 +5,16 @@
  */
 import * as os from 'os';
 import { defaultEndpointPickerConfig } from '../src/config';
-import { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
-import { lcg, workload } from './extproc-client';
+import { workload } from './extproc-client';
+import { syntheticPool } from './synthetic-pool';
 
-function pool(n: number): Datastore {
-  const ds = new Datastore({ scrape: false });
-  const rnd = lcg(n);
-  for (let i = 0; i < n; i++) {
-    const address = `10.${(i >> 8) & 255}.${i & 255}.7`;
-    ds.upsertEndpoint({ key: `${address}:8000`, name: `decode-${i}`, namespace: 'llm-d', address, port: 8000, labels: { 'llm-d.ai/role': 'decode' } });
-    ds.setMetrics(`${address}:8000`, { waitingQueueSize: Math.floor(rnd() * 4), runningQueueSize: Math.floor(rnd() * 16), kvCacheUsagePercent: rnd() * 0.8, numGpuBlocks: 8192, blockSize: 16, updateTime: Date.now(), consecutiveFailures: 0 });
-  }
-  return ds;
-}
 
 export async function routeCost(n: number, bytes: number, requests: number, withMetrics: boolean): Promise<number> {
-  const ds = pool(n);
+  const ds = syntheticPool(n, { numGpuBlocks: 8192, blockSize: 16 });
   const metrics = withMetrics ? createEppMetrics() : undefined;
   const scheduler = buildScheduler(defaultEndpointPickerConfig(), metrics ? { metrics: metrics.scheduling } : {});
   const control = new RequestControl({ datastore: ds, scheduler, ...(metrics ? { metrics: metrics.collectors } : {}) });
