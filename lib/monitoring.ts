@@ -84,6 +84,8 @@ export const RULE_TIMINGS = {
   hitRatioFor: '15m',
   kvCacheFullFor: '10m',
   noReadyPodsFor: '5m',
+  /** `for:` of the warning that some, not all, EPP replicas are down (a rollout or a reschedule takes less). */
+  replicaDownFor: '5m',
 } as const;
 
 /**
@@ -130,7 +132,9 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  *   streams went on without the EPP's pick (`failure_mode_allowed`: unreachable, erroring, or later than the message
  *   timeout), for 30 s. It reads Envoy, not the EPP, so a slow EPP whose late answers Envoy discards counts too.
  * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
- * Warnings: `KvrouteEppSlow` (more than `maxMessageTimeoutRatio`, 1 %, of the streams hit the message timeout over 5
+ * Warnings: `KvrouteEppReplicaDown` (some EPP replicas' scrape targets down while at least one is up, for 5 minutes:
+ * the others route, with less headroom; with one replica it never fires, `KvrouteEppDown` pages instead),
+ * `KvrouteEppSlow` (more than `maxMessageTimeoutRatio`, 1 %, of the streams hit the message timeout over 5
  * minutes, for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the gateway for 10 minutes,
  * so the fail-open page could not fire), `KvroutePrefixCacheHitRatioLow` (under `minPrefixCacheHitRatio` for 15
  * minutes) and `KvrouteKvCacheNearFull` (over `maxKvCacheUsage` for 10 minutes).
@@ -240,6 +244,10 @@ export class Monitoring extends Construct {
       alert('KvrouteEppDown', `max by (namespace) (${eppTarget}) == 0\nor\nabsent(${eppTarget})`, t.pageFor, 'critical',
         `No Endpoint Picker of ${ns} is up (scrape target ${endpointPicker.serviceName} down or absent).`,
         'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. Check the EPP pods, their logs and readiness.'),
+      alert('KvrouteEppReplicaDown', `count by (namespace) (${eppTarget} == 0)\nand on (namespace)\nmax by (namespace) (${eppTarget}) == 1`,
+        t.replicaDownFor, 'warning',
+        `{{ $value }} Endpoint Picker replica(s) of ${ns} down while others serve.`,
+        'The remaining replicas take every ext_proc stream (the gateway ejects the dead one): routing goes on with less headroom. Check the down replica\'s pod, logs and node.'),
       alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's requests in ${ns} went on without the EPP's pick.`,
         'Envoy counted them as failure_mode_allowed: the EPP was unreachable, failed the stream, or answered later than the message timeout. They are served round robin without KV-cache affinity.'),

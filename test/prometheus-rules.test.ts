@@ -111,7 +111,7 @@ describe('durationScale renders the same rules with scaled durations', () => {
   test('every duration is scaled by 0.1; production keeps RULE_TIMINGS', () => {
     const alertsOf = (r: typeof production) => Object.fromEntries(r.spec.groups[1].rules.map((a: { alert: string; for: string }) => [a.alert, a.for]));
     expect(alertsOf(fast)).toEqual({
-      KvrouteEppDown: '3s', KvrouteEppFailingOpen: '3s', KvrouteEppSlow: '30s', KvrouteGatewayExtProcStatsMissing: '1m',
+      KvrouteEppDown: '3s', KvrouteEppReplicaDown: '30s', KvrouteEppFailingOpen: '3s', KvrouteEppSlow: '30s', KvrouteGatewayExtProcStatsMissing: '1m',
       KvroutePrefixCacheHitRatioLow: '90s', KvrouteKvCacheNearFull: '1m', KvrouteNoReadyDecodePods: '30s',
     });
     expect(fast.spec.groups.map((g: { interval: string }) => g.interval)).toEqual(['3s', '1500ms']);
@@ -218,6 +218,29 @@ describe('durationScale renders the same rules with scaled durations', () => {
         { at: '180s', alert: 'KvrouteEppSlow', fires: [] },
       ],
     }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('one of two EPP replicas down warns (KvrouteEppReplicaDown) without paging; both down pages instead', () => {
+    const replica = (pod: string, values: string): Series => ({ series: `up{namespace="${ns}",job="${eppJob}",pod="${pod}"}`, values });
+    const out = run([
+      {
+        name: 'one of two down', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x2 0x17')],
+        alerts: [
+          { at: '5m', alert: 'KvrouteEppReplicaDown', fires: [] },
+          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [{ ...expected('KvrouteEppReplicaDown', ''), exp_annotations: { ...expected('KvrouteEppReplicaDown', '').exp_annotations, summary: expected('KvrouteEppReplicaDown', '').exp_annotations.summary.replace('{{ $value }}', '1') } }] },
+          { at: '10m', alert: 'KvrouteEppDown', fires: [] },
+        ],
+      },
+      {
+        name: 'both down', interval: '1m', series: [replica('epp-a', '1x2 0x17'), replica('epp-b', '1x2 0x17')],
+        alerts: [
+          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [] },
+          { at: '10m', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '')] },
+        ],
+      },
+      { name: 'both up', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
+    ]);
     expect(out).toMatch(/^0\n/);
   });
 

@@ -211,6 +211,7 @@ describe('the seed (demo cluster)', () => {
     // The production timings the README states.
     expect(Object.fromEntries(alerts.map((a: { alert: string; for: string; labels: { severity: string } }) => [a.alert, `${a.labels.severity} for ${a.for}`]))).toEqual({
       KvrouteEppDown: 'critical for 30s',
+      KvrouteEppReplicaDown: 'warning for 5m',
       KvrouteEppFailingOpen: 'critical for 30s',
       KvrouteEppSlow: 'warning for 5m',
       KvrouteGatewayExtProcStatsMissing: 'warning for 10m',
