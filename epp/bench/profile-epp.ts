@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
-import { forkTs, nextMessage, startEppProcess, stopChild } from './processes';
+import { eppMetrics, forkTs, nextMessage, startEppProcess, stopChild } from './processes';
 import type { ScrapeMode } from '../src/datastore/datastore';
 
 interface CpuProfileNode {
@@ -91,6 +91,7 @@ async function main(): Promise<void> {
   let requests = 0;
   let rejected = 0;
   let window: { startUs: number; endUs: number } | undefined;
+  let scrapesInWindow = 0;
   const nowUs = () => Number(process.hrtime.bigint() / 1000n);
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
     try {
       // Warm-up outside the window: connections, JIT, the prefix index.
       for (let i = 0; i < 200; i++) await client.exchange(bodies[i % bodies.length]!).catch(() => undefined);
+      const scrapes0 = (await eppMetrics(epp)).scrapes;
       const startUs = nowUs();
       const deadline = performance.now() + seconds * 1000;
       await Promise.all(Array.from({ length: 16 }, async (_, w) => {
@@ -114,6 +116,7 @@ async function main(): Promise<void> {
         }
       }));
       window = { startUs, endUs: nowUs() };
+      scrapesInWindow = (await eppMetrics(epp)).scrapes - scrapes0;
     } finally {
       client.close();
       await stopChild(epp.child);
@@ -141,6 +144,16 @@ async function main(): Promise<void> {
   console.log(`\n| top ${top} functions by self time | ms | share |\n|---|---:|---:|`);
   for (const [f, ms] of rows(byFunction, top)) console.log(`| \`${f}\` | ${ms.toFixed(0)} | ${(100 * ms / totalMs).toFixed(1)}% |`);
   console.log(`\nprofile: ${path.join(dir, file)}`);
+  // The scrape worker threads' profiles (thread ids 1, 2, ...): their CPU per scrape in the same window.
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.cpuprofile') && x !== file)) {
+    const w = summarize(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as CpuProfile, window);
+    if (w.totalMs === 0) continue;
+    console.log(`\nthread ${f}: ${w.totalMs.toFixed(0)} ms busy of ${w.windowMs.toFixed(0)} ms; ${scrapesInWindow} scrapes (all workers): ${(w.totalMs / Math.max(1, scrapesInWindow) * 1000).toFixed(0)} µs per scrape`);
+    console.log('| self time by area | ms | share |\n|---|---:|---:|');
+    for (const [a, ms] of rows(w.byArea, 12)) console.log(`| ${a} | ${ms.toFixed(0)} | ${(100 * ms / w.totalMs).toFixed(1)}% |`);
+    console.log(`| top ${top} functions | ms | share |\n|---|---:|---:|`);
+    for (const [fn, ms] of rows(w.byFunction, top)) console.log(`| \`${fn}\` | ${ms.toFixed(0)} | ${(100 * ms / w.totalMs).toFixed(1)}% |`);
+  }
 }
 
 if (require.main === module) {

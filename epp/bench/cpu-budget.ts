@@ -1,0 +1,167 @@
+/**
+ * `npm run bench:cpu-budget -w epp -- [--endpoints 8,256] [--prompt 1024,16384] [--seconds 6]`: where the machine's CPU
+ * goes per request, for the EPP and for the floor server driven by the same client, in alternating slices (as
+ * `drivePaired`). On one machine the benchmark's processes share its cores: the client, the EPP's routing thread, its
+ * other threads (the scrape worker, V8's and libuv's helpers), the 256 fake pods' metrics servers and the floor. A
+ * ratio to the floor can only reach what that budget allows, so this prints, per slice kind, CPU µs per request of
+ * each (from /proc, Linux; the routing thread is the task whose id is the process id) and how busy the machine was.
+ * Also the idle cost: what scraping alone takes per second with nothing routed. Needs `npm run build`.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
+import { forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
+
+function flag(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+
+/** CPU seconds (user + system) of one task (thread) or process from its /proc stat line. */
+function statSeconds(file: string): number {
+  try {
+    const stat = fs.readFileSync(file, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The process's CPU seconds: its routing (main) thread and all its other threads. */
+function processCpu(pid: number): { main: number; all: number } {
+  return { main: statSeconds(`/proc/${pid}/task/${pid}/stat`), all: statSeconds(`/proc/${pid}/stat`) };
+}
+
+function machineBusySeconds(): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const cpu of os.cpus()) {
+    const t = cpu.times;
+    const all = t.user + t.nice + t.sys + t.idle + t.irq;
+    total += all;
+    busy += all - t.idle;
+  }
+  return { busy: busy / 1000, total: total / 1000 };
+}
+
+interface Sample {
+  requests: number;
+  seconds: number;
+  client: number;
+  eppMain: number;
+  eppOther: number;
+  metricsServers: number;
+  floor: number;
+  machineBusy: number;
+  machineTotal: number;
+}
+
+const empty = (): Sample => ({ requests: 0, seconds: 0, client: 0, eppMain: 0, eppOther: 0, metricsServers: 0, floor: 0, machineBusy: 0, machineTotal: 0 });
+
+async function measure(pids: { epp: number; metrics: number; floor: number }, into: Sample, work: () => Promise<number>): Promise<void> {
+  const e0 = processCpu(pids.epp);
+  const m0 = processCpu(pids.metrics).all;
+  const f0 = processCpu(pids.floor).all;
+  const c0 = process.cpuUsage();
+  const k0 = machineBusySeconds();
+  const t0 = performance.now();
+  into.requests += await work();
+  into.seconds += (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const e1 = processCpu(pids.epp);
+  const k1 = machineBusySeconds();
+  into.client += (c.user + c.system) / 1e6;
+  into.eppMain += e1.main - e0.main;
+  into.eppOther += (e1.all - e1.main) - (e0.all - e0.main);
+  into.metricsServers += processCpu(pids.metrics).all - m0;
+  into.floor += processCpu(pids.floor).all - f0;
+  into.machineBusy += k1.busy - k0.busy;
+  into.machineTotal += k1.total - k0.total;
+}
+
+async function drive(client: ExtProcClient, bodies: Buffer[], ms: number, concurrency: number): Promise<number> {
+  let done = 0;
+  const deadline = performance.now() + ms;
+  await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+    for (let i = w; performance.now() < deadline; i += concurrency) {
+      try {
+        await client.exchange(bodies[i % bodies.length]!);
+        done++;
+      } catch (e) {
+        if (!(e instanceof ImmediateResponse)) throw e;
+      }
+    }
+  }));
+  return done;
+}
+
+function row(label: string, s: Sample): string {
+  const us = (x: number) => (s.requests === 0 ? '-' : ((x / s.requests) * 1e6).toFixed(0));
+  const total = s.client + s.eppMain + s.eppOther + s.metricsServers + s.floor;
+  return `| ${label} | ${(s.requests / s.seconds).toFixed(0)} | ${us(s.client)} | ${us(s.eppMain)} | ${us(s.eppOther)} | ${us(s.metricsServers)} | ${us(s.floor)} | ${us(total)} | ${(100 * s.machineBusy / s.machineTotal).toFixed(0)}% |`;
+}
+
+async function main(): Promise<void> {
+  const podCounts = flag('endpoints', '8,256').split(',').map(Number);
+  const prompts = flag('prompt', '1024,16384').split(',').map(Number);
+  const seconds = Number(flag('seconds', '6'));
+  const rounds = 3;
+  console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...podCounts))]);
+  const floorServer = forkTs('floor-server.ts');
+  const rows: string[] = [];
+  try {
+    const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
+    const { port: floorPort } = await nextMessage<{ port: number }>(floorServer, 'port');
+    for (const n of podCounts) {
+      const epp = await startEppProcess(ports.slice(0, n), 'worker');
+      const pids = { epp: epp.child.pid!, metrics: metricsServers.pid!, floor: floorServer.pid! };
+      try {
+        const idle = empty();
+        await measure(pids, idle, async () => {
+          await sleep(2000);
+          return 0;
+        });
+        const per = (x: number) => ((x / idle.seconds) * 1000).toFixed(0);
+        rows.push(`| ${n} pods idle (ms of CPU a second) | - | ${per(idle.client)} | ${per(idle.eppMain)} | ${per(idle.eppOther)} | ${per(idle.metricsServers)} | ${per(idle.floor)} | ${per(idle.client + idle.eppMain + idle.eppOther + idle.metricsServers + idle.floor)} | ${(100 * idle.machineBusy / idle.machineTotal).toFixed(0)}% |`);
+        console.log(rows[rows.length - 1]);
+        for (const bytes of prompts) {
+          const bodies = workload(bytes, 256);
+          const clients = { epp: new ExtProcClient(epp.grpcPort), floor: new ExtProcClient(floorPort) };
+          const acc = { epp: empty(), floor: empty() };
+          try {
+            for (const k of ['epp', 'floor'] as const) await drive(clients[k], bodies, 500, 16); // warm-up
+            for (let r = 0; r < rounds; r++) {
+              for (const k of ['epp', 'floor'] as const) {
+                await measure(pids, acc[k], () => drive(clients[k], bodies, (seconds * 1000) / rounds, 16));
+              }
+            }
+          } finally {
+            clients.epp.close();
+            clients.floor.close();
+          }
+          for (const k of ['epp', 'floor'] as const) {
+            rows.push(row(`${n} pods, ${bytes / 1024} KB, ${k}`, acc[k]));
+            console.log(rows[rows.length - 1]);
+          }
+        }
+      } finally {
+        await stopChild(epp.child);
+      }
+    }
+  } finally {
+    metricsServers.disconnect();
+    floorServer.disconnect();
+    await Promise.all([stopChild(metricsServers), stopChild(floorServer)]);
+  }
+  console.log('\nCPU µs per request (idle rows: ms of CPU per second), 16 in flight:\n');
+  console.log('| slice | req/s | client | EPP routing thread | EPP other threads | metrics servers | floor | all | machine busy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) console.log(r);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
