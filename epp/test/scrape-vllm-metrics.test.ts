@@ -1,7 +1,7 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
-import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, wantedLines } from '../src/datastore/vllm-metrics';
+import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLines } from '../src/datastore/vllm-metrics';
 
 describe('parseVllmMetrics', () => {
   it('reads queue, KV usage and cache config from a single-engine page', () => {
@@ -151,6 +151,70 @@ describe('parseVllmMetrics', () => {
       },
     });
     expect(r).toMatchObject({ waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.5 });
+  });
+});
+
+describe('wantedLines (the pre-filter)', () => {
+  const page = renderVllmMetrics({ engines: [{ waiting: 3, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 });
+  const wanted = [
+    'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
+    VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+  ];
+
+  it('keeps TYPE and sample lines of the wanted families only: no HELP, no histogram buckets, no longer cousins', () => {
+    const kept = wantedLines(page, wanted).split('\n').filter((l) => l !== '');
+    expect(kept.some((l) => l.startsWith('# HELP'))).toBe(false);
+    expect(kept.some((l) => l.includes('_bucket'))).toBe(false);
+    expect(kept.some((l) => l.includes('_created'))).toBe(false);
+    expect(page).toContain('vllm:time_to_first_token_seconds_bucket');
+    expect(kept).toEqual(expect.arrayContaining([
+      '# TYPE vllm:time_to_first_token_seconds histogram',
+      expect.stringMatching(/^vllm:time_to_first_token_seconds_count\{/),
+      expect.stringMatching(/^vllm:time_to_first_token_seconds_sum\{/),
+      expect.stringMatching(/^vllm:num_requests_waiting\{/),
+    ]));
+    // Every kept line sits at its own line number.
+    const lines = page.split('\n');
+    wantedLines(page, wanted).split('\n').forEach((l, i) => {
+      if (l !== '') expect(lines[i]).toBe(l);
+    });
+  });
+
+  it('keeps a wanted name followed by a malformed rest, and names that are prefixes of other wanted names', () => {
+    expect(wantedLines('vllm:q=3\nvllm:q 1\nvllm:q9 2\nvllm:q_run 4\n', ['vllm:q', 'vllm:q_run'])).toBe('vllm:q=3\nvllm:q 1\n\nvllm:q_run 4\n');
+    const names = { waiting: { name: 'q' }, running: { name: 'q_running' }, kvUsage: [{ name: 'kv' }], cacheInfo: { name: 'info' } };
+    expect(parseVllmMetrics('q 2\nq_running 5\nkv 0.5\n', { names })).toMatchObject({ waitingQueueSize: 2, runningQueueSize: 5, kvCacheUsagePercent: 0.5 });
+  });
+});
+
+describe('VllmPageReader', () => {
+  const render = (waiting: number, cpu: number) =>
+    renderVllmMetrics({ modelName: 'Qwen/Qwen3-0.6B', engines: [{ waiting, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 }).replace(/^process_cpu_seconds_total .*$/m, `process_cpu_seconds_total ${cpu}`);
+
+  it('reads what parseVllmMetrics reads, and reuses the reading while the wanted lines are unchanged', () => {
+    const reader = new VllmPageReader({ modelName: 'Qwen/Qwen3-0.6B' });
+    const first = reader.read(render(3, 1));
+    expect(first).toEqual(parseVllmMetrics(render(3, 1), { modelName: 'Qwen/Qwen3-0.6B' }));
+    // Only a process family moved: the same reading, not parsed again.
+    const page2 = render(3, 2);
+    expect(page2).not.toBe(render(3, 1));
+    expect(reader.read(page2)).toBe(first);
+    expect({ pages: reader.pages, reused: reader.reused }).toEqual({ pages: 2, reused: 1 });
+    // A value the EPP reads moved: parsed again.
+    const third = reader.read(render(5, 2));
+    expect(third).not.toBe(first);
+    expect(third).toEqual(parseVllmMetrics(render(5, 2), { modelName: 'Qwen/Qwen3-0.6B' }));
+    expect(third.waitingQueueSize).toBe(5);
+    expect(reader.reused).toBe(1);
+  });
+
+  it('reuses nothing across differing pages of a sequence, and a malformed page is reported each time', () => {
+    const reader = new VllmPageReader();
+    const bad = 'vllm:num_requests_waiting{engine="1" 9.0\nvllm:num_requests_running 1\n';
+    expect(reader.read(bad).issues).toHaveLength(1);
+    expect(reader.read(bad).issues).toHaveLength(1);
+    for (let w = 0; w < 5; w++) expect(reader.read(render(w, w)).waitingQueueSize).toBe(w);
+    expect(reader.reused).toBe(1);
   });
 });
 

@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { EMPTY_METRICS, type EndpointMetrics } from './types';
-import { applyReading, hasLoadSignal, parseVllmMetrics, type VllmMetricNames } from './vllm-metrics';
+import { applyReading, hasLoadSignal, VllmPageReader, type VllmMetricNames } from './vllm-metrics';
 
 export interface MetricsScraperOptions {
   /** Time between scrape starts. A tick that finds the previous scrape still running is skipped. Default 50 ms. */
@@ -72,6 +72,8 @@ export class MetricsScraper {
   private inFlight: Promise<boolean> | undefined;
   private inFlightAbort: AbortController | undefined;
   private stopped = false;
+  /** Reuses the last reading when the page's wanted lines did not change. */
+  private readonly reader: VllmPageReader;
 
   constructor(url: string, private readonly options: MetricsScraperOptions = {}) {
     const parsed = new URL(url);
@@ -84,6 +86,12 @@ export class MetricsScraper {
     this.ownsAgent = options.agent === undefined;
     this.agent = options.agent ?? new this.transport.Agent({ keepAlive: true });
     this.current = options.initial ?? EMPTY_METRICS;
+    this.reader = new VllmPageReader({ names: options.names, modelName: options.modelName });
+  }
+
+  /** Pages read so far, and how many of them had the previous page's wanted lines (their parse was skipped). */
+  get pageReads(): { readonly pages: number; readonly reused: number } {
+    return { pages: this.reader.pages, reused: this.reader.reused };
   }
 
   get metrics(): EndpointMetrics {
@@ -168,7 +176,7 @@ export class MetricsScraper {
     try {
       const body = await this.fetchWithRetry(abort);
       const t0 = performance.now();
-      const reading = parseVllmMetrics(body, { names: this.options.names, modelName: this.options.modelName });
+      const reading = this.reader.read(body);
       if (!hasLoadSignal(reading)) {
         throw new ScrapeError(
           reading.issues.length > 0

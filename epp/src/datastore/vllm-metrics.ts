@@ -65,62 +65,159 @@ export interface VllmParseOptions {
 
 /** Parses a vLLM `/metrics` page. Malformed lines of the wanted families are skipped and reported, not fatal. */
 export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): VllmMetricsReading {
-  const names = options.names ?? VLLM_METRIC_NAMES;
+  return parseWanted(wantedLines(text, wantedFamilies(options.names)), options);
+}
+
+/** The families a page is read for: the routing gauges of `names` and the latency model's counters. */
+function wantedFamilies(names: VllmMetricNames = VLLM_METRIC_NAMES): string[] {
   const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, ...names.kvUsage.map((s) => s.name)]);
   for (const name of LATENCY_FAMILIES) wanted.add(name);
-  const parsed = parsePrometheusText(wantedLines(text, [...wanted]), { strict: false, families: wanted });
+  return [...wanted];
+}
+
+function parseWanted(kept: string, options: VllmParseOptions): VllmMetricsReading {
+  const wanted = new Set(wantedFamilies(options.names));
+  const parsed = parsePrometheusText(kept, { strict: false, families: wanted });
   return { ...extractVllmMetrics(parsed.families, options), issues: parsed.issues };
 }
 
 /**
- * The page with every line that certainly belongs to another family blanked (kept empty, so issue line numbers stay
- * the page's). The EPP wants 4 of vLLM's ~50 families, a few hundred bytes of a ~22 KB page; the strict parser skips
- * the others correctly but still tokenizes each line's name, which made it most of a scrape's CPU at 256 pods. Kept:
- * HELP/TYPE lines of wanted names, sample lines starting with a wanted name, and lines that start with neither a
- * metric-name character nor `#` (garbage, for the parser to report). Dropped lines are ones the parser would skip
- * without reporting: other families' samples and metadata, and plain comments.
+ * Reads one endpoint's successive pages (a scraper owns one): the same as `parseVllmMetrics`, except that when the
+ * lines the reading comes from (`wantedLines`: the wanted families' TYPE and sample lines, with the page's line
+ * numbering) are exactly those of the previous page, the previous reading is returned without parsing them again.
+ * An idle or steady pod's page changes in its process and HTTP families while its queue, KV and engine counters stay
+ * put; parsing those lines was most of a scrape's CPU (epp/README.md, "Scraping at 256 pods").
+ */
+export class VllmPageReader {
+  private readonly wanted: readonly string[];
+  private lastKept: string | undefined;
+  private lastReading: VllmMetricsReading | undefined;
+  /** Pages read, and of those how many reused the previous reading. */
+  pages = 0;
+  reused = 0;
+
+  constructor(private readonly options: VllmParseOptions = {}) {
+    this.wanted = wantedFamilies(options.names);
+  }
+
+  read(text: string): VllmMetricsReading {
+    this.pages++;
+    const kept = wantedLines(text, this.wanted);
+    if (kept === this.lastKept && this.lastReading !== undefined) {
+      this.reused++;
+      return this.lastReading;
+    }
+    const reading = parseWanted(kept, this.options);
+    this.lastKept = kept;
+    this.lastReading = reading;
+    return reading;
+  }
+}
+
+/**
+ * The page with every line the reading does not need blanked (kept empty, so issue line numbers stay the page's).
+ * The EPP wants about ten of vLLM's ~50 families, a few hundred bytes of a ~20 KB page; the strict parser skips the
+ * others correctly but still tokenizes each line's name, which made it most of a scrape's CPU at 256 pods. Kept:
+ * `# TYPE` lines of wanted names, sample lines of wanted families (the name, then anything but a metric-name
+ * character, or `_sum`/`_count` and then such a character), and lines that start with neither a metric-name character
+ * nor `#` (garbage, for the parser to report). Dropped: other families' lines (including a wanted name's longer
+ * cousins such as `_created` and `_total` families), comments and `# HELP` lines (the parser keeps help text, which
+ * nothing here reads), and histogram `_bucket` lines: of `vllm:time_to_first_token_seconds` the latency model reads
+ * `_count` and `_sum` only, and its ~20 bucket lines were a third of what was left to parse. Consecutive kept lines
+ * are copied as one slice.
  */
 export function wantedLines(text: string, wanted: readonly string[]): string {
-  const prefix = commonPrefix(wanted); // 'vllm:' for vLLM's names: one comparison rejects most lines
+  const { prefix, byChar } = nameTable(wanted);
   let out = '';
-  let blanked = 0;
+  let runStart = -1; // first kept line of the current run of kept lines
+  let blanked = 0; // lines dropped since the last run
   let start = 0;
-  while (start <= text.length) {
+  const n = text.length;
+  while (start <= n) {
     let end = text.indexOf('\n', start);
-    if (end === -1) end = text.length;
-    if (keepLine(text, start, end, prefix, wanted)) {
-      out += `${'\n'.repeat(blanked)}${text.slice(start, end)}\n`;
-      blanked = 0;
+    if (end === -1) end = n;
+    if (keepLine(text, start, end, prefix, byChar)) {
+      if (runStart === -1) {
+        if (blanked > 0) out += '\n'.repeat(blanked);
+        blanked = 0;
+        runStart = start;
+      }
     } else {
+      if (runStart !== -1) {
+        out += text.slice(runStart, start); // the run's lines with their line ends
+        runStart = -1;
+      }
       blanked++;
     }
-    if (end === text.length) break;
+    if (end === n) break;
     start = end + 1;
   }
+  if (runStart !== -1) out += `${text.slice(runStart, n)}\n`;
   return out;
 }
 
-function keepLine(text: string, start: number, end: number, prefix: string, wanted: readonly string[]): boolean {
+function keepLine(text: string, start: number, end: number, prefix: string, byChar: ReadonlyMap<number, readonly string[]>): boolean {
   if (start === end) return false;
   let nameAt = start;
+  let sample = true;
   const c = text.charCodeAt(start);
   if (c === 35 /* # */) {
-    if (text.startsWith('# HELP ', start) || text.startsWith('# TYPE ', start)) nameAt = start + 7;
-    else return false; // a plain comment, or meta the parser ignores
+    if (!text.startsWith('# TYPE ', start)) return false; // a plain comment, HELP, or meta the parser ignores
+    nameAt = start + 7;
+    sample = false;
   } else if (!isNameStart(c)) {
-    return true;
+    return true; // garbage, for the parser to report
   }
   if (!text.startsWith(prefix, nameAt)) return false;
-  for (const name of wanted) {
-    if (nameAt + name.length <= end && text.startsWith(name, nameAt)) return true;
+  const candidates = byChar.get(text.charCodeAt(nameAt + prefix.length));
+  if (candidates === undefined) return false;
+  for (const name of candidates) {
+    if (!text.startsWith(name, nameAt)) continue;
+    const after = nameAt + name.length;
+    if (after >= end || !isNameChar(text.charCodeAt(after))) return true;
+    if (!sample) continue;
+    if (text.startsWith('_sum', after) && (after + 4 >= end || !isNameChar(text.charCodeAt(after + 4)))) return true;
+    if (text.startsWith('_count', after) && (after + 6 >= end || !isNameChar(text.charCodeAt(after + 6)))) return true;
   }
   return false;
+}
+
+interface NameTable {
+  /** The wanted names' common prefix ('vllm:' for vLLM's): one comparison rejects most lines. */
+  readonly prefix: string;
+  /** The wanted names by their first character after the prefix: most `vllm:` lines of other families compare none. */
+  readonly byChar: ReadonlyMap<number, readonly string[]>;
+}
+
+const nameTables = new WeakMap<readonly string[], NameTable>();
+
+function nameTable(wanted: readonly string[]): NameTable {
+  let table = nameTables.get(wanted);
+  if (table === undefined) {
+    let prefix = commonPrefix(wanted);
+    // Every name needs a character after the prefix to be filed under.
+    if (wanted.some((name) => name.length === prefix.length)) prefix = prefix.slice(0, -1);
+    const byChar = new Map<number, string[]>();
+    for (const name of wanted) {
+      const c = name.charCodeAt(prefix.length);
+      const list = byChar.get(c) ?? [];
+      list.push(name);
+      byChar.set(c, list);
+    }
+    table = { prefix, byChar };
+    nameTables.set(wanted, table);
+  }
+  return table;
 }
 
 function commonPrefix(names: readonly string[]): string {
   let p = names[0] ?? '';
   for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
   return p;
+}
+
+function isNameChar(c: number): boolean {
+  return isNameStart(c) || (c >= 48 && c <= 57);
 }
 
 function isNameStart(c: number): boolean {
