@@ -6,11 +6,16 @@
  * ratio to the floor can only reach what that budget allows, so this prints, per slice kind, CPU µs per request of
  * each (from /proc, Linux; the routing thread is the task whose id is the process id) and how busy the machine was.
  * Also the idle cost: what scraping alone takes per second with nothing routed. Needs `npm run build`.
+ *
+ * With `KVROUTE_EPP_BASELINE=<checkout>/epp/dist/main.js`, instead: the scraping cost of that build and this one side by
+ * side (`bench:ab` cannot show it: both EPPs scrape throughout, so each one's scraping loads the other's slices too).
+ * Both run idle at once against the same metrics servers, and each one's CPU per completed scrape is read over the same
+ * windows: the routing thread (what applying readings costs it) and the other threads (the scrape worker).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
-import { forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
+import { eppMetrics, forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
 
 function flag(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -103,7 +108,49 @@ function row(label: string, s: Sample): string {
   return `| ${label} | ${(s.requests / s.seconds).toFixed(0)} | ${us(s.client)} | ${us(s.eppMain)} | ${us(s.eppOther)} | ${us(s.metricsServers)} | ${us(s.floor)} | ${us(total)} | ${(100 * s.machineBusy / s.machineTotal).toFixed(0)}% |`;
 }
 
+async function scrapeCostAb(baseline: string, podCounts: number[], seconds: number): Promise<void> {
+  console.log(`idle scraping, A (baseline) ${baseline} vs B (this build)`);
+  const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...podCounts))]);
+  const rows: string[] = [];
+  try {
+    const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
+    for (const n of podCounts) {
+      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: baseline });
+      const b = await startEppProcess(ports.slice(0, n), 'worker');
+      try {
+        await sleep(1000);
+        const before = await Promise.all([a, b].map(async (e) => ({ cpu: processCpu(e.child.pid!), scrapes: (await eppMetrics(e)).scrapes })));
+        const t0 = performance.now();
+        await sleep(seconds * 1000);
+        const after = await Promise.all([a, b].map(async (e) => ({ cpu: processCpu(e.child.pid!), scrapes: (await eppMetrics(e)).scrapes })));
+        const s = (performance.now() - t0) / 1000;
+        const cells = [0, 1].map((i) => {
+          const scrapes = after[i]!.scrapes - before[i]!.scrapes;
+          const main = after[i]!.cpu.main - before[i]!.cpu.main;
+          const other = (after[i]!.cpu.all - after[i]!.cpu.main) - (before[i]!.cpu.all - before[i]!.cpu.main);
+          return { perSecond: scrapes / s, mainUs: (main / scrapes) * 1e6, otherUs: (other / scrapes) * 1e6, otherMsPerS: (other / s) * 1000 };
+        });
+        const [A, B] = cells as [typeof cells[0], typeof cells[0]];
+        rows.push(`| ${n} | ${A.perSecond.toFixed(0)} / ${B.perSecond.toFixed(0)} | ${A.otherUs.toFixed(0)} / ${B.otherUs.toFixed(0)} (${(B.otherUs / A.otherUs).toFixed(2)}) | ${A.otherMsPerS.toFixed(0)} / ${B.otherMsPerS.toFixed(0)} | ${A.mainUs.toFixed(1)} / ${B.mainUs.toFixed(1)} |`);
+        console.log(rows[rows.length - 1]);
+      } finally {
+        await Promise.all([stopChild(a.child), stopChild(b.child)]);
+      }
+    }
+  } finally {
+    metricsServers.disconnect();
+    await stopChild(metricsServers);
+  }
+  console.log('\n| pods | scrapes/s A / B | other threads µs per scrape A / B (B ÷ A) | other threads ms of CPU a second A / B | routing thread µs per scrape A / B |\n|---:|---:|---:|---:|---:|');
+  for (const r of rows) console.log(r);
+}
+
 async function main(): Promise<void> {
+  const baseline = process.env.KVROUTE_EPP_BASELINE;
+  if (baseline !== undefined) {
+    console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    return scrapeCostAb(baseline, flag('endpoints', '8,64,256').split(',').map(Number), Number(flag('seconds', '10')));
+  }
   const podCounts = flag('endpoints', '8,256').split(',').map(Number);
   const prompts = flag('prompt', '1024,16384').split(',').map(Number);
   const seconds = Number(flag('seconds', '6'));

@@ -1,7 +1,7 @@
 import { seededRandom } from '@kvroute/testkit';
 import { Histogram, Registry } from 'prom-client';
 import { BoundHistogram } from '../src/bound-histogram';
-import { createEppMetrics } from '../src/metrics';
+import { createEppMetrics, EPP_METRICS } from '../src/metrics';
 
 const BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01];
 
@@ -39,5 +39,37 @@ describe('BoundHistogram (the plugin-duration histograms)', () => {
     expect(text).toContain('# TYPE inference_extension_scheduler_plugin_duration_seconds histogram');
     expect(text).toMatch(/^inference_extension_scheduler_plugin_duration_seconds_count\{plugin_type="Scorer",plugin_name="prefix-cache-scorer"\} 2$/m);
     expect(text).toMatch(/^inference_extension_request_control_plugin_duration_seconds_count\{plugin_type="PreRequest",plugin_name="session-affinity-filter"\} 1$/m);
+  });
+
+  it('renders the per-request histograms (sizes, durations, scheduling, prefix match) as prom-client did, before and after observations', async () => {
+    const keys = ['requestSizes', 'requestDuration', 'schedulerE2eDuration', 'prefixIndexerHitRatio', 'prefixIndexerHitBytes'] as const;
+    const theirs = new Registry();
+    const reference = Object.fromEntries(keys.map((k) => {
+      const d = EPP_METRICS[k];
+      return [k, new Histogram({ name: d.name, help: d.help, labelNames: [...d.labels], buckets: [...d.buckets], registers: [theirs] })];
+    })) as Record<(typeof keys)[number], Histogram<string>>;
+    const metrics = createEppMetrics();
+    const page = async (r: Registry) => Promise.all(keys.map((k) => r.getSingleMetricAsString(EPP_METRICS[k].name)));
+    // Unlabelled histograms show their zero series before the first request, labelled ones nothing.
+    expect(await page(metrics.registry)).toEqual(await page(theirs));
+    const random = seededRandom(5);
+    for (let i = 0; i < 2000; i++) {
+      const model = random() < 0.5 ? 'qwen' : 'llama "3"';
+      const labels = { model_name: model, target_model_name: model };
+      const bytes = Math.floor(random() * 200_000);
+      const seconds = random() * random() * 3;
+      metrics.collectors.requestSizes.observe(labels, bytes);
+      reference.requestSizes.observe(labels, bytes);
+      metrics.collectors.requestDuration.observe(labels, seconds);
+      reference.requestDuration.observe(labels, seconds);
+      metrics.scheduling.observeSchedulingDuration(seconds / 1000);
+      reference.schedulerE2eDuration.observe(seconds / 1000);
+      const total = Math.floor(random() * 50_000);
+      const matched = Math.floor(random() * total);
+      metrics.scheduling.observePrefixMatch(matched, total);
+      reference.prefixIndexerHitBytes.observe(matched);
+      if (total > 0) reference.prefixIndexerHitRatio.observe(matched / total);
+    }
+    expect(await page(metrics.registry)).toEqual(await page(theirs));
   });
 });
