@@ -18,6 +18,7 @@ import { healthImplementation, healthServiceDefinition, HealthState } from './he
 import type { BodyMode, ProcessingRequest, ProcessingResponse } from '@kvroute/protocol/envoy';
 import { ExtProcStream, MalformedMessage, type ExtProcLogger, type StreamSettings } from './stream';
 import { liftStreamResetLimit } from './stream-reset-limit';
+import { EncodedAnswers } from './encoded-answers';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 export const DEFAULT_EXT_PROC_PORT = 9002;
@@ -84,15 +85,18 @@ const consoleLogger: ExtProcLogger = {
 /**
  * The ExternalProcessor service definition with a deserializer that never throws: undecodable bytes arrive as a
  * `MalformedMessage`, so the stream fails with our INVALID_ARGUMENT and releases its state, instead of grpc-js ending
- * the call behind the handler's back.
+ * the call behind the handler's back. Its serializer writes a Buffer as it is: an answer encoded beforehand
+ * (`EncodedAnswers`); a message object is encoded as usual.
  */
 export function extProcServiceDefinition(): grpc.ServiceDefinition {
   const def = loadEnvoyApi().packageDefinition[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
   const process = def.Process;
   const decode = process.requestDeserialize;
+  const encode = process.responseSerialize;
   return {
     Process: {
       ...process,
+      responseSerialize: (msg: unknown): Buffer => (Buffer.isBuffer(msg) ? msg : encode(msg)),
       requestDeserialize: (buf: Buffer): unknown => {
         try {
           return decode(buf);
@@ -130,7 +134,7 @@ export function streamSettings(opts: ExtProcServerOptions): StreamSettings {
 export function extProcHandler(
   settings: StreamSettings,
   track: (delta: 1 | -1) => void = () => undefined,
-): grpc.handleBidiStreamingCall<ProcessingRequest | MalformedMessage, ProcessingResponse> {
+): grpc.handleBidiStreamingCall<ProcessingRequest | MalformedMessage, ProcessingResponse | Buffer> {
   return (call) => {
     track(1);
     let ended = false;
@@ -198,7 +202,10 @@ function hostPort(host: string, port: number): string {
 }
 
 export async function startExtProcServer(opts: ExtProcServerOptions): Promise<ExtProcServer> {
-  const settings = streamSettings(opts);
+  const base = streamSettings(opts);
+  const definition = extProcServiceDefinition();
+  const serialize = definition.Process!.responseSerialize as (msg: ProcessingResponse) => Buffer;
+  const settings: StreamSettings = { ...base, encoded: new EncodedAnswers(serialize, base.destinationHeader, base.metadataNamespace) };
   const health = opts.health ?? new HealthState(false);
   const host = opts.host ?? '0.0.0.0';
   let active = 0;
@@ -209,7 +216,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
     'grpc.max_receive_message_length': maxBody + 1024 * 1024,
   });
   const streamResetLimitLifted = liftStreamResetLimit(main);
-  main.addService(extProcServiceDefinition(), {
+  main.addService(definition, {
     Process: extProcHandler(settings, (d) => {
       active += d;
     }),

@@ -29,6 +29,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { structToJson, type JsonValue, type StructObject } from '@kvroute/protocol/envoy';
 import { openAiErrorJson } from '@kvroute/protocol/openai';
 import { type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from './request-director';
+import type { EncodedAnswers } from './encoded-answers';
 import {
   bodyResponse,
   chunk,
@@ -66,10 +67,16 @@ export interface StreamSettings {
   /** Whether Envoy's HttpStatus enum defines a code (Envoy rejects a local reply with any other). */
   readonly isValidHttpStatus: (code: number) => boolean;
   readonly logger: ExtProcLogger;
+  /**
+   * Pre-encoded answers for the common cases; only for a transport whose serializer passes a Buffer through as the
+   * encoded message (`extProcServiceDefinition`'s does). Without it every answer is sent as a message object.
+   */
+  readonly encoded?: EncodedAnswers;
 }
 
 export interface StreamTransport {
-  send(msg: ProcessingResponse): void;
+  /** A message object, or (with `StreamSettings.encoded`) its encoding. */
+  send(msg: ProcessingResponse | Buffer): void;
   /** Finish the gRPC stream with OK. */
   end(): void;
   /** Finish the gRPC stream with an error status. */
@@ -332,6 +339,14 @@ export class ExtProcStream {
     if (replaced && this.partialBody) {
       throw new Error('cannot replace a partially buffered request body');
     }
+    const encoded = this.settings.encoded;
+    const plain = encoded !== undefined && !replaced && (d.setHeaders === undefined || isEmpty(d.setHeaders));
+    if (plain && (answer === 'headers' || this.requestBodyMode === 'FULL_DUPLEX_STREAMED')) {
+      // The common answer (only the pick): its bytes are the same for every request to this endpoint.
+      this.io.send(encoded.routeTo(d.endpoint));
+      if (answer !== 'headers') this.sendDuplexBody(answer, original);
+      return;
+    }
     const setHeaders: Record<string, string> = {};
     for (const [k, v] of Object.entries(d.setHeaders ?? {})) setHeaders[k.toLowerCase()] = v;
     setHeaders[this.settings.destinationHeader] = d.endpoint;
@@ -347,18 +362,27 @@ export class ExtProcStream {
     }
     if (this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
       this.io.send(headersResponse('request', common, metadata));
-      const out = replaced ?? original ?? Buffer.alloc(0);
-      const trailersFollow = answer === 'trailers';
-      // Headers followed directly by trailers had no body phase, so there is nothing to answer there.
-      if (this.bodyMessages > 0 || out.length > 0) {
-        const pieces = chunk(out, this.settings.maxChunkBytes);
-        pieces.forEach((p, i) => this.io.send(streamedBodyChunk('request', p, !trailersFollow && i === pieces.length - 1)));
-      }
-      if (trailersFollow) this.io.send(trailersResponse('request'));
+      this.sendDuplexBody(answer, replaced ?? original);
       return;
     }
     if (replaced) common.body_mutation = { body: replaced };
     this.io.send(bodyResponse('request', common, metadata));
+  }
+
+  /** Full duplex, after the headers answer: the (possibly replaced) body streamed back, then the trailers answer. */
+  private sendDuplexBody(answer: AnswerTo, body: Buffer | undefined): void {
+    const out = body ?? Buffer.alloc(0);
+    const trailersFollow = answer === 'trailers';
+    // Headers followed directly by trailers had no body phase, so there is nothing to answer there.
+    if (this.bodyMessages > 0 || out.length > 0) {
+      if (out.length <= this.settings.maxChunkBytes) {
+        this.io.send(streamedBodyChunk('request', out, !trailersFollow));
+      } else {
+        const pieces = chunk(out, this.settings.maxChunkBytes);
+        pieces.forEach((p, i) => this.io.send(streamedBodyChunk('request', p, !trailersFollow && i === pieces.length - 1)));
+      }
+    }
+    if (trailersFollow) this.io.send(trailersResponse('request'));
   }
 
   // -------------------------------------------------------------------------------------------------------------------
@@ -367,7 +391,9 @@ export class ExtProcStream {
   private onResponseHeaders(h: HttpHeaders): void {
     if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
     this.responseStarted = true;
-    this.io.send(headersResponse('response', this.responseHeaderMutation(h)));
+    const mutation = this.responseHeaderMutation(h);
+    const encoded = this.settings.encoded;
+    this.io.send(encoded !== undefined && mutation.header_mutation === undefined ? encoded.responseHeadersContinue : headersResponse('response', mutation));
     if (h.end_of_stream) {
       this.responseDone();
     } else {
@@ -492,4 +518,8 @@ export class ExtProcStream {
       this.settings.logger.warn('director.release threw', { requestId: this.requestId, outcome, error: String(err) });
     }
   }
+}
+
+function isEmpty(o: Readonly<Record<string, string>>): boolean {
+  return Object.keys(o).length === 0;
 }
