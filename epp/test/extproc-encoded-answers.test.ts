@@ -14,9 +14,9 @@ const decodeRequest = def.requestDeserialize as (b: Buffer) => ProcessingRequest
 const wire = (m: Json): ProcessingRequest => decodeRequest(encodeRequest(m));
 
 class Director implements RequestDirector {
-  constructor(private readonly decide: (req: IncomingRequest) => RouteDecision) {}
+  constructor(private readonly choose: (req: IncomingRequest) => RouteDecision) {}
   route(req: IncomingRequest): Promise<RouteDecision> {
-    return Promise.resolve(this.decide(req));
+    return Promise.resolve(this.choose(req));
   }
   release(): void {}
 }

@@ -58,6 +58,13 @@ export interface RequestDirector {
    */
   route(req: IncomingRequest, signal: AbortSignal): Promise<RouteDecision>;
   /**
+   * Optional, used instead of `route` when present: the same decision, answered synchronously when the director need
+   * not wait (the common case), else as a promise. `signal` creates the stream's abort signal on first call (already
+   * aborted if the stream has gone): a director that only waits sometimes asks for it only then. Saves the abort
+   * controller, the promise and its microtask hops on every request routed without waiting.
+   */
+  decide?(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision>;
+  /**
    * Called exactly once per `route` decision: 'completed' when the response reached its end of stream, 'cancelled'
    * when the proxy dropped the stream first (client gone, timeout), 'error' when the stream failed on a protocol error.
    */

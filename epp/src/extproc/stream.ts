@@ -119,7 +119,15 @@ export class ExtProcStream {
   /** BUFFERED_PARTIAL delivered only the first part of a larger body: it can be routed on but not replaced. */
   private partialBody = false;
   private readonly queue: Event[] = [];
-  private readonly abort = new AbortController();
+  /** Created when the director first asks for the signal (`RequestDirector.decide`), or at `route`. */
+  private abort: AbortController | undefined;
+  private readonly signal = (): AbortSignal => {
+    if (this.abort === undefined) {
+      this.abort = new AbortController();
+      if (this.state === 'closed') this.abort.abort();
+    }
+    return this.abort.signal;
+  };
   private ticket: { value: unknown } | undefined;
   private released = false;
   private responseStarted = false;
@@ -280,13 +288,24 @@ export class ExtProcStream {
       ...(bodyWithheld ? { bodyWithheld } : {}),
       filterMetadata: this.filterMetadata,
     };
-    let pending: Promise<RouteDecision>;
+    const director = this.settings.director;
+    let decided: RouteDecision | PromiseLike<RouteDecision>;
     try {
-      pending = Promise.resolve(this.settings.director.route(req, this.abort.signal));
+      decided = director.decide ? director.decide(req, this.signal) : director.route(req, this.signal());
     } catch (err) {
-      pending = Promise.reject(err);
+      decided = Promise.reject(err);
     }
-    pending
+    if (!isPromiseLike(decided)) {
+      // Decided without waiting: answer now, without a promise or a microtask hop.
+      try {
+        this.onDecision(answer, body, decided);
+      } catch (err) {
+        this.settings.logger.warn('ext_proc stream failed after routing', { requestId: this.requestId, error: String(err) });
+        this.fail(GrpcStatus.INTERNAL, 'internal error');
+      }
+      return;
+    }
+    Promise.resolve(decided)
       .then(
         (decision) => this.onDecision(answer, body, decision),
         (err: unknown) => this.onDirectorError(err),
@@ -495,7 +514,7 @@ export class ExtProcStream {
   private close(outcome: ReleaseOutcome): void {
     this.state = 'closed';
     this.closeOutcome = outcome;
-    this.abort.abort();
+    this.abort?.abort();
     if (this.ticket && !this.released) this.release(outcome);
     this.cleanup();
   }
@@ -522,4 +541,8 @@ export class ExtProcStream {
 
 function isEmpty(o: Readonly<Record<string, string>>): boolean {
   return Object.keys(o).length === 0;
+}
+
+function isPromiseLike(x: unknown): x is PromiseLike<RouteDecision> {
+  return typeof (x as { then?: unknown } | null | undefined)?.then === 'function';
 }

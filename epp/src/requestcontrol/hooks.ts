@@ -29,4 +29,10 @@ export interface PrepareRequest extends Plugin {
    * request is scheduled without that data. `signal` aborts when the proxy's stream goes away.
    */
   prepareRequest(request: LLMRequest, signal: AbortSignal): Promise<void>;
+  /**
+   * Optional: false when `prepareRequest` has nothing to do for this request (e.g. the session filter without a shared
+   * store). Request control then neither calls it nor waits for it: with no plugin to wait for, the request is routed
+   * synchronously, without a promise or an abort signal. Absent means always prepare.
+   */
+  preparesFor?(request: LLMRequest): boolean;
 }

@@ -154,6 +154,15 @@ export class RequestControl implements RequestDirector {
   }
 
   async route(req: IncomingRequest, signal: AbortSignal = new AbortController().signal): Promise<RouteDecision> {
+    return this.decide(req, () => signal);
+  }
+
+  /**
+   * `route`, answered synchronously unless the request has to wait (request-preparing plugins such as tokenization, or
+   * the flow-control queue when every pod is saturated): the ext_proc stream then needs no abort signal, promise or
+   * microtask hop for it. `signal` is asked for only on the paths that wait.
+   */
+  decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     const started = this.monotonicSeconds();
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
@@ -175,29 +184,58 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
-    let current = candidates;
-    // Without request-preparing plugins (the default config) no await: one microtask hop less per request, and the
-    // snapshot above is still current.
-    if (this.preparePlugins.length > 0) {
-      await this.prepare(request, signal);
-      // Envoy abandoned the stream while the request was being prepared (its message timeout fired and it failed open,
-      // or the client left): the request is already on its way elsewhere or nowhere. Scheduling it would record a pick
-      // in the prefix index and the session table and count it in flight, for a request no pod will see.
-      if (signal.aborted) return abandoned();
-      // Snapshot again after the await: requests routed meanwhile (a burst, or every request that arrived while this
-      // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
-      current = this.candidates(req);
-      if (current.length === 0) {
-        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
-      }
+    // Without a request-preparing plugin that has work for this request (the default config's session filter has
+    // none without a shared store) nothing waits before scheduling, and the snapshot above is still current.
+    const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
+    if (preparing !== undefined) return this.prepareAndSchedule(req, request, model, preparing, signal(), started);
+    return this.scheduleNow(req, request, model, candidates, signal, started);
+  }
+
+  /** The request-preparing plugins with work for `request`; undefined when none. */
+  private preparing(request: LLMRequest): PrepareRequest[] | undefined {
+    let out: PrepareRequest[] | undefined;
+    for (const plugin of this.preparePlugins) if (plugin.preparesFor?.(request) ?? true) (out ??= []).push(plugin);
+    return out;
+  }
+
+  private async prepareAndSchedule(
+    req: IncomingRequest,
+    request: LLMRequest,
+    model: string,
+    plugins: readonly PrepareRequest[],
+    signal: AbortSignal,
+    started: number,
+  ): Promise<RouteDecision> {
+    await this.prepare(plugins, request, signal);
+    // Envoy abandoned the stream while the request was being prepared (its message timeout fired and it failed open,
+    // or the client left): the request is already on its way elsewhere or nowhere. Scheduling it would record a pick
+    // in the prefix index and the session table and count it in flight, for a request no pod will see.
+    if (signal.aborted) return abandoned();
+    // Snapshot again after the await: requests routed meanwhile (a burst, or every request that arrived while this
+    // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
+    const current = this.candidates(req);
+    if (current.length === 0) {
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
     }
+    return this.scheduleNow(req, request, model, current, () => signal, started);
+  }
+
+  /** Schedules among `current`; only a saturated pool with flow control on makes it wait (a promise). */
+  private scheduleNow(
+    req: IncomingRequest,
+    request: LLMRequest,
+    model: string,
+    current: readonly EndpointSnapshot[],
+    signal: () => AbortSignal,
+    started: number,
+  ): RouteDecision | Promise<RouteDecision> {
     try {
       const result = this.options.scheduler.schedule(request, current);
       return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
         if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
-          return this.waitForCapacity(req, request, model, signal, started);
+          return this.waitForCapacity(req, request, model, signal(), started);
         }
         return e.reason === 'saturated'
           ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
@@ -280,9 +318,8 @@ export class RequestControl implements RequestDirector {
    * Runs the request-preparing plugins (tokenization for precise prefix scoring) side by side. One that fails is
    * reported and the request is scheduled without its data, as if that plugin knew nothing of it.
    */
-  private async prepare(request: LLMRequest, signal: AbortSignal): Promise<void> {
-    if (this.preparePlugins.length === 0) return;
-    await Promise.all(this.preparePlugins.map(async (plugin) => {
+  private async prepare(plugins: readonly PrepareRequest[], request: LLMRequest, signal: AbortSignal): Promise<void> {
+    await Promise.all(plugins.map(async (plugin) => {
       try {
         await plugin.prepareRequest(request, signal);
       } catch (e) {

@@ -158,6 +158,11 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
    * GETEX restarts the binding's TTL in the same round trip, so a session in use stays bound on every replica. A
    * store that is slow or down answers "unavailable" and the cycle uses this replica's table.
    */
+  /** Only a request with a session id, with a shared store to read, has anything to prepare. */
+  preparesFor(request: LLMRequest): boolean {
+    return this.store !== undefined && request.attributes !== undefined && this.sessionIdOf(request) !== undefined;
+  }
+
   async prepareRequest(request: LLMRequest): Promise<void> {
     if (this.store === undefined) return;
     const sessionId = this.sessionIdOf(request);
