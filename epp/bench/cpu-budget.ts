@@ -108,10 +108,41 @@ function row(label: string, s: Sample): string {
   return `| ${label} | ${(s.requests / s.seconds).toFixed(0)} | ${us(s.client)} | ${us(s.eppMain)} | ${us(s.eppOther)} | ${us(s.metricsServers)} | ${us(s.floor)} | ${us(total)} | ${(100 * s.machineBusy / s.machineTotal).toFixed(0)}% |`;
 }
 
-async function scrapeCostAb(baseline: string, podCounts: number[], seconds: number): Promise<void> {
+/**
+ * Routing-thread CPU per request of two EPPs driven alternately by the same client (`rounds` slices each of `sliceMs`
+ * at 16 in flight), net of each one's idle rate measured just before: unlike requests per second, CPU time per request
+ * barely depends on how many other processes want the cores.
+ */
+async function routingCostAb(a: { child: { pid?: number }; grpcPort: number }, b: { child: { pid?: number }; grpcPort: number }, bytes: number, idleMainPerSecond: [number, number]): Promise<string> {
+  const bodies = workload(bytes, 256);
+  const eps = [a, b];
+  const clients = eps.map((e) => new ExtProcClient(e.grpcPort));
+  const acc = eps.map(() => ({ requests: 0, main: 0, seconds: 0 }));
+  try {
+    for (const c of clients) await drive(c, bodies, 500, 16); // warm-up
+    for (let r = 0; r < 6; r++) {
+      for (const i of [0, 1]) {
+        const pid = eps[i]!.child.pid!;
+        const m0 = processCpu(pid).main;
+        const t0 = performance.now();
+        acc[i]!.requests += await drive(clients[i]!, bodies, 1000, 16);
+        acc[i]!.seconds += (performance.now() - t0) / 1000;
+        acc[i]!.main += processCpu(pid).main - m0;
+      }
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
+  const us = acc.map((x, i) => ((x.main - idleMainPerSecond[i]! * x.seconds) / x.requests) * 1e6);
+  const rps = acc.map((x) => x.requests / x.seconds);
+  return `| ${bytes / 1024} KB | ${rps[0]!.toFixed(0)} / ${rps[1]!.toFixed(0)} | ${us[0]!.toFixed(0)} / ${us[1]!.toFixed(0)} (${(us[1]! / us[0]!).toFixed(2)}) |`;
+}
+
+async function scrapeCostAb(baseline: string, podCounts: number[], seconds: number, prompts: number[]): Promise<void> {
   console.log(`idle scraping, A (baseline) ${baseline} vs B (this build)`);
   const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...podCounts))]);
   const rows: string[] = [];
+  const routing: string[] = [];
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
     for (const n of podCounts) {
@@ -133,6 +164,11 @@ async function scrapeCostAb(baseline: string, podCounts: number[], seconds: numb
         const [A, B] = cells as [typeof cells[0], typeof cells[0]];
         rows.push(`| ${n} | ${A.perSecond.toFixed(0)} / ${B.perSecond.toFixed(0)} | ${A.otherUs.toFixed(0)} / ${B.otherUs.toFixed(0)} (${(B.otherUs / A.otherUs).toFixed(2)}) | ${A.otherMsPerS.toFixed(0)} / ${B.otherMsPerS.toFixed(0)} | ${A.mainUs.toFixed(1)} / ${B.mainUs.toFixed(1)} |`);
         console.log(rows[rows.length - 1]);
+        const idleMain = [0, 1].map((i) => (after[i]!.cpu.main - before[i]!.cpu.main) / s) as [number, number];
+        for (const bytes of prompts) {
+          routing.push(`| ${n} ${await routingCostAb(a, b, bytes, idleMain)}`);
+          console.log(routing[routing.length - 1]);
+        }
       } finally {
         await Promise.all([stopChild(a.child), stopChild(b.child)]);
       }
@@ -143,13 +179,15 @@ async function scrapeCostAb(baseline: string, podCounts: number[], seconds: numb
   }
   console.log('\n| pods | scrapes/s A / B | other threads µs per scrape A / B (B ÷ A) | other threads ms of CPU a second A / B | routing thread µs per scrape A / B |\n|---:|---:|---:|---:|---:|');
   for (const r of rows) console.log(r);
+  console.log('\nRouting thread CPU per request at 16 in flight, net of its idle rate (6 alternating 1 s slices each):\n\n| pods | prompt | req/s A / B | µs per request A / B (B ÷ A) |\n|---:|---:|---:|---:|');
+  for (const r of routing) console.log(r);
 }
 
 async function main(): Promise<void> {
   const baseline = process.env.KVROUTE_EPP_BASELINE;
   if (baseline !== undefined) {
     console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-    return scrapeCostAb(baseline, flag('endpoints', '8,64,256').split(',').map(Number), Number(flag('seconds', '10')));
+    return scrapeCostAb(baseline, flag('endpoints', '8,256').split(',').map(Number), Number(flag('seconds', '6')), flag('prompt', '1024,16384').split(',').map(Number));
   }
   const podCounts = flag('endpoints', '8,256').split(',').map(Number);
   const prompts = flag('prompt', '1024,16384').split(',').map(Number);

@@ -362,7 +362,7 @@ export class RequestControl implements RequestDirector {
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
     const { target, scheduled } = ticket as Ticket;
-    if (scheduled?.result === undefined) return undefined;
+    if (scheduled?.result === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
     const set: Record<string, string> = {};
     for (const plugin of this.postResponsePlugins) Object.assign(set, plugin.postResponse(scheduled.request, response, target));
