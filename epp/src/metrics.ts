@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { EPP_METRICS, type EppMetricKey } from './config/metric-names';
 import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
+import { BoundCounter } from './bound-counter';
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
@@ -35,8 +36,13 @@ const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set<HotHistogramKey>([
   'prefixIndexerHitRatio',
   'prefixIndexerHitBytes',
 ]);
+/** The counters and gauges updated on every request: `BoundCounter` (see there). */
+type HotCounterKey = 'requestTotal' | 'runningRequests' | 'picks';
+const HOT_COUNTERS: ReadonlySet<EppMetricKey> = new Set<HotCounterKey>(['requestTotal', 'runningRequests', 'picks']);
 type CollectorOf<K extends EppMetricKey> = K extends HotHistogramKey
   ? BoundHistogram<LabelsOf<K>>
+  : K extends HotCounterKey
+  ? BoundCounter<LabelsOf<K>>
   : Definitions[K]['type'] extends 'counter'
   ? Counter<LabelsOf<K>>
   : Definitions[K]['type'] extends 'gauge'
@@ -72,6 +78,9 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   const collectors = Object.fromEntries(
     Object.entries(EPP_METRICS).map(([key, definition]) => {
       const common = { name: definition.name, help: definition.help, labelNames: [...definition.labels], registers: [registry] };
+      if (HOT_COUNTERS.has(key as EppMetricKey) && (definition.type === 'counter' || definition.type === 'gauge')) {
+        return [key, new BoundCounter(definition.name, definition.help, definition.labels, definition.type, registry)];
+      }
       switch (definition.type) {
         case 'counter':
           return [key, new Counter(common)];

@@ -1,5 +1,6 @@
 import { seededRandom } from '@kvroute/testkit';
-import { Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { BoundCounter } from '../src/bound-counter';
 import { BoundHistogram } from '../src/bound-histogram';
 import { createEppMetrics, EPP_METRICS } from '../src/metrics';
 
@@ -71,5 +72,46 @@ describe('BoundHistogram (the plugin-duration histograms)', () => {
       if (total > 0) reference.prefixIndexerHitRatio.observe(matched / total);
     }
     expect(await page(metrics.registry)).toEqual(await page(theirs));
+  });
+});
+
+describe('BoundCounter (the per-request counters and gauge)', () => {
+  it('renders what prom-client\'s Counter and Gauge render for the same updates, and the EPP registers its three', async () => {
+    const random = seededRandom(23);
+    const theirs = new Registry();
+    const ours = new Registry();
+    const refCounter = new Counter({ name: 'c_total', help: 'h', labelNames: ['model_name', 'target_model_name'], registers: [theirs] });
+    const refGauge = new Gauge({ name: 'g', help: 'h', labelNames: ['model_name'], registers: [theirs] });
+    const counter = new BoundCounter('c_total', 'h', ['model_name', 'target_model_name'], 'counter', ours);
+    const gauge = new BoundCounter('g', 'h', ['model_name'], 'gauge', ours);
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    const models = ['qwen', 'llama "3"', 'a\\b', 'x\ny'];
+    for (let i = 0; i < 3000; i++) {
+      const m = models[Math.floor(random() * models.length)]!;
+      counter.inc({ model_name: m, target_model_name: m });
+      refCounter.inc({ model_name: m, target_model_name: m });
+      if (random() < 0.6) {
+        gauge.inc({ model_name: m });
+        refGauge.inc({ model_name: m });
+      } else {
+        gauge.dec({ model_name: m });
+        refGauge.dec({ model_name: m });
+      }
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    expect(() => counter.inc({ model_name: 'q', target_model_name: 'q' }, -1)).toThrow('c_total: a counter cannot decrease');
+    expect(() => counter.dec({ model_name: 'q', target_model_name: 'q' })).toThrow('cannot decrease');
+    expect(() => gauge.child({ model_name: 'q', other: 'x' } as unknown as Record<'model_name', string>)).toThrow('g: unknown label other (labels: model_name)');
+
+    const metrics = createEppMetrics();
+    metrics.collectors.requestTotal.inc({ model_name: 'm', target_model_name: 'm' });
+    metrics.collectors.runningRequests.inc({ model_name: 'm' });
+    metrics.scheduling.countPick('10.0.0.1:8000');
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^# TYPE inference_model_request_total counter$/m);
+    expect(text).toMatch(/^inference_model_request_total\{model_name="m",target_model_name="m"\} 1$/m);
+    expect(text).toMatch(/^# TYPE inference_model_running_requests gauge$/m);
+    expect(text).toMatch(/^inference_model_running_requests\{model_name="m"\} 1$/m);
+    expect(text).toMatch(/^kvroute_epp_picks_total\{destination_endpoint="10.0.0.1:8000"\} 1$/m);
   });
 });
