@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { DecodePool, DecodePoolProps } from './decode-pool';
 import { EndpointPicker, EndpointPickerProps } from './endpoint-picker';
-import { ExtProcRouting, ExtProcRoutingProps } from './ext-proc';
+import { ExtProcRouting, ExtProcRoutingProps, resolveMaxMessageTimeout } from './ext-proc';
 import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
@@ -155,14 +155,18 @@ export class KvAwareRouting extends Chart {
         if (store.existing.networkPeer !== undefined) checkNetworkPeer('SessionStore', 'existing.networkPeer', store.existing.networkPeer);
       }
     }
+    const requestBodyMode = native
+      ? 'full-duplex'
+      : checkOneOf('ExtProcRouting', 'requestBodyMode', props.extProc?.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
+    // Istio's native InferencePool integration writes its own ext_proc filter, without a max_message_timeout.
+    const maxMessageTimeout = native ? undefined : resolveMaxMessageTimeout(props.extProc ?? {}, requestBodyMode);
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {
       ...props.endpointPicker,
       ...(storeConnection ? { sessionStore: storeConnection } : {}),
       ...(poolApiGroup ? { poolApiGroup } : {}),
       // Istio's native integration streams bodies full duplex; the EnvoyFilter uses what extProc asks for.
-      requestBodyMode: native
-        ? 'full-duplex'
-        : checkOneOf('ExtProcRouting', 'requestBodyMode', props.extProc?.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const),
+      requestBodyMode,
+      ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {
             precise: {
