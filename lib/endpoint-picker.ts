@@ -117,7 +117,11 @@ export interface EndpointPickerProps {
     /** The previous key, still accepted during a rotation. @default none */
     readonly previousKeySecret?: SecretKeyReference;
   };
-  /** @default '1' */
+  /**
+   * CPU request (no limit is set, so the EPP may burst onto idle cores). The scrape worker thread needs a core of its
+   * own beside the routing thread once the pool is large.
+   * @default '1', or '2' when `KvAwareRouting`'s decode pool runs more than 64 replicas (epp/README.md, "Scraping at 256 pods")
+   */
   readonly cpu?: string;
   /** @default '1Gi' */
   readonly memory?: string;

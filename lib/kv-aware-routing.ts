@@ -87,6 +87,12 @@ export interface KvAwareRoutingProps {
 }
 
 /**
+ * Past this many decode pods the EPP requests 2 CPUs by default: at 256 pods its scrape worker thread parses ~1,000
+ * metrics pages a second (the scrape budget) beside the routing thread (epp/README.md, "Scraping at 256 pods").
+ */
+export const LARGE_POOL_REPLICAS = 64;
+
+/**
  * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring,
  * monitoring and the EPP's NetworkPolicy. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
  */
@@ -161,6 +167,7 @@ export class KvAwareRouting extends Chart {
     // Istio's native InferencePool integration writes its own ext_proc filter, without a max_message_timeout.
     const maxMessageTimeout = native ? undefined : resolveMaxMessageTimeout(props.extProc ?? {}, requestBodyMode);
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {
+      ...(this.decodePool.replicas > LARGE_POOL_REPLICAS ? { cpu: '2' } : {}),
       ...props.endpointPicker,
       ...(storeConnection ? { sessionStore: storeConnection } : {}),
       ...(poolApiGroup ? { poolApiGroup } : {}),
