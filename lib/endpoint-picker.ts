@@ -36,6 +36,14 @@ export interface EndpointPickerProps {
    */
   readonly requestBodyMode?: RequestBodyMode;
   /**
+   * The gateway ext_proc filter's `max_message_timeout`, passed as `--ext-proc-max-message-timeout`: a request that
+   * waits in flow control asks Envoy to hold its answer that long. `KvAwareRouting` sets it from
+   * `extProc.maxMessageTimeout`; `ExtProcRouting` refuses a filter whose value differs.
+   * @default undefined (the EPP never asks; Envoy's message_timeout bounds a flow-control wait)
+   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_proc/v3/ext_proc.proto
+   */
+  readonly extProcMaxMessageTimeout?: string;
+  /**
    * Full image reference; overrides `imageRegistry`.
    * @default `${imageRegistry}/kvroute-epp:<version in epp/package.json>`
    */
@@ -109,7 +117,11 @@ export interface EndpointPickerProps {
     /** The previous key, still accepted during a rotation. @default none */
     readonly previousKeySecret?: SecretKeyReference;
   };
-  /** @default '1' */
+  /**
+   * CPU request (no limit is set, so the EPP may burst onto idle cores). The scrape worker thread needs a core of its
+   * own beside the routing thread once the pool is large.
+   * @default '1', or '2' when `KvAwareRouting`'s decode pool runs more than 64 replicas (epp/README.md, "Scraping at 256 pods")
+   */
   readonly cpu?: string;
   /** @default '1Gi' */
   readonly memory?: string;
@@ -156,6 +168,8 @@ export class EndpointPicker extends Construct {
   public readonly poolName: string;
   public readonly poolApiGroup: InferencePoolApiGroup;
   public readonly requestBodyMode: RequestBodyMode;
+  /** `--ext-proc-max-message-timeout`, when set. */
+  public readonly extProcMaxMessageTimeout?: string;
   public readonly image: string;
   public readonly config: EndpointPickerConfig;
   public readonly deployment: k8s.KubeDeployment;
@@ -187,6 +201,9 @@ export class EndpointPicker extends Construct {
       throw new PropsError(SCOPE, 'poolApiGroup', 'must be "inference.networking.x-k8s.io" or "inference.networking.k8s.io"', this.poolApiGroup);
     }
     this.requestBodyMode = checkOneOf(SCOPE, 'requestBodyMode', props.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
+    if (props.extProcMaxMessageTimeout !== undefined) {
+      this.extProcMaxMessageTimeout = checkDuration(SCOPE, 'extProcMaxMessageTimeout', props.extProcMaxMessageTimeout);
+    }
     const registry = props.imageRegistry ?? 'ghcr.io/kvroute';
     this.image = checkImage(SCOPE, props.image ? 'image' : 'imageRegistry', props.image ?? `${registry}/kvroute-epp:${eppPackage.version}`);
     const refresh = checkDuration(SCOPE, 'refreshMetricsInterval', props.refreshMetricsInterval ?? '50ms');
@@ -320,6 +337,7 @@ export class EndpointPicker extends Construct {
                 `--refresh-metrics-interval=${refresh}`,
                 `--shutdown-grace-period=${EndpointPicker.SHUTDOWN_GRACE_SECONDS}s`,
                 `--request-body-mode=${this.requestBodyMode}`,
+                ...(this.extProcMaxMessageTimeout ? [`--ext-proc-max-message-timeout=${this.extProcMaxMessageTimeout}`] : []),
               ],
               ports: [
                 { name: EndpointPicker.GRPC_PORT_NAME, containerPort: EndpointPicker.GRPC_PORT, protocol: 'TCP' },

@@ -98,6 +98,17 @@ export interface ExtProcRoutingProps {
    */
   readonly messageTimeout?: string;
   /**
+   * `buffered` only: Envoy's `max_message_timeout`, the longest the EPP may ask Envoy to wait for an answer it holds
+   * back in flow control (every pod saturated). The EPP asks once per request, with `override_message_timeout`, only
+   * when it starts such a wait, and ends the wait 250 ms before it with its own answer (a pick, or a 429 saying why).
+   * A hung or stopped EPP cannot ask, so it still fails open at `messageTimeout`. `'0s'` turns it off: Envoy then
+   * ignores every override, and a wait longer than `messageTimeout` ends in a fail-open onto the fallback policy.
+   * At most 1h (the proto's bound); not below `messageTimeout`.
+   * @default '30s' (the EPP's flow-control TTL, `flowControl.defaultRequestTTL`)
+   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_proc/v3/ext_proc.proto
+   */
+  readonly maxMessageTimeout?: string;
+  /**
    * Use a ring hash on `x-session-id` instead of round robin when the EPP gives no pick, and hash the same header
    * in the decode DestinationRule: sessions stay on one pod even while the EPP is down.
    * @default false
@@ -114,6 +125,28 @@ export interface ExtProcRoutingProps {
    * @see https://istio.io/latest/docs/reference/config/networking/destination-rule/#OutlierDetection
    */
   readonly eppOutlierDetection?: EppOutlierDetection | false;
+}
+
+/** Seconds of a duration `checkDuration` accepted. */
+function durationSeconds(d: string): number {
+  return Number(toProtoDuration(d).slice(0, -1));
+}
+
+/**
+ * The `max_message_timeout` the EnvoyFilter sets and the EPP is told (`--ext-proc-max-message-timeout`), as a
+ * duration, or undefined when overrides are off (`'0s'`, or `full-duplex`, where Envoy runs no message timer).
+ * `KvAwareRouting` resolves it for the EndpointPicker before the ExtProcRouting exists; both call this.
+ */
+export function resolveMaxMessageTimeout(props: Pick<ExtProcRoutingProps, 'maxMessageTimeout' | 'messageTimeout'>, requestBodyMode: RequestBodyMode): string | undefined {
+  const S = 'ExtProcRouting';
+  const value = checkDuration(S, 'maxMessageTimeout', props.maxMessageTimeout ?? '30s');
+  const seconds = durationSeconds(value);
+  if (requestBodyMode !== 'buffered' || seconds === 0) return undefined;
+  const messageTimeout = durationSeconds(checkDuration(S, 'messageTimeout', props.messageTimeout ?? '1s'));
+  if (seconds > 3600 || seconds < messageTimeout) {
+    throw new PropsError(S, 'maxMessageTimeout', `must be "0s" (off) or between messageTimeout (${props.messageTimeout ?? '1s'}) and 1h`, value);
+  }
+  return value;
 }
 
 /** The outlier-detection settings kvroute exposes for the EPP cluster (Istio's `OutlierDetection` fields). */
@@ -165,6 +198,8 @@ export class ExtProcRouting extends Construct {
   public readonly eppDestinationRule?: dr.DestinationRule;
   public readonly consistentHashFallback: boolean;
   public readonly requestBodyMode: RequestBodyMode;
+  /** Envoy's `max_message_timeout`; undefined when the EPP may not ask for more time. */
+  public readonly maxMessageTimeout?: string;
 
   constructor(scope: Construct, id: string, props: ExtProcRoutingProps) {
     super(scope, id);
@@ -178,6 +213,10 @@ export class ExtProcRouting extends Construct {
     const ringSize = checkInteger(S, 'minimumRingSize', props.minimumRingSize ?? 1024, 64, 8_388_608);
     if (endpointPicker.requestBodyMode !== this.requestBodyMode) {
       throw new PropsError(S, 'requestBodyMode', `must be the mode the EndpointPicker assumes ("${endpointPicker.requestBodyMode}"); pass the same to both`, this.requestBodyMode);
+    }
+    this.maxMessageTimeout = resolveMaxMessageTimeout(props, this.requestBodyMode);
+    if (endpointPicker.extProcMaxMessageTimeout !== this.maxMessageTimeout) {
+      throw new PropsError(S, 'maxMessageTimeout', `must be what the EndpointPicker is told (extProcMaxMessageTimeout "${endpointPicker.extProcMaxMessageTimeout ?? 'unset'}"); pass the same to both`, this.maxMessageTimeout ?? 'unset');
     }
 
     const processingMode = this.requestBodyMode === 'buffered'
@@ -205,6 +244,7 @@ export class ExtProcRouting extends Construct {
         grpc_service: { envoy_grpc: { cluster_name: endpointPicker.grpcClusterName } },
         failure_mode_allow: failureModeAllow,
         message_timeout: messageTimeout,
+        ...(this.maxMessageTimeout ? { max_message_timeout: toProtoDuration(this.maxMessageTimeout) } : {}),
         processing_mode: processingMode,
         metadata_options: { receiving_namespaces: { untyped: [LB_METADATA_NAMESPACE] } },
       },

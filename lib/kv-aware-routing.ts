@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { DecodePool, DecodePoolProps } from './decode-pool';
 import { EndpointPicker, EndpointPickerProps } from './endpoint-picker';
-import { ExtProcRouting, ExtProcRoutingProps } from './ext-proc';
+import { ExtProcRouting, ExtProcRoutingProps, resolveMaxMessageTimeout } from './ext-proc';
 import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
@@ -87,6 +87,12 @@ export interface KvAwareRoutingProps {
 }
 
 /**
+ * Past this many decode pods the EPP requests 2 CPUs by default: at 256 pods its scrape worker thread parses ~1,000
+ * metrics pages a second (the scrape budget) beside the routing thread (epp/README.md, "Scraping at 256 pods").
+ */
+export const LARGE_POOL_REPLICAS = 64;
+
+/**
  * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring,
  * monitoring and the EPP's NetworkPolicy. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
  */
@@ -155,14 +161,19 @@ export class KvAwareRouting extends Chart {
         if (store.existing.networkPeer !== undefined) checkNetworkPeer('SessionStore', 'existing.networkPeer', store.existing.networkPeer);
       }
     }
+    const requestBodyMode = native
+      ? 'full-duplex'
+      : checkOneOf('ExtProcRouting', 'requestBodyMode', props.extProc?.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
+    // Istio's native InferencePool integration writes its own ext_proc filter, without a max_message_timeout.
+    const maxMessageTimeout = native ? undefined : resolveMaxMessageTimeout(props.extProc ?? {}, requestBodyMode);
     this.endpointPicker = new EndpointPicker(this, 'EndpointPicker', {
+      ...(this.decodePool.replicas > LARGE_POOL_REPLICAS ? { cpu: '2' } : {}),
       ...props.endpointPicker,
       ...(storeConnection ? { sessionStore: storeConnection } : {}),
       ...(poolApiGroup ? { poolApiGroup } : {}),
       // Istio's native integration streams bodies full duplex; the EnvoyFilter uses what extProc asks for.
-      requestBodyMode: native
-        ? 'full-duplex'
-        : checkOneOf('ExtProcRouting', 'requestBodyMode', props.extProc?.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const),
+      requestBodyMode,
+      ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {
             precise: {

@@ -2,7 +2,7 @@ import { checkEnvoyConfig } from '@kvroute/testkit';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import type { KvAwareRoutingProps } from '../lib/kv-aware-routing';
-import { all, Manifest, one, synthProfile, synthProps } from './support/manifests';
+import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
 
 // The HTTP filter and route messages are not needed by the EPP itself; load their files for this check.
 const api = loadEnvoyApi([
@@ -97,5 +97,34 @@ describe('the check rejects what Envoy would reject', () => {
       .load_balancing_policy.policies[0].typed_extension_config.typed_config;
     delete cfg.fallback_policy;
     expect(check(p).join('\n')).toMatch(/fallback_policy/);
+  });
+});
+
+// Flow control holds an answer longer than Envoy's 1 s message_timeout; the EPP asks for more with
+// override_message_timeout, which Envoy honours only up to max_message_timeout (`ext_proc.cc` onNewTimeout @ v1.35.0).
+describe('max_message_timeout: the EnvoyFilter allows what the EPP is told to ask for', () => {
+  const filterOf = (m: Manifest[]) => all(m, 'EnvoyFilter').flatMap((f) => f.spec.configPatches)
+    .map((p: Patch) => (p.patch.value as { typed_config?: Record<string, unknown> }).typed_config)
+    .find((c) => c?.['@type'] === 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor')!;
+  const eppArgs = (m: Manifest[]): string[] => container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args;
+
+  test('buffered (the default): 30s on both sides by default, a chosen value on both, "0s" on neither', () => {
+    const byDefault = synthProfile(CLUSTERS[0]);
+    expect(filterOf(byDefault)).toMatchObject({ message_timeout: '1s', max_message_timeout: '30s' });
+    expect(eppArgs(byDefault)).toContain('--ext-proc-max-message-timeout=30s');
+
+    const chosen = synthProps(withOverrides(DEMO, { extProc: { maxMessageTimeout: '90s' } }));
+    expect(filterOf(chosen)).toMatchObject({ max_message_timeout: '90s' });
+    expect(eppArgs(chosen)).toContain('--ext-proc-max-message-timeout=90s');
+
+    const off = synthProps(withOverrides(DEMO, { extProc: { maxMessageTimeout: '0s' } }));
+    expect(filterOf(off)).not.toHaveProperty('max_message_timeout');
+    expect(eppArgs(off).some((a) => a.startsWith('--ext-proc-max-message-timeout'))).toBe(false);
+  });
+
+  test('full-duplex: Envoy runs no message timer, so neither side sets it', () => {
+    const m = synthProps(FULL_DUPLEX);
+    expect(filterOf(m)).not.toHaveProperty('max_message_timeout');
+    expect(eppArgs(m).some((a) => a.startsWith('--ext-proc-max-message-timeout'))).toBe(false);
   });
 });

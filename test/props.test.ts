@@ -4,7 +4,8 @@ import * as path from 'path';
 import { Testing } from 'cdk8s';
 import { defaultEndpointPickerConfig } from '@kvroute/epp/config';
 import { DEMO, withOverrides } from '../lib/clusters';
-import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
+import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
+import { container, one, synthProps } from './support/manifests';
 import { synthClusters } from '../lib/synth';
 
 function build(props: KvAwareRoutingProps): void {
@@ -41,6 +42,12 @@ describe('invalid props fail synth with a message that names the field and what 
       /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "500ms", "10s" or "5m", got "50"$/],
     ['a bad message timeout', withOverrides(DEMO, { extProc: { messageTimeout: 'soon' } }),
       /^ExtProcRouting\.messageTimeout: must be a duration/],
+    ['a max message timeout below the message timeout', withOverrides(DEMO, { extProc: { messageTimeout: '2s', maxMessageTimeout: '1s' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be "0s" \(off\) or between messageTimeout \(2s\) and 1h, got "1s"$/],
+    ['a max message timeout above Envoy\'s 1h bound', withOverrides(DEMO, { extProc: { maxMessageTimeout: '2h' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be "0s" \(off\) or between messageTimeout \(1s\) and 1h, got "2h"$/],
+    ['a bad max message timeout', withOverrides(DEMO, { extProc: { maxMessageTimeout: 'long' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be a duration/],
     ['an EPP outlier detection that could never eject', withOverrides(DEMO, { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { maxEjectionPercent: 0 } } }),
       /^ExtProcRouting\.eppOutlierDetection\.maxEjectionPercent: must be an integer from 1 to 100, got 0$/],
     ['a bad EPP ejection time', withOverrides(DEMO, { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { baseEjectionTime: 'ten' } } }),
@@ -164,5 +171,20 @@ describe('npm run synth on a bad profile', () => {
     expect(status).toBe(1);
     expect(lines).toEqual([expect.stringMatching(/^good: \d+ manifests/)]);
     expect(errors).toEqual(['synth failed: cluster profile "eu-a100" (lib/clusters.ts): DecodePool.gpuMemoryUtilization: must be a number greater than 0 and at most 1, got 1.2']);
+  });
+});
+
+describe('the EPP\'s CPU request follows the pool size', () => {
+  const cpuOf = (props: KvAwareRoutingProps): string => {
+    const epp = container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp');
+    return String(epp.resources.requests.cpu);
+  };
+
+  test(`1 CPU up to ${LARGE_POOL_REPLICAS} decode pods, 2 beyond (the scrape worker thread's core), endpointPicker.cpu over both`, () => {
+    expect(cpuOf(DEMO)).toBe('1');
+    expect(cpuOf(withOverrides(DEMO, { decode: { replicas: LARGE_POOL_REPLICAS } }))).toBe('1');
+    expect(cpuOf(withOverrides(DEMO, { decode: { replicas: LARGE_POOL_REPLICAS + 1 } }))).toBe('2');
+    expect(cpuOf(withOverrides(DEMO, { decode: { replicas: 256 }, endpointPicker: { cpu: '3' } }))).toBe('3');
+    expect(cpuOf(withOverrides(DEMO, { endpointPicker: { cpu: '500m' } }))).toBe('500m');
   });
 });

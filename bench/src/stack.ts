@@ -27,8 +27,9 @@ import { startRedisServer, type RedisProcess } from './redis-process';
  * - Envoy 1.35.0 semantics: the profile's Istio is 1.27.0 (`lib/clusters.ts`), whose proxy pins release/v1.35 before
  *   the revert of #39740;
  * - the ext_proc filter of `lib/ext-proc.ts` (`ExtProcRouting` defaults): request body BUFFERED with trailers SKIP,
- *   response headers SEND, body NONE, trailers SEND, failure_mode_allow, message_timeout 1s, the listener's
- *   per_connection_buffer_limit_bytes 8 MiB;
+ *   response headers SEND, body NONE, trailers SEND, failure_mode_allow, message_timeout 1s, max_message_timeout 30s
+ *   (with the EPP's matching `--ext-proc-max-message-timeout`, so a flow-control wait is the EPP's, not a fail-open),
+ *   the listener's per_connection_buffer_limit_bytes 8 MiB;
  * - the gateway EnvoyFilter and HTTPRoute of `lib/gateway.ts` (`InferenceGateway` defaults): HCM request_timeout 60s,
  *   route idle_timeout 300s, route timeout 0s.
  * `messageTimeoutMs` stays an option of the stack (`--message-timeout-ms` is appended after these).
@@ -37,7 +38,7 @@ export const GATEWAY_ENVOY_FLAGS: readonly string[] = [
   '--envoy-semantics', '1.35.0',
   '--processing-mode', 'buffered', '--request-trailer-mode', 'skip',
   '--response-header-mode', 'send', '--response-body-mode', 'none', '--response-trailer-mode', 'send',
-  '--request-body-buffer-limit-bytes', String(8 * 1024 * 1024),
+  '--request-body-buffer-limit-bytes', String(8 * 1024 * 1024), '--max-message-timeout-ms', '30000',
   '--request-receive-timeout-ms', '60000', '--idle-timeout-ms', '300000', '--request-timeout-ms', '0',
 ];
 
@@ -250,7 +251,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()),
         redis.url, options.sessionStoreTimeout);
       const configText = config ? renderEndpointPickerConfig(config) : policy.configText;
-      eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0',
+      eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--ext-proc-max-message-timeout', '30s',
         ...(configText ? ['--config-text', configText] : [])];
       // In parallel: each replica loads the tokenizer and warms up on its own, as pods of a Deployment do.
       const first = await Promise.all(Array.from({ length: replicas }, (_, i) =>

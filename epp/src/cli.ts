@@ -54,6 +54,8 @@ export interface FlowControlFlags {
   readonly maxWaitMs?: number;
   readonly dispatchPerTick?: number;
   readonly dispatchIntervalMs?: number;
+  /** The gateway's ext_proc `max_message_timeout` (0: never ask Envoy for more time). */
+  readonly maxMessageTimeoutMs?: number;
 }
 
 export class UsageError extends Error {
@@ -105,6 +107,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL)' },
   { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
   { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },
+  { name: 'ext-proc-max-message-timeout', aliases: [], kind: 'duration', help: 'the gateway ext_proc filter\'s max_message_timeout: a request that waits in flow control asks Envoy (override_message_timeout) to hold its answer this long and waits at most this long less 250ms (at most 1h, the proto\'s bound); unset (default): never ask, so Envoy\'s message_timeout (1s in the EnvoyFilter) bounds the wait' },
   { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
   // Upstream (GIE / llm-d) flags that existing manifests pass; accepted so those manifests start, and reported.
@@ -271,12 +274,18 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     const n = get<number>(flag);
     if (n !== undefined && n < 1) throw new UsageError(`--${flag}: must be an integer >= 1, got ${n}`);
   }
+  const maxMessageTimeout = get<number>('ext-proc-max-message-timeout');
+  // ext_proc.proto @ v1.35.0: max_message_timeout lte 3600s; Envoy would NACK the filter above it.
+  if (maxMessageTimeout !== undefined && maxMessageTimeout > 3_600_000) {
+    throw new UsageError(`--ext-proc-max-message-timeout: must be at most 1h (Envoy's bound for max_message_timeout), got ${maxMessageTimeout}ms`);
+  }
   const flowControl: FlowControlFlags = {
     enabled: get<boolean>('flow-control'),
     maxQueued: get<number>('flow-control-max-queued'),
     maxWaitMs: get<number>('flow-control-max-wait'),
     dispatchPerTick: get<number>('flow-control-dispatch-per-tick'),
     dispatchIntervalMs: get<number>('flow-control-dispatch-interval'),
+    maxMessageTimeoutMs: maxMessageTimeout,
   };
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
   const verbosity = get<number>('v')!;

@@ -102,6 +102,8 @@ export interface FlowControlSettings {
   readonly dispatchPerTick: number;
   readonly dispatchIntervalMs: number;
   readonly objectives: ReadonlyMap<string, number>;
+  /** `--ext-proc-max-message-timeout` (0: off). */
+  readonly maxMessageTimeoutMs: number;
 }
 
 export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowControlFlags = {}): FlowControlSettings {
@@ -114,6 +116,7 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     dispatchPerTick: flags.dispatchPerTick ?? c.dispatchPerTick ?? d.dispatchPerTick,
     dispatchIntervalMs: flags.dispatchIntervalMs ?? parseDuration(c.dispatchInterval ?? d.dispatchInterval),
     objectives: new Map(Object.entries(c.objectives ?? {})),
+    maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
   };
 }
 
@@ -144,7 +147,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     scheduler,
     metrics: metrics.collectors,
     poolName,
-    ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives } } : {}),
+    ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs } } : {}),
     onInternalError: (error, requestId) => logger.error('scheduling failed; sent to the least-loaded endpoint', { requestId, error: error.stack ?? error.message }),
   });
 

@@ -161,6 +161,56 @@ describe('flow control in the running EPP', () => {
     await interactive.complete();
   });
 
+  // Envoy's message timer would fail a waiting request open after message_timeout (1 s in the EnvoyFilter), so with
+  // --ext-proc-max-message-timeout the EPP first asks for more (override_message_timeout, `ext_proc.cc` onNewTimeout @
+  // v1.35.0: honoured once per answer, 1 ms <= it <= max_message_timeout) and ends the wait a margin before it.
+  test('with --ext-proc-max-message-timeout a waiting request first asks Envoy for that long, and its deadline falls 250 ms before it', async () => {
+    await start(['--ext-proc-max-message-timeout', '1500ms']);
+    await saturate(50);
+    const stream = envoy.open();
+    const started = Date.now();
+    stream.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' }, false));
+    stream.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hold on' }] }), true));
+    const first = await stream.next();
+    // min(max_message_timeout, the wait's deadline + margin): the 30 s TTL is cut to 1.5 s - 250 ms, so 1.5 s exactly.
+    expect(first).toMatchObject({ override_message_timeout: { seconds: '1', nanos: 500_000_000 } });
+    // Nothing else: a message with a response member would be read as that answer.
+    expect(first.response).toBeUndefined();
+    const second = await stream.next();
+    expect(second.immediate_response?.status?.code).toBe('TooManyRequests');
+    expect(setHeaders(second.immediate_response.headers)[FLOW_CONTROL_HEADER]).toBe('deadline');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1200);
+    stream.end();
+  });
+
+  test('the override asked for is the wait\'s own deadline plus the margin when that is shorter than the proxy\'s maximum; unset, none is sent', async () => {
+    await start(['--ext-proc-max-message-timeout', '1h', '--flow-control-max-wait', '2s']);
+    await saturate(50);
+    const stream = envoy.open();
+    stream.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' }, false));
+    stream.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hold on' }] }), true));
+    const first = await stream.next();
+    expect(first).toMatchObject({ override_message_timeout: { seconds: '2', nanos: 250_000_000 } });
+    expect(first.response).toBeUndefined();
+    pods[0]!.page = { engines: [{ waiting: 0, running: 1, kvUsage: 0.1 }] };
+    const routed = await stream.next();
+    expect(setHeaders(routed.request_headers.response.header_mutation)['x-gateway-destination-endpoint']).toBe(keys()[0]);
+    stream.end();
+    await epp.stop();
+    envoy.close();
+    await Promise.all(pods.map((p) => p.close()));
+
+    // Without the flag the EPP never asks: the first message is the answer itself.
+    await start(['--flow-control-max-wait', '300ms']);
+    await saturate(50);
+    const plain = await new Request(envoy, 'no override').answer;
+    expect(plain).toMatchObject({ status: 'TooManyRequests', headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+  });
+
+  test('--ext-proc-max-message-timeout above Envoy\'s 1 h bound is refused', () => {
+    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc-max-message-timeout', '2h'])).toThrow(/at most 1h/);
+  });
+
   test('a waiting request whose stream Envoy abandons leaves the queue and is never scheduled nor counted in flight', async () => {
     await start([]);
     await saturate(50);

@@ -25,7 +25,7 @@ describe('flow-control settings: flags over the config\'s flowControl over the d
 
   it('without flags or config: on, with the documented defaults', () => {
     expect(resolveFlowControl(defaultEndpointPickerConfig())).toEqual({
-      enabled: true, maxQueued: 1024, maxWaitMs: 30_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map(),
+      enabled: true, maxQueued: 1024, maxWaitMs: 30_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map(), maxMessageTimeoutMs: 0,
     });
     expect(FLOW_CONTROL_DEFAULTS.enabled).toBe(true);
   });
@@ -36,10 +36,10 @@ describe('flow-control settings: flags over the config\'s flowControl over the d
       flowControl: { enabled: false, maxQueued: 64, defaultRequestTTL: '5s', objectives: { batch: -2 } },
     }));
     expect(resolveFlowControl(config)).toEqual({
-      enabled: false, maxQueued: 64, maxWaitMs: 5_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map([['batch', -2]]),
+      enabled: false, maxQueued: 64, maxWaitMs: 5_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map([['batch', -2]]), maxMessageTimeoutMs: 0,
     });
-    expect(resolveFlowControl(config, parseArgs([...base, '--flow-control', '--flow-control-max-wait', '2s'])!.flowControl)).toMatchObject({
-      enabled: true, maxQueued: 64, maxWaitMs: 2_000,
+    expect(resolveFlowControl(config, parseArgs([...base, '--flow-control', '--flow-control-max-wait', '2s', '--ext-proc-max-message-timeout', '30s'])!.flowControl)).toMatchObject({
+      enabled: true, maxQueued: 64, maxWaitMs: 2_000, maxMessageTimeoutMs: 30_000,
     });
   });
 });

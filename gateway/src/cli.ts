@@ -41,6 +41,8 @@ Options:
   --failure-mode-allow[=B]    fail open when the EPP is unreachable, errors or times out (default true;
                               false = answer 500, or 504 on a message timeout)
   --message-timeout-ms N      how long to wait for each EPP answer (default ${DEFAULTS.messageTimeoutMs})
+  --max-message-timeout-ms N  the longest override_message_timeout the EPP may ask for while it holds an
+                              answer (Envoy's max_message_timeout; default ${DEFAULTS.maxMessageTimeoutMs}: every override ignored)
   --request-body-buffer-limit-bytes N
                               largest buffered request body, 413 above (default ${DEFAULTS.requestBodyBufferLimitBytes})
   --request-receive-timeout-ms N
@@ -102,6 +104,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'response-trailer-mode': { kind: 'string', option: 'responseTrailerMode', choices: ['send', 'skip'] },
   'failure-mode-allow': { kind: 'bool', option: 'failureModeAllow' },
   'message-timeout-ms': { kind: 'int', option: 'messageTimeoutMs' },
+  'max-message-timeout-ms': { kind: 'int', option: 'maxMessageTimeoutMs' },
   'request-body-buffer-limit-bytes': { kind: 'int', option: 'requestBodyBufferLimitBytes' },
   'request-receive-timeout-ms': { kind: 'int', option: 'requestReceiveTimeoutMs' },
   'idle-timeout-ms': { kind: 'int', option: 'idleTimeoutMs' },

@@ -31,14 +31,15 @@
  *   through onGrpcClose (L1679);
  * - `stream_msgs_sent` / `stream_msgs_received`: messages either way; a spurious answer or an override of the message
  *   timeout is not "received" (L1619-1645, L1509-1511);
- * - `override_message_timeout_ignored`: our filter has no `max_message_timeout`, so every override is ignored
- *   (onNewTimeout L1326-1334);
+ * - `override_message_timeout_received` / `_ignored`: an override the filter honoured (1 ms <= it <= the configured
+ *   `max_message_timeout`, a timer running, the first since the last message either way) or not (onNewTimeout
+ *   L1326-1334, ProcessorState::restartMessageTimer); with `max_message_timeout` 0, Envoy's default, every one is ignored;
  * - `clear_route_cache_ignored`: `clear_route_cache` without a header mutation (`processor_state.cc` L648-655);
  * - `immediate_responses_sent` (>= 1.37): every sendImmediateResponse, the EPP's and ext_proc's own error replies
  *   (`ext_proc.cc` @ v1.37.0 L2079); `server_half_closed` (>= 1.37): onGrpcError while open and onGrpcCloseWithStatus
  *   (L1966, L1996: a gRPC error that fails open counts twice, as there).
  * Counters whose cause the gateway never has (an upstream filter, an HTTP ext_proc service, a route-cache action
- * other than DEFAULT, a `max_message_timeout`) are served as 0, as Envoy serves them.
+ * other than DEFAULT) are served as 0, as Envoy serves them.
  */
 import type { EnvoySemantics, ExtProcCounter } from './envoy-semantics';
 

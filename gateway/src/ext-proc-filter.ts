@@ -209,9 +209,13 @@ export class ExtProcFilter implements PhaseFilter {
 
   private onMessage(msg: DecodedProcessingResponse): void {
     if (this.parts.downstream.closed || !this.session) return;
-    // Envoy consumes such a message only to extend its timer (which our EnvoyFilter does not allow), nothing else.
+    // Envoy consumes such a message only to extend its timer, whatever else it carries (Filter::onReceiveMessage and
+    // onNewTimeout, `ext_proc.cc` @ v1.35.0): honoured when 1 ms <= the duration <= max_message_timeout and the timer
+    // runs; counted either way.
     if (msg.override_message_timeout) {
-      this.ctx.stats.envoy.inc('override_message_timeout_ignored');
+      const ms = durationMs(msg.override_message_timeout);
+      const honoured = ms >= 1 && ms <= this.ctx.opts.maxMessageTimeoutMs && this.session.restartTimer(ms);
+      this.ctx.stats.envoy.inc(honoured ? 'override_message_timeout_received' : 'override_message_timeout_ignored');
       return;
     }
     this.mergeMetadata(msg);
@@ -304,6 +308,14 @@ export class ExtProcFilter implements PhaseFilter {
     stats.dropped(dropped);
     this.parts.downstream.resume('grpc');
   }
+}
+
+/** A protobuf Duration in whole milliseconds, as Envoy's DurationUtil::durationToMilliseconds truncates it; NaN when invalid. */
+function durationMs(d: { seconds?: string | number | null; nanos?: number | null }): number {
+  const seconds = Number(d.seconds ?? 0);
+  const nanos = Number(d.nanos ?? 0);
+  if (!Number.isFinite(seconds) || !Number.isInteger(nanos) || nanos < -999_999_999 || nanos > 999_999_999) return NaN;
+  return seconds * 1000 + Math.trunc(nanos / 1e6);
 }
 
 /**

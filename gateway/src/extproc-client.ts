@@ -136,6 +136,10 @@ export class ExtProcSession {
   private remoteClosed = false;
   private halfClosed = false;
   private lastActivity = Date.now();
+  /** An honoured `override_message_timeout` for the answer owed now; null: the configured timeout. */
+  private timeoutOverrideMs: number | null = null;
+  /** An override was already honoured since the last message either way (Envoy's `new_timeout_received_`). */
+  private overrideUsed = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly drainWaiters: (() => void)[] = [];
 
@@ -182,6 +186,7 @@ export class ExtProcSession {
       return false;
     }
     this.owner.messagesSent++;
+    this.newState();
     this.touch();
     return this.call.write(bytes);
   }
@@ -189,6 +194,22 @@ export class ExtProcSession {
   onDrain(cb: () => void): void {
     if (this.done) return;
     this.drainWaiters.push(cb);
+  }
+
+  /**
+   * The EPP asked for `ms` more for the answer it owes (`override_message_timeout`, already checked against
+   * `max_message_timeout` by the filter): the timer restarts from now with that length, once per owed answer, and only
+   * while an answer is owed (ProcessorState::restartMessageTimer, `processor_state.cc` @ v1.35.0: the timer must be
+   * enabled and `new_timeout_received_` unset). Returns whether it was honoured.
+   */
+  restartTimer(ms: number): boolean {
+    if (this.done || this.overrideUsed || !this.handlers.owed()) return false;
+    this.overrideUsed = true;
+    this.timeoutOverrideMs = ms;
+    this.lastActivity = Date.now();
+    this.stopTimer();
+    this.arm();
+    return true;
   }
 
   /** Re-evaluates the message timer after the filter's state changed. */
@@ -243,9 +264,24 @@ export class ExtProcSession {
       return;
     }
     this.owner.messagesReceived++;
-    this.lastActivity = Date.now();
+    // A message that only asks for more time is not an answer: the timer goes on from where it was unless the filter
+    // honours the request (restartTimer). Envoy handles it before anything else (Filter::onReceiveMessage).
+    if (!msg.override_message_timeout) {
+      this.newState();
+      this.lastActivity = Date.now();
+    }
     this.handlers.onMessage(msg);
     if (!this.done) this.arm();
+  }
+
+  /** A message went out or an answer came in: the next owed answer gets the configured timeout and may be extended once. */
+  private newState(): void {
+    this.timeoutOverrideMs = null;
+    this.overrideUsed = false;
+  }
+
+  private get currentTimeoutMs(): number {
+    return this.timeoutOverrideMs ?? this.timeoutMs;
   }
 
   private onStatus(st: grpc.StatusObject): void {
@@ -270,7 +306,7 @@ export class ExtProcSession {
   private arm(): void {
     if (this.done || this.timer) return;
     if (!this.handlers.owed()) return;
-    const wait = Math.max(1, this.lastActivity + this.timeoutMs - Date.now());
+    const wait = Math.max(1, this.lastActivity + this.currentTimeoutMs - Date.now());
     this.timer = setTimeout(() => this.onTimer(), wait);
   }
 
@@ -278,8 +314,9 @@ export class ExtProcSession {
     this.timer = undefined;
     if (this.done || !this.handlers.owed()) return;
     const idle = Date.now() - this.lastActivity;
-    if (idle >= this.timeoutMs) {
-      this.fail('timeout', `no answer from the EPP within ${this.timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED);
+    const timeoutMs = this.currentTimeoutMs;
+    if (idle >= timeoutMs) {
+      this.fail('timeout', `no answer from the EPP within ${timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED);
       return;
     }
     this.arm();

@@ -74,6 +74,11 @@ export interface GatewayOptions {
   /** Envoy's `message_timeout`. Default 1000 (the EnvoyFilter's 1s). */
   readonly messageTimeoutMs?: number;
   /**
+   * Envoy's `max_message_timeout`: the longest `override_message_timeout` the EPP may ask for while it holds an
+   * answer (flow control); 0 (Envoy's default) ignores every override. Default 0.
+   */
+  readonly maxMessageTimeoutMs?: number;
+  /**
    * The listener's `per_connection_buffer_limit_bytes`: a BUFFERED request body above it gets Envoy's 413. Default
    * 8 MiB, as the EnvoyFilter sets it.
    */
@@ -130,6 +135,7 @@ export interface ResolvedOptions {
   readonly responseTrailerMode: TrailerMode;
   readonly failureModeAllow: boolean;
   readonly messageTimeoutMs: number;
+  readonly maxMessageTimeoutMs: number;
   readonly requestBodyBufferLimitBytes: number;
   readonly requestReceiveTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -154,6 +160,7 @@ export const DEFAULTS = Object.freeze({
   responseTrailerMode: 'send' as TrailerMode,
   failureModeAllow: true,
   messageTimeoutMs: 1000,
+  maxMessageTimeoutMs: 0,
   requestBodyBufferLimitBytes: 8 * 1024 * 1024,
   requestReceiveTimeoutMs: 60_000,
   idleTimeoutMs: 300_000,
@@ -318,6 +325,8 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     responseTrailerMode,
     failureModeAllow,
     messageTimeoutMs: int('messageTimeoutMs', o.messageTimeoutMs ?? DEFAULTS.messageTimeoutMs, 1, MAX_TIMEOUT_MS),
+    // The proto's bound: `max_message_timeout` lte 3600s (ext_proc.proto @ v1.35.0).
+    maxMessageTimeoutMs: int('maxMessageTimeoutMs', o.maxMessageTimeoutMs ?? DEFAULTS.maxMessageTimeoutMs, 0, 3_600_000),
     requestBodyBufferLimitBytes: int('requestBodyBufferLimitBytes', o.requestBodyBufferLimitBytes ?? DEFAULTS.requestBodyBufferLimitBytes, 1, 1024 * 1024 * 1024),
     requestReceiveTimeoutMs: int('requestReceiveTimeoutMs', o.requestReceiveTimeoutMs ?? DEFAULTS.requestReceiveTimeoutMs, 0, MAX_TIMEOUT_MS),
     idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMEOUT_MS),

@@ -122,6 +122,58 @@ describe('EPP that never answers', () => {
     }
   });
 
+  // The EPP's flow control asks for more time (override_message_timeout) before it answers late. Envoy honours it only
+  // when 1 ms <= it <= max_message_timeout (0 by default) and its timer runs (`ext_proc.cc` onNewTimeout,
+  // `processor_state.cc` restartMessageTimer @ v1.35.0); the timer then restarts from the override's arrival.
+  const extend = (extendMs: number, answerAfterMs: number) => ({
+    ...json, 'x-test-action': 'extend', 'x-test-extend-ms': String(extendMs), 'x-test-answer-after-ms': String(answerAfterMs), 'x-test-pick': ups[1].address,
+  });
+
+  it.each([
+    ['no max_message_timeout (Envoy\'s default 0)', 0, 3000],
+    ['an override above max_message_timeout', 1000, 3000],
+  ])('ignores the override with %s: fails open at message_timeout', async (_name, maxMessageTimeoutMs, extendMs) => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, maxMessageTimeoutMs });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: extend(extendMs, 1500) });
+      expect(r.status).toBe(200);
+      expect(r.json().headers['x-picked-by']).toBeUndefined();
+      expect(gw.stats().failOpenReasons.timeout).toBe(1);
+      expect(gw.envoyStats()).toMatchObject({ override_message_timeout_ignored: 1, override_message_timeout_received: 0, message_timeouts: 1 });
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('honours an override within max_message_timeout: the late pick is taken, no timeout', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, maxMessageTimeoutMs: 5000 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: extend(5000, 900) });
+      expect(r.status).toBe(200);
+      expect(r.json().headers['x-picked-by']).toBe('test-director');
+      expect(r.json().port).toBe(ups[1].port);
+      expect(gw.stats().failOpenReasons.timeout).toBe(0);
+      expect(gw.envoyStats()).toMatchObject({ override_message_timeout_received: 1, override_message_timeout_ignored: 0, message_timeouts: 0 });
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('times the extended answer from the override: an EPP silent past it still fails open', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 200, maxMessageTimeoutMs: 5000 });
+    try {
+      const started = Date.now();
+      const r = await send(gw.port, { body: completion(), headers: extend(600, 5000) });
+      expect(r.status).toBe(200);
+      expect(r.json().headers['x-picked-by']).toBeUndefined();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(550);
+      expect(gw.stats().failOpenReasons.timeout).toBe(1);
+      expect(gw.envoyStats()).toMatchObject({ override_message_timeout_received: 1, message_timeouts: 1 });
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('answers 504 on a message timeout when failure_mode_allow is false', async () => {
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 200, failureModeAllow: false });
     try {

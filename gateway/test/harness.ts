@@ -163,6 +163,18 @@ export class TestDirector implements RequestDirector {
     if (action === 'hang') {
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     }
+    // Flow control's shape: ask for more time (override_message_timeout), then answer late.
+    if (action === 'extend') {
+      req.extendMessageTimeout?.(Number(req.headers.get('x-test-extend-ms')));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Number(req.headers.get('x-test-answer-after-ms')));
+        signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+      if (signal.aborted) return rejectWith(499, 'abandoned');
+    }
     const endpoint = req.headers.get('x-test-pick') ?? this.endpoints[this.next++ % this.endpoints.length];
     const ticket = { id: ++this.seq, endpoint };
     const setHeaders = { 'x-picked-by': 'test-director', 'x-test-seen-bytes': String(req.body?.length ?? 0) };

@@ -23,6 +23,13 @@ export interface IncomingRequest {
   /** The request's untyped dynamic metadata as Envoy forwarded it (`metadata_context.filter_metadata`), by namespace;
    *  e.g. `envoy.lb` → `{ "x-gateway-destination-endpoint-subset": [...] }` when the proxy sends a subset hint. */
   readonly filterMetadata: Readonly<Record<string, { [key: string]: JsonValue }>>;
+  /**
+   * Asks the proxy to wait up to `ms` from now for this request's routing answer instead of its `message_timeout`
+   * (Envoy's `override_message_timeout`; honoured once per answer, only within the filter's `max_message_timeout`).
+   * Returns false when nothing was sent (already asked, or the answer is no longer owed). Absent where the transport
+   * has no such message.
+   */
+  extendMessageTimeout?(ms: number): boolean;
 }
 
 export type RouteDecision =

@@ -38,6 +38,7 @@ import {
   headerMutation,
   headersResponse,
   immediateResponse,
+  messageTimeoutOverride,
   isBodyMode,
   streamedBodyChunk,
   trailersResponse,
@@ -281,12 +282,20 @@ export class ExtProcStream {
 
   private route(answer: AnswerTo, body: Buffer | undefined, bodyWithheld: boolean): void {
     this.state = 'routing';
+    let extended = false;
     const req: IncomingRequest = {
       requestId: this.requestId,
       headers: this.headers,
       body,
       ...(bodyWithheld ? { bodyWithheld } : {}),
       filterMetadata: this.filterMetadata,
+      // Envoy takes one override per owed answer (ProcessorState::restartMessageTimer @ v1.35.0), so one is sent.
+      extendMessageTimeout: (ms: number): boolean => {
+        if (extended || this.state !== 'routing' || !(ms >= 1)) return false;
+        extended = true;
+        this.io.send(messageTimeoutOverride(ms));
+        return true;
+      },
     };
     const director = this.settings.director;
     let decided: RouteDecision | PromiseLike<RouteDecision>;

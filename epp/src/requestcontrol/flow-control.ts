@@ -164,6 +164,11 @@ export class FlowControlQueue {
     this.now = options.now ?? Date.now;
   }
 
+  /** How long a request waits when it names no deadline of its own, in ms. */
+  get maxWaitMs(): number {
+    return this.options.maxWaitMs;
+  }
+
   /** The default deadline for a request that starts waiting now (`now + maxWaitMs`). */
   deadlineFromNow(): number {
     return this.now() + this.options.maxWaitMs;

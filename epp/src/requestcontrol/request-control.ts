@@ -52,6 +52,13 @@ export interface RequestControlOptions {
     readonly tickMs?: number;
     /** Priority by InferenceObjective name (`x-gateway-inference-objective`); unlisted objectives are 0. */
     readonly objectives?: ReadonlyMap<string, number>;
+    /**
+     * The gateway's ext_proc `max_message_timeout` in ms. When set, a request that starts waiting asks the proxy to
+     * hold its answer that long (`override_message_timeout`) and waits at most that long less a margin, so it ends
+     * with the EPP's own answer (dispatched, or a 429 naming why) and never in Envoy failing it open at its 1 s
+     * `message_timeout` onto the fallback policy. 0 / absent: the proxy's message timeout bounds the wait.
+     */
+    readonly maxMessageTimeoutMs?: number;
   };
 }
 
@@ -62,6 +69,12 @@ export const STALL_GAP_MS = 1000;
  * 503: two of the default config's 1 s staleness thresholds, many scrape periods.
  */
 export const RESUME_GRACE_MS = 2000;
+
+/**
+ * How much sooner than the proxy's extended message timer a waiting request's deadline falls: the override travels to
+ * the proxy after the wait started, and the 429 back to it, so the margin covers two one-way trips on a busy node.
+ */
+export const MESSAGE_TIMEOUT_MARGIN_MS = 250;
 
 /** Request header giving a request's flow-control priority: an integer, higher first, negative = sheddable (GIE's rule). */
 export const PRIORITY_HEADER = 'x-kvroute-priority';
@@ -274,7 +287,14 @@ export class RequestControl implements RequestDirector {
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
     const flow = headers[FAIRNESS_ID_HEADER] ?? headers['x-session-id'] ?? headers['x-session-token'] ?? `request:${request.requestId}`;
-    const deadlineMs = queue.deadlineFromNow();
+    let deadlineMs = queue.deadlineFromNow();
+    const proxyMaxMs = flowControl.maxMessageTimeoutMs ?? 0;
+    if (proxyMaxMs > 0 && req.extendMessageTimeout) {
+      // The EPP's deadline falls a margin before the proxy's extended timer, so the EPP's 429 wins the race.
+      const now = deadlineMs - queue.maxWaitMs;
+      deadlineMs = Math.min(deadlineMs, now + Math.max(1, proxyMaxMs - MESSAGE_TIMEOUT_MARGIN_MS));
+      req.extendMessageTimeout(Math.min(proxyMaxMs, deadlineMs - now + MESSAGE_TIMEOUT_MARGIN_MS));
+    }
     const waitStarted = this.monotonicSeconds();
     const m = this.options.metrics;
     const waited = (outcome: 'dispatched' | 'rejected') => m?.flowControlWait.observe({ outcome }, this.monotonicSeconds() - waitStarted);

@@ -109,6 +109,16 @@ export function trailersResponse(phase: Phase): ProcessingResponse {
   return { [`${phase}_trailers`]: {} };
 }
 
+/**
+ * A message that only asks Envoy to restart its message timer with `ms` (`override_message_timeout`, no response
+ * member): Envoy honours it while it waits for an answer, once per answer, when 1 ms <= `ms` <= the filter's
+ * `max_message_timeout` (`ext_proc.cc` onNewTimeout @ v1.35.0), and ignores it otherwise.
+ */
+export function messageTimeoutOverride(ms: number): ProcessingResponse {
+  const whole = Math.max(0, Math.floor(ms));
+  return { override_message_timeout: { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 } };
+}
+
 export function immediateResponse(status: number, body: Buffer, headers: Readonly<Record<string, string>>, details: string): ProcessingResponse {
   return {
     immediate_response: {
