@@ -241,6 +241,7 @@ describe('the policy catalogue', () => {
       'prefix-cache-scorer': 3, 'queue-scorer': 1, 'session-load-scorer': 4,
     });
     expect(sessions.plugins.find((p) => p.type === 'session-affinity-filter')!.parameters).not.toHaveProperty('stickiness');
+    expect(sessions.plugins.find((p) => p.type === 'session-load-scorer')!.parameters).toMatchObject({ minRequests: 2 });
     const soft = configOf('kvroute-soft');
     expect(soft.plugins.find((p) => p.type === 'session-affinity-filter')!.parameters).toMatchObject({ stickiness: 'soft' });
     expect(Object.fromEntries(soft.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]))).toMatchObject({

@@ -54,8 +54,8 @@ schedulingProfiles:
 
 /**
  * Issue 9's session-placement candidates, measured with the load ladder (bench/README.md):
- * - `kvroute-sessions`: the default config plus `session-load-scorer` at `weight` (a new session's first request
- *   avoids pods that already carry live sessions);
+ * - `kvroute-sessions`: the default config plus `session-load-scorer` at weight 4, counting sessions that came back
+ *   (a new session's first request avoids pods that already carry live conversations);
  * - `kvroute-soft`: `latencyEndpointPickerConfig()` with soft session stickiness (the affinity filter keeps every
  *   candidate; the latency scorer moves a session when another pod's predicted TTFT, recomputing the history included,
  *   beats its own pod's) and `session-load-scorer`.
@@ -63,7 +63,9 @@ schedulingProfiles:
 export function sessionLoadConfig(base: EndpointPickerConfig, weight: number): EndpointPickerConfig {
   return validateEndpointPickerConfig({
     ...base,
-    plugins: [...base.plugins, { type: 'session-load-scorer' }],
+    // minRequests 2: only sessions that came back weigh on their pod, so one-request sessions (a shared-prefix set's
+    // users) are placed by their prefix as before.
+    plugins: [...base.plugins, { type: 'session-load-scorer', parameters: { minRequests: 2 } }],
     schedulingProfiles: base.schedulingProfiles.map((profile) => ({
       ...profile,
       plugins: profile.plugins.flatMap((ref) => (ref.pluginRef === 'max-score-picker' ? [{ pluginRef: 'session-load-scorer', weight }, ref] : [ref])),
@@ -91,8 +93,8 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   kvroute: 'EPP process, built-in config (prefix 3 + queue + kv + active, saturation filter, session affinity)',
   'kvroute-precise': 'EPP process, built-in config with precise-prefix-cache-scorer at the prefix weight, fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
-  'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4 (new sessions avoid pods carrying live ones)',
-  'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4',
+  'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
+  'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
