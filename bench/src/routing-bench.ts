@@ -638,7 +638,7 @@ export const ROUTING_USAGE = `Usage: npm run bench:routing -- [flags]
 Runs every workload × KV capacity × policy through simulated vLLM pods, the gateway and the EPP (or an in-process
 ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
 workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
-and the ladder about 20 (--only picks one); --quick a few minutes each.
+and the ladder about 30 (--only picks one); --quick a few minutes each.
 
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
