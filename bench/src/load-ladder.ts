@@ -124,7 +124,7 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   // under round robin, so the pods and not this machine's 2 CPUs bound the saturation rate (with 60-word turns the pool
   // served ~75 requests/s and the client, gateway and router set the limit), while a turn's own text stays a small part
   // of the prompt, so a request served from cache can still be several times faster than one that is not. The think
-  // time is short (a real user's is seconds to minutes) so that 40 conversations can carry the top rung's rate and a
+  // time is short (a real user's is seconds to minutes) so that the conversations can carry the top rung's rate and a
   // rung fits the budget; what it must do — leave each conversation idle between turns, so placement decides where the
   // next turn queues — it does at any length. 64 conversations (40 before the saturation rate was measured under
   // kvroute): a conversation sends at most one turn per think time + reply (≥ 0.3 + 16 × 20 ms decode ≈ 0.6 s), and
@@ -203,7 +203,8 @@ export interface LadderRun {
   readonly heldBack: number;
   /**
    * Served over offered in the steady part of the run: requests completed between the scheduled times of the first
-   * quarter's last arrival and the run's last arrival, over the arrivals scheduled in that window (`overloadSigns`).
+   * quarter's last arrival and the run's last arrival, over the arrivals scheduled one median sojourn earlier, which
+   * those completions answer (`overloadSigns`).
    */
   readonly keptUp: number | null;
   /**
