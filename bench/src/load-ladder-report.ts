@@ -4,7 +4,7 @@
  * magnitude between policies; no scripts or external assets, like report.ts's charts).
  */
 import { escape, pct, policyColour, secs } from './report';
-import type { LadderCell, LadderGoal, LadderReport, LadderRun } from './load-ladder';
+import { DELAY_GROWTH_MAX, KEPT_UP_MIN, type LadderCell, type LadderGoal, type LadderReport, type LadderRun } from './load-ladder';
 
 const times = (v: number | null) => (v === null || !Number.isFinite(v) ? '–' : `${v.toFixed(1)}×`);
 const loadText = (l: number) => `${Math.round(l * 100)}%`;
@@ -17,14 +17,17 @@ function table(header: string[], rows: string[][]): string {
 
 export function ladderCellTitle(c: LadderCell): string {
   return `${c.workload} × ${c.capacity} KV (${c.kvCacheBlocksPerPod} blocks/pod, working set ${c.workingSetBlocks} blocks; time scale ${c.timeScale}×); `
-    + `saturation ${c.saturation.rateRps.toFixed(1)} req/s (round robin, ${c.saturation.inFlight} in flight, hit ${pct(c.saturation.hitRate)})`;
+    + `saturation ${c.saturation.rateRps.toFixed(1)} req/s (${c.saturation.policy}, ${c.saturation.inFlight} in flight, hit ${pct(c.saturation.hitRate)})`;
 }
 
-const HEADER = ['load', 'policy', 'offered', 'TTFT p50', 'p90', 'p99', 'cached p50', 'uncached p50', 'unc/cached', 'hit', '429', 'failed', 'held', 'req/s', 'balance'];
+const HEADER = ['load', 'policy', 'offered', 'TTFT p50', 'p90', 'p99', 'cached p50', 'uncached p50', 'unc/cached', 'hit', '429', 'failed', 'held', 'req/s', 'balance', 'kept up', 'delay×', 'state'];
+
+const ratio = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(2));
 
 function row(r: LadderRun): string[] {
   return [loadText(r.load), r.policy, r.offeredRps.toFixed(1), secs(r.ttftP50), secs(r.ttftP90), secs(r.ttftP99), secs(r.cachedP50),
-    secs(r.uncachedP50), times(r.cachedSpeedup), pct(r.hitRate), String(r.rejected429), String(r.failed), String(r.heldBack), r.throughputRps.toFixed(1), r.balance.toFixed(2)];
+    secs(r.uncachedP50), times(r.cachedSpeedup), pct(r.hitRate), String(r.rejected429), String(r.failed), String(r.heldBack), r.throughputRps.toFixed(1), r.balance.toFixed(2),
+    ratio(r.keptUp), ratio(r.delayGrowth), r.overloaded ? 'overloaded' : 'steady'];
 }
 
 /** Rows grouped by load, policies in run-list order. */
@@ -49,7 +52,7 @@ export function ladderGoalsTerminalTable(r: LadderReport): string {
 export function ladderMarkdown(r: LadderReport): string {
   const out: string[] = [];
   for (const c of r.cells) {
-    out.push(`**${c.workload} × ${c.capacity}** (${c.kvCacheBlocksPerPod} blocks/pod; saturation μ = ${c.saturation.rateRps.toFixed(1)} req/s, round robin)`, '');
+    out.push(`**${c.workload} × ${c.capacity}** (${c.kvCacheBlocksPerPod} blocks/pod; saturation μ = ${c.saturation.rateRps.toFixed(1)} req/s, ${c.saturation.policy})`, '');
     out.push(`| policy | ${r.loads.map((l) => `${loadText(l)} p50 / p90 / p99`).join(' | ')} | hit (mean) | unc/cached ≤80% (min) | 429s |`);
     out.push(`| --- | ${r.loads.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
     for (const p of r.policies) {
@@ -57,7 +60,8 @@ export function ladderMarkdown(r: LadderReport): string {
       if (runs.length === 0) continue;
       const cellsText = r.loads.map((l) => {
         const x = runs.find((y) => Math.abs(y.load - l) < 1e-9);
-        return x ? `${secs(x.ttftP50)} / ${secs(x.ttftP90)} / ${secs(x.ttftP99)}` : '–';
+        // An overloaded run's percentiles grow with the run's length: say so rather than pass them off as steady.
+        return x ? `${secs(x.ttftP50)} / ${secs(x.ttftP90)} / ${secs(x.ttftP99)}${x.overloaded ? ' (overloaded)' : ''}` : '–';
       });
       const hit = runs.reduce((s, x) => s + x.hitRate, 0) / runs.length;
       const speedups = runs.filter((x) => x.load <= 0.8 + 1e-9 && x.cachedSpeedup !== null).map((x) => x.cachedSpeedup!);
@@ -138,7 +142,7 @@ ${rows}
 </table>`;
   }).join('\n');
   return `<h2>Open-loop load ladder</h2>
-<p class="note">${escape(`Poisson arrivals at ${r.loads.map(loadText).join(', ')} of each workload × capacity's saturation rate (the throughput round robin sustains with every pod's queue never empty), fresh pods per run (TTFTs and rates in simulated time; each workload's time scale is in its heading). Offered and req/s: requests per simulated second. unc/cached: uncached TTFT p50 over cached TTFT p50 (≥50% vs <10% of the prompt cached). 429: answered 429 by the EPP's saturation filter.`)}</p>
+<p class="note">${escape(`Poisson arrivals at ${r.loads.map(loadText).join(', ')} of each workload × capacity's saturation rate (the throughput the pool sustains under the named policy with every pod's queue never empty), fresh pods per run (TTFTs and rates in simulated time; each workload's time scale is in its heading). Offered and req/s: requests per simulated second. unc/cached: uncached TTFT p50 over cached TTFT p50 (≥50% vs <10% of the prompt cached). 429: answered 429 by the EPP's saturation filter. kept up: requests served over arrivals offered in the run's steady window; delay×: median delay from arrival to first token of the last quarter of arrivals over the second quarter's; overloaded: kept up < ${KEPT_UP_MIN} or delay× > ${DELAY_GROWTH_MAX}, the policy could not sustain the load and its percentiles grow with the run's length.`)}</p>
 <h3>Goals (issue 9)</h3>
 ${htmlGoals(r)}
 ${cells}`;

@@ -19,7 +19,7 @@ import {
 } from './load-ladder';
 import { ladderCellTerminalTable, ladderGoalsTerminalTable } from './load-ladder-report';
 import {
-  APPROX_PREFIX_CONFIG, CacheAwareDirector, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
+  APPROX_PREFIX_CONFIG, CacheAwareDirector, CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
 } from './policies';
 import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
@@ -638,7 +638,7 @@ export const ROUTING_USAGE = `Usage: npm run bench:routing -- [flags]
 Runs every workload × KV capacity × policy through simulated vLLM pods, the gateway and the EPP (or an in-process
 ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
 workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
-and the ladder about 20 (--only picks one); --quick a few minutes each.
+and the ladder about 30 (--only picks one); --quick a few minutes each.
 
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
@@ -647,7 +647,7 @@ General
                                redis-server on loopback, precise replicas subscribe to every pod)
   --workloads a,b              of ${WORKLOAD_NAMES.join(', ')} (default all)
   --capacities a,b             of ${CAPACITY_NAMES.join(', ')} (default both)
-  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but kvroute-latency)
+  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but the candidates ${CANDIDATE_POLICY_NAMES.join(', ')})
   --repeats N                  runs per policy and cell; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.repeats})
   --concurrency N              requests in flight, shared-prefix workloads (default ${DEFAULT_ROUTING_OPTIONS.concurrency}; quick ${QUICK_OVERRIDES.concurrency})
   --chat-concurrency N         conversations in flight, multi-turn (default ${DEFAULT_ROUTING_OPTIONS.chatConcurrency}; quick ${QUICK_OVERRIDES.chatConcurrency})
@@ -686,6 +686,8 @@ EPP overhead
 Open-loop load ladder (issue 9; after the matrix, or alone with --only ladder)
   --no-ladder                  skip it
   --ladder-loads a,b           fractions of the measured saturation rate (default ${DEFAULT_LADDER_OPTIONS.loads.join(',')})
+  --ladder-saturation-policy P the policy the saturation rate is measured under (default ${DEFAULT_LADDER_OPTIONS.saturationPolicy}, the
+                               product's default config; round-robin for a load the baseline itself sustains)
   --ladder-workloads a,b       of ${LADDER_WORKLOAD_NAMES.join(', ')} (default both)
   --ladder-time-scale X        the ladder's simulated-time speed-up, both workloads (default interactive ${DEFAULT_LADDER_OPTIONS.timeScale.interactive}, shared-prefix ${DEFAULT_LADDER_OPTIONS.timeScale['shared-prefix']})
   --ladder-sessions N --ladder-turns N --ladder-requests N --ladder-think-ms X
@@ -693,7 +695,7 @@ Open-loop load ladder (issue 9; after the matrix, or alone with --only ladder)
                                ${DEFAULT_LADDER_OPTIONS.interactive.sessions}, ${DEFAULT_LADDER_OPTIONS.interactive.turnsPerSession}, ${DEFAULT_LADDER_OPTIONS.interactive.requests}, ${DEFAULT_LADDER_OPTIONS.interactive.thinkMs} ms mean)
   --ladder-groups N --ladder-prompts-per-group N
                                shared-prefix groups (default ${DEFAULT_LADDER_OPTIONS.sharedPrefix.groups} × ${DEFAULT_LADDER_OPTIONS.sharedPrefix.promptsPerGroup})
-  The ladder runs --policies (default: all, kvroute-latency included) and --capacities.
+  The ladder runs --policies (default: all, the candidates included) and --capacities.
 
 SGLang-style director
   --sglang-abs-threshold N     balance_abs_threshold (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceAbsThreshold}; SGLang's 64 never triggers at this concurrency)
@@ -726,7 +728,7 @@ const ROUTING_FLAGS = {
   only: oneOf(['matrix', 'ladder'] as const), 'no-ladder': SWITCH,
   'ladder-loads': loadList, 'ladder-workloads': listOf(LADDER_WORKLOAD_NAMES), 'ladder-time-scale': decimal(0, 100, { aboveMin: true }),
   'ladder-sessions': COUNT, 'ladder-turns': COUNT, 'ladder-requests': integer(1, 100_000), 'ladder-think-ms': decimal(0, 600_000),
-  'ladder-groups': COUNT, 'ladder-prompts-per-group': integer(2, 1024),
+  'ladder-groups': COUNT, 'ladder-prompts-per-group': integer(2, 1024), 'ladder-saturation-policy': oneOf(POLICY_NAMES),
 } as const;
 
 /** Parses the flags; undefined means `--help`. Throws a UsageError naming the flag on anything invalid. */
@@ -808,6 +810,7 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       capacities: f.capacities ?? d.ladder.capacities,
       loads: f['ladder-loads'] ?? d.ladder.loads,
       workloads: f['ladder-workloads'] ?? d.ladder.workloads,
+      saturationPolicy: f['ladder-saturation-policy'] ?? d.ladder.saturationPolicy,
       timeScale: f['ladder-time-scale'] !== undefined ? { interactive: f['ladder-time-scale'], 'shared-prefix': f['ladder-time-scale'] } : d.ladder.timeScale,
       interactive: {
         ...d.ladder.interactive,

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { UsageError } from '../src/cli-args';
 import type { ChatResult } from '../src/client';
 import {
-  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, loadList, runInteractiveOpenLoop, steadyThroughput,
+  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, loadList, overloadSigns, runInteractiveOpenLoop, steadyThroughput,
   type LadderCell, type LadderOptions, type LadderRun,
 } from '../src/load-ladder';
 import { ladderMarkdown, p90LoadChart } from '../src/load-ladder-report';
@@ -39,6 +39,41 @@ describe('steadyThroughput', () => {
     const failed = { ...ok, ok: false, status: 429 };
     const records = [...Array.from({ length: 11 }, (_, i) => record(i * 100)), ...Array.from({ length: 30 }, () => record(50, failed))];
     expect(steadyThroughput(records, 0)).toBeCloseTo(10, 5);
+  });
+});
+
+describe('overloadSigns', () => {
+  // 40 arrivals 100 ms apart (wall ms since the run's start).
+  const scheduled = Array.from({ length: 40 }, (_, i) => i * 100);
+  const served = (i: number, latencyMs: number): RequestRecord => ({
+    kind: 'rag', messages: [], headers: {}, startedMs: scheduled[i], endedMs: scheduled[i] + latencyMs, result: { ...ok, ttft: latencyMs / 2000, e2e: latencyMs / 1000 },
+  });
+
+  test('a bounded queue keeps up whatever its latency: completions follow arrivals one latency later', () => {
+    const records = scheduled.map((_, i) => served(i, 250 + (i % 3) * 10));
+    const signs = overloadSigns(records, scheduled, 1);
+    expect(signs.keptUp).toBeGreaterThan(0.97);
+    expect(signs.delayGrowth).toBeCloseTo(1, 1);
+    expect(signs.overloaded).toBe(false);
+  });
+
+  test('a server slower than the arrivals falls behind: fewer completions than arrivals and delays that grow', () => {
+    // One request at a time, 150 ms each, against arrivals every 100 ms: the k-th completes at 150·(k+1) ms.
+    const records = scheduled.map((t, i) => ({ ...served(i, 0), endedMs: 150 * (i + 1), result: { ...ok, ttft: (150 * (i + 1) - t) / 1000, e2e: (150 * (i + 1) - t) / 1000 } }));
+    const signs = overloadSigns(records, scheduled, 1);
+    expect(signs.keptUp!).toBeLessThan(0.8);
+    expect(signs.delayGrowth!).toBeGreaterThan(1.5);
+    expect(signs.overloaded).toBe(true);
+  });
+
+  test('arrivals held back (sent late: no conversation was ready) count as delay', () => {
+    // Each send slips 30 ms further behind its scheduled arrival; the requests themselves are quick.
+    const records = scheduled.map((t, i) => ({ ...served(i, 50), startedMs: t + 30 * i, endedMs: t + 30 * i + 50 }));
+    expect(overloadSigns(records, scheduled, 1).overloaded).toBe(true);
+  });
+
+  test('too few arrivals to tell: not marked', () => {
+    expect(overloadSigns([served(0, 10)], [0], 1)).toEqual({ keptUp: null, delayGrowth: null, overloaded: false });
   });
 });
 
@@ -71,6 +106,9 @@ describe('routing flags for the ladder', () => {
     expect(o.ladder.capacities).toEqual(['ample']);
     expect(o.ladder.timeScale).toEqual({ interactive: 3, 'shared-prefix': 3 });
     expect(o.ladder.interactive).toMatchObject({ sessions: 10, turnsPerSession: 4, requests: 20, thinkMs: 100 });
+    // The saturation rate is measured under the product's default unless told otherwise.
+    expect(o.ladder.saturationPolicy).toBe('kvroute');
+    expect(parseRoutingArgs(['--ladder-saturation-policy', 'round-robin'])!.ladder.saturationPolicy).toBe('round-robin');
   });
 
   test('by default the ladder runs every policy, kvroute-latency included, after the matrix', () => {
@@ -87,6 +125,7 @@ describe('routing flags for the ladder', () => {
     [['--only', 'both'], /^--only: must be one of matrix, ladder/],
     [['--only', 'ladder', '--no-ladder'], /^--no-ladder: contradicts --only ladder/],
     [['--ladder-workloads', 'chat'], /^--ladder-workloads: unknown value "chat"/],
+    [['--ladder-saturation-policy', 'fastest'], /^--ladder-saturation-policy: must be one of kvroute, /],
     [['--ladder-sessions', '2', '--ladder-turns', '3', '--ladder-requests', '7'], /^--ladder-requests: at most .* \(2 × 3 = 6\), got 7/],
   ])('refuses %j', (argv, message) => {
     expect(() => parseRoutingArgs(argv)).toThrow(message);
@@ -96,7 +135,8 @@ describe('routing flags for the ladder', () => {
 function run(policy: string, load: number, p: Partial<LadderRun>): LadderRun {
   return {
     policy, load, offeredRps: load * 10, requests: 100, succeeded: 100, rejected429: 0, failed: 0, hitRate: 0.8, ttftP50: 0.05, ttftP90: 0.1,
-    ttftP99: 0.2, cachedP50: 0.02, uncachedP50: 0.1, cachedSpeedup: 5, throughputRps: load * 10, balance: 1, wallSeconds: 10, heldBack: 0, failures: [], ...p,
+    ttftP99: 0.2, cachedP50: 0.02, uncachedP50: 0.1, cachedSpeedup: 5, throughputRps: load * 10, balance: 1, wallSeconds: 10, heldBack: 0,
+    keptUp: 1, delayGrowth: 1, overloaded: false, failures: [], ...p,
   };
 }
 

@@ -225,14 +225,35 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => n !== 'kvroute-latency'));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-soft'].includes(n)));
+  });
+
+  test('the session-placement candidates: kvroute-sessions adds session-load-scorer 4 to the default; kvroute-soft is the latency config with soft stickiness and it', () => {
+    const configOf = (name: 'kvroute-sessions' | 'kvroute-soft') => {
+      const policy = routingPolicy(name, { seed: 1, sglang: {} });
+      if (policy.kind !== 'epp' || policy.configText === undefined) throw new Error('expected an EPP policy with a config');
+      return parseEndpointPickerConfig(policy.configText);
+    };
+    const sessions = configOf('kvroute-sessions');
+    const refs = sessions.schedulingProfiles[0].plugins.map((p) => p.pluginRef);
+    expect(refs.slice(-2)).toEqual(['session-load-scorer', 'max-score-picker']);
+    expect(Object.fromEntries(sessions.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]))).toMatchObject({
+      'prefix-cache-scorer': 3, 'queue-scorer': 1, 'session-load-scorer': 4,
+    });
+    expect(sessions.plugins.find((p) => p.type === 'session-affinity-filter')!.parameters).not.toHaveProperty('stickiness');
+    expect(sessions.plugins.find((p) => p.type === 'session-load-scorer')!.parameters).toMatchObject({ minRequests: 2 });
+    const soft = configOf('kvroute-soft');
+    expect(soft.plugins.find((p) => p.type === 'session-affinity-filter')!.parameters).toMatchObject({ stickiness: 'soft' });
+    expect(Object.fromEntries(soft.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]))).toMatchObject({
+      'prefix-cache-scorer': 1, 'latency-scorer': 4, 'session-load-scorer': 4,
+    });
   });
 
   test('every policy name maps to a stack policy; directors are created fresh per stack', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-soft': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);

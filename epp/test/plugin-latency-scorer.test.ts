@@ -163,6 +163,72 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
   });
 });
 
+/** `latencyEndpointPickerConfig()` with the affinity filter's stickiness set. */
+function withStickiness(stickiness: 'hard' | 'soft') {
+  const base = latencyEndpointPickerConfig();
+  return parseEndpointPickerConfig(JSON.stringify({
+    ...base,
+    plugins: base.plugins.map((p) => (p.type === 'session-affinity-filter' ? { ...p, parameters: { ...p.parameters, stickiness } } : p)),
+  }));
+}
+
+describe('soft session stickiness (session-affinity-filter stickiness: soft, with the latency scorer)', () => {
+  const now = () => NOW;
+  const system = blocks('system', 100); // ≈ 1,600 tokens, shared by every conversation
+  const history = system + blocks('turn1', 40) + blocks('reply1', 4); // the session's history: ≈ 2,300 tokens
+  const sessionRequest = (prompt: string): LLMRequest => ({ ...request(prompt), headers: { 'x-session-id': 'chat-1' } });
+
+  /** Pod a holds the session's history; pod b holds the shared system prompt; a then has `queued` long requests ahead. */
+  function scenario(stickiness: 'hard' | 'soft', queued: number): { scheduler: Scheduler; outcomes: string[] } {
+    const outcomes: string[] = [];
+    const scheduler = buildScheduler(withStickiness(stickiness), {
+      now, random: seeded(3), metrics: { ...NOOP_SCHEDULING_METRICS, countSessionAffinity: (o) => outcomes.push(o) },
+    });
+    const [a, b] = [pod('a'), pod('b')];
+    const first = sessionRequest(history);
+    expect(scheduler.schedule(first, [a]).target.endpoint.name).toBe('a');
+    // b learns the system prompt from another conversation (both past their first token: no queued work from them).
+    scheduler.schedule(request(system + blocks('other', 4)), [b]);
+    for (let i = 0; i < queued; i++) {
+      const other = request(blocks(`long${i}`, 100));
+      commit(scheduler, other, scheduler.schedule(other, [a]));
+    }
+    return { scheduler, outcomes };
+  }
+
+  it('moves the session when its pod\'s queue costs more than recomputing its history elsewhere; hard stickiness never does', () => {
+    const next = () => sessionRequest(history + blocks('turn2', 4));
+    // a: 3 × 1,600 queued tokens + 64 own ≈ 1 s; b: the history beyond the system prompt, ≈ 740 tokens ≈ 0.17 s.
+    const soft = scenario('soft', 3);
+    const moved = next();
+    expect(soft.scheduler.schedule(moved, [pod('a'), pod('b')]).target.endpoint.name).toBe('b');
+    const predictions = latencyOf(soft.scheduler).predictions(moved)!;
+    expect(predictions.get('b:8000')!.uncachedTokens).toBeGreaterThan(predictions.get('a:8000')!.uncachedTokens);
+    expect(soft.outcomes).toEqual(['miss', 'repin']);
+    // The session is bound to b now, and its history is cached there: its next turn stays.
+    expect(soft.scheduler.schedule(sessionRequest(history + blocks('turn2', 4) + blocks('turn3', 4)), [pod('a'), pod('b')]).target.endpoint.name).toBe('b');
+    expect(soft.outcomes).toEqual(['miss', 'repin', 'hit']);
+
+    const hard = scenario('hard', 3);
+    expect(hard.scheduler.schedule(next(), [pod('a'), pod('b')]).target.endpoint.name).toBe('a');
+    expect(hard.outcomes).toEqual(['miss', 'hit']);
+  });
+
+  it('keeps the session on its pod when the queue there costs less than the recomputation', () => {
+    // No queue on a: 64 own tokens there against ≈ 740 recomputed on b.
+    const soft = scenario('soft', 0);
+    expect(soft.scheduler.schedule(sessionRequest(history + blocks('turn2', 4)), [pod('a'), pod('b')]).target.endpoint.name).toBe('a');
+    expect(soft.outcomes).toEqual(['miss', 'hit']);
+  });
+
+  it('is validated: hard or soft, absent by default so configs render unchanged', () => {
+    const rendered = defaultEndpointPickerConfig().plugins.find((p) => p.type === 'session-affinity-filter')!;
+    expect(rendered.parameters).not.toHaveProperty('stickiness');
+    expect(() => parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: session-affinity-filter\n  parameters: {stickiness: sometimes}\n'))
+      .toThrow(/plugins\[0\]\.parameters\.stickiness: must be "hard" or "soft", got "sometimes"/);
+  });
+});
+
 function stateWithMatch(req: LLMRequest, key: string, cachedCharacters: number): CycleState {
   const state = new CycleState();
   publishPrefixMatch(state, { unit: 'characters', promptLength: req.prompt.length, cachedLength: new Map([[key, cachedCharacters]]) });

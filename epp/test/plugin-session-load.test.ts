@@ -105,6 +105,21 @@ describe('session-load-scorer', () => {
     expect(pool.scorer.liveSessions().size).toBe(0);
   });
 
+  it('with minRequests 2 only sessions that came back count: single-request sessions leave placement to the prefix', () => {
+    // Eight one-question users sharing a system prompt (a shared-prefix set): with minRequests 1 they spread like
+    // conversations, losing the prefix; with 2 none of them counts, and the prefix keeps them together.
+    const once = new Pool(withSessionLoad(4));
+    expect(new Set(Array.from({ length: 8 }, (_, i) => once.send(firstTurn(i), `u${i}`))).size).toBe(4);
+    const returning = new Pool(withSessionLoad(4, { minRequests: 2 }));
+    expect(new Set(Array.from({ length: 8 }, (_, i) => returning.send(firstTurn(i), `u${i}`))).size).toBe(1);
+    expect(returning.scorer.liveSessions().size).toBe(0);
+    // Conversations that do return count from their second turn, and then spread the next new sessions.
+    const home = returning.send(`${firstTurn(0)}\nassistant: a\nuser: more`, 'u0');
+    returning.send(`${firstTurn(1)}\nassistant: a\nuser: more`, 'u1');
+    expect(returning.scorer.liveSessions()).toEqual(new Map([[`${home}:8000`, 2]]));
+    expect(returning.send(firstTurn(100), 'new')).not.toBe(home);
+  });
+
   it('is bounded: beyond capacity the least recently active sessions are forgotten', () => {
     const pool = new Pool(withSessionLoad(1, { capacity: 3 }));
     for (let i = 0; i < 10; i++) pool.send(firstTurn(i), `s${i}`);
@@ -114,9 +129,10 @@ describe('session-load-scorer', () => {
   it('its parameters are checked and defaulted like every plugin\'s', () => {
     const yaml = (params: string) => `apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: session-load-scorer\n  parameters: ${params}\n`;
     expect(parseEndpointPickerConfig(yaml('{}')).plugins[0]).toEqual({
-      type: 'session-load-scorer', name: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536 },
+      type: 'session-load-scorer', name: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536, minRequests: 1 },
     });
+    expect(() => parseEndpointPickerConfig(yaml('{minRequests: 0}'))).toThrow('plugins[0].parameters.minRequests: must be an integer');
     expect(() => parseEndpointPickerConfig(yaml('{capacity: 0}'))).toThrow('plugins[0].parameters.capacity: must be an integer >= 1, got 0');
-    expect(() => parseEndpointPickerConfig(yaml('{window: 5m}'))).toThrow('plugins[0].parameters.window: unknown field; allowed: headers, liveWindow, capacity');
+    expect(() => parseEndpointPickerConfig(yaml('{window: 5m}'))).toThrow('plugins[0].parameters.window: unknown field; allowed: headers, liveWindow, capacity, minRequests');
   });
 });

@@ -10,7 +10,9 @@
  * - `random`, `least-request`: directors in the benchmark process, behind ext_proc;
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
-import { latencyEndpointPickerConfig, renderEndpointPickerConfig } from '@kvroute/epp/config';
+import {
+  defaultEndpointPickerConfig, latencyEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig,
+} from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
 import { LeastRequestDirector, RandomDirector } from './simple';
@@ -50,15 +52,49 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 `;
 
-export const POLICY_NAMES = ['kvroute', 'kvroute-precise', 'kvroute-latency', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash'] as const;
+/**
+ * Issue 9's session-placement candidates, measured with the load ladder (bench/README.md):
+ * - `kvroute-sessions`: the default config plus `session-load-scorer` at weight 4, counting sessions that came back
+ *   (a new session's first request avoids pods that already carry live conversations);
+ * - `kvroute-soft`: `latencyEndpointPickerConfig()` with soft session stickiness (the affinity filter keeps every
+ *   candidate; the latency scorer moves a session when another pod's predicted TTFT, recomputing the history included,
+ *   beats its own pod's) and `session-load-scorer`.
+ */
+export function sessionLoadConfig(base: EndpointPickerConfig, weight: number): EndpointPickerConfig {
+  return validateEndpointPickerConfig({
+    ...base,
+    // minRequests 2: only sessions that came back weigh on their pod, so one-request sessions (a shared-prefix set's
+    // users) are placed by their prefix as before.
+    plugins: [...base.plugins, { type: 'session-load-scorer', parameters: { minRequests: 2 } }],
+    schedulingProfiles: base.schedulingProfiles.map((profile) => ({
+      ...profile,
+      plugins: profile.plugins.flatMap((ref) => (ref.pluginRef === 'max-score-picker' ? [{ pluginRef: 'session-load-scorer', weight }, ref] : [ref])),
+    })),
+  });
+}
+
+export function softStickinessConfig(base: EndpointPickerConfig): EndpointPickerConfig {
+  return validateEndpointPickerConfig({
+    ...base,
+    plugins: base.plugins.map((p) => (p.type === 'session-affinity-filter' ? { ...p, parameters: { ...p.parameters, stickiness: 'soft' as const } } : p)),
+  });
+}
+
+export const POLICY_NAMES = [
+  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
-/** What a run without `--policies` compares: every policy but the opt-in `kvroute-latency`. */
-export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => name !== 'kvroute-latency');
+/** kvroute's opt-in candidate configs: not in the matrix's default list. */
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-soft'];
+/** What a run without `--policies` compares: every policy but the opt-in candidates. */
+export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   kvroute: 'EPP process, built-in config (prefix 3 + queue + kv + active, saturation filter, session affinity)',
   'kvroute-precise': 'EPP process, built-in config with precise-prefix-cache-scorer at the prefix weight, fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
+  'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
+  'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
@@ -85,6 +121,10 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, precise: true };
     case 'kvroute-latency':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(latencyEndpointPickerConfig()) };
+    case 'kvroute-sessions':
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(defaultEndpointPickerConfig(), 4)) };
+    case 'kvroute-soft':
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(softStickinessConfig(latencyEndpointPickerConfig()), 4)) };
     case 'approx-prefix':
       return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
     case 'sglang':

@@ -105,8 +105,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
 
 /**
  * Scheduling by predicted time to first token (issue 9; not the default: the routing benchmark's load ladder did not
- * show it meeting a goal the default misses; on the quiet run it matched the default on the interactive workload and
- * lowered p90 13-30% on shared-prefix — bench/README.md, "The open-loop load ladder"):
+ * show it meeting a goal the default misses; on the quiet run with μ under round robin it matched the default on the
+ * interactive workload and lowered p90 13-30% on shared-prefix, and at kvroute's own saturation (one busy-machine run)
+ * it lost 9-15 hit points on shared-prefix — bench/README.md, "The open-loop load ladder"):
  * the default config's filters (decode, saturation, hard session affinity), then
  * `4·latency + prefix + kv` instead of `3·prefix + queue + kv + active`.
  *

@@ -48,15 +48,27 @@ export interface SessionAffinityFilterParameters {
   /** Sessions remembered at most; the least recently used binding is dropped beyond it. @default 65536 */
   capacity?: number;
   /**
+   * `hard` (the default): a session's requests go to its bound pod while that pod is a candidate (healthy, not
+   * saturated); only health moves it. `soft` (issue 9's option): the bound pod is kept as a preference the scorers
+   * weigh, not a filter — with the `latency-scorer` in the profile, whose prediction for a pod without the session's
+   * history includes recomputing it, a session moves exactly when another pod's predicted time to first token, that
+   * recomputation included, beats its own pod's queue. Needs a prefix scorer in the profile (it is what knows where the
+   * history is cached); measured in bench/README.md ("The open-loop load ladder").
+   * @default "hard"
+   */
+  stickiness?: 'hard' | 'soft';
+  /**
    * Share bindings between EPP replicas through Redis or Valkey. Without it (the default) bindings live in this
    * replica's memory only. The in-memory table stays as the fallback when the store is slow or down.
    */
   sessionStore?: SessionStoreParameters;
 }
 
-/** The parsed parameters: every field filled but `sessionStore`, absent when not configured (so configs render unchanged). */
-export type ResolvedSessionAffinityFilterParameters = Omit<Required<SessionAffinityFilterParameters>, 'sessionStore'> & {
+/** The parsed parameters: every field filled but `sessionStore` and `stickiness`, absent when not configured (so configs render unchanged). */
+export type ResolvedSessionAffinityFilterParameters = Omit<Required<SessionAffinityFilterParameters>, 'sessionStore' | 'stickiness'> & {
   readonly sessionStore?: SessionStoreParameters;
+  /** Absent means hard (kept absent so configs that never set it render unchanged). */
+  readonly stickiness?: 'hard' | 'soft';
 };
 
 /** The key prefix's longest form: keys stay bounded (prefix + 22-character digest). */
@@ -67,6 +79,8 @@ interface PendingBinding {
   readonly outcome: SessionAffinityOutcome;
   /** What the shared store answered for this request (undefined without a store). */
   readonly shared?: SessionStoreRead;
+  /** The bound pod when it was a candidate (in soft mode the pick may still go elsewhere). */
+  readonly boundKey?: string;
 }
 
 /** What `prepareRequest` read from the shared store, for `filter` to use in the synchronous cycle. */
@@ -188,7 +202,12 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
       wasBound = boundKey !== undefined;
     }
     const outcome: SessionAffinityOutcome = bound !== undefined ? 'hit' : wasBound ? 'repin' : 'miss';
-    cycle.state.set(this.pendingKey, { sessionId, outcome, ...(shared !== undefined ? { shared } : {}) });
+    cycle.state.set(this.pendingKey, {
+      sessionId, outcome, ...(shared !== undefined ? { shared } : {}), ...(bound !== undefined ? { boundKey: bound.endpoint.key } : {}),
+    });
+    // Soft: every candidate stays; the scorers (the latency scorer's recomputation cost, the prefix scorer's history)
+    // decide whether the session's pod keeps it.
+    if (this.parameters.stickiness === 'soft') return candidates;
     return bound !== undefined ? [bound] : candidates;
   }
 
@@ -196,11 +215,13 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     const pending = cycle.state.get(this.pendingKey);
     const [target] = result.targets;
     if (pending === undefined || target === undefined) return;
+    // Soft mode: a bound session the scorers sent elsewhere moved (counted as a re-pin); hard mode never gets here so.
+    const outcome: SessionAffinityOutcome = pending.outcome === 'hit' && pending.boundKey !== target.endpoint.key ? 'repin' : pending.outcome;
     this.bindings.set(pending.sessionId, target.endpoint.key);
-    this.counts[pending.outcome]++;
-    this.handle.metrics.countSessionAffinity(pending.outcome);
+    this.counts[outcome]++;
+    this.handle.metrics.countSessionAffinity(outcome);
     this.handle.metrics.setSessionBindings(this.bindings.size);
-    if (this.store !== undefined && pending.shared !== undefined && this.shouldWrite(pending.shared, pending.outcome, target)) {
+    if (this.store !== undefined && pending.shared !== undefined && this.shouldWrite(pending.shared, outcome, target)) {
       // Only a re-pin away from the binding the store returned overwrites it. Every other write (a new session, a
       // local binding the store lacks, a choice made while the read timed out) is SET NX: whatever binding is
       // already there, made by another replica or simply not returned in time, stays, and this replica follows it
@@ -270,12 +291,20 @@ export const sessionAffinityFilter = definePlugin({
       headers: fields.stringList('headers', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
       ttl: fields.duration('ttl', '30m'),
       capacity: fields.integer('capacity', 65536, 1),
+      ...optional('stickiness', parseStickiness(fields)),
       ...optional('sessionStore', parseSessionStore(fields)),
     };
     return resolved as Required<SessionAffinityFilterParameters>;
   }),
   create: (name, resolved, handle) => new SessionAffinityFilter(name, resolved, handle),
 });
+
+function parseStickiness(fields: FieldReader): 'hard' | 'soft' | undefined {
+  const value = fields.raw('stickiness');
+  if (value === undefined || value === null) return undefined;
+  if (value !== 'hard' && value !== 'soft') throw new ConfigError(fields.fieldPath('stickiness'), `must be "hard" or "soft", got ${describeValue(value)}`);
+  return value;
+}
 
 /** `sessionStore`: strict, every problem named by its field path; files and variables are read at start, not here. */
 function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefined {

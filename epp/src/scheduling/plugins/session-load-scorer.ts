@@ -19,11 +19,21 @@ export interface SessionLoadScorerParameters {
   liveWindow?: Duration;
   /** Sessions tracked at most; the least recently active are forgotten beyond it (about 100 bytes each). @default 65536 */
   capacity?: number;
+  /**
+   * Requests a session must have sent before it counts on its pod. 1 (the default) counts every session from its
+   * first request. 2 counts only sessions that came back: traffic whose session ids name single requests (each user of
+   * a shared-prefix set, one question each) then weighs nothing, and prefix locality places it, while conversations
+   * that do return count from their second turn.
+   * @default 1
+   */
+  minRequests?: number;
 }
 
 interface Tracked {
   readonly endpoint: string;
   readonly lastSeen: number;
+  /** Requests the session sent while tracked. */
+  readonly requests: number;
 }
 
 /**
@@ -75,9 +85,10 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const key = cycle.state.get(this.sessionKey);
     const [target] = result.targets;
     if (key === undefined || target === undefined) return;
+    const requests = (this.sessions.get(key)?.requests ?? 0) + 1;
     this.forget(key);
-    this.sessions.set(key, { endpoint: target.endpoint.key, lastSeen: this.handle.now() });
-    this.live.set(target.endpoint.key, (this.live.get(target.endpoint.key) ?? 0) + 1);
+    this.sessions.set(key, { endpoint: target.endpoint.key, lastSeen: this.handle.now(), requests });
+    if (requests >= this.parameters.minRequests) this.live.set(target.endpoint.key, (this.live.get(target.endpoint.key) ?? 0) + 1);
     while (this.sessions.size > this.parameters.capacity) this.forget(this.sessions.keys().next().value!);
   }
 
@@ -105,6 +116,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const tracked = this.sessions.get(key);
     if (tracked === undefined) return;
     this.sessions.delete(key);
+    if (tracked.requests < this.parameters.minRequests) return;
     const n = (this.live.get(tracked.endpoint) ?? 1) - 1;
     if (n > 0) this.live.set(tracked.endpoint, n);
     else this.live.delete(tracked.endpoint);
@@ -119,6 +131,7 @@ export const sessionLoadScorer = definePlugin({
     headers: fields.stringList('headers', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
     liveWindow: fields.duration('liveWindow', '5m'),
     capacity: fields.integer('capacity', 65536, 1),
+    minRequests: fields.integer('minRequests', 1, 1, 1000),
   })),
   create: (name, resolved, handle) => new SessionLoadScorer(name, resolved, handle),
 });
