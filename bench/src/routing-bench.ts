@@ -147,7 +147,7 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   // simulator each output token holds one of a pod's 16 sequence slots for 20 ms (a GPU batches decode), so upstream's
   // 1,000-token outputs scaled by the prompt (≈128) would make decode slots the pool's bottleneck, a regime in which a
   // cache hit barely shortens a request; upstream's pods are bound by prefill. At most 24 requests per wall second:
-  // what the fixed-rate form offered on this machine.
+  // about what the fixed-rate form offered (22).
   poisson: { groups: 48, promptsPerGroup: 5, systemTokens: 1024, questionTokens: 64, outputTokens: 16, passes: 8, maxWallRps: 24 },
   // Conversations whose own history outgrows the shared system prompt, like vLLM's multi-turn generator and the
   // production-stack multi-round QA (shared prefix, then a longer per-user history).
@@ -732,7 +732,8 @@ export const ROUTING_USAGE = `Usage: npm run bench:routing -- [flags]
 Runs every workload × KV capacity × policy through simulated vLLM pods, the gateway and the EPP (or an in-process
 ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
 workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
-and the ladder about 20 (--only picks one); --quick a few minutes each.
+without poisson-groups, whose ramp adds 3-13 minutes per policy and capacity (a policy that saturates early drains
+its backlog at its own pace), and the ladder about 20 (--only picks one); --quick a few minutes each.
 
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
