@@ -2,11 +2,11 @@
  * `poisson-groups` as llm-d measures precise against approximate prefix routing: a Poisson **rate ramp** in stages up
  * to a top rate set by the pool's capacity, over a fixed set of G × P prompts sent again and again.
  *
- * What upstream runs (llm-d/llm-d-benchmark `workload/profiles/inference-perf/guide_precise-prefix-cache-routing_1.yaml.in`,
- * the profile behind the "KV-cache wins you can see" numbers): inference-perf `shared_prefix`, 150 groups × 5 prompts,
+ * What upstream runs (llm-d/llm-d-benchmark `workload/profiles/inference-perf/guide_precise-prefix-cache-routing_1.yaml.in`
+ * @ cde7227, the profile behind the "KV-cache wins you can see" numbers): inference-perf `shared_prefix`, 150 groups × 5 prompts,
  * Poisson load in stages — a warm-up of 15 QPS for 50 s, then 3, 10, 15, 20, 22, 25, 30, 35, 40, 43, 46, 49, 52, 55,
  * 57, 60 QPS for 20-38 s each. inference-perf's shared-prefix generator (kubernetes-sigs/inference-perf
- * `inference_perf/datagen/shared_prefix_datagen.py`, `get_data`) shuffles the G × P prompts once and then cycles
+ * `inference_perf/datagen/shared_prefix_datagen.py` @ 3788ed5, `get_data`) shuffles the G × P prompts once and then cycles
  * through them (`i = (i + 1) % len(prompts)`), so over ~16,000 requests every prompt comes back about 20 times, and the
  * KV working set (the distinct prompts, ≈ 73% of the cluster's KV there) is revisited while running sequences keep
  * evicting it: the caches turn over many times.
