@@ -14,6 +14,8 @@ import { analyze, quantile, type PolicyResult } from './analysis';
 import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, UsageError } from './cli-args';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
+import { censoredTtft, idealSaturation, planRamp, preciseGoals, rampArrivals, stageResults, UPSTREAM_RAMP, type RampPlan } from './poisson-ramp';
+import { defaultOptions } from '@kvroute/sim';
 import {
   DEFAULT_LADDER_OPTIONS, LADDER_WORKLOAD_NAMES, loadList, QUICK_LADDER_OVERRIDES, runLoadLadder, type LadderOptions, type LadderReport,
 } from './load-ladder';
@@ -44,12 +46,20 @@ export interface SharedPrefixSize {
   readonly questionTokens: number;
 }
 
-/** The open-loop shared-prefix workload: its shape and its mean arrival rate. */
+/**
+ * The open-loop shared-prefix workload (`poisson-groups`): its shape, how often its prompts come back, and its load —
+ * by default upstream's Poisson rate ramp up to the pool's capacity (`poisson-ramp.ts`), or with `rate` the earlier
+ * fixed-rate form (the recorded runs before the ramp used `rate: 22, outputTokens: 128, passes: 1`).
+ */
 export interface PoissonSize extends SharedPrefixSize {
-  /** Requests per second (Poisson). */
-  readonly rate: number;
-  /** max_tokens of each reply: long enough that running sequences take a real share of the KV cache. */
+  /** Fixed-rate form: requests per second (Poisson) for the whole run. Absent: the ramp. */
+  readonly rate?: number;
+  /** max_tokens of each reply. */
   readonly outputTokens: number;
+  /** Times the G × P prompts are sent, in the same shuffled order each pass (inference-perf's shared_prefix cycles). */
+  readonly passes: number;
+  /** Ramp form: the most requests per wall-clock second the top may offer; simulated time slows down to keep under it. */
+  readonly maxWallRps: number;
 }
 
 export interface ChatSize {
@@ -131,10 +141,14 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   highCache: { groups: 16, promptsPerGroup: 8, systemTokens: 1024, questionTokens: 64 },
   // GIE's low-cache set (system 256, question 2048), scaled the same way.
   lowCache: { groups: 16, promptsPerGroup: 8, systemTokens: 128, questionTokens: 1024 },
-  // llm-d's precise-vs-approximate benchmark (150 groups × 5 users, 6,000-token contexts, 1,000-token outputs, Poisson
-  // arrivals up to saturation) scaled to 2 cores: 48 groups × 5, 128-token replies, offered 22 req/s, about what four
-  // pods of 16 sequences decode (16 / 2.6 s each), so queues form and misrouted requests cost time.
-  poisson: { groups: 48, promptsPerGroup: 5, systemTokens: 1024, questionTokens: 64, outputTokens: 128, rate: 22 },
+  // llm-d's precise-vs-approximate benchmark (150 groups × 5 users, 6,000-token contexts, Poisson arrivals ramped
+  // 3 → 60 QPS, the prompts cycled ~20 times) scaled to 2 cores (poisson-ramp.ts says how and why): 48 groups × 5,
+  // 8 passes (1,920 requests), upstream's ramp up to the pool's prefill capacity. Replies of 16 tokens: in the
+  // simulator each output token holds one of a pod's 16 sequence slots for 20 ms (a GPU batches decode), so upstream's
+  // 1,000-token outputs scaled by the prompt (≈128) would make decode slots the pool's bottleneck, a regime in which a
+  // cache hit barely shortens a request; upstream's pods are bound by prefill. At most 24 requests per wall second:
+  // about what the fixed-rate form offered (22).
+  poisson: { groups: 48, promptsPerGroup: 5, systemTokens: 1024, questionTokens: 64, outputTokens: 16, passes: 8, maxWallRps: 24 },
   // Conversations whose own history outgrows the shared system prompt, like vLLM's multi-turn generator and the
   // production-stack multi-round QA (shared prefix, then a longer per-user history).
   chat: { sessions: 16, turnsPerSession: 6, systemPrompts: 4, systemPromptWords: 300, userWords: 80 },
@@ -158,7 +172,7 @@ export const QUICK_OVERRIDES: Partial<RoutingBenchOptions> = {
   chatConcurrency: 5,
   highCache: { groups: 8, promptsPerGroup: 4, systemTokens: 512, questionTokens: 32 },
   lowCache: { groups: 8, promptsPerGroup: 4, systemTokens: 64, questionTokens: 512 },
-  poisson: { groups: 24, promptsPerGroup: 4, systemTokens: 512, questionTokens: 32, outputTokens: 64, rate: 16 },
+  poisson: { groups: 24, promptsPerGroup: 4, systemTokens: 512, questionTokens: 32, outputTokens: 16, passes: 4, maxWallRps: 24 },
   chat: { sessions: 16, turnsPerSession: 3, systemPrompts: 2, systemPromptWords: 200, userWords: 60 },
   outputTokens: 8,
   overhead: { enabled: true, requests: 48, concurrency: 8, reps: 1, promptTokens: 256, outputTokens: 8 },
@@ -182,6 +196,8 @@ export function machineDescription(): string {
  * time plus a second (sizes the ample cache and the finite-capacity estimate only).
  */
 function concurrencyOf(w: BenchWorkload, o: RoutingBenchOptions): number {
+  // A ramp's top is the pool's capacity: at most every sequence slot of every pod is busy.
+  if (w.ramp) return o.pods * o.sim.maxNumSeqs;
   if (w.arrivalRate !== undefined) return Math.ceil(w.arrivalRate * ((w.workload.options.maxTokens * o.sim.itlMs) / 1000 + 1));
   return w.kind === 'multi-turn' ? o.chatConcurrency : o.concurrency;
 }
@@ -189,17 +205,44 @@ function concurrencyOf(w: BenchWorkload, o: RoutingBenchOptions): number {
 export function buildBenchWorkload(name: WorkloadName, o: RoutingBenchOptions, tok: TokenizerLike): BenchWorkload {
   if (name === 'multi-turn') return buildChats({ seed: o.seed, ...o.chat, outputTokens: o.outputTokens }, tok);
   if (name === 'poisson-groups') {
-    const { rate, ...size } = o.poisson;
-    const w = buildSharedPrefix(name, { seed: o.seed, ...size }, tok);
+    const { rate, passes, maxWallRps: _, ...size } = o.poisson;
+    const w = cycled(buildSharedPrefix(name, { seed: o.seed, ...size }, tok), passes);
+    const times = passes > 1 ? `, sent ${passes} times over` : '';
+    if (rate !== undefined) {
+      return {
+        ...w,
+        description: `${w.description}${times}, Poisson arrivals at ${rate} req/s (open loop)`,
+        arrivalsMs: poissonArrivals(w.requests.length, rate, o.seed * 7919 + 4),
+        arrivalRate: rate,
+      };
+    }
+    const { unitSeconds, stageEnds } = rampArrivals(w.requests.length, UPSTREAM_RAMP, rng(o.seed * 7919 + 5));
+    // No x-session-id: inference-perf's shared_prefix requests carry none, so a router sees only the prompt. With the
+    // prompts coming back every pass, a session header would let kvroute's hard session affinity pin every user's
+    // later requests to its first pod, and the benchmark would measure that instead of prefix routing.
+    const rag = w.workload.rag.map(({ headers: _, ...plan }) => plan);
     return {
       ...w,
-      description: `${w.description}, Poisson arrivals at ${rate} req/s (open loop)`,
-      arrivalsMs: poissonArrivals(w.requests.length, rate, o.seed * 7919 + 4),
-      arrivalRate: rate,
+      workload: { ...w.workload, rag },
+      description: `${w.description}${times}, Poisson arrivals ramped in llm-d's ${UPSTREAM_RAMP.length} stages up to the pool's capacity (open loop)`,
+      ramp: { unitSeconds, stageEnds, stages: UPSTREAM_RAMP },
     };
   }
   const size = name === 'high-cache' ? o.highCache : o.lowCache;
   return buildSharedPrefix(name, { seed: o.seed, ...size, outputTokens: o.outputTokens }, tok);
+}
+
+/** The workload's prompts sent `passes` times, in the same order each pass, as inference-perf's shared_prefix does. */
+function cycled(w: BenchWorkload, passes: number): BenchWorkload {
+  if (passes === 1) return w;
+  const repeat = <T>(xs: readonly T[]): T[] => Array.from({ length: passes }, () => xs).flat();
+  const rag = repeat(w.workload.rag);
+  return {
+    ...w,
+    workload: { ...w.workload, rag, totalRequests: rag.length, options: { ...w.workload.options, ragRequests: rag.length } },
+    requests: repeat(w.requests),
+    ...(w.groupOf ? { groupOf: repeat(w.groupOf) } : {}),
+  };
 }
 
 /**
@@ -223,8 +266,19 @@ export function capacityBlocks(w: BenchWorkload, stats: WorkloadStats, o: Routin
   return { ample, constrained };
 }
 
-function simFor(o: RoutingBenchOptions, blocks: number): SimulatorSettings {
-  return { ...o.sim, kvCacheBlocks: blocks, maxModelLen: Math.min(o.sim.maxModelLen, blocks * o.sim.blockSize) };
+function simFor(o: RoutingBenchOptions, blocks: number, timeScale = o.sim.timeScale): SimulatorSettings {
+  return { ...o.sim, timeScale, kvCacheBlocks: blocks, maxModelLen: Math.min(o.sim.maxModelLen, blocks * o.sim.blockSize) };
+}
+
+/**
+ * A ramp workload's load for one KV capacity: the top at the pool's saturation throughput under the ideal static
+ * placement, measured with the simulator's engine in virtual time (`poisson-ramp.ts`). Policy-independent: the same
+ * for every policy of the cell.
+ */
+function rampPlanFor(w: BenchWorkload, blocks: number, o: RoutingBenchOptions, tok: TokenizerLike): RampPlan | undefined {
+  if (!w.ramp) return undefined;
+  const capacity = idealSaturation(w, tok, simFor(o, blocks), defaultOptions().prefillConcurrency, o.pods);
+  return planRamp(w.ramp.unitSeconds, w.ramp.stageEnds, w.ramp.stages, capacity, o.sim.timeScale, o.poisson.maxWallRps);
 }
 
 function directorStats(director: unknown): Record<string, unknown> | undefined {
@@ -233,6 +287,21 @@ function directorStats(director: unknown): Record<string, unknown> | undefined {
   }
   if (director instanceof CountingDirector) return { routed: [...director.routed] };
   return undefined;
+}
+
+/**
+ * Candidate pods the saturation filter dropped over a run (`kvroute_epp_saturation_exclusions_total`, every replica):
+ * each one is a request that could not go to that pod, wherever its prefix was.
+ */
+async function saturationExclusions(metricsPorts: readonly number[]): Promise<number> {
+  let total = 0;
+  for (const port of metricsPorts) {
+    const families = parsePrometheusText(await httpGet(`http://127.0.0.1:${port}/metrics`)).families;
+    for (const family of families.values()) {
+      for (const sample of family.samples) if (sample.name === 'kvroute_epp_saturation_exclusions_total') total += sample.value;
+    }
+  }
+  return total;
 }
 
 /** The precise EPP's counters at the end of a run (kvroute_epp_kv_* and kvroute_epp_precise_*). */
@@ -268,8 +337,9 @@ interface RunOutput {
 }
 
 async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number, policyName: PolicyName, repeat: number,
-  o: RoutingBenchOptions): Promise<RunOutput> {
-  const sim = simFor(o, blocks);
+  o: RoutingBenchOptions, plan?: RampPlan): Promise<RunOutput> {
+  const sim = simFor(o, blocks, plan?.timeScale);
+  const arrivalsMs = plan?.arrivalsMs ?? w.arrivalsMs;
   const policy = routingPolicy(policyName, { seed: o.seed + repeat, sglang: o.sglang });
   const stack = await startStack({
     pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs', `${w.name}-${capacity}-r${repeat}`),
@@ -277,19 +347,25 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
   });
   try {
     const outcome = await runWorkload(w.workload, {
-      gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o), ...(w.arrivalsMs ? { arrivalsMs: w.arrivalsMs } : {}),
+      gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o), ...(arrivalsMs ? { arrivalsMs } : {}),
     });
     const counters = await prefixCacheCounters(stack.podAddresses);
     const precise = stack.epp && policyName === 'kvroute-precise' ? await preciseStats(stack.epp.info.metricsPort as number) : undefined;
+    const excluded = stack.epps.length > 0 ? await saturationExclusions(stack.eppPorts.map((p) => p.metrics)) : undefined;
     const result = analyze(policyName, outcome.records, counters, outcome.wallSeconds, null, sim.timeScale);
+    // A ramp overloads every policy that hits less than the ideal placement, and a request still queued when the
+    // client gives up (120 s without a byte) fails: its TTFT counts as at least the time it waited, so a policy's
+    // percentiles cannot improve by losing its slowest requests.
+    const ttfts = plan ? outcome.records.map((r) => censoredTtft(r) * sim.timeScale) : [];
     const record: RunRecord = {
       policy: policyName,
       repeat,
       requests: result.requests,
       succeeded: result.succeeded,
       hitRate: result.hitRate,
-      ttftP50: result.ttft.p50,
-      ttftP90: result.ttft.p90,
+      ttftP50: plan ? quantile(ttfts, 0.5) : result.ttft.p50,
+      ttftP90: plan ? quantile(ttfts, 0.9) : result.ttft.p90,
+      ttftP99: quantile(plan ? ttfts : outcome.records.filter((r) => r.result.ok).map((r) => (r.result.ttft ?? r.result.e2e) * sim.timeScale), 0.99),
       throughputRps: result.throughputRps,
       wallSeconds: result.wallSeconds,
       balance: balanceOf(result, o.pods),
@@ -297,6 +373,8 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
       failures: result.failures.slice(0, 5),
       director: directorStats(stack.director),
       ...(precise ? { precise } : {}),
+      ...(excluded !== undefined ? { saturationExclusions: excluded } : {}),
+      ...(plan ? { stages: stageResults(plan, outcome.records) } : {}),
     };
     return { record, records: outcome.records };
   } finally {
@@ -324,6 +402,8 @@ export function summarize(policies: readonly PolicyName[], runs: readonly RunRec
       hitRateOfBest: best ? hitRate / best : null,
       ttftP50: medianOrNull(mine.map((r) => r.ttftP50)),
       ttftP90: medianOrNull(mine.map((r) => r.ttftP90)),
+      ttftP99: medianOrNull(mine.map((r) => r.ttftP99 ?? null)),
+      ...(mine[0]?.stages ? { stageP90s: mine[0].stages.map((_, i) => medianOrNull(mine.map((r) => r.stages?.[i]?.ttftP90 ?? null))) } : {}),
       throughputRps: median(mine.map((r) => r.throughputRps)),
       balance: median(mine.map((r) => r.balance)),
     };
@@ -515,6 +595,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
   const cells: CellReport[] = [];
   let done = 0;
   let cellIndex = 0;
+  const plans = new Map<string, RampPlan>();
   for (const w of benchWorkloads) {
     const st = stats.get(w.name)!;
     const bounds = boundsFor(w, st, o);
@@ -523,12 +604,20 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
     const workloadCells: { capacity: CapacityName; runs: RunRecord[] }[] = [];
     for (const capacity of o.capacities) {
       const kv = blocks.get(w.name)![capacity];
+      const plan = rampPlanFor(w, kv, o, tok);
+      if (plan) plans.set(`${w.name}/${capacity}`, plan);
+      if (plan) {
+        const c = plan.capacity;
+        log(o, `${w.name} × ${capacity}: ramp top ${c.topRps.toFixed(1)} req/s (the pool's saturation under the ideal static placement, `
+          + `${(c.hitRate * 100).toFixed(1)}% hit rate), time scale ${plan.timeScale.toFixed(3)}, `
+          + `${plan.arrivalsMs.length} requests over ${(plan.arrivalsMs[plan.arrivalsMs.length - 1] / 1000).toFixed(0)} s wall`);
+      }
       const runs: RunRecord[] = [];
       for (let repeat = 0; repeat < o.repeats; repeat++) {
         const order = o.policies.map((_, i) => o.policies[(i + cellIndex + repeat) % o.policies.length]);
         for (const policy of order) {
           const started = Date.now();
-          const { record, records } = await runOnce(w, capacity, kv, policy, repeat, o);
+          const { record, records } = await runOnce(w, capacity, kv, policy, repeat, o, plan);
           runs.push(record);
           done++;
           if (!bestFrom || (record.succeeded === record.requests && bestFrom.some((r) => !r.result.ok))) bestFrom = records;
@@ -550,6 +639,9 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
     });
     for (const { capacity, runs } of workloadCells) {
       const kv = blocks.get(w.name)![capacity];
+      const plan = plans.get(`${w.name}/${capacity}`);
+      const policies = summarize(o.policies, runs, best, baseline);
+      const goals = w.name === 'poisson-groups' ? preciseGoals(policies, best) : undefined;
       const cell: CellReport = {
         workload: w.name,
         capacity,
@@ -563,8 +655,10 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
         best,
         bounds,
         finite: finiteFor(w, bounds, kv, o),
-        policies: summarize(o.policies, runs, best, baseline),
+        policies,
         runs,
+        ...(plan ? { ramp: { capacity: plan.capacity, timeScale: plan.timeScale, stages: plan.stages } } : {}),
+        ...(goals ? { goals } : {}),
       };
       cells.push(cell);
       if (!o.quiet) process.stdout.write(`\n${cellTerminalTable(cell)}\n`);
@@ -638,7 +732,8 @@ export const ROUTING_USAGE = `Usage: npm run bench:routing -- [flags]
 Runs every workload × KV capacity × policy through simulated vLLM pods, the gateway and the EPP (or an in-process
 ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
 workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
-and the ladder about 30 (--only picks one); --quick a few minutes each.
+without poisson-groups, whose ramp adds 3-13 minutes per policy and capacity (a policy that saturates early drains
+its backlog at its own pace), and the ladder about 30 (--only picks one); --quick a few minutes each.
 
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
@@ -671,8 +766,12 @@ Workloads (tokens of the simulator's Qwen3 tokenizer)
   --low-groups N --low-prompts-per-group N --low-system-tokens N --low-question-tokens N
                                low-cache set (default ${DEFAULT_ROUTING_OPTIONS.lowCache.groups} × ${DEFAULT_ROUTING_OPTIONS.lowCache.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.lowCache.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.lowCache.questionTokens})
   --poisson-groups N --poisson-prompts-per-group N --poisson-system-tokens N --poisson-question-tokens N
-  --poisson-output-tokens N --rate X
-                               poisson-groups set, open loop at X requests/s (default ${DEFAULT_ROUTING_OPTIONS.poisson.groups} × ${DEFAULT_ROUTING_OPTIONS.poisson.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.poisson.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.poisson.questionTokens}, output ${DEFAULT_ROUTING_OPTIONS.poisson.outputTokens}, ${DEFAULT_ROUTING_OPTIONS.poisson.rate} req/s)
+  --poisson-output-tokens N --poisson-passes N
+                               poisson-groups set, its prompts sent N times (default ${DEFAULT_ROUTING_OPTIONS.poisson.groups} × ${DEFAULT_ROUTING_OPTIONS.poisson.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.poisson.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.poisson.questionTokens}, output ${DEFAULT_ROUTING_OPTIONS.poisson.outputTokens}, ${DEFAULT_ROUTING_OPTIONS.poisson.passes} passes),
+                               open loop: llm-d's Poisson ramp up to the pool's capacity (see bench/README.md)
+  --poisson-max-wall-rps X     the ramp's top in wall-clock requests/s at most (simulated time slows; default ${DEFAULT_ROUTING_OPTIONS.poisson.maxWallRps})
+  --rate X                     poisson-groups at a fixed X requests/s instead of the ramp (the earlier form; the recorded
+                               fixed-rate runs used --rate 22 --poisson-output-tokens 128 --poisson-passes 1)
   --sessions N --turns N --system-prompts N --system-words N --user-words N
                                multi-turn chats (default ${DEFAULT_ROUTING_OPTIONS.chat.sessions} × ${DEFAULT_ROUTING_OPTIONS.chat.turnsPerSession} turns, ${DEFAULT_ROUTING_OPTIONS.chat.systemPrompts} system prompts of ${DEFAULT_ROUTING_OPTIONS.chat.systemPromptWords} words)
   --output-tokens N            max_tokens of every reply but poisson-groups' (default ${DEFAULT_ROUTING_OPTIONS.outputTokens})
@@ -719,7 +818,8 @@ const ROUTING_FLAGS = {
   groups: COUNT, 'prompts-per-group': COUNT, 'system-tokens': TOKENS, 'question-tokens': TOKENS,
   'low-groups': COUNT, 'low-prompts-per-group': COUNT, 'low-system-tokens': TOKENS, 'low-question-tokens': TOKENS,
   'poisson-groups': COUNT, 'poisson-prompts-per-group': COUNT, 'poisson-system-tokens': TOKENS, 'poisson-question-tokens': TOKENS,
-  rate: decimal(0, 1000, { aboveMin: true }), 'poisson-output-tokens': integer(1, 1024),
+  rate: decimal(0, 1000, { aboveMin: true }), 'poisson-output-tokens': integer(1, 1024), 'poisson-passes': integer(1, 100),
+  'poisson-max-wall-rps': decimal(0, 1000, { aboveMin: true }),
   sessions: COUNT, turns: COUNT, 'system-prompts': COUNT, 'system-words': WORDS, 'user-words': WORDS,
   'output-tokens': integer(1, 1024),
   'overhead-requests': integer(1, 10000), 'overhead-concurrency': integer(1, 256), 'overhead-reps': integer(1, 20),
@@ -772,8 +872,10 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       promptsPerGroup: f['poisson-prompts-per-group'] ?? d.poisson.promptsPerGroup,
       systemTokens: f['poisson-system-tokens'] ?? d.poisson.systemTokens,
       questionTokens: f['poisson-question-tokens'] ?? d.poisson.questionTokens,
-      rate: f.rate ?? d.poisson.rate,
+      ...(f.rate !== undefined ? { rate: f.rate } : d.poisson.rate !== undefined ? { rate: d.poisson.rate } : {}),
       outputTokens: f['poisson-output-tokens'] ?? d.poisson.outputTokens,
+      passes: f['poisson-passes'] ?? d.poisson.passes,
+      maxWallRps: f['poisson-max-wall-rps'] ?? d.poisson.maxWallRps,
     },
     chat: {
       sessions: f.sessions ?? d.chat.sessions,

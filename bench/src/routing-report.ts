@@ -13,6 +13,7 @@ export const SYMBOLS = 'h*: the best hit rate any router can reach on a shared-p
   + 'best: the same requests replayed in order against one pod that never evicts. W: the working set in KV blocks. '
   + 'RR≈: round robin\'s expected hit rate with this finite capacity (LRU under the independent reference model).';
 import type { WorkloadStats } from './routing-workloads';
+import type { PoolCapacity, PreciseGoals, RampPlan, StageResult } from './poisson-ramp';
 
 export type CapacityName = 'ample' | 'constrained';
 
@@ -60,6 +61,8 @@ export interface RunRecord {
   readonly hitRate: number;
   readonly ttftP50: number | null;
   readonly ttftP90: number | null;
+  /** Absent in runs recorded before it was measured. */
+  readonly ttftP99?: number | null;
   readonly throughputRps: number;
   readonly wallSeconds: number;
   readonly balance: number;
@@ -69,6 +72,10 @@ export interface RunRecord {
   readonly director?: Record<string, unknown>;
   /** A precise EPP's own view, from its /metrics at the end of the run. */
   readonly precise?: PreciseRunStats;
+  /** A ramp workload: TTFT per stage (a request belongs to the stage it was sent in). */
+  readonly stages?: readonly StageResult[];
+  /** EPP policies: candidate pods the saturation filter dropped, summed over requests and replicas. */
+  readonly saturationExclusions?: number;
 }
 
 export interface PreciseRunStats {
@@ -98,6 +105,9 @@ export interface PolicySummary {
   /** Seconds of simulated time (client wall clock × time scale). */
   readonly ttftP50: number | null;
   readonly ttftP90: number | null;
+  readonly ttftP99?: number | null;
+  /** A ramp workload: TTFT p90 per stage (simulated seconds). */
+  readonly stageP90s?: readonly (number | null)[];
   readonly throughputRps: number;
   /** Requests on the busiest pod / mean requests per pod (1 = perfectly even). */
   readonly balance: number;
@@ -122,6 +132,10 @@ export interface CellReport {
   readonly finite?: FiniteBounds;
   readonly policies: readonly PolicySummary[];
   readonly runs: readonly RunRecord[];
+  /** A ramp workload: the pool capacity its top was set from, the run's time scale and the stages offered. */
+  readonly ramp?: { readonly capacity: PoolCapacity; readonly timeScale: number; readonly stages: RampPlan['stages'] };
+  /** poisson-groups: issue 8's goals checked on this cell. */
+  readonly goals?: PreciseGoals;
 }
 
 export interface OverheadVariant {
@@ -216,14 +230,49 @@ export function preciseLine(c: CellReport): string | undefined {
   return parts.length > 0 ? `precise index — ${parts.join('; ')}` : undefined;
 }
 
+/** How often each EPP policy's saturation filter kept a request from a pod (configs without the filter count 0). */
+export function exclusionsLine(c: CellReport): string | undefined {
+  const parts = c.runs.filter((r) => r.saturationExclusions !== undefined).map((r) => `${r.policy} ${r.saturationExclusions} (${(r.saturationExclusions! / Math.max(1, r.requests)).toFixed(2)} per request)`);
+  return parts.length > 0 ? `saturation-filter exclusions — ${parts.join('; ')}` : undefined;
+}
+
 export function cellTerminalTable(c: CellReport): string {
   const x = baseLabel(c);
-  const header = ['policy', 'success', 'hit rate', 'of best', `${x} hit`, 'TTFT p50', 'p90', `${x} p50`, `${x} p90`, 'req/s', `${x} req/s`, 'balance'];
+  const header = ['policy', 'success', 'hit rate', 'of best', `${x} hit`, 'TTFT p50', 'p90', 'p99', `${x} p50`, `${x} p90`, 'req/s', `${x} req/s`, 'balance'];
   const rows = c.policies.map((p) => [
-    p.policy, pct(p.successRate), pct(p.hitRate), pct(p.hitRateOfBest), ratio(p.vsBaseline.hitRate), secs(p.ttftP50), secs(p.ttftP90),
+    p.policy, pct(p.successRate), pct(p.hitRate), pct(p.hitRateOfBest), ratio(p.vsBaseline.hitRate), secs(p.ttftP50), secs(p.ttftP90), secs(p.ttftP99 ?? null),
     ratio(p.vsBaseline.ttftP50), ratio(p.vsBaseline.ttftP90), p.throughputRps.toFixed(1), ratio(p.vsBaseline.throughput), p.balance.toFixed(2),
   ]);
-  return [cellTitle(c), table(header, rows), boundsLine(c), directorLine(c), preciseLine(c)].filter((l) => l !== undefined).join('\n');
+  return [cellTitle(c), rampLine(c), table(header, rows), boundsLine(c), directorLine(c), preciseLine(c), exclusionsLine(c), stageTable(c), goalsLine(c)]
+    .filter((l) => l !== undefined).join('\n');
+}
+
+/** How a ramp cell's load was set: the pool's capacity at the partitioned replay's hit rate, and the stages. */
+export function rampLine(c: CellReport): string | undefined {
+  if (!c.ramp) return undefined;
+  const k = c.ramp.capacity;
+  return `ramp: ${c.ramp.stages.length} Poisson stages (llm-d's ladder) from ${c.ramp.stages[1]?.rateRps.toFixed(1) ?? '?'} to ${k.topRps.toFixed(1)} req/s `
+    + `(simulated), warm-up at ${c.ramp.stages[0]?.rateRps.toFixed(1) ?? '?'}; top = the pool's saturation throughput under the ideal static `
+    + `placement (group g on pod g mod R, simulator engine in virtual time, ${k.depthPerPod} requests submitted per pod; its hit rate ${pct(k.hitRate)}); `
+    + `time scale ${c.ramp.timeScale.toFixed(3)}`;
+}
+
+/** TTFT p90 per ramp stage and policy: where each one saturates. */
+export function stageTable(c: CellReport): string | undefined {
+  if (!c.ramp || !c.policies.some((p) => p.stageP90s)) return undefined;
+  const header = ['TTFT p90 by stage', ...c.ramp.stages.map((s, i) => (i === 0 && s.warmUp ? 'warm' : `${(s.fraction * 100).toFixed(0)}%`))];
+  const rows = c.policies.map((p) => [p.policy, ...c.ramp!.stages.map((_, i) => secs(p.stageP90s?.[i] ?? null))]);
+  return table(header, rows);
+}
+
+/** Issue 8's goals on this cell. */
+export function goalsLine(c: CellReport): string | undefined {
+  const g = c.goals;
+  if (!g) return undefined;
+  const met = (v: boolean | null) => (v === null ? 'n/a' : v ? 'met' : 'NOT met');
+  return `issue 8 goals — precise hit rate ${pct(g.hitRateOfBest)} of the oracle's best (≥ 95%: ${met(g.hitRateGoalMet)}); `
+    + `TTFT p90 kvroute (approximate) / precise ${ratio(g.p90VsApproximate)}, approx-prefix / precise ${ratio(g.p90VsApproxPrefix)}, `
+    + `sglang / precise ${ratio(g.p90VsSglang)} (≥ 3× against approximate and sglang: ${met(g.p90GoalMet)})`;
 }
 
 export function overheadTerminalTable(o: OverheadReport): string {
@@ -272,6 +321,9 @@ ${rows}
 <p class="note">${escape(SYMBOLS)}</p>
 ${directorLine(c) ? `<p class="note">${escape(directorLine(c)!)}</p>` : ''}
 ${preciseLine(c) ? `<p class="note">${escape(preciseLine(c)!)}</p>` : ''}
+${rampLine(c) ? `<p class="note">${escape(rampLine(c)!)}</p>` : ''}
+${stageTable(c) ? `<pre>${escape(stageTable(c)!)}</pre>` : ''}
+${goalsLine(c) ? `<p class="note">${escape(goalsLine(c)!)}</p>` : ''}
 <div class="charts">
 ${charts.join('\n')}
 </div>`;

@@ -26,6 +26,10 @@ describe('bench:routing flags', () => {
       '--poisson-groups', '30', '--rate', '7.5', '--poisson-output-tokens', '64', '--max-num-seqs', '32',
     ])!;
     expect(o.poisson).toEqual({ ...DEFAULT_ROUTING_OPTIONS.poisson, groups: 30, rate: 7.5, outputTokens: 64 });
+    // Without --rate, poisson-groups is the ramp; --poisson-passes and --poisson-max-wall-rps shape it.
+    expect(DEFAULT_ROUTING_OPTIONS.poisson.rate).toBeUndefined();
+    expect(parseRoutingArgs(['--poisson-passes', '3', '--poisson-max-wall-rps', '12'])!.poisson)
+      .toEqual({ ...DEFAULT_ROUTING_OPTIONS.poisson, passes: 3, maxWallRps: 12 });
     expect(o.sim.maxNumSeqs).toBe(32);
     expect(o.pods).toBe(3);
     expect(o.workloads).toEqual(['multi-turn', 'high-cache']);
@@ -61,6 +65,8 @@ describe('bench:routing flags', () => {
     [['--prompts-per-group', '1'], /^--prompts-per-group: must be at least 2/],
     [['--poisson-prompts-per-group', '1'], /^--poisson-prompts-per-group: must be at least 2/],
     [['--rate', '0'], /^--rate: must be a number above 0/],
+    [['--poisson-passes', '0'], /^--poisson-passes: must be an integer/],
+    [['--poisson-max-wall-rps', '0'], /^--poisson-max-wall-rps: must be a number above 0/],
     [['--ample-blocks', '100', '--constrained-blocks', '200'], /^--ample-blocks \(100\) must be larger than --constrained-blocks \(200\)$/],
     [['--out'], /^--out: expects a directory$/],
     [['--pods', '3', '--pods', '4'], /^--pods: given more than once$/],

@@ -76,7 +76,7 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
       workloads: ['poisson-groups'],
       capacities: ['ample'],
       policies: ['kvroute-precise', 'round-robin'],
-      poisson: { groups: 4, promptsPerGroup: 3, systemTokens: 160, questionTokens: 16, outputTokens: 4, rate: 20 },
+      poisson: { groups: 4, promptsPerGroup: 3, systemTokens: 160, questionTokens: 16, outputTokens: 4, rate: 20, passes: 1, maxWallRps: 24 },
       sim: { ...DEFAULT_ROUTING_OPTIONS.sim, timeScale: 4 },
       overhead: { ...DEFAULT_ROUTING_OPTIONS.overhead, enabled: false },
       warmUp: false,
@@ -101,5 +101,41 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
     expect(stats.sequenceGaps).toBe(0);
     expect(stats.predictedHitRate).toBeGreaterThan(0);
     expect(cell.runs.find((r) => r.policy === 'round-robin')!.precise).toBeUndefined();
+  }, 120_000);
+
+  test('poisson-groups as llm-d runs it: prompts cycled, Poisson stages ramped to the pool\'s saturation, TTFT per stage, goals checked', async () => {
+    const options: RoutingBenchOptions = {
+      ...DEFAULT_ROUTING_OPTIONS,
+      pods: 2,
+      workloads: ['poisson-groups'],
+      capacities: ['constrained'],
+      capacityRatio: 2,
+      policies: ['kvroute-precise', 'kvroute'],
+      poisson: { groups: 4, promptsPerGroup: 3, systemTokens: 160, questionTokens: 16, outputTokens: 4, passes: 3, maxWallRps: 30 },
+      overhead: { ...DEFAULT_ROUTING_OPTIONS.overhead, enabled: false },
+      warmUp: false,
+      only: 'matrix',
+      outDir: out,
+      quiet: true,
+    };
+    const report = await runRoutingBench(options);
+    const cell = report.cells[0]!;
+    // The load was set from the pool before any policy ran: the saturation of the ideal placement, the top within the
+    // wall-clock budget.
+    expect(cell.ramp!.stages).toHaveLength(17);
+    expect(cell.ramp!.capacity.topRps).toBeGreaterThan(0);
+    expect(cell.ramp!.stages[16]!.rateRps).toBeCloseTo(cell.ramp!.capacity.topRps, 9);
+    expect(cell.ramp!.stages[16]!.rateRps * cell.ramp!.timeScale).toBeLessThanOrEqual(30 + 1e-9);
+    for (const run of cell.runs) {
+      expect(run.requests).toBe(36);
+      // Every request belongs to one stage; no session header, so the session filter never pins a user.
+      expect(run.stages!.reduce((a, s) => a + s.requests, 0)).toBe(36);
+      expect(run.ttftP99).toBeGreaterThanOrEqual(run.ttftP90!);
+    }
+    for (const p of cell.policies) expect(p.stageP90s).toHaveLength(17);
+    expect(cell.goals).toMatchObject({ p90VsSglang: null, p90GoalMet: null });
+    expect(cell.goals!.p90VsApproximate).toBeGreaterThan(0);
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).toContain('ramp:');
   }, 120_000);
 });

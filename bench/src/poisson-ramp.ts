@@ -1,0 +1,249 @@
+/**
+ * `poisson-groups` as llm-d measures precise against approximate prefix routing: a Poisson **rate ramp** in stages up
+ * to a top rate set by the pool's capacity, over a fixed set of G × P prompts sent again and again.
+ *
+ * What upstream runs (llm-d/llm-d-benchmark `workload/profiles/inference-perf/guide_precise-prefix-cache-routing_1.yaml.in`
+ * @ cde7227, the profile behind the "KV-cache wins you can see" numbers): inference-perf `shared_prefix`, 150 groups × 5 prompts,
+ * Poisson load in stages — a warm-up of 15 QPS for 50 s, then 3, 10, 15, 20, 22, 25, 30, 35, 40, 43, 46, 49, 52, 55,
+ * 57, 60 QPS for 20-38 s each. inference-perf's shared-prefix generator (kubernetes-sigs/inference-perf
+ * `inference_perf/datagen/shared_prefix_datagen.py` @ 3788ed5, `get_data`) shuffles the G × P prompts once and then cycles
+ * through them (`i = (i + 1) % len(prompts)`), so over ~16,000 requests every prompt comes back about 20 times, and the
+ * KV working set (the distinct prompts, ≈ 73% of the cluster's KV there) is revisited while running sequences keep
+ * evicting it: the caches turn over many times.
+ *
+ * How it is scaled to 2 cores, decided from that shape and the pool, not from which policy wins:
+ * - The stages are upstream's, as fractions of its top (3/60 … 60/60) with its relative durations, warm-up included.
+ * - The prompts cycle as inference-perf's do, `passes` times (each prompt once per pass, same shuffled order).
+ * - The top is the pool's capacity for the best placement its KV allows: the saturation throughput of the pods, run
+ *   by the simulator's own engine in virtual time, with the groups statically partitioned over them (the ideal
+ *   affinity router) and every pod always given work (`idealSaturation`). Measured rather than written as
+ *   pods × min(prefill lanes ÷ uncached prefill time, slots ÷ time a request holds one) because running sequences hold
+ *   KV blocks beside the cached prefixes (at W/4 per pod, 16 running sequences of 70 blocks fill a pod), which such a
+ *   formula cannot see; for the default workload the two agree within 4% (188 against 182 requests per simulated
+ *   second, the measurement hitting 90.6%), while a round-robin placement of the same requests saturates at 19.6
+ *   (11.9% hits): the KV is short enough that only a placement that keeps groups apart serves the top. The replay
+ *   oracle's hit rate is not used: it assumes a cache that never evicts. At the top the best placement is at its limit
+ *   (upstream's precise run stayed just below saturation at 60 QPS), and a policy that hits less does more prefill
+ *   than the pods can serve: its queue grows, which is the regime where upstream's p90s separate.
+ * - Simulated time runs slower or faster (`timeScale`) so that the top is at most `maxWallRps` requests per wall-clock
+ *   second: what this machine's processes (client, gateway, EPP, pods) carry; TTFTs are reported in simulated time.
+ */
+import { Engine, ManualClock } from '@kvroute/sim';
+import { quantile } from './analysis';
+import type { BenchWorkload, TokenizerLike } from './routing-workloads';
+import type { RequestRecord } from './run';
+import type { SimulatorSettings } from './stack';
+
+/** One stage of upstream's ladder: its rate as a fraction of the top, and its length in upstream's seconds. */
+export interface RampStage {
+  readonly fraction: number;
+  readonly upstreamSeconds: number;
+  /** Upstream's warm-up stage (seats the caches before the ladder). */
+  readonly warmUp?: boolean;
+}
+
+/** llm-d's guide_precise-prefix-cache-routing_1 load stages, in fractions of its 60 QPS top. */
+export const UPSTREAM_RAMP: readonly RampStage[] = [
+  { fraction: 15 / 60, upstreamSeconds: 50, warmUp: true },
+  ...([[3, 20], [10, 20], [15, 20], [20, 38], [22, 34], [25, 30], [30, 25], [35, 21], [40, 38], [43, 36], [46, 33], [49, 30],
+    [52, 29], [55, 27], [57, 26], [60, 25]] as const).map(([qps, s]) => ({ fraction: qps / 60, upstreamSeconds: s })),
+];
+
+/**
+ * Arrival times (seconds, at a top rate of 1 request/s) of `n` requests offered in `stages`: a Poisson process whose rate
+ * is constant within a stage (exponential gaps, as inference-perf's `poisson` load type draws them), the stage lengths
+ * scaled together so that the expected number of arrivals is `n`. Deterministic from `random`.
+ */
+export function rampArrivals(n: number, stages: readonly RampStage[], random: () => number): { unitSeconds: number[]; stageEnds: number[] } {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`the ramp needs a positive whole number of requests, got ${n}`);
+  const expected = stages.reduce((a, s) => a + s.fraction * s.upstreamSeconds, 0);
+  const scale = n / expected;
+  const stageEnds: number[] = [];
+  let end = 0;
+  for (const s of stages) stageEnds.push((end += s.upstreamSeconds * scale));
+  const unitSeconds: number[] = [];
+  let t = 0;
+  let stage = 0;
+  while (unitSeconds.length < n) {
+    // Memorylessness: a gap that crosses a stage boundary restarts at the boundary with the next stage's rate.
+    const gap = -Math.log(1 - random()) / stages[stage].fraction;
+    if (t + gap > stageEnds[stage] && stage < stages.length - 1) {
+      t = stageEnds[stage];
+      stage++;
+      continue;
+    }
+    t += gap;
+    unitSeconds.push(t);
+  }
+  return { unitSeconds, stageEnds };
+}
+
+/** The stage a send time (unit seconds) falls in. */
+export function stageOf(unitSeconds: number, stageEnds: readonly number[]): number {
+  const i = stageEnds.findIndex((end) => unitSeconds <= end);
+  return i < 0 ? stageEnds.length - 1 : i;
+}
+
+export interface PoolCapacity {
+  /** Requests per simulated second the pool completes when every pod always has work waiting: the ramp's top. */
+  readonly topRps: number;
+  /** The pods' own token hit rate in that measurement: what the ideal placement reaches with this KV. */
+  readonly hitRate: number;
+  /** Requests each pod kept submitted (running or waiting). */
+  readonly depthPerPod: number;
+  /** Completions counted (the middle 60%, ramp-up and drain left out) and the simulated seconds they took. */
+  readonly completions: number;
+  readonly seconds: number;
+}
+
+/**
+ * The pool's saturation throughput under the ideal static placement, measured with the simulator's own engine
+ * (`@kvroute/sim` `Engine`, the code every pod runs) in virtual time: one engine per pod with the run's settings, group
+ * g's requests on pod g mod R (groups are equal, so this is the balanced partition an ideal affinity router keeps), each
+ * pod's requests in send order with `depthPerPod` always submitted, so its prefill lane, its sequence slots and its KV
+ * cache (prefixes and running sequences) are all as busy as they can be. Throughput is counted between the 20th and the
+ * 80th percentile of completion times, as the load ladder counts its saturation. Deterministic; no process, no wall
+ * clock, so it is the same whatever else runs on the machine.
+ */
+export function idealSaturation(w: BenchWorkload, tok: TokenizerLike, sim: SimulatorSettings, prefillLanes: number, pods: number,
+  depthPerPod = 2 * sim.maxNumSeqs): PoolCapacity {
+  if (!w.groupOf) throw new Error(`${w.name}: the ideal placement needs a shared-prefix workload`);
+  const output = tok.reply(w.workload.options.maxTokens).ids;
+  const tokens = new Map<readonly unknown[], number[]>();
+  const tokensOf = (m: BenchWorkload['requests'][number]) => {
+    let t = tokens.get(m);
+    if (!t) tokens.set(m, (t = Array.from(tok.chatTokens(m))));
+    return t;
+  };
+  const queues = Array.from({ length: pods }, () => [] as number[]);
+  w.groupOf.forEach((g, i) => queues[g % pods].push(i));
+  const clock = new ManualClock();
+  let hits = 0;
+  let queries = 0;
+  const finished: number[] = [];
+  const engines = queues.map(() => new Engine({
+    blockSize: sim.blockSize, kvCacheBlocks: sim.kvCacheBlocks, maxNumSeqs: sim.maxNumSeqs, maxNumBatchedTokens: MAX_NUM_BATCHED_TOKENS,
+    ttftOverheadMs: sim.ttftOverheadMs, prefillMsPerToken: sim.prefillMsPerToken, itlMs: sim.itlMs, prefillConcurrency: prefillLanes,
+    hashAlgo: 'sha256',
+  }, clock, { onPrefixQuery: (q) => { hits += q.hits; queries += q.queries; } }));
+  const next = queues.map(() => 0);
+  const submit = (pod: number): void => {
+    const i = queues[pod][next[pod]++];
+    if (i === undefined) return;
+    engines[pod].submit({ promptTokens: tokensOf(w.requests[i]), outputTokens: output }, {
+      onToken: () => undefined,
+      // Outside the engine's own callback: the next request arrives at the same instant.
+      onFinish: (r) => { finished.push(r.finishedMs); clock.setTimer(clock.now(), () => submit(pod)); },
+    });
+  };
+  for (let pod = 0; pod < pods; pod++) for (let k = 0; k < depthPerPod; k++) submit(pod);
+  clock.runAll(10_000_000);
+  for (const e of engines) e.close();
+  finished.sort((a, b) => a - b);
+  const lo = Math.floor(finished.length * 0.2);
+  const hi = Math.ceil(finished.length * 0.8) - 1;
+  const seconds = (finished[hi] - finished[lo]) / 1000;
+  if (!(seconds > 0)) throw new Error(`${w.name}: too few requests (${finished.length}) to measure the pool's saturation`);
+  return { topRps: (hi - lo) / seconds, hitRate: queries > 0 ? hits / queries : 0, depthPerPod, completions: hi - lo, seconds };
+}
+
+/** The simulator's `--max-num-batched-tokens` default (vLLM 0.10's; sim/src/options.ts), which the stack does not override. */
+const MAX_NUM_BATCHED_TOKENS = 2048;
+
+/** The ramp as one run offers it. */
+export interface RampPlan {
+  readonly capacity: PoolCapacity;
+  /** Simulated time speed-up of this run's pods (TTFTs are multiplied back). */
+  readonly timeScale: number;
+  readonly stages: readonly { readonly fraction: number; readonly rateRps: number; readonly seconds: number; readonly warmUp: boolean }[];
+  /** Send times in wall-clock ms, and each request's stage. */
+  readonly arrivalsMs: readonly number[];
+  readonly stageOfRequest: readonly number[];
+  /** Where each stage ends, wall-clock ms since the start. */
+  readonly stageEndsMs: readonly number[];
+}
+
+/** Scales the unit ramp to a pool: the top at its capacity, time scale capped so the top is at most `maxWallRps` per wall second. */
+export function planRamp(unitSeconds: readonly number[], stageEnds: readonly number[], stages: readonly RampStage[], capacity: PoolCapacity,
+  maxTimeScale: number, maxWallRps: number): RampPlan {
+  const timeScale = Math.min(maxTimeScale, maxWallRps / capacity.topRps);
+  const toWallMs = (unit: number) => ((unit / capacity.topRps) * 1000) / timeScale;
+  let start = 0;
+  return {
+    capacity,
+    timeScale,
+    stages: stages.map((s, i) => {
+      const seconds = (stageEnds[i] - start) / capacity.topRps;
+      start = stageEnds[i];
+      return { fraction: s.fraction, rateRps: s.fraction * capacity.topRps, seconds, warmUp: s.warmUp === true };
+    }),
+    arrivalsMs: unitSeconds.map(toWallMs),
+    stageOfRequest: unitSeconds.map((u) => stageOf(u, stageEnds)),
+    stageEndsMs: stageEnds.map(toWallMs),
+  };
+}
+
+export interface StageResult {
+  readonly fraction: number;
+  readonly rateRps: number;
+  readonly requests: number;
+  readonly succeeded: number;
+  /** Simulated seconds. */
+  readonly ttftP50: number | null;
+  readonly ttftP90: number | null;
+}
+
+/** Wall seconds to a request's first token; a failed request counts the time it waited (a lower bound). */
+export function censoredTtft(r: RequestRecord): number {
+  return r.result.ok ? (r.result.ttft ?? r.result.e2e) : (r.endedMs - r.startedMs) / 1000;
+}
+
+/** TTFT per stage of one run (a request belongs to the stage it was sent in; failed ones count as `censoredTtft`). */
+export function stageResults(plan: RampPlan, records: readonly RequestRecord[]): StageResult[] {
+  const byStage = plan.stages.map(() => ({ requests: 0, succeeded: 0, ttfts: [] as number[] }));
+  for (const r of records) {
+    // Sends run a millisecond or two behind their arrival times: a request belongs to the stage its arrival was in.
+    const i = plan.stageEndsMs.findIndex((end) => r.startedMs <= end + 1);
+    const s = byStage[i < 0 ? byStage.length - 1 : i];
+    s.requests++;
+    if (r.result.ok) s.succeeded++;
+    s.ttfts.push(censoredTtft(r) * plan.timeScale);
+  }
+  return plan.stages.map((st, i) => ({
+    fraction: st.fraction, rateRps: st.rateRps, requests: byStage[i].requests, succeeded: byStage[i].succeeded,
+    ttftP50: quantile(byStage[i].ttfts, 0.5), ttftP90: quantile(byStage[i].ttfts, 0.9),
+  }));
+}
+
+/** Issue 8's goals for this workload, checked on one cell's policy summaries. */
+export interface PreciseGoals {
+  readonly hitRateOfBest: number | null;
+  readonly hitRateGoalMet: boolean | null;
+  /** Approximate (kvroute's default config) p90 / precise p90, and SGLang-style p90 / precise p90. */
+  readonly p90VsApproximate: number | null;
+  /** Upstream GIE's approximate config (`approx-prefix`) p90 / precise p90: reported, the goal names kvroute's own. */
+  readonly p90VsApproxPrefix: number | null;
+  readonly p90VsSglang: number | null;
+  readonly p90GoalMet: boolean | null;
+}
+
+export function preciseGoals(policies: readonly { policy: string; hitRate: number; ttftP90: number | null }[], best: number | null): PreciseGoals | undefined {
+  const find = (name: string) => policies.find((p) => p.policy === name);
+  const precise = find('kvroute-precise');
+  if (!precise) return undefined;
+  const ratio = (other: string) => {
+    const o = find(other);
+    return o && o.ttftP90 !== null && precise.ttftP90 !== null && precise.ttftP90 > 0 ? o.ttftP90 / precise.ttftP90 : null;
+  };
+  const hitRateOfBest = best ? precise.hitRate / best : null;
+  const p90VsApproximate = ratio('kvroute');
+  const p90VsSglang = ratio('sglang');
+  return {
+    hitRateOfBest,
+    hitRateGoalMet: hitRateOfBest === null ? null : hitRateOfBest >= 0.95,
+    p90VsApproximate,
+    p90VsApproxPrefix: ratio('approx-prefix'),
+    p90VsSglang,
+    p90GoalMet: p90VsApproximate === null || p90VsSglang === null ? null : p90VsApproximate >= 3 && p90VsSglang >= 3,
+  };
+}

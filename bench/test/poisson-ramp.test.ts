@@ -1,0 +1,142 @@
+import {
+  idealSaturation, planRamp, preciseGoals, rampArrivals, stageOf, stageResults, UPSTREAM_RAMP, type PoolCapacity, type RampStage,
+} from '../src/poisson-ramp';
+import { measureWorkload, type BenchWorkload, type TokenizerLike } from '../src/routing-workloads';
+import type { RequestRecord } from '../src/run';
+import { DEFAULT_SIM } from '../src/stack';
+import { rng, type ChatMessage } from '../src/workload';
+
+/** One token per character of the message contents; replies are n × token 1. */
+const charTokenizer: TokenizerLike = {
+  count: (t) => t.length,
+  chatTokens: (messages) => Array.from(messages.map((m) => m.content).join(''), (c) => c.charCodeAt(0)),
+  reply: (n) => ({ ids: Array(n).fill(1), text: 'x'.repeat(n) }),
+};
+
+function groupsWorkload(order: readonly [number, string][], maxTokens: number): BenchWorkload {
+  const byText = new Map<string, ChatMessage[]>();
+  const requests = order.map(([g, q]) => {
+    const key = `${g}/${q}`;
+    if (!byText.has(key)) byText.set(key, [{ role: 'system', content: String.fromCharCode(65 + g).repeat(8) }, { role: 'user', content: q }]);
+    return byText.get(key)!;
+  });
+  return {
+    name: 'poisson-groups',
+    kind: 'shared-prefix',
+    description: 'hand-made',
+    workload: {
+      options: { seed: 0, systemPrompts: 0, systemPromptWords: 0, sessions: 0, turnsPerSession: 0, userWords: 0, maxTokens, documents: 0, documentWords: 0, ragRequests: 0, questionWords: 0 },
+      sessions: [],
+      rag: [],
+      totalRequests: requests.length,
+    },
+    groups: { G: Math.max(...order.map(([g]) => g)) + 1, P: 2 },
+    requests,
+    groupOf: order.map(([g]) => g),
+  };
+}
+
+describe('llm-d\'s ramp (guide_precise-prefix-cache-routing_1)', () => {
+  test('upstream\'s stages: a warm-up at 15 QPS, then 3 → 60 QPS in 16 steps, as fractions of the top', () => {
+    expect(UPSTREAM_RAMP).toHaveLength(17);
+    expect(UPSTREAM_RAMP[0]).toEqual({ fraction: 0.25, upstreamSeconds: 50, warmUp: true });
+    expect(UPSTREAM_RAMP[1]!.fraction).toBeCloseTo(0.05, 12);
+    expect(UPSTREAM_RAMP[16]).toEqual({ fraction: 1, upstreamSeconds: 25 });
+    // Upstream offers 750 + 16,334 requests over 502 s.
+    expect(UPSTREAM_RAMP.reduce((a, s) => a + s.fraction * 60 * s.upstreamSeconds, 0)).toBeCloseTo(17_084, 6);
+  });
+
+  test('arrivals: n of them, in order, each stage at its own rate, deterministic from the seed', () => {
+    const stages: RampStage[] = [{ fraction: 0.1, upstreamSeconds: 100 }, { fraction: 1, upstreamSeconds: 100 }];
+    const { unitSeconds, stageEnds } = rampArrivals(22_000, stages, rng(3));
+    expect(unitSeconds).toHaveLength(22_000);
+    expect(unitSeconds.every((t, i) => i === 0 || t >= unitSeconds[i - 1]!)).toBe(true);
+    // Scaled so that the expected count is n: 0.1·100 + 1·100 = 110 expected at scale 1 → ×200, stages of 20,000 s.
+    expect(stageEnds[0]).toBeCloseTo(20_000, 6);
+    const first = unitSeconds.filter((t) => stageOf(t, stageEnds) === 0).length;
+    const second = unitSeconds.length - first;
+    // Poisson counts: 1,000 ± 3·√1,000 and 20,000 ± 3·√20,000 (plus the last stage absorbing the rounding).
+    expect(Math.abs(first - 2_000)).toBeLessThan(3 * Math.sqrt(2_000));
+    expect(Math.abs(second - 20_000)).toBeLessThan(3 * Math.sqrt(20_000));
+    expect(rampArrivals(50, stages, rng(3)).unitSeconds).toEqual(rampArrivals(50, stages, rng(3)).unitSeconds);
+    expect(rampArrivals(50, stages, rng(4)).unitSeconds).not.toEqual(rampArrivals(50, stages, rng(3)).unitSeconds);
+    expect(() => rampArrivals(0, stages, rng(1))).toThrow(/positive whole number of requests/);
+  });
+
+  test('the plan puts the top at the pool\'s capacity and slows simulated time to keep the top within the wall budget', () => {
+    const { unitSeconds, stageEnds } = rampArrivals(1000, UPSTREAM_RAMP, rng(1));
+    const capacity: PoolCapacity = { topRps: 180, hitRate: 0.9, depthPerPod: 32, completions: 100, seconds: 1 };
+    const plan = planRamp(unitSeconds, stageEnds, UPSTREAM_RAMP, capacity, 1, 24);
+    expect(plan.timeScale).toBeCloseTo(24 / capacity.topRps, 12);
+    expect(plan.stages[16]!.rateRps).toBeCloseTo(capacity.topRps, 12);
+    expect(plan.stages[1]!.rateRps).toBeCloseTo(0.05 * capacity.topRps, 12);
+    // Wall-clock arrivals: unit seconds / top (simulated seconds) / time scale.
+    expect(plan.arrivalsMs[10]).toBeCloseTo((unitSeconds[10]! / capacity.topRps) * 1000 / plan.timeScale, 9);
+    expect(plan.stageOfRequest[0]).toBe(0);
+    expect(plan.stageOfRequest[999]).toBe(16);
+    // A pool the machine can drive in real time keeps the configured time scale.
+    expect(planRamp(unitSeconds, stageEnds, UPSTREAM_RAMP, capacity, 1, 10_000).timeScale).toBe(1);
+  });
+});
+
+describe('the pool\'s capacity: saturation under the ideal static placement, the simulator\'s engine in virtual time', () => {
+  // Four groups of 8-token system prompts, 3 questions each, 5 passes; blocks of 4 tokens, 10-token replies.
+  const order: [number, string][] = [];
+  for (let pass = 0; pass < 5; pass++) for (const q of ['q1', 'q2', 'q3']) for (let g = 0; g < 4; g++) order.push([g, q]);
+  const w = groupsWorkload(order, 10);
+  const sim = { ...DEFAULT_SIM, blockSize: 4, maxNumSeqs: 2, kvCacheBlocks: 400 };
+
+  test('with room for everything, the slots bind: pods × max-num-seqs per request\'s time, and every repeat hits', () => {
+    const c = idealSaturation(w, charTokenizer, sim, 1, 2);
+    // A request holds a slot for about the overhead, a few tokens of prefill and nine more tokens after its first:
+    // 20 + ~2 + 9 × 20 ms; the prefill lane (≤ 2.5 ms a request) is nowhere near busy.
+    const slotBound = (2 * 2 * 1000) / (20 + 9 * 20);
+    expect(c.topRps).toBeGreaterThan(0.9 * slotBound);
+    expect(c.topRps).toBeLessThan(1.15 * slotBound);
+    expect(c.hitRate).toBeCloseTo(measureWorkload(w, charTokenizer, 4).replayHitRate, 1);
+    expect(c.depthPerPod).toBe(4);
+    expect(idealSaturation(w, charTokenizer, sim, 1, 2)).toEqual(c);
+  });
+
+  test('a KV cache that cannot hold the running sequences beside the prefixes serves fewer requests and hits less', () => {
+    const roomy = idealSaturation(w, charTokenizer, sim, 1, 2);
+    // 7 blocks: one running sequence of 5 blocks at a time, and little room left for the other groups' prefixes.
+    const tight = idealSaturation(w, charTokenizer, { ...sim, kvCacheBlocks: 7 }, 1, 2);
+    expect(tight.topRps).toBeLessThan(0.7 * roomy.topRps);
+    expect(tight.hitRate).toBeLessThan(roomy.hitRate);
+  });
+});
+
+describe('per-stage results and the goals', () => {
+  test('a request belongs to the stage it was sent in', () => {
+    const stages: RampStage[] = [{ fraction: 0.5, upstreamSeconds: 1 }, { fraction: 1, upstreamSeconds: 1 }];
+    const capacity: PoolCapacity = { topRps: 3, hitRate: 0, depthPerPod: 1, completions: 10, seconds: 1 };
+    const plan = planRamp([0.1, 0.4, 0.9, 1.2, 1.5], [1, 2].map((x) => x * (4 / 3)), stages, capacity, 1, 1e9);
+    const rec = (startedMs: number, ttft: number, ok = true): RequestRecord => ({
+      kind: 'rag', messages: [], headers: {}, startedMs, endedMs: startedMs + 1,
+      result: { ok, status: ok ? 200 : 503, ttft, e2e: ttft } as unknown as RequestRecord['result'],
+    });
+    const end0 = plan.stageEndsMs[0]!;
+    const r = stageResults(plan, [rec(0, 0.1), rec(end0 - 1, 0.3), rec(end0 + 5, 2), rec(end0 + 6, 4, false)]);
+    expect(r.map((s) => s.requests)).toEqual([2, 2]);
+    expect(r.map((s) => s.succeeded)).toEqual([2, 1]);
+    expect(r[0]!.ttftP90).toBeCloseTo(0.3, 12);
+    expect(r[1]!.ttftP90).toBeCloseTo(2, 12);
+  });
+
+  test('issue 8: precise within 95% of the best hit rate, p90 at least 3× better than approximate kvroute and sglang', () => {
+    const row = (policy: string, hitRate: number, ttftP90: number) => ({ policy, hitRate, ttftP90 });
+    const met = preciseGoals([row('kvroute-precise', 0.9, 0.5), row('kvroute', 0.6, 2), row('approx-prefix', 0.7, 1), row('sglang', 0.7, 1.5)], 0.94)!;
+    expect(met.hitRateOfBest).toBeCloseTo(0.9 / 0.94, 12);
+    expect(met.hitRateGoalMet).toBe(true);
+    expect(met.p90VsApproximate).toBeCloseTo(4, 12);
+    expect(met.p90VsApproxPrefix).toBeCloseTo(2, 12);
+    expect(met.p90VsSglang).toBeCloseTo(3, 12);
+    expect(met.p90GoalMet).toBe(true);
+    const notMet = preciseGoals([row('kvroute-precise', 0.8, 0.5), row('kvroute', 0.6, 2), row('sglang', 0.7, 1.4)], 0.94)!;
+    expect(notMet.hitRateGoalMet).toBe(false);
+    expect(notMet.p90GoalMet).toBe(false);
+    expect(preciseGoals([row('kvroute-precise', 0.8, 0.5)], null)).toMatchObject({ hitRateGoalMet: null, p90GoalMet: null });
+    expect(preciseGoals([row('kvroute', 0.8, 0.5)], 0.9)).toBeUndefined();
+  });
+});
