@@ -61,6 +61,8 @@ export type RoutingPolicy =
      * `kv@<pod address>@<model>`. Overrides `configText`.
      */
     readonly precise?: boolean;
+    /** Applied to the config the EPP gets (precise or not) before it is rendered: a candidate's one change. */
+    readonly configTransform?: (config: EndpointPickerConfig) => EndpointPickerConfig;
   }
   | { readonly kind: 'round-robin'; readonly name: string }
   | { readonly kind: 'session-hash'; readonly name: string; readonly header: string }
@@ -250,6 +252,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         : undefined;
       if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()),
         redis.url, options.sessionStoreTimeout);
+      if (policy.configTransform) {
+        config = policy.configTransform(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()));
+      }
       const configText = config ? renderEndpointPickerConfig(config) : policy.configText;
       eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--ext-proc-max-message-timeout', '30s',
         ...(configText ? ['--config-text', configText] : [])];

@@ -1,5 +1,5 @@
 import type { IncomingRequest } from '@kvroute/epp/extproc';
-import { parseEndpointPickerConfig } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '@kvroute/epp/config';
 import {
   APPROX_PREFIX_CONFIG, ApproxPrefixTree, CacheAwareDirector, LeastRequestDirector, POLICY_NAMES, RandomDirector, RoundRobinDirector,
   SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,
@@ -225,7 +225,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-soft'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'].includes(n)));
   });
 
   test('the session-placement candidates: kvroute-sessions adds session-load-scorer 4 to the default; kvroute-soft is the latency config with soft stickiness and it', () => {
@@ -253,7 +253,7 @@ describe('the policy catalogue', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-soft': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-soft': 'epp', 'kvroute-admission': 'epp', 'kvroute-precise-admission': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);
@@ -261,5 +261,16 @@ describe('the policy catalogue', () => {
     const one = p.director(ENDPOINTS) as CacheAwareDirector;
     expect(one).not.toBe(p.director(ENDPOINTS));
     expect(one.options.balanceAbsThreshold).toBe(4);
+  });
+
+  test('the admission candidates put the saturation filter in GIE\'s admission mode on the default and the precise configs', () => {
+    const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
+    for (const name of ['kvroute-admission', 'kvroute-precise-admission'] as const) {
+      const policy = routingPolicy(name, settings);
+      if (policy.kind !== 'epp' || !policy.configTransform) throw new Error(`${name} has no config transform`);
+      const config = policy.configTransform(defaultEndpointPickerConfig());
+      expect(config.plugins.find((p) => p.type === 'saturation-filter')?.parameters).toMatchObject({ mode: 'admission' });
+      expect(policy.precise === true).toBe(name === 'kvroute-precise-admission');
+    }
   });
 });

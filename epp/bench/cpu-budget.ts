@@ -16,6 +16,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
 import { eppMetrics, forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
+import { machineTimes } from './replica-scaling';
 
 function flag(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -40,14 +41,7 @@ function processCpu(pid: number): { main: number; all: number } {
 }
 
 function machineBusySeconds(): { busy: number; total: number } {
-  let busy = 0;
-  let total = 0;
-  for (const cpu of os.cpus()) {
-    const t = cpu.times;
-    const all = t.user + t.nice + t.sys + t.idle + t.irq;
-    total += all;
-    busy += all - t.idle;
-  }
+  const { busy, total } = machineTimes();
   return { busy: busy / 1000, total: total / 1000 };
 }
 

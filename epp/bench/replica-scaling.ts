@@ -41,7 +41,8 @@ export function processCpuSeconds(pid: number | undefined): number {
   }
 }
 
-function machineTimes(): { busy: number; total: number } {
+/** Busy and total CPU time of every core since boot, in ms (`os.cpus()`). */
+export function machineTimes(): { busy: number; total: number } {
   let busy = 0;
   let total = 0;
   for (const cpu of os.cpus()) {

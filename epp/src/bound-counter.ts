@@ -8,6 +8,7 @@
  * the order first used, labels as given (test/metrics-bound-histogram.test.ts compares).
  */
 import type { Metric, Registry } from 'prom-client';
+import { checkLabelNames, labelSetKey } from './bound-histogram';
 
 export class ValueSeries {
   value = 0;
@@ -31,17 +32,10 @@ export class BoundCounter<L extends string> {
 
   /** The series of one label set, created at first use. */
   child(labels: Readonly<Record<L, string>>): ValueSeries {
-    let key = '';
-    for (const name of this.labelNames) {
-      const value = labels[name];
-      if (typeof value !== 'string') throw new Error(`${this.name}: label ${name} must be a string, got ${String(value)}`);
-      key += `${value}\u0000`;
-    }
+    const key = labelSetKey(this.name, this.labelNames, labels);
     let series = this.series.get(key);
     if (series === undefined) {
-      for (const name of Object.keys(labels)) {
-        if (!this.labelNames.includes(name as L)) throw new Error(`${this.name}: unknown label ${name} (labels: ${this.labelNames.join(', ')})`);
-      }
+      checkLabelNames(this.name, this.labelNames, labels);
       series = new ValueSeries({ ...labels });
       this.series.set(key, series);
     }

@@ -12,6 +12,27 @@
  */
 import type { Metric, Registry } from 'prom-client';
 
+/**
+ * A label set's series key: its values in the metric's label order, joined with U+0000 (which a label value cannot
+ * contain in the exposition's escaping); a value that is not a string is refused, naming the metric and label.
+ */
+export function labelSetKey<L extends string>(metric: string, labelNames: readonly L[], labels: Readonly<Record<L, string>>): string {
+  let key = '';
+  for (const name of labelNames) {
+    const value = labels[name];
+    if (typeof value !== 'string') throw new Error(`${metric}: label ${name} must be a string, got ${String(value)}`);
+    key += `${value}\u0000`;
+  }
+  return key;
+}
+
+/** Refuses a label the metric does not have (checked once per new series, not per update). */
+export function checkLabelNames<L extends string>(metric: string, labelNames: readonly L[], labels: Readonly<Record<L, string>>): void {
+  for (const name of Object.keys(labels)) {
+    if (!labelNames.includes(name as L)) throw new Error(`${metric}: unknown label ${name} (labels: ${labelNames.join(', ')})`);
+  }
+}
+
 export class HistogramSeries {
   /** Observations per bucket (not cumulative); the last slot is +Inf. */
   readonly counts: Float64Array;
@@ -65,17 +86,10 @@ export class BoundHistogram<L extends string> {
 
   /** The series of one label set, created at first use; keep it to observe without any lookup. */
   child(labels: Readonly<Record<L, string>>): HistogramSeries {
-    let key = '';
-    for (const name of this.labelNames) {
-      const value = labels[name];
-      if (typeof value !== 'string') throw new Error(`${this.name}: label ${name} must be a string, got ${String(value)}`);
-      key += `${value}\u0000`;
-    }
+    const key = labelSetKey(this.name, this.labelNames, labels);
     let series = this.series.get(key);
     if (series === undefined) {
-      for (const name of Object.keys(labels)) {
-        if (!this.labelNames.includes(name as L)) throw new Error(`${this.name}: unknown label ${name} (labels: ${this.labelNames.join(', ')})`);
-      }
+      checkLabelNames(this.name, this.labelNames, labels);
       series = new HistogramSeries(this.bounds, { ...labels });
       this.series.set(key, series);
     }

@@ -3,6 +3,7 @@ import {
   defaultEndpointPickerConfig,
   KNOWN_PLUGIN_TYPES,
   parseEndpointPickerConfig,
+  preciseEndpointPickerConfig,
   renderEndpointPickerConfig,
   validateEndpointPickerConfig,
   type EndpointPickerConfig,
@@ -544,5 +545,19 @@ describe('flowControl and featureGates (GIE\'s EndpointPickerConfig keys, apix/c
       enabled: true, maxQueued: 1024, defaultRequestTTL: '2s', dispatchPerTick: 4, dispatchInterval: '50ms', objectives: { batch: -1, chat: 10 },
     });
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+  });
+});
+
+// The precise config's saturation filter runs as GIE's detector (pkg/epp/saturationdetector IsSaturated @ v0.5): loaded
+// pods stay candidates until none has room. Measured on llm-d's ramp (bench/README.md, poisson-groups).
+describe('preciseEndpointPickerConfig', () => {
+  const filterOf = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === 'saturation-filter')!;
+
+  it('runs the saturation filter in admission mode; the default config keeps filter mode and renders no mode', () => {
+    const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'Qwen/Qwen3-0.6B' });
+    expect(filterOf(precise).parameters).toMatchObject({ mode: 'admission', queueDepthThreshold: 5, kvCacheUtilThreshold: 0.9 });
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(precise))).toEqual(precise);
+    expect(filterOf(defaultEndpointPickerConfig()).parameters).not.toHaveProperty('mode');
+    expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).not.toMatch(/mode: (filter|admission)/);
   });
 });

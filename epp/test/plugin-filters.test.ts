@@ -117,4 +117,36 @@ describe('saturation-filter', () => {
     expect(filter.filter(c, [pod('a', { metrics: { consecutiveFailures: 9 } }), pod('b', { metrics: { updateTime: 0 } })])).toEqual([]);
     expect(emptyReason(filter, c)).toBe('no-endpoints');
   });
+
+  // GIE's saturation detector (pkg/epp/saturationdetector/saturationdetector.go IsSaturated @ v0.5): the pool is
+  // saturated only when NO pod has good capacity; until then loaded pods stay candidates for the scorers to weigh.
+  describe('mode: admission (GIE\'s detector)', () => {
+    it('keeps loaded pods while one readable pod has room; drops unreadable ones; counts only those', () => {
+      const { filter, excluded } = saturationFilter({ mode: 'admission', queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 });
+      const pods = [
+        pod('queued', { metrics: { waitingQueueSize: 6 } }),
+        pod('ok', { metrics: { waitingQueueSize: 5 } }),
+        pod('full', { metrics: { kvCacheUsagePercent: 0.95 } }),
+        pod('gone', { metrics: { consecutiveFailures: 9 } }),
+      ];
+      expect(names(filter.filter(cycle, pods))).toEqual(['queued', 'ok', 'full']);
+      expect(excluded).toEqual(['scrape_failures']);
+    });
+
+    it('drops every pod when none readable has room: saturated (flow control holds the request), as in filter mode', () => {
+      const { filter, excluded } = saturationFilter({ mode: 'admission' });
+      const c = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(c, [pod('a', { metrics: { waitingQueueSize: 9 } }), pod('b', { metrics: { kvCacheUsagePercent: 0.9 } }), pod('c', { metrics: { updateTime: 0 } })])).toEqual([]);
+      expect(emptyReason(filter, c)).toBe('saturated');
+      expect(excluded).toEqual(['stale_metrics', 'queue', 'kv_cache']);
+    });
+
+    it('all unreadable is still no endpoint (503); an unknown mode is refused naming the field', () => {
+      const { filter } = saturationFilter({ mode: 'admission' });
+      const c = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(c, [pod('a', { metrics: { updateTime: 0 } })])).toEqual([]);
+      expect(emptyReason(filter, c)).toBe('no-endpoints');
+      expect(() => saturationFilter({ mode: 'gate' })).toThrow(/mode.*must be "filter" or "admission", got "gate"/);
+    });
+  });
 });

@@ -80,12 +80,20 @@ export function softStickinessConfig(base: EndpointPickerConfig): EndpointPicker
   });
 }
 
+/** The saturation filter in GIE's admission mode: loaded pods stay candidates until none has room. */
+export function admissionSaturationConfig(base: EndpointPickerConfig): EndpointPickerConfig {
+  return validateEndpointPickerConfig({
+    ...base,
+    plugins: base.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, mode: 'admission' as const } } : p)),
+  });
+}
+
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-soft'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -95,6 +103,8 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
   'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
+  'kvroute-admission': 'EPP process, built-in config with the saturation filter in admission mode (GIE\'s detector: loaded pods stay candidates until none has room)',
+  'kvroute-precise-admission': 'kvroute-precise with the saturation filter in admission mode',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
@@ -125,6 +135,10 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(defaultEndpointPickerConfig(), 4)) };
     case 'kvroute-soft':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(softStickinessConfig(latencyEndpointPickerConfig()), 4)) };
+    case 'kvroute-admission':
+      return { kind: 'epp', name, configTransform: admissionSaturationConfig };
+    case 'kvroute-precise-admission':
+      return { kind: 'epp', name, precise: true, configTransform: admissionSaturationConfig };
     case 'approx-prefix':
       return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
     case 'sglang':

@@ -177,7 +177,20 @@ export interface PreciseDefaults {
  */
 export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
   const base = defaultEndpointPickerConfig();
-  const plugins = base.plugins.map((p) => (p.type !== 'prefix-cache-scorer' ? p : {
+  const plugins = base.plugins.map((p) => (p.type === 'saturation-filter'
+    ? {
+        ...p,
+        parameters: {
+          ...p.parameters,
+          // GIE's detector (saturated only when no pod has room): the scorer knows what each pod really holds, so a
+          // loaded pod that holds the prefix stays a candidate and the load scorers weigh it. Dropping it (filter mode)
+          // fires at the operating point of a KV-constrained pool — running sequences alone fill ~90% of its blocks —
+          // and sends each request to a pod without its prefix, whose prefill evicts another group's: on llm-d's
+          // ramp (`bench/README.md`, poisson-groups) hits fell from 91% to 60% and 22% of requests hit the wait limit.
+          mode: 'admission' as const,
+        },
+      }
+    : p.type !== 'prefix-cache-scorer' ? p : {
     type: 'precise-prefix-cache-scorer' as const,
     parameters: {
       kvEventsConfig: precise.mode === 'per-pod'

@@ -3,6 +3,8 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { stateKey, type CycleContext, type Filter, type PluginHandle } from '../framework';
 import type { SchedulingErrorReason } from '../types';
 import type { SaturationExclusionReason } from '../metrics-hooks';
+import { ConfigError, describeValue } from '../../config/errors';
+import { FieldReader } from '../../config/fields';
 import { definePlugin, parameters } from '../plugin';
 
 export interface SaturationFilterParameters {
@@ -18,7 +20,19 @@ export interface SaturationFilterParameters {
    * @default 3
    */
   maxConsecutiveScrapeFailures?: number;
+  /**
+   * `filter` (kvroute's default): every loaded pod is dropped, so prefix and session affinity never add to a loaded
+   * pod while another has room. `admission`: GIE's saturation detector — loaded pods stay candidates (the scorers
+   * weigh their load against what they cache) until no pod has room, when the cycle fails `saturated` as in `filter`
+   * mode. Pods with unreadable metrics are dropped in both modes. @default "filter" (absent from rendered configs)
+   */
+  mode?: 'filter' | 'admission';
 }
+
+/** The parsed parameters: every field filled but `mode`, absent when not configured (so configs render unchanged). */
+export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterParameters>, 'mode'> & {
+  readonly mode?: 'filter' | 'admission';
+};
 
 /**
  * `saturation-filter`: drops endpoints that should not take more work now — waiting queue above
@@ -38,7 +52,7 @@ export class SaturationFilter implements Filter {
 
   constructor(
     readonly name: string,
-    private readonly parameters: Required<SaturationFilterParameters>,
+    private readonly parameters: ResolvedSaturationFilterParameters,
     private readonly handle: PluginHandle,
   ) {
     this.stalenessMs = parseDuration(parameters.metricsStalenessThreshold);
@@ -48,6 +62,7 @@ export class SaturationFilter implements Filter {
     const now = this.handle.now();
     const excluded: SaturationExclusionReason[] = [];
     cycle.state.set(this.excludedKey, excluded);
+    if (this.parameters.mode === 'admission') return this.admit(candidates, excluded, now);
     // Usually no pod is excluded: hand the same (read-only) array on, and copy only from the first exclusion.
     let kept: EndpointSnapshot[] | undefined;
     for (let i = 0; i < candidates.length; i++) {
@@ -62,6 +77,37 @@ export class SaturationFilter implements Filter {
       this.handle.metrics.countSaturationExclusion(reason);
     }
     return kept ?? candidates;
+  }
+
+  /**
+   * GIE's admission rule (`pkg/epp/saturationdetector/saturationdetector.go` IsSaturated @ v0.5: the pool is saturated
+   * when NO pod has good capacity — fresh metrics, queue and KV usage within their thresholds): pods whose metrics
+   * cannot be read are dropped; loaded pods are kept while at least one readable pod has room, and all dropped (the
+   * cycle fails `saturated`, so flow control holds the request) when none has.
+   */
+  private admit(candidates: readonly EndpointSnapshot[], excluded: SaturationExclusionReason[], now: number): readonly EndpointSnapshot[] {
+    let readable: EndpointSnapshot[] | undefined;
+    const loadReasons: SaturationExclusionReason[] = [];
+    let roomy = false;
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i]!;
+      const reason = this.exclusionReason(candidate, now);
+      if (reason === 'scrape_failures' || reason === 'stale_metrics') {
+        readable ??= candidates.slice(0, i);
+        excluded.push(reason);
+        this.handle.metrics.countSaturationExclusion(reason);
+        continue;
+      }
+      readable?.push(candidate);
+      if (reason === undefined) roomy = true;
+      else loadReasons.push(reason);
+    }
+    if (roomy || loadReasons.length === 0) return readable ?? candidates;
+    for (const reason of loadReasons) {
+      excluded.push(reason);
+      this.handle.metrics.countSaturationExclusion(reason);
+    }
+    return [];
   }
 
   /**
@@ -93,6 +139,14 @@ export const saturationFilter = definePlugin({
     kvCacheUtilThreshold: fields.number('kvCacheUtilThreshold', 0.8, 0, 1),
     metricsStalenessThreshold: fields.duration('metricsStalenessThreshold', '200ms'),
     maxConsecutiveScrapeFailures: fields.integer('maxConsecutiveScrapeFailures', 3, 0),
-  })),
+    ...parseMode(fields),
+  }) as Required<SaturationFilterParameters>),
   create: (name, resolved, handle) => new SaturationFilter(name, resolved, handle),
 });
+
+function parseMode(fields: FieldReader): { mode?: 'filter' | 'admission' } {
+  const value = fields.raw('mode');
+  if (value === undefined || value === null) return {};
+  if (value !== 'filter' && value !== 'admission') throw new ConfigError(fields.fieldPath('mode'), `must be "filter" or "admission", got ${describeValue(value)}`);
+  return { mode: value };
+}
