@@ -40,18 +40,22 @@ afterEach(async () => {
 
 afterAll(() => destroyClientAgent());
 
-/** Sends one request, lets it wait past the message timeout, then drains the pod; resolves with the reply. */
+/**
+ * Sends one request, lets it wait well past the message timeout, then drains the pod; resolves with the reply. The
+ * timeout is the EnvoyFilter's 1 s, not shorter: the EPP sends its override as the wait starts, and on a loaded CI
+ * machine a shorter timer could fire before that message is read, which would test the machine, not the protocol.
+ */
 async function waitThenDrain(port: number, messageTimeoutMs: number) {
   const reply = send(port, { body: completion(), headers: json });
-  await sleep(messageTimeoutMs * 2);
+  await sleep(messageTimeoutMs * 2.5);
   pod.page = { engines: [{ waiting: 0, running: 1, kvUsage: 0.1 }] };
   return reply;
 }
 
 test('with max_message_timeout the EPP holds the request past message_timeout and routes it once the pod drains', async () => {
-  const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 300, maxMessageTimeoutMs: 30_000 });
+  const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 1000, maxMessageTimeoutMs: 30_000 });
   try {
-    const r = await waitThenDrain(gw.port, 300);
+    const r = await waitThenDrain(gw.port, 1000);
     expect(r.status).toBe(200);
     const s = gw.stats();
     expect(s.picksHonoured).toBe(1);
@@ -63,9 +67,9 @@ test('with max_message_timeout the EPP holds the request past message_timeout an
 });
 
 test('without it (Envoy\'s default 0) the override is ignored and the wait ends in a fail-open at message_timeout', async () => {
-  const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 300 });
+  const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 1000 });
   try {
-    const r = await waitThenDrain(gw.port, 300);
+    const r = await waitThenDrain(gw.port, 1000);
     expect(r.status).toBe(200);
     const s = gw.stats();
     expect(s.picksHonoured).toBe(0);
