@@ -8,5 +8,8 @@ module.exports = (displayName) => ({
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // Above testkit's waitFor limit (20 s): jest's 5 s default cut hooks that start real servers short on a loaded
+  // machine, while the polls inside them would still have succeeded.
+  testTimeout: 30_000,
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
 });
