@@ -11,7 +11,7 @@ import {
   metricsUrl,
   type ScrapeStatus,
 } from './scraper';
-import { EMPTY_METRICS, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
+import { EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
 import type { VllmMetricNames } from './vllm-metrics';
 
 export interface DatastoreOptions {
@@ -418,7 +418,7 @@ export class Datastore {
   setMetrics(key: string, metrics: Partial<EndpointMetrics>): void {
     const rec = this.records.get(key);
     if (!rec) throw new Error(`unknown endpoint ${key}`);
-    rec.metrics = Object.freeze({ ...rec.metrics, ...metrics });
+    rec.metrics = endpointMetrics({ ...rec.metrics, ...metrics });
     this.changed(rec);
   }
 
