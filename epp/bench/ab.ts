@@ -17,6 +17,9 @@ const BASELINE = process.env.KVROUTE_EPP_BASELINE;
 /** Extra EPP flags for A and for B (space-separated), e.g. the same build with a different scrape budget. */
 const A_ARGS = (process.env.KVROUTE_AB_A_ARGS ?? '').split(' ').filter(Boolean);
 const B_ARGS = (process.env.KVROUTE_AB_B_ARGS ?? '').split(' ').filter(Boolean);
+/** Node flags for A and for B (space-separated), e.g. a larger young generation for one of them. */
+const A_NODE_ARGS = (process.env.KVROUTE_AB_A_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const B_NODE_ARGS = (process.env.KVROUTE_AB_B_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const PODS_ENV = process.env.BENCH_ENDPOINTS?.split(',').map(Number);
 const PROMPTS_ENV = process.env.BENCH_PROMPTS?.split(',').map(Number);
 const PODS = PODS_ENV ?? (QUICK ? [8, 256] : [8, 64, 256]);
@@ -32,8 +35,8 @@ async function main(): Promise<void> {
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
     for (const n of PODS) {
-      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: BASELINE, eppArgs: A_ARGS });
-      const b = await startEppProcess(ports.slice(0, n), 'worker', { eppArgs: B_ARGS });
+      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: BASELINE, eppArgs: A_ARGS, nodeArgs: A_NODE_ARGS });
+      const b = await startEppProcess(ports.slice(0, n), 'worker', { eppArgs: B_ARGS, nodeArgs: B_NODE_ARGS });
       try {
         for (const bytes of PROMPTS) {
           const { epp: A, floor: B } = await drivePaired(a.grpcPort, b.grpcPort, workload(bytes, 256), PHASE_SECONDS, 16);
