@@ -310,7 +310,7 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(r.json().id).toMatch(/^cmpl-[0-9a-f]{32}$/);
     expect(Object.keys(r.json())).toEqual(['id', 'object', 'created', 'model', 'choices', 'service_tier', 'system_fingerprint', 'usage', 'kv_transfer_params', 'kvroute_sim']);
     const h = await fetch(`${sim.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'abc' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }) });
-    const body = await h.json();
+    const body = (await h.json()) as any;
     expect(body.id).toBe('chatcmpl-abc');
     expect(body.choices[0].message).toEqual({ role: 'assistant', content: 'The', refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null });
     const b = await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 1, request_id: 'mine' });
