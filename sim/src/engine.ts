@@ -32,6 +32,8 @@ export interface SubmitParams {
   finishReason?: 'length' | 'stop';
   /** The request's effective `max_tokens` (SamplingParams.max_tokens), reported to the metrics. */
   maxTokensParam?: number;
+  /** `n` of the request this one is a child of (vLLM's ParentRequest); 1 or absent = a request of its own. */
+  parentN?: number;
 }
 
 export type FinishReason = 'length' | 'stop' | 'abort';
@@ -53,6 +55,8 @@ export interface RequestResult {
   preemptions: number;
   /** SubmitParams.maxTokensParam, or the number of output tokens asked for. */
   maxTokensParam: number;
+  /** SubmitParams.parentN, or 1. */
+  parentN: number;
 }
 
 export interface RequestListener {
@@ -106,6 +110,7 @@ interface Req extends KvSequence {
   readonly loraId: number | null;
   readonly endReason: 'length' | 'stop';
   readonly maxTokensParam: number;
+  readonly parentN: number;
   readonly listener: RequestListener;
   state: State;
   arrivalMs: number;
@@ -238,6 +243,7 @@ export class Engine {
       listener,
       endReason: params.finishReason ?? 'length',
       maxTokensParam: params.maxTokensParam ?? maxTokens,
+      parentN: params.parentN ?? 1,
       state: 'waiting',
       arrivalMs: now,
       admittedMs: null,
@@ -500,6 +506,7 @@ export class Engine {
       finishedMs: at,
       preemptions: r.preemptions,
       maxTokensParam: r.maxTokensParam,
+      parentN: r.parentN,
     };
     this.observer.onFinish?.(result);
     r.listener.onFinish(result);

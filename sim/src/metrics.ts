@@ -300,13 +300,26 @@ export class SimMetrics implements EngineObserver {
     this.success.inc({ ...this.labels, finished_reason: r.finishReason }, 1);
     this.reqPromptTokens.observe(this.labels, r.promptTokens);
     this.reqGenerationTokens.observe(this.labels, r.completionTokens);
-    this.maxNumGenerationTokens.observe(this.labels, r.completionTokens);
-    this.paramsN.observe(this.labels, 1);
+    // A child of an n > 1 request: its parent records n and the largest child (observeParentFinished).
+    if (r.parentN <= 1) {
+      this.maxNumGenerationTokens.observe(this.labels, r.completionTokens);
+      this.paramsN.observe(this.labels, 1);
+    }
     this.paramsMaxTokens.observe(this.labels, r.maxTokensParam);
     this.e2e.observe(this.labels, (r.finishedMs - r.arrivalMs) / 1000);
     this.inferenceTime.observe(this.labels, (r.finishedMs - r.admittedMs) / 1000);
     this.prefillTime.observe(this.labels, (r.firstTokenMs - r.admittedMs) / 1000);
     this.decodeTime.observe(this.labels, (r.finishedMs - r.firstTokenMs) / 1000);
+  }
+
+  /**
+   * The last child of an n > 1 request finished: one `request_params_n` sample and one
+   * `request_max_num_generation_tokens` sample with the largest child (ParentRequest.observe_finished_request,
+   * vllm/v1/engine/parallel_sampling.py @ v0.10.0).
+   */
+  observeParentFinished(n: number, maxGenerationTokens: number): void {
+    this.paramsN.observe(this.labels, n);
+    this.maxNumGenerationTokens.observe(this.labels, maxGenerationTokens);
   }
 
   /** The page as vLLM's prometheus_client writes it (see the class comment). */

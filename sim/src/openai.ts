@@ -219,7 +219,10 @@ interface SamplingChecks {
 
 export interface CompletionRequest extends CommonRequest {
   kind: 'completion';
-  prompt: string | number[];
+  /** One or more prompts (a batch), each text or token ids. */
+  prompts: (string | number[])[];
+  /** `suffix`, which vLLM refuses. */
+  suffix: string | undefined;
 }
 
 export interface ChatRequest extends CommonRequest {
@@ -328,19 +331,19 @@ export function parseCompletionRequest(body: Json): CompletionRequest {
   const raw = body.prompt;
   if (raw === undefined) throw validationError(['prompt'], 'missing', 'Field required');
   if (raw === null) throw validationError(['prompt'], 'string_type', 'Input should be a valid string', null);
-  if (body.suffix !== undefined && body.suffix !== null) strictStr(body.suffix, ['suffix']);
-  let prompt: unknown = raw;
-  // Union[list[int], list[list[int]], str, list[str]]: a one-element batch is common in client libraries; larger
-  // batches are not simulated.
-  if (Array.isArray(prompt) && prompt.length === 1 && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) prompt = prompt[0];
-  if (typeof prompt === 'string') return { kind: 'completion', ...common, prompt };
-  if (Array.isArray(prompt)) {
-    if (prompt.length > 0 && prompt.every((p) => typeof p === 'string' || Array.isArray(p))) {
-      throw new ApiError(501, 'The simulator serves one prompt per request; batched prompts are not simulated.', 'Not Implemented');
+  const suffix = opt(body, 'suffix', strictStr, undefined as string | undefined);
+  // Union[list[int], list[list[int]], str, list[str]] (protocol.py @ v0.10.0): one text, one list of ids, or a batch
+  // of either; every prompt of a batch is its own request (serving_completion.py).
+  if (typeof raw === 'string') return { kind: 'completion', ...common, suffix, prompts: [raw] };
+  if (Array.isArray(raw)) {
+    if (raw.length === 0) throw badRequest('please provide at least one prompt');
+    if (raw.every((x) => typeof x === 'string')) return { kind: 'completion', ...common, suffix, prompts: raw as string[] };
+    if (raw.every((x) => Array.isArray(x))) {
+      return { kind: 'completion', ...common, suffix, prompts: raw.map((x, i) => intList(x, ['prompt', i])) };
     }
-    return { kind: 'completion', ...common, prompt: intList(prompt, ['prompt']) };
+    return { kind: 'completion', ...common, suffix, prompts: [intList(raw, ['prompt'])] };
   }
-  throw validationError(['prompt'], 'string_type', 'Input should be a valid string', prompt);
+  throw validationError(['prompt'], 'string_type', 'Input should be a valid string', raw);
 }
 
 export function parseChatRequest(body: Json): ChatRequest {

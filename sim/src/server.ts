@@ -125,10 +125,31 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     res.setHeader('x-kvroute-pod', options.podName);
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
+    // vLLM's CORSMiddleware with its defaults (--allowed-origins/methods/headers '*', no credentials; Starlette's
+    // cors.py): a preflight is answered before routing, and any request with an Origin gets allow-origin *.
+    if (req.headers.origin !== undefined) {
+      if (method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+        const headers: Record<string, string> = {
+          'access-control-allow-origin': '*',
+          'access-control-allow-methods': 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT',
+          'access-control-max-age': '600',
+          'content-type': 'text/plain; charset=utf-8',
+          'content-length': '2',
+        };
+        const asked = req.headers['access-control-request-headers'];
+        if (typeof asked === 'string') headers['access-control-allow-headers'] = asked;
+        res.writeHead(200, headers);
+        res.end('OK');
+        return;
+      }
+      res.setHeader('access-control-allow-origin', '*');
+    }
     const route = ROUTES[path];
     if (!route) throw new RouteError(404, 'Not Found');
-    if (!route.includes(method)) {
-      res.setHeader('allow', route.join(', '));
+    // Starlette serves HEAD wherever GET is routed.
+    const methods = route.includes('GET') ? [...route, 'HEAD'] : route;
+    if (!methods.includes(method)) {
+      res.setHeader('allow', methods.join(', '));
       throw new RouteError(405, 'Method Not Allowed');
     }
     switch (path) {
@@ -196,52 +217,65 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 
   function generate(p: Prepared, id: string, res: ServerResponse): Promise<void> {
     const { req } = p;
-    // Checks the V1 processor makes when the request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
+    const isChat = req.kind === 'chat';
+    // Checks the V1 processor makes when a request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
     // `_validate_model_input`). AsyncLLM.generate is an async generator, so they run once the response has started:
     // a stream then gets 200 and an error event, a non-streaming request a 400.
     let lateError: ApiError | null = null;
-    if (p.promptTokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
-    else {
-      let maxId = 0;
-      for (const t of p.promptTokens) if (t > maxId) maxId = t;
-      if (maxId > tokenizer.maxTokenId) lateError = badRequest(`Token id ${maxId} is out of vocabulary`);
+    for (const pr of p.prompts) {
+      if (pr.tokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
+      else {
+        let maxId = 0;
+        for (const t of pr.tokens) if (t > maxId) maxId = t;
+        if (maxId > tokenizer.maxTokenId) lateError = badRequest(`Token id ${maxId} is out of vocabulary`);
+      }
+      if (!lateError && pr.tokens.length + pr.maxTokens > eng.maxSequenceTokens) {
+        // Only when --kv-cache-blocks is within a block of --max-model-len: the null block holds no KV
+        // (Engine.maxSequenceTokens); vLLM would leave such a request waiting forever.
+        lateError = badRequest(`prompt + max_tokens = ${pr.tokens.length + pr.maxTokens} tokens exceed the KV cache's ${eng.maxSequenceTokens - 1} slots.`);
+      }
+      if (lateError) break;
     }
-    if (!lateError && p.promptTokens.length + p.maxTokens > eng.maxSequenceTokens) {
-      // Only when --kv-cache-blocks is within a block of --max-model-len: the null block holds no KV
-      // (Engine.maxSequenceTokens); vLLM would leave such a request waiting forever.
-      lateError = badRequest(`prompt + max_tokens = ${p.promptTokens.length + p.maxTokens} tokens exceed the KV cache's ${eng.maxSequenceTokens - 1} slots.`);
-    }
-    const created = Math.floor(Date.now() / 1000);
-    const isChat = req.kind === 'chat';
     if (lateError) {
       if (!req.stream) return Promise.reject(lateError);
       res.writeHead(200, SSE_HEADERS);
       res.end(`data: ${JSON.stringify(lateError.streamBody(generation))}\n\ndata: [DONE]\n\n`);
       return Promise.resolve();
     }
-    const filler = tokenizer.filler(p.maxTokens);
-    const plan = planOutput(filler.ids, filler.texts, req);
+    const created = Math.floor(Date.now() / 1000);
     const role = isChat && !req.addGenerationPrompt ? req.messages[req.messages.length - 1].role : 'assistant';
-    // echo: completions prepend the prompt's text; chat prepends the last message when its role is the reply's role.
-    let echoText = '';
-    if (req.echo) {
-      if (req.kind === 'completion') echoText = typeof req.prompt === 'string' ? req.prompt : tokenizer.decode(req.prompt);
-      else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
-    }
+    // n choices per prompt; choice i answers prompt floor(i / n) (serving_completion.py: `output.index + prompt_idx * n`).
+    const n = req.n;
+    const choices = p.prompts.flatMap((pr, pi) => {
+      const filler = tokenizer.filler(pr.maxTokens);
+      const plan = planOutput(filler.ids, filler.texts, req);
+      // echo: completions prepend the prompt's text; chat prepends the last message when its role is the reply's.
+      let echoText = '';
+      if (req.echo) {
+        if (!isChat) echoText = pr.text;
+        else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
+      }
+      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
+    });
+    const promptTokensTotal = isChat ? p.prompts[0].tokens.length : p.prompts.reduce((a, pr) => a + pr.tokens.length, 0);
 
     return new Promise<void>((resolve) => {
-      let running: RequestHandle | undefined;
-      let finished = false;
+      const handles: RequestHandle[] = [];
+      let open = choices.length;
+      let firstEmitter = -1;
       const chunkBase = { id, object: isChat ? 'chat.completion.chunk' : 'text_completion', created, model: p.model };
-      const promptTokens = p.promptTokens.length;
-      const continuous = (completion: number): Record<string, unknown> =>
+      const generated = choices.map(() => 0);
+      const continuous = (i: number): Record<string, unknown> => {
+        const pt = choices[i].pr.tokens.length;
+        const ct = generated[i];
         // Chat chunks are dumped with exclude_unset (only the fields set), completion chunks with everything, so their
         // usage carries prompt_tokens_details: null (serving_chat.py / serving_completion.py @ v0.10.0).
-        isChat
-          ? { usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + completion, completion_tokens: completion } }
-          : { usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + completion, completion_tokens: completion, prompt_tokens_details: null } };
+        return isChat
+          ? { usage: { prompt_tokens: pt, total_tokens: pt + ct, completion_tokens: ct } }
+          : { usage: { prompt_tokens: pt, total_tokens: pt + ct, completion_tokens: ct, prompt_tokens_details: null } };
+      };
       // Completion chunks always carry "usage" (null unless continuous usage stats are on); chat chunks only with them.
-      const usageOf = (completion: number): Record<string, unknown> => (req.continuousUsage ? continuous(completion) : isChat ? {} : { usage: null });
+      const usageOf = (i: number): Record<string, unknown> => (req.continuousUsage ? continuous(i) : isChat ? {} : { usage: null });
       if (req.stream) {
         res.writeHead(200, SSE_HEADERS);
         // Headers leave now so a proxy sees the response start; the body waits for the first token.
@@ -250,99 +284,133 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       const sse = (obj: unknown): void => {
         if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
       };
+      const finishAll = (): void => {
+        const results = choices.map((c) => c.result as RequestResult);
+        const completion = results.reduce((a, r) => a + r.completionTokens, 0);
+        // The cached tokens vLLM reports: the first output's (streaming) or the last prompt's (non-streaming).
+        const cachedFrom = req.stream ? results[Math.max(0, firstEmitter)] : results[(p.prompts.length - 1) * n];
+        const u = usage(promptTokensTotal, completion, cachedFrom.cachedTokens, { details: options.enablePromptTokensDetails, stream: req.stream });
+        if (req.stream) {
+          if (req.includeUsage) sse({ ...chunkBase, choices: [], usage: u });
+          if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
+        } else if (results.some((r) => r.finishReason === 'abort')) {
+          if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.').body(generation));
+        } else {
+          const timing = simTiming(results[0], options.podName);
+          // Field order and defaults of ChatCompletionResponse / CompletionResponse (protocol.py @ v0.10.0), dumped
+          // with model_dump(): every field, null when unset.
+          const body = isChat
+            ? {
+                id,
+                object: 'chat.completion',
+                created,
+                model: p.model,
+                choices: choices.map((c, i) => ({
+                  index: i,
+                  message: { role, content: c.echoText + c.plan.deltas.join(''), refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
+                  logprobs: null,
+                  finish_reason: results[i].finishReason,
+                  stop_reason: c.plan.stopReason,
+                })),
+                service_tier: null,
+                system_fingerprint: null,
+                usage: u,
+                prompt_logprobs: null,
+                kv_transfer_params: null,
+                kvroute_sim: timing,
+              }
+            : {
+                id,
+                object: 'text_completion',
+                created,
+                model: p.model,
+                choices: choices.map((c, i) => ({ index: i, text: c.echoText + c.plan.deltas.join(''), logprobs: null, finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
+                service_tier: null,
+                system_fingerprint: null,
+                usage: u,
+                kv_transfer_params: null,
+                kvroute_sim: timing,
+              };
+          sendJson(res, 200, body);
+        }
+        // One request_params_n / max_num_generation_tokens sample per parent of n > 1 (parallel_sampling.py @ v0.10.0).
+        if (n > 1) {
+          for (let pi = 0; pi < p.prompts.length; pi++) {
+            const group = results.slice(pi * n, pi * n + n);
+            if (group.every((r) => r.finishReason !== 'abort')) metrics.observeParentFinished(n, Math.max(...group.map((r) => r.completionTokens)));
+          }
+        }
+        resolve();
+      };
 
-      // The chunk carrying the last token is held back until onFinish (same
-      // simulated instant) so it can also carry the request's model timing.
-      let lastChunk: Record<string, unknown> | undefined;
-      const listener = {
-        onToken(k: number): void {
-          if (!req.stream) return;
-          const isLast = k === plan.ids.length - 1;
-          const finish = isLast ? { finish_reason: plan.finishReason, stop_reason: plan.stopReason } : { finish_reason: null };
-          let chunk: Record<string, unknown>;
-          if (isChat) {
-            // vLLM sends the role in its own first chunk, at the first token, then the echoed message if any.
-            if (k === 0) {
-              sse({ ...chunkBase, choices: [{ index: 0, delta: { role, content: '' }, logprobs: null, finish_reason: null }], ...usageOf(0) });
-              if (echoText) sse({ ...chunkBase, choices: [{ index: 0, delta: { content: echoText }, logprobs: null, finish_reason: null }], ...usageOf(0) });
+      choices.forEach((c, i) => {
+        const listener = {
+          onToken(k: number): void {
+            if (!req.stream) {
+              generated[i] = k + 1;
+              return;
             }
-            chunk = { ...chunkBase, choices: [{ index: 0, delta: { content: plan.deltas[k] }, logprobs: null, ...finish }], ...usageOf(k + 1) };
-          } else {
-            const text = k === 0 ? echoText + plan.deltas[k] : plan.deltas[k];
-            chunk = { ...chunkBase, choices: [{ index: 0, text, logprobs: null, finish_reason: finish.finish_reason, stop_reason: isLast ? plan.stopReason : null }], ...usageOf(k + 1) };
-          }
-          if (isLast) lastChunk = chunk;
-          else sse(chunk);
-        },
-        onFinish(r: RequestResult): void {
-          finished = true;
-          const u = usage(r.promptTokens, r.completionTokens, r.cachedTokens, { details: options.enablePromptTokensDetails, stream: req.stream });
-          const timing = simTiming(r, options.podName);
-          if (req.stream) {
-            if (r.finishReason === 'abort') {
-              // Only seen on shutdown: a disconnected client reads nothing.
-              const choice = isChat ? { index: 0, delta: {}, logprobs: null, finish_reason: 'abort' } : { index: 0, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null };
-              lastChunk = { ...chunkBase, choices: [choice], ...usageOf(r.completionTokens) };
+            if (firstEmitter < 0) {
+              firstEmitter = i;
+              // vLLM sends the role in its own chunk per choice at the first output, then the echoed message if any.
+              if (isChat) {
+                for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { role, content: '' }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}) });
+                if (c.echoText) for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { content: c.echoText }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}) });
+              }
             }
-            sse({ ...lastChunk, kvroute_sim: timing });
-            if (req.includeUsage) sse({ ...chunkBase, choices: [], usage: u });
-            if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
-          } else if (r.finishReason === 'abort') {
-            if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.').body(generation));
-          } else {
-            const text = echoText + plan.deltas.join('');
-            // Field order and defaults of ChatCompletionResponse / CompletionResponse (protocol.py @ v0.10.0), dumped
-            // with model_dump(): every field, null when unset.
-            const body = isChat
-              ? {
-                  id,
-                  object: 'chat.completion',
-                  created,
-                  model: p.model,
-                  choices: [
-                    {
-                      index: 0,
-                      message: { role, content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
-                      logprobs: null,
-                      finish_reason: r.finishReason,
-                      stop_reason: plan.stopReason,
-                    },
-                  ],
-                  service_tier: null,
-                  system_fingerprint: null,
-                  usage: u,
-                  prompt_logprobs: null,
-                  kv_transfer_params: null,
-                  kvroute_sim: timing,
-                }
-              : {
-                  id,
-                  object: 'text_completion',
-                  created,
-                  model: p.model,
-                  choices: [{ index: 0, text, logprobs: null, finish_reason: r.finishReason, stop_reason: plan.stopReason, prompt_logprobs: null }],
-                  service_tier: null,
-                  system_fingerprint: null,
-                  usage: u,
-                  kv_transfer_params: null,
-                  kvroute_sim: timing,
-                };
-            sendJson(res, 200, body);
-          }
-          resolve();
-        },
+            generated[i] = k + 1;
+            const isLast = k === c.plan.ids.length - 1;
+            const finish = isLast ? { finish_reason: c.plan.finishReason, stop_reason: c.plan.stopReason } : { finish_reason: null };
+            let chunk: Record<string, unknown>;
+            if (isChat) {
+              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: null, ...finish }], ...usageOf(i) };
+            } else {
+              const text = k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
+              chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: null, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null }], ...usageOf(i) };
+            }
+            // The chunk carrying the last token is held back until onFinish (same simulated instant) so it can also
+            // carry the request's model timing.
+            if (isLast) c.lastChunk = chunk;
+            else sse(chunk);
+          },
+          onFinish(r: RequestResult): void {
+            c.result = r;
+            if (req.stream) {
+              if (r.finishReason === 'abort') {
+                // Only seen on shutdown: a disconnected client reads nothing.
+                const choice = isChat ? { index: i, delta: {}, logprobs: null, finish_reason: 'abort' } : { index: i, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null };
+                c.lastChunk = { ...chunkBase, choices: [choice], ...usageOf(i) };
+              }
+              sse({ ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) });
+            }
+            if (--open === 0) finishAll();
+          },
+        };
+        // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
+        const lora = options.loraModules.indexOf(p.model);
+        handles.push(
+          eng.submit(
+            {
+              promptTokens: c.pr.tokens,
+              outputTokens: c.plan.ids,
+              cacheSalt: req.cacheSalt,
+              loraId: lora >= 0 ? lora + 1 : null,
+              finishReason: c.plan.finishReason,
+              maxTokensParam: c.pr.maxTokens,
+              parentN: n,
+            },
+            listener,
+          ),
+        );
+      });
+      const abortAll = (): void => {
+        for (const h of handles) h.abort();
       };
       res.on('close', () => {
-        // The client went away before the end: free its slot and blocks.
-        if (!finished) running?.abort();
+        // The client went away before the end: free the slots and blocks of what still runs.
+        if (open > 0) abortAll();
       });
-      // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
-      const lora = options.loraModules.indexOf(p.model);
-      running = eng.submit(
-        { promptTokens: p.promptTokens, outputTokens: plan.ids, cacheSalt: req.cacheSalt, loraId: lora >= 0 ? lora + 1 : null, finishReason: plan.finishReason, maxTokensParam: p.maxTokens },
-        listener,
-      );
-      if (res.destroyed && !finished) running.abort();
+      if (res.destroyed && open > 0) abortAll();
     });
   }
 
@@ -405,7 +473,8 @@ const ROUTES: Record<string, string[]> = {
   '/v1/chat/completions': ['POST'],
 };
 
-const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' };
+/** Starlette's StreamingResponse(media_type="text/event-stream") adds only the charset. */
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8' };
 
 /** An unknown path or method, answered by Starlette's router before any vLLM code runs. */
 class RouteError extends Error {
@@ -432,10 +501,7 @@ function resolveModel(model: string | undefined, o: SimulatorOptions): string {
   throw new ApiError(404, `The model \`${model}\` does not exist.`, 'NotFoundError');
 }
 
-function tokenizeRequest(req: CompletionRequest | ChatRequest, tokenizer: SimTokenizer, addSpecialTokens?: boolean): Uint32Array {
-  if (req.kind === 'completion') {
-    return typeof req.prompt === 'string' ? tokenizer.encode(req.prompt, addSpecialTokens ?? true) : Uint32Array.from(req.prompt);
-  }
+function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialTokens = false): Uint32Array {
   let text: string;
   try {
     text = tokenizer.renderChat(req.messages, {
@@ -448,41 +514,55 @@ function tokenizeRequest(req: CompletionRequest | ChatRequest, tokenizer: SimTok
     throw badRequest(`${(e as Error).message} None`);
   }
   // vLLM tokenizes a rendered chat without adding special tokens: the template placed them.
-  return tokenizer.encode(text, addSpecialTokens ?? false);
+  return tokenizer.encode(text, addSpecialTokens);
+}
+
+interface PreparedPrompt {
+  tokens: Uint32Array;
+  /** The prompt's text (a token-id prompt decoded), for echo. */
+  text: string;
+  /** get_max_tokens for this prompt. */
+  maxTokens: number;
 }
 
 interface Prepared {
   req: CompletionRequest | ChatRequest;
   /** The name the response reports. */
   model: string;
-  promptTokens: Uint32Array;
-  maxTokens: number;
+  prompts: PreparedPrompt[];
 }
 
 function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
+  if (req.kind === 'completion' && req.suffix !== undefined) throw badRequest('suffix is not currently supported');
   if (req.kind === 'chat' && req.toolChoice === 'auto' && !autoTools) {
     // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.
     throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
   }
-  const promptTokens = tokenizeRequest(req, tokenizer);
-  const n = promptTokens.length;
-  // OpenAIServing._validate_input @ v0.10.0, the same words for both endpoints.
-  if (req.maxTokens === undefined) {
-    if (n >= o.maxModelLen) {
-      throw badRequest(`This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${n} tokens in the messages, Please reduce the length of the messages.`);
+  const inputs: { tokens: Uint32Array; text: string }[] =
+    req.kind === 'chat'
+      ? [{ tokens: tokenizeChat(req, tokenizer), text: '' }]
+      : req.prompts.map((pr) =>
+          typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr), text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
+        );
+  const prompts = inputs.map(({ tokens, text }) => {
+    const n = tokens.length;
+    // OpenAIServing._validate_input @ v0.10.0, the same words for both endpoints.
+    if (req.maxTokens === undefined) {
+      if (n >= o.maxModelLen) {
+        throw badRequest(`This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${n} tokens in the messages, Please reduce the length of the messages.`);
+      }
+    } else if (n + req.maxTokens > o.maxModelLen) {
+      throw badRequest(
+        `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${req.maxTokens + n} tokens (${n} in the messages, ${req.maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+      );
     }
-  } else if (n + req.maxTokens > o.maxModelLen) {
-    throw badRequest(
-      `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${req.maxTokens + n} tokens (${n} in the messages, ${req.maxTokens} in the completion). Please reduce the length of the messages or completion.`,
-    );
-  }
-  // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left. A
-  // request without one runs until EOS on vLLM, which filler never produces: --default-max-tokens stands in for it.
-  const room = o.maxModelLen - n;
-  const maxTokens = Math.min(room, req.maxTokens ?? o.defaultMaxTokens);
-  checkSampling(req, maxTokens);
-  if (req.n > 1) throw new ApiError(501, `The simulator generates one choice per request; n = ${req.n} is not simulated.`, 'Not Implemented');
-  return { req, model, promptTokens, maxTokens };
+    // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left. A
+    // request without one runs until EOS on vLLM, which filler never produces: --default-max-tokens stands in for it.
+    const maxTokens = Math.min(o.maxModelLen - n, req.maxTokens ?? o.defaultMaxTokens);
+    checkSampling(req, maxTokens);
+    return { tokens, text, maxTokens };
+  });
+  return { req, model, prompts };
 }
 
 /** POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0). */
@@ -493,7 +573,7 @@ function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer
   resolveModel(req.model, o);
   const addSpecial = body.add_special_tokens === undefined ? undefined : laxBool(body.add_special_tokens, ['add_special_tokens']);
   const returnStrs = body.return_token_strs === undefined || body.return_token_strs === null ? false : laxBool(body.return_token_strs, ['return_token_strs']);
-  const tokens = Array.from(tokenizeRequest(req, tokenizer, addSpecial));
+  const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, addSpecial ?? false) : tokenizer.encode(String(req.prompts[0]), addSpecial ?? true));
   return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: returnStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
 }
 

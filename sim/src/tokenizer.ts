@@ -187,6 +187,8 @@ export class SimTokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    // The binding refuses an empty list; Python's decode([]) is "".
+    if (ids.length === 0) return '';
     return this.tokenizer.decode([...ids], { skip_special_tokens: false });
   }
 

@@ -364,6 +364,24 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(m.data[0].permission[0].id).toMatch(/^modelperm-[0-9a-f]{32}$/);
   });
 
+  it("HEAD wherever GET is routed; CORS with vLLM's defaults (allow-origin *, preflight answered)", async () => {
+    const head = await fetch(`${sim.url}/health`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    const models = await fetch(`${sim.url}/v1/models`, { headers: { origin: 'http://example.test' } });
+    expect(models.headers.get('access-control-allow-origin')).toBe('*');
+    const pre = await fetch(`${sim.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://example.test', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+    });
+    expect(pre.status).toBe(200);
+    expect(pre.headers.get('access-control-allow-methods')).toBe('DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT');
+    expect(pre.headers.get('access-control-allow-headers')).toBe('content-type');
+    const sse = await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', max_tokens: 1, stream: true });
+    // StreamingResponse sets only the media type.
+    expect(sse.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+    expect(sse.headers['cache-control']).toBeUndefined();
+  });
+
   it('vLLM 0.10.2 (a 0.10.2 hash algorithm) nests the error under "error" (#22099)', async () => {
     const s2 = await startSimulator({ port: 0, timeScale: 1000, prefixCachingHashAlgo: 'sha256_cbor' });
     try {
@@ -374,5 +392,55 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     } finally {
       await s2.close();
     }
+  });
+});
+
+describe('n > 1 and batched prompts: one engine request per choice (serving_completion.py, parallel_sampling.py @ v0.10.0)', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'] });
+  });
+  afterAll(() => sim.close());
+
+  it('completions: a batch of two prompts × n = 2 gives choices 0..3, prompt i·n + j; usage sums the prompts once', async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: ['Hello', 'Good morning to you'], n: 2, max_tokens: 3 });
+    expect(r.status).toBe(200);
+    const b = r.json();
+    expect(b.choices.map((c: any) => [c.index, c.text, c.finish_reason])).toEqual([
+      [0, 'The quick brown', 'length'],
+      [1, 'The quick brown', 'length'],
+      [2, 'The quick brown', 'length'],
+      [3, 'The quick brown', 'length'],
+    ]);
+    const p1 = (await http(sim.url, 'POST', '/tokenize', { prompt: 'Hello' })).json().count;
+    const p2 = (await http(sim.url, 'POST', '/tokenize', { prompt: 'Good morning to you' })).json().count;
+    expect(b.usage).toMatchObject({ prompt_tokens: p1 + p2, completion_tokens: 12, total_tokens: p1 + p2 + 12 });
+    const s = parsePrometheus(await sim.metrics.metrics());
+    // One n sample per parent (n = 2, twice), each child a finished request.
+    expect(metricValue(s, 'vllm:request_params_n_count')).toBe(2);
+    expect(metricValue(s, 'vllm:request_params_n_sum')).toBe(4);
+    expect(metricValue(s, 'vllm:request_success_total', { finished_reason: 'length' })).toBe(4);
+  });
+
+  it('streaming chat with n = 2: a role chunk per choice, then each choice\'s tokens, then the summed usage', async () => {
+    const r = await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 2, max_tokens: 2, stream: true, stream_options: { include_usage: true } });
+    const { events, done } = parseSse(r.text);
+    expect(done).toBe(true);
+    expect(events.slice(0, 2).map((e) => [e.choices[0].index, e.choices[0].delta])).toEqual([
+      [0, { role: 'assistant', content: '' }],
+      [1, { role: 'assistant', content: '' }],
+    ]);
+    for (const i of [0, 1]) {
+      const mine = events.filter((e) => e.choices[0]?.index === i && 'content' in e.choices[0].delta && !('role' in e.choices[0].delta));
+      expect(mine.map((e) => e.choices[0].delta.content)).toEqual(['The', ' quick']);
+      expect(mine.at(-1).choices[0].finish_reason).toBe('length');
+    }
+    expect(events.at(-1).usage.completion_tokens).toBe(4);
+  });
+
+  it('n with greedy sampling is refused as vLLM refuses it', async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', n: 2, temperature: 0 });
+    expect(r.status).toBe(400);
+    expect(r.json().message).toBe('n must be 1 when using greedy sampling, got 2.');
   });
 });
