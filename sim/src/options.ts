@@ -40,6 +40,8 @@ export interface SimulatorOptions {
   kvEventsEncoding: KvEventsEncoding;
   /** LoRA adapter names accepted as `model` (`--lora-modules`); adapter i has `lora_int_id` i + 1. */
   loraModules: string[];
+  /** The path of each `--lora-modules name=path` pair: the adapter's `root` in /v1/models. */
+  loraModulePaths: Record<string, string>;
   /** vLLM's `--enable-auto-tool-choice` (with a `--tool-call-parser`): without it, `tool_choice: "auto"` is a 400. */
   enableAutoToolChoice: boolean;
 }
@@ -83,6 +85,7 @@ export function defaultOptions(): SimulatorOptions {
     kvEventsEncoding: 'positional',
     loraModules: [],
     enableAutoToolChoice: false,
+    loraModulePaths: {},
   };
 }
 

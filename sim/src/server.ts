@@ -618,9 +618,12 @@ function modelsResponse(o: SimulatorOptions): unknown {
   });
   return {
     object: 'list',
-    // LoRA cards have the base model as parent and no max_model_len; their root is the adapter's path, which the
-    // simulator does not keep, so it is the name.
-    data: [...o.servedModelNames.map((name) => card(name, o.model, null, o.maxModelLen)), ...o.loraModules.map((name) => card(name, name, o.servedModelNames[0], null))],
+    // LoRA cards have the base model as parent, no max_model_len, and the adapter's path as root (the name when
+    // --lora-modules gave none).
+    data: [
+      ...o.servedModelNames.map((name) => card(name, o.model, null, o.maxModelLen)),
+      ...o.loraModules.map((name) => card(name, o.loraModulePaths[name] ?? name, o.servedModelNames[0], null)),
+    ],
   };
 }
 

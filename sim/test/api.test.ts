@@ -444,3 +444,21 @@ describe('n > 1 and batched prompts: one engine request per choice (serving_comp
     expect(r.json().message).toBe('n must be 1 when using greedy sampling, got 2.');
   });
 });
+
+describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
+  it('a card per adapter: root = its path, parent = the first served name, max_model_len null; usable as model', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], loraModules: ['sql', 'chat'], loraModulePaths: { sql: '/adapters/sql' } });
+    try {
+      const m = (await http(sim.url, 'GET', '/v1/models')).json();
+      expect(m.data.map((c: any) => [c.id, c.root, c.parent, c.max_model_len])).toEqual([
+        ['base', 'Qwen/Qwen3-0.6B', null, 40960],
+        ['sql', '/adapters/sql', 'base', null],
+        ['chat', 'chat', 'base', null],
+      ]);
+      const r = await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'x', max_tokens: 1 });
+      expect(r.json().model).toBe('sql');
+    } finally {
+      await sim.close();
+    }
+  });
+});

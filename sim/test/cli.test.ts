@@ -95,6 +95,7 @@ describe('flag parsing', () => {
         },
         kvEventsEncoding: 'map',
         loraModules: ['sql', 'chat'],
+        loraModulePaths: { sql: '/adapters/sql' },
         enableAutoToolChoice: true,
       },
     });
