@@ -544,3 +544,60 @@ export function usage(promptTokens: number, completionTokens: number, cachedToke
   if (details !== null || !opts.stream) u.prompt_tokens_details = details;
   return u;
 }
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Logprobs of the filler
+// ---------------------------------------------------------------------------------------------------------------------
+
+/** One sampled token's logprobs: the token first, then the alternatives, as the V1 sampler's dict orders them. */
+export interface TokenLogprobs {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
+}
+
+/**
+ * The filler is what the simulated model is certain of, so each sampled token has logprob 0.0 (probability 1) and the
+ * alternatives, other filler words, have vLLM's clamp of -inf, -9999.0. The V1 sampler returns the `k` best tokens
+ * (the sampled one among them, first) or only the sampled token when `k` is 0 (vllm/v1/sample/sampler.py,
+ * serving_chat.py `_create_chat_logprobs`, serving_completion.py `_create_completion_logprobs` @ v0.10.0).
+ */
+export function fillerLogprobs(ids: readonly number[], texts: readonly string[], vocab: { ids: readonly number[]; texts: readonly string[] }, k: number): TokenLogprobs[] {
+  return ids.map((id, i) => {
+    const token = texts[i] ?? '';
+    const top = [{ token, logprob: 0 }];
+    for (let j = 0; top.length < k && j < vocab.ids.length; j++) {
+      if (vocab.ids[j] !== id) top.push({ token: vocab.texts[j], logprob: -9999 });
+    }
+    return { token, logprob: 0, top };
+  });
+}
+
+/** `ChatCompletionLogProbs` for some tokens (bytes are the token's UTF-8). */
+export function chatLogprobs(entries: readonly TokenLogprobs[], k: number): Record<string, unknown> {
+  const bytes = (t: string): number[] => Array.from(Buffer.from(t, 'utf8'));
+  return {
+    content: entries.map((e) => ({
+      token: e.token,
+      logprob: e.logprob,
+      bytes: bytes(e.token),
+      top_logprobs: k > 0 ? e.top.slice(0, k).map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token) })) : [],
+    })),
+  };
+}
+
+/** `CompletionLogProbs` for some tokens, text offsets counted from `offset`. */
+export function completionLogprobs(entries: readonly TokenLogprobs[], k: number, offset: number): Record<string, unknown> {
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const e of entries) {
+    textOffset.push(at);
+    at += e.token.length;
+  }
+  return {
+    text_offset: textOffset,
+    token_logprobs: entries.map((e) => e.logprob),
+    tokens: entries.map((e) => e.token),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.slice(0, k + 1).map((t) => [t.token, t.logprob]))),
+  };
+}

@@ -10,7 +10,10 @@ import { SimMetrics } from './metrics';
 import {
   ApiError,
   badRequest,
+  chatLogprobs,
   checkSampling,
+  completionLogprobs,
+  fillerLogprobs,
   laxBool,
   laxInt,
   parseChatRequest,
@@ -255,8 +258,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         if (!isChat) echoText = pr.text;
         else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
       }
-      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
+      const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, filler.texts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
+      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
     });
+    const k = req.sampling.logprobs ?? 0;
+    const logprobsOf = (c: (typeof choices)[number], from: number, to: number, offset: number): unknown =>
+      c.lp === null ? null : isChat ? chatLogprobs(c.lp.slice(from, to), k) : completionLogprobs(c.lp.slice(from, to), k, offset);
     const promptTokensTotal = isChat ? p.prompts[0].tokens.length : p.prompts.reduce((a, pr) => a + pr.tokens.length, 0);
 
     return new Promise<void>((resolve) => {
@@ -308,7 +315,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 choices: choices.map((c, i) => ({
                   index: i,
                   message: { role, content: c.echoText + c.plan.deltas.join(''), refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
-                  logprobs: null,
+                  logprobs: logprobsOf(c, 0, c.plan.ids.length, 0),
                   finish_reason: results[i].finishReason,
                   stop_reason: c.plan.stopReason,
                 })),
@@ -324,7 +331,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 object: 'text_completion',
                 created,
                 model: p.model,
-                choices: choices.map((c, i) => ({ index: i, text: c.echoText + c.plan.deltas.join(''), logprobs: null, finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
+                choices: choices.map((c, i) => ({ index: i, text: c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
                 service_tier: null,
                 system_fingerprint: null,
                 usage: u,
@@ -363,10 +370,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
             const finish = isLast ? { finish_reason: c.plan.finishReason, stop_reason: c.plan.stopReason } : { finish_reason: null };
             let chunk: Record<string, unknown>;
             if (isChat) {
-              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: null, ...finish }], ...usageOf(i) };
+              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: logprobsOf(c, k, k + 1, 0), ...finish }], ...usageOf(i) };
             } else {
               const text = k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
-              chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: null, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null }], ...usageOf(i) };
+              const lps = logprobsOf(c, k, k + 1, c.textSent);
+              c.textSent += c.plan.deltas[k].length;
+              chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: lps, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null }], ...usageOf(i) };
             }
             // The chunk carrying the last token is held back until onFinish (same simulated instant) so it can also
             // carry the request's model timing.
@@ -534,6 +543,9 @@ interface Prepared {
 
 function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
   if (req.kind === 'completion' && req.suffix !== undefined) throw badRequest('suffix is not currently supported');
+  if (req.sampling.promptLogprobs !== undefined) {
+    throw new ApiError(501, 'prompt_logprobs (and echo with logprobs) are not simulated.', 'Not Implemented');
+  }
   if (req.kind === 'chat' && req.toolChoice === 'auto' && !autoTools) {
     // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.
     throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');

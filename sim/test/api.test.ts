@@ -462,3 +462,47 @@ describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
     }
   });
 });
+
+describe('logprobs of the filler (serving_chat.py _create_chat_logprobs, serving_completion.py _create_completion_logprobs @ v0.10.0)', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000 });
+  });
+  afterAll(() => sim.close());
+
+  it('chat: each token logprob 0.0 with its bytes, top_logprobs = the token then other words at -9999.0', async () => {
+    const b = (await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 2, logprobs: true, top_logprobs: 2 })).json();
+    const content = b.choices[0].logprobs.content;
+    expect(content).toHaveLength(2);
+    expect(content[0]).toEqual({
+      token: 'The',
+      logprob: 0,
+      bytes: [84, 104, 101],
+      top_logprobs: [
+        { token: 'The', logprob: 0, bytes: [84, 104, 101] },
+        { token: ' quick', logprob: -9999, bytes: Array.from(Buffer.from(' quick')) },
+      ],
+    });
+    const plain = (await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 1, logprobs: true })).json();
+    expect(plain.choices[0].logprobs.content[0].top_logprobs).toEqual([]);
+  });
+
+  it('completions: text_offset, token_logprobs, tokens, top_logprobs; streamed per chunk with running offsets', async () => {
+    const b = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 3, logprobs: 1 })).json();
+    expect(b.choices[0].logprobs).toEqual({
+      text_offset: [0, 3, 9],
+      token_logprobs: [0, 0, 0],
+      tokens: ['The', ' quick', ' brown'],
+      top_logprobs: [{ The: 0 }, { ' quick': 0 }, { ' brown': 0 }],
+    });
+    const { events } = parseSse((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 3, logprobs: 0, stream: true })).text);
+    expect(events.map((e) => e.choices[0].logprobs.text_offset)).toEqual([[0], [3], [9]]);
+  });
+
+  it('prompt_logprobs are not simulated (501); over 20 logprobs is vLLM\'s 400', async () => {
+    expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', prompt_logprobs: 1 })).status).toBe(501);
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', logprobs: 21 });
+    expect(r.status).toBe(400);
+    expect(r.json().message).toBe('Requested sample logprobs of 21, which is greater than max allowed: 20');
+  });
+});
