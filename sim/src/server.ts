@@ -231,6 +231,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         let maxId = 0;
         for (const t of pr.tokens) if (t > maxId) maxId = t;
         if (maxId > tokenizer.maxTokenId) lateError = badRequest(`Token id ${maxId} is out of vocabulary`);
+        // vLLM checks only the largest id; a negative one would reach the GPU's embedding lookup and fail there.
+        // The simulator refuses it the same way instead.
+        const negative = pr.ids?.find((t) => t < 0);
+        if (!lateError && negative !== undefined) lateError = badRequest(`Token id ${negative} is out of vocabulary`);
       }
       if (!lateError && pr.tokens.length + pr.maxTokens > eng.maxSequenceTokens) {
         // Only when --kv-cache-blocks is within a block of --max-model-len: the null block holds no KV
@@ -528,6 +532,8 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
 
 interface PreparedPrompt {
   tokens: Uint32Array;
+  /** The ids as sent, for a token-id prompt. */
+  ids?: readonly number[];
   /** The prompt's text (a token-id prompt decoded), for echo. */
   text: string;
   /** get_max_tokens for this prompt. */
@@ -550,13 +556,13 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.
     throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
   }
-  const inputs: { tokens: Uint32Array; text: string }[] =
+  const inputs: { tokens: Uint32Array; text: string; ids?: readonly number[] }[] =
     req.kind === 'chat'
       ? [{ tokens: tokenizeChat(req, tokenizer), text: '' }]
       : req.prompts.map((pr) =>
-          typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr), text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
+          typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
         );
-  const prompts = inputs.map(({ tokens, text }) => {
+  const prompts = inputs.map(({ tokens, text, ids }) => {
     const n = tokens.length;
     // OpenAIServing._validate_input @ v0.10.0, the same words for both endpoints.
     if (req.maxTokens === undefined) {
@@ -572,7 +578,7 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     // request without one runs until EOS on vLLM, which filler never produces: --default-max-tokens stands in for it.
     const maxTokens = Math.min(o.maxModelLen - n, req.maxTokens ?? o.defaultMaxTokens);
     checkSampling(req, maxTokens);
-    return { tokens, text, maxTokens };
+    return { tokens, text, ids, maxTokens };
   });
   return { req, model, prompts };
 }

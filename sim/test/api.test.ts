@@ -156,6 +156,7 @@ describe('OpenAI API over loopback', () => {
     it('min_tokens above max_tokens → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 2, min_tokens: 3 }, 400, 'BadRequestError', /min_tokens must be less than or equal to max_tokens=2/));
     it('token id out of the vocabulary → 400 (processor), or an error event when streaming', async () => {
       await expectError('/v1/completions', { model: MODEL, prompt: [1, 151669] }, 400, 'BadRequestError', /^Token id 151669 is out of vocabulary$/);
+      await expectError('/v1/completions', { model: MODEL, prompt: [1, -2] }, 400, 'BadRequestError', /^Token id -2 is out of vocabulary$/);
       const r = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: [151700], stream: true });
       expect(r.status).toBe(200);
       const { events, done } = parseSse(r.text);
