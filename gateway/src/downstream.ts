@@ -41,6 +41,8 @@ export class Downstream {
   readonly headers: HeaderList;
   readonly originalContentLength: string | undefined;
   readonly hasBody: boolean;
+  /** The request is gRPC (Grpc::Common::hasGrpcContentType): local replies are gRPC's. */
+  readonly isGrpcRequest: boolean;
   private bodyEnded = false;
   private bodyTrailers: HeaderList | null = null;
   private connectionDone = false;
@@ -57,6 +59,8 @@ export class Downstream {
     list.remove(SERVED_HEADER);
     this.originalContentLength = list.get('content-length');
     this.hasBody = list.has('transfer-encoding') || (this.originalContentLength !== undefined && this.originalContentLength !== '0');
+    const contentType = list.get('content-type') ?? '';
+    this.isGrpcRequest = contentType === 'application/grpc' || contentType.startsWith('application/grpc+');
     let authority = list.get('host') ?? '';
     let path = req.url ?? '/';
     if (/^https?:\/\//i.test(path)) {
@@ -197,14 +201,29 @@ export class Downstream {
     this.res.destroy();
   }
 
-  /** A response made by the gateway itself (errors, the EPP's ImmediateResponse). */
-  sendLocalReply(status: number, body: string | Buffer, extra?: HeaderList): void {
+  /**
+   * A response made by the gateway itself (errors, the EPP's ImmediateResponse). To a gRPC request (Content-Type
+   * `application/grpc` or `application/grpc+…`, as Grpc::Common::isGrpcRequestHeaders reads the request's headers when
+   * they arrive, `filter_manager.h` requestHeadersInitialized @ v1.35.0 L815-821) it is gRPC's trailers-only answer,
+   * as Utility::prepareLocalReply builds it (`source/common/http/utility.cc` @ v1.35.0 L727-759): status 200,
+   * Content-Type `application/grpc`, `grpc-status` (the one given, else the HTTP status mapped by
+   * Grpc::Utility::httpToGrpcStatus, unless the headers already carry one), `grpc-message` the percent-encoded body,
+   * and no body.
+   */
+  sendLocalReply(status: number, body: string | Buffer, extra?: HeaderList, grpcStatus?: number): void {
     if (this.responseStarted) {
       this.res.destroy();
       return;
     }
-    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    let bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const headers = extra ?? new HeaderList(bytes.length > 0 ? [['content-type', 'text/plain']] : []);
+    if (this.isGrpcRequest) {
+      headers.set('content-type', 'application/grpc');
+      if (!headers.has('grpc-status')) headers.set('grpc-status', String(grpcStatus ?? httpToGrpcStatus(status)));
+      if (bytes.length > 0 && this.method !== 'HEAD') headers.set('grpc-message', grpcPercentEncode(bytes));
+      status = 200;
+      bytes = Buffer.alloc(0);
+    }
     headers.set('content-length', String(bytes.length));
     this.onResponseHeaders();
     this.onActivity();
@@ -213,4 +232,29 @@ export class Downstream {
     this.res.writeHead(status, headers.toRawArray());
     this.res.end(bytes);
   }
+}
+
+/** Grpc::Utility::httpToGrpcStatus (`source/common/grpc/status.cc` @ v1.35.0 L6-26). */
+export function httpToGrpcStatus(status: number): number {
+  switch (status) {
+    case 400: return 13; // INTERNAL
+    case 401: return 16; // UNAUTHENTICATED
+    case 403: return 7; // PERMISSION_DENIED
+    case 404: return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504: return 14; // UNAVAILABLE
+    default: return 2; // UNKNOWN
+  }
+}
+
+/**
+ * `grpc-message` as Envoy writes it (Utility::PercentEncoding::encode with the reserved `%`,
+ * `source/common/http/utility.cc` @ v1.35.0 L1238-1275): bytes below SP, from `~` up, and `%` become `%XX`.
+ */
+export function grpcPercentEncode(bytes: Buffer): string {
+  let out = '';
+  for (const b of bytes) out += b < 0x20 || b >= 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  return out;
 }

@@ -169,7 +169,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     stream_msgs_sent: sum((c) => c.messagesSent),
     // The filter counts the closes Envoy counts in its own callbacks; the session those of live streams it closed.
     streams_closed: sum((c) => c.streamsClosed) + stats.envoy.get('streams_closed'),
-    rejected_header_mutations: stats.rejectedHeaderMutations,
   }) : {});
 
   const updateMembers = (req: http.IncomingMessage, res: http.ServerResponse): void => {

@@ -132,12 +132,15 @@ export class ResponsePhase implements ResponseFilter {
     const headers = this.headers;
     if (this.step !== 'headers' || !headers) return this.filter.spurious('unexpected response headers answer');
     const replacing = isReplace(common.status);
-    this.filter.mutate(headers, common.header_mutation, 'response', replacing);
-    const replacement = replacing ? bodyReplacement(common.body_mutation) : null;
+    this.filter.mutate(headers, common.header_mutation, 'response', { replacingMessage: replacing, removeContentLength: this.modes.body });
+    // CONTINUE_AND_REPLACE with a body_mutation present: the (empty) body so far, mutated, replaces the upstream's,
+    // and Content-Length is removed, so the client gets it chunked (ProcessorState::handleHeaderContinueAndReplace,
+    // `processor_state.cc` @ v1.35.0 L176-210).
+    const replacement = replacing && common.body_mutation ? bodyReplacement(common.body_mutation) ?? EMPTY_BODY : null;
     if (replacement) {
       this.step = 'complete';
       this.relay.bodyTo('discard');
-      headers.set('content-length', String(replacement.length));
+      headers.remove('content-length');
       this.relay.writeHead();
       this.relay.endClientWith(replacement);
       this.relay.resume('headers');
