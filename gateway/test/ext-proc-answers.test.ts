@@ -175,6 +175,18 @@ describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1185-1230
   });
 });
 
+describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1150-1183)', () => {
+  it('is ignored without allow_mode_override (kvroute\'s EnvoyFilter sets none): the response headers still go to the EPP', async () => {
+    await withEpp(on('request_headers', (plain) => [{ ...(plain as object), mode_override: { response_header_mode: 'SKIP', response_trailer_mode: 'SKIP' } }]),
+      async (port, epp, gw) => {
+        const r = await send(port, { body: completion(), headers: json });
+        expect(r.status).toBe(200);
+        expect(epp.streams.at(-1)?.events).toContain('response_headers');
+        expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 0 });
+      });
+  });
+});
+
 describe('what Envoy sends on every message', () => {
   it('metadata_context on headers, body and trailers messages alike (Filter::addDynamicMetadata, L1022-1068)', async () => {
     await withEpp({}, async (port, epp) => {
