@@ -179,6 +179,9 @@ export class RequestPhase {
 
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
     const trailers = this.downstream.trailers;
+    // In FULL_DUPLEX_STREAMED Envoy takes a trailers answer in any state (ProcessorState::handleTrailersResponse,
+    // `processor_state.cc` @ v1.35.0 L499-521): with no trailers sent it has nothing to apply, and is not spurious.
+    if (this.mode.duplex && this.router.routed && (this.sent !== 'trailers' || this.step === 'complete')) return;
     if (this.sent !== 'trailers' || this.step === 'complete' || !this.router.routed || !trailers) {
       return this.filter.spurious('unexpected request trailers answer');
     }

@@ -172,6 +172,8 @@ export class ResponsePhase implements ResponseFilter {
 
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
     const trailers = this.trailers;
+    // FULL_DUPLEX_STREAMED: a trailers answer is taken in any state once the response is under way (as on the request).
+    if (this.modes.body && this.step !== 'upstream' && this.step !== 'headers' && (this.sent !== 'trailers' || this.step === 'complete')) return;
     if (this.sent !== 'trailers' || this.step === 'complete' || !trailers) return this.filter.spurious('unexpected response trailers answer');
     this.step = 'complete';
     this.filter.mutate(trailers, mutation, 'trailers');

@@ -249,6 +249,21 @@ describe('CONTINUE_AND_REPLACE (EP/processor_state.cc @ v1.35.0 handleHeaderCont
   });
 });
 
+describe('FULL_DUPLEX_STREAMED trailers answers (EP/processor_state.cc @ v1.35.0 handleTrailersResponse L499-521)', () => {
+  it('takes a trailers answer nothing asked for yet: not spurious, the request goes on', async () => {
+    await withEpp({
+      respond: (kind, _msg, plain) => (kind === 'request_body' ? [plain, { request_trailers: {} }] : undefined),
+    }, async (port, _epp, gw) => {
+      const body = completion();
+      const r = await send(port, { body, headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: Buffer.byteLength(body) });
+      expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 0 });
+      expect(gw.stats().failClosed).toBe(0);
+    }, { envoySemantics: '1.36', processingMode: 'full-duplex' });
+  });
+});
+
 describe('clear_route_cache (EP/processor_state.cc @ v1.35.0 DecodingProcessorState::clearRouteCache L630-655)', () => {
   it('a streamed (FULL_DUPLEX_STREAMED) body answer without a header mutation counts clear_route_cache_ignored', async () => {
     await withEpp({
