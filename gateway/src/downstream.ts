@@ -82,10 +82,18 @@ export class Downstream {
       [':scheme', 'http'],
     ]);
     for (const [n, v] of list.pairs) if (n !== 'host' && !HOP_BY_HOP.has(n)) headers.add(n, v);
+    // TE is kept as `trailers` when it lists that token, else removed (ConnectionManagerUtility::sanitizeTEHeader,
+    // `source/common/http/conn_manager_utility.cc` @ v1.35.0 L297-317), so the EPP and the upstream see it as from
+    // Envoy.
+    const te = list.getJoined('te');
+    if (te !== undefined && te.split(',').some((t) => t.trim() === 'trailers')) headers.add('te', 'trailers');
     const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const xff = headers.get('x-forwarded-for');
     if (remote) headers.set('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
-    if (!headers.has('x-forwarded-proto')) headers.add('x-forwarded-proto', 'http');
+    // The Istio gateway's HCM uses the remote address with no trusted hops (`numTrustedProxies` 0), so Envoy
+    // overwrites whatever X-Forwarded-Proto the client sent with the connection's scheme (mutateXffRequestHeaders,
+    // `conn_manager_utility.cc` @ v1.35.0 L152-155); this listener is plaintext.
+    headers.set('x-forwarded-proto', 'http');
     if (!headers.get('x-request-id')) headers.set('x-request-id', randomUUID());
     this.headers = headers;
   }

@@ -188,6 +188,19 @@ describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1150-1183)',
 });
 
 describe('what Envoy sends on every message', () => {
+  it('the request headers as Envoy\'s HCM leaves them: X-Forwarded-Proto overwritten, TE kept as `trailers` (conn_manager_utility.cc @ v1.35.0 L103-113, L152-155, L297-317)', async () => {
+    await withEpp({}, async (port, epp) => {
+      const r = await send(port, { body: completion(), headers: { ...json, 'x-forwarded-proto': 'https', te: 'gzip, trailers' } });
+      expect(r.status).toBe(200);
+      const headers = epp.streams.at(-1)?.messages[0]?.request_headers?.headers?.headers ?? [];
+      const get = (k: string): string[] => headers.filter((h) => h.key === k).map((h) => Buffer.from(h.raw_value ?? '').toString());
+      expect(get('x-forwarded-proto')).toEqual(['http']);
+      expect(get('te')).toEqual(['trailers']);
+      expect(r.json().headers['x-forwarded-proto']).toBe('http');
+      expect(r.json().headers.te).toBe('trailers');
+    });
+  });
+
   it('metadata_context on headers, body and trailers messages alike (Filter::addDynamicMetadata, L1022-1068)', async () => {
     await withEpp({}, async (port, epp) => {
       const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' }, trailers: { 'x-t': '1' } });
