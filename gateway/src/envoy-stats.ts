@@ -34,7 +34,7 @@
  * - `override_message_timeout_received` / `_ignored`: an override the filter honoured (1 ms <= it <= the configured
  *   `max_message_timeout`, a timer running, the first since the last message either way) or not (onNewTimeout
  *   L1326-1334, ProcessorState::restartMessageTimer); with `max_message_timeout` 0, Envoy's default, every one is ignored;
- * - `spurious_msgs_received`: every answer out of order, fail open or not (onReceiveMessage L1629);
+ * - `spurious_msgs_received`: every answer out of order, fail open or not (onReceiveMessage L1623);
  * - `rejected_header_mutations`: every header change Envoy's rules refuse, and every invalid or over-limit mutation
  *   before its 500 (`mutation_utils.cc` L70-196); not what only this HTTP/1.1 proxy refuses (`headers.ts`);
  * - `clear_route_cache_ignored`: `clear_route_cache` without a header mutation, on headers and body answers alike

@@ -136,7 +136,7 @@ export class ExtProcFilter implements PhaseFilter {
     // Envoy sets `metadata_context` on every message it builds, headers, body and trailers alike, empty when no
     // forwarding namespace is configured (Filter::addDynamicMetadata, `*req.mutable_metadata_context() =
     // forwarding_metadata`, called from buildHeaderRequest, setupBodyChunk and sendTrailers, `ext_proc.cc` @ v1.35.0
-    // L1022-1068, L931-943, L958-963).
+    // L1347-1395, from L979, L1222 and L1244).
     msg.metadata_context ??= { filter_metadata: {} };
     if (session.send(msg)) return;
     if (!session.active) return;
@@ -171,14 +171,14 @@ export class ExtProcFilter implements PhaseFilter {
   /** An answer out of order: the failure policy decides, as for a stream error (`ext_proc.cc` @ v1.35.0 L1620-1643). */
   spurious(detail: string): void {
     this.spuriousAnswer = true;
-    // Every out-of-order answer counts, fail open or not (onReceiveMessage @ v1.35.0 L1629).
+    // Every out-of-order answer counts, fail open or not (onReceiveMessage @ v1.35.0 L1623).
     this.ctx.stats.envoy.inc('spurious_msgs_received');
     // FAILED_PRECONDITION, the status Envoy's processing code uses for "spurious message".
     this.onStreamFailure('spurious', `spurious message: ${detail}`, 9);
   }
 
   /**
-   * Envoy's handleErrorResponse (`ext_proc.cc` @ v1.35.0 L1110-1121): a 500 local reply whose ImmediateResponse has
+   * Envoy's handleErrorResponse (`ext_proc.cc` @ v1.35.0 L1452-1462): a 500 local reply whose ImmediateResponse has
    * no body, the message only in the response code details (access logs), so the client gets an empty 500.
    */
   processingError(detail: string): void {
@@ -241,7 +241,7 @@ export class ExtProcFilter implements PhaseFilter {
       return;
     }
     // Envoy takes dynamic metadata only from a message it can dispatch (setDecoderDynamicMetadata /
-    // setEncoderDynamicMetadata in each case of the switch, `ext_proc.cc` @ v1.35.0 L1185-1230): a message with no
+    // setEncoderDynamicMetadata in each case of the switch, `ext_proc.cc` @ v1.35.0 L1558-1615): a message with no
     // response member is spurious and its metadata (a pick included) is dropped.
     if (msg.response) this.mergeMetadata(msg);
     this.spuriousAnswer = false;
@@ -294,7 +294,7 @@ export class ExtProcFilter implements PhaseFilter {
   }
 
   /**
-   * Filter::sendImmediateResponse (`ext_proc.cc` @ v1.35.0 L1727-1761) through the filter manager's local reply
+   * Filter::sendImmediateResponse (`ext_proc.cc` @ v1.35.0 L1728-1763) through the filter manager's local reply
    * (`source/common/http/utility.cc` prepareLocalReply @ v1.35.0 L709-781):
    * - the status: 200 when unset, and 200 for anything below 200 (MutationUtils::isValidHttpStatus);
    * - the headers: the mutation runs on a map holding only `:status`, under the filter's configured (default) rules,
@@ -342,8 +342,8 @@ export class ExtProcFilter implements PhaseFilter {
       warn(`fail-closed:${kind}`, 'ext_proc failed; failing closed', { kind, detail, details: outcome.details });
       this.parts.router.abort();
       // The ImmediateResponse Envoy builds for these has a status and details but no body: the client gets an empty
-      // 500 or 504, the details reach only the access log (`ext_proc.cc` @ v1.35.0 onGrpcError L1661-1671,
-      // onMessageTimeout L1700-1712, handleErrorResponse L1110-1121).
+      // 500 or 504, the details reach only the access log (`ext_proc.cc` @ v1.35.0 onGrpcError L1648-1673,
+      // onMessageTimeout L1686-1713, handleErrorResponse L1452-1462).
       this.parts.host.sendLocalReply(outcome.status, EMPTY_BODY);
       return;
     }

@@ -176,11 +176,11 @@ export class MutationCounts {
 
 /**
  * Envoy's Checker::isAllowed with the default HeaderMutationRules (kvroute's EnvoyFilter sets no `mutation_rules`),
- * `source/extensions/filters/common/mutation_rules/mutation_rules.cc` @ v1.35.0 L66-103: never remove `host` or a
+ * `source/extensions/filters/common/mutation_rules/mutation_rules.cc` @ v1.35.0 L69-102: never remove `host` or a
  * `:`-header (HeaderUtility::isModifiableHeader); never touch the "extra routing headers" `host`, `:authority`,
  * `:method`, `:scheme`; never append to a `:`-header; never touch `x-envoy-*`. Every target uses these rules, the
  * ImmediateResponse's headers included: `sendImmediateResponse` applies `config().mutationChecker()`, not the
- * permissive ImmediateMutationChecker the file defines (`ext_proc.cc` @ v1.35.0 L1745-1748; the same through main
+ * permissive ImmediateMutationChecker the file defines (`ext_proc.cc` @ v1.35.0 L1741-1751; the same through main
  * @ 06e40b2de3).
  */
 function envoyAllows(op: 'set' | 'append' | 'remove', name: string): boolean {
@@ -190,7 +190,7 @@ function envoyAllows(op: 'set' | 'append' | 'remove', name: string): boolean {
   return !name.startsWith('x-envoy-');
 }
 
-/** Checker::isValidValue (L105-132) for the names it checks beyond the character set: `:status` is an integer >= 200. */
+/** Checker::isValidValue (L104-132) for the names it checks beyond the character set: `:status` is an integer >= 200. */
 function envoyValueValid(name: string, value: string): boolean {
   if (name !== ':status') return true;
   // absl::SimpleAtoi: optional surrounding whitespace and sign, then decimal digits.

@@ -151,7 +151,7 @@ export class RequestPhase {
     this.applyHeaderMutation(common, isReplace(common.status));
     const bm = common.body_mutation;
     if (bm) {
-      // ProcessorState::validateContentLength (`processor_state.cc` @ v1.35.0 L437-454) runs for any body_mutation
+      // ProcessorState::validateContentLength (`processor_state.cc` @ v1.35.0 L468-484) runs for any body_mutation
       // that is present, and compares a numeric Content-Length with `body_mutation.body()`, which is empty unless the
       // mutation is a `body`: so `clear_body` (true or false), an empty BodyMutation or a `streamed_response` in
       // BUFFERED mode all fail against a non-zero Content-Length.
@@ -180,7 +180,7 @@ export class RequestPhase {
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
     const trailers = this.downstream.trailers;
     // In FULL_DUPLEX_STREAMED Envoy takes a trailers answer in any state (ProcessorState::handleTrailersResponse,
-    // `processor_state.cc` @ v1.35.0 L499-521): with no trailers sent it has nothing to apply, and is not spurious.
+    // `processor_state.cc` @ v1.35.0 L505-526): with no trailers sent it has nothing to apply, and is not spurious.
     if (this.mode.duplex && this.router.routed && (this.sent !== 'trailers' || this.step === 'complete')) return;
     if (this.sent !== 'trailers' || this.step === 'complete' || !this.router.routed || !trailers) {
       return this.filter.spurious('unexpected request trailers answer');
@@ -223,7 +223,7 @@ export class RequestPhase {
     const body = streamed.body ?? EMPTY_BODY;
     this.inFlight = Math.max(0, this.inFlight - body.length);
     this.router.write(body);
-    // handleBodyResponse clears the route cache for every body answer (`processor_state.cc` @ v1.35.0 L352-354);
+    // handleBodyResponse clears the route cache for every body answer (`processor_state.cc` @ v1.35.0 L354);
     // a streamed body answer's header_mutation is never applied but still counts as one there.
     if (common.clear_route_cache) this.filter.countRouteCacheClear(common.header_mutation != null);
     if (!streamed.end_of_stream) return;
@@ -239,7 +239,7 @@ export class RequestPhase {
 
   /**
    * CONTINUE_AND_REPLACE on the headers (ProcessorState::handleHeaderContinueAndReplace, `processor_state.cc`
-   * @ v1.35.0 L176-210): with a body_mutation present, the body so far (BUFFERED: what the filter manager holds;
+   * @ v1.35.0 L174-212): with a body_mutation present, the body so far (BUFFERED: what the filter manager holds;
    * FULL_DUPLEX_STREAMED: nothing, it was drained) is mutated and replaces the client's entirely, and Content-Length
    * is removed, so the upstream gets it chunked.
    */

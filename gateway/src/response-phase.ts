@@ -135,7 +135,7 @@ export class ResponsePhase implements ResponseFilter {
     this.filter.mutate(headers, common.header_mutation, 'response', { replacingMessage: replacing, removeContentLength: this.modes.body });
     // CONTINUE_AND_REPLACE with a body_mutation present: the (empty) body so far, mutated, replaces the upstream's,
     // and Content-Length is removed, so the client gets it chunked (ProcessorState::handleHeaderContinueAndReplace,
-    // `processor_state.cc` @ v1.35.0 L176-210).
+    // `processor_state.cc` @ v1.35.0 L174-212).
     const replacement = replacing && common.body_mutation ? bodyReplacement(common.body_mutation) ?? EMPTY_BODY : null;
     if (replacement) {
       this.step = 'complete';

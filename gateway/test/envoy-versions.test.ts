@@ -258,7 +258,7 @@ describe('a spurious answer: EP/ext_proc.cc onReceiveMessage @ v1.35.0 L1620-164
     try {
       const r = await send(gw.port, { body: completion(), headers: json });
       expect(r.status).toBe(status);
-      // Counted fail open or not (L1629), and never as received.
+      // Counted fail open or not (L1623), and never as received.
       expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 1, stream_msgs_received: 0 });
       if (status === 500) {
         // handleErrorResponse: an ImmediateResponse with details and no body.

@@ -47,7 +47,7 @@ function on(kind: MessageKind, answers: (plain: unknown) => readonly unknown[]):
   return { respond: (k, _msg, plain) => (k === kind ? answers(plain) : undefined) };
 }
 
-describe('ImmediateResponse: Filter::sendImmediateResponse (EP/ext_proc.cc @ v1.35.0 L1727-1761) and prepareLocalReply (source/common/http/utility.cc L709-781)', () => {
+describe('ImmediateResponse: Filter::sendImmediateResponse (EP/ext_proc.cc @ v1.35.0 L1728-1763) and prepareLocalReply (source/common/http/utility.cc L709-781)', () => {
   const immediate = (ir: Record<string, unknown>): ProcessingResponse => ({ immediate_response: ir } as ProcessingResponse);
 
   it('applies its headers under the default rules: x-envoy-* is refused and counted, the rest set', async () => {
@@ -145,7 +145,7 @@ describe('header mutations on a live stream (EP/mutation_utils.cc @ v1.35.0)', (
   });
 });
 
-describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1185-1230)', () => {
+describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1558-1615)', () => {
   it('is not taken from a message with no response member: that message is spurious and its pick is dropped', async () => {
     const pick = ups[1].address;
     await withEpp(on('request_headers', () => [{ dynamic_metadata: destinationMetadata('envoy.lb', 'x-gateway-destination-endpoint', pick) }]),
@@ -175,7 +175,7 @@ describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1185-1230
   });
 });
 
-describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1150-1183)', () => {
+describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1520-1553)', () => {
   it('is ignored without allow_mode_override (kvroute\'s EnvoyFilter sets none): the response headers still go to the EPP', async () => {
     await withEpp(on('request_headers', (plain) => [{ ...(plain as object), mode_override: { response_header_mode: 'SKIP', response_trailer_mode: 'SKIP' } }]),
       async (port, epp, gw) => {
@@ -201,25 +201,25 @@ describe('what Envoy sends on every message', () => {
     });
   });
 
-  it('metadata_context on headers, body and trailers messages alike (Filter::addDynamicMetadata, L1022-1068)', async () => {
+  it('metadata_context on headers, body and trailers messages alike (Filter::addDynamicMetadata, L1347-1395)', async () => {
     await withEpp({}, async (port, epp) => {
       const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' }, trailers: { 'x-t': '1' } });
       expect(r.status).toBe(200);
       const messages = epp.streams.at(-1)?.messages ?? [];
       expect(messages.map((m) => m.request)).toEqual(['request_headers', 'request_body', 'request_trailers', 'response_headers']);
       for (const m of messages) expect(m.metadata_context).toEqual(expect.objectContaining({ filter_metadata: {} }));
-      // protocol_config on the first message only (encodeProtocolConfig L900-912).
+      // protocol_config on the first message only (encodeProtocolConfig L965-977).
       expect(messages.map((m) => m.protocol_config != null)).toEqual([true, false, false, false]);
     }, { requestTrailerMode: 'send' });
   });
 });
 
-describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedBodyCallback L398-420)', () => {
+describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedBodyCallback L367-389)', () => {
   it.each([
     ['clear_body false', { clear_body: false }],
     ['an empty BodyMutation', {}],
     ['a streamed_response', { streamed_response: { body: raw('x'), end_of_stream: true } }],
-  ])('%s against a non-zero Content-Length is a 500 (validateContentLength L437-454 compares with body())', async (_name, bodyMutation) => {
+  ])('%s against a non-zero Content-Length is a 500 (validateContentLength L468-484 compares with body())', async (_name, bodyMutation) => {
     await withEpp(on('request_body', () => [bodyResponse('request', { body_mutation: bodyMutation })]), async (port) => {
       const body = completion();
       const r = await send(port, { body, headers: { ...json, 'content-length': String(Buffer.byteLength(body)) } });
@@ -239,7 +239,7 @@ describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedB
   });
 });
 
-describe('CONTINUE_AND_REPLACE (EP/processor_state.cc @ v1.35.0 handleHeaderContinueAndReplace L176-210)', () => {
+describe('CONTINUE_AND_REPLACE (EP/processor_state.cc @ v1.35.0 handleHeaderContinueAndReplace L174-212)', () => {
   it('on the request headers: the new body goes upstream without Content-Length (chunked)', async () => {
     await withEpp(on('request_headers', () => [headersResponse('request', { status: 'CONTINUE_AND_REPLACE', body_mutation: { body: raw('{"new":1}') } })]), async (port) => {
       const body = completion();
@@ -262,7 +262,7 @@ describe('CONTINUE_AND_REPLACE (EP/processor_state.cc @ v1.35.0 handleHeaderCont
   });
 });
 
-describe('FULL_DUPLEX_STREAMED trailers answers (EP/processor_state.cc @ v1.35.0 handleTrailersResponse L499-521)', () => {
+describe('FULL_DUPLEX_STREAMED trailers answers (EP/processor_state.cc @ v1.35.0 handleTrailersResponse L505-526)', () => {
   it('takes a trailers answer nothing asked for yet: not spurious, the request goes on', async () => {
     await withEpp({
       respond: (kind, _msg, plain) => (kind === 'request_body' ? [plain, { request_trailers: {} }] : undefined),
@@ -277,7 +277,7 @@ describe('FULL_DUPLEX_STREAMED trailers answers (EP/processor_state.cc @ v1.35.0
   });
 });
 
-describe('clear_route_cache (EP/processor_state.cc @ v1.35.0 DecodingProcessorState::clearRouteCache L630-655)', () => {
+describe('clear_route_cache (EP/processor_state.cc @ v1.35.0 DecodingProcessorState::clearRouteCache L637-683)', () => {
   it('a streamed (FULL_DUPLEX_STREAMED) body answer without a header mutation counts clear_route_cache_ignored', async () => {
     await withEpp({
       respond: (kind, msg) => {

@@ -76,7 +76,7 @@ describe('EPP unreachable (nothing listening)', () => {
     try {
       const r = await send(gw.port, { body: completion(), headers: json });
       expect(r.status).toBe(500);
-      // Envoy's ImmediateResponse for a gRPC error carries details but no body (onGrpcError @ v1.35.0 L1661-1671).
+      // Envoy's ImmediateResponse for a gRPC error carries details but no body (onGrpcError @ v1.35.0 L1648-1673).
       expect(r.body.length).toBe(0);
       expect(r.headers['content-length']).toBe('0');
       const g = await send(gw.port, { method: 'GET', path: '/v1/x' });
@@ -178,7 +178,7 @@ describe('EPP that never answers', () => {
     }
   });
 
-  it('answers an empty 504 on a message timeout when failure_mode_allow is false (onMessageTimeout @ v1.35.0 L1700-1712)', async () => {
+  it('answers an empty 504 on a message timeout when failure_mode_allow is false (onMessageTimeout @ v1.35.0 L1686-1713)', async () => {
     const logs = collectLogs();
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 200, failureModeAllow: false, logger: logs });
     try {

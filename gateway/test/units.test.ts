@@ -113,7 +113,7 @@ describe('RingHash', () => {
 
 // Envoy's MutationUtils::applyHeaderMutations and the default HeaderMutationRules checker, as read at
 // envoyproxy/envoy v1.35.0 (84305a6cb6): source/extensions/filters/http/ext_proc/mutation_utils.cc L109-197,
-// source/extensions/filters/common/mutation_rules/mutation_rules.cc L56-132.
+// source/extensions/filters/common/mutation_rules/mutation_rules.cc L57-132.
 describe('applyHeaderMutation (Envoy default mutation rules, mutation_utils.cc @ v1.35.0)', () => {
   const set = (key: string, value: string, extra: Record<string, unknown> = {}): DecodedHeaderValueOption[] =>
     [{ header: { key, raw_value: Buffer.from(value) }, ...extra }];
