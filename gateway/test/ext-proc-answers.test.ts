@@ -239,6 +239,19 @@ describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedB
   });
 });
 
+describe('answer size', () => {
+  it('takes a body answer of any size: Envoy\'s gRPC client has no receive limit by default (grpc_service.proto @ v1.35.0 L54-58)', async () => {
+    // The gateway's own limits are set low, so its largest outgoing message is about 1 MiB; the answer is 2 MiB.
+    const big = Buffer.alloc(2 * 1024 * 1024, 0x61);
+    await withEpp(on('request_body', () => [bodyResponse('request', { body_mutation: { body: big } })]), async (port, _epp, gw) => {
+      const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' } });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: big.length });
+      expect(gw.stats().failOpens).toBe(0);
+    }, { requestBodyBufferLimitBytes: 1024, maxRequestBodyBytes: 1024 });
+  });
+});
+
 describe('CONTINUE_AND_REPLACE (EP/processor_state.cc @ v1.35.0 handleHeaderContinueAndReplace L174-212)', () => {
   it('on the request headers: the new body goes upstream without Content-Length (chunked)', async () => {
     await withEpp(on('request_headers', () => [headersResponse('request', { status: 'CONTINUE_AND_REPLACE', body_mutation: { body: raw('{"new":1}') } })]), async (port) => {
