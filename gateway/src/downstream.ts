@@ -90,7 +90,9 @@ export class Downstream {
     const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const xff = headers.get('x-forwarded-for');
     if (remote) headers.set('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
-    // The Istio gateway's HCM uses the remote address with no trusted hops (`numTrustedProxies` 0), so Envoy
+    // The Istio gateway's HCM uses the remote address with no trusted hops (istio/istio
+    // `pilot/pkg/networking/core/gateway.go` @ 01fc9e4e42: createGatewayHTTPFilterChainOpts `useRemoteAddress: true`,
+    // buildGatewayConnectionManager `xffNumTrustedHops` 0 unless gatewayTopology.numTrustedProxies), so Envoy
     // overwrites whatever X-Forwarded-Proto the client sent with the connection's scheme (mutateXffRequestHeaders,
     // `conn_manager_utility.cc` @ v1.35.0 L152-155); this listener is plaintext.
     headers.set('x-forwarded-proto', 'http');
