@@ -16,6 +16,16 @@ import type { StatsCollector } from './stats';
  */
 export type RequestPause = 'upstream' | 'grpc';
 
+/** The request headers Envoy removes from an edge request (`conn_manager_utility.cc` @ v1.35.0 L110, L319-352). */
+const EDGE_STRIPPED = [
+  'x-envoy-internal', 'x-envoy-decorator-operation', 'x-envoy-downstream-service-cluster', 'x-envoy-downstream-service-node',
+  'x-envoy-original-path', 'x-envoy-original-host', 'x-envoy-retriable-status-codes', 'x-envoy-retriable-header-names',
+  'x-envoy-retry-on', 'x-envoy-retry-grpc-on', 'x-envoy-max-retries', 'x-envoy-upstream-alt-stat-name',
+  'x-envoy-upstream-rq-timeout-ms', 'x-envoy-upstream-rq-per-try-timeout-ms', 'x-envoy-upstream-rq-timeout-alt-response',
+  'x-envoy-expected-rq-timeout-ms', 'x-envoy-force-trace', 'x-envoy-ip-tags', 'x-envoy-original-url',
+  'x-envoy-hedge-on-per-try-timeout',
+];
+
 export interface DownstreamEvents {
   /**
    * Bytes moved on this stream, either way: request headers, data or trailers in, response headers, data or trailers
@@ -96,7 +106,17 @@ export class Downstream {
     // overwrites whatever X-Forwarded-Proto the client sent with the connection's scheme (mutateXffRequestHeaders,
     // `conn_manager_utility.cc` @ v1.35.0 L152-155); this listener is plaintext.
     headers.set('x-forwarded-proto', 'http');
-    if (!headers.get('x-request-id')) headers.set('x-request-id', randomUUID());
+    // Every request is an edge request there: Istio sets no `internal_address_config` by default (gateway.go
+    // buildGatewayConnectionManager, only with ENABLE_HCM_INTERNAL_NETWORKS), and since Envoy 1.33 the default one
+    // trusts no address (DefaultInternalAddressConfig under the runtime guard `explicit_internal_address_config`,
+    // `source/common/http/conn_manager_config.h` @ v1.35.0 L191-199, on by default). So Envoy strips the headers a
+    // client must not inject (ConnectionManagerUtility::cleanInternalHeaders with edge_request, L110 and L319-352),
+    // sets `x-envoy-external-address` to the client's address (L273-277), and gives the request a fresh
+    // `x-request-id` whatever the client sent (`preserve_external_request_id` unset: UUIDRequestIDExtension::set,
+    // `source/extensions/request_id/uuid/config.cc` @ v1.35.0 L14-44).
+    for (const h of EDGE_STRIPPED) headers.remove(h);
+    if (remote) headers.set('x-envoy-external-address', remote);
+    headers.set('x-request-id', randomUUID());
     this.headers = headers;
   }
 

@@ -188,14 +188,23 @@ describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1520-1553)',
 });
 
 describe('what Envoy sends on every message', () => {
-  it('the request headers as Envoy\'s HCM leaves them: X-Forwarded-Proto overwritten, TE kept as `trailers` (conn_manager_utility.cc @ v1.35.0 L103-113, L152-155, L297-317)', async () => {
+  it('the request headers as Envoy\'s HCM leaves them for an edge request: X-Forwarded-Proto overwritten, TE kept as `trailers`, a fresh x-request-id, x-envoy-external-address, injected x-envoy-* stripped (conn_manager_utility.cc @ v1.35.0 L103-113, L152-155, L273-277, L297-352)', async () => {
     await withEpp({}, async (port, epp) => {
-      const r = await send(port, { body: completion(), headers: { ...json, 'x-forwarded-proto': 'https', te: 'gzip, trailers' } });
+      const r = await send(port, { body: completion(), headers: {
+        ...json, 'x-forwarded-proto': 'https', te: 'gzip, trailers', 'x-request-id': 'client-chosen', 'x-envoy-internal': 'true',
+        'x-envoy-retry-on': '5xx', 'x-envoy-original-path': '/forged', 'x-envoy-custom': 'kept',
+      } });
       expect(r.status).toBe(200);
       const headers = epp.streams.at(-1)?.messages[0]?.request_headers?.headers?.headers ?? [];
       const get = (k: string): string[] => headers.filter((h) => h.key === k).map((h) => Buffer.from(h.raw_value ?? '').toString());
       expect(get('x-forwarded-proto')).toEqual(['http']);
       expect(get('te')).toEqual(['trailers']);
+      // An edge request (no internal addresses): a fresh x-request-id, the client's address, injected x-envoy-* gone.
+      expect(get('x-request-id')).toHaveLength(1);
+      expect(get('x-request-id')[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      expect(get('x-envoy-external-address')).toEqual([LOOPBACK]);
+      for (const h of ['x-envoy-internal', 'x-envoy-retry-on', 'x-envoy-original-path']) expect(get(h)).toEqual([]);
+      expect(get('x-envoy-custom')).toEqual(['kept']);
       expect(r.json().headers['x-forwarded-proto']).toBe('http');
       expect(r.json().headers.te).toBe('trailers');
     });
