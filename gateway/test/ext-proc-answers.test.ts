@@ -187,6 +187,29 @@ describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1520-1553)',
   });
 });
 
+describe('request header limits: the HCM defaults, 100 fields and 60 KiB (source/common/http/http1/codec_impl.cc @ v1.35.0 L571-578, L604-614)', () => {
+  it('answers 431 to more than 100 header fields or more than 60 KiB of them, before any filter; 100 fields or 40 KiB pass', async () => {
+    await withEpp({}, async (port, epp) => {
+      const fields = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-f${i}`, 'v']));
+      // Node's client sends content-type, host, connection and transfer-encoding besides: 96 more make 100.
+      const ok = await send(port, { body: completion(), headers: { ...json, ...fields(96) } });
+      expect(ok.status).toBe(200);
+      const many = await send(port, { body: completion(), headers: { ...json, ...fields(97) } });
+      expect(many.status).toBe(431);
+      expect(many.body.toString()).toBe('Request Header Fields Too Large');
+      expect(epp.streams.length).toBe(1);
+      // 40 KiB passes the gateway (over Node's own 16 KiB default) and reaches the EPP; the test upstream, a Node server
+      // with that default, may refuse it itself.
+      await send(port, { body: completion(), headers: { ...json, 'x-big': 'v'.repeat(40 * 1024) } });
+      expect(epp.streams.length).toBe(2);
+      const big = await send(port, { body: completion(), headers: { ...json, 'x-big': 'v'.repeat(61 * 1024) } });
+      expect(big.status).toBe(431);
+      // Refused before any filter.
+      expect(epp.streams.length).toBe(2);
+    });
+  });
+});
+
 describe('what Envoy sends on every message', () => {
   it('the request headers as Envoy\'s HCM leaves them for an edge request: X-Forwarded-Proto overwritten, TE kept as `trailers`, a fresh x-request-id, x-envoy-external-address, injected x-envoy-* stripped (conn_manager_utility.cc @ v1.35.0 L103-113, L152-155, L273-277, L297-352)', async () => {
     await withEpp({}, async (port, epp) => {
