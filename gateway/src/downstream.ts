@@ -16,6 +16,16 @@ import type { StatsCollector } from './stats';
  */
 export type RequestPause = 'upstream' | 'grpc';
 
+/** The request headers Envoy removes from an edge request (`conn_manager_utility.cc` @ v1.35.0 L110, L319-352). */
+const EDGE_STRIPPED = [
+  'x-envoy-internal', 'x-envoy-decorator-operation', 'x-envoy-downstream-service-cluster', 'x-envoy-downstream-service-node',
+  'x-envoy-original-path', 'x-envoy-original-host', 'x-envoy-retriable-status-codes', 'x-envoy-retriable-header-names',
+  'x-envoy-retry-on', 'x-envoy-retry-grpc-on', 'x-envoy-max-retries', 'x-envoy-upstream-alt-stat-name',
+  'x-envoy-upstream-rq-timeout-ms', 'x-envoy-upstream-rq-per-try-timeout-ms', 'x-envoy-upstream-rq-timeout-alt-response',
+  'x-envoy-expected-rq-timeout-ms', 'x-envoy-force-trace', 'x-envoy-ip-tags', 'x-envoy-original-url',
+  'x-envoy-hedge-on-per-try-timeout',
+];
+
 export interface DownstreamEvents {
   /**
    * Bytes moved on this stream, either way: request headers, data or trailers in, response headers, data or trailers
@@ -41,6 +51,8 @@ export class Downstream {
   readonly headers: HeaderList;
   readonly originalContentLength: string | undefined;
   readonly hasBody: boolean;
+  /** The request is gRPC (Grpc::Common::hasGrpcContentType): local replies are gRPC's. */
+  readonly isGrpcRequest: boolean;
   private bodyEnded = false;
   private bodyTrailers: HeaderList | null = null;
   private connectionDone = false;
@@ -57,6 +69,8 @@ export class Downstream {
     list.remove(SERVED_HEADER);
     this.originalContentLength = list.get('content-length');
     this.hasBody = list.has('transfer-encoding') || (this.originalContentLength !== undefined && this.originalContentLength !== '0');
+    const contentType = list.get('content-type') ?? '';
+    this.isGrpcRequest = contentType === 'application/grpc' || contentType.startsWith('application/grpc+');
     let authority = list.get('host') ?? '';
     let path = req.url ?? '/';
     if (/^https?:\/\//i.test(path)) {
@@ -78,11 +92,31 @@ export class Downstream {
       [':scheme', 'http'],
     ]);
     for (const [n, v] of list.pairs) if (n !== 'host' && !HOP_BY_HOP.has(n)) headers.add(n, v);
+    // TE is kept as `trailers` when it lists that token, else removed (ConnectionManagerUtility::sanitizeTEHeader,
+    // `source/common/http/conn_manager_utility.cc` @ v1.35.0 L297-317), so the EPP and the upstream see it as from
+    // Envoy.
+    const te = list.getJoined('te');
+    if (te !== undefined && te.split(',').some((t) => t.trim() === 'trailers')) headers.add('te', 'trailers');
     const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const xff = headers.get('x-forwarded-for');
     if (remote) headers.set('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
-    if (!headers.has('x-forwarded-proto')) headers.add('x-forwarded-proto', 'http');
-    if (!headers.get('x-request-id')) headers.set('x-request-id', randomUUID());
+    // The Istio gateway's HCM uses the remote address with no trusted hops (istio/istio
+    // `pilot/pkg/networking/core/gateway.go` @ 01fc9e4e42: createGatewayHTTPFilterChainOpts `useRemoteAddress: true`,
+    // buildGatewayConnectionManager `xffNumTrustedHops` 0 unless gatewayTopology.numTrustedProxies), so Envoy
+    // overwrites whatever X-Forwarded-Proto the client sent with the connection's scheme (mutateXffRequestHeaders,
+    // `conn_manager_utility.cc` @ v1.35.0 L152-155); this listener is plaintext.
+    headers.set('x-forwarded-proto', 'http');
+    // Every request is an edge request there: Istio sets no `internal_address_config` by default (gateway.go
+    // buildGatewayConnectionManager, only with ENABLE_HCM_INTERNAL_NETWORKS), and since Envoy 1.33 the default one
+    // trusts no address (DefaultInternalAddressConfig under the runtime guard `explicit_internal_address_config`,
+    // `source/common/http/conn_manager_config.h` @ v1.35.0 L191-199, on by default). So Envoy strips the headers a
+    // client must not inject (ConnectionManagerUtility::cleanInternalHeaders with edge_request, L110 and L319-352),
+    // sets `x-envoy-external-address` to the client's address (L273-277), and gives the request a fresh
+    // `x-request-id` whatever the client sent (`preserve_external_request_id` unset: UUIDRequestIDExtension::set,
+    // `source/extensions/request_id/uuid/config.cc` @ v1.35.0 L14-44).
+    for (const h of EDGE_STRIPPED) headers.remove(h);
+    if (remote) headers.set('x-envoy-external-address', remote);
+    headers.set('x-request-id', randomUUID());
     this.headers = headers;
   }
 
@@ -197,14 +231,29 @@ export class Downstream {
     this.res.destroy();
   }
 
-  /** A response made by the gateway itself (errors, the EPP's ImmediateResponse). */
-  sendLocalReply(status: number, body: string | Buffer, extra?: HeaderList): void {
+  /**
+   * A response made by the gateway itself (errors, the EPP's ImmediateResponse). To a gRPC request (Content-Type
+   * `application/grpc` or `application/grpc+…`, as Grpc::Common::isGrpcRequestHeaders reads the request's headers when
+   * they arrive, `filter_manager.h` requestHeadersInitialized @ v1.35.0 L815-821) it is gRPC's trailers-only answer,
+   * as Utility::prepareLocalReply builds it (`source/common/http/utility.cc` @ v1.35.0 L727-759): status 200,
+   * Content-Type `application/grpc`, `grpc-status` (the one given, else the HTTP status mapped by
+   * Grpc::Utility::httpToGrpcStatus, unless the headers already carry one), `grpc-message` the percent-encoded body,
+   * and no body.
+   */
+  sendLocalReply(status: number, body: string | Buffer, extra?: HeaderList, grpcStatus?: number): void {
     if (this.responseStarted) {
       this.res.destroy();
       return;
     }
-    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    let bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const headers = extra ?? new HeaderList(bytes.length > 0 ? [['content-type', 'text/plain']] : []);
+    if (this.isGrpcRequest) {
+      headers.set('content-type', 'application/grpc');
+      if (!headers.has('grpc-status')) headers.set('grpc-status', String(grpcStatus ?? httpToGrpcStatus(status)));
+      if (bytes.length > 0 && this.method !== 'HEAD') headers.set('grpc-message', grpcPercentEncode(bytes));
+      status = 200;
+      bytes = Buffer.alloc(0);
+    }
     headers.set('content-length', String(bytes.length));
     this.onResponseHeaders();
     this.onActivity();
@@ -213,4 +262,29 @@ export class Downstream {
     this.res.writeHead(status, headers.toRawArray());
     this.res.end(bytes);
   }
+}
+
+/** Grpc::Utility::httpToGrpcStatus (`source/common/grpc/status.cc` @ v1.35.0 L6-26). */
+export function httpToGrpcStatus(status: number): number {
+  switch (status) {
+    case 400: return 13; // INTERNAL
+    case 401: return 16; // UNAUTHENTICATED
+    case 403: return 7; // PERMISSION_DENIED
+    case 404: return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504: return 14; // UNAVAILABLE
+    default: return 2; // UNKNOWN
+  }
+}
+
+/**
+ * `grpc-message` as Envoy writes it (Utility::PercentEncoding::encode with the reserved `%`,
+ * `source/common/http/utility.cc` @ v1.35.0 L1238-1275): bytes below SP, from `~` up, and `%` become `%XX`.
+ */
+export function grpcPercentEncode(bytes: Buffer): string {
+  let out = '';
+  for (const b of bytes) out += b < 0x20 || b >= 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  return out;
 }

@@ -34,7 +34,11 @@
  * - `override_message_timeout_received` / `_ignored`: an override the filter honoured (1 ms <= it <= the configured
  *   `max_message_timeout`, a timer running, the first since the last message either way) or not (onNewTimeout
  *   L1326-1334, ProcessorState::restartMessageTimer); with `max_message_timeout` 0, Envoy's default, every one is ignored;
- * - `clear_route_cache_ignored`: `clear_route_cache` without a header mutation (`processor_state.cc` L648-655);
+ * - `spurious_msgs_received`: every answer out of order, fail open or not (onReceiveMessage L1623);
+ * - `rejected_header_mutations`: every header change Envoy's rules refuse, and every invalid or over-limit mutation
+ *   before its 500 (`mutation_utils.cc` L70-196); not what only this HTTP/1.1 proxy refuses (`headers.ts`);
+ * - `clear_route_cache_ignored`: `clear_route_cache` without a header mutation, on headers and body answers alike
+ *   (`processor_state.cc` L648-655, called from handleHeadersResponse and handleBodyResponse);
  * - `immediate_responses_sent` (>= 1.37): every sendImmediateResponse, the EPP's and ext_proc's own error replies
  *   (`ext_proc.cc` @ v1.37.0 L2079); `server_half_closed` (>= 1.37): onGrpcError while open and onGrpcCloseWithStatus
  *   (L1966, L1996: a gRPC error that fails open counts twice, as there).

@@ -96,7 +96,7 @@ export class Exchange implements FilterHost {
     this.router.route(this.downstream.headers, this.filter?.lbMetadata ?? {}, this.downstream.method);
   }
 
-  sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList): void {
+  sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList, grpcStatus?: number): void {
     if (this.downstream.closed) return;
     this.filter?.closeStream();
     this.router.abort();
@@ -104,7 +104,7 @@ export class Exchange implements FilterHost {
     this.bodyRoute = 'discard';
     this.filter?.dropBuffers();
     this.downstream.discardBody();
-    this.downstream.sendLocalReply(status, body, headers);
+    this.downstream.sendLocalReply(status, body, headers, grpcStatus);
   }
 
   private onClientData(chunk: Buffer): void {

@@ -31,6 +31,8 @@ export interface DecodedImmediateResponse {
   status?: { code?: string | number } | null;
   headers?: DecodedHeaderMutation | null;
   body?: Buffer;
+  /** `envoy.service.ext_proc.v3.GrpcStatus`: the gRPC status a gRPC client gets. */
+  grpc_status?: { status?: number } | null;
   details?: string;
 }
 

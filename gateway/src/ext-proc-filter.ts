@@ -13,7 +13,7 @@ import { EMPTY_BODY, type DecodedImmediateResponse, type DecodedProcessingRespon
 import type { ExtProcCluster } from './ext-proc-cluster';
 import type { ExtProcSession } from './extproc-client';
 import type { Direction, FailureKind, FailurePolicy } from './failure-policy';
-import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderMutation, type MutationTarget } from './headers';
+import { applyHeaderMutation, HeaderList, InvalidMutation, MutationCounts, type DecodedHeaderMutation, type MutationOptions, type MutationTarget } from './headers';
 import type { ResolvedOptions } from './options';
 import { RequestPhase } from './request-phase';
 import { ResponsePhase } from './response-phase';
@@ -31,8 +31,11 @@ export interface FilterHost {
   requestBodyTo(route: RequestBodyRoute): void;
   /** Starts the upstream request (override_host, then the fallback policy); later calls do nothing. */
   route(): void;
-  /** Ends the exchange with a response of the gateway's own (Envoy's sendLocalReply). */
-  sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList): void;
+  /**
+   * Ends the exchange with a response of the gateway's own (Envoy's sendLocalReply); `grpcStatus` is the gRPC status
+   * a gRPC client gets (default: mapped from `status`).
+   */
+  sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList, grpcStatus?: number): void;
 }
 
 /** What the phases ask of the filter. */
@@ -40,7 +43,8 @@ export interface PhaseFilter {
   /** The stream is open (Envoy's `!processing_complete_`). */
   readonly active: boolean;
   send(msg: ProcessingRequest, direction: Direction): void;
-  mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, replacing?: boolean): void;
+  /** Applies a header mutation under Envoy's rules and counts what was refused; throws `InvalidMutation` (a 500). */
+  mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, options?: MutationOptions): void;
   /** An answer with `clear_route_cache` set; `withHeaderMutation`: it also mutated headers (else Envoy ignores it). */
   countRouteCacheClear(withHeaderMutation: boolean): void;
   /** An answer out of order. */
@@ -115,7 +119,6 @@ export class ExtProcFilter implements PhaseFilter {
     });
     this.send({
       request_headers: { headers: downstream.headers.toHeaderMap(), end_of_stream: !downstream.hasBody },
-      metadata_context: { filter_metadata: {} },
       protocol_config: {
         request_body_mode: opts.processingMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'BUFFERED',
         response_body_mode: opts.responseBodyMode === 'full-duplex' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
@@ -130,6 +133,11 @@ export class ExtProcFilter implements PhaseFilter {
   send(msg: ProcessingRequest, direction: Direction): void {
     const session = this.session;
     if (!session || !session.active) return;
+    // Envoy sets `metadata_context` on every message it builds, headers, body and trailers alike, empty when no
+    // forwarding namespace is configured (Filter::addDynamicMetadata, `*req.mutable_metadata_context() =
+    // forwarding_metadata`, called from buildHeaderRequest, setupBodyChunk and sendTrailers, `ext_proc.cc` @ v1.35.0
+    // L1347-1395, from L979, L1222 and L1244).
+    msg.metadata_context ??= { filter_metadata: {} };
     if (session.send(msg)) return;
     if (!session.active) return;
     // The stream's buffer is full: hold back the side that produced the message until it drains.
@@ -141,8 +149,15 @@ export class ExtProcFilter implements PhaseFilter {
     });
   }
 
-  mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, replacing = false): void {
-    this.ctx.stats.rejectedHeaderMutations += applyHeaderMutation(list, mutation, target, replacing);
+  mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, options: MutationOptions = {}): void {
+    const counts = new MutationCounts();
+    try {
+      applyHeaderMutation(list, mutation, target, { ...options, counts });
+    } finally {
+      // Envoy counts a refusal even when the mutation then fails (mutation_utils.cc @ v1.35.0 L121-196).
+      this.ctx.stats.rejectedHeaderMutations += counts.envoy + counts.proxy;
+      this.ctx.stats.envoy.inc('rejected_header_mutations', counts.envoy);
+    }
   }
 
   countRouteCacheClear(withHeaderMutation: boolean): void {
@@ -156,15 +171,22 @@ export class ExtProcFilter implements PhaseFilter {
   /** An answer out of order: the failure policy decides, as for a stream error (`ext_proc.cc` @ v1.35.0 L1620-1643). */
   spurious(detail: string): void {
     this.spuriousAnswer = true;
+    // Every out-of-order answer counts, fail open or not (onReceiveMessage @ v1.35.0 L1623).
+    this.ctx.stats.envoy.inc('spurious_msgs_received');
     // FAILED_PRECONDITION, the status Envoy's processing code uses for "spurious message".
     this.onStreamFailure('spurious', `spurious message: ${detail}`, 9);
   }
 
+  /**
+   * Envoy's handleErrorResponse (`ext_proc.cc` @ v1.35.0 L1452-1462): a 500 local reply whose ImmediateResponse has
+   * no body, the message only in the response code details (access logs), so the client gets an empty 500.
+   */
   processingError(detail: string): void {
     this.ctx.stats.envoy.inc('immediate_responses_sent');
+    this.ctx.warn('processing-error', 'ext_proc answer refused; 500', { details: detail });
     this.closeStream();
     this.parts.router.abort();
-    this.parts.host.sendLocalReply(500, `ext_proc_error: ${detail}\n`);
+    this.parts.host.sendLocalReply(500, EMPTY_BODY);
   }
 
   /** Envoy's closeStream(): END_STREAM + RST, and the EPP is out of this request. */
@@ -218,7 +240,10 @@ export class ExtProcFilter implements PhaseFilter {
       this.ctx.stats.envoy.inc(honoured ? 'override_message_timeout_received' : 'override_message_timeout_ignored');
       return;
     }
-    this.mergeMetadata(msg);
+    // Envoy takes dynamic metadata only from a message it can dispatch (setDecoderDynamicMetadata /
+    // setEncoderDynamicMetadata in each case of the switch, `ext_proc.cc` @ v1.35.0 L1558-1615): a message with no
+    // response member is spurious and its metadata (a pick included) is dropped.
+    if (msg.response) this.mergeMetadata(msg);
     this.spuriousAnswer = false;
     try {
       this.dispatch(msg);
@@ -268,21 +293,39 @@ export class ExtProcFilter implements PhaseFilter {
     if (ns && typeof ns === 'object' && !Array.isArray(ns)) Object.assign(this.lbMetadata, ns);
   }
 
+  /**
+   * Filter::sendImmediateResponse (`ext_proc.cc` @ v1.35.0 L1728-1763) through the filter manager's local reply
+   * (`source/common/http/utility.cc` prepareLocalReply @ v1.35.0 L709-781):
+   * - the status: 200 when unset, and 200 for anything below 200 (MutationUtils::isValidHttpStatus);
+   * - the headers: the mutation runs on a map holding only `:status`, under the filter's configured (default) rules,
+   *   so `x-envoy-*` and routing headers are refused and counted, and a failure is only logged; the local reply then
+   *   sets `:status` itself, so the EPP cannot change it;
+   * - then, with a body, Content-Length is the body's and Content-Type `text/plain` unless the EPP set one; without a
+   *   body, both are removed;
+   * - `details` go to the response code details only; `grpc_status` matters only for a gRPC request (the local
+   *   reply is then gRPC's, see `Downstream.sendLocalReply`).
+   */
   private onImmediateResponse(ir: DecodedImmediateResponse): void {
     this.ctx.stats.immediateResponses++;
     this.ctx.stats.envoy.inc('immediate_responses_sent');
     let status = this.ctx.statusCodeOf(ir.status?.code ?? undefined);
-    // Envoy: no status means 200, and a status below 200 is not allowed for a local reply.
     if (!ir.status || status < 200) status = 200;
     const body = ir.body ?? EMPTY_BODY;
-    const headers = new HeaderList(body.length > 0 ? [['content-type', 'text/plain']] : []);
+    const headers = new HeaderList([[':status', String(status)]]);
     try {
       this.mutate(headers, ir.headers, 'local-reply');
     } catch (err) {
       this.ctx.warn('immediate', 'ImmediateResponse header mutation failed', { error: String(err) });
     }
+    headers.remove(':status');
+    if (body.length > 0) {
+      if (!headers.has('content-type')) headers.set('content-type', 'text/plain');
+    } else {
+      headers.remove('content-type');
+    }
     this.closeStream();
-    this.parts.host.sendLocalReply(status, body, headers);
+    const grpcStatus = ir.grpc_status ? ir.grpc_status.status ?? 0 : undefined;
+    this.parts.host.sendLocalReply(status, body, headers, grpcStatus);
   }
 
   /** The stream let the request down while open: a session failure (the session closed itself) or a spurious answer. */
@@ -296,9 +339,12 @@ export class ExtProcFilter implements PhaseFilter {
     countEnvoyFailure(stats, kind, outcome.action === 'fail-open');
     if (outcome.action === 'fail-closed') {
       stats.failClosed++;
-      warn(`fail-closed:${kind}`, 'ext_proc failed; failing closed', { kind, detail });
+      warn(`fail-closed:${kind}`, 'ext_proc failed; failing closed', { kind, detail, details: outcome.details });
       this.parts.router.abort();
-      this.parts.host.sendLocalReply(outcome.status, `${outcome.details}\n`);
+      // The ImmediateResponse Envoy builds for these has a status and details but no body: the client gets an empty
+      // 500 or 504, the details reach only the access log (`ext_proc.cc` @ v1.35.0 onGrpcError L1648-1673,
+      // onMessageTimeout L1686-1713, handleErrorResponse L1452-1462).
+      this.parts.host.sendLocalReply(outcome.status, EMPTY_BODY);
       return;
     }
     stats.failOpen(kind);

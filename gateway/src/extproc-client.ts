@@ -39,7 +39,7 @@ export interface ExtProcClientOptions {
   /** `host:port` of the EPP's ext_proc port. */
   readonly target: string;
   readonly messageTimeoutMs: number;
-  /** Largest message either way (buffered bodies travel in one message). */
+  /** Largest message the gateway sends (a buffered body travels in one message); answers have no limit, as in Envoy. */
   readonly maxMessageBytes: number;
 }
 
@@ -68,7 +68,10 @@ export class ExtProcClient {
       'grpc.min_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.max_send_message_length': options.maxMessageBytes,
-      'grpc.max_receive_message_length': options.maxMessageBytes,
+      // Envoy's gRPC client takes answers of any size: GrpcService.EnvoyGrpc `max_receive_message_length` defaults to
+      // 0, unlimited (`api/envoy/config/core/v3/grpc_service.proto` @ v1.35.0 L54-58), and kvroute's EnvoyFilter sets
+      // none. (grpc-js would refuse anything over 4 MiB with RESOURCE_EXHAUSTED.)
+      'grpc.max_receive_message_length': -1,
       // Many concurrent streams with request bodies in flight outgrow Node's 10 MB HTTP/2 session default.
       'grpc-node.max_session_memory': 256,
       // Its own connection: grpc-js otherwise shares one subchannel among channels to the same target, so a new channel

@@ -44,6 +44,18 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** The HCM's default request header limits (`max_request_headers_count`, `max_request_headers_kb`). */
+export const MAX_REQUEST_HEADERS_COUNT = 100;
+export const MAX_REQUEST_HEADERS_KB = 60;
+
+/** Whether Envoy's HTTP/1 codec would refuse these request headers (count, or bytes of names and values). */
+function requestHeadersTooLarge(raw: readonly string[]): boolean {
+  if (raw.length / 2 > MAX_REQUEST_HEADERS_COUNT) return true;
+  let bytes = 0;
+  for (const part of raw) bytes += Buffer.byteLength(part, 'latin1');
+  return bytes > MAX_REQUEST_HEADERS_KB * 1024;
+}
+
 /** Extra buffer room for a gRPC message around the largest body (buffered, or the full-duplex cap). */
 const GRPC_MESSAGE_OVERHEAD = 1024 * 1024;
 const WARN_INTERVAL_MS = 1000;
@@ -169,7 +181,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     stream_msgs_sent: sum((c) => c.messagesSent),
     // The filter counts the closes Envoy counts in its own callbacks; the session those of live streams it closed.
     streams_closed: sum((c) => c.streamsClosed) + stats.envoy.get('streams_closed'),
-    rejected_header_mutations: stats.rejectedHeaderMutations,
   }) : {});
 
   const updateMembers = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -209,6 +220,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Envoy's own stream timeouts (HCM request_timeout, route idle_timeout and timeout) are the gateway's, per
     // exchange (`timeouts.ts`); Node's must not answer first.
     requestTimeout: 0,
+    // Node's own 16 KiB header limit would answer before Envoy's 60 KiB one (checked per request below).
+    maxHeaderSize: 2 * MAX_REQUEST_HEADERS_KB * 1024,
   }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === EXT_PROC_MEMBERS_PATH) {
@@ -233,6 +246,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     if (closing) res.shouldKeepAlive = false;
+    if (requestHeadersTooLarge(req.rawHeaders)) {
+      // Envoy's HTTP/1 codec: more than `max_request_headers_count` header fields, or more than
+      // `max_request_headers_kb` of names and values (the HCM's defaults, 100 and 60 KiB; neither Istio nor kvroute sets
+      // them), is a protocol error answered 431 with the code's name as the body, and the connection is closed
+      // (`source/common/http/http1/codec_impl.cc` @ v1.35.0 completeCurrentHeader L571-578, checkMaxHeadersSize L604-614,
+      // ServerConnectionImpl::sendProtocolError L1369-1390).
+      const body = Buffer.from(http.STATUS_CODES[431] ?? '');
+      stats.status(431);
+      res.shouldKeepAlive = false;
+      res.writeHead(431, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
+      res.end(body);
+      req.resume();
+      return;
+    }
     const x = new Exchange(ctx, req, res);
     exchanges.add(x);
     try {

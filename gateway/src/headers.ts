@@ -97,7 +97,9 @@ export function trailerRecord(list: HeaderList | null): Record<string, string> |
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Validation (what Node will accept on the wire; Envoy's own check is laxer on values, never stricter).
+// Validation. Envoy's own checks (`source/common/http/header_utility.cc` @ v1.35.0): headerNameIsValid L132-150 (an
+// optional leading `:`, then RFC 9110 tchars, upper case allowed), headerValueIsValid L127-130 (oghttp2's value check
+// with obs-text: HTAB, SP-`~` and 0x80-0xff).
 
 const TOKEN = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 // eslint-disable-next-line no-control-regex
@@ -111,10 +113,15 @@ export function isValidHeaderValue(value: string): boolean {
   return !BAD_VALUE.test(value);
 }
 
-/** A header value out of an ext_proc HeaderValue: `raw_value` bytes when set (what Envoy reads), else `value`. */
+/**
+ * A header value out of an ext_proc mutation's HeaderValue: the `raw_value` bytes, and only those. Envoy has read
+ * nothing else since the runtime guard `send_header_raw_value` was removed (#35388, v1.32): a HeaderValue that sets
+ * only `value` sets the header to the empty string, and one that sets both uses `raw_value`
+ * (`source/extensions/filters/http/ext_proc/mutation_utils.cc` applyHeaderMutations @ v1.35.0 L156, unchanged through
+ * main @ 06e40b2de3, Dec 2025).
+ */
 export function headerValueText(h: HeaderValue): string {
-  if (h.raw_value && h.raw_value.length > 0) return Buffer.from(h.raw_value).toString('latin1');
-  return Buffer.from(h.value ?? '', 'utf8').toString('latin1');
+  return h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('latin1') : '';
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -123,9 +130,9 @@ export function headerValueText(h: HeaderValue): string {
 /** proto-loader object form of the HeaderMutation members the gateway reads. */
 export interface DecodedHeaderValueOption {
   header?: HeaderValue | null;
-  /** `google.protobuf.BoolValue` (deprecated `append`). */
+  /** `google.protobuf.BoolValue` (deprecated `append`): the only append flag Envoy's ext_proc reads. */
   append?: { value?: boolean } | null;
-  /** Enum name (proto-loader `enums: String`), or a number for a value this proto snapshot does not know. */
+  /** Ignored by Envoy's ext_proc (mutation_utils.cc reads only `append`); kept for the decoder's shape. */
   append_action?: string | number;
   keep_empty_value?: boolean;
 }
@@ -137,103 +144,170 @@ export interface DecodedHeaderMutation {
 
 export type MutationTarget = 'request' | 'response' | 'trailers' | 'local-reply';
 
-/** Raised for a mutation Envoy answers with a 500 local reply (invalid characters, both value and raw_value set). */
+/**
+ * Raised for a mutation Envoy answers with a 500 local reply (`handleErrorResponse`): an invalid character, too many
+ * set or remove entries, or a result over the header map's limits. The message is Envoy's.
+ */
 export class InvalidMutation extends Error {}
+
+/**
+ * The header map limits Envoy checks a mutation against (MutationUtils::responseHeaderSizeCheck and
+ * headerMutationResultCheck, `mutation_utils.cc` @ v1.35.0 L70-107): the request map's are the HCM's
+ * `max_request_headers_count` (default 100) and `max_request_headers_kb` (default 60), the upstream response's the
+ * cluster's `max_headers_count` and `max_response_headers_kb` (the same defaults; kvroute's manifests and Istio set
+ * neither). A local reply's map is built without limits (`createHeaderMap<ResponseHeaderMapImpl>`, whose defaults are
+ * UINT32_MAX, `source/common/http/header_map_impl.h` @ v1.35.0 L494-497).
+ */
+export const MAX_HEADERS_COUNT = 100;
+export const MAX_HEADERS_KB = 60;
+
+/** What a mutation was refused, counted two ways. */
+export class MutationCounts {
+  /** Refused by Envoy's rules: Envoy's `rejected_header_mutations`. */
+  envoy = 0;
+  /**
+   * Allowed by Envoy but refused by this HTTP/1.1 proxy, which cannot carry them: framing headers it writes itself
+   * (hop-by-hop ones; `content-length` outside request headers), a pseudo-header the target does not have, a `:path`
+   * or `:status` Node cannot write. Envoy would apply these; the gateway counts them only in its own
+   * `rejectedHeaderMutations`.
+   */
+  proxy = 0;
+}
+
+/**
+ * Envoy's Checker::isAllowed with the default HeaderMutationRules (kvroute's EnvoyFilter sets no `mutation_rules`),
+ * `source/extensions/filters/common/mutation_rules/mutation_rules.cc` @ v1.35.0 L69-102: never remove `host` or a
+ * `:`-header (HeaderUtility::isModifiableHeader); never touch the "extra routing headers" `host`, `:authority`,
+ * `:method`, `:scheme`; never append to a `:`-header; never touch `x-envoy-*`. Every target uses these rules, the
+ * ImmediateResponse's headers included: `sendImmediateResponse` applies `config().mutationChecker()`, not the
+ * permissive ImmediateMutationChecker the file defines (`ext_proc.cc` @ v1.35.0 L1741-1751; the same through main
+ * @ 06e40b2de3).
+ */
+function envoyAllows(op: 'set' | 'append' | 'remove', name: string): boolean {
+  if (op === 'remove' && (name.startsWith(':') || name === 'host')) return false;
+  if (ROUTING_HEADERS.has(name)) return false;
+  if (name.startsWith(':') && op === 'append') return false;
+  return !name.startsWith('x-envoy-');
+}
+
+/** Checker::isValidValue (L104-132) for the names it checks beyond the character set: `:status` is an integer >= 200. */
+function envoyValueValid(name: string, value: string): boolean {
+  if (name !== ':status') return true;
+  // absl::SimpleAtoi: optional surrounding whitespace and sign, then decimal digits.
+  const m = /^[ \t\n\v\f\r]*\+?(\d+)[ \t\n\v\f\r]*$/.exec(value);
+  return m !== null && Number(m[1]) >= 200;
+}
 
 const ROUTING_HEADERS = new Set(['host', ':authority', ':method', ':scheme']);
 
-/**
- * Envoy's default HeaderMutationRules (no `mutation_rules` in our EnvoyFilter): routing headers (`host`,
- * `:authority`, `:method`, `:scheme`) and `x-envoy-*` headers may not be changed; everything else may. A local reply
- * (ImmediateResponse) uses Envoy's permissive checker that allows both. On top, this proxy refuses what it cannot
- * honour over HTTP/1.1: hop-by-hop/framing headers (it writes its own), `content-length` outside requests, removing
- * pseudo-headers, and pseudo-headers that do not belong to the target.
- */
-function allowed(target: MutationTarget, name: string, op: 'set' | 'remove', replacingMessage: boolean): boolean {
-  if (HOP_BY_HOP.has(name)) return false;
-  // Requests: kept so a buffered body mutation can be checked against it (as Envoy does); the proxy then frames the
-  // body it actually sends. Responses and local replies: the proxy owns framing.
-  if (name === 'content-length') return target === 'request';
-  if (name.startsWith(':')) {
-    if (op === 'remove') return false;
-    if (target === 'request') {
-      if (name === ':path') return true;
-      return name === ':method' && replacingMessage;
-    }
-    return target === 'response' && name === ':status';
-  }
-  if (target === 'local-reply') return true;
-  if (ROUTING_HEADERS.has(name)) return name === ':method' && replacingMessage;
-  if (name.startsWith('x-envoy-')) return false;
+/** Pseudo-headers each target carries (and this proxy can write back out). */
+const PSEUDO: Readonly<Record<MutationTarget, ReadonlySet<string>>> = {
+  request: new Set([':authority', ':path', ':method', ':scheme']),
+  response: new Set([':status']),
+  trailers: new Set(),
+  'local-reply': new Set([':status']),
+};
+
+/** Whether this HTTP/1.1 proxy can carry a change Envoy's rules allowed (see `MutationCounts.proxy`). */
+function proxyCarries(target: MutationTarget, name: string, value: string | null): boolean {
+  if (HOP_BY_HOP.has(name)) return value === null;
+  // A request's Content-Length stays, to be checked against a mutated BUFFERED body (as Envoy does); the proxy frames
+  // the body it sends. Elsewhere it may only go.
+  if (name === 'content-length') return target === 'request' || value === null;
+  if (!name.startsWith(':')) return name !== '';
+  if (!PSEUDO[target].has(name)) return false;
+  if (value === null) return true;
+  if (name === ':status') return /^[1-9]\d\d$/.test(value);
+  // Node writes the request target as given, refusing only bytes outside 0x21-0xff.
+  if (name === ':path') return value !== '' && !/[^\x21-\xff]/.test(value);
   return true;
 }
 
-function appendMode(opt: DecodedHeaderValueOption, exists: boolean): 'append' | 'overwrite' | 'skip' {
-  switch (opt.append_action) {
-    case 'ADD_IF_ABSENT':
-    case 2:
-      return exists ? 'skip' : 'append';
-    case 'OVERWRITE_IF_EXISTS_OR_ADD':
-    case 1:
-      return 'overwrite';
-    case 'OVERWRITE_IF_EXISTS':
-    case 3:
-      return exists ? 'overwrite' : 'skip';
-    default:
-      // APPEND_IF_EXISTS_OR_ADD is the enum's zero value, so it cannot be told apart from "unset": Envoy then falls
-      // back to the deprecated `append` BoolValue, which defaults to false, i.e. overwrite.
-      return opt.append?.value ? 'append' : 'overwrite';
-  }
+function sizeOf(headers: HeaderList): number {
+  let bytes = 0;
+  for (const [n, v] of headers.pairs) bytes += n.length + v.length;
+  return bytes;
+}
+
+export interface MutationOptions {
+  /** The message's status is CONTINUE_AND_REPLACE: `:method` may change (mutation_utils.cc L169-173). */
+  readonly replacingMessage?: boolean;
+  /**
+   * The direction's body mode removes Content-Length (STREAMED, FULL_DUPLEX_STREAMED, ...): a Content-Length in
+   * `set_headers` is skipped, uncounted (`remove_content_length`, mutation_utils.cc L150-154).
+   */
+  readonly removeContentLength?: boolean;
+  /** Where the counts go (kept when the mutation throws); a fresh one by default. */
+  readonly counts?: MutationCounts;
 }
 
 /**
- * Applies `mutation` to `headers` in place: removals first, then sets, as Envoy does. Disallowed changes are skipped
- * and counted; malformed ones throw `InvalidMutation`. Returns the number of skipped changes.
+ * Applies `mutation` to `headers` in place as Envoy's MutationUtils::applyHeaderMutations does (`mutation_utils.cc`
+ * @ v1.35.0 L109-197): first the entry counts against the map's limit, then removals, then sets in order, then the
+ * result against the map's limits. A change the rules refuse is skipped and counted; an invalid character or a limit
+ * throws `InvalidMutation` (counted first, and what was applied before it stays, as in Envoy). `append` (the
+ * BoolValue) adds a value when the header exists, else sets it; `append_action` is not read. Returns the counts.
  */
 export function applyHeaderMutation(
   headers: HeaderList,
   mutation: DecodedHeaderMutation | null | undefined,
   target: MutationTarget,
-  replacingMessage = false,
-): number {
-  if (!mutation) return 0;
-  let rejected = 0;
-  for (const raw of mutation.remove_headers ?? []) {
+  options: MutationOptions = {},
+): MutationCounts {
+  const counts = options.counts ?? new MutationCounts();
+  if (!mutation) return counts;
+  const removes = mutation.remove_headers ?? [];
+  const sets = mutation.set_headers ?? [];
+  const limited = target !== 'local-reply';
+  if (limited && (removes.length > MAX_HEADERS_COUNT || sets.length > MAX_HEADERS_COUNT)) {
+    counts.envoy++;
+    throw new InvalidMutation(`Header mutation remove header count ${removes.length} or set header count ${sets.length} exceed the HCM header countlimit ${MAX_HEADERS_COUNT}`);
+  }
+  for (const raw of removes) {
     const name = raw.toLowerCase();
-    if (!isValidHeaderName(name)) throw new InvalidMutation('Invalid character in remove_headers mutation.');
-    if (!allowed(target, name, 'remove', replacingMessage)) {
-      rejected++;
+    // headerNameIsValid accepts the empty name (nothing to check), and removing it removes nothing.
+    if (name !== '' && !isValidHeaderName(name)) {
+      counts.envoy++;
+      throw new InvalidMutation('Invalid character in remove_headers mutation.');
+    }
+    if (!envoyAllows('remove', name)) {
+      counts.envoy++;
+      continue;
+    }
+    if (!proxyCarries(target, name, null)) {
+      counts.proxy++;
       continue;
     }
     headers.remove(name);
   }
-  for (const opt of mutation.set_headers ?? []) {
+  for (const opt of sets) {
     const h = opt.header;
-    if (!h || !h.key) continue;
-    if ((h.value ?? '') !== '' && h.raw_value && h.raw_value.length > 0) {
-      throw new InvalidMutation('Only one of value or raw_value in the HeaderValue message should be set.');
-    }
-    const name = h.key.toLowerCase();
+    if (!h) continue;
+    const name = (h.key ?? '').toLowerCase();
+    if (options.removeContentLength && name === 'content-length') continue;
     const value = headerValueText(h);
-    if (!isValidHeaderName(name) || !isValidHeaderValue(value)) {
+    if ((name !== '' && !isValidHeaderName(name)) || !isValidHeaderValue(value)) {
+      counts.envoy++;
       throw new InvalidMutation('Invalid character in set_headers mutation.');
     }
-    if (!allowed(target, name, 'set', replacingMessage)) {
-      rejected++;
+    const append = opt.append?.value === true;
+    const op = append && headers.has(name) ? 'append' : 'set';
+    const allowed = (options.replacingMessage === true && name === ':method')
+      || (envoyAllows(op, name) && envoyValueValid(name, value));
+    if (!allowed) {
+      counts.envoy++;
       continue;
     }
-    if (name === ':status' && !/^[2-9]\d\d$/.test(value)) {
-      rejected++;
+    if (!proxyCarries(target, name, value)) {
+      counts.proxy++;
       continue;
     }
-    if (name === ':path' && !(value.startsWith('/') && !/[\s]/.test(value))) {
-      rejected++;
-      continue;
-    }
-    const mode = appendMode(opt, headers.has(name));
-    if (mode === 'skip') continue;
-    if (mode === 'append' && !name.startsWith(':')) headers.add(name, value);
+    if (append && !name.startsWith(':')) headers.add(name, value);
     else headers.set(name, value);
   }
-  return rejected;
+  if (limited && (headers.pairs.length > MAX_HEADERS_COUNT || sizeOf(headers) > MAX_HEADERS_KB * 1024)) {
+    counts.envoy++;
+    throw new InvalidMutation(`Header mutation causes end result header count ${headers.pairs.length} or header size ${sizeOf(headers)} bytes, exceeding the count limit ${MAX_HEADERS_COUNT} or the size limit ${MAX_HEADERS_KB} kilobytes`);
+  }
+  return counts;
 }

@@ -149,19 +149,27 @@ export class RequestPhase {
     this.step = 'complete';
     const headers = this.downstream.headers;
     this.applyHeaderMutation(common, isReplace(common.status));
-    const replacement = bodyReplacement(common.body_mutation);
-    if (replacement) {
+    const bm = common.body_mutation;
+    if (bm) {
+      // ProcessorState::validateContentLength (`processor_state.cc` @ v1.35.0 L468-484) runs for any body_mutation
+      // that is present, and compares a numeric Content-Length with `body_mutation.body()`, which is empty unless the
+      // mutation is a `body`: so `clear_body` (true or false), an empty BodyMutation or a `streamed_response` in
+      // BUFFERED mode all fail against a non-zero Content-Length.
       const cl = headers.get('content-length');
-      if (cl !== undefined && Number(cl) !== replacement.length) {
+      const mutatedLength = bm.mutation === 'body' ? (bm.body ?? EMPTY_BODY).length : 0;
+      if (cl !== undefined && /^\d+$/.test(cl.trim()) && Number(cl.trim()) !== mutatedLength) {
         return this.filter.processingError('mismatch between content length and the length of the mutated body');
       }
     }
+    const replacement = bodyReplacement(bm);
     const body = replacement ?? this.buffered[0] ?? EMPTY_BODY;
     this.buffered = [];
     const trailers = this.downstream.trailers;
-    // The whole body is known, so it gets an exact Content-Length, unless trailers follow (those need chunking).
+    // Envoy leaves the headers as they are: a Content-Length that was there (the client's, or the EPP's, checked
+    // above when the body changed) goes on, so it gets the exact length; without one (a chunked upload, or the EPP
+    // removed it) the upstream gets the body chunked, as does a body followed by trailers.
     if (trailers) headers.remove('content-length');
-    else headers.set('content-length', String(body.length));
+    else if (headers.has('content-length')) headers.set('content-length', String(body.length));
     this.host.route();
     this.router.write(body);
     if (!trailers || !this.mode.trailersThroughEpp) return this.router.end(trailers);
@@ -171,6 +179,9 @@ export class RequestPhase {
 
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
     const trailers = this.downstream.trailers;
+    // In FULL_DUPLEX_STREAMED Envoy takes a trailers answer in any state (ProcessorState::handleTrailersResponse,
+    // `processor_state.cc` @ v1.35.0 L505-526): with no trailers sent it has nothing to apply, and is not spurious.
+    if (this.mode.duplex && this.router.routed && (this.sent !== 'trailers' || this.step === 'complete')) return;
     if (this.sent !== 'trailers' || this.step === 'complete' || !this.router.routed || !trailers) {
       return this.filter.spurious('unexpected request trailers answer');
     }
@@ -212,6 +223,9 @@ export class RequestPhase {
     const body = streamed.body ?? EMPTY_BODY;
     this.inFlight = Math.max(0, this.inFlight - body.length);
     this.router.write(body);
+    // handleBodyResponse clears the route cache for every body answer (`processor_state.cc` @ v1.35.0 L354);
+    // a streamed body answer's header_mutation is never applied but still counts as one there.
+    if (common.clear_route_cache) this.filter.countRouteCacheClear(common.header_mutation != null);
     if (!streamed.end_of_stream) return;
     this.bodyEndOfStream = true;
     this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
@@ -223,14 +237,19 @@ export class RequestPhase {
     if (this.sent !== 'trailers') this.router.end(null);
   }
 
-  /** CONTINUE_AND_REPLACE on the headers: the EPP's body (if any) replaces the client's entirely. */
+  /**
+   * CONTINUE_AND_REPLACE on the headers (ProcessorState::handleHeaderContinueAndReplace, `processor_state.cc`
+   * @ v1.35.0 L174-212): with a body_mutation present, the body so far (BUFFERED: what the filter manager holds;
+   * FULL_DUPLEX_STREAMED: nothing, it was drained) is mutated and replaces the client's entirely, and Content-Length
+   * is removed, so the upstream gets it chunked.
+   */
   private replaceBody(bm: DecodedBodyMutation | null | undefined): void {
     this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
-    const replacement = bodyReplacement(bm);
-    if (replacement) {
+    if (bm) {
+      const replacement = bodyReplacement(bm) ?? (this.mode.duplex ? EMPTY_BODY : Buffer.concat(this.buffered));
       this.host.requestBodyTo('discard');
       this.drop();
-      this.downstream.headers.set('content-length', String(replacement.length));
+      this.downstream.headers.remove('content-length');
       this.host.route();
       this.router.write(replacement);
       this.router.end(null);
@@ -247,7 +266,7 @@ export class RequestPhase {
   }
 
   private applyHeaderMutation(common: DecodedCommonResponse, replacing: boolean): void {
-    this.filter.mutate(this.downstream.headers, common.header_mutation, 'request', replacing);
+    this.filter.mutate(this.downstream.headers, common.header_mutation, 'request', { replacingMessage: replacing, removeContentLength: this.mode.duplex });
     // In FULL_DUPLEX_STREAMED a Content-Length the EPP sets is skipped (MutationUtils::applyHeaderMutations with
     // remove_content_length, `mutation_utils.cc` @ v1.35.0 L150-153): the body stays chunked.
     if (this.mode.duplex) this.downstream.headers.remove('content-length');

@@ -132,12 +132,15 @@ export class ResponsePhase implements ResponseFilter {
     const headers = this.headers;
     if (this.step !== 'headers' || !headers) return this.filter.spurious('unexpected response headers answer');
     const replacing = isReplace(common.status);
-    this.filter.mutate(headers, common.header_mutation, 'response', replacing);
-    const replacement = replacing ? bodyReplacement(common.body_mutation) : null;
+    this.filter.mutate(headers, common.header_mutation, 'response', { replacingMessage: replacing, removeContentLength: this.modes.body });
+    // CONTINUE_AND_REPLACE with a body_mutation present: the (empty) body so far, mutated, replaces the upstream's,
+    // and Content-Length is removed, so the client gets it chunked (ProcessorState::handleHeaderContinueAndReplace,
+    // `processor_state.cc` @ v1.35.0 L174-212).
+    const replacement = replacing && common.body_mutation ? bodyReplacement(common.body_mutation) ?? EMPTY_BODY : null;
     if (replacement) {
       this.step = 'complete';
       this.relay.bodyTo('discard');
-      headers.set('content-length', String(replacement.length));
+      headers.remove('content-length');
       this.relay.writeHead();
       this.relay.endClientWith(replacement);
       this.relay.resume('headers');
@@ -169,6 +172,8 @@ export class ResponsePhase implements ResponseFilter {
 
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
     const trailers = this.trailers;
+    // FULL_DUPLEX_STREAMED: a trailers answer is taken in any state once the response is under way (as on the request).
+    if (this.modes.body && this.step !== 'upstream' && this.step !== 'headers' && (this.sent !== 'trailers' || this.step === 'complete')) return;
     if (this.sent !== 'trailers' || this.step === 'complete' || !trailers) return this.filter.spurious('unexpected response trailers answer');
     this.step = 'complete';
     this.filter.mutate(trailers, mutation, 'trailers');

@@ -8,7 +8,7 @@ import { ENVOY_SEMANTICS_VERSIONS, type EnvoySemanticsVersion } from '../src/env
 import { GatewayConfigError, type GatewayOptions } from '../src/options';
 import { StreamingReply } from './clients';
 import {
-  completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, sha256, startEpp, startUpstream, TestDirector, waitFor,
+  collectLogs, completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, sha256, startEpp, startUpstream, TestDirector, waitFor,
   type Upstream,
 } from './harness';
 import { startScriptedExtProc, type Script } from './scripted-ext-proc';
@@ -174,12 +174,15 @@ describe('the EPP fails after a FULL_DUPLEX_STREAMED request body chunk went to 
 
   it.each(LOCAL_REPLY)('%s: a 500 local reply, failure_mode_allow notwithstanding (Filter::failureModeAllow @ v1.36.0 L1008-1016, onGrpcError L1687-1713)', async (version) => {
     const epp = await startScriptedExtProc(failing);
-    const gw = await gatewayAs(version, epp.address, { processingMode: 'full-duplex' });
+    const logs = collectLogs();
+    const gw = await gatewayAs(version, epp.address, { processingMode: 'full-duplex', logger: logs });
     const seen = up.seen.length;
     try {
       const { reply } = await uploadAcrossFailure(gw.port, () => gw.stats().failClosed === 1, false);
       expect(reply.status).toBe(500);
-      expect(reply.text).toBe('ext_proc_error_gRPC_error_14{scripted failure on request_body}\n');
+      // The ImmediateResponse onGrpcError builds has no body: its details reach only the response code details.
+      expect(reply.text).toBe('');
+      expect(logs.lines.map((l) => l.fields?.details)).toContain('ext_proc_error_gRPC_error_14{scripted failure on request_body}');
       expect(up.seen.length).toBe(seen);
     } finally {
       await gw.close();
@@ -255,8 +258,15 @@ describe('a spurious answer: EP/ext_proc.cc onReceiveMessage @ v1.35.0 L1620-164
     try {
       const r = await send(gw.port, { body: completion(), headers: json });
       expect(r.status).toBe(status);
-      if (status === 500) expect(r.body.toString()).toMatch(/^spurious message: /);
-      else expect(gw.stats().failOpenReasons.spurious).toBe(1);
+      // Counted fail open or not (L1623), and never as received.
+      expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 1, stream_msgs_received: 0 });
+      if (status === 500) {
+        // handleErrorResponse: an ImmediateResponse with details and no body.
+        expect(r.body.length).toBe(0);
+        expect(r.headers['content-type']).toBeUndefined();
+      } else {
+        expect(gw.stats().failOpenReasons.spurious).toBe(1);
+      }
     } finally {
       await gw.close();
       await epp.stop();

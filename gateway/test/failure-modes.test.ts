@@ -9,6 +9,7 @@ import * as http from 'http';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { ENVOY_SEMANTICS_VERSIONS } from '../src/envoy-semantics';
 import {
+  collectLogs,
   completion,
   deadPort,
   destroyClientAgent,
@@ -75,7 +76,9 @@ describe('EPP unreachable (nothing listening)', () => {
     try {
       const r = await send(gw.port, { body: completion(), headers: json });
       expect(r.status).toBe(500);
-      expect(r.body.toString()).toContain('ext_proc_error');
+      // Envoy's ImmediateResponse for a gRPC error carries details but no body (onGrpcError @ v1.35.0 L1648-1673).
+      expect(r.body.length).toBe(0);
+      expect(r.headers['content-length']).toBe('0');
       const g = await send(gw.port, { method: 'GET', path: '/v1/x' });
       expect(g.status).toBe(500);
       expect(gw.stats().failClosed).toBe(2);
@@ -175,12 +178,14 @@ describe('EPP that never answers', () => {
     }
   });
 
-  it('answers 504 on a message timeout when failure_mode_allow is false', async () => {
-    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 200, failureModeAllow: false });
+  it('answers an empty 504 on a message timeout when failure_mode_allow is false (onMessageTimeout @ v1.35.0 L1686-1713)', async () => {
+    const logs = collectLogs();
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 200, failureModeAllow: false, logger: logs });
     try {
       const r = await send(gw.port, { body: completion(), headers: { ...json, 'x-test-action': 'hang' } });
       expect(r.status).toBe(504);
-      expect(r.body.toString()).toContain('ext_proc_error_per-message_timeout_exceeded');
+      expect(r.body.length).toBe(0);
+      expect(logs.lines.map((l) => l.fields?.details)).toContain('ext_proc_error_per-message_timeout_exceeded');
     } finally {
       await gw.close();
     }

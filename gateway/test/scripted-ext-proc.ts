@@ -20,11 +20,18 @@ export interface Script {
   readonly failOn?: { readonly message: MessageKind; readonly code: grpc.status };
   /** Answers this message with a response-trailers answer, which nothing asked for (a spurious message). */
   readonly outOfOrderOn?: MessageKind;
+  /**
+   * Answers a message with these ProcessingResponses (written in order) instead of the plain answer; undefined keeps
+   * the plain answer. `plain` is that answer, to send along.
+   */
+  readonly respond?: (kind: MessageKind, msg: ProcessingRequest, plain: unknown) => readonly unknown[] | undefined;
 }
 
 export interface ScriptedStream {
   /** Message kinds and stream events (`end`, `cancelled`, `failed`), in arrival order. */
   readonly events: string[];
+  /** Every message received, as decoded. */
+  readonly messages: ProcessingRequest[];
   /** Request body bytes received. */
   requestBodyBytes: number;
 }
@@ -46,7 +53,7 @@ export async function startScriptedExtProc(script: Script = {}): Promise<Scripte
   const server = new grpc.Server();
   server.addService(extProcServiceDefinition(), {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
-      const stream: ScriptedStream = { events: [], requestBodyBytes: 0 };
+      const stream: ScriptedStream = { events: [], messages: [], requestBodyBytes: 0 };
       streams.push(stream);
       let duplex = false;
       let over = false;
@@ -54,6 +61,7 @@ export async function startScriptedExtProc(script: Script = {}): Promise<Scripte
         const kind = kindOf(msg);
         if (!kind || over) return;
         stream.events.push(kind);
+        stream.messages.push(msg);
         if (kind === 'request_headers') duplex = msg.protocol_config?.request_body_mode === 'FULL_DUPLEX_STREAMED';
         if (kind === 'request_body') stream.requestBodyBytes += msg.request_body?.body?.length ?? 0;
         if (script.failOn?.message === kind) {
@@ -63,7 +71,10 @@ export async function startScriptedExtProc(script: Script = {}): Promise<Scripte
           return;
         }
         if (script.silentOn?.includes(kind)) return;
-        call.write(script.outOfOrderOn === kind ? trailersResponse('response') : answer(kind, msg, duplex));
+        const plain = answer(kind, msg, duplex);
+        const custom = script.respond?.(kind, msg, plain);
+        if (custom) for (const m of custom) call.write(m);
+        else call.write(script.outOfOrderOn === kind ? trailersResponse('response') : plain);
       });
       call.on('end', () => stream.events.push('end'));
       call.on('cancelled', () => stream.events.push('cancelled'));

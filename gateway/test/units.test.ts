@@ -1,6 +1,6 @@
 /** The pure parts: endpoint parsing, override_host reading, the fallback policies, header mutation rules. */
 import { EndpointPool, overrideHosts, parseEndpoint, RingHash, RoundRobin, type Endpoint } from '../src/endpoints';
-import { applyHeaderMutation, HeaderList, InvalidMutation, type DecodedHeaderValueOption } from '../src/headers';
+import { applyHeaderMutation, HeaderList, InvalidMutation, MutationCounts, type DecodedHeaderValueOption } from '../src/headers';
 import { GatewayConfigError, resolveOptions } from '../src/options';
 
 function eps(...addrs: string[]): Endpoint[] {
@@ -111,7 +111,10 @@ describe('RingHash', () => {
   });
 });
 
-describe('applyHeaderMutation (Envoy default mutation rules)', () => {
+// Envoy's MutationUtils::applyHeaderMutations and the default HeaderMutationRules checker, as read at
+// envoyproxy/envoy v1.35.0 (84305a6cb6): source/extensions/filters/http/ext_proc/mutation_utils.cc L109-197,
+// source/extensions/filters/common/mutation_rules/mutation_rules.cc L57-132.
+describe('applyHeaderMutation (Envoy default mutation rules, mutation_utils.cc @ v1.35.0)', () => {
   const set = (key: string, value: string, extra: Record<string, unknown> = {}): DecodedHeaderValueOption[] =>
     [{ header: { key, raw_value: Buffer.from(value) }, ...extra }];
 
@@ -119,72 +122,125 @@ describe('applyHeaderMutation (Envoy default mutation rules)', () => {
     return new HeaderList([[':authority', 'gw'], [':path', '/v1/x'], [':method', 'POST'], [':scheme', 'http'], ['a', '1'], ['content-length', '5']]);
   }
 
-  it('sets, overwrites and removes ordinary headers', () => {
+  it('sets, overwrites, appends with the `append` BoolValue, and removes ordinary headers', () => {
     const h = request();
-    const rejected = applyHeaderMutation(h, {
+    const counts = applyHeaderMutation(h, {
       remove_headers: ['A'],
       set_headers: [
-        { header: { key: 'X-New', raw_value: Buffer.from('v') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
-        { header: { key: 'x-new', raw_value: Buffer.from('w') }, append_action: 'APPEND_IF_EXISTS_OR_ADD', append: { value: true } },
-        { header: { key: 'x-only-if-absent', value: 'z' }, append_action: 'ADD_IF_ABSENT' },
-        { header: { key: 'x-only-if-absent', value: 'zz' }, append_action: 'ADD_IF_ABSENT' },
-        { header: { key: 'x-only-if-present', value: 'q' }, append_action: 'OVERWRITE_IF_EXISTS' },
+        { header: { key: 'X-New', raw_value: Buffer.from('v') } },
+        { header: { key: 'x-new', raw_value: Buffer.from('w') }, append: { value: true } },
+        { header: { key: 'x-added', raw_value: Buffer.from('z') }, append: { value: true } },
         { header: { key: ':path', raw_value: Buffer.from('/v1/chat/completions') } },
       ],
     }, 'request');
-    expect(rejected).toBe(0);
+    expect(counts).toMatchObject({ envoy: 0, proxy: 0 });
     expect(h.get('a')).toBeUndefined();
     expect(h.pairs.filter(([n]) => n === 'x-new').map(([, v]) => v)).toEqual(['v', 'w']);
-    expect(h.getJoined('x-only-if-absent')).toBe('z');
-    expect(h.has('x-only-if-present')).toBe(false);
+    expect(h.get('x-added')).toBe('z');
     expect(h.get(':path')).toBe('/v1/chat/completions');
   });
 
-  it('treats the zero append_action without `append` as overwrite (Envoy falls back to the deprecated flag)', () => {
-    const h = new HeaderList([['x', 'old']]);
-    applyHeaderMutation(h, { set_headers: set('x', 'new', { append_action: 'APPEND_IF_EXISTS_OR_ADD' }) }, 'request');
-    expect(h.pairs).toEqual([['x', 'new']]);
-  });
-
-  it('skips routing headers, x-envoy-* and hop-by-hop headers, and counts them', () => {
-    const h = request();
-    const rejected = applyHeaderMutation(h, {
-      remove_headers: [':path', 'host'],
+  it('ignores append_action: only the deprecated `append` flag is read (L165), so every action without it overwrites or adds', () => {
+    const h = new HeaderList([['x', 'old'], ['y', 'old']]);
+    applyHeaderMutation(h, {
       set_headers: [
-        ...set('host', 'evil'), ...set(':authority', 'evil'), ...set(':method', 'GET'), ...set(':scheme', 'https'),
-        ...set('x-envoy-original-path', '/'), ...set('transfer-encoding', 'chunked'), ...set(':status', '200'),
+        ...set('x', 'new', { append_action: 'ADD_IF_ABSENT' }),
+        ...set('y', 'new', { append_action: 'APPEND_IF_EXISTS_OR_ADD' }),
+        ...set('z', 'new', { append_action: 'OVERWRITE_IF_EXISTS' }),
       ],
     }, 'request');
-    expect(rejected).toBe(9);
+    expect(h.pairs).toEqual([['x', 'new'], ['y', 'new'], ['z', 'new']]);
+  });
+
+  it('reads raw_value only: `value` alone sets an empty header, and both set is no error (L156)', () => {
+    const h = new HeaderList();
+    const counts = applyHeaderMutation(h, {
+      set_headers: [
+        { header: { key: 'x-value-only', value: 'ignored' } },
+        { header: { key: 'x-both', value: 'a', raw_value: Buffer.from('b') } },
+      ],
+    }, 'request');
+    expect(counts.envoy).toBe(0);
+    expect(h.get('x-value-only')).toBe('');
+    expect(h.get('x-both')).toBe('b');
+  });
+
+  it('skips and counts routing headers, x-envoy-*, removal of pseudo-headers and host, and appends to pseudo-headers', () => {
+    const h = request();
+    const counts = applyHeaderMutation(h, {
+      remove_headers: [':path', 'host', 'x-envoy-foo'],
+      set_headers: [
+        ...set('host', 'evil'), ...set(':authority', 'evil'), ...set(':method', 'GET'), ...set(':scheme', 'https'),
+        ...set('x-envoy-original-path', '/'), ...set(':path', '/appended', { append: { value: true } }),
+      ],
+    }, 'request');
+    expect(counts).toMatchObject({ envoy: 9, proxy: 0 });
     expect(h.get(':authority')).toBe('gw');
     expect(h.get(':method')).toBe('POST');
     expect(h.get(':path')).toBe('/v1/x');
   });
 
-  it('allows :method with CONTINUE_AND_REPLACE, :status on responses, content-length on requests only', () => {
+  it('tells what Envoy allows but HTTP/1.1 cannot carry apart from what Envoy refuses', () => {
     const h = request();
-    applyHeaderMutation(h, { set_headers: set(':method', 'PUT') }, 'request', true);
+    const counts = applyHeaderMutation(h, {
+      remove_headers: ['transfer-encoding'],
+      set_headers: [...set('transfer-encoding', 'chunked'), ...set(':status', '200'), ...set('connection', 'close')],
+    }, 'request');
+    expect(counts).toMatchObject({ envoy: 0, proxy: 3 });
+    const r = new HeaderList([[':status', '200'], ['content-length', '3']]);
+    expect(applyHeaderMutation(r, { set_headers: set('content-length', '1') }, 'response')).toMatchObject({ envoy: 0, proxy: 1 });
+    expect(r.get('content-length')).toBe('3');
+    // Removing it is carried: the response then goes chunked.
+    applyHeaderMutation(r, { remove_headers: ['content-length'] }, 'response');
+    expect(r.has('content-length')).toBe(false);
+  });
+
+  it('allows :method with CONTINUE_AND_REPLACE (L169-173), :status >= 200 on responses, content-length on requests', () => {
+    const h = request();
+    applyHeaderMutation(h, { set_headers: set(':method', 'PUT') }, 'request', { replacingMessage: true });
     expect(h.get(':method')).toBe('PUT');
     applyHeaderMutation(h, { set_headers: set('content-length', '9') }, 'request');
     expect(h.get('content-length')).toBe('9');
-    const r = new HeaderList([[':status', '200'], ['content-length', '3']]);
-    expect(applyHeaderMutation(r, { set_headers: [...set(':status', '503'), ...set('content-length', '1'), ...set(':status', '99')] }, 'response')).toBe(2);
+    const r = new HeaderList([[':status', '200']]);
+    expect(applyHeaderMutation(r, { set_headers: [...set(':status', '503'), ...set(':status', '99'), ...set(':status', 'abc')] }, 'response'))
+      .toMatchObject({ envoy: 2, proxy: 0 });
     expect(r.get(':status')).toBe('503');
-    expect(r.get('content-length')).toBe('3');
   });
 
-  it('lets a local reply set routing and x-envoy headers', () => {
-    const h = new HeaderList();
-    expect(applyHeaderMutation(h, { set_headers: [...set('x-envoy-ratelimited', 'true'), ...set('host', 'x')] }, 'local-reply')).toBe(0);
-    expect(h.get('x-envoy-ratelimited')).toBe('true');
+  it('skips a Content-Length uncounted where the body mode removes it (remove_content_length, L150-154)', () => {
+    const h = request();
+    expect(applyHeaderMutation(h, { set_headers: set('content-length', '9') }, 'request', { removeContentLength: true })).toMatchObject({ envoy: 0, proxy: 0 });
+    expect(h.get('content-length')).toBe('5');
   });
 
-  it('throws on invalid characters or both value and raw_value, as Envoy rejects them', () => {
-    expect(() => applyHeaderMutation(new HeaderList(), { set_headers: set('x', 'a\r\nb') }, 'request')).toThrow(InvalidMutation);
-    expect(() => applyHeaderMutation(new HeaderList(), { set_headers: set('bad name', 'v') }, 'request')).toThrow(InvalidMutation);
-    expect(() => applyHeaderMutation(new HeaderList(), { remove_headers: ['bad name'] }, 'request')).toThrow(InvalidMutation);
-    expect(() => applyHeaderMutation(new HeaderList(), { set_headers: [{ header: { key: 'x', value: 'a', raw_value: Buffer.from('b') } }] }, 'request'))
-      .toThrow(/Only one of value or raw_value/);
+  it('applies the default rules to a local reply too: x-envoy-* and routing headers are refused (sendImmediateResponse uses config().mutationChecker())', () => {
+    const h = new HeaderList([[':status', '429']]);
+    expect(applyHeaderMutation(h, { set_headers: [...set('x-envoy-ratelimited', 'true'), ...set('host', 'x'), ...set('retry-after', '1')] }, 'local-reply'))
+      .toMatchObject({ envoy: 2, proxy: 0 });
+    expect(h.has('x-envoy-ratelimited')).toBe(false);
+    expect(h.get('retry-after')).toBe('1');
+  });
+
+  it('throws on invalid characters, counting the refusal (L121-126, L157-163)', () => {
+    for (const m of [{ set_headers: set('x', 'a\r\nb') }, { set_headers: set('bad name', 'v') }, { remove_headers: ['bad name'] }]) {
+      const counts = new MutationCounts();
+      expect(() => applyHeaderMutation(new HeaderList(), m, 'request', { counts })).toThrow(InvalidMutation);
+      expect(counts.envoy).toBe(1);
+    }
+  });
+
+  it('enforces the header map limits: over 100 entries to set or remove, or a result over 100 headers or 60 KiB (L70-107)', () => {
+    const many = Array.from({ length: 101 }, (_, i) => set(`x-${i}`, 'v')[0]);
+    const counts = new MutationCounts();
+    expect(() => applyHeaderMutation(request(), { set_headers: many }, 'request', { counts }))
+      .toThrow('Header mutation remove header count 0 or set header count 101 exceed the HCM header countlimit 100');
+    expect(counts.envoy).toBe(1);
+    expect(() => applyHeaderMutation(request(), { set_headers: many.slice(0, 95) }, 'request')).toThrow(/exceeding the count limit 100 or the size limit 60 kilobytes/);
+    expect(() => applyHeaderMutation(request(), { set_headers: set('x-big', 'v'.repeat(60 * 1024)) }, 'request')).toThrow(/header count 7 or header size 61506 bytes/);
+    // 94 more headers make exactly 100: allowed.
+    expect(applyHeaderMutation(request(), { set_headers: many.slice(0, 94) }, 'request').envoy).toBe(0);
+    // A local reply's map has no limits.
+    expect(applyHeaderMutation(new HeaderList(), { set_headers: many }, 'local-reply').envoy).toBe(0);
   });
 
   it('keeps raw_value bytes exact (UTF-8 in, the same bytes out)', () => {

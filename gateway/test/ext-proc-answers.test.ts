@@ -1,0 +1,341 @@
+/**
+ * What the gateway does with each kind of answer the EPP can give, pinned to what Envoy's ext_proc filter does with it
+ * (envoyproxy/envoy v1.35.0, 84305a6cb6; `EP` is `source/extensions/filters/http/ext_proc`): header mutations under
+ * the default rules and limits, ImmediateResponse (headers, Content-Type, gRPC clients), dynamic metadata, body
+ * mutations in BUFFERED mode, CONTINUE_AND_REPLACE, and what Envoy sends the EPP on every message. The EPP here is
+ * the scripted ext_proc server answering on cue; upstreams are real HTTP servers on loopback.
+ */
+import {
+  bodyResponse, destinationMetadata, headersResponse, type ProcessingResponse,
+} from '@kvroute/protocol/envoy';
+import {
+  completion, deadPort, destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream,
+} from './harness';
+import { startScriptedExtProc, type MessageKind, type Script, type ScriptedExtProc } from './scripted-ext-proc';
+import type { GatewayOptions } from '../src/options';
+
+jest.setTimeout(30_000);
+
+let ups: Upstream[];
+
+beforeAll(async () => {
+  ups = await Promise.all([startUpstream(), startUpstream()]);
+});
+
+afterAll(async () => {
+  await Promise.all(ups.map((u) => u.close()));
+  destroyClientAgent();
+});
+
+const json = { 'content-type': 'application/json' };
+const raw = (v: string): Buffer => Buffer.from(v, 'utf8');
+
+/** Runs `fn` against a gateway (the defaults: BUFFERED, failure_mode_allow) in front of a scripted EPP. */
+async function withEpp(script: Script, fn: (port: number, epp: ScriptedExtProc, gw: Awaited<ReturnType<typeof gateway>>) => Promise<void>,
+  extra: Partial<GatewayOptions> = {}): Promise<void> {
+  const epp = await startScriptedExtProc(script);
+  const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: epp.address, ...extra });
+  try {
+    await fn(gw.port, epp, gw);
+  } finally {
+    await gw.close();
+    await epp.stop();
+  }
+}
+
+function on(kind: MessageKind, answers: (plain: unknown) => readonly unknown[]): Script {
+  return { respond: (k, _msg, plain) => (k === kind ? answers(plain) : undefined) };
+}
+
+describe('ImmediateResponse: Filter::sendImmediateResponse (EP/ext_proc.cc @ v1.35.0 L1728-1763) and prepareLocalReply (source/common/http/utility.cc L709-781)', () => {
+  const immediate = (ir: Record<string, unknown>): ProcessingResponse => ({ immediate_response: ir } as ProcessingResponse);
+
+  it('applies its headers under the default rules: x-envoy-* is refused and counted, the rest set', async () => {
+    await withEpp(on('request_headers', () => [immediate({
+      status: { code: 429 },
+      headers: { set_headers: [
+        { header: { key: 'x-envoy-ratelimited', raw_value: raw('true') } },
+        { header: { key: 'retry-after', raw_value: raw('3') } },
+        { header: { key: 'content-type', raw_value: raw('application/json') }, append: { value: true } },
+      ] },
+      body: raw('{"error":"busy"}'),
+      details: 'pool saturated',
+    })]), async (port, _epp, gw) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(429);
+      expect(r.body.toString()).toBe('{"error":"busy"}');
+      expect(r.headers['x-envoy-ratelimited']).toBeUndefined();
+      expect(r.headers['retry-after']).toBe('3');
+      // The EPP's Content-Type is the only one: the local reply adds text/plain only when none was set, and `append`
+      // on a header the (empty) map does not have is a set.
+      expect(r.headers['content-type']).toBe('application/json');
+      expect(r.headers['content-length']).toBe(String('{"error":"busy"}'.length));
+      expect(gw.envoyStats()).toMatchObject({ rejected_header_mutations: 1, stream_msgs_received: 1 });
+    });
+  });
+
+  it('without a body drops a Content-Type the EPP set; a status below 200 becomes 200; :status cannot be mutated', async () => {
+    await withEpp(on('request_headers', () => [immediate({
+      status: { code: 100 },
+      headers: { set_headers: [
+        { header: { key: 'content-type', raw_value: raw('application/json') } },
+        { header: { key: ':status', raw_value: raw('503') } },
+      ] },
+    })]), async (port) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.body.length).toBe(0);
+      expect(r.headers['content-type']).toBeUndefined();
+    });
+  });
+
+  it('to a gRPC client: 200 with grpc-status (the EPP\'s grpc_status) and the body as a percent-encoded grpc-message', async () => {
+    await withEpp(on('request_headers', () => [immediate({
+      status: { code: 503 }, grpc_status: { status: 8 }, body: raw('slow down: 100% busy'),
+    })]), async (port) => {
+      const r = await send(port, { body: Buffer.alloc(5), headers: { 'content-type': 'application/grpc', te: 'trailers' } });
+      expect(r.status).toBe(200);
+      expect(r.headers['content-type']).toBe('application/grpc');
+      expect(r.headers['grpc-status']).toBe('8');
+      expect(r.headers['grpc-message']).toBe('slow down: 100%25 busy');
+      expect(r.body.length).toBe(0);
+    });
+  });
+
+  it('a gRPC client of a failed EPP gets grpc-status UNKNOWN for the 500 (Grpc::Utility::httpToGrpcStatus)', async () => {
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${await deadPort()}`, failureModeAllow: false });
+    try {
+      const r = await send(gw.port, { body: Buffer.alloc(5), headers: { 'content-type': 'application/grpc+proto' } });
+      expect(r.status).toBe(200);
+      expect(r.headers['grpc-status']).toBe('2');
+      expect(r.headers['grpc-message']).toBeUndefined();
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('header mutations on a live stream (EP/mutation_utils.cc @ v1.35.0)', () => {
+  it('sets a header the EPP gave only as `value` to the empty string (raw_value is all Envoy reads, L156)', async () => {
+    // Plain objects: the protocol package's typed builders only make raw_value headers.
+    await withEpp(on('request_body', () => [{ request_body: { response: { header_mutation: { set_headers: [
+      { header: { key: 'x-from-value', value: 'lost' } },
+      { header: { key: 'x-from-raw', raw_value: raw('kept') } },
+    ] } } } }]), async (port) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      // The upstream echoes the headers it received.
+      expect(r.json().headers['x-from-value']).toBe('');
+      expect(r.json().headers['x-from-raw']).toBe('kept');
+    });
+  });
+
+  it('answers an empty 500 when an answer sets more than 100 headers, counting the rejection (responseHeaderSizeCheck L70-89)', async () => {
+    const many = Array.from({ length: 101 }, (_, i) => ({ header: { key: `x-h${i}`, raw_value: raw('v') } }));
+    await withEpp(on('request_headers', () => [{ request_headers: { response: { header_mutation: { set_headers: many } } } }]), async (port, _epp, gw) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(500);
+      expect(r.body.length).toBe(0);
+      // A refused answer still counts as received (onReceiveMessage L1641-1645).
+      expect(gw.envoyStats()).toMatchObject({ rejected_header_mutations: 1, stream_msgs_received: 1 });
+      // handleErrorResponse does not ask failure_mode_allow.
+      expect(gw.stats().failClosed).toBe(0);
+      expect(gw.stats().failOpens).toBe(0);
+    });
+  });
+});
+
+describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1558-1615)', () => {
+  it('is not taken from a message with no response member: that message is spurious and its pick is dropped', async () => {
+    const pick = ups[1].address;
+    await withEpp(on('request_headers', () => [{ dynamic_metadata: destinationMetadata('envoy.lb', 'x-gateway-destination-endpoint', pick) }]),
+      async (port, _epp, gw) => {
+        const ports: number[] = [];
+        for (let i = 0; i < 4; i++) {
+          const r = await send(port, { body: completion(`q${i}`), headers: json });
+          expect(r.status).toBe(200);
+          ports.push(r.json().port);
+        }
+        // failure_mode_allow: the fallback policy (round robin over both), never the dropped pick alone.
+        expect(new Set(ports)).toEqual(new Set(ups.map((u) => u.port)));
+        expect(gw.stats().picksHonoured).toBe(0);
+        expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 4, failure_mode_allowed: 4 });
+      });
+  });
+
+  it('is taken from a spurious answer that has a response member (set before the state check), as Envoy does', async () => {
+    const pick = ups[1].address;
+    await withEpp(on('request_headers', () => [{ ...bodyResponse('request'), dynamic_metadata: destinationMetadata('envoy.lb', 'x-gateway-destination-endpoint', pick) }]),
+      async (port, _epp, gw) => {
+        const r = await send(port, { body: completion(), headers: json });
+        expect(r.status).toBe(200);
+        expect(r.json().port).toBe(ups[1].port);
+        expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 1 });
+      });
+  });
+});
+
+describe('mode_override (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1520-1553)', () => {
+  it('is ignored without allow_mode_override (kvroute\'s EnvoyFilter sets none): the response headers still go to the EPP', async () => {
+    await withEpp(on('request_headers', (plain) => [{ ...(plain as object), mode_override: { response_header_mode: 'SKIP', response_trailer_mode: 'SKIP' } }]),
+      async (port, epp, gw) => {
+        const r = await send(port, { body: completion(), headers: json });
+        expect(r.status).toBe(200);
+        expect(epp.streams.at(-1)?.events).toContain('response_headers');
+        expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 0 });
+      });
+  });
+});
+
+describe('request header limits: the HCM defaults, 100 fields and 60 KiB (source/common/http/http1/codec_impl.cc @ v1.35.0 L571-578, L604-614)', () => {
+  it('answers 431 to more than 100 header fields or more than 60 KiB of them, before any filter; 100 fields or 40 KiB pass', async () => {
+    await withEpp({}, async (port, epp) => {
+      const fields = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-f${i}`, 'v']));
+      // Node's client sends content-type, host, connection and transfer-encoding besides: 96 more make 100.
+      const ok = await send(port, { body: completion(), headers: { ...json, ...fields(96) } });
+      expect(ok.status).toBe(200);
+      const many = await send(port, { body: completion(), headers: { ...json, ...fields(97) } });
+      expect(many.status).toBe(431);
+      expect(many.body.toString()).toBe('Request Header Fields Too Large');
+      expect(epp.streams.length).toBe(1);
+      // 40 KiB passes the gateway (over Node's own 16 KiB default) and reaches the EPP; the test upstream, a Node server
+      // with that default, may refuse it itself.
+      await send(port, { body: completion(), headers: { ...json, 'x-big': 'v'.repeat(40 * 1024) } });
+      expect(epp.streams.length).toBe(2);
+      const big = await send(port, { body: completion(), headers: { ...json, 'x-big': 'v'.repeat(61 * 1024) } });
+      expect(big.status).toBe(431);
+      // Refused before any filter.
+      expect(epp.streams.length).toBe(2);
+    });
+  });
+});
+
+describe('what Envoy sends on every message', () => {
+  it('the request headers as Envoy\'s HCM leaves them for an edge request: X-Forwarded-Proto overwritten, TE kept as `trailers`, a fresh x-request-id, x-envoy-external-address, injected x-envoy-* stripped (conn_manager_utility.cc @ v1.35.0 L103-113, L152-155, L273-277, L297-352)', async () => {
+    await withEpp({}, async (port, epp) => {
+      const r = await send(port, { body: completion(), headers: {
+        ...json, 'x-forwarded-proto': 'https', te: 'gzip, trailers', 'x-request-id': 'client-chosen', 'x-envoy-internal': 'true',
+        'x-envoy-retry-on': '5xx', 'x-envoy-original-path': '/forged', 'x-envoy-custom': 'kept',
+      } });
+      expect(r.status).toBe(200);
+      const headers = epp.streams.at(-1)?.messages[0]?.request_headers?.headers?.headers ?? [];
+      const get = (k: string): string[] => headers.filter((h) => h.key === k).map((h) => Buffer.from(h.raw_value ?? '').toString());
+      expect(get('x-forwarded-proto')).toEqual(['http']);
+      expect(get('te')).toEqual(['trailers']);
+      // An edge request (no internal addresses): a fresh x-request-id, the client's address, injected x-envoy-* gone.
+      expect(get('x-request-id')).toHaveLength(1);
+      expect(get('x-request-id')[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      expect(get('x-envoy-external-address')).toEqual([LOOPBACK]);
+      for (const h of ['x-envoy-internal', 'x-envoy-retry-on', 'x-envoy-original-path']) expect(get(h)).toEqual([]);
+      expect(get('x-envoy-custom')).toEqual(['kept']);
+      expect(r.json().headers['x-forwarded-proto']).toBe('http');
+      expect(r.json().headers.te).toBe('trailers');
+    });
+  });
+
+  it('metadata_context on headers, body and trailers messages alike (Filter::addDynamicMetadata, L1347-1395)', async () => {
+    await withEpp({}, async (port, epp) => {
+      const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' }, trailers: { 'x-t': '1' } });
+      expect(r.status).toBe(200);
+      const messages = epp.streams.at(-1)?.messages ?? [];
+      expect(messages.map((m) => m.request)).toEqual(['request_headers', 'request_body', 'request_trailers', 'response_headers']);
+      for (const m of messages) expect(m.metadata_context).toEqual(expect.objectContaining({ filter_metadata: {} }));
+      // protocol_config on the first message only (encodeProtocolConfig L965-977).
+      expect(messages.map((m) => m.protocol_config != null)).toEqual([true, false, false, false]);
+    }, { requestTrailerMode: 'send' });
+  });
+});
+
+describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedBodyCallback L367-389)', () => {
+  it.each([
+    ['clear_body false', { clear_body: false }],
+    ['an empty BodyMutation', {}],
+    ['a streamed_response', { streamed_response: { body: raw('x'), end_of_stream: true } }],
+  ])('%s against a non-zero Content-Length is a 500 (validateContentLength L468-484 compares with body())', async (_name, bodyMutation) => {
+    await withEpp(on('request_body', () => [bodyResponse('request', { body_mutation: bodyMutation })]), async (port) => {
+      const body = completion();
+      const r = await send(port, { body, headers: { ...json, 'content-length': String(Buffer.byteLength(body)) } });
+      expect(r.status).toBe(500);
+      expect(r.body.length).toBe(0);
+    });
+  });
+
+  it('a chunked upload stays chunked upstream, mutated or not: Envoy adds no Content-Length', async () => {
+    await withEpp(on('request_body', () => [bodyResponse('request', { body_mutation: { body: raw('{"replaced":true}') } })]), async (port) => {
+      const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' } });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: '{"replaced":true}'.length });
+      expect(r.json().headers['content-length']).toBeUndefined();
+      expect(r.json().headers['transfer-encoding']).toBe('chunked');
+    });
+  });
+});
+
+describe('answer size', () => {
+  it('takes a body answer of any size: Envoy\'s gRPC client has no receive limit by default (grpc_service.proto @ v1.35.0 L54-58)', async () => {
+    // The gateway's own limits are set low, so its largest outgoing message is about 1 MiB; the answer is 2 MiB.
+    const big = Buffer.alloc(2 * 1024 * 1024, 0x61);
+    await withEpp(on('request_body', () => [bodyResponse('request', { body_mutation: { body: big } })]), async (port, _epp, gw) => {
+      const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' } });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: big.length });
+      expect(gw.stats().failOpens).toBe(0);
+    }, { requestBodyBufferLimitBytes: 1024, maxRequestBodyBytes: 1024 });
+  });
+});
+
+describe('CONTINUE_AND_REPLACE (EP/processor_state.cc @ v1.35.0 handleHeaderContinueAndReplace L174-212)', () => {
+  it('on the request headers: the new body goes upstream without Content-Length (chunked)', async () => {
+    await withEpp(on('request_headers', () => [headersResponse('request', { status: 'CONTINUE_AND_REPLACE', body_mutation: { body: raw('{"new":1}') } })]), async (port) => {
+      const body = completion();
+      const r = await send(port, { body, headers: { ...json, 'content-length': String(Buffer.byteLength(body)) } });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: '{"new":1}'.length });
+      expect(r.json().headers['content-length']).toBeUndefined();
+      expect(r.json().headers['transfer-encoding']).toBe('chunked');
+    });
+  });
+
+  it('on the response headers: the client gets the new body chunked, without the upstream\'s Content-Length', async () => {
+    await withEpp(on('response_headers', () => [headersResponse('response', { status: 'CONTINUE_AND_REPLACE', body_mutation: { body: raw('replaced') } })]), async (port) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toBe('replaced');
+      expect(r.headers['content-length']).toBeUndefined();
+      expect(r.headers['transfer-encoding']).toBe('chunked');
+    });
+  });
+});
+
+describe('FULL_DUPLEX_STREAMED trailers answers (EP/processor_state.cc @ v1.35.0 handleTrailersResponse L505-526)', () => {
+  it('takes a trailers answer nothing asked for yet: not spurious, the request goes on', async () => {
+    await withEpp({
+      respond: (kind, _msg, plain) => (kind === 'request_body' ? [plain, { request_trailers: {} }] : undefined),
+    }, async (port, _epp, gw) => {
+      const body = completion();
+      const r = await send(port, { body, headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: Buffer.byteLength(body) });
+      expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 0 });
+      expect(gw.stats().failClosed).toBe(0);
+    }, { envoySemantics: '1.36', processingMode: 'full-duplex' });
+  });
+});
+
+describe('clear_route_cache (EP/processor_state.cc @ v1.35.0 DecodingProcessorState::clearRouteCache L637-683)', () => {
+  it('a streamed (FULL_DUPLEX_STREAMED) body answer without a header mutation counts clear_route_cache_ignored', async () => {
+    await withEpp({
+      respond: (kind, msg) => {
+        if (kind !== 'request_body') return undefined;
+        const b = msg.request_body ?? {};
+        return [{ request_body: { response: { clear_route_cache: true, body_mutation: { streamed_response: { body: b.body, end_of_stream: b.end_of_stream } } } } }];
+      },
+    }, async (port, _epp, gw) => {
+      const body = completion();
+      const r = await send(port, { body, headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json()).toMatchObject({ bodyBytes: Buffer.byteLength(body) });
+      expect(gw.envoyStats().clear_route_cache_ignored).toBeGreaterThanOrEqual(1);
+    }, { envoySemantics: '1.36', processingMode: 'full-duplex' });
+  });
+});
