@@ -249,7 +249,7 @@ describe('the policy catalogue', () => {
     });
   });
 
-  test('the new-group candidates: kvroute-nohit adds no-hit-lru-scorer 2 right after the prefix scorer; kvroute-sessions-nohit adds it to kvroute-sessions', () => {
+  test('the new-group candidates: kvroute-nohit adds no-hit-lru-scorer (NO_HIT_LRU_WEIGHT) right after the prefix scorer; kvroute-sessions-nohit adds it to kvroute-sessions', () => {
     const configOf = (name: 'kvroute-nohit' | 'kvroute-sessions-nohit') => {
       const policy = routingPolicy(name, { seed: 1, sglang: {} });
       if (policy.kind !== 'epp' || policy.configText === undefined) throw new Error('expected an EPP policy with a config');
