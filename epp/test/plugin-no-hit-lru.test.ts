@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import type { IncomingRequest } from '../src/extproc/request-director';
@@ -9,8 +9,11 @@ import { NEUTRAL_SCORE, type NoHitLruScorer } from '../src/scheduling/plugins/no
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
 
-/** kvroute's default config with `no-hit-lru-scorer` after its prefix scorer, at `weight`. */
-function withNoHitLru(weight: number, parameters: object = {}, base: EndpointPickerConfig = defaultEndpointPickerConfig()): EndpointPickerConfig {
+/** The default config before the scorer joined it (`withoutNoHitLru`). */
+const BEFORE = (): EndpointPickerConfig => withoutNoHitLru(defaultEndpointPickerConfig());
+
+/** The default config before the scorer joined it, with `no-hit-lru-scorer` after its prefix scorer at `weight`. */
+function withNoHitLru(weight: number, parameters: object = {}, base: EndpointPickerConfig = BEFORE()): EndpointPickerConfig {
   return validateEndpointPickerConfig({
     ...base,
     plugins: [...base.plugins, { type: 'no-hit-lru-scorer', parameters }],
@@ -69,8 +72,38 @@ function expectScores(actual: readonly number[], expected: readonly number[]): v
 
 describe('no-hit-lru-scorer', () => {
   it('without it, the default config piles every new group on the pod the last scrape favoured (the issue)', () => {
-    const pool = new Pool(defaultEndpointPickerConfig());
+    const pool = new Pool(BEFORE());
     expect(Array.from({ length: 4 }, (_, g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p0', 'p0', 'p0']);
+  });
+
+  it('is in the default profile at weight 4, right after the prefix scorer, so the default rotates new groups', () => {
+    const config = defaultEndpointPickerConfig();
+    const refs = config.schedulingProfiles[0]!.plugins;
+    const at = refs.findIndex((r) => r.pluginRef === 'no-hit-lru-scorer');
+    expect(refs[at - 1]!.pluginRef).toBe('prefix-cache-scorer');
+    expect(refs[at]!.weight).toBe(4);
+    // Removing it gives back exactly the profile it was measured against.
+    expect(BEFORE().schedulingProfiles[0]!.plugins).toEqual(refs.filter((r) => r.pluginRef !== 'no-hit-lru-scorer'));
+    const pool = new Pool(config);
+    expect(Array.from({ length: 4 }, (_, g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p1', 'p2', 'p3']);
+  });
+
+  it('on two pods one LRU rank is its whole weight (4): a cold request alternates even onto a loaded pod, short of the saturation filter', () => {
+    // Upstream's rank scores span 1 → 0 over the candidates, so the weight per rank is weight / (N − 1): 4/3 of a point
+    // on the benchmark's 4 pods, all 4 points on 2. A request with a hit is placed by prefix and load as before.
+    const pool = new Pool(defaultEndpointPickerConfig(), { n: 2, skewed: false });
+    pool.send(ask(0, 0));
+    pool.pods[0] = { ...pool.pods[0]!, metrics: { ...pool.pods[0]!.metrics, waitingQueueSize: 3, kvCacheUsagePercent: 0.6 }, activeRequests: 3 };
+    // p0 took the last cold request: the next goes to p1 ...
+    expect(pool.send(ask(1, 0))).toBe('p1');
+    // ... and the one after to p0, although it is loaded (queue 3 < the filter's 5): p1's load lead (about 2 points) is
+    // less than one rank.
+    expect(pool.send(ask(2, 0))).toBe('p0');
+    // Group 1's next user hits on p1 and stays there.
+    expect(pool.send(ask(1, 1))).toBe('p1');
+    // Past the saturation filter's threshold p0 is no candidate at all.
+    pool.pods[0] = { ...pool.pods[0]!, metrics: { ...pool.pods[0]!.metrics, waitingQueueSize: 5 } };
+    expect(pool.send(ask(3, 0))).toBe('p1');
   });
 
   it('a cold request goes to the least recently cold-loaded pod: new groups rotate over the pods', () => {
@@ -109,7 +142,7 @@ describe('no-hit-lru-scorer', () => {
   });
 
   it('listed before the prefix scorer it sees no match yet, so every request counts as cold (list it after, as upstream says)', () => {
-    const base = defaultEndpointPickerConfig();
+    const base = BEFORE();
     const before = validateEndpointPickerConfig({
       ...base,
       plugins: [...base.plugins, { type: 'no-hit-lru-scorer' }],
