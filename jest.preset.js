@@ -8,5 +8,9 @@ module.exports = (displayName) => ({
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // Tests and hooks get 30 s, above testkit's waitFor limit (20 s): jest's 5 s default cut hooks that start real
+  // servers short on a loaded machine while the polls inside them would still have succeeded. (`testTimeout` is a
+  // global option, which a project config cannot set; the setup file sets it per project.)
+  setupFilesAfterEnv: [require('path').join(__dirname, 'jest.timeout.js')],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
 });

@@ -14,8 +14,16 @@ import { EPP_MAIN, forkTs, nextMessage, startEppProcess, stopChild } from './pro
 
 const QUICK = process.argv.includes('--quick');
 const BASELINE = process.env.KVROUTE_EPP_BASELINE;
-const PODS = QUICK ? [8, 256] : [8, 64, 256];
-const PROMPTS = QUICK ? [1024] : [1024, 16 * 1024, 128 * 1024];
+/** Extra EPP flags for A and for B (space-separated), e.g. the same build with a different scrape budget. */
+const A_ARGS = (process.env.KVROUTE_AB_A_ARGS ?? '').split(' ').filter(Boolean);
+const B_ARGS = (process.env.KVROUTE_AB_B_ARGS ?? '').split(' ').filter(Boolean);
+/** Node flags for A and for B (space-separated), e.g. a larger young generation for one of them. */
+const A_NODE_ARGS = (process.env.KVROUTE_AB_A_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const B_NODE_ARGS = (process.env.KVROUTE_AB_B_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const PODS_ENV = process.env.BENCH_ENDPOINTS?.split(',').map(Number);
+const PROMPTS_ENV = process.env.BENCH_PROMPTS?.split(',').map(Number);
+const PODS = PODS_ENV ?? (QUICK ? [8, 256] : [8, 64, 256]);
+const PROMPTS = PROMPTS_ENV ?? (QUICK ? [1024] : [1024, 16 * 1024, 128 * 1024]);
 const PHASE_SECONDS = QUICK ? 1 : 3;
 
 async function main(): Promise<void> {
@@ -27,8 +35,8 @@ async function main(): Promise<void> {
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
     for (const n of PODS) {
-      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: BASELINE });
-      const b = await startEppProcess(ports.slice(0, n), 'worker');
+      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: BASELINE, eppArgs: A_ARGS, nodeArgs: A_NODE_ARGS });
+      const b = await startEppProcess(ports.slice(0, n), 'worker', { eppArgs: B_ARGS, nodeArgs: B_NODE_ARGS });
       try {
         for (const bytes of PROMPTS) {
           const { epp: A, floor: B } = await drivePaired(a.grpcPort, b.grpcPort, workload(bytes, 256), PHASE_SECONDS, 16);

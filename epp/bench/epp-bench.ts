@@ -22,7 +22,8 @@
  * The machine is noted; on a shared machine compare ratios within one run. Needs `npm run build` (the EPP binary).
  * `--only cells` or `--only replicas` runs one section. `--quick`: 8 and 256 endpoints, 1 and 16 KB, worker and adaptive
  * modes, short cells, a short store run; nothing written. Environment overrides: BENCH_ENDPOINTS, BENCH_PROMPTS
- * (bytes), BENCH_MODES, BENCH_SECONDS (per phase), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`).
+ * (bytes), BENCH_MODES, BENCH_SECONDS (per phase), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`),
+ * BENCH_EPP_ARGS (extra flags for the EPP under test).
  * Full runs write `results.json` (cells) and `replicas-results.json`.
  */
 import * as fs from 'fs';
@@ -41,6 +42,8 @@ import { eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, st
 
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
 const QUICK = process.argv.includes('--quick');
+/** BENCH_EPP_ARGS: extra flags for the EPP under test (space-separated), to measure one setting against the defaults. */
+const EXTRA_EPP_ARGS = (process.env.BENCH_EPP_ARGS ?? '').split(' ').filter(Boolean);
 /** `--only cells` (the pool-size × prompt × mode table) or `--only replicas` (issue 10's section); both by default. */
 const ONLY_VALUES = ['cells', 'replicas'] as const;
 const ONLY = ((): (typeof ONLY_VALUES)[number] | undefined => {
@@ -232,7 +235,7 @@ async function cells(machine: Machine): Promise<void> {
         inProcess.set(bytes, { inProcessScheduleP50Ms: r3(latency.p50), inProcessScheduleP99Ms: r3(latency.p99), preciseP50Ms: r3(precise.p50), preciseP99Ms: r3(precise.p99) });
       }
       for (const mode of MODES) {
-        const epp = await startEppProcess(ports.slice(0, n), mode);
+        const epp = await startEppProcess(ports.slice(0, n), mode, { eppArgs: EXTRA_EPP_ARGS });
         try {
           // Idle first: with no requests, the routing loop's utilization is what scraping alone costs it.
           const idleBefore = await eppMetrics(epp);

@@ -55,6 +55,28 @@ describe('max-score-picker', () => {
   it('returns nothing for no candidates', () => {
     expect(new MaxScorePicker('max', one, Math.random).pick(cycle, [])).toEqual([]);
   });
+
+  it('pickFromTotals makes the same choice as pick, with the same draws, for one or several endpoints', () => {
+    // The scheduler calls pickFromTotals (no ScoredEndpoint per candidate); pick is what other callers and the
+    // interface define. Random totals with many ties, replayed through both with the same RNG sequence.
+    let state = 11;
+    const lcg = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (const maxNumOfEndpoints of [1, 3]) {
+      const params = resolvePluginParameters('max-score-picker', { maxNumOfEndpoints });
+      for (let round = 0; round < 300; round++) {
+        const n = 1 + Math.floor(lcg() * 12);
+        const entries = Array.from({ length: n }, (_, i): [string, number] => [`p${i}`, Math.floor(lcg() * 3) * 0.5]);
+        const list = scored(...entries);
+        const seed = Math.floor(lcg() * 1e9);
+        const rngA = (() => { let s = seed; return () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32); })();
+        const rngB = (() => { let s = seed; return () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32); })();
+        const viaPick = new MaxScorePicker('max', params, rngA).pick(cycle, list);
+        const viaTotals = new MaxScorePicker('max', params, rngB).pickFromTotals(cycle, list.map((e) => e.endpoint), Float64Array.from(list, (e) => e.score));
+        expect(names(viaTotals)).toEqual(names(viaPick));
+      }
+    }
+    expect(new MaxScorePicker('max', one, Math.random).pickFromTotals(cycle, [], new Float64Array(0))).toEqual([]);
+  });
 });
 
 describe('random-picker', () => {

@@ -73,12 +73,15 @@ describe('RequestControl', () => {
   test('a burst of requests routed at once spreads evenly: each pick sees the ones committed before it, not the counts from before it awaited', async () => {
     ds.stop();
     ds = pool(0);
+    // The scheduler's clock is frozen at the metrics' stamp: a jest worker stalled for over a second on a loaded
+    // machine would otherwise see every pod's metrics go stale (the saturation filter's 1 s) and route nothing.
+    const now = Date.now();
     for (let i = 0; i < 4; i++) {
       const address = `10.0.1.${i + 1}`;
       ds.upsertEndpoint({ key: `${address}:8000`, name: `q${i}`, namespace: 'ns', address, port: 8000, labels: {} });
-      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: now, consecutiveFailures: 0 });
     }
-    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => now }) });
     // All 16 are handed over in one turn of the event loop (as one socket read of a burst delivers them): each route()
     // starts, awaits its preparation, and only then schedules.
     const decisions = await Promise.all(Array.from({ length: 16 }, (_, i) => director.route({

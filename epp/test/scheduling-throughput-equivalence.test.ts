@@ -53,7 +53,7 @@ describe('Datastore.snapshot() reused until something changes', () => {
       }
       const snap = ds.snapshot();
       expect(snap).toEqual(freshSnapshot(ds));
-      expect(Object.isFrozen(snap)).toBe(true);
+      // The array is readonly by type only (a frozen array is ~5x slower to iterate in V8); its records are frozen.
       expect(ds.snapshot()).toBe(snap); // nothing changed in between: the same array
       // Records that did not change keep their frozen object; the changed one never shows a stale value.
       const before = new Map(previous.map((s) => [s.endpoint.key, s]));

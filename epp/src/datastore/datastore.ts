@@ -11,7 +11,7 @@ import {
   metricsUrl,
   type ScrapeStatus,
 } from './scraper';
-import { EMPTY_METRICS, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
+import { EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
 import type { VllmMetricNames } from './vllm-metrics';
 
 export interface DatastoreOptions {
@@ -418,7 +418,7 @@ export class Datastore {
   setMetrics(key: string, metrics: Partial<EndpointMetrics>): void {
     const rec = this.records.get(key);
     if (!rec) throw new Error(`unknown endpoint ${key}`);
-    rec.metrics = Object.freeze({ ...rec.metrics, ...metrics });
+    rec.metrics = endpointMetrics({ ...rec.metrics, ...metrics });
     this.changed(rec);
   }
 
@@ -447,6 +447,11 @@ export class Datastore {
   /**
    * One frozen record per endpoint, for one scheduling cycle. Endpoint and metrics objects are immutable and replaced
    * (never mutated) on change, so sharing them is safe; later updates do not show through.
+   *
+   * The array itself is readonly by type only, not frozen: V8 (Node 20's 11.3) iterates a frozen array's elements
+   * about 5x slower than a plain one's (for-of and indexed loops alike, and for-of then allocates an iterator result
+   * per element), and every filter and scorer walks this array once per request: at 256 pods that was a measurable
+   * share of the scheduling cycle and of its garbage.
    */
   snapshot(): readonly EndpointSnapshot[] {
     if (this.snapshotCache !== undefined) return this.snapshotCache;
@@ -455,7 +460,7 @@ export class Datastore {
       rec.snap ??= Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(rec.endpoint.key) ?? 0 });
       out.push(rec.snap);
     }
-    this.snapshotCache = Object.freeze(out);
+    this.snapshotCache = out;
     return this.snapshotCache;
   }
 

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ScrapeWorkerConfig, ToMain, ToWorker } from './scrape-protocol';
 import type { ScrapeStatus } from './scraper';
-import type { EndpointMetrics } from './types';
+import { endpointMetrics, type EndpointMetrics } from './types';
 
 export interface ScrapePoolOptions extends Omit<ScrapeWorkerConfig, 'batchMs'> {
   /** Worker threads. Default 1; each pod stays on one worker. */
@@ -159,7 +159,7 @@ export class ScrapeWorkerPool {
       for (const r of msg.readings) {
         const e = this.entries.get(r.id);
         if (!e || e.slot !== slot) continue; // removed (or moved) since the worker finished it
-        const metrics = Object.freeze({ ...r.metrics });
+        const metrics = endpointMetrics(r.metrics);
         e.last = metrics;
         this.options.onReading(r.id, metrics, Object.freeze({ ...r.status }));
       }

@@ -1,6 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { EMPTY_METRICS, type EndpointMetrics } from './types';
+import { EMPTY_METRICS, endpointMetrics, type EndpointMetrics } from './types';
 import { applyReading, hasLoadSignal, VllmPageReader, type VllmMetricNames } from './vllm-metrics';
 
 export interface MetricsScraperOptions {
@@ -190,7 +190,7 @@ export class MetricsScraper {
       ok = true;
     } catch (err) {
       error = describe(err, abort, this.timeoutMs);
-      next = Object.freeze({ ...this.current, consecutiveFailures: this.current.consecutiveFailures + 1 });
+      next = endpointMetrics({ ...this.current, consecutiveFailures: this.current.consecutiveFailures + 1 });
     }
     if (this.stopped) return ok;
     this.current = next;

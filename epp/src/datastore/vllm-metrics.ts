@@ -1,4 +1,4 @@
-import type { EndpointMetrics } from './types';
+import { endpointMetrics, type EndpointMetrics } from './types';
 import { histogramSeries, parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from '@kvroute/protocol/prometheus';
 
 /**
@@ -289,7 +289,7 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;
   if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;
   if (r.prefixCacheHitTokens !== undefined) next.prefixCacheHitTokens = r.prefixCacheHitTokens;
-  return Object.freeze(next);
+  return endpointMetrics(next);
 }
 
 /**

@@ -85,6 +85,12 @@ export interface ScoredEndpoint {
 export interface Picker extends Plugin {
   /** The chosen endpoints, best first; empty only when `scored` is. */
   pick(cycle: CycleContext, scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[];
+  /**
+   * Optional: the same choice as `pick` (same draws from the random source) from the candidates and their totals
+   * side by side, so the scheduler need not build one `ScoredEndpoint` per candidate per request (256 objects a
+   * request at 256 pods). The scheduler calls it when present, `pick` otherwise.
+   */
+  pickFromTotals?(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[];
 }
 
 export interface ProfileRunResult {

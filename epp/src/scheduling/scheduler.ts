@@ -21,7 +21,6 @@ import {
   type ProfileHandler,
   type ProfileOutcome,
   type ProfileRunResult,
-  type ScoredEndpoint,
   type Scorer,
 } from './framework';
 import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } from './metrics-hooks';
@@ -255,13 +254,16 @@ export class Scheduler {
       const scores = this.timed('Scorer', scorer.name, () => scorer.score(cycle, remaining));
       for (let i = 0; i < totals.length; i++) totals[i] += clampScore(scores[i]) * weight;
     }
-    const scored = remaining.map((endpoint, i) => ({ endpoint, score: totals[i]! }));
-
-    const targets = this.timed('Picker', profile.picker.name, () => profile.picker.pick(cycle, scored));
+    const picker = profile.picker;
+    const targets = this.timed('Picker', picker.name, () =>
+      picker.pickFromTotals !== undefined
+        ? picker.pickFromTotals(cycle, remaining, totals)
+        : picker.pick(cycle, remaining.map((endpoint, i) => ({ endpoint, score: totals[i]! }))),
+    );
     if (targets.length === 0) {
       return new SchedulingError('no-endpoints', `${profile.picker.name} picked nothing (profile "${profile.name}")`);
     }
-    const result: ProfileRunResult = { targets, scores: new LazyScores(scored) };
+    const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals) };
     for (const plugin of profile.postCycles) {
       this.timed('PostCycle', plugin.name, () => plugin.postCycle(cycle, result));
     }
@@ -280,16 +282,19 @@ export class Scheduler {
 
 /**
  * The weighted totals by endpoint key, as a Map built only when someone reads it: the cycle itself never does (the
- * picker reads `scored`), and at 256 candidates building it for every request cost more than all the scorers but
+ * picker reads the totals), and at 256 candidates building it for every request cost more than all the scorers but
  * the prefix one. Logs, tests and post-cycle plugins that read it get the same Map as before.
  */
 class LazyScores implements ReadonlyMap<string, number> {
   private map: Map<string, number> | undefined;
 
-  constructor(private readonly scored: readonly ScoredEndpoint[]) {}
+  constructor(
+    private readonly candidates: readonly EndpointSnapshot[],
+    private readonly totals: Float64Array,
+  ) {}
 
   private get built(): Map<string, number> {
-    this.map ??= new Map(this.scored.map(({ endpoint, score }) => [endpoint.endpoint.key, score]));
+    this.map ??= new Map(this.candidates.map((candidate, i) => [candidate.endpoint.key, this.totals[i]!]));
     return this.map;
   }
 

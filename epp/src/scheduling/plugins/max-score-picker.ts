@@ -48,6 +48,32 @@ export class MaxScorePicker implements Picker {
       .map((entry) => entry.endpoint);
   }
 
+  /** `pick` from the totals: the same choice and the same random draw, without a ScoredEndpoint per candidate. */
+  pickFromTotals(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[] {
+    if (this.parameters.maxNumOfEndpoints !== 1) return this.pick(cycle, candidates.map((endpoint, i) => ({ endpoint, score: totals[i]! })));
+    let best = Number.NEGATIVE_INFINITY;
+    let first = -1;
+    let ties = 0;
+    for (let i = 0; i < totals.length; i++) {
+      const score = totals[i]!;
+      if (score > best) {
+        best = score;
+        first = i;
+        ties = 1;
+      } else if (score === best) {
+        ties++;
+      }
+    }
+    if (first < 0) return [];
+    if (ties === 1) return [candidates[first]!];
+    // The k-th tie in candidate order, as pickOne's draw over its list of ties.
+    let k = Math.floor(this.random() * ties);
+    for (let i = first; i < totals.length; i++) {
+      if (totals[i] === best && k-- === 0) return [candidates[i]!];
+    }
+    return [candidates[first]!];
+  }
+
   /** The common case without sorting: one pass for the best score, one random draw among its ties. */
   private pickOne(scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
     let best = Number.NEGATIVE_INFINITY;
