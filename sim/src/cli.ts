@@ -34,6 +34,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'kv-events-config': { key: 'kvEventsConfig', kind: 'string', help: 'vLLM\'s KV events JSON, e.g. \'{"enable_kv_cache_events":true,"publisher":"zmq"}\'' },
   'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM #42892 tagged maps)' },
   'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model' },
+  'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto" (vLLM needs it with --tool-call-parser; default off: 400)' },
 };
 
 export const USAGE = `Usage: kvroute-sim [flags]
@@ -81,8 +82,19 @@ export function parseCli(argv: readonly string[]): CliResult {
     if (other !== undefined) throw new OptionError(flag, `conflicts with ${other}`);
     setBy.set(spec.key, flag);
     (partial as Record<string, unknown>)[spec.key] = convert(flag, spec.kind, values[0]);
+    if (spec.kind === 'lora-list') partial.loraModulePaths = loraPaths(String(values[0]));
   }
   return { kind: 'run', options: resolveOptions(partial) };
+}
+
+/** The `path` of each `name=path` pair of --lora-modules (a bare name has none). */
+function loraPaths(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of value.split(',')) {
+    const [name, ...rest] = part.trim().split('=');
+    if (rest.length > 0) out[name.trim()] = rest.join('=').trim();
+  }
+  return out;
 }
 
 /** parseArgs' errors as OptionErrors; its error codes are API, and its messages quote the flag or argument. */
@@ -129,7 +141,7 @@ function convert(flag: string, kind: Kind, raw: string | boolean): unknown {
       return parts;
     }
     case 'lora-list': {
-      // vLLM takes `name=path` pairs; the simulator only needs the names.
+      // vLLM takes `name=path` pairs; the paths are kept apart (loraPaths), only for /v1/models.
       const parts = value.split(',').map((s) => s.trim().split('=')[0].trim());
       if (parts.some((p) => p.length === 0)) throw new OptionError(flag, `empty name in ${JSON.stringify(value)}`);
       return parts;

@@ -28,9 +28,15 @@ export interface SubmitParams {
   cacheSalt?: string;
   /** The LoRA adapter's `lora_int_id`, or null for the base model. */
   loraId?: number | null;
+  /** How the request ends after its last output token: `length` (max_tokens) or `stop` (a stop string or token). */
+  finishReason?: 'length' | 'stop';
+  /** The request's effective `max_tokens` (SamplingParams.max_tokens), reported to the metrics. */
+  maxTokensParam?: number;
+  /** `n` of the request this one is a child of (vLLM's ParentRequest); 1 or absent = a request of its own. */
+  parentN?: number;
 }
 
-export type FinishReason = 'length' | 'abort';
+export type FinishReason = 'length' | 'stop' | 'abort';
 
 /** All times are simulated milliseconds on the engine clock. */
 export interface RequestResult {
@@ -47,6 +53,10 @@ export interface RequestResult {
   finishedMs: number;
   /** Times the request was preempted. */
   preemptions: number;
+  /** SubmitParams.maxTokensParam, or the number of output tokens asked for. */
+  maxTokensParam: number;
+  /** SubmitParams.parentN, or 1. */
+  parentN: number;
 }
 
 export interface RequestListener {
@@ -62,6 +72,8 @@ export interface EngineObserver {
   onAdmit?(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void;
   onPreempt?(): void;
   onFirstToken?(info: { ttftMs: number }): void;
+  /** Every output token as it is sampled (`index` from 0), for counters vLLM advances per engine step. */
+  onToken?(info: { id: string; index: number; atMs: number; promptTokens: number }): void;
   onFinish?(result: RequestResult): void;
 }
 
@@ -96,6 +108,9 @@ interface Req extends KvSequence {
   readonly hashes: BlockHash[];
   readonly extras: HashExtras;
   readonly loraId: number | null;
+  readonly endReason: 'length' | 'stop';
+  readonly maxTokensParam: number;
+  readonly parentN: number;
   readonly listener: RequestListener;
   state: State;
   arrivalMs: number;
@@ -226,6 +241,9 @@ export class Engine {
       extras: { cacheSalt: params.cacheSalt, loraId: params.loraId ?? null },
       loraId: params.loraId ?? null,
       listener,
+      endReason: params.finishReason ?? 'length',
+      maxTokensParam: params.maxTokensParam ?? maxTokens,
+      parentN: params.parentN ?? 1,
       state: 'waiting',
       arrivalMs: now,
       admittedMs: null,
@@ -445,9 +463,10 @@ export class Engine {
       r.firstTokenMs = at;
       this.observer.onFirstToken?.({ ttftMs: at - r.arrivalMs });
     }
+    this.observer.onToken?.({ id: r.id, index: k, atMs: at, promptTokens: r.promptLen });
     r.listener.onToken(k, r.output[k], at);
     if (r.state !== 'running') return; // the listener aborted it
-    if (k === r.output.length - 1) this.finish(r, 'length', at);
+    if (k === r.output.length - 1) this.finish(r, r.endReason, at);
     else r.need = 'decode'; // the sampled token needs a KV slot in the next step
   }
 
@@ -486,6 +505,8 @@ export class Engine {
       firstTokenMs: r.firstTokenMs,
       finishedMs: at,
       preemptions: r.preemptions,
+      maxTokensParam: r.maxTokensParam,
+      parentN: r.parentN,
     };
     this.observer.onFinish?.(result);
     r.listener.onFinish(result);

@@ -15,6 +15,9 @@ export const REQUEST_LATENCY_BUCKETS = [
   7680.0,
 ];
 
+/** `vllm:iteration_tokens_total`'s bounds (loggers.py @ v0.10.0). */
+export const ITERATION_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+
 /** vLLM's 1-2-5 series up to max_model_len, used for token-count histograms. */
 export function buckets125(max: number): number[] {
   const out: number[] = [];
@@ -97,8 +100,53 @@ export function cacheConfigInfoLabels(c: MetricsConfig): Record<string, string> 
 }
 
 /**
+ * prometheus_client's `floatToGoString` (exposition.py): Python's repr of the float, switched to Go's exponent form
+ * for positive values with more than six integer digits (so a `_created` timestamp reads `1.7536e+09`).
+ */
+export function floatToGoString(x: number): string {
+  if (x === Infinity) return '+Inf';
+  if (x === -Infinity) return '-Inf';
+  if (Number.isNaN(x)) return 'NaN';
+  const s = pythonFloatStr(x);
+  const dot = s.indexOf('.');
+  if (x > 0 && dot > 6 && !s.includes('e')) {
+    const mantissa = `${s[0]}.${s.slice(1, dot)}${s.slice(dot + 1)}`.replace(/[0.]+$/, '');
+    return `${mantissa}e+0${dot - 1}`;
+  }
+  return s;
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+function labelString(labels: Record<string, string | number>): string {
+  const keys = Object.keys(labels).sort();
+  if (keys.length === 0) return '';
+  return `{${keys.map((k) => `${k}="${escapeLabel(typeof labels[k] === 'number' ? floatToGoString(labels[k] as number) : String(labels[k]))}"`).join(',')}}`;
+}
+
+/**
  * vLLM 0.10's Prometheus surface for one engine, in its own registry so that
  * several simulators can live in one process.
+ *
+ * The families, their order, help texts, types, labels and buckets are vllm/v1/metrics/loggers.py @ v0.10.0
+ * (`PrometheusStatLogger`); the page is written the way Python's prometheus_client 0.22 writes it for the default
+ * registry (exposition.py `generate_latest`): label names sorted, every value a Python float (`0.0`, `le="1.0"`), and
+ * after each counter and histogram a `<name>_created` gauge with the series' creation time (vLLM V1 does not call
+ * `disable_created_metrics()`). prom-client keeps the values; `metrics()` renders them.
+ *
+ * What changes when (vllm/v1/metrics/stats.py, vllm/v1/engine/output_processor.py @ v0.10.0):
+ * - the gauges hold the scheduler's stats of the last engine step, so they read 0 until the first request is
+ *   scheduled (the engine sends no stats while idle at start);
+ * - `prompt_tokens` grows at a request's first token, `generation_tokens` and the TTFT/TPOT histograms per token;
+ * - the per-request histograms, `request_success` and the `request_params_*` histograms when a request finishes with
+ *   `stop` or `length`. A request aborted by its client is dropped by the output processor without stats, so
+ *   `finished_reason="abort"` stays 0 here, as in vLLM 0.10.
  *
  * Every duration is *model* time — what the simulated GPU took — not wall
  * time, so the numbers do not depend on --time-scale: a TTFT that reads 1.0 s
@@ -123,44 +171,55 @@ export class SimMetrics implements EngineObserver {
   private readonly inferenceTime: Histogram<'model_name' | 'engine'>;
   private readonly reqPromptTokens: Histogram<'model_name' | 'engine'>;
   private readonly reqGenerationTokens: Histogram<'model_name' | 'engine'>;
+  private readonly iterationTokens: Histogram<'model_name' | 'engine'>;
+  private readonly maxNumGenerationTokens: Histogram<'model_name' | 'engine'>;
+  private readonly paramsN: Histogram<'model_name' | 'engine'>;
+  private readonly paramsMaxTokens: Histogram<'model_name' | 'engine'>;
+  /** When each family's series were created (Python's `_created`), seconds since the epoch. */
+  private readonly createdAt = Date.now() / 1000;
+  /** Until the first scheduling step the gauges read 0, as vLLM's before its first stats. */
+  private stepped = false;
+  /** The time of each running request's last token, for the inter-token samples. */
+  private readonly lastTokenMs = new Map<string, number>();
 
   constructor(config: MetricsConfig, stats: () => EngineStats) {
     const labelNames = ['model_name', 'engine'] as const;
     this.labels = { model_name: config.modelName, engine: '0' };
     const registers = [this.registry];
     const labels = this.labels;
+    const live = (read: (s: EngineStats) => number) => (): number => (this.stepped ? read(stats()) : 0);
 
-    const gauge = (name: string, help: string, read: (s: EngineStats) => number): void => {
+    const gauge = (name: string, help: string, read: () => number): void => {
       new Gauge({
         name,
         help,
         labelNames,
         registers,
         collect() {
-          this.set(labels, read(stats()));
+          this.set(labels, read());
         },
       });
     };
-    gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', (s) => s.running);
-    gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', (s) => s.waiting);
-    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (s) => s.kvUsage);
-    // Deprecated in vLLM 0.9.2 but still exposed by 0.10.x; GIE v0.5 scrapes this name.
-    gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage.', (s) => s.kvUsage);
-
     const counter = (name: string, help: string): Counter<'model_name' | 'engine'> => {
       const c = new Counter({ name, help, labelNames, registers });
       c.inc(labels, 0);
       return c;
     };
-    this.queries = [
-      counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.'),
-      // 0.10.x still registers the pre-rename names next to the new ones.
-      counter('vllm:gpu_prefix_cache_queries_total', 'GPU prefix cache queries, in terms of number of queried tokens.'),
-    ];
-    this.hits = [
-      counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.'),
-      counter('vllm:gpu_prefix_cache_hits_total', 'GPU prefix cache hits, in terms of number of cached tokens.'),
-    ];
+    const histogram = (name: string, help: string, buckets: number[]): Histogram<'model_name' | 'engine'> => {
+      const h = new Histogram({ name, help, labelNames, buckets, registers });
+      h.zero(labels);
+      return h;
+    };
+
+    gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', live((s) => s.running));
+    gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', live((s) => s.waiting));
+    // Deprecated in 0.9 but still registered by 0.10 (its help text runs the sentences together); GIE v0.5 scrapes it.
+    gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use vllm:kv_cache_usage_perc instead.', live((s) => s.kvUsage));
+    const gpuQueries = counter('vllm:gpu_prefix_cache_queries_total', 'GPU prefix cache queries, in terms of number of queriedtokens. DEPRECATED: Use vllm:prefix_cache_queries instead.');
+    const gpuHits = counter('vllm:gpu_prefix_cache_hits_total', 'GPU prefix cache hits, in terms of number of cached tokens. DEPRECATED: Use vllm:prefix_cache_hits instead.');
+    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', live((s) => s.kvUsage));
+    this.queries = [counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.'), gpuQueries];
+    this.hits = [counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.'), gpuHits];
     this.preemptions = counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.');
     this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
     this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
@@ -172,11 +231,13 @@ export class SimMetrics implements EngineObserver {
     });
     for (const reason of FINISHED_REASONS) this.success.inc({ ...labels, finished_reason: reason }, 0);
 
-    const histogram = (name: string, help: string, buckets: number[]): Histogram<'model_name' | 'engine'> => {
-      const h = new Histogram({ name, help, labelNames, buckets, registers });
-      h.zero(labels);
-      return h;
-    };
+    const tokenBuckets = buckets125(config.maxModelLen);
+    this.reqPromptTokens = histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tokenBuckets);
+    this.reqGenerationTokens = histogram('vllm:request_generation_tokens', 'Number of generation tokens processed.', tokenBuckets);
+    this.iterationTokens = histogram('vllm:iteration_tokens_total', 'Histogram of number of tokens per engine_step.', ITERATION_TOKEN_BUCKETS);
+    this.maxNumGenerationTokens = histogram('vllm:request_max_num_generation_tokens', 'Histogram of maximum number of requested generation tokens.', tokenBuckets);
+    this.paramsN = histogram('vllm:request_params_n', 'Histogram of the n request parameter.', [1, 2, 5, 10, 20]);
+    this.paramsMaxTokens = histogram('vllm:request_params_max_tokens', 'Histogram of the max_tokens request parameter.', tokenBuckets);
     this.ttft = histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS);
     this.tpot = histogram('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', TPOT_BUCKETS);
     this.e2e = histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', REQUEST_LATENCY_BUCKETS);
@@ -184,9 +245,6 @@ export class SimMetrics implements EngineObserver {
     this.inferenceTime = histogram('vllm:request_inference_time_seconds', 'Histogram of time spent in RUNNING phase for request.', REQUEST_LATENCY_BUCKETS);
     this.prefillTime = histogram('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', REQUEST_LATENCY_BUCKETS);
     this.decodeTime = histogram('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', REQUEST_LATENCY_BUCKETS);
-    const tokenBuckets = buckets125(config.maxModelLen);
-    this.reqPromptTokens = histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tokenBuckets);
-    this.reqGenerationTokens = histogram('vllm:request_generation_tokens', 'Number of generation tokens processed.', tokenBuckets);
 
     const infoLabels = cacheConfigInfoLabels(config);
     // No model_name label: vLLM's info gauge carries only the CacheConfig fields and the engine index.
@@ -202,12 +260,14 @@ export class SimMetrics implements EngineObserver {
   onPrefixQuery(info: { queries: number; hits: number }): void {
     // Every get_computed_blocks call, in tokens: each scheduling attempt of a waiting request, and again after a
     // preemption (vllm/v1/core/kv_cache_manager.py @ v0.10.0; PrefixCacheStats per step → loggers.py counters).
+    this.stepped = true;
     for (const c of this.queries) c.inc(this.labels, info.queries);
     for (const c of this.hits) c.inc(this.labels, info.hits);
   }
 
   onAdmit(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void {
     // Queue time ends at the first scheduling (vllm/v1/metrics/stats.py @ v0.10.0: scheduled_ts is set once).
+    this.stepped = true;
     this.queueTime.observe(this.labels, info.queueMs / 1000);
   }
 
@@ -220,30 +280,100 @@ export class SimMetrics implements EngineObserver {
     this.ttft.observe(this.labels, info.ttftMs / 1000);
   }
 
-  onFinish(r: RequestResult): void {
-    this.success.inc({ ...this.labels, finished_reason: r.finishReason }, 1);
-    if (r.admittedMs === null) return; // aborted while waiting: never reached the model
-    this.promptTokens.inc(this.labels, r.promptTokens);
-    this.generationTokens.inc(this.labels, r.completionTokens);
-    this.reqPromptTokens.observe(this.labels, r.promptTokens);
-    this.reqGenerationTokens.observe(this.labels, r.completionTokens);
-    this.e2e.observe(this.labels, (r.finishedMs - r.arrivalMs) / 1000);
-    this.inferenceTime.observe(this.labels, (r.finishedMs - r.admittedMs) / 1000);
-    if (r.firstTokenMs !== null) {
-      this.prefillTime.observe(this.labels, (r.firstTokenMs - r.admittedMs) / 1000);
-      this.decodeTime.observe(this.labels, (r.finishedMs - r.firstTokenMs) / 1000);
-      // vLLM 0.10 observes one sample per inter-token gap, not one per request.
-      const gaps = r.completionTokens - 1;
-      const gap = gaps > 0 ? (r.finishedMs - r.firstTokenMs) / 1000 / gaps : 0;
-      for (let i = 0; i < gaps; i++) this.tpot.observe(this.labels, gap);
-    }
+  onToken(info: { id: string; index: number; atMs: number; promptTokens: number }): void {
+    // IterationStats.update_from_output @ v0.10.0: the prompt counts once, at the first token; every token is a
+    // generation token; each later token is one TPOT sample (the gap since the previous one, preemptions included).
+    // One iteration_tokens_total sample per token event stands in for vLLM's one per engine step.
+    const first = info.index === 0;
+    if (first) this.promptTokens.inc(this.labels, info.promptTokens);
+    this.generationTokens.inc(this.labels, 1);
+    this.iterationTokens.observe(this.labels, (first ? info.promptTokens : 0) + 1);
+    const prev = this.lastTokenMs.get(info.id);
+    if (!first && prev !== undefined) this.tpot.observe(this.labels, (info.atMs - prev) / 1000);
+    this.lastTokenMs.set(info.id, info.atMs);
   }
 
-  metrics(): Promise<string> {
-    return this.registry.metrics();
+  onFinish(r: RequestResult): void {
+    this.lastTokenMs.delete(r.id);
+    // OutputProcessor.abort_requests drops an aborted request without recording its stats.
+    if (r.finishReason === 'abort' || r.admittedMs === null || r.firstTokenMs === null) return;
+    this.success.inc({ ...this.labels, finished_reason: r.finishReason }, 1);
+    this.reqPromptTokens.observe(this.labels, r.promptTokens);
+    this.reqGenerationTokens.observe(this.labels, r.completionTokens);
+    // A child of an n > 1 request: its parent records n and the largest child (observeParentFinished).
+    if (r.parentN <= 1) {
+      this.maxNumGenerationTokens.observe(this.labels, r.completionTokens);
+      this.paramsN.observe(this.labels, 1);
+    }
+    this.paramsMaxTokens.observe(this.labels, r.maxTokensParam);
+    this.e2e.observe(this.labels, (r.finishedMs - r.arrivalMs) / 1000);
+    this.inferenceTime.observe(this.labels, (r.finishedMs - r.admittedMs) / 1000);
+    this.prefillTime.observe(this.labels, (r.firstTokenMs - r.admittedMs) / 1000);
+    this.decodeTime.observe(this.labels, (r.finishedMs - r.firstTokenMs) / 1000);
+  }
+
+  /**
+   * The last child of an n > 1 request finished: one `request_params_n` sample and one
+   * `request_max_num_generation_tokens` sample with the largest child (ParentRequest.observe_finished_request,
+   * vllm/v1/engine/parallel_sampling.py @ v0.10.0).
+   */
+  observeParentFinished(n: number, maxGenerationTokens: number): void {
+    this.paramsN.observe(this.labels, n);
+    this.maxNumGenerationTokens.observe(this.labels, maxGenerationTokens);
+  }
+
+  /** The page as vLLM's prometheus_client writes it (see the class comment). */
+  async metrics(): Promise<string> {
+    const families = await this.registry.getMetricsAsJSON();
+    const created = floatToGoString(this.createdAt);
+    const out: string[] = [];
+    for (const f of families) {
+      const help = escapeHelp(f.help);
+      const type = String(f.type);
+      out.push(`# HELP ${f.name} ${help}\n# TYPE ${f.name} ${type}\n`);
+      const values = f.values as { value: number; labels: Record<string, string | number>; metricName?: string }[];
+      const series: Record<string, string | number>[] = [];
+      const seen = new Set<string>();
+      const lines: string[] = [];
+      if (type === 'histogram') {
+        // prometheus_client's order per series: the buckets, then _count, then _sum.
+        const bySeries = new Map<string, { buckets: string[]; sum?: string; count?: string }>();
+        for (const v of values) {
+          const { le, ...rest } = v.labels;
+          const key = labelString(rest);
+          if (!bySeries.has(key)) {
+            bySeries.set(key, { buckets: [] });
+            series.push(rest);
+          }
+          const entry = bySeries.get(key) as { buckets: string[]; sum?: string; count?: string };
+          const value = floatToGoString(v.value);
+          if (v.metricName?.endsWith('_bucket')) entry.buckets.push(`${f.name}_bucket${labelString({ ...rest, le: le === '+Inf' ? Infinity : Number(le) })} ${value}\n`);
+          else if (v.metricName?.endsWith('_sum')) entry.sum = `${f.name}_sum${key} ${value}\n`;
+          else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
+        }
+        for (const e of bySeries.values()) lines.push(...e.buckets, e.count ?? '', e.sum ?? '');
+      } else {
+        for (const v of values) {
+          lines.push(`${f.name}${labelString(v.labels)} ${floatToGoString(v.value)}\n`);
+          const key = labelString(v.labels);
+          if (!seen.has(key)) {
+            seen.add(key);
+            series.push(v.labels);
+          }
+        }
+      }
+      out.push(...lines);
+      if (type === 'counter' || type === 'histogram') {
+        const base = type === 'counter' ? f.name.replace(/_total$/, '') : f.name;
+        out.push(`# HELP ${base}_created ${help}\n# TYPE ${base}_created gauge\n`);
+        for (const l of series) out.push(`${base}_created${labelString(l)} ${created}\n`);
+      }
+    }
+    return out.join('');
   }
 
   get contentType(): string {
-    return this.registry.contentType;
+    // prometheus_client's CONTENT_TYPE_LATEST.
+    return 'text/plain; version=0.0.4; charset=utf-8';
   }
 }

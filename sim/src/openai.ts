@@ -1,34 +1,228 @@
+import type { VllmGeneration } from './block-hash';
 import type { ChatMessage } from './tokenizer';
 
-/** An error rendered as OpenAI's `{"error": {message, type, param, code}}`. */
+/**
+ * An error as vLLM's OpenAI server writes it.
+ *
+ * vLLM 0.10.0 (vllm/entrypoints/openai/protocol.py @ v0.10.0, `ErrorResponse`) writes a flat object,
+ * `{"object":"error","message","type","param":null,"code":<HTTP status>}`; from 0.10.1 on (#22099, "Update OpenAI error
+ * response to upstream format") it is `{"error":{"message","type","param":null,"code":<HTTP status>}}`. The simulated
+ * release follows the hash algorithm (block-hash.ts, `generationOf`): 0.10.0 or 0.10.2.
+ *
+ * `type` is what vLLM puts there: `BadRequestError` / `NotFoundError` from the serving classes'
+ * `create_error_response` (serving_engine.py), and the HTTP phrase (`Bad Request`, `Internal Server Error`, …) from the
+ * app's handlers for request-validation errors and HTTPExceptions (api_server.py, `validation_exception_handler`,
+ * `http_exception_handler`). `param` is always null in vLLM 0.10.
+ */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    readonly type: string = status >= 500 ? 'server_error' : 'invalid_request_error',
+    readonly type: string = defaultErrorType(status),
   ) {
     super(message);
     this.name = 'ApiError';
   }
 
-  toJSON(): { error: { message: string; type: string; param: string | null; code: string | null } } {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  /** The response body for the simulated vLLM release. */
+  body(generation: VllmGeneration): Record<string, unknown> {
+    if (generation === '0.10.0') return { object: 'error', message: this.message, type: this.type, param: null, code: this.status };
+    return { error: { message: this.message, type: this.type, param: null, code: this.status } };
+  }
+
+  /**
+   * The `data:` payload of an error met after a stream has started (serving_chat.py / serving_completion.py
+   * `create_streaming_error_response` @ v0.10.0: `{"error": ErrorResponse.model_dump()}`; 0.10.2 dumps the
+   * ErrorResponse itself, which already has the `error` key).
+   */
+  streamBody(generation: VllmGeneration): Record<string, unknown> {
+    return generation === '0.10.0' ? { error: this.body(generation) } : this.body(generation);
   }
 }
 
-interface CommonRequest {
-  model: string;
+const HTTP_PHRASES: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Request Entity Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  503: 'Service Unavailable',
+};
+
+export function httpPhrase(status: number): string {
+  return HTTP_PHRASES[status] ?? 'Error';
+}
+
+function defaultErrorType(status: number): string {
+  if (status === 400) return 'BadRequestError';
+  if (status === 404) return 'NotFoundError';
+  return httpPhrase(status);
+}
+
+/** A serving-class error: `create_error_response(message)`, 400 `BadRequestError` (serving_engine.py @ v0.10.0). */
+export function badRequest(message: string): ApiError {
+  return new ApiError(400, message, 'BadRequestError');
+}
+
+/**
+ * A request-validation error, as FastAPI raises it for a body that is not JSON or does not fit the request model, and
+ * vLLM's `validation_exception_handler` renders it: 400, type `Bad Request` (api_server.py @ v0.10.0). The message
+ * imitates pydantic's error list (`[{'type': …, 'loc': ('body', …), 'msg': …, 'input': …}]`), naming the field.
+ */
+export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown): ApiError {
+  const locStr = `(${['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`)).join(', ')})`;
+  const inputStr = input === undefined ? '' : `, 'input': ${pyRepr(input)}`;
+  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': '${msg}'${inputStr}}]`, 'Bad Request');
+}
+
+function pyRepr(v: unknown): string {
+  if (v === null || v === undefined) return 'None';
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  if (typeof v === 'string') return `'${v.length > 60 ? `${v.slice(0, 60)}…` : v}'`;
+  const s = JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 60)}…` : s;
+}
+
+type Json = Record<string, unknown>;
+
+/** Parses a request body as FastAPI does before validating it: JSON, else a 400 `json_invalid` validation error. */
+export function parseJsonBody(raw: string): Json {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch (e) {
+    throw validationError([0], 'json_invalid', 'JSON decode error', { error: (e as Error).message });
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);
+  }
+  return body as Json;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Pydantic v2's lax ("python" mode) coercions, which FastAPI applies to the parsed JSON body: "5" and 5.0 are ints,
+// "yes"/"true"/1 are booleans, 5 is a float; strings are never made from numbers.
+// ---------------------------------------------------------------------------------------------------------------------
+
+type Loc = readonly (string | number)[];
+
+const TRUE_STRINGS = new Set(['1', 'on', 't', 'true', 'y', 'yes']);
+const FALSE_STRINGS = new Set(['0', 'off', 'f', 'false', 'n', 'no']);
+
+export function laxInt(v: unknown, loc: Loc): number {
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof v === 'number') {
+    if (Number.isInteger(v)) return v;
+    if (Number.isFinite(v)) throw validationError(loc, 'int_from_float', 'Input should be a valid integer, got a number with a fractional part', v);
+    throw validationError(loc, 'finite_number', 'Input should be a finite number', v);
+  }
+  if (typeof v === 'string') {
+    const t = v.trim();
+    if (/^[+-]?\d+(_\d+)*$/.test(t)) return Number(t.replace(/_/g, ''));
+    throw validationError(loc, 'int_parsing', 'Input should be a valid integer, unable to parse string as an integer', v);
+  }
+  throw validationError(loc, 'int_type', 'Input should be a valid integer', v);
+}
+
+export function laxBool(v: unknown, loc: Loc): boolean {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'number' && (v === 0 || v === 1)) return v === 1;
+  if (typeof v === 'string') {
+    const t = v.trim().toLowerCase();
+    if (TRUE_STRINGS.has(t)) return true;
+    if (FALSE_STRINGS.has(t)) return false;
+    throw validationError(loc, 'bool_parsing', 'Input should be a valid boolean, unable to interpret input', v);
+  }
+  throw validationError(loc, 'bool_type', 'Input should be a valid boolean', v);
+}
+
+export function laxFloat(v: unknown, loc: Loc): number {
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string') {
+    const t = v.trim();
+    if (t !== '' && Number.isFinite(Number(t))) return Number(t);
+    throw validationError(loc, 'float_parsing', 'Input should be a valid number, unable to parse string as a number', v);
+  }
+  throw validationError(loc, 'float_type', 'Input should be a valid number', v);
+}
+
+export function strictStr(v: unknown, loc: Loc): string {
+  if (typeof v === 'string') return v;
+  throw validationError(loc, 'string_type', 'Input should be a valid string', v);
+}
+
+function dict(v: unknown, loc: Loc): Json {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Json;
+  throw validationError(loc, 'dict_type', 'Input should be a valid dictionary', v);
+}
+
+function list(v: unknown, loc: Loc): unknown[] {
+  if (Array.isArray(v)) return v;
+  throw validationError(loc, 'list_type', 'Input should be a valid list', v);
+}
+
+/** `Optional[X] = default`: absent or null gives the default. */
+function opt<T>(body: Json, key: string, parse: (v: unknown, loc: Loc) => T, dflt: T): T {
+  const v = body[key];
+  return v === undefined || v === null ? dflt : parse(v, [key]);
+}
+
+/** A non-Optional field with a default (`ignore_eos: bool = False`): absent gives the default, null is an error. */
+function req<T>(body: Json, key: string, parse: (v: unknown, loc: Loc) => T, dflt: T): T {
+  const v = body[key];
+  return v === undefined ? dflt : parse(v, [key]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------------------------------
+
+/** Sampling fields the simulator acts on (vllm/sampling_params.py @ v0.10.0). */
+export interface StopParams {
+  stop: string[];
+  stopTokenIds: number[];
+  includeStopStrInOutput: boolean;
+  minTokens: number;
+}
+
+interface CommonRequest extends StopParams {
+  /** As sent; undefined or "" means the first served name (serving_engine.py `_is_model_supported` @ v0.10.0). */
+  model: string | undefined;
+  /** max_completion_tokens or max_tokens, as sent. */
   maxTokens: number | undefined;
+  n: number;
   stream: boolean;
+  /** `stream_options` given (and non-empty, as Python's truthiness has it). */
   includeUsage: boolean;
+  continuousUsage: boolean;
   cacheSalt: string | undefined;
+  echo: boolean;
+  /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
+  sampling: SamplingChecks;
+}
+
+interface SamplingChecks {
+  temperature: number | undefined;
+  topP: number | undefined;
+  topK: number | undefined;
+  minP: number | undefined;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  repetitionPenalty: number | undefined;
+  logprobs: number | undefined;
+  promptLogprobs: number | undefined;
+  bestOf: number | undefined;
 }
 
 export interface CompletionRequest extends CommonRequest {
   kind: 'completion';
-  prompt: string | number[];
+  /** One or more prompts (a batch), each text or token ids. */
+  prompts: (string | number[])[];
+  /** `suffix`, which vLLM refuses. */
+  suffix: string | undefined;
 }
 
 export interface ChatRequest extends CommonRequest {
@@ -36,156 +230,167 @@ export interface ChatRequest extends CommonRequest {
   messages: ChatMessage[];
   addGenerationPrompt: boolean;
   tools: unknown[] | undefined;
+  toolChoice: unknown;
   templateKwargs: Record<string, unknown>;
+  /** The body's `request_id` (chat only; vLLM makes a random one when absent). */
+  requestId: string | undefined;
 }
 
-/** Qwen3's embedding table size: any id below it is a valid prompt token. */
+/** Qwen3's embedding table size (kept for callers; vLLM checks prompt ids against the tokenizer's largest id). */
 export const VOCAB_SIZE = 151936;
 
-type Json = Record<string, unknown>;
-
-export function parseJsonBody(raw: string): Json {
-  let body: unknown;
-  try {
-    body = JSON.parse(raw);
-  } catch (e) {
-    throw new ApiError(400, `Invalid JSON body: ${(e as Error).message}`, null, 'invalid_json');
-  }
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new ApiError(400, 'The request body must be a JSON object.', null, 'invalid_json');
-  }
-  return body as Json;
+function stopList(v: unknown, loc: Loc): string[] {
+  if (typeof v === 'string') return [v];
+  return list(v, loc).map((s, i) => strictStr(s, [...loc, i]));
 }
 
-function typeName(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+function intList(v: unknown, loc: Loc): number[] {
+  return list(v, loc).map((t, i) => laxInt(t, [...loc, i]));
 }
 
-function wrongType(param: string, expected: string, v: unknown): ApiError {
-  return new ApiError(400, `'${param}' must be ${expected}, got ${typeName(v)}.`, param, 'invalid_type');
-}
-
-function optBool(body: Json, key: string): boolean | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw wrongType(key, 'a boolean', v);
-  return v;
-}
-
-function optString(body: Json, key: string): string | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw wrongType(key, 'a string', v);
-  return v;
-}
-
-function optObject(body: Json, key: string): Json | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'object' || Array.isArray(v)) throw wrongType(key, 'an object', v);
-  return v as Json;
-}
-
-function optPositiveInt(body: Json, key: string): number | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw wrongType(key, 'an integer', v);
-  if (v < 1) throw new ApiError(400, `'${key}' must be at least 1, got ${v}.`, key, 'invalid_value');
-  return v;
-}
-
-/**
- * Checks the model and the fields this simulator acts on. Sampling fields
- * (temperature, top_p, stop, seed, ...) are accepted and ignored: the reply is
- * filler whose length, not content, matters.
- */
-function parseCommon(body: Json, servedNames: readonly string[]): CommonRequest {
-  const model = body.model;
-  if (model === undefined || model === null) {
-    throw new ApiError(404, `No model given; this server serves ${servedNames.map((n) => `\`${n}\``).join(', ')}.`, 'model', 'model_not_found');
-  }
-  if (typeof model !== 'string') throw wrongType('model', 'a string', model);
-  if (!servedNames.includes(model)) {
-    throw new ApiError(404, `The model \`${model}\` does not exist.`, 'model', 'model_not_found');
-  }
-  const n = optPositiveInt(body, 'n');
-  if (n !== undefined && n !== 1) throw new ApiError(400, "Only 'n' = 1 is supported by the simulator.", 'n', 'unsupported_value');
-  const streamOptions = optObject(body, 'stream_options');
+/** Fields shared by both endpoints; `logprobsKind` differs (chat: bool + top_logprobs, completions: int). */
+function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
+  const model = opt(body, 'model', strictStr, undefined as string | undefined);
+  const stream = opt(body, 'stream', laxBool, false);
+  const so = body.stream_options;
   let includeUsage = false;
-  if (streamOptions) {
-    const iu = streamOptions.include_usage;
-    if (iu !== undefined && iu !== null && typeof iu !== 'boolean') throw wrongType('stream_options.include_usage', 'a boolean', iu);
-    includeUsage = iu === true;
+  let continuousUsage = false;
+  if (so !== undefined && so !== null) {
+    const o = dict(so, ['stream_options']);
+    // StreamOptions: include_usage defaults to True, continuous_usage_stats to False (protocol.py @ v0.10.0).
+    const iu = o.include_usage === undefined || o.include_usage === null ? o.include_usage === undefined : laxBool(o.include_usage, ['stream_options', 'include_usage']);
+    const cu = o.continuous_usage_stats === undefined || o.continuous_usage_stats === null ? false : laxBool(o.continuous_usage_stats, ['stream_options', 'continuous_usage_stats']);
+    // validate_stream_options (a model validator): a truthy stream_options without stream=True is refused.
+    if (Object.keys(o).length > 0 && !stream) {
+      throw validationError([], 'value_error', 'Value error, Stream options can only be defined when `stream=True`.', body);
+    }
+    // The serving classes read `if stream_options:`, and an empty dict is falsy: no usage then.
+    if (Object.keys(o).length > 0) {
+      includeUsage = iu;
+      continuousUsage = iu && cu;
+    }
   }
-  const stream = optBool(body, 'stream') ?? false;
+  let logprobs: number | undefined;
+  let promptLogprobs = opt(body, 'prompt_logprobs', laxInt, undefined as number | undefined);
+  const echo = req(body, 'echo', laxBool, false);
+  if (kind === 'chat') {
+    const lp = opt(body, 'logprobs', laxBool, false);
+    const top = opt(body, 'top_logprobs', laxInt, 0);
+    // check_logprobs (a model validator of ChatCompletionRequest @ v0.10.0).
+    if (top < 0) throw validationError([], 'value_error', 'Value error, `top_logprobs` must be a positive value.', body);
+    if (top > 0 && !lp) throw validationError([], 'value_error', 'Value error, when using `top_logprobs`, `logprobs` must be set to true.', body);
+    logprobs = lp ? top : undefined;
+    if (promptLogprobs === undefined && echo) promptLogprobs = top;
+  } else {
+    logprobs = opt(body, 'logprobs', laxInt, undefined as number | undefined);
+    if (promptLogprobs === undefined && echo) promptLogprobs = logprobs;
+  }
+  if (promptLogprobs !== undefined) {
+    if (stream && promptLogprobs > 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` are not available when `stream=True`.', body);
+    if (promptLogprobs < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
+  }
+  const maxTokens = opt(body, 'max_tokens', laxInt, undefined as number | undefined);
+  // Type-checked like vLLM, then ignored: the reply is filler (seed, user, priority: the V1 FCFS scheduler ignores it).
+  opt(body, 'seed', laxInt, undefined);
+  opt(body, 'user', strictStr, undefined);
+  req(body, 'priority', laxInt, 0);
+  req(body, 'ignore_eos', laxBool, false);
+  opt(body, 'logit_bias', dict, undefined);
   return {
     model,
-    maxTokens: optPositiveInt(body, 'max_tokens'),
+    maxTokens,
+    n: opt(body, 'n', laxInt, 1),
     stream,
-    includeUsage: stream && includeUsage,
-    cacheSalt: optString(body, 'cache_salt'),
+    includeUsage,
+    continuousUsage,
+    cacheSalt: opt(body, 'cache_salt', strictStr, undefined as string | undefined),
+    echo,
+    stop: opt(body, 'stop', stopList, []),
+    stopTokenIds: opt(body, 'stop_token_ids', intList, []),
+    includeStopStrInOutput: req(body, 'include_stop_str_in_output', laxBool, false),
+    minTokens: req(body, 'min_tokens', laxInt, 0),
+    sampling: {
+      temperature: opt(body, 'temperature', laxFloat, undefined as number | undefined),
+      topP: opt(body, 'top_p', laxFloat, undefined as number | undefined),
+      topK: opt(body, 'top_k', laxInt, undefined as number | undefined),
+      minP: opt(body, 'min_p', laxFloat, undefined as number | undefined),
+      presencePenalty: opt(body, 'presence_penalty', laxFloat, 0),
+      frequencyPenalty: opt(body, 'frequency_penalty', laxFloat, 0),
+      repetitionPenalty: opt(body, 'repetition_penalty', laxFloat, undefined as number | undefined),
+      logprobs,
+      promptLogprobs,
+      bestOf: opt(body, 'best_of', laxInt, undefined as number | undefined),
+    },
   };
 }
 
-export function parseCompletionRequest(body: Json, servedNames: readonly string[]): CompletionRequest {
-  const common = parseCommon(body, servedNames);
-  let prompt = body.prompt;
-  if (prompt === undefined || prompt === null) throw new ApiError(400, "'prompt' is required.", 'prompt', 'missing_required_parameter');
-  // A one-element batch is common in client libraries; larger batches are not simulated.
-  if (Array.isArray(prompt) && prompt.length === 1 && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) {
-    prompt = prompt[0];
-  }
-  if (typeof prompt === 'string') {
-    if (prompt.length === 0) throw new ApiError(400, "'prompt' must not be empty.", 'prompt', 'invalid_value');
-    return { kind: 'completion', ...common, prompt };
-  }
-  if (Array.isArray(prompt)) {
-    if (prompt.length === 0) throw new ApiError(400, "'prompt' must not be empty.", 'prompt', 'invalid_value');
-    if (prompt.every((t) => typeof t === 'number')) {
-      for (const t of prompt as number[]) {
-        if (!Number.isInteger(t) || t < 0 || t >= VOCAB_SIZE) {
-          throw new ApiError(400, `Token id ${t} in 'prompt' is outside [0, ${VOCAB_SIZE}).`, 'prompt', 'invalid_value');
-        }
-      }
-      return { kind: 'completion', ...common, prompt: prompt as number[] };
+export function parseCompletionRequest(body: Json): CompletionRequest {
+  const common = parseCommon(body, 'completion');
+  // CompletionRequest.max_tokens defaults to 16 (protocol.py @ v0.10.0); an explicit null means "no limit".
+  if (body.max_tokens === undefined) common.maxTokens = 16;
+  const raw = body.prompt;
+  if (raw === undefined) throw validationError(['prompt'], 'missing', 'Field required');
+  if (raw === null) throw validationError(['prompt'], 'string_type', 'Input should be a valid string', null);
+  const suffix = opt(body, 'suffix', strictStr, undefined as string | undefined);
+  // Union[list[int], list[list[int]], str, list[str]] (protocol.py @ v0.10.0): one text, one list of ids, or a batch
+  // of either; every prompt of a batch is its own request (serving_completion.py).
+  if (typeof raw === 'string') return { kind: 'completion', ...common, suffix, prompts: [raw] };
+  if (Array.isArray(raw)) {
+    if (raw.length === 0) throw badRequest('please provide at least one prompt');
+    if (raw.every((x) => typeof x === 'string')) return { kind: 'completion', ...common, suffix, prompts: raw as string[] };
+    if (raw.every((x) => Array.isArray(x))) {
+      return { kind: 'completion', ...common, suffix, prompts: raw.map((x, i) => intList(x, ['prompt', i])) };
     }
-    throw new ApiError(400, "'prompt' must be a string, an array of token ids, or a one-element array of either; batches are not supported.", 'prompt', 'invalid_type');
+    return { kind: 'completion', ...common, suffix, prompts: [intList(raw, ['prompt'])] };
   }
-  throw wrongType('prompt', 'a string or an array of token ids', prompt);
+  throw validationError(['prompt'], 'string_type', 'Input should be a valid string', raw);
 }
 
-export function parseChatRequest(body: Json, servedNames: readonly string[]): ChatRequest {
-  const common = parseCommon(body, servedNames);
-  // max_completion_tokens is OpenAI's newer name; vLLM prefers it when both are set.
-  const mct = optPositiveInt(body, 'max_completion_tokens');
+export function parseChatRequest(body: Json): ChatRequest {
+  const common = parseCommon(body, 'chat');
+  const mct = opt(body, 'max_completion_tokens', laxInt, undefined as number | undefined);
   const raw = body.messages;
-  if (raw === undefined || raw === null) throw new ApiError(400, "'messages' is required.", 'messages', 'missing_required_parameter');
-  if (!Array.isArray(raw)) throw wrongType('messages', 'an array', raw);
-  if (raw.length === 0) throw new ApiError(400, "'messages' must not be empty.", 'messages', 'invalid_value');
-  const messages = raw.map((m, i) => normalizeMessage(m, i));
-  const tools = body.tools;
-  if (tools !== undefined && tools !== null && !Array.isArray(tools)) throw wrongType('tools', 'an array', tools);
+  if (raw === undefined) throw validationError(['messages'], 'missing', 'Field required');
+  const messages = list(raw, ['messages']).map((m, i) => normalizeMessage(m, i));
+  const tools = opt(body, 'tools', list, undefined as unknown[] | undefined);
+  // check_tool_usage (a model validator @ v0.10.0): tools without tool_choice default to "auto".
+  let toolChoice: unknown = body.tool_choice === undefined ? (tools && tools.length > 0 ? 'auto' : 'none') : body.tool_choice;
+  if (toolChoice !== null && toolChoice !== 'none') {
+    if (tools === undefined) throw validationError([], 'value_error', 'Value error, When using `tool_choice`, `tools` must be set.', body);
+    if (toolChoice !== 'auto' && toolChoice !== 'required' && (typeof toolChoice !== 'object' || Array.isArray(toolChoice))) {
+      throw validationError([], 'value_error', `Value error, Invalid value for \`tool_choice\`: ${String(toolChoice)}! Only named tools, "none", "auto" or "required" are supported.`, body);
+    }
+  }
+  if (toolChoice === null) toolChoice = 'none';
+  const addGenerationPrompt = req(body, 'add_generation_prompt', laxBool, true);
+  const continueFinal = req(body, 'continue_final_message', laxBool, false);
+  if (continueFinal && addGenerationPrompt) {
+    throw validationError([], 'value_error', 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', body);
+  }
+  const requestId = req(body, 'request_id', strictStr, undefined as string | undefined);
   return {
     kind: 'chat',
     ...common,
-    maxTokens: mct ?? common.maxTokens,
+    // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): `max_completion_tokens or max_tokens`.
+    maxTokens: mct || common.maxTokens,
     messages,
-    addGenerationPrompt: optBool(body, 'add_generation_prompt') ?? true,
-    tools: Array.isArray(tools) && tools.length > 0 ? tools : undefined,
-    templateKwargs: optObject(body, 'chat_template_kwargs') ?? {},
+    addGenerationPrompt,
+    tools: tools && tools.length > 0 ? tools : undefined,
+    toolChoice,
+    templateKwargs: opt(body, 'chat_template_kwargs', dict, {}),
+    requestId,
   };
 }
 
 /**
- * Gives the template a string `content`, as vLLM does for templates that
- * expect plain strings (Qwen3's calls .startswith on it): text parts are
- * joined with "\n", and a null content (assistant tool calls) becomes "".
+ * Gives the template a string `content`, as vLLM does for templates that expect plain strings (Qwen3's calls
+ * .startswith on it): text parts are joined with "\n", and a null content (assistant tool calls) becomes "".
  */
 function normalizeMessage(m: unknown, i: number): ChatMessage {
-  const param = `messages[${i}]`;
-  if (m === null || typeof m !== 'object' || Array.isArray(m)) throw wrongType(param, 'an object', m);
-  const msg = m as Json;
-  if (typeof msg.role !== 'string') throw wrongType(`${param}.role`, 'a string', msg.role);
+  const loc = ['messages', i];
+  const msg = dict(m, loc);
+  if (msg.role === undefined) throw validationError([...loc, 'role'], 'missing', 'Field required');
+  const role = strictStr(msg.role, [...loc, 'role']);
   const c = msg.content;
   let content: string;
   if (c === undefined || c === null) {
@@ -195,19 +400,125 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
   } else if (Array.isArray(c)) {
     const texts: string[] = [];
     c.forEach((part: unknown, j) => {
-      const pp = `${param}.content[${j}]`;
-      if (part === null || typeof part !== 'object') throw wrongType(pp, 'an object', part);
-      const p = part as Json;
-      if (p.type !== 'text') throw new ApiError(400, `Only text content parts are supported, got type ${JSON.stringify(p.type)}.`, pp, 'unsupported_value');
-      if (typeof p.text !== 'string') throw wrongType(`${pp}.text`, 'a string', p.text);
-      texts.push(p.text);
+      const pl = [...loc, 'content', j];
+      const p = dict(part, pl);
+      if (p.type !== 'text') throw new ApiError(501, `Only text content parts are simulated, got type ${JSON.stringify(p.type)} in messages[${i}].content[${j}].`, 'Not Implemented');
+      texts.push(strictStr(p.text, [...pl, 'text']));
     });
     content = texts.join('\n');
   } else {
-    throw wrongType(`${param}.content`, 'a string, an array of content parts, or null', c);
+    throw validationError([...loc, 'content'], 'string_type', 'Input should be a valid string', c);
   }
-  return { ...msg, role: msg.role, content };
+  return { ...msg, role, content };
 }
+
+/**
+ * SamplingParams._verify_args and the V1 processor's checks (vllm/sampling_params.py, vllm/v1/engine/processor.py
+ * @ v0.10.0), in their order, with their messages. vLLM answers each with 400 BadRequestError.
+ */
+export function checkSampling(r: CommonRequest, maxTokens: number, maxLogprobs = 20): void {
+  const s = r.sampling;
+  if (r.n < 1) throw badRequest(`n must be at least 1, got ${r.n}.`);
+  if (s.bestOf !== undefined) {
+    if (s.bestOf < 1) throw badRequest(`best_of must be at least 1, got ${s.bestOf}`);
+    if (s.bestOf < r.n) throw badRequest(`best_of must be greater than or equal to n, got n=${r.n} and best_of=${s.bestOf}.`);
+  }
+  if (!(s.presencePenalty >= -2 && s.presencePenalty <= 2)) throw badRequest(`presence_penalty must be in [-2, 2], got ${s.presencePenalty}.`);
+  if (!(s.frequencyPenalty >= -2 && s.frequencyPenalty <= 2)) throw badRequest(`frequency_penalty must be in [-2, 2], got ${s.frequencyPenalty}.`);
+  if (s.repetitionPenalty !== undefined && s.repetitionPenalty <= 0) throw badRequest(`repetition_penalty must be greater than zero, got ${s.repetitionPenalty}.`);
+  if (s.temperature !== undefined && s.temperature < 0) throw badRequest(`temperature must be non-negative, got ${s.temperature}.`);
+  if (s.topP !== undefined && !(s.topP > 0 && s.topP <= 1)) throw badRequest(`top_p must be in (0, 1], got ${s.topP}.`);
+  if (s.topK !== undefined && s.topK < -1) throw badRequest(`top_k must be 0 (disable), or at least 1, got ${s.topK}.`);
+  if (s.minP !== undefined && !(s.minP >= 0 && s.minP <= 1)) throw badRequest(`min_p must be in [0, 1], got ${s.minP}.`);
+  if (maxTokens < 1) throw badRequest(`max_tokens must be at least 1, got ${maxTokens}.`);
+  if (r.minTokens < 0) throw badRequest(`min_tokens must be greater than or equal to 0, got ${r.minTokens}.`);
+  if (r.minTokens > maxTokens) throw badRequest(`min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${r.minTokens}.`);
+  if (s.logprobs !== undefined && s.logprobs < 0) throw badRequest(`logprobs must be non-negative, got ${s.logprobs}.`);
+  if (s.promptLogprobs !== undefined && s.promptLogprobs < 0) throw badRequest(`prompt_logprobs must be non-negative, got ${s.promptLogprobs}.`);
+  if (r.stop.some((x) => x.length === 0)) throw badRequest('stop cannot contain an empty string.');
+  // _SAMPLING_EPS: a temperature below 1e-5 is greedy, and greedy sampling cannot give n > 1 different outputs.
+  if (s.temperature !== undefined && s.temperature < 1e-5 && r.n > 1) throw badRequest(`n must be 1 when using greedy sampling, got ${r.n}.`);
+  if (s.bestOf !== undefined && s.bestOf > 1) throw badRequest('vLLM V1 does not yet support best_of.');
+  if (s.logprobs !== undefined && s.logprobs > maxLogprobs) throw badRequest(`Requested sample logprobs of ${s.logprobs}, which is greater than max allowed: ${maxLogprobs}`);
+  if (s.promptLogprobs !== undefined && s.promptLogprobs > maxLogprobs) {
+    throw badRequest(`Requested prompt logprobs of ${s.promptLogprobs}, which is greater than max allowed: ${maxLogprobs}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Stop conditions on the filler reply
+// ---------------------------------------------------------------------------------------------------------------------
+
+export interface OutputPlan {
+  /** Token ids the request will generate (its engine length). */
+  ids: number[];
+  /** Text each token adds to the reply as vLLM streams it (already cut at a stop string). */
+  deltas: string[];
+  finishReason: 'length' | 'stop';
+  stopReason: string | number | null;
+}
+
+/**
+ * Applies vLLM's stop rules to the filler reply: a token in `stop_token_ids` ends it (its text is left out unless
+ * `include_stop_str_in_output`), and so does a stop string in the text, which is cut there (kept with
+ * `include_stop_str_in_output`); neither is checked before `min_tokens` tokens (vllm/v1/core/sched/utils.py
+ * `check_stop`, vllm/v1/engine/detokenizer.py `update` / `check_stop_strings` and `get_next_output_text` @ v0.10.0).
+ * While streaming, vLLM holds back the last `max(len(stop)) - 1` characters until the end so it never sends a stop
+ * string's start, which the `deltas` reproduce. The tokens stay counted as generated.
+ */
+export function planOutput(ids: readonly number[], texts: readonly string[], p: StopParams): OutputPlan {
+  const outIds: number[] = [];
+  let text = '';
+  let finishReason: 'length' | 'stop' = 'length';
+  let stopReason: string | number | null = null;
+  let cut: number | null = null;
+  for (let k = 0; k < ids.length; k++) {
+    outIds.push(ids[k]);
+    const numOut = k + 1;
+    if (numOut >= p.minTokens && p.stopTokenIds.includes(ids[k])) {
+      if (p.includeStopStrInOutput) text += texts[k];
+      finishReason = 'stop';
+      stopReason = ids[k];
+      break;
+    }
+    const before = text.length;
+    text += texts[k];
+    if (numOut > p.minTokens && p.stop.length > 0) {
+      let best: { at: number; s: string } | null = null;
+      for (const s of p.stop) {
+        // Only a stop string that ends in the new characters counts (the search window of check_stop_strings).
+        const from = Math.max(0, before - s.length + 1);
+        const at = text.indexOf(s, from);
+        if (at >= 0 && (best === null || at < best.at)) best = { at, s };
+      }
+      if (best) {
+        cut = p.includeStopStrInOutput ? best.at + best.s.length : best.at;
+        finishReason = 'stop';
+        stopReason = best.s;
+        break;
+      }
+    }
+  }
+  const full = cut === null ? text : text.slice(0, cut);
+  // The streamed deltas: each token releases the text up to its end, minus the held-back tail, and the last releases
+  // the rest.
+  const hold = p.includeStopStrInOutput || p.stop.length === 0 ? 0 : Math.max(...p.stop.map((s) => s.length)) - 1;
+  const deltas: string[] = [];
+  let sent = 0;
+  let acc = 0;
+  for (let k = 0; k < outIds.length; k++) {
+    const last = k === outIds.length - 1;
+    acc += k < texts.length ? texts[k].length : 0;
+    const upTo = last ? full.length : Math.min(full.length, Math.max(sent, acc - hold));
+    deltas.push(full.slice(sent, upTo));
+    sent = upTo;
+  }
+  return { ids: outIds, deltas, finishReason, stopReason };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Usage
+// ---------------------------------------------------------------------------------------------------------------------
 
 export interface Usage {
   prompt_tokens: number;
@@ -232,4 +543,61 @@ export function usage(promptTokens: number, completionTokens: number, cachedToke
   };
   if (details !== null || !opts.stream) u.prompt_tokens_details = details;
   return u;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Logprobs of the filler
+// ---------------------------------------------------------------------------------------------------------------------
+
+/** One sampled token's logprobs: the token first, then the alternatives, as the V1 sampler's dict orders them. */
+export interface TokenLogprobs {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
+}
+
+/**
+ * The filler is what the simulated model is certain of, so each sampled token has logprob 0.0 (probability 1) and the
+ * alternatives, other filler words, have vLLM's clamp of -inf, -9999.0. The V1 sampler returns the `k` best tokens
+ * (the sampled one among them, first) or only the sampled token when `k` is 0 (vllm/v1/sample/sampler.py,
+ * serving_chat.py `_create_chat_logprobs`, serving_completion.py `_create_completion_logprobs` @ v0.10.0).
+ */
+export function fillerLogprobs(ids: readonly number[], texts: readonly string[], vocab: { ids: readonly number[]; texts: readonly string[] }, k: number): TokenLogprobs[] {
+  return ids.map((id, i) => {
+    const token = texts[i] ?? '';
+    const top = [{ token, logprob: 0 }];
+    for (let j = 0; top.length < k && j < vocab.ids.length; j++) {
+      if (vocab.ids[j] !== id) top.push({ token: vocab.texts[j], logprob: -9999 });
+    }
+    return { token, logprob: 0, top };
+  });
+}
+
+/** `ChatCompletionLogProbs` for some tokens (bytes are the token's UTF-8). */
+export function chatLogprobs(entries: readonly TokenLogprobs[], k: number): Record<string, unknown> {
+  const bytes = (t: string): number[] => Array.from(Buffer.from(t, 'utf8'));
+  return {
+    content: entries.map((e) => ({
+      token: e.token,
+      logprob: e.logprob,
+      bytes: bytes(e.token),
+      top_logprobs: k > 0 ? e.top.slice(0, k).map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token) })) : [],
+    })),
+  };
+}
+
+/** `CompletionLogProbs` for some tokens, text offsets counted from `offset`. */
+export function completionLogprobs(entries: readonly TokenLogprobs[], k: number, offset: number): Record<string, unknown> {
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const e of entries) {
+    textOffset.push(at);
+    at += e.token.length;
+  }
+  return {
+    text_offset: textOffset,
+    token_logprobs: entries.map((e) => e.logprob),
+    tokens: entries.map((e) => e.token),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.slice(0, k + 1).map((t) => [t.token, t.logprob]))),
+  };
 }

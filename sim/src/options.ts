@@ -40,6 +40,10 @@ export interface SimulatorOptions {
   kvEventsEncoding: KvEventsEncoding;
   /** LoRA adapter names accepted as `model` (`--lora-modules`); adapter i has `lora_int_id` i + 1. */
   loraModules: string[];
+  /** The path of each `--lora-modules name=path` pair: the adapter's `root` in /v1/models. */
+  loraModulePaths: Record<string, string>;
+  /** vLLM's `--enable-auto-tool-choice` (with a `--tool-call-parser`): without it, `tool_choice: "auto"` is a 400. */
+  enableAutoToolChoice: boolean;
 }
 
 /** What callers may pass: any subset, and `kvEventsConfig` as the flag's JSON or a partial object (defaults filled). */
@@ -80,6 +84,8 @@ export function defaultOptions(): SimulatorOptions {
     kvEventsConfig: null,
     kvEventsEncoding: 'positional',
     loraModules: [],
+    enableAutoToolChoice: false,
+    loraModulePaths: {},
   };
 }
 
@@ -125,6 +131,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   str('--pod-name', o.podName);
   int('--default-max-tokens', o.defaultMaxTokens, 1);
   int('--max-num-batched-tokens', o.maxNumBatchedTokens, 1);
+  if (typeof o.enableAutoToolChoice !== 'boolean') throw new OptionError('--enable-auto-tool-choice', 'expected a boolean');
   if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
   // CacheConfig._verify_args (vllm/config.py @ v0.10.0) refuses > 1.0.
   if (!(typeof o.gpuMemoryUtilization === 'number' && o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1)) {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { RealtimeClock, type SimClock } from './clock';
@@ -9,10 +9,20 @@ import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
   ApiError,
+  badRequest,
+  chatLogprobs,
+  checkSampling,
+  completionLogprobs,
+  fillerLogprobs,
+  laxBool,
+  laxInt,
   parseChatRequest,
   parseCompletionRequest,
   parseJsonBody,
+  planOutput,
+  strictStr,
   usage,
+  validationError,
   type ChatRequest,
   type CompletionRequest,
 } from './openai';
@@ -43,12 +53,6 @@ export interface Simulator {
 
 /** Request bodies above this are refused; a 128 KB prompt is far below it. */
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
-
-interface Prepared {
-  req: CompletionRequest | ChatRequest;
-  promptTokens: Uint32Array;
-  maxTokens: number;
-}
 
 export async function startSimulator(start: StartOptions = {}): Promise<Simulator> {
   const { clock: injectedClock, ...partial } = start;
@@ -98,14 +102,18 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     throw e;
   }
   const eng = engine;
-  const acceptedModels = [...options.servedModelNames, ...options.loraModules];
   const inflight = new Set<Promise<void>>();
   let draining = false;
 
   const server = createServer((req, res) => {
     const done = handle(req, res).catch((e: unknown) => {
+      if (e instanceof RouteError) {
+        // Starlette's router answers unknown paths and methods itself, with FastAPI's default `{"detail": ...}` body.
+        if (!res.headersSent) sendJson(res, e.status, { detail: e.message });
+        return;
+      }
       const err = e instanceof ApiError ? e : new ApiError(500, `Internal error: ${(e as Error)?.message ?? String(e)}`);
-      if (!res.headersSent) sendJson(res, err.status, err.toJSON());
+      if (!res.headersSent) sendJson(res, err.status, err.body(generation));
       else if (!res.writableEnded) res.end();
     });
     inflight.add(done);
@@ -120,17 +128,46 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     res.setHeader('x-kvroute-pod', options.podName);
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
+    // vLLM's CORSMiddleware with its defaults (--allowed-origins/methods/headers '*', no credentials; Starlette's
+    // cors.py): a preflight is answered before routing, and any request with an Origin gets allow-origin *.
+    if (req.headers.origin !== undefined) {
+      if (method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+        const headers: Record<string, string> = {
+          'access-control-allow-origin': '*',
+          'access-control-allow-methods': 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT',
+          'access-control-max-age': '600',
+          'content-type': 'text/plain; charset=utf-8',
+          'content-length': '2',
+        };
+        const asked = req.headers['access-control-request-headers'];
+        if (typeof asked === 'string') headers['access-control-allow-headers'] = asked;
+        res.writeHead(200, headers);
+        res.end('OK');
+        return;
+      }
+      res.setHeader('access-control-allow-origin', '*');
+    }
     const route = ROUTES[path];
-    if (!route) throw new ApiError(404, `Route ${path} not found.`, null, 'not_found');
-    if (!route.includes(method)) {
-      res.setHeader('allow', route.join(', '));
-      throw new ApiError(405, `Method ${method} not allowed on ${path}.`, null, 'method_not_allowed');
+    if (!route) throw new RouteError(404, 'Not Found');
+    // Starlette serves HEAD wherever GET is routed.
+    const methods = route.includes('GET') ? [...route, 'HEAD'] : route;
+    if (!methods.includes(method)) {
+      res.setHeader('allow', methods.join(', '));
+      throw new RouteError(405, 'Method Not Allowed');
     }
     switch (path) {
       case '/health':
-        if (draining) throw new ApiError(503, 'Server is shutting down.', null, 'service_unavailable');
+      case '/ping':
+        // GET /health, and GET or POST /ping (SageMaker's name for it), answer 200 with an empty body
+        // (vllm/entrypoints/openai/api_server.py @ v0.10.0).
+        if (draining) throw new ApiError(503, 'Server is shutting down.');
         res.writeHead(200, { 'content-length': '0' });
         res.end();
+        return;
+      case '/load':
+        // `server_load` counts requests in flight only with --enable-server-load-tracking, which vLLM leaves off, so
+        // it stays 0 (api_server.py @ v0.10.0, `get_server_load_metrics`).
+        sendJson(res, 200, { server_load: 0 });
         return;
       case '/metrics': {
         const text = await metrics.metrics();
@@ -142,8 +179,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, modelsResponse(options));
         return;
       case '/version':
-        // The hash algorithm decides which vLLM's shapes are simulated (block-hash.ts, generationOf).
-        sendJson(res, 200, { version: generation === '0.10.0' ? '0.10.1' : '0.10.2', simulator: 'kvroute-sim' });
+        // `{"version": VLLM_VERSION}`; the hash algorithm decides which release is simulated (block-hash.ts).
+        sendJson(res, 200, { version: generation });
         return;
       case '/reset_prefix_cache': {
         // vLLM 0.10 serves this only with VLLM_SERVER_DEV_MODE=1 and answers 200 whether or not the reset happened
@@ -157,122 +194,236 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         return;
       }
       case '/tokenize': {
-        const body = parseJsonBody(await readBody(req));
+        const body = await readJsonRequest(req);
         sendJson(res, 200, tokenizeResponse(body, tokenizer, options));
+        return;
+      }
+      case '/detokenize': {
+        const body = await readJsonRequest(req);
+        sendJson(res, 200, detokenizeResponse(body, tokenizer, options));
         return;
       }
       case '/v1/completions':
       case '/v1/chat/completions': {
-        if (draining) throw new ApiError(503, 'Server is shutting down.', null, 'service_unavailable');
-        const body = parseJsonBody(await readBody(req));
-        const parsed =
-          path === '/v1/completions'
-            ? parseCompletionRequest(body, acceptedModels)
-            : parseChatRequest(body, acceptedModels);
-        const prepared = prepare(parsed, tokenizer, options);
-        await generate(prepared, res);
+        if (draining) throw new ApiError(503, 'Server is shutting down.');
+        const body = await readJsonRequest(req);
+        const parsed = path === '/v1/completions' ? parseCompletionRequest(body) : parseChatRequest(body);
+        const model = resolveModel(parsed.model, options);
+        const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
+        const base = req.headers['x-request-id'];
+        const rid = (typeof base === 'string' && base) || (parsed.kind === 'chat' ? parsed.requestId : undefined) || randomUUIDHex();
+        await generate(prepared, `${parsed.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${rid}`, res);
         return;
       }
     }
   }
 
-  function generate(p: Prepared, res: ServerResponse): Promise<void> {
+  function generate(p: Prepared, id: string, res: ServerResponse): Promise<void> {
     const { req } = p;
-    if (p.promptTokens.length + p.maxTokens > eng.maxSequenceTokens) {
-      // Only when --kv-cache-blocks is within a block of --max-model-len: the null block holds no KV (Engine.maxSequenceTokens).
-      return Promise.reject(
-        new ApiError(400, `prompt + max_tokens = ${p.promptTokens.length + p.maxTokens} tokens exceed the KV cache's ${eng.maxSequenceTokens - 1} slots.`, req.kind === 'chat' ? 'messages' : 'prompt', 'context_length_exceeded'),
-      );
+    const isChat = req.kind === 'chat';
+    // Checks the V1 processor makes when a request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
+    // `_validate_model_input`). AsyncLLM.generate is an async generator, so they run once the response has started:
+    // a stream then gets 200 and an error event, a non-streaming request a 400.
+    let lateError: ApiError | null = null;
+    for (const pr of p.prompts) {
+      if (pr.tokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
+      else {
+        let maxId = 0;
+        for (const t of pr.tokens) if (t > maxId) maxId = t;
+        if (maxId > tokenizer.maxTokenId) lateError = badRequest(`Token id ${maxId} is out of vocabulary`);
+        // vLLM checks only the largest id; a negative one would reach the GPU's embedding lookup and fail there.
+        // The simulator refuses it the same way instead.
+        const negative = pr.ids?.find((t) => t < 0);
+        if (!lateError && negative !== undefined) lateError = badRequest(`Token id ${negative} is out of vocabulary`);
+      }
+      if (!lateError && pr.tokens.length + pr.maxTokens > eng.maxSequenceTokens) {
+        // Only when --kv-cache-blocks is within a block of --max-model-len: the null block holds no KV
+        // (Engine.maxSequenceTokens); vLLM would leave such a request waiting forever.
+        lateError = badRequest(`prompt + max_tokens = ${pr.tokens.length + pr.maxTokens} tokens exceed the KV cache's ${eng.maxSequenceTokens - 1} slots.`);
+      }
+      if (lateError) break;
+    }
+    if (lateError) {
+      if (!req.stream) return Promise.reject(lateError);
+      res.writeHead(200, SSE_HEADERS);
+      res.end(`data: ${JSON.stringify(lateError.streamBody(generation))}\n\ndata: [DONE]\n\n`);
+      return Promise.resolve();
     }
     const created = Math.floor(Date.now() / 1000);
-    const id = `${req.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
-    const { ids: outputIds, texts: outputTexts } = tokenizer.filler(p.maxTokens);
+    const role = isChat && !req.addGenerationPrompt ? req.messages[req.messages.length - 1].role : 'assistant';
+    // n choices per prompt; choice i answers prompt floor(i / n) (serving_completion.py: `output.index + prompt_idx * n`).
+    const n = req.n;
+    const choices = p.prompts.flatMap((pr, pi) => {
+      const filler = tokenizer.filler(pr.maxTokens);
+      const plan = planOutput(filler.ids, filler.texts, req);
+      // echo: completions prepend the prompt's text; chat prepends the last message when its role is the reply's.
+      let echoText = '';
+      if (req.echo) {
+        if (!isChat) echoText = pr.text;
+        else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
+      }
+      const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, filler.texts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
+      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
+    });
+    const k = req.sampling.logprobs ?? 0;
+    const logprobsOf = (c: (typeof choices)[number], from: number, to: number, offset: number): unknown =>
+      c.lp === null ? null : isChat ? chatLogprobs(c.lp.slice(from, to), k) : completionLogprobs(c.lp.slice(from, to), k, offset);
+    const promptTokensTotal = isChat ? p.prompts[0].tokens.length : p.prompts.reduce((a, pr) => a + pr.tokens.length, 0);
 
     return new Promise<void>((resolve) => {
-      let running: RequestHandle | undefined;
-      let finished = false;
-      const chunkBase = {
-        id,
-        object: req.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
-        created,
-        model: req.model,
+      const handles: RequestHandle[] = [];
+      let open = choices.length;
+      let firstEmitter = -1;
+      const chunkBase = { id, object: isChat ? 'chat.completion.chunk' : 'text_completion', created, model: p.model };
+      const generated = choices.map(() => 0);
+      const continuous = (i: number): Record<string, unknown> => {
+        const pt = choices[i].pr.tokens.length;
+        const ct = generated[i];
+        // Chat chunks are dumped with exclude_unset (only the fields set), completion chunks with everything, so their
+        // usage carries prompt_tokens_details: null (serving_chat.py / serving_completion.py @ v0.10.0).
+        return isChat
+          ? { usage: { prompt_tokens: pt, total_tokens: pt + ct, completion_tokens: ct } }
+          : { usage: { prompt_tokens: pt, total_tokens: pt + ct, completion_tokens: ct, prompt_tokens_details: null } };
       };
-      const usageNull = req.includeUsage ? { usage: null } : {};
+      // Completion chunks always carry "usage" (null unless continuous usage stats are on); chat chunks only with them.
+      const usageOf = (i: number): Record<string, unknown> => (req.continuousUsage ? continuous(i) : isChat ? {} : { usage: null });
       if (req.stream) {
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-        });
+        res.writeHead(200, SSE_HEADERS);
         // Headers leave now so a proxy sees the response start; the body waits for the first token.
         res.flushHeaders();
       }
       const sse = (obj: unknown): void => {
         if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
       };
+      const finishAll = (): void => {
+        const results = choices.map((c) => c.result as RequestResult);
+        const completion = results.reduce((a, r) => a + r.completionTokens, 0);
+        // The cached tokens vLLM reports: the first output's (streaming) or the last prompt's (non-streaming).
+        const cachedFrom = req.stream ? results[Math.max(0, firstEmitter)] : results[(p.prompts.length - 1) * n];
+        const u = usage(promptTokensTotal, completion, cachedFrom.cachedTokens, { details: options.enablePromptTokensDetails, stream: req.stream });
+        if (req.stream) {
+          if (req.includeUsage) sse({ ...chunkBase, choices: [], usage: u });
+          if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
+        } else if (results.some((r) => r.finishReason === 'abort')) {
+          if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.').body(generation));
+        } else {
+          const timing = simTiming(results[0], options.podName);
+          // Field order and defaults of ChatCompletionResponse / CompletionResponse (protocol.py @ v0.10.0), dumped
+          // with model_dump(): every field, null when unset.
+          const body = isChat
+            ? {
+                id,
+                object: 'chat.completion',
+                created,
+                model: p.model,
+                choices: choices.map((c, i) => ({
+                  index: i,
+                  message: { role, content: c.echoText + c.plan.deltas.join(''), refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
+                  logprobs: logprobsOf(c, 0, c.plan.ids.length, 0),
+                  finish_reason: results[i].finishReason,
+                  stop_reason: c.plan.stopReason,
+                })),
+                service_tier: null,
+                system_fingerprint: null,
+                usage: u,
+                prompt_logprobs: null,
+                kv_transfer_params: null,
+                kvroute_sim: timing,
+              }
+            : {
+                id,
+                object: 'text_completion',
+                created,
+                model: p.model,
+                choices: choices.map((c, i) => ({ index: i, text: c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
+                service_tier: null,
+                system_fingerprint: null,
+                usage: u,
+                kv_transfer_params: null,
+                kvroute_sim: timing,
+              };
+          sendJson(res, 200, body);
+        }
+        // One request_params_n / max_num_generation_tokens sample per parent of n > 1 (parallel_sampling.py @ v0.10.0).
+        if (n > 1) {
+          for (let pi = 0; pi < p.prompts.length; pi++) {
+            const group = results.slice(pi * n, pi * n + n);
+            if (group.every((r) => r.finishReason !== 'abort')) metrics.observeParentFinished(n, Math.max(...group.map((r) => r.completionTokens)));
+          }
+        }
+        resolve();
+      };
 
-      // The chunk carrying the last token is held back until onFinish (same
-      // simulated instant) so it can also carry the request's model timing.
-      let lastChunk: Record<string, unknown> | undefined;
-      const listener = {
-        onToken(k: number): void {
-          if (!req.stream) return;
-          const isLast = k === p.maxTokens - 1;
-          let chunk: Record<string, unknown>;
-          if (req.kind === 'chat') {
-            // vLLM sends the role in its own first chunk, at the first token.
-            if (k === 0) {
-              sse({ ...chunkBase, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], ...usageNull });
+      choices.forEach((c, i) => {
+        const listener = {
+          onToken(k: number): void {
+            if (!req.stream) {
+              generated[i] = k + 1;
+              return;
             }
-            chunk = { ...chunkBase, choices: [{ index: 0, delta: { content: outputTexts[k] }, logprobs: null, finish_reason: isLast ? 'length' : null, ...(isLast ? { stop_reason: null } : {}) }], ...usageNull };
-          } else {
-            chunk = { ...chunkBase, choices: [{ index: 0, text: outputTexts[k], logprobs: null, finish_reason: isLast ? 'length' : null, stop_reason: null }], ...usageNull };
-          }
-          if (isLast) lastChunk = chunk;
-          else sse(chunk);
-        },
-        onFinish(r: RequestResult): void {
-          finished = true;
-          const u = usage(r.promptTokens, r.completionTokens, r.cachedTokens, { details: options.enablePromptTokensDetails, stream: req.stream });
-          const timing = simTiming(r, options.podName);
-          if (req.stream) {
-            if (r.finishReason === 'abort') {
-              // Only seen on shutdown: a disconnected client reads nothing.
-              const choice = req.kind === 'chat' ? { index: 0, delta: {}, logprobs: null, finish_reason: 'abort' } : { index: 0, text: '', logprobs: null, finish_reason: 'abort' };
-              lastChunk = { ...chunkBase, choices: [choice], ...usageNull };
+            if (firstEmitter < 0) {
+              firstEmitter = i;
+              // vLLM sends the role in its own chunk per choice at the first output, then the echoed message if any.
+              if (isChat) {
+                for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { role, content: '' }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}) });
+                if (c.echoText) for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { content: c.echoText }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}) });
+              }
             }
-            sse({ ...lastChunk, kvroute_sim: timing });
-            if (req.includeUsage) sse({ ...chunkBase, choices: [], usage: u });
-            if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
-          } else if (r.finishReason === 'abort') {
-            if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.', null, 'service_unavailable').toJSON());
-          } else {
-            const text = outputTexts.join('');
-            const choice =
-              req.kind === 'chat'
-                ? { index: 0, message: { role: 'assistant', content: text, reasoning_content: null, tool_calls: [] }, logprobs: null, finish_reason: r.finishReason, stop_reason: null }
-                : { index: 0, text, logprobs: null, finish_reason: r.finishReason, stop_reason: null, prompt_logprobs: null };
-            sendJson(res, 200, {
-              id,
-              object: req.kind === 'chat' ? 'chat.completion' : 'text_completion',
-              created,
-              model: req.model,
-              choices: [choice],
-              usage: u,
-              kvroute_sim: timing,
-            });
-          }
-          resolve();
-        },
+            generated[i] = k + 1;
+            const isLast = k === c.plan.ids.length - 1;
+            const finish = isLast ? { finish_reason: c.plan.finishReason, stop_reason: c.plan.stopReason } : { finish_reason: null };
+            let chunk: Record<string, unknown>;
+            if (isChat) {
+              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: logprobsOf(c, k, k + 1, 0), ...finish }], ...usageOf(i) };
+            } else {
+              const text = k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
+              const lps = logprobsOf(c, k, k + 1, c.textSent);
+              c.textSent += c.plan.deltas[k].length;
+              chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: lps, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null }], ...usageOf(i) };
+            }
+            // The chunk carrying the last token is held back until onFinish (same simulated instant) so it can also
+            // carry the request's model timing.
+            if (isLast) c.lastChunk = chunk;
+            else sse(chunk);
+          },
+          onFinish(r: RequestResult): void {
+            c.result = r;
+            if (req.stream) {
+              if (r.finishReason === 'abort') {
+                // Only seen on shutdown: a disconnected client reads nothing.
+                const choice = isChat ? { index: i, delta: {}, logprobs: null, finish_reason: 'abort' } : { index: i, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null };
+                c.lastChunk = { ...chunkBase, choices: [choice], ...usageOf(i) };
+              }
+              sse({ ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) });
+            }
+            if (--open === 0) finishAll();
+          },
+        };
+        // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
+        const lora = options.loraModules.indexOf(p.model);
+        handles.push(
+          eng.submit(
+            {
+              promptTokens: c.pr.tokens,
+              outputTokens: c.plan.ids,
+              cacheSalt: req.cacheSalt,
+              loraId: lora >= 0 ? lora + 1 : null,
+              finishReason: c.plan.finishReason,
+              maxTokensParam: c.pr.maxTokens,
+              parentN: n,
+            },
+            listener,
+          ),
+        );
+      });
+      const abortAll = (): void => {
+        for (const h of handles) h.abort();
       };
       res.on('close', () => {
-        // The client went away before the end: free its slot and blocks.
-        if (!finished) running?.abort();
+        // The client went away before the end: free the slots and blocks of what still runs.
+        if (open > 0) abortAll();
       });
-      // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
-      const lora = options.loraModules.indexOf(req.model);
-      running = eng.submit({ promptTokens: p.promptTokens, outputTokens: outputIds, cacheSalt: req.cacheSalt, loraId: lora >= 0 ? lora + 1 : null }, listener);
-      if (res.destroyed && !finished) running.abort();
+      if (res.destroyed && open > 0) abortAll();
     });
   }
 
@@ -323,19 +474,47 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 
 const ROUTES: Record<string, string[]> = {
   '/health': ['GET'],
+  '/ping': ['GET', 'POST'],
+  '/load': ['GET'],
   '/metrics': ['GET'],
   '/v1/models': ['GET'],
   '/version': ['GET'],
   '/tokenize': ['POST'],
+  '/detokenize': ['POST'],
   '/reset_prefix_cache': ['POST'],
   '/v1/completions': ['POST'],
   '/v1/chat/completions': ['POST'],
 };
 
-function tokenizeRequest(req: CompletionRequest | ChatRequest, tokenizer: SimTokenizer): Uint32Array {
-  if (req.kind === 'completion') {
-    return typeof req.prompt === 'string' ? tokenizer.encode(req.prompt, true) : Uint32Array.from(req.prompt);
+/** Starlette's StreamingResponse(media_type="text/event-stream") adds only the charset. */
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8' };
+
+/** An unknown path or method, answered by Starlette's router before any vLLM code runs. */
+class RouteError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
   }
+}
+
+/** vLLM's `random_uuid()`: a uuid4's 32 hex digits. */
+function randomUUIDHex(): string {
+  return randomUUID().replace(/-/g, '');
+}
+
+/**
+ * The model a request names: absent or "" means the first served name, a served name or LoRA adapter is used as
+ * sent, anything else is a 404 (serving_engine.py `_check_model`, `_is_model_supported`, `_get_model_name` @ v0.10.0).
+ */
+function resolveModel(model: string | undefined, o: SimulatorOptions): string {
+  if (!model) return o.servedModelNames[0];
+  if (o.servedModelNames.includes(model) || o.loraModules.includes(model)) return model;
+  throw new ApiError(404, `The model \`${model}\` does not exist.`, 'NotFoundError');
+}
+
+function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialTokens = false): Uint32Array {
   let text: string;
   try {
     text = tokenizer.renderChat(req.messages, {
@@ -344,54 +523,125 @@ function tokenizeRequest(req: CompletionRequest | ChatRequest, tokenizer: SimTok
       templateKwargs: req.templateKwargs,
     });
   } catch (e) {
-    throw new ApiError(400, `Chat template error: ${(e as Error).message}`, 'messages', 'chat_template_error');
+    // serving_chat.py @ v0.10.0: `create_error_response(f"{e} {e.__cause__}")`.
+    throw badRequest(`${(e as Error).message} None`);
   }
   // vLLM tokenizes a rendered chat without adding special tokens: the template placed them.
-  return tokenizer.encode(text, false);
+  return tokenizer.encode(text, addSpecialTokens);
 }
 
-function prepare(req: CompletionRequest | ChatRequest, tokenizer: SimTokenizer, o: SimulatorOptions): Prepared {
-  const promptTokens = tokenizeRequest(req, tokenizer);
-  const n = promptTokens.length;
-  const param = req.kind === 'chat' ? 'messages' : 'prompt';
-  if (n === 0) throw new ApiError(400, 'The prompt is empty after tokenization.', param, 'invalid_value');
-  if (n >= o.maxModelLen) {
-    throw new ApiError(
-      400,
-      `This model's maximum context length is ${o.maxModelLen} tokens. However, your request has ${n} input tokens. Please reduce the length of the input messages.`,
-      param,
-      'context_length_exceeded',
-    );
-  }
-  const maxTokens = req.maxTokens ?? Math.min(o.defaultMaxTokens, o.maxModelLen - n);
-  if (n + maxTokens > o.maxModelLen) {
-    throw new ApiError(
-      400,
-      `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${n + maxTokens} tokens (${n} in the ${param}, ${maxTokens} in the completion). Please reduce the length of the ${param} or completion.`,
-      req.kind === 'chat' && req.maxTokens !== undefined ? 'max_tokens' : param,
-      'context_length_exceeded',
-    );
-  }
-  return { req, promptTokens, maxTokens };
+interface PreparedPrompt {
+  tokens: Uint32Array;
+  /** The ids as sent, for a token-id prompt. */
+  ids?: readonly number[];
+  /** The prompt's text (a token-id prompt decoded), for echo. */
+  text: string;
+  /** get_max_tokens for this prompt. */
+  maxTokens: number;
 }
 
+interface Prepared {
+  req: CompletionRequest | ChatRequest;
+  /** The name the response reports. */
+  model: string;
+  prompts: PreparedPrompt[];
+}
+
+function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
+  if (req.kind === 'completion' && req.suffix !== undefined) throw badRequest('suffix is not currently supported');
+  if (req.sampling.promptLogprobs !== undefined) {
+    throw new ApiError(501, 'prompt_logprobs (and echo with logprobs) are not simulated.', 'Not Implemented');
+  }
+  if (req.kind === 'chat' && req.toolChoice === 'auto' && !autoTools) {
+    // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.
+    throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
+  }
+  const inputs: { tokens: Uint32Array; text: string; ids?: readonly number[] }[] =
+    req.kind === 'chat'
+      ? [{ tokens: tokenizeChat(req, tokenizer), text: '' }]
+      : req.prompts.map((pr) =>
+          typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
+        );
+  const prompts = inputs.map(({ tokens, text, ids }) => {
+    const n = tokens.length;
+    // OpenAIServing._validate_input @ v0.10.0, the same words for both endpoints.
+    if (req.maxTokens === undefined) {
+      if (n >= o.maxModelLen) {
+        throw badRequest(`This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${n} tokens in the messages, Please reduce the length of the messages.`);
+      }
+    } else if (n + req.maxTokens > o.maxModelLen) {
+      throw badRequest(
+        `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${req.maxTokens + n} tokens (${n} in the messages, ${req.maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+      );
+    }
+    // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left. A
+    // request without one runs until EOS on vLLM, which filler never produces: --default-max-tokens stands in for it.
+    const maxTokens = Math.min(o.maxModelLen - n, req.maxTokens ?? o.defaultMaxTokens);
+    checkSampling(req, maxTokens);
+    return { tokens, text, ids, maxTokens };
+  });
+  return { req, model, prompts };
+}
+
+/** POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0). */
 function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
-  // vLLM's /tokenize takes the model optionally; checking it when given keeps typos loud.
-  const names = [...o.servedModelNames, ...o.loraModules];
-  const withModel = body.model === undefined || body.model === null ? { ...body, model: names[0] } : body;
-  const req = withModel.messages !== undefined ? parseChatRequest(withModel, names) : parseCompletionRequest(withModel, names);
-  const tokens = tokenizeRequest(req, tokenizer);
-  return { count: tokens.length, max_model_len: o.maxModelLen, tokens: Array.from(tokens), token_strs: null };
+  const isChat = body.messages !== undefined;
+  if (!isChat && body.prompt !== undefined && typeof body.prompt !== 'string') throw validationError(['prompt'], 'string_type', 'Input should be a valid string', body.prompt);
+  const req = isChat ? parseChatRequest({ ...body, max_tokens: undefined }) : parseCompletionRequest(body);
+  resolveModel(req.model, o);
+  const addSpecial = body.add_special_tokens === undefined ? undefined : laxBool(body.add_special_tokens, ['add_special_tokens']);
+  const returnStrs = body.return_token_strs === undefined || body.return_token_strs === null ? false : laxBool(body.return_token_strs, ['return_token_strs']);
+  const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, addSpecial ?? false) : tokenizer.encode(String(req.prompts[0]), addSpecial ?? true));
+  return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: returnStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
 }
 
+/** POST /detokenize: `{tokens, model?}` → `{prompt}` (serving_tokenization.py @ v0.10.0). */
+function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
+  resolveModel(body.model === undefined || body.model === null ? undefined : strictStr(body.model, ['model']), o);
+  if (body.tokens === undefined) throw validationError(['tokens'], 'missing', 'Field required');
+  if (!Array.isArray(body.tokens)) throw validationError(['tokens'], 'list_type', 'Input should be a valid list', body.tokens);
+  const ids = body.tokens.map((t, i) => laxInt(t, ['tokens', i]));
+  for (const t of ids) if (t < 0 || t > 0xffffffff) throw validationError(['tokens'], 'value_error', 'out of range integral type conversion attempted', t);
+  return { prompt: tokenizer.decode(ids.filter((t) => t <= tokenizer.maxTokenId)) };
+}
+
+/** GET /v1/models: one ModelCard per served name, then the LoRA adapters (serving_models.py @ v0.10.0). */
 function modelsResponse(o: SimulatorOptions): unknown {
   const created = Math.floor(Date.now() / 1000);
-  const card = (id: string, root: string, parent: string | null) => ({ id, object: 'model', created, owned_by: 'vllm', root, parent, max_model_len: o.maxModelLen });
+  const permission = () => [
+    {
+      id: `modelperm-${randomUUIDHex()}`,
+      object: 'model_permission',
+      created,
+      allow_create_engine: false,
+      allow_sampling: true,
+      allow_logprobs: true,
+      allow_search_indices: false,
+      allow_view: true,
+      allow_fine_tuning: false,
+      organization: '*',
+      group: null,
+      is_blocking: false,
+    },
+  ];
+  const card = (id: string, root: string, parent: string | null, maxModelLen: number | null) => ({
+    id,
+    object: 'model',
+    created,
+    owned_by: 'vllm',
+    root,
+    parent,
+    max_model_len: maxModelLen,
+    permission: permission(),
+  });
   return {
     object: 'list',
-    // LoRA adapters follow the base model names, with the base as parent (vllm/entrypoints/openai/serving_models.py
-    // @ v0.10.0; their root is the adapter path, which the simulator does not have, so it is the name).
-    data: [...o.servedModelNames.map((name) => card(name, o.model, null)), ...o.loraModules.map((name) => card(name, name, o.servedModelNames[0]))],
+    // LoRA cards have the base model as parent, no max_model_len, and the adapter's path as root (the name when
+    // --lora-modules gave none).
+    data: [
+      ...o.servedModelNames.map((name) => card(name, o.model, null, o.maxModelLen)),
+      ...o.loraModules.map((name) => card(name, o.loraModulePaths[name] ?? name, o.servedModelNames[0], null)),
+    ],
   };
 }
 
@@ -426,6 +676,23 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/**
+ * Reads a JSON request body the way FastAPI and vLLM's `validate_json_request` dependency do
+ * (api_server.py @ v0.10.0): the body is parsed as JSON when the content type is JSON or missing (a syntax error is a
+ * 400 `json_invalid`), and then anything but `application/json` is refused with 400.
+ */
+async function readJsonRequest(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const raw = await readBody(req);
+  const ct = String(req.headers['content-type'] ?? '').toLowerCase();
+  const media = ct.split(';', 1)[0].trim();
+  const jsonish = ct === '' || media === 'application/json' || (media.startsWith('application/') && media.endsWith('+json'));
+  let body: Record<string, unknown> | undefined;
+  if (jsonish && raw.length > 0) body = parseJsonBody(raw);
+  if (media !== 'application/json') throw new ApiError(400, "Unsupported Media Type: Only 'application/json' is allowed", 'Bad Request');
+  if (body === undefined) throw validationError([], 'missing', 'Field required');
+  return body;
+}
+
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -437,7 +704,7 @@ function readBody(req: IncomingMessage): Promise<string> {
       else chunks.push(c);
     });
     req.on('end', () => {
-      if (tooLarge) reject(new ApiError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes.`, null, 'request_too_large'));
+      if (tooLarge) reject(new ApiError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes.`));
       else resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);

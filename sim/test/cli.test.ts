@@ -58,6 +58,7 @@ describe('flag parsing', () => {
       '--kv-events-encoding=map',
       '--lora-modules',
       'sql=/adapters/sql, chat',
+      '--enable-auto-tool-choice',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -94,6 +95,8 @@ describe('flag parsing', () => {
         },
         kvEventsEncoding: 'map',
         loraModules: ['sql', 'chat'],
+        loraModulePaths: { sql: '/adapters/sql' },
+        enableAutoToolChoice: true,
       },
     });
   });

@@ -52,9 +52,10 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     for (const reason of ['stop', 'length', 'abort']) {
       expect(metricValue(s, 'vllm:request_success_total', { ...labels, finished_reason: reason })).toBe(0);
     }
-    // Idle usage is 1/num_gpu_blocks: the null block is always in use (vllm/v1/core/block_pool.py @ v0.10.0, get_usage).
-    expect(metricValue(s, 'vllm:kv_cache_usage_perc', labels)).toBe(1 / 4096);
-    expect(metricValue(s, 'vllm:gpu_cache_usage_perc', labels)).toBe(1 / 4096);
+    // Before the first scheduling step vLLM has recorded no scheduler stats, so the gauges read 0 (loggers.py @ v0.10.0:
+    // they are set from SchedulerStats only); once a request has run, idle usage is 1/num_gpu_blocks, the null block.
+    expect(metricValue(s, 'vllm:kv_cache_usage_perc', labels)).toBe(0);
+    expect(metricValue(s, 'vllm:gpu_cache_usage_perc', labels)).toBe(0);
   });
 
   it("cache_config_info: vLLM 0.10.0's CacheConfig fields in order, str()-rendered, plus engine, no model_name, value 1", async () => {
@@ -62,7 +63,8 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     const info = s.filter((x) => x.name === 'vllm:cache_config_info');
     expect(info).toHaveLength(1);
     expect(info[0].value).toBe(1);
-    // vllm/config.py @ v0.10.0 (CacheConfig, metrics_info) and vllm/v1/metrics/loggers.py @ v0.10.0 (log_metrics_info).
+    // vllm/config.py @ v0.10.0 (CacheConfig, metrics_info) and vllm/v1/metrics/loggers.py @ v0.10.0 (log_metrics_info);
+    // prometheus_client writes the label names sorted.
     expect(Object.entries(info[0].labels)).toEqual([
       ['block_size', '16'],
       ['gpu_memory_utilization', '0.9'],
@@ -81,7 +83,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
       ['num_cpu_blocks', 'None'],
       ['swap_space_bytes', '4294967296.0'],
       ['engine', '0'],
-    ]);
+    ].sort(([a], [b]) => (a < b ? -1 : 1)));
   });
 
   it('cache_config_info follows the flags, and the 0.10.2 field set with a 0.10.2 hash algorithm', async () => {
@@ -95,7 +97,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
         'sliding_window', 'enable_prefix_caching', 'prefix_caching_hash_algo', 'cpu_offload_gb', 'calculate_kv_scales',
         'cpu_kvcache_space_bytes', 'mamba_page_size_padded', 'mamba_cache_dtype', 'mamba_ssm_cache_dtype', 'num_gpu_blocks',
         'num_cpu_blocks', 'kv_sharing_fast_prefill', 'swap_space_bytes', 'engine',
-      ]);
+      ].sort());
     } finally {
       await other.close();
     }
@@ -108,9 +110,44 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
   it('histograms use vLLM bucket bounds', async () => {
     const s = await scrape(sim);
     const bounds = (name: string) => s.filter((x) => x.name === `${name}_bucket`).map((x) => x.labels.le);
-    expect(bounds('vllm:time_to_first_token_seconds')).toEqual([...TTFT_BUCKETS.map(String), '+Inf']);
-    expect(bounds('vllm:e2e_request_latency_seconds')).toEqual([...REQUEST_LATENCY_BUCKETS.map(String), '+Inf']);
+    // prometheus_client writes each bound as a Python float (floatToGoString): le="1.0", not le="1".
+    const py = (b: number) => (Number.isInteger(b) ? `${b}.0` : String(b));
+    expect(bounds('vllm:time_to_first_token_seconds')).toEqual([...TTFT_BUCKETS.map(py), '+Inf']);
+    expect(bounds('vllm:e2e_request_latency_seconds')).toEqual([...REQUEST_LATENCY_BUCKETS.map(py), '+Inf']);
+    expect(bounds('vllm:request_params_n')).toEqual(['1.0', '2.0', '5.0', '10.0', '20.0', '+Inf']);
+    expect(bounds('vllm:iteration_tokens_total')[0]).toBe('1.0');
     expect(TTFT_BUCKETS).toHaveLength(22);
+  });
+
+  it("is written as vLLM 0.10.0's prometheus_client writes it: sorted labels, Python floats, _created gauges, every loggers.py family", async () => {
+    const fresh = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'] });
+    try {
+      const text = await fresh.metrics.metrics();
+      // vllm/v1/metrics/loggers.py @ v0.10.0 registers these (besides the ones the other tests read).
+      for (const fam of ['vllm:iteration_tokens_total', 'vllm:request_max_num_generation_tokens', 'vllm:request_params_n', 'vllm:request_params_max_tokens']) {
+        expect(text).toContain(`# TYPE ${fam} histogram\n`);
+        expect(text).toContain(`# TYPE ${fam}_created gauge\n`);
+      }
+      expect(text).toContain('vllm:num_requests_running{engine="0",model_name="m"} 0.0\n');
+      expect(text).toMatch(/\n# HELP vllm:num_preemptions_created Cumulative number of preemption from the engine\.\n# TYPE vllm:num_preemptions_created gauge\nvllm:num_preemptions_created\{engine="0",model_name="m"\} \d\.\d+e\+09\n/);
+      expect(text).toContain('vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.0\n');
+      expect(text).toContain('# HELP vllm:gpu_cache_usage_perc GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use vllm:kv_cache_usage_perc instead.\n');
+      // prompt_tokens grows at the first token, generation_tokens per token; the success counter at the end.
+      const r = await http(fresh.url, 'POST', '/v1/completions', { prompt: 'Hello there', max_tokens: 4 });
+      expect(r.status).toBe(200);
+      const after = await scrape(fresh);
+      const labels = { model_name: 'm', engine: '0' };
+      expect(metricValue(after, 'vllm:prompt_tokens_total', labels)).toBe(r.json().usage.prompt_tokens);
+      expect(metricValue(after, 'vllm:generation_tokens_total', labels)).toBe(4);
+      expect(metricValue(after, 'vllm:request_params_max_tokens_count', labels)).toBe(1);
+      expect(metricValue(after, 'vllm:request_params_max_tokens_sum', labels)).toBe(4);
+      expect(metricValue(after, 'vllm:time_per_output_token_seconds_count', labels)).toBe(3);
+      expect(metricValue(after, 'vllm:iteration_tokens_total_count', labels)).toBe(4);
+      // After the first step the gauges are live: idle usage is the null block.
+      expect(metricValue(after, 'vllm:kv_cache_usage_perc', labels)).toBe(1 / fresh.options.kvCacheBlocks);
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('a repeated prompt shows up as prefix-cache hits, counted in tokens; cached TTFT is several-fold lower', async () => {

@@ -80,6 +80,23 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
   return Object.freeze(shaped);
 }
 
+/**
+ * The first objects of a hidden class fix each field's representation (small integer, double, pointer); a later value
+ * that does not fit (0.25 where 0 was, a number where `undefined` was) makes V8 deprecate the class for a more general
+ * one and migrate older objects only when next touched, so for a while objects built before and after hold different
+ * classes. Building two objects up front, every field `undefined` and then every field a double, takes each field to
+ * the most general representation at once, so every EndpointMetrics the EPP keeps is built with the final class.
+ */
+function generalizeMetricsShape(): void {
+  const nothing = undefined as unknown as number;
+  endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
+  endpointMetrics({
+    waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
+    firstTokenSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, consecutiveFailures: 0.5,
+  });
+}
+generalizeMetricsShape();
+
 export const EMPTY_METRICS: EndpointMetrics = endpointMetrics({
   waitingQueueSize: 0,
   runningQueueSize: 0,
