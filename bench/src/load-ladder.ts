@@ -587,8 +587,8 @@ async function runRung(w: LadderWorkload, capacity: CapacityName, blocks: number
 
 /** Today's default, the one the hit-rate goal holds every candidate to. */
 export const TODAYS_DEFAULT = 'kvroute';
-/** kvroute's configs the goals are checked for: today's default and the latency-scored candidate. */
-export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-soft'];
+/** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
+export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft'];
 
 const pctText = (v: number) => `${(v * 100).toFixed(1)}%`;
 const msText = (v: number | null) => (v === null ? '–' : v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`);

@@ -225,7 +225,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'].includes(n)));
   });
 
   test('the session-placement candidates: kvroute-sessions adds session-load-scorer 4 to the default; kvroute-soft is the latency config with soft stickiness and it', () => {
@@ -249,11 +249,23 @@ describe('the policy catalogue', () => {
     });
   });
 
+  test('kvroute-no-lru is the default config without no-hit-lru-scorer, the default before it joined', () => {
+    const policy = routingPolicy('kvroute-no-lru', { seed: 1, sglang: {} });
+    if (policy.kind !== 'epp' || policy.configTransform === undefined) throw new Error('expected an EPP policy with a config transform');
+    const before = policy.configTransform(defaultEndpointPickerConfig());
+    expect(before.plugins.map((p) => p.type)).not.toContain('no-hit-lru-scorer');
+    expect(Object.fromEntries(before.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]))).toEqual({
+      'decode-filter': undefined, 'saturation-filter': undefined, 'session-affinity-filter': undefined,
+      'prefix-cache-scorer': 3, 'queue-scorer': 1, 'kv-cache-utilization-scorer': 1, 'active-request-scorer': 1, 'max-score-picker': undefined,
+    });
+    expect(defaultEndpointPickerConfig().schedulingProfiles[0].plugins.find((p) => p.pluginRef === 'no-hit-lru-scorer')?.weight).toBe(4);
+  });
+
   test('every policy name maps to a stack policy; directors are created fresh per stack', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-soft': 'epp', 'kvroute-admission': 'epp', 'kvroute-precise-admission': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-admission': 'epp', 'kvroute-precise-admission': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);

@@ -2,6 +2,7 @@ import {
   ConfigError,
   defaultEndpointPickerConfig,
   KNOWN_PLUGIN_TYPES,
+  latencyEndpointPickerConfig,
   parseEndpointPickerConfig,
   preciseEndpointPickerConfig,
   renderEndpointPickerConfig,
@@ -504,6 +505,7 @@ describe('defaultEndpointPickerConfig', () => {
           { pluginRef: 'saturation-filter' },
           { pluginRef: 'session-affinity-filter' },
           { pluginRef: 'prefix-cache-scorer', weight: 3 },
+          { pluginRef: 'no-hit-lru-scorer', weight: 4 },
           { pluginRef: 'queue-scorer', weight: 1 },
           { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
           { pluginRef: 'active-request-scorer', weight: 1 },
@@ -511,6 +513,9 @@ describe('defaultEndpointPickerConfig', () => {
         ],
       },
     ]);
+    expect(config.plugins.find((p) => p.type === 'no-hit-lru-scorer')?.parameters).toEqual({
+      prefixPluginType: 'prefix-cache-scorer', prefixPluginName: 'prefix-cache-scorer', lruSize: 1024,
+    });
     expect(config.plugins.find((p) => p.type === 'prefix-cache-scorer')?.parameters).toEqual({
       mode: 'estimate',
       hashBlockSize: 64,
@@ -559,5 +564,14 @@ describe('preciseEndpointPickerConfig', () => {
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(precise))).toEqual(precise);
     expect(filterOf(defaultEndpointPickerConfig()).parameters).not.toHaveProperty('mode');
     expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).not.toMatch(/mode: (filter|admission)/);
+  });
+
+  it('keeps the shape it was measured in: no no-hit-lru-scorer (nor in the latency config), which the default has', () => {
+    const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'Qwen/Qwen3-0.6B' });
+    for (const c of [precise, latencyEndpointPickerConfig()]) {
+      expect(c.plugins.map((p) => p.type)).not.toContain('no-hit-lru-scorer');
+      expect(c.schedulingProfiles[0]!.plugins.map((r) => r.pluginRef)).not.toContain('no-hit-lru-scorer');
+    }
+    expect(defaultEndpointPickerConfig().plugins.map((p) => p.type)).toContain('no-hit-lru-scorer');
   });
 });

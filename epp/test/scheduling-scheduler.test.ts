@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, withoutNoHitLru } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -41,8 +41,13 @@ function reasonOf(call: () => unknown): SchedulingErrorReason {
   throw new Error('expected a SchedulingError');
 }
 
+/**
+ * The default config's filters and its prefix and load weights. Without its `no-hit-lru-scorer`, which ranks only
+ * requests no pod caches by the order pods last took one (learned at pre-request, which these scheduler-only cycles
+ * never run): its effect on the default is tested in plugin-no-hit-lru.test.ts.
+ */
 function defaultScheduler(metrics: SchedulingMetrics = NOOP_SCHEDULING_METRICS): Scheduler {
-  return buildScheduler(defaultEndpointPickerConfig(), { now: () => NOW, random: seededRandom(1), metrics });
+  return buildScheduler(withoutNoHitLru(defaultEndpointPickerConfig()), { now: () => NOW, random: seededRandom(1), metrics });
 }
 
 describe('the default config on synthetic pools', () => {
@@ -137,6 +142,7 @@ describe('scheduler mechanics', () => {
       'Filter saturation-filter',
       'Filter session-affinity-filter',
       'Scorer prefix-cache-scorer',
+      'Scorer no-hit-lru-scorer',
       'Scorer queue-scorer',
       'Scorer kv-cache-utilization-scorer',
       'Scorer active-request-scorer',

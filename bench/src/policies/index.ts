@@ -4,6 +4,8 @@
  * - `kvroute-precise`: the same config with precise prefix scoring from the pods' KV events (central mode);
  * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); not in the
  *   matrix's default list; the load ladder (`load-ladder.ts`) runs it by default, side by side with `kvroute`;
+ * - `kvroute-no-lru`: the default config without llm-d's `no-hit-lru-scorer`, the default before it joined (issue 9's
+ *   placement of new prefix groups), for comparison;
  * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
  *   prefix 2, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
@@ -11,7 +13,7 @@
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
 import {
-  defaultEndpointPickerConfig, latencyEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig,
+  defaultEndpointPickerConfig, latencyEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig,
 } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
@@ -89,19 +91,20 @@ export function admissionSaturationConfig(base: EndpointPickerConfig): EndpointP
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
-  kvroute: 'EPP process, built-in config (prefix 3 + queue + kv + active, saturation filter, session affinity)',
+  kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active, saturation filter, session affinity)',
   'kvroute-precise': 'EPP process, built-in config with precise-prefix-cache-scorer at the prefix weight, fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
   'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
+  'kvroute-no-lru': 'EPP process, built-in config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'kvroute-admission': 'EPP process, built-in config with the saturation filter in admission mode (GIE\'s detector: loaded pods stay candidates until none has room)',
   'kvroute-precise-admission': 'kvroute-precise with the saturation filter in admission mode',
@@ -133,6 +136,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(latencyEndpointPickerConfig()) };
     case 'kvroute-sessions':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(defaultEndpointPickerConfig(), 4)) };
+    case 'kvroute-no-lru':
+      return { kind: 'epp', name, configTransform: withoutNoHitLru };
     case 'kvroute-soft':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(softStickinessConfig(latencyEndpointPickerConfig()), 4)) };
     case 'kvroute-admission':

@@ -10,6 +10,7 @@ export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-
 export { latencyScorer } from './latency-scorer';
 export { loadAwareScorer } from './load-aware-scorer';
 export { maxScorePicker } from './max-score-picker';
+export { noHitLruScorer } from './no-hit-lru-scorer';
 export { prefillFilter } from './prefill-filter';
 export { prefixCacheScorer } from './prefix-cache-scorer';
 export { precisePrefixCacheScorer } from './precise-prefix-cache-scorer';

@@ -1,0 +1,121 @@
+import type { EndpointSnapshot } from '../../datastore/types';
+import type { PreRequest } from '../../requestcontrol/hooks';
+import type { CycleContext, PluginHandle, Scorer } from '../framework';
+import { stateKey } from '../framework';
+import { definePlugin, parameters } from '../plugin';
+import { PREFIX_MATCH } from '../prefix-match';
+import type { LLMRequest, SchedulingResult } from '../types';
+
+export interface NoHitLruScorerParameters {
+  /**
+   * Accepted for llm-d configs, which name the prefix scorer whose state is read. kvroute's prefix scorers (the
+   * approximate `prefix-cache-scorer` and the `precise-prefix-cache-scorer`) publish their per-endpoint match in one
+   * cycle slot (`prefix-match.ts`, a match in tokens over one in characters), and this scorer reads that slot whichever
+   * of them ran: list it after the prefix scorer in the profile. @default "prefix-cache-scorer"
+   */
+  prefixPluginType?: string;
+  /** Accepted for llm-d configs; see `prefixPluginType`. @default "prefix-cache-scorer" */
+  prefixPluginName?: string;
+  /**
+   * Endpoints remembered in the cold-request LRU, most recently cold-loaded last; beyond it the endpoint cold-loaded
+   * longest ago is forgotten (it then ranks as never used). Upstream's default. @default 1024
+   */
+  lruSize?: number;
+}
+
+/** Upstream's score for every candidate of a request with a prefix hit: the same everywhere, so it decides nothing. */
+export const NEUTRAL_SCORE = 0.5;
+
+/**
+ * `no-hit-lru-scorer` (llm-d's): spreads *cold* requests — requests no candidate holds any prefix block of — over the
+ * endpoints least recently given one, so the new prefixes they bring (a new prompt group's first request, a new
+ * document) rotate over the pool and its KV cache fills evenly, instead of piling on whichever pod the load signals
+ * happened to favour at the last scrape. A request with a hit anywhere among the candidates scores
+ * {@link NEUTRAL_SCORE} everywhere and is left to the prefix and load scorers.
+ *
+ * A cold request's scores, over N candidates (1 when N = 1): endpoints never given a cold request first, in candidate
+ * order, `1 − i/(N−1)`; then the others by their place in the LRU (oldest first, counted over every endpoint the LRU
+ * holds, candidates or not), `max(0, 1 − (neverUsed + position)/(N−1))`. It learns at pre-request, once the pick is
+ * committed: a cold request's target moves to the LRU's most recent end. Coldness is read from the prefix match of the
+ * same cycle; without one (no prefix scorer ran before it) every request is cold, as upstream treats a missing state.
+ *
+ * Mirrors llm-d/llm-d-inference-scheduler pkg/epp/framework/plugins/scheduling/scorer/nohitlru/no_hit_lru.go @ v0.8.0
+ * (05c91f0d; `pkg/plugins/scorer/no_hit_lru.go` in v0.4.0–v0.7.x, added by 12aa104c "a scoring plugin to distribute new
+ * groups evenly"): the type, parameters and defaults, the neutral 0.5, the rank formula, coldness as "no candidate
+ * reports a matched block" (v0.8.0; up to v0.7 it was "the prefix plugin found no server at all"), and the update in
+ * PreRequest. Two differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
+ * keeps the name until evicted), so a replacement pod with an empty cache ranks as never used; and only the primary
+ * profile's target is recorded — upstream also records a `prefill` profile's target for P/D disaggregation, which
+ * kvroute's `SchedulingResult` does not carry (it has no P/D profile handler).
+ */
+export class NoHitLruScorer implements Scorer, PreRequest {
+  readonly type = 'no-hit-lru-scorer';
+  /** Endpoint key → nothing; Map order is the LRU order, least recently cold-loaded first. */
+  private readonly lru = new Map<string, true>();
+  /** Whether the request's last scoring found it cold, read at pre-request (lives on the request's attributes). */
+  private readonly coldKey = stateKey<boolean>('no-hit-lru-scorer cold');
+
+  constructor(
+    readonly name: string,
+    private readonly parameters: Required<NoHitLruScorerParameters>,
+    private readonly handle: PluginHandle,
+  ) {}
+
+  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    const cold = this.isCold(cycle, candidates);
+    cycle.request.attributes?.set(this.coldKey, cold);
+    if (!cold) return candidates.map(() => NEUTRAL_SCORE);
+    const n = candidates.length;
+    if (n === 1) return [1];
+    const position = new Map<string, number>();
+    for (const key of this.lru.keys()) position.set(key, position.size);
+    let neverUsed = 0;
+    for (const candidate of candidates) if (!position.has(candidate.endpoint.key)) neverUsed++;
+    let nextNeverUsed = 0;
+    return candidates.map((candidate) => {
+      const at = position.get(candidate.endpoint.key);
+      const rank = at === undefined ? nextNeverUsed++ : neverUsed + at;
+      return Math.max(0, 1 - rank / (n - 1));
+    });
+  }
+
+  /** A committed cold request's target becomes the most recently cold-loaded endpoint. */
+  preRequest(request: LLMRequest, result: SchedulingResult): void {
+    if (request.attributes?.get(this.coldKey) !== true) return;
+    const key = result.target.endpoint.key;
+    this.lru.delete(key);
+    this.lru.set(key, true);
+    while (this.lru.size > this.parameters.lruSize) this.lru.delete(this.lru.keys().next().value!);
+    this.handle.logger.debug('cold request: endpoint moved to the most recent end of the no-hit LRU', { endpoint: key, requestId: request.requestId });
+  }
+
+  /** A pod that left the pool holds no cache; if it returns it ranks as never cold-loaded. */
+  removeEndpoint(endpointKey: string): void {
+    this.lru.delete(endpointKey);
+  }
+
+  /** Endpoint keys in LRU order, least recently cold-loaded first (for logs and tests). */
+  order(): readonly string[] {
+    return [...this.lru.keys()];
+  }
+
+  /** Cold: no candidate holds a leading block of the prompt (or no prefix scorer published a match). */
+  private isCold(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): boolean {
+    const match = cycle.state.get(PREFIX_MATCH);
+    if (match === undefined) return true;
+    for (const candidate of candidates) if ((match.cachedLength.get(candidate.endpoint.key) ?? 0) > 0) return false;
+    return true;
+  }
+}
+
+export const noHitLruScorer = definePlugin({
+  type: 'no-hit-lru-scorer',
+  kinds: ['scorer', 'pre-request'],
+  parameters: parameters<NoHitLruScorerParameters>((fields) => ({
+    prefixPluginType: fields.optionalString('prefixPluginType') ?? 'prefix-cache-scorer',
+    prefixPluginName: fields.optionalString('prefixPluginName') ?? 'prefix-cache-scorer',
+    // Upstream treats lruSize <= 0 as "use the default"; here a bad size is an error naming the field.
+    lruSize: fields.integer('lruSize', 1024, 1),
+  })),
+  create: (name, resolved, handle) => new NoHitLruScorer(name, resolved, handle),
+});
