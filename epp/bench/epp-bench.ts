@@ -38,12 +38,12 @@ import { drivePaired, ROUNDS, workload } from './extproc-client';
 import { syntheticPool } from './synthetic-pool';
 import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
 import { measureSessionStore } from './session-store';
-import { eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, stopChild } from './processes';
+import { envArgs, eppMetrics, forkTs, nextMessage, REFRESH_MS, sleep, startEppProcess, stopChild } from './processes';
 
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
 const QUICK = process.argv.includes('--quick');
 /** BENCH_EPP_ARGS: extra flags for the EPP under test (space-separated), to measure one setting against the defaults. */
-const EXTRA_EPP_ARGS = (process.env.BENCH_EPP_ARGS ?? '').split(' ').filter(Boolean);
+const EXTRA_EPP_ARGS = envArgs('BENCH_EPP_ARGS');
 /** `--only cells` (the pool-size × prompt × mode table) or `--only replicas` (issue 10's section); both by default. */
 const ONLY_VALUES = ['cells', 'replicas'] as const;
 const ONLY = ((): (typeof ONLY_VALUES)[number] | undefined => {

@@ -12,6 +12,11 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 /** The metrics refresh period every benchmark EPP runs with (GIE's default). */
 export const REFRESH_MS = 50;
+/** Space-separated words of an environment variable (extra flags for a benchmark's processes); none when unset. */
+export function envArgs(name: string): string[] {
+  return (process.env[name] ?? '').split(' ').filter(Boolean);
+}
+
 /** The EPP binary; `KVROUTE_EPP_MAIN` points the benchmarks at another build (e.g. a baseline checkout's). */
 export const EPP_MAIN = process.env.KVROUTE_EPP_MAIN ?? path.join(__dirname, '..', 'dist', 'main.js');
 
