@@ -51,12 +51,18 @@ export class MaxScorePicker implements Picker {
   /** `pick` from the totals: the same choice and the same random draw, without a ScoredEndpoint per candidate. */
   pickFromTotals(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[] {
     if (this.parameters.maxNumOfEndpoints !== 1) return this.pick(cycle, candidates.map((endpoint, i) => ({ endpoint, score: totals[i]! })));
+    return this.pickBest(candidates, totals);
+  }
+
+  /** One pass for the best total, one random draw among its ties (the k-th tie in candidate order). */
+  private pickBest(candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[] {
     let best = Number.NEGATIVE_INFINITY;
     let first = -1;
     let ties = 0;
     for (let i = 0; i < totals.length; i++) {
       const score = totals[i]!;
-      if (score > best) {
+      // A first total of -Infinity starts the ties too (NaN never does), as a list of ties built by comparison would.
+      if (score > best || (first < 0 && score === best)) {
         best = score;
         first = i;
         ties = 1;
@@ -66,7 +72,6 @@ export class MaxScorePicker implements Picker {
     }
     if (first < 0) return [];
     if (ties === 1) return [candidates[first]!];
-    // The k-th tie in candidate order, as pickOne's draw over its list of ties.
     let k = Math.floor(this.random() * ties);
     for (let i = first; i < totals.length; i++) {
       if (totals[i] === best && k-- === 0) return [candidates[i]!];
@@ -74,20 +79,9 @@ export class MaxScorePicker implements Picker {
     return [candidates[first]!];
   }
 
-  /** The common case without sorting: one pass for the best score, one random draw among its ties. */
+  /** The common case without sorting, from `ScoredEndpoint`s: the same draw as `pickFromTotals`. */
   private pickOne(scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
-    let best = Number.NEGATIVE_INFINITY;
-    let ties: EndpointSnapshot[] = [];
-    for (const entry of scored) {
-      if (entry.score > best) {
-        best = entry.score;
-        ties = [entry.endpoint];
-      } else if (entry.score === best) {
-        ties.push(entry.endpoint);
-      }
-    }
-    if (ties.length <= 1) return ties;
-    return [ties[Math.floor(this.random() * ties.length)]!];
+    return this.pickBest(scored.map((entry) => entry.endpoint), Float64Array.from(scored, (entry) => entry.score));
   }
 }
 
