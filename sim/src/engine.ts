@@ -74,6 +74,11 @@ export interface EngineObserver {
   onFirstToken?(info: { ttftMs: number }): void;
   /** Every output token as it is sampled (`index` from 0), for counters vLLM advances per engine step. */
   onToken?(info: { id: string; index: number; atMs: number; promptTokens: number }): void;
+  /**
+   * Once per step that sampled tokens, after they were delivered: the step's `IterationStats` (vllm/v1/metrics/stats.py
+   * @ v0.10.0), i.e. every request's whole prompt at its first token plus one generation token per request.
+   */
+  onIterationTokens?(info: { promptTokens: number; generationTokens: number }): void;
   onFinish?(result: RequestResult): void;
 }
 
@@ -352,12 +357,21 @@ export class Engine {
   private runStep(at: number, due: readonly TimedEvent[]): void {
     this.steps++;
     // The outputs of the step that ended now: sampled tokens reach their listeners, finished requests free blocks.
+    // The tokens sampled in this step form one EngineCoreOutputs, hence one IterationStats (vllm/v1/engine/async_llm.py
+    // @ v0.10.0, output_handler: `IterationStats() if (log_stats and num_outputs)`): a step with no sampled token records none.
+    let iterationPrompt = 0;
+    let iterationGenerated = 0;
     for (const e of due) {
       const r = e.req;
       if (r.state !== 'running' || e.epoch !== r.epoch) continue;
       if (e.kind === 'chunk') r.need = 'chunk';
-      else this.emit(r, e.k, at);
+      else {
+        if (e.k === 0) iterationPrompt += r.promptLen;
+        iterationGenerated++;
+        this.emit(r, e.k, at);
+      }
     }
+    if (iterationGenerated > 0) this.observer.onIterationTokens?.({ promptTokens: iterationPrompt, generationTokens: iterationGenerated });
 
     // RUNNING requests, in order.
     let preempted = false;

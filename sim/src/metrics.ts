@@ -283,14 +283,18 @@ export class SimMetrics implements EngineObserver {
   onToken(info: { id: string; index: number; atMs: number; promptTokens: number }): void {
     // IterationStats.update_from_output @ v0.10.0: the prompt counts once, at the first token; every token is a
     // generation token; each later token is one TPOT sample (the gap since the previous one, preemptions included).
-    // One iteration_tokens_total sample per token event stands in for vLLM's one per engine step.
     const first = info.index === 0;
     if (first) this.promptTokens.inc(this.labels, info.promptTokens);
     this.generationTokens.inc(this.labels, 1);
-    this.iterationTokens.observe(this.labels, (first ? info.promptTokens : 0) + 1);
     const prev = this.lastTokenMs.get(info.id);
     if (!first && prev !== undefined) this.tpot.observe(this.labels, (info.atMs - prev) / 1000);
     this.lastTokenMs.set(info.id, info.atMs);
+  }
+
+  onIterationTokens(info: { promptTokens: number; generationTokens: number }): void {
+    // PrometheusStatLogger.record (vllm/v1/metrics/loggers.py @ v0.10.0): one sample per engine step that produced
+    // outputs, num_prompt_tokens + num_generation_tokens of that step.
+    this.iterationTokens.observe(this.labels, info.promptTokens + info.generationTokens);
   }
 
   onFinish(r: RequestResult): void {

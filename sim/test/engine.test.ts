@@ -272,6 +272,33 @@ describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @
     expect(retries.at(-1)?.hits).toBe(16);
   });
 
+  it('records one IterationStats per step that sampled tokens, not one per token (vllm/v1/engine/async_llm.py @ v0.10.0, output_handler)', () => {
+    const clock = new ManualClock();
+    const iterations: { promptTokens: number; generationTokens: number }[] = [];
+    const observer: EngineObserver = { onIterationTokens: (i) => iterations.push(i) };
+    // Unlimited prefill lanes: two equal prompts submitted at one instant prefill side by side, so their tokens fall
+    // on the same instants and share every step.
+    const engine = new Engine({ ...BASE, prefillConcurrency: 0 }, clock, observer);
+    const a = submit(engine, tokens(100, 1), 3);
+    const b = submit(engine, tokens(100, 2), 3);
+    clock.runAll();
+    expect(a.result?.finishReason).toBe('length');
+    expect(b.result?.finishReason).toBe('length');
+    expect(a.tokenTimes).toEqual(b.tokenTimes);
+    // Step 1: both prompts (counted whole at their first token) + 2 tokens; then 2 tokens a step.
+    expect(iterations).toEqual([
+      { promptTokens: 200, generationTokens: 2 },
+      { promptTokens: 0, generationTokens: 2 },
+      { promptTokens: 0, generationTokens: 2 },
+    ]);
+    // Steps that only scheduled a prefill chunk sampled nothing and record nothing: a prompt of three chunks is
+    // still one sample at its first token.
+    iterations.length = 0;
+    submit(engine, tokens(5000, 3), 1);
+    clock.runAll();
+    expect(iterations).toEqual([{ promptTokens: 5000, generationTokens: 1 }]);
+  });
+
   it('a request held back by max-num-seqs is not looked up (the check comes first)', () => {
     const clock = new ManualClock();
     const { log, observer } = recorder(clock);
