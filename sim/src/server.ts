@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { RealtimeClock, type SimClock } from './clock';
 import { generationOf } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
@@ -171,8 +172,15 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         return;
       case '/metrics': {
         const text = await metrics.metrics();
-        res.writeHead(200, { 'content-type': metrics.contentType });
-        res.end(text);
+        // vLLM serves /metrics with prometheus_client's make_asgi_app (vllm/entrypoints/openai/api_server.py @ v0.10.0),
+        // which gzips the page whenever Accept-Encoding names gzip (prometheus_client/exposition.py, `_bake_output`).
+        if (gzipAccepted(req.headers['accept-encoding'])) {
+          res.writeHead(200, { 'content-type': metrics.contentType, 'content-encoding': 'gzip' });
+          res.end(gzipSync(text));
+        } else {
+          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.end(text);
+        }
         return;
       }
       case '/v1/models':
@@ -709,4 +717,13 @@ function readBody(req: IncomingMessage): Promise<string> {
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * prometheus_client's `gzip_accepted` (prometheus_client/exposition.py, 0.22): any comma-separated coding whose name,
+ * before its `;` parameters, is `gzip` in any case. A q-value is not read, so `gzip;q=0` still gets gzip, as upstream.
+ */
+export function gzipAccepted(header: string | string[] | undefined): boolean {
+  const value = Array.isArray(header) ? header.join(',') : (header ?? '');
+  return value.split(',').some((coding) => coding.split(';')[0].trim().toLowerCase() === 'gzip');
 }

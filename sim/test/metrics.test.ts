@@ -1,5 +1,7 @@
 import { pythonFloatStr, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from '../src/metrics';
-import { startSimulator, type Simulator } from '../src/server';
+import { gzipAccepted, startSimulator, type Simulator } from '../src/server';
+import { request } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import { ManualClock } from '../src/clock';
 import { http, longText, metricValue, parsePrometheus, waitFor, type Sample } from './helpers';
 
@@ -148,6 +150,32 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     } finally {
       await fresh.close();
     }
+  });
+
+  it("gzips the page when Accept-Encoding names gzip, as prometheus_client's make_asgi_app does (exposition.py, gzip_accepted)", async () => {
+    const get = (acceptEncoding?: string): Promise<{ headers: Record<string, unknown>; body: Buffer }> =>
+      new Promise((resolve, reject) => {
+        const req = request(`${sim.url}/metrics`, { headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const plain = await get();
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    const zipped = await get('deflate, GZip;q=0.5');
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(zipped.headers['content-type']).toBe(plain.headers['content-type']);
+    // Nothing ran in between, so the two pages are the same text.
+    expect(gunzipSync(zipped.body).toString('utf8')).toBe(plain.body.toString('utf8'));
+    expect((await get('identity')).headers['content-encoding']).toBeUndefined();
+    // Upstream reads no q-value: "gzip;q=0" is still gzip.
+    expect(gzipAccepted('gzip;q=0')).toBe(true);
+    expect(gzipAccepted(['br', ' x-gzip '])).toBe(false);
+    expect(gzipAccepted(undefined)).toBe(false);
   });
 
   it('a repeated prompt shows up as prefix-cache hits, counted in tokens; cached TTFT is several-fold lower', async () => {
