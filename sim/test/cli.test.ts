@@ -52,7 +52,7 @@ describe('flag parsing', () => {
       '--gpu-memory-utilization',
       '0.85',
       '--prefix-caching-hash-algo',
-      'sha256_cbor_64bit',
+      'sha256_cbor',
       '--kv-events-config',
       '{"enable_kv_cache_events":true,"publisher":"zmq","topic":"kv@sim-0@qwen"}',
       '--kv-events-encoding=map',
@@ -81,7 +81,7 @@ describe('flag parsing', () => {
         maxNumBatchedTokens: 512,
         enablePromptTokensDetails: true,
         gpuMemoryUtilization: 0.85,
-        prefixCachingHashAlgo: 'sha256_cbor_64bit',
+        prefixCachingHashAlgo: 'sha256_cbor',
         pythonHashSeed: process.env.PYTHONHASHSEED,
         kvEventsConfig: {
           enable_kv_cache_events: true,
@@ -170,6 +170,9 @@ describe('flag parsing', () => {
     [['--kv-events-config', '{"enable_kv_cache_event":true}'], '--kv-events-config', /field "enable_kv_cache_event": unknown field/],
     [['--kv-events-config', '{"publisher":"zmq","endpoint":"localhost:5557"}'], '--kv-events-config', /field "endpoint": expected a ZMQ endpoint/],
     [['--kv-events-encoding', 'json'], '--kv-events-encoding', /positional, map/],
+    // Map events (vLLM #42892) come from releases without builtin or sha256_cbor_64bit (removed in 0.10.2).
+    [['--kv-events-encoding', 'map'], '--kv-events-encoding', /map mirrors vLLM v0\.26, which has no --prefix-caching-hash-algo builtin/],
+    [['--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor_64bit'], '--kv-events-encoding', /use sha256_cbor or sha256/],
     [['--lora-modules', 'Qwen/Qwen3-0.6B'], '--lora-modules', /also a served model name/],
   ])('%j is rejected naming %s', (argv, flag, msg) => {
     const e = errorOf(argv);
