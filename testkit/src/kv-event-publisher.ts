@@ -55,11 +55,12 @@ export class TestKvEventPublisher {
    */
   async publish(
     events: readonly KvCacheEvent[],
-    options: { seq?: bigint; lost?: boolean; topic?: string; encoding?: KvEventEncoding } = {},
+    options: { seq?: bigint; lost?: boolean; topic?: string; encoding?: KvEventEncoding; dataParallelRank?: number } = {},
   ): Promise<bigint> {
     const seq = options.seq ?? this.seq;
     this.seq = seq + 1n;
-    const payload = encodeEventBatch({ ts: Date.now() / 1000, events, dataParallelRank: 0 }, options.encoding ?? 'positional-v0.10.0');
+    const batch = { ts: Date.now() / 1000, events, dataParallelRank: options.dataParallelRank ?? 0 };
+    const payload = encodeEventBatch(batch, options.encoding ?? 'positional-v0.10.0');
     if (options.lost) return seq;
     this.buffer.push([seq, payload]);
     await this.pub.send(liveFrames(options.topic ?? this.topic, seq, payload));
