@@ -141,7 +141,10 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     throw new OptionError('--prefix-caching-hash-algo', `must be one of ${HASH_ALGOS.join(', ')}, got ${JSON.stringify(o.prefixCachingHashAlgo)}`);
   }
   if (o.pythonHashSeed !== undefined && typeof o.pythonHashSeed !== 'string') throw new OptionError('PYTHONHASHSEED', 'expected a string');
-  if (o.kvEventsConfig !== null) o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string);
+  if (o.kvEventsConfig !== null) {
+    // The map encoding simulates v0.26, whose publisher defaults to "zmq" once events are enabled.
+    o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string, o.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10');
+  }
   if (!KV_EVENTS_ENCODINGS.includes(o.kvEventsEncoding)) {
     throw new OptionError('--kv-events-encoding', `must be one of ${KV_EVENTS_ENCODINGS.join(', ')}, got ${JSON.stringify(o.kvEventsEncoding)}`);
   }

@@ -128,6 +128,20 @@ describe('flag parsing', () => {
     });
   });
 
+  it('KVEventsConfig.publisher defaults as the simulated release has it: "null" at 0.10, "zmq" once events are on at v0.26', () => {
+    // vllm/config.py @ v0.10.0: publisher = "null"; vllm/config/kv_events.py on main: None, then __post_init__ picks
+    // "zmq" when enable_kv_cache_events is true (the config of the v0.26.0 report volcano-sh/kthena#1535).
+    const on = '{"enable_kv_cache_events":true}';
+    const v010 = parseCli(['--kv-events-config', on]);
+    expect(v010.kind === 'run' && v010.options.kvEventsConfig?.publisher).toBe('null');
+    const v026 = parseCli(['--kv-events-config', on, '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor']);
+    expect(v026.kind === 'run' && v026.options.kvEventsConfig?.publisher).toBe('zmq');
+    const off = parseCli(['--kv-events-config', '{}', '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor']);
+    expect(off.kind === 'run' && off.options.kvEventsConfig?.publisher).toBe('null');
+    const explicit = parseCli(['--kv-events-config', '{"enable_kv_cache_events":true,"publisher":"null"}', '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256']);
+    expect(explicit.kind === 'run' && explicit.options.kvEventsConfig?.publisher).toBe('null');
+  });
+
   it('defaults: bind 0.0.0.0:8000, served name = model', () => {
     const r = parseCli([]);
     expect(r.kind).toBe('run');
