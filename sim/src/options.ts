@@ -148,7 +148,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   if (!KV_EVENTS_ENCODINGS.includes(o.kvEventsEncoding)) {
     throw new OptionError('--kv-events-encoding', `must be one of ${KV_EVENTS_ENCODINGS.join(', ')}, got ${JSON.stringify(o.kvEventsEncoding)}`);
   }
-  // Map-encoded events (vLLM #42892, v0.24 on) come from releases that have neither `builtin` nor `sha256_cbor_64bit`
+  // Map-encoded events (vLLM #42892, releases after v0.23.0) come from releases that have neither `builtin` nor `sha256_cbor_64bit`
   // (both removed in 0.10.2 by #23673): that pair is no vLLM a subscriber could meet.
   if (o.kvEventsEncoding === 'map' && generationOf(o.prefixCachingHashAlgo) === '0.10.0') {
     throw new OptionError(

@@ -7,7 +7,7 @@
  *   extra_keys?, group_idx?, …]`, `["BlockRemoved", block_hashes, medium?, group_idx?]`, `["AllBlocksCleared"]`.
  *   @see vllm-project/vllm: vllm/distributed/kv_events.py @ v0.10.0 (EventBatch, BlockStored, BlockRemoved);
  *   `medium` from v0.10.2 (#19737), `lora_name` (#27577), `extra_keys` (#33304), `group_idx` (#37688).
- * - Tagged maps (vLLM #42892, merged June 2026; released from v0.24, still positional in v0.23.0): each event a map
+ * - Tagged maps (vLLM #42892, merged June 2026: v0.23.0 was still positional, v0.26.0 sends maps): each event a map
  *   with its class name under `"type"`, fields in declaration order, those equal to their default (`None`) omitted
  *   (`omit_defaults`); `lora_id`, `medium` and `lora_name` have no default and are always written. The batch stays a
  *   positional array in released versions (a v0.26.0 capture: volcano-sh/kthena#1535); vLLM main after them
