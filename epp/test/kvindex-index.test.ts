@@ -41,6 +41,28 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.store('a', stored(['5'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
   });
 
+  // A hybrid model's vLLM (group_idx #37688, kv_cache_spec_kind #40984) sends each event once per KV-cache group, the
+  // groups sharing one hash list at their own block sizes (a coarser group's hashes are every k-th fine hash:
+  // vllm/v1/core/block_pool.py cache_full_blocks, BlockHashListWithBlockSize). A sliding-window group evicts blocks that
+  // left its window while the full-attention group keeps them; those removals must not take the prefix away.
+  test('hybrid models: only full-attention groups are indexed; other groups\' stores and removals are skipped', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 12);
+    const full = { groupIdx: 0, kvCacheSpecKind: 'full_attention' };
+    expect(index.store('a', stored(['1', '2', '3'], null, ids, full), ROOT)).toEqual({ stored: 3 });
+    // The sliding-window group at twice the block size: its one block carries the fine hash '2'.
+    const window = { groupIdx: 1, kvCacheSpecKind: 'sliding_window', kvCacheSpecSlidingWindow: 8, blockSize: 2 * BS };
+    expect(index.store('a', stored(['2'], null, ids.slice(0, 8), window), ROOT)).toEqual({ stored: 0, skipped: 'other-group' });
+    expect(index.remove('a', { ...removed(['2']), groupIdx: 1 })).toBe(0);
+    // A Mamba group at the full group's block size, then its removals.
+    expect(index.store('a', stored(['1', '2', '3'], null, ids, { groupIdx: 2, kvCacheSpecKind: 'mamba' }), ROOT)).toEqual({ stored: 0, skipped: 'other-group' });
+    expect(index.remove('a', { ...removed(['1', '2', '3']), groupIdx: 2 })).toBe(0);
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 3, weight: 3 });
+    // The full group's own removals still apply.
+    expect(index.remove('a', { ...removed(['3']), groupIdx: 0 })).toBe(1);
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(2);
+  });
+
   test('duplicate physical copies (vllm block_pool.py @ v0.10.0 keeps them): a block leaves only with its last copy', () => {
     const index = new KvBlockIndex(BS, 1000);
     const ids = tokens(1, 4);

@@ -39,7 +39,7 @@ class Recorder implements SubscriberEvents {
 
 const quiet = { warn: () => undefined, debug: () => undefined };
 /** Publishes batch `n` (one BlockRemoved of hash n) under sequence `seq`. */
-function send(publisher: TestKvEventPublisher, seq: number, n = seq, options: { lost?: boolean; topic?: string } = {}): Promise<bigint> {
+function send(publisher: TestKvEventPublisher, seq: number, n = seq, options: { lost?: boolean; topic?: string; dataParallelRank?: number } = {}): Promise<bigint> {
   return publisher.publish(batch(n).events, { seq: BigInt(seq), ...options });
 }
 
@@ -117,6 +117,25 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2']);
   });
 
+  test('a data-parallel rank\'s replay socket is asked at replayPort + rank, where vLLM offsets it (offset_endpoint_port)', async () => {
+    const r = new Recorder();
+    const { socketPort, replayPort } = await publisher.bind();
+    // The publisher's ROUTER stands for rank 1's replay socket: rank 0's would be one port below.
+    subscriber = new KvEventSubscriber({
+      mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort: replayPort - 1, replayTimeoutMs: 2000,
+      resolvePod: () => undefined, events: r, logger: quiet,
+    });
+    subscriber.addEndpoint(POD);
+    await publisher.waitSubscribed();
+    const rank1 = (n: number) => encodeEventBatch({ ...batch(n), dataParallelRank: 1 }, 'positional-v0.10.0');
+    publisher.buffer.push([0n, rank1(0)], [1n, rank1(1)]);
+    await send(publisher, 2, 2, { dataParallelRank: 1 });
+    await waitFor(() => r.log.some((l) => l.startsWith('replay')));
+    const M = 'Qwen/Qwen3-0.6B';
+    // The replay brings 0, 1 and the live 2 itself (kept in the buffer), so the held live copy of 2 is not applied again.
+    expect(r.log).toEqual([`batch ${POD} 0 ${M}`, `batch ${POD} 1 ${M}`, `batch ${POD} 2 ${M}`, `replay ${POD} repaired`]);
+  });
+
   test('a sequence going backwards is a restarted publisher: its entries are dropped (a restarted vLLM has an empty cache)', async () => {
     const r = new Recorder();
     await perPod(r, false);
@@ -161,6 +180,30 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await send(publisher, 1, 1, { topic: 'kv@127.0.0.1@Qwen/Qwen3-0.6B' });
     await waitFor(() => r.batches().length === 2);
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, 'dropped - unknown-pod', 'dropped - bad-topic', `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
+  });
+
+  // vLLM runs one ZmqEventPublisher per data-parallel rank (vllm/distributed/kv_events.py @ 0181ea31, #18925): each
+  // numbers its batches from 0 and names its rank in data_parallel_rank, and in central mode all of them connect to
+  // the EPP's socket under the pod's one topic.
+  test('central, data parallel: each rank is its own sequence; interleaved ranks are neither a restart nor a gap', async () => {
+    const r = new Recorder();
+    subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      resolvePod: (id) => (id === POD ? POD : undefined), events: r, logger: quiet,
+    });
+    await subscriber.start();
+    publisher.connect(subscriber.boundEndpoint!);
+    await publisher.waitSubscribed();
+    await send(publisher, 0, 10, { dataParallelRank: 0 });
+    await send(publisher, 0, 20, { dataParallelRank: 1 });
+    await send(publisher, 1, 11, { dataParallelRank: 0 });
+    await send(publisher, 1, 21, { dataParallelRank: 1 });
+    await send(publisher, 3, 23, { dataParallelRank: 1 }); // rank 1 lost its batch 2: a gap of rank 1's, no replay socket
+    await waitFor(() => r.batches().length === 5);
+    expect(r.log).toEqual([
+      `batch ${POD} 10 Qwen/Qwen3-0.6B`, `batch ${POD} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 11 Qwen/Qwen3-0.6B`, `batch ${POD} 21 Qwen/Qwen3-0.6B`,
+      `gap ${POD}`, `reset ${POD} gap`, `batch ${POD} 23 Qwen/Qwen3-0.6B`,
+    ]);
   });
 });
 

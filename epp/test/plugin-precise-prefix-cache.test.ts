@@ -1,4 +1,4 @@
-import type { BlockStored, KvCacheEvent } from '@kvroute/protocol/kv-events';
+import type { BlockStored, KvCacheEvent, KvEventEncoding } from '@kvroute/protocol/kv-events';
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
@@ -6,6 +6,7 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { Datastore } from '../src/datastore/datastore';
+import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 
@@ -170,8 +171,12 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await scheduler.plugins.close();
   });
 
-  async function publish(pod: string, events: KvCacheEvent[]): Promise<void> {
-    await pub.publish(events, { topic: `kv@${pod}@${MODEL}` });
+  /** Each pod's vLLM numbers its own batches from 0: one publisher stands in for all, so it counts per pod. */
+  const nextSeq = new Map<string, bigint>();
+  async function publish(pod: string, events: KvCacheEvent[], encoding: KvEventEncoding = 'positional-v0.10.0'): Promise<void> {
+    const seq = nextSeq.get(pod) ?? 0n;
+    nextSeq.set(pod, seq + 1n);
+    await pub.publish(events, { topic: `kv@${pod}@${MODEL}`, encoding, seq });
   }
 
   /** The blocks vLLM would store for a chat: its token ids in blocks of 16, opaque engine hashes. */
@@ -184,7 +189,10 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     };
   }
 
-  const chat = (question: string) => ({ model: MODEL, messages: [{ role: 'system', content: `You answer questions about a long manual. ${'Section text. '.repeat(80)}` }, { role: 'user', content: question }] });
+  const chat = (question: string, manual = 'a long manual') => ({
+    model: MODEL,
+    messages: [{ role: 'system', content: `You answer questions about ${manual}. ${'Section text. '.repeat(80)}` }, { role: 'user', content: question }],
+  });
 
   async function pick(body: unknown): Promise<{ endpoint: string; score: number }> {
     const control = new RequestControl({ datastore, scheduler });
@@ -213,5 +221,52 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     const after = new Set<string>();
     for (let i = 0; i < 20; i++) after.add((await pick(chat(`Later question ${i}?`))).endpoint);
     expect(after.size).toBe(2);
+  });
+
+  /** The scorer's scores for pods 1 and 2, as one scheduling cycle computes them (no pick, no speculation). */
+  async function scores(body: { model: string }, cacheSalt?: string): Promise<number[]> {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const request = {
+      requestId: 'r', model: body.model, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input,
+      headers: {}, attributes: new CycleState(), ...(cacheSalt !== undefined ? { cacheSalt } : {}),
+    };
+    await scorer.prepareRequest(request);
+    return scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
+  }
+
+  // vLLM >= #27577 hashes a LoRA block with its adapter's *name* as the first extra key and reports `lora_name`;
+  // since #33304 `BlockStored` carries each block's extra keys (vllm/v1/core/kv_cache_utils.py
+  // generate_block_hash_extra_keys and vllm/v1/core/block_pool.py cache_full_blocks, main 001cabc1). The name is not a
+  // cache salt: reading the first string of block 0's extra keys as the salt made LoRA blocks unmatchable.
+  test('LoRA blocks with lora_name and per-block extra_keys (vLLM >= #33304) match requests for the adapter', async () => {
+    const body = { ...chat('What does the SQL appendix say?', 'the SQL manual'), model: 'sql-lora' };
+    const stored = await storedFor(body, 5000);
+    await publish(pods[1]!, [{ ...stored, loraId: 1, loraName: 'sql-lora', extraKeys: stored.blockHashes.map(() => ['sql-lora']) }], 'map');
+    await waitFor(async () => (await scores(body))[1] === 1, 'the LoRA blocks to match the adapter\'s request in full');
+    expect(await scores(body)).toEqual([0, 1]);
+    // The same tokens for the base model were never cached: vLLM hashed these blocks with the adapter's name.
+    expect(await scores({ ...body, model: MODEL })).toEqual([0, 0]);
+  });
+
+  test('LoRA and cache_salt: the salt is the string after the LoRA name on the first block only', async () => {
+    const body = { ...chat('What does the billing appendix say?', 'the billing manual'), model: 'sql-lora' };
+    const stored = await storedFor(body, 6000);
+    const extraKeys = stored.blockHashes.map((_, i) => (i === 0 ? ['sql-lora', 'tenant-a'] : ['sql-lora']));
+    await publish(pods[0]!, [{ ...stored, loraId: 1, loraName: 'sql-lora', extraKeys }], 'map');
+    await waitFor(async () => (await scores(body, 'tenant-a'))[0] === 1, 'the salted LoRA blocks to match the salted request');
+    expect(await scores(body, 'tenant-a')).toEqual([1, 0]);
+    expect(await scores(body)).toEqual([0, 0]);
+    expect(await scores(body, 'tenant-b')).toEqual([0, 0]);
+  });
+
+  test('a LoRA block reported by lora_id only (vLLM 0.10.x, no lora_name) never counts for the base model', async () => {
+    // vllm/v1/core/kv_cache_utils.py @ v0.10.0 puts lora_int_id in the extra keys: a base-model request cannot hit it.
+    const body = chat('What does the glossary say?', 'the glossary');
+    const stored = await storedFor(body, 7000);
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const before = scorer.index.blocksOf(pods[1]!);
+    await publish(pods[1]!, [{ ...stored, loraId: 3 }]);
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) >= before + stored.blockHashes.length, 'the LoRA blocks to be indexed');
+    expect(await scores(body)).toEqual([0, 0]);
   });
 });

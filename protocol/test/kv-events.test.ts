@@ -19,7 +19,7 @@ const H1 = '9442596223568401980';
 const H2 = '10401597220457154048';
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
-describe('vLLM KV-event payloads (vllm/distributed/kv_events.py @ v0.10.0, v0.10.2, #42892)', () => {
+describe('vLLM KV-event payloads (vllm/distributed/kv_events.py @ v0.10.0, v0.10.2, #42892 / v0.26.0)', () => {
   test('v0.10.0 positional: BlockStored with uint64 hashes, BlockRemoved, AllBlocksCleared', () => {
     const batch = decodeEventBatch(payload('v0.10.0-stored-removed-cleared'));
     expect(batch).toEqual({
@@ -50,9 +50,9 @@ describe('vLLM KV-event payloads (vllm/distributed/kv_events.py @ v0.10.0, v0.10
     const batch = decodeEventBatch(payload('newer-positional-extra-fields'), skips);
     expect(batch.events).toEqual([{
       type: 'BlockStored', blockHashes: [H1], parentBlockHash: null, tokenIds: range(1, 17), blockSize: 16, loraId: null,
-      medium: 'GPU', loraName: 'adapter-a', extraKeys: [null], groupIdx: 0,
+      medium: 'GPU', loraName: 'adapter-a', extraKeys: [null], groupIdx: 0, kvCacheSpecKind: 'full_attention', kvCacheSpecSlidingWindow: null,
     }]);
-    expect(skips).toEqual({ unknownEvents: 1, unknownFields: 2 });
+    expect(skips).toEqual({ unknownEvents: 1, unknownFields: 1 });
   });
 
   test('map-encoded events (#42892) in a positional batch, and a batch that is itself a map', () => {
@@ -64,6 +64,33 @@ describe('vLLM KV-event payloads (vllm/distributed/kv_events.py @ v0.10.0, v0.10
     expect(decodeEventBatch(payload('map-batch'))).toEqual({ ts: 1781000001, events: [{ type: 'AllBlocksCleared' }], dataParallelRank: 2 });
   });
 
+  test('v0.26 map events (after #42892): every field vLLM main declares, defaults omitted, per-block extra keys', () => {
+    const skips: DecodeSkips = { unknownEvents: 0, unknownFields: 0 };
+    const batch = decodeEventBatch(payload('v0.26-map-lora-salt'), skips);
+    expect(skips).toEqual({ unknownEvents: 0, unknownFields: 0 });
+    expect(batch).toEqual({
+      ts: 1789095808.8378847,
+      dataParallelRank: 0,
+      events: [
+        {
+          type: 'BlockStored', blockHashes: [H1, H2], parentBlockHash: null, tokenIds: range(1, 33), blockSize: 16, loraId: 1, medium: 'GPU',
+          loraName: 'sql-lora', extraKeys: [['sql-lora', 'tenant-a'], ['sql-lora', ['mm-hash-1', 3]]], groupIdx: 0, kvCacheSpecKind: 'full_attention',
+        },
+        {
+          type: 'BlockStored', blockHashes: ['7'], parentBlockHash: H2, tokenIds: range(33, 49), blockSize: 16, loraId: null, medium: 'GPU',
+          loraName: null, extraKeys: [null], groupIdx: 0, kvCacheSpecKind: 'full_attention',
+        },
+        { type: 'BlockRemoved', blockHashes: [H1], medium: 'GPU', groupIdx: 0 },
+        { type: 'AllBlocksCleared' },
+      ],
+    });
+  });
+
+  test('map encoding writes the bytes vLLM v0.26 writes (msgspec: tag first, declaration order, omit_defaults)', () => {
+    const bytes = Buffer.from(encodeEventBatch(decodeEventBatch(payload('v0.26-map-lora-salt')), 'map'));
+    expect(bytes.toString('hex')).toBe(VECTORS['v0.26-map-lora-salt']);
+  });
+
   test('encoding writes the bytes vLLM writes, for 0.10.0 and 0.10.2', () => {
     for (const [name, encoding] of [['v0.10.0-stored-removed-cleared', 'positional-v0.10.0'], ['v0.10.0-builtin-small-and-negative', 'positional-v0.10.0'], ['v0.10.2-medium', 'positional-v0.10.2']] as const) {
       const bytes = Buffer.from(encodeEventBatch(decodeEventBatch(payload(name)), encoding));
@@ -71,9 +98,10 @@ describe('vLLM KV-event payloads (vllm/distributed/kv_events.py @ v0.10.0, v0.10
     }
   });
 
-  test('map encoding round-trips', () => {
+  test('map encoding round-trips; lora_name, a field without a default, is always written', () => {
     const batch = decodeEventBatch(payload('v0.10.2-medium'));
-    expect(decodeEventBatch(encodeEventBatch(batch, 'map'))).toEqual(batch);
+    const [stored, removed] = batch.events;
+    expect(decodeEventBatch(encodeEventBatch(batch, 'map'))).toEqual({ ...batch, events: [{ ...stored, loraName: null }, removed] });
   });
 
   test.each<[string, Buffer, RegExp]>([

@@ -48,8 +48,18 @@ export interface BlockHash {
   readonly chain: bigint | Buffer;
 }
 
-/** vLLM's extra keys of one block: LoRA id, multimodal hashes, then cache_salt (block 0 only); null when none. */
-export type ExtraKeys = readonly (number | string)[] | null;
+/**
+ * One of vLLM's extra keys: a LoRA int id (v0.10.x) or name (>= #27577), a multimodal `(identifier, offset)` tuple, a
+ * cache_salt, or a prompt-embedding digest (bytes). cbor2 writes a tuple as an array and bytes as a byte string, as
+ * node-cbor does for an array and a Buffer.
+ */
+export type ExtraKey = number | string | Uint8Array | readonly [string, number];
+
+/**
+ * vLLM's extra keys of one block, `lora + multimodal + cache_salt (block 0 only) + prompt embeds`
+ * (`generate_block_hash_extra_keys`), or null when there are none.
+ */
+export type ExtraKeys = readonly ExtraKey[] | null;
 
 const encoder = new Encoder({ canonical: true, collapseBigIntegers: true });
 
@@ -126,7 +136,9 @@ export class BlockHasher {
    */
   hashBlock(parent: BlockHash | null, tokens: ArrayLike<number>, extraKeys: ExtraKeys = null): BlockHash {
     const toks = Array.from(tokens);
-    const extra = extraKeys && extraKeys.length > 0 ? [...extraKeys] : null;
+    // A digest as a Buffer: node-cbor writes a Buffer as a byte string (as cbor2 writes bytes), a bare Uint8Array as
+    // a tagged typed array.
+    const extra = extraKeys && extraKeys.length > 0 ? extraKeys.map((k) => (k instanceof Uint8Array && !Buffer.isBuffer(k) ? Buffer.from(k) : k)) : null;
     switch (this.algo) {
       case 'sha256_cbor_64bit': {
         const p = parent === null || parent.chain === 0n ? (this.noneHash as bigint) : (parent.chain as bigint);
@@ -154,16 +166,22 @@ export class BlockHasher {
 
 /** What makes a request's blocks differ beyond their tokens (vLLM's `generate_block_hash_extra_keys`). */
 export interface HashExtras {
-  /** LoRA adapter's `lora_int_id`; on every block. */
+  /** LoRA adapter's `lora_int_id`, the LoRA key on every block up to v0.10.x (vllm/v1/core/kv_cache_utils.py @ v0.10.0). */
   loraId?: number | null;
+  /**
+   * LoRA adapter's `lora_name`, the LoRA key on every block from vLLM #27577 on (`_gen_lora_extra_hash_keys`,
+   * vllm/v1/core/kv_cache_utils.py @ main 001cabc1); wins over `loraId` when both are set.
+   */
+  loraName?: string | null;
   /** `cache_salt`; on the block that starts at token 0 only, and only when non-empty (vLLM tests its truthiness). */
   cacheSalt?: string | null;
 }
 
 /** Extra keys of the block starting at `startToken`: `lora_extra_keys + mm_extra_keys + cache_salt_keys`, or null. */
 export function extraKeysFor(startToken: number, extras: HashExtras): ExtraKeys {
-  const keys: (number | string)[] = [];
-  if (extras.loraId !== undefined && extras.loraId !== null) keys.push(extras.loraId);
+  const keys: ExtraKey[] = [];
+  if (extras.loraName !== undefined && extras.loraName !== null) keys.push(extras.loraName);
+  else if (extras.loraId !== undefined && extras.loraId !== null) keys.push(extras.loraId);
   if (startToken === 0 && extras.cacheSalt) keys.push(extras.cacheSalt);
   return keys.length > 0 ? keys : null;
 }

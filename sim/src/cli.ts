@@ -32,7 +32,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'float', help: 'only reported in vllm:cache_config_info (default 0.9)' },
   'prefix-caching-hash-algo': { key: 'prefixCachingHashAlgo', kind: 'string', help: 'builtin | sha256 | sha256_cbor_64bit | sha256_cbor (default builtin); seeded by $PYTHONHASHSEED' },
   'kv-events-config': { key: 'kvEventsConfig', kind: 'string', help: 'vLLM\'s KV events JSON, e.g. \'{"enable_kv_cache_events":true,"publisher":"zmq"}\'' },
-  'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM #42892 tagged maps)' },
+  'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM v0.26: #42892 tagged maps, LoRA hashed by name; needs sha256_cbor or sha256)' },
   'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model' },
   'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto" (vLLM needs it with --tool-call-parser; default off: 400)' },
 };

@@ -1,7 +1,7 @@
 import type { KvEventBatch } from '@kvroute/protocol/kv-events';
 import { BlockHasher, chainBlockHashes, extendBlockHashes, type BlockHash, type HashAlgo, type HashExtras } from './block-hash';
 import type { SimClock } from './clock';
-import { KvCacheManager, type CacheHit, type KvSequence } from './kv-cache';
+import { KvCacheManager, type CacheHit, type KvEventSchema, type KvSequence } from './kv-cache';
 import { MinHeap } from './min-heap';
 
 export interface EngineConfig {
@@ -19,6 +19,11 @@ export interface EngineConfig {
   hashAlgo: HashAlgo;
   /** `PYTHONHASHSEED` as vLLM reads it; undefined = unset. */
   pythonHashSeed?: string;
+  /**
+   * The vLLM release whose KV events (and LoRA hash key) to reproduce: `v0.10` hashes a LoRA block with its
+   * `lora_int_id`, `v0.26` with its name (#27577) and reports `lora_name`, `extra_keys`, `group_idx`. @default 'v0.10'
+   */
+  kvEventSchema?: KvEventSchema;
 }
 
 export interface SubmitParams {
@@ -28,6 +33,8 @@ export interface SubmitParams {
   cacheSalt?: string;
   /** The LoRA adapter's `lora_int_id`, or null for the base model. */
   loraId?: number | null;
+  /** The LoRA adapter's name (`lora_request.lora_name`), or null for the base model. */
+  loraName?: string | null;
   /** How the request ends after its last output token: `length` (max_tokens) or `stop` (a stop string or token). */
   finishReason?: 'length' | 'stop';
   /** The request's effective `max_tokens` (SamplingParams.max_tokens), reported to the metrics. */
@@ -113,6 +120,7 @@ interface Req extends KvSequence {
   readonly hashes: BlockHash[];
   readonly extras: HashExtras;
   readonly loraId: number | null;
+  readonly loraName: string | null;
   readonly endReason: 'length' | 'stop';
   readonly maxTokensParam: number;
   readonly parentN: number;
@@ -201,7 +209,7 @@ export class Engine {
     private readonly kvEventSink?: KvEventSink,
   ) {
     if (!Number.isInteger(config.maxNumBatchedTokens) || config.maxNumBatchedTokens < 1) throw new RangeError('maxNumBatchedTokens must be a positive integer');
-    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize, kvEventSink !== undefined);
+    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize, kvEventSink !== undefined, config.kvEventSchema ?? 'v0.10');
     this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
@@ -243,8 +251,12 @@ export class Engine {
       output: params.outputTokens,
       tokens: concatTokens(params.promptTokens, params.outputTokens),
       hashes: [],
-      extras: { cacheSalt: params.cacheSalt, loraId: params.loraId ?? null },
+      // vLLM keys a LoRA block with its lora_int_id up to v0.10.x, with its name from #27577 on.
+      extras: (this.config.kvEventSchema ?? 'v0.10') === 'v0.26'
+        ? { cacheSalt: params.cacheSalt, loraName: params.loraName ?? null }
+        : { cacheSalt: params.cacheSalt, loraId: params.loraId ?? null },
       loraId: params.loraId ?? null,
+      loraName: params.loraName ?? null,
       listener,
       endReason: params.finishReason ?? 'length',
       maxTokensParam: params.maxTokensParam ?? maxTokens,

@@ -1,5 +1,17 @@
 import type { AllBlocksCleared, BlockRemoved, BlockStored, KvCacheEvent } from '@kvroute/protocol/kv-events';
-import type { BlockHash } from './block-hash';
+import { extraKeysFor, type BlockHash, type HashExtras } from './block-hash';
+
+/**
+ * Which vLLM's events the pool queues:
+ * - `v0.10`: 0.10.x's `BlockStored(block_hashes, parent_block_hash, token_ids, block_size, lora_id)` and
+ *   `BlockRemoved(block_hashes)` (vllm/v1/core/block_pool.py @ v0.10.0; `medium` is the encoder's, from 0.10.2);
+ * - `v0.26`: a release after #42892, whose block pool also sets `lora_name` (#27577), one `extra_keys` entry per stored
+ *   block (#33304, `None` for a block without any), `group_idx` (#37688) and `kv_cache_spec_kind` (#40984) on
+ *   `BlockStored`, and `group_idx` on `BlockRemoved` (vllm/v1/core/block_pool.py `cache_full_blocks`,
+ *   `_maybe_evict_cached_block`); one full-attention group, index 0, as the v0.26.0 capture of volcano-sh/kthena#1535
+ *   shows.
+ */
+export type KvEventSchema = 'v0.10' | 'v0.26';
 
 /**
  * vLLM v1's KV block pool and prefix cache for one attention group, as of v0.10.0:
@@ -34,6 +46,10 @@ export interface KvSequence {
   readonly hashes: readonly BlockHash[];
   /** The LoRA adapter's `lora_int_id` (what BlockStored's `lora_id` reports), or null. */
   readonly loraId: number | null;
+  /** The LoRA adapter's name (what BlockStored's `lora_name` reports in the `v0.26` schema), or null. */
+  readonly loraName?: string | null;
+  /** What the blocks were hashed with beyond their tokens: reported per block as `extra_keys` in the `v0.26` schema. */
+  readonly extras?: HashExtras;
 }
 
 export interface CacheHit {
@@ -73,11 +89,13 @@ export class KvCacheManager {
   /**
    * @param numBlocks all blocks including the null block (vLLM's `num_gpu_blocks`); at least 2.
    * @param enableEvents queue KV events for {@link takeEvents} (vLLM's `enable_kv_cache_events`).
+   * @param eventSchema the vLLM release whose event fields to fill.
    */
   constructor(
     numBlocks: number,
     blockSize: number,
     private readonly enableEvents = false,
+    private readonly eventSchema: KvEventSchema = 'v0.10',
   ) {
     if (!Number.isInteger(numBlocks) || numBlocks < 2) throw new RangeError(`numBlocks must be an integer >= 2 (one is the null block), got ${numBlocks}`);
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
@@ -238,7 +256,7 @@ export class KvCacheManager {
     if (this.enableEvents) {
       const tokenIds: number[] = [];
       for (let t = from * this.blockSize; t < numFull * this.blockSize; t++) tokenIds.push(seq.tokens[t]);
-      this.events.push({
+      const event: BlockStored = {
         type: 'BlockStored',
         blockHashes: stored,
         // The hash on the previous block of this request; None for a chain that starts at block 0.
@@ -246,7 +264,14 @@ export class KvCacheManager {
         tokenIds,
         blockSize: this.blockSize,
         loraId: seq.loraId,
-      } satisfies BlockStored);
+      };
+      if (this.eventSchema === 'v0.26') {
+        const extraKeys: (readonly unknown[] | null)[] = [];
+        for (let i = from; i < numFull; i++) extraKeys.push(extraKeysFor(i * this.blockSize, seq.extras ?? {}));
+        this.events.push({ ...event, medium: 'GPU', loraName: seq.loraName ?? null, extraKeys, groupIdx: 0, kvCacheSpecKind: 'full_attention' });
+      } else {
+        this.events.push(event);
+      }
     }
   }
 
@@ -272,7 +297,10 @@ export class KvCacheManager {
     ids.delete(b);
     if (ids.size === 0) this.cached.delete(h.key);
     this.evictions++;
-    if (this.enableEvents) this.events.push({ type: 'BlockRemoved', blockHashes: [h.event.toString()] } satisfies BlockRemoved);
+    if (this.enableEvents) {
+      const removed: BlockRemoved = { type: 'BlockRemoved', blockHashes: [h.event.toString()] };
+      this.events.push(this.eventSchema === 'v0.26' ? { ...removed, medium: 'GPU', groupIdx: 0 } : removed);
+    }
   }
 
   private touch(b: number): void {

@@ -40,11 +40,16 @@ export const KV_EVENTS_ENCODINGS: readonly KvEventsEncoding[] = ['positional', '
 const FLAG = '--kv-events-config';
 
 /**
- * Parses the flag's JSON (or checks an object given in code), filling vLLM's defaults. Errors name the field. One
- * deliberate difference: vLLM (a pydantic dataclass) ignores unknown fields, which turns a typo such as
- * `enable_kv_cache_event` into silently disabled events; this refuses them.
+ * Parses the flag's JSON (or checks an object given in code), filling the defaults of the simulated release. Errors
+ * name the field. One deliberate difference: vLLM (a pydantic dataclass) ignores unknown fields, which turns a typo
+ * such as `enable_kv_cache_event` into silently disabled events; this refuses them.
+ *
+ * @param release `v0.10`: `publisher` defaults to `"null"` (vllm/config.py @ v0.10.0), so events need it set to
+ *   `"zmq"` too; `v0.26` (what `--kv-events-encoding map` simulates): `publisher` defaults to `None` and
+ *   `__post_init__` makes it `"zmq"` when `enable_kv_cache_events` is true, else `"null"` (vllm/config/kv_events.py on
+ *   main), so `{"enable_kv_cache_events": true}` alone publishes on `tcp://*:5557`.
  */
-export function parseKvEventsConfig(input: string | Partial<KvEventsConfig> | Record<string, unknown>): KvEventsConfig {
+export function parseKvEventsConfig(input: string | Partial<KvEventsConfig> | Record<string, unknown>, release: 'v0.10' | 'v0.26' = 'v0.10'): KvEventsConfig {
   let raw: unknown = input;
   if (typeof input === 'string') {
     try {
@@ -88,6 +93,7 @@ export function parseKvEventsConfig(input: string | Partial<KvEventsConfig> | Re
         fail(field, `unknown field (vLLM 0.10's KVEventsConfig has ${Object.keys(KV_EVENTS_DEFAULTS).join(', ')})`);
     }
   }
+  if (release === 'v0.26' && given.publisher === undefined) out.publisher = out.enable_kv_cache_events ? 'zmq' : 'null';
   if (out.publisher === 'zmq') {
     if (!/^(tcp|ipc|inproc):\/\/.+/.test(out.endpoint)) fail('endpoint', `expected a ZMQ endpoint (tcp://, ipc:// or inproc://), got ${JSON.stringify(out.endpoint)}`);
     if (out.replay_endpoint !== null && !/^(tcp|ipc|inproc):\/\/.+/.test(out.replay_endpoint)) {

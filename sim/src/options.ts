@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { HASH_ALGOS, type HashAlgo } from './block-hash';
+import { generationOf, HASH_ALGOS, type HashAlgo } from './block-hash';
 import { OptionError } from './option-error';
 import { KV_EVENTS_ENCODINGS, parseKvEventsConfig, type KvEventsConfig, type KvEventsEncoding } from './kv-events-config';
 
@@ -141,9 +141,20 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     throw new OptionError('--prefix-caching-hash-algo', `must be one of ${HASH_ALGOS.join(', ')}, got ${JSON.stringify(o.prefixCachingHashAlgo)}`);
   }
   if (o.pythonHashSeed !== undefined && typeof o.pythonHashSeed !== 'string') throw new OptionError('PYTHONHASHSEED', 'expected a string');
-  if (o.kvEventsConfig !== null) o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string);
+  if (o.kvEventsConfig !== null) {
+    // The map encoding simulates v0.26, whose publisher defaults to "zmq" once events are enabled.
+    o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string, o.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10');
+  }
   if (!KV_EVENTS_ENCODINGS.includes(o.kvEventsEncoding)) {
     throw new OptionError('--kv-events-encoding', `must be one of ${KV_EVENTS_ENCODINGS.join(', ')}, got ${JSON.stringify(o.kvEventsEncoding)}`);
+  }
+  // Map-encoded events (vLLM #42892, releases after v0.23.0) come from releases that have neither `builtin` nor `sha256_cbor_64bit`
+  // (both removed in 0.10.2 by #23673): that pair is no vLLM a subscriber could meet.
+  if (o.kvEventsEncoding === 'map' && generationOf(o.prefixCachingHashAlgo) === '0.10.0') {
+    throw new OptionError(
+      '--kv-events-encoding',
+      `map mirrors vLLM v0.26, which has no --prefix-caching-hash-algo ${o.prefixCachingHashAlgo} (removed in 0.10.2): use sha256_cbor or sha256, or --kv-events-encoding positional`,
+    );
   }
   if (!Array.isArray(o.loraModules)) throw new OptionError('--lora-modules', 'expected a list of names');
   for (const n of o.loraModules) {

@@ -93,6 +93,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         prefillConcurrency: options.prefillConcurrency,
         hashAlgo: options.prefixCachingHashAlgo,
         pythonHashSeed: options.pythonHashSeed,
+        // Map-encoded events exist from vLLM #42892 on: reproduce that release's fields and LoRA hash key too.
+        kvEventSchema: options.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10',
       },
       clock,
       metrics,
@@ -416,6 +418,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
               outputTokens: c.plan.ids,
               cacheSalt: req.cacheSalt,
               loraId: lora >= 0 ? lora + 1 : null,
+              loraName: lora >= 0 ? p.model : null,
               finishReason: c.plan.finishReason,
               maxTokensParam: c.pr.maxTokens,
               parentN: n,

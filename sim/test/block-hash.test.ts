@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BlockHasher, cborCanonical, chainBlockHashes, extraKeysFor, generationOf, type HashAlgo } from '../src/block-hash';
+import { BlockHasher, cborCanonical, chainBlockHashes, extraKeysFor, generationOf, type BlockHash, type ExtraKey, type HashAlgo } from '../src/block-hash';
 
 /** Written by sim/test/vectors/block-hash.py with real Python + cbor2 (vLLM's function bodies restated). */
 interface Chain {
@@ -18,7 +18,25 @@ interface Case {
   '0.10.0': Chain;
   '0.10.2': Chain;
 }
-const VECTORS = JSON.parse(readFileSync(join(__dirname, 'vectors', 'block-hash.json'), 'utf8')) as { cbor2: string; cases: Case[] };
+/** An extra key in the vectors' JSON: tuples as arrays, bytes as `{bytes: hex}`. */
+type JsonKey = number | string | { bytes: string } | JsonKey[];
+interface MainCase {
+  name: string;
+  seed: string;
+  tokens: number[];
+  block_size: number;
+  lora_name: string | null;
+  cache_salt: string | null;
+  mm: [string, number, number][];
+  main: { none_hash: string; blocks: { extra_keys: JsonKey[] | null; digest: string; event: string; cbor: string }[] };
+}
+const VECTORS = JSON.parse(readFileSync(join(__dirname, 'vectors', 'block-hash.json'), 'utf8')) as { cbor2: string; cases: Case[]; main_cases: MainCase[] };
+
+function extraKey(k: JsonKey): ExtraKey {
+  if (Array.isArray(k)) return k.map(extraKey) as unknown as readonly [string, number];
+  if (typeof k === 'object') return Buffer.from(k.bytes, 'hex');
+  return k;
+}
 
 describe('block hashes bit-exact with vLLM (vectors from python3-cbor2)', () => {
   it('the vectors file has cases and names its generator', () => {
@@ -55,6 +73,36 @@ describe('block hashes bit-exact with vLLM (vectors from python3-cbor2)', () => 
       const h = new BlockHasher('sha256_cbor_64bit', c.seed);
       expect(chainBlockHashes(h, Uint32Array.from(c.tokens), c.block_size, extras)).toEqual(chainBlockHashes(h, c.tokens, c.block_size, extras));
     });
+  });
+
+  // vLLM main (vllm/v1/core/kv_cache_utils.py @ 001cabc1): the same sha256_cbor chain as v0.10.2, with the extra keys
+  // of newer releases: the LoRA name (#27577), multimodal (identifier, offset) tuples, prompt-embedding digests.
+  describe.each(VECTORS.main_cases.map((c) => [c.name, c] as const))('main: %s', (_name, c) => {
+    it('every block\'s CBOR, digest and event hash, given its extra keys (sha256_cbor)', () => {
+      const h = new BlockHasher('sha256_cbor', c.seed);
+      expect((h.noneHash as Buffer).toString('hex')).toBe(c.main.none_hash);
+      let parent: BlockHash | null = null;
+      c.main.blocks.forEach((want, i) => {
+        const extra = want.extra_keys === null ? null : want.extra_keys.map(extraKey);
+        const tokens = c.tokens.slice(i * c.block_size, (i + 1) * c.block_size);
+        const p = parent === null ? h.noneHash : parent.chain;
+        expect(cborCanonical([p, tokens, extra]).toString('hex')).toBe(want.cbor);
+        const block: BlockHash = h.hashBlock(parent, tokens, extra);
+        expect({ i, digest: (block.chain as Buffer).toString('hex'), event: block.event.toString() }).toEqual({ i, digest: want.digest, event: want.event });
+        parent = block;
+      });
+      // Only full blocks: a partial last block has no hash.
+      expect(c.main.blocks).toHaveLength(Math.floor(c.tokens.length / c.block_size));
+    });
+
+    if (c.mm.length === 0 && c.lora_name !== null) {
+      it('extraKeysFor puts the LoRA name first and the salt on block 0, as generate_block_hash_extra_keys does', () => {
+        const extras = { loraName: c.lora_name, loraId: 5, cacheSalt: c.cache_salt };
+        expect(c.main.blocks.map((_, i) => extraKeysFor(i * c.block_size, extras))).toEqual(c.main.blocks.map((b) => b.extra_keys));
+        const chain = chainBlockHashes(new BlockHasher('sha256_cbor', c.seed), c.tokens, c.block_size, extras);
+        expect(chain.map((b) => b.event.toString())).toEqual(c.main.blocks.map((b) => b.event));
+      });
+    }
   });
 
   it('the golden vectors of the notes (seed "42", tokens 1..32)', () => {

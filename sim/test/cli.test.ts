@@ -52,7 +52,7 @@ describe('flag parsing', () => {
       '--gpu-memory-utilization',
       '0.85',
       '--prefix-caching-hash-algo',
-      'sha256_cbor_64bit',
+      'sha256_cbor',
       '--kv-events-config',
       '{"enable_kv_cache_events":true,"publisher":"zmq","topic":"kv@sim-0@qwen"}',
       '--kv-events-encoding=map',
@@ -81,7 +81,7 @@ describe('flag parsing', () => {
         maxNumBatchedTokens: 512,
         enablePromptTokensDetails: true,
         gpuMemoryUtilization: 0.85,
-        prefixCachingHashAlgo: 'sha256_cbor_64bit',
+        prefixCachingHashAlgo: 'sha256_cbor',
         pythonHashSeed: process.env.PYTHONHASHSEED,
         kvEventsConfig: {
           enable_kv_cache_events: true,
@@ -128,6 +128,20 @@ describe('flag parsing', () => {
     });
   });
 
+  it('KVEventsConfig.publisher defaults as the simulated release has it: "null" at 0.10, "zmq" once events are on at v0.26', () => {
+    // vllm/config.py @ v0.10.0: publisher = "null"; vllm/config/kv_events.py on main: None, then __post_init__ picks
+    // "zmq" when enable_kv_cache_events is true (the config of the v0.26.0 report volcano-sh/kthena#1535).
+    const on = '{"enable_kv_cache_events":true}';
+    const v010 = parseCli(['--kv-events-config', on]);
+    expect(v010.kind === 'run' && v010.options.kvEventsConfig?.publisher).toBe('null');
+    const v026 = parseCli(['--kv-events-config', on, '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor']);
+    expect(v026.kind === 'run' && v026.options.kvEventsConfig?.publisher).toBe('zmq');
+    const off = parseCli(['--kv-events-config', '{}', '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor']);
+    expect(off.kind === 'run' && off.options.kvEventsConfig?.publisher).toBe('null');
+    const explicit = parseCli(['--kv-events-config', '{"enable_kv_cache_events":true,"publisher":"null"}', '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256']);
+    expect(explicit.kind === 'run' && explicit.options.kvEventsConfig?.publisher).toBe('null');
+  });
+
   it('defaults: bind 0.0.0.0:8000, served name = model', () => {
     const r = parseCli([]);
     expect(r.kind).toBe('run');
@@ -170,6 +184,9 @@ describe('flag parsing', () => {
     [['--kv-events-config', '{"enable_kv_cache_event":true}'], '--kv-events-config', /field "enable_kv_cache_event": unknown field/],
     [['--kv-events-config', '{"publisher":"zmq","endpoint":"localhost:5557"}'], '--kv-events-config', /field "endpoint": expected a ZMQ endpoint/],
     [['--kv-events-encoding', 'json'], '--kv-events-encoding', /positional, map/],
+    // Map events (vLLM #42892) come from releases without builtin or sha256_cbor_64bit (removed in 0.10.2).
+    [['--kv-events-encoding', 'map'], '--kv-events-encoding', /map mirrors vLLM v0\.26, which has no --prefix-caching-hash-algo builtin/],
+    [['--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor_64bit'], '--kv-events-encoding', /use sha256_cbor or sha256/],
     [['--lora-modules', 'Qwen/Qwen3-0.6B'], '--lora-modules', /also a served model name/],
   ])('%j is rejected naming %s', (argv, flag, msg) => {
     const e = errorOf(argv);

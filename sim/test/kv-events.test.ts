@@ -19,6 +19,10 @@ const VECTORS = JSON.parse(readFileSync(join(__dirname, 'vectors', 'block-hash.j
   cases: { name: string; tokens: number[]; '0.10.0': { blocks: { event: string }[] }; '0.10.2': { blocks: { event: string }[] } }[];
 };
 const GOLDEN = VECTORS.cases.find((c) => c.name === 'seed 42, tokens 1..40, block 16')!;
+/** The vectors of vLLM main's extra keys (LoRA by name, #27577). */
+const MAIN = (JSON.parse(readFileSync(join(__dirname, 'vectors', 'block-hash.json'), 'utf8')) as {
+  main_cases: { name: string; seed: string; tokens: number[]; cache_salt: string; main: { blocks: { event: string; extra_keys: unknown }[] } }[];
+}).main_cases;
 const P = GOLDEN.tokens; // 40 tokens: two full blocks and a partial one
 
 interface Live {
@@ -239,12 +243,12 @@ describe('KV events: bind vs connect, encodings, publisher "null"', () => {
     }
   });
 
-  it('--kv-events-encoding map: each event a map with its type under "type" (vLLM #42892), in a positional batch', async () => {
+  it('--kv-events-encoding map: the events of vLLM v0.26 (#42892 maps; lora_name, per-block extra_keys, group_idx, kv_cache_spec_kind) in a positional batch', async () => {
     const clock = new ManualClock();
     const sim = await startSimulator({
       port: 0,
       clock,
-      prefixCachingHashAlgo: 'sha256_cbor_64bit',
+      prefixCachingHashAlgo: 'sha256_cbor',
       pythonHashSeed: '42',
       kvEventsEncoding: 'map',
       kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
@@ -255,9 +259,51 @@ describe('KV events: bind vs connect, encodings, publisher "null"', () => {
       await sub.ready();
       await complete(sim, clock, P);
       await waitFor(() => sub.got.length === 1, 'a map-encoded batch');
+      const batch = raw(sub.got[0].payload) as [number, Record<string, unknown>[], number];
+      expect(batch).toHaveLength(3); // the batch stays positional: [ts, events, data_parallel_rank]
+      const [, events, rank] = batch;
+      expect(rank).toBe(0);
+      // msgspec writes the tag first, then the fields in declaration order, leaving out None defaults
+      // (vllm/distributed/kv_events.py @ 0181ea31); lora_id, medium and lora_name have no default.
+      expect(Object.keys(events[0])).toEqual([
+        'type', 'block_hashes', 'parent_block_hash', 'token_ids', 'block_size', 'lora_id', 'medium', 'lora_name', 'extra_keys', 'group_idx', 'kv_cache_spec_kind',
+      ]);
+      expect(events[0]).toMatchObject({
+        type: 'BlockStored', parent_block_hash: null, token_ids: P.slice(0, 32), block_size: 16, lora_id: null, medium: 'GPU', lora_name: null,
+        extra_keys: [null, null], group_idx: 0, kv_cache_spec_kind: 'full_attention',
+      });
+      expect((events[0].block_hashes as unknown[]).map(str)).toEqual(GOLDEN['0.10.2'].blocks.map((b) => b.event));
+    } finally {
+      await sub.close();
+      await sim.close();
+    }
+  });
+
+  it('--kv-events-encoding map: a LoRA request is hashed with the adapter\'s name (#27577) and reported with it', async () => {
+    // sim/test/vectors/block-hash.py main_cases: seed "42", tokens 1..44, LoRA "sql-lora", cache_salt "tenant-a".
+    const want = MAIN.find((c) => c.name.startsWith('LoRA by name and cache_salt'))!;
+    const clock = new ManualClock();
+    const sim = await startSimulator({
+      port: 0,
+      clock,
+      prefixCachingHashAlgo: 'sha256_cbor',
+      pythonHashSeed: want.seed,
+      kvEventsEncoding: 'map',
+      loraModules: ['sql-lora'],
+      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
+    });
+    const sub = new Collector('');
+    sub.sub.connect(sim.kvEvents!.endpoint);
+    try {
+      await sub.ready();
+      const r = http(sim.url, 'POST', '/v1/completions', { model: 'sql-lora', prompt: want.tokens, max_tokens: 1, cache_salt: want.cache_salt });
+      await waitFor(() => sim.engine.stats().running + sim.engine.stats().waiting > 0, 'the request to reach the engine');
+      clock.runAll();
+      expect((await r).status).toBe(200);
+      await waitFor(() => sub.got.length === 1, 'the LoRA batch');
       const [, events] = raw(sub.got[0].payload) as [number, Record<string, unknown>[]];
-      expect(events[0]).toMatchObject({ type: 'BlockStored', parent_block_hash: null, token_ids: P.slice(0, 32), block_size: 16, lora_id: null, medium: 'GPU' });
-      expect((events[0].block_hashes as unknown[]).map(str)).toEqual(GOLDEN['0.10.0'].blocks.map((b) => b.event));
+      expect(events[0]).toMatchObject({ type: 'BlockStored', lora_id: 1, lora_name: 'sql-lora', extra_keys: want.main.blocks.map((b) => b.extra_keys) });
+      expect((events[0].block_hashes as unknown[]).map(str)).toEqual(want.main.blocks.map((b) => b.event));
     } finally {
       await sub.close();
       await sim.close();

@@ -5,7 +5,7 @@
  * arrived instead of racing ZMQ's slow-joiner window.
  */
 import * as zmq from 'zeromq';
-import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvCacheEvent } from '@kvroute/protocol/kv-events';
+import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvCacheEvent, type KvEventEncoding } from '@kvroute/protocol/kv-events';
 import { waitFor } from './wait';
 
 const portOf = (endpoint: string | null) => Number(/:(\d+)$/.exec(endpoint ?? '')![1]);
@@ -48,11 +48,19 @@ export class TestKvEventPublisher {
     return waitFor(() => this.subscriptions >= n, 'the subscription to reach the publisher');
   }
 
-  /** Publishes one batch under the next sequence number (or `options.seq`), keeping it for replay unless `lost`. */
-  async publish(events: readonly KvCacheEvent[], options: { seq?: bigint; lost?: boolean; topic?: string } = {}): Promise<bigint> {
+  /**
+   * Publishes one batch under the next sequence number (or `options.seq`), keeping it for replay unless `lost`, encoded
+   * as vLLM 0.10.0 does unless `options.encoding` names another release's wire (`map`: v0.26, with `lora_name`,
+   * `extra_keys`, `group_idx`).
+   */
+  async publish(
+    events: readonly KvCacheEvent[],
+    options: { seq?: bigint; lost?: boolean; topic?: string; encoding?: KvEventEncoding; dataParallelRank?: number } = {},
+  ): Promise<bigint> {
     const seq = options.seq ?? this.seq;
     this.seq = seq + 1n;
-    const payload = encodeEventBatch({ ts: Date.now() / 1000, events, dataParallelRank: 0 }, 'positional-v0.10.0');
+    const batch = { ts: Date.now() / 1000, events, dataParallelRank: options.dataParallelRank ?? 0 };
+    const payload = encodeEventBatch(batch, options.encoding ?? 'positional-v0.10.0');
     if (options.lost) return seq;
     this.buffer.push([seq, payload]);
     await this.pub.send(liveFrames(options.topic ?? this.topic, seq, payload));

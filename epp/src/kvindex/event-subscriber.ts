@@ -80,11 +80,43 @@ export interface SubscriberOptions {
  */
 export const DEFAULT_WARM_UP_TIMEOUT_MS = 10_000;
 
+/** A payload decoded once, on arrival: its data-parallel rank picks the sequence it belongs to. */
+interface Decoded {
+  readonly batch?: KvEventBatch;
+  readonly skips: DecodeSkips;
+  readonly error?: string;
+}
+
 interface PublisherState {
+  /** The pod the publisher runs in. */
+  readonly endpointKey: string;
+  /** Its data-parallel rank: each rank of a vLLM runs a publisher of its own, numbering from 0. */
+  readonly rank: number;
   /** The next sequence number expected; undefined before the first batch. */
   next?: bigint;
   /** Live batches that arrived while a replay was running, applied after it. */
-  held?: { seq: bigint; payload: Uint8Array; model?: string }[];
+  held?: { seq: bigint; decoded: Decoded; model?: string }[];
+}
+
+/**
+ * One sequence per publisher. With data parallelism every rank of a pod's vLLM publishes on its own (vLLM's
+ * `ZmqEventPublisher` per DP rank, its endpoints' ports offset by the rank, its `itertools.count()` from 0, the rank in
+ * each batch's `data_parallel_rank`; vllm/distributed/kv_events.py @ 0181ea31, since #18925), and in central mode
+ * all ranks connect to the one SUB socket under one topic: numbered as one stream, two ranks' batches looked like a
+ * publisher restart every time and kept dropping the pod's entries.
+ */
+function streamKey(endpointKey: string, rank: number): string {
+  return rank === 0 ? endpointKey : `${endpointKey}#dp${rank}`;
+}
+
+function decodePayload(payload: Uint8Array): Decoded {
+  const skips: DecodeSkips = { unknownEvents: 0, unknownFields: 0 };
+  try {
+    return { batch: decodeEventBatch(payload, skips), skips };
+  } catch (e) {
+    if (!(e instanceof KvEventDecodeError)) throw e;
+    return { skips, error: e.message };
+  }
 }
 
 /**
@@ -183,7 +215,7 @@ export class KvEventSubscriber {
       this.perPod.delete(endpointKey);
       socket.close();
     }
-    this.publishers.delete(endpointKey);
+    for (const [key, state] of this.publishers) if (state.endpointKey === endpointKey) this.publishers.delete(key);
     const timer = this.warmingUp.get(endpointKey);
     if (timer !== undefined) {
       clearTimeout(timer);
@@ -241,21 +273,26 @@ export class KvEventSubscriber {
       events.dropped(endpointKey, 'malformed');
       return;
     }
-    this.sequenced(endpointKey, seq, payload, topic?.model);
+    // Decoded once, here: the rank it names says whose sequence it continues (a malformed one counts as rank 0's).
+    const decoded = decodePayload(payload);
+    const rank = decoded.batch?.dataParallelRank ?? 0;
+    const key = streamKey(endpointKey, rank);
+    let state = this.publishers.get(key);
+    if (!state) this.publishers.set(key, (state = { endpointKey, rank }));
+    this.sequenced(state, seq, decoded, topic?.model);
   }
 
-  private sequenced(endpointKey: string, seq: bigint, payload: Uint8Array, model: string | undefined): void {
-    let state = this.publishers.get(endpointKey);
-    if (!state) this.publishers.set(endpointKey, (state = {}));
+  private sequenced(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
+    const { endpointKey } = state;
     if (state.held) {
-      state.held.push({ seq, payload, ...(model !== undefined ? { model } : {}) });
+      state.held.push({ seq, decoded, ...(model !== undefined ? { model } : {}) });
       return;
     }
     if (state.next === undefined) {
       // Joining a running publisher: what it cached before is unknown; its replay buffer can tell.
       if (seq > 0n && this.options.replayPort !== undefined) {
-        state.held = [{ seq, payload, ...(model !== undefined ? { model } : {}) }];
-        void this.replay(endpointKey, state, 0n, model, false);
+        state.held = [{ seq, decoded, ...(model !== undefined ? { model } : {}) }];
+        void this.replay(state, 0n, model, false);
         return;
       }
     } else if (seq < state.next) {
@@ -263,41 +300,40 @@ export class KvEventSubscriber {
     } else if (seq > state.next) {
       this.options.events.gap(endpointKey);
       if (this.options.replayPort !== undefined) {
-        state.held = [{ seq, payload, ...(model !== undefined ? { model } : {}) }];
-        void this.replay(endpointKey, state, state.next, model, true);
+        state.held = [{ seq, decoded, ...(model !== undefined ? { model } : {}) }];
+        void this.replay(state, state.next, model, true);
         return;
       }
       this.options.events.reset(endpointKey, 'gap');
     }
-    this.apply(endpointKey, state, seq, payload, model);
+    this.apply(state, seq, decoded, model);
   }
 
-  private apply(endpointKey: string, state: PublisherState, seq: bigint, payload: Uint8Array, model: string | undefined): void {
+  private apply(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
+    const { endpointKey } = state;
     state.next = seq + 1n;
-    const skips: DecodeSkips = { unknownEvents: 0, unknownFields: 0 };
-    let batch: KvEventBatch;
-    try {
-      batch = decodeEventBatch(payload, skips);
-    } catch (e) {
-      if (!(e instanceof KvEventDecodeError)) throw e;
+    if (!decoded.batch) {
       this.options.events.dropped(endpointKey, 'malformed');
-      this.options.logger.debug('malformed KV-event batch skipped', { endpoint: endpointKey, error: e.message });
+      this.options.logger.debug('malformed KV-event batch skipped', { endpoint: endpointKey, error: decoded.error });
       return;
     }
+    const { skips } = decoded;
     if (skips.unknownEvents > 0) this.options.events.dropped(endpointKey, 'unknown-event', skips.unknownEvents);
     if (skips.unknownFields > 0) this.options.events.dropped(endpointKey, 'unknown-field', skips.unknownFields);
-    this.options.events.batch(endpointKey, batch, model);
+    this.options.events.batch(endpointKey, decoded.batch, model);
   }
 
   /**
    * Asks the pod's replay socket for every batch from `from` on (vLLM's `_service_replay`: `["", seq]` in, `["", seq,
-   * payload]` per batch out, then the end marker), applies them, then the live batches held meanwhile.
+   * payload]` per batch out, then the end marker), applies them, then the live batches held meanwhile. A DP rank's
+   * replay socket listens on `replayPort + rank`, as vLLM offsets it (`ZmqEventPublisher.offset_endpoint_port`).
    */
-  private async replay(endpointKey: string, state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
+  private async replay(state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
+    const { endpointKey } = state;
     const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
     let covered = false;
     try {
-      dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort}`);
+      dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort! + state.rank}`);
       await dealer.send(['', encodeSeq(from)]);
       let first = true;
       for (;;) {
@@ -315,7 +351,7 @@ export class KvEventSubscriber {
             covered = !repairing; // a warm-up may still start from whatever the buffer holds
           }
         }
-        if (state.next === undefined || seq >= state.next) this.apply(endpointKey, state, seq, payload, model);
+        if (state.next === undefined || seq >= state.next) this.apply(state, seq, decodePayload(payload), model);
       }
       if (first && !repairing) covered = true; // nothing buffered before us: a cold start is exact
     } catch (e) {
@@ -334,7 +370,7 @@ export class KvEventSubscriber {
         this.options.events.gap(endpointKey);
         this.options.events.reset(endpointKey, 'gap');
       }
-      this.apply(endpointKey, state, m.seq, m.payload, m.model);
+      this.apply(state, m.seq, m.decoded, m.model);
     }
   }
 }

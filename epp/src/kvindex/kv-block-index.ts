@@ -41,6 +41,8 @@ interface Holding {
 interface PodState {
   /** Engine block hash → own key, for removals and parents. */
   readonly engineToKey: Map<string, number>;
+  /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
+  readonly otherGroups: Set<number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
   readonly keys: Map<number, true>;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
@@ -53,7 +55,16 @@ interface PodShare extends BudgetShare {
 }
 
 /** Why a stored event (or part of it) was not indexed. */
-export type StoreSkip = 'unknown-parent' | 'block-size-mismatch' | 'no-tokens';
+export type StoreSkip = 'unknown-parent' | 'block-size-mismatch' | 'no-tokens' | 'other-group';
+
+/**
+ * The cache-spec kinds whose blocks hold the whole prefix (vLLM's `KVCacheSpecKind`, reported as `kv_cache_spec_kind`
+ * since #40984; the names llm-d-kv-cache maps to full attention). A hybrid model's vLLM (#37688) sends every event
+ * once per KV-cache group, the groups sharing one hash list: the sliding-window group drops blocks that left its
+ * window while the full-attention group still holds them, and a Mamba group keeps state, not a prefix. Only the
+ * full-attention group's events describe which prefixes a request can hit.
+ */
+export const FULL_ATTENTION_KINDS: ReadonlySet<string> = new Set(['full_attention', 'mla_attention', 'sink_full_attention']);
 
 export interface StoreOutcome {
   readonly stored: number;
@@ -131,6 +142,16 @@ export class KvBlockIndex {
    */
   store(pod: string, event: BlockStored, root: number, extraForFirstBlock?: ArrayLike<number>): StoreOutcome {
     const state = this.pod(pod);
+    const group = event.groupIdx ?? null;
+    if (group !== null && event.kvCacheSpecKind !== undefined && event.kvCacheSpecKind !== null) {
+      if (!FULL_ATTENTION_KINDS.has(event.kvCacheSpecKind)) {
+        state.otherGroups.add(group);
+        return { stored: 0, skipped: 'other-group' };
+      }
+      state.otherGroups.delete(group);
+    } else if (group !== null && state.otherGroups.has(group)) {
+      return { stored: 0, skipped: 'other-group' };
+    }
     const tier = tierOf(event.medium);
     if (event.tokenIds.length === 0) {
       // Offload events of some versions carry no tokens: only blocks already known by hash can move tier.
@@ -164,6 +185,8 @@ export class KvBlockIndex {
   remove(pod: string, event: BlockRemoved): number {
     const state = this.pods.get(pod);
     if (!state) return 0;
+    // A group known not to be full attention shares the full group's hashes: its removals are not the prefix's.
+    if (event.groupIdx !== undefined && event.groupIdx !== null && state.otherGroups.has(event.groupIdx)) return 0;
     const tier = tierOf(event.medium);
     let removed = 0;
     for (const hash of event.blockHashes) {
@@ -251,7 +274,7 @@ export class KvBlockIndex {
 
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
-    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), keys: new Map(), share: this.share(pod) }));
+    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), otherGroups: new Set(), keys: new Map(), share: this.share(pod) }));
     return state;
   }
 

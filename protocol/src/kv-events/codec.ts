@@ -7,8 +7,12 @@
  *   extra_keys?, group_idx?, …]`, `["BlockRemoved", block_hashes, medium?, group_idx?]`, `["AllBlocksCleared"]`.
  *   @see vllm-project/vllm: vllm/distributed/kv_events.py @ v0.10.0 (EventBatch, BlockStored, BlockRemoved);
  *   `medium` from v0.10.2 (#19737), `lora_name` (#27577), `extra_keys` (#33304), `group_idx` (#37688).
- * - Tagged maps (vLLM PR #42892, June 2026): each event a map with its class name under `"type"`; the batch stays a
- *   positional array in released versions but is accepted as a map `{ts, events, data_parallel_rank}` too.
+ * - Tagged maps (vLLM #42892, merged June 2026: v0.23.0 was still positional, v0.26.0 sends maps): each event a map
+ *   with its class name under `"type"`, fields in declaration order, those equal to their default (`None`) omitted
+ *   (`omit_defaults`); `lora_id`, `medium` and `lora_name` have no default and are always written. The batch stays a
+ *   positional array in released versions (a v0.26.0 capture: volcano-sh/kthena#1535); vLLM main after them
+ *   (kv_events.py @ 0181ea31) dropped `array_like` from `EventBatch` too, so a map `{ts, events,
+ *   data_parallel_rank}` is accepted as well.
  *
  * Decoding is tolerant where vLLM moved on (trailing fields, unknown event types, unknown map keys are skipped and
  * counted) and strict where a payload is simply broken (a malformed frame throws `KvEventDecodeError`).
@@ -34,9 +38,17 @@ export interface BlockStored {
   /** `"GPU"`, `"CPU"` or a storage tier; absent before vLLM 0.10.2 (= GPU). */
   readonly medium?: string | null;
   readonly loraName?: string | null;
-  /** Per block: the extra hash keys (LoRA, multimodal, cache_salt) or null. */
+  /**
+   * Per block: the extra keys vLLM hashed it with (LoRA name, multimodal `(identifier, offset)` tuples, cache_salt on
+   * the first block, prompt-embedding digests), or null for a block without any (vLLM >= #33304).
+   */
   readonly extraKeys?: readonly (readonly unknown[] | null)[] | null;
+  /** The KV-cache group (#37688); 0 for a model with one attention type. */
   readonly groupIdx?: number | null;
+  /** The group's cache spec (#40984): `"full_attention"`, `"sliding_window"`, `"mamba"`, … */
+  readonly kvCacheSpecKind?: string | null;
+  /** The sliding window of a `sliding_window` group (#40984). */
+  readonly kvCacheSpecSlidingWindow?: number | null;
 }
 
 export interface BlockRemoved {
@@ -75,10 +87,11 @@ export class KvEventDecodeError extends Error {
 }
 
 /** Positional field names after the tag, oldest first; later vLLM versions append. */
-const STORED_FIELDS = ['block_hashes', 'parent_block_hash', 'token_ids', 'block_size', 'lora_id', 'medium', 'lora_name', 'extra_keys', 'group_idx'] as const;
+const STORED_FIELDS = [
+  'block_hashes', 'parent_block_hash', 'token_ids', 'block_size', 'lora_id', 'medium', 'lora_name', 'extra_keys', 'group_idx',
+  'kv_cache_spec_kind', 'kv_cache_spec_sliding_window',
+] as const;
 const REMOVED_FIELDS = ['block_hashes', 'medium', 'group_idx'] as const;
-/** Newer fields kvroute knows of but does not use; accepted without counting them as unknown. */
-const IGNORED_KNOWN_FIELDS = new Set(['kv_cache_spec_kind', 'kv_cache_spec_sliding_window']);
 
 const MAX_UINT64 = (1n << 64n) - 1n;
 
@@ -143,6 +156,10 @@ function storedFrom(get: Fields, where: string): BlockStored {
     ...(get('lora_name') !== undefined ? { loraName: stringOrNull(get('lora_name'), `${where}.lora_name`) } : {}),
     ...(extra !== undefined ? { extraKeys: Array.isArray(extra) ? extra.map((e) => (Array.isArray(e) ? e : null)) : null } : {}),
     ...(get('group_idx') !== undefined ? { groupIdx: intOrNull(get('group_idx'), `${where}.group_idx`) } : {}),
+    ...(get('kv_cache_spec_kind') !== undefined ? { kvCacheSpecKind: stringOrNull(get('kv_cache_spec_kind'), `${where}.kv_cache_spec_kind`) } : {}),
+    ...(get('kv_cache_spec_sliding_window') !== undefined
+      ? { kvCacheSpecSlidingWindow: intOrNull(get('kv_cache_spec_sliding_window'), `${where}.kv_cache_spec_sliding_window`) }
+      : {}),
   };
 }
 
@@ -178,7 +195,7 @@ function decodeEvent(raw: unknown, where: string, skips: DecodeSkips): KvCacheEv
       return undefined;
     }
     for (const key of Object.keys(map)) {
-      if (key !== 'type' && !known.includes(key) && !IGNORED_KNOWN_FIELDS.has(key)) skips.unknownFields++;
+      if (key !== 'type' && !known.includes(key)) skips.unknownFields++;
     }
     const get: Fields = (name) => map[name];
     return tag === 'BlockStored' ? storedFrom(get, where) : tag === 'BlockRemoved' ? removedFrom(get, where) : { type: 'AllBlocksCleared' };
@@ -217,7 +234,13 @@ export function decodeEventBatch(payload: Uint8Array, skips: DecodeSkips = { unk
   return { ts, events: decoded, dataParallelRank: intOrNull(rank, 'batch data_parallel_rank') };
 }
 
-/** How to encode: vLLM 0.10.0/0.10.1 positional (no `medium`), 0.10.2 positional (with `medium`), or tagged maps. */
+/**
+ * How to encode, as a given vLLM release writes its events:
+ * - `positional-v0.10.0`: 0.10.0/0.10.1, `BlockStored` with five fields after the tag, `BlockRemoved` with one;
+ * - `positional-v0.10.2`: 0.10.2, `medium` appended to both (#19737);
+ * - `map`: a release after #42892 (v0.26.0): every event a tagged map carrying the fields vLLM main declares
+ *   (vllm/distributed/kv_events.py @ 0181ea31) and its block pool sets, defaults omitted, inside a positional batch.
+ */
 export type KvEventEncoding = 'positional-v0.10.0' | 'positional-v0.10.2' | 'map';
 
 /**
@@ -243,25 +266,53 @@ function storedValues(e: BlockStored, withMedium: boolean): unknown[] {
   return values;
 }
 
+/** A per-block extra key back as msgspec writes it: tuples as arrays, digests as bin, the rest as is. */
+function extraKeyValue(key: unknown): unknown {
+  if (Array.isArray(key)) return key.map(extraKeyValue);
+  if (key instanceof Uint8Array) return Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  return key;
+}
+
+/** `{name: value}` when the value differs from the field's default `None` (msgspec `omit_defaults`), else nothing. */
+function unlessNone(name: string, value: unknown): Record<string, unknown> {
+  return value === null || value === undefined ? {} : { [name]: value };
+}
+
 /**
- * Encodes a batch as the chosen vLLM version does. Positional 0.10.x carries the fields that version had; map
- * encoding carries `medium` and the tag under `"type"` (vLLM #42892), inside a positional batch as released vLLM
- * sends it.
+ * A map-encoded event as vLLM after #42892 writes it: the tag under `"type"` first, then the fields in the order the
+ * struct declares them (vllm/distributed/kv_events.py @ 0181ea31), those with a `None` default left out when `None`.
+ */
+function mapEvent(e: KvCacheEvent): Record<string, unknown> {
+  switch (e.type) {
+    case 'BlockStored':
+      return {
+        type: e.type,
+        block_hashes: e.blockHashes.map(hashValue),
+        parent_block_hash: e.parentBlockHash === null ? null : hashValue(e.parentBlockHash),
+        token_ids: [...e.tokenIds],
+        block_size: e.blockSize,
+        lora_id: e.loraId,
+        medium: e.medium ?? 'GPU',
+        lora_name: e.loraName ?? null,
+        ...unlessNone('extra_keys', e.extraKeys?.map((k) => (k === null ? null : k.map(extraKeyValue)))),
+        ...unlessNone('group_idx', e.groupIdx),
+        ...unlessNone('kv_cache_spec_kind', e.kvCacheSpecKind),
+        ...unlessNone('kv_cache_spec_sliding_window', e.kvCacheSpecSlidingWindow),
+      };
+    case 'BlockRemoved':
+      return { type: e.type, block_hashes: e.blockHashes.map(hashValue), medium: e.medium ?? 'GPU', ...unlessNone('group_idx', e.groupIdx) };
+    case 'AllBlocksCleared':
+      return { type: e.type };
+  }
+}
+
+/**
+ * Encodes a batch as the chosen vLLM version does: positional 0.10.x with the fields that version had, or map events
+ * (vLLM #42892) inside a positional batch as released vLLM sends it.
  */
 export function encodeEventBatch(batch: KvEventBatch, encoding: KvEventEncoding): Uint8Array {
   const events = batch.events.map((e): unknown => {
-    if (encoding === 'map') {
-      switch (e.type) {
-        case 'BlockStored': {
-          const [blockHashes, parent, tokenIds, blockSize, loraId, medium] = storedValues(e, true);
-          return { type: e.type, block_hashes: blockHashes, parent_block_hash: parent, token_ids: tokenIds, block_size: blockSize, lora_id: loraId, medium };
-        }
-        case 'BlockRemoved':
-          return { type: e.type, block_hashes: e.blockHashes.map(hashValue), medium: e.medium ?? 'GPU' };
-        case 'AllBlocksCleared':
-          return { type: e.type };
-      }
-    }
+    if (encoding === 'map') return mapEvent(e);
     const withMedium = encoding === 'positional-v0.10.2';
     switch (e.type) {
       case 'BlockStored':

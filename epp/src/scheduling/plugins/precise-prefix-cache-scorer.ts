@@ -18,6 +18,7 @@ import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
+import { chainStartOf } from '../../kvindex/chain-start';
 import { KvEventSubscriber, type ResetReason } from '../../kvindex/event-subscriber';
 import { DEFAULT_TIER_WEIGHTS, KvBlockIndex, type TierWeights } from '../../kvindex/kv-block-index';
 import type { PrepareRequest } from '../../requestcontrol/hooks';
@@ -282,9 +283,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     for (const event of batch.events) {
       switch (event.type) {
         case 'BlockStored': {
-          const adapter = event.loraName ?? '';
-          const salt = event.extraKeys?.[0]?.find((k): k is string => typeof k === 'string');
-          const outcome = this.index.store(endpoint, event, rootKey(adapter), salt !== undefined ? stringWords(salt) : undefined);
+          // The adapter's root and the first block's salt, read from vLLM's extra keys as requests compute them.
+          const start = chainStartOf(event);
+          const outcome = this.index.store(endpoint, event, rootKey(start.adapter), start.cacheSalt !== undefined ? stringWords(start.cacheSalt) : undefined);
           if (outcome.skipped) {
             this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
             if (outcome.skipped === 'block-size-mismatch') {

@@ -1,0 +1,52 @@
+/**
+ * Where a `BlockStored` event's blocks start their chain of kvroute block keys: which LoRA adapter's root, and which
+ * `cache_salt` the first block was hashed with. Requests compute the same two from their `model` and `cache_salt`
+ * (`precise-prefix-cache-scorer`'s `prepareRequest`), so both sides must read vLLM's extra keys alike.
+ *
+ * vLLM's extra keys of a block (vllm-project/vllm: vllm/v1/core/kv_cache_utils.py `generate_block_hash_extra_keys`,
+ * read at main 001cabc1; the same order since v0.10.0) are, in order:
+ *   `lora_extra_keys + mm_extra_keys + cache_salt_keys + prompt_embeds_keys`
+ * - LoRA: `[lora_request.lora_name]`, a string (vLLM >= #27577, which also added `lora_name` to `BlockStored`);
+ *   `[lora_int_id]`, an int, before it (v0.10.x);
+ * - multimodal: one `(identifier, offset)` tuple per item in the block (a bare mm hash string in v0.10.x);
+ * - `[cache_salt]`, a string, on the block that starts at token 0 only, and only when the salt is non-empty;
+ * - prompt embeddings: a 32-byte SHA-256 digest per block.
+ * `BlockStored` carries them per block in `extra_keys` since #33304 (vllm/v1/core/block_pool.py `cache_full_blocks`:
+ * one entry per stored block, `None` for a block without any). So on the chain's first block the salt is the string
+ * that follows the LoRA name, never the first string: taking the first string made every LoRA block "salted" with its
+ * adapter's name, and no request for that adapter ever matched.
+ */
+import type { BlockStored } from '@kvroute/protocol/kv-events';
+
+export interface ChainStart {
+  /**
+   * The adapter whose root the chain hangs from: `''` for the base model, the LoRA name, or, for a vLLM that reports
+   * only `lora_id` (v0.10.x), a name no request can carry, so such blocks never count for the base model (vLLM hashed
+   * them with the LoRA id, so a base-model request cannot hit them) nor for an adapter the EPP cannot name.
+   */
+  readonly adapter: string;
+  /** The first block's `cache_salt`, when the chain starts at token 0 and the event's extra keys carry one. */
+  readonly cacheSalt?: string;
+}
+
+/** The adapter name for blocks whose LoRA vLLM reported by id only: NUL-prefixed, so no served model name equals it. */
+export function unnamedLoraAdapter(loraId: number): string {
+  return `\u0000lora-id:${loraId}`;
+}
+
+export function chainStartOf(event: BlockStored): ChainStart {
+  const loraName = event.loraName ?? null;
+  const adapter = loraName !== null ? loraName : event.loraId !== null ? unnamedLoraAdapter(event.loraId) : '';
+  // Only a chain that starts at the first block (no parent) begins with the block the salt is on.
+  if (event.parentBlockHash !== null) return { adapter };
+  const first = event.extraKeys?.[0];
+  if (!first || first.length === 0) return { adapter };
+  // The LoRA key comes first when the request had an adapter: its name (or, in v0.10.x, its int id).
+  const skip = event.loraId !== null || loraName !== null ? 1 : 0;
+  // Multimodal keys are tuples (arrays) and prompt-embedding digests bytes, so the salt is the one string left; read
+  // from the end, because multimodal keys that were bare hash strings (as in v0.10.x) would come before it.
+  for (let i = first.length - 1; i >= skip; i--) {
+    if (typeof first[i] === 'string') return { adapter, cacheSalt: first[i] as string };
+  }
+  return { adapter };
+}
