@@ -214,6 +214,9 @@ export class ExtProcRouting extends Construct {
     if (endpointPicker.requestBodyMode !== this.requestBodyMode) {
       throw new PropsError(S, 'requestBodyMode', `must be the mode the EndpointPicker assumes ("${endpointPicker.requestBodyMode}"); pass the same to both`, this.requestBodyMode);
     }
+    if (endpointPicker.responseBodyMode !== 'none') {
+      throw new PropsError(S, 'endpointPicker', `must assume response bodies "none" (its responseBodyMode), as this filter sends none to it; got "${endpointPicker.responseBodyMode}"`, endpointPicker.responseBodyMode);
+    }
     this.maxMessageTimeout = resolveMaxMessageTimeout(props, this.requestBodyMode);
     if (endpointPicker.extProcMaxMessageTimeout !== this.maxMessageTimeout) {
       throw new PropsError(S, 'maxMessageTimeout', `must be what the EndpointPicker is told (extProcMaxMessageTimeout "${endpointPicker.extProcMaxMessageTimeout ?? 'unset'}"); pass the same to both`, this.maxMessageTimeout ?? 'unset');

@@ -51,7 +51,7 @@ export interface KvAwareRoutingProps {
   /** The vLLM decode pods. */
   readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
   /** The Endpoint Picker. @default its defaults */
-  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'precise' | 'sessionStore'>;
+  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'responseBodyMode' | 'precise' | 'sessionStore'>;
   /**
    * Share session bindings between EPP replicas through Redis or Valkey: `deploy` a Valkey (StatefulSet, Service and
    * a NetworkPolicy admitting the EPP pods only), or use an `existing` one with its password in a Secret. The EPP's
@@ -171,8 +171,10 @@ export class KvAwareRouting extends Chart {
       ...props.endpointPicker,
       ...(storeConnection ? { sessionStore: storeConnection } : {}),
       ...(poolApiGroup ? { poolApiGroup } : {}),
-      // Istio's native integration streams bodies full duplex; the EnvoyFilter uses what extProc asks for.
+      // Istio's native integration streams request and response bodies full duplex (route.go L533-542 @ 1.28.0); the
+      // EnvoyFilter uses what extProc asks for, and response bodies NONE.
       requestBodyMode,
+      responseBodyMode: native ? 'full-duplex' : 'none',
       ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {

@@ -126,12 +126,18 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     else expect(backend).toMatchObject({ kind: 'InferencePool', name: one(m, 'InferencePool').metadata.name, group: one(m, 'InferencePool').apiVersion.split('/')[0] });
   });
 
-  test('the EPP assumes the request body mode the gateway sends', () => {
-    const mode = parseArgs(container(eppDeployment, 'epp').args)!.requestBodyMode;
+  test('the EPP assumes the request and response body modes the gateway sends', () => {
+    const options = parseArgs(container(eppDeployment, 'epp').args)!;
+    const mode = options.requestBodyMode;
     if (!ef) {
-      expect(mode).toBe('full-duplex'); // Istio's native per-route config streams FULL_DUPLEX_STREAMED
+      // Istio's native per-route ExtProcPerRoute streams both bodies FULL_DUPLEX_STREAMED (istio/istio
+      // pilot/pkg/networking/core/route/route.go L533-542 @ 1.28.0, unchanged at 1.30.0).
+      expect(mode).toBe('full-duplex');
+      expect(options.responseBodyMode).toBe('full-duplex');
       return;
     }
+    expect(ef.spec.configPatches[0].patch.value.typed_config.processing_mode.response_body_mode).toBe('NONE');
+    expect(options.responseBodyMode).toBe('none');
     const filterMode = ef.spec.configPatches[0].patch.value.typed_config.processing_mode.request_body_mode;
     const vhost = ef.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'VIRTUAL_HOST');
     const effective = vhost ? vhost.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides.processing_mode.request_body_mode : filterMode;
