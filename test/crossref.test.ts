@@ -113,6 +113,24 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
+  test('every probe asks a port its own container declares (a named one must, or the kubelet cannot resolve it), HTTP probes vLLM's /health', () => {
+    for (const w of workloads(m)) {
+      for (const c of w.spec.template.spec.containers) {
+        for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+          const probe = c[kind];
+          if (!probe) continue;
+          const handler = probe.httpGet ?? probe.tcpSocket ?? probe.grpc;
+          expect({ where: `${w.metadata.name}/${c.name} ${kind}`, handler: Boolean(handler) }).toEqual({ where: `${w.metadata.name}/${c.name} ${kind}`, handler: true });
+          const declared = (c.ports ?? []).find((p: { name?: string; containerPort: number }) => p.name === handler.port || p.containerPort === handler.port);
+          expect({ where: `${w.metadata.name}/${c.name} ${kind}`, port: handler.port, declared: Boolean(declared) })
+            .toEqual({ where: `${w.metadata.name}/${c.name} ${kind}`, port: handler.port, declared: true });
+          // vLLM's own /health (vllm/entrypoints/openai/api_server.py @ v0.10.0); the sidecar's always answers 200.
+          if (probe.httpGet) expect(probe.httpGet.path).toBe('/health');
+        }
+      }
+    }
+  });
+
   test('the InferencePool selects the decode pods on the port the decode Service serves, and names the EPP gRPC port', () => {
     expect(podsSelectedBy(m, pool.selector)).toEqual([decodeDeployment]);
     expect(servicePort(decodeSvc, pool.targetPort)).toBeDefined();
