@@ -113,7 +113,7 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
-  test('every probe asks a port its own container declares (a named one must, or the kubelet cannot resolve it), HTTP probes vLLM's /health', () => {
+  test('every probe asks a port its own container declares (a named one must, or the kubelet cannot resolve it), HTTP probes vLLM\'s /health', () => {
     for (const w of workloads(m)) {
       for (const c of w.spec.template.spec.containers) {
         for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
