@@ -64,6 +64,9 @@ const RESPONSE_TRAILER_MODE = 'SEND';
  */
 export type RequestBodyMode = 'buffered' | 'full-duplex';
 
+/** Istio's EnvoyFilter annotation naming the Services a filter calls, so gateways that filter clusters keep them. */
+export const REFERENCED_SERVICES_ANNOTATION = 'envoyfilter.istio.io/referenced-services';
+
 /** Props of {@link ExtProcRouting}. */
 export interface ExtProcRoutingProps {
   readonly gateway: InferenceGateway;
@@ -360,7 +363,16 @@ export class ExtProcRouting extends Construct {
       metadata: {
         name: `${endpointPicker.name}-ext-proc`,
         namespace: gateway.namespace,
-        annotations: { 'kvroute.dev/istio-version': istio.version, 'kvroute.dev/envoy-line': istio.envoyLine },
+        annotations: {
+          'kvroute.dev/istio-version': istio.version,
+          'kvroute.dev/envoy-line': istio.envoyLine,
+          // The EPP's Service is no route's destination, so istiod running with PILOT_FILTER_GATEWAY_CLUSTER_CONFIG=true
+          // (off by default) would send the gateway no `outbound|9002||<EPP>` cluster and every request would fail open;
+          // this annotation opts the Service in for gateways this filter applies to (istio/istio
+          // pilot/pkg/model/envoyfilter.go convertToEnvoyFilterWrapper and push_context.go extraServicesForProxy,
+          // #55038, in 1.27.0 to 1.30.0). Namespaced form: `<namespace>/<hostname>`.
+          [REFERENCED_SERVICES_ANNOTATION]: `${endpointPicker.namespace}/${endpointPicker.serviceFqdn}`,
+        },
       },
       spec: {
         targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: gateway.name }],

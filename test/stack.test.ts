@@ -154,7 +154,10 @@ describe('the seed (demo cluster)', () => {
     expect(cfg.metadata_options.receiving_namespaces.untyped).toEqual(['envoy.lb']);
     expect(cfg.message_timeout).toBe('1s');
     expect(filter.spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'llm-d-gateway' }]);
-    expect(filter.metadata.annotations).toEqual({ 'kvroute.dev/istio-version': '1.27.0', 'kvroute.dev/envoy-line': 'release/v1.35' });
+    expect(filter.metadata.annotations).toEqual({
+      'kvroute.dev/istio-version': '1.27.0', 'kvroute.dev/envoy-line': 'release/v1.35',
+      'envoyfilter.istio.io/referenced-services': 'llm-d/ms-llm-d-modelservice-epp.llm-d.svc.cluster.local',
+    });
     // The listener buffers whole bodies for the EPP: 8 MiB instead of Envoy's 1 MiB.
     expect(patchOf(filter, 'LISTENER').patch.value).toEqual({ per_connection_buffer_limit_bytes: 8388608 });
     // The EPP assumes the same body mode when Envoy sends no protocol_config.
