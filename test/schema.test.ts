@@ -95,6 +95,12 @@ describe('the validator itself', () => {
     expect(validator.validate({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'x' } })).toEqual(['Widget/x: no schema for apiVersion example.com/v1 kind Widget']);
   });
 
+  test('validates a v1 InferencePool against GIE v1.0.2\'s schema: its selector must name 1 to 64 labels', () => {
+    const pool = clone(synthProfile(CLUSTERS.find((c) => c.name === 'prod-native-istio')!).find((m) => m.kind === 'InferencePool')!);
+    pool.spec.selector.matchLabels = {};
+    expect(validator.validate(pool).join('\n')).toMatch(/\/spec\/selector\/matchLabels: must NOT have fewer than 1 properties/);
+  });
+
   describe('evaluates the CRDs\' CEL rules (x-kubernetes-validations), as the API server does on create', () => {
     const native = synthProfile(CLUSTERS.find((c) => c.name === 'prod-native-istio')!);
 
