@@ -243,6 +243,18 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     expect(rules[0].metadata.namespace).toBe(eppSvc.metadata.namespace);
   });
 
+  test('the Gateway\'s infrastructure.parametersRef, when set, names a ConfigMap in its namespace with only overlays Istio knows', () => {
+    const gw = one(m, 'Gateway');
+    const ref = gw.spec.infrastructure?.parametersRef;
+    if (!ref) return;
+    // Istio reads a ConfigMap of the Gateway's namespace (fetchParameters) and refuses unknown overlay keys
+    // (supportedOverlays, pilot/pkg/config/kube/gateway/deploymentcontroller.go @ 1.27.0).
+    expect(ref).toMatchObject({ group: '', kind: 'ConfigMap' });
+    const cm = one(m, 'ConfigMap', ref.name);
+    expect(cm.metadata.namespace).toBe(gw.metadata.namespace);
+    for (const k of Object.keys(cm.data)) expect(['deployment', 'service', 'serviceAccount', 'horizontalPodAutoscaler', 'podDisruptionBudget']).toContain(k);
+  });
+
   test('HTTPRoute parents and the EnvoyFilter target resolve to the Gateway and its listener', () => {
     const gw = one(m, 'Gateway');
     for (const r of all(m, 'HTTPRoute')) {

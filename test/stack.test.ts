@@ -1,4 +1,5 @@
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
+import * as YAML from 'yaml';
 import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
 
@@ -244,6 +245,24 @@ describe('cluster overrides', () => {
     for (const monitor of all(m, 'PodMonitor')) expect(monitor.metadata.labels).toEqual({ release: 'kube-prometheus-stack' });
     // Everything else stays the seed's.
     expect(vllmArgs(m).filter((a) => !a.startsWith('--gpu-memory-utilization'))).toEqual(vllmArgs(demo).filter((a) => !a.startsWith('--gpu-memory-utilization')));
+  });
+
+  test('prod-shared-gpus asks Istio for a ClusterIP gateway Service through infrastructure.parametersRef, not the deprecated annotation', () => {
+    const m = synthProfile(clusterProfile('prod-shared-gpus'));
+    const gateway = one(m, 'Gateway', 'llm-d-gateway');
+    // Istio 1.27-1.30 report a Gateway carrying networking.istio.io/service-type as Accepted: False
+    // (DeprecateFieldUsage, pilot/pkg/config/kube/gateway/conversion.go extractGatewayServices).
+    expect(gateway.metadata.annotations?.['networking.istio.io/service-type']).toBeUndefined();
+    expect(gateway.spec.infrastructure.parametersRef).toEqual({ group: '', kind: 'ConfigMap', name: 'llm-d-gateway-parameters' });
+    const params = one(m, 'ConfigMap', 'llm-d-gateway-parameters');
+    expect(params.metadata.namespace).toBe(gateway.metadata.namespace);
+    // The `service` key is a strategic-merge overlay on the Service Istio renders (deploymentcontroller.go applyOverlay).
+    expect(Object.keys(params.data)).toEqual(['service']);
+    expect(YAML.parse(params.data.service)).toEqual({ spec: { type: 'ClusterIP' } });
+    // The stats annotations stay beside it, and the seed keeps Istio's default (LoadBalancer): no parameters at all.
+    expect(gateway.spec.infrastructure.annotations).toEqual(one(demo, 'Gateway').spec.infrastructure.annotations);
+    expect(one(demo, 'Gateway').spec.infrastructure.parametersRef).toBeUndefined();
+    expect(all(demo, 'ConfigMap').map((c) => c.metadata.name)).not.toContain('llm-d-gateway-parameters');
   });
 
   test('prod-session-hash falls back to a ring hash on x-session-id, in Envoy and in the DestinationRule', () => {
