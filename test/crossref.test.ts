@@ -203,13 +203,23 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     expect(parseEndpointPickerConfig(text).schedulingProfiles.length).toBeGreaterThan(0);
   });
 
-  test('the ext_proc EnvoyFilter opts the EPP Service in for gateways that send only their routes\' clusters', () => {
-    if (!ef) return; // native routing: no kvroute filter to carry it (README, "What not to combine")
-    // istio/istio pilot/pkg/model/envoyfilter.go @ 1.27.0-1.30.0: `<namespace>/<hostname>`, comma-separated.
-    const refs = (ef.metadata.annotations?.['envoyfilter.istio.io/referenced-services'] ?? '').split(',');
-    expect(refs).toContain(`${eppSvc.metadata.namespace}/${eppSvc.metadata.name}.${eppSvc.metadata.namespace}.svc.cluster.local`);
-    const cluster: string = ef.spec.configPatches[0].patch.value.typed_config.grpc_service.envoy_grpc.cluster_name;
-    expect(refs.map((r) => r.split('/')[1])).toContain(cluster.split('||')[1]);
+  test('an EnvoyFilter on the Gateway opts the EPP Service in for gateways that receive only their routes\' clusters', () => {
+    // istio/istio pilot/pkg/model/envoyfilter.go @ 1.27.0-1.30.0: `<namespace>/<hostname>`, comma-separated. With the
+    // EnvoyFilter routing it is the ext_proc filter itself; with native routing a filter without patches.
+    const refsOf = (f: Manifest): string[] => (f.metadata.annotations?.['envoyfilter.istio.io/referenced-services'] ?? '').split(',');
+    const eppRef = `${eppSvc.metadata.namespace}/${eppSvc.metadata.name}.${eppSvc.metadata.namespace}.svc.cluster.local`;
+    const carriers = all(m, 'EnvoyFilter').filter((f) => refsOf(f).includes(eppRef));
+    expect(carriers).toHaveLength(1);
+    expect(carriers[0].spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: one(m, 'Gateway').metadata.name }]);
+    if (ef) {
+      expect(carriers[0]).toBe(ef);
+      const cluster: string = ef.spec.configPatches[0].patch.value.typed_config.grpc_service.envoy_grpc.cluster_name;
+      expect(refsOf(ef).map((r) => r.split('/')[1])).toContain(cluster.split('||')[1]);
+    } else {
+      expect(carriers[0].spec.configPatches).toEqual([]);
+      // The cluster Istio's native filter calls: outbound|<endpointPickerRef port>||<EPP FQDN> (route.go L528 @ 1.28.0).
+      expect(servicePort(eppSvc, pool.epp.port).name).toBe('grpc-ext-proc');
+    }
   });
 
   test('the ext_proc gRPC cluster is the EPP Service FQDN and gRPC port', () => {

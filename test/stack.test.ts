@@ -450,17 +450,22 @@ describe('cluster overrides', () => {
     expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args).toContain('--request-body-mode=full-duplex');
   });
 
-  test('prod-native-istio routes /v1 to the v1 InferencePool and lets Istio call the EPP: no ext_proc EnvoyFilter, no DestinationRule', () => {
+  test('prod-native-istio routes /v1 to the v1 InferencePool and lets Istio call the EPP: no ext_proc EnvoyFilter, no DestinationRule, the EPP\'s cluster kept', () => {
     const m = synthProfile(clusterProfile('prod-native-istio'));
     expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs).toEqual([
       { group: 'inference.networking.k8s.io', kind: 'InferencePool', name: 'ms-llm-d-modelservice', weight: 1 },
     ]);
     expect(one(m, 'HTTPRoute', 'llm-d-gateway-models').spec.rules[0].backendRefs[0].kind).toBe('Service');
     expect(one(m, 'InferencePool').apiVersion).toBe('inference.networking.k8s.io/v1');
-    expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name)).toEqual(['llm-d-gateway-timeouts']);
+    // No ext_proc filter of kvroute's: only the gateway timeouts, and a filter without patches whose annotation keeps the
+    // EPP's cluster on gateways that receive only their routes' clusters (PILOT_FILTER_GATEWAY_CLUSTER_CONFIG).
+    expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name).sort()).toEqual(['llm-d-gateway-timeouts', 'ms-llm-d-modelservice-epp-cluster-reference']);
+    const reference = one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-cluster-reference');
+    expect(reference.spec.configPatches).toEqual([]);
+    expect(reference.metadata.annotations).toEqual({ 'envoyfilter.istio.io/referenced-services': 'llm-d/ms-llm-d-modelservice-epp.llm-d.svc.cluster.local' });
     expect(all(m, 'DestinationRule')).toHaveLength(0);
     const args = container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args;
-    expect(args).toEqual(expect.arrayContaining(['--request-body-mode=full-duplex', '--pool-group=inference.networking.k8s.io']));
+    expect(args).toEqual(expect.arrayContaining(['--request-body-mode=full-duplex', '--response-body-mode=full-duplex', '--pool-group=inference.networking.k8s.io']));
   });
 
   test('monitoring can be left out for clusters without the Prometheus Operator', () => {
