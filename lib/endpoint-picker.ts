@@ -13,6 +13,12 @@ import {
   checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
 
+/**
+ * The response body mode the EPP assumes when Envoy sends no `protocol_config` (`--response-body-mode`): `none` under
+ * kvroute's EnvoyFilter (response bodies NONE, trailers SEND), `full-duplex` under Istio's native InferencePool routing.
+ */
+export type ResponseBodyMode = 'none' | 'full-duplex';
+
 /** API group of the InferencePool the EPP reads: GIE v0.5 (llm-d v0.2, Istio 1.27) or GIE v1 (Istio >= 1.28). */
 export type InferencePoolApiGroup = 'inference.networking.x-k8s.io' | 'inference.networking.k8s.io';
 
@@ -35,6 +41,15 @@ export interface EndpointPickerProps {
    * @default 'buffered'
    */
   readonly requestBodyMode?: RequestBodyMode;
+  /**
+   * The response body mode the gateway's ext_proc filter uses, passed as `--response-body-mode` for Envoys that send no
+   * `protocol_config`: `none` for kvroute's EnvoyFilter (`ExtProcRouting` refuses anything else), `full-duplex` under
+   * Istio's native InferencePool routing, whose per-route `ExtProcPerRoute` streams response bodies FULL_DUPLEX_STREAMED
+   * (istio/istio `pilot/pkg/networking/core/route/route.go` L540 @ 1.28.0, unchanged at 1.30.0). `KvAwareRouting` sets
+   * it from the routing mode.
+   * @default 'none'
+   */
+  readonly responseBodyMode?: ResponseBodyMode;
   /**
    * The gateway ext_proc filter's `max_message_timeout`, passed as `--ext-proc-max-message-timeout`: a request that
    * waits in flow control asks Envoy to hold its answer that long. `KvAwareRouting` sets it from
@@ -168,6 +183,8 @@ export class EndpointPicker extends Construct {
   public readonly poolName: string;
   public readonly poolApiGroup: InferencePoolApiGroup;
   public readonly requestBodyMode: RequestBodyMode;
+  /** `--response-body-mode`. */
+  public readonly responseBodyMode: ResponseBodyMode;
   /** `--ext-proc-max-message-timeout`, when set. */
   public readonly extProcMaxMessageTimeout?: string;
   public readonly image: string;
@@ -201,6 +218,7 @@ export class EndpointPicker extends Construct {
       throw new PropsError(SCOPE, 'poolApiGroup', 'must be "inference.networking.x-k8s.io" or "inference.networking.k8s.io"', this.poolApiGroup);
     }
     this.requestBodyMode = checkOneOf(SCOPE, 'requestBodyMode', props.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
+    this.responseBodyMode = checkOneOf(SCOPE, 'responseBodyMode', props.responseBodyMode ?? 'none', ['none', 'full-duplex'] as const);
     if (props.extProcMaxMessageTimeout !== undefined) {
       this.extProcMaxMessageTimeout = checkDuration(SCOPE, 'extProcMaxMessageTimeout', props.extProcMaxMessageTimeout);
     }
@@ -337,6 +355,7 @@ export class EndpointPicker extends Construct {
                 `--refresh-metrics-interval=${refresh}`,
                 `--shutdown-grace-period=${EndpointPicker.SHUTDOWN_GRACE_SECONDS}s`,
                 `--request-body-mode=${this.requestBodyMode}`,
+                `--response-body-mode=${this.responseBodyMode}`,
                 ...(this.extProcMaxMessageTimeout ? [`--ext-proc-max-message-timeout=${this.extProcMaxMessageTimeout}`] : []),
               ],
               ports: [

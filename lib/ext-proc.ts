@@ -64,6 +64,50 @@ const RESPONSE_TRAILER_MODE = 'SEND';
  */
 export type RequestBodyMode = 'buffered' | 'full-duplex';
 
+/** Istio's EnvoyFilter annotation naming the Services a filter calls, so gateways that filter clusters keep them. */
+export const REFERENCED_SERVICES_ANNOTATION = 'envoyfilter.istio.io/referenced-services';
+
+/** The annotation's value for the EPP's Service: `<namespace>/<hostname>`, the namespaced form Istio reads. */
+export function eppServiceReference(endpointPicker: EndpointPicker): string {
+  return `${endpointPicker.namespace}/${endpointPicker.serviceFqdn}`;
+}
+
+/** Props of {@link EppClusterReference}. */
+export interface EppClusterReferenceProps {
+  readonly gateway: InferenceGateway;
+  readonly endpointPicker: EndpointPicker;
+}
+
+/**
+ * For Istio's native InferencePool routing: an EnvoyFilter without patches whose only job is its
+ * `envoyfilter.istio.io/referenced-services` annotation naming the EPP's Service. An istiod run with
+ * `PILOT_FILTER_GATEWAY_CLUSTER_CONFIG=true` (off by default) sends a gateway only the clusters of its routes'
+ * destinations (pilot/pkg/model/push_context.go `GatewayServices` @ 1.28.0 to 1.30.0), and the InferencePool's routes
+ * name its shadow Service, never the EPP, so the gateway would get no `outbound|9002||<EPP>` cluster for the ext_proc
+ * filter Istio itself writes, and would fail open on every request; the annotation adds the Service to those clusters
+ * (pilot/pkg/model/envoyfilter.go, #55038). Istio validates an EnvoyFilter without configPatches as valid
+ * (pkg/config/validation/envoyfilter/envoyfilter.go); with the flag off it changes nothing.
+ */
+export class EppClusterReference extends Construct {
+  public readonly envoyFilter: ef.EnvoyFilter;
+
+  constructor(scope: Construct, id: string, props: EppClusterReferenceProps) {
+    super(scope, id);
+    const { gateway, endpointPicker } = props;
+    this.envoyFilter = new ef.EnvoyFilter(this, 'EnvoyFilter', {
+      metadata: {
+        name: `${endpointPicker.name}-cluster-reference`,
+        namespace: gateway.namespace,
+        annotations: { [REFERENCED_SERVICES_ANNOTATION]: eppServiceReference(endpointPicker) },
+      },
+      spec: {
+        targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: gateway.name }],
+        configPatches: [],
+      },
+    });
+  }
+}
+
 /** Props of {@link ExtProcRouting}. */
 export interface ExtProcRoutingProps {
   readonly gateway: InferenceGateway;
@@ -214,6 +258,9 @@ export class ExtProcRouting extends Construct {
     if (endpointPicker.requestBodyMode !== this.requestBodyMode) {
       throw new PropsError(S, 'requestBodyMode', `must be the mode the EndpointPicker assumes ("${endpointPicker.requestBodyMode}"); pass the same to both`, this.requestBodyMode);
     }
+    if (endpointPicker.responseBodyMode !== 'none') {
+      throw new PropsError(S, 'endpointPicker', `must assume response bodies "none" (its responseBodyMode), as this filter sends none to it; got "${endpointPicker.responseBodyMode}"`, endpointPicker.responseBodyMode);
+    }
     this.maxMessageTimeout = resolveMaxMessageTimeout(props, this.requestBodyMode);
     if (endpointPicker.extProcMaxMessageTimeout !== this.maxMessageTimeout) {
       throw new PropsError(S, 'maxMessageTimeout', `must be what the EndpointPicker is told (extProcMaxMessageTimeout "${endpointPicker.extProcMaxMessageTimeout ?? 'unset'}"); pass the same to both`, this.maxMessageTimeout ?? 'unset');
@@ -357,7 +404,16 @@ export class ExtProcRouting extends Construct {
       metadata: {
         name: `${endpointPicker.name}-ext-proc`,
         namespace: gateway.namespace,
-        annotations: { 'kvroute.dev/istio-version': istio.version, 'kvroute.dev/envoy-line': istio.envoyLine },
+        annotations: {
+          'kvroute.dev/istio-version': istio.version,
+          'kvroute.dev/envoy-line': istio.envoyLine,
+          // The EPP's Service is no route's destination, so istiod running with PILOT_FILTER_GATEWAY_CLUSTER_CONFIG=true
+          // (off by default) would send the gateway no `outbound|9002||<EPP>` cluster and every request would fail open;
+          // this annotation opts the Service in for gateways this filter applies to (istio/istio
+          // pilot/pkg/model/envoyfilter.go convertToEnvoyFilterWrapper and push_context.go extraServicesForProxy,
+          // #55038, in 1.27.0 to 1.30.0). Namespaced form: `<namespace>/<hostname>`.
+          [REFERENCED_SERVICES_ANNOTATION]: eppServiceReference(endpointPicker),
+        },
       },
       spec: {
         targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: gateway.name }],

@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-28';
 import * as ef from '../imports/envoyfilter-networking.istio.io';
 import * as gw from '../imports/gateway-gateway.networking.k8s.io';
 import * as route from '../imports/httproute-gateway.networking.k8s.io';
@@ -68,7 +69,12 @@ export interface InferenceGatewayProps {
    */
   readonly idleTimeout?: string;
   /**
-   * Type of the Service Istio creates for the gateway (annotation `networking.istio.io/service-type`).
+   * Type of the Service Istio creates for the gateway, set through the Gateway's `spec.infrastructure.parametersRef`: a
+   * ConfigMap `<gateway>-parameters` whose `service` overlay Istio merges into the Service it renders (istio/istio
+   * `pilot/pkg/config/kube/gateway/deploymentcontroller.go` `fetchParameters`, `applyOverlay` @ 1.27.0 to 1.29.0,
+   * `gatewaycommon/deploymentcontroller.go` @ 1.30.0). Not the `networking.istio.io/service-type` annotation: Istio
+   * 1.27 to 1.30 still apply it but report the Gateway `Accepted: False` (reason `DeprecateFieldUsage`,
+   * `conversion.go` `extractGatewayServices`), which GitOps health checks and `kubectl wait` read as a failed Gateway.
    * @default Istio's default, LoadBalancer
    */
   readonly serviceType?: 'ClusterIP' | 'LoadBalancer' | 'NodePort';
@@ -76,8 +82,7 @@ export interface InferenceGatewayProps {
    * Make the gateway's Envoy export its ext_proc counters (`envoy_http_ext_proc_*`, which kvroute's fail-open alerts
    * read): Istio creates only the stats on its inclusion list, so the Gateway's `spec.infrastructure.annotations`
    * carry `proxy.istio.io/config` with a `proxyStatsMatcher` for them, which Istio copies onto the gateway pods (see
-   * `lib/envoy-metrics.ts`). Infrastructure annotations replace the Gateway's own as the pods' annotations; the
-   * service-type annotation is read from the Gateway itself and keeps working.
+   * `lib/envoy-metrics.ts`). Infrastructure annotations replace the Gateway's own as the pods' annotations.
    * @default true
    */
   readonly exportExtProcStats?: boolean;
@@ -106,6 +111,8 @@ export class InferenceGateway extends Construct {
   public readonly gateway: gw.Gateway;
   public readonly inferenceRoute: route.HttpRoute;
   public readonly modelsRoute?: route.HttpRoute;
+  /** The ConfigMap the Gateway's `infrastructure.parametersRef` names (the Service type overlay); only with `serviceType`. */
+  public readonly parametersConfigMap?: k8s.KubeConfigMap;
   /** The gateway's own Envoy settings (timeouts); absent when every timeout is off. */
   public readonly timeoutsFilter?: ef.EnvoyFilter;
 
@@ -131,17 +138,24 @@ export class InferenceGateway extends Construct {
     this.podLabels = { 'gateway.networking.k8s.io/gateway-name': this.name };
     const decode = props.decodePool;
 
+    if (props.serviceType !== undefined) {
+      // A strategic-merge overlay on the Service Istio renders from kube-gateway.yaml (whose `type` is the class
+      // default, LoadBalancer); the ConfigMap lives in the Gateway's namespace, where Istio looks it up.
+      this.parametersConfigMap = new k8s.KubeConfigMap(this, 'Parameters', {
+        metadata: { name: `${this.name}-parameters`, namespace: this.namespace },
+        data: { service: `spec:\n  type: ${props.serviceType}\n` },
+      });
+    }
+    const infrastructure = {
+      ...(props.exportExtProcStats ?? true ? { annotations: { [PROXY_CONFIG_ANNOTATION]: EXT_PROC_STATS_PROXY_CONFIG } } : {}),
+      ...(this.parametersConfigMap ? { parametersRef: { group: '', kind: 'ConfigMap', name: this.parametersConfigMap.name } } : {}),
+    };
+
     this.gateway = new gw.Gateway(this, 'Gateway', {
-      metadata: {
-        name: this.name,
-        namespace: this.namespace,
-        annotations: props.serviceType ? { 'networking.istio.io/service-type': props.serviceType } : undefined,
-      },
+      metadata: { name: this.name, namespace: this.namespace },
       spec: {
         gatewayClassName: this.gatewayClassName,
-        ...(props.exportExtProcStats ?? true
-          ? { infrastructure: { annotations: { [PROXY_CONFIG_ANNOTATION]: EXT_PROC_STATS_PROXY_CONFIG } } }
-          : {}),
+        ...(Object.keys(infrastructure).length > 0 ? { infrastructure } : {}),
         listeners: [{
           name: 'http',
           port: this.port,

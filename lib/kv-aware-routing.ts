@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { DecodePool, DecodePoolProps } from './decode-pool';
 import { EndpointPicker, EndpointPickerProps } from './endpoint-picker';
-import { ExtProcRouting, ExtProcRoutingProps, resolveMaxMessageTimeout } from './ext-proc';
+import { EppClusterReference, ExtProcRouting, ExtProcRoutingProps, resolveMaxMessageTimeout } from './ext-proc';
 import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
@@ -51,7 +51,7 @@ export interface KvAwareRoutingProps {
   /** The vLLM decode pods. */
   readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
   /** The Endpoint Picker. @default its defaults */
-  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'precise' | 'sessionStore'>;
+  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'responseBodyMode' | 'precise' | 'sessionStore'>;
   /**
    * Share session bindings between EPP replicas through Redis or Valkey: `deploy` a Valkey (StatefulSet, Service and
    * a NetworkPolicy admitting the EPP pods only), or use an `existing` one with its password in a Secret. The EPP's
@@ -103,6 +103,8 @@ export class KvAwareRouting extends Chart {
   public readonly gateway: InferenceGateway;
   /** The ext_proc wiring; absent with `native` routing, where Istio calls the EPP itself. */
   public readonly extProc?: ExtProcRouting;
+  /** With `native` routing only: the patch-less EnvoyFilter that names the EPP's Service for cluster-filtering gateways. */
+  public readonly eppClusterReference?: EppClusterReference;
   public readonly monitoring?: Monitoring;
   /** The EPP's NetworkPolicy; absent with `networkPolicy.enabled: false`. */
   public readonly networkPolicy?: EppNetworkPolicy;
@@ -171,8 +173,10 @@ export class KvAwareRouting extends Chart {
       ...props.endpointPicker,
       ...(storeConnection ? { sessionStore: storeConnection } : {}),
       ...(poolApiGroup ? { poolApiGroup } : {}),
-      // Istio's native integration streams bodies full duplex; the EnvoyFilter uses what extProc asks for.
+      // Istio's native integration streams request and response bodies full duplex (route.go L533-542 @ 1.28.0); the
+      // EnvoyFilter uses what extProc asks for, and response bodies NONE.
       requestBodyMode,
+      responseBodyMode: native ? 'full-duplex' : 'none',
       ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {
@@ -199,7 +203,10 @@ export class KvAwareRouting extends Chart {
       decodePool: this.decodePool,
       ...(native ? { inferencePool: this.inferencePool } : {}),
     });
-    if (!native) {
+    if (native) {
+      // Istio writes the ext_proc filter; this keeps the EPP's cluster on gateways that receive only their routes'.
+      this.eppClusterReference = new EppClusterReference(this, 'EppClusterReference', { gateway: this.gateway, endpointPicker: this.endpointPicker });
+    } else {
       this.extProc = new ExtProcRouting(this, 'ExtProc', {
         ...props.extProc,
         istio: this.istio,

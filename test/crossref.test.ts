@@ -113,6 +113,24 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
+  test('every probe asks a port its own container declares (a named one must, or the kubelet cannot resolve it), HTTP probes vLLM\'s /health', () => {
+    for (const w of workloads(m)) {
+      for (const c of w.spec.template.spec.containers) {
+        for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+          const probe = c[kind];
+          if (!probe) continue;
+          const handler = probe.httpGet ?? probe.tcpSocket ?? probe.grpc;
+          expect({ where: `${w.metadata.name}/${c.name} ${kind}`, handler: Boolean(handler) }).toEqual({ where: `${w.metadata.name}/${c.name} ${kind}`, handler: true });
+          const declared = (c.ports ?? []).find((p: { name?: string; containerPort: number }) => p.name === handler.port || p.containerPort === handler.port);
+          expect({ where: `${w.metadata.name}/${c.name} ${kind}`, port: handler.port, declared: Boolean(declared) })
+            .toEqual({ where: `${w.metadata.name}/${c.name} ${kind}`, port: handler.port, declared: true });
+          // vLLM's own /health (vllm/entrypoints/openai/api_server.py @ v0.10.0); the sidecar's always answers 200.
+          if (probe.httpGet) expect(probe.httpGet.path).toBe('/health');
+        }
+      }
+    }
+  });
+
   test('the InferencePool selects the decode pods on the port the decode Service serves, and names the EPP gRPC port', () => {
     expect(podsSelectedBy(m, pool.selector)).toEqual([decodeDeployment]);
     expect(servicePort(decodeSvc, pool.targetPort)).toBeDefined();
@@ -126,12 +144,18 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     else expect(backend).toMatchObject({ kind: 'InferencePool', name: one(m, 'InferencePool').metadata.name, group: one(m, 'InferencePool').apiVersion.split('/')[0] });
   });
 
-  test('the EPP assumes the request body mode the gateway sends', () => {
-    const mode = parseArgs(container(eppDeployment, 'epp').args)!.requestBodyMode;
+  test('the EPP assumes the request and response body modes the gateway sends', () => {
+    const options = parseArgs(container(eppDeployment, 'epp').args)!;
+    const mode = options.requestBodyMode;
     if (!ef) {
-      expect(mode).toBe('full-duplex'); // Istio's native per-route config streams FULL_DUPLEX_STREAMED
+      // Istio's native per-route ExtProcPerRoute streams both bodies FULL_DUPLEX_STREAMED (istio/istio
+      // pilot/pkg/networking/core/route/route.go L533-542 @ 1.28.0, unchanged at 1.30.0).
+      expect(mode).toBe('full-duplex');
+      expect(options.responseBodyMode).toBe('full-duplex');
       return;
     }
+    expect(ef.spec.configPatches[0].patch.value.typed_config.processing_mode.response_body_mode).toBe('NONE');
+    expect(options.responseBodyMode).toBe('none');
     const filterMode = ef.spec.configPatches[0].patch.value.typed_config.processing_mode.request_body_mode;
     const vhost = ef.spec.configPatches.find((p: { applyTo: string }) => p.applyTo === 'VIRTUAL_HOST');
     const effective = vhost ? vhost.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides.processing_mode.request_body_mode : filterMode;
@@ -179,6 +203,25 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     expect(parseEndpointPickerConfig(text).schedulingProfiles.length).toBeGreaterThan(0);
   });
 
+  test('an EnvoyFilter on the Gateway opts the EPP Service in for gateways that receive only their routes\' clusters', () => {
+    // istio/istio pilot/pkg/model/envoyfilter.go @ 1.27.0-1.30.0: `<namespace>/<hostname>`, comma-separated. With the
+    // EnvoyFilter routing it is the ext_proc filter itself; with native routing a filter without patches.
+    const refsOf = (f: Manifest): string[] => (f.metadata.annotations?.['envoyfilter.istio.io/referenced-services'] ?? '').split(',');
+    const eppRef = `${eppSvc.metadata.namespace}/${eppSvc.metadata.name}.${eppSvc.metadata.namespace}.svc.cluster.local`;
+    const carriers = all(m, 'EnvoyFilter').filter((f) => refsOf(f).includes(eppRef));
+    expect(carriers).toHaveLength(1);
+    expect(carriers[0].spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: one(m, 'Gateway').metadata.name }]);
+    if (ef) {
+      expect(carriers[0]).toBe(ef);
+      const cluster: string = ef.spec.configPatches[0].patch.value.typed_config.grpc_service.envoy_grpc.cluster_name;
+      expect(refsOf(ef).map((r) => r.split('/')[1])).toContain(cluster.split('||')[1]);
+    } else {
+      expect(carriers[0].spec.configPatches).toEqual([]);
+      // The cluster Istio's native filter calls: outbound|<endpointPickerRef port>||<EPP FQDN> (route.go L528 @ 1.28.0).
+      expect(servicePort(eppSvc, pool.epp.port).name).toBe('grpc-ext-proc');
+    }
+  });
+
   test('the ext_proc gRPC cluster is the EPP Service FQDN and gRPC port', () => {
     if (!ef) return; // native routing: Istio builds the cluster from the pool's endpointPickerRef
     const cfg = ef.spec.configPatches[0].patch.value.typed_config;
@@ -208,6 +251,18 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     const cfg = ef!.spec.configPatches[0].patch.value.typed_config;
     expect(cfg.grpc_service.envoy_grpc.cluster_name).toBe(`outbound|${pool.epp.port}||${rules[0].spec.host}`);
     expect(rules[0].metadata.namespace).toBe(eppSvc.metadata.namespace);
+  });
+
+  test('the Gateway\'s infrastructure.parametersRef, when set, names a ConfigMap in its namespace with only overlays Istio knows', () => {
+    const gw = one(m, 'Gateway');
+    const ref = gw.spec.infrastructure?.parametersRef;
+    if (!ref) return;
+    // Istio reads a ConfigMap of the Gateway's namespace (fetchParameters) and refuses unknown overlay keys
+    // (supportedOverlays, pilot/pkg/config/kube/gateway/deploymentcontroller.go @ 1.27.0).
+    expect(ref).toMatchObject({ group: '', kind: 'ConfigMap' });
+    const cm = one(m, 'ConfigMap', ref.name);
+    expect(cm.metadata.namespace).toBe(gw.metadata.namespace);
+    for (const k of Object.keys(cm.data)) expect(['deployment', 'service', 'serviceAccount', 'horizontalPodAutoscaler', 'podDisruptionBudget']).toContain(k);
   });
 
   test('HTTPRoute parents and the EnvoyFilter target resolve to the Gateway and its listener', () => {

@@ -18,11 +18,12 @@ describe.each(VERSIONS)('Istio %s', (version) => {
   });
 
   if (istio.nativeInferencePool) {
-    test('native InferencePool routing loads: v1 pool, no ext_proc EnvoyFilter', () => {
+    test('native InferencePool routing loads: v1 pool, no ext_proc EnvoyFilter (only the timeouts and the EPP cluster reference)', () => {
       const m = synthProps(withOverrides(DEMO, { istioVersion: version, inferenceRouting: 'native' }));
       expect(envoyRejections(istio, m)).toEqual([]);
       expect(one(m, 'InferencePool').apiVersion).toBe('inference.networking.k8s.io/v1');
-      expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name)).toEqual(['llm-d-gateway-timeouts']);
+      expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name).sort()).toEqual(['llm-d-gateway-timeouts', 'ms-llm-d-modelservice-epp-cluster-reference']);
+      expect(one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-cluster-reference').spec.configPatches).toEqual([]);
     });
   } else {
     test('native InferencePool routing is refused with the reason', () => {

@@ -4,6 +4,8 @@ import * as path from 'path';
 import { Testing } from 'cdk8s';
 import { defaultEndpointPickerConfig } from '@kvroute/epp/config';
 import { DEMO, withOverrides } from '../lib/clusters';
+import { EndpointPicker } from '../lib/endpoint-picker';
+import { ExtProcRouting } from '../lib/ext-proc';
 import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
 import { container, one, synthProps } from './support/manifests';
 import { synthClusters } from '../lib/synth';
@@ -186,5 +188,28 @@ describe('the EPP\'s CPU request follows the pool size', () => {
     expect(cpuOf(withOverrides(DEMO, { decode: { replicas: LARGE_POOL_REPLICAS + 1 } }))).toBe('2');
     expect(cpuOf(withOverrides(DEMO, { decode: { replicas: 256 }, endpointPicker: { cpu: '3' } }))).toBe('3');
     expect(cpuOf(withOverrides(DEMO, { endpointPicker: { cpu: '500m' } }))).toBe('500m');
+  });
+});
+
+describe('the EnvoyFilter and the EPP agree on the body modes', () => {
+  // ExtProcRouting beside a second EPP whose flags disagree with the filter: each mismatch is refused by name.
+  const build = (picker: Partial<ConstructorParameters<typeof EndpointPicker>[2]>, extProc: { requestBodyMode?: 'buffered' | 'full-duplex' } = {}): void => {
+    const routing = new KvAwareRouting(Testing.app(), 'test', DEMO);
+    const epp = new EndpointPicker(routing, 'Other', { namespace: 'llm-d', name: 'other-epp', poolName: 'other', extProcMaxMessageTimeout: '30s', ...picker });
+    new ExtProcRouting(routing, 'OtherExtProc', { istio: routing.istio, gateway: routing.gateway, decodePool: routing.decodePool, endpointPicker: epp, ...extProc });
+  };
+
+  test('the filter sends no response body, so an EPP told to expect one (native routing\'s full-duplex) is refused', () => {
+    expect(() => build({ responseBodyMode: 'none' })).not.toThrow();
+    expect(() => build({ responseBodyMode: 'full-duplex' })).toThrow(
+      /^ExtProcRouting\.endpointPicker: must assume response bodies "none" \(its responseBodyMode\), as this filter sends none to it; got "full-duplex"/);
+  });
+
+  test('the request body mode must be the EPP\'s', () => {
+    expect(() => build({ requestBodyMode: 'full-duplex' }, { requestBodyMode: 'buffered' })).toThrow(/^ExtProcRouting\.requestBodyMode: must be the mode the EndpointPicker assumes \("full-duplex"\)/);
+  });
+
+  test('an unknown response body mode is refused by name', () => {
+    expect(() => build({ responseBodyMode: 'streamed' as never })).toThrow(/^EndpointPicker\.responseBodyMode: must be one of "none", "full-duplex", got "streamed"$/);
   });
 });

@@ -95,6 +95,47 @@ describe('the validator itself', () => {
     expect(validator.validate({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'x' } })).toEqual(['Widget/x: no schema for apiVersion example.com/v1 kind Widget']);
   });
 
+  test('validates a v1 InferencePool against GIE v1.0.2\'s schema: its selector must name 1 to 64 labels', () => {
+    const pool = clone(synthProfile(CLUSTERS.find((c) => c.name === 'prod-native-istio')!).find((m) => m.kind === 'InferencePool')!);
+    pool.spec.selector.matchLabels = {};
+    expect(validator.validate(pool).join('\n')).toMatch(/\/spec\/selector\/matchLabels: must NOT have fewer than 1 properties/);
+  });
+
+  describe('evaluates the CRDs\' CEL rules (x-kubernetes-validations), as the API server does on create', () => {
+    const native = synthProfile(CLUSTERS.find((c) => c.name === 'prod-native-istio')!);
+
+    test('a v1 InferencePool\'s endpointPickerRef needs a port when its kind is Service, also when kind is left to its default', () => {
+      const pool = clone(native.find((m) => m.kind === 'InferencePool')!);
+      expect(validator.validate(pool)).toEqual([]);
+      delete pool.spec.endpointPickerRef.port;
+      delete pool.spec.endpointPickerRef.kind;
+      expect(validator.validate(pool)).toEqual([
+        "InferencePool/ms-llm-d-modelservice /spec/endpointPickerRef: port is required when kind is 'Service' or unspecified (defaults to 'Service')",
+      ]);
+    });
+
+    test('an EnvoyFilter names targetRefs or a workloadSelector, not both', () => {
+      const ef = clone(demo.find((m) => m.kind === 'EnvoyFilter')!);
+      ef.spec.workloadSelector = { labels: { 'gateway.networking.k8s.io/gateway-name': 'llm-d-gateway' } };
+      expect(validator.validate(ef).join('\n')).toMatch(/\/spec: only one of targetRefs or workloadSelector can be set/);
+    });
+
+    test('a DestinationRule\'s durations are at least 1 ms', () => {
+      const dr = clone(demo.find((m) => m.kind === 'DestinationRule')!);
+      dr.spec.trafficPolicy.outlierDetection = { interval: '0s' };
+      expect(validator.validate(dr).join('\n')).toMatch(/\/spec\/trafficPolicy\/outlierDetection\/interval: /);
+    });
+
+    test('a Gateway\'s listener names are unique, and an HTTPRoute\'s path is a clean path', () => {
+      const gw = clone(demo.find((m) => m.kind === 'Gateway')!);
+      gw.spec.listeners.push({ ...gw.spec.listeners[0], port: 8080 });
+      expect(validator.validate(gw).join('\n')).toMatch(/\/spec\/listeners: Listener name must be unique within the Gateway/);
+      const route = clone(demo.find((m) => m.kind === 'HTTPRoute' && m.metadata.name === 'llm-d-gateway')!);
+      route.spec.rules[0].matches[0].path.value = '/v1//chat';
+      expect(validator.validate(route).join('\n')).toMatch(/must not contain '\/\/'/);
+    });
+  });
+
   test('keeps free-form fields free where the schema says so (EnvoyFilter patch values)', () => {
     const ef = clone(demo.find((m) => m.kind === 'EnvoyFilter')!);
     ef.spec.configPatches[0].patch.value.anything_goes_here = true;

@@ -1,4 +1,5 @@
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
+import * as YAML from 'yaml';
 import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
 
@@ -154,7 +155,10 @@ describe('the seed (demo cluster)', () => {
     expect(cfg.metadata_options.receiving_namespaces.untyped).toEqual(['envoy.lb']);
     expect(cfg.message_timeout).toBe('1s');
     expect(filter.spec.targetRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'llm-d-gateway' }]);
-    expect(filter.metadata.annotations).toEqual({ 'kvroute.dev/istio-version': '1.27.0', 'kvroute.dev/envoy-line': 'release/v1.35' });
+    expect(filter.metadata.annotations).toEqual({
+      'kvroute.dev/istio-version': '1.27.0', 'kvroute.dev/envoy-line': 'release/v1.35',
+      'envoyfilter.istio.io/referenced-services': 'llm-d/ms-llm-d-modelservice-epp.llm-d.svc.cluster.local',
+    });
     // The listener buffers whole bodies for the EPP: 8 MiB instead of Envoy's 1 MiB.
     expect(patchOf(filter, 'LISTENER').patch.value).toEqual({ per_connection_buffer_limit_bytes: 8388608 });
     // The EPP assumes the same body mode when Envoy sends no protocol_config.
@@ -241,6 +245,24 @@ describe('cluster overrides', () => {
     for (const monitor of all(m, 'PodMonitor')) expect(monitor.metadata.labels).toEqual({ release: 'kube-prometheus-stack' });
     // Everything else stays the seed's.
     expect(vllmArgs(m).filter((a) => !a.startsWith('--gpu-memory-utilization'))).toEqual(vllmArgs(demo).filter((a) => !a.startsWith('--gpu-memory-utilization')));
+  });
+
+  test('prod-shared-gpus asks Istio for a ClusterIP gateway Service through infrastructure.parametersRef, not the deprecated annotation', () => {
+    const m = synthProfile(clusterProfile('prod-shared-gpus'));
+    const gateway = one(m, 'Gateway', 'llm-d-gateway');
+    // Istio 1.27-1.30 report a Gateway carrying networking.istio.io/service-type as Accepted: False
+    // (DeprecateFieldUsage, pilot/pkg/config/kube/gateway/conversion.go extractGatewayServices).
+    expect(gateway.metadata.annotations?.['networking.istio.io/service-type']).toBeUndefined();
+    expect(gateway.spec.infrastructure.parametersRef).toEqual({ group: '', kind: 'ConfigMap', name: 'llm-d-gateway-parameters' });
+    const params = one(m, 'ConfigMap', 'llm-d-gateway-parameters');
+    expect(params.metadata.namespace).toBe(gateway.metadata.namespace);
+    // The `service` key is a strategic-merge overlay on the Service Istio renders (deploymentcontroller.go applyOverlay).
+    expect(Object.keys(params.data)).toEqual(['service']);
+    expect(YAML.parse(params.data.service)).toEqual({ spec: { type: 'ClusterIP' } });
+    // The stats annotations stay beside it, and the seed keeps Istio's default (LoadBalancer): no parameters at all.
+    expect(gateway.spec.infrastructure.annotations).toEqual(one(demo, 'Gateway').spec.infrastructure.annotations);
+    expect(one(demo, 'Gateway').spec.infrastructure.parametersRef).toBeUndefined();
+    expect(all(demo, 'ConfigMap').map((c) => c.metadata.name)).not.toContain('llm-d-gateway-parameters');
   });
 
   test('prod-session-hash falls back to a ring hash on x-session-id, in Envoy and in the DestinationRule', () => {
@@ -428,17 +450,22 @@ describe('cluster overrides', () => {
     expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args).toContain('--request-body-mode=full-duplex');
   });
 
-  test('prod-native-istio routes /v1 to the v1 InferencePool and lets Istio call the EPP: no ext_proc EnvoyFilter, no DestinationRule', () => {
+  test('prod-native-istio routes /v1 to the v1 InferencePool and lets Istio call the EPP: no ext_proc EnvoyFilter, no DestinationRule, the EPP\'s cluster kept', () => {
     const m = synthProfile(clusterProfile('prod-native-istio'));
     expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs).toEqual([
       { group: 'inference.networking.k8s.io', kind: 'InferencePool', name: 'ms-llm-d-modelservice', weight: 1 },
     ]);
     expect(one(m, 'HTTPRoute', 'llm-d-gateway-models').spec.rules[0].backendRefs[0].kind).toBe('Service');
     expect(one(m, 'InferencePool').apiVersion).toBe('inference.networking.k8s.io/v1');
-    expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name)).toEqual(['llm-d-gateway-timeouts']);
+    // No ext_proc filter of kvroute's: only the gateway timeouts, and a filter without patches whose annotation keeps the
+    // EPP's cluster on gateways that receive only their routes' clusters (PILOT_FILTER_GATEWAY_CLUSTER_CONFIG).
+    expect(all(m, 'EnvoyFilter').map((f) => f.metadata.name).sort()).toEqual(['llm-d-gateway-timeouts', 'ms-llm-d-modelservice-epp-cluster-reference']);
+    const reference = one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-cluster-reference');
+    expect(reference.spec.configPatches).toEqual([]);
+    expect(reference.metadata.annotations).toEqual({ 'envoyfilter.istio.io/referenced-services': 'llm-d/ms-llm-d-modelservice-epp.llm-d.svc.cluster.local' });
     expect(all(m, 'DestinationRule')).toHaveLength(0);
     const args = container(one(m, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args;
-    expect(args).toEqual(expect.arrayContaining(['--request-body-mode=full-duplex', '--pool-group=inference.networking.k8s.io']));
+    expect(args).toEqual(expect.arrayContaining(['--request-body-mode=full-duplex', '--response-body-mode=full-duplex', '--pool-group=inference.networking.k8s.io']));
   });
 
   test('monitoring can be left out for clusters without the Prometheus Operator', () => {
