@@ -231,6 +231,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
+      c.poolAverageRunningRequests.set({ name: poolName }, stats.averageRunningQueue);
       c.poolPerPodQueueSize.reset();
       for (const s of datastore.snapshot()) {
         c.poolPerPodQueueSize.set({ name: poolName, model_server_pod: s.endpoint.name }, s.metrics.waitingQueueSize);

@@ -103,10 +103,17 @@ interface Ticket {
   readonly started: number;
 }
 
-/** Error codes in `inference_model_request_error_total`, as GIE names them. */
-const ERROR_CODES: Readonly<Record<number, string>> = {
+/**
+ * The `error_code` of `inference_objective_request_error_total` for each status an immediate response can have, as
+ * GIE v1.5.0 names them (`pkg/common/error/error.go`: the code `BuildErrResponse` maps to that status).
+ */
+export const ERROR_CODES: Readonly<Record<number, string>> = {
   400: 'BadRequest',
-  429: 'InferencePoolResourceExhausted',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  429: 'ResourceExhausted',
+  500: 'Internal',
   503: 'ServiceUnavailable',
 };
 
@@ -179,6 +186,13 @@ export class RequestControl implements RequestDirector {
     const started = this.monotonicSeconds();
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
+      // A request without a body (headers with end_of_stream, a GET) is sent to any pod upstream, and with none GIE
+      // answers Internal (500) "no pods available in datastore" (GIE v1.5.0 `pkg/epp/handlers/request.go`,
+      // HandleRequestHeaders); a request with a body and no candidate is ServiceUnavailable (503, "failed to find
+      // endpoint candidates", `pkg/epp/requestcontrol/director.go` HandleRequest).
+      if (req.body === undefined && req.bodyWithheld !== true) {
+        return this.reject(500, `no pods available in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
+      }
       return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
     }
 
@@ -250,9 +264,7 @@ export class RequestControl implements RequestDirector {
         if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
           return this.waitForCapacity(req, request, model, signal(), started);
         }
-        return e.reason === 'saturated'
-          ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
-          : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
+        return this.schedulingFailed(e, model);
       }
       // A scheduler bug must not fail the request (the gateway runs with failure_mode_allow for the same reason):
       // count it, and send the request where it waits least, without cache affinity.
@@ -327,11 +339,24 @@ export class RequestControl implements RequestDirector {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
         waited('rejected');
-        if (e instanceof SchedulingError) return this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
+        if (e instanceof SchedulingError) return this.schedulingFailed(e, model);
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
       }
     }
+  }
+
+  /**
+   * The scheduler found no endpoint among candidates that exist: every one saturated, or filtered out (a role filter
+   * leaving none, every pod's metrics stale). GIE answers any scheduling failure ResourceExhausted (429, "failed to
+   * find target endpoint"; v1.5.0 `pkg/epp/requestcontrol/director.go` HandleRequest) and counts a failed
+   * `inference_extension_scheduler_attempts_total`; only an empty candidate set is 503.
+   */
+  private schedulingFailed(e: SchedulingError, model: string): RouteDecision {
+    this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: model, pod_name: '', namespace: '', port: '' });
+    return e.reason === 'saturated'
+      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
+      : this.reject(429, `failed to find target endpoint: ${e.message}`, model, { code: 'no_ready_endpoints' });
   }
 
   /**
@@ -364,19 +389,52 @@ export class RequestControl implements RequestDirector {
    * datastore counts it in flight until `release`, and the request metrics count it.
    */
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
-    if (scheduled?.result !== undefined) {
-      for (const plugin of this.preRequestPlugins) plugin.preRequest(scheduled.request, scheduled.result);
+    const m = this.options.metrics;
+    const result = scheduled?.result;
+    if (result !== undefined) {
+      for (const plugin of this.preRequestPlugins) {
+        if (m === undefined) {
+          plugin.preRequest(scheduled!.request, result);
+          continue;
+        }
+        const before = this.monotonicSeconds();
+        plugin.preRequest(scheduled!.request, result);
+        // GIE v1.5.0 `pkg/epp/requestcontrol/director.go` runPreRequestPlugins times each call the same way.
+        m.pluginDuration.observe({ extension_point: 'PreRequest', plugin_type: plugin.type, plugin_name: plugin.name }, this.monotonicSeconds() - before);
+      }
+      m?.schedulerAttempts.inc({
+        status: 'success',
+        target_model_name: scheduled!.model,
+        pod_name: target.name,
+        namespace: target.namespace,
+        port: String(target.port),
+      });
     }
     this.options.datastore.acquire(target.key);
-    const m = this.options.metrics;
     if (m && scheduled !== undefined) {
       const labels = { model_name: scheduled.model, target_model_name: scheduled.model };
-      m.requestTotal.inc(labels);
+      m.requestTotal.inc({ ...labels, priority: this.priorityLabel(scheduled.request.headers) });
       m.requestSizes.observe(labels, scheduled.bodyBytes);
       m.runningRequests.inc({ model_name: scheduled.model });
     }
     const ticket: Ticket = { target, scheduled, started };
-    return { kind: 'route', endpoint: target.key, ticket };
+    // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
+    // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
+    // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
+    const targets = result?.targets;
+    const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
+    return { kind: 'route', endpoint, ticket };
+  }
+
+  /**
+   * The `priority` label of `inference_objective_request_total`: the priority of the request's InferenceObjective
+   * (`x-gateway-inference-objective`, listed in the config's `flowControl.objectives`), else `x-kvroute-priority`, else
+   * 0, GIE's default for a request without an objective (v1.5.0 `pkg/epp/requestcontrol/director.go`).
+   */
+  private priorityLabel(headers: Readonly<Record<string, string>>): string {
+    const objective = headers[OBJECTIVE_HEADER];
+    const objectivePriority = objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
+    return String(objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]) ?? 0);
   }
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
@@ -385,7 +443,13 @@ export class RequestControl implements RequestDirector {
     if (scheduled?.result === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
     const set: Record<string, string> = {};
-    for (const plugin of this.postResponsePlugins) Object.assign(set, plugin.postResponse(scheduled.request, response, target));
+    const m = this.options.metrics;
+    for (const plugin of this.postResponsePlugins) {
+      const before = this.monotonicSeconds();
+      Object.assign(set, plugin.postResponse(scheduled.request, response, target));
+      // GIE v1.5.0 times response-header plugins as extension point ResponseReceived (director.go runResponseHeaderPlugins).
+      m?.pluginDuration.observe({ extension_point: 'ResponseReceived', plugin_type: plugin.type, plugin_name: plugin.name }, this.monotonicSeconds() - before);
+    }
     return Object.keys(set).length > 0 ? set : undefined;
   }
 
