@@ -147,6 +147,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     scheduler,
     metrics: metrics.collectors,
     poolName,
+    ...(options.disableEndpointSubsetFilter ? { disableEndpointSubsetFilter: true } : {}),
     ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs } } : {}),
     onInternalError: (error, requestId) => logger.error('scheduling failed; sent to the least-loaded endpoint', { requestId, error: error.stack ?? error.message }),
   });

@@ -86,6 +86,17 @@ describe('request control as GIE v1.5.0 answers', () => {
     if (d.kind === 'route') director.release(d.ticket, 'completed');
   });
 
+  test('candidates.go Locate: with --disable-endpoint-subset-filter the subset hint is ignored; without it an empty hint leaves no candidate (503)', async () => {
+    ds = pool(2);
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const empty: IncomingRequest = { ...post(chat), filterMetadata: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': [] } } };
+    expect(await new RequestControl({ datastore: ds, scheduler }).route(empty)).toMatchObject({ kind: 'reject', status: 503 });
+    const ignoring = new RequestControl({ datastore: ds, scheduler, disableEndpointSubsetFilter: true });
+    const d = await ignoring.route(empty);
+    expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
+    if (d.kind === 'route') ignoring.release(d.ticket, 'completed');
+  });
+
   test('metrics.go RecordRequestCounter: requests are counted with the priority of their InferenceObjective (0 without one)', async () => {
     ds = pool(2);
     const metrics = createEppMetrics();

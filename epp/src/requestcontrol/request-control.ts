@@ -36,6 +36,11 @@ export interface RequestControlOptions {
   readonly metrics?: EppCollectors;
   /** Pool name for error messages. */
   readonly poolName?: string;
+  /**
+   * Ignore the proxy's subset hint, every ready endpoint being a candidate (GIE v1.5.0's
+   * `--disable-endpoint-subset-filter`, `pkg/epp/requestcontrol/candidates.go`). @default false
+   */
+  readonly disableEndpointSubsetFilter?: boolean;
   /** Uniform [0, 1) for tie-breaks among equally loaded endpoints. @default Math.random */
   readonly random?: () => number;
   /** Monotonic seconds. @default performance-based */
@@ -470,6 +475,7 @@ export class RequestControl implements RequestDirector {
   /** The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). */
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
+    if (this.options.disableEndpointSubsetFilter === true) return all;
     const hint = req.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];
     if (!Array.isArray(hint)) return all;
     // The hint lists ip:port, but ports are ignored as upstream does: the pool has one target port.
