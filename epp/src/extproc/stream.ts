@@ -453,6 +453,7 @@ export class ExtProcStream {
   private onResponseBody(b: HttpBody): void {
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_body in state ${this.state}`);
     const eos = b.end_of_stream === true;
+    if (this.responseBodyMode !== 'NONE') this.observeResponseBody(b.body ?? Buffer.alloc(0), eos);
     switch (this.responseBodyMode) {
       case 'FULL_DUPLEX_STREAMED': {
         const pieces = chunk(b.body ?? Buffer.alloc(0), this.settings.maxChunkBytes);
@@ -470,8 +471,21 @@ export class ExtProcStream {
     if (eos) this.responseDone();
   }
 
+  /** The director's view of the response body (usage, size); a failing hook never fails the response. */
+  private observeResponseBody(chunk: Buffer, endOfStream: boolean): void {
+    const director = this.settings.director;
+    if (!director.responseBody || !this.ticket) return;
+    try {
+      director.responseBody(this.ticket.value, chunk, endOfStream);
+    } catch (e) {
+      this.settings.logger.warn('response body hook failed', { requestId: this.requestId, error: (e as Error).message });
+    }
+  }
+
   private onResponseTrailers(): void {
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_trailers in state ${this.state}`);
+    // Trailers end the response (gRPC-style upstreams): GIE v1.5.0 handlers/server.go finishes it there too.
+    if (this.responseBodyMode !== 'NONE') this.observeResponseBody(Buffer.alloc(0), true);
     this.io.send(trailersResponse('response'));
     this.responseDone();
   }

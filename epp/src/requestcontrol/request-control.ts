@@ -15,6 +15,7 @@ import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
+import { ResponseObserver } from './response-usage';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
@@ -106,6 +107,10 @@ interface Ticket {
   readonly target: Endpoint;
   readonly scheduled?: Scheduled;
   readonly started: number;
+  /** The response body's reader, from the response headers on (only when the proxy shows the body). */
+  response?: ResponseObserver;
+  /** Whether the response-end metrics were recorded. */
+  responseRecorded?: boolean;
 }
 
 /**
@@ -444,7 +449,12 @@ export class RequestControl implements RequestDirector {
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
-    const { target, scheduled } = ticket as Ticket;
+    const t = ticket as Ticket;
+    const { target, scheduled } = t;
+    // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events.
+    if (scheduled !== undefined && this.options.metrics !== undefined) {
+      t.response = new ResponseObserver((headers.get('content-type') ?? '').toLowerCase().includes('text/event-stream'));
+    }
     if (scheduled?.result === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
     const set: Record<string, string> = {};
@@ -456,6 +466,31 @@ export class RequestControl implements RequestDirector {
       m?.pluginDuration.observe({ extension_point: 'ResponseReceived', plugin_type: plugin.type, plugin_name: plugin.name }, this.monotonicSeconds() - before);
     }
     return Object.keys(set).length > 0 ? set : undefined;
+  }
+
+  /**
+   * A response body chunk (only when the proxy sends the body to the EPP). At its end the response's size and token
+   * usage are recorded as GIE v1.5.0 records them (`pkg/epp/handlers/response.go` HandleResponseBody):
+   * `inference_objective_response_sizes`, `_input_tokens`, `_output_tokens`, `_prompt_cached_tokens` and
+   * `_normalized_time_per_output_token_seconds` (time from the request to the response's end, per output token).
+   */
+  responseBody(ticket: unknown, chunk: Buffer, endOfStream: boolean): void {
+    const t = ticket as Ticket;
+    const observer = t.response;
+    if (observer === undefined || t.responseRecorded === true) return;
+    observer.push(chunk, endOfStream);
+    if (!endOfStream) return;
+    t.responseRecorded = true;
+    const m = this.options.metrics!;
+    const labels = { model_name: t.scheduled!.model, target_model_name: t.scheduled!.model };
+    m.responseSizes.observe(labels, observer.bytes);
+    const usage = observer.usage;
+    if (usage === undefined) return;
+    m.inputTokens.observe(labels, usage.promptTokens);
+    m.outputTokens.observe(labels, usage.completionTokens);
+    if (usage.cachedPromptTokens !== undefined) m.promptCachedTokens.observe(labels, usage.cachedPromptTokens);
+    const elapsed = this.monotonicSeconds() - t.started;
+    if (usage.completionTokens > 0 && elapsed > 0) m.normalizedTimePerOutputToken.observe(labels, elapsed / usage.completionTokens);
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
