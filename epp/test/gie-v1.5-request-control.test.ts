@@ -97,6 +97,25 @@ describe('request control as GIE v1.5.0 answers', () => {
     if (d.kind === 'route') ignoring.release(d.ticket, 'completed');
   });
 
+  test('request.go/director.go mutateModel: x-gateway-model-name-rewrite replaces the body\'s model and is the target_model_name', async () => {
+    ds = pool(1);
+    const metrics = createEppMetrics();
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+    const d = await director.route(post({ ...chat, model: 'food-review', temperature: 0 }, { 'x-gateway-model-name-rewrite': 'food-review-v2' }));
+    expect(d.kind).toBe('route');
+    if (d.kind !== 'route') return;
+    expect(JSON.parse(d.body!.toString())).toEqual({ ...chat, model: 'food-review-v2', temperature: 0 });
+    director.release(d.ticket, 'completed');
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('inference_objective_request_total{model_name="food-review",target_model_name="food-review-v2",priority="0"} 1');
+    expect(text).toContain('inference_objective_request_duration_seconds_count{model_name="food-review",target_model_name="food-review-v2"} 1');
+    // Without the header the body is passed on as it came, byte for byte.
+    const plain = await director.route(post(chat));
+    expect(plain).toMatchObject({ kind: 'route' });
+    expect(plain.kind === 'route' && plain.body).toBeFalsy();
+  });
+
   test('metrics.go RecordRequestCounter: requests are counted with the priority of their InferenceObjective (0 without one)', async () => {
     ds = pool(2);
     const metrics = createEppMetrics();

@@ -91,6 +91,12 @@ export const MAX_PRIORITY = MAX_FLOW_PRIORITY;
  * (kubernetes-sigs/gateway-api-inference-extension `pkg/epp/metadata/consts.go`: `ObjectiveKey`, `FlowFairnessIDKey`).
  */
 export const OBJECTIVE_HEADER = 'x-gateway-inference-objective';
+/**
+ * GIE's header naming the model the request is forwarded as (`pkg/epp/metadata/consts.go` ModelNameRewriteKey): the
+ * body's `model` is replaced by it and it is the `target_model_name` of the request metrics (v1.5.0
+ * `pkg/epp/handlers/request.go`, `pkg/epp/requestcontrol/director.go` mutateModel).
+ */
+export const MODEL_REWRITE_HEADER = 'x-gateway-model-name-rewrite';
 export const FAIRNESS_ID_HEADER = 'x-gateway-inference-fairness-id';
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
@@ -107,6 +113,8 @@ interface Ticket {
   readonly target: Endpoint;
   readonly scheduled?: Scheduled;
   readonly started: number;
+  /** The `target_model_name` label: the rewritten model's, else the request's own. */
+  readonly targetModel: string;
   /** The response body's reader, from the response headers on (only when the proxy shows the body). */
   response?: ResponseObserver;
   /** Whether the response-end metrics were recorded. */
@@ -131,6 +139,8 @@ export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
+  /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
+  private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
@@ -211,9 +221,11 @@ export class RequestControl implements RequestDirector {
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
+    const rewriteTo = req.headers.get(MODEL_REWRITE_HEADER);
+    const rewritten = rewriteTo ? rewriteModel(req.body!, rewriteTo) : undefined;
     const request: LLMRequest = {
       requestId: req.requestId,
-      model: parsed.model ?? '',
+      model: rewritten !== undefined ? rewriteTo! : parsed.model ?? '',
       prompt: parsed.prompt,
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
@@ -221,6 +233,7 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
+    if (rewritten !== undefined) this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten });
     // Without a request-preparing plugin that has work for this request (the default config's session filter has
     // none without a shared store) nothing waits before scheduling, and the snapshot above is still current.
     const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
@@ -401,6 +414,8 @@ export class RequestControl implements RequestDirector {
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
     const m = this.options.metrics;
     const result = scheduled?.result;
+    const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
+    const targetModel = rewrite?.targetModel ?? scheduled?.model ?? '';
     if (result !== undefined) {
       for (const plugin of this.preRequestPlugins) {
         if (m === undefined) {
@@ -414,7 +429,7 @@ export class RequestControl implements RequestDirector {
       }
       m?.schedulerAttempts.inc({
         status: 'success',
-        target_model_name: scheduled!.model,
+        target_model_name: targetModel,
         pod_name: target.name,
         namespace: target.namespace,
         port: String(target.port),
@@ -422,18 +437,18 @@ export class RequestControl implements RequestDirector {
     }
     this.options.datastore.acquire(target.key);
     if (m && scheduled !== undefined) {
-      const labels = { model_name: scheduled.model, target_model_name: scheduled.model };
+      const labels = { model_name: scheduled.model, target_model_name: targetModel };
       m.requestTotal.inc({ ...labels, priority: this.priorityLabel(scheduled.request.headers) });
-      m.requestSizes.observe(labels, scheduled.bodyBytes);
+      m.requestSizes.observe(labels, rewrite?.body.length ?? scheduled.bodyBytes);
       m.runningRequests.inc({ model_name: scheduled.model });
     }
-    const ticket: Ticket = { target, scheduled, started };
+    const ticket: Ticket = { target, scheduled, started, targetModel };
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
     const targets = result?.targets;
     const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
-    return { kind: 'route', endpoint, ticket };
+    return rewrite !== undefined ? { kind: 'route', endpoint, ticket, body: rewrite.body } : { kind: 'route', endpoint, ticket };
   }
 
   /**
@@ -482,7 +497,7 @@ export class RequestControl implements RequestDirector {
     if (!endOfStream) return;
     t.responseRecorded = true;
     const m = this.options.metrics!;
-    const labels = { model_name: t.scheduled!.model, target_model_name: t.scheduled!.model };
+    const labels = { model_name: t.scheduled!.model, target_model_name: t.targetModel };
     m.responseSizes.observe(labels, observer.bytes);
     const usage = observer.usage;
     if (usage === undefined) return;
@@ -494,7 +509,7 @@ export class RequestControl implements RequestDirector {
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, scheduled, started } = ticket as Ticket;
+    const { target, scheduled, started, targetModel } = ticket as Ticket;
     this.options.datastore.release(target.key);
     // A request ended: one slot may be free for the oldest waiter.
     this.options.flowControl?.queue.dispatch(1);
@@ -502,7 +517,7 @@ export class RequestControl implements RequestDirector {
     if (m && scheduled !== undefined) {
       m.runningRequests.dec({ model_name: scheduled.model });
       if (outcome === 'completed') {
-        m.requestDuration.observe({ model_name: scheduled.model, target_model_name: scheduled.model }, this.monotonicSeconds() - started);
+        m.requestDuration.observe({ model_name: scheduled.model, target_model_name: targetModel }, this.monotonicSeconds() - started);
       }
     }
   }
@@ -562,6 +577,21 @@ function parsePriority(value: string | undefined): number | undefined {
   if (!/^\s*[+-]?\d+\s*$/.test(value)) return undefined;
   const n = Number(value);
   return Math.abs(n) <= MAX_PRIORITY ? n : undefined;
+}
+
+/**
+ * The body with its `model` replaced, or undefined when it is not a JSON object. Only this path re-serializes a body
+ * (GIE re-marshals every body, `director.go` repackage); the stream sets the new Content-Length.
+ */
+function rewriteModel(body: Buffer, model: string): Buffer | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  return Buffer.from(JSON.stringify({ ...(value as Record<string, unknown>), model }));
 }
 
 function hostOf(hostPort: string): string {
