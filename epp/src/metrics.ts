@@ -6,7 +6,7 @@ import { BoundCounter } from './bound-counter';
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
- * `config/metric-names.ts` (GIE v0.5.1-compatible `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
+ * `config/metric-names.ts` (GIE v1.5.0's `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
  * and this module cannot disagree.
  */
 export { EPP_METRICS, EPP_METRIC_NAMES, eppMetricSeriesNames } from './config/metric-names';
