@@ -35,8 +35,8 @@ const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set<HotHistogramKey>([
   'prefixIndexerHitBytes',
 ]);
 /** The counters and gauges updated on every request: `BoundCounter` (see there). */
-type HotCounterKey = 'requestTotal' | 'runningRequests' | 'picks';
-const HOT_COUNTERS: ReadonlySet<EppMetricKey> = new Set<HotCounterKey>(['requestTotal', 'runningRequests', 'picks']);
+type HotCounterKey = 'requestTotal' | 'runningRequests' | 'picks' | 'schedulerAttempts';
+const HOT_COUNTERS: ReadonlySet<EppMetricKey> = new Set<HotCounterKey>(['requestTotal', 'runningRequests', 'picks', 'schedulerAttempts']);
 type CollectorOf<K extends EppMetricKey> = K extends HotHistogramKey
   ? BoundHistogram<LabelsOf<K>>
   : K extends HotCounterKey
