@@ -105,4 +105,28 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(text).toMatch(/^inference_objective_normalized_time_per_output_token_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
     expect(text).toMatch(/^inference_objective_request_duration_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
   });
+
+  test('after x-gateway-model-name-rewrite the server gets the target model and the client sees its own name back (handlers/server.go rewriteModelName)', async () => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders({ ...POST_HEADERS, 'x-gateway-model-name-rewrite': 'm-v2' }, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send(requestBody(JSON.stringify({ model: 'm', prompt: 'héllo' }), true));
+    const headers = await s.next();
+    const set = Object.fromEntries((headers.request_headers.response.header_mutation.set_headers as { header: { key: string; raw_value: Buffer } }[])
+      .map((h) => [h.header.key, h.header.raw_value.toString()]));
+    const forwarded = Buffer.concat((await readStreamedBody(s, 'request_body')).chunks);
+    expect(JSON.parse(forwarded.toString())).toEqual({ model: 'm-v2', prompt: 'héllo' });
+    expect(set['content-length']).toBe(String(forwarded.length));
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    await s.next();
+    // The second occurrence uses the spacing Python's json.dumps writes; the chunk ends inside "é" (2 bytes).
+    const answer = Buffer.from('{"model":"m-v2","choices":[{"text":"é"}],"again":{"model": "m-v2"}}');
+    const cut = answer.indexOf(Buffer.from('é')) + 1;
+    s.send(responseBody(answer.subarray(0, cut), false));
+    const first = await readStreamedBody(s, 'response_body', 1);
+    s.send(responseBody(answer.subarray(cut), true));
+    const rest = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat([...first.chunks, ...rest.chunks]).toString()).toBe('{"model":"m","choices":[{"text":"é"}],"again":{"model": "m"}}');
+    s.end();
+    await s.status;
+  });
 });

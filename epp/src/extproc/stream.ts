@@ -453,10 +453,10 @@ export class ExtProcStream {
   private onResponseBody(b: HttpBody): void {
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_body in state ${this.state}`);
     const eos = b.end_of_stream === true;
-    if (this.responseBodyMode !== 'NONE') this.observeResponseBody(b.body ?? Buffer.alloc(0), eos);
+    const replaced = this.responseBodyMode !== 'NONE' ? this.observeResponseBody(b.body ?? Buffer.alloc(0), eos) : undefined;
     switch (this.responseBodyMode) {
       case 'FULL_DUPLEX_STREAMED': {
-        const pieces = chunk(b.body ?? Buffer.alloc(0), this.settings.maxChunkBytes);
+        const pieces = chunk(replaced ?? b.body ?? Buffer.alloc(0), this.settings.maxChunkBytes);
         pieces.forEach((p, i) => this.io.send(streamedBodyChunk('response', p, eos && i === pieces.length - 1)));
         break;
       }
@@ -471,14 +471,18 @@ export class ExtProcStream {
     if (eos) this.responseDone();
   }
 
-  /** The director's view of the response body (usage, size); a failing hook never fails the response. */
-  private observeResponseBody(chunk: Buffer, endOfStream: boolean): void {
+  /**
+   * The director's view of the response body (usage, size), and the chunk it wants sent instead, if any (only full
+   * duplex can replace a chunk). A failing hook never fails the response.
+   */
+  private observeResponseBody(chunk: Buffer, endOfStream: boolean): Buffer | undefined {
     const director = this.settings.director;
-    if (!director.responseBody || !this.ticket) return;
+    if (!director.responseBody || !this.ticket) return undefined;
     try {
-      director.responseBody(this.ticket.value, chunk, endOfStream);
+      return director.responseBody(this.ticket.value, chunk, endOfStream) ?? undefined;
     } catch (e) {
       this.settings.logger.warn('response body hook failed', { requestId: this.requestId, error: (e as Error).message });
+      return undefined;
     }
   }
 

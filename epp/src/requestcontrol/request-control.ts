@@ -115,6 +115,8 @@ interface Ticket {
   readonly started: number;
   /** The `target_model_name` label: the rewritten model's, else the request's own. */
   readonly targetModel: string;
+  /** After a model rewrite: the model the client asked for and the one the server answers as. */
+  readonly rewrite?: { readonly incoming: string; readonly target: string };
   /** The response body's reader, from the response headers on (only when the proxy shows the body). */
   response?: ResponseObserver;
   /** Whether the response-end metrics were recorded. */
@@ -140,7 +142,7 @@ export class RequestControl implements RequestDirector {
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
-  private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer }>();
+  private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
@@ -233,7 +235,9 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
-    if (rewritten !== undefined) this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten });
+    if (rewritten !== undefined) {
+      this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
+    }
     // Without a request-preparing plugin that has work for this request (the default config's session filter has
     // none without a shared store) nothing waits before scheduling, and the snapshot above is still current.
     const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
@@ -442,7 +446,13 @@ export class RequestControl implements RequestDirector {
       m.requestSizes.observe(labels, rewrite?.body.length ?? scheduled.bodyBytes);
       m.runningRequests.inc({ model_name: scheduled.model });
     }
-    const ticket: Ticket = { target, scheduled, started, targetModel };
+    const ticket: Ticket = {
+      target,
+      scheduled,
+      started,
+      targetModel,
+      ...(rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { rewrite: { incoming: rewrite.incoming, target: rewrite.target } } : {}),
+    };
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
@@ -489,8 +499,15 @@ export class RequestControl implements RequestDirector {
    * `inference_objective_response_sizes`, `_input_tokens`, `_output_tokens`, `_prompt_cached_tokens` and
    * `_normalized_time_per_output_token_seconds` (time from the request to the response's end, per output token).
    */
-  responseBody(ticket: unknown, chunk: Buffer, endOfStream: boolean): void {
+  responseBody(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined {
     const t = ticket as Ticket;
+    this.observeResponse(t, chunk, endOfStream);
+    // GIE v1.5.0 handlers/server.go rewriteModelName: the client sees the model name it asked for, not the rewritten
+    // one (a name split across two chunks is left as it is, as upstream leaves it across streamed chunks).
+    return t.rewrite !== undefined ? restoreModelName(chunk, t.rewrite.target, t.rewrite.incoming) : undefined;
+  }
+
+  private observeResponse(t: Ticket, chunk: Buffer, endOfStream: boolean): void {
     const observer = t.response;
     if (observer === undefined || t.responseRecorded === true) return;
     observer.push(chunk, endOfStream);
@@ -592,6 +609,34 @@ function rewriteModel(body: Buffer, model: string): Buffer | undefined {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
   return Buffer.from(JSON.stringify({ ...(value as Record<string, unknown>), model }));
+}
+
+/**
+ * `"model":"<target>"` (or with a space after the colon) back to the incoming name, byte by byte (a chunk may end
+ * inside a UTF-8 character); undefined when the chunk has neither.
+ */
+function restoreModelName(chunk: Buffer, target: string, incoming: string): Buffer | undefined {
+  let out: Buffer | undefined;
+  for (const sep of [':', ': ']) {
+    const from = Buffer.from(`"model"${sep}${JSON.stringify(target)}`);
+    const to = Buffer.from(`"model"${sep}${JSON.stringify(incoming)}`);
+    out = replaceAll(out ?? chunk, from, to) ?? out;
+  }
+  return out;
+}
+
+function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
+  let at = buf.indexOf(from);
+  if (at < 0) return undefined;
+  const parts: Buffer[] = [];
+  let start = 0;
+  while (at >= 0) {
+    parts.push(buf.subarray(start, at), to);
+    start = at + from.length;
+    at = buf.indexOf(from, start);
+  }
+  parts.push(buf.subarray(start));
+  return Buffer.concat(parts);
 }
 
 function hostOf(hostPort: string): string {
