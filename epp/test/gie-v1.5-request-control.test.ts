@@ -116,6 +116,24 @@ describe('request control as GIE v1.5.0 answers', () => {
     expect(plain.kind === 'route' && plain.body).toBeFalsy();
   });
 
+  test('director.go runPreRequestPlugins / runResponseHeaderPlugins: request hooks are timed by extension point; a plugin with both has both series', async () => {
+    ds = pool(1);
+    const metrics = createEppMetrics();
+    const scheduler = buildScheduler(config('- type: latency-scorer', '  - pluginRef: latency-scorer'));
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+    for (let i = 0; i < 2; i++) {
+      const d = await director.route(post(chat));
+      if (d.kind !== 'route') throw new Error('not routed');
+      director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+      director.release(d.ticket, 'completed');
+    }
+    const text = await metrics.registry.getSingleMetricAsString('inference_extension_plugin_duration_seconds');
+    expect(text).toContain('inference_extension_plugin_duration_seconds_count{extension_point="PreRequest",plugin_type="latency-scorer",plugin_name="latency-scorer"} 2');
+    expect(text).toContain('inference_extension_plugin_duration_seconds_count{extension_point="ResponseReceived",plugin_type="latency-scorer",plugin_name="latency-scorer"} 2');
+    const attempts = await metrics.registry.getSingleMetricAsString('inference_extension_scheduler_attempts_total');
+    expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="success",target_model_name="m",pod_name="p0",namespace="ns",port="8000"} 2');
+  });
+
   test('metrics.go RecordRequestCounter: requests are counted with the priority of their InferenceObjective (0 without one)', async () => {
     ds = pool(2);
     const metrics = createEppMetrics();

@@ -16,6 +16,10 @@ import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver } from './response-usage';
+import type { HistogramSeries } from '../bound-histogram';
+import type { ValueSeries } from '../bound-counter';
+import type { Plugin } from '../scheduling/framework';
+import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
@@ -141,6 +145,9 @@ export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
+  /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
+  private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
+  private readonly attemptSeries = new Map<string, ValueSeries>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
@@ -429,15 +436,9 @@ export class RequestControl implements RequestDirector {
         const before = this.monotonicSeconds();
         plugin.preRequest(scheduled!.request, result);
         // GIE v1.5.0 `pkg/epp/requestcontrol/director.go` runPreRequestPlugins times each call the same way.
-        m.pluginDuration.observe({ extension_point: 'PreRequest', plugin_type: plugin.type, plugin_name: plugin.name }, this.monotonicSeconds() - before);
+        this.pluginTiming(m, 'PreRequest', plugin).observe(this.monotonicSeconds() - before);
       }
-      m?.schedulerAttempts.inc({
-        status: 'success',
-        target_model_name: targetModel,
-        pod_name: target.name,
-        namespace: target.namespace,
-        port: String(target.port),
-      });
+      if (m !== undefined) this.attemptSucceeded(m, targetModel, target).value++;
     }
     this.options.datastore.acquire(target.key);
     if (m && scheduled !== undefined) {
@@ -459,6 +460,31 @@ export class RequestControl implements RequestDirector {
     const targets = result?.targets;
     const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
     return rewrite !== undefined ? { kind: 'route', endpoint, ticket, body: rewrite.body } : { kind: 'route', endpoint, ticket };
+  }
+
+  /** The timing series of a request-control plugin at an extension point (latency-scorer has two). */
+  private pluginTiming(m: EppCollectors, point: ExtensionPoint, plugin: Plugin): HistogramSeries {
+    let byPlugin = this.pluginSeries.get(point);
+    if (byPlugin === undefined) this.pluginSeries.set(point, (byPlugin = new Map()));
+    let series = byPlugin.get(plugin);
+    if (series === undefined) {
+      series = m.pluginDuration.child({ extension_point: point, plugin_type: plugin.type, plugin_name: plugin.name });
+      byPlugin.set(plugin, series);
+    }
+    return series;
+  }
+
+  /** The `inference_extension_scheduler_attempts_total{status="success"}` series of a model and pod. */
+  private attemptSucceeded(m: EppCollectors, targetModel: string, target: Endpoint): ValueSeries {
+    const key = `${targetModel}\u0000${target.key}\u0000${target.name}`;
+    let series = this.attemptSeries.get(key);
+    if (series === undefined) {
+      // Pods come and go: start over rather than grow without bound (the counters themselves keep their values).
+      if (this.attemptSeries.size >= 16_384) this.attemptSeries.clear();
+      series = m.schedulerAttempts.child({ status: 'success', target_model_name: targetModel, pod_name: target.name, namespace: target.namespace, port: String(target.port) });
+      this.attemptSeries.set(key, series);
+    }
+    return series;
   }
 
   /**
@@ -488,7 +514,7 @@ export class RequestControl implements RequestDirector {
       const before = this.monotonicSeconds();
       Object.assign(set, plugin.postResponse(scheduled.request, response, target));
       // GIE v1.5.0 times response-header plugins as extension point ResponseReceived (director.go runResponseHeaderPlugins).
-      m?.pluginDuration.observe({ extension_point: 'ResponseReceived', plugin_type: plugin.type, plugin_name: plugin.name }, this.monotonicSeconds() - before);
+      if (m !== undefined) this.pluginTiming(m, 'ResponseReceived', plugin).observe(this.monotonicSeconds() - before);
     }
     return Object.keys(set).length > 0 ? set : undefined;
   }
