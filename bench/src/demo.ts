@@ -156,7 +156,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
       // the requests it refused, by code.
       const text = await httpGet(`http://127.0.0.1:${stack.epp.info.metricsPort as number}/metrics`);
       for (const line of text.split('\n')) {
-        const m = /^(kvroute_epp_picks_total|inference_model_request_error_total|kvroute_epp_scheduling_failures_total|kvroute_epp_flow_control_\w+_total)(\{[^}]*\})? (\S+)$/.exec(line);
+        const m = /^(kvroute_epp_picks_total|inference_objective_request_error_total|kvroute_epp_scheduling_failures_total|kvroute_epp_flow_control_\w+_total)(\{[^}]*\})? (\S+)$/.exec(line);
         if (!m) continue;
         const label = /(?:error_code|reason|outcome)="([^"]*)"/.exec(m[2] ?? '')?.[1];
         const key = label ? `${m[1]}{${label}}` : m[1]!;

@@ -53,7 +53,9 @@ export class ExtProcClient {
   private static readonly def = loadEnvoyApi().packageDefinition['envoy.service.ext_proc.v3.ExternalProcessor'] as grpc.ServiceDefinition;
   private readonly serialize = ExtProcClient.def.Process.requestSerialize as (v: unknown) => Buffer;
   private readonly deserialize = ExtProcClient.def.Process.responseDeserialize as (b: Buffer) => Json;
-  private readonly reqHeaders = headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
+  // Envoy's router always sends x-request-id (generated unless the client sent one); without it the EPP sets a
+  // generated one on the request (GIE v1.5.0 handlers/server.go), which Envoy never makes it do.
+  private readonly reqHeaders = headerMap({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json', 'x-request-id': 'bench' });
   private readonly respHeaders = headerMap({ ':status': '200', 'content-type': 'application/json' });
 
   constructor(port: number) {

@@ -30,7 +30,7 @@
  * Per mode: achieved responses/s (steady state), the EPP's CPU seconds per 1,000 responses (`/proc/<pid>/stat`, and net
  * of the idle scraper's CPU measured just before), its event-loop delay (prom-client's p99 per scrape), messages and
  * gRPC payload bytes crossing the EPP per response, the latency the EPP adds before the client's first response byte
- * (p50/p99) and, in full duplex, to every token, and the in-flight gauge (`inference_model_running_requests`, scraped
+ * (p50/p99) and, in full duplex, to every token, and the in-flight gauge (`inference_objective_running_requests`, scraped
  * every `--sample-ms`) against the client's own count of open responses, and its value once all have ended.
  *
  * This process, the EPP and the fake pods share the machine; results are ratios of one invocation. Writes
@@ -325,7 +325,7 @@ function metricSum(page: string, name: string): number | undefined {
   return sum;
 }
 
-const IN_FLIGHT_METRIC = 'inference_model_running_requests';
+const IN_FLIGHT_METRIC = 'inference_objective_running_requests';
 const LAG_P99_METRIC = 'nodejs_eventloop_lag_p99_seconds';
 
 // ---------------------------------------------------------------------------------------------------------------------

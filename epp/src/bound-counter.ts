@@ -2,8 +2,8 @@
  * A labelled Prometheus counter or gauge for the per-request path, registered on a prom-client Registry and rendered by
  * it like one of its own collectors; the companion of `BoundHistogram` (see there for why). prom-client's
  * `inc(labels)` sorts and hashes the label object on every call (~0.6 µs for a counter, ~1.3 µs for a gauge's inc and
- * dec, loaded machine); request control counts every request in `inference_model_request_total`, in and out of
- * `inference_model_running_requests`, and the scheduler every pick in `kvroute_epp_picks_total`. Here a label set is
+ * dec, loaded machine); request control counts every request in `inference_objective_request_total`, in and out of
+ * `inference_objective_running_requests`, and the scheduler every pick in `kvroute_epp_picks_total`. Here a label set is
  * resolved to its series with one string key, and an update is an addition. The exposition is prom-client's: series in
  * the order first used, labels as given (test/metrics-bound-histogram.test.ts compares).
  */

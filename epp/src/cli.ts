@@ -38,6 +38,8 @@ export interface EppOptions {
   readonly metricsScrapeBudget: number;
   /** Upstream flags accepted for compatibility that change nothing here (main logs a warning naming them). */
   readonly ignoredFlags: readonly string[];
+  /** Ignore the proxy's subset hint (`envoy.lb.subset_hint`): every ready endpoint is a candidate. */
+  readonly disableEndpointSubsetFilter: boolean;
   readonly certPath?: string;
   readonly requestBodyMode: RequestBodyModeFlag;
   readonly responseBodyMode: ResponseBodyModeFlag;
@@ -65,8 +67,11 @@ export class UsageError extends Error {
   }
 }
 
-/** `ignored-*`: upstream flags whose concern kvroute handles differently; parsed, then reported as ignored. */
-type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration' | 'ignored-string' | 'ignored-bool';
+/**
+ * `ignored-*`: upstream flags whose concern kvroute handles differently; parsed, then reported as ignored.
+ * `unsupported`: upstream flags kvroute refuses, with `help` saying why and what to use instead.
+ */
+type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration' | 'ignored-string' | 'ignored-bool' | 'unsupported';
 
 interface FlagSpec {
   readonly name: string;
@@ -84,9 +89,10 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'config-file', aliases: ['configFile'], kind: 'string', help: 'EndpointPickerConfig YAML file (default: kvroute\'s built-in config)' },
   { name: 'config-text', aliases: ['configText'], kind: 'string', help: 'EndpointPickerConfig YAML given inline (exclusive with --config-file)' },
   { name: 'pool-name', aliases: ['poolName'], kind: 'string', help: 'InferencePool whose pods are the endpoints (Kubernetes discovery)' },
-  { name: 'pool-namespace', aliases: ['poolNamespace'], kind: 'string', default: 'default', help: 'namespace of the InferencePool and its pods' },
+  { name: 'pool-namespace', aliases: ['poolNamespace'], kind: 'string', help: 'namespace of the InferencePool and its pods (default: $NAMESPACE, else "default", as GIE\'s runner resolves it)' },
   { name: 'pool-group', aliases: ['poolGroup'], kind: 'string', help: 'InferencePool API group: inference.networking.x-k8s.io (v1alpha2) or inference.networking.k8s.io (v1); default: try v1, then v1alpha2' },
   { name: 'endpoints', aliases: [], kind: 'string', help: 'static endpoints host:port,host:port (local runs; exclusive with --pool-name)' },
+  { name: 'disable-endpoint-subset-filter', aliases: [], kind: 'bool', default: 'false', help: 'ignore the proxy\'s x-gateway-destination-endpoint-subset hint (metadata envoy.lb.subset_hint): every ready endpoint is a candidate' },
   { name: 'kubeconfig', aliases: [], kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)' },
   { name: 'refresh-metrics-interval', aliases: ['refreshMetricsInterval'], kind: 'duration', default: '50ms', help: 'how often each endpoint\'s /metrics is scraped' },
   { name: 'metrics-scrape-mode', aliases: [], kind: 'string', default: 'worker', help: 'where model-server pages are fetched and parsed: worker (worker threads, off the routing loop), adaptive (on the routing loop, interval lengthened with pool size and loop load, up to 400ms) or event-loop (on the routing loop at the fixed interval)' },
@@ -116,8 +122,21 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'zap-devel', aliases: [], kind: 'ignored-bool', help: 'ignored' },
   { name: 'zap-stacktrace-level', aliases: [], kind: 'ignored-string', help: 'ignored' },
   { name: 'zap-time-encoding', aliases: [], kind: 'ignored-string', help: 'ignored' },
-  { name: 'enablePprof', aliases: [], kind: 'ignored-bool', help: 'ignored: no pprof endpoints' },
-  { name: 'healthChecking', aliases: [], kind: 'ignored-bool', help: 'ignored: grpc.health.v1 is always served on the ext_proc port too' },
+  // GIE v1.5.0's flags (pkg/epp/server/options.go AddFlags) for concerns kvroute handles its own way.
+  { name: 'enable-pprof', aliases: ['enablePprof'], kind: 'ignored-bool', help: 'ignored: no pprof endpoints' },
+  { name: 'health-checking', aliases: ['healthChecking'], kind: 'ignored-bool', help: 'ignored: grpc.health.v1 is always served on the ext_proc port too' },
+  { name: 'tracing', aliases: [], kind: 'ignored-bool', help: 'ignored: no OpenTelemetry traces are emitted' },
+  { name: 'metrics-endpoint-auth', aliases: ['metricsEndpointAuth'], kind: 'ignored-bool', help: 'ignored: /metrics is plain HTTP without an auth filter (restrict it with the NetworkPolicy)' },
+  { name: 'enable-cert-reload', aliases: [], kind: 'ignored-bool', help: 'ignored: the certificate in --cert-path is read at start-up' },
+  { name: 'ha-enable-leader-election', aliases: [], kind: 'ignored-bool', help: 'ignored: every replica serves (active-active; replicas share session bindings through the session store) instead of only the leader reporting ready' },
+  { name: 'refresh-prometheus-metrics-interval', aliases: ['refreshPrometheusMetricsInterval'], kind: 'ignored-string', help: 'ignored: pool gauges are computed at each scrape of /metrics' },
+  { name: 'metrics-staleness-threshold', aliases: [], kind: 'ignored-string', help: 'ignored: staleness is the saturation-filter\'s metricsStalenessThreshold parameter in the config' },
+  { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
+  { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
+  // Deprecated in GIE v1.5.0, which refuses them when set (options.go Validate); kvroute reads vLLM's metric names itself.
+  ...['total-queued-requests-metric', 'total-running-requests-metric', 'kv-cache-usage-percentage-metric', 'lora-info-metric', 'cache-info-metric'].map(
+    (name): FlagSpec => ({ name, aliases: [], kind: 'unsupported', help: 'is deprecated and cannot be used (as in GIE v1.5.0); kvroute reads vLLM\'s metric names itself' }),
+  ),
 ];
 
 const BY_NAME = new Map<string, FlagSpec>();
@@ -126,7 +145,7 @@ for (const f of FLAGS) for (const n of [f.name, ...f.aliases]) BY_NAME.set(n, f)
 export function usage(): string {
   const lines = FLAGS.map((f) => {
     const names = [`--${f.name}`, ...f.aliases.map((a) => `--${a}`)].join(', ');
-    const value = f.kind === 'bool' || f.kind === 'ignored-bool' ? '' : ` <${f.kind === 'ignored-string' ? 'string' : f.kind}>`;
+    const value = f.kind === 'bool' || f.kind === 'ignored-bool' ? '' : ` <${f.kind === 'ignored-string' || f.kind === 'unsupported' ? 'string' : f.kind}>`;
     const def = f.default !== undefined ? ` (default ${f.default})` : '';
     return `  ${names}${value}\n      ${f.help}${def}`;
   });
@@ -155,6 +174,8 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
     }
     case 'ignored-string':
       return raw;
+    case 'unsupported':
+      throw new UsageError(`${flag} ${spec.help}`);
     case 'ignored-bool':
     case 'bool': {
       if (raw === 'true' || raw === '1') return true;
@@ -179,7 +200,7 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
  * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
  * @throws UsageError naming the offending flag.
  */
-export function parseArgs(argv: readonly string[]): EppOptions | undefined {
+export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): EppOptions | undefined {
   const values = new Map<string, string | number | boolean>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -299,7 +320,8 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     configFile,
     configText,
     poolName,
-    poolNamespace: get<string>('pool-namespace')!,
+    // GIE v1.5.0 cmd/epp/runner/runner.go resolvePoolNamespace: the flag, else $NAMESPACE, else "default".
+    poolNamespace: get<string>('pool-namespace') ?? (env.NAMESPACE || 'default'),
     poolApiVersion,
     endpoints,
     kubeconfig: get<string>('kubeconfig'),
@@ -312,6 +334,7 @@ export function parseArgs(argv: readonly string[]): EppOptions | undefined {
     metricsScrapeWorkers: scrapeWorkers,
     metricsScrapeBudget: scrapeBudget,
     ignoredFlags,
+    disableEndpointSubsetFilter: get<boolean>('disable-endpoint-subset-filter')!,
     certPath,
     requestBodyMode: bodyMode,
     responseBodyMode,

@@ -6,7 +6,7 @@ import { BoundCounter } from './bound-counter';
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
- * `config/metric-names.ts` (GIE v0.5.1-compatible `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
+ * `config/metric-names.ts` (GIE v1.5.0's `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
  * and this module cannot disagree.
  */
 export { EPP_METRICS, EPP_METRIC_NAMES, eppMetricSeriesNames } from './config/metric-names';
@@ -20,16 +20,14 @@ type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
  * bucket search; the exposition is the same (test/metrics-bound-histogram.test.ts).
  */
 type HotHistogramKey =
-  | 'schedulerPluginDuration'
-  | 'requestControlPluginDuration'
+  | 'pluginDuration'
   | 'requestSizes'
   | 'requestDuration'
   | 'schedulerE2eDuration'
   | 'prefixIndexerHitRatio'
   | 'prefixIndexerHitBytes';
 const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set<HotHistogramKey>([
-  'schedulerPluginDuration',
-  'requestControlPluginDuration',
+  'pluginDuration',
   'requestSizes',
   'requestDuration',
   'schedulerE2eDuration',
@@ -37,8 +35,8 @@ const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set<HotHistogramKey>([
   'prefixIndexerHitBytes',
 ]);
 /** The counters and gauges updated on every request: `BoundCounter` (see there). */
-type HotCounterKey = 'requestTotal' | 'runningRequests' | 'picks';
-const HOT_COUNTERS: ReadonlySet<EppMetricKey> = new Set<HotCounterKey>(['requestTotal', 'runningRequests', 'picks']);
+type HotCounterKey = 'requestTotal' | 'runningRequests' | 'picks' | 'schedulerAttempts';
+const HOT_COUNTERS: ReadonlySet<EppMetricKey> = new Set<HotCounterKey>(['requestTotal', 'runningRequests', 'picks', 'schedulerAttempts']);
 type CollectorOf<K extends EppMetricKey> = K extends HotHistogramKey
   ? BoundHistogram<LabelsOf<K>>
   : K extends HotCounterKey
@@ -70,9 +68,6 @@ export interface EppMetrics {
   readonly scheduling: SchedulingMetrics;
 }
 
-/** Request hooks are timed into GIE's request-control histogram, the rest into the scheduler-plugin one. */
-const REQUEST_CONTROL_POINTS: ReadonlySet<ExtensionPoint> = new Set(['PreRequest', 'PostResponse']);
-
 export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   const registry = options.registry ?? new Registry();
   const collectors = Object.fromEntries(
@@ -97,17 +92,15 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   if (options.collectDefaultMetrics === true) collectDefaultMetrics({ register: registry });
   collectors.info.set({ commit: options.commit ?? 'unknown', build_ref: options.buildRef ?? 'unknown' }, 1);
 
-  // Each (extension point, plugin) series resolved once: the scheduler observes one per plugin call.
+  // Each (extension point, plugin) series resolved once: the scheduler observes one per plugin call. A plugin name
+  // is unique in a config, so it determines the type.
   const pluginSeries = new Map<ExtensionPoint, Map<string, HistogramSeries>>();
-  const seriesOf = (extensionPoint: ExtensionPoint, pluginName: string): HistogramSeries => {
+  const seriesOf = (extensionPoint: ExtensionPoint, pluginType: string, pluginName: string): HistogramSeries => {
     let byName = pluginSeries.get(extensionPoint);
     if (byName === undefined) pluginSeries.set(extensionPoint, (byName = new Map()));
     let series = byName.get(pluginName);
     if (series === undefined) {
-      const histogram = REQUEST_CONTROL_POINTS.has(extensionPoint)
-        ? collectors.requestControlPluginDuration
-        : collectors.schedulerPluginDuration;
-      series = histogram.child({ plugin_type: extensionPoint, plugin_name: pluginName });
+      series = collectors.pluginDuration.child({ extension_point: extensionPoint, plugin_type: pluginType, plugin_name: pluginName });
       byName.set(pluginName, series);
     }
     return series;
@@ -118,7 +111,7 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   const prefixHitRatio = collectors.prefixIndexerHitRatio.child({});
   const scheduling: SchedulingMetrics = {
     observeSchedulingDuration: (seconds) => e2eDuration.observe(seconds),
-    observePluginDuration: (extensionPoint, pluginName, seconds) => seriesOf(extensionPoint, pluginName).observe(seconds),
+    observePluginDuration: (extensionPoint, pluginType, pluginName, seconds) => seriesOf(extensionPoint, pluginType, pluginName).observe(seconds),
     countPick: (endpointKey) => collectors.picks.inc({ destination_endpoint: endpointKey }),
     countSchedulingFailure: (reason) => collectors.schedulingFailures.inc({ reason }),
     countSessionAffinity: (outcome) => collectors.sessionAffinity.inc({ outcome }),

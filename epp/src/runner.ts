@@ -120,17 +120,33 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
   };
 }
 
+/**
+ * Where pods' metrics are scraped: a `metrics-data-source` plugin's parameters when the config has one (GIE v1.5.0
+ * moved these settings from the `--model-server-metrics-*` flags, deprecated there, into that plugin:
+ * `pkg/epp/server/options.go`, `datalayer/source/metrics/datasource.go`), else the flags.
+ */
+export function scrapeTarget(config: EndpointPickerConfig, options: Pick<EppOptions, 'modelServerMetricsPath' | 'modelServerMetricsScheme' | 'modelServerMetricsInsecureSkipVerify'>): { path: string; scheme: 'http' | 'https'; insecureSkipVerify: boolean } {
+  for (const plugin of config.plugins) {
+    if (plugin.type === 'metrics-data-source') {
+      const p = plugin.parameters ?? {};
+      return { path: p.path ?? '/metrics', scheme: p.scheme ?? 'http', insecureSkipVerify: p.insecureSkipVerify ?? true };
+    }
+  }
+  return { path: options.modelServerMetricsPath, scheme: options.modelServerMetricsScheme, insecureSkipVerify: options.modelServerMetricsInsecureSkipVerify };
+}
+
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const config = loadConfig(options);
   for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
+  const scrape = scrapeTarget(config, options);
   const datastore = new Datastore({
     refreshIntervalMs: options.refreshMetricsIntervalMs,
     metricsPort: options.modelServerMetricsPort,
-    metricsPath: options.modelServerMetricsPath,
-    metricsScheme: options.modelServerMetricsScheme,
-    metricsInsecureSkipVerify: options.modelServerMetricsInsecureSkipVerify,
+    metricsPath: scrape.path,
+    metricsScheme: scrape.scheme,
+    metricsInsecureSkipVerify: scrape.insecureSkipVerify,
     scrapeMode: options.metricsScrapeMode,
     scrapeWorkers: options.metricsScrapeMode === 'worker' ? options.metricsScrapeWorkers : undefined,
     scrapeBudgetPerSecond: options.metricsScrapeMode === 'worker' ? options.metricsScrapeBudget : undefined,
@@ -147,6 +163,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     scheduler,
     metrics: metrics.collectors,
     poolName,
+    ...(options.disableEndpointSubsetFilter ? { disableEndpointSubsetFilter: true } : {}),
     ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs } } : {}),
     onInternalError: (error, requestId) => logger.error('scheduling failed; sent to the least-loaded endpoint', { requestId, error: error.stack ?? error.message }),
   });
@@ -231,6 +248,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
+      c.poolAverageRunningRequests.set({ name: poolName }, stats.averageRunningQueue);
       c.poolPerPodQueueSize.reset();
       for (const s of datastore.snapshot()) {
         c.poolPerPodQueueSize.set({ name: poolName, model_server_pod: s.endpoint.name }, s.metrics.waitingQueueSize);

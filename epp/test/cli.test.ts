@@ -19,10 +19,30 @@ describe('kvroute-epp flags', () => {
     expect(o).toMatchObject({ poolName: 'gaie', poolNamespace: 'ns', refreshMetricsIntervalMs: 100, verbosity: 4, configFile: '/config/x.yaml' });
   });
 
+  test('GIE v1.5.0 pkg/epp/server/options.go flags: the ones for concerns kvroute handles its own way start the EPP and are reported; subset filtering can be turned off; endpoint selectors and the deprecated metric-name flags are refused, named', () => {
+    const o = parseArgs(['--pool-name', 'p', '--enable-pprof=false', '--health-checking', '--tracing=false', '--metrics-endpoint-auth=false',
+      '--enable-cert-reload', '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '5s', '--metrics-staleness-threshold=2s',
+      '--disable-endpoint-subset-filter'], {})!;
+    expect(o.ignoredFlags).toEqual(['--enable-pprof', '--health-checking', '--tracing', '--metrics-endpoint-auth', '--enable-cert-reload',
+      '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '--metrics-staleness-threshold']);
+    expect(o.disableEndpointSubsetFilter).toBe(true);
+    expect(parseArgs(['--pool-name', 'p'], {})!.disableEndpointSubsetFilter).toBe(false);
+    expect(() => parseArgs(['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000'], {}))
+      .toThrow('--endpoint-selector is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)');
+    expect(() => parseArgs(['--pool-name', 'p', '--total-queued-requests-metric=vllm:num_requests_waiting'], {}))
+      .toThrow('--total-queued-requests-metric is deprecated and cannot be used (as in GIE v1.5.0)');
+  });
+
+  test('GIE v1.5.0 cmd/epp/runner/runner.go resolvePoolNamespace: --pool-namespace, else $NAMESPACE, else "default"', () => {
+    expect(parseArgs(['--pool-name', 'p', '--pool-namespace', 'a'], { NAMESPACE: 'b' })!.poolNamespace).toBe('a');
+    expect(parseArgs(['--pool-name', 'p'], { NAMESPACE: 'b' })!.poolNamespace).toBe('b');
+    expect(parseArgs(['--pool-name', 'p'], {})!.poolNamespace).toBe('default');
+  });
+
   test('the flags llm-d and GIE charts pass start the EPP: logging and pprof flags are reported as ignored, metrics scheme applies', () => {
     const o = parseArgs(['--poolName', 'p', '-v', '4', '--zap-encoder', 'json', '--enablePprof=true', '--modelServerMetricsScheme=https',
       '--modelServerMetricsHttpsInsecureSkipVerify=true', '--modelServerMetricsPath=/metrics'])!;
-    expect(o.ignoredFlags).toEqual(['--zap-encoder', '--enablePprof']);
+    expect(o.ignoredFlags).toEqual(['--zap-encoder', '--enable-pprof']);
     expect(o.modelServerMetricsScheme).toBe('https');
     expect(o.modelServerMetricsInsecureSkipVerify).toBe(true);
     expect(() => parseArgs(['--poolName', 'p', '--modelServerMetricsScheme=ftp'])).toThrow(/--model-server-metrics-scheme: must be http or https/);

@@ -248,12 +248,18 @@ describe('the EPP end to end', () => {
         res.on('end', () => resolve(data));
       }).on('error', reject);
     });
-    expect(text).toMatch(/^inference_model_request_total\{model_name="Qwen\/Qwen3-0\.6B",target_model_name="Qwen\/Qwen3-0\.6B"\} 2$/m);
+    expect(text).toMatch(/^inference_objective_request_total\{model_name="Qwen\/Qwen3-0\.6B",target_model_name="Qwen\/Qwen3-0\.6B",priority="0"\} 2$/m);
     expect(text).toMatch(/^kvroute_epp_session_affinity_total\{outcome="hit"\} 1$/m);
     expect(text).toMatch(/^kvroute_epp_session_affinity_total\{outcome="miss"\} 1$/m);
     expect(text).toMatch(/^inference_extension_scheduler_e2e_duration_seconds_count 2$/m);
     expect(text).toMatch(/^kvroute_epp_picks_total\{destination_endpoint="127\.0\.0\.1:\d+"\} 2$/m);
     expect(text).toMatch(/^inference_pool_ready_pods\{name="static"\} 4$/m);
+    // GIE v1.5.0 pkg/epp/metrics/metrics.go: scheduler attempts by outcome and pod, the pool's average running
+    // requests, and every plugin call in one histogram by extension point, type and name.
+    expect(text).toMatch(/^inference_extension_scheduler_attempts_total\{status="success",target_model_name="Qwen\/Qwen3-0\.6B",pod_name="127\.0\.0\.1:\d+",namespace="",port="\d+"\} 2$/m);
+    expect(text).toMatch(/^inference_pool_average_running_requests\{name="static"\} \d/m);
+    expect(text).toMatch(/^inference_extension_plugin_duration_seconds_count\{extension_point="Scorer",plugin_type="prefix-cache-scorer",plugin_name="prefix-cache-scorer"\} 2$/m);
+    expect(text).not.toMatch(/^inference_model_/m);
   });
 
   test('in-flight requests count against their pod until the response ends', async () => {

@@ -62,19 +62,20 @@ describe('EncodedAnswers (pre-encoded ext_proc answers)', () => {
   });
 
   it('a stream sends the same bytes with and without the pre-encoded answers, in every body mode and with extra headers', async () => {
+    // Every request names its x-request-id, as Envoy's router sets one: a generated id would differ between the runs.
     const body = Buffer.from(JSON.stringify({ model: 'm', prompt: 'x'.repeat(70_000) }));
     const exchanges: { decide: (req: IncomingRequest) => RouteDecision; messages: Json[] }[] = [
       // Full duplex (kvroute's EnvoyFilter, the benchmark): headers, body in two chunks, response headers.
-      { decide: () => ({ kind: 'route', endpoint: '10.0.0.1:8000', ticket: 1 }), messages: [requestHeaders({ ':method': 'POST' }, false), requestBody(body.subarray(0, 16384), false), requestBody(body.subarray(16384), true), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.1:8000', ticket: 1 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody(body.subarray(0, 16384), false), requestBody(body.subarray(16384), true), responseHeaders({ ':status': '200' }, true)] },
       // Trailers after the body.
-      { decide: () => ({ kind: 'route', endpoint: '10.0.0.2:8000', ticket: 2 }), messages: [requestHeaders({ ':method': 'POST' }, false), requestBody('{}', false), requestTrailers({ 'x-t': '1' }), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.2:8000', ticket: 2 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', false), requestTrailers({ 'x-t': '1' }), responseHeaders({ ':status': '200' }, true)] },
       // No body.
-      { decide: () => ({ kind: 'route', endpoint: '10.0.0.3:8000', ticket: 3 }), messages: [requestHeaders({ ':method': 'GET' }, true), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.3:8000', ticket: 3 }), messages: [requestHeaders({ ':method': 'GET', 'x-request-id': 'r' }, true), responseHeaders({ ':status': '200' }, true)] },
       // Buffered mode answers in the body response (no pre-encoded answer applies).
-      { decide: () => ({ kind: 'route', endpoint: '10.0.0.4:8000', ticket: 4 }), messages: [requestHeaders({ ':method': 'POST' }, false, protocolConfig('BUFFERED', 'NONE')), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.4:8000', ticket: 4 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false, protocolConfig('BUFFERED', 'NONE')), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
       // Extra headers and a replaced body take the general path.
-      { decide: () => ({ kind: 'route', endpoint: '10.0.0.5:8000', setHeaders: { 'X-Extra': 'y' }, ticket: 5 }), messages: [requestHeaders({ ':method': 'POST' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
-      { decide: () => ({ kind: 'route', endpoint: '10.0.0.6:8000', body: Buffer.from('{"a":1}'), ticket: 6 }), messages: [requestHeaders({ ':method': 'POST' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.5:8000', setHeaders: { 'X-Extra': 'y' }, ticket: 5 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.6:8000', body: Buffer.from('{"a":1}'), ticket: 6 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
     ];
     for (const { decide, messages } of exchanges) {
       const director = new Director(decide);

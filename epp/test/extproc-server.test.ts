@@ -265,6 +265,29 @@ describe('routing outcomes', () => {
     await s.status;
   });
 
+  it('sets the x-request-id it generated on a request that came without one, as GIE v1.5.0 pkg/epp/handlers/server.go does; one that had it is left alone', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+    const msg = await s.next();
+    expectRouted(msg, '10.0.0.1:8000');
+    const set = setHeaders(msg.request_headers.response.header_mutation);
+    expect(set['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(director.requests[0].requestId).toBe(set['x-request-id']);
+    s.send(responseHeaders({ ':status': '200' }, true));
+    await s.next();
+    s.end();
+    await s.status;
+
+    const t = envoy.open();
+    t.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models', 'x-request-id': 'given-1' }, true));
+    const kept = await t.next();
+    expect(setHeaders(kept.request_headers.response.header_mutation)['x-request-id']).toBeUndefined();
+    t.send(responseHeaders({ ':status': '200' }, true));
+    await t.next();
+    t.end();
+    await t.status;
+  });
+
   it('turns a reject into an ImmediateResponse with the status and JSON body', async () => {
     const s = envoy.open();
     s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'reject' }, false));

@@ -137,7 +137,7 @@ describe('flow control in the running EPP', () => {
     const text = await metricsText(epp.metricsPort);
     expect(sum(text, /^kvroute_epp_flow_control_rejections_total\{reason="queue-full"\}/)).toBe(1);
     expect(sum(text, /^kvroute_epp_flow_control_rejections_total\{reason="deadline"\}/)).toBe(1);
-    expect(sum(text, /^inference_model_request_error_total\{.*error_code="InferencePoolResourceExhausted"\}/)).toBe(2);
+    expect(sum(text, /^inference_objective_request_error_total\{.*error_code="ResourceExhausted"\}/)).toBe(2);
   });
 
   test('sheddable requests (priority < 0, from the objective table or x-kvroute-priority) are shed first; the others wait and are served', async () => {

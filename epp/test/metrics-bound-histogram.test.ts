@@ -33,13 +33,13 @@ describe('BoundHistogram (the plugin-duration histograms)', () => {
 
   it('serves the EPP\'s scheduler plugin durations on its registry page', async () => {
     const metrics = createEppMetrics();
-    metrics.scheduling.observePluginDuration('Scorer', 'prefix-cache-scorer', 0.0003);
-    metrics.scheduling.observePluginDuration('Scorer', 'prefix-cache-scorer', 0.003);
-    metrics.scheduling.observePluginDuration('PreRequest', 'session-affinity-filter', 0.0001);
+    metrics.scheduling.observePluginDuration('Scorer', 'prefix-cache-scorer', 'prefix-cache-scorer', 0.0003);
+    metrics.scheduling.observePluginDuration('Scorer', 'prefix-cache-scorer', 'prefix-cache-scorer', 0.003);
+    metrics.scheduling.observePluginDuration('PreRequest', 'session-affinity-filter', 'session-affinity-filter', 0.0001);
     const text = await metrics.registry.metrics();
-    expect(text).toContain('# TYPE inference_extension_scheduler_plugin_duration_seconds histogram');
-    expect(text).toMatch(/^inference_extension_scheduler_plugin_duration_seconds_count\{plugin_type="Scorer",plugin_name="prefix-cache-scorer"\} 2$/m);
-    expect(text).toMatch(/^inference_extension_request_control_plugin_duration_seconds_count\{plugin_type="PreRequest",plugin_name="session-affinity-filter"\} 1$/m);
+    expect(text).toContain('# TYPE inference_extension_plugin_duration_seconds histogram');
+    expect(text).toMatch(/^inference_extension_plugin_duration_seconds_count\{extension_point="Scorer",plugin_type="prefix-cache-scorer",plugin_name="prefix-cache-scorer"\} 2$/m);
+    expect(text).toMatch(/^inference_extension_plugin_duration_seconds_count\{extension_point="PreRequest",plugin_type="session-affinity-filter",plugin_name="session-affinity-filter"\} 1$/m);
   });
 
   it('renders the per-request histograms (sizes, durations, scheduling, prefix match) as prom-client did, before and after observations', async () => {
@@ -104,14 +104,14 @@ describe('BoundCounter (the per-request counters and gauge)', () => {
     expect(() => gauge.child({ model_name: 'q', other: 'x' } as unknown as Record<'model_name', string>)).toThrow('g: unknown label other (labels: model_name)');
 
     const metrics = createEppMetrics();
-    metrics.collectors.requestTotal.inc({ model_name: 'm', target_model_name: 'm' });
+    metrics.collectors.requestTotal.inc({ model_name: 'm', target_model_name: 'm', priority: '0' });
     metrics.collectors.runningRequests.inc({ model_name: 'm' });
     metrics.scheduling.countPick('10.0.0.1:8000');
     const text = await metrics.registry.metrics();
-    expect(text).toMatch(/^# TYPE inference_model_request_total counter$/m);
-    expect(text).toMatch(/^inference_model_request_total\{model_name="m",target_model_name="m"\} 1$/m);
-    expect(text).toMatch(/^# TYPE inference_model_running_requests gauge$/m);
-    expect(text).toMatch(/^inference_model_running_requests\{model_name="m"\} 1$/m);
+    expect(text).toMatch(/^# TYPE inference_objective_request_total counter$/m);
+    expect(text).toMatch(/^inference_objective_request_total\{model_name="m",target_model_name="m",priority="0"\} 1$/m);
+    expect(text).toMatch(/^# TYPE inference_objective_running_requests gauge$/m);
+    expect(text).toMatch(/^inference_objective_running_requests\{model_name="m"\} 1$/m);
     expect(text).toMatch(/^kvroute_epp_picks_total\{destination_endpoint="10.0.0.1:8000"\} 1$/m);
   });
 });

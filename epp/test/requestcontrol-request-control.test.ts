@@ -102,7 +102,7 @@ describe('RequestControl', () => {
     const d = await director.route(request(chat()));
     expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
     expect(errors).toEqual(['plugin bug']);
-    expect(await metrics.registry.getSingleMetricAsString('inference_model_request_error_total')).toContain('error_code="Internal"');
+    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total')).toContain('error_code="Internal"');
     if (d.kind === 'route') director.release(d.ticket, 'completed');
     expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
   });
@@ -114,10 +114,10 @@ describe('RequestControl', () => {
       const d = await director.route(request(chat(`model-${i}`)));
       if (d.kind === 'route') director.release(d.ticket, 'completed');
     }
-    const text = await metrics.registry.getSingleMetricAsString('inference_model_request_total');
-    const series = text.split('\n').filter((l) => l.startsWith('inference_model_request_total{'));
+    const text = await metrics.registry.getSingleMetricAsString('inference_objective_request_total');
+    const series = text.split('\n').filter((l) => l.startsWith('inference_objective_request_total{'));
     expect(series).toHaveLength(MAX_MODEL_LABELS + 1);
-    expect(text).toContain('inference_model_request_total{model_name="other",target_model_name="other"} 20');
+    expect(text).toContain('inference_objective_request_total{model_name="other",target_model_name="other",priority="0"} 20');
   });
 
   test('long client-chosen model names never become labels: 80 requests naming 8 KiB models leave /metrics small', async () => {
@@ -131,7 +131,7 @@ describe('RequestControl', () => {
     const after = (await metrics.registry.metrics()).length;
     // One "other" series per request metric, not 80 × 8 KiB labels (30 MB before the bound).
     expect(after - before).toBeLessThan(64 * 1024);
-    expect(await metrics.registry.getSingleMetricAsString('inference_model_request_total')).toContain('model_name="other",target_model_name="other"} 80');
+    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_total')).toContain('model_name="other",target_model_name="other",priority="0"} 80');
   });
 
   test('owns the lifecycle: commit counts the request in flight, post-response hooks run at the response headers (attached globally), release ends it', async () => {

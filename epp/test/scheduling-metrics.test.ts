@@ -22,18 +22,18 @@ async function sample(registry: Registry, series: string): Promise<number | unde
 }
 
 describe('EPP metrics', () => {
-  it('defines the GIE v0.5.1 metric names the manifests and dashboards rely on', () => {
+  it('defines the GIE v1.5.0 metric names the manifests and dashboards rely on', () => {
     const names = Object.values(EPP_METRIC_NAMES);
     for (const name of [
-      'inference_model_request_total',
-      'inference_model_request_error_total',
-      'inference_model_request_duration_seconds',
-      'inference_model_running_requests',
+      'inference_objective_request_total',
+      'inference_objective_request_error_total',
+      'inference_objective_request_duration_seconds',
+      'inference_objective_running_requests',
       'inference_pool_ready_pods',
       'inference_pool_average_kv_cache_utilization',
       'inference_pool_average_queue_size',
       'inference_extension_scheduler_e2e_duration_seconds',
-      'inference_extension_scheduler_plugin_duration_seconds',
+      'inference_extension_plugin_duration_seconds',
       'inference_extension_prefix_indexer_size',
       'inference_extension_prefix_indexer_hit_ratio',
       'inference_extension_info',
@@ -43,7 +43,7 @@ describe('EPP metrics', () => {
       expect(names).toContain(name);
     }
     expect(EPP_METRICS.requestErrorTotal.labels).toEqual(['model_name', 'target_model_name', 'error_code']);
-    expect(EPP_METRICS.schedulerPluginDuration.labels).toEqual(['plugin_type', 'plugin_name']);
+    expect(EPP_METRICS.pluginDuration.labels).toEqual(['extension_point', 'plugin_type', 'plugin_name']);
     expect(CONFIG_METRIC_NAMES).toBe(EPP_METRIC_NAMES);
   });
 
@@ -57,10 +57,10 @@ describe('EPP metrics', () => {
 
   it('lists exposition series names, histograms with their suffixes', () => {
     const series = eppMetricSeriesNames();
-    expect(series).toContain('inference_model_request_total');
-    expect(series).toContain('inference_model_request_duration_seconds_bucket');
+    expect(series).toContain('inference_objective_request_total');
+    expect(series).toContain('inference_objective_request_duration_seconds_bucket');
     expect(series).toContain('inference_extension_scheduler_e2e_duration_seconds_count');
-    expect(series).not.toContain('inference_model_request_duration_seconds');
+    expect(series).not.toContain('inference_objective_request_duration_seconds');
   });
 
   it('publishes build info', async () => {
@@ -88,17 +88,25 @@ describe('EPP metrics', () => {
     expect(await sample(registry, 'inference_extension_prefix_indexer_hit_ratio_sum')).toBe(1);
     expect(await sample(registry, 'inference_extension_scheduler_e2e_duration_seconds_count')).toBe(3);
     expect(
-      await sample(registry, 'inference_extension_scheduler_plugin_duration_seconds_count{plugin_type="Scorer",plugin_name="prefix-cache-scorer"}'),
+      await sample(registry, 'inference_extension_plugin_duration_seconds_count{extension_point="Scorer",plugin_type="prefix-cache-scorer",plugin_name="prefix-cache-scorer"}'),
     ).toBe(2);
+    // The profile handler is timed under GIE v1.5.0's names for its two calls (pkg/epp/scheduling/scheduler.go): its
+    // pick runs until it returns no profile (twice per cycle here), its results once.
+    expect(
+      await sample(registry, 'inference_extension_plugin_duration_seconds_count{extension_point="ProfilePicker",plugin_type="single-profile-handler",plugin_name="single-profile-handler"}'),
+    ).toBe(6);
+    expect(
+      await sample(registry, 'inference_extension_plugin_duration_seconds_count{extension_point="ProcessProfilesResults",plugin_type="single-profile-handler",plugin_name="single-profile-handler"}'),
+    ).toBe(3);
   });
 
-  it('times request hooks into the request-control histogram', async () => {
+  it('times request hooks into the same histogram as GIE v1.5.0, by extension point', async () => {
     const { registry, scheduling } = createEppMetrics();
-    scheduling.observePluginDuration('PostResponse', 'session-affinity-scorer', 0.0001);
+    scheduling.observePluginDuration('ResponseReceived', 'session-affinity-scorer', 'sessions', 0.0001);
     expect(
       await sample(
         registry,
-        'inference_extension_request_control_plugin_duration_seconds_count{plugin_type="PostResponse",plugin_name="session-affinity-scorer"}',
+        'inference_extension_plugin_duration_seconds_count{extension_point="ResponseReceived",plugin_type="session-affinity-scorer",plugin_name="sessions"}',
       ),
     ).toBe(1);
   });

@@ -124,7 +124,7 @@ describe('scheduler mechanics', () => {
     let tick = 0;
     const metrics: SchedulingMetrics = {
       ...NOOP_SCHEDULING_METRICS,
-      observePluginDuration: (point, name, seconds) => calls.push(`${point} ${name} ${seconds}`),
+      observePluginDuration: (point, type, name, seconds) => calls.push(`${point} ${type === name ? name : `${type}/${name}`} ${seconds}`),
       observeSchedulingDuration: (seconds) => calls.push(`cycle ${seconds > 0}`),
       countPick: (key) => calls.push(`pick ${key}`),
       countSchedulingFailure: (reason) => calls.push(`failure ${reason}`),
@@ -136,8 +136,10 @@ describe('scheduler mechanics', () => {
       monotonicSeconds: () => (tick += 0.001),
     });
     scheduler.schedule(request('hi'), [pod('a')]);
+    // Extension points as GIE v1.5.0 names them (pkg/epp/scheduling/scheduler.go): the handler's pick runs until it
+    // returns no profile (ProfilePicker), its result processing once (ProcessProfilesResults).
     expect(calls.map((call) => call.replace(/ 0\.00\d+$/, ''))).toEqual([
-      'ProfileHandler single-profile-handler',
+      'ProfilePicker single-profile-handler',
       'Filter decode-filter',
       'Filter saturation-filter',
       'Filter session-affinity-filter',
@@ -149,8 +151,8 @@ describe('scheduler mechanics', () => {
       'Picker max-score-picker',
       'PostCycle session-affinity-filter',
       'PostCycle prefix-cache-scorer',
-      'ProfileHandler single-profile-handler',
-      'ProfileHandler single-profile-handler',
+      'ProfilePicker single-profile-handler',
+      'ProcessProfilesResults single-profile-handler',
       'pick a:8000',
       'cycle true',
     ]);

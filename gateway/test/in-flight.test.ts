@@ -2,7 +2,7 @@
  * In-flight accounting of kvroute's response mode (response body NONE, response trailers SEND: `lib/ext-proc.ts`)
  * through the gateway in every Envoy release's semantics, against the whole real EPP (`startEpp`: static discovery
  * scraping a vLLM `/metrics` page, the default scheduling config, request control, the exported
- * `inference_model_running_requests` gauge and the datastore's per-endpoint count the scorers read).
+ * `inference_objective_running_requests` gauge and the datastore's per-endpoint count the scorers read).
  *
  * With response bodies NONE the EPP never sees a response end; it counts a request in flight until Envoy closes the
  * ext_proc stream. That is when the HTTP exchange ends on Envoy 1.35/1.36 (`Filter::onDestroy`,
@@ -64,7 +64,7 @@ async function inFlight(): Promise<{ gauge: number; datastore: number }> {
   });
   let gauge = 0;
   for (const line of page.split('\n')) {
-    if (line.startsWith('inference_model_running_requests{') || line.startsWith('inference_model_running_requests ')) {
+    if (line.startsWith('inference_objective_running_requests{') || line.startsWith('inference_objective_running_requests ')) {
       gauge += Number(line.slice(line.lastIndexOf(' ') + 1));
     }
   }

@@ -59,6 +59,15 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   const declaredProfiles = readProfiles(top, plugins);
   const featureGates = readFeatureGates(top);
   const flowControl = readFlowControl(top);
+  const dataLayer = readDataLayer(top, plugins);
+  const parser = readParser(top, plugins);
+  if (top.has('saturationDetector')) {
+    throw new ConfigError(
+      'saturationDetector',
+      'GIE\'s saturation detector plugins are not supported; kvroute detects saturation with the saturation-filter ' +
+        'plugin in the profile (its mode: admission is GIE\'s detector)',
+    );
+  }
   top.finish();
 
   const profiles =
@@ -75,7 +84,72 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
     schedulingProfiles: profiles,
     ...(featureGates !== undefined ? { featureGates } : {}),
     ...(flowControl !== undefined ? { flowControl } : {}),
+    ...(dataLayer !== undefined ? { dataLayer } : {}),
+    ...(parser !== undefined ? { parser } : {}),
   };
+}
+
+/** The plugin types each role of GIE v1.5.0's `dataLayer` and `parser` sections may refer to. */
+const DATA_SOURCE_TYPES: readonly string[] = ['metrics-data-source', 'endpoint-notification-source'];
+const EXTRACTOR_TYPES: Readonly<Record<string, readonly string[]>> = {
+  'metrics-data-source': ['core-metrics-extractor'],
+  // llm-d v0.8.0 deploy/config/epp-precise-prefix-cache-config.yaml: the precise scorer learns of pods from it.
+  'endpoint-notification-source': ['precise-prefix-cache-scorer'],
+};
+const PARSER_TYPES: readonly string[] = ['openai-parser'];
+
+function referencedPlugin(value: unknown, path: string, plugins: readonly PluginSpec[], allowed: readonly string[]): string {
+  const fields = FieldReader.ofMap(value, path);
+  const pluginRef = fields.requiredString('pluginRef');
+  fields.finish();
+  const plugin = plugins.find((p) => p.name === pluginRef);
+  if (plugin === undefined) {
+    throw new ConfigError(`${path}.pluginRef`, `no plugin named ${JSON.stringify(pluginRef)}; plugins are: ${plugins.map((p) => p.name).join(', ') || '(none)'}`);
+  }
+  if (!allowed.includes(plugin.type)) {
+    throw new ConfigError(`${path}.pluginRef`, `${JSON.stringify(pluginRef)} is a ${plugin.type}; allowed here: ${allowed.join(', ')}`);
+  }
+  return pluginRef;
+}
+
+/**
+ * GIE v1.5.0's `dataLayer: {sources: [{pluginRef, extractors: [{pluginRef}]}]}` (apix/config/v1alpha1
+ * endpointpickerconfig_types.go). Checked (each reference names a plugin of a fitting type) and kept; kvroute's
+ * datastore does the work, with `metrics-data-source`'s parameters.
+ */
+function readDataLayer(top: FieldReader, plugins: readonly PluginSpec[]): EndpointPickerConfig['dataLayer'] {
+  if (!top.has('dataLayer')) {
+    top.raw('dataLayer');
+    return undefined;
+  }
+  const r = FieldReader.ofMap(top.raw('dataLayer'), 'dataLayer');
+  const list = r.raw('sources');
+  r.finish();
+  if (!Array.isArray(list)) throw new ConfigError('dataLayer.sources', `must be a list of {pluginRef, extractors}, got ${describeValue(list)}`);
+  return {
+    sources: list.map((item, index) => {
+      const path = `dataLayer.sources[${index}]`;
+      const fields = FieldReader.ofMap(item, path);
+      const source = referencedPlugin({ pluginRef: fields.raw('pluginRef') }, path, plugins, DATA_SOURCE_TYPES);
+      const sourceType = plugins.find((p) => p.name === source)!.type;
+      const extractors = fields.raw('extractors') ?? [];
+      fields.finish();
+      if (!Array.isArray(extractors)) throw new ConfigError(`${path}.extractors`, `must be a list of {pluginRef}, got ${describeValue(extractors)}`);
+      return {
+        pluginRef: source,
+        extractors: extractors.map((e, i) => ({ pluginRef: referencedPlugin(e, `${path}.extractors[${i}]`, plugins, EXTRACTOR_TYPES[sourceType] ?? []) })),
+      };
+    }),
+  };
+}
+
+/** GIE v1.5.0's `parser: {pluginRef}`: the request parser, `openai-parser` being the one kvroute has. */
+function readParser(top: FieldReader, plugins: readonly PluginSpec[]): EndpointPickerConfig['parser'] {
+  if (!top.has('parser')) {
+    top.raw('parser');
+    return undefined;
+  }
+  return { pluginRef: referencedPlugin(top.raw('parser'), 'parser', plugins, PARSER_TYPES) };
 }
 
 /** GIE's `featureGates`: a list of gate names; kvroute knows `flowControl` (on by default, so naming it is a no-op). */

@@ -3,8 +3,13 @@
  * here rather than in `epp/src/metrics.ts` so the cdk8s app can import them without prom-client; `metrics.ts`
  * defines the actual collectors from this table.
  *
- * Names and labels of the `inference_*` metrics match GIE v0.5.1 (no namespace), so upstream dashboards and alerts
- * work against kvroute; the `kvroute_epp_*` metrics are kvroute's own.
+ * Names, types, labels and buckets of the `inference_*` metrics match GIE's `pkg/epp/metrics/metrics.go` and
+ * `pkg/epp/metrics/collectors/inference_pool.go` at v1.5.0 (commit df9f8909fe06fe2dfd4a6fc0bd0c01a0acabf849, the GIE
+ * llm-d-inference-scheduler v0.8.0 builds on), so upstream dashboards and alerts work against kvroute. v1.x renamed
+ * v0.5's `inference_model_*` family to `inference_objective_*` and merged the scheduler and request-control plugin
+ * histograms into `inference_extension_plugin_duration_seconds`. Families upstream has and kvroute has no data for
+ * (TTFT/TPOT predictions, SLO violations, GIE's flow-control layer, model rewrites) are not exported. The
+ * `kvroute_epp_*` metrics are kvroute's own.
  */
 
 export type EppMetricType = 'counter' | 'gauge' | 'histogram';
@@ -22,70 +27,78 @@ const SCHEDULING_LATENCY_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005,
 
 export const EPP_METRICS = {
   requestTotal: {
-    name: 'inference_model_request_total',
+    name: 'inference_objective_request_total',
     type: 'counter',
-    labels: ['model_name', 'target_model_name'],
-    help: 'Counter of inference model requests broken out for each model and target model.',
+    labels: ['model_name', 'target_model_name', 'priority'],
+    help: 'Counter of inference objective requests broken out for each model and target model.',
   },
   requestErrorTotal: {
-    name: 'inference_model_request_error_total',
+    name: 'inference_objective_request_error_total',
     type: 'counter',
     labels: ['model_name', 'target_model_name', 'error_code'],
-    help: 'Counter of inference model requests errors broken out for each model and target model.',
+    help: 'Counter of inference objective requests errors broken out for each model and target model.',
   },
   requestDuration: {
-    name: 'inference_model_request_duration_seconds',
+    name: 'inference_objective_request_duration_seconds',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
-    help: 'Inference model response latency distribution in seconds for each model and target model.',
+    help: 'Inference objective response latency distribution in seconds for each model and target model.',
     buckets: [
       0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180,
       240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
     ],
   },
   requestSizes: {
-    name: 'inference_model_request_sizes',
+    name: 'inference_objective_request_sizes',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
-    help: 'Inference model requests size distribution in bytes for each model and target model.',
+    help: 'Inference objective requests size distribution in bytes for each model and target model.',
     buckets: [
       64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152,
       4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824,
     ],
   },
   responseSizes: {
-    name: 'inference_model_response_sizes',
+    name: 'inference_objective_response_sizes',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
-    help: 'Inference model responses size distribution in bytes for each model and target model.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+    help: 'Inference objective responses size distribution in bytes for each model and target model.',
+    // 32778, not 32768: upstream's literal (metrics.go @ v1.5.0), kept so bucket bounds match series for series.
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536],
   },
   inputTokens: {
-    name: 'inference_model_input_tokens',
+    name: 'inference_objective_input_tokens',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
-    help: 'Inference model input token count distribution for requests in each model.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576],
+    help: 'Inference objective input token count distribution for requests in each model.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576],
   },
   outputTokens: {
-    name: 'inference_model_output_tokens',
+    name: 'inference_objective_output_tokens',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
-    help: 'Inference model output token count distribution for requests in each model.',
+    help: 'Inference objective output token count distribution for requests in each model.',
     buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
   },
-  normalizedTimePerOutputToken: {
-    name: 'inference_model_normalized_time_per_output_token_seconds',
+  promptCachedTokens: {
+    name: 'inference_objective_prompt_cached_tokens',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
-    help: 'Inference model latency divided by number of output tokens in seconds for each model and target model.',
+    help: 'Inference objective prompt cached token count distribution for requests in each model.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576],
+  },
+  normalizedTimePerOutputToken: {
+    name: 'inference_objective_normalized_time_per_output_token_seconds',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name'],
+    help: 'Inference objective latency divided by number of output tokens in seconds for each model and target model.',
     buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
   },
   runningRequests: {
-    name: 'inference_model_running_requests',
+    name: 'inference_objective_running_requests',
     type: 'gauge',
     labels: ['model_name'],
-    help: 'Inference model number of running requests in each model.',
+    help: 'Inference objective number of running requests in each model.',
   },
   poolAverageKvCacheUtilization: {
     name: 'inference_pool_average_kv_cache_utilization',
@@ -98,6 +111,12 @@ export const EPP_METRICS = {
     type: 'gauge',
     labels: ['name'],
     help: 'The average number of requests pending in the model server queue.',
+  },
+  poolAverageRunningRequests: {
+    name: 'inference_pool_average_running_requests',
+    type: 'gauge',
+    labels: ['name'],
+    help: 'The average number of running requests across model servers in the pool.',
   },
   poolReadyPods: {
     name: 'inference_pool_ready_pods',
@@ -118,20 +137,21 @@ export const EPP_METRICS = {
     help: 'End-to-end scheduling latency distribution in seconds.',
     buckets: SCHEDULING_LATENCY_BUCKETS,
   },
-  schedulerPluginDuration: {
-    name: 'inference_extension_scheduler_plugin_duration_seconds',
-    type: 'histogram',
-    // plugin_type is the extension point (Filter, Scorer, Picker, PostCycle, ProfileHandler) as in GIE v0.5.1;
-    // plugin_name is the plugin's configured name.
-    labels: ['plugin_type', 'plugin_name'],
-    help: 'Scheduler plugin processing latency distribution in seconds for each plugin type and plugin name.',
-    buckets: SCHEDULING_LATENCY_BUCKETS,
+  schedulerAttempts: {
+    name: 'inference_extension_scheduler_attempts_total',
+    type: 'counter',
+    // status: success or failure; the pod's name, namespace and port on success, empty on failure (GIE v1.5.0
+    // metrics.go RecordSchedulerAttempt).
+    labels: ['status', 'target_model_name', 'pod_name', 'namespace', 'port'],
+    help: 'Total number of scheduling attempts.',
   },
-  requestControlPluginDuration: {
-    name: 'inference_extension_request_control_plugin_duration_seconds',
+  pluginDuration: {
+    name: 'inference_extension_plugin_duration_seconds',
     type: 'histogram',
-    labels: ['plugin_type', 'plugin_name'],
-    help: 'RequestControl plugin processing latency distribution in seconds for each plugin type and plugin name.',
+    // extension_point as GIE v1.5.0 names them (ProfilePicker, Filter, Scorer, Picker, ProcessProfilesResults,
+    // PreRequest, ResponseReceived; PostCycle is kvroute's own), plugin_type the config type, plugin_name its name.
+    labels: ['extension_point', 'plugin_type', 'plugin_name'],
+    help: 'Plugin processing latency distribution in seconds for each extension point, plugin type and plugin name.',
     buckets: SCHEDULING_LATENCY_BUCKETS,
   },
   prefixIndexerSize: {

@@ -28,6 +28,31 @@ export interface EndpointPickerConfig {
   featureGates?: string[];
   /** Flow control's settings (`FlowControlConfig`); kept only when given. */
   flowControl?: FlowControlConfig;
+  /**
+   * GIE v1.5.0's data layer (`apix/config/v1alpha1` DataLayerConfig): data sources (`metrics-data-source`,
+   * `endpoint-notification-source`) and the extractors reading them (`core-metrics-extractor`, or llm-d's
+   * `precise-prefix-cache-scorer` reading pod events). kvroute's datastore discovers and scrapes pods itself; the
+   * references are checked and kept. Kept only when given.
+   */
+  dataLayer?: DataLayerConfig;
+  /** GIE v1.5.0's request parser (`ParserConfig`): kvroute parses OpenAI bodies only (`openai-parser`). Kept only when given. */
+  parser?: PluginRefConfig;
+}
+
+export interface PluginRefConfig {
+  /** The `name` of an entry in `plugins`. */
+  pluginRef: string;
+}
+
+export interface DataLayerConfig {
+  sources: DataLayerSourceConfig[];
+}
+
+export interface DataLayerSourceConfig {
+  /** A data source plugin: `metrics-data-source` or `endpoint-notification-source`. */
+  pluginRef: string;
+  /** Plugins reading this source: `core-metrics-extractor` for metrics; `precise-prefix-cache-scorer` for pod events. */
+  extractors: PluginRefConfig[];
 }
 
 export interface SchedulingProfileSpec {
@@ -95,5 +120,9 @@ export interface FlowControlConfig {
   objectives?: Record<string, number>;
 }
 
-/** Feature gates GIE's `featureGates` list may name that kvroute understands. */
-export const KNOWN_FEATURE_GATES = ['flowControl'] as const;
+/**
+ * The gates GIE v1.5.0 registers (`cmd/epp/runner/runner.go`: `dataLayer`, `enableLegacyMetrics`, `flowControl`); any
+ * other name is an error there and here. kvroute runs flow control by default and always has its data layer, so
+ * naming a gate changes nothing.
+ */
+export const KNOWN_FEATURE_GATES = ['flowControl', 'dataLayer', 'enableLegacyMetrics'] as const;

@@ -82,6 +82,15 @@ export interface RequestDirector {
    * Throwing is logged and ignored: a response already under way is never failed for it.
    */
   responseHeaders?(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined;
+  /**
+   * Optional: called with each response body chunk of a routed request the proxy shows the EPP (response body mode
+   * other than NONE), in order; `endOfStream` on the last (a chunk with end_of_stream, or the response trailers, then
+   * with an empty chunk). For what upstream reads there: usage and sizes (GIE v1.5.0 `pkg/epp/handlers/response.go`).
+   * The chunk is the proxy's buffer; keep no reference past the call. Returning a buffer sends it in the chunk's place
+   * (in full-duplex mode, the only one where the EPP answers with the body; e.g. the client's model name put back
+   * after a model rewrite). Throwing is logged and ignored.
+   */
+  responseBody?(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined | void;
 }
 
 /** A reject decision with an OpenAI-shaped body (`@kvroute/protocol/openai`), as every kvroute component answers. */

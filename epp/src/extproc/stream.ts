@@ -113,6 +113,8 @@ export class ExtProcStream {
   private responseBodyMode: BodyMode;
   private headers = new Map<string, string>();
   private requestId = '';
+  /** No `x-request-id` came with the request: the generated one is set on the request for the backend. */
+  private requestIdGenerated = false;
   private filterMetadata: Record<string, { [key: string]: JsonValue }> = {};
   private bodyParts: Buffer[] = [];
   private bodyBytes = 0;
@@ -219,7 +221,11 @@ export class ExtProcStream {
       this.responseBodyMode = pc.response_body_mode;
     }
     this.headers = headerMapToMap(h.headers);
-    this.requestId = this.headers.get('x-request-id') || randomUUID();
+    // GIE v1.5.0 `pkg/epp/handlers/server.go` (Process, RequestHeaders): a request without `x-request-id` gets a
+    // generated UUID, which plugins key their per-request state on and which is set on the request Envoy forwards.
+    const requestId = this.headers.get('x-request-id');
+    this.requestIdGenerated = !requestId;
+    this.requestId = requestId || randomUUID();
     for (const [ns, struct] of Object.entries(msg.metadata_context?.filter_metadata ?? {})) {
       this.filterMetadata[ns] = structToJson(struct as StructObject);
     }
@@ -368,7 +374,7 @@ export class ExtProcStream {
       throw new Error('cannot replace a partially buffered request body');
     }
     const encoded = this.settings.encoded;
-    const plain = encoded !== undefined && !replaced && (d.setHeaders === undefined || isEmpty(d.setHeaders));
+    const plain = encoded !== undefined && !replaced && !this.requestIdGenerated && (d.setHeaders === undefined || isEmpty(d.setHeaders));
     if (plain && (answer === 'headers' || this.requestBodyMode === 'FULL_DUPLEX_STREAMED')) {
       // The common answer (only the pick): its bytes are the same for every request to this endpoint.
       this.io.send(encoded.routeTo(d.endpoint));
@@ -377,6 +383,7 @@ export class ExtProcStream {
     }
     const setHeaders: Record<string, string> = {};
     for (const [k, v] of Object.entries(d.setHeaders ?? {})) setHeaders[k.toLowerCase()] = v;
+    if (this.requestIdGenerated) setHeaders['x-request-id'] = this.requestId;
     setHeaders[this.settings.destinationHeader] = d.endpoint;
     // Envoy rejects a buffered body mutation whose Content-Length disagrees; in duplex mode the header answer goes out
     // before the body, so it has to carry the new length.
@@ -446,9 +453,10 @@ export class ExtProcStream {
   private onResponseBody(b: HttpBody): void {
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_body in state ${this.state}`);
     const eos = b.end_of_stream === true;
+    const replaced = this.responseBodyMode !== 'NONE' ? this.observeResponseBody(b.body ?? Buffer.alloc(0), eos) : undefined;
     switch (this.responseBodyMode) {
       case 'FULL_DUPLEX_STREAMED': {
-        const pieces = chunk(b.body ?? Buffer.alloc(0), this.settings.maxChunkBytes);
+        const pieces = chunk(replaced ?? b.body ?? Buffer.alloc(0), this.settings.maxChunkBytes);
         pieces.forEach((p, i) => this.io.send(streamedBodyChunk('response', p, eos && i === pieces.length - 1)));
         break;
       }
@@ -463,8 +471,25 @@ export class ExtProcStream {
     if (eos) this.responseDone();
   }
 
+  /**
+   * The director's view of the response body (usage, size), and the chunk it wants sent instead, if any (only full
+   * duplex can replace a chunk). A failing hook never fails the response.
+   */
+  private observeResponseBody(chunk: Buffer, endOfStream: boolean): Buffer | undefined {
+    const director = this.settings.director;
+    if (!director.responseBody || !this.ticket) return undefined;
+    try {
+      return director.responseBody(this.ticket.value, chunk, endOfStream) ?? undefined;
+    } catch (e) {
+      this.settings.logger.warn('response body hook failed', { requestId: this.requestId, error: (e as Error).message });
+      return undefined;
+    }
+  }
+
   private onResponseTrailers(): void {
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_trailers in state ${this.state}`);
+    // Trailers end the response (gRPC-style upstreams): GIE v1.5.0 handlers/server.go finishes it there too.
+    if (this.responseBodyMode !== 'NONE') this.observeResponseBody(Buffer.alloc(0), true);
     this.io.send(trailersResponse('response'));
     this.responseDone();
   }

@@ -15,6 +15,11 @@ import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
+import { ResponseObserver } from './response-usage';
+import type { HistogramSeries } from '../bound-histogram';
+import type { ValueSeries } from '../bound-counter';
+import type { Plugin } from '../scheduling/framework';
+import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
@@ -36,6 +41,11 @@ export interface RequestControlOptions {
   readonly metrics?: EppCollectors;
   /** Pool name for error messages. */
   readonly poolName?: string;
+  /**
+   * Ignore the proxy's subset hint, every ready endpoint being a candidate (GIE v1.5.0's
+   * `--disable-endpoint-subset-filter`, `pkg/epp/requestcontrol/candidates.go`). @default false
+   */
+  readonly disableEndpointSubsetFilter?: boolean;
   /** Uniform [0, 1) for tie-breaks among equally loaded endpoints. @default Math.random */
   readonly random?: () => number;
   /** Monotonic seconds. @default performance-based */
@@ -85,6 +95,12 @@ export const MAX_PRIORITY = MAX_FLOW_PRIORITY;
  * (kubernetes-sigs/gateway-api-inference-extension `pkg/epp/metadata/consts.go`: `ObjectiveKey`, `FlowFairnessIDKey`).
  */
 export const OBJECTIVE_HEADER = 'x-gateway-inference-objective';
+/**
+ * GIE's header naming the model the request is forwarded as (`pkg/epp/metadata/consts.go` ModelNameRewriteKey): the
+ * body's `model` is replaced by it and it is the `target_model_name` of the request metrics (v1.5.0
+ * `pkg/epp/handlers/request.go`, `pkg/epp/requestcontrol/director.go` mutateModel).
+ */
+export const MODEL_REWRITE_HEADER = 'x-gateway-model-name-rewrite';
 export const FAIRNESS_ID_HEADER = 'x-gateway-inference-fairness-id';
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
@@ -101,12 +117,27 @@ interface Ticket {
   readonly target: Endpoint;
   readonly scheduled?: Scheduled;
   readonly started: number;
+  /** The `target_model_name` label: the rewritten model's, else the request's own. */
+  readonly targetModel: string;
+  /** After a model rewrite: the model the client asked for and the one the server answers as. */
+  readonly rewrite?: { readonly incoming: string; readonly target: string };
+  /** The response body's reader, from the response headers on (only when the proxy shows the body). */
+  response?: ResponseObserver;
+  /** Whether the response-end metrics were recorded. */
+  responseRecorded?: boolean;
 }
 
-/** Error codes in `inference_model_request_error_total`, as GIE names them. */
-const ERROR_CODES: Readonly<Record<number, string>> = {
+/**
+ * The `error_code` of `inference_objective_request_error_total` for each status an immediate response can have, as
+ * GIE v1.5.0 names them (`pkg/common/error/error.go`: the code `BuildErrResponse` maps to that status).
+ */
+export const ERROR_CODES: Readonly<Record<number, string>> = {
   400: 'BadRequest',
-  429: 'InferencePoolResourceExhausted',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  429: 'ResourceExhausted',
+  500: 'Internal',
   503: 'ServiceUnavailable',
 };
 
@@ -114,6 +145,11 @@ export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
+  /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
+  private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
+  private readonly attemptSeries = new Map<string, ValueSeries>();
+  /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
+  private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
@@ -179,6 +215,13 @@ export class RequestControl implements RequestDirector {
     const started = this.monotonicSeconds();
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
+      // A request without a body (headers with end_of_stream, a GET) is sent to any pod upstream, and with none GIE
+      // answers Internal (500) "no pods available in datastore" (GIE v1.5.0 `pkg/epp/handlers/request.go`,
+      // HandleRequestHeaders); a request with a body and no candidate is ServiceUnavailable (503, "failed to find
+      // endpoint candidates", `pkg/epp/requestcontrol/director.go` HandleRequest).
+      if (req.body === undefined && req.bodyWithheld !== true) {
+        return this.reject(500, `no pods available in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
+      }
       return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
     }
 
@@ -187,9 +230,11 @@ export class RequestControl implements RequestDirector {
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
+    const rewriteTo = req.headers.get(MODEL_REWRITE_HEADER);
+    const rewritten = rewriteTo ? rewriteModel(req.body!, rewriteTo) : undefined;
     const request: LLMRequest = {
       requestId: req.requestId,
-      model: parsed.model ?? '',
+      model: rewritten !== undefined ? rewriteTo! : parsed.model ?? '',
       prompt: parsed.prompt,
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
@@ -197,6 +242,9 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
+    if (rewritten !== undefined) {
+      this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
+    }
     // Without a request-preparing plugin that has work for this request (the default config's session filter has
     // none without a shared store) nothing waits before scheduling, and the snapshot above is still current.
     const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
@@ -250,9 +298,7 @@ export class RequestControl implements RequestDirector {
         if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
           return this.waitForCapacity(req, request, model, signal(), started);
         }
-        return e.reason === 'saturated'
-          ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
-          : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
+        return this.schedulingFailed(e, model);
       }
       // A scheduler bug must not fail the request (the gateway runs with failure_mode_allow for the same reason):
       // count it, and send the request where it waits least, without cache affinity.
@@ -327,11 +373,24 @@ export class RequestControl implements RequestDirector {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
         waited('rejected');
-        if (e instanceof SchedulingError) return this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
+        if (e instanceof SchedulingError) return this.schedulingFailed(e, model);
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
       }
     }
+  }
+
+  /**
+   * The scheduler found no endpoint among candidates that exist: every one saturated, or filtered out (a role filter
+   * leaving none, every pod's metrics stale). GIE answers any scheduling failure ResourceExhausted (429, "failed to
+   * find target endpoint"; v1.5.0 `pkg/epp/requestcontrol/director.go` HandleRequest) and counts a failed
+   * `inference_extension_scheduler_attempts_total`; only an empty candidate set is 503.
+   */
+  private schedulingFailed(e: SchedulingError, model: string): RouteDecision {
+    this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: model, pod_name: '', namespace: '', port: '' });
+    return e.reason === 'saturated'
+      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
+      : this.reject(429, `failed to find target endpoint: ${e.message}`, model, { code: 'no_ready_endpoints' });
   }
 
   /**
@@ -364,33 +423,136 @@ export class RequestControl implements RequestDirector {
    * datastore counts it in flight until `release`, and the request metrics count it.
    */
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
-    if (scheduled?.result !== undefined) {
-      for (const plugin of this.preRequestPlugins) plugin.preRequest(scheduled.request, scheduled.result);
+    const m = this.options.metrics;
+    const result = scheduled?.result;
+    const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
+    const targetModel = rewrite?.targetModel ?? scheduled?.model ?? '';
+    if (result !== undefined) {
+      for (const plugin of this.preRequestPlugins) {
+        if (m === undefined) {
+          plugin.preRequest(scheduled!.request, result);
+          continue;
+        }
+        const before = this.monotonicSeconds();
+        plugin.preRequest(scheduled!.request, result);
+        // GIE v1.5.0 `pkg/epp/requestcontrol/director.go` runPreRequestPlugins times each call the same way.
+        this.pluginTiming(m, 'PreRequest', plugin).observe(this.monotonicSeconds() - before);
+      }
+      if (m !== undefined) this.attemptSucceeded(m, targetModel, target).value++;
     }
     this.options.datastore.acquire(target.key);
-    const m = this.options.metrics;
     if (m && scheduled !== undefined) {
-      const labels = { model_name: scheduled.model, target_model_name: scheduled.model };
-      m.requestTotal.inc(labels);
-      m.requestSizes.observe(labels, scheduled.bodyBytes);
+      const labels = { model_name: scheduled.model, target_model_name: targetModel };
+      m.requestTotal.inc({ ...labels, priority: this.priorityLabel(scheduled.request.headers) });
+      m.requestSizes.observe(labels, rewrite?.body.length ?? scheduled.bodyBytes);
       m.runningRequests.inc({ model_name: scheduled.model });
     }
-    const ticket: Ticket = { target, scheduled, started };
-    return { kind: 'route', endpoint: target.key, ticket };
+    const ticket: Ticket = {
+      target,
+      scheduled,
+      started,
+      targetModel,
+      ...(rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { rewrite: { incoming: rewrite.incoming, target: rewrite.target } } : {}),
+    };
+    // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
+    // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
+    // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
+    const targets = result?.targets;
+    const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
+    return rewrite !== undefined ? { kind: 'route', endpoint, ticket, body: rewrite.body } : { kind: 'route', endpoint, ticket };
+  }
+
+  /** The timing series of a request-control plugin at an extension point (latency-scorer has two). */
+  private pluginTiming(m: EppCollectors, point: ExtensionPoint, plugin: Plugin): HistogramSeries {
+    let byPlugin = this.pluginSeries.get(point);
+    if (byPlugin === undefined) this.pluginSeries.set(point, (byPlugin = new Map()));
+    let series = byPlugin.get(plugin);
+    if (series === undefined) {
+      series = m.pluginDuration.child({ extension_point: point, plugin_type: plugin.type, plugin_name: plugin.name });
+      byPlugin.set(plugin, series);
+    }
+    return series;
+  }
+
+  /** The `inference_extension_scheduler_attempts_total{status="success"}` series of a model and pod. */
+  private attemptSucceeded(m: EppCollectors, targetModel: string, target: Endpoint): ValueSeries {
+    const key = `${targetModel}\u0000${target.key}\u0000${target.name}`;
+    let series = this.attemptSeries.get(key);
+    if (series === undefined) {
+      // Pods come and go: start over rather than grow without bound (the counters themselves keep their values).
+      if (this.attemptSeries.size >= 16_384) this.attemptSeries.clear();
+      series = m.schedulerAttempts.child({ status: 'success', target_model_name: targetModel, pod_name: target.name, namespace: target.namespace, port: String(target.port) });
+      this.attemptSeries.set(key, series);
+    }
+    return series;
+  }
+
+  /**
+   * The `priority` label of `inference_objective_request_total`: the priority of the request's InferenceObjective
+   * (`x-gateway-inference-objective`, listed in the config's `flowControl.objectives`), else `x-kvroute-priority`, else
+   * 0, GIE's default for a request without an objective (v1.5.0 `pkg/epp/requestcontrol/director.go`).
+   */
+  private priorityLabel(headers: Readonly<Record<string, string>>): string {
+    const objective = headers[OBJECTIVE_HEADER];
+    const objectivePriority = objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
+    return String(objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]) ?? 0);
   }
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
-    const { target, scheduled } = ticket as Ticket;
+    const t = ticket as Ticket;
+    const { target, scheduled } = t;
+    // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events.
+    if (scheduled !== undefined && this.options.metrics !== undefined) {
+      t.response = new ResponseObserver((headers.get('content-type') ?? '').toLowerCase().includes('text/event-stream'));
+    }
     if (scheduled?.result === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
     const set: Record<string, string> = {};
-    for (const plugin of this.postResponsePlugins) Object.assign(set, plugin.postResponse(scheduled.request, response, target));
+    const m = this.options.metrics;
+    for (const plugin of this.postResponsePlugins) {
+      const before = this.monotonicSeconds();
+      Object.assign(set, plugin.postResponse(scheduled.request, response, target));
+      // GIE v1.5.0 times response-header plugins as extension point ResponseReceived (director.go runResponseHeaderPlugins).
+      if (m !== undefined) this.pluginTiming(m, 'ResponseReceived', plugin).observe(this.monotonicSeconds() - before);
+    }
     return Object.keys(set).length > 0 ? set : undefined;
   }
 
+  /**
+   * A response body chunk (only when the proxy sends the body to the EPP). At its end the response's size and token
+   * usage are recorded as GIE v1.5.0 records them (`pkg/epp/handlers/response.go` HandleResponseBody):
+   * `inference_objective_response_sizes`, `_input_tokens`, `_output_tokens`, `_prompt_cached_tokens` and
+   * `_normalized_time_per_output_token_seconds` (time from the request to the response's end, per output token).
+   */
+  responseBody(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined {
+    const t = ticket as Ticket;
+    this.observeResponse(t, chunk, endOfStream);
+    // GIE v1.5.0 handlers/server.go rewriteModelName: the client sees the model name it asked for, not the rewritten
+    // one (a name split across two chunks is left as it is, as upstream leaves it across streamed chunks).
+    return t.rewrite !== undefined ? restoreModelName(chunk, t.rewrite.target, t.rewrite.incoming) : undefined;
+  }
+
+  private observeResponse(t: Ticket, chunk: Buffer, endOfStream: boolean): void {
+    const observer = t.response;
+    if (observer === undefined || t.responseRecorded === true) return;
+    observer.push(chunk, endOfStream);
+    if (!endOfStream) return;
+    t.responseRecorded = true;
+    const m = this.options.metrics!;
+    const labels = { model_name: t.scheduled!.model, target_model_name: t.targetModel };
+    m.responseSizes.observe(labels, observer.bytes);
+    const usage = observer.usage;
+    if (usage === undefined) return;
+    m.inputTokens.observe(labels, usage.promptTokens);
+    m.outputTokens.observe(labels, usage.completionTokens);
+    if (usage.cachedPromptTokens !== undefined) m.promptCachedTokens.observe(labels, usage.cachedPromptTokens);
+    const elapsed = this.monotonicSeconds() - t.started;
+    if (usage.completionTokens > 0 && elapsed > 0) m.normalizedTimePerOutputToken.observe(labels, elapsed / usage.completionTokens);
+  }
+
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, scheduled, started } = ticket as Ticket;
+    const { target, scheduled, started, targetModel } = ticket as Ticket;
     this.options.datastore.release(target.key);
     // A request ended: one slot may be free for the oldest waiter.
     this.options.flowControl?.queue.dispatch(1);
@@ -398,7 +560,7 @@ export class RequestControl implements RequestDirector {
     if (m && scheduled !== undefined) {
       m.runningRequests.dec({ model_name: scheduled.model });
       if (outcome === 'completed') {
-        m.requestDuration.observe({ model_name: scheduled.model, target_model_name: scheduled.model }, this.monotonicSeconds() - started);
+        m.requestDuration.observe({ model_name: scheduled.model, target_model_name: targetModel }, this.monotonicSeconds() - started);
       }
     }
   }
@@ -406,6 +568,7 @@ export class RequestControl implements RequestDirector {
   /** The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). */
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
+    if (this.options.disableEndpointSubsetFilter === true) return all;
     const hint = req.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];
     if (!Array.isArray(hint)) return all;
     // The hint lists ip:port, but ports are ignored as upstream does: the pool has one target port.
@@ -457,6 +620,49 @@ function parsePriority(value: string | undefined): number | undefined {
   if (!/^\s*[+-]?\d+\s*$/.test(value)) return undefined;
   const n = Number(value);
   return Math.abs(n) <= MAX_PRIORITY ? n : undefined;
+}
+
+/**
+ * The body with its `model` replaced, or undefined when it is not a JSON object. Only this path re-serializes a body
+ * (GIE re-marshals every body, `director.go` repackage); the stream sets the new Content-Length.
+ */
+function rewriteModel(body: Buffer, model: string): Buffer | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  return Buffer.from(JSON.stringify({ ...(value as Record<string, unknown>), model }));
+}
+
+/**
+ * `"model":"<target>"` (or with a space after the colon) back to the incoming name, byte by byte (a chunk may end
+ * inside a UTF-8 character); undefined when the chunk has neither.
+ */
+function restoreModelName(chunk: Buffer, target: string, incoming: string): Buffer | undefined {
+  let out: Buffer | undefined;
+  for (const sep of [':', ': ']) {
+    const from = Buffer.from(`"model"${sep}${JSON.stringify(target)}`);
+    const to = Buffer.from(`"model"${sep}${JSON.stringify(incoming)}`);
+    out = replaceAll(out ?? chunk, from, to) ?? out;
+  }
+  return out;
+}
+
+function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
+  let at = buf.indexOf(from);
+  if (at < 0) return undefined;
+  const parts: Buffer[] = [];
+  let start = 0;
+  while (at >= 0) {
+    parts.push(buf.subarray(start, at), to);
+    start = at + from.length;
+    at = buf.indexOf(from, start);
+  }
+  parts.push(buf.subarray(start));
+  return Buffer.concat(parts);
 }
 
 function hostOf(hostPort: string): string {

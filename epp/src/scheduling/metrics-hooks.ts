@@ -5,8 +5,21 @@ import type { SchedulingErrorReason } from './types';
  * `epp/src/metrics.ts` implements it on a Registry, tests pass a recorder or `NOOP_SCHEDULING_METRICS`.
  */
 
-/** The extension point a timed plugin call belongs to (GIE's `plugin_type` label values). */
-export type ExtensionPoint = 'ProfileHandler' | 'Filter' | 'Scorer' | 'Picker' | 'PostCycle' | 'PreRequest' | 'PostResponse';
+/**
+ * The extension point a timed plugin call belongs to: the `extension_point` label of
+ * `inference_extension_plugin_duration_seconds`, spelled as GIE v1.5.0 spells them (`pkg/epp/scheduling/scheduler.go`:
+ * ProfilePicker, Filter, Scorer, Picker, ProcessProfilesResults; `pkg/epp/framework/interface/requestcontrol/plugins.go`:
+ * PreRequest, ResponseReceived). PostCycle is kvroute's own (plugins that learn the cycle's result).
+ */
+export type ExtensionPoint =
+  | 'ProfilePicker'
+  | 'ProcessProfilesResults'
+  | 'Filter'
+  | 'Scorer'
+  | 'Picker'
+  | 'PostCycle'
+  | 'PreRequest'
+  | 'ResponseReceived';
 
 export type SessionAffinityOutcome =
   /** The session's bound endpoint was a candidate and got the request. */
@@ -24,7 +37,8 @@ export type SaturationExclusionReason = 'queue' | 'kv_cache' | 'stale_metrics' |
 export interface SchedulingMetrics {
   /** One whole `Scheduler.schedule` call, successful or not. */
   observeSchedulingDuration(seconds: number): void;
-  observePluginDuration(extensionPoint: ExtensionPoint, pluginName: string, seconds: number): void;
+  /** One plugin call: its extension point, its config `type` and its config `name`. */
+  observePluginDuration(extensionPoint: ExtensionPoint, pluginType: string, pluginName: string, seconds: number): void;
   countPick(endpointKey: string): void;
   countSchedulingFailure(reason: SchedulingErrorReason): void;
   countSessionAffinity(outcome: SessionAffinityOutcome): void;

@@ -196,7 +196,7 @@ export class Scheduler {
       if (candidates.length === 0) throw new SchedulingError('no-endpoints', 'no ready endpoint in the pool');
       const cycle: CycleContext = { request, state: new CycleState() };
       const outcomes = this.runProfiles(cycle, candidates);
-      const { primaryProfile } = this.timed('ProfileHandler', this.profileHandler.name, () =>
+      const { primaryProfile } = this.timed('ProcessProfilesResults', this.profileHandler, () =>
         this.profileHandler.processResults(cycle, outcomes),
       );
       const outcome = outcomes.get(primaryProfile);
@@ -222,7 +222,7 @@ export class Scheduler {
     const outcomes = new Map<string, ProfileOutcome>();
     // A handler that keeps asking for profiles would spin forever; each profile running once per round bounds it.
     for (let round = 0; round <= this.profileNames.length; round++) {
-      const next = this.timed('ProfileHandler', this.profileHandler.name, () =>
+      const next = this.timed('ProfilePicker', this.profileHandler, () =>
         this.profileHandler.pickProfiles(cycle, this.profileNames, outcomes),
       );
       if (next.length === 0) return outcomes;
@@ -239,7 +239,7 @@ export class Scheduler {
     let remaining = candidates;
     for (const filter of profile.filters) {
       const before = remaining;
-      remaining = this.timed('Filter', filter.name, () => filter.filter(cycle, before));
+      remaining = this.timed('Filter', filter, () => filter.filter(cycle, before));
       if (remaining.length === 0) {
         const reason = typeof filter.emptyResultReason === 'function' ? filter.emptyResultReason(cycle) : filter.emptyResultReason;
         return new SchedulingError(
@@ -251,11 +251,11 @@ export class Scheduler {
 
     const totals = new Float64Array(remaining.length);
     for (const { scorer, weight } of profile.scorers) {
-      const scores = this.timed('Scorer', scorer.name, () => scorer.score(cycle, remaining));
+      const scores = this.timed('Scorer', scorer, () => scorer.score(cycle, remaining));
       for (let i = 0; i < totals.length; i++) totals[i] += clampScore(scores[i]) * weight;
     }
     const picker = profile.picker;
-    const targets = this.timed('Picker', picker.name, () =>
+    const targets = this.timed('Picker', picker, () =>
       picker.pickFromTotals !== undefined
         ? picker.pickFromTotals(cycle, remaining, totals)
         : picker.pick(cycle, remaining.map((endpoint, i) => ({ endpoint, score: totals[i]! }))),
@@ -265,17 +265,17 @@ export class Scheduler {
     }
     const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals) };
     for (const plugin of profile.postCycles) {
-      this.timed('PostCycle', plugin.name, () => plugin.postCycle(cycle, result));
+      this.timed('PostCycle', plugin, () => plugin.postCycle(cycle, result));
     }
     return result;
   }
 
-  private timed<T>(extensionPoint: ExtensionPoint, pluginName: string, call: () => T): T {
+  private timed<T>(extensionPoint: ExtensionPoint, plugin: { readonly type: string; readonly name: string }, call: () => T): T {
     const started = this.monotonicSeconds();
     try {
       return call();
     } finally {
-      this.metrics.observePluginDuration(extensionPoint, pluginName, this.monotonicSeconds() - started);
+      this.metrics.observePluginDuration(extensionPoint, plugin.type, plugin.name, this.monotonicSeconds() - started);
     }
   }
 }

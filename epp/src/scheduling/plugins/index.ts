@@ -21,3 +21,5 @@ export { sessionAffinityFilter } from './session-affinity-filter';
 export { sessionAffinityScorer } from './session-affinity-scorer';
 export { sessionLoadScorer } from './session-load-scorer';
 export { singleProfileHandler } from './single-profile-handler';
+export { tokenizer } from './tokenizer';
+export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, openaiParser } from './upstream-data-layer';

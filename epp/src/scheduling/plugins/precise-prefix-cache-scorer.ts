@@ -398,14 +398,24 @@ export const precisePrefixCacheScorer = definePlugin({
       if (backends !== undefined && backends !== null && (!Array.isArray(backends) || backends.some((b) => typeof b?.name !== 'string' || typeof b?.weight !== 'number' || !(b.weight >= 0)))) {
         throw new ConfigError(f.fieldPath('kvCacheBackendConfigs'), 'must be a list of {name, weight} with a non-negative weight');
       }
-      const tokenizers = nested(f, 'tokenizersPoolConfig', (t) => ({
+      const tokenizers = nested(f, 'tokenizersPoolConfig', (t) => {
+        // llm-d-kv-cache's newer nesting (llm-d v0.8.0 deploy/config/sim-epp-kvcache-config.yaml):
+        // `hf: {enabled, huggingFaceToken, tokenizersCacheDir}`; its cache directory is the flat field's.
+        const hf = nested(t, 'hf', (h) => ({
+          ...optional(h, 'enabled', () => h.boolean('enabled', true)),
+          ...optional(h, 'huggingFaceToken', () => h.raw('huggingFaceToken')),
+          ...optional(h, 'tokenizersCacheDir', () => h.optionalString('tokenizersCacheDir')),
+        })) as { tokenizersCacheDir?: string };
+        const cacheDir = t.optionalString('tokenizersCacheDir') ?? hf.tokenizersCacheDir;
+        return {
         ...optional(t, 'modelName', () => t.optionalString('modelName')),
         ...optional(t, 'localTokenizerDir', () => t.optionalString('localTokenizerDir')),
-        ...optional(t, 'tokenizersCacheDir', () => t.optionalString('tokenizersCacheDir')),
+        ...(cacheDir !== undefined ? { tokenizersCacheDir: cacheDir } : {}),
         ...optional(t, 'workersCount', () => t.integer('workersCount', 5, 1)),
         ...optional(t, 'huggingFaceToken', () => t.raw('huggingFaceToken')),
         ...optional(t, 'minPrefixOverlapRatio', () => t.raw('minPrefixOverlapRatio')),
-      }));
+        };
+      });
       return {
         tokenProcessorConfig: nested(f, 'tokenProcessorConfig', tokenProcessor),
         kvBlockIndexConfig: opaque(f, 'kvBlockIndexConfig'),

@@ -1,0 +1,127 @@
+/**
+ * What a response body tells request control, as GIE reads it (v1.5.0
+ * `pkg/epp/framework/plugins/requesthandling/parsers/openai/openai.go` ParseResponse, `pkg/epp/handlers/response.go`):
+ * its size, and the token usage an OpenAI-style server reports: in the JSON body's `usage`, or, for a
+ * `text/event-stream` response, in the `data: ` event carrying `usage` (vLLM sends it with
+ * `stream_options.include_usage`), or the Responses API's `response.completed` event. Field names as upstream reads
+ * them: `prompt_tokens`/`completion_tokens`, or the Responses API's `input_tokens`/`output_tokens`; cached prompt
+ * tokens from `prompt_tokens_details.cached_tokens` (OpenAI's and vLLM's spelling) or `prompt_token_details` (the
+ * spelling upstream reads).
+ *
+ * Chunks are read as they pass and never held whole: an event stream keeps only its unfinished last line, a JSON body
+ * is kept up to `MAX_JSON_BODY_BYTES` (a larger one is counted but its usage not read).
+ */
+
+/** Token usage of one response. */
+export interface ResponseUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Present when the server reported it. */
+  readonly cachedPromptTokens?: number;
+}
+
+/** A non-streamed body larger than this is not parsed for usage (an embeddings response can be megabytes). */
+export const MAX_JSON_BODY_BYTES = 4 * 1024 * 1024;
+/** An event-stream line longer than this (no usage event is) is skipped rather than buffered. */
+const MAX_SSE_LINE_BYTES = 256 * 1024;
+
+export class ResponseObserver {
+  /** Response body bytes seen. */
+  bytes = 0;
+  usage: ResponseUsage | undefined;
+  private readonly parts: Buffer[] = [];
+  private partBytes = 0;
+  private overflow = false;
+  private pending = '';
+  private skippingLine = false;
+
+  constructor(readonly streaming: boolean) {}
+
+  /** Reads one chunk; at `endOfStream` the usage is final. */
+  push(chunk: Buffer, endOfStream: boolean): void {
+    this.bytes += chunk.length;
+    if (this.streaming) {
+      this.readEvents(chunk.toString('utf8'), endOfStream);
+      return;
+    }
+    if (!this.overflow) {
+      if (this.partBytes + chunk.length > MAX_JSON_BODY_BYTES) {
+        this.overflow = true;
+        this.parts.length = 0;
+      } else if (chunk.length > 0) {
+        this.parts.push(Buffer.from(chunk));
+        this.partBytes += chunk.length;
+      }
+    }
+    if (endOfStream && !this.overflow && this.partBytes > 0) {
+      this.usage = usageOf(parseJson(Buffer.concat(this.parts, this.partBytes).toString('utf8')));
+      this.parts.length = 0;
+    }
+  }
+
+  private readEvents(text: string, endOfStream: boolean): void {
+    let data = this.pending + text;
+    this.pending = '';
+    for (;;) {
+      const nl = data.indexOf('\n');
+      if (nl < 0) break;
+      const line = data.slice(0, nl);
+      data = data.slice(nl + 1);
+      if (this.skippingLine) {
+        this.skippingLine = false;
+        continue;
+      }
+      this.readLine(line);
+    }
+    if (endOfStream) {
+      if (!this.skippingLine) this.readLine(data);
+      return;
+    }
+    if (data.length > MAX_SSE_LINE_BYTES) {
+      this.skippingLine = true;
+    } else if (!this.skippingLine) {
+      this.pending = data;
+    }
+  }
+
+  private readLine(raw: string): void {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (!line.startsWith('data:') || !line.includes('"usage"')) return;
+    const event = parseJson(line.slice(5).trim());
+    if (event === undefined) return;
+    // Responses API: `{"type":"response.completed","response":{"usage":{...}}}`.
+    const nested = event.type === 'response.completed' && isObject(event.response) ? usageOf(event.response) : undefined;
+    const usage = nested ?? usageOf(event);
+    if (usage !== undefined) this.usage = usage;
+  }
+}
+
+type JsonObject = { [key: string]: unknown };
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseJson(text: string): JsonObject | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    return isObject(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function count(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
+}
+
+function usageOf(body: JsonObject | undefined): ResponseUsage | undefined {
+  const u = body?.usage;
+  if (!isObject(u)) return undefined;
+  const prompt = count(u.prompt_tokens) ?? count(u.input_tokens);
+  const completion = count(u.completion_tokens) ?? count(u.output_tokens);
+  if (prompt === undefined && completion === undefined) return undefined;
+  const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : isObject(u.prompt_token_details) ? u.prompt_token_details : undefined;
+  const cached = count(details?.cached_tokens);
+  return { promptTokens: prompt ?? 0, completionTokens: completion ?? 0, ...(cached !== undefined ? { cachedPromptTokens: cached } : {}) };
+}

@@ -1,0 +1,89 @@
+/**
+ * GIE's data-layer and request-parser plugins (GIE v1.5.0, `pkg/epp/framework/plugins/datalayer/...` and
+ * `requesthandling/parsers/openai`), which upstream's own configs list and its `dataLayer` and `parser` sections refer
+ * to: GIE's Helm chart renders `metrics-data-source` and `core-metrics-extractor` into every config, and llm-d
+ * v0.8.0's precise-prefix config adds `endpoint-notification-source`. kvroute's datastore does this work itself (it
+ * discovers the pool's pods and scrapes vLLM's metrics, `src/datastore/`), and it parses OpenAI bodies itself
+ * (`@kvroute/protocol/openai`), so these plugins act at no extension point here: they are accepted so upstream configs
+ * load, their parameters are checked, and `metrics-data-source`'s parameters set how pods are scraped (as upstream
+ * moved those settings from flags into this plugin). Parameters kvroute cannot honour are errors naming the field.
+ */
+import { ConfigError } from '../../config/errors';
+import { definePlugin, NO_PARAMETERS, parameters } from '../plugin';
+
+/** A plugin that only carries its name and type: the work is done by kvroute's datastore or request control. */
+class DataLayerPlugin {
+  constructor(readonly type: string, readonly name: string) {}
+}
+
+export interface MetricsDataSourceParameters {
+  /** `http` or `https`. @default "http" */
+  scheme?: 'http' | 'https';
+  /** @default "/metrics" */
+  path?: string;
+  /** With https, accept the model servers' self-signed certificates. @default true */
+  insecureSkipVerify?: boolean;
+}
+
+/** `metrics-data-source` (GIE v1.5.0 `datalayer/source/metrics/datasource.go`): where pods' metrics are scraped. */
+export const metricsDataSource = definePlugin({
+  type: 'metrics-data-source',
+  kinds: [],
+  parameters: parameters<MetricsDataSourceParameters>((fields) => {
+    const scheme = fields.optionalString('scheme') ?? 'http';
+    if (scheme !== 'http' && scheme !== 'https') {
+      throw new ConfigError(fields.fieldPath('scheme'), `must be http or https, got ${JSON.stringify(scheme)}`);
+    }
+    const path = fields.optionalString('path') ?? '/metrics';
+    if (!path.startsWith('/')) throw new ConfigError(fields.fieldPath('path'), `must start with "/", got ${JSON.stringify(path)}`);
+    return { scheme, path, insecureSkipVerify: fields.boolean('insecureSkipVerify', true) };
+  }),
+  create: (name) => new DataLayerPlugin('metrics-data-source', name),
+});
+
+/** GIE v1.5.0 `datalayer/extractor/metrics` DefaultEngineTypeLabelKey. */
+const DEFAULT_ENGINE_LABEL_KEY = 'inference.networking.k8s.io/engine-type';
+
+export interface CoreMetricsExtractorParameters {
+  /** The engine whose metric names are read. kvroute reads vLLM's only. @default "vllm" */
+  defaultEngine?: 'vllm';
+  /** The pod label naming a pod's engine; every pod is read as vLLM here. @default GIE's "inference.networking.k8s.io/engine-type" */
+  engineLabelKey?: string;
+}
+
+/**
+ * `core-metrics-extractor` (GIE v1.5.0 `datalayer/extractor/metrics/factories.go`): which metric names a page is read
+ * with. kvroute reads vLLM's (`src/datastore/vllm-metrics.ts`), so only the vLLM engine is accepted, and per-engine
+ * metric specs (`engineConfigs`) are refused rather than silently not applied.
+ */
+export const coreMetricsExtractor = definePlugin({
+  type: 'core-metrics-extractor',
+  kinds: [],
+  parameters: parameters<CoreMetricsExtractorParameters>((fields) => {
+    const engine = fields.optionalString('defaultEngine') ?? 'vllm';
+    if (engine !== 'vllm') {
+      throw new ConfigError(fields.fieldPath('defaultEngine'), `kvroute reads vLLM's metrics only: must be vllm, got ${JSON.stringify(engine)}`);
+    }
+    if (fields.has('engineConfigs')) {
+      throw new ConfigError(fields.fieldPath('engineConfigs'), 'per-engine metric names are not supported: kvroute reads vLLM\'s metric names');
+    }
+    return { defaultEngine: 'vllm', engineLabelKey: fields.optionalString('engineLabelKey') ?? DEFAULT_ENGINE_LABEL_KEY };
+  }),
+  create: (name) => new DataLayerPlugin('core-metrics-extractor', name),
+});
+
+/** `endpoint-notification-source` (GIE v1.5.0 `datalayer/source/notifications`): pod add/remove events; kvroute's discovery. */
+export const endpointNotificationSource = definePlugin({
+  type: 'endpoint-notification-source',
+  kinds: [],
+  parameters: NO_PARAMETERS,
+  create: (name) => new DataLayerPlugin('endpoint-notification-source', name),
+});
+
+/** `openai-parser` (GIE v1.5.0 `requesthandling/parsers/openai`): OpenAI bodies, the only kind kvroute reads. */
+export const openaiParser = definePlugin({
+  type: 'openai-parser',
+  kinds: [],
+  parameters: NO_PARAMETERS,
+  create: (name) => new DataLayerPlugin('openai-parser', name),
+});

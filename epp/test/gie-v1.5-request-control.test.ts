@@ -1,0 +1,160 @@
+/**
+ * Request control against GIE's Endpoint Picker at v1.5.0 (kubernetes-sigs/gateway-api-inference-extension, commit
+ * df9f8909fe06fe2dfd4a6fc0bd0c01a0acabf849; llm-d-inference-scheduler v0.8.0 builds on it): the statuses of its
+ * immediate responses and their `error_code` labels, the comma-separated fallback list, and the request metrics' labels.
+ * Each test names the upstream file whose behaviour it pins.
+ */
+import { parseEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest } from '../src/extproc/request-director';
+import { createEppMetrics } from '../src/metrics';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import { FlowControlQueue } from '../src/requestcontrol/flow-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
+
+function pool(n: number): Datastore {
+  const ds = new Datastore({ scrape: false });
+  for (let i = 0; i < n; i++) {
+    const address = `10.0.0.${i + 1}`;
+    ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+    ds.setMetrics(`${address}:8000`, { waitingQueueSize: i, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+  }
+  return ds;
+}
+
+const post = (body: unknown, headers: Record<string, string> = {}): IncomingRequest => ({
+  requestId: 'r',
+  headers: new Map([[':method', 'POST'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+  body: Buffer.from(JSON.stringify(body)),
+  filterMetadata: {},
+});
+const get: IncomingRequest = { requestId: 'g', headers: new Map([[':method', 'GET'], [':path', '/v1/models']]), filterMetadata: {} };
+const chat = { model: 'm', messages: [{ role: 'user', content: 'hello' }] };
+
+const config = (plugins: string, profile: string) => parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+${plugins}
+schedulingProfiles:
+- name: default
+  plugins:
+${profile}
+`);
+
+describe('request control as GIE v1.5.0 answers', () => {
+  let ds: Datastore;
+  afterEach(() => ds.stop());
+
+  test('director.go HandleRequest: a scheduling failure among existing candidates is ResourceExhausted (429), counted as such and as a failed scheduler attempt', async () => {
+    ds = pool(2);
+    // No pod has llm-d's prefill role, so the filter leaves none: GIE's scheduler errors and the director answers 429.
+    const scheduler = buildScheduler(config('- type: prefill-filter\n- type: queue-scorer', '  - pluginRef: prefill-filter\n  - pluginRef: queue-scorer'));
+    const metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+    const d = await director.route(post(chat));
+    expect(d).toMatchObject({ kind: 'reject', status: 429 });
+    const errors = await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total');
+    expect(errors).toContain('inference_objective_request_error_total{model_name="m",target_model_name="m",error_code="ResourceExhausted"} 1');
+    const attempts = await metrics.registry.getSingleMetricAsString('inference_extension_scheduler_attempts_total');
+    expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="failure",target_model_name="m",pod_name="",namespace="",port=""} 1');
+  });
+
+  test('director.go HandleRequest: no candidate at all is ServiceUnavailable (503); handlers/request.go: a body-less request with no pod is Internal (500)', async () => {
+    ds = pool(0);
+    const metrics = createEppMetrics();
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+    expect(await director.route(post(chat))).toMatchObject({ kind: 'reject', status: 503 });
+    expect(await director.route(get)).toMatchObject({ kind: 'reject', status: 500 });
+    const errors = await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total');
+    expect(errors).toContain('error_code="ServiceUnavailable"} 1');
+    expect(errors).toContain('error_code="Internal"} 1');
+  });
+
+  test('director.go prepareRequest: a picker returning several endpoints names them all, comma-separated, best first; only the first is in flight', async () => {
+    ds = pool(3);
+    const scheduler = buildScheduler(config(
+      '- type: queue-scorer\n- type: max-score-picker\n  parameters:\n    maxNumOfEndpoints: 2',
+      '  - pluginRef: queue-scorer\n  - pluginRef: max-score-picker',
+    ));
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const d = await director.route(post(chat));
+    // Queues 0, 1, 2: the queue scorer ranks 10.0.0.1 then 10.0.0.2.
+    expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000,10.0.0.2:8000' });
+    expect(ds.activeRequests('10.0.0.1:8000')).toBe(1);
+    expect(ds.activeRequests('10.0.0.2:8000')).toBe(0);
+    if (d.kind === 'route') director.release(d.ticket, 'completed');
+  });
+
+  test('candidates.go Locate: with --disable-endpoint-subset-filter the subset hint is ignored; without it an empty hint leaves no candidate (503)', async () => {
+    ds = pool(2);
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const empty: IncomingRequest = { ...post(chat), filterMetadata: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': [] } } };
+    expect(await new RequestControl({ datastore: ds, scheduler }).route(empty)).toMatchObject({ kind: 'reject', status: 503 });
+    const ignoring = new RequestControl({ datastore: ds, scheduler, disableEndpointSubsetFilter: true });
+    const d = await ignoring.route(empty);
+    expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
+    if (d.kind === 'route') ignoring.release(d.ticket, 'completed');
+  });
+
+  test('request.go/director.go mutateModel: x-gateway-model-name-rewrite replaces the body\'s model and is the target_model_name', async () => {
+    ds = pool(1);
+    const metrics = createEppMetrics();
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+    const d = await director.route(post({ ...chat, model: 'food-review', temperature: 0 }, { 'x-gateway-model-name-rewrite': 'food-review-v2' }));
+    expect(d.kind).toBe('route');
+    if (d.kind !== 'route') return;
+    expect(JSON.parse(d.body!.toString())).toEqual({ ...chat, model: 'food-review-v2', temperature: 0 });
+    director.release(d.ticket, 'completed');
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('inference_objective_request_total{model_name="food-review",target_model_name="food-review-v2",priority="0"} 1');
+    expect(text).toContain('inference_objective_request_duration_seconds_count{model_name="food-review",target_model_name="food-review-v2"} 1');
+    // Without the header the body is passed on as it came, byte for byte.
+    const plain = await director.route(post(chat));
+    expect(plain).toMatchObject({ kind: 'route' });
+    expect(plain.kind === 'route' && plain.body).toBeFalsy();
+  });
+
+  test('director.go runPreRequestPlugins / runResponseHeaderPlugins: request hooks are timed by extension point; a plugin with both has both series', async () => {
+    ds = pool(1);
+    const metrics = createEppMetrics();
+    const scheduler = buildScheduler(config('- type: latency-scorer', '  - pluginRef: latency-scorer'));
+    const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+    for (let i = 0; i < 2; i++) {
+      const d = await director.route(post(chat));
+      if (d.kind !== 'route') throw new Error('not routed');
+      director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+      director.release(d.ticket, 'completed');
+    }
+    const text = await metrics.registry.getSingleMetricAsString('inference_extension_plugin_duration_seconds');
+    expect(text).toContain('inference_extension_plugin_duration_seconds_count{extension_point="PreRequest",plugin_type="latency-scorer",plugin_name="latency-scorer"} 2');
+    expect(text).toContain('inference_extension_plugin_duration_seconds_count{extension_point="ResponseReceived",plugin_type="latency-scorer",plugin_name="latency-scorer"} 2');
+    const attempts = await metrics.registry.getSingleMetricAsString('inference_extension_scheduler_attempts_total');
+    expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="success",target_model_name="m",pod_name="p0",namespace="ns",port="8000"} 2');
+  });
+
+  test('metrics.go RecordRequestCounter: requests are counted with the priority of their InferenceObjective (0 without one)', async () => {
+    ds = pool(2);
+    const metrics = createEppMetrics();
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const queue = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 1000, maxDispatchPerCall: 1 });
+    const director = new RequestControl({
+      datastore: ds,
+      scheduler,
+      metrics: metrics.collectors,
+      flowControl: { queue, objectives: new Map([['critical', 5]]) },
+    });
+    try {
+      for (const headers of [{}, { 'x-gateway-inference-objective': 'critical' }] as Record<string, string>[]) {
+        const d = await director.route(post(chat, headers));
+        if (d.kind === 'route') director.release(d.ticket, 'completed');
+      }
+      const text = await metrics.registry.getSingleMetricAsString('inference_objective_request_total');
+      expect(text).toContain('inference_objective_request_total{model_name="m",target_model_name="m",priority="0"} 1');
+      expect(text).toContain('inference_objective_request_total{model_name="m",target_model_name="m",priority="5"} 1');
+    } finally {
+      director.close();
+    }
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * The response side as GIE v1.5.0 reads it (kubernetes-sigs/gateway-api-inference-extension @ df9f890:
+ * pkg/epp/handlers/server.go and response.go, pkg/epp/framework/plugins/requesthandling/parsers/openai/openai.go):
+ * usage from a JSON body or from the event carrying it in a text/event-stream, and the response metrics recorded at the
+ * response's end. Through a real gRPC ext_proc stream, with Envoy's full-duplex response body mode.
+ */
+import { defaultEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
+import { createEppMetrics } from '../src/metrics';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import { MAX_JSON_BODY_BYTES, ResponseObserver } from '../src/requestcontrol/response-usage';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { collectingLogger, FakeEnvoy, POST_HEADERS, protocolConfig, readStreamedBody, requestBody, requestHeaders, responseBody, responseHeaders } from './extproc-harness';
+
+describe('ResponseObserver (openai.go ParseResponse)', () => {
+  test('a JSON body: usage with the cached prompt tokens vLLM reports', () => {
+    const o = new ResponseObserver(false);
+    const body = Buffer.from(JSON.stringify({ object: 'chat.completion', usage: { prompt_tokens: 31, completion_tokens: 7, total_tokens: 38, prompt_tokens_details: { cached_tokens: 16 } } }));
+    o.push(body.subarray(0, 20), false);
+    o.push(body.subarray(20), true);
+    expect(o.usage).toEqual({ promptTokens: 31, completionTokens: 7, cachedPromptTokens: 16 });
+    expect(o.bytes).toBe(body.length);
+  });
+
+  test('an event stream: the usage event, split anywhere across chunks; [DONE] and events without usage are skipped', () => {
+    const text = 'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+      + 'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}\n\n'
+      + 'data: [DONE]\n\n';
+    for (let cut = 1; cut < text.length; cut += 7) {
+      const o = new ResponseObserver(true);
+      o.push(Buffer.from(text.slice(0, cut)), false);
+      o.push(Buffer.from(text.slice(cut)), false);
+      o.push(Buffer.alloc(0), true);
+      expect(o.usage).toEqual({ promptTokens: 12, completionTokens: 3 });
+    }
+  });
+
+  test('the Responses API: input/output tokens, in the JSON body and in the response.completed event', () => {
+    const json = new ResponseObserver(false);
+    json.push(Buffer.from('{"object":"response","usage":{"input_tokens":9,"output_tokens":4,"total_tokens":13}}'), true);
+    expect(json.usage).toEqual({ promptTokens: 9, completionTokens: 4 });
+    const sse = new ResponseObserver(true);
+    sse.push(Buffer.from('event: response.completed\ndata: {"type":"response.completed","response":{"object":"response","usage":{"input_tokens":5,"output_tokens":2}}}\n\n'), true);
+    expect(sse.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+  });
+
+  test('a JSON body over the cap is counted, not parsed; a body without usage has none', () => {
+    const big = new ResponseObserver(false);
+    big.push(Buffer.alloc(MAX_JSON_BODY_BYTES + 1, 0x20), true);
+    expect(big.usage).toBeUndefined();
+    expect(big.bytes).toBe(MAX_JSON_BODY_BYTES + 1);
+    const none = new ResponseObserver(false);
+    none.push(Buffer.from('{"data":[]}'), true);
+    expect(none.usage).toBeUndefined();
+  });
+});
+
+describe('response metrics over a real ext_proc stream (response body FULL_DUPLEX_STREAMED)', () => {
+  let server: ExtProcServer;
+  let envoy: FakeEnvoy;
+  let ds: Datastore;
+  let metrics: ReturnType<typeof createEppMetrics>;
+
+  beforeEach(async () => {
+    ds = new Datastore({ scrape: false });
+    ds.upsertEndpoint({ key: '10.0.0.1:8000', name: 'p0', namespace: 'ns', address: '10.0.0.1', port: 8000, labels: {} });
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
+    server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger: collectingLogger() });
+    envoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
+  });
+
+  afterEach(async () => {
+    envoy.close();
+    await server.stop();
+    ds.stop();
+  });
+
+  test('a streamed chat completion: response size, input, output and cached tokens and NTPOT are recorded at its end', async () => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }], stream: true }), true));
+    expect((await s.next()).response).toBe('request_headers');
+    await readStreamedBody(s, 'request_body');
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
+    expect((await s.next()).response).toBe('response_headers');
+    const events = [
+      'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"hi"}}]}\n\n',
+      'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":40,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":32}}}\n\ndata: [DONE]\n\n',
+    ];
+    s.send(responseBody(events[0], false));
+    await readStreamedBody(s, 'response_body', 1);
+    s.send(responseBody(events[1], true));
+    await readStreamedBody(s, 'response_body');
+    s.end();
+    await s.status;
+    const text = await metrics.registry.metrics();
+    const bytes = Buffer.byteLength(events.join(''));
+    expect(text).toMatch(new RegExp(`^inference_objective_response_sizes_sum\\{model_name="m",target_model_name="m"\\} ${bytes}$`, 'm'));
+    expect(text).toMatch(/^inference_objective_input_tokens_sum\{model_name="m",target_model_name="m"\} 40$/m);
+    expect(text).toMatch(/^inference_objective_output_tokens_sum\{model_name="m",target_model_name="m"\} 2$/m);
+    expect(text).toMatch(/^inference_objective_prompt_cached_tokens_sum\{model_name="m",target_model_name="m"\} 32$/m);
+    expect(text).toMatch(/^inference_objective_normalized_time_per_output_token_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
+    expect(text).toMatch(/^inference_objective_request_duration_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
+  });
+
+  test('after x-gateway-model-name-rewrite the server gets the target model and the client sees its own name back (handlers/server.go rewriteModelName)', async () => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders({ ...POST_HEADERS, 'x-gateway-model-name-rewrite': 'm-v2' }, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send(requestBody(JSON.stringify({ model: 'm', prompt: 'héllo' }), true));
+    const headers = await s.next();
+    const set = Object.fromEntries((headers.request_headers.response.header_mutation.set_headers as { header: { key: string; raw_value: Buffer } }[])
+      .map((h) => [h.header.key, h.header.raw_value.toString()]));
+    const forwarded = Buffer.concat((await readStreamedBody(s, 'request_body')).chunks);
+    expect(JSON.parse(forwarded.toString())).toEqual({ model: 'm-v2', prompt: 'héllo' });
+    expect(set['content-length']).toBe(String(forwarded.length));
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    await s.next();
+    // The second occurrence uses the spacing Python's json.dumps writes; the chunk ends inside "é" (2 bytes).
+    const answer = Buffer.from('{"model":"m-v2","choices":[{"text":"é"}],"again":{"model": "m-v2"}}');
+    const cut = answer.indexOf(Buffer.from('é')) + 1;
+    s.send(responseBody(answer.subarray(0, cut), false));
+    const first = await readStreamedBody(s, 'response_body', 1);
+    s.send(responseBody(answer.subarray(cut), true));
+    const rest = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat([...first.chunks, ...rest.chunks]).toString()).toBe('{"model":"m","choices":[{"text":"é"}],"again":{"model": "m"}}');
+    s.end();
+    await s.status;
+  });
+});
