@@ -10,6 +10,7 @@ import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
 import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
+import { RESUME_GRACE_MS } from '../src/requestcontrol/request-control';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -80,6 +81,7 @@ describe('the EPP end to end', () => {
   let pods: FakeVllmServer[];
   let epp: RunningEpp;
   let envoy: FakeEnvoy;
+  let startedAt = 0;
   const key = (p: FakeVllmServer) => `127.0.0.1:${p.port}`;
 
   beforeEach(async () => {
@@ -90,6 +92,7 @@ describe('the EPP end to end', () => {
       '--flow-control-max-wait', '300ms',
       // These tests stream response bodies through the EPP without protocol_config, as a full-duplex filter would.
       '--response-body-mode', 'full-duplex'])!;
+    startedAt = performance.now();
     epp = await startEpp(options, quiet);
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
     // Every pod scraped once, so none is excluded as never seen.
@@ -236,6 +239,18 @@ describe('the EPP end to end', () => {
     const none = await send(envoy, chat('hello'));
     expect(none.status).toBe('ServiceUnavailable');
     expect(epp.serving).toBe(false);
+  });
+
+  test('all pods gone (listed, but their /metrics refuse connections): 503 at once, not 429, so clients and Envoy do not retry into the pool (issue 11)', async () => {
+    // Past the start-up grace, in which a pool without fresh metrics is one not scraped yet and requests wait for it.
+    const graceOver = startedAt + RESUME_GRACE_MS + 200;
+    await Promise.all(pods.map((p) => p.close()));
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.consecutiveFailures > 3), 'every pod\'s scrape failing');
+    await new Promise((r) => setTimeout(r, Math.max(0, graceOver - performance.now())));
+    const gone = await send(envoy, chat('anyone there?'));
+    expect(gone.status).toBe('ServiceUnavailable');
+    expect(JSON.parse(gone.body!).error).toMatchObject({ code: 'no_ready_endpoints' });
+    expect(gone.headers['x-kvroute-flow-control']).toBeUndefined();
   });
 
   test('serves Prometheus metrics with the upstream names and kvroute\'s own', async () => {

@@ -45,16 +45,17 @@ describe('request control as GIE v1.5.0 answers', () => {
   let ds: Datastore;
   afterEach(() => ds.stop());
 
-  test('director.go HandleRequest: a scheduling failure among existing candidates is ResourceExhausted (429), counted as such and as a failed scheduler attempt', async () => {
+  test('director.go HandleRequest: a scheduling failure among existing candidates counts a failed scheduler attempt; kvroute answers it 503 when no pod can serve it (GIE: 429 for every failure), 429 only for load', async () => {
     ds = pool(2);
-    // No pod has llm-d's prefill role, so the filter leaves none: GIE's scheduler errors and the director answers 429.
+    // No pod has llm-d's prefill role, so the filter leaves none: GIE's director answers 429 ResourceExhausted; kvroute
+    // 503 ServiceUnavailable, as waiting will not give a pod the role (a deliberate difference, epp/README.md).
     const scheduler = buildScheduler(config('- type: prefill-filter\n- type: queue-scorer', '  - pluginRef: prefill-filter\n  - pluginRef: queue-scorer'));
     const metrics = createEppMetrics();
     const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
     const d = await director.route(post(chat));
-    expect(d).toMatchObject({ kind: 'reject', status: 429 });
+    expect(d).toMatchObject({ kind: 'reject', status: 503 });
     const errors = await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total');
-    expect(errors).toContain('inference_objective_request_error_total{model_name="m",target_model_name="m",error_code="ResourceExhausted"} 1');
+    expect(errors).toContain('inference_objective_request_error_total{model_name="m",target_model_name="m",error_code="ServiceUnavailable"} 1');
     const attempts = await metrics.registry.getSingleMetricAsString('inference_extension_scheduler_attempts_total');
     expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="failure",target_model_name="m",pod_name="",namespace="",port=""} 1');
   });

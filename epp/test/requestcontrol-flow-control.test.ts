@@ -254,7 +254,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
-  it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a refusal; a pool whose scrapes stopped while the EPP ran is refused at once, 429 as GIE v1.5.0 answers any scheduling failure', async () => {
+  it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes stopped while the EPP ran still gets its 503 at once', async () => {
     jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
     try {
       const fresh = () => {
@@ -282,7 +282,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
       // Later, running normally, the pods stop answering scrapes: their metrics go stale with the EPP awake.
       jest.advanceTimersByTime(5_000);
       const dead = await director.route(incoming('dead-pool'));
-      expect(dead).toMatchObject({ kind: 'reject', status: 429 });
+      expect(dead).toMatchObject({ kind: 'reject', status: 503 });
     } finally {
       jest.useRealTimers();
     }

@@ -381,16 +381,18 @@ export class RequestControl implements RequestDirector {
   }
 
   /**
-   * The scheduler found no endpoint among candidates that exist: every one saturated, or filtered out (a role filter
-   * leaving none, every pod's metrics stale). GIE answers any scheduling failure ResourceExhausted (429, "failed to
-   * find target endpoint"; v1.5.0 `pkg/epp/requestcontrol/director.go` HandleRequest) and counts a failed
-   * `inference_extension_scheduler_attempts_total`; only an empty candidate set is 503.
+   * The scheduler found no endpoint among candidates that exist. GIE answers any scheduling failure ResourceExhausted
+   * (429, "failed to find target endpoint"; v1.5.0 `pkg/epp/requestcontrol/director.go` HandleRequest); kvroute keeps
+   * 429 for real load only ('saturated': clients back off and retry) and answers 503 when what emptied the set is not
+   * load (no endpoint has the role, every pod's metrics unreadable because the pods are gone): waiting will not help, and
+   * clients and Envoy treat 503 as unavailable (issue 11; the reasons are the filters', `scheduling/types.ts`). Both
+   * count a failed `inference_extension_scheduler_attempts_total` as upstream does.
    */
   private schedulingFailed(e: SchedulingError, model: string): RouteDecision {
     this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: model, pod_name: '', namespace: '', port: '' });
     return e.reason === 'saturated'
       ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
-      : this.reject(429, `failed to find target endpoint: ${e.message}`, model, { code: 'no_ready_endpoints' });
+      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
   }
 
   /**
