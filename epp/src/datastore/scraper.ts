@@ -178,7 +178,7 @@ export class MetricsScraper {
     try {
       const body = await this.fetchWithRetry(abort);
       const t0 = performance.now();
-      const reading = this.reader.read(body.toString('utf8'));
+      const reading = this.reader.readBytes(body);
       if (!hasLoadSignal(reading)) {
         throw new ScrapeError(
           reading.issues.length > 0
