@@ -15,7 +15,7 @@ import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
-import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -191,6 +191,7 @@ export class RequestControl implements RequestDirector {
       requestId: req.requestId,
       model: parsed.model ?? '',
       prompt: parsed.prompt,
+      promptHead: (maxChars: number) => promptHead(parsed.input, maxChars),
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
       headers: Object.fromEntries(req.headers),
