@@ -122,7 +122,7 @@ export class VllmPageReader {
    * `read(page.toString('utf8'))` without decoding the page: the wanted lines are found in its bytes
    * (`wantedLineBytes`, byte for byte the UTF-8 of what `wantedLines` keeps of the decoded page), compared with the
    * previous page's, and only when they differ decoded and parsed. Decoding the whole ~20 KB page and scanning it as a
-   * string was about 25 µs of the scrape thread's CPU per page; this is a few µs (`npm run bench:scrape-cost -w epp`).
+   * string cost the scrape thread ~23 µs per unchanged page, this ~14 (`npm run bench:scrape-cost -w epp`, busy machine).
    */
   readBytes(page: Buffer): VllmMetricsReading {
     const table = byteNameTable(this.wanted);
