@@ -183,7 +183,6 @@ export class Datastore {
       workers: options.scrapeWorkers,
       intervalMs: this.intervalMs,
       timeoutMs: options.scrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
-      scheme: options.metricsScheme ?? 'http',
       insecureSkipVerify: options.metricsInsecureSkipVerify ?? true,
       names: options.metricNames,
       modelName: options.modelName,
