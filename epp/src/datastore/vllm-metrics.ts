@@ -96,6 +96,7 @@ export class VllmPageReader {
   private keptBytes: Buffer = Buffer.alloc(0);
   private keptBytesLength = -1;
   private scratch: Buffer = Buffer.alloc(0);
+  private byteTable: ByteNameTable | null | undefined;
   /** Pages read, and of those how many reused the previous reading. */
   pages = 0;
   reused = 0;
@@ -125,10 +126,11 @@ export class VllmPageReader {
    * string cost the scrape thread ~23 µs per unchanged page, this ~14 (`npm run bench:scrape-cost -w epp`, busy machine).
    */
   readBytes(page: Buffer): VllmMetricsReading {
-    const table = byteNameTable(this.wanted);
-    if (table === undefined) return this.read(page.toString('utf8'));
+    const table = (this.byteTable ??= byteNameTable(this.wanted) ?? null);
+    if (table === null) return this.read(page.toString('utf8'));
     this.pages++;
-    if (this.scratch.length < page.length + 1) this.scratch = Buffer.allocUnsafe(page.length + 1);
+    // With headroom: a page's length moves by a few bytes as its values change, and the two buffers are swapped.
+    if (this.scratch.length < page.length + 1) this.scratch = Buffer.allocUnsafeSlow(Math.max(8192, Math.ceil((page.length + 1) * 1.25)));
     const out = this.scratch;
     const n = writeWantedLineBytes(page, table, out);
     const prev = this.keptBytes;
