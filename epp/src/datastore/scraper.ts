@@ -293,7 +293,6 @@ function isSocketError(err: unknown): boolean {
   return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
-
 function describe(err: unknown, abort: AbortController, timeoutMs: number): string {
   if (abort.signal.aborted) {
     const reason: unknown = abort.signal.reason;
