@@ -358,6 +358,29 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     expect(scorer.score(cycle('aaa'), [podA, podB])).toEqual([0, 0]);
   });
 
+  it('reads a prompt longer than the blocks it hashes through the request\'s promptHead, to the same scores', () => {
+    const capped = { ...parameters, maxPrefixBlocksToMatch: 3 };
+    const withHead = new PrefixCacheScorer('prefix', capped, NOOP_SCHEDULING_METRICS);
+    const whole = new PrefixCacheScorer('prefix', capped, NOOP_SCHEDULING_METRICS);
+    const asked: number[] = [];
+    const headed = (prompt: string): CycleContext => ({
+      request: { requestId: 'r', model: 'llama', prompt, headers: {}, promptHead: (n) => (asked.push(n), prompt.slice(0, n)) },
+      state: new CycleState(),
+    });
+    const prompts = ['aaaabbbbccccddddeeee', 'aaaabbbbXXXXYYYY', 'aaaabbbbcccc', 'aaaab'];
+    for (const [i, prompt] of prompts.entries()) {
+      const picked = [podA, podB, podC][i % 3]!;
+      const a = headed(prompt);
+      const b = cycle(prompt);
+      expect(withHead.score(a, [podA, podB, podC])).toEqual(whole.score(b, [podA, podB, podC]));
+      withHead.postCycle(a, { targets: [picked], scores: new Map() });
+      whole.postCycle(b, { targets: [picked], scores: new Map() });
+    }
+    // Asked for 3 blocks of 4 characters, and only for the two prompts longer than that.
+    expect(asked).toEqual([12, 12]);
+    expect(withHead.score(cycle('aaaabbbbcccc!!'), [podA, podB, podC])).toEqual(whole.score(cycle('aaaabbbbcccc!!'), [podA, podB, podC]));
+  });
+
   it('does not share prefixes across models', () => {
     const scorer = new PrefixCacheScorer('prefix', parameters, NOOP_SCHEDULING_METRICS);
     route(scorer, 'aaaabbbb', [podA], podA);

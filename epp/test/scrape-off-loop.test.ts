@@ -106,7 +106,6 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
     const pool = new ScrapeWorkerPool({
       intervalMs: 10,
       timeoutMs: 5000,
-      scheme: 'http',
       insecureSkipVerify: true,
       onReading: (_id, metrics) => readings.push(metrics),
       onError: (err) => { throw err; },
@@ -220,9 +219,9 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
   it('rejects bad options naming the allowed values', async () => {
     expect(() => new Datastore({ scrapeMode: 'threads' as ScrapeMode })).toThrow(/scrapeMode must be one of worker, adaptive, event-loop, got threads/);
     expect(() => new Datastore({ scrapeMode: 'adaptive', scrapeWorkers: 2 })).toThrow(/scrapeWorkers applies to scrapeMode worker only/);
-    const pool = () => new ScrapeWorkerPool({ workers: 0, intervalMs: 10, timeoutMs: 10, scheme: 'http', insecureSkipVerify: true, onReading() {}, onError() {} });
+    const pool = () => new ScrapeWorkerPool({ workers: 0, intervalMs: 10, timeoutMs: 10, insecureSkipVerify: true, onReading() {}, onError() {} });
     expect(pool).toThrow(/scrape workers must be an integer from 1 to 64, got 0/);
-    const ok = new ScrapeWorkerPool({ intervalMs: 10, timeoutMs: 10, scheme: 'http', insecureSkipVerify: true, onReading() {}, onError() {} });
+    const ok = new ScrapeWorkerPool({ intervalMs: 10, timeoutMs: 10, insecureSkipVerify: true, onReading() {}, onError() {} });
     try {
       expect(() => ok.add(1, 'ftp://127.0.0.1:1/metrics', EMPTY_METRICS)).toThrow(/unsupported metrics URL ftp:/);
     } finally {

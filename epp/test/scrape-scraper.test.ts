@@ -151,6 +151,41 @@ describe('MetricsScraper against a real vLLM-format server', () => {
     }
   });
 
+  it('retries once on a fresh connection when a kept-alive one was closed under it', async () => {
+    // The second request on any connection is dropped unanswered, as by a pod that closed its idle keep-alive socket
+    // just as the scrape was written; a new connection is answered. Without the retry every second scrape fails.
+    const perSocket = new Map<unknown, number>();
+    const closing = http.createServer((req, res) => {
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      if (n >= 2) {
+        req.socket.destroy();
+        return;
+      }
+      res.end('vllm:num_requests_waiting 2\n');
+    });
+    await new Promise<void>((r) => closing.listen(0, '127.0.0.1', () => r()));
+    try {
+      const s = new MetricsScraper(metricsUrl('127.0.0.1', (closing.address() as AddressInfo).port));
+      scrapers.push(s);
+      for (let i = 0; i < 3; i++) expect(await s.scrapeOnce()).toBe(true);
+      expect(s.status.failures).toBe(0);
+      expect(perSocket.size).toBe(3); // each scrape after the first met a dropped connection and reconnected
+    } finally {
+      closing.closeAllConnections();
+      await new Promise<void>((r) => closing.close(() => r()));
+    }
+  });
+
+  it('a page over maxBodyBytes fails the scrape, and the next scrape connects afresh', async () => {
+    const s = make({ maxBodyBytes: 100 });
+    expect(await s.scrapeOnce()).toBe(false);
+    expect(s.status.lastError).toMatch(/page larger than 100 bytes/);
+    server.body = 'vllm:num_requests_waiting 4\n';
+    expect(await s.scrapeOnce()).toBe(true);
+    expect(s.metrics.waitingQueueSize).toBe(4);
+  });
+
   it('rejects bad options', () => {
     expect(() => new MetricsScraper('ftp://x/metrics')).toThrow(/unsupported/);
     expect(() => new MetricsScraper('http://127.0.0.1:1/metrics', { intervalMs: 0 })).toThrow(/intervalMs/);

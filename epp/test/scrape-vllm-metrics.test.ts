@@ -1,7 +1,9 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
-import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLines } from '../src/datastore/vllm-metrics';
+import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLineBytes, wantedLines } from '../src/datastore/vllm-metrics';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 describe('parseVllmMetrics', () => {
   it('reads queue, KV usage and cache config from a single-engine page', () => {
@@ -215,6 +217,101 @@ describe('VllmPageReader', () => {
     expect(reader.read(bad).issues).toHaveLength(1);
     for (let w = 0; w < 5; w++) expect(reader.read(render(w, w)).waitingQueueSize).toBe(w);
     expect(reader.reused).toBe(1);
+  });
+});
+
+describe('reading the page as bytes (VllmPageReader.readBytes, wantedLineBytes) against the string path', () => {
+  // The simulator's page as it serves it after three requests (kvroute-sim, 2026-11-29): prometheus_client's rendering
+  // with histogram buckets filled, 34 KB.
+  const simPage = fs.readFileSync(path.join(__dirname, 'fixtures', 'sim-metrics-page.txt'), 'utf8');
+  const wanted = [...new Set([
+    VLLM_METRIC_NAMES.waiting.name, VLLM_METRIC_NAMES.running.name, VLLM_METRIC_NAMES.cacheInfo.name,
+    ...VLLM_METRIC_NAMES.kvUsage.map((s) => s.name), VLLM_LATENCY_METRIC_NAMES.timeToFirstToken,
+    ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+  ])];
+  const W = 'vllm:num_requests_waiting';
+  const edgeCases: Array<[string, Buffer]> = [
+    ['the simulator page', Buffer.from(simPage)],
+    ['the benchmark page', Buffer.from(renderVllmMetrics({ modelName: 'm', engines: [{ waiting: 1, running: 2, kvUsage: 0.3, numGpuBlocks: 10 }, { waiting: 0, running: 1, kvUsage: 0.1, numGpuBlocks: 30 }], blockSize: 16 }))],
+    ['CRLF line ends', Buffer.from(simPage.replace(/\n/g, '\r\n'))],
+    ['no final newline', Buffer.from(`# TYPE ${W} gauge\n${W} 3.0`)],
+    ['empty page', Buffer.alloc(0)],
+    ['only newlines', Buffer.from('\n\n\n')],
+    ['garbage and blank lines between kept runs', Buffer.from(`\n  ${W} 1\n${W} 2\n\n\n} x\n# HELP ${W} h\n#\n# TYPE\n# TYPE ${W}\n${W}_sum 4\n`)],
+    ['non-ASCII in label values, HELP text and at a line start', Buffer.from(`# HELP ${W} é ünïcödé ✓\n${W}{model_name="模型"} 4\né${W} 5\n✓ x\n`)],
+    ['a multi-byte character right after a wanted name', Buffer.from(`${W}é 3\n${W}✓{a="b"} 3\n${W}_counté 2\n`)],
+    ['a byte order mark', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${W} 7\n${W} 8\n`)])],
+    ['invalid UTF-8 bytes', Buffer.concat([Buffer.from(`${W}{a="`), Buffer.from([0xff, 0xc3]), Buffer.from(`"} 1\n`), Buffer.from([0xc3, 0x0a]), Buffer.from(`${W} 2\n`)])],
+    ['a name cut at the end of the page', Buffer.from(`${W} 1\nvllm:num_req`)],
+    ['a prefix cut at the end of the page', Buffer.from(`${W} 1\nvll`)],
+    ['longer cousins, buckets, _created, _sum/_count of gauges', Buffer.from(`${W}_total 1\n${W}_created 2\nvllm:time_to_first_token_seconds_bucket{le="1"} 3\nvllm:time_to_first_token_seconds_sum 4\nvllm:time_to_first_token_seconds_count 5\n${W}_sum 6\n${W}_count 7\n${W}_sum_x 8\n`)],
+    ['tabs and spaces', Buffer.from(`${W}\t3\n\t${W} 4\n# TYPE  ${W} gauge\n#  TYPE ${W} gauge\n`)],
+  ];
+
+  it.each(edgeCases)('%s: the kept bytes are the UTF-8 of wantedLines, and the readings are equal', (_name, page) => {
+    const text = page.toString('utf8');
+    expect(wantedLineBytes(page, wanted).toString('utf8')).toBe(wantedLines(text, wanted));
+    if (!page.includes(Buffer.from([0xff]))) expect(wantedLineBytes(page, wanted).equals(Buffer.from(wantedLines(text, wanted)))).toBe(true);
+    for (const modelName of [undefined, 'Qwen/Qwen3-0.6B']) {
+      const reading = new VllmPageReader({ modelName }).readBytes(page);
+      expect(reading).toEqual(new VllmPageReader({ modelName }).read(text));
+      expect(reading).toEqual(parseVllmMetrics(text, { modelName }));
+    }
+  });
+
+  it('random pages of vLLM-like fragments: the same kept lines and readings as the string path', () => {
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const names = [...wanted, 'vllm:num_requests', 'vllm:num_requests_waiting_x', 'vllm:other', 'process_cpu_seconds_total', 'vl', ''];
+    const suffixes = ['', '_sum', '_count', '_bucket', '_total', '_created', 'é', '✓', '\r'];
+    const rests = [' 1.0', '{engine="0",model_name="m"} 2.5', '{le="+Inf"} 3', ' NaN', '{engine="1"} 0.25', '=3', '{a="\\"é\\n"} 4', '', ' ', '{block_size="16",num_gpu_blocks="100"} 1.0'];
+    const lineOf = (): string => {
+      switch (rnd(6)) {
+        case 0: return `# TYPE ${names[rnd(names.length)]}${suffixes[rnd(suffixes.length)]} ${['gauge', 'counter', 'histogram', 'bogus'][rnd(4)]}`;
+        case 1: return `# HELP ${names[rnd(names.length)]} help é`;
+        case 2: return ['', '#', '  x', '} y', '✓ z', '\r'][rnd(6)] as string;
+        default: return `${names[rnd(names.length)]}${suffixes[rnd(suffixes.length)]}${rests[rnd(rests.length)]}`;
+      }
+    };
+    const reader = { bytes: new VllmPageReader(), text: new VllmPageReader() };
+    for (let p = 0; p < 400; p++) {
+      const lines = Array.from({ length: 1 + rnd(30) }, lineOf);
+      // Successive pages often repeat the previous one, so reuse is exercised on both paths.
+      const text = p % 3 === 2 ? lines.join('\n') : `${lines.join('\n')}\n`;
+      const page = Buffer.from(text);
+      expect(wantedLineBytes(page, wanted).toString('utf8')).toBe(wantedLines(text, wanted));
+      for (let repeat = 0; repeat < 1 + (p % 2); repeat++) expect(reader.bytes.readBytes(page)).toEqual(reader.text.read(text));
+    }
+    expect(reader.bytes.reused).toBe(reader.text.reused);
+    expect(reader.bytes.reused).toBeGreaterThan(100);
+  });
+
+  it('reuses the reading while the wanted lines are unchanged, as read() does', () => {
+    const reader = new VllmPageReader({ modelName: 'Qwen/Qwen3-0.6B' });
+    const first = reader.readBytes(Buffer.from(simPage));
+    const moved = simPage.replace(/^(vllm:gpu_prefix_cache_queries_created\{.*\}) .*$/m, '$1 99.5');
+    expect(moved).not.toBe(simPage);
+    expect(reader.readBytes(Buffer.from(moved))).toBe(first);
+    const busier = simPage.replace(/^vllm:num_requests_waiting\{(.*)\} 0\.0$/m, 'vllm:num_requests_waiting{$1} 6.0');
+    expect(busier).not.toBe(simPage);
+    const third = reader.readBytes(Buffer.from(busier));
+    expect(third.waitingQueueSize).toBe(6);
+    expect({ pages: reader.pages, reused: reader.reused }).toEqual({ pages: 3, reused: 1 });
+    // Mixing the two entry points never reuses a reading across them wrongly.
+    expect(reader.read(simPage)).toEqual(first);
+    expect(reader.readBytes(Buffer.from(busier))).toEqual(third);
+  });
+
+  it('metric names that are not ASCII fall back to the string path', () => {
+    const names = { waiting: { name: 'ärger' }, running: { name: 'r' }, kvUsage: [{ name: 'kv' }], cacheInfo: { name: 'c' } };
+    const page = 'ärger 3\nr 1\n';
+    expect(() => wantedLineBytes(Buffer.from(page), [names.waiting.name])).toThrow(/ASCII/);
+    const reading = new VllmPageReader({ names }).readBytes(Buffer.from(page));
+    expect(reading).toMatchObject({ runningQueueSize: 1 });
+    expect(reading).toEqual(new VllmPageReader({ names }).read(page));
   });
 });
 

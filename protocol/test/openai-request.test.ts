@@ -1,4 +1,4 @@
-import { isJsonContentType, parseRequestBody, RequestBodyError } from '../src/openai/request';
+import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError } from '../src/openai/request';
 
 const parse = (v: unknown) => parseRequestBody(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
 
@@ -101,5 +101,29 @@ describe('OpenAI request bodies', () => {
   ])('rejects %j', (body, message) => {
     expect(() => parse(body)).toThrow(RequestBodyError);
     expect(() => parse(body)).toThrow(message);
+  });
+});
+
+describe('promptHead', () => {
+  const bodies: unknown[] = [
+    { model: 'm', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: [{ type: 'text', text: 'Look: ' }, { type: 'image_url', image_url: { url: 'x' } }, { type: 'text', text: 'what is it?' }] }, { role: 'assistant', content: null }] },
+    { model: 'm', messages: [{ role: 'user', content: 'é😀'.repeat(40) }, { role: 'assistant', content: '' }, { role: 'tool', content: 'x'.repeat(300) }] },
+    { model: 'm', prompt: 'a plain prompt '.repeat(20) },
+    { model: 'm', prompt: ['one', 'two', 'three'] },
+    { model: 'm', prompt: [1, 22, 333, 4444] },
+    { model: 'm', input: [{ role: 'user', content: 'responses input' }] },
+    { model: 'm', query: 'q', documents: ['d1', 'd2'] },
+    { model: 'm' },
+  ];
+
+  test.each(bodies.map((b) => [JSON.stringify(b).slice(0, 60), b]))('%s: the first n characters of the parsed prompt, for every n', (_name, body) => {
+    const parsed = parse(body);
+    for (let n = 0; n <= parsed.prompt.length + 2; n++) expect(promptHead(parsed.input, n)).toBe(parsed.prompt.slice(0, n));
+  });
+
+  test('a long chat prompt: the head of a 200 KB conversation is its first characters', () => {
+    const parsed = parse({ model: 'm', messages: [{ role: 'system', content: 'abc '.repeat(30_000) }, { role: 'user', content: 'xyz '.repeat(20_000) }] });
+    expect(parsed.prompt.length).toBeGreaterThan(200_000);
+    for (const n of [16_384, 119_990, 120_040, 200_000]) expect(promptHead(parsed.input, n)).toBe(parsed.prompt.slice(0, n));
   });
 });

@@ -1,5 +1,3 @@
-import * as http from 'node:http';
-import * as https from 'node:https';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { budgetedInterval, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS, DEFAULT_SCRAPE_BUDGET_PER_SECOND, nextAdaptiveInterval } from './adaptive-interval';
 import { endpointKey } from './endpoint-key';
@@ -127,7 +125,8 @@ export class Datastore {
     endpointRemoved: new Set(),
     poolSyncChanged: new Set(),
   };
-  private readonly agent: http.Agent | undefined;
+  /** `event-loop` and `adaptive` modes: the scrapers run on this thread. */
+  private readonly scrapesOnLoop: boolean;
   /** Worker mode: created with the first endpoint, so a store that never scrapes starts no threads. */
   private pool: ScrapeWorkerPool | undefined;
   private stopPromise: Promise<void> | undefined;
@@ -168,11 +167,8 @@ export class Datastore {
     if (this.mode !== 'worker' && options.scrapeWorkers !== undefined) {
       throw new Error(`scrapeWorkers applies to scrapeMode worker only (scrapeMode is ${this.mode})`);
     }
-    if (this.mode !== 'worker' && this.mode !== 'off') {
-      this.agent =
-        options.metricsScheme === 'https'
-          ? new https.Agent({ keepAlive: true, rejectUnauthorized: !(options.metricsInsecureSkipVerify ?? true) })
-          : new http.Agent({ keepAlive: true });
+    this.scrapesOnLoop = this.mode !== 'worker' && this.mode !== 'off';
+    if (this.scrapesOnLoop) {
       if (this.mode === 'adaptive') {
         this.adaptElu = performance.eventLoopUtilization();
         this.adaptTimer = setInterval(() => this.adapt(), ADAPT_WINDOW_MS);
@@ -187,7 +183,6 @@ export class Datastore {
       workers: options.scrapeWorkers,
       intervalMs: this.intervalMs,
       timeoutMs: options.scrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
-      scheme: options.metricsScheme ?? 'http',
       insecureSkipVerify: options.metricsInsecureSkipVerify ?? true,
       names: options.metricNames,
       modelName: options.modelName,
@@ -323,11 +318,11 @@ export class Datastore {
       this.byScrapeId.set(id, rec);
       this.applyScrapeBudget();
       this.scrapePool().add(id, url, rec.metrics);
-    } else if (this.agent) {
+    } else if (this.scrapesOnLoop) {
       const scraper = new MetricsScraper(url, {
         intervalMs: this.intervalMs,
         timeoutMs: this.options.scrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
-        agent: this.agent,
+        insecureSkipVerify: this.options.metricsInsecureSkipVerify ?? true,
         names: this.options.metricNames,
         modelName: this.options.modelName,
         onUpdate: (m, status) => {
@@ -524,7 +519,6 @@ export class Datastore {
     if (this.pool) this.track(this.pool.stop());
     this.byScrapeId.clear();
     while (this.pendingStops.size > 0) await Promise.all([...this.pendingStops]);
-    this.agent?.destroy();
   }
 
   private track(p: Promise<void>): void {

@@ -7,7 +7,7 @@ export interface ScrapeWorkerConfig {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly maxBodyBytes?: number;
-  readonly scheme: 'http' | 'https';
+  /** `https` pods: accept any certificate. The scheme itself is each pod's URL's. */
   readonly insecureSkipVerify: boolean;
   readonly names?: VllmMetricNames;
   readonly modelName?: string;

@@ -4,8 +4,6 @@
  * leaves the thread is one compact record per finished scrape (the endpoint's new metrics and scrape status, a few
  * numbers), batched, never the page.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
 import { parentPort, workerData } from 'node:worker_threads';
 import { MetricsScraper } from './scraper';
 import type { ScrapeWorkerConfig, ToMain, ToWorker, WorkerReading } from './scrape-protocol';
@@ -13,10 +11,6 @@ import type { ScrapeWorkerConfig, ToMain, ToWorker, WorkerReading } from './scra
 function run(config: ScrapeWorkerConfig): void {
   const port = parentPort;
   if (!port) throw new Error('scrape-worker must run in a worker thread');
-  const agent =
-    config.scheme === 'https'
-      ? new https.Agent({ keepAlive: true, rejectUnauthorized: !config.insecureSkipVerify })
-      : new http.Agent({ keepAlive: true });
   const scrapers = new Map<number, MetricsScraper>();
   let intervalMs = config.intervalMs;
   let batch: WorkerReading[] = [];
@@ -42,7 +36,7 @@ function run(config: ScrapeWorkerConfig): void {
           intervalMs,
           timeoutMs: config.timeoutMs,
           maxBodyBytes: config.maxBodyBytes,
-          agent,
+          insecureSkipVerify: config.insecureSkipVerify,
           names: config.names,
           modelName: config.modelName,
           initial: msg.initial,
@@ -79,7 +73,6 @@ function run(config: ScrapeWorkerConfig): void {
         flushTimer = undefined;
         void Promise.all([...scrapers.values()].map((s) => s.stop())).then(() => {
           scrapers.clear();
-          agent.destroy();
           post({ type: 'stopped' });
           port.close();
         });

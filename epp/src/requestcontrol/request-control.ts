@@ -20,7 +20,7 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
-import { isJsonContentType, parseRequestBody, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -236,6 +236,7 @@ export class RequestControl implements RequestDirector {
       requestId: req.requestId,
       model: rewritten !== undefined ? rewriteTo! : parsed.model ?? '',
       prompt: parsed.prompt,
+      promptHead: (maxChars: number) => promptHead(parsed.input, maxChars),
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
       headers: Object.fromEntries(req.headers),

@@ -13,6 +13,12 @@ export interface LLMRequest {
    * (role and content of each message) for chat completions.
    */
   readonly prompt: string;
+  /**
+   * The first `maxChars` characters of `prompt`, where the caller can give them without reading the rest (request
+   * control does, from the parsed body): a long chat prompt is a rope until its characters are read, and reading them
+   * copies all of it, so a plugin that needs only the head asks for it here. Absent: `prompt.slice(0, maxChars)`.
+   */
+  readonly promptHead?: (maxChars: number) => string;
   /** What the body asks the model to read, structured, for plugins that tokenize as the engine does. */
   readonly input?: PromptInput;
   /** vLLM's `cache_salt`: prefix-cache entries are shared only between requests with the same salt. */

@@ -187,16 +187,62 @@ function readInput(o: Record<string, unknown>): PromptInput {
   return { kind: 'none' };
 }
 
+/**
+ * The prompt as one string. A chat prompt is built by concatenation, not `join`: V8 keeps it as a rope until its
+ * characters are first read, so a reader that needs only its length or its head (`promptHead`) never pays for copying
+ * every character. For a prompt over ~128 KB that copy is a fresh large-object allocation, which cost more than the
+ * whole JSON parse (epp/README.md, "Where the CPU goes", fourth round).
+ */
 function promptText(input: PromptInput): string {
   switch (input.kind) {
-    case 'chat':
-      return input.messages.map((m, i) => renderChatTurn(m.role, messageText(m.content, `messages[${i}].content`))).join('');
+    case 'chat': {
+      let out = '';
+      const { messages } = input;
+      for (let i = 0; i < messages.length; i++) {
+        const m = messages[i]!;
+        out += renderChatTurn(m.role, messageText(m.content, `messages[${i}].content`));
+      }
+      return out;
+    }
     case 'text':
       return input.text;
     case 'tokens':
       return input.tokens.join(' ');
     case 'none':
       return '';
+  }
+}
+
+/**
+ * The first `maxChars` characters of the `prompt` that `parseRequestBody` returns for `input` (all of it when
+ * shorter), built from only the pieces they come from and without reading the rest: a prefix scorer hashes at most
+ * `maxPrefixBlocksToMatch` blocks, 16 K characters by default, of prompts that can be far longer.
+ */
+export function promptHead(input: PromptInput, maxChars: number): string {
+  const limit = Math.max(0, Math.floor(maxChars));
+  switch (input.kind) {
+    case 'chat': {
+      let out = '';
+      const { messages } = input;
+      for (let i = 0; i < messages.length && out.length < limit; i++) {
+        const m = messages[i]!;
+        // The pieces of renderChatTurn, each cut to the room left: a cut content string is a slice, not a copy.
+        const pieces = ['<|im_start|>', m.role, '\n', messageText(m.content, `messages[${i}].content`), '<|im_end|>\n'];
+        for (const piece of pieces) {
+          const room = limit - out.length;
+          if (room <= 0) break;
+          out += piece.length <= room ? piece : piece.slice(0, room);
+        }
+      }
+      return out;
+    }
+    case 'text':
+      return input.text.length <= limit ? input.text : input.text.slice(0, limit);
+    case 'tokens':
+    case 'none': {
+      const text = promptText(input);
+      return text.length <= limit ? text : text.slice(0, limit);
+    }
   }
 }
 

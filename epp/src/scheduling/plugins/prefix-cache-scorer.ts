@@ -147,12 +147,11 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       }
     }
     const { request } = cycle;
-    const blocks = hashPromptBlocks(
-      request.model,
-      request.prompt,
-      this.parameters.hashBlockSize,
-      this.parameters.maxPrefixBlocksToMatch,
-    );
+    // Only the first maxPrefixBlocksToMatch blocks are hashed: a longer prompt is read no further than they reach.
+    const { hashBlockSize, maxPrefixBlocksToMatch } = this.parameters;
+    const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
+    const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
+    const blocks = hashPromptBlocks(request.model, text, hashBlockSize, maxPrefixBlocksToMatch);
     const scores = new Array<number>(candidates.length).fill(0);
     if (blocks.length === 0) return scores;
     // Every endpoint's match (the candidates' do not depend on the others'), read for the candidates below: cheaper
