@@ -250,7 +250,7 @@ describe('the EPP end to end', () => {
     const gone = await send(envoy, chat('anyone there?'));
     expect(gone.status).toBe('ServiceUnavailable');
     expect(JSON.parse(gone.body!).error).toMatchObject({ code: 'no_ready_endpoints' });
-    expect(gone.headers['x-kvroute-flow-control']).toBeUndefined();
+    expect(gone.headers?.['x-kvroute-flow-control']).toBeUndefined();
   });
 
   test('serves Prometheus metrics with the upstream names and kvroute\'s own', async () => {
