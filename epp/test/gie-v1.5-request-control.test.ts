@@ -5,22 +5,15 @@
  * Each test names the upstream file whose behaviour it pins.
  */
 import { parseEndpointPickerConfig } from '../src/config';
-import { Datastore } from '../src/datastore/datastore';
+import type { Datastore } from '../src/datastore/datastore';
+import { staticPool } from './static-pool';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
-function pool(n: number): Datastore {
-  const ds = new Datastore({ scrape: false });
-  for (let i = 0; i < n; i++) {
-    const address = `10.0.0.${i + 1}`;
-    ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
-    ds.setMetrics(`${address}:8000`, { waitingQueueSize: i, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
-  }
-  return ds;
-}
+const pool = staticPool;
 
 const post = (body: unknown, headers: Record<string, string> = {}): IncomingRequest => ({
   requestId: 'r',
