@@ -25,6 +25,9 @@ export interface EppMetricDefinition {
 
 const SCHEDULING_LATENCY_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
 
+/** GIE's bounds for the input and cached-token histograms (metrics.go @ v1.5.0 writes the same literal for both). */
+const TOKEN_COUNT_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576];
+
 export const EPP_METRICS = {
   requestTotal: {
     name: 'inference_objective_request_total',
@@ -71,7 +74,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: 'Inference objective input token count distribution for requests in each model.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576],
+    buckets: TOKEN_COUNT_BUCKETS,
   },
   outputTokens: {
     name: 'inference_objective_output_tokens',
@@ -85,7 +88,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: 'Inference objective prompt cached token count distribution for requests in each model.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576],
+    buckets: TOKEN_COUNT_BUCKETS,
   },
   normalizedTimePerOutputToken: {
     name: 'inference_objective_normalized_time_per_output_token_seconds',
