@@ -4,11 +4,15 @@
  * CONTINUE for response headers) but picks nothing: the chunks are kept as received, never joined, decoded or parsed,
  * and there is no scheduling and no scraping. Same gRPC library, protos and message builders as the EPP, in its own
  * process like the EPP under test, so the difference between the two is what the EPP's own work costs. (Echoing each
- * chunk as it arrives instead measured slower than the EPP at 128 KB: more, smaller writes per stream.) Run as a child
+ * chunk as it arrives instead measured slower than the EPP at 128 KB: more, smaller writes per stream.) The chunks go
+ * back the way the EPP sends a body (`extproc/stream.ts` sendDuplexBody): a single chunk as it came, several joined and
+ * re-cut into pieces of at most MAX_STREAMED_CHUNK_BYTES; sent back as received (nine 16 KB chunks for a 128 KB body
+ * against the EPP's three) the floor measured slower than the EPP at 128 KB, which made it no floor. Run as a child
  * process (fork): sends `{ port }` once listening.
  */
 import * as grpc from '@grpc/grpc-js';
-import { headersResponse, loadEnvoyApi, streamedBodyChunk } from '@kvroute/protocol/envoy';
+import { chunk, headersResponse, loadEnvoyApi, streamedBodyChunk } from '@kvroute/protocol/envoy';
+import { MAX_STREAMED_CHUNK_BYTES } from '../src/extproc/server';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -25,7 +29,8 @@ async function main(): Promise<void> {
           held.push(m.request_body.body ?? Buffer.alloc(0));
           if (m.request_body.end_of_stream !== true) return;
           call.write(headersResponse('request'));
-          held.forEach((b, i) => call.write(streamedBodyChunk('request', b, i === held.length - 1)));
+          const out = held.length === 1 ? held : chunk(Buffer.concat(held), MAX_STREAMED_CHUNK_BYTES);
+          out.forEach((b, i) => call.write(streamedBodyChunk('request', b, i === out.length - 1)));
           held = [];
         } else if (m.response_headers) {
           call.write(headersResponse('response'));
