@@ -22,6 +22,11 @@ export function parseKeptLines(text: string, wanted: ReadonlySet<string>): Map<s
   const n = text.length;
   let start = 0;
   while (start < n) {
+    // The kept lines keep the page's numbering: most of them are empty, and are stepped over without a search.
+    if (text.charCodeAt(start) === 10) {
+      start++;
+      continue;
+    }
     let end = text.indexOf('\n', start);
     if (end === -1) end = n;
     const next = end + 1;
