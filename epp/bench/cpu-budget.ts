@@ -11,6 +11,8 @@
  * side (`bench:ab` cannot show it: both EPPs scrape throughout, so each one's scraping loads the other's slices too).
  * Both run idle at once against the same metrics servers, and each one's CPU per completed scrape is read over the same
  * windows: the routing thread (what applying readings costs it) and the other threads (the scrape worker).
+ * `--page-change-ms 20` makes each fake pod's page change every 20 ms instead of every second (rendered when scraped),
+ * so nearly every scrape reads a changed page, as a busy pod's would.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -132,9 +134,15 @@ async function routingCostAb(a: { child: { pid?: number }; grpcPort: number }, b
   return `| ${bytes / 1024} KB | ${rps[0]!.toFixed(0)} / ${rps[1]!.toFixed(0)} | ${us[0]!.toFixed(0)} / ${us[1]!.toFixed(0)} (${(us[1]! / us[0]!).toFixed(2)}) |`;
 }
 
+/** The metrics servers' arguments: the pool, and `--page-change-ms` when given (busy pods). */
+function metricsServerArgs(podCounts: number[]): string[] {
+  const changeMs = flag('page-change-ms', '');
+  return changeMs === '' ? [String(Math.max(...podCounts))] : [String(Math.max(...podCounts)), changeMs];
+}
+
 async function scrapeCostAb(baseline: string, podCounts: number[], seconds: number, prompts: number[]): Promise<void> {
-  console.log(`idle scraping, A (baseline) ${baseline} vs B (this build)`);
-  const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...podCounts))]);
+  console.log(`idle scraping, A (baseline) ${baseline} vs B (this build); pages change every ${flag('page-change-ms', '1000')} ms`);
+  const metricsServers = forkTs('metrics-servers.ts', metricsServerArgs(podCounts));
   const rows: string[] = [];
   const routing: string[] = [];
   try {
@@ -188,7 +196,7 @@ async function main(): Promise<void> {
   const seconds = Number(flag('seconds', '6'));
   const rounds = 3;
   console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...podCounts))]);
+  const metricsServers = forkTs('metrics-servers.ts', metricsServerArgs(podCounts));
   const floorServer = forkTs('floor-server.ts');
   const rows: string[] = [];
   try {

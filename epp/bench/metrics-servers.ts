@@ -4,6 +4,9 @@
  * Python process and HTTP-instrumentator families, then vLLM's gauges, counters and histograms; about 21 KB, like the
  * simulator's 22 KB page). Each pod's page has its own queue and KV values and changes every second, as a live pod's
  * would. Run as a child process (fork): it sends `{ ports }` once listening and answers `stats` with requests served.
+ * A second argument changes each page every that many milliseconds instead, rendered when scraped
+ * (`bench:cpu-budget --page-change-ms`: busy pods, whose queue and counters move between most scrapes); the benchmark
+ * itself keeps the 1 s.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,9 +14,13 @@ import { renderVllmMetrics } from '@kvroute/testkit';
 
 const count = Number(process.argv[2] ?? 256);
 if (!Number.isInteger(count) || count < 1) throw new Error(`metrics-servers: endpoint count must be a positive integer, got ${process.argv[2]}`);
+const busy = process.argv[3] !== undefined;
+const changeMs = Number(process.argv[3] ?? 1000);
+if (!Number.isInteger(changeMs) || changeMs < 1) throw new Error(`metrics-servers: page change period must be a positive integer of milliseconds, got ${process.argv[3]}`);
 
 let served = 0;
 const pages: Buffer[] = []; // encoded once per change, not per request
+const renderedTick: number[] = [];
 function render(i: number, tick: number): Buffer {
   const x = (i * 7 + tick * 3) % 17;
   return Buffer.from(renderVllmMetrics({
@@ -33,6 +40,15 @@ async function main(): Promise<void> {
         return;
       }
       served++;
+      if (busy) {
+        // Busy pods: rendered when asked for and the period has turned, so a short period costs renders only of the
+        // pages scraped (rendering all 256 every 50 ms would take this process a core).
+        const tick = Math.floor(performance.now() / changeMs);
+        if (renderedTick[i] !== tick) {
+          renderedTick[i] = tick;
+          pages[i] = render(i, tick);
+        }
+      }
       const page = pages[i]!;
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': page.length }).end(page);
     });
@@ -41,10 +57,12 @@ async function main(): Promise<void> {
     servers.push(server);
   }
   let tick = 0;
-  setInterval(() => {
-    tick++;
-    for (let i = 0; i < count; i++) pages[i] = render(i, tick);
-  }, 1000).unref();
+  if (!busy) {
+    setInterval(() => {
+      tick++;
+      for (let i = 0; i < count; i++) pages[i] = render(i, tick);
+    }, 1000).unref();
+  }
   process.on('message', (m: { type: string }) => {
     if (m.type === 'stats') process.send?.({ type: 'stats', served });
   });

@@ -4,9 +4,13 @@
  * process's CPU is the scraper's alone). Each variant fetches every pod's page in turn, one request in flight per pod
  * as the scrapers do, over keep-alive connections, for `--seconds` per slice, variants alternating over `--rounds` so a
  * shared machine's load falls on all alike; reported: CPU µs (user + system, `process.cpuUsage`) per page fetched.
- * Then the page readers on one fixed page in a loop (no I/O): CPU µs per page.
+ * Then the page readers on one fixed page in a loop (no I/O): CPU µs per page; and on changed pages (16 of the
+ * benchmark's pages with differing queue, KV and counter values, read in turn, so no read reuses the previous one),
+ * beside the same reader of the build `KVROUTE_EPP_BASELINE` names (`<checkout>/epp/dist/main.js`), when set.
  */
 import * as http from 'node:http';
+import * as path from 'node:path';
+import { renderVllmMetrics } from '@kvroute/testkit';
 import * as os from 'node:os';
 import { Client, type Dispatcher } from 'undici';
 import { forkTs, nextMessage, stopChild } from './processes';
@@ -133,6 +137,32 @@ async function main(): Promise<void> {
       const c = process.cpuUsage(c0);
       console.log(`| ${name} | ${((c.user + c.system) / n).toFixed(2)} |`);
     }
+    const changed = Array.from({ length: 16 }, (_, i) =>
+      Buffer.from(renderVllmMetrics({ modelName: 'Qwen/Qwen3-0.6B', engines: [{ waiting: i % 5, running: 3 + i, kvUsage: 0.2 + i / 100, numGpuBlocks: 27153 }], blockSize: 16 })),
+    );
+    type Reader = { readBytes(b: Buffer): unknown; reused: number };
+    const changedReaders: Record<string, () => Reader> = { 'readBytes, this build': () => new VllmPageReader() };
+    const baseline = process.env.KVROUTE_EPP_BASELINE;
+    if (baseline) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require(path.join(path.dirname(path.resolve(baseline)), 'datastore', 'vllm-metrics.js')) as { VllmPageReader: new () => Reader };
+      changedReaders[`readBytes, baseline (${baseline})`] = () => new mod.VllmPageReader();
+    }
+    console.log(`\n| page reader (${changed[0]!.length} bytes, every page changed) | CPU µs per page, rounds alternating |\n|---|---:|`);
+    const changedAcc = new Map<string, number[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, make] of Object.entries(changedReaders)) {
+        const r = make();
+        for (let i = 0; i < 2000; i++) r.readBytes(changed[i % 16]!);
+        const c0 = process.cpuUsage();
+        const n = 20000;
+        for (let i = 0; i < n; i++) r.readBytes(changed[i % 16]!);
+        const c = process.cpuUsage(c0);
+        if (r.reused !== 0) throw new Error(`${name}: a changed page reused a reading`);
+        changedAcc.set(name, [...(changedAcc.get(name) ?? []), (c.user + c.system) / n]);
+      }
+    }
+    for (const [name, us] of changedAcc) console.log(`| ${name} | ${us.map((u) => u.toFixed(2)).join(' / ')} |`);
   } finally {
     servers.disconnect();
     await stopChild(servers);

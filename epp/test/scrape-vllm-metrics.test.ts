@@ -262,8 +262,8 @@ describe('reading the page as bytes (VllmPageReader.readBytes, wantedLineBytes) 
   it('random pages of vLLM-like fragments: the same kept lines and readings as the string path', () => {
     let seed = 12345;
     const rnd = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; // 32-bit: a float product past 2^53 loses the low bits, and the pages repeated
+      return (seed >>> 8) % n; // the high bits: an LCG's low bits cycle quickly
     };
     const names = [...wanted, 'vllm:num_requests', 'vllm:num_requests_waiting_x', 'vllm:other', 'process_cpu_seconds_total', 'vl', ''];
     const suffixes = ['', '_sum', '_count', '_bucket', '_total', '_created', 'é', '✓', '\r'];
