@@ -1,0 +1,115 @@
+/**
+ * The ext_proc filter's remaining differences from Envoy, each pinned to the Envoy source it mirrors
+ * (envoyproxy/envoy v1.35.0, `84305a6cb6`; `EP` = source/extensions/filters/http/ext_proc), over real sockets and
+ * the real gRPC protocol: a scripted ext_proc server, loopback HTTP upstreams and clients. No assertion is about speed;
+ * waits are `waitFor` polls with generous limits.
+ */
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import { headersResponse, type ProcessingRequest } from '@kvroute/protocol/envoy';
+import { StreamingReply } from './clients';
+import { destroyClientAgent, gateway, LOOPBACK, send, startUpstream, waitFor, type Upstream } from './harness';
+import { startScriptedExtProc } from './scripted-ext-proc';
+
+jest.setTimeout(60_000);
+
+let up: Upstream;
+/** Answers (headers and a first piece) as soon as a request arrives, then reads the body and ends when the request does. */
+let early: http.Server;
+let earlyAddress: string;
+let earlyBodyBytes = 0;
+
+beforeAll(async () => {
+  up = await startUpstream();
+  early = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('early;');
+    req.on('data', (c: Buffer) => {
+      earlyBodyBytes += c.length;
+    });
+    req.on('end', () => res.end('done'));
+  });
+  await new Promise<void>((resolve) => early.listen(0, LOOPBACK, resolve));
+  earlyAddress = `${LOOPBACK}:${(early.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  early.closeAllConnections();
+  await new Promise<void>((resolve) => early.close(() => resolve()));
+  await up.close();
+  destroyClientAgent();
+});
+
+describe('one message timer per direction (EP/processor_state.cc @ v1.35.0 onStartProcessorCall/onFinishProcessorCall L21-51)', () => {
+  test('request traffic does not hold off the response headers timeout: the encoding timer runs from its own message', async () => {
+    // FULL_DUPLEX_STREAMED request (its own timer never starts) and response headers SEND (timed). The pod answers
+    // its headers before it has the body; the EPP never answers them, but streams every request chunk straight back
+    // while the client keeps uploading. In Envoy the encoding state's timer is not touched by the decoding state's
+    // messages, so the message timeout fires `message_timeout` after the response headers went out, upload or not.
+    earlyBodyBytes = 0;
+    const epp = await startScriptedExtProc({ silentOn: ['response_headers'] });
+    const gw = await gateway({
+      endpoints: [earlyAddress], extProc: epp.address, envoySemantics: '1.35', processingMode: 'full-duplex',
+      requestTrailerMode: 'send', messageTimeoutMs: 1000, requestReceiveTimeoutMs: 0, idleTimeoutMs: 0,
+    });
+    const client = new StreamingReply(gw.port, '/v1/completions');
+    client.flushHeaders();
+    let uploading = true;
+    let writes = 0;
+    const writer = (async () => {
+      // Writes until the message timeout fired (or the wait below gave up): no pause as long as the timer.
+      while (uploading) {
+        void client.write(`chunk ${writes++};`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      await waitFor(() => epp.streams[0]?.events.includes('response_headers') ?? false, 'the response headers at the EPP').catch((e) => {
+        throw new Error(`${String(e)} ${JSON.stringify(epp.streams[0]?.events)} ${earlyBodyBytes} ${JSON.stringify(gw.envoyStats())}`);
+      });
+      await waitFor(() => gw.envoyStats().message_timeouts === 1, 'the response headers message timeout', { limitMs: 20_000 });
+      const stillUploading = uploading;
+      expect(stillUploading).toBe(true);
+      expect(epp.streams[0].events).toContain('response_headers');
+    } finally {
+      uploading = false;
+      await writer;
+      client.end();
+    }
+    await client.done;
+    expect(client.ended).toBe(true);
+    expect(client.status).toBe(200);
+    expect(client.text).toBe('early;done');
+    // One expiry is Envoy's one onMessageTimeout: counted once, failing open (EP/ext_proc.cc onMessageTimeout).
+    expect(gw.envoyStats()).toMatchObject({ message_timeouts: 1, failure_mode_allowed: 1 });
+    expect(gw.stats().failOpenReasons.timeout).toBe(1);
+    expect(earlyBodyBytes).toBeGreaterThan(0);
+    await gw.close();
+    await epp.stop();
+  });
+});
+
+describe('the request body after the response has begun (source/common/router/router.cc @ v1.35.0)', () => {
+  test('a pod that answers before reading the whole body still gets the rest of it and its end', async () => {
+    // Envoy's router keeps streaming the request to the upstream after the response headers came back (an HTTP/1.1
+    // server may answer early); the gateway used to drop every later byte and the end, so such a request never ended.
+    earlyBodyBytes = 0;
+    const gw = await gateway({ endpoints: [earlyAddress] });
+    const client = new StreamingReply(gw.port, '/v1/completions');
+    client.flushHeaders();
+    await client.write('first;');
+    await client.until('early;');
+    expect(client.status).toBe(200);
+    for (let i = 0; i < 5; i++) await client.write('later;');
+    client.end();
+    await waitFor(() => client.ended || client.reset, 'the end of the response');
+    expect(client.ended).toBe(true);
+    expect(client.text).toBe('early;done');
+    expect(earlyBodyBytes).toBe('first;'.length + 5 * 'later;'.length);
+    await gw.close();
+  });
+});
+
+export type { ProcessingRequest };
+void headersResponse;
+void send;
