@@ -115,7 +115,7 @@ export class ExtProcFilter implements PhaseFilter {
     this.session = this.client.open({
       onMessage: (m) => this.onMessage(m),
       onFailure: (kind, detail, code) => this.onStreamFailure(kind, detail, code),
-      owed: () => this.timedAnswerOwed(),
+      owed: (direction) => this.timedAnswerOwed(direction),
     });
     this.send({
       request_headers: { headers: downstream.headers.toHeaderMap(), end_of_stream: !downstream.hasBody },
@@ -219,14 +219,11 @@ export class ExtProcFilter implements PhaseFilter {
     this.response?.drop();
   }
 
-  /** Whether the message timer should run: the EPP owes an answer the failure policy times. */
-  private timedAnswerOwed(): boolean {
+  /** Whether `direction`'s message timer should run: the EPP owes an answer there that the failure policy times. */
+  private timedAnswerOwed(direction: Direction): boolean {
     if (!this.session) return false;
-    const policy = this.ctx.failurePolicy;
-    const request = this.request.owes();
-    if (request && policy.timesOut('request', request)) return true;
-    const response = this.response?.owes() ?? null;
-    return response !== null && policy.timesOut('response', response);
+    const owes = direction === 'request' ? this.request.owes() : this.response?.owes() ?? null;
+    return owes !== null && this.ctx.failurePolicy.timesOut(direction, owes);
   }
 
   private onMessage(msg: DecodedProcessingResponse): void {
