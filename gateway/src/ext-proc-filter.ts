@@ -22,8 +22,13 @@ import { LB_NAMESPACE, type Router } from './router';
 import type { StatsCollector } from './stats';
 import { closesAtResponseHeaders, isLastAnswer, responseNeedsNothing, type LifetimeModes } from './stream-lifetime';
 
-/** Where the client's body goes: through the filter, straight upstream, or nowhere. */
-export type RequestBodyRoute = 'filter' | 'upstream' | 'discard';
+/**
+ * Where the client's body goes: through the filter, straight upstream, or nowhere. `drain`: its bytes are dropped but
+ * its end (and trailers) still end the upstream request, as Envoy drains every chunk after a CONTINUE_AND_REPLACE
+ * with a body mutation and lets the end of stream and the trailers continue (`ext_proc.cc` @ v1.35.0 Filter::onData,
+ * `bodyReplaced()`).
+ */
+export type RequestBodyRoute = 'filter' | 'upstream' | 'drain' | 'discard';
 
 /** What the filter asks of the exchange it sits in (Envoy's decoder/encoder filter callbacks). */
 export interface FilterHost {

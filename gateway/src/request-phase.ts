@@ -241,18 +241,24 @@ export class RequestPhase {
    * CONTINUE_AND_REPLACE on the headers (ProcessorState::handleHeaderContinueAndReplace, `processor_state.cc`
    * @ v1.35.0 L174-212): with a body_mutation present, the body so far (BUFFERED: what the filter manager holds;
    * FULL_DUPLEX_STREAMED: nothing, it was drained) is mutated and replaces the client's entirely, and Content-Length
-   * is removed, so the upstream gets it chunked.
+   * is removed, so the upstream gets it chunked. The upstream request is not ended there: the rest of the client's
+   * body is drained chunk by chunk as it arrives (Filter::onData, `bodyReplaced()`), and the client's end of stream,
+   * with its trailers (`send_trailers_` is now false, so they continue), ends the upstream request.
    */
   private replaceBody(bm: DecodedBodyMutation | null | undefined): void {
     this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
     if (bm) {
       const replacement = bodyReplacement(bm) ?? (this.mode.duplex ? EMPTY_BODY : Buffer.concat(this.buffered));
-      this.host.requestBodyTo('discard');
       this.drop();
       this.downstream.headers.remove('content-length');
       this.host.route();
       this.router.write(replacement);
-      this.router.end(null);
+      if (this.downstream.ended || !this.downstream.hasBody) {
+        this.host.requestBodyTo('discard');
+        this.router.end(this.downstream.trailers);
+      } else {
+        this.host.requestBodyTo('drain');
+      }
       return;
     }
     // No body mutation: the rest of the client's body passes through untouched (in FULL_DUPLEX_STREAMED, what the

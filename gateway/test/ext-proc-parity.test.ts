@@ -6,7 +6,7 @@
  */
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import { headersResponse, type ProcessingRequest } from '@kvroute/protocol/envoy';
+import { headersResponse } from '@kvroute/protocol/envoy';
 import { StreamingReply } from './clients';
 import { destroyClientAgent, gateway, LOOPBACK, send, startUpstream, waitFor, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
@@ -110,6 +110,37 @@ describe('the request body after the response has begun (source/common/router/ro
   });
 });
 
-export type { ProcessingRequest };
-void headersResponse;
-void send;
+describe('CONTINUE_AND_REPLACE does not end the other side at once (EP/ext_proc.cc @ v1.35.0 Filter::onData bodyReplaced; EP/processor_state.cc handleHeaderContinueAndReplace)', () => {
+  const replace = (direction: 'request' | 'response'): unknown =>
+    headersResponse(direction, { status: 'CONTINUE_AND_REPLACE', body_mutation: { body: Buffer.from('replaced') } });
+
+  test('on the request headers: the client\'s later body is drained and its end, with its trailers, ends the upstream request', async () => {
+    // Envoy drains each chunk that follows the replacement and lets end_of_stream and the trailers continue
+    // (send_trailers_ is false after CONTINUE_AND_REPLACE): the pod gets the new body and the client's trailers, at the
+    // client's end. The gateway used to end the upstream request at once, without them.
+    const epp = await startScriptedExtProc({ respond: (kind) => (kind === 'request_headers' ? [replace('request')] : undefined) });
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address });
+    const before = up.seen.length;
+    const r = await send(gw.port, { body: ['{"a":', '1}'], headers: { 'content-type': 'application/json' }, trailers: { 'x-client-trailer': 'kept' } });
+    expect(r.status).toBe(200);
+    const seen = up.seen[before];
+    expect(seen.body.toString()).toBe('replaced');
+    expect(seen.trailers['x-client-trailer']).toBe('kept');
+    expect(gw.envoyStats().spurious_msgs_received).toBe(0);
+    await gw.close();
+    await epp.stop();
+  });
+
+  test('on the response headers: the upstream\'s later body is drained and its end, with its trailers, ends the client\'s response', async () => {
+    const epp = await startScriptedExtProc({ respond: (kind) => (kind === 'response_headers' ? [replace('response')] : undefined) });
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address });
+    const r = await send(gw.port, { path: '/v1/completions?trailers=1', body: '{}', headers: { 'content-type': 'application/json' } });
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('replaced');
+    expect(r.trailers['x-upstream-trailer']).toBe('done');
+    // The trailers went by the EPP: send_trailers_ is false after the replacement.
+    expect(epp.streams[0].events).not.toContain('response_trailers');
+    await gw.close();
+    await epp.stop();
+  });
+});
