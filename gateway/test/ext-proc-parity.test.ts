@@ -4,12 +4,15 @@
  * the real gRPC protocol: a scripted ext_proc server, loopback HTTP upstreams and clients. No assertion is about speed;
  * waits are `waitFor` polls with generous limits.
  */
+import * as fs from 'fs';
 import * as http from 'http';
+import * as path from 'path';
 import type { AddressInfo } from 'net';
 import { headersResponse } from '@kvroute/protocol/envoy';
 import { StreamingReply } from './clients';
 import { destroyClientAgent, gateway, LOOPBACK, send, startUpstream, waitFor, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
+import { DEFAULTS, resolveOptions } from '../src/options';
 
 jest.setTimeout(60_000);
 
@@ -142,5 +145,20 @@ describe('CONTINUE_AND_REPLACE does not end the other side at once (EP/ext_proc.
     expect(epp.streams[0].events).not.toContain('response_trailers');
     await gw.close();
     await epp.stop();
+  });
+});
+
+describe('max_message_timeout defaults to what the demo EnvoyFilter sets (Envoy\'s own default is 0: config.h DefaultMaxMessageTimeoutMs @ v1.35.0)', () => {
+  const endpoints = ['127.0.0.1:1'];
+
+  test('30 s beside BUFFERED, as the synthesized EnvoyFilter; 0 beside FULL_DUPLEX_STREAMED, where it sets none; a given value wins', () => {
+    const yaml = fs.readFileSync(path.join(__dirname, '../../dist/demo/EnvoyFilter.ms-llm-d-modelservice-epp-ext-proc.k8s.yaml'), 'utf8');
+    const seconds = /max_message_timeout: (\d+)s/.exec(yaml);
+    expect(seconds).not.toBeNull();
+    expect(DEFAULTS.maxMessageTimeoutMs).toBe(Number(seconds?.[1]) * 1000);
+    expect(resolveOptions({ endpoints }).maxMessageTimeoutMs).toBe(30_000);
+    expect(resolveOptions({ endpoints, processingMode: 'full-duplex', processingModeScope: 'vhost' }).maxMessageTimeoutMs).toBe(0);
+    expect(resolveOptions({ endpoints, maxMessageTimeoutMs: 0 }).maxMessageTimeoutMs).toBe(0);
+    expect(resolveOptions({ endpoints, processingMode: 'full-duplex', processingModeScope: 'vhost', maxMessageTimeoutMs: 5000 }).maxMessageTimeoutMs).toBe(5000);
   });
 });
