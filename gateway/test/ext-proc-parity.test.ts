@@ -162,3 +162,28 @@ describe('max_message_timeout defaults to what the demo EnvoyFilter sets (Envoy\
     expect(resolveOptions({ endpoints, processingMode: 'full-duplex', processingModeScope: 'vhost', maxMessageTimeoutMs: 5000 }).maxMessageTimeoutMs).toBe(5000);
   });
 });
+
+describe(':status values Envoy takes and the HTTP/1 codec writes as a number (source/extensions/filters/common/mutation_rules/mutation_rules.cc Checker::isValidValue; source/common/http/http1/codec_impl.cc ResponseEncoderImpl::encodeHeaders @ v1.35.0)', () => {
+  const setStatus = (value: string): unknown => headersResponse('response', {
+    header_mutation: { set_headers: [{ header: { key: ':status', raw_value: Buffer.from(value, 'latin1') } }] },
+  });
+
+  test.each([
+    [' 201', 201, 0, 0],
+    ['+0202\t', 202, 0, 0],
+    // Not a number, or below 200: Envoy's rules skip it and count it.
+    ['abc', 200, 1, 1],
+    ['199', 200, 1, 1],
+    // Envoy takes it and would write it; Node writes only 100-999: skipped, counted only as the gateway's own.
+    ['1000', 200, 0, 1],
+  ])('an EPP setting :status to %j: the client gets %i', async (value, status, envoyRejected, gatewayRejected) => {
+    const epp = await startScriptedExtProc({ respond: (kind) => (kind === 'response_headers' ? [setStatus(value)] : undefined) });
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address });
+    const r = await send(gw.port, { body: '{}', headers: { 'content-type': 'application/json' } });
+    expect(r.status).toBe(status);
+    expect(gw.envoyStats().rejected_header_mutations).toBe(envoyRejected);
+    expect(gw.stats().rejectedHeaderMutations).toBe(gatewayRejected);
+    await gw.close();
+    await epp.stop();
+  });
+});
