@@ -170,11 +170,18 @@ export class RequestPhase {
     // removed it) the upstream gets the body chunked, as does a body followed by trailers.
     if (trailers) headers.remove('content-length');
     else if (headers.has('content-length')) headers.set('content-length', String(body.length));
+    if (trailers && this.mode.trailersThroughEpp) {
+      // The trailers go to the EPP first, and the whole request waits for their answer: Envoy sends them from the body
+      // answer without continuing the filter chain (ProcessorState::finalizeBodyResponse, `processor_state.cc`
+      // @ v1.35.0), so the router sees nothing of the request until the trailers answer is in.
+      this.buffered = [body];
+      this.step = 'trailers';
+      this.sendTrailers(trailers);
+      return;
+    }
     this.host.route();
     this.router.write(body);
-    if (!trailers || !this.mode.trailersThroughEpp) return this.router.end(trailers);
-    this.step = 'trailers';
-    this.sendTrailers(trailers);
+    this.router.end(trailers);
   }
 
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
@@ -182,11 +189,18 @@ export class RequestPhase {
     // In FULL_DUPLEX_STREAMED Envoy takes a trailers answer in any state (ProcessorState::handleTrailersResponse,
     // `processor_state.cc` @ v1.35.0 L505-526): with no trailers sent it has nothing to apply, and is not spurious.
     if (this.mode.duplex && this.router.routed && (this.sent !== 'trailers' || this.step === 'complete')) return;
-    if (this.sent !== 'trailers' || this.step === 'complete' || !this.router.routed || !trailers) {
+    if (this.sent !== 'trailers' || (this.mode.duplex ? this.step === 'complete' || !this.router.routed : this.step !== 'trailers') || !trailers) {
       return this.filter.spurious('unexpected request trailers answer');
     }
     this.step = 'complete';
     this.filter.mutate(trailers, mutation, 'trailers');
+    if (!this.mode.duplex) {
+      // BUFFERED: the request was held for this answer (onBodyAnswer); now it goes, body and trailers.
+      const body = this.buffered[0] ?? EMPTY_BODY;
+      this.buffered = [];
+      this.host.route();
+      this.router.write(body);
+    }
     this.router.end(trailers);
   }
 

@@ -21,10 +21,12 @@ let up: Upstream;
 let early: http.Server;
 let earlyAddress: string;
 let earlyBodyBytes = 0;
+let earlyRequests = 0;
 
 beforeAll(async () => {
   up = await startUpstream();
   early = http.createServer((req, res) => {
+    earlyRequests++;
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.write('early;');
     req.on('data', (c: Buffer) => {
@@ -183,6 +185,39 @@ describe(':status values Envoy takes and the HTTP/1 codec writes as a number (so
     expect(r.status).toBe(status);
     expect(gw.envoyStats().rejected_header_mutations).toBe(envoyRejected);
     expect(gw.stats().rejectedHeaderMutations).toBe(gatewayRejected);
+    await gw.close();
+    await epp.stop();
+  });
+});
+
+describe('a BUFFERED request with trailers SEND waits for the trailers answer (EP/processor_state.cc @ v1.35.0 finalizeBodyResponse)', () => {
+  test('nothing reaches the pod before the trailers answer: a timeout on it fails closed with no upstream request made', async () => {
+    // Envoy sends the trailers from the body answer and only the trailers answer continues the filter chain, so the
+    // router has not seen the request yet; the gateway used to start the upstream request at the body answer.
+    earlyRequests = 0;
+    const epp = await startScriptedExtProc({ silentOn: ['request_trailers'] });
+    const gw = await gateway({ endpoints: [earlyAddress], extProc: epp.address, requestTrailerMode: 'send', failureModeAllow: false, messageTimeoutMs: 1000 });
+    const r = await send(gw.port, { body: ['{"a":', '1}'], headers: { 'content-type': 'application/json' }, trailers: { 'x-client-trailer': 'held' } });
+    expect(r.status).toBe(504);
+    expect(epp.streams[0].events.slice(0, 3)).toEqual(['request_headers', 'request_body', 'request_trailers']);
+    expect(earlyRequests).toBe(0);
+    await gw.close();
+    await epp.stop();
+  });
+
+  test('once answered, the body and the mutated trailers go upstream together', async () => {
+    const epp = await startScriptedExtProc({
+      respond: (kind) => (kind === 'request_trailers'
+        ? [{ request_trailers: { header_mutation: { set_headers: [{ header: { key: 'x-epp-trailer', raw_value: Buffer.from('added') } }] } } }]
+        : undefined),
+    });
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address, requestTrailerMode: 'send' });
+    const before = up.seen.length;
+    const r = await send(gw.port, { body: ['{"a":', '1}'], headers: { 'content-type': 'application/json' }, trailers: { 'x-client-trailer': 'kept' } });
+    expect(r.status).toBe(200);
+    const seen = up.seen[before];
+    expect(seen.body.toString()).toBe('{"a":1}');
+    expect(seen.trailers).toMatchObject({ 'x-client-trailer': 'kept', 'x-epp-trailer': 'added' });
     await gw.close();
     await epp.stop();
   });
