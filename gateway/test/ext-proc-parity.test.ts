@@ -166,8 +166,8 @@ describe('max_message_timeout defaults to what the demo EnvoyFilter sets (Envoy\
 });
 
 describe(':status values Envoy takes and the HTTP/1 codec writes as a number (source/extensions/filters/common/mutation_rules/mutation_rules.cc Checker::isValidValue; source/common/http/http1/codec_impl.cc ResponseEncoderImpl::encodeHeaders @ v1.35.0)', () => {
-  const setStatus = (value: string): unknown => headersResponse('response', {
-    header_mutation: { set_headers: [{ header: { key: ':status', raw_value: Buffer.from(value, 'latin1') } }] },
+  const setStatus = (value: string): unknown => ({
+    response_headers: { response: { header_mutation: { set_headers: [{ header: { key: ':status', raw_value: Buffer.from(value, 'latin1') } }] } } },
   });
 
   test.each([
