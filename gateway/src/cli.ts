@@ -42,7 +42,8 @@ Options:
                               false = answer 500, or 504 on a message timeout)
   --message-timeout-ms N      how long to wait for each EPP answer (default ${DEFAULTS.messageTimeoutMs})
   --max-message-timeout-ms N  the longest override_message_timeout the EPP may ask for while it holds an
-                              answer (Envoy's max_message_timeout; default ${DEFAULTS.maxMessageTimeoutMs}: every override ignored)
+                              answer (Envoy's max_message_timeout; default ${DEFAULTS.maxMessageTimeoutMs} with buffered, 0 = every
+                              override ignored with full-duplex, as the demo EnvoyFilter sets it)
   --request-body-buffer-limit-bytes N
                               largest buffered request body, 413 above (default ${DEFAULTS.requestBodyBufferLimitBytes})
   --request-receive-timeout-ms N

@@ -115,6 +115,7 @@ export class Exchange implements FilterHost {
       case 'upstream':
         if (!this.router.write(chunk)) this.downstream.pause('upstream');
         return;
+      case 'drain':
       case 'discard':
         return;
     }
@@ -126,6 +127,7 @@ export class Exchange implements FilterHost {
         this.filter?.request.onClientEnd();
         return;
       case 'upstream':
+      case 'drain':
         this.router.end(this.downstream.trailers);
         return;
       case 'discard':

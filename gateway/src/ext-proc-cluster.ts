@@ -203,7 +203,7 @@ export class ExtProcCluster {
     let answered = false;
     let ended = false;
     return host.client.open({
-      owed: () => handlers.owed(),
+      owed: (direction) => handlers.owed(direction),
       onMessage: (msg) => {
         if (!answered) {
           answered = true;

@@ -22,8 +22,13 @@ import { LB_NAMESPACE, type Router } from './router';
 import type { StatsCollector } from './stats';
 import { closesAtResponseHeaders, isLastAnswer, responseNeedsNothing, type LifetimeModes } from './stream-lifetime';
 
-/** Where the client's body goes: through the filter, straight upstream, or nowhere. */
-export type RequestBodyRoute = 'filter' | 'upstream' | 'discard';
+/**
+ * Where the client's body goes: through the filter, straight upstream, or nowhere. `drain`: its bytes are dropped but
+ * its end (and trailers) still end the upstream request, as Envoy drains every chunk after a CONTINUE_AND_REPLACE
+ * with a body mutation and lets the end of stream and the trailers continue (`ext_proc.cc` @ v1.35.0 Filter::onData,
+ * `bodyReplaced()`).
+ */
+export type RequestBodyRoute = 'filter' | 'upstream' | 'drain' | 'discard';
 
 /** What the filter asks of the exchange it sits in (Envoy's decoder/encoder filter callbacks). */
 export interface FilterHost {
@@ -115,7 +120,7 @@ export class ExtProcFilter implements PhaseFilter {
     this.session = this.client.open({
       onMessage: (m) => this.onMessage(m),
       onFailure: (kind, detail, code) => this.onStreamFailure(kind, detail, code),
-      owed: () => this.timedAnswerOwed(),
+      owed: (direction) => this.timedAnswerOwed(direction),
     });
     this.send({
       request_headers: { headers: downstream.headers.toHeaderMap(), end_of_stream: !downstream.hasBody },
@@ -219,14 +224,11 @@ export class ExtProcFilter implements PhaseFilter {
     this.response?.drop();
   }
 
-  /** Whether the message timer should run: the EPP owes an answer the failure policy times. */
-  private timedAnswerOwed(): boolean {
+  /** Whether `direction`'s message timer should run: the EPP owes an answer there that the failure policy times. */
+  private timedAnswerOwed(direction: Direction): boolean {
     if (!this.session) return false;
-    const policy = this.ctx.failurePolicy;
-    const request = this.request.owes();
-    if (request && policy.timesOut('request', request)) return true;
-    const response = this.response?.owes() ?? null;
-    return response !== null && policy.timesOut('response', response);
+    const owes = direction === 'request' ? this.request.owes() : this.response?.owes() ?? null;
+    return owes !== null && this.ctx.failurePolicy.timesOut(direction, owes);
   }
 
   private onMessage(msg: DecodedProcessingResponse): void {

@@ -14,6 +14,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, type ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { DecodedProcessingResponse } from './ext-proc-answers';
+import type { Direction } from './failure-policy';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 const PROCESS_PATH = `/${EXT_PROC_SERVICE}/Process`;
@@ -25,12 +26,13 @@ export interface SessionHandlers {
   /** `grpcCode`: the stream's gRPC status (0 for a clean close, DEADLINE_EXCEEDED for the message timeout). */
   onFailure(kind: ProcFailure, detail: string, grpcCode: number): void;
   /**
-   * Whether the filter is waiting for an answer its failure policy times, right now. Envoy starts a direction's timer
-   * when it sends a message that needs an answer and stops it when the answer arrives (ProcessorState
-   * onStartProcessorCall / onFinishProcessorCall, `processor_state.cc` @ v1.35.0 L21-51); the messages of one
-   * exchange are answered in order, so one timer measured from the last message either way is the same timer.
+   * Whether the filter is waiting for an answer in `direction` that its failure policy times, right now. Envoy keeps
+   * one message timer per direction, each ProcessorState its own (DecodingProcessorState, EncodingProcessorState): it
+   * (re)starts when that direction sends a message that needs an answer and stops when that direction's answer
+   * arrives (onStartProcessorCall / onFinishProcessorCall, `processor_state.cc` @ v1.35.0 L21-51). Traffic in the
+   * other direction never moves it.
    */
-  owed(): boolean;
+  owed(direction: Direction): boolean;
   /** The stream is over for the gateway (closed, cancelled or failed), once; the EPP cluster counts active streams by it. */
   onEnd?(): void;
 }
@@ -138,12 +140,8 @@ export class ExtProcSession {
   /** The EPP's status has arrived: the stream is over on its side. */
   private remoteClosed = false;
   private halfClosed = false;
-  private lastActivity = Date.now();
-  /** An honoured `override_message_timeout` for the answer owed now; null: the configured timeout. */
-  private timeoutOverrideMs: number | null = null;
-  /** An override was already honoured since the last message either way (Envoy's `new_timeout_received_`). */
-  private overrideUsed = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** Envoy's two message timers, `decoding_state_`'s and `encoding_state_`'s. */
+  private readonly timers: Record<Direction, MessageTimer> = { request: new MessageTimer(), response: new MessageTimer() };
   private readonly drainWaiters: (() => void)[] = [];
 
   constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number,
@@ -189,8 +187,10 @@ export class ExtProcSession {
       return false;
     }
     this.owner.messagesSent++;
-    this.newState();
-    this.touch();
+    // onStartProcessorCall: the sending direction's timer restarts from now, the other one runs on untouched.
+    const direction = requestDirection(msg);
+    this.timers[direction].restart();
+    this.arm(direction);
     return this.call.write(bytes);
   }
 
@@ -201,25 +201,23 @@ export class ExtProcSession {
 
   /**
    * The EPP asked for `ms` more for the answer it owes (`override_message_timeout`, already checked against
-   * `max_message_timeout` by the filter): the timer restarts from now with that length, once per owed answer, and only
-   * while an answer is owed (ProcessorState::restartMessageTimer, `processor_state.cc` @ v1.35.0: the timer must be
-   * enabled and `new_timeout_received_` unset). Returns whether it was honoured.
+   * `max_message_timeout` by the filter). Envoy offers it to both directions' timers (Filter::onNewTimeout, `ext_proc.cc`
+   * @ v1.35.0): each that runs and has not been extended since its message went out restarts from now with that length
+   * (ProcessorState::restartMessageTimer, `processor_state.cc` @ v1.35.0: `message_timer_->enabled() &&
+   * !new_timeout_received_`). Returns whether any was restarted.
    */
   restartTimer(ms: number): boolean {
-    if (this.done || this.overrideUsed || !this.handlers.owed()) return false;
-    this.overrideUsed = true;
-    this.timeoutOverrideMs = ms;
-    this.lastActivity = Date.now();
-    this.stopTimer();
-    this.arm();
-    return true;
-  }
-
-  /** Re-evaluates the message timer after the filter's state changed. */
-  touch(): void {
-    if (this.done) return;
-    this.lastActivity = Date.now();
-    this.arm();
+    if (this.done) return false;
+    let restarted = false;
+    for (const direction of DIRECTIONS) {
+      const t = this.timers[direction];
+      if (t.overrideUsed || !this.handlers.owed(direction)) continue;
+      t.override(ms);
+      this.stopTimer(direction);
+      this.arm(direction);
+      restarted = true;
+    }
+    return restarted;
   }
 
   /**
@@ -232,7 +230,7 @@ export class ExtProcSession {
     if (this.done) return;
     this.done = true;
     this.halfClosed = true;
-    this.stopTimer();
+    this.stopTimers();
     this.drainWaiters.length = 0;
     const call = this.call;
     if (call && !this.remoteClosed) this.owner.streamsClosed++;
@@ -250,7 +248,7 @@ export class ExtProcSession {
   cancel(): void {
     if (this.done) return;
     this.done = true;
-    this.stopTimer();
+    this.stopTimers();
     this.drainWaiters.length = 0;
     this.call?.cancel();
     this.owner.forget(this);
@@ -267,24 +265,18 @@ export class ExtProcSession {
       return;
     }
     this.owner.messagesReceived++;
-    // A message that only asks for more time is not an answer: the timer goes on from where it was unless the filter
-    // honours the request (restartTimer). Envoy handles it before anything else (Filter::onReceiveMessage).
-    if (!msg.override_message_timeout) {
-      this.newState();
-      this.lastActivity = Date.now();
+    // A message that only asks for more time is not an answer: the timers go on from where they were unless the
+    // filter honours the request (restartTimer). Envoy handles it before anything else (Filter::onReceiveMessage).
+    // An answer stops its own direction's timer only (onFinishProcessorCall); a message the filter sends in answer
+    // restarts it (send).
+    const direction = msg.override_message_timeout ? null : answerDirection(msg);
+    if (direction) {
+      this.timers[direction].restart();
+      this.stopTimer(direction);
     }
     this.handlers.onMessage(msg);
-    if (!this.done) this.arm();
-  }
-
-  /** A message went out or an answer came in: the next owed answer gets the configured timeout and may be extended once. */
-  private newState(): void {
-    this.timeoutOverrideMs = null;
-    this.overrideUsed = false;
-  }
-
-  private get currentTimeoutMs(): number {
-    return this.timeoutOverrideMs ?? this.timeoutMs;
+    if (this.done) return;
+    for (const d of DIRECTIONS) this.arm(d);
   }
 
   private onStatus(st: grpc.StatusObject): void {
@@ -303,30 +295,82 @@ export class ExtProcSession {
   }
 
   /**
-   * One timer per session, re-armed lazily: it is scheduled for `lastActivity + timeout` and, when it fires early
-   * because of later activity, reschedules itself for the remainder instead of being reset on every message.
+   * Arms `direction`'s timer when the filter owes an answer there and it is not armed yet. Lazily: it is scheduled for
+   * the direction's start plus its timeout and, if it fires for a start that has since moved (a newer message of the
+   * same direction), reschedules itself for the remainder instead of being reset on every message.
    */
-  private arm(): void {
-    if (this.done || this.timer) return;
-    if (!this.handlers.owed()) return;
-    const wait = Math.max(1, this.lastActivity + this.currentTimeoutMs - Date.now());
-    this.timer = setTimeout(() => this.onTimer(), wait);
+  private arm(direction: Direction): void {
+    const t = this.timers[direction];
+    if (this.done || t.handle) return;
+    if (!this.handlers.owed(direction)) return;
+    const wait = Math.max(1, t.startedAt + t.timeoutMs(this.timeoutMs) - Date.now());
+    t.handle = setTimeout(() => this.onTimer(direction), wait);
   }
 
-  private onTimer(): void {
-    this.timer = undefined;
-    if (this.done || !this.handlers.owed()) return;
-    const idle = Date.now() - this.lastActivity;
-    const timeoutMs = this.currentTimeoutMs;
-    if (idle >= timeoutMs) {
-      this.fail('timeout', `no answer from the EPP within ${timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED);
+  /** Either timer expiring is Envoy's one Filter::onMessageTimeout: both directions' timers bind the same callback. */
+  private onTimer(direction: Direction): void {
+    const t = this.timers[direction];
+    t.handle = undefined;
+    if (this.done || !this.handlers.owed(direction)) return;
+    const timeoutMs = t.timeoutMs(this.timeoutMs);
+    if (Date.now() - t.startedAt >= timeoutMs) {
+      this.fail('timeout', `no ${direction} answer from the EPP within ${timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED);
       return;
     }
-    this.arm();
+    this.arm(direction);
   }
 
-  private stopTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+  private stopTimer(direction: Direction): void {
+    const t = this.timers[direction];
+    if (t.handle) clearTimeout(t.handle);
+    t.handle = undefined;
+  }
+
+  private stopTimers(): void {
+    for (const d of DIRECTIONS) this.stopTimer(d);
+  }
+}
+
+const DIRECTIONS: readonly Direction[] = ['request', 'response'];
+
+/** One direction's message timer (ProcessorState's `message_timer_`, `new_timeout_received_`). */
+class MessageTimer {
+  handle: NodeJS.Timeout | undefined;
+  /** When the direction's current wait began: its last message out, its last answer, or an honoured override. */
+  startedAt = Date.now();
+  /** An honoured `override_message_timeout` for the wait now; null: the configured timeout. */
+  private overrideMs: number | null = null;
+  /** An override was already honoured in this wait (Envoy's `new_timeout_received_`). */
+  overrideUsed = false;
+
+  /** A message of this direction went out, or its answer came in: a fresh wait with the configured timeout. */
+  restart(): void {
+    this.startedAt = Date.now();
+    this.overrideMs = null;
+    this.overrideUsed = false;
+  }
+
+  override(ms: number): void {
+    this.startedAt = Date.now();
+    this.overrideMs = ms;
+    this.overrideUsed = true;
+  }
+
+  timeoutMs(configured: number): number {
+    return this.overrideMs ?? configured;
+  }
+}
+
+/** The direction a ProcessingRequest belongs to: the decoding state's messages or the encoding state's. */
+function requestDirection(msg: ProcessingRequest): Direction {
+  return msg.request_headers || msg.request_body || msg.request_trailers ? 'request' : 'response';
+}
+
+/** The direction an answer belongs to; null for one that belongs to neither (an ImmediateResponse, a spurious one). */
+function answerDirection(msg: DecodedProcessingResponse): Direction | null {
+  switch (msg.response) {
+    case 'request_headers': case 'request_body': case 'request_trailers': return 'request';
+    case 'response_headers': case 'response_body': case 'response_trailers': return 'response';
+    default: return null;
   }
 }

@@ -193,9 +193,19 @@ function envoyAllows(op: 'set' | 'append' | 'remove', name: string): boolean {
 /** Checker::isValidValue (L104-132) for the names it checks beyond the character set: `:status` is an integer >= 200. */
 function envoyValueValid(name: string, value: string): boolean {
   if (name !== ':status') return true;
-  // absl::SimpleAtoi: optional surrounding whitespace and sign, then decimal digits.
+  const status = simpleAtoiUint32(value);
+  return status !== null && status >= 200;
+}
+
+/**
+ * absl::SimpleAtoi into a uint32_t, as Checker::isValidValue reads `:status`: optional surrounding ASCII whitespace and
+ * a `+`, then decimal digits that fit 32 bits; null otherwise.
+ */
+function simpleAtoiUint32(value: string): number | null {
   const m = /^[ \t\n\v\f\r]*\+?(\d+)[ \t\n\v\f\r]*$/.exec(value);
-  return m !== null && Number(m[1]) >= 200;
+  if (!m) return null;
+  const n = Number(m[1]);
+  return n <= 0xffffffff ? n : null;
 }
 
 const ROUTING_HEADERS = new Set(['host', ':authority', ':method', ':scheme']);
@@ -217,7 +227,13 @@ function proxyCarries(target: MutationTarget, name: string, value: string | null
   if (!name.startsWith(':')) return name !== '';
   if (!PSEUDO[target].has(name)) return false;
   if (value === null) return true;
-  if (name === ':status') return /^[1-9]\d\d$/.test(value);
+  // Envoy's HTTP/1 codec writes the status line from the number (Utility::getResponseStatus, `codec_impl.cc`
+  // ResponseEncoderImpl::encodeHeaders @ v1.35.0), so " 201" or "+0201" go out as 201; Node writes only 100-999, and a
+  // larger number (which Envoy would write as it is) is skipped.
+  if (name === ':status') {
+    const status = simpleAtoiUint32(value);
+    return status !== null && status <= 999;
+  }
   // Node writes the request target as given, refusing only bytes outside 0x21-0xff.
   if (name === ':path') return value !== '' && !/[^\x21-\xff]/.test(value);
   return true;
@@ -303,7 +319,7 @@ export function applyHeaderMutation(
       continue;
     }
     if (append && !name.startsWith(':')) headers.add(name, value);
-    else headers.set(name, value);
+    else headers.set(name, name === ':status' ? String(simpleAtoiUint32(value)) : value);
   }
   if (limited && (headers.pairs.length > MAX_HEADERS_COUNT || sizeOf(headers) > MAX_HEADERS_KB * 1024)) {
     counts.envoy++;

@@ -75,7 +75,8 @@ export interface GatewayOptions {
   readonly messageTimeoutMs?: number;
   /**
    * Envoy's `max_message_timeout`: the longest `override_message_timeout` the EPP may ask for while it holds an
-   * answer (flow control); 0 (Envoy's default) ignores every override. Default 0.
+   * answer (flow control); 0 (Envoy's default) ignores every override. Default 30000 (the EnvoyFilter's 30s) with
+   * BUFFERED request bodies, 0 with FULL_DUPLEX_STREAMED (the EnvoyFilter sets none there).
    */
   readonly maxMessageTimeoutMs?: number;
   /**
@@ -160,7 +161,13 @@ export const DEFAULTS = Object.freeze({
   responseTrailerMode: 'send' as TrailerMode,
   failureModeAllow: true,
   messageTimeoutMs: 1000,
-  maxMessageTimeoutMs: 0,
+  /**
+   * The demo EnvoyFilter's `max_message_timeout` (`lib/ext-proc.ts` resolveMaxMessageTimeout: 30s with BUFFERED
+   * request bodies, none with FULL_DUPLEX_STREAMED), like every other default here; Envoy's own default is 0
+   * (`DefaultMaxMessageTimeoutMs`, `source/extensions/filters/http/ext_proc/config.h` @ v1.35.0), which ignores every
+   * `override_message_timeout`. `resolveOptions` applies 0 with `processingMode: 'full-duplex'`.
+   */
+  maxMessageTimeoutMs: 30_000,
   requestBodyBufferLimitBytes: 8 * 1024 * 1024,
   requestReceiveTimeoutMs: 60_000,
   idleTimeoutMs: 300_000,
@@ -326,7 +333,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     failureModeAllow,
     messageTimeoutMs: int('messageTimeoutMs', o.messageTimeoutMs ?? DEFAULTS.messageTimeoutMs, 1, MAX_TIMEOUT_MS),
     // The proto's bound: `max_message_timeout` lte 3600s (ext_proc.proto @ v1.35.0).
-    maxMessageTimeoutMs: int('maxMessageTimeoutMs', o.maxMessageTimeoutMs ?? DEFAULTS.maxMessageTimeoutMs, 0, 3_600_000),
+    maxMessageTimeoutMs: int('maxMessageTimeoutMs', o.maxMessageTimeoutMs ?? (processingMode === 'full-duplex' ? 0 : DEFAULTS.maxMessageTimeoutMs), 0, 3_600_000),
     requestBodyBufferLimitBytes: int('requestBodyBufferLimitBytes', o.requestBodyBufferLimitBytes ?? DEFAULTS.requestBodyBufferLimitBytes, 1, 1024 * 1024 * 1024),
     requestReceiveTimeoutMs: int('requestReceiveTimeoutMs', o.requestReceiveTimeoutMs ?? DEFAULTS.requestReceiveTimeoutMs, 0, MAX_TIMEOUT_MS),
     idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMEOUT_MS),

@@ -170,11 +170,18 @@ export class RequestPhase {
     // removed it) the upstream gets the body chunked, as does a body followed by trailers.
     if (trailers) headers.remove('content-length');
     else if (headers.has('content-length')) headers.set('content-length', String(body.length));
+    if (trailers && this.mode.trailersThroughEpp) {
+      // The trailers go to the EPP first, and the whole request waits for their answer: Envoy sends them from the body
+      // answer without continuing the filter chain (ProcessorState::finalizeBodyResponse, `processor_state.cc`
+      // @ v1.35.0), so the router sees nothing of the request until the trailers answer is in.
+      this.buffered = [body];
+      this.step = 'trailers';
+      this.sendTrailers(trailers);
+      return;
+    }
     this.host.route();
     this.router.write(body);
-    if (!trailers || !this.mode.trailersThroughEpp) return this.router.end(trailers);
-    this.step = 'trailers';
-    this.sendTrailers(trailers);
+    this.router.end(trailers);
   }
 
   onTrailersAnswer(mutation: DecodedHeaderMutation | null | undefined): void {
@@ -182,11 +189,18 @@ export class RequestPhase {
     // In FULL_DUPLEX_STREAMED Envoy takes a trailers answer in any state (ProcessorState::handleTrailersResponse,
     // `processor_state.cc` @ v1.35.0 L505-526): with no trailers sent it has nothing to apply, and is not spurious.
     if (this.mode.duplex && this.router.routed && (this.sent !== 'trailers' || this.step === 'complete')) return;
-    if (this.sent !== 'trailers' || this.step === 'complete' || !this.router.routed || !trailers) {
+    if (this.sent !== 'trailers' || (this.mode.duplex ? this.step === 'complete' || !this.router.routed : this.step !== 'trailers') || !trailers) {
       return this.filter.spurious('unexpected request trailers answer');
     }
     this.step = 'complete';
     this.filter.mutate(trailers, mutation, 'trailers');
+    if (!this.mode.duplex) {
+      // BUFFERED: the request was held for this answer (onBodyAnswer); now it goes, body and trailers.
+      const body = this.buffered[0] ?? EMPTY_BODY;
+      this.buffered = [];
+      this.host.route();
+      this.router.write(body);
+    }
     this.router.end(trailers);
   }
 
@@ -241,18 +255,24 @@ export class RequestPhase {
    * CONTINUE_AND_REPLACE on the headers (ProcessorState::handleHeaderContinueAndReplace, `processor_state.cc`
    * @ v1.35.0 L174-212): with a body_mutation present, the body so far (BUFFERED: what the filter manager holds;
    * FULL_DUPLEX_STREAMED: nothing, it was drained) is mutated and replaces the client's entirely, and Content-Length
-   * is removed, so the upstream gets it chunked.
+   * is removed, so the upstream gets it chunked. The upstream request is not ended there: the rest of the client's
+   * body is drained chunk by chunk as it arrives (Filter::onData, `bodyReplaced()`), and the client's end of stream,
+   * with its trailers (`send_trailers_` is now false, so they continue), ends the upstream request.
    */
   private replaceBody(bm: DecodedBodyMutation | null | undefined): void {
     this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
     if (bm) {
       const replacement = bodyReplacement(bm) ?? (this.mode.duplex ? EMPTY_BODY : Buffer.concat(this.buffered));
-      this.host.requestBodyTo('discard');
       this.drop();
       this.downstream.headers.remove('content-length');
       this.host.route();
       this.router.write(replacement);
-      this.router.end(null);
+      if (this.downstream.ended || !this.downstream.hasBody) {
+        this.host.requestBodyTo('discard');
+        this.router.end(this.downstream.trailers);
+      } else {
+        this.host.requestBodyTo('drain');
+      }
       return;
     }
     // No body mutation: the rest of the client's body passes through untouched (in FULL_DUPLEX_STREAMED, what the

@@ -135,14 +135,20 @@ export class ResponsePhase implements ResponseFilter {
     this.filter.mutate(headers, common.header_mutation, 'response', { replacingMessage: replacing, removeContentLength: this.modes.body });
     // CONTINUE_AND_REPLACE with a body_mutation present: the (empty) body so far, mutated, replaces the upstream's,
     // and Content-Length is removed, so the client gets it chunked (ProcessorState::handleHeaderContinueAndReplace,
-    // `processor_state.cc` @ v1.35.0 L174-212).
+    // `processor_state.cc` @ v1.35.0 L174-212). The response ends when the upstream's does: its later chunks are
+    // drained (Filter::onData, `bodyReplaced()`), its end of stream and trailers go on to the client.
     const replacement = replacing && common.body_mutation ? bodyReplacement(common.body_mutation) ?? EMPTY_BODY : null;
     if (replacement) {
       this.step = 'complete';
-      this.relay.bodyTo('discard');
       headers.remove('content-length');
       this.relay.writeHead();
-      this.relay.endClientWith(replacement);
+      this.relay.writeClient(replacement);
+      if (this.relay.upstreamEnded) {
+        this.relay.bodyTo('discard');
+        this.relay.endClient(this.relay.upstreamTrailers);
+      } else {
+        this.relay.bodyTo('drain');
+      }
       this.relay.resume('headers');
       return;
     }

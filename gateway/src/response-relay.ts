@@ -12,8 +12,12 @@ import type { Endpoint } from './endpoints';
 import { HeaderList, HOP_BY_HOP, trailerList } from './headers';
 import { SERVED_HEADER } from './router';
 
-/** Where the upstream's body chunks go. */
-export type ResponseBodyRoute = 'filter' | 'client' | 'discard';
+/**
+ * Where the upstream's body chunks go. `drain`: dropped, but the upstream's end (with its trailers) still ends the
+ * client's response, as Envoy drains every chunk after a CONTINUE_AND_REPLACE with a body mutation and lets the end of
+ * stream and the trailers continue (`ext_proc.cc` @ v1.35.0 Filter::onData, `bodyReplaced()`).
+ */
+export type ResponseBodyRoute = 'filter' | 'client' | 'drain' | 'discard';
 
 /**
  * Why the upstream's body is not being read: the EPP has not answered the response headers yet (`headers`), too
@@ -136,11 +140,6 @@ export class ResponseRelay {
     this.downstream.end(this.headers?.has('content-length') ? null : trailers);
   }
 
-  /** Ends the response with a whole body the EPP set in place of the upstream's. */
-  endClientWith(body: Buffer): void {
-    this.downstream.endWith(body);
-  }
-
   /** Cuts the client's connection: a response already under way cannot be completed. */
   resetClient(): void {
     this.downstream.reset();
@@ -171,6 +170,7 @@ export class ResponseRelay {
       case 'client':
         this.writeClient(chunk);
         return;
+      case 'drain':
       case 'discard':
         return;
     }
@@ -187,6 +187,9 @@ export class ResponseRelay {
         return;
       case 'client':
         if (this.filter?.clientBodyEnded(this.trailers)) return;
+        this.endClient(this.trailers);
+        return;
+      case 'drain':
         this.endClient(this.trailers);
         return;
       case 'discard':

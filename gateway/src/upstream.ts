@@ -58,7 +58,10 @@ export class UpstreamCall {
   private recordBytes = 0;
   private ended = false;
   private trailers: Record<string, string> | null = null;
+  /** The outcome is decided: a response arrived or the request failed; no further attempt. */
   private finished = false;
+  /** The request was given up (abort, or a failure before any response): nothing more is written. */
+  private aborted = false;
   private attempts = 0;
   private staleRetries = 0;
   private lastReason = '';
@@ -76,7 +79,9 @@ export class UpstreamCall {
 
   /** Writes body bytes; false means "wait for onDrain". */
   write(chunk: Buffer): boolean {
-    if (this.finished || this.ended || chunk.length === 0) return true;
+    // `finished` is not checked: once the upstream's response has begun the body still goes on to it (a server may
+    // answer before it has read the whole request, and Envoy's router keeps streaming the request to it).
+    if (this.aborted || this.ended || chunk.length === 0) return true;
     if (this.record) {
       this.record.push(chunk);
       this.recordBytes += chunk.length;
@@ -87,13 +92,14 @@ export class UpstreamCall {
 
   /** Ends the body; `trailers` go out as HTTP/1.1 chunked trailers (only when the body is chunked). */
   end(trailers?: Record<string, string> | null): void {
-    if (this.finished || this.ended) return;
+    if (this.aborted || this.ended) return;
     this.ended = true;
     this.trailers = trailers && Object.keys(trailers).length > 0 ? trailers : null;
     if (this.current) this.endCurrent(this.current);
   }
 
   abort(): void {
+    this.aborted = true;
     if (this.finished) return;
     this.finished = true;
     this.record = null;
@@ -236,6 +242,7 @@ export class UpstreamCall {
   private fail(status: number, message: string): void {
     if (this.finished) return;
     this.finished = true;
+    this.aborted = true;
     this.record = null;
     this.current = undefined;
     this.cb.onError(status, message);

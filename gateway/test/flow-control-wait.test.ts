@@ -66,8 +66,8 @@ test('with max_message_timeout the EPP holds the request past message_timeout an
   }
 });
 
-test('without it (Envoy\'s default 0) the override is ignored and the wait ends in a fail-open at message_timeout', async () => {
-  const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 1000 });
+test('without it (0, Envoy\'s default when the field is unset) the override is ignored and the wait ends in a fail-open at message_timeout', async () => {
+  const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 1000, maxMessageTimeoutMs: 0 });
   try {
     const r = await waitThenDrain(gw.port, 1000);
     expect(r.status).toBe(200);
