@@ -105,6 +105,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
     };
     const gateway: Record<string, GatewayCounters> = {};
     let killedAtEpochMs: number | undefined;
+    let killExitedAtEpochMs: number | undefined;
     let stallEndedAtEpochMs: number | undefined;
     const eppCounters: Record<string, number> = {};
     const gatewayCounters = async (label: string) => {
@@ -136,6 +137,9 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
           await readCounters();
           killedAtEpochMs = Date.now();
           await stack.pods[1].kill();
+          // SIGKILL is not instant: until the process is gone its listening socket still completes handshakes, and a
+          // request that connects in that window is in flight on the dying pod.
+          killExitedAtEpochMs = Date.now();
         },
       });
       hooks.push({ atFraction: 0.5, name: 'EPP stopped', action: async () => { await stack.epp?.kill(); await gatewayCounters('EPP stopped'); } });
@@ -169,6 +173,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
     const events: Record<string, number> = { ...outcome.hookTimes };
     // The hook fires when enough requests are done; the kill itself comes after a last scrape of the counters.
     if (killedAtEpochMs !== undefined) events['pod decode-1 killed'] = killedAtEpochMs - outcome.startedAtMs;
+    if (killExitedAtEpochMs !== undefined) events['pod decode-1 exited'] = killExitedAtEpochMs - outcome.startedAtMs;
     if (stallEndedAtEpochMs !== undefined) events['EPP resumed'] = stallEndedAtEpochMs - outcome.startedAtMs;
     return { result, records: outcome.records, events, gateway, eppCounters };
   } finally {
@@ -176,9 +181,12 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
   }
 }
 
-/** Requests that failed although they were not in flight when a pod was killed. */
-function unexpectedFailures(records: readonly RequestRecord[], killedAtMs: number | undefined): RequestRecord[] {
-  return records.filter((r) => !r.result.ok && !(killedAtMs !== undefined && r.startedMs <= killedAtMs && r.endedMs >= killedAtMs));
+/**
+ * Requests that failed although they were not in flight when a pod was killed: in flight means started before the
+ * pod's process was gone (`exitedAtMs`; the signal's time when unknown) and not ended before the signal was sent.
+ */
+export function unexpectedFailures(records: readonly RequestRecord[], killedAtMs: number | undefined, exitedAtMs = killedAtMs): RequestRecord[] {
+  return records.filter((r) => !r.result.ok && !(killedAtMs !== undefined && r.startedMs <= (exitedAtMs ?? killedAtMs) && r.endedMs >= killedAtMs));
 }
 
 export async function runDemo(options: DemoOptions): Promise<{ results: PolicyResult[]; targets: TargetCheck[]; passed: boolean }> {
@@ -219,7 +227,7 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
   }
   if (faultRun) {
     const killedAt = faultRun.events['pod decode-1 killed'];
-    const bad = unexpectedFailures(faultRun.records, killedAt);
+    const bad = unexpectedFailures(faultRun.records, killedAt, faultRun.events['pod decode-1 exited']);
     const lost = faultRun.records.filter((r) => !r.result.ok).length;
     targets.push({ name: 'faults: only requests in flight on the killed pod fail', target: '0 other failures', actual: `${lost} failed, ${bad.length} of them not in flight at the kill`, met: bad.length === 0 });
     const g = faultRun.gateway;
