@@ -135,7 +135,7 @@ export interface SessionStoreConstructProps extends DeployedSessionStoreProps {
  * Bindings are soft state (a lost binding costs one session's next request its cache, never a request), so:
  * persistence is off (`--save ''`, `--appendonly no`: nothing written, a restarted pod starts empty); one replica,
  * no PodDisruptionBudget (one would block every node drain; while the pod moves the EPPs fall back to their local
- * bindings, counted in `kvroute_epp_session_store_reads_total`); memory bounded with LRU eviction. The pod meets the
+ * bindings, counted in `kvroute_epp_session_store_operations_total{operation="read"}` as timeout, error or unavailable); memory bounded with LRU eviction. The pod meets the
  * Pod Security "restricted" profile with a read-only root: the image runs as UID 999 and writes only `/data`, an
  * emptyDir here. It exports no metrics (Valkey has no Prometheus endpoint); the EPP's store counters watch it.
  */
