@@ -328,56 +328,87 @@ export class SimMetrics implements EngineObserver {
 
   /** The page as vLLM's prometheus_client writes it (see the class comment). */
   async metrics(): Promise<string> {
-    const families = await this.registry.getMetricsAsJSON();
     const created = floatToGoString(this.createdAt);
     const out: string[] = [];
-    for (const f of families) {
-      const help = escapeHelp(f.help);
-      const type = String(f.type);
-      out.push(`# HELP ${f.name} ${help}\n# TYPE ${f.name} ${type}\n`);
-      const values = f.values as { value: number; labels: Record<string, string | number>; metricName?: string }[];
-      const series: Record<string, string | number>[] = [];
-      const seen = new Set<string>();
-      const lines: string[] = [];
-      if (type === 'histogram') {
-        // prometheus_client's order per series: the buckets, then _count, then _sum.
-        const bySeries = new Map<string, { buckets: string[]; sum?: string; count?: string }>();
-        for (const v of values) {
-          const { le, ...rest } = v.labels;
-          const key = labelString(rest);
-          if (!bySeries.has(key)) {
-            bySeries.set(key, { buckets: [] });
-            series.push(rest);
-          }
-          const entry = bySeries.get(key) as { buckets: string[]; sum?: string; count?: string };
-          const value = floatToGoString(v.value);
-          if (v.metricName?.endsWith('_bucket')) entry.buckets.push(`${f.name}_bucket${labelString({ ...rest, le: le === '+Inf' ? Infinity : Number(le) })} ${value}\n`);
-          else if (v.metricName?.endsWith('_sum')) entry.sum = `${f.name}_sum${key} ${value}\n`;
-          else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
-        }
-        for (const e of bySeries.values()) lines.push(...e.buckets, e.count ?? '', e.sum ?? '');
-      } else {
-        for (const v of values) {
-          lines.push(`${f.name}${labelString(v.labels)} ${floatToGoString(v.value)}\n`);
-          const key = labelString(v.labels);
-          if (!seen.has(key)) {
-            seen.add(key);
-            series.push(v.labels);
-          }
-        }
-      }
-      out.push(...lines);
-      if (type === 'counter' || type === 'histogram') {
-        const base = type === 'counter' ? f.name.replace(/_total$/, '') : f.name;
-        out.push(`# HELP ${base}_created ${help}\n# TYPE ${base}_created gauge\n`);
-        for (const l of series) out.push(`${base}_created${labelString(l)} ${created}\n`);
+    for (const f of await this.families()) {
+      out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
+      for (const series of f.series) out.push(...series.lines);
+      // The text format has no _created samples: prometheus_client writes them as a gauge family after the family.
+      if (f.type === 'counter' || f.type === 'histogram') {
+        out.push(`# HELP ${f.base}_created ${escapeHelp(f.help)}\n# TYPE ${f.base}_created gauge\n`);
+        for (const series of f.series) out.push(`${f.base}_created${labelString(series.labels)} ${created}\n`);
       }
     }
     return out.join('');
   }
 
+  /**
+   * The page in OpenMetrics 1.0, what vLLM answers a scraper whose Accept names `application/openmetrics-text`
+   * (Prometheus does): prometheus_client 0.22's `openmetrics/exposition.py` `generate_latest`. A counter's family is
+   * named without `_total`; each series' `_created` follows its samples; HELP also escapes `"`; the page ends `# EOF`.
+   */
+  async openMetrics(): Promise<string> {
+    const created = floatToGoString(this.createdAt);
+    const out: string[] = [];
+    for (const f of await this.families()) {
+      out.push(`# HELP ${f.base} ${escapeHelp(f.help).replace(/"/g, '\\"')}\n# TYPE ${f.base} ${f.type}\n`);
+      for (const series of f.series) {
+        out.push(...series.lines);
+        if (f.type === 'counter' || f.type === 'histogram') out.push(`${f.base}_created${labelString(series.labels)} ${created}\n`);
+      }
+    }
+    out.push('# EOF\n');
+    return out.join('');
+  }
+
+  /** The families in registration order, each series' sample lines in prometheus_client's order. */
+  private async families(): Promise<{ name: string; base: string; help: string; type: string; series: { labels: Record<string, string | number>; lines: string[] }[] }[]> {
+    const families = await this.registry.getMetricsAsJSON();
+    return families.map((f) => {
+      const type = String(f.type);
+      const values = f.values as { value: number; labels: Record<string, string | number>; metricName?: string }[];
+      const series: { labels: Record<string, string | number>; lines: string[] }[] = [];
+      if (type === 'histogram') {
+        // prometheus_client's order per series: the buckets, then _count, then _sum.
+        const bySeries = new Map<string, { labels: Record<string, string | number>; buckets: string[]; sum?: string; count?: string }>();
+        for (const v of values) {
+          const { le, ...rest } = v.labels;
+          const key = labelString(rest);
+          let entry = bySeries.get(key);
+          if (!entry) {
+            entry = { labels: rest, buckets: [] };
+            bySeries.set(key, entry);
+          }
+          const value = floatToGoString(v.value);
+          if (v.metricName?.endsWith('_bucket')) entry.buckets.push(`${f.name}_bucket${labelString({ ...rest, le: le === '+Inf' ? Infinity : Number(le) })} ${value}\n`);
+          else if (v.metricName?.endsWith('_sum')) entry.sum = `${f.name}_sum${key} ${value}\n`;
+          else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
+        }
+        for (const e of bySeries.values()) series.push({ labels: e.labels, lines: [...e.buckets, e.count ?? '', e.sum ?? ''] });
+      } else {
+        const byKey = new Map<string, { labels: Record<string, string | number>; lines: string[] }>();
+        for (const v of values) {
+          const key = labelString(v.labels);
+          let entry = byKey.get(key);
+          if (!entry) {
+            entry = { labels: v.labels, lines: [] };
+            byKey.set(key, entry);
+            series.push(entry);
+          }
+          entry.lines.push(`${f.name}${key} ${floatToGoString(v.value)}\n`);
+        }
+      }
+      return { name: f.name, base: type === 'counter' ? f.name.replace(/_total$/, '') : f.name, help: f.help, type, series };
+    });
+  }
+
   get contentType(): string {
     // prometheus_client's CONTENT_TYPE_LATEST.
     return 'text/plain; version=0.0.4; charset=utf-8';
+  }
+
+  /** prometheus_client's `openmetrics.exposition.CONTENT_TYPE_LATEST`. */
+  get openMetricsContentType(): string {
+    return 'application/openmetrics-text; version=1.0.0; charset=utf-8';
   }
 }

@@ -173,14 +173,17 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, { server_load: 0 });
         return;
       case '/metrics': {
-        const text = await metrics.metrics();
-        // vLLM serves /metrics with prometheus_client's make_asgi_app (vllm/entrypoints/openai/api_server.py @ v0.10.0),
-        // which gzips the page whenever Accept-Encoding names gzip (prometheus_client/exposition.py, `_bake_output`).
+        // vLLM serves /metrics with prometheus_client's make_asgi_app (vllm/entrypoints/openai/api_server.py @ v0.10.0):
+        // OpenMetrics when Accept names it (`choose_encoder`), gzipped whenever Accept-Encoding names gzip
+        // (prometheus_client/exposition.py, `_bake_output`).
+        const open = openMetricsAccepted(req.headers.accept);
+        const text = open ? await metrics.openMetrics() : await metrics.metrics();
+        const contentType = open ? metrics.openMetricsContentType : metrics.contentType;
         if (gzipAccepted(req.headers['accept-encoding'])) {
-          res.writeHead(200, { 'content-type': metrics.contentType, 'content-encoding': 'gzip' });
+          res.writeHead(200, { 'content-type': contentType, 'content-encoding': 'gzip' });
           res.end(gzipSync(text));
         } else {
-          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.writeHead(200, { 'content-type': contentType });
           res.end(text);
         }
         return;
@@ -729,4 +732,13 @@ function readBody(req: IncomingMessage): Promise<string> {
 export function gzipAccepted(header: string | string[] | undefined): boolean {
   const value = Array.isArray(header) ? header.join(',') : (header ?? '');
   return value.split(',').some((coding) => coding.split(';')[0].trim().toLowerCase() === 'gzip');
+}
+
+/**
+ * prometheus_client's `choose_encoder` (exposition.py, 0.22): OpenMetrics when any comma-separated media type, before
+ * its `;` parameters and stripped, is exactly `application/openmetrics-text` (no wildcard, case as written).
+ */
+export function openMetricsAccepted(header: string | string[] | undefined): boolean {
+  const value = Array.isArray(header) ? header.join(',') : (header ?? '');
+  return value.split(',').some((type) => type.split(';')[0].trim() === 'application/openmetrics-text');
 }

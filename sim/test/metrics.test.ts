@@ -1,5 +1,5 @@
 import { pythonFloatStr, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from '../src/metrics';
-import { gzipAccepted, startSimulator, type Simulator } from '../src/server';
+import { gzipAccepted, openMetricsAccepted, startSimulator, type Simulator } from '../src/server';
 import { request } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { ManualClock } from '../src/clock';
@@ -33,7 +33,11 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
   beforeAll(async () => {
     sim = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096 });
   });
-  afterAll(() => sim.close());
+  const afterCleanup: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    await Promise.all(afterCleanup.map((f) => f()));
+    await sim.close();
+  });
 
   it('starts at zero with every series present', async () => {
     const s = await scrape(sim);
@@ -176,6 +180,37 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(gzipAccepted('gzip;q=0')).toBe(true);
     expect(gzipAccepted(['br', ' x-gzip '])).toBe(false);
     expect(gzipAccepted(undefined)).toBe(false);
+  });
+
+  it("answers OpenMetrics 1.0 to a scraper that asks for it, as prometheus_client 0.22's choose_encoder and openmetrics generate_latest do", async () => {
+    // Its own simulator: the other tests count this one's requests.
+    const own = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096 });
+    afterCleanup.push(() => own.close());
+    const r = await http(own.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'count me', max_tokens: 2 });
+    expect(r.status).toBe(200);
+    const get = async (accept: string) => {
+      const res = await fetch(`${own.url}/metrics`, { headers: { accept } });
+      return { type: res.headers.get('content-type'), text: await res.text() };
+    };
+    // Prometheus 2.x/3.x's default scrape Accept header.
+    const om = await get('application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1');
+    const text = await get('text/plain;version=0.0.4');
+    expect(om.type).toBe('application/openmetrics-text; version=1.0.0; charset=utf-8');
+    expect(text.type).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(om.text.endsWith('\n# EOF\n')).toBe(true);
+    expect(text.text).not.toContain('# EOF');
+    // A counter's family is named without _total, its samples keep it, and each series' _created follows it.
+    expect(om.text).toContain('# TYPE vllm:num_preemptions counter\n');
+    expect(om.text).toMatch(/\nvllm:num_preemptions_total\{engine="0",model_name="kvroute\/sim-qwen3"\} 0\.0\nvllm:num_preemptions_created\{engine="0",model_name="kvroute\/sim-qwen3"\} \d\.\d+e\+09\n/);
+    // A histogram series: buckets, _count, _sum, then _created.
+    expect(om.text).toMatch(/vllm:e2e_request_latency_seconds_bucket\{engine="0",le="\+Inf",model_name="kvroute\/sim-qwen3"\} \d+\.0\nvllm:e2e_request_latency_seconds_count\{[^}]*\} \d+\.0\nvllm:e2e_request_latency_seconds_sum\{[^}]*\} [\d.e+-]+\nvllm:e2e_request_latency_seconds_created\{/);
+    expect(om.text).not.toContain('# TYPE vllm:num_preemptions_created gauge');
+    // The same samples in both formats: the text format writes the _created ones as gauge families of their own.
+    const samples = (page: string) => page.split('\n').filter((l) => l !== '' && !l.startsWith('#')).sort();
+    expect(samples(om.text)).toEqual(samples(text.text));
+    expect(openMetricsAccepted('text/plain, application/openmetrics-text ; version=1.0.0')).toBe(true);
+    expect(openMetricsAccepted('application/*')).toBe(false);
+    expect(openMetricsAccepted(undefined)).toBe(false);
   });
 
   it('a repeated prompt shows up as prefix-cache hits, counted in tokens; cached TTFT is several-fold lower', async () => {
