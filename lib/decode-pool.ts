@@ -5,8 +5,17 @@ import {
   checkDnsLabel, checkFraction, checkImage, checkInteger, checkOneOf, PropsError,
 } from './validation';
 
-/** How vLLM hashes prefix-cache blocks (`--prefix-caching-hash-algo`). */
-export type PrefixCachingHashAlgo = 'builtin' | 'sha256_cbor_64bit';
+/**
+ * How vLLM hashes prefix-cache blocks (`--prefix-caching-hash-algo`; vllm/config.py `PrefixCachingHashAlgo`):
+ * vLLM 0.10.0-0.10.1 (the default image's 0.10.0) takes `builtin`, `sha256` and `sha256_cbor_64bit`; from 0.10.2 on
+ * `sha256` and `sha256_cbor`, later also `xxhash` and `xxhash_cbor` (`builtin` is gone).
+ */
+export type PrefixCachingHashAlgo = 'builtin' | 'sha256' | 'sha256_cbor_64bit' | 'sha256_cbor' | 'xxhash' | 'xxhash_cbor';
+
+/** The hash algorithms vLLM 0.10.0, the default image's, accepts (vllm/config.py @ v0.10.0). */
+const VLLM_0_10_0_HASH_ALGOS: readonly PrefixCachingHashAlgo[] = ['builtin', 'sha256', 'sha256_cbor_64bit'];
+/** The decode image when none is given: llm-d v0.2.0, which ships vLLM 0.10.0. */
+const DEFAULT_DECODE_IMAGE = 'ghcr.io/llm-d/llm-d:v0.2.0';
 
 /**
  * vLLM's KV-cache event publisher (`--kv-events-config`, vllm/config.py `KVEventsConfig` @ v0.10.0), feeding the
@@ -62,11 +71,17 @@ export interface DecodePoolProps {
    * @default 16
    */
   readonly blockSize?: number;
-  /** @default 'builtin' */
+  /**
+   * With the default image (vLLM 0.10.0) only `builtin`, `sha256` and `sha256_cbor_64bit` are accepted; the others
+   * need an `image` with a newer vLLM, which in turn no longer takes `builtin`.
+   * @default 'builtin'
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.CacheConfig.prefix_caching_hash_algo
+   */
   readonly prefixCachingHashAlgo?: PrefixCachingHashAlgo;
   /**
-   * `PYTHONHASHSEED` for reproducible block hashes across pods; set only with `sha256_cbor_64bit`.
-   * @default '42' when the hash algorithm is `sha256_cbor_64bit`, unset otherwise
+   * `PYTHONHASHSEED` for reproducible block hashes across pods: vLLM seeds the first block's parent hash from it, and
+   * from random bytes without it. Set with every algorithm but `builtin` (the seed architecture's, left as it is).
+   * @default '42' when the hash algorithm is not `builtin`, unset otherwise
    */
   readonly pythonHashSeed?: string;
   /**
@@ -176,9 +191,14 @@ export class DecodePool extends Construct {
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
     this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
-      ['builtin', 'sha256_cbor_64bit'] as const);
+      ['builtin', 'sha256', 'sha256_cbor_64bit', 'sha256_cbor', 'xxhash', 'xxhash_cbor'] as const);
     const gpus = checkInteger(SCOPE, 'gpusPerPod', props.gpusPerPod ?? 1, 1, 16);
-    const image = checkImage(SCOPE, 'image', props.image ?? 'ghcr.io/llm-d/llm-d:v0.2.0');
+    const image = checkImage(SCOPE, 'image', props.image ?? DEFAULT_DECODE_IMAGE);
+    if (image === DEFAULT_DECODE_IMAGE && !VLLM_0_10_0_HASH_ALGOS.includes(this.prefixCachingHashAlgo)) {
+      throw new PropsError(SCOPE, 'prefixCachingHashAlgo',
+        `the default image (${DEFAULT_DECODE_IMAGE}, vLLM 0.10.0) accepts ${VLLM_0_10_0_HASH_ALGOS.map((a) => `"${a}"`).join(', ')}; set image to one with vLLM 0.10.2 or later for it`,
+        this.prefixCachingHashAlgo);
+    }
     const sidecarImage = checkImage(SCOPE, 'sidecarImage', props.sidecarImage ?? 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0');
     const startupTimeout = checkInteger(SCOPE, 'startupTimeoutSeconds', props.startupTimeoutSeconds ?? 1800, 60, 86400);
     const runAsUser = props.runAsUser === undefined ? undefined : checkInteger(SCOPE, 'runAsUser', props.runAsUser, 1, 2147483647);
@@ -196,8 +216,8 @@ export class DecodePool extends Construct {
         reason: 'vLLM, torch.compile, Triton and FlashInfer write caches under $HOME, /tmp and their own directories, which differ from release to release',
       },
     ];
-    if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo !== 'sha256_cbor_64bit') {
-      throw new PropsError(SCOPE, 'pythonHashSeed', "is only meaningful with prefixCachingHashAlgo 'sha256_cbor_64bit'", props.pythonHashSeed);
+    if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo === 'builtin') {
+      throw new PropsError(SCOPE, 'pythonHashSeed', "is set only with a prefixCachingHashAlgo other than 'builtin'", props.pythonHashSeed);
     }
     if (props.kvEvents) {
       const mode = checkOneOf(SCOPE, 'kvEvents.mode', props.kvEvents.mode ?? 'per-pod', ['per-pod', 'central'] as const);
@@ -267,7 +287,7 @@ export class DecodePool extends Construct {
       { name: 'HF_HOME', value: '/model-cache' },
       { name: 'HF_TOKEN', valueFrom: { secretKeyRef: { name: hfSecret.name, key: hfSecret.key, optional: true } } },
     ];
-    if (this.prefixCachingHashAlgo === 'sha256_cbor_64bit') {
+    if (this.prefixCachingHashAlgo !== 'builtin') {
       env.push({ name: 'PYTHONHASHSEED', value: props.pythonHashSeed ?? '42' });
     }
 

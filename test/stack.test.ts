@@ -298,6 +298,16 @@ describe('cluster overrides', () => {
     expect(vllm.env).toContainEqual({ name: 'PYTHONHASHSEED', value: '42' });
   });
 
+  test('a newer vLLM image takes its own hash algorithms (sha256_cbor from 0.10.2), with PYTHONHASHSEED so pods hash alike', () => {
+    const m = synthProps(withOverrides(DEMO, { decode: { image: 'vllm/vllm-openai:v0.11.0', prefixCachingHashAlgo: 'sha256_cbor', pythonHashSeed: '7' } }));
+    const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
+    expect(vllm.args).toContain('--prefix-caching-hash-algo=sha256_cbor');
+    expect(vllm.env).toContainEqual({ name: 'PYTHONHASHSEED', value: '7' });
+    // The seed architecture's builtin hash stays without it.
+    const seed = container(one(synthProps(DEMO), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
+    expect((seed.env ?? []).map((e: { name: string }) => e.name)).not.toContain('PYTHONHASHSEED');
+  });
+
   test('prod-precise: every vLLM binds its KV-event publisher and replay socket per pod, with the builtin hash; the EPP scores from them', () => {
     const m = synthProfile(clusterProfile('prod-precise'));
     const vllm = container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm');
