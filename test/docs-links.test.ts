@@ -1,5 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { markdownFiles } from './support/markdown';
+import { REPO } from './support/paths';
 
 /**
  * Every relative link in the repository's Markdown resolves: the file exists, and a `#fragment` names a heading of
@@ -7,19 +9,7 @@ import * as path from 'path';
  * suffix for repeats). A results update once cut four sections out of epp/README.md and left links to them dangling;
  * this catches that, and renamed headings, before a reader does.
  */
-const ROOT = path.resolve(__dirname, '..');
-const SKIP = new Set(['node_modules', 'dist', '.git', 'coverage', 'imports', 'schemas']);
-
-function markdownFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (SKIP.has(entry.name) || entry.name.startsWith('.')) continue;
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...markdownFiles(full));
-    else if (entry.name.endsWith('.md')) out.push(full);
-  }
-  return out;
-}
+const ROOT = REPO;
 
 /** The text outside fenced code blocks (links and headings inside them are examples, not structure). */
 function prose(text: string): string {

@@ -1,5 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { markdownFiles } from './support/markdown';
+import { REPO } from './support/paths';
 import { EPP_METRICS } from '@kvroute/epp/config';
 
 /**
@@ -8,19 +10,7 @@ import { EPP_METRICS } from '@kvroute/epp/config';
  * A name ending in `_` or followed by `*` is a family prefix and must start some exported name; `_bucket`, `_sum` and
  * `_count` are a histogram's series. A line that says the name is an old one ("before", "renamed", "v0.5"), or follows one, is history.
  */
-const ROOT = path.resolve(__dirname, '..');
-const SKIP = new Set(['node_modules', 'dist', '.git', 'coverage', 'imports', 'schemas']);
-
-function markdownFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (SKIP.has(entry.name) || entry.name.startsWith('.')) continue;
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...markdownFiles(full));
-    else if (entry.name.endsWith('.md')) out.push(full);
-  }
-  return out;
-}
+const ROOT = REPO;
 
 const exported = Object.values(EPP_METRICS).map((m) => m.name as string);
 const HISTORY = /\bbefore\b|renamed|\bv0\.5\b|\bold\b|\bwas\b/i;
