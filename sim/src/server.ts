@@ -726,19 +726,26 @@ function readBody(req: IncomingMessage): Promise<string> {
 }
 
 /**
- * prometheus_client's `gzip_accepted` (prometheus_client/exposition.py, 0.22): any comma-separated coding whose name,
- * before its `;` parameters, is `gzip` in any case. A q-value is not read, so `gzip;q=0` still gets gzip, as upstream.
+ * The names in a comma-separated header list, each before its `;` parameters and stripped, as prometheus_client reads
+ * Accept and Accept-Encoding (exposition.py, 0.22: `accepted.split(';')[0].strip()`); repeated headers are one list.
  */
-export function gzipAccepted(header: string | string[] | undefined): boolean {
+function listedNames(header: string | string[] | undefined): string[] {
   const value = Array.isArray(header) ? header.join(',') : (header ?? '');
-  return value.split(',').some((coding) => coding.split(';')[0].trim().toLowerCase() === 'gzip');
+  return value.split(',').map((item) => item.split(';')[0].trim());
 }
 
 /**
- * prometheus_client's `choose_encoder` (exposition.py, 0.22): OpenMetrics when any comma-separated media type, before
- * its `;` parameters and stripped, is exactly `application/openmetrics-text` (no wildcard, case as written).
+ * prometheus_client's `gzip_accepted` (prometheus_client/exposition.py, 0.22): any listed coding named `gzip` in any
+ * case. A q-value is not read, so `gzip;q=0` still gets gzip, as upstream.
+ */
+export function gzipAccepted(header: string | string[] | undefined): boolean {
+  return listedNames(header).some((coding) => coding.toLowerCase() === 'gzip');
+}
+
+/**
+ * prometheus_client's `choose_encoder` (exposition.py, 0.22): OpenMetrics when any listed media type is exactly
+ * `application/openmetrics-text` (no wildcard, case as written).
  */
 export function openMetricsAccepted(header: string | string[] | undefined): boolean {
-  const value = Array.isArray(header) ? header.join(',') : (header ?? '');
-  return value.split(',').some((type) => type.split(';')[0].trim() === 'application/openmetrics-text');
+  return listedNames(header).includes('application/openmetrics-text');
 }
