@@ -14,32 +14,15 @@
  * `--page-change-ms 20` makes each fake pod's page change every 20 ms instead of every second (rendered when scraped),
  * so nearly every scrape reads a changed page, as a busy pod's would.
  */
-import * as fs from 'fs';
 import * as os from 'os';
 import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
 import { eppMetrics, forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
+import { processCpu } from './proc-cpu';
 import { machineTimes } from './replica-scaling';
 
 function flag(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
-}
-
-/** CPU seconds (user + system) of one task (thread) or process from its /proc stat line. */
-function statSeconds(file: string): number {
-  try {
-    const stat = fs.readFileSync(file, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
-/** The process's CPU seconds: its routing (main) thread and all its other threads. */
-function processCpu(pid: number): { main: number; all: number } {
-  return { main: statSeconds(`/proc/${pid}/task/${pid}/stat`), all: statSeconds(`/proc/${pid}/stat`) };
 }
 
 function machineBusySeconds(): { busy: number; total: number } {

@@ -125,6 +125,44 @@ export interface Load {
 export const ROUNDS = 4;
 
 /**
+ * One exchange, timed into `into`; an exchange answered with an immediate response (a 503 or 429) is counted by
+ * `onRejected` instead, not fatal: an EPP whose pods all went stale answers 503 until they refresh.
+ */
+async function timed(client: ExtProcClient, body: Buffer, into: number[], onRejected: () => void): Promise<void> {
+  try {
+    into.push(await client.exchange(body));
+  } catch (e) {
+    if (!(e instanceof ImmediateResponse)) throw e;
+    onRejected();
+  }
+}
+
+/** Exchanges one at a time for `ms`, round trips into `into`. */
+export async function driveSerial(client: ExtProcClient, bodies: readonly Buffer[], ms: number, into: number[], onRejected: () => void): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (let i = 0; performance.now() < deadline; i++) await timed(client, bodies[i % bodies.length]!, into, onRejected);
+}
+
+/**
+ * `concurrency` exchanges in flight until `ms` have passed (those in flight then are finished and counted), round
+ * trips into `into`. Resolves with the seconds from the first exchange to the last answer: requests/s is
+ * answered exchanges over that.
+ */
+export async function driveConcurrent(client: ExtProcClient, bodies: readonly Buffer[], ms: number, concurrency: number, into: number[], onRejected: () => void): Promise<number> {
+  const deadline = performance.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+    for (let i = w; performance.now() < deadline; i += concurrency) await timed(client, bodies[i % bodies.length]!, into, onRejected);
+  }));
+  return (performance.now() - t0) / 1000;
+}
+
+/** Warm-up: `count` exchanges one at a time, untimed (connections, the JIT, the prefix index). */
+export async function warmUp(client: ExtProcClient, bodies: readonly Buffer[], count = 50): Promise<void> {
+  for (let i = 0; i < count; i++) await timed(client, bodies[i % bodies.length]!, [], () => undefined);
+}
+
+/**
  * The EPP and the floor (or any two ext_proc servers), paired: ROUNDS rounds, each a slice at one request in flight
  * and a slice at `concurrency` in flight against each server in turn, `phaseSeconds` per phase and server in all. On
  * a shared machine other work comes and goes by the second; alternating short slices gives both servers the same
@@ -136,30 +174,15 @@ export async function drivePaired(eppPort: number, floorPort: number, bodies: Bu
   const conc: number[][] = [[], []];
   const concSeconds = [0, 0];
   const rejected = [0, 0];
-  // A rejected exchange is counted, not fatal: an EPP whose pods all went stale answers 503 until they refresh.
-  const timed = async (k: number, c: ExtProcClient, body: Buffer, into: number[]): Promise<void> => {
-    try {
-      into.push(await c.exchange(body));
-    } catch (e) {
-      if (!(e instanceof ImmediateResponse)) throw e;
-      rejected[k]!++;
-    }
-  };
   const slice = (phaseSeconds * 1000) / ROUNDS;
   try {
-    for (const [k, c] of clients.entries()) for (let i = 0; i < 50; i++) await timed(k, c, bodies[i % bodies.length]!, []); // warm-up
-    rejected.fill(0);
+    for (const c of clients) await warmUp(c, bodies);
     for (let round = 0; round < ROUNDS; round++) {
       for (const k of [0, 1]) {
         const c = clients[k]!;
-        let deadline = performance.now() + slice;
-        for (let i = 0; performance.now() < deadline; i++) await timed(k, c, bodies[i % bodies.length]!, serial[k]!);
-        deadline = performance.now() + slice;
-        const t0 = performance.now();
-        await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
-          for (let i = w; performance.now() < deadline; i += concurrency) await timed(k, c, bodies[i % bodies.length]!, conc[k]!);
-        }));
-        concSeconds[k]! += (performance.now() - t0) / 1000;
+        const reject = () => { rejected[k]!++; };
+        await driveSerial(c, bodies, slice, serial[k]!, reject);
+        concSeconds[k]! += await driveConcurrent(c, bodies, slice, concurrency, conc[k]!, reject);
       }
     }
   } finally {

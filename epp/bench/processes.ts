@@ -60,6 +60,8 @@ export function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
 export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  // A paused (SIGSTOPped) child acts on nothing but SIGCONT and SIGKILL: continue it first so it can shut down.
+  if (paused.delete(child)) child.kill('SIGCONT');
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   await exited;
@@ -110,6 +112,10 @@ export interface EppReading {
   /** Routing-loop utilization since the previous read of the page. */
   readonly elu: number;
   readonly refreshIntervalMs: number;
+  /** Endpoints the saturation filter dropped from a cycle because their metrics were stale, so far. */
+  readonly staleExclusions: number;
+  /** Endpoints it dropped after too many failed scrapes in a row, so far. */
+  readonly scrapeFailureExclusions: number;
 }
 
 export async function eppMetrics(epp: Epp): Promise<EppReading> {
@@ -122,6 +128,7 @@ export async function eppMetrics(epp: Epp): Promise<EppReading> {
     .filter((s) => s.name.endsWith('_bucket'))
     .map((s): [number, number] => [s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), s.value])
     .sort((a, b) => a[0] - b[0]);
+  const exclusions = samples('kvroute_epp_saturation_exclusions_total');
   return {
     scrapes: scrapes.find((s) => s.labels.outcome === 'success')?.value ?? 0,
     scrapeFailures: scrapes.find((s) => s.labels.outcome === 'failure')?.value ?? 0,
@@ -130,7 +137,71 @@ export async function eppMetrics(epp: Epp): Promise<EppReading> {
     heapUsed: one('nodejs_heap_size_used_bytes'),
     elu: one('kvroute_epp_event_loop_utilization'),
     refreshIntervalMs: one('kvroute_epp_metrics_refresh_interval_seconds') * 1000,
+    staleExclusions: exclusions.find((s) => s.labels.reason === 'stale_metrics')?.value ?? 0,
+    scrapeFailureExclusions: exclusions.find((s) => s.labels.reason === 'scrape_failures')?.value ?? 0,
   };
+}
+
+// ---- pausing an EPP that is not being driven ----------------------------------------------------------------------
+
+/** Children stopped with SIGSTOP and not yet continued; killed if this process exits first (a stopped orphan lingers). */
+const paused = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of paused) child.kill('SIGKILL');
+});
+
+/**
+ * Stops the EPP process, every thread of it (routing, scrape worker, V8's helpers): while the benchmark drives another
+ * EPP this one must not scrape, or its scraping loads the other's slices (a real 8-pod EPP does not share its machine
+ * with a 256-pod one). Its metrics age meanwhile; `resumeEpp` waits until they are fresh again.
+ */
+export function pauseEpp(epp: Epp): void {
+  if (paused.has(epp.child)) return;
+  if (!epp.child.kill('SIGSTOP')) throw new Error(`could not SIGSTOP the EPP (pid ${epp.child.pid})`);
+  paused.add(epp.child);
+}
+
+export function isPaused(epp: Epp): boolean {
+  return paused.has(epp.child);
+}
+
+/** The least time `resumeEpp` waits after SIGCONT, however fast the scrapes come back. */
+export const SETTLE_MIN_MS = 250;
+/** Scrapes per pod that must succeed after SIGCONT before the EPP counts as settled. */
+export const SETTLE_SCRAPES_PER_POD = 2;
+
+export interface Settle {
+  /** Wall time from SIGCONT to settled, ms. */
+  readonly ms: number;
+  /** Successful scrapes counted meanwhile (after the first read of the page). */
+  readonly scrapes: number;
+}
+
+/**
+ * SIGCONT, then the settle time, not measured, until the EPP routes as one that never stopped. After a pause every
+ * pod's metrics are as old as the pause, and the saturation filter (`scheduling/plugins/saturation-filter.ts`) drops a
+ * pod whose last successful scrape is older than `metricsStalenessThreshold` (1 s in the default config) or that failed
+ * `maxConsecutiveScrapeFailures` (3) scrapes in a row; the scrapes in flight when it stopped time out on resume (one
+ * failure each). So: at least SETTLE_SCRAPES_PER_POD × `pods` successful scrapes after SIGCONT (each pod scraped, at
+ * any scrape mode's interval or budget: the scrapers all fire at once on resume), at least two of the EPP's current
+ * refresh intervals and SETTLE_MIN_MS. Request control's grace after a stall of its own (RESUME_GRACE_MS in
+ * `requestcontrol/request-control.ts`: a request finding no fresh pod waits instead of a 503) then never applies,
+ * since every pod is fresh; the benchmark checks it, counting `kvroute_epp_saturation_exclusions_total` over every
+ * measured slice (it must stay 0).
+ */
+export async function resumeEpp(epp: Epp, pods: number, timeoutMs = 60_000): Promise<Settle> {
+  const t0 = performance.now();
+  if (paused.delete(epp.child) && !epp.child.kill('SIGCONT')) throw new Error(`could not SIGCONT the EPP (pid ${epp.child.pid})`);
+  const first = await eppMetrics(epp);
+  for (;;) {
+    const now = await eppMetrics(epp);
+    const scrapes = now.scrapes - first.scrapes;
+    const ms = performance.now() - t0;
+    const minMs = Math.max(SETTLE_MIN_MS, 2 * (Number.isFinite(now.refreshIntervalMs) ? now.refreshIntervalMs : REFRESH_MS));
+    if (scrapes >= SETTLE_SCRAPES_PER_POD * pods && ms >= minMs) return { ms, scrapes };
+    if (ms > timeoutMs) throw new Error(`the EPP (pid ${epp.child.pid}, ${pods} pods) scraped ${scrapes} pages in ${Math.round(ms)} ms after SIGCONT, fewer than the ${SETTLE_SCRAPES_PER_POD * pods} it needs to settle`);
+    await sleep(25);
+  }
 }
 
 /** Quantile of the observations between two readings of a cumulative histogram, linear within a bucket. */
