@@ -9,11 +9,17 @@
  *   scheduling config, `--refresh-metrics-interval 50ms`, once per scrape mode (`--metrics-scrape-mode`);
  * - `floor-server.ts`: a pick-nothing ext_proc server (the protocol's floor), driven by the same client.
  *
- * Per cell (endpoints × prompt size × scrape mode), the EPP and the floor in alternating slices (drivePaired): round
- * trips at one request in flight (p50/p99) and at 16 in flight (requests/s, p50/p99); for the EPP also its scheduling p99 (its `inference_extension_scheduler_e2e_duration_seconds`
- * histogram, interpolated within buckets), scrapes/s completed vs expected, its routing loop's utilization, RSS and
- * heap. Added latency = EPP round trip − floor round trip, same run. Beside that, in this process as before, the
- * scheduling latency of `RequestControl.route` alone (default and precise configs, no scrapers).
+ * Per cell (endpoints × prompt size × scrape mode): round trips at one request in flight (p50/p99) and at 16 in flight
+ * (requests/s, p50/p99) of the EPP and of the floor; for the EPP also its scheduling p99 (its
+ * `inference_extension_scheduler_e2e_duration_seconds` histogram, interpolated within buckets), scrapes/s completed vs
+ * expected, its routing loop's utilization, RSS and heap. Added latency = EPP round trip − floor round trip, same run.
+ * The cells are measured in paired rounds (`paired-rounds.ts`): per scrape mode the EPPs for every pool size run at
+ * once, and per prompt size they and the floor are driven in alternating slices, round after round, each EPP paused
+ * (SIGSTOP) while it is not driven and settled after SIGCONT, each EPP slice paired with a floor slice beside the same
+ * EPP idle; so EPP ÷ floor and 256 ÷ 8 pods are ratios within a round, reported as the median and spread of the
+ * per-round ratios beside the pooled numbers, with the client's and the servers' CPU per request per slice kind. Beside
+ * that, in this process as before, the scheduling latency of `RequestControl.route` alone (default and precise
+ * configs, no scrapers).
  *
  * Then issue 10's section (`replica-scaling.ts`): requests/s through 1, 2 and 4 replicas of the real EPP at 16 KB, the
  * client spreading streams round robin, as ratios to one replica, and the shared session store's cost per pick against
@@ -22,8 +28,9 @@
  * The machine is noted; on a shared machine compare ratios within one run. Needs `npm run build` (the EPP binary).
  * `--only cells` or `--only replicas` runs one section. `--quick`: 8 and 256 endpoints, 1 and 16 KB, worker and adaptive
  * modes, short cells, a short store run; nothing written. Environment overrides: BENCH_ENDPOINTS, BENCH_PROMPTS
- * (bytes), BENCH_MODES, BENCH_SECONDS (per phase), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`),
- * BENCH_EPP_ARGS (extra flags for the EPP under test).
+ * (bytes), BENCH_MODES, BENCH_SECONDS (per phase and server, over all rounds), BENCH_ROUNDS (paired rounds per prompt
+ * and mode), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`), BENCH_EPP_ARGS (extra flags for the EPP
+ * under test).
  * Full runs write `results.json` (cells) and `replicas-results.json`.
  */
 import * as fs from 'fs';

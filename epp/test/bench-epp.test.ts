@@ -2,12 +2,12 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { redisServerAvailable, requireRedisServerInCi } from './redis-server';
 
-// The benchmark itself, shrunk to one cell so it cannot rot: it starts the metrics servers, the floor server and the
-// real kvroute-epp binary (dist/main.js: `npm test` builds it first) and drives both with the same client. Nothing
+// The benchmark itself, shrunk to two small pools so it cannot rot: it starts the metrics servers, the floor server and
+// the real kvroute-epp binaries (dist/main.js: `npm test` builds it first) and drives them all with the same client. Nothing
 // here is about speed; the limit only bounds a hung run.
 jest.setTimeout(240_000);
 
-test('npm run bench -w epp runs end to end: EPP, floor and metrics servers in their own processes', async () => {
+test('npm run bench -w epp runs end to end: EPPs, floor and metrics servers in their own processes, in paired rounds', async () => {
   const out = await new Promise<string>((resolve, reject) => {
     execFile(
       process.execPath,
@@ -16,22 +16,40 @@ test('npm run bench -w epp runs end to end: EPP, floor and metrics servers in th
         cwd: path.join(__dirname, '..'),
         timeout: 200_000,
         maxBuffer: 16 * 1024 * 1024,
-        env: { ...process.env, BENCH_ENDPOINTS: '4', BENCH_PROMPTS: '2048', BENCH_MODES: 'worker', BENCH_SECONDS: '0.2', BENCH_SCHEDULE_SAMPLES: '20' },
+        env: { ...process.env, BENCH_ENDPOINTS: '4,8', BENCH_PROMPTS: '2048', BENCH_MODES: 'worker', BENCH_SECONDS: '0.2', BENCH_ROUNDS: '2', BENCH_SCHEDULE_SAMPLES: '20' },
       },
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
     );
   });
-  const row = JSON.parse(out.split('\n').find((l) => l.startsWith('{"endpoints"')) ?? 'null') as Record<string, number | string> | null;
+  const rows = out.split('\n').filter((l) => l.startsWith('{"endpoints"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(rows.map((r) => r.endpoints)).toEqual([4, 8]);
+  const row = rows[0] as Record<string, number | string>;
   expect(row).toMatchObject({ endpoints: 4, mode: 'worker', expectedScrapesPerSec: 80, scrapeFailures: 0, refreshIntervalMs: 50 });
-  // Every measured quantity came from a real exchange or a real scrape.
-  for (const k of ['rps', 'floorRps', 'serialP50Ms', 'floorSerialP50Ms', 'scrapesPerSec', 'rssMiB', 'heapUsedMiB', 'scheduled']) {
-    expect(row?.[k]).toBeGreaterThan(0);
+  for (const r of rows as Record<string, number | string>[]) {
+    // Every measured quantity came from a real exchange or a real scrape.
+    for (const k of ['rps', 'floorRps', 'serialP50Ms', 'floorSerialP50Ms', 'scrapesPerSec', 'rssMiB', 'heapUsedMiB', 'scheduled', 'clientCpuUsPerRequest', 'floorClientCpuUsPerRequest', 'settleMsMedian']) {
+      expect(r[k]).toBeGreaterThan(0);
+    }
+    expect(r.loopUtilization).toBeGreaterThan(0);
+    expect(r.loopUtilization).toBeLessThanOrEqual(1);
+    // Paired rounds: one requests/s per round for the EPP and for the floor slices paired with it, nothing rejected,
+    // no pod stale or failing in a measured slice after the settles, and no CPU used while paused.
+    expect((r.roundRps as unknown as number[]).length).toBe(2);
+    expect((r.roundFloorRps as unknown as number[]).every((x) => x > 0)).toBe(true);
+    expect(r).toMatchObject({ rejected: 0, floorRejected: 0, staleExclusions: 0, scrapeFailureExclusions: 0, cpuWhilePausedMs: 0 });
+    expect(r.ratioToFloorRounds).toMatchObject({ n: 2 });
   }
-  expect(row?.loopUtilization).toBeGreaterThan(0);
-  expect(row?.loopUtilization).toBeLessThanOrEqual(1);
-  const result = JSON.parse(out.split('\n').find((l) => l.startsWith('RESULT '))?.slice('RESULT '.length) ?? 'null') as { rows: number; goals: { goal: string }[] } | null;
-  expect(result?.rows).toBe(1);
-  expect(result?.goals.map((g) => g.goal)).toContain('throughput at 4 ≥ 0.8× the floor (2 KB)');
+  const big = rows[1] as { vsEndpoints: number; ratioToSmallestRounds: { n: number; median: number }; ratioToSmallestThroughFloorsRounds: { n: number; min: number; max: number; median: number } };
+  expect(big.vsEndpoints).toBe(4);
+  expect(big.ratioToSmallestRounds.n).toBe(2);
+  expect(big.ratioToSmallestThroughFloorsRounds.median).toBeGreaterThanOrEqual(big.ratioToSmallestThroughFloorsRounds.min);
+  expect(big.ratioToSmallestThroughFloorsRounds.median).toBeLessThanOrEqual(big.ratioToSmallestThroughFloorsRounds.max);
+  const result = JSON.parse(out.split('\n').find((l) => l.startsWith('RESULT '))?.slice('RESULT '.length) ?? 'null') as { rows: number; goals: { goal: string; rounds?: { n: number }; verdict?: string }[] } | null;
+  expect(result?.rows).toBe(2);
+  expect(result?.goals.map((g) => g.goal)).toEqual(expect.arrayContaining(['throughput at 8 ≥ 0.9× at 4 (2 KB)', 'throughput at 8 ≥ 0.8× the floor (2 KB)', 'no request rejected for want of fresh metrics (any cell)']));
+  const scaling = result?.goals.find((g) => g.goal === 'throughput at 8 ≥ 0.9× at 4 (2 KB)');
+  expect(scaling?.rounds?.n).toBe(2);
+  expect(['met', 'missed', 'straddles']).toContain(scaling?.verdict);
   expect(out).not.toContain('written'); // a shrunk run is never recorded
 });
 
