@@ -265,7 +265,7 @@ async function cells(machine: Machine): Promise<void> {
         for (const n of ENDPOINTS) {
           const epp = await startEppProcess(ports.slice(0, n), mode, { eppArgs: EXTRA_EPP_ARGS });
           epps.push({ epp, pods: n });
-          pauseEpp(epp);
+          await pauseEpp(epp);
         }
         // Idle first, one EPP at a time: with no requests, the routing loop's utilization is what scraping alone
         // costs it.
@@ -276,7 +276,7 @@ async function cells(machine: Machine): Promise<void> {
           const idleStart = performance.now();
           await sleep(Math.max(1000, PHASE_SECONDS * 1000));
           const idleAfter = await eppMetrics(epp);
-          pauseEpp(epp);
+          await pauseEpp(epp);
           idle.set(pods, {
             idleLoopUtilization: r3(idleAfter.elu),
             idleScrapesPerSec: Math.round((idleAfter.scrapes - idleBefore.scrapes) / ((performance.now() - idleStart) / 1000)),

@@ -68,7 +68,7 @@ export interface EppTally {
   refreshIntervalMs: number;
   /** Settle times after SIGCONT, ms. */
   readonly settleMs: number[];
-  /** CPU seconds the EPP used while paused (from /proc, read at SIGSTOP and before SIGCONT): 0 if the pause held. */
+  /** CPU seconds the EPP used while paused (from /proc, read once it shows stopped and before SIGCONT): 0 if the pause held. */
   cpuWhilePaused: number;
 }
 
@@ -162,9 +162,9 @@ export async function measureGroup(options: {
   const floorClient = new ExtProcClient(options.floorPort);
   /** CPU seconds of each EPP when it was last paused, to check that a pause held. */
   const atPause = epps.map(() => NaN);
-  const pause = (i: number) => {
+  const pause = async (i: number) => {
+    await pauseEpp(epps[i]!.epp); // returns once the kernel shows it stopped
     atPause[i] = processCpu(epps[i]!.epp.child.pid!).all;
-    pauseEpp(epps[i]!.epp);
   };
   const resume = async (i: number) => {
     const tally = result[i]!.tally;
@@ -173,13 +173,13 @@ export async function measureGroup(options: {
     tally.settleMs.push(settle.ms);
   };
   try {
-    for (let i = 0; i < epps.length; i++) pause(i);
+    for (let i = 0; i < epps.length; i++) await pause(i);
     // Warm-up, untimed, one EPP running at a time as in the rounds.
     await warmUp(floorClient, bodies);
     for (let i = 0; i < epps.length; i++) {
       await resume(i);
       await warmUp(clients[i]!, bodies);
-      pause(i);
+      await pause(i);
     }
     // Settles of the warm-up are not the rounds'.
     for (const r of result) r.tally.settleMs.length = 0;
@@ -218,7 +218,7 @@ export async function measureGroup(options: {
           await floorSlice();
           await eppSlice();
         }
-        pause(i);
+        await pause(i);
       }
       options.onRound?.(round);
     }

@@ -20,3 +20,16 @@ export function statSeconds(file: string): number {
 export function processCpu(pid: number): { main: number; all: number } {
   return { main: statSeconds(`/proc/${pid}/task/${pid}/stat`), all: statSeconds(`/proc/${pid}/stat`) };
 }
+
+/**
+ * The process's state letter from its /proc stat line (`R` running, `S` sleeping, `T` stopped by a signal, …);
+ * undefined where there is no /proc or no such process.
+ */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}

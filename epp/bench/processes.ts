@@ -6,6 +6,7 @@ import { fork, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
+import { processState } from './proc-cpu';
 import type { ScrapeMode } from '../src/datastore/datastore';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -155,10 +156,18 @@ process.on('exit', () => {
  * EPP this one must not scrape, or its scraping loads the other's slices (a real 8-pod EPP does not share its machine
  * with a 256-pod one). Its metrics age meanwhile; `resumeEpp` waits until they are fresh again.
  */
-export function pauseEpp(epp: Epp): void {
+export async function pauseEpp(epp: Epp): Promise<void> {
   if (paused.has(epp.child)) return;
   if (!epp.child.kill('SIGSTOP')) throw new Error(`could not SIGSTOP the EPP (pid ${epp.child.pid})`);
   paused.add(epp.child);
+  // A signal is delivered asynchronously: until the kernel shows the process stopped it may still run (and would run
+  // into the next slice, or be charged CPU after the caller read it). Where there is no /proc, trust the signal.
+  const pid = epp.child.pid!;
+  const deadline = Date.now() + 10_000;
+  for (let state = processState(pid); state !== undefined && state !== 'T' && state !== 't'; state = processState(pid)) {
+    if (Date.now() > deadline) throw new Error(`the EPP (pid ${pid}) was sent SIGSTOP but is still in state ${state} after 10 s`);
+    await sleep(1);
+  }
 }
 
 export function isPaused(epp: Epp): boolean {

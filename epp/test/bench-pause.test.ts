@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
-import { sleep, waitFor } from '@kvroute/testkit';
+import { sleep } from '@kvroute/testkit';
 import { ExtProcClient, ImmediateResponse, workload } from '../bench/extproc-client';
-import { processCpu } from '../bench/proc-cpu';
+import { processCpu, processState } from '../bench/proc-cpu';
 import { eppMetrics, forkTs, isPaused, nextMessage, pauseEpp, resumeEpp, SETTLE_SCRAPES_PER_POD, startEppProcess, stopChild, type Epp } from '../bench/processes';
 
 // The EPP benchmark pauses the EPPs it is not driving (bench/paired-rounds.ts). Against the real kvroute-epp binary
@@ -11,10 +11,6 @@ import { eppMetrics, forkTs, isPaused, nextMessage, pauseEpp, resumeEpp, SETTLE_
 jest.setTimeout(120_000);
 
 const PODS = 4;
-const procState = (pid: number): string => {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!;
-};
 const linux = fs.existsSync('/proc/self/stat');
 
 let metricsServers: ReturnType<typeof forkTs> | undefined;
@@ -34,18 +30,18 @@ afterAll(async () => {
   epp = await startEppProcess(ports, 'worker');
   const pid = epp.child.pid!;
 
-  pauseEpp(epp);
+  await pauseEpp(epp);
   expect(isPaused(epp)).toBe(true);
-  await waitFor(() => procState(pid) === 'T', 'the EPP to be stopped');
+  expect(processState(pid)).toBe('T'); // pauseEpp returns once the kernel shows it stopped
   const cpuAtPause = processCpu(pid).all;
   // Longer than the default config's metricsStalenessThreshold (1 s): every pod's metrics are stale on resume.
   await sleep(1500);
-  expect(procState(pid)).toBe('T');
+  expect(processState(pid)).toBe('T');
   expect(processCpu(pid).all).toBe(cpuAtPause);
 
   const settle = await resumeEpp(epp, PODS);
   expect(isPaused(epp)).toBe(false);
-  expect(procState(pid)).not.toBe('T');
+  expect(processState(pid)).not.toBe('T');
   expect(settle.scrapes).toBeGreaterThanOrEqual(SETTLE_SCRAPES_PER_POD * PODS);
 
   const before = await eppMetrics(epp);
