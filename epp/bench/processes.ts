@@ -190,8 +190,8 @@ export interface Settle {
  * SIGCONT, then the settle time, not measured, until the EPP routes as one that never stopped. After a pause every
  * pod's metrics are as old as the pause, and the saturation filter (`scheduling/plugins/saturation-filter.ts`) drops a
  * pod whose last successful scrape is older than `metricsStalenessThreshold` (1 s in the default config) or that failed
- * `maxConsecutiveScrapeFailures` (3) scrapes in a row; the scrapes in flight when it stopped time out on resume (one
- * failure each). So: at least SETTLE_SCRAPES_PER_POD × `pods` successful scrapes after SIGCONT (each pod scraped, at
+ * `maxConsecutiveScrapeFailures` (3) scrapes in a row; a scrape in flight when it stopped may time out on resume (one
+ * failure at most). So: at least SETTLE_SCRAPES_PER_POD × `pods` successful scrapes after SIGCONT (each pod scraped, at
  * any scrape mode's interval or budget: the scrapers all fire at once on resume), at least two of the EPP's current
  * refresh intervals and SETTLE_MIN_MS. Request control's grace after a stall of its own (RESUME_GRACE_MS in
  * `requestcontrol/request-control.ts`: a request finding no fresh pod waits instead of a 503) then never applies,
