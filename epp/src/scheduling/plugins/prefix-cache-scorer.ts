@@ -1,6 +1,8 @@
 import { ConfigError, describeValue } from '../../config/errors';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import {
+  doubleZeros,
+  scoresFromInto,
   SILENT_PLUGIN_LOGGER,
   stateKey,
   type CycleContext,
@@ -11,9 +13,9 @@ import {
 } from '../framework';
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
-import { publishPrefixMatch } from '../prefix-match';
+import { LazyLengths, publishPrefixMatch } from '../prefix-match';
 import { hashPromptBlocks } from './prefix-hash';
-import { PrefixBlockIndex } from './prefix-index';
+import { PrefixBlockIndex, type PrefixMatches } from './prefix-index';
 
 /** 256 pods × GIE's 31,250 entries per server: ~200 MiB at ~26 bytes an entry. */
 export const DEFAULT_MAX_INDEX_ENTRIES = 8_000_000;
@@ -54,8 +56,19 @@ export interface PrefixCacheScorerParameters {
 
 interface PrefixMatch {
   readonly blocks: readonly number[];
-  /** Endpoint key → leading blocks it holds. */
-  readonly matchedBlocks: ReadonlyMap<string, number>;
+  /** Every endpoint's leading blocks held, from the index's walk. */
+  readonly matches: PrefixMatches;
+  /** The candidates scored, and the characters each holds (blocks × hashBlockSize), by position. */
+  readonly candidates: readonly EndpointSnapshot[];
+  readonly cachedLength: number[];
+}
+
+/** The leading blocks `target` holds according to `match`: by its position among the scored candidates, else by key. */
+function matchedBlocksOf(match: PrefixMatch, target: EndpointSnapshot, hashBlockSize: number): number {
+  const i = match.candidates.indexOf(target);
+  if (i >= 0) return match.cachedLength[i]! / hashBlockSize;
+  const j = match.matches.keys.indexOf(target.endpoint.key);
+  return j >= 0 ? match.matches.counts[j]! : 0;
 }
 
 /** Running totals over the picks this scorer saw, for logs and tests (metrics get per-pick observations). */
@@ -114,6 +127,11 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   private budgetBinding = false;
   /** The snapshot learnt from at each candidate position in the last cycle (see `score`); cleared on pool changes. */
   private learntFrom: (EndpointSnapshot | undefined)[] = [];
+  /** `candidateIds`: the index id of the endpoint at each candidate position, and that endpoint. */
+  private ids = new Int32Array(0);
+  private readonly idOwners: (Endpoint | undefined)[] = [];
+  private idsVersion = -1;
+  private zeros: number[] = [];
 
   constructor(
     readonly name: string,
@@ -134,12 +152,17 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    const n = candidates.length;
     if (this.parameters.autoTune) {
       // The datastore hands out the same frozen snapshot object while an endpoint's metrics and in-flight count are
       // unchanged, and candidates come in pool order, so comparing with what sat at the same position last time skips
       // all but the few that changed since the last request, without a lookup per candidate.
       const seen = this.learntFrom;
-      for (let i = 0; i < candidates.length; i++) {
+      for (let i = 0; i < n; i++) {
         const candidate = candidates[i]!;
         if (seen[i] === candidate) continue;
         seen[i] = candidate;
@@ -152,27 +175,63 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
     const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
     const blocks = hashPromptBlocks(request.model, text, hashBlockSize, maxPrefixBlocksToMatch);
-    const scores = new Array<number>(candidates.length).fill(0);
-    if (blocks.length === 0) return scores;
-    // Every endpoint's match (the candidates' do not depend on the others'), read for the candidates below: cheaper
-    // than a set of their keys. Non-candidates in the map are never read for scoring, and the latency scorer and
-    // post-cycle read it by candidate key.
-    const matchedBlocks = this.index.longestPrefixMatches(blocks);
-    cycle.state.set(this.matchKey, { blocks, matchedBlocks });
-    publishPrefixMatch(cycle.state, { unit: 'characters', promptLength: request.prompt.length, cachedLength: new Map([...matchedBlocks].map(([k, n]) => [k, n * this.parameters.hashBlockSize])) });
-    if (matchedBlocks.size === 0) return scores;
-    for (let i = 0; i < candidates.length; i++) {
-      const matched = matchedBlocks.get(candidates[i]!.endpoint.key);
-      if (matched !== undefined) scores[i] = matched / blocks.length;
+    if (blocks.length === 0) return;
+    // Every endpoint's match in one walk (a candidate's count does not depend on the others'), read below by each
+    // candidate's index id; the keyed map the latency scorer and logs read is built only if they read it.
+    const matches = this.index.matchPrefix(blocks);
+    // A copy of zeros kept as doubles, not a Float64Array: ~4x cheaper to allocate at 256 (see Scheduler.runProfile).
+    if (this.zeros.length < n) this.zeros = doubleZeros(Math.max(n, 2 * this.zeros.length));
+    const cachedLength = this.zeros.slice(0, n);
+    cycle.state.set(this.matchKey, { blocks, matches, candidates, cachedLength });
+    publishPrefixMatch(cycle.state, {
+      unit: 'characters',
+      promptLength: request.prompt.length,
+      cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
+      byCandidate: { candidates, cachedLength },
+    });
+    if (matches.size === 0) return;
+    const ids = this.candidateIds(candidates);
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      if (id < 0) continue;
+      const matched = matches.blocksOf(id);
+      if (matched > 0) {
+        out[i] = matched / blocks.length;
+        cachedLength[i] = matched * hashBlockSize;
+      }
     }
-    return scores;
+  }
+
+  /**
+   * Each candidate's id in the index, by position: recomputed only where the endpoint object at a position changed
+   * (the datastore replaces it only when discovery changes the pod) or when the index assigned or freed an id since.
+   */
+  private candidateIds(candidates: readonly EndpointSnapshot[]): Int32Array {
+    const n = candidates.length;
+    if (this.idsVersion !== this.index.endpointsVersion) {
+      this.idsVersion = this.index.endpointsVersion;
+      this.idOwners.length = 0;
+    }
+    if (this.ids.length < n) {
+      this.ids = new Int32Array(Math.max(n, 2 * this.ids.length));
+      this.idOwners.length = 0;
+    }
+    const owners = this.idOwners;
+    const ids = this.ids;
+    for (let i = 0; i < n; i++) {
+      const endpoint = candidates[i]!.endpoint;
+      if (owners[i] === endpoint) continue;
+      owners[i] = endpoint;
+      ids[i] = this.index.idOf(endpoint.key);
+    }
+    return ids;
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const match = cycle.state.get(this.matchKey);
     const [target] = result.targets;
     if (match === undefined || target === undefined) return;
-    const hits = match.matchedBlocks.get(target.endpoint.key) ?? 0;
+    const hits = matchedBlocksOf(match, target, this.parameters.hashBlockSize);
     this.picks++;
     this.pickedBlocks += match.blocks.length;
     this.pickedHits += hits;

@@ -72,6 +72,11 @@ export class PrefixBlockIndex {
   /** Per-endpoint scratch for `longestPrefixMatches`: how far each endpoint matched, offset by `generation`. */
   private reached = new Float64Array(16);
   private generation = 0;
+  /** The `generation` the latest walk counted from, and how many walks there were (see `PrefixMatches`). */
+  private walkBase = 0;
+  private walks = 0;
+  /** Bumped when an endpoint id is assigned or freed (`endpointsVersion`). */
+  private idVersion = 0;
 
   constructor(options: PrefixBlockIndexOptions) {
     const { defaultCapacityPerEndpoint, maxEntries = Number.POSITIVE_INFINITY } = options;
@@ -180,12 +185,65 @@ export class PrefixBlockIndex {
    */
   longestPrefixMatches(blocks: readonly number[], candidates?: ReadonlySet<string>): Map<string, number> {
     const matched = new Map<string, number>();
-    if (blocks.length === 0 || this.entries === 0) return matched;
+    const starters = this.walk(blocks, candidates);
+    const base = this.walkBase;
+    for (const state of starters) matched.set(state.key, this.reached[state.id]! - base);
+    return matched;
+  }
+
+  /**
+   * The same walk as `longestPrefixMatches` over every endpoint, answered without a Map: the matched endpoints' keys
+   * and counts in two arrays, and each endpoint's count by its id (`idOf`) while this is the index's latest walk. The
+   * prefix scorer reads its candidates' counts by id (a typed-array read each instead of a Map lookup by key: 256 a
+   * request at 256 pods) and builds the keyed map only when something reads it.
+   */
+  matchPrefix(blocks: readonly number[]): PrefixMatches {
+    const starters = this.walk(blocks, undefined);
+    const base = this.walkBase;
+    const keys = new Array<string>(starters.length);
+    const counts = new Array<number>(starters.length);
+    for (let j = 0; j < starters.length; j++) {
+      const state = starters[j]!;
+      keys[j] = state.key;
+      counts[j] = this.reached[state.id]! - base;
+    }
+    return new PrefixMatches(this, this.walks, base, keys, counts);
+  }
+
+  /**
+   * The id standing for `endpointKey` in the index (for `PrefixMatches.blocksOf`), -1 for an endpoint it does not know.
+   * Ids are reused after an endpoint leaves: `endpointsVersion` changes whenever one is assigned or freed.
+   */
+  idOf(endpointKey: string): number {
+    return this.endpoints.get(endpointKey)?.id ?? NONE;
+  }
+
+  /** Changes whenever an endpoint joins or leaves the index, i.e. whenever an id from `idOf` may stand for another endpoint. */
+  get endpointsVersion(): number {
+    return this.idVersion;
+  }
+
+  /** @internal `PrefixMatches.blocksOf`: walk `walk`'s count for endpoint `id`. */
+  blocksMatchedIn(walk: number, base: number, id: number): number {
+    if (walk !== this.walks) throw new Error('PrefixMatches read after a later walk of the same index: read it before walking again');
+    const reached = this.reached[id]! - base;
+    return reached > 0 ? reached : 0;
+  }
+
+  /**
+   * Walks the blocks once, following only the endpoints still matching, and stops when none is left. Leaves
+   * `reached[id] - walkBase` = the leading blocks endpoint `id` holds, for the returned starters (every endpoint holding
+   * the first block, of `candidates` when given); ids not among them read ≤ 0.
+   */
+  private walk(blocks: readonly number[], candidates: ReadonlySet<string> | undefined): EndpointState[] {
+    this.walks++;
+    const starters: EndpointState[] = [];
     if (this.reached.length < this.endpointById.length) this.reached = new Float64Array(this.endpointById.length * 2);
     // reached[id] === base + i: the endpoint holds blocks 0..i-1. Stale values from earlier calls are below base.
     const base = this.generation;
+    this.walkBase = base;
     this.generation += blocks.length + 2;
-    const starters: EndpointState[] = [];
+    if (blocks.length === 0 || this.entries === 0) return starters;
     const first = blocks[0]!;
     for (let slot = this.buckets[this.bucketOf(first)]!; slot !== NONE; slot = this.chain[slot]!) {
       if (this.keyAt[slot] !== first) continue;
@@ -206,8 +264,7 @@ export class PrefixBlockIndex {
         }
       }
     }
-    for (const state of starters) matched.set(state.key, this.reached[state.id]! - base);
-    return matched;
+    return starters;
   }
 
   /** Forgets an endpoint that left the pool (upstream lets its entries age out instead) and frees its share. */
@@ -218,6 +275,7 @@ export class PrefixBlockIndex {
     this.endpoints.delete(endpointKey);
     this.endpointById[state.id] = undefined;
     this.freeIds.push(state.id);
+    this.idVersion++;
     this.wantedTotal -= state.wanted;
     this.rebalance();
   }
@@ -236,6 +294,7 @@ export class PrefixBlockIndex {
     const state: EndpointState = { key: endpointKey, id, wanted, capacity: 0, size: 0, head: NONE, tail: NONE };
     this.endpoints.set(endpointKey, state);
     this.endpointById[id] = state;
+    this.idVersion++;
     this.wantedTotal += wanted;
     return state;
   }
@@ -336,5 +395,32 @@ export class PrefixBlockIndex {
     else this.newer[before] = after;
     if (after === NONE) state.tail = before;
     else this.older[after] = before;
+  }
+}
+
+/**
+ * One `PrefixBlockIndex.matchPrefix` walk: every endpoint holding the prompt's first block with its count of leading
+ * blocks (`keys`, `counts`), and `blocksOf(id)` for any endpoint id, valid until the index walks again (reading it
+ * later throws rather than answer for another prompt).
+ */
+export class PrefixMatches {
+  constructor(
+    private readonly index: PrefixBlockIndex,
+    private readonly walk: number,
+    private readonly base: number,
+    /** Keys of the endpoints holding at least the first block. */
+    readonly keys: readonly string[],
+    /** `counts[j]`: leading blocks `keys[j]` holds (≥ 1). */
+    readonly counts: readonly number[],
+  ) {}
+
+  /** Endpoints holding at least the first block. */
+  get size(): number {
+    return this.keys.length;
+  }
+
+  /** Leading blocks the endpoint with index id `id` holds (0 for none; `id` from `PrefixBlockIndex.idOf`, ≥ 0). */
+  blocksOf(id: number): number {
+    return this.index.blocksMatchedIn(this.walk, this.base, id);
   }
 }
