@@ -325,6 +325,29 @@ class ReferenceCycle {
   }
 }
 
+describe('the prefix scorer\'s index ids by candidate position', () => {
+  it('sees the id the index gives a pod when its KV capacity is first learnt, at a position where it was unknown', () => {
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => NOW });
+    const scorer = scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer;
+    const endpoint = (name: string, i: number): Endpoint => ({ key: key(i), name, namespace: '', address: key(i).split(':')[0]!, port: 8000, labels: {} });
+    const a = endpoint('a', 1);
+    const b = endpoint('b', 2);
+    const snapshot = (ep: Endpoint, m: Partial<EndpointMetrics>): EndpointSnapshot => ({ endpoint: ep, metrics: metrics(m), activeRequests: 0 });
+    const prompt = 'a shared system prompt, long enough for several blocks. '.repeat(6);
+    const blocks = hashPromptBlocks('m', prompt, 64, 256);
+    const score = (candidates: EndpointSnapshot[]) =>
+      scorer.score({ request: { requestId: 'r', model: 'm', prompt, headers: {} }, state: new CycleState() }, candidates);
+    const [a0, b0] = [snapshot(a, {}), snapshot(b, {})]; // no cache config exported, never announced: unknown
+    expect(score([a0, b0])).toEqual([0, 0]);
+    scorer.index.record(a.key, blocks); // a joins the index (its ids change)
+    expect(score([a0, b0])).toEqual([1, 0]);
+    const b1 = snapshot(b, { numGpuBlocks: 100, blockSize: 16 }); // b's capacity is learnt in this pass: b joins
+    expect(score([a0, b1])).toEqual([1, 0]);
+    scorer.index.record(b.key, blocks); // b is known now: no id changes
+    expect(score([a0, b1])).toEqual([1, 1]);
+  });
+});
+
 describe('the default config against the plain reference cycle', () => {
   for (const pods of [40, 256]) {
     it(`picks the same target with the same scores on a random ${pods}-pod pool, through pods leaving and coming back and index evictions`, async () => {

@@ -22,6 +22,8 @@ export interface PrefixMatchEstimate {
   readonly byCandidate?: {
     readonly candidates: readonly EndpointSnapshot[];
     readonly cachedLength: ArrayLike<number>;
+    /** How many of them have a length above 0. */
+    readonly matched: number;
   };
 }
 

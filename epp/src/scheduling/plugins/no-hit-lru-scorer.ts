@@ -114,12 +114,8 @@ export class NoHitLruScorer implements Scorer, PreRequest {
     const match = cycle.state.get(PREFIX_MATCH);
     if (match === undefined) return true;
     const byCandidate = match.byCandidate;
-    if (byCandidate !== undefined && byCandidate.candidates === candidates) {
-      // The prefix scorer's lengths for these very candidates, by position: no lookup by key.
-      const lengths = byCandidate.cachedLength;
-      for (let i = 0; i < candidates.length; i++) if (lengths[i]! > 0) return false;
-      return true;
-    }
+    // The prefix scorer counted these very candidates' matches: no lookup by key.
+    if (byCandidate !== undefined && byCandidate.candidates === candidates) return byCandidate.matched === 0;
     for (const candidate of candidates) if ((match.cachedLength.get(candidate.endpoint.key) ?? 0) > 0) return false;
     return true;
   }

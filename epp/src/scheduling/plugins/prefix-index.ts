@@ -200,14 +200,16 @@ export class PrefixBlockIndex {
   matchPrefix(blocks: readonly number[]): PrefixMatches {
     const starters = this.walk(blocks, undefined);
     const base = this.walkBase;
-    const keys = new Array<string>(starters.length);
-    const counts = new Array<number>(starters.length);
+    const keys: string[] = [];
+    const ids: number[] = [];
+    const counts: number[] = [];
     for (let j = 0; j < starters.length; j++) {
       const state = starters[j]!;
-      keys[j] = state.key;
-      counts[j] = this.reached[state.id]! - base;
+      keys.push(state.key);
+      ids.push(state.id);
+      counts.push(this.reached[state.id]! - base);
     }
-    return new PrefixMatches(this, this.walks, base, keys, counts);
+    return new PrefixMatches(this, this.walks, base, keys, ids, counts);
   }
 
   /**
@@ -216,6 +218,11 @@ export class PrefixBlockIndex {
    */
   idOf(endpointKey: string): number {
     return this.endpoints.get(endpointKey)?.id ?? NONE;
+  }
+
+  /** One more than the largest id `idOf` can return now. */
+  get idLimit(): number {
+    return this.endpointById.length;
   }
 
   /** Changes whenever an endpoint joins or leaves the index, i.e. whenever an id from `idOf` may stand for another endpoint. */
@@ -410,6 +417,8 @@ export class PrefixMatches {
     private readonly base: number,
     /** Keys of the endpoints holding at least the first block. */
     readonly keys: readonly string[],
+    /** Their ids (`PrefixBlockIndex.idOf`) at the time of the walk. */
+    readonly ids: readonly number[],
     /** `counts[j]`: leading blocks `keys[j]` holds (≥ 1). */
     readonly counts: readonly number[],
   ) {}
