@@ -153,15 +153,22 @@ export class PrefixBlockIndex {
       this.rebalance();
     }
     if (state.capacity === 0) return;
+    // Where the endpoint already holds the prompt's blocks in order (it served this prefix before), the next block's
+    // entry is the one after the previous block's in its recency list: taken from there before the move, it is found
+    // without walking a bucket chain, which holds an entry for every endpoint holding that block (as the walk does).
+    let next = NONE;
     for (const block of blocks) {
-      const found = this.find(block, state.id);
+      const found = next !== NONE && this.keyAt[next] === block && this.endpointAt[next] === state.id ? next : this.find(block, state.id);
       if (found !== NONE) {
+        next = this.newer[found]!;
         if (found !== state.tail) {
           this.unlinkRecency(state, found);
           this.appendRecency(state, found);
         }
         continue;
       }
+      // An insertion may evict (and free) the slot `next` names: look the following block up in its bucket.
+      next = NONE;
       if (state.size >= state.capacity) this.evict(state, state.head);
       const slot = this.allocate();
       this.keyAt[slot] = block;
