@@ -40,7 +40,9 @@ export interface PrefixBlockIndexOptions {
  * 24 bytes (its 53-bit block key as a float64, its endpoint's id, its neighbours in the endpoint's recency list and
  * the next entry of its hash bucket) plus 2–4 bytes of bucket array, none of it on the V8 heap the garbage collector
  * walks; the Map-based index before it cost ~145 bytes (epp/bench/index-memory.ts measures both). Finding a block's
- * holders walks its bucket chain, so lookups do not depend on the pool size.
+ * holders walks its bucket chain, so lookups do not depend on the pool size; a chain holds an entry per holder, so the
+ * walk and `record` go from a block to the next along each endpoint's own recency list, which keeps a prompt's blocks
+ * in order, and look a block up in its chain only where that list does not.
  *
  * When the endpoints' capacities add up to more than the budget, each is scaled down by the same factor
  * (`index-budget.ts`), and an endpoint over its new capacity loses its oldest entries. A global LRU would also cost
