@@ -74,6 +74,34 @@ export interface Filter extends Plugin {
 export interface Scorer extends Plugin {
   /** One score in [0, 1] per candidate, aligned with `candidates`; the framework clamps out-of-range values. */
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): ArrayLike<number>;
+  /**
+   * Optional: the scores `score` returns, written into `out` instead of a new array. `out` is zero-filled and at
+   * least `candidates.length` long (longer ones are scratch reused across cycles: write only `[0, candidates.length)`);
+   * entries left untouched score 0. The scheduler calls it when present: at 256 candidates an array per scorer per
+   * request was a good part of the cycle's garbage, and reading every scorer's scores from one Float64Array keeps the
+   * scheduler's totals loop on one element kind (arrays of small integers, doubles and holes made it polymorphic).
+   */
+  scoreInto?(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void;
+}
+
+/**
+ * `length` zeros in an array V8 keeps as unboxed doubles (PACKED_DOUBLE_ELEMENTS, kept by its copies), so a cycle's
+ * totals start as doubles and adding a fractional score never converts the array from small integers.
+ */
+export function doubleZeros(length: number): number[] {
+  const zeros = Array.from({ length }, () => 0.5);
+  return zeros.fill(0);
+}
+
+/** `score` for a scorer that implements `scoreInto`: the same scores as a plain array (tests and callers outside the cycle). */
+export function scoresFromInto(
+  scorer: Required<Pick<Scorer, 'scoreInto'>>,
+  cycle: CycleContext,
+  candidates: readonly EndpointSnapshot[],
+): number[] {
+  const out = new Float64Array(candidates.length);
+  scorer.scoreInto(cycle, candidates, out);
+  return Array.from(out);
 }
 
 export interface ScoredEndpoint {
@@ -90,7 +118,7 @@ export interface Picker extends Plugin {
    * side by side, so the scheduler need not build one `ScoredEndpoint` per candidate per request (256 objects a
    * request at 256 pods). The scheduler calls it when present, `pick` otherwise.
    */
-  pickFromTotals?(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[];
+  pickFromTotals?(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: ArrayLike<number>): readonly EndpointSnapshot[];
 }
 
 export interface ProfileRunResult {

@@ -4,6 +4,7 @@
  * scorer publishes in its own unit: the approximate index hashes characters, the precise one tokens. When both run, a
  * match in tokens is kept over one in characters: it is what vLLM will actually find.
  */
+import type { EndpointSnapshot } from '../datastore/types';
 import { stateKey, type CycleState } from './framework';
 
 export interface PrefixMatchEstimate {
@@ -13,6 +14,17 @@ export interface PrefixMatchEstimate {
   readonly promptLength: number;
   /** Endpoint key → length of the prompt's leading part the endpoint is believed to hold, in `unit`. */
   readonly cachedLength: ReadonlyMap<string, number>;
+  /**
+   * Optional: the same lengths by position for the candidates the publishing scorer scored (`candidates` is that very
+   * array; 0 where `cachedLength` has no entry). A reader walking those candidates reads here instead of looking every
+   * key up in `cachedLength` (256 lookups a request at 256 pods); for another candidates array it reads `cachedLength`.
+   */
+  readonly byCandidate?: {
+    readonly candidates: readonly EndpointSnapshot[];
+    readonly cachedLength: ArrayLike<number>;
+    /** How many of them have a length above 0. */
+    readonly matched: number;
+  };
 }
 
 export const PREFIX_MATCH = stateKey<PrefixMatchEstimate>('prefix match per endpoint');
@@ -22,4 +34,38 @@ export function publishPrefixMatch(state: CycleState, match: PrefixMatchEstimate
   const existing = state.get(PREFIX_MATCH);
   if (existing?.unit === 'tokens' && match.unit === 'characters') return;
   state.set(PREFIX_MATCH, match);
+}
+
+/**
+ * `cachedLength` from parallel arrays of keys and lengths in blocks, as a Map built only when read: the cycle's own
+ * readers go by candidate position (`byCandidate`), and with a popular prefix on most of 256 pods, building the Map for
+ * every request cost more than scoring it. Readers (the latency scorer, logs, tests) get the Map it replaced.
+ */
+export class LazyLengths implements ReadonlyMap<string, number> {
+  private map: Map<string, number> | undefined;
+
+  constructor(
+    private readonly endpointKeys: readonly string[],
+    private readonly blocks: readonly number[],
+    private readonly blockLength: number,
+  ) {}
+
+  private get built(): Map<string, number> {
+    if (this.map === undefined) {
+      this.map = new Map();
+      for (let j = 0; j < this.endpointKeys.length; j++) this.map.set(this.endpointKeys[j]!, this.blocks[j]! * this.blockLength);
+    }
+    return this.map;
+  }
+
+  get size(): number { return this.endpointKeys.length; }
+  get(key: string): number | undefined { return this.built.get(key); }
+  has(key: string): boolean { return this.built.has(key); }
+  forEach(fn: (value: number, key: string, map: ReadonlyMap<string, number>) => void, thisArg?: unknown): void {
+    this.built.forEach((v, k) => fn.call(thisArg, v, k, this));
+  }
+  entries(): MapIterator<[string, number]> { return this.built.entries(); }
+  keys(): MapIterator<string> { return this.built.keys(); }
+  values(): MapIterator<number> { return this.built.values(); }
+  [Symbol.iterator](): MapIterator<[string, number]> { return this.built[Symbol.iterator](); }
 }

@@ -10,6 +10,7 @@ import {
 import type { Endpoint, EndpointSnapshot } from '../datastore/types';
 import {
   CycleState,
+  doubleZeros,
   SILENT_PLUGIN_LOGGER,
   type CycleContext,
   type Filter,
@@ -166,6 +167,9 @@ export class Scheduler {
   private readonly profileNames: readonly string[];
   private readonly profileHandler: ProfileHandler;
   private readonly profiles: ReadonlyMap<string, SchedulerProfile>;
+  /** The scorers' output and the weighted sums (see `scratchFor`), and as many zeros to copy each cycle's totals from. */
+  private scratch = { scores: new Float64Array(0), sums: new Float64Array(0) };
+  private zeros: number[] = [];
 
   constructor(
     /** The plugins of the config, shared with request control. */
@@ -196,9 +200,14 @@ export class Scheduler {
       if (candidates.length === 0) throw new SchedulingError('no-endpoints', 'no ready endpoint in the pool');
       const cycle: CycleContext = { request, state: new CycleState() };
       const outcomes = this.runProfiles(cycle, candidates);
-      const { primaryProfile } = this.timed('ProcessProfilesResults', this.profileHandler, () =>
-        this.profileHandler.processResults(cycle, outcomes),
-      );
+      const handler = this.profileHandler;
+      const processStarted = this.monotonicSeconds();
+      let primaryProfile: string;
+      try {
+        ({ primaryProfile } = handler.processResults(cycle, outcomes));
+      } finally {
+        this.observe('ProcessProfilesResults', handler, processStarted);
+      }
       const outcome = outcomes.get(primaryProfile);
       if (outcome === undefined) throw new Error(`profile handler chose profile "${primaryProfile}", which did not run`);
       if (outcome instanceof SchedulingError) throw outcome;
@@ -220,11 +229,16 @@ export class Scheduler {
 
   private runProfiles(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): Map<string, ProfileOutcome> {
     const outcomes = new Map<string, ProfileOutcome>();
+    const handler = this.profileHandler;
     // A handler that keeps asking for profiles would spin forever; each profile running once per round bounds it.
     for (let round = 0; round <= this.profileNames.length; round++) {
-      const next = this.timed('ProfilePicker', this.profileHandler, () =>
-        this.profileHandler.pickProfiles(cycle, this.profileNames, outcomes),
-      );
+      const started = this.monotonicSeconds();
+      let next: readonly string[];
+      try {
+        next = handler.pickProfiles(cycle, this.profileNames, outcomes);
+      } finally {
+        this.observe('ProfilePicker', handler, started);
+      }
       if (next.length === 0) return outcomes;
       for (const name of next) {
         const profile = this.profiles.get(name);
@@ -235,11 +249,19 @@ export class Scheduler {
     throw new Error(`profile handler ${this.profileHandler.name} did not stop picking profiles`);
   }
 
+  // Each plugin call is timed inline (start, call, observe in `finally`) rather than through a helper taking a closure:
+  // a closure per plugin call per request was garbage and an indirection in the cycle's hottest function. The
+  // observations are the same: every extension point and plugin, thrown or not.
   private runProfile(profile: SchedulerProfile, cycle: CycleContext, candidates: readonly EndpointSnapshot[]): ProfileOutcome {
     let remaining = candidates;
     for (const filter of profile.filters) {
       const before = remaining;
-      remaining = this.timed('Filter', filter, () => filter.filter(cycle, before));
+      const started = this.monotonicSeconds();
+      try {
+        remaining = filter.filter(cycle, before);
+      } finally {
+        this.observe('Filter', filter, started);
+      }
       if (remaining.length === 0) {
         const reason = typeof filter.emptyResultReason === 'function' ? filter.emptyResultReason(cycle) : filter.emptyResultReason;
         return new SchedulingError(
@@ -249,34 +271,82 @@ export class Scheduler {
       }
     }
 
-    const totals = new Float64Array(remaining.length);
+    const n = remaining.length;
+    // The weighted sum is accumulated in a reused Float64Array (stores into a typed array measured about twice as fast
+    // as into an array of doubles), then copied once into the result's own array: its scores are read after the cycle,
+    // while the scratch is the next cycle's. The copy starts from zeros kept as doubles (`slice`), since
+    // `new Float64Array(256)` measured ~4x the cost: V8 gives a typed array over 64 bytes a backing store outside the
+    // heap, which its garbage collector tracks apart.
+    const { scores: scratch, sums } = this.scratchFor(n);
+    sums.fill(0, 0, n);
     for (const { scorer, weight } of profile.scorers) {
-      const scores = this.timed('Scorer', scorer, () => scorer.score(cycle, remaining));
-      for (let i = 0; i < totals.length; i++) totals[i] += clampScore(scores[i]) * weight;
+      const started = this.monotonicSeconds();
+      if (scorer.scoreInto !== undefined) {
+        scratch.fill(0, 0, n);
+        try {
+          scorer.scoreInto(cycle, remaining, scratch);
+        } finally {
+          this.observe('Scorer', scorer, started);
+        }
+        // clampScore inlined, on one element kind: NaN and negatives count 0, above 1 counts 1. `Math.min` instead of
+        // a second comparison: one branch fewer per candidate measured ~35% off this loop (a mix of scores as the
+        // default scorers give them), which at 256 candidates and five scorers was the scheduler's largest cost.
+        for (let i = 0; i < n; i++) {
+          const score = scratch[i]!;
+          sums[i] += (score > 0 ? Math.min(score, 1) : 0) * weight;
+        }
+      } else {
+        let scores: ArrayLike<number>;
+        try {
+          scores = scorer.score(cycle, remaining);
+        } finally {
+          this.observe('Scorer', scorer, started);
+        }
+        for (let i = 0; i < n; i++) sums[i] += clampScore(scores[i]) * weight;
+      }
     }
+    const totals = this.zeros.slice(0, n);
+    for (let i = 0; i < n; i++) totals[i] = sums[i]!;
     const picker = profile.picker;
-    const targets = this.timed('Picker', picker, () =>
-      picker.pickFromTotals !== undefined
+    let targets: readonly EndpointSnapshot[];
+    const pickStarted = this.monotonicSeconds();
+    try {
+      targets = picker.pickFromTotals !== undefined
         ? picker.pickFromTotals(cycle, remaining, totals)
-        : picker.pick(cycle, remaining.map((endpoint, i) => ({ endpoint, score: totals[i]! }))),
-    );
+        : picker.pick(cycle, remaining.map((endpoint, i) => ({ endpoint, score: totals[i]! })));
+    } finally {
+      this.observe('Picker', picker, pickStarted);
+    }
     if (targets.length === 0) {
       return new SchedulingError('no-endpoints', `${profile.picker.name} picked nothing (profile "${profile.name}")`);
     }
     const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals) };
     for (const plugin of profile.postCycles) {
-      this.timed('PostCycle', plugin, () => plugin.postCycle(cycle, result));
+      const started = this.monotonicSeconds();
+      try {
+        plugin.postCycle(cycle, result);
+      } finally {
+        this.observe('PostCycle', plugin, started);
+      }
     }
     return result;
   }
 
-  private timed<T>(extensionPoint: ExtensionPoint, plugin: { readonly type: string; readonly name: string }, call: () => T): T {
-    const started = this.monotonicSeconds();
-    try {
-      return call();
-    } finally {
-      this.metrics.observePluginDuration(extensionPoint, plugin.type, plugin.name, this.monotonicSeconds() - started);
+  /**
+   * The scorers' shared output buffer and the sums, each at least `n` long: one pair per scheduler, grown to the
+   * largest pool seen, so a cycle allocates no score arrays. Cycles are synchronous and never nest, and no scorer keeps `out` past its call.
+   */
+  private scratchFor(n: number): { readonly scores: Float64Array; readonly sums: Float64Array } {
+    if (this.scratch.scores.length < n) {
+      const length = Math.max(n, 2 * this.scratch.scores.length);
+      this.scratch = { scores: new Float64Array(length), sums: new Float64Array(length) };
+      this.zeros = doubleZeros(length);
     }
+    return this.scratch;
+  }
+
+  private observe(extensionPoint: ExtensionPoint, plugin: { readonly type: string; readonly name: string }, started: number): void {
+    this.metrics.observePluginDuration(extensionPoint, plugin.type, plugin.name, this.monotonicSeconds() - started);
   }
 }
 
@@ -290,7 +360,7 @@ class LazyScores implements ReadonlyMap<string, number> {
 
   constructor(
     private readonly candidates: readonly EndpointSnapshot[],
-    private readonly totals: Float64Array,
+    private readonly totals: ArrayLike<number>,
   ) {}
 
   private get built(): Map<string, number> {

@@ -1,6 +1,6 @@
 import type { Duration } from '../../config/duration';
 import type { EndpointSnapshot } from '../../datastore/types';
-import type { CycleContext, Scorer } from '../framework';
+import { scoresFromInto, type CycleContext, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 
 export interface ActiveRequestScorerParameters {
@@ -23,10 +23,19 @@ export class ActiveRequestScorer implements Scorer {
 
   constructor(readonly name: string) {}
 
-  score(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(_cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    const n = candidates.length;
     let max = 0;
-    for (const candidate of candidates) max = Math.max(max, candidate.activeRequests);
-    return candidates.map((candidate) => (max > 0 ? (max - Math.max(candidate.activeRequests, 0)) / max : 1));
+    for (let i = 0; i < n; i++) max = Math.max(max, candidates[i]!.activeRequests);
+    if (!(max > 0)) {
+      out.fill(1, 0, n);
+      return;
+    }
+    for (let i = 0; i < n; i++) out[i] = (max - Math.max(candidates[i]!.activeRequests, 0)) / max;
   }
 }
 

@@ -1,5 +1,5 @@
 import type { EndpointSnapshot } from '../../datastore/types';
-import type { CycleContext, Scorer } from '../framework';
+import { scoresFromInto, type CycleContext, type Scorer } from '../framework';
 import { aliasOf, definePlugin, NO_PARAMETERS } from '../plugin';
 
 /**
@@ -11,8 +11,12 @@ export class KvCacheUtilizationScorer implements Scorer {
 
   constructor(readonly name: string) {}
 
-  score(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
-    return candidates.map((candidate) => 1 - Math.min(Math.max(candidate.metrics.kvCacheUsagePercent, 0), 1));
+  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(_cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    for (let i = 0; i < candidates.length; i++) out[i] = 1 - Math.min(Math.max(candidates[i]!.metrics.kvCacheUsagePercent, 0), 1);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { EndpointSnapshot } from '../../datastore/types';
-import type { CycleContext, Picker, ScoredEndpoint } from '../framework';
+import { doubleZeros, type CycleContext, type Picker, type ScoredEndpoint } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 
 export interface PickerParameters {
@@ -49,13 +49,13 @@ export class MaxScorePicker implements Picker {
   }
 
   /** `pick` from the totals: the same choice and the same random draw, without a ScoredEndpoint per candidate. */
-  pickFromTotals(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[] {
+  pickFromTotals(cycle: CycleContext, candidates: readonly EndpointSnapshot[], totals: ArrayLike<number>): readonly EndpointSnapshot[] {
     if (this.parameters.maxNumOfEndpoints !== 1) return this.pick(cycle, candidates.map((endpoint, i) => ({ endpoint, score: totals[i]! })));
     return this.pickBest(candidates, totals);
   }
 
   /** One pass for the best total, one random draw among its ties (the k-th tie in candidate order). */
-  private pickBest(candidates: readonly EndpointSnapshot[], totals: Float64Array): readonly EndpointSnapshot[] {
+  private pickBest(candidates: readonly EndpointSnapshot[], totals: ArrayLike<number>): readonly EndpointSnapshot[] {
     let best = Number.NEGATIVE_INFINITY;
     let first = -1;
     let ties = 0;
@@ -81,7 +81,9 @@ export class MaxScorePicker implements Picker {
 
   /** The common case without sorting, from `ScoredEndpoint`s: the same draw as `pickFromTotals`. */
   private pickOne(scored: readonly ScoredEndpoint[]): readonly EndpointSnapshot[] {
-    return this.pickBest(scored.map((entry) => entry.endpoint), Float64Array.from(scored, (entry) => entry.score));
+    const totals = doubleZeros(scored.length);
+    for (let i = 0; i < scored.length; i++) totals[i] = scored[i]!.score;
+    return this.pickBest(scored.map((entry) => entry.endpoint), totals);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { PreRequest } from '../../requestcontrol/hooks';
 import type { CycleContext, PluginHandle, Scorer } from '../framework';
-import { stateKey } from '../framework';
+import { scoresFromInto, stateKey } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH } from '../prefix-match';
 import type { LLMRequest, SchedulingResult } from '../types';
@@ -62,21 +62,31 @@ export class NoHitLruScorer implements Scorer, PreRequest {
   ) {}
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const cold = this.isCold(cycle, candidates);
     cycle.request.attributes?.set(this.coldKey, cold);
-    if (!cold) return candidates.map(() => NEUTRAL_SCORE);
     const n = candidates.length;
-    if (n === 1) return [1];
+    if (!cold) {
+      out.fill(NEUTRAL_SCORE, 0, n);
+      return;
+    }
+    if (n === 1) {
+      out[0] = 1;
+      return;
+    }
     const position = new Map<string, number>();
     for (const key of this.lru.keys()) position.set(key, position.size);
     let neverUsed = 0;
-    for (const candidate of candidates) if (!position.has(candidate.endpoint.key)) neverUsed++;
+    for (let i = 0; i < n; i++) if (!position.has(candidates[i]!.endpoint.key)) neverUsed++;
     let nextNeverUsed = 0;
-    return candidates.map((candidate) => {
-      const at = position.get(candidate.endpoint.key);
+    for (let i = 0; i < n; i++) {
+      const at = position.get(candidates[i]!.endpoint.key);
       const rank = at === undefined ? nextNeverUsed++ : neverUsed + at;
-      return Math.max(0, 1 - rank / (n - 1));
-    });
+      out[i] = Math.max(0, 1 - rank / (n - 1));
+    }
   }
 
   /** A committed cold request's target becomes the most recently cold-loaded endpoint. */
@@ -103,6 +113,9 @@ export class NoHitLruScorer implements Scorer, PreRequest {
   private isCold(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): boolean {
     const match = cycle.state.get(PREFIX_MATCH);
     if (match === undefined) return true;
+    const byCandidate = match.byCandidate;
+    // The prefix scorer counted these very candidates' matches: no lookup by key.
+    if (byCandidate !== undefined && byCandidate.candidates === candidates) return byCandidate.matched === 0;
     for (const candidate of candidates) if ((match.cachedLength.get(candidate.endpoint.key) ?? 0) > 0) return false;
     return true;
   }

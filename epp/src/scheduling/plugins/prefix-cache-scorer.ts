@@ -1,6 +1,8 @@
 import { ConfigError, describeValue } from '../../config/errors';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import {
+  doubleZeros,
+  scoresFromInto,
   SILENT_PLUGIN_LOGGER,
   stateKey,
   type CycleContext,
@@ -11,9 +13,9 @@ import {
 } from '../framework';
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
-import { publishPrefixMatch } from '../prefix-match';
+import { LazyLengths, publishPrefixMatch } from '../prefix-match';
 import { hashPromptBlocks } from './prefix-hash';
-import { PrefixBlockIndex } from './prefix-index';
+import { PrefixBlockIndex, type PrefixMatches } from './prefix-index';
 
 /** 256 pods × GIE's 31,250 entries per server: ~200 MiB at ~26 bytes an entry. */
 export const DEFAULT_MAX_INDEX_ENTRIES = 8_000_000;
@@ -54,8 +56,19 @@ export interface PrefixCacheScorerParameters {
 
 interface PrefixMatch {
   readonly blocks: readonly number[];
-  /** Endpoint key → leading blocks it holds. */
-  readonly matchedBlocks: ReadonlyMap<string, number>;
+  /** Every endpoint's leading blocks held, from the index's walk. */
+  readonly matches: PrefixMatches;
+  /** The candidates scored, and the characters each holds (blocks × hashBlockSize), by position. */
+  readonly candidates: readonly EndpointSnapshot[];
+  readonly cachedLength: number[];
+}
+
+/** The leading blocks `target` holds according to `match`: by its position among the scored candidates, else by key. */
+function matchedBlocksOf(match: PrefixMatch, target: EndpointSnapshot, hashBlockSize: number): number {
+  const i = match.candidates.indexOf(target);
+  if (i >= 0) return match.cachedLength[i]! / hashBlockSize;
+  const j = match.matches.keys.indexOf(target.endpoint.key);
+  return j >= 0 ? match.matches.counts[j]! : 0;
 }
 
 /** Running totals over the picks this scorer saw, for logs and tests (metrics get per-pick observations). */
@@ -114,6 +127,15 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   private budgetBinding = false;
   /** The snapshot learnt from at each candidate position in the last cycle (see `score`); cleared on pool changes. */
   private learntFrom: (EndpointSnapshot | undefined)[] = [];
+  /** `locateCandidates`: the index id of the endpoint at each candidate position, and that endpoint. */
+  private ids = new Int32Array(0);
+  private readonly idOwners: (Endpoint | undefined)[] = [];
+  private idsVersion = -1;
+  /** `locateCandidates`: by index id, the candidate position in the round `locatedStamp[id]` says. */
+  private positions = new Int32Array(0);
+  private locatedStamp = new Float64Array(0);
+  private locateRound = 0;
+  private zeros: number[] = [];
 
   constructor(
     readonly name: string,
@@ -134,45 +156,126 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
-    if (this.parameters.autoTune) {
-      // The datastore hands out the same frozen snapshot object while an endpoint's metrics and in-flight count are
-      // unchanged, and candidates come in pool order, so comparing with what sat at the same position last time skips
-      // all but the few that changed since the last request, without a lookup per candidate.
-      const seen = this.learntFrom;
-      for (let i = 0; i < candidates.length; i++) {
-        const candidate = candidates[i]!;
-        if (seen[i] === candidate) continue;
-        seen[i] = candidate;
-        this.learnCapacity(candidate);
-      }
-    }
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    const n = candidates.length;
+    const positions = this.locateCandidates(candidates);
     const { request } = cycle;
     // Only the first maxPrefixBlocksToMatch blocks are hashed: a longer prompt is read no further than they reach.
     const { hashBlockSize, maxPrefixBlocksToMatch } = this.parameters;
     const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
     const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
     const blocks = hashPromptBlocks(request.model, text, hashBlockSize, maxPrefixBlocksToMatch);
-    const scores = new Array<number>(candidates.length).fill(0);
-    if (blocks.length === 0) return scores;
-    // Every endpoint's match (the candidates' do not depend on the others'), read for the candidates below: cheaper
-    // than a set of their keys. Non-candidates in the map are never read for scoring, and the latency scorer and
-    // post-cycle read it by candidate key.
-    const matchedBlocks = this.index.longestPrefixMatches(blocks);
-    cycle.state.set(this.matchKey, { blocks, matchedBlocks });
-    publishPrefixMatch(cycle.state, { unit: 'characters', promptLength: request.prompt.length, cachedLength: new Map([...matchedBlocks].map(([k, n]) => [k, n * this.parameters.hashBlockSize])) });
-    if (matchedBlocks.size === 0) return scores;
-    for (let i = 0; i < candidates.length; i++) {
-      const matched = matchedBlocks.get(candidates[i]!.endpoint.key);
-      if (matched !== undefined) scores[i] = matched / blocks.length;
+    if (blocks.length === 0) return;
+    // Every endpoint's match in one walk (a candidate's count does not depend on the others'); the keyed map the
+    // latency scorer and logs read is built only if they read it.
+    const matches = this.index.matchPrefix(blocks);
+    // A copy of zeros kept as doubles, not a Float64Array: ~4x cheaper to allocate at 256 (see Scheduler.runProfile).
+    if (this.zeros.length < n) this.zeros = doubleZeros(Math.max(n, 2 * this.zeros.length));
+    const cachedLength = this.zeros.slice(0, n);
+    let matched = 0;
+    if (positions !== undefined) {
+      // Each candidate's place by index id: only the endpoints holding the first block are visited.
+      const stamp = this.locatedStamp;
+      for (let j = 0; j < matches.size; j++) {
+        const id = matches.ids[j]!;
+        if (id >= stamp.length || stamp[id] !== this.locateRound) continue; // not a candidate
+        const i = positions[id]!;
+        const count = matches.counts[j]!;
+        out[i] = count / blocks.length;
+        cachedLength[i] = count * hashBlockSize;
+        matched++;
+      }
+    } else {
+      // Some endpoint is a candidate twice (no datastore snapshot does that): every position reads its own count.
+      for (let i = 0; i < n; i++) {
+        const id = this.ids[i]!;
+        const count = id < 0 ? 0 : matches.blocksOf(id);
+        if (count > 0) {
+          out[i] = count / blocks.length;
+          cachedLength[i] = count * hashBlockSize;
+          matched++;
+        }
+      }
     }
-    return scores;
+    cycle.state.set(this.matchKey, { blocks, matches, candidates, cachedLength });
+    publishPrefixMatch(cycle.state, {
+      unit: 'characters',
+      promptLength: request.prompt.length,
+      cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
+      byCandidate: { candidates, cachedLength, matched },
+    });
+  }
+
+  /**
+   * One pass over the candidates before the walk: learns capacities (autoTune), resolves each candidate's index id,
+   * and notes each id's position for this round, so the walk's matched endpoints are scored without another pass.
+   * Returns the positions by id, or undefined when an endpoint is a candidate twice.
+   *
+   * The datastore hands out the same frozen snapshot object while an endpoint's metrics and in-flight count are
+   * unchanged, and the same endpoint object until discovery changes the pod, and candidates come in pool order: so
+   * comparing with what sat at the same position last time skips the capacity check and the id lookup for all but the
+   * few that changed since the last request.
+   */
+  private locateCandidates(candidates: readonly EndpointSnapshot[]): Int32Array | undefined {
+    const n = candidates.length;
+    const index = this.index;
+    // An id freed by a removal may stand for another endpoint now: every position's id is looked up again.
+    if (this.idsVersion !== index.endpointsVersion) this.idOwners.length = 0;
+    if (this.ids.length < n) {
+      this.ids = new Int32Array(Math.max(n, 2 * this.ids.length));
+      this.idOwners.length = 0;
+    }
+    if (this.locatedStamp.length < index.idLimit) {
+      const length = Math.max(index.idLimit, 2 * this.locatedStamp.length);
+      this.locatedStamp = new Float64Array(length);
+      this.positions = new Int32Array(length);
+    }
+    const round = ++this.locateRound;
+    const autoTune = this.parameters.autoTune;
+    const seen = this.learntFrom;
+    const owners = this.idOwners;
+    const ids = this.ids;
+    let unique = true;
+    for (let i = 0; i < n; i++) {
+      const candidate = candidates[i]!;
+      const endpoint = candidate.endpoint;
+      if (autoTune && seen[i] !== candidate) {
+        seen[i] = candidate;
+        // Learning may add the endpoint to the index (a new id): look its id up again below.
+        if (this.learnCapacity(candidate)) owners[i] = undefined;
+      }
+      if (owners[i] !== endpoint) {
+        owners[i] = endpoint;
+        ids[i] = index.idOf(endpoint.key);
+      }
+      const id = ids[i]!;
+      if (id < 0) continue;
+      if (id >= this.locatedStamp.length) {
+        // Added by this pass's learning, beyond the arrays sized before it.
+        const length = 2 * Math.max(id + 1, this.locatedStamp.length);
+        const stamp = new Float64Array(length);
+        stamp.set(this.locatedStamp);
+        const positions = new Int32Array(length);
+        positions.set(this.positions);
+        this.locatedStamp = stamp;
+        this.positions = positions;
+      }
+      if (this.locatedStamp[id] === round) unique = false;
+      this.locatedStamp[id] = round;
+      this.positions[id] = i;
+    }
+    this.idsVersion = index.endpointsVersion;
+    return unique ? this.positions : undefined;
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const match = cycle.state.get(this.matchKey);
     const [target] = result.targets;
     if (match === undefined || target === undefined) return;
-    const hits = match.matchedBlocks.get(target.endpoint.key) ?? 0;
+    const hits = matchedBlocksOf(match, target, this.parameters.hashBlockSize);
     this.picks++;
     this.pickedBlocks += match.blocks.length;
     this.pickedHits += hits;
@@ -198,13 +301,16 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     };
   }
 
-  /** Sizes a candidate's index from its scraped KV capacity when that is new or changed (a restarted vLLM). */
-  private learnCapacity(candidate: EndpointSnapshot): void {
+  /**
+   * Sizes a candidate's index from its scraped KV capacity when that is new or changed (a restarted vLLM); true when it
+   * did (which may have added the endpoint to the index).
+   */
+  private learnCapacity(candidate: EndpointSnapshot): boolean {
     const { numGpuBlocks, blockSize } = candidate.metrics;
-    if (numGpuBlocks === undefined) return;
+    if (numGpuBlocks === undefined) return false;
     const key = candidate.endpoint.key;
     const last = this.sizedFrom.get(key);
-    if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return;
+    if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return false;
     this.sizedFrom.set(key, { numGpuBlocks, blockSize });
     const entries = indexCapacityFor(numGpuBlocks, blockSize, this.parameters.hashBlockSize);
     this.index.setCapacity(key, entries);
@@ -212,6 +318,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       endpoint: key, numGpuBlocks, blockSize, entries, capacity: this.index.capacityOf(key),
     });
     this.afterCapacityChange();
+    return true;
   }
 
   private afterCapacityChange(): void {

@@ -40,7 +40,9 @@ export interface PrefixBlockIndexOptions {
  * 24 bytes (its 53-bit block key as a float64, its endpoint's id, its neighbours in the endpoint's recency list and
  * the next entry of its hash bucket) plus 2–4 bytes of bucket array, none of it on the V8 heap the garbage collector
  * walks; the Map-based index before it cost ~145 bytes (epp/bench/index-memory.ts measures both). Finding a block's
- * holders walks its bucket chain, so lookups do not depend on the pool size.
+ * holders walks its bucket chain, so lookups do not depend on the pool size; a chain holds an entry per holder, so the
+ * walk and `record` go from a block to the next along each endpoint's own recency list, which keeps a prompt's blocks
+ * in order, and look a block up in its chain only where that list does not.
  *
  * When the endpoints' capacities add up to more than the budget, each is scaled down by the same factor
  * (`index-budget.ts`), and an endpoint over its new capacity loses its oldest entries. A global LRU would also cost
@@ -72,6 +74,11 @@ export class PrefixBlockIndex {
   /** Per-endpoint scratch for `longestPrefixMatches`: how far each endpoint matched, offset by `generation`. */
   private reached = new Float64Array(16);
   private generation = 0;
+  /** The `generation` the latest walk counted from, and how many walks there were (see `PrefixMatches`). */
+  private walkBase = 0;
+  private walks = 0;
+  /** Bumped when an endpoint id is assigned or freed (`endpointsVersion`). */
+  private idVersion = 0;
 
   constructor(options: PrefixBlockIndexOptions) {
     const { defaultCapacityPerEndpoint, maxEntries = Number.POSITIVE_INFINITY } = options;
@@ -148,15 +155,22 @@ export class PrefixBlockIndex {
       this.rebalance();
     }
     if (state.capacity === 0) return;
+    // Where the endpoint already holds the prompt's blocks in order (it served this prefix before), the next block's
+    // entry is the one after the previous block's in its recency list: taken from there before the move, it is found
+    // without walking a bucket chain, which holds an entry for every endpoint holding that block (as the walk does).
+    let next = NONE;
     for (const block of blocks) {
-      const found = this.find(block, state.id);
+      const found = next !== NONE && this.keyAt[next] === block && this.endpointAt[next] === state.id ? next : this.find(block, state.id);
       if (found !== NONE) {
+        next = this.newer[found]!;
         if (found !== state.tail) {
           this.unlinkRecency(state, found);
           this.appendRecency(state, found);
         }
         continue;
       }
+      // An insertion may evict (and free) the slot `next` names: look the following block up in its bucket.
+      next = NONE;
       if (state.size >= state.capacity) this.evict(state, state.head);
       const slot = this.allocate();
       this.keyAt[slot] = block;
@@ -173,41 +187,108 @@ export class PrefixBlockIndex {
 
   /**
    * For each endpoint in `candidates` (every endpoint when omitted), how many blocks from the start of `blocks` it
-   * holds without a gap; endpoints holding none are left out. Walks the blocks once, following only the endpoints
-   * still matching, and stops when none is left. An endpoint's count does not depend on which others are asked for,
+   * holds without a gap; endpoints holding none are left out. Follows each endpoint holding the first block along its
+   * own entries until its first gap (see `walk`). An endpoint's count does not depend on which others are asked for,
    * so the scheduler asks for all and reads its candidates' counts: building a set of 256 keys per request cost more
    * than the walk.
    */
   longestPrefixMatches(blocks: readonly number[], candidates?: ReadonlySet<string>): Map<string, number> {
     const matched = new Map<string, number>();
-    if (blocks.length === 0 || this.entries === 0) return matched;
-    if (this.reached.length < this.endpointById.length) this.reached = new Float64Array(this.endpointById.length * 2);
-    // reached[id] === base + i: the endpoint holds blocks 0..i-1. Stale values from earlier calls are below base.
-    const base = this.generation;
-    this.generation += blocks.length + 2;
-    const starters: EndpointState[] = [];
-    const first = blocks[0]!;
-    for (let slot = this.buckets[this.bucketOf(first)]!; slot !== NONE; slot = this.chain[slot]!) {
-      if (this.keyAt[slot] !== first) continue;
-      const state = this.endpointById[this.endpointAt[slot]!]!;
-      if (candidates !== undefined && !candidates.has(state.key)) continue;
-      this.reached[state.id] = base + 1;
-      starters.push(state);
-    }
-    for (let i = 1, alive = starters.length; i < blocks.length && alive > 0; i++) {
-      const block = blocks[i]!;
-      alive = 0;
-      for (let slot = this.buckets[this.bucketOf(block)]!; slot !== NONE; slot = this.chain[slot]!) {
-        if (this.keyAt[slot] !== block) continue;
-        const id = this.endpointAt[slot]!;
-        if (this.reached[id] === base + i) {
-          this.reached[id] = base + i + 1;
-          alive++;
-        }
-      }
-    }
+    const starters = this.walk(blocks, candidates);
+    const base = this.walkBase;
     for (const state of starters) matched.set(state.key, this.reached[state.id]! - base);
     return matched;
+  }
+
+  /**
+   * The same walk as `longestPrefixMatches` over every endpoint, answered without a Map: the matched endpoints' keys
+   * and counts in two arrays, and each endpoint's count by its id (`idOf`) while this is the index's latest walk. The
+   * prefix scorer reads its candidates' counts by id (a typed-array read each instead of a Map lookup by key: 256 a
+   * request at 256 pods) and builds the keyed map only when something reads it.
+   */
+  matchPrefix(blocks: readonly number[]): PrefixMatches {
+    const starters = this.walk(blocks, undefined);
+    const base = this.walkBase;
+    const keys: string[] = [];
+    const ids: number[] = [];
+    const counts: number[] = [];
+    for (let j = 0; j < starters.length; j++) {
+      const state = starters[j]!;
+      keys.push(state.key);
+      ids.push(state.id);
+      counts.push(this.reached[state.id]! - base);
+    }
+    return new PrefixMatches(this, this.walks, base, keys, ids, counts);
+  }
+
+  /**
+   * The id standing for `endpointKey` in the index (for `PrefixMatches.blocksOf`), -1 for an endpoint it does not know.
+   * Ids are reused after an endpoint leaves: `endpointsVersion` changes whenever one is assigned or freed.
+   */
+  idOf(endpointKey: string): number {
+    return this.endpoints.get(endpointKey)?.id ?? NONE;
+  }
+
+  /** One more than the largest id `idOf` can return now. */
+  get idLimit(): number {
+    return this.endpointById.length;
+  }
+
+  /** Changes whenever an endpoint joins or leaves the index, i.e. whenever an id from `idOf` may stand for another endpoint. */
+  get endpointsVersion(): number {
+    return this.idVersion;
+  }
+
+  /** @internal `PrefixMatches.blocksOf`: walk `walk`'s count for endpoint `id`. */
+  blocksMatchedIn(walk: number, base: number, id: number): number {
+    if (walk !== this.walks) throw new Error('PrefixMatches read after a later walk of the same index: read it before walking again');
+    const reached = this.reached[id]! - base;
+    return reached > 0 ? reached : 0;
+  }
+
+  /**
+   * Sets `reached[id] - walkBase` to the leading blocks endpoint `id` holds, for every endpoint holding the first block
+   * (of `candidates` when given), and returns those endpoints; ids not among them read ≤ 0.
+   *
+   * Each endpoint's blocks are followed along its own recency list: `record` appends a prompt's blocks in prompt order,
+   * and a later prompt sharing a prefix moves those blocks to the tail in the same order, so the block after a matched
+   * one is nearly always the next entry of that list (one comparison); only where it is not is the entry looked up in
+   * its hash bucket. The walk before this visited, for every block, every entry in its bucket, holders or not: at 256
+   * pods holding the same 16 KB prefix that was ~60,000 entries a request, most of the scheduling cycle.
+   */
+  private walk(blocks: readonly number[], candidates: ReadonlySet<string> | undefined): EndpointState[] {
+    this.walks++;
+    const starters: EndpointState[] = [];
+    if (this.reached.length < this.endpointById.length) this.reached = new Float64Array(this.endpointById.length * 2);
+    // Stale values from earlier walks are below base.
+    const base = this.generation;
+    this.walkBase = base;
+    this.generation += blocks.length + 2;
+    if (blocks.length === 0 || this.entries === 0) return starters;
+    const first = blocks[0]!;
+    const keyAt = this.keyAt;
+    const newer = this.newer;
+    for (let start = this.buckets[this.bucketOf(first)]!; start !== NONE; start = this.chain[start]!) {
+      if (keyAt[start] !== first) continue;
+      const state = this.endpointById[this.endpointAt[start]!]!;
+      if (candidates !== undefined && !candidates.has(state.key)) continue;
+      starters.push(state);
+      let slot = start;
+      let held = 1;
+      while (held < blocks.length) {
+        const block = blocks[held]!;
+        const next = newer[slot]!;
+        if (next !== NONE && keyAt[next] === block) {
+          slot = next;
+        } else {
+          slot = this.find(block, state.id);
+          if (slot === NONE) break;
+        }
+        held++;
+      }
+      this.reached[state.id] = base + held;
+    }
+    return starters;
   }
 
   /** Forgets an endpoint that left the pool (upstream lets its entries age out instead) and frees its share. */
@@ -218,6 +299,7 @@ export class PrefixBlockIndex {
     this.endpoints.delete(endpointKey);
     this.endpointById[state.id] = undefined;
     this.freeIds.push(state.id);
+    this.idVersion++;
     this.wantedTotal -= state.wanted;
     this.rebalance();
   }
@@ -236,6 +318,7 @@ export class PrefixBlockIndex {
     const state: EndpointState = { key: endpointKey, id, wanted, capacity: 0, size: 0, head: NONE, tail: NONE };
     this.endpoints.set(endpointKey, state);
     this.endpointById[id] = state;
+    this.idVersion++;
     this.wantedTotal += wanted;
     return state;
   }
@@ -336,5 +419,34 @@ export class PrefixBlockIndex {
     else this.newer[before] = after;
     if (after === NONE) state.tail = before;
     else this.older[after] = before;
+  }
+}
+
+/**
+ * One `PrefixBlockIndex.matchPrefix` walk: every endpoint holding the prompt's first block with its count of leading
+ * blocks (`keys`, `counts`), and `blocksOf(id)` for any endpoint id, valid until the index walks again (reading it
+ * later throws rather than answer for another prompt).
+ */
+export class PrefixMatches {
+  constructor(
+    private readonly index: PrefixBlockIndex,
+    private readonly walk: number,
+    private readonly base: number,
+    /** Keys of the endpoints holding at least the first block. */
+    readonly keys: readonly string[],
+    /** Their ids (`PrefixBlockIndex.idOf`) at the time of the walk. */
+    readonly ids: readonly number[],
+    /** `counts[j]`: leading blocks `keys[j]` holds (≥ 1). */
+    readonly counts: readonly number[],
+  ) {}
+
+  /** Endpoints holding at least the first block. */
+  get size(): number {
+    return this.keys.length;
+  }
+
+  /** Leading blocks the endpoint with index id `id` holds (0 for none; `id` from `PrefixBlockIndex.idOf`, ≥ 0). */
+  blocksOf(id: number): number {
+    return this.index.blocksMatchedIn(this.walk, this.base, id);
   }
 }

@@ -1,5 +1,5 @@
 import type { EndpointSnapshot } from '../../datastore/types';
-import type { CycleContext, Scorer } from '../framework';
+import { scoresFromInto, type CycleContext, type Scorer } from '../framework';
 import { definePlugin, NO_PARAMETERS } from '../plugin';
 
 /**
@@ -12,16 +12,25 @@ export class QueueScorer implements Scorer {
 
   constructor(readonly name: string) {}
 
-  score(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+  score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(_cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    const n = candidates.length;
     let min = Number.POSITIVE_INFINITY;
     let max = Number.NEGATIVE_INFINITY;
-    for (const candidate of candidates) {
-      const queue = candidate.metrics.waitingQueueSize;
+    for (let i = 0; i < n; i++) {
+      const queue = candidates[i]!.metrics.waitingQueueSize;
       if (queue < min) min = queue;
       if (queue > max) max = queue;
     }
     const range = max - min;
-    return candidates.map((candidate) => (range > 0 ? (max - candidate.metrics.waitingQueueSize) / range : 1));
+    if (!(range > 0)) {
+      out.fill(1, 0, n);
+      return;
+    }
+    for (let i = 0; i < n; i++) out[i] = (max - candidates[i]!.metrics.waitingQueueSize) / range;
   }
 }
 
