@@ -35,6 +35,7 @@ import {
   chunk,
   destinationMetadata,
   headerMapToMap,
+  HeaderMapView,
   headerMutation,
   headersResponse,
   immediateResponse,
@@ -442,7 +443,8 @@ export class ExtProcStream {
     const hook = director.responseHeaders;
     if (!hook || !this.ticket) return {};
     try {
-      const set = hook.call(director, this.ticket.value, headerMapToMap(h.headers));
+      // A view: request control reads one header here, and only post-response plugins read them all.
+      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers));
       return set && Object.keys(set).length > 0 ? { header_mutation: headerMutation(set) } : {};
     } catch (e) {
       this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });
