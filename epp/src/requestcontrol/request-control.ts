@@ -299,7 +299,7 @@ export class RequestControl implements RequestDirector {
       promptHead: (maxChars: number) => promptHead(parsed.input, maxChars),
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
-      headers: Object.fromEntries(req.headers),
+      headers: headerRecord(req.headers),
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
@@ -663,6 +663,19 @@ export class RequestControl implements RequestDirector {
     const decision = rejectWith(status, message, error);
     return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
   }
+}
+
+/**
+ * `Object.fromEntries(headers)`, without its iterator's entry arrays: a plain assignment per header, except for a header
+ * named `__proto__`, which only `fromEntries` (a data property, not the prototype) gets right.
+ */
+function headerRecord(headers: ReadonlyMap<string, string>): Record<string, string> {
+  if (headers.has('__proto__')) return Object.fromEntries(headers);
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    out[name] = value;
+  });
+  return out;
 }
 
 /**
