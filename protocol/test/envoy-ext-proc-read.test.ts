@@ -8,9 +8,9 @@ function lcg(seed: number): () => number {
 }
 
 const api = loadEnvoyApi();
-const process = (api.packageDefinition['envoy.service.ext_proc.v3.ExternalProcessor'] as Json).Process;
-const serialize = process.requestSerialize as (m: unknown) => Buffer;
-const protoLoader = process.requestDeserialize as (b: Buffer) => ProcessingRequest;
+const processMethod = (api.packageDefinition['envoy.service.ext_proc.v3.ExternalProcessor'] as Json).Process;
+const serialize = processMethod.requestSerialize as (m: unknown) => Buffer;
+const protoLoader = processMethod.requestDeserialize as (b: Buffer) => ProcessingRequest;
 const lean = processingRequestReader(api);
 
 const KINDS = ['request_headers', 'response_headers', 'request_body', 'response_body', 'request_trailers', 'response_trailers'] as const;
