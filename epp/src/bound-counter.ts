@@ -12,6 +12,11 @@ import { checkLabelNames, labelSetKey } from './bound-histogram';
 
 export class ValueSeries {
   value = 0;
+  /**
+   * Set when `reset()` dropped this series: a holder that keeps series (to update without a label lookup) resolves
+   * the label set again, as `inc(labels)` would, instead of counting into a series no longer exported.
+   */
+  detached = false;
   constructor(readonly labels: Readonly<Record<string, string>>) {}
 }
 
@@ -62,6 +67,7 @@ export class BoundCounter<L extends string> {
 
   /** Drops every series, as prom-client's labelled counters and gauges do. */
   reset(): void {
+    for (const s of this.series.values()) s.detached = true;
     this.series.clear();
   }
 }

@@ -2,7 +2,10 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { EPP_METRICS, type EppMetricKey } from './config/metric-names';
 import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
-import { BoundCounter } from './bound-counter';
+import { BoundCounter, type ValueSeries } from './bound-counter';
+
+/** Endpoint keys whose pick counter series `countPick` keeps resolved. */
+const MAX_CACHED_PICK_SERIES = 16_384;
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
@@ -109,10 +112,23 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   const e2eDuration = collectors.schedulerE2eDuration.child({});
   const prefixHitBytes = collectors.prefixIndexerHitBytes.child({});
   const prefixHitRatio = collectors.prefixIndexerHitRatio.child({});
+  // Each pick's counter series by endpoint key, resolved once: `picks.inc({ destination_endpoint })` built a label
+  // object and a key string per request. Pods come and go, so the map starts over past a bound (the counters keep
+  // their values); a series `reset()` dropped is resolved again.
+  const pickSeries = new Map<string, ValueSeries>();
+  const countPick = (endpointKey: string): void => {
+    let series = pickSeries.get(endpointKey);
+    if (series === undefined || series.detached) {
+      if (pickSeries.size >= MAX_CACHED_PICK_SERIES) pickSeries.clear();
+      series = collectors.picks.child({ destination_endpoint: endpointKey });
+      pickSeries.set(endpointKey, series);
+    }
+    series.value++;
+  };
   const scheduling: SchedulingMetrics = {
     observeSchedulingDuration: (seconds) => e2eDuration.observe(seconds),
     observePluginDuration: (extensionPoint, pluginType, pluginName, seconds) => seriesOf(extensionPoint, pluginType, pluginName).observe(seconds),
-    countPick: (endpointKey) => collectors.picks.inc({ destination_endpoint: endpointKey }),
+    countPick,
     countSchedulingFailure: (reason) => collectors.schedulingFailures.inc({ reason }),
     countSessionAffinity: (outcome) => collectors.sessionAffinity.inc({ outcome }),
     setSessionBindings: (bindings) => collectors.sessionBindings.set(bindings),

@@ -12,17 +12,22 @@ const encodeRequest = def.requestSerialize as (m: unknown) => Buffer;
 const decodeRequest = def.requestDeserialize as (b: Buffer) => ProcessingRequest;
 /** A message as the server's deserializer hands it to the stream (proto-loader's oneof member set). */
 const wire = (m: Json): ProcessingRequest => decodeRequest(encodeRequest(m));
+/** The same message as the EPP's own server reads it (`leanRequests`). */
+const decodeLean = extProcServiceDefinition({ leanRequests: true }).Process!.requestDeserialize as (b: Buffer) => ProcessingRequest;
+const leanWire = (m: Json): ProcessingRequest => decodeLean(encodeRequest(m));
 
 class Director implements RequestDirector {
+  readonly requests: IncomingRequest[] = [];
   constructor(private readonly choose: (req: IncomingRequest) => RouteDecision) {}
   route(req: IncomingRequest): Promise<RouteDecision> {
+    this.requests.push(req);
     return Promise.resolve(this.choose(req));
   }
   release(): void {}
 }
 
 /** Runs one stream over `messages` and returns what it sent, each as the bytes grpc-js would write. */
-async function run(settings: StreamSettings, messages: Json[]): Promise<Buffer[]> {
+async function run(settings: StreamSettings, messages: Json[], read: (m: Json) => ProcessingRequest = wire): Promise<Buffer[]> {
   const sent: Buffer[] = [];
   const stream = new ExtProcStream(settings, {
     send: (m: ProcessingResponse | Buffer) => sent.push(serialize(m)),
@@ -32,7 +37,7 @@ async function run(settings: StreamSettings, messages: Json[]): Promise<Buffer[]
     },
   });
   for (const m of messages) {
-    stream.onMessage(wire(m));
+    stream.onMessage(read(m));
     for (let i = 0; i < 5; i++) await Promise.resolve(); // let a routing decision land
   }
   stream.onHalfClose();
@@ -85,6 +90,16 @@ describe('EncodedAnswers (pre-encoded ext_proc answers)', () => {
       const b = await run(withEncoded, messages);
       expect(a.length).toBeGreaterThanOrEqual(2);
       expect(b.map((x) => x.toString('hex'))).toEqual(a.map((x) => x.toString('hex')));
+      // The EPP's server reads messages with the lean reader: the same bytes go out.
+      const c = await run(withEncoded, messages, leanWire);
+      expect(c.map((x) => x.toString('hex'))).toEqual(a.map((x) => x.toString('hex')));
+      // And the director is handed the same request (headers, body bytes, metadata) either way.
+      const [first, , lean] = director.requests;
+      expect(lean).toBeDefined();
+      expect([...lean!.headers]).toEqual([...first!.headers]);
+      expect(lean!.body?.toString('hex')).toEqual(first!.body?.toString('hex'));
+      expect(lean!.filterMetadata).toEqual(first!.filterMetadata);
+      expect(lean!.bodyWithheld).toEqual(first!.bodyWithheld);
     }
   });
 });

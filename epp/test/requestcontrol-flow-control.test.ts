@@ -150,6 +150,30 @@ describe('FlowControlQueue', () => {
     expect(log).toEqual(['gone:aborted', 'stays:closed', 'after:closed']);
   });
 
+  it('an idle queue\'s dispatch (request control calls it at every request\'s end) returns at once; one that just lost a waiter still re-arms its timer', async () => {
+    let reads = 0;
+    const q = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 20, maxDispatchPerCall: 4, now: () => { reads++; return Date.now(); } });
+    expect(q.dispatch(1)).toBe(0);
+    expect(reads).toBe(0);
+    // A waiter that went away leaves its deadline timer armed: the next dispatch takes the full path (and re-arms it).
+    const log: string[] = [];
+    const abort = new AbortController();
+    void track(q, log, 'gone', { flow: 'a', priority: 0, signal: abort.signal });
+    abort.abort();
+    await turns(5);
+    const before = reads;
+    expect(q.dispatch(1)).toBe(0);
+    expect(reads).toBeGreaterThan(before);
+    // Idle again, and a newcomer is still rejected on time by the timer.
+    const idle = reads;
+    expect(q.dispatch(1)).toBe(0);
+    expect(reads).toBe(idle);
+    void track(q, log, 'late', { flow: 'b', priority: 0 });
+    await waitFor(() => log.length === 2, 'the deadline timer');
+    expect(log).toEqual(['gone:aborted', 'late:deadline']);
+    q.close();
+  });
+
   it('a retry (dispatched, still saturated) goes back to the head of its flow and is never refused for room', async () => {
     const { q } = queue({ maxQueued: 2 });
     const log: string[] = [];

@@ -100,6 +100,31 @@ describe('RequestControl', () => {
     expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
   });
 
+  test('the request the scheduler sees carries the headers as Object.fromEntries gives them, odd names included', async () => {
+    const real = buildScheduler(defaultEndpointPickerConfig());
+    const seen: Record<string, string>[] = [];
+    const scheduler = Object.create(real, {
+      schedule: { value: (...args: Parameters<Scheduler['schedule']>) => { seen.push(args[0].headers); return real.schedule(...args); } },
+    }) as Scheduler;
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const headerSets = [
+      [[':method', 'POST'], ['content-type', 'application/json'], ['x-session-id', 's1']],
+      [[':method', 'POST'], ['__proto__', 'p'], ['constructor', 'c'], ['2', 'two'], ['1', 'one'], ['toString', 't']],
+      [['hasOwnProperty', 'h'], ['valueOf', '']],
+    ];
+    for (const set of headerSets) {
+      const headers = new Map(set as [string, string][]);
+      const d = await director.route({ requestId: 'r', headers, body: Buffer.from(JSON.stringify(chat())), filterMetadata: {} });
+      if (d.kind === 'route') director.release(d.ticket, 'completed');
+      const got = seen[seen.length - 1]!;
+      const expected = Object.fromEntries(headers);
+      expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+      expect(Object.getOwnPropertyNames(got)).toEqual(Object.getOwnPropertyNames(expected));
+      for (const name of Object.getOwnPropertyNames(expected)) expect(Object.getOwnPropertyDescriptor(got, name)).toEqual(Object.getOwnPropertyDescriptor(expected, name));
+    }
+    expect(seen).toHaveLength(headerSets.length);
+  });
+
   test('client-chosen model names cannot grow the metric label set without bound', async () => {
     const metrics = createEppMetrics();
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });

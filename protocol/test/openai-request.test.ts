@@ -126,4 +126,37 @@ describe('promptHead', () => {
     expect(parsed.prompt.length).toBeGreaterThan(200_000);
     for (const n of [16_384, 119_990, 120_040, 200_000]) expect(promptHead(parsed.input, n)).toBe(parsed.prompt.slice(0, n));
   });
+
+  test('the parsed body has the same members in the same order whichever are present (built without spreads)', () => {
+    const tools = [{ type: 'function' }];
+    const shape = (v: unknown) => JSON.stringify(parse(v), (_k, x: unknown) => x);
+    expect(shape({ model: 'm', messages: [{ role: 'user', content: 'x' }], tools, chat_template_kwargs: { a: 1 }, cache_salt: 's', add_generation_prompt: false }))
+      .toBe('{"model":"m","input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}],"addGenerationPrompt":false,"continueFinalMessage":false,"chatTemplateKwargs":{"a":1}},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false,"cacheSalt":"s"}');
+    expect(shape({ messages: [{ role: 'user', content: 'x' }] }))
+      .toBe('{"input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"addGenerationPrompt":true,"continueFinalMessage":false},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false}');
+    expect(shape({ model: '', prompt: 'p', stream: true, tools: null, chat_template_kwargs: null })).toBe('{"input":{"kind":"text","text":"p"},"prompt":"p","stream":true}');
+    const parsed = parse({ model: 'm', messages: [{ role: 'user', content: 'x' }] });
+    expect(Object.keys(parsed)).toEqual(['model', 'input', 'prompt', 'stream']);
+    expect('cacheSalt' in parsed).toBe(false);
+    expect('tools' in parsed.input).toBe(false);
+    expect('chatTemplateKwargs' in parsed.input).toBe(false);
+  });
+
+  test('a chat body with several faults reports the first in the order the fields are checked: tools, kwargs, messages, the two flags', () => {
+    const bad = { tools: {}, chat_template_kwargs: 1, messages: [{ role: '' }], add_generation_prompt: 'x', continue_final_message: 'y' };
+    const first = (v: Record<string, unknown>) => { try { parse({ model: 'm', ...v }); return 'none'; } catch (e) { return (e as RequestBodyError).param; } };
+    expect(first(bad)).toBe('tools');
+    expect(first({ ...bad, tools: undefined })).toBe('chat_template_kwargs');
+    expect(first({ ...bad, tools: undefined, chat_template_kwargs: undefined })).toBe('messages[0].role');
+    expect(first({ ...bad, tools: undefined, chat_template_kwargs: undefined, messages: [{ role: 'u', content: [1] }] })).toBe('messages[0].content[0]');
+    expect(first({ ...bad, tools: undefined, chat_template_kwargs: undefined, messages: [{ role: 'u', content: 'x' }] })).toBe('add_generation_prompt');
+    expect(first({ ...bad, tools: undefined, chat_template_kwargs: undefined, messages: [{ role: 'u', content: 'x' }], add_generation_prompt: true })).toBe('continue_final_message');
+  });
+
+  test('isJsonContentType: the plain application/json fast path agrees with the general rule', () => {
+    for (const ct of ['application/json', 'Application/JSON', 'application/json; charset=utf-8', ' application/json ', 'application/vnd.api+json', 'text/plain', 'multipart/form-data; boundary=x', '', undefined]) {
+      const general = ct === undefined || ct === '' || ['application/json'].includes(ct.split(';')[0]!.trim().toLowerCase()) || ct.split(';')[0]!.trim().toLowerCase().endsWith('+json');
+      expect(isJsonContentType(ct)).toBe(general);
+    }
+  });
 });

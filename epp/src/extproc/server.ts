@@ -12,7 +12,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
-import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { loadEnvoyApi, processingRequestReader } from '@kvroute/protocol/envoy';
 import type { RequestDirector } from './request-director';
 import { healthImplementation, healthServiceDefinition, HealthState } from './health';
 import type { BodyMode, ProcessingRequest, ProcessingResponse } from '@kvroute/protocol/envoy';
@@ -82,16 +82,26 @@ const consoleLogger: ExtProcLogger = {
   warn: (msg, fields) => console.warn(`[extproc] ${msg}`, fields ?? {}),
 };
 
+export interface ExtProcServiceDefinitionOptions {
+  /**
+   * Read requests with `processingRequestReader` (`@kvroute/protocol/envoy`): only the members an ext_proc server
+   * reads, without proto-loader's full object copy of every message. What the EPP's own server uses; off by default,
+   * for a handler that reads other members (a test's scripted processor keeps whole messages).
+   */
+  readonly leanRequests?: boolean;
+}
+
 /**
  * The ExternalProcessor service definition with a deserializer that never throws: undecodable bytes arrive as a
  * `MalformedMessage`, so the stream fails with our INVALID_ARGUMENT and releases its state, instead of grpc-js ending
  * the call behind the handler's back. Its serializer writes a Buffer as it is: an answer encoded beforehand
  * (`EncodedAnswers`); a message object is encoded as usual.
  */
-export function extProcServiceDefinition(): grpc.ServiceDefinition {
-  const def = loadEnvoyApi().packageDefinition[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
+export function extProcServiceDefinition(options: ExtProcServiceDefinitionOptions = {}): grpc.ServiceDefinition {
+  const api = loadEnvoyApi();
+  const def = api.packageDefinition[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
   const process = def.Process;
-  const decode = process.requestDeserialize;
+  const decode = options.leanRequests === true ? processingRequestReader(api) : process.requestDeserialize;
   const encode = process.responseSerialize;
   return {
     Process: {
@@ -203,7 +213,7 @@ function hostPort(host: string, port: number): string {
 
 export async function startExtProcServer(opts: ExtProcServerOptions): Promise<ExtProcServer> {
   const base = streamSettings(opts);
-  const definition = extProcServiceDefinition();
+  const definition = extProcServiceDefinition({ leanRequests: true });
   const serialize = definition.Process!.responseSerialize as (msg: ProcessingResponse) => Buffer;
   const settings: StreamSettings = { ...base, encoded: new EncodedAnswers(serialize, base.destinationHeader, base.metadataNamespace) };
   const health = opts.health ?? new HealthState(false);

@@ -35,6 +35,7 @@ import {
   chunk,
   destinationMetadata,
   headerMapToMap,
+  HeaderMapView,
   headerMutation,
   headersResponse,
   immediateResponse,
@@ -105,13 +106,16 @@ type AnswerTo = 'headers' | 'body' | 'trailers';
 
 const MAX_QUEUED_EVENTS = 1024;
 
+const NO_HEADERS: ReadonlyMap<string, string> = new Map();
+
 class ProtocolError extends Error {}
 
 export class ExtProcStream {
   private state: State = 'request-headers';
   private requestBodyMode: BodyMode;
   private responseBodyMode: BodyMode;
-  private headers = new Map<string, string>();
+  /** The request headers, from the request headers message on (a stream's own empty map was garbage at once). */
+  private headers: ReadonlyMap<string, string> = NO_HEADERS;
   private requestId = '';
   /** No `x-request-id` came with the request: the generated one is set on the request for the backend. */
   private requestIdGenerated = false;
@@ -226,8 +230,9 @@ export class ExtProcStream {
     const requestId = this.headers.get('x-request-id');
     this.requestIdGenerated = !requestId;
     this.requestId = requestId || randomUUID();
-    for (const [ns, struct] of Object.entries(msg.metadata_context?.filter_metadata ?? {})) {
-      this.filterMetadata[ns] = structToJson(struct as StructObject);
+    const filterMetadata = msg.metadata_context?.filter_metadata;
+    if (filterMetadata) {
+      for (const [ns, struct] of Object.entries(filterMetadata)) this.filterMetadata[ns] = structToJson(struct as StructObject);
     }
 
     if (h.end_of_stream) return this.route('headers', undefined, false);
@@ -442,7 +447,8 @@ export class ExtProcStream {
     const hook = director.responseHeaders;
     if (!hook || !this.ticket) return {};
     try {
-      const set = hook.call(director, this.ticket.value, headerMapToMap(h.headers));
+      // A view: request control reads one header here, and only post-response plugins read them all.
+      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers));
       return set && Object.keys(set).length > 0 ? { header_mutation: headerMutation(set) } : {};
     } catch (e) {
       this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });

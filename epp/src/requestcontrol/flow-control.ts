@@ -214,6 +214,9 @@ export class FlowControlQueue {
    * Returns how many were released.
    */
   dispatch(capacity: number): number {
+    // Nothing waits and no timer is armed: what follows would release nothing and leave the same state, but request
+    // control calls this at every request's end, and the full pass allocates (the priorities, the waiters' copies).
+    if (this.count === 0 && this.timer === undefined && this.timerAt === Infinity) return 0;
     this.expire();
     const limit = Math.min(Math.max(0, Math.floor(capacity)), this.options.maxDispatchPerCall);
     let released = 0;

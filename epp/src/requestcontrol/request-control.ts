@@ -112,19 +112,78 @@ interface Scheduled {
   readonly bodyBytes: number;
 }
 
-/** What `route` hands the protocol handler and gets back at the response headers and at the end. */
-interface Ticket {
-  readonly target: Endpoint;
-  readonly scheduled?: Scheduled;
-  readonly started: number;
-  /** The `target_model_name` label: the rewritten model's, else the request's own. */
-  readonly targetModel: string;
-  /** After a model rewrite: the model the client asked for and the one the server answers as. */
-  readonly rewrite?: { readonly incoming: string; readonly target: string };
-  /** The response body's reader, from the response headers on (only when the proxy shows the body). */
-  response?: ResponseObserver;
+/**
+ * The request metrics' series of one `model_name` / `target_model_name` pair, each resolved (`child`) when first
+ * used, exactly where `inc`/`observe` with a label object would have created it (so the exposition lists series in
+ * the same order), then kept: a request builds no label object and no label key (epp/README.md, "Where the CPU goes",
+ * sixth round). A counter series dropped by `reset()` is resolved again.
+ */
+class RequestSeries {
+  private sizes: HistogramSeries | undefined;
+  private duration: HistogramSeries | undefined;
+  private running: ValueSeries | undefined;
+  /** `inference_objective_request_total` by `priority` label. */
+  private readonly totals = new Map<string, ValueSeries>();
+  /** `inference_extension_scheduler_attempts_total{status="success"}` by pod: endpoints are frozen, so their labels are fixed. */
+  private readonly attempts = new WeakMap<Endpoint, ValueSeries>();
+
+  constructor(private readonly m: EppCollectors, readonly model: string, readonly targetModel: string) {}
+
+  requestTotal(priority: string): ValueSeries {
+    let series = this.totals.get(priority);
+    if (series === undefined || series.detached) {
+      series = this.m.requestTotal.child({ model_name: this.model, target_model_name: this.targetModel, priority });
+      this.totals.set(priority, series);
+    }
+    return series;
+  }
+
+  requestSizes(): HistogramSeries {
+    return (this.sizes ??= this.m.requestSizes.child({ model_name: this.model, target_model_name: this.targetModel }));
+  }
+
+  requestDuration(): HistogramSeries {
+    return (this.duration ??= this.m.requestDuration.child({ model_name: this.model, target_model_name: this.targetModel }));
+  }
+
+  runningRequests(): ValueSeries {
+    if (this.running === undefined || this.running.detached) this.running = this.m.runningRequests.child({ model_name: this.model });
+    return this.running;
+  }
+
+  attemptSucceeded(target: Endpoint): ValueSeries {
+    let series = this.attempts.get(target);
+    if (series === undefined || series.detached) {
+      series = this.m.schedulerAttempts.child({ status: 'success', target_model_name: this.targetModel, pod_name: target.name, namespace: target.namespace, port: String(target.port) });
+      this.attempts.set(target, series);
+    }
+    return series;
+  }
+}
+
+/**
+ * What `route` hands the protocol handler and gets back at the response headers and at the end. A class, so every
+ * ticket has one shape.
+ */
+class Ticket {
+  /** The response body's reader, from the first response body chunk on (only when the proxy shows the body). */
+  response: ResponseObserver | undefined = undefined;
+  /** Whether the response is a `text/event-stream` (read at the response headers, for the body's reader). */
+  eventStream: boolean | undefined = undefined;
   /** Whether the response-end metrics were recorded. */
-  responseRecorded?: boolean;
+  responseRecorded = false;
+
+  constructor(
+    readonly target: Endpoint,
+    readonly scheduled: Scheduled | undefined,
+    readonly started: number,
+    /** The `target_model_name` label: the rewritten model's, else the request's own. */
+    readonly targetModel: string,
+    /** After a model rewrite: the model the client asked for and the one the server answers as. */
+    readonly rewrite: { readonly incoming: string; readonly target: string } | undefined,
+    /** The request metrics' series (with metrics and a scheduled request). */
+    readonly series: RequestSeries | undefined,
+  ) {}
 }
 
 /**
@@ -147,7 +206,8 @@ export class RequestControl implements RequestDirector {
   private readonly modelLabels = new Set<string>();
   /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
   private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
-  private readonly attemptSeries = new Map<string, ValueSeries>();
+  /** Request metric series by `model_name`, then `target_model_name` (both bounded label values). */
+  private readonly requestSeries = new Map<string, Map<string, RequestSeries>>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
@@ -239,7 +299,7 @@ export class RequestControl implements RequestDirector {
       promptHead: (maxChars: number) => promptHead(parsed.input, maxChars),
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
-      headers: Object.fromEntries(req.headers),
+      headers: headerRecord(req.headers),
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
@@ -430,6 +490,7 @@ export class RequestControl implements RequestDirector {
     const result = scheduled?.result;
     const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
     const targetModel = rewrite?.targetModel ?? scheduled?.model ?? '';
+    const series = m !== undefined && scheduled !== undefined ? this.seriesOf(m, scheduled.model, targetModel) : undefined;
     if (result !== undefined) {
       for (const plugin of this.preRequestPlugins) {
         if (m === undefined) {
@@ -441,28 +502,37 @@ export class RequestControl implements RequestDirector {
         // GIE v1.5.0 `pkg/epp/requestcontrol/director.go` runPreRequestPlugins times each call the same way.
         this.pluginTiming(m, 'PreRequest', plugin).observe(this.monotonicSeconds() - before);
       }
-      if (m !== undefined) this.attemptSucceeded(m, targetModel, target).value++;
+      if (series !== undefined) series.attemptSucceeded(target).value++;
     }
     this.options.datastore.acquire(target.key);
-    if (m && scheduled !== undefined) {
-      const labels = { model_name: scheduled.model, target_model_name: targetModel };
-      m.requestTotal.inc({ ...labels, priority: this.priorityLabel(scheduled.request.headers) });
-      m.requestSizes.observe(labels, rewrite?.body.length ?? scheduled.bodyBytes);
-      m.runningRequests.inc({ model_name: scheduled.model });
+    if (series !== undefined) {
+      series.requestTotal(this.priorityLabel(scheduled!.request.headers)).value++;
+      series.requestSizes().observe(rewrite?.body.length ?? scheduled!.bodyBytes);
+      series.runningRequests().value++;
     }
-    const ticket: Ticket = {
+    const ticket = new Ticket(
       target,
       scheduled,
       started,
       targetModel,
-      ...(rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { rewrite: { incoming: rewrite.incoming, target: rewrite.target } } : {}),
-    };
+      rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
+      series,
+    );
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
     const targets = result?.targets;
     const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
     return rewrite !== undefined ? { kind: 'route', endpoint, ticket, body: rewrite.body } : { kind: 'route', endpoint, ticket };
+  }
+
+  /** The request metrics' series of a `model_name` / `target_model_name` pair. */
+  private seriesOf(m: EppCollectors, model: string, targetModel: string): RequestSeries {
+    let byTarget = this.requestSeries.get(model);
+    if (byTarget === undefined) this.requestSeries.set(model, (byTarget = new Map()));
+    let series = byTarget.get(targetModel);
+    if (series === undefined) byTarget.set(targetModel, (series = new RequestSeries(m, model, targetModel)));
+    return series;
   }
 
   /** The timing series of a request-control plugin at an extension point (latency-scorer has two). */
@@ -473,19 +543,6 @@ export class RequestControl implements RequestDirector {
     if (series === undefined) {
       series = m.pluginDuration.child({ extension_point: point, plugin_type: plugin.type, plugin_name: plugin.name });
       byPlugin.set(plugin, series);
-    }
-    return series;
-  }
-
-  /** The `inference_extension_scheduler_attempts_total{status="success"}` series of a model and pod. */
-  private attemptSucceeded(m: EppCollectors, targetModel: string, target: Endpoint): ValueSeries {
-    const key = `${targetModel}\u0000${target.key}\u0000${target.name}`;
-    let series = this.attemptSeries.get(key);
-    if (series === undefined) {
-      // Pods come and go: start over rather than grow without bound (the counters themselves keep their values).
-      if (this.attemptSeries.size >= 16_384) this.attemptSeries.clear();
-      series = m.schedulerAttempts.child({ status: 'success', target_model_name: targetModel, pod_name: target.name, namespace: target.namespace, port: String(target.port) });
-      this.attemptSeries.set(key, series);
     }
     return series;
   }
@@ -505,9 +562,11 @@ export class RequestControl implements RequestDirector {
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
     const { target, scheduled } = t;
-    // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events.
+    // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events. The reader itself is
+    // made at the first body chunk: with kvroute's EnvoyFilter (response body mode NONE) none ever comes.
     if (scheduled !== undefined && this.options.metrics !== undefined) {
-      t.response = new ResponseObserver((headers.get('content-type') ?? '').toLowerCase().includes('text/event-stream'));
+      const contentType = headers.get('content-type');
+      t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
     }
     if (scheduled?.result === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
@@ -537,8 +596,8 @@ export class RequestControl implements RequestDirector {
   }
 
   private observeResponse(t: Ticket, chunk: Buffer, endOfStream: boolean): void {
-    const observer = t.response;
-    if (observer === undefined || t.responseRecorded === true) return;
+    if (t.eventStream === undefined || t.responseRecorded) return;
+    const observer = (t.response ??= new ResponseObserver(t.eventStream));
     observer.push(chunk, endOfStream);
     if (!endOfStream) return;
     t.responseRecorded = true;
@@ -555,16 +614,13 @@ export class RequestControl implements RequestDirector {
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, scheduled, started, targetModel } = ticket as Ticket;
+    const { target, started, series } = ticket as Ticket;
     this.options.datastore.release(target.key);
     // A request ended: one slot may be free for the oldest waiter.
     this.options.flowControl?.queue.dispatch(1);
-    const m = this.options.metrics;
-    if (m && scheduled !== undefined) {
-      m.runningRequests.dec({ model_name: scheduled.model });
-      if (outcome === 'completed') {
-        m.requestDuration.observe({ model_name: scheduled.model, target_model_name: targetModel }, this.monotonicSeconds() - started);
-      }
+    if (series !== undefined) {
+      series.runningRequests().value--;
+      if (outcome === 'completed') series.requestDuration().observe(this.monotonicSeconds() - started);
     }
   }
 
@@ -607,6 +663,19 @@ export class RequestControl implements RequestDirector {
     const decision = rejectWith(status, message, error);
     return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
   }
+}
+
+/**
+ * `Object.fromEntries(headers)`, without its iterator's entry arrays: a plain assignment per header, except for a header
+ * named `__proto__`, which only `fromEntries` (a data property, not the prototype) gets right.
+ */
+function headerRecord(headers: ReadonlyMap<string, string>): Record<string, string> {
+  if (headers.has('__proto__')) return Object.fromEntries(headers);
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    out[name] = value;
+  });
+  return out;
 }
 
 /**

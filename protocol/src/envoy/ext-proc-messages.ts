@@ -146,6 +146,71 @@ export function chunk(body: Buffer, max: number): Buffer[] {
   return out;
 }
 
+/**
+ * The value `headerMapToMap(map).get(name)` has, read without building the map: only the matching headers' values are
+ * decoded. `name` matches a header whose lower-cased name it equals (so an upper-case `name` matches nothing, as in the
+ * map).
+ */
+export function headerValue(map: HeaderMap | null | undefined, name: string): string | undefined {
+  const headers = map?.headers;
+  if (headers === undefined) return undefined;
+  let out: string | undefined;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    // toLowerCase returns the same string when there is nothing to lower (Envoy sends lower-case names).
+    if (!h.key || h.key.toLowerCase() !== name) continue;
+    const value = h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
+    out = out === undefined ? value : `${out},${value}`;
+  }
+  return out;
+}
+
+/**
+ * `headerMapToMap(map)` as a `ReadonlyMap` built only when more than `get`/`has` is asked of it: a reader of one or two
+ * headers (request control reads the response's `content-type`) decodes only those.
+ */
+export class HeaderMapView implements ReadonlyMap<string, string> {
+  private built: Map<string, string> | undefined;
+
+  constructor(private readonly map: HeaderMap | null | undefined) {}
+
+  get(name: string): string | undefined {
+    return this.built !== undefined ? this.built.get(name) : headerValue(this.map, name);
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  get size(): number {
+    return this.all().size;
+  }
+
+  forEach(callback: (value: string, key: string, map: ReadonlyMap<string, string>) => void, thisArg?: unknown): void {
+    this.all().forEach((value, key) => callback.call(thisArg, value, key, this));
+  }
+
+  entries(): MapIterator<[string, string]> {
+    return this.all().entries();
+  }
+
+  keys(): MapIterator<string> {
+    return this.all().keys();
+  }
+
+  values(): MapIterator<string> {
+    return this.all().values();
+  }
+
+  [Symbol.iterator](): MapIterator<[string, string]> {
+    return this.all()[Symbol.iterator]();
+  }
+
+  private all(): Map<string, string> {
+    return (this.built ??= headerMapToMap(this.map));
+  }
+}
+
 /** Lower-case name → value, preferring `raw_value`; repeated names are joined with `,` as HTTP allows. */
 export function headerMapToMap(map: HeaderMap | null | undefined): Map<string, string> {
   const out = new Map<string, string>();
