@@ -6,6 +6,7 @@
  */
 import type { EndpointSnapshot } from '../datastore/types';
 import { stateKey, type CycleState } from './framework';
+import { LazyReadonlyMap } from './lazy-map';
 
 export interface PrefixMatchEstimate {
   /** `characters` for the approximate `prefix-cache-scorer`, `tokens` for the `precise-prefix-cache-scorer`. */
@@ -41,31 +42,21 @@ export function publishPrefixMatch(state: CycleState, match: PrefixMatchEstimate
  * readers go by candidate position (`byCandidate`), and with a popular prefix on most of 256 pods, building the Map for
  * every request cost more than scoring it. Readers (the latency scorer, logs, tests) get the Map it replaced.
  */
-export class LazyLengths implements ReadonlyMap<string, number> {
-  private map: Map<string, number> | undefined;
-
+export class LazyLengths extends LazyReadonlyMap<string, number> {
   constructor(
     private readonly endpointKeys: readonly string[],
     private readonly blocks: readonly number[],
     private readonly blockLength: number,
-  ) {}
-
-  private get built(): Map<string, number> {
-    if (this.map === undefined) {
-      this.map = new Map();
-      for (let j = 0; j < this.endpointKeys.length; j++) this.map.set(this.endpointKeys[j]!, this.blocks[j]! * this.blockLength);
-    }
-    return this.map;
+  ) {
+    super();
   }
 
-  get size(): number { return this.endpointKeys.length; }
-  get(key: string): number | undefined { return this.built.get(key); }
-  has(key: string): boolean { return this.built.has(key); }
-  forEach(fn: (value: number, key: string, map: ReadonlyMap<string, number>) => void, thisArg?: unknown): void {
-    this.built.forEach((v, k) => fn.call(thisArg, v, k, this));
+  protected build(): Map<string, number> {
+    const map = new Map<string, number>();
+    for (let j = 0; j < this.endpointKeys.length; j++) map.set(this.endpointKeys[j]!, this.blocks[j]! * this.blockLength);
+    return map;
   }
-  entries(): MapIterator<[string, number]> { return this.built.entries(); }
-  keys(): MapIterator<string> { return this.built.keys(); }
-  values(): MapIterator<number> { return this.built.values(); }
-  [Symbol.iterator](): MapIterator<[string, number]> { return this.built[Symbol.iterator](); }
+
+  /** Known without building the Map: one entry per matched endpoint. */
+  override get size(): number { return this.endpointKeys.length; }
 }

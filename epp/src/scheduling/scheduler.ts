@@ -27,6 +27,7 @@ import {
 import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } from './metrics-hooks';
 import { createPlugin, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
+import { LazyReadonlyMap } from './lazy-map';
 
 export interface PluginSetOptions {
   /** Wall clock in ms for TTLs and metric staleness. @default Date.now */
@@ -355,29 +356,17 @@ export class Scheduler {
  * picker reads the totals), and at 256 candidates building it for every request cost more than all the scorers but
  * the prefix one. Logs, tests and post-cycle plugins that read it get the same Map as before.
  */
-class LazyScores implements ReadonlyMap<string, number> {
-  private map: Map<string, number> | undefined;
-
+class LazyScores extends LazyReadonlyMap<string, number> {
   constructor(
     private readonly candidates: readonly EndpointSnapshot[],
     private readonly totals: ArrayLike<number>,
-  ) {}
-
-  private get built(): Map<string, number> {
-    this.map ??= new Map(this.candidates.map((candidate, i) => [candidate.endpoint.key, this.totals[i]!]));
-    return this.map;
+  ) {
+    super();
   }
 
-  get size(): number { return this.built.size; }
-  get(key: string): number | undefined { return this.built.get(key); }
-  has(key: string): boolean { return this.built.has(key); }
-  forEach(fn: (value: number, key: string, map: ReadonlyMap<string, number>) => void, thisArg?: unknown): void {
-    this.built.forEach((v, k) => fn.call(thisArg, v, k, this));
+  protected build(): Map<string, number> {
+    return new Map(this.candidates.map((candidate, i) => [candidate.endpoint.key, this.totals[i]!]));
   }
-  entries(): MapIterator<[string, number]> { return this.built.entries(); }
-  keys(): MapIterator<string> { return this.built.keys(); }
-  values(): MapIterator<number> { return this.built.values(); }
-  [Symbol.iterator](): MapIterator<[string, number]> { return this.built[Symbol.iterator](); }
 }
 
 /** Builds the plugins of a config and a Scheduler over them. @throws ConfigError when the config is invalid. */
