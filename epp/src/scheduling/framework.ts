@@ -84,13 +84,21 @@ export interface Scorer extends Plugin {
   scoreInto?(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void;
 }
 
+/** The template `doubleZeros` copies from, grown to the longest length asked for. */
+let zerosTemplate: number[] = [];
+
 /**
- * `length` zeros in an array V8 keeps as unboxed doubles (PACKED_DOUBLE_ELEMENTS, kept by its copies), so a cycle's
- * totals start as doubles and adding a fractional score never converts the array from small integers.
+ * A new array of `length` zeros that V8 keeps as unboxed doubles (PACKED_DOUBLE_ELEMENTS, kept by its copies), so a
+ * cycle's totals start as doubles and adding a fractional score never converts the array from small integers. Copied
+ * (`slice`) from one template: at 256 that is ~4x cheaper than `new Float64Array(256)`, whose backing store V8 keeps
+ * outside the heap and its garbage collector tracks apart.
  */
 export function doubleZeros(length: number): number[] {
-  const zeros = Array.from({ length }, () => 0.5);
-  return zeros.fill(0);
+  if (zerosTemplate.length < length) {
+    // Filled with a fraction first, so the template's elements are doubles before they are zeros.
+    zerosTemplate = Array.from({ length: Math.max(length, 2 * zerosTemplate.length) }, () => 0.5).fill(0);
+  }
+  return zerosTemplate.slice(0, length);
 }
 
 /** `score` for a scorer that implements `scoreInto`: the same scores as a plain array (tests and callers outside the cycle). */

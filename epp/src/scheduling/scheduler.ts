@@ -168,9 +168,8 @@ export class Scheduler {
   private readonly profileNames: readonly string[];
   private readonly profileHandler: ProfileHandler;
   private readonly profiles: ReadonlyMap<string, SchedulerProfile>;
-  /** The scorers' output and the weighted sums (see `scratchFor`), and as many zeros to copy each cycle's totals from. */
+  /** The scorers' output and the weighted sums (see `scratchFor`). */
   private scratch = { scores: new Float64Array(0), sums: new Float64Array(0) };
-  private zeros: number[] = [];
 
   constructor(
     /** The plugins of the config, shared with request control. */
@@ -275,9 +274,7 @@ export class Scheduler {
     const n = remaining.length;
     // The weighted sum is accumulated in a reused Float64Array (stores into a typed array measured about twice as fast
     // as into an array of doubles), then copied once into the result's own array: its scores are read after the cycle,
-    // while the scratch is the next cycle's. The copy starts from zeros kept as doubles (`slice`), since
-    // `new Float64Array(256)` measured ~4x the cost: V8 gives a typed array over 64 bytes a backing store outside the
-    // heap, which its garbage collector tracks apart.
+    // while the scratch is the next cycle's. The copy starts from `doubleZeros`, not a new Float64Array (see there).
     const { scores: scratch, sums } = this.scratchFor(n);
     sums.fill(0, 0, n);
     for (const { scorer, weight } of profile.scorers) {
@@ -306,7 +303,7 @@ export class Scheduler {
         for (let i = 0; i < n; i++) sums[i] += clampScore(scores[i]) * weight;
       }
     }
-    const totals = this.zeros.slice(0, n);
+    const totals = doubleZeros(n);
     for (let i = 0; i < n; i++) totals[i] = sums[i]!;
     const picker = profile.picker;
     let targets: readonly EndpointSnapshot[];
@@ -341,7 +338,6 @@ export class Scheduler {
     if (this.scratch.scores.length < n) {
       const length = Math.max(n, 2 * this.scratch.scores.length);
       this.scratch = { scores: new Float64Array(length), sums: new Float64Array(length) };
-      this.zeros = doubleZeros(length);
     }
     return this.scratch;
   }

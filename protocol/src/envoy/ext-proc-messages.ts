@@ -159,7 +159,7 @@ export function headerValue(map: HeaderMap | null | undefined, name: string): st
     const h = headers[i]!;
     // toLowerCase returns the same string when there is nothing to lower (Envoy sends lower-case names).
     if (!h.key || h.key.toLowerCase() !== name) continue;
-    const value = h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
+    const value = headerText(h);
     out = out === undefined ? value : `${out},${value}`;
   }
   return out;
@@ -211,13 +211,18 @@ export class HeaderMapView implements ReadonlyMap<string, string> {
   }
 }
 
+/** A header's value: its `raw_value` bytes as UTF-8 when Envoy sent them, else `value` (Envoy sets one or the other). */
+function headerText(h: HeaderValue): string {
+  return h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
+}
+
 /** Lower-case name → value, preferring `raw_value`; repeated names are joined with `,` as HTTP allows. */
 export function headerMapToMap(map: HeaderMap | null | undefined): Map<string, string> {
   const out = new Map<string, string>();
   for (const h of map?.headers ?? []) {
     if (!h.key) continue;
     const name = h.key.toLowerCase();
-    const value = h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
+    const value = headerText(h);
     const prev = out.get(name);
     out.set(name, prev === undefined ? value : `${prev},${value}`);
   }

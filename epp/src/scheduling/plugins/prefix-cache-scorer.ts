@@ -135,7 +135,6 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   private positions = new Int32Array(0);
   private locatedStamp = new Float64Array(0);
   private locateRound = 0;
-  private zeros: number[] = [];
 
   constructor(
     readonly name: string,
@@ -172,9 +171,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     // Every endpoint's match in one walk (a candidate's count does not depend on the others'); the keyed map the
     // latency scorer and logs read is built only if they read it.
     const matches = this.index.matchPrefix(blocks);
-    // A copy of zeros kept as doubles, not a Float64Array: ~4x cheaper to allocate at 256 (see Scheduler.runProfile).
-    if (this.zeros.length < n) this.zeros = doubleZeros(Math.max(n, 2 * this.zeros.length));
-    const cachedLength = this.zeros.slice(0, n);
+    // Zeros kept as doubles, not a Float64Array: ~4x cheaper to allocate at 256 (see doubleZeros).
+    const cachedLength = doubleZeros(n);
     let matched = 0;
     if (positions !== undefined) {
       // Each candidate's place by index id: only the endpoints holding the first block are visited.
@@ -228,11 +226,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       this.ids = new Int32Array(Math.max(n, 2 * this.ids.length));
       this.idOwners.length = 0;
     }
-    if (this.locatedStamp.length < index.idLimit) {
-      const length = Math.max(index.idLimit, 2 * this.locatedStamp.length);
-      this.locatedStamp = new Float64Array(length);
-      this.positions = new Int32Array(length);
-    }
+    this.growLocated(index.idLimit);
     const round = ++this.locateRound;
     const autoTune = this.parameters.autoTune;
     const seen = this.learntFrom;
@@ -253,22 +247,26 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       }
       const id = ids[i]!;
       if (id < 0) continue;
-      if (id >= this.locatedStamp.length) {
-        // Added by this pass's learning, beyond the arrays sized before it.
-        const length = 2 * Math.max(id + 1, this.locatedStamp.length);
-        const stamp = new Float64Array(length);
-        stamp.set(this.locatedStamp);
-        const positions = new Int32Array(length);
-        positions.set(this.positions);
-        this.locatedStamp = stamp;
-        this.positions = positions;
-      }
+      // An id added by this pass's learning may lie beyond the arrays sized before it.
+      this.growLocated(id + 1);
       if (this.locatedStamp[id] === round) unique = false;
       this.locatedStamp[id] = round;
       this.positions[id] = i;
     }
     this.idsVersion = index.endpointsVersion;
     return unique ? this.positions : undefined;
+  }
+
+  /** `locatedStamp` and `positions` at least `limit` long, keeping what this round already noted. */
+  private growLocated(limit: number): void {
+    if (this.locatedStamp.length >= limit) return;
+    const length = Math.max(limit, 2 * this.locatedStamp.length);
+    const stamp = new Float64Array(length);
+    stamp.set(this.locatedStamp);
+    const positions = new Int32Array(length);
+    positions.set(this.positions);
+    this.locatedStamp = stamp;
+    this.positions = positions;
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
