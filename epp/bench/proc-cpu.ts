@@ -4,16 +4,24 @@
  */
 import * as fs from 'fs';
 
-/** CPU seconds (user + system) of one task (thread) or process from its /proc stat line; 0 when unreadable. */
-export function statSeconds(file: string): number {
+/**
+ * The fields of a /proc stat line after the command name (from field 3, the state, on), or undefined when unreadable.
+ * The name is cut at the last `)`, since a command name may hold spaces and parentheses.
+ */
+function statFields(file: string): string[] | undefined {
   try {
     const stat = fs.readFileSync(file, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return undefined;
   }
+}
+
+/** CPU seconds (user + system) of one task (thread) or process from its /proc stat line; 0 when unreadable. */
+export function statSeconds(file: string): number {
+  const fields = statFields(file);
+  // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux).
+  return fields === undefined ? 0 : (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** The process's CPU seconds: its main (for the EPP, routing) thread, and all its threads together. */
@@ -26,10 +34,5 @@ export function processCpu(pid: number): { main: number; all: number } {
  * undefined where there is no /proc or no such process.
  */
 export function processState(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
+  return statFields(`/proc/${pid}/stat`)?.[0];
 }
