@@ -29,7 +29,7 @@
  * `--only cells` or `--only replicas` runs one section. `--quick`: 8 and 256 endpoints, 1 and 16 KB, worker and adaptive
  * modes, short cells, a short store run; nothing written. Environment overrides: BENCH_ENDPOINTS, BENCH_PROMPTS
  * (bytes), BENCH_MODES, BENCH_SECONDS (per phase and server, over all rounds), BENCH_ROUNDS (paired rounds per prompt
- * and mode), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`), BENCH_EPP_ARGS (extra flags for the EPP
+ * and mode), BENCH_WARM_MS (unmeasured load before each measured phase at 16 in flight), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`), BENCH_EPP_ARGS (extra flags for the EPP
  * under test).
  * Full runs write `results.json` (cells) and `replicas-results.json`.
  */
@@ -84,6 +84,13 @@ const CONCURRENCY = 16;
  * three, so each of three pool sizes comes first, middle and last as often (`roundOrder`).
  */
 const CELL_ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 6));
+/**
+ * Unmeasured load at CONCURRENCY in flight before each slice's measured phase, EPP and floor alike (BENCH_WARM_MS): a
+ * paused 256-pod EPP takes about a second of load to reach its steady rate (`paired-rounds.ts`). 0 measures the first
+ * moments after the pause, as session 8's runs did.
+ */
+const WARM_MS = Number(process.env.BENCH_WARM_MS ?? (QUICK ? 200 : 1000));
+if (!(Number.isInteger(WARM_MS) && WARM_MS >= 0 && WARM_MS <= 60_000)) throw new Error(`BENCH_WARM_MS: must be an integer 0-60000 (milliseconds), got ${process.env.BENCH_WARM_MS}`);
 if (!(Number.isInteger(CELL_ROUNDS) && CELL_ROUNDS >= 1 && CELL_ROUNDS <= 100)) throw new Error(`BENCH_ROUNDS: must be an integer 1-100, got ${process.env.BENCH_ROUNDS}`);
 /** The EPP container's memory limit in the manifests (lib/endpoint-picker.ts, `memory` default 1Gi). */
 const EPP_MEMORY_LIMIT_BYTES = 1024 ** 3;
@@ -178,7 +185,7 @@ const mb = (x: number) => Math.round(x / 2 ** 20);
 type Machine = { cpus: number; cpu: string; node: string; platform: string; loadAverage: number[] };
 
 /** Full runs are recorded; quick and shrunk ones only print. */
-const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS || process.env.BENCH_ROUNDS);
+const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS || process.env.BENCH_ROUNDS || process.env.BENCH_WARM_MS);
 
 async function main(): Promise<void> {
   const machine: Machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)) };
@@ -234,7 +241,7 @@ async function replicas(machine: Machine): Promise<void> {
  */
 async function cells(machine: Machine): Promise<void> {
   const sliceMs = (PHASE_SECONDS * 1000) / CELL_ROUNDS;
-  console.log(`${PHASE_SECONDS}s at 1 in flight + ${PHASE_SECONDS}s at ${CONCURRENCY} in flight per server and cell, in ${CELL_ROUNDS} paired rounds of ${Math.round(sliceMs)} ms slices; scrape modes ${MODES.join(', ')}; refresh ${REFRESH_MS} ms`);
+  console.log(`${PHASE_SECONDS}s at 1 in flight + ${PHASE_SECONDS}s at ${CONCURRENCY} in flight per server and cell, in ${CELL_ROUNDS} paired rounds of ${Math.round(sliceMs)} ms slices, each measured phase at ${CONCURRENCY} after ${WARM_MS} ms of unmeasured load; scrape modes ${MODES.join(', ')}; refresh ${REFRESH_MS} ms`);
   console.log(`per prompt and mode the EPPs for ${ENDPOINTS.join(', ')} endpoints run at once, each paused (SIGSTOP) while another is driven, each slice paired with a floor slice beside the same EPP idle\n`);
 
   // In this process, before any EPP starts: RequestControl.route alone, per pool and prompt size.
@@ -286,7 +293,7 @@ async function cells(machine: Machine): Promise<void> {
         for (const bytes of PROMPT_BYTES) {
           const bodies = bodiesBySize.get(bytes)!;
           const group = await measureGroup({
-            epps, floorPort, floorPid: floor.pid!, metricsPid: metricsServers.pid!, bodies, rounds: CELL_ROUNDS, sliceMs, concurrency: CONCURRENCY,
+            epps, floorPort, floorPid: floor.pid!, metricsPid: metricsServers.pid!, bodies, rounds: CELL_ROUNDS, sliceMs, warmMs: WARM_MS, concurrency: CONCURRENCY,
           });
           const groupRows = groupToRows(epps, group, mode, bodies[0]!.length, (n) => ({ ...idle.get(n), ...inProcess.get(`${n}/${bytes}`) }));
           for (const row of groupRows) {
@@ -332,7 +339,7 @@ async function cells(machine: Machine): Promise<void> {
   console.log(`RESULT ${JSON.stringify({ rows: rows.length, goals })}`);
   if (!RECORDED) return;
   const out = path.join(__dirname, 'results.json');
-  fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine, phaseSeconds: PHASE_SECONDS, concurrency: CONCURRENCY, rounds: CELL_ROUNDS, sliceMs: Math.round(sliceMs), pairing: 'rounds', refreshIntervalMs: REFRESH_MS, metricsPageBytes: pageSize, scheduleSamples: SCHEDULE_SAMPLES, goals, rows }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine, phaseSeconds: PHASE_SECONDS, concurrency: CONCURRENCY, rounds: CELL_ROUNDS, sliceMs: Math.round(sliceMs), warmMs: WARM_MS, pairing: 'rounds', refreshIntervalMs: REFRESH_MS, metricsPageBytes: pageSize, scheduleSamples: SCHEDULE_SAMPLES, goals, rows }, null, 2)}\n`);
   console.log(`\nwritten ${out}`);
 }
 

@@ -6,8 +6,14 @@
  * A round, for each EPP in `roundOrder` (rotated round by round):
  *   SIGCONT it and settle (`resumeEpp`, not measured: until its metrics are fresh again),
  *   its slice and the floor's slice, in the order `eppFirst` alternates round by round — each slice one phase at
- *   one request in flight and one at `concurrency` in flight —,
+ *   one request in flight, an unmeasured warm-up of `warmMs` at `concurrency` in flight, and one measured phase at
+ *   `concurrency` in flight —,
  *   SIGSTOP it (`pauseEpp`).
+ * The warm-up is there because a request rate is a steady-state measure and a paused EPP is not in its steady state when
+ * it is continued: at 256 pods its first second of load after seconds without any ran ~20-30% slower than under
+ * continuous load (V8 copied and promoted about ten times as much per scavenge then, and the routing thread's caches
+ * were cold; see epp/README.md, "Slices measured warm"), while the floor, with a heap of a few MB, barely changes. Both
+ * servers get the same warm-up; `warmMs` 0 measures the first moments after the pause, as session 8's runs did.
  * So only one EPP runs at a time: the one being driven, or, during the floor slice paired with it, the same EPP idle
  * beside the floor, scraping. Each EPP's slices and the floor slices paired with them share one background (that
  * EPP's scraping and the metrics servers answering it), and an EPP not being driven loads nobody's slices.
@@ -108,9 +114,11 @@ function snapshot(pids: { server: number; background?: number; metrics: number }
  * One slice against one server: a phase at one request in flight, then one at `concurrency` in flight, `sliceMs`
  * each; CPU read around the second. `isEpp`: the server's main thread is a routing thread worth telling apart.
  */
-async function slice(client: ExtProcClient, bodies: readonly Buffer[], sliceMs: number, concurrency: number, side: SideTally, pids: { server: number; background?: number; metrics: number }, isEpp: boolean): Promise<void> {
+async function slice(client: ExtProcClient, bodies: readonly Buffer[], sliceMs: number, warmMs: number, concurrency: number, side: SideTally, pids: { server: number; background?: number; metrics: number }, isEpp: boolean): Promise<void> {
   const reject = () => { side.rejected++; };
   await driveSerial(client, bodies, sliceMs, side.serial, reject);
+  // Not timed, not in the CPU tally; an answer rejected here still counts as rejected.
+  if (warmMs > 0) await driveConcurrent(client, bodies, warmMs, concurrency, [], reject);
   const answeredBefore = side.concurrent.length;
   const c0 = snapshot(pids);
   const seconds = await driveConcurrent(client, bodies, sliceMs, concurrency, side.concurrent, reject);
@@ -153,10 +161,13 @@ export async function measureGroup(options: {
   readonly rounds: number;
   readonly sliceMs: number;
   readonly concurrency: number;
+  /** Unmeasured load at `concurrency` in flight before each slice's measured phase at `concurrency`, EPP and floor alike. */
+  readonly warmMs: number;
   /** Called after each round with its number, for progress. */
   readonly onRound?: (round: number) => void;
 }): Promise<GroupResult> {
-  const { epps, bodies, rounds, sliceMs, concurrency } = options;
+  const { epps, bodies, rounds, sliceMs, concurrency, warmMs } = options;
+  if (!(Number.isFinite(warmMs) && warmMs >= 0)) throw new Error(`warmMs must be a non-negative number of milliseconds, got ${warmMs}`);
   const result = epps.map(() => ({ epp: emptySide(), floor: emptySide(), tally: emptyEpp() }));
   const clients = epps.map((e) => new ExtProcClient(e.epp.grpcPort));
   const floorClient = new ExtProcClient(options.floorPort);
@@ -193,7 +204,7 @@ export async function measureGroup(options: {
         const eppSlice = async () => {
           const before = await eppMetrics(epp);
           const t0 = performance.now();
-          await slice(clients[i]!, bodies, sliceMs, concurrency, r.epp, { server: pid, metrics: options.metricsPid }, true);
+          await slice(clients[i]!, bodies, sliceMs, warmMs, concurrency, r.epp, { server: pid, metrics: options.metricsPid }, true);
           const after = await eppMetrics(epp);
           const seconds = (performance.now() - t0) / 1000;
           const t = r.tally;
@@ -210,7 +221,7 @@ export async function measureGroup(options: {
           }
           t.refreshIntervalMs = after.refreshIntervalMs;
         };
-        const floorSlice = () => slice(floorClient, bodies, sliceMs, concurrency, r.floor, { server: options.floorPid, background: pid, metrics: options.metricsPid }, false);
+        const floorSlice = () => slice(floorClient, bodies, sliceMs, warmMs, concurrency, r.floor, { server: options.floorPid, background: pid, metrics: options.metricsPid }, false);
         if (eppFirst(round, i)) {
           await eppSlice();
           await floorSlice();

@@ -16,7 +16,7 @@ test('npm run bench -w epp runs end to end: EPPs, floor and metrics servers in t
         cwd: path.join(__dirname, '..'),
         timeout: 200_000,
         maxBuffer: 16 * 1024 * 1024,
-        env: { ...process.env, BENCH_ENDPOINTS: '4,8', BENCH_PROMPTS: '2048', BENCH_MODES: 'worker', BENCH_SECONDS: '0.2', BENCH_ROUNDS: '2', BENCH_SCHEDULE_SAMPLES: '20' },
+        env: { ...process.env, BENCH_ENDPOINTS: '4,8', BENCH_PROMPTS: '2048', BENCH_MODES: 'worker', BENCH_SECONDS: '0.2', BENCH_ROUNDS: '2', BENCH_WARM_MS: '100', BENCH_SCHEDULE_SAMPLES: '20' },
       },
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
     );
