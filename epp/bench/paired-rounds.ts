@@ -11,9 +11,10 @@
  *   SIGSTOP it (`pauseEpp`).
  * The warm-up is there because a request rate is a steady-state measure and a paused EPP is not in its steady state when
  * it is continued: at 256 pods its first second of load after seconds without any ran ~20-30% slower than under
- * continuous load (V8 copied and promoted about ten times as much per scavenge then, and the routing thread's caches
- * were cold; see epp/README.md, "Slices measured warm"), while the floor, with a heap of a few MB, barely changes. Both
- * servers get the same warm-up; `warmMs` 0 measures the first moments after the pause, as session 8's runs did.
+ * continuous load (V8 copied and promoted about ten times as much per scavenge then, and the rest of the routing
+ * thread's work ran slower too; see epp/README.md, "Slices measured warm"), while the floor, with a heap of a few MB,
+ * shows none of it. Both servers get the same warm-up; `warmMs` 0 measures the first moments after the pause, as
+ * session 8's runs did.
  * So only one EPP runs at a time: the one being driven, or, during the floor slice paired with it, the same EPP idle
  * beside the floor, scraping. Each EPP's slices and the floor slices paired with them share one background (that
  * EPP's scraping and the metrics servers answering it), and an EPP not being driven loads nobody's slices.
@@ -111,8 +112,8 @@ function snapshot(pids: { server: number; background?: number; metrics: number }
 }
 
 /**
- * One slice against one server: a phase at one request in flight, then one at `concurrency` in flight, `sliceMs`
- * each; CPU read around the second. `isEpp`: the server's main thread is a routing thread worth telling apart.
+ * One slice against one server: a phase at one request in flight, `warmMs` of unmeasured load at `concurrency` in
+ * flight, then the measured phase at `concurrency` in flight, `sliceMs` each phase; CPU read around the last. `isEpp`: the server's main thread is a routing thread worth telling apart.
  */
 async function slice(client: ExtProcClient, bodies: readonly Buffer[], sliceMs: number, warmMs: number, concurrency: number, side: SideTally, pids: { server: number; background?: number; metrics: number }, isEpp: boolean): Promise<void> {
   const reject = () => { side.rejected++; };
