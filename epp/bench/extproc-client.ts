@@ -128,7 +128,7 @@ export const ROUNDS = 4;
  * One exchange, timed into `into`; an exchange answered with an immediate response (a 503 or 429) is counted by
  * `onRejected` instead, not fatal: an EPP whose pods all went stale answers 503 until they refresh.
  */
-async function timed(client: ExtProcClient, body: Buffer, into: number[], onRejected: () => void): Promise<void> {
+export async function timedExchange(client: ExtProcClient, body: Buffer, into: number[], onRejected: () => void): Promise<void> {
   try {
     into.push(await client.exchange(body));
   } catch (e) {
@@ -140,7 +140,7 @@ async function timed(client: ExtProcClient, body: Buffer, into: number[], onReje
 /** Exchanges one at a time for `ms`, round trips into `into`. */
 export async function driveSerial(client: ExtProcClient, bodies: readonly Buffer[], ms: number, into: number[], onRejected: () => void): Promise<void> {
   const deadline = performance.now() + ms;
-  for (let i = 0; performance.now() < deadline; i++) await timed(client, bodies[i % bodies.length]!, into, onRejected);
+  for (let i = 0; performance.now() < deadline; i++) await timedExchange(client, bodies[i % bodies.length]!, into, onRejected);
 }
 
 /**
@@ -152,14 +152,14 @@ export async function driveConcurrent(client: ExtProcClient, bodies: readonly Bu
   const deadline = performance.now() + ms;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
-    for (let i = w; performance.now() < deadline; i += concurrency) await timed(client, bodies[i % bodies.length]!, into, onRejected);
+    for (let i = w; performance.now() < deadline; i += concurrency) await timedExchange(client, bodies[i % bodies.length]!, into, onRejected);
   }));
   return (performance.now() - t0) / 1000;
 }
 
 /** Warm-up: `count` exchanges one at a time, untimed (connections, the JIT, the prefix index). */
 export async function warmUp(client: ExtProcClient, bodies: readonly Buffer[], count = 50): Promise<void> {
-  for (let i = 0; i < count; i++) await timed(client, bodies[i % bodies.length]!, [], () => undefined);
+  for (let i = 0; i < count; i++) await timedExchange(client, bodies[i % bodies.length]!, [], () => undefined);
 }
 
 /**

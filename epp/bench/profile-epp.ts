@@ -11,7 +11,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
+import { driveConcurrent, ExtProcClient, workload } from './extproc-client';
 import { eppMetrics, forkTs, nextMessage, startEppProcess, stopChild } from './processes';
 import type { ScrapeMode } from '../src/datastore/datastore';
 
@@ -103,18 +103,9 @@ async function main(): Promise<void> {
       for (let i = 0; i < 200; i++) await client.exchange(bodies[i % bodies.length]!).catch(() => undefined);
       const scrapes0 = (await eppMetrics(epp)).scrapes;
       const startUs = nowUs();
-      const deadline = performance.now() + seconds * 1000;
-      await Promise.all(Array.from({ length: 16 }, async (_, w) => {
-        for (let i = w; performance.now() < deadline; i += 16) {
-          try {
-            await client.exchange(bodies[i % bodies.length]!);
-            requests++;
-          } catch (e) {
-            if (!(e instanceof ImmediateResponse)) throw e;
-            rejected++;
-          }
-        }
-      }));
+      const answered: number[] = [];
+      await driveConcurrent(client, bodies, seconds * 1000, 16, answered, () => { rejected++; });
+      requests = answered.length;
       window = { startUs, endUs: nowUs() };
       scrapesInWindow = (await eppMetrics(epp)).scrapes - scrapes0;
     } finally {

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { sleep } from '@kvroute/testkit';
-import { ExtProcClient, ImmediateResponse, workload } from '../bench/extproc-client';
+import { ExtProcClient, timedExchange, workload } from '../bench/extproc-client';
 import { processCpu, processState } from '../bench/proc-cpu';
 import { eppMetrics, forkTs, isPaused, nextMessage, pauseEpp, resumeEpp, SETTLE_SCRAPES_PER_POD, startEppProcess, stopChild, type Epp } from '../bench/processes';
 
@@ -48,20 +48,13 @@ afterAll(async () => {
   const client = new ExtProcClient(epp.grpcPort);
   const bodies = workload(2048, 8);
   let rejected = 0;
-  let routed = 0;
+  const answered: number[] = [];
   try {
-    for (let i = 0; i < 40; i++) {
-      try {
-        await client.exchange(bodies[i % bodies.length]!);
-        routed++;
-      } catch (e) {
-        if (!(e instanceof ImmediateResponse)) throw e;
-        rejected++;
-      }
-    }
+    for (let i = 0; i < 40; i++) await timedExchange(client, bodies[i % bodies.length]!, answered, () => { rejected++; });
   } finally {
     client.close();
   }
+  const routed = answered.length;
   const after = await eppMetrics(epp);
   expect({ routed, rejected }).toEqual({ routed: 40, rejected: 0 });
   // Every request's scheduling cycle saw every pod fresh and healthy.
