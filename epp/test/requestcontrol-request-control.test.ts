@@ -3,9 +3,10 @@ import type { Datastore } from '../src/datastore/datastore';
 import { staticPool } from './static-pool';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
-import { MAX_MODEL_LABELS, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
+import { MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
 import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 
 const pool = staticPool;
 
@@ -150,6 +151,75 @@ describe('RequestControl', () => {
     // One "other" series per request metric, not 80 × 8 KiB labels (30 MB before the bound).
     expect(after - before).toBeLessThan(64 * 1024);
     expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_total')).toContain('model_name="other",target_model_name="other",priority="0"} 80');
+  });
+
+  test('client-chosen model × rewrite target × priority combinations cannot grow /metrics without bound', async () => {
+    // Each name is bounded on its own; the combinations were not: 20 models × 20 rewrite targets × 5 priorities took
+    // /metrics from 14 KB to 2.85 MB before the pair and priority bounds.
+    const metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
+    const before = (await metrics.registry.metrics()).length;
+    let routed = 0;
+    for (let model = 0; model < 20; model++) {
+      for (let target = 0; target < 20; target++) {
+        for (let priority = 1; priority <= 12; priority++) {
+          const req = request(chat(`model-${model}`));
+          const headers = new Map([...req.headers, [MODEL_REWRITE_HEADER, `target-${target}`], [PRIORITY_HEADER, String(priority)]]);
+          const d = await director.route({ ...req, headers });
+          if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+          director.release(d.ticket, 'completed');
+          routed++;
+        }
+      }
+    }
+    const text = await metrics.registry.getSingleMetricAsString('inference_objective_request_total');
+    const series = text.split('\n').filter((l) => l.startsWith('inference_objective_request_total{'));
+    const pairs = new Set(series.map((l) => /model_name="([^"]*)",target_model_name="([^"]*)"/.exec(l)!.slice(1).join('→')));
+    const priorities = new Set(series.map((l) => /priority="([^"]*)"/.exec(l)![1]));
+    expect(pairs.size).toBe(MAX_MODEL_SERIES + 1);
+    expect(pairs).toContain('other→other');
+    expect(priorities.size).toBe(MAX_PRIORITY_LABELS + 1);
+    expect(priorities).toContain('other');
+    // Every request is still counted, under its own labels or "other".
+    const counted = series.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    expect(counted).toBe(routed);
+    // The histograms of a request use its series' labels too: no pair beyond the bound appears anywhere.
+    const all = await metrics.registry.metrics();
+    const allPairs = new Set([...all.matchAll(/model_name="([^"]*)",target_model_name="([^"]*)"/g)].map((m) => `${m[1]}→${m[2]}`));
+    expect(allPairs.size).toBeLessThanOrEqual(MAX_MODEL_SERIES + 1);
+    expect(all.length - before).toBeLessThan(1024 * 1024);
+  });
+
+  test('priorities of configured objectives are always their own label value; x-kvroute-priority values share a bound', async () => {
+    const metrics = createEppMetrics();
+    const queue = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 1000, maxDispatchPerCall: 1 });
+    const director = new RequestControl({
+      datastore: ds,
+      scheduler: buildScheduler(defaultEndpointPickerConfig()),
+      metrics: metrics.collectors,
+      flowControl: { queue, objectives: new Map([['batch', -50], ['chat', 50]]) },
+    });
+    try {
+      const send = async (headers: [string, string][]) => {
+        const req = request(chat());
+        const d = await director.route({ ...req, headers: new Map([...req.headers, ...headers]) });
+        if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+        director.release(d.ticket, 'completed');
+      };
+      for (let priority = -20; priority <= 20; priority++) await send([[PRIORITY_HEADER, String(priority)]]);
+      // After the header's values used up the bound, the objectives' priorities still get their own values.
+      await send([[OBJECTIVE_HEADER, 'batch']]);
+      await send([[OBJECTIVE_HEADER, 'chat'], [PRIORITY_HEADER, '7']]);
+      const text = await metrics.registry.getSingleMetricAsString('inference_objective_request_total');
+      const counts = new Map([...text.matchAll(/priority="([^"]*)"} (\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+      // 0, the first MAX_PRIORITY_LABELS other header values in arrival order, the two objectives', then "other".
+      expect([...counts.keys()].sort()).toEqual(['-13', '-14', '-15', '-16', '-17', '-18', '-19', '-20', '-50', '0', '50', 'other'].sort());
+      expect(counts.get('other')).toBe(41 - 1 - MAX_PRIORITY_LABELS);
+      expect(counts.get('-50')).toBe(1);
+      expect(counts.get('50')).toBe(1);
+    } finally {
+      queue.close();
+    }
   });
 
   test('owns the lifecycle: commit counts the request in flight, post-response hooks run at the response headers (attached globally), release ends it', async () => {

@@ -33,6 +33,21 @@ export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
 export const MAX_MODEL_LABELS = 64;
 /** Longer model names are counted as "other" (real model ids are well under it: `meta-llama/Llama-3.1-405B-Instruct-FP8`). */
 export const MAX_MODEL_LABEL_LENGTH = 128;
+/**
+ * Distinct (`model_name`, `target_model_name`) pairs with series of their own; later pairs are counted under
+ * ("other", "other"). Each name is bounded on its own (MAX_MODEL_LABELS), but a client also chooses the rewrite target
+ * (`x-gateway-model-name-rewrite`), so without this the pairs, each with a counter and several histograms, could reach
+ * 65 × 65.
+ */
+export const MAX_MODEL_SERIES = 64;
+/**
+ * Distinct `priority` label values taken from `x-kvroute-priority` (a client header accepting 2 × MAX_PRIORITY + 1
+ * integers); later ones are counted as "other". Priorities of the configured InferenceObjectives and the default 0 are
+ * always their own value: the operator chose them, and there are as many as the config lists.
+ */
+export const MAX_PRIORITY_LABELS = 8;
+/** The label value of whatever a bound turned away. */
+const OTHER_LABEL = 'other';
 
 export interface RequestControlOptions {
   readonly datastore: Datastore;
@@ -177,8 +192,6 @@ class Ticket {
     readonly target: Endpoint,
     readonly scheduled: Scheduled | undefined,
     readonly started: number,
-    /** The `target_model_name` label: the rewritten model's, else the request's own. */
-    readonly targetModel: string,
     /** After a model rewrite: the model the client asked for and the one the server answers as. */
     readonly rewrite: { readonly incoming: string; readonly target: string } | undefined,
     /** The request metrics' series (with metrics and a scheduled request). */
@@ -208,6 +221,10 @@ export class RequestControl implements RequestDirector {
   private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
   /** Request metric series by `model_name`, then `target_model_name` (both bounded label values). */
   private readonly requestSeries = new Map<string, Map<string, RequestSeries>>();
+  /** Pairs in `requestSeries`, ("other", "other") not counted: it stays reachable past the bound. */
+  private requestSeriesPairs = 0;
+  /** `priority` label values taken from `x-kvroute-priority` (see MAX_PRIORITY_LABELS). */
+  private readonly headerPriorityLabels = new Set<string>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
@@ -514,7 +531,6 @@ export class RequestControl implements RequestDirector {
       target,
       scheduled,
       started,
-      targetModel,
       rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
       series,
     );
@@ -526,12 +542,20 @@ export class RequestControl implements RequestDirector {
     return rewrite !== undefined ? { kind: 'route', endpoint, ticket, body: rewrite.body } : { kind: 'route', endpoint, ticket };
   }
 
-  /** The request metrics' series of a `model_name` / `target_model_name` pair. */
+  /**
+   * The request metrics' series of a `model_name` / `target_model_name` pair: its own for the first MAX_MODEL_SERIES
+   * pairs, then ("other", "other"). The series carries the labels every later metric of the request uses.
+   */
   private seriesOf(m: EppCollectors, model: string, targetModel: string): RequestSeries {
+    const existing = this.requestSeries.get(model)?.get(targetModel);
+    if (existing !== undefined) return existing;
+    const isOther = model === OTHER_LABEL && targetModel === OTHER_LABEL;
+    if (!isOther && this.requestSeriesPairs >= MAX_MODEL_SERIES) return this.seriesOf(m, OTHER_LABEL, OTHER_LABEL);
     let byTarget = this.requestSeries.get(model);
     if (byTarget === undefined) this.requestSeries.set(model, (byTarget = new Map()));
-    let series = byTarget.get(targetModel);
-    if (series === undefined) byTarget.set(targetModel, (series = new RequestSeries(m, model, targetModel)));
+    const series = new RequestSeries(m, model, targetModel);
+    byTarget.set(targetModel, series);
+    if (!isOther) this.requestSeriesPairs++;
     return series;
   }
 
@@ -555,7 +579,14 @@ export class RequestControl implements RequestDirector {
   private priorityLabel(headers: Readonly<Record<string, string>>): string {
     const objective = headers[OBJECTIVE_HEADER];
     const objectivePriority = objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
-    return String(objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]) ?? 0);
+    if (objectivePriority !== undefined) return String(objectivePriority);
+    const fromHeader = parsePriority(headers[PRIORITY_HEADER]) ?? 0;
+    const label = String(fromHeader);
+    // The client picks this one: the default 0 and the first MAX_PRIORITY_LABELS other values, then "other".
+    if (fromHeader === 0 || this.headerPriorityLabels.has(label)) return label;
+    if (this.headerPriorityLabels.size >= MAX_PRIORITY_LABELS) return OTHER_LABEL;
+    this.headerPriorityLabels.add(label);
+    return label;
   }
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
@@ -602,7 +633,8 @@ export class RequestControl implements RequestDirector {
     if (!endOfStream) return;
     t.responseRecorded = true;
     const m = this.options.metrics!;
-    const labels = { model_name: t.scheduled!.model, target_model_name: t.targetModel };
+    // The request's series holds its bounded labels (a pair past MAX_MODEL_SERIES is ("other", "other")).
+    const labels = { model_name: t.series!.model, target_model_name: t.series!.targetModel };
     m.responseSizes.observe(labels, observer.bytes);
     const usage = observer.usage;
     if (usage === undefined) return;
@@ -641,9 +673,9 @@ export class RequestControl implements RequestDirector {
    * the series of every request metric.
    */
   private modelLabel(model: string): string {
-    if (model.length > MAX_MODEL_LABEL_LENGTH) return 'other';
+    if (model.length > MAX_MODEL_LABEL_LENGTH) return OTHER_LABEL;
     if (this.modelLabels.has(model)) return model;
-    if (this.modelLabels.size >= MAX_MODEL_LABELS) return 'other';
+    if (this.modelLabels.size >= MAX_MODEL_LABELS) return OTHER_LABEL;
     this.modelLabels.add(model);
     return model;
   }
