@@ -43,7 +43,7 @@ import { RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { ROUNDS, workload } from './extproc-client';
 import { measureGroup, type EppUnderTest, type GroupResult } from './paired-rounds';
-import { formatSpread, perRound, roundedSpread, spread, verdict, type Spread } from './round-stats';
+import { formatSpread, perRound, roundedSpread, spread, verdict, worseVerdict, type Spread } from './round-stats';
 import { syntheticPool } from './synthetic-pool';
 import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
 import { measureSessionStore } from './session-store';
@@ -438,11 +438,14 @@ function evaluateGoals(rows: Json[]): Goal[] {
       if (s && big !== small) {
         // The median of per-round ratios, each from one round's slices, each pool size through the floor slices paired
         // with it (they share its background), so drift between the two pairs within a round cancels too.
+        // Met only when the raw ratio (what a client measures, as the issue did) holds too: the ratio through the floors
+        // cancels each pool's scraping background, which a reader might otherwise suspect of flattering the verdict.
         const rounds = r.ratioToSmallestThroughFloorsRounds as Spread;
         const raw = r.ratioToSmallestRounds as Spread;
+        const both = worseVerdict(verdict(rounds, 0.9), verdict(raw, 0.9));
         goals.push({
-          mode, goal: `throughput at ${big} ≥ 0.9× at ${small} (${kb})`, met: rounds.median >= 0.9, rounds, threshold: 0.9, verdict: verdict(rounds, 0.9),
-          detail: `${rounds.median.toFixed(2)}× per round through each one's floor (${iqr(rounds)}; ${verdict(rounds, 0.9)}), raw ${raw.median.toFixed(2)}× (${iqr(raw)}); pooled ${r.ratioToFloor}× vs ${s.ratioToFloor}× the floor = ${r.ratioToSmallestThroughFloors}× (raw ${r.rps} vs ${s.rps} req/s)`,
+          mode, goal: `throughput at ${big} ≥ 0.9× at ${small} (${kb}), through the floors and raw`, met: rounds.median >= 0.9 && raw.median >= 0.9, rounds, threshold: 0.9, verdict: both,
+          detail: `${rounds.median.toFixed(2)}× per round through each one's floor (${iqr(rounds)}; ${verdict(rounds, 0.9)}), raw ${raw.median.toFixed(2)}× (${iqr(raw)}; ${verdict(raw, 0.9)}); pooled ${r.ratioToFloor}× vs ${s.ratioToFloor}× the floor = ${r.ratioToSmallestThroughFloors}× (raw ${r.rps} vs ${s.rps} req/s)`,
         });
       }
       const rounds = r.ratioToFloorRounds as Spread;

@@ -81,3 +81,9 @@ export function verdict(s: Spread, threshold: number): 'met' | 'missed' | 'strad
   if (s.q3 < threshold) return 'missed';
   return 'straddles';
 }
+
+/** The less favourable of two verdicts (missed, then straddles, then met): a goal judged on two ratios at once. */
+export function worseVerdict(a: 'met' | 'missed' | 'straddles', b: 'met' | 'missed' | 'straddles'): 'met' | 'missed' | 'straddles' {
+  const rank = { missed: 0, straddles: 1, met: 2 } as const;
+  return rank[a] <= rank[b] ? a : b;
+}

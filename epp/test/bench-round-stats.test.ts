@@ -1,4 +1,4 @@
-import { eppFirst, formatSpread, perRound, quantileLinear, roundOrder, spread, verdict } from '../bench/round-stats';
+import { eppFirst, formatSpread, perRound, quantileLinear, roundOrder, spread, verdict, worseVerdict } from '../bench/round-stats';
 
 // The EPP benchmark's paired rounds (bench/paired-rounds.ts): the order servers are driven in and the statistics the
 // per-round ratios are reported and judged by. Pure logic; nothing here measures anything.
@@ -101,6 +101,14 @@ describe('verdict', () => {
     expect(verdict(spread([0.8, 0.88, 0.93, 1.0]), 0.9)).toBe('straddles');
     // The threshold itself counts as met, as the goals' ≥ does.
     expect(verdict(spread([0.9, 0.9, 0.9]), 0.9)).toBe('met');
+  });
+
+  test('a goal judged on two ratios takes the less favourable verdict of the two', () => {
+    expect(worseVerdict('met', 'met')).toBe('met');
+    expect(worseVerdict('met', 'straddles')).toBe('straddles');
+    expect(worseVerdict('straddles', 'met')).toBe('straddles');
+    expect(worseVerdict('straddles', 'missed')).toBe('missed');
+    expect(worseVerdict('met', 'missed')).toBe('missed');
   });
 
   test('formatSpread prints the median and the range', () => {
