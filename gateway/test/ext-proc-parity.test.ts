@@ -165,6 +165,22 @@ describe('max_message_timeout defaults to what the demo EnvoyFilter sets (Envoy\
   });
 });
 
+describe('the upstream timeouts default to what the demo manifests set (lib/gateway.ts: the llm-d-gateway-timeouts EnvoyFilter and the HTTPRoute)', () => {
+  test('request_timeout, the route\'s idle_timeout and the HTTPRoute\'s timeouts.request are the gateway\'s defaults', () => {
+    const demo = path.join(__dirname, '../../dist/demo');
+    const filter = fs.readFileSync(path.join(demo, 'EnvoyFilter.llm-d-gateway-timeouts.k8s.yaml'), 'utf8');
+    const route = fs.readFileSync(path.join(demo, 'HTTPRoute.llm-d-gateway.k8s.yaml'), 'utf8');
+    const seconds = (yaml: string, key: string): number => {
+      const m = new RegExp(`${key}: "?(\\d+)s"?`).exec(yaml);
+      if (m === null) throw new Error(`${key} not found in the demo manifests`);
+      return Number(m[1]) * 1000;
+    };
+    expect(DEFAULTS.requestReceiveTimeoutMs).toBe(seconds(filter, 'request_timeout'));
+    expect(DEFAULTS.idleTimeoutMs).toBe(seconds(filter, 'idle_timeout'));
+    expect(DEFAULTS.requestTimeoutMs).toBe(seconds(route, 'request'));
+  });
+});
+
 describe(':status values Envoy takes and the HTTP/1 codec writes as a number (source/extensions/filters/common/mutation_rules/mutation_rules.cc Checker::isValidValue; source/common/http/http1/codec_impl.cc ResponseEncoderImpl::encodeHeaders @ v1.35.0)', () => {
   const setStatus = (value: string): unknown => ({
     response_headers: { response: { header_mutation: { set_headers: [{ header: { key: ':status', raw_value: Buffer.from(value, 'latin1') } }] } } },
