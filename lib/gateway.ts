@@ -82,7 +82,9 @@ export interface InferenceGatewayProps {
    * Make the gateway's Envoy export its ext_proc counters (`envoy_http_ext_proc_*`, which kvroute's fail-open alerts
    * read): Istio creates only the stats on its inclusion list, so the Gateway's `spec.infrastructure.annotations`
    * carry `proxy.istio.io/config` with a `proxyStatsMatcher` for them, which Istio copies onto the gateway pods (see
-   * `lib/envoy-metrics.ts`). Infrastructure annotations replace the Gateway's own as the pods' annotations.
+   * `lib/envoy-metrics.ts`). Infrastructure annotations replace the Gateway's own as the pods' annotations. With
+   * `false`, export them another way (mesh-wide, `meshConfig.defaultConfig.proxyStatsMatcher`): otherwise the fail-open
+   * and slow-EPP alerts can never fire, and `KvrouteGatewayExtProcStatsMissing` keeps warning that they are blind.
    * @default true
    */
   readonly exportExtProcStats?: boolean;
