@@ -9,9 +9,10 @@
  * - idle: every recorded ratio and quantile exists and is NaN before any request (the dashboard's "idle");
  * - healthy: under a light load nothing fires and every rule evaluates without error;
  * - outage: killing the EPP makes KvrouteEppDown and KvrouteEppFailingOpen go pending and fire while it is down, by
- *   Prometheus's own evaluation times within a (scaled) minute of the kill;
+ *   Prometheus's own evaluation times within two (scaled) minutes of the kill;
  * - recovery: after the EPP restarts on its ports, both resolve, and nothing is left firing.
- * Every wait is a poll with a generous limit; nothing depends on how fast the machine is.
+ * Every wait is a poll with a generous limit. The one bound on time is read on Prometheus's clock (its scheduled
+ * evaluation times), with twice the rules' worst case as its limit.
  */
 import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
@@ -221,16 +222,19 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
       }, `${PAGES.join(' and ')} to fire during the outage`, { limitMs: 60_000, intervalMs: 200 });
       // Each went through pending first (the `for:`), as Prometheus reports it.
       for (const name of PAGES) expect(Object.keys(firstSeen[name]).sort()).toEqual(['firing', 'pending']);
-      // An outage of a minute (scaled) pages during it. Judged on Prometheus's own clock, not on how soon this poll saw
-      // it: the evaluation that made the alert pending (`activeAt`, a scheduled evaluation time) plus the rule's `for:`
-      // is when it fires, and that must fall within a minute of the kill. A rule with 5-minute windows or `for: 5m`
-      // (the alert the issue found silent through a 100-second outage) fails this, where the wait above would pass.
+      // The pages fire within two (scaled) minutes of the kill, judged on Prometheus's own clock rather than on how soon
+      // this poll saw them: the evaluation that made the alert pending (`activeAt`, a scheduled evaluation time) plus
+      // the rule's `for:` is when it fires. Two minutes, not one: the rules' own worst case (a scrape interval, an
+      // evaluation interval, the fail-open ratio's share of its window, then `for:`) comes close to one scaled minute,
+      // and scrapes run late on a loaded machine. The one-minute promise is proven at production timings, without a
+      // clock, by promtool (`prometheus-rules.test.ts`). This still fails a rule with 5-minute windows or `for: 5m`
+      // (30 scaled seconds; the alert the issue found silent through a 100-second outage), which the wait above passes.
       const fired = await activeAlerts();
       for (const name of PAGES) {
         const alert = fired.find((a) => a.labels.alertname === name)!;
         const forMs = durationMs(ruleNamed(name).for);
         const firesAfterKillMs = Date.parse(alert.activeAt) + forMs - killedAt;
-        expect({ name, within: firesAfterKillMs <= 60_000 * SCALE, firesAfterKillMs }).toEqual({ name, within: true, firesAfterKillMs });
+        expect({ name, within: firesAfterKillMs <= 2 * 60_000 * SCALE, firesAfterKillMs }).toEqual({ name, within: true, firesAfterKillMs });
       }
 
       const restartedAt = Date.now();

@@ -171,7 +171,7 @@ describe('the upstream timeouts default to what the demo manifests set (lib/gate
     const filter = fs.readFileSync(path.join(demo, 'EnvoyFilter.llm-d-gateway-timeouts.k8s.yaml'), 'utf8');
     const route = fs.readFileSync(path.join(demo, 'HTTPRoute.llm-d-gateway.k8s.yaml'), 'utf8');
     const seconds = (yaml: string, key: string): number => {
-      const m = new RegExp(`${key}: "?(\\d+)s"?`).exec(yaml);
+      const m = new RegExp(`^\\s*${key}: "?(\\d+)s"?$`, 'm').exec(yaml);
       if (m === null) throw new Error(`${key} not found in the demo manifests`);
       return Number(m[1]) * 1000;
     };
