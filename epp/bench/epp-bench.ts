@@ -30,7 +30,7 @@
  * modes, short cells, a short store run; nothing written. Environment overrides: BENCH_ENDPOINTS, BENCH_PROMPTS
  * (bytes), BENCH_MODES, BENCH_SECONDS (per phase and server, over all rounds), BENCH_ROUNDS (paired rounds per prompt
  * and mode), BENCH_WARM_MS (unmeasured load before each measured phase at 16 in flight), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`), BENCH_EPP_ARGS (extra flags for the EPP
- * under test).
+ * under test), BENCH_NODE_ARGS (Node/V8 flags for the cells' EPPs and floor alike). Any of them set: nothing written.
  * Full runs write `results.json` (cells) and `replicas-results.json`.
  */
 import * as fs from 'fs';
@@ -53,6 +53,13 @@ const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.s
 const QUICK = process.argv.includes('--quick');
 /** BENCH_EPP_ARGS: extra flags for the EPP under test (space-separated), to measure one setting against the defaults. */
 const EXTRA_EPP_ARGS = envArgs('BENCH_EPP_ARGS');
+/**
+ * BENCH_NODE_ARGS: Node/V8 flags (space-separated, each `--…`) for the EPPs and the floor server alike, so a runtime
+ * setting (e.g. V8's `--initial-old-space-size=128`, see epp/README.md "Why the floor's cost swings") is measured with
+ * both sides of every ratio under it.
+ */
+const NODE_ARGS = envArgs('BENCH_NODE_ARGS');
+for (const a of NODE_ARGS) if (!a.startsWith('--')) throw new Error(`BENCH_NODE_ARGS: each flag must start with --, got ${a}`);
 /** `--only cells` (the pool-size × prompt × mode table) or `--only replicas` (issue 10's section); both by default. */
 const ONLY_VALUES = ['cells', 'replicas'] as const;
 const ONLY = ((): (typeof ONLY_VALUES)[number] | undefined => {
@@ -185,7 +192,7 @@ const mb = (x: number) => Math.round(x / 2 ** 20);
 type Machine = { cpus: number; cpu: string; node: string; platform: string; loadAverage: number[] };
 
 /** Full runs are recorded; quick and shrunk ones only print. */
-const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS || process.env.BENCH_ROUNDS || process.env.BENCH_WARM_MS);
+const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS || process.env.BENCH_ROUNDS || process.env.BENCH_WARM_MS || EXTRA_EPP_ARGS.length > 0 || NODE_ARGS.length > 0);
 
 async function main(): Promise<void> {
   const machine: Machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)) };
@@ -257,7 +264,7 @@ async function cells(machine: Machine): Promise<void> {
   }
 
   const metricsServers = forkTs('metrics-servers.ts', [String(Math.max(...ENDPOINTS))]);
-  const floor = forkTs('floor-server.ts');
+  const floor = forkTs('floor-server.ts', [], NODE_ARGS);
   const rows: Json[] = [];
   let pageSize = 0;
   try {
@@ -270,7 +277,7 @@ async function cells(machine: Machine): Promise<void> {
       const epps: EppUnderTest[] = [];
       try {
         for (const n of ENDPOINTS) {
-          const epp = await startEppProcess(ports.slice(0, n), mode, { eppArgs: EXTRA_EPP_ARGS });
+          const epp = await startEppProcess(ports.slice(0, n), mode, { eppArgs: EXTRA_EPP_ARGS, nodeArgs: NODE_ARGS });
           epps.push({ epp, pods: n });
           await pauseEpp(epp);
         }

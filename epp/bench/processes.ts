@@ -34,8 +34,9 @@ export interface EppProcessOptions {
 
 const TS_NODE = ['--require', 'ts-node/register/transpile-only'];
 
-export function forkTs(file: string, args: string[] = []): ChildProcess {
-  return fork(path.join(__dirname, file), args, { execArgv: TS_NODE, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** Runs a benchmark script (TypeScript, through ts-node) as a child process; `nodeArgs` go before it (V8 flags). */
+export function forkTs(file: string, args: string[] = [], nodeArgs: readonly string[] = []): ChildProcess {
+  return fork(path.join(__dirname, file), args, { execArgv: [...nodeArgs, ...TS_NODE], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
 export function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {

@@ -96,6 +96,14 @@ test('--only takes cells or replicas and names them when given anything else', a
   expect(err).toContain('--only: must be one of cells, replicas, got "floor"');
 });
 
+test('BENCH_NODE_ARGS takes only flags and names the variable when given anything else', async () => {
+  const err = await new Promise<string>((resolve) => {
+    execFile(process.execPath, ['--require', 'ts-node/register/transpile-only', path.join(__dirname, '..', 'bench', 'epp-bench.ts'), '--only', 'cells'],
+      { cwd: path.join(__dirname, '..'), timeout: 60_000, env: { ...process.env, BENCH_NODE_ARGS: '--initial-old-space-size=128 128' } }, (_e, _stdout, stderr) => resolve(stderr));
+  });
+  expect(err).toContain('BENCH_NODE_ARGS: each flag must start with --, got 128');
+});
+
 test('BENCH_WARM_MS takes whole milliseconds from 0 and names the variable when given anything else', async () => {
   for (const bad of ['-5', '0.5', 'soon']) {
     const err = await new Promise<string>((resolve) => {
