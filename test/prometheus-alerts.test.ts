@@ -22,7 +22,7 @@ import * as YAML from 'yaml';
 import { DEFAULT_SIM, startStack, type Stack } from '@kvroute/bench';
 import { E2E_TEST_TIMEOUT_MS, freePort, sleep, waitFor } from '@kvroute/testkit';
 import { DEMO, withOverrides } from '../lib/clusters';
-import { RECORDED_RATIOS } from '../lib/monitoring';
+import { durationMs, RECORDED_RATIOS } from '../lib/monitoring';
 import { one, synthProps } from './support/manifests';
 
 const PROMETHEUS = 'prometheus';
@@ -124,13 +124,6 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
 
     const ruleNamed = (name: string): { for: string } =>
       rule.spec.groups.flatMap((g: { rules: { alert?: string; for: string }[] }) => g.rules).find((r: { alert?: string }) => r.alert === name);
-    /** A Prometheus duration of one unit (`3s`, `90ms`, `5m`), as the scaled rules write them, in ms. */
-    const durationMs = (d: string): number => {
-      const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
-      if (!m) throw new Error(`unexpected duration ${d}`);
-      return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-    };
-
     const stateOf = (alerts: ActiveAlert[], name: string) => alerts.find((a) => a.labels.alertname === name)?.state;
     const firing = (alerts: ActiveAlert[]) => alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname);
 
@@ -233,6 +226,7 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
       for (const name of PAGES) {
         const alert = fired.find((a) => a.labels.alertname === name)!;
         const forMs = durationMs(ruleNamed(name).for);
+        expect({ name, forMs: forMs > 0 }).toEqual({ name, forMs: true });
         const firesAfterKillMs = Date.parse(alert.activeAt) + forMs - killedAt;
         expect({ name, within: firesAfterKillMs <= 2 * 60_000 * SCALE, firesAfterKillMs }).toEqual({ name, within: true, firesAfterKillMs });
       }
