@@ -7,6 +7,7 @@
  * @see vllm-project/vllm: vllm/entrypoints/openai/protocol.py @ v0.10.0 (the request models and their field names)
  */
 import { OpenAiApiError } from './errors';
+import { parseJsonBody } from './json-body';
 
 /** A body the router refuses: HTTP 400 with the OpenAI error fields. */
 export class RequestBodyError extends OpenAiApiError {
@@ -262,7 +263,7 @@ export function promptHead(input: PromptInput, maxChars: number): string {
 export function parseRequestBody(body: Buffer): ParsedRequestBody {
   let json: unknown;
   try {
-    json = JSON.parse(body.toString('utf8'));
+    json = parseJsonBody(body);
   } catch (e) {
     throw new RequestBodyError(`request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
   }
