@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { clusterProfile } from '../lib/clusters';
+import { EndpointPicker } from '../lib/endpoint-picker';
 import { container, one, synthProfile } from './support/manifests';
 import { REPO } from './support/paths';
 
@@ -24,6 +25,19 @@ describe('Dockerfile', () => {
     const runtime = stages[stages.length - 1]!;
     expect(runtime).toMatch(/^WORKDIR \/app\/\$\{PACKAGE\}$/m);
     expect(runtime).toMatch(/^ENTRYPOINT \["node", "dist\/main\.js"\]$/m);
+  });
+
+  test('the EPP container\'s command is the image\'s entry point with its Node flags added (the V8 heap flag by default), or no command', () => {
+    const runtime = stages[stages.length - 1]!;
+    const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(runtime)![1]!) as string[];
+    for (const profile of ['demo', 'prod-ha', 'prod-precise']) {
+      const epp = container(one(synthProfile(clusterProfile(profile)), 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp');
+      expect(epp.command).toEqual([entrypoint[0], ...EndpointPicker.DEFAULT_NODE_ARGS, ...entrypoint.slice(1)]);
+      expect(epp.command).toContain('--initial-old-space-size=128');
+    }
+    const demo = clusterProfile('demo');
+    const none = container(one(synthProfile({ ...demo, routing: { ...demo.routing, endpointPicker: { nodeArgs: [] } } }), 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp');
+    expect(none.command).toBeUndefined();
   });
 
   test('builds the package through its TypeScript project references, and installs only its production dependencies', () => {

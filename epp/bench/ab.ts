@@ -10,16 +10,19 @@
  */
 import * as os from 'os';
 import { drivePaired, workload } from './extproc-client';
-import { envArgs, EPP_MAIN, forkTs, nextMessage, startEppProcess, stopChild } from './processes';
+import { envArgs, envNodeArgs, EPP_MAIN, forkTs, nextMessage, startEppProcess, stopChild } from './processes';
 
 const QUICK = process.argv.includes('--quick');
 const BASELINE = process.env.KVROUTE_EPP_BASELINE;
 /** Extra EPP flags for A and for B (space-separated), e.g. the same build with a different scrape budget. */
 const A_ARGS = envArgs('KVROUTE_AB_A_ARGS');
 const B_ARGS = envArgs('KVROUTE_AB_B_ARGS');
-/** Node flags for A and for B (space-separated), e.g. a larger young generation for one of them. */
-const A_NODE_ARGS = envArgs('KVROUTE_AB_A_NODE_ARGS');
-const B_NODE_ARGS = envArgs('KVROUTE_AB_B_NODE_ARGS');
+/**
+ * Node flags for A and for B (space-separated; empty for none), e.g. a larger young generation for one of them. Unset,
+ * each runs with the flags the EPP is deployed with (`EPP_NODE_ARGS`).
+ */
+const A_NODE_ARGS = envNodeArgs('KVROUTE_AB_A_NODE_ARGS');
+const B_NODE_ARGS = envNodeArgs('KVROUTE_AB_B_NODE_ARGS');
 const PODS_ENV = process.env.BENCH_ENDPOINTS?.split(',').map(Number);
 const PROMPTS_ENV = process.env.BENCH_PROMPTS?.split(',').map(Number);
 const PODS = PODS_ENV ?? (QUICK ? [8, 256] : [8, 64, 256]);

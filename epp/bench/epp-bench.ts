@@ -30,7 +30,8 @@
  * modes, short cells, a short store run; nothing written. Environment overrides: BENCH_ENDPOINTS, BENCH_PROMPTS
  * (bytes), BENCH_MODES, BENCH_SECONDS (per phase and server, over all rounds), BENCH_ROUNDS (paired rounds per prompt
  * and mode), BENCH_WARM_MS (unmeasured load before each measured phase at 16 in flight), BENCH_SCHEDULE_SAMPLES, BENCH_REPLICAS (counts, e.g. `1,2`), BENCH_EPP_ARGS (extra flags for the EPP
- * under test), BENCH_NODE_ARGS (Node/V8 flags for the cells' EPPs and floor alike). Any of them set: nothing written.
+ * under test), BENCH_NODE_ARGS (Node/V8 flags for the cells' EPPs and floor alike, replacing the deployed ones). Any of
+ * them set: nothing written.
  * Full runs write `results.json` (cells) and `replicas-results.json`.
  */
 import * as fs from 'fs';
@@ -47,19 +48,18 @@ import { formatSpread, perRound, roundedSpread, spread, verdict, worseVerdict, t
 import { syntheticPool } from './synthetic-pool';
 import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
 import { measureSessionStore } from './session-store';
-import { envArgs, eppMetrics, forkTs, nextMessage, pauseEpp, REFRESH_MS, resumeEpp, sleep, startEppProcess, stopChild } from './processes';
+import { envArgs, envNodeArgs, eppMetrics, forkTs, nextMessage, pauseEpp, REFRESH_MS, resumeEpp, sleep, startEppProcess, stopChild } from './processes';
 
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
 const QUICK = process.argv.includes('--quick');
 /** BENCH_EPP_ARGS: extra flags for the EPP under test (space-separated), to measure one setting against the defaults. */
 const EXTRA_EPP_ARGS = envArgs('BENCH_EPP_ARGS');
 /**
- * BENCH_NODE_ARGS: Node/V8 flags (space-separated, each `--…`) for the EPPs and the floor server alike, so a runtime
- * setting (e.g. V8's `--initial-old-space-size=128`, see epp/README.md "Why the floor's cost swings") is measured with
- * both sides of every ratio under it.
+ * Node/V8 flags for the EPPs and the floor server alike, so both sides of every ratio run under the same runtime
+ * settings: by default those the EPP is deployed with (`EPP_NODE_ARGS`, V8's `--initial-old-space-size=128`, see
+ * epp/README.md "Why the floor's cost swings"); BENCH_NODE_ARGS (space-separated, each `--…`; empty for none) replaces them.
  */
-const NODE_ARGS = envArgs('BENCH_NODE_ARGS');
-for (const a of NODE_ARGS) if (!a.startsWith('--')) throw new Error(`BENCH_NODE_ARGS: each flag must start with --, got ${a}`);
+const NODE_ARGS = envNodeArgs('BENCH_NODE_ARGS');
 /** `--only cells` (the pool-size × prompt × mode table) or `--only replicas` (issue 10's section); both by default. */
 const ONLY_VALUES = ['cells', 'replicas'] as const;
 const ONLY = ((): (typeof ONLY_VALUES)[number] | undefined => {
@@ -192,7 +192,7 @@ const mb = (x: number) => Math.round(x / 2 ** 20);
 type Machine = { cpus: number; cpu: string; node: string; platform: string; loadAverage: number[] };
 
 /** Full runs are recorded; quick and shrunk ones only print. */
-const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS || process.env.BENCH_ROUNDS || process.env.BENCH_WARM_MS || EXTRA_EPP_ARGS.length > 0 || NODE_ARGS.length > 0);
+const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PROMPTS || process.env.BENCH_MODES || process.env.BENCH_REPLICAS || process.env.BENCH_SECONDS || process.env.BENCH_ROUNDS || process.env.BENCH_WARM_MS || EXTRA_EPP_ARGS.length > 0 || process.env.BENCH_NODE_ARGS !== undefined);
 
 async function main(): Promise<void> {
   const machine: Machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)) };

@@ -6,6 +6,7 @@ import { fork, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
+import { EPP_NODE_ARGS } from '../src/config/runtime';
 import { processState } from './proc-cpu';
 import type { ScrapeMode } from '../src/datastore/datastore';
 
@@ -18,13 +19,24 @@ export function envArgs(name: string): string[] {
   return (process.env[name] ?? '').split(' ').filter(Boolean);
 }
 
+/**
+ * Node/V8 flags from `name` (space-separated, each `--…`; an empty value means none), or, when it is unset, the flags
+ * the EPP is deployed with (`EPP_NODE_ARGS`), so a benchmark measures what runs.
+ */
+export function envNodeArgs(name: string): readonly string[] {
+  if (process.env[name] === undefined) return EPP_NODE_ARGS;
+  const args = envArgs(name);
+  for (const a of args) if (!a.startsWith('--')) throw new Error(`${name}: each flag must start with --, got ${a}`);
+  return args;
+}
+
 /** The EPP binary; `KVROUTE_EPP_MAIN` points the benchmarks at another build (e.g. a baseline checkout's). */
 export const EPP_MAIN = process.env.KVROUTE_EPP_MAIN ?? path.join(__dirname, '..', 'dist', 'main.js');
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface EppProcessOptions {
-  /** Before the script, e.g. `--cpu-prof`. */
+  /** Node/V8 flags before the script, e.g. `--cpu-prof`. @default EPP_NODE_ARGS (as deployed) */
   readonly nodeArgs?: readonly string[];
   /** After the benchmark's own flags. */
   readonly eppArgs?: readonly string[];
@@ -80,7 +92,7 @@ export async function startEppProcess(ports: number[], mode: ScrapeMode, options
   const binary = options.binary ?? EPP_MAIN;
   if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: run npm run build first`);
   const child = spawn(process.execPath, [
-    ...(options.nodeArgs ?? []), binary, '--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--host', '127.0.0.1',
+    ...(options.nodeArgs ?? EPP_NODE_ARGS), binary, '--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--host', '127.0.0.1',
     '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
     '--refresh-metrics-interval', `${REFRESH_MS}ms`, '--metrics-scrape-mode', mode,
     ...(options.eppArgs ?? []),

@@ -5,14 +5,15 @@
  * `--seconds` (after a warm-up), stops it (the profile is written at exit) and prints, from the routing thread's
  * samples taken under load (start-up excluded), the top functions by self time and the CPU per request split by where
  * the code lives (grpc-js, protobufjs, prom-client, the EPP's own folders, GC). Needs `npm run build`;
- * `KVROUTE_EPP_MAIN=<other checkout>/epp/dist/main.js` profiles another build (a baseline) with the same client.
+ * `KVROUTE_EPP_MAIN=<other checkout>/epp/dist/main.js` profiles another build (a baseline) with the same client; the EPP
+ * runs with the Node flags it is deployed with (`EPP_NODE_ARGS`) unless BENCH_NODE_ARGS replaces them.
  * Profiling slows what it measures, and a shared machine more so: read shares and before/after pairs, not absolutes.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { driveConcurrent, ExtProcClient, workload } from './extproc-client';
-import { eppMetrics, forkTs, nextMessage, startEppProcess, stopChild } from './processes';
+import { envNodeArgs, eppMetrics, forkTs, nextMessage, startEppProcess, stopChild } from './processes';
 import type { ScrapeMode } from '../src/datastore/datastore';
 
 interface CpuProfileNode {
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
   const nowUs = () => Number(process.hrtime.bigint() / 1000n);
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
-    const epp = await startEppProcess(ports, mode, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] });
+    const epp = await startEppProcess(ports, mode, { nodeArgs: [...envNodeArgs('BENCH_NODE_ARGS'), '--cpu-prof', '--cpu-prof-dir', dir] });
     const client = new ExtProcClient(epp.grpcPort);
     const bodies = workload(bytes, 256);
     try {

@@ -58,3 +58,4 @@ export {
   type EppMetricKey,
   type EppMetricType,
 } from './metric-names';
+export { EPP_NODE_ARGS } from './runtime';
