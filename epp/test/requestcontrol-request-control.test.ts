@@ -7,6 +7,9 @@ import { MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_
 import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
+import type { LLMRequest } from '../src/scheduling/types';
+import * as v8 from 'v8';
+import * as vm from 'vm';
 
 const pool = staticPool;
 
@@ -260,5 +263,42 @@ schedulingProfiles:
     const bad = await control.route(request({ model: 'm', messages: 'hi' }));
     expect(bad).toMatchObject({ kind: 'reject', status: 400 });
     if (bad.kind === 'reject') expect(JSON.parse(bad.body).error).toMatchObject({ param: 'messages', code: 'invalid_type' });
+  });
+
+  test('a routed request keeps no prompt: the post-response hooks see it without one, and requests held in flight do not hold theirs', async () => {
+    // The default scheduler with one post-response hook that records what it is given.
+    const real = buildScheduler(defaultEndpointPickerConfig());
+    const seen: LLMRequest[] = [];
+    const hook = { type: 'recorder', name: 'recorder', postResponse: (r: LLMRequest) => { seen.push(r); return undefined; } };
+    const plugins = Object.create(real.plugins) as Scheduler['plugins'];
+    plugins.ofKind = ((kind: string) => (kind === 'post-response' ? [hook] : real.plugins.ofKind(kind as 'pre-request'))) as Scheduler['plugins']['ofKind'];
+    const director = new RequestControl({ datastore: ds, scheduler: Object.create(real, { plugins: { value: plugins } }) as Scheduler });
+    const first = await director.route({ ...request(chat()), headers: new Map([[':method', 'POST'], ['x-session-id', 's1']]), requestId: 'req-1' });
+    if (first.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(first)}`);
+    director.responseHeaders(first.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ requestId: 'req-1', model: 'm', prompt: '', headers: { 'x-session-id': 's1' } });
+    expect(seen[0]!.input).toBeUndefined();
+    expect(seen[0]!.promptHead).toBeUndefined();
+    expect(seen[0]!.attributes).toBeDefined();
+    director.release(first.ticket, 'completed');
+
+    // 32 chat requests of 1 MiB each, every prompt its own, routed and held in flight (their generations running).
+    // Kept with their tickets, their prompts would hold ~32 MiB (twice that in two-byte strings); without, a few KiB each.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const mib = 1024 * 1024;
+    const heapAfterGc = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+    const before = heapAfterGc();
+    const held: unknown[] = [];
+    for (let i = 0; i < 32; i++) {
+      const d = await director.route(request({ model: 'm', messages: [{ role: 'user', content: `${i} ${'x'.repeat(mib)}` }], stream: true }));
+      if (d.kind !== 'route') throw new Error(`request ${i} not routed: ${JSON.stringify(d)}`);
+      held.push(d.ticket);
+    }
+    const grown = heapAfterGc() - before;
+    expect(held).toHaveLength(32);
+    expect(grown).toBeLessThan(8 * mib);
+    for (const t of held) director.release(t, 'completed');
   });
 });

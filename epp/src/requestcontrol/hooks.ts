@@ -18,7 +18,12 @@ export interface ResponseInfo {
 }
 
 export interface PostResponse extends Plugin {
-  /** Runs at the target's response headers; returns headers to set on the response to the client, if any. */
+  /**
+   * Runs at the target's response headers; returns headers to set on the response to the client, if any. `request`
+   * is the scheduled request without its prompt: `prompt` is empty and `input` and `promptHead` absent, since a
+   * request lives as long as its generation and its prompt can be megabytes (request-control.ts `retainedRequest`);
+   * its id, model, headers, salt and `attributes` are as the cycle saw them.
+   */
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined;
 }
 

@@ -190,13 +190,33 @@ class Ticket {
 
   constructor(
     readonly target: Endpoint,
-    readonly scheduled: Scheduled | undefined,
+    /**
+     * Whether the request went through the body and, when a scheduling cycle picked it, the request as the post-response
+     * hooks see it: without its prompt (`retainedRequest`).
+     */
+    readonly scheduled: { readonly request: LLMRequest | undefined } | undefined,
     readonly started: number,
     /** After a model rewrite: the model the client asked for and the one the server answers as. */
     readonly rewrite: { readonly incoming: string; readonly target: string } | undefined,
     /** The request metrics' series (with metrics and a scheduled request). */
     readonly series: RequestSeries | undefined,
   ) {}
+}
+
+/**
+ * What a committed request keeps for its response: everything but the prompt. The prompt text (`prompt`, `input` and
+ * the `promptHead` reader over the parsed body) is what a request holds most of, up to the body limit (8 MiB behind
+ * kvroute's EnvoyFilter) and twice over for a chat body, and a request lives as long as its generation: kept, a few
+ * hundred streamed 1 MiB prompts (or many clients' long RAG contexts) would hold the EPP's heap to their answers' end.
+ * The scheduling cycle and the pre-request hooks have read it by the time the ticket exists; the post-response hooks
+ * get the request with `prompt` empty and no `input` (hooks.ts says so).
+ */
+function retainedRequest(request: LLMRequest): LLMRequest {
+  const { requestId, model, cacheSalt, headers, attributes } = request;
+  const out: { -readonly [K in keyof LLMRequest]: LLMRequest[K] } = { requestId, model, prompt: '', headers };
+  if (cacheSalt !== undefined) out.cacheSalt = cacheSalt;
+  if (attributes !== undefined) out.attributes = attributes;
+  return out;
 }
 
 /**
@@ -529,7 +549,7 @@ export class RequestControl implements RequestDirector {
     }
     const ticket = new Ticket(
       target,
-      scheduled,
+      scheduled === undefined ? undefined : { request: result !== undefined ? retainedRequest(scheduled.request) : undefined },
       started,
       rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
       series,
@@ -599,13 +619,14 @@ export class RequestControl implements RequestDirector {
       const contentType = headers.get('content-type');
       t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
     }
-    if (scheduled?.result === undefined || this.postResponsePlugins.length === 0) return undefined;
+    const request = scheduled?.request;
+    if (request === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
     const set: Record<string, string> = {};
     const m = this.options.metrics;
     for (const plugin of this.postResponsePlugins) {
       const before = this.monotonicSeconds();
-      Object.assign(set, plugin.postResponse(scheduled.request, response, target));
+      Object.assign(set, plugin.postResponse(request, response, target));
       // GIE v1.5.0 times response-header plugins as extension point ResponseReceived (director.go runResponseHeaderPlugins).
       if (m !== undefined) this.pluginTiming(m, 'ResponseReceived', plugin).observe(this.monotonicSeconds() - before);
     }
