@@ -53,6 +53,7 @@ export interface EppOptions {
 export interface FlowControlFlags {
   readonly enabled?: boolean;
   readonly maxQueued?: number;
+  readonly maxQueuedBytes?: number;
   readonly maxWaitMs?: number;
   readonly dispatchPerTick?: number;
   readonly dispatchIntervalMs?: number;
@@ -110,6 +111,7 @@ const FLAGS: readonly FlagSpec[] = [
   // Flow control (issue 9): each flag overrides the config's `flowControl` field of the same meaning.
   { name: 'flow-control', aliases: [], kind: 'bool', help: 'when every pod is saturated, hold requests in a bounded queue and dispatch them as capacity frees instead of answering 429 at once (default true, or the config\'s flowControl.enabled)' },
   { name: 'flow-control-max-queued', aliases: [], kind: 'int', help: 'requests that may wait at once; past it a newcomer displaces a lower-priority sheddable one or gets 429 (default 1024, or flowControl.maxQueued)' },
+  { name: 'flow-control-max-queued-bytes', aliases: [], kind: 'int', help: 'request body bytes that may wait at once; past it newcomers displace lower-priority sheddable ones or get 429 (default 134217728 = 128 MiB, or flowControl.maxQueuedBytes)' },
   { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL)' },
   { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
   { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },
@@ -291,7 +293,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (values.has('metrics-scrape-budget') && scrapeMode !== 'worker') {
     throw new UsageError(`--metrics-scrape-budget applies to --metrics-scrape-mode=worker only, got mode ${scrapeMode}`);
   }
-  for (const flag of ['flow-control-max-queued', 'flow-control-dispatch-per-tick']) {
+  for (const flag of ['flow-control-max-queued', 'flow-control-max-queued-bytes', 'flow-control-dispatch-per-tick']) {
     const n = get<number>(flag);
     if (n !== undefined && n < 1) throw new UsageError(`--${flag}: must be an integer >= 1, got ${n}`);
   }
@@ -303,6 +305,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const flowControl: FlowControlFlags = {
     enabled: get<boolean>('flow-control'),
     maxQueued: get<number>('flow-control-max-queued'),
+    maxQueuedBytes: get<number>('flow-control-max-queued-bytes'),
     maxWaitMs: get<number>('flow-control-max-wait'),
     dispatchPerTick: get<number>('flow-control-dispatch-per-tick'),
     dispatchIntervalMs: get<number>('flow-control-dispatch-interval'),

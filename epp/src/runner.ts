@@ -98,6 +98,7 @@ export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode
 export interface FlowControlSettings {
   readonly enabled: boolean;
   readonly maxQueued: number;
+  readonly maxQueuedBytes: number;
   readonly maxWaitMs: number;
   readonly dispatchPerTick: number;
   readonly dispatchIntervalMs: number;
@@ -112,6 +113,7 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
   return {
     enabled: flags.enabled ?? c.enabled ?? d.enabled,
     maxQueued: flags.maxQueued ?? c.maxQueued ?? d.maxQueued,
+    maxQueuedBytes: flags.maxQueuedBytes ?? c.maxQueuedBytes ?? d.maxQueuedBytes,
     maxWaitMs: flags.maxWaitMs ?? parseDuration(c.defaultRequestTTL ?? d.defaultRequestTTL),
     dispatchPerTick: flags.dispatchPerTick ?? c.dispatchPerTick ?? d.dispatchPerTick,
     dispatchIntervalMs: flags.dispatchIntervalMs ?? parseDuration(c.dispatchInterval ?? d.dispatchInterval),
@@ -156,7 +158,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const poolName = options.poolName ?? 'static';
   const flow = resolveFlowControl(config, options.flowControl);
   const flowQueue = flow.enabled
-    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick })
+    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick })
     : undefined;
   const director = new RequestControl({
     datastore,
@@ -245,6 +247,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       c.eventLoopUtilization.set(performance.eventLoopUtilization(now, elu).utilization);
       elu = now;
       c.flowControlQueueSize.set(flowQueue?.size ?? 0);
+      c.flowControlQueueBytes.set(flowQueue?.queuedBytes ?? 0);
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);

@@ -208,7 +208,8 @@ describe('validation errors name the field and what is allowed', () => {
     ['unknown top-level field', `${HEADER}plugins: []\nscorers: {}\n`, 'scorers: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles, featureGates, flowControl, dataLayer, parser'],
     ['unsupported saturationDetector', `${HEADER}plugins: []\nsaturationDetector: {}\n`, 'saturationDetector: GIE\'s saturation detector plugins are not supported; kvroute detects saturation with the saturation-filter plugin in the profile (its mode: admission is GIE\'s detector)'],
     ['unknown feature gate', `${HEADER}plugins: []\nfeatureGates: [flowControl, prepareDataPlugins]\n`, 'featureGates[1]: unknown feature gate "prepareDataPlugins"; known: flowControl, dataLayer, enableLegacyMetrics'],
-    ['unknown flowControl field', `${HEADER}plugins: []\nflowControl: {maxBytes: 1Gi}\n`, 'flowControl.maxBytes: unknown field; allowed: objectives, enabled, maxQueued, defaultRequestTTL, dispatchPerTick, dispatchInterval'],
+    ['unknown flowControl field', `${HEADER}plugins: []\nflowControl: {maxBytes: 1Gi}\n`, 'flowControl.maxBytes: unknown field; allowed: objectives, enabled, maxQueued, maxQueuedBytes, defaultRequestTTL, dispatchPerTick, dispatchInterval'],
+    ['zero flowControl.maxQueuedBytes', `${HEADER}plugins: []\nflowControl: {maxQueuedBytes: 0}\n`, 'flowControl.maxQueuedBytes: must be an integer >= 1, got 0'],
     ['zero flowControl.maxQueued', `${HEADER}plugins: []\nflowControl: {maxQueued: 0}\n`, 'flowControl.maxQueued: must be an integer >= 1, got 0'],
     ['bad flowControl.defaultRequestTTL', `${HEADER}plugins: []\nflowControl: {defaultRequestTTL: 30}\n`, 'flowControl.defaultRequestTTL: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got 30'],
     ['objective priority out of range', `${HEADER}plugins: []\nflowControl: {objectives: {batch: -101}}\n`, 'flowControl.objectives.batch: must be an integer between -100 and 100, got -101'],
@@ -548,7 +549,7 @@ describe('flowControl and featureGates (GIE\'s EndpointPickerConfig keys, apix/c
     const config = parseEndpointPickerConfig(`${HEAD}featureGates: [flowControl]\nflowControl:\n  defaultRequestTTL: 2s\n  objectives: {batch: -1, chat: 10}\n`);
     expect(config.featureGates).toEqual(['flowControl']);
     expect(config.flowControl).toEqual({
-      enabled: true, maxQueued: 1024, defaultRequestTTL: '2s', dispatchPerTick: 4, dispatchInterval: '50ms', objectives: { batch: -1, chat: 10 },
+      enabled: true, maxQueued: 1024, maxQueuedBytes: 134217728, defaultRequestTTL: '2s', dispatchPerTick: 4, dispatchInterval: '50ms', objectives: { batch: -1, chat: 10 },
     });
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
   });

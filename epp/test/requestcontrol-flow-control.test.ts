@@ -85,6 +85,51 @@ describe('FlowControlQueue', () => {
     expect(q.sizes()).toEqual(new Map([[0, 2], [-1, 2]]));
   });
 
+  it('is bounded in bytes too: a newcomer whose body would pass maxQueuedBytes is queue-full; leaving frees its bytes', async () => {
+    const { q } = queue({ maxQueued: 100, maxQueuedBytes: 1_000 });
+    const log: string[] = [];
+    void track(q, log, 'a', { flow: 'f', priority: 0, bytes: 600 });
+    void track(q, log, 'b', { flow: 'g', priority: 0, bytes: 400 });
+    expect(q.queuedBytes).toBe(1_000);
+    await track(q, log, 'one-more-byte', { flow: 'h', priority: 0, bytes: 1 });
+    expect(log).toEqual(['one-more-byte:queue-full']);
+    // A request alone larger than the bound never fits, even in an empty queue.
+    q.dispatch(2);
+    await turns(5);
+    expect(q.queuedBytes).toBe(0);
+    await track(q, log, 'huge', { flow: 'h', priority: 0, bytes: 1_001 });
+    expect(log.at(-1)).toBe('huge:queue-full');
+    // Bodies of no size count nothing; the request bound still holds them.
+    void track(q, log, 'empty', { flow: 'h', priority: 0 });
+    await turns(5);
+    expect(q.size).toBe(1);
+    expect(q.queuedBytes).toBe(0);
+  });
+
+  it('sheds as many sheddable requests as a large newcomer needs, lowest band and newest first, and none when they would not make room', async () => {
+    const { q, advance } = queue({ maxQueued: 100, maxQueuedBytes: 1_000 });
+    const log: string[] = [];
+    void track(q, log, 'batch-old', { flow: 'b1', priority: -2, bytes: 300 });
+    void track(q, log, 'batch-new', { flow: 'b2', priority: -2, bytes: 300 });
+    void track(q, log, 'bulk', { flow: 'b3', priority: -1, bytes: 300 });
+    void track(q, log, 'chat', { flow: 'c', priority: 0, bytes: 100 });
+    // 1,000 held. A standard newcomer of 500 needs two sheddable ones gone: the -2 band's newest, then its oldest.
+    void track(q, log, 'chat-large', { flow: 'c2', priority: 0, bytes: 500 });
+    await turns(5);
+    expect(log).toEqual(['batch-new:shed', 'batch-old:shed']);
+    expect(q.queuedBytes).toBe(900);
+    // A newcomer that even shedding every sheddable request below it (bulk's 300) could not fit sheds nothing.
+    await track(q, log, 'chat-huge', { flow: 'c3', priority: 0, bytes: 500 });
+    expect(log.at(-1)).toBe('chat-huge:queue-full');
+    expect(q.sizes()).toEqual(new Map([[0, 2], [-1, 1]]));
+    expect(q.queuedBytes).toBe(900);
+    // Leaving by deadline or abort frees bytes as dispatch does.
+    advance(2_000);
+    expect(q.expire()).toBe(3);
+    await turns(5);
+    expect(q.queuedBytes).toBe(0);
+  });
+
   it('dispatches higher priority first, whatever the arrival order', async () => {
     const { q } = queue();
     const log: string[] = [];
@@ -196,6 +241,7 @@ describe('FlowControlQueue', () => {
     expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0, got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 1, maxDispatchPerCall: 1.5 })).toThrow('maxDispatchPerCall must be an integer >= 1, got 1.5');
+    expect(() => new FlowControlQueue({ maxQueued: 1, maxQueuedBytes: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueuedBytes must be an integer >= 1, got 0');
   });
 });
 
@@ -244,6 +290,15 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     setWaiting(0);
     await Promise.all(pending);
     expect(decisions.map((d) => d.kind)).toEqual(Array(10).fill('route'));
+  });
+
+  it('counts each waiting request\'s body against maxQueuedBytes: past it a 429 names queue-full', async () => {
+    const rc = control({ maxQueuedBytes: 2 * incoming('r0').body!.length });
+    const waiting = [rc.route(incoming('r0')), rc.route(incoming('r1'))];
+    const third = await rc.route(incoming('r2'));
+    expect(third).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full' } });
+    setWaiting(0);
+    for (const d of await Promise.all(waiting)) expect(d.kind).toBe('route');
   });
 
   it('answers 429 naming the reason when the queue is full, and when the deadline passes', async () => {

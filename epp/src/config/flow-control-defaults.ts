@@ -4,9 +4,15 @@
 export const FLOW_CONTROL_DEFAULTS = {
   // On: a saturated pool queues briefly instead of answering a 429 storm (issue 9).
   enabled: true,
-  // A request body is ~1-100 KB: 1,024 waiting requests hold at most ~100 MB, and at the pool's drain rate of tens to
-  // hundreds of requests a second it is seconds of backlog, beyond which a 429 tells the client more than a wait.
+  // At the pool's drain rate of tens to hundreds of requests a second, 1,024 waiting requests are seconds of backlog,
+  // beyond which a 429 tells the client more than a wait.
   maxQueued: 1024,
+  // A waiting request holds its body (up to the EnvoyFilter's 8 MiB buffer) and the prompt parsed from it, roughly
+  // twice the body: 1,024 bodies of 1-100 KB fit easily, 1,024 of 8 MiB would not fit the EPP's 1 GiB. 128 MiB of
+  // bodies keeps the queue's worst case near a third of the limit, beside the index and the scrapers. GIE bounds bytes
+  // too (`flowcontrol/registry/config.go`: 1 GB per priority band by default, an optional global `limits.maxBytes`),
+  // sized for an EPP with more memory.
+  maxQueuedBytes: 128 * 1024 * 1024,
   // GIE leaves its DefaultRequestTTL unset (the client's context bounds the wait); kvroute bounds it so a waiting
   // request always ends. Behind an Envoy whose ext_proc message_timeout is shorter, Envoy fails the request open at
   // its timeout first, and the EPP drops it from the queue when Envoy resets the stream.

@@ -185,6 +185,7 @@ function readFlowControl(top: FieldReader): FlowControlConfig | undefined {
   const config: FlowControlConfig = {
     enabled: r.boolean('enabled', FLOW_CONTROL_DEFAULTS.enabled),
     maxQueued: r.integer('maxQueued', FLOW_CONTROL_DEFAULTS.maxQueued, 1),
+    maxQueuedBytes: r.integer('maxQueuedBytes', FLOW_CONTROL_DEFAULTS.maxQueuedBytes, 1),
     defaultRequestTTL: r.duration('defaultRequestTTL', FLOW_CONTROL_DEFAULTS.defaultRequestTTL),
     dispatchPerTick: r.integer('dispatchPerTick', FLOW_CONTROL_DEFAULTS.dispatchPerTick, 1),
     dispatchInterval: r.duration('dispatchInterval', FLOW_CONTROL_DEFAULTS.dispatchInterval),

@@ -257,6 +257,12 @@ export const EPP_METRICS = {
     labels: [],
     help: 'Requests waiting in the flow-control queue for a pod with capacity (read at each scrape of this page).',
   },
+  flowControlQueueBytes: {
+    name: 'kvroute_epp_flow_control_queue_bytes',
+    type: 'gauge',
+    labels: [],
+    help: 'Request body bytes the requests waiting in the flow-control queue hold, bounded by flowControl.maxQueuedBytes (read at each scrape of this page).',
+  },
   flowControlWait: {
     name: 'kvroute_epp_flow_control_wait_seconds',
     type: 'histogram',

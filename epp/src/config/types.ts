@@ -99,14 +99,20 @@ export type PluginSpecFor<T extends PluginType> = PluginSpecOf<T>;
 /**
  * The EPP's flow control (issue 9): the bounded queue a request waits in when every candidate is saturated, instead of
  * an immediate 429. kvroute turns it on by default. The key and `defaultRequestTTL` are GIE's (`apix/config/v1alpha1/
- * endpointpickerconfig_types.go`, `FlowControlConfig`, late 2025); GIE bounds its queue in bytes per priority band, kvroute
- * in requests (`maxQueued`), and reads priorities from a table here because it does not watch InferenceObjectives.
+ * endpointpickerconfig_types.go`, `FlowControlConfig`, late 2025); GIE bounds its queue in bytes per priority band and
+ * overall (`limits.maxBytes`), kvroute in requests (`maxQueued`) and body bytes overall (`maxQueuedBytes`), and reads
+ * priorities from a table here because it does not watch InferenceObjectives.
  */
 export interface FlowControlConfig {
   /** kvroute's switch: false answers 429 at once when every pod is saturated. `--flow-control` overrides it. @default true */
   enabled?: boolean;
   /** Requests that may wait at once, all priorities together. `--flow-control-max-queued`. @default 1024 */
   maxQueued?: number;
+  /**
+   * Request body bytes that may wait at once, all priorities together (GIE's global `limits.maxBytes`, here an integer).
+   * `--flow-control-max-queued-bytes`. @default 134217728 (128 MiB)
+   */
+  maxQueuedBytes?: number;
   /** How long a request may wait before a 429 (GIE's name). `--flow-control-max-wait`. @default "30s" */
   defaultRequestTTL?: Duration;
   /** Most waiting requests released per dispatch tick (pacing). `--flow-control-dispatch-per-tick`. @default 4 */

@@ -12,9 +12,12 @@
  * - **Fair across flows** (a flow is a session, a tenant or an objective — the caller chooses the key): within a band,
  *   flows take turns (round robin), so one chatty session cannot starve the others; within a flow, first come first
  *   served.
- * - **Bounded**: at most `maxQueued` requests wait (a retry, below, may pass it by the few just dispatched). When full, a newcomer displaces the lowest-priority *sheddable*
- *   request that is lower than itself (the newest of those: it has waited least), which is rejected as `shed`;
- *   without such a victim the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
+ * - **Bounded**: at most `maxQueued` requests wait, holding at most `maxQueuedBytes` of request bodies together (GIE
+ *   bounds bytes: `flowcontrol/registry/config.go`, per band and an optional global `limits.maxBytes`); a retry,
+ *   below, may pass either by the few just dispatched. When a newcomer does not fit, it displaces the lowest-priority
+ *   *sheddable* requests lower than itself (the newest of those first: they have waited least), which are rejected as
+ *   `shed`, as many as it takes to fit; when even all of those would not make room, nothing is displaced and the
+ *   newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
  * - **Deadlines**: each request waits at most its deadline (`maxWaitMs` by default), then is rejected as `deadline`.
  * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered,
  *   so a backlog that built up during a stall is released a slice per tick, never dumped onto pods at once.
@@ -38,6 +41,8 @@ export class FlowControlRejection extends Error {
 export interface FlowControlOptions {
   /** Requests that may wait at once, all flows and priorities together. */
   readonly maxQueued: number;
+  /** Request body bytes that may wait at once (each request's `bytes`), all together. @default unbounded */
+  readonly maxQueuedBytes?: number;
   /** How long a request may wait when it names no deadline of its own, in ms. */
   readonly maxWaitMs: number;
   /** The most requests one `dispatch` call releases (pacing). */
@@ -53,6 +58,8 @@ export interface FlowRequest {
   readonly flow: string;
   /** Higher goes first; negative is sheddable (GIE's rule). */
   readonly priority: number;
+  /** What the request holds while it waits (its body's size), counted against `maxQueuedBytes`. @default 0 */
+  readonly bytes?: number;
   /** Absolute deadline in ms on the `now` clock. @default now + maxWaitMs */
   readonly deadlineMs?: number;
   /** Aborts the wait (the client went away). */
@@ -132,16 +139,6 @@ class Band {
     return true;
   }
 
-  /** The waiter that arrived last. */
-  newest(): Waiter | undefined {
-    let newest: Waiter | undefined;
-    for (const queue of this.flows.values()) {
-      const last = queue[queue.length - 1];
-      if (last !== undefined && (newest === undefined || last.seq > newest.seq)) newest = last;
-    }
-    return newest;
-  }
-
   *waiters(): IterableIterator<Waiter> {
     for (const queue of this.flows.values()) yield* queue;
   }
@@ -152,6 +149,7 @@ export class FlowControlQueue {
   private readonly now: () => number;
   private seq = 0;
   private count = 0;
+  private bytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closed = false;
@@ -159,6 +157,9 @@ export class FlowControlQueue {
   constructor(private readonly options: FlowControlOptions) {
     for (const key of ['maxQueued', 'maxDispatchPerCall'] as const) {
       if (!Number.isInteger(options[key]) || options[key] < 1) throw new RangeError(`${key} must be an integer >= 1, got ${options[key]}`);
+    }
+    if (options.maxQueuedBytes !== undefined && !(Number.isInteger(options.maxQueuedBytes) && options.maxQueuedBytes >= 1)) {
+      throw new RangeError(`maxQueuedBytes must be an integer >= 1, got ${options.maxQueuedBytes}`);
     }
     if (!(options.maxWaitMs > 0)) throw new RangeError(`maxWaitMs must be > 0, got ${options.maxWaitMs}`);
     this.now = options.now ?? Date.now;
@@ -179,6 +180,11 @@ export class FlowControlQueue {
     return this.count;
   }
 
+  /** The bytes the waiting requests hold (their `bytes`). */
+  get queuedBytes(): number {
+    return this.bytes;
+  }
+
   /** Waiting requests per priority, for metrics and tests. */
   sizes(): ReadonlyMap<number, number> {
     return new Map([...this.bands].filter(([, b]) => b.size > 0).map(([p, b]) => [p, b.size]));
@@ -192,9 +198,11 @@ export class FlowControlQueue {
     if (this.closed) return Promise.reject(new FlowControlRejection('closed'));
     if (request.signal?.aborted) return Promise.reject(new FlowControlRejection('aborted'));
     if (!Number.isFinite(request.priority)) return Promise.reject(new RangeError(`priority must be a finite number, got ${request.priority}`));
+    const bytes = request.bytes ?? 0;
+    if (!(Number.isFinite(bytes) && bytes >= 0)) return Promise.reject(new RangeError(`bytes must be a finite number >= 0, got ${request.bytes}`));
     this.expire();
     // A retry held its slot a moment ago (dispatched, then still saturated): it is never the one refused for room.
-    if (request.retry !== true && this.count >= this.options.maxQueued && !this.shedFor(request.priority)) {
+    if (request.retry !== true && !this.makeRoom(request.priority, bytes)) {
       return Promise.reject(new FlowControlRejection('queue-full'));
     }
     return new Promise<void>((resolve, reject) => {
@@ -205,6 +213,7 @@ export class FlowControlQueue {
       if (onAbort) request.signal!.addEventListener('abort', onAbort, { once: true });
       this.band(request.priority).push(waiter);
       this.count++;
+      this.bytes += bytes;
       this.armTimer();
     });
   }
@@ -258,15 +267,29 @@ export class FlowControlQueue {
     this.timer = undefined;
   }
 
-  /** Makes room for a newcomer of `priority` by shedding the newest lowest-priority sheddable waiter below it. */
-  private shedFor(priority: number): boolean {
-    const ascending = this.prioritiesDescending().reverse();
-    for (const p of ascending) {
-      if (p >= 0 || p >= priority) return false;
-      const victim = this.bands.get(p)!.newest();
-      if (victim !== undefined) {
-        this.drop(victim, 'shed');
-        return true;
+  /**
+   * Whether a newcomer of `priority` holding `bytes` fits, after shedding what it may: the sheddable waiters below
+   * its priority, lowest priority first and newest first within one, as few as it takes. When even all of them would
+   * not make room, none is shed.
+   */
+  private makeRoom(priority: number, bytes: number): boolean {
+    const maxBytes = this.options.maxQueuedBytes ?? Infinity;
+    let count = this.count;
+    let held = this.bytes;
+    const fits = () => count < this.options.maxQueued && held + bytes <= maxBytes;
+    if (fits()) return true;
+    const victims: Waiter[] = [];
+    for (const p of this.prioritiesDescending().reverse()) {
+      if (p >= 0 || p >= priority) break;
+      const newestFirst = [...this.bands.get(p)!.waiters()].sort((a, b) => b.seq - a.seq);
+      for (const w of newestFirst) {
+        victims.push(w);
+        count--;
+        held -= w.request.bytes ?? 0;
+        if (fits()) {
+          for (const v of victims) this.drop(v, 'shed');
+          return true;
+        }
       }
     }
     return false;
@@ -280,6 +303,7 @@ export class FlowControlQueue {
 
   private settle(w: Waiter): void {
     this.count--;
+    this.bytes -= w.request.bytes ?? 0;
     if (w.onAbort) w.request.signal?.removeEventListener('abort', w.onAbort);
   }
 

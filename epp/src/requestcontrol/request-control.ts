@@ -444,7 +444,8 @@ export class RequestControl implements RequestDirector {
     const waited = (outcome: 'dispatched' | 'rejected') => m?.flowControlWait.observe({ outcome }, this.monotonicSeconds() - waitStarted);
     for (let retry = false; ; retry = true) {
       try {
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry });
+        // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, bytes: req.body?.length ?? 0 });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
