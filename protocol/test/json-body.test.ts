@@ -1,4 +1,4 @@
-import { parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
+import { MAX_SPLIT_DEPTH, parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
 import { parseRequestBody } from '../src/openai/request';
 
 /** A seeded generator (LCG), so every document and corruption is the same on every run. */
@@ -179,6 +179,61 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
     }
     expectSame(value, JSON.parse(body.toString('utf8')));
     expect(parse.mock.calls.length).toBeLessThan(20);
+  });
+
+  test('a body nested thousands deep is parsed as JSON.parse parses it: split only to MAX_SPLIT_DEPTH, no stack overflow, a few passes', () => {
+    const deep = (levels: number, inner: string) => Buffer.from(`${'['.repeat(levels)}${inner}${']'.repeat(levels)}`);
+    // Large at every level, so every level would be split without the depth bound: 20,000 frames deep, and a pass over
+    // the body per level (quadratic).
+    const cases = [deep(20_000, JSON.stringify('x'.repeat(70_000))), deep(1_000, `[${'0,'.repeat(40_000)}0]`)];
+    for (const body of cases) {
+      const decoded: number[] = [];
+      const toString = Buffer.prototype.toString;
+      const spy = jest.spyOn(Buffer.prototype, 'toString').mockImplementation(function (this: Buffer, ...args: unknown[]) {
+        const s = (toString as (...a: unknown[]) => string).apply(this, args);
+        decoded.push(s.length);
+        return s;
+      });
+      let value: unknown;
+      try {
+        value = parseJsonBody(body);
+      } finally {
+        spy.mockRestore();
+      }
+      // Compared level by level (JSON.stringify and toEqual recurse, and overflow at this depth).
+      const unwrap = (v: unknown): [number, string] => {
+        let levels = 0;
+        while (Array.isArray(v) && v.length === 1 && Array.isArray(v[0])) { v = v[0]; levels++; }
+        return [levels, JSON.stringify(v)];
+      };
+      const [gotLevels, gotLeaf] = unwrap(value);
+      const [wantLevels, wantLeaf] = unwrap(JSON.parse(body.toString('utf8')));
+      expect(gotLevels).toBe(wantLevels);
+      expect(gotLeaf === wantLeaf).toBe(true);
+      // The container at MAX_SPLIT_DEPTH + 1 is read whole, in one piece: everything below the split levels.
+      expect(decoded).toHaveLength(1);
+      expect(decoded[0]).toBe(body.length - 2 * (MAX_SPLIT_DEPTH + 1));
+    }
+  });
+
+  test('a member whose name and value together pass the limit is parsed on its own, never in a run longer than the limit', () => {
+    const name = 'k'.repeat(40 * 1024);
+    const body = Buffer.from(JSON.stringify({ a: 1, [name]: 'v'.repeat(40 * 1024), b: [2], c: 'w'.repeat(30 * 1024) }));
+    const decoded: number[] = [];
+    const toString = Buffer.prototype.toString;
+    const spy = jest.spyOn(Buffer.prototype, 'toString').mockImplementation(function (this: Buffer, ...args: unknown[]) {
+      const s = (toString as (...a: unknown[]) => string).apply(this, args);
+      decoded.push(s.length);
+      return s;
+    });
+    let value: unknown;
+    try {
+      value = parseJsonBody(body);
+    } finally {
+      spy.mockRestore();
+    }
+    expectSame(value, JSON.parse(body.toString('utf8')));
+    expect(Math.max(...decoded)).toBeLessThanOrEqual(WHOLE_PARSE_MAX_BYTES);
   });
 
   test('errors name the byte where the structure broke; request bodies still say "not valid JSON"', () => {

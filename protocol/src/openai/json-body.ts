@@ -5,7 +5,7 @@
  * characters reaches it at half the length) in large-object space, a memory chunk of its own that is mapped, faulted
  * in page by page as it is written and unmapped again once a scavenge finds it dead. Decoding a 128 KiB body into one
  * string therefore cost ~120 µs under load (measured with `perf`: page faults, page clearing and TLB shootdowns on
- * unmap), against ~3 µs for 64 KiB, more than parsing it. A 128 KiB chat request is a few long strings in a little
+ * unmap), against ~3-7 µs for 64 KiB: more than parsing it. A 128 KiB chat request is a few long strings in a little
  * structure, so the body is split at its structure into pieces each decoded and parsed on its own; no string as long
  * as the body is ever built. Bodies up to `WHOLE_PARSE_MAX_BYTES` take the plain path, unchanged.
  *
@@ -25,6 +25,14 @@
  */
 export const WHOLE_PARSE_MAX_BYTES = 60 * 1024;
 
+/**
+ * Containers are split down to this depth (0 is the body itself) and parsed whole below it. Each split level reads its
+ * container once more to delimit the children, so the levels bound the work to a few passes over the body and the
+ * recursion to a few frames: a chat body is object → `messages` → message → content parts → part, and a body nested
+ * thousands deep, which `JSON.parse` reads iteratively, must neither take seconds nor overflow the stack here.
+ */
+export const MAX_SPLIT_DEPTH = 4;
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
@@ -40,18 +48,18 @@ export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_
   const start = skipWhitespace(body, 0, body.length);
   const end = scanValue(body, start, body.length);
   if (skipWhitespace(body, end, body.length) !== body.length) fail(body, end, 'unexpected data after the JSON value');
-  return new PieceParser(body, wholeMaxBytes).value(start, end);
+  return new PieceParser(body, wholeMaxBytes).value(start, end, 0);
 }
 
 class PieceParser {
   constructor(private readonly buf: Buffer, private readonly wholeMaxBytes: number) {}
 
-  /** The value in [start, end), which `scanValue` delimited. */
-  value(start: number, end: number): unknown {
+  /** The value in [start, end), which `scanValue` delimited, `depth` containers down from the body. */
+  value(start: number, end: number, depth: number): unknown {
     const { buf } = this;
-    if (end - start > this.wholeMaxBytes) {
-      if (buf[start] === OPEN_BRACE) return this.object(start, end);
-      if (buf[start] === OPEN_BRACKET) return this.array(start, end);
+    if (end - start > this.wholeMaxBytes && depth <= MAX_SPLIT_DEPTH) {
+      if (buf[start] === OPEN_BRACE) return this.object(start, end, depth);
+      if (buf[start] === OPEN_BRACKET) return this.array(start, end, depth);
       // A single string (or number) this long is a long string whichever way it is parsed.
     }
     return JSON.parse(buf.toString('utf8', start, end));
@@ -62,7 +70,7 @@ class PieceParser {
    * value alone is longer parsed on its own (recursively). Runs keep the number of `JSON.parse` calls proportional to
    * the body's size over the limit, not to its member count.
    */
-  private object(start: number, end: number): Record<string, unknown> {
+  private object(start: number, end: number, depth: number): Record<string, unknown> {
     const { buf } = this;
     const out: Record<string, unknown> = {};
     let i = skipWhitespace(buf, start + 1, end);
@@ -76,14 +84,15 @@ class PieceParser {
       if (buf[i] !== COLON) fail(buf, i, 'expected a colon after the member name');
       const valueStart = skipWhitespace(buf, i + 1, end);
       const valueEnd = scanValue(buf, valueStart, end);
-      const long = valueEnd - valueStart > this.wholeMaxBytes;
+      // A member too long for a run is parsed on its own: its name, then its value (split further if it is long).
+      const long = valueEnd - keyStart > this.wholeMaxBytes;
       const after = skipWhitespace(buf, valueEnd, end);
       const last = buf[after] === CLOSE_BRACE;
       if (!last && buf[after] !== COMMA) fail(buf, after, 'expected a comma or a closing brace');
       if (long) {
         // The run before this member, then the member itself.
         if (keyStart > runStart) this.assignRun(out, runStart, lastComma(buf, runStart, keyStart));
-        define(out, JSON.parse(buf.toString('utf8', keyStart, keyEnd)) as string, this.value(valueStart, valueEnd));
+        define(out, JSON.parse(buf.toString('utf8', keyStart, keyEnd)) as string, this.value(valueStart, valueEnd, depth + 1));
         runStart = skipWhitespace(buf, after + 1, end);
       } else if (valueEnd - runStart > this.wholeMaxBytes && keyStart > runStart) {
         // This member would make the run too long: the run ends before it.
@@ -98,7 +107,7 @@ class PieceParser {
     }
   }
 
-  private array(start: number, end: number): unknown[] {
+  private array(start: number, end: number, depth: number): unknown[] {
     const { buf } = this;
     const out: unknown[] = [];
     let i = skipWhitespace(buf, start + 1, end);
@@ -112,7 +121,7 @@ class PieceParser {
       if (!last && buf[after] !== COMMA) fail(buf, after, 'expected a comma or a closing bracket');
       if (long) {
         if (i > runStart) this.pushRun(out, runStart, lastComma(buf, runStart, i));
-        out.push(this.value(i, valueEnd));
+        out.push(this.value(i, valueEnd, depth + 1));
         runStart = skipWhitespace(buf, after + 1, end);
       } else if (valueEnd - runStart > this.wholeMaxBytes && i > runStart) {
         this.pushRun(out, runStart, lastComma(buf, runStart, i));
