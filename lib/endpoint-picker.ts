@@ -149,7 +149,9 @@ export interface EndpointPickerProps {
    * sat just above it, so under load the EPP ran mark-compacts every megabyte or two promoted. Measured with the
    * benchmark's A/B (the same build with and without the flag, alternating slices, 2 × AMD EPYC, Node 20.20.2):
    * 1.01-1.15× the requests/s at 8 and 256 pods with 16 and 128 KB prompts, in two runs; RSS ~80 MiB higher at 256 pods
-   * (epp/README.md, "Why the floor's cost swings"). `NODE_OPTIONS` cannot carry this flag (Node refuses it there).
+   * (epp/README.md, "Why the floor's cost swings"). `NODE_OPTIONS` cannot carry this flag (Node refuses it there). It
+   * applies to the scrape worker's heap too (up to ~100 MB more before it collects): with `--metrics-scrape-workers`
+   * above 1, raise `memory` or set `[]`.
    * @default ['--initial-old-space-size=128']
    * @see https://nodejs.org/api/cli.html#v8-options
    */

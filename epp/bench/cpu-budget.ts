@@ -16,7 +16,7 @@
  */
 import * as os from 'os';
 import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
-import { eppMetrics, forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
+import { envNodeArgs, eppMetrics, forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
 import { processCpu } from './proc-cpu';
 import { machineTimes } from './replica-scaling';
 
@@ -131,8 +131,8 @@ async function scrapeCostAb(baseline: string, podCounts: number[], seconds: numb
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
     for (const n of podCounts) {
-      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: baseline });
-      const b = await startEppProcess(ports.slice(0, n), 'worker');
+      const a = await startEppProcess(ports.slice(0, n), 'worker', { binary: baseline, nodeArgs: envNodeArgs('BENCH_NODE_ARGS') });
+      const b = await startEppProcess(ports.slice(0, n), 'worker', { nodeArgs: envNodeArgs('BENCH_NODE_ARGS') });
       try {
         await sleep(1000);
         const before = await Promise.all([a, b].map(async (e) => ({ cpu: processCpu(e.child.pid!), scrapes: (await eppMetrics(e)).scrapes })));
@@ -180,13 +180,14 @@ async function main(): Promise<void> {
   const rounds = 3;
   console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const metricsServers = forkTs('metrics-servers.ts', metricsServerArgs(podCounts));
-  const floorServer = forkTs('floor-server.ts');
+  // The floor under the same Node flags as the EPPs (as deployed, or BENCH_NODE_ARGS), as in epp-bench.ts.
+  const floorServer = forkTs('floor-server.ts', [], envNodeArgs('BENCH_NODE_ARGS'));
   const rows: string[] = [];
   try {
     const { ports } = await nextMessage<{ ports: number[] }>(metricsServers, 'ports');
     const { port: floorPort } = await nextMessage<{ port: number }>(floorServer, 'port');
     for (const n of podCounts) {
-      const epp = await startEppProcess(ports.slice(0, n), 'worker');
+      const epp = await startEppProcess(ports.slice(0, n), 'worker', { nodeArgs: envNodeArgs('BENCH_NODE_ARGS') });
       const pids = { epp: epp.child.pid!, metrics: metricsServers.pid!, floor: floorServer.pid! };
       try {
         const idle = empty();

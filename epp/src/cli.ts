@@ -111,7 +111,7 @@ const FLAGS: readonly FlagSpec[] = [
   // Flow control (issue 9): each flag overrides the config's `flowControl` field of the same meaning.
   { name: 'flow-control', aliases: [], kind: 'bool', help: 'when every pod is saturated, hold requests in a bounded queue and dispatch them as capacity frees instead of answering 429 at once (default true, or the config\'s flowControl.enabled)' },
   { name: 'flow-control-max-queued', aliases: [], kind: 'int', help: 'requests that may wait at once; past it a newcomer displaces a lower-priority sheddable one or gets 429 (default 1024, or flowControl.maxQueued)' },
-  { name: 'flow-control-max-queued-bytes', aliases: [], kind: 'int', help: 'request body bytes that may wait at once; past it newcomers displace lower-priority sheddable ones or get 429 (default 134217728 = 128 MiB, or flowControl.maxQueuedBytes)' },
+  { name: 'flow-control-max-queued-bytes', aliases: [], kind: 'int', help: 'request body bytes that may wait at once; past it newcomers displace lower-priority sheddable ones or get 429, as does a body larger than the bound (default 134217728 = 128 MiB, or flowControl.maxQueuedBytes)' },
   { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL)' },
   { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
   { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },

@@ -7,9 +7,10 @@ export const FLOW_CONTROL_DEFAULTS = {
   // At the pool's drain rate of tens to hundreds of requests a second, 1,024 waiting requests are seconds of backlog,
   // beyond which a 429 tells the client more than a wait.
   maxQueued: 1024,
-  // A waiting request holds its body (up to the EnvoyFilter's 8 MiB buffer) and the prompt parsed from it, roughly
-  // twice the body: 1,024 bodies of 1-100 KB fit easily, 1,024 of 8 MiB would not fit the EPP's 1 GiB. 128 MiB of
-  // bodies keeps the queue's worst case near a third of the limit, beside the index and the scrapers. GIE bounds bytes
+  // A waiting request holds its body (up to the EnvoyFilter's 8 MiB buffer) and the prompt parsed from it, one to two
+  // times the body again (two bytes a character outside Latin-1): 1,024 bodies of 1-100 KB fit easily, 1,024 of 8 MiB
+  // would not fit the EPP's 1 GiB. 128 MiB of bodies keeps the queue's worst case at 256-384 MiB, beside the index and
+  // the scrapers. Only the body is counted. GIE bounds bytes
   // too (`flowcontrol/registry/config.go`: 1 GB per priority band by default, an optional global `limits.maxBytes`),
   // sized for an EPP with more memory.
   maxQueuedBytes: 128 * 1024 * 1024,

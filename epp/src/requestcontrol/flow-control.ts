@@ -15,9 +15,9 @@
  * - **Bounded**: at most `maxQueued` requests wait, holding at most `maxQueuedBytes` of request bodies together (GIE
  *   bounds bytes: `flowcontrol/registry/config.go`, per band and an optional global `limits.maxBytes`); a retry,
  *   below, may pass either by the few just dispatched. When a newcomer does not fit, it displaces the lowest-priority
- *   *sheddable* requests lower than itself (the newest of those first: they have waited least), which are rejected as
- *   `shed`, as many as it takes to fit; when even all of those would not make room, nothing is displaced and the
- *   newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
+ *   *sheddable* requests lower than itself, in order (the lowest band first, the newest first within it: they have
+ *   waited least) until it fits, each rejected as `shed`; when even all of those would not make room, nothing is
+ *   displaced and the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
  * - **Deadlines**: each request waits at most its deadline (`maxWaitMs` by default), then is rejected as `deadline`.
  * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered,
  *   so a backlog that built up during a stall is released a slice per tick, never dumped onto pods at once.
@@ -269,8 +269,8 @@ export class FlowControlQueue {
 
   /**
    * Whether a newcomer of `priority` holding `bytes` fits, after shedding what it may: the sheddable waiters below
-   * its priority, lowest priority first and newest first within one, as few as it takes. When even all of them would
-   * not make room, none is shed.
+   * its priority, lowest priority first and newest first within one, until it fits (in that order, not the fewest
+   * possible). When even all of them would not make room, none is shed.
    */
   private makeRoom(priority: number, bytes: number): boolean {
     const maxBytes = this.options.maxQueuedBytes ?? Infinity;
