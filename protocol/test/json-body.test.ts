@@ -77,6 +77,22 @@ function expectSame(actual: unknown, expected: unknown): void {
   expect(protos(actual)).toEqual(protos(expected));
 }
 
+/** What `run` returns, and the length of every string Buffer#toString decoded while it ran. */
+function withDecodedLengths<T>(run: () => T): { result: T; decoded: number[] } {
+  const decoded: number[] = [];
+  const toString = Buffer.prototype.toString;
+  const spy = jest.spyOn(Buffer.prototype, 'toString').mockImplementation(function (this: Buffer, ...args: unknown[]) {
+    const s = (toString as (...a: unknown[]) => string).apply(this, args);
+    decoded.push(s.length);
+    return s;
+  });
+  try {
+    return { result: run(), decoded };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
 describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objects', () => {
   // Small limits split even small documents at every level, so the pieces' seams are exercised thousands of times.
   const limits = [1, 8, 40, 200];
@@ -130,19 +146,9 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
   });
 
   test('a 128 KiB chat request is decoded piece by piece, never whole: no piece longer than the limit or its longest string', () => {
-    const decodedLengths = (body: Buffer): { parsed: ReturnType<typeof parseRequestBody>; decoded: number[] } => {
-      const decoded: number[] = [];
-      const toString = Buffer.prototype.toString;
-      const spy = jest.spyOn(Buffer.prototype, 'toString').mockImplementation(function (this: Buffer, ...args: unknown[]) {
-        const s = (toString as (...a: unknown[]) => string).apply(this, args);
-        decoded.push(s.length);
-        return s;
-      });
-      try {
-        return { parsed: parseRequestBody(body), decoded };
-      } finally {
-        spy.mockRestore();
-      }
+    const decodedLengths = (body: Buffer) => {
+      const { result, decoded } = withDecodedLengths(() => parseRequestBody(body));
+      return { parsed: result, decoded };
     };
     // Three turns of ~44 KiB: every piece fits the limit.
     const turn = 'word '.repeat(9 * 1024);
@@ -187,19 +193,7 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
     // the body per level (quadratic).
     const cases = [deep(20_000, JSON.stringify('x'.repeat(70_000))), deep(1_000, `[${'0,'.repeat(40_000)}0]`)];
     for (const body of cases) {
-      const decoded: number[] = [];
-      const toString = Buffer.prototype.toString;
-      const spy = jest.spyOn(Buffer.prototype, 'toString').mockImplementation(function (this: Buffer, ...args: unknown[]) {
-        const s = (toString as (...a: unknown[]) => string).apply(this, args);
-        decoded.push(s.length);
-        return s;
-      });
-      let value: unknown;
-      try {
-        value = parseJsonBody(body);
-      } finally {
-        spy.mockRestore();
-      }
+      const { result: value, decoded } = withDecodedLengths(() => parseJsonBody(body));
       // Compared level by level (JSON.stringify and toEqual recurse, and overflow at this depth).
       const unwrap = (v: unknown): [number, string] => {
         let levels = 0;
@@ -219,19 +213,7 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
   test('a member whose name and value together pass the limit is parsed on its own, never in a run longer than the limit', () => {
     const name = 'k'.repeat(40 * 1024);
     const body = Buffer.from(JSON.stringify({ a: 1, [name]: 'v'.repeat(40 * 1024), b: [2], c: 'w'.repeat(30 * 1024) }));
-    const decoded: number[] = [];
-    const toString = Buffer.prototype.toString;
-    const spy = jest.spyOn(Buffer.prototype, 'toString').mockImplementation(function (this: Buffer, ...args: unknown[]) {
-      const s = (toString as (...a: unknown[]) => string).apply(this, args);
-      decoded.push(s.length);
-      return s;
-    });
-    let value: unknown;
-    try {
-      value = parseJsonBody(body);
-    } finally {
-      spy.mockRestore();
-    }
+    const { result: value, decoded } = withDecodedLengths(() => parseJsonBody(body));
     expectSame(value, JSON.parse(body.toString('utf8')));
     expect(Math.max(...decoded)).toBeLessThanOrEqual(WHOLE_PARSE_MAX_BYTES);
   });
