@@ -10,9 +10,8 @@ export const FLOW_CONTROL_DEFAULTS = {
   // A waiting request holds its body (up to the EnvoyFilter's 8 MiB buffer) and the prompt parsed from it, one to two
   // times the body again (two bytes a character outside Latin-1): 1,024 bodies of 1-100 KB fit easily, 1,024 of 8 MiB
   // would not fit the EPP's 1 GiB. 128 MiB of bodies keeps the queue's worst case at 256-384 MiB, beside the index and
-  // the scrapers. Only the body is counted. GIE bounds bytes
-  // too (`flowcontrol/registry/config.go`: 1 GB per priority band by default, an optional global `limits.maxBytes`),
-  // sized for an EPP with more memory.
+  // the scrapers. Only the body is counted. GIE bounds bytes too (`flowcontrol/registry/config.go`: 1 GB per priority
+  // band by default, an optional global `limits.maxBytes`), sized for an EPP with more memory.
   maxQueuedBytes: 128 * 1024 * 1024,
   // GIE leaves its DefaultRequestTTL unset (the client's context bounds the wait); kvroute bounds it so a waiting
   // request always ends. Behind an Envoy whose ext_proc message_timeout is shorter, Envoy fails the request open at

@@ -190,11 +190,10 @@ class Ticket {
 
   constructor(
     readonly target: Endpoint,
-    /**
-     * Whether the request went through the body and, when a scheduling cycle picked it, the request as the post-response
-     * hooks see it: without its prompt (`retainedRequest`).
-     */
-    readonly scheduled: { readonly request: LLMRequest | undefined } | undefined,
+    /** Whether its body was read (a request routed by load without one has no response metrics of its own). */
+    readonly bodyRead: boolean,
+    /** The request as the post-response hooks see it, without its prompt (`retainedRequest`); only when a cycle picked it. */
+    readonly request: LLMRequest | undefined,
     readonly started: number,
     /** After a model rewrite: the model the client asked for and the one the server answers as. */
     readonly rewrite: { readonly incoming: string; readonly target: string } | undefined,
@@ -550,7 +549,8 @@ export class RequestControl implements RequestDirector {
     }
     const ticket = new Ticket(
       target,
-      scheduled === undefined ? undefined : { request: result !== undefined ? retainedRequest(scheduled.request) : undefined },
+      scheduled !== undefined,
+      scheduled !== undefined && result !== undefined ? retainedRequest(scheduled.request) : undefined,
       started,
       rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
       series,
@@ -613,14 +613,13 @@ export class RequestControl implements RequestDirector {
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
-    const { target, scheduled } = t;
+    const { target, request } = t;
     // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events. The reader itself is
     // made at the first body chunk: with kvroute's EnvoyFilter (response body mode NONE) none ever comes.
-    if (scheduled !== undefined && this.options.metrics !== undefined) {
+    if (t.bodyRead && this.options.metrics !== undefined) {
       const contentType = headers.get('content-type');
       t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
     }
-    const request = scheduled?.request;
     if (request === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers) };
     const set: Record<string, string> = {};
