@@ -1,6 +1,6 @@
 import { defaultEndpointPickerConfig } from '../src/config';
 import type { Datastore } from '../src/datastore/datastore';
-import { staticPool } from './static-pool';
+import { freshenMetrics, staticPool } from './static-pool';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
 import { MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
@@ -292,6 +292,8 @@ schedulingProfiles:
     const before = heapAfterGc();
     const held: unknown[] = [];
     for (let i = 0; i < 32; i++) {
+      // The pool is not scraped; on a loaded machine 32 MiB of bodies can take longer than the metrics stay fresh.
+      freshenMetrics(ds);
       const d = await director.route(request({ model: 'm', messages: [{ role: 'user', content: `${i} ${'x'.repeat(mib)}` }], stream: true }));
       if (d.kind !== 'route') throw new Error(`request ${i} not routed: ${JSON.stringify(d)}`);
       held.push(d.ticket);
