@@ -14,7 +14,10 @@ export interface EngineConfig {
   ttftOverheadMs: number;
   prefillMsPerToken: number;
   itlMs: number;
-  /** Prefills computed at once; 0 = unlimited (each request prefills independently). */
+  /**
+   * Prefills computed at once (the step's token budget as lanes); 0 = unlimited (each request prefills independently).
+   * A request no lane can take stays in the waiting queue, as vLLM's does while a step's budget is spent.
+   */
   prefillConcurrency: number;
   hashAlgo: HashAlgo;
   /** `PYTHONHASHSEED` as vLLM reads it; undefined = unset. */
@@ -151,7 +154,8 @@ interface TimedEvent {
   order: number;
   req: Req;
   epoch: number;
-  kind: 'chunk' | 'token';
+  /** `lane`: a prefill lane frees (less the overhead), so the waiting queue's head may be scheduled. */
+  kind: 'chunk' | 'token' | 'lane';
   /** For tokens: the output index. */
   k: number;
 }
@@ -172,14 +176,18 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  *    next prefill chunk); when the pool cannot cover one, the **last** running request is preempted (FCFS), its blocks
  *    freed with their hashes kept, `num_computed_tokens = 0`, and it goes to the front of the waiting queue, until
  *    the allocation succeeds or the request preempted itself;
- * 2. only if nothing was preempted: waiting requests in FCFS order while fewer than max-num-seqs run. Each attempt
- *    looks the prefix cache up and is counted in the prefix-cache metrics, even when the head then cannot get its
- *    blocks and blocks the queue (so a head waiting for KV counts again every step);
+ * 2. only if nothing was preempted: waiting requests in FCFS order while fewer than max-num-seqs run and a prefill
+ *    lane is free by the time the step's overhead is paid (the lanes stand for the step's token budget: vLLM leaves
+ *    a request in WAITING, holding no blocks and not yet looked up, while the running requests' prefill chunks spend
+ *    the budget — scheduler.py, `while self.waiting and token_budget > 0`). Each attempt looks the prefix cache up
+ *    and is counted in the prefix-cache metrics, even when the head then cannot get its blocks and blocks the queue
+ *    (so a head waiting for KV counts again every step);
  * 3. the step's KV events go out as one batch, if there are any.
  *
  * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
  * timer (GC, a 100 ms tokenization on the same thread) delays delivery but never changes the reported times or hits.
- *   admitted + overhead → waits for a free prefill lane → prefills (tokens − hit) tokens, scheduling a chunk of
+ *   waits (WAITING) until a prefill lane is free within the overhead → admitted + overhead → prefills (tokens − hit)
+ *   tokens, scheduling a chunk of
  *   max-num-batched-tokens per step (blocks are cached as each chunk is scheduled) → first token (not before the hit
  *   blocks' own prefill is done) → one token every ITL → finish after max_tokens tokens.
  * A preempted request is prefilled again (prompt + outputs so far, less what it hits) when it is scheduled again.
@@ -374,6 +382,7 @@ export class Engine {
     let iterationPrompt = 0;
     let iterationGenerated = 0;
     for (const e of due) {
+      if (e.kind === 'lane') continue; // only wakes the admission phase below
       const r = e.req;
       if (r.state !== 'running' || e.epoch !== r.epoch) continue;
       if (e.kind === 'chunk') r.need = 'chunk';
@@ -428,6 +437,8 @@ export class Engine {
     while (this.waiting.length > 0) {
       // Checked before the cache lookup, so a request held back by max-num-seqs is not counted.
       if (this.running.length >= c.maxNumSeqs) break;
+      // Also before the lookup: no lane free by the time this step's overhead is paid means no token budget left.
+      if (this.laneFreeAt.length > 0 && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
       const r = this.waiting[0];
       this.ensureHashes(r, r.numTokens);
       // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token.
@@ -456,10 +467,12 @@ export class Engine {
     const ready = at + c.ttftOverheadMs;
     let start = ready;
     if (this.laneFreeAt.length > 0) {
-      let lane = 0;
-      for (let i = 1; i < this.laneFreeAt.length; i++) if (this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
+      const lane = this.freeLane();
       start = Math.max(ready, this.laneFreeAt[lane]);
       this.laneFreeAt[lane] = start + prefillMs;
+      // The step in which the next waiting request can be scheduled on this lane (admitWaiting's test).
+      const wake = this.laneFreeAt[lane] - c.ttftOverheadMs;
+      if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'lane', k: 0 });
     }
     r.prefillStart = start;
     r.prefillFrom = hit.tokens;
@@ -476,6 +489,13 @@ export class Engine {
     for (const b of fresh) this.blockReadyAt[b] = done;
     if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', done, 0);
     else this.schedule(r, 'token', r.firstOutAt, r.emitted);
+  }
+
+  /** The prefill lane that frees first. */
+  private freeLane(): number {
+    let lane = 0;
+    for (let i = 1; i < this.laneFreeAt.length; i++) if (this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
+    return lane;
   }
 
   private schedule(r: Req, kind: 'chunk' | 'token', at: number, k: number): void {

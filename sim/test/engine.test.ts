@@ -92,6 +92,26 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     }
   });
 
+  it('a request no prefill lane can take stays WAITING, as vLLM leaves it while the step\'s token budget is spent (vllm/v1/core/sched/scheduler.py @ v0.10.0): counted as waiting, holding no blocks, queue time until scheduled', () => {
+    const clock = new ManualClock();
+    const queued: number[] = [];
+    const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock, { onAdmit: (i) => queued.push(i.queueMs) });
+    const a = submit(engine, tokens(1000, 1), 1);
+    const b = submit(engine, tokens(1000, 2), 1);
+    // a runs and holds ceil(1000 / 16) = 63 blocks (plus the null block); b waits without any.
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1, usedBlocks: 64 });
+    clock.advance(249);
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1 });
+    // a's lane frees at 20 + 250 = 270; b is scheduled the overhead before, so its prefill starts as the lane frees.
+    clock.advance(1);
+    expect(engine.stats()).toMatchObject({ running: 2, waiting: 0, usedBlocks: 127 });
+    clock.runAll();
+    expect(queued).toEqual([0, 250]);
+    expect(b.result?.admittedMs).toBe(250);
+    expect(ttft(b)).toBeCloseTo(20 + 2 * 250);
+    expect(ttft(a)).toBeCloseTo(20 + 250);
+  });
+
   it('a hit on blocks still being prefilled waits for them (unlimited lanes)', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, prefillConcurrency: 0 }, clock);
@@ -116,7 +136,8 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     clock.runAll();
     expect(b.result?.finishReason).toBe('length');
     expect(b.result?.admittedMs).toBeCloseTo(a.result?.finishedMs as number);
-    expect(c.result?.admittedMs).toBeCloseTo(a.result?.finishedMs as number);
+    // c fits the KV now, but b's prefill holds the one lane: c waits for it (less the overhead), not for blocks.
+    expect(c.result?.admittedMs).toBeCloseTo((b.result?.admittedMs as number) + 100 * 0.25);
     expect(engine.stats()).toMatchObject({ running: 0, waiting: 0 });
   });
 
