@@ -23,6 +23,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'prefill-ms-per-token': { key: 'prefillMsPerToken', kind: 'float', help: 'prefill time per uncached prompt token (default 0.25)' },
   'itl-ms': { key: 'itlMs', kind: 'float', help: 'time per output token after the first (default 20)' },
   'prefill-concurrency': { key: 'prefillConcurrency', kind: 'int', help: 'prefills computed at once, FCFS; 0 = unlimited (default 1)' },
+  'scheduling-policy': { key: 'schedulingPolicy', kind: 'string', help: 'fcfs (default) | priority: the waiting queue by each request\'s priority (lower first), as vLLM\'s' },
   'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },

@@ -15,6 +15,12 @@ export interface EngineConfig {
   prefillMsPerToken: number;
   itlMs: number;
   /**
+   * vLLM's `--scheduling-policy` (vllm/config.py SchedulerConfig.policy @ v0.10.0): `fcfs` serves the waiting queue in
+   * arrival order and preempts the last running request; `priority` serves it by (priority, arrival) and preempts
+   * the running request with the largest (priority, arrival). @default 'fcfs'
+   */
+  schedulingPolicy?: SchedulingPolicy;
+  /**
    * Prefills computed at once (the step's token budget as lanes); 0 = unlimited (each request prefills independently).
    * A request no lane can take stays in the waiting queue, as vLLM's does while a step's budget is spent.
    */
@@ -29,8 +35,13 @@ export interface EngineConfig {
   kvEventSchema?: KvEventSchema;
 }
 
+export type SchedulingPolicy = 'fcfs' | 'priority';
+export const SCHEDULING_POLICIES: readonly SchedulingPolicy[] = ['fcfs', 'priority'];
+
 export interface SubmitParams {
   promptTokens: ArrayLike<number>;
+  /** The request's `priority` (lower is served first); only the `priority` policy reads it. @default 0 */
+  priority?: number;
   /** The tokens the request will generate; its length is max_tokens (≥ 1). */
   outputTokens: readonly number[];
   cacheSalt?: string;
@@ -127,6 +138,9 @@ interface Req extends KvSequence {
   readonly endReason: 'length' | 'stop';
   readonly maxTokensParam: number;
   readonly parentN: number;
+  readonly priority: number;
+  /** Submission order: breaks ties between equal (priority, arrival), as insertion does in vLLM's heap. */
+  readonly seq: number;
   readonly listener: RequestListener;
   state: State;
   arrivalMs: number;
@@ -176,7 +190,8 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  *    next prefill chunk); when the pool cannot cover one, the **last** running request is preempted (FCFS), its blocks
  *    freed with their hashes kept, `num_computed_tokens = 0`, and it goes to the front of the waiting queue, until
  *    the allocation succeeds or the request preempted itself;
- * 2. only if nothing was preempted: waiting requests in FCFS order while fewer than max-num-seqs run and a prefill
+ * 2. only if nothing was preempted: waiting requests in FCFS order (by priority, then arrival, under the priority
+ *    policy) while fewer than max-num-seqs run and a prefill
  *    lane is free by the time the step's overhead is paid (the lanes stand for the step's token budget: vLLM leaves
  *    a request in WAITING, holding no blocks and not yet looked up, while the running requests' prefill chunks spend
  *    the budget — scheduler.py, `while self.waiting and token_budget > 0`). Each attempt looks the prefix cache up
@@ -269,6 +284,8 @@ export class Engine {
       endReason: params.finishReason ?? 'length',
       maxTokensParam: params.maxTokensParam ?? maxTokens,
       parentN: params.parentN ?? 1,
+      priority: params.priority ?? 0,
+      seq,
       state: 'waiting',
       arrivalMs: now,
       admittedMs: null,
@@ -284,7 +301,7 @@ export class Engine {
       firstOutAt: 0,
       need: 'none',
     };
-    this.waiting.push(req);
+    this.enqueue(req);
     // Submitted from a listener inside a step: that step's admission phase takes it.
     if (!this.stepping) this.step(now, []);
     this.arm();
@@ -405,7 +422,9 @@ export class Engine {
       for (;;) {
         fresh = this.kv.allocateSlots(r, numNew);
         if (fresh) break;
-        const victim = this.running.pop() as Req;
+        const v = this.victimIndex();
+        const victim = this.running.splice(v, 1)[0] as Req;
+        if (v < i) i--; // r moved down one place
         this.preempt(victim);
         preempted = true;
         if (victim === r) break;
@@ -446,7 +465,7 @@ export class Engine {
       this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
       const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens);
       const fresh = this.kv.allocateSlots(r, numNew, hit);
-      // FCFS like vLLM's default policy: a head that does not fit blocks the queue.
+      // Under either policy a head that does not fit blocks the queue.
       if (!fresh) break;
       this.waiting.shift();
       this.running.push(r);
@@ -491,6 +510,37 @@ export class Engine {
     else this.schedule(r, 'token', r.firstOutAt, r.emitted);
   }
 
+  /** A new or preempted request's place in the priority policy's queue: vLLM's heap order (request_queue.py @ v0.10.0). */
+  private before(a: Req, b: Req): boolean {
+    return a.priority < b.priority || (a.priority === b.priority && (a.arrivalMs < b.arrivalMs || (a.arrivalMs === b.arrivalMs && a.seq < b.seq)));
+  }
+
+  /** A new request: at the back (fcfs), or in (priority, arrival) order (priority). */
+  private enqueue(r: Req): void {
+    if (this.config.schedulingPolicy !== 'priority') {
+      this.waiting.push(r);
+      return;
+    }
+    let i = this.waiting.length;
+    while (i > 0 && this.before(r, this.waiting[i - 1])) i--;
+    this.waiting.splice(i, 0, r);
+  }
+
+  /**
+   * Whom to preempt (scheduler.py @ v0.10.0, running loop): the last running request (fcfs), or under priority
+   * `max(self.running, key=lambda r: (r.priority, r.arrival_time))`, the first of equal keys.
+   */
+  private victimIndex(): number {
+    if (this.config.schedulingPolicy !== 'priority') return this.running.length - 1;
+    let v = 0;
+    for (let i = 1; i < this.running.length; i++) {
+      const a = this.running[i]!;
+      const b = this.running[v]!;
+      if (a.priority > b.priority || (a.priority === b.priority && a.arrivalMs > b.arrivalMs)) v = i;
+    }
+    return v;
+  }
+
   /** The prefill lane that frees first. */
   private freeLane(): number {
     let lane = 0;
@@ -525,7 +575,9 @@ export class Engine {
     r.epoch++;
     r.preemptions++;
     this.preemptions++;
-    this.waiting.unshift(r);
+    // prepend_request: the front under fcfs; the priority policy's heap places it by (priority, arrival) instead.
+    if (this.config.schedulingPolicy === 'priority') this.enqueue(r);
+    else this.waiting.unshift(r);
     this.observer.onPreempt?.();
   }
 

@@ -199,6 +199,8 @@ interface CommonRequest extends StopParams {
   includeUsage: boolean;
   continuousUsage: boolean;
   cacheSalt: string | undefined;
+  /** `priority` (protocol.py @ v0.10.0: an int, default 0, lower is handled earlier). */
+  priority: number;
   echo: boolean;
   /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
   sampling: SamplingChecks;
@@ -290,10 +292,9 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
     if (promptLogprobs < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
   }
   const maxTokens = opt(body, 'max_tokens', laxInt, undefined as number | undefined);
-  // Type-checked like vLLM, then ignored: the reply is filler (seed, user, priority: the V1 FCFS scheduler ignores it).
+  // Type-checked like vLLM, then ignored: the reply is filler.
   opt(body, 'seed', laxInt, undefined);
   opt(body, 'user', strictStr, undefined);
-  req(body, 'priority', laxInt, 0);
   req(body, 'ignore_eos', laxBool, false);
   opt(body, 'logit_bias', dict, undefined);
   return {
@@ -304,6 +305,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
     includeUsage,
     continuousUsage,
     cacheSalt: opt(body, 'cache_salt', strictStr, undefined as string | undefined),
+    priority: req(body, 'priority', laxInt, 0),
     echo,
     stop: opt(body, 'stop', stopList, []),
     stopTokenIds: opt(body, 'stop_token_ids', intList, []),

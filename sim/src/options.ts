@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { generationOf, HASH_ALGOS, type HashAlgo } from './block-hash';
+import { SCHEDULING_POLICIES, type SchedulingPolicy } from './engine';
 import { OptionError } from './option-error';
 import { KV_EVENTS_ENCODINGS, parseKvEventsConfig, type KvEventsConfig, type KvEventsEncoding } from './kv-events-config';
 
@@ -23,6 +24,12 @@ export interface SimulatorOptions {
   itlMs: number;
   /** Prefills computed at once (FCFS); 0 = unlimited, i.e. each request's prefill is independent. */
   prefillConcurrency: number;
+  /**
+   * vLLM's `--scheduling-policy`: `fcfs`, or `priority` (the waiting queue by each request's `priority`, lower
+   * first, then arrival; preemption takes the largest). Under `fcfs` a request with a non-zero `priority` is refused,
+   * as vLLM refuses it.
+   */
+  schedulingPolicy: SchedulingPolicy;
   /** Simulated time runs this many times faster than wall time. */
   timeScale: number;
   podName: string;
@@ -74,6 +81,8 @@ export function defaultOptions(): SimulatorOptions {
     prefillMsPerToken: 0.25,
     itlMs: 20,
     prefillConcurrency: 1,
+    // vLLM's default (SchedulerConfig.policy @ v0.10.0).
+    schedulingPolicy: 'fcfs',
     timeScale: 1,
     podName: process.env.POD_NAME || hostname(),
     defaultMaxTokens: 16,
@@ -127,6 +136,9 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   num('--prefill-ms-per-token', o.prefillMsPerToken, 0);
   num('--itl-ms', o.itlMs, 0);
   int('--prefill-concurrency', o.prefillConcurrency, 0, 1024);
+  if (!SCHEDULING_POLICIES.includes(o.schedulingPolicy)) {
+    throw new OptionError('--scheduling-policy', `must be one of ${SCHEDULING_POLICIES.join(', ')} (vLLM's choices), got ${JSON.stringify(o.schedulingPolicy)}`);
+  }
   num('--time-scale', o.timeScale, 0, true);
   str('--pod-name', o.podName);
   int('--default-max-tokens', o.defaultMaxTokens, 1);

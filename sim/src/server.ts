@@ -91,6 +91,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         prefillMsPerToken: options.prefillMsPerToken,
         itlMs: options.itlMs,
         prefillConcurrency: options.prefillConcurrency,
+        schedulingPolicy: options.schedulingPolicy,
         hashAlgo: options.prefixCachingHashAlgo,
         pythonHashSeed: options.pythonHashSeed,
         // Map-encoded events exist from vLLM #42892 on: reproduce that release's fields and LoRA hash key too.
@@ -238,7 +239,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // `_validate_model_input`). AsyncLLM.generate is an async generator, so they run once the response has started:
     // a stream then gets 200 and an error event, a non-streaming request a 400.
     let lateError: ApiError | null = null;
-    for (const pr of p.prompts) {
+    // process_inputs checks the priority before the prompts (processor.py @ v0.10.0).
+    if (req.priority !== 0 && options.schedulingPolicy !== 'priority') {
+      lateError = badRequest(`Got priority ${req.priority} but Priority scheduling is not enabled.`);
+    }
+    for (const pr of lateError ? [] : p.prompts) {
       if (pr.tokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
       else {
         let maxId = 0;
@@ -425,6 +430,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
               finishReason: c.plan.finishReason,
               maxTokensParam: c.pr.maxTokens,
               parentN: n,
+              priority: req.priority,
             },
             listener,
           ),

@@ -163,6 +163,15 @@ describe('OpenAI API over loopback', () => {
       expect(done).toBe(true);
       expect(events).toEqual([{ error: { object: 'error', message: 'Token id 151700 is out of vocabulary', type: 'BadRequestError', param: null, code: 400 } }]);
     });
+    it('a non-zero priority under the default fcfs policy → 400 (processor.py @ v0.10.0), or an error event when streaming; priority 0 and a non-integer are what vLLM makes of them', async () => {
+      await expectError('/v1/completions', { model: MODEL, prompt: 'x', priority: 3 }, 400, 'BadRequestError', /^Got priority 3 but Priority scheduling is not enabled\.$/);
+      await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], priority: -1 }, 400, 'BadRequestError', /^Got priority -1 but Priority scheduling is not enabled\.$/);
+      await expectError('/v1/completions', { model: MODEL, prompt: 'x', priority: 'high' }, 400, 'Bad Request', /'priority'/);
+      const r = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'x', priority: 2, stream: true });
+      expect(r.status).toBe(200);
+      expect(parseSse(r.text).events).toEqual([{ error: { object: 'error', message: 'Got priority 2 but Priority scheduling is not enabled.', type: 'BadRequestError', param: null, code: 400 } }]);
+      expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'x', priority: 0, max_tokens: 1 })).status).toBe(200);
+    });
     it('a body that is not application/json → 400 Unsupported Media Type', async () => {
       const r = await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ model: MODEL, prompt: 'x' }) });
       expect(r.status).toBe(400);
@@ -220,6 +229,35 @@ describe('queueing through HTTP with a manual clock', () => {
       samples = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text);
       expect(metricValue(samples, 'vllm:num_requests_waiting')).toBe(0);
       expect(metricValue(samples, 'vllm:kv_cache_usage_perc')).toBe(1 / 8192); // only the null block
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('--scheduling-policy priority (vllm/v1/core/sched/scheduler.py, request_queue.py @ v0.10.0)', () => {
+  it('long prefills queue as waiting requests, and the queue is served by priority (lower first), not arrival', async () => {
+    const clock = new ManualClock();
+    const sim = await startSimulator({ port: 0, clock, schedulingPolicy: 'priority' });
+    try {
+      const body = (seed: number, priority: number) => ({ model: MODEL, prompt: longText(400, seed), max_tokens: 1, priority });
+      const a = http(sim.url, 'POST', '/v1/completions', body(1, 0));
+      await waitFor(() => sim.engine.stats().running === 1, 'a running');
+      const b = http(sim.url, 'POST', '/v1/completions', body(2, 5));
+      await waitFor(() => sim.engine.stats().waiting === 1, 'b waiting');
+      const c = http(sim.url, 'POST', '/v1/completions', body(3, 1));
+      await waitFor(() => sim.engine.stats().waiting === 2, 'b and c waiting');
+      // One prefill lane: b and c wait for it in vLLM's WAITING queue, visible to a router scraping the pod.
+      const samples = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text);
+      expect(metricValue(samples, 'vllm:num_requests_running')).toBe(1);
+      expect(metricValue(samples, 'vllm:num_requests_waiting')).toBe(2);
+      clock.runAll();
+      const [ra, rb, rc] = [(await a).json(), (await b).json(), (await c).json()];
+      expect(ra.kvroute_sim.queue_time_s).toBe(0);
+      // c arrived after b but is served first: it waits for a's prefill, b for a's and c's.
+      expect(rc.kvroute_sim.queue_time_s).toBeGreaterThan(0);
+      expect(rb.kvroute_sim.queue_time_s).toBeGreaterThan(rc.kvroute_sim.queue_time_s);
+      expect(rb.kvroute_sim.ttft_s).toBeGreaterThan(rc.kvroute_sim.ttft_s);
     } finally {
       await sim.close();
     }

@@ -40,6 +40,8 @@ describe('flag parsing', () => {
       '15.5',
       '--prefill-concurrency',
       '0',
+      '--scheduling-policy',
+      'priority',
       '--time-scale',
       '100',
       '--pod-name',
@@ -75,6 +77,7 @@ describe('flag parsing', () => {
         prefillMsPerToken: 0.1,
         itlMs: 15.5,
         prefillConcurrency: 0,
+        schedulingPolicy: 'priority',
         timeScale: 100,
         podName: 'sim-0',
         defaultMaxTokens: 32,
@@ -104,6 +107,7 @@ describe('flag parsing', () => {
   it("vLLM's defaults for the new flags; --no-enable-prompt-tokens-details", () => {
     const r = parseCli([]);
     expect(r.kind === 'run' && r.options).toMatchObject({
+      schedulingPolicy: 'fcfs',
       maxNumBatchedTokens: 2048,
       enablePromptTokensDetails: false,
       gpuMemoryUtilization: 0.9,
@@ -184,6 +188,7 @@ describe('flag parsing', () => {
     [['--kv-events-config', '{"enable_kv_cache_event":true}'], '--kv-events-config', /field "enable_kv_cache_event": unknown field/],
     [['--kv-events-config', '{"publisher":"zmq","endpoint":"localhost:5557"}'], '--kv-events-config', /field "endpoint": expected a ZMQ endpoint/],
     [['--kv-events-encoding', 'json'], '--kv-events-encoding', /positional, map/],
+    [['--scheduling-policy', 'sjf'], '--scheduling-policy', /fcfs, priority/],
     // Map events (vLLM #42892) come from releases without builtin or sha256_cbor_64bit (removed in 0.10.2).
     [['--kv-events-encoding', 'map'], '--kv-events-encoding', /map mirrors vLLM v0\.26, which has no --prefix-caching-hash-algo builtin/],
     [['--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor_64bit'], '--kv-events-encoding', /use sha256_cbor or sha256/],

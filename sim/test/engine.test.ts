@@ -25,10 +25,10 @@ interface Tracked {
   abort(): void;
 }
 
-function submit(engine: Engine, prompt: ArrayLike<number>, maxTokens: number, salt?: string): Tracked {
+function submit(engine: Engine, prompt: ArrayLike<number>, maxTokens: number, salt?: string, priority?: number): Tracked {
   const t: Tracked = { tokenTimes: [], abort: () => undefined };
   const h = engine.submit(
-    { promptTokens: prompt, outputTokens: output(maxTokens), cacheSalt: salt },
+    { promptTokens: prompt, outputTokens: output(maxTokens), cacheSalt: salt, priority },
     {
       onToken: (_k, _id, at) => t.tokenTimes.push(at),
       onFinish: (r) => {
@@ -110,6 +110,36 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(b.result?.admittedMs).toBe(250);
     expect(ttft(b)).toBeCloseTo(20 + 2 * 250);
     expect(ttft(a)).toBeCloseTo(20 + 250);
+  });
+
+  it('the priority policy serves the waiting queue by (priority, arrival) and the fcfs policy by arrival (request_queue.py @ v0.10.0)', () => {
+    for (const [policy, expected] of [['fcfs', ['a', 'b', 'c', 'd']], ['priority', ['a', 'c', 'd', 'b']]] as const) {
+      const clock = new ManualClock();
+      const order: string[] = [];
+      const engine = new Engine({ ...BASE, schedulingPolicy: policy }, clock);
+      const tracked = [['a', 0], ['b', 5], ['c', 1], ['d', 1]].map(([name, priority], i) => {
+        const t = submit(engine, tokens(400, i + 1), 1, undefined, priority as number);
+        return { name: name as string, t };
+      });
+      clock.runAll();
+      for (const { name, t } of [...tracked].sort((x, y) => (x.t.result!.admittedMs as number) - (y.t.result!.admittedMs as number))) order.push(name);
+      expect(order).toEqual(expected);
+    }
+  });
+
+  it('under KV pressure the priority policy preempts the running request with the largest (priority, arrival), the fcfs policy the last one (scheduler.py @ v0.10.0)', () => {
+    // 5 usable blocks: two 32-token prompts take 2 each, and the 33rd token of each needs a third.
+    for (const [policy, preempted] of [['fcfs', 'urgent'], ['priority', 'background']] as const) {
+      const clock = new ManualClock();
+      const engine = new Engine({ ...BASE, kvCacheBlocks: 6, prefillConcurrency: 0, schedulingPolicy: policy }, clock);
+      const background = submit(engine, tokens(32, 1), 8, undefined, 9);
+      const urgent = submit(engine, tokens(32, 2), 8, undefined, 0);
+      clock.runAll();
+      const counts = { background: background.result!.preemptions, urgent: urgent.result!.preemptions };
+      expect(counts[preempted]).toBeGreaterThan(0);
+      expect(counts[preempted === 'urgent' ? 'background' : 'urgent']).toBe(0);
+      expect([background.result!.finishReason, urgent.result!.finishReason]).toEqual(['length', 'length']);
+    }
   });
 
   it('a hit on blocks still being prefilled waits for them (unlimited lanes)', () => {
