@@ -560,12 +560,13 @@ describe('flowControl and featureGates (GIE\'s EndpointPickerConfig keys, apix/c
 describe('preciseEndpointPickerConfig', () => {
   const filterOf = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === 'saturation-filter')!;
 
-  it('runs the saturation filter in admission mode; the default config keeps filter mode and renders no mode', () => {
+  it('runs the saturation filter in admission mode, as the default config does (since 2026-11-30), and renders the mode', () => {
     const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'Qwen/Qwen3-0.6B' });
     expect(filterOf(precise).parameters).toMatchObject({ mode: 'admission', queueDepthThreshold: 5, kvCacheUtilThreshold: 0.9 });
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(precise))).toEqual(precise);
-    expect(filterOf(defaultEndpointPickerConfig()).parameters).not.toHaveProperty('mode');
-    expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).not.toMatch(/mode: (filter|admission)/);
+    expect(filterOf(defaultEndpointPickerConfig()).parameters).toMatchObject({ mode: 'admission' });
+    expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).toMatch(/\n {6}mode: admission\n/);
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(defaultEndpointPickerConfig()))).toEqual(defaultEndpointPickerConfig());
   });
 
   it('keeps the shape it was measured in: no no-hit-lru-scorer (nor in the latency config), which the default has', () => {

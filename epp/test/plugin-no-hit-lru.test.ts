@@ -106,6 +106,20 @@ describe('no-hit-lru-scorer', () => {
     expect(pool.send(ask(3, 0))).toBe('p1');
   });
 
+  it('a cold request skips a loaded pod the admission-mode saturation filter kept: it stays a candidate only for requests with a reason to go there', () => {
+    const pool = new Pool(defaultEndpointPickerConfig(), { n: 3, skewed: false });
+    expect([0, 1, 2].map((g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p1', 'p2']);
+    // p0 is over the queue threshold (9 > 5) but kept (admission mode: p1 and p2 have room) and would be next in the
+    // rotation: cold requests alternate over p1 and p2 instead.
+    pool.pods[0] = { ...pool.pods[0]!, metrics: { ...pool.pods[0]!.metrics, waitingQueueSize: 9 } };
+    expect([3, 4, 5, 6].map((g) => pool.send(ask(g, 0)))).toEqual(['p1', 'p2', 'p1', 'p2']);
+    // Group 0's next user still reaches p0, whose whole prefix it holds.
+    expect(pool.send(ask(0, 1))).toBe('p0');
+    // Every candidate loaded: the pool is saturated (the request would wait in flow control).
+    for (const i of [1, 2]) pool.pods[i] = { ...pool.pods[i]!, metrics: { ...pool.pods[i]!.metrics, waitingQueueSize: 9 } };
+    expect(() => pool.send(ask(7, 0))).toThrow(/saturation-filter/);
+  });
+
   it('a cold request goes to the least recently cold-loaded pod: new groups rotate over the pods', () => {
     const pool = new Pool(withNoHitLru(4));
     expect(Array.from({ length: 8 }, (_, g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p1', 'p2', 'p3', 'p0', 'p1', 'p2', 'p3']);

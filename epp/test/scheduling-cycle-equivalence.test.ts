@@ -253,7 +253,7 @@ describe('the load scorers writing into a reused buffer', () => {
 });
 
 /**
- * The default profile (decode-filter, saturation-filter, session-affinity-filter without a session, prefix 3,
+ * The default profile (decode-filter, saturation-filter in admission mode, session-affinity-filter without a session, prefix 3,
  * no-hit-lru 4, queue 1, kv-cache 1, active-request 1, max-score-picker) on plain Maps and arrays, learning as the
  * plugins learn: each candidate's index capacity from its KV blocks, the pick's blocks, a cold pick's LRU move.
  */
@@ -269,19 +269,17 @@ class ReferenceCycle {
       return role === undefined || role === 'decode' || role === 'both';
     });
     if (decode.length === 0) return new SchedulingError('no-endpoints', 'decode');
-    const reasons: string[] = [];
+    // Admission mode (GIE's detector): pods whose metrics cannot be read go; loaded pods stay while one has room.
+    const loaded = new Set<string>();
+    let roomy = false;
     const candidates = decode.filter((s) => {
       const m = s.metrics;
-      const reason = m.consecutiveFailures > 3 ? 'scrape_failures'
-        : m.updateTime <= 0 || NOW - m.updateTime > 1000 ? 'stale_metrics'
-          : m.waitingQueueSize > 5 ? 'queue'
-            : m.kvCacheUsagePercent > 0.9 ? 'kv_cache' : undefined;
-      if (reason !== undefined) reasons.push(reason);
-      return reason === undefined;
+      if (m.consecutiveFailures > 3 || m.updateTime <= 0 || NOW - m.updateTime > 1000) return false;
+      if (m.waitingQueueSize > 5 || m.kvCacheUsagePercent > 0.9) loaded.add(s.endpoint.key);
+      else roomy = true;
+      return true;
     });
-    if (candidates.length === 0) {
-      return new SchedulingError(reasons.some((r) => r === 'queue' || r === 'kv_cache') ? 'saturated' : 'no-endpoints', 'saturation');
-    }
+    if (!roomy) return new SchedulingError(loaded.size > 0 ? 'saturated' : 'no-endpoints', 'saturation');
     for (const c of candidates) {
       if (c.metrics.numGpuBlocks !== undefined) this.index.setCapacity(c.endpoint.key, indexCapacityFor(c.metrics.numGpuBlocks, c.metrics.blockSize, 64));
     }
@@ -289,18 +287,21 @@ class ReferenceCycle {
     const matched = candidates.map((c) => this.index.leading(c.endpoint.key, blocks));
     const prefix = matched.map((m) => (blocks.length === 0 ? 0 : m / blocks.length));
     const cold = matched.every((m) => m === 0);
-    const n = candidates.length;
+    // A cold request ranks the pods with room; loaded candidates score 0 (all of them are ranked if all are loaded).
+    const roomyCandidates = candidates.filter((c) => !loaded.has(c.endpoint.key));
+    const ranked = roomyCandidates.length > 0 ? roomyCandidates : candidates;
+    const n = ranked.length;
     let noHit: number[];
     if (!cold) noHit = candidates.map(() => 0.5);
-    else if (n === 1) noHit = [1];
     else {
-      const order = [...this.lru.keys()];
-      const neverUsed = candidates.filter((c) => !this.lru.has(c.endpoint.key)).length;
+      const order = [...this.lru.keys()].filter((k) => ranked === candidates || !loaded.has(k));
+      const neverUsed = ranked.filter((c) => !this.lru.has(c.endpoint.key)).length;
       let next = 0;
-      noHit = candidates.map((c) => {
+      const rankedScores = new Map(ranked.map((c) => {
         const at = order.indexOf(c.endpoint.key);
-        return Math.max(0, 1 - (at < 0 ? next++ : neverUsed + at) / (n - 1));
-      });
+        return [c.endpoint.key, n === 1 ? 1 : Math.max(0, 1 - (at < 0 ? next++ : neverUsed + at) / (n - 1))] as const;
+      }));
+      noHit = candidates.map((c) => rankedScores.get(c.endpoint.key) ?? 0);
     }
     const clamp = (s: number | undefined) => (s === undefined || !(s > 0) ? 0 : s > 1 ? 1 : s);
     const weighted: [number[], number][] = [

@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, withoutNoHitLru } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -91,12 +91,19 @@ describe('the default config on synthetic pools', () => {
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { waitingQueueSize: 6 })]))).toBe('saturated');
   });
 
-  it('routes around a saturated pod even when it holds the prefix', () => {
-    const scheduler = defaultScheduler();
+  it('keeps a saturated pod that holds the whole prefix as a candidate while another has room (admission mode); filter mode routes around it', () => {
     const prompt = blocks('doc', 20);
-    const holder = scheduler.schedule(request(prompt), [pod('a'), pod('b')]).target.endpoint.name;
-    const pool = [pod('a'), pod('b')].map((p) => (p.endpoint.name === holder ? pod(holder, { waitingQueueSize: 9 }) : p));
-    expect(scheduler.schedule(request(prompt), pool).target.endpoint.name).not.toBe(holder);
+    const pick = (config: EndpointPickerConfig): { holder: string; next: string } => {
+      const scheduler = buildScheduler(config, { now: () => NOW, random: seededRandom(1) });
+      const holder = scheduler.schedule(request(prompt), [pod('a'), pod('b')]).target.endpoint.name;
+      const pool = [pod('a'), pod('b')].map((p) => (p.endpoint.name === holder ? pod(holder, { waitingQueueSize: 9 }) : p));
+      return { holder, next: scheduler.schedule(request(prompt), pool).target.endpoint.name };
+    };
+    const admission = pick(withoutNoHitLru(defaultEndpointPickerConfig()));
+    expect(admission.next).toBe(admission.holder);
+    const base = withoutNoHitLru(defaultEndpointPickerConfig());
+    const filter = pick({ ...base, plugins: base.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, mode: 'filter' as const } } : p)) });
+    expect(filter.next).not.toBe(filter.holder);
   });
 
   it("fails with 'no-endpoints' for an empty pool or a pool without decode pods", () => {

@@ -8,14 +8,14 @@ import {
 /**
  * kvroute's default scheduling: KV-cache-aware routing with hard session affinity, for a pool of decode pods.
  *
- * Per request: drop non-decode pods → drop saturated pods (the "loaded pod" guarantee, and the 429 when all are) →
- * a session with a live binding goes to its pod → otherwise score prefix locality against load and take the best
- * (ties broken at random).
+ * Per request: drop non-decode pods → admit while some pod has room (GIE's saturation detector: when none has, the
+ * request waits in flow control, and 429 when that is full) → a session with a live binding goes to its pod →
+ * otherwise score prefix locality against load and take the best (ties broken at random).
  *
  * Scores add up as `3·prefix + 4·no-hit-lru + queue + kv + active`: a pod holding the request's prefix gets up to 3
  * points, and the three load signals can take up to 3 points from a loaded pod. With only a fraction `f` of the prompt
  * cached, a pod keeps the request while `3f` exceeds its load deficit, so a long shared prefix beats mild load but a
- * short one does not; beyond the saturation thresholds the pod is not a candidate at all, whatever it caches. A request
+ * short one does not; a pod beyond the saturation thresholds stays a candidate, its load weighed, while another has room. A request
  * no pod caches any of (a new group's first, which its later members then follow) goes to the pod least recently given
  * such a request, unless that pod is worse on two load signals at once (`no-hit-lru-scorer`, llm-d's; issue 9's load
  * ladder: bench/README.md).
@@ -45,6 +45,15 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           metricsStalenessThreshold: '1s',
           // A refused connection fails each 50 ms scrape at once: three in a row ≈ 150 ms to drop a dead pod.
           maxConsecutiveScrapeFailures: 3,
+          // GIE's detector: saturated only when no pod has room; a loaded pod stays a candidate for the scorers to
+          // weigh, so a session keeps its pod and a prefix its holder through a burst. Dropping every loaded pod
+          // (`filter`, the default before 2026-11-30) moves sessions off their pods whenever vLLM's waiting queue
+          // passes 5, and the moved turns' recomputed histories load the next pod: on the load ladder with the
+          // simulator counting waiting requests as vLLM does, filter mode overloaded the pool at 80% of its saturation
+          // rate (TTFT p90 1.85 s, hit rate 70%, against 397-403 ms and 84.6% in admission mode on interactive; 877 ms
+          // against 714 ms on shared-prefix, and 3.23 s against 878 ms at 95%). The precise config measured the same on
+          // a KV-constrained pool (hits 60% against 91%).
+          mode: 'admission',
         },
       },
       {
@@ -207,20 +216,9 @@ export interface PreciseDefaults {
  */
 export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
   const base = withoutNoHitLru(defaultEndpointPickerConfig());
-  const plugins = base.plugins.map((p) => (p.type === 'saturation-filter'
-    ? {
-        ...p,
-        parameters: {
-          ...p.parameters,
-          // GIE's detector (saturated only when no pod has room): the scorer knows what each pod really holds, so a
-          // loaded pod that holds the prefix stays a candidate and the load scorers weigh it. Dropping it (filter mode)
-          // fires at the operating point of a KV-constrained pool — running sequences alone fill ~90% of its blocks —
-          // and sends each request to a pod without its prefix, whose prefill evicts another group's: on llm-d's
-          // ramp (`bench/README.md`, poisson-groups) hits fell from 91% to 60% and 22% of requests hit the wait limit.
-          mode: 'admission' as const,
-        },
-      }
-    : p.type !== 'prefix-cache-scorer' ? p : {
+  // The saturation filter comes from the default, in admission mode: on llm-d's ramp (`bench/README.md`,
+  // poisson-groups) filter mode took precise hits from 91% to 60% and sent 22% of requests to the wait limit.
+  const plugins = base.plugins.map((p) => (p.type !== 'prefix-cache-scorer' ? p : {
     type: 'precise-prefix-cache-scorer' as const,
     parameters: {
       kvEventsConfig: precise.mode === 'per-pod'

@@ -4,6 +4,7 @@ import type { CycleContext, PluginHandle, Scorer } from '../framework';
 import { scoresFromInto, stateKey } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH } from '../prefix-match';
+import { LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest, SchedulingResult } from '../types';
 
 export interface NoHitLruScorerParameters {
@@ -46,7 +47,10 @@ export const NEUTRAL_SCORE = 0.5;
  * PreRequest. Two differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
  * keeps the name until evicted), so a replacement pod with an empty cache ranks as never used; and only the primary
  * profile's target is recorded — upstream also records a `prefill` profile's target for P/D disaggregation, which
- * kvroute's `SchedulingResult` does not carry (it has no P/D profile handler).
+ * kvroute's `SchedulingResult` does not carry (it has no P/D profile handler). A third, kvroute's: a pod the
+ * saturation filter kept in admission mode although it is over a threshold (`LOADED_CANDIDATES`) scores 0 for a cold
+ * request and holds no place in the rotation, which runs over the pods with room; a cold request has no reason to
+ * join a loaded pod's queue (upstream's GIE admission check keeps such pods and this scorer would rank them as any).
  */
 export class NoHitLruScorer implements Scorer, PreRequest {
   readonly type = 'no-hit-lru-scorer';
@@ -68,25 +72,37 @@ export class NoHitLruScorer implements Scorer, PreRequest {
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const cold = this.isCold(cycle, candidates);
     cycle.request.attributes?.set(this.coldKey, cold);
-    const n = candidates.length;
     if (!cold) {
-      out.fill(NEUTRAL_SCORE, 0, n);
+      out.fill(NEUTRAL_SCORE, 0, candidates.length);
       return;
     }
-    if (n === 1) {
-      out[0] = 1;
-      return;
+    // A cold request has no reason to go to a pod the saturation filter kept although it is loaded (admission mode):
+    // those score 0, and the rotation runs over the others (all of them when every candidate is loaded).
+    const loaded = cycle.state.get(LOADED_CANDIDATES);
+    let ranked = candidates;
+    if (loaded !== undefined) {
+      const roomy = candidates.filter((c) => !loaded.has(c.endpoint.key));
+      if (roomy.length > 0 && roomy.length < candidates.length) ranked = roomy;
     }
-    const position = new Map<string, number>();
-    for (const key of this.lru.keys()) position.set(key, position.size);
-    let neverUsed = 0;
-    for (let i = 0; i < n; i++) if (!position.has(candidates[i]!.endpoint.key)) neverUsed++;
-    let nextNeverUsed = 0;
-    for (let i = 0; i < n; i++) {
-      const at = position.get(candidates[i]!.endpoint.key);
-      const rank = at === undefined ? nextNeverUsed++ : neverUsed + at;
-      out[i] = Math.max(0, 1 - rank / (n - 1));
+    const n = ranked.length;
+    const scores = ranked === candidates ? out : new Float64Array(n);
+    if (n === 1) scores[0] = 1;
+    else {
+      // Upstream counts positions over every pod the LRU holds; the loaded pods set aside here hold none, so the
+      // rotation over the others keeps its full span.
+      const position = new Map<string, number>();
+      for (const key of this.lru.keys()) if (ranked === candidates || !loaded!.has(key)) position.set(key, position.size);
+      let neverUsed = 0;
+      for (let i = 0; i < n; i++) if (!position.has(ranked[i]!.endpoint.key)) neverUsed++;
+      let nextNeverUsed = 0;
+      for (let i = 0; i < n; i++) {
+        const at = position.get(ranked[i]!.endpoint.key);
+        const rank = at === undefined ? nextNeverUsed++ : neverUsed + at;
+        scores[i] = Math.max(0, 1 - rank / (n - 1));
+      }
     }
+    if (scores === out) return;
+    for (let i = 0, j = 0; i < candidates.length; i++) out[i] = ranked[j]?.endpoint.key === candidates[i]!.endpoint.key ? scores[j++]! : 0;
   }
 
   /** A committed cold request's target becomes the most recently cold-loaded endpoint. */

@@ -29,6 +29,13 @@ export interface SaturationFilterParameters {
   mode?: 'filter' | 'admission';
 }
 
+/**
+ * The candidates the admission mode kept although they are over a threshold (queue or KV), by endpoint key; absent
+ * when none is. Scorers that place requests with no affinity anywhere (`no-hit-lru-scorer`) rank these last: only a
+ * request that has a reason to go to a loaded pod (its session, its prefix) should.
+ */
+export const LOADED_CANDIDATES = stateKey<ReadonlySet<string>>('saturation-filter loaded candidates');
+
 /** The parsed parameters: every field filled but `mode`, absent when not configured (so configs render unchanged). */
 export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterParameters>, 'mode'> & {
   readonly mode?: 'filter' | 'admission';
@@ -62,7 +69,7 @@ export class SaturationFilter implements Filter {
     const now = this.handle.now();
     const excluded: SaturationExclusionReason[] = [];
     cycle.state.set(this.excludedKey, excluded);
-    if (this.parameters.mode === 'admission') return this.admit(candidates, excluded, now);
+    if (this.parameters.mode === 'admission') return this.admit(cycle, candidates, excluded, now);
     // Usually no pod is excluded: hand the same (read-only) array on, and copy only from the first exclusion.
     let kept: EndpointSnapshot[] | undefined;
     for (let i = 0; i < candidates.length; i++) {
@@ -85,9 +92,10 @@ export class SaturationFilter implements Filter {
    * cannot be read are dropped; loaded pods are kept while at least one readable pod has room, and all dropped (the
    * cycle fails `saturated`, so flow control holds the request) when none has.
    */
-  private admit(candidates: readonly EndpointSnapshot[], excluded: SaturationExclusionReason[], now: number): readonly EndpointSnapshot[] {
+  private admit(cycle: CycleContext, candidates: readonly EndpointSnapshot[], excluded: SaturationExclusionReason[], now: number): readonly EndpointSnapshot[] {
     let readable: EndpointSnapshot[] | undefined;
     const loadReasons: SaturationExclusionReason[] = [];
+    let loaded: Set<string> | undefined;
     let roomy = false;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
@@ -100,9 +108,15 @@ export class SaturationFilter implements Filter {
       }
       readable?.push(candidate);
       if (reason === undefined) roomy = true;
-      else loadReasons.push(reason);
+      else {
+        loadReasons.push(reason);
+        (loaded ??= new Set()).add(candidate.endpoint.key);
+      }
     }
-    if (roomy || loadReasons.length === 0) return readable ?? candidates;
+    if (roomy || loadReasons.length === 0) {
+      if (loaded !== undefined) cycle.state.set(LOADED_CANDIDATES, loaded);
+      return readable ?? candidates;
+    }
     for (const reason of loadReasons) {
       excluded.push(reason);
       this.handle.metrics.countSaturationExclusion(reason);
