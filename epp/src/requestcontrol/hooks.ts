@@ -5,6 +5,13 @@
 import type { Endpoint } from '../datastore/types';
 import type { Plugin } from '../scheduling/framework';
 import type { LLMRequest, SchedulingResult } from '../scheduling/types';
+import { stateKey } from '../scheduling/framework';
+
+/**
+ * The engine priority request control writes as the forwarded body's first member, `"priority":N` (vLLM's field), when
+ * a pre-request hook sets it on the request's attributes (`prefill-priority`); absent or 0 leaves the body as it is.
+ */
+export const ENGINE_PRIORITY = stateKey<number>('engine priority');
 
 export interface PreRequest extends Plugin {
   /** Runs once the request is committed to `result.target`, before it is forwarded. */

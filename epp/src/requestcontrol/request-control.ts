@@ -11,7 +11,7 @@ import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
-import type { PostResponse, PrepareRequest, PreRequest } from './hooks';
+import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest } from './hooks';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
@@ -124,7 +124,8 @@ interface Scheduled {
   readonly result?: SchedulingResult;
   /** The model as a metric label. */
   readonly model: string;
-  readonly bodyBytes: number;
+  /** The body as received (the reference, not a copy): a pre-request hook may ask for an edit of it. */
+  readonly body: Buffer;
 }
 
 /**
@@ -389,7 +390,7 @@ export class RequestControl implements RequestDirector {
   ): RouteDecision | Promise<RouteDecision> {
     try {
       const result = this.options.scheduler.schedule(request, current);
-      return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
+      return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
         if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
@@ -401,7 +402,7 @@ export class RequestControl implements RequestDirector {
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
-      return this.commit(leastLoaded(current, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
+      return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started);
     }
   }
 
@@ -466,14 +467,14 @@ export class RequestControl implements RequestDirector {
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         waited('dispatched');
-        return this.commit(result.target.endpoint, { request, result, model, bodyBytes: req.body!.length }, started);
+        return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
         waited('rejected');
         if (e instanceof SchedulingError) return this.schedulingFailed(e, model);
         this.options.onInternalError?.(e as Error, req.requestId);
-        return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, bodyBytes: req.body!.length }, started);
+        return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started);
       }
     }
   }
@@ -525,7 +526,7 @@ export class RequestControl implements RequestDirector {
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
     const m = this.options.metrics;
     const result = scheduled?.result;
-    const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
+    let rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
     const targetModel = rewrite?.targetModel ?? scheduled?.model ?? '';
     const series = m !== undefined && scheduled !== undefined ? this.seriesOf(m, scheduled.model, targetModel) : undefined;
     if (result !== undefined) {
@@ -540,11 +541,16 @@ export class RequestControl implements RequestDirector {
         this.pluginTiming(m, 'PreRequest', plugin).observe(this.monotonicSeconds() - before);
       }
       if (series !== undefined) series.attemptSucceeded(target).value++;
+      const priority = scheduled!.request.attributes?.get(ENGINE_PRIORITY);
+      if (priority !== undefined && priority !== 0) {
+        const body = withPriority(rewrite?.body ?? scheduled!.body, priority);
+        if (body !== undefined) rewrite = { ...(rewrite ?? { targetModel, incoming: '', target: '' }), body };
+      }
     }
     this.options.datastore.acquire(target.key);
     if (series !== undefined) {
       series.requestTotal(this.priorityLabel(scheduled!.request.headers)).value++;
-      series.requestSizes().observe(rewrite?.body.length ?? scheduled!.bodyBytes);
+      series.requestSizes().observe(rewrite?.body.length ?? scheduled!.body.length);
       series.runningRequests().value++;
     }
     const ticket = new Ticket(
@@ -760,6 +766,21 @@ function rewriteModel(body: Buffer, model: string): Buffer | undefined {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
   return Buffer.from(JSON.stringify({ ...(value as Record<string, unknown>), model }));
+}
+
+/**
+ * The body with `"priority":N` as its first member (prefill-priority.ts), or undefined when it does not start with an
+ * object. Nothing else is parsed or copied twice: a member before the client's own keeps the client's (the last of a
+ * repeated name wins in Python's `json`, which vLLM's server parses with).
+ */
+export function withPriority(body: Buffer, priority: number): Buffer | undefined {
+  let at = 0;
+  while (at < body.length && (body[at] === 0x20 || body[at] === 0x09 || body[at] === 0x0a || body[at] === 0x0d)) at++;
+  if (body[at] !== 0x7b) return undefined; // '{'
+  let next = at + 1;
+  while (next < body.length && (body[next] === 0x20 || body[next] === 0x09 || body[next] === 0x0a || body[next] === 0x0d)) next++;
+  const member = Buffer.from(`{"priority":${priority}${body[next] === 0x7d ? '' : ','}`);
+  return Buffer.concat([body.subarray(0, at), member, body.subarray(at + 1)]);
 }
 
 /**

@@ -12,6 +12,7 @@ export { loadAwareScorer } from './load-aware-scorer';
 export { maxScorePicker } from './max-score-picker';
 export { noHitLruScorer } from './no-hit-lru-scorer';
 export { prefillFilter } from './prefill-filter';
+export { prefillPriority } from './prefill-priority';
 export { prefixCacheScorer } from './prefix-cache-scorer';
 export { precisePrefixCacheScorer } from './precise-prefix-cache-scorer';
 export { queueScorer } from './queue-scorer';
