@@ -63,6 +63,11 @@ export type RoutingPolicy =
     readonly precise?: boolean;
     /** Applied to the config the EPP gets (precise or not) before it is rendered: a candidate's one change. */
     readonly configTransform?: (config: EndpointPickerConfig) => EndpointPickerConfig;
+    /**
+     * The pods' vLLM `--scheduling-policy`, for a config that needs it (`prefill-priority` sends `priority`, which
+     * vLLM's default `fcfs` refuses). The policy then starts its own pods. @default the simulator's, fcfs
+     */
+    readonly schedulingPolicy?: 'priority';
   }
   | { readonly kind: 'round-robin'; readonly name: string }
   | { readonly kind: 'session-hash'; readonly name: string; readonly header: string }
@@ -78,6 +83,8 @@ export interface SimulatorSettings {
   readonly prefillMsPerToken: number;
   readonly itlMs: number;
   readonly maxModelLen: number;
+  /** vLLM's `--scheduling-policy`. @default 'fcfs' (the flag is not passed) */
+  readonly schedulingPolicy?: 'fcfs' | 'priority';
 }
 
 /**
@@ -187,6 +194,7 @@ export function simArgs(s: SimulatorSettings, podName: string, kvEvents?: PodKvE
     '--block-size', String(s.blockSize), '--kv-cache-blocks', String(s.kvCacheBlocks), '--max-num-seqs', String(s.maxNumSeqs),
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
+    ...(s.schedulingPolicy !== undefined ? ['--scheduling-policy', s.schedulingPolicy] : []),
     // Like vLLM 0.10, the simulator leaves usage.prompt_tokens_details out unless this is set
     // (vllm/entrypoints/openai/serving_chat.py @ v0.10.0), and the cached/uncached TTFT split reads cached_tokens from
     // usage (analysis.ts). The manifests pass the same flag to vLLM (lib/decode-pool.ts). Hit rates never depend on it:
@@ -216,6 +224,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // mode), so every replica gets every pod's events.
     const perPod = precise && replicas > 1;
     if (precise && options.existingPods) throw new Error('a precise policy starts its own pods: they must publish KV events to its EPP');
+    const scheduling = options.policy.kind === 'epp' ? options.policy.schedulingPolicy : undefined;
+    if (scheduling !== undefined && options.existingPods) throw new Error(`policy ${options.policy.name} starts its own pods: they must run --scheduling-policy ${scheduling}`);
+    const podSim = scheduling !== undefined ? { ...options.sim, schedulingPolicy: scheduling } : options.sim;
     // A pod's topic names its address, so precise pods get their ports before they start.
     const zmqPort = precise ? await reservePort() : undefined;
     // Per pod, every pod also serves replays, so a replica that (re)starts while the pods run warms its index from them.
@@ -224,10 +235,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) => {
       if (perPod) {
         const ip = perPodAddress(i);
-        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip, replayEndpoint: perPodEndpoint(ip, replayPort!) }),
+        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(podSim, `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip, replayEndpoint: perPodEndpoint(ip, replayPort!) }),
           { logFile: log(`sim-${i}`) });
       }
-      return startProcess(`sim-${i}`, ENTRY.sim, simArgs(options.sim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
+      return startProcess(`sim-${i}`, ENTRY.sim, simArgs(podSim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
         { logFile: log(`sim-${i}`) });
     }));
     if (!options.existingPods) started.push(...pods);

@@ -5,6 +5,7 @@ import {
   SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,
 } from '../src/policies';
 import { DEFAULT_ROUTING_OPTIONS } from '../src/routing-bench';
+import { DEFAULT_SIM, simArgs } from '../src/stack';
 
 const ENDPOINTS = ['127.0.0.1:8001', '127.0.0.1:8002', '127.0.0.1:8003', '127.0.0.1:8004'];
 const signal = new AbortController().signal;
@@ -225,7 +226,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'].includes(n)));
   });
 
   test('the session-placement candidates: kvroute-sessions adds session-load-scorer 4 to the default; kvroute-soft is the latency config with soft stickiness and it', () => {
@@ -265,7 +266,7 @@ describe('the policy catalogue', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-admission': 'epp', 'kvroute-precise-admission': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-prefill-priority': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);
@@ -275,14 +276,25 @@ describe('the policy catalogue', () => {
     expect(one.options.balanceAbsThreshold).toBe(4);
   });
 
-  test('the admission candidates put the saturation filter in GIE\'s admission mode on the default and the precise configs', () => {
+  test('the defaults run the saturation filter in GIE\'s admission mode; the filter candidates put the previous filter mode back', () => {
+    expect(defaultEndpointPickerConfig().plugins.find((p) => p.type === 'saturation-filter')?.parameters).toMatchObject({ mode: 'admission' });
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
-    for (const name of ['kvroute-admission', 'kvroute-precise-admission'] as const) {
+    for (const name of ['kvroute-filter', 'kvroute-precise-filter'] as const) {
       const policy = routingPolicy(name, settings);
       if (policy.kind !== 'epp' || !policy.configTransform) throw new Error(`${name} has no config transform`);
       const config = policy.configTransform(defaultEndpointPickerConfig());
-      expect(config.plugins.find((p) => p.type === 'saturation-filter')?.parameters).toMatchObject({ mode: 'admission' });
-      expect(policy.precise === true).toBe(name === 'kvroute-precise-admission');
+      expect(config.plugins.find((p) => p.type === 'saturation-filter')?.parameters).toMatchObject({ mode: 'filter' });
+      expect(policy.precise === true).toBe(name === 'kvroute-precise-filter');
     }
+  });
+
+  test('kvroute-prefill-priority adds prefill-priority after the prefix scorer and starts its pods on vLLM\'s priority scheduling', () => {
+    const policy = routingPolicy('kvroute-prefill-priority', { seed: 1, sglang: { balanceAbsThreshold: 4 } });
+    if (policy.kind !== 'epp' || !policy.configTransform) throw new Error('no config transform');
+    expect(policy.schedulingPolicy).toBe('priority');
+    const refs = policy.configTransform(defaultEndpointPickerConfig()).schedulingProfiles[0]!.plugins.map((r) => r.pluginRef);
+    expect(refs.slice(refs.indexOf('prefix-cache-scorer'), refs.indexOf('prefix-cache-scorer') + 2)).toEqual(['prefix-cache-scorer', 'prefill-priority']);
+    expect(simArgs({ ...DEFAULT_SIM, schedulingPolicy: 'priority' }, 'p').join(' ')).toContain('--scheduling-policy priority');
+    expect(simArgs(DEFAULT_SIM, 'p')).not.toContain('--scheduling-policy');
   });
 });

@@ -82,20 +82,35 @@ export function softStickinessConfig(base: EndpointPickerConfig): EndpointPicker
   });
 }
 
-/** The saturation filter in GIE's admission mode: loaded pods stay candidates until none has room. */
-export function admissionSaturationConfig(base: EndpointPickerConfig): EndpointPickerConfig {
+/** `prefill-priority` after the prefix scorer (weight 1: it scores 0 everywhere and only ranks the request for the engine). */
+export function withPrefillPriority(base: EndpointPickerConfig): EndpointPickerConfig {
+  return {
+    ...base,
+    plugins: [...base.plugins, { type: 'prefill-priority', name: 'prefill-priority', parameters: {} }],
+    schedulingProfiles: base.schedulingProfiles.map((p) => ({
+      ...p,
+      plugins: p.plugins.flatMap((r) => (r.pluginRef === 'prefix-cache-scorer' ? [r, { pluginRef: 'prefill-priority', weight: 1 }] : [r])),
+    })),
+  };
+}
+
+/**
+ * The saturation filter in filter mode, the default's before 2026-11-30: every loaded pod is dropped while another has
+ * room (the defaults now run GIE's admission mode).
+ */
+export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPickerConfig {
   return validateEndpointPickerConfig({
     ...base,
-    plugins: base.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, mode: 'admission' as const } } : p)),
+    plugins: base.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, mode: 'filter' as const } } : p)),
   });
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-admission', 'kvroute-precise-admission'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -106,8 +121,9 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
   'kvroute-no-lru': 'EPP process, built-in config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
-  'kvroute-admission': 'EPP process, built-in config with the saturation filter in admission mode (GIE\'s detector: loaded pods stay candidates until none has room)',
-  'kvroute-precise-admission': 'kvroute-precise with the saturation filter in admission mode',
+  'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30)',
+  'kvroute-precise-filter': 'kvroute-precise with the saturation filter in filter mode',
+  'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
@@ -140,10 +156,12 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configTransform: withoutNoHitLru };
     case 'kvroute-soft':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(softStickinessConfig(latencyEndpointPickerConfig()), 4)) };
-    case 'kvroute-admission':
-      return { kind: 'epp', name, configTransform: admissionSaturationConfig };
-    case 'kvroute-precise-admission':
-      return { kind: 'epp', name, precise: true, configTransform: admissionSaturationConfig };
+    case 'kvroute-filter':
+      return { kind: 'epp', name, configTransform: filterSaturationConfig };
+    case 'kvroute-prefill-priority':
+      return { kind: 'epp', name, configTransform: withPrefillPriority, schedulingPolicy: 'priority' };
+    case 'kvroute-precise-filter':
+      return { kind: 'epp', name, precise: true, configTransform: filterSaturationConfig };
     case 'approx-prefix':
       return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
     case 'sglang':
