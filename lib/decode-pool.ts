@@ -85,6 +85,15 @@ export interface DecodePoolProps {
    */
   readonly pythonHashSeed?: string;
   /**
+   * vLLM's `--scheduling-policy`: `priority` serves the waiting queue by each request's `priority` field (lower first),
+   * then arrival, which the EPP's `prefill-priority` plugin sets from each pick's uncached prefill (short prefills
+   * first). `fcfs` answers 400 to any non-zero `priority`, so `KvAwareRouting` refuses an EPP config with that plugin
+   * on an `fcfs` pool.
+   * @default 'fcfs' (the flag is not written)
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.SchedulerConfig.policy
+   */
+  readonly schedulingPolicy?: 'fcfs' | 'priority';
+  /**
    * Publish KV-cache events over ZMQ for the EPP's precise prefix-cache scorer. Any hash algorithm works, `builtin`
    * included: the EPP keys blocks by their token ids and maps vLLM's hashes to those keys.
    * @default no events
@@ -163,6 +172,8 @@ export class DecodePool extends Construct {
   public readonly gpuMemoryUtilization: number;
   public readonly blockSize: number;
   public readonly prefixCachingHashAlgo: PrefixCachingHashAlgo;
+  /** vLLM's `--scheduling-policy`. */
+  public readonly schedulingPolicy: 'fcfs' | 'priority';
   /** The KV-event publisher settings, resolved; undefined without events. */
   public readonly kvEvents?: Required<Omit<KvEventsOptions, 'endpoint'>> & { readonly endpoint?: string };
   /** Container port names of the publisher and its replay socket. */
@@ -190,6 +201,7 @@ export class DecodePool extends Construct {
     this.gpuMemoryUtilization = checkFraction(SCOPE, 'gpuMemoryUtilization', props.gpuMemoryUtilization ?? 0.9, 0, 1);
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
     this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
+    this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
       ['builtin', 'sha256', 'sha256_cbor_64bit', 'sha256_cbor', 'xxhash', 'xxhash_cbor'] as const);
     const gpus = checkInteger(SCOPE, 'gpusPerPod', props.gpusPerPod ?? 1, 1, 16);
@@ -265,6 +277,7 @@ export class DecodePool extends Construct {
       '--enable-prompt-tokens-details',
     ];
     if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
+    if (this.schedulingPolicy !== 'fcfs') args.push(`--scheduling-policy=${this.schedulingPolicy}`);
     if (this.kvEvents) {
       const perPod = this.kvEvents.mode === 'per-pod';
       // vLLM 0.10 needs both enable_kv_cache_events and publisher "zmq" (EventPublisherFactory.create). A '*' endpoint

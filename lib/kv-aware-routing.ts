@@ -192,6 +192,10 @@ export class KvAwareRouting extends Chart {
       name: eppName,
       poolName: props.poolName ?? name,
     });
+    // vLLM's fcfs policy answers 400 to every request the plugin gives a non-zero priority (processor.py @ v0.10.0).
+    if (this.endpointPicker.config.plugins.some((p) => p.type === 'prefill-priority') && this.decodePool.schedulingPolicy !== 'priority') {
+      throw new PropsError('KvAwareRouting', 'decode.schedulingPolicy', `must be "priority" when the EPP config has a prefill-priority plugin (vLLM's "fcfs" refuses any non-zero priority); got "${this.decodePool.schedulingPolicy}"`, this.decodePool.schedulingPolicy);
+    }
     this.inferencePool = new InferencePool(this, 'InferencePool', {
       decodePool: this.decodePool,
       endpointPicker: this.endpointPicker,
