@@ -21,10 +21,11 @@ export interface SaturationFilterParameters {
    */
   maxConsecutiveScrapeFailures?: number;
   /**
-   * `filter` (kvroute's default): every loaded pod is dropped, so prefix and session affinity never add to a loaded
-   * pod while another has room. `admission`: GIE's saturation detector — loaded pods stay candidates (the scorers
-   * weigh their load against what they cache) until no pod has room, when the cycle fails `saturated` as in `filter`
-   * mode. Pods with unreadable metrics are dropped in both modes. @default "filter" (absent from rendered configs)
+   * `filter`: every loaded pod is dropped, so prefix and session affinity never add to a loaded pod while another has
+   * room. `admission` (kvroute's default config sets it, since 2026-11-30): GIE's saturation detector — loaded pods stay
+   * candidates (the scorers weigh their load against what they cache; `LOADED_CANDIDATES` names them) until no pod has
+   * room, when the cycle fails `saturated` as in `filter` mode. Pods with unreadable metrics are dropped in both
+   * modes. @default "filter" when a config omits it (absent from rendered configs)
    */
   mode?: 'filter' | 'admission';
 }
