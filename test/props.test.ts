@@ -2,26 +2,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Testing } from 'cdk8s';
-import { defaultEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, withPrefillPriority } from '@kvroute/epp/config';
 import { DEMO, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
 import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
 import { container, one, synthProps } from './support/manifests';
 import { synthClusters } from '../lib/synth';
-
-/** The default EPP config with `prefill-priority` after its prefix scorer. */
-function withPrefillPriority(): EndpointPickerConfig {
-  const base = defaultEndpointPickerConfig();
-  return {
-    ...base,
-    plugins: [...base.plugins, { type: 'prefill-priority', name: 'prefill-priority', parameters: {} }],
-    schedulingProfiles: base.schedulingProfiles.map((p) => ({
-      ...p,
-      plugins: p.plugins.flatMap((r) => (r.pluginRef === 'prefix-cache-scorer' ? [r, { pluginRef: 'prefill-priority', weight: 1 }] : [r])),
-    })),
-  };
-}
 
 function build(props: KvAwareRoutingProps): void {
   new KvAwareRouting(Testing.app(), 'test', props);
@@ -51,7 +38,7 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.kvEvents\.replayPort: must differ from kvEvents\.port/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
       /^DecodePool\.schedulingPolicy: must be one of "fcfs", "priority", got "sjf"$/],
-    ['prefill-priority in the EPP config on an fcfs pool (vLLM refuses any non-zero priority)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority() } }),
+    ['prefill-priority in the EPP config on an fcfs pool (vLLM refuses any non-zero priority)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } }),
       /^KvAwareRouting\.decode\.schedulingPolicy: must be "priority" when the EPP config has a prefill-priority plugin/],
     ['a model id with spaces', withOverrides(DEMO, { decode: { model: 'my model' } }),
       /^DecodePool\.model: must be a non-empty model id without spaces/],
@@ -182,7 +169,7 @@ describe('invalid props fail synth with a message that names the field and what 
   test('vLLM\'s priority scheduling: the flag with schedulingPolicy "priority", none by default; the EPP config with prefill-priority builds on such a pool', () => {
     const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
     expect(args(DEMO).some((a) => a.startsWith('--scheduling-policy'))).toBe(false);
-    const priority = withOverrides(DEMO, { decode: { schedulingPolicy: 'priority' }, endpointPicker: { config: withPrefillPriority() } });
+    const priority = withOverrides(DEMO, { decode: { schedulingPolicy: 'priority' }, endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } });
     expect(args(priority)).toContain('--scheduling-policy=priority');
     const epp = one(synthProps(priority), 'ConfigMap', 'ms-llm-d-modelservice-epp');
     expect(JSON.stringify(epp.data)).toContain('prefill-priority');

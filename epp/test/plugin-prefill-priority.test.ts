@@ -1,20 +1,14 @@
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, withPrefillPriority, type EndpointPickerConfig } from '../src/config';
 import type { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { MODEL_REWRITE_HEADER, RequestControl, withPriority } from '../src/requestcontrol/request-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { staticPool } from './static-pool';
 
-/** The default config with `prefill-priority` after its prefix scorer. */
-function withPrefillPriority(parameters: object = {}, base: EndpointPickerConfig = defaultEndpointPickerConfig()): EndpointPickerConfig {
-  return validateEndpointPickerConfig({
-    ...base,
-    plugins: [...base.plugins, { type: 'prefill-priority', parameters }],
-    schedulingProfiles: base.schedulingProfiles.map((p) => ({
-      ...p,
-      plugins: p.plugins.flatMap((r) => (r.pluginRef === 'prefix-cache-scorer' ? [r, { pluginRef: 'prefill-priority', weight: 1 }] : [r])),
-    })),
-  });
+/** The default config with `prefill-priority` after its prefix scorer (`withPrefillPriority`), with `parameters`. */
+function prefillPriorityConfig(parameters: object = {}): EndpointPickerConfig {
+  const config = withPrefillPriority(defaultEndpointPickerConfig());
+  return validateEndpointPickerConfig({ ...config, plugins: config.plugins.map((p) => (p.type === 'prefill-priority' ? { ...p, parameters } : p)) });
 }
 
 const request = (body: object, headers: Record<string, string> = {}): IncomingRequest => ({
@@ -30,7 +24,7 @@ describe('prefill-priority: vLLM\'s priority field from the pick\'s uncached pre
   afterEach(() => ds.stop());
 
   test('a cold prompt goes out with "priority": uncached tokens ÷ tokensPerLevel as its first member; its cached repeat, at level 0, unchanged', () => {
-    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(withPrefillPriority()) });
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(prefillPriorityConfig()) });
     const body = { model: 'm', prompt: longPrompt(1), max_tokens: 4 };
     const cold = control.decide(request(body), () => new AbortController().signal);
     if ('then' in cold || cold.kind !== 'route') throw new Error('expected a synchronous route');
@@ -46,7 +40,7 @@ describe('prefill-priority: vLLM\'s priority field from the pick\'s uncached pre
   });
 
   test('the level is capped at maxPriority; a client\'s own priority comes after it and so wins, as in Python\'s json', () => {
-    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(withPrefillPriority({ tokensPerLevel: 64, maxPriority: 3 })) });
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(prefillPriorityConfig({ tokensPerLevel: 64, maxPriority: 3 })) });
     const body = { model: 'm', prompt: longPrompt(2), priority: -5 };
     const d = control.decide(request(body), () => new AbortController().signal);
     if ('then' in d || d.kind !== 'route') throw new Error('expected a synchronous route');
@@ -55,7 +49,7 @@ describe('prefill-priority: vLLM\'s priority field from the pick\'s uncached pre
   });
 
   test('with a model rewrite both edits reach the pod', () => {
-    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(withPrefillPriority()) });
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(prefillPriorityConfig()) });
     const d = control.decide(request({ model: 'm', prompt: longPrompt(3) }, { [MODEL_REWRITE_HEADER]: 'm-v2' }), () => new AbortController().signal);
     if ('then' in d || d.kind !== 'route') throw new Error('expected a synchronous route');
     expect(JSON.parse(d.body!.toString())).toEqual({ priority: 4, model: 'm-v2', prompt: longPrompt(3) });
@@ -63,7 +57,7 @@ describe('prefill-priority: vLLM\'s priority field from the pick\'s uncached pre
 
   test('it decides nothing: the same picks and scores as the config without it', () => {
     const plain = buildScheduler(defaultEndpointPickerConfig());
-    const ranked = buildScheduler(withPrefillPriority());
+    const ranked = buildScheduler(prefillPriorityConfig());
     const snapshot = ds.snapshot();
     for (let i = 0; i < 5; i++) {
       const req = { requestId: `r${i}`, model: 'm', prompt: longPrompt(i), headers: {} };

@@ -115,15 +115,11 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
   it('the priority policy serves the waiting queue by (priority, arrival) and the fcfs policy by arrival (request_queue.py @ v0.10.0)', () => {
     for (const [policy, expected] of [['fcfs', ['a', 'b', 'c', 'd']], ['priority', ['a', 'c', 'd', 'b']]] as const) {
       const clock = new ManualClock();
-      const order: string[] = [];
       const engine = new Engine({ ...BASE, schedulingPolicy: policy }, clock);
-      const tracked = [['a', 0], ['b', 5], ['c', 1], ['d', 1]].map(([name, priority], i) => {
-        const t = submit(engine, tokens(400, i + 1), 1, undefined, priority as number);
-        return { name: name as string, t };
-      });
+      const tracked = ([['a', 0], ['b', 5], ['c', 1], ['d', 1]] as const).map(([name, priority], i) => ({ name, t: submit(engine, tokens(400, i + 1), 1, undefined, priority) }));
       clock.runAll();
-      for (const { name, t } of [...tracked].sort((x, y) => (x.t.result!.admittedMs as number) - (y.t.result!.admittedMs as number))) order.push(name);
-      expect(order).toEqual(expected);
+      const admitted = (x: (typeof tracked)[number]): number => x.t.result!.admittedMs as number;
+      expect([...tracked].sort((x, y) => admitted(x) - admitted(y)).map((x) => x.name)).toEqual(expected);
     }
   });
 

@@ -13,7 +13,7 @@
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
 import {
-  defaultEndpointPickerConfig, latencyEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig,
+  defaultEndpointPickerConfig, latencyEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, withPrefillPriority, type EndpointPickerConfig,
 } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
@@ -80,18 +80,6 @@ export function softStickinessConfig(base: EndpointPickerConfig): EndpointPicker
     ...base,
     plugins: base.plugins.map((p) => (p.type === 'session-affinity-filter' ? { ...p, parameters: { ...p.parameters, stickiness: 'soft' as const } } : p)),
   });
-}
-
-/** `prefill-priority` after the prefix scorer (weight 1: it scores 0 everywhere and only ranks the request for the engine). */
-export function withPrefillPriority(base: EndpointPickerConfig): EndpointPickerConfig {
-  return {
-    ...base,
-    plugins: [...base.plugins, { type: 'prefill-priority', name: 'prefill-priority', parameters: {} }],
-    schedulingProfiles: base.schedulingProfiles.map((p) => ({
-      ...p,
-      plugins: p.plugins.flatMap((r) => (r.pluginRef === 'prefix-cache-scorer' ? [r, { pluginRef: 'prefill-priority', weight: 1 }] : [r])),
-    })),
-  };
 }
 
 /**

@@ -194,6 +194,23 @@ export function withoutNoHitLru(config: EndpointPickerConfig): EndpointPickerCon
   });
 }
 
+/**
+ * `config` with `prefill-priority` (default parameters) right after every profile's prefix scorer, at weight 1 (it
+ * scores 0 everywhere: it only ranks the request for vLLM's priority scheduler). The pods must run
+ * `--scheduling-policy priority` (`DecodePool.schedulingPolicy`).
+ */
+export function withPrefillPriority(config: EndpointPickerConfig): EndpointPickerConfig {
+  const prefix = new Set(config.plugins.filter((p) => p.type === 'prefix-cache-scorer' || p.type === 'precise-prefix-cache-scorer').map((p) => p.name ?? p.type));
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: [...config.plugins, { type: 'prefill-priority', name: 'prefill-priority', parameters: {} }],
+    schedulingProfiles: config.schedulingProfiles.map((profile) => ({
+      ...profile,
+      plugins: profile.plugins.flatMap((ref) => (prefix.has(ref.pluginRef) ? [ref, { pluginRef: 'prefill-priority', weight: 1 }] : [ref])),
+    })),
+  });
+}
+
 /** Where the precise scorer gets vLLM's KV events, as the manifests wire them. */
 export interface PreciseDefaults {
   /** `per-pod`: the EPP dials every pod's publisher; `central`: the EPP binds `zmqEndpoint`. */
