@@ -87,7 +87,7 @@ export interface DecodePoolProps {
   /**
    * vLLM's `--scheduling-policy`: `priority` serves the waiting queue by each request's `priority` field (lower first),
    * then arrival, which the EPP's `prefill-priority` plugin sets from each pick's uncached prefill (short prefills
-   * first). `fcfs` answers 400 to any non-zero `priority`, so `KvAwareRouting` refuses an EPP config with that plugin
+   * first). `fcfs` ignores the field, so `KvAwareRouting` refuses an EPP config with that plugin
    * on an `fcfs` pool.
    * @default 'fcfs' (the flag is not written)
    * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.SchedulerConfig.policy

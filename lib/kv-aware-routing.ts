@@ -192,9 +192,10 @@ export class KvAwareRouting extends Chart {
       name: eppName,
       poolName: props.poolName ?? name,
     });
-    // vLLM's fcfs policy answers 400 to every request the plugin gives a non-zero priority (processor.py @ v0.10.0).
+    // vLLM's fcfs queue ignores the priority the plugin writes (V1's processor passes it on, request_queue.py @ v0.10.0
+    // orders by arrival only): the plugin would cost a body edit a request and change nothing, a misconfiguration.
     if (this.endpointPicker.config.plugins.some((p) => p.type === 'prefill-priority') && this.decodePool.schedulingPolicy !== 'priority') {
-      throw new PropsError('KvAwareRouting', 'decode.schedulingPolicy', `must be "priority" when the EPP config has a prefill-priority plugin (vLLM's "fcfs" refuses any non-zero priority); got "${this.decodePool.schedulingPolicy}"`, this.decodePool.schedulingPolicy);
+      throw new PropsError('KvAwareRouting', 'decode.schedulingPolicy', `must be "priority" when the EPP config has a prefill-priority plugin (vLLM's "fcfs" ignores the priority it writes); got "${this.decodePool.schedulingPolicy}"`, this.decodePool.schedulingPolicy);
     }
     this.inferencePool = new InferencePool(this, 'InferencePool', {
       decodePool: this.decodePool,

@@ -65,7 +65,7 @@ export type RoutingPolicy =
     readonly configTransform?: (config: EndpointPickerConfig) => EndpointPickerConfig;
     /**
      * The pods' vLLM `--scheduling-policy`, for a config that needs it (`prefill-priority` sends `priority`, which
-     * vLLM's default `fcfs` refuses). The policy then starts its own pods. @default the simulator's, fcfs
+     * vLLM's default `fcfs` ignores). The policy then starts its own pods. @default the simulator's, fcfs
      */
     readonly schedulingPolicy?: 'priority';
   }

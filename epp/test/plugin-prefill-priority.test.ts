@@ -39,13 +39,16 @@ describe('prefill-priority: vLLM\'s priority field from the pick\'s uncached pre
     control.release(warm.ticket, 'completed');
   });
 
-  test('the level is capped at maxPriority; a client\'s own priority comes after it and so wins, as in Python\'s json', () => {
+  test('the level is capped at maxPriority; a body that sets priority itself is left as the client sent it (no repeated member)', () => {
     const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(prefillPriorityConfig({ tokensPerLevel: 64, maxPriority: 3 })) });
-    const body = { model: 'm', prompt: longPrompt(2), priority: -5 };
-    const d = control.decide(request(body), () => new AbortController().signal);
-    if ('then' in d || d.kind !== 'route') throw new Error('expected a synchronous route');
-    expect(d.body?.toString()).toMatch(/^\{"priority":3,"model"/);
-    expect(JSON.parse(d.body!.toString()).priority).toBe(-5);
+    const capped = control.decide(request({ model: 'm', prompt: longPrompt(2) }), () => new AbortController().signal);
+    if ('then' in capped || capped.kind !== 'route') throw new Error('expected a synchronous route');
+    expect(capped.body?.toString()).toMatch(/^\{"priority":3,"model"/);
+    for (const priority of [-5, 0, 7]) {
+      const own = control.decide(request({ model: 'm', prompt: longPrompt(10 + priority), priority }), () => new AbortController().signal);
+      if ('then' in own || own.kind !== 'route') throw new Error('expected a synchronous route');
+      expect(own.body).toBeUndefined();
+    }
   });
 
   test('with a model rewrite both edits reach the pod', () => {

@@ -139,7 +139,7 @@ interface Req extends KvSequence {
   readonly maxTokensParam: number;
   readonly parentN: number;
   readonly priority: number;
-  /** Submission order: breaks ties between equal (priority, arrival), as insertion does in vLLM's heap. */
+  /** Submission order: breaks ties between equal (priority, arrival), which vLLM's heap leaves to its tuple order. */
   readonly seq: number;
   readonly listener: RequestListener;
   state: State;
@@ -157,6 +157,10 @@ interface Req extends KvSequence {
   preemptions: number;
   /** Current prefill: where it starts computing, from which token, and when its first token may come. */
   prefillStart: number;
+  /** The prefill lane this request's current prefill holds (-1: none) and until when, so an abort or a preemption
+   *  hands it back: vLLM stops spending budget on a request the step it leaves. */
+  lane: number;
+  laneUntil: number;
   prefillFrom: number;
   firstOutAt: number;
   /** What the request asks of the next step: another prefill chunk or the slot of the token it just sampled. */
@@ -168,8 +172,9 @@ interface TimedEvent {
   order: number;
   req: Req;
   epoch: number;
-  /** `lane`: a prefill lane frees (less the overhead), so the waiting queue's head may be scheduled. */
-  kind: 'chunk' | 'token' | 'lane';
+  /** `wake`: a step with nothing due but scheduling: a prefill lane frees (less the overhead), or running requests a
+   * self-preempting request left unserved. */
+  kind: 'chunk' | 'token' | 'wake';
   /** For tokens: the output index. */
   k: number;
 }
@@ -297,6 +302,8 @@ export class Engine {
       epoch: 0,
       preemptions: 0,
       prefillStart: 0,
+      lane: -1,
+      laneUntil: 0,
       prefillFrom: 0,
       firstOutAt: 0,
       need: 'none',
@@ -399,7 +406,7 @@ export class Engine {
     let iterationPrompt = 0;
     let iterationGenerated = 0;
     for (const e of due) {
-      if (e.kind === 'lane') continue; // only wakes the admission phase below
+      if (e.kind === 'wake') continue; // only wakes the step: its running and admission phases
       const r = e.req;
       if (r.state !== 'running' || e.epoch !== r.epoch) continue;
       if (e.kind === 'chunk') r.need = 'chunk';
@@ -424,12 +431,21 @@ export class Engine {
         if (fresh) break;
         const v = this.victimIndex();
         const victim = this.running.splice(v, 1)[0] as Req;
-        if (v < i) i--; // r moved down one place
-        this.preempt(victim);
+        // r moved down one place. vLLM v0.10.0 removes a priority victim without this (`self.running.remove`), so the
+        // request after r goes unserved for that step; later vLLM tracks the victim's index as here. A deliberate
+        // divergence: the simulator serves every running request a step.
+        if (v < i) i--;
+        this.preempt(victim, at);
         preempted = true;
         if (victim === r) break;
       }
-      if (!fresh) break; // it preempted itself: nothing after it is left running
+      if (!fresh) {
+        // It preempted itself. Under fcfs it was the last running request; under priority requests after it may still
+        // need their slot or chunk: vLLM ends this step's running loop there and serves them in its next step, which
+        // follows at once (the engine loops while it has requests), so wake one now.
+        if (this.running.slice(i).some((q) => q.need !== 'none')) this.heap.push({ at, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
+        break;
+      }
       r.numComputedTokens += numNew;
       if (r.need === 'decode') {
         for (const b of fresh) this.blockReadyAt[b] = at + this.config.itlMs;
@@ -489,9 +505,11 @@ export class Engine {
       const lane = this.freeLane();
       start = Math.max(ready, this.laneFreeAt[lane]);
       this.laneFreeAt[lane] = start + prefillMs;
+      r.lane = lane;
+      r.laneUntil = this.laneFreeAt[lane];
       // The step in which the next waiting request can be scheduled on this lane (admitWaiting's test).
       const wake = this.laneFreeAt[lane] - c.ttftOverheadMs;
-      if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'lane', k: 0 });
+      if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
     }
     r.prefillStart = start;
     r.prefillFrom = hit.tokens;
@@ -541,6 +559,12 @@ export class Engine {
     return v;
   }
 
+  /** A request leaving before its prefill ends frees its lane now (unless another prefill holds it since). */
+  private releaseLane(r: Req, at: number): void {
+    if (r.lane >= 0 && this.laneFreeAt[r.lane] === r.laneUntil && r.laneUntil > at) this.laneFreeAt[r.lane] = at;
+    r.lane = -1;
+  }
+
   /** The prefill lane that frees first. */
   private freeLane(): number {
     let lane = 0;
@@ -567,8 +591,9 @@ export class Engine {
   }
 
   /** vLLM's recompute preemption (scheduler.py @ v0.10.0, running loop): free, forget computed tokens, wait at the front. */
-  private preempt(r: Req): void {
+  private preempt(r: Req, at: number): void {
     this.kv.free(r.id);
+    this.releaseLane(r, at);
     r.state = 'waiting';
     r.numComputedTokens = 0;
     r.need = 'none';
@@ -584,6 +609,7 @@ export class Engine {
   private finish(r: Req, reason: FinishReason, at: number): void {
     if (r.state === 'running') {
       this.kv.free(r.id);
+      this.releaseLane(r, at);
       this.running.splice(this.running.indexOf(r), 1);
     } else if (r.state === 'waiting') {
       const i = this.waiting.indexOf(r);

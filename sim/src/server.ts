@@ -238,12 +238,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // Checks the V1 processor makes when a request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
     // `_validate_model_input`). AsyncLLM.generate is an async generator, so they run once the response has started:
     // a stream then gets 200 and an error event, a non-streaming request a 400.
+    // A non-zero `priority` is no error under fcfs: V1's processor passes it on (vLLM #19057 removed its "V1 does not
+    // support priority yet" before v0.10.0) and the fcfs queue ignores it. "Got priority N but Priority scheduling is
+    // not enabled." is the V0 engine's.
     let lateError: ApiError | null = null;
-    // process_inputs checks the priority before the prompts (processor.py @ v0.10.0).
-    if (req.priority !== 0 && options.schedulingPolicy !== 'priority') {
-      lateError = badRequest(`Got priority ${req.priority} but Priority scheduling is not enabled.`);
-    }
-    for (const pr of lateError ? [] : p.prompts) {
+    for (const pr of p.prompts) {
       if (pr.tokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
       else {
         let maxId = 0;

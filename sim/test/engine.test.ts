@@ -138,6 +138,36 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     }
   });
 
+  it('under priority a request that preempts itself leaves the running requests after it to the next step, which follows at once (no stall)', () => {
+    // 5 usable blocks: a 48-token request (3 blocks, priority 9) runs first, a 32-token one (2 blocks, priority 0)
+    // after it. Both sample their first token in one step, and each next token needs a new block; none is free. The
+    // first, served first, is itself the running request with the largest (priority, arrival), so it preempts itself.
+    // Before the fix the step ended there, the second's token unserved and nothing left to wake the engine.
+    for (const policy of ['fcfs', 'priority'] as const) {
+      const clock = new ManualClock();
+      const engine = new Engine({ ...BASE, kvCacheBlocks: 6, prefillMsPerToken: 0, prefillConcurrency: 0, schedulingPolicy: policy }, clock);
+      const low = submit(engine, tokens(48, 1), 12, undefined, 9);
+      const high = submit(engine, tokens(32, 2), 12, undefined, 0);
+      clock.runAll();
+      expect([low.result?.finishReason, high.result?.finishReason]).toEqual(['length', 'length']);
+      expect(engine.stats()).toMatchObject({ running: 0, waiting: 0 });
+    }
+  });
+
+  it('a request aborted during its prefill hands its lane back: the waiting request behind it is scheduled then, not when that prefill would have ended', () => {
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock);
+    const a = submit(engine, tokens(1000, 1), 1);
+    const b = submit(engine, tokens(1000, 2), 1);
+    clock.advance(100); // a prefills from 20 to 270 ms
+    a.abort();
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
+    clock.runAll();
+    expect(a.result?.finishReason).toBe('abort');
+    expect(b.result?.admittedMs).toBe(100);
+    expect(ttft(b)).toBeCloseTo(100 + 20 + 250);
+  });
+
   it('a hit on blocks still being prefilled waits for them (unlimited lanes)', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, prefillConcurrency: 0 }, clock);

@@ -50,9 +50,10 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // (`filter`, the default before 2026-11-30) moves sessions off their pods whenever vLLM's waiting queue
           // passes 5, and the moved turns' recomputed histories load the next pod: on the load ladder with the
           // simulator counting waiting requests as vLLM does, filter mode overloaded the pool at 80% of its saturation
-          // rate (TTFT p90 1.85 s, hit rate 70%, against 397-403 ms and 84.6% in admission mode on interactive; 877 ms
-          // against 714 ms on shared-prefix, and 3.23 s against 878 ms at 95%). The precise config measured the same on
-          // a KV-constrained pool (hits 60% against 91%).
+          // rate on interactive (TTFT p90 1.85 s, hit rate 70%, against 397-403 ms and 84.6% in admission mode); on
+          // shared-prefix × ample it read 877 against 714 ms at 80% and overloaded at 95% (3.23 s against 878 ms); on
+          // shared-prefix × constrained the modes were equal. The precise config measured the same on a KV-constrained
+          // pool (hits 60% against 91%).
           mode: 'admission',
         },
       },

@@ -246,6 +246,8 @@ export class RequestControl implements RequestDirector {
   /** `priority` label values taken from `x-kvroute-priority` (see MAX_PRIORITY_LABELS). */
   private readonly headerPriorityLabels = new Set<string>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
+  /** Requests whose body sets `priority` itself: no pre-request hook's engine priority is written over it. */
+  private readonly clientPriorities = new WeakSet<LLMRequest>();
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
@@ -340,6 +342,7 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
+    if (parsed.hasPriority === true) this.clientPriorities.add(request);
     if (rewritten !== undefined) {
       this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
     }
@@ -542,7 +545,7 @@ export class RequestControl implements RequestDirector {
       }
       if (series !== undefined) series.attemptSucceeded(target).value++;
       const priority = scheduled!.request.attributes?.get(ENGINE_PRIORITY);
-      if (priority !== undefined && priority !== 0) {
+      if (priority !== undefined && priority !== 0 && !this.clientPriorities.has(scheduled!.request)) {
         const body = withPriority(rewrite?.body ?? scheduled!.body, priority);
         if (body !== undefined) rewrite = { ...(rewrite ?? { targetModel, incoming: '', target: '' }), body };
       }
@@ -770,8 +773,8 @@ function rewriteModel(body: Buffer, model: string): Buffer | undefined {
 
 /**
  * The body with `"priority":N` as its first member (prefill-priority.ts), or undefined when it does not start with an
- * object. Nothing else is parsed or copied twice: a member before the client's own keeps the client's (the last of a
- * repeated name wins in Python's `json`, which vLLM's server parses with).
+ * object. Nothing is parsed or copied twice. Only called for bodies without a `priority` of their own, so the edited
+ * body never repeats a member name.
  */
 export function withPriority(body: Buffer, priority: number): Buffer | undefined {
   let at = 0;

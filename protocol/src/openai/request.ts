@@ -62,6 +62,8 @@ export interface ParsedRequestBody {
   readonly stream: boolean;
   /** vLLM's `cache_salt`: prefix-cache entries are shared only between requests with the same salt. */
   readonly cacheSalt?: string;
+  /** Present (true) when the body sets vLLM's `priority` itself: a router then leaves the field to the client. */
+  readonly hasPriority?: true;
 }
 
 /**
@@ -281,6 +283,7 @@ export function parseRequestBody(body: Buffer): ParsedRequestBody {
     ? { model, input, prompt, stream }
     : { input, prompt, stream };
   if (cacheSalt !== undefined) out.cacheSalt = cacheSalt;
+  if (o.priority !== undefined) out.hasPriority = true;
   return out;
 }
 

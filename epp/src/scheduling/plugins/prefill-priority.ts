@@ -33,12 +33,12 @@ export interface PrefillPriorityParameters {
  *
  * How: as a scorer it gives every candidate 0 (it decides nothing) and keeps the cycle's prefix match on the request.
  * At pre-request it reads the target's match and sets {@link ENGINE_PRIORITY}; request control then writes
- * `"priority":N` as the body's first member. A client's own `priority` comes later in the body and wins, as JSON
- * objects with a repeated name keep the last in Python's parser. Level 0 is vLLM's default and is not written.
+ * `"priority":N` as the body's first member. A body that sets `priority` itself is left as the client sent it, and
+ * level 0, vLLM's default, is not written.
  *
- * Needs every pod of the pool on `--scheduling-policy priority`: vLLM's default policy answers 400 ("Got priority N
- * but Priority scheduling is not enabled.") to any non-zero priority. List it after the prefix scorer in the profile;
- * without a prefix match the whole prompt counts as uncached.
+ * Needs every pod of the pool on `--scheduling-policy priority`: vLLM's default `fcfs` queue ignores the field (V1's
+ * processor accepts any priority since vLLM #19057), so there it does nothing. List it after the prefix scorer in the
+ * profile; without a prefix match the whole prompt counts as uncached.
  *
  * Upstream: neither GIE nor llm-d sets vLLM's priority field. GIE's priorities (InferenceObjective) order the EPP's own
  * flow-control queue, which this does not touch.
