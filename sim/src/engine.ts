@@ -192,24 +192,24 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  * which something happens: a request arrives or is aborted, a prefill chunk is due, or tokens are sampled (all
  * requests whose token falls on the same instant share the step). Each step does what `schedule()` does:
  * 1. running requests, in the order they were scheduled, get the slots they need (the token sampled last, or the
- *    next prefill chunk); when the pool cannot cover one, the **last** running request is preempted (FCFS), its blocks
- *    freed with their hashes kept, `num_computed_tokens = 0`, and it goes to the front of the waiting queue, until
- *    the allocation succeeds or the request preempted itself;
+ *    next prefill chunk); when the pool cannot cover one, the **last** running request is preempted (fcfs; under
+ *    the priority policy the one with the largest (priority, arrival)), its blocks freed with their hashes kept,
+ *    `num_computed_tokens = 0`, and it goes to the front of the waiting queue (its place by priority under the
+ *    priority policy), until the allocation succeeds or the request preempted itself;
  * 2. only if nothing was preempted: waiting requests in FCFS order (by priority, then arrival, under the priority
- *    policy) while fewer than max-num-seqs run and a prefill
- *    lane is free by the time the step's overhead is paid (the lanes stand for the step's token budget: vLLM leaves
- *    a request in WAITING, holding no blocks and not yet looked up, while the running requests' prefill chunks spend
- *    the budget — scheduler.py, `while self.waiting and token_budget > 0`). Each attempt looks the prefix cache up
- *    and is counted in the prefix-cache metrics, even when the head then cannot get its blocks and blocks the queue
- *    (so a head waiting for KV counts again every step);
+ *    policy) while fewer than max-num-seqs run and a prefill lane is free by the time the step's overhead is paid.
+ *    The lanes stand for the step's token budget: vLLM leaves a request in WAITING, holding no blocks and not yet
+ *    looked up, while the running requests' prefill chunks spend the budget (scheduler.py, `while self.waiting and
+ *    token_budget > 0`). Each attempt looks the prefix cache up and is counted in the prefix-cache metrics, even when
+ *    the head then cannot get its blocks and blocks the queue (so a head waiting for KV counts again every step);
  * 3. the step's KV events go out as one batch, if there are any.
  *
  * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
  * timer (GC, a 100 ms tokenization on the same thread) delays delivery but never changes the reported times or hits.
  *   waits (WAITING) until a prefill lane is free within the overhead → admitted + overhead → prefills (tokens − hit)
- *   tokens, scheduling a chunk of
- *   max-num-batched-tokens per step (blocks are cached as each chunk is scheduled) → first token (not before the hit
- *   blocks' own prefill is done) → one token every ITL → finish after max_tokens tokens.
+ *   tokens, scheduling a chunk of max-num-batched-tokens per step (blocks are cached as each chunk is scheduled) →
+ *   first token (not before the hit blocks' own prefill is done) → one token every ITL → finish after max_tokens
+ *   tokens.
  * A preempted request is prefilled again (prompt + outputs so far, less what it hits) when it is scheduled again.
  */
 export class Engine {

@@ -168,6 +168,23 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(ttft(b)).toBeCloseTo(100 + 20 + 250);
   });
 
+  it('under priority a victim running before the request that needs its blocks leaves every later running request served in the same step', () => {
+    // 6 usable blocks, all taken: A (40 tokens, 3 blocks, priority 9), B (32, 2) and C (16, 1), both priority 0, in
+    // that running order, sample their first token in one step. A's next slot is in its last block; B's needs a new
+    // block, so B preempts A (the largest (priority, arrival)), which runs before it; C's next token then takes one
+    // of A's freed blocks in the same step, and its tokens keep the ITL's pace.
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 7, prefillMsPerToken: 0, prefillConcurrency: 0, schedulingPolicy: 'priority' }, clock);
+    const a = submit(engine, tokens(40, 1), 4, undefined, 9);
+    const b = submit(engine, tokens(32, 2), 4, undefined, 0);
+    const c = submit(engine, tokens(16, 3), 4, undefined, 0);
+    clock.runAll();
+    expect([a.result?.preemptions, b.result?.preemptions, c.result?.preemptions]).toEqual([1, 0, 0]);
+    const gaps = c.tokenTimes.slice(1).map((t, i) => t - c.tokenTimes[i]!);
+    expect(gaps).toEqual([20, 20, 20]);
+    expect([a, b, c].map((t) => t.result?.finishReason)).toEqual(['length', 'length', 'length']);
+  });
+
   it('a hit on blocks still being prefilled waits for them (unlimited lanes)', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, prefillConcurrency: 0 }, clock);
