@@ -245,9 +245,9 @@ export class RequestControl implements RequestDirector {
   private requestSeriesPairs = 0;
   /** `priority` label values taken from `x-kvroute-priority` (see MAX_PRIORITY_LABELS). */
   private readonly headerPriorityLabels = new Set<string>();
-  /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   /** Requests whose body sets `priority` itself: no pre-request hook's engine priority is written over it. */
   private readonly clientPriorities = new WeakSet<LLMRequest>();
+  /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];

@@ -44,10 +44,10 @@ export const NEUTRAL_SCORE = 0.5;
  * (05c91f0d; `pkg/plugins/scorer/no_hit_lru.go` in v0.4.0–v0.7.x, added by 12aa104c "a scoring plugin to distribute new
  * groups evenly"): the type, parameters and defaults, the neutral 0.5, the rank formula, coldness as "no candidate
  * reports a matched block" (v0.8.0; up to v0.7 it was "the prefix plugin found no server at all"), and the update in
- * PreRequest. Two differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
+ * PreRequest. Three differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
  * keeps the name until evicted), so a replacement pod with an empty cache ranks as never used; and only the primary
  * profile's target is recorded — upstream also records a `prefill` profile's target for P/D disaggregation, which
- * kvroute's `SchedulingResult` does not carry (it has no P/D profile handler). A third, kvroute's: a pod the
+ * kvroute's `SchedulingResult` does not carry (it has no P/D profile handler); and a pod the
  * saturation filter kept in admission mode although it is over a threshold (`LOADED_CANDIDATES`) scores 0 for a cold
  * request and holds no place in the rotation, which runs over the pods with room; a cold request has no reason to
  * join a loaded pod's queue (upstream's GIE admission check keeps such pods and this scorer would rank them as any).
