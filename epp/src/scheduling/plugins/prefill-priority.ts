@@ -40,6 +40,10 @@ export interface PrefillPriorityParameters {
  * processor accepts any priority since vLLM #19057), so there it does nothing. List it after the prefix scorer in the
  * profile; without a prefix match the whole prompt counts as uncached.
  *
+ * Shortest first has no aging: near saturation a stream of short prefills keeps long ones waiting (on the load
+ * ladder at 95% of the pool's saturation rate its p90 was 1.37-1.42 s against the default's 0.97-1.05 s), and vLLM's
+ * priority preemption takes the largest priority value, the longest prefills, first. Not in the default profile.
+ *
  * Upstream: neither GIE nor llm-d sets vLLM's priority field. GIE's priorities (InferenceObjective) order the EPP's own
  * flow-control queue, which this does not touch.
  */
