@@ -30,6 +30,16 @@ export interface PrefixMatchEstimate {
 
 export const PREFIX_MATCH = stateKey<PrefixMatchEstimate>('prefix match per endpoint');
 
+/**
+ * The prompt tokens `endpointKey` would still have to prefill by `match`: the uncached length, divided by
+ * `charactersPerToken` when the match counts characters; without a match, the whole prompt.
+ */
+export function uncachedPromptTokens(prompt: string, match: PrefixMatchEstimate | undefined, endpointKey: string, charactersPerToken: number): number {
+  if (match === undefined) return prompt.length / charactersPerToken;
+  const uncached = Math.max(0, match.promptLength - (match.cachedLength.get(endpointKey) ?? 0));
+  return match.unit === 'tokens' ? uncached : uncached / charactersPerToken;
+}
+
 /** Publishes `match` unless a match in tokens is already there and this one is in characters. */
 export function publishPrefixMatch(state: CycleState, match: PrefixMatchEstimate): void {
   const existing = state.get(PREFIX_MATCH);

@@ -6,7 +6,7 @@ import { LatencyModel, type TtftPrediction } from '../../latency/pod-latency-mod
 import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
 import { stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH, type PrefixMatchEstimate } from '../prefix-match';
+import { PREFIX_MATCH, uncachedPromptTokens, type PrefixMatchEstimate } from '../prefix-match';
 import type { LLMRequest, SchedulingResult } from '../types';
 
 export interface LatencyScorerParameters {
@@ -106,9 +106,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
 
   /** The request's prompt tokens the endpoint would have to prefill. */
   uncachedTokens(request: LLMRequest, match: PrefixMatchEstimate | undefined, endpointKey: string): number {
-    if (match === undefined) return request.prompt.length / this.parameters.charactersPerToken;
-    const uncached = Math.max(0, match.promptLength - (match.cachedLength.get(endpointKey) ?? 0));
-    return match.unit === 'tokens' ? uncached : uncached / this.parameters.charactersPerToken;
+    return uncachedPromptTokens(request.prompt, match, endpointKey, this.parameters.charactersPerToken);
   }
 
   /** The predictions of the request's last scoring, by endpoint key (for logs and tests). */

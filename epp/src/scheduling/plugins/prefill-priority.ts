@@ -2,7 +2,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { ENGINE_PRIORITY, type PreRequest } from '../../requestcontrol/hooks';
 import { stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH, type PrefixMatchEstimate } from '../prefix-match';
+import { PREFIX_MATCH, uncachedPromptTokens, type PrefixMatchEstimate } from '../prefix-match';
 import type { LLMRequest, SchedulingResult } from '../types';
 import { CHARACTERS_PER_TOKEN } from './prefix-cache-scorer';
 
@@ -69,18 +69,13 @@ export class PrefillPriority implements Scorer, PreRequest {
     const match = attributes.get(this.matchKey);
     if (match === undefined) return; // not scored in this cycle (a request routed without scheduling)
     attributes.set(this.matchKey, null);
-    attributes.set(ENGINE_PRIORITY, this.priority(this.uncachedTokens(request, match, result.target.endpoint.key)));
+    const uncached = uncachedPromptTokens(request.prompt, match ?? undefined, result.target.endpoint.key, this.parameters.charactersPerToken);
+    attributes.set(ENGINE_PRIORITY, this.priority(uncached));
   }
 
   /** The level for `uncachedTokens` of prefill. */
   priority(uncachedTokens: number): number {
     return Math.min(this.parameters.maxPriority, Math.floor(uncachedTokens / this.parameters.tokensPerLevel));
-  }
-
-  private uncachedTokens(request: LLMRequest, match: PrefixMatchEstimate | null, endpointKey: string): number {
-    if (match === null) return request.prompt.length / this.parameters.charactersPerToken;
-    const uncached = Math.max(0, match.promptLength - (match.cachedLength.get(endpointKey) ?? 0));
-    return match.unit === 'tokens' ? uncached : uncached / this.parameters.charactersPerToken;
   }
 }
 
