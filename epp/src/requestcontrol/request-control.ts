@@ -529,7 +529,9 @@ export class RequestControl implements RequestDirector {
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
     const m = this.options.metrics;
     const result = scheduled?.result;
-    let rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
+    const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
+    // The body the pod gets when it is not the one received: rewritten model, engine priority, or both.
+    let body = rewrite?.body;
     const targetModel = rewrite?.targetModel ?? scheduled?.model ?? '';
     const series = m !== undefined && scheduled !== undefined ? this.seriesOf(m, scheduled.model, targetModel) : undefined;
     if (result !== undefined) {
@@ -546,14 +548,13 @@ export class RequestControl implements RequestDirector {
       if (series !== undefined) series.attemptSucceeded(target).value++;
       const priority = scheduled!.request.attributes?.get(ENGINE_PRIORITY);
       if (priority !== undefined && priority !== 0 && !this.clientPriorities.has(scheduled!.request)) {
-        const body = withPriority(rewrite?.body ?? scheduled!.body, priority);
-        if (body !== undefined) rewrite = { ...(rewrite ?? { targetModel, incoming: '', target: '' }), body };
+        body = withPriority(body ?? scheduled!.body, priority) ?? body;
       }
     }
     this.options.datastore.acquire(target.key);
     if (series !== undefined) {
       series.requestTotal(this.priorityLabel(scheduled!.request.headers)).value++;
-      series.requestSizes().observe(rewrite?.body.length ?? scheduled!.body.length);
+      series.requestSizes().observe((body ?? scheduled!.body).length);
       series.runningRequests().value++;
     }
     const ticket = new Ticket(
@@ -569,7 +570,7 @@ export class RequestControl implements RequestDirector {
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
     const targets = result?.targets;
     const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
-    return rewrite !== undefined ? { kind: 'route', endpoint, ticket, body: rewrite.body } : { kind: 'route', endpoint, ticket };
+    return body !== undefined ? { kind: 'route', endpoint, ticket, body } : { kind: 'route', endpoint, ticket };
   }
 
   /**
