@@ -77,32 +77,35 @@ export class NoHitLruScorer implements Scorer, PreRequest {
       return;
     }
     // A cold request has no reason to go to a pod the saturation filter kept although it is loaded (admission mode):
-    // those score 0, and the rotation runs over the others (all of them when every candidate is loaded).
-    const loaded = cycle.state.get(LOADED_CANDIDATES);
-    let ranked = candidates;
-    if (loaded !== undefined) {
-      const roomy = candidates.filter((c) => !loaded.has(c.endpoint.key));
-      if (roomy.length > 0 && roomy.length < candidates.length) ranked = roomy;
+    // those score 0 and hold no place in the rotation, which runs over the others (all of them when all are loaded).
+    let aside = cycle.state.get(LOADED_CANDIDATES);
+    let n = candidates.length;
+    if (aside !== undefined) {
+      let roomy = 0;
+      for (const c of candidates) if (!aside.has(c.endpoint.key)) roomy++;
+      if (roomy > 0 && roomy < n) n = roomy;
+      else aside = undefined;
     }
-    const n = ranked.length;
-    const scores = ranked === candidates ? out : new Float64Array(n);
-    if (n === 1) scores[0] = 1;
-    else {
-      // Upstream counts positions over every pod the LRU holds; the loaded pods set aside here hold none, so the
-      // rotation over the others keeps its full span.
-      const position = new Map<string, number>();
-      for (const key of this.lru.keys()) if (ranked === candidates || !loaded!.has(key)) position.set(key, position.size);
-      let neverUsed = 0;
-      for (let i = 0; i < n; i++) if (!position.has(ranked[i]!.endpoint.key)) neverUsed++;
-      let nextNeverUsed = 0;
-      for (let i = 0; i < n; i++) {
-        const at = position.get(ranked[i]!.endpoint.key);
-        const rank = at === undefined ? nextNeverUsed++ : neverUsed + at;
-        scores[i] = Math.max(0, 1 - rank / (n - 1));
+    if (n === 1) {
+      for (let i = 0; i < candidates.length; i++) out[i] = aside?.has(candidates[i]!.endpoint.key) ?? false ? 0 : 1;
+      return;
+    }
+    // Upstream counts positions over every pod the LRU holds; the loaded pods set aside hold none.
+    const position = new Map<string, number>();
+    for (const key of this.lru.keys()) if (aside === undefined || !aside.has(key)) position.set(key, position.size);
+    let neverUsed = 0;
+    for (const c of candidates) if (!position.has(c.endpoint.key) && !(aside?.has(c.endpoint.key) ?? false)) neverUsed++;
+    let nextNeverUsed = 0;
+    for (let i = 0; i < candidates.length; i++) {
+      const key = candidates[i]!.endpoint.key;
+      if (aside?.has(key) ?? false) {
+        out[i] = 0;
+        continue;
       }
+      const at = position.get(key);
+      const rank = at === undefined ? nextNeverUsed++ : neverUsed + at;
+      out[i] = Math.max(0, 1 - rank / (n - 1));
     }
-    if (scores === out) return;
-    for (let i = 0, j = 0; i < candidates.length; i++) out[i] = ranked[j]?.endpoint.key === candidates[i]!.endpoint.key ? scores[j++]! : 0;
   }
 
   /** A committed cold request's target becomes the most recently cold-loaded endpoint. */
