@@ -26,8 +26,8 @@ export interface SimulatorOptions {
   prefillConcurrency: number;
   /**
    * vLLM's `--scheduling-policy`: `fcfs`, or `priority` (the waiting queue by each request's `priority`, lower
-   * first, then arrival; preemption takes the largest). Under `fcfs` a request with a non-zero `priority` is refused,
-   * as vLLM refuses it.
+   * first, then arrival; preemption takes the largest). Under `fcfs` any `priority` is accepted and ignored, as by
+   * vLLM V1's processor.
    */
   schedulingPolicy: SchedulingPolicy;
   /** Simulated time runs this many times faster than wall time. */
