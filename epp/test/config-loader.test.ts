@@ -272,6 +272,16 @@ describe('validation errors name the field and what is allowed', () => {
       'schedulingProfiles (defaulted from plugins).plugins: at most one picker per profile, got max-score-picker, random-picker',
     ],
     [
+      'a scorer that reads the prefix match listed before the prefix scorer that writes it (scorers run in order)',
+      plugins('- type: prefill-priority\n- type: prefix-cache-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: prefill-priority\n  - pluginRef: prefix-cache-scorer\n'),
+      'schedulingProfiles[0].plugins[0].pluginRef: "prefill-priority" reads the prefix-match that "prefix-cache-scorer" (plugins[1]) writes, and scorers run in the order listed: list "prefill-priority" after it',
+    ],
+    [
+      'the same order in the profile defaulted from the plugin list, for the precise scorer and no-hit-lru',
+      plugins('- type: no-hit-lru-scorer\n- type: precise-prefix-cache-scorer\n'),
+      'schedulingProfiles (defaulted from plugins).plugins[0].pluginRef: "no-hit-lru-scorer" reads the prefix-match that "precise-prefix-cache-scorer" (plugins[1]) writes, and scorers run in the order listed: list "no-hit-lru-scorer" after it',
+    ],
+    [
       'same plugin twice in a profile',
       plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n  - pluginRef: queue-scorer\n'),
       'schedulingProfiles[0].plugins[1].pluginRef: "queue-scorer" is listed twice',

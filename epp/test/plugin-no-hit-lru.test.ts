@@ -155,21 +155,17 @@ describe('no-hit-lru-scorer', () => {
     expect(cold([p1!])).toEqual([1]);
   });
 
-  it('listed before the prefix scorer it sees no match yet, so every request counts as cold (list it after, as upstream says)', () => {
+  it('listed before the prefix scorer it would see no match and count every request as cold (upstream: list it after), so the loader refuses that order', () => {
     const base = BEFORE();
-    const before = validateEndpointPickerConfig({
+    expect(() => validateEndpointPickerConfig({
       ...base,
       plugins: [...base.plugins, { type: 'no-hit-lru-scorer' }],
       schedulingProfiles: base.schedulingProfiles.map((p) => ({
         ...p,
         plugins: p.plugins.flatMap((r) => (r.pluginRef === 'prefix-cache-scorer' ? [{ pluginRef: 'no-hit-lru-scorer', weight: 4 }, r] : [r])),
       })),
-    });
-    const misplaced = new Pool(before);
-    for (let g = 0; g < 4; g++) misplaced.send(ask(g, 0));
-    // Group 0's second user hits p0 (the prefix keeps it there) but is recorded as a cold load of p0.
-    expect(misplaced.send(ask(0, 1))).toBe('p0');
-    expect(misplaced.scorer.order()).toEqual(['p1:8000', 'p2:8000', 'p3:8000', 'p0:8000']);
+    })).toThrow(/"no-hit-lru-scorer" reads the prefix-match that "prefix-cache-scorer" \(plugins\[\d+\]\) writes, and scorers run in the order listed: list "no-hit-lru-scorer" after it/);
+    // Listed after it, group 0's second user is a hit on p0 and not recorded as a cold load of p0.
     const after = new Pool(withNoHitLru(4));
     for (let g = 0; g < 4; g++) after.send(ask(g, 0));
     expect(after.send(ask(0, 1))).toBe('p0');

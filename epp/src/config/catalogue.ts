@@ -4,7 +4,7 @@
  * their factories. Nothing here is listed by hand.
  */
 import * as DEFINITIONS from '../scheduling/plugins';
-import type { PluginDefinition, PluginKind } from '../scheduling/plugin';
+import type { PluginDefinition, PluginKind, SharedCycleState } from '../scheduling/plugin';
 
 export type { PluginKind } from '../scheduling/plugin';
 
@@ -41,4 +41,10 @@ export function pluginKinds(type: PluginType): readonly PluginKind[] {
 
 export function pluginHasKind(type: PluginType, kind: PluginKind): boolean {
   return pluginKinds(type).includes(kind);
+}
+
+/** The cycle state `type`'s scorer reads from earlier scorers and writes for later ones (see `PluginDefinition.cycleState`). */
+export function pluginCycleState(type: PluginType): { reads: readonly SharedCycleState[]; writes: readonly SharedCycleState[] } {
+  const declared = pluginDefinition(type).cycleState;
+  return { reads: declared?.reads ?? [], writes: declared?.writes ?? [] };
 }

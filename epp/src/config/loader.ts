@@ -1,7 +1,7 @@
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from './flow-control-defaults';
 import { parseDocument, stringify } from 'yaml';
 import { PROFILE_KINDS } from '../scheduling/plugin';
-import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
+import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
 import { ConfigError, describeValue } from './errors';
 import { FieldReader } from './fields';
 import { resolvePluginParameters } from './parameters';
@@ -307,6 +307,30 @@ function checkProfilePlugins(refs: readonly SchedulingProfilePluginRef[], plugin
   if (pickers.length > 1) {
     throw new ConfigError(`${path}.plugins`, `at most one picker per profile, got ${pickers.join(', ')}`);
   }
+  checkCycleStateOrder(refs, plugins, path);
+}
+
+/**
+ * Scorers run in the order the profile lists them, and a scorer that reads what another writes (the prefix match) sees
+ * nothing when listed first: it then treats every request as uncached, without an error. Refused here instead.
+ */
+function checkCycleStateOrder(refs: readonly SchedulingProfilePluginRef[], plugins: readonly PluginSpec[], path: string): void {
+  const scorers = refs.flatMap((ref, index) => {
+    const plugin = plugins.find((p) => p.name === ref.pluginRef);
+    return plugin !== undefined && pluginHasKind(plugin.type, 'scorer') ? [{ ref, index, state: pluginCycleState(plugin.type) }] : [];
+  });
+  scorers.forEach((reader, position) => {
+    for (const name of reader.state.reads) {
+      if (scorers.slice(0, position).some((s) => s.state.writes.includes(name))) continue;
+      const writer = scorers.slice(position + 1).find((s) => s.state.writes.includes(name));
+      if (writer === undefined) continue; // no writer at all: the reader's documented fallback, not an ordering mistake
+      throw new ConfigError(
+        `${path}.plugins[${reader.index}].pluginRef`,
+        `${JSON.stringify(reader.ref.pluginRef)} reads the ${name} that ${JSON.stringify(writer.ref.pluginRef)} ` +
+          `(plugins[${writer.index}]) writes, and scorers run in the order listed: list ${JSON.stringify(reader.ref.pluginRef)} after it`,
+      );
+    }
+  });
 }
 
 function isOfKind(name: string, kind: PluginKind, plugins: readonly PluginSpec[]): boolean {

@@ -52,6 +52,14 @@ const KIND_METHODS: { readonly [K in PluginKind]: keyof PluginKindInterfaces[K] 
   'post-response': 'postResponse',
 };
 
+/**
+ * What one profile's scorers hand each other through the cycle's state. Scorers run in the order the profile lists
+ * them, so a reader listed before the writer sees nothing and falls back silently (e.g. a prefix-blind no-hit-lru).
+ */
+export type SharedCycleState =
+  /** The prefix scorers' per-endpoint match (`PREFIX_MATCH`, `prefix-match.ts`). */
+  'prefix-match';
+
 /** The kinds that live in scheduling profiles; the others act outside them. */
 export const PROFILE_KINDS: readonly PluginKind[] = ['filter', 'scorer', 'picker', 'post-cycle'];
 
@@ -89,6 +97,11 @@ export interface PluginDefinition<T extends string = string, P extends object = 
   /** The extension points this plugin implements; placement in profiles and request control follows this list. */
   readonly kinds: K;
   readonly parameters: ParameterSpec<P>;
+  /**
+   * The cycle state its scorer reads from the scorers before it, and writes for those after it. The loader refuses a
+   * profile that lists a reader before a writer of the same state. @default none
+   */
+  readonly cycleState?: { readonly reads?: readonly SharedCycleState[]; readonly writes?: readonly SharedCycleState[] };
   /** Builds one instance from its config name, its resolved parameters and the shared handle. */
   create(name: string, parameters: Required<P>, handle: PluginHandle): PluginInstance<K>;
 }
@@ -109,6 +122,7 @@ export function aliasOf<const T extends string, P extends object, K extends read
     type,
     kinds: target.kinds,
     parameters: target.parameters,
+    ...(target.cycleState === undefined ? {} : { cycleState: target.cycleState }),
     aliasOf: target.type,
     create: (name, resolved, handle) => Object.assign(target.create(name, resolved, handle), { type }),
   };

@@ -142,6 +142,7 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
 export const latencyScorer = definePlugin({
   type: 'latency-scorer',
   kinds: ['scorer', 'pre-request', 'post-response'],
+  cycleState: { reads: ['prefix-match'] },
   parameters: parameters<LatencyScorerParameters>((fields) => ({
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
     priorOverheadMs: fields.number('priorOverheadMs', 20, 0),

@@ -143,6 +143,7 @@ export class NoHitLruScorer implements Scorer, PreRequest {
 export const noHitLruScorer = definePlugin({
   type: 'no-hit-lru-scorer',
   kinds: ['scorer', 'pre-request'],
+  cycleState: { reads: ['prefix-match'] },
   parameters: parameters<NoHitLruScorerParameters>((fields) => ({
     prefixPluginType: fields.optionalString('prefixPluginType') ?? 'prefix-cache-scorer',
     prefixPluginName: fields.optionalString('prefixPluginName') ?? 'prefix-cache-scorer',

@@ -370,6 +370,7 @@ const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>
 export const precisePrefixCacheScorer = definePlugin({
   type: 'precise-prefix-cache-scorer',
   kinds: ['prepare-request', 'scorer', 'post-cycle'],
+  cycleState: { writes: ['prefix-match'] },
   parameters: parameters<PrecisePrefixCacheScorerParameters>((fields) => {
     const kvEventsConfig = nested(fields, 'kvEventsConfig', (f) => {
       const zmqEndpoint = f.optionalString('zmqEndpoint');

@@ -82,6 +82,7 @@ export class PrefillPriority implements Scorer, PreRequest {
 export const prefillPriority = definePlugin({
   type: 'prefill-priority',
   kinds: ['scorer', 'pre-request'],
+  cycleState: { reads: ['prefix-match'] },
   parameters: parameters<PrefillPriorityParameters>((fields) => ({
     tokensPerLevel: fields.integer('tokensPerLevel', 256, 1),
     // vLLM's priority is a Python int; this bound keeps the header-free body edit a few bytes.

@@ -336,6 +336,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
 export const prefixCacheScorer = definePlugin({
   type: 'prefix-cache-scorer',
   kinds: ['scorer', 'post-cycle'],
+  cycleState: { writes: ['prefix-match'] },
   parameters: parameters<PrefixCacheScorerParameters>((fields) => {
     const mode = fields.raw('mode');
     if (mode === 'cache_tracking') {
