@@ -587,6 +587,11 @@ async function runRung(w: LadderWorkload, capacity: CapacityName, blocks: number
 
 /** Today's default, the one the hit-rate goal holds every candidate to. */
 export const TODAYS_DEFAULT = 'kvroute';
+/**
+ * The defaults before it (bench/src/policies), which the hit-rate goal holds today's default itself to when they ran:
+ * `kvroute-filter` until 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined.
+ */
+export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-filter', 'kvroute-no-lru'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
 export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft'];
 
@@ -605,7 +610,8 @@ function nearest(loads: readonly number[], target: number): number | undefined {
  * 2. cached requests ≥ 4× faster than uncached (p50 over p50) at every load up to 80%, in every cell where both kinds
  *    occurred;
  * 3. zero 429s at every load up to 95%;
- * 4. hit rate (mean over the loads) no more than 2 points under today's default, in every workload × capacity.
+ * 4. hit rate (mean over the loads) no more than 2 points under today's default, in every workload × capacity (today's
+ *    default under each earlier default that ran).
  */
 export function checkGoals(cells: readonly LadderCell[], loads: readonly number[], candidates: readonly string[]): LadderGoal[] {
   const at = (c: LadderCell, policy: string, load: number) => c.runs.find((r) => r.policy === policy && Math.abs(r.load - load) < 1e-9);
@@ -655,7 +661,8 @@ export function checkGoals(cells: readonly LadderCell[], loads: readonly number[
   });
 
   const hit = per((k) => {
-    if (k === TODAYS_DEFAULT) return { met: true, actual: 'is today\'s default' };
+    // Today's default is held to the earlier defaults that ran, not to itself.
+    const bases = k === TODAYS_DEFAULT ? EARLIER_DEFAULTS : [TODAYS_DEFAULT];
     let worst: { d: number; where: string } | undefined;
     for (const c of cells) {
       const mean = (p: string) => {
@@ -663,12 +670,14 @@ export function checkGoals(cells: readonly LadderCell[], loads: readonly number[
         return rs.length > 0 ? rs.reduce((s, r) => s + r.hitRate, 0) / rs.length : null;
       };
       const mine = mean(k);
-      const base = mean(TODAYS_DEFAULT);
-      if (mine === null || base === null) continue;
-      const d = base - mine;
-      if (!worst || d > worst.d) worst = { d, where: `${cellName(c)}: ${pctText(mine)} vs ${pctText(base)}` };
+      for (const basePolicy of bases) {
+        const base = mean(basePolicy);
+        if (mine === null || base === null) continue;
+        const d = base - mine;
+        if (!worst || d > worst.d) worst = { d, where: `${cellName(c)}: ${pctText(mine)} vs ${basePolicy}'s ${pctText(base)}` };
+      }
     }
-    if (!worst) return { met: null, actual: `${TODAYS_DEFAULT} did not run` };
+    if (!worst) return { met: null, actual: `${bases.join(' nor ')} did not run` };
     return { met: worst.d <= 0.02, actual: `largest shortfall ${(worst.d * 100).toFixed(1)} points (${worst.where})` };
   });
 
@@ -676,7 +685,7 @@ export function checkGoals(cells: readonly LadderCell[], loads: readonly number[
     { id: 'p90-vs-others', goal: 'at 80% load: TTFT p90 ≤ round robin\'s / 10 and ≤ every other policy\'s, every workload × capacity', results: p90 },
     { id: 'cached-speedup', goal: 'cached requests ≥ 4× faster than uncached (p50) at every load up to 80%', results: speedup },
     { id: 'no-429', goal: 'zero 429s at every load up to 95%', results: no429 },
-    { id: 'hit-rate', goal: `hit rate (mean over loads) ≤ 2 points under today's default (${TODAYS_DEFAULT}) on every workload × capacity`, results: hit },
+    { id: 'hit-rate', goal: `hit rate (mean over loads) ≤ 2 points under today's default (${TODAYS_DEFAULT}; for ${TODAYS_DEFAULT} itself, under the earlier defaults ${EARLIER_DEFAULTS.join(', ')}) on every workload × capacity`, results: hit },
   ];
 }
 
