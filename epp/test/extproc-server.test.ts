@@ -230,6 +230,54 @@ describe('BUFFERED request body', () => {
   });
 });
 
+describe('a response body when the response mode was never announced (GIE v1.0.0 handlers/server.go passes it through)', () => {
+  it('is streamed back in full duplex, the stream stays open and the request completes at its end_of_stream', async () => {
+    // The CLI's default response mode is NONE (kvroute's EnvoyFilter), and this Envoy, like GIE's hermetic tests, sends
+    // no protocol_config; before, the first chunk ended the stream with INVALID_ARGUMENT and cut the response off.
+    const other = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger, defaultResponseBodyMode: 'NONE' });
+    const client = new FakeEnvoy(`127.0.0.1:${other.port}`);
+    try {
+      const s = client.open();
+      s.send(requestHeaders(POST_HEADERS, false));
+      s.send(requestBody('{"model":"m","prompt":"p"}', true));
+      expectRouted(await s.next(), '10.0.0.1:8000');
+      await readStreamedBody(s, 'request_body');
+      s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
+      expect((await s.next()).response).toBe('response_headers');
+      s.send(responseBody('data: {"choices":[]}\n\n', false));
+      const first = await s.next();
+      expect(first.response).toBe('response_body');
+      const streamed = first.response_body.response.body_mutation.streamed_response;
+      expect(streamed.body.toString()).toBe('data: {"choices":[]}\n\n');
+      expect(streamed.end_of_stream).toBe(false);
+      expect(director.releases).toEqual([]);
+      s.send(responseBody('data: [DONE]\n\n', true));
+      const last = await readStreamedBody(s, 'response_body');
+      expect(Buffer.concat(last.chunks).toString()).toBe('data: [DONE]\n\n');
+      expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+      s.end();
+      expect((await s.status).code).toBe(grpc.status.OK);
+    } finally {
+      client.close();
+      await other.stop();
+    }
+  });
+
+  it('is still a protocol error when Envoy announced response_body_mode NONE', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('BUFFERED', 'NONE')));
+    await s.next();
+    s.send(requestBody('{"model":"m","prompt":"p"}', true));
+    await s.next();
+    s.send(responseHeaders({ ':status': '200' }, false));
+    await s.next();
+    s.send(responseBody('x', true));
+    const status = await s.status;
+    expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status.details).toContain('protocol_config set response_body_mode NONE');
+  });
+});
+
 describe('STREAMED request body', () => {
   it('routes on headers alone (bodyWithheld) and lets the chunks through with CONTINUE', async () => {
     const s = envoy.open();

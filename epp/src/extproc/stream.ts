@@ -114,6 +114,8 @@ export class ExtProcStream {
   private state: State = 'request-headers';
   private requestBodyMode: BodyMode;
   private responseBodyMode: BodyMode;
+  /** Whether Envoy's protocol_config set the body modes (otherwise they are the configured defaults). */
+  private modesAnnounced = false;
   /** The request headers, from the request headers message on (a stream's own empty map was garbage at once). */
   private headers: ReadonlyMap<string, string> = NO_HEADERS;
   private requestId = '';
@@ -223,6 +225,7 @@ export class ExtProcStream {
       }
       this.requestBodyMode = pc.request_body_mode;
       this.responseBodyMode = pc.response_body_mode;
+      this.modesAnnounced = true;
     }
     this.headers = headerMapToMap(h.headers);
     // GIE v1.5.0 `pkg/epp/handlers/server.go` (Process, RequestHeaders): a request without `x-request-id` gets a
@@ -458,6 +461,13 @@ export class ExtProcStream {
 
   private onResponseBody(b: HttpBody): void {
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_body in state ${this.state}`);
+    if (this.responseBodyMode === 'NONE' && !this.modesAnnounced) {
+      // No protocol_config said NONE: the default was a guess, and the body proves it wrong. GIE's only response mode
+      // is full duplex, and it passes every chunk through without reading protocol_config (pkg/epp/handlers/server.go
+      // @ v1.0.0, ResponseBody; its hermetic tests send bodies with no protocol_config), so answer as it does rather
+      // than end the stream and cut the response off.
+      this.responseBodyMode = 'FULL_DUPLEX_STREAMED';
+    }
     const eos = b.end_of_stream === true;
     const replaced = this.responseBodyMode !== 'NONE' ? this.observeResponseBody(b.body ?? Buffer.alloc(0), eos) : undefined;
     switch (this.responseBodyMode) {
@@ -472,7 +482,7 @@ export class ExtProcStream {
         this.io.send(bodyResponse('response'));
         break;
       case 'NONE':
-        throw new ProtocolError('response_body received although response_body_mode is NONE');
+        throw new ProtocolError('response_body received although protocol_config set response_body_mode NONE');
     }
     if (eos) this.responseDone();
   }
