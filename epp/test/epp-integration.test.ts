@@ -334,3 +334,41 @@ test('shutdown drains: NOT_SERVING at once, an open response finishes, then the 
   envoy.close();
   await pod.close();
 }, 30_000);
+
+test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) loads and routes each request to a pod its test-epp-endpoint-selection header names', async () => {
+  // Three echo-like pods on their own loopback addresses, as the conformance suite's pods have their own IPs; like its
+  // echo servers they serve no vLLM /metrics (404), which this config does not need.
+  const servers = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((host) => new Promise<http.Server>((resolve) => {
+    const server = http.createServer((_req, res) => { res.statusCode = 404; res.end(); });
+    server.listen(0, host, () => resolve(server));
+  })));
+  const keys = servers.map((s) => { const a = s.address() as { address: string; port: number }; return `${a.address}:${a.port}`; });
+  const config = [
+    'apiVersion: inference.networking.x-k8s.io/v1alpha1',
+    'kind: EndpointPickerConfig',
+    'plugins:',
+    '- type: header-based-testing-filter',
+    'schedulingProfiles:',
+    '- name: conformance-profile',
+    '  plugins:',
+    '  - pluginRef: header-based-testing-filter',
+  ].join('\n');
+  const epp = await startEpp(parseArgs(['--endpoints', keys.join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--config-text', config])!, quiet);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  try {
+    const selection = (value: string) => ({ 'test-epp-endpoint-selection': value });
+    for (let i = 0; i < 4; i++) expect((await send(envoy, chat(`one ${i}`), selection('127.0.0.4'))).endpoint).toBe(keys[2]);
+    const two = new Set<string>();
+    for (let i = 0; i < 12; i++) two.add((await send(envoy, chat(`two ${i}`), selection('127.0.0.2,127.0.0.3'))).endpoint!);
+    expect([...two].every((k) => k === keys[0] || k === keys[1])).toBe(true);
+    // No header: the filter keeps no pod, and the EPP answers rather than routing anywhere.
+    const none = await send(envoy, chat('none'));
+    expect(none.endpoint).toBeUndefined();
+    expect(none.status).toBe('ServiceUnavailable'); // 503 here; GIE v1.0 answers 429 (documented in the README)
+  } finally {
+    envoy.close();
+    await epp.stop();
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+});

@@ -5,6 +5,7 @@ import { NOOP_SCHEDULING_METRICS, type SaturationExclusionReason } from '../src/
 import { createPlugin } from '../src/scheduling/plugin';
 import { ByLabelFilter, ROLE_LABEL } from '../src/scheduling/plugins/by-label';
 import { decodeFilter } from '../src/scheduling/plugins/decode-filter';
+import { headerBasedTestingFilter } from '../src/scheduling/plugins/header-based-testing-filter';
 import { prefillFilter } from '../src/scheduling/plugins/prefill-filter';
 import { SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
 
@@ -148,5 +149,25 @@ describe('saturation-filter', () => {
       expect(emptyReason(filter, c)).toBe('no-endpoints');
       expect(() => saturationFilter({ mode: 'gate' })).toThrow(/mode.*must be "filter" or "admission", got "gate"/);
     });
+  });
+});
+
+describe('header-based-testing-filter (GIE pkg/epp/scheduling/framework/plugins/test/filter/request_header_based_filter.go @ v1.0.0)', () => {
+  const filter = build(headerBasedTestingFilter, 'header-based-testing-filter');
+  const pods = ['10.0.0.1', '10.0.0.2', '10.0.0.3'].map((address) => pod(address));
+  const withHeader = (value: string | undefined): CycleContext => ({
+    request: { requestId: 'r', model: 'm', prompt: '', headers: value === undefined ? {} : { 'test-epp-endpoint-selection': value } },
+    state: new CycleState(),
+  });
+
+  it('keeps the pods the header lists by address, in the header\'s order, trimming spaces and skipping unknown ones', () => {
+    expect(names(filter.filter(withHeader('10.0.0.3'), pods))).toEqual(['10.0.0.3']);
+    expect(names(filter.filter(withHeader(' 10.0.0.3 , 10.0.0.9,10.0.0.1'), pods))).toEqual(['10.0.0.3', '10.0.0.1']);
+  });
+
+  it('keeps none without the header or with an empty one, and the failure is no-endpoints (waiting will not help)', () => {
+    expect(filter.filter(withHeader(undefined), pods)).toEqual([]);
+    expect(filter.filter(withHeader(''), pods)).toEqual([]);
+    expect(filter.emptyResultReason).toBe('no-endpoints');
   });
 });

@@ -3,6 +3,7 @@ import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, type CycleContext, type ProfileOutcome, type ScoredEndpoint } from '../src/scheduling/framework';
 import { MaxScorePicker } from '../src/scheduling/plugins/max-score-picker';
 import { RandomPicker } from '../src/scheduling/plugins/random-picker';
+import { WeightedRandomPicker } from '../src/scheduling/plugins/weighted-random-picker';
 import { SingleProfileHandler } from '../src/scheduling/plugins/single-profile-handler';
 import { SchedulingError } from '../src/scheduling/types';
 
@@ -107,5 +108,38 @@ describe('single-profile-handler', () => {
   it("re-throws the profile's SchedulingError", () => {
     const failure = new SchedulingError('saturated', 'all saturated');
     expect(() => handler.processResults(cycle, new Map([['default', failure]]))).toThrow(failure);
+  });
+});
+
+describe('weighted-random-picker (GIE pkg/epp/scheduling/framework/plugins/picker/weighted_random_picker.go @ v1.0.0)', () => {
+  const one = resolvePluginParameters('weighted-random-picker', undefined);
+
+  it('takes the largest key u^(1/score): a draw that favours the lower score can still win, as A-Res sampling does', () => {
+    // a: 0.5^(1/1) = 0.5; b: 0.25^(1/3) ≈ 0.63 → b. With draws 0.9 and 0.1: a 0.9, b ≈ 0.46 → a.
+    expect(names(new WeightedRandomPicker('w', one, draws(0.5, 0.25)).pick(cycle, scored(['a', 1], ['b', 3])))).toEqual(['b']);
+    expect(names(new WeightedRandomPicker('w', one, draws(0.9, 0.1)).pick(cycle, scored(['a', 1], ['b', 3])))).toEqual(['a']);
+  });
+
+  it('picks in proportion to the totals over many draws, never a zero-scored pod while another scores', () => {
+    let state = 11;
+    const lcg = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const picker = new WeightedRandomPicker('w', one, lcg);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 6000; i++) {
+      const [chosen] = names(picker.pick(cycle, scored(['a', 1], ['b', 2], ['c', 3], ['z', 0])));
+      counts.set(chosen!, (counts.get(chosen!) ?? 0) + 1);
+    }
+    expect(counts.get('z')).toBeUndefined();
+    // Shares 1/6, 2/6, 3/6 = 1000, 2000, 3000 of 6000; the bound is loose so the check cannot flake on the LCG.
+    expect(counts.get('a')!).toBeGreaterThan(800);
+    expect(counts.get('a')!).toBeLessThan(1200);
+    expect(counts.get('c')!).toBeGreaterThan(2700);
+    expect(counts.get('c')!).toBeLessThan(3300);
+  });
+
+  it('picks uniformly when no total is positive, and returns maxNumOfEndpoints without repeats', () => {
+    expect(names(new WeightedRandomPicker('w', one, draws(0)).pick(cycle, scored(['a', 0], ['b', 0], ['c', 0])))).toHaveLength(1);
+    const three = new WeightedRandomPicker('w', resolvePluginParameters('weighted-random-picker', { maxNumOfEndpoints: 3 }), draws(0.5, 0.5, 0.5));
+    expect(names(three.pick(cycle, scored(['a', 1], ['b', 4], ['c', 2], ['z', 0])))).toEqual(['b', 'c', 'a']);
   });
 });

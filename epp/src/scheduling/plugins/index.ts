@@ -6,6 +6,7 @@
 export { activeRequestScorer } from './active-request-scorer';
 export { byLabel } from './by-label';
 export { decodeFilter } from './decode-filter';
+export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
 export { latencyScorer } from './latency-scorer';
 export { loadAwareScorer } from './load-aware-scorer';
@@ -23,4 +24,5 @@ export { sessionAffinityScorer } from './session-affinity-scorer';
 export { sessionLoadScorer } from './session-load-scorer';
 export { singleProfileHandler } from './single-profile-handler';
 export { tokenizer } from './tokenizer';
+export { weightedRandomPicker } from './weighted-random-picker';
 export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, openaiParser } from './upstream-data-layer';
