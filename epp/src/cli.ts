@@ -5,6 +5,7 @@
  * names the flag, never silently ignored.
  */
 import { parseDuration } from './config/duration';
+import { VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
 import type { PoolApiVersion } from './datastore/inference-pool';
 import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
@@ -70,9 +71,11 @@ export class UsageError extends Error {
 
 /**
  * `ignored-*`: upstream flags whose concern kvroute handles differently; parsed, then reported as ignored.
+ * `ignored-fixed`: upstream flags that name what kvroute already uses (`fixed`): that value is reported as ignored, any
+ *   other is refused with `help`.
  * `unsupported`: upstream flags kvroute refuses, with `help` saying why and what to use instead.
  */
-type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration' | 'ignored-string' | 'ignored-bool' | 'unsupported';
+type Kind = 'int' | 'port' | 'string' | 'bool' | 'duration' | 'ignored-string' | 'ignored-bool' | 'ignored-fixed' | 'unsupported';
 
 interface FlagSpec {
   readonly name: string;
@@ -80,6 +83,20 @@ interface FlagSpec {
   readonly kind: Kind;
   readonly help: string;
   readonly default?: string;
+  /** `ignored-fixed` only: the values that change nothing here. */
+  readonly fixed?: readonly string[];
+}
+
+/**
+ * GIE v0.5.1–v1.0.x's metric-name flags (cmd/epp/runner/runner.go; camelCase in v0.5.1), which llm-d's guides and GIE's
+ * chart pass: accepted when they name the vLLM metric kvroute reads anyway, so those manifests start. GIE v1.5.0
+ * refuses them all (pkg/epp/server/options.go Validate); refusing them here stopped v1.0-era manifests for no gain.
+ */
+function metricNameFlag(name: string, aliases: readonly string[], fixed: readonly string[]): FlagSpec {
+  return {
+    name, aliases, kind: 'ignored-fixed', fixed,
+    help: `names the model-server metric to read; kvroute reads vLLM's ${fixed.join(' (or ')}${fixed.length > 1 ? ')' : ''} itself, so that value is accepted and ignored and any other is refused`,
+  };
 }
 
 const FLAGS: readonly FlagSpec[] = [
@@ -135,10 +152,14 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'metrics-staleness-threshold', aliases: [], kind: 'ignored-string', help: 'ignored: staleness is the saturation-filter\'s metricsStalenessThreshold parameter in the config' },
   { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
   { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
-  // Deprecated in GIE v1.5.0, which refuses them when set (options.go Validate); kvroute reads vLLM's metric names itself.
-  ...['total-queued-requests-metric', 'total-running-requests-metric', 'kv-cache-usage-percentage-metric', 'lora-info-metric', 'cache-info-metric'].map(
-    (name): FlagSpec => ({ name, aliases: [], kind: 'unsupported', help: 'is deprecated and cannot be used (as in GIE v1.5.0); kvroute reads vLLM\'s metric names itself' }),
-  ),
+  metricNameFlag('total-queued-requests-metric', ['totalQueuedRequestsMetric'], [VLLM_METRIC_NAMES.waiting.name]),
+  metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
+  metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
+  metricNameFlag('cache-info-metric', [], [VLLM_METRIC_NAMES.cacheInfo.name]),
+  { name: 'lora-info-metric', aliases: ['loraInfoMetric'], kind: 'ignored-string', help: 'ignored: kvroute does no LoRA-affinity scoring, so it reads no LoRA metric' },
+  // GIE v0.5.1's (cmd/epp/runner/runner.go): the header/metadata names Envoy routes by; kvroute's are fixed to the defaults.
+  { name: 'destinationEndpointHintKey', aliases: [], kind: 'ignored-fixed', fixed: ['x-gateway-destination-endpoint'], help: 'names the header and metadata key of the pick; kvroute always uses x-gateway-destination-endpoint (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },
+  { name: 'DestinationEndpointHintMetadataNamespace', aliases: [], kind: 'ignored-fixed', fixed: ['envoy.lb'], help: 'names the metadata namespace of the pick; kvroute always uses envoy.lb (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },
 ];
 
 const BY_NAME = new Map<string, FlagSpec>();
@@ -147,7 +168,7 @@ for (const f of FLAGS) for (const n of [f.name, ...f.aliases]) BY_NAME.set(n, f)
 export function usage(): string {
   const lines = FLAGS.map((f) => {
     const names = [`--${f.name}`, ...f.aliases.map((a) => `--${a}`)].join(', ');
-    const value = f.kind === 'bool' || f.kind === 'ignored-bool' ? '' : ` <${f.kind === 'ignored-string' || f.kind === 'unsupported' ? 'string' : f.kind}>`;
+    const value = f.kind === 'bool' || f.kind === 'ignored-bool' ? '' : ` <${f.kind === 'ignored-string' || f.kind === 'ignored-fixed' || f.kind === 'unsupported' ? 'string' : f.kind}>`;
     const def = f.default !== undefined ? ` (default ${f.default})` : '';
     return `  ${names}${value}\n      ${f.help}${def}`;
   });
@@ -175,6 +196,9 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
       return n;
     }
     case 'ignored-string':
+      return raw;
+    case 'ignored-fixed':
+      if (!spec.fixed!.includes(raw)) throw new UsageError(`${flag}: got ${JSON.stringify(raw)}; ${flag} ${spec.help}`);
       return raw;
     case 'unsupported':
       throw new UsageError(`${flag} ${spec.help}`);

@@ -19,7 +19,7 @@ describe('kvroute-epp flags', () => {
     expect(o).toMatchObject({ poolName: 'gaie', poolNamespace: 'ns', refreshMetricsIntervalMs: 100, verbosity: 4, configFile: '/config/x.yaml' });
   });
 
-  test('GIE v1.5.0 pkg/epp/server/options.go flags: the ones for concerns kvroute handles its own way start the EPP and are reported; subset filtering can be turned off; endpoint selectors and the deprecated metric-name flags are refused, named', () => {
+  test('GIE v1.5.0 pkg/epp/server/options.go flags: the ones for concerns kvroute handles its own way start the EPP and are reported; subset filtering can be turned off; endpoint selectors are refused, named', () => {
     const o = parseArgs(['--pool-name', 'p', '--enable-pprof=false', '--health-checking', '--tracing=false', '--metrics-endpoint-auth=false',
       '--enable-cert-reload', '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '5s', '--metrics-staleness-threshold=2s',
       '--disable-endpoint-subset-filter'], {})!;
@@ -29,8 +29,19 @@ describe('kvroute-epp flags', () => {
     expect(parseArgs(['--pool-name', 'p'], {})!.disableEndpointSubsetFilter).toBe(false);
     expect(() => parseArgs(['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000'], {}))
       .toThrow('--endpoint-selector is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)');
-    expect(() => parseArgs(['--pool-name', 'p', '--total-queued-requests-metric=vllm:num_requests_waiting'], {}))
-      .toThrow('--total-queued-requests-metric is deprecated and cannot be used (as in GIE v1.5.0)');
+  });
+
+  test('GIE v0.5.1-v1.0.x cmd/epp/runner/runner.go metric-name and destination-hint flags (llm-d guides, GIE chart): vLLM\'s names and the defaults start the EPP and are reported as ignored; any other value is refused, named', () => {
+    const o = parseArgs(['--pool-name', 'p', '--total-queued-requests-metric=vllm:num_requests_waiting', '--kv-cache-usage-percentage-metric', 'vllm:kv_cache_usage_perc',
+      '--total-running-requests-metric=vllm:num_requests_running', '--cache-info-metric=vllm:cache_config_info', '--lora-info-metric', 'vllm:lora_requests_info'], {})!;
+    expect(o.ignoredFlags).toEqual(['--total-queued-requests-metric', '--total-running-requests-metric', '--kv-cache-usage-percentage-metric', '--cache-info-metric', '--lora-info-metric']);
+    // v0.5.1's camelCase spellings, the older KV name, and the two destination-hint flags at their defaults.
+    const old = parseArgs(['--poolName', 'p', '-totalQueuedRequestsMetric', 'vllm:num_requests_waiting', '-kvCacheUsagePercentageMetric', 'vllm:gpu_cache_usage_perc',
+      '-loraInfoMetric', 'vllm:lora_requests_info', '-destinationEndpointHintKey', 'x-gateway-destination-endpoint', '-DestinationEndpointHintMetadataNamespace', 'envoy.lb'], {})!;
+    expect(old.ignoredFlags).toEqual(['--total-queued-requests-metric', '--kv-cache-usage-percentage-metric', '--lora-info-metric', '--destinationEndpointHintKey', '--DestinationEndpointHintMetadataNamespace']);
+    expect(() => parseArgs(['--pool-name', 'p', '--kv-cache-usage-percentage-metric', 'trtllm:kv_cache_utilization'], {}))
+      .toThrow('--kv-cache-usage-percentage-metric: got "trtllm:kv_cache_utilization"; --kv-cache-usage-percentage-metric names the model-server metric to read; kvroute reads vLLM\'s vllm:kv_cache_usage_perc (or vllm:gpu_cache_usage_perc) itself');
+    expect(() => parseArgs(['--pool-name', 'p', '-destinationEndpointHintKey', 'x-other'], {})).toThrow('-destinationEndpointHintKey: got "x-other"');
   });
 
   test('GIE v1.5.0 cmd/epp/runner/runner.go resolvePoolNamespace: --pool-namespace, else $NAMESPACE, else "default"', () => {
