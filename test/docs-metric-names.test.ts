@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { markdownFiles } from './support/markdown';
 import { REPO } from './support/paths';
-import { EPP_METRICS } from '@kvroute/epp/config';
+import { EPP_METRICS, GIE_V1_0_REQUEST_METRICS } from '@kvroute/epp/config';
 
 /**
  * Every EPP metric a README names is one the EPP exports (`epp/src/config/metric-names.ts`): GIE v1.x renamed the
@@ -12,7 +12,7 @@ import { EPP_METRICS } from '@kvroute/epp/config';
  */
 const ROOT = REPO;
 
-const exported = Object.values(EPP_METRICS).map((m) => m.name as string);
+const exported = [...Object.values(EPP_METRICS), ...GIE_V1_0_REQUEST_METRICS].map((m) => m.name as string);
 const HISTORY = /\bbefore\b|renamed|\bv0\.5\b|\bold\b|\bwas\b/i;
 
 function known(name: string, prefix: boolean): boolean {

@@ -1,5 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { EPP_METRICS, type EppMetricKey } from './config/metric-names';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
+import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, type EppMetricKey } from './config/metric-names';
 import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 import { BoundCounter, type ValueSeries } from './bound-counter';
@@ -12,7 +12,7 @@ const MAX_CACHED_PICK_SERIES = 16_384;
  * `config/metric-names.ts` (GIE v1.5.0's `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
  * and this module cannot disagree.
  */
-export { EPP_METRICS, EPP_METRIC_NAMES, eppMetricSeriesNames } from './config/metric-names';
+export { EPP_METRICS, EPP_METRIC_NAMES, GIE_V1_0_REQUEST_METRICS, eppMetricSeriesNames } from './config/metric-names';
 
 type Definitions = typeof EPP_METRICS;
 type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
@@ -92,6 +92,9 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     }),
   ) as unknown as EppCollectors;
 
+  for (const legacy of GIE_V1_0_REQUEST_METRICS) {
+    registry.registerMetric(new RenamedFamily(legacy.name, legacy.help, collectors[legacy.source] as unknown as ExportedFamily) as unknown as Metric<string>);
+  }
   if (options.collectDefaultMetrics === true) collectDefaultMetrics({ register: registry });
   collectors.info.set({ commit: options.commit ?? 'unknown', build_ref: options.buildRef ?? 'unknown' }, 1);
 
@@ -154,4 +157,50 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     },
   };
   return { registry, collectors, scheduling };
+}
+
+/** What a registered collector's `get()` yields, as the Registry renders it. */
+interface ExportedFamily {
+  readonly name: string;
+  readonly type: string;
+  readonly aggregator: string;
+  get(): Promise<{ values: readonly { labels: Record<string, string | number>; value: number; metricName?: string }[] }>;
+}
+
+/**
+ * One of GIE v1.0's `inference_model_*` families (`GIE_V1_0_REQUEST_METRICS`), read from the `inference_objective_*`
+ * family it mirrors when /metrics is rendered: the request path records each value once, and the copy costs only at
+ * scrape time. The `priority` label (absent in v1.0) is summed away; v1.0's error codes replace v1.5's.
+ */
+class RenamedFamily {
+  readonly type: string;
+  readonly aggregator: string;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly source: ExportedFamily,
+  ) {
+    this.type = source.type;
+    this.aggregator = source.aggregator;
+  }
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName?: string }[] }> {
+    const { values } = await this.source.get();
+    const merged = new Map<string, { labels: Record<string, string | number>; value: number; metricName?: string }>();
+    for (const v of values) {
+      const { priority: _priority, ...labels } = v.labels;
+      const code = labels['error_code'];
+      if (typeof code === 'string' && GIE_V1_0_ERROR_CODES[code] !== undefined) labels['error_code'] = GIE_V1_0_ERROR_CODES[code];
+      const metricName = v.metricName === undefined ? undefined : this.name + v.metricName.slice(this.source.name.length);
+      const key = `${metricName ?? ''}\u0000${JSON.stringify(labels)}`;
+      const seen = merged.get(key);
+      if (seen !== undefined) seen.value += v.value;
+      else merged.set(key, metricName === undefined ? { labels, value: v.value } : { labels, value: v.value, metricName });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...merged.values()] };
+  }
+
+  /** The Registry resets every collector on `resetMetrics()`; this one holds nothing of its own. */
+  reset(): void {}
 }

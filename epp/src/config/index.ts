@@ -53,6 +53,7 @@ export { defaultEndpointPickerConfig, latencyEndpointPickerConfig, preciseEndpoi
 export {
   EPP_METRICS,
   EPP_METRIC_NAMES,
+  GIE_V1_0_REQUEST_METRICS,
   eppMetricSeriesNames,
   type EppMetricDefinition,
   type EppMetricKey,

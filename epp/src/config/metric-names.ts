@@ -5,9 +5,10 @@
  *
  * Names, types, labels and buckets of the `inference_*` metrics match GIE's `pkg/epp/metrics/metrics.go` and
  * `pkg/epp/metrics/collectors/inference_pool.go` at v1.5.0 (commit df9f8909fe06fe2dfd4a6fc0bd0c01a0acabf849, the GIE
- * llm-d-inference-scheduler v0.8.0 builds on), so upstream dashboards and alerts work against kvroute. v1.x renamed
- * v0.5's `inference_model_*` family to `inference_objective_*` and merged the scheduler and request-control plugin
- * histograms into `inference_extension_plugin_duration_seconds`. Families upstream has and kvroute has no data for
+ * llm-d-inference-scheduler v0.8.0 builds on), so upstream dashboards and alerts work against kvroute. v1.1.0 renamed
+ * v0.5.1-v1.0.x's `inference_model_*` family to `inference_objective_*` (exported under the old names too:
+ * `GIE_V1_0_REQUEST_METRICS`), and later releases merged the scheduler and request-control plugin histograms into
+ * `inference_extension_plugin_duration_seconds`. Families upstream has and kvroute has no data for
  * (TTFT/TPOT predictions, SLO violations, GIE's flow-control layer, model rewrites) are not exported. The
  * `kvroute_epp_*` metrics are kvroute's own.
  */
@@ -358,3 +359,28 @@ export function eppMetricSeriesNames(): string[] {
       : [definition.name],
   );
 }
+
+/**
+ * GIE v0.5.1-v1.0.x's names for the per-request families (`pkg/epp/metrics/metrics.go`: subsystem `inference_model`;
+ * v1.1.0 renamed it `inference_objective`). The EPP exports each of these as well, derived at scrape time from the
+ * family it mirrors (`source`), so dashboards, alerts and checkers written against v0.5-v1.0 find their series:
+ * - same buckets and labels, except that `request_total` has no `priority` label (it came later): series that differ
+ *   only in priority are summed;
+ * - `request_error_total`'s `error_code` 429 is v1.0's `InferencePoolResourceExhausted` (`pkg/epp/util/error/error.go`
+ *   @ v1.0.0), not v1.5's `ResourceExhausted`.
+ * v1.0 has no `prompt_cached_tokens` family, so none is mirrored for it.
+ */
+export const GIE_V1_0_REQUEST_METRICS = [
+  { source: 'requestTotal', name: 'inference_model_request_total', help: 'Counter of inference model requests broken out for each model and target model.' },
+  { source: 'requestErrorTotal', name: 'inference_model_request_error_total', help: 'Counter of inference model requests errors broken out for each model and target model.' },
+  { source: 'requestDuration', name: 'inference_model_request_duration_seconds', help: 'Inference model response latency distribution in seconds for each model and target model.' },
+  { source: 'requestSizes', name: 'inference_model_request_sizes', help: 'Inference model requests size distribution in bytes for each model and target model.' },
+  { source: 'responseSizes', name: 'inference_model_response_sizes', help: 'Inference model responses size distribution in bytes for each model and target model.' },
+  { source: 'inputTokens', name: 'inference_model_input_tokens', help: 'Inference model input token count distribution for requests in each model.' },
+  { source: 'outputTokens', name: 'inference_model_output_tokens', help: 'Inference model output token count distribution for requests in each model.' },
+  { source: 'runningRequests', name: 'inference_model_running_requests', help: 'Inference model number of running requests in each model.' },
+  { source: 'normalizedTimePerOutputToken', name: 'inference_model_normalized_time_per_output_token_seconds', help: 'Inference model latency divided by number of output tokens in seconds for each model and target model.' },
+] as const satisfies readonly { readonly source: EppMetricKey; readonly name: string; readonly help: string }[];
+
+/** v1.0's `error_code` where it differs from the one kvroute records (GIE v1.5's). */
+export const GIE_V1_0_ERROR_CODES: Readonly<Record<string, string>> = { ResourceExhausted: 'InferencePoolResourceExhausted' };
