@@ -182,6 +182,30 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, 'dropped - unknown-pod', 'dropped - bad-topic', `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
   });
 
+  test('central: batches numbered by one counter across pods (llm-d-kv-cache-manager examples/kv_events/offline/publisher.go @ v0.3.0) are no gap; a batch lost from the socket still is', async () => {
+    const r = new Recorder();
+    const OTHER = '127.0.0.2:8000';
+    subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      resolvePod: (id) => (id === '127.0.0.1' ? POD : id === '127.0.0.2' ? OTHER : undefined), events: r, logger: quiet,
+    });
+    await subscriber.start();
+    publisher.connect(subscriber.boundEndpoint!);
+    await publisher.waitSubscribed();
+    // KVM's publisher counts from 1 for everything it sends: pod A 1, pod B 2, pod A 3, pod B 4.
+    await send(publisher, 1, 1, { topic: 'kv@127.0.0.1@m' });
+    await send(publisher, 2, 2, { topic: 'kv@127.0.0.2@m' });
+    await send(publisher, 3, 3, { topic: 'kv@127.0.0.1@m' });
+    await send(publisher, 4, 4, { topic: 'kv@127.0.0.2@m' });
+    // Batch 5 (pod A's) is lost; batch 6 is pod A's again: the socket's sequence broke, so this one is a gap.
+    await send(publisher, 5, 5, { topic: 'kv@127.0.0.1@m', lost: true });
+    await send(publisher, 6, 6, { topic: 'kv@127.0.0.1@m' });
+    await waitFor(() => r.batches().length === 5);
+    expect(r.log).toEqual([
+      `batch ${POD} 1 m`, `batch ${OTHER} 2 m`, `batch ${POD} 3 m`, `batch ${OTHER} 4 m`, `gap ${POD}`, `reset ${POD} gap`, `batch ${POD} 6 m`,
+    ]);
+  });
+
   // vLLM runs one ZmqEventPublisher per data-parallel rank (vllm/distributed/kv_events.py @ 0181ea31, #18925): each
   // numbers its batches from 0 and names its rank in data_parallel_rank, and in central mode all of them connect to
   // the EPP's socket under the pod's one topic.
