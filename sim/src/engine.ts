@@ -1,5 +1,5 @@
 import type { KvEventBatch } from '@kvroute/protocol/kv-events';
-import { BlockHasher, chainBlockHashes, extendBlockHashes, type BlockHash, type HashAlgo, type HashExtras } from './block-hash';
+import { BlockHasher, chainBlockHashes, extendBlockHashes, generationOf, type BlockHash, type HashAlgo, type HashExtras } from './block-hash';
 import type { SimClock } from './clock';
 import { KvCacheManager, type CacheHit, type KvEventSchema, type KvSequence } from './kv-cache';
 import { MinHeap } from './min-heap';
@@ -237,7 +237,8 @@ export class Engine {
     private readonly kvEventSink?: KvEventSink,
   ) {
     if (!Number.isInteger(config.maxNumBatchedTokens) || config.maxNumBatchedTokens < 1) throw new RangeError('maxNumBatchedTokens must be a positive integer');
-    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize, kvEventSink !== undefined, config.kvEventSchema ?? 'v0.10');
+    // The hash algorithm picks the simulated release (block-hash.ts, generationOf); 0.10.2 changed get_usage.
+    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize, kvEventSink !== undefined, config.kvEventSchema ?? 'v0.10', generationOf(config.hashAlgo) === '0.10.2');
     this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);

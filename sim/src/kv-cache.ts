@@ -20,8 +20,9 @@ export type KvEventSchema = 'v0.10' | 'v0.26';
  * (FreeKVCacheBlockQueue) @ v0.10.0.
  *
  * - **Null block.** Block 0 is taken out of the free queue at start-up and never returned (`BlockPool.__init__`), so
- *   `numBlocks` counts it (like `num_gpu_blocks`) but only `numBlocks - 1` blocks hold KV, and the usage
- *   `1 - free / numBlocks` (`BlockPool.get_usage`) is 1/numBlocks when idle.
+ *   `numBlocks` counts it (like `num_gpu_blocks`) but only `numBlocks - 1` blocks hold KV. The usage
+ *   `1 - free / numBlocks` (`BlockPool.get_usage` @ v0.10.0) is 1/numBlocks when idle; from 0.10.2 on (vLLM #22995)
+ *   it leaves the null block out, `1 - free / (numBlocks - 1)`, and reads 0 when idle.
  * - **Free queue.** A doubly linked list in eviction order: never-used blocks first (in id order), then freed blocks
  *   in the order they were freed; a request frees its blocks tail first (`free`: `reversed(req_blocks)`). A free block
  *   keeps its hash and can still be hit; a hit takes it out of the queue (`touch`).
@@ -90,12 +91,14 @@ export class KvCacheManager {
    * @param numBlocks all blocks including the null block (vLLM's `num_gpu_blocks`); at least 2.
    * @param enableEvents queue KV events for {@link takeEvents} (vLLM's `enable_kv_cache_events`).
    * @param eventSchema the vLLM release whose event fields to fill.
+   * @param usageWithoutNullBlock compute {@link usage} as vLLM 0.10.2 does, leaving the null block out (#22995).
    */
   constructor(
     numBlocks: number,
     blockSize: number,
     private readonly enableEvents = false,
     private readonly eventSchema: KvEventSchema = 'v0.10',
+    private readonly usageWithoutNullBlock = false,
   ) {
     if (!Number.isInteger(numBlocks) || numBlocks < 2) throw new RangeError(`numBlocks must be an integer >= 2 (one is the null block), got ${numBlocks}`);
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
@@ -119,9 +122,14 @@ export class KvCacheManager {
     return this.numBlocks - this.freeCount;
   }
 
-  /** `BlockPool.get_usage()`: 1 - free / num_gpu_blocks, the value of `vllm:kv_cache_usage_perc`. */
+  /**
+   * `BlockPool.get_usage()`, the value of `vllm:kv_cache_usage_perc`: 1 - free / num_gpu_blocks (v0.10.0), or
+   * 1 - free / (num_gpu_blocks - 1), 0 when that is 0 (v0.10.2: vllm/v1/core/block_pool.py, vLLM #22995).
+   */
   get usage(): number {
-    return 1 - this.freeCount / this.numBlocks;
+    if (!this.usageWithoutNullBlock) return 1 - this.freeCount / this.numBlocks;
+    const total = this.numBlocks - 1;
+    return total === 0 ? 0 : 1 - this.freeCount / total;
   }
 
   /** Physical blocks that carry a cached hash (duplicates counted). */

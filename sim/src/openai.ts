@@ -73,7 +73,16 @@ export function badRequest(message: string): ApiError {
 export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown): ApiError {
   const locStr = `(${['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`)).join(', ')})`;
   const inputStr = input === undefined ? '' : `, 'input': ${pyRepr(input)}`;
-  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': '${msg}'${inputStr}}]`, 'Bad Request');
+  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}}]`, 'Bad Request');
+}
+
+/**
+ * Python's repr of a str: single quotes, or double quotes when the text has a single quote and no double one (so
+ * `"Value error, Parameter 'cache_salt' must be …"` is written as Python writes it).
+ */
+export function pyStr(s: string): string {
+  if (s.includes("'") && !s.includes('"')) return `"${s.replace(/\\/g, '\\\\')}"`;
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 function pyRepr(v: unknown): string {
@@ -198,7 +207,13 @@ interface CommonRequest extends StopParams {
   /** `stream_options` given (and non-empty, as Python's truthiness has it). */
   includeUsage: boolean;
   continuousUsage: boolean;
+  /** A non-empty string when given (vLLM refuses "" and non-strings). */
   cacheSalt: string | undefined;
+  /**
+   * The keys of `logit_bias`, as sent. JavaScript lists integer-like keys first in ascending order, where Python keeps
+   * the body's order; only the order of the ids in the out-of-vocabulary message can differ.
+   */
+  logitBiasKeys: string[];
   /** `priority` (protocol.py @ v0.10.0: an int, default 0, lower is handled earlier). */
   priority: number;
   echo: boolean;
@@ -252,6 +267,14 @@ function intList(v: unknown, loc: Loc): number[] {
 
 /** Fields shared by both endpoints; `logprobsKind` differs (chat: bool + top_logprobs, completions: int). */
 function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
+  // check_cache_salt_support (protocol.py @ v0.10.0, vLLM #17045), a mode="before" model validator of both request
+  // models. It reads the raw value, so a non-string is refused with this message rather than pydantic's string_type;
+  // it is the last before-validator each model defines, and pydantic runs those last-defined first, so it precedes
+  // every other check of the body.
+  const salt = body.cache_salt;
+  if (salt !== undefined && salt !== null && (typeof salt !== 'string' || salt === '')) {
+    throw validationError([], 'value_error', "Value error, Parameter 'cache_salt' must be a non-empty string if provided.", body);
+  }
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
   const stream = opt(body, 'stream', laxBool, false);
   const so = body.stream_options;
@@ -296,7 +319,10 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
   opt(body, 'seed', laxInt, undefined);
   opt(body, 'user', strictStr, undefined);
   req(body, 'ignore_eos', laxBool, false);
-  opt(body, 'logit_bias', dict, undefined);
+  // `logit_bias: Optional[dict[str, float]]`: the values are pydantic floats; the keys are turned into token ids only
+  // by SamplingParams.from_optional (checkSampling), and range-checked by the V1 processor (processorError).
+  const bias = opt(body, 'logit_bias', dict, undefined as Json | undefined);
+  if (bias !== undefined) for (const [key, v] of Object.entries(bias)) laxFloat(v, ['logit_bias', key]);
   return {
     model,
     maxTokens,
@@ -304,9 +330,10 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
     stream,
     includeUsage,
     continuousUsage,
-    cacheSalt: opt(body, 'cache_salt', strictStr, undefined as string | undefined),
+    cacheSalt: salt === undefined || salt === null ? undefined : (salt as string),
     priority: req(body, 'priority', laxInt, 0),
     echo,
+    logitBiasKeys: bias === undefined ? [] : Object.keys(bias),
     stop: opt(body, 'stop', stopList, []),
     stopTokenIds: opt(body, 'stop_token_ids', intList, []),
     includeStopStrInOutput: req(body, 'include_stop_str_in_output', laxBool, false),
@@ -415,11 +442,17 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
 }
 
 /**
- * SamplingParams._verify_args and the V1 processor's checks (vllm/sampling_params.py, vllm/v1/engine/processor.py
- * @ v0.10.0), in their order, with their messages. vLLM answers each with 400 BadRequestError.
+ * `SamplingParams.from_optional` and `_verify_args` (vllm/sampling_params.py @ v0.10.0), in their order, with their
+ * messages. They run in `to_sampling_params`, before the engine sees the request, so vLLM answers each with a JSON 400
+ * BadRequestError even when streaming. `maxTokens` is the value vLLM passes (`get_max_tokens`), not the filler's length.
  */
-export function checkSampling(r: CommonRequest, maxTokens: number, maxLogprobs = 20): void {
+export function checkSampling(r: CommonRequest, maxTokens: number): void {
   const s = r.sampling;
+  // from_optional: `{int(token): … for token, bias in logit_bias.items()}`; Python's int() takes surrounding
+  // whitespace, a sign and single underscores between digits.
+  for (const key of r.logitBiasKeys) {
+    if (!/^\s*[+-]?\d+(_\d+)*\s*$/.test(key)) throw badRequest(`invalid literal for int() with base 10: ${pyStr(key)}`);
+  }
   if (r.n < 1) throw badRequest(`n must be at least 1, got ${r.n}.`);
   if (s.bestOf !== undefined) {
     if (s.bestOf < 1) throw badRequest(`best_of must be at least 1, got ${s.bestOf}`);
@@ -440,11 +473,28 @@ export function checkSampling(r: CommonRequest, maxTokens: number, maxLogprobs =
   if (r.stop.some((x) => x.length === 0)) throw badRequest('stop cannot contain an empty string.');
   // _SAMPLING_EPS: a temperature below 1e-5 is greedy, and greedy sampling cannot give n > 1 different outputs.
   if (s.temperature !== undefined && s.temperature < 1e-5 && r.n > 1) throw badRequest(`n must be 1 when using greedy sampling, got ${r.n}.`);
-  if (s.bestOf !== undefined && s.bestOf > 1) throw badRequest('vLLM V1 does not yet support best_of.');
-  if (s.logprobs !== undefined && s.logprobs > maxLogprobs) throw badRequest(`Requested sample logprobs of ${s.logprobs}, which is greater than max allowed: ${maxLogprobs}`);
+}
+
+/**
+ * The V1 processor's checks of the sampling parameters (vllm/v1/engine/processor.py @ v0.10.0, `_validate_params`:
+ * `_validate_logprobs`, `_validate_logit_bias`, `_validate_supported_sampling_params`), in their order, with their
+ * messages. They run in `AsyncLLM.add_request`, inside the `generate()` async generator, so only once a streaming
+ * response has begun: the caller answers a stream with 200 and an error event, anything else with a 400.
+ */
+export function processorError(r: CommonRequest, maxLogprobs = 20, vocabSize = VOCAB_SIZE): ApiError | null {
+  const s = r.sampling;
+  // `if params.logprobs and params.logprobs > max_logprobs` (0 and None pass).
+  if (s.logprobs !== undefined && s.logprobs > maxLogprobs) return badRequest(`Requested sample logprobs of ${s.logprobs}, which is greater than max allowed: ${maxLogprobs}`);
   if (s.promptLogprobs !== undefined && s.promptLogprobs > maxLogprobs) {
-    throw badRequest(`Requested prompt logprobs of ${s.promptLogprobs}, which is greater than max allowed: ${maxLogprobs}`);
+    return badRequest(`Requested prompt logprobs of ${s.promptLogprobs}, which is greater than max allowed: ${maxLogprobs}`);
   }
+  // _validate_logit_bias: against model_config.get_vocab_size() (the embedding table, 151936 for Qwen3), not the
+  // tokenizer's largest id. Python's dict keeps one entry per int, so "1" and "01" are one id.
+  const ids = [...new Set(r.logitBiasKeys.map((k) => Number(k.trim().replace(/_/g, ''))))];
+  const invalid = ids.filter((t) => t < 0 || t >= vocabSize);
+  if (invalid.length > 0) return badRequest(`token_id(s) [${invalid.join(', ')}] in logit_bias contain out-of-vocab token ids. Vocabulary size: ${vocabSize}`);
+  if (s.bestOf !== undefined && s.bestOf > 1) return badRequest('vLLM V1 does not yet support best_of.');
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import {
   parseCompletionRequest,
   parseJsonBody,
   planOutput,
+  processorError,
   strictStr,
   usage,
   validationError,
@@ -241,8 +242,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // A non-zero `priority` is no error under fcfs: V1's processor passes it on (vLLM #19057 removed its "V1 does not
     // support priority yet" before v0.10.0) and the fcfs queue ignores it. "Got priority N but Priority scheduling is
     // not enabled." is the V0 engine's.
-    let lateError: ApiError | null = null;
-    for (const pr of p.prompts) {
+    // The sampling parameters are checked first (`_validate_params`), then each prompt (`_validate_model_inputs`).
+    let lateError: ApiError | null = processorError(req);
+    for (const pr of lateError ? [] : p.prompts) {
       if (pr.tokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
       else {
         let maxId = 0;
@@ -261,7 +263,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       if (lateError) break;
     }
     if (lateError) {
-      if (!req.stream) return Promise.reject(lateError);
+      // Completions are not streamed when best_of differs from n (serving_completion.py @ v0.10.0: `stream =
+      // request.stream and (request.best_of is None or request.n == request.best_of)`): the error is then a JSON 400.
+      const streamed = req.stream && (req.kind === 'chat' || req.sampling.bestOf === undefined || req.sampling.bestOf === req.n);
+      if (!streamed) return Promise.reject(lateError);
       res.writeHead(200, SSE_HEADERS);
       res.end(`data: ${JSON.stringify(lateError.streamBody(generation))}\n\ndata: [DONE]\n\n`);
       return Promise.resolve();
@@ -352,7 +357,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 object: 'text_completion',
                 created,
                 model: p.model,
-                choices: choices.map((c, i) => ({ index: i, text: c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
+                choices: choices.map((c, i) => ({ index: i, text: p.echoOnly ? c.echoText : c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
                 service_tier: null,
                 system_fingerprint: null,
                 usage: u,
@@ -393,7 +398,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
             if (isChat) {
               chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: logprobsOf(c, k, k + 1, 0), ...finish }], ...usageOf(i) };
             } else {
-              const text = k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
+              // echo with max_tokens 0: the one chunk carries the prompt alone (serving_completion.py @ v0.10.0).
+              const text = p.echoOnly ? c.echoText : k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
               const lps = logprobsOf(c, k, k + 1, c.textSent);
               c.textSent += c.plan.deltas[k].length;
               chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: lps, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null }], ...usageOf(i) };
@@ -427,7 +433,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
               loraId: lora >= 0 ? lora + 1 : null,
               loraName: lora >= 0 ? p.model : null,
               finishReason: c.plan.finishReason,
-              maxTokensParam: c.pr.maxTokens,
+              maxTokensParam: c.pr.maxTokensParam,
               parentN: n,
               priority: req.priority,
             },
@@ -534,6 +540,13 @@ function resolveModel(model: string | undefined, o: SimulatorOptions): string {
 }
 
 function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialTokens = false): Uint32Array {
+  if (req.messages.length === 0) {
+    // transformers' apply_chat_template starts with `isinstance(conversation[0], (list, tuple)) or …`, an IndexError
+    // on an empty list; vLLM's apply_hf_chat_template re-raises any template error as `ValueError(str(e)) from e`, and
+    // both serving_chat.py and serving_tokenization.py answer `create_error_response(f"{e} {e.__cause__}")`
+    // (vllm/entrypoints/chat_utils.py @ v0.10.0). @huggingface/jinja would render it without complaint.
+    throw badRequest('list index out of range list index out of range');
+  }
   let text: string;
   try {
     text = tokenizer.renderChat(req.messages, {
@@ -555,8 +568,10 @@ interface PreparedPrompt {
   ids?: readonly number[];
   /** The prompt's text (a token-id prompt decoded), for echo. */
   text: string;
-  /** get_max_tokens for this prompt. */
+  /** Tokens the filler reply runs for: get_max_tokens, or --default-max-tokens standing in for "until EOS". */
   maxTokens: number;
+  /** SamplingParams.max_tokens as vLLM sets it, for `vllm:request_params_max_tokens`. */
+  maxTokensParam: number;
 }
 
 interface Prepared {
@@ -564,6 +579,8 @@ interface Prepared {
   /** The name the response reports. */
   model: string;
   prompts: PreparedPrompt[];
+  /** Completions `echo` with `max_tokens: 0`: one token is generated and counted, but only the prompt is shown. */
+  echoOnly: boolean;
 }
 
 function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
@@ -575,6 +592,9 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.
     throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
   }
+  // CompletionRequest.to_sampling_params @ v0.10.0: `echo_without_generation = self.echo and self.max_tokens == 0`.
+  // With logprobs, echo implies prompt_logprobs, which were refused above.
+  const echoOnly = req.kind === 'completion' && req.echo && req.maxTokens === 0;
   const inputs: { tokens: Uint32Array; text: string; ids?: readonly number[] }[] =
     req.kind === 'chat'
       ? [{ tokens: tokenizeChat(req, tokenizer), text: '' }]
@@ -593,20 +613,26 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
         `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${req.maxTokens + n} tokens (${n} in the messages, ${req.maxTokens} in the completion). Please reduce the length of the messages or completion.`,
       );
     }
-    // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left. A
-    // request without one runs until EOS on vLLM, which filler never produces: --default-max-tokens stands in for it.
-    const maxTokens = Math.min(o.maxModelLen - n, req.maxTokens ?? o.defaultMaxTokens);
-    checkSampling(req, maxTokens);
-    return { tokens, text, ids, maxTokens };
+    // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left,
+    // which is what SamplingParams is checked against (so min_tokens up to the room left is valid without max_tokens).
+    // echo with max_tokens 0 asks for one token (CompletionRequest.to_sampling_params, `echo_without_generation`).
+    const room = o.maxModelLen - n;
+    const maxTokensParam = echoOnly ? 1 : Math.min(room, req.maxTokens ?? room);
+    checkSampling(req, maxTokensParam);
+    // A request without max_tokens runs until EOS on vLLM, which filler never produces: --default-max-tokens stands
+    // in for it, raised to min_tokens, which vLLM would honour before any EOS.
+    const maxTokens = req.maxTokens === undefined ? Math.min(room, Math.max(o.defaultMaxTokens, req.minTokens)) : maxTokensParam;
+    return { tokens, text, ids, maxTokens, maxTokensParam };
   });
-  return { req, model, prompts };
+  return { req, model, prompts, echoOnly };
 }
 
 /** POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0). */
 function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
   const isChat = body.messages !== undefined;
   if (!isChat && body.prompt !== undefined && typeof body.prompt !== 'string') throw validationError(['prompt'], 'string_type', 'Input should be a valid string', body.prompt);
-  const req = isChat ? parseChatRequest({ ...body, max_tokens: undefined }) : parseCompletionRequest(body);
+  // Tokenize{Completion,Chat}Request have no cache_salt (nor its validator): any value is an ignored extra field.
+  const req = isChat ? parseChatRequest({ ...body, max_tokens: undefined, cache_salt: undefined }) : parseCompletionRequest({ ...body, cache_salt: undefined });
   resolveModel(req.model, o);
   const addSpecial = body.add_special_tokens === undefined ? undefined : laxBool(body.add_special_tokens, ['add_special_tokens']);
   const returnStrs = body.return_token_strs === undefined || body.return_token_strs === null ? false : laxBool(body.return_token_strs, ['return_token_strs']);

@@ -148,6 +148,47 @@ describe('OpenAI API over loopback', () => {
     it('stream "maybe" → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream: 'maybe' }, 400, 'Bad Request', /'stream'/));
     it('messages not an array → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: 'hi' }, 400, 'Bad Request', /'messages'/));
     it('message without a role → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: [{ content: 'hi' }] }, 400, 'Bad Request', /'role'/));
+    it('messages [] → 400 from the chat template, on /v1/chat/completions and /tokenize (vllm/entrypoints/chat_utils.py apply_hf_chat_template, serving_chat.py, serving_tokenization.py @ v0.10.0)', async () => {
+      // transformers reads conversation[0]: IndexError, re-raised as ValueError(str(e)) from e, answered f"{e} {e.__cause__}".
+      for (const stream of [false, true]) {
+        await expectError('/v1/chat/completions', { model: MODEL, messages: [], stream }, 400, 'BadRequestError', /^list index out of range list index out of range$/);
+      }
+      await expectError('/tokenize', { model: MODEL, messages: [] }, 400, 'BadRequestError', /^list index out of range list index out of range$/);
+    });
+    it("cache_salt \"\" or not a string → 400 from check_cache_salt_support, a mode=\"before\" validator (protocol.py @ v0.10.0, vLLM #17045)", async () => {
+      // pydantic writes the msg with double quotes, as Python's repr of a str holding single quotes.
+      const msg = /^\[\{'type': 'value_error', 'loc': \('body'\), 'msg': "Value error, Parameter 'cache_salt' must be a non-empty string if provided\."/;
+      await expectError('/v1/completions', { model: MODEL, prompt: 'x', cache_salt: '' }, 400, 'Bad Request', msg);
+      await expectError('/v1/completions', { model: MODEL, prompt: 'x', cache_salt: 5, stream: true }, 400, 'Bad Request', msg);
+      await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], cache_salt: '' }, 400, 'Bad Request', msg);
+      await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], cache_salt: ['a'] }, 400, 'Bad Request', msg);
+      // null is "not provided"; the tokenize requests have no cache_salt field at all (an ignored extra).
+      expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 1, cache_salt: null })).status).toBe(200);
+      expect((await http(sim.url, 'POST', '/tokenize', { model: MODEL, prompt: 'x', cache_salt: '' })).status).toBe(200);
+    });
+    it('V1 processor checks of the sampling parameters (vllm/v1/engine/processor.py _validate_params @ v0.10.0): 400, or 200 + an error event + [DONE] when streaming', async () => {
+      const streamError = async (path: string, body: Record<string, unknown>, message: string) => {
+        const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, stream: true });
+        expect(r.status).toBe(200);
+        expect(r.headers['content-type']).toMatch(/^text\/event-stream/);
+        expect(parseSse(r.text)).toEqual({ events: [{ error: { object: 'error', message, type: 'BadRequestError', param: null, code: 400 } }], done: true });
+        // Without stream the same check is a JSON 400.
+        await expectError(path, { model: MODEL, ...body }, 400, 'BadRequestError', new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+      };
+      const chat = { messages: [{ role: 'user', content: 'x' }] };
+      await streamError('/v1/completions', { prompt: 'Hi', logprobs: 21, max_tokens: 1 }, 'Requested sample logprobs of 21, which is greater than max allowed: 20');
+      await streamError('/v1/chat/completions', { ...chat, logprobs: true, top_logprobs: 21, max_tokens: 1 }, 'Requested sample logprobs of 21, which is greater than max allowed: 20');
+      await streamError('/v1/chat/completions', { ...chat, best_of: 2, n: 2, max_tokens: 1 }, 'vLLM V1 does not yet support best_of.');
+      // Completions stream only when best_of == n (serving_completion.py @ v0.10.0).
+      await streamError('/v1/completions', { prompt: 'Hi', best_of: 2, n: 2, max_tokens: 1 }, 'vLLM V1 does not yet support best_of.');
+      await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', best_of: 2, stream: true }, 400, 'BadRequestError', /^vLLM V1 does not yet support best_of\.$/);
+      // _validate_logit_bias checks against the model's vocab_size, 151936.
+      await streamError('/v1/completions', { prompt: 'Hi', logit_bias: { '151936': 1, '5': 2, '-1': 3 }, max_tokens: 1 }, 'token_id(s) [151936, -1] in logit_bias contain out-of-vocab token ids. Vocabulary size: 151936');
+      expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'Hi', logit_bias: { '151935': 100 }, max_tokens: 1 })).status).toBe(200);
+      // SamplingParams.from_optional's int(token) fails before the engine: always JSON.
+      await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', logit_bias: { abc: 1 }, stream: true }, 400, 'BadRequestError', /^invalid literal for int\(\) with base 10: 'abc'$/);
+      await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', logit_bias: { '5': 'x' } }, 400, 'Bad Request', /'logit_bias', '5'.*float_parsing|float_parsing.*'logit_bias', '5'/);
+    });
     it('missing prompt → 400', () => expectError('/v1/completions', { model: MODEL }, 400, 'Bad Request', /'prompt'.*Field required/));
     it('stream_options without stream → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream_options: { include_usage: true } }, 400, 'Bad Request', /stream=True/));
     it('tools without tool_choice ("auto") and no --enable-auto-tool-choice → 400', () =>
@@ -383,6 +424,36 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     const sse = parseSse((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 5, stop: ['fox'], stream: true })).text);
     expect(sse.events.map((e) => e.choices[0].text).join('')).toBe('The quick brown ');
     expect(sse.events.at(-1).choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: 'fox' });
+  });
+
+  it('min_tokens without max_tokens is checked against the room left, not --default-max-tokens (vllm/entrypoints/utils.py get_max_tokens @ v0.10.0)', async () => {
+    const chat = await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], min_tokens: 20 });
+    expect(chat.status).toBe(200);
+    // The filler runs for max(--default-max-tokens, min_tokens) tokens.
+    expect(chat.json().usage.completion_tokens).toBe(20);
+    const comp = await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: null, min_tokens: 20 });
+    expect(comp.status).toBe(200);
+    expect(comp.json().usage.completion_tokens).toBe(20);
+    // Beyond the room left it is still SamplingParams' 400, naming the max_tokens vLLM computed.
+    const n = chat.json().usage.prompt_tokens;
+    const over = await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], min_tokens: 40960 });
+    expect(over.status).toBe(400);
+    expect(over.json().message).toBe(`min_tokens must be less than or equal to max_tokens=${40960 - n}, got 40960.`);
+  });
+
+  it('completions echo with max_tokens 0: 200 with the prompt alone, one token generated (protocol.py echo_without_generation, serving_completion.py @ v0.10.0)', async () => {
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi there', echo: true, max_tokens: 0 });
+    expect(r.status).toBe(200);
+    const b = r.json();
+    expect(b.choices).toEqual([{ index: 0, text: 'hi there', logprobs: null, finish_reason: 'length', stop_reason: null, prompt_logprobs: null }]);
+    expect(b.usage).toMatchObject({ prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 });
+    const s = parseSse((await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi there', echo: true, max_tokens: 0, stream: true, stream_options: { include_usage: true } })).text);
+    expect(s.done).toBe(true);
+    expect(s.events).toHaveLength(2);
+    expect(s.events[0].choices).toEqual([{ index: 0, text: 'hi there', logprobs: null, finish_reason: 'length', stop_reason: null }]);
+    expect(s.events[1].usage).toEqual({ prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 });
+    // Without echo, max_tokens 0 stays SamplingParams' 400.
+    expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 0 })).status).toBe(400);
   });
 
   it('stream_options: include_usage defaults to true; continuous_usage_stats puts usage on every chunk', async () => {

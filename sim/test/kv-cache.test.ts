@@ -49,6 +49,18 @@ describe('KvCacheManager (vllm/v1/core/block_pool.py, kv_cache_manager.py @ v0.1
     expect(kv.usage).toBeCloseTo(1 / 8);
   });
 
+  it("vLLM 0.10.2's get_usage leaves the null block out: 0 when idle, 1 when full (vllm/v1/core/block_pool.py @ v0.10.2, #22995)", () => {
+    const kv = new KvCacheManager(8, B, false, 'v0.10', true);
+    expect(kv.usage).toBe(0);
+    expect(admit(kv, seq('A', range(1, 15)))).not.toBeNull(); // 4 of the 7 usable blocks
+    expect(kv.usage).toBeCloseTo(4 / 7);
+    expect(admit(kv, seq('B', range(100, 111)))).not.toBeNull(); // the other 3
+    expect(kv.usage).toBe(1);
+    kv.free('A');
+    kv.free('B');
+    expect(kv.usage).toBe(0);
+  });
+
   it('caches only full blocks and hits a shared prefix in tokens', () => {
     const kv = new KvCacheManager(9, B);
     // A: 10 prompt tokens → blocks [1-4][5-8][9,10,_,_]; only the first two are cached.

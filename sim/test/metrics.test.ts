@@ -156,6 +156,36 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     }
   });
 
+  it('idle kv_cache_usage_perc: 1/N in 0.10.0 mode, 0 in 0.10.2 mode (vllm/v1/core/block_pool.py get_usage @ v0.10.0 vs v0.10.2, #22995)', async () => {
+    for (const [algo, idle] of [
+      // Python's 1.0 - 99 / 100, as the page writes it: 0.010000000000000009.
+      ['sha256_cbor_64bit', 1 - 99 / 100],
+      ['sha256_cbor', 0],
+    ] as const) {
+      const s2 = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'], prefixCachingHashAlgo: algo, kvCacheBlocks: 100, maxModelLen: 1600 });
+      try {
+        expect((await http(s2.url, 'POST', '/v1/completions', { prompt: 'Hello there', max_tokens: 2 })).status).toBe(200);
+        const after = await scrape(s2);
+        expect(metricValue(after, 'vllm:kv_cache_usage_perc')).toBe(idle);
+        expect(metricValue(after, 'vllm:gpu_cache_usage_perc')).toBe(idle);
+      } finally {
+        await s2.close();
+      }
+    }
+  });
+
+  it('request_params_max_tokens without max_tokens is the room left, SamplingParams.max_tokens from get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0), not --default-max-tokens', async () => {
+    const s2 = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'] });
+    try {
+      const r = await http(s2.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }] });
+      expect(r.json().usage.completion_tokens).toBe(16);
+      const after = await scrape(s2);
+      expect(metricValue(after, 'vllm:request_params_max_tokens_sum')).toBe(40960 - r.json().usage.prompt_tokens);
+    } finally {
+      await s2.close();
+    }
+  });
+
   it("gzips the page when Accept-Encoding names gzip, as prometheus_client's make_asgi_app does (exposition.py, gzip_accepted)", async () => {
     const get = (acceptEncoding?: string): Promise<{ headers: Record<string, unknown>; body: Buffer }> =>
       new Promise((resolve, reject) => {
