@@ -135,9 +135,8 @@ schedulingProfiles:
     ]);
   });
 
-  it('IS epp-prefix-cache-tracking-config.yaml (precise mode) fails with an explanation, not a field error', () => {
-    const message = configErrorOf(() =>
-      parseEndpointPickerConfig(`${HEADER}plugins:
+  it('IS epp-prefix-cache-tracking-config.yaml (llm-d v0.2.1 precise mode, pkg/plugins/scorer/prefix_cache.go) loads as precise-prefix-cache-scorer under the same name', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
   - type: single-profile-handler
   - type: decode-filter
   - type: prefix-cache-scorer
@@ -163,12 +162,16 @@ schedulingProfiles:
       - pluginRef: queue-scorer
         weight: 1.0
       - pluginRef: max-score-picker
-`),
-    );
-    expect(message).toBe(
-      'plugins[2].parameters.mode: "cache_tracking" (the index fed by vLLM KV events) is kvroute\'s ' +
-        'precise-prefix-cache-scorer plugin; use that type, or "estimate" (the default) here',
-    );
+`);
+    const scorer = config.plugins.find((p) => p.name === 'prefix-cache-scorer')!;
+    expect(scorer.type).toBe('precise-prefix-cache-scorer');
+    const parameters = scorer.parameters as { indexerConfig: { tokenProcessorConfig: { blockSize: number } } };
+    expect(parameters.indexerConfig.tokenProcessorConfig.blockSize).toBe(64);
+    expect(config.schedulingProfiles[0]!.plugins.find((r) => r.pluginRef === 'prefix-cache-scorer')!.weight).toBe(3);
+    // Rendered, it loads back to the same value, as the precise type.
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+    expect(configErrorOf(() => parseEndpointPickerConfig(`${HEADER}plugins:\n- type: prefix-cache-scorer\n  parameters: {mode: exact}\n`)))
+      .toBe('plugins[0].parameters.mode: must be "estimate" or "cache_tracking" (llm-d v0.2\'s precise mode), got "exact"');
   });
 
   it('the llm-d P/D sample names the first unsupported type and lists the known ones', () => {
@@ -222,7 +225,7 @@ describe('validation errors name the field and what is allowed', () => {
     ],
     ['zero block size', plugins('- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 0}\n'), 'plugins[0].parameters.hashBlockSize: must be an integer >= 1, got 0'],
     ['fractional capacity', plugins('- type: prefix-cache-scorer\n  parameters: {lruCapacityPerServer: 1.5}\n'), 'plugins[0].parameters.lruCapacityPerServer: must be an integer >= 1, got 1.5'],
-    ['unknown mode', plugins('- type: prefix-cache-scorer\n  parameters: {mode: exact}\n'), 'plugins[0].parameters.mode: must be "estimate", got "exact"'],
+    ['unknown mode', plugins('- type: prefix-cache-scorer\n  parameters: {mode: exact}\n'), 'plugins[0].parameters.mode: must be "estimate" or "cache_tracking" (llm-d v0.2\'s precise mode), got "exact"'],
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockSize: 16}\n'),

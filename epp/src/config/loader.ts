@@ -5,7 +5,7 @@ import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginHasKind,
 import { ConfigError, describeValue } from './errors';
 import { FieldReader } from './fields';
 import { resolvePluginParameters } from './parameters';
-import { mergePrecisePrefixProducers } from './producer-form';
+import { mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
@@ -52,7 +52,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * @throws ConfigError naming the field path and what would be accepted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const top = FieldReader.ofMap(mergePrecisePrefixProducers(value), '');
+  const top = FieldReader.ofMap(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value)), '');
   top.constant('apiVersion', ENDPOINT_PICKER_CONFIG_API_VERSION);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
   const plugins = readPlugins(top);

@@ -110,3 +110,25 @@ function checkNoProfileRefersToProducer(profiles: unknown, producers: ReadonlySe
     });
   });
 }
+
+/**
+ * llm-d v0.2.x's way of writing precise prefix scoring: `prefix-cache-scorer` with `mode: cache_tracking`, which its
+ * factory hands to the KV-event tracking plugin (llm-d-inference-scheduler `pkg/plugins/scorer/prefix_cache.go` @
+ * v0.2.1; sample `deploy/config/epp-prefix-cache-tracking-config.yaml`). Rewritten before validation into kvroute's
+ * `precise-prefix-cache-scorer` under the same name, with the other parameters (`indexerConfig`, `kvEventsConfig`), so
+ * profiles keep referring to it with its weight; the rendered ConfigMap shows the precise type. `mode: estimate` and no
+ * mode stay the approximate scorer.
+ */
+export function rewriteCacheTrackingMode(document: unknown): unknown {
+  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return document;
+  const tracking = (p: unknown): p is Record<string, unknown> & { parameters: Record<string, unknown> } =>
+    isPlainObject(p) && p.type === SCORER_TYPE && isPlainObject(p.parameters) && p.parameters.mode === 'cache_tracking';
+  if (!document.plugins.some(tracking)) return document;
+  const plugins = document.plugins.map((p: unknown) => {
+    if (!tracking(p)) return p;
+    const { mode: _mode, ...parameters } = p.parameters;
+    const name = typeof p.name === 'string' && p.name !== '' ? p.name : SCORER_TYPE;
+    return { ...p, type: PRECISE_SCORER_TYPE, name, parameters };
+  });
+  return { ...document, plugins };
+}

@@ -339,15 +339,13 @@ export const prefixCacheScorer = definePlugin({
   cycleState: { writes: ['prefix-match'] },
   parameters: parameters<PrefixCacheScorerParameters>((fields) => {
     const mode = fields.raw('mode');
+    // A loaded config never brings `cache_tracking` here: the loader rewrites it into precise-prefix-cache-scorer
+    // (producer-form.ts). Parameters resolved on their own (a typed config) can.
     if (mode === 'cache_tracking') {
-      throw new ConfigError(
-        fields.fieldPath('mode'),
-        '"cache_tracking" (the index fed by vLLM KV events) is kvroute\'s precise-prefix-cache-scorer plugin; ' +
-          'use that type, or "estimate" (the default) here',
-      );
+      throw new ConfigError(fields.fieldPath('mode'), '"cache_tracking" (llm-d v0.2\'s precise mode) is the precise-prefix-cache-scorer type; use that type here');
     }
     if (mode !== undefined && mode !== null && mode !== 'estimate') {
-      throw new ConfigError(fields.fieldPath('mode'), `must be "estimate", got ${describeValue(mode)}`);
+      throw new ConfigError(fields.fieldPath('mode'), `must be "estimate" or "cache_tracking" (llm-d v0.2's precise mode), got ${describeValue(mode)}`);
     }
     return {
       mode: 'estimate',
