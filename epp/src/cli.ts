@@ -101,7 +101,7 @@ function metricNameFlag(name: string, aliases: readonly string[], fixed: readonl
 
 const FLAGS: readonly FlagSpec[] = [
   { name: 'grpc-port', aliases: ['grpcPort'], kind: 'port', default: '9002', help: 'ext_proc gRPC port (also serves grpc.health.v1 for Envoy\'s health checks)' },
-  { name: 'grpc-health-port', aliases: ['grpcHealthPort'], kind: 'port', default: '9003', help: 'plaintext grpc.health.v1 port for Kubernetes probes; service "liveness" is SERVING while the process runs, every other name once endpoints are known' },
+  { name: 'grpc-health-port', aliases: ['grpcHealthPort'], kind: 'port', default: '9003', help: 'plaintext grpc.health.v1 port for Kubernetes probes; service "liveness" is SERVING while the process runs, every other name once the pool has synced (and, at start-up, the KV-event subscriptions of the pods it had then are warm), ready pods or not' },
   { name: 'metrics-port', aliases: ['metricsPort'], kind: 'port', default: '9090', help: 'HTTP port serving Prometheus /metrics' },
   { name: 'host', aliases: [], kind: 'string', default: '0.0.0.0', help: 'address the three servers bind' },
   { name: 'config-file', aliases: ['configFile'], kind: 'string', help: 'EndpointPickerConfig YAML file (default: kvroute\'s built-in config)' },

@@ -203,17 +203,22 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     const resetWarning = streamResetLimitWarning(extProc.streamResetLimitLifted);
     if (resetWarning) logger.warn(resetWarning);
 
-    // Readiness: the pool synced, an endpoint ready and, the first time, every plugin's data warm (the precise scorer's
-    // KV-event subscriptions connected, each bounded by its warm-up wait). Only the first time: every replica sees a new
-    // decode pod at once, so gating on later pods would take all replicas out of their Service together.
+    // Readiness: the pool synced and, the first time, every plugin's data warm (the precise scorer's KV-event
+    // subscriptions connected, each bounded by its warm-up wait). Only the first time: every replica sees a new decode
+    // pod at once, so gating on later pods would take all replicas out of their Service together. A pool synced with
+    // no ready pod is SERVING, as upstream's is (GIE cmd/epp/runner/health.go @ v1.0.0: `PoolHasSynced()` alone):
+    // requests then get the EPP's 503 naming the empty pool, and a probe never kills an EPP (and its index) while
+    // every decode pod is still loading its model. llm-d's manifests probe liveness under the ext_proc service name.
     let warmedUp = false;
     const updateServing = () => {
-      const routable = datastore.poolSynced && datastore.readyCount > 0;
-      if (routable && !warmedUp && scheduler.plugins.warm()) {
+      const synced = datastore.poolSynced;
+      if (synced && !warmedUp && (datastore.readyCount === 0 || scheduler.plugins.warm())) {
         warmedUp = true;
-        logger.info('warm-up done: the pool synced and every KV-event subscription connected or stopped being waited for');
+        logger.info(datastore.readyCount === 0
+          ? 'ready: the pool synced with no ready endpoint yet'
+          : 'warm-up done: the pool synced and every KV-event subscription connected or stopped being waited for');
       }
-      extProc.setServing(routable && warmedUp);
+      extProc.setServing(synced && warmedUp);
     };
     scheduler.plugins.onWarmChange(updateServing);
     datastore.on('endpointAdded', (ep) => {
