@@ -59,6 +59,8 @@ Options:
   --connect-timeout-ms N      upstream connect timeout (default ${DEFAULTS.connectTimeoutMs})
   --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long
                               (default ${DEFAULTS.ejectMs}; 0 = never)
+  --max-retries N             connect-failure retries after the first attempt (route num_retries; default
+                              ${DEFAULTS.maxRetries}, Istio's default retry policy)
   --max-request-body-bytes N  largest full-duplex request body (default ${DEFAULTS.maxRequestBodyBytes})
   --ext-proc-bypass LIST      comma-separated "METHOD /path" or "/path" (exact path) that skip the EPP
                               (default "${DEFAULTS.extProcBypass.join(',')}"; "" = none)
@@ -114,6 +116,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'ring-size': { kind: 'int', option: 'ringSize' },
   'connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
   'eject-ms': { kind: 'int', option: 'ejectMs' },
+  'max-retries': { kind: 'int', option: 'maxRetries' },
   'max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },
   'ext-proc-bypass': { kind: 'list', option: 'extProcBypass' },
   'shutdown-grace-ms': { kind: 'int', option: 'shutdownGraceMs' },

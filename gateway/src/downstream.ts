@@ -7,7 +7,7 @@
 import { randomUUID } from 'crypto';
 import type * as http from 'http';
 import { HeaderList, HOP_BY_HOP, trailerList, trailerRecord } from './headers';
-import { DESTINATION_HEADER, SERVED_HEADER } from './router';
+import { normalizePath } from './path-normalization';
 import type { StatsCollector } from './stats';
 
 /**
@@ -25,6 +25,15 @@ const EDGE_STRIPPED = [
   'x-envoy-expected-rq-timeout-ms', 'x-envoy-force-trace', 'x-envoy-ip-tags', 'x-envoy-original-url',
   'x-envoy-hedge-on-per-try-timeout',
 ];
+
+/**
+ * The `server` header of every response, upstream or local: Istio gives gateway HCMs `server_name: istio-envoy` with
+ * `server_header_transformation: OVERWRITE` (istio/istio `pilot/pkg/networking/core/httproute.go` @ 1.27.0
+ * GetProxyHeadersFromProxyConfig L311-316, `accesslog.go` L37 EnvoyServerName), and Envoy writes it in
+ * ActiveStream::encodeHeaders after the encoder filters (`source/common/http/conn_manager_impl.cc`), so the EPP
+ * never sees it while the client always does.
+ */
+export const SERVER_NAME = 'istio-envoy';
 
 export interface DownstreamEvents {
   /**
@@ -45,9 +54,11 @@ export interface DownstreamEvents {
 
 export class Downstream {
   readonly method: string;
-  /** The request target as origin-form (`/path?query`). */
+  /** The request target as origin-form (`/path?query`), normalized as Istio's gateway HCM does (`normalizePath`). */
   readonly path: string;
-  /** What filters see and mutate: pseudo-headers first, no hop-by-hop headers, no client-named destination. */
+  /** Envoy's path normalization refused the path: the request gets a 400 before any filter. */
+  readonly pathRejected: boolean;
+  /** What filters see and mutate: pseudo-headers first, no hop-by-hop headers. */
   readonly headers: HeaderList;
   readonly originalContentLength: string | undefined;
   readonly hasBody: boolean;
@@ -64,9 +75,9 @@ export class Downstream {
   constructor(private readonly req: http.IncomingMessage, private readonly res: http.ServerResponse, private readonly stats: StatsCollector) {
     this.method = req.method ?? 'GET';
     const list = HeaderList.fromRaw(req.rawHeaders);
-    // Never obey (or even forward) a destination a client names itself.
-    list.remove(DESTINATION_HEADER);
-    list.remove(SERVED_HEADER);
+    // A client's own `x-gateway-destination-endpoint` is kept, as Envoy keeps it (ConnectionManagerUtility removes only
+    // its `x-envoy-*` list and XFCC): the EPP sees it, and its own `set_headers` overwrites it. It is never obeyed,
+    // since the pick comes only from `envoy.lb` dynamic metadata, which only the EPP can set.
     this.originalContentLength = list.get('content-length');
     this.hasBody = list.has('transfer-encoding') || (this.originalContentLength !== undefined && this.originalContentLength !== '0');
     const contentType = list.get('content-type') ?? '';
@@ -84,7 +95,13 @@ export class Downstream {
         // leave it; the upstream will reject it
       }
     }
-    this.path = path;
+    // `normalize_path` is on in every HCM Istio builds unless the mesh says NONE (listener_builder.go @ 1.27.0
+    // L333-339), and Envoy applies it before route matching and before any filter: the EPP, the bypass match and the
+    // pod all see the normalized path (path-normalization.ts).
+    const normalized = path.startsWith('/') ? normalizePath(path) : path;
+    this.pathRejected = normalized === null;
+    this.path = normalized ?? path;
+    path = this.path;
     const headers = new HeaderList([
       [':authority', authority],
       [':path', path],
@@ -98,8 +115,14 @@ export class Downstream {
     const te = list.getJoined('te');
     if (te !== undefined && te.split(',').some((t) => t.trim() === 'trailers')) headers.add('te', 'trailers');
     const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const xff = headers.get('x-forwarded-for');
-    if (remote) headers.set('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
+    // Envoy appends the peer's address with a bare "," (Utility::appendXff: `headers.appendForwardedFor(
+    // remote_address.ip()->addressAsString(), ",")`, `source/common/http/utility.cc`, the same in every indexed
+    // version), and its codec has already folded repeated X-Forwarded-For lines into one with "," (HeaderMapImpl::
+    // insertByKey → appendToHeader). For a loopback peer Envoy appends its own local address instead
+    // (ConnectionManagerUtility::mutateRequestHeaders, `isLoopbackAddress` → `appendXff(config.localAddress())`); the
+    // gateway has no node address of its own and keeps the peer's, which is a loopback address as well.
+    const xff = headers.getJoined('x-forwarded-for');
+    if (remote) headers.set('x-forwarded-for', xff ? `${xff},${remote}` : remote);
     // The Istio gateway's HCM uses the remote address with no trusted hops (istio/istio
     // `pilot/pkg/networking/core/gateway.go` @ 01fc9e4e42: createGatewayHTTPFilterChainOpts `useRemoteAddress: true`,
     // buildGatewayConnectionManager `xffNumTrustedHops` 0 unless gatewayTopology.numTrustedProxies), so Envoy
@@ -115,6 +138,13 @@ export class Downstream {
     // `x-request-id` whatever the client sent (`preserve_external_request_id` unset: UUIDRequestIDExtension::set,
     // `source/extensions/request_id/uuid/config.cc` @ v1.35.0 L14-44).
     for (const h of EDGE_STRIPPED) headers.remove(h);
+    // Istio's gateway HCM has `forward_client_cert_details: SANITIZE_SET` (istio/istio
+    // `pilot/pkg/networking/core/gateway.go` @ 1.27.0 buildGatewayConnectionManager L707), and on a connection without
+    // a client certificate Envoy drops the client's XFCC whatever that setting is: "When Sanitize is set, or the
+    // connection is not mutual TLS, remove the XFCC header" (ConnectionManagerUtility::mutateXfccRequestHeader,
+    // `source/common/http/conn_manager_utility.cc`, called at the end of mutateRequestHeaders, before any filter).
+    // This listener is plaintext, so a client can never hand the EPP or a pod a forged identity.
+    headers.remove('x-forwarded-client-cert');
     if (remote) headers.set('x-envoy-external-address', remote);
     headers.set('x-request-id', randomUUID());
     this.headers = headers;
@@ -190,6 +220,7 @@ export class Downstream {
   writeHead(status: number, headers: HeaderList): void {
     // A Date the response already carries (from the upstream or the EPP) is kept, not doubled.
     if (headers.has('date')) this.res.sendDate = false;
+    headers.set('server', SERVER_NAME);
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
@@ -255,6 +286,7 @@ export class Downstream {
       bytes = Buffer.alloc(0);
     }
     headers.set('content-length', String(bytes.length));
+    headers.set('server', SERVER_NAME);
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;

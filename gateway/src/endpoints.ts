@@ -132,9 +132,35 @@ export function overrideHosts(value: unknown, pool: EndpointPool): { hosts: Endp
 /** A fallback load-balancing policy: yields pool members in preference order for one request. */
 export interface FallbackPolicy {
   readonly name: string;
+  /**
+   * Whether the route's retry policy carries Envoy's `previous_hosts` predicate, so that a retry avoids the hosts
+   * already tried. Istio adds it to its default policy (DefaultPolicy) but not when the destination has a consistent
+   * hash (DefaultConsistentHashPolicy: "When Consistent Hashing is enabled, we don't want to use other hosts during
+   * retries", istio/istio `pilot/pkg/networking/core/route/retry/retry.go` @ 1.27.0 L33-57, chosen by `route.go`
+   * L674-678, L696; the same through 1.30.0).
+   */
+  readonly previousHosts: boolean;
   /** Preference order for this request: every pool member exactly once, healthy ones first. */
   order(hashKey: string | undefined): Endpoint[];
 }
+
+/**
+ * A small seeded PRNG (mulberry32) giving uniform 32-bit values: Envoy draws a random ring point where this gateway
+ * draws from a fixed seed, so that benchmark runs stay reproducible.
+ */
+export function seededRandom32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+/** The seed of a ring's keyless picks unless one is given. */
+export const RING_HASH_DEFAULT_SEED = 0x6b76726f;
 
 /** Healthy members first, keeping each group's order; everything is returned, so an all-ejected pool still serves. */
 function healthyFirst(pool: EndpointPool, ordered: Endpoint[]): Endpoint[] {
@@ -147,6 +173,7 @@ function healthyFirst(pool: EndpointPool, ordered: Endpoint[]): Endpoint[] {
 /** Round robin in pool order, starting with the first endpoint; ejected endpoints are skipped while others remain. */
 export class RoundRobin implements FallbackPolicy {
   readonly name = 'round_robin';
+  readonly previousHosts = true;
   private next = 0;
 
   constructor(private readonly pool: EndpointPool) {}
@@ -177,15 +204,21 @@ function hash32(text: string): number {
 /**
  * A consistent-hash ring in the manner of Envoy's ring_hash policy: each endpoint owns `ceil(minRingSize / n)`
  * points; a request hashes its key onto the ring and takes the first point at or after it, walking on (to the next
- * distinct endpoint) past ejected endpoints. Requests without a key get round robin, as Envoy picks without a hash.
+ * distinct endpoint) past ejected endpoints. A request without a key lands on a random ring point, as Envoy's
+ * ThreadAwareLoadBalancerBase::LoadBalancerImpl::chooseHost does ("If there is no hash in the context, just choose a
+ * random value (this effectively becomes the random LB…)": `const uint64_t h = hash ? hash.value() :
+ * random_.random();`, `source/extensions/load_balancing_policies/common/thread_aware_lb_impl.cc`); the draw here is
+ * from a seeded generator so that runs repeat. Retries keep to the same host (no `previous_hosts`, see
+ * FallbackPolicy).
  */
 export class RingHash implements FallbackPolicy {
   readonly name = 'ring_hash';
+  readonly previousHosts = false;
   private readonly points: Uint32Array;
   private readonly owners: Uint16Array;
-  private readonly rr: RoundRobin;
+  private readonly random: () => number;
 
-  constructor(private readonly pool: EndpointPool, minRingSize: number) {
+  constructor(private readonly pool: EndpointPool, minRingSize: number, seed: number = RING_HASH_DEFAULT_SEED) {
     const n = pool.size;
     const perHost = Math.max(1, Math.ceil(minRingSize / n));
     const entries: { h: number; i: number }[] = [];
@@ -195,12 +228,11 @@ export class RingHash implements FallbackPolicy {
     entries.sort((a, b) => a.h - b.h || a.i - b.i);
     this.points = Uint32Array.from(entries.map((x) => x.h));
     this.owners = Uint16Array.from(entries.map((x) => x.i));
-    this.rr = new RoundRobin(pool);
+    this.random = seededRandom32(seed);
   }
 
   order(hashKey: string | undefined): Endpoint[] {
-    if (hashKey === undefined) return this.rr.order();
-    const h = hash32(hashKey);
+    const h = hashKey === undefined ? this.random() : hash32(hashKey);
     // First point >= h (binary search), wrapping to 0.
     let lo = 0;
     let hi = this.points.length;

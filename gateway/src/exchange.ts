@@ -45,7 +45,7 @@ export class Exchange implements FilterHost {
   constructor(private readonly ctx: ExchangeContext, req: http.IncomingMessage, res: http.ServerResponse) {
     this.downstream = new Downstream(req, res, ctx.stats);
     this.router = new Router(ctx, {
-      onResponse: (upstreamRes, endpoint) => this.onUpstreamResponse(upstreamRes, endpoint),
+      onResponse: (upstreamRes, endpoint, serviceTimeMs) => this.onUpstreamResponse(upstreamRes, endpoint, serviceTimeMs),
       onNoResponse: (status, message) => this.onNoUpstreamResponse(status, message),
       onDrain: () => this.downstream.resume('upstream'),
       onRequestComplete: () => this.timeouts.requestComplete(),
@@ -67,6 +67,12 @@ export class Exchange implements FilterHost {
       closed: (complete) => this.onClosed(complete),
     });
     this.timeouts.start();
+    if (downstream.pathRejected) {
+      // ConnectionManagerImpl::ActiveStream::decodeHeaders: a path that normalization refuses is answered 400 with an
+      // empty body (`path_normalization_failed`) before the filter chain runs.
+      this.sendLocalReply(400, '');
+      return;
+    }
     if (!extProc || this.bypassed) {
       this.bodyRoute = 'upstream';
       this.route();
@@ -135,13 +141,13 @@ export class Exchange implements FilterHost {
     }
   }
 
-  private onUpstreamResponse(res: http.IncomingMessage, endpoint: Endpoint): void {
+  private onUpstreamResponse(res: http.IncomingMessage, endpoint: Endpoint, serviceTimeMs: number | undefined): void {
     if (this.downstream.closed) {
       res.resume();
       return;
     }
     this.router.recordServedBy(endpoint);
-    this.relay.start(res, endpoint, this.filter?.onResponseHeaders() ?? null);
+    this.relay.start(res, endpoint, this.filter?.onResponseHeaders() ?? null, serviceTimeMs);
   }
 
   private onNoUpstreamResponse(status: number, message: string): void {

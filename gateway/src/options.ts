@@ -99,6 +99,12 @@ export interface GatewayOptions {
   /** After a connect failure, fallback policies avoid the endpoint this long (0 = never). Default 5000. */
   readonly ejectMs?: number;
   /**
+   * The route retry policy's `num_retries`: connect-failure retries after the first attempt. Default 2, the policy
+   * Istio writes for a route without its own (istio/istio `pilot/pkg/networking/core/route/retry/retry.go` @ 1.27.0
+   * defaultPolicy L44-51, unchanged through 1.30.0); an HTTPRoute `retry.attempts` would set it.
+   */
+  readonly maxRetries?: number;
+  /**
    * Largest FULL_DUPLEX_STREAMED request body (413 above): the gateway's own guard, Envoy has none in that mode; the
    * EPP refuses the same size itself. Default 64 MiB.
    */
@@ -145,6 +151,7 @@ export interface ResolvedOptions {
   readonly ringSize: number;
   readonly connectTimeoutMs: number;
   readonly ejectMs: number;
+  readonly maxRetries: number;
   readonly maxRequestBodyBytes: number;
   readonly extProcBypass: readonly BypassRule[];
   readonly shutdownGraceMs: number;
@@ -175,6 +182,7 @@ export const DEFAULTS = Object.freeze({
   ringSize: 1024,
   connectTimeoutMs: 10_000,
   ejectMs: 5_000,
+  maxRetries: 2,
   maxRequestBodyBytes: 64 * 1024 * 1024,
   extProcBypass: ['GET /v1/models'] as readonly string[],
   shutdownGraceMs: 10_000,
@@ -342,6 +350,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     ringSize: int('ringSize', o.ringSize ?? DEFAULTS.ringSize, 1, 8_388_608),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 3_600_000),
     ejectMs: int('ejectMs', o.ejectMs ?? DEFAULTS.ejectMs, 0, 3_600_000),
+    maxRetries: int('maxRetries', o.maxRetries ?? DEFAULTS.maxRetries, 0, 1_000),
     maxRequestBodyBytes: int('maxRequestBodyBytes', o.maxRequestBodyBytes ?? DEFAULTS.maxRequestBodyBytes, 0, 1024 * 1024 * 1024),
     extProcBypass: bypass,
     shutdownGraceMs: int('shutdownGraceMs', o.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),

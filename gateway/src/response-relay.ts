@@ -81,7 +81,7 @@ export class ResponseRelay {
   }
 
   /** Takes over the upstream's response; `filter` is the ext_proc response phase when the EPP is to see it. */
-  start(res: http.IncomingMessage, endpoint: Endpoint, filter: ResponseFilter | null): void {
+  start(res: http.IncomingMessage, endpoint: Endpoint, filter: ResponseFilter | null, serviceTimeMs?: number): void {
     this.upstream = res;
     this.servedBy = endpoint;
     res.on('data', (c: Buffer) => this.onData(c));
@@ -97,6 +97,8 @@ export class ResponseRelay {
       const n = res.rawHeaders[i].toLowerCase();
       if (!HOP_BY_HOP.has(n) && n !== SERVED_HEADER) headers.add(n, res.rawHeaders[i + 1]);
     }
+    // Set by the router before the encoder filters run, so the EPP's response_headers carry it too.
+    if (serviceTimeMs !== undefined) headers.set('x-envoy-upstream-service-time', String(serviceTimeMs));
     this.headers = headers;
     const noBody = this.downstream.method === 'HEAD' || status === 204 || status === 304 || status < 200 || headers.get('content-length') === '0';
     if (filter) {

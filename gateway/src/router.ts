@@ -3,7 +3,7 @@
  * (Envoy's `source/common/router/router.cc` and `source/extensions/load_balancing_policies/override_host/`): the
  * upstream is the first endpoint of the EPP's pick, read from `envoy.lb` dynamic metadata and honoured only where it
  * names a pool member; later entries serve connect-failure retries; the fallback policy (round robin, or a ring hash
- * on a header) orders everything after them. The attempts themselves are `UpstreamCall`'s.
+ * on a header) answers the attempts after them. The attempts themselves are `UpstreamCall`'s.
  */
 import type * as http from 'http';
 import type { JsonValue } from '@kvroute/protocol/envoy';
@@ -30,7 +30,11 @@ export interface RouterContext {
 }
 
 export interface RouterCallbacks {
-  onResponse(res: http.IncomingMessage, endpoint: Endpoint): void;
+  /**
+   * `serviceTimeMs`: what the router writes as `x-envoy-upstream-service-time`, the milliseconds from the whole
+   * request being with the router to the response headers; undefined for a response that came before that.
+   */
+  onResponse(res: http.IncomingMessage, endpoint: Endpoint, serviceTimeMs: number | undefined): void;
   /** No endpoint produced a response; `status` is what the client gets. */
   onNoResponse(status: number, message: string): void;
   /** The upstream socket drained after `write` returned false. */
@@ -39,17 +43,42 @@ export interface RouterCallbacks {
   onRequestComplete(): void;
 }
 
-/** The override_host candidates first (pick order), then the fallback policy's order, computed only if reached. */
+/**
+ * Where each attempt goes, as Envoy's override_host LB and its fallback answer the router's chooseHost for the first
+ * attempt and each retry: the override_host entries first, one per attempt
+ * (`source/extensions/load_balancing_policies/override_host/load_balancer.cc` getEndpoint → consumeNextHost), then
+ * the fallback policy, whose order is computed only if reached. The attempt budget itself is `UpstreamCall`'s.
+ *
+ * - With `previous_hosts` (round robin: Istio's DefaultPolicy) a retry takes a host not yet tried. Once every host
+ *   was tried, each re-pick is rejected until `host_selection_retry_max_attempts` (5, `retry.go` L49) is spent and
+ *   Envoy keeps the last pick anyway (LoadBalancerBase::chooseHost), so the attempt still happens on a tried host;
+ *   here it goes round the order again.
+ * - Without it (ring hash: Istio's DefaultConsistentHashPolicy) the ring answers every attempt afresh and, no
+ *   predicate rejecting anything (ThreadAwareLoadBalancerBase::LoadBalancerImpl::chooseHost returns the first
+ *   host), a keyed request gets the same host each time: the order is taken once, so an ejection the first failure
+ *   caused does not move the retry. A request without a key draws a new random ring point each attempt.
+ */
 class Candidates implements CandidateSource {
   private fallbackOrder: Endpoint[] | undefined;
+  private laps = 0;
 
-  constructor(private readonly picks: readonly Endpoint[], private readonly fallback: () => Endpoint[]) {}
+  constructor(
+    private readonly picks: readonly Endpoint[],
+    private readonly fallback: () => Endpoint[],
+    private readonly previousHosts: boolean,
+    private readonly keyed: boolean,
+  ) {}
 
   next(tried: ReadonlySet<string>): Endpoint | undefined {
     for (const e of this.picks) if (!tried.has(e.address)) return e;
+    if (!this.previousHosts) {
+      if (!this.keyed) return this.fallback()[0];
+      this.fallbackOrder ??= this.fallback();
+      return this.fallbackOrder[0];
+    }
     this.fallbackOrder ??= this.fallback();
     for (const e of this.fallbackOrder) if (!tried.has(e.address)) return e;
-    return undefined;
+    return this.fallbackOrder[this.laps++ % this.fallbackOrder.length];
   }
 }
 
@@ -57,6 +86,8 @@ export class Router {
   private call: UpstreamCall | null = null;
   private ended = false;
   private picks: readonly Endpoint[] = [];
+  /** performance.now() when the router had the whole request (Envoy's downstream_request_complete_time_). */
+  private requestCompleteAt: number | undefined;
 
   constructor(private readonly ctx: RouterContext, private readonly callbacks: RouterCallbacks) {}
 
@@ -79,11 +110,23 @@ export class Router {
     const authority = headers.get(':authority');
     if (authority) upstreamHeaders.pairs.unshift(['host', authority]);
     this.call = new UpstreamCall(
-      { agent: this.ctx.agent, pool, connectTimeoutMs: opts.connectTimeoutMs, maxReplayBytes: opts.maxRequestBodyBytes * 2 },
-      { method: headers.get(':method') ?? method, path: headers.get(':path') ?? '/', headers: upstreamHeaders },
-      new Candidates(hosts, () => fallback.order(hashKey)),
       {
-        onResponse: (res, endpoint) => this.callbacks.onResponse(res, endpoint),
+        agent: this.ctx.agent,
+        pool,
+        connectTimeoutMs: opts.connectTimeoutMs,
+        maxReplayBytes: opts.maxRequestBodyBytes * 2,
+        maxRetries: opts.maxRetries,
+      },
+      { method: headers.get(':method') ?? method, path: headers.get(':path') ?? '/', headers: upstreamHeaders },
+      new Candidates(hosts, () => fallback.order(hashKey), fallback.previousHosts, hashKey !== undefined),
+      {
+        onResponse: (res, endpoint) => {
+          // Filter::onUpstreamHeaders (`source/common/router/router.cc`): "Only send upstream service time if we
+          // received the complete request and this is not a premature response"; Istio leaves the router's
+          // suppress_envoy_headers off on gateways (listener_builder.go @ 1.27.0 L440-442, SuppressDebugHeaders false).
+          const at = this.requestCompleteAt;
+          this.callbacks.onResponse(res, endpoint, at === undefined ? undefined : Math.floor(performance.now() - at));
+        },
         onError: (status, message) => this.callbacks.onNoResponse(status, message),
         onDrain: () => this.callbacks.onDrain(),
         onRetry: () => {
@@ -107,6 +150,7 @@ export class Router {
   end(trailers: HeaderList | null): void {
     if (this.ended || !this.call) return;
     this.ended = true;
+    this.requestCompleteAt = performance.now();
     this.call.end(trailerRecord(trailers));
     this.callbacks.onRequestComplete();
   }

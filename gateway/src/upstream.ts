@@ -1,9 +1,18 @@
 /**
- * One upstream HTTP/1.1 request with Envoy-like connect-failure retries: candidates are tried in order (the EPP's
- * pick list first, then the fallback policy's order), each at most once, moving on only when the connection could
- * not be made (refused, unreachable, connect timeout). A stale keep-alive socket (reset before any response byte on
- * a reused connection) is retried on the same endpoint. The body written so far is kept until the response headers
- * arrive so that a retry can replay it; every later failure is final.
+ * One upstream HTTP/1.1 request with the connect-failure retries of the route retry policy Istio gives every route
+ * without its own (`retry.ConvertPolicy(nil, …)`, istio/istio `pilot/pkg/networking/core/route/retry/retry.go`
+ * @ 1.27.0 L44-51, L73-82, unchanged through 1.30.0: `num_retries: 2`, `retry_on:
+ * connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`). At most `1 + maxRetries` attempts
+ * are made; the candidate source says where each one goes (the EPP's pick list first, then the fallback policy),
+ * and a retry happens only when the connection could not be made (refused, unreachable, connect timeout). Of the
+ * other `retry_on` conditions, `refused-stream` is HTTP/2's, `unavailable` and `cancelled` read a gRPC status in
+ * the response headers, and `retriable-status-codes` comes with no codes (Istio sets `retriable_status_codes` only
+ * from an explicit retry stanza, and Envoy strips the client's `x-envoy-retriable-status-codes`): none of them can
+ * fire against an HTTP/1.1 vLLM pod, so none is modelled. Each attempt carries `x-envoy-attempt-count` (see
+ * `rawHeaders`). A stale keep-alive socket (reset before any response byte on a reused connection) is replayed on
+ * the same endpoint as the same attempt: a Node artefact, not an Envoy retry, so it counts against nothing. The body
+ * written so far is kept until the response headers arrive so that a retry can replay it; every later failure is
+ * final.
  */
 import * as http from 'http';
 import type { Endpoint, EndpointPool } from './endpoints';
@@ -16,10 +25,27 @@ export interface UpstreamHead {
   readonly headers: HeaderList;
 }
 
-/** Where to try next: the first endpoint not yet tried, in preference order; undefined when none is left. */
+/**
+ * Where the next attempt goes, given the addresses already tried; undefined when there is nowhere to go (the
+ * request then fails). Whether a tried endpoint may come again is the source's business: Envoy retries the same
+ * ring-hash host when Istio's consistent-hash retry policy leaves out `previous_hosts` (`router.ts`).
+ */
 export interface CandidateSource {
   next(tried: ReadonlySet<string>): Endpoint | undefined;
 }
+
+/** The route retry policy's `num_retries` when Istio writes its default policy (`retry.go` @ 1.27.0 L46). */
+export const ISTIO_DEFAULT_NUM_RETRIES = 2;
+
+/**
+ * The header Envoy's router numbers each upstream attempt with (1, 2, 3, …), overwriting any the request carries
+ * (`source/common/router/router.cc` Filter::decodeHeaders `headers.setEnvoyAttemptCount(attempt_count_)`, and again
+ * in doRetry). It is sent because Istio turns `include_request_attempt_count` on for every gateway virtual host
+ * (istio/istio `pilot/pkg/networking/core/gateway.go` @ 1.27.0 L499, L523, from GetProxyHeadersFromProxyConfig,
+ * `httproute.go` L311-316: `IncludeRequestAttemptCount: true` unless ProxyConfig `proxyHeaders.attemptCount.disabled`).
+ * The router runs after ext_proc, so the EPP never sees it.
+ */
+export const ATTEMPT_COUNT_HEADER = 'x-envoy-attempt-count';
 
 export interface UpstreamCallbacks {
   onResponse(res: http.IncomingMessage, endpoint: Endpoint, attempts: number): void;
@@ -38,6 +64,8 @@ export interface UpstreamSettings {
   readonly connectTimeoutMs: number;
   /** Above this many body bytes the replay log is dropped and no retry is possible. */
   readonly maxReplayBytes: number;
+  /** The route retry policy's `num_retries`: at most this many retries after the first attempt. */
+  readonly maxRetries: number;
 }
 
 const CONNECT_FAILURE_CODES = new Set([
@@ -62,6 +90,7 @@ export class UpstreamCall {
   private finished = false;
   /** The request was given up (abort, or a failure before any response): nothing more is written. */
   private aborted = false;
+  /** Envoy's attempt count: the first attempt and each retry; stale keep-alive replays are not counted. */
   private attempts = 0;
   private staleRetries = 0;
   private lastReason = '';
@@ -127,6 +156,12 @@ export class UpstreamCall {
       this.fail(503, `upstream connect error or disconnect/reset before headers. reset reason: ${this.lastReason} (request body too large to retry)`);
       return;
     }
+    if (this.attempts > this.settings.maxRetries) {
+      // The retry budget is spent: Envoy's RetryStateImpl::shouldRetry answers NoRetryLimitExceeded and the router
+      // sends the local reply for the last reset (`source/common/router/router.cc` onUpstreamReset).
+      this.fail(503, `upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ${this.lastReason}`);
+      return;
+    }
     const endpoint = this.candidates.next(this.tried);
     if (!endpoint) {
       this.fail(503, this.attempts === 0
@@ -138,9 +173,12 @@ export class UpstreamCall {
     this.attempt(endpoint);
   }
 
-  private attempt(endpoint: Endpoint): void {
-    if (this.attempts > 0) this.cb.onRetry?.(endpoint, this.lastReason);
-    this.attempts++;
+  /** `replay`: the same attempt again after a stale keep-alive socket, not an Envoy retry. */
+  private attempt(endpoint: Endpoint, replay = false): void {
+    if (!replay) {
+      if (this.attempts > 0) this.cb.onRetry?.(endpoint, this.lastReason);
+      this.attempts++;
+    }
     let req: http.ClientRequest;
     try {
       req = http.request({
@@ -217,7 +255,7 @@ export class UpstreamCall {
         // The keep-alive connection was closed by the upstream just as we reused it; nothing reached the server.
         this.staleRetries++;
         this.current = undefined;
-        this.replayInto(() => this.attempt(endpoint));
+        this.replayInto(() => this.attempt(endpoint, true));
         return;
       }
       this.fail(503, `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`);
@@ -227,7 +265,10 @@ export class UpstreamCall {
   }
 
   private rawHeaders(endpoint: Endpoint): string[] {
-    const raw = this.head.headers.toRawArray();
+    const raw: string[] = [];
+    for (const [n, v] of this.head.headers.pairs) if (n !== ATTEMPT_COUNT_HEADER && !n.startsWith(':')) raw.push(n, v);
+    // Set, not appended: Envoy overwrites whatever the client (or nobody) put there.
+    raw.push(ATTEMPT_COUNT_HEADER, String(this.attempts));
     // HTTP/1.1 requires Host; a client that sent none (HTTP/1.0) gets the endpoint's address.
     return this.head.headers.has('host') ? raw : ['host', endpoint.address, ...raw];
   }

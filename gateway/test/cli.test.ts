@@ -32,7 +32,7 @@ describe('parseArgs', () => {
       '--response-trailer-mode', 'skip', '--failure-mode-allow=false', '--message-timeout-ms', '250',
       '--request-body-buffer-limit-bytes', '2097152', '--request-receive-timeout-ms', '30000', '--idle-timeout-ms', '0',
       '--request-timeout-ms', '90000', '--hash-header', 'X-Session-Id', '--ring-size', '4096',
-      '--connect-timeout-ms', '500', '--eject-ms', '0', '--max-request-body-bytes', '1048576', '--ext-proc-bypass',
+      '--connect-timeout-ms', '500', '--eject-ms', '0', '--max-retries', '1', '--max-request-body-bytes', '1048576', '--ext-proc-bypass',
       'GET /v1/models,/version', '--shutdown-grace-ms', '100',
     ]);
     expect(cmd).toEqual({
@@ -42,7 +42,7 @@ describe('parseArgs', () => {
         envoySemantics: '1.36', processingMode: 'full-duplex', processingModeScope: 'vhost', requestTrailerMode: 'send',
         responseHeaderMode: 'send', responseBodyMode: 'none', responseTrailerMode: 'skip', failureModeAllow: false,
         messageTimeoutMs: 250, requestBodyBufferLimitBytes: 2097152, requestReceiveTimeoutMs: 30000, idleTimeoutMs: 0,
-        requestTimeoutMs: 90000, hashHeader: 'X-Session-Id', ringSize: 4096, connectTimeoutMs: 500, ejectMs: 0,
+        requestTimeoutMs: 90000, hashHeader: 'X-Session-Id', ringSize: 4096, connectTimeoutMs: 500, ejectMs: 0, maxRetries: 1,
         maxRequestBodyBytes: 1048576, extProcBypass: ['GET /v1/models', '/version'], shutdownGraceMs: 100,
       },
     });

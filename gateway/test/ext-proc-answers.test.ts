@@ -233,6 +233,56 @@ describe('what Envoy sends on every message', () => {
     });
   });
 
+  // Istio's gateway HCM: forward_client_cert_details SANITIZE_SET (istio/istio pilot/pkg/networking/core/gateway.go
+  // @ 1.27.0 L707) and use_remote_address (L662, L684). Envoy: ConnectionManagerUtility::mutateXfccRequestHeader
+  // ("When Sanitize is set, or the connection is not mutual TLS, remove the XFCC header") and Utility::appendXff
+  // (`appendForwardedFor(…, ",")`), source/common/http/conn_manager_utility.cc and utility.cc.
+  it('sanitizes the request as Istio\'s gateway HCM does (XFCC removed, XFF appended with ",")', async () => {
+    await withEpp({}, async (port, epp) => {
+      const r = await send(port, { body: completion(), headers: {
+        ...json, 'x-forwarded-client-cert': 'By=spiffe://forged;Hash=abc', 'x-forwarded-for': '1.2.3.4',
+      } });
+      expect(r.status).toBe(200);
+      const headers = epp.streams.at(-1)?.messages[0]?.request_headers?.headers?.headers ?? [];
+      const get = (k: string): string[] => headers.filter((h) => h.key === k).map((h) => Buffer.from(h.raw_value ?? '').toString());
+      expect(get('x-forwarded-client-cert')).toEqual([]);
+      expect(get('x-forwarded-for')).toEqual([`1.2.3.4,${LOOPBACK}`]);
+      expect(r.json().headers['x-forwarded-client-cert']).toBeUndefined();
+      expect(r.json().headers['x-forwarded-for']).toBe(`1.2.3.4,${LOOPBACK}`);
+      // Repeated lines are one header to Envoy's codec, folded with "," before the address is appended.
+      const twice = await send(port, { body: completion(), headers: { ...json, 'x-forwarded-for': ['1.2.3.4', '5.6.7.8'] } });
+      expect(twice.json().headers['x-forwarded-for']).toBe(`1.2.3.4,5.6.7.8,${LOOPBACK}`);
+    });
+  });
+
+  // istio/istio pilot/pkg/networking/core/listener_builder.go @ 1.27.0 L333-339 (the same at 1.28.0-1.30.0): the mesh
+  // default path normalization sets `normalize_path: true` (no merge_slashes, escaped slashes KEEP_UNCHANGED); Envoy
+  // canonicalizes `:path` before route matching and any filter (ConnectionManagerUtility::maybeNormalizePath →
+  // PathUtil::canonicalPath, source/common/http/path_utility.cc) and answers 400 when it cannot.
+  it('normalizes dot segments like Istio\'s gateway HCM (normalize_path: true), before the EPP, the bypass and the pod', async () => {
+    await withEpp({}, async (port, epp) => {
+      const before = ups.map((u) => u.seen.length);
+      const r = await send(port, { path: '/v1/chat/../completions?a=/../b', body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      const headers = epp.streams.at(-1)?.messages[0]?.request_headers?.headers?.headers ?? [];
+      const pathSeen = headers.find((h) => h.key === ':path');
+      expect(Buffer.from(pathSeen?.raw_value ?? '').toString()).toBe('/v1/completions?a=/../b');
+      expect(r.json().url).toBe('/v1/completions?a=/../b');
+      // `//` stays (merge_slashes off), `%2F` stays (KEEP_UNCHANGED), `%2e%2E` is a dot segment.
+      expect((await send(port, { path: '/v1//x/%2e%2E/a%2Fb/./c', body: completion(), headers: json })).json().url).toBe('/v1//a%2Fb/c');
+      const streams = epp.streams.length;
+      const m = await send(port, { method: 'GET', path: '/v1/./models' });
+      expect(m.status).toBe(200);
+      expect(m.json().url).toBe('/v1/models');
+      expect(epp.streams).toHaveLength(streams); // the bypass matched the normalized path
+      const bad = await send(port, { path: '/v1/%00', body: completion(), headers: json });
+      expect(bad.status).toBe(400);
+      expect(bad.body.length).toBe(0);
+      expect(epp.streams).toHaveLength(streams);
+      expect(ups.reduce((n, u, i) => n + u.seen.length - before[i], 0)).toBe(3);
+    });
+  });
+
   it('metadata_context on headers, body and trailers messages alike (Filter::addDynamicMetadata, L1347-1395)', async () => {
     await withEpp({}, async (port, epp) => {
       const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' }, trailers: { 'x-t': '1' } });

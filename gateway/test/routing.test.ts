@@ -166,7 +166,11 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     expect(r.json().port).toBe(ups[1].port);
   });
 
-  it('strips a client-sent x-gateway-destination-endpoint before the EPP sees it and never obeys it', async () => {
+  // Updated: this test used to assert that the gateway strips the client's header before the EPP sees it. Envoy does
+  // not (ConnectionManagerUtility removes only its x-envoy-* list and XFCC, source/common/http/conn_manager_utility.cc;
+  // kvroute's manifests add no request_headers_to_remove), so the EPP now sees it, as it would behind Istio. It is
+  // still never obeyed, and the EPP's set_headers (append unset) overwrites it on the way to the pod.
+  it('passes a client-sent x-gateway-destination-endpoint to the EPP as Envoy does, and never obeys it', async () => {
     for (let i = 0; i < 3; i++) {
       const r = await send(gw.port, {
         body: completion(),
@@ -174,9 +178,24 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
       });
       expect(r.json().port).toBe(ups[2].port);
     }
-    for (const q of director.requests) expect(q.headers.has('x-gateway-destination-endpoint')).toBe(false);
+    expect(director.requests).toHaveLength(3);
+    for (const q of director.requests) expect(q.headers.has('x-gateway-destination-endpoint')).toBe(true);
     // Upstream sees only the EPP's value.
     for (const s of ups[2].seen) expect(s.headers['x-gateway-destination-endpoint']).toBe(ups[2].address);
+  });
+
+  // istio/istio pilot/pkg/networking/core/httproute.go @ 1.27.0 L311-316 (ServerName istio-envoy, OVERWRITE;
+  // SuppressDebugHeaders false) with listener_builder.go L440-442 (the router filter); Envoy: conn_manager_impl.cc
+  // ActiveStream::encodeHeaders (server) and router.cc Filter::onUpstreamHeaders (x-envoy-upstream-service-time).
+  it('answers with the headers Istio\'s gateway Envoy adds: server istio-envoy on every response, x-envoy-upstream-service-time on upstream ones', async () => {
+    const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-pick': ups[1].address } });
+    expect(r.status).toBe(200);
+    expect(r.headers.server).toBe('istio-envoy');
+    expect(r.headers['x-envoy-upstream-service-time']).toMatch(/^\d+$/);
+    const local = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-action': 'reject' } });
+    expect(local.status).toBe(429);
+    expect(local.headers.server).toBe('istio-envoy');
+    expect(local.headers['x-envoy-upstream-service-time']).toBeUndefined();
   });
 
   it('routes a bodyless GET through the EPP (headers with end_of_stream) and bypasses it for GET /v1/models', async () => {

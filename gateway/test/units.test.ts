@@ -99,15 +99,29 @@ describe('RingHash', () => {
     expect(kept / others).toBeGreaterThan(0.75);
   });
 
-  it('walks to the next endpoint on the ring past an ejected one, and uses round robin without a key', () => {
+  // Updated: this test used to assert round robin for keyless requests (addrs[0], then addrs[1]); Envoy picks a random
+  // ring point instead, which the next test covers. The ring walk past an ejected endpoint is unchanged.
+  it('walks to the next endpoint on the ring past an ejected one', () => {
     const pool = new EndpointPool(eps(...addrs), 60_000);
     const ring = new RingHash(pool, 1024);
     const order = ring.order('sticky').map((e) => e.address);
     expect(new Set(order).size).toBe(8);
     pool.markConnectFailure(pool.get(order[0]) as Endpoint);
     expect(ring.order('sticky')[0].address).toBe(order[1]);
-    expect(ring.order(undefined)[0].address).toBe(addrs[0]);
-    expect(ring.order(undefined)[0].address).toBe(addrs[1]);
+  });
+
+  // envoyproxy/envoy source/extensions/load_balancing_policies/common/thread_aware_lb_impl.cc,
+  // ThreadAwareLoadBalancerBase::LoadBalancerImpl::chooseHost: `const uint64_t h = hash ? hash.value() :
+  // random_.random();` (the same in every indexed version). The gateway's draw is seeded so that runs repeat.
+  it('puts a keyless request on a random ring point (seeded), not round robin', () => {
+    const draw = (ring: RingHash): string[] => Array.from({ length: 40 }, () => ring.order(undefined)[0].address);
+    const a = draw(new RingHash(new EndpointPool(eps(...addrs), 0), 1024));
+    const b = draw(new RingHash(new EndpointPool(eps(...addrs), 0), 1024));
+    expect(a).toEqual(b);
+    const roundRobin = Array.from({ length: 40 }, (_, i) => addrs[i % addrs.length]);
+    expect(a).not.toEqual(roundRobin);
+    expect(new Set(a).size).toBeGreaterThan(4);
+    expect(draw(new RingHash(new EndpointPool(eps(...addrs), 0), 1024, 7))).not.toEqual(a);
   });
 });
 
@@ -259,7 +273,7 @@ describe('resolveOptions', () => {
       requestTrailerMode: 'skip', responseHeaderMode: 'send', responseBodyMode: 'none', responseTrailerMode: 'send',
       failureModeAllow: true, messageTimeoutMs: 1000, requestBodyBufferLimitBytes: 8 * 1024 * 1024,
       requestReceiveTimeoutMs: 60_000, idleTimeoutMs: 300_000, requestTimeoutMs: 0, hashHeader: null, ringSize: 1024,
-      extProcBypass: [{ method: 'GET', path: '/v1/models' }],
+      maxRetries: 2, extProcBypass: [{ method: 'GET', path: '/v1/models' }],
     });
     expect(o.envoySemantics.version).toBe('1.35.0');
     // The request trailer mode follows the body mode, as the EnvoyFilter sets them.

@@ -5,6 +5,7 @@
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
+import { EndpointPool, parseEndpoint, RingHash, type Endpoint } from '../src/endpoints';
 import {
   completion,
   deadPort,
@@ -117,6 +118,121 @@ describe('connect failures', () => {
       expect(gw.stats().inFlight).toBe(0);
     } finally {
       await gw.close();
+    }
+  });
+});
+
+// Istio writes this retry policy on every route that has none of its own (an HTTPRoute rule without `retry`):
+// istio/istio pilot/pkg/networking/core/route/retry/retry.go @ 1.27.0 defaultPolicy L44-51 (`num_retries: 2`,
+// retry_on connect-failure,…) via route.go L669-672, L696; unchanged through 1.30.0. Envoy's router then makes at most
+// three attempts and numbers each in x-envoy-attempt-count, which Istio's gateway virtual hosts turn on
+// (gateway.go @ 1.27.0 L499, L523; httproute.go L311-316 IncludeRequestAttemptCount: true).
+describe("Istio's default route retry policy (retry.go @ 1.27.0)", () => {
+  it("gives up after Istio's default two retries (three attempts)", async () => {
+    const live = await startUpstream();
+    const dead = await Promise.all([deadPort(), deadPort(), deadPort()]);
+    const gw = await gateway({ endpoints: [...dead.map((p) => `${LOOPBACK}:${p}`), live.address], ejectMs: 0 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: json });
+      expect(r.status).toBe(503);
+      expect(r.body.toString()).toContain('upstream connect error or disconnect/reset before headers. retried and the latest reset reason');
+      expect(live.seen).toHaveLength(0);
+      expect(gw.stats().retries).toBe(2);
+      expect(gw.stats().upstreamConnectFailures).toBe(3);
+    } finally {
+      await gw.close();
+      await live.close();
+    }
+  });
+
+  it('takes the retry budget from --max-retries (an HTTPRoute retry.attempts)', async () => {
+    const live = await startUpstream();
+    const gw = await gateway({ endpoints: [`${LOOPBACK}:${await deadPort()}`, live.address], ejectMs: 0, maxRetries: 0 });
+    try {
+      expect((await send(gw.port, { body: completion(), headers: json })).status).toBe(503);
+      expect(gw.stats().retries).toBe(0);
+      expect(live.seen).toHaveLength(0);
+    } finally {
+      await gw.close();
+      await live.close();
+    }
+  });
+
+  // With previous_hosts every re-pick of a tried host is refused until host_selection_retry_max_attempts (5) is
+  // spent, and then Envoy keeps the last pick (LoadBalancerBase::chooseHost): the third attempt still happens.
+  it('makes all three attempts even when the pool has fewer endpoints (a tried host comes again)', async () => {
+    const gw = await gateway({ endpoints: [`${LOOPBACK}:${await deadPort()}`, `${LOOPBACK}:${await deadPort()}`], ejectMs: 0 });
+    try {
+      expect((await send(gw.port, { body: completion(), headers: json })).status).toBe(503);
+      expect(gw.stats().upstreamConnectFailures).toBe(3);
+      expect(gw.stats().retries).toBe(2);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('numbers attempts like Envoy (x-envoy-attempt-count, the client\'s own overwritten)', async () => {
+    const live = await startUpstream();
+    const gw = await gateway({ endpoints: [`${LOOPBACK}:${await deadPort()}`, live.address], ejectMs: 0 });
+    try {
+      // Round robin starts on the dead endpoint: the live one gets the second attempt.
+      await send(gw.port, { body: completion(), headers: { ...json, 'x-envoy-attempt-count': '7' } });
+      // The next turn is the live endpoint's: a first attempt.
+      await send(gw.port, { body: completion(), headers: json });
+      expect(live.seen.map((r) => r.headers['x-envoy-attempt-count'])).toEqual(['2', '1']);
+      expect(live.seen[0].rawHeaders.filter((h) => h.toLowerCase() === 'x-envoy-attempt-count')).toHaveLength(1);
+    } finally {
+      await gw.close();
+      await live.close();
+    }
+  });
+});
+
+// With a consistent hash on the destination Istio writes DefaultConsistentHashPolicy, the default policy without the
+// previous_hosts predicate ("When Consistent Hashing is enabled, we don't want to use other hosts during retries":
+// istio/istio pilot/pkg/networking/core/route/retry/retry.go @ 1.27.0 L53-57, chosen by route.go L674-678, L696;
+// unchanged through 1.30.0). Envoy's ring then answers every retry with the same host (thread_aware_lb_impl.cc
+// ThreadAwareLoadBalancerBase::LoadBalancerImpl::chooseHost: nothing rejects it), so the request fails.
+describe("consistent-hash retries (Istio's DefaultConsistentHashPolicy, retry.go @ 1.27.0)", () => {
+  const keyOn = async (target: string, pool: string[]): Promise<string> => {
+    const ring = new RingHash(new EndpointPool(pool.map((a) => parseEndpoint(a) as Endpoint), 0), 1024);
+    const key = Array.from({ length: 64 }, (_, i) => `s${i}`).find((k) => ring.order(k)[0].address === target);
+    if (!key) throw new Error('no key hashes to the target');
+    return key;
+  };
+
+  it("retries a dead hashed pod in place, as Envoy with Istio's hash retry policy (no previous_hosts)", async () => {
+    const live = await startUpstream();
+    const deadPod = `${LOOPBACK}:${await deadPort()}`;
+    const key = await keyOn(deadPod, [deadPod, live.address]);
+    const gw = await gateway({ endpoints: [deadPod, live.address], hashHeader: 'x-session-id', ejectMs: 0 });
+    try {
+      const r = await send(gw.port, { headers: { ...json, 'x-session-id': key }, body: completion() });
+      expect(r.status).toBe(503);
+      expect(live.seen).toHaveLength(0);
+      expect(gw.stats().endpoints[deadPod].connectFailures).toBe(3);
+    } finally {
+      await gw.close();
+      await live.close();
+    }
+  });
+
+  it('keeps the retries in place even when the first failure ejects the pod; later requests walk past it', async () => {
+    const live = await startUpstream();
+    const deadPod = `${LOOPBACK}:${await deadPort()}`;
+    const key = await keyOn(deadPod, [deadPod, live.address]);
+    const gw = await gateway({ endpoints: [deadPod, live.address], hashHeader: 'x-session-id', ejectMs: 60_000 });
+    try {
+      expect((await send(gw.port, { headers: { ...json, 'x-session-id': key }, body: completion() })).status).toBe(503);
+      expect(live.seen).toHaveLength(0);
+      // The gateway's own passive health (--eject-ms) takes the pod out of the ring for the next request, as an
+      // EDS removal or outlier ejection would in Envoy.
+      const again = await send(gw.port, { headers: { ...json, 'x-session-id': key }, body: completion() });
+      expect(again.status).toBe(200);
+      expect(again.json().port).toBe(live.port);
+    } finally {
+      await gw.close();
+      await live.close();
     }
   });
 });
