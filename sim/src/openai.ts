@@ -70,10 +70,21 @@ export function badRequest(message: string): ApiError {
  * vLLM's `validation_exception_handler` renders it: 400, type `Bad Request` (api_server.py @ v0.10.0). The message
  * imitates pydantic's error list (`[{'type': …, 'loc': ('body', …), 'msg': …, 'input': …}]`), naming the field.
  */
-export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown): ApiError {
+export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number>>): ApiError {
   const locStr = `(${['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`)).join(', ')})`;
   const inputStr = input === undefined ? '' : `, 'input': ${pyRepr(input)}`;
-  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}}]`, 'Bad Request');
+  // pydantic adds the constraint to a constraint's error (`'ctx': {'ge': 1}` for greater_than_equal).
+  const ctxStr = ctx === undefined ? '' : `, 'ctx': {${Object.entries(ctx).map(([k, v]) => `'${k}': ${v}`).join(', ')}}`;
+  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}${ctxStr}}]`, 'Bad Request');
+}
+
+/** `Optional[Annotated[int, Field(ge=min)]]`: a lax int, then pydantic's greater_than_equal check on the sent value. */
+function intAtLeast(min: number): (v: unknown, loc: Loc) => number {
+  return (v, loc) => {
+    const n = laxInt(v, loc);
+    if (n < min) throw validationError(loc, 'greater_than_equal', `Input should be greater than or equal to ${min}`, v, { ge: min });
+    return n;
+  };
 }
 
 /**
@@ -216,6 +227,11 @@ interface CommonRequest extends StopParams {
   logitBiasKeys: string[];
   /** `priority` (protocol.py @ v0.10.0: an int, default 0, lower is handled earlier). */
   priority: number;
+  /**
+   * `truncate_prompt_tokens` (protocol.py @ v0.10.0: `Optional[Annotated[int, Field(ge=1)]]` on both requests): keep
+   * only the prompt's last N tokens.
+   */
+  truncatePromptTokens: number | undefined;
   echo: boolean;
   /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
   sampling: SamplingChecks;
@@ -332,6 +348,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
     continuousUsage,
     cacheSalt: salt === undefined || salt === null ? undefined : (salt as string),
     priority: req(body, 'priority', laxInt, 0),
+    truncatePromptTokens: opt(body, 'truncate_prompt_tokens', intAtLeast(1), undefined as number | undefined),
     echo,
     logitBiasKeys: bias === undefined ? [] : Object.keys(bias),
     stop: opt(body, 'stop', stopList, []),

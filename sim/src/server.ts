@@ -601,7 +601,8 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
       : req.prompts.map((pr) =>
           typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
         );
-  const prompts = inputs.map(({ tokens, text, ids }) => {
+  const prompts = inputs.map((input) => {
+    const { tokens, text, ids } = truncated(input, req.truncatePromptTokens, tokenizer);
     const n = tokens.length;
     // OpenAIServing._validate_input @ v0.10.0, the same words for both endpoints.
     if (req.maxTokens === undefined) {
@@ -625,6 +626,25 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     return { tokens, text, ids, maxTokens, maxTokensParam };
   });
   return { req, model, prompts, echoOnly };
+}
+
+/**
+ * `truncate_prompt_tokens`: the prompt's last `keep` tokens (vllm/entrypoints/openai/serving_engine.py @ v0.10.0). A
+ * text prompt (and a rendered chat) is tokenized with `truncation=True, max_length=keep` by a tokenizer vLLM loads with
+ * `truncation_side="left"` (vllm/transformers_utils/tokenizer.py), and its echo text stays the whole prompt
+ * (`_normalize_prompt_text_to_input`: `input_text = prompt`); a token-id prompt is sliced `prompt_ids[-keep:]` and its
+ * text decoded from the slice (`_normalize_prompt_tokens_to_input`).
+ */
+function truncated(
+  input: { tokens: Uint32Array; text: string; ids?: readonly number[] },
+  keep: number | undefined,
+  tokenizer: SimTokenizer,
+): { tokens: Uint32Array; text: string; ids?: readonly number[] } {
+  if (keep === undefined || input.tokens.length <= keep) return input;
+  const tokens = input.tokens.slice(input.tokens.length - keep);
+  if (input.ids === undefined) return { tokens, text: input.text };
+  const ids = input.ids.slice(input.ids.length - keep);
+  return { tokens, ids, text: tokenizer.decode(ids.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) };
 }
 
 /** POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0). */

@@ -54,6 +54,29 @@ describe('OpenAI API over loopback', () => {
     expect(r.json().usage.prompt_tokens).toBe(3);
   });
 
+  it('truncate_prompt_tokens keeps the prompt\'s last N tokens (serving_engine.py _normalize_prompt_{text,tokens}_to_input, tokenizer truncation_side "left" @ v0.10.0)', async () => {
+    const ids = [785, 3974, 13876, 38835, 34208, 916, 279, 15678, 5562, 13];
+    const tail = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: ids.slice(-4), max_tokens: 1, echo: true });
+    const cut = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: ids, max_tokens: 1, echo: true, truncate_prompt_tokens: 4 });
+    expect(cut.status).toBe(200);
+    expect(cut.json().usage.prompt_tokens).toBe(4);
+    // A token-id prompt's echo is decoded from the kept tokens.
+    expect(cut.json().choices[0].text).toBe(tail.json().choices[0].text);
+    // A text prompt keeps its whole text as the echo; only its tokens are cut. Longer than the prompt: nothing is cut.
+    const text = longText(200, 3);
+    const whole = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: text, max_tokens: 1 })).json().usage.prompt_tokens;
+    const cutText = (await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: text, max_tokens: 1, echo: true, truncate_prompt_tokens: 16 })).json();
+    expect(cutText.usage.prompt_tokens).toBe(16);
+    expect(cutText.choices[0].text.startsWith(text)).toBe(true);
+    expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: text, max_tokens: 1, truncate_prompt_tokens: whole + 5 })).json().usage.prompt_tokens).toBe(whole);
+    const chat = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: text }], max_tokens: 1, truncate_prompt_tokens: 8 });
+    expect(chat.json().usage.prompt_tokens).toBe(8);
+    // Field(ge=1): 0 is pydantic's greater_than_equal error, with its ctx.
+    const zero = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'x', truncate_prompt_tokens: 0 });
+    expect(zero.status).toBe(400);
+    expect(zero.json().message).toBe("[{'type': 'greater_than_equal', 'loc': ('body', 'truncate_prompt_tokens'), 'msg': 'Input should be greater than or equal to 1', 'input': 0, 'ctx': {'ge': 1}}]");
+  });
+
   it('streaming chat: role chunk, one chunk per token, usage chunk, [DONE]', async () => {
     const r = await http(sim.url, 'POST', '/v1/chat/completions', {
       model: MODEL,
