@@ -226,9 +226,11 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
   /** The scorer's scores for pods 1 and 2, as one scheduling cycle computes them (no pick, no speculation). */
   async function scores(body: { model: string }, cacheSalt?: string): Promise<number[]> {
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)));
     const request = {
-      requestId: 'r', model: body.model, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input,
+      requestId: 'r', model: body.model, prompt: '', input: parsed.input,
       headers: {}, attributes: new CycleState(), ...(cacheSalt !== undefined ? { cacheSalt } : {}),
+      ...(parsed.truncatePromptTokens !== undefined ? { truncatePromptTokens: parsed.truncatePromptTokens } : {}),
     };
     await scorer.prepareRequest(request);
     return scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
@@ -257,6 +259,19 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(await scores(body, 'tenant-a')).toEqual([1, 0]);
     expect(await scores(body)).toEqual([0, 0]);
     expect(await scores(body, 'tenant-b')).toEqual([0, 0]);
+  });
+
+  test('truncate_prompt_tokens: vLLM caches the prompt\'s last N tokens only (left truncation, serving_engine.py @ v0.10.0), and the request is matched on them', async () => {
+    const body = chat('What does the truncation appendix say?', 'the truncation manual');
+    const { ids } = (await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body))).input))!;
+    const keep = 160; // ten blocks of the prompt's tail, starting mid-prompt
+    const tail = ids.slice(ids.length - keep);
+    await publish(pods[0]!, [{ type: 'BlockStored', blockHashes: Array.from({ length: 10 }, (_, i) => String(8000 + i)), parentBlockHash: null, tokenIds: [...tail], blockSize: 16, loraId: null }]);
+    const truncated = { ...body, truncate_prompt_tokens: keep };
+    await waitFor(async () => (await scores(truncated))[0] === 1, 'the tail\'s blocks to match the truncated request');
+    expect(await scores(truncated)).toEqual([1, 0]);
+    // Without the field the request's blocks start at the prompt's first token: none of them is the tail's.
+    expect(await scores(body)).toEqual([0, 0]);
   });
 
   test('a LoRA block reported by lora_id only (vLLM 0.10.x, no lora_name) never counts for the base model', async () => {

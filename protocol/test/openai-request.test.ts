@@ -41,6 +41,12 @@ describe('OpenAI request bodies', () => {
     expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }] }).input).toMatchObject({ addGenerationPrompt: true, continueFinalMessage: false });
   });
 
+  test('truncate_prompt_tokens is kept when it is a positive integer (vLLM\'s Field(ge=1)); any other value is left for the engine to refuse', () => {
+    expect(parse({ model: 'm', prompt: 'x', truncate_prompt_tokens: 64 }).truncatePromptTokens).toBe(64);
+    for (const bad of [0, -1, 2.5, '64', null]) expect(parse({ model: 'm', prompt: 'x', truncate_prompt_tokens: bad }).truncatePromptTokens).toBeUndefined();
+    expect(parse({ model: 'm', prompt: 'x' }).truncatePromptTokens).toBeUndefined();
+  });
+
   // Every JSON inference endpoint of vllm/entrypoints/openai/api_server.py @ v0.10.0 is routed by what it carries.
   test.each<[string, unknown, { kind: string; prompt: string }]>([
     ['/v1/embeddings (text)', { model: 'm', input: 'embed me' }, { kind: 'text', prompt: 'embed me' }],

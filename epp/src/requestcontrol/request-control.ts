@@ -338,6 +338,7 @@ export class RequestControl implements RequestDirector {
       promptHead: (maxChars: number) => promptHead(parsed.input, maxChars),
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
+      ...(parsed.truncatePromptTokens !== undefined ? { truncatePromptTokens: parsed.truncatePromptTokens } : {}),
       headers: headerRecord(req.headers),
       attributes: new CycleState(),
     };

@@ -23,6 +23,8 @@ export interface LLMRequest {
   readonly input?: PromptInput;
   /** vLLM's `cache_salt`: prefix-cache entries are shared only between requests with the same salt. */
   readonly cacheSalt?: string;
+  /** vLLM's `truncate_prompt_tokens`: the engine prefills and caches only the prompt's last N tokens. */
+  readonly truncatePromptTokens?: number;
   /** Request headers, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
   /**

@@ -64,6 +64,12 @@ export interface ParsedRequestBody {
   readonly cacheSalt?: string;
   /** Present (true) when the body sets vLLM's `priority` itself: a router then leaves the field to the client. */
   readonly hasPriority?: true;
+  /**
+   * vLLM's `truncate_prompt_tokens` when it is a positive integer: the engine keeps only the prompt's last N tokens
+   * (left truncation, `vllm/entrypoints/openai/serving_engine.py` @ v0.10.0), so only those are prefilled and cached.
+   * Any other value is left for the engine to refuse.
+   */
+  readonly truncatePromptTokens?: number;
 }
 
 /**
@@ -284,6 +290,8 @@ export function parseRequestBody(body: Buffer): ParsedRequestBody {
     : { input, prompt, stream };
   if (cacheSalt !== undefined) out.cacheSalt = cacheSalt;
   if (o.priority !== undefined) out.hasPriority = true;
+  const truncate = o.truncate_prompt_tokens;
+  if (typeof truncate === 'number' && Number.isInteger(truncate) && truncate >= 1) out.truncatePromptTokens = truncate;
   return out;
 }
 

@@ -239,8 +239,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const tokenizer = await this.tokenizerFor(this.parameters.indexerConfig.tokenizersPoolConfig?.modelName ?? [...this.baseModels][0] ?? request.model);
     if (!tokenizer) return;
     const started = performance.now();
-    const tokens = await tokenizer.promptTokens(request.input);
-    if (!tokens) return;
+    const tokenized = await tokenizer.promptTokens(request.input);
+    if (!tokenized) return;
+    // vLLM keeps only the last truncate_prompt_tokens tokens (left truncation, serving_engine.py @ v0.10.0): its blocks,
+    // and so its BlockStored events, start there.
+    const keep = request.truncatePromptTokens;
+    const tokens = keep !== undefined && tokenized.ids.length > keep ? { ids: tokenized.ids.slice(tokenized.ids.length - keep) } : tokenized;
     const adapter = request.model === '' || this.baseModels.size === 0 || this.baseModels.has(request.model) ? '' : request.model;
     let parent = rootKey(adapter);
     const keys: number[] = [];
