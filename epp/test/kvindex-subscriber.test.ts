@@ -72,14 +72,14 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log).toEqual([0, 1, 2].map((n) => `batch ${POD} ${n} Qwen/Qwen3-0.6B`));
   });
 
-  test('a gap without a replay socket drops the pod\'s entries and goes on from the live batch', async () => {
+  test('a gap without a replay socket is counted and the pod\'s entries are kept, as llm-d-kv-cache-manager keeps them (kvevents/pool.go @ v0.3.0); the live batch applies', async () => {
     const r = new Recorder();
     await perPod(r, false);
     await send(publisher, 0);
     await send(publisher, 1, 1, { lost: true });
     await send(publisher, 2);
     await waitFor(() => r.batches().length === 2);
-    expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `gap ${POD}`, `reset ${POD} gap`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
+    expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `gap ${POD}`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
   });
 
   test('a gap is repaired from the replay socket: the lost batch comes back in order, nothing is dropped', async () => {
@@ -182,7 +182,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, 'dropped - unknown-pod', 'dropped - bad-topic', `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
   });
 
-  test('central: batches numbered by one counter across pods (llm-d-kv-cache-manager examples/kv_events/offline/publisher.go @ v0.3.0) are no gap; a batch lost from the socket still is', async () => {
+  test('central: batches numbered by one counter across pods (llm-d-kv-cache-manager examples/kv_events/offline/publisher.go @ v0.3.0) wipe no pod\'s entries, lost batches included', async () => {
     const r = new Recorder();
     const OTHER = '127.0.0.2:8000';
     subscriber = new KvEventSubscriber({
@@ -192,18 +192,18 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await subscriber.start();
     publisher.connect(subscriber.boundEndpoint!);
     await publisher.waitSubscribed();
-    // KVM's publisher counts from 1 for everything it sends: pod A 1, pod B 2, pod A 3, pod B 4.
+    // KVM's publisher counts from 1 for everything it sends: pod A 1, pod B 2, pod A 3, a pod outside the pool 4, then
+    // pod B's 5 is lost and pod A sends 6. Each pod's sequence jumps; none is a restart, and nothing is dropped.
     await send(publisher, 1, 1, { topic: 'kv@127.0.0.1@m' });
     await send(publisher, 2, 2, { topic: 'kv@127.0.0.2@m' });
     await send(publisher, 3, 3, { topic: 'kv@127.0.0.1@m' });
-    await send(publisher, 4, 4, { topic: 'kv@127.0.0.2@m' });
-    // Batch 5 (pod A's) is lost; batch 6 is pod A's again: the socket's sequence broke, so this one is a gap.
-    await send(publisher, 5, 5, { topic: 'kv@127.0.0.1@m', lost: true });
+    await send(publisher, 4, 4, { topic: 'kv@127.0.0.9@m' });
+    await send(publisher, 5, 5, { topic: 'kv@127.0.0.2@m', lost: true });
     await send(publisher, 6, 6, { topic: 'kv@127.0.0.1@m' });
+    await send(publisher, 7, 7, { topic: 'kv@127.0.0.2@m' });
     await waitFor(() => r.batches().length === 5);
-    expect(r.log).toEqual([
-      `batch ${POD} 1 m`, `batch ${OTHER} 2 m`, `batch ${POD} 3 m`, `batch ${OTHER} 4 m`, `gap ${POD}`, `reset ${POD} gap`, `batch ${POD} 6 m`,
-    ]);
+    expect(r.log.filter((l) => l.startsWith('reset'))).toEqual([]);
+    expect(r.batches()).toEqual([`batch ${POD} 1 m`, `batch ${OTHER} 2 m`, `batch ${POD} 3 m`, `batch ${POD} 6 m`, `batch ${OTHER} 7 m`]);
   });
 
   // vLLM runs one ZmqEventPublisher per data-parallel rank (vllm/distributed/kv_events.py @ 0181ea31, #18925): each
@@ -226,7 +226,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await waitFor(() => r.batches().length === 5);
     expect(r.log).toEqual([
       `batch ${POD} 10 Qwen/Qwen3-0.6B`, `batch ${POD} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 11 Qwen/Qwen3-0.6B`, `batch ${POD} 21 Qwen/Qwen3-0.6B`,
-      `gap ${POD}`, `reset ${POD} gap`, `batch ${POD} 23 Qwen/Qwen3-0.6B`,
+      `gap ${POD}`, `batch ${POD} 23 Qwen/Qwen3-0.6B`,
     ]);
   });
 });

@@ -141,8 +141,6 @@ export class KvEventSubscriber {
   private central?: Zmq.Subscriber;
   private readonly perPod = new Map<string, Zmq.Subscriber>();
   private readonly publishers = new Map<string, PublisherState>();
-  /** Central mode: the sequence number of the last batch the socket received, whichever pod sent it. */
-  private centralLastSeq?: bigint;
   /** Per-pod subscriptions not yet connected whose warm-up wait has not run out, with the timer that ends it. */
   private readonly warmingUp = new Map<string, NodeJS.Timeout>();
   private closed = false;
@@ -281,16 +279,10 @@ export class KvEventSubscriber {
     const key = streamKey(endpointKey, rank);
     let state = this.publishers.get(key);
     if (!state) this.publishers.set(key, (state = { endpointKey, rank }));
-    // Central mode: one socket carries every pod's batches. vLLM numbers each publisher's batches on their own, but
-    // llm-d-kv-cache-manager's example publisher numbers everything it sends with one counter, whatever the topic
-    // (examples/kv_events/offline/publisher.go @ v0.3.0, `atomic.AddUint64(&p.seqNum, 1)`), so a pod's sequence jumps
-    // whenever another pod's batch came between. A batch that continues the socket's own sequence is no gap.
-    const continuesSocket = socketEndpoint === undefined && this.centralLastSeq !== undefined && seq === this.centralLastSeq + 1n;
-    if (socketEndpoint === undefined) this.centralLastSeq = seq;
-    this.sequenced(state, seq, decoded, topic?.model, continuesSocket);
+    this.sequenced(state, seq, decoded, topic?.model);
   }
 
-  private sequenced(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined, continuesSocket = false): void {
+  private sequenced(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
     const { endpointKey } = state;
     if (state.held) {
       state.held.push({ seq, decoded, ...(model !== undefined ? { model } : {}) });
@@ -305,14 +297,19 @@ export class KvEventSubscriber {
       }
     } else if (seq < state.next) {
       this.options.events.reset(endpointKey, 'publisher-restart');
-    } else if (seq > state.next && !continuesSocket) {
+    } else if (seq > state.next) {
       this.options.events.gap(endpointKey);
       if (this.options.replayPort !== undefined) {
         state.held = [{ seq, decoded, ...(model !== undefined ? { model } : {}) }];
         void this.replay(state, state.next, model, true);
         return;
       }
-      this.options.events.reset(endpointKey, 'gap');
+      // Without a replay socket the lost batches are gone: the gap is counted and the pod's entries are kept, as
+      // llm-d-kv-cache-manager keeps them (it never compares sequence numbers: kvevents/pool.go @ v0.3.0). A missed
+      // removal costs one cold prefill on the pod, whose next BlockStored of those blocks puts the index right; dropping
+      // the pod's entries would cost every hit it still has. A jump is also no sign of loss for every publisher:
+      // llm-d-kv-cache-manager's example numbers the batches of all its topics with one counter
+      // (examples/kv_events/offline/publisher.go @ v0.3.0), so each pod's sequence jumps whenever another's came between.
     }
     this.apply(state, seq, decoded, model);
   }

@@ -48,7 +48,7 @@ export interface KvEventsConfig {
   };
   /**
    * kvroute's addition: the port of each pod's replay socket (vLLM's `replay_endpoint`, `tcp://*:<port>`), used to
-   * repair a sequence gap and to warm up; without it a gap drops the pod's entries. @default none
+   * repair a sequence gap and to warm up; without it a gap is counted and the pod's entries are kept. @default none
    */
   replayPort?: number;
   /**
