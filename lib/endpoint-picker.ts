@@ -174,11 +174,12 @@ export class EndpointPicker extends Construct {
   /** Central KV-event mode: the port the EPP binds for the pods' vLLM publishers to connect to. */
   public static readonly KV_EVENTS_PORT_NAME = 'tcp-kv-events';
   /**
-   * gRPC health service the readiness probe asks: SERVING once the pool has synced and endpoints are known and, with
-   * per-pod KV events, every pod's subscription connected (each waited for at most `warmUpTimeout`, 10 s), at start-up.
+   * gRPC health service the readiness probe asks: SERVING once the pool has synced (ready pods or not, as GIE's EPP)
+   * and, with per-pod KV events, the subscriptions of the pods present then connected (each waited for at most
+   * `warmUpTimeout`, 10 s), at start-up.
    */
   public static readonly READINESS_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
-  /** gRPC health service the liveness probe asks: SERVING while the process runs, so an empty pool never restarts it. */
+  /** gRPC health service the liveness probe asks: SERVING while the process runs, whatever the pool and the warm-up. */
   public static readonly LIVENESS_SERVICE = 'liveness';
   /** Drain time the EPP gets on SIGTERM (its --shutdown-grace-period). */
   public static readonly SHUTDOWN_GRACE_SECONDS = 120;

@@ -88,8 +88,8 @@ interface FlagSpec {
 }
 
 /**
- * GIE v0.5.1–v1.0.x's metric-name flags (cmd/epp/runner/runner.go; camelCase in v0.5.1), which llm-d's guides and GIE's
- * chart pass: accepted when they name the vLLM metric kvroute reads anyway, so those manifests start. GIE v1.5.0
+ * GIE v0.5.1–v1.4.x's metric-name flags (cmd/epp/runner/runner.go; camelCase in v0.5.1; `cache-info-metric` from v1.1.0,
+ * `total-running-requests-metric` from v1.3.0), which llm-d's guides and GIE's chart pass: accepted when they name the vLLM metric kvroute reads anyway, so those manifests start. GIE v1.5.0
  * refuses them all (pkg/epp/server/options.go Validate); refusing them here stopped v1.0-era manifests for no gain.
  */
 function metricNameFlag(name: string, aliases: readonly string[], fixed: readonly string[]): FlagSpec {

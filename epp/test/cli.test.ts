@@ -31,7 +31,7 @@ describe('kvroute-epp flags', () => {
       .toThrow('--endpoint-selector is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)');
   });
 
-  test('GIE v0.5.1-v1.0.x cmd/epp/runner/runner.go metric-name and destination-hint flags (llm-d guides, GIE chart): vLLM\'s names and the defaults start the EPP and are reported as ignored; any other value is refused, named', () => {
+  test('GIE v0.5.1-v1.4.x cmd/epp/runner/runner.go metric-name and destination-hint flags (llm-d guides, GIE chart): vLLM\'s names and the defaults start the EPP and are reported as ignored; any other value is refused, named', () => {
     const o = parseArgs(['--pool-name', 'p', '--total-queued-requests-metric=vllm:num_requests_waiting', '--kv-cache-usage-percentage-metric', 'vllm:kv_cache_usage_perc',
       '--total-running-requests-metric=vllm:num_requests_running', '--cache-info-metric=vllm:cache_config_info', '--lora-info-metric', 'vllm:lora_requests_info'], {})!;
     expect(o.ignoredFlags).toEqual(['--total-queued-requests-metric', '--total-running-requests-metric', '--kv-cache-usage-percentage-metric', '--cache-info-metric', '--lora-info-metric']);

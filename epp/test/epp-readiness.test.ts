@@ -1,7 +1,8 @@
 /**
  * The EPP's readiness (the gRPC health status its Deployment's readiness probe asks) with the precise scorer: SERVING
- * only once the pool synced, an endpoint is ready and every pod's KV-event subscription connected (or its warm-up wait
- * ran out), so a new replica enters the EPP Service with an index that receives events. The whole EPP in-process
+ * only once the pool synced and every pod ready then has its KV-event subscription connected (or its warm-up wait ran
+ * out), so a new replica enters the EPP Service with an index that receives events. A pool synced with no ready pod is
+ * SERVING at once, as GIE's EPP (epp-integration.test.ts). The whole EPP in-process
  * (`startEpp`), real HTTP metrics servers, real ZMQ publishers on loopback.
  */
 import * as zmq from 'zeromq';

@@ -131,10 +131,15 @@ export function canonicalizePathPart(path: string): string | null {
 }
 
 /**
- * PathUtil::canonicalPath on an origin-form `:path`: the path part canonicalized, the query (from the first `?`)
- * kept as it came; null for a path Envoy rejects with 400.
+ * PathUtil::canonicalPath on an origin-form `:path`, the fragment stripped first: the path part canonicalized, the
+ * query (from the first `?`) kept as it came; null for a path Envoy rejects with 400.
  */
-export function normalizePath(target: string): string | null {
+export function normalizePath(raw: string): string | null {
+  // A fragment never reaches routing: Istio's bootstrap turns `envoy.reloadable_features.http_reject_path_with_fragment`
+  // off (pkg/bootstrap/config.go @ 1.27.0), and Envoy then strips `#…` from `:path` instead of rejecting it
+  // (ConnectionManagerUtility, `http_strip_fragment_from_path_unsafe_if_disabled` left on).
+  const hash = raw.indexOf('#');
+  const target = hash < 0 ? raw : raw.slice(0, hash);
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q);

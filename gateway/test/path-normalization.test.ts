@@ -35,4 +35,9 @@ describe('normalizePath (PathUtil::canonicalPath with Chromium CanonicalizePath)
     expect(normalizePath('/a/%00')).toBeNull();
     expect(canonicalizePathPart('')).toBe('/');
   });
+
+  it('strips a fragment, as Envoy does with Istio\'s http_reject_path_with_fragment off (pkg/bootstrap/config.go @ 1.27.0)', () => {
+    expect(normalizePath('/v1/models#x')).toBe('/v1/models');
+    expect(normalizePath('/v1/../completions?a=1#frag?b')).toBe('/completions?a=1');
+  });
 });

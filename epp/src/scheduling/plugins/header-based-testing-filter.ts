@@ -24,10 +24,8 @@ export class HeaderBasedTestingFilter implements Filter {
     const value = cycle.request.headers[TEST_EPP_ENDPOINT_SELECTION_HEADER];
     if (value === undefined || value === '') return [];
     const byAddress = new Map<string, EndpointSnapshot>();
-    for (const candidate of candidates) {
-      // The first candidate at an address wins, as upstream's map is keyed by address alone.
-      if (!byAddress.has(candidate.endpoint.address)) byAddress.set(candidate.endpoint.address, candidate);
-    }
+    // Keyed by address alone, the last candidate at an address winning, as upstream's Go map is filled.
+    for (const candidate of candidates) byAddress.set(candidate.endpoint.address, candidate);
     const kept: EndpointSnapshot[] = [];
     for (const listed of value.split(',')) {
       const candidate = byAddress.get(listed.trim());
