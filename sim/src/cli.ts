@@ -30,6 +30,8 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'prefill tokens per request per scheduler step (chunked prefill; default 2048)' },
   'enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'bool', help: 'report usage.prompt_tokens_details.cached_tokens, as vLLM (default off)' },
   'no-enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'no-bool', help: 'the default' },
+  'sim-extension': { key: 'simExtension', kind: 'bool', help: 'add kvroute_sim {pod, cached_tokens, queue_time_s, ttft_s, e2e_s} to each body and last chunk (default off: exactly vLLM\'s members)' },
+  'no-sim-extension': { key: 'simExtension', kind: 'no-bool', help: 'the default' },
   'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'float', help: 'only reported in vllm:cache_config_info (default 0.9)' },
   'prefix-caching-hash-algo': { key: 'prefixCachingHashAlgo', kind: 'string', help: 'builtin | sha256 | sha256_cbor_64bit | sha256_cbor (default builtin); seeded by $PYTHONHASHSEED' },
   'kv-events-config': { key: 'kvEventsConfig', kind: 'string', help: 'vLLM\'s KV events JSON, e.g. \'{"enable_kv_cache_events":true,"publisher":"zmq"}\'' },

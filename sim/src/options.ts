@@ -37,6 +37,11 @@ export interface SimulatorOptions {
   defaultMaxTokens: number;
   /** vLLM's `--enable-prompt-tokens-details`: report `usage.prompt_tokens_details.cached_tokens` (when non-zero). */
   enablePromptTokensDetails: boolean;
+  /**
+   * Add the `kvroute_sim` member (pod, cached tokens, queue time, TTFT, e2e in model seconds) to each non-streaming body
+   * and to the last token's chunk. Off by default, so responses carry exactly vLLM's members.
+   */
+  simExtension: boolean;
   /** Only reported, in `vllm:cache_config_info`. */
   gpuMemoryUtilization: number;
   prefixCachingHashAlgo: HashAlgo;
@@ -87,6 +92,7 @@ export function defaultOptions(): SimulatorOptions {
     podName: process.env.POD_NAME || hostname(),
     defaultMaxTokens: 16,
     enablePromptTokensDetails: false,
+    simExtension: false,
     gpuMemoryUtilization: 0.9,
     prefixCachingHashAlgo: 'builtin',
     pythonHashSeed: process.env.PYTHONHASHSEED,
@@ -145,6 +151,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   int('--max-num-batched-tokens', o.maxNumBatchedTokens, 1);
   if (typeof o.enableAutoToolChoice !== 'boolean') throw new OptionError('--enable-auto-tool-choice', 'expected a boolean');
   if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
+  if (typeof o.simExtension !== 'boolean') throw new OptionError('--sim-extension', 'expected a boolean');
   // CacheConfig._verify_args (vllm/config.py @ v0.10.0) refuses > 1.0.
   if (!(typeof o.gpuMemoryUtilization === 'number' && o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1)) {
     throw new OptionError('--gpu-memory-utilization', `expected a number in (0, 1], got ${o.gpuMemoryUtilization}`);

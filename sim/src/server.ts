@@ -350,7 +350,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 usage: u,
                 prompt_logprobs: null,
                 kv_transfer_params: null,
-                kvroute_sim: timing,
+                ...(options.simExtension ? { kvroute_sim: timing } : {}),
               }
             : {
                 id,
@@ -362,7 +362,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 system_fingerprint: null,
                 usage: u,
                 kv_transfer_params: null,
-                kvroute_sim: timing,
+                ...(options.simExtension ? { kvroute_sim: timing } : {}),
               };
           sendJson(res, 200, body);
         }
@@ -417,7 +417,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 const choice = isChat ? { index: i, delta: {}, logprobs: null, finish_reason: 'abort' } : { index: i, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null };
                 c.lastChunk = { ...chunkBase, choices: [choice], ...usageOf(i) };
               }
-              sse({ ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) });
+              sse(options.simExtension ? { ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) } : c.lastChunk);
             }
             if (--open === 0) finishAll();
           },

@@ -8,7 +8,7 @@ describe('OpenAI API over loopback', () => {
   let sim: Simulator;
   beforeAll(async () => {
     // 1000× faster than real time: a modelled 1 s TTFT takes 1 ms of wall time.
-    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: [MODEL, 'qwen'], podName: 'pod-a', enablePromptTokensDetails: true });
+    sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: [MODEL, 'qwen'], podName: 'pod-a', enablePromptTokensDetails: true, simExtension: true });
   });
   afterAll(() => sim.close());
 
@@ -277,7 +277,7 @@ describe('OpenAI API over loopback', () => {
 describe('queueing through HTTP with a manual clock', () => {
   it('max-num-seqs 1: the second request waits, shows in the gauges, and completes', async () => {
     const clock = new ManualClock();
-    const sim = await startSimulator({ port: 0, clock, maxNumSeqs: 1 });
+    const sim = await startSimulator({ port: 0, clock, maxNumSeqs: 1, simExtension: true });
     try {
       const body = { model: MODEL, prompt: longText(50), max_tokens: 3 };
       const a = http(sim.url, 'POST', '/v1/completions', body);
@@ -303,7 +303,7 @@ describe('queueing through HTTP with a manual clock', () => {
 describe('--scheduling-policy priority (vllm/v1/core/sched/scheduler.py, request_queue.py @ v0.10.0)', () => {
   it('long prefills queue as waiting requests, and the queue is served by priority (lower first), not arrival', async () => {
     const clock = new ManualClock();
-    const sim = await startSimulator({ port: 0, clock, schedulingPolicy: 'priority' });
+    const sim = await startSimulator({ port: 0, clock, schedulingPolicy: 'priority', simExtension: true });
     try {
       const body = (seed: number, priority: number) => ({ model: MODEL, prompt: longText(400, seed), max_tokens: 1, priority });
       const a = http(sim.url, 'POST', '/v1/completions', body(1, 0));
@@ -355,7 +355,7 @@ describe('usage.prompt_tokens_details (vllm/entrypoints/openai/serving_chat.py, 
   const cachedOf = (n: number) => Math.floor((n - 1) / 16) * 16;
 
   it('without --enable-prompt-tokens-details (the default): null in non-streaming bodies, absent from the final usage chunk', async () => {
-    const sim = await startSimulator({ port: 0, timeScale: 1000 });
+    const sim = await startSimulator({ port: 0, timeScale: 1000, simExtension: true });
     try {
       expect(sim.options.enablePromptTokensDetails).toBe(false);
       for (let i = 0; i < 2; i++) {
@@ -412,7 +412,8 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(r.status).toBe(200);
     expect(r.json().model).toBe(MODEL);
     expect(r.json().id).toMatch(/^cmpl-[0-9a-f]{32}$/);
-    expect(Object.keys(r.json())).toEqual(['id', 'object', 'created', 'model', 'choices', 'service_tier', 'system_fingerprint', 'usage', 'kv_transfer_params', 'kvroute_sim']);
+    // Exactly vLLM's members (CompletionResponse @ v0.10.0): kvroute_sim only with --sim-extension.
+    expect(Object.keys(r.json())).toEqual(['id', 'object', 'created', 'model', 'choices', 'service_tier', 'system_fingerprint', 'usage', 'kv_transfer_params']);
     const h = await fetch(`${sim.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'abc' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }) });
     const body = (await h.json()) as any;
     expect(body.id).toBe('chatcmpl-abc');

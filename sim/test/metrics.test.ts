@@ -31,7 +31,7 @@ async function wallTtftMs(base: string, body: unknown): Promise<number> {
 describe('/metrics (vLLM 0.10 names, parsed back)', () => {
   let sim: Simulator;
   beforeAll(async () => {
-    sim = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096 });
+    sim = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096, simExtension: true });
   });
   const afterCleanup: (() => Promise<void>)[] = [];
   afterAll(async () => {
@@ -214,7 +214,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
 
   it("answers OpenMetrics 1.0 to a scraper that asks for it, as prometheus_client 0.22's choose_encoder and openmetrics generate_latest do", async () => {
     // Its own simulator: the other tests count this one's requests.
-    const own = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096 });
+    const own = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096, simExtension: true });
     afterCleanup.push(() => own.close());
     const r = await http(own.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'count me', max_tokens: 2 });
     expect(r.status).toBe(200);
