@@ -71,7 +71,9 @@ export function badRequest(message: string): ApiError {
  * imitates pydantic's error list (`[{'type': …, 'loc': ('body', …), 'msg': …, 'input': …}]`), naming the field.
  */
 export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number>>): ApiError {
-  const locStr = `(${['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`)).join(', ')})`;
+  // Python's tuple repr: a one-element tuple keeps its comma, ('body',).
+  const parts = ['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`));
+  const locStr = parts.length === 1 ? `(${parts[0]},)` : `(${parts.join(', ')})`;
   const inputStr = input === undefined ? '' : `, 'input': ${pyRepr(input)}`;
   // pydantic adds the constraint to a constraint's error (`'ctx': {'ge': 1}` for greater_than_equal).
   const ctxStr = ctx === undefined ? '' : `, 'ctx': {${Object.entries(ctx).map(([k, v]) => `'${k}': ${v}`).join(', ')}}`;
@@ -281,16 +283,23 @@ function intList(v: unknown, loc: Loc): number[] {
   return list(v, loc).map((t, i) => laxInt(t, [...loc, i]));
 }
 
-/** Fields shared by both endpoints; `logprobsKind` differs (chat: bool + top_logprobs, completions: int). */
-function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
-  // check_cache_salt_support (protocol.py @ v0.10.0, vLLM #17045), a mode="before" model validator of both request
-  // models. It reads the raw value, so a non-string is refused with this message rather than pydantic's string_type;
-  // it is the last before-validator each model defines, and pydantic runs those last-defined first, so it precedes
-  // every other check of the body.
+/**
+ * check_cache_salt_support (protocol.py @ v0.10.0, vLLM #17045), a mode="before" model validator of both request
+ * models. It reads the raw value, so a non-string is refused with this message rather than pydantic's string_type;
+ * it is the last before-validator each model defines, and pydantic runs those last-defined first, so it precedes
+ * every other check of the body.
+ */
+function checkCacheSalt(body: Json): void {
   const salt = body.cache_salt;
   if (salt !== undefined && salt !== null && (typeof salt !== 'string' || salt === '')) {
     throw validationError([], 'value_error', "Value error, Parameter 'cache_salt' must be a non-empty string if provided.", body);
   }
+}
+
+/** Fields shared by both endpoints; `logprobsKind` differs (chat: bool + top_logprobs, completions: int). */
+function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
+  checkCacheSalt(body);
+  const salt = body.cache_salt;
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
   const stream = opt(body, 'stream', laxBool, false);
   const so = body.stream_options;
@@ -324,11 +333,16 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
     if (promptLogprobs === undefined && echo) promptLogprobs = top;
   } else {
     logprobs = opt(body, 'logprobs', laxInt, undefined as number | undefined);
-    if (promptLogprobs === undefined && echo) promptLogprobs = logprobs;
   }
+  // check_logprobs (a model validator of both requests @ v0.10.0) reads the body's own prompt_logprobs, then, for
+  // completions, its logprobs; echo's implied prompt logprobs come later (to_sampling_params).
   if (promptLogprobs !== undefined) {
     if (stream && promptLogprobs > 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` are not available when `stream=True`.', body);
     if (promptLogprobs < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
+  }
+  if (kind === 'completion') {
+    if (logprobs !== undefined && logprobs < 0) throw validationError([], 'value_error', 'Value error, `logprobs` must be a positive value.', body);
+    if (promptLogprobs === undefined && echo) promptLogprobs = logprobs;
   }
   const maxTokens = opt(body, 'max_tokens', laxInt, undefined as number | undefined);
   // Type-checked like vLLM, then ignored: the reply is filler.
@@ -371,12 +385,17 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
 }
 
 export function parseCompletionRequest(body: Json): CompletionRequest {
+  checkCacheSalt(body);
+  // validate_prompt_and_prompt_embeds (protocol.py @ v0.10.0): `prompt` is Optional since prompt embeds (#17590), and
+  // this before-validator, defined just before check_cache_salt_support, runs right after it.
+  const raw = body.prompt;
+  if ((raw === undefined || raw === null) && (body.prompt_embeds === undefined || body.prompt_embeds === null)) {
+    throw validationError([], 'value_error', 'Value error, At least one of `prompt` or `prompt_embeds` must be set.', body);
+  }
+  if (raw === undefined || raw === null) throw new ApiError(501, 'prompt_embeds are not simulated.', 'Not Implemented');
   const common = parseCommon(body, 'completion');
   // CompletionRequest.max_tokens defaults to 16 (protocol.py @ v0.10.0); an explicit null means "no limit".
   if (body.max_tokens === undefined) common.maxTokens = 16;
-  const raw = body.prompt;
-  if (raw === undefined) throw validationError(['prompt'], 'missing', 'Field required');
-  if (raw === null) throw validationError(['prompt'], 'string_type', 'Input should be a valid string', null);
   const suffix = opt(body, 'suffix', strictStr, undefined as string | undefined);
   // Union[list[int], list[list[int]], str, list[str]] (protocol.py @ v0.10.0): one text, one list of ids, or a batch
   // of either; every prompt of a batch is its own request (serving_completion.py).

@@ -180,7 +180,7 @@ describe('OpenAI API over loopback', () => {
     });
     it("cache_salt \"\" or not a string → 400 from check_cache_salt_support, a mode=\"before\" validator (protocol.py @ v0.10.0, vLLM #17045)", async () => {
       // pydantic writes the msg with double quotes, as Python's repr of a str holding single quotes.
-      const msg = /^\[\{'type': 'value_error', 'loc': \('body'\), 'msg': "Value error, Parameter 'cache_salt' must be a non-empty string if provided\."/;
+      const msg = /^\[\{'type': 'value_error', 'loc': \('body',\), 'msg': "Value error, Parameter 'cache_salt' must be a non-empty string if provided\."/;
       await expectError('/v1/completions', { model: MODEL, prompt: 'x', cache_salt: '' }, 400, 'Bad Request', msg);
       await expectError('/v1/completions', { model: MODEL, prompt: 'x', cache_salt: 5, stream: true }, 400, 'Bad Request', msg);
       await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], cache_salt: '' }, 400, 'Bad Request', msg);
@@ -212,7 +212,15 @@ describe('OpenAI API over loopback', () => {
       await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', logit_bias: { abc: 1 }, stream: true }, 400, 'BadRequestError', /^invalid literal for int\(\) with base 10: 'abc'$/);
       await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', logit_bias: { '5': 'x' } }, 400, 'Bad Request', /'logit_bias', '5'.*float_parsing|float_parsing.*'logit_bias', '5'/);
     });
-    it('missing prompt → 400', () => expectError('/v1/completions', { model: MODEL }, 400, 'Bad Request', /'prompt'.*Field required/));
+    // CompletionRequest.prompt is Optional since prompt embeds (#17590); validate_prompt_and_prompt_embeds refuses
+    // a body with neither (protocol.py @ v0.10.0), loc ('body',) as Python writes a one-element tuple.
+    it('missing or null prompt → 400 from validate_prompt_and_prompt_embeds (protocol.py @ v0.10.0)', async () => {
+      const msg = /^\[\{'type': 'value_error', 'loc': \('body',\), 'msg': 'Value error, At least one of `prompt` or `prompt_embeds` must be set\.'/;
+      await expectError('/v1/completions', { model: MODEL }, 400, 'Bad Request', msg);
+      await expectError('/v1/completions', { model: MODEL, prompt: null }, 400, 'Bad Request', msg);
+    });
+    it('logprobs -1 on completions → 400 from check_logprobs, before SamplingParams (protocol.py @ v0.10.0)', () =>
+      expectError('/v1/completions', { model: MODEL, prompt: 'x', logprobs: -1 }, 400, 'Bad Request', /'msg': 'Value error, `logprobs` must be a positive value\.'/));
     it('stream_options without stream → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream_options: { include_usage: true } }, 400, 'Bad Request', /stream=True/));
     it('tools without tool_choice ("auto") and no --enable-auto-tool-choice → 400', () =>
       expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 400, 'BadRequestError', /--enable-auto-tool-choice/));
