@@ -106,6 +106,25 @@ describe('the default config on synthetic pools', () => {
     expect(filter.next).not.toBe(filter.holder);
   });
 
+  it('runs GIE\'s weighted-random-picker from a loaded config: every pick among the scored pods, the best-scored most often', () => {
+    const config = parseEndpointPickerConfig([
+      'apiVersion: inference.networking.x-k8s.io/v1alpha1', 'kind: EndpointPickerConfig', 'plugins:',
+      '- type: queue-scorer', '- type: weighted-random-picker',
+      'schedulingProfiles:', '- name: default', '  plugins:', '  - pluginRef: queue-scorer', '  - pluginRef: weighted-random-picker',
+    ].join('\n'));
+    const scheduler = buildScheduler(config, { now: () => NOW, random: seededRandom(3) });
+    // queue-scorer: the emptiest queue 1, the fullest 0 (never picked while another scores above 0).
+    const pool = [pod('idle'), pod('busy', { waitingQueueSize: 4 }), pod('full', { waitingQueueSize: 8 })];
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 600; i++) {
+      const name = scheduler.schedule(request(`r${i}`), pool).target.endpoint.name;
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    expect(counts.get('full')).toBeUndefined();
+    expect(counts.get('idle')!).toBeGreaterThan(counts.get('busy')!);
+    expect(counts.get('busy')!).toBeGreaterThan(0);
+  });
+
   it("fails with 'no-endpoints' for an empty pool or a pool without decode pods", () => {
     const scheduler = defaultScheduler();
     expect(reasonOf(() => scheduler.schedule(request('hi'), []))).toBe('no-endpoints');
