@@ -38,6 +38,9 @@ export interface EngineConfig {
 export type SchedulingPolicy = 'fcfs' | 'priority';
 export const SCHEDULING_POLICIES: readonly SchedulingPolicy[] = ['fcfs', 'priority'];
 
+/** The lookup a request that skips the prefix cache gets: nothing cached. */
+const NO_HIT: CacheHit = { blockIds: [], tokens: 0 };
+
 export interface SubmitParams {
   promptTokens: ArrayLike<number>;
   /** The request's `priority` (lower is served first); only the `priority` policy reads it. @default 0 */
@@ -55,6 +58,11 @@ export interface SubmitParams {
   maxTokensParam?: number;
   /** `n` of the request this one is a child of (vLLM's ParentRequest); 1 or absent = a request of its own. */
   parentN?: number;
+  /**
+   * The request asks for prompt logprobs: vLLM V1 then skips the prefix-cache lookup, uncounted, and prefills the whole
+   * prompt (`get_computed_blocks`, vllm/v1/core/kv_cache_manager.py @ v0.10.0); its blocks are still cached. @default false
+   */
+  skipPrefixCache?: boolean;
 }
 
 export type FinishReason = 'length' | 'stop' | 'abort';
@@ -138,6 +146,7 @@ interface Req extends KvSequence {
   readonly endReason: 'length' | 'stop';
   readonly maxTokensParam: number;
   readonly parentN: number;
+  readonly skipPrefixCache: boolean;
   readonly priority: number;
   /** Submission order: breaks ties between equal (priority, arrival), which vLLM's heap leaves to its tuple order. */
   readonly seq: number;
@@ -290,6 +299,7 @@ export class Engine {
       endReason: params.finishReason ?? 'length',
       maxTokensParam: params.maxTokensParam ?? maxTokens,
       parentN: params.parentN ?? 1,
+      skipPrefixCache: params.skipPrefixCache === true,
       priority: params.priority ?? 0,
       seq,
       state: 'waiting',
@@ -477,9 +487,10 @@ export class Engine {
       if (this.laneFreeAt.length > 0 && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
       const r = this.waiting[0];
       this.ensureHashes(r, r.numTokens);
-      // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token.
-      const hit = this.kv.findLongestCacheHit(r.hashes, r.numTokens - 1);
-      this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
+      // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token; a
+      // request that wants prompt logprobs gets no lookup at all, and none is counted.
+      const hit = r.skipPrefixCache ? NO_HIT : this.kv.findLongestCacheHit(r.hashes, r.numTokens - 1);
+      if (!r.skipPrefixCache) this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
       const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens);
       const fresh = this.kv.allocateSlots(r, numNew, hit);
       // Under either policy a head that does not fit blocks the queue.

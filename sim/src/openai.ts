@@ -661,6 +661,37 @@ export function fillerLogprobs(ids: readonly number[], texts: readonly string[],
   });
 }
 
+/** One prompt position's logprobs as vLLM serializes them: token id → `Logprob` (vllm/sequence.py @ v0.10.0). */
+export type PromptLogprobEntry = Record<string, { logprob: number; rank: number; decoded_token: string }>;
+
+/**
+ * `prompt_logprobs` as vLLM 0.10.0 returns them (`clamp_prompt_logprobs` over the engine's PromptLogprobs,
+ * vllm/entrypoints/openai/serving_chat.py, serving_completion.py): null for the first prompt token, which nothing
+ * predicts, then per token a map of token id → {logprob, rank, decoded_token} holding the prompt's own token and the
+ * top `k`. Values are those of a model certain of the prompt, as the filler's are: the prompt's token at rank 1 with
+ * logprob 0.0, the other `k − 1` at vLLM's clamp of -inf, -9999.0. JSON objects list integer keys in ascending order,
+ * where Python keeps the prompt's token first.
+ */
+export function promptLogprobs(
+  ids: ArrayLike<number>,
+  decode: (id: number) => string,
+  vocab: { ids: readonly number[]; texts: readonly string[] },
+  k: number,
+): (PromptLogprobEntry | null)[] {
+  const out: (PromptLogprobEntry | null)[] = [null];
+  for (let i = 1; i < ids.length; i++) {
+    const id = ids[i]!;
+    const entry: PromptLogprobEntry = { [String(id)]: { logprob: 0, rank: 1, decoded_token: decode(id) } };
+    let rank = 2;
+    for (let j = 0; rank <= k && j < vocab.ids.length; j++) {
+      if (vocab.ids[j] === id) continue;
+      entry[String(vocab.ids[j])] = { logprob: -9999, rank: rank++, decoded_token: vocab.texts[j]! };
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
 /** `ChatCompletionLogProbs` for some tokens (bytes are the token's UTF-8). */
 export function chatLogprobs(entries: readonly TokenLogprobs[], k: number): Record<string, unknown> {
   const bytes = (t: string): number[] => Array.from(Buffer.from(t, 'utf8'));

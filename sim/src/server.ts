@@ -22,6 +22,7 @@ import {
   parseJsonBody,
   planOutput,
   processorError,
+  promptLogprobs,
   strictStr,
   usage,
   validationError,
@@ -288,6 +289,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
     });
     const k = req.sampling.logprobs ?? 0;
+    // prompt_logprobs (explicit, or chat echo's top_logprobs): null in the response unless asked for.
+    const promptLogprobsOf = (pr: PreparedPrompt): unknown =>
+      req.sampling.promptLogprobs === undefined
+        ? null
+        : promptLogprobs(pr.tokens, (id) => tokenizer.decode([id]), { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.promptLogprobs);
     const logprobsOf = (c: (typeof choices)[number], from: number, to: number, offset: number): unknown =>
       c.lp === null ? null : isChat ? chatLogprobs(c.lp.slice(from, to), k) : completionLogprobs(c.lp.slice(from, to), k, offset);
     const promptTokensTotal = isChat ? p.prompts[0].tokens.length : p.prompts.reduce((a, pr) => a + pr.tokens.length, 0);
@@ -348,7 +354,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 service_tier: null,
                 system_fingerprint: null,
                 usage: u,
-                prompt_logprobs: null,
+                prompt_logprobs: promptLogprobsOf(p.prompts[0]),
                 kv_transfer_params: null,
                 ...(options.simExtension ? { kvroute_sim: timing } : {}),
               }
@@ -357,7 +363,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 object: 'text_completion',
                 created,
                 model: p.model,
-                choices: choices.map((c, i) => ({ index: i, text: p.echoOnly ? c.echoText : c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: null })),
+                choices: choices.map((c, i) => ({ index: i, text: p.echoOnly ? c.echoText : c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: promptLogprobsOf(c.pr) })),
                 service_tier: null,
                 system_fingerprint: null,
                 usage: u,
@@ -436,6 +442,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
               maxTokensParam: c.pr.maxTokensParam,
               parentN: n,
               priority: req.priority,
+              skipPrefixCache: req.sampling.promptLogprobs !== undefined,
             },
             listener,
           ),
@@ -585,8 +592,10 @@ interface Prepared {
 
 function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
   if (req.kind === 'completion' && req.suffix !== undefined) throw badRequest('suffix is not currently supported');
-  if (req.sampling.promptLogprobs !== undefined) {
-    throw new ApiError(501, 'prompt_logprobs (and echo with logprobs) are not simulated.', 'Not Implemented');
+  // Completions merge echo's prompt logprobs into the choice's `logprobs` (serving_completion.py @ v0.10.0,
+  // request_output_to_completion_response), which is not simulated; every other prompt_logprobs request is.
+  if (req.kind === 'completion' && req.echo && req.sampling.logprobs !== undefined) {
+    throw new ApiError(501, 'echo with logprobs (prompt logprobs merged into the choice\'s logprobs) is not simulated.', 'Not Implemented');
   }
   if (req.kind === 'chat' && req.toolChoice === 'auto' && !autoTools) {
     // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.

@@ -642,8 +642,33 @@ describe('logprobs of the filler (serving_chat.py _create_chat_logprobs, serving
     expect(events.map((e) => e.choices[0].logprobs.text_offset)).toEqual([[0], [3], [9]]);
   });
 
-  it('prompt_logprobs are not simulated (501); over 20 logprobs is vLLM\'s 400', async () => {
-    expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', prompt_logprobs: 1 })).status).toBe(501);
+  it('prompt_logprobs (serving_completion.py / serving_chat.py clamp_prompt_logprobs @ v0.10.0): null first, then the prompt\'s token and the top k; chat echo implies them (top_logprobs defaults to 0)', async () => {
+    const tok = (await http(sim.url, 'POST', '/tokenize', { prompt: 'Hello there world' })).json().tokens as number[];
+    const c = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hello there world', max_tokens: 1, prompt_logprobs: 2 })).json();
+    const pl = c.choices[0].prompt_logprobs;
+    expect(pl).toHaveLength(tok.length);
+    expect(pl[0]).toBeNull();
+    for (let i = 1; i < tok.length; i++) {
+      expect(Object.keys(pl[i])).toHaveLength(2);
+      expect(pl[i][String(tok[i])]).toMatchObject({ logprob: 0, rank: 1 });
+      expect(Object.values(pl[i]).map((e: any) => e.rank).sort()).toEqual([1, 2]);
+    }
+    // Chat echo of the last assistant message: vLLM's ChatCompletionRequest sets prompt_logprobs = top_logprobs (0).
+    const chat = (await http(sim.url, 'POST', '/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'Hel' }], echo: true, add_generation_prompt: false, continue_final_message: true, max_tokens: 2,
+    }));
+    expect(chat.status).toBe(200);
+    const body = chat.json();
+    expect(body.choices[0].message.content.startsWith('Hel')).toBe(true);
+    expect(body.prompt_logprobs[0]).toBeNull();
+    expect(body.prompt_logprobs.length).toBe(body.usage.prompt_tokens);
+    expect(Object.keys(body.prompt_logprobs[1])).toHaveLength(1);
+    // Without them the member is null.
+    expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: 1 })).json().choices[0].prompt_logprobs).toBeNull();
+  });
+
+  it('completions echo with logprobs (prompt logprobs merged into the choice\'s logprobs) is not simulated (501); over 20 logprobs is vLLM\'s 400', async () => {
+    expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', echo: true, logprobs: 1 })).status).toBe(501);
     const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', logprobs: 21 });
     expect(r.status).toBe(400);
     expect(r.json().message).toBe('Requested sample logprobs of 21, which is greater than max allowed: 20');

@@ -63,6 +63,30 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(ttft(cold) / ttft(warm)).toBeGreaterThan(40);
   });
 
+  it('a request that wants prompt logprobs skips the prefix-cache lookup, uncounted, and prefills all of its prompt; its blocks are still cached (kv_cache_manager.py get_computed_blocks @ v0.10.0)', () => {
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    const engine = new Engine(BASE, clock, observer);
+    const prompt = tokens(400);
+    submit(engine, prompt, 2);
+    clock.runAll();
+    const queries = log.queries.length;
+    const t: Tracked = { tokenTimes: [] as number[], abort: () => undefined };
+    engine.submit({ promptTokens: prompt, outputTokens: output(2), skipPrefixCache: true }, {
+      onToken: (_k, _id, at) => t.tokenTimes.push(at),
+      onFinish: (r) => { t.result = r; },
+    });
+    clock.runAll();
+    expect(t.result?.cachedTokens).toBe(0);
+    expect(ttft(t)).toBeCloseTo(20 + 400 * 0.25);
+    expect(log.queries.length).toBe(queries);
+    // The same prompt without prompt logprobs hits the blocks both requests cached.
+    const after = submit(engine, prompt, 2);
+    clock.runAll();
+    expect(after.result?.cachedTokens).toBe(Math.floor(399 / 16) * 16);
+    expect(log.queries.length).toBe(queries + 1);
+  });
+
   it('queues beyond max-num-seqs and admits at the exact finish instant', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, maxNumSeqs: 1 }, clock);
