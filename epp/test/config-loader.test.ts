@@ -135,6 +135,18 @@ schedulingProfiles:
     ]);
   });
 
+  it('GIE\'s later prefix-cache-scorer parameters (blockSize v1.1-v1.3 in characters; blockSizeTokens from v1.4; v1.5 maxPrefixTokensToMatch) map onto kvroute\'s', () => {
+    const resolved = (parameters: string) => parseEndpointPickerConfig(`${HEADER}plugins:\n- type: prefix-cache-scorer\n  parameters: ${parameters}\n`)
+      .plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters as { hashBlockSize: number; maxPrefixBlocksToMatch: number };
+    // GIE v1.5.0 site-src/guides/epp-configuration/config-text.md's complete example.
+    expect(resolved('{blockSizeTokens: 5, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250}')).toMatchObject({ hashBlockSize: 20, maxPrefixBlocksToMatch: 256 });
+    // GIE v1.5.0 site-src/guides/troubleshooting.md.
+    expect(resolved('{blockSize: 64}')).toMatchObject({ hashBlockSize: 64 });
+    expect(resolved('{blockSize: 32, blockSizeTokens: 16}')).toMatchObject({ hashBlockSize: 64 });
+    expect(resolved('{blockSizeTokens: 16, maxPrefixTokensToMatch: 2048, maxPrefixBlocksToMatch: 9}')).toMatchObject({ hashBlockSize: 64, maxPrefixBlocksToMatch: 128 });
+    expect(resolved('{hashBlockSize: 64}')).toMatchObject({ hashBlockSize: 64, maxPrefixBlocksToMatch: 256 });
+  });
+
   it('IS epp-prefix-cache-tracking-config.yaml (llm-d v0.2.1 precise mode, pkg/plugins/scorer/prefix_cache.go) loads as precise-prefix-cache-scorer under the same name', () => {
     const config = parseEndpointPickerConfig(`${HEADER}plugins:
   - type: single-profile-handler
@@ -228,8 +240,13 @@ describe('validation errors name the field and what is allowed', () => {
     ['unknown mode', plugins('- type: prefix-cache-scorer\n  parameters: {mode: exact}\n'), 'plugins[0].parameters.mode: must be "estimate" or "cache_tracking" (llm-d v0.2\'s precise mode), got "exact"'],
     [
       'unknown parameter',
-      plugins('- type: prefix-cache-scorer\n  parameters: {blockSize: 16}\n'),
-      'plugins[0].parameters.blockSize: unknown field; allowed: mode, hashBlockSize, maxPrefixBlocksToMatch, autoTune, lruCapacityPerServer, maxIndexEntries',
+      plugins('- type: prefix-cache-scorer\n  parameters: {blockChars: 16}\n'),
+      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, lruCapacityPerServer, maxIndexEntries',
+    ],
+    [
+      'kvroute\'s hashBlockSize beside one of GIE\'s block sizes',
+      plugins('- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 64, blockSizeTokens: 16}\n'),
+      'plugins[0].parameters.blockSizeTokens: give the block size once: hashBlockSize (characters) and GIE\'s blockSizeTokens are both set',
     ],
     ['zero index budget', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 0}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got 0'],
     ['index budget as bytes', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 256Mi}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got "256Mi"'],

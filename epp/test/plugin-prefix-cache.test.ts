@@ -351,6 +351,20 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     expect(scorer.score(cycle('aaaabbbbXXXXYYYYZZZZ!'), [podA, podB, podC])).toEqual([2 / 5, 1, 0]);
   });
 
+  it('keeps cache salts apart, as vLLM does and GIE v1.5.0 seeds its chain (approximateprefix/hashing.go: TargetModel, then CacheSalt)', () => {
+    const scorer = new PrefixCacheScorer('prefix', parameters, NOOP_SCHEDULING_METRICS);
+    const salted = (prompt: string, cacheSalt?: string): CycleContext => ({
+      request: { requestId: 'r', model: 'llama', prompt, headers: {}, ...(cacheSalt !== undefined ? { cacheSalt } : {}) },
+      state: new CycleState(),
+    });
+    const served = salted('aaaabbbbcccc', 'tenant-1');
+    scorer.score(served, [podA, podB]);
+    scorer.postCycle(served, { targets: [podA], scores: new Map() });
+    expect(scorer.score(salted('aaaabbbbcccc!', 'tenant-1'), [podA, podB])).toEqual([1, 0]);
+    expect(scorer.score(salted('aaaabbbbcccc!', 'tenant-2'), [podA, podB])).toEqual([0, 0]);
+    expect(scorer.score(salted('aaaabbbbcccc!'), [podA, podB])).toEqual([0, 0]);
+  });
+
   it('caps the match at maxPrefixBlocksToMatch and scores prompts shorter than a block 0', () => {
     const scorer = new PrefixCacheScorer('prefix', { ...parameters, maxPrefixBlocksToMatch: 2 }, NOOP_SCHEDULING_METRICS);
     route(scorer, 'aaaabbbbcccc', [podA], podA);

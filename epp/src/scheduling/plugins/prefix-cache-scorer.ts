@@ -166,7 +166,10 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const { hashBlockSize, maxPrefixBlocksToMatch } = this.parameters;
     const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
     const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
-    const blocks = hashPromptBlocks(request.model, text, hashBlockSize, maxPrefixBlocksToMatch);
+    // vLLM shares no KV block across cache salts, so a salted request's chain starts from its own seed: the model and
+    // the salt, as GIE v1.5.0 seeds it (approximateprefix/hashing.go: TargetModel, then the body's CacheSalt).
+    const seed = request.cacheSalt ? `${request.model}\u0000${request.cacheSalt}` : request.model;
+    const blocks = hashPromptBlocks(seed, text, hashBlockSize, maxPrefixBlocksToMatch);
     if (blocks.length === 0) return;
     // Every endpoint's match in one walk (a candidate's count does not depend on the others'); the keyed map the
     // latency scorer and logs read is built only if they read it.
@@ -347,10 +350,25 @@ export const prefixCacheScorer = definePlugin({
     if (mode !== undefined && mode !== null && mode !== 'estimate') {
       throw new ConfigError(fields.fieldPath('mode'), `must be "estimate" or "cache_tracking" (llm-d v0.2's precise mode), got ${describeValue(mode)}`);
     }
+    // GIE's later names (pkg/epp/.../prefix/plugin.go): `blockSize` in characters (v1.1.0-v1.3.x), `blockSizeTokens`
+    // (v1.4.0 on; a block of N tokens hashes N × 4 characters here, GIE's averageCharactersPerToken) and v1.5.0's
+    // `maxPrefixTokensToMatch` (approximateprefix/types.go), which wins over `maxPrefixBlocksToMatch` when positive.
+    // As in v1.5.0, `blockSizeTokens` wins over `blockSize`; beside kvroute's `hashBlockSize` either is ambiguous.
+    const present = (key: string) => fields.has(key) && fields.raw(key) !== null;
+    const upstreamSize = ['blockSizeTokens', 'blockSize'].find(present);
+    if (upstreamSize !== undefined && present('hashBlockSize')) {
+      throw new ConfigError(fields.fieldPath(upstreamSize), `give the block size once: hashBlockSize (characters) and GIE's ${upstreamSize} are both set`);
+    }
+    const characters = fields.integer('hashBlockSize', 64, 1);
+    const blockSize = fields.integer('blockSize', 64, 1);
+    const blockSizeTokens = fields.integer('blockSizeTokens', 16, 1);
+    const hashBlockSize = upstreamSize === 'blockSizeTokens' ? blockSizeTokens * CHARACTERS_PER_TOKEN : upstreamSize === 'blockSize' ? blockSize : characters;
+    const maxPrefixTokens = fields.integer('maxPrefixTokensToMatch', 0, 0);
+    const maxPrefixBlocks = fields.integer('maxPrefixBlocksToMatch', 256, 1);
     return {
       mode: 'estimate',
-      hashBlockSize: fields.integer('hashBlockSize', 64, 1),
-      maxPrefixBlocksToMatch: fields.integer('maxPrefixBlocksToMatch', 256, 1),
+      hashBlockSize,
+      maxPrefixBlocksToMatch: maxPrefixTokens > 0 ? Math.max(1, Math.floor((maxPrefixTokens * CHARACTERS_PER_TOKEN) / hashBlockSize)) : maxPrefixBlocks,
       autoTune: fields.boolean('autoTune', true),
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
