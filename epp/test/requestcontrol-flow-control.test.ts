@@ -383,6 +383,40 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     expect(await third).toMatchObject({ kind: 'route' });
   });
 
+  it('a newcomer takes its turn behind waiting requests of its priority or higher, even once capacity is back (GIE v1.5.0 admission.go: every request passes the queue, strict priority)', async () => {
+    // The tick is slow, so only the order of dispatch decides who gets the pods first.
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
+    const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 1 });
+    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue: q, tickMs: 60_000 } });
+    const order: string[] = [];
+    const route = (id: string, priority: string) => director!.route(incoming(id, { [PRIORITY_HEADER]: priority })).then((d) => { order.push(`${id}:${d.kind}`); });
+    const high = route('high', '10');
+    await turns(20);
+    expect(q.size).toBe(1);
+    setWaiting(0);
+    // Capacity is back, but the priority-10 request still waits for its dispatch: a sheddable newcomer queues behind it,
+    const low = route('low', '-1');
+    await turns(20);
+    expect(order).toEqual([]);
+    expect(q.sizes()).toEqual(new Map([[10, 1], [-1, 1]]));
+    // and dispatch releases them in priority order.
+    q.dispatch(1);
+    await high;
+    q.dispatch(1);
+    await low;
+    expect(order).toEqual(['high:route', 'low:route']);
+    // A newcomer of a higher priority than anything waiting is not held back behind it.
+    setWaiting(6);
+    const sheddable = route('sheddable', '-1');
+    await turns(20);
+    setWaiting(0);
+    await route('top', '5');
+    expect(order).toEqual(['high:route', 'low:route', 'top:route']);
+    q.dispatch(1);
+    await sheddable;
+    expect(order).toEqual(['high:route', 'low:route', 'top:route', 'sheddable:route']);
+  });
+
   it('rejects an unreadable x-kvroute-priority with a 400 naming the header and its range', async () => {
     const rc = control({});
     const d = await rc.route(incoming('p', { [PRIORITY_HEADER]: 'urgent' }));

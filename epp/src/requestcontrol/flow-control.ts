@@ -180,6 +180,13 @@ export class FlowControlQueue {
     return this.count;
   }
 
+  /** The highest priority any request waits at, or undefined when none waits. */
+  highestWaitingPriority(): number | undefined {
+    let highest: number | undefined;
+    for (const [priority, band] of this.bands) if (band.size > 0 && (highest === undefined || priority > highest)) highest = priority;
+    return highest;
+  }
+
   /** The bytes the waiting requests hold (their `bytes`). */
   get queuedBytes(): number {
     return this.bytes;

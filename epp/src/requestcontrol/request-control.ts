@@ -392,6 +392,15 @@ export class RequestControl implements RequestDirector {
     signal: () => AbortSignal,
     started: number,
   ): RouteDecision | Promise<RouteDecision> {
+    const flowControl = this.options.flowControl;
+    if (flowControl !== undefined && flowControl.queue.size > 0) {
+      // Requests of this priority or higher are waiting: a newcomer takes its turn behind them rather than the
+      // capacity they wait for, as every request passes GIE's queue in priority order (v1.5.0
+      // requestcontrol/admission.go, FlowControlAdmissionController: "Strict Priority Preservation").
+      const waiting = flowControl.queue.highestWaitingPriority();
+      const mine = this.queuePriority(request.headers);
+      if (waiting !== undefined && mine !== undefined && waiting >= mine) return this.waitForCapacity(req, request, model, signal(), started);
+    }
     try {
       const result = this.options.scheduler.schedule(request, current);
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
@@ -425,10 +434,7 @@ export class RequestControl implements RequestDirector {
     const flowControl = this.options.flowControl!;
     const queue = flowControl.queue;
     const headers = request.headers;
-    // A listed objective sets the priority, as GIE's InferenceObjective does; otherwise kvroute's own header; else 0.
-    const objective = headers[OBJECTIVE_HEADER];
-    const objectivePriority = objective !== undefined ? flowControl.objectives?.get(objective) : undefined;
-    const priority = objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]);
+    const priority = this.queuePriority(headers);
     if (priority === undefined) {
       return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' });
     }
@@ -601,6 +607,16 @@ export class RequestControl implements RequestDirector {
       byPlugin.set(plugin, series);
     }
     return series;
+  }
+
+  /**
+   * A request's flow-control priority: a listed objective's, as GIE's InferenceObjective sets it; otherwise kvroute's
+   * own header; else 0. Undefined when the header is not a valid priority.
+   */
+  private queuePriority(headers: Readonly<Record<string, string>>): number | undefined {
+    const objective = headers[OBJECTIVE_HEADER];
+    const objectivePriority = objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
+    return objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]);
   }
 
   /**
