@@ -79,4 +79,12 @@ describe('active-request-scorer: (max − c) / max of the EPP in-flight count', 
   it('is relative to the busiest, not to the least busy', () => {
     expect(scorer.score(cycle, [pod('a', {}, 3), pod('b', {}, 4)])).toEqual([0.25, 0]);
   });
+
+  it('llm-d v0.8.0 idleThreshold and maxBusyScore (scorer/activerequest/active_request.go): idle pods 1, busy ones scaled into [0, maxBusyScore]', () => {
+    const tuned = new ActiveRequestScorer('active', resolvePluginParameters('active-request-scorer', { requestTimeout: '2m', idleThreshold: 1, maxBusyScore: 0.5 }));
+    // 0 and 1 in flight are idle; 2 of max 4 scores (4 − 2) / 4 × 0.5; the busiest 0.
+    expect(tuned.score(cycle, [0, 1, 2, 4].map((active, i) => pod(`p${i}`, {}, active)))).toEqual([1, 1, 0.25, 0]);
+    expect(() => resolvePluginParameters('active-request-scorer', { maxBusyScore: 1.5 })).toThrow(/maxBusyScore/);
+    expect(() => resolvePluginParameters('active-request-scorer', { idleThreshold: -1 })).toThrow(/idleThreshold/);
+  });
 });

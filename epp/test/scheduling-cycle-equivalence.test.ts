@@ -179,7 +179,12 @@ const referenceScores = {
   active: (c: readonly EndpointSnapshot[]) => {
     let max = 0;
     for (const s of c) max = Math.max(max, s.activeRequests);
-    return c.map((s) => (max > 0 ? (max - Math.max(s.activeRequests, 0)) / max : 1));
+    // llm-d v0.8.0's rule at its defaults (idleThreshold 0, maxBusyScore 1): an idle pod scores 1 whatever the max.
+    return c.map((s) => {
+      if (!(max > 0)) return 1;
+      const count = Math.max(s.activeRequests, 0);
+      return count <= 0 ? 1 : (max - count) / max;
+    });
   },
 };
 

@@ -10,18 +10,28 @@ export interface ActiveRequestScorerParameters {
    * @default "2m"
    */
   requestTimeout?: Duration;
+  /** Pods with at most this many requests in flight count as idle and score 1 (llm-d v0.8.0). @default 0 */
+  idleThreshold?: number;
+  /** The most a busy pod (above `idleThreshold`) scores: busy pods are scaled into [0, maxBusyScore] (llm-d v0.8.0). @default 1 */
+  maxBusyScore?: number;
 }
 
 /**
- * `active-request-scorer`: `(max − c) / max` of the EPP's own in-flight count per endpoint
- * (`EndpointSnapshot.activeRequests`), 1 when nothing is in flight anywhere. Unlike scraped metrics it changes with
- * every pick, so bursts spread before the next scrape shows them.
- * @see llm-d/llm-d-inference-scheduler: pkg/plugins/scorer/active_request.go @ v0.3.0
+ * `active-request-scorer`: from the EPP's own in-flight count per endpoint (`EndpointSnapshot.activeRequests`), 1 for
+ * a pod with at most `idleThreshold` in flight, else `(max − c) / max × maxBusyScore`; 1 everywhere when nothing is in
+ * flight. Unlike scraped metrics it changes with every pick, so bursts spread before the next scrape shows them.
+ * `max` is taken over the candidates, where llm-d takes it over every pod it tracks: a loaded pod a filter removed
+ * does not lower the others' scores here.
+ * @see llm-d/llm-d-inference-scheduler: pkg/plugins/scorer/active_request.go @ v0.3.0;
+ *      pkg/epp/framework/plugins/scheduling/scorer/activerequest/active_request.go @ v0.8.0 (idleThreshold, maxBusyScore)
  */
 export class ActiveRequestScorer implements Scorer {
   readonly type = 'active-request-scorer';
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    private readonly parameters: Required<ActiveRequestScorerParameters> = { requestTimeout: '2m', idleThreshold: 0, maxBusyScore: 1 },
+  ) {}
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
     return scoresFromInto(this, cycle, candidates);
@@ -35,13 +45,21 @@ export class ActiveRequestScorer implements Scorer {
       out.fill(1, 0, n);
       return;
     }
-    for (let i = 0; i < n; i++) out[i] = (max - Math.max(candidates[i]!.activeRequests, 0)) / max;
+    const { idleThreshold, maxBusyScore } = this.parameters;
+    for (let i = 0; i < n; i++) {
+      const count = Math.max(candidates[i]!.activeRequests, 0);
+      out[i] = count <= idleThreshold ? 1 : ((max - count) / max) * maxBusyScore;
+    }
   }
 }
 
 export const activeRequestScorer = definePlugin({
   type: 'active-request-scorer',
   kinds: ['scorer'],
-  parameters: parameters<ActiveRequestScorerParameters>((fields) => ({ requestTimeout: fields.duration('requestTimeout', '2m') })),
-  create: (name) => new ActiveRequestScorer(name),
+  parameters: parameters<ActiveRequestScorerParameters>((fields) => ({
+    requestTimeout: fields.duration('requestTimeout', '2m'),
+    idleThreshold: fields.integer('idleThreshold', 0, 0),
+    maxBusyScore: fields.number('maxBusyScore', 1, 0, 1),
+  })),
+  create: (name, resolved) => new ActiveRequestScorer(name, resolved),
 });
