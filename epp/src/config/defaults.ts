@@ -1,4 +1,5 @@
 import { validateEndpointPickerConfig } from './loader';
+import { pluginCycleState } from './catalogue';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
@@ -201,7 +202,8 @@ export function withoutNoHitLru(config: EndpointPickerConfig): EndpointPickerCon
  * `--scheduling-policy priority` (`DecodePool.schedulingPolicy`).
  */
 export function withPrefillPriority(config: EndpointPickerConfig): EndpointPickerConfig {
-  const prefix = new Set(config.plugins.filter((p) => p.type === 'prefix-cache-scorer' || p.type === 'precise-prefix-cache-scorer').map((p) => p.name ?? p.type));
+  // The prefix scorers are the plugins that write the prefix match prefill-priority reads (their cycleState).
+  const prefix = new Set(config.plugins.filter((p) => pluginCycleState(p.type).writes.includes('prefix-match')).map((p) => p.name ?? p.type));
   return validateEndpointPickerConfig({
     ...config,
     plugins: [...config.plugins, { type: 'prefill-priority', name: 'prefill-priority', parameters: {} }],

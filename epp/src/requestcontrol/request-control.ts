@@ -20,7 +20,7 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
-import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError, skipWhitespace, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -614,9 +614,13 @@ export class RequestControl implements RequestDirector {
    * own header; else 0. Undefined when the header is not a valid priority.
    */
   private queuePriority(headers: Readonly<Record<string, string>>): number | undefined {
+    return this.objectivePriority(headers) ?? parsePriority(headers[PRIORITY_HEADER]);
+  }
+
+  /** The priority of the request's InferenceObjective (`x-gateway-inference-objective`) when the config lists it. */
+  private objectivePriority(headers: Readonly<Record<string, string>>): number | undefined {
     const objective = headers[OBJECTIVE_HEADER];
-    const objectivePriority = objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
-    return objectivePriority ?? parsePriority(headers[PRIORITY_HEADER]);
+    return objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
   }
 
   /**
@@ -625,8 +629,7 @@ export class RequestControl implements RequestDirector {
    * 0, GIE's default for a request without an objective (v1.5.0 `pkg/epp/requestcontrol/director.go`).
    */
   private priorityLabel(headers: Readonly<Record<string, string>>): string {
-    const objective = headers[OBJECTIVE_HEADER];
-    const objectivePriority = objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
+    const objectivePriority = this.objectivePriority(headers);
     if (objectivePriority !== undefined) return String(objectivePriority);
     const fromHeader = parsePriority(headers[PRIORITY_HEADER]) ?? 0;
     const label = String(fromHeader);
@@ -795,11 +798,9 @@ function rewriteModel(body: Buffer, model: string): Buffer | undefined {
  * body never repeats a member name.
  */
 export function withPriority(body: Buffer, priority: number): Buffer | undefined {
-  let at = 0;
-  while (at < body.length && (body[at] === 0x20 || body[at] === 0x09 || body[at] === 0x0a || body[at] === 0x0d)) at++;
+  const at = skipWhitespace(body, 0);
   if (body[at] !== 0x7b) return undefined; // '{'
-  let next = at + 1;
-  while (next < body.length && (body[next] === 0x20 || body[next] === 0x09 || body[next] === 0x0a || body[next] === 0x0d)) next++;
+  const next = skipWhitespace(body, at + 1);
   const member = Buffer.from(`{"priority":${priority}${body[next] === 0x7d ? '' : ','}`);
   return Buffer.concat([body.subarray(0, at), member, body.subarray(at + 1)]);
 }

@@ -167,7 +167,7 @@ function lastComma(buf: Buffer, runStart: number, next: number): number {
 }
 
 /** The index after the JSON whitespace (space, tab, line feed, carriage return) from `i`. */
-function skipWhitespace(buf: Buffer, i: number, end: number): number {
+export function skipWhitespace(buf: Buffer, i: number, end: number = buf.length): number {
   while (i < end) {
     const c = buf[i]!;
     if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
