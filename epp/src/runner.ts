@@ -17,7 +17,8 @@ import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
 import { RequestControl } from './requestcontrol/request-control';
-import { FlowControlQueue } from './requestcontrol/flow-control';
+import { FlowControlQueue, type BandOptions } from './requestcontrol/flow-control';
+import type { PriorityBandConfig } from './config/types';
 import { FLOW_CONTROL_DEFAULTS } from './config/flow-control-defaults';
 import { buildScheduler, type Scheduler } from './scheduling/scheduler';
 import type { EppOptions, FlowControlFlags } from './cli';
@@ -84,11 +85,12 @@ export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode
   const period = stretches ? Math.max(refreshIntervalMs, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS) : refreshIntervalMs;
   const out: string[] = [];
   for (const p of config.plugins) {
-    if (p.type !== 'saturation-filter') continue;
+    // Both read metricsStalenessThreshold the same way (200ms by default, GIE's with its 50 ms period).
+    if (p.type !== 'saturation-filter' && p.type !== 'utilization-detector') continue;
     const raw = p.parameters?.metricsStalenessThreshold ?? '200ms';
     const threshold = parseDuration(raw);
     if (threshold < 2 * period) {
-      out.push(`saturation-filter ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${stretches ? 'scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
+      out.push(`${p.type} ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${stretches ? 'scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
     }
   }
   return out;
@@ -105,6 +107,22 @@ export interface FlowControlSettings {
   readonly objectives: ReadonlyMap<string, number>;
   /** `--ext-proc-max-message-timeout` (0: off). */
   readonly maxMessageTimeoutMs: number;
+  /** Bounds and fairness per priority level (`flowControl.priorityBands`), and for the levels not listed. */
+  readonly bands: ReadonlyMap<number, BandOptions>;
+  readonly defaultBand: BandOptions;
+}
+
+/** A band of the config as the queue takes it: its refs resolved to a fairness policy. */
+function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, config: EndpointPickerConfig): BandOptions {
+  if (band === undefined) return {};
+  const ref = band.fairnessPolicyRef;
+  // A ref is a plugin's name or a policy's type name (the loader checked which).
+  const type = ref === undefined ? undefined : (config.plugins.find((p) => p.name === ref)?.type ?? ref);
+  return {
+    ...(band.maxRequests !== undefined ? { maxRequests: Number(band.maxRequests) } : {}),
+    ...(band.maxBytes !== undefined ? { maxBytes: Number(band.maxBytes) } : {}),
+    ...(type !== undefined ? { fairness: type === 'global-strict-fairness-policy' ? 'global-strict' as const : 'round-robin' as const } : {}),
+  };
 }
 
 export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowControlFlags = {}): FlowControlSettings {
@@ -114,11 +132,14 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     enabled: flags.enabled ?? c.enabled ?? d.enabled,
     maxQueued: flags.maxQueued ?? c.maxQueued ?? d.maxQueued,
     maxQueuedBytes: flags.maxQueuedBytes ?? c.maxQueuedBytes ?? d.maxQueuedBytes,
-    maxWaitMs: flags.maxWaitMs ?? parseDuration(c.defaultRequestTTL ?? d.defaultRequestTTL),
+    // `defaultRequestTTL: 0` is GIE's "no deadline": the request waits as long as its client (and the proxy) does.
+    maxWaitMs: flags.maxWaitMs ?? (parseDuration(c.defaultRequestTTL ?? d.defaultRequestTTL) || Infinity),
     dispatchPerTick: flags.dispatchPerTick ?? c.dispatchPerTick ?? d.dispatchPerTick,
     dispatchIntervalMs: flags.dispatchIntervalMs ?? parseDuration(c.dispatchInterval ?? d.dispatchInterval),
     objectives: new Map(Object.entries(c.objectives ?? {})),
     maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
+    bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)])),
+    defaultBand: bandOptions(c.defaultPriorityBand, config),
   };
 }
 
@@ -158,7 +179,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const poolName = options.poolName ?? 'static';
   const flow = resolveFlowControl(config, options.flowControl);
   const flowQueue = flow.enabled
-    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick })
+    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick, bands: flow.bands, defaultBand: flow.defaultBand })
     : undefined;
   const director = new RequestControl({
     datastore,

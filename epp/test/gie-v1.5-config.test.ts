@@ -165,7 +165,7 @@ describe('upstream EndpointPickerConfigs (GIE v1.5.0, llm-d v0.8.0)', () => {
       .toThrow(/plugins\[3\]\.parameters\.scheme.*must be http or https/);
     expect(() => parseEndpointPickerConfig(GIE_HELM_DEFAULT.replace('- type: core-metrics-extractor', '- type: core-metrics-extractor\n  parameters:\n    defaultEngine: sglang')))
       .toThrow(/defaultEngine.*vLLM's metrics only/);
-    expect(() => parseEndpointPickerConfig(`${GIE_HELM_DEFAULT}saturationDetector:\n  pluginRef: utilization-detector\n`))
-      .toThrow(/saturationDetector.*saturation-filter/);
+    expect(() => parseEndpointPickerConfig(`${GIE_HELM_DEFAULT}saturationDetector:\n  pluginRef: queue-scorer\n`))
+      .toThrow('saturationDetector.pluginRef: "queue-scorer" is a queue-scorer, not a saturation detector; detectors: concurrency-detector, utilization-detector');
   });
 });

@@ -239,7 +239,7 @@ describe('FlowControlQueue', () => {
 
   it('rejects bad options naming the field', () => {
     expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
-    expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0, got 0');
+    expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0 (Infinity: no deadline), got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 1, maxDispatchPerCall: 1.5 })).toThrow('maxDispatchPerCall must be an integer >= 1, got 1.5');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxQueuedBytes: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueuedBytes must be an integer >= 1, got 0');
   });

@@ -14,6 +14,7 @@ const REQUIRED_PARAMETERS: Partial<Record<PluginType, object>> = { 'by-label': {
 const METHOD_OF_KIND: Record<PluginKind, string> = {
   'profile-handler': 'pickProfiles', filter: 'filter', scorer: 'score', picker: 'pick',
   'post-cycle': 'postCycle', 'prepare-request': 'prepareRequest', 'pre-request': 'preRequest', 'post-response': 'postResponse',
+  'saturation-detector': 'saturation',
 };
 const ALL_KIND_METHODS = Object.values(METHOD_OF_KIND);
 

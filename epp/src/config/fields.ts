@@ -35,7 +35,7 @@ export class FieldReader {
 
   /** The raw value, registering the key as allowed. */
   raw(key: string): unknown {
-    this.allowed.push(key);
+    if (!this.allowed.includes(key)) this.allowed.push(key);
     return this.fields[key];
   }
 

@@ -9,6 +9,7 @@ export {
   KNOWN_FEATURE_GATES,
   type EndpointPickerConfig,
   type FlowControlConfig,
+  type PriorityBandConfig,
   type SchedulingProfileSpec,
   type SchedulingProfilePluginRef,
   type PluginSpec,

@@ -4,6 +4,7 @@ import { PROFILE_KINDS } from '../scheduling/plugin';
 import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
 import { ConfigError, describeValue } from './errors';
 import { FieldReader } from './fields';
+import { parseQuantity } from './quantity';
 import { resolvePluginParameters } from './parameters';
 import { mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
 import {
@@ -58,16 +59,10 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   const plugins = readPlugins(top);
   const declaredProfiles = readProfiles(top, plugins);
   const featureGates = readFeatureGates(top);
-  const flowControl = readFlowControl(top);
+  const flowControl = readFlowControl(top, plugins);
   const dataLayer = readDataLayer(top, plugins);
   const parser = readParser(top, plugins);
-  if (top.has('saturationDetector')) {
-    throw new ConfigError(
-      'saturationDetector',
-      'GIE\'s saturation detector plugins are not supported; kvroute detects saturation with the saturation-filter ' +
-        'plugin in the profile (its mode: admission is GIE\'s detector)',
-    );
-  }
+  const saturationDetectorRaw = top.raw('saturationDetector');
   top.finish();
 
   const profiles =
@@ -76,6 +71,9 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
       : [{ name: DEFAULT_PROFILE_NAME, plugins: defaultProfileRefs(plugins) }];
   for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
   addDefaultProfileHandler(plugins, profiles);
+  // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
+  // adds is not put into the defaulted profile.
+  const saturationDetector = readSaturationDetector(saturationDetectorRaw, plugins);
 
   return {
     apiVersion: ENDPOINT_PICKER_CONFIG_API_VERSION,
@@ -86,7 +84,41 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
     ...(flowControl !== undefined ? { flowControl } : {}),
     ...(dataLayer !== undefined ? { dataLayer } : {}),
     ...(parser !== undefined ? { parser } : {}),
+    ...(saturationDetector !== undefined ? { saturationDetector } : {}),
   };
+}
+
+/** GIE v1.5.0's saturation detector plugin types (`pkg/epp/framework/plugins/flowcontrol/saturationdetector`). */
+const DEFAULT_SATURATION_DETECTOR = 'utilization-detector';
+
+/**
+ * GIE v1.5.0's `saturationDetector: {pluginRef}` (`config/loader/defaults.go` ensureSaturationDetector, `validation.go`):
+ * an empty or missing `pluginRef` means `utilization-detector`, added with its defaults when no plugin has that name.
+ * Without the section, a plugin named `utilization-detector` is the detector, as in GIE; with neither, there is none
+ * (GIE would add one: kvroute's own configs detect saturation with the `saturation-filter`, whose thresholds and
+ * staleness suit its scrape modes).
+ */
+function readSaturationDetector(raw: unknown, plugins: PluginSpec[]): EndpointPickerConfig['saturationDetector'] {
+  if (raw === undefined || raw === null) {
+    const named = plugins.find((p) => p.name === DEFAULT_SATURATION_DETECTOR);
+    return named !== undefined && pluginHasKind(named.type, 'saturation-detector') ? { pluginRef: named.name! } : undefined;
+  }
+  const fields = FieldReader.ofMap(raw, 'saturationDetector');
+  const pluginRef = fields.optionalString('pluginRef') || DEFAULT_SATURATION_DETECTOR;
+  fields.finish();
+  const plugin = pluginRef === DEFAULT_SATURATION_DETECTOR
+    ? ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, 'saturationDetector.pluginRef')
+    : plugins.find((p) => p.name === pluginRef);
+  if (plugin === undefined) {
+    throw new ConfigError('saturationDetector.pluginRef', `no plugin named ${JSON.stringify(pluginRef)}; plugins are: ${plugins.map((p) => p.name).join(', ') || '(none)'}`);
+  }
+  if (!pluginHasKind(plugin.type, 'saturation-detector')) {
+    throw new ConfigError(
+      'saturationDetector.pluginRef',
+      `${JSON.stringify(pluginRef)} is a ${plugin.type}, not a saturation detector; detectors: ${KNOWN_PLUGIN_TYPES.filter((t) => pluginHasKind(t, 'saturation-detector')).join(', ')}`,
+    );
+  }
+  return { pluginRef };
 }
 
 /** The plugin types each role of GIE v1.5.0's `dataLayer` and `parser` sections may refer to. */
@@ -167,8 +199,14 @@ function readFeatureGates(top: FieldReader): string[] | undefined {
   return gates;
 }
 
-/** `flowControl`: every field checked and filled with its default, so the ConfigMap states what the EPP runs. */
-function readFlowControl(top: FieldReader): FlowControlConfig | undefined {
+/**
+ * `flowControl`: every field checked and filled with its default, so the ConfigMap states what the EPP runs. GIE
+ * v1.5.0's keys load too (`apix/config/v1alpha1` FlowControlConfig): `maxRequests` and `maxBytes` (quantities) become
+ * `maxQueued` and `maxQueuedBytes`; `priorityBands` and `defaultPriorityBand` are kept with their quantities as
+ * integers; `usageLimitPolicyPluginRef` must name a `static-usage-limit-policy`; `defaultRequestTTL: 0` means no
+ * deadline of the EPP's own, as in GIE.
+ */
+function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): FlowControlConfig | undefined {
   if (!top.has('flowControl')) {
     top.raw('flowControl');
     return undefined;
@@ -182,17 +220,122 @@ function readFlowControl(top: FieldReader): FlowControlConfig | undefined {
       objectives[name] = o.integer(name, 0, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY);
     }
   }
+  const bands = readPriorityBands(r.raw('priorityBands'), plugins);
+  const defaultBand = r.raw('defaultPriorityBand');
+  const usageLimitRef = r.optionalString('usageLimitPolicyPluginRef');
+  if (usageLimitRef !== undefined) {
+    const plugin = plugins.find((p) => p.name === usageLimitRef);
+    if (plugin?.type !== 'static-usage-limit-policy') {
+      throw new ConfigError(
+        'flowControl.usageLimitPolicyPluginRef',
+        plugin === undefined
+          ? `no plugin named ${JSON.stringify(usageLimitRef)}; declare a static-usage-limit-policy in plugins`
+          : `${JSON.stringify(usageLimitRef)} is a ${plugin.type}, not a static-usage-limit-policy`,
+      );
+    }
+  }
   const config: FlowControlConfig = {
     enabled: r.boolean('enabled', FLOW_CONTROL_DEFAULTS.enabled),
-    maxQueued: r.integer('maxQueued', FLOW_CONTROL_DEFAULTS.maxQueued, 1),
-    maxQueuedBytes: r.integer('maxQueuedBytes', FLOW_CONTROL_DEFAULTS.maxQueuedBytes, 1),
-    defaultRequestTTL: r.duration('defaultRequestTTL', FLOW_CONTROL_DEFAULTS.defaultRequestTTL),
+    maxQueued: quantityAlias(r, 'maxQueued', 'maxRequests', FLOW_CONTROL_DEFAULTS.maxQueued),
+    maxQueuedBytes: quantityAlias(r, 'maxQueuedBytes', 'maxBytes', FLOW_CONTROL_DEFAULTS.maxQueuedBytes),
+    defaultRequestTTL: readRequestTTL(r),
     dispatchPerTick: r.integer('dispatchPerTick', FLOW_CONTROL_DEFAULTS.dispatchPerTick, 1),
     dispatchInterval: r.duration('dispatchInterval', FLOW_CONTROL_DEFAULTS.dispatchInterval),
     objectives,
+    ...(bands !== undefined ? { priorityBands: bands } : {}),
+    ...(defaultBand !== undefined && defaultBand !== null
+      ? { defaultPriorityBand: readPriorityBand(defaultBand, 'flowControl.defaultPriorityBand', plugins, false) }
+      : {}),
+    ...(usageLimitRef !== undefined ? { usageLimitPolicyPluginRef: usageLimitRef } : {}),
   };
   r.finish();
   return config;
+}
+
+/** `defaultRequestTTL`: a positive duration, or 0 for none (GIE: the request waits as long as its client does). */
+function readRequestTTL(r: FieldReader): string {
+  const raw = r.raw('defaultRequestTTL');
+  if (raw === 0 || (typeof raw === 'string' && /^0+(\.0*)?(ns|us|µs|ms|s|m|h)?$/.test(raw))) return '0s';
+  return r.duration('defaultRequestTTL', FLOW_CONTROL_DEFAULTS.defaultRequestTTL);
+}
+
+/** kvroute's integer field or GIE's quantity-valued name for the same bound; both given is an error. */
+function quantityAlias(r: FieldReader, key: string, gieKey: string, defaultValue: number): number {
+  const gie = r.raw(gieKey);
+  if (gie === undefined || gie === null) return r.integer(key, defaultValue, 1);
+  if (r.has(key)) throw new ConfigError(r.fieldPath(gieKey), `is GIE's name for ${key}; give one of the two`);
+  r.raw(key);
+  return positiveQuantity(gie, r.fieldPath(gieKey));
+}
+
+function positiveQuantity(value: unknown, path: string): number {
+  let n: number;
+  try {
+    n = parseQuantity(value);
+  } catch (error) {
+    throw new ConfigError(path, (error as Error).message);
+  }
+  if (n < 1) throw new ConfigError(path, `must be at least 1, got ${describeValue(value)}`);
+  return n;
+}
+
+const FAIRNESS_POLICY_TYPES: readonly string[] = ['global-strict-fairness-policy', 'round-robin-fairness-policy'];
+const ORDERING_POLICY_TYPES: readonly string[] = ['fcfs-ordering-policy'];
+/** GIE v1.5.0 ordering policies kvroute does not implement (`pkg/epp/framework/plugins/flowcontrol/ordering`). */
+const UNSUPPORTED_ORDERING_POLICIES: readonly string[] = ['edf-ordering-policy', 'slo-deadline-ordering-policy'];
+
+function readPriorityBands(raw: unknown, plugins: readonly PluginSpec[]): FlowControlConfig['priorityBands'] {
+  if (raw === undefined || raw === null) return undefined;
+  if (!Array.isArray(raw)) throw new ConfigError('flowControl.priorityBands', `must be a list of {priority, maxBytes, maxRequests, fairnessPolicyRef, orderingPolicyRef}, got ${describeValue(raw)}`);
+  const seen = new Map<number, number>();
+  return raw.map((item, index) => {
+    const path = `flowControl.priorityBands[${index}]`;
+    const { priority, ...rest } = readPriorityBand(item, path, plugins, true);
+    const other = seen.get(priority!);
+    if (other !== undefined) throw new ConfigError(`${path}.priority`, `priority ${priority} is also flowControl.priorityBands[${other}]'s; each level once`);
+    seen.set(priority!, index);
+    return { priority: priority!, ...rest };
+  });
+}
+
+function readPriorityBand(raw: unknown, path: string, plugins: readonly PluginSpec[], needsPriority: boolean): NonNullable<FlowControlConfig['defaultPriorityBand']> {
+  const f = FieldReader.ofMap(raw, path);
+  let priority: number | undefined;
+  if (needsPriority) {
+    if (!f.has('priority')) throw new ConfigError(`${path}.priority`, 'is required: the priority level this band configures');
+    priority = f.integer('priority', 0, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY);
+  } else {
+    // GIE's PriorityBandConfig carries a priority; the default band's is not used.
+    f.raw('priority');
+  }
+  const maxRequests = f.has('maxRequests') ? positiveQuantity(f.raw('maxRequests'), f.fieldPath('maxRequests')) : undefined;
+  const maxBytes = f.has('maxBytes') ? positiveQuantity(f.raw('maxBytes'), f.fieldPath('maxBytes')) : undefined;
+  const fairnessPolicyRef = policyRef(f, 'fairnessPolicyRef', FAIRNESS_POLICY_TYPES, plugins);
+  const orderingPolicyRef = policyRef(f, 'orderingPolicyRef', ORDERING_POLICY_TYPES, plugins);
+  f.finish();
+  return {
+    ...(priority !== undefined ? { priority } : {}),
+    ...(maxRequests !== undefined ? { maxRequests } : {}),
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+    ...(fairnessPolicyRef !== undefined ? { fairnessPolicyRef } : {}),
+    ...(orderingPolicyRef !== undefined ? { orderingPolicyRef } : {}),
+  };
+}
+
+/** A policy reference: a declared plugin of one of `types`, or one of the type names itself (GIE registers its defaults by type name). */
+function policyRef(f: FieldReader, key: string, types: readonly string[], plugins: readonly PluginSpec[]): string | undefined {
+  const ref = f.optionalString(key);
+  if (ref === undefined || ref === '') return undefined;
+  const plugin = plugins.find((p) => p.name === ref);
+  if (plugin !== undefined) {
+    if (!types.includes(plugin.type)) throw new ConfigError(f.fieldPath(key), `${JSON.stringify(ref)} is a ${plugin.type}; allowed here: ${types.join(', ')}`);
+    return ref;
+  }
+  if (types.includes(ref)) return ref;
+  if (UNSUPPORTED_ORDERING_POLICIES.includes(ref)) {
+    throw new ConfigError(f.fieldPath(key), `GIE's ${ref} is not supported: kvroute orders each flow first come first served (fcfs-ordering-policy)`);
+  }
+  throw new ConfigError(f.fieldPath(key), `no plugin named ${JSON.stringify(ref)}; give a plugin name or one of: ${types.join(', ')}`);
 }
 
 /**

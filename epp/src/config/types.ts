@@ -37,6 +37,14 @@ export interface EndpointPickerConfig {
   dataLayer?: DataLayerConfig;
   /** GIE v1.5.0's request parser (`ParserConfig`): kvroute parses OpenAI bodies only (`openai-parser`). Kept only when given. */
   parser?: PluginRefConfig;
+  /**
+   * GIE v1.5.0's pool saturation detector (`SaturationDetectorConfig`): a `utilization-detector` or
+   * `concurrency-detector` plugin. When set, request control asks it before each cycle whether the pool is full, and
+   * a full pool's requests wait in flow control. A config without the section but with a plugin named
+   * `utilization-detector` uses that one, as GIE does; with neither, kvroute has no pool detector and load filters
+   * (`saturation-filter`) decide, where GIE would add a default `utilization-detector`.
+   */
+  saturationDetector?: PluginRefConfig;
 }
 
 export interface PluginRefConfig {
@@ -124,6 +132,40 @@ export interface FlowControlConfig {
    * `InferenceObjective.spec.priority`; negative = sheddable). An objective not listed has priority 0.
    */
   objectives?: Record<string, number>;
+  /** GIE's name for `maxQueued`, a quantity (`100`, `"1k"`); read into `maxQueued` (give one of the two). */
+  maxRequests?: number | string;
+  /** GIE's name for `maxQueuedBytes`, a quantity (`"1Gi"`, `500000000`); read into `maxQueuedBytes` (give one of the two). */
+  maxBytes?: number | string;
+  /** Bounds and fairness of given priority levels (GIE v1.5.0's `priorityBands`); priorities must be distinct. */
+  priorityBands?: PriorityBandConfig[];
+  /** Bounds and fairness of every priority level `priorityBands` does not list (GIE's `defaultPriorityBand`). */
+  defaultPriorityBand?: Omit<PriorityBandConfig, 'priority'> & { priority?: number };
+  /**
+   * A `static-usage-limit-policy` plugin: the detector's saturation at which the pool counts as full (GIE's
+   * `usageLimitPolicyPluginRef`). @default 1.0
+   */
+  usageLimitPolicyPluginRef?: string;
+}
+
+/**
+ * One priority level's settings (GIE v1.5.0 `PriorityBandConfig`). The limits count waiting requests (GIE's registry
+ * counts the requests its queues hold, `flowcontrol/registry`); omitted means no bound of the band's own, the global
+ * `maxQueued` and `maxQueuedBytes` still apply.
+ */
+export interface PriorityBandConfig {
+  /** The priority level (higher is served first; negative is sheddable). */
+  priority: number;
+  /** Requests that may wait at this level at once; a quantity, rendered as an integer. */
+  maxRequests?: number | string;
+  /** Request body bytes that may wait at this level at once; a quantity, rendered as an integer. */
+  maxBytes?: number | string;
+  /**
+   * How the level's flows share it: the name of a `global-strict-fairness-policy` or `round-robin-fairness-policy`
+   * plugin, or either type name. @default round robin (kvroute's; GIE's default is global-strict)
+   */
+  fairnessPolicyRef?: string;
+  /** Order within a flow: `fcfs-ordering-policy` (by name or type), the only one kvroute has. @default FCFS */
+  orderingPolicyRef?: string;
 }
 
 /**

@@ -51,6 +51,27 @@ export interface FlowControlOptions {
   readonly now?: () => number;
   /** Expire deadlines by timer; tests that drive `expire()` themselves turn it off. @default true */
   readonly timers?: boolean;
+  /** Limits and fairness of given priority levels (GIE's `flowControl.priorityBands`). @default none */
+  readonly bands?: ReadonlyMap<number, BandOptions>;
+  /** Limits and fairness of every other priority level (GIE's `flowControl.defaultPriorityBand`). @default round robin, no limit */
+  readonly defaultBand?: BandOptions;
+}
+
+/**
+ * How the flows of one priority level share it (GIE v1.5.0 `pkg/epp/framework/plugins/flowcontrol/fairness`):
+ * `round-robin` gives each flow a turn (`roundrobin.go`; kvroute's default, issue 9's "fair across sessions");
+ * `global-strict` serves the band's oldest request whatever its flow, one FCFS order (`besthead.go`, GIE's default).
+ */
+export type FairnessPolicy = 'round-robin' | 'global-strict';
+
+/** One priority level's bounds (GIE's per-band `maxRequests`, `maxBytes`) and fairness. */
+export interface BandOptions {
+  /** Requests that may wait at this priority at once. @default unbounded */
+  readonly maxRequests?: number;
+  /** Request body bytes that may wait at this priority at once. @default unbounded */
+  readonly maxBytes?: number;
+  /** @default "round-robin" */
+  readonly fairness?: FairnessPolicy;
 }
 
 export interface FlowRequest {
@@ -69,11 +90,17 @@ export interface FlowRequest {
    * flow, and its flow next in its band, so a retry never costs it its place. @default false
    */
   readonly retry?: boolean;
+  /**
+   * When the request first started waiting, in ms on the `now` clock: FCFS order (`global-strict` fairness) ranks by it,
+   * so a retry passes its first arrival and keeps its turn. @default now
+   */
+  readonly arrivalMs?: number;
 }
 
 interface Waiter {
   readonly request: FlowRequest;
   readonly deadlineMs: number;
+  readonly arrivalMs: number;
   readonly seq: number;
   readonly resolve: () => void;
   readonly reject: (error: FlowControlRejection) => void;
@@ -87,6 +114,15 @@ class Band {
   readonly order: string[] = [];
   cursor = 0;
   size = 0;
+  /** The waiters' `bytes`. */
+  bytes = 0;
+
+  constructor(readonly options: BandOptions = {}) {}
+
+  /** Whether one more request holding `bytes` fits this band's own bounds. */
+  fits(bytes: number): boolean {
+    return this.size < (this.options.maxRequests ?? Infinity) && this.bytes + bytes <= (this.options.maxBytes ?? Infinity);
+  }
 
   push(w: Waiter): void {
     let queue = this.flows.get(w.request.flow);
@@ -101,16 +137,19 @@ class Band {
     if (w.request.retry === true) queue.unshift(w);
     else queue.push(w);
     this.size++;
+    this.bytes += w.request.bytes ?? 0;
   }
 
   /** The next waiter in round-robin order. */
   shift(): Waiter | undefined {
     if (this.size === 0) return undefined;
     if (this.cursor >= this.order.length) this.cursor = 0;
+    if (this.options.fairness === 'global-strict') this.cursor = this.oldestHead();
     const flow = this.order[this.cursor]!;
     const queue = this.flows.get(flow)!;
     const w = queue.shift()!;
     this.size--;
+    this.bytes -= w.request.bytes ?? 0;
     if (queue.length === 0) {
       this.flows.delete(flow);
       this.order.splice(this.cursor, 1);
@@ -128,6 +167,7 @@ class Band {
     if (queue === undefined || i < 0) return false;
     queue.splice(i, 1);
     this.size--;
+    this.bytes -= w.request.bytes ?? 0;
     if (queue.length === 0) {
       this.flows.delete(w.request.flow);
       const at = this.order.indexOf(w.request.flow);
@@ -137,6 +177,20 @@ class Band {
       else this.cursor = 0;
     }
     return true;
+  }
+
+  /** The position in `order` of the flow whose head arrived first (GIE's global-strict "best head" under FCFS). */
+  private oldestHead(): number {
+    let best = 0;
+    let bestHead: Waiter | undefined;
+    for (let i = 0; i < this.order.length; i++) {
+      const head = this.flows.get(this.order[i]!)![0]!;
+      if (bestHead === undefined || head.arrivalMs < bestHead.arrivalMs || (head.arrivalMs === bestHead.arrivalMs && head.seq < bestHead.seq)) {
+        best = i;
+        bestHead = head;
+      }
+    }
+    return best;
   }
 
   *waiters(): IterableIterator<Waiter> {
@@ -161,13 +215,25 @@ export class FlowControlQueue {
     if (options.maxQueuedBytes !== undefined && !(Number.isInteger(options.maxQueuedBytes) && options.maxQueuedBytes >= 1)) {
       throw new RangeError(`maxQueuedBytes must be an integer >= 1, got ${options.maxQueuedBytes}`);
     }
-    if (!(options.maxWaitMs > 0)) throw new RangeError(`maxWaitMs must be > 0, got ${options.maxWaitMs}`);
+    if (!(options.maxWaitMs > 0)) throw new RangeError(`maxWaitMs must be > 0 (Infinity: no deadline), got ${options.maxWaitMs}`);
+    const bands: [string, BandOptions | undefined][] = [...(options.bands ?? new Map()).entries()].map(([p, b]) => [`bands[${p}]`, b]);
+    for (const [where, band] of [...bands, ['defaultBand', options.defaultBand] as [string, BandOptions | undefined]]) {
+      for (const key of ['maxRequests', 'maxBytes'] as const) {
+        const v = band?.[key];
+        if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new RangeError(`${where}.${key} must be an integer >= 1, got ${v}`);
+      }
+    }
     this.now = options.now ?? Date.now;
   }
 
   /** How long a request waits when it names no deadline of its own, in ms. */
   get maxWaitMs(): number {
     return this.options.maxWaitMs;
+  }
+
+  /** The queue's clock, in ms. */
+  nowMs(): number {
+    return this.now();
   }
 
   /** The default deadline for a request that starts waiting now (`now + maxWaitMs`). */
@@ -216,7 +282,8 @@ export class FlowControlQueue {
       const deadlineMs = request.deadlineMs ?? this.now() + this.options.maxWaitMs;
       let waiter: Waiter;
       const onAbort = request.signal ? () => this.drop(waiter, 'aborted') : undefined;
-      waiter = { request, deadlineMs, seq: this.seq++, resolve, reject, ...(onAbort ? { onAbort } : {}) };
+      const arrivalMs = request.arrivalMs ?? this.now();
+      waiter = { request, deadlineMs, arrivalMs, seq: this.seq++, resolve, reject, ...(onAbort ? { onAbort } : {}) };
       if (onAbort) request.signal!.addEventListener('abort', onAbort, { once: true });
       this.band(request.priority).push(waiter);
       this.count++;
@@ -280,6 +347,9 @@ export class FlowControlQueue {
    * possible). When even all of them would not make room, none is shed.
    */
   private makeRoom(priority: number, bytes: number): boolean {
+    // The newcomer's own band is full: shedding lower bands frees nothing there (GIE's processor checks the band's
+    // capacity and the global one, `controller/internal/processor.go` hasCapacity).
+    if (!this.band(priority).fits(bytes)) return false;
     const maxBytes = this.options.maxQueuedBytes ?? Infinity;
     let count = this.count;
     let held = this.bytes;
@@ -317,7 +387,7 @@ export class FlowControlQueue {
   private band(priority: number): Band {
     let band = this.bands.get(priority);
     if (band === undefined) {
-      band = new Band();
+      band = new Band(this.options.bands?.get(priority) ?? this.options.defaultBand);
       this.bands.set(priority, band);
     }
     return band;

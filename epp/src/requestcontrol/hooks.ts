@@ -2,7 +2,7 @@
  * Request-control extension points (GIE's `requestcontrol` plugins): they act on a request's lifecycle around the
  * scheduling cycle, not inside it, so request control runs them and the scheduler never sees them.
  */
-import type { Endpoint } from '../datastore/types';
+import type { Endpoint, EndpointSnapshot } from '../datastore/types';
 import type { Plugin } from '../scheduling/framework';
 import type { LLMRequest, SchedulingResult } from '../scheduling/types';
 import { stateKey } from '../scheduling/framework';
@@ -47,4 +47,16 @@ export interface PrepareRequest extends Plugin {
    * synchronously, without a promise or an abort signal. Absent means always prepare.
    */
   preparesFor?(request: LLMRequest): boolean;
+}
+
+/**
+ * GIE v1.5.0's saturation detector (`pkg/epp/framework/interface/flowcontrol/plugins.go` `SaturationDetector`): how
+ * full the pool is. Request control reads it before each scheduling cycle when the config's `saturationDetector`
+ * section names the plugin: at or above the usage limit (1.0 unless a `static-usage-limit-policy` says otherwise) the
+ * request waits in flow control, or, with flow control off, a sheddable one (priority < 0) is answered 429
+ * (`requestcontrol/admission.go` `rejectIfSheddableAndSaturated`).
+ */
+export interface SaturationDetector extends Plugin {
+  /** 0 = idle, 1.0 = at capacity, above 1 = over it; 1.0 for an empty candidate list. */
+  saturation(candidates: readonly EndpointSnapshot[]): number;
 }

@@ -11,7 +11,8 @@ import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
-import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest } from './hooks';
+import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type SaturationDetector } from './hooks';
+import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
@@ -252,6 +253,9 @@ export class RequestControl implements RequestDirector {
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
+  /** The config's `saturationDetector`, when it names one, and the saturation at which the pool counts as full. */
+  private readonly saturationDetector: SaturationDetector | undefined;
+  private readonly usageLimit: number;
   private readonly flowTicker: NodeJS.Timeout | undefined;
   /** Monotonic seconds of the flow ticker's last run, and of the end of the last stall it noticed. */
   private lastTick = 0;
@@ -265,6 +269,7 @@ export class RequestControl implements RequestDirector {
     this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
+    ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
     const flow = options.flowControl;
     // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
     const tickMs = flow?.tickMs ?? 50;
@@ -290,6 +295,19 @@ export class RequestControl implements RequestDirector {
    * scrapes that follow, for up to RESUME_GRACE_MS, instead of a 503. Outside a stall a pool without readable metrics
    * is answered 503 at once (issue 11).
    */
+  /**
+   * Whether the config's saturation detector reads the pool (these candidates) as full: at or above the usage limit,
+   * GIE's dispatch gate (v1.5.0 `flowcontrol/controller/internal/processor.go` dispatchCycle: `saturation >=
+   * usageLimit` holds the queue). Always false without a detector: then load filters decide (`saturation-filter`).
+   */
+  private poolSaturated(candidates: readonly EndpointSnapshot[]): boolean {
+    if (this.saturationDetector === undefined || this.saturationDetector.saturation(candidates) < this.usageLimit) return false;
+    // Every pod's last scrape failed: the pods are unreachable (gone), not busy, and waiting will not bring them (issue
+    // 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers 503 and otherwise the proxy's
+    // connection fails. Just out of an EPP stall, every page is merely old: then the request waits for fresh scrapes.
+    return this.stalled() || !candidates.every((c) => c.metrics.consecutiveFailures > 0);
+  }
+
   private stalled(): boolean {
     const now = this.monotonicSeconds();
     return now - this.lastTick > this.stallGapSeconds || now - this.resumedAt < RESUME_GRACE_MS / 1000;
@@ -401,6 +419,15 @@ export class RequestControl implements RequestDirector {
       const mine = this.queuePriority(request.headers);
       if (waiting !== undefined && mine !== undefined && waiting >= mine) return this.waitForCapacity(req, request, model, signal(), started);
     }
+    if (this.poolSaturated(current)) {
+      if (flowControl !== undefined) return this.waitForCapacity(req, request, model, signal(), started);
+      // Without flow control, GIE's legacy admission: a sheddable request is dropped, any other is scheduled anyway
+      // (v1.5.0 `requestcontrol/admission.go` LegacyAdmissionController).
+      const priority = this.queuePriority(request.headers);
+      if (priority !== undefined && priority < 0) {
+        return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' });
+      }
+    }
     try {
       const result = this.options.scheduler.schedule(request, current);
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
@@ -441,13 +468,14 @@ export class RequestControl implements RequestDirector {
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
     const flow = headers[FAIRNESS_ID_HEADER] ?? headers['x-session-id'] ?? headers['x-session-token'] ?? `request:${request.requestId}`;
-    let deadlineMs = queue.deadlineFromNow();
+    const arrivalMs = queue.nowMs();
+    // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up).
+    let deadlineMs = arrivalMs + queue.maxWaitMs;
     const proxyMaxMs = flowControl.maxMessageTimeoutMs ?? 0;
     if (proxyMaxMs > 0 && req.extendMessageTimeout) {
       // The EPP's deadline falls a margin before the proxy's extended timer, so the EPP's 429 wins the race.
-      const now = deadlineMs - queue.maxWaitMs;
-      deadlineMs = Math.min(deadlineMs, now + Math.max(1, proxyMaxMs - MESSAGE_TIMEOUT_MARGIN_MS));
-      req.extendMessageTimeout(Math.min(proxyMaxMs, deadlineMs - now + MESSAGE_TIMEOUT_MARGIN_MS));
+      deadlineMs = Math.min(deadlineMs, arrivalMs + Math.max(1, proxyMaxMs - MESSAGE_TIMEOUT_MARGIN_MS));
+      req.extendMessageTimeout(Math.min(proxyMaxMs, deadlineMs - arrivalMs + MESSAGE_TIMEOUT_MARGIN_MS));
     }
     const waitStarted = this.monotonicSeconds();
     const m = this.options.metrics;
@@ -455,7 +483,7 @@ export class RequestControl implements RequestDirector {
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, bytes: req.body?.length ?? 0 });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrivalMs, bytes: req.body?.length ?? 0 });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
@@ -474,6 +502,8 @@ export class RequestControl implements RequestDirector {
         waited('rejected');
         return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
       }
+      // The pool detector still reads full: back to the head of its flow, as below.
+      if (this.poolSaturated(candidates)) continue;
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         waited('dispatched');
@@ -857,3 +887,17 @@ export function leastLoaded(candidates: readonly EndpointSnapshot[], random: () 
   return best[Math.min(best.length - 1, Math.floor(random() * best.length))];
 }
 
+
+/**
+ * The pool detector the config's `saturationDetector` names, and the saturation at which the pool counts as full: the
+ * `static-usage-limit-policy` that `flowControl.usageLimitPolicyPluginRef` names, else 1.0 (GIE v1.5.0
+ * `flowcontrol/config.go`: the default policy's threshold).
+ */
+function saturationDetectorOf(scheduler: Scheduler): { detector: SaturationDetector | undefined; usageLimit: number } {
+  // `config?.`: test doubles of the scheduler may carry none.
+  const ref = scheduler.config?.saturationDetector?.pluginRef;
+  const detector = ref !== undefined ? (scheduler.plugins.get(ref) as SaturationDetector | undefined) : undefined;
+  const limitRef = scheduler.config?.flowControl?.usageLimitPolicyPluginRef;
+  const policy = limitRef !== undefined ? scheduler.plugins.get(limitRef) : undefined;
+  return { detector, usageLimit: policy instanceof UsageLimitPolicyPlugin ? policy.threshold : 1 };
+}

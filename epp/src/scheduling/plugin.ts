@@ -6,7 +6,7 @@
  * Shaped like llm-d's plugins (`pkg/plugins/...`: a type name, a parameters struct, a factory registered in one line).
  */
 import type { FieldReader } from '../config/fields';
-import type { PostResponse, PrepareRequest, PreRequest } from '../requestcontrol/hooks';
+import type { PostResponse, PrepareRequest, PreRequest, SaturationDetector } from '../requestcontrol/hooks';
 import type { Filter, Picker, Plugin, PluginHandle, PostCycle, ProfileHandler, Scorer } from './framework';
 
 /** An extension point a plugin implements. */
@@ -26,7 +26,12 @@ export type PluginKind =
   /** Request control: runs once the request is committed to its target. Attached globally, like upstream. */
   | 'pre-request'
   /** Request control: runs when the target's response headers arrive; may add response headers. Attached globally. */
-  | 'post-response';
+  | 'post-response'
+  /**
+   * Request control: tells whether the pool may take more work (GIE v1.5.0's `SaturationDetector`). Acts only when the
+   * config's `saturationDetector` section names it.
+   */
+  | 'saturation-detector';
 
 /** The interface each kind obliges a plugin instance to implement. */
 export interface PluginKindInterfaces {
@@ -38,6 +43,7 @@ export interface PluginKindInterfaces {
   'prepare-request': PrepareRequest;
   'pre-request': PreRequest;
   'post-response': PostResponse;
+  'saturation-detector': SaturationDetector;
 }
 
 /** The method whose presence `createPlugin` checks for each declared kind, so a wrong declaration fails at start-up. */
@@ -50,6 +56,7 @@ const KIND_METHODS: { readonly [K in PluginKind]: keyof PluginKindInterfaces[K] 
   'prepare-request': 'prepareRequest',
   'pre-request': 'preRequest',
   'post-response': 'postResponse',
+  'saturation-detector': 'saturation',
 };
 
 /**

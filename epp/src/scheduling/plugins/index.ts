@@ -5,7 +5,9 @@
  */
 export { activeRequestScorer } from './active-request-scorer';
 export { byLabel } from './by-label';
+export { concurrencyDetector } from './concurrency-detector';
 export { decodeFilter } from './decode-filter';
+export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
 export { latencyScorer } from './latency-scorer';
@@ -24,5 +26,6 @@ export { sessionAffinityScorer } from './session-affinity-scorer';
 export { sessionLoadScorer } from './session-load-scorer';
 export { singleProfileHandler } from './single-profile-handler';
 export { tokenizer } from './tokenizer';
+export { utilizationDetector } from './utilization-detector';
 export { weightedRandomPicker } from './weighted-random-picker';
 export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, openaiParser } from './upstream-data-layer';

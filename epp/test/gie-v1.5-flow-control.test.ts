@@ -1,0 +1,399 @@
+/**
+ * GIE v1.5.0's saturation detectors and flow-control configuration, as its flow-control guide
+ * (`site-src/guides/flow-control.md` @ v1.5.0) writes them: `utilization-detector` and `concurrency-detector`
+ * (`pkg/epp/framework/plugins/flowcontrol/saturationdetector/{utilization,concurrency}`), the `saturationDetector`
+ * section (`config/loader/defaults.go` ensureSaturationDetector), `flowControl.maxBytes`/`maxRequests`/
+ * `priorityBands`/`defaultPriorityBand`/`usageLimitPolicyPluginRef` (`apix/config/v1alpha1` FlowControlConfig), the
+ * fairness policies (`fairness/besthead.go`, `roundrobin.go`) and the dispatch gate (`controller/internal/processor.go`
+ * dispatchCycle: saturation ≥ usage limit holds the queue) with legacy admission when flow control is off
+ * (`requestcontrol/admission.go`: only sheddable requests are dropped).
+ */
+import * as http from 'http';
+import { parseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { parseQuantity } from '../src/config/quantity';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import { parseArgs } from '../src/cli';
+import { FlowControlQueue, FlowControlRejection } from '../src/requestcontrol/flow-control';
+import { resolveFlowControl, startEpp, stalenessWarnings, type Logger, type RunningEpp } from '../src/runner';
+import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext, type PluginHandle } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { createPlugin } from '../src/scheduling/plugin';
+import { ConcurrencyDetector, concurrencyDetector } from '../src/scheduling/plugins/concurrency-detector';
+import { UtilizationDetector, utilizationDetector } from '../src/scheduling/plugins/utilization-detector';
+import { FakeEnvoy, requestBody, requestHeaders, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+
+jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+
+const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
+const SCORERS = `- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+`;
+const PROFILE = `schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+  - pluginRef: kv-cache-utilization-scorer
+  - pluginRef: prefix-cache-scorer
+`;
+
+/** The guide's "Tuning the Saturation Detector" example, with GIE's Helm scorers around it. */
+const GUIDE_UTILIZATION = `${HEADER}featureGates:
+  - "flowControl"
+plugins:
+${SCORERS}- type: utilization-detector
+  parameters:
+    queueDepthThreshold: 2 # Controls allowed size of queue on model servers (Default: 5)
+    kvCacheUtilThreshold: 0.85 # Max KV-cache utilization allowed before saturation (Default: 0.8)
+saturationDetector:
+  pluginRef: utilization-detector
+${PROFILE}`;
+
+/** The guide's concurrency-detector example. */
+const GUIDE_CONCURRENCY = `${HEADER}plugins:
+${SCORERS}- type: concurrency-detector
+  parameters:
+    concurrencyMode: "requests"
+    maxConcurrency: 110 # 100 active batch size + 10 buffered requests
+saturationDetector:
+  pluginRef: concurrency-detector
+${PROFILE}`;
+
+/** The guide's "Priority Bands and Capacity Config" example. */
+const GUIDE_BANDS = `${HEADER}plugins:
+${SCORERS}flowControl:
+  maxBytes: 1000000000 # 1GB total HTTP payload capacity limit
+  defaultRequestTTL: 30s # Fallback TTL if client doesn't specify one
+  priorityBands:
+    - priority: 100
+      maxBytes: 500000000 # 500MB HTTP payload limit for Priority 100
+      # Default: "global-strict-fairness-policy"
+      fairnessPolicyRef: "global-strict-fairness-policy"
+      # Default: "fcfs-ordering-policy"
+      orderingPolicyRef: "fcfs-ordering-policy"
+${PROFILE}`;
+
+describe('GIE v1.5.0 flow-control configs load', () => {
+  test('the guide\'s utilization-detector config: the detector is named, its parameters filled, and it renders back to itself', () => {
+    const config = parseEndpointPickerConfig(GUIDE_UTILIZATION);
+    expect(config.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
+    expect(config.plugins.find((p) => p.type === 'utilization-detector')?.parameters)
+      .toEqual({ queueDepthThreshold: 2, kvCacheUtilThreshold: 0.85, metricsStalenessThreshold: '200ms', headroom: 0 });
+    // Declared but not listed in the profile: it acts as the pool detector only, not as a filter.
+    expect(config.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).not.toContain('utilization-detector');
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+  });
+
+  test('the guide\'s concurrency-detector config loads; GIE\'s tokens mode is refused by name', () => {
+    const config = parseEndpointPickerConfig(GUIDE_CONCURRENCY);
+    expect(config.saturationDetector).toEqual({ pluginRef: 'concurrency-detector' });
+    expect(config.plugins.find((p) => p.type === 'concurrency-detector')?.parameters).toEqual({ concurrencyMode: 'requests', maxConcurrency: 110, headroom: 0 });
+    expect(() => parseEndpointPickerConfig(GUIDE_CONCURRENCY.replace('"requests"', '"tokens"')))
+      .toThrow('plugins[3].parameters.concurrencyMode: GIE\'s "tokens" mode is not supported');
+  });
+
+  test('the guide\'s priority bands: GIE\'s maxBytes becomes maxQueuedBytes, the band keeps its bounds and policies', () => {
+    const config = parseEndpointPickerConfig(GUIDE_BANDS);
+    expect(config.flowControl).toMatchObject({
+      maxQueuedBytes: 1_000_000_000,
+      defaultRequestTTL: '30s',
+      priorityBands: [{ priority: 100, maxBytes: 500_000_000, fairnessPolicyRef: 'global-strict-fairness-policy', orderingPolicyRef: 'fcfs-ordering-policy' }],
+    });
+    expect(config.flowControl).not.toHaveProperty('maxBytes');
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+    const settings = resolveFlowControl(config);
+    expect(settings.maxQueuedBytes).toBe(1_000_000_000);
+    expect(settings.bands).toEqual(new Map([[100, { maxBytes: 500_000_000, fairness: 'global-strict' }]]));
+    expect(settings.defaultBand).toEqual({});
+  });
+
+  test('a plugin named utilization-detector is the detector without the section; an empty section adds one with its defaults, outside the defaulted profile', () => {
+    const named = parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}- type: utilization-detector\n${PROFILE}`);
+    expect(named.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
+    const added = parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}saturationDetector: {}\n`);
+    expect(added.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
+    expect(added.plugins.find((p) => p.name === 'utilization-detector')?.parameters).toEqual({ queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThreshold: '200ms', headroom: 0 });
+    expect(added.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker']);
+    // Without either, kvroute has no pool detector (GIE would add one; kvroute's configs use the saturation-filter).
+    expect(parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}`).saturationDetector).toBeUndefined();
+  });
+
+  test('defaultRequestTTL 0 is GIE\'s "no deadline"; maxRequests takes quantities; usageLimitPolicyPluginRef names a static policy', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}- type: static-usage-limit-policy\n  name: eighty\n  parameters: {threshold: 0.8}\n` +
+      `flowControl:\n  defaultRequestTTL: 0\n  maxRequests: 2k\n  usageLimitPolicyPluginRef: eighty\n  defaultPriorityBand: {maxRequests: 10, fairnessPolicyRef: round-robin-fairness-policy}\n${PROFILE}`);
+    expect(config.flowControl).toMatchObject({ defaultRequestTTL: '0s', maxQueued: 2000, usageLimitPolicyPluginRef: 'eighty', defaultPriorityBand: { maxRequests: 10, fairnessPolicyRef: 'round-robin-fairness-policy' } });
+    const settings = resolveFlowControl(config);
+    expect(settings.maxWaitMs).toBe(Infinity);
+    expect(settings.defaultBand).toEqual({ maxRequests: 10, fairness: 'round-robin' });
+  });
+
+  test.each([
+    ['both names for one bound', 'flowControl: {maxBytes: 1Gi, maxQueuedBytes: 5}', 'flowControl.maxBytes: is GIE\'s name for maxQueuedBytes; give one of the two'],
+    ['a quantity that is not one', 'flowControl: {maxRequests: lots}', 'flowControl.maxRequests: must be a Kubernetes quantity such as 100, "1k", "500M" or "1Gi", got "lots"'],
+    ['a zero bound', 'flowControl: {priorityBands: [{priority: 1, maxRequests: 0}]}', 'flowControl.priorityBands[0].maxRequests: must be at least 1, got 0'],
+    ['a band without its priority', 'flowControl: {priorityBands: [{maxRequests: 5}]}', 'flowControl.priorityBands[0].priority: is required'],
+    ['one priority twice', 'flowControl: {priorityBands: [{priority: 1}, {priority: 1}]}', 'flowControl.priorityBands[1].priority: priority 1 is also flowControl.priorityBands[0]\'s'],
+    ['an ordering kvroute lacks', 'flowControl: {priorityBands: [{priority: 1, orderingPolicyRef: edf-ordering-policy}]}', 'flowControl.priorityBands[0].orderingPolicyRef: GIE\'s edf-ordering-policy is not supported'],
+    ['a fairness ref naming a scorer', 'flowControl: {defaultPriorityBand: {fairnessPolicyRef: queue-scorer}}', 'flowControl.defaultPriorityBand.fairnessPolicyRef: "queue-scorer" is a queue-scorer; allowed here: global-strict-fairness-policy, round-robin-fairness-policy'],
+    ['a usage limit naming no plugin', 'flowControl: {usageLimitPolicyPluginRef: eighty}', 'flowControl.usageLimitPolicyPluginRef: no plugin named "eighty"'],
+    ['a detector that is not one', 'saturationDetector: {pluginRef: prefix-cache-scorer}', 'saturationDetector.pluginRef: "prefix-cache-scorer" is a prefix-cache-scorer, not a saturation detector'],
+  ])('refuses %s, naming the field', (_what, section, message) => {
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}${section}\n${PROFILE}`)).toThrow(message);
+  });
+
+  test.each([
+    [{ kvCacheUtilThreshold: 0 }, 'kvCacheUtilThreshold: must be in (0.0, 1.0], got 0'],
+    [{ kvCacheUtilThreshold: 1.2 }, 'kvCacheUtilThreshold: must be a number between 0 and 1'],
+    [{ queueDepthThreshold: 0 }, 'queueDepthThreshold: must be an integer >= 1'],
+    [{ headroom: -0.1 }, 'headroom: must be a number >= 0'],
+    [{ metricsStalenessThreshold: '0s' }, 'metricsStalenessThreshold: must be longer than 0'],
+  ])('utilization-detector refuses %j as GIE\'s validateConfig does', (parameters, message) => {
+    expect(() => resolvePluginParameters('utilization-detector', parameters)).toThrow(message);
+  });
+
+  test('quantities as Kubernetes reads them, rounded up', () => {
+    expect(parseQuantity(100)).toBe(100);
+    expect(parseQuantity('1k')).toBe(1000);
+    expect(parseQuantity('1Gi')).toBe(2 ** 30);
+    expect(parseQuantity('500M')).toBe(500_000_000);
+    expect(parseQuantity('1.5Ki')).toBe(1536);
+    expect(parseQuantity('0.1k')).toBe(100);
+    expect(parseQuantity('1e3')).toBe(1000);
+    expect(parseQuantity('1500m')).toBe(2);
+    expect(() => parseQuantity('1 GB')).toThrow('must be a Kubernetes quantity');
+    expect(() => parseQuantity(true)).toThrow('must be a Kubernetes quantity');
+  });
+});
+
+const NOW = 1_700_000_000_000;
+const handle: PluginHandle = { now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER };
+const cycle: CycleContext = { request: { requestId: 'r', model: 'm', prompt: '', headers: {} }, state: new CycleState() };
+
+function pod(name: string, metrics: Partial<EndpointMetrics>, activeRequests = 0): EndpointSnapshot {
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: NOW, ...metrics },
+    activeRequests,
+  };
+}
+const names = (endpoints: readonly EndpointSnapshot[]) => endpoints.map((e) => e.endpoint.name);
+
+function utilization(parameters: object = {}): UtilizationDetector {
+  return createPlugin(utilizationDetector, 'u', resolvePluginParameters('utilization-detector', parameters), handle) as UtilizationDetector;
+}
+
+describe('utilization-detector (GIE v1.5.0 utilization/detector.go)', () => {
+  test('pool saturation is the average of each pod\'s roofline max(queue ÷ threshold, KV ÷ threshold); stale or never-scraped pods count 1', () => {
+    const d = utilization();
+    // max(4/5, 0.2/0.8) = 0.8; max(0/5, 0.6/0.8) = 0.75; stale = 1; never scraped = 1.
+    const pods = [pod('a', { waitingQueueSize: 4, kvCacheUsagePercent: 0.2 }), pod('b', { kvCacheUsagePercent: 0.6 })];
+    expect(d.saturation(pods)).toBeCloseTo((0.8 + 0.75) / 2, 12);
+    expect(d.saturation([...pods, pod('stale', {}, 0)].map((p, i) => (i === 2 ? { ...p, metrics: { ...p.metrics, updateTime: NOW - 201 } } : p))))
+      .toBeCloseTo((0.8 + 0.75 + 1) / 3, 12);
+    expect(d.saturation([pod('new', { updateTime: 0 })])).toBe(1);
+    expect(d.saturation([])).toBe(1);
+    // One pod far over its queue threshold saturates a pool of two idle ones on average: (3 + 0 + 0) / 3 = 1.
+    expect(d.saturation([pod('hot', { waitingQueueSize: 15 }), pod('x', {}), pod('y', {})])).toBe(1);
+  });
+
+  test('as a filter: keeps fresh pods strictly below threshold × (1 + headroom), and all of them when none is', () => {
+    const pods = [pod('ok', { waitingQueueSize: 4 }), pod('queue', { waitingQueueSize: 5 }), pod('kv', { kvCacheUsagePercent: 0.8 }), pod('stale', { updateTime: NOW - 1000 })];
+    expect(names(utilization().filter(cycle, pods))).toEqual(['ok']);
+    // headroom 0.2: queue limit 6, KV limit 0.96.
+    expect(names(utilization({ headroom: 0.2 }).filter(cycle, pods))).toEqual(['ok', 'queue', 'kv']);
+    const allFull = [pod('a', { waitingQueueSize: 9 }), pod('b', { kvCacheUsagePercent: 0.99 })];
+    expect(utilization().filter(cycle, allFull)).toBe(allFull);
+  });
+});
+
+describe('concurrency-detector (GIE v1.5.0 concurrency/detector.go), requests mode', () => {
+  const d = (parameters: object = {}) => createPlugin(concurrencyDetector, 'c', resolvePluginParameters('concurrency-detector', parameters), handle) as ConcurrencyDetector;
+
+  test('pool saturation is the requests in flight over the pool\'s total capacity, from the EPP\'s own accounting', () => {
+    expect(d({ maxConcurrency: 4 }).saturation([pod('a', {}, 4), pod('b', {}, 2)])).toBe(0.75);
+    expect(d({ maxConcurrency: 4 }).saturation([pod('a', {}, 4), pod('b', {}, 4)])).toBe(1);
+    expect(d().saturation([])).toBe(1);
+  });
+
+  test('as a filter: keeps pods below ⌊max × (1 + headroom)⌋ in flight and does not fail open', () => {
+    const pods = [pod('a', {}, 3), pod('b', {}, 4), pod('c', {}, 5)];
+    expect(names(d({ maxConcurrency: 4 }).filter(cycle, pods))).toEqual(['a']);
+    expect(names(d({ maxConcurrency: 4, headroom: 0.3 }).filter(cycle, pods))).toEqual(['a', 'b']); // limit ⌊5.2⌋ = 5
+    expect(d({ maxConcurrency: 1 }).filter(cycle, pods)).toEqual([]);
+  });
+});
+
+describe('flow-control queue: GIE v1.5.0 priority bands', () => {
+  function queue(extra: Partial<ConstructorParameters<typeof FlowControlQueue>[0]> = {}) {
+    let now = 0;
+    const q = new FlowControlQueue({ maxQueued: 100, maxWaitMs: 1000, maxDispatchPerCall: 100, timers: false, now: () => now, ...extra });
+    return { q, tick: (ms: number) => { now += ms; } };
+  }
+
+  test('a band\'s own bounds refuse a newcomer even while the queue as a whole has room (processor.go hasCapacity)', async () => {
+    const { q } = queue({ bands: new Map([[5, { maxRequests: 1, maxBytes: 100 }]]) });
+    const first = q.enqueue({ flow: 'a', priority: 5, bytes: 10 });
+    await expect(q.enqueue({ flow: 'b', priority: 5, bytes: 10 })).rejects.toEqual(new FlowControlRejection('queue-full'));
+    // Another level is not bound by band 5's limit.
+    const other = q.enqueue({ flow: 'c', priority: 0, bytes: 10 });
+    expect(q.dispatch(10)).toBe(2);
+    await Promise.all([first, other]);
+    await expect(q.enqueue({ flow: 'd', priority: 5, bytes: 101 })).rejects.toEqual(new FlowControlRejection('queue-full'));
+  });
+
+  test('global-strict fairness serves the band in one arrival order; round robin gives each flow a turn', async () => {
+    for (const [fairness, expected] of [['global-strict', ['a1', 'a2', 'a3', 'b1']], ['round-robin', ['a1', 'b1', 'a2', 'a3']]] as const) {
+      const { q, tick } = queue({ defaultBand: { fairness } });
+      const order: string[] = [];
+      const wait = (flow: string, id: string) => { tick(1); return q.enqueue({ flow, priority: 0 }).then(() => { order.push(id); }); };
+      const all = [wait('a', 'a1'), wait('a', 'a2'), wait('a', 'a3'), wait('b', 'b1')];
+      for (let i = 0; i < 4; i++) q.dispatch(1);
+      await Promise.all(all);
+      expect({ fairness, order }).toEqual({ fairness, order: expected });
+    }
+  });
+
+  test('under global-strict, a retry keeps its first arrival and goes before later arrivals of other flows', async () => {
+    const { q, tick } = queue({ defaultBand: { fairness: 'global-strict' } });
+    const order: string[] = [];
+    void q.enqueue({ flow: 'a', priority: 0, arrivalMs: 0 }).then(() => order.push('old'));
+    tick(5);
+    void q.enqueue({ flow: 'b', priority: 0 }).then(() => order.push('newer'));
+    q.dispatch(1);
+    await Promise.resolve();
+    // Dispatched, found the pool still full: back in the queue with its first arrival.
+    void q.enqueue({ flow: 'a', priority: 0, retry: true, arrivalMs: 0 }).then(() => order.push('old again'));
+    q.dispatch(1);
+    q.dispatch(1);
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['old', 'old again', 'newer']);
+  });
+
+  test('without a deadline (defaultRequestTTL 0) a request waits until dispatched or aborted', async () => {
+    const { q, tick } = queue({ maxWaitMs: Infinity });
+    const waiting = q.enqueue({ flow: 'a', priority: 0 });
+    tick(1e9);
+    expect(q.expire()).toBe(0);
+    expect(q.dispatch(1)).toBe(1);
+    await waiting;
+  });
+});
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+describe('a pool saturation detector in the running EPP', () => {
+  let pods: FakeVllmServer[];
+  let epp: RunningEpp;
+  let envoy: FakeEnvoy;
+  const streams: EnvoyStream[] = [];
+  const keys = () => pods.map((p) => `127.0.0.1:${p.port}`);
+
+  async function start(config: string, flags: string[] = []): Promise<void> {
+    pods = await Promise.all([0, 1].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
+    epp = await startEpp(parseArgs(['--endpoints', keys().join(','), '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+      '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--shutdown-grace-period', '1s', '--config-text', config, ...flags])!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+  }
+
+  async function setWaiting(waiting: number): Promise<void> {
+    for (const p of pods) p.page = { engines: [{ waiting, running: 4, kvUsage: 0.3 }] };
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.waitingQueueSize === waiting));
+  }
+
+  /** Sends one chat request; resolves with the routed endpoint or the immediate response's status. */
+  function send(headers: Record<string, string> = {}): { stream: EnvoyStream; answer: Promise<{ endpoint?: string; status?: string }>; settled: () => boolean } {
+    const stream = envoy.open();
+    streams.push(stream);
+    let done = false;
+    stream.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json', ...headers }, false));
+    stream.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] }), true));
+    const answer = stream.next().then((first: Json) => {
+      done = true;
+      return first.immediate_response
+        ? { status: first.immediate_response.status.code as string }
+        : { endpoint: setHeaders(first.request_headers.response.header_mutation)['x-gateway-destination-endpoint'] };
+    });
+    return { stream, answer, settled: () => done };
+  }
+
+  async function complete(stream: EnvoyStream): Promise<void> {
+    stream.send(responseHeaders({ ':status': '200' }, false));
+    for (;;) if ((await stream.next()).response_headers) break;
+    stream.end();
+  }
+
+  afterEach(async () => {
+    streams.length = 0;
+    envoy?.close();
+    await epp?.stop();
+    await Promise.all((pods ?? []).map((p) => p.close()));
+  });
+
+  // Staleness far above the test's scrape period, so a busy CI machine's late scrape is not read as a full pod.
+  const UTILIZATION = GUIDE_UTILIZATION.replace('kvCacheUtilThreshold: 0.85', 'kvCacheUtilThreshold: 0.85\n    metricsStalenessThreshold: 10s');
+
+  test('flow control on: while the detector reads the pool full (waiting 3 ÷ threshold 2 on each pod) the request waits; it is routed once the queues drain', async () => {
+    await start(UTILIZATION);
+    await setWaiting(3);
+    const r = send();
+    await waitFor(async () => (await sizeOf(epp)) === 1);
+    expect(r.settled()).toBe(false);
+    await setWaiting(1); // max(1/2, 0.3/0.85) = 0.5 on each pod
+    expect(keys()).toContain((await r.answer).endpoint);
+  });
+
+  test('flow control off: GIE\'s legacy admission drops only sheddable requests while the pool is full', async () => {
+    await start(UTILIZATION, ['--flow-control=false']);
+    await setWaiting(3);
+    expect(await send({ 'x-kvroute-priority': '-1' }).answer).toEqual({ status: 'TooManyRequests' });
+    expect(keys()).toContain((await send().answer).endpoint);
+    await setWaiting(1);
+    expect(keys()).toContain((await send({ 'x-kvroute-priority': '-1' }).answer).endpoint);
+  });
+
+  test('pods whose scrapes all fail are unreachable, not busy: the detector does not hold the request (issue 11: no 429 for a gone pool)', async () => {
+    await start(GUIDE_UTILIZATION.replace('kvCacheUtilThreshold: 0.85', 'kvCacheUtilThreshold: 0.85\n    metricsStalenessThreshold: 300ms'));
+    const addresses = keys();
+    await Promise.all(pods.map((p) => p.close()));
+    pods = [];
+    // Stale pods count as full: the detector now reads the pool saturated.
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.consecutiveFailures > 0 && Date.now() - s.metrics.updateTime > 400));
+    // No saturation-filter in GIE's profile: the cycle routes as upstream's fail-open filter would, and Envoy's
+    // connection to the pod fails; it is not parked until its deadline to end in a 429.
+    expect(addresses).toContain((await send().answer).endpoint);
+  });
+
+  test('concurrency-detector: the third request waits while two are in flight on two pods of maxConcurrency 1, and goes when one ends', async () => {
+    // Listed in the profile too, as a filter: the third request then goes to the pod that has room.
+    await start(GUIDE_CONCURRENCY.replace('maxConcurrency: 110', 'maxConcurrency: 1').replace('  plugins:\n', '  plugins:\n  - pluginRef: concurrency-detector\n'));
+    const first = send();
+    const second = send();
+    const routed = [(await first.answer).endpoint, (await second.answer).endpoint];
+    expect(new Set(routed).size).toBe(2);
+    const third = send();
+    await waitFor(async () => (await sizeOf(epp)) === 1);
+    expect(third.settled()).toBe(false);
+    await complete(first.stream);
+    expect((await third.answer).endpoint).toBe(routed[0]);
+  });
+
+  test('the detector\'s staleness threshold is held to the scrape period like the saturation filter\'s', () => {
+    const config = parseEndpointPickerConfig(GUIDE_UTILIZATION);
+    expect(stalenessWarnings(config, 'worker', 250)).toEqual([
+      'utilization-detector utilization-detector metricsStalenessThreshold 200ms is under twice the scrape period (250 ms): pods will be dropped as stale between scrapes; raise it to at least 500ms',
+    ]);
+  });
+});
+
+/** Requests waiting in the EPP's flow-control queue, from its /metrics page. */
+function sizeOf(epp: RunningEpp): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http.get(`http://127.0.0.1:${epp.metricsPort}/metrics`, (res) => {
+      let data = '';
+      res.on('data', (c) => { data += c; });
+      res.on('end', () => resolve(data.split('\n').filter((l) => l.startsWith('kvroute_epp_flow_control_queue_size ')).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)));
+    }).on('error', reject);
+  });
+}
