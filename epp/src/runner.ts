@@ -181,7 +181,11 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const flowQueue = flow.enabled
     ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick, bands: flow.bands, defaultBand: flow.defaultBand })
     : undefined;
+  // The pool's InferenceObjectives (once discovery follows them), else the config's table.
+  let watchedObjectives: KubernetesDiscovery | undefined;
+  const objectives = { get: (name: string) => watchedObjectives?.objectivePriority(name) ?? flow.objectives.get(name) };
   const director = new RequestControl({
+    objectives,
     datastore,
     scheduler,
     metrics: metrics.collectors,
@@ -313,7 +317,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
         poolApiVersion: options.poolApiVersion,
         kubeConfig: options.kubeconfig ? { kind: 'file', path: options.kubeconfig } : { kind: 'default' },
         log: (level, message) => logger[level](message),
+        objectives: true,
       });
+    if (discovery instanceof KubernetesDiscovery) watchedObjectives = discovery;
     // Discovery stops before the datastore: a stopped datastore refuses changes.
     cleanups.push(() => discovery.stop());
     cleanups.push(() => extProc.stop(options.shutdownGracePeriodMs));

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Datastore } from '../src/datastore/datastore';
 import { KubernetesDiscovery, type KubernetesDiscoveryOptions } from '../src/datastore/kubernetes-discovery';
-import { FakeKubeApiServer, fakePod, fakePoolV1, fakePoolV1alpha2 } from '@kvroute/testkit';
+import { FakeKubeApiServer, fakeObjective, fakePod, fakePoolV1, fakePoolV1alpha2 } from '@kvroute/testkit';
 import { FakeVllmServer } from '@kvroute/testkit';
 
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
@@ -310,6 +310,82 @@ describe('KubernetesDiscovery against a fake API server', () => {
     expect(d.synced).toBe(false);
     expect(ds.poolSynced).toBe(false);
     expect(keys()).toEqual([`${ip(1)}:8000`]);
+  });
+});
+
+describe('KubernetesDiscovery following InferenceObjectives (GIE v1.5.0 inferenceobjective_reconciler.go)', () => {
+  let api: FakeKubeApiServer;
+  let ds: Datastore;
+  let discovery: KubernetesDiscovery | undefined;
+  const logs: string[] = [];
+
+  const start = async (): Promise<KubernetesDiscovery> => {
+    discovery = new KubernetesDiscovery(ds, {
+      poolName: 'pool',
+      kubeConfig: { kind: 'options', options: api.kubeConfigOptions() },
+      backoff: { initialMs: 20, maxMs: 200 },
+      objectives: true,
+      log: (level, message) => logs.push(`${level}: ${message}`),
+    });
+    await discovery.start();
+    await discovery.waitForSync(15_000);
+    return discovery;
+  };
+
+  beforeEach(async () => {
+    api = await FakeKubeApiServer.start();
+    ds = new Datastore({ scrape: false });
+    logs.length = 0;
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+  });
+
+  afterEach(async () => {
+    await discovery?.stop();
+    discovery = undefined;
+    await ds.stop();
+    await api.close();
+  });
+
+  it('answers the priority of the objectives that refer to this pool: listed, then added, changed and deleted through the watch', async () => {
+    api.upsertObjective(fakeObjective('critical', 'pool', 10));
+    api.upsertObjective(fakeObjective('unset', 'pool'));
+    api.upsertObjective(fakeObjective('other-pools', 'another-pool', 5));
+    api.upsertObjective(fakeObjective('other-group', 'pool', 7, { poolGroup: 'inference.networking.x-k8s.io' }));
+    api.upsertObjective(fakeObjective('elsewhere', 'pool', 3, { namespace: 'other' }));
+    const d = await start();
+    await waitFor(() => d.objectivePriority('critical') === 10, 'listed');
+    expect(d.objectivePriority('unset')).toBe(0); // GIE: an unset priority is 0
+    expect(d.objectivePriority('other-pools')).toBeUndefined();
+    expect(d.objectivePriority('other-group')).toBeUndefined(); // the v1 pool's group is inference.networking.k8s.io
+    expect(d.objectivePriority('elsewhere')).toBeUndefined();
+
+    api.upsertObjective(fakeObjective('batch', 'pool', -5));
+    await waitFor(() => d.objectivePriority('batch') === -5, 'added');
+    api.upsertObjective(fakeObjective('critical', 'pool', 20));
+    await waitFor(() => d.objectivePriority('critical') === 20, 'changed');
+    api.upsertObjective(fakeObjective('critical', 'another-pool', 20));
+    await waitFor(() => d.objectivePriority('critical') === undefined, 'moved to another pool');
+    api.deleteObjective('batch');
+    await waitFor(() => d.objectivePriority('batch') === undefined, 'deleted');
+  });
+
+  it('a cluster without the InferenceObjective CRD is not an error: the pool syncs and the absence is logged once', async () => {
+    api.servesObjectives = false;
+    const d = await start();
+    await waitFor(() => logs.some((l) => l.includes('no InferenceObjective resource')), 'logged');
+    expect(d.objectivePriority('anything')).toBeUndefined();
+    expect(d.lastError).toBeUndefined();
+    expect(logs.filter((l) => l.includes('no InferenceObjective resource'))).toHaveLength(1);
+  });
+
+  it('after a watch gap the objectives are listed again (410 Gone)', async () => {
+    const d = await start();
+    api.upsertObjective(fakeObjective('a', 'pool', 1));
+    await waitFor(() => d.objectivePriority('a') === 1, 'watched');
+    api.compact();
+    api.closeWatches();
+    api.upsertObjective(fakeObjective('a', 'pool', 2));
+    await waitFor(() => d.objectivePriority('a') === 2, 'relisted');
   });
 });
 

@@ -21,7 +21,9 @@ import { createPlugin } from '../src/scheduling/plugin';
 import { ConcurrencyDetector, concurrencyDetector } from '../src/scheduling/plugins/concurrency-detector';
 import { UtilizationDetector, utilizationDetector } from '../src/scheduling/plugins/utilization-detector';
 import { FakeEnvoy, requestBody, requestHeaders, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
-import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import * as fs from 'fs';
+import * as path from 'path';
+import { FakeKubeApiServer, FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, fakeObjective, fakePod, fakePoolV1 } from '@kvroute/testkit';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
@@ -363,6 +365,31 @@ describe('a pool saturation detector in the running EPP', () => {
     // No saturation-filter in GIE's profile: the cycle routes as upstream's fail-open filter would, and Envoy's
     // connection to the pod fails; it is not parked until its deadline to end in a 429.
     expect(addresses).toContain((await send().answer).endpoint);
+  });
+
+  test('priorities come from the pool\'s InferenceObjective resources: a sheddable objective is dropped while the pool is full (flow control off)', async () => {
+    const api = await FakeKubeApiServer.start();
+    const kubeconfig = api.writeKubeconfig();
+    try {
+      pods = [await FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })];
+      api.upsertPool(fakePoolV1('pool', { app: 'vllm' }, pods[0]!.port));
+      api.upsertPod(fakePod({ name: 'vllm-0', ip: '127.0.0.1', labels: { app: 'vllm' } }));
+      api.upsertObjective(fakeObjective('batch', 'pool', -1));
+      api.upsertObjective(fakeObjective('chat', 'pool', 5));
+      epp = await startEpp(parseArgs(['--pool-name', 'pool', '--kubeconfig', kubeconfig, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+        '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--shutdown-grace-period', '1s', '--config-text', UTILIZATION, '--flow-control=false'])!, quiet);
+      envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+      await waitFor(() => epp.datastore.snapshot().length === 1 && epp.datastore.snapshot()[0]!.metrics.updateTime > 0);
+      await setWaiting(3);
+      const objective = (name: string) => ({ 'x-gateway-inference-objective': name });
+      // Watched, not configured: the config lists no objectives.
+      await waitFor(async () => (await send(objective('batch')).answer).status === 'TooManyRequests', 'objective watched');
+      expect((await send(objective('chat')).answer).endpoint).toBe(`127.0.0.1:${pods[0]!.port}`);
+      expect((await send(objective('unknown')).answer).endpoint).toBe(`127.0.0.1:${pods[0]!.port}`);
+    } finally {
+      await api.close();
+      fs.rmSync(path.dirname(kubeconfig), { recursive: true, force: true });
+    }
   });
 
   test('concurrency-detector: the third request waits while two are in flight on two pods of maxConcurrency 1, and goes when one ends', async () => {

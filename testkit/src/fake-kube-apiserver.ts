@@ -1,5 +1,6 @@
 /**
- * A small Kubernetes API server on loopback: Pods (core/v1) and InferencePools (both API versions), with GET, list
+ * A small Kubernetes API server on loopback: Pods (core/v1), InferencePools (both API versions) and InferenceObjectives
+ * (v1alpha2), with GET, list
  * and watch (`?watch=true`, newline-delimited JSON events) honouring labelSelector, fieldSelector and resourceVersion
  * the way the real one does: objects leaving a selector are sent as DELETED, watches from a compacted version get an
  * ERROR 410 event. For discovery tests; not used by the EPP itself.
@@ -67,6 +68,16 @@ export function fakePod(o: FakePodOptions): Obj {
   };
 }
 
+/** A GIE InferenceObjective (`inference.networking.x-k8s.io/v1alpha2`, as in GIE v1.5.0 config/manifests/inferenceobjective.yaml). */
+export function fakeObjective(name: string, poolName: string, priority?: number, options: { poolGroup?: string; namespace?: string } = {}): Obj {
+  return {
+    apiVersion: 'inference.networking.x-k8s.io/v1alpha2',
+    kind: 'InferenceObjective',
+    metadata: { name, namespace: options.namespace ?? 'default' },
+    spec: { ...(priority !== undefined ? { priority } : {}), poolRef: { group: options.poolGroup ?? 'inference.networking.k8s.io', name: poolName } },
+  };
+}
+
 export function fakePoolV1(name: string, selector: Record<string, string>, port: number, namespace = 'default'): Obj {
   return {
     apiVersion: 'inference.networking.k8s.io/v1',
@@ -93,6 +104,8 @@ export class FakeKubeApiServer {
   readonly requests: RequestRecord[] = [];
   /** Group/versions whose CRD counts as installed; others answer 404 like an unknown resource. */
   servedGroupVersions = new Set(['inference.networking.k8s.io/v1', 'inference.networking.x-k8s.io/v1alpha2']);
+  /** Whether the InferenceObjective CRD (inference.networking.x-k8s.io/v1alpha2) is installed. */
+  servesObjectives = true;
   private readonly server: http.Server;
   private readonly objects = new Map<string, Obj>();
   private readonly events: StoredEvent[] = [];
@@ -172,6 +185,14 @@ export class FakeKubeApiServer {
 
   deletePool(apiVersion: string, name: string, namespace = 'default'): void {
     this.remove('inferencepools', apiVersion, namespace, name);
+  }
+
+  upsertObjective(objective: Obj): void {
+    this.put('inferenceobjectives', 'inference.networking.x-k8s.io/v1alpha2', objective);
+  }
+
+  deleteObjective(name: string, namespace = 'default'): void {
+    this.remove('inferenceobjectives', 'inference.networking.x-k8s.io/v1alpha2', namespace, name);
   }
 
   /** Forgets the event history: watches that resume from an older version get 410 Gone. */
@@ -271,6 +292,12 @@ export class FakeKubeApiServer {
     let m = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/.exec(url.pathname);
     if (m) {
       this.serve(res, query, 'pods', 'v1', decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'PodList', 'v1');
+      return;
+    }
+    m = /^\/apis\/inference\.networking\.x-k8s\.io\/v1alpha2\/namespaces\/([^/]+)\/inferenceobjectives(?:\/([^/]+))?$/.exec(url.pathname);
+    if (m && this.servesObjectives) {
+      const gv = 'inference.networking.x-k8s.io/v1alpha2';
+      this.serve(res, query, 'inferenceobjectives', gv, decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'InferenceObjectiveList', gv);
       return;
     }
     m = /^\/apis\/([^/]+)\/([^/]+)\/namespaces\/([^/]+)\/inferencepools(?:\/([^/]+))?$/.exec(url.pathname);

@@ -108,8 +108,8 @@ export type PluginSpecFor<T extends PluginType> = PluginSpecOf<T>;
  * The EPP's flow control (issue 9): the bounded queue a request waits in when every candidate is saturated, instead of
  * an immediate 429. kvroute turns it on by default. The key and `defaultRequestTTL` are GIE's (`apix/config/v1alpha1/
  * endpointpickerconfig_types.go`, `FlowControlConfig`, late 2025); GIE bounds its queue in bytes per priority band and
- * overall (`limits.maxBytes`), kvroute in requests (`maxQueued`) and body bytes overall (`maxQueuedBytes`), and reads
- * priorities from a table here because it does not watch InferenceObjectives.
+ * overall (`limits.maxBytes`), kvroute in requests (`maxQueued`) and body bytes overall (`maxQueuedBytes`); the
+ * `objectives` table gives priorities where the cluster has no InferenceObjective of that name (static pools).
  */
 export interface FlowControlConfig {
   /** kvroute's switch: false answers 429 at once when every pod is saturated. `--flow-control` overrides it. @default true */
@@ -129,7 +129,8 @@ export interface FlowControlConfig {
   dispatchInterval?: Duration;
   /**
    * Priority by InferenceObjective name, as the request's `x-gateway-inference-objective` header names it (GIE's
-   * `InferenceObjective.spec.priority`; negative = sheddable). An objective not listed has priority 0.
+   * `InferenceObjective.spec.priority`; negative = sheddable). A watched InferenceObjective of the same name wins; an
+   * objective found in neither has priority 0.
    */
   objectives?: Record<string, number>;
   /** GIE's name for `maxQueued`, a quantity (`100`, `"1k"`); read into `maxQueued` (give one of the two). */

@@ -38,7 +38,20 @@ export interface KubernetesDiscoveryOptions {
   readonly watchTimeoutSeconds?: number;
   /** Progress and error lines; default none. */
   readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /**
+   * Also follow the namespace's InferenceObjectives (GIE v1.5.0 `apix/v1alpha2`), whose priorities
+   * `objectivePriority` answers for the pool. Default false.
+   */
+  readonly objectives?: boolean;
 }
+
+/** GIE's InferenceObjective resource: `inference.networking.x-k8s.io/v1alpha2`, in every release since v1.0.0. */
+const OBJECTIVE_GROUP = 'inference.networking.x-k8s.io';
+const OBJECTIVE_VERSION = 'v1alpha2';
+/** An objective's `spec.poolRef.group` when unset: the CRD's default (`PoolObjectReference`, v1.5.0). */
+const DEFAULT_POOL_REF_GROUP = 'inference.networking.k8s.io';
+/** How often a cluster without the InferenceObjective CRD is asked again. */
+const MISSING_OBJECTIVE_CRD_POLL_MS = 30_000;
 
 type DiscoveryEvent = 'synced' | 'unsynced' | 'error';
 
@@ -86,6 +99,8 @@ export class KubernetesDiscovery implements Discovery {
   private podsListedGeneration = -1;
   /** Pod name → the endpoint key it currently contributes. */
   private readonly podKeys = new Map<string, string>();
+  /** The namespace's InferenceObjectives that refer to this pool by name: their pool group and priority. */
+  private readonly objectives = new Map<string, { readonly poolGroup: string; readonly priority: number }>();
   private readonly cancels = new Set<() => void>();
   private readonly loops = new Set<Promise<void>>();
   private readonly listeners: Record<DiscoveryEvent, Set<(arg?: unknown) => void>> = {
@@ -155,6 +170,19 @@ export class KubernetesDiscovery implements Discovery {
     this.watcher = new k8s.Watch(kc);
     this.running = true;
     this.spawn(this.poolLoop());
+    if (this.options.objectives === true) this.spawn(this.objectiveLoop());
+  }
+
+  /**
+   * The priority of the InferenceObjective `name` when it refers to this pool (by name, and by group once the pool's
+   * API version is known), as GIE's reconciler keeps it (`pkg/epp/controller/inferenceobjective_reconciler.go` @
+   * v1.5.0: objectives of other pools are dropped); an unset `spec.priority` is 0. Undefined for any other name.
+   */
+  objectivePriority(name: string): number | undefined {
+    const objective = this.objectives.get(name);
+    if (objective === undefined) return undefined;
+    const group = this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined;
+    return group === undefined || objective.poolGroup === group ? objective.priority : undefined;
   }
 
   /** Resolves once synced; rejects after timeoutMs with the last error. */
@@ -453,6 +481,102 @@ export class KubernetesDiscovery implements Discovery {
     if (ep && ep.name === name && ep.namespace === this.namespace) this.datastore.removeEndpoint(key);
   }
 
+  // ---- InferenceObjectives ----
+
+  /**
+   * Lists the namespace's InferenceObjectives, then watches from the list's version, as the pod loop does. A cluster
+   * without the CRD (404: GIE v0.5's InferenceModel era, or none) is asked again every 30 s, quietly; other errors are
+   * logged and retried with backoff. Neither marks discovery as failing: routing does not depend on objectives.
+   */
+  private async objectiveLoop(): Promise<void> {
+    let backoff = this.initialBackoffMs;
+    let resourceVersion: string | undefined;
+    let reported: number | undefined;
+    const path = `/apis/${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}/namespaces/${this.namespace}/inferenceobjectives`;
+    while (!this.stopped) {
+      try {
+        if (resourceVersion === undefined) {
+          const list = (await this.customApi().listNamespacedCustomObject({
+            group: OBJECTIVE_GROUP,
+            version: OBJECTIVE_VERSION,
+            namespace: this.namespace,
+            plural: 'inferenceobjectives',
+          })) as { items?: unknown[]; metadata?: { resourceVersion?: string } };
+          if (this.stopped) return;
+          this.objectives.clear();
+          for (const item of list.items ?? []) this.objectiveChanged(item);
+          resourceVersion = list.metadata?.resourceVersion ?? '';
+          if (reported !== undefined) this.log('info', `InferenceObjectives readable again: ${this.objectives.size} for pool ${this.poolName}`);
+          reported = undefined;
+        }
+        let rv = resourceVersion;
+        let watchError: unknown;
+        const watchStarted = Date.now();
+        const handle = this.startWatch(path, { resourceVersion: rv || undefined, allowWatchBookmarks: true, timeoutSeconds: this.watchTimeoutSeconds }, (type, obj) => {
+          if (type === 'ERROR') {
+            const code = (obj as { code?: unknown } | undefined)?.code;
+            watchError = code === GONE ? { statusCode: GONE } : new Error(`watch error: ${JSON.stringify(obj)}`);
+            return true;
+          }
+          const version = (obj as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
+          if (version) rv = version;
+          if (type === 'ADDED' || type === 'MODIFIED') this.objectiveChanged(obj);
+          else if (type === 'DELETED') this.objectives.delete(objectName(obj) ?? '');
+          return false;
+        });
+        const err = (await handle.done) ?? watchError;
+        if (this.stopped) return;
+        if (err) {
+          resourceVersion = undefined;
+          if (statusCode(err) === GONE) continue;
+          throw err;
+        }
+        resourceVersion = rv;
+        if (Date.now() - watchStarted < QUICK_CLOSE_MS) {
+          await this.sleep(backoff);
+          backoff = this.nextBackoff(backoff);
+        } else {
+          backoff = this.initialBackoffMs;
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        resourceVersion = undefined;
+        const code = statusCode(err);
+        if (reported !== code) {
+          this.log(
+            code === NOT_FOUND ? 'info' : 'warn',
+            code === NOT_FOUND
+              ? `no InferenceObjective resource (${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}) in this cluster: priorities come from the config's flowControl.objectives`
+              : toError(err, 'reading InferenceObjectives').message,
+          );
+          reported = code;
+        }
+        if (code === NOT_FOUND) {
+          this.objectives.clear();
+          await this.sleep(MISSING_OBJECTIVE_CRD_POLL_MS);
+        } else {
+          await this.sleep(backoff);
+          backoff = this.nextBackoff(backoff);
+        }
+      }
+    }
+  }
+
+  /** Keeps an objective that refers to this pool by name; forgets one that no longer does (GIE's reconciler). */
+  private objectiveChanged(obj: unknown): void {
+    const name = objectName(obj);
+    if (name === undefined) return;
+    const spec = (obj as { spec?: { priority?: unknown; poolRef?: { name?: unknown; group?: unknown } } }).spec;
+    const deleting = (obj as { metadata?: { deletionTimestamp?: unknown } }).metadata?.deletionTimestamp !== undefined;
+    if (deleting || spec?.poolRef?.name !== this.poolName) {
+      this.objectives.delete(name);
+      return;
+    }
+    const priority = typeof spec.priority === 'number' && Number.isInteger(spec.priority) ? spec.priority : 0;
+    const poolGroup = typeof spec.poolRef.group === 'string' && spec.poolRef.group !== '' ? spec.poolRef.group : DEFAULT_POOL_REF_GROUP;
+    this.objectives.set(name, { poolGroup, priority });
+  }
+
   // ---- plumbing ----
 
   /**
@@ -569,6 +693,11 @@ export class KubernetesDiscovery implements Discovery {
     if (!this.watcher) throw new Error('not started');
     return this.watcher;
   }
+}
+
+function objectName(obj: unknown): string | undefined {
+  const name = (obj as { metadata?: { name?: unknown } } | undefined)?.metadata?.name;
+  return typeof name === 'string' ? name : undefined;
 }
 
 /** HTTP status of a client-node error: ApiException has `code`, watch errors `statusCode`. */

@@ -69,6 +69,11 @@ export interface RequestControlOptions {
   /** Where scheduler failures are reported before the request falls back to the least-loaded endpoint. */
   readonly onInternalError?: (error: Error, requestId: string) => void;
   /**
+   * Priority by InferenceObjective name (`x-gateway-inference-objective`), whether or not flow control is on: the
+   * pool's InferenceObjective resources, then the config's `flowControl.objectives`. @default `flowControl.objectives`
+   */
+  readonly objectives?: { get(name: string): number | undefined };
+  /**
    * When set, a request that finds every endpoint saturated waits in this queue instead of getting a 429 at once
    * (`flow-control.ts`); it is scheduled again when dispatched: at every release of a request, and every `tickMs`.
    */
@@ -647,10 +652,10 @@ export class RequestControl implements RequestDirector {
     return this.objectivePriority(headers) ?? parsePriority(headers[PRIORITY_HEADER]);
   }
 
-  /** The priority of the request's InferenceObjective (`x-gateway-inference-objective`) when the config lists it. */
+  /** The priority of the request's InferenceObjective (`x-gateway-inference-objective`) when it is known. */
   private objectivePriority(headers: Readonly<Record<string, string>>): number | undefined {
     const objective = headers[OBJECTIVE_HEADER];
-    return objective !== undefined ? this.options.flowControl?.objectives?.get(objective) : undefined;
+    return objective !== undefined ? (this.options.objectives ?? this.options.flowControl?.objectives)?.get(objective) : undefined;
   }
 
   /**
