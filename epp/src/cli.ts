@@ -42,6 +42,8 @@ export interface EppOptions {
   /** Ignore the proxy's subset hint (`envoy.lb.subset_hint`): every ready endpoint is a candidate. */
   readonly disableEndpointSubsetFilter: boolean;
   readonly certPath?: string;
+  /** TLS on the ext_proc port: `certPath`'s certificate, else a self-signed one (`--secure-serving`). */
+  readonly secureServing?: boolean;
   readonly requestBodyMode: RequestBodyModeFlag;
   readonly responseBodyMode: ResponseBodyModeFlag;
   /** How long SIGTERM waits for open ext_proc streams (each lasts as long as its response) before cancelling them. */
@@ -121,7 +123,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'model-server-metrics-scheme', aliases: ['modelServerMetricsScheme'], kind: 'string', default: 'http', help: 'http or https for the model servers\' metrics' },
   { name: 'model-server-metrics-https-insecure-skip-verify', aliases: ['modelServerMetricsHttpsInsecureSkipVerify'], kind: 'bool', default: 'true', help: 'with https, accept the model servers\' self-signed certificates' },
   { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS)' },
-  { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS; requires --cert-path (no self-signed certificates are generated)' },
+  { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS on the ext_proc port: with --cert-path\'s certificate, else a self-signed one made at start-up (GIE\'s default; kvroute\'s default is plaintext, the mesh brings mTLS)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
   { name: 'response-body-mode', aliases: [], kind: 'string', default: 'none', help: 'response body mode assumed when Envoy sends no protocol_config: none (kvroute\'s EnvoyFilter: the stream ends with the exchange) or full-duplex; a body that arrives under an assumed none is streamed back in full duplex, as GIE does' },
   { name: 'shutdown-grace-period', aliases: [], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
@@ -285,9 +287,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   }
 
   const certPath = get<string>('cert-path');
-  if (get<boolean>('secure-serving') && !certPath) {
-    throw new UsageError('--secure-serving=true needs --cert-path (a directory with tls.crt and tls.key); kvroute generates no self-signed certificates');
-  }
+  const secureServing = get<boolean>('secure-serving') === true || certPath !== undefined;
   if (certPath && values.get('secure-serving') === false) {
     throw new UsageError('--cert-path was given with --secure-serving=false: drop one of them');
   }
@@ -363,6 +363,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     ignoredFlags,
     disableEndpointSubsetFilter: get<boolean>('disable-endpoint-subset-filter')!,
     certPath,
+    secureServing,
     requestBodyMode: bodyMode,
     responseBodyMode,
     shutdownGracePeriodMs: get<number>('shutdown-grace-period')!,

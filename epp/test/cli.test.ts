@@ -74,7 +74,6 @@ describe('kvroute-epp flags', () => {
     [['--pool-name', 'p', '--grpc-port', 'abc'], /^--grpc-port: must be a port number/],
     [['--pool-name', 'p', '--refresh-metrics-interval', '50'], /^--refresh-metrics-interval: /],
     [['--pool-name', 'p', '--secureServing', 'false'], /write --secureServing=false/],
-    [['--pool-name', 'p', '--secure-serving'], /needs --cert-path/],
     [['--pool-name', 'p', '--pool-group', 'example.com'], /^--pool-group: must be/],
     [['--pool-name', 'p', '--request-body-mode', 'streamed'], /^--request-body-mode: must be full-duplex or buffered/],
     [['--pool-name', 'p', '--config-file', 'a', '--config-text', 'b'], /exclusive/],

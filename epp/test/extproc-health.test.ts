@@ -4,6 +4,8 @@ import * as os from 'os';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import * as crypto from 'crypto';
+import { selfSignedCertificate } from '../src/extproc/self-signed-certificate';
 import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
 import { collectingLogger, FakeEnvoy, requestHeaders, TestDirector, waitFor } from './extproc-harness';
 
@@ -137,6 +139,45 @@ describe('TLS and shutdown', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('--secure-serving without a cert dir: TLS with a self-signed certificate, as GIE\'s EPP (runserver.go @ v1.5.0), that a client skipping verification accepts', async () => {
+    const director = new TestDirector();
+    const server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, selfSignedTls: true, logger: collectingLogger() });
+    // As GIE's Istio DestinationRule to its EPP: tls mode SIMPLE, insecureSkipVerify.
+    const skipVerify = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
+    const tlsEnvoy = new FakeEnvoy(`127.0.0.1:${server.port}`, skipVerify);
+    const plainEnvoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
+    try {
+      const s = tlsEnvoy.open();
+      s.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+      expect((await s.next()).response).toBe('request_headers');
+      s.end();
+      expect((await s.status).code).toBe(grpc.status.OK);
+      const plain = plainEnvoy.open();
+      plain.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+      expect((await plain.status).code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      tlsEnvoy.close();
+      plainEnvoy.close();
+      await server.stop();
+    }
+  });
+
+  it('the self-signed certificate is well-formed X.509: organisation "Inference Ext", ten years, server auth, not a CA, signed by its key', () => {
+    const now = new Date('2026-11-30T00:00:00Z');
+    const { cert, key } = selfSignedCertificate(now);
+    const x509 = new crypto.X509Certificate(cert);
+    expect(x509.subject).toBe('O=Inference Ext');
+    expect(x509.issuer).toBe('O=Inference Ext');
+    expect(new Date(x509.validFrom).toISOString()).toBe('2026-11-30T00:00:00.000Z');
+    expect(new Date(x509.validTo).toISOString()).toBe('2036-11-30T00:00:00.000Z');
+    expect(x509.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']);
+    expect(x509.ca).toBe(false);
+    expect(x509.verify(crypto.createPublicKey(key))).toBe(true);
+    expect(x509.checkPrivateKey(crypto.createPrivateKey(key))).toBe(true);
+    // Two starts, two keys and serials.
+    expect(new crypto.X509Certificate(selfSignedCertificate(now).cert).serialNumber).not.toBe(x509.serialNumber);
   });
 
   it('stop() reports NOT_SERVING and releases open requests as cancelled', async () => {

@@ -9,6 +9,7 @@
  * the first message: in duplex mode Envoy streams the body without waiting, in buffered mode it waits for our header
  * answer, and guessing wrong would stall the request until Envoy's message timeout.
  */
+import { selfSignedCertificate } from './self-signed-certificate';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
@@ -39,6 +40,8 @@ export interface ExtProcServerOptions {
   readonly healthPort?: number | null;
   /** Directory holding `tls.crt` and `tls.key`: serve TLS on the ext_proc port. Plaintext when omitted. */
   readonly tlsCertDir?: string;
+  /** Without `tlsCertDir`: serve TLS with a self-signed certificate made now (GIE's `--secure-serving` default). */
+  readonly selfSignedTls?: boolean;
   /** The request body mode assumed when Envoy sends no `protocol_config`. @default 'FULL_DUPLEX_STREAMED' */
   readonly defaultRequestBodyMode?: BodyMode;
   /**
@@ -177,6 +180,11 @@ export function extProcHandler(
   };
 }
 
+function selfSignedTls(): grpc.ServerCredentials {
+  const { cert, key } = selfSignedCertificate();
+  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
+}
+
 function readTls(dir: string): grpc.ServerCredentials {
   const cert = fs.readFileSync(path.join(dir, 'tls.crt'));
   const key = fs.readFileSync(path.join(dir, 'tls.key'));
@@ -235,7 +243,11 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
 
   const servers: grpc.Server[] = [main];
   try {
-    const creds = opts.tlsCertDir ? readTls(opts.tlsCertDir) : grpc.ServerCredentials.createInsecure();
+    const creds = opts.tlsCertDir
+      ? readTls(opts.tlsCertDir)
+      : opts.selfSignedTls === true
+        ? selfSignedTls()
+        : grpc.ServerCredentials.createInsecure();
     const port = await bind(main, hostPort(host, opts.port ?? DEFAULT_EXT_PROC_PORT), creds);
     let healthPort: number | undefined;
     if (opts.healthPort !== undefined && opts.healthPort !== null) {
