@@ -131,7 +131,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'flow-control', aliases: [], kind: 'bool', help: 'when every pod is saturated, hold requests in a bounded queue and dispatch them as capacity frees instead of answering 429 at once (default true, or the config\'s flowControl.enabled)' },
   { name: 'flow-control-max-queued', aliases: [], kind: 'int', help: 'requests that may wait at once; past it a newcomer displaces a lower-priority sheddable one or gets 429 (default 1024, or flowControl.maxQueued)' },
   { name: 'flow-control-max-queued-bytes', aliases: [], kind: 'int', help: 'request body bytes that may wait at once; past it newcomers displace lower-priority sheddable ones or get 429, as does a body larger than the bound (default 134217728 = 128 MiB, or flowControl.maxQueuedBytes)' },
-  { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL)' },
+  { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL); 0: no deadline of the EPP\'s own' },
   { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
   { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },
   { name: 'ext-proc-max-message-timeout', aliases: [], kind: 'duration', help: 'the gateway ext_proc filter\'s max_message_timeout: a request that waits in flow control asks Envoy (override_message_timeout) to hold its answer this long and waits at most this long less 250ms (at most 1h, the proto\'s bound); unset (default): never ask, so Envoy\'s message_timeout (1s in the EnvoyFilter) bounds the wait' },
@@ -213,6 +213,8 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
     case 'duration':
       try {
         const ms = parseDuration(raw);
+        // 0 is GIE's defaultRequestTTL for "no deadline of the EPP's own"; every other duration flag must be positive.
+        if (ms === 0 && spec.name === 'flow-control-max-wait') return Infinity;
         if (ms <= 0) throw new Error(`must be positive, got ${JSON.stringify(raw)}`);
         return ms;
       } catch (e) {

@@ -39,7 +39,7 @@ async function main(): Promise<number> {
     metricsPort: epp.metricsPort,
     endpoints: epp.datastore.readyCount,
     flowControl: epp.flowControl.enabled
-      ? { maxQueued: epp.flowControl.maxQueued, maxQueuedBytes: epp.flowControl.maxQueuedBytes, maxWaitMs: epp.flowControl.maxWaitMs, dispatchPerTick: epp.flowControl.dispatchPerTick, dispatchIntervalMs: epp.flowControl.dispatchIntervalMs }
+      ? { maxQueued: epp.flowControl.maxQueued, maxQueuedBytes: epp.flowControl.maxQueuedBytes, maxWaitMs: Number.isFinite(epp.flowControl.maxWaitMs) ? epp.flowControl.maxWaitMs : 'none', dispatchPerTick: epp.flowControl.dispatchPerTick, dispatchIntervalMs: epp.flowControl.dispatchIntervalMs }
       : false,
   })}\n`);
   await new Promise<void>((resolve) => {

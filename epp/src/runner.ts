@@ -112,15 +112,19 @@ export interface FlowControlSettings {
   readonly defaultBand: BandOptions;
 }
 
+/** GIE's default byte bound of each priority band. */
+const DEFAULT_BAND_MAX_BYTES = 1_000_000_000;
+
 /** A band of the config as the queue takes it: its refs resolved to a fairness policy. */
 function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, config: EndpointPickerConfig): BandOptions {
-  if (band === undefined) return {};
+  // GIE bounds every band's bytes, 1 GB unless set (`flowcontrol/registry/config.go` @ v1.5.0).
+  if (band === undefined) return { maxBytes: DEFAULT_BAND_MAX_BYTES };
   const ref = band.fairnessPolicyRef;
   // A ref is a plugin's name or a policy's type name (the loader checked which).
   const type = ref === undefined ? undefined : (config.plugins.find((p) => p.name === ref)?.type ?? ref);
   return {
     ...(band.maxRequests !== undefined ? { maxRequests: Number(band.maxRequests) } : {}),
-    ...(band.maxBytes !== undefined ? { maxBytes: Number(band.maxBytes) } : {}),
+    maxBytes: band.maxBytes !== undefined ? Number(band.maxBytes) : DEFAULT_BAND_MAX_BYTES,
     ...(type !== undefined ? { fairness: type === 'global-strict-fairness-policy' ? 'global-strict' as const : 'round-robin' as const } : {}),
   };
 }

@@ -24,10 +24,15 @@ describe('flow-control settings: flags over the config\'s flowControl over the d
     expect(() => parseArgs([...base, ...argv])).toThrow(message);
   });
 
+  it('--flow-control-max-wait 0 is GIE\'s "no deadline"; other duration flags stay positive', () => {
+    expect(parseArgs([...base, '--flow-control-max-wait', '0'])!.flowControl.maxWaitMs).toBe(Infinity);
+    expect(() => parseArgs([...base, '--flow-control-dispatch-interval', '0'])).toThrow('must be positive');
+  });
+
   it('without flags or config: on, with the documented defaults', () => {
     expect(resolveFlowControl(defaultEndpointPickerConfig())).toEqual({
       enabled: true, maxQueued: 1024, maxQueuedBytes: 128 * 1024 * 1024, maxWaitMs: 30_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map(), maxMessageTimeoutMs: 0,
-      bands: new Map(), defaultBand: {},
+      bands: new Map(), defaultBand: { maxBytes: 1_000_000_000 },
     });
     expect(FLOW_CONTROL_DEFAULTS.enabled).toBe(true);
   });
@@ -39,7 +44,7 @@ describe('flow-control settings: flags over the config\'s flowControl over the d
     }));
     expect(resolveFlowControl(config)).toEqual({
       enabled: false, maxQueued: 64, maxQueuedBytes: 1_000_000, maxWaitMs: 5_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map([['batch', -2]]), maxMessageTimeoutMs: 0,
-      bands: new Map(), defaultBand: {},
+      bands: new Map(), defaultBand: { maxBytes: 1_000_000_000 },
     });
     expect(resolveFlowControl(config, parseArgs([...base, '--flow-control', '--flow-control-max-wait', '2s', '--ext-proc-max-message-timeout', '30s', '--flow-control-max-queued-bytes', '2000000'])!.flowControl)).toMatchObject({
       enabled: true, maxQueued: 64, maxQueuedBytes: 2_000_000, maxWaitMs: 2_000, maxMessageTimeoutMs: 30_000,

@@ -23,7 +23,8 @@ import { UtilizationDetector, utilizationDetector } from '../src/scheduling/plug
 import { FakeEnvoy, requestBody, requestHeaders, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
 import * as fs from 'fs';
 import * as path from 'path';
-import { FakeKubeApiServer, FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, fakeObjective, fakePod, fakePoolV1 } from '@kvroute/testkit';
+import { FakeKubeApiServer, FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, fakeObjective, fakePod, fakePoolV1, sleep } from '@kvroute/testkit';
+import { RESUME_GRACE_MS } from '../src/requestcontrol/request-control';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
@@ -82,8 +83,10 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     expect(config.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
     expect(config.plugins.find((p) => p.type === 'utilization-detector')?.parameters)
       .toEqual({ queueDepthThreshold: 2, kvCacheUtilThreshold: 0.85, metricsStalenessThreshold: '200ms', headroom: 0 });
-    // Declared but not listed in the profile: it acts as the pool detector only, not as a filter.
-    expect(config.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).not.toContain('utilization-detector');
+    // Without declared profiles, GIE's default profile takes every filter, the declared detector too
+    // (`config/loader/defaults.go` ensureSchedulingLayer).
+    const defaulted = parseEndpointPickerConfig(GUIDE_UTILIZATION.slice(0, GUIDE_UTILIZATION.indexOf('schedulingProfiles:')));
+    expect(defaulted.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toContain('utilization-detector');
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
   });
 
@@ -107,7 +110,7 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     const settings = resolveFlowControl(config);
     expect(settings.maxQueuedBytes).toBe(1_000_000_000);
     expect(settings.bands).toEqual(new Map([[100, { maxBytes: 500_000_000, fairness: 'global-strict' }]]));
-    expect(settings.defaultBand).toEqual({});
+    expect(settings.defaultBand).toEqual({ maxBytes: 1_000_000_000 });
   });
 
   test('a plugin named utilization-detector is the detector without the section; an empty section adds one with its defaults, outside the defaulted profile', () => {
@@ -127,13 +130,15 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     expect(config.flowControl).toMatchObject({ defaultRequestTTL: '0s', maxQueued: 2000, usageLimitPolicyPluginRef: 'eighty', defaultPriorityBand: { maxRequests: 10, fairnessPolicyRef: 'round-robin-fairness-policy' } });
     const settings = resolveFlowControl(config);
     expect(settings.maxWaitMs).toBe(Infinity);
-    expect(settings.defaultBand).toEqual({ maxRequests: 10, fairness: 'round-robin' });
+    expect(settings.defaultBand).toEqual({ maxRequests: 10, maxBytes: 1_000_000_000, fairness: 'round-robin' });
   });
 
   test.each([
     ['both names for one bound', 'flowControl: {maxBytes: 1Gi, maxQueuedBytes: 5}', 'flowControl.maxBytes: is GIE\'s name for maxQueuedBytes; give one of the two'],
     ['a quantity that is not one', 'flowControl: {maxRequests: lots}', 'flowControl.maxRequests: must be a Kubernetes quantity such as 100, "1k", "500M" or "1Gi", got "lots"'],
-    ['a zero bound', 'flowControl: {priorityBands: [{priority: 1, maxRequests: 0}]}', 'flowControl.priorityBands[0].maxRequests: must be at least 1, got 0'],
+    ['a negative bound', 'flowControl: {priorityBands: [{priority: 1, maxRequests: -1}]}', 'flowControl.priorityBands[0].maxRequests: must not be negative, got -1'],
+    ['a default band priority that is not one', 'flowControl: {defaultPriorityBand: {priority: junk}}', 'flowControl.defaultPriorityBand.priority: must be an integer'],
+    ['a fairness ref naming an ordering policy', 'flowControl: {defaultPriorityBand: {fairnessPolicyRef: edf-ordering-policy}}', 'flowControl.defaultPriorityBand.fairnessPolicyRef: no plugin named "edf-ordering-policy"; give a plugin name or one of: global-strict-fairness-policy, round-robin-fairness-policy'],
     ['a band without its priority', 'flowControl: {priorityBands: [{maxRequests: 5}]}', 'flowControl.priorityBands[0].priority: is required'],
     ['one priority twice', 'flowControl: {priorityBands: [{priority: 1}, {priority: 1}]}', 'flowControl.priorityBands[1].priority: priority 1 is also flowControl.priorityBands[0]\'s'],
     ['an ordering kvroute lacks', 'flowControl: {priorityBands: [{priority: 1, orderingPolicyRef: edf-ordering-policy}]}', 'flowControl.priorityBands[0].orderingPolicyRef: GIE\'s edf-ordering-policy is not supported'],
@@ -142,6 +147,21 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     ['a detector that is not one', 'saturationDetector: {pluginRef: prefix-cache-scorer}', 'saturationDetector.pluginRef: "prefix-cache-scorer" is a prefix-cache-scorer, not a saturation detector'],
   ])('refuses %s, naming the field', (_what, section, message) => {
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}${section}\n${PROFILE}`)).toThrow(message);
+  });
+
+  test('GIE\'s unset values: empty references are defaults, 0 bounds are GIE\'s "no bound of its own", the default usage limit by its type name', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}saturationDetector: {pluginRef: ""}\n` +
+      'flowControl:\n  maxRequests: 0\n  maxBytes: 0\n  usageLimitPolicyPluginRef: static-usage-limit-policy\n  defaultRequestTTL: 0m0s\n' +
+      '  priorityBands: [{priority: 1, maxRequests: 0, maxBytes: 0, fairnessPolicyRef: "", orderingPolicyRef: ""}]\n' + PROFILE);
+    expect(config.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
+    expect(config.flowControl).toMatchObject({ maxQueued: 1024, maxQueuedBytes: 128 * 1024 * 1024, defaultRequestTTL: '0s', usageLimitPolicyPluginRef: 'static-usage-limit-policy', priorityBands: [{ priority: 1 }] });
+    expect(resolveFlowControl(config).bands).toEqual(new Map([[1, { maxBytes: 1_000_000_000 }]]));
+    expect(resolveFlowControl(config).defaultBand).toEqual({ maxBytes: 1_000_000_000 });
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+    // concurrency-detector's token bound is checked in requests mode too, and unused.
+    expect(() => parseEndpointPickerConfig(GUIDE_CONCURRENCY.replace('maxConcurrency: 110', 'maxConcurrency: 110\n    maxTokenConcurrency: 5000'))).not.toThrow();
+    expect(() => parseEndpointPickerConfig(GUIDE_CONCURRENCY.replace('maxConcurrency: 110', 'maxConcurrency: 110\n    maxTokenConcurrency: 0'))).toThrow('maxTokenConcurrency: must be an integer >= 1');
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}flowControl: {maxBytes: 1e30}\n${PROFILE}`)).toThrow('flowControl.maxBytes: is out of range');
   });
 
   test.each([
@@ -163,6 +183,10 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     expect(parseQuantity('0.1k')).toBe(100);
     expect(parseQuantity('1e3')).toBe(1000);
     expect(parseQuantity('1500m')).toBe(2);
+    expect(parseQuantity('10000000000.3')).toBe(10_000_000_001);
+    expect(parseQuantity('1.0000000001G')).toBe(1_000_000_001);
+    expect(() => parseQuantity(1e30)).toThrow('is out of range');
+    expect(() => parseQuantity(' 1Gi')).toThrow('must be a Kubernetes quantity');
     expect(() => parseQuantity('1 GB')).toThrow('must be a Kubernetes quantity');
     expect(() => parseQuantity(true)).toThrow('must be a Kubernetes quantity');
   });
@@ -256,20 +280,64 @@ describe('flow-control queue: GIE v1.5.0 priority bands', () => {
     }
   });
 
-  test('under global-strict, a retry keeps its first arrival and goes before later arrivals of other flows', async () => {
-    const { q, tick } = queue({ defaultBand: { fairness: 'global-strict' } });
+  /**
+   * Requests as request control drives them: each takes an arrival ticket once, and a released one that finds the pool
+   * still full comes back with `retry` and its ticket. Resolves with the release order of `ids` over `rounds` batches
+   * that all come back, then one that does not.
+   */
+  async function releaseOrder(fairness: 'global-strict' | 'round-robin', flows: readonly string[], rounds: number): Promise<string[]> {
+    const { q } = queue({ defaultBand: { fairness }, maxDispatchPerCall: 4 });
     const order: string[] = [];
-    void q.enqueue({ flow: 'a', priority: 0, arrivalMs: 0 }).then(() => order.push('old'));
-    tick(5);
-    void q.enqueue({ flow: 'b', priority: 0 }).then(() => order.push('newer'));
-    q.dispatch(1);
-    await Promise.resolve();
-    // Dispatched, found the pool still full: back in the queue with its first arrival.
-    void q.enqueue({ flow: 'a', priority: 0, retry: true, arrivalMs: 0 }).then(() => order.push('old again'));
-    q.dispatch(1);
-    q.dispatch(1);
-    await new Promise((r) => setImmediate(r));
-    expect(order).toEqual(['old', 'old again', 'newer']);
+    let full = rounds;
+    const waits = flows.map(async (flow, i) => {
+      const arrival = q.arrivalTicket();
+      for (let retry = false; ; retry = true) {
+        await q.enqueue({ flow, priority: 0, arrival, retry });
+        if (full > 0) continue; // dispatched into a full pool: back to its place
+        order.push(`r${i + 1}`);
+        return;
+      }
+    });
+    for (let tick = 0; order.length < flows.length; tick++) {
+      if (tick >= rounds) full = 0;
+      q.dispatch(Infinity);
+      for (let i = 0; i < 10; i++) await Promise.resolve();
+      if (tick >= rounds) full = 0;
+      else full--;
+      if (tick > 50) break;
+    }
+    await Promise.all(waits);
+    return order;
+  }
+
+  test('a batch released into a full pool comes back in its order, under either fairness (retries keep their place)', async () => {
+    for (const fairness of ['global-strict', 'round-robin'] as const) {
+      expect({ fairness, order: await releaseOrder(fairness, ['a', 'a', 'a'], 3) }).toEqual({ fairness, order: ['r1', 'r2', 'r3'] });
+      expect({ fairness, order: await releaseOrder(fairness, ['a', 'b', 'c', 'd', 'e', 'f'], 2) }).toEqual({ fairness, order: ['r1', 'r2', 'r3', 'r4', 'r5', 'r6'] });
+    }
+  });
+
+  test('dispatch releases nothing while the pool is full (head-of-line blocking, GIE processor.go dispatchCycle)', async () => {
+    const { q } = queue();
+    let ready = false;
+    const waiting = q.enqueue({ flow: 'a', priority: 0 });
+    expect(q.dispatch(Infinity, () => ready)).toBe(0);
+    expect(q.size).toBe(1);
+    ready = true;
+    expect(q.dispatch(Infinity, () => ready)).toBe(1);
+    await waiting;
+  });
+
+  test('a deadline beyond Node\'s longest timer does not spin the timer', async () => {
+    const fired: number[] = [];
+    const q = new FlowControlQueue({ maxQueued: 10, maxWaitMs: 3e9, maxDispatchPerCall: 1 });
+    const original = q.expire.bind(q);
+    q.expire = () => { fired.push(1); return original(); };
+    const waiting = q.enqueue({ flow: 'a', priority: 0 }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fired.length).toBeLessThanOrEqual(1);
+    q.close();
+    await waiting;
   });
 
   test('without a deadline (defaultRequestTTL 0) a request waits until dispatched or aborted', async () => {
@@ -356,8 +424,10 @@ describe('a pool saturation detector in the running EPP', () => {
   });
 
   test('pods whose scrapes all fail are unreachable, not busy: the detector does not hold the request (issue 11: no 429 for a gone pool)', async () => {
-    await start(GUIDE_UTILIZATION.replace('kvCacheUtilThreshold: 0.85', 'kvCacheUtilThreshold: 0.85\n    metricsStalenessThreshold: 300ms'));
+    await start(GUIDE_UTILIZATION.replace('kvCacheUtilThreshold: 0.85', 'kvCacheUtilThreshold: 0.85\n    metricsStalenessThreshold: 300ms') + 'flowControl: {defaultRequestTTL: 5s}\n');
     const addresses = keys();
+    // Past the start-up grace, when a pool without fresh metrics may be the EPP's own stall (RESUME_GRACE_MS).
+    await sleep(RESUME_GRACE_MS + 100);
     await Promise.all(pods.map((p) => p.close()));
     pods = [];
     // Stale pods count as full: the detector now reads the pool saturated.
@@ -390,6 +460,35 @@ describe('a pool saturation detector in the running EPP', () => {
       await api.close();
       fs.rmSync(path.dirname(kubeconfig), { recursive: true, force: true });
     }
+  });
+
+  test('the usage-limit policy\'s threshold is where flow control holds the pool', async () => {
+    await start(UTILIZATION.replace('saturationDetector:', '- type: static-usage-limit-policy\n  name: half\n  parameters: {threshold: 0.5}\nsaturationDetector:') +
+      'flowControl: {usageLimitPolicyPluginRef: half}\n');
+    await setWaiting(1); // max(1/2, 0.3/0.85) = 0.5 on each pod: at the limit
+    const r = send();
+    await waitFor(async () => (await sizeOf(epp)) === 1);
+    expect(r.settled()).toBe(false);
+    await setWaiting(0); // 0.3/0.85 ≈ 0.35
+    expect(keys()).toContain((await r.answer).endpoint);
+  });
+
+  test('concurrency-detector reads no metrics: a pool whose scrapes all fail is still held at its in-flight limit', async () => {
+    await start(GUIDE_CONCURRENCY.replace('maxConcurrency: 110', 'maxConcurrency: 1'));
+    const addresses = keys();
+    await Promise.all(pods.map((p) => p.close()));
+    pods = [];
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.consecutiveFailures > 0));
+    await sleep(RESUME_GRACE_MS + 100);
+    const first = send();
+    const second = send();
+    expect(addresses).toContain((await first.answer).endpoint);
+    expect(addresses).toContain((await second.answer).endpoint);
+    const third = send();
+    await waitFor(async () => (await sizeOf(epp)) === 1);
+    expect(third.settled()).toBe(false);
+    await complete(first.stream);
+    expect(addresses).toContain((await third.answer).endpoint);
   });
 
   test('concurrency-detector: the third request waits while two are in flight on two pods of maxConcurrency 1, and goes when one ends', async () => {

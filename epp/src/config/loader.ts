@@ -5,6 +5,7 @@ import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginHasKind,
 import { ConfigError, describeValue } from './errors';
 import { FieldReader } from './fields';
 import { parseQuantity } from './quantity';
+import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
 import { mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
 import {
@@ -104,7 +105,7 @@ function readSaturationDetector(raw: unknown, plugins: PluginSpec[]): EndpointPi
     return named !== undefined && pluginHasKind(named.type, 'saturation-detector') ? { pluginRef: named.name! } : undefined;
   }
   const fields = FieldReader.ofMap(raw, 'saturationDetector');
-  const pluginRef = fields.optionalString('pluginRef') || DEFAULT_SATURATION_DETECTOR;
+  const pluginRef = optionalRef(fields, 'pluginRef') ?? DEFAULT_SATURATION_DETECTOR;
   fields.finish();
   const plugin = pluginRef === DEFAULT_SATURATION_DETECTOR
     ? ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, 'saturationDetector.pluginRef')
@@ -222,8 +223,9 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): Flow
   }
   const bands = readPriorityBands(r.raw('priorityBands'), plugins);
   const defaultBand = r.raw('defaultPriorityBand');
-  const usageLimitRef = r.optionalString('usageLimitPolicyPluginRef');
-  if (usageLimitRef !== undefined) {
+  const usageLimitRef = optionalRef(r, 'usageLimitPolicyPluginRef');
+  // GIE registers the default policy under its type name (`config/loader/defaults.go` ensureFlowControlLayer).
+  if (usageLimitRef !== undefined && usageLimitRef !== 'static-usage-limit-policy') {
     const plugin = plugins.find((p) => p.name === usageLimitRef);
     if (plugin?.type !== 'static-usage-limit-policy') {
       throw new ConfigError(
@@ -255,7 +257,16 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): Flow
 /** `defaultRequestTTL`: a positive duration, or 0 for none (GIE: the request waits as long as its client does). */
 function readRequestTTL(r: FieldReader): string {
   const raw = r.raw('defaultRequestTTL');
-  if (raw === 0 || (typeof raw === 'string' && /^0+(\.0*)?(ns|us|µs|ms|s|m|h)?$/.test(raw))) return '0s';
+  if (raw === 0) return '0s';
+  if (typeof raw === 'string') {
+    let ms: number | undefined;
+    try {
+      ms = parseDuration(raw);
+    } catch {
+      ms = undefined; // r.duration below names the problem
+    }
+    if (ms === 0) return '0s';
+  }
   return r.duration('defaultRequestTTL', FLOW_CONTROL_DEFAULTS.defaultRequestTTL);
 }
 
@@ -265,18 +276,29 @@ function quantityAlias(r: FieldReader, key: string, gieKey: string, defaultValue
   if (gie === undefined || gie === null) return r.integer(key, defaultValue, 1);
   if (r.has(key)) throw new ConfigError(r.fieldPath(gieKey), `is GIE's name for ${key}; give one of the two`);
   r.raw(key);
-  return positiveQuantity(gie, r.fieldPath(gieKey));
+  // GIE: 0 sets no global bound (`flowcontrol/registry/config.go`); the EPP's memory needs one, so kvroute's default
+  // stays.
+  return quantity(gie, r.fieldPath(gieKey)) || defaultValue;
 }
 
-function positiveQuantity(value: unknown, path: string): number {
+/** A non-negative quantity, as GIE's resolveQuantity accepts (`flowcontrol/registry/config.go` @ v1.5.0). */
+function quantity(value: unknown, path: string): number {
   let n: number;
   try {
     n = parseQuantity(value);
   } catch (error) {
     throw new ConfigError(path, (error as Error).message);
   }
-  if (n < 1) throw new ConfigError(path, `must be at least 1, got ${describeValue(value)}`);
+  if (n < 0) throw new ConfigError(path, `must not be negative, got ${describeValue(value)}`);
   return n;
+}
+
+/** A plugin reference that GIE treats as unset when empty (`omitempty` strings, `!= ""` guards). */
+function optionalRef(f: FieldReader, key: string): string | undefined {
+  const value = f.raw(key);
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw new ConfigError(f.fieldPath(key), `must be a plugin name, got ${describeValue(value)}`);
+  return value;
 }
 
 const FAIRNESS_POLICY_TYPES: readonly string[] = ['global-strict-fairness-policy', 'round-robin-fairness-policy'];
@@ -305,11 +327,12 @@ function readPriorityBand(raw: unknown, path: string, plugins: readonly PluginSp
     if (!f.has('priority')) throw new ConfigError(`${path}.priority`, 'is required: the priority level this band configures');
     priority = f.integer('priority', 0, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY);
   } else {
-    // GIE's PriorityBandConfig carries a priority; the default band's is not used.
-    f.raw('priority');
+    // GIE's PriorityBandConfig carries a priority; the default band's is checked and not used.
+    f.integer('priority', 0, Number.MIN_SAFE_INTEGER);
   }
-  const maxRequests = f.has('maxRequests') ? positiveQuantity(f.raw('maxRequests'), f.fieldPath('maxRequests')) : undefined;
-  const maxBytes = f.has('maxBytes') ? positiveQuantity(f.raw('maxBytes'), f.fieldPath('maxBytes')) : undefined;
+  // 0 is GIE's "unset": no request bound of the band's own, and the default byte bound.
+  const maxRequests = f.has('maxRequests') ? quantity(f.raw('maxRequests'), f.fieldPath('maxRequests')) || undefined : undefined;
+  const maxBytes = f.has('maxBytes') ? quantity(f.raw('maxBytes'), f.fieldPath('maxBytes')) || undefined : undefined;
   const fairnessPolicyRef = policyRef(f, 'fairnessPolicyRef', FAIRNESS_POLICY_TYPES, plugins);
   const orderingPolicyRef = policyRef(f, 'orderingPolicyRef', ORDERING_POLICY_TYPES, plugins);
   f.finish();
@@ -324,15 +347,15 @@ function readPriorityBand(raw: unknown, path: string, plugins: readonly PluginSp
 
 /** A policy reference: a declared plugin of one of `types`, or one of the type names itself (GIE registers its defaults by type name). */
 function policyRef(f: FieldReader, key: string, types: readonly string[], plugins: readonly PluginSpec[]): string | undefined {
-  const ref = f.optionalString(key);
-  if (ref === undefined || ref === '') return undefined;
+  const ref = optionalRef(f, key);
+  if (ref === undefined) return undefined;
   const plugin = plugins.find((p) => p.name === ref);
   if (plugin !== undefined) {
     if (!types.includes(plugin.type)) throw new ConfigError(f.fieldPath(key), `${JSON.stringify(ref)} is a ${plugin.type}; allowed here: ${types.join(', ')}`);
     return ref;
   }
   if (types.includes(ref)) return ref;
-  if (UNSUPPORTED_ORDERING_POLICIES.includes(ref)) {
+  if (UNSUPPORTED_ORDERING_POLICIES.includes(ref) && key === 'orderingPolicyRef') {
     throw new ConfigError(f.fieldPath(key), `GIE's ${ref} is not supported: kvroute orders each flow first come first served (fcfs-ordering-policy)`);
   }
   throw new ConfigError(f.fieldPath(key), `no plugin named ${JSON.stringify(ref)}; give a plugin name or one of: ${types.join(', ')}`);

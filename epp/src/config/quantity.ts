@@ -19,10 +19,12 @@ export const QUANTITY_FORMAT_HINT = 'a Kubernetes quantity such as 100, "1k", "5
 export function parseQuantity(value: unknown): number {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${value}`);
-    return Math.ceil(value);
+    const n = Math.ceil(value);
+    if (!Number.isSafeInteger(n)) throw new Error(`is out of range, got ${value}`);
+    return n;
   }
   if (typeof value !== 'string') throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`);
-  const match = QUANTITY.exec(value.trim());
+  const match = QUANTITY.exec(value);
   if (match === null) throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${JSON.stringify(value)}`);
   const number = Number(match[1]);
   const suffix = match[2] ?? '';
@@ -33,7 +35,7 @@ export function parseQuantity(value: unknown): number {
   const exact = number * scale;
   // 0.1k is 100.00000000000001 in binary floating point: what lies within rounding error of an integer is that integer.
   const nearest = Math.round(exact);
-  const result = Math.abs(exact - nearest) <= 1e-9 * Math.max(1, Math.abs(exact)) ? nearest : Math.ceil(exact);
+  const result = Math.abs(exact - nearest) <= 4 * Number.EPSILON * Math.max(1, Math.abs(exact)) ? nearest : Math.ceil(exact);
   if (!Number.isSafeInteger(result)) throw new Error(`is out of range, got ${JSON.stringify(value)}`);
   return result;
 }

@@ -26,6 +26,9 @@
  * Rejections carry the reason, for the 429's `x-kvroute-flow-control` header.
  */
 
+/** The longest delay Node's timers take (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export type FlowRejectionReason = 'queue-full' | 'deadline' | 'shed' | 'aborted' | 'closed';
 
 /** The response header a 429 from flow control carries, naming the reason. */
@@ -91,20 +94,26 @@ export interface FlowRequest {
    */
   readonly retry?: boolean;
   /**
-   * When the request first started waiting, in ms on the `now` clock: FCFS order (`global-strict` fairness) ranks by it,
-   * so a retry passes its first arrival and keeps its turn. @default now
+   * The request's place in arrival order, from `arrivalTicket()` when it first started waiting: FCFS order ranks by it
+   * (`global-strict` fairness across flows, and a retry's place within its flow and among retried flows), so a retry
+   * passes its first ticket and keeps its turn. @default a new ticket
    */
-  readonly arrivalMs?: number;
+  readonly arrival?: number;
 }
 
 interface Waiter {
   readonly request: FlowRequest;
   readonly deadlineMs: number;
-  readonly arrivalMs: number;
+  readonly arrival: number;
   readonly seq: number;
   readonly resolve: () => void;
   readonly reject: (error: FlowControlRejection) => void;
   readonly onAbort?: () => void;
+}
+
+/** Whether `w` is a retried waiter that first arrived before `than`. */
+function isEarlierRetry(w: Waiter | undefined, than: Waiter): boolean {
+  return w !== undefined && w.request.retry === true && w.arrival < than.arrival;
 }
 
 /** One priority level: its flows in turn order, each a FIFO. */
@@ -125,17 +134,25 @@ class Band {
   }
 
   push(w: Waiter): void {
+    const retry = w.request.retry === true;
     let queue = this.flows.get(w.request.flow);
     if (queue === undefined) {
       queue = [];
       this.flows.set(w.request.flow, queue);
       // A new flow joins just before the cursor: it takes its turn after every flow already waiting. A retried one
-      // joins at the cursor: it is next, as it was when it was dispatched.
-      this.order.splice(this.cursor, 0, w.request.flow);
-      if (w.request.retry !== true) this.cursor = (this.cursor + 1) % this.order.length;
+      // joins at the cursor, after the flows retried before it from the same dispatch (they come back in release
+      // order): it is next, as it was when it was dispatched.
+      let at = this.cursor;
+      if (retry) while (at < this.order.length && isEarlierRetry(this.flows.get(this.order[at]!)![0], w)) at++;
+      this.order.splice(at, 0, w.request.flow);
+      if (!retry) this.cursor = (this.cursor + 1) % this.order.length;
     }
-    if (w.request.retry === true) queue.unshift(w);
-    else queue.push(w);
+    if (retry) {
+      // At the head of its flow, behind the retries that arrived before it: a released batch keeps its order.
+      let at = 0;
+      while (at < queue.length && isEarlierRetry(queue[at], w)) at++;
+      queue.splice(at, 0, w);
+    } else queue.push(w);
     this.size++;
     this.bytes += w.request.bytes ?? 0;
   }
@@ -185,7 +202,7 @@ class Band {
     let bestHead: Waiter | undefined;
     for (let i = 0; i < this.order.length; i++) {
       const head = this.flows.get(this.order[i]!)![0]!;
-      if (bestHead === undefined || head.arrivalMs < bestHead.arrivalMs || (head.arrivalMs === bestHead.arrivalMs && head.seq < bestHead.seq)) {
+      if (bestHead === undefined || head.arrival < bestHead.arrival) {
         best = i;
         bestHead = head;
       }
@@ -202,6 +219,7 @@ export class FlowControlQueue {
   private readonly bands = new Map<number, Band>();
   private readonly now: () => number;
   private seq = 0;
+  private arrivals = 0;
   private count = 0;
   private bytes = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -234,6 +252,11 @@ export class FlowControlQueue {
   /** The queue's clock, in ms. */
   nowMs(): number {
     return this.now();
+  }
+
+  /** A place in arrival order, for a request about to wait (`FlowRequest.arrival`). */
+  arrivalTicket(): number {
+    return this.arrivals++;
   }
 
   /** The default deadline for a request that starts waiting now (`now + maxWaitMs`). */
@@ -282,8 +305,8 @@ export class FlowControlQueue {
       const deadlineMs = request.deadlineMs ?? this.now() + this.options.maxWaitMs;
       let waiter: Waiter;
       const onAbort = request.signal ? () => this.drop(waiter, 'aborted') : undefined;
-      const arrivalMs = request.arrivalMs ?? this.now();
-      waiter = { request, deadlineMs, arrivalMs, seq: this.seq++, resolve, reject, ...(onAbort ? { onAbort } : {}) };
+      const arrival = request.arrival ?? this.arrivalTicket();
+      waiter = { request, deadlineMs, arrival, seq: this.seq++, resolve, reject, ...(onAbort ? { onAbort } : {}) };
       if (onAbort) request.signal!.addEventListener('abort', onAbort, { once: true });
       this.band(request.priority).push(waiter);
       this.count++;
@@ -293,10 +316,10 @@ export class FlowControlQueue {
   }
 
   /**
-   * Releases up to `capacity` waiting requests (at most `maxDispatchPerCall`), highest priority first, flows in turn.
-   * Returns how many were released.
+   * Releases up to `capacity` waiting requests (at most `maxDispatchPerCall`), highest priority first, flows in turn,
+   * while `ready` (when given) says the pool can take one more. Returns how many were released.
    */
-  dispatch(capacity: number): number {
+  dispatch(capacity: number, ready?: () => boolean): number {
     // Nothing waits and no timer is armed: what follows would release nothing and leave the same state, but request
     // control calls this at every request's end, and the full pass allocates (the priorities, the waiters' copies).
     if (this.count === 0 && this.timer === undefined && this.timerAt === Infinity) return 0;
@@ -306,6 +329,13 @@ export class FlowControlQueue {
     for (const priority of this.prioritiesDescending()) {
       const band = this.bands.get(priority)!;
       while (released < limit) {
+        // Head-of-line blocking, as GIE's dispatch cycle checks the pool before it takes an item out
+        // (`controller/internal/processor.go` dispatchCycle @ v1.5.0): a request released into a full pool would only
+        // come back, behind the ones released with it.
+        if (band.size > 0 && ready !== undefined && !ready()) {
+          this.armTimer();
+          return released;
+        }
         const w = band.shift();
         if (w === undefined) break;
         this.settle(w);
@@ -412,7 +442,8 @@ export class FlowControlQueue {
       this.timerAt = Infinity;
       this.expire();
       this.armTimer();
-    }, Math.max(0, earliest - this.now()));
+      // Node fires a delay beyond 2^31 - 1 ms at once; a long deadline is re-armed from there instead.
+    }, Math.min(MAX_TIMER_MS, Math.max(0, earliest - this.now())));
     this.timer.unref();
   }
 }

@@ -59,4 +59,9 @@ export interface PrepareRequest extends Plugin {
 export interface SaturationDetector extends Plugin {
   /** 0 = idle, 1.0 = at capacity, above 1 = over it; 1.0 for an empty candidate list. */
   saturation(candidates: readonly EndpointSnapshot[]): number;
+  /**
+   * True when the reading comes from scraped metrics (stale pods count as full): request control then does not hold
+   * requests for a pool whose every scrape fails, which is gone rather than busy.
+   */
+  readonly readsMetrics?: boolean;
 }

@@ -261,6 +261,8 @@ export class RequestControl implements RequestDirector {
   /** The config's `saturationDetector`, when it names one, and the saturation at which the pool counts as full. */
   private readonly saturationDetector: SaturationDetector | undefined;
   private readonly usageLimit: number;
+  /** Asked by the flow-control queue before each release (`FlowControlQueue.dispatch`). */
+  private readonly dispatchGate: (() => boolean) | undefined;
   private readonly flowTicker: NodeJS.Timeout | undefined;
   /** Monotonic seconds of the flow ticker's last run, and of the end of the last stall it noticed. */
   private lastTick = 0;
@@ -275,6 +277,11 @@ export class RequestControl implements RequestDirector {
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
     ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
+    // With a pool detector the queue releases nothing while the pool (every ready pod, as GIE's dispatch cycle reads
+    // it) is full; without one, a released request finds out from the filters and comes back in its place.
+    this.dispatchGate = this.saturationDetector !== undefined
+      ? () => !this.poolSaturated(this.options.datastore.snapshot(), this.usageLimit)
+      : undefined;
     const flow = options.flowControl;
     // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
     const tickMs = flow?.tickMs ?? 50;
@@ -290,7 +297,7 @@ export class RequestControl implements RequestDirector {
       // CPU), and every scraped page is as old as the stall.
       if (now - this.lastTick > this.stallGapSeconds) this.resumedAt = now;
       this.lastTick = now;
-      flow.queue.dispatch(Infinity);
+      flow.queue.dispatch(Infinity, this.dispatchGate);
     }, tickMs).unref() : undefined;
   }
 
@@ -305,12 +312,15 @@ export class RequestControl implements RequestDirector {
    * GIE's dispatch gate (v1.5.0 `flowcontrol/controller/internal/processor.go` dispatchCycle: `saturation >=
    * usageLimit` holds the queue). Always false without a detector: then load filters decide (`saturation-filter`).
    */
-  private poolSaturated(candidates: readonly EndpointSnapshot[]): boolean {
-    if (this.saturationDetector === undefined || this.saturationDetector.saturation(candidates) < this.usageLimit) return false;
-    // Every pod's last scrape failed: the pods are unreachable (gone), not busy, and waiting will not bring them (issue
-    // 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers 503 and otherwise the proxy's
-    // connection fails. Just out of an EPP stall, every page is merely old: then the request waits for fresh scrapes.
-    return this.stalled() || !candidates.every((c) => c.metrics.consecutiveFailures > 0);
+  private poolSaturated(candidates: readonly EndpointSnapshot[], limit: number): boolean {
+    const detector = this.saturationDetector;
+    if (detector === undefined || detector.saturation(candidates) < limit) return false;
+    // A detector reading scraped metrics, and every pod's last scrape failed: the pods are unreachable (gone), not
+    // busy, and waiting will not bring them (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter
+    // answers 503 and otherwise the proxy's connection fails. Just out of an EPP stall, every page is merely old: then
+    // the request waits for fresh scrapes. A detector counting the EPP's own requests in flight is never excused.
+    if (detector.readsMetrics !== true || this.stalled()) return true;
+    return !candidates.every((c) => c.metrics.consecutiveFailures > 0);
   }
 
   private stalled(): boolean {
@@ -424,7 +434,9 @@ export class RequestControl implements RequestDirector {
       const mine = this.queuePriority(request.headers);
       if (waiting !== undefined && mine !== undefined && waiting >= mine) return this.waitForCapacity(req, request, model, signal(), started);
     }
-    if (this.poolSaturated(current)) {
+    // Flow control holds the pool at the usage limit; GIE's legacy admission reads the detector at 1.0
+    // (`requestcontrol/admission.go`), the usage-limit policy being flow control's.
+    if (this.poolSaturated(current, flowControl !== undefined ? this.usageLimit : 1)) {
       if (flowControl !== undefined) return this.waitForCapacity(req, request, model, signal(), started);
       // Without flow control, GIE's legacy admission: a sheddable request is dropped, any other is scheduled anyway
       // (v1.5.0 `requestcontrol/admission.go` LegacyAdmissionController).
@@ -474,6 +486,7 @@ export class RequestControl implements RequestDirector {
     // turn); a request with neither is its own flow.
     const flow = headers[FAIRNESS_ID_HEADER] ?? headers['x-session-id'] ?? headers['x-session-token'] ?? `request:${request.requestId}`;
     const arrivalMs = queue.nowMs();
+    const arrival = queue.arrivalTicket();
     // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up).
     let deadlineMs = arrivalMs + queue.maxWaitMs;
     const proxyMaxMs = flowControl.maxMessageTimeoutMs ?? 0;
@@ -488,7 +501,7 @@ export class RequestControl implements RequestDirector {
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrivalMs, bytes: req.body?.length ?? 0 });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes: req.body?.length ?? 0 });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
@@ -507,8 +520,8 @@ export class RequestControl implements RequestDirector {
         waited('rejected');
         return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
       }
-      // The pool detector still reads full: back to the head of its flow, as below.
-      if (this.poolSaturated(candidates)) continue;
+      // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
+      if (this.poolSaturated(candidates, this.usageLimit)) continue;
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         waited('dispatched');
@@ -735,7 +748,7 @@ export class RequestControl implements RequestDirector {
     const { target, started, series } = ticket as Ticket;
     this.options.datastore.release(target.key);
     // A request ended: one slot may be free for the oldest waiter.
-    this.options.flowControl?.queue.dispatch(1);
+    this.options.flowControl?.queue.dispatch(1, this.dispatchGate);
     if (series !== undefined) {
       series.runningRequests().value--;
       if (outcome === 'completed') series.requestDuration().observe(this.monotonicSeconds() - started);

@@ -63,9 +63,8 @@ export const concurrencyDetector = definePlugin({
       throw new ConfigError(fields.fieldPath('concurrencyMode'), 'GIE\'s "tokens" mode is not supported (kvroute does not reproduce its token estimator); use "requests"');
     }
     if (mode !== 'requests') throw new ConfigError(fields.fieldPath('concurrencyMode'), `must be "requests" or "tokens", got ${describeValue(mode)}`);
-    if (fields.has('maxTokenConcurrency')) {
-      throw new ConfigError(fields.fieldPath('maxTokenConcurrency'), 'applies to GIE\'s "tokens" mode only, which kvroute does not support');
-    }
+    // GIE validates it in every mode and uses it in tokens mode only (`concurrency/config.go` @ v1.5.0): checked, unused.
+    fields.integer('maxTokenConcurrency', 1_000_000, 1);
     return {
       concurrencyMode: 'requests',
       maxConcurrency: fields.integer('maxConcurrency', 100, 1),

@@ -31,6 +31,7 @@ export interface UtilizationDetectorParameters {
  */
 export class UtilizationDetector implements Filter, SaturationDetector {
   readonly type = 'utilization-detector';
+  readonly readsMetrics = true;
   /** Never reached: the filter fails open rather than leave no candidate. */
   readonly emptyResultReason = 'saturated' as const;
   private readonly stalenessMs: number;
