@@ -283,6 +283,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       elu = now;
       c.flowControlQueueSize.set(flowQueue?.size ?? 0);
       c.flowControlQueueBytes.set(flowQueue?.queuedBytes ?? 0);
+      const saturation = director.poolSaturation();
+      if (saturation !== undefined) c.gieFlowControlPoolSaturation.set({ inference_pool: poolName }, saturation);
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
       c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);

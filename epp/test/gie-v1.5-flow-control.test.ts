@@ -407,11 +407,19 @@ describe('a pool saturation detector in the running EPP', () => {
   test('flow control on: while the detector reads the pool full (waiting 3 ÷ threshold 2 on each pod) the request waits; it is routed once the queues drain', async () => {
     await start(UTILIZATION);
     await setWaiting(3);
-    const r = send();
+    const r = send({ 'x-gateway-inference-fairness-id': 'tenant-a' });
     await waitFor(async () => (await sizeOf(epp)) === 1);
     expect(r.settled()).toBe(false);
+    // GIE's own flow-control series, as its guide tells autoscalers to read them (metrics.go @ v1.5.0).
+    const waiting = await metricsPage(epp);
+    expect(waiting).toContain('inference_extension_flow_control_queue_size{fairness_id="tenant-a",priority="0",inference_pool="static",model_name="m",target_model_name="m"} 1');
+    expect(waiting).toMatch(/inference_extension_flow_control_queue_bytes\{fairness_id="tenant-a",[^}]*\} [1-9]\d*/);
+    expect(waiting).toContain('inference_extension_flow_control_pool_saturation{inference_pool="static"} 1.5');
     await setWaiting(1); // max(1/2, 0.3/0.85) = 0.5 on each pod
     expect(keys()).toContain((await r.answer).endpoint);
+    const after = await metricsPage(epp);
+    expect(after).toContain('inference_extension_flow_control_queue_size{fairness_id="tenant-a",priority="0",inference_pool="static",model_name="m",target_model_name="m"} 0');
+    expect(after).toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-a",priority="0",outcome="Dispatched",inference_pool="static",model_name="m",target_model_name="m"} 1');
   });
 
   test('flow control off: GIE\'s legacy admission drops only sheddable requests while the pool is full', async () => {
@@ -513,13 +521,18 @@ describe('a pool saturation detector in the running EPP', () => {
   });
 });
 
-/** Requests waiting in the EPP's flow-control queue, from its /metrics page. */
-function sizeOf(epp: RunningEpp): Promise<number> {
+function metricsPage(epp: RunningEpp): Promise<string> {
   return new Promise((resolve, reject) => {
     http.get(`http://127.0.0.1:${epp.metricsPort}/metrics`, (res) => {
       let data = '';
       res.on('data', (c) => { data += c; });
-      res.on('end', () => resolve(data.split('\n').filter((l) => l.startsWith('kvroute_epp_flow_control_queue_size ')).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)));
+      res.on('end', () => resolve(data));
     }).on('error', reject);
   });
+}
+
+/** Requests waiting in the EPP's flow-control queue, from its /metrics page. */
+async function sizeOf(epp: RunningEpp): Promise<number> {
+  const page = await metricsPage(epp);
+  return page.split('\n').filter((l) => l.startsWith('kvroute_epp_flow_control_queue_size ')).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }

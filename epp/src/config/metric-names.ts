@@ -277,6 +277,31 @@ export const EPP_METRICS = {
     labels: ['reason'],
     help: 'Requests flow control refused (429 with x-kvroute-flow-control): reason="queue-full", "deadline", "shed", or "aborted"/"closed" (the stream or the EPP went away first; nothing is answered).',
   },
+  gieFlowControlQueueSize: {
+    name: 'inference_extension_flow_control_queue_size',
+    type: 'gauge',
+    labels: ['fairness_id', 'priority', 'inference_pool', 'model_name', 'target_model_name'],
+    help: 'Current number of requests actively held in the Flow Control queue.',
+  },
+  gieFlowControlQueueBytes: {
+    name: 'inference_extension_flow_control_queue_bytes',
+    type: 'gauge',
+    labels: ['fairness_id', 'priority', 'inference_pool', 'model_name', 'target_model_name'],
+    help: 'Current total size in bytes of requests actively held in the Flow Control queue.',
+  },
+  gieFlowControlQueueDuration: {
+    name: 'inference_extension_flow_control_request_queue_duration_seconds',
+    type: 'histogram',
+    labels: ['fairness_id', 'priority', 'outcome', 'inference_pool', 'model_name', 'target_model_name'],
+    help: 'Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).',
+    buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+  },
+  gieFlowControlPoolSaturation: {
+    name: 'inference_extension_flow_control_pool_saturation',
+    type: 'gauge',
+    labels: ['inference_pool'],
+    help: 'Current saturation level of the inference pool (0.0 = empty, 1.0 = fully saturated).',
+  },
   saturationExclusions: {
     name: 'kvroute_epp_saturation_exclusions_total',
     type: 'counter',

@@ -13,7 +13,7 @@ import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type SaturationDetector } from './hooks';
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
-import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue } from './flow-control';
+import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver } from './response-usage';
@@ -47,6 +47,20 @@ export const MAX_MODEL_SERIES = 64;
  * always their own value: the operator chose them, and there are as many as the config lists.
  */
 export const MAX_PRIORITY_LABELS = 8;
+/** Distinct `x-gateway-inference-fairness-id` values kept as `fairness_id` labels; later ones are counted as "other". */
+export const MAX_FAIRNESS_LABELS = 64;
+/** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
+const DEFAULT_FAIRNESS_ID = 'default-flow';
+
+/** GIE v1.5.0's `QueueOutcome` names (`flowcontrol/types/outcomes.go`), the histogram's `outcome` label. */
+type GieQueueOutcome = 'Dispatched' | 'RejectedCapacity' | 'EvictedTTL' | 'EvictedContextCancelled' | 'EvictedOther';
+const GIE_QUEUE_OUTCOMES: Readonly<Record<FlowRejectionReason, GieQueueOutcome>> = {
+  'queue-full': 'RejectedCapacity',
+  deadline: 'EvictedTTL',
+  aborted: 'EvictedContextCancelled',
+  shed: 'EvictedOther',
+  closed: 'EvictedOther',
+};
 /** The label value of whatever a bound turned away. */
 const OTHER_LABEL = 'other';
 
@@ -243,6 +257,8 @@ export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
   private readonly modelLabels = new Set<string>();
+  /** `fairness_id` label values taken from `x-gateway-inference-fairness-id` (see MAX_FAIRNESS_LABELS). */
+  private readonly fairnessLabels = new Set<string>();
   /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
   private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
   /** Request metric series by `model_name`, then `target_model_name` (both bounded label values). */
@@ -497,7 +513,28 @@ export class RequestControl implements RequestDirector {
     }
     const waitStarted = this.monotonicSeconds();
     const m = this.options.metrics;
-    const waited = (outcome: 'dispatched' | 'rejected') => m?.flowControlWait.observe({ outcome }, this.monotonicSeconds() - waitStarted);
+    // GIE v1.5.0's flow-control series (`pkg/epp/metrics/metrics.go`, set around `EnqueueAndWait` in
+    // `flowcontrol/controller/controller.go` and at finalization in `internal/item.go`), which its guide tells
+    // autoscalers to read; every label a client chooses is bounded.
+    const bytes = req.body?.length ?? 0;
+    const gieLabels = {
+      fairness_id: this.fairnessLabel(headers[FAIRNESS_ID_HEADER]),
+      priority: this.priorityLabel(headers),
+      inference_pool: this.options.poolName ?? '',
+      model_name: model,
+      target_model_name: this.rewrites.get(request)?.targetModel ?? model,
+    };
+    m?.gieFlowControlQueueSize.inc(gieLabels);
+    m?.gieFlowControlQueueBytes.inc(gieLabels, bytes);
+    const waited = (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => {
+      const seconds = this.monotonicSeconds() - waitStarted;
+      if (m === undefined) return;
+      m.flowControlWait.observe({ outcome }, seconds);
+      m.gieFlowControlQueueSize.dec(gieLabels);
+      m.gieFlowControlQueueBytes.dec(gieLabels, bytes);
+      const { fairness_id, priority: priorityLabel, inference_pool, model_name, target_model_name } = gieLabels;
+      m.gieFlowControlQueueDuration.observe({ fairness_id, priority: priorityLabel, outcome: gieOutcome, inference_pool, model_name, target_model_name }, seconds);
+    };
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
@@ -505,31 +542,31 @@ export class RequestControl implements RequestDirector {
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
-        waited('rejected');
+        waited('rejected', GIE_QUEUE_OUTCOMES[e.reason]);
         // Nobody is listening for an answer to an abandoned stream.
         if (e.reason === 'aborted') return abandoned();
         return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason });
       }
       if (signal.aborted) {
         m?.flowControlRejections.inc({ reason: 'aborted' });
-        waited('rejected');
+        waited('rejected', 'EvictedContextCancelled');
         return abandoned();
       }
       const candidates = this.candidates(req);
       if (candidates.length === 0) {
-        waited('rejected');
+        waited('rejected', 'Dispatched');
         return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
       }
       // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
       if (this.poolSaturated(candidates, this.usageLimit)) continue;
       try {
         const result = this.options.scheduler.schedule(request, candidates);
-        waited('dispatched');
+        waited('dispatched', 'Dispatched');
         return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
-        waited('rejected');
+        waited('rejected', 'Dispatched');
         if (e instanceof SchedulingError) return this.schedulingFailed(e, model);
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started);
@@ -771,6 +808,21 @@ export class RequestControl implements RequestDirector {
    * MAX_MODEL_LABEL_LENGTH characters, then "other": clients choose this string, and every distinct value multiplies
    * the series of every request metric.
    */
+  /** The `fairness_id` label: GIE's `default-flow` without the header, the header's value for the first MAX_FAIRNESS_LABELS, then "other". */
+  private fairnessLabel(id: string | undefined): string {
+    if (id === undefined || id === '') return DEFAULT_FAIRNESS_ID;
+    if (id.length > MAX_MODEL_LABEL_LENGTH) return OTHER_LABEL;
+    if (this.fairnessLabels.has(id)) return id;
+    if (this.fairnessLabels.size >= MAX_FAIRNESS_LABELS) return OTHER_LABEL;
+    this.fairnessLabels.add(id);
+    return id;
+  }
+
+  /** The pool detector's reading over every ready pod, for `inference_extension_flow_control_pool_saturation`; undefined without one. */
+  poolSaturation(): number | undefined {
+    return this.saturationDetector?.saturation(this.options.datastore.snapshot());
+  }
+
   private modelLabel(model: string): string {
     if (model.length > MAX_MODEL_LABEL_LENGTH) return OTHER_LABEL;
     if (this.modelLabels.has(model)) return model;
