@@ -2,13 +2,13 @@ import type { BlockStored, KvCacheEvent, KvEventEncoding } from '@kvroute/protoc
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
-import { parseEndpointPickerConfig } from '../src/config';
+import { parseEndpointPickerConfig, preciseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { Datastore } from '../src/datastore/datastore';
 import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
-import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
+import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 
 jest.setTimeout(60_000);
 
@@ -236,6 +236,26 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     return scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
   }
 
+  test('scores are llm-d\'s min-max over the holders by default (utils.go @ v0.8.0): a lone partial holder scores 1, the shorter of two 0', async () => {
+    const body = chat('What does the normalization chapter say?', 'the normalization manual');
+    const stored = await storedFor(body, 9000);
+    const blocks = stored.blockHashes.length;
+    expect(blocks).toBeGreaterThan(4);
+    // Pod 1 holds the first two blocks only.
+    const partial: BlockStored = { ...stored, blockHashes: stored.blockHashes.slice(0, 2), tokenIds: stored.tokenIds.slice(0, 32) };
+    await publish(pods[0]!, [partial]);
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) >= 2, 'the partial prefix to be indexed');
+    expect(await scores(body)).toEqual([1, 0]);
+    // Pod 2 then holds the whole prompt: it is the longest match (1), pod 1 the shortest (0).
+    await publish(pods[1]!, [{ ...stored, blockHashes: stored.blockHashes.map((h) => String(Number(h) + 500)) }]);
+    await waitFor(async () => (await scores(body))[1] === 1, 'the full prefix to be indexed');
+    expect(await scores(body)).toEqual([0, 1]);
+    await publish(pods[0]!, [{ type: 'AllBlocksCleared' }]);
+    await publish(pods[1]!, [{ type: 'AllBlocksCleared' }]);
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) === 0 && scorer.index.blocksOf(pods[1]!) === 0, 'cleared');
+  });
+
   // vLLM >= #27577 hashes a LoRA block with its adapter's *name* as the first extra key and reports `lora_name`;
   // since #33304 `BlockStored` carries each block's extra keys (vllm/v1/core/kv_cache_utils.py
   // generate_block_hash_extra_keys and vllm/v1/core/block_pool.py cache_full_blocks, main 001cabc1). The name is not a
@@ -283,5 +303,22 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await publish(pods[1]!, [{ ...stored, loraId: 3 }]);
     await waitFor(() => scorer.index.blocksOf(pods[1]!) >= before + stored.blockHashes.length, 'the LoRA blocks to be indexed');
     expect(await scores(body)).toEqual([0, 0]);
+  });
+});
+
+describe('score normalization', () => {
+  test('min-max as llm-d (utils.go indexedScoresToNormalizedScoredPods @ v0.8.0): holders only, ties and lone holders 1', () => {
+    expect(minMaxNormalized([0, 3, 5, 4])).toEqual([0, 0, 1, 0.5]);
+    expect(minMaxNormalized([0, 2, 0])).toEqual([0, 1, 0]);
+    expect(minMaxNormalized([6, 6])).toEqual([1, 1]);
+    expect(minMaxNormalized([0, 0])).toEqual([0, 0]);
+    expect(minMaxNormalized([1.8, 2])).toEqual([0, 1]); // tier-weighted: CPU-held blocks count 0.8
+  });
+
+  test('scoreNormalization defaults to llm-d\'s min-max; kvroute\'s precise config states share; anything else is refused', () => {
+    expect(resolvePluginParameters('precise-prefix-cache-scorer', {})).toMatchObject({ scoreNormalization: 'min-max' });
+    const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'm' });
+    expect(precise.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ scoreNormalization: 'share' });
+    expect(() => resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'max' })).toThrow('scoreNormalization: must be "min-max" (llm-d\'s) or "share", got "max"');
   });
 });

@@ -248,6 +248,9 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
         tokenProcessorConfig: { blockSize: precise.blockSize },
         tokenizersPoolConfig: { modelName: precise.modelName },
       },
+      // The matched share, not llm-d's min-max: a pod holding 2 of 60 blocks is not worth the full weight against a
+      // less loaded pod (the measured precise runs in bench/README.md used it).
+      scoreNormalization: 'share' as const,
     },
   }));
   const schedulingProfiles = base.schedulingProfiles.map((profile) => ({

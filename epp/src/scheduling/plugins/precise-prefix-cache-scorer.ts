@@ -102,6 +102,15 @@ export interface PrecisePrefixCacheScorerParameters {
    * @default PRECISE_DEFAULT_MAX_INDEX_ENTRIES
    */
   maxIndexEntries?: number;
+  /**
+   * How a pod's matched blocks (tier-weighted) become its score. `min-max` is llm-d's
+   * (`pkg/epp/framework/plugins/scheduling/scorer/preciseprefixcache/utils.go` indexedScoresToNormalizedScoredPods @
+   * v0.8.0): among the candidates holding any of the prefix, the longest match scores 1 and the shortest 0, all 1 when
+   * they tie (a lone holder scores 1 however little it holds). `share` is kvroute's: the matched fraction of the
+   * request's blocks, so a short match weighs little against load. kvroute's own precise config sets `share`.
+   * @default "min-max"
+   */
+  scoreNormalization?: 'min-max' | 'share';
 }
 
 /**
@@ -143,6 +152,12 @@ function optional<T>(f: FieldReader, key: string, read: () => T): Record<string,
     return {};
   }
   return { [key]: read() };
+}
+
+function scoreNormalization(f: FieldReader): 'min-max' | 'share' {
+  const value = f.raw('scoreNormalization') ?? 'min-max';
+  if (value !== 'min-max' && value !== 'share') throw new ConfigError(f.fieldPath('scoreNormalization'), `must be "min-max" (llm-d's) or "share", got ${describeValue(value)}`);
+  return value;
 }
 
 function tokenProcessor(f: FieldReader): Record<string, unknown> {
@@ -265,8 +280,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now());
     cycle.state.set(MATCHES, matches);
     publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
-    // llm-d's newest normalization: the matched (tier-weighted) share of the request's blocks.
-    return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
+    const weights = candidates.map((c) => matches.get(c.endpoint.key)?.weight ?? 0);
+    if (this.parameters.scoreNormalization === 'share') return weights.map((w) => w / blocks.keys.length);
+    return minMaxNormalized(weights);
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -369,6 +385,21 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   }
 }
 
+/**
+ * llm-d's min-max normalization over the pods that hold any of the prefix (`utils.go` @ v0.8.0: the scores map holds
+ * only those): the longest match 1, the shortest 0, every holder 1 when they tie; a pod holding nothing 0.
+ */
+export function minMaxNormalized(weights: readonly number[]): number[] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const w of weights) {
+    if (w <= 0) continue;
+    if (w < min) min = w;
+    if (w > max) max = w;
+  }
+  return weights.map((w) => (w <= 0 ? 0 : max === min ? 1 : (w - min) / (max - min)));
+}
+
 const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>>('precise-prefix-cache-scorer matches');
 
 export const precisePrefixCacheScorer = definePlugin({
@@ -440,6 +471,7 @@ export const precisePrefixCacheScorer = definePlugin({
       speculativeTTL: fields.duration('speculativeTTL', '2s'),
       maxBlocksPerPod: fields.integer('maxBlocksPerPod', 1_000_000, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', PRECISE_DEFAULT_MAX_INDEX_ENTRIES, 1),
+      scoreNormalization: scoreNormalization(fields),
     };
   }),
   create: (name, resolved, handle) => new PrecisePrefixCacheScorer(name, resolved, handle),
