@@ -1,5 +1,8 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 import { KvBlockIndex } from '../src/kvindex/kv-block-index';
+import { engineEventHashes, engineKeyOf, engineKeys, engineRoot } from '../src/kvindex/engine-hash';
 import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
 
 const BS = 4;
@@ -34,11 +37,34 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(requestKeys([...ids.slice(0, 8), 0, 0, 0, 0]), pods('a'), 0).get('a')?.blocks).toBe(2);
   });
 
-  test('an event whose parent was never seen cannot be keyed: skipped, not guessed', () => {
+  test('an event whose parent was never seen cannot be keyed: skipped, not guessed; token ids that do not fit the block size key nothing, the engine hashes do', () => {
     const index = new KvBlockIndex(BS, 1000);
     expect(index.store('a', stored(['5'], '4', tokens(1, 4)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
-    expect(index.store('a', stored(['5'], null, tokens(1, 6)), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
-    expect(index.store('a', stored(['5'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
+    expect(index.hasEngineHashKeys).toBe(false);
+    expect(index.store('a', stored(['5'], null, tokens(1, 6)), ROOT)).toEqual({ stored: 1, skipped: 'block-size-mismatch', byEngineHash: 1 });
+    expect(index.store('a', stored(['6'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 1, skipped: 'block-size-mismatch', byEngineHash: 1 });
+    expect(index.hasEngineHashKeys).toBe(true);
+    // Never under kvroute's own keys: a request with those tokens does not match through them.
+    expect(index.longestPrefix(requestKeys(tokens(1, 8)), pods('a'), 0).size).toBe(0);
+  });
+
+  test('hash-only events (llm-d-kv-cache\'s publisher: placeholder tokens, pool.go @ v0.4.0) match requests through the engine-hash chain, and leave by BlockRemoved', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(100, 12);
+    const root = engineRoot('42');
+    const hashes = engineEventHashes(ids, BS, root);
+    expect(index.store('a', { type: 'BlockStored', blockHashes: hashes, parentBlockHash: null, tokenIds: [1, 2, 3], blockSize: 256, loraId: null }, ROOT))
+      .toEqual({ stored: 3, skipped: 'block-size-mismatch', byEngineHash: 3 });
+    // And with no tokens at all (an event of hashes alone).
+    expect(index.store('b', { type: 'BlockStored', blockHashes: hashes.slice(0, 2), parentBlockHash: null, tokenIds: [], blockSize: BS, loraId: null }, ROOT))
+      .toEqual({ stored: 2, byEngineHash: 2 });
+    const m = index.longestPrefix(requestKeys(ids), pods('a', 'b'), 0, engineKeys(ids, BS, root));
+    expect(m.get('a')).toEqual({ blocks: 3, weight: 3 });
+    expect(m.get('b')).toEqual({ blocks: 2, weight: 2 });
+    // Another seed is another chain: nothing matches.
+    expect(index.longestPrefix(requestKeys(ids), pods('a', 'b'), 0, engineKeys(ids, BS, engineRoot('43'))).size).toBe(0);
+    expect(index.remove('a', removed([hashes[1]!]))).toBe(1);
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0, engineKeys(ids, BS, root)).get('a')).toEqual({ blocks: 1, weight: 1 });
   });
 
   // A hybrid model's vLLM (group_idx #37688, kv_cache_spec_kind #40984) sends each event once per KV-cache group, the
@@ -163,5 +189,32 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.capacityOf('a')).toBe(8);
     for (let i = 20; i < 30; i++) index.store('a', stored([`a${i}`], null, tokens(100 * i, 4)), ROOT);
     expect(index.size).toBe(8);
+  });
+});
+
+describe('the engine-hash chain against vLLM\'s own (python3-cbor2 + hashlib reference vectors, sim/test/vectors/block-hash.py)', () => {
+  // vLLM 0.10.2's sha256_cbor (kv_cache_utils.py @ 82dfb12e5), which llm-d-kv-cache v0.4.0's ChunkedTokenDatabase
+  // reproduces; the vectors were generated once with Debian's python3-cbor2 and are the simulator's too.
+  const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, '../../sim/test/vectors/block-hash.json'), 'utf8')) as {
+    cases: { name: string; seed: string; tokens: number[]; block_size: number; lora_int_id: number | null; cache_salt: string | null; '0.10.2': { none_hash: string; blocks: { event: string }[] } }[];
+  };
+  const plain = vectors.cases.filter((c) => c.lora_int_id === null && !c.cache_salt && !('mm' in c) && !('prompt_embeds' in c));
+
+  test.each(plain.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const root = engineRoot(c.seed);
+    expect(root.toString('hex')).toBe(c['0.10.2'].none_hash);
+    const expected = c['0.10.2'].blocks.map((b) => b.event);
+    expect(engineEventHashes(c.tokens, c.block_size, root)).toEqual(expected);
+    expect(engineKeys(c.tokens, c.block_size, root)).toEqual(expected.map(engineKeyOf));
+  });
+
+  test('the vectors hold such cases', () => {
+    expect(plain.length).toBeGreaterThanOrEqual(4);
+  });
+
+  test('event hashes as bytes (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0) key the same as their integer', () => {
+    const n = 16300212363532267629n;
+    expect(engineKeyOf(`x:${'ab'.repeat(24)}${n.toString(16).padStart(16, '0')}`)).toBe(engineKeyOf(n.toString()));
+    expect(engineKeyOf('1')).toBeLessThan(0);
   });
 });

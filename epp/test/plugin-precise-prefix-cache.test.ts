@@ -9,6 +9,7 @@ import { Datastore } from '../src/datastore/datastore';
 import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
+import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
 
 jest.setTimeout(60_000);
 
@@ -254,6 +255,20 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await publish(pods[0]!, [{ type: 'AllBlocksCleared' }]);
     await publish(pods[1]!, [{ type: 'AllBlocksCleared' }]);
     await waitFor(() => scorer.index.blocksOf(pods[0]!) === 0 && scorer.index.blocksOf(pods[1]!) === 0, 'cleared');
+  });
+
+  test('hash-only events, as llm-d-kv-cache\'s demo publisher sends them (placeholder tokens, block_size 256: examples/kv_events @ v0.3.0), match through the engine-hash chain (sha256_cbor, hashSeed "")', async () => {
+    const body = chat('What does the hashing chapter say?', 'the hashing manual');
+    const { ids } = (await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body))).input))!;
+    const hashes = engineEventHashes(ids, 16, engineRoot(''));
+    await publish(pods[0]!, [{ type: 'BlockStored', blockHashes: hashes, parentBlockHash: null, tokenIds: [1, 2, 3], blockSize: 256, loraId: null }]);
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) >= hashes.length, 'the hashes to be indexed');
+    expect(await scores(body)).toEqual([1, 0]);
+    // The request's own block keys alone (no engine chain) would not have found them.
+    expect(scorer.index.longestPrefix([1, 2, 3], new Set(pods), Date.now()).size).toBe(0);
+    await publish(pods[0]!, [{ type: 'AllBlocksCleared' }]);
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) === 0, 'cleared');
   });
 
   // vLLM >= #27577 hashes a LoRA block with its adapter's *name* as the first extra key and reports `lora_name`;

@@ -312,7 +312,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_kv_events_total',
     type: 'counter',
     labels: ['pod', 'outcome'],
-    help: 'vLLM KV events by pod: outcome="received", "applied", "skipped_*" (not indexable, e.g. an unknown parent or another block size) or "dropped_*" (malformed, unknown pod, unknown event type or field).',
+    help: 'vLLM KV events by pod: outcome="received", "applied", "indexed_by_engine_hash" (a BlockStored whose token ids could not key its blocks, indexed by engine hash), "skipped_*" (not indexable, e.g. an unknown parent) or "dropped_*" (malformed, unknown pod, unknown event type or field).',
   },
   kvEventGaps: {
     name: 'kvroute_epp_kv_event_gaps_total',

@@ -18,6 +18,7 @@
  */
 import { shareBudget, type BudgetShare } from '../scheduling/plugins/index-budget';
 import { blockKey } from '../scheduling/plugins/prefix-hash';
+import { engineKeyOf } from './engine-hash';
 import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 
 /** A storage tier vLLM reports in `medium` (GPU when absent, as before vLLM 0.10.2). */
@@ -69,6 +70,12 @@ export const FULL_ATTENTION_KINDS: ReadonlySet<string> = new Set(['full_attentio
 export interface StoreOutcome {
   readonly stored: number;
   readonly skipped?: StoreSkip;
+  /**
+   * Blocks of `stored` indexed by their engine hash alone, because the event's token ids could not key them (none,
+   * or not `blockSize` per block): llm-d-kv-cache's way (`engine-hash.ts`). Such a block matches requests only through
+   * the engine-hash chain, when the engine hashes with `sha256_cbor` and the configured seed.
+   */
+  readonly byEngineHash?: number;
 }
 
 export interface PrefixMatch {
@@ -154,18 +161,14 @@ export class KvBlockIndex {
     }
     const tier = tierOf(event.medium);
     if (event.tokenIds.length === 0) {
-      // Offload events of some versions carry no tokens: only blocks already known by hash can move tier.
-      let stored = 0;
-      for (const hash of event.blockHashes) {
-        const key = state.engineToKey.get(hash);
-        if (key === undefined) continue;
-        this.add(pod, state, key, tier);
-        stored++;
-      }
-      return stored === event.blockHashes.length ? { stored } : { stored, skipped: 'no-tokens' };
+      // Offload events of some versions carry no tokens: blocks already known by hash move tier. Others, and
+      // hash-only publishers' blocks (llm-d-kv-cache's), are indexed by their engine hash.
+      return this.storeByHash(pod, state, event.blockHashes, tier);
     }
     if (event.blockSize !== this.blockSize || event.tokenIds.length !== event.blockHashes.length * event.blockSize) {
-      return { stored: 0, skipped: 'block-size-mismatch' };
+      // The token ids cannot key these blocks (another block size, or placeholder tokens): by engine hash only.
+      const outcome = this.storeByHash(pod, state, event.blockHashes, tier);
+      return { ...outcome, skipped: 'block-size-mismatch' };
     }
     let parent: number | undefined = event.parentBlockHash === null ? root : state.engineToKey.get(event.parentBlockHash);
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
@@ -179,6 +182,36 @@ export class KvBlockIndex {
     }
     this.trim(pod, state);
     return { stored: event.blockHashes.length };
+  }
+
+  /** Whether any block was indexed by engine hash alone: requests then compute the engine-hash chain too. */
+  get hasEngineHashKeys(): boolean {
+    return this.engineHashed;
+  }
+
+  private engineHashed = false;
+
+  /** Each hash's known own key, else its engine key (`engineKeyOf`); malformed hashes are skipped. */
+  private storeByHash(pod: string, state: PodState, hashes: readonly string[], tier: Tier): StoreOutcome {
+    let stored = 0;
+    let byEngineHash = 0;
+    for (const hash of hashes) {
+      let key = state.engineToKey.get(hash);
+      if (key === undefined) {
+        try {
+          key = engineKeyOf(hash);
+        } catch {
+          continue;
+        }
+        state.engineToKey.set(hash, key);
+        byEngineHash++;
+        this.engineHashed = true;
+      }
+      this.add(pod, state, key, tier);
+      stored++;
+    }
+    this.trim(pod, state);
+    return byEngineHash > 0 ? { stored, byEngineHash } : { stored };
   }
 
   /** Applies a `BlockRemoved` event: one copy of each block leaves the tier it names. Unknown hashes are ignored. */
@@ -249,16 +282,20 @@ export class KvBlockIndex {
    * For each candidate pod, the leading blocks of `keys` it holds without a gap, weighted by tier. Walks the keys once
    * and stops when no candidate still matches.
    */
-  longestPrefix(keys: readonly number[], candidates: ReadonlySet<string>, now: number): Map<string, PrefixMatch> {
+  longestPrefix(keys: readonly number[], candidates: ReadonlySet<string>, now: number, engineKeys?: readonly number[]): Map<string, PrefixMatch> {
     const matches = new Map<string, PrefixMatch>();
     let alive: Map<string, number> | undefined; // pod → weight so far
     for (let i = 0; i < keys.length; i++) {
-      const byPod = this.holders.get(keys[i]!);
-      if (!byPod) break;
+      // A block is held under kvroute's own key, or (hash-only events) under the engine's.
+      const own = this.holders.get(keys[i]!);
+      const engine = engineKeys !== undefined && i < engineKeys.length ? this.holders.get(engineKeys[i]!) : undefined;
+      if (!own && !engine) break;
       const next = new Map<string, number>();
-      const consider = alive ? [...alive.keys()] : [...byPod.keys()].filter((p) => candidates.has(p));
+      const consider = alive
+        ? [...alive.keys()]
+        : [...new Set([...(own?.keys() ?? []), ...(engine?.keys() ?? [])])].filter((p) => candidates.has(p));
       for (const pod of consider) {
-        const h = byPod.get(pod);
+        const h = own?.get(pod) ?? engine?.get(pod);
         if (!h) continue;
         const w = h.gpu > 0 || h.speculativeUntil > now ? this.weights.gpu : h.cpu > 0 ? this.weights.cpu : 0;
         if (w === 0) continue;

@@ -20,6 +20,7 @@ import { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { chainStartOf } from '../../kvindex/chain-start';
 import { KvEventSubscriber, type ResetReason } from '../../kvindex/event-subscriber';
+import { engineKeys, engineRoot } from '../../kvindex/engine-hash';
 import { DEFAULT_TIER_WEIGHTS, KvBlockIndex, type TierWeights } from '../../kvindex/kv-block-index';
 import type { PrepareRequest } from '../../requestcontrol/hooks';
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
@@ -63,7 +64,11 @@ export interface TokenProcessorConfig {
   blockSize?: number;
   /** The newer name of `blockSize`. */
   blockSizeTokens?: number;
-  /** Accepted for llm-d configs: kvroute's block keys do not depend on the engine's hash seed. @default "" */
+  /**
+   * vLLM's `PYTHONHASHSEED`: seeds the engine-hash chain (vLLM's `sha256_cbor`, llm-d-kv-cache's hashing) that blocks
+   * known by engine hash only are matched by. kvroute's own block keys, from events' token ids, need no seed.
+   * @default ""
+   */
   hashSeed?: string;
 }
 
@@ -125,6 +130,8 @@ type Resolved = Required<PrecisePrefixCacheScorerParameters>;
 interface RequestBlocks {
   readonly keys: readonly number[];
   readonly promptTokens: number;
+  /** The same blocks' engine keys (`engine-hash.ts`), when any pod's blocks are known by engine hash only. */
+  readonly engineKeys?: readonly number[];
 }
 
 /** A request's block keys, as `prepareRequest` leaves them for `score`. */
@@ -173,6 +180,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   readonly index: KvBlockIndex;
   readonly subscriber: KvEventSubscriber;
   private readonly blockSize: number;
+  private readonly engineRoot: Buffer;
   private readonly speculativeTtlMs: number;
   private readonly endpoints = new Map<string, Endpoint>();
   /** Base-model names seen in event topics: a request naming one uses the base chain, any other name a LoRA's. */
@@ -180,6 +188,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   private tokenizer?: Promise<Tokenizer.ModelTokenizer | undefined>;
   private readonly capacities = new Map<string, number>();
   private readonly warmListeners: (() => void)[] = [];
+  /** Pods already warned about events keyed by engine hash only. */
+  private readonly warnedEngineHashOnly = new Set<string>();
 
   constructor(
     readonly name: string,
@@ -188,6 +198,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   ) {
     const tp = { ...parameters.indexerConfig.tokenProcessorConfig, ...parameters.tokenProcessorConfig };
     this.blockSize = tp.blockSizeTokens ?? tp.blockSize ?? 16;
+    // The seed of the engine-hash chain (vLLM's PYTHONHASHSEED), for blocks known by engine hash only.
+    this.engineRoot = engineRoot(typeof tp.hashSeed === 'string' ? tp.hashSeed : tp.hashSeed === undefined || tp.hashSeed === null ? '' : String(tp.hashSeed));
     this.speculativeTtlMs = parseDuration(parameters.speculativeTTL);
     const weights: TierWeights = { ...DEFAULT_TIER_WEIGHTS };
     for (const b of parameters.indexerConfig.kvCacheBackendConfigs ?? []) {
@@ -269,7 +281,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       parent = blockKey(parent, tokens.ids, i * this.blockSize, (i + 1) * this.blockSize, extra);
       keys.push(parent);
     }
-    request.attributes.set(BLOCKS, { keys, promptTokens: tokens.ids.length });
+    // Blocks known by engine hash only (hash-only events) are matched through the engine's chain; llm-d-kv-cache
+    // hashes no LoRA or salt, so such requests have none.
+    const engine = this.index.hasEngineHashKeys && adapter === '' && request.cacheSalt === undefined
+      ? engineKeys(tokens.ids, this.blockSize, this.engineRoot)
+      : undefined;
+    request.attributes.set(BLOCKS, { keys, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
     this.handle.metrics.observeTokenization((performance.now() - started) / 1000);
   }
 
@@ -277,7 +294,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const blocks = cycle.request.attributes?.get(BLOCKS);
     for (const c of candidates) this.learnCapacity(c);
     if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
-    const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now());
+    const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now(), blocks.engineKeys);
     cycle.state.set(MATCHES, matches);
     publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
     const weights = candidates.map((c) => matches.get(c.endpoint.key)?.weight ?? 0);
@@ -306,13 +323,17 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
           // The adapter's root and the first block's salt, read from vLLM's extra keys as requests compute them.
           const start = chainStartOf(event);
           const outcome = this.index.store(endpoint, event, rootKey(start.adapter), start.cacheSalt !== undefined ? stringWords(start.cacheSalt) : undefined);
-          if (outcome.skipped) {
-            this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
-            if (outcome.skipped === 'block-size-mismatch') {
-              this.handle.logger.warn('KV event block size differs from tokenProcessorConfig.blockSize; its blocks are not indexed', {
+          if (outcome.byEngineHash !== undefined) {
+            this.handle.metrics.countKvEvents(endpoint, 'indexed_by_engine_hash', 1);
+            if (outcome.skipped === 'block-size-mismatch' && !this.warnedEngineHashOnly.has(endpoint)) {
+              this.warnedEngineHashOnly.add(endpoint);
+              this.handle.logger.warn('KV event token ids do not fit tokenProcessorConfig.blockSize; its blocks are indexed by engine hash only, and match requests only if the engine hashes with sha256_cbor and tokenProcessorConfig.hashSeed is its PYTHONHASHSEED', {
                 endpoint, eventBlockSize: event.blockSize, configuredBlockSize: this.blockSize,
               });
             }
+            applied++;
+          } else if (outcome.skipped) {
+            this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
           } else {
             applied++;
           }
