@@ -362,12 +362,19 @@ describe('validation errors name the field and what is allowed', () => {
 
   it('exposes the path and the problem separately', () => {
     try {
-      parseEndpointPickerConfig(`${HEADER}plugins:\n- type: load-aware-scorer\n  parameters: {threshold: 0}\n`);
+      parseEndpointPickerConfig(`${HEADER}plugins:\n- type: load-aware-scorer\n  parameters: {threshold: 1.5}\n`);
       throw new Error('expected a ConfigError');
     } catch (error) {
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).path).toBe('plugins[0].parameters.threshold');
-      expect((error as ConfigError).problem).toBe('must be an integer >= 1, got 0');
+      expect((error as ConfigError).problem).toBe('must be an integer (<= 0 means llm-d\'s default, 128), got 1.5');
+    }
+  });
+
+  it('load-aware-scorer: a threshold <= 0 is llm-d\'s default 128 (loadaware/load_aware.go NewLoadAware @ v0.8.0)', () => {
+    for (const threshold of [0, -5]) {
+      const config = parseEndpointPickerConfig(`${HEADER}plugins:\n- type: load-aware-scorer\n  parameters: {threshold: ${threshold}}\n`);
+      expect(config.plugins.find((p) => p.type === 'load-aware-scorer')?.parameters).toEqual({ threshold: 128 });
     }
   });
 });

@@ -1,3 +1,4 @@
+import { ConfigError, describeValue } from '../../config/errors';
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -32,6 +33,14 @@ export class LoadAwareScorer implements Scorer {
 export const loadAwareScorer = definePlugin({
   type: 'load-aware-scorer',
   kinds: ['scorer'],
-  parameters: parameters<LoadAwareScorerParameters>((fields) => ({ threshold: fields.integer('threshold', 128, 1) })),
+  parameters: parameters<LoadAwareScorerParameters>((fields) => {
+    // llm-d replaces a threshold <= 0 by its default (`loadaware/load_aware.go` NewLoadAware @ v0.8.0), with a log
+    // line; here the normalized config states the 128 that runs.
+    const raw = fields.raw('threshold') ?? 128;
+    if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) {
+      throw new ConfigError(fields.fieldPath('threshold'), `must be an integer (<= 0 means llm-d's default, 128), got ${describeValue(raw)}`);
+    }
+    return { threshold: raw <= 0 ? 128 : raw };
+  }),
   create: (name, resolved) => new LoadAwareScorer(name, resolved),
 });
