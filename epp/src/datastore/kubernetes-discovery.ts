@@ -380,12 +380,7 @@ export class KubernetesDiscovery implements Discovery {
           continue;
         }
         resourceVersion = result.resourceVersion;
-        if (Date.now() - watchStarted < QUICK_CLOSE_MS) {
-          await this.sleep(backoff);
-          backoff = this.nextBackoff(backoff);
-        } else {
-          backoff = this.initialBackoffMs;
-        }
+        backoff = await this.afterCleanClose(watchStarted, backoff);
       } catch (err) {
         if (!current()) return;
         resourceVersion = undefined;
@@ -532,12 +527,7 @@ export class KubernetesDiscovery implements Discovery {
           throw err;
         }
         resourceVersion = rv;
-        if (Date.now() - watchStarted < QUICK_CLOSE_MS) {
-          await this.sleep(backoff);
-          backoff = this.nextBackoff(backoff);
-        } else {
-          backoff = this.initialBackoffMs;
-        }
+        backoff = await this.afterCleanClose(watchStarted, backoff);
       } catch (err) {
         if (this.stopped) return;
         resourceVersion = undefined;
@@ -672,6 +662,16 @@ export class KubernetesDiscovery implements Discovery {
       const timer = setTimeout(wake, ms);
       this.cancels.add(wake);
     });
+  }
+
+  /**
+   * After a watch the server ended cleanly: resumed at once, unless it ended sooner than QUICK_CLOSE_MS after it
+   * started, when it is backed off like an error so a misbehaving server cannot spin the loop. Returns the next backoff.
+   */
+  private async afterCleanClose(watchStarted: number, backoff: number): Promise<number> {
+    if (Date.now() - watchStarted >= QUICK_CLOSE_MS) return this.initialBackoffMs;
+    await this.sleep(backoff);
+    return this.nextBackoff(backoff);
   }
 
   private nextBackoff(ms: number): number {
