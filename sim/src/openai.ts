@@ -235,6 +235,18 @@ interface CommonRequest extends StopParams {
    */
   truncatePromptTokens: number | undefined;
   echo: boolean;
+  /**
+   * `return_token_ids` (vLLM 0.10.2 only, #22587 / 24f4d1a22: `Optional[bool] = None` on both requests, protocol.py
+   * @ 61aa4b290 lines 589 and 1083): fill the responses' `token_ids` / `prompt_token_ids`. Always false in 0.10.0
+   * mode, where the field does not exist and is an ignored extra (`OpenAIBaseModel`, `extra="allow"`).
+   */
+  returnTokenIds: boolean;
+  /**
+   * The body's `request_id` (`request_id: str`, a random uuid when absent): chat in both releases; completions only
+   * from 0.10.2 (#21009 / 9fe98d425, after v0.10.0; serving_completion.py @ 61aa4b290 line 120:
+   * `self._base_request_id(raw_request, request.request_id)`). Undefined in 0.10.0 completions, where it is an extra.
+   */
+  requestId: string | undefined;
   /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
   sampling: SamplingChecks;
 }
@@ -267,8 +279,6 @@ export interface ChatRequest extends CommonRequest {
   tools: unknown[] | undefined;
   toolChoice: unknown;
   templateKwargs: Record<string, unknown>;
-  /** The body's `request_id` (chat only; vLLM makes a random one when absent). */
-  requestId: string | undefined;
 }
 
 /** Qwen3's embedding table size (kept for callers; vLLM checks prompt ids against the tokenizer's largest id). */
@@ -296,8 +306,19 @@ function checkCacheSalt(body: Json): void {
   }
 }
 
+/**
+ * `request_id` and `return_token_ids`, the last fields of both request models that the simulator reads (in this order
+ * in protocol.py @ 61aa4b290). Completions have `request_id` only from 0.10.2, and neither model has
+ * `return_token_ids` in 0.10.0: there they are extras, ignored without any check.
+ */
+function parseIdsFields(body: Json, kind: 'chat' | 'completion', generation: VllmGeneration): { requestId: string | undefined; returnTokenIds: boolean } {
+  const v2 = generation === '0.10.2';
+  const requestId = kind === 'chat' || v2 ? req(body, 'request_id', strictStr, undefined as string | undefined) : undefined;
+  return { requestId, returnTokenIds: v2 ? opt(body, 'return_token_ids', laxBool, false) : false };
+}
+
 /** Fields shared by both endpoints; `logprobsKind` differs (chat: bool + top_logprobs, completions: int). */
-function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
+function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonRequest, 'requestId' | 'returnTokenIds'> {
   checkCacheSalt(body);
   const salt = body.cache_salt;
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
@@ -384,7 +405,8 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): CommonRequest {
   };
 }
 
-export function parseCompletionRequest(body: Json): CompletionRequest {
+/** A completion request as the simulated release reads it (`generation`: 0.10.0 or 0.10.2, see block-hash.ts). */
+export function parseCompletionRequest(body: Json, generation: VllmGeneration): CompletionRequest {
   checkCacheSalt(body);
   // validate_prompt_and_prompt_embeds (protocol.py @ v0.10.0): `prompt` is Optional since prompt embeds (#17590), and
   // this before-validator, defined just before check_cache_salt_support, runs right after it.
@@ -397,21 +419,23 @@ export function parseCompletionRequest(body: Json): CompletionRequest {
   // CompletionRequest.max_tokens defaults to 16 (protocol.py @ v0.10.0); an explicit null means "no limit".
   if (body.max_tokens === undefined) common.maxTokens = 16;
   const suffix = opt(body, 'suffix', strictStr, undefined as string | undefined);
+  const fields = { ...common, suffix, ...parseIdsFields(body, 'completion', generation) };
   // Union[list[int], list[list[int]], str, list[str]] (protocol.py @ v0.10.0): one text, one list of ids, or a batch
   // of either; every prompt of a batch is its own request (serving_completion.py).
-  if (typeof raw === 'string') return { kind: 'completion', ...common, suffix, prompts: [raw] };
+  if (typeof raw === 'string') return { kind: 'completion', ...fields, prompts: [raw] };
   if (Array.isArray(raw)) {
     if (raw.length === 0) throw badRequest('please provide at least one prompt');
-    if (raw.every((x) => typeof x === 'string')) return { kind: 'completion', ...common, suffix, prompts: raw as string[] };
+    if (raw.every((x) => typeof x === 'string')) return { kind: 'completion', ...fields, prompts: raw as string[] };
     if (raw.every((x) => Array.isArray(x))) {
-      return { kind: 'completion', ...common, suffix, prompts: raw.map((x, i) => intList(x, ['prompt', i])) };
+      return { kind: 'completion', ...fields, prompts: raw.map((x, i) => intList(x, ['prompt', i])) };
     }
-    return { kind: 'completion', ...common, suffix, prompts: [intList(raw, ['prompt'])] };
+    return { kind: 'completion', ...fields, prompts: [intList(raw, ['prompt'])] };
   }
   throw validationError(['prompt'], 'string_type', 'Input should be a valid string', raw);
 }
 
-export function parseChatRequest(body: Json): ChatRequest {
+/** A chat request as the simulated release reads it (`generation`: 0.10.0 or 0.10.2, see block-hash.ts). */
+export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRequest {
   const common = parseCommon(body, 'chat');
   const mct = opt(body, 'max_completion_tokens', laxInt, undefined as number | undefined);
   const raw = body.messages;
@@ -432,7 +456,7 @@ export function parseChatRequest(body: Json): ChatRequest {
   if (continueFinal && addGenerationPrompt) {
     throw validationError([], 'value_error', 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', body);
   }
-  const requestId = req(body, 'request_id', strictStr, undefined as string | undefined);
+  const ids = parseIdsFields(body, 'chat', generation);
   return {
     kind: 'chat',
     ...common,
@@ -443,7 +467,7 @@ export function parseChatRequest(body: Json): ChatRequest {
     tools: tools && tools.length > 0 ? tools : undefined,
     toolChoice,
     templateKwargs: opt(body, 'chat_template_kwargs', dict, {}),
-    requestId,
+    ...ids,
   };
 }
 

@@ -223,11 +223,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       case '/v1/chat/completions': {
         if (draining) throw new ApiError(503, 'Server is shutting down.');
         const body = await readJsonRequest(req);
-        const parsed = path === '/v1/completions' ? parseCompletionRequest(body) : parseChatRequest(body);
+        const parsed = path === '/v1/completions' ? parseCompletionRequest(body, generation) : parseChatRequest(body, generation);
         const model = resolveModel(parsed.model, options);
         const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
         const base = req.headers['x-request-id'];
-        const rid = (typeof base === 'string' && base) || (parsed.kind === 'chat' ? parsed.requestId : undefined) || randomUUIDHex();
+        // `_base_request_id(raw_request, request.request_id)`: the header, else the body's request_id, else a uuid.
+        // Completions read the body's only from 0.10.2 (serving_completion.py @ 61aa4b290 line 120; 0.10.0 has
+        // `_base_request_id(raw_request)`), so the parser leaves it undefined in 0.10.0 mode.
+        const rid = (typeof base === 'string' && base) || parsed.requestId || randomUUIDHex();
         await generate(prepared, `${parsed.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${rid}`, res);
         return;
       }
@@ -286,7 +289,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
       }
       const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, filler.texts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
-      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
+      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
     });
     const k = req.sampling.logprobs ?? 0;
     // prompt_logprobs (explicit, or chat echo's top_logprobs): null in the response unless asked for.
@@ -296,6 +299,16 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         : promptLogprobs(pr.tokens, (id) => tokenizer.decode([id]), { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.promptLogprobs);
     const logprobsOf = (c: (typeof choices)[number], from: number, to: number, offset: number): unknown =>
       c.lp === null ? null : isChat ? chatLogprobs(c.lp.slice(from, to), k) : completionLogprobs(c.lp.slice(from, to), k, offset);
+    // vLLM 0.10.2's token id fields (#22587, 24f4d1a22), absent in 0.10.0 mode: protocol.py @ 61aa4b290 declares them
+    // `Optional[list[int]] = None` (CompletionResponseChoice.token_ids / prompt_token_ids, lines 1565 and 1567;
+    // CompletionResponseStreamChoice, 1600-1601; ChatCompletionResponseChoice.token_ids, 1775;
+    // ChatCompletionResponse.prompt_token_ids, 1791; ChatCompletionResponseStreamChoice.token_ids, 1810;
+    // ChatCompletionStreamResponse.prompt_token_ids, 1821). The serving classes fill them only with
+    // `return_token_ids`: the engine prompt's ids (after truncate_prompt_tokens) and `as_list(output.token_ids)`, the
+    // generated ids (a stop token included; never the echoed prompt's).
+    const v2 = generation === '0.10.2';
+    const promptIdsOf = (pr: PreparedPrompt): number[] | null => (req.returnTokenIds ? Array.from(pr.tokens) : null);
+    const outputIdsOf = (ids: readonly number[]): number[] | null => (req.returnTokenIds ? [...ids] : null);
     const promptTokensTotal = isChat ? p.prompts[0].tokens.length : p.prompts.reduce((a, pr) => a + pr.tokens.length, 0);
 
     return new Promise<void>((resolve) => {
@@ -304,6 +317,15 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       let firstEmitter = -1;
       const chunkBase = { id, object: isChat ? 'chat.completion.chunk' : 'text_completion', created, model: p.model };
       const generated = choices.map(() => 0);
+      // A 0.10.2 completion stream puts the prompt's ids on each choice's first chunk whether or not return_token_ids
+      // is set (serving_completion.py @ 61aa4b290 lines 398 and 406-410: `if not has_echoed[i]:
+      // prompt_token_ids_to_return = prompt_token_ids`, no return_token_ids check), and null on the rest; vLLM #27561
+      // (a4fc21895, 2025-10-27, after 0.10.2) made it depend on return_token_ids.
+      const firstPromptIds = (c: (typeof choices)[number]): number[] | null => {
+        if (c.promptIdsSent) return null;
+        c.promptIdsSent = true;
+        return Array.from(c.pr.tokens);
+      };
       const continuous = (i: number): Record<string, unknown> => {
         const pt = choices[i].pr.tokens.length;
         const ct = generated[i];
@@ -350,11 +372,15 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                   logprobs: logprobsOf(c, 0, c.plan.ids.length, 0),
                   finish_reason: results[i].finishReason,
                   stop_reason: c.plan.stopReason,
+                  // serving_chat.py @ 61aa4b290 lines 1373-1374.
+                  ...(v2 ? { token_ids: outputIdsOf(c.plan.ids) } : {}),
                 })),
                 service_tier: null,
                 system_fingerprint: null,
                 usage: u,
                 prompt_logprobs: promptLogprobsOf(p.prompts[0]),
+                // serving_chat.py @ 61aa4b290 lines 1416-1417: before kv_transfer_params, as protocol.py orders them.
+                ...(v2 ? { prompt_token_ids: promptIdsOf(p.prompts[0]) } : {}),
                 kv_transfer_params: null,
                 ...(options.simExtension ? { kvroute_sim: timing } : {}),
               }
@@ -363,7 +389,19 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 object: 'text_completion',
                 created,
                 model: p.model,
-                choices: choices.map((c, i) => ({ index: i, text: p.echoOnly ? c.echoText : c.echoText + c.plan.deltas.join(''), logprobs: logprobsOf(c, 0, c.plan.ids.length, 0), finish_reason: results[i].finishReason, stop_reason: c.plan.stopReason, prompt_logprobs: promptLogprobsOf(c.pr) })),
+                choices: choices.map((c, i) => ({
+                  index: i,
+                  text: p.echoOnly ? c.echoText : c.echoText + c.plan.deltas.join(''),
+                  logprobs: logprobsOf(c, 0, c.plan.ids.length, 0),
+                  finish_reason: results[i].finishReason,
+                  stop_reason: c.plan.stopReason,
+                  // 0.10.2: token_ids between stop_reason and prompt_logprobs, prompt_token_ids last (protocol.py @
+                  // 61aa4b290 lines 1565-1567; serving_completion.py lines 571-574). With echo, token_ids are still
+                  // only the generated ones (`as_list(output.token_ids)`).
+                  ...(v2 ? { token_ids: outputIdsOf(c.plan.ids) } : {}),
+                  prompt_logprobs: promptLogprobsOf(c.pr),
+                  ...(v2 ? { prompt_token_ids: promptIdsOf(c.pr) } : {}),
+                })),
                 service_tier: null,
                 system_fingerprint: null,
                 usage: u,
@@ -393,7 +431,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
               firstEmitter = i;
               // vLLM sends the role in its own chunk per choice at the first output, then the echoed message if any.
               if (isChat) {
-                for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { role, content: '' }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}) });
+                // 0.10.2 sets prompt_token_ids on every role chunk (one per choice; serving_chat.py @ 61aa4b290 lines
+                // 589-598), null without return_token_ids, and those chunks are dumped with exclude_unset (line 607),
+                // so the key is there either way; it follows usage in ChatCompletionStreamResponse. Later chunks do
+                // not set it, so they have no such key.
+                const promptIds = v2 ? { prompt_token_ids: promptIdsOf(p.prompts[0]) } : {};
+                for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { role, content: '' }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}), ...promptIds });
                 if (c.echoText) for (let j = 0; j < choices.length; j++) sse({ ...chunkBase, choices: [{ index: j, delta: { content: c.echoText }, logprobs: null, finish_reason: null }], ...(req.continuousUsage ? continuous(j) : {}) });
               }
             }
@@ -401,14 +444,18 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
             const isLast = k === c.plan.ids.length - 1;
             const finish = isLast ? { finish_reason: c.plan.finishReason, stop_reason: c.plan.stopReason } : { finish_reason: null };
             let chunk: Record<string, unknown>;
+            // 0.10.2: each chunk's token_ids are the ids it adds (null without return_token_ids).
+            const ids = v2 ? { token_ids: outputIdsOf([c.plan.ids[k]]) } : {};
             if (isChat) {
-              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: logprobsOf(c, k, k + 1, 0), ...finish }], ...usageOf(i) };
+              // Set explicitly on every content and finish chunk (serving_chat.py @ 61aa4b290 lines 986-992, 1054-1061),
+              // so exclude_unset keeps a null.
+              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: logprobsOf(c, k, k + 1, 0), ...finish, ...ids }], ...usageOf(i) };
             } else {
               // echo with max_tokens 0: the one chunk carries the prompt alone (serving_completion.py @ v0.10.0).
               const text = p.echoOnly ? c.echoText : k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
               const lps = logprobsOf(c, k, k + 1, c.textSent);
               c.textSent += c.plan.deltas[k].length;
-              chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: lps, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null }], ...usageOf(i) };
+              chunk = { ...chunkBase, choices: [{ index: i, text, logprobs: lps, finish_reason: finish.finish_reason, stop_reason: isLast ? c.plan.stopReason : null, ...(v2 ? { prompt_token_ids: firstPromptIds(c), ...ids } : {}) }], ...usageOf(i) };
             }
             // The chunk carrying the last token is held back until onFinish (same simulated instant) so it can also
             // carry the request's model timing.
@@ -420,7 +467,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
             if (req.stream) {
               if (r.finishReason === 'abort') {
                 // Only seen on shutdown: a disconnected client reads nothing.
-                const choice = isChat ? { index: i, delta: {}, logprobs: null, finish_reason: 'abort' } : { index: i, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null };
+                const ids = v2 ? { token_ids: outputIdsOf([]) } : {};
+                const choice = isChat
+                  ? { index: i, delta: {}, logprobs: null, finish_reason: 'abort', ...ids }
+                  : { index: i, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null, ...(v2 ? { prompt_token_ids: firstPromptIds(c), ...ids } : {}) };
                 c.lastChunk = { ...chunkBase, choices: [choice], ...usageOf(i) };
               }
               sse(options.simExtension ? { ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) } : c.lastChunk);
@@ -661,7 +711,10 @@ function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer
   const isChat = body.messages !== undefined;
   if (!isChat && body.prompt !== undefined && typeof body.prompt !== 'string') throw validationError(['prompt'], 'string_type', 'Input should be a valid string', body.prompt);
   // Tokenize{Completion,Chat}Request have no cache_salt (nor its validator): any value is an ignored extra field.
-  const req = isChat ? parseChatRequest({ ...body, max_tokens: undefined, cache_salt: undefined }) : parseCompletionRequest({ ...body, cache_salt: undefined });
+  // Nor have they return_token_ids, nor (TokenizeCompletionRequest) request_id.
+  const req = isChat
+    ? parseChatRequest({ ...body, max_tokens: undefined, cache_salt: undefined, return_token_ids: undefined }, generationOf(o.prefixCachingHashAlgo))
+    : parseCompletionRequest({ ...body, cache_salt: undefined, return_token_ids: undefined, request_id: undefined }, generationOf(o.prefixCachingHashAlgo));
   resolveModel(req.model, o);
   const addSpecial = body.add_special_tokens === undefined ? undefined : laxBool(body.add_special_tokens, ['add_special_tokens']);
   const returnStrs = body.return_token_strs === undefined || body.return_token_strs === null ? false : laxBool(body.return_token_strs, ['return_token_strs']);
