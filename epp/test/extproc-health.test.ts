@@ -5,7 +5,7 @@ import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import * as crypto from 'crypto';
-import { selfSignedCertificate } from '../src/extproc/self-signed-certificate';
+import { derInteger, selfSignedCertificate } from '../src/extproc/self-signed-certificate';
 import { startExtProcServer, type ExtProcServer } from '../src/extproc/server';
 import { collectingLogger, FakeEnvoy, requestHeaders, TestDirector, waitFor } from './extproc-harness';
 
@@ -178,6 +178,13 @@ describe('TLS and shutdown', () => {
     expect(x509.checkPrivateKey(crypto.createPrivateKey(key))).toBe(true);
     // Two starts, two keys and serials.
     expect(new crypto.X509Certificate(selfSignedCertificate(now).cert).serialNumber).not.toBe(x509.serialNumber);
+  });
+
+  it('INTEGERs are minimal DER (X.690 §8.3.2), which the OpenSSL TLS stack insists on: no redundant leading zero, one before a set top bit', () => {
+    expect(derInteger(Buffer.from([0x00, 0x05, 0x01]))).toEqual(Buffer.from([0x02, 0x02, 0x05, 0x01]));
+    expect(derInteger(Buffer.from([0x00, 0x00, 0x85]))).toEqual(Buffer.from([0x02, 0x02, 0x00, 0x85]));
+    expect(derInteger(Buffer.from([0x85, 0x01]))).toEqual(Buffer.from([0x02, 0x03, 0x00, 0x85, 0x01]));
+    expect(derInteger(Buffer.from([0x00]))).toEqual(Buffer.from([0x02, 0x01, 0x00]));
   });
 
   it('stop() reports NOT_SERVING and releases open requests as cancelled', async () => {

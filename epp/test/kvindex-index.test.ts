@@ -41,11 +41,42 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     const index = new KvBlockIndex(BS, 1000);
     expect(index.store('a', stored(['5'], '4', tokens(1, 4)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
     expect(index.hasEngineHashKeys).toBe(false);
-    expect(index.store('a', stored(['5'], null, tokens(1, 6)), ROOT)).toEqual({ stored: 1, skipped: 'block-size-mismatch', byEngineHash: 1 });
-    expect(index.store('a', stored(['6'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 1, skipped: 'block-size-mismatch', byEngineHash: 1 });
+    // Real token ids at another block size (vLLM's --block-size differs from the config's): skipped, never mis-keyed.
+    expect(index.store('a', stored(['6'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
+    expect(index.hasEngineHashKeys).toBe(false);
+    // Token ids that cannot be the block's (6 for one block of 4): a placeholder, keyed by engine hash.
+    expect(index.store('a', stored(['5'], null, tokens(1, 6)), ROOT)).toEqual({ stored: 1, byEngineHash: 1 });
     expect(index.hasEngineHashKeys).toBe(true);
     // Never under kvroute's own keys: a request with those tokens does not match through them.
     expect(index.longestPrefix(requestKeys(tokens(1, 8)), pods('a'), 0).size).toBe(0);
+    // A tokenless CPU offload of a block never seen on GPU moves nothing (vLLM's offload events carry no tokens).
+    expect(index.store('a', stored(['77'], null, [], { medium: 'CPU' }), ROOT)).toEqual({ stored: 0, skipped: 'no-tokens' });
+    // The engine chain is computed only while engine-keyed entries exist.
+    index.clearPod('a');
+    expect(index.hasEngineHashKeys).toBe(false);
+  });
+
+  test('an engine-keyed block stored again with its tokens moves to its own key, where BlockRemoved still reaches it', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 4);
+    index.store('a', stored(['9'], null, []), ROOT);
+    expect(index.hasEngineHashKeys).toBe(true);
+    expect(index.store('a', stored(['9'], null, ids), ROOT)).toEqual({ stored: 1 });
+    expect(index.hasEngineHashKeys).toBe(false);
+    expect(index.blocksOf('a')).toBe(1);
+    expect(index.remove('a', removed(['9']))).toBe(1);
+    expect(index.blocksOf('a')).toBe(0);
+  });
+
+  test('a lapsed speculative mark under the own key does not hide the same block held under the engine key', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(50, 8);
+    const root = engineRoot('');
+    index.store('a', stored(engineEventHashes(ids, BS, root), null, []), ROOT);
+    index.speculate('a', requestKeys(ids), 100);
+    const at = (now: number) => index.longestPrefix(requestKeys(ids), pods('a'), now, engineKeys(ids, BS, root)).get('a');
+    expect(at(50)).toEqual({ blocks: 2, weight: 2 });
+    expect(at(200)).toEqual({ blocks: 2, weight: 2 });
   });
 
   test('hash-only events (llm-d-kv-cache\'s publisher: placeholder tokens, pool.go @ v0.4.0) match requests through the engine-hash chain, and leave by BlockRemoved', () => {
@@ -54,7 +85,7 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     const root = engineRoot('42');
     const hashes = engineEventHashes(ids, BS, root);
     expect(index.store('a', { type: 'BlockStored', blockHashes: hashes, parentBlockHash: null, tokenIds: [1, 2, 3], blockSize: 256, loraId: null }, ROOT))
-      .toEqual({ stored: 3, skipped: 'block-size-mismatch', byEngineHash: 3 });
+      .toEqual({ stored: 3, byEngineHash: 3 });
     // And with no tokens at all (an event of hashes alone).
     expect(index.store('b', { type: 'BlockStored', blockHashes: hashes.slice(0, 2), parentBlockHash: null, tokenIds: [], blockSize: BS, loraId: null }, ROOT))
       .toEqual({ stored: 2, byEngineHash: 2 });

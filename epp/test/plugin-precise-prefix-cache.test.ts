@@ -10,6 +10,7 @@ import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
+import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
 
 jest.setTimeout(60_000);
 
@@ -237,7 +238,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     return scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
   }
 
-  test('scores are llm-d\'s min-max over the holders by default (utils.go @ v0.8.0): a lone partial holder scores 1, the shorter of two 0', async () => {
+  test('scores are llm-d\'s min-max over the pool\'s holders by default (utils.go @ v0.8.0): a lone partial holder scores 1, the shorter of two 0, filtered or not', async () => {
     const body = chat('What does the normalization chapter say?', 'the normalization manual');
     const stored = await storedFor(body, 9000);
     const blocks = stored.blockHashes.length;
@@ -252,6 +253,11 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await publish(pods[1]!, [{ ...stored, blockHashes: stored.blockHashes.map((h) => String(Number(h) + 500)) }]);
     await waitFor(async () => (await scores(body))[1] === 1, 'the full prefix to be indexed');
     expect(await scores(body)).toEqual([0, 1]);
+    // A holder a filter removed still counts, as KVM's score map holds every pod of the index: pod 1 alone among the
+    // candidates is still the shortest match, 0 (kvroute's first version, over the candidates only, gave it 1).
+    const request = { requestId: 'r', model: body.model, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input, headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    expect(scorer.score({ request, state: new CycleState() }, [snapshot(pods[0]!)])).toEqual([0]);
     await publish(pods[0]!, [{ type: 'AllBlocksCleared' }]);
     await publish(pods[1]!, [{ type: 'AllBlocksCleared' }]);
     await waitFor(() => scorer.index.blocksOf(pods[0]!) === 0 && scorer.index.blocksOf(pods[1]!) === 0, 'cleared');
@@ -264,9 +270,12 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await publish(pods[0]!, [{ type: 'BlockStored', blockHashes: hashes, parentBlockHash: null, tokenIds: [1, 2, 3], blockSize: 256, loraId: null }]);
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
     await waitFor(() => scorer.index.blocksOf(pods[0]!) >= hashes.length, 'the hashes to be indexed');
-    expect(await scores(body)).toEqual([1, 0]);
-    // The request's own block keys alone (no engine chain) would not have found them.
-    expect(scorer.index.longestPrefix([1, 2, 3], new Set(pods), Date.now()).size).toBe(0);
+    // Every block matches, not only the first: the pod holds the whole prompt's blocks under the engine chain.
+    const request = { requestId: 'r', model: body.model, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input, headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    const cycle = { request, state: new CycleState() };
+    expect(scorer.score(cycle, pods.map(snapshot))).toEqual([1, 0]);
+    expect(cycle.state.get(PREFIX_MATCH)?.cachedLength.get(pods[0]!)).toBe(hashes.length * 16);
     await publish(pods[0]!, [{ type: 'AllBlocksCleared' }]);
     await waitFor(() => scorer.index.blocksOf(pods[0]!) === 0, 'cleared');
   });

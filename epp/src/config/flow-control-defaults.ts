@@ -24,5 +24,5 @@ export const FLOW_CONTROL_DEFAULTS = {
   dispatchInterval: '50ms',
 } as const;
 
-/** Priorities (`x-kvroute-priority`, `flowControl.objectives`) lie within ±this. */
+/** Priorities from `x-kvroute-priority` and the config's `flowControl.objectives` lie within ±this; an InferenceObjective's may be any integer, as in GIE. */
 export const MAX_FLOW_PRIORITY = 100;

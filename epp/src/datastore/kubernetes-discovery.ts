@@ -486,7 +486,8 @@ export class KubernetesDiscovery implements Discovery {
   private async objectiveLoop(): Promise<void> {
     let backoff = this.initialBackoffMs;
     let resourceVersion: string | undefined;
-    let reported: number | undefined;
+    /** What was last logged (a status, or an error's message): each condition is logged once, when it starts. */
+    let reported: string | undefined;
     const path = `/apis/${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}/namespaces/${this.namespace}/inferenceobjectives`;
     while (!this.stopped) {
       try {
@@ -509,8 +510,9 @@ export class KubernetesDiscovery implements Discovery {
         const watchStarted = Date.now();
         const handle = this.startWatch(path, { resourceVersion: rv || undefined, allowWatchBookmarks: true, timeoutSeconds: this.watchTimeoutSeconds }, (type, obj) => {
           if (type === 'ERROR') {
+            // A Status object: keep its code, so a 410 relists and others are logged with it.
             const code = (obj as { code?: unknown } | undefined)?.code;
-            watchError = code === GONE ? { statusCode: GONE } : new Error(`watch error: ${JSON.stringify(obj)}`);
+            watchError = typeof code === 'number' ? { statusCode: code, message: JSON.stringify(obj) } : new Error(`watch error: ${JSON.stringify(obj)}`);
             return true;
           }
           const version = (obj as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
@@ -532,14 +534,13 @@ export class KubernetesDiscovery implements Discovery {
         if (this.stopped) return;
         resourceVersion = undefined;
         const code = statusCode(err);
-        if (reported !== code) {
-          this.log(
-            code === NOT_FOUND ? 'info' : 'warn',
-            code === NOT_FOUND
-              ? `no InferenceObjective resource (${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}) in this cluster: priorities come from the config's flowControl.objectives`
-              : toError(err, 'reading InferenceObjectives').message,
-          );
-          reported = code;
+        const message = code === NOT_FOUND
+          ? `no InferenceObjective resource (${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}) in this cluster: priorities come from the config's flowControl.objectives`
+          : toError(err, 'reading InferenceObjectives').message;
+        const condition = code !== undefined ? `HTTP ${code}` : message;
+        if (reported !== condition) {
+          this.log(code === NOT_FOUND ? 'info' : 'warn', message);
+          reported = condition;
         }
         if (code === NOT_FOUND) {
           this.objectives.clear();

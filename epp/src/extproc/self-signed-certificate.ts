@@ -1,7 +1,7 @@
 /**
  * The certificate the EPP serves TLS with when `--secure-serving` is on and no `--cert-path` is given, as GIE's EPP
- * does (`pkg/epp/server/runserver.go` → `tlsutil.CreateSelfSignedTLSCertificate` @ v1.5.0: organisation "Inference
- * Ext", valid ten years, server auth; its clients skip verification, e.g. the Istio DestinationRule of GIE's
+ * does (`pkg/epp/server/runserver.go` → `CreateSelfSignedTLSCertificate` in `internal/tls/tls.go`, imported as `tlsutil`, @
+ * v1.5.0: organisation "Inference Ext", valid 3650 days there, ten calendar years here, server auth; its clients skip verification, e.g. the Istio DestinationRule of GIE's
  * `inferencepool` chart: `tls: {mode: SIMPLE, insecureSkipVerify: true}`).
  *
  * Node can make keys but not certificates, so the X.509 structure (RFC 5280) is written here in DER, a few fixed
@@ -32,9 +32,12 @@ const bitString = (bytes: Buffer): Buffer => tlv(0x03, Buffer.concat([Buffer.fro
 const octetString = (bytes: Buffer): Buffer => tlv(0x04, bytes);
 const bool = (v: boolean): Buffer => tlv(0x01, Buffer.from([v ? 0xff : 0]));
 
-function integer(bytes: Buffer): Buffer {
-  // Positive: a leading 1 bit needs a zero byte in front.
-  return tlv(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+/** A non-negative INTEGER in DER's minimal form (X.690 §8.3.2): no redundant leading zero byte, one where the top bit is set. */
+export function derInteger(bytes: Buffer): Buffer {
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const magnitude = bytes.subarray(start);
+  return tlv(0x02, magnitude[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), magnitude]) : magnitude);
 }
 
 function oid(dotted: string): Buffer {
@@ -70,8 +73,9 @@ export interface SelfSignedCertificate {
 export function selfSignedCertificate(now: Date = new Date()): SelfSignedCertificate {
   const { publicKey, privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const name = sequence(set(sequence(oid('2.5.4.10'), utf8('Inference Ext'))));
+  // RFC 5280 §4.1.2.2: a positive serial of at most 20 bytes.
   const serial = crypto.randomBytes(16);
-  serial[0]! &= 0x7f;
+  serial[0] = (serial[0]! & 0x7f) | 0x01;
   const notAfter = new Date(now.getTime());
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + 10);
   const extensions = sequence(
@@ -83,8 +87,8 @@ export function selfSignedCertificate(now: Date = new Date()): SelfSignedCertifi
     sequence(oid('2.5.29.19'), bool(true), octetString(sequence())),
   );
   const tbs = sequence(
-    explicit(0, integer(Buffer.from([2]))),
-    integer(serial),
+    explicit(0, derInteger(Buffer.from([2]))),
+    derInteger(serial),
     ECDSA_WITH_SHA256,
     name,
     sequence(time(now), time(notAfter)),

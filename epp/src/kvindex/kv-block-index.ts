@@ -95,7 +95,10 @@ export class KvBlockIndex {
   private readonly shares = new Map<string, PodShare>();
 
   constructor(
-    /** Tokens per block; events of another block size are skipped (and counted), never mis-keyed. */
+    /**
+     * Tokens per block; events of another block size with real token ids are skipped (and counted), never mis-keyed;
+     * events whose token ids cannot be the blocks' (none on GPU, or not block_size per block) are keyed by engine hash.
+     */
     readonly blockSize: number,
     /** Entries per pod until its real capacity is known. */
     private readonly defaultCapacity: number,
@@ -161,14 +164,28 @@ export class KvBlockIndex {
     }
     const tier = tierOf(event.medium);
     if (event.tokenIds.length === 0) {
-      // Offload events of some versions carry no tokens: blocks already known by hash move tier. Others, and
-      // hash-only publishers' blocks (llm-d-kv-cache's), are indexed by their engine hash.
+      // Offload events of some versions carry no tokens: only blocks already known by hash move tier. A GPU store
+      // without tokens is a hash-only publisher's (llm-d-kv-cache v0.4.0's demo): indexed by engine hash.
+      if (tier === 'cpu') {
+        let stored = 0;
+        for (const hash of event.blockHashes) {
+          const key = state.engineToKey.get(hash);
+          if (key === undefined) continue;
+          this.add(pod, state, key, tier);
+          stored++;
+        }
+        return stored === event.blockHashes.length ? { stored } : { stored, skipped: 'no-tokens' };
+      }
       return this.storeByHash(pod, state, event.blockHashes, tier);
     }
-    if (event.blockSize !== this.blockSize || event.tokenIds.length !== event.blockHashes.length * event.blockSize) {
-      // The token ids cannot key these blocks (another block size, or placeholder tokens): by engine hash only.
-      const outcome = this.storeByHash(pod, state, event.blockHashes, tier);
-      return { ...outcome, skipped: 'block-size-mismatch' };
+    if (event.tokenIds.length !== event.blockHashes.length * event.blockSize) {
+      // Token ids that cannot be the blocks' own (placeholders, e.g. [1, 2, 3] with block_size 256): by engine hash.
+      return this.storeByHash(pod, state, event.blockHashes, tier);
+    }
+    if (event.blockSize !== this.blockSize) {
+      // Real tokens at another block size: a vLLM --block-size that differs from the config's. Skipped and counted,
+      // never mis-keyed.
+      return { stored: 0, skipped: 'block-size-mismatch' };
     }
     let parent: number | undefined = event.parentBlockHash === null ? root : state.engineToKey.get(event.parentBlockHash);
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
@@ -176,6 +193,10 @@ export class KvBlockIndex {
       const start = i * this.blockSize;
       const extra = event.parentBlockHash === null && i === 0 ? extraForFirstBlock : undefined;
       const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, extra);
+      // The same hash stored before by engine hash alone: its entry moves to the own key, or no BlockRemoved could
+      // reach it.
+      const previous = state.engineToKey.get(event.blockHashes[i]!);
+      if (previous !== undefined && previous < 0) this.drop(pod, state, previous);
       state.engineToKey.set(event.blockHashes[i]!, key);
       this.add(pod, state, key, tier);
       parent = key;
@@ -186,10 +207,11 @@ export class KvBlockIndex {
 
   /** Whether any block was indexed by engine hash alone: requests then compute the engine-hash chain too. */
   get hasEngineHashKeys(): boolean {
-    return this.engineHashed;
+    return this.engineKeyed > 0;
   }
 
-  private engineHashed = false;
+  /** (block, pod) entries held under an engine key (negative keys): requests compute the engine chain only while any. */
+  private engineKeyed = 0;
 
   /** Each hash's known own key, else its engine key (`engineKeyOf`); malformed hashes are skipped. */
   private storeByHash(pod: string, state: PodState, hashes: readonly string[], tier: Tier): StoreOutcome {
@@ -205,7 +227,6 @@ export class KvBlockIndex {
         }
         state.engineToKey.set(hash, key);
         byEngineHash++;
-        this.engineHashed = true;
       }
       this.add(pod, state, key, tier);
       stored++;
@@ -272,7 +293,7 @@ export class KvBlockIndex {
     if (!state) return;
     for (const key of state.keys.keys()) {
       const byPod = this.holders.get(key);
-      byPod?.delete(pod);
+      if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
       if (byPod?.size === 0) this.holders.delete(key);
     }
     this.pods.delete(pod);
@@ -295,9 +316,9 @@ export class KvBlockIndex {
         ? [...alive.keys()]
         : [...new Set([...(own?.keys() ?? []), ...(engine?.keys() ?? [])])].filter((p) => candidates.has(p));
       for (const pod of consider) {
-        const h = own?.get(pod) ?? engine?.get(pod);
-        if (!h) continue;
-        const w = h.gpu > 0 || h.speculativeUntil > now ? this.weights.gpu : h.cpu > 0 ? this.weights.cpu : 0;
+        // The better of the two entries: an own-key entry may be a lapsed speculative mark (weight 0) beside a real
+        // engine-keyed one.
+        const w = Math.max(this.weightOf(own?.get(pod), now), this.weightOf(engine?.get(pod), now));
         if (w === 0) continue;
         const total = (alive?.get(pod) ?? 0) + w;
         next.set(pod, total);
@@ -307,6 +328,11 @@ export class KvBlockIndex {
       alive = next;
     }
     return matches;
+  }
+
+  private weightOf(h: Holding | undefined, now: number): number {
+    if (h === undefined) return 0;
+    return h.gpu > 0 || h.speculativeUntil > now ? this.weights.gpu : h.cpu > 0 ? this.weights.cpu : 0;
   }
 
   private pod(pod: string): PodState {
@@ -334,14 +360,17 @@ export class KvBlockIndex {
     if (!byPod) this.holders.set(key, (byPod = new Map()));
     const holding = byPod.get(pod);
     if (holding) holding[tier]++;
-    else byPod.set(pod, { gpu: tier === 'gpu' ? 1 : 0, cpu: tier === 'cpu' ? 1 : 0, speculativeUntil: 0 });
+    else {
+      byPod.set(pod, { gpu: tier === 'gpu' ? 1 : 0, cpu: tier === 'cpu' ? 1 : 0, speculativeUntil: 0 });
+      if (key < 0) this.engineKeyed++;
+    }
     state.keys.delete(key);
     state.keys.set(key, true);
   }
 
   private drop(pod: string, state: PodState, key: number): void {
     const byPod = this.holders.get(key);
-    byPod?.delete(pod);
+    if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
     if (byPod?.size === 0) this.holders.delete(key);
     state.keys.delete(key);
   }

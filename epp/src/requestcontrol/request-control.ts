@@ -44,7 +44,7 @@ export const MAX_MODEL_SERIES = 64;
 /**
  * Distinct `priority` label values taken from `x-kvroute-priority` (a client header accepting 2 × MAX_PRIORITY + 1
  * integers); later ones are counted as "other". Priorities of the configured InferenceObjectives and the default 0 are
- * always their own value: the operator chose them, and there are as many as the config lists.
+ * always their own value: the operator chose them, and there are as many as the config lists and the pool's InferenceObjectives hold.
  */
 export const MAX_PRIORITY_LABELS = 8;
 /** Distinct `x-gateway-inference-fairness-id` values kept as `fairness_id` labels; later ones are counted as "other". */
@@ -517,28 +517,57 @@ export class RequestControl implements RequestDirector {
     // `flowcontrol/controller/controller.go` and at finalization in `internal/item.go`), which its guide tells
     // autoscalers to read; every label a client chooses is bounded.
     const bytes = req.body?.length ?? 0;
+    // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
+    const pair = m !== undefined ? this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model) : undefined;
     const gieLabels = {
       fairness_id: this.fairnessLabel(headers[FAIRNESS_ID_HEADER]),
       priority: this.priorityLabel(headers),
       inference_pool: this.options.poolName ?? '',
-      model_name: model,
-      target_model_name: this.rewrites.get(request)?.targetModel ?? model,
+      model_name: pair?.model ?? model,
+      target_model_name: pair?.targetModel ?? model,
     };
     m?.gieFlowControlQueueSize.inc(gieLabels);
     m?.gieFlowControlQueueBytes.inc(gieLabels, bytes);
-    const waited = (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => {
-      const seconds = this.monotonicSeconds() - waitStarted;
-      if (m === undefined) return;
-      m.flowControlWait.observe({ outcome }, seconds);
+    // Every way out of the wait takes the request off the gauges once, thrown errors included.
+    let left = false;
+    const leave = () => {
+      if (left || m === undefined) return;
+      left = true;
       m.gieFlowControlQueueSize.dec(gieLabels);
       m.gieFlowControlQueueBytes.dec(gieLabels, bytes);
+    };
+    const waited = (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => {
+      const seconds = this.monotonicSeconds() - waitStarted;
+      leave();
+      if (m === undefined) return;
+      m.flowControlWait.observe({ outcome }, seconds);
       const { fairness_id, priority: priorityLabel, inference_pool, model_name, target_model_name } = gieLabels;
       m.gieFlowControlQueueDuration.observe({ fairness_id, priority: priorityLabel, outcome: gieOutcome, inference_pool, model_name, target_model_name }, seconds);
     };
+    try {
+      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes }, waited);
+    } finally {
+      leave();
+    }
+  }
+
+  /** `waitForCapacity`'s loop: wait, then schedule when dispatched; back to the queue while the pool is full. */
+  private async waitLoop(
+    req: IncomingRequest,
+    request: LLMRequest,
+    model: string,
+    signal: AbortSignal,
+    started: number,
+    wait: { readonly flow: string; readonly priority: number; readonly deadlineMs: number; readonly arrival: number; readonly bytes: number },
+    waited: (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => void,
+  ): Promise<RouteDecision> {
+    const queue = this.options.flowControl!.queue;
+    const m = this.options.metrics;
+    const { flow, priority, deadlineMs, arrival, bytes } = wait;
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes: req.body?.length ?? 0 });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });

@@ -188,8 +188,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   private tokenizer?: Promise<Tokenizer.ModelTokenizer | undefined>;
   private readonly capacities = new Map<string, number>();
   private readonly warmListeners: (() => void)[] = [];
-  /** Pods already warned about events keyed by engine hash only. */
-  private readonly warnedEngineHashOnly = new Set<string>();
+  /** (pod, kind) pairs already warned about, so a stream of such events logs once. */
+  private readonly warned = new Set<string>();
 
   constructor(
     readonly name: string,
@@ -294,12 +294,19 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const blocks = cycle.request.attributes?.get(BLOCKS);
     for (const c of candidates) this.learnCapacity(c);
     if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
-    const matches = this.index.longestPrefix(blocks.keys, new Set(candidates.map((c) => c.endpoint.key)), this.handle.now(), blocks.engineKeys);
+    const minMax = this.parameters.scoreNormalization === 'min-max';
+    const candidateKeys = new Set(candidates.map((c) => c.endpoint.key));
+    // llm-d takes min and max over every pod of the index (KVM's Lookup with no pod filter, or the pool before the
+    // profile's filters with speculative indexing: precise_prefix_cache.go @ v0.8.0), so a holder a filter removed
+    // still lowers the others' scores; kvroute looks up the pool it knows.
+    const looked = minMax ? new Set([...candidateKeys, ...this.endpoints.keys()]) : candidateKeys;
+    const found = this.index.longestPrefix(blocks.keys, looked, this.handle.now(), blocks.engineKeys);
+    const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);
     publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
     const weights = candidates.map((c) => matches.get(c.endpoint.key)?.weight ?? 0);
-    if (this.parameters.scoreNormalization === 'share') return weights.map((w) => w / blocks.keys.length);
-    return minMaxNormalized(weights);
+    if (!minMax) return weights.map((w) => w / blocks.keys.length);
+    return minMaxNormalized(weights, [...found.values()].map((m) => m.weight));
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -325,15 +332,17 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
           const outcome = this.index.store(endpoint, event, rootKey(start.adapter), start.cacheSalt !== undefined ? stringWords(start.cacheSalt) : undefined);
           if (outcome.byEngineHash !== undefined) {
             this.handle.metrics.countKvEvents(endpoint, 'indexed_by_engine_hash', 1);
-            if (outcome.skipped === 'block-size-mismatch' && !this.warnedEngineHashOnly.has(endpoint)) {
-              this.warnedEngineHashOnly.add(endpoint);
-              this.handle.logger.warn('KV event token ids do not fit tokenProcessorConfig.blockSize; its blocks are indexed by engine hash only, and match requests only if the engine hashes with sha256_cbor and tokenProcessorConfig.hashSeed is its PYTHONHASHSEED', {
-                endpoint, eventBlockSize: event.blockSize, configuredBlockSize: this.blockSize,
-              });
-            }
+            this.warnOnce(endpoint, 'engine-hash', 'KV event token ids cannot be its blocks\' (none, or not block_size per block); they are indexed by engine hash, and match requests only if the engine hashes with sha256_cbor and tokenProcessorConfig.hashSeed is its PYTHONHASHSEED', {
+              eventBlockSize: event.blockSize, tokenIds: event.tokenIds.length, blocks: event.blockHashes.length,
+            });
             applied++;
           } else if (outcome.skipped) {
             this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
+            if (outcome.skipped === 'block-size-mismatch') {
+              this.warnOnce(endpoint, 'block-size', 'KV event block size differs from tokenProcessorConfig.blockSize; its blocks are not indexed', {
+                eventBlockSize: event.blockSize, configuredBlockSize: this.blockSize,
+              });
+            }
           } else {
             applied++;
           }
@@ -352,6 +361,13 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.handle.metrics.countKvEvents(endpoint, 'received', batch.events.length);
     this.handle.metrics.countKvEvents(endpoint, 'applied', applied);
     this.handle.metrics.setKvIndexBlocks(endpoint, this.index.blocksOf(endpoint));
+  }
+
+  private warnOnce(endpoint: string, kind: string, message: string, fields: Record<string, unknown>): void {
+    const key = `${kind} ${endpoint}`;
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.handle.logger.warn(message, { endpoint, ...fields });
   }
 
   private reset(endpoint: string, reason: ResetReason): void {
@@ -407,18 +423,19 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
 }
 
 /**
- * llm-d's min-max normalization over the pods that hold any of the prefix (`utils.go` @ v0.8.0: the scores map holds
- * only those): the longest match 1, the shortest 0, every holder 1 when they tie; a pod holding nothing 0.
+ * llm-d's min-max normalization (`utils.go` indexedScoresToNormalizedScoredPods @ v0.8.0): min and max over `population`
+ * (the matches of every pod holding any of the prefix, which KVM's score map holds; `weights` by default), each of
+ * `weights` then (w − min) / (max − min), every holder 1 when min equals max; a pod holding nothing 0.
  */
-export function minMaxNormalized(weights: readonly number[]): number[] {
+export function minMaxNormalized(weights: readonly number[], population: readonly number[] = weights): number[] {
   let min = Infinity;
   let max = -Infinity;
-  for (const w of weights) {
+  for (const w of population) {
     if (w <= 0) continue;
     if (w < min) min = w;
     if (w > max) max = w;
   }
-  return weights.map((w) => (w <= 0 ? 0 : max === min ? 1 : (w - min) / (max - min)));
+  return weights.map((w) => (w <= 0 ? 0 : max === min ? 1 : Math.max(0, (w - min) / (max - min))));
 }
 
 const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>>('precise-prefix-cache-scorer matches');
