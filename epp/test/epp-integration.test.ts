@@ -374,3 +374,52 @@ test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) l
     await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   }
 });
+
+test('GIE v1.5.0\'s conformance EPP config (conformance/resources/base.yaml: header-based-testing-filter and destination-endpoint-served-verifier) loads, and the verifier reports the endpoint Envoy says served', async () => {
+  const servers = await Promise.all(['127.0.0.2', '127.0.0.3'].map((host) => new Promise<http.Server>((resolve) => {
+    const server = http.createServer((_req, res) => { res.statusCode = 404; res.end(); });
+    server.listen(0, host, () => resolve(server));
+  })));
+  const keys = servers.map((s) => { const a = s.address() as { address: string; port: number }; return `${a.address}:${a.port}`; });
+  const config = [
+    'apiVersion: inference.networking.x-k8s.io/v1alpha1',
+    'kind: EndpointPickerConfig',
+    'plugins:',
+    '- type: header-based-testing-filter',
+    '- type: destination-endpoint-served-verifier',
+    'schedulingProfiles:',
+    '- name: conformance-profile',
+    '  plugins:',
+    '  - pluginRef: header-based-testing-filter',
+  ].join('\n');
+  const epp = await startEpp(parseArgs(['--endpoints', keys.join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--config-text', config])!, quiet);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  /** One request to 127.0.0.3, then the upstream's response headers carrying `metadata` as Envoy forwards it. */
+  async function served(metadata: Json | undefined): Promise<string | undefined> {
+    const s: EnvoyStream = envoy.open();
+    try {
+      s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json', 'test-epp-endpoint-selection': '127.0.0.3' }, false));
+      s.send(requestBody(JSON.stringify(chat('served')), true));
+      const first = await s.next();
+      expect(setHeaders(first.request_headers.response.header_mutation)['x-gateway-destination-endpoint']).toBe(keys[1]);
+      for (;;) if ((await s.next()).request_body.response.body_mutation.streamed_response.end_of_stream) break;
+      s.send({ ...responseHeaders({ ':status': '200' }, true), ...(metadata !== undefined ? { metadata_context: { filter_metadata: metadata } } : {}) });
+      for (;;) {
+        const m = await s.next();
+        if (m.response_headers) return setHeaders(m.response_headers.response?.header_mutation)['x-conformance-test-served-endpoint'];
+      }
+    } finally {
+      s.end();
+    }
+  }
+  try {
+    expect(await served({ 'envoy.lb': { fields: { 'x-gateway-destination-endpoint-served': { stringValue: keys[1] } } } })).toBe(keys[1]);
+    expect(await served(undefined)).toBe('fail: missing envoy lb metadata');
+    expect(await served({ 'envoy.lb': { fields: { other: { stringValue: 'x' } } } })).toBe('fail: missing destination endpoint served metadata');
+  } finally {
+    envoy.close();
+    await epp.stop();
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+});

@@ -197,7 +197,7 @@ describe('session-affinity-scorer (llm-d x-session-token, unsigned: llm-d-infere
   });
 
   it('hands out the token of the pod that served the response', () => {
-    const headers = scorer.postResponse({ requestId: 'r', model: 'm', prompt: '', headers: {} }, { headers: {} }, pod('a').endpoint);
+    const headers = scorer.postResponse({ requestId: 'r', model: 'm', prompt: '', headers: {} }, { headers: {}, metadata: {} }, pod('a').endpoint);
     expect(headers).toEqual({ 'x-session-token': Buffer.from('team/a').toString('base64') });
   });
 });

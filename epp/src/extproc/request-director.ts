@@ -81,7 +81,12 @@ export interface RequestDirector {
    * request; the headers it returns are set on the response to the client (e.g. a session token naming the pod).
    * Throwing is logged and ignored: a response already under way is never failed for it.
    */
-  responseHeaders?(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined;
+  responseHeaders?(
+    ticket: unknown,
+    headers: ReadonlyMap<string, string>,
+    /** The response headers message's `metadata_context.filter_metadata`, by namespace (empty when Envoy sent none). */
+    metadata?: Readonly<Record<string, { [key: string]: JsonValue }>>,
+  ): Readonly<Record<string, string>> | undefined;
   /**
    * Optional: called with each response body chunk of a routed request the proxy shows the EPP (response body mode
    * other than NONE), in order; `endOfStream` on the last (a chunk with end_of_stream, or the response trailers, then

@@ -205,7 +205,7 @@ export class ExtProcStream {
       case 'request_headers': return this.onRequestHeaders(msg, msg.request_headers ?? {});
       case 'request_body': return this.onRequestBody(msg.request_body ?? {});
       case 'request_trailers': return this.onRequestTrailers();
-      case 'response_headers': return this.onResponseHeaders(msg.response_headers ?? {});
+      case 'response_headers': return this.onResponseHeaders(msg, msg.response_headers ?? {});
       case 'response_body': return this.onResponseBody(msg.response_body ?? {});
       case 'response_trailers': return this.onResponseTrailers();
       default: throw new ProtocolError('ProcessingRequest has no request member set');
@@ -431,10 +431,10 @@ export class ExtProcStream {
   // -------------------------------------------------------------------------------------------------------------------
   // Response side
 
-  private onResponseHeaders(h: HttpHeaders): void {
+  private onResponseHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
     if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
     this.responseStarted = true;
-    const mutation = this.responseHeaderMutation(h);
+    const mutation = this.responseHeaderMutation(msg, h);
     const encoded = this.settings.encoded;
     this.io.send(encoded !== undefined && mutation.header_mutation === undefined ? encoded.responseHeadersContinue : headersResponse('response', mutation));
     if (h.end_of_stream) {
@@ -445,13 +445,18 @@ export class ExtProcStream {
   }
 
   /** The director's response headers, if it has any to add; a failing hook never fails the response. */
-  private responseHeaderMutation(h: HttpHeaders): CommonResponse {
+  private responseHeaderMutation(msg: ProcessingRequest, h: HttpHeaders): CommonResponse {
     const director = this.settings.director;
     const hook = director.responseHeaders;
     if (!hook || !this.ticket) return {};
     try {
+      // The metadata Envoy forwards with this message, as GIE reads it at each message (`handlers/server.go` @ v1.5.0:
+      // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), e.g. the endpoint that served the request.
+      const filterMetadata = msg.metadata_context?.filter_metadata;
+      const metadata: Record<string, { [key: string]: JsonValue }> = {};
+      if (filterMetadata) for (const [ns, struct] of Object.entries(filterMetadata)) metadata[ns] = structToJson(struct as StructObject);
       // A view: request control reads one header here, and only post-response plugins read them all.
-      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers));
+      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers), metadata);
       return set && Object.keys(set).length > 0 ? { header_mutation: headerMutation(set) } : {};
     } catch (e) {
       this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });

@@ -22,6 +22,11 @@ export interface PreRequest extends Plugin {
 export interface ResponseInfo {
   /** Response headers, lower-case names (`:status` included). */
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The dynamic metadata Envoy forwarded with the response headers (`metadata_context.filter_metadata`), by namespace:
+   * GIE's `Response.ReqMetadata` (v1.5.0 `requestcontrol/director.go`), e.g. `envoy.lb` holding the endpoint that served.
+   */
+  readonly metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
 export interface PostResponse extends Plugin {

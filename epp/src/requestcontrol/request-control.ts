@@ -755,7 +755,7 @@ export class RequestControl implements RequestDirector {
   }
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
-  responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>): Readonly<Record<string, string>> | undefined {
+  responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {}): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
     const { target, request } = t;
     // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events. The reader itself is
@@ -765,7 +765,7 @@ export class RequestControl implements RequestDirector {
       t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
     }
     if (request === undefined || this.postResponsePlugins.length === 0) return undefined;
-    const response = { headers: Object.fromEntries(headers) };
+    const response = { headers: Object.fromEntries(headers), metadata };
     const set: Record<string, string> = {};
     const m = this.options.metrics;
     for (const plugin of this.postResponsePlugins) {

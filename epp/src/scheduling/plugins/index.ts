@@ -7,6 +7,7 @@ export { activeRequestScorer } from './active-request-scorer';
 export { byLabel } from './by-label';
 export { concurrencyDetector } from './concurrency-detector';
 export { decodeFilter } from './decode-filter';
+export { destinationEndpointServedVerifier } from './destination-endpoint-served-verifier';
 export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
