@@ -7,6 +7,7 @@ import { createPlugin } from '../src/scheduling/plugin';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { LoadAwareScorer } from '../src/scheduling/plugins/load-aware-scorer';
 import { QueueScorer } from '../src/scheduling/plugins/queue-scorer';
+import { RunningRequestsSizeScorer } from '../src/scheduling/plugins/running-requests-size-scorer';
 
 function pod(name: string, metrics: Partial<EndpointMetrics>, activeRequests = 0): EndpointSnapshot {
   return {
@@ -30,6 +31,24 @@ describe('queue-scorer: (max − q) / (max − min)', () => {
   it('scores 1 everywhere when all queues are equal', () => {
     expect(scorer.score(cycle, queues(3, 3, 3))).toEqual([1, 1, 1]);
     expect(scorer.score(cycle, queues(7))).toEqual([1]);
+  });
+});
+
+describe('running-requests-size-scorer (GIE v1.5.0 runningrequests/runningrequest.go): (max − r) / (max − min) of the running requests', () => {
+  const scorer = new RunningRequestsSizeScorer('running');
+  const running = (...sizes: number[]) => sizes.map((runningQueueSize, i) => pod(`p${i}`, { runningQueueSize, waitingQueueSize: 100 - i }));
+
+  it('maps the fewest running to 1 and the most to 0, linearly between, whatever the waiting queues', () => {
+    expect(scorer.score(cycle, running(2, 10, 6))).toEqual([1, 0, 0.5]);
+  });
+
+  it('scores 1 everywhere when all are equal, as GIE', () => {
+    expect(scorer.score(cycle, running(4, 4))).toEqual([1, 1]);
+  });
+
+  it('is in the catalogue without parameters, so GIE\'s documented config loads', () => {
+    expect(resolvePluginParameters('running-requests-size-scorer', undefined)).toEqual({});
+    expect(() => resolvePluginParameters('running-requests-size-scorer', { x: 1 })).toThrow();
   });
 });
 

@@ -21,6 +21,7 @@ export { prefixCacheScorer } from './prefix-cache-scorer';
 export { precisePrefixCacheScorer } from './precise-prefix-cache-scorer';
 export { queueScorer } from './queue-scorer';
 export { randomPicker } from './random-picker';
+export { runningRequestsSizeScorer } from './running-requests-size-scorer';
 export { saturationFilter } from './saturation-filter';
 export { sessionAffinityFilter } from './session-affinity-filter';
 export { sessionAffinityScorer } from './session-affinity-scorer';
