@@ -158,7 +158,7 @@ const FLAGS: readonly FlagSpec[] = [
   metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
   metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
   metricNameFlag('cache-info-metric', [], [VLLM_METRIC_NAMES.cacheInfo.name]),
-  { name: 'lora-info-metric', aliases: ['loraInfoMetric'], kind: 'ignored-string', help: 'ignored: kvroute does no LoRA-affinity scoring, so it reads no LoRA metric' },
+  metricNameFlag('lora-info-metric', ['loraInfoMetric'], [VLLM_METRIC_NAMES.loraInfo.name]),
   // GIE v0.5.1's (cmd/epp/runner/runner.go): the header/metadata names Envoy routes by; kvroute's are fixed to the defaults.
   { name: 'destinationEndpointHintKey', aliases: [], kind: 'ignored-fixed', fixed: ['x-gateway-destination-endpoint'], help: 'names the header and metadata key of the pick; kvroute always uses x-gateway-destination-endpoint (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },
   { name: 'DestinationEndpointHintMetadataNamespace', aliases: [], kind: 'ignored-fixed', fixed: ['envoy.lb'], help: 'names the metadata namespace of the pick; kvroute always uses envoy.lb (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },

@@ -423,3 +423,39 @@ test('GIE v1.5.0\'s conformance EPP config (conformance/resources/base.yaml: hea
     await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   }
 });
+
+test('lora-affinity-scorer (GIE v1.5.0\'s documented config) reads each pod\'s vllm:lora_requests_info and sends an adapter\'s requests where it runs, others where there is room', async () => {
+  const pods = await Promise.all([
+    FakeVllmServer.start({ engines: [{ waiting: 0, running: 1, kvUsage: 0.1 }], runningLoraAdapters: ['sql-lora'] }),
+    FakeVllmServer.start({ engines: [{ waiting: 0, running: 1, kvUsage: 0.1 }], runningLoraAdapters: ['a', 'b', 'c', 'd'] }), // max_lora 4: full
+  ]);
+  const keys = pods.map((p) => `127.0.0.1:${p.port}`);
+  const config = [
+    'apiVersion: inference.networking.x-k8s.io/v1alpha1',
+    'kind: EndpointPickerConfig',
+    'plugins:',
+    '- type: lora-affinity-scorer',
+    '- type: queue-scorer',
+    'schedulingProfiles:',
+    '- name: default',
+    '  plugins:',
+    '  - pluginRef: lora-affinity-scorer',
+    '    weight: 2',
+    '  - pluginRef: queue-scorer',
+  ].join('\n');
+  const epp = await startEpp(parseArgs(['--endpoints', keys.join(','), '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+    '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--config-text', config])!, quiet);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  try {
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.lora !== undefined));
+    for (let i = 0; i < 4; i++) expect((await send(envoy, { ...chat(`q${i}`), model: 'sql-lora' })).endpoint).toBe(keys[0]);
+    // Another adapter: pod 0 has room (1 of 4), pod 1 is full.
+    for (let i = 0; i < 4; i++) expect((await send(envoy, { ...chat(`r${i}`), model: 'new-lora' })).endpoint).toBe(keys[0]);
+    // An adapter running on pod 1 goes there.
+    expect((await send(envoy, { ...chat('s'), model: 'c' })).endpoint).toBe(keys[1]);
+  } finally {
+    envoy.close();
+    await epp.stop();
+    await Promise.all(pods.map((p) => p.close()));
+  }
+});

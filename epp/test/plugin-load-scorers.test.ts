@@ -7,6 +7,7 @@ import { createPlugin } from '../src/scheduling/plugin';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { LoadAwareScorer } from '../src/scheduling/plugins/load-aware-scorer';
 import { QueueScorer } from '../src/scheduling/plugins/queue-scorer';
+import { LoraAffinityScorer } from '../src/scheduling/plugins/lora-affinity-scorer';
 import { RunningRequestsSizeScorer } from '../src/scheduling/plugins/running-requests-size-scorer';
 
 function pod(name: string, metrics: Partial<EndpointMetrics>, activeRequests = 0): EndpointSnapshot {
@@ -49,6 +50,23 @@ describe('running-requests-size-scorer (GIE v1.5.0 runningrequests/runningreques
   it('is in the catalogue without parameters, so GIE\'s documented config loads', () => {
     expect(resolvePluginParameters('running-requests-size-scorer', undefined)).toEqual({});
     expect(() => resolvePluginParameters('running-requests-size-scorer', { x: 1 })).toThrow();
+  });
+});
+
+describe('lora-affinity-scorer (GIE v1.5.0 loraaffinity/lora_affinity.go)', () => {
+  const scorer = new LoraAffinityScorer('lora');
+  const lora = (running: string[], waiting: string[], maxLora: number) => ({ lora: { running, waiting, maxLora } });
+  const forModel = (model: string): CycleContext => ({ request: { requestId: 'r', model, prompt: '', headers: {} }, state: new CycleState() });
+
+  it('1 where the adapter runs, 0.8 with room for another adapter, 0.6 where it only waits, else 0; 0 without LoRA state', () => {
+    const pods = [
+      pod('runs', lora(['sql-lora'], [], 2)),
+      pod('room', lora(['a'], [], 2)),
+      pod('waits', lora(['a'], ['sql-lora'], 2)),
+      pod('full', lora(['a', 'b'], [], 2)),
+      pod('off', {}),
+    ];
+    expect(scorer.score(forModel('sql-lora'), pods)).toEqual([1, 0.8, 0.6, 0, 0]);
   });
 });
 

@@ -91,7 +91,7 @@ describe('parseVllmMetrics', () => {
 
   it('reads the same as a full parse of the page: the line pre-filter only drops what the parser would skip', () => {
     const wanted = [
-      'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
+      'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:lora_requests_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
       VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
     ];
     const pages = [
@@ -184,7 +184,7 @@ describe('wantedLines (the pre-filter)', () => {
 
   it('keeps a wanted name followed by a malformed rest, and names that are prefixes of other wanted names', () => {
     expect(wantedLines('vllm:q=3\nvllm:q 1\nvllm:q9 2\nvllm:q_run 4\n', ['vllm:q', 'vllm:q_run'])).toBe('vllm:q=3\nvllm:q 1\n\nvllm:q_run 4\n');
-    const names = { waiting: { name: 'q' }, running: { name: 'q_running' }, kvUsage: [{ name: 'kv' }], cacheInfo: { name: 'info' } };
+    const names = { waiting: { name: 'q' }, running: { name: 'q_running' }, kvUsage: [{ name: 'kv' }], cacheInfo: { name: 'info' }, loraInfo: { name: 'lora' } };
     expect(parseVllmMetrics('q 2\nq_running 5\nkv 0.5\n', { names })).toMatchObject({ waitingQueueSize: 2, runningQueueSize: 5, kvCacheUsagePercent: 0.5 });
   });
 });
@@ -306,7 +306,7 @@ describe('reading the page as bytes (VllmPageReader.readBytes, wantedLineBytes) 
   });
 
   it('metric names that are not ASCII fall back to the string path', () => {
-    const names = { waiting: { name: 'ärger' }, running: { name: 'r' }, kvUsage: [{ name: 'kv' }], cacheInfo: { name: 'c' } };
+    const names = { waiting: { name: 'ärger' }, running: { name: 'r' }, kvUsage: [{ name: 'kv' }], cacheInfo: { name: 'c' }, loraInfo: { name: 'l' } };
     const page = 'ärger 3\nr 1\n';
     expect(() => wantedLineBytes(Buffer.from(page), [names.waiting.name])).toThrow(/ASCII/);
     const reading = new VllmPageReader({ names }).readBytes(Buffer.from(page));
@@ -341,5 +341,31 @@ describe('applyReading', () => {
       consecutiveFailures: 0,
     });
     expect(Object.isFrozen(next)).toBe(true);
+  });
+});
+
+describe('vllm:lora_requests_info (GIE v1.5.0 backend/metrics/metrics.go getLatestLoraMetric)', () => {
+  // vLLM writes one series per change of its adapter sets, valued with the time of the change
+  // (vllm/v1/metrics/loggers.py @ v0.10.0, gauge_lora_info ... set_to_current_time).
+  const page = [
+    '# HELP vllm:lora_requests_info Running stats on lora requests.',
+    '# TYPE vllm:lora_requests_info gauge',
+    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora",waiting_lora_adapters=""} 1.7533e+09',
+    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora,chat-lora",waiting_lora_adapters="tool-lora"} 1.7534e+09',
+    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.7535e+09',
+    'vllm:num_requests_running 1',
+    '',
+  ].join('\n');
+
+  it('takes the newest series naming any adapter; one with both lists empty is skipped', () => {
+    expect(parseVllmMetrics(page).lora).toEqual({ running: ['sql-lora', 'chat-lora'], waiting: ['tool-lora'], maxLora: 4 });
+    expect(new VllmPageReader().readBytes(Buffer.from(page)).lora).toEqual({ running: ['sql-lora', 'chat-lora'], waiting: ['tool-lora'], maxLora: 4 });
+  });
+
+  it('a page without a qualifying series keeps the last state (GIE keeps ActiveModels), and none at all leaves it absent', () => {
+    const first = applyReading(EMPTY_METRICS, parseVllmMetrics(page), 1);
+    const next = applyReading(first, parseVllmMetrics('vllm:num_requests_running 2\n'), 2);
+    expect(next.lora).toEqual(first.lora);
+    expect(applyReading(EMPTY_METRICS, parseVllmMetrics('vllm:num_requests_running 2\n'), 1).lora).toBeUndefined();
   });
 });

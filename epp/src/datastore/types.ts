@@ -40,6 +40,8 @@ export interface EndpointMetrics {
   /** `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (tokens; the `gpu_` names before 0.10). */
   readonly prefixCacheQueryTokens?: number;
   readonly prefixCacheHitTokens?: number;
+  /** `vllm:lora_requests_info`: the adapters running and waiting, and `max_lora` (newest series naming any adapter). */
+  readonly lora?: { readonly running: readonly string[]; readonly waiting: readonly string[]; readonly maxLora: number };
   /** Wall-clock ms of the last successful scrape; 0 when never scraped. */
   readonly updateTime: number;
   /** Consecutive failed scrapes since the last success. */
@@ -74,6 +76,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     firstTokenSecondsSum: m.firstTokenSecondsSum,
     prefixCacheQueryTokens: m.prefixCacheQueryTokens,
     prefixCacheHitTokens: m.prefixCacheHitTokens,
+    lora: m.lora,
     updateTime: m.updateTime,
     consecutiveFailures: m.consecutiveFailures,
   };
@@ -93,6 +96,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
     firstTokenSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, consecutiveFailures: 0.5,
+    lora: { running: [], waiting: [], maxLora: 0 },
   });
 }
 generalizeMetricsShape();

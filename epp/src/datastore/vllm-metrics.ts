@@ -28,6 +28,8 @@ export interface VllmMetricNames {
   /** Tried in order; the first family present supplies KV usage. */
   readonly kvUsage: readonly MetricSpec[];
   readonly cacheInfo: MetricSpec;
+  /** LoRA adapters running and waiting, as labels of one series per change (its value the time of the change). */
+  readonly loraInfo: MetricSpec;
 }
 
 export const VLLM_METRIC_NAMES: VllmMetricNames = Object.freeze({
@@ -36,6 +38,7 @@ export const VLLM_METRIC_NAMES: VllmMetricNames = Object.freeze({
   // vLLM 0.10 exports both; the old name is hidden from 0.11, and pre-0.9.2 servers only have the old one.
   kvUsage: [{ name: 'vllm:kv_cache_usage_perc' }, { name: 'vllm:gpu_cache_usage_perc' }],
   cacheInfo: { name: 'vllm:cache_config_info' },
+  loraInfo: { name: 'vllm:lora_requests_info' },
 });
 
 /** What one page yielded. Absent fields were not found and must not overwrite earlier values. */
@@ -47,6 +50,8 @@ export interface VllmMetricsReading {
   readonly kvCacheMetric?: string;
   readonly blockSize?: number;
   readonly numGpuBlocks?: number;
+  /** From the newest `vllm:lora_requests_info` series naming any adapter; absent when there is none. */
+  readonly lora?: LoraInfo;
   /** The latency model's engine counters (see `VLLM_LATENCY_METRIC_NAMES`), summed over engines. */
   readonly firstTokenCount?: number;
   readonly firstTokenSecondsSum?: number;
@@ -71,7 +76,7 @@ export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): 
 
 /** The families a page is read for: the routing gauges of `names` and the latency model's counters. */
 function wantedFamilies(names: VllmMetricNames = VLLM_METRIC_NAMES): string[] {
-  const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, ...names.kvUsage.map((s) => s.name)]);
+  const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, names.loraInfo.name, ...names.kvUsage.map((s) => s.name)]);
   for (const name of LATENCY_FAMILIES) wanted.add(name);
   return [...wanted];
 }
@@ -415,8 +420,35 @@ export function extractVllmMetrics(
   }
   if (info.blockSize !== undefined) out.blockSize = info.blockSize;
   if (info.numGpuBlocks !== undefined) out.numGpuBlocks = info.numGpuBlocks;
+  const lora = readLoraInfo(pick(names.loraInfo));
+  if (lora !== undefined) out.lora = lora;
   Object.assign(out, extractLatencyCounters(families, options.modelName));
   return out;
+}
+
+/** The adapters a pod's vLLM runs and queues, and how many it may hold at once. */
+export interface LoraInfo {
+  readonly running: readonly string[];
+  readonly waiting: readonly string[];
+  /** `max_lora`; 0 when the label is missing or not an integer. */
+  readonly maxLora: number;
+}
+
+/**
+ * vLLM writes one `vllm:lora_requests_info` series per change of its adapter sets, valued with the time of the change:
+ * the newest series that names any adapter is the state, as GIE reads it (`pkg/epp/backend/metrics/metrics.go`
+ * getLatestLoraMetric @ v1.5.0; series with both lists empty are skipped, so the last non-empty state stays).
+ */
+function readLoraInfo(series: PromSample[]): LoraInfo | undefined {
+  let latest: PromSample | undefined;
+  for (const s of series) {
+    if (!s.labels.running_lora_adapters && !s.labels.waiting_lora_adapters) continue;
+    if (latest === undefined || s.value > latest.value) latest = s;
+  }
+  if (latest === undefined) return undefined;
+  const list = (v: string | undefined) => (v ? v.split(',') : []);
+  const max = Number(latest.labels.max_lora);
+  return { running: list(latest.labels.running_lora_adapters), waiting: list(latest.labels.waiting_lora_adapters), maxLora: Number.isInteger(max) ? max : 0 };
 }
 
 /** True when the reading carries at least one load signal, i.e. the page was a model server's. */
@@ -440,6 +472,9 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   const numGpuBlocks = r.numGpuBlocks ?? prev.numGpuBlocks;
   if (blockSize !== undefined) next.blockSize = blockSize;
   if (numGpuBlocks !== undefined) next.numGpuBlocks = numGpuBlocks;
+  // A page without a LoRA state keeps the last one (GIE's reading keeps ActiveModels when no series qualifies).
+  const lora = r.lora ?? prev.lora;
+  if (lora !== undefined) next.lora = lora;
   // Counters are cumulative: a page without them leaves them absent rather than pairing an old value with a new time.
   if (r.firstTokenCount !== undefined) next.firstTokenCount = r.firstTokenCount;
   if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;

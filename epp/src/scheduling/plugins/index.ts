@@ -13,6 +13,7 @@ export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
 export { latencyScorer } from './latency-scorer';
 export { loadAwareScorer } from './load-aware-scorer';
+export { loraAffinityScorer } from './lora-affinity-scorer';
 export { maxScorePicker } from './max-score-picker';
 export { noHitLruScorer } from './no-hit-lru-scorer';
 export { prefillFilter } from './prefill-filter';
