@@ -5,7 +5,7 @@
  * names the flag, never silently ignored.
  */
 import { parseDuration } from './config/duration';
-import { VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
+import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
 import type { PoolApiVersion } from './datastore/inference-pool';
 import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
@@ -158,7 +158,11 @@ const FLAGS: readonly FlagSpec[] = [
   metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
   metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
   metricNameFlag('cache-info-metric', [], [VLLM_METRIC_NAMES.cacheInfo.name]),
-  metricNameFlag('lora-info-metric', ['loraInfoMetric'], [VLLM_METRIC_NAMES.loraInfo.name]),
+  // An empty value is GIE v1.0–v1.4's "no LoRA scraping"; kvroute reads the family only for a lora-affinity-scorer.
+  {
+    name: 'lora-info-metric', aliases: ['loraInfoMetric'], kind: 'ignored-fixed', fixed: [LORA_INFO_METRIC.name, ''],
+    help: `names the model-server LoRA metric; kvroute reads vLLM's ${LORA_INFO_METRIC.name} when a lora-affinity-scorer is configured, so that value (or an empty one: no LoRA scraping) is accepted and ignored and any other is refused`,
+  },
   // GIE v0.5.1's (cmd/epp/runner/runner.go): the header/metadata names Envoy routes by; kvroute's are fixed to the defaults.
   { name: 'destinationEndpointHintKey', aliases: [], kind: 'ignored-fixed', fixed: ['x-gateway-destination-endpoint'], help: 'names the header and metadata key of the pick; kvroute always uses x-gateway-destination-endpoint (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },
   { name: 'DestinationEndpointHintMetadataNamespace', aliases: [], kind: 'ignored-fixed', fixed: ['envoy.lb'], help: 'names the metadata namespace of the pick; kvroute always uses envoy.lb (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
 import { parseDuration } from './config/duration';
 import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
+import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
@@ -168,7 +169,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const scrape = scrapeTarget(config, options);
+  // vLLM's LoRA family only grows (one series per change): read it only for a scorer that uses it.
+  const readsLora = config.plugins.some((p) => p.type === 'lora-affinity-scorer');
   const datastore = new Datastore({
+    ...(readsLora ? { metricNames: { ...VLLM_METRIC_NAMES, loraInfo: LORA_INFO_METRIC } } : {}),
     refreshIntervalMs: options.refreshMetricsIntervalMs,
     metricsPort: options.modelServerMetricsPort,
     metricsPath: scrape.path,

@@ -1,7 +1,7 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
-import { applyReading, extractVllmMetrics, hasLoadSignal, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLineBytes, wantedLines } from '../src/datastore/vllm-metrics';
+import { applyReading, extractVllmMetrics, hasLoadSignal, LORA_INFO_METRIC, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLineBytes, wantedLines } from '../src/datastore/vllm-metrics';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -91,7 +91,7 @@ describe('parseVllmMetrics', () => {
 
   it('reads the same as a full parse of the page: the line pre-filter only drops what the parser would skip', () => {
     const wanted = [
-      'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:lora_requests_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
+      'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
       VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
     ];
     const pages = [
@@ -344,28 +344,34 @@ describe('applyReading', () => {
   });
 });
 
-describe('vllm:lora_requests_info (GIE v1.5.0 backend/metrics/metrics.go getLatestLoraMetric)', () => {
+describe('vllm:lora_requests_info, as GIE v1.5.0\'s default data layer reads it (datalayer/extractor/metrics: loraspec.go getLatestMetric, extractor.go populateLoRAMetrics)', () => {
   // vLLM writes one series per change of its adapter sets, valued with the time of the change
   // (vllm/v1/metrics/loggers.py @ v0.10.0, gauge_lora_info ... set_to_current_time).
-  const page = [
-    '# HELP vllm:lora_requests_info Running stats on lora requests.',
-    '# TYPE vllm:lora_requests_info gauge',
+  const names = { ...VLLM_METRIC_NAMES, loraInfo: LORA_INFO_METRIC };
+  const page = (...series: string[]) => ['# TYPE vllm:lora_requests_info gauge', ...series, 'vllm:num_requests_running 1', ''].join('\n');
+  const busy = page(
     'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora",waiting_lora_adapters=""} 1.7533e+09',
-    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora,chat-lora",waiting_lora_adapters="tool-lora"} 1.7534e+09',
-    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.7535e+09',
-    'vllm:num_requests_running 1',
-    '',
-  ].join('\n');
+    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora, chat-lora,,sql-lora",waiting_lora_adapters="tool-lora"} 1.7534e+09',
+  );
 
-  it('takes the newest series naming any adapter; one with both lists empty is skipped', () => {
-    expect(parseVllmMetrics(page).lora).toEqual({ running: ['sql-lora', 'chat-lora'], waiting: ['tool-lora'], maxLora: 4 });
-    expect(new VllmPageReader().readBytes(Buffer.from(page)).lora).toEqual({ running: ['sql-lora', 'chat-lora'], waiting: ['tool-lora'], maxLora: 4 });
+  it('takes the newest series; adapter names are trimmed, empty ones dropped, each kept once', () => {
+    expect(parseVllmMetrics(busy, { names }).lora).toEqual({ running: ['sql-lora', 'chat-lora'], waiting: ['tool-lora'], maxLora: 4 });
+    expect(new VllmPageReader({ names }).readBytes(Buffer.from(busy)).lora).toEqual({ running: ['sql-lora', 'chat-lora'], waiting: ['tool-lora'], maxLora: 4 });
   });
 
-  it('a page without a qualifying series keeps the last state (GIE keeps ActiveModels), and none at all leaves it absent', () => {
-    const first = applyReading(EMPTY_METRICS, parseVllmMetrics(page), 1);
-    const next = applyReading(first, parseVllmMetrics('vllm:num_requests_running 2\n'), 2);
-    expect(next.lora).toEqual(first.lora);
-    expect(applyReading(EMPTY_METRICS, parseVllmMetrics('vllm:num_requests_running 2\n'), 1).lora).toBeUndefined();
+  it('the newest series with both lists empty is the state: the pod runs no adapter now', () => {
+    const idle = page(
+      'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora",waiting_lora_adapters=""} 1.7533e+09',
+      'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.7535e+09',
+    );
+    expect(applyReading(EMPTY_METRICS, parseVllmMetrics(idle, { names }), 1).lora).toEqual({ running: [], waiting: [], maxLora: 4 });
+  });
+
+  it('a page without the family keeps the last state, a series without max_lora the last max_lora; not read unless asked for', () => {
+    const first = applyReading(EMPTY_METRICS, parseVllmMetrics(busy, { names }), 1);
+    expect(applyReading(first, parseVllmMetrics('vllm:num_requests_running 2\n', { names }), 2).lora).toEqual(first.lora);
+    const noMax = page('vllm:lora_requests_info{running_lora_adapters="x",waiting_lora_adapters=""} 1.7536e+09');
+    expect(applyReading(first, parseVllmMetrics(noMax, { names }), 3).lora).toEqual({ running: ['x'], waiting: [], maxLora: 4 });
+    expect(parseVllmMetrics(busy).lora).toBeUndefined();
   });
 });

@@ -28,9 +28,16 @@ export interface VllmMetricNames {
   /** Tried in order; the first family present supplies KV usage. */
   readonly kvUsage: readonly MetricSpec[];
   readonly cacheInfo: MetricSpec;
-  /** LoRA adapters running and waiting, as labels of one series per change (its value the time of the change). */
-  readonly loraInfo: MetricSpec;
+  /**
+   * LoRA adapters running and waiting, as labels of one series per change (its value the time of the change). Read only
+   * when set: vLLM never drops old series, so the family grows over a pod's life (the EPP sets it when a
+   * `lora-affinity-scorer` is configured, `LORA_INFO_METRIC`).
+   */
+  readonly loraInfo?: MetricSpec;
 }
+
+/** vLLM's LoRA state family, which `lora-affinity-scorer` reads. */
+export const LORA_INFO_METRIC: MetricSpec = Object.freeze({ name: 'vllm:lora_requests_info' });
 
 export const VLLM_METRIC_NAMES: VllmMetricNames = Object.freeze({
   waiting: { name: 'vllm:num_requests_waiting' },
@@ -38,7 +45,6 @@ export const VLLM_METRIC_NAMES: VllmMetricNames = Object.freeze({
   // vLLM 0.10 exports both; the old name is hidden from 0.11, and pre-0.9.2 servers only have the old one.
   kvUsage: [{ name: 'vllm:kv_cache_usage_perc' }, { name: 'vllm:gpu_cache_usage_perc' }],
   cacheInfo: { name: 'vllm:cache_config_info' },
-  loraInfo: { name: 'vllm:lora_requests_info' },
 });
 
 /** What one page yielded. Absent fields were not found and must not overwrite earlier values. */
@@ -76,7 +82,8 @@ export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): 
 
 /** The families a page is read for: the routing gauges of `names` and the latency model's counters. */
 function wantedFamilies(names: VllmMetricNames = VLLM_METRIC_NAMES): string[] {
-  const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, names.loraInfo.name, ...names.kvUsage.map((s) => s.name)]);
+  const wanted = new Set<string>([names.waiting.name, names.running.name, names.cacheInfo.name, ...names.kvUsage.map((s) => s.name)]);
+  if (names.loraInfo !== undefined) wanted.add(names.loraInfo.name);
   for (const name of LATENCY_FAMILIES) wanted.add(name);
   return [...wanted];
 }
@@ -420,7 +427,7 @@ export function extractVllmMetrics(
   }
   if (info.blockSize !== undefined) out.blockSize = info.blockSize;
   if (info.numGpuBlocks !== undefined) out.numGpuBlocks = info.numGpuBlocks;
-  const lora = readLoraInfo(pick(names.loraInfo));
+  const lora = names.loraInfo !== undefined ? readLoraInfo(pick(names.loraInfo)) : undefined;
   if (lora !== undefined) out.lora = lora;
   Object.assign(out, extractLatencyCounters(families, options.modelName));
   return out;
@@ -430,25 +437,27 @@ export function extractVllmMetrics(
 export interface LoraInfo {
   readonly running: readonly string[];
   readonly waiting: readonly string[];
-  /** `max_lora`; 0 when the label is missing or not an integer. */
-  readonly maxLora: number;
+  /** `max_lora`; absent when the series has none (the last value stands). */
+  readonly maxLora?: number;
 }
 
 /**
- * vLLM writes one `vllm:lora_requests_info` series per change of its adapter sets, valued with the time of the change:
- * the newest series that names any adapter is the state, as GIE reads it (`pkg/epp/backend/metrics/metrics.go`
- * getLatestLoraMetric @ v1.5.0; series with both lists empty are skipped, so the last non-empty state stays).
+ * vLLM writes one `vllm:lora_requests_info` series per change of its adapter sets, valued with the time of the change
+ * (vllm/v1/metrics/loggers.py @ v0.10.0): the newest series is the state, empty lists included, as GIE v1.5.0's
+ * default data layer reads it (`datalayer/extractor/metrics/loraspec.go` getLatestMetric, `extractor.go`
+ * populateLoRAMetrics and addAdapters: names trimmed, empty ones dropped, each once).
  */
 function readLoraInfo(series: PromSample[]): LoraInfo | undefined {
   let latest: PromSample | undefined;
-  for (const s of series) {
-    if (!s.labels.running_lora_adapters && !s.labels.waiting_lora_adapters) continue;
-    if (latest === undefined || s.value > latest.value) latest = s;
-  }
+  for (const s of series) if (latest === undefined || s.value > latest.value) latest = s;
   if (latest === undefined) return undefined;
-  const list = (v: string | undefined) => (v ? v.split(',') : []);
-  const max = Number(latest.labels.max_lora);
-  return { running: list(latest.labels.running_lora_adapters), waiting: list(latest.labels.waiting_lora_adapters), maxLora: Number.isInteger(max) ? max : 0 };
+  const list = (v: string | undefined) => [...new Set((v ?? '').split(',').map((a) => a.trim()).filter((a) => a !== ''))];
+  const max = latest.labels.max_lora ? Number(latest.labels.max_lora) : Number.NaN;
+  return {
+    running: list(latest.labels.running_lora_adapters),
+    waiting: list(latest.labels.waiting_lora_adapters),
+    ...(Number.isInteger(max) ? { maxLora: max } : {}),
+  };
 }
 
 /** True when the reading carries at least one load signal, i.e. the page was a model server's. */
@@ -472,8 +481,9 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   const numGpuBlocks = r.numGpuBlocks ?? prev.numGpuBlocks;
   if (blockSize !== undefined) next.blockSize = blockSize;
   if (numGpuBlocks !== undefined) next.numGpuBlocks = numGpuBlocks;
-  // A page without a LoRA state keeps the last one (GIE's reading keeps ActiveModels when no series qualifies).
-  const lora = r.lora ?? prev.lora;
+  // A page without the family keeps the last state (GIE's extractor leaves the metrics as they were); a series without
+  // max_lora keeps the last one.
+  const lora = r.lora === undefined ? prev.lora : { running: r.lora.running, waiting: r.lora.waiting, maxLora: r.lora.maxLora ?? prev.lora?.maxLora ?? 0 };
   if (lora !== undefined) next.lora = lora;
   // Counters are cumulative: a page without them leaves them absent rather than pairing an old value with a new time.
   if (r.firstTokenCount !== undefined) next.firstTokenCount = r.firstTokenCount;

@@ -295,8 +295,19 @@ export class RequestControl implements RequestDirector {
     ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
     // With a pool detector the queue releases nothing while the pool (every ready pod, as GIE's dispatch cycle reads
     // it) is full; without one, a released request finds out from the filters and comes back in its place.
+    // An empty pool releases its waiters, which are then answered 503 (issue 11: no pod is not load). A detector that
+    // throws must not take the ticker down: the request goes on to the filters.
     this.dispatchGate = this.saturationDetector !== undefined
-      ? () => !this.poolSaturated(this.options.datastore.snapshot(), this.usageLimit)
+      ? () => {
+        const pool = this.options.datastore.snapshot();
+        if (pool.length === 0) return true;
+        try {
+          return !this.poolSaturated(pool, this.usageLimit);
+        } catch (e) {
+          this.options.onInternalError?.(e as Error, 'flow-control dispatch');
+          return true;
+        }
+      }
       : undefined;
     const flow = options.flowControl;
     // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
