@@ -337,10 +337,13 @@ test('shutdown drains: NOT_SERVING at once, an open response finishes, then the 
   await pod.close();
 }, 30_000);
 
-test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) loads and routes each request to a pod its test-epp-endpoint-selection header names', async () => {
-  // Three echo-like pods on their own loopback addresses, as the conformance suite's pods have their own IPs; like its
-  // echo servers they serve no vLLM /metrics (404), which this config does not need.
-  const servers = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((host) => new Promise<http.Server>((resolve) => {
+/**
+ * GIE's conformance EPP: its config (a profile of `header-based-testing-filter`, plus `extraPlugins` declared beside it)
+ * over echo-like pods on their own loopback addresses, as the conformance suite's pods have their own IPs; like its echo
+ * servers they serve no vLLM /metrics (404), which this config does not need.
+ */
+async function conformanceEpp(hosts: readonly string[], extraPlugins: readonly string[] = []) {
+  const servers = await Promise.all(hosts.map((host) => new Promise<http.Server>((resolve) => {
     const server = http.createServer((_req, res) => { res.statusCode = 404; res.end(); });
     server.listen(0, host, () => resolve(server));
   })));
@@ -350,6 +353,7 @@ test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) l
     'kind: EndpointPickerConfig',
     'plugins:',
     '- type: header-based-testing-filter',
+    ...extraPlugins.map((type) => `- type: ${type}`),
     'schedulingProfiles:',
     '- name: conformance-profile',
     '  plugins:',
@@ -358,6 +362,16 @@ test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) l
   const epp = await startEpp(parseArgs(['--endpoints', keys.join(','), '--grpc-port', '0', '--grpc-health-port', '0',
     '--metrics-port', '0', '--host', '127.0.0.1', '--config-text', config])!, quiet);
   const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  const close = async () => {
+    envoy.close();
+    await epp.stop();
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  };
+  return { keys, envoy, close };
+}
+
+test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) loads and routes each request to a pod its test-epp-endpoint-selection header names', async () => {
+  const { keys, envoy, close } = await conformanceEpp(['127.0.0.2', '127.0.0.3', '127.0.0.4']);
   try {
     const selection = (value: string) => ({ 'test-epp-endpoint-selection': value });
     for (let i = 0; i < 4; i++) expect((await send(envoy, chat(`one ${i}`), selection('127.0.0.4'))).endpoint).toBe(keys[2]);
@@ -369,32 +383,12 @@ test('GIE\'s conformance EPP config (conformance/resources/base.yaml @ v1.0.0) l
     expect(none.endpoint).toBeUndefined();
     expect(none.status).toBe('ServiceUnavailable'); // 503 here; GIE v1.0 answers 429 (documented in the README)
   } finally {
-    envoy.close();
-    await epp.stop();
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    await close();
   }
 });
 
 test('GIE v1.5.0\'s conformance EPP config (conformance/resources/base.yaml: header-based-testing-filter and destination-endpoint-served-verifier) loads, and the verifier reports the endpoint Envoy says served', async () => {
-  const servers = await Promise.all(['127.0.0.2', '127.0.0.3'].map((host) => new Promise<http.Server>((resolve) => {
-    const server = http.createServer((_req, res) => { res.statusCode = 404; res.end(); });
-    server.listen(0, host, () => resolve(server));
-  })));
-  const keys = servers.map((s) => { const a = s.address() as { address: string; port: number }; return `${a.address}:${a.port}`; });
-  const config = [
-    'apiVersion: inference.networking.x-k8s.io/v1alpha1',
-    'kind: EndpointPickerConfig',
-    'plugins:',
-    '- type: header-based-testing-filter',
-    '- type: destination-endpoint-served-verifier',
-    'schedulingProfiles:',
-    '- name: conformance-profile',
-    '  plugins:',
-    '  - pluginRef: header-based-testing-filter',
-  ].join('\n');
-  const epp = await startEpp(parseArgs(['--endpoints', keys.join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-    '--metrics-port', '0', '--host', '127.0.0.1', '--config-text', config])!, quiet);
-  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  const { keys, envoy, close } = await conformanceEpp(['127.0.0.2', '127.0.0.3'], ['destination-endpoint-served-verifier']);
   /** One request to 127.0.0.3, then the upstream's response headers carrying `metadata` as Envoy forwards it. */
   async function served(metadata: Json | undefined): Promise<string | undefined> {
     const s: EnvoyStream = envoy.open();
@@ -418,9 +412,7 @@ test('GIE v1.5.0\'s conformance EPP config (conformance/resources/base.yaml: hea
     expect(await served(undefined)).toBe('fail: missing envoy lb metadata');
     expect(await served({ 'envoy.lb': { fields: { other: { stringValue: 'x' } } } })).toBe('fail: missing destination endpoint served metadata');
   } finally {
-    envoy.close();
-    await epp.stop();
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    await close();
   }
 });
 

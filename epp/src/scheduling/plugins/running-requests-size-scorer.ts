@@ -19,20 +19,21 @@ export class RunningRequestsSizeScorer implements Scorer {
 
   scoreInto(_cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const n = candidates.length;
-    let min = Number.POSITIVE_INFINITY;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < n; i++) {
-      const running = candidates[i]!.metrics.runningQueueSize;
-      if (running < min) min = running;
-      if (running > max) max = running;
-    }
-    const range = max - min;
-    if (!(range > 0)) {
-      out.fill(1, 0, n);
-      return;
-    }
-    for (let i = 0; i < n; i++) out[i] = (max - candidates[i]!.metrics.runningQueueSize) / range;
+    for (let i = 0; i < n; i++) out[i] = candidates[i]!.metrics.runningQueueSize;
+    fewestScoresHighest(out, n);
   }
+}
+
+/** Turns the first `n` values of `out` into (max − v) / (max − min), or 1 everywhere when they are all equal. */
+function fewestScoresHighest(out: Float64Array, n: number): void {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    if (out[i]! < min) min = out[i]!;
+    if (out[i]! > max) max = out[i]!;
+  }
+  const range = max - min;
+  for (let i = 0; i < n; i++) out[i] = range > 0 ? (max - out[i]!) / range : 1;
 }
 
 export const runningRequestsSizeScorer = definePlugin({
