@@ -233,10 +233,7 @@ export class ExtProcStream {
     const requestId = this.headers.get('x-request-id');
     this.requestIdGenerated = !requestId;
     this.requestId = requestId || randomUUID();
-    const filterMetadata = msg.metadata_context?.filter_metadata;
-    if (filterMetadata) {
-      for (const [ns, struct] of Object.entries(filterMetadata)) this.filterMetadata[ns] = structToJson(struct as StructObject);
-    }
+    Object.assign(this.filterMetadata, filterMetadataOf(msg));
 
     if (h.end_of_stream) return this.route('headers', undefined, false);
     switch (this.requestBodyMode) {
@@ -452,11 +449,8 @@ export class ExtProcStream {
     try {
       // The metadata Envoy forwards with this message, as GIE reads it at each message (`handlers/server.go` @ v1.5.0:
       // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), e.g. the endpoint that served the request.
-      const filterMetadata = msg.metadata_context?.filter_metadata;
-      const metadata: Record<string, { [key: string]: JsonValue }> = {};
-      if (filterMetadata) for (const [ns, struct] of Object.entries(filterMetadata)) metadata[ns] = structToJson(struct as StructObject);
       // A view: request control reads one header here, and only post-response plugins read them all.
-      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers), metadata);
+      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers), filterMetadataOf(msg));
       return set && Object.keys(set).length > 0 ? { header_mutation: headerMutation(set) } : {};
     } catch (e) {
       this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });
@@ -600,4 +594,12 @@ function isEmpty(o: Readonly<Record<string, string>>): boolean {
 
 function isPromiseLike(x: unknown): x is PromiseLike<RouteDecision> {
   return typeof (x as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+/** A message's `metadata_context.filter_metadata` as plain JSON, by namespace (empty when Envoy sent none). */
+function filterMetadataOf(msg: ProcessingRequest): Record<string, { [key: string]: JsonValue }> {
+  const out: Record<string, { [key: string]: JsonValue }> = {};
+  const filterMetadata = msg.metadata_context?.filter_metadata;
+  if (filterMetadata) for (const [ns, struct] of Object.entries(filterMetadata)) out[ns] = structToJson(struct as StructObject);
+  return out;
 }

@@ -44,6 +44,9 @@ function head(major: number, n: number, out: number[]): void {
   else out.push(m | 26, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 }
 
+/** CBOR heads of each block's payload up to the parent: array(3), then bytes(32). */
+const ARRAY3_BYTES32 = Buffer.from([0x83, 0x58, 0x20]);
+
 /** sha256(cbor(seed)): the chain's root. */
 export function engineRoot(seed: string): Buffer {
   const text = Buffer.from(seed, 'utf8');
@@ -72,14 +75,10 @@ function blockDigests(tokens: ArrayLike<number>, blockSize: number, root: Buffer
   const bytes: number[] = [];
   for (let b = 0; b < full; b++) {
     bytes.length = 0;
-    bytes.push(0x83); // array(3)
-    head(2, 32, bytes); // bytes(32): the parent digest
-    const prefix = Buffer.from(bytes);
-    bytes.length = 0;
     head(4, blockSize, bytes);
     for (let i = b * blockSize; i < (b + 1) * blockSize; i++) head(0, tokens[i]!, bytes);
     bytes.push(0xf6); // null: no extra keys
-    parent = createHash('sha256').update(prefix).update(parent).update(Buffer.from(bytes)).digest();
+    parent = createHash('sha256').update(ARRAY3_BYTES32).update(parent).update(Buffer.from(bytes)).digest();
     digests.push(parent);
   }
   return digests;

@@ -303,7 +303,7 @@ export class KvBlockIndex {
    * For each candidate pod, the leading blocks of `keys` it holds without a gap, weighted by tier. Walks the keys once
    * and stops when no candidate still matches.
    */
-  longestPrefix(keys: readonly number[], candidates: ReadonlySet<string>, now: number, engineKeys?: readonly number[]): Map<string, PrefixMatch> {
+  longestPrefix(keys: readonly number[], candidates: { has(pod: string): boolean }, now: number, engineKeys?: readonly number[]): Map<string, PrefixMatch> {
     const matches = new Map<string, PrefixMatch>();
     let alive: Map<string, number> | undefined; // pod → weight so far
     for (let i = 0; i < keys.length; i++) {

@@ -299,7 +299,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // llm-d takes min and max over every pod of the index (KVM's Lookup with no pod filter, or the pool before the
     // profile's filters with speculative indexing: precise_prefix_cache.go @ v0.8.0), so a holder a filter removed
     // still lowers the others' scores; kvroute looks up the pool it knows.
-    const looked = minMax ? new Set([...candidateKeys, ...this.endpoints.keys()]) : candidateKeys;
+    const looked = minMax ? { has: (pod: string) => candidateKeys.has(pod) || this.endpoints.has(pod) } : candidateKeys;
     const found = this.index.longestPrefix(blocks.keys, looked, this.handle.now(), blocks.engineKeys);
     const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);

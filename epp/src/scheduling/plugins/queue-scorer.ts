@@ -18,20 +18,29 @@ export class QueueScorer implements Scorer {
 
   scoreInto(_cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const n = candidates.length;
-    let min = Number.POSITIVE_INFINITY;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < n; i++) {
-      const queue = candidates[i]!.metrics.waitingQueueSize;
-      if (queue < min) min = queue;
-      if (queue > max) max = queue;
-    }
-    const range = max - min;
-    if (!(range > 0)) {
-      out.fill(1, 0, n);
-      return;
-    }
-    for (let i = 0; i < n; i++) out[i] = (max - candidates[i]!.metrics.waitingQueueSize) / range;
+    for (let i = 0; i < n; i++) out[i] = candidates[i]!.metrics.waitingQueueSize;
+    fewestScoreHighest(out, n);
   }
+}
+
+/**
+ * Turns the first `n` values of `out` into `(max − v) / (max − min)`, or 1 everywhere when they are all equal: the
+ * lowest load scores 1, the highest 0 (`queue-scorer`, `running-requests-size-scorer`).
+ */
+export function fewestScoreHighest(out: Float64Array, n: number): void {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const v = out[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const range = max - min;
+  if (!(range > 0)) {
+    out.fill(1, 0, n);
+    return;
+  }
+  for (let i = 0; i < n; i++) out[i] = (max - out[i]!) / range;
 }
 
 export const queueScorer = definePlugin({

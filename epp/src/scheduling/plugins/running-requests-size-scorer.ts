@@ -1,6 +1,7 @@
 import type { EndpointSnapshot } from '../../datastore/types';
 import { scoresFromInto, type CycleContext, type Scorer } from '../framework';
 import { definePlugin, NO_PARAMETERS } from '../plugin';
+import { fewestScoreHighest } from './queue-scorer';
 
 /**
  * `running-requests-size-scorer`: `(max − r) / (max − min)` of the running requests (`vllm:num_requests_running`) over
@@ -20,20 +21,8 @@ export class RunningRequestsSizeScorer implements Scorer {
   scoreInto(_cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const n = candidates.length;
     for (let i = 0; i < n; i++) out[i] = candidates[i]!.metrics.runningQueueSize;
-    fewestScoresHighest(out, n);
+    fewestScoreHighest(out, n);
   }
-}
-
-/** Turns the first `n` values of `out` into (max − v) / (max − min), or 1 everywhere when they are all equal. */
-function fewestScoresHighest(out: Float64Array, n: number): void {
-  let min = Number.POSITIVE_INFINITY;
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < n; i++) {
-    if (out[i]! < min) min = out[i]!;
-    if (out[i]! > max) max = out[i]!;
-  }
-  const range = max - min;
-  for (let i = 0; i < n; i++) out[i] = range > 0 ? (max - out[i]!) / range : 1;
 }
 
 export const runningRequestsSizeScorer = definePlugin({
