@@ -48,6 +48,29 @@ describe('KubernetesDiscovery against a fake API server', () => {
     await api.close();
   });
 
+  it('gives a pod one endpoint per target port of a v1 pool, follows its active-ports annotation and removes all on delete (GIE v1.5.0 podUpdateOrAddIfNotExist)', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, [8000, 8001]));
+    api.upsertPod(fakePod({ name: 'dp-0', ip: ip(1), labels: SELECTOR }));
+    api.upsertPod(fakePod({ name: 'dp-1', ip: ip(2), labels: SELECTOR, annotations: { 'inference.networking.k8s.io/active-ports': '8001' } }));
+    const d = await start();
+    await d.waitForSync(5000);
+    expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(1)}:8001`, `${ip(2)}:8001`]);
+    expect(ds.get(`${ip(1)}:8001`)).toMatchObject({ name: 'dp-0-rank-1', podName: 'dp-0', rank: 1, metricsPort: 8001 });
+    expect(ds.get(`${ip(2)}:8001`)).toMatchObject({ name: 'dp-1-rank-1', podName: 'dp-1', rank: 1 });
+
+    // The annotation changes: rank 1 stops, rank 0 starts; the pod's other endpoint is untouched.
+    api.upsertPod(fakePod({ name: 'dp-1', ip: ip(2), labels: SELECTOR, annotations: { 'inference.networking.k8s.io/active-ports': '8000' } }));
+    await waitFor(() => keys().includes(`${ip(2)}:8000`) && !keys().includes(`${ip(2)}:8001`), 'active ports followed');
+    api.deletePod('dp-0');
+    await waitFor(() => !keys().some((k) => k.startsWith(`${ip(1)}:`)), 'both ranks removed');
+    expect(keys()).toEqual([`${ip(2)}:8000`]);
+
+    // Back to one target port: a resync, and the endpoint keeps its name but is scraped as a single-port pool's is.
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    await waitFor(() => ds.get(`${ip(2)}:8000`)?.metricsPort === undefined, 'single port again');
+    expect(d.currentPool?.targetPorts).toEqual([8000]);
+  });
+
   it('lists the Ready, matching pods of a v1 pool and reports synced', async () => {
     api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
     api.upsertPod(fakePod({ name: 'vllm-0', ip: ip(1), labels: { ...SELECTOR, role: 'decode' } }));
@@ -63,9 +86,9 @@ describe('KubernetesDiscovery against a fake API server', () => {
     expect(ds.poolSynced).toBe(true);
     expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(2)}:8000`]);
     const vllm0 = ds.get(`${ip(1)}:8000`);
-    expect(vllm0).toMatchObject({ name: 'vllm-0', namespace: 'default', address: ip(1), port: 8000 });
+    expect(vllm0).toMatchObject({ name: 'vllm-0-rank-0', podName: 'vllm-0', namespace: 'default', address: ip(1), port: 8000 });
     expect(vllm0?.labels).toEqual({ ...SELECTOR, role: 'decode' });
-    expect(d.currentPool).toMatchObject({ apiVersion: V1, targetPort: 8000, selector: SELECTOR });
+    expect(d.currentPool).toMatchObject({ apiVersion: V1, targetPorts: [8000], selector: SELECTOR });
 
     // The selector went to the API server rather than being applied to every pod in the namespace.
     const podList = api.requests.find((r) => r.path === '/api/v1/namespaces/default/pods' && r.query.watch === undefined);
@@ -419,7 +442,7 @@ describe('KubernetesDiscovery feeding real scrapers', () => {
       const key = `127.0.0.1:${vllm.port}`;
       await waitFor(() => (ds.metrics(key)?.updateTime ?? 0) > 0, 'scrape');
       expect(ds.snapshot()[0]).toMatchObject({
-        endpoint: { key, name: 'vllm-0' },
+        endpoint: { key, name: 'vllm-0-rank-0', podName: 'vllm-0' },
         metrics: { waitingQueueSize: 4, runningQueueSize: 2, kvCacheUsagePercent: 0.3, consecutiveFailures: 0 },
         activeRequests: 0,
       });
@@ -427,6 +450,36 @@ describe('KubernetesDiscovery feeding real scrapers', () => {
       await d.stop();
       await ds.stop();
       await vllm.close();
+      await api.close();
+    }
+  });
+
+  it('scrapes each rank of a several-port pool on its own port, whatever the model-server metrics port says (GIE v1.5.0)', async () => {
+    const api = await FakeKubeApiServer.start();
+    const rank0 = await FakeVllmServer.start({ engines: [{ waiting: 3, running: 1, kvUsage: 0.1 }] });
+    const rank1 = await FakeVllmServer.start({ engines: [{ waiting: 7, running: 2, kvUsage: 0.6 }] });
+    // metricsPort would send a single-port pool's scrapes to rank0's server; GIE ignores it when there are several.
+    const ds = new Datastore({ refreshIntervalMs: 10, metricsPort: rank0.port });
+    const d = new KubernetesDiscovery(ds, {
+      poolName: 'pool',
+      kubeConfig: { kind: 'options', options: api.kubeConfigOptions() },
+      backoff: { initialMs: 20, maxMs: 200 },
+    });
+    try {
+      api.upsertPool(fakePoolV1('pool', SELECTOR, [rank0.port, rank1.port]));
+      api.upsertPod(fakePod({ name: 'dp', ip: '127.0.0.1', labels: SELECTOR }));
+      await d.start();
+      await d.waitForSync(15_000);
+      const k0 = `127.0.0.1:${rank0.port}`;
+      const k1 = `127.0.0.1:${rank1.port}`;
+      await waitFor(() => (ds.metrics(k0)?.updateTime ?? 0) > 0 && (ds.metrics(k1)?.updateTime ?? 0) > 0, 'both scraped');
+      expect(ds.metrics(k0)).toMatchObject({ waitingQueueSize: 3, kvCacheUsagePercent: 0.1 });
+      expect(ds.metrics(k1)).toMatchObject({ waitingQueueSize: 7, kvCacheUsagePercent: 0.6 });
+    } finally {
+      await d.stop();
+      await ds.stop();
+      await rank0.close();
+      await rank1.close();
       await api.close();
     }
   });

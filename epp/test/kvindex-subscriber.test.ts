@@ -136,6 +136,21 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log).toEqual([`batch ${POD} 0 ${M}`, `batch ${POD} 1 ${M}`, `batch ${POD} 2 ${M}`, `replay ${POD} repaired`]);
   });
 
+  test('per-pod: the endpoint of data-parallel rank r dials socketPort + r, where vLLM\'s rank r publishes (offset_endpoint_port, kv_events.py @ v0.10.0)', async () => {
+    const r = new Recorder();
+    const { socketPort } = await publisher.bind();
+    // The publisher's PUB stands for rank 1's: rank 0's would be one port below, where nothing listens.
+    subscriber = new KvEventSubscriber({
+      mode: 'per-pod', topicFilter: 'kv@', socketPort: socketPort - 1,
+      resolvePod: () => undefined, events: r, logger: quiet,
+    });
+    subscriber.addEndpoint(POD, 1);
+    await publisher.waitSubscribed();
+    await send(publisher, 0, 7, { dataParallelRank: 1 });
+    await waitFor(() => r.batches().length === 1);
+    expect(r.log).toEqual([`batch ${POD} 7 Qwen/Qwen3-0.6B`]);
+  });
+
   test('a sequence going backwards is a restarted publisher: its entries are dropped (a restarted vLLM has an empty cache)', async () => {
     const r = new Recorder();
     await perPod(r, false);
@@ -228,6 +243,36 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       `batch ${POD} 10 Qwen/Qwen3-0.6B`, `batch ${POD} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 11 Qwen/Qwen3-0.6B`, `batch ${POD} 21 Qwen/Qwen3-0.6B`,
       `gap ${POD}`, `batch ${POD} 23 Qwen/Qwen3-0.6B`,
     ]);
+  });
+});
+
+describe('KV-event subscriptions: a pod serving several target ports (central mode)', () => {
+  test('the topic\'s pod id is resolved with the batch\'s data_parallel_rank, so each rank\'s blocks reach its own endpoint', async () => {
+    const publisher = new TestKvEventPublisher('kv@127.0.0.1@m');
+    const r = new Recorder();
+    const RANK1 = '127.0.0.1:8001';
+    const asked: string[] = [];
+    const subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      resolvePod: (id, rank) => {
+        asked.push(`${id}#${rank}`);
+        return id === '127.0.0.1' ? (rank === 1 ? RANK1 : POD) : undefined;
+      },
+      events: r, logger: quiet,
+    });
+    try {
+      await subscriber.start();
+      publisher.connect(subscriber.boundEndpoint!);
+      await publisher.waitSubscribed();
+      await send(publisher, 0, 10, { dataParallelRank: 0 });
+      await send(publisher, 0, 20, { dataParallelRank: 1 });
+      await waitFor(() => r.batches().length === 2);
+      expect(r.batches()).toEqual([`batch ${POD} 10 m`, `batch ${RANK1} 20 m`]);
+      expect(asked).toEqual(['127.0.0.1#0', '127.0.0.1#1']);
+    } finally {
+      subscriber.close();
+      publisher.close();
+    }
   });
 });
 

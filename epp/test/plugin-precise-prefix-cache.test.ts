@@ -225,6 +225,25 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(after.size).toBe(2);
   });
 
+  test('a pod serving two target ports: an IP-only topic\'s blocks go to the endpoint of the batch\'s data_parallel_rank (rank i serves targetPorts[i])', async () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const rank = (port: number, r: number) => ({ key: `10.0.0.3:${port}`, name: `dp-rank-${r}`, podName: 'dp', namespace: 'ns', address: '10.0.0.3', port, labels: {}, rank: r });
+    scheduler.plugins.addEndpoint(rank(8000, 0));
+    scheduler.plugins.addEndpoint(rank(8001, 1));
+    try {
+      const stored = await storedFor(chat('Which rank holds this?', 'a manual for ranks'), 5000);
+      await pub.publish([stored], { topic: `kv@10.0.0.3@${MODEL}`, seq: 0n, dataParallelRank: 1 });
+      await waitFor(() => scorer.index.blocksOf('10.0.0.3:8001') > 0, 'rank 1\'s blocks to be indexed');
+      expect(scorer.index.blocksOf('10.0.0.3:8000')).toBe(0);
+      // Rank 0's batches (its own sequence from 0) go to the first port's endpoint.
+      await pub.publish([await storedFor(chat('And this one?', 'a manual for rank zero'), 6000)], { topic: `kv@10.0.0.3@${MODEL}`, seq: 0n, dataParallelRank: 0 });
+      await waitFor(() => scorer.index.blocksOf('10.0.0.3:8000') > 0, 'rank 0\'s blocks to be indexed');
+    } finally {
+      scheduler.plugins.removeEndpoint('10.0.0.3:8000');
+      scheduler.plugins.removeEndpoint('10.0.0.3:8001');
+    }
+  });
+
   /** The scorer's scores for pods 1 and 2, as one scheduling cycle computes them (no pick, no speculation). */
   async function scores(body: { model: string }, cacheSalt?: string): Promise<number[]> {
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;

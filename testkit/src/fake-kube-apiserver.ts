@@ -41,6 +41,7 @@ export interface FakePodOptions {
   ip?: string;
   ready?: boolean;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
   deleting?: boolean;
 }
 
@@ -52,6 +53,7 @@ export function fakePod(o: FakePodOptions): Obj {
       name: o.name,
       namespace: o.namespace ?? 'default',
       labels: o.labels ?? {},
+      ...(o.annotations ? { annotations: o.annotations } : {}),
       ...(o.deleting ? { deletionTimestamp: '2025-07-24T10:00:00Z', deletionGracePeriodSeconds: 30 } : {}),
     },
     spec: { containers: [{ name: 'vllm', image: 'vllm/vllm-openai:v0.10.0' }] },
@@ -78,14 +80,15 @@ export function fakeObjective(name: string, poolName: string, priority?: number,
   };
 }
 
-export function fakePoolV1(name: string, selector: Record<string, string>, port: number, namespace = 'default'): Obj {
+/** A v1 InferencePool; `port` may list several target ports (GIE ≥ v1.1.0, each a distinct endpoint per pod). */
+export function fakePoolV1(name: string, selector: Record<string, string>, port: number | readonly number[], namespace = 'default'): Obj {
   return {
     apiVersion: 'inference.networking.k8s.io/v1',
     kind: 'InferencePool',
     metadata: { name, namespace },
     spec: {
       selector: { matchLabels: selector },
-      targetPorts: [{ number: port }],
+      targetPorts: (typeof port === 'number' ? [port] : port).map((number) => ({ number })),
       endpointPickerRef: { name: `${name}-epp`, port: { number: 9002 } },
     },
   };

@@ -310,7 +310,8 @@ export class Datastore {
     const ep = freezeEndpoint(endpoint);
     const existing = this.records.get(ep.key);
     if (existing) {
-      if (existing.endpoint.name === ep.name && existing.endpoint.namespace === ep.namespace) {
+      // A changed metrics port (the pool gained or lost target ports) is re-added too: the scrape URL is set at add.
+      if (existing.endpoint.name === ep.name && existing.endpoint.namespace === ep.namespace && existing.endpoint.metricsPort === ep.metricsPort) {
         existing.endpoint = ep;
         this.changed(existing);
         return false;
@@ -320,7 +321,7 @@ export class Datastore {
     const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false };
     this.records.set(ep.key, rec);
     this.poolChanged();
-    const url = metricsUrl(ep.address, this.options.metricsPort || ep.port, {
+    const url = metricsUrl(ep.address, ep.metricsPort ?? (this.options.metricsPort || ep.port), {
       scheme: this.options.metricsScheme,
       path: this.options.metricsPath,
     });
@@ -594,6 +595,8 @@ function freezeEndpoint(ep: Endpoint): Endpoint {
   if (!isPort(ep.port)) throw new Error(`endpoint ${ep.address} has invalid port ${ep.port}`);
   const key = endpointKey(ep.address, ep.port);
   if (ep.key !== key) throw new Error(`endpoint key "${ep.key}" does not match its address and port (expected "${key}")`);
+  if (ep.metricsPort !== undefined && !isPort(ep.metricsPort)) throw new Error(`endpoint ${key} has invalid metrics port ${ep.metricsPort}`);
+  if (ep.rank !== undefined && !(Number.isInteger(ep.rank) && ep.rank >= 0)) throw new Error(`endpoint ${key} has invalid rank ${ep.rank}`);
   if (Object.isFrozen(ep) && Object.isFrozen(ep.labels)) return ep;
   return Object.freeze({
     key,
@@ -602,6 +605,9 @@ function freezeEndpoint(ep: Endpoint): Endpoint {
     address: ep.address,
     port: ep.port,
     labels: Object.freeze({ ...ep.labels }),
+    ...(ep.podName !== undefined ? { podName: ep.podName } : {}),
+    ...(ep.rank !== undefined ? { rank: ep.rank } : {}),
+    ...(ep.metricsPort !== undefined ? { metricsPort: ep.metricsPort } : {}),
   });
 }
 

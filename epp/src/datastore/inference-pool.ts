@@ -12,10 +12,22 @@ export interface PoolSpec {
   readonly namespace: string;
   /** Pod label selector (v1 `selector.matchLabels`, v1alpha2 `selector`). */
   readonly selector: Readonly<Record<string, string>>;
-  /** v1 `targetPorts[0].number`, v1alpha2 `targetPortNumber`. */
-  readonly targetPort: number;
+  /**
+   * v1 `targetPorts[*].number` (1-8 unique ports, each a distinct endpoint per pod: GIE ≥ v1.1.0), v1alpha2
+   * `[targetPortNumber]`.
+   */
+  readonly targetPorts: readonly number[];
   readonly resourceVersion?: string;
 }
+
+/** `targetPorts`' `maxItems` in the v1 CRD (GIE ≥ v1.1.0; v1.0 allowed one). */
+export const MAX_TARGET_PORTS = 8;
+
+/**
+ * A pod annotation naming which of the pool's target ports it serves (comma-separated numbers); the others give no
+ * endpoint. Without it, every target port does (`extractActivePorts`, pkg/epp/datastore/datastore.go @ v1.5.0).
+ */
+export const ACTIVE_PORTS_ANNOTATION = 'inference.networking.k8s.io/active-ports';
 
 export class PoolSpecError extends Error {
   constructor(message: string) {
@@ -49,20 +61,29 @@ export function parseInferencePool(obj: unknown, apiVersion?: PoolApiVersion): P
     }
     const ports = spec.targetPorts;
     if (!Array.isArray(ports) || ports.length === 0) throw new PoolSpecError(`${where}: spec.targetPorts is empty`);
-    const first: unknown = ports[0];
-    port = isRecord(first) ? first.number : undefined;
+    // The CRD's bounds (api/v1/inferencepool_types.go @ v1.5.0): at most 8, each unique.
+    if (ports.length > MAX_TARGET_PORTS) {
+      throw new PoolSpecError(`${where}: spec.targetPorts lists ${ports.length} ports, at most ${MAX_TARGET_PORTS} are allowed`);
+    }
+    port = ports.map((p: unknown) => (isRecord(p) ? p.number : undefined));
   } else {
     selectorRaw = spec.selector;
     if (selectorRaw === undefined) throw new PoolSpecError(`${where}: spec.selector is missing`);
-    port = spec.targetPortNumber;
+    port = [spec.targetPortNumber];
   }
 
   const selector = readSelector(selectorRaw, where);
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new PoolSpecError(`${where}: target port ${JSON.stringify(port)} is not a port number`);
+  const targetPorts = port as unknown[];
+  for (const p of targetPorts) {
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) {
+      throw new PoolSpecError(`${where}: target port ${JSON.stringify(p)} is not a port number`);
+    }
+  }
+  if (new Set(targetPorts).size !== targetPorts.length) {
+    throw new PoolSpecError(`${where}: spec.targetPorts lists port ${String(targetPorts.find((p, i) => targetPorts.indexOf(p) !== i))} twice (port numbers must be unique)`);
   }
   const rv = typeof meta.resourceVersion === 'string' ? meta.resourceVersion : undefined;
-  return Object.freeze({ apiVersion: version, name, namespace, selector, targetPort: port, resourceVersion: rv });
+  return Object.freeze({ apiVersion: version, name, namespace, selector, targetPorts: Object.freeze(targetPorts as number[]), resourceVersion: rv });
 }
 
 function readSelector(raw: unknown, where: string): Readonly<Record<string, string>> {
@@ -106,6 +127,7 @@ export interface PodLike {
     name?: string;
     namespace?: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
     deletionTimestamp?: unknown;
     resourceVersion?: string;
   };
@@ -120,25 +142,55 @@ export function isPodReady(pod: PodLike): boolean {
 }
 
 /**
- * The endpoint a pod contributes to the pool, or undefined when it should receive no traffic: not Ready, no IP yet,
- * or already terminating (Ready can stay True for a moment after deletion starts).
+ * The endpoints a pod contributes to the pool, one per target port it serves (GIE's `podUpdateOrAddIfNotExist`,
+ * pkg/epp/datastore/datastore.go @ v1.5.0), or none when it should receive no traffic: not Ready, no IP yet, or
+ * already terminating (Ready can stay True for a moment after deletion starts). The i-th target port's endpoint is
+ * `<pod>-rank-<i>`; with several target ports each is scraped on its own port.
  */
-export function podEndpoint(pod: PodLike, pool: Pick<PoolSpec, 'selector' | 'targetPort'>): Endpoint | undefined {
+export function podEndpoints(pod: PodLike, pool: Pick<PoolSpec, 'selector' | 'targetPorts'>): Endpoint[] {
   const meta = pod.metadata;
-  if (!meta?.name) return undefined;
-  if (meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null) return undefined;
-  if (!selectorMatches(pool.selector, meta.labels)) return undefined;
+  if (!meta?.name) return [];
+  if (meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null) return [];
+  if (!selectorMatches(pool.selector, meta.labels)) return [];
   const ip = pod.status?.podIP;
-  if (!ip) return undefined;
-  if (!isPodReady(pod)) return undefined;
-  return Object.freeze({
-    key: endpointKey(ip, pool.targetPort),
-    name: meta.name,
-    namespace: meta.namespace ?? '',
-    address: ip,
-    port: pool.targetPort,
-    labels: Object.freeze({ ...(meta.labels ?? {}) }),
+  if (!ip) return [];
+  if (!isPodReady(pod)) return [];
+  const active = activePorts(meta.annotations, pool.targetPorts);
+  const labels = Object.freeze({ ...(meta.labels ?? {}) });
+  const several = pool.targetPorts.length > 1;
+  const out: Endpoint[] = [];
+  pool.targetPorts.forEach((port, rank) => {
+    if (!active.has(port)) return;
+    out.push(Object.freeze({
+      key: endpointKey(ip, port),
+      name: `${meta.name}-rank-${rank}`,
+      namespace: meta.namespace ?? '',
+      address: ip,
+      port,
+      labels,
+      podName: meta.name,
+      rank,
+      ...(several ? { metricsPort: port } : {}),
+    }));
   });
+  return out;
+}
+
+/**
+ * The target ports a pod's `inference.networking.k8s.io/active-ports` annotation names (numbers that are not target
+ * ports, or not numbers, are ignored); every target port without the annotation. As GIE's `extractActivePorts`, which
+ * reads each entry with `Sscanf("%d")`: leading digits count ("8001x" is 8001).
+ */
+function activePorts(annotations: Readonly<Record<string, string>> | undefined, targetPorts: readonly number[]): ReadonlySet<number> {
+  const raw = annotations?.[ACTIVE_PORTS_ANNOTATION];
+  if (raw === undefined) return new Set(targetPorts);
+  const out = new Set<number>();
+  for (const part of raw.split(',')) {
+    const m = /^[+-]?\d+/.exec(part.trim());
+    const n = m ? Number(m[0]) : NaN;
+    if (n > 0 && targetPorts.includes(n)) out.add(n);
+  }
+  return out;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -5,7 +5,7 @@ import {
   PoolSpecError,
   labelSelectorString,
   parseInferencePool,
-  podEndpoint,
+  podEndpoints,
   splitApiVersion,
   type PodLike,
   type PoolApiVersion,
@@ -69,7 +69,7 @@ const NOT_FOUND = 404;
 
 /**
  * Follows one InferencePool and the Ready pods its selector picks, keeping the datastore's endpoint set equal to
- * `{podIP:targetPort}` of those pods.
+ * `{podIP:targetPort}` of those pods, one endpoint per target port each serves.
  *
  * Two loops run side by side. The pool loop reads the pool (either API version), applies its selector and port, and
  * watches it; a change of selector or port restarts the pod loop, which re-lists (a full resync) and replaces the
@@ -97,8 +97,8 @@ export class KubernetesDiscovery implements Discovery {
   /** Bumped whenever the pod loop must restart (pool spec change, pool gone, stop). */
   private podGeneration = 0;
   private podsListedGeneration = -1;
-  /** Pod name → the endpoint key it currently contributes. */
-  private readonly podKeys = new Map<string, string>();
+  /** Pod name → the endpoint keys it currently contributes (one per target port it serves). */
+  private readonly podKeys = new Map<string, readonly string[]>();
   /** The namespace's InferenceObjectives that refer to this pool by name: their pool group and priority. */
   private readonly objectives = new Map<string, { readonly poolGroup: string; readonly priority: number }>();
   private readonly cancels = new Set<() => void>();
@@ -288,12 +288,12 @@ export class KubernetesDiscovery implements Discovery {
     const changed =
       !prev ||
       prev.apiVersion !== next.apiVersion ||
-      prev.targetPort !== next.targetPort ||
+      prev.targetPorts.join(',') !== next.targetPorts.join(',') ||
       labelSelectorString(prev.selector) !== labelSelectorString(next.selector);
     if (!changed) return;
     this.log(
       'info',
-      `InferencePool ${this.namespace}/${this.poolName} (${next.apiVersion}): selector ${labelSelectorString(next.selector)}, target port ${next.targetPort}${prev ? ' (changed, resyncing pods)' : ''}`,
+      `InferencePool ${this.namespace}/${this.poolName} (${next.apiVersion}): selector ${labelSelectorString(next.selector)}, target port${next.targetPorts.length > 1 ? 's' : ''} ${next.targetPorts.join(', ')}${prev ? ' (changed, resyncing pods)' : ''}`,
     );
     this.restartPodLoop();
   }
@@ -401,10 +401,10 @@ export class KubernetesDiscovery implements Discovery {
     const desired: Endpoint[] = [];
     this.podKeys.clear();
     for (const pod of list.items as PodLike[]) {
-      const ep = podEndpoint(pod, pool);
-      if (ep && pod.metadata?.name) {
-        desired.push(ep);
-        this.podKeys.set(pod.metadata.name, ep.key);
+      const eps = podEndpoints(pod, pool);
+      if (eps.length > 0 && pod.metadata?.name) {
+        desired.push(...eps);
+        this.podKeys.set(pod.metadata.name, eps.map((ep) => ep.key));
       }
     }
     const { added, removed } = this.datastore.replaceEndpoints(desired);
@@ -454,26 +454,28 @@ export class KubernetesDiscovery implements Discovery {
   private podChanged(pod: PodLike, pool: PoolSpec): void {
     const name = pod.metadata?.name;
     if (!name) return;
-    const ep = podEndpoint(pod, pool);
-    const oldKey = this.podKeys.get(name);
-    if (oldKey !== undefined && oldKey !== ep?.key) this.removeOwned(name, oldKey);
-    if (!ep) return;
-    this.podKeys.set(name, ep.key);
-    this.datastore.upsertEndpoint(ep);
+    const eps = podEndpoints(pod, pool);
+    const keys = eps.map((ep) => ep.key);
+    for (const oldKey of this.podKeys.get(name) ?? []) if (!keys.includes(oldKey)) this.removeOwned(name, oldKey);
+    if (eps.length === 0) {
+      this.podKeys.delete(name);
+      return;
+    }
+    this.podKeys.set(name, keys);
+    for (const ep of eps) this.datastore.upsertEndpoint(ep);
   }
 
   private podGone(pod: PodLike): void {
     const name = pod.metadata?.name;
     if (!name) return;
-    const key = this.podKeys.get(name);
-    if (key !== undefined) this.removeOwned(name, key);
+    for (const key of this.podKeys.get(name) ?? []) this.removeOwned(name, key);
+    this.podKeys.delete(name);
   }
 
   /** Removes `key` only while it still belongs to pod `name`: its IP may already have gone to a newer pod. */
   private removeOwned(name: string, key: string): void {
-    this.podKeys.delete(name);
     const ep = this.datastore.get(key);
-    if (ep && ep.name === name && ep.namespace === this.namespace) this.datastore.removeEndpoint(key);
+    if (ep && (ep.podName ?? ep.name) === name && ep.namespace === this.namespace) this.datastore.removeEndpoint(key);
   }
 
   // ---- InferenceObjectives ----

@@ -7,7 +7,10 @@
 export interface Endpoint {
   /** Stable key `address:port`, the value sent to Envoy as the pick. */
   readonly key: string;
-  /** Pod name (or the key for static endpoints). */
+  /**
+   * The endpoint's name: `<pod>-rank-<i>` for the i-th of the pool's target ports, as GIE names endpoints since v1.1.0
+   * (`createEndpointNamespacedName`, pkg/epp/datastore/datastore.go @ v1.5.0), and the key for static endpoints.
+   */
   readonly name: string;
   /** Pod namespace ('' for static endpoints). */
   readonly namespace: string;
@@ -17,6 +20,18 @@ export interface Endpoint {
   readonly port: number;
   /** Pod labels (empty for static endpoints). */
   readonly labels: Readonly<Record<string, string>>;
+  /** The pod it belongs to, when that is not `name` (discovered endpoints: every rank of one pod shares it). */
+  readonly podName?: string;
+  /**
+   * Its target port's index in the pool's `targetPorts`: with data parallelism, the vLLM rank serving that port, whose
+   * KV events name this rank and come from the publisher's port offset by it. 0 or unset for a single port.
+   */
+  readonly rank?: number;
+  /**
+   * Scrape `/metrics` on this port rather than the datastore's `metricsPort`. Set on every rank of a pool with several
+   * target ports: each rank serves its own metrics, and GIE ignores `--model-server-metrics-port` there.
+   */
+  readonly metricsPort?: number;
 }
 
 /** What the scraper last read from an endpoint's `/metrics`. */

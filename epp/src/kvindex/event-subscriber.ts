@@ -60,8 +60,11 @@ export interface SubscriberOptions {
   readonly replayPort?: number;
   /** How long a replay may take before the pod's entries are dropped instead. @default 2000 */
   readonly replayTimeoutMs?: number;
-  /** Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, in central mode. */
-  readonly resolvePod: (podId: string) => string | undefined;
+  /**
+   * Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, in central mode; `rank` is the batch's
+   * `data_parallel_rank` (0 when unset), which picks among the endpoints of a pod serving several target ports.
+   */
+  readonly resolvePod: (podId: string, rank: number) => string | undefined;
   readonly events: SubscriberEvents;
   /**
    * Per-pod mode: how long `warm` waits for a pod's subscription to connect before it stops counting that pod.
@@ -164,11 +167,15 @@ export class KvEventSubscriber {
     return this.central?.lastEndpoint ?? undefined;
   }
 
-  /** Per-pod mode: subscribes to a pod that joined the pool. */
-  addEndpoint(endpointKey: string): void {
+  /**
+   * Per-pod mode: subscribes to a pod that joined the pool. `rank` is the endpoint's data-parallel rank (its target
+   * port's index): vLLM's rank r publishes on the configured port + r (`ZmqEventPublisher.offset_endpoint_port`,
+   * vllm/distributed/kv_events.py @ v0.10.0).
+   */
+  addEndpoint(endpointKey: string, rank = 0): void {
     if (this.options.mode !== 'per-pod' || this.perPod.has(endpointKey) || this.closed) return;
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
-    const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort}`;
+    const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort + rank}`;
     const timeoutMs = this.options.warmUpTimeoutMs ?? DEFAULT_WARM_UP_TIMEOUT_MS;
     const timer = setTimeout(() => {
       if (this.warmingUp.get(endpointKey) !== timer) return;
@@ -256,26 +263,24 @@ export class KvEventSubscriber {
     }
     const [topicFrame, seqFrame, payload] = frames as [Buffer, Buffer, Buffer];
     const topic = parseKvTopic(topicFrame.toString('utf8'));
-    let endpointKey = socketEndpoint;
+    if (socketEndpoint === undefined && !topic) {
+      events.dropped(undefined, 'bad-topic');
+      return;
+    }
+    // Decoded once, here: the rank it names says whose sequence it continues (a malformed one counts as rank 0's),
+    // and, in central mode, which of a pod's ranks the topic's pod id means.
+    const decoded = decodePayload(payload);
+    const rank = decoded.batch?.dataParallelRank ?? 0;
+    const endpointKey = socketEndpoint ?? this.options.resolvePod(topic!.pod, rank);
     if (endpointKey === undefined) {
-      if (!topic) {
-        events.dropped(undefined, 'bad-topic');
-        return;
-      }
-      endpointKey = this.options.resolvePod(topic.pod);
-      if (endpointKey === undefined) {
-        events.dropped(undefined, 'unknown-pod');
-        return;
-      }
+      events.dropped(undefined, 'unknown-pod');
+      return;
     }
     const seq = decodeSeq(seqFrame);
     if (seq === undefined) {
       events.dropped(endpointKey, 'malformed');
       return;
     }
-    // Decoded once, here: the rank it names says whose sequence it continues (a malformed one counts as rank 0's).
-    const decoded = decodePayload(payload);
-    const rank = decoded.batch?.dataParallelRank ?? 0;
     const key = streamKey(endpointKey, rank);
     let state = this.publishers.get(key);
     if (!state) this.publishers.set(key, (state = { endpointKey, rank }));

@@ -217,7 +217,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       ...(events.replayPort !== undefined ? { replayPort: events.replayPort } : {}),
       ...(events.warmUpTimeout !== undefined ? { warmUpTimeoutMs: parseDuration(events.warmUpTimeout) } : {}),
       onWarmUpChange: () => { for (const fn of this.warmListeners) fn(); },
-      resolvePod: (podId) => this.resolvePod(podId),
+      resolvePod: (podId, rank) => this.resolvePod(podId, rank),
       logger: handle.logger,
       events: {
         batch: (endpoint, batch, model) => this.applyBatch(endpoint, batch, model),
@@ -251,7 +251,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   addEndpoint(endpoint: Endpoint): void {
     this.endpoints.set(endpoint.key, endpoint);
     this.index.addPod(endpoint.key);
-    this.subscriber.addEndpoint(endpoint.key);
+    this.subscriber.addEndpoint(endpoint.key, endpoint.rank ?? 0);
   }
 
   removeEndpoint(endpointKey: string): void {
@@ -382,11 +382,21 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (!this.parameters.indexerConfig.tokenizersPoolConfig?.modelName) this.tokenizerFor(model);
   }
 
-  /** The pool's endpoint a topic names: its `ip:port`, or its IP alone (llm-d's older topics). */
-  private resolvePod(podId: string): string | undefined {
+  /**
+   * The pool's endpoint a topic names: its `ip:port`, or its IP alone (llm-d's topics). A pod that serves several of
+   * the pool's target ports has one endpoint per rank; an IP alone then means the endpoint of the batch's
+   * `data_parallel_rank` (kvroute's reading: the i-th target port is served by DP rank i), the first when none has it.
+   */
+  private resolvePod(podId: string, rank: number): string | undefined {
     if (this.endpoints.has(podId)) return podId;
-    for (const e of this.endpoints.values()) if (e.address === podId || e.address === podId.replace(/^\[|\]$/g, '')) return e.key;
-    return undefined;
+    const host = podId.replace(/^\[|\]$/g, '');
+    let first: Endpoint | undefined;
+    for (const e of this.endpoints.values()) {
+      if (e.address !== podId && e.address !== host) continue;
+      if ((e.rank ?? 0) === rank) return e.key;
+      if (first === undefined || (e.rank ?? 0) < (first.rank ?? 0)) first = e;
+    }
+    return first?.key;
   }
 
   private learnCapacity(candidate: EndpointSnapshot): void {
