@@ -56,6 +56,21 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.hasEngineHashKeys).toBe(false);
   });
 
+  test('the event\'s block_size is not trusted (llm-d-kv-cache v0.7.1 vllm_adapter.go/pool.go): token ids that cut into one configured block per hash are keyed, as llm-d\'s example event (64 tokens, 4 hashes, block_size 256) is', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 8);
+    expect(index.store('a', stored(['1', '2'], null, ids, { blockSize: 256 }), ROOT)).toEqual({ stored: 2 });
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 2 });
+    expect(index.hasEngineHashKeys).toBe(false);
+  });
+
+  test('a parent_block_hash of 0 starts the chain, as llm-d-kv-cache (pool.go @ v0.7.1) reads an unset uint64 and vLLM a falsy parent', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 8);
+    expect(index.store('a', stored(['11', '12'], '0', ids), ROOT)).toEqual({ stored: 2 });
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(2);
+  });
+
   test('an engine-keyed block stored again with its tokens moves to its own key, where BlockRemoved still reaches it', () => {
     const index = new KvBlockIndex(BS, 1000);
     const ids = tokens(1, 4);

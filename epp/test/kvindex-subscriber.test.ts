@@ -161,6 +161,20 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log.slice(2)).toEqual([`reset ${POD} publisher-restart`, `batch ${POD} 10 Qwen/Qwen3-0.6B`]);
   });
 
+  test('a repeated or backwards number that is not a return to 0 is applied without a reset (llm-d-kv-cache never compares them: pool.go @ v0.7.1): a publisher numbering every batch 0 keeps its blocks', async () => {
+    const r = new Recorder();
+    await perPod(r, false);
+    await send(publisher, 0, 1);
+    await send(publisher, 0, 2);
+    await send(publisher, 0, 3);
+    await send(publisher, 5, 5); // a jump: a gap, counted
+    await send(publisher, 2, 6); // back, not to 0: applied
+    await send(publisher, 6, 7); // continues after 5, no gap
+    await waitFor(() => r.batches().length === 6);
+    expect(r.log.filter((l) => l.startsWith('reset'))).toEqual([]);
+    expect(r.log.filter((l) => l.startsWith('gap'))).toEqual([`gap ${POD}`]);
+  });
+
   test('malformed frames are counted and skipped, never fatal', async () => {
     const r = new Recorder();
     await perPod(r, false);
@@ -243,6 +257,37 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       `batch ${POD} 10 Qwen/Qwen3-0.6B`, `batch ${POD} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 11 Qwen/Qwen3-0.6B`, `batch ${POD} 21 Qwen/Qwen3-0.6B`,
       `gap ${POD}`, `batch ${POD} 23 Qwen/Qwen3-0.6B`,
     ]);
+  });
+});
+
+describe('KV-event subscriptions: both shapes at once (llm-d v0.8.0 with discoverPods and a zmqEndpoint, precise_prefix_cache.go)', () => {
+  test('a pod that binds is dialled, a pod that connects is heard on the bound socket; warm once bound and handshaken', async () => {
+    const bindingPod = new TestKvEventPublisher(TOPIC);
+    const connectingPod = new TestKvEventPublisher('kv@127.0.0.2:8000@m');
+    const OTHER = '127.0.0.2:8000';
+    const r = new Recorder();
+    const { socketPort } = await bindingPod.bind();
+    const subscriber = new KvEventSubscriber({
+      mode: 'both', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort,
+      resolvePod: (id) => (id === OTHER ? OTHER : undefined), events: r, logger: quiet,
+    });
+    try {
+      expect(subscriber.warm).toBe(false); // not bound yet
+      await subscriber.start();
+      subscriber.addEndpoint(POD);
+      await bindingPod.waitSubscribed();
+      await waitFor(() => subscriber.warm, 'the dialled subscription to handshake');
+      connectingPod.connect(subscriber.boundEndpoint!);
+      await connectingPod.waitSubscribed();
+      await send(bindingPod, 0, 1);
+      await send(connectingPod, 0, 2);
+      await waitFor(() => r.batches().length === 2);
+      expect(r.batches().sort()).toEqual([`batch ${POD} 1 Qwen/Qwen3-0.6B`, `batch ${OTHER} 2 m`]);
+    } finally {
+      subscriber.close();
+      bindingPod.close();
+      connectingPod.close();
+    }
   });
 });
 

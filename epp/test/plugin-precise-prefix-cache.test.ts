@@ -48,10 +48,40 @@ schedulingProfiles:
     const precise = config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')!;
     expect(precise.parameters).toMatchObject({
       indexerConfig: { tokenProcessorConfig: { blockSize: 64, hashSeed: '42' }, kvBlockIndexConfig: { enableMetrics: true } },
-      kvEventsConfig: { topicFilter: 'kv@', discoverPods: false, podDiscoveryConfig: { socketPort: 5557 } },
+      kvEventsConfig: { topicFilter: 'kv@', podDiscoveryConfig: { socketPort: 5557 } },
       speculativeIndexing: true,
       speculativeTTL: '2s',
     });
+    expect((precise.parameters as { kvEventsConfig: object }).kvEventsConfig).not.toHaveProperty('discoverPods');
+  });
+
+  // llm-d v0.8.0 (precise_prefix_cache.go) starts from llm-d-kv-cache's DefaultConfig (discoverPods true since v0.5.0,
+  // pool.go @ v0.7.1) and binds zmqEndpoint besides when one is set; before v0.5.0 the same unset fields meant a socket
+  // bound at tcp://*:5557.
+  test.each<[string, string, string | undefined]>([
+    ['{}', 'both', 'tcp://*:5557'],
+    ['{ zmqEndpoint: "tcp://*:6000" }', 'both', 'tcp://*:6000'],
+    ['{ discoverPods: true }', 'per-pod', undefined],
+    ['{ discoverPods: true, zmqEndpoint: "tcp://*:6000" }', 'both', 'tcp://*:6000'],
+    ['{ discoverPods: false }', 'central', 'tcp://*:5557'],
+    ['{ discoverPods: false, zmqEndpoint: "tcp://*:6000" }', 'central', 'tcp://*:6000'],
+  ])('kvEventsConfig %s subscribes %s, binding %s', (events, mode, bound) => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters: { kvEventsConfig: ${events} }
+  - type: max-score-picker
+`));
+    const { subscriber } = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    expect([subscriber.mode, subscriber.zmqEndpoint]).toEqual([mode, bound]);
+  });
+
+  test('llm-d v0.2\'s cache_tracking mode keeps its only shape, a bound socket (llm-d-kv-cache-manager v0.2)', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: prefix-cache-scorer
+    parameters: { mode: cache_tracking, kvEventsConfig: { zmqEndpoint: "tcp://*:5557" } }
+  - type: max-score-picker
+`);
+    expect(config.plugins[0]!.parameters).toMatchObject({ kvEventsConfig: { discoverPods: false, zmqEndpoint: 'tcp://*:5557' } });
   });
 
   test('the minimal config (endpoint, topic filter, block size) is complete', () => {
@@ -223,6 +253,14 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     const after = new Set<string>();
     for (let i = 0; i < 20; i++) after.add((await pick(chat(`Later question ${i}?`))).endpoint);
     expect(after.size).toBe(2);
+  });
+
+  // Runs before any event with extra_keys reaches this scheduler (the ones below publish vLLM >= #33304's).
+  test('with vLLM 0.10.x events (no extra_keys) a cache_salt is ignored, as llm-d-kv-cache v0.7.1 ignores it: the salted prompt\'s own blocks match it', async () => {
+    const body = chat('What does the salted appendix say?', 'the salted manual');
+    await publish(pods[0]!, [await storedFor(body, 7000)]);
+    await waitFor(async () => (await scores(body, 'tenant-a'))[0] === 1, 'the blocks to match the salted request');
+    expect(await scores(body)).toEqual([1, 0]);
   });
 
   test('a pod serving two target ports: an IP-only topic\'s blocks go to the endpoint of the batch\'s data_parallel_rank (rank i serves targetPorts[i])', async () => {

@@ -130,5 +130,8 @@ describe('ZMQ frames', () => {
     expect(parseKvTopic('kv@10.0.0.7@m')).toEqual({ pod: '10.0.0.7', model: 'm' });
     expect(parseKvTopic('')).toBeUndefined();
     expect(parseKvTopic('kv@pod')).toBeUndefined();
+    // Any first segment, as llm-d-kv-cache's parseTopic (engineadapter/common.go @ v0.7.1) splits any three parts.
+    expect(parseKvTopic('vllm@10.0.0.7@m')).toEqual({ pod: '10.0.0.7', model: 'm' });
+    expect(parseKvTopic('kv@@m')).toBeUndefined();
   });
 });

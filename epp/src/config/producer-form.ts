@@ -126,7 +126,11 @@ export function rewriteCacheTrackingMode(document: unknown): unknown {
   if (!document.plugins.some(tracking)) return document;
   const plugins = document.plugins.map((p: unknown) => {
     if (!tracking(p)) return p;
-    const { mode: _mode, ...parameters } = p.parameters;
+    const { mode: _mode, ...rest } = p.parameters;
+    // llm-d v0.2's tracker only ever bound its socket (llm-d-kv-cache-manager v0.2: ZMQEndpoint "tcp://*:5557", no
+    // pod discovery); the precise scorer's own default is v0.8.0's, dialling every pod.
+    const events = isPlainObject(rest.kvEventsConfig) ? rest.kvEventsConfig : {};
+    const parameters = { ...rest, kvEventsConfig: { discoverPods: false, ...events } };
     const name = typeof p.name === 'string' && p.name !== '' ? p.name : SCORER_TYPE;
     return { ...p, type: PRECISE_SCORER_TYPE, name, parameters };
   });

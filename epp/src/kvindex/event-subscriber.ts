@@ -9,10 +9,10 @@
  *
  * Every publisher numbers its batches from 0. A batch with the next number is applied; a gap is repaired through the
  * publisher's replay socket when it has one (a DEALER asking the ROUTER from the first missing number; live batches
- * wait meanwhile), and when it has none or the replay cannot cover the gap, the pod's entries are dropped, because an
- * index that missed a removal would keep steering requests to blocks the pod no longer has. A number going backwards
- * is a restarted publisher: a restarted vLLM has an empty cache, so its entries are dropped too. A subscriber that
- * joins a running publisher asks for a replay from 0 to warm up.
+ * wait meanwhile), and when the replay cannot cover the gap, the pod's entries are dropped; without a replay socket the
+ * gap is counted and the entries kept (see `sequenced`). A return to 0 after the stream moved past it is a restarted
+ * publisher: a restarted vLLM has an empty cache, so its entries are dropped too. A subscriber that joins a running
+ * publisher asks for a replay from 0 to warm up.
  *
  * Warm-up, for readiness: per-pod, a subscription counts as up once its ZMTP handshake with the pod's publisher
  * completed (zeromq's `handshake` socket event), because events published before that are lost (PUB drops what it
@@ -32,7 +32,8 @@ import {
   type KvEventBatch,
 } from '@kvroute/protocol/kv-events';
 
-export type SubscriptionMode = 'central' | 'per-pod';
+/** `both`: a bound socket and a subscription per pod, as llm-d v0.8.0 runs them when `zmqEndpoint` is set too. */
+export type SubscriptionMode = 'central' | 'per-pod' | 'both';
 
 /** Why a pod's entries were dropped. */
 export type ResetReason = 'gap' | 'publisher-restart' | 'removed';
@@ -150,9 +151,9 @@ export class KvEventSubscriber {
 
   constructor(private readonly options: SubscriberOptions) {}
 
-  /** Central mode: binds the SUB socket every pod connects to. */
+  /** Central mode (and `both`): binds the SUB socket every pod connects to. */
   async start(): Promise<void> {
-    if (this.options.mode !== 'central') return;
+    if (this.options.mode === 'per-pod') return;
     const endpoint = this.options.zmqEndpoint;
     if (!endpoint) throw new Error('central KV-event subscription needs zmqEndpoint');
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
@@ -160,6 +161,16 @@ export class KvEventSubscriber {
     socket.subscribe(this.options.topicFilter);
     this.central = socket;
     void this.consume(socket, undefined);
+  }
+
+  /** How events arrive: a bound socket, a subscription per pod, or both. */
+  get mode(): SubscriptionMode {
+    return this.options.mode;
+  }
+
+  /** The address central mode binds, as configured. */
+  get zmqEndpoint(): string | undefined {
+    return this.options.zmqEndpoint;
   }
 
   /** The address central mode bound (with the port chosen when it asked for 0). */
@@ -173,7 +184,7 @@ export class KvEventSubscriber {
    * vllm/distributed/kv_events.py @ v0.10.0).
    */
   addEndpoint(endpointKey: string, rank = 0): void {
-    if (this.options.mode !== 'per-pod' || this.perPod.has(endpointKey) || this.closed) return;
+    if (this.options.mode === 'central' || this.perPod.has(endpointKey) || this.closed) return;
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
     const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort + rank}`;
     const timeoutMs = this.options.warmUpTimeoutMs ?? DEFAULT_WARM_UP_TIMEOUT_MS;
@@ -207,7 +218,7 @@ export class KvEventSubscriber {
    * what the EPP's readiness waits for before it first reports SERVING.
    */
   get warm(): boolean {
-    return this.options.mode === 'central' ? this.central !== undefined : this.warmingUp.size === 0;
+    return (this.options.mode === 'per-pod' || this.central !== undefined) && this.warmingUp.size === 0;
   }
 
   /** Pods whose subscription readiness still waits for (per-pod), for logs and tests. */
@@ -301,7 +312,14 @@ export class KvEventSubscriber {
         return;
       }
     } else if (seq < state.next) {
-      this.options.events.reset(endpointKey, 'publisher-restart');
+      // A restarted vLLM numbers from 0 again (its `itertools.count()`) and holds nothing: only a return to 0 after
+      // the stream had moved past it is a restart. Any other repeat or step back (a test publisher that resends a
+      // number, or numbers each batch 0) is applied as it comes: llm-d-kv-cache never compares sequence numbers
+      // (zmq_subscriber.go, pool.go @ v0.7.1) and keeps what was stored.
+      if (seq === 0n && state.next > 1n) {
+        this.options.events.reset(endpointKey, 'publisher-restart');
+        state.next = undefined;
+      }
     } else if (seq > state.next) {
       this.options.events.gap(endpointKey);
       if (this.options.replayPort !== undefined) {
@@ -321,7 +339,7 @@ export class KvEventSubscriber {
 
   private apply(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
     const { endpointKey } = state;
-    state.next = seq + 1n;
+    if (state.next === undefined || seq >= state.next) state.next = seq + 1n;
     if (!decoded.batch) {
       this.options.events.dropped(endpointKey, 'malformed');
       this.options.logger.debug('malformed KV-event batch skipped', { endpoint: endpointKey, error: decoded.error });

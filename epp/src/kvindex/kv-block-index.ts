@@ -178,20 +178,25 @@ export class KvBlockIndex {
       }
       return this.storeByHash(pod, state, event.blockHashes, tier);
     }
-    if (event.tokenIds.length !== event.blockHashes.length * event.blockSize) {
+    // The event's block_size is not trusted, as llm-d-kv-cache v0.7.1 does not (vllm_adapter.go: "consumed but not
+    // stored"; pool.go re-cuts token_ids at the configured block size and indexes when that gives one key per hash).
+    if (event.tokenIds.length !== event.blockHashes.length * this.blockSize) {
+      // Real tokens at another block size (a vLLM --block-size that differs from the config's): skipped and counted,
+      // never mis-keyed; llm-d's key count differs from the hashes' and it skips them too.
+      if (event.blockSize !== this.blockSize && event.tokenIds.length === event.blockHashes.length * event.blockSize) {
+        return { stored: 0, skipped: 'block-size-mismatch' };
+      }
       // Token ids that cannot be the blocks' own (placeholders, e.g. [1, 2, 3] with block_size 256): by engine hash.
       return this.storeByHash(pod, state, event.blockHashes, tier);
     }
-    if (event.blockSize !== this.blockSize) {
-      // Real tokens at another block size: a vLLM --block-size that differs from the config's. Skipped and counted,
-      // never mis-keyed.
-      return { stored: 0, skipped: 'block-size-mismatch' };
-    }
-    let parent: number | undefined = event.parentBlockHash === null ? root : state.engineToKey.get(event.parentBlockHash);
+    // A parent of 0 is no parent: llm-d-kv-cache (pool.go @ v0.7.1) reads an unset uint64 so, and vLLM's
+    // hash_block_tokens treats a falsy parent as the chain's start (kv_cache_utils.py @ v0.10.0).
+    const chainStart = event.parentBlockHash === null || event.parentBlockHash === '0';
+    let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
     for (let i = 0; i < event.blockHashes.length; i++) {
       const start = i * this.blockSize;
-      const extra = event.parentBlockHash === null && i === 0 ? extraForFirstBlock : undefined;
+      const extra = chainStart && i === 0 ? extraForFirstBlock : undefined;
       const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, extra);
       // The same hash stored before by engine hash alone: its entry moves to the own key, or no BlockRemoved could
       // reach it.

@@ -34,10 +34,12 @@ export function liveFrames(topic: string, seq: bigint, payload: Uint8Array): [Bu
 
 /**
  * llm-d's topic convention, `kv@<pod>@<model>` (llm-d/llm-d-kv-cache-manager pkg/kvcache/kvevents/pool.go @ v0.2.0):
- * the pod and model a central subscriber attributes events to. Undefined for any other shape.
+ * the pod and model a central subscriber attributes events to. Any first segment is read as `kv` is, as
+ * llm-d-kv-cache's `parseTopic` splits any three-part topic (engineadapter/common.go @ v0.7.1); which prefixes are
+ * received at all is the subscription's topic filter. Undefined for any other shape.
  */
 export function parseKvTopic(topic: string): { readonly pod: string; readonly model: string } | undefined {
   const parts = topic.split('@');
-  if (parts.length !== 3 || parts[0] !== 'kv' || parts[1] === '' ) return undefined;
+  if (parts.length !== 3 || parts[1] === '') return undefined;
   return { pod: parts[1]!, model: parts[2]! };
 }

@@ -183,6 +183,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   private readonly engineRoot: Buffer;
   private readonly speculativeTtlMs: number;
   private readonly endpoints = new Map<string, Endpoint>();
+  /** Whether a pod's events carried `extra_keys` (vLLM >= #33304), where salted blocks can be told apart. */
+  private eventsCarryExtraKeys = false;
   /** Base-model names seen in event topics: a request naming one uses the base chain, any other name a LoRA's. */
   private readonly baseModels = new Set<string>();
   private tokenizer?: Promise<Tokenizer.ModelTokenizer | undefined>;
@@ -208,10 +210,16 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     }
     this.index = new KvBlockIndex(this.blockSize, parameters.maxBlocksPerPod, weights, parameters.maxIndexEntries);
     const events = parameters.kvEventsConfig;
-    const perPod = events.discoverPods === true;
+    // As llm-d v0.8.0 (precise_prefix_cache.go): with discoverPods every endpoint is dialled, and a zmqEndpoint is
+    // bound besides ("global socket mode"); without discoverPods the socket is bound. Left unset, discoverPods is
+    // llm-d-kv-cache ≥ v0.5.0's default, true (kvevents.DefaultConfig, pool.go @ v0.7.1), but before v0.5.0 (llm-d
+    // ≤ v0.3) the same text meant a socket bound at tcp://*:5557 that the pods connect to: both are done then, so a
+    // config that names neither gets events from pods deployed either way.
+    const perPod = events.discoverPods !== false;
+    const bound = events.discoverPods === true ? events.zmqEndpoint : events.zmqEndpoint ?? 'tcp://*:5557';
     this.subscriber = new KvEventSubscriber({
-      mode: perPod ? 'per-pod' : 'central',
-      ...(perPod ? {} : { zmqEndpoint: events.zmqEndpoint ?? 'tcp://*:5557' }),
+      mode: perPod ? (bound !== undefined ? 'both' : 'per-pod') : 'central',
+      ...(bound !== undefined ? { zmqEndpoint: bound } : {}),
       topicFilter: events.topicFilter ?? 'kv@',
       socketPort: events.podDiscoveryConfig?.socketPort ?? 5557,
       ...(events.replayPort !== undefined ? { replayPort: events.replayPort } : {}),
@@ -276,14 +284,18 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     let parent = rootKey(adapter);
     const keys: number[] = [];
     const full = Math.floor(tokens.ids.length / this.blockSize);
+    // A salt is matched only once the pods' events carry extra keys (vLLM >= #33304): vLLM 0.10.x publishes none, so
+    // its salted blocks look unsalted, and a salted request folding its salt in would never match, even the blocks its
+    // own prompt stored. Until then the salt is ignored, as llm-d-kv-cache v0.7.1 always ignores it.
+    const salt = this.eventsCarryExtraKeys ? request.cacheSalt : undefined;
     for (let i = 0; i < full; i++) {
-      const extra = i === 0 && request.cacheSalt !== undefined ? stringWords(request.cacheSalt) : undefined;
+      const extra = i === 0 && salt !== undefined ? stringWords(salt) : undefined;
       parent = blockKey(parent, tokens.ids, i * this.blockSize, (i + 1) * this.blockSize, extra);
       keys.push(parent);
     }
     // Blocks known by engine hash only (hash-only events) are matched through the engine's chain; llm-d-kv-cache
     // hashes no LoRA or salt, so such requests have none.
-    const engine = this.index.hasEngineHashKeys && adapter === '' && request.cacheSalt === undefined
+    const engine = this.index.hasEngineHashKeys && adapter === '' && salt === undefined
       ? engineKeys(tokens.ids, this.blockSize, this.engineRoot)
       : undefined;
     request.attributes.set(BLOCKS, { keys, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
@@ -328,6 +340,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       switch (event.type) {
         case 'BlockStored': {
           // The adapter's root and the first block's salt, read from vLLM's extra keys as requests compute them.
+          if (event.extraKeys !== undefined && event.extraKeys !== null) this.eventsCarryExtraKeys = true;
           const start = chainStartOf(event);
           const outcome = this.index.store(endpoint, event, rootKey(start.adapter), start.cacheSalt !== undefined ? stringWords(start.cacheSalt) : undefined);
           if (outcome.byEngineHash !== undefined) {
@@ -467,7 +480,8 @@ export const precisePrefixCacheScorer = definePlugin({
         topicFilter: f.optionalString('topicFilter') ?? 'kv@',
         concurrency: f.integer('concurrency', 4, 1),
         ...(engineType !== undefined ? { engineType } : {}),
-        discoverPods: f.boolean('discoverPods', false),
+        // Unset is kept apart from true: it means both generations' defaults (see the constructor).
+        ...optional(f, 'discoverPods', () => f.boolean('discoverPods', true)),
         podDiscoveryConfig: nested(f, 'podDiscoveryConfig', (p) => ({
           socketPort: p.integer('socketPort', 5557, 1, 65535),
           ...optional(p, 'podLabelSelector', () => p.raw('podLabelSelector')),
