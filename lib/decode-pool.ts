@@ -268,6 +268,10 @@ export class DecodePool extends Construct {
       '--enable-prefix-caching',
       `--prefix-caching-hash-algo=${this.prefixCachingHashAlgo}`,
       `--block-size=${this.blockSize}`,
+      // The seed's flag, kept as the seed lists it, but inert on vLLM 0.10's V1 engine: for a generative model
+      // `_set_default_args_v1` sets enable_chunked_prefill = True whatever the flag said, and logs nothing
+      // (vllm/engine/arg_utils.py @ v0.10.0, "V1 always uses chunked prefills"). The pods run chunked prefill, as
+      // kvroute's simulator models them.
       '--no-enable-chunked-prefill',
       `--gpu-memory-utilization=${this.gpuMemoryUtilization}`,
       `--max-model-len=${maxModelLen}`,
