@@ -106,6 +106,19 @@ export interface DecodePoolProps {
   /** @default 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0' */
   readonly sidecarImage?: string;
   /**
+   * How the routing sidecar runs. `container`: a plain container beside vLLM, for Kubernetes 1.28 (the target), where
+   * native sidecars sit behind the alpha `SidecarContainers` gate. `native`: an init container with
+   * `restartPolicy: Always`, as llm-d-modelservice renders it, for Kubernetes >= 1.29 (the gate on by default):
+   * Kubernetes stops it only after vLLM has exited, so vLLM's drain of in-flight requests on SIGTERM (its 120 s grace
+   * period) reaches clients. A plain sidecar gets SIGTERM with vLLM and exits at once (its `Serve` returns as soon as
+   * `Shutdown` starts, and `main` with it: llm-d-routing-sidecar `internal/proxy/proxy.go`, unchanged in
+   * llm-d-inference-scheduler v0.8.0's `pkg/sidecar/proxy`), cutting the pod's streaming responses on every rollout,
+   * scale-down or drain. Its image has no shell for a preStop delay.
+   * @default 'container'
+   * @see https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/
+   */
+  readonly routingSidecar?: 'container' | 'native';
+  /**
    * Run the vLLM container as this non-root UID, with `runAsNonRoot: true`: the decode pod then meets every control of
    * the Pod Security "restricted" profile. Only for an `image` built for that user: torch can fail at import under a
    * UID without a passwd entry (kserve/kserve#5666), and vLLM needs a writable `$HOME`; llm-d's newer images create
@@ -174,6 +187,8 @@ export class DecodePool extends Construct {
   public readonly prefixCachingHashAlgo: PrefixCachingHashAlgo;
   /** vLLM's `--scheduling-policy`. */
   public readonly schedulingPolicy: 'fcfs' | 'priority';
+  /** How the routing sidecar runs (see `DecodePoolProps.routingSidecar`). */
+  public readonly routingSidecar: 'container' | 'native';
   /** The KV-event publisher settings, resolved; undefined without events. */
   public readonly kvEvents?: Required<Omit<KvEventsOptions, 'endpoint'>> & { readonly endpoint?: string };
   /** Container port names of the publisher and its replay socket. */
@@ -202,6 +217,7 @@ export class DecodePool extends Construct {
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
     this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
+    this.routingSidecar = checkOneOf(SCOPE, 'routingSidecar', props.routingSidecar ?? 'container', ['container', 'native'] as const);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
       ['builtin', 'sha256', 'sha256_cbor_64bit', 'sha256_cbor', 'xxhash', 'xxhash_cbor'] as const);
     const gpus = checkInteger(SCOPE, 'gpusPerPod', props.gpusPerPod ?? 1, 1, 16);
@@ -316,6 +332,35 @@ export class DecodePool extends Construct {
       timeoutSeconds: 5,
     });
 
+    const routingProxy: k8s.Container = {
+      name: 'routing-proxy',
+      // Native: an init container that keeps running (KEP-753), started before vLLM and stopped after it.
+      ...(this.routingSidecar === 'native' ? { restartPolicy: 'Always' } : {}),
+      image: sidecarImage,
+      args: [
+        `--port=${DecodePool.SIDECAR_PORT}`,
+        `--vllm-port=${DecodePool.VLLM_PORT}`,
+        // Its default (true) serves self-signed TLS on 8000, which plain-HTTP Envoy clusters cannot talk to.
+        '--secure-proxy=false',
+      ],
+      ports: [{ name: DecodePool.SIDECAR_PORT_NAME, containerPort: DecodePool.SIDECAR_PORT, protocol: 'TCP' }],
+      resources: {
+        requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('128Mi') },
+        limits: { memory: k8s.Quantity.fromString('512Mi') },
+      },
+      readinessProbe: {
+        tcpSocket: { port: k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME) },
+        periodSeconds: 5,
+      },
+      // The image runs as `USER 65532:65532` (llm-d-routing-sidecar Dockerfile @ v0.2.0), a numeric UID the
+      // kubelet can verify for runAsNonRoot, and writes nothing to its filesystem.
+      securityContext: {
+        ...hardenedContainerSecurityContext(),
+        readOnlyRootFilesystem: true,
+        runAsNonRoot: true,
+      },
+    };
+
     this.deployment = new k8s.KubeDeployment(this, 'Deployment', {
       metadata: { name: this.deploymentName, namespace: this.namespace, labels: { ...this.podLabels } },
       spec: {
@@ -334,6 +379,7 @@ export class DecodePool extends Construct {
             securityContext: { seccompProfile: RUNTIME_DEFAULT_SECCOMP },
             nodeSelector: props.nodeSelector,
             tolerations: props.tolerations ?? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+            ...(this.routingSidecar === 'native' ? { initContainers: [routingProxy] } : {}),
             containers: [
               {
                 name: 'vllm',
@@ -382,33 +428,8 @@ export class DecodePool extends Construct {
                   { name: 'shm', mountPath: '/dev/shm' },
                 ],
               },
-              {
-                // A plain sidecar, not a native one (initContainers + restartPolicy: Always): that needs K8s >= 1.29.
-                name: 'routing-proxy',
-                image: sidecarImage,
-                args: [
-                  `--port=${DecodePool.SIDECAR_PORT}`,
-                  `--vllm-port=${DecodePool.VLLM_PORT}`,
-                  // Its default (true) serves self-signed TLS on 8000, which plain-HTTP Envoy clusters cannot talk to.
-                  '--secure-proxy=false',
-                ],
-                ports: [{ name: DecodePool.SIDECAR_PORT_NAME, containerPort: DecodePool.SIDECAR_PORT, protocol: 'TCP' }],
-                resources: {
-                  requests: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('128Mi') },
-                  limits: { memory: k8s.Quantity.fromString('512Mi') },
-                },
-                readinessProbe: {
-                  tcpSocket: { port: k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME) },
-                  periodSeconds: 5,
-                },
-                // The image runs as `USER 65532:65532` (llm-d-routing-sidecar Dockerfile @ v0.2.0), a numeric UID the
-                // kubelet can verify for runAsNonRoot, and writes nothing to its filesystem.
-                securityContext: {
-                  ...hardenedContainerSecurityContext(),
-                  readOnlyRootFilesystem: true,
-                  runAsNonRoot: true,
-                },
-              },
+              // A plain sidecar by default: native ones (initContainers + restartPolicy: Always) need K8s >= 1.29.
+              ...(this.routingSidecar === 'container' ? [routingProxy] : []),
             ],
             volumes: [
               { name: 'model-cache', emptyDir: { sizeLimit: k8s.Quantity.fromString(props.modelCacheSize ?? '50Gi') } },

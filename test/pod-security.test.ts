@@ -10,6 +10,7 @@ const variants: [string, KvAwareRoutingProps][] = [
   ...CLUSTERS.map((c) => [c.name, c.routing] as [string, KvAwareRoutingProps]),
   ['central KV events', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } })],
   ['vLLM as a non-root UID', withOverrides(DEMO, { decode: { runAsUser: 2000 } })],
+  ['a native routing sidecar', withOverrides(DEMO, { decode: { routingSidecar: 'native' } })],
   ['an EPP tokenizer cache volume', withOverrides(DEMO, { decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { tokenizerCacheClaim: 'hf-cache' } })],
   ['a deployed Valkey with a password', withOverrides(DEMO, {
     decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 }, sessionStore: { deploy: { passwordSecret: { name: 'valkey-auth' } } },

@@ -36,6 +36,8 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.kvEvents\.endpoint: with mode "central" must be the EPP's ZMQ endpoint/],
     ['the same port for events and replay', withOverrides(DEMO, { decode: { kvEvents: { port: 6000, replayPort: 6000 } } }),
       /^DecodePool\.kvEvents\.replayPort: must differ from kvEvents\.port/],
+    ['an unknown routing sidecar form', withOverrides(DEMO, { decode: { routingSidecar: 'init' as never } }),
+      /^DecodePool\.routingSidecar: must be one of "container", "native", got "init"$/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
       /^DecodePool\.schedulingPolicy: must be one of "fcfs", "priority", got "sjf"$/],
     ['prefill-priority in the EPP config on an fcfs pool (the fcfs queue ignores the field: the plugin would do nothing)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } }),
@@ -173,6 +175,20 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(args(priority)).toContain('--scheduling-policy=priority');
     const epp = one(synthProps(priority), 'ConfigMap', 'ms-llm-d-modelservice-epp');
     expect(JSON.stringify(epp.data)).toContain('prefill-priority');
+  });
+
+  test('the routing sidecar: a plain container by default (Kubernetes 1.28); "native" makes it an init container with restartPolicy Always, as llm-d-modelservice renders it, so it outlives vLLM\'s drain', () => {
+    const pod = (props: KvAwareRoutingProps) => one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode').spec.template.spec;
+    const plain = pod(DEMO);
+    expect(plain.initContainers).toBeUndefined();
+    expect(plain.containers.map((c: { name: string }) => c.name)).toEqual(['vllm', 'routing-proxy']);
+    const native = pod(withOverrides(DEMO, { decode: { routingSidecar: 'native' } }));
+    expect(native.containers.map((c: { name: string }) => c.name)).toEqual(['vllm']);
+    expect(native.initContainers).toHaveLength(1);
+    const { restartPolicy, ...sidecar } = native.initContainers[0];
+    expect(restartPolicy).toBe('Always');
+    // The same container otherwise: image, args, port, probe, security context.
+    expect(sidecar).toEqual(plain.containers[1]);
   });
 
   test('the defaults build without error', () => {

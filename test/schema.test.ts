@@ -10,6 +10,7 @@ const variants: [string, Manifest[]][] = [
   ['central KV events', synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor_64bit', kvEvents: { mode: 'central' } } }))],
   ['full-duplex request bodies', synthProps(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))],
   ['vLLM as a non-root UID', synthProps(withOverrides(DEMO, { decode: { runAsUser: 2000 } }))],
+  ['a native routing sidecar (Kubernetes >= 1.29)', synthProps(withOverrides(DEMO, { decode: { routingSidecar: 'native' } }))],
   // The HA objects in their other forms: a deployed store with a password, nodes required, egress to the store.
   ['3 EPP replicas on separate nodes, a deployed Valkey with a password, egress locked down', synthProps(withOverrides(DEMO, {
     decode: { kvEvents: { mode: 'per-pod' } },
