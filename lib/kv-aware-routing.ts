@@ -50,7 +50,11 @@ export interface KvAwareRoutingProps {
   readonly inferenceRouting?: InferenceRouting;
   /** The vLLM decode pods. */
   readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
-  /** The Endpoint Picker. @default its defaults */
+  /**
+   * The Endpoint Picker. `poolApiGroup` defaults to the InferencePool API the Istio version reads (v1alpha2 on 1.27,
+   * v1 from 1.28), not to the construct's own default.
+   * @default its defaults
+   */
   readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'responseBodyMode' | 'precise' | 'sessionStore'>;
   /**
    * Share session bindings between EPP replicas through Redis or Valkey: `deploy` a Valkey (StatefulSet, Service and
@@ -132,9 +136,10 @@ export class KvAwareRouting extends Chart {
     if (native && props.extProc !== undefined) {
       throw new PropsError('KvAwareRouting', 'extProc', 'applies to "envoy-filter" routing only; with "native" routing Istio configures ext_proc itself', props.extProc);
     }
-    // The InferencePool API follows the Istio: native routing needs the one Istio reads; with the EnvoyFilter only the
-    // EPP reads the pool, and v1alpha2 (what 1.27 knows) stays the seed's choice unless the profile says otherwise.
-    const poolApiGroup = props.endpointPicker?.poolApiGroup ?? (native ? this.istio.inferencePoolApiGroup : undefined);
+    // The InferencePool API follows the Istio: native routing needs the one Istio reads. With the EnvoyFilter only the
+    // EPP reads the pool, but the cluster's CRDs go with its Istio: 1.27 (the seed's) knows v1alpha2, 1.28 and later
+    // read GIE v1's v1 API, and GIE v1.5.0 ships no v1alpha2 InferencePool CRD any more (#2796).
+    const poolApiGroup = props.endpointPicker?.poolApiGroup ?? this.istio.inferencePoolApiGroup;
     if (native && poolApiGroup !== this.istio.inferencePoolApiGroup) {
       throw new PropsError('EndpointPicker', 'poolApiGroup', `must be "${this.istio.inferencePoolApiGroup}" with native routing on Istio ${this.istio.version}`, poolApiGroup);
     }

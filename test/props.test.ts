@@ -191,6 +191,13 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(sidecar).toEqual(plain.containers[1]);
   });
 
+  test('the InferencePool API follows the Istio with EnvoyFilter routing too: v1alpha2 on 1.27, v1 from 1.28 (GIE v1.5.0 ships no v1alpha2 pool CRD), unless poolApiGroup says otherwise', () => {
+    const pool = (props: KvAwareRoutingProps) => one(synthProps(props), 'InferencePool').apiVersion;
+    expect(pool(DEMO)).toBe('inference.networking.x-k8s.io/v1alpha2');
+    expect(pool(withOverrides(DEMO, { istioVersion: '1.28' }))).toBe('inference.networking.k8s.io/v1');
+    expect(pool(withOverrides(DEMO, { istioVersion: '1.29', endpointPicker: { poolApiGroup: 'inference.networking.x-k8s.io' } }))).toBe('inference.networking.x-k8s.io/v1alpha2');
+  });
+
   test('the defaults build without error', () => {
     expect(() => build(DEMO)).not.toThrow();
   });
