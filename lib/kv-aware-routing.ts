@@ -79,7 +79,7 @@ export interface KvAwareRoutingProps {
    * without the Prometheus Operator CRDs).
    * @default enabled with the Monitoring defaults
    */
-  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway'> & { readonly enabled?: boolean };
+  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway' | 'inferenceRouting'> & { readonly enabled?: boolean };
   /**
    * The EPP's NetworkPolicy: ext_proc from the gateway's pods, metrics from the monitoring namespace, central KV events
    * from the decode pods, health from the kubelet; egress too when `egress` is given. `enabled: false` leaves it out.
@@ -228,6 +228,7 @@ export class KvAwareRouting extends Chart {
     const { enabled = true, ...monitoringProps } = props.monitoring ?? {};
     if (enabled) {
       this.monitoring = new Monitoring(this, 'Monitoring', {
+        inferenceRouting: this.inferenceRouting,
         ...monitoringProps,
         decodePool: this.decodePool,
         endpointPicker: this.endpointPicker,

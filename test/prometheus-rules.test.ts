@@ -142,9 +142,14 @@ describe('durationScale renders the same rules with scaled durations', () => {
   const ns = one(manifests, 'Namespace').metadata.name;
   const pool = one(manifests, 'InferencePool').metadata.name;
   const eppJob = one(manifests, 'Service', 'ms-llm-d-modelservice-epp').metadata.name;
-  const alerts: Record<string, { annotations: Record<string, string>; labels: Record<string, string> }> = Object.fromEntries(
-    rule.spec.groups.flatMap((g: { rules: { alert?: string }[] }) => g.rules).filter((r: { alert?: string }) => r.alert)
-      .map((r: { alert: string; annotations: Record<string, string>; labels: Record<string, string> }) => [r.alert, r]));
+  type AlertRule = { annotations: Record<string, string>; labels: Record<string, string> };
+  const alertsOf = (r: typeof rule): Record<string, AlertRule> => Object.fromEntries(
+    r.spec.groups.flatMap((g: { rules: { alert?: string }[] }) => g.rules).filter((x: { alert?: string }) => x.alert)
+      .map((x: AlertRule & { alert: string }) => [x.alert, x]));
+  const alerts = alertsOf(rule);
+  // Istio's native InferencePool routing (prod-native-istio): the same stack, other failure modes.
+  const nativeRule = one(synthProfile(CLUSTERS.find((c) => c.routing.inferenceRouting === 'native')!), 'PrometheusRule');
+  const nativeAlerts = alertsOf(nativeRule);
 
   type Series = { series: string; values: string };
   const vllm = (name: string, values: string, pod = 'decode-a', extra = ''): Series => ({ series: `${name}{namespace="${ns}",pod="${pod}",model_name="m",engine="0"${extra}}`, values });
@@ -155,9 +160,9 @@ describe('durationScale renders the same rules with scaled durations', () => {
   const running = vllm('vllm:num_requests_running', '4x40');
 
   /** The alert as promtool reports it: templates rendered for the value and labels given. */
-  function expected(alert: string, value: string, extraLabels: Record<string, string> = {}) {
+  function expected(alert: string, value: string, extraLabels: Record<string, string> = {}, from: Record<string, AlertRule> = alerts) {
     const render = (t: string) => t.replace(/\{\{ \$value \| humanizePercentage \}\}/g, value).replace(/\{\{ \$labels\.(\w+) \}\}/g, (_, l) => extraLabels[l] ?? '');
-    const a = alerts[alert];
+    const a = from[alert];
     return {
       exp_labels: { ...a.labels, namespace: ns, ...extraLabels },
       exp_annotations: Object.fromEntries(Object.entries(a.annotations).map(([k, v]) => [k, render(v)])),
@@ -174,10 +179,10 @@ describe('durationScale renders the same rules with scaled durations', () => {
   }
 
   /** Runs the cases with the rules evaluated every 15 s (the alert group's interval). */
-  function run(cases: Case[]): string {
+  function run(cases: Case[], rules: typeof rule = rule): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-promtool-'));
     try {
-      fs.writeFileSync(path.join(dir, 'rules.yaml'), YAML.stringify({ groups: rule.spec.groups }));
+      fs.writeFileSync(path.join(dir, 'rules.yaml'), YAML.stringify({ groups: rules.spec.groups }));
       fs.writeFileSync(path.join(dir, 'tests.yaml'), YAML.stringify({
         rule_files: ['rules.yaml'],
         evaluation_interval: RULE_TIMINGS.alertInterval,
@@ -289,6 +294,24 @@ describe('durationScale renders the same rules with scaled durations', () => {
       series: [envoy('streams_started', '100x40'), envoy('failure_mode_allowed', '0+10x40')],
       alerts: [{ at: '5m', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] }],
     }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('native routing (Istio\'s InferencePool, full duplex): EPP streams failing after a body chunk page as KvrouteEppStreamsFailing, which Envoy never counts as failing open; no KvrouteEppSlow, whose timer never runs there', () => {
+    expect(Object.keys(nativeAlerts)).not.toContain('KvrouteEppSlow');
+    expect(Object.keys(alerts)).not.toContain('KvrouteEppStreamsFailing');
+    const failing = [eppUp('1x80'), envoy('streams_started', '0+10x80'), envoy('streams_failed', '0+5x80'), envoy('failure_mode_allowed', '0x80')];
+    const healthy = [eppUp('1x80'), envoy('streams_started', '0+10x80'), envoy('streams_failed', '0x80'), envoy('failure_mode_allowed', '0x80')];
+    const out = run([
+      {
+        name: 'half the streams fail (500s to clients)', interval: '10s', series: failing,
+        alerts: [
+          { at: '5m', alert: 'KvrouteEppStreamsFailing', fires: [expected('KvrouteEppStreamsFailing', '50%', {}, nativeAlerts)] },
+          { at: '5m', alert: 'KvrouteEppFailingOpen', fires: [] },
+        ],
+      },
+      { name: 'healthy', interval: '10s', series: healthy, alerts: [{ at: '5m', alert: 'KvrouteEppStreamsFailing', fires: [] }] },
+    ], nativeRule);
     expect(out).toMatch(/^0\n/);
   });
 
