@@ -65,10 +65,10 @@ export const CLUSTERS: readonly ClusterProfile[] = [
   },
   {
     name: 'prod-shared-gpus',
-    description: 'GPUs shared with other workloads: vLLM capped at 0.7 of GPU memory, so more (smaller-cache) replicas.',
+    description: 'GPUs shared with other workloads: vLLM capped at 0.7 of GPU memory, so more (smaller-cache) replicas, rolled one at a time in place (no spare GPU to surge onto).',
     routing: withOverrides(DEMO, {
       istioVersion: '1.29',
-      decode: { gpuMemoryUtilization: 0.7, replicas: 6 },
+      decode: { gpuMemoryUtilization: 0.7, replicas: 6, rollout: { maxSurge: 0, maxUnavailable: 1 } },
       gateway: { serviceType: 'ClusterIP' },
       monitoring: { selectorLabels: { release: 'kube-prometheus-stack' } },
     }),

@@ -106,6 +106,16 @@ export interface DecodePoolProps {
   /** @default 'ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0' */
   readonly sidecarImage?: string;
   /**
+   * The Deployment's rolling update, in pods. The default never takes a ready pod away before its replacement is
+   * ready, which needs a spare GPU for the surge pod: without one the rollout waits (Pending) and, after
+   * `progressDeadlineSeconds`, reports `ProgressDeadlineExceeded` without going on. On GPUs shared with other
+   * workloads `{ maxSurge: 0, maxUnavailable: 1 }` rolls one pod at a time in place instead, at one pod's capacity.
+   * llm-d-modelservice sets no strategy (Kubernetes' 25 % / 25 %).
+   * @default { maxSurge: 1, maxUnavailable: 0 }
+   * @see https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-update-deployment
+   */
+  readonly rollout?: { readonly maxSurge?: number; readonly maxUnavailable?: number };
+  /**
    * How the routing sidecar runs. `container`: a plain container beside vLLM, for Kubernetes 1.28 (the target), where
    * native sidecars sit behind the alpha `SidecarContainers` gate. `native`: an init container with
    * `restartPolicy: Always`, as llm-d-modelservice renders it, for Kubernetes >= 1.29 (the gate on by default):
@@ -332,6 +342,12 @@ export class DecodePool extends Construct {
       timeoutSeconds: 5,
     });
 
+    const maxSurge = checkInteger(SCOPE, 'rollout.maxSurge', props.rollout?.maxSurge ?? 1, 0, 1000);
+    const maxUnavailable = checkInteger(SCOPE, 'rollout.maxUnavailable', props.rollout?.maxUnavailable ?? 0, 0, 1000);
+    if (maxSurge === 0 && maxUnavailable === 0) {
+      throw new PropsError(SCOPE, 'rollout', 'maxSurge and maxUnavailable cannot both be 0 (Kubernetes refuses such a Deployment: nothing could roll)', props.rollout);
+    }
+
     const routingProxy: k8s.Container = {
       name: 'routing-proxy',
       // Native: an init container that keeps running (KEP-753), started before vLLM and stopped after it.
@@ -366,8 +382,8 @@ export class DecodePool extends Construct {
       spec: {
         replicas: this.replicas,
         selector: { matchLabels: { ...this.podLabels } },
-        // A new pod needs a GPU and minutes to load; never take capacity away before the replacement is ready.
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
+        // A new pod needs a GPU and minutes to load: by default never take capacity away before the replacement is ready.
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(maxSurge), maxUnavailable: k8s.IntOrString.fromNumber(maxUnavailable) } },
         template: {
           metadata: { labels: { ...this.podLabels } },
           spec: {

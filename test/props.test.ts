@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Testing } from 'cdk8s';
 import { defaultEndpointPickerConfig, withPrefillPriority } from '@kvroute/epp/config';
-import { DEMO, withOverrides } from '../lib/clusters';
+import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
 import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
@@ -36,6 +36,10 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.kvEvents\.endpoint: with mode "central" must be the EPP's ZMQ endpoint/],
     ['the same port for events and replay', withOverrides(DEMO, { decode: { kvEvents: { port: 6000, replayPort: 6000 } } }),
       /^DecodePool\.kvEvents\.replayPort: must differ from kvEvents\.port/],
+    ['a rollout that cannot roll', withOverrides(DEMO, { decode: { rollout: { maxSurge: 0 } } }),
+      /^DecodePool\.rollout: maxSurge and maxUnavailable cannot both be 0/],
+    ['a negative surge', withOverrides(DEMO, { decode: { rollout: { maxSurge: -1 } } }),
+      /^DecodePool\.rollout\.maxSurge: must be an integer from 0 to 1000, got -1$/],
     ['an unknown routing sidecar form', withOverrides(DEMO, { decode: { routingSidecar: 'init' as never } }),
       /^DecodePool\.routingSidecar: must be one of "container", "native", got "init"$/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
@@ -196,6 +200,13 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(pool(DEMO)).toBe('inference.networking.x-k8s.io/v1alpha2');
     expect(pool(withOverrides(DEMO, { istioVersion: '1.28' }))).toBe('inference.networking.k8s.io/v1');
     expect(pool(withOverrides(DEMO, { istioVersion: '1.29', endpointPicker: { poolApiGroup: 'inference.networking.x-k8s.io' } }))).toBe('inference.networking.x-k8s.io/v1alpha2');
+  });
+
+  test('the decode rollout surges one pod by default (never below the ready count), and rolls in place where the profile has no spare GPU', () => {
+    const strategy = (props: KvAwareRoutingProps) => one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode').spec.strategy;
+    expect(strategy(DEMO)).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+    const shared = CLUSTERS.find((c) => c.name === 'prod-shared-gpus')!.routing;
+    expect(strategy(shared)).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
   });
 
   test('the defaults build without error', () => {
