@@ -33,6 +33,13 @@ export interface EngineConfig {
    * `lora_int_id`, `v0.26` with its name (#27577) and reports `lora_name`, `extra_keys`, `group_idx`. @default 'v0.10'
    */
   kvEventSchema?: KvEventSchema;
+  /**
+   * vLLM's `--enable-prefix-caching` (on by default for V1 generation models; `--no-enable-prefix-caching` turns it
+   * off). Off, `get_computed_blocks` returns no hit before looking anything up or counting a query, and no block is
+   * cached (vllm/v1/core/kv_cache_manager.py @ v0.10.0 and v0.10.2, `enable_caching`), so there are no hits, no
+   * prefix-cache queries, and no BlockStored or BlockRemoved events. @default true
+   */
+  enablePrefixCaching?: boolean;
 }
 
 export type SchedulingPolicy = 'fcfs' | 'priority';
@@ -247,7 +254,14 @@ export class Engine {
   ) {
     if (!Number.isInteger(config.maxNumBatchedTokens) || config.maxNumBatchedTokens < 1) throw new RangeError('maxNumBatchedTokens must be a positive integer');
     // The hash algorithm picks the simulated release (block-hash.ts, generationOf); 0.10.2 changed get_usage.
-    this.kv = new KvCacheManager(config.kvCacheBlocks, config.blockSize, kvEventSink !== undefined, config.kvEventSchema ?? 'v0.10', generationOf(config.hashAlgo) === '0.10.2');
+    this.kv = new KvCacheManager(
+      config.kvCacheBlocks,
+      config.blockSize,
+      kvEventSink !== undefined,
+      config.kvEventSchema ?? 'v0.10',
+      generationOf(config.hashAlgo) === '0.10.2',
+      config.enablePrefixCaching ?? true,
+    );
     this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
@@ -435,7 +449,7 @@ export class Engine {
       const r = this.running[i];
       if (r.need === 'none') continue;
       const numNew = r.need === 'decode' ? 1 : Math.min(this.config.maxNumBatchedTokens, r.numTokens - r.numComputedTokens);
-      this.ensureHashes(r, r.numComputedTokens + numNew);
+      if (this.kv.enableCaching) this.ensureHashes(r, r.numComputedTokens + numNew);
       let fresh: number[] | null;
       for (;;) {
         fresh = this.kv.allocateSlots(r, numNew);
@@ -486,11 +500,14 @@ export class Engine {
       // Also before the lookup: no lane free by the time this step's overhead is paid means no token budget left.
       if (this.laneFreeAt.length > 0 && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
       const r = this.waiting[0];
-      this.ensureHashes(r, r.numTokens);
-      // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token; a
-      // request that wants prompt logprobs gets no lookup at all, and none is counted.
-      const hit = r.skipPrefixCache ? NO_HIT : this.kv.findLongestCacheHit(r.hashes, r.numTokens - 1);
-      if (!r.skipPrefixCache) this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
+      // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token; with
+      // prefix caching disabled, or for a request that wants prompt logprobs, there is no lookup at all and none is
+      // counted (`if not self.enable_caching or ...prompt_logprobs...: return empty, 0`, before the stats).
+      // The hashes also serve caching the blocks this admission fills, prompt-logprobs requests' included.
+      if (this.kv.enableCaching) this.ensureHashes(r, r.numTokens);
+      const lookUp = this.kv.enableCaching && !r.skipPrefixCache;
+      const hit = lookUp ? this.kv.findLongestCacheHit(r.hashes, r.numTokens - 1) : NO_HIT;
+      if (lookUp) this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
       const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens);
       const fresh = this.kv.allocateSlots(r, numNew, hit);
       // Under either policy a head that does not fit blocks the queue.

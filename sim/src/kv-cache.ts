@@ -92,6 +92,11 @@ export class KvCacheManager {
    * @param enableEvents queue KV events for {@link takeEvents} (vLLM's `enable_kv_cache_events`).
    * @param eventSchema the vLLM release whose event fields to fill.
    * @param usageWithoutNullBlock compute {@link usage} as vLLM 0.10.2 does, leaving the null block out (#22995).
+   * @param enableCaching vLLM's `enable_caching` (`--enable-prefix-caching`, the default): off, blocks are allocated
+   *   and freed but never hashed into the cache, so nothing is hit and no BlockStored / BlockRemoved is queued
+   *   (`KVCacheManager.allocate_slots` returns before `cache_blocks`, `BlockPool.get_new_blocks` skips
+   *   `_maybe_evict_cached_block`; vllm/v1/core/kv_cache_manager.py and block_pool.py @ v0.10.0, the same in v0.10.2).
+   *   A reset still succeeds when idle and queues `AllBlocksCleared` (`BlockPool.reset_prefix_cache` does not look at it).
    */
   constructor(
     numBlocks: number,
@@ -99,6 +104,7 @@ export class KvCacheManager {
     private readonly enableEvents = false,
     private readonly eventSchema: KvEventSchema = 'v0.10',
     private readonly usageWithoutNullBlock = false,
+    readonly enableCaching = true,
   ) {
     if (!Number.isInteger(numBlocks) || numBlocks < 2) throw new RangeError(`numBlocks must be an integer >= 2 (one is the null block), got ${numBlocks}`);
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
@@ -189,6 +195,7 @@ export class KvCacheManager {
   allocateSlots(seq: KvSequence, numNewTokens: number, hit?: CacheHit): number[] | null {
     if (numNewTokens <= 0) throw new RangeError('numNewTokens must be greater than 0');
     const hitIds = hit?.blockIds ?? [];
+    if (!this.enableCaching && hitIds.length > 0) throw new Error('Computed blocks should be empty when prefix caching is disabled');
     const existing = this.seqs.get(seq.id);
     if (existing && hitIds.length > 0) throw new Error(`sequence ${seq.id} already has blocks; a prefix hit is only taken when it is scheduled from waiting`);
     const numComputed = seq.numComputedTokens + hitIds.length * this.blockSize;
@@ -210,6 +217,8 @@ export class KvCacheManager {
     }
     const fresh = this.getNewBlocks(numNew);
     entry.blocks.push(...fresh);
+    // Prefix caching disabled: nothing is cached (`if not self.enable_caching ...: return`).
+    if (!this.enableCaching) return fresh;
     // Cache up to the computed + new tokens, but never past num_tokens (tokens that exist).
     this.cacheFullBlocks(seq, entry, Math.floor(Math.min(needSlots, seq.numTokens) / this.blockSize));
     return fresh;
@@ -289,7 +298,7 @@ export class KvCacheManager {
     for (let i = 0; i < n; i++) {
       const b = this.head;
       this.unlink(b);
-      this.maybeEvict(b);
+      if (this.enableCaching) this.maybeEvict(b);
       this.refCnt[b] = 1;
       out.push(b);
     }

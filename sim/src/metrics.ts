@@ -39,6 +39,8 @@ export interface MetricsConfig {
   maxModelLen: number;
   gpuMemoryUtilization: number;
   prefixCachingHashAlgo: HashAlgo;
+  /** `--enable-prefix-caching` (CacheConfig.enable_prefix_caching after `_set_default_args_v1`). @default true */
+  enablePrefixCaching?: boolean;
   /** Which vLLM's CacheConfig fields label `vllm:cache_config_info`. */
   generation: VllmGeneration;
 }
@@ -76,7 +78,7 @@ export function cacheConfigInfoLabels(c: MetricsConfig): Record<string, string> 
     ['is_attention_free', 'False'],
     ['num_gpu_blocks_override', 'None'],
     ['sliding_window', 'None'],
-    ['enable_prefix_caching', 'True'],
+    ['enable_prefix_caching', c.enablePrefixCaching === false ? 'False' : 'True'],
     ['prefix_caching_hash_algo', c.prefixCachingHashAlgo],
     ['cpu_offload_gb', pythonFloatStr(0)],
     ['calculate_kv_scales', 'False'],

@@ -42,6 +42,13 @@ export interface SimulatorOptions {
    * and to the last token's chunk. Off by default, so responses carry exactly vLLM's members.
    */
   simExtension: boolean;
+  /**
+   * vLLM's `--enable-prefix-caching` / `--no-enable-prefix-caching` (a `BooleanOptionalAction`; `None` becomes true for
+   * a V1 generation model, `_set_default_args_v1` in vllm/engine/arg_utils.py @ v0.10.0 and v0.10.2). Off, nothing is
+   * looked up or cached: no hits, no prefix-cache queries counted, no BlockStored or BlockRemoved
+   * (vllm/v1/core/kv_cache_manager.py and block_pool.py, `enable_caching`).
+   */
+  enablePrefixCaching: boolean;
   /** Only reported, in `vllm:cache_config_info`. */
   gpuMemoryUtilization: number;
   prefixCachingHashAlgo: HashAlgo;
@@ -56,6 +63,12 @@ export interface SimulatorOptions {
   loraModulePaths: Record<string, string>;
   /** vLLM's `--enable-auto-tool-choice` (with a `--tool-call-parser`): without it, `tool_choice: "auto"` is a 400. */
   enableAutoToolChoice: boolean;
+  /**
+   * `VLLM_SERVER_DEV_MODE`: the dev-mode routes (here `POST /reset_prefix_cache`) exist only when it is set. Not given,
+   * {@link resolveOptions} reads the environment variable as vLLM does, `bool(int(os.getenv("VLLM_SERVER_DEV_MODE",
+   * "0")))` (vllm/envs.py @ v0.10.0), so a non-integer value is refused, as it makes vLLM's API server fail to import.
+   */
+  serverDevMode: boolean;
 }
 
 /** What callers may pass: any subset, and `kvEventsConfig` as the flag's JSON or a partial object (defaults filled). */
@@ -93,6 +106,8 @@ export function defaultOptions(): SimulatorOptions {
     defaultMaxTokens: 16,
     enablePromptTokensDetails: false,
     simExtension: false,
+    // None → True for a generation model on V1 (vllm/engine/arg_utils.py @ v0.10.0, _set_default_args_v1).
+    enablePrefixCaching: true,
     gpuMemoryUtilization: 0.9,
     prefixCachingHashAlgo: 'builtin',
     pythonHashSeed: process.env.PYTHONHASHSEED,
@@ -101,6 +116,8 @@ export function defaultOptions(): SimulatorOptions {
     loraModules: [],
     enableAutoToolChoice: false,
     loraModulePaths: {},
+    // resolveOptions reads $VLLM_SERVER_DEV_MODE when it is not given.
+    serverDevMode: false,
   };
 }
 
@@ -111,6 +128,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   const o = { ...defaultOptions(), ...stripUndefined(partial) } as SimulatorOptions;
   // An explicit undefined seed means "unset", not "use the default".
   if ('pythonHashSeed' in partial) o.pythonHashSeed = partial.pythonHashSeed;
+  if (partial.serverDevMode === undefined) o.serverDevMode = serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE);
   if (o.servedModelNames.length === 0) o.servedModelNames = [o.model];
 
   const int = (flag: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void => {
@@ -152,6 +170,8 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   if (typeof o.enableAutoToolChoice !== 'boolean') throw new OptionError('--enable-auto-tool-choice', 'expected a boolean');
   if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
   if (typeof o.simExtension !== 'boolean') throw new OptionError('--sim-extension', 'expected a boolean');
+  if (typeof o.enablePrefixCaching !== 'boolean') throw new OptionError('--enable-prefix-caching', 'expected a boolean');
+  if (typeof o.serverDevMode !== 'boolean') throw new OptionError('VLLM_SERVER_DEV_MODE', 'expected a boolean');
   // CacheConfig._verify_args (vllm/config.py @ v0.10.0) refuses > 1.0.
   if (!(typeof o.gpuMemoryUtilization === 'number' && o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1)) {
     throw new OptionError('--gpu-memory-utilization', `expected a number in (0, 1], got ${o.gpuMemoryUtilization}`);
@@ -162,7 +182,10 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   if (o.pythonHashSeed !== undefined && typeof o.pythonHashSeed !== 'string') throw new OptionError('PYTHONHASHSEED', 'expected a string');
   if (o.kvEventsConfig !== null) {
     // The map encoding simulates v0.26, whose publisher defaults to "zmq" once events are enabled.
-    o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string, o.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10');
+    o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string, o.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10', (field) =>
+      // vLLM 0.10 ignores it silently (pydantic's extra="ignore"); a warning at least shows the typo.
+      process.stderr.write(`${JSON.stringify({ level: 'warn', msg: 'unknown --kv-events-config field ignored, as vLLM 0.10 does', field })}\n`),
+    );
   }
   if (!KV_EVENTS_ENCODINGS.includes(o.kvEventsEncoding)) {
     throw new OptionError('--kv-events-encoding', `must be one of ${KV_EVENTS_ENCODINGS.join(', ')}, got ${JSON.stringify(o.kvEventsEncoding)}`);
@@ -191,6 +214,18 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     );
   }
   return o;
+}
+
+/**
+ * Python's `bool(int(value))` for `VLLM_SERVER_DEV_MODE` (vllm/envs.py @ v0.10.0; unset = "0"). `int()` takes
+ * surrounding whitespace, a sign and `_` between digits; anything else (`true`, `""`) raises ValueError when
+ * vllm/entrypoints/openai/api_server.py reads it at import, so vLLM does not start: refused here.
+ */
+export function serverDevModeFromEnv(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const m = /^\s*[+-]?(\d+(?:_\d+)*)\s*$/.exec(value);
+  if (!m) throw new OptionError('VLLM_SERVER_DEV_MODE', `expected an integer (vLLM reads bool(int(value))), got ${JSON.stringify(value)}`);
+  return /[1-9]/.test(m[1]);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

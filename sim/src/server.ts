@@ -72,6 +72,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       maxModelLen: options.maxModelLen,
       gpuMemoryUtilization: options.gpuMemoryUtilization,
       prefixCachingHashAlgo: options.prefixCachingHashAlgo,
+      enablePrefixCaching: options.enablePrefixCaching,
       generation,
     },
     () => (engine as Engine).stats(),
@@ -98,6 +99,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         pythonHashSeed: options.pythonHashSeed,
         // Map-encoded events exist from vLLM #42892 on: reproduce that release's fields and LoRA hash key too.
         kvEventSchema: options.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10',
+        enablePrefixCaching: options.enablePrefixCaching,
       },
       clock,
       metrics,
@@ -153,7 +155,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       res.setHeader('access-control-allow-origin', '*');
     }
-    const route = ROUTES[path];
+    // The dev-mode routes exist only under VLLM_SERVER_DEV_MODE (`if envs.VLLM_SERVER_DEV_MODE:` around their
+    // definitions, vllm/entrypoints/openai/api_server.py @ v0.10.0 lines 970-991; v0.10.2 lines 1050-1070): otherwise a
+    // 404 from the router, whatever the method.
+    const route = DEV_MODE_ROUTES.has(path) && !options.serverDevMode ? undefined : ROUTES[path];
     if (!route) throw new RouteError(404, 'Not Found');
     // Starlette serves HEAD wherever GET is routed.
     const methods = route.includes('GET') ? [...route, 'HEAD'] : route;
@@ -203,6 +208,17 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // ("we currently do not check if the prefix cache is successfully reset in the API server";
         // vllm/entrypoints/openai/api_server.py @ v0.10.0). The engine refuses while any block but the null block
         // is in use, and logs a warning, as BlockPool.reset_prefix_cache does. The header tells which happened.
+        // `?device=`: `Device[device_str.upper()]` (GPU or CPU, else KeyError), and AsyncLLM.reset_prefix_cache raises
+        // ValueError("Not supported on CPU.") for CPU (vllm/v1/engine/async_llm.py @ v0.10.0, lines 559-563): either
+        // error escapes the route, and Starlette's ServerErrorMiddleware, outside the CORS middleware, answers a
+        // plain-text 500 without resetting anything. The last `device` counts (Starlette's query_params.get).
+        const device = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).getAll('device').at(-1);
+        if (device !== undefined && device.toUpperCase() !== 'GPU') {
+          res.removeHeader('access-control-allow-origin');
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
+          res.end('Internal Server Error');
+          return;
+        }
         const ok = eng.resetPrefixCache();
         if (!ok) stderrLogger.warn('Failed to reset prefix cache because some blocks are not freed yet', { used_blocks: eng.stats().usedBlocks - 1 });
         res.writeHead(200, { 'content-length': '0', 'x-kvroute-prefix-cache-reset': ok ? 'done' : 'refused' });
@@ -553,6 +569,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     },
   };
 }
+
+/** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (the simulator has only this one of them). */
+const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/reset_prefix_cache']);
 
 const ROUTES: Record<string, string[]> = {
   '/health': ['GET'],

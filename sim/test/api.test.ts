@@ -1,4 +1,5 @@
 import { ManualClock } from '../src/clock';
+import { serverDevModeFromEnv } from '../src/options';
 import { startSimulator, type Simulator } from '../src/server';
 import { http, longText, metricValue, openStream, parsePrometheus, parseSse, waitFor } from './helpers';
 
@@ -672,5 +673,81 @@ describe('logprobs of the filler (serving_chat.py _create_chat_logprobs, serving
     const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', logprobs: 21 });
     expect(r.status).toBe(400);
     expect(r.json().message).toBe('Requested sample logprobs of 21, which is greater than max allowed: 20');
+  });
+});
+
+describe('POST /reset_prefix_cache: a dev-mode route, as in vLLM 0.10 (VLLM_SERVER_DEV_MODE)', () => {
+  // vllm/entrypoints/openai/api_server.py @ 6eca337ce (v0.10.0) lines 970-991: the route is defined only under
+  // `if envs.VLLM_SERVER_DEV_MODE:`; vllm/envs.py: bool(int(os.getenv("VLLM_SERVER_DEV_MODE", "0"))).
+  const withDevMode = async <T>(value: string | undefined, f: () => Promise<T>): Promise<T> => {
+    const saved = process.env.VLLM_SERVER_DEV_MODE;
+    if (value === undefined) delete process.env.VLLM_SERVER_DEV_MODE;
+    else process.env.VLLM_SERVER_DEV_MODE = value;
+    try {
+      return await f();
+    } finally {
+      if (saved === undefined) delete process.env.VLLM_SERVER_DEV_MODE;
+      else process.env.VLLM_SERVER_DEV_MODE = saved;
+    }
+  };
+
+  it.each([[undefined], ['0'], ['00']])('VLLM_SERVER_DEV_MODE=%s: no such route, 404 for every method', async (value) => {
+    const sim = await withDevMode(value, () => startSimulator({ port: 0 }));
+    try {
+      expect(sim.options.serverDevMode).toBe(false);
+      for (const method of ['POST', 'GET']) {
+        const r = await http(sim.url, method, '/reset_prefix_cache');
+        expect(r.status).toBe(404);
+        expect(r.json()).toEqual({ detail: 'Not Found' });
+      }
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('VLLM_SERVER_DEV_MODE=1: resets; ?device=CPU is the 500 of AsyncLLM\'s "Not supported on CPU." and resets nothing', async () => {
+    const clock = new ManualClock();
+    const sim = await withDevMode('1', () => startSimulator({ port: 0, clock }));
+    try {
+      expect(sim.options.serverDevMode).toBe(true);
+      const prompt = Array.from({ length: 40 }, (_, i) => 1000 + i);
+      const r = http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 1 });
+      await waitFor(() => sim.engine.stats().running + sim.engine.stats().waiting > 0, 'the request to reach the engine');
+      clock.runAll();
+      expect((await r).status).toBe(200);
+      expect(sim.engine.peekCachedTokens(prompt)).toBe(32);
+      // vllm/v1/engine/async_llm.py @ 6eca337ce lines 559-563: `if device == Device.CPU: raise ValueError(...)`; an
+      // unknown name is a KeyError from `Device[device_str.upper()]`. Neither is handled: Starlette's plain 500.
+      for (const q of ['?device=CPU', '?device=cpu', '?device=tpu', '?device=', '?device=gpu&device=CPU']) {
+        const bad = await http(sim.url, 'POST', `/reset_prefix_cache${q}`);
+        expect([q, bad.status, bad.headers['content-type'], bad.text]).toEqual([q, 500, 'text/plain; charset=utf-8', 'Internal Server Error']);
+      }
+      expect(sim.engine.peekCachedTokens(prompt)).toBe(32);
+      expect((await http(sim.url, 'GET', '/reset_prefix_cache')).status).toBe(405);
+      const ok = await http(sim.url, 'POST', '/reset_prefix_cache?device=gpu');
+      expect(ok.status).toBe(200);
+      expect(ok.text).toBe('');
+      expect(ok.headers['x-kvroute-prefix-cache-reset']).toBe('done');
+      expect(sim.engine.peekCachedTokens(prompt)).toBe(0);
+      expect((await http(sim.url, 'POST', '/reset_prefix_cache')).status).toBe(200);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('a value Python\'s int() refuses stops the start, as vLLM\'s API server fails to import; serverDevMode overrides the env', async () => {
+    await withDevMode('true', async () => {
+      await expect(startSimulator({ port: 0 })).rejects.toThrow(/^VLLM_SERVER_DEV_MODE: expected an integer/);
+      const sim = await startSimulator({ port: 0, serverDevMode: true });
+      try {
+        expect((await http(sim.url, 'POST', '/reset_prefix_cache')).status).toBe(200);
+      } finally {
+        await sim.close();
+      }
+    });
+    expect([' 1 ', '+2', '1_0', '-1'].map(serverDevModeFromEnv)).toEqual([true, true, true, true]);
+    expect(['0', '00', '-0', '0_0'].map(serverDevModeFromEnv)).toEqual([false, false, false, false]);
+    expect(serverDevModeFromEnv(undefined)).toBe(false);
+    for (const v of ['', 'yes', '1.0', '1__0']) expect(() => serverDevModeFromEnv(v)).toThrow(/VLLM_SERVER_DEV_MODE/);
   });
 });

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
 import { parseCli } from '../src/cli';
-import { OptionError, resolveOptions } from '../src/options';
+import { OptionError, resolveOptions, serverDevModeFromEnv } from '../src/options';
 import { startSimulator } from '../src/server';
 import { http } from './helpers';
 
@@ -62,6 +62,7 @@ describe('flag parsing', () => {
       '--lora-modules',
       'sql=/adapters/sql, chat',
       '--enable-auto-tool-choice',
+      '--no-enable-prefix-caching',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -102,6 +103,8 @@ describe('flag parsing', () => {
         loraModules: ['sql', 'chat'],
         loraModulePaths: { sql: '/adapters/sql' },
         enableAutoToolChoice: true,
+        enablePrefixCaching: false,
+        serverDevMode: serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE),
       },
     });
   });
@@ -184,10 +187,25 @@ describe('flag parsing', () => {
     [['--kv-events-config', '{"publisher":'], '--kv-events-config', /not valid JSON/],
     [['--kv-events-config', '[1]'], '--kv-events-config', /JSON object/],
     [['--kv-events-config', '{"publisher":"kafka"}'], '--kv-events-config', /field "publisher": expected "null" or "zmq"/],
-    [['--kv-events-config', '{"enable_kv_cache_events":"yes"}'], '--kv-events-config', /field "enable_kv_cache_events": expected true or false/],
+    // pydantic's lax bool takes "yes" but not "yess", a padded " true" or 2 (str_as_bool / int_as_bool).
+    [['--kv-events-config', '{"enable_kv_cache_events":"yess"}'], '--kv-events-config', /field "enable_kv_cache_events": expected true or false/],
+    [['--kv-events-config', '{"enable_kv_cache_events":" true"}'], '--kv-events-config', /field "enable_kv_cache_events": expected true or false/],
+    [['--kv-events-config', '{"enable_kv_cache_events":2}'], '--kv-events-config', /field "enable_kv_cache_events": expected true or false/],
+    [['--kv-events-config', '{"enable_kv_cache_events":null}'], '--kv-events-config', /field "enable_kv_cache_events": expected true or false/],
+    // pydantic's lax int refuses a fraction, an exponent string, hex, a double underscore, an empty string, null.
+    [['--kv-events-config', '{"hwm":1.5}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"hwm":"1e3"}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"hwm":"0x10"}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"hwm":"1__0"}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"hwm":"1.5"}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"hwm":""}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config', '{"hwm":null}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    // Strings stay strict: pydantic does not make one from a number.
+    [['--kv-events-config', '{"topic":5}'], '--kv-events-config', /field "topic": expected a string/],
     [['--kv-events-config', '{"hwm":-1}'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
     [['--kv-events-config', '{"replay_endpoint":5}'], '--kv-events-config', /field "replay_endpoint": expected a string or null/],
-    [['--kv-events-config', '{"enable_kv_cache_event":true}'], '--kv-events-config', /field "enable_kv_cache_event": unknown field/],
+    // v0.26 (map): @config forbids extra fields from vLLM #31541 on; 0.10 ignores them (see below).
+    [['--kv-events-config', '{"enable_kv_cache_event":true}', '--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor'], '--kv-events-config', /field "enable_kv_cache_event": unknown field/],
     [['--kv-events-config', '{"publisher":"zmq","endpoint":"localhost:5557"}'], '--kv-events-config', /field "endpoint": expected a ZMQ endpoint/],
     [['--kv-events-encoding', 'json'], '--kv-events-encoding', /positional, map/],
     [['--scheduling-policy', 'sjf'], '--scheduling-policy', /fcfs, priority/],
@@ -195,11 +213,112 @@ describe('flag parsing', () => {
     [['--kv-events-encoding', 'map'], '--kv-events-encoding', /map mirrors vLLM v0\.26, which has no --prefix-caching-hash-algo builtin/],
     [['--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor_64bit'], '--kv-events-encoding', /use sha256_cbor or sha256/],
     [['--lora-modules', 'Qwen/Qwen3-0.6B'], '--lora-modules', /also a served model name/],
+    // BooleanOptionalAction takes no value; the pair conflicts here (vLLM: the last one wins).
+    [['--enable-prefix-caching=true'], '--enable-prefix-caching', /takes no value/],
+    [['--no-enable-prefix-caching', '--enable-prefix-caching'], '--enable-prefix-caching', /conflicts with --no-enable-prefix-caching/],
+    // The dotted form: values checked like the JSON's; only JSON flags; not mixed with the JSON form; a key once.
+    [['--kv-events-config.hwm', 'many'], '--kv-events-config', /field "hwm": expected a non-negative integer, got "many"/],
+    [['--kv-events-config.publisher', 'kafka'], '--kv-events-config', /field "publisher": expected "null" or "zmq", got "kafka"/],
+    [['--kv-events-config.topic+', 'a,b'], '--kv-events-config', /field "topic": expected a string, got \["a","b"\]/],
+    [['--kv-events-config.hwm', 'NaN'], '--kv-events-config', /field "hwm": expected a non-negative integer/],
+    [['--kv-events-config.hwm'], '--kv-events-config.hwm', /missing value/],
+    [['--port.x', '1'], '--port', /takes no dotted keys/],
+    [['--nope.x', '1'], '--nope', /unknown flag/],
+    [['--kv-events-config', '{}', '--kv-events-config.hwm', '1'], '--kv-events-config', /given more than once \(as JSON and as dotted keys\)/],
+    [['--kv-events-config.hwm', '1', '--kv-events-config.hwm=2'], '--kv-events-config', /key --kv-events-config\.hwm given more than once/],
   ])('%j is rejected naming %s', (argv, flag, msg) => {
     const e = errorOf(argv);
     expect(e.flag).toBe(flag);
     expect(e.message).toMatch(msg);
     expect(e.message.startsWith(flag)).toBe(true);
+  });
+
+  it('--enable-prefix-caching / --no-enable-prefix-caching: the BooleanOptionalAction pair of vLLM 0.10 (on by default)', () => {
+    // vllm/engine/arg_utils.py @ 6eca337ce (v0.10.0): `enable_prefix_caching: Optional[bool]` gets
+    // argparse.BooleanOptionalAction (line 200, added at line 681), and _set_default_args_v1 turns None into True (line
+    // 1533-1534) for a generation model; the same at 61aa4b290 (v0.10.2).
+    const opts = (argv: string[]) => {
+      const r = parseCli(argv);
+      if (r.kind !== 'run') throw new Error('help');
+      return r.options;
+    };
+    expect(opts([]).enablePrefixCaching).toBe(true);
+    expect(opts(['--enable-prefix-caching']).enablePrefixCaching).toBe(true);
+    expect(opts(['--no-enable-prefix-caching']).enablePrefixCaching).toBe(false);
+    // FlexibleArgumentParser's underscores, as llm-d manifests sometimes spell flags.
+    expect(opts(['--no_enable_prefix_caching']).enablePrefixCaching).toBe(false);
+    expect(opts(['--block_size=32', '--kv_cache_blocks', '2048']).blockSize).toBe(32);
+  });
+
+  it("--kv-events-config: pydantic's lax coercions, as vLLM 0.10's TypeAdapter(KVEventsConfig).validate_json applies them", () => {
+    // vllm/engine/arg_utils.py @ 6eca337ce lines 188-195 (parse_dataclass); pydantic-core v2.33.2 src/input/input_json.rs
+    // validate_bool / validate_int, src/input/shared.rs str_as_bool / str_as_int / clean_int_str / float_as_int.
+    const kv = (json: string) => {
+      const r = parseCli(['--kv-events-config', json]);
+      if (r.kind !== 'run' || !r.options.kvEventsConfig) throw new Error('no config');
+      return r.options.kvEventsConfig;
+    };
+    for (const t of ['true', 'True', 'TRUE', '1', 'yes', 'Y', 'on', 't']) expect(kv(`{"enable_kv_cache_events":"${t}"}`).enable_kv_cache_events).toBe(true);
+    for (const f of ['false', 'False', '0', 'no', 'N', 'off', 'f']) expect(kv(`{"enable_kv_cache_events":"${f}"}`).enable_kv_cache_events).toBe(false);
+    expect(kv('{"enable_kv_cache_events":1}').enable_kv_cache_events).toBe(true);
+    expect(kv('{"enable_kv_cache_events":0}').enable_kv_cache_events).toBe(false);
+    expect(kv('{"enable_kv_cache_events":1.0}').enable_kv_cache_events).toBe(true);
+    expect(kv('{"hwm":"100"}').hwm).toBe(100);
+    expect(kv('{"hwm":" 100 "}').hwm).toBe(100);
+    expect(kv('{"hwm":"+100"}').hwm).toBe(100);
+    expect(kv('{"hwm":"1_000"}').hwm).toBe(1000);
+    expect(kv('{"hwm":"0010"}').hwm).toBe(10);
+    expect(kv('{"hwm":"5.00"}').hwm).toBe(5);
+    expect(kv('{"hwm":"0"}').hwm).toBe(0);
+    expect(kv('{"buffer_steps":100.0}').buffer_steps).toBe(100);
+    expect(kv('{"max_queue_size":1e3}').max_queue_size).toBe(1000);
+    expect(kv('{"max_queue_size":true}').max_queue_size).toBe(1); // lax int from a bool
+    // The audit's case: strings where vLLM's own docs write JSON literals.
+    expect(kv('{"enable_kv_cache_events":"true","publisher":"zmq","hwm":"100"}')).toMatchObject({ enable_kv_cache_events: true, publisher: 'zmq', hwm: 100 });
+  });
+
+  it('--kv-events-config: unknown fields are ignored at 0.10 (pydantic dataclass, extra="ignore"), with a warning on stderr', () => {
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const r = parseCli(['--kv-events-config', '{"enable_kv_cache_event":true,"publisher":"zmq"}']);
+      expect(r.kind === 'run' && r.options.kvEventsConfig).toMatchObject({ enable_kv_cache_events: false, publisher: 'zmq' });
+      expect(write.mock.calls.map((c) => String(c[0])).join('')).toContain('"field":"enable_kv_cache_event"');
+    } finally {
+      write.mockRestore();
+    }
+  });
+
+  it('--kv-events-config.<key> value: FlexibleArgumentParser\'s dotted form, merged into one JSON object', () => {
+    // vllm/utils/__init__.py @ 6eca337ce lines 1694-1823: json.loads the value when it parses, else keep the string;
+    // keys of one flag merge; the result is passed as that flag's JSON.
+    const kv = (argv: string[]) => {
+      const r = parseCli(argv);
+      if (r.kind !== 'run') throw new Error('help');
+      return r.options.kvEventsConfig;
+    };
+    expect(
+      kv(['--kv-events-config.enable_kv_cache_events', 'true', '--kv-events-config.publisher=zmq', '--kv-events-config.topic', 'kv@p@m', '--kv-events-config.hwm=100']),
+    ).toEqual({ ...kv(['--kv-events-config', '{}']), enable_kv_cache_events: true, publisher: 'zmq', topic: 'kv@p@m', hwm: 100 });
+    // A quoted JSON string and a bare word are the same string; 123 is a JSON number, which a str field refuses.
+    expect(kv(['--kv-events-config.topic', '"kv@a@b"'])?.topic).toBe('kv@a@b');
+    expect(() => parseCli(['--kv-events-config.topic', '123'])).toThrow(/field "topic": expected a string, got 123/);
+    expect(kv(['--kv-events-config.replay_endpoint', 'null'])?.replay_endpoint).toBeNull();
+    expect(kv(['--kv-events-config.enable_kv_cache_events', '"on"'])?.enable_kv_cache_events).toBe(true);
+    // Underscores in the flag's name become dashes, the key keeps its own.
+    expect(kv(['--kv_events_config.enable_kv_cache_events=1'])?.enable_kv_cache_events).toBe(true);
+    // A value that starts with a dash is taken as the value, as vLLM takes the next word whatever it is.
+    expect(() => parseCli(['--kv-events-config.hwm', '-1'])).toThrow(/field "hwm": expected a non-negative integer, got -1/);
+    // Alongside other flags, in any order.
+    const r = parseCli(['--port', '0', '--kv-events-config.publisher', 'zmq', '--block-size', '32']);
+    expect(r.kind === 'run' && [r.options.port, r.options.blockSize, r.options.kvEventsConfig?.publisher]).toEqual([0, 32, 'zmq']);
+  });
+
+  it('--kv-events-config None or empty: no config, as vLLM\'s optional_type reads them', () => {
+    // vllm/engine/arg_utils.py @ 6eca337ce, optional_type: `if val == "" or val == "None": return None`.
+    for (const v of ['None', '']) {
+      const r = parseCli(['--kv-events-config', v]);
+      expect(r.kind === 'run' && r.options.kvEventsConfig).toBeNull();
+    }
   });
 
   it('the programmatic API validates the same way', async () => {
@@ -228,6 +347,38 @@ describe('the kvroute-sim process', () => {
     const err = collect(p.stderr);
     expect(await exit(p)).toBe(2);
     expect(err.text).toContain('--max-num-seqs');
+  });
+
+  it('starts with the spellings vLLM accepts: --enable-prefix-caching, pydantic-lax JSON, dotted keys', async () => {
+    // The forms the audit saw refused with status 2; lib/decode-pool.ts passes --enable-prefix-caching to every pod.
+    const p = run([
+      '--port=0',
+      '--host=127.0.0.1',
+      '--enable-prefix-caching',
+      '--kv-events-config.enable_kv_cache_events',
+      'true',
+      '--kv-events-config.publisher=zmq',
+      '--kv-events-config.endpoint=tcp://127.0.0.1:*',
+      '--kv-events-config.hwm',
+      '"100"',
+    ]);
+    const out = collect(p.stdout);
+    const err = collect(p.stderr);
+    const exited = exit(p);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        p.stdout.on('data', () => out.text.includes('\n') && resolve());
+        p.once('exit', () => reject(new Error(`exited early: ${err.text}`)));
+      });
+      const ev = JSON.parse(out.text.slice(0, out.text.indexOf('\n')));
+      expect(ev).toMatchObject({ event: 'listening' });
+      expect(ev.kv_events_endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+      // A round trip first: the SIGTERM handler is installed just after the listening line is written.
+      expect((await http(`http://127.0.0.1:${ev.port}`, 'GET', '/health')).status).toBe(200);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   });
 
   it('prints the bound port as a JSON line, serves, and shuts down on SIGTERM', async () => {

@@ -501,6 +501,52 @@ describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @
     expect(batches.map((b) => b.events.map((e) => e.type))).toEqual([['AllBlocksCleared', 'BlockStored']]);
   });
 
+  it('--no-enable-prefix-caching: no lookup, no query counted, no hit, no BlockStored/BlockRemoved; a reset still clears', () => {
+    // vllm/v1/core/kv_cache_manager.py @ v0.10.0 (6eca337ce) and v0.10.2 (61aa4b290): get_computed_blocks returns
+    // (empty, 0) when not enable_caching, before the prefix-cache stats; allocate_slots returns before cache_blocks;
+    // block_pool.py get_new_blocks skips _maybe_evict_cached_block; reset_prefix_cache still queues AllBlocksCleared.
+    const run = (enablePrefixCaching: boolean | undefined) => {
+      const clock = new ManualClock();
+      const batches: KvEventBatch[] = [];
+      const queries: { queries: number; hits: number }[] = [];
+      // 4 blocks of 16 (3 usable): the later prompts reuse the blocks the first one filled.
+      const engine = new Engine({ ...BASE, kvCacheBlocks: 4, enablePrefixCaching }, clock, { onPrefixQuery: (q) => queries.push(q) }, (b) => batches.push(b));
+      const prompt = tokens(40, 12);
+      submit(engine, prompt, 2);
+      clock.runAll();
+      const repeat = submit(engine, prompt, 2);
+      clock.runAll();
+      submit(engine, tokens(40, 13), 2);
+      clock.runAll();
+      const types = batches.flatMap((b) => b.events.map((e) => e.type));
+      batches.length = 0;
+      const reset = engine.resetPrefixCache();
+      submit(engine, prompt, 1);
+      return { engine, prompt, repeat, queries, types, reset, afterReset: batches.map((b) => b.events.map((e) => e.type)) };
+    };
+
+    const on = run(undefined); // the default, as vLLM V1's
+    expect(on.repeat.result?.cachedTokens).toBe(32);
+    // The third prompt evicts the first one's blocks; the reset leaves nothing for the fourth.
+    expect(on.queries).toEqual([{ queries: 40, hits: 0 }, { queries: 40, hits: 32 }, { queries: 40, hits: 0 }, { queries: 40, hits: 0 }]);
+    expect(on.types).toContain('BlockStored');
+    expect(on.types).toContain('BlockRemoved');
+    expect(on.afterReset).toEqual([['AllBlocksCleared', 'BlockStored']]);
+
+    const off = run(false);
+    expect(off.engine.kv.enableCaching).toBe(false);
+    expect(off.repeat.result?.cachedTokens).toBe(0);
+    // Every prompt token computed: TTFT = overhead + 40 × 0.25 ms, the repeat included.
+    expect(ttft(off.repeat)).toBe(20 + 40 * 0.25);
+    expect(off.queries).toEqual([]);
+    expect(off.types).toEqual([]);
+    expect(off.engine.kv.numCachedBlocks).toBe(0);
+    expect(off.engine.kv.evictions).toBe(0);
+    expect(off.engine.peekCachedTokens(off.prompt)).toBe(0);
+    expect(off.reset).toBe(true);
+    expect(off.afterReset).toEqual([['AllBlocksCleared']]);
+  });
+
   it('LoRA adapters salt every block with their lora_int_id and report it in BlockStored', () => {
     const clock = new ManualClock();
     const batches: KvEventBatch[] = [];

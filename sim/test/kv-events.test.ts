@@ -4,6 +4,7 @@
  * bind/connect) and vllm/v1/core/block_pool.py @ v0.10.0 (when events are emitted).
  */
 import { decode } from '@msgpack/msgpack';
+import { encodeEventBatch } from '@kvroute/protocol/kv-events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Dealer, Subscriber } from 'zeromq';
@@ -88,6 +89,10 @@ describe('KV events over ZMQ (positional, vLLM 0.10.0, sha256_cbor_64bit)', () =
 
   beforeAll(async () => {
     clock = new ManualClock();
+    // POST /reset_prefix_cache below is a dev-mode route (vllm/entrypoints/openai/api_server.py @ v0.10.0): read from
+    // the environment when the simulator starts, as vLLM reads it when its API server module is imported.
+    const saved = process.env.VLLM_SERVER_DEV_MODE;
+    process.env.VLLM_SERVER_DEV_MODE = '1';
     // 9 blocks of 16 (8 usable); PUB on an ephemeral port (contains "*": bound), ROUTER for replay.
     sim = await startSimulator({
       port: 0,
@@ -106,6 +111,9 @@ describe('KV events over ZMQ (positional, vLLM 0.10.0, sha256_cbor_64bit)', () =
         max_queue_size: 1000,
         topic: TOPIC,
       },
+    }).finally(() => {
+      if (saved === undefined) delete process.env.VLLM_SERVER_DEV_MODE;
+      else process.env.VLLM_SERVER_DEV_MODE = saved;
     });
     sub = new Collector('kv@');
     sub.sub.connect(sim.kvEvents!.endpoint);
@@ -308,6 +316,60 @@ describe('KV events: bind vs connect, encodings, publisher "null"', () => {
       await sub.close();
       await sim.close();
     }
+  });
+
+  it('--no-enable-prefix-caching: the publisher is up but no BlockStored or BlockRemoved is ever sent; a reset still sends AllBlocksCleared', async () => {
+    // vllm/v1/core/kv_cache_manager.py @ v0.10.0 (6eca337ce): allocate_slots returns before cache_blocks when not
+    // enable_caching; block_pool.py: get_new_blocks calls _maybe_evict_cached_block only when enable_caching, and
+    // only those two queue BlockStored / BlockRemoved. reset_prefix_cache queues AllBlocksCleared either way.
+    const clock = new ManualClock();
+    const sim = await startSimulator({
+      port: 0,
+      clock,
+      kvCacheBlocks: 9,
+      maxModelLen: 128,
+      enablePrefixCaching: false,
+      serverDevMode: true,
+      prefixCachingHashAlgo: 'sha256_cbor_64bit',
+      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
+    });
+    const sub = new Collector('');
+    sub.sub.connect(sim.kvEvents!.endpoint);
+    try {
+      await sub.ready();
+      // The prompt twice (no hit), then a flood that reuses every block.
+      expect((await complete(sim, clock, P)).usage.prompt_tokens).toBe(40);
+      await complete(sim, clock, P);
+      await complete(sim, clock, tokensFrom(5000, 120));
+      expect(sim.engine.stats().cachedBlocks).toBe(0);
+      expect(sim.kvEvents!.sent).toBe(0);
+      const reset = await http(sim.url, 'POST', '/reset_prefix_cache');
+      expect(reset.headers['x-kvroute-prefix-cache-reset']).toBe('done');
+      await complete(sim, clock, P);
+      await waitFor(() => sub.got.length === 1, 'the AllBlocksCleared batch');
+      expect(raw(sub.got[0].payload)[1]).toEqual([['AllBlocksCleared']]);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(sub.got).toHaveLength(1);
+    } finally {
+      await sub.close();
+      await sim.close();
+    }
+  });
+
+  it('ts is always a msgpack float64 (0xcb), as msgspec writes time.time(), even on a whole second', () => {
+    // vllm/v1/core/sched/scheduler.py @ v0.10.0 line 580: KVEventBatch(ts=time.time(), ...); EventBatch.ts: float.
+    // @msgpack/msgpack alone would write 1753344000 as a uint32 (ce 68 81 e8 00).
+    for (const encoding of ['positional-v0.10.0', 'positional-v0.10.2', 'map'] as const) {
+      const whole = Buffer.from(encodeEventBatch({ ts: 1753344000, events: [{ type: 'AllBlocksCleared' }], dataParallelRank: 0 }, encoding));
+      const frac = Buffer.from(encodeEventBatch({ ts: 1753344000.125, events: [], dataParallelRank: 0 }, encoding));
+      const cleared = encoding === 'map' ? '81a474797065b0416c6c426c6f636b73436c6561726564' : '91b0416c6c426c6f636b73436c6561726564';
+      // [ts, [event], 0]: 93, then cb + the IEEE 754 double, then the events, then the rank.
+      expect(whole.toString('hex')).toBe(`93cb41da207a0000000091${cleared}00`);
+      expect(frac.toString('hex')).toBe('93cb41da207a000800009000');
+      expect(raw(whole)).toEqual([1753344000, [encoding === 'map' ? { type: 'AllBlocksCleared' } : ['AllBlocksCleared']], 0]);
+    }
+    // No data_parallel_rank (None, omitted by omit_defaults): a 2-element array, ts still a float64.
+    expect(Buffer.from(encodeEventBatch({ ts: 0, events: [], dataParallelRank: null }, 'positional-v0.10.0')).toString('hex')).toBe('92cb000000000000000090');
   });
 
   it('publisher "null" opens no socket; "zmq" without enable_kv_cache_events opens one that stays silent', async () => {

@@ -109,6 +109,28 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     }
   });
 
+  it('--no-enable-prefix-caching: a repeated prompt hits nothing, prefix-cache queries and hits stay 0, cache_config_info says False', async () => {
+    // vllm/v1/core/kv_cache_manager.py @ 6eca337ce (v0.10.0) and 61aa4b290 (v0.10.2): get_computed_blocks returns
+    // (empty, 0) when not enable_caching, before `prefix_cache_stats.queries/hits` are counted, so both counters stay 0.
+    const off = await startSimulator({ port: 0, timeScale: 1000, enablePrefixCaching: false, simExtension: true });
+    try {
+      const prompt = longText(500, 7);
+      const body = { model: 'Qwen/Qwen3-0.6B', prompt, max_tokens: 2 };
+      const r1 = (await http(off.url, 'POST', '/v1/completions', body)).json();
+      const r2 = (await http(off.url, 'POST', '/v1/completions', body)).json();
+      expect(r2.kvroute_sim.cached_tokens).toBe(0);
+      // Every prompt token computed again: the same model-time TTFT both times.
+      expect(r2.kvroute_sim.ttft_s).toBeCloseTo(r1.kvroute_sim.ttft_s, 9);
+      const s = await scrape(off);
+      expect(metricValue(s, 'vllm:prefix_cache_queries_total')).toBe(0);
+      expect(metricValue(s, 'vllm:prefix_cache_hits_total')).toBe(0);
+      expect(metricValue(s, 'vllm:prompt_tokens_total')).toBe(2 * r1.usage.prompt_tokens);
+      expect(s.filter((x) => x.name === 'vllm:cache_config_info')[0].labels.enable_prefix_caching).toBe('False');
+    } finally {
+      await off.close();
+    }
+  });
+
   it("renders floats as Python's str() does", () => {
     expect([0.9, 1, 0.95, 0.5, 1e-5, 4 * 1024 ** 3, 1e16, 0.0001].map(pythonFloatStr)).toEqual(['0.9', '1.0', '0.95', '0.5', '1e-05', '4294967296.0', '1e+16', '0.0001']);
   });

@@ -324,6 +324,21 @@ export function encodeEventBatch(batch: KvEventBatch, encoding: KvEventEncoding)
     }
   });
   // `omit_defaults` drops a trailing data_parallel_rank only when it is None; vLLM always sets it (0 without DP).
-  const envelope: unknown[] = batch.dataParallelRank === null ? [batch.ts, events] : [batch.ts, events, batch.dataParallelRank];
-  return encode(envelope, { useBigInt64: true });
+  const rest: unknown[] = batch.dataParallelRank === null ? [events] : [events, batch.dataParallelRank];
+  // `ts` is `time.time()`, a Python float, which msgspec always writes as a float64 (0xcb), even at a whole second
+  // (`EventBatch.ts: float`, vllm/distributed/kv_events.py @ v0.10.0; `KVEventBatch(ts=time.time(), ...)`,
+  // vllm/v1/core/sched/scheduler.py:580 @ v0.10.0). @msgpack/msgpack writes an integral number as an int, so the
+  // envelope is assembled by hand: a fixarray header, the float64, then the other elements, one after another.
+  const parts = [
+    Uint8Array.of(0x90 | (rest.length + 1)),
+    encode(batch.ts, { forceIntegerToFloat: true }),
+    ...rest.map((v) => encode(v, { useBigInt64: true })),
+  ];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
