@@ -467,7 +467,12 @@ export class DecodePool extends Construct {
           // 'http' tells Istio the protocol; the EPP's picks are <podIP>:8000, so the endpoints must be on 8000.
           name: DecodePool.SIDECAR_PORT_NAME,
           port: DecodePool.SIDECAR_PORT,
-          targetPort: k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME),
+          // By number for a native sidecar: the EndpointSlice controller resolved named ports only among
+          // spec.containers until Kubernetes 1.32 (kubernetes/kubernetes#127976), so on 1.29-1.31 a name declared by a
+          // restartPolicy: Always init container would leave every pod out of the Service.
+          targetPort: this.routingSidecar === 'native'
+            ? k8s.IntOrString.fromNumber(DecodePool.SIDECAR_PORT)
+            : k8s.IntOrString.fromString(DecodePool.SIDECAR_PORT_NAME),
           protocol: 'TCP',
           appProtocol: 'http',
         }],

@@ -193,6 +193,10 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(restartPolicy).toBe('Always');
     // The same container otherwise: image, args, port, probe, security context.
     expect(sidecar).toEqual(plain.containers[1]);
+    // The Service reaches it by number: named ports of init containers resolve only from Kubernetes 1.32 (#127976).
+    const service = (props: KvAwareRoutingProps) => one(synthProps(props), 'Service', 'ms-llm-d-modelservice-decode').spec.ports[0].targetPort;
+    expect(service(DEMO)).toBe('http');
+    expect(service(withOverrides(DEMO, { decode: { routingSidecar: 'native' } }))).toBe(8000);
   });
 
   test('the InferencePool API follows the Istio with EnvoyFilter routing too: v1alpha2 on 1.27, v1 from 1.28 (GIE v1.5.0 ships no v1alpha2 pool CRD), unless poolApiGroup says otherwise', () => {
