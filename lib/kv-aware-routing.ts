@@ -79,7 +79,7 @@ export interface KvAwareRoutingProps {
    * without the Prometheus Operator CRDs).
    * @default enabled with the Monitoring defaults
    */
-  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway' | 'inferenceRouting'> & { readonly enabled?: boolean };
+  readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway' | 'inferenceRouting' | 'extProcRequestBodyMode' | 'extProcFailOpen'> & { readonly enabled?: boolean };
   /**
    * The EPP's NetworkPolicy: ext_proc from the gateway's pods, metrics from the monitoring namespace, central KV events
    * from the decode pods, health from the kubelet; egress too when `egress` is given. `enabled: false` leaves it out.
@@ -229,6 +229,8 @@ export class KvAwareRouting extends Chart {
     if (enabled) {
       this.monitoring = new Monitoring(this, 'Monitoring', {
         inferenceRouting: this.inferenceRouting,
+        extProcRequestBodyMode: requestBodyMode,
+        extProcFailOpen: native ? (props.poolFailureMode ?? 'FailOpen') === 'FailOpen' : props.extProc?.failureModeAllow ?? true,
         ...monitoringProps,
         decodePool: this.decodePool,
         endpointPicker: this.endpointPicker,

@@ -46,19 +46,31 @@ export interface MonitoringProps {
   /** Warn when more than this share of the EPP's answers missed the message timeout over 5 minutes, for 5 minutes. @default 0.01 */
   readonly maxMessageTimeoutRatio?: number;
   /**
-   * Who calls the EPP, which decides what an EPP failure looks like to Envoy. `envoy-filter`: kvroute's EnvoyFilter,
-   * where a failing or late EPP fails open (`failure_mode_allowed`) and a message timeout bounds each answer.
-   * `native`: Istio's InferencePool routing, which streams bodies FULL_DUPLEX_STREAMED with a 1000 s message timeout
-   * (pilot/pkg/xds/filters/filters.go, pilot/pkg/networking/core/route/route.go @ 1.30.0): no message timer runs, so
-   * `KvrouteEppSlow` could never fire and is left out, and an EPP failure after a body chunk is a 500 or a reset to the
-   * client (Envoy >= 1.36), never a fail-open, so `KvrouteEppStreamsFailing` pages on Envoy's `streams_failed`.
+   * Who calls the EPP: kvroute's EnvoyFilter or Istio's native InferencePool routing, which streams bodies
+   * FULL_DUPLEX_STREAMED with a 1000 s message timeout (pilot/pkg/xds/filters/filters.go,
+   * pilot/pkg/networking/core/route/route.go @ 1.30.0). Only the alerts' wording depends on it beyond the two below.
    * @default 'envoy-filter'
    * @see https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api-inference-extension/
    */
   readonly inferenceRouting?: 'envoy-filter' | 'native';
   /**
-   * With `native` routing, page when more than this share of the gateway's ext_proc streams to the EPP failed (Envoy's
-   * `streams_failed`) over the last minute, for 30 seconds.
+   * The ext_proc request body mode the gateway uses (native routing: always `full-duplex`). In `full-duplex` Envoy
+   * starts no message timer, so `KvrouteEppSlow` could never fire and is left out, and an EPP failure after a body
+   * chunk is a 500 or a reset for the client (Envoy >= 1.36), never a fail-open.
+   * @default 'buffered'
+   */
+  readonly extProcRequestBodyMode?: 'buffered' | 'full-duplex';
+  /**
+   * Whether the gateway fails open when the EPP fails (`failure_mode_allow`; the pool's `FailOpen` with native
+   * routing). Fail-closed, EPP failures are 500s for clients and `KvrouteEppFailingOpen` could never fire, so it is
+   * left out.
+   * @default true
+   */
+  readonly extProcFailOpen?: boolean;
+  /**
+   * When EPP stream failures reach clients (`full-duplex` bodies, or fail-closed), page when more than this share of
+   * the gateway's ext_proc streams to the EPP failed (Envoy's `streams_failed`) over the last minute, for 30 seconds
+   * (`KvrouteEppStreamsFailing`).
    * @default 0.1
    */
   readonly maxStreamFailureRatio?: number;
@@ -148,14 +160,14 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  * - `KvrouteEppFailingOpen`: over the last minute more than `maxFailOpenRatio` (10 %) of the gateway Envoy's ext_proc
  *   streams went on without the EPP's pick (`failure_mode_allowed`: unreachable, erroring, or later than the message
  *   timeout), for 30 s. It reads Envoy, not the EPP, so a slow EPP whose late answers Envoy discards counts too.
- * - `KvrouteEppStreamsFailing` (native routing only): over the last minute more than `maxStreamFailureRatio` (10 %)
- *   of the ext_proc streams failed (`streams_failed`), for 30 s: there an EPP failure after a body chunk reaches the
- *   client as a 500 or a reset instead of failing open.
+ * - `KvrouteEppStreamsFailing` (full-duplex bodies, which native routing always uses, or fail-closed): over the last
+ *   minute more than `maxStreamFailureRatio` (10 %) of the ext_proc streams failed (`streams_failed`), for 30 s: there
+ *   an EPP failure reaches the client as a 500 or a reset instead of failing open.
  * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
  * Warnings: `KvrouteEppReplicaDown` (some EPP replicas' scrape targets down while at least one is up, for 5 minutes:
  * the others route, with less headroom; with one replica it never fires, `KvrouteEppDown` pages instead),
- * `KvrouteEppSlow` (EnvoyFilter routing only: more than `maxMessageTimeoutRatio`, 1 %, of the streams hit the message
- * timeout over 5 minutes, for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the gateway for 10 minutes,
+ * `KvrouteEppSlow` (buffered bodies only, where Envoy runs a message timer: more than `maxMessageTimeoutRatio`, 1 %,
+ * of the streams hit the message timeout over 5 minutes, for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the gateway for 10 minutes,
  * so the fail-open page could not fire), `KvroutePrefixCacheHitRatioLow` (under `minPrefixCacheHitRatio` for 15
  * minutes) and `KvrouteKvCacheNearFull` (over `maxKvCacheUsage` for 10 minutes).
  */
@@ -185,6 +197,13 @@ export class Monitoring extends Construct {
     const maxFailOpen = checkFraction(S, 'maxFailOpenRatio', props.maxFailOpenRatio ?? 0.1, 0, 1);
     const maxTimeouts = checkFraction(S, 'maxMessageTimeoutRatio', props.maxMessageTimeoutRatio ?? 0.01, 0, 1);
     const native = checkOneOf(S, 'inferenceRouting', props.inferenceRouting ?? 'envoy-filter', ['envoy-filter', 'native'] as const) === 'native';
+    const bodyMode = native ? 'full-duplex' : checkOneOf(S, 'extProcRequestBodyMode', props.extProcRequestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
+    const failOpen = props.extProcFailOpen ?? true;
+    if (typeof failOpen !== 'boolean') throw new PropsError(S, 'extProcFailOpen', 'must be true or false', failOpen);
+    // Envoy runs a message timer for BUFFERED bodies only; in full duplex, or fail-closed, an EPP failure reaches the
+    // client instead of failing open.
+    const messageTimer = bodyMode === 'buffered';
+    const failuresReachClients = bodyMode === 'full-duplex' || !failOpen;
     const maxStreamFailures = checkFraction(S, 'maxStreamFailureRatio', props.maxStreamFailureRatio ?? 0.1, 0, 1);
     const t = Object.fromEntries(Object.entries(RULE_TIMINGS).map(([k, v]) => [k, d(v)])) as Record<keyof typeof RULE_TIMINGS, string>;
 
@@ -277,21 +296,24 @@ export class Monitoring extends Construct {
         t.replicaDownFor, 'warning',
         `{{ $value }} Endpoint Picker replica(s) of ${ns} down while others serve.`,
         'The remaining replicas take every ext_proc stream (the gateway ejects the dead one): routing goes on with less headroom. Check the down replica\'s pod, logs and node.'),
-      alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
+      // Fail-closed, nothing fails open: this could never fire.
+      ...(failOpen ? [alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's requests in ${ns} went on without the EPP's pick.`,
         native
           ? 'Envoy counted them as failure_mode_allowed: the EPP was unreachable or failed the stream before any body chunk went to it. Istio\'s InferencePool cluster serves them by its own load balancing, without KV-cache affinity.'
-          : 'Envoy counted them as failure_mode_allowed: the EPP was unreachable, failed the stream, or answered later than the message timeout. They are served round robin without KV-cache affinity.'),
-      // Native routing starts no message timer (full duplex, 1000 s): this could never fire there.
-      ...(native ? [] : [alert('KvrouteEppSlow', `(\n${indent(timeoutRatio(t.slowWindow))}\n) > ${maxTimeouts}`, t.slowFor, 'warning',
+          : `Envoy counted them as failure_mode_allowed: the EPP was unreachable, failed the stream${messageTimer ? ', or answered later than the message timeout' : ' before any body chunk went to it'}. They are served round robin without KV-cache affinity.`)] : []),
+      // Full-duplex bodies start no message timer: this could never fire.
+      ...(messageTimer ? [alert('KvrouteEppSlow', `(\n${indent(timeoutRatio(t.slowWindow))}\n) > ${maxTimeouts}`, t.slowFor, 'warning',
         `{{ $value | humanizePercentage }} of the EPP's answers in ${ns} came later than the gateway's message timeout.`,
-        'Envoy discarded those answers and routed without them. Check the EPP\'s CPU, its scheduling latency (inference_extension_scheduler_e2e_duration_seconds) and tokenization time.')]),
-      ...(native ? [alert('KvrouteEppStreamsFailing', `(\n${indent(streamFailureRatio(t.pageWindow))}\n) > ${maxStreamFailures}`, t.pageFor, 'critical',
+        'Envoy discarded those answers and routed without them. Check the EPP\'s CPU, its scheduling latency (inference_extension_scheduler_e2e_duration_seconds) and tokenization time.')] : []),
+      ...(failuresReachClients ? [alert('KvrouteEppStreamsFailing', `(\n${indent(streamFailureRatio(t.pageWindow))}\n) > ${maxStreamFailures}`, t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's ext_proc streams to the EPP in ${ns} failed.`,
-        'With Istio\'s InferencePool routing the bodies stream to the EPP in full duplex: once a body chunk went to it, an EPP failure is a 500 or a reset for the client (Envoy >= 1.36), not a fail-open, so KvrouteEppFailingOpen does not count it. Check the EPP pods, their restarts and logs.')] : []),
+        failOpen
+          ? 'The bodies stream to the EPP in full duplex: once a body chunk went to it, an EPP failure is a 500 or a reset for the client (Envoy >= 1.36), not a fail-open, so KvrouteEppFailingOpen does not count it. Check the EPP pods, their restarts and logs.'
+          : 'The gateway does not fail open: each failed stream is a 500 for its client. Check the EPP pods, their restarts and logs.')] : []),
       alert('KvrouteGatewayExtProcStatsMissing', `absent(${ENVOY.streamsStarted}{${sel}})`, t.statsMissingFor, 'warning',
         `Prometheus has no ext_proc counters from the gateway in ${ns}.`,
-        `${native ? 'KvrouteEppFailingOpen and KvrouteEppStreamsFailing' : 'KvrouteEppFailingOpen and KvrouteEppSlow'} cannot fire without them: check the gateway PodMonitor (port http-envoy-prom) and that the gateway pods carry the proxy.istio.io/config stats inclusion.`),
+        `${spoken([failOpen && 'KvrouteEppFailingOpen', messageTimer && 'KvrouteEppSlow', failuresReachClients && 'KvrouteEppStreamsFailing'])} cannot fire without them: check the gateway PodMonitor (port http-envoy-prom) and that the gateway pods carry the proxy.istio.io/config stats inclusion.`),
       alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${sel}} < ${minHit}`, t.hitRatioFor, 'warning',
         `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }}, under ${minHit * 100}% for 15 minutes.`,
         'Requests that share prefixes are not landing where their KV cache is: check the EPP picks and its prefix scorer weight, or whether the KV cache is too small for the working set.'),
@@ -325,6 +347,12 @@ export class Monitoring extends Construct {
       data: { 'kvroute.json': JSON.stringify(buildDashboard(ns, RECORDED), null, 2) },
     });
   }
+}
+
+/** Names as a sentence lists them: `A`, `A and B`, `A, B and C` (false entries left out). */
+function spoken(names: readonly (string | false)[]): string {
+  const kept = names.filter((n): n is string => typeof n === 'string');
+  return kept.length <= 1 ? kept.join('') : `${kept.slice(0, -1).join(', ')} and ${kept[kept.length - 1]}`;
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

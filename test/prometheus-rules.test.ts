@@ -89,6 +89,17 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
   });
 });
 
+test('the Envoy alerts follow how EPP failures reach clients: KvrouteEppSlow only with buffered bodies (the message timer), KvrouteEppFailingOpen only failing open, KvrouteEppStreamsFailing with full-duplex bodies or failing closed', () => {
+  const alertNames = (props: Parameters<typeof synthProps>[0]): string[] => one(synthProps(props), 'PrometheusRule').spec.groups
+    .flatMap((g: { rules: { alert?: string }[] }) => g.rules).map((r: { alert?: string }) => r.alert).filter((a: string | undefined) => a?.startsWith('KvrouteEpp') && a !== 'KvrouteEppDown' && a !== 'KvrouteEppReplicaDown');
+  expect(alertNames(DEMO)).toEqual(['KvrouteEppFailingOpen', 'KvrouteEppSlow']);
+  expect(alertNames(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))).toEqual(['KvrouteEppFailingOpen', 'KvrouteEppStreamsFailing']);
+  expect(alertNames(withOverrides(DEMO, { extProc: { failureModeAllow: false } }))).toEqual(['KvrouteEppSlow', 'KvrouteEppStreamsFailing']);
+  const native = CLUSTERS.find((c) => c.routing.inferenceRouting === 'native')!.routing;
+  expect(alertNames(native)).toEqual(['KvrouteEppFailingOpen', 'KvrouteEppStreamsFailing']);
+  expect(alertNames(withOverrides(native, { poolFailureMode: 'FailClose' }))).toEqual(['KvrouteEppStreamsFailing']);
+});
+
 test('the metric-name check catches an unknown metric', () => {
   expect(selectedMetrics('sum(rate(vllm:prefix_cache_hit_total{namespace="x"}[5m]))').filter((m) => !known.has(m)))
     .toEqual(['vllm:prefix_cache_hit_total']);
