@@ -55,13 +55,14 @@ describe('precise routing through the gateway, from the pods\' own KV events', (
   beforeAll(async () => {
     const zmqPort = await freePort();
     const ports = [await freePort(), await freePort()];
-    // llm-d's minimal entry, as the issue's operators would write it, plus the profile's picker.
+    // llm-d's minimal entry, as the issue's operators would write it, plus the profile's picker; discoverPods stated,
+    // since unset it would also dial every endpoint at port 5557 as llm-d v0.8.0 does (and hear whatever binds it here).
     const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: precise-prefix-cache-scorer
   parameters:
-    kvEventsConfig: { zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
+    kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
     indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
 `;
     epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',

@@ -257,13 +257,13 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     scheduler.plugins.onWarmChange(updateServing);
     datastore.on('endpointAdded', (ep) => {
       scheduler.plugins.addEndpoint(ep);
-      logger.info('endpoint added', { endpoint: ep.key, pod: ep.name });
+      logger.info('endpoint added', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
       updateServing();
     });
     datastore.on('endpointRemoved', (ep) => {
       // The prefix index and session bindings must forget the pod, or they keep steering traffic to its address.
       scheduler.plugins.removeEndpoint(ep.key);
-      logger.info('endpoint removed', { endpoint: ep.key, pod: ep.name });
+      logger.info('endpoint removed', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
       updateServing();
     });
     datastore.on('poolSyncChanged', updateServing);

@@ -68,6 +68,7 @@ describe('KubernetesDiscovery against a fake API server', () => {
     // Back to one target port: a resync, and the endpoint keeps its name but is scraped as a single-port pool's is.
     api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
     await waitFor(() => ds.get(`${ip(2)}:8000`)?.metricsPort === undefined, 'single port again');
+    expect(ds.get(`${ip(2)}:8000`)).toMatchObject({ name: 'dp-1-rank-0', podName: 'dp-1', rank: 0 });
     expect(d.currentPool?.targetPorts).toEqual([8000]);
   });
 

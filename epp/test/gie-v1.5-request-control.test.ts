@@ -110,6 +110,19 @@ describe('request control as GIE v1.5.0 answers', () => {
     expect(plain.kind === 'route' && plain.body).toBeFalsy();
   });
 
+  test('metrics.go RecordSchedulerAttempt: pod_name is the endpoint\'s pod (metadata.PodName), not its rank name', async () => {
+    ds = pool(0);
+    ds.upsertEndpoint({ key: '10.0.0.9:8001', name: 'dp-rank-1', podName: 'dp', rank: 1, namespace: 'ns', address: '10.0.0.9', port: 8001, labels: {} });
+    ds.setMetrics('10.0.0.9:8001', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    const metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer')), metrics: metrics.collectors });
+    const d = await director.route(post(chat));
+    if (d.kind !== 'route') throw new Error('not routed');
+    director.release(d.ticket, 'completed');
+    const attempts = await metrics.registry.getSingleMetricAsString('inference_extension_scheduler_attempts_total');
+    expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="success",target_model_name="m",pod_name="dp",namespace="ns",port="8001"} 1');
+  });
+
   test('director.go runPreRequestPlugins / runResponseHeaderPlugins: request hooks are timed by extension point; a plugin with both has both series', async () => {
     ds = pool(1);
     const metrics = createEppMetrics();

@@ -151,7 +151,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log).toEqual([`batch ${POD} 7 Qwen/Qwen3-0.6B`]);
   });
 
-  test('a sequence going backwards is a restarted publisher: its entries are dropped (a restarted vLLM has an empty cache)', async () => {
+  test('a return to 0 after the stream moved past it is a restarted publisher: its entries are dropped (a restarted vLLM has an empty cache)', async () => {
     const r = new Recorder();
     await perPod(r, false);
     await send(publisher, 0);
@@ -287,6 +287,57 @@ describe('KV-event subscriptions: both shapes at once (llm-d v0.8.0 with discove
       subscriber.close();
       bindingPod.close();
       connectingPod.close();
+    }
+  });
+});
+
+describe('KV-event subscriptions: the unset-discoverPods default\'s bind, and topics on dialled sockets', () => {
+  test('in both mode an optional bind that fails (the address in use) is logged and the dialled subscriptions go on; a named address still fails the start', async () => {
+    const holder = new zmq.Subscriber();
+    await holder.bind('tcp://127.0.0.1:0');
+    const taken = holder.lastEndpoint!;
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => warnings.push(m), debug: () => undefined };
+    const optional = new KvEventSubscriber({
+      mode: 'both', zmqEndpoint: taken, bindIsOptional: true, topicFilter: 'kv@', socketPort: 1,
+      resolvePod: () => undefined, events: new Recorder(), logger,
+    });
+    const named = new KvEventSubscriber({
+      mode: 'both', zmqEndpoint: taken, topicFilter: 'kv@', socketPort: 1,
+      resolvePod: () => undefined, events: new Recorder(), logger: quiet,
+    });
+    try {
+      await optional.start();
+      expect(optional.warm).toBe(true);
+      expect(optional.boundEndpoint).toBeUndefined();
+      expect(warnings).toEqual([expect.stringMatching(/not bound/)]);
+      await expect(named.start()).rejects.toThrow();
+    } finally {
+      optional.close();
+      named.close();
+      holder.close();
+    }
+  });
+
+  test('a dialled socket\'s batch whose topic names another endpoint of the pool goes to that endpoint, as llm-d-kv-cache attributes by topic (pool.go @ v0.7.1); an unresolved topic keeps the socket\'s pod', async () => {
+    const publisher = new TestKvEventPublisher('kv@127.0.0.1:8001@m');
+    const r = new Recorder();
+    const NAMED = '127.0.0.1:8001';
+    const { socketPort } = await publisher.bind();
+    const subscriber = new KvEventSubscriber({
+      mode: 'per-pod', topicFilter: 'kv@', socketPort,
+      resolvePod: (id) => (id === NAMED ? NAMED : undefined), events: r, logger: quiet,
+    });
+    try {
+      subscriber.addEndpoint(POD);
+      await publisher.waitSubscribed();
+      await send(publisher, 0, 1);
+      await send(publisher, 1, 2, { topic: 'kv@10.9.9.9@m' });
+      await waitFor(() => r.batches().length === 2);
+      expect(r.batches()).toEqual([`batch ${NAMED} 1 m`, `batch ${POD} 2 m`]);
+    } finally {
+      subscriber.close();
+      publisher.close();
     }
   });
 });

@@ -185,7 +185,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
   - type: precise-prefix-cache-scorer
     parameters:
-      kvEventsConfig: { zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
       indexerConfig: { tokenProcessorConfig: { blockSize: 16 }, tokenizersPoolConfig: { modelName: "${MODEL}" } }
       speculativeIndexing: false
   - type: max-score-picker

@@ -34,11 +34,19 @@ export function unnamedLoraAdapter(loraId: number): string {
   return `\u0000lora-id:${loraId}`;
 }
 
+/**
+ * Whether an event's blocks start a chain: no parent, or a parent of 0, which llm-d-kv-cache (pool.go @ v0.7.1) reads
+ * as an unset uint64 and vLLM's hash_block_tokens as a falsy parent (kv_cache_utils.py @ v0.10.0).
+ */
+export function startsChain(event: Pick<BlockStored, 'parentBlockHash'>): boolean {
+  return event.parentBlockHash === null || event.parentBlockHash === '0';
+}
+
 export function chainStartOf(event: BlockStored): ChainStart {
   const loraName = event.loraName ?? null;
   const adapter = loraName !== null ? loraName : event.loraId !== null ? unnamedLoraAdapter(event.loraId) : '';
   // Only a chain that starts at the first block (no parent) begins with the block the salt is on.
-  if (event.parentBlockHash !== null) return { adapter };
+  if (!startsChain(event)) return { adapter };
   const first = event.extraKeys?.[0];
   if (!first || first.length === 0) return { adapter };
   // The LoRA key comes first when the request had an adapter: its name (or, in v0.10.x, its int id).

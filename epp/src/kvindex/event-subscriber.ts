@@ -53,6 +53,12 @@ export interface SubscriberOptions {
   readonly mode: SubscriptionMode;
   /** Central mode: the endpoint the EPP binds. */
   readonly zmqEndpoint?: string;
+  /**
+   * In `both` mode: a bind that fails (the address in use, e.g. by a vLLM on the same host with its default
+   * `tcp://*:5557`) is logged and per-pod subscriptions go on, instead of failing the start. For a default address
+   * the config did not name.
+   */
+  readonly bindIsOptional?: boolean;
   /** Topic prefix to subscribe to. @default "kv@" */
   readonly topicFilter: string;
   /** Per-pod mode: the port each pod's vLLM publishes on. */
@@ -148,6 +154,8 @@ export class KvEventSubscriber {
   /** Per-pod subscriptions not yet connected whose warm-up wait has not run out, with the timer that ends it. */
   private readonly warmingUp = new Map<string, NodeJS.Timeout>();
   private closed = false;
+  /** `both` mode's optional bind failed (see `bindIsOptional`). */
+  private bindSkipped = false;
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -157,7 +165,17 @@ export class KvEventSubscriber {
     const endpoint = this.options.zmqEndpoint;
     if (!endpoint) throw new Error('central KV-event subscription needs zmqEndpoint');
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
-    await socket.bind(endpoint);
+    try {
+      await socket.bind(endpoint);
+    } catch (e) {
+      socket.close();
+      if (!(this.options.mode === 'both' && this.options.bindIsOptional === true)) throw e;
+      this.bindSkipped = true;
+      this.options.logger.warn('KV-event socket not bound; pods that connect to the EPP will not be heard, pods that bind are dialled', {
+        endpoint, error: (e as Error).message,
+      });
+      return;
+    }
     socket.subscribe(this.options.topicFilter);
     this.central = socket;
     void this.consume(socket, undefined);
@@ -218,7 +236,7 @@ export class KvEventSubscriber {
    * what the EPP's readiness waits for before it first reports SERVING.
    */
   get warm(): boolean {
-    return (this.options.mode === 'per-pod' || this.central !== undefined) && this.warmingUp.size === 0;
+    return (this.options.mode === 'per-pod' || this.central !== undefined || this.bindSkipped) && this.warmingUp.size === 0;
   }
 
   /** Pods whose subscription readiness still waits for (per-pod), for logs and tests. */
@@ -282,7 +300,11 @@ export class KvEventSubscriber {
     // and, in central mode, which of a pod's ranks the topic's pod id means.
     const decoded = decodePayload(payload);
     const rank = decoded.batch?.dataParallelRank ?? 0;
-    const endpointKey = socketEndpoint ?? this.options.resolvePod(topic!.pod, rank);
+    // A dialled socket's batches belong to its pod unless the topic names another endpoint of the pool: llm-d-kv-cache
+    // attributes every message by its topic (pool.go, engineadapter parseTopic @ v0.7.1), so does kvroute where the
+    // topic resolves.
+    const named = topic ? this.options.resolvePod(topic.pod, rank) : undefined;
+    const endpointKey = named ?? socketEndpoint;
     if (endpointKey === undefined) {
       events.dropped(undefined, 'unknown-pod');
       return;

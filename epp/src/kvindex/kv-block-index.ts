@@ -16,6 +16,7 @@
  * has, so such entries can only be leftovers of lost events. All pods together are bounded by `maxEntries`, for the
  * EPP's memory: past it every pod keeps the same fraction of its capacity, its most recently stored blocks.
  */
+import { startsChain } from './chain-start';
 import { shareBudget, type BudgetShare } from '../scheduling/plugins/index-budget';
 import { blockKey } from '../scheduling/plugins/prefix-hash';
 import { engineKeyOf } from './engine-hash';
@@ -189,9 +190,8 @@ export class KvBlockIndex {
       // Token ids that cannot be the blocks' own (placeholders, e.g. [1, 2, 3] with block_size 256): by engine hash.
       return this.storeByHash(pod, state, event.blockHashes, tier);
     }
-    // A parent of 0 is no parent: llm-d-kv-cache (pool.go @ v0.7.1) reads an unset uint64 so, and vLLM's
-    // hash_block_tokens treats a falsy parent as the chain's start (kv_cache_utils.py @ v0.10.0).
-    const chainStart = event.parentBlockHash === null || event.parentBlockHash === '0';
+    // A parent of 0 is no parent (see startsChain).
+    const chainStart = startsChain(event);
     let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
     for (let i = 0; i < event.blockHashes.length; i++) {

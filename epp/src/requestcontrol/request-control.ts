@@ -187,10 +187,11 @@ class RequestSeries {
     return this.running;
   }
 
+  /** `pod_name` is the pod's, as GIE v1.5.0 records `metadata.PodName` (pkg/epp/metrics/metrics.go), not the endpoint's rank name. */
   attemptSucceeded(target: Endpoint): ValueSeries {
     let series = this.attempts.get(target);
     if (series === undefined || series.detached) {
-      series = this.m.schedulerAttempts.child({ status: 'success', target_model_name: this.targetModel, pod_name: target.name, namespace: target.namespace, port: String(target.port) });
+      series = this.m.schedulerAttempts.child({ status: 'success', target_model_name: this.targetModel, pod_name: target.podName ?? target.name, namespace: target.namespace, port: String(target.port) });
       this.attempts.set(target, series);
     }
     return series;

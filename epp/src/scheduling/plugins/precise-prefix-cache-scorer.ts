@@ -220,6 +220,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.subscriber = new KvEventSubscriber({
       mode: perPod ? (bound !== undefined ? 'both' : 'per-pod') : 'central',
       ...(bound !== undefined ? { zmqEndpoint: bound } : {}),
+      // The unset-discoverPods default binds an address the config did not name: failing to is not fatal.
+      ...(events.discoverPods === undefined && events.zmqEndpoint === undefined ? { bindIsOptional: true } : {}),
       topicFilter: events.topicFilter ?? 'kv@',
       socketPort: events.podDiscoveryConfig?.socketPort ?? 5557,
       ...(events.replayPort !== undefined ? { replayPort: events.replayPort } : {}),
