@@ -35,6 +35,32 @@ describe('RequestControl', () => {
     expect(none).toMatchObject({ kind: 'reject', status: 503 });
   });
 
+  test('subset hint: a comma-separated string is read too (GIE v1.6.0 lwepp #2935); an ip:port of the pool selects that endpoint only, a bare IP or a port the pool lacks every endpoint at the IP (lwepp #2963, v1.5.0 candidates.go)', async () => {
+    // A data-parallel pod: two endpoints at one IP (two target ports).
+    for (const port of [8000, 8001]) {
+      ds.upsertEndpoint({ key: `10.0.0.9:${port}`, name: `dp-rank-${port - 8000}`, podName: 'dp', rank: port - 8000, namespace: 'ns', address: '10.0.0.9', port, labels: {} });
+      ds.setMetrics(`10.0.0.9:${port}`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    const picks = async (hint: unknown): Promise<Set<string>> => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 24; i++) {
+        const d = await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: hint } }));
+        if (d.kind !== 'route') throw new Error(`rejected: ${d.kind}`);
+        seen.add(d.endpoint);
+        director.release(d.ticket, 'completed');
+      }
+      return seen;
+    };
+    expect(await picks('10.0.0.1:8000, 10.0.0.2:8000')).toEqual(new Set(['10.0.0.1:8000', '10.0.0.2:8000']));
+    expect(await picks(['10.0.0.9:8001'])).toEqual(new Set(['10.0.0.9:8001']));
+    expect(await picks('10.0.0.9:8000')).toEqual(new Set(['10.0.0.9:8000']));
+    expect(await picks(['10.0.0.9'])).toEqual(new Set(['10.0.0.9:8000', '10.0.0.9:8001']));
+    expect(await picks(['10.0.0.9:1234'])).toEqual(new Set(['10.0.0.9:8000', '10.0.0.9:8001']));
+    const none = await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ' , ' } }));
+    expect(none).toMatchObject({ kind: 'reject', status: 503 });
+  });
+
   test('a request whose stream is abandoned while it is being prepared (tokenized) is never scheduled nor counted in flight', async () => {
     // The default config's scheduler, plus one request-preparing plugin that finishes when the test says so, as a
     // tokenizer still working when Envoy's message timeout fires.

@@ -4,6 +4,7 @@
  * hooks, the in-flight count) → the response hooks at the response headers → release when the response ends. It knows
  * nothing of gRPC; the scheduler only schedules and knows nothing of it.
  */
+import { endpointKey } from '../datastore/endpoint-key';
 import type { Datastore } from '../datastore/datastore';
 import type { EndpointSnapshot } from '../datastore/types';
 import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
@@ -833,15 +834,34 @@ export class RequestControl implements RequestDirector {
     }
   }
 
-  /** The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). */
+  /**
+   * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
+   * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
+   * GIE's reference EPP reads too since v1.6.0 (lwepp `handleRequestHeaders`, #2935: what Envoy's header-to-metadata
+   * rules produce). An entry selects the endpoint at its `ip:port` when the pool has one there (lwepp's port-aware
+   * matching for data-parallel ranks, #2963), and otherwise every endpoint at its IP: v1.5.0 matches IPs only, so a
+   * hint whose port is not the pool's still selects the pod.
+   */
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
     if (this.options.disableEndpointSubsetFilter === true) return all;
     const hint = req.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];
-    if (!Array.isArray(hint)) return all;
-    // The hint lists ip:port, but ports are ignored as upstream does: the pool has one target port.
-    const hosts = new Set(hint.filter((h): h is string => typeof h === 'string').map(hostOf));
-    return all.filter((s) => hosts.has(s.endpoint.address));
+    let entries: string[];
+    if (Array.isArray(hint)) entries = hint.filter((h): h is string => typeof h === 'string').flatMap((h) => h.split(','));
+    else if (typeof hint === 'string') entries = hint.split(',');
+    else return all;
+    const keys = new Set(all.map((s) => s.endpoint.key));
+    const exact = new Set<string>();
+    const hosts = new Set<string>();
+    for (const raw of entries) {
+      const entry = raw.trim();
+      if (entry === '') continue;
+      const host = hostOf(entry);
+      const key = host === entry ? undefined : endpointKeyOf(entry);
+      if (key !== undefined && keys.has(key)) exact.add(key);
+      else hosts.add(host);
+    }
+    return all.filter((s) => exact.has(s.endpoint.key) || hosts.has(s.endpoint.address));
   }
 
   /**
@@ -972,6 +992,13 @@ function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
   }
   parts.push(buf.subarray(start));
   return Buffer.concat(parts);
+}
+
+/** An `ip:port` entry as an endpoint key (IPv6 hosts bracketed), or undefined when the port is not a port. */
+function endpointKeyOf(hostPort: string): string | undefined {
+  const port = Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return endpointKey(hostOf(hostPort), port);
 }
 
 function hostOf(hostPort: string): string {
