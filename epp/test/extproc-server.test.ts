@@ -379,6 +379,18 @@ describe('routing outcomes', () => {
     s.end();
     await s.status;
   });
+  it('reads the metadata of the body message too (GIE v1.5.0 handlers/server.go reads every message\'s): a subset hint sent with the body reaches the director', async () => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'NONE') });
+    s.send({
+      ...requestBody(JSON.stringify({ model: 'm', prompt: 'hi' }), true),
+      metadata_context: { filter_metadata: { 'envoy.lb.subset_hint': { fields: { 'x-gateway-destination-endpoint-subset': { listValue: { values: [{ stringValue: '10.0.0.3:8000' }] } } } } } },
+    });
+    await s.next();
+    expect(director.requests[0]!.filterMetadata).toEqual({ 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': ['10.0.0.3:8000'] } });
+    s.end();
+    await s.status;
+  });
 });
 
 describe('response phase', () => {

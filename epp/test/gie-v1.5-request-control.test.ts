@@ -53,6 +53,38 @@ describe('request control as GIE v1.5.0 answers', () => {
     expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="failure",target_model_name="m",pod_name="",namespace="",port=""} 1');
   });
 
+  test('director.go HandleRequest parses before it locates: a malformed body is 400 with no pod ready; error series carry the incoming model and the rewrite target (server.go\'s deferred count)', async () => {
+    ds = pool(0);
+    const metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer')), metrics: metrics.collectors });
+    const bad: IncomingRequest = { ...post(chat, { 'x-gateway-model-name-rewrite': 'tgt' }), body: Buffer.from('{"model": ') };
+    expect(await director.route(bad)).toMatchObject({ kind: 'reject', status: 400 });
+    expect(await director.route(post(chat, { 'x-gateway-model-name-rewrite': 'tgt' }))).toMatchObject({ kind: 'reject', status: 503 });
+    const errors = await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total');
+    expect(errors).toContain('inference_objective_request_error_total{model_name="",target_model_name="tgt",error_code="BadRequest"} 1');
+    expect(errors).toContain('inference_objective_request_error_total{model_name="m",target_model_name="tgt",error_code="ServiceUnavailable"} 1');
+  });
+
+  test('parsers/openai/openai.go parses every body whatever its content-type: JSON sent as a form (curl -d) is read (rewritten, counted), malformed JSON as text is 400; what cannot be JSON (a multipart upload) is routed by load', async () => {
+    ds = pool(2);
+    const metrics = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer')), metrics: metrics.collectors });
+    const as = (contentType: string, body: string, headers: Record<string, string> = {}): IncomingRequest => {
+      const req = post(chat, headers);
+      return { ...req, headers: new Map([...req.headers, ['content-type', contentType]]), body: Buffer.from(body) };
+    };
+    const form = await director.route(as('application/x-www-form-urlencoded', JSON.stringify(chat), { 'x-gateway-model-name-rewrite': 'tgt' }));
+    expect(form.kind).toBe('route');
+    if (form.kind === 'route') {
+      expect(JSON.parse(form.body!.toString()).model).toBe('tgt');
+      director.release(form.ticket, 'completed');
+    }
+    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_total')).toContain('model_name="m",target_model_name="tgt"');
+    expect(await director.route(as('text/plain', '{"model": "m", '))).toMatchObject({ kind: 'reject', status: 400 });
+    const upload = await director.route(as('multipart/form-data; boundary=x', '--x\r\nContent-Disposition: form-data; name="file"\r\n\r\nRIFF...\r\n--x--'));
+    expect(upload.kind).toBe('route');
+  });
+
   test('director.go HandleRequest: no candidate at all is ServiceUnavailable (503); handlers/request.go: a body-less request with no pod is Internal (500)', async () => {
     ds = pool(0);
     const metrics = createEppMetrics();

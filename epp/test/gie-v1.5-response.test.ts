@@ -106,6 +106,47 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(text).toMatch(/^inference_objective_request_duration_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
   });
 
+  test('a stream that begins at the response headers (the request skipped) is answered, and its usage recorded with no model names (handlers/server.go handles response messages in any state; hermetic "SSE token counting")', async () => {
+    const s = envoy.open();
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
+    expect((await s.next()).response).toBe('response_headers');
+    const chunk = 'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}\n\ndata: [DONE]\n\n';
+    s.send(responseBody(chunk, true));
+    expect(Buffer.concat((await readStreamedBody(s, 'response_body')).chunks).toString()).toBe(chunk);
+    s.end();
+    await s.status;
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^inference_objective_input_tokens_sum\{model_name="",target_model_name=""\} 7$/m);
+    expect(text).toMatch(/^inference_objective_output_tokens_sum\{model_name="",target_model_name=""\} 3$/m);
+    // Nothing was counted in flight for it.
+    expect(ds.snapshot()[0]!.activeRequests).toBe(0);
+  });
+
+  test('metrics.go RecordInputTokens / RecordOutputTokens observe counts above 0 only: an embeddings response adds no output_tokens observation; IncRunningRequests skips an empty model name', async () => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders({ ...POST_HEADERS, ':path': '/v1/embeddings' }, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send(requestBody(JSON.stringify({ model: 'emb', input: 'hello' }), true));
+    expect((await s.next()).response).toBe('request_headers');
+    await readStreamedBody(s, 'request_body');
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    expect((await s.next()).response).toBe('response_headers');
+    s.send(responseBody('{"object":"list","data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}', true));
+    await readStreamedBody(s, 'response_body');
+    s.end();
+    await s.status;
+    const unnamed = envoy.open();
+    unnamed.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'NONE') });
+    unnamed.send(requestBody(JSON.stringify({ model: '', prompt: 'hi' }), true));
+    expect((await unnamed.next()).response).toBe('request_headers');
+    await readStreamedBody(unnamed, 'request_body');
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^inference_objective_input_tokens_count\{model_name="emb",target_model_name="emb"\} 1$/m);
+    expect(text).not.toMatch(/^inference_objective_output_tokens_count\{model_name="emb"/m);
+    expect(text).not.toMatch(/^inference_objective_running_requests\{model_name=""\}/m);
+    unnamed.end();
+    await unnamed.status;
+  });
+
   test('after x-gateway-model-name-rewrite the server gets the target model and the client sees its own name back (handlers/server.go rewriteModelName)', async () => {
     const s = envoy.open();
     s.send({ ...requestHeaders({ ...POST_HEADERS, 'x-gateway-model-name-rewrite': 'm-v2' }, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });

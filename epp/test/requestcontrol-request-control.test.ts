@@ -42,7 +42,7 @@ describe('RequestControl', () => {
       ds.setMetrics(`10.0.0.9:${port}`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
     }
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
-    const picks = async (hint: unknown): Promise<Set<string>> => {
+    const picks = async (hint: string | string[]): Promise<Set<string>> => {
       const seen = new Set<string>();
       for (let i = 0; i < 24; i++) {
         const d = await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: hint } }));

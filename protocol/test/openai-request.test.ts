@@ -97,12 +97,11 @@ describe('OpenAI request bodies', () => {
     [{ model: 'm', prompt: 'x', cache_salt: 1 }, /^cache_salt: must be a string/],
     [{ model: 'm', messages: [{ role: 'user', content: 'x' }], tools: {} }, /^tools: must be an array/],
     [{ model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: 'yes' }, /^add_generation_prompt: must be a boolean/],
-    [{ model: 'm', input: 7 }, /^input: must be a string/],
     [{ model: 'm', prompt: 5 }, /^prompt: must be/],
     [{ model: 'm', prompt: [] }, /^prompt: must be/],
     [{ model: 'm', messages: 'hi' }, /^messages: must be an array/],
     [{ model: 'm', messages: [] }, /^messages: must not be empty/],
-    [{ model: 'm', messages: [{ content: 'x' }] }, /^messages\[0\]\.role:/],
+    [{ model: 'm', messages: [{ role: 5, content: 'x' }] }, /^messages\[0\]\.role: must be a string/],
     [{ model: 'm', messages: [{ role: 'user', content: 5 }] }, /^messages\[0\]\.content:/],
   ])('rejects %j', (body, message) => {
     expect(() => parse(body)).toThrow(RequestBodyError);
@@ -148,8 +147,17 @@ describe('promptHead', () => {
     expect('chatTemplateKwargs' in parsed.input).toBe(false);
   });
 
+  test('GIE v1.5.0 accepts what its types allow (framework/interface/scheduling/types.go): a message without role (Role string, omitempty), an input of any shape (Input any), which has no prompt to match', () => {
+    const chat = parse({ model: 'm', messages: [{ content: 'hi' }] });
+    expect(chat.input).toMatchObject({ kind: 'chat' });
+    expect(chat.prompt).toContain('hi');
+    expect(parse({ model: 'm', input: 7 }).input).toEqual({ kind: 'none' });
+    expect(parse({ model: 'm', input: { nested: true } }).input).toEqual({ kind: 'none' });
+    expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a\nb' });
+  });
+
   test('a chat body with several faults reports the first in the order the fields are checked: tools, kwargs, messages, the two flags', () => {
-    const bad = { tools: {}, chat_template_kwargs: 1, messages: [{ role: '' }], add_generation_prompt: 'x', continue_final_message: 'y' };
+    const bad = { tools: {}, chat_template_kwargs: 1, messages: [{ role: 5 }], add_generation_prompt: 'x', continue_final_message: 'y' };
     const first = (v: Record<string, unknown>) => { try { parse({ model: 'm', ...v }); return 'none'; } catch (e) { return (e as RequestBodyError).param; } };
     expect(first(bad)).toBe('tools');
     expect(first({ ...bad, tools: undefined })).toBe('chat_template_kwargs');

@@ -228,7 +228,7 @@ export class ModelTokenizer {
         const messages = input.messages.map((m: ChatMessageInput) => {
           const content = messageContent(m.content);
           exact &&= content.exact;
-          return { ...m, role: m.role, content: content.text };
+          return { ...m, role: m.role ?? '', content: content.text };
         });
         const text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,

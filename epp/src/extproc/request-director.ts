@@ -96,6 +96,13 @@ export interface RequestDirector {
    * after a model rewrite). Throwing is logged and ignored.
    */
   responseBody?(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined | void;
+  /**
+   * Optional: a ticket for a response whose request the EPP never saw, the stream beginning at the response headers
+   * (Envoy with `request_header_mode: SKIP`, or GIE's hermetic response-only cases: GIE v1.5.0 handlers/server.go
+   * handles the response messages in any state). It is handed to the response hooks and to `release` like a routed
+   * request's; nothing was counted in flight for it.
+   */
+  responseWithoutRequest?(): unknown;
 }
 
 /** A reject decision with an OpenAI-shaped body (`@kvroute/protocol/openai`), as every kvroute component answers. */

@@ -203,7 +203,7 @@ export class ExtProcStream {
     if (msg instanceof MalformedMessage) throw new ProtocolError(`malformed ProcessingRequest: ${msg.error.message}`);
     switch (msg.request) {
       case 'request_headers': return this.onRequestHeaders(msg, msg.request_headers ?? {});
-      case 'request_body': return this.onRequestBody(msg.request_body ?? {});
+      case 'request_body': return this.onRequestBody(msg, msg.request_body ?? {});
       case 'request_trailers': return this.onRequestTrailers();
       case 'response_headers': return this.onResponseHeaders(msg, msg.response_headers ?? {});
       case 'response_body': return this.onResponseBody(msg.response_body ?? {});
@@ -251,8 +251,12 @@ export class ExtProcStream {
     }
   }
 
-  private onRequestBody(b: HttpBody): void {
+  private onRequestBody(msg: ProcessingRequest, b: HttpBody): void {
     const body = b.body ?? Buffer.alloc(0);
+    // The metadata of body messages counts too: GIE v1.5.0 reads it from every message (handlers/server.go,
+    // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), so a subset hint sent with the body is honoured;
+    // kvroute keeps what the headers message sent unless a later message names the same namespace.
+    if (msg.metadata_context !== undefined) Object.assign(this.filterMetadata, filterMetadataOf(msg));
     if (this.state === 'forwarded' && this.requestBodyMode === 'STREAMED') {
       this.io.send(bodyResponse('request'));
       return;
@@ -429,7 +433,8 @@ export class ExtProcStream {
   // Response side
 
   private onResponseHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
-    if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
+    if (this.state === 'request-headers') this.beginWithoutRequest(msg);
+    else if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
     this.responseStarted = true;
     const mutation = this.responseHeaderMutation(msg, h);
     const encoded = this.settings.encoded;
@@ -439,6 +444,33 @@ export class ExtProcStream {
     } else {
       this.state = 'response-body';
     }
+  }
+
+  /**
+   * A stream whose first message is the response headers: the proxy skipped the request (`request_header_mode: SKIP`).
+   * GIE v1.5.0 answers the response messages in any state (handlers/server.go), recording the response's usage with no
+   * model names; so does kvroute, through the director's ticket for such a response when it has one.
+   */
+  private beginWithoutRequest(msg: ProcessingRequest): void {
+    const pc = msg.protocol_config;
+    if (pc) {
+      if (!isBodyMode(pc.request_body_mode) || !isBodyMode(pc.response_body_mode)) {
+        throw new ProtocolError(`unsupported protocol_config body modes ${pc.request_body_mode}/${pc.response_body_mode}`);
+      }
+      this.requestBodyMode = pc.request_body_mode;
+      this.responseBodyMode = pc.response_body_mode;
+      this.modesAnnounced = true;
+    }
+    this.requestId = randomUUID();
+    const director = this.settings.director;
+    if (director.responseWithoutRequest !== undefined) {
+      try {
+        this.ticket = { value: director.responseWithoutRequest() };
+      } catch (e) {
+        this.settings.logger.warn('responseWithoutRequest failed', { error: (e as Error).message });
+      }
+    }
+    this.state = 'forwarded';
   }
 
   /** The director's response headers, if it has any to add; a failing hook never fails the response. */

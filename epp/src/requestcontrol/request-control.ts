@@ -212,7 +212,8 @@ class Ticket {
   responseRecorded = false;
 
   constructor(
-    readonly target: Endpoint,
+    /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
+    readonly target: Endpoint | undefined,
     /** Whether its body was read (a request routed by load without one has no response metrics of its own). */
     readonly bodyRead: boolean,
     /** The request as the post-response hooks see it, without its prompt (`retainedRequest`); only when a cycle picked it. */
@@ -374,6 +375,15 @@ export class RequestControl implements RequestDirector {
    */
   decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     const started = this.monotonicSeconds();
+    // The body is read before the candidates are looked up, as GIE v1.5.0's director does (`HandleRequest`: parse, then
+    // admit, then locate), so a malformed body is a 400 whether or not any pod is ready.
+    const parsed = this.readBody(req);
+    const rewriteHeader = req.headers.get(MODEL_REWRITE_HEADER);
+    if (parsed instanceof RequestBodyError) {
+      // GIE labels the error with the incoming model it could not read ("") and the rewrite target, set from the
+      // headers before the body (handlers/request.go, server.go's deferred error count).
+      return this.reject(400, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '');
+    }
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
       // A request without a body (headers with end_of_stream, a GET) is sent to any pod upstream, and with none GIE
@@ -383,11 +393,10 @@ export class RequestControl implements RequestDirector {
       if (req.body === undefined && req.bodyWithheld !== true) {
         return this.reject(500, `no pods available in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
       }
-      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
+      const incoming = parsed !== undefined ? this.modelLabel(parsed.model ?? '') : undefined;
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), incoming, { code: 'no_ready_endpoints' }, undefined,
+        rewriteHeader && parsed !== undefined ? this.modelLabel(rewriteHeader) : incoming);
     }
-
-    const parsed = this.readBody(req);
-    if (parsed instanceof RequestBodyError) return this.reject(400, parsed.message, undefined, { param: parsed.param, code: parsed.code });
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
@@ -440,7 +449,7 @@ export class RequestControl implements RequestDirector {
     // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
     const current = this.candidates(req);
     if (current.length === 0) {
-      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model));
     }
     return this.scheduleNow(req, request, model, current, () => signal, started);
   }
@@ -471,7 +480,7 @@ export class RequestControl implements RequestDirector {
       // (v1.5.0 `requestcontrol/admission.go` LegacyAdmissionController).
       const priority = this.queuePriority(request.headers);
       if (priority !== undefined && priority < 0) {
-        return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' });
+        return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model));
       }
     }
     try {
@@ -482,12 +491,12 @@ export class RequestControl implements RequestDirector {
         if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
           return this.waitForCapacity(req, request, model, signal(), started);
         }
-        return this.schedulingFailed(e, model);
+        return this.schedulingFailed(e, model, this.targetOf(request, model));
       }
       // A scheduler bug must not fail the request (the gateway runs with failure_mode_allow for the same reason):
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
-      this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: model, error_code: 'Internal' });
+      this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: this.targetOf(request, model), error_code: 'Internal' });
       return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started);
     }
   }
@@ -509,7 +518,7 @@ export class RequestControl implements RequestDirector {
     const headers = request.headers;
     const priority = this.queuePriority(headers);
     if (priority === undefined) {
-      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' });
+      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model));
     }
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
@@ -587,7 +596,7 @@ export class RequestControl implements RequestDirector {
         waited('rejected', GIE_QUEUE_OUTCOMES[e.reason]);
         // Nobody is listening for an answer to an abandoned stream.
         if (e.reason === 'aborted') return abandoned();
-        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason });
+        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason }, this.targetOf(request, model));
       }
       if (signal.aborted) {
         m?.flowControlRejections.inc({ reason: 'aborted' });
@@ -597,7 +606,7 @@ export class RequestControl implements RequestDirector {
       const candidates = this.candidates(req);
       if (candidates.length === 0) {
         waited('rejected', 'Dispatched');
-        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' });
+        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model));
       }
       // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
       if (this.poolSaturated(candidates, this.usageLimit)) continue;
@@ -609,7 +618,7 @@ export class RequestControl implements RequestDirector {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
         waited('rejected', 'Dispatched');
-        if (e instanceof SchedulingError) return this.schedulingFailed(e, model);
+        if (e instanceof SchedulingError) return this.schedulingFailed(e, model, this.targetOf(request, model));
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started);
       }
@@ -624,11 +633,16 @@ export class RequestControl implements RequestDirector {
    * clients and Envoy treat 503 as unavailable (issue 11; the reasons are the filters', `scheduling/types.ts`). Both
    * count a failed `inference_extension_scheduler_attempts_total` as upstream does.
    */
-  private schedulingFailed(e: SchedulingError, model: string): RouteDecision {
-    this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: model, pod_name: '', namespace: '', port: '' });
+  private schedulingFailed(e: SchedulingError, model: string, target: string): RouteDecision {
+    this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: target, pod_name: '', namespace: '', port: '' });
     return e.reason === 'saturated'
-      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' })
-      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' });
+      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target)
+      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target);
+  }
+
+  /** The `target_model_name` label of a request: its rewrite target's, else its model's. */
+  private targetOf(request: LLMRequest, model: string): string {
+    return this.rewrites.get(request)?.targetModel ?? model;
   }
 
   /**
@@ -646,8 +660,14 @@ export class RequestControl implements RequestDirector {
   }
 
   /** The parsed body; undefined when there is none to read; the error when it cannot be read. */
+  /**
+   * The body's request fields. GIE v1.5.0 parses every body whatever its content-type (`parsers/openai/openai.go`), so a
+   * JSON body sent as a form (`curl -d`'s default) or as text is read too; kvroute leaves alone only what cannot be
+   * JSON under another content-type (a multipart upload, raw audio): those are routed by load.
+   */
   private readBody(req: IncomingRequest): ParsedRequestBody | RequestBodyError | undefined {
-    if (req.body === undefined || !isJsonContentType(req.headers.get('content-type'))) return undefined;
+    if (req.body === undefined) return undefined;
+    if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;
     try {
       return parseRequestBody(req.body);
     } catch (e) {
@@ -689,7 +709,8 @@ export class RequestControl implements RequestDirector {
     if (series !== undefined) {
       series.requestTotal(this.priorityLabel(scheduled!.request.headers)).value++;
       series.requestSizes().observe((body ?? scheduled!.body).length);
-      series.runningRequests().value++;
+      // GIE v1.5.0 metrics.go IncRunningRequests skips an empty model name.
+      if (series.model !== '') series.runningRequests().value++;
     }
     const ticket = new Ticket(
       target,
@@ -767,6 +788,14 @@ export class RequestControl implements RequestDirector {
     return label;
   }
 
+  /**
+   * A ticket for a response whose request never came through this EPP (the proxy skipped the request): its size and
+   * usage are recorded with empty model names, as GIE v1.5.0 records them (`HandleResponseBody` with no incoming model).
+   */
+  responseWithoutRequest(): unknown {
+    return new Ticket(undefined, true, undefined, this.monotonicSeconds(), undefined, undefined);
+  }
+
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {}): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
@@ -777,7 +806,7 @@ export class RequestControl implements RequestDirector {
       const contentType = headers.get('content-type');
       t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
     }
-    if (request === undefined || this.postResponsePlugins.length === 0) return undefined;
+    if (request === undefined || target === undefined || this.postResponsePlugins.length === 0) return undefined;
     const response = { headers: Object.fromEntries(headers), metadata };
     const set: Record<string, string> = {};
     const m = this.options.metrics;
@@ -812,12 +841,14 @@ export class RequestControl implements RequestDirector {
     t.responseRecorded = true;
     const m = this.options.metrics!;
     // The request's series holds its bounded labels (a pair past MAX_MODEL_SERIES is ("other", "other")).
-    const labels = { model_name: t.series!.model, target_model_name: t.series!.targetModel };
+    const labels = { model_name: t.series?.model ?? '', target_model_name: t.series?.targetModel ?? '' };
     m.responseSizes.observe(labels, observer.bytes);
     const usage = observer.usage;
     if (usage === undefined) return;
-    m.inputTokens.observe(labels, usage.promptTokens);
-    m.outputTokens.observe(labels, usage.completionTokens);
+    // GIE v1.5.0 metrics.go RecordInputTokens / RecordOutputTokens observe counts above 0 only (an embeddings response
+    // has no output tokens: no observation).
+    if (usage.promptTokens > 0) m.inputTokens.observe(labels, usage.promptTokens);
+    if (usage.completionTokens > 0) m.outputTokens.observe(labels, usage.completionTokens);
     if (usage.cachedPromptTokens !== undefined) m.promptCachedTokens.observe(labels, usage.cachedPromptTokens);
     const elapsed = this.monotonicSeconds() - t.started;
     if (usage.completionTokens > 0 && elapsed > 0) m.normalizedTimePerOutputToken.observe(labels, elapsed / usage.completionTokens);
@@ -825,11 +856,13 @@ export class RequestControl implements RequestDirector {
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
     const { target, started, series } = ticket as Ticket;
+    // A response seen without its request: nothing was counted in flight for it.
+    if (target === undefined) return;
     this.options.datastore.release(target.key);
     // A request ended: one slot may be free for the oldest waiter.
     this.options.flowControl?.queue.dispatch(1, this.dispatchGate);
     if (series !== undefined) {
-      series.runningRequests().value--;
+      if (series.model !== '') series.runningRequests().value--;
       if (outcome === 'completed') series.requestDuration().observe(this.monotonicSeconds() - started);
     }
   }
@@ -892,17 +925,18 @@ export class RequestControl implements RequestDirector {
     return model;
   }
 
+  /** `model` and `target` are the error series' labels: the incoming model and the rewrite target (else the model). */
   private reject(
     status: number,
     message: string,
     model: string | undefined,
     error: OpenAiErrorOptions,
     headers?: Readonly<Record<string, string>>,
+    target: string | undefined = model,
   ): RouteDecision {
     const m = this.options.metrics;
     if (m) {
-      const name = model ?? '';
-      m.requestErrorTotal.inc({ model_name: name, target_model_name: name, error_code: ERROR_CODES[status] ?? String(status) });
+      m.requestErrorTotal.inc({ model_name: model ?? '', target_model_name: target ?? '', error_code: ERROR_CODES[status] ?? String(status) });
     }
     const decision = rejectWith(status, message, error);
     return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
@@ -992,6 +1026,16 @@ function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
   }
   parts.push(buf.subarray(start));
   return Buffer.concat(parts);
+}
+
+/** Whether a body's first non-blank byte opens a JSON object or array. */
+function looksLikeJson(body: Buffer): boolean {
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+    return c === 0x7b || c === 0x5b;
+  }
+  return false;
 }
 
 /** An `ip:port` entry as an endpoint key (IPv6 hosts bracketed), or undefined when the port is not a port. */

@@ -19,7 +19,8 @@ export class RequestBodyError extends OpenAiApiError {
 
 /** One chat message as the client sent it, with `content` kept as sent (string, parts or null). */
 export interface ChatMessageInput {
-  readonly role: string;
+  /** Absent in a message GIE still accepts (`role` is optional there); rendered as "". */
+  readonly role?: string;
   readonly content: unknown;
   readonly [key: string]: unknown;
 }
@@ -112,8 +113,10 @@ function chatMessages(messages: unknown): readonly ChatMessageInput[] {
       throw new RequestBodyError(`messages[${i}]: must be an object`, `messages[${i}]`, 'invalid_type');
     }
     const msg = m as Record<string, unknown>;
-    if (typeof msg.role !== 'string' || msg.role === '') {
-      throw new RequestBodyError(`messages[${i}].role: must be a non-empty string`, `messages[${i}].role`, 'invalid_type');
+    // GIE v1.5.0 reads `role` as an optional string (`Message.Role`, json:"role,omitempty",
+    // framework/interface/scheduling/types.go): absent is "", only another type is refused.
+    if (msg.role !== undefined && typeof msg.role !== 'string') {
+      throw new RequestBodyError(`messages[${i}].role: must be a string`, `messages[${i}].role`, 'invalid_type');
     }
     // A string is the common content: nothing to check.
     if (typeof msg.content !== 'string') messageText(msg.content, `messages[${i}].content`);
@@ -137,6 +140,11 @@ function textOrTokens(value: unknown, field: string): PromptInput {
     if (value.every(isTokenIds)) return { kind: 'text', text: value.map((p) => p.join(' ')).join('\n') };
   }
   throw new RequestBodyError(`${field}: must be a string, an array of strings, or an array of token ids`, field, 'invalid_type');
+}
+
+function isTextOrTokens(value: unknown): boolean {
+  if (typeof value === 'string' || isTokenIds(value)) return true;
+  return Array.isArray(value) && value.length > 0 && (value.every((p) => typeof p === 'string') || value.every(isTokenIds));
 }
 
 /** The Responses API's `input`: a string, or items whose `content` is text or parts. */
@@ -197,7 +205,9 @@ function readInput(o: Record<string, unknown>): PromptInput {
   // /v1/responses takes `input` as text or items; embeddings, pooling and classify take text or token ids.
   if (o.input !== undefined) {
     if (Array.isArray(o.input) && o.input.some((i) => typeof i === 'object' && i !== null && !Array.isArray(i))) return responsesInput(o.input);
-    return textOrTokens(o.input, 'input');
+    // GIE v1.5.0 types `input` as any (ResponsesRequest.Input, EmbeddingsRequest.Input): a shape that is not text or
+    // token ids is still a request, routed without a prompt to match.
+    return isTextOrTokens(o.input) ? textOrTokens(o.input, 'input') : { kind: 'none' };
   }
   // /v1/score: text_1 against text_2; /v1/rerank: query against documents. The shared part leads.
   const pair = [...strings(o.text_1), ...strings(o.query), ...strings(o.text_2), ...strings(o.documents)];
@@ -218,7 +228,7 @@ function promptText(input: PromptInput): string {
       const { messages } = input;
       for (let i = 0; i < messages.length; i++) {
         const m = messages[i]!;
-        out += renderChatTurn(m.role, messageText(m.content, `messages[${i}].content`));
+        out += renderChatTurn(m.role ?? '', messageText(m.content, `messages[${i}].content`));
       }
       return out;
     }
@@ -245,7 +255,7 @@ export function promptHead(input: PromptInput, maxChars: number): string {
       for (let i = 0; i < messages.length && out.length < limit; i++) {
         const m = messages[i]!;
         // The pieces of renderChatTurn, each cut to the room left: a cut content string is a slice, not a copy.
-        const pieces = ['<|im_start|>', m.role, '\n', messageText(m.content, `messages[${i}].content`), '<|im_end|>\n'];
+        const pieces = ['<|im_start|>', m.role ?? '', '\n', messageText(m.content, `messages[${i}].content`), '<|im_end|>\n'];
         for (const piece of pieces) {
           const room = limit - out.length;
           if (room <= 0) break;
