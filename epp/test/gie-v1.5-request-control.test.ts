@@ -65,6 +65,31 @@ describe('request control as GIE v1.5.0 answers', () => {
     expect(errors).toContain('inference_objective_request_error_total{model_name="m",target_model_name="tgt",error_code="ServiceUnavailable"} 1');
   });
 
+  test('parsers/passthrough (the hermetic "passthrough parser success" config): the body is not read, the request is scheduled and counted with no model, and forwarded untouched', async () => {
+    ds = pool(2);
+    const metrics = createEppMetrics();
+    const cfg = parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: passthrough-parser
+- type: queue-scorer
+parser:
+  pluginRef: passthrough-parser
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+`);
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(cfg), metrics: metrics.collectors });
+    const raw: IncomingRequest = { ...post(chat, { 'x-gateway-model-name-rewrite': 'tgt' }), body: Buffer.from('passthrough-parser') };
+    const d = await director.route(raw);
+    expect(d.kind).toBe('route');
+    if (d.kind !== 'route') return;
+    expect(d.body).toBeUndefined();
+    director.release(d.ticket, 'completed');
+    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_total')).toContain('inference_objective_request_total{model_name="",target_model_name="",priority="0"} 1');
+  });
+
   test('parsers/openai/openai.go parses every body whatever its content-type: JSON sent as a form (curl -d) is read (rewritten, counted), malformed JSON as text is 400; what cannot be JSON (a multipart upload) is routed by load', async () => {
     ds = pool(2);
     const metrics = createEppMetrics();

@@ -129,7 +129,7 @@ const EXTRACTOR_TYPES: Readonly<Record<string, readonly string[]>> = {
   // llm-d v0.8.0 deploy/config/epp-precise-prefix-cache-config.yaml: the precise scorer learns of pods from it.
   'endpoint-notification-source': ['precise-prefix-cache-scorer'],
 };
-const PARSER_TYPES: readonly string[] = ['openai-parser'];
+const PARSER_TYPES: readonly string[] = ['openai-parser', 'passthrough-parser'];
 
 function referencedPlugin(value: unknown, path: string, plugins: readonly PluginSpec[], allowed: readonly string[]): string {
   const fields = FieldReader.ofMap(value, path);
@@ -176,7 +176,7 @@ function readDataLayer(top: FieldReader, plugins: readonly PluginSpec[]): Endpoi
   };
 }
 
-/** GIE v1.5.0's `parser: {pluginRef}`: the request parser, `openai-parser` being the one kvroute has. */
+/** GIE v1.5.0's `parser: {pluginRef}`: the request parser, `openai-parser` (the default) or `passthrough-parser`. */
 function readParser(top: FieldReader, plugins: readonly PluginSpec[]): EndpointPickerConfig['parser'] {
   if (!top.has('parser')) {
     top.raw('parser');

@@ -35,7 +35,7 @@ export interface EndpointPickerConfig {
    * references are checked and kept. Kept only when given.
    */
   dataLayer?: DataLayerConfig;
-  /** GIE v1.5.0's request parser (`ParserConfig`): kvroute parses OpenAI bodies only (`openai-parser`). Kept only when given. */
+  /** GIE v1.5.0's request parser (`ParserConfig`): `openai-parser` (the default) or `passthrough-parser` (bodies not read). Kept only when given. */
   parser?: PluginRefConfig;
   /**
    * GIE v1.5.0's pool saturation detector (`SaturationDetectorConfig`): a `utilization-detector` or

@@ -285,6 +285,8 @@ export class RequestControl implements RequestDirector {
   private readonly flowTicker: NodeJS.Timeout | undefined;
   /** Monotonic seconds of the flow ticker's last run, and of the end of the last stall it noticed. */
   private lastTick = 0;
+  /** The config's parser is GIE's `passthrough-parser`: bodies are not read. */
+  private readonly passthrough: boolean;
   private resumedAt = -Infinity;
   private stallGapSeconds = STALL_GAP_MS / 1000;
 
@@ -293,6 +295,8 @@ export class RequestControl implements RequestDirector {
     this.monotonicSeconds = options.monotonicSeconds ?? (() => performance.now() / 1000);
     // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
     this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
+    const parser = options.scheduler.config.parser?.pluginRef;
+    this.passthrough = parser !== undefined && options.scheduler.plugins.get(parser)?.type === 'passthrough-parser';
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
     ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
@@ -400,7 +404,7 @@ export class RequestControl implements RequestDirector {
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
-    const rewriteTo = req.headers.get(MODEL_REWRITE_HEADER);
+    const rewriteTo = this.passthrough ? undefined : req.headers.get(MODEL_REWRITE_HEADER);
     const rewritten = rewriteTo ? rewriteModel(req.body!, rewriteTo) : undefined;
     const request: LLMRequest = {
       requestId: req.requestId,
@@ -667,6 +671,8 @@ export class RequestControl implements RequestDirector {
    */
   private readBody(req: IncomingRequest): ParsedRequestBody | RequestBodyError | undefined {
     if (req.body === undefined) return undefined;
+    // GIE v1.5.0's passthrough parser returns the raw payload: no model, no prompt, no validation.
+    if (this.passthrough) return PASSTHROUGH_BODY;
     if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;
     try {
       return parseRequestBody(req.body);
@@ -1027,6 +1033,9 @@ function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
   parts.push(buf.subarray(start));
   return Buffer.concat(parts);
 }
+
+/** A body the passthrough parser did not read: no model, no prompt. */
+const PASSTHROUGH_BODY: ParsedRequestBody = Object.freeze({ input: Object.freeze({ kind: 'none' as const }), prompt: '', stream: false });
 
 /** Whether a body's first non-blank byte opens a JSON object or array. */
 function looksLikeJson(body: Buffer): boolean {

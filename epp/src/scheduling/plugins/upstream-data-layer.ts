@@ -87,3 +87,16 @@ export const openaiParser = definePlugin({
   parameters: NO_PARAMETERS,
   create: (name) => new DataLayerPlugin('openai-parser', name),
 });
+
+/**
+ * `passthrough-parser` (GIE v1.5.0 `requesthandling/parsers/passthrough`): the body is not read. Named as the config's
+ * `parser`, request control schedules every request with no model and no prompt (scorers that need one score it 0),
+ * counts it with an empty model name, and forwards the body untouched, as GIE's `ParseRequest` returns the raw
+ * payload and `ParseResponse` nothing.
+ */
+export const passthroughParser = definePlugin({
+  type: 'passthrough-parser',
+  kinds: [],
+  parameters: NO_PARAMETERS,
+  create: (name) => new DataLayerPlugin('passthrough-parser', name),
+});
