@@ -1,13 +1,42 @@
 import { parseArgs } from 'node:util';
 import { OptionError, resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 
-/** `json`: a JSON object, also given as dotted keys (`--flag.key value`), or `None`/empty for none. */
-type Kind = 'int' | 'float' | 'string' | 'list' | 'bool' | 'no-bool' | 'lora-list' | 'json';
+/**
+ * `json`: a JSON object, also given as dotted keys (`--flag.key value`), or `None`/empty for none.
+ * `py-int`, `py-float`: what Python's `int()` / `float()` take, argparse's `type=int` / `type=float` (surrounding
+ * whitespace, a sign, `_` between digits; for floats also exponents, `inf` and `nan`).
+ * `optional-py-int`, `optional-string`: vLLM's `optional_type(int)` / `optional_type(str)` (vllm/engine/arg_utils.py @
+ * 6eca337ce lines 77-85): "" and "None" are None, anything else goes through the type.
+ * `choice`: argparse `choices` (an exact match of one of `choices`).
+ */
+type Kind =
+  | 'int'
+  | 'float'
+  | 'string'
+  | 'list'
+  | 'bool'
+  | 'no-bool'
+  | 'lora-list'
+  | 'json'
+  | 'py-int'
+  | 'py-float'
+  | 'optional-py-int'
+  | 'optional-string'
+  | 'choice';
 
 interface FlagSpec {
-  key: keyof SimulatorOptions;
+  /** The option the flag sets; absent for a vLLM flag the simulator accepts, checks and ignores (see `inert`). */
+  key?: keyof SimulatorOptions;
+  /**
+   * For an accepted-and-ignored vLLM flag: the vLLM field it sets (both flags of a BooleanOptionalAction pair name the
+   * same one, so giving both is refused like any conflicting pair).
+   */
+  inert?: string;
   kind: Kind;
   help: string;
+  choices?: readonly string[];
+  /** The smallest value a `py-int` flag takes. */
+  min?: number;
 }
 
 /** By name, without the leading dashes. */
@@ -43,12 +72,59 @@ const FLAGS: Record<string, FlagSpec> = {
   'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM v0.26: #42892 tagged maps, LoRA hashed by name; needs sha256_cbor or sha256)' },
   'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model' },
   'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto" (vLLM needs it with --tool-call-parser; default off: 400)' },
+  // vLLM 0.10.0's own flags that change something the simulator shows (vllm/engine/arg_utils.py @ 6eca337ce).
+  // `swap_space: float = CacheConfig.swap_space` (line 319, added at 676; argparse type=float from _compute_kwargs):
+  // V1 preempts by recompute only, so it swaps nothing, but cache_config_info reports swap_space and swap_space_bytes.
+  'swap-space': { key: 'swapSpace', kind: 'py-float', help: 'GiB of CPU swap per GPU (default 4); V1 never swaps: only reported in vllm:cache_config_info' },
+  // `parser.add_argument('--disable-log-stats', action='store_true')` (line 839): AsyncLLM then has no stat logger.
+  'disable-log-stats': { key: 'disableLogStats', kind: 'bool', help: 'no vllm: metrics at all: /metrics serves an empty page, as vLLM registers no PrometheusStatLogger' },
+  // vLLM 0.10.0 flags accepted, checked as its parser checks them, and ignored: none changes anything the simulator
+  // models (each help says why). Value syntax from vllm/engine/arg_utils.py @ 6eca337ce (_compute_kwargs: a bool field
+  // gets argparse.BooleanOptionalAction, so --x and --no-x; a Literal gets `choices`; Optional[...] gets optional_type).
+  // `dtype: Union[ModelDType, torch.dtype]` (line 282, added at 470; ModelDType, vllm/config.py line 222): choices.
+  dtype: {
+    inert: 'dtype',
+    kind: 'choice',
+    choices: ['auto', 'bfloat16', 'float', 'float16', 'float32', 'half'],
+    help: 'accepted and ignored: the weights\' dtype; there are no weights, and the latency flags set the speed',
+  },
+  // `enforce_eager: bool` (line 340, added at 488): BooleanOptionalAction.
+  'enforce-eager': { inert: 'enforce_eager', kind: 'bool', help: 'accepted and ignored: CUDA graphs off changes only real GPU speed, which the latency flags set' },
+  'no-enforce-eager': { inert: 'enforce_eager', kind: 'no-bool', help: 'accepted and ignored (the default)' },
+  // `enable_chunked_prefill: Optional[bool]` (lines 378-379, added at 810; SchedulerConfig's SkipValidation[bool]):
+  // BooleanOptionalAction. _set_default_args_v1 sets it True for every generation model, whatever was given (lines
+  // 1528-1532, "V1 always uses chunked prefills").
+  'enable-chunked-prefill': { inert: 'enable_chunked_prefill', kind: 'bool', help: 'accepted and ignored: vLLM 0.10 (V1) always chunks prefills of a generation model, and so does the simulator' },
+  'no-enable-chunked-prefill': { inert: 'enable_chunked_prefill', kind: 'no-bool', help: 'accepted and ignored: V1 turns chunked prefill on regardless (_set_default_args_v1)' },
+  // AsyncEngineArgs: `parser.add_argument('--disable-log-requests', action='store_true')` (line 1672).
+  'disable-log-requests': { inert: 'disable_log_requests', kind: 'bool', help: 'accepted and ignored: only vLLM\'s per-request log lines, which the simulator does not write' },
+  // `show_hidden_metrics_for_version: Optional[str]` (lines 396-397, added at 757): optional_type(str). Neither 0.10.0's
+  // nor 0.10.2's PrometheusStatLogger hides a family behind it (vllm/v1/metrics/loggers.py @ 6eca337ce lines 209-233:
+  // "TODO: in 0.10, only enable if show_hidden_metrics=True", the deprecated gpu_* families registered regardless).
+  'show-hidden-metrics-for-version': { inert: 'show_hidden_metrics_for_version', kind: 'optional-string', help: 'accepted and ignored: no metric is hidden in 0.10.0 or 0.10.2' },
+  // `tensor_parallel_size: int` (line 296, added at 598 as "--tensor-parallel-size", "-tp"): type=int.
+  // No range check in vLLM, but 0 fails ModelConfig.verify_with_parallel_config (`num_attention_heads %
+  // tensor_parallel_size`, vllm/config.py @ 6eca337ce line 1208) and a negative size is no GPU count: at least 1 here.
+  // The divisibility of the model's attention heads by the size, and the GPUs present, are not checked.
+  'tensor-parallel-size': { inert: 'tensor_parallel_size', kind: 'py-int', min: 1, help: 'accepted and ignored (also -tp): GPUs per engine; one engine\'s scheduling and metrics are the same' },
+  // `trust_remote_code: bool` (line 277, added at 468): BooleanOptionalAction.
+  'trust-remote-code': { inert: 'trust_remote_code', kind: 'bool', help: 'accepted and ignored: Qwen3 needs no remote code, and the tokenizer is bundled' },
+  'no-trust-remote-code': { inert: 'trust_remote_code', kind: 'no-bool', help: 'accepted and ignored (the default)' },
+  // `download_dir: Optional[str]` (line 279, added at 552): optional_type(str).
+  'download-dir': { inert: 'download_dir', kind: 'optional-string', help: 'accepted and ignored: nothing is downloaded' },
+  // `seed: Optional[int]` (line 284, added at 471): optional_type(int).
+  seed: { inert: 'seed', kind: 'optional-py-int', help: 'accepted and ignored: the sampling seed; the reply is fixed filler' },
 };
 
-export const USAGE = `Usage: kvroute-sim [flags]
+/** argparse's other spellings of a flag: vLLM's `"--tensor-parallel-size", "-tp"` (arg_utils.py @ 6eca337ce line 598). */
+const ALIASES: Record<string, string> = { '-tp': '--tensor-parallel-size' };
+
+export const USAGE = `Usage: kvroute-sim [model] [flags]
 
 A vLLM 0.10 simulator: OpenAI API, Qwen3 tokenizer and chat template, a vLLM-like
 prefix cache, a prefill/decode latency model and vLLM's Prometheus metrics.
+
+The model may also be given as vllm serve's positional argument (kvroute-sim [model] [flags]), as --model.
 
 Flags (--flag value or --flag=value; _ and - alike in names, as vLLM's FlexibleArgumentParser):
 ${Object.entries(FLAGS)
@@ -74,28 +150,42 @@ const PARSE_OPTIONS: Record<string, { type: 'string' | 'boolean'; short?: string
 
 /** Parses argv (without node and script) with node:util parseArgs; throws OptionError naming the offending flag. */
 export function parseCli(argv: readonly string[]): CliResult {
-  const { args, dotted } = flexibleArgs(argv);
+  const { args, dotted } = flexibleArgs(withAliases(argv));
   let given: Record<string, (string | boolean)[] | undefined>;
+  let positionals: string[];
   try {
-    given = parseArgs({ args, options: PARSE_OPTIONS, strict: true, allowPositionals: false }).values as typeof given;
+    ({ values: given, positionals } = parseArgs({ args, options: PARSE_OPTIONS, strict: true, allowPositionals: true }) as { values: typeof given; positionals: string[] });
   } catch (e) {
     throw optionError(e, args);
   }
   if (given.help) return { kind: 'help' };
+  // `vllm serve [model_tag] [options]`: make_arg_parser adds `model_tag` (type=str, nargs="?"; vllm/entrypoints/openai/
+  // cli_args.py @ 6eca337ce lines 217-221), and ServeSubcommand.cmd sets `args.model = args.model_tag` when it is given
+  // (vllm/entrypoints/cli/serve.py @ 6eca337ce lines 41-43). argparse refuses a second positional ("unrecognized
+  // arguments"). vLLM lets the positional silently win over a different --model; refused here.
+  if (positionals.length > 1) throw new OptionError(positionals[1], 'unexpected argument (flags start with --; the only positional is the model)');
   const partial: SimulatorInput = { host: '0.0.0.0', port: 8000 };
   const setBy = new Map<string, string>();
   const set = (flag: string, spec: FlagSpec, value: unknown): void => {
-    const other = setBy.get(spec.key);
+    const field = (spec.key ?? spec.inert) as string;
+    const other = setBy.get(field);
     if (other !== undefined) throw new OptionError(flag, `conflicts with ${other}`);
-    setBy.set(spec.key, flag);
-    (partial as Record<string, unknown>)[spec.key] = value;
+    setBy.set(field, flag);
+    if (spec.key) (partial as Record<string, unknown>)[spec.key] = value;
   };
   for (const [name, values] of Object.entries(given) as [string, (string | boolean)[]][]) {
     const flag = `--${name}`;
     if (values.length > 1) throw new OptionError(flag, 'given more than once');
     const spec = FLAGS[name];
-    set(flag, spec, convert(flag, spec.kind, values[0]));
+    set(flag, spec, convert(flag, spec, values[0]));
     if (spec.kind === 'lora-list') partial.loraModulePaths = loraPaths(String(values[0]));
+  }
+  if (positionals.length === 1) {
+    const model = convert('model_tag', FLAGS.model, positionals[0]) as string;
+    if (partial.model !== undefined && partial.model !== model) {
+      throw new OptionError('--model', `conflicts with the positional model ${JSON.stringify(model)} (vllm serve would use the positional one)`);
+    }
+    partial.model = model;
   }
   for (const [flag, value] of dotted) {
     const spec = FLAGS[flag.slice(2)];
@@ -200,6 +290,16 @@ function recursiveDictUpdate(original: Record<string, unknown>, update: Record<s
   return duplicates;
 }
 
+/** argparse's other option strings, as their long names: `-tp 2` and `-tp=2` (not `-tp2`, which argparse refuses). */
+function withAliases(argv: readonly string[]): string[] {
+  return argv.map((arg) => {
+    const eq = arg.indexOf('=');
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    const long = ALIASES[name];
+    return long === undefined ? arg : long + arg.slice(name.length);
+  });
+}
+
 /** The `path` of each `name=path` pair of --lora-modules (a bare name has none). */
 function loraPaths(value: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -231,11 +331,29 @@ function optionError(e: unknown, argv: readonly string[]): unknown {
   }
 }
 
-function convert(flag: string, kind: Kind, raw: string | boolean): unknown {
+function convert(flag: string, spec: FlagSpec, raw: string | boolean): unknown {
+  const kind = spec.kind;
   if (kind === 'bool' || kind === 'no-bool') return kind === 'bool';
   const value = raw as string;
   const trimmed = value.trim();
   switch (kind) {
+    case 'py-int': {
+      const n = pythonInt(flag, value);
+      if (spec.min !== undefined && n < spec.min) throw new OptionError(flag, `expected an integer >= ${spec.min}, got ${n}`);
+      return n;
+    }
+    case 'optional-py-int':
+      return value === '' || value === 'None' ? null : pythonInt(flag, value);
+    case 'py-float':
+      return pythonFloat(flag, value);
+    case 'optional-string':
+      return value === '' || value === 'None' ? null : value;
+    case 'choice': {
+      // argparse: "argument --dtype: invalid choice: 'x' (choose from 'auto', 'bfloat16', ...)".
+      const choices = spec.choices ?? [];
+      if (!choices.includes(value)) throw new OptionError(flag, `invalid choice: ${JSON.stringify(value)} (choose from ${choices.join(', ')})`);
+      return value;
+    }
     case 'int': {
       if (!/^[+-]?\d+$/.test(trimmed)) throw new OptionError(flag, `expected an integer, got ${JSON.stringify(value)}`);
       return Number(trimmed);
@@ -264,4 +382,27 @@ function convert(flag: string, kind: Kind, raw: string | boolean): unknown {
       return parts;
     }
   }
+}
+
+/** Python's `int(value)` (argparse type=int): surrounding whitespace, a sign, `_` between digits; base 10. */
+function pythonInt(flag: string, value: string): number {
+  const m = /^\s*([+-]?)(\d+(?:_\d+)*)\s*$/.exec(value);
+  const n = m ? Number(`${m[1]}${m[2].replace(/_/g, '')}`) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new OptionError(flag, `expected an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/**
+ * Python's `float(value)` (argparse type=float): surrounding whitespace, a sign, digits with `_` between them, a
+ * fraction, an exponent, or `inf`/`infinity`/`nan` in any case. Values Python would take but nothing can use (inf, nan)
+ * are left to the option's own check.
+ */
+function pythonFloat(flag: string, value: string): number {
+  const s = value.trim();
+  const digits = '\\d(?:_?\\d)*';
+  const decimal = new RegExp(`^[+-]?(?:${digits}(?:\\.(?:${digits})?)?|\\.${digits})(?:[eE][+-]?${digits})?$`);
+  if (decimal.test(s)) return Number(s.replace(/_/g, ''));
+  const special = /^([+-]?)(inf|infinity|nan)$/i.exec(s);
+  if (special) return special[2].toLowerCase() === 'nan' ? Number.NaN : special[1] === '-' ? -Infinity : Infinity;
+  throw new OptionError(flag, `expected a number, got ${JSON.stringify(value)}`);
 }

@@ -286,7 +286,31 @@ export class Engine {
   }
 
   submit(params: SubmitParams, listener: RequestListener): RequestHandle {
+    return this.submitAll([{ params, listener }])[0];
+  }
+
+  /**
+   * Several requests that arrive at one instant: the children of an n > 1 request (and the prompts of a batch). vLLM
+   * stamps a request's `arrival_time` once, in `Processor.process_inputs` (`time.time()`, vllm/v1/engine/processor.py
+   * @ 6eca337ce lines 245-246), and `AsyncLLM.add_request` then adds `copy(request)` per child (async_llm.py @ 6eca337ce
+   * lines 237-253), so every child has the parent's arrival and its TTFT and e2e are measured from it. Here the clock is
+   * read once for all of them and they are queued before one scheduler step runs, so their model times do not depend on
+   * how long the first one's step took on the CPU (times --time-scale). All are checked before any is queued.
+   */
+  submitAll(items: readonly { params: SubmitParams; listener: RequestListener }[]): RequestHandle[] {
     if (this.closed) throw new Error('engine is closed');
+    for (const { params } of items) this.check(params);
+    this.pump();
+    const now = this.clock.now();
+    const reqs = items.map(({ params, listener }) => this.makeReq(params, listener, now));
+    for (const req of reqs) this.enqueue(req);
+    // Submitted from a listener inside a step: that step's admission phase takes them.
+    if (!this.stepping && reqs.length > 0) this.step(now, []);
+    this.arm();
+    return reqs.map((req) => ({ id: req.id, abort: () => this.abort(req) }));
+  }
+
+  private check(params: SubmitParams): void {
     const promptLen = params.promptTokens.length;
     const maxTokens = params.outputTokens.length;
     if (promptLen < 1) throw new RangeError('prompt must have at least one token');
@@ -294,10 +318,13 @@ export class Engine {
     if (promptLen + maxTokens > this.maxSequenceTokens) {
       throw new RangeError(`prompt + max_tokens = ${promptLen + maxTokens} exceeds the KV cache (${this.maxSequenceTokens - 1} slots)`);
     }
-    this.pump();
+  }
+
+  private makeReq(params: SubmitParams, listener: RequestListener, now: number): Req {
+    const promptLen = params.promptTokens.length;
+    const maxTokens = params.outputTokens.length;
     const seq = this.nextSeq++;
-    const now = this.clock.now();
-    const req: Req = {
+    return {
       id: `seq-${seq}`,
       promptLen,
       output: params.outputTokens,
@@ -333,11 +360,6 @@ export class Engine {
       firstOutAt: 0,
       need: 'none',
     };
-    this.enqueue(req);
-    // Submitted from a listener inside a step: that step's admission phase takes it.
-    if (!this.stepping) this.step(now, []);
-    this.arm();
-    return { id: req.id, abort: () => this.abort(req) };
   }
 
   /** Tokens a prompt would hit right now (no state change, not counted); for probes and tests. */

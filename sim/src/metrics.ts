@@ -43,6 +43,15 @@ export interface MetricsConfig {
   enablePrefixCaching?: boolean;
   /** Which vLLM's CacheConfig fields label `vllm:cache_config_info`. */
   generation: VllmGeneration;
+  /** `--swap-space` in GiB (CacheConfig.swap_space, a float). @default 4 */
+  swapSpace?: number;
+  /**
+   * `--disable-log-stats`: vLLM 0.10's AsyncLLM then builds no StatLoggerManager, so no PrometheusStatLogger registers
+   * a `vllm:` family (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133, `if self.log_stats:`); /metrics is still
+   * mounted (api_server.py `mount_metrics`, line 1468) and shows only the process's own collectors, which the
+   * simulator does not reproduce: an empty page. @default false
+   */
+  disableLogStats?: boolean;
 }
 
 /** Python's `str(float)` (repr): shortest round-trip digits, `.0` on integers, exponent below 1e-4 or from 1e16. */
@@ -69,7 +78,8 @@ export function pythonFloatStr(x: number): string {
  * "4.0" and "0.0"; num_cpu_blocks stays None in V1.
  */
 export function cacheConfigInfoLabels(c: MetricsConfig): Record<string, string> {
-  const swapSpace = 4;
+  // `--swap-space` (argparse type=float; CacheConfig.__post_init__: swap_space_bytes = swap_space * GiB_bytes).
+  const swapSpace = c.swapSpace ?? 4;
   const common: [string, string][] = [
     ['block_size', String(c.blockSize)],
     ['gpu_memory_utilization', pythonFloatStr(c.gpuMemoryUtilization)],
@@ -146,8 +156,8 @@ function labelString(labels: Record<string, string | number>): string {
  * - the gauges hold the scheduler's stats of the last engine step, so they read 0 until the first request is
  *   scheduled (the engine sends no stats while idle at start);
  * - `prompt_tokens` grows at a request's first token, `generation_tokens` and the TTFT/TPOT histograms per token;
- * - the per-request histograms, `request_success` and the `request_params_*` histograms when a request finishes with
- *   `stop` or `length`. A request aborted by its client is dropped by the output processor without stats, so
+ * - the per-request histograms (queue, e2e, inference, prefill, decode time and the prompt/generation token counts),
+ *   `request_success` and the `request_params_*` histograms when a request finishes with `stop` or `length`. A request aborted by its client is dropped by the output processor without stats, so
  *   `finished_reason="abort"` stays 0 here, as in vLLM 0.10.
  *
  * Every duration is *model* time — what the simulated GPU took — not wall
@@ -183,8 +193,10 @@ export class SimMetrics implements EngineObserver {
   private stepped = false;
   /** The time of each running request's last token, for the inter-token samples. */
   private readonly lastTokenMs = new Map<string, number>();
+  private readonly disableLogStats: boolean;
 
   constructor(config: MetricsConfig, stats: () => EngineStats) {
+    this.disableLogStats = config.disableLogStats === true;
     const labelNames = ['model_name', 'engine'] as const;
     this.labels = { model_name: config.modelName, engine: '0' };
     const registers = [this.registry];
@@ -267,10 +279,10 @@ export class SimMetrics implements EngineObserver {
     for (const c of this.hits) c.inc(this.labels, info.hits);
   }
 
-  onAdmit(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void {
-    // Queue time ends at the first scheduling (vllm/v1/metrics/stats.py @ v0.10.0: scheduled_ts is set once).
+  onAdmit(): void {
+    // The first scheduling step: the gauges are live from now on. Its queue time is recorded only when the request
+    // finishes (onFinish), with the other per-request histograms.
     this.stepped = true;
-    this.queueTime.observe(this.labels, info.queueMs / 1000);
   }
 
   onPreempt(): void {
@@ -301,7 +313,10 @@ export class SimMetrics implements EngineObserver {
 
   onFinish(r: RequestResult): void {
     this.lastTokenMs.delete(r.id);
-    // OutputProcessor.abort_requests drops an aborted request without recording its stats.
+    // OutputProcessor.abort_requests drops an aborted request without recording its stats: it pops the request's state
+    // and never calls _update_stats_from_finished (vllm/v1/engine/output_processor.py @ 6eca337ce lines 301-316; the
+    // stats of a finished request are taken only in process_outputs, lines 434-436), so an abort observes none of the
+    // per-request histograms, queue time included.
     if (r.finishReason === 'abort' || r.admittedMs === null || r.firstTokenMs === null) return;
     this.success.inc({ ...this.labels, finished_reason: r.finishReason }, 1);
     this.reqPromptTokens.observe(this.labels, r.promptTokens);
@@ -313,6 +328,12 @@ export class SimMetrics implements EngineObserver {
     }
     this.paramsMaxTokens.observe(this.labels, r.maxTokensParam);
     this.e2e.observe(this.labels, (r.finishedMs - r.arrivalMs) / 1000);
+    // Queue time (first QUEUED to first SCHEDULED, `scheduled_ts` set once so preemptions do not move it) is a field of
+    // FinishedRequestStats (vllm/v1/metrics/stats.py @ 6eca337ce, v0.10.0, lines 150-181, update_from_finished_request)
+    // and is observed only in PrometheusStatLogger.record's `for finished_request in iteration_stats.finished_requests`
+    // loop (vllm/v1/metrics/loggers.py @ 6eca337ce lines 542-561), beside e2e, prefill, inference, decode and the token
+    // histograms: so at the finish, never for an abort, and its _count always equals request_success's stop + length.
+    this.queueTime.observe(this.labels, (r.admittedMs - r.arrivalMs) / 1000);
     this.inferenceTime.observe(this.labels, (r.finishedMs - r.admittedMs) / 1000);
     this.prefillTime.observe(this.labels, (r.firstTokenMs - r.admittedMs) / 1000);
     this.decodeTime.observe(this.labels, (r.finishedMs - r.firstTokenMs) / 1000);
@@ -365,6 +386,8 @@ export class SimMetrics implements EngineObserver {
 
   /** The families in registration order, each series' sample lines in prometheus_client's order. */
   private async families(): Promise<{ name: string; base: string; help: string; type: string; series: { labels: Record<string, string | number>; lines: string[] }[] }[]> {
+    // --disable-log-stats: no PrometheusStatLogger, so no vllm: family at all (see MetricsConfig.disableLogStats).
+    if (this.disableLogStats) return [];
     const families = await this.registry.getMetricsAsJSON();
     return families.map((f) => {
       const type = String(f.type);

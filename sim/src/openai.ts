@@ -247,6 +247,11 @@ interface CommonRequest extends StopParams {
    * `self._base_request_id(raw_request, request.request_id)`). Undefined in 0.10.0 completions, where it is an extra.
    */
   requestId: string | undefined;
+  /**
+   * `ignore_eos` (protocol.py @ v0.10.0: `bool = False`): the filler has no EOS either way, but a request that ignores
+   * EOS and gives no `max_tokens` cannot stop at one on vLLM, so its reply ends `length`, not `stop` (see prepare).
+   */
+  ignoreEos: boolean;
   /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
   sampling: SamplingChecks;
 }
@@ -369,7 +374,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonReques
   // Type-checked like vLLM, then ignored: the reply is filler.
   opt(body, 'seed', laxInt, undefined);
   opt(body, 'user', strictStr, undefined);
-  req(body, 'ignore_eos', laxBool, false);
+  const ignoreEos = req(body, 'ignore_eos', laxBool, false);
   // `logit_bias: Optional[dict[str, float]]`: the values are pydantic floats; the keys are turned into token ids only
   // by SamplingParams.from_optional (checkSampling), and range-checked by the V1 processor (processorError).
   const bias = opt(body, 'logit_bias', dict, undefined as Json | undefined);
@@ -390,6 +395,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonReques
     stopTokenIds: opt(body, 'stop_token_ids', intList, []),
     includeStopStrInOutput: req(body, 'include_stop_str_in_output', laxBool, false),
     minTokens: req(body, 'min_tokens', laxInt, 0),
+    ignoreEos,
     sampling: {
       temperature: opt(body, 'temperature', laxFloat, undefined as number | undefined),
       topP: opt(body, 'top_p', laxFloat, undefined as number | undefined),

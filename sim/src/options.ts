@@ -51,6 +51,19 @@ export interface SimulatorOptions {
   enablePrefixCaching: boolean;
   /** Only reported, in `vllm:cache_config_info`. */
   gpuMemoryUtilization: number;
+  /**
+   * vLLM's `--swap-space` in GiB (CacheConfig.swap_space, a float, default 4). vLLM V1 preempts by recompute and never
+   * swaps, so it is only reported: `swap_space` and `swap_space_bytes` (= swap_space × 2^30) in `vllm:cache_config_info`.
+   * vLLM also refuses a swap space × tensor-parallel size above 70 % of its host's memory
+   * (CacheConfig.verify_with_parallel_config, vllm/config.py @ 6eca337ce lines 1758-1775); the simulator's host is not the
+   * GPU node it stands for, so that check is not made.
+   */
+  swapSpace: number;
+  /**
+   * vLLM's `--disable-log-stats`: no stat logger, hence no `vllm:` family on /metrics (vllm/v1/engine/async_llm.py @
+   * 6eca337ce lines 126-133). @default false
+   */
+  disableLogStats: boolean;
   prefixCachingHashAlgo: HashAlgo;
   /** `PYTHONHASHSEED`, read from the environment by default; undefined = unset (a random hash root). */
   pythonHashSeed: string | undefined;
@@ -109,6 +122,9 @@ export function defaultOptions(): SimulatorOptions {
     // None → True for a generation model on V1 (vllm/engine/arg_utils.py @ v0.10.0, _set_default_args_v1).
     enablePrefixCaching: true,
     gpuMemoryUtilization: 0.9,
+    // CacheConfig.swap_space (vllm/config.py @ v0.10.0).
+    swapSpace: 4,
+    disableLogStats: false,
     prefixCachingHashAlgo: 'builtin',
     pythonHashSeed: process.env.PYTHONHASHSEED,
     kvEventsConfig: null,
@@ -167,11 +183,26 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   str('--pod-name', o.podName);
   int('--default-max-tokens', o.defaultMaxTokens, 1);
   int('--max-num-batched-tokens', o.maxNumBatchedTokens, 1);
+  // SchedulerConfig._verify_args (vllm/config.py @ 6eca337ce lines 2445-2466), with the values V1 resolved: the first
+  // rule (max_num_batched_tokens < max_model_len without chunked prefill) never applies, as V1 always chunks a
+  // generation model's prefill (_set_default_args_v1); the second is a ValueError that stops vLLM; the third a warning.
+  if (o.maxNumBatchedTokens < o.maxNumSeqs) {
+    throw new OptionError('--max-num-batched-tokens', `max_num_batched_tokens (${o.maxNumBatchedTokens}) must be greater than or equal to max_num_seqs (${o.maxNumSeqs}).`);
+  }
+  if (o.maxNumBatchedTokens > o.maxNumSeqs * o.maxModelLen) {
+    process.stderr.write(
+      `${JSON.stringify({ level: 'warn', msg: `max_num_batched_tokens (${o.maxNumBatchedTokens}) exceeds max_num_seqs * max_model_len (${o.maxNumSeqs * o.maxModelLen}). This may lead to unexpected behavior.` })}\n`,
+    );
+  }
   if (typeof o.enableAutoToolChoice !== 'boolean') throw new OptionError('--enable-auto-tool-choice', 'expected a boolean');
   if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
   if (typeof o.simExtension !== 'boolean') throw new OptionError('--sim-extension', 'expected a boolean');
   if (typeof o.enablePrefixCaching !== 'boolean') throw new OptionError('--enable-prefix-caching', 'expected a boolean');
   if (typeof o.serverDevMode !== 'boolean') throw new OptionError('VLLM_SERVER_DEV_MODE', 'expected a boolean');
+  if (typeof o.disableLogStats !== 'boolean') throw new OptionError('--disable-log-stats', 'expected a boolean');
+  // Python's float() also takes inf and nan; vLLM refuses inf as too large a swap space on any host, and nan or -inf
+  // give a meaningless swap_space_bytes: refused here.
+  if (typeof o.swapSpace !== 'number' || !Number.isFinite(o.swapSpace)) throw new OptionError('--swap-space', `expected a finite number of GiB, got ${o.swapSpace}`);
   // CacheConfig._verify_args (vllm/config.py @ v0.10.0) refuses > 1.0.
   if (!(typeof o.gpuMemoryUtilization === 'number' && o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1)) {
     throw new OptionError('--gpu-memory-utilization', `expected a number in (0, 1], got ${o.gpuMemoryUtilization}`);

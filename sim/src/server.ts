@@ -74,6 +74,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       prefixCachingHashAlgo: options.prefixCachingHashAlgo,
       enablePrefixCaching: options.enablePrefixCaching,
       generation,
+      swapSpace: options.swapSpace,
+      disableLogStats: options.disableLogStats,
     },
     () => (engine as Engine).stats(),
   );
@@ -298,6 +300,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     const choices = p.prompts.flatMap((pr, pi) => {
       const filler = tokenizer.filler(pr.maxTokens);
       const plan = planOutput(filler.ids, filler.texts, req);
+      // The filler's last token stands for EOS (see prepare): FINISHED_STOPPED, stop_reason None.
+      if (pr.endsAtEos && plan.finishReason === 'length') plan.finishReason = 'stop';
       // echo: completions prepend the prompt's text; chat prepends the last message when its role is the reply's.
       let echoText = '';
       if (req.echo) {
@@ -436,6 +440,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         resolve();
       };
 
+      // Every choice (the n children of each prompt) is handed to the engine at one instant (Engine.submitAll): vLLM
+      // stamps a parent request's arrival_time once and copies it to each child (vllm/v1/engine/async_llm.py @
+      // 6eca337ce lines 237-253). The prompts of a batch are separate requests there, stamped microseconds apart by the
+      // API server, which model time does not count either.
+      const submissions: Parameters<Engine['submitAll']>[0][number][] = [];
       choices.forEach((c, i) => {
         const listener = {
           onToken(k: number): void {
@@ -496,24 +505,23 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         };
         // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
         const lora = options.loraModules.indexOf(p.model);
-        handles.push(
-          eng.submit(
-            {
-              promptTokens: c.pr.tokens,
-              outputTokens: c.plan.ids,
-              cacheSalt: req.cacheSalt,
-              loraId: lora >= 0 ? lora + 1 : null,
-              loraName: lora >= 0 ? p.model : null,
-              finishReason: c.plan.finishReason,
-              maxTokensParam: c.pr.maxTokensParam,
-              parentN: n,
-              priority: req.priority,
-              skipPrefixCache: req.sampling.promptLogprobs !== undefined,
-            },
-            listener,
-          ),
-        );
+        submissions.push({
+          params: {
+            promptTokens: c.pr.tokens,
+            outputTokens: c.plan.ids,
+            cacheSalt: req.cacheSalt,
+            loraId: lora >= 0 ? lora + 1 : null,
+            loraName: lora >= 0 ? p.model : null,
+            finishReason: c.plan.finishReason,
+            maxTokensParam: c.pr.maxTokensParam,
+            parentN: n,
+            priority: req.priority,
+            skipPrefixCache: req.sampling.promptLogprobs !== undefined,
+          },
+          listener,
+        });
       });
+      handles.push(...eng.submitAll(submissions));
       const abortAll = (): void => {
         for (const h of handles) h.abort();
       };
@@ -648,6 +656,8 @@ interface PreparedPrompt {
   maxTokens: number;
   /** SamplingParams.max_tokens as vLLM sets it, for `vllm:request_params_max_tokens`. */
   maxTokensParam: number;
+  /** The reply ends at --default-max-tokens standing in for EOS: `stop` unless a stop condition ended it first. */
+  endsAtEos: boolean;
 }
 
 interface Prepared {
@@ -701,7 +711,14 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     // A request without max_tokens runs until EOS on vLLM, which filler never produces: --default-max-tokens stands
     // in for it, raised to min_tokens, which vLLM would honour before any EOS.
     const maxTokens = req.maxTokens === undefined ? Math.min(room, Math.max(o.defaultMaxTokens, req.minTokens)) : maxTokensParam;
-    return { tokens, text, ids, maxTokens, maxTokensParam };
+    // Such a reply stands for one that stopped at EOS, so it finishes `stop` (stop_reason null): check_stop
+    // (vllm/v1/core/sched/utils.py @ 6eca337ce lines 10-36) says FINISHED_LENGTH_CAPPED only when num_output_tokens >=
+    // max_tokens (here the room left, get_max_tokens in vllm/entrypoints/utils.py @ 6eca337ce lines 285-297) or the
+    // sequence fills max_model_len, and FINISHED_STOPPED, with no stop_reason, when the last token is EOS. A reply
+    // capped by the room left is `length`, as on vLLM; so is one with ignore_eos, which vLLM runs to the end of the
+    // context.
+    const endsAtEos = req.maxTokens === undefined && !req.ignoreEos && maxTokens < room;
+    return { tokens, text, ids, maxTokens, maxTokensParam, endsAtEos };
   });
   return { req, model, prompts, echoOnly };
 }

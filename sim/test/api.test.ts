@@ -589,6 +589,93 @@ describe('n > 1 and batched prompts: one engine request per choice (serving_comp
   });
 });
 
+describe('n > 1 siblings share one arrival: vLLM stamps the parent once (processor.py lines 245-246, async_llm.py lines 237-253 @ 6eca337ce)', () => {
+  /** Each choice's [queue_time_s, ttft_s] from its last chunk (kvroute_sim), by index. */
+  const timings = async (sim: Simulator, body: unknown): Promise<number[][]> => {
+    const { events } = parseSse((await http(sim.url, 'POST', '/v1/completions', body)).text);
+    const out: number[][] = [];
+    for (const e of events) if (e.kvroute_sim) out[e.choices[0].index] = [e.kvroute_sim.queue_time_s, e.kvroute_sim.ttft_s];
+    return out;
+  };
+
+  it('their queue times and TTFTs do not depend on --time-scale (nor on the CPU time of the first child\'s step)', async () => {
+    const prompt = longText(600, 21);
+    // 1. No prefill lanes: all four are scheduled in their arrival step; children 1-3 hit child 0's blocks, whose KV is
+    // ready when child 0's prefill ends, so all four have child 0's TTFT, as on vLLM.
+    const fast = await startSimulator({ port: 0, timeScale: 1e6, prefillConcurrency: 0, simExtension: true });
+    try {
+      const n = (await http(fast.url, 'POST', '/tokenize', { prompt })).json().count;
+      const t = await timings(fast, { prompt, n: 4, max_tokens: 2, stream: true });
+      expect(t).toHaveLength(4);
+      for (const [queue, ttft] of t) {
+        expect(queue).toBe(0);
+        expect(ttft).toBeCloseTo(0.02 + n * 0.00025, 9);
+      }
+    } finally {
+      await fast.close();
+    }
+    // 2. One prefill lane (the default): children 1-3 wait for it, by the same model time at a time scale of 1e6 as on a
+    // manual clock, which stands still while the request is submitted.
+    const body = { prompt: longText(600, 22), n: 4, max_tokens: 2, stream: true };
+    const clock = new ManualClock();
+    const ref = await startSimulator({ port: 0, clock, simExtension: true });
+    let expected: number[][];
+    try {
+      const pending = timings(ref, body);
+      await waitFor(() => ref.engine.stats().running + ref.engine.stats().waiting === 4, 'four children queued');
+      clock.runAll();
+      expected = await pending;
+    } finally {
+      await ref.close();
+    }
+    expect(expected[1][0]).toBeGreaterThan(0);
+    const scaled = await startSimulator({ port: 0, timeScale: 1e6, simExtension: true });
+    try {
+      const got = await timings(scaled, body);
+      expect(got).toHaveLength(4);
+      got.forEach(([queue, ttft], i) => {
+        expect(queue).toBeCloseTo(expected[i][0], 9);
+        expect(ttft).toBeCloseTo(expected[i][1], 9);
+      });
+    } finally {
+      await scaled.close();
+    }
+  });
+});
+
+describe('a reply without max_tokens ends at --default-max-tokens, standing in for EOS (check_stop, vllm/v1/core/sched/utils.py @ 6eca337ce lines 10-36)', () => {
+  it('finishes "stop" (stop_reason null, request_success{stop}); "length" when it fills the context, ignores EOS, or has max_tokens', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, maxModelLen: 64, servedModelNames: ['m'] });
+    try {
+      const chat = (extra: Record<string, unknown>) => http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], ...extra });
+      const completion = (extra: Record<string, unknown>) => http(sim.url, 'POST', '/v1/completions', extra);
+      const choice = async (r: Promise<{ json(): any }>) => (await r).json().choices[0];
+      // vLLM runs it until EOS (FINISHED_STOPPED, no stop_reason); the filler's 16th token stands for that EOS.
+      const plain = (await chat({})).json();
+      expect(plain.usage.completion_tokens).toBe(16);
+      expect(plain.choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: null });
+      const sse = parseSse((await chat({ stream: true })).text);
+      expect(sse.events.at(-1).choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: null });
+      // Completions: max_tokens null means none (CompletionRequest.max_tokens defaults to 16, which caps: `length`).
+      expect(await choice(completion({ prompt: new Array(40).fill(785), max_tokens: null }))).toMatchObject({ finish_reason: 'stop' });
+      expect(await choice(completion({ prompt: 'hi' }))).toMatchObject({ finish_reason: 'length' });
+      expect(await choice(chat({ max_tokens: 16 }))).toMatchObject({ finish_reason: 'length' });
+      // ignore_eos: vLLM runs the reply to the end of the context, FINISHED_LENGTH_CAPPED.
+      expect(await choice(chat({ ignore_eos: true }))).toMatchObject({ finish_reason: 'length' });
+      // The room left (64 − prompt) at or below --default-max-tokens: the reply fills max_model_len, `length` on vLLM.
+      const capped = (await completion({ prompt: new Array(56).fill(785), max_tokens: null })).json();
+      expect(capped.usage.completion_tokens).toBe(8);
+      expect(capped.choices[0].finish_reason).toBe('length');
+      expect(await choice(completion({ prompt: new Array(48).fill(785), max_tokens: null }))).toMatchObject({ finish_reason: 'length' });
+      const s = parsePrometheus(await sim.metrics.metrics());
+      expect(metricValue(s, 'vllm:request_success_total', { finished_reason: 'stop' })).toBe(3);
+      expect(metricValue(s, 'vllm:request_success_total', { finished_reason: 'length' })).toBe(5);
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
 describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
   it('a card per adapter: root = its path, parent = the first served name, max_model_len null; usable as model', async () => {
     const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], loraModules: ['sql', 'chat'], loraModulePaths: { sql: '/adapters/sql' } });

@@ -105,6 +105,8 @@ describe('flag parsing', () => {
         enableAutoToolChoice: true,
         enablePrefixCaching: false,
         serverDevMode: serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE),
+        swapSpace: 4,
+        disableLogStats: false,
       },
     });
   });
@@ -177,7 +179,8 @@ describe('flag parsing', () => {
     [['--model', ''], '--model', /non-empty/],
     [['--served-model-name', 'a,,b'], '--served-model-name', /empty name/],
     [['--port', '1', '--port', '2'], '--port', /more than once/],
-    [['extra'], 'extra', /unexpected argument/],
+    // One positional is the model (vllm serve's model_tag); a second is refused, as argparse refuses it.
+    [['model', 'extra'], 'extra', /unexpected argument/],
     [['--kv-cache-blocks', '100', '--max-model-len', '4096'], '--kv-cache-blocks', /cannot hold one sequence/],
     [['--kv-cache-blocks', '1', '--max-model-len', '16'], '--kv-cache-blocks', /\[2, /],
     [['--enable-prompt-tokens-details=yes'], '--enable-prompt-tokens-details', /takes no value/],
@@ -321,6 +324,113 @@ describe('flag parsing', () => {
     }
   });
 
+  it("accepts vllm serve's flags that upstream's metrics test and kvroute's decode pool pass, with vLLM 0.10.0's value syntax (vllm/engine/arg_utils.py @ 6eca337ce)", () => {
+    const opts = (argv: string[]) => {
+      const r = parseCli(argv);
+      if (r.kind !== 'run') throw new Error('help');
+      return r.options;
+    };
+    const base = opts([]);
+    // tests/entrypoints/openai/test_metrics.py @ 6eca337ce and lib/decode-pool.ts: accepted and ignored (no option
+    // changes), each as argparse reads it: a Literal's choices, BooleanOptionalAction pairs, optional_type, type=int.
+    for (const argv of [
+      ['--dtype', 'bfloat16'],
+      ['--dtype=half'],
+      ['--enforce-eager'],
+      ['--no-enforce-eager'],
+      ['--enable-chunked-prefill'],
+      ['--no-enable-chunked-prefill'],
+      ['--no_enable_chunked_prefill'],
+      ['--disable-log-requests'],
+      ['--show-hidden-metrics-for-version=0.9'],
+      ['--show-hidden-metrics-for-version', 'None'],
+      ['--tensor-parallel-size=1'],
+      ['--tensor-parallel-size', ' 2 '],
+      ['-tp', '4'],
+      ['-tp=8'],
+      ['--trust-remote-code'],
+      ['--no-trust-remote-code'],
+      ['--download-dir', '/models'],
+      ['--download-dir', ''],
+      ['--seed', '0'],
+      ['--seed=-7'],
+      ['--seed', '1_000'],
+      ['--seed', 'None'],
+    ]) {
+      expect(opts(argv)).toEqual(base);
+    }
+    // --swap-space: type=float, as Python's float() reads it; reported in cache_config_info.
+    expect(opts(['--swap-space', '8']).swapSpace).toBe(8);
+    expect(opts(['--swap-space=0.5']).swapSpace).toBe(0.5);
+    expect(opts(['--swap-space', ' 1e1 ']).swapSpace).toBe(10);
+    expect(opts(['--swap-space', '1_0.5']).swapSpace).toBe(10.5);
+    expect(opts(['--disable-log-stats']).disableLogStats).toBe(true);
+    // `vllm serve <model>`: model_tag, which ServeSubcommand.cmd copies to args.model (cli/serve.py @ 6eca337ce lines
+    // 41-43), anywhere among the flags.
+    expect(opts(['Qwen/Qwen3-8B', '--port', '0'])).toMatchObject({ model: 'Qwen/Qwen3-8B', servedModelNames: ['Qwen/Qwen3-8B'], port: 0 });
+    expect(opts(['--port', '0', 'Qwen/Qwen3-8B', '--block-size', '32'])).toMatchObject({ model: 'Qwen/Qwen3-8B', blockSize: 32 });
+    expect(opts(['Qwen/Qwen3-8B', '--model', 'Qwen/Qwen3-8B']).model).toBe('Qwen/Qwen3-8B');
+    // lib/decode-pool.ts's arguments, as it builds them for a pod.
+    expect(
+      opts([
+        'Qwen/Qwen3-0.6B',
+        '--port=8000',
+        '--served-model-name=qwen',
+        '--enable-prefix-caching',
+        '--prefix-caching-hash-algo=sha256_cbor_64bit',
+        '--block-size=16',
+        '--no-enable-chunked-prefill',
+        '--gpu-memory-utilization=0.9',
+        '--max-model-len=32768',
+        '--enable-prompt-tokens-details',
+        '--tensor-parallel-size=2',
+      ]),
+    ).toMatchObject({ model: 'Qwen/Qwen3-0.6B', servedModelNames: ['qwen'], port: 8000, maxModelLen: 32768 });
+  });
+
+  it.each([
+    [['--dtype', 'bf16'], '--dtype', /invalid choice: "bf16" \(choose from auto, bfloat16, float, float16, float32, half\)/],
+    [['--dtype'], '--dtype', /missing value/],
+    [['--enforce-eager=true'], '--enforce-eager', /takes no value/],
+    [['--enforce-eager', '--no-enforce-eager'], '--no-enforce-eager', /conflicts with --enforce-eager/],
+    [['--enable-chunked-prefill', '--no-enable-chunked-prefill'], '--no-enable-chunked-prefill', /conflicts with --enable-chunked-prefill/],
+    [['--disable-log-stats=1'], '--disable-log-stats', /takes no value/],
+    [['--tensor-parallel-size', 'two'], '--tensor-parallel-size', /expected an integer/],
+    [['--tensor-parallel-size', '1.0'], '--tensor-parallel-size', /expected an integer/],
+    [['-tp', '0'], '--tensor-parallel-size', /expected an integer >= 1/],
+    [['-tp', '2', '--tensor-parallel-size', '2'], '--tensor-parallel-size', /more than once/],
+    [['--seed', '1.5'], '--seed', /expected an integer/],
+    [['--seed', '1__0'], '--seed', /expected an integer/],
+    [['--swap-space', 'lots'], '--swap-space', /expected a number/],
+    [['--swap-space', ''], '--swap-space', /expected a number/],
+    [['--swap-space', '0x10'], '--swap-space', /expected a number/],
+    [['--swap-space', 'inf'], '--swap-space', /expected a finite number of GiB/],
+    [['Qwen/Qwen3-8B', 'extra'], 'extra', /unexpected argument/],
+    [['Qwen/Qwen3-8B', '--model', 'Qwen/Qwen3-4B'], '--model', /conflicts with the positional model "Qwen\/Qwen3-8B"/],
+    [[''], 'model_tag', /non-empty/],
+    // SchedulerConfig._verify_args (vllm/config.py @ 6eca337ce lines 2456-2460), with V1's default of 2048 batched tokens.
+    [['--max-num-batched-tokens', '64'], '--max-num-batched-tokens', /max_num_batched_tokens \(64\) must be greater than or equal to max_num_seqs \(256\)\.$/],
+    [['--max-num-seqs', '4096'], '--max-num-batched-tokens', /max_num_batched_tokens \(2048\) must be greater than or equal to max_num_seqs \(4096\)\./],
+  ])('vLLM flag %j is rejected naming %s', (argv, flag, msg) => {
+    const e = errorOf(argv);
+    expect(e.flag).toBe(flag);
+    expect(e.message).toMatch(msg);
+  });
+
+  it('SchedulerConfig: max_num_batched_tokens equal to max_num_seqs is accepted; above max_num_seqs × max_model_len only warned about, as vLLM logs it', () => {
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const eq = parseCli(['--max-num-batched-tokens', '256']);
+      expect(eq.kind === 'run' && eq.options.maxNumBatchedTokens).toBe(256);
+      expect(write).not.toHaveBeenCalled();
+      const big = parseCli(['--max-num-seqs', '1', '--max-model-len', '1024', '--kv-cache-blocks', '64']);
+      expect(big.kind).toBe('run');
+      expect(write.mock.calls.map((c) => String(c[0])).join('')).toContain('max_num_batched_tokens (2048) exceeds max_num_seqs * max_model_len (1024). This may lead to unexpected behavior.');
+    } finally {
+      write.mockRestore();
+    }
+  });
+
   it('the programmatic API validates the same way', async () => {
     expect(() => resolveOptions({ blockSize: 12 })).toThrow(/--block-size/);
     await expect(startSimulator({ itlMs: Number.NaN })).rejects.toThrow(/--itl-ms/);
@@ -374,6 +484,42 @@ describe('the kvroute-sim process', () => {
       expect(ev).toMatchObject({ event: 'listening' });
       expect(ev.kv_events_endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
       // A round trip first: the SIGTERM handler is installed just after the listening line is written.
+      expect((await http(`http://127.0.0.1:${ev.port}`, 'GET', '/health')).status).toBe(200);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+
+  it("starts with vllm serve's positional model and the no-op flags upstream's metrics test and lib/decode-pool.ts pass", async () => {
+    const p = run([
+      'Qwen/Qwen3-8B',
+      '--port=0',
+      '--host=127.0.0.1',
+      '--dtype',
+      'bfloat16',
+      '--enforce-eager',
+      '--enable-chunked-prefill',
+      '--show-hidden-metrics-for-version=0.9',
+      '--disable-log-requests',
+      '--tensor-parallel-size=1',
+      '--trust-remote-code',
+      '--download-dir=/tmp',
+      '--swap-space',
+      '4',
+      '--seed',
+      '0',
+    ]);
+    const out = collect(p.stdout);
+    const err = collect(p.stderr);
+    const exited = exit(p);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        p.stdout.on('data', () => out.text.includes('\n') && resolve());
+        p.once('exit', () => reject(new Error(`exited early: ${err.text}`)));
+      });
+      const ev = JSON.parse(out.text.slice(0, out.text.indexOf('\n')));
+      expect(ev).toMatchObject({ event: 'listening', model: 'Qwen/Qwen3-8B', served_model_names: ['Qwen/Qwen3-8B'] });
       expect((await http(`http://127.0.0.1:${ev.port}`, 'GET', '/health')).status).toBe(200);
     } finally {
       p.kill('SIGTERM');

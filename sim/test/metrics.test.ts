@@ -3,7 +3,7 @@ import { gzipAccepted, openMetricsAccepted, startSimulator, type Simulator } fro
 import { request } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { ManualClock } from '../src/clock';
-import { http, longText, metricValue, parsePrometheus, waitFor, type Sample } from './helpers';
+import { http, longText, metricValue, openStream, parsePrometheus, waitFor, type Sample } from './helpers';
 
 const MODEL = 'kvroute/sim-qwen3';
 
@@ -298,6 +298,91 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(metricValue(s, 'vllm:time_to_first_token_seconds_sum')).toBeCloseTo(cold + warm, 9);
     // The e2e histogram agrees with the per-response timing.
     expect(metricValue(s, 'vllm:e2e_request_latency_seconds_sum')).toBeCloseTo(r1.kvroute_sim.e2e_s + r2.kvroute_sim.e2e_s, 9);
+  });
+});
+
+describe('per-request histograms at the finish (vllm/v1/metrics/loggers.py @ 6eca337ce lines 542-561)', () => {
+  // The histograms PrometheusStatLogger.record observes only in its `for finished_request in
+  // iteration_stats.finished_requests` loop; their _count always equals request_success_total{stop} + {length}.
+  const FINISHED = [
+    'vllm:request_queue_time_seconds',
+    'vllm:e2e_request_latency_seconds',
+    'vllm:request_inference_time_seconds',
+    'vllm:request_prefill_time_seconds',
+    'vllm:request_decode_time_seconds',
+    'vllm:request_prompt_tokens',
+    'vllm:request_generation_tokens',
+  ];
+  it('request_queue_time_seconds is observed when a request finishes, not when it is scheduled; an aborted request observes none of them', async () => {
+    const clock = new ManualClock();
+    const sim = await startSimulator({ port: 0, clock, servedModelNames: ['m'], simExtension: true });
+    try {
+      const scrapeNow = async () => parsePrometheus(await sim.metrics.metrics());
+      const counts = async (): Promise<number[]> => {
+        const s = await scrapeNow();
+        return FINISHED.map((f) => metricValue(s, `${f}_count`));
+      };
+      const success = async (): Promise<number> => {
+        const s = await scrapeNow();
+        return ['stop', 'length', 'abort'].reduce((a, reason) => a + metricValue(s, 'vllm:request_success_total', { finished_reason: reason }), 0);
+      };
+      // 1. A stream hung up after its first tokens: OutputProcessor.abort_requests drops it without stats
+      // (vllm/v1/engine/output_processor.py @ 6eca337ce lines 301-316), so only the per-iteration TTFT was observed.
+      const stream = openStream(sim.url, '/v1/completions', { prompt: longText(100, 11), max_tokens: 50, stream: true });
+      await waitFor(() => sim.engine.stats().running === 1, 'the stream scheduled');
+      // Scheduled, not finished: no queue time yet (the sim observed it here before).
+      expect(await counts()).toEqual(FINISHED.map(() => 0));
+      clock.advance(200);
+      const s1 = await stream;
+      s1.hangUp();
+      await waitFor(() => sim.engine.stats().running === 0, 'the stream aborted');
+      expect(await counts()).toEqual(FINISHED.map(() => 0));
+      expect(await success()).toBe(0);
+      expect(metricValue(await scrapeNow(), 'vllm:time_to_first_token_seconds_count')).toBe(1);
+      // 2. A request that queues behind another's prefill, then finishes: every finished-request histogram once.
+      const a = http(sim.url, 'POST', '/v1/completions', { prompt: longText(400, 12), max_tokens: 3 });
+      await waitFor(() => sim.engine.stats().running === 1, 'a scheduled');
+      const b = http(sim.url, 'POST', '/v1/completions', { prompt: longText(400, 13), max_tokens: 3 });
+      await waitFor(() => sim.engine.stats().waiting === 1, 'b waiting for the prefill lane');
+      clock.advance(110); // a's prefill lane frees (20 + ~100 ms): b is scheduled, neither has finished
+      expect(sim.engine.stats().running).toBe(2);
+      expect(await counts()).toEqual(FINISHED.map(() => 0));
+      clock.runAll();
+      const [ra, rb] = [(await a).json(), (await b).json()];
+      expect(await counts()).toEqual(FINISHED.map(() => 2));
+      expect(await success()).toBe(2);
+      const s = await scrapeNow();
+      expect(rb.kvroute_sim.queue_time_s).toBeGreaterThan(0);
+      expect(metricValue(s, 'vllm:request_queue_time_seconds_sum')).toBeCloseTo(ra.kvroute_sim.queue_time_s + rb.kvroute_sim.queue_time_s, 9);
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca337ce lines 319, 839)', () => {
+  it('--disable-log-stats: no vllm: family at all, as AsyncLLM builds no StatLoggerManager (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133)', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, disableLogStats: true });
+    try {
+      expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hello', max_tokens: 2 })).status).toBe(200);
+      const text = await http(sim.url, 'GET', '/metrics');
+      expect(text.status).toBe(200);
+      expect(text.text).toBe('');
+      const om = await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } });
+      expect(await om.text()).toBe('# EOF\n');
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it("--swap-space is reported in cache_config_info as CacheConfig's str(float) and swap_space_bytes = swap_space × 2^30", async () => {
+    const sim = await startSimulator({ port: 0, swapSpace: 0.5 });
+    try {
+      const info = (await scrape(sim)).filter((x) => x.name === 'vllm:cache_config_info')[0].labels;
+      expect(info).toMatchObject({ swap_space: '0.5', swap_space_bytes: '536870912.0' });
+    } finally {
+      await sim.close();
+    }
   });
 });
 
