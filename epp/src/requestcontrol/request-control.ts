@@ -295,7 +295,7 @@ export class RequestControl implements RequestDirector {
     this.monotonicSeconds = options.monotonicSeconds ?? (() => performance.now() / 1000);
     // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
     this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
-    const parser = options.scheduler.config.parser?.pluginRef;
+    const parser = options.scheduler.plugins.config.parser?.pluginRef;
     this.passthrough = parser !== undefined && options.scheduler.plugins.get(parser)?.type === 'passthrough-parser';
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
