@@ -86,8 +86,15 @@ schedulingProfiles:
     expect(d.kind).toBe('route');
     if (d.kind !== 'route') return;
     expect(d.body).toBeUndefined();
+    // Its ParseResponse returns nothing: the response's size counts, its usage does not.
+    director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+    director.responseBody(d.ticket, Buffer.from('{"usage":{"prompt_tokens":7,"completion_tokens":3}}'), true);
     director.release(d.ticket, 'completed');
-    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_total')).toContain('inference_objective_request_total{model_name="",target_model_name="",priority="0"} 1');
+    // The rewrite header labels the request (GIE reads it at the headers), though nothing is rewritten.
+    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_total')).toContain('inference_objective_request_total{model_name="",target_model_name="tgt",priority="0"} 1');
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^inference_objective_response_sizes_count\{model_name="",target_model_name="tgt"\} 1$/m);
+    expect(text).not.toMatch(/^inference_objective_input_tokens_count\{/m);
   });
 
   test('parsers/openai/openai.go parses every body whatever its content-type: JSON sent as a form (curl -d) is read (rewritten, counted), malformed JSON as text is 400; what cannot be JSON (a multipart upload) is routed by load', async () => {

@@ -23,7 +23,7 @@ describe('RequestControl', () => {
   beforeEach(() => { ds = pool(3); });
   afterEach(() => ds.stop());
 
-  test('honours the protocol\'s subset hint (namespace envoy.lb.subset_hint), ignoring ports', async () => {
+  test('honours the protocol\'s subset hint (namespace envoy.lb.subset_hint), a port the pool lacks matching by IP', async () => {
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
     const hint = { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.3:1234'] } };
     for (let i = 0; i < 5; i++) {

@@ -154,6 +154,7 @@ describe('promptHead', () => {
     expect(parse({ model: 'm', input: 7 }).input).toEqual({ kind: 'none' });
     expect(parse({ model: 'm', input: { nested: true } }).input).toEqual({ kind: 'none' });
     expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a\nb' });
+    expect(parse({ model: 'm', input: [{ content: 5 }] }).input).toEqual({ kind: 'text', text: '<|im_start|>user\n<|im_end|>\n' });
   });
 
   test('a chat body with several faults reports the first in the order the fields are checked: tools, kwargs, messages, the two flags', () => {

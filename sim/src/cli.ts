@@ -107,6 +107,10 @@ const FLAGS: Record<string, FlagSpec> = {
   // tensor_parallel_size`, vllm/config.py @ 6eca337ce line 1208) and a negative size is no GPU count: at least 1 here.
   // The divisibility of the model's attention heads by the size, and the GPUs present, are not checked.
   'tensor-parallel-size': { inert: 'tensor_parallel_size', kind: 'py-int', min: 1, help: 'accepted and ignored (also -tp): GPUs per engine; one engine\'s scheduling and metrics are the same' },
+  // FrontendArgs `disable_frontend_multiprocessing: bool = False` (vllm/entrypoints/openai/cli_args.py @ v0.10.0 line
+  // 129), added through get_kwargs: BooleanOptionalAction. One of the server setups vLLM's own metrics test starts.
+  'disable-frontend-multiprocessing': { inert: 'disable_frontend_multiprocessing', kind: 'bool', help: 'accepted and ignored: the simulator is one process either way' },
+  'no-disable-frontend-multiprocessing': { inert: 'disable_frontend_multiprocessing', kind: 'no-bool', help: 'accepted and ignored (the default)' },
   // `trust_remote_code: bool` (line 277, added at 468): BooleanOptionalAction.
   'trust-remote-code': { inert: 'trust_remote_code', kind: 'bool', help: 'accepted and ignored: Qwen3 needs no remote code, and the tokenizer is bundled' },
   'no-trust-remote-code': { inert: 'trust_remote_code', kind: 'no-bool', help: 'accepted and ignored (the default)' },

@@ -350,6 +350,8 @@ describe('flag parsing', () => {
       ['-tp=8'],
       ['--trust-remote-code'],
       ['--no-trust-remote-code'],
+      ['--disable-frontend-multiprocessing'],
+      ['--no-disable-frontend-multiprocessing'],
       ['--download-dir', '/models'],
       ['--download-dir', ''],
       ['--seed', '0'],

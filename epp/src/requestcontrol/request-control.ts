@@ -210,6 +210,8 @@ class Ticket {
   eventStream: boolean | undefined = undefined;
   /** Whether the response-end metrics were recorded. */
   responseRecorded = false;
+  /** Whether the response's usage is read (not with GIE's passthrough parser, whose ParseResponse returns nothing). */
+  readsUsage = true;
 
   constructor(
     /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
@@ -273,6 +275,8 @@ export class RequestControl implements RequestDirector {
   /** Requests whose body sets `priority` itself: no pre-request hook's engine priority is written over it. */
   private readonly clientPriorities = new WeakSet<LLMRequest>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
+  /** With the passthrough parser: the rewrite target a request is labelled with, its body left as it came. */
+  private readonly labelTargets = new WeakMap<LLMRequest, string>();
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
@@ -405,6 +409,9 @@ export class RequestControl implements RequestDirector {
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
     const rewriteTo = this.passthrough ? undefined : req.headers.get(MODEL_REWRITE_HEADER);
+    // The passthrough parser mutates nothing, but GIE still labels the request with the rewrite target it read from the
+    // headers (handlers/request.go sets TargetModelName before the body).
+    const passthroughTarget = this.passthrough ? req.headers.get(MODEL_REWRITE_HEADER) : undefined;
     const rewritten = rewriteTo ? rewriteModel(req.body!, rewriteTo) : undefined;
     const request: LLMRequest = {
       requestId: req.requestId,
@@ -422,6 +429,7 @@ export class RequestControl implements RequestDirector {
     if (rewritten !== undefined) {
       this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
     }
+    if (passthroughTarget) this.labelTargets.set(request, this.modelLabel(passthroughTarget));
     // Without a request-preparing plugin that has work for this request (the default config's session filter has
     // none without a shared store) nothing waits before scheduling, and the snapshot above is still current.
     const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
@@ -646,7 +654,7 @@ export class RequestControl implements RequestDirector {
 
   /** The `target_model_name` label of a request: its rewrite target's, else its model's. */
   private targetOf(request: LLMRequest, model: string): string {
-    return this.rewrites.get(request)?.targetModel ?? model;
+    return this.rewrites.get(request)?.targetModel ?? this.labelTargets.get(request) ?? model;
   }
 
   /**
@@ -692,7 +700,7 @@ export class RequestControl implements RequestDirector {
     const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
     // The body the pod gets when it is not the one received: rewritten model, engine priority, or both.
     let body = rewrite?.body;
-    const targetModel = rewrite?.targetModel ?? scheduled?.model ?? '';
+    const targetModel = rewrite?.targetModel ?? (scheduled !== undefined ? this.labelTargets.get(scheduled.request) : undefined) ?? scheduled?.model ?? '';
     const series = m !== undefined && scheduled !== undefined ? this.seriesOf(m, scheduled.model, targetModel) : undefined;
     if (result !== undefined) {
       for (const plugin of this.preRequestPlugins) {
@@ -726,6 +734,7 @@ export class RequestControl implements RequestDirector {
       rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
       series,
     );
+    if (this.passthrough) ticket.readsUsage = false;
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
@@ -849,7 +858,7 @@ export class RequestControl implements RequestDirector {
     // The request's series holds its bounded labels (a pair past MAX_MODEL_SERIES is ("other", "other")).
     const labels = { model_name: t.series?.model ?? '', target_model_name: t.series?.targetModel ?? '' };
     m.responseSizes.observe(labels, observer.bytes);
-    const usage = observer.usage;
+    const usage = t.readsUsage ? observer.usage : undefined;
     if (usage === undefined) return;
     // GIE v1.5.0 metrics.go RecordInputTokens / RecordOutputTokens observe counts above 0 only (an embeddings response
     // has no output tokens: no observation).

@@ -142,6 +142,17 @@ function textOrTokens(value: unknown, field: string): PromptInput {
   throw new RequestBodyError(`${field}: must be a string, an array of strings, or an array of token ids`, field, 'invalid_type');
 }
 
+/** An input item's text; content of another shape is no text (GIE v1.5.0 types `input` as any, so it is no error). */
+function itemText(content: unknown, path: string): string {
+  if (content === undefined || content === null) return '';
+  try {
+    return messageText(content, path);
+  } catch (e) {
+    if (e instanceof RequestBodyError) return '';
+    throw e;
+  }
+}
+
 function isTextOrTokens(value: unknown): boolean {
   if (typeof value === 'string' || isTokenIds(value)) return true;
   return Array.isArray(value) && value.length > 0 && (value.every((p) => typeof p === 'string') || value.every(isTokenIds));
@@ -155,7 +166,7 @@ function responsesInput(input: unknown): PromptInput {
     if (typeof item !== 'object' || item === null) return '';
     const it = item as Record<string, unknown>;
     const role = typeof it.role === 'string' ? it.role : typeof it.type === 'string' ? it.type : 'user';
-    return renderChatTurn(role, messageText(it.content ?? '', `input[${i}].content`));
+    return renderChatTurn(role, itemText(it.content, `input[${i}].content`));
   }).join('');
   return text === '' ? { kind: 'none' } : { kind: 'text', text };
 }
@@ -305,7 +316,10 @@ export function parseRequestBody(body: Buffer): ParsedRequestBody {
   return out;
 }
 
-/** Whether a `content-type` is one `parseRequestBody` reads; other bodies (multipart audio uploads) route by load. */
+/**
+ * Whether a `content-type` names JSON (absent, `application/json`, `*+json`). The EPP reads these bodies, and bodies of
+ * other types that open with `{` or `[` (GIE reads every body); the rest (multipart audio uploads) route by load.
+ */
 export function isJsonContentType(contentType: string | undefined): boolean {
   // What every OpenAI client sends, answered without splitting and lower-casing a copy.
   if (contentType === undefined || contentType === '' || contentType === 'application/json') return true;
