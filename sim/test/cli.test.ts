@@ -453,6 +453,27 @@ describe('the kvroute-sim process', () => {
     s.on('data', (d: Buffer) => (out.text += d.toString('utf8')));
     return out;
   };
+  /**
+   * Waits for the listening line, checks it, makes one request (the SIGTERM handler is installed just after the line is
+   * written), then stops the process and expects exit 0.
+   */
+  const expectServes = async (p: ChildProcessWithoutNullStreams, check: (ev: Record<string, unknown> & { port: number }) => void): Promise<void> => {
+    const out = collect(p.stdout);
+    const err = collect(p.stderr);
+    const exited = exit(p);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        p.stdout.on('data', () => out.text.includes('\n') && resolve());
+        p.once('exit', () => reject(new Error(`exited early: ${err.text}`)));
+      });
+      const ev = JSON.parse(out.text.slice(0, out.text.indexOf('\n')));
+      check(ev);
+      expect((await http(`http://127.0.0.1:${ev.port}`, 'GET', '/health')).status).toBe(200);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  };
 
   it('exits 2 with a message naming the bad flag', async () => {
     const p = run(['--max-num-seqs', 'many']);
@@ -474,23 +495,10 @@ describe('the kvroute-sim process', () => {
       '--kv-events-config.hwm',
       '"100"',
     ]);
-    const out = collect(p.stdout);
-    const err = collect(p.stderr);
-    const exited = exit(p);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        p.stdout.on('data', () => out.text.includes('\n') && resolve());
-        p.once('exit', () => reject(new Error(`exited early: ${err.text}`)));
-      });
-      const ev = JSON.parse(out.text.slice(0, out.text.indexOf('\n')));
+    await expectServes(p, (ev) => {
       expect(ev).toMatchObject({ event: 'listening' });
       expect(ev.kv_events_endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
-      // A round trip first: the SIGTERM handler is installed just after the listening line is written.
-      expect((await http(`http://127.0.0.1:${ev.port}`, 'GET', '/health')).status).toBe(200);
-    } finally {
-      p.kill('SIGTERM');
-    }
-    expect(await exited).toBe(0);
+    });
   });
 
   it("starts with vllm serve's positional model and the no-op flags upstream's metrics test and lib/decode-pool.ts pass", async () => {
@@ -512,21 +520,7 @@ describe('the kvroute-sim process', () => {
       '--seed',
       '0',
     ]);
-    const out = collect(p.stdout);
-    const err = collect(p.stderr);
-    const exited = exit(p);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        p.stdout.on('data', () => out.text.includes('\n') && resolve());
-        p.once('exit', () => reject(new Error(`exited early: ${err.text}`)));
-      });
-      const ev = JSON.parse(out.text.slice(0, out.text.indexOf('\n')));
-      expect(ev).toMatchObject({ event: 'listening', model: 'Qwen/Qwen3-8B', served_model_names: ['Qwen/Qwen3-8B'] });
-      expect((await http(`http://127.0.0.1:${ev.port}`, 'GET', '/health')).status).toBe(200);
-    } finally {
-      p.kill('SIGTERM');
-    }
-    expect(await exited).toBe(0);
+    await expectServes(p, (ev) => expect(ev).toMatchObject({ event: 'listening', model: 'Qwen/Qwen3-8B', served_model_names: ['Qwen/Qwen3-8B'] }));
   });
 
   it('prints the bound port as a JSON line, serves, and shuts down on SIGTERM', async () => {

@@ -218,15 +218,7 @@ export class ExtProcStream {
   private onRequestHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
     if (this.state !== 'request-headers') throw new ProtocolError(`unexpected request_headers in state ${this.state}`);
     // protocol_config is only ever sent on the first message of a stream, which this is.
-    const pc = msg.protocol_config;
-    if (pc) {
-      if (!isBodyMode(pc.request_body_mode) || !isBodyMode(pc.response_body_mode)) {
-        throw new ProtocolError(`unsupported protocol_config body modes ${pc.request_body_mode}/${pc.response_body_mode}`);
-      }
-      this.requestBodyMode = pc.request_body_mode;
-      this.responseBodyMode = pc.response_body_mode;
-      this.modesAnnounced = true;
-    }
+    this.readProtocolConfig(msg);
     this.headers = headerMapToMap(h.headers);
     // GIE v1.5.0 `pkg/epp/handlers/server.go` (Process, RequestHeaders): a request without `x-request-id` gets a
     // generated UUID, which plugins key their per-request state on and which is set on the request Envoy forwards.
@@ -452,15 +444,7 @@ export class ExtProcStream {
    * model names; so does kvroute, through the director's ticket for such a response when it has one.
    */
   private beginWithoutRequest(msg: ProcessingRequest): void {
-    const pc = msg.protocol_config;
-    if (pc) {
-      if (!isBodyMode(pc.request_body_mode) || !isBodyMode(pc.response_body_mode)) {
-        throw new ProtocolError(`unsupported protocol_config body modes ${pc.request_body_mode}/${pc.response_body_mode}`);
-      }
-      this.requestBodyMode = pc.request_body_mode;
-      this.responseBodyMode = pc.response_body_mode;
-      this.modesAnnounced = true;
-    }
+    this.readProtocolConfig(msg);
     this.requestId = randomUUID();
     const director = this.settings.director;
     if (director.responseWithoutRequest !== undefined) {
@@ -471,6 +455,18 @@ export class ExtProcStream {
       }
     }
     this.state = 'forwarded';
+  }
+
+  /** The body modes of a stream's first message's `protocol_config`, when Envoy sent one. */
+  private readProtocolConfig(msg: ProcessingRequest): void {
+    const pc = msg.protocol_config;
+    if (!pc) return;
+    if (!isBodyMode(pc.request_body_mode) || !isBodyMode(pc.response_body_mode)) {
+      throw new ProtocolError(`unsupported protocol_config body modes ${pc.request_body_mode}/${pc.response_body_mode}`);
+    }
+    this.requestBodyMode = pc.request_body_mode;
+    this.responseBodyMode = pc.response_body_mode;
+    this.modesAnnounced = true;
   }
 
   /** The director's response headers, if it has any to add; a failing hook never fails the response. */
