@@ -274,9 +274,9 @@ export class RequestControl implements RequestDirector {
   private readonly headerPriorityLabels = new Set<string>();
   /** Requests whose body sets `priority` itself: no pre-request hook's engine priority is written over it. */
   private readonly clientPriorities = new WeakSet<LLMRequest>();
-  /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   /** With the passthrough parser: the rewrite target a request is labelled with, its body left as it came. */
   private readonly labelTargets = new WeakMap<LLMRequest, string>();
+  /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
@@ -383,8 +383,8 @@ export class RequestControl implements RequestDirector {
    */
   decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     const started = this.monotonicSeconds();
-    // The body is read before the candidates are looked up, as GIE v1.5.0's director does (`HandleRequest`: parse, then
-    // admit, then locate), so a malformed body is a 400 whether or not any pod is ready.
+    // The body is read before the candidates are looked up, as GIE v1.5.0's director parses before it admits and
+    // locates (`HandleRequest`), so a malformed body is a 400 whether or not any pod is ready.
     const parsed = this.readBody(req);
     const rewriteHeader = req.headers.get(MODEL_REWRITE_HEADER);
     if (parsed instanceof RequestBodyError) {
@@ -671,11 +671,11 @@ export class RequestControl implements RequestDirector {
     }));
   }
 
-  /** The parsed body; undefined when there is none to read; the error when it cannot be read. */
   /**
-   * The body's request fields. GIE v1.5.0 parses every body whatever its content-type (`parsers/openai/openai.go`), so a
-   * JSON body sent as a form (`curl -d`'s default) or as text is read too; kvroute leaves alone only what cannot be
-   * JSON under another content-type (a multipart upload, raw audio): those are routed by load.
+   * The parsed body; undefined when there is none to read; the error when it cannot be read. GIE v1.5.0 parses every
+   * body whatever its content-type (`parsers/openai/openai.go`), so a JSON body sent as a form (`curl -d`'s default) or
+   * as text is read too; kvroute leaves alone only what cannot be JSON under another content-type (a multipart upload,
+   * raw audio): those are routed by load.
    */
   private readBody(req: IncomingRequest): ParsedRequestBody | RequestBodyError | undefined {
     if (req.body === undefined) return undefined;
