@@ -251,18 +251,15 @@ export class Monitoring extends Construct {
     // Fail-opens over the requests that reached the filter. A stream that fails while opening (no EPP endpoint at all)
     // counts as failed open but not as started, so the denominator is the larger of the two: exact when streams open
     // and then fail (refused, reset, timed out), never above 1.
-    const failOpenRatio = (window: string) => {
-      const fma = sumRate('namespace', ENVOY.failureModeAllowed, sel, window);
+    const overStreams = (counter: string, window: string) => {
+      const part = sumRate('namespace', counter, sel, window);
       const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
-      return `${fma}\n/\n(\n  ${started}\n  > ${fma}\n  or\n  ${fma}\n)`;
+      return `${part}\n/\n(\n  ${started}\n  > ${part}\n  or\n  ${part}\n)`;
     };
-    // Failed streams over started ones, with the fail-open ratio's denominator (a stream that fails while opening is
-    // failed, not started).
-    const streamFailureRatio = (window: string) => {
-      const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
-      const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
-      return `${failed}\n/\n(\n  ${started}\n  > ${failed}\n  or\n  ${failed}\n)`;
-    };
+    const failOpenRatio = (window: string) => overStreams(ENVOY.failureModeAllowed, window);
+    // Failed streams over started ones, with the same denominator (a stream that fails while opening is failed, not
+    // started).
+    const streamFailureRatio = (window: string) => overStreams(ENVOY.streamsFailed, window);
     const timeoutRatio = (window: string) =>
       `${sumRate('namespace', ENVOY.messageTimeouts, sel, window)}\n/\n${sumRate('namespace', ENVOY.streamsStarted, sel, window)}`;
 
