@@ -13,7 +13,7 @@ import type { IncomingRequest, RouteDecision } from '../src/extproc/request-dire
 import { createEppMetrics, EPP_METRICS } from '../src/metrics';
 import { RequestControl, MODEL_REWRITE_HEADER, PRIORITY_HEADER } from '../src/requestcontrol/request-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
-import { staticPool } from './static-pool';
+import { freshenMetrics, staticPool } from './static-pool';
 
 type Labels = Record<string, string>;
 
@@ -78,6 +78,8 @@ describe('request control\'s resolved metric series', () => {
       if (priority !== undefined) headers.set(PRIORITY_HEADER, priority);
       const body = { model, messages: [{ role: 'user', content: `request ${i} ${'x'.repeat(Math.floor(random() * 300))}` }] };
       const req: IncomingRequest = { requestId: `r${i}`, headers, body: Buffer.from(JSON.stringify(body)), filterMetadata: {} };
+      // 600 routes on a loaded CI machine can outlast the saturation filter's 1 s staleness: keep the pods fresh.
+      freshenMetrics(ds);
       const d = (await control.route(req)) as Extract<RouteDecision, { kind: 'route' }>;
       expect(d.kind).toBe('route');
       const target = rewrite ?? model;
