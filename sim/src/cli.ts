@@ -57,7 +57,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
-  'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'prefill tokens per request per scheduler step (chunked prefill; default 2048)' },
+  'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'a scheduler step\'s token budget: a prefill chunk at most, shared with the requests the step schedules (default 2048)' },
   'enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'bool', help: 'report usage.prompt_tokens_details.cached_tokens, as vLLM (default off)' },
   'no-enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'no-bool', help: 'the default' },
   'sim-extension': { key: 'simExtension', kind: 'bool', help: 'add kvroute_sim {pod, cached_tokens, queue_time_s, ttft_s, e2e_s} to each body and last chunk (default off: exactly vLLM\'s members)' },

@@ -9,7 +9,8 @@ export interface EngineConfig {
   /** All KV blocks including vLLM's null block (`num_gpu_blocks`). */
   kvCacheBlocks: number;
   maxNumSeqs: number;
-  /** Tokens one request prefills per scheduler step (vLLM's chunked prefill, `--max-num-batched-tokens`). */
+  /** A scheduler step's token budget (`--max-num-batched-tokens`): a request's largest prefill chunk, and with prefill
+   * lanes what one step's running and newly scheduled requests share. */
   maxNumBatchedTokens: number;
   ttftOverheadMs: number;
   prefillMsPerToken: number;
@@ -21,8 +22,9 @@ export interface EngineConfig {
    */
   schedulingPolicy?: SchedulingPolicy;
   /**
-   * Prefills computed at once (the step's token budget as lanes); 0 = unlimited (each request prefills independently).
-   * A request no lane can take stays in the waiting queue, as vLLM's does while a step's budget is spent.
+   * Prefills computed at once (lanes); 0 = unlimited (each request prefills independently, no token budget). With
+   * lanes, waiting requests are scheduled only in a step that can schedule prefill and while its token budget lasts
+   * (admitWaiting), as vLLM's.
    */
   prefillConcurrency: number;
   hashAlgo: HashAlgo;
@@ -213,16 +215,17 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  *    `num_computed_tokens = 0`, and it goes to the front of the waiting queue (its place by priority under the
  *    priority policy), until the allocation succeeds or the request preempted itself;
  * 2. only if nothing was preempted: waiting requests in FCFS order (by priority, then arrival, under the priority
- *    policy) while fewer than max-num-seqs run and a prefill lane is free by the time the step's overhead is paid.
- *    The lanes stand for the step's token budget: vLLM leaves a request in WAITING, holding no blocks and not yet
- *    looked up, while the running requests' prefill chunks spend the budget (scheduler.py, `while self.waiting and
+ *    policy) while fewer than max-num-seqs run and the step's token budget lasts, in a step that can schedule prefill
+ *    (a lane free by the time the step's overhead is paid, or a running request's next chunk scheduled; see
+ *    admitWaiting). vLLM leaves a request in WAITING, holding no blocks and not yet looked up, while a step is in
+ *    flight or the running requests' tokens and chunks spend the budget (scheduler.py, `while self.waiting and
  *    token_budget > 0`). Each attempt looks the prefix cache up and is counted in the prefix-cache metrics, even when
  *    the head then cannot get its blocks and blocks the queue (so a head waiting for KV counts again every step);
  * 3. the step's KV events go out as one batch, if there are any.
  *
  * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
  * timer (GC, a 100 ms tokenization on the same thread) delays delivery but never changes the reported times or hits.
- *   waits (WAITING) until a prefill lane is free within the overhead → admitted + overhead → prefills (tokens − hit)
+ *   waits (WAITING) until a step with budget left (see admitWaiting) → admitted + overhead, then its lane's queue → prefills (tokens − hit)
  *   tokens, scheduling a chunk of max-num-batched-tokens per step (blocks are cached as each chunk is scheduled) →
  *   first token (not before the hit blocks' own prefill is done) → one token every ITL → finish after max_tokens
  *   tokens.
@@ -465,8 +468,10 @@ export class Engine {
     }
     if (iterationGenerated > 0) this.observer.onIterationTokens?.({ promptTokens: iterationPrompt, generationTokens: iterationGenerated });
 
-    // RUNNING requests, in order.
+    // RUNNING requests, in order. The prefill chunks they take come out of this step's token budget.
     let preempted = false;
+    let chunkTokens = 0;
+    let chunkScheduled = false;
     for (let i = 0; i < this.running.length; i++) {
       const r = this.running[i];
       if (r.need === 'none') continue;
@@ -500,12 +505,14 @@ export class Engine {
         this.schedule(r, 'token', at + this.config.itlMs, r.emitted);
       } else {
         r.need = 'none';
+        chunkTokens += numNew;
+        chunkScheduled = true;
         this.afterChunk(r, fresh);
       }
     }
 
     // WAITING requests, only if nothing was preempted in this step.
-    if (!preempted) this.admitWaiting(at);
+    if (!preempted) this.admitWaiting(at, chunkScheduled, chunkTokens);
 
     if (this.kvEventSink) {
       const events = this.kv.takeEvents();
@@ -514,13 +521,38 @@ export class Engine {
     }
   }
 
-  private admitWaiting(at: number): void {
+  /**
+   * The waiting phase of a step. With prefill lanes, a step that can schedule prefill is one where a lane is free by
+   * the time the step's overhead is paid, or one where a running request's next prefill chunk was scheduled (the
+   * lane is between two of vLLM's steps then); between those instants the lane's prefill is a step in flight, and
+   * vLLM runs no `schedule()` while a step executes. In such a step, waiting requests are scheduled FCFS while the
+   * step's token budget lasts, as vLLM's `while self.waiting and token_budget > 0` (vllm/v1/core/sched/scheduler.py @
+   * v0.10.0, `schedule()`, lines 192-214 and 333-494): max-num-batched-tokens, less the chunks the running requests
+   * took in this step and one token per decoding request, less each scheduled request's first chunk. A request
+   * scheduled behind another on the same lane counts as running, holds its first chunk's blocks and is looked up now;
+   * its prefill starts when the lane reaches it. Before 2026-11-30 (session 16) a step scheduled one waiting request
+   * per free lane, so a burst of short prompts showed as waiting requests that vLLM schedules together.
+   */
+  private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
     const c = this.config;
+    if (this.waiting.length === 0) return;
+    const lanes = this.laneFreeAt.length > 0;
+    let budget = 0;
+    let stepOpen = false;
+    if (lanes) {
+      let decoding = 0;
+      for (const r of this.running) if (r.firstTokenMs !== null) decoding++;
+      budget = c.maxNumBatchedTokens - decoding - chunkTokens;
+      stepOpen = chunkScheduled;
+    }
     while (this.waiting.length > 0) {
       // Checked before the cache lookup, so a request held back by max-num-seqs is not counted.
       if (this.running.length >= c.maxNumSeqs) break;
-      // Also before the lookup: no lane free by the time this step's overhead is paid means no token budget left.
-      if (this.laneFreeAt.length > 0 && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
+      // Also before the lookup: a step in flight on every lane, or no token budget left, keeps the request WAITING.
+      if (lanes) {
+        if (!stepOpen && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
+        if (budget <= 0) break;
+      }
       const r = this.waiting[0];
       // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token; with
       // prefix caching disabled, or for a request that wants prompt logprobs, there is no lookup at all and none is
@@ -537,6 +569,8 @@ export class Engine {
       this.waiting.shift();
       this.running.push(r);
       this.start(r, at, hit, numNew, fresh);
+      budget -= numNew;
+      stepOpen = true;
     }
   }
 

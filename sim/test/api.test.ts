@@ -314,7 +314,8 @@ describe('--scheduling-policy priority (vllm/v1/core/sched/scheduler.py, request
     const clock = new ManualClock();
     const sim = await startSimulator({ port: 0, clock, schedulingPolicy: 'priority', simExtension: true });
     try {
-      const body = (seed: number, priority: number) => ({ model: MODEL, prompt: longText(400, seed), max_tokens: 1, priority });
+      // Prompts longer than a step's token budget (2,048), so a step that schedules one has nothing left for the next.
+      const body = (seed: number, priority: number) => ({ model: MODEL, prompt: longText(2100, seed), max_tokens: 1, priority });
       const a = http(sim.url, 'POST', '/v1/completions', body(1, 0));
       await waitFor(() => sim.engine.stats().running === 1, 'a running');
       const b = http(sim.url, 'POST', '/v1/completions', body(2, 5));
@@ -614,9 +615,10 @@ describe('n > 1 siblings share one arrival: vLLM stamps the parent once (process
     } finally {
       await fast.close();
     }
-    // 2. One prefill lane (the default): children 1-3 wait for it, by the same model time at a time scale of 1e6 as on a
-    // manual clock, which stands still while the request is submitted.
-    const body = { prompt: longText(600, 22), n: 4, max_tokens: 2, stream: true };
+    // 2. One prefill lane (the default) and a prompt longer than a step's budget (2,048 tokens): children 1-3 wait for
+    // child 0's first chunk, by the same model time at a time scale of 1e6 as on a manual clock, which stands still
+    // while the request is submitted.
+    const body = { prompt: longText(2400, 22), n: 4, max_tokens: 2, stream: true };
     const clock = new ManualClock();
     const ref = await startSimulator({ port: 0, clock, simExtension: true });
     let expected: number[][];
