@@ -240,6 +240,9 @@ export class Engine {
   private readonly laneFreeAt: number[];
   private readonly blockReadyAt: Float64Array;
   private nextSeq = 0;
+  /** The last instant whose step could schedule prefill, and the token budget it left (admitWaiting). */
+  private openStepAt = -Infinity;
+  private openStepBudget = 0;
   private order = 0;
   private preemptions = 0;
   private steps = 0;
@@ -530,20 +533,29 @@ export class Engine {
    * v0.10.0, `schedule()`, lines 192-214 and 333-494): max-num-batched-tokens, less the chunks the running requests
    * took in this step and one token per decoding request, less each scheduled request's first chunk. A request
    * scheduled behind another on the same lane counts as running, holds its first chunk's blocks and is looked up now;
-   * its prefill starts when the lane reaches it. Before 2026-11-30 (session 16) a step scheduled one waiting request
-   * per free lane, so a burst of short prompts showed as waiting requests that vLLM schedules together.
+   * its prefill starts when the lane reaches it. With several lanes, each lane that frees opens a step with a whole
+   * budget, so the budget is in effect per lane; with none (prefill-concurrency 0) there is no budget. Until session 16 (2026-11-30) a step scheduled
+   * one waiting request per free lane, so a burst of short prompts showed as waiting requests that vLLM schedules
+   * together.
    */
   private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
     const c = this.config;
-    if (this.waiting.length === 0) return;
     const lanes = this.laneFreeAt.length > 0;
     let budget = 0;
     let stepOpen = false;
     if (lanes) {
-      let decoding = 0;
-      for (const r of this.running) if (r.firstTokenMs !== null) decoding++;
-      budget = c.maxNumBatchedTokens - decoding - chunkTokens;
-      stepOpen = chunkScheduled;
+      if (at === this.openStepAt) {
+        // Another step at the instant of one that could schedule prefill (requests submitted at the instant a chunk
+        // was due): vLLM reads new requests before it schedules, so they join that step with what its budget has left.
+        budget = this.openStepBudget - chunkTokens;
+        stepOpen = true;
+      } else {
+        // Decoding: past their prefill (a preempted request prefilling again is not).
+        let decoding = 0;
+        for (const r of this.running) if (r.firstOutAt <= at) decoding++;
+        budget = c.maxNumBatchedTokens - decoding - chunkTokens;
+        stepOpen = chunkScheduled;
+      }
     }
     while (this.waiting.length > 0) {
       // Checked before the cache lookup, so a request held back by max-num-seqs is not counted.
@@ -562,7 +574,9 @@ export class Engine {
       const lookUp = this.kv.enableCaching && !r.skipPrefixCache;
       const hit = lookUp ? this.kv.findLongestCacheHit(r.hashes, r.numTokens - 1) : NO_HIT;
       if (lookUp) this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
-      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens);
+      // The first chunk: what the step's budget has left (vLLM's `min(num_new_tokens, token_budget)`, scheduler.py
+      // @ v0.10.0 line 426), so the last request a step takes may start with part of its prompt.
+      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens, lanes ? budget : Infinity);
       const fresh = this.kv.allocateSlots(r, numNew, hit);
       // Under either policy a head that does not fit blocks the queue.
       if (!fresh) break;
@@ -571,6 +585,10 @@ export class Engine {
       this.start(r, at, hit, numNew, fresh);
       budget -= numNew;
       stepOpen = true;
+    }
+    if (stepOpen) {
+      this.openStepAt = at;
+      this.openStepBudget = budget;
     }
   }
 
@@ -644,9 +662,13 @@ export class Engine {
     return v;
   }
 
-  /** A request leaving before its prefill ends frees its lane now (unless another prefill holds it since). */
+  /**
+   * A request leaving before its prefill ends gives its lane time back (unless a later prefill was queued behind it):
+   * from now, or from when its own prefill would have started if requests ahead of it still prefill.
+   */
   private releaseLane(r: Req, at: number): void {
-    if (r.lane >= 0 && this.laneFreeAt[r.lane] === r.laneUntil && r.laneUntil > at) this.laneFreeAt[r.lane] = at;
+    // Not before its own prefill would have started: the requests ahead of it on the lane still prefill until then.
+    if (r.lane >= 0 && this.laneFreeAt[r.lane] === r.laneUntil && r.laneUntil > at) this.laneFreeAt[r.lane] = Math.max(at, r.prefillStart);
     r.lane = -1;
   }
 

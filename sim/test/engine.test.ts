@@ -121,18 +121,20 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     const queued: number[] = [];
     const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock, { onAdmit: (i) => queued.push(i.queueMs) });
     const a = submit(engine, tokens(1000, 1), 1);
+    // b arrives while a's step is in flight (at the same instant it would join a's step, as below).
+    clock.advance(1);
     const b = submit(engine, tokens(1000, 2), 1);
     // a runs and holds ceil(1000 / 16) = 63 blocks (plus the null block); b waits without any.
     expect(engine.stats()).toMatchObject({ running: 1, waiting: 1, usedBlocks: 64 });
-    clock.advance(249);
+    clock.advance(248);
     expect(engine.stats()).toMatchObject({ running: 1, waiting: 1 });
     // a's lane frees at 20 + 250 = 270; b is scheduled the overhead before, so its prefill starts as the lane frees.
     clock.advance(1);
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 0, usedBlocks: 127 });
     clock.runAll();
-    expect(queued).toEqual([0, 250]);
+    expect(queued).toEqual([0, 249]);
     expect(b.result?.admittedMs).toBe(250);
-    expect(ttft(b)).toBeCloseTo(20 + 2 * 250);
+    expect(ttft(b)).toBeCloseTo(20 + 2 * 250 - 1);
     expect(ttft(a)).toBeCloseTo(20 + 250);
   });
 
@@ -148,13 +150,15 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(handles).toHaveLength(6);
     // 2,048 tokens: four prompts take 2,000, the fifth gets the 48 left (a partial first chunk, as vLLM's
     // `min(num_new_tokens, token_budget)`), the sixth finds none.
-    expect(engine.stats()).toMatchObject({ running: 5, waiting: 1 });
+    // Blocks: 4 × ceil(500 / 16) = 128, the fifth's 48 tokens 3 more, and the null block.
+    expect(engine.stats()).toMatchObject({ running: 5, waiting: 1, usedBlocks: 132 });
     clock.runAll();
     expect(burst.slice(0, 5).map((t) => t.result?.admittedMs)).toEqual([0, 0, 0, 0, 0]);
     // Their prefills share the lane in order: the i-th first token after 20 + (i + 1) × 125 ms.
     expect(burst.slice(0, 5).map((t) => ttft(t))).toEqual([145, 270, 395, 520, 645]);
-    // The sixth is scheduled when the lane frees (less the overhead), its queue time until then.
-    expect(burst[5]!.result?.admittedMs).toBe(20 + 5 * 125 - 20);
+    // The fifth's second chunk (its other 452 tokens) is a step when the lane reaches it, at 520 + 48 × 0.25 = 532:
+    // the budget it leaves schedules the sixth (vLLM's second step, after the first 2,048-token one).
+    expect(burst[5]!.result?.admittedMs).toBe(532);
   });
 
   it('while a prefill step is in flight nothing is scheduled; at the next chunk of a long prompt the budget it leaves takes the waiting request (scheduler.py @ v0.10.0)', () => {
@@ -244,14 +248,45 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock);
     const a = submit(engine, tokens(1000, 1), 1);
+    clock.advance(1); // b arrives while a's step is in flight
     const b = submit(engine, tokens(1000, 2), 1);
-    clock.advance(100); // a prefills from 20 to 270 ms
+    clock.advance(99); // a prefills from 20 to 270 ms
     a.abort();
     expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
     clock.runAll();
     expect(a.result?.finishReason).toBe('abort');
     expect(b.result?.admittedMs).toBe(100);
-    expect(ttft(b)).toBeCloseTo(100 + 20 + 250);
+    expect(ttft(b)).toBeCloseTo(100 + 20 + 250 - 1);
+  });
+
+  it('a request leaving from behind another on its lane gives back only its own prefill time: the lane stays busy with the ones ahead', () => {
+    const clock = new ManualClock();
+    const engine = new Engine(BASE, clock);
+    const burst: Tracked[] = [];
+    const handles = engine.submitAll(Array.from({ length: 6 }, (_, i) => {
+      const t: Tracked = { tokenTimes: [], abort: () => undefined };
+      burst.push(t);
+      return { params: { promptTokens: tokens(500, i + 1), outputTokens: output(2) }, listener: { onToken: (_k: number, _id: number, at: number) => t.tokenTimes.push(at), onFinish: (r: RequestResult) => { t.result = r; } } };
+    }));
+    clock.advance(100);
+    // The fifth was to prefill from 520 (after four of 125 ms): leaving now frees the lane from 520, not from 100.
+    handles[4]!.abort();
+    clock.runAll();
+    expect(burst[4]!.result?.finishReason).toBe('abort');
+    expect(burst[5]!.result?.admittedMs).toBe(500);
+    expect(ttft(burst[5]!)).toBe(520 + 125);
+  });
+
+  it('a request that arrives at the instant of a step that can schedule prefill joins it (vLLM reads new requests before schedule(), core.py @ v0.10.0)', () => {
+    const clock = new ManualClock();
+    const engine = new Engine(BASE, clock);
+    submit(engine, tokens(3000, 1), 1);
+    // The long prompt's second chunk is scheduled at 20 + 2,048 × 0.25 = 532, leaving 1,096 tokens of budget.
+    clock.advance(532);
+    const b = submit(engine, tokens(100, 2), 1);
+    expect(engine.stats()).toMatchObject({ running: 2, waiting: 0 });
+    clock.runAll();
+    expect(b.result?.admittedMs).toBe(532);
   });
 
   it('under priority a victim running before the request that needs its blocks leaves every later running request served in the same step', () => {

@@ -342,6 +342,7 @@ describe('per-request histograms at the finish (vllm/v1/metrics/loggers.py @ 6ec
       // 2. A request that queues behind another's prefill, then finishes: every finished-request histogram once.
       const a = http(sim.url, 'POST', '/v1/completions', { prompt: longText(400, 12), max_tokens: 3 });
       await waitFor(() => sim.engine.stats().running === 1, 'a scheduled');
+      clock.advance(1); // b arrives while a's step is in flight (at a's very instant it would join that step)
       const b = http(sim.url, 'POST', '/v1/completions', { prompt: longText(400, 13), max_tokens: 3 });
       await waitFor(() => sim.engine.stats().waiting === 1, 'b waiting for the prefill lane');
       clock.advance(110); // a's prefill lane frees (20 + ~100 ms): b is scheduled, neither has finished
