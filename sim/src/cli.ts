@@ -70,7 +70,12 @@ const FLAGS: Record<string, FlagSpec> = {
   'prefix-caching-hash-algo': { key: 'prefixCachingHashAlgo', kind: 'string', help: 'builtin | sha256 | sha256_cbor_64bit | sha256_cbor (default builtin); seeded by $PYTHONHASHSEED' },
   'kv-events-config': { key: 'kvEventsConfig', kind: 'json', help: 'vLLM\'s KV events JSON, e.g. \'{"enable_kv_cache_events":true,"publisher":"zmq"}\', or dotted: --kv-events-config.publisher zmq' },
   'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM v0.26: #42892 tagged maps, LoRA hashed by name; needs sha256_cbor or sha256)' },
-  'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model' },
+  'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model; needs --enable-lora' },
+  // vllm/engine/arg_utils.py @ 6eca337ce: `--enable-lora` (store_true), `--max-loras` (LoRAConfig.max_loras = 1).
+  'enable-lora': { key: 'enableLora', kind: 'bool', help: 'LoRA adapters: --lora-modules, --max-loras and vllm:lora_requests_info (default off)' },
+  'max-loras': { key: 'maxLoras', kind: 'int', help: 'LoRA adapters one scheduler step serves; a request for another waits (default 1)' },
+  'max-lora-rank': { inert: 'max_lora_rank', kind: 'py-int', min: 1, help: 'accepted and ignored: adapter weights are not simulated' },
+  'max-cpu-loras': { inert: 'max_cpu_loras', kind: 'py-int', min: 1, help: 'accepted and ignored: adapters are never evicted to CPU here' },
   'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto" (vLLM needs it with --tool-call-parser; default off: 400)' },
   // vLLM 0.10.0's own flags that change something the simulator shows (vllm/engine/arg_utils.py @ 6eca337ce).
   // `swap_space: float = CacheConfig.swap_space` (line 319, added at 676; argparse type=float from _compute_kwargs):

@@ -42,6 +42,12 @@ export interface EngineConfig {
    * prefix-cache queries, and no BlockStored or BlockRemoved events. @default true
    */
   enablePrefixCaching?: boolean;
+  /**
+   * vLLM's `--max-loras` with `--enable-lora`: the LoRA adapters the running requests may use at once. A waiting request
+   * for another adapter is skipped, keeping its place, while the next ones are scheduled (scheduler.py @ 6eca337ce lines
+   * 319-325 and 363-370). Undefined = no LoRAConfig, no limit.
+   */
+  maxLoras?: number;
 }
 
 export type SchedulingPolicy = 'fcfs' | 'priority';
@@ -104,6 +110,8 @@ export interface RequestListener {
 
 /** Hooks for metrics; called synchronously at the simulated instant of each transition. */
 export interface EngineObserver {
+  /** A request reached the engine (the output processor's add_request): its LoRA adapter's name, or null. */
+  onSubmit?(info: { id: string; loraName: string | null }): void;
   /** One `get_computed_blocks` lookup, in tokens: every scheduling attempt of a waiting request counts. */
   onPrefixQuery?(info: { queries: number; hits: number }): void;
   /** First scheduling of a request. */
@@ -225,8 +233,9 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  *
  * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
  * timer (GC, a 100 ms tokenization on the same thread) delays delivery but never changes the reported times or hits.
- *   waits (WAITING) until a step with budget left (see admitWaiting) → admitted + overhead, then its lane's queue → prefills (tokens − hit)
- *   tokens, scheduling a chunk of max-num-batched-tokens per step (blocks are cached as each chunk is scheduled) →
+ *   waits (WAITING) until a step with budget left (see admitWaiting) → admitted + overhead, then its lane's queue →
+ *   prefills (tokens − hit) tokens, scheduling a chunk per step (the first at most what the step's budget has left,
+ *   the others max-num-batched-tokens; blocks are cached as each chunk is scheduled) →
  *   first token (not before the hit blocks' own prefill is done) → one token every ITL → finish after max_tokens
  *   tokens.
  * A preempted request is prefilled again (prompt + outputs so far, less what it hits) when it is scheduled again.
@@ -309,6 +318,7 @@ export class Engine {
     this.pump();
     const now = this.clock.now();
     const reqs = items.map(({ params, listener }) => this.makeReq(params, listener, now));
+    for (const r of reqs) this.observer.onSubmit?.({ id: r.id, loraName: r.loraName });
     for (const req of reqs) this.enqueue(req);
     // Submitted from a listener inside a step: that step's admission phase takes them.
     if (!this.stepping && reqs.length > 0) this.step(now, []);
@@ -534,9 +544,9 @@ export class Engine {
    * took in this step and one token per decoding request, less each scheduled request's first chunk. A request
    * scheduled behind another on the same lane counts as running, holds its first chunk's blocks and is looked up now;
    * its prefill starts when the lane reaches it. With several lanes, each lane that frees opens a step with a whole
-   * budget, so the budget is in effect per lane; with none (prefill-concurrency 0) there is no budget. Until session 16 (2026-11-30) a step scheduled
-   * one waiting request per free lane, so a burst of short prompts showed as waiting requests that vLLM schedules
-   * together.
+   * budget, so the budget is in effect per lane; with none (prefill-concurrency 0) there is no budget. Until session
+   * 16 (2026-11-30) a step scheduled one waiting request per free lane, so a burst of short prompts showed as waiting
+   * requests that vLLM schedules together.
    */
   private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
     const c = this.config;
@@ -557,7 +567,12 @@ export class Engine {
         stepOpen = chunkScheduled;
       }
     }
-    while (this.waiting.length > 0) {
+    // With LoRA on, the adapters of the running requests, each of which is in every one of vLLM's steps
+    // (`scheduled_loras`, scheduler.py @ 6eca337ce lines 319-325).
+    const loras = c.maxLoras === undefined ? null : new Set<number>();
+    if (loras) for (const q of this.running) if (q.loraId !== null) loras.add(q.loraId);
+    let i = 0;
+    while (i < this.waiting.length) {
       // Checked before the cache lookup, so a request held back by max-num-seqs is not counted.
       if (this.running.length >= c.maxNumSeqs) break;
       // Also before the lookup: a step in flight on every lane, or no token budget left, keeps the request WAITING.
@@ -565,7 +580,13 @@ export class Engine {
         if (!stepOpen && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
         if (budget <= 0) break;
       }
-      const r = this.waiting[0];
+      const r = this.waiting[i]!;
+      // A request for one adapter more than --max-loras allows is skipped before its lookup and keeps its place at the
+      // front; the requests behind it are still scheduled (scheduler.py @ 6eca337ce lines 363-370, skipped_waiting_requests).
+      if (loras && r.loraId !== null && !loras.has(r.loraId) && loras.size >= (c.maxLoras as number)) {
+        i++;
+        continue;
+      }
       // get_computed_blocks (vllm/v1/core/kv_cache_manager.py @ v0.10.0): the hit stops before the last token; with
       // prefix caching disabled, or for a request that wants prompt logprobs, there is no lookup at all and none is
       // counted (`if not self.enable_caching or ...prompt_logprobs...: return empty, 0`, before the stats).
@@ -580,8 +601,9 @@ export class Engine {
       const fresh = this.kv.allocateSlots(r, numNew, hit);
       // Under either policy a head that does not fit blocks the queue.
       if (!fresh) break;
-      this.waiting.shift();
+      this.waiting.splice(i, 1);
       this.running.push(r);
+      if (loras && r.loraId !== null) loras.add(r.loraId);
       this.start(r, at, hit, numNew, fresh);
       budget -= numNew;
       stepOpen = true;

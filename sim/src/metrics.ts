@@ -52,6 +52,11 @@ export interface MetricsConfig {
    * simulator does not reproduce: an empty page. @default false
    */
   disableLogStats?: boolean;
+  /**
+   * `--max-loras` when `--enable-lora` is on (a LoRAConfig exists): only then does vLLM register
+   * `vllm:lora_requests_info` (vllm/v1/metrics/loggers.py @ 6eca337ce lines 444-463). Undefined = LoRA off.
+   */
+  maxLoras?: number;
 }
 
 /** Python's `str(float)` (repr): shortest round-trip digits, `.0` on integers, exponent below 1e-4 or from 1e16. */
@@ -194,6 +199,14 @@ export class SimMetrics implements EngineObserver {
   /** The time of each running request's last token, for the inter-token samples. */
   private readonly lastTokenMs = new Map<string, number>();
   private readonly disableLogStats: boolean;
+  /** `vllm:lora_requests_info`, with LoRA on. */
+  private readonly loraInfo: Gauge<'max_lora' | 'waiting_lora_adapters' | 'running_lora_adapters'> | null = null;
+  private readonly maxLoras: number | undefined;
+  /** Per adapter, in the order first seen, its requests waiting for a first output and running (LoRARequestStates). */
+  private readonly loraStates = new Map<string, { waiting: Set<string>; running: Set<string> }>();
+  private readonly loraOf = new Map<string, string>();
+  /** The last value written to a lora_requests_info series, so a later change always reads newer. */
+  private loraInfoAt = 0;
 
   constructor(config: MetricsConfig, stats: () => EngineStats) {
     this.disableLogStats = config.disableLogStats === true;
@@ -269,6 +282,30 @@ export class SimMetrics implements EngineObserver {
       registers,
     });
     info.set(infoLabels, 1);
+
+    this.maxLoras = config.maxLoras;
+    if (config.maxLoras !== undefined) {
+      // No model_name or engine label; one series per distinct (max_lora, waiting, running), each keeping the time it
+      // was last set, as prometheus_client keeps every child of a labelled gauge.
+      this.loraInfo = new Gauge({
+        name: 'vllm:lora_requests_info',
+        help: 'Running stats on lora requests.',
+        labelNames: ['max_lora', 'waiting_lora_adapters', 'running_lora_adapters'] as const,
+        registers,
+      });
+    }
+  }
+
+  onSubmit(info: { id: string; loraName: string | null }): void {
+    // LoRARequestStates.add_request (vllm/v1/metrics/stats.py @ 6eca337ce lines 197-199): waiting from the start.
+    if (this.loraInfo === null || info.loraName === null) return;
+    let state = this.loraStates.get(info.loraName);
+    if (state === undefined) {
+      state = { waiting: new Set(), running: new Set() };
+      this.loraStates.set(info.loraName, state);
+    }
+    state.waiting.add(info.id);
+    this.loraOf.set(info.id, info.loraName);
   }
 
   onPrefixQuery(info: { queries: number; hits: number }): void {
@@ -299,6 +336,14 @@ export class SimMetrics implements EngineObserver {
     // generation token; each later token is one TPOT sample (the gap since the previous one, preemptions included).
     const first = info.index === 0;
     if (first) this.promptTokens.inc(this.labels, info.promptTokens);
+    // The SCHEDULED event reaches the output processor with the request's first output (its first token): waiting →
+    // running then (stats.py @ 6eca337ce, update_from_events → scheduled_request). A preemption's PREEMPTED and the
+    // next SCHEDULED arrive together with its next output, so they leave it running.
+    if (first) {
+      const lora = this.loraOf.get(info.id);
+      const state = lora === undefined ? undefined : this.loraStates.get(lora);
+      if (state !== undefined && state.waiting.delete(info.id)) state.running.add(info.id);
+    }
     this.generationTokens.inc(this.labels, 1);
     const prev = this.lastTokenMs.get(info.id);
     if (!first && prev !== undefined) this.tpot.observe(this.labels, (info.atMs - prev) / 1000);
@@ -309,10 +354,30 @@ export class SimMetrics implements EngineObserver {
     // PrometheusStatLogger.record (vllm/v1/metrics/loggers.py @ v0.10.0): one sample per engine step that produced
     // outputs, num_prompt_tokens + num_generation_tokens of that step.
     this.iterationTokens.observe(this.labels, info.promptTokens + info.generationTokens);
+    // PrometheusStatLogger.record (loggers.py @ 6eca337ce lines 563-574): the adapters with waiting and with running
+    // requests, comma-joined in the order first seen (update_iteration_stats), set to the current time.
+    if (this.loraInfo !== null) {
+      const waiting: string[] = [];
+      const running: string[] = [];
+      for (const [name, state] of this.loraStates) {
+        if (state.waiting.size > 0) waiting.push(name);
+        if (state.running.size > 0) running.push(name);
+      }
+      this.loraInfoAt = Math.max(Date.now() / 1000, this.loraInfoAt + 1e-6);
+      this.loraInfo.set({ max_lora: String(this.maxLoras), waiting_lora_adapters: waiting.join(','), running_lora_adapters: running.join(',') }, this.loraInfoAt);
+    }
   }
 
   onFinish(r: RequestResult): void {
     this.lastTokenMs.delete(r.id);
+    // finish_request / abort_request (stats.py @ 6eca337ce lines 201-213): out of both sets.
+    const lora = this.loraOf.get(r.id);
+    if (lora !== undefined) {
+      this.loraOf.delete(r.id);
+      const state = this.loraStates.get(lora);
+      state?.waiting.delete(r.id);
+      state?.running.delete(r.id);
+    }
     // OutputProcessor.abort_requests drops an aborted request without recording its stats: it pops the request's state
     // and never calls _update_stats_from_finished (vllm/v1/engine/output_processor.py @ 6eca337ce lines 301-316; the
     // stats of a finished request are taken only in process_outputs, lines 434-436), so an abort observes none of the

@@ -74,6 +74,18 @@ export interface SimulatorOptions {
   loraModules: string[];
   /** The path of each `--lora-modules name=path` pair: the adapter's `root` in /v1/models. */
   loraModulePaths: Record<string, string>;
+  /**
+   * vLLM's `--enable-lora`: without it vLLM has no LoRAConfig, refuses `--lora-modules` at start-up ("LoRA is not
+   * enabled.") and registers no `vllm:lora_requests_info` (vllm/engine/arg_utils.py @ 6eca337ce, create_lora_config;
+   * vllm/v1/worker/lora_model_runner_mixin.py; vllm/v1/metrics/loggers.py lines 444-463). @default false
+   */
+  enableLora: boolean;
+  /**
+   * vLLM's `--max-loras` (LoRAConfig.max_loras): the adapters one scheduler step may serve. A waiting request for
+   * another adapter is skipped while that many run (scheduler.py @ 6eca337ce lines 363-370); also the `max_lora`
+   * label of `vllm:lora_requests_info`. Read only with `--enable-lora`. @default 1
+   */
+  maxLoras: number;
   /** vLLM's `--enable-auto-tool-choice` (with a `--tool-call-parser`): without it, `tool_choice: "auto"` is a 400. */
   enableAutoToolChoice: boolean;
   /**
@@ -132,6 +144,9 @@ export function defaultOptions(): SimulatorOptions {
     loraModules: [],
     enableAutoToolChoice: false,
     loraModulePaths: {},
+    enableLora: false,
+    // LoRAConfig.max_loras (vllm/config.py @ 6eca337ce).
+    maxLoras: 1,
     // resolveOptions reads $VLLM_SERVER_DEV_MODE when it is not given.
     serverDevMode: false,
   };
@@ -235,6 +250,14 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     if (o.servedModelNames.includes(n)) throw new OptionError('--lora-modules', `${JSON.stringify(n)} is also a served model name`);
   }
   if (new Set(o.loraModules).size !== o.loraModules.length) throw new OptionError('--lora-modules', 'a name is given twice');
+  if (typeof o.enableLora !== 'boolean') throw new OptionError('--enable-lora', 'expected a boolean');
+  int('--max-loras', o.maxLoras, 1);
+  // vLLM loads --lora-modules at start-up through the engine, whose worker has no LoRA manager without --enable-lora:
+  // `RuntimeError("LoRA is not enabled.")`, which init_static_loras raises as a ValueError that stops the server
+  // (vllm/entrypoints/openai/serving_models.py @ 6eca337ce lines 74-85).
+  if (o.loraModules.length > 0 && !o.enableLora) {
+    throw new OptionError('--lora-modules', 'LoRA is not enabled. (vLLM refuses to load adapters without --enable-lora)');
+  }
   // vLLM refuses to start when one max-length sequence cannot fit in the KV cache (memory for num_gpu_blocks, the
   // null block included; vllm/v1/core/kv_cache_utils.py @ v0.10.0, check_enough_kv_cache_memory). A sequence that
   // would need every block, the null block too, is refused per request (the engine's maxSequenceTokens).

@@ -76,6 +76,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       generation,
       swapSpace: options.swapSpace,
       disableLogStats: options.disableLogStats,
+      maxLoras: options.enableLora ? options.maxLoras : undefined,
     },
     () => (engine as Engine).stats(),
   );
@@ -102,6 +103,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // Map-encoded events exist from vLLM #42892 on: reproduce that release's fields and LoRA hash key too.
         kvEventSchema: options.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10',
         enablePrefixCaching: options.enablePrefixCaching,
+        maxLoras: options.enableLora ? options.maxLoras : undefined,
       },
       clock,
       metrics,

@@ -680,7 +680,7 @@ describe('a reply without max_tokens ends at --default-max-tokens, standing in f
 
 describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
   it('a card per adapter: root = its path, parent = the first served name, max_model_len null; usable as model', async () => {
-    const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], loraModules: ['sql', 'chat'], loraModulePaths: { sql: '/adapters/sql' } });
+    const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], enableLora: true, loraModules: ['sql', 'chat'], loraModulePaths: { sql: '/adapters/sql' } });
     try {
       const m = (await http(sim.url, 'GET', '/v1/models')).json();
       expect(m.data.map((c: any) => [c.id, c.root, c.parent, c.max_model_len])).toEqual([

@@ -61,6 +61,11 @@ describe('flag parsing', () => {
       '--kv-events-encoding=map',
       '--lora-modules',
       'sql=/adapters/sql, chat',
+      '--enable-lora',
+      '--max-loras',
+      '2',
+      '--max-lora-rank',
+      '64',
       '--enable-auto-tool-choice',
       '--no-enable-prefix-caching',
     ]);
@@ -102,6 +107,8 @@ describe('flag parsing', () => {
         kvEventsEncoding: 'map',
         loraModules: ['sql', 'chat'],
         loraModulePaths: { sql: '/adapters/sql' },
+        enableLora: true,
+        maxLoras: 2,
         enableAutoToolChoice: true,
         enablePrefixCaching: false,
         serverDevMode: serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE),
@@ -122,6 +129,9 @@ describe('flag parsing', () => {
       kvEventsConfig: null,
       kvEventsEncoding: 'positional',
       loraModules: [],
+      // LoRAConfig.max_loras and --enable-lora's store_true (vllm/config.py, arg_utils.py @ 6eca337ce).
+      enableLora: false,
+      maxLoras: 1,
     });
     const off = parseCli(['--no-enable-prompt-tokens-details']);
     expect(off.kind === 'run' && off.options.enablePromptTokensDetails).toBe(false);
@@ -216,6 +226,9 @@ describe('flag parsing', () => {
     [['--kv-events-encoding', 'map'], '--kv-events-encoding', /map mirrors vLLM v0\.26, which has no --prefix-caching-hash-algo builtin/],
     [['--kv-events-encoding', 'map', '--prefix-caching-hash-algo', 'sha256_cbor_64bit'], '--kv-events-encoding', /use sha256_cbor or sha256/],
     [['--lora-modules', 'Qwen/Qwen3-0.6B'], '--lora-modules', /also a served model name/],
+    // vLLM's worker has no LoRA manager without --enable-lora: init_static_loras stops the server (serving_models.py @ 6eca337ce).
+    [['--lora-modules', 'sql'], '--lora-modules', /LoRA is not enabled/],
+    [['--enable-lora', '--max-loras', '0'], '--max-loras', /integer/],
     // BooleanOptionalAction takes no value; the pair conflicts here (vLLM: the last one wins).
     [['--enable-prefix-caching=true'], '--enable-prefix-caching', /takes no value/],
     [['--no-enable-prefix-caching', '--enable-prefix-caching'], '--enable-prefix-caching', /conflicts with --no-enable-prefix-caching/],

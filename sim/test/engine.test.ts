@@ -201,6 +201,33 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(all[1]!.result?.admittedMs).toBeGreaterThan(all[0]!.result?.admittedMs as number);
   });
 
+  it('--max-loras: a waiting request for one adapter too many is skipped and keeps its place, the requests behind it are scheduled (scheduler.py @ 6eca337ce lines 319-325, 363-370)', () => {
+    for (const maxLoras of [1, 2]) {
+      const clock = new ManualClock();
+      const engine = new Engine({ ...BASE, prefillConcurrency: 0, maxLoras }, clock);
+      const sub = (seed: number, loraId: number | null, maxTokens: number): Tracked => {
+        const t: Tracked = { tokenTimes: [], abort: () => undefined };
+        engine.submit(
+          { promptTokens: tokens(100, seed), outputTokens: output(maxTokens), loraId, loraName: loraId === null ? null : `adapter-${loraId}` },
+          { onToken: (_k, _id, at) => t.tokenTimes.push(at), onFinish: (r) => { t.result = r; } },
+        );
+        return t;
+      };
+      const a = sub(1, 1, 10);
+      const b = sub(2, 2, 2); // a second adapter
+      const c = sub(3, null, 2); // the base model
+      const d = sub(4, 1, 2); // the adapter already running
+      clock.runAll();
+      expect([a, c, d].map((t) => t.result?.admittedMs)).toEqual([0, 0, 0]);
+      if (maxLoras === 1) {
+        // Adapter 2 waits until no running request uses adapter 1: d finishes first, a last.
+        expect(b.result?.admittedMs).toBe(a.result?.finishedMs);
+      } else {
+        expect(b.result?.admittedMs).toBe(0);
+      }
+    }
+  });
+
   it('the priority policy serves the waiting queue by (priority, arrival) and the fcfs policy by arrival (request_queue.py @ v0.10.0)', () => {
     for (const [policy, expected] of [['fcfs', ['a', 'b', 'c', 'd']], ['priority', ['a', 'c', 'd', 'b']]] as const) {
       const clock = new ManualClock();

@@ -298,6 +298,7 @@ describe('KV events: bind vs connect, encodings, publisher "null"', () => {
       pythonHashSeed: want.seed,
       kvEventsEncoding: 'map',
       loraModules: ['sql-lora'],
+      enableLora: true,
       kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
     });
     const sub = new Collector('');

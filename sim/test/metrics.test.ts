@@ -361,6 +361,53 @@ describe('per-request histograms at the finish (vllm/v1/metrics/loggers.py @ 6ec
   });
 });
 
+describe('vllm:lora_requests_info (vllm/v1/metrics/loggers.py lines 444-463, 563-574; stats.py LoRARequestStates @ 6eca337ce)', () => {
+  const loraSeries = (samples: Sample[]) => samples.filter((s) => s.name === 'vllm:lora_requests_info');
+  const newest = (samples: Sample[]) => loraSeries(samples).reduce((a, b) => (b.value > a.value ? b : a));
+
+  it('with --enable-lora: one series per (max_lora, waiting, running) set at each step with outputs, valued with the time; a request counts as running from its first token', async () => {
+    const clock = new ManualClock();
+    const sim = await startSimulator({ port: 0, clock, servedModelNames: ['base'], enableLora: true, loraModules: ['sql', 'chat'] });
+    try {
+      const page = async () => (await http(sim.url, 'GET', '/metrics')).text;
+      // Registered, no series before the first step with outputs (a labelled gauge without children).
+      expect(await page()).toContain('# TYPE vllm:lora_requests_info gauge');
+      expect(loraSeries(parsePrometheus(await page()))).toHaveLength(0);
+      const sql = http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: longText(100, 31), max_tokens: 20 });
+      await waitFor(() => sim.engine.stats().running === 1, 'sql scheduled');
+      clock.advance(1);
+      // chat is a second adapter: with --max-loras 1 it waits while sql runs; the base model is not held back.
+      const chat = http(sim.url, 'POST', '/v1/completions', { model: 'chat', prompt: longText(100, 32), max_tokens: 2 });
+      const base = http(sim.url, 'POST', '/v1/completions', { model: 'base', prompt: longText(100, 33), max_tokens: 20 });
+      await waitFor(() => sim.engine.stats().waiting === 2, 'chat and base waiting');
+      clock.advance(200);
+      const during = parsePrometheus(await page());
+      expect(sim.engine.stats()).toMatchObject({ running: 2, waiting: 1 });
+      expect(newest(during).labels).toEqual({ max_lora: '1', waiting_lora_adapters: 'chat', running_lora_adapters: 'sql' });
+      // Every value is a time in seconds since the epoch, as set_to_current_time.
+      for (const s of loraSeries(during)) expect(Math.abs(s.value - Date.now() / 1000)).toBeLessThan(60);
+      clock.runAll();
+      await Promise.all([sql, chat, base]);
+      const after = parsePrometheus(await page());
+      // The last step with outputs finished chat: nothing waits or runs. Earlier label sets stay on the page.
+      expect(newest(after).labels).toEqual({ max_lora: '1', waiting_lora_adapters: '', running_lora_adapters: '' });
+      expect(loraSeries(after).some((s) => s.labels.running_lora_adapters === 'chat')).toBe(true);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('without --enable-lora there is no LoRAConfig and no such family', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000 });
+    try {
+      expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hello', max_tokens: 2 })).status).toBe(200);
+      expect((await http(sim.url, 'GET', '/metrics')).text).not.toContain('vllm:lora_requests_info');
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
 describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca337ce lines 319, 839)', () => {
   it('--disable-log-stats: no vllm: family at all, as AsyncLLM builds no StatLoggerManager (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133)', async () => {
     const sim = await startSimulator({ port: 0, timeScale: 1000, disableLogStats: true });
