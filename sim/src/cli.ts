@@ -70,12 +70,14 @@ const FLAGS: Record<string, FlagSpec> = {
   'prefix-caching-hash-algo': { key: 'prefixCachingHashAlgo', kind: 'string', help: 'builtin | sha256 | sha256_cbor_64bit | sha256_cbor (default builtin); seeded by $PYTHONHASHSEED' },
   'kv-events-config': { key: 'kvEventsConfig', kind: 'json', help: 'vLLM\'s KV events JSON, e.g. \'{"enable_kv_cache_events":true,"publisher":"zmq"}\', or dotted: --kv-events-config.publisher zmq' },
   'kv-events-encoding': { key: 'kvEventsEncoding', kind: 'string', help: 'positional (vLLM 0.10, default) | map (vLLM v0.26: #42892 tagged maps, LoRA hashed by name; needs sha256_cbor or sha256)' },
-  'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'comma-separated LoRA adapter names (name or name=path) accepted as model; needs --enable-lora' },
-  // vllm/engine/arg_utils.py @ 6eca337ce: `--enable-lora` (store_true), `--max-loras` (LoRAConfig.max_loras = 1).
+  'lora-modules': { key: 'loraModules', kind: 'lora-list', help: 'LoRA adapters accepted as model, as vLLM: name=path items (or JSON) up to the next flag; needs --enable-lora' },
+  // vllm/engine/arg_utils.py @ 6eca337ce: `--enable-lora` (a bool field, so a BooleanOptionalAction pair),
+  // `--max-loras` (LoRAConfig.max_loras = 1).
   'enable-lora': { key: 'enableLora', kind: 'bool', help: 'LoRA adapters: --lora-modules, --max-loras and vllm:lora_requests_info (default off)' },
+  'no-enable-lora': { key: 'enableLora', kind: 'no-bool', help: 'the default' },
   'max-loras': { key: 'maxLoras', kind: 'int', help: 'LoRA adapters one scheduler step serves; a request for another waits (default 1)' },
-  'max-lora-rank': { inert: 'max_lora_rank', kind: 'py-int', min: 1, help: 'accepted and ignored: adapter weights are not simulated' },
-  'max-cpu-loras': { inert: 'max_cpu_loras', kind: 'py-int', min: 1, help: 'accepted and ignored: adapters are never evicted to CPU here' },
+  'max-lora-rank': { inert: 'max_lora_rank', kind: 'py-int', min: 0, help: 'accepted and ignored: adapter weights are not simulated' },
+  'max-cpu-loras': { inert: 'max_cpu_loras', kind: 'py-int', min: 0, help: 'accepted and ignored: adapters are never evicted to CPU here' },
   'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto" (vLLM needs it with --tool-call-parser; default off: 400)' },
   // vLLM 0.10.0's own flags that change something the simulator shows (vllm/engine/arg_utils.py @ 6eca337ce).
   // `swap_space: float = CacheConfig.swap_space` (line 319, added at 676; argparse type=float from _compute_kwargs):
@@ -159,7 +161,7 @@ const PARSE_OPTIONS: Record<string, { type: 'string' | 'boolean'; short?: string
 
 /** Parses argv (without node and script) with node:util parseArgs; throws OptionError naming the offending flag. */
 export function parseCli(argv: readonly string[]): CliResult {
-  const { args, dotted } = flexibleArgs(withAliases(argv));
+  const { args, dotted } = flexibleArgs(withLoraItemsJoined(withAliases(argv)));
   let given: Record<string, (string | boolean)[] | undefined>;
   let positionals: string[];
   try {
@@ -309,13 +311,65 @@ function withAliases(argv: readonly string[]): string[] {
   });
 }
 
-/** The `path` of each `name=path` pair of --lora-modules (a bare name has none). */
+/** Separates the items of `--lora-modules` once joined into one value (withLoraItemsJoined). */
+const LORA_ITEM_SEPARATOR = '\u0000';
+
+/**
+ * `--lora-modules` is argparse `nargs='+'` in vLLM (vllm/entrypoints/openai/cli_args.py @ 6eca337ce, LoRAParserAction):
+ * `--lora-modules sql=/adapters/sql chat=/adapters/chat` takes every argument up to the next flag. node:util's
+ * parseArgs takes one value, so those items are joined into it here.
+ */
+function withLoraItemsJoined(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    out.push(arg);
+    if (arg !== '--lora-modules' && arg !== '--lora_modules') continue;
+    const items: string[] = [];
+    while (i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) items.push(argv[++i]!);
+    if (items.length > 0) out.push(items.join(LORA_ITEM_SEPARATOR));
+  }
+  return out;
+}
+
+/**
+ * The adapters of `--lora-modules`, as vLLM's LoRAParserAction reads each item: `name=path` when it has an `=` and no
+ * `,`, otherwise JSON `{"name": …, "path": …, "base_model_name": …}`. The simulator also takes its own earlier form, one
+ * comma-separated item of names or `name=path` pairs (which vLLM would read as JSON and refuse).
+ */
+function loraItems(flag: string, value: string): { name: string; path?: string }[] {
+  const out: { name: string; path?: string }[] = [];
+  for (const item of value.split(LORA_ITEM_SEPARATOR)) {
+    const text = item.trim();
+    if (text.startsWith('{')) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new OptionError(flag, `Invalid JSON format for --lora-modules: ${text}`);
+      }
+      const { name, path } = (parsed ?? {}) as { name?: unknown; path?: unknown };
+      if (typeof name !== 'string' || name.trim() === '' || typeof path !== 'string') {
+        throw new OptionError(flag, `Invalid fields for --lora-modules: ${text} (needs "name" and "path" strings)`);
+      }
+      out.push({ name: name.trim(), path });
+      continue;
+    }
+    for (const part of text.split(',')) {
+      const [name, ...rest] = part.trim().split('=');
+      const entry: { name: string; path?: string } = { name: (name ?? '').trim() };
+      if (rest.length > 0) entry.path = rest.join('=').trim();
+      if (entry.name.length === 0) throw new OptionError(flag, `empty name in ${JSON.stringify(value.split(LORA_ITEM_SEPARATOR).join(' '))}`);
+      out.push(entry);
+    }
+  }
+  return out;
+}
+
+/** The `path` of each adapter of --lora-modules that gave one (a bare name has none). */
 function loraPaths(value: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of value.split(',')) {
-    const [name, ...rest] = part.trim().split('=');
-    if (rest.length > 0) out[name.trim()] = rest.join('=').trim();
-  }
+  for (const { name, path } of loraItems('--lora-modules', value)) if (path !== undefined) out[name] = path;
   return out;
 }
 
@@ -384,12 +438,9 @@ function convert(flag: string, spec: FlagSpec, raw: string | boolean): unknown {
       // optional_type (vllm/engine/arg_utils.py @ v0.10.0): "" and "None" mean None, no config; the JSON itself is
       // parsed and checked by resolveOptions (parseKvEventsConfig).
       return value === '' || value === 'None' ? null : value;
-    case 'lora-list': {
-      // vLLM takes `name=path` pairs; the paths are kept apart (loraPaths), only for /v1/models.
-      const parts = value.split(',').map((s) => s.trim().split('=')[0].trim());
-      if (parts.some((p) => p.length === 0)) throw new OptionError(flag, `empty name in ${JSON.stringify(value)}`);
-      return parts;
-    }
+    case 'lora-list':
+      // The names; the paths are kept apart (loraPaths), only for /v1/models.
+      return loraItems(flag, value).map((a) => a.name);
   }
 }
 

@@ -251,7 +251,8 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   }
   if (new Set(o.loraModules).size !== o.loraModules.length) throw new OptionError('--lora-modules', 'a name is given twice');
   if (typeof o.enableLora !== 'boolean') throw new OptionError('--enable-lora', 'expected a boolean');
-  int('--max-loras', o.maxLoras, 1);
+  // LoRAConfig exists, and checks max_loras, only with --enable-lora.
+  if (o.enableLora) int('--max-loras', o.maxLoras, 1);
   // vLLM loads --lora-modules at start-up through the engine, whose worker has no LoRA manager without --enable-lora:
   // `RuntimeError("LoRA is not enabled.")`, which init_static_loras raises as a ValueError that stops the server
   // (vllm/entrypoints/openai/serving_models.py @ 6eca337ce lines 74-85).

@@ -118,6 +118,25 @@ describe('flag parsing', () => {
     });
   });
 
+  it("--lora-modules as vLLM parses it (cli_args.py @ 6eca337ce, LoRAParserAction, nargs='+'): name=path items up to the next flag, JSON items; --no-enable-lora; --max-loras checked only with LoRA on", () => {
+    const r = parseCli(['--enable-lora', '--lora-modules', 'sql=/adapters/sql', '{"name": "chat", "path": "org/chat-lora"}', '--max-loras', '2', 'Qwen/Qwen3-0.6B']);
+    expect(r.kind === 'run' && r.options).toMatchObject({
+      model: 'Qwen/Qwen3-0.6B',
+      loraModules: ['sql', 'chat'],
+      loraModulePaths: { sql: '/adapters/sql', chat: 'org/chat-lora' },
+      enableLora: true,
+      maxLoras: 2,
+    });
+    // Flags may follow the items; the model may come first.
+    const first = parseCli(['Qwen/Qwen3-0.6B', '--lora-modules', 'a=/p', 'b=/q', '--enable-lora']);
+    expect(first.kind === 'run' && first.options.loraModules).toEqual(['a', 'b']);
+    const off = parseCli(['--no-enable-lora', '--max-loras', '0']);
+    expect(off.kind === 'run' && off.options).toMatchObject({ enableLora: false, maxLoras: 0 });
+    expect(() => parseCli(['--enable-lora', '--lora-modules', '{"name": "x"'])).toThrow(/Invalid JSON format for --lora-modules/);
+    expect(() => parseCli(['--enable-lora', '--lora-modules', '{"name": "x"}'])).toThrow(/Invalid fields for --lora-modules/);
+    expect(() => parseCli(['--enable-lora', '--no-enable-lora'])).toThrow(/conflicts/);
+  });
+
   it("vLLM's defaults for the new flags; --no-enable-prompt-tokens-details", () => {
     const r = parseCli([]);
     expect(r.kind === 'run' && r.options).toMatchObject({
@@ -129,7 +148,7 @@ describe('flag parsing', () => {
       kvEventsConfig: null,
       kvEventsEncoding: 'positional',
       loraModules: [],
-      // LoRAConfig.max_loras and --enable-lora's store_true (vllm/config.py, arg_utils.py @ 6eca337ce).
+      // LoRAConfig.max_loras and the enable_lora field's False (vllm/config.py, arg_utils.py @ 6eca337ce).
       enableLora: false,
       maxLoras: 1,
     });
