@@ -99,6 +99,22 @@ export interface DecodePoolProps {
    * @default no events
    */
   readonly kvEvents?: KvEventsOptions;
+  /**
+   * LoRA adapters vLLM loads at start-up (`--enable-lora --lora-modules name=path …`). Each `name` is a model name
+   * clients may request; `path` is a Hugging Face repo id or a path inside the pod. With adapters the pods export
+   * `vllm:lora_requests_info`, which the EPP's `lora-affinity-scorer` (GIE's) reads: add it to the EPP config to send
+   * a request to a pod already serving its adapter.
+   * @default none (LoRA off)
+   * @see https://docs.vllm.ai/en/v0.10.0/features/lora.html
+   */
+  readonly loraAdapters?: readonly LoraAdapter[];
+  /**
+   * vLLM's `--max-loras`: the adapters one pod serves at once; a request for one more waits in vLLM's queue until
+   * one of them has no running request. Only with `loraAdapters`.
+   * @default vLLM's 1 (the flag is not written)
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.LoRAConfig
+   */
+  readonly maxLoras?: number;
   /** GPUs per pod (`nvidia.com/gpu` request and limit; also vLLM's tensor parallel size). @default 1 */
   readonly gpusPerPod?: number;
   /** @default 'ghcr.io/llm-d/llm-d:v0.2.0' (vLLM 0.10.0) */
@@ -164,6 +180,14 @@ export interface DecodePoolProps {
   readonly tolerations?: k8s.Toleration[];
 }
 
+/** One LoRA adapter of a {@link DecodePool}: vLLM's `--lora-modules name=path`. */
+export interface LoraAdapter {
+  /** The model name clients request it by. */
+  readonly name: string;
+  /** A Hugging Face repo id or a path inside the pod. */
+  readonly path: string;
+}
+
 const SCOPE = 'DecodePool';
 
 /**
@@ -209,6 +233,10 @@ export class DecodePool extends Construct {
    * the Pod Security "restricted" profile and require its failures to be exactly these.
    */
   public readonly podSecurityExceptions: readonly PodSecurityException[];
+  /** The LoRA adapters vLLM loads (empty: LoRA off). */
+  public readonly loraAdapters: readonly LoraAdapter[];
+  /** `--max-loras` as written; undefined: vLLM's default (1), or LoRA off. */
+  public readonly maxLoras?: number;
 
   constructor(scope: Construct, id: string, props: DecodePoolProps) {
     super(scope, id);
@@ -227,6 +255,11 @@ export class DecodePool extends Construct {
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
     this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
+    this.loraAdapters = checkLoraAdapters(props.loraAdapters ?? [], this.servedModelName);
+    if (props.maxLoras !== undefined) {
+      if (this.loraAdapters.length === 0) throw new PropsError(SCOPE, 'maxLoras', 'applies only with loraAdapters', props.maxLoras);
+      this.maxLoras = checkInteger(SCOPE, 'maxLoras', props.maxLoras, 1, 256);
+    }
     this.routingSidecar = checkOneOf(SCOPE, 'routingSidecar', props.routingSidecar ?? 'container', ['container', 'native'] as const);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
       ['builtin', 'sha256', 'sha256_cbor_64bit', 'sha256_cbor', 'xxhash', 'xxhash_cbor'] as const);
@@ -308,6 +341,14 @@ export class DecodePool extends Construct {
     ];
     if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
     if (this.schedulingPolicy !== 'fcfs') args.push(`--scheduling-policy=${this.schedulingPolicy}`);
+    if (this.loraAdapters.length > 0) {
+      // Without --enable-lora vLLM refuses --lora-modules at start-up ("LoRA is not enabled.";
+      // vllm/entrypoints/openai/serving_models.py @ v0.10.0 init_static_loras). --lora-modules takes the pairs as one
+      // argparse nargs='+' list, so they follow it as separate arguments.
+      args.push('--enable-lora');
+      if (this.maxLoras !== undefined) args.push(`--max-loras=${this.maxLoras}`);
+      args.push('--lora-modules', ...this.loraAdapters.map((a) => `${a.name}=${a.path}`));
+    }
     if (this.kvEvents) {
       const perPod = this.kvEvents.mode === 'per-pod';
       // vLLM 0.10 needs both enable_kv_cache_events and publisher "zmq" (EventPublisherFactory.create). A '*' endpoint
@@ -479,4 +520,24 @@ export class DecodePool extends Construct {
       },
     });
   }
+}
+
+/**
+ * vLLM parses each `--lora-modules` item with one `=` and no `,` as `name=path` (anything else as JSON;
+ * vllm/entrypoints/openai/cli_args.py @ v0.10.0 LoRAParserAction), so neither part may hold `=`, `,` or spaces.
+ */
+function checkLoraAdapters(adapters: readonly LoraAdapter[], servedModelName: string): readonly LoraAdapter[] {
+  const seen = new Set<string>();
+  adapters.forEach((a, i) => {
+    for (const part of ['name', 'path'] as const) {
+      const v = a?.[part];
+      if (typeof v !== 'string' || v === '' || /[\s=,]/.test(v)) {
+        throw new PropsError(SCOPE, `loraAdapters[${i}].${part}`, 'must be a non-empty string without spaces, "=" or ","', v);
+      }
+    }
+    if (a.name === servedModelName) throw new PropsError(SCOPE, `loraAdapters[${i}].name`, 'must differ from servedModelName (the base model\'s name)', a.name);
+    if (seen.has(a.name)) throw new PropsError(SCOPE, `loraAdapters[${i}].name`, 'names an adapter twice', a.name);
+    seen.add(a.name);
+  });
+  return adapters.map((a) => ({ name: a.name, path: a.path }));
 }

@@ -42,6 +42,16 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.rollout\.maxSurge: must be an integer from 0 to 1000, got -1$/],
     ['an unknown routing sidecar form', withOverrides(DEMO, { decode: { routingSidecar: 'init' as never } }),
       /^DecodePool\.routingSidecar: must be one of "container", "native", got "init"$/],
+    ['a LoRA adapter path with "=" (vLLM splits name=path on it)', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'a=b' }] } }),
+      /^DecodePool\.loraAdapters\[0\]\.path: must be a non-empty string without spaces, "=" or ",", got "a=b"$/],
+    ['a LoRA adapter named like the base model', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'Qwen/Qwen3-0.6B', path: 'org/adapter' }] } }),
+      /^DecodePool\.loraAdapters\[0\]\.name: must differ from servedModelName/],
+    ['a LoRA adapter named twice', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }, { name: 'sql', path: 'org/b' }] } }),
+      /^DecodePool\.loraAdapters\[1\]\.name: names an adapter twice, got "sql"$/],
+    ['maxLoras without adapters', withOverrides(DEMO, { decode: { maxLoras: 2 } }),
+      /^DecodePool\.maxLoras: applies only with loraAdapters, got 2$/],
+    ['maxLoras of 0', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }], maxLoras: 0 } }),
+      /^DecodePool\.maxLoras: must be an integer from 1 to 256, got 0$/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
       /^DecodePool\.schedulingPolicy: must be one of "fcfs", "priority", got "sjf"$/],
     ['prefill-priority in the EPP config on an fcfs pool (the fcfs queue ignores the field: the plugin would do nothing)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } }),
@@ -179,6 +189,15 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(args(priority)).toContain('--scheduling-policy=priority');
     const epp = one(synthProps(priority), 'ConfigMap', 'ms-llm-d-modelservice-epp');
     expect(JSON.stringify(epp.data)).toContain('prefill-priority');
+  });
+
+  test('LoRA adapters: --enable-lora, --max-loras when set and --lora-modules name=path as separate arguments (vLLM\'s nargs="+"); none by default', () => {
+    const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
+    expect(args(DEMO).some((a) => a.includes('lora'))).toBe(false);
+    const lora = args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }, { name: 'chat', path: '/adapters/chat' }], maxLoras: 2 } }));
+    const at = lora.indexOf('--enable-lora');
+    expect(lora.slice(at)).toEqual(['--enable-lora', '--max-loras=2', '--lora-modules', 'sql=org/sql-lora', 'chat=/adapters/chat']);
+    expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
   });
 
   test('the routing sidecar: a plain container by default (Kubernetes 1.28); "native" makes it an init container with restartPolicy Always, as llm-d-modelservice renders it, so it outlives vLLM\'s drain', () => {
