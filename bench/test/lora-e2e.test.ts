@@ -5,34 +5,17 @@
  * and the gateway in front. A request for the adapter a pod is running goes there; a request for another adapter
  * avoids the pod whose `--max-loras` is used up and goes where there is room.
  */
-import * as http from 'node:http';
-import { parseArgs, startEpp, type RunningEpp } from '@kvroute/epp';
-import { startGateway, type Gateway } from '@kvroute/gateway';
-import { startSimulator, type Simulator } from '@kvroute/sim';
+import type { RunningEpp } from '@kvroute/epp';
+import type { Gateway } from '@kvroute/gateway';
+import type { Simulator } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
+import { HUNG, post, startLocalPath, stopLocalPath, type LocalPath } from './support/local-path';
 
 jest.setTimeout(120_000);
-/** Bounds a hung wait only: on a loaded 2-core machine loading the tokenizer and starting two sims can take seconds. */
-const HUNG = { limitMs: 60_000 };
-
-const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
-function post(url: string, body: unknown, signal?: AbortSignal): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, signal }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
 const completion = (model: string, maxTokens: number, i: number) => ({ model, max_tokens: maxTokens, prompt: `Request ${i} for ${model}: list the open tickets.` });
 
 describe('LoRA affinity through the gateway, from the pods\' vllm:lora_requests_info', () => {
+  let path: LocalPath | undefined;
   let epp: RunningEpp;
   let sims: Simulator[];
   let gateway: Gateway;
@@ -50,21 +33,12 @@ schedulingProfiles:
   - pluginRef: lora-affinity-scorer
   - pluginRef: max-score-picker
 `;
-    epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '50ms', '--config-text', config])!, quiet);
     // vLLM's flags: LoRA on, two adapters, one adapter at a time (--max-loras 1, vLLM's default).
-    sims = await Promise.all(ports.map((port) => startSimulator({
-      host: '127.0.0.1', port, servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1,
-    })));
-    gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
-    await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
+    path = await startLocalPath(ports, config, () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 }));
+    ({ epp, sims, gateway } = path);
   });
 
-  afterAll(async () => {
-    await gateway?.close();
-    await Promise.all((sims ?? []).map((s) => s.close()));
-    await epp?.stop();
-  });
+  afterAll(() => stopLocalPath(path));
 
   test('sql requests follow the pod running sql; chat requests go to the pod with room for an adapter', async () => {
     const [a, b] = sims;
@@ -72,7 +46,7 @@ schedulingProfiles:
     // Directly, bypassing the EPP: A runs sql for the whole test (2,000 tokens at 20 ms, cut at the end), B serves the
     // base model once.
     const cut = new AbortController();
-    const long = post(`${a!.url}/v1/completions`, completion('sql', 2000, 0), cut.signal).catch(() => undefined);
+    const long = post(`${a!.url}/v1/completions`, completion('sql', 2000, 0), { signal: cut.signal }).catch(() => undefined);
     expect((await post(`${b!.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
     await waitFor(() => lora(a!.port)?.running.includes('sql') === true && lora(b!.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
     expect(lora(a!.port)).toEqual({ running: ['sql'], waiting: [], maxLora: 1 });

@@ -5,31 +5,15 @@
  * can do: a prefix cached on a pod by traffic that never passed through the EPP draws the next request with it; once
  * that pod evicts it, the EPP stops predicting it there.
  */
-import * as http from 'node:http';
-import { parseArgs, startEpp, type RunningEpp } from '@kvroute/epp';
-import { startGateway, type Gateway } from '@kvroute/gateway';
-import { startSimulator, type Simulator } from '@kvroute/sim';
+import type { RunningEpp } from '@kvroute/epp';
+import type { Gateway } from '@kvroute/gateway';
+import type { Simulator } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
+import { HUNG, post, startLocalPath, stopLocalPath, type LocalPath } from './support/local-path';
 
 jest.setTimeout(120_000);
-/** Bounds a hung wait only: on a loaded 2-core machine loading the tokenizer and starting three sims can exceed 20 s. */
-const HUNG = { limitMs: 60_000 };
 
 const MODEL = 'Qwen/Qwen3-0.6B';
-const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
-function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
 
 /** Sum of a metric's samples whose label set contains every `labels` pair (all samples when none are given). */
 async function metric(epp: RunningEpp, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -48,6 +32,7 @@ const chat = (question: string) => ({ model: MODEL, max_tokens: 2, messages: [{ 
 const unrelated = (i: number) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'user', content: `Unrelated document ${i}: ${`filler sentence number ${i} about weather, rivers and mountains. `.repeat(40)}` }] });
 
 describe('precise routing through the gateway, from the pods\' own KV events', () => {
+  let path: LocalPath | undefined;
   let epp: RunningEpp;
   let sims: Simulator[];
   let gateway: Gateway;
@@ -65,22 +50,15 @@ plugins:
     kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
     indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
 `;
-    epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '50ms', '--config-text', config])!, quiet);
-    // vLLM's own flags: events on, connect to the EPP, a topic naming the pod.
-    sims = await Promise.all(ports.map((port) => startSimulator({
-      host: '127.0.0.1', port, model: MODEL, kvCacheBlocks: 160, maxModelLen: 2048, timeScale: 20,
+    // vLLM's own flags: events on, connect to the EPP (which binds first), a topic naming the pod.
+    path = await startLocalPath(ports, config, (port) => ({
+      model: MODEL, kvCacheBlocks: 160, maxModelLen: 2048, timeScale: 20,
       kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
-    })));
-    gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
-    await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
+    }));
+    ({ epp, sims, gateway } = path);
   });
 
-  afterAll(async () => {
-    await gateway?.close();
-    await Promise.all((sims ?? []).map((s) => s.close()));
-    await epp?.stop();
-  });
+  afterAll(() => stopLocalPath(path));
 
   test('a prefix cached on pod B by direct traffic draws the next request there; after B evicts it, nothing predicts it', async () => {
     const [, b] = sims;

@@ -40,6 +40,17 @@ function submit(engine: Engine, prompt: ArrayLike<number>, maxTokens: number, sa
   return t;
 }
 
+/** Prompts of the given lengths submitted at one instant (submitAll), `maxTokens` each; seeds from `seed`. */
+function submitBurst(engine: Engine, lengths: readonly number[], maxTokens = 2, seed = 1): { burst: Tracked[]; handles: { abort(): void }[] } {
+  const burst: Tracked[] = [];
+  const handles = engine.submitAll(lengths.map((n, i) => {
+    const t: Tracked = { tokenTimes: [], abort: () => undefined };
+    burst.push(t);
+    return { params: { promptTokens: tokens(n, seed + i), outputTokens: output(maxTokens) }, listener: { onToken: (_k: number, _id: number, at: number) => t.tokenTimes.push(at), onFinish: (r: RequestResult) => { t.result = r; } } };
+  }));
+  return { burst, handles };
+}
+
 const ttft = (t: Tracked): number => (t.result?.firstTokenMs as number) - (t.result?.arrivalMs as number);
 
 describe('Engine latency model (simulated time, ManualClock)', () => {
@@ -141,12 +152,7 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
   it('a step schedules waiting requests while its token budget lasts (scheduler.py @ v0.10.0 `while self.waiting and token_budget > 0`): a burst of short prompts runs together, the one past the budget waits', () => {
     const clock = new ManualClock();
     const engine = new Engine(BASE, clock);
-    const burst: Tracked[] = [];
-    const handles = engine.submitAll(Array.from({ length: 6 }, (_, i) => {
-      const t: Tracked = { tokenTimes: [], abort: () => undefined };
-      burst.push(t);
-      return { params: { promptTokens: tokens(500, i + 1), outputTokens: output(2) }, listener: { onToken: (_k: number, _id: number, at: number) => t.tokenTimes.push(at), onFinish: (r: RequestResult) => { t.result = r; } } };
-    }));
+    const { burst, handles } = submitBurst(engine, [500, 500, 500, 500, 500, 500]);
     expect(handles).toHaveLength(6);
     // 2,048 tokens: four prompts take 2,000, the fifth gets the 48 left (a partial first chunk, as vLLM's
     // `min(num_new_tokens, token_budget)`), the sixth finds none.
@@ -190,12 +196,7 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     clock.advance(200);
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 0 });
     // Both decode now; the lane is free. 64 − 2 = 62 tokens: the first prompt takes them all, the second waits.
-    const all: Tracked[] = [];
-    engine.submitAll([62, 10].map((n, i) => {
-      const t: Tracked = { tokenTimes: [], abort: () => undefined };
-      all.push(t);
-      return { params: { promptTokens: tokens(n, 10 + i), outputTokens: output(1) }, listener: { onToken: () => undefined, onFinish: (r: RequestResult) => { t.result = r; } } };
-    }));
+    const { burst: all } = submitBurst(engine, [62, 10], 1, 10);
     expect(engine.stats()).toMatchObject({ running: 3, waiting: 1 });
     clock.runAll();
     expect(all[1]!.result?.admittedMs).toBeGreaterThan(all[0]!.result?.admittedMs as number);
@@ -289,12 +290,7 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
   it('a request leaving from behind another on its lane gives back only its own prefill time: the lane stays busy with the ones ahead', () => {
     const clock = new ManualClock();
     const engine = new Engine(BASE, clock);
-    const burst: Tracked[] = [];
-    const handles = engine.submitAll(Array.from({ length: 6 }, (_, i) => {
-      const t: Tracked = { tokenTimes: [], abort: () => undefined };
-      burst.push(t);
-      return { params: { promptTokens: tokens(500, i + 1), outputTokens: output(2) }, listener: { onToken: (_k: number, _id: number, at: number) => t.tokenTimes.push(at), onFinish: (r: RequestResult) => { t.result = r; } } };
-    }));
+    const { burst, handles } = submitBurst(engine, [500, 500, 500, 500, 500, 500]);
     clock.advance(100);
     // The fifth was to prefill from 520 (after four of 125 ms): leaving now frees the lane from 520, not from 100.
     handles[4]!.abort();

@@ -1,0 +1,50 @@
+/**
+ * The local request path the end-to-end tests drive: simulated vLLM pods on fixed ports, the EPP (in-process, static
+ * `--endpoints`, a config text) and the gateway playing Envoy in front.
+ */
+import * as http from 'node:http';
+import { parseArgs, startEpp, type RunningEpp } from '@kvroute/epp';
+import { startGateway, type Gateway } from '@kvroute/gateway';
+import { startSimulator, type Simulator, type StartOptions } from '@kvroute/sim';
+import { waitFor } from '@kvroute/testkit';
+
+/** Bounds a hung wait only: on a loaded 2-core machine loading the tokenizer and starting the sims can exceed 20 s. */
+export const HUNG = { limitMs: 60_000 };
+
+const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+export interface LocalPath {
+  readonly epp: RunningEpp;
+  readonly sims: Simulator[];
+  readonly gateway: Gateway;
+}
+
+/** The EPP over `ports` with `configText`, one simulator per port with `simOptions(port)`, the gateway in front. */
+export async function startLocalPath(ports: readonly number[], configText: string, simOptions: (port: number) => StartOptions): Promise<LocalPath> {
+  const epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '50ms', '--config-text', configText])!, quiet);
+  const sims = await Promise.all(ports.map((port) => startSimulator({ host: '127.0.0.1', port, ...simOptions(port) })));
+  const gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
+  await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
+  return { epp, sims, gateway };
+}
+
+/** Stops what started; a partly started path (a failed beforeAll) is fine. */
+export async function stopLocalPath(path: Partial<LocalPath> | undefined): Promise<void> {
+  await path?.gateway?.close();
+  await Promise.all((path?.sims ?? []).map((s) => s.close()));
+  await path?.epp?.stop();
+}
+
+export function post(url: string, body: unknown, options: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...options.headers }, signal: options.signal }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
