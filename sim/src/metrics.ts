@@ -181,6 +181,8 @@ export class SimMetrics implements EngineObserver {
   private readonly success: Counter<'model_name' | 'engine' | 'finished_reason'>;
   private readonly ttft: Histogram<'model_name' | 'engine'>;
   private readonly tpot: Histogram<'model_name' | 'engine'>;
+  /** 0.10.2's `vllm:inter_token_latency_seconds`, the same samples as TPOT; null in 0.10.0 mode. */
+  private readonly itl: Histogram<'model_name' | 'engine'> | null;
   private readonly e2e: Histogram<'model_name' | 'engine'>;
   private readonly queueTime: Histogram<'model_name' | 'engine'>;
   private readonly prefillTime: Histogram<'model_name' | 'engine'>;
@@ -266,7 +268,16 @@ export class SimMetrics implements EngineObserver {
     this.paramsN = histogram('vllm:request_params_n', 'Histogram of the n request parameter.', [1, 2, 5, 10, 20]);
     this.paramsMaxTokens = histogram('vllm:request_params_max_tokens', 'Histogram of the max_tokens request parameter.', tokenBuckets);
     this.ttft = histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS);
-    this.tpot = histogram('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', TPOT_BUCKETS);
+    // vLLM #24110 (on main from 2025-09-02, in the 0.10.2 simulated here: loggers.py @ 61aa4b290 lines 380-404, 555-557)
+    // renamed TPOT to inter-token latency: the old family stays, its help marked deprecated, and the new one follows
+    // it with the same buckets and samples.
+    const v0102 = config.generation === '0.10.2';
+    this.tpot = histogram(
+      'vllm:time_per_output_token_seconds',
+      v0102 ? 'Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.' : 'Histogram of time per output token in seconds.',
+      TPOT_BUCKETS,
+    );
+    this.itl = v0102 ? histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', TPOT_BUCKETS) : null;
     this.e2e = histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', REQUEST_LATENCY_BUCKETS);
     this.queueTime = histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', REQUEST_LATENCY_BUCKETS);
     this.inferenceTime = histogram('vllm:request_inference_time_seconds', 'Histogram of time spent in RUNNING phase for request.', REQUEST_LATENCY_BUCKETS);
@@ -346,7 +357,11 @@ export class SimMetrics implements EngineObserver {
     }
     this.generationTokens.inc(this.labels, 1);
     const prev = this.lastTokenMs.get(info.id);
-    if (!first && prev !== undefined) this.tpot.observe(this.labels, (info.atMs - prev) / 1000);
+    if (!first && prev !== undefined) {
+      const gap = (info.atMs - prev) / 1000;
+      this.itl?.observe(this.labels, gap);
+      this.tpot.observe(this.labels, gap);
+    }
     this.lastTokenMs.set(info.id, info.atMs);
   }
 

@@ -196,6 +196,31 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     }
   });
 
+  it('0.10.2 mode: vllm:inter_token_latency_seconds right after TPOT, the same samples, and TPOT\'s help marked deprecated (vLLM #24110; loggers.py @ 61aa4b290 lines 380-404, 555-557); 0.10.0 has neither', async () => {
+    for (const algo of ['sha256_cbor_64bit', 'sha256_cbor'] as const) {
+      const s2 = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'], prefixCachingHashAlgo: algo });
+      try {
+        expect((await http(s2.url, 'POST', '/v1/completions', { prompt: 'Hello there', max_tokens: 5 })).status).toBe(200);
+        const text = (await http(s2.url, 'GET', '/metrics')).text;
+        const samples = parsePrometheus(text);
+        const tpotCount = metricValue(samples, 'vllm:time_per_output_token_seconds_count');
+        expect(tpotCount).toBe(4);
+        if (algo === 'sha256_cbor') {
+          expect(metricValue(samples, 'vllm:inter_token_latency_seconds_count')).toBe(tpotCount);
+          expect(metricValue(samples, 'vllm:inter_token_latency_seconds_sum')).toBe(metricValue(samples, 'vllm:time_per_output_token_seconds_sum'));
+          expect(text).toContain('# HELP vllm:time_per_output_token_seconds Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.');
+          expect(text.indexOf('# HELP vllm:inter_token_latency_seconds ')).toBeGreaterThan(text.indexOf('# HELP vllm:time_per_output_token_seconds '));
+          expect(text.indexOf('# HELP vllm:inter_token_latency_seconds ')).toBeLessThan(text.indexOf('# HELP vllm:e2e_request_latency_seconds '));
+        } else {
+          expect(text).not.toContain('inter_token_latency');
+          expect(text).not.toContain('DEPRECATED: Use vllm:inter_token_latency_seconds');
+        }
+      } finally {
+        await s2.close();
+      }
+    }
+  });
+
   it('request_params_max_tokens without max_tokens is the room left, SamplingParams.max_tokens from get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0), not --default-max-tokens', async () => {
     const s2 = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['m'] });
     try {
