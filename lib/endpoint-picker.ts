@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import {
   defaultEndpointPickerConfig, EndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig,
-  validateEndpointPickerConfig, withLoraAffinity, type PreciseDefaults,
+  validateEndpointPickerConfig, type PreciseDefaults,
   EPP_NODE_ARGS,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
@@ -78,15 +78,6 @@ export interface EndpointPickerProps {
    * @default approximate prefix scoring
    */
   readonly precise?: PreciseDefaults;
-  /**
-   * The decode pods serve LoRA adapters: the default config adds GIE's `lora-affinity-scorer` at weight 1, as GIE's
-   * default profile has it (`withLoraAffinity`), so a request goes to a pod already running its adapter rather than
-   * one whose `--max-loras` another adapter holds. Not applied to a `config` given here. `KvAwareRouting` sets it from
-   * `decode.loraAdapters`.
-   * @default false
-   * @see https://github.com/kubernetes-sigs/gateway-api-inference-extension/blob/v1.5.0/test/integration/epp/testdata/default-config.yaml
-   */
-  readonly loraAffinity?: boolean;
   /**
    * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
    * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
@@ -262,8 +253,7 @@ export class EndpointPicker extends Construct {
     this.replicas = replicas;
     const nodeSpread = checkOneOf(SCOPE, 'nodeSpread', props.nodeSpread ?? 'preferred', ['preferred', 'required'] as const);
     this.sessionStore = props.sessionStore;
-    const builtIn = props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig();
-    const base = props.config ?? (props.loraAffinity === true ? withLoraAffinity(builtIn) : builtIn);
+    const base = props.config ?? (props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig());
     const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
     const signing = props.sessionTokenSigning === undefined ? undefined : {
       key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),

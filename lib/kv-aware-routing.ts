@@ -182,8 +182,6 @@ export class KvAwareRouting extends Chart {
       // EnvoyFilter uses what extProc asks for, and response bodies NONE.
       requestBodyMode,
       responseBodyMode: native ? 'full-duplex' : 'none',
-      // Pods with LoRA adapters get GIE's LoRA affinity in the default config, unless set here.
-      loraAffinity: props.endpointPicker?.loraAffinity ?? this.decodePool.loraAdapters.length > 0,
       ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {

@@ -200,15 +200,6 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
   });
 
-  test('LoRA adapters put GIE\'s lora-affinity-scorer (weight 1) in the default EPP config; not without adapters, not when turned off, not into a config given', () => {
-    const eppConfig = (props: KvAwareRoutingProps): string => JSON.stringify(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data);
-    const adapters = { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] };
-    expect(eppConfig(DEMO)).not.toContain('lora-affinity-scorer');
-    expect(eppConfig(withOverrides(DEMO, { decode: adapters }))).toMatch(/pluginRef: lora-affinity-scorer\\n\s*weight: 1/);
-    expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { loraAffinity: false } }))).not.toContain('lora-affinity-scorer');
-    expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { config: defaultEndpointPickerConfig() } }))).not.toContain('lora-affinity-scorer');
-  });
-
   test('the routing sidecar: a plain container by default (Kubernetes 1.28); "native" makes it an init container with restartPolicy Always, as llm-d-modelservice renders it, so it outlives vLLM\'s drain', () => {
     const pod = (props: KvAwareRoutingProps) => one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode').spec.template.spec;
     const plain = pod(DEMO);

@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, preciseEndpointPickerConfig, withLoraAffinity, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -238,28 +238,5 @@ schedulingProfiles:
     const config = defaultEndpointPickerConfig();
     config.schedulingProfiles[0]!.plugins.push({ pluginRef: 'missing' });
     expect(() => buildScheduler(config)).toThrow(ConfigError);
-  });
-});
-
-describe('withLoraAffinity (GIE v1.5.0 default profile: lora-affinity-scorer at weight 1)', () => {
-  it('adds the scorer to every profile of the default and precise configs at weight 1, once', () => {
-    const precise = preciseEndpointPickerConfig({ mode: 'per-pod', socketPort: 5557, replayPort: 5558, blockSize: 16, modelName: MODEL });
-    for (const base of [defaultEndpointPickerConfig(), precise]) {
-      const config = withLoraAffinity(base);
-      expect(config.plugins.filter((p) => p.type === 'lora-affinity-scorer')).toHaveLength(1);
-      for (const profile of config.schedulingProfiles) expect(profile.plugins).toContainEqual({ pluginRef: 'lora-affinity-scorer', weight: 1 });
-      expect(withLoraAffinity(config)).toBe(config);
-    }
-  });
-
-  it('among pods that tie on prefix and load, a request goes to the pod running its adapter, not to one at --max-loras with another', () => {
-    const scheduler = buildScheduler(withoutNoHitLru(withLoraAffinity(defaultEndpointPickerConfig())), { now: () => NOW, random: seededRandom(5) });
-    const lora = (running: string[]) => ({ lora: { running, waiting: [], maxLora: 1 } });
-    const picks = new Set<string>();
-    for (let i = 0; i < 20; i++) {
-      const r = { ...request(blocks(`q${i}`, 4)), model: 'sql-lora' };
-      picks.add(scheduler.schedule(r, [pod('full', lora(['chat-lora'])), pod('runs', lora(['sql-lora'])), pod('none', lora([]))]).target.endpoint.name);
-    }
-    expect([...picks]).toEqual(['runs']);
   });
 });

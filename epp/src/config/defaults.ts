@@ -214,25 +214,6 @@ export function withPrefillPriority(config: EndpointPickerConfig): EndpointPicke
   });
 }
 
-/**
- * `config` plus GIE's `lora-affinity-scorer` in every profile, at weight 1 as GIE's default profile weighs it beside its
- * queue, KV-cache and prefix scorers (test/integration/epp/testdata/default-config.yaml @ v1.5.0): for pods that serve
- * LoRA adapters, where vLLM runs at most `--max-loras` adapters at once and a request for one more waits. A pod
- * running the request's adapter scores 1, one with room for another adapter 0.8, one where it only waits 0.6, a full
- * one 0. A config that has the scorer already is returned as it is.
- */
-export function withLoraAffinity(config: EndpointPickerConfig): EndpointPickerConfig {
-  if (config.plugins.some((p) => p.type === 'lora-affinity-scorer')) return config;
-  return validateEndpointPickerConfig({
-    ...config,
-    plugins: [...config.plugins, { type: 'lora-affinity-scorer', name: 'lora-affinity-scorer', parameters: {} }],
-    schedulingProfiles: config.schedulingProfiles.map((profile) => ({
-      ...profile,
-      plugins: [...profile.plugins, { pluginRef: 'lora-affinity-scorer', weight: 1 }],
-    })),
-  });
-}
-
 /** Where the precise scorer gets vLLM's KV events, as the manifests wire them. */
 export interface PreciseDefaults {
   /** `per-pod`: the EPP dials every pod's publisher; `central`: the EPP binds `zmqEndpoint`. */
