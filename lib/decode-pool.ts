@@ -101,9 +101,10 @@ export interface DecodePoolProps {
   readonly kvEvents?: KvEventsOptions;
   /**
    * LoRA adapters vLLM loads at start-up (`--enable-lora --lora-modules name=path …`). Each `name` is a model name
-   * clients may request; `path` is a Hugging Face repo id or a path inside the pod. With adapters the pods export
-   * `vllm:lora_requests_info`, which the EPP's `lora-affinity-scorer` (GIE's) reads: add it to the EPP config to send
-   * a request to a pod already serving its adapter.
+   * clients may request; `path` is a Hugging Face repo id or a path inside the pod. vLLM loads them when it starts, so
+   * an adapter of a rank above `maxLoraRank` stops the pod. With adapters the pods export `vllm:lora_requests_info`,
+   * which the EPP's `lora-affinity-scorer` (GIE's) reads when the EPP config lists it; kvroute's default config does
+   * not (GIE's built-in default has no LoRA scorer either).
    * @default none (LoRA off)
    * @see https://docs.vllm.ai/en/v0.10.0/features/lora.html
    */
@@ -115,6 +116,12 @@ export interface DecodePoolProps {
    * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.LoRAConfig
    */
   readonly maxLoras?: number;
+  /**
+   * vLLM's `--max-lora-rank`: the largest rank among `loraAdapters`. Only with `loraAdapters`.
+   * @default vLLM's 16 (the flag is not written)
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.LoRAConfig
+   */
+  readonly maxLoraRank?: 8 | 16 | 32 | 64 | 128 | 256 | 320 | 512;
   /** GPUs per pod (`nvidia.com/gpu` request and limit; also vLLM's tensor parallel size). @default 1 */
   readonly gpusPerPod?: number;
   /** @default 'ghcr.io/llm-d/llm-d:v0.2.0' (vLLM 0.10.0) */
@@ -237,6 +244,8 @@ export class DecodePool extends Construct {
   public readonly loraAdapters: readonly LoraAdapter[];
   /** `--max-loras` as written; undefined: vLLM's default (1), or LoRA off. */
   public readonly maxLoras?: number;
+  /** `--max-lora-rank` as written; undefined: vLLM's default (16), or LoRA off. */
+  public readonly maxLoraRank?: number;
 
   constructor(scope: Construct, id: string, props: DecodePoolProps) {
     super(scope, id);
@@ -259,6 +268,11 @@ export class DecodePool extends Construct {
     if (props.maxLoras !== undefined) {
       if (this.loraAdapters.length === 0) throw new PropsError(SCOPE, 'maxLoras', 'applies only with loraAdapters', props.maxLoras);
       this.maxLoras = checkInteger(SCOPE, 'maxLoras', props.maxLoras, 1, 256);
+    }
+    if (props.maxLoraRank !== undefined) {
+      if (this.loraAdapters.length === 0) throw new PropsError(SCOPE, 'maxLoraRank', 'applies only with loraAdapters', props.maxLoraRank);
+      // LoRAConfig.__post_init__'s possible_max_ranks (vllm/config.py @ v0.10.0).
+      this.maxLoraRank = checkOneOf(SCOPE, 'maxLoraRank', props.maxLoraRank, [8, 16, 32, 64, 128, 256, 320, 512]);
     }
     this.routingSidecar = checkOneOf(SCOPE, 'routingSidecar', props.routingSidecar ?? 'container', ['container', 'native'] as const);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
@@ -347,6 +361,7 @@ export class DecodePool extends Construct {
       // argparse nargs='+' list, so they follow it as separate arguments.
       args.push('--enable-lora');
       if (this.maxLoras !== undefined) args.push(`--max-loras=${this.maxLoras}`);
+      if (this.maxLoraRank !== undefined) args.push(`--max-lora-rank=${this.maxLoraRank}`);
       args.push('--lora-modules', ...this.loraAdapters.map((a) => `${a.name}=${a.path}`));
     }
     if (this.kvEvents) {
@@ -524,15 +539,16 @@ export class DecodePool extends Construct {
 
 /**
  * vLLM parses each `--lora-modules` item with one `=` and no `,` as `name=path` (anything else as JSON;
- * vllm/entrypoints/openai/cli_args.py @ v0.10.0 LoRAParserAction), so neither part may hold `=`, `,` or spaces.
+ * vllm/entrypoints/openai/cli_args.py @ v0.10.0 LoRAParserAction), so neither part may hold `=`, `,` or spaces; and
+ * argparse takes an item starting with `-` for an option.
  */
 function checkLoraAdapters(adapters: readonly LoraAdapter[], servedModelName: string): readonly LoraAdapter[] {
   const seen = new Set<string>();
   adapters.forEach((a, i) => {
     for (const part of ['name', 'path'] as const) {
       const v = a?.[part];
-      if (typeof v !== 'string' || v === '' || /[\s=,]/.test(v)) {
-        throw new PropsError(SCOPE, `loraAdapters[${i}].${part}`, 'must be a non-empty string without spaces, "=" or ","', v);
+      if (typeof v !== 'string' || v === '' || /[\s=,]/.test(v) || v.startsWith('-')) {
+        throw new PropsError(SCOPE, `loraAdapters[${i}].${part}`, 'must be a non-empty string without spaces, "=" or ",", not starting with "-"', v);
       }
     }
     if (a.name === servedModelName) throw new PropsError(SCOPE, `loraAdapters[${i}].name`, 'must differ from servedModelName (the base model\'s name)', a.name);

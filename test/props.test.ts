@@ -43,7 +43,13 @@ describe('invalid props fail synth with a message that names the field and what 
     ['an unknown routing sidecar form', withOverrides(DEMO, { decode: { routingSidecar: 'init' as never } }),
       /^DecodePool\.routingSidecar: must be one of "container", "native", got "init"$/],
     ['a LoRA adapter path with "=" (vLLM splits name=path on it)', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'a=b' }] } }),
-      /^DecodePool\.loraAdapters\[0\]\.path: must be a non-empty string without spaces, "=" or ",", got "a=b"$/],
+      /^DecodePool\.loraAdapters\[0\]\.path: must be a non-empty string without spaces, "=" or ",", not starting with "-", got "a=b"$/],
+    ['a LoRA adapter name argparse would take for an option', withOverrides(DEMO, { decode: { loraAdapters: [{ name: '-sql', path: 'org/a' }] } }),
+      /^DecodePool\.loraAdapters\[0\]\.name: must be a non-empty string/],
+    ['a LoRA rank vLLM does not allow', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }], maxLoraRank: 24 as never } }),
+      /^DecodePool\.maxLoraRank: must be one of 8, 16, 32, 64, 128, 256, 320, 512, got 24$/],
+    ['maxLoraRank without adapters', withOverrides(DEMO, { decode: { maxLoraRank: 64 } }),
+      /^DecodePool\.maxLoraRank: applies only with loraAdapters, got 64$/],
     ['a LoRA adapter named like the base model', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'Qwen/Qwen3-0.6B', path: 'org/adapter' }] } }),
       /^DecodePool\.loraAdapters\[0\]\.name: must differ from servedModelName/],
     ['a LoRA adapter named twice', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }, { name: 'sql', path: 'org/b' }] } }),
@@ -194,9 +200,9 @@ describe('invalid props fail synth with a message that names the field and what 
   test('LoRA adapters: --enable-lora, --max-loras when set and --lora-modules name=path as separate arguments (vLLM\'s nargs="+"); none by default', () => {
     const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
     expect(args(DEMO).some((a) => a.includes('lora'))).toBe(false);
-    const lora = args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }, { name: 'chat', path: '/adapters/chat' }], maxLoras: 2 } }));
+    const lora = args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }, { name: 'chat', path: '/adapters/chat' }], maxLoras: 2, maxLoraRank: 64 } }));
     const at = lora.indexOf('--enable-lora');
-    expect(lora.slice(at)).toEqual(['--enable-lora', '--max-loras=2', '--lora-modules', 'sql=org/sql-lora', 'chat=/adapters/chat']);
+    expect(lora.slice(at)).toEqual(['--enable-lora', '--max-loras=2', '--max-lora-rank=64', '--lora-modules', 'sql=org/sql-lora', 'chat=/adapters/chat']);
     expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
   });
 

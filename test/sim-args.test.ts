@@ -32,7 +32,7 @@ describe('the manifests\' vllm serve arguments on the simulator', () => {
   });
 
   test('a pool with LoRA adapters: --enable-lora, --max-loras and vLLM\'s name=path items', () => {
-    const props: KvAwareRoutingProps = withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }, { name: 'chat', path: '/adapters/chat' }], maxLoras: 2 } });
+    const props: KvAwareRoutingProps = withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }, { name: 'chat', path: '/adapters/chat' }], maxLoras: 2, maxLoraRank: 32 } });
     const o = simOptions(vllmArgs(synthProps(props)));
     expect(o).toMatchObject({ enableLora: true, maxLoras: 2, loraModules: ['sql', 'chat'], loraModulePaths: { sql: 'org/sql-lora', chat: '/adapters/chat' } });
   });
