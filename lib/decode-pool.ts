@@ -103,8 +103,8 @@ export interface DecodePoolProps {
    * LoRA adapters vLLM loads at start-up (`--enable-lora --lora-modules name=path …`). Each `name` is a model name
    * clients may request; `path` is a Hugging Face repo id or a path inside the pod. vLLM loads them when it starts, so
    * an adapter of a rank above `maxLoraRank` stops the pod. With adapters the pods export `vllm:lora_requests_info`,
-   * which the EPP's `lora-affinity-scorer` (GIE's) reads when the EPP config lists it; kvroute's default config does
-   * not (GIE's built-in default has no LoRA scorer either).
+   * and `KvAwareRouting` gives the built-in EPP config kvroute's `lora-room-filter`, which reads it to keep adapter
+   * requests off pods whose adapter slots other adapters hold (`EndpointPicker.loraBaseModels`).
    * @default none (LoRA off)
    * @see https://docs.vllm.ai/en/v0.10.0/features/lora.html
    */

@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import {
   defaultEndpointPickerConfig, EndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig,
-  validateEndpointPickerConfig, type PreciseDefaults,
+  validateEndpointPickerConfig, withLoraRoomFilter, type PreciseDefaults,
   EPP_NODE_ARGS,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
@@ -78,6 +78,14 @@ export interface EndpointPickerProps {
    * @default approximate prefix scoring
    */
   readonly precise?: PreciseDefaults;
+  /**
+   * The decode pods serve LoRA adapters besides these base models: the built-in config gets kvroute's
+   * `lora-room-filter` (`withLoraRoomFilter`), so an adapter request skips the pods whose `--max-loras` other adapters
+   * hold, where vLLM would make it wait, and the default scorers choose among the rest. Not applied to a `config`
+   * given here. `KvAwareRouting` sets it to the pool's served model name when `decode.loraAdapters` is set.
+   * @default no LoRA adapters (no filter)
+   */
+  readonly loraBaseModels?: readonly string[];
   /**
    * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
    * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
@@ -253,7 +261,8 @@ export class EndpointPicker extends Construct {
     this.replicas = replicas;
     const nodeSpread = checkOneOf(SCOPE, 'nodeSpread', props.nodeSpread ?? 'preferred', ['preferred', 'required'] as const);
     this.sessionStore = props.sessionStore;
-    const base = props.config ?? (props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig());
+    const builtIn = props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig();
+    const base = props.config ?? (props.loraBaseModels !== undefined ? withLoraRoomFilter(builtIn, props.loraBaseModels) : builtIn);
     const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
     const signing = props.sessionTokenSigning === undefined ? undefined : {
       key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),

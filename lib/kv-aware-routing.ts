@@ -182,6 +182,9 @@ export class KvAwareRouting extends Chart {
       // EnvoyFilter uses what extProc asks for, and response bodies NONE.
       requestBodyMode,
       responseBodyMode: native ? 'full-duplex' : 'none',
+      ...(this.decodePool.loraAdapters.length > 0 && props.endpointPicker?.loraBaseModels === undefined
+        ? { loraBaseModels: [this.decodePool.servedModelName] }
+        : {}),
       ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {

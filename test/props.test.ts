@@ -206,6 +206,16 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
   });
 
+  test('LoRA adapters put kvroute\'s lora-room-filter, with the served model as the base, after the role filter of the built-in EPP config; not without adapters, not into a config given', () => {
+    const eppConfig = (props: KvAwareRoutingProps): string => String(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+    const adapters = { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] };
+    expect(eppConfig(DEMO)).not.toContain('lora-room-filter');
+    const lora = eppConfig(withOverrides(DEMO, { decode: adapters }));
+    expect(lora).toMatch(/- type: lora-room-filter\n\s+parameters:\n\s+baseModels:\n\s+- Qwen\/Qwen3-0\.6B/);
+    expect(lora).toMatch(/- pluginRef: decode-filter\n\s+- pluginRef: lora-room-filter\n/);
+    expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { config: defaultEndpointPickerConfig() } }))).not.toContain('lora-room-filter');
+  });
+
   test('the routing sidecar: a plain container by default (Kubernetes 1.28); "native" makes it an init container with restartPolicy Always, as llm-d-modelservice renders it, so it outlives vLLM\'s drain', () => {
     const pod = (props: KvAwareRoutingProps) => one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode').spec.template.spec;
     const plain = pod(DEMO);

@@ -6,6 +6,7 @@
  * avoids the pod whose `--max-loras` is used up and goes where there is room.
  */
 import type { RunningEpp } from '@kvroute/epp';
+import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withLoraRoomFilter } from '@kvroute/epp/config';
 import type { Gateway } from '@kvroute/gateway';
 import type { Simulator } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
@@ -68,6 +69,46 @@ schedulingProfiles:
     expect(sql).toEqual(Array(6).fill(`127.0.0.1:${a!.port}`));
     expect(chat).toEqual(Array(6).fill(`127.0.0.1:${b!.port}`));
     // Still running sql: the picks above were made against it, not against a pod that had finished.
+    expect(lora(a!.port)?.running).toContain('sql');
+    cut.abort();
+    await long;
+  });
+});
+
+describe('kvroute\'s default config with lora-room-filter (as the manifests render it for a pool with adapters), through the gateway', () => {
+  let path: LocalPath | undefined;
+
+  beforeAll(async () => {
+    const ports = [await freePort(), await freePort()];
+    // The default scorers (prefix, no-hit LRU, load) and the filter the manifests add for adapters; 'base' is the pool's model.
+    const config = renderEndpointPickerConfig(withLoraRoomFilter(defaultEndpointPickerConfig(), ['base']));
+    path = await startLocalPath(ports, config, () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 }));
+  });
+
+  afterAll(() => stopLocalPath(path));
+
+  test('cold chat requests never go to the pod whose one adapter slot sql holds, though the no-hit LRU would rotate them over both', async () => {
+    const { epp, sims, gateway } = path!;
+    const [a, b] = sims;
+    const lora = (port: number) => epp.datastore.snapshot().find((e) => e.endpoint.port === port)?.metrics.lora;
+    const cut = new AbortController();
+    const long = post(`${a!.url}/v1/completions`, completion('sql', 2000, 0), { signal: cut.signal }).catch(() => undefined);
+    expect((await post(`${b!.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
+    await waitFor(() => lora(a!.port)?.running.includes('sql') === true && lora(b!.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
+    const chat: string[] = [];
+    for (let i = 1; i <= 8; i++) {
+      const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion('chat', 2, i));
+      expect(r.status).toBe(200);
+      chat.push(String(r.headers['x-gateway-destination-endpoint-served']));
+    }
+    expect(chat).toEqual(Array(8).fill(`127.0.0.1:${b!.port}`));
+    // Base-model requests are not held to the adapter slots: the default scorers spread them over both pods.
+    const base = new Set<string>();
+    for (let i = 1; i <= 8; i++) {
+      const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion('base', 2, 100 + i));
+      base.add(String(r.headers['x-gateway-destination-endpoint-served']));
+    }
+    expect(base.size).toBe(2);
     expect(lora(a!.port)?.running).toContain('sql');
     cut.abort();
     await long;

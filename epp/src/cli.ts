@@ -161,7 +161,7 @@ const FLAGS: readonly FlagSpec[] = [
   // An empty value is GIE v1.0–v1.4's "no LoRA scraping"; kvroute reads the family only for a lora-affinity-scorer.
   {
     name: 'lora-info-metric', aliases: ['loraInfoMetric'], kind: 'ignored-fixed', fixed: [LORA_INFO_METRIC.name, ''],
-    help: `names the model-server LoRA metric; kvroute reads vLLM's ${LORA_INFO_METRIC.name} when a lora-affinity-scorer is configured, so that value (or an empty one: no LoRA scraping) is accepted and ignored and any other is refused`,
+    help: `names the model-server LoRA metric; kvroute reads vLLM's ${LORA_INFO_METRIC.name} when a lora-affinity-scorer or lora-room-filter is configured, so that value (or an empty one: no LoRA scraping) is accepted and ignored and any other is refused`,
   },
   // GIE v0.5.1's (cmd/epp/runner/runner.go): the header/metadata names Envoy routes by; kvroute's are fixed to the defaults.
   { name: 'destinationEndpointHintKey', aliases: [], kind: 'ignored-fixed', fixed: ['x-gateway-destination-endpoint'], help: 'names the header and metadata key of the pick; kvroute always uses x-gateway-destination-endpoint (GIE v0.5.1\'s default), so that value is accepted and ignored and any other is refused' },

@@ -169,8 +169,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const metrics = createEppMetrics({ collectDefaultMetrics: true });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const scrape = scrapeTarget(config, options);
-  // vLLM's LoRA family only grows (one series per change): read it only for a scorer that uses it.
-  const readsLora = config.plugins.some((p) => p.type === 'lora-affinity-scorer');
+  // vLLM's LoRA family only grows (one series per change): read it only for a plugin that uses it.
+  const readsLora = config.plugins.some((p) => p.type === 'lora-affinity-scorer' || p.type === 'lora-room-filter');
   const datastore = new Datastore({
     ...(readsLora ? { metricNames: { ...VLLM_METRIC_NAMES, loraInfo: LORA_INFO_METRIC } } : {}),
     refreshIntervalMs: options.refreshMetricsIntervalMs,

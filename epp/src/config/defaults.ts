@@ -1,5 +1,5 @@
 import { validateEndpointPickerConfig } from './loader';
-import { pluginCycleState } from './catalogue';
+import { pluginCycleState, pluginHasKind } from './catalogue';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
@@ -211,6 +211,26 @@ export function withPrefillPriority(config: EndpointPickerConfig): EndpointPicke
       ...profile,
       plugins: profile.plugins.flatMap((ref) => (prefix.has(ref.pluginRef) ? [ref, { pluginRef: 'prefill-priority', weight: 1 }] : [ref])),
     })),
+  });
+}
+
+/**
+ * `config` with kvroute's `lora-room-filter` right after each profile's first filter (the role filter in kvroute's
+ * configs), for pods serving LoRA adapters: an adapter request skips the pods whose `--max-loras` other adapters hold,
+ * where vLLM would make it wait, and the config's scorers choose among the rest. `baseModels` are the pool's served
+ * model names, whose requests are never filtered. A config that has the filter already is returned as it is.
+ */
+export function withLoraRoomFilter(config: EndpointPickerConfig, baseModels: readonly string[]): EndpointPickerConfig {
+  if (config.plugins.some((p) => p.type === 'lora-room-filter')) return config;
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: [...config.plugins, { type: 'lora-room-filter', name: 'lora-room-filter', parameters: { baseModels: [...baseModels] } }],
+    schedulingProfiles: config.schedulingProfiles.map((profile) => {
+      const plugins = [...profile.plugins];
+      const firstFilter = plugins.findIndex((ref) => config.plugins.some((p) => (p.name ?? p.type) === ref.pluginRef && pluginHasKind(p.type, 'filter')));
+      plugins.splice(firstFilter + 1, 0, { pluginRef: 'lora-room-filter' });
+      return { ...profile, plugins };
+    }),
   });
 }
 

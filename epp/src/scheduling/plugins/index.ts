@@ -14,6 +14,7 @@ export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-
 export { latencyScorer } from './latency-scorer';
 export { loadAwareScorer } from './load-aware-scorer';
 export { loraAffinityScorer } from './lora-affinity-scorer';
+export { loraRoomFilter } from './lora-room-filter';
 export { maxScorePicker } from './max-score-picker';
 export { noHitLruScorer } from './no-hit-lru-scorer';
 export { prefillFilter } from './prefill-filter';
