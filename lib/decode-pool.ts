@@ -104,7 +104,7 @@ export interface DecodePoolProps {
    * clients may request; `path` is a Hugging Face repo id or a path inside the pod. vLLM loads them when it starts, so
    * an adapter of a rank above `maxLoraRank` stops the pod. With adapters the pods export `vllm:lora_requests_info`,
    * and `KvAwareRouting` gives the built-in EPP config kvroute's `lora-room-filter`, which reads it to keep adapter
-   * requests off pods whose adapter slots other adapters hold (`EndpointPicker.loraBaseModels`).
+   * requests off pods whose adapter slots other adapters hold (`EndpointPicker.loraAdapters`).
    * @default none (LoRA off)
    * @see https://docs.vllm.ai/en/v0.10.0/features/lora.html
    */

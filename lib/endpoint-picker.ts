@@ -79,13 +79,13 @@ export interface EndpointPickerProps {
    */
   readonly precise?: PreciseDefaults;
   /**
-   * The decode pods serve LoRA adapters besides these base models: the built-in config gets kvroute's
-   * `lora-room-filter` (`withLoraRoomFilter`), so an adapter request skips the pods whose `--max-loras` other adapters
-   * hold, where vLLM would make it wait, and the default scorers choose among the rest. Not applied to a `config`
-   * given here. `KvAwareRouting` sets it to the pool's served model name when `decode.loraAdapters` is set.
-   * @default no LoRA adapters (no filter)
+   * The LoRA adapters the decode pods serve: the built-in config gets kvroute's `lora-room-filter` for them
+   * (`withLoraRoomFilter`), so a request for one skips the pods whose `--max-loras` other adapters hold, where vLLM would
+   * make it wait, and the default scorers choose among the rest. Not applied to a `config` given here; an empty list
+   * adds no filter. `KvAwareRouting` sets the names of `decode.loraAdapters`.
+   * @default none (no filter)
    */
-  readonly loraBaseModels?: readonly string[];
+  readonly loraAdapters?: readonly string[];
   /**
    * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
    * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
@@ -262,7 +262,8 @@ export class EndpointPicker extends Construct {
     const nodeSpread = checkOneOf(SCOPE, 'nodeSpread', props.nodeSpread ?? 'preferred', ['preferred', 'required'] as const);
     this.sessionStore = props.sessionStore;
     const builtIn = props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig();
-    const base = props.config ?? (props.loraBaseModels !== undefined ? withLoraRoomFilter(builtIn, props.loraBaseModels) : builtIn);
+    const loraAdapters = props.loraAdapters ?? [];
+    const base = props.config ?? (loraAdapters.length > 0 ? withLoraRoomFilter(builtIn, loraAdapters) : builtIn);
     const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
     const signing = props.sessionTokenSigning === undefined ? undefined : {
       key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),

@@ -182,9 +182,7 @@ export class KvAwareRouting extends Chart {
       // EnvoyFilter uses what extProc asks for, and response bodies NONE.
       requestBodyMode,
       responseBodyMode: native ? 'full-duplex' : 'none',
-      ...(this.decodePool.loraAdapters.length > 0 && props.endpointPicker?.loraBaseModels === undefined
-        ? { loraBaseModels: [this.decodePool.servedModelName] }
-        : {}),
+      loraAdapters: props.endpointPicker?.loraAdapters ?? this.decodePool.loraAdapters.map((a) => a.name),
       ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {

@@ -206,13 +206,14 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
   });
 
-  test('LoRA adapters put kvroute\'s lora-room-filter, with the served model as the base, after the role filter of the built-in EPP config; not without adapters, not into a config given', () => {
+  test('LoRA adapters put kvroute\'s lora-room-filter, for their names, after the last filter of the built-in EPP config; not without adapters, not with an empty list, not into a config given', () => {
     const eppConfig = (props: KvAwareRoutingProps): string => String(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
     const adapters = { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] };
     expect(eppConfig(DEMO)).not.toContain('lora-room-filter');
     const lora = eppConfig(withOverrides(DEMO, { decode: adapters }));
-    expect(lora).toMatch(/- type: lora-room-filter\n\s+parameters:\n\s+baseModels:\n\s+- Qwen\/Qwen3-0\.6B/);
-    expect(lora).toMatch(/- pluginRef: decode-filter\n\s+- pluginRef: lora-room-filter\n/);
+    expect(lora).toMatch(/- type: lora-room-filter\n\s+parameters:\n\s+adapters:\n\s+- sql\n/);
+    expect(lora).toMatch(/- pluginRef: session-affinity-filter\n\s+- pluginRef: lora-room-filter\n/);
+    expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { loraAdapters: [] } }))).not.toContain('lora-room-filter');
     expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { config: defaultEndpointPickerConfig() } }))).not.toContain('lora-room-filter');
   });
 

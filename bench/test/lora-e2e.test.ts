@@ -76,41 +76,50 @@ schedulingProfiles:
 });
 
 describe('kvroute\'s default config with lora-room-filter (as the manifests render it for a pool with adapters), through the gateway', () => {
-  let path: LocalPath | undefined;
-
-  beforeAll(async () => {
+  /** The default config plus the filter for `filtered`, two pods with adapter slots for one adapter each; pod A runs sql. */
+  async function chatTargets(filtered: string[], sqlTokens: number): Promise<{ chat: string[]; base: Set<string>; a: string; b: string; sqlRanThrough: boolean }> {
     const ports = [await freePort(), await freePort()];
-    // The default scorers (prefix, no-hit LRU, load) and the filter the manifests add for adapters; 'base' is the pool's model.
-    const config = renderEndpointPickerConfig(withLoraRoomFilter(defaultEndpointPickerConfig(), ['base']));
-    path = await startLocalPath(ports, config, () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 }));
+    const config = renderEndpointPickerConfig(withLoraRoomFilter(defaultEndpointPickerConfig(), filtered));
+    const path = await startLocalPath(ports, config, () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 }));
+    const cut = new AbortController();
+    try {
+      const { epp, sims, gateway } = path;
+      const [a, b] = sims;
+      const lora = (port: number) => epp.datastore.snapshot().find((e) => e.endpoint.port === port)?.metrics.lora;
+      const long = post(`${a!.url}/v1/completions`, completion('sql', sqlTokens, 0), { signal: cut.signal }).catch(() => undefined);
+      expect((await post(`${b!.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
+      await waitFor(() => lora(a!.port)?.running.includes('sql') === true && lora(b!.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
+      const served = async (model: string, i: number) => {
+        const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion(model, 2, i));
+        expect(r.status).toBe(200);
+        return String(r.headers['x-gateway-destination-endpoint-served']);
+      };
+      // All eight at once, so every pick is made while A's one slot holds sql.
+      const chat = await Promise.all(Array.from({ length: 8 }, (_, i) => served('chat', i + 1)));
+      const base = new Set<string>();
+      for (let i = 1; i <= 8; i++) base.add(await served('base', 100 + i));
+      // Still running sql on A: every pick above was made against a full A.
+      const sqlRanThrough = lora(a!.port)?.running.includes('sql') === true;
+      cut.abort();
+      await long;
+      return { chat, base, a: `127.0.0.1:${a!.port}`, b: `127.0.0.1:${b!.port}`, sqlRanThrough };
+    } finally {
+      cut.abort();
+      await stopLocalPath(path);
+    }
+  }
+
+  test('cold chat requests never go to the pod whose one adapter slot sql holds; base-model requests still spread', async () => {
+    // sql runs 2,000 tokens (40 s), longer than the test.
+    const { chat, base, b, sqlRanThrough } = await chatTargets(['sql', 'chat'], 2000);
+    expect(sqlRanThrough).toBe(true);
+    expect(chat).toEqual(Array(8).fill(b));
+    expect(base.size).toBe(2);
   });
 
-  afterAll(() => stopLocalPath(path));
-
-  test('cold chat requests never go to the pod whose one adapter slot sql holds, though the no-hit LRU would rotate them over both', async () => {
-    const { epp, sims, gateway } = path!;
-    const [a, b] = sims;
-    const lora = (port: number) => epp.datastore.snapshot().find((e) => e.endpoint.port === port)?.metrics.lora;
-    const cut = new AbortController();
-    const long = post(`${a!.url}/v1/completions`, completion('sql', 2000, 0), { signal: cut.signal }).catch(() => undefined);
-    expect((await post(`${b!.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
-    await waitFor(() => lora(a!.port)?.running.includes('sql') === true && lora(b!.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
-    const chat: string[] = [];
-    for (let i = 1; i <= 8; i++) {
-      const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion('chat', 2, i));
-      expect(r.status).toBe(200);
-      chat.push(String(r.headers['x-gateway-destination-endpoint-served']));
-    }
-    expect(chat).toEqual(Array(8).fill(`127.0.0.1:${b!.port}`));
-    // Base-model requests are not held to the adapter slots: the default scorers spread them over both pods.
-    const base = new Set<string>();
-    for (let i = 1; i <= 8; i++) {
-      const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion('base', 2, 100 + i));
-      base.add(String(r.headers['x-gateway-destination-endpoint-served']));
-    }
-    expect(base.size).toBe(2);
-    expect(lora(a!.port)?.running).toContain('sql');
-    cut.abort();
-    await long;
+  test('control: with chat not among the filter\'s adapters, the default scorers (the no-hit LRU) send some of them to the full pod', async () => {
+    // sql runs 100 tokens (2 s): a chat request sent to A waits for it (vLLM's --max-loras 1), so not 40 s.
+    const { chat, a } = await chatTargets(['sql'], 100);
+    expect(chat.filter((t) => t === a).length).toBeGreaterThan(0);
   });
 });

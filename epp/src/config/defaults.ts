@@ -215,20 +215,22 @@ export function withPrefillPriority(config: EndpointPickerConfig): EndpointPicke
 }
 
 /**
- * `config` with kvroute's `lora-room-filter` right after each profile's first filter (the role filter in kvroute's
- * configs), for pods serving LoRA adapters: an adapter request skips the pods whose `--max-loras` other adapters hold,
- * where vLLM would make it wait, and the config's scorers choose among the rest. `baseModels` are the pool's served
- * model names, whose requests are never filtered. A config that has the filter already is returned as it is.
+ * `config` with kvroute's `lora-room-filter` after each profile's last filter, for pods serving the LoRA `adapters`: a
+ * request for one skips the pods whose `--max-loras` other adapters hold, where vLLM would make it wait, and the
+ * config's scorers choose among the rest. Last, so the saturation filter and session affinity have decided first (see
+ * the plugin). A config that has the filter already is returned as it is.
  */
-export function withLoraRoomFilter(config: EndpointPickerConfig, baseModels: readonly string[]): EndpointPickerConfig {
+export function withLoraRoomFilter(config: EndpointPickerConfig, adapters: readonly string[]): EndpointPickerConfig {
   if (config.plugins.some((p) => p.type === 'lora-room-filter')) return config;
+  const isFilter = (ref: { pluginRef: string }) => config.plugins.some((p) => (p.name ?? p.type) === ref.pluginRef && pluginHasKind(p.type, 'filter'));
   return validateEndpointPickerConfig({
     ...config,
-    plugins: [...config.plugins, { type: 'lora-room-filter', name: 'lora-room-filter', parameters: { baseModels: [...baseModels] } }],
+    plugins: [...config.plugins, { type: 'lora-room-filter', name: 'lora-room-filter', parameters: { adapters: [...adapters] } }],
     schedulingProfiles: config.schedulingProfiles.map((profile) => {
       const plugins = [...profile.plugins];
-      const firstFilter = plugins.findIndex((ref) => config.plugins.some((p) => (p.name ?? p.type) === ref.pluginRef && pluginHasKind(p.type, 'filter')));
-      plugins.splice(firstFilter + 1, 0, { pluginRef: 'lora-room-filter' });
+      let lastFilter = -1;
+      plugins.forEach((ref, i) => { if (isFilter(ref)) lastFilter = i; });
+      plugins.splice(lastFilter + 1, 0, { pluginRef: 'lora-room-filter' });
       return { ...profile, plugins };
     }),
   });

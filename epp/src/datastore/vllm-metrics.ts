@@ -31,7 +31,7 @@ export interface VllmMetricNames {
   /**
    * LoRA adapters running and waiting, as labels of one series per change (its value the time of the change). Read only
    * when set: vLLM never drops old series, so the family grows over a pod's life (the EPP sets it when a
-   * `lora-affinity-scorer` is configured, `LORA_INFO_METRIC`).
+   * `lora-affinity-scorer` or `lora-room-filter` is configured, `LORA_INFO_METRIC`).
    */
   readonly loraInfo?: MetricSpec;
 }

@@ -1,46 +1,53 @@
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, Filter } from '../framework';
+import { ConfigError } from '../../config/errors';
 import { definePlugin, parameters } from '../plugin';
 
 export interface LoraRoomFilterParameters {
   /**
-   * Models served as base models, not LoRA adapters: their requests are never filtered, since vLLM schedules them
-   * whatever adapters run. `KvAwareRouting` sets the pool's served model name.
-   * @default [] (every request is taken for an adapter request)
+   * The pool's LoRA adapter names (the models clients request them by). Requests for any other model (the base model,
+   * a request without one) are never filtered, since vLLM schedules them whatever adapters run. `KvAwareRouting` sets
+   * the decode pool's `loraAdapters`.
    */
-  baseModels?: string[];
+  adapters: string[];
 }
 
 /**
- * `lora-room-filter` (kvroute's own): for a LoRA adapter request, drops the pods that cannot start it now — pods whose
- * `vllm:lora_requests_info` shows `max_lora` adapters already running or waiting, none of them the request's. vLLM
- * schedules at most `--max-loras` adapters at once and skips a waiting request for one more until a running adapter
- * has no request left (vllm/v1/core/sched/scheduler.py @ v0.10.0 lines 363-370), so such a pod makes the request wait
- * behind another adapter's traffic. Kept: pods running the adapter, pods with room for one more, pods without LoRA
- * state. When no pod is left it keeps them all (the request waits wherever it goes, and the scorers choose where).
+ * `lora-room-filter` (kvroute's own): for a request for one of `adapters`, drops the pods that cannot start it now.
+ * vLLM schedules at most `--max-loras` adapters at once and skips a waiting request for one more until a running
+ * adapter has no request left (vllm/v1/core/sched/scheduler.py @ v0.10.0 lines 363-370), so such a pod makes the
+ * request wait behind other adapters' traffic. A pod is kept when its `vllm:lora_requests_info` shows the adapter
+ * running, or when the distinct adapters it runs or has waiting, with this one, number at most `max_lora` (vLLM lists an
+ * adapter as waiting from a request's arrival to its first token, so a busy adapter is often in both lists); pods
+ * without LoRA state are kept too. When no pod is left it keeps them all: the request waits wherever it goes, and the
+ * scorers choose where.
  *
- * A filter, not a weight: in kvroute's default config the no-hit LRU (weight 4) and the prefix scorer (3) would
+ * A filter rather than a weight, because in kvroute's default config the no-hit LRU (4) and the prefix scorer (3) would
  * outweigh GIE's `lora-affinity-scorer` (0 to 1) for exactly the requests that need it, new and cold adapter requests.
- * Among the pods kept, the default scorers decide. GIE v1.5.0 has no such filter (its LoRA affinity is the scorer);
- * its v0.3 scheduler had a LoRA affinity filter of the same intent.
+ * It runs after the profile's other filters (`withLoraRoomFilter`): after the saturation filter, so a pod that lacks
+ * LoRA state because it is new or down cannot draw the request alone, and after session affinity, so a session keeps
+ * its pod. GIE v0.3's `loraAffinityFilter` had the same aim with another rule: it preferred, with probability 0.999,
+ * the pods already serving the adapter over those with room, and it filtered every request; GIE v1.5.0 has only the
+ * scorer. Not counted: the EPP's own picks since the last scrape, so a burst of new adapters within one scrape can all
+ * go to the one pod with room.
  */
 export class LoraRoomFilter implements Filter {
   readonly type = 'lora-room-filter';
-  /** Not an eligibility rule: it never empties the candidates (see above). */
+  /** Never reached: the filter keeps every candidate rather than none. */
   readonly emptyResultReason = 'no-endpoints' as const;
-  private readonly baseModels: ReadonlySet<string>;
+  private readonly adapters: ReadonlySet<string>;
 
   constructor(readonly name: string, parameters: Required<LoraRoomFilterParameters>) {
-    this.baseModels = new Set(parameters.baseModels);
+    this.adapters = new Set(parameters.adapters);
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     const model = cycle.request.model;
-    if (this.baseModels.has(model)) return candidates;
+    if (!this.adapters.has(model)) return candidates;
     let kept: EndpointSnapshot[] | undefined;
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
-      if (this.canStart(c, model)) {
+      if (canStart(c, model)) {
         kept?.push(c);
       } else if (kept === undefined) {
         kept = candidates.slice(0, i);
@@ -49,19 +56,24 @@ export class LoraRoomFilter implements Filter {
     if (kept === undefined) return candidates;
     return kept.length > 0 ? kept : candidates;
   }
+}
 
-  private canStart(c: EndpointSnapshot, model: string): boolean {
-    const lora = c.metrics.lora;
-    if (lora === undefined) return true;
-    return lora.running.includes(model) || lora.running.length + lora.waiting.length < lora.maxLora;
-  }
+function canStart(c: EndpointSnapshot, adapter: string): boolean {
+  const lora = c.metrics.lora;
+  if (lora === undefined || lora.running.includes(adapter)) return true;
+  const inUse = new Set(lora.running);
+  for (const a of lora.waiting) inUse.add(a);
+  inUse.add(adapter);
+  return inUse.size <= lora.maxLora;
 }
 
 export const loraRoomFilter = definePlugin({
   type: 'lora-room-filter',
   kinds: ['filter'],
-  parameters: parameters<LoraRoomFilterParameters>((fields) => ({
-    baseModels: fields.stringList('baseModels', []),
-  })),
+  parameters: parameters<LoraRoomFilterParameters>((fields) => {
+    const adapters = fields.stringList('adapters', []);
+    if (adapters.length === 0) throw new ConfigError(fields.fieldPath('adapters'), 'must list the pool\'s LoRA adapter names (the filter leaves every other model\'s requests alone)');
+    return { adapters };
+  }),
   create: (name, resolved) => new LoraRoomFilter(name, resolved),
 });
