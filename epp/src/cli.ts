@@ -158,7 +158,7 @@ const FLAGS: readonly FlagSpec[] = [
   metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
   metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
   metricNameFlag('cache-info-metric', [], [VLLM_METRIC_NAMES.cacheInfo.name]),
-  // An empty value is GIE v1.0–v1.4's "no LoRA scraping"; kvroute reads the family only for a lora-affinity-scorer.
+  // An empty value is GIE v1.0–v1.4's "no LoRA scraping"; kvroute reads the family only for a lora-affinity-scorer or lora-room-filter.
   {
     name: 'lora-info-metric', aliases: ['loraInfoMetric'], kind: 'ignored-fixed', fixed: [LORA_INFO_METRIC.name, ''],
     help: `names the model-server LoRA metric; kvroute reads vLLM's ${LORA_INFO_METRIC.name} when a lora-affinity-scorer or lora-room-filter is configured, so that value (or an empty one: no LoRA scraping) is accepted and ignored and any other is refused`,
