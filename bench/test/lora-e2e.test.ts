@@ -5,21 +5,43 @@
  * and the gateway in front. A request for the adapter a pod is running goes there; a request for another adapter
  * avoids the pod whose `--max-loras` is used up and goes where there is room.
  */
-import type { RunningEpp } from '@kvroute/epp';
 import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withLoraRoomFilter } from '@kvroute/epp/config';
-import type { Gateway } from '@kvroute/gateway';
-import type { Simulator } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
 import { HUNG, post, startLocalPath, stopLocalPath, type LocalPath } from './support/local-path';
 
 jest.setTimeout(120_000);
 const completion = (model: string, maxTokens: number, i: number) => ({ model, max_tokens: maxTokens, prompt: `Request ${i} for ${model}: list the open tickets.` });
 
+/** vLLM's flags: LoRA on, two adapters, one adapter at a time (--max-loras 1, vLLM's default). */
+const loraPods = () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 });
+
+/**
+ * Pod A runs sql for `sqlTokens` (sent to it directly, bypassing the EPP; `stop` cuts it), pod B has served the base
+ * model once, and the EPP has scraped both pods' LoRA state. `servedBy` sends one request through the gateway.
+ */
+async function aRunsSql(path: LocalPath, sqlTokens: number) {
+  const { epp, sims, gateway } = path;
+  const a = sims[0]!;
+  const b = sims[1]!;
+  const lora = (port: number) => epp.datastore.snapshot().find((e) => e.endpoint.port === port)?.metrics.lora;
+  const cut = new AbortController();
+  const long = post(`${a.url}/v1/completions`, completion('sql', sqlTokens, 0), { signal: cut.signal }).catch(() => undefined);
+  expect((await post(`${b.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
+  await waitFor(() => lora(a.port)?.running.includes('sql') === true && lora(b.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
+  const servedBy = async (model: string, i: number): Promise<string> => {
+    const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion(model, 2, i));
+    expect(r.status).toBe(200);
+    return String(r.headers['x-gateway-destination-endpoint-served']);
+  };
+  const stop = async () => {
+    cut.abort();
+    await long;
+  };
+  return { a, b, lora, servedBy, stop };
+}
+
 describe('LoRA affinity through the gateway, from the pods\' vllm:lora_requests_info', () => {
   let path: LocalPath | undefined;
-  let epp: RunningEpp;
-  let sims: Simulator[];
-  let gateway: Gateway;
 
   beforeAll(async () => {
     const ports = [await freePort(), await freePort()];
@@ -34,30 +56,17 @@ schedulingProfiles:
   - pluginRef: lora-affinity-scorer
   - pluginRef: max-score-picker
 `;
-    // vLLM's flags: LoRA on, two adapters, one adapter at a time (--max-loras 1, vLLM's default).
-    path = await startLocalPath(ports, config, () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 }));
-    ({ epp, sims, gateway } = path);
+    path = await startLocalPath(ports, config, loraPods);
   });
 
   afterAll(() => stopLocalPath(path));
 
   test('sql requests follow the pod running sql; chat requests go to the pod with room for an adapter', async () => {
-    const [a, b] = sims;
-    const lora = (port: number) => epp.datastore.snapshot().find((e) => e.endpoint.port === port)?.metrics.lora;
-    // Directly, bypassing the EPP: A runs sql for the whole test (2,000 tokens at 20 ms, cut at the end), B serves the
-    // base model once.
-    const cut = new AbortController();
-    const long = post(`${a!.url}/v1/completions`, completion('sql', 2000, 0), { signal: cut.signal }).catch(() => undefined);
-    expect((await post(`${b!.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
-    await waitFor(() => lora(a!.port)?.running.includes('sql') === true && lora(b!.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
-    expect(lora(a!.port)).toEqual({ running: ['sql'], waiting: [], maxLora: 1 });
-    expect(lora(b!.port)).toEqual({ running: [], waiting: [], maxLora: 1 });
+    // A runs sql for the whole test (2,000 tokens at 20 ms, cut at the end).
+    const { a, b, lora, servedBy, stop } = await aRunsSql(path!, 2000);
+    expect(lora(a.port)).toEqual({ running: ['sql'], waiting: [], maxLora: 1 });
+    expect(lora(b.port)).toEqual({ running: [], waiting: [], maxLora: 1 });
 
-    const servedBy = async (model: string, i: number): Promise<string> => {
-      const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion(model, 2, i));
-      expect(r.status).toBe(200);
-      return String(r.headers['x-gateway-destination-endpoint-served']);
-    };
     // Scores (GIE's): the pod running the adapter 1, a pod with room 0.8, a pod at --max-loras without it 0. Ties
     // would be broken at random, so six in a row on one pod each are no accident.
     const sql: string[] = [];
@@ -66,12 +75,11 @@ schedulingProfiles:
       sql.push(await servedBy('sql', i));
       chat.push(await servedBy('chat', i));
     }
-    expect(sql).toEqual(Array(6).fill(`127.0.0.1:${a!.port}`));
-    expect(chat).toEqual(Array(6).fill(`127.0.0.1:${b!.port}`));
+    expect(sql).toEqual(Array(6).fill(`127.0.0.1:${a.port}`));
+    expect(chat).toEqual(Array(6).fill(`127.0.0.1:${b.port}`));
     // Still running sql: the picks above were made against it, not against a pod that had finished.
-    expect(lora(a!.port)?.running).toContain('sql');
-    cut.abort();
-    await long;
+    expect(lora(a.port)?.running).toContain('sql');
+    await stop();
   });
 });
 
@@ -80,31 +88,18 @@ describe('kvroute\'s default config with lora-room-filter (as the manifests rend
   async function chatTargets(filtered: string[], sqlTokens: number): Promise<{ chat: string[]; base: Set<string>; a: string; b: string; sqlRanThrough: boolean }> {
     const ports = [await freePort(), await freePort()];
     const config = renderEndpointPickerConfig(withLoraRoomFilter(defaultEndpointPickerConfig(), filtered));
-    const path = await startLocalPath(ports, config, () => ({ servedModelNames: ['base'], enableLora: true, maxLoras: 1, loraModules: ['sql', 'chat'], timeScale: 1 }));
-    const cut = new AbortController();
+    const path = await startLocalPath(ports, config, loraPods);
     try {
-      const { epp, sims, gateway } = path;
-      const [a, b] = sims;
-      const lora = (port: number) => epp.datastore.snapshot().find((e) => e.endpoint.port === port)?.metrics.lora;
-      const long = post(`${a!.url}/v1/completions`, completion('sql', sqlTokens, 0), { signal: cut.signal }).catch(() => undefined);
-      expect((await post(`${b!.url}/v1/completions`, completion('base', 2, 0))).status).toBe(200);
-      await waitFor(() => lora(a!.port)?.running.includes('sql') === true && lora(b!.port) !== undefined, 'the EPP to scrape both pods\' LoRA state', HUNG);
-      const served = async (model: string, i: number) => {
-        const r = await post(`http://127.0.0.1:${gateway.port}/v1/completions`, completion(model, 2, i));
-        expect(r.status).toBe(200);
-        return String(r.headers['x-gateway-destination-endpoint-served']);
-      };
+      const { a, b, lora, servedBy, stop } = await aRunsSql(path, sqlTokens);
       // All eight at once, so every pick is made while A's one slot holds sql.
-      const chat = await Promise.all(Array.from({ length: 8 }, (_, i) => served('chat', i + 1)));
+      const chat = await Promise.all(Array.from({ length: 8 }, (_, i) => servedBy('chat', i + 1)));
       const base = new Set<string>();
-      for (let i = 1; i <= 8; i++) base.add(await served('base', 100 + i));
+      for (let i = 1; i <= 8; i++) base.add(await servedBy('base', 100 + i));
       // Still running sql on A: every pick above was made against a full A.
-      const sqlRanThrough = lora(a!.port)?.running.includes('sql') === true;
-      cut.abort();
-      await long;
-      return { chat, base, a: `127.0.0.1:${a!.port}`, b: `127.0.0.1:${b!.port}`, sqlRanThrough };
+      const sqlRanThrough = lora(a.port)?.running.includes('sql') === true;
+      await stop();
+      return { chat, base, a: `127.0.0.1:${a.port}`, b: `127.0.0.1:${b.port}`, sqlRanThrough };
     } finally {
-      cut.abort();
       await stopLocalPath(path);
     }
   }
