@@ -549,6 +549,8 @@ export class Engine {
    * requests that vLLM schedules together.
    */
   private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
+    // Nothing to schedule and no new prefill step to record (a decode-only step, most of them): skip the budget's count.
+    if (this.waiting.length === 0 && !chunkScheduled) return;
     const c = this.config;
     const lanes = this.laneFreeAt.length > 0;
     let budget = 0;
