@@ -1,9 +1,13 @@
 import { seededRandom } from '@kvroute/testkit';
-import { defaultEndpointPickerConfig, resolvePluginParameters, withLoraRoomFilter } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, resolvePluginParameters, withLoraRoomFilter } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, type CycleContext } from '../src/scheduling/framework';
 import { LoraRoomFilter } from '../src/scheduling/plugins/lora-room-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import type { IncomingRequest } from '../src/extproc/request-director';
+import { createEppMetrics } from '../src/metrics';
+import { staticPool } from './static-pool';
 
 const NOW = 1_700_000_000_000;
 
@@ -77,6 +81,84 @@ describe('lora-room-filter (kvroute): an adapter request skips pods whose --max-
     for (let i = 0; i < 20; i++) {
       const request = { requestId: `r${i}`, model: 'sql', prompt: `cold prompt ${i} `.repeat(30), headers: {} };
       expect(scheduler.schedule(request, two).target.endpoint.name).toBe('room');
+    }
+  });
+});
+
+describe('lora-room-filter counts this EPP\'s own requests in flight (pre-request to response-complete), which no scrape shows yet', () => {
+  // Two pods with one LoRA slot each and nothing running at the last scrape; pod 1 scraped with an empty queue, pod 2
+  // with one waiting request. Scored as GIE's default profile scores (queue, KV use, prefix), every request of a burst
+  // within one scrape interval prefers pod 1: without the in-flight count, requests for three adapters all land there,
+  // where vLLM (--max-loras 1) runs one adapter at a time. (kvroute's default config spreads a new adapter's first
+  // request by its no-hit LRU already; the filter must not depend on that.)
+  const config = parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+- type: lora-room-filter
+  parameters:
+    adapters: [sql, chat, summarize]
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: lora-room-filter
+  - pluginRef: queue-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+`);
+  const body = (model: string, question: string): IncomingRequest => ({
+    requestId: `${model}-${question}`, headers: new Map([[':method', 'POST']]), filterMetadata: {},
+    body: Buffer.from(JSON.stringify({ model, messages: [{ role: 'user', content: question }] })),
+  });
+  const POD1 = '10.0.0.1:8000';
+  const POD2 = '10.0.0.2:8000';
+
+  it('a burst for new adapters within one scrape spreads over the pods with room; a pod frees its slot when its requests end', async () => {
+    const ds = staticPool(2);
+    try {
+      for (const e of ds.endpoints()) ds.setMetrics(e.key, { lora: { running: [], waiting: [], maxLora: 1 } });
+      const metrics = createEppMetrics();
+      const scheduler = buildScheduler(config, { metrics: metrics.scheduling, random: seededRandom(3) });
+      const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
+      const route = async (model: string, question: string) => {
+        const d = await director.route(body(model, question));
+        if (d.kind !== 'route') throw new Error(`${model}: ${d.kind}`);
+        return d;
+      };
+      const sql = await route('sql', 'q1');
+      expect(sql.endpoint).toBe(POD1);
+      // The same adapter again: its pod is still open to it.
+      const sql2 = await route('sql', 'q2');
+      expect(sql2.endpoint).toBe(POD1);
+      // Another adapter: pod 1's one slot is held by this EPP's sql requests, which its last scrape did not show.
+      const chat = await route('chat', 'q3');
+      expect(chat.endpoint).toBe(POD2);
+      const filter = scheduler.plugin('lora-room-filter') as LoraRoomFilter;
+      expect(filter.inFlightAdapters(POD1)).toEqual(['sql']);
+      expect(filter.inFlightAdapters(POD2)).toEqual(['chat']);
+      // A scrape shows pod 1 with the longer queue now, and no adapter yet on either pod.
+      ds.setMetrics(POD1, { waitingQueueSize: 3, updateTime: Date.now() });
+      ds.setMetrics(POD2, { waitingQueueSize: 0, updateTime: Date.now() });
+      // Both slots held: the filter keeps every pod and the scorers choose (the request waits wherever it goes).
+      const full = await route('summarize', 'q4');
+      expect(full.endpoint).toBe(POD2);
+      director.release(full.ticket, 'completed');
+      // One sql request ends; the other still holds pod 1's slot.
+      director.release(sql.ticket, 'completed');
+      expect(filter.inFlightAdapters(POD1)).toEqual(['sql']);
+      // The last one is cancelled by its client: pod 1's slot is free, and a new adapter goes there despite its queue.
+      director.release(sql2.ticket, 'cancelled');
+      expect(filter.inFlightAdapters(POD1)).toEqual([]);
+      expect((await route('summarize', 'q5')).endpoint).toBe(POD1);
+      // Response-complete is timed like GIE's other request-control extension points: one call per ended request.
+      expect(await metrics.registry.metrics()).toMatch(/inference_extension_plugin_duration_seconds_count\{extension_point="ResponseComplete",plugin_type="lora-room-filter",plugin_name="lora-room-filter"\} 3/);
+    } finally {
+      ds.stop();
     }
   });
 });

@@ -291,6 +291,36 @@ schedulingProfiles:
     if (bad.kind === 'reject') expect(JSON.parse(bad.body).error).toMatchObject({ param: 'messages', code: 'invalid_type' });
   });
 
+  test('response-complete hooks (GIE v1.5.0 ResponseComplete) run once per committed request, however it ends, after the in-flight count drops; one that throws is reported and does not keep the request in flight', async () => {
+    const real = buildScheduler(defaultEndpointPickerConfig());
+    const ended: Array<[string, string, string, number]> = [];
+    const errors: string[] = [];
+    const recorder = {
+      type: 'recorder', name: 'recorder',
+      responseComplete: (r: LLMRequest, target: { key: string }, outcome: string) => { ended.push([r.requestId, target.key, outcome, ds.activeRequests(target.key)]); },
+    };
+    const broken = { type: 'broken', name: 'broken', responseComplete: () => { throw new Error('plugin bug'); } };
+    const plugins = Object.create(real.plugins) as Scheduler['plugins'];
+    plugins.ofKind = ((kind: string) => (kind === 'response-complete' ? [broken, recorder] : real.plugins.ofKind(kind as 'pre-request'))) as Scheduler['plugins']['ofKind'];
+    const director = new RequestControl({
+      datastore: ds, scheduler: Object.create(real, { plugins: { value: plugins } }) as Scheduler,
+      onInternalError: (e, id) => errors.push(`${id}: ${e.message}`),
+    });
+    const a = await director.route({ ...request(chat()), requestId: 'a' });
+    const b = await director.route({ ...request(chat()), requestId: 'b' });
+    if (a.kind !== 'route' || b.kind !== 'route') throw new Error('not routed');
+    director.release(a.ticket, 'completed');
+    director.release(b.ticket, 'cancelled');
+    // The count seen is the pod's after this request left (b is still in flight when a ends, if both went to one pod).
+    expect(ended).toEqual([['a', a.endpoint, 'completed', a.endpoint === b.endpoint ? 1 : 0], ['b', b.endpoint, 'cancelled', 0]]);
+    expect(errors).toEqual(['a: plugin bug', 'b: plugin bug']);
+    // A request routed without a scheduling cycle (no body) never reached the pre-request hooks: no response-complete.
+    const bodiless = await director.route({ requestId: 'c', headers: new Map([[':method', 'GET']]), body: undefined, filterMetadata: {} });
+    if (bodiless.kind !== 'route') throw new Error('not routed');
+    director.release(bodiless.ticket, 'completed');
+    expect(ended.map((e) => e[0])).toEqual(['a', 'b']);
+  });
+
   test('a routed request keeps no prompt: the post-response hooks see it without one, and requests held in flight do not hold theirs', async () => {
     // The default scheduler with one post-response hook that records what it is given.
     const real = buildScheduler(defaultEndpointPickerConfig());

@@ -3,6 +3,7 @@
  * scheduling cycle, not inside it, so request control runs them and the scheduler never sees them.
  */
 import type { Endpoint, EndpointSnapshot } from '../datastore/types';
+import type { ReleaseOutcome } from '../extproc/request-director';
 import type { Plugin } from '../scheduling/framework';
 import type { LLMRequest, SchedulingResult } from '../scheduling/types';
 import { stateKey } from '../scheduling/framework';
@@ -39,6 +40,17 @@ export interface PostResponse extends Plugin {
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined;
 }
 
+export interface ResponseComplete extends Plugin {
+  /**
+   * Runs once when the request's exchange with its target ends: the response's end, an error, or the proxy closing the
+   * stream (the client went away), as `outcome` says. GIE v1.5.0's `ResponseComplete` extension point
+   * (`pkg/epp/framework/interface/requestcontrol/plugins.go`: the `ResponseBody` hook's end-of-stream call), which
+   * kvroute also runs for streams that end without a response body reaching the EPP (its EnvoyFilter sends none) and
+   * for cancelled ones, so that a plugin counting requests in flight sees every one leave. `request` is retained as
+   * for `PostResponse` (no prompt).
+   */
+  responseComplete(request: LLMRequest, target: Endpoint, outcome: ReleaseOutcome): void;
+}
 export interface PrepareRequest extends Plugin {
   /**
    * Runs before the scheduling cycle, asynchronously (GIE's data-preparation plugins): e.g. tokenizing the prompt so

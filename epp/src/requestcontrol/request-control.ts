@@ -12,7 +12,7 @@ import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
-import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type SaturationDetector } from './hooks';
+import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
@@ -281,6 +281,7 @@ export class RequestControl implements RequestDirector {
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
+  private readonly responseCompletePlugins: readonly ResponseComplete[];
   /** The config's `saturationDetector`, when it names one, and the saturation at which the pool counts as full. */
   private readonly saturationDetector: SaturationDetector | undefined;
   private readonly usageLimit: number;
@@ -303,6 +304,7 @@ export class RequestControl implements RequestDirector {
     this.passthrough = parser !== undefined && options.scheduler.plugins.get(parser)?.type === 'passthrough-parser';
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
+    this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
     ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
     // With a pool detector the queue releases nothing while the pool (every ready pod, as GIE's dispatch cycle reads
     // it) is full; without one, a released request finds out from the filters and comes back in its place.
@@ -870,10 +872,23 @@ export class RequestControl implements RequestDirector {
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, started, series } = ticket as Ticket;
+    const { target, started, series, request } = ticket as Ticket;
     // A response seen without its request: nothing was counted in flight for it.
     if (target === undefined) return;
     this.options.datastore.release(target.key);
+    if (request !== undefined) {
+      const m = this.options.metrics;
+      for (const plugin of this.responseCompletePlugins) {
+        const before = this.monotonicSeconds();
+        try {
+          plugin.responseComplete(request, target, outcome);
+        } catch (e) {
+          // A plugin's bug must not keep the request in flight or the queue waiting.
+          this.options.onInternalError?.(e as Error, request.requestId);
+        }
+        if (m !== undefined) this.pluginTiming(m, 'ResponseComplete', plugin).observe(this.monotonicSeconds() - before);
+      }
+    }
     // A request ended: one slot may be free for the oldest waiter.
     this.options.flowControl?.queue.dispatch(1, this.dispatchGate);
     if (series !== undefined) {

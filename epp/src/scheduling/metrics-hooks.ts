@@ -9,7 +9,7 @@ import type { SchedulingErrorReason } from './types';
  * The extension point a timed plugin call belongs to: the `extension_point` label of
  * `inference_extension_plugin_duration_seconds`, spelled as GIE v1.5.0 spells them (`pkg/epp/scheduling/scheduler.go`:
  * ProfilePicker, Filter, Scorer, Picker, ProcessProfilesResults; `pkg/epp/framework/interface/requestcontrol/plugins.go`:
- * PreRequest, ResponseReceived). PostCycle is kvroute's own (plugins that learn the cycle's result).
+ * PreRequest, ResponseReceived, ResponseComplete). PostCycle is kvroute's own (plugins that learn the cycle's result).
  */
 export type ExtensionPoint =
   | 'ProfilePicker'
@@ -19,7 +19,8 @@ export type ExtensionPoint =
   | 'Picker'
   | 'PostCycle'
   | 'PreRequest'
-  | 'ResponseReceived';
+  | 'ResponseReceived'
+  | 'ResponseComplete';
 
 export type SessionAffinityOutcome =
   /** The session's bound endpoint was a candidate and got the request. */

@@ -6,7 +6,7 @@
  * Shaped like llm-d's plugins (`pkg/plugins/...`: a type name, a parameters struct, a factory registered in one line).
  */
 import type { FieldReader } from '../config/fields';
-import type { PostResponse, PrepareRequest, PreRequest, SaturationDetector } from '../requestcontrol/hooks';
+import type { PostResponse, PrepareRequest, PreRequest, ResponseComplete, SaturationDetector } from '../requestcontrol/hooks';
 import type { Filter, Picker, Plugin, PluginHandle, PostCycle, ProfileHandler, Scorer } from './framework';
 
 /** An extension point a plugin implements. */
@@ -27,6 +27,8 @@ export type PluginKind =
   | 'pre-request'
   /** Request control: runs when the target's response headers arrive; may add response headers. Attached globally. */
   | 'post-response'
+  /** Request control: runs once when the request's exchange with its target ends, however it ends. Attached globally. */
+  | 'response-complete'
   /**
    * Request control: tells whether the pool may take more work (GIE v1.5.0's `SaturationDetector`). Acts only when the
    * config's `saturationDetector` section names it.
@@ -43,6 +45,7 @@ export interface PluginKindInterfaces {
   'prepare-request': PrepareRequest;
   'pre-request': PreRequest;
   'post-response': PostResponse;
+  'response-complete': ResponseComplete;
   'saturation-detector': SaturationDetector;
 }
 
@@ -56,6 +59,7 @@ const KIND_METHODS: { readonly [K in PluginKind]: keyof PluginKindInterfaces[K] 
   'prepare-request': 'prepareRequest',
   'pre-request': 'preRequest',
   'post-response': 'postResponse',
+  'response-complete': 'responseComplete',
   'saturation-detector': 'saturation',
 };
 

@@ -1,5 +1,7 @@
-import type { EndpointSnapshot } from '../../datastore/types';
+import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
+import type { PreRequest, ResponseComplete } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter } from '../framework';
+import type { LLMRequest, SchedulingResult } from '../types';
 import { ConfigError } from '../../config/errors';
 import { definePlugin, parameters } from '../plugin';
 
@@ -17,10 +19,13 @@ export interface LoraRoomFilterParameters {
  * vLLM schedules at most `--max-loras` adapters at once and skips a waiting request for one more until a running
  * adapter has no request left (vllm/v1/core/sched/scheduler.py @ v0.10.0 lines 363-370), so such a pod makes the
  * request wait behind other adapters' traffic. A pod is kept when its `vllm:lora_requests_info` shows the adapter
- * running, or when the distinct adapters it runs or has waiting, with this one, number at most `max_lora` (vLLM lists an
- * adapter as waiting from a request's arrival to its first token, so a busy adapter is often in both lists); pods
- * without LoRA state are kept too. When no pod is left it keeps them all: the request waits wherever it goes, and the
- * scorers choose where.
+ * running, or when the distinct adapters in use there, with this one, number at most `max_lora`; pods without LoRA
+ * state are kept too. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
+ * request's arrival to its first token, so a busy adapter is often in both lists), and the adapters of the requests this
+ * EPP sent there that have not ended (counted from the commit, pre-request, to the exchange's end, response-complete).
+ * The second set is what the scrape cannot show yet: a burst of requests for new adapters within one scrape interval
+ * spreads over the pods with room instead of all going to the first. When no pod is left it keeps them all: the request
+ * waits wherever it goes, and the scorers choose where.
  *
  * A filter rather than a weight, because in kvroute's default config the no-hit LRU (4) and the prefix scorer (3) would
  * outweigh GIE's `lora-affinity-scorer` (0 to 1) for exactly the requests that need it, new and cold adapter requests.
@@ -28,17 +33,42 @@ export interface LoraRoomFilterParameters {
  * LoRA state because it is new or down cannot draw the request alone, and after session affinity, so a session keeps
  * its pod. GIE v0.3's `loraAffinityFilter` had the same aim with another rule: it preferred, with probability 0.999,
  * the pods already serving the adapter over those with room, and it filtered every request; GIE v1.5.0 has only the
- * scorer. Not counted: the EPP's own picks since the last scrape, so a burst of new adapters within one scrape can all
- * go to the one pod with room.
+ * scorer. Other EPP replicas' picks reach this one only through the scrape.
  */
-export class LoraRoomFilter implements Filter {
+export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
   readonly type = 'lora-room-filter';
   /** Never reached: the filter keeps every candidate rather than none. */
   readonly emptyResultReason = 'no-endpoints' as const;
   private readonly adapters: ReadonlySet<string>;
+  /** Endpoint key → adapter → this EPP's requests for it committed there and not yet ended. */
+  private readonly inFlight = new Map<string, Map<string, number>>();
 
   constructor(readonly name: string, parameters: Required<LoraRoomFilterParameters>) {
     this.adapters = new Set(parameters.adapters);
+  }
+
+  /** The adapters this EPP has requests in flight for on `endpointKey` (for tests and logs). */
+  inFlightAdapters(endpointKey: string): readonly string[] {
+    return [...(this.inFlight.get(endpointKey)?.keys() ?? [])];
+  }
+
+  preRequest(request: LLMRequest, result: SchedulingResult): void {
+    if (!this.adapters.has(request.model)) return;
+    const key = result.target.endpoint.key;
+    let counts = this.inFlight.get(key);
+    if (counts === undefined) this.inFlight.set(key, (counts = new Map()));
+    counts.set(request.model, (counts.get(request.model) ?? 0) + 1);
+  }
+
+  responseComplete(request: LLMRequest, target: Endpoint): void {
+    const counts = this.inFlight.get(target.key);
+    const n = counts?.get(request.model);
+    if (counts === undefined || n === undefined) return;
+    if (n > 1) counts.set(request.model, n - 1);
+    else {
+      counts.delete(request.model);
+      if (counts.size === 0) this.inFlight.delete(target.key);
+    }
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
@@ -47,7 +77,7 @@ export class LoraRoomFilter implements Filter {
     let kept: EndpointSnapshot[] | undefined;
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
-      if (canStart(c, model)) {
+      if (canStart(c, model, this.inFlight.get(c.endpoint.key))) {
         kept?.push(c);
       } else if (kept === undefined) {
         kept = candidates.slice(0, i);
@@ -58,18 +88,19 @@ export class LoraRoomFilter implements Filter {
   }
 }
 
-function canStart(c: EndpointSnapshot, adapter: string): boolean {
+function canStart(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): boolean {
   const lora = c.metrics.lora;
   if (lora === undefined || lora.running.includes(adapter)) return true;
   const inUse = new Set(lora.running);
   for (const a of lora.waiting) inUse.add(a);
+  if (ownInFlight !== undefined) for (const a of ownInFlight.keys()) inUse.add(a);
   inUse.add(adapter);
   return inUse.size <= lora.maxLora;
 }
 
 export const loraRoomFilter = definePlugin({
   type: 'lora-room-filter',
-  kinds: ['filter'],
+  kinds: ['filter', 'pre-request', 'response-complete'],
   parameters: parameters<LoraRoomFilterParameters>((fields) => {
     const adapters = fields.stringList('adapters', []);
     if (adapters.length === 0) throw new ConfigError(fields.fieldPath('adapters'), 'must list the pool\'s LoRA adapter names (the filter leaves every other model\'s requests alone)');
