@@ -122,6 +122,15 @@ export interface DecodePoolProps {
    * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.LoRAConfig
    */
   readonly maxLoraRank?: 8 | 16 | 32 | 64 | 128 | 256 | 320 | 512;
+  /**
+   * vLLM's `--max-cpu-loras`: the adapters a pod keeps in CPU memory, an LRU cache in front of loading them from disk
+   * (or the Hub). vLLM's own default is `max_loras`, so a pool with more adapters than GPU slots would reload one from
+   * storage at every switch; kvroute keeps every listed adapter in CPU memory instead. At least the pod's `maxLoras`
+   * (vLLM refuses less). Only with `loraAdapters`.
+   * @default the number of `loraAdapters`, written only when it exceeds `maxLoras` (else vLLM's default is the same)
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.LoRAConfig
+   */
+  readonly maxCpuLoras?: number;
   /** GPUs per pod (`nvidia.com/gpu` request and limit; also vLLM's tensor parallel size). @default 1 */
   readonly gpusPerPod?: number;
   /** @default 'ghcr.io/llm-d/llm-d:v0.2.0' (vLLM 0.10.0) */
@@ -246,6 +255,8 @@ export class DecodePool extends Construct {
   public readonly maxLoras?: number;
   /** `--max-lora-rank` as written; undefined: vLLM's default (16), or LoRA off. */
   public readonly maxLoraRank?: number;
+  /** `--max-cpu-loras` as written; undefined: vLLM's default (`max_loras`), or LoRA off. */
+  public readonly maxCpuLoras?: number;
 
   constructor(scope: Construct, id: string, props: DecodePoolProps) {
     super(scope, id);
@@ -273,6 +284,17 @@ export class DecodePool extends Construct {
       if (this.loraAdapters.length === 0) throw new PropsError(SCOPE, 'maxLoraRank', 'applies only with loraAdapters', props.maxLoraRank);
       // LoRAConfig.__post_init__'s possible_max_ranks (vllm/config.py @ v0.10.0).
       this.maxLoraRank = checkOneOf(SCOPE, 'maxLoraRank', props.maxLoraRank, [8, 16, 32, 64, 128, 256, 320, 512]);
+    }
+    if (props.maxCpuLoras !== undefined) {
+      if (this.loraAdapters.length === 0) throw new PropsError(SCOPE, 'maxCpuLoras', 'applies only with loraAdapters', props.maxCpuLoras);
+      // LoRAConfig.__post_init__ (vllm/config.py @ v0.10.0): "max_cpu_loras (…) must be >= max_loras (…)".
+      const gpuSlots = this.maxLoras ?? 1;
+      this.maxCpuLoras = checkInteger(SCOPE, 'maxCpuLoras', props.maxCpuLoras, 1, 4096);
+      if (this.maxCpuLoras < gpuSlots) {
+        throw new PropsError(SCOPE, 'maxCpuLoras', `must be at least maxLoras (${gpuSlots}${this.maxLoras === undefined ? ', vLLM\'s default' : ''}): vLLM refuses fewer CPU slots than GPU slots`, props.maxCpuLoras);
+      }
+    } else if (this.loraAdapters.length > (this.maxLoras ?? 1)) {
+      this.maxCpuLoras = this.loraAdapters.length;
     }
     this.routingSidecar = checkOneOf(SCOPE, 'routingSidecar', props.routingSidecar ?? 'container', ['container', 'native'] as const);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
@@ -362,6 +384,7 @@ export class DecodePool extends Construct {
       args.push('--enable-lora');
       if (this.maxLoras !== undefined) args.push(`--max-loras=${this.maxLoras}`);
       if (this.maxLoraRank !== undefined) args.push(`--max-lora-rank=${this.maxLoraRank}`);
+      if (this.maxCpuLoras !== undefined) args.push(`--max-cpu-loras=${this.maxCpuLoras}`);
       args.push('--lora-modules', ...this.loraAdapters.map((a) => `${a.name}=${a.path}`));
     }
     if (this.kvEvents) {

@@ -58,6 +58,12 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.maxLoras: applies only with loraAdapters, got 2$/],
     ['maxLoras of 0', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }], maxLoras: 0 } }),
       /^DecodePool\.maxLoras: must be an integer from 1 to 256, got 0$/],
+    ['maxCpuLoras without adapters', withOverrides(DEMO, { decode: { maxCpuLoras: 4 } }),
+      /^DecodePool\.maxCpuLoras: applies only with loraAdapters, got 4$/],
+    ['maxCpuLoras under maxLoras (vLLM LoRAConfig refuses it)', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }], maxLoras: 3, maxCpuLoras: 2 } }),
+      /^DecodePool\.maxCpuLoras: must be at least maxLoras \(3\): vLLM refuses fewer CPU slots than GPU slots, got 2$/],
+    ['maxCpuLoras of 0', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }], maxCpuLoras: 0 } }),
+      /^DecodePool\.maxCpuLoras: must be an integer from 1 to 4096, got 0$/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
       /^DecodePool\.schedulingPolicy: must be one of "fcfs", "priority", got "sjf"$/],
     ['prefill-priority in the EPP config on an fcfs pool (the fcfs queue ignores the field: the plugin would do nothing)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } }),
@@ -204,6 +210,18 @@ describe('invalid props fail synth with a message that names the field and what 
     const at = lora.indexOf('--enable-lora');
     expect(lora.slice(at)).toEqual(['--enable-lora', '--max-loras=2', '--max-lora-rank=64', '--lora-modules', 'sql=org/sql-lora', 'chat=/adapters/chat']);
     expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
+  });
+
+  test('LoRA adapters beyond the GPU slots stay in CPU memory: --max-cpu-loras is the number of adapters when that exceeds maxLoras (vLLM\'s default is max_loras: a reload from storage at every switch), as given when set, absent otherwise', () => {
+    const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
+    const three = [{ name: 'sql', path: 'org/sql' }, { name: 'chat', path: 'org/chat' }, { name: 'summarize', path: 'org/sum' }];
+    const cpu = (decode: Partial<NonNullable<KvAwareRoutingProps['decode']>>) => args(withOverrides(DEMO, { decode })).filter((a) => a.startsWith('--max-cpu-loras'));
+    expect(cpu({ loraAdapters: three })).toEqual(['--max-cpu-loras=3']);
+    expect(cpu({ loraAdapters: three, maxLoras: 2 })).toEqual(['--max-cpu-loras=3']);
+    expect(cpu({ loraAdapters: three, maxLoras: 3 })).toEqual([]);
+    expect(cpu({ loraAdapters: three.slice(0, 1) })).toEqual([]);
+    expect(cpu({ loraAdapters: three, maxLoras: 2, maxCpuLoras: 8 })).toEqual(['--max-cpu-loras=8']);
+    expect(cpu({ loraAdapters: three, maxCpuLoras: 1 })).toEqual(['--max-cpu-loras=1']);
   });
 
   test('LoRA adapters put kvroute\'s lora-room-filter, for their names, after the last filter of the built-in EPP config; not without adapters, not with an empty list, not into a config given', () => {

@@ -37,6 +37,13 @@ describe('the manifests\' vllm serve arguments on the simulator', () => {
     expect(o).toMatchObject({ enableLora: true, maxLoras: 2, loraModules: ['sql', 'chat'], loraModulePaths: { sql: 'org/sql-lora', chat: '/adapters/chat' } });
   });
 
+  test('a pool with more adapters than GPU slots: --max-cpu-loras as well', () => {
+    const loraAdapters = [{ name: 'sql', path: 'org/sql' }, { name: 'chat', path: 'org/chat' }, { name: 'summarize', path: 'org/sum' }];
+    const args = vllmArgs(synthProps(withOverrides(DEMO, { decode: { loraAdapters } })));
+    expect(args).toContain('--max-cpu-loras=3');
+    expect(simOptions(args)).toMatchObject({ enableLora: true, loraModules: ['sql', 'chat', 'summarize'] });
+  });
+
   test('a pool publishing KV events: the config vLLM gets is the one the simulator publishes with', () => {
     const props: KvAwareRoutingProps = withOverrides(DEMO, { decode: { kvEvents: {} } });
     const o = simOptions(vllmArgs(synthProps(props)));
