@@ -188,7 +188,13 @@ export interface DecodePoolProps {
    * @default 1800 seconds
    */
   readonly startupTimeoutSeconds?: number;
-  /** Extra `vllm serve` arguments appended after kvroute's own. @default none */
+  /**
+   * Extra `vllm serve` arguments appended after kvroute's own. Flags kvroute writes from a typed option are refused
+   * (with the option to set instead): vLLM's argparse takes the last value, so a duplicate would silently override
+   * the option, and the EPP is configured from the options, not from these arguments (a `--block-size` here would
+   * leave its prefix index hashing other blocks than vLLM's).
+   * @default none
+   */
   readonly extraArgs?: string[];
   /** Node selector for GPU nodes. @default none */
   readonly nodeSelector?: Record<string, string>;
@@ -401,7 +407,7 @@ export class DecodePool extends Construct {
         topic: `kv@$(POD_IP):${DecodePool.SIDECAR_PORT}@${this.servedModelName}`,
       })}`);
     }
-    args.push(...(props.extraArgs ?? []));
+    args.push(...checkExtraArgs(props.extraArgs ?? []));
 
     const hfSecret = props.hfTokenSecret ?? { name: 'llm-d-hf-token', key: 'HF_TOKEN' };
     const env: k8s.EnvVar[] = [
@@ -565,6 +571,46 @@ export class DecodePool extends Construct {
  * vllm/entrypoints/openai/cli_args.py @ v0.10.0 LoRAParserAction), so neither part may hold `=`, `,` or spaces; and
  * argparse takes an item starting with `-` for an option.
  */
+/**
+ * The `vllm serve` flags kvroute writes, and what decides each: a DecodePool option, or kvroute itself. vLLM's
+ * FlexibleArgumentParser reads `--a_b` as `--a-b` (vllm/utils/__init__.py @ v0.10.0), and argparse's BooleanOptional
+ * flags have a `--no-` twin.
+ */
+const OWNED_FLAGS: Readonly<Record<string, string>> = {
+  '--model': 'model',
+  '--port': 'kvroute (the routing sidecar forwards to 8001)',
+  '--served-model-name': 'servedModelName',
+  '--enable-prefix-caching': 'kvroute (prefix caching is what it routes for)',
+  '--prefix-caching-hash-algo': 'prefixCachingHashAlgo',
+  '--block-size': 'blockSize',
+  '--gpu-memory-utilization': 'gpuMemoryUtilization',
+  '--max-model-len': 'maxModelLen',
+  '--enable-prompt-tokens-details': 'kvroute (cached-token usage in responses)',
+  '--tensor-parallel-size': 'gpusPerPod',
+  '-tp': 'gpusPerPod',
+  '--scheduling-policy': 'schedulingPolicy',
+  '--enable-lora': 'loraAdapters',
+  '--lora-modules': 'loraAdapters',
+  '--max-loras': 'maxLoras',
+  '--max-lora-rank': 'maxLoraRank',
+  '--max-cpu-loras': 'maxCpuLoras',
+  '--kv-events-config': 'kvEvents',
+};
+
+function checkExtraArgs(extraArgs: readonly string[]): string[] {
+  if (!Array.isArray(extraArgs)) throw new PropsError(SCOPE, 'extraArgs', 'must be a list of strings', extraArgs);
+  return extraArgs.map((arg, i) => {
+    if (typeof arg !== 'string') throw new PropsError(SCOPE, `extraArgs[${i}]`, 'must be a string', arg);
+    if (!arg.startsWith('-')) return arg;
+    let flag = arg.split('=', 1)[0]!;
+    if (flag.startsWith('--')) flag = '--' + flag.slice(2).replace(/_/g, '-');
+    const owner = OWNED_FLAGS[flag] ?? (flag.startsWith('--no-') ? OWNED_FLAGS[`--${flag.slice(5)}`] : undefined);
+    if (owner === undefined) return arg;
+    const fix = owner.startsWith('kvroute') ? `is fixed by ${owner}` : `is written from DecodePool.${owner}; set that instead`;
+    throw new PropsError(SCOPE, `extraArgs[${i}]`, `sets ${flag}, which ${fix}`, arg);
+  });
+}
+
 function checkLoraAdapters(adapters: readonly LoraAdapter[], servedModelName: string): readonly LoraAdapter[] {
   const seen = new Set<string>();
   adapters.forEach((a, i) => {

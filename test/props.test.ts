@@ -64,6 +64,14 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.maxCpuLoras: must be at least maxLoras \(3\): vLLM refuses fewer CPU slots than GPU slots, got 2$/],
     ['maxCpuLoras of 0', withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/a' }], maxCpuLoras: 0 } }),
       /^DecodePool\.maxCpuLoras: must be an integer from 1 to 4096, got 0$/],
+    ['extraArgs setting a flag a typed option writes', withOverrides(DEMO, { decode: { extraArgs: ['--enforce-eager', '--block-size=32'] } }),
+      /^DecodePool\.extraArgs\[1\]: sets --block-size, which is written from DecodePool\.blockSize; set that instead, got "--block-size=32"$/],
+    ['extraArgs in vLLM\'s underscore spelling', withOverrides(DEMO, { decode: { extraArgs: ['--max_loras', '4'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --max-loras, which is written from DecodePool\.maxLoras; set that instead, got "--max_loras"$/],
+    ['extraArgs turning prefix caching off', withOverrides(DEMO, { decode: { extraArgs: ['--no-enable-prefix-caching'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --no-enable-prefix-caching, which is fixed by kvroute \(prefix caching is what it routes for\)/],
+    ['extraArgs setting the tensor parallel size by its short flag', withOverrides(DEMO, { decode: { extraArgs: ['-tp', '2'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets -tp, which is written from DecodePool\.gpusPerPod/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
       /^DecodePool\.schedulingPolicy: must be one of "fcfs", "priority", got "sjf"$/],
     ['prefill-priority in the EPP config on an fcfs pool (the fcfs queue ignores the field: the plugin would do nothing)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } }),
@@ -210,6 +218,11 @@ describe('invalid props fail synth with a message that names the field and what 
     const at = lora.indexOf('--enable-lora');
     expect(lora.slice(at)).toEqual(['--enable-lora', '--max-loras=2', '--max-lora-rank=64', '--lora-modules', 'sql=org/sql-lora', 'chat=/adapters/chat']);
     expect(args(withOverrides(DEMO, { decode: { loraAdapters: [{ name: 'sql', path: 'org/sql-lora' }] } })).some((a) => a.startsWith('--max-loras'))).toBe(false);
+  });
+
+  test('extraArgs that no option writes are appended after kvroute\'s own, as given', () => {
+    const args = container(one(synthProps(withOverrides(DEMO, { decode: { extraArgs: ['--enforce-eager', '--max-num-seqs', '128', '--seed=-1'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+    expect(args.slice(-4)).toEqual(['--enforce-eager', '--max-num-seqs', '128', '--seed=-1']);
   });
 
   test('LoRA adapters beyond the GPU slots stay in CPU memory: --max-cpu-loras is the number of adapters when that exceeds maxLoras (vLLM\'s default is max_loras: a reload from storage at every switch), as given when set, absent otherwise', () => {
