@@ -125,8 +125,9 @@ export interface DecodePoolProps {
   /**
    * vLLM's `--max-cpu-loras`: the adapters a pod keeps in CPU memory, an LRU cache in front of loading them from disk
    * (or the Hub). vLLM's own default is `max_loras`, so a pool with more adapters than GPU slots would reload one from
-   * storage at every switch; kvroute keeps every listed adapter in CPU memory instead. At least the pod's `maxLoras`
-   * (vLLM refuses less). Only with `loraAdapters`.
+   * storage at every switch; kvroute keeps every listed adapter in CPU memory instead, which costs each adapter's
+   * weights in the pod's memory (`memory` must hold them; lower this for many large adapters). At least the pod's
+   * `maxLoras` (vLLM refuses less). Only with `loraAdapters`.
    * @default the number of `loraAdapters`, written only when it exceeds `maxLoras` (else vLLM's default is the same)
    * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.LoRAConfig
    */
@@ -190,9 +191,11 @@ export interface DecodePoolProps {
   readonly startupTimeoutSeconds?: number;
   /**
    * Extra `vllm serve` arguments appended after kvroute's own. Flags kvroute writes from a typed option are refused
-   * (with the option to set instead): vLLM's argparse takes the last value, so a duplicate would silently override
-   * the option, and the EPP is configured from the options, not from these arguments (a `--block-size` here would
-   * leave its prefix index hashing other blocks than vLLM's).
+   * (with the option to set instead), in every spelling vLLM reads (`_` for `-`, `--no-` twins, dotted `--a.b=v`,
+   * unique prefixes): vLLM's argparse takes the last value, so a duplicate would silently override the option, and
+   * the EPP is configured from the options, not from these arguments (a `--block-size` here would leave its prefix
+   * index hashing other blocks than vLLM's). `--tensor-parallel-size`/`-tp` may be given (e.g. with `-pp`); the pod
+   * still requests `gpusPerPod` GPUs. A `--config` file is not read.
    * @default none
    */
   readonly extraArgs?: string[];
@@ -567,14 +570,9 @@ export class DecodePool extends Construct {
 }
 
 /**
- * vLLM parses each `--lora-modules` item with one `=` and no `,` as `name=path` (anything else as JSON;
- * vllm/entrypoints/openai/cli_args.py @ v0.10.0 LoRAParserAction), so neither part may hold `=`, `,` or spaces; and
- * argparse takes an item starting with `-` for an option.
- */
-/**
- * The `vllm serve` flags kvroute writes, and what decides each: a DecodePool option, or kvroute itself. vLLM's
- * FlexibleArgumentParser reads `--a_b` as `--a-b` (vllm/utils/__init__.py @ v0.10.0), and argparse's BooleanOptional
- * flags have a `--no-` twin.
+ * The `vllm serve` flags kvroute writes, and what decides each: a DecodePool option, or kvroute itself. The tensor
+ * parallel size is not among them: kvroute writes `gpusPerPod`, but a layout such as 4 GPUs as tensor 2 × pipeline 2
+ * needs `-tp 2 -pp 2`, and nothing else depends on it.
  */
 const OWNED_FLAGS: Readonly<Record<string, string>> = {
   '--model': 'model',
@@ -586,8 +584,6 @@ const OWNED_FLAGS: Readonly<Record<string, string>> = {
   '--gpu-memory-utilization': 'gpuMemoryUtilization',
   '--max-model-len': 'maxModelLen',
   '--enable-prompt-tokens-details': 'kvroute (cached-token usage in responses)',
-  '--tensor-parallel-size': 'gpusPerPod',
-  '-tp': 'gpusPerPod',
   '--scheduling-policy': 'schedulingPolicy',
   '--enable-lora': 'loraAdapters',
   '--lora-modules': 'loraAdapters',
@@ -597,20 +593,40 @@ const OWNED_FLAGS: Readonly<Record<string, string>> = {
   '--kv-events-config': 'kvEvents',
 };
 
+/**
+ * The owned flag an extra argument sets, as vLLM 0.10.0's FlexibleArgumentParser reads it (vllm/utils/__init__.py
+ * `parse_args`): the name ends at `=` or at the first `.` (`--kv-events-config.topic=x` is a new one-key
+ * `--kv-events-config` that replaces kvroute's whole value), `_` reads as `-`, a boolean flag has its `--no-` twin, and
+ * argparse takes a unique prefix for the whole name (`allow_abbrev`), so `--block-s=32` is `--block-size`.
+ */
+function ownedFlagOf(arg: string): { flag: string; owner: string } | undefined {
+  if (!arg.startsWith('--')) return undefined;
+  const name = '--' + arg.slice(2).split('=', 1)[0]!.split('.', 1)[0]!.replace(/_/g, '-');
+  const exact = OWNED_FLAGS[name] ?? (name.startsWith('--no-') ? OWNED_FLAGS[`--${name.slice(5)}`] : undefined);
+  if (exact !== undefined) return { flag: name, owner: exact };
+  if (name.length <= 2) return undefined;
+  for (const [flag, owner] of Object.entries(OWNED_FLAGS)) {
+    if (flag.startsWith(name) || `--no-${flag.slice(2)}`.startsWith(name)) return { flag: `${name} (an abbreviation of ${flag})`, owner };
+  }
+  return undefined;
+}
+
 function checkExtraArgs(extraArgs: readonly string[]): string[] {
   if (!Array.isArray(extraArgs)) throw new PropsError(SCOPE, 'extraArgs', 'must be a list of strings', extraArgs);
   return extraArgs.map((arg, i) => {
     if (typeof arg !== 'string') throw new PropsError(SCOPE, `extraArgs[${i}]`, 'must be a string', arg);
-    if (!arg.startsWith('-')) return arg;
-    let flag = arg.split('=', 1)[0]!;
-    if (flag.startsWith('--')) flag = '--' + flag.slice(2).replace(/_/g, '-');
-    const owner = OWNED_FLAGS[flag] ?? (flag.startsWith('--no-') ? OWNED_FLAGS[`--${flag.slice(5)}`] : undefined);
-    if (owner === undefined) return arg;
-    const fix = owner.startsWith('kvroute') ? `is fixed by ${owner}` : `is written from DecodePool.${owner}; set that instead`;
-    throw new PropsError(SCOPE, `extraArgs[${i}]`, `sets ${flag}, which ${fix}`, arg);
+    const owned = ownedFlagOf(arg);
+    if (owned === undefined) return arg;
+    const fix = owned.owner.startsWith('kvroute') ? `is fixed by ${owned.owner}` : `is written from DecodePool.${owned.owner}; set that instead`;
+    throw new PropsError(SCOPE, `extraArgs[${i}]`, `sets ${owned.flag}, which ${fix}`, arg);
   });
 }
 
+/**
+ * vLLM parses each `--lora-modules` item with one `=` and no `,` as `name=path` (anything else as JSON;
+ * vllm/entrypoints/openai/cli_args.py @ v0.10.0 LoRAParserAction), so neither part may hold `=`, `,` or spaces; and
+ * argparse takes an item starting with `-` for an option.
+ */
 function checkLoraAdapters(adapters: readonly LoraAdapter[], servedModelName: string): readonly LoraAdapter[] {
   const seen = new Set<string>();
   adapters.forEach((a, i) => {

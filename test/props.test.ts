@@ -70,8 +70,10 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.extraArgs\[0\]: sets --max-loras, which is written from DecodePool\.maxLoras; set that instead, got "--max_loras"$/],
     ['extraArgs turning prefix caching off', withOverrides(DEMO, { decode: { extraArgs: ['--no-enable-prefix-caching'] } }),
       /^DecodePool\.extraArgs\[0\]: sets --no-enable-prefix-caching, which is fixed by kvroute \(prefix caching is what it routes for\)/],
-    ['extraArgs setting the tensor parallel size by its short flag', withOverrides(DEMO, { decode: { extraArgs: ['-tp', '2'] } }),
-      /^DecodePool\.extraArgs\[0\]: sets -tp, which is written from DecodePool\.gpusPerPod/],
+    ['extraArgs setting one key of kvroute\'s KV-events config in vLLM\'s dotted form (it replaces the whole value)', withOverrides(DEMO, { decode: { kvEvents: {}, extraArgs: ['--kv-events-config.hwm=1000'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --kv-events-config, which is written from DecodePool\.kvEvents; set that instead, got "--kv-events-config\.hwm=1000"$/],
+    ['extraArgs abbreviating a flag a typed option writes (argparse allow_abbrev)', withOverrides(DEMO, { decode: { extraArgs: ['--block-s=32'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --block-s \(an abbreviation of --block-size\), which is written from DecodePool\.blockSize/],
     ['an unknown scheduling policy', withOverrides(DEMO, { decode: { schedulingPolicy: 'sjf' as never } }),
       /^DecodePool\.schedulingPolicy: must be one of "fcfs", "priority", got "sjf"$/],
     ['prefill-priority in the EPP config on an fcfs pool (the fcfs queue ignores the field: the plugin would do nothing)', withOverrides(DEMO, { endpointPicker: { config: withPrefillPriority(defaultEndpointPickerConfig()) } }),
@@ -223,6 +225,9 @@ describe('invalid props fail synth with a message that names the field and what 
   test('extraArgs that no option writes are appended after kvroute\'s own, as given', () => {
     const args = container(one(synthProps(withOverrides(DEMO, { decode: { extraArgs: ['--enforce-eager', '--max-num-seqs', '128', '--seed=-1'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
     expect(args.slice(-4)).toEqual(['--enforce-eager', '--max-num-seqs', '128', '--seed=-1']);
+    // The tensor parallel size is the pod's GPU count unless a layout says otherwise (4 GPUs as tensor 2 × pipeline 2).
+    const layout = container(one(synthProps(withOverrides(DEMO, { decode: { gpusPerPod: 4, extraArgs: ['-tp', '2', '--pipeline-parallel-size=2'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+    expect(layout.slice(-3)).toEqual(['-tp', '2', '--pipeline-parallel-size=2']);
   });
 
   test('LoRA adapters beyond the GPU slots stay in CPU memory: --max-cpu-loras is the number of adapters when that exceeds maxLoras (vLLM\'s default is max_loras: a reload from storage at every switch), as given when set, absent otherwise', () => {

@@ -200,7 +200,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     poolName,
     ...(options.disableEndpointSubsetFilter ? { disableEndpointSubsetFilter: true } : {}),
     ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs } } : {}),
-    onInternalError: (error, requestId) => logger.error('scheduling failed; sent to the least-loaded endpoint', { requestId, error: error.stack ?? error.message }),
+    onInternalError: (error, requestId, hook) => logger.error(
+      hook === undefined ? 'scheduling failed; sent to the least-loaded endpoint' : `plugin hook ${hook} failed; the request goes on`,
+      { requestId, error: error.stack ?? error.message },
+    ),
   });
 
   // Shutdown runs these in the reverse order they were added. ext_proc is added last so it stops first: open streams

@@ -321,6 +321,32 @@ schedulingProfiles:
     expect(ended.map((e) => e[0])).toEqual(['a', 'b']);
   });
 
+  test('a pre-request hook that throws is reported with its name; the pick stands and the other hooks keep their pairing (pre-request, then response-complete)', async () => {
+    const real = buildScheduler(defaultEndpointPickerConfig());
+    const log: string[] = [];
+    const counting = {
+      type: 'counting', name: 'counting',
+      preRequest: (r: LLMRequest) => { log.push(`pre ${r.requestId}`); },
+      responseComplete: (r: LLMRequest) => { log.push(`end ${r.requestId}`); },
+    };
+    const broken = { type: 'broken', name: 'broken', preRequest: () => { throw new Error('plugin bug'); } };
+    const plugins = Object.create(real.plugins) as Scheduler['plugins'];
+    plugins.ofKind = ((kind: string) => (kind === 'pre-request' ? [counting, broken] : kind === 'response-complete' ? [counting] : real.plugins.ofKind(kind as 'pre-request'))) as Scheduler['plugins']['ofKind'];
+    const errors: string[] = [];
+    let scheduledTo: string | undefined;
+    const scheduler = Object.create(real, {
+      plugins: { value: plugins },
+      schedule: { value: (...args: Parameters<Scheduler['schedule']>) => { const r = real.schedule(...args); scheduledTo = r.target.endpoint.key; return r; } },
+    }) as Scheduler;
+    const director = new RequestControl({ datastore: ds, scheduler, onInternalError: (e, id, hook) => errors.push(`${id} ${hook}: ${e.message}`) });
+    const d = await director.route({ ...request(chat()), requestId: 'x' });
+    if (d.kind !== 'route') throw new Error('not routed');
+    expect(d.endpoint).toBe(scheduledTo);
+    expect(errors).toEqual(['x broken pre-request: plugin bug']);
+    director.release(d.ticket, 'completed');
+    expect(log).toEqual(['pre x', 'end x']);
+  });
+
   test('a routed request keeps no prompt: the post-response hooks see it without one, and requests held in flight do not hold theirs', async () => {
     // The default scheduler with one post-response hook that records what it is given.
     const real = buildScheduler(defaultEndpointPickerConfig());

@@ -44,10 +44,10 @@ export interface ResponseComplete extends Plugin {
   /**
    * Runs once when the request's exchange with its target ends: the response's end, an error, or the proxy closing the
    * stream (the client went away), as `outcome` says. GIE v1.5.0's `ResponseComplete` extension point
-   * (`pkg/epp/framework/interface/requestcontrol/plugins.go`: the `ResponseBody` hook's end-of-stream call), which
-   * kvroute also runs for streams that end without a response body reaching the EPP (its EnvoyFilter sends none) and
-   * for cancelled ones, so that a plugin counting requests in flight sees every one leave. `request` is retained as
-   * for `PostResponse` (no prompt).
+   * (`pkg/epp/framework/interface/requestcontrol/plugins.go`), which GIE delivers as the `ResponseBody` hook's
+   * end-of-stream call, also on a cancelled stream; its `inflightload` producer counts requests in flight between that
+   * and `PreRequest`, as `lora-room-filter` does here. kvroute runs it from the stream's end, since with its EnvoyFilter
+   * no response body reaches the EPP. `request` is retained as for `PostResponse` (no prompt).
    */
   responseComplete(request: LLMRequest, target: Endpoint, outcome: ReleaseOutcome): void;
 }

@@ -81,8 +81,11 @@ export interface RequestControlOptions {
   readonly random?: () => number;
   /** Monotonic seconds. @default performance-based */
   readonly monotonicSeconds?: () => number;
-  /** Where scheduler failures are reported before the request falls back to the least-loaded endpoint. */
-  readonly onInternalError?: (error: Error, requestId: string) => void;
+  /**
+   * Where internal errors are reported: a scheduler failure before the request falls back to the least-loaded endpoint
+   * (no `hook`), or a request-control plugin hook that threw (`hook` names it), after which the request goes on.
+   */
+  readonly onInternalError?: (error: Error, requestId: string, hook?: string) => void;
   /**
    * Priority by InferenceObjective name (`x-gateway-inference-objective`), whether or not flow control is on: the
    * pool's InferenceObjective resources, then the config's `flowControl.objectives`. @default `flowControl.objectives`
@@ -668,7 +671,7 @@ export class RequestControl implements RequestDirector {
       try {
         await plugin.prepareRequest(request, signal);
       } catch (e) {
-        this.options.onInternalError?.(e as Error, request.requestId);
+        this.options.onInternalError?.(e as Error, request.requestId, `${plugin.name} prepare-request`);
       }
     }));
   }
@@ -706,14 +709,16 @@ export class RequestControl implements RequestDirector {
     const series = m !== undefined && scheduled !== undefined ? this.seriesOf(m, scheduled.model, targetModel) : undefined;
     if (result !== undefined) {
       for (const plugin of this.preRequestPlugins) {
-        if (m === undefined) {
+        const before = m !== undefined ? this.monotonicSeconds() : 0;
+        try {
           plugin.preRequest(scheduled!.request, result);
-          continue;
+        } catch (e) {
+          // One plugin's bug must neither move the pick nor leave the hooks that already ran without their request's
+          // end (response-complete runs for every committed request): reported, and the commit goes on.
+          this.options.onInternalError?.(e as Error, scheduled!.request.requestId, `${plugin.name} pre-request`);
         }
-        const before = this.monotonicSeconds();
-        plugin.preRequest(scheduled!.request, result);
         // GIE v1.5.0 `pkg/epp/requestcontrol/director.go` runPreRequestPlugins times each call the same way.
-        this.pluginTiming(m, 'PreRequest', plugin).observe(this.monotonicSeconds() - before);
+        if (m !== undefined) this.pluginTiming(m, 'PreRequest', plugin).observe(this.monotonicSeconds() - before);
       }
       if (series !== undefined) series.attemptSucceeded(target).value++;
       const priority = scheduled!.request.attributes?.get(ENGINE_PRIORITY);
@@ -884,7 +889,7 @@ export class RequestControl implements RequestDirector {
           plugin.responseComplete(request, target, outcome);
         } catch (e) {
           // A plugin's bug must not keep the request in flight or the queue waiting.
-          this.options.onInternalError?.(e as Error, request.requestId);
+          this.options.onInternalError?.(e as Error, request.requestId, `${plugin.name} response-complete`);
         }
         if (m !== undefined) this.pluginTiming(m, 'ResponseComplete', plugin).observe(this.monotonicSeconds() - before);
       }

@@ -9,7 +9,8 @@ import type { SchedulingErrorReason } from './types';
  * The extension point a timed plugin call belongs to: the `extension_point` label of
  * `inference_extension_plugin_duration_seconds`, spelled as GIE v1.5.0 spells them (`pkg/epp/scheduling/scheduler.go`:
  * ProfilePicker, Filter, Scorer, Picker, ProcessProfilesResults; `pkg/epp/framework/interface/requestcontrol/plugins.go`:
- * PreRequest, ResponseReceived, ResponseComplete). PostCycle is kvroute's own (plugins that learn the cycle's result).
+ * PreRequest, ResponseReceived, ResponseComplete; v1.5.0 defines the last but times no call under it, kvroute times its
+ * response-complete hooks there). PostCycle is kvroute's own (plugins that learn the cycle's result).
  */
 export type ExtensionPoint =
   | 'ProfilePicker'
