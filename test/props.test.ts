@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Testing } from 'cdk8s';
-import { defaultEndpointPickerConfig, withPrefillPriority } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withPrefillPriority } from '@kvroute/epp/config';
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
@@ -251,6 +251,18 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(lora).toMatch(/- pluginRef: session-affinity-filter\n\s+- pluginRef: lora-room-filter\n/);
     expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { loraAdapters: [] } }))).not.toContain('lora-room-filter');
     expect(eppConfig(withOverrides(DEMO, { decode: adapters, endpointPicker: { config: defaultEndpointPickerConfig() } }))).not.toContain('lora-room-filter');
+  });
+
+  test('LoRA adapters with KV events: the precise scorer gets their names in --lora-modules order (vLLM 0.10.x names a LoRA block by that position only); no loraAdapters without adapters', () => {
+    const eppConfig = (props: KvAwareRoutingProps) => {
+      const text = String(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+      return parseEndpointPickerConfig(text).plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters as { loraAdapters?: string[] } | undefined;
+    };
+    const loraAdapters = [{ name: 'sql', path: 'org/sql-lora' }, { name: 'chat', path: '/adapters/chat' }];
+    expect(eppConfig(withOverrides(DEMO, { decode: { kvEvents: {}, loraAdapters } }))?.loraAdapters).toEqual(['sql', 'chat']);
+    const vllmArgs = container(one(synthProps(withOverrides(DEMO, { decode: { kvEvents: {}, loraAdapters } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+    expect(vllmArgs.slice(vllmArgs.indexOf('--lora-modules') + 1, vllmArgs.indexOf('--lora-modules') + 3)).toEqual(['sql=org/sql-lora', 'chat=/adapters/chat']);
+    expect(eppConfig(withOverrides(DEMO, { decode: { kvEvents: {} } }))?.loraAdapters).toEqual([]);
   });
 
   test('the routing sidecar: a plain container by default (Kubernetes 1.28); "native" makes it an init container with restartPolicy Always, as llm-d-modelservice renders it, so it outlives vLLM\'s drain', () => {

@@ -27,6 +27,22 @@ async function metric(epp: RunningEpp, name: string, labels: Record<string, stri
   return sum;
 }
 
+/**
+ * ZMQ PUB drops what it publishes before its connection to the EPP's SUB is up (the slow joiner; real vLLM's publisher
+ * does too, zmq_socket(3) ZMQ_PUB). Proves `pod`'s publisher is connected with a short probe prompt of its own,
+ * repeated until its events arrive, before the warm-up whose events a test depends on.
+ */
+async function untilPublisherConnected(epp: RunningEpp, pod: Simulator): Promise<void> {
+  const before = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
+  for (let k = 0; ; k++) {
+    expect((await post(`${pod.url}/v1/chat/completions`, { model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: `Probe ${k}: is the publisher connected yet, and are its events applied?` }] })).status).toBe(200);
+    const applied = await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > before, 'a probe\'s events', { limitMs: 1000 })
+      .then(() => true, () => false);
+    if (applied) return;
+    if (k >= 30) throw new Error(`the KV events of ${pod.url} never reached the EPP`);
+  }
+}
+
 const manual = `You are the support assistant for the Orion ticketing system. ${'The manual says: every ticket has an owner, a queue, a priority and a history of changes that auditors review each quarter. '.repeat(14)}`;
 const chat = (question: string) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'system', content: manual }, { role: 'user', content: question }] });
 const unrelated = (i: number) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'user', content: `Unrelated document ${i}: ${`filler sentence number ${i} about weather, rivers and mountains. `.repeat(40)}` }] });
@@ -62,16 +78,7 @@ plugins:
 
   test('a prefix cached on pod B by direct traffic draws the next request there; after B evicts it, nothing predicts it', async () => {
     const [, b] = sims;
-    // ZMQ PUB drops what it publishes before its connection to the EPP's SUB is up (the slow joiner; real vLLM's
-    // publisher does too, zmq_socket(3) ZMQ_PUB). Prove B's publisher is connected with a short probe prompt of its
-    // own, repeated until its events arrive, before the warm-up whose events the test depends on.
-    for (let k = 0; ; k++) {
-      expect((await post(`${b!.url}/v1/chat/completions`, { model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: `Probe ${k}: is the publisher connected yet, and are its events applied?` }] })).status).toBe(200);
-      const applied = await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > 0, 'a probe\'s events', { limitMs: 1000 })
-        .then(() => true, () => false);
-      if (applied) break;
-      if (k >= 30) throw new Error('B\'s KV events never reached the EPP');
-    }
+    await untilPublisherConnected(epp, b!);
     // Warm B directly, bypassing the gateway and the EPP. Its events reach the EPP's index.
     const probed = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
     expect((await post(`${b!.url}/v1/chat/completions`, chat('Who owns a ticket?'))).status).toBe(200);
@@ -100,5 +107,54 @@ plugins:
     const before = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
     expect((await post(`http://127.0.0.1:${gateway.port}/v1/chat/completions`, chat('A fresh question?'))).status).toBe(200);
     expect(await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total')).toBe(before);
+  });
+});
+
+describe('precise routing for LoRA adapters from vLLM 0.10.x events, which name the adapter by lora_id only', () => {
+  let path: LocalPath | undefined;
+
+  beforeAll(async () => {
+    const zmqPort = await freePort();
+    const ports = [await freePort(), await freePort()];
+    // The scorer told the pods' --lora-modules order (vLLM numbers start-up adapters 1, 2, … in it: serving_models.py
+    // @ v0.10.0), as the manifests write it from decode.loraAdapters.
+    const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: precise-prefix-cache-scorer
+  parameters:
+    kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
+    indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
+    loraAdapters: [sql, support]
+`;
+    // The simulator publishes as vLLM 0.10.0 does by default: lora_id, no lora_name, no extra_keys.
+    path = await startLocalPath(ports, config, (port) => ({
+      model: MODEL, servedModelNames: [MODEL], kvCacheBlocks: 400, maxModelLen: 2048, timeScale: 20,
+      enableLora: true, maxLoras: 2, loraModules: ['sql', 'support'],
+      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
+    }));
+  });
+
+  afterAll(() => stopLocalPath(path));
+
+  test('a prefix pod B cached for the support adapter draws that adapter\'s requests to B; the same tokens for another adapter predict nothing', async () => {
+    const { epp, sims, gateway } = path!;
+    const b = sims[1]!;
+    await untilPublisherConnected(epp, b);
+    const support = (question: string) => ({ ...chat(question), model: 'support' });
+    const applied = await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' });
+    expect((await post(`${b.url}/v1/chat/completions`, support('Who owns a ticket?'))).status).toBe(200);
+    await waitFor(async () => (await metric(epp, 'kvroute_epp_kv_events_total', { outcome: 'applied' })) > applied, 'B\'s support-adapter events to reach the EPP', HUNG);
+
+    // The sql adapter's request shares every token but was hashed by vLLM with another lora_int_id: nothing predicted.
+    const beforeSql = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
+    expect((await post(`http://127.0.0.1:${gateway.port}/v1/chat/completions`, { ...chat('Which queue?'), model: 'sql' })).status).toBe(200);
+    expect(await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total')).toBe(beforeSql);
+
+    const before = await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total');
+    const r = await post(`http://127.0.0.1:${gateway.port}/v1/chat/completions`, support('Which queue holds it?'));
+    expect(r.status).toBe(200);
+    expect(String(r.headers['x-gateway-destination-endpoint-served'])).toBe(`127.0.0.1:${b.port}`);
+    expect(await metric(epp, 'kvroute_epp_precise_predicted_hit_tokens_total')).toBeGreaterThan(before);
   });
 });

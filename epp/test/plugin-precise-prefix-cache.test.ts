@@ -188,6 +188,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
       kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
       indexerConfig: { tokenProcessorConfig: { blockSize: 16 }, tokenizersPoolConfig: { modelName: "${MODEL}" } }
       speculativeIndexing: false
+      loraAdapters: [chat-lora, billing-lora]
   - type: max-score-picker
 `));
     await scheduler.plugins.start();
@@ -373,6 +374,36 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(await scores(truncated)).toEqual([1, 0]);
     // Without the field the request's blocks start at the prompt's first token: none of them is the tail's.
     expect(await scores(body)).toEqual([0, 0]);
+  });
+
+  test('a LoRA block reported by lora_id only (vLLM 0.10.x) matches requests for the adapter at that place of loraAdapters (--lora-modules order: serving_models.py @ v0.10.0 numbers them 1, 2, …); an id beyond the list matches nothing', async () => {
+    const body = { ...chat('What does the invoice appendix say?', 'the invoice manual'), model: 'billing-lora' };
+    const stored = await storedFor(body, 9000);
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    await publish(pods[1]!, [{ ...stored, loraId: 2 }]);
+    await waitFor(async () => (await scores(body))[1] === 1, 'the id-only LoRA blocks to match the adapter\'s request');
+    expect(await scores(body)).toEqual([0, 1]);
+    // vLLM hashed them with lora_int_id 2: neither another adapter nor the base model can hit them.
+    expect(await scores({ ...body, model: 'chat-lora' })).toEqual([0, 0]);
+    expect(await scores({ ...body, model: MODEL })).toEqual([0, 0]);
+    // An adapter loaded at run time gets the next id on each pod, which no request can be told.
+    const other = { ...chat('What does the audit appendix say?', 'the audit manual'), model: 'runtime-lora' };
+    const storedOther = await storedFor(other, 9500);
+    const before = scorer.index.blocksOf(pods[0]!);
+    await publish(pods[0]!, [{ ...storedOther, loraId: 3 }]);
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) >= before + storedOther.blockHashes.length, 'the run-time LoRA blocks to be indexed');
+    expect(await scores(other)).toEqual([0, 0]);
+  });
+
+  test('loraAdapters: a list of distinct names', () => {
+    const config = (list: string) => parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      loraAdapters: ${list}
+`);
+    expect(() => config('[sql, chat, sql]')).toThrow(/plugins\[0\]\.parameters\.loraAdapters\[2\]: names "sql" twice; list each adapter once, in --lora-modules order/);
+    expect(() => config('sql')).toThrow(/plugins\[0\]\.parameters\.loraAdapters: must be a list of strings/);
   });
 
   test('a LoRA block reported by lora_id only (vLLM 0.10.x, no lora_name) never counts for the base model', async () => {

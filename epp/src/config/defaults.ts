@@ -236,6 +236,24 @@ export function withLoraRoomFilter(config: EndpointPickerConfig, adapters: reado
   });
 }
 
+/**
+ * `config` with every `precise-prefix-cache-scorer` that lists no `loraAdapters` (or an empty list) given `adapters`, the pool's adapter
+ * names in `--lora-modules` order, so that LoRA blocks vLLM 0.10.x reports by id only match their adapter's requests.
+ * The same config when there is none or `adapters` is empty.
+ */
+export function withPreciseLoraAdapters(config: EndpointPickerConfig, adapters: readonly string[]): EndpointPickerConfig {
+  // A normalized config carries the default, an empty list.
+  const unset = (p: EndpointPickerConfig['plugins'][number]) => {
+    const listed = (p.parameters as { loraAdapters?: unknown } | undefined)?.loraAdapters;
+    return p.type === 'precise-prefix-cache-scorer' && (listed === undefined || (Array.isArray(listed) && listed.length === 0));
+  };
+  if (adapters.length === 0 || !config.plugins.some(unset)) return config;
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: config.plugins.map((p) => (unset(p) ? { ...p, parameters: { ...p.parameters, loraAdapters: [...adapters] } } : p)),
+  });
+}
+
 /** Where the precise scorer gets vLLM's KV events, as the manifests wire them. */
 export interface PreciseDefaults {
   /** `per-pod`: the EPP dials every pod's publisher; `central`: the EPP binds `zmqEndpoint`. */

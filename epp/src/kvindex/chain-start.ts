@@ -7,7 +7,7 @@
  * read at main 001cabc1; the same order since v0.10.0) are, in order:
  *   `lora_extra_keys + mm_extra_keys + cache_salt_keys + prompt_embeds_keys`
  * - LoRA: `[lora_request.lora_name]`, a string (vLLM >= #27577, which also added `lora_name` to `BlockStored`);
- *   `[lora_int_id]`, an int, before it (v0.10.x);
+ *   `[lora_int_id]`, an int, before it (v0.10.x), named here from the pool's `--lora-modules` order when configured;
  * - multimodal: one `(identifier, offset)` tuple per item in the block (a bare mm hash string in v0.10.x);
  * - `[cache_salt]`, a string, on the block that starts at token 0 only, and only when the salt is non-empty;
  * - prompt embeddings: a 32-byte SHA-256 digest per block.
@@ -42,9 +42,19 @@ export function startsChain(event: Pick<BlockStored, 'parentBlockHash'>): boolea
   return event.parentBlockHash === null || event.parentBlockHash === '0';
 }
 
-export function chainStartOf(event: BlockStored): ChainStart {
+/**
+ * @param loraAdapters the pool's adapter names in the order of its pods' `--lora-modules`, for events that name a LoRA
+ *   by id only (vLLM 0.10.x): vLLM numbers the adapters it loads at start-up 1, 2, … in that order
+ *   (vllm/entrypoints/openai/serving_models.py @ v0.10.0: `init_static_loras` loads them one by one, and
+ *   `load_lora_adapter` takes each `lora_int_id` from a counter starting at 0, `inc(1)` per load), so id i is the
+ *   i-th name. An id beyond the list (an adapter loaded at run time, whose id depends on each pod's history) stays
+ *   unnamed.
+ */
+export function chainStartOf(event: BlockStored, loraAdapters: readonly string[] = []): ChainStart {
   const loraName = event.loraName ?? null;
-  const adapter = loraName !== null ? loraName : event.loraId !== null ? unnamedLoraAdapter(event.loraId) : '';
+  const adapter = loraName !== null
+    ? loraName
+    : event.loraId !== null ? loraAdapters[event.loraId - 1] ?? unnamedLoraAdapter(event.loraId) : '';
   // Only a chain that starts at the first block (no parent) begins with the block the salt is on.
   if (!startsChain(event)) return { adapter };
   const first = event.extraKeys?.[0];

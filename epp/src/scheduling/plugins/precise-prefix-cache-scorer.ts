@@ -116,6 +116,16 @@ export interface PrecisePrefixCacheScorerParameters {
    * @default "min-max"
    */
   scoreNormalization?: 'min-max' | 'share';
+  /**
+   * kvroute's addition: the pool's LoRA adapter names in the order of its pods' `--lora-modules`. vLLM 0.10.x reports a
+   * LoRA block's adapter by `lora_int_id` only (`BlockStored.lora_id`; the name came with #27577), numbering the
+   * adapters it loads at start-up 1, 2, … in that order (vllm/entrypoints/openai/serving_models.py @ v0.10.0), so the
+   * i-th name is id i and the blocks match requests for that adapter. Without it, or for ids beyond it (adapters loaded
+   * at run time, numbered by each pod's own history), such blocks match no request. Every pod of the pool must list the
+   * adapters in this order, as kvroute's manifests write them; `KvAwareRouting` sets it from `decode.loraAdapters`.
+   * @default [] (LoRA blocks reported by id only match nothing)
+   */
+  loraAdapters?: string[];
 }
 
 /**
@@ -343,7 +353,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
         case 'BlockStored': {
           // The adapter's root and the first block's salt, read from vLLM's extra keys as requests compute them.
           if (event.extraKeys !== undefined && event.extraKeys !== null) this.eventsCarryExtraKeys = true;
-          const start = chainStartOf(event);
+          const start = chainStartOf(event, this.parameters.loraAdapters);
           const outcome = this.index.store(endpoint, event, rootKey(start.adapter), start.cacheSalt !== undefined ? stringWords(start.cacheSalt) : undefined);
           if (outcome.byEngineHash !== undefined) {
             this.handle.metrics.countKvEvents(endpoint, 'indexed_by_engine_hash', 1);
@@ -463,6 +473,17 @@ export function minMaxNormalized(weights: readonly number[], population: readonl
   return weights.map((w) => (w <= 0 ? 0 : max === min ? 1 : Math.max(0, (w - min) / (max - min))));
 }
 
+function loraAdapterOrder(fields: FieldReader): string[] {
+  const names = fields.stringList('loraAdapters', []);
+  // The position is the id: a repeated name would give one adapter two ids and leave the other's blocks to it.
+  const seen = new Set<string>();
+  names.forEach((name, i) => {
+    if (seen.has(name)) throw new ConfigError(`${fields.fieldPath('loraAdapters')}[${i}]`, `names ${describeValue(name)} twice; list each adapter once, in --lora-modules order`);
+    seen.add(name);
+  });
+  return names;
+}
+
 const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>>('precise-prefix-cache-scorer matches');
 
 export const precisePrefixCacheScorer = definePlugin({
@@ -536,6 +557,7 @@ export const precisePrefixCacheScorer = definePlugin({
       maxBlocksPerPod: fields.integer('maxBlocksPerPod', 1_000_000, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', PRECISE_DEFAULT_MAX_INDEX_ENTRIES, 1),
       scoreNormalization: scoreNormalization(fields),
+      loraAdapters: loraAdapterOrder(fields),
     };
   }),
   create: (name, resolved, handle) => new PrecisePrefixCacheScorer(name, resolved, handle),
