@@ -23,7 +23,8 @@ const forModel = (model: string): CycleContext => ({ request: { requestId: 'r', 
 const names = (xs: readonly EndpointSnapshot[]) => xs.map((x) => x.endpoint.name);
 
 describe('lora-room-filter (kvroute): an adapter request skips pods whose --max-loras other adapters hold (vLLM 0.10 scheduler.py lines 363-370)', () => {
-  const filter = new LoraRoomFilter('f', { adapters: ['sql', 'chat', 'summarize'] });
+  // spillWaiting 0: no preference for pods where the adapter is active (tested below), only the room rule.
+  const filter = new LoraRoomFilter('f', { adapters: ['sql', 'chat', 'summarize'], spillWaiting: 0 });
   const pool = [
     pod('runs', { running: ['sql'], maxLora: 1 }),
     pod('full', { running: ['chat'], maxLora: 1 }),
@@ -54,10 +55,27 @@ describe('lora-room-filter (kvroute): an adapter request skips pods whose --max-
   it('hands the candidates on unchanged when all qualify', () => {
     const fine = [pool[0]!, pool[5]!];
     expect(filter.filter(forModel('sql'), fine)).toBe(fine);
+    const active = [pool[0]!, pool[6]!];
+    expect(new LoraRoomFilter('f', { adapters: ['sql'], spillWaiting: 1 }).filter(forModel('sql'), active)).toBe(active);
+  });
+
+  it('affinity (spillWaiting 1, the default): of the pods that can start it, those where the adapter is active are kept alone while one of them has no request waiting; then the pods with room join them', () => {
+    const affine = new LoraRoomFilter('f', { adapters: ['sql', 'chat', 'summarize'], spillWaiting: 1 });
+    expect(names(affine.filter(forModel('sql'), pool))).toEqual(['runs', 'sqlArriving']);
+    const busy = (p: EndpointSnapshot, waitingQueueSize: number): EndpointSnapshot => ({ ...p, metrics: { ...p.metrics, waitingQueueSize } });
+    // One active pod still without a queue: affinity holds.
+    expect(names(affine.filter(forModel('sql'), [busy(pool[0]!, 3), ...pool.slice(1)]))).toEqual(['runs', 'sqlArriving']);
+    // Every active pod has requests waiting: the adapter needs more pods, and those with room are kept too.
+    const queued = [busy(pool[0]!, 3), ...pool.slice(1, 6), busy(pool[6]!, 1), pool[7]!];
+    expect(names(affine.filter(forModel('sql'), queued))).toEqual(['runs', 'room', 'busyChatRoom', 'sqlArriving', 'noLora']);
+    // Not active anywhere: the room rule alone.
+    expect(names(affine.filter(forModel('summarize'), pool))).toEqual(['room', 'busyChatRoom', 'noLora']);
   });
 
   it('parameters: adapters, a non-empty list of names', () => {
-    expect(resolvePluginParameters('lora-room-filter', { adapters: ['sql'] })).toEqual({ adapters: ['sql'] });
+    expect(resolvePluginParameters('lora-room-filter', { adapters: ['sql'] })).toEqual({ adapters: ['sql'], spillWaiting: 1 });
+    expect(resolvePluginParameters('lora-room-filter', { adapters: ['sql'], spillWaiting: 0 })).toEqual({ adapters: ['sql'], spillWaiting: 0 });
+    expect(() => resolvePluginParameters('lora-room-filter', { adapters: ['sql'], spillWaiting: -1 })).toThrow(/spillWaiting/);
     expect(() => resolvePluginParameters('lora-room-filter', undefined)).toThrow(/adapters: must list the pool's LoRA adapter names/);
     expect(() => resolvePluginParameters('lora-room-filter', { adapters: 'sql' })).toThrow(/adapters/);
   });

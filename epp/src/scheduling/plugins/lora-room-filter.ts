@@ -12,15 +12,25 @@ export interface LoraRoomFilterParameters {
    * the decode pool's `loraAdapters`.
    */
   adapters: string[];
+  /**
+   * Affinity, and when to give it up. Among the pods that can start the adapter, those where it is already active
+   * (running or waiting there, or with this EPP's requests for it in flight) are kept alone, so an adapter's traffic
+   * stays on the pods that hold its weights instead of taking a slot on every pod. The pods with room join them once
+   * every such pod has at least this many requests waiting (`vllm:num_requests_waiting`): the adapter then needs more
+   * capacity than its pods have, and spreads. 0 keeps the pods with room always (no preference).
+   * @default 1
+   */
+  spillWaiting?: number;
 }
 
 /**
  * `lora-room-filter` (kvroute's own): for a request for one of `adapters`, drops the pods that cannot start it now.
  * vLLM schedules at most `--max-loras` adapters at once and skips a waiting request for one more until a running
  * adapter has no request left (vllm/v1/core/sched/scheduler.py @ v0.10.0 lines 363-370), so such a pod makes the
- * request wait behind other adapters' traffic. A pod is kept when its `vllm:lora_requests_info` shows the adapter
- * running, or when the distinct adapters in use there, with this one, number at most `max_lora`; pods without LoRA
- * state are kept too. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
+ * request wait behind other adapters' traffic. A pod can start the request when its `vllm:lora_requests_info` shows the
+ * adapter running, or when the distinct adapters in use there, with this one, number at most `max_lora`; so can pods
+ * without LoRA state. Of those, the pods where the adapter is active are kept alone until every one of them has
+ * `spillWaiting` requests waiting (affinity: see the parameter), then the others join them. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
  * request's arrival to its first token, so a busy adapter is often in both lists), and the adapters of the requests this
  * EPP sent there that have not ended (counted from the commit, pre-request, to the exchange's end, response-complete).
  * The second set is what the scrape cannot show yet: a burst of requests for new adapters within one scrape interval
@@ -31,20 +41,23 @@ export interface LoraRoomFilterParameters {
  * outweigh GIE's `lora-affinity-scorer` (0 to 1) for exactly the requests that need it, new and cold adapter requests.
  * It runs after the profile's other filters (`withLoraRoomFilter`): after the saturation filter, so a pod that lacks
  * LoRA state because it is new or down cannot draw the request alone, and after session affinity, so a session keeps
- * its pod. GIE v0.3's `loraAffinityFilter` had the same aim with another rule: it preferred, with probability 0.999,
- * the pods already serving the adapter over those with room, and it filtered every request; GIE v1.5.0 has only the
- * scorer. Other EPP replicas' picks reach this one only through the scrape.
+ * its pod. GIE v0.3's `loraAffinityFilter` (pkg/epp/scheduling/filter.go) preferred, with probability 0.999, the pods
+ * already serving the adapter over those with room, after a least-queue filter; here the preference yields to the
+ * active pods' own queues instead. GIE v1.5.0 has only the scorer (running 1, room 0.8). Measured with
+ * `npm run bench:lora` (bench/README.md). Other EPP replicas' picks reach this one only through the scrape.
  */
 export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
   readonly type = 'lora-room-filter';
   /** Never reached: the filter keeps every candidate rather than none. */
   readonly emptyResultReason = 'no-endpoints' as const;
   private readonly adapters: ReadonlySet<string>;
+  private readonly spillWaiting: number;
   /** Endpoint key → adapter → this EPP's requests for it committed there and not yet ended. */
   private readonly inFlight = new Map<string, Map<string, number>>();
 
   constructor(readonly name: string, parameters: Required<LoraRoomFilterParameters>) {
     this.adapters = new Set(parameters.adapters);
+    this.spillWaiting = parameters.spillWaiting;
   }
 
   /** The adapters this EPP has requests in flight for on `endpointKey` (for tests and logs). */
@@ -74,28 +87,44 @@ export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     const model = cycle.request.model;
     if (!this.adapters.has(model)) return candidates;
-    let kept: EndpointSnapshot[] | undefined;
-    for (let i = 0; i < candidates.length; i++) {
-      const c = candidates[i]!;
-      if (canStart(c, model, this.inFlight.get(c.endpoint.key))) {
-        kept?.push(c);
-      } else if (kept === undefined) {
-        kept = candidates.slice(0, i);
+    const active: EndpointSnapshot[] = [];
+    const room: EndpointSnapshot[] = [];
+    let activeHasSpace = false;
+    for (const c of candidates) {
+      const own = this.inFlight.get(c.endpoint.key);
+      const fit = fitOf(c, model, own);
+      if (fit === 'active') {
+        active.push(c);
+        if (c.metrics.waitingQueueSize < this.spillWaiting) activeHasSpace = true;
+      } else if (fit === 'room') {
+        room.push(c);
       }
     }
-    if (kept === undefined) return candidates;
-    return kept.length > 0 ? kept : candidates;
+    if (active.length > 0 && activeHasSpace) return active.length === candidates.length ? candidates : active;
+    if (active.length + room.length === 0) return candidates;
+    if (active.length + room.length === candidates.length) return candidates;
+    // In candidate order, as the scorers and the picker's ties expect.
+    return candidates.filter((c) => active.includes(c) || room.includes(c));
   }
 }
 
-function canStart(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): boolean {
+/**
+ * Whether `c` can start a request for `adapter` now, and whether the adapter is already active there: `active` (running
+ * or waiting there, or this EPP's requests for it in flight, with a slot for it), `room` (a slot free for it, or no LoRA
+ * state), or `full` (its `max_lora` slots held by other adapters).
+ */
+function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): 'active' | 'room' | 'full' {
   const lora = c.metrics.lora;
-  if (lora === undefined || lora.running.includes(adapter)) return true;
+  const ownActive = ownInFlight?.has(adapter) === true;
+  if (lora === undefined) return ownActive ? 'active' : 'room';
+  if (lora.running.includes(adapter)) return 'active';
   const inUse = new Set(lora.running);
   for (const a of lora.waiting) inUse.add(a);
   if (ownInFlight !== undefined) for (const a of ownInFlight.keys()) inUse.add(a);
+  const present = inUse.has(adapter);
   inUse.add(adapter);
-  return inUse.size <= lora.maxLora;
+  if (inUse.size > lora.maxLora) return 'full';
+  return present ? 'active' : 'room';
 }
 
 export const loraRoomFilter = definePlugin({
@@ -104,7 +133,7 @@ export const loraRoomFilter = definePlugin({
   parameters: parameters<LoraRoomFilterParameters>((fields) => {
     const adapters = fields.stringList('adapters', []);
     if (adapters.length === 0) throw new ConfigError(fields.fieldPath('adapters'), 'must list the pool\'s LoRA adapter names (the filter leaves every other model\'s requests alone)');
-    return { adapters };
+    return { adapters, spillWaiting: fields.integer('spillWaiting', 1, 0) };
   }),
   create: (name, resolved) => new LoraRoomFilter(name, resolved),
 });
