@@ -7,12 +7,14 @@
  */
 import { UsageError } from './cli-args';
 import { demoCommand } from './demo';
+import { loraCommand } from './lora-bench';
 import { stopAll } from './processes';
 import { routingCommand } from './routing-bench';
 import { stackCommand } from './stack-command';
 
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   demo: demoCommand,
+  lora: loraCommand,
   routing: routingCommand,
   stack: stackCommand,
 };
@@ -22,6 +24,7 @@ const USAGE = `Usage: kvroute-bench <command> [flags]
 Commands:
   demo      kvroute vs round robin vs session hash on a chat + RAG workload (npm run demo)
   routing   the routing benchmark: public workload shapes through every policy (npm run bench:routing)
+  lora      LoRA adapters under --max-loras through each policy (npm run bench:lora)
   stack     pods, EPP and gateway on 127.0.0.1 for your OpenAI client, until Ctrl-C (npm start)
 
 Run kvroute-bench <command> --help for a command's flags.`;

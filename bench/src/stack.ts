@@ -85,6 +85,8 @@ export interface SimulatorSettings {
   readonly maxModelLen: number;
   /** vLLM's `--scheduling-policy`. @default 'fcfs' (the flag is not passed) */
   readonly schedulingPolicy?: 'fcfs' | 'priority';
+  /** LoRA adapters every pod serves, with vLLM's flags (`--enable-lora --max-loras N --lora-modules name=path …`). @default none */
+  readonly lora?: { readonly adapters: readonly string[]; readonly maxLoras: number };
 }
 
 /**
@@ -195,6 +197,10 @@ export function simArgs(s: SimulatorSettings, podName: string, kvEvents?: PodKvE
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
     ...(s.schedulingPolicy !== undefined ? ['--scheduling-policy', s.schedulingPolicy] : []),
+    // As lib/decode-pool.ts writes them for a pool with adapters: vLLM's nargs='+' name=path items, last on the line.
+    ...(s.lora !== undefined && s.lora.adapters.length > 0
+      ? ['--enable-lora', '--max-loras', String(s.lora.maxLoras), '--lora-modules', ...s.lora.adapters.map((a) => `${a}=/adapters/${a}`)]
+      : []),
     // Like vLLM 0.10, the simulator leaves usage.prompt_tokens_details out unless this is set
     // (vllm/entrypoints/openai/serving_chat.py @ v0.10.0), and the cached/uncached TTFT split reads cached_tokens from
     // usage (analysis.ts). The manifests pass the same flag to vLLM (lib/decode-pool.ts). Hit rates never depend on it:
