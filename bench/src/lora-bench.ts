@@ -5,6 +5,7 @@
  * vllm/v1/core/sched/scheduler.py @ v0.10.0 lines 363-370), clients ask for the adapters by name with a skewed
  * popularity, and each policy routes the same open-loop Poisson arrivals:
  * - `kvroute`: what the manifests deploy for a pool with adapters, the default config plus `lora-room-filter`;
+ * - `kvroute-room-only`: the same with the filter's affinity off (`spillWaiting: 0`), only its room rule;
  * - `kvroute-no-lora-filter`: the default config alone (LoRA-blind);
  * - `gie-lora-affinity`: GIE v1.5.0's default profile (queue 2, KV 2, prefix 3; pkg/epp/config/loader/defaults.go)
  *   plus its `lora-affinity-scorer` at the default weight 1, as a GIE user would add it;
@@ -22,7 +23,7 @@ import { poissonArrivals } from './routing-workloads';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { rng, text, type ChatMessage } from './workload';
 
-export const LORA_POLICY_NAMES = ['kvroute', 'kvroute-no-lora-filter', 'gie-lora-affinity', 'round-robin'] as const;
+export const LORA_POLICY_NAMES = ['kvroute', 'kvroute-room-only', 'kvroute-no-lora-filter', 'gie-lora-affinity', 'round-robin'] as const;
 export type LoraPolicyName = (typeof LORA_POLICY_NAMES)[number];
 
 export interface LoraBenchOptions {
@@ -91,6 +92,16 @@ export function loraPolicy(name: LoraPolicyName, adapters: readonly string[]): R
   switch (name) {
     case 'kvroute':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(withLoraRoomFilter(defaultEndpointPickerConfig(), adapters)) };
+    case 'kvroute-room-only': {
+      const config = withLoraRoomFilter(defaultEndpointPickerConfig(), adapters);
+      return {
+        kind: 'epp', name,
+        configText: renderEndpointPickerConfig({
+          ...config,
+          plugins: config.plugins.map((p) => (p.type === 'lora-room-filter' ? { ...p, parameters: { ...p.parameters, spillWaiting: 0 } } : p)),
+        }),
+      };
+    }
     case 'kvroute-no-lora-filter':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(defaultEndpointPickerConfig()) };
     case 'gie-lora-affinity':

@@ -43,6 +43,8 @@ describe('lora bench', () => {
     // kvroute's policy is the default config with the filter for the adapters; the LoRA-blind one has none.
     const kvroute = loraPolicy('kvroute', ['a', 'b']);
     expect(kvroute.kind === 'epp' && kvroute.configText).toContain('lora-room-filter');
+    const roomOnly = loraPolicy('kvroute-room-only', ['a', 'b']);
+    expect(roomOnly.kind === 'epp' && roomOnly.configText).toMatch(/spillWaiting: 0/);
     const blind = loraPolicy('kvroute-no-lora-filter', ['a', 'b']);
     expect(blind.kind === 'epp' && blind.configText).not.toContain('lora-room-filter');
   });
