@@ -98,7 +98,7 @@ export function loraPolicy(name: LoraPolicyName, adapters: readonly string[]): R
         kind: 'epp', name,
         configText: renderEndpointPickerConfig({
           ...config,
-          plugins: config.plugins.map((p) => (p.type === 'lora-room-filter' ? { ...p, parameters: { ...p.parameters, spillWaiting: 0 } } : p)),
+          plugins: config.plugins.map((p) => (p.type === 'lora-room-filter' ? { ...p, parameters: { adapters: [...adapters], spillWaiting: 0 } } : p)),
         }),
       };
     }
