@@ -1,6 +1,11 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import { CLUSTERS } from './lib/clusters';
 import { synthClusters } from './lib/synth';
 
-// `cdk8s synth` (npm run synth) sets CDK8S_OUTDIR to cdk8s.yaml's `output` after emptying it; each cluster profile
-// gets its own folder there.
-process.exitCode = synthClusters(CLUSTERS, process.env.CDK8S_OUTDIR ?? 'dist');
+// `npm run synth` runs this file; each cluster profile gets its own folder under dist/, which is replaced only once
+// every profile synthesized. Not cdk8s-cli's CDK8S_OUTDIR: `cdk8s synth` empties that folder before it runs the app,
+// so a profile with a bad value would leave the committed manifests deleted (cdk8s.yaml points it at a scratch folder).
+process.exitCode = synthClusters(CLUSTERS, path.join(__dirname, 'dist'));
+// Run by `cdk8s synth`, which expects its output folder to exist afterwards.
+if (process.env.CDK8S_OUTDIR) fs.mkdirSync(process.env.CDK8S_OUTDIR, { recursive: true });

@@ -37,25 +37,38 @@ export function synthCluster(profile: ClusterProfile, outdir: string): string[] 
 }
 
 /**
- * Synthesizes every profile into `<outRoot>/<name>/`. A profile with a bad value stops synth with one line naming
- * the profile and the field, and no stack trace (the value is the user's to fix); other errors are kvroute's bugs and
- * propagate with their stack. Returns the exit status.
+ * Synthesizes every profile into `<outRoot>/<name>/`. The profiles are synthesized into a staging folder beside
+ * `outRoot` first, and `outRoot` is replaced only when all of them succeeded: a profile with a bad value leaves the
+ * committed manifests as they were. It stops synth with one line naming the profile and the field, and no stack
+ * trace (the value is the user's to fix); other errors are kvroute's bugs and propagate with their stack. `outRoot`
+ * holds synth's output only: whatever else is there is replaced. Returns the exit status.
  */
 export function synthClusters(
   clusters: readonly ClusterProfile[],
   outRoot: string,
   out: { log(line: string): void; error(line: string): void } = { log: (l) => console.log(l), error: (l) => process.stderr.write(`${l}\n`) },
 ): number {
-  for (const cluster of clusters) {
-    let files: string[];
-    try {
-      files = synthCluster(cluster, path.join(outRoot, cluster.name));
-    } catch (e) {
-      if (!(e instanceof PropsError)) throw e;
-      out.error(`synth failed: cluster profile "${cluster.name}" (lib/clusters.ts): ${e.message}`);
-      return 1;
+  const root = path.resolve(outRoot);
+  fs.mkdirSync(path.dirname(root), { recursive: true });
+  const staging = fs.mkdtempSync(path.join(path.dirname(root), `.${path.basename(root)}.synth-`));
+  try {
+    const lines: string[] = [];
+    for (const cluster of clusters) {
+      let files: string[];
+      try {
+        files = synthCluster(cluster, path.join(staging, cluster.name));
+      } catch (e) {
+        if (!(e instanceof PropsError)) throw e;
+        out.error(`synth failed: cluster profile "${cluster.name}" (lib/clusters.ts): ${e.message} (nothing written: ${path.relative(process.cwd(), root) || root}/ is as it was)`);
+        return 1;
+      }
+      lines.push(`${cluster.name}: ${files.length} manifests -> ${path.relative(process.cwd(), path.join(root, cluster.name)) || cluster.name}`);
     }
-    out.log(`${cluster.name}: ${files.length} manifests -> ${path.join(outRoot, cluster.name)}`);
+    fs.rmSync(root, { recursive: true, force: true });
+    fs.renameSync(staging, root);
+    for (const line of lines) out.log(line);
+    return 0;
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
   }
-  return 0;
 }
