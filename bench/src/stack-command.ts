@@ -5,7 +5,7 @@
  */
 import * as net from 'net';
 import * as path from 'path';
-import { decimal, directory, integer, oneOf, parseFlags } from './cli-args';
+import { decimal, directory, integer, oneOf, parseFlags, UsageError } from './cli-args';
 import { POLICIES } from './demo';
 import { BENCH_DIR, onNextInterrupt, type Started } from './processes';
 import { DEFAULT_SIM, MIN_KV_CACHE_BLOCKS, startStack, type SimulatorSettings, type Stack } from './stack';
@@ -61,6 +61,7 @@ Once everything listens it prints one JSON line, {"event":"ready","baseUrl":...}
 export function parseStackArgs(argv: readonly string[]): StackCommandOptions | undefined {
   const f = parseFlags(argv, STACK_FLAGS);
   if (!f) return undefined;
+  if ((f['epp-replicas'] ?? 1) > 1 && (f.policy ?? 'kvroute') !== 'kvroute') throw new UsageError('--epp-replicas: only the kvroute policy runs the EPP');
   return {
     pods: f.pods ?? 4,
     port: f.port ?? DEFAULT_PORT,
@@ -158,7 +159,6 @@ export async function stackCommand(argv: readonly string[]): Promise<number> {
   }
   let stack: Stack;
   try {
-    if (options.eppReplicas > 1 && options.policy !== 'kvroute') return fail('--epp-replicas: only the kvroute policy runs the EPP');
     stack = await startStack({
       pods: options.pods, sim: options.sim, policy: POLICIES[options.policy], logDir: options.logDir, gatewayPort: options.port,
       eppReplicas: options.eppReplicas, ...(options.sessionStore ? { sessionStore: options.sessionStore } : {}),

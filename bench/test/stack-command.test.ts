@@ -154,6 +154,10 @@ function isAlive(pid: number): boolean {
     const bad = runBench(['stack', '--policy', 'magic']);
     expect(await bad.exited).toEqual({ code: 2, signal: null });
     expect(bad.output.stderr).toBe('kvroute-bench stack: --policy: must be one of kvroute, round-robin, session-hash, got "magic"\n');
+    // Two flags that contradict each other are a bad flag too, refused before anything starts.
+    const replicas = runBench(['stack', '--epp-replicas', '2', '--policy', 'round-robin']);
+    expect(await replicas.exited).toEqual({ code: 2, signal: null });
+    expect(replicas.output.stderr).toBe('kvroute-bench stack: --epp-replicas: only the kvroute policy runs the EPP\n');
     const help = runBench(['stack', '--help']);
     expect(await help.exited).toEqual({ code: 0, signal: null });
     expect(help.output.stdout).toContain('--kv-cache-blocks N');

@@ -77,7 +77,8 @@ interface Options {
   sampleMs: number;
   idleSeconds: number;
   modes: Mode[];
-  out: string;
+  /** Where the JSON goes; undefined: nothing is written (a quick check without --out). */
+  out: string | undefined;
 }
 
 const DEFAULTS: Options = {
@@ -94,8 +95,8 @@ const USAGE = `usage: npm run bench:response-modes -w epp -- [options]
   --pods N          static endpoints the EPP scrapes (default ${DEFAULTS.pods})
   --sample-ms N     how often the in-flight gauge is scraped (default ${DEFAULTS.sampleMs})
   --modes LIST      comma list of ${MODES.join(', ')} (default all)
-  --out FILE        JSON results (default bench/response-modes.json)
-  --quick           a short check that the benchmark runs (100/s, 6 s, 20-60 tokens)`;
+  --out FILE        JSON results (default bench/response-modes.json; with --quick, nothing unless given)
+  --quick           a short check that the benchmark runs (100/s, 6 s, 20-60 tokens); writes no file`;
 
 class UsageError extends Error {}
 
@@ -109,7 +110,8 @@ function positive(flag: string, v: string | undefined, integer = true): number {
 
 export function parseOptions(argv: readonly string[]): Options | undefined {
   const o: Options = { ...DEFAULTS, modes: [...DEFAULTS.modes] };
-  if (argv.includes('--quick')) Object.assign(o, QUICK);
+  // A quick check never overwrites the recorded run (bench/response-modes.json) unless --out says where to write.
+  if (argv.includes('--quick')) Object.assign(o, QUICK, { out: undefined });
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string | undefined => argv[++i];
@@ -963,8 +965,8 @@ async function main(): Promise<number> {
     results,
     ratios,
   };
-  fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`\n${table(results)}\n\nratios against none-trailers-send at the same rate: ${JSON.stringify(ratios)}\nwrote ${out}\n`);
+  if (out !== undefined) fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\n${table(results)}\n\nratios against none-trailers-send at the same rate: ${JSON.stringify(ratios)}\n${out !== undefined ? `wrote ${out}` : 'nothing written (--quick without --out)'}\n`);
   return results.every((r) => r.failed === 0) ? 0 : 1;
 }
 

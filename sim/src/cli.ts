@@ -139,7 +139,8 @@ The model may also be given as vllm serve's positional argument (kvroute-sim [mo
 
 Flags (--flag value or --flag=value; _ and - alike in names, as vLLM's FlexibleArgumentParser):
 ${Object.entries(FLAGS)
-  .map(([name, s]) => `  ${`--${name}`.padEnd(34)}${s.help}`)
+  // A name longer than the column gets its description on the next line, as argparse prints it.
+  .map(([name, s]) => (name.length + 2 <= 32 ? `  ${`--${name}`.padEnd(34)}${s.help}` : `  --${name}\n  ${''.padEnd(34)}${s.help}`))
   .join('\n')}
   ${'--help, -h'.padEnd(34)}show this help
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
-import { parseCli } from '../src/cli';
+import { parseCli, USAGE } from '../src/cli';
 import { OptionError, resolveOptions, serverDevModeFromEnv } from '../src/options';
 import { startSimulator } from '../src/server';
 import { http } from './helpers';
@@ -581,5 +581,14 @@ describe('the kvroute-sim process', () => {
     expect(await exited).toBe(0);
     expect(out.text).toContain('{"event":"shutdown","signal":"SIGTERM"}');
     expect(out.text).toContain('{"event":"closed"}');
+  });
+});
+
+describe('--help text', () => {
+  it('every flag name stands apart from its description (a name longer than the column gets its own line)', () => {
+    const flagLines = USAGE.split('\n').filter((l) => /^  --[a-z]/.test(l));
+    expect(flagLines.length).toBeGreaterThan(40);
+    for (const line of flagLines) expect(line).toMatch(/^  --[a-z0-9-]+(?:, -h)?(?:\s{2,}\S.*)?$/);
+    expect(USAGE).toContain('  --disable-frontend-multiprocessing\n');
   });
 });
