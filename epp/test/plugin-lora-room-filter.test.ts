@@ -72,6 +72,24 @@ describe('lora-room-filter (kvroute): an adapter request skips pods whose --max-
     expect(names(affine.filter(forModel('summarize'), pool))).toEqual(['room', 'busyChatRoom', 'noLora']);
   });
 
+  it('draining: on a pod where a request waits for a slot, the running adapter with the fewest of this EPP\'s requests there gets no more while it can go elsewhere, so its slot frees (vLLM 0.10 starts the waiting one only then)', () => {
+    const f = new LoraRoomFilter('f', { adapters: ['a', 'b', 'c'], spillWaiting: 1 });
+    const p = pod('p', { running: ['a', 'b'], maxLora: 2 });
+    const q = pod('q', { running: [], maxLora: 1 });
+    const qFull = pod('qFull', { running: ['c'], maxLora: 1 });
+    const send = (model: string, to: EndpointSnapshot) => f.preRequest({ requestId: `${model}-${Math.random()}`, model, prompt: '', headers: {} }, { target: to, targets: [to], profile: 'default', scores: new Map() } as never);
+    for (let i = 0; i < 3; i++) send('a', p);
+    send('b', p);
+    // Nothing waits on p yet: both its adapters keep their affinity.
+    expect(names(f.filter(forModel('b'), [p, q]))).toEqual(['p']);
+    // A request for c was sent to p, where it waits for a slot: b (1 request in flight there, against a's 3) drains.
+    send('c', p);
+    expect(names(f.filter(forModel('b'), [p, q]))).toEqual(['q']);
+    expect(names(f.filter(forModel('a'), [p, q]))).toEqual(['p']);
+    // With nowhere else to start, b still goes to p rather than to a pod where it would wait.
+    expect(names(f.filter(forModel('b'), [p, qFull]))).toEqual(['p']);
+  });
+
   it('parameters: adapters, a non-empty list of names', () => {
     expect(resolvePluginParameters('lora-room-filter', { adapters: ['sql'] })).toEqual({ adapters: ['sql'], spillWaiting: 1 });
     expect(resolvePluginParameters('lora-room-filter', { adapters: ['sql'], spillWaiting: 0 })).toEqual({ adapters: ['sql'], spillWaiting: 0 });

@@ -30,7 +30,10 @@ export interface LoraRoomFilterParameters {
  * request wait behind other adapters' traffic. A pod can start the request when its `vllm:lora_requests_info` shows the
  * adapter running, or when the distinct adapters in use there, with this one, number at most `max_lora`; so can pods
  * without LoRA state. Of those, the pods where the adapter is active are kept alone until every one of them has
- * `spillWaiting` requests waiting (affinity: see the parameter), then the others join them. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
+ * `spillWaiting` requests waiting (affinity: see the parameter), then the others join them. A pod where requests wait
+ * for a slot (more adapters in use than `max_lora`) lets its running adapter with the fewest of this EPP's requests
+ * drain: that adapter goes elsewhere while it can start anywhere else, so the slot frees and the waiting request
+ * starts; affinity alone kept busy adapters busy there and starved it. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
  * request's arrival to its first token, so a busy adapter is often in both lists), and the adapters of the requests this
  * EPP sent there that have not ended (counted from the commit, pre-request, to the exchange's end, response-complete).
  * The second set is what the scrape cannot show yet: a burst of requests for new adapters within one scrape interval
@@ -89,42 +92,68 @@ export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
     if (!this.adapters.has(model)) return candidates;
     const active: EndpointSnapshot[] = [];
     const room: EndpointSnapshot[] = [];
+    const draining: EndpointSnapshot[] = [];
     let activeHasSpace = false;
     for (const c of candidates) {
-      const own = this.inFlight.get(c.endpoint.key);
-      const fit = fitOf(c, model, own);
+      const fit = fitOf(c, model, this.inFlight.get(c.endpoint.key));
       if (fit === 'active') {
         active.push(c);
         if (c.metrics.waitingQueueSize < this.spillWaiting) activeHasSpace = true;
       } else if (fit === 'room') {
         room.push(c);
+      } else if (fit === 'draining') {
+        draining.push(c);
       }
     }
-    if (active.length > 0 && activeHasSpace) return active.length === candidates.length ? candidates : active;
-    if (active.length + room.length === 0) return candidates;
-    if (active.length + room.length === candidates.length) return candidates;
+    let kept: EndpointSnapshot[];
+    if (active.length > 0 && activeHasSpace) kept = active;
+    else if (active.length + room.length > 0) kept = [...active, ...room];
+    else if (draining.length > 0) kept = draining;
+    else return candidates;
+    if (kept.length === candidates.length) return candidates;
     // In candidate order, as the scorers and the picker's ties expect.
-    return candidates.filter((c) => active.includes(c) || room.includes(c));
+    const keep = new Set(kept);
+    return candidates.filter((c) => keep.has(c));
   }
 }
 
 /**
  * Whether `c` can start a request for `adapter` now, and whether the adapter is already active there: `active` (running
  * or waiting there, or this EPP's requests for it in flight, with a slot for it), `room` (a slot free for it, or no LoRA
- * state), or `full` (its `max_lora` slots held by other adapters).
+ * state), `draining` (running there, but the pod's adapters in use outnumber its slots and this is the one to let
+ * drain), or `full` (its `max_lora` slots held by other adapters).
  */
-function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): 'active' | 'room' | 'full' {
+function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): 'active' | 'room' | 'draining' | 'full' {
   const lora = c.metrics.lora;
   const ownActive = ownInFlight?.has(adapter) === true;
   if (lora === undefined) return ownActive ? 'active' : 'room';
-  if (lora.running.includes(adapter)) return 'active';
   const inUse = new Set(lora.running);
   for (const a of lora.waiting) inUse.add(a);
   if (ownInFlight !== undefined) for (const a of ownInFlight.keys()) inUse.add(a);
+  if (lora.running.includes(adapter)) return inUse.size > lora.maxLora && drainsFirst(lora.running, ownInFlight) === adapter ? 'draining' : 'active';
   const present = inUse.has(adapter);
   inUse.add(adapter);
   if (inUse.size > lora.maxLora) return 'full';
   return present ? 'active' : 'room';
+}
+
+/**
+ * On a pod where requests wait for an adapter slot (vLLM starts one for another adapter only once a running adapter has
+ * no request left: scheduler.py @ v0.10.0 lines 363-370), the running adapter with the fewest of this EPP's requests
+ * there: sent elsewhere while it has somewhere else to go, it frees its slot first. Without this, affinity keeps a
+ * pod's busy adapters busy and the waiting request starves.
+ */
+function drainsFirst(running: readonly string[], ownInFlight: ReadonlyMap<string, number> | undefined): string | undefined {
+  let best: string | undefined;
+  let fewest = Infinity;
+  for (const a of running) {
+    const n = ownInFlight?.get(a) ?? 0;
+    if (n < fewest) {
+      fewest = n;
+      best = a;
+    }
+  }
+  return best;
 }
 
 export const loraRoomFilter = definePlugin({
