@@ -7,7 +7,7 @@
  */
 import type { RunningEpp } from '@kvroute/epp';
 import type { Gateway } from '@kvroute/gateway';
-import type { Simulator } from '@kvroute/sim';
+import type { Simulator, StartOptions } from '@kvroute/sim';
 import { freePort, waitFor } from '@kvroute/testkit';
 import { HUNG, post, startLocalPath, stopLocalPath, type LocalPath } from './support/local-path';
 
@@ -43,6 +43,28 @@ async function untilPublisherConnected(epp: RunningEpp, pod: Simulator): Promise
   }
 }
 
+/**
+ * Two simulated pods publishing KV events to the EPP's bound socket (central mode), the EPP with the precise scorer
+ * (`extraParameters`: more lines of its `parameters`), and the gateway. vLLM's own flags: events on, connect to the EPP
+ * (which binds first), a topic naming the pod.
+ */
+async function startPrecisePath(extraParameters: string, pods: Partial<StartOptions>): Promise<LocalPath> {
+  const zmqPort = await freePort();
+  const ports = [await freePort(), await freePort()];
+  const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: precise-prefix-cache-scorer
+  parameters:
+    kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
+    indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
+${extraParameters}`;
+  return startLocalPath(ports, config, (port) => ({
+    model: MODEL, maxModelLen: 2048, timeScale: 20, ...pods,
+    kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
+  }));
+}
+
 const manual = `You are the support assistant for the Orion ticketing system. ${'The manual says: every ticket has an owner, a queue, a priority and a history of changes that auditors review each quarter. '.repeat(14)}`;
 const chat = (question: string) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'system', content: manual }, { role: 'user', content: question }] });
 const unrelated = (i: number) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'user', content: `Unrelated document ${i}: ${`filler sentence number ${i} about weather, rivers and mountains. `.repeat(40)}` }] });
@@ -54,23 +76,9 @@ describe('precise routing through the gateway, from the pods\' own KV events', (
   let gateway: Gateway;
 
   beforeAll(async () => {
-    const zmqPort = await freePort();
-    const ports = [await freePort(), await freePort()];
-    // llm-d's minimal entry, as the issue's operators would write it, plus the profile's picker; discoverPods stated,
-    // since unset it would also dial every endpoint at port 5557 as llm-d v0.8.0 does (and hear whatever binds it here).
-    const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: precise-prefix-cache-scorer
-  parameters:
-    kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
-    indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
-`;
-    // vLLM's own flags: events on, connect to the EPP (which binds first), a topic naming the pod.
-    path = await startLocalPath(ports, config, (port) => ({
-      model: MODEL, kvCacheBlocks: 160, maxModelLen: 2048, timeScale: 20,
-      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
-    }));
+    // llm-d's minimal entry, as the issue's operators would write it; discoverPods stated, since unset it would also
+    // dial every endpoint at port 5557 as llm-d v0.8.0 does (and hear whatever binds it here).
+    path = await startPrecisePath('', { kvCacheBlocks: 160 });
     ({ epp, sims, gateway } = path);
   });
 
@@ -114,25 +122,10 @@ describe('precise routing for LoRA adapters from vLLM 0.10.x events, which name 
   let path: LocalPath | undefined;
 
   beforeAll(async () => {
-    const zmqPort = await freePort();
-    const ports = [await freePort(), await freePort()];
     // The scorer told the pods' --lora-modules order (vLLM numbers start-up adapters 1, 2, … in it: serving_models.py
-    // @ v0.10.0), as the manifests write it from decode.loraAdapters.
-    const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: precise-prefix-cache-scorer
-  parameters:
-    kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:${zmqPort}", topicFilter: "kv@" }
-    indexerConfig: { tokenProcessorConfig: { blockSize: 16 } }
-    loraAdapters: [sql, support]
-`;
-    // The simulator publishes as vLLM 0.10.0 does by default: lora_id, no lora_name, no extra_keys.
-    path = await startLocalPath(ports, config, (port) => ({
-      model: MODEL, servedModelNames: [MODEL], kvCacheBlocks: 400, maxModelLen: 2048, timeScale: 20,
-      enableLora: true, maxLoras: 2, loraModules: ['sql', 'support'],
-      kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://127.0.0.1:${zmqPort}`, topic: `kv@127.0.0.1:${port}@${MODEL}` },
-    }));
+    // @ v0.10.0), as the manifests write it from decode.loraAdapters. The simulator publishes as vLLM 0.10.0 does by
+    // default: lora_id, no lora_name, no extra_keys.
+    path = await startPrecisePath('    loraAdapters: [sql, support]\n', { kvCacheBlocks: 400, servedModelNames: [MODEL], enableLora: true, maxLoras: 2, loraModules: ['sql', 'support'] });
   });
 
   afterAll(() => stopLocalPath(path));
