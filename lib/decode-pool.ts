@@ -104,7 +104,8 @@ export interface DecodePoolProps {
    * clients may request; `path` is a Hugging Face repo id or a path inside the pod. vLLM loads them when it starts, so
    * an adapter of a rank above `maxLoraRank` stops the pod. With adapters the pods export `vllm:lora_requests_info`,
    * and `KvAwareRouting` gives the built-in EPP config kvroute's `lora-room-filter`, which reads it to keep adapter
-   * requests off pods whose adapter slots other adapters hold (`EndpointPicker.loraAdapters`).
+   * requests off pods whose adapter slots other adapters hold (`EndpointPicker.loraAdapters`). With `kvEvents` it needs
+   * an `image` whose vLLM has #27728 (the default's 0.10.0 fails on its first LoRA block event).
    * @default none (LoRA off)
    * @see https://docs.vllm.ai/en/v0.10.0/features/lora.html
    */
@@ -353,6 +354,14 @@ export class DecodePool extends Construct {
       };
       if (this.kvEvents.port === this.kvEvents.replayPort) {
         throw new PropsError(SCOPE, 'kvEvents.replayPort', 'must differ from kvEvents.port', this.kvEvents.replayPort);
+      }
+      // vLLM 0.10's BlockStored reads `request.lora_request.id`, which LoRARequest does not have
+      // (vllm/v1/core/block_pool.py @ v0.10.0 cache_full_blocks): the engine fails on the first LoRA block it stores.
+      // Fixed by vLLM #27728 (merged 2025-11-03), which reports `lora_id` = lora_int_id.
+      if (image === DEFAULT_DECODE_IMAGE && this.loraAdapters.length > 0) {
+        throw new PropsError(SCOPE, 'image',
+          'with kvEvents and loraAdapters must be set to a vLLM with #27728: the default (vLLM 0.10.0) fails its engine on the first LoRA block it publishes',
+          image);
       }
     }
 

@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import {
   defaultEndpointPickerConfig, EndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig,
-  validateEndpointPickerConfig, withLoraRoomFilter, withPreciseLoraAdapters, type PreciseDefaults,
+  validateEndpointPickerConfig, withLoraRoomFilter, type PreciseDefaults,
   EPP_NODE_ARGS,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
@@ -81,10 +81,9 @@ export interface EndpointPickerProps {
   /**
    * The LoRA adapters the decode pods serve: the built-in config gets kvroute's `lora-room-filter` for them
    * (`withLoraRoomFilter`), so a request for one skips the pods whose `--max-loras` other adapters hold, where vLLM would
-   * make it wait, and the default scorers choose among the rest. With `precise`, its scorer also gets them as
-   * `loraAdapters` (`withPreciseLoraAdapters`), in this order, which must be the pods' `--lora-modules` order: vLLM
-   * 0.10.x names a LoRA block's adapter in its KV events by that position only. Not applied to a `config` given here;
-   * an empty list adds nothing. `KvAwareRouting` sets the names of `decode.loraAdapters`, in order.
+   * make it wait, and the default scorers choose among the rest. Not applied to a `config` given here; an empty list
+   * adds nothing. `KvAwareRouting` sets the names of `decode.loraAdapters` (the precise scorer's id-to-name order comes
+   * from `precise.loraAdapters`, which it sets from the same list, whatever this one says).
    * @default none (no filter)
    */
   readonly loraAdapters?: readonly string[];
@@ -265,7 +264,7 @@ export class EndpointPicker extends Construct {
     this.sessionStore = props.sessionStore;
     const builtIn = props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig();
     const loraAdapters = props.loraAdapters ?? [];
-    const base = props.config ?? (loraAdapters.length > 0 ? withPreciseLoraAdapters(withLoraRoomFilter(builtIn, loraAdapters), loraAdapters) : builtIn);
+    const base = props.config ?? (loraAdapters.length > 0 ? withLoraRoomFilter(builtIn, loraAdapters) : builtIn);
     const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
     const signing = props.sessionTokenSigning === undefined ? undefined : {
       key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),

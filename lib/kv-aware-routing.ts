@@ -190,6 +190,8 @@ export class KvAwareRouting extends Chart {
               mode: events.mode,
               blockSize: this.decodePool.blockSize,
               modelName: this.decodePool.model,
+              // The ids vLLM gives the adapters are their places in --lora-modules, which the decode pool writes.
+              loraAdapters: this.decodePool.loraAdapters.map((a) => a.name),
               ...(events.mode === 'per-pod' ? { socketPort: events.port, replayPort: events.replayPort } : { zmqEndpoint: `tcp://*:${/:(\d+)$/.exec(events.endpoint!)![1]}` }),
             },
           }

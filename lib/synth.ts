@@ -49,8 +49,12 @@ export function synthClusters(
   out: { log(line: string): void; error(line: string): void } = { log: (l) => console.log(l), error: (l) => process.stderr.write(`${l}\n`) },
 ): number {
   const root = path.resolve(outRoot);
-  fs.mkdirSync(path.dirname(root), { recursive: true });
-  const staging = fs.mkdtempSync(path.join(path.dirname(root), `.${path.basename(root)}.synth-`));
+  const parent = path.dirname(root);
+  const prefix = `.${path.basename(root)}.synth-`;
+  fs.mkdirSync(parent, { recursive: true });
+  // An interrupted synth (Ctrl-C) leaves its staging folder: the next one clears it.
+  for (const leftover of fs.readdirSync(parent).filter((f) => f.startsWith(prefix))) fs.rmSync(path.join(parent, leftover), { recursive: true, force: true });
+  const staging = fs.mkdtempSync(path.join(parent, prefix));
   try {
     const lines: string[] = [];
     for (const cluster of clusters) {
@@ -64,8 +68,16 @@ export function synthClusters(
       }
       lines.push(`${cluster.name}: ${files.length} manifests -> ${path.relative(process.cwd(), path.join(root, cluster.name)) || cluster.name}`);
     }
-    fs.rmSync(root, { recursive: true, force: true });
-    fs.renameSync(staging, root);
+    // The old tree moves aside and comes back if the new one cannot take its place.
+    const previous = fs.existsSync(root) ? `${staging}-previous` : undefined;
+    if (previous !== undefined) fs.renameSync(root, previous);
+    try {
+      fs.renameSync(staging, root);
+    } catch (e) {
+      if (previous !== undefined) fs.renameSync(previous, root);
+      throw e;
+    }
+    if (previous !== undefined) fs.rmSync(previous, { recursive: true, force: true });
     for (const line of lines) out.log(line);
     return 0;
   } finally {

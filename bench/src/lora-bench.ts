@@ -20,6 +20,7 @@ import { ChatClient, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } from './cli-args';
 import { quantile } from './analysis';
 import { poissonArrivals } from './routing-workloads';
+import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { rng, text, type ChatMessage } from './workload';
 
@@ -54,7 +55,7 @@ export interface LoraBenchOptions {
 
 export const DEFAULT_LORA_OPTIONS: LoraBenchOptions = {
   pods: 4, adapters: 8, maxLoras: 2, skew: 1, rate: 16, requests: 600, outputTokens: 64, systemWords: 0, questionWords: 60,
-  seed: 1, timeScale: 1, policies: LORA_POLICY_NAMES, outDir: 'bench-results',
+  seed: 1, timeScale: 1, policies: LORA_POLICY_NAMES, outDir: path.join(BENCH_DIR, 'out', 'lora'),
 };
 
 export interface LoraRequest {
@@ -142,7 +143,7 @@ export interface LoraPolicyResult {
   readonly e2eP50: number | null;
   /** Distinct adapters each pod served, in pod order. */
   readonly adaptersPerPod: readonly number[];
-  /** Successful requests per simulated second, from the first arrival to the last response. */
+  /** Successful requests per simulated second, from the start of the arrivals (the first is sent at once) to the last response. */
   readonly throughput: number;
 }
 
@@ -238,7 +239,7 @@ Policies: ${LORA_POLICY_NAMES.join(', ')}.
   --seed N             workload seed (default ${DEFAULT_LORA_OPTIONS.seed})
   --time-scale X       simulated seconds per wall second (default ${DEFAULT_LORA_OPTIONS.timeScale})
   --policies a,b       policies to run, in order (default all)
-  --out DIR            where lora-results.json and the logs go (default ${DEFAULT_LORA_OPTIONS.outDir})
+  --out DIR            where lora-results.json and the logs go (default bench/out/lora)
   --quick              a short run: 200 requests`;
 
 const LORA_FLAGS = {

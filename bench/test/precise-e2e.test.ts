@@ -118,13 +118,13 @@ describe('precise routing through the gateway, from the pods\' own KV events', (
   });
 });
 
-describe('precise routing for LoRA adapters from vLLM 0.10.x events, which name the adapter by lora_id only', () => {
+describe('precise routing for LoRA adapters from events that name the adapter by lora_id only (vLLM #27728 to #27577)', () => {
   let path: LocalPath | undefined;
 
   beforeAll(async () => {
     // The scorer told the pods' --lora-modules order (vLLM numbers start-up adapters 1, 2, … in it: serving_models.py
-    // @ v0.10.0), as the manifests write it from decode.loraAdapters. The simulator publishes as vLLM 0.10.0 does by
-    // default: lora_id, no lora_name, no extra_keys.
+    // @ v0.10.0), as the manifests write it from decode.loraAdapters. The simulator's 0.10 mode publishes lora_id, no
+    // lora_name and no extra_keys, as vLLM does from #27728 (which fixed 0.10's failure on LoRA blocks) until #27577.
     path = await startPrecisePath('    loraAdapters: [sql, support]\n', { kvCacheBlocks: 400, servedModelNames: [MODEL], enableLora: true, maxLoras: 2, loraModules: ['sql', 'support'] });
   });
 

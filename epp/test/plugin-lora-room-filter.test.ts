@@ -47,8 +47,9 @@ describe('lora-room-filter (kvroute): an adapter request skips pods whose --max-
     expect(filter.filter(forModel(''), pool)).toBe(pool);
   });
 
-  it('keeps every pod when none could start the adapter now (the request waits wherever it goes)', () => {
-    const full = [pool[1]!, pool[3]!];
+  it('when no pod can start the adapter now: the pods where it already waits for a slot, else every pod (the request waits wherever it goes)', () => {
+    expect(names(filter.filter(forModel('sql'), [pool[1]!, pool[3]!]))).toEqual(['waitsBehindChat']);
+    const full = [pool[1]!, pod('fullToo', { running: ['summarize'], maxLora: 1 })];
     expect(filter.filter(forModel('sql'), full)).toBe(full);
   });
 
@@ -88,6 +89,12 @@ describe('lora-room-filter (kvroute): an adapter request skips pods whose --max-
     expect(names(f.filter(forModel('a'), [p, q]))).toEqual(['p']);
     // With nowhere else to start, b still goes to p rather than to a pod where it would wait.
     expect(names(f.filter(forModel('b'), [p, qFull]))).toEqual(['p']);
+    // c can start nowhere now: it goes where a request for it already waits (p), not to another full pod.
+    const full = pod('full', { running: ['a'], maxLora: 1 });
+    expect(names(f.filter(forModel('c'), [full, p]))).toEqual(['p']);
+    // A pod that lists c waiting behind other adapters counts the same way.
+    const r = pod('r', { running: ['a'], waiting: ['c'], maxLora: 1 });
+    expect(names(f.filter(forModel('c'), [full, r]))).toEqual(['r']);
   });
 
   it('parameters: adapters, a non-empty list of names', () => {

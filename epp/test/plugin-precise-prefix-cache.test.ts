@@ -376,7 +376,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(await scores(body)).toEqual([0, 0]);
   });
 
-  test('a LoRA block reported by lora_id only (vLLM 0.10.x) matches requests for the adapter at that place of loraAdapters (--lora-modules order: serving_models.py @ v0.10.0 numbers them 1, 2, …); an id beyond the list matches nothing', async () => {
+  test('a LoRA block reported by lora_id only (vLLM #27728 to #27577) matches requests for the adapter at that place of loraAdapters (--lora-modules order: serving_models.py @ v0.10.0 numbers them 1, 2, …); an id beyond the list matches nothing', async () => {
     const body = { ...chat('What does the invoice appendix say?', 'the invoice manual'), model: 'billing-lora' };
     const stored = await storedFor(body, 9000);
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
@@ -406,7 +406,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(() => config('sql')).toThrow(/plugins\[0\]\.parameters\.loraAdapters: must be a list of strings/);
   });
 
-  test('a LoRA block reported by lora_id only (vLLM 0.10.x, no lora_name) never counts for the base model', async () => {
+  test('a LoRA block reported by lora_id only (vLLM #27728 to #27577, no lora_name) never counts for the base model', async () => {
     // vllm/v1/core/kv_cache_utils.py @ v0.10.0 puts lora_int_id in the extra keys: a base-model request cannot hit it.
     const body = chat('What does the glossary say?', 'the glossary');
     const stored = await storedFor(body, 7000);

@@ -236,24 +236,6 @@ export function withLoraRoomFilter(config: EndpointPickerConfig, adapters: reado
   });
 }
 
-/**
- * `config` with every `precise-prefix-cache-scorer` that lists no `loraAdapters` (or an empty list) given `adapters`, the pool's adapter
- * names in `--lora-modules` order, so that LoRA blocks vLLM 0.10.x reports by id only match their adapter's requests.
- * The same config when there is none or `adapters` is empty.
- */
-export function withPreciseLoraAdapters(config: EndpointPickerConfig, adapters: readonly string[]): EndpointPickerConfig {
-  // A normalized config carries the default, an empty list.
-  const unset = (p: EndpointPickerConfig['plugins'][number]) => {
-    const listed = (p.parameters as { loraAdapters?: unknown } | undefined)?.loraAdapters;
-    return p.type === 'precise-prefix-cache-scorer' && (listed === undefined || (Array.isArray(listed) && listed.length === 0));
-  };
-  if (adapters.length === 0 || !config.plugins.some(unset)) return config;
-  return validateEndpointPickerConfig({
-    ...config,
-    plugins: config.plugins.map((p) => (unset(p) ? { ...p, parameters: { ...p.parameters, loraAdapters: [...adapters] } } : p)),
-  });
-}
-
 /** Where the precise scorer gets vLLM's KV events, as the manifests wire them. */
 export interface PreciseDefaults {
   /** `per-pod`: the EPP dials every pod's publisher; `central`: the EPP binds `zmqEndpoint`. */
@@ -268,6 +250,11 @@ export interface PreciseDefaults {
   readonly blockSize: number;
   /** The model whose tokenizer the EPP loads. */
   readonly modelName: string;
+  /**
+   * The pods' LoRA adapter names in `--lora-modules` order: the precise scorer's `loraAdapters`, which names the blocks a
+   * vLLM reports by `lora_id` only. @default none
+   */
+  readonly loraAdapters?: readonly string[];
 }
 
 /**
@@ -291,6 +278,7 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
       // The matched share, not llm-d's min-max: a pod holding 2 of 60 blocks is not worth the full weight against a
       // less loaded pod (the measured precise runs in bench/README.md used it).
       scoreNormalization: 'share' as const,
+      ...(precise.loraAdapters !== undefined && precise.loraAdapters.length > 0 ? { loraAdapters: [...precise.loraAdapters] } : {}),
     },
   }));
   const schedulingProfiles = base.schedulingProfiles.map((profile) => ({

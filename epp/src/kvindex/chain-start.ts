@@ -7,7 +7,7 @@
  * read at main 001cabc1; the same order since v0.10.0) are, in order:
  *   `lora_extra_keys + mm_extra_keys + cache_salt_keys + prompt_embeds_keys`
  * - LoRA: `[lora_request.lora_name]`, a string (vLLM >= #27577, which also added `lora_name` to `BlockStored`);
- *   `[lora_int_id]`, an int, before it (v0.10.x), named here from the pool's `--lora-modules` order when configured;
+ *   `[lora_int_id]`, an int, before it (events report it as `lora_id` from #27728; vLLM 0.10.x failed on them), named here from the pool's `--lora-modules` order when configured;
  * - multimodal: one `(identifier, offset)` tuple per item in the block (a bare mm hash string in v0.10.x);
  * - `[cache_salt]`, a string, on the block that starts at token 0 only, and only when the salt is non-empty;
  * - prompt embeddings: a 32-byte SHA-256 digest per block.
@@ -21,7 +21,7 @@ import type { BlockStored } from '@kvroute/protocol/kv-events';
 export interface ChainStart {
   /**
    * The adapter whose root the chain hangs from: `''` for the base model, the LoRA name, or, for a vLLM that reports
-   * only `lora_id` (v0.10.x), a name no request can carry, so such blocks never count for the base model (vLLM hashed
+   * only `lora_id` (#27728 to #27577), unless `loraAdapters` names it, a name no request can carry, so such blocks never count for the base model (vLLM hashed
    * them with the LoRA id, so a base-model request cannot hit them) nor for an adapter the EPP cannot name.
    */
   readonly adapter: string;
@@ -44,7 +44,7 @@ export function startsChain(event: Pick<BlockStored, 'parentBlockHash'>): boolea
 
 /**
  * @param loraAdapters the pool's adapter names in the order of its pods' `--lora-modules`, for events that name a LoRA
- *   by id only (vLLM 0.10.x): vLLM numbers the adapters it loads at start-up 1, 2, … in that order
+ *   by id only (vLLM from #27728 until #27577): vLLM numbers the adapters it loads at start-up 1, 2, … in that order
  *   (vllm/entrypoints/openai/serving_models.py @ v0.10.0: `init_static_loras` loads them one by one, and
  *   `load_lora_adapter` takes each `lora_int_id` from a counter starting at 0, `inc(1)` per load), so id i is the
  *   i-th name. An id beyond the list (an adapter loaded at run time, whose id depends on each pod's history) stays
@@ -59,7 +59,7 @@ export function chainStartOf(event: BlockStored, loraAdapters: readonly string[]
   if (!startsChain(event)) return { adapter };
   const first = event.extraKeys?.[0];
   if (!first || first.length === 0) return { adapter };
-  // The LoRA key comes first when the request had an adapter: its name (or, in v0.10.x, its int id).
+  // The LoRA key comes first when the request had an adapter: its name (or, before #27577, its int id).
   const skip = event.loraId !== null || loraName !== null ? 1 : 0;
   // Multimodal keys are tuples (arrays) and prompt-embedding digests bytes, so the salt is the one string left; read
   // from the end, because multimodal keys that were bare hash strings (as in v0.10.x) would come before it.

@@ -33,7 +33,8 @@ export interface LoraRoomFilterParameters {
  * `spillWaiting` requests waiting (affinity: see the parameter), then the others join them. A pod where requests wait
  * for a slot (more adapters in use than `max_lora`) lets its running adapter with the fewest of this EPP's requests
  * drain: that adapter goes elsewhere while it can start anywhere else, so the slot frees and the waiting request
- * starts; affinity alone kept busy adapters busy there and starved it. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
+ * starts; affinity alone kept busy adapters busy there and starved it. When no pod can start it now, the pods where the
+ * adapter already waits for a slot are kept (it starts there with the waiting request), else every pod. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
  * request's arrival to its first token, so a busy adapter is often in both lists), and the adapters of the requests this
  * EPP sent there that have not ended (counted from the commit, pre-request, to the exchange's end, response-complete).
  * The second set is what the scrape cannot show yet: a burst of requests for new adapters within one scrape interval
@@ -93,6 +94,7 @@ export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
     const active: EndpointSnapshot[] = [];
     const room: EndpointSnapshot[] = [];
     const draining: EndpointSnapshot[] = [];
+    const queued: EndpointSnapshot[] = [];
     let activeHasSpace = false;
     for (const c of candidates) {
       const fit = fitOf(c, model, this.inFlight.get(c.endpoint.key));
@@ -103,12 +105,17 @@ export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
         room.push(c);
       } else if (fit === 'draining') {
         draining.push(c);
+      } else if (fit === 'queued') {
+        queued.push(c);
       }
     }
     let kept: EndpointSnapshot[];
     if (active.length > 0 && activeHasSpace) kept = active;
     else if (active.length + room.length > 0) kept = [...active, ...room];
     else if (draining.length > 0) kept = draining;
+    // Nowhere to start now: where the adapter already waits, it starts with the waiting one when a slot frees, rather
+    // than waiting for a slot of its own on another full pod.
+    else if (queued.length > 0) kept = queued;
     else return candidates;
     if (kept.length === candidates.length) return candidates;
     // In candidate order, as the scorers and the picker's ties expect.
@@ -121,9 +128,10 @@ export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
  * Whether `c` can start a request for `adapter` now, and whether the adapter is already active there: `active` (running
  * or waiting there, or this EPP's requests for it in flight, with a slot for it), `room` (a slot free for it, or no LoRA
  * state), `draining` (running there, but the pod's adapters in use outnumber its slots and this is the one to let
- * drain), or `full` (its `max_lora` slots held by other adapters).
+ * drain), `queued` (waiting there for a slot, or this EPP's requests for it are), or `full` (its `max_lora` slots held
+ * by other adapters).
  */
-function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): 'active' | 'room' | 'draining' | 'full' {
+function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): 'active' | 'room' | 'draining' | 'queued' | 'full' {
   const lora = c.metrics.lora;
   const ownActive = ownInFlight?.has(adapter) === true;
   if (lora === undefined) return ownActive ? 'active' : 'room';
@@ -133,7 +141,7 @@ function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<st
   if (lora.running.includes(adapter)) return inUse.size > lora.maxLora && drainsFirst(lora.running, ownInFlight) === adapter ? 'draining' : 'active';
   const present = inUse.has(adapter);
   inUse.add(adapter);
-  if (inUse.size > lora.maxLora) return 'full';
+  if (inUse.size > lora.maxLora) return present ? 'queued' : 'full';
   return present ? 'active' : 'room';
 }
 

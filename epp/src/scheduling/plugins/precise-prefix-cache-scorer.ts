@@ -117,8 +117,9 @@ export interface PrecisePrefixCacheScorerParameters {
    */
   scoreNormalization?: 'min-max' | 'share';
   /**
-   * kvroute's addition: the pool's LoRA adapter names in the order of its pods' `--lora-modules`. vLLM 0.10.x reports a
-   * LoRA block's adapter by `lora_int_id` only (`BlockStored.lora_id`; the name came with #27577), numbering the
+   * kvroute's addition: the pool's LoRA adapter names in the order of its pods' `--lora-modules`. A vLLM from #27728
+   * (merged 2025-11-03; before it, vLLM 0.10.x included, the engine failed on the first LoRA block event) until #27577
+   * (merged 2025-12-30, which added `lora_name`) reports a LoRA block's adapter by `lora_int_id` only (`BlockStored.lora_id`), numbering the
    * adapters it loads at start-up 1, 2, … in that order (vllm/entrypoints/openai/serving_models.py @ v0.10.0), so the
    * i-th name is id i and the blocks match requests for that adapter. Without it, or for ids beyond it (adapters loaded
    * at run time, numbered by each pod's own history), such blocks match no request. Every pod of the pool must list the
