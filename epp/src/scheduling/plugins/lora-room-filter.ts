@@ -34,12 +34,14 @@ export interface LoraRoomFilterParameters {
  * for a slot (more adapters in use than `max_lora`) lets its running adapter with the fewest of this EPP's requests
  * drain: that adapter goes elsewhere while it can start anywhere else, so the slot frees and the waiting request
  * starts; affinity alone kept busy adapters busy there and starved it. When no pod can start it now, the pods where the
- * adapter already waits for a slot are kept (it starts there with the waiting request), else every pod. In use: the adapters the pod lists running or waiting (vLLM lists an adapter as waiting from a
- * request's arrival to its first token, so a busy adapter is often in both lists), and the adapters of the requests this
- * EPP sent there that have not ended (counted from the commit, pre-request, to the exchange's end, response-complete).
- * The second set is what the scrape cannot show yet: a burst of requests for new adapters within one scrape interval
- * spreads over the pods with room instead of all going to the first. When no pod is left it keeps them all: the request
- * waits wherever it goes, and the scorers choose where.
+ * adapter already waits for a slot are kept (it starts there with the waiting request), else every pod (the request
+ * waits wherever it goes, and the scorers choose where).
+ *
+ * In use on a pod: the adapters it lists running or waiting (vLLM lists an adapter as waiting from a request's arrival
+ * to its first token, so a busy adapter is often in both lists), and the adapters of the requests this EPP sent there
+ * that have not ended (counted from the commit, pre-request, to the exchange's end, response-complete). The second set
+ * is what the scrape cannot show yet: a burst of requests for new adapters within one scrape interval spreads over the
+ * pods with room instead of all going to the first.
  *
  * A filter rather than a weight, because in kvroute's default config the no-hit LRU (4) and the prefix scorer (3) would
  * outweigh GIE's `lora-affinity-scorer` (0 to 1) for exactly the requests that need it, new and cold adapter requests.
