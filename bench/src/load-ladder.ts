@@ -41,6 +41,7 @@ import { analyze, quantile } from './analysis';
 import { UsageError, type ValueParser } from './cli-args';
 import { ChatClient } from './client';
 import { routingPolicy, type CacheAwareOptions, type PolicyName } from './policies';
+import { secs } from './report';
 import type { CapacityName } from './routing-report';
 import { buildChats, buildSharedPrefix, measureWorkload, poissonArrivals, type BenchWorkload, type TokenizerLike, type WorkloadStats } from './routing-workloads';
 import { runWorkload, type RequestRecord } from './run';
@@ -596,7 +597,6 @@ export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-filter', 'kvroute-n
 export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft'];
 
 const pctText = (v: number) => `${(v * 100).toFixed(1)}%`;
-const msText = (v: number | null) => (v === null ? '–' : v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`);
 const cellName = (c: LadderCell) => `${c.workload}/${c.capacity}`;
 
 function nearest(loads: readonly number[], target: number): number | undefined {
@@ -634,8 +634,8 @@ export function checkGoals(cells: readonly LadderCell[], loads: readonly number[
       const ok = !overloaded && (vsRr === null || vsRr >= 10) && (best === undefined || mine <= best.ttftP90!);
       if (!ok) met = false;
       const over = (r: LadderRun | undefined) => (r?.overloaded ? ' (overloaded)' : '');
-      parts.push(`${cellName(c)}: ${msText(mine)}${overloaded ? ' (overloaded)' : ''}, RR/${vsRr === null ? '–' : `${vsRr.toFixed(1)}`}${over(at(c, 'round-robin', load80))}`
-        + `${best ? `, best other ${best.policy} ${msText(best.ttftP90)}${over(best)}` : ''}`);
+      parts.push(`${cellName(c)}: ${secs(mine)}${overloaded ? ' (overloaded)' : ''}, RR/${vsRr === null ? '–' : `${vsRr.toFixed(1)}`}${over(at(c, 'round-robin', load80))}`
+        + `${best ? `, best other ${best.policy} ${secs(best.ttftP90)}${over(best)}` : ''}`);
     }
     return { met, actual: parts.join('; ') };
   });
@@ -724,7 +724,7 @@ export async function runLoadLadder(o: LadderOptions, ctx: LadderContext, tok: T
           runs.push(run);
           done++;
           ctx.log(`[ladder ${done}/${total}] ${`${w.name} × ${capacity}`.padEnd(26)} ${`${Math.round(load * 100)}%`.padStart(4)} ${policy.padEnd(15)} `
-            + `p90 ${msText(run.ttftP90).padStart(7)}  hit ${pctText(run.hitRate).padStart(6)}  unc/cached ${run.cachedSpeedup === null ? '–' : `${run.cachedSpeedup.toFixed(1)}×`}  429 ${run.rejected429}  ok ${run.succeeded}/${run.requests}  `
+            + `p90 ${secs(run.ttftP90).padStart(7)}  hit ${pctText(run.hitRate).padStart(6)}  unc/cached ${run.cachedSpeedup === null ? '–' : `${run.cachedSpeedup.toFixed(1)}×`}  429 ${run.rejected429}  ok ${run.succeeded}/${run.requests}  `
             + `kept up ${run.keptUp === null ? '–' : run.keptUp.toFixed(2)}  delay× ${run.delayGrowth === null ? '–' : run.delayGrowth.toFixed(2)}${run.overloaded ? ' OVERLOADED' : ''}  (${run.wallSeconds.toFixed(1)} s)`);
         }
       }

@@ -19,6 +19,7 @@ import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withLoraRoomFi
 import { ChatClient, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } from './cli-args';
 import { quantile } from './analysis';
+import { secs } from './report';
 import { poissonArrivals } from './routing-workloads';
 import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
@@ -188,11 +189,9 @@ async function runPolicy(name: LoraPolicyName, o: LoraBenchOptions, requests: re
   }
 }
 
-const ms = (s: number | null) => (s === null ? '–' : s >= 1 ? `${s.toFixed(2)} s` : `${Math.round(s * 1000)} ms`);
-
 export function loraTable(results: readonly LoraPolicyResult[]): string {
   const base = results.find((r) => r.policy === 'kvroute')?.ttft.p90 ?? null;
-  const rows = results.map((r) => `| ${r.policy} | ${ms(r.ttft.p50)} / ${ms(r.ttft.p90)} / ${ms(r.ttft.p99)} | ${base !== null && r.ttft.p90 !== null && base > 0 ? `${(r.ttft.p90 / base).toFixed(2)}×` : '–'} | ${ms(r.e2eP50)} | ${r.throughput.toFixed(1)} | ${r.errors} | ${r.adaptersPerPod.join(', ')} |`);
+  const rows = results.map((r) => `| ${r.policy} | ${secs(r.ttft.p50)} / ${secs(r.ttft.p90)} / ${secs(r.ttft.p99)} | ${base !== null && r.ttft.p90 !== null && base > 0 ? `${(r.ttft.p90 / base).toFixed(2)}×` : '–'} | ${secs(r.e2eP50)} | ${r.throughput.toFixed(1)} | ${r.errors} | ${r.adaptersPerPod.join(', ')} |`);
   return ['| policy | TTFT p50 / p90 / p99 | p90 ÷ kvroute\'s | e2e p50 | req/s | errors | adapters per pod |', '| --- | ---: | ---: | ---: | ---: | ---: | --- |', ...rows].join('\n');
 }
 
@@ -213,7 +212,7 @@ export async function runLoraBench(o: LoraBenchOptions, log: (line: string) => v
   const results: LoraPolicyResult[] = [];
   for (const name of o.policies) {
     const r = await runPolicy(name, o, requests);
-    log(`  ${name}: TTFT p50 ${ms(r.ttft.p50)}, p90 ${ms(r.ttft.p90)}, p99 ${ms(r.ttft.p99)}; ${r.errors} errors; adapters per pod ${r.adaptersPerPod.join(', ')}`);
+    log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; ${r.errors} errors; adapters per pod ${r.adaptersPerPod.join(', ')}`);
     results.push(r);
   }
   const report: LoraReport = { options: o, machine: { cpus: `${cpus.length} × ${cpus[0]?.model ?? '?'}`, node: process.version, loadStart, loadEnd: os.loadavg() }, started, results };
