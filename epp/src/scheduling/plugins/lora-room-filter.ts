@@ -135,8 +135,7 @@ export class LoraRoomFilter implements Filter, PreRequest, ResponseComplete {
  */
 function fitOf(c: EndpointSnapshot, adapter: string, ownInFlight: ReadonlyMap<string, number> | undefined): 'active' | 'room' | 'draining' | 'queued' | 'full' {
   const lora = c.metrics.lora;
-  const ownActive = ownInFlight?.has(adapter) === true;
-  if (lora === undefined) return ownActive ? 'active' : 'room';
+  if (lora === undefined) return ownInFlight?.has(adapter) === true ? 'active' : 'room';
   const inUse = new Set(lora.running);
   for (const a of lora.waiting) inUse.add(a);
   if (ownInFlight !== undefined) for (const a of ownInFlight.keys()) inUse.add(a);
