@@ -155,6 +155,48 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 1.8 });
   });
 
+  test('tiers are any medium, lower-cased (llm-d-kv-cache pool.go @ 7be76e1): an LMCache backend\'s copy and its removal leave the GPU copy alone', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 8);
+    index.store('a', stored(['1', '2'], null, ids, { medium: 'GPU' }), ROOT);
+    // The connector stores the same blocks in its disk backend, then evicts them there: the GPU copies still count.
+    index.store('a', stored(['1', '2'], null, ids, { medium: 'LocalDiskBackend' }), ROOT);
+    index.remove('a', removed(['1', '2'], 'LocalDiskBackend'));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 2 });
+    // A removal naming a tier that holds no copy takes none from another.
+    index.remove('a', removed(['1'], 'LocalDiskBackend'));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(2);
+    index.remove('a', removed(['1', '2']));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+  });
+
+  test('weights (llm-d-kv-cache kvblock_scorer.go fillMaxWeights): a block counts its best tier, a tier not listed weighs 1, a tier weighted 0 keeps the chain', () => {
+    const weights = new Map([['gpu', 1], ['cpu', 0.8], ['localdiskbackend', 0.5], ['remote', 0]]);
+    const index = new KvBlockIndex(BS, 1000, weights);
+    const ids = tokens(1, 16);
+    // Block 0 on GPU and disk, block 1 on disk, block 2 on an unlisted tier, block 3 on a tier weighted 0.
+    index.store('a', stored(['1'], null, ids.slice(0, 4), { medium: 'GPU' }), ROOT);
+    index.store('a', stored(['1', '2'], null, ids.slice(0, 8), { medium: 'LocalDiskBackend' }), ROOT);
+    index.store('a', stored(['3'], '2', ids.slice(8, 12), { medium: 'nvme' }), ROOT);
+    index.store('a', stored(['4'], '3', ids.slice(12, 16), { medium: 'REMOTE' }), ROOT);
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 4, weight: 1 + 0.5 + 1 + 0 });
+    // Best tier, not the first stored: a GPU weight below a tier's is beaten by it.
+    const low = new KvBlockIndex(BS, 1000, new Map([['gpu', 0.5], ['cpu', 0.9]]));
+    low.store('a', stored(['1'], null, ids.slice(0, 4), { medium: 'GPU' }), ROOT);
+    low.store('a', stored(['1'], null, ids.slice(0, 4), { medium: 'CPU' }), ROOT);
+    expect(low.longestPrefix(requestKeys(ids.slice(0, 4)), pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 0.9 });
+  });
+
+  test('a tokenless store in any tier but GPU adds a copy of blocks known by hash only (llm-d-kv-cache handleDeviceTierUpdate)', () => {
+    const index = new KvBlockIndex(BS, 1000, new Map([['gpu', 1], ['disk', 0.25]]));
+    const ids = tokens(1, 8);
+    index.store('a', stored(['1', '2'], null, ids), ROOT);
+    expect(index.store('a', stored(['2', '99'], null, [], { medium: 'DISK' }), ROOT)).toEqual({ stored: 1, skipped: 'no-tokens' });
+    index.remove('a', removed(['2']));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 1.25 });
+    expect(index.hasEngineHashKeys).toBe(false);
+  });
+
   test('AllBlocksCleared, a restart or a removed pod drop every entry of that pod only', () => {
     const index = new KvBlockIndex(BS, 1000);
     const ids = tokens(1, 4);

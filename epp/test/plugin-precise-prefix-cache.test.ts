@@ -11,6 +11,7 @@ import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
 import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
+import { blockKey } from '../src/scheduling/plugins/prefix-hash';
 
 jest.setTimeout(60_000);
 
@@ -100,8 +101,41 @@ schedulingProfiles:
     ['indexerConfig: { tokenProcessorConfig: { blockSize: 0 } }', /indexerConfig\.tokenProcessorConfig\.blockSize: must be an integer between 1 and 1024/],
     ['kvEventsConfig: { zmqEndpoin: "tcp://*:1" }', /kvEventsConfig\.zmqEndpoin: unknown field/],
     ['kvEventsConfig: { discoverPods: true, warmUpTimeout: 10 }', /kvEventsConfig\.warmUpTimeout: must be a duration/],
+    ['indexerConfig: { kvCacheBackendConfigs: { gpu: 1 } }', /indexerConfig\.kvCacheBackendConfigs: must be a list of \{name, weight\}/],
+    ['indexerConfig: { kvCacheBackendConfigs: [{ name: gpu, weight: -1 }] }', /indexerConfig\.kvCacheBackendConfigs\[0\]\.weight: must be a non-negative number, got -1/],
+    ['indexerConfig: { kvCacheBackendConfigs: [{ weight: 1 }] }', /indexerConfig\.kvCacheBackendConfigs\[0\]\.name: must be a tier name/],
+    ['indexerConfig: { kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: GPU, weight: 0.5 }] }', /indexerConfig\.kvCacheBackendConfigs\[1\]\.name: names tier "gpu" a second time/],
   ])('%s is refused, naming the field', (params, message) => {
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`)).toThrow(message);
+  });
+});
+
+describe('kvCacheBackendConfigs (llm-d-kv-cache indexer.go / kvblock_scorer.go @ 7be76e1)', () => {
+  /** The weight the scorer built with this list gives a block held on `medium` alone. */
+  function weightOn(backends: string | undefined, medium: string): number | undefined {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      indexerConfig: { tokenProcessorConfig: { blockSize: 4 }${backends === undefined ? '' : `, kvCacheBackendConfigs: ${backends}`} }
+  - type: max-score-picker
+`));
+    const index = (scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer).index;
+    const tokenIds = [1, 2, 3, 4];
+    const root = 7;
+    index.store('a', { type: 'BlockStored', blockHashes: ['1'], parentBlockHash: null, tokenIds, blockSize: 4, loraId: null, medium }, root);
+    return index.longestPrefix([blockKey(root, tokenIds, 0, 4)], new Set(['a']), 0).get('a')?.weight;
+  }
+
+  test('the default weighs gpu 1 and cpu 0.8 (backend.go); a medium it does not name weighs 1', () => {
+    expect(weightOn(undefined, 'GPU')).toBe(1);
+    expect(weightOn(undefined, 'CPU')).toBe(0.8);
+    expect(weightOn(undefined, 'LocalDiskBackend')).toBe(1);
+  });
+
+  test('a list replaces the default, as llm-d\'s JSON does: cpu left out weighs 1; names match the media lower-cased', () => {
+    expect(weightOn('[{ name: gpu, weight: 1 }]', 'CPU')).toBe(1);
+    expect(weightOn('[{ name: gpu, weight: 1 }, { name: LocalDiskBackend, weight: 0.25 }]', 'LocalDiskBackend')).toBe(0.25);
   });
 });
 
@@ -186,7 +220,10 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
   - type: precise-prefix-cache-scorer
     parameters:
       kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig: { tokenProcessorConfig: { blockSize: 16 }, tokenizersPoolConfig: { modelName: "${MODEL}" } }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: { modelName: "${MODEL}" }
+        kvCacheBackendConfigs: [{ name: gpu, weight: 1.0 }, { name: cpu, weight: 0.8 }, { name: localdiskbackend, weight: 0.5 }]
       speculativeIndexing: false
       loraAdapters: [chat-lora, billing-lora]
   - type: max-score-picker
@@ -254,6 +291,23 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     const after = new Set<string>();
     for (let i = 0; i < 20; i++) after.add((await pick(chat(`Later question ${i}?`))).endpoint);
     expect(after.size).toBe(2);
+  });
+
+  test('a prefix left only in an offloading connector\'s own tier (LMCache passes on its backends\' media) weighs what kvCacheBackendConfigs gives that tier: a GPU holder wins', async () => {
+    const body = chat('What does the offloaded chapter say?', 'the offloaded manual');
+    const stored = await storedFor(body, 9000);
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const [before0, before1] = [scorer.index.blocksOf(pods[0]!), scorer.index.blocksOf(pods[1]!)];
+    // Pod 1 computed the prefix and its connector copied it to disk; then pod 1's GPU evicted it. Pod 2 holds it on GPU.
+    // vLLM >= 0.10.2's encoding, which carries the medium (BlockStored field 6, BlockRemoved field 2).
+    await publish(pods[0]!, [stored, { ...stored, medium: 'LocalDiskBackend' }, { type: 'BlockRemoved', blockHashes: stored.blockHashes }], 'positional-v0.10.2');
+    await publish(pods[1]!, [{ ...stored, blockHashes: stored.blockHashes.map((h) => `${h}1`) }], 'positional-v0.10.2');
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) === before0 + stored.blockHashes.length && scorer.index.blocksOf(pods[1]!) === before1 + stored.blockHashes.length, 'the blocks to be indexed');
+    // Min-max over the holders: the disk copy weighs 0.5 a block, the GPU copy 1.
+    expect(await scores(body)).toEqual([0, 1]);
+    // The connector drops its copy too: pod 1 holds nothing of it.
+    await publish(pods[0]!, [{ type: 'BlockRemoved', blockHashes: stored.blockHashes, medium: 'LocalDiskBackend' }], 'positional-v0.10.2');
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) === before0, 'the disk copy to be removed');
   });
 
   // Runs before any event with extra_keys reaches this scheduler (the ones below publish vLLM >= #33304's).

@@ -22,22 +22,37 @@ import { blockKey } from '../scheduling/plugins/prefix-hash';
 import { engineKeyOf } from './engine-hash';
 import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 
-/** A storage tier vLLM reports in `medium` (GPU when absent, as before vLLM 0.10.2). */
-export type Tier = 'gpu' | 'cpu';
+/**
+ * A storage tier: the event's `medium` lower-cased, `gpu` when absent (as before vLLM 0.10.2). Any name is a tier, as in
+ * llm-d-kv-cache (pkg/kvevents/pool.go: `defaultEventSourceDeviceTier`, `strings.ToLower(ev.DeviceTier)`): vLLM's
+ * native offloading reports `CPU` (vllm/v1/kv_offload/mediums.py), and an LMCache connector passes on its own
+ * backends' names (vllm/distributed/kv_transfer/kv_connector/v1/lmcache_connector.py).
+ */
+export type Tier = string;
 
-export interface TierWeights {
-  readonly gpu: number;
-  readonly cpu: number;
-}
+/**
+ * A block's weight by the tier holding it (lower-case names). A tier not listed weighs 1, as in llm-d-kv-cache
+ * (pkg/kvcache/kvblock_scorer.go, `fillMaxWeights`).
+ */
+export type TierWeights = ReadonlyMap<Tier, number>;
 
 /** llm-d's defaults (llm-d/llm-d-kv-cache pkg/kvcache/backend.go: gpu 1.0, cpu 0.8). */
-export const DEFAULT_TIER_WEIGHTS: TierWeights = { gpu: 1, cpu: 0.8 };
+export const DEFAULT_TIER_WEIGHTS: TierWeights = new Map([['gpu', 1], ['cpu', 0.8]]);
 
 interface Holding {
+  /** Copies on GPU and on CPU: the tiers vLLM reports itself, kept as fields (most entries hold nothing else). */
   gpu: number;
   cpu: number;
+  /** Copies in any other tier (an offloading connector's), by name; undefined while there are none. */
+  others: Map<Tier, number> | undefined;
   /** Until when (ms) a speculative entry counts, when the pod holds no confirmed copy. */
   speculativeUntil: number;
+}
+
+function copiesOf(h: Holding): number {
+  let n = h.gpu + h.cpu;
+  if (h.others !== undefined) for (const c of h.others.values()) n += c;
+  return n;
 }
 
 interface PodState {
@@ -87,13 +102,34 @@ export interface PrefixMatch {
 }
 
 function tierOf(medium: string | null | undefined): Tier {
-  return medium !== undefined && medium !== null && medium.toLowerCase() === 'cpu' ? 'cpu' : 'gpu';
+  return medium === undefined || medium === null || medium === '' ? 'gpu' : medium.toLowerCase();
+}
+
+function addCopy(h: Holding, tier: Tier): void {
+  if (tier === 'gpu') h.gpu++;
+  else if (tier === 'cpu') h.cpu++;
+  else (h.others ??= new Map()).set(tier, (h.others.get(tier) ?? 0) + 1);
+}
+
+/** One copy leaves `tier`; a removal for a tier holding none is ignored. */
+function takeCopy(h: Holding, tier: Tier): void {
+  if (tier === 'gpu') {
+    if (h.gpu > 0) h.gpu--;
+  } else if (tier === 'cpu') {
+    if (h.cpu > 0) h.cpu--;
+  } else if (h.others !== undefined) {
+    const copies = h.others.get(tier) ?? 0;
+    if (copies > 1) h.others.set(tier, copies - 1);
+    else if (h.others.delete(tier) && h.others.size === 0) h.others = undefined;
+  }
 }
 
 export class KvBlockIndex {
   private readonly holders = new Map<number, Map<string, Holding>>();
   private readonly pods = new Map<string, PodState>();
   private readonly shares = new Map<string, PodShare>();
+  private readonly gpuWeight: number;
+  private readonly cpuWeight: number;
 
   constructor(
     /**
@@ -106,7 +142,10 @@ export class KvBlockIndex {
     private readonly weights: TierWeights = DEFAULT_TIER_WEIGHTS,
     /** Entries all pods together may hold; beyond, every pod's capacity is scaled alike (`index-budget.ts`). */
     readonly maxEntries: number = Number.POSITIVE_INFINITY,
-  ) {}
+  ) {
+    this.gpuWeight = weights.get('gpu') ?? 1;
+    this.cpuWeight = weights.get('cpu') ?? 1;
+  }
 
   /** Pods with any entry. */
   get podCount(): number {
@@ -165,9 +204,10 @@ export class KvBlockIndex {
     }
     const tier = tierOf(event.medium);
     if (event.tokenIds.length === 0) {
-      // Offload events of some versions carry no tokens: only blocks already known by hash move tier. A GPU store
-      // without tokens is a hash-only publisher's (llm-d-kv-cache v0.4.0's demo): indexed by engine hash.
-      if (tier === 'cpu') {
+      // Offload events carry no tokens (vLLM's OffloadingConnector): only blocks already known by hash gain a copy in
+      // that tier, as llm-d-kv-cache's `handleDeviceTierUpdate` (pool.go) does. A GPU store without tokens is a
+      // hash-only publisher's (llm-d-kv-cache v0.4.0's demo): indexed by engine hash.
+      if (tier !== 'gpu') {
         let stored = 0;
         for (const hash of event.blockHashes) {
           const key = state.engineToKey.get(hash);
@@ -253,9 +293,9 @@ export class KvBlockIndex {
       if (key === undefined) continue;
       const holding = this.holders.get(key)?.get(pod);
       if (!holding) continue;
-      if (holding[tier] > 0) holding[tier]--;
+      takeCopy(holding, tier);
       removed++;
-      if (holding.gpu + holding.cpu === 0) {
+      if (copiesOf(holding) === 0) {
         // The last copy is gone; a speculative mark for it is stale too.
         this.drop(pod, state, key);
         state.engineToKey.delete(hash);
@@ -276,7 +316,7 @@ export class KvBlockIndex {
       if (!byPod) this.holders.set(key, (byPod = new Map()));
       const holding = byPod.get(pod);
       if (holding) holding.speculativeUntil = Math.max(holding.speculativeUntil, until);
-      else byPod.set(pod, { gpu: 0, cpu: 0, speculativeUntil: until });
+      else byPod.set(pod, { gpu: 0, cpu: 0, others: undefined, speculativeUntil: until });
       state.keys.delete(key);
       state.keys.set(key, true);
     }
@@ -321,10 +361,10 @@ export class KvBlockIndex {
         ? [...alive.keys()]
         : [...new Set([...(own?.keys() ?? []), ...(engine?.keys() ?? [])])].filter((p) => candidates.has(p));
       for (const pod of consider) {
-        // The better of the two entries: an own-key entry may be a lapsed speculative mark (weight 0) beside a real
-        // engine-keyed one.
+        // The better of the two entries: an own-key entry may be a lapsed speculative mark (not held) beside a real
+        // engine-keyed one. A tier weighted 0 still holds the block: the chain goes on through it, as in llm-d.
         const w = Math.max(this.weightOf(own?.get(pod), now), this.weightOf(engine?.get(pod), now));
-        if (w === 0) continue;
+        if (w < 0) continue;
         const total = (alive?.get(pod) ?? 0) + w;
         next.set(pod, total);
         matches.set(pod, { blocks: i + 1, weight: total });
@@ -335,9 +375,21 @@ export class KvBlockIndex {
     return matches;
   }
 
+  /**
+   * The weight of the best tier holding the block (llm-d-kv-cache kvblock_scorer.go `fillMaxWeights`: the maximum over
+   * the pod's entries); a live speculative mark counts as GPU; -1 when the pod holds no copy.
+   */
   private weightOf(h: Holding | undefined, now: number): number {
-    if (h === undefined) return 0;
-    return h.gpu > 0 || h.speculativeUntil > now ? this.weights.gpu : h.cpu > 0 ? this.weights.cpu : 0;
+    if (h === undefined) return -1;
+    let w = h.gpu > 0 || h.speculativeUntil > now ? this.gpuWeight : -1;
+    if (h.cpu > 0 && this.cpuWeight > w) w = this.cpuWeight;
+    if (h.others !== undefined) {
+      for (const [tier, copies] of h.others) {
+        const tw = this.weights.get(tier) ?? 1;
+        if (copies > 0 && tw > w) w = tw;
+      }
+    }
+    return w;
   }
 
   private pod(pod: string): PodState {
@@ -363,12 +415,12 @@ export class KvBlockIndex {
   private add(pod: string, state: PodState, key: number, tier: Tier): void {
     let byPod = this.holders.get(key);
     if (!byPod) this.holders.set(key, (byPod = new Map()));
-    const holding = byPod.get(pod);
-    if (holding) holding[tier]++;
-    else {
-      byPod.set(pod, { gpu: tier === 'gpu' ? 1 : 0, cpu: tier === 'cpu' ? 1 : 0, speculativeUntil: 0 });
+    let holding = byPod.get(pod);
+    if (holding === undefined) {
+      byPod.set(pod, (holding = { gpu: 0, cpu: 0, others: undefined, speculativeUntil: 0 }));
       if (key < 0) this.engineKeyed++;
     }
+    addCopy(holding, tier);
     state.keys.delete(key);
     state.keys.set(key, true);
   }

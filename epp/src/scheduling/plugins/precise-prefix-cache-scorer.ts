@@ -7,7 +7,7 @@
  *
  * Per request: before the cycle, the prompt is tokenized exactly as vLLM tokenizes it (the model's own tokenizer and
  * chat template, `@kvroute/tokenizer`) and cut into block keys; the score is the matched share of the request's
- * blocks, each block weighted by the tier holding it (GPU 1, CPU 0.8). After the pick, the request's blocks are marked
+ * blocks, each block weighted by the best tier holding it (GPU 1, CPU 0.8, any other 1 by default). After the pick, the request's blocks are marked
  * as speculatively cached on the chosen pod for a short time, so a burst sharing a new prefix follows the first
  * request before the pod's events arrive.
  */
@@ -90,7 +90,11 @@ export interface PrecisePrefixCacheScorerParameters {
       workersCount?: number;
       huggingFaceToken?: string;
     };
-    /** Tier weights by name (`gpu`, `cpu`). @default [{name: gpu, weight: 1.0}, {name: cpu, weight: 0.8}] */
+    /**
+     * Block weights by the tier holding them: a name is an event's `medium` lower-cased (`gpu` when absent; vLLM's
+     * offloading sends `CPU`, an LMCache connector its backends' names). A given list replaces the default; a tier it
+     * does not name weighs 1 (llm-d-kv-cache `kvblock_scorer.go`). @default [{name: gpu, weight: 1.0}, {name: cpu, weight: 0.8}]
+     */
     kvCacheBackendConfigs?: { name: string; weight: number }[];
   };
   /** The newer place of the same settings; wins over `indexerConfig.tokenProcessorConfig`. */
@@ -214,11 +218,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // The seed of the engine-hash chain (vLLM's PYTHONHASHSEED), for blocks known by engine hash only.
     this.engineRoot = engineRoot(typeof tp.hashSeed === 'string' ? tp.hashSeed : tp.hashSeed === undefined || tp.hashSeed === null ? '' : String(tp.hashSeed));
     this.speculativeTtlMs = parseDuration(parameters.speculativeTTL);
-    const weights: TierWeights = { ...DEFAULT_TIER_WEIGHTS };
-    for (const b of parameters.indexerConfig.kvCacheBackendConfigs ?? []) {
-      if (b.name.toLowerCase() === 'gpu') (weights as { gpu: number }).gpu = b.weight;
-      if (b.name.toLowerCase() === 'cpu') (weights as { cpu: number }).cpu = b.weight;
-    }
+    // A list replaces the defaults, as llm-d-kv-cache's JSON does (indexer.go `BackendConfigs`): a tier it leaves out
+    // weighs 1 there and here. Names are matched lower-cased, as the events' media are.
+    const backends = parameters.indexerConfig.kvCacheBackendConfigs;
+    const weights: TierWeights = backends === undefined ? DEFAULT_TIER_WEIGHTS : new Map(backends.map((b) => [b.name.toLowerCase(), b.weight]));
     this.index = new KvBlockIndex(this.blockSize, parameters.maxBlocksPerPod, weights, parameters.maxIndexEntries);
     const events = parameters.kvEventsConfig;
     // As llm-d v0.8.0 (precise_prefix_cache.go): with discoverPods every endpoint is dialled, and a zmqEndpoint is
@@ -517,8 +520,17 @@ export const precisePrefixCacheScorer = definePlugin({
     });
     const indexerConfig = nested(fields, 'indexerConfig', (f) => {
       const backends = f.raw('kvCacheBackendConfigs');
-      if (backends !== undefined && backends !== null && (!Array.isArray(backends) || backends.some((b) => typeof b?.name !== 'string' || typeof b?.weight !== 'number' || !(b.weight >= 0)))) {
-        throw new ConfigError(f.fieldPath('kvCacheBackendConfigs'), 'must be a list of {name, weight} with a non-negative weight');
+      if (backends !== undefined && backends !== null) {
+        if (!Array.isArray(backends)) throw new ConfigError(f.fieldPath('kvCacheBackendConfigs'), 'must be a list of {name, weight} (a tier name, e.g. gpu or cpu, and a non-negative weight)');
+        const seen = new Set<string>();
+        backends.forEach((b: { name?: unknown; weight?: unknown } | null, i) => {
+          const at = `${f.fieldPath('kvCacheBackendConfigs')}[${i}]`;
+          if (typeof b?.name !== 'string' || b.name.trim() === '') throw new ConfigError(`${at}.name`, 'must be a tier name (an event\'s medium, e.g. gpu or cpu)');
+          if (typeof b.weight !== 'number' || !Number.isFinite(b.weight) || b.weight < 0) throw new ConfigError(`${at}.weight`, `must be a non-negative number, got ${JSON.stringify(b.weight)}`);
+          const tier = b.name.toLowerCase();
+          if (seen.has(tier)) throw new ConfigError(`${at}.name`, `names tier "${tier}" a second time (names are compared lower-cased)`);
+          seen.add(tier);
+        });
       }
       const tokenizers = nested(f, 'tokenizersPoolConfig', (t) => {
         // llm-d-kv-cache's newer nesting (llm-d v0.8.0 deploy/config/sim-epp-kvcache-config.yaml):
