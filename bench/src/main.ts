@@ -7,6 +7,7 @@
  */
 import { UsageError } from './cli-args';
 import { demoCommand } from './demo';
+import { heteroCommand } from './hetero-bench';
 import { loraCommand } from './lora-bench';
 import { stopAll } from './processes';
 import { routingCommand } from './routing-bench';
@@ -14,6 +15,7 @@ import { stackCommand } from './stack-command';
 
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   demo: demoCommand,
+  hetero: heteroCommand,
   lora: loraCommand,
   routing: routingCommand,
   stack: stackCommand,
@@ -25,6 +27,7 @@ Commands:
   demo      kvroute vs round robin vs session hash on a chat + RAG workload (npm run demo)
   routing   the routing benchmark: public workload shapes through every policy (npm run bench:routing)
   lora      LoRA adapters under --max-loras through each policy (npm run bench:lora)
+  hetero    a pool with slower pods (an older GPU generation) through each policy (npm run bench:hetero)
   stack     pods, EPP and gateway on 127.0.0.1 for your OpenAI client, until Ctrl-C (npm start)
 
 Run kvroute-bench <command> --help for a command's flags.`;

@@ -87,6 +87,20 @@ export interface SimulatorSettings {
   readonly schedulingPolicy?: 'fcfs' | 'priority';
   /** LoRA adapters every pod serves, with vLLM's flags (`--enable-lora --max-loras N --lora-modules name=path …`). @default none */
   readonly lora?: { readonly adapters: readonly string[]; readonly maxLoras: number };
+  /**
+   * A heterogeneous pool: pod i's simulated times (overhead, prefill per token, time per output token) multiplied by
+   * `podSlowdown[i]`, as an older GPU generation or a throttled card would be; pods beyond the list run at 1.
+   * @default every pod alike
+   */
+  readonly podSlowdown?: readonly number[];
+}
+
+/** Pod `i`'s settings: `s` with its times scaled by `s.podSlowdown[i]`. */
+export function simForPod(s: SimulatorSettings, i: number): SimulatorSettings {
+  const slowdown = s.podSlowdown?.[i] ?? 1;
+  if (!(slowdown > 0) || !Number.isFinite(slowdown)) throw new RangeError(`podSlowdown[${i}] must be a positive number, got ${slowdown}`);
+  if (slowdown === 1) return s;
+  return { ...s, ttftOverheadMs: s.ttftOverheadMs * slowdown, prefillMsPerToken: s.prefillMsPerToken * slowdown, itlMs: s.itlMs * slowdown };
 }
 
 /**
@@ -241,10 +255,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const pods = options.existingPods ? [...options.existingPods] : await Promise.all(Array.from({ length: options.pods }, (_, i) => {
       if (perPod) {
         const ip = perPodAddress(i);
-        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(podSim, `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip, replayEndpoint: perPodEndpoint(ip, replayPort!) }),
+        return startProcess(`sim-${i}`, ENTRY.sim, simArgs(simForPod(podSim, i), `decode-${i}`, { port: podPorts![i]!, endpoint: perPodEndpoint(ip, zmqPort!), host: ip, replayEndpoint: perPodEndpoint(ip, replayPort!) }),
           { logFile: log(`sim-${i}`) });
       }
-      return startProcess(`sim-${i}`, ENTRY.sim, simArgs(podSim, `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
+      return startProcess(`sim-${i}`, ENTRY.sim, simArgs(simForPod(podSim, i), `decode-${i}`, podPorts && { port: podPorts[i]!, endpoint: `tcp://127.0.0.1:${zmqPort}` }),
         { logFile: log(`sim-${i}`) });
     }));
     if (!options.existingPods) started.push(...pods);

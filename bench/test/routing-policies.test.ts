@@ -1,5 +1,5 @@
 import type { IncomingRequest } from '@kvroute/epp/extproc';
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
 import {
   APPROX_PREFIX_CONFIG, ApproxPrefixTree, CacheAwareDirector, LeastRequestDirector, POLICY_NAMES, RandomDirector, RoundRobinDirector,
   SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,
@@ -226,10 +226,10 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'].includes(n)));
   });
 
-  test('the session-placement candidates: kvroute-sessions adds session-load-scorer 4 to the default; kvroute-soft is the latency config with soft stickiness and it', () => {
+  test('the session-placement candidates: kvroute-sessions adds session-load-scorer 4 to the prefix-first config; kvroute-soft is the latency config with soft stickiness and it', () => {
     const configOf = (name: 'kvroute-sessions' | 'kvroute-soft') => {
       const policy = routingPolicy(name, { seed: 1, sglang: {} });
       if (policy.kind !== 'epp' || policy.configText === undefined) throw new Error('expected an EPP policy with a config');
@@ -250,23 +250,31 @@ describe('the policy catalogue', () => {
     });
   });
 
-  test('kvroute-no-lru is the default config without no-hit-lru-scorer, the default before it joined', () => {
-    const policy = routingPolicy('kvroute-no-lru', { seed: 1, sglang: {} });
-    if (policy.kind !== 'epp' || policy.configTransform === undefined) throw new Error('expected an EPP policy with a config transform');
-    const before = policy.configTransform(defaultEndpointPickerConfig());
+  test('kvroute-no-lru is the prefix-first config without no-hit-lru-scorer, the default before it joined; kvroute-prefix-first the default before the latency scorer joined; kvroute-active2 the default with the in-flight scorer at 2', () => {
+    const configOf = (name: 'kvroute-no-lru' | 'kvroute-prefix-first' | 'kvroute-active2') => {
+      const policy = routingPolicy(name, { seed: 1, sglang: {} });
+      if (policy.kind !== 'epp' || policy.configText === undefined) throw new Error('expected an EPP policy with a config');
+      return parseEndpointPickerConfig(policy.configText);
+    };
+    const weights = (config: EndpointPickerConfig) => Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
+    const before = configOf('kvroute-no-lru');
     expect(before.plugins.map((p) => p.type)).not.toContain('no-hit-lru-scorer');
-    expect(Object.fromEntries(before.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]))).toEqual({
+    expect(weights(before)).toEqual({
       'decode-filter': undefined, 'saturation-filter': undefined, 'session-affinity-filter': undefined,
       'prefix-cache-scorer': 3, 'queue-scorer': 1, 'kv-cache-utilization-scorer': 1, 'active-request-scorer': 1, 'max-score-picker': undefined,
     });
     expect(defaultEndpointPickerConfig().schedulingProfiles[0].plugins.find((p) => p.pluginRef === 'no-hit-lru-scorer')?.weight).toBe(4);
+    expect(configOf('kvroute-prefix-first')).toEqual(prefixFirstEndpointPickerConfig());
+    expect(weights(configOf('kvroute-prefix-first'))).not.toHaveProperty('latency-scorer');
+    expect(weights(configOf('kvroute-active2'))).toEqual({ ...weights(defaultEndpointPickerConfig()), 'active-request-scorer': 2 });
+    expect(weights(defaultEndpointPickerConfig())).toMatchObject({ 'latency-scorer': 4, 'active-request-scorer': 1, 'prefix-cache-scorer': 3 });
   });
 
   test('every policy name maps to a stack policy; directors are created fresh per stack', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-prefill-priority': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-prefill-priority': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);

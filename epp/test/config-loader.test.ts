@@ -1,6 +1,7 @@
 import {
   ConfigError,
   defaultEndpointPickerConfig,
+  prefixFirstEndpointPickerConfig,
   KNOWN_PLUGIN_TYPES,
   latencyEndpointPickerConfig,
   parseEndpointPickerConfig,
@@ -548,10 +549,17 @@ describe('defaultEndpointPickerConfig', () => {
           { pluginRef: 'queue-scorer', weight: 1 },
           { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
           { pluginRef: 'active-request-scorer', weight: 1 },
+          { pluginRef: 'latency-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],
       },
     ]);
+    expect(config.plugins.find((p) => p.type === 'latency-scorer')?.parameters).toMatchObject({
+      priorPrefillMsPerToken: 0.2, priorOverheadMs: 20, priorWeight: 8, halfLife: '60s', pendingTimeout: '30s', charactersPerToken: 4,
+    });
+    // The default until 2026-11-30 is the same without the latency scorer; the precise and latency configs derive from it.
+    expect(prefixFirstEndpointPickerConfig().schedulingProfiles[0]!.plugins).toEqual(config.schedulingProfiles[0]!.plugins.filter((r) => r.pluginRef !== 'latency-scorer'));
+    expect(prefixFirstEndpointPickerConfig().plugins.map((p) => p.type)).not.toContain('latency-scorer');
     expect(config.plugins.find((p) => p.type === 'no-hit-lru-scorer')?.parameters).toEqual({
       prefixPluginType: 'prefix-cache-scorer', prefixPluginName: 'prefix-cache-scorer', lruSize: 1024,
     });

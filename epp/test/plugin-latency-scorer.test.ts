@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, resolvePluginParameters, type EndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import type { IncomingRequest } from '../src/extproc/request-director';
@@ -73,8 +73,9 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(onB.ttftSeconds).toBeCloseTo(0.02 + 1664 * 0.0002, 9);
     expect(onA.ttftSeconds).toBeGreaterThan(5 * onB.ttftSeconds);
 
-    // The same situation under today's default: the prefix (3 points) outweighs a's six in-flight requests.
-    const defaults = buildScheduler(defaultEndpointPickerConfig(), { now, random: seeded(1) });
+    // The same situation under the prefix-first config (the default until 2026-11-30): the prefix (3 points) outweighs
+    // a's six in-flight requests.
+    const defaults = buildScheduler(prefixFirstEndpointPickerConfig(), { now, random: seeded(1) });
     defaults.schedule(request(system + blocks('q0', 4)), [a]);
     expect(defaults.schedule(request(system + question), [pod('a', {}, 6), b]).target.endpoint.name).toBe('a');
   });
@@ -122,6 +123,48 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(Math.abs(estimateA.slope - 0.0006) / 0.0006).toBeLessThan(0.05);
     expect(Math.abs(estimateB.slope - 0.0002) / 0.0002).toBeLessThan(0.05);
     expect(latency.schedule(request(blocks('fresh', 100)), [snapshot('a'), snapshot('b')]).target.endpoint.name).toBe('b');
+  });
+
+  it('in the default config, a pod learnt 2.5× slower keeps its prefix group while its queue is short and loses members to a fast pod once picks queue there; the prefix-first config keeps them all', () => {
+    const run = (config: EndpointPickerConfig) => {
+      let t = NOW;
+      const scheduler = buildScheduler(config, { now: () => t, random: seeded(5) });
+      const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
+      const random = seeded(6);
+      const snapshot = (name: 'a' | 'b') =>
+        pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
+      // Both pods' scrapes show first tokens: a at 2.5× b's cost per token and overhead (an older GPU beside a newer one).
+      for (let i = 0; i < 200; i++) {
+        t += 50;
+        for (const [name, slowdown] of [['a', 2.5], ['b', 1]] as const) {
+          const tokens = 200 + Math.floor(random() * 2000);
+          counters[name].count += 1;
+          counters[name].sum += slowdown * (0.02 + 0.0002 * tokens);
+          counters[name].queries += tokens;
+        }
+        scheduler.schedule(request(blocks(`probe${i}`, 8)), [snapshot('a'), snapshot('b')]);
+      }
+      const system = blocks('system', 100);
+      // The group's first request lands on a (the only candidate then): a holds the prompt.
+      const first = request(system + blocks('q0', 4));
+      commit(scheduler, first, scheduler.schedule(first, [snapshot('a')]));
+      const picks: string[] = [];
+      for (let i = 1; i <= 16; i++) {
+        const next = request(system + blocks(`q${i}`, 4));
+        const result = scheduler.schedule(next, [snapshot('a'), snapshot('b')]);
+        commit(scheduler, next, result);
+        picks.push(result.target.endpoint.name);
+      }
+      return picks;
+    };
+    // Prefix-first: the hit's 3 points keep every member on the slow pod, however much queues there.
+    expect(run(prefixFirstEndpointPickerConfig())).toEqual(Array(16).fill('a'));
+    // Default: the first members stay with the hit (a's queue is short: about 1 s predicted against b's 0.35 s with the
+    // whole prompt to recompute, a loss of 2.6 latency points against the hit's 2.9). Each pick queues 64 more
+    // tokens at a's learnt 0.5 ms a token; past about 1.26 s predicted the hit no longer pays, and members go to b.
+    const picks = run(defaultEndpointPickerConfig());
+    expect(picks[0]).toBe('a');
+    expect(picks.slice(8)).toContain('b');
   });
 
   it('charges the whole prompt (characters ÷ charactersPerToken) when no prefix scorer ran before it', () => {

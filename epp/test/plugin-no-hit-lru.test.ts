@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import type { IncomingRequest } from '../src/extproc/request-director';
@@ -10,7 +10,9 @@ import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
 
 /** The default config before the scorer joined it (`withoutNoHitLru`). */
-const BEFORE = (): EndpointPickerConfig => withoutNoHitLru(defaultEndpointPickerConfig());
+// The prefix-first config (the default until the latency scorer joined it, 2026-11-30): these tests weigh the no-hit
+// LRU against its load signals, whose arithmetic the latency scorer's learned predictions would blur.
+const BEFORE = (): EndpointPickerConfig => withoutNoHitLru(prefixFirstEndpointPickerConfig());
 
 /** The default config before the scorer joined it, with `no-hit-lru-scorer` after its prefix scorer at `weight`. */
 function withNoHitLru(weight: number, parameters: object = {}, base: EndpointPickerConfig = BEFORE()): EndpointPickerConfig {
@@ -71,13 +73,15 @@ function expectScores(actual: readonly number[], expected: readonly number[]): v
 }
 
 describe('no-hit-lru-scorer', () => {
-  it('without it, the default config piles every new group on the pod the last scrape favoured (the issue)', () => {
+  it('without it, the prefix-first config piles every new group on the pod the last scrape favoured (the issue)', () => {
     const pool = new Pool(BEFORE());
     expect(Array.from({ length: 4 }, (_, g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p0', 'p0', 'p0']);
   });
 
-  it('is in the default profile at weight 4, right after the prefix scorer, so the default rotates new groups', () => {
-    const config = defaultEndpointPickerConfig();
+  it('is in the default profile at weight 4, right after the prefix scorer, so the prefix-first config rotates new groups', () => {
+    const config = prefixFirstEndpointPickerConfig();
+    // The default is the same profile with the latency scorer before the picker.
+    expect(defaultEndpointPickerConfig().schedulingProfiles[0]!.plugins.filter((r) => r.pluginRef !== 'latency-scorer')).toEqual(config.schedulingProfiles[0]!.plugins);
     const refs = config.schedulingProfiles[0]!.plugins;
     const at = refs.findIndex((r) => r.pluginRef === 'no-hit-lru-scorer');
     expect(refs[at - 1]!.pluginRef).toBe('prefix-cache-scorer');
@@ -91,7 +95,7 @@ describe('no-hit-lru-scorer', () => {
   it('on two pods one LRU rank is its whole weight (4): a cold request alternates even onto a loaded pod, short of the saturation filter', () => {
     // Upstream's rank scores span 1 → 0 over the candidates, so the weight per rank is weight / (N − 1): 4/3 of a point
     // on the benchmark's 4 pods, all 4 points on 2. A request with a hit is placed by prefix and load as before.
-    const pool = new Pool(defaultEndpointPickerConfig(), { n: 2, skewed: false });
+    const pool = new Pool(prefixFirstEndpointPickerConfig(), { n: 2, skewed: false });
     pool.send(ask(0, 0));
     pool.pods[0] = { ...pool.pods[0]!, metrics: { ...pool.pods[0]!.metrics, waitingQueueSize: 3, kvCacheUsagePercent: 0.6 }, activeRequests: 3 };
     // p0 took the last cold request: the next goes to p1 ...
@@ -107,7 +111,7 @@ describe('no-hit-lru-scorer', () => {
   });
 
   it('a cold request skips a loaded pod the admission-mode saturation filter kept: it stays a candidate only for requests with a reason to go there', () => {
-    const pool = new Pool(defaultEndpointPickerConfig(), { n: 3, skewed: false });
+    const pool = new Pool(prefixFirstEndpointPickerConfig(), { n: 3, skewed: false });
     expect([0, 1, 2].map((g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p1', 'p2']);
     // p0 is over the queue threshold (9 > 5) but kept (admission mode: p1 and p2 have room) and would be next in the
     // rotation: cold requests alternate over p1 and p2 instead.

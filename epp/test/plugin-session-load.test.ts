@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
+import { parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import type { SessionLoadScorer } from '../src/scheduling/plugins/session-load-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -8,9 +8,12 @@ import type { LLMRequest } from '../src/scheduling/types';
 
 const MINUTE = 60_000;
 
-/** kvroute's default config with `session-load-scorer` added to its profile at `weight`. */
+/**
+ * The prefix-first config (kvroute's default until the latency scorer joined it, 2026-11-30; the shape the
+ * `kvroute-sessions` candidate was measured in) with `session-load-scorer` added to its profile at `weight`.
+ */
 function withSessionLoad(weight: number, parameters: object = {}): EndpointPickerConfig {
-  const base = defaultEndpointPickerConfig();
+  const base = prefixFirstEndpointPickerConfig();
   return validateEndpointPickerConfig({
     ...base,
     plugins: [...base.plugins, { type: 'session-load-scorer', parameters }],
@@ -55,8 +58,8 @@ const SYSTEM = 'You are a helpful assistant for the kvroute project. '.repeat(20
 const firstTurn = (i: number) => `${SYSTEM}\nuser: question ${i}`;
 
 describe('session-load-scorer', () => {
-  it('the default config alone herds new sessions that share a system prompt onto the pod that caches it (the issue)', () => {
-    const pool = new Pool(defaultEndpointPickerConfig());
+  it('the prefix-first config alone herds new sessions that share a system prompt onto the pod that caches it (the issue)', () => {
+    const pool = new Pool(prefixFirstEndpointPickerConfig());
     const placed = Array.from({ length: 8 }, (_, i) => pool.send(firstTurn(i), `s${i}`));
     expect(new Set(placed).size).toBe(1);
   });

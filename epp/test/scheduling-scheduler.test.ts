@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, withoutNoHitLru, type EndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -42,15 +42,16 @@ function reasonOf(call: () => unknown): SchedulingErrorReason {
 }
 
 /**
- * The default config's filters and its prefix and load weights. Without its `no-hit-lru-scorer`, which ranks only
+ * The prefix-first config's filters and its prefix and load weights (the default without its `latency-scorer`, whose
+ * learned predictions are tested in plugin-latency-scorer.test.ts). Without its `no-hit-lru-scorer`, which ranks only
  * requests no pod caches by the order pods last took one (learned at pre-request, which these scheduler-only cycles
  * never run): its effect on the default is tested in plugin-no-hit-lru.test.ts.
  */
 function defaultScheduler(metrics: SchedulingMetrics = NOOP_SCHEDULING_METRICS): Scheduler {
-  return buildScheduler(withoutNoHitLru(defaultEndpointPickerConfig()), { now: () => NOW, random: seededRandom(1), metrics });
+  return buildScheduler(withoutNoHitLru(prefixFirstEndpointPickerConfig()), { now: () => NOW, random: seededRandom(1), metrics });
 }
 
-describe('the default config on synthetic pools', () => {
+describe('the prefix-first config on synthetic pools', () => {
   it('avoids a loaded pod, with the weighted totals the weights predict', () => {
     const scheduler = defaultScheduler();
     const pool = [pod('busy', { waitingQueueSize: 3, kvCacheUsagePercent: 0.6, active: 8 }), pod('idle', { kvCacheUsagePercent: 0.1, active: 1 })];
@@ -99,9 +100,9 @@ describe('the default config on synthetic pools', () => {
       const pool = [pod('a'), pod('b')].map((p) => (p.endpoint.name === holder ? pod(holder, { waitingQueueSize: 9 }) : p));
       return { holder, next: scheduler.schedule(request(prompt), pool).target.endpoint.name };
     };
-    const admission = pick(withoutNoHitLru(defaultEndpointPickerConfig()));
+    const admission = pick(withoutNoHitLru(prefixFirstEndpointPickerConfig()));
     expect(admission.next).toBe(admission.holder);
-    const base = withoutNoHitLru(defaultEndpointPickerConfig());
+    const base = withoutNoHitLru(prefixFirstEndpointPickerConfig());
     const filter = pick({ ...base, plugins: base.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, mode: 'filter' as const } } : p)) });
     expect(filter.next).not.toBe(filter.holder);
   });
@@ -174,6 +175,7 @@ describe('scheduler mechanics', () => {
       'Scorer queue-scorer',
       'Scorer kv-cache-utilization-scorer',
       'Scorer active-request-scorer',
+      'Scorer latency-scorer',
       'Picker max-score-picker',
       'PostCycle session-affinity-filter',
       'PostCycle prefix-cache-scorer',

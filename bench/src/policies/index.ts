@@ -1,11 +1,12 @@
 /**
  * The routing policies the benchmark compares, as `RoutingPolicy` values for `startStack`:
  * - `kvroute`: the EPP with its built-in config (separate process);
- * - `kvroute-precise`: the same config with precise prefix scoring from the pods' KV events (central mode);
+ * - `kvroute-precise`: `preciseEndpointPickerConfig()`, precise prefix scoring from the pods' KV events (central mode);
  * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); not in the
  *   matrix's default list; the load ladder (`load-ladder.ts`) runs it by default, side by side with `kvroute`;
- * - `kvroute-no-lru`: the default config without llm-d's `no-hit-lru-scorer`, the default before it joined (issue 9's
- *   placement of new prefix groups), for comparison;
+ * - `kvroute-prefix-first`: `prefixFirstEndpointPickerConfig()`, the default until 2026-11-30 (no latency scorer);
+ * - `kvroute-no-lru`: the prefix-first config without llm-d's `no-hit-lru-scorer`, the default before it joined (issue
+ *   9's placement of new prefix groups), for comparison;
  * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
  *   prefix 2, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
@@ -13,7 +14,7 @@
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
 import {
-  defaultEndpointPickerConfig, latencyEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, withPrefillPriority, type EndpointPickerConfig,
+  defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, withPrefillPriority, type EndpointPickerConfig,
 } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
@@ -56,7 +57,7 @@ schedulingProfiles:
 
 /**
  * Issue 9's session-placement candidates, measured with the load ladder (bench/README.md):
- * - `kvroute-sessions`: the default config plus `session-load-scorer` at weight 4, counting sessions that came back
+ * - `kvroute-sessions`: the prefix-first config plus `session-load-scorer` at weight 4, counting sessions that came back
  *   (a new session's first request avoids pods that already carry live conversations);
  * - `kvroute-soft`: `latencyEndpointPickerConfig()` with soft session stickiness (the affinity filter keeps every
  *   candidate; the latency scorer moves a session when another pod's predicted TTFT, recomputing the history included,
@@ -94,20 +95,23 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
-  kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active, saturation filter, session affinity)',
-  'kvroute-precise': 'EPP process, built-in config with precise-prefix-cache-scorer at the prefix weight, fed by the pods\' vLLM KV events over ZMQ (central mode)',
+  kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active + latency 4, saturation filter, session affinity)',
+  'kvroute-precise': 'EPP process, preciseEndpointPickerConfig (the prefix-first config with precise-prefix-cache-scorer at the prefix weight), fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
-  'kvroute-sessions': 'EPP process, built-in config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
-  'kvroute-no-lru': 'EPP process, built-in config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
+  'kvroute-latency-active': 'EPP process, latencyEndpointPickerConfig({ noHitLru: true, activeRequests: 2 }) (latency 4 + prefix 1 + no-hit-lru 4 + kv 1 + active 2, saturation filter, session affinity)',
+  'kvroute-prefix-first': 'EPP process, prefixFirstEndpointPickerConfig (the default until 2026-11-30: prefix 3 + no-hit-lru 4 + queue + kv + active, saturation filter, session affinity; no latency scorer)',
+  'kvroute-active2': 'EPP process, the built-in config with active-request-scorer at 2 (prefix 3 + no-hit-lru 4 + queue + kv + 2·active + latency 4)',
+  'kvroute-sessions': 'EPP process, the prefix-first config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
+  'kvroute-no-lru': 'EPP process, the prefix-first config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30)',
   'kvroute-precise-filter': 'kvroute-precise with the saturation filter in filter mode',
@@ -129,6 +133,17 @@ export function isPolicyName(name: string): name is PolicyName {
   return (POLICY_NAMES as readonly string[]).includes(name);
 }
 
+/** `config` with its `active-request-scorer` at `weight`. */
+function withActiveRequests(config: EndpointPickerConfig, weight: number): EndpointPickerConfig {
+  return validateEndpointPickerConfig({
+    ...config,
+    schedulingProfiles: config.schedulingProfiles.map((profile) => ({
+      ...profile,
+      plugins: profile.plugins.map((ref) => (ref.pluginRef === 'active-request-scorer' ? { ...ref, weight } : ref)),
+    })),
+  });
+}
+
 /** A fresh `RoutingPolicy` (directors are created per stack, so no state leaks between runs). */
 export function routingPolicy(name: PolicyName, settings: PolicySettings): RoutingPolicy {
   switch (name) {
@@ -138,10 +153,16 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, precise: true };
     case 'kvroute-latency':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(latencyEndpointPickerConfig()) };
+    case 'kvroute-latency-active':
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(latencyEndpointPickerConfig({ noHitLru: true, activeRequests: 2 })) };
+    case 'kvroute-prefix-first':
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(prefixFirstEndpointPickerConfig()) };
+    case 'kvroute-active2':
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(withActiveRequests(defaultEndpointPickerConfig(), 2)) };
     case 'kvroute-sessions':
-      return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(defaultEndpointPickerConfig(), 4)) };
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(prefixFirstEndpointPickerConfig(), 4)) };
     case 'kvroute-no-lru':
-      return { kind: 'epp', name, configTransform: withoutNoHitLru };
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(withoutNoHitLru(prefixFirstEndpointPickerConfig())) };
     case 'kvroute-soft':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(softStickinessConfig(latencyEndpointPickerConfig()), 4)) };
     case 'kvroute-filter':

@@ -6,20 +6,41 @@ import {
   type EndpointPickerConfig,
 } from './types';
 
+/** The `latency-scorer` of kvroute's configs, with the reasons for its parameters. */
+const LATENCY_SCORER = {
+  type: 'latency-scorer' as const,
+  parameters: {
+    // kvroute's simulator defaults are 0.25 ms/token and 20 ms; a real pod's own data replaces them within a
+    // few scrapes that saw first tokens (8 requests' worth of evidence).
+    priorPrefillMsPerToken: 0.2,
+    priorOverheadMs: 20,
+    priorWeight: 8,
+    // A minute: long enough to average over many scrapes (50 ms apart), short enough to follow a pod that slows.
+    halfLife: '60s',
+    // A safety net only: picks normally leave the queue at the scrape that counts their first token.
+    pendingTimeout: '30s',
+    charactersPerToken: 4,
+  },
+};
+
 /**
  * kvroute's default scheduling: KV-cache-aware routing with hard session affinity, for a pool of decode pods.
  *
  * Per request: drop non-decode pods → admit while some pod has room (GIE's saturation detector: when none has, the
  * request waits in flow control, and 429 when that is full) → a session with a live binding goes to its pod →
- * otherwise score prefix locality against load and take the best (ties broken at random).
+ * otherwise score prefix locality against load and predicted latency, and take the best (ties broken at random).
  *
- * Scores add up as `3·prefix + 4·no-hit-lru + queue + kv + active`: a pod holding the request's prefix gets up to 3
- * points, and the three load signals can take up to 3 points from a loaded pod. With only a fraction `f` of the prompt
- * cached, a pod keeps the request while `3f` exceeds its load deficit, so a long shared prefix beats mild load but a
- * short one does not; a pod beyond the saturation thresholds stays a candidate, its load weighed, while another has room. A request
- * no pod caches any of (a new group's first, which its later members then follow) goes to the pod least recently given
- * such a request, unless that pod is worse on two load signals at once (`no-hit-lru-scorer`, llm-d's; issue 9's load
- * ladder: bench/README.md).
+ * Scores add up as `3·prefix + 4·no-hit-lru + queue + kv + active + 4·latency`: a pod holding the request's prefix
+ * gets up to 3 points, and the three load signals can take up to 3 points from a loaded pod, the latency scorer up to
+ * 4 from a pod predicted much slower. With only a fraction `f` of the
+ * prompt cached, a pod keeps the request while `3f` exceeds its load deficit, so a long shared prefix beats mild load
+ * but a short one does not; a pod beyond the saturation thresholds stays a candidate, its load weighed, while another
+ * has room. A request no pod caches any of (a new group's first, which its later members then follow) goes to the pod
+ * least recently given such a request, unless that pod is worse on two load signals at once (`no-hit-lru-scorer`,
+ * llm-d's; issue 9's load ladder: bench/README.md). The latency scorer adds each pod's predicted time to first token,
+ * learned online per pod: on identical pods it agrees with the prefix and queue signals (a hit is less to prefill, a
+ * queue is prefill ahead), and where pods differ (an older GPU generation in the pool, a throttled card) it is what
+ * tells a slow pod holding the prefix from a fast one that would recompute it (bench/README.md, `npm run bench:hetero`).
  *
  * Returned normalized (every parameter default filled), as the loader would return it.
  */
@@ -90,6 +111,7 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
       { type: 'queue-scorer' },
       { type: 'kv-cache-utilization-scorer' },
       { type: 'active-request-scorer' },
+      LATENCY_SCORER,
       { type: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
     ],
     schedulingProfiles: [
@@ -116,14 +138,42 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // 1: absolute headroom (1 − usage), so a pod near its KV limit loses even when every pod has a queue.
           { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
           // 1: the EPP's own in-flight count changes with every pick, not every scrape, so a burst of requests with
-          // the same prefix spreads once the prefix pod's lead is used up instead of herding onto it for 50 ms.
+          // the same prefix spreads once the prefix pod's lead is used up instead of herding onto it for 50 ms. At 2
+          // it took more off slow pods on the heterogeneous pool but cost 3-5 hit points on shared-prefix × constrained
+          // (the load ladder, 2026-11-30; bench/README.md).
           { pluginRef: 'active-request-scorer', weight: 1 },
+          // 4: the predicted time to first token per pod (queued prefill work + own uncached prefill + overhead, each
+          // pod's cost per token learned from its own vLLM metrics), scored best ÷ own: a pod predicted twice as slow
+          // as the best loses 2 points, so a slow pod's prefix hit stops pinning its groups there once its queue and
+          // speed say a fast pod would answer sooner, while on identical pods its ranking follows the prefix and queue
+          // signals. Added 2026-11-30: on a pool with two of four pods 2.5× slower (`npm run bench:hetero`) the
+          // previous default sent each slow pod a quarter of the requests and its TTFT p90 was worse than round robin's;
+          // on the load ladder (identical pods) p90 and hit rate stayed within the runs' noise (bench/README.md).
+          { pluginRef: 'latency-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],
       },
     ],
   };
   return validateEndpointPickerConfig(config);
+}
+
+/**
+ * kvroute's default until 2026-11-30 (session 18): the default config without the `latency-scorer`,
+ * `3·prefix + 4·no-hit-lru + queue + kv + active`. The latency and precise configs are derived from it, the shape they
+ * were measured in; the benchmark's `kvroute-prefix-first` runs it.
+ */
+export function prefixFirstEndpointPickerConfig(): EndpointPickerConfig {
+  const config = defaultEndpointPickerConfig();
+  const latency = new Set(config.plugins.filter((p) => p.type === 'latency-scorer').map((p) => p.name ?? p.type));
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: config.plugins.filter((p) => p.type !== 'latency-scorer'),
+    schedulingProfiles: config.schedulingProfiles.map((profile) => ({
+      ...profile,
+      plugins: profile.plugins.filter((ref) => !latency.has(ref.pluginRef)),
+    })),
+  });
 }
 
 /**
@@ -142,26 +192,18 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
  *
  * Returned normalized, as the loader would return it.
  */
-export function latencyEndpointPickerConfig(): EndpointPickerConfig {
-  const base = withoutNoHitLru(defaultEndpointPickerConfig());
-  const replaced = new Set(['queue-scorer', 'active-request-scorer']);
+export function latencyEndpointPickerConfig(options: {
+  /** Keep the default's `no-hit-lru-scorer` (4). @default false */
+  readonly noHitLru?: boolean;
+  /** Keep `active-request-scorer` at this weight. @default 0 (left out) */
+  readonly activeRequests?: number;
+} = {}): EndpointPickerConfig {
+  const base = options.noHitLru === true ? prefixFirstEndpointPickerConfig() : withoutNoHitLru(prefixFirstEndpointPickerConfig());
+  const active = options.activeRequests ?? 0;
+  const replaced = new Set(active > 0 ? ['queue-scorer'] : ['queue-scorer', 'active-request-scorer']);
   const plugins = [
     ...base.plugins.filter((p) => !replaced.has(p.type)),
-    {
-      type: 'latency-scorer' as const,
-      parameters: {
-        // kvroute's simulator defaults are 0.25 ms/token and 20 ms; a real pod's own data replaces them within a
-        // few scrapes that saw first tokens (8 requests' worth of evidence).
-        priorPrefillMsPerToken: 0.2,
-        priorOverheadMs: 20,
-        priorWeight: 8,
-        // A minute: long enough to average over many scrapes (50 ms apart), short enough to follow a pod that slows.
-        halfLife: '60s',
-        // A safety net only: picks normally leave the queue at the scrape that counts their first token.
-        pendingTimeout: '30s',
-        charactersPerToken: 4,
-      },
-    },
+    LATENCY_SCORER,
   ];
   const schedulingProfiles = base.schedulingProfiles.map((profile) => ({
     ...profile,
@@ -172,6 +214,7 @@ export function latencyEndpointPickerConfig(): EndpointPickerConfig {
       // loses 2 points, more than a prefix hit and KV headroom can give back; within ~25% of the best the other
       // two decide.
       if (ref.pluginRef === 'prefix-cache-scorer') return [{ ...ref, weight: 1 }, { pluginRef: 'latency-scorer', weight: 4 }];
+      if (ref.pluginRef === 'active-request-scorer') return [{ ...ref, weight: active }];
       return [ref];
     }),
   }));
@@ -262,7 +305,7 @@ export interface PreciseDefaults {
  * replaced by `precise-prefix-cache-scorer` at the same weight, fed by the pods' KV events.
  */
 export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
-  const base = withoutNoHitLru(defaultEndpointPickerConfig());
+  const base = withoutNoHitLru(prefixFirstEndpointPickerConfig());
   // The saturation filter comes from the default, in admission mode: on llm-d's ramp (`bench/README.md`,
   // poisson-groups) filter mode took precise hits from 91% to 60% and sent 22% of requests to the wait limit.
   const plugins = base.plugins.map((p) => (p.type !== 'prefix-cache-scorer' ? p : {
