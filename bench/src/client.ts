@@ -111,3 +111,17 @@ export class ChatClient {
     this.agent.destroy();
   }
 }
+
+/**
+ * Sends each item at its arrival time (simulated milliseconds; the pods run `timeScale` simulated seconds per wall
+ * second) without waiting for earlier answers, an open loop, and collects the answers in item order with the wall time
+ * from the start to the last answer.
+ */
+export async function sendAtArrivals<T extends { readonly atMs: number }>(items: readonly T[], timeScale: number,
+  send: (item: T) => Promise<ChatResult>): Promise<{ readonly results: ChatResult[]; readonly wallSeconds: number }> {
+  const started = process.hrtime.bigint();
+  const results = await Promise.all(items.map((item) => new Promise<ChatResult>((resolve) => {
+    setTimeout(() => { send(item).then(resolve); }, item.atMs / timeScale);
+  })));
+  return { results, wallSeconds: Number(process.hrtime.bigint() - started) / 1e9 };
+}

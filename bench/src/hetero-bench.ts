@@ -14,7 +14,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parseEndpointPickerConfig } from '@kvroute/epp/config';
-import { ChatClient, type ChatResult } from './client';
+import { ChatClient, sendAtArrivals, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } from './cli-args';
 import { quantile } from './analysis';
 import { routingPolicy, type PolicyName } from './policies';
@@ -134,12 +134,7 @@ async function runPolicy(policy: RoutingPolicy, o: HeteroBenchOptions, requests:
   const stack = await startStack({ pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs') });
   const client = new ChatClient(stack.gatewayUrl, sim.model);
   try {
-    const started = process.hrtime.bigint();
-    const results = await Promise.all(requests.map((r) => new Promise<ChatResult>((resolve) => {
-      // Arrival times are simulated; the pods run `timeScale` simulated seconds per wall second.
-      setTimeout(() => { client.chat(r.messages, o.outputTokens).then(resolve); }, r.atMs / o.timeScale);
-    })));
-    const wallSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const { results, wallSeconds } = await sendAtArrivals(requests, o.timeScale, (r) => client.chat(r.messages, o.outputTokens));
     return summarizeHeteroRun(name, results, stack.podAddresses, slowdown, o.timeScale, wallSeconds);
   } finally {
     client.close();

@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withLoraRoomFilter } from '@kvroute/epp/config';
-import { ChatClient, type ChatResult } from './client';
+import { ChatClient, sendAtArrivals, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } from './cli-args';
 import { quantile } from './analysis';
 import { secs } from './report';
@@ -176,12 +176,7 @@ async function runPolicy(name: LoraPolicyName, o: LoraBenchOptions, requests: re
   const stack = await startStack({ pods: o.pods, sim, policy: loraPolicy(name, adapters), logDir: path.join(o.outDir, 'logs') });
   const clients = new Map(adapters.map((a) => [a, new ChatClient(stack.gatewayUrl, a)]));
   try {
-    const started = process.hrtime.bigint();
-    const results = await Promise.all(requests.map((r) => new Promise<ChatResult>((resolve) => {
-      // Arrival times are simulated; the pods run `timeScale` simulated seconds per wall second.
-      setTimeout(() => { clients.get(r.adapter)!.chat(r.messages, o.outputTokens).then(resolve); }, r.atMs / o.timeScale);
-    })));
-    const wallSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const { results, wallSeconds } = await sendAtArrivals(requests, o.timeScale, (r) => clients.get(r.adapter)!.chat(r.messages, o.outputTokens));
     return summarizeLoraRun(name, requests, results, stack.podAddresses, o.timeScale, wallSeconds);
   } finally {
     for (const c of clients.values()) c.close();

@@ -164,24 +164,29 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
  * were measured in; the benchmark's `kvroute-prefix-first` runs it.
  */
 export function prefixFirstEndpointPickerConfig(): EndpointPickerConfig {
-  const config = defaultEndpointPickerConfig();
-  const latency = new Set(config.plugins.filter((p) => p.type === 'latency-scorer').map((p) => p.name ?? p.type));
+  return withoutPluginType(defaultEndpointPickerConfig(), 'latency-scorer');
+}
+
+/** `config` without the plugins of `type` and every profile step referencing them, validated. */
+function withoutPluginType(config: EndpointPickerConfig, type: string): EndpointPickerConfig {
+  const removed = new Set(config.plugins.filter((p) => p.type === type).map((p) => p.name ?? p.type));
   return validateEndpointPickerConfig({
     ...config,
-    plugins: config.plugins.filter((p) => p.type !== 'latency-scorer'),
+    plugins: config.plugins.filter((p) => p.type !== type),
     schedulingProfiles: config.schedulingProfiles.map((profile) => ({
       ...profile,
-      plugins: profile.plugins.filter((ref) => !latency.has(ref.pluginRef)),
+      plugins: profile.plugins.filter((ref) => !removed.has(ref.pluginRef)),
     })),
   });
 }
 
 /**
- * Scheduling by predicted time to first token (issue 9; not the default: the routing benchmark's load ladder did not
- * show it meeting a goal the default misses; on the quiet run with μ under round robin it matched the default on the
+ * Scheduling by predicted time to first token with the prefix scorer demoted (issue 9; not the default, which keeps the
+ * prefix-first weights and adds the latency scorer beside them: the routing benchmark's load ladder did not show this
+ * config meeting a goal the prefix-first one misses; on the quiet run with μ under round robin it matched it on the
  * interactive workload and lowered p90 13-30% on shared-prefix, and at kvroute's own saturation (one busy-machine run)
  * it lost 9-15 hit points on shared-prefix — bench/README.md, "The open-loop load ladder"):
- * the default config's filters (decode, saturation, hard session affinity), then
+ * the prefix-first config's filters (decode, saturation, hard session affinity), then
  * `4·latency + prefix + kv` instead of `3·prefix + queue + kv + active`.
  *
  * The `latency-scorer` already prices what the replaced scorers approximated: a prefix hit is fewer uncached tokens
@@ -225,18 +230,10 @@ export function latencyEndpointPickerConfig(options: {
  * `config` without the `no-hit-lru-scorer`: the default as it was before the scorer joined it. The latency and precise
  * configs are derived from it because that is the shape they were measured in (the load ladder; llm-d's ramp for
  * precise, issue 8); the scorer joins them when a run shows it helps there too. The benchmark's `kvroute-no-lru`
- * policy is the default config through it.
+ * policy is the prefix-first config through it.
  */
 export function withoutNoHitLru(config: EndpointPickerConfig): EndpointPickerConfig {
-  const removed = new Set(config.plugins.filter((p) => p.type === 'no-hit-lru-scorer').map((p) => p.name ?? p.type));
-  return validateEndpointPickerConfig({
-    ...config,
-    plugins: config.plugins.filter((p) => p.type !== 'no-hit-lru-scorer'),
-    schedulingProfiles: config.schedulingProfiles.map((profile) => ({
-      ...profile,
-      plugins: profile.plugins.filter((ref) => !removed.has(ref.pluginRef)),
-    })),
-  });
+  return withoutPluginType(config, 'no-hit-lru-scorer');
 }
 
 /**
