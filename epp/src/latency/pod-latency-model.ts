@@ -102,6 +102,13 @@ export interface PodLatencyStats {
 export class PodLatencyModel {
   readonly fit: DecayedRobustLinearFit;
   private readonly pending: PendingPrefill[] = [];
+  /** The sum of `pending`'s tokens and its earliest expiry, kept as it changes: `predict` runs per candidate per request. */
+  private pendingTokens = 0;
+  private nextExpiry = Infinity;
+  /** The fitted line at `lineAtMs` (NaN: none): every candidate of a cycle asks at the same instant. */
+  private lineAtMs = Number.NaN;
+  private lineSlope = 0;
+  private lineIntercept = 0;
   private last: CounterReading | undefined;
   private skippedQueued = 0;
 
@@ -138,7 +145,8 @@ export class PodLatencyModel {
     const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
     if (firstTokens === undefined || firstTokens <= 0) return;
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
-    this.pending.splice(0, Math.min(firstTokens, this.pending.length));
+    for (const retired of this.pending.splice(0, Math.min(firstTokens, this.pending.length))) this.pendingTokens -= retired.tokens;
+    if (this.pending.length === 0) this.pendingTokens = 0;
 
     const ttftSum = delta(previous.firstTokenSecondsSum, reading.firstTokenSecondsSum);
     const queries = delta(previous.queryTokens, reading.queryTokens);
@@ -150,61 +158,94 @@ export class PodLatencyModel {
     }
     const uncachedPerRequest = Math.max(0, queries - hits) / firstTokens;
     this.fit.observe(uncachedPerRequest, ttftSum / firstTokens, Math.min(firstTokens, MAX_INTERVAL_WEIGHT), nowMs);
+    this.lineAtMs = Number.NaN;
   }
 
   /** Counts a request this EPP committed to the pod as queued prefill work until its first token. */
   addPending(requestId: string, uncachedTokens: number, predictedSeconds: number, nowMs: number): void {
     const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * predictedSeconds * 1000));
-    this.pending.push({ requestId, tokens: Math.max(0, uncachedTokens), expiresAt: nowMs + lifetime });
+    const tokens = Math.max(0, uncachedTokens);
+    this.pending.push({ requestId, tokens, expiresAt: nowMs + lifetime });
+    this.pendingTokens += tokens;
+    if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
   }
 
   /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
   finish(requestId: string): void {
     const i = this.pending.findIndex((p) => p.requestId === requestId);
-    if (i >= 0) this.pending.splice(i, 1);
+    if (i < 0) return;
+    this.pendingTokens -= this.pending.splice(i, 1)[0]!.tokens;
+    if (this.pending.length === 0) this.pendingTokens = 0;
   }
 
   /** Predicts the TTFT of a request with `uncachedTokens` to prefill, given the pod's last scrape. */
   predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): TtftPrediction {
+    const { intercept, slope } = this.line(nowMs);
+    return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens);
+  }
+
+  /** `predict(…).ttftSeconds` without the object: the scorer's per-candidate path. */
+  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): number {
+    if (nowMs !== this.lineAtMs) {
+      const { intercept, slope } = this.fit.estimate(nowMs);
+      this.lineSlope = slope;
+      this.lineIntercept = intercept;
+      this.lineAtMs = nowMs;
+    }
+    const slope = this.lineSlope;
+    // As `prediction()` sums it: queue wait + own prefill + overhead.
+    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + slope * Math.max(0, uncachedTokens) + this.lineIntercept;
+  }
+
+  /** The pod's fitted line now: seconds per uncached token (`slope`) and fixed seconds (`intercept`). */
+  line(nowMs: number): LinearEstimate {
+    return this.fit.estimate(nowMs);
+  }
+
+  /** Uncached tokens ahead of a request with `uncachedTokens` of its own, given the pod's last scrape. */
+  queuedTokens(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): number {
     this.expire(nowMs);
-    const { intercept, slope } = this.fit.estimate(nowMs);
-    let ownTokens = 0;
-    for (const p of this.pending) ownTokens += p.tokens;
     // Waiting requests beyond this EPP's own pending ones are someone else's; value them at the pod's typical prompt.
     const others = Math.max(0, metrics.waitingQueueSize - this.pending.length);
-    const typical = this.fit.meanX() ?? uncachedTokens;
-    const queuedTokens = ownTokens + others * typical;
-    const queueSeconds = slope * queuedTokens;
-    const prefillSeconds = slope * Math.max(0, uncachedTokens);
-    return {
-      ttftSeconds: queueSeconds + prefillSeconds + intercept,
-      queueSeconds,
-      prefillSeconds,
-      overheadSeconds: intercept,
-      queuedTokens,
-      uncachedTokens: Math.max(0, uncachedTokens),
-    };
+    return others === 0 ? this.pendingTokens : this.pendingTokens + others * (this.fit.meanX() ?? uncachedTokens);
   }
 
   stats(nowMs: number): PodLatencyStats {
     this.expire(nowMs);
-    let tokens = 0;
-    for (const p of this.pending) tokens += p.tokens;
     return {
       observations: this.fit.count,
       skippedQueued: this.skippedQueued,
       estimate: this.fit.estimate(nowMs),
       pendingRequests: this.pending.length,
-      pendingTokens: tokens,
+      pendingTokens: this.pendingTokens,
     };
   }
 
+  /** Drops the entries past their expiry; a scan only once the earliest is due. */
   private expire(nowMs: number): void {
-    if (this.pending.length === 0) return;
+    if (nowMs < this.nextExpiry) return;
     let kept = 0;
-    for (const p of this.pending) if (p.expiresAt > nowMs) this.pending[kept++] = p;
+    let tokens = 0;
+    let next = Infinity;
+    for (const p of this.pending) {
+      if (p.expiresAt <= nowMs) continue;
+      this.pending[kept++] = p;
+      tokens += p.tokens;
+      if (p.expiresAt < next) next = p.expiresAt;
+    }
     this.pending.length = kept;
+    // Recomputed from the kept entries, so rounding in the running sum never accumulates past a scan.
+    this.pendingTokens = tokens;
+    this.nextExpiry = next;
   }
+}
+
+/** A prediction from its parts: queue wait, own prefill and overhead, each at the pod's line. */
+export function prediction(slope: number, intercept: number, queuedTokens: number, uncachedTokens: number): TtftPrediction {
+  const own = Math.max(0, uncachedTokens);
+  const queueSeconds = slope * queuedTokens;
+  const prefillSeconds = slope * own;
+  return { ttftSeconds: queueSeconds + prefillSeconds + intercept, queueSeconds, prefillSeconds, overheadSeconds: intercept, queuedTokens, uncachedTokens: own };
 }
 
 function delta(before: number | undefined, after: number | undefined): number | undefined {

@@ -4,7 +4,7 @@ import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { LatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
 import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
-import { stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
+import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedPromptTokens, type PrefixMatchEstimate } from '../prefix-match';
 import type { LLMRequest, SchedulingResult } from '../types';
@@ -37,11 +37,16 @@ export interface LatencyScorerParameters {
   charactersPerToken?: number;
 }
 
-/** Per-candidate predictions of the last cycle, kept with the request so the pre-request hook can queue the pick. */
-interface CyclePredictions {
-  readonly byEndpoint: ReadonlyMap<string, TtftPrediction>;
+/**
+ * What the last cycle's predictions were made from, kept with the request: the pre-request hook recomputes the pick's
+ * prediction from it (one pod), `predictions()` every candidate's (logs and tests). The cycle itself writes only the
+ * scores: at 256 pods a prediction object per candidate per request was most of the scorer's cost.
+ */
+interface CycleInputs {
+  readonly candidates: readonly EndpointSnapshot[];
+  readonly match: PrefixMatchEstimate | undefined;
+  readonly nowMs: number;
 }
-
 /**
  * `latency-scorer`: predicts each candidate's time to first token for this request — queued prefill work ahead of it,
  * its own uncached prefill and a fixed overhead, from a per-pod model learned online (`epp/src/latency/`) — and scores
@@ -71,7 +76,7 @@ interface CyclePredictions {
 export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   readonly type = 'latency-scorer';
   readonly model: LatencyModel;
-  private readonly predictionsKey = stateKey<CyclePredictions>('latency-scorer predictions');
+  private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
 
   constructor(
     readonly name: string,
@@ -88,20 +93,35 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const now = this.handle.now();
     const match = cycle.state.get(PREFIX_MATCH);
-    const byEndpoint = new Map<string, TtftPrediction>();
+    const n = candidates.length;
     let best = Infinity;
-    const predictions = candidates.map((candidate) => {
+    for (let i = 0; i < n; i++) {
+      const candidate = candidates[i]!;
       const pod = this.model.pod(candidate.endpoint.key);
       pod.ingest(candidate.metrics, now);
-      const prediction = pod.predict(this.uncachedTokens(cycle.request, match, candidate.endpoint.key), candidate.metrics, now);
-      byEndpoint.set(candidate.endpoint.key, prediction);
-      if (prediction.ttftSeconds < best) best = prediction.ttftSeconds;
-      return prediction;
-    });
-    cycle.request.attributes?.set(this.predictionsKey, { byEndpoint });
-    return predictions.map((p) => (p.ttftSeconds <= 0 ? 1 : best / p.ttftSeconds));
+      const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now);
+      out[i] = ttft;
+      if (ttft < best) best = ttft;
+    }
+    cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now });
+    for (let i = 0; i < n; i++) out[i] = out[i]! <= 0 ? 1 : best / out[i]!;
+  }
+
+  /**
+   * `uncachedTokens` for `candidates[i]`, read by position from the prefix scorer's `byCandidate` when it scored these
+   * very candidates (a keyed lookup would build its lazy Map: 256 entries a request at 256 pods).
+   */
+  private uncachedAt(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], i: number): number {
+    const byCandidate = match?.byCandidate;
+    if (match === undefined || byCandidate?.candidates !== candidates) return this.uncachedTokens(request, match, candidates[i]!.endpoint.key);
+    const uncached = Math.max(0, match.promptLength - byCandidate.cachedLength[i]!);
+    return match.unit === 'tokens' ? uncached : uncached / this.parameters.charactersPerToken;
   }
 
   /** The request's prompt tokens the endpoint would have to prefill. */
@@ -111,14 +131,25 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
 
   /** The predictions of the request's last scoring, by endpoint key (for logs and tests). */
   predictions(request: LLMRequest): ReadonlyMap<string, TtftPrediction> | undefined {
-    return request.attributes?.get(this.predictionsKey)?.byEndpoint;
+    const inputs = request.attributes?.get(this.inputsKey);
+    if (inputs === undefined) return undefined;
+    return new Map(inputs.candidates.map((c, i) => [c.endpoint.key, this.predictionAt(request, inputs, i)]));
   }
 
   preRequest(request: LLMRequest, result: SchedulingResult): void {
+    const inputs = request.attributes?.get(this.inputsKey);
+    if (inputs === undefined) return;
     const key = result.target.endpoint.key;
-    const prediction = this.predictions(request)?.get(key);
-    if (prediction === undefined) return;
-    this.model.pod(key).addPending(request.requestId, prediction.uncachedTokens, prediction.ttftSeconds, this.handle.now());
+    const i = inputs.candidates.findIndex((c) => c.endpoint.key === key);
+    if (i < 0) return;
+    const { uncachedTokens, ttftSeconds } = this.predictionAt(request, inputs, i);
+    this.model.pod(key).addPending(request.requestId, uncachedTokens, ttftSeconds, this.handle.now());
+  }
+
+  /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
+  private predictionAt(request: LLMRequest, inputs: CycleInputs, i: number): TtftPrediction {
+    const candidate = inputs.candidates[i]!;
+    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs);
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
