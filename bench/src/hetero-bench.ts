@@ -224,6 +224,8 @@ function configFiles(flag: string, raw: string | undefined): ConfigPolicy[] {
     const name = item.slice(0, eq).trim();
     const file = item.slice(eq + 1).trim();
     if (eq <= 0 || file === '') throw new UsageError(`${flag}: expected name=file, got ${JSON.stringify(item)}`);
+    // The name names the policy's log files too.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UsageError(`${flag}: a name is letters, digits, '.', '_' and '-', got ${JSON.stringify(name)}`);
     if (seen.has(name)) throw new UsageError(`${flag}: the name ${JSON.stringify(name)} is taken (a policy's or another config's)`);
     seen.add(name);
     let configText: string;

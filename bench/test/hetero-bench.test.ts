@@ -60,6 +60,7 @@ describe('hetero bench', () => {
     expect(() => parseHeteroArgs(['--configs', `x=${path.join(dir, 'missing.yaml')}`])).toThrow(/^--configs: cannot read /);
     expect(() => parseHeteroArgs(['--configs', `kvroute=${good}`])).toThrow('--configs: the name "kvroute" is taken');
     expect(() => parseHeteroArgs(['--configs', good])).toThrow(/^--configs: expected name=file/);
+    expect(() => parseHeteroArgs(['--configs', `a/b=${good}`])).toThrow(/^--configs: a name is letters, digits/);
   });
 
   test('a tiny run through pods (one slower), EPP and gateway: every request answered, the slow pod\'s first tokens later', async () => {

@@ -155,7 +155,7 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 1.8 });
   });
 
-  test('tiers are any medium, lower-cased (llm-d-kv-cache pool.go @ 7be76e1): an LMCache backend\'s copy and its removal leave the GPU copy alone', () => {
+  test('tiers are any medium, lower-cased (llm-d-kv-cache pool.go @ 7be76e1): a connector tier\'s copy and its removal leave the GPU copy alone', () => {
     const index = new KvBlockIndex(BS, 1000);
     const ids = tokens(1, 8);
     index.store('a', stored(['1', '2'], null, ids, { medium: 'GPU' }), ROOT);
@@ -195,6 +195,16 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     index.remove('a', removed(['2']));
     expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 1.25 });
     expect(index.hasEngineHashKeys).toBe(false);
+  });
+
+  test('a tokenless offload of a block the pod\'s capacity already dropped stays within the capacity', () => {
+    const index = new KvBlockIndex(BS, 1);
+    index.store('a', stored(['1'], null, tokens(1, 4)), ROOT);
+    index.store('a', stored(['2'], null, tokens(100, 4)), ROOT);
+    expect(index.blocksOf('a')).toBe(1);
+    // The dropped block's hash is still known (pruned lazily): its offload re-adds it, then the capacity holds.
+    index.store('a', stored(['1'], null, [], { medium: 'CPU' }), ROOT);
+    expect(index.blocksOf('a')).toBe(1);
   });
 
   test('AllBlocksCleared, a restart or a removed pod drop every entry of that pod only', () => {

@@ -25,8 +25,11 @@ import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 /**
  * A storage tier: the event's `medium` lower-cased, `gpu` when absent (as before vLLM 0.10.2). Any name is a tier, as in
  * llm-d-kv-cache (pkg/kvevents/pool.go: `defaultEventSourceDeviceTier`, `strings.ToLower(ev.DeviceTier)`): vLLM's
- * native offloading reports `CPU` (vllm/v1/kv_offload/mediums.py), and an LMCache connector passes on its own
- * backends' names (vllm/distributed/kv_transfer/kv_connector/v1/lmcache_connector.py).
+ * native offloading reports `CPU` (vllm/v1/kv_offload/mediums.py), and a KV connector passes on whatever its cache
+ * reports (vllm/distributed/kv_transfer/kv_connector/v1/lmcache_connector.py copies LMCache's `medium`: `cpu`, a device
+ * string, `CXL`). LMCache's events cover a chunk (256 tokens by default) under one hash; kvroute keys one block per
+ * hash, so such events are skipped as `block-size-mismatch` unless its chunk size equals vLLM's `--block-size`, where
+ * llm-d-kv-cache re-cuts them into blocks (pool.go, 1:many keys).
  */
 export type Tier = string;
 
@@ -215,6 +218,7 @@ export class KvBlockIndex {
           this.add(pod, state, key, tier);
           stored++;
         }
+        this.trim(pod, state);
         return stored === event.blockHashes.length ? { stored } : { stored, skipped: 'no-tokens' };
       }
       return this.storeByHash(pod, state, event.blockHashes, tier);
