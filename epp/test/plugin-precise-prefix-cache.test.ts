@@ -293,7 +293,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(after.size).toBe(2);
   });
 
-  test('a prefix left only in an offloading connector\'s own tier (LMCache passes on its backends\' media) weighs what kvCacheBackendConfigs gives that tier: a GPU holder wins', async () => {
+  test('a prefix left only in an offloading connector\'s own tier (a KV connector passes on its cache\'s medium) weighs what kvCacheBackendConfigs gives that tier: a GPU holder wins', async () => {
     const body = chat('What does the offloaded chapter say?', 'the offloaded manual');
     const stored = await storedFor(body, 9000);
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;

@@ -147,8 +147,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // as the best loses 2 points, so a slow pod's prefix hit stops pinning its groups there once its queue and
           // speed say a fast pod would answer sooner, while on identical pods its ranking follows the prefix and queue
           // signals. Added 2026-11-30: on a pool with two of four pods 2.5× slower (`npm run bench:hetero`) the
-          // previous default sent each slow pod a quarter of the requests and its TTFT p90 was worse than round robin's;
-          // on the load ladder (identical pods) p90 and hit rate stayed within the runs' noise (bench/README.md).
+          // previous default placed prompt groups whatever a pod's speed (a quarter of the requests on each slow pod on
+          // one seed) and its TTFT p90 was 2.3-12× this config's; on the load ladder (identical pods) p90 and hit rate
+          // stayed within the runs' noise (bench/README.md).
           { pluginRef: 'latency-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],

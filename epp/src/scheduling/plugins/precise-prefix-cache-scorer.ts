@@ -92,7 +92,7 @@ export interface PrecisePrefixCacheScorerParameters {
     };
     /**
      * Block weights by the tier holding them: a name is an event's `medium` lower-cased (`gpu` when absent; vLLM's
-     * offloading sends `CPU`, an LMCache connector its backends' names). A given list replaces the default; a tier it
+     * offloading sends `CPU`, a KV connector what its cache reports). A given list replaces the default; a tier it
      * does not name weighs 1 (llm-d-kv-cache `kvblock_scorer.go`). @default [{name: gpu, weight: 1.0}, {name: cpu, weight: 0.8}]
      */
     kvCacheBackendConfigs?: { name: string; weight: number }[];
