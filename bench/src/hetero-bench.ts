@@ -264,7 +264,7 @@ export function parseHeteroArgs(argv: readonly string[]): HeteroBenchOptions | u
     configs: f.configs ?? d.configs,
     outDir: f.out ?? d.outDir,
   };
-  if (o.slowPods > o.pods) throw new UsageError(`--slow-pods: at most --pods (${o.pods}), got ${o.slowPods}`);
+  if (o.slowPods > o.pods) throw new UsageError(`--slow-pods: at most --pods (${o.pods}), got ${o.slowPods}${f['slow-pods'] === undefined ? ' (the default)' : ''}`);
   return o;
 }
 

@@ -247,6 +247,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const scheduling = options.policy.kind === 'epp' ? options.policy.schedulingPolicy : undefined;
     if (scheduling !== undefined && options.existingPods) throw new Error(`policy ${options.policy.name} starts its own pods: they must run --scheduling-policy ${scheduling}`);
     const podSim = scheduling !== undefined ? { ...options.sim, schedulingPolicy: scheduling } : options.sim;
+    // Every pod's settings checked before any process starts (a bad factor must not leave pods running).
+    for (let i = 0; i < options.pods; i++) simForPod(podSim, i);
     // A pod's topic names its address, so precise pods get their ports before they start.
     const zmqPort = precise ? await reservePort() : undefined;
     // Per pod, every pod also serves replays, so a replica that (re)starts while the pods run warms its index from them.

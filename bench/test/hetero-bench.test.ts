@@ -46,6 +46,7 @@ describe('hetero bench', () => {
     expect(parseHeteroArgs(['--help'])).toBeUndefined();
     expect(() => parseHeteroArgs(['--pods', '2', '--slow-pods', '3'])).toThrow(/^--slow-pods: at most --pods \(2\), got 3/);
     expect(() => parseHeteroArgs(['--slowdown', '0.5'])).toThrow(/^--slowdown: must be a number/);
+    expect(() => parseHeteroArgs(['--pods', '1'])).toThrow('--slow-pods: at most --pods (1), got 2 (the default)');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hetero-flags-'));
     const good = path.join(dir, 'good.yaml');
     fs.writeFileSync(good, renderEndpointPickerConfig(latencyEndpointPickerConfig()));

@@ -104,6 +104,7 @@ schedulingProfiles:
     ['indexerConfig: { kvCacheBackendConfigs: { gpu: 1 } }', /indexerConfig\.kvCacheBackendConfigs: must be a list of \{name, weight\}/],
     ['indexerConfig: { kvCacheBackendConfigs: [{ name: gpu, weight: -1 }] }', /indexerConfig\.kvCacheBackendConfigs\[0\]\.weight: must be a non-negative number, got -1/],
     ['indexerConfig: { kvCacheBackendConfigs: [{ weight: 1 }] }', /indexerConfig\.kvCacheBackendConfigs\[0\]\.name: must be a tier name/],
+    ['indexerConfig: { kvCacheBackendConfigs: [{ name: " gpu", weight: 1 }] }', /kvCacheBackendConfigs\[0\]\.name: must be a tier name \(an event's medium, e\.g\. gpu or cpu\) without surrounding spaces, got " gpu"/],
     ['indexerConfig: { kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: GPU, weight: 0.5 }] }', /indexerConfig\.kvCacheBackendConfigs\[1\]\.name: names tier "gpu" a second time/],
   ])('%s is refused, naming the field', (params, message) => {
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`)).toThrow(message);

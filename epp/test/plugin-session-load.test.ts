@@ -9,8 +9,8 @@ import type { LLMRequest } from '../src/scheduling/types';
 const MINUTE = 60_000;
 
 /**
- * The prefix-first config (kvroute's default until the latency scorer joined it, 2026-11-30; the shape the
- * `kvroute-sessions` candidate was measured in) with `session-load-scorer` added to its profile at `weight`.
+ * The prefix-first config (kvroute's default until the latency scorer joined it, 2026-11-30, and what the
+ * `kvroute-sessions` candidate runs) with `session-load-scorer` added to its profile at `weight`.
  */
 function withSessionLoad(weight: number, parameters: object = {}): EndpointPickerConfig {
   const base = prefixFirstEndpointPickerConfig();

@@ -5,6 +5,8 @@
  * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); not in the
  *   matrix's default list; the load ladder (`load-ladder.ts`) runs it by default, side by side with `kvroute`;
  * - `kvroute-prefix-first`: `prefixFirstEndpointPickerConfig()`, the default until 2026-11-30 (no latency scorer);
+ * - `kvroute-active2`: the default with `active-request-scorer` at 2; `kvroute-latency-active`: the latency config
+ *   with the no-hit LRU and the in-flight scorer at 2 (candidates measured on the heterogeneous pool, `hetero-bench.ts`);
  * - `kvroute-no-lru`: the prefix-first config without llm-d's `no-hit-lru-scorer`, the default before it joined (issue
  *   9's placement of new prefix groups), for comparison;
  * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate

@@ -525,7 +525,7 @@ export const precisePrefixCacheScorer = definePlugin({
         const seen = new Set<string>();
         backends.forEach((b: { name?: unknown; weight?: unknown } | null, i) => {
           const at = `${f.fieldPath('kvCacheBackendConfigs')}[${i}]`;
-          if (typeof b?.name !== 'string' || b.name.trim() === '') throw new ConfigError(`${at}.name`, 'must be a tier name (an event\'s medium, e.g. gpu or cpu)');
+          if (typeof b?.name !== 'string' || b.name.trim() === '' || b.name.trim() !== b.name) throw new ConfigError(`${at}.name`, `must be a tier name (an event's medium, e.g. gpu or cpu) without surrounding spaces, got ${JSON.stringify(b?.name)}`);
           if (typeof b.weight !== 'number' || !Number.isFinite(b.weight) || b.weight < 0) throw new ConfigError(`${at}.weight`, `must be a non-negative number, got ${JSON.stringify(b.weight)}`);
           const tier = b.name.toLowerCase();
           if (seen.has(tier)) throw new ConfigError(`${at}.name`, `names tier "${tier}" a second time (names are compared lower-cased)`);
