@@ -47,6 +47,7 @@ interface CycleInputs {
   readonly match: PrefixMatchEstimate | undefined;
   readonly nowMs: number;
 }
+
 /**
  * `latency-scorer`: predicts each candidate's time to first token for this request — queued prefill work ahead of it,
  * its own uncached prefill and a fixed overhead, from a per-pod model learned online (`epp/src/latency/`) — and scores
