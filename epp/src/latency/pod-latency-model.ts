@@ -73,13 +73,14 @@ const MAX_INTERVAL_WEIGHT = 64;
 const PENDING_MIN_MS = 500;
 const PENDING_PREDICTION_FACTOR = 4;
 
+/** One scrape's counters (undefined: the page had no such family); one object per scrape, so no spreads. */
 interface CounterReading {
   readonly updateTime: number;
   readonly waiting: number;
-  readonly firstTokenCount?: number;
-  readonly firstTokenSecondsSum?: number;
-  readonly queryTokens?: number;
-  readonly hitTokens?: number;
+  readonly firstTokenCount: number | undefined;
+  readonly firstTokenSecondsSum: number | undefined;
+  readonly queryTokens: number | undefined;
+  readonly hitTokens: number | undefined;
 }
 
 interface PendingPrefill {
@@ -134,10 +135,10 @@ export class PodLatencyModel {
     const reading: CounterReading = {
       updateTime: metrics.updateTime,
       waiting: metrics.waitingQueueSize,
-      ...(metrics.firstTokenCount !== undefined ? { firstTokenCount: metrics.firstTokenCount } : {}),
-      ...(metrics.firstTokenSecondsSum !== undefined ? { firstTokenSecondsSum: metrics.firstTokenSecondsSum } : {}),
-      ...(metrics.prefixCacheQueryTokens !== undefined ? { queryTokens: metrics.prefixCacheQueryTokens } : {}),
-      ...(metrics.prefixCacheHitTokens !== undefined ? { hitTokens: metrics.prefixCacheHitTokens } : {}),
+      firstTokenCount: metrics.firstTokenCount,
+      firstTokenSecondsSum: metrics.firstTokenSecondsSum,
+      queryTokens: metrics.prefixCacheQueryTokens,
+      hitTokens: metrics.prefixCacheHitTokens,
     };
     const previous = this.last;
     this.last = reading;
