@@ -41,8 +41,9 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     const index = new KvBlockIndex(BS, 1000);
     expect(index.store('a', stored(['5'], '4', tokens(1, 4)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
     expect(index.hasEngineHashKeys).toBe(false);
-    // Real token ids at another block size (vLLM's --block-size differs from the config's): skipped, never mis-keyed.
-    expect(index.store('a', stored(['6'], null, tokens(1, 8), { blockSize: 8 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
+    // Real token ids at a block size that is no multiple of the config's (vLLM's --block-size differs): skipped, never
+    // mis-keyed. (A multiple is cut into blocks: the chunk test below.)
+    expect(index.store('a', stored(['6'], null, tokens(1, 6), { blockSize: 6 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
     expect(index.hasEngineHashKeys).toBe(false);
     // Token ids that cannot be the block's (6 for one block of 4): a placeholder, keyed by engine hash.
     expect(index.store('a', stored(['5'], null, tokens(1, 6)), ROOT)).toEqual({ stored: 1, byEngineHash: 1 });
@@ -205,6 +206,36 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     // The dropped block's hash is still known (pruned lazily): its offload re-adds it, then the capacity holds.
     index.store('a', stored(['1'], null, [], { medium: 'CPU' }), ROOT);
     expect(index.blocksOf('a')).toBe(1);
+  });
+
+  test('one hash for several blocks (an LMCache chunk; vLLM at a larger --block-size) is cut into blocks, as llm-d-kv-cache @ 7be76e1 maps one engine key to many; its removal takes each', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 24);
+    // Two chunks of 8 tokens (2 blocks each) under one hash each, as LMCache publishes them (medium cpu), then a third
+    // chained on the second's hash.
+    expect(index.store('a', stored(['c1', 'c2'], null, ids.slice(0, 16), { blockSize: 8, medium: 'cpu' }), ROOT)).toEqual({ stored: 4 });
+    expect(index.store('a', stored(['c3'], 'c2', ids.slice(16, 24), { blockSize: 8, medium: 'cpu' }), ROOT)).toEqual({ stored: 2 });
+    const all = index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')!;
+    expect(all.blocks).toBe(6);
+    expect(all.weight).toBeCloseTo(6 * 0.8, 12);
+    // Their keys are the blocks' own: a request diverging inside the second chunk matches up to there.
+    expect(index.longestPrefix(requestKeys([...ids.slice(0, 12), 0, 0, 0, 0]), pods('a'), 0).get('a')?.blocks).toBe(3);
+    // The chunk's hash leaves with all its blocks, and only its tier's copies.
+    index.store('a', stored(['g1', 'g2', 'g3', 'g4'], null, ids.slice(0, 16), { medium: 'GPU' }), ROOT);
+    index.remove('a', removed(['c2'], 'cpu'));
+    // Blocks 3-4 keep their GPU copies, 5-6 their CPU ones (the third chunk's).
+    const afterC2 = index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')!;
+    expect(afterC2.blocks).toBe(6);
+    expect(afterC2.weight).toBeCloseTo(4 + 2 * 0.8, 12);
+    index.remove('a', removed(['g1', 'g2', 'g3', 'g4']));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(2);
+    index.remove('a', removed(['c1'], 'cpu'));
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+    // A tokenless offload of a chunk hash adds a copy to each of its blocks.
+    index.store('b', stored(['d1'], null, ids.slice(0, 8), { blockSize: 8 }), ROOT);
+    index.store('b', stored(['d1'], null, [], { medium: 'disk' }), ROOT);
+    index.remove('b', removed(['d1']));
+    expect(index.longestPrefix(requestKeys(ids), pods('b'), 0).get('b')).toEqual({ blocks: 2, weight: 2 });
   });
 
   test('AllBlocksCleared, a restart or a removed pod drop every entry of that pod only', () => {

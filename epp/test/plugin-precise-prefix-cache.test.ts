@@ -311,6 +311,23 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await waitFor(() => scorer.index.blocksOf(pods[0]!) === before0, 'the disk copy to be removed');
   });
 
+  test('chunk events (LMCache: one hash per 64-token chunk here, medium cpu, through vLLM\'s lmcache_connector) are cut into the configured 16-token blocks and match, as llm-d-kv-cache @ 7be76e1 maps one engine key to many', async () => {
+    const body = chat('What does the chunked chapter say?', 'the chunked manual');
+    const blocks = await storedFor(body, 11000);
+    const chunks = Math.floor(blocks.tokenIds.length / 64);
+    const event: BlockStored = {
+      type: 'BlockStored', blockHashes: Array.from({ length: chunks }, (_, i) => String(12000 + i)), parentBlockHash: null,
+      tokenIds: blocks.tokenIds.slice(0, chunks * 64), blockSize: 64, loraId: null, medium: 'cpu',
+    };
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const before = scorer.index.blocksOf(pods[1]!);
+    await publish(pods[1]!, [event], 'positional-v0.10.2');
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) === before + chunks * 4, 'the chunks to be indexed as blocks');
+    expect(await scores(body)).toEqual([0, 1]);
+    await publish(pods[1]!, [{ type: 'BlockRemoved', blockHashes: event.blockHashes, medium: 'cpu' }], 'positional-v0.10.2');
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) === before, 'the chunks to be removed with all their blocks');
+  });
+
   // Runs before any event with extra_keys reaches this scheduler (the ones below publish vLLM >= #33304's).
   test('with vLLM 0.10.x events (no extra_keys) a cache_salt is ignored, as llm-d-kv-cache v0.7.1 ignores it: the salted prompt\'s own blocks match it', async () => {
     const body = chat('What does the salted appendix say?', 'the salted manual');

@@ -27,9 +27,7 @@ import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
  * llm-d-kv-cache (pkg/kvevents/pool.go: `defaultEventSourceDeviceTier`, `strings.ToLower(ev.DeviceTier)`): vLLM's
  * native offloading reports `CPU` (vllm/v1/kv_offload/mediums.py), and a KV connector passes on whatever its cache
  * reports (vllm/distributed/kv_transfer/kv_connector/v1/lmcache_connector.py copies LMCache's `medium`: `cpu`, a device
- * string, `CXL`). LMCache's events cover a chunk (256 tokens by default) under one hash; kvroute keys one block per
- * hash, so such events are skipped as `block-size-mismatch` unless its chunk size equals vLLM's `--block-size`, where
- * llm-d-kv-cache re-cuts them into blocks (pool.go, 1:many keys).
+ * string, `CXL`). LMCache's events cover a chunk (256 tokens by default) under one hash, cut into blocks in `store`.
  */
 export type Tier = string;
 
@@ -59,8 +57,14 @@ function copiesOf(h: Holding): number {
 }
 
 interface PodState {
-  /** Engine block hash → own key, for removals and parents. */
+  /** Engine block hash → own key, for removals and parents (a chunk's last key, see `chunkKeys`). */
   readonly engineToKey: Map<string, number>;
+  /**
+   * Engine hash → own keys, for a hash that stands for several blocks: an event whose block_size is a multiple of the
+   * configured one (an LMCache chunk, or vLLM at a larger --block-size), cut into blocks as llm-d-kv-cache @ 7be76e1
+   * does (pool.go computes request keys at the canonical block size; `Index.Add` maps one engine key to many).
+   */
+  readonly chunkKeys: Map<string, readonly number[]>;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
   readonly otherGroups: Set<number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
@@ -215,7 +219,7 @@ export class KvBlockIndex {
         for (const hash of event.blockHashes) {
           const key = state.engineToKey.get(hash);
           if (key === undefined) continue;
-          this.add(pod, state, key, tier);
+          for (const k of state.chunkKeys.get(hash) ?? [key]) this.add(pod, state, k, tier);
           stored++;
         }
         this.trim(pod, state);
@@ -226,9 +230,13 @@ export class KvBlockIndex {
     // The event's block_size is not trusted, as llm-d-kv-cache v0.7.1 does not (vllm_adapter.go: "consumed but not
     // stored"; pool.go re-cuts token_ids at the configured block size and indexes when that gives one key per hash).
     if (event.tokenIds.length !== event.blockHashes.length * this.blockSize) {
-      // Real tokens at another block size (a vLLM --block-size that differs from the config's): skipped and counted,
-      // never mis-keyed; llm-d's key count differs from the hashes' and it skips them too.
+      // Real tokens at another block size. A multiple of the configured one (an LMCache chunk of 256 tokens under one
+      // hash, or vLLM at a larger --block-size): each hash's tokens cut into blocks, as llm-d-kv-cache @ 7be76e1 does.
+      // Anything else is skipped and counted, never mis-keyed (llm-d v0.7.1 skipped every such event).
       if (event.blockSize !== this.blockSize && event.tokenIds.length === event.blockHashes.length * event.blockSize) {
+        if (event.blockSize > this.blockSize && event.blockSize % this.blockSize === 0) {
+          return this.storeChunks(pod, state, event, root, tier, event.blockSize / this.blockSize, extraForFirstBlock);
+        }
         return { stored: 0, skipped: 'block-size-mismatch' };
       }
       // Token ids that cannot be the blocks' own (placeholders, e.g. [1, 2, 3] with block_size 256): by engine hash.
@@ -252,6 +260,31 @@ export class KvBlockIndex {
     }
     this.trim(pod, state);
     return { stored: event.blockHashes.length };
+  }
+
+  /** `store` for an event whose every hash stands for `perHash` configured blocks: keys each, maps the hash to all. */
+  private storeChunks(pod: string, state: PodState, event: BlockStored, root: number, tier: Tier, perHash: number, extraForFirstBlock?: ArrayLike<number>): StoreOutcome {
+    const chainStart = startsChain(event);
+    let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
+    if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
+    for (let h = 0; h < event.blockHashes.length; h++) {
+      const keys: number[] = [];
+      for (let j = 0; j < perHash; j++) {
+        const start = (h * perHash + j) * this.blockSize;
+        const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, chainStart && h === 0 && j === 0 ? extraForFirstBlock : undefined);
+        this.add(pod, state, key, tier);
+        keys.push(key);
+        parent = key;
+      }
+      const hash = event.blockHashes[h]!;
+      const previous = state.engineToKey.get(hash);
+      if (previous !== undefined && previous < 0) this.drop(pod, state, previous);
+      // The chunk's last key is its chain's tail: the next chunk's parent_block_hash resolves to it.
+      state.engineToKey.set(hash, parent);
+      state.chunkKeys.set(hash, keys);
+    }
+    this.trim(pod, state);
+    return { stored: event.blockHashes.length * perHash };
   }
 
   /** Whether any block was indexed by engine hash alone: requests then compute the engine-hash chain too. */
@@ -295,14 +328,26 @@ export class KvBlockIndex {
     for (const hash of event.blockHashes) {
       const key = state.engineToKey.get(hash);
       if (key === undefined) continue;
-      const holding = this.holders.get(key)?.get(pod);
-      if (!holding) continue;
-      takeCopy(holding, tier);
-      removed++;
-      if (copiesOf(holding) === 0) {
-        // The last copy is gone; a speculative mark for it is stale too.
-        this.drop(pod, state, key);
+      // A chunk's hash takes one copy from each of its blocks.
+      const chunk = state.chunkKeys.get(hash);
+      let gone = 0;
+      for (const k of chunk ?? [key]) {
+        const holding = this.holders.get(k)?.get(pod);
+        if (!holding) {
+          gone++;
+          continue;
+        }
+        takeCopy(holding, tier);
+        removed++;
+        if (copiesOf(holding) === 0) {
+          // The last copy is gone; a speculative mark for it is stale too.
+          this.drop(pod, state, k);
+          gone++;
+        }
+      }
+      if (gone === (chunk?.length ?? 1)) {
         state.engineToKey.delete(hash);
+        state.chunkKeys.delete(hash);
       }
     }
     return removed;
@@ -398,7 +443,7 @@ export class KvBlockIndex {
 
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
-    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), otherGroups: new Set(), keys: new Map(), share: this.share(pod) }));
+    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), chunkKeys: new Map(), otherGroups: new Set(), keys: new Map(), share: this.share(pod) }));
     return state;
   }
 
@@ -444,7 +489,11 @@ export class KvBlockIndex {
     }
     // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows the keys.
     if (state.engineToKey.size > 2 * capacity) {
-      for (const [hash, key] of state.engineToKey) if (!state.keys.has(key)) state.engineToKey.delete(hash);
+      for (const [hash, key] of state.engineToKey) {
+        if (state.keys.has(key)) continue;
+        state.engineToKey.delete(hash);
+        state.chunkKeys.delete(hash);
+      }
     }
   }
 }
