@@ -235,53 +235,44 @@ export class KvBlockIndex {
       // Anything else is skipped and counted, never mis-keyed (llm-d v0.7.1 skipped every such event).
       if (event.blockSize !== this.blockSize && event.tokenIds.length === event.blockHashes.length * event.blockSize) {
         if (event.blockSize > this.blockSize && event.blockSize % this.blockSize === 0) {
-          return this.storeChunks(pod, state, event, root, tier, event.blockSize / this.blockSize, extraForFirstBlock);
+          return this.storeKeyed(pod, state, event, root, tier, event.blockSize / this.blockSize, extraForFirstBlock);
         }
         return { stored: 0, skipped: 'block-size-mismatch' };
       }
       // Token ids that cannot be the blocks' own (placeholders, e.g. [1, 2, 3] with block_size 256): by engine hash.
       return this.storeByHash(pod, state, event.blockHashes, tier);
     }
+    return this.storeKeyed(pod, state, event, root, tier, 1, extraForFirstBlock);
+  }
+
+  /**
+   * Keys an event's blocks from its token ids, `perHash` configured blocks per engine hash (1 but for chunk events),
+   * chained on the key of its parent (or `root` for a chain starting at the first block).
+   */
+  private storeKeyed(pod: string, state: PodState, event: BlockStored, root: number, tier: Tier, perHash: number, extraForFirstBlock?: ArrayLike<number>): StoreOutcome {
     // A parent of 0 is no parent (see startsChain).
     const chainStart = startsChain(event);
     let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
-    for (let i = 0; i < event.blockHashes.length; i++) {
-      const start = i * this.blockSize;
-      const extra = chainStart && i === 0 ? extraForFirstBlock : undefined;
-      const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, extra);
-      // The same hash stored before by engine hash alone: its entry moves to the own key, or no BlockRemoved could
-      // reach it.
-      const previous = state.engineToKey.get(event.blockHashes[i]!);
-      if (previous !== undefined && previous < 0) this.drop(pod, state, previous);
-      state.engineToKey.set(event.blockHashes[i]!, key);
-      this.add(pod, state, key, tier);
-      parent = key;
-    }
-    this.trim(pod, state);
-    return { stored: event.blockHashes.length };
-  }
-
-  /** `store` for an event whose every hash stands for `perHash` configured blocks: keys each, maps the hash to all. */
-  private storeChunks(pod: string, state: PodState, event: BlockStored, root: number, tier: Tier, perHash: number, extraForFirstBlock?: ArrayLike<number>): StoreOutcome {
-    const chainStart = startsChain(event);
-    let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
-    if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
     for (let h = 0; h < event.blockHashes.length; h++) {
-      const keys: number[] = [];
+      // Only a chunk needs its keys listed; a 1:1 event (every event vLLM sends) allocates nothing per block.
+      const keys: number[] | undefined = perHash > 1 ? [] : undefined;
       for (let j = 0; j < perHash; j++) {
         const start = (h * perHash + j) * this.blockSize;
         const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, chainStart && h === 0 && j === 0 ? extraForFirstBlock : undefined);
         this.add(pod, state, key, tier);
-        keys.push(key);
+        keys?.push(key);
         parent = key;
       }
       const hash = event.blockHashes[h]!;
+      // The same hash stored before by engine hash alone: its entry moves to the own key, or no BlockRemoved could
+      // reach it.
       const previous = state.engineToKey.get(hash);
       if (previous !== undefined && previous < 0) this.drop(pod, state, previous);
-      // The chunk's last key is its chain's tail: the next chunk's parent_block_hash resolves to it.
+      // A chunk's last key is its chain's tail: the next chunk's parent_block_hash resolves to it.
       state.engineToKey.set(hash, parent);
-      state.chunkKeys.set(hash, keys);
+      if (keys !== undefined) state.chunkKeys.set(hash, keys);
+      else state.chunkKeys.delete(hash);
     }
     this.trim(pod, state);
     return { stored: event.blockHashes.length * perHash };
