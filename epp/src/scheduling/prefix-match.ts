@@ -36,7 +36,12 @@ export const PREFIX_MATCH = stateKey<PrefixMatchEstimate>('prefix match per endp
  */
 export function uncachedPromptTokens(prompt: string, match: PrefixMatchEstimate | undefined, endpointKey: string, charactersPerToken: number): number {
   if (match === undefined) return prompt.length / charactersPerToken;
-  const uncached = Math.max(0, match.promptLength - (match.cachedLength.get(endpointKey) ?? 0));
+  return uncachedTokensOf(match, match.cachedLength.get(endpointKey) ?? 0, charactersPerToken);
+}
+
+/** The prompt tokens left to prefill past a cached length (in `match`'s unit). */
+export function uncachedTokensOf(match: PrefixMatchEstimate, cachedLength: number, charactersPerToken: number): number {
+  const uncached = Math.max(0, match.promptLength - cachedLength);
   return match.unit === 'tokens' ? uncached : uncached / charactersPerToken;
 }
 

@@ -6,7 +6,7 @@ import { LatencyModel, type TtftPrediction } from '../../latency/pod-latency-mod
 import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH, uncachedPromptTokens, type PrefixMatchEstimate } from '../prefix-match';
+import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
 import type { LLMRequest, SchedulingResult } from '../types';
 
 export interface LatencyScorerParameters {
@@ -121,8 +121,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   private uncachedAt(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], i: number): number {
     const byCandidate = match?.byCandidate;
     if (match === undefined || byCandidate?.candidates !== candidates) return this.uncachedTokens(request, match, candidates[i]!.endpoint.key);
-    const uncached = Math.max(0, match.promptLength - byCandidate.cachedLength[i]!);
-    return match.unit === 'tokens' ? uncached : uncached / this.parameters.charactersPerToken;
+    return uncachedTokensOf(match, byCandidate.cachedLength[i]!, this.parameters.charactersPerToken);
   }
 
   /** The request's prompt tokens the endpoint would have to prefill. */
