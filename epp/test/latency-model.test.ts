@@ -195,6 +195,43 @@ describe('PodLatencyModel: learning from scraped engine counters', () => {
   });
 });
 
+describe('PodLatencyModel: the scorer\'s cached line (predictSeconds)', () => {
+  /** A model with data (so its line decays toward the prior) and no queue. */
+  function learnt(): { model: PodLatencyModel; at: number } {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    for (let i = 0; i < 40; i++) model.ingest(scrapes.next({ requests: 4, uncached: 500 + 50 * i, cached: 0, ttft: 0.05 + 0.001 * (500 + 50 * i) }), scrapes.now);
+    return { model, at: scrapes.now };
+  }
+
+  it('keeps the line for a thousandth of the half-life, then refits it to the decayed data', () => {
+    const { model, at } = learnt();
+    const first = model.predictSeconds(1000, EMPTY_METRICS, at);
+    expect(first).toBeCloseTo(model.predict(1000, EMPTY_METRICS, at).ttftSeconds, 12);
+    // Within HALF_LIFE_MS / 1000 = 60 ms: the same line, although the exact one has decayed a little.
+    const within = at + HALF_LIFE_MS / 1000 - 1;
+    expect(model.predictSeconds(1000, EMPTY_METRICS, within)).toBe(first);
+    // Half a half-life later the data weigh 0.71 of what they did and the prior pulls the line: a refit.
+    const later = at + HALF_LIFE_MS / 2;
+    const refit = model.predictSeconds(1000, EMPTY_METRICS, later);
+    expect(refit).not.toBe(first);
+    expect(refit).toBeCloseTo(model.predict(1000, EMPTY_METRICS, later).ttftSeconds, 12);
+  });
+
+  it('refits at once when a scrape brings an observation, however recent the line', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    const before = model.predictSeconds(1000, EMPTY_METRICS, scrapes.now);
+    // 50 ms later (within the 60 ms the line is kept), a scrape shows requests 10× slower than the prior.
+    model.ingest(scrapes.next({ requests: 50, uncached: 1000, cached: 0, ttft: 2.2 }), scrapes.now);
+    const after = model.predictSeconds(1000, EMPTY_METRICS, scrapes.now);
+    expect(after).toBeGreaterThan(before * 2);
+    expect(after).toBeCloseTo(model.predict(1000, EMPTY_METRICS, scrapes.now).ttftSeconds, 12);
+  });
+});
+
 describe('PodLatencyModel: queued prefill work', () => {
   it('counts picks as queued work until the scrape counts their first tokens, oldest first', () => {
     const model = new PodLatencyModel(OPTIONS);
@@ -222,6 +259,28 @@ describe('PodLatencyModel: queued prefill work', () => {
     // 4 × the 0.2 s predicted, but at least 500 ms: gone by 801 ms.
     expect(model.stats(799).pendingRequests).toBe(1);
     expect(model.stats(801).pendingRequests).toBe(0);
+  });
+
+  it('keeps a pick queued as long as the pod\'s recent picks took to leave, when that is longer than its prediction', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const counters = { ...EMPTY_METRICS, firstTokenCount: 0, firstTokenSecondsSum: 0, prefixCacheQueryTokens: 0, prefixCacheHitTokens: 0 };
+    model.ingest({ ...counters, updateTime: 1 }, 0);
+    // The engine reports 50 ms TTFTs, but by the EPP's clock each pick takes 3 s to leave (a time-scaled simulator, or
+    // a pod slower than its own clock says): the first pick, predicted at 50 ms, is retired by the scrape at 3 s.
+    model.addPending('first', 300, 0.05, 0);
+    model.ingest({ ...counters, updateTime: 2, firstTokenCount: 1, firstTokenSecondsSum: 0.05 }, 3_000);
+    expect(model.stats(3_000).pendingRequests).toBe(0);
+    // The next pick, predicted at 50 ms too, stays queued for 4 × the 3 s its predecessor took, not 500 ms.
+    model.addPending('second', 300, 0.05, 3_000);
+    expect(model.stats(3_000 + 11_999)).toMatchObject({ pendingRequests: 1, pendingTokens: 300 });
+    expect(model.stats(3_000 + 12_001).pendingRequests).toBe(0);
+    // pendingTimeout still caps it.
+    const capped = new PodLatencyModel({ ...OPTIONS, pendingTimeoutMs: 5_000 });
+    capped.ingest({ ...counters, updateTime: 1 }, 0);
+    capped.addPending('first', 300, 0.05, 0);
+    capped.ingest({ ...counters, updateTime: 2, firstTokenCount: 1, firstTokenSecondsSum: 0.05 }, 3_000);
+    capped.addPending('second', 300, 0.05, 3_000);
+    expect(capped.stats(3_000 + 5_001).pendingRequests).toBe(0);
   });
 
   it('values requests waiting beyond its own picks at the pod\'s typical uncached prompt', () => {

@@ -324,6 +324,35 @@ describe('latency-scorer through request control', () => {
   });
 });
 
+describe('latency-scorer\'s per-position cache of pod models', () => {
+  it('learns a new scrape of a pod at the same position, and gives a removed pod a fresh model even for the same snapshot', () => {
+    let t = NOW;
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => t, random: seeded(9) });
+    const scorer = latencyOf(scheduler);
+    const score = (candidates: EndpointSnapshot[]) => {
+      const out = new Float64Array(candidates.length);
+      scorer.scoreInto({ request: request(blocks('q', 20)), state: new CycleState() }, candidates, out);
+      return [...out];
+    };
+    const a = pod('a');
+    const b0 = pod('b', { firstTokenCount: 0, firstTokenSecondsSum: 0, prefixCacheQueryTokens: 0, prefixCacheHitTokens: 0 });
+    expect(score([a, b0])).toEqual([1, 1]);
+    // A later scrape of b (a new snapshot at the same position): 100 first tokens at 2 s each for 320 uncached tokens,
+    // 10× the prior. Learnt (against the prior's 8 requests' worth), so b now scores well below a.
+    t += 50;
+    const b1 = pod('b', { updateTime: t, firstTokenCount: 100, firstTokenSecondsSum: 200, prefixCacheQueryTokens: 32_000, prefixCacheHitTokens: 0 });
+    const learnt = score([a, b1]);
+    expect(learnt[0]).toBe(1);
+    expect(learnt[1]).toBeLessThan(0.75);
+    expect(scorer.model.pod('b:8000').stats(t).observations).toBe(1);
+    // b leaves the pool: its model goes. Scored again with the very same snapshot object at the same position, b is a
+    // new pod to the scorer (its first reading is a baseline, not an observation), so it scores like a again.
+    scorer.removeEndpoint('b:8000');
+    expect(score([a, b1])).toEqual([1, 1]);
+    expect(scorer.model.pod('b:8000').stats(t).observations).toBe(0);
+  });
+});
+
 describe('latency-scorer parameters', () => {
   it('fills every default', () => {
     expect(resolvePluginParameters('latency-scorer', undefined)).toEqual({

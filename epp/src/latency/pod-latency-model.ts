@@ -33,7 +33,9 @@
  * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
  * entry leaves when the scraped TTFT `_count` advances (vLLM's default scheduling is first come, first served, so the
  * oldest go first), when the response headers of a non-streaming response arrive (the generation is over), or after
- * a timeout (a safety net for pods that do not export the histogram and requests aborted before their first token).
+ * a timeout (a safety net for pods that do not export the histogram and requests aborted before their first token):
+ * 4× the longer of its predicted TTFT and the mean time the pod's recent picks took to leave (see `retireMeanMs`),
+ * capped by `pendingTimeout`.
  * Requests the scrape says are waiting beyond this EPP's own count the mean uncached tokens the pod's observations
  * show (or, before any, the request's own).
  */
@@ -69,9 +71,20 @@ export interface TtftPrediction {
 const PRIOR_TYPICAL_TOKENS = 1024;
 /** An interval stands for at most this many requests, so one long gap between scrapes cannot outweigh the rest. */
 const MAX_INTERVAL_WEIGHT = 64;
-/** A picked request counts as queued for 4× its predicted TTFT at most (and at least this long) before it expires. */
+/**
+ * The scorer's cached line is refitted at most once per this fraction of the half-life (60 ms at the default 60 s), or
+ * at once when an observation arrives: between two refits the data's weight decays by 0.07%, while a refit per pod per
+ * millisecond (the scorer asks for every candidate of every request) was a `Math.pow` and a solve per candidate.
+ */
+const LINE_REFRESH_HALF_LIFE_FRACTION = 1 / 1000;
+/**
+ * A picked request counts as queued for 4× its predicted TTFT, or 4× the mean time the pod's recent picks took to
+ * leave the queue (by the EPP's clock), whichever is longer, and at least this long, before it expires.
+ */
 const PENDING_MIN_MS = 500;
 const PENDING_PREDICTION_FACTOR = 4;
+/** The mean time to leave the queue weighs each retired pick 1/16. */
+const RETIRE_MEAN_WINDOW = 16;
 
 /** One scrape's counters (undefined: the page had no such family); one object per scrape, so no spreads. */
 interface CounterReading {
@@ -86,6 +99,7 @@ interface CounterReading {
 interface PendingPrefill {
   readonly requestId: string;
   readonly tokens: number;
+  readonly addedAt: number;
   readonly expiresAt: number;
 }
 
@@ -106,8 +120,16 @@ export class PodLatencyModel {
   /** The sum of `pending`'s tokens and its earliest expiry, kept as it changes: `predict` runs per candidate per request. */
   private pendingTokens = 0;
   private nextExpiry = Infinity;
-  /** The fitted line at `lineAtMs` (NaN: none): every candidate of a cycle asks at the same instant. */
+  /**
+   * The mean milliseconds (the EPP's clock) from a pick to the scrape that retired it, NaN before any. The expiry is a
+   * safety net that must not fire while the pod is still working through its queue: a prediction from the pod's own
+   * seconds can be short of that (before the pod's data arrive, or when the engine's clock and the EPP's differ, as a
+   * time-scaled simulator's do), and an expired pick stops counting as queued work while it still waits.
+   */
+  private retireMeanMs = Number.NaN;
+  /** The fitted line as of `lineAtMs` (NaN: none), for `predictSeconds` until `lineRefreshMs` later or new data. */
   private lineAtMs = Number.NaN;
+  private readonly lineRefreshMs: number;
   private lineSlope = 0;
   private lineIntercept = 0;
   private last: CounterReading | undefined;
@@ -123,6 +145,7 @@ export class PodLatencyModel {
       },
       halfLifeMs: options.halfLifeMs,
     });
+    this.lineRefreshMs = options.halfLifeMs * LINE_REFRESH_HALF_LIFE_FRACTION;
   }
 
   /**
@@ -146,7 +169,11 @@ export class PodLatencyModel {
     const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
     if (firstTokens === undefined || firstTokens <= 0) return;
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
-    for (const retired of this.pending.splice(0, Math.min(firstTokens, this.pending.length))) this.pendingTokens -= retired.tokens;
+    for (const retired of this.pending.splice(0, Math.min(firstTokens, this.pending.length))) {
+      this.pendingTokens -= retired.tokens;
+      const waitedMs = Math.max(0, nowMs - retired.addedAt);
+      this.retireMeanMs = Number.isNaN(this.retireMeanMs) ? waitedMs : this.retireMeanMs + (waitedMs - this.retireMeanMs) / RETIRE_MEAN_WINDOW;
+    }
     if (this.pending.length === 0) this.pendingTokens = 0;
 
     const ttftSum = delta(previous.firstTokenSecondsSum, reading.firstTokenSecondsSum);
@@ -164,9 +191,10 @@ export class PodLatencyModel {
 
   /** Counts a request this EPP committed to the pod as queued prefill work until its first token. */
   addPending(requestId: string, uncachedTokens: number, predictedSeconds: number, nowMs: number): void {
-    const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * predictedSeconds * 1000));
+    const expected = Number.isNaN(this.retireMeanMs) ? predictedSeconds * 1000 : Math.max(predictedSeconds * 1000, this.retireMeanMs);
+    const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * expected));
     const tokens = Math.max(0, uncachedTokens);
-    this.pending.push({ requestId, tokens, expiresAt: nowMs + lifetime });
+    this.pending.push({ requestId, tokens, addedAt: nowMs, expiresAt: nowMs + lifetime });
     this.pendingTokens += tokens;
     if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
   }
@@ -185,9 +213,13 @@ export class PodLatencyModel {
     return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens);
   }
 
-  /** `predict(…).ttftSeconds` without the object: the scorer's per-candidate path. */
+  /**
+   * `predict(…).ttftSeconds` without the object, for the scorer's per-candidate path: the line is the one fitted at most
+   * `halfLife / 1000` ago (or since the last observation), not refitted to this very millisecond.
+   */
   predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): number {
-    if (nowMs !== this.lineAtMs) {
+    // Written so that NaN (no line yet) refits; a clock that steps back keeps the line.
+    if (!(nowMs - this.lineAtMs < this.lineRefreshMs)) {
       const { intercept, slope } = this.fit.estimate(nowMs);
       this.lineSlope = slope;
       this.lineIntercept = intercept;

@@ -2,7 +2,7 @@ import { parseDuration } from '../../config/duration';
 import { ConfigError } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
-import { LatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
+import { LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
 import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -78,6 +78,14 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   readonly type = 'latency-scorer';
   readonly model: LatencyModel;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
+  /**
+   * Per candidate position, the snapshot scored there last and its pod's model. Positions rarely move between requests
+   * (the datastore keeps them until a pod joins or leaves), and a snapshot is replaced whenever its metrics change, so
+   * an identical snapshot needs neither the model lookup nor the scrape check: at 256 pods those two were most of the
+   * scorer's remaining cost per candidate. Cleared when a pod is removed.
+   */
+  private slotSnapshots: (EndpointSnapshot | undefined)[] = [];
+  private slotModels: PodLatencyModel[] = [];
 
   constructor(
     readonly name: string,
@@ -104,8 +112,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
     let best = Infinity;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
-      const pod = this.model.pod(candidate.endpoint.key);
-      pod.ingest(candidate.metrics, now);
+      let pod: PodLatencyModel;
+      if (this.slotSnapshots[i] === candidate) {
+        pod = this.slotModels[i]!;
+      } else {
+        pod = this.model.pod(candidate.endpoint.key);
+        pod.ingest(candidate.metrics, now);
+        this.slotSnapshots[i] = candidate;
+        this.slotModels[i] = pod;
+      }
       const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now);
       out[i] = ttft;
       if (ttft < best) best = ttft;
@@ -161,6 +176,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
 
   removeEndpoint(endpointKey: string): void {
     this.model.remove(endpointKey);
+    this.slotSnapshots = [];
+    this.slotModels = [];
   }
 }
 
