@@ -6,6 +6,7 @@ import {
   latencyEndpointPickerConfig,
   parseEndpointPickerConfig,
   preciseEndpointPickerConfig,
+  withoutLatencyScorer,
   renderEndpointPickerConfig,
   validateEndpointPickerConfig,
   type EndpointPickerConfig,
@@ -621,5 +622,18 @@ describe('preciseEndpointPickerConfig', () => {
       expect(c.schedulingProfiles[0]!.plugins.map((r) => r.pluginRef)).not.toContain('no-hit-lru-scorer');
     }
     expect(defaultEndpointPickerConfig().plugins.map((p) => p.type)).toContain('no-hit-lru-scorer');
+  });
+
+  it('carries the default\'s latency scorer at 2, after the precise scorer whose matched tokens it reads (bench/README.md, bench:hetero and llm-d\'s ramp); withoutLatencyScorer gives the earlier form', () => {
+    const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'Qwen/Qwen3-0.6B' });
+    const steps = precise.schedulingProfiles[0]!.plugins;
+    const at = (ref: string) => steps.findIndex((r) => r.pluginRef === ref);
+    expect(steps[at('latency-scorer')]).toEqual({ pluginRef: 'latency-scorer', weight: 2 });
+    expect(steps[at('precise-prefix-cache-scorer')]).toEqual({ pluginRef: 'precise-prefix-cache-scorer', weight: 3 });
+    expect(at('latency-scorer')).toBeGreaterThan(at('precise-prefix-cache-scorer'));
+    expect(precise.plugins.find((p) => p.type === 'latency-scorer')).toEqual(defaultEndpointPickerConfig().plugins.find((p) => p.type === 'latency-scorer'));
+    const earlier = withoutLatencyScorer(precise);
+    expect(earlier.plugins.map((p) => p.type)).not.toContain('latency-scorer');
+    expect(earlier.schedulingProfiles[0]!.plugins.map((r) => r.pluginRef)).toEqual(steps.map((r) => r.pluginRef).filter((r) => r !== 'latency-scorer'));
   });
 });

@@ -2,6 +2,8 @@
  * The routing policies the benchmark compares, as `RoutingPolicy` values for `startStack`:
  * - `kvroute`: the EPP with its built-in config (separate process);
  * - `kvroute-precise`: `preciseEndpointPickerConfig()`, precise prefix scoring from the pods' KV events (central mode);
+ *   `kvroute-precise-prefix-first` is it without the latency scorer (the precise config until session 19, 2026-11-30),
+ *   `kvroute-precise-latency4` with it at the default's 4 (measured, not taken);
  * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); not in the
  *   matrix's default list; the load ladder (`load-ladder.ts`) runs it by default, side by side with `kvroute`;
  * - `kvroute-prefix-first`: `prefixFirstEndpointPickerConfig()`, the default until 2026-11-30 (no latency scorer);
@@ -16,7 +18,7 @@
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
 import {
-  defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutNoHitLru, withPrefillPriority, type EndpointPickerConfig,
+  defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutLatencyScorer, withoutNoHitLru, withPrefillPriority, type EndpointPickerConfig,
 } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
@@ -97,17 +99,17 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-prefill-priority'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-prefill-priority'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active + latency 4, saturation filter, session affinity)',
-  'kvroute-precise': 'EPP process, preciseEndpointPickerConfig (the prefix-first config with precise-prefix-cache-scorer at the prefix weight), fed by the pods\' vLLM KV events over ZMQ (central mode)',
+  'kvroute-precise': 'EPP process, preciseEndpointPickerConfig (the built-in config without no-hit-lru, precise-prefix-cache-scorer at the prefix weight, latency at 2: precise 3 + queue + kv + active + latency 2), fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
   'kvroute-latency-active': 'EPP process, latencyEndpointPickerConfig({ noHitLru: true, activeRequests: 2 }) (latency 4 + prefix 1 + no-hit-lru 4 + kv 1 + active 2, saturation filter, session affinity)',
   'kvroute-prefix-first': 'EPP process, prefixFirstEndpointPickerConfig (the default until 2026-11-30: prefix 3 + no-hit-lru 4 + queue + kv + active, saturation filter, session affinity; no latency scorer)',
@@ -117,6 +119,8 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30)',
   'kvroute-precise-filter': 'kvroute-precise with the saturation filter in filter mode',
+  'kvroute-precise-latency4': 'kvroute-precise with latency-scorer at the default\'s 4 instead of 2 (measured on 2026-11-30 and not taken: it collapsed on llm-d\'s ramp in one run of two)',
+  'kvroute-precise-prefix-first': 'kvroute-precise without the latency scorer (the precise config until session 19 on 2026-11-30: precise 3 + queue + kv + active)',
   'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
@@ -135,13 +139,13 @@ export function isPolicyName(name: string): name is PolicyName {
   return (POLICY_NAMES as readonly string[]).includes(name);
 }
 
-/** `config` with its `active-request-scorer` at `weight`. */
-function withActiveRequests(config: EndpointPickerConfig, weight: number): EndpointPickerConfig {
+/** `config` with the scorer `pluginRef` at `weight` in every profile. */
+function withScorerWeight(config: EndpointPickerConfig, pluginRef: string, weight: number): EndpointPickerConfig {
   return validateEndpointPickerConfig({
     ...config,
     schedulingProfiles: config.schedulingProfiles.map((profile) => ({
       ...profile,
-      plugins: profile.plugins.map((ref) => (ref.pluginRef === 'active-request-scorer' ? { ...ref, weight } : ref)),
+      plugins: profile.plugins.map((ref) => (ref.pluginRef === pluginRef ? { ...ref, weight } : ref)),
     })),
   });
 }
@@ -160,7 +164,7 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
     case 'kvroute-prefix-first':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(prefixFirstEndpointPickerConfig()) };
     case 'kvroute-active2':
-      return { kind: 'epp', name, configText: renderEndpointPickerConfig(withActiveRequests(defaultEndpointPickerConfig(), 2)) };
+      return { kind: 'epp', name, configText: renderEndpointPickerConfig(withScorerWeight(defaultEndpointPickerConfig(), 'active-request-scorer', 2)) };
     case 'kvroute-sessions':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(prefixFirstEndpointPickerConfig(), 4)) };
     case 'kvroute-no-lru':
@@ -171,6 +175,10 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configTransform: filterSaturationConfig };
     case 'kvroute-prefill-priority':
       return { kind: 'epp', name, configTransform: withPrefillPriority, schedulingPolicy: 'priority' };
+    case 'kvroute-precise-latency4':
+      return { kind: 'epp', name, precise: true, configTransform: (config) => withScorerWeight(config, 'latency-scorer', 4) };
+    case 'kvroute-precise-prefix-first':
+      return { kind: 'epp', name, precise: true, configTransform: withoutLatencyScorer };
     case 'kvroute-precise-filter':
       return { kind: 'epp', name, precise: true, configTransform: filterSaturationConfig };
     case 'approx-prefix':

@@ -166,7 +166,15 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
  * were measured in; the benchmark's `kvroute-prefix-first` runs it.
  */
 export function prefixFirstEndpointPickerConfig(): EndpointPickerConfig {
-  return withoutPluginType(defaultEndpointPickerConfig(), 'latency-scorer');
+  return withoutLatencyScorer(defaultEndpointPickerConfig());
+}
+
+/**
+ * `config` without the `latency-scorer`: its prefix-first form (the benchmark's `kvroute-prefix-first` and
+ * `kvroute-precise-prefix-first` run the default and precise configs through it).
+ */
+export function withoutLatencyScorer(config: EndpointPickerConfig): EndpointPickerConfig {
+  return withoutPluginType(config, 'latency-scorer');
 }
 
 /** `config` without the plugins of `type` and every profile step referencing them, validated. */
@@ -300,11 +308,22 @@ export interface PreciseDefaults {
 }
 
 /**
- * kvroute's default scheduling with precise prefix scoring: the default config with the approximate prefix scorer
- * replaced by `precise-prefix-cache-scorer` at the same weight, fed by the pods' KV events.
+ * kvroute's default scheduling with precise prefix scoring: the default config (without `no-hit-lru-scorer`, the shape
+ * llm-d's ramp measured) with the approximate prefix scorer replaced by `precise-prefix-cache-scorer` at the same
+ * weight, fed by the pods' KV events, and the `latency-scorer` at 2 rather than 4 (it reads the precise scorer's
+ * matched tokens).
+ *
+ * The latency scorer joined on 2026-11-30 (session 19): on the heterogeneous pool (`npm run bench:hetero`, two of four
+ * pods 2.5× slower, 28 req/s) the precise config without it kept each prompt group on the pod that first computed it,
+ * whatever its speed, and put 50-77% of the requests on the slow pods (TTFT p90 6.9-12 s; round robin 2.5 s); with it
+ * 0.16-0.2 s. At 2, not the default's 4: on llm-d's ramp (poisson-groups, constrained KV) weight 4 collapsed at the top
+ * in one of two runs (p90 4.5 s, 25 saturation exclusions a request) while 2 stayed at or under the config without it
+ * (p90 1.12 against 1.45 s, hit rate 89.5 against 89.1%), and on the heterogeneous pool 2 did as well as 4 (162 against
+ * 200 ms). The precise match is exact, so a pod holding the prefix is worth its full 3 points; at 2 the latency scorer
+ * moves a request off it only together with the load scorers. bench/README.md has the runs.
  */
 export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
-  const base = withoutNoHitLru(prefixFirstEndpointPickerConfig());
+  const base = withoutNoHitLru(defaultEndpointPickerConfig());
   // The saturation filter comes from the default, in admission mode: on llm-d's ramp (`bench/README.md`,
   // poisson-groups) filter mode took precise hits from 91% to 60% and sent 22% of requests to the wait limit.
   const plugins = base.plugins.map((p) => (p.type !== 'prefix-cache-scorer' ? p : {
@@ -325,7 +344,12 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
   }));
   const schedulingProfiles = base.schedulingProfiles.map((profile) => ({
     ...profile,
-    plugins: profile.plugins.map((ref) => (ref.pluginRef === 'prefix-cache-scorer' ? { ...ref, pluginRef: 'precise-prefix-cache-scorer' } : ref)),
+    plugins: profile.plugins.map((ref) => {
+      if (ref.pluginRef === 'prefix-cache-scorer') return { ...ref, pluginRef: 'precise-prefix-cache-scorer' };
+      // 2: see above (weight 4 collapsed on llm-d's ramp in one run of two; 2 did as well on the heterogeneous pool).
+      if (ref.pluginRef === 'latency-scorer') return { ...ref, weight: 2 };
+      return ref;
+    }),
   }));
   return validateEndpointPickerConfig({ ...base, plugins, schedulingProfiles });
 }
