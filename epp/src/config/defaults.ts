@@ -315,12 +315,14 @@ export interface PreciseDefaults {
  *
  * The latency scorer joined on 2026-11-30 (session 19): on the heterogeneous pool (`npm run bench:hetero`, two of four
  * pods 2.5× slower, 28 req/s) the precise config without it kept each prompt group on the pod that first computed it,
- * whatever its speed, and put 50-77% of the requests on the slow pods (TTFT p90 6.9-12 s; round robin 2.5 s); with it
- * 0.16-0.2 s. At 2, not the default's 4: on llm-d's ramp (poisson-groups, constrained KV) weight 4 collapsed at the top
- * in one of two runs (p90 4.5 s, 25 saturation exclusions a request) while 2 stayed at or under the config without it
- * (p90 1.12 against 1.45 s, hit rate 89.5 against 89.1%), and on the heterogeneous pool 2 did as well as 4 (162 against
- * 200 ms). The precise match is exact, so a pod holding the prefix is worth its full 3 points; at 2 the latency scorer
- * moves a request off it only together with the load scorers. bench/README.md has the runs.
+ * whatever its speed; where that put 3 of 8 groups on one slow pod (seed 1, 28 req/s) TTFT p90 read 11.6 s (round robin
+ * 2.5 s), and 0.16 s with the scorer at 2. At 2, not the default's 4: on llm-d's ramp (poisson-groups, constrained KV)
+ * weight 4 collapsed at the top in one of two runs (p90 4.5 s, 25 saturation exclusions a request) while 2 stayed at or
+ * under the config without it (p90 1.12 against 1.45 s, hit rate 89.5 against 89.1%). Weight 4 did better on the
+ * heterogeneous pool's other two runs (156-159 ms, where 2 read 513-909 ms and no scorer 117-779 ms): the safe weight on
+ * precise routing's own benchmark was preferred. The precise match is exact, so a pod holding the prefix is worth its
+ * full 3 points; at 2 the latency scorer moves a request off it only together with the load scorers. bench/README.md
+ * has the runs.
  */
 export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
   const base = withoutNoHitLru(defaultEndpointPickerConfig());
