@@ -238,6 +238,85 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(requestKeys(ids), pods('b'), 0).get('b')).toEqual({ blocks: 2, weight: 2 });
   });
 
+  describe('engine blocks smaller than the configured ones (vLLM at --block-size 16 under a config of 64: llm-d-kv-cache @ 7be76e1\'s many:1)', () => {
+    const half = { blockSize: BS / 2 };
+    test('are gathered into configured blocks keyed as requests key them, across events and from a chain\'s start', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      const ids = tokens(1, 12);
+      // Three engine blocks of 2: one configured block, and half of the next carried.
+      expect(index.store('a', stored(['e1', 'e2', 'e3'], null, ids.slice(0, 6), half), ROOT)).toEqual({ stored: 1 });
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
+      // The next event continues from inside the second configured block (its parent e3 ends at token 6).
+      expect(index.store('a', stored(['e4', 'e5', 'e6'], 'e3', ids.slice(6, 12), half), ROOT)).toEqual({ stored: 2 });
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 3, weight: 3 });
+      // One engine block at a time (decode), each configured block completing every second event.
+      const one = new KvBlockIndex(BS, 1000);
+      let parent: string | null = null;
+      for (let i = 0; i < 6; i++) {
+        expect(one.store('a', stored([`d${i}`], parent, ids.slice(2 * i, 2 * i + 2), half), ROOT)).toEqual({ stored: i % 2 });
+        parent = `d${i}`;
+      }
+      expect(one.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(3);
+    });
+
+    test('a continuation from inside a configured block (a shared prompt that ends mid-block) is keyed from the carried tokens', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      const shared = tokens(1, 6);
+      index.store('a', stored(['e1', 'e2', 'e3'], null, shared, half), ROOT);
+      // Two users' prompts diverge after the shared 6 tokens: both continue from e3.
+      const u1 = [...shared, 100, 101, 102, 103, 104, 105];
+      const u2 = [...shared, 200, 201, 202, 203, 204, 205];
+      index.store('a', stored(['x4', 'x5', 'x6'], 'e3', u1.slice(6), half), ROOT);
+      index.store('a', stored(['y4', 'y5', 'y6'], 'e3', u2.slice(6), half), ROOT);
+      expect(index.longestPrefix(requestKeys(u1), pods('a'), 0).get('a')?.blocks).toBe(3);
+      expect(index.longestPrefix(requestKeys(u2), pods('a'), 0).get('a')?.blocks).toBe(3);
+      // A third prompt that shares only the first 6 tokens matches the one configured block they fill.
+      expect(index.longestPrefix(requestKeys([...shared, 7, 8, 9, 10]), pods('a'), 0).get('a')?.blocks).toBe(1);
+    });
+
+    test('the first part of a configured block to leave takes its copy, once; a part of no complete block takes nothing', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      const ids = tokens(1, 10);
+      index.store('a', stored(['e1', 'e2', 'e3', 'e4', 'e5'], null, ids, half), ROOT);
+      expect(index.blocksOf('a')).toBe(2);
+      // vLLM evicts the tail first: e5 completes no block, e4 ends the second.
+      expect(index.remove('a', removed(['e5']))).toBe(0);
+      expect(index.remove('a', removed(['e4']))).toBe(1);
+      expect(index.blocksOf('a')).toBe(1);
+      expect(index.remove('a', removed(['e3']))).toBe(0);
+      // A middle part of the first block: the block cannot be hit whole any more.
+      expect(index.remove('a', removed(['e1']))).toBe(1);
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+      expect(index.remove('a', removed(['e2']))).toBe(0);
+      // A duplicate copy (vLLM caches one hash in two physical blocks) survives one copy's parts leaving.
+      index.store('b', stored(['f1', 'f2'], null, ids.slice(0, 4), half), ROOT);
+      index.store('b', stored(['f1', 'f2'], null, ids.slice(0, 4), half), ROOT);
+      index.remove('b', removed(['f1', 'f2']));
+      expect(index.longestPrefix(requestKeys(ids), pods('b'), 0).get('b')?.blocks).toBe(1);
+    });
+
+    test('the first configured block carries the cache salt even when its engine blocks arrive in two events; offloads and other tiers go through the completing part', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      const ids = tokens(1, 4);
+      const salt = [7, 7, 7];
+      index.store('a', stored(['s1'], null, ids.slice(0, 2), half), ROOT, salt);
+      index.store('a', stored(['s2'], 's1', ids.slice(2, 4), half), ROOT);
+      const salted = blockKey(ROOT, ids, 0, BS, salt);
+      expect(index.longestPrefix([salted], pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+      // A tokenless CPU offload of both parts: one CPU copy, through the part that completed the block.
+      expect(index.store('a', stored(['s1', 's2'], null, [], { medium: 'CPU' }), ROOT)).toEqual({ stored: 2 });
+      index.remove('a', removed(['s1']));
+      expect(index.longestPrefix([salted], pods('a'), 0).get('a')?.weight).toBeCloseTo(0.8, 12);
+    });
+
+    test('an engine block size that does not divide the configured one is skipped, never mis-keyed', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      expect(index.store('a', stored(['t1', 't2'], null, tokens(1, 6), { blockSize: 3 }), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
+      expect(index.blocksOf('a')).toBe(0);
+    });
+  });
+
   test('AllBlocksCleared, a restart or a removed pod drop every entry of that pod only', () => {
     const index = new KvBlockIndex(BS, 1000);
     const ids = tokens(1, 4);

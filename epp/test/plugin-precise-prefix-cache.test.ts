@@ -328,6 +328,26 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await waitFor(() => scorer.index.blocksOf(pods[1]!) === before, 'the chunks to be removed with all their blocks');
   });
 
+  test('engine blocks of 8 under the configured 16 (vLLM\'s --block-size below tokenProcessorConfig.blockSize), in two events split inside a configured block, are gathered and match, as llm-d-kv-cache @ 7be76e1 maps many engine keys to one', async () => {
+    const body = chat('What does the gathered chapter say?', 'the gathered manual');
+    const blocks = await storedFor(body, 13000);
+    const configured = blocks.blockHashes.length;
+    const hashes = Array.from({ length: 2 * configured }, (_, i) => String(14000 + i));
+    // The first event ends one engine block into a configured block; the second continues from there.
+    const cut = 2 * Math.floor(configured / 2) + 1;
+    const first: BlockStored = { type: 'BlockStored', blockHashes: hashes.slice(0, cut), parentBlockHash: null, tokenIds: blocks.tokenIds.slice(0, cut * 8), blockSize: 8, loraId: null };
+    const second: BlockStored = { type: 'BlockStored', blockHashes: hashes.slice(cut), parentBlockHash: hashes[cut - 1]!, tokenIds: blocks.tokenIds.slice(cut * 8), blockSize: 8, loraId: null };
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const before = scorer.index.blocksOf(pods[1]!);
+    await publish(pods[1]!, [first, second], 'positional-v0.10.2');
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) === before + configured, 'the engine blocks to be gathered into configured ones');
+    expect(await scores(body)).toEqual([0, 1]);
+    // The first engine block leaves: the first configured block can no longer be hit whole, and the prefix with it.
+    await publish(pods[1]!, [{ type: 'BlockRemoved', blockHashes: [hashes[0]!] }], 'positional-v0.10.2');
+    await waitFor(() => scorer.index.blocksOf(pods[1]!) === before + configured - 1, 'the first configured block to be removed');
+    expect(await scores(body)).toEqual([0, 0]);
+  });
+
   // Runs before any event with extra_keys reaches this scheduler (the ones below publish vLLM >= #33304's).
   test('with vLLM 0.10.x events (no extra_keys) a cache_salt is ignored, as llm-d-kv-cache v0.7.1 ignores it: the salted prompt\'s own blocks match it', async () => {
     const body = chat('What does the salted appendix say?', 'the salted manual');

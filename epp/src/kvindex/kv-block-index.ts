@@ -18,7 +18,7 @@
  */
 import { startsChain } from './chain-start';
 import { shareBudget, type BudgetShare } from '../scheduling/plugins/index-budget';
-import { blockKey } from '../scheduling/plugins/prefix-hash';
+import { beginBlockKey, blockKey, endBlockKey, extendBlockKey, type PartialBlockKey } from '../scheduling/plugins/prefix-hash';
 import { engineKeyOf } from './engine-hash';
 import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 
@@ -65,12 +65,46 @@ interface PodState {
    * does (pool.go computes request keys at the canonical block size; `Index.Add` maps one engine key to many).
    */
   readonly chunkKeys: Map<string, readonly number[]>;
+  /**
+   * Engine hash → its configured block's key hashed so far, for an engine block that ends inside a configured one (vLLM
+   * at a smaller --block-size than the config's, llm-d's many:1): a later event may continue the chain from any engine
+   * block.
+   */
+  readonly carries: Map<string, Carry>;
+  /** Engine hash → the configured block it completed (many:1), for removals. */
+  readonly completes: Map<string, SplitBlock>;
+  /** `carries` and `completes` together beyond this start a pass over them for entries whose blocks are gone. */
+  pruneCarriesAt: number;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
   readonly otherGroups: Set<number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
   readonly keys: Map<number, true>;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
+}
+
+/**
+ * An engine block that ends inside a configured block (many:1): the configured block's key hashed as far as this
+ * engine block's last token (`PartialBlockKey`), so a later event chained on it finishes the key without the tokens.
+ */
+interface Carry extends PartialBlockKey {
+  /** The chain's key before the configured block being filled: the last completed one, or the adapter's root. */
+  readonly base: number;
+  /** Whether `base` is a root (the chain's start): a root is no entry, so pruning keeps such carries. */
+  readonly atStart: boolean;
+  /** The extra keys of the chain's first configured block (its `cache_salt`), when `base` is the root. */
+  readonly extra: ArrayLike<number> | undefined;
+  /** The configured block's engine block before this one, when this is not its first. */
+  readonly previous: Carry | undefined;
+  /** The configured block this engine block is part of, once one completes through it (the last one to, if several). */
+  block: SplitBlock | undefined;
+}
+
+/** A configured block made of several engine blocks (many:1). */
+interface SplitBlock {
+  readonly key: number;
+  /** Tiers whose copy a removal of one of its parts already took (vLLM can no longer hit the whole block there). */
+  taken: Set<Tier> | undefined;
 }
 
 interface PodShare extends BudgetShare {
@@ -140,7 +174,8 @@ export class KvBlockIndex {
 
   constructor(
     /**
-     * Tokens per block; events of another block size with real token ids are skipped (and counted), never mis-keyed;
+     * Tokens per block; events with real token ids at a multiple of it are cut into blocks, at a divisor gathered
+     * into blocks, at any other size skipped (and counted), never mis-keyed;
      * events whose token ids cannot be the blocks' (none on GPU, or not block_size per block) are keyed by engine hash.
      */
     readonly blockSize: number,
@@ -218,7 +253,11 @@ export class KvBlockIndex {
         let stored = 0;
         for (const hash of event.blockHashes) {
           const key = state.engineToKey.get(hash);
-          if (key === undefined) continue;
+          if (key === undefined) {
+            // A part of a configured block that does not complete it (many:1): the completing part carries its copy.
+            if (state.carries.has(hash)) stored++;
+            continue;
+          }
           for (const k of state.chunkKeys.get(hash) ?? [key]) this.add(pod, state, k, tier);
           stored++;
         }
@@ -236,6 +275,11 @@ export class KvBlockIndex {
       if (event.blockSize !== this.blockSize && event.tokenIds.length === event.blockHashes.length * event.blockSize) {
         if (event.blockSize > this.blockSize && event.blockSize % this.blockSize === 0) {
           return this.storeKeyed(pod, state, event, root, tier, event.blockSize / this.blockSize, extraForFirstBlock);
+        }
+        // A divisor of the configured size (vLLM's default --block-size 16 under a config of 64, as llm-d's guides
+        // set): engine blocks are gathered into configured ones (llm-d-kv-cache @ 7be76e1's many:1).
+        if (event.blockSize > 0 && event.blockSize < this.blockSize && this.blockSize % event.blockSize === 0) {
+          return this.storeGathered(pod, state, event, root, tier, extraForFirstBlock);
         }
         return { stored: 0, skipped: 'block-size-mismatch' };
       }
@@ -278,6 +322,70 @@ export class KvBlockIndex {
     return { stored: event.blockHashes.length * perHash };
   }
 
+  /**
+   * Keys an event of engine blocks smaller than the configured ones: every `blockSize / event.blockSize` engine blocks
+   * make one configured block, keyed from their tokens once the last arrives, in this event or a later one chained on
+   * it. llm-d-kv-cache @ 7be76e1 (pool.go, `Index.Add`) maps each engine key to the request key its position falls in
+   * and keys only the event's own tokens from the parent's request key, so it keys right only events that start and end
+   * on configured boundaries; a request continuing a prefix from inside a configured block (a shared system prompt that
+   * is not a multiple of 64 tokens) is keyed from the carried tokens here.
+   */
+  private storeGathered(pod: string, state: PodState, event: BlockStored, root: number, tier: Tier, extraForFirstBlock?: ArrayLike<number>): StoreOutcome {
+    const engineSize = event.blockSize;
+    let base: number;
+    let atStart: boolean;
+    let carry: Carry | undefined;
+    let extra: ArrayLike<number> | undefined;
+    if (startsChain(event)) {
+      base = root;
+      atStart = true;
+      extra = extraForFirstBlock;
+    } else {
+      const key = state.engineToKey.get(event.parentBlockHash!);
+      carry = key === undefined ? state.carries.get(event.parentBlockHash!) : undefined;
+      if (key !== undefined && key >= 0) {
+        base = key;
+        atStart = false;
+      } else if (carry !== undefined) {
+        ({ base, atStart, extra } = carry);
+      } else {
+        return { stored: 0, skipped: 'unknown-parent' };
+      }
+    }
+    let partial: PartialBlockKey = carry ?? beginBlockKey(base);
+    let stored = 0;
+    for (let h = 0; h < event.blockHashes.length; h++) {
+      const hash = event.blockHashes[h]!;
+      const previous = state.engineToKey.get(hash);
+      if (previous !== undefined && previous < 0) this.drop(pod, state, previous);
+      partial = extendBlockKey(partial, event.tokenIds, h * engineSize, (h + 1) * engineSize);
+      if (partial.length < this.blockSize) {
+        carry = { a: partial.a, b: partial.b, length: partial.length, base, atStart, extra, previous: carry, block: undefined };
+        partial = carry;
+        state.carries.set(hash, carry);
+        state.engineToKey.delete(hash);
+        state.chunkKeys.delete(hash);
+        continue;
+      }
+      const key = endBlockKey(partial, atStart ? extra : undefined);
+      this.add(pod, state, key, tier);
+      stored++;
+      const block: SplitBlock = { key, taken: undefined };
+      for (let c = carry; c !== undefined; c = c.previous) c.block = block;
+      state.completes.set(hash, block);
+      state.carries.delete(hash);
+      state.chunkKeys.delete(hash);
+      state.engineToKey.set(hash, key);
+      base = key;
+      atStart = false;
+      extra = undefined;
+      carry = undefined;
+      partial = beginBlockKey(base);
+    }
+    this.trim(pod, state);
+    return { stored };
+  }
+
   /** Whether any block was indexed by engine hash alone: requests then compute the engine-hash chain too. */
   get hasEngineHashKeys(): boolean {
     return this.engineKeyed > 0;
@@ -317,6 +425,17 @@ export class KvBlockIndex {
     const tier = tierOf(event.medium);
     let removed = 0;
     for (const hash of event.blockHashes) {
+      const carry = state.carries.get(hash);
+      const completed = carry === undefined ? state.completes.get(hash) : undefined;
+      if (carry !== undefined || completed !== undefined) {
+        state.carries.delete(hash);
+        if (completed !== undefined) {
+          state.completes.delete(hash);
+          if (state.engineToKey.get(hash) === completed.key) state.engineToKey.delete(hash);
+        }
+        removed += this.removePart(pod, state, carry?.block ?? completed, tier);
+        continue;
+      }
       const key = state.engineToKey.get(hash);
       if (key === undefined) continue;
       // A chunk's hash takes one copy from each of its blocks.
@@ -342,6 +461,22 @@ export class KvBlockIndex {
       }
     }
     return removed;
+  }
+
+  /**
+   * A removed engine block that is part of a configured one (many:1): vLLM can no longer hit that configured block
+   * whole in `tier`, so its copy there goes with the first of its parts to leave; later parts take nothing more. A part
+   * shared by two continuations of a prefix stands for the one completed last (as llm-d-kv-cache's engine→request map
+   * keeps one mapping per engine key). Returns the copies taken (0 or 1).
+   */
+  private removePart(pod: string, state: PodState, block: SplitBlock | undefined, tier: Tier): number {
+    if (block === undefined || block.taken?.has(tier) === true) return 0;
+    (block.taken ??= new Set()).add(tier);
+    const holding = this.holders.get(block.key)?.get(pod);
+    if (holding === undefined) return 0;
+    takeCopy(holding, tier);
+    if (copiesOf(holding) === 0) this.drop(pod, state, block.key);
+    return 1;
   }
 
   /**
@@ -434,7 +569,10 @@ export class KvBlockIndex {
 
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
-    if (!state) this.pods.set(pod, (state = { engineToKey: new Map(), chunkKeys: new Map(), otherGroups: new Set(), keys: new Map(), share: this.share(pod) }));
+    if (!state) {
+      state = { engineToKey: new Map(), chunkKeys: new Map(), carries: new Map(), completes: new Map(), pruneCarriesAt: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
+      this.pods.set(pod, state);
+    }
     return state;
   }
 
@@ -485,6 +623,14 @@ export class KvBlockIndex {
         state.engineToKey.delete(hash);
         state.chunkKeys.delete(hash);
       }
+    }
+    // The same for the engine blocks of configured blocks (many:1): a completing one whose block is gone, one inside a
+    // block whose base is gone (a carry at a chain's start has no base entry and stays until removed).
+    // A pass runs when the maps have doubled since the last one, so its cost is spread over the stores that grew them.
+    if (state.completes.size + state.carries.size > state.pruneCarriesAt) {
+      for (const [hash, block] of state.completes) if (!state.keys.has(block.key)) state.completes.delete(hash);
+      for (const [hash, carry] of state.carries) if (!carry.atStart && !state.keys.has(carry.base)) state.carries.delete(hash);
+      state.pruneCarriesAt = Math.max(2 * capacity, 2 * (state.completes.size + state.carries.size));
     }
   }
 }

@@ -368,7 +368,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
           } else if (outcome.skipped) {
             this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
             if (outcome.skipped === 'block-size-mismatch') {
-              this.warnOnce(endpoint, 'block-size', 'KV event block size differs from tokenProcessorConfig.blockSize; its blocks are not indexed', {
+              this.warnOnce(endpoint, 'block-size', 'KV event block size is neither a multiple nor a divisor of tokenProcessorConfig.blockSize; its blocks are not indexed', {
                 eventBlockSize: event.blockSize, configuredBlockSize: this.blockSize,
               });
             }

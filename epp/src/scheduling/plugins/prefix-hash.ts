@@ -202,6 +202,47 @@ export function blockKey(parentKey: number, tokens: ArrayLike<number>, start: nu
   return (a >>> 11) * TWO_TO_32 + (b >>> 0);
 }
 
+/**
+ * `blockKey` computed piecewise, for tokens that arrive in pieces (vLLM's engine blocks smaller than the configured
+ * ones): the lanes after the parent key and the tokens so far, and how many tokens that is. A piece costs what its
+ * tokens cost in `blockKey`, and the state is three numbers, so no token needs keeping between pieces.
+ */
+export interface PartialBlockKey {
+  readonly a: number;
+  readonly b: number;
+  /** Tokens hashed so far. */
+  readonly length: number;
+}
+
+/** A block key's state before any token: the parent's key only. */
+export function beginBlockKey(parentKey: number): PartialBlockKey {
+  return { a: mixLaneA(LANE_A_SEED, parentKey >>> 0), b: mixLaneB(LANE_B_SEED, Math.floor(parentKey / TWO_TO_32)), length: 0 };
+}
+
+/** The state after `tokens[start, end)` more. */
+export function extendBlockKey(partial: PartialBlockKey, tokens: ArrayLike<number>, start: number, end: number): PartialBlockKey {
+  let { a, b } = partial;
+  for (let i = start; i < end; i++) {
+    a = mixLaneA(a, tokens[i]! | 0);
+    b = mixLaneB(b, tokens[i]! | 0);
+  }
+  return { a, b, length: partial.length + end - start };
+}
+
+/** The key: `blockKey(parent, all the tokens, extra)`. */
+export function endBlockKey(partial: PartialBlockKey, extra?: ArrayLike<number>): number {
+  let { a, b } = partial;
+  const extraLength = extra?.length ?? 0;
+  for (let i = 0; i < extraLength; i++) {
+    a = mixLaneA(a, extra![i]! | 0);
+    b = mixLaneB(b, extra![i]! | 0);
+  }
+  const length = partial.length + extraLength * 0x10000;
+  a = finalMix((a ^ length) + Math.imul(b, 0x27d4eb2f));
+  b = finalMix(b ^ length ^ a);
+  return (a >>> 11) * TWO_TO_32 + (b >>> 0);
+}
+
 /** The root a chain of block keys starts from: a hash of the LoRA adapter's name ('' for the base model). */
 export function rootKey(adapter: string): number {
   hashRange(adapter, 0, adapter.length, LANE_A_SEED, LANE_B_SEED);
