@@ -108,6 +108,10 @@ export function responseBody(body: Buffer | string, endOfStream: boolean): Json 
   return { response_body: { body: Buffer.from(body), end_of_stream: endOfStream } };
 }
 
+export function responseTrailers(trailers: Record<string, string>): Json {
+  return { response_trailers: { trailers: headerMap(trailers) } };
+}
+
 export function protocolConfig(request: string, response: string): Json {
   return { protocol_config: { request_body_mode: request, response_body_mode: response } };
 }

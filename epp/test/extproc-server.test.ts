@@ -13,6 +13,7 @@ import {
   requestTrailers,
   responseBody,
   responseHeaders,
+  responseTrailers,
   setHeaders,
   TestDirector,
   waitFor,
@@ -275,6 +276,47 @@ describe('a response body when the response mode was never announced (GIE v1.0.0
     const status = await s.status;
     expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(status.details).toContain('protocol_config set response_body_mode NONE');
+  });
+});
+
+describe('response headers skipped (response_header_mode SKIP: the body comes first; GIE v1.5.0 handlers/server.go answers response messages in any state)', () => {
+  it('streams a response body that follows the routed request directly back and completes the request at its end_of_stream', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED')));
+    s.send(requestBody('{"model":"m","prompt":"p"}', true));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    await readStreamedBody(s, 'request_body');
+    s.send(responseBody('{"object":"text_completion",', false));
+    s.send(responseBody('"choices":[]}', true));
+    const echoed = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat(echoed.chunks).toString()).toBe('{"object":"text_completion","choices":[]}');
+    expect(echoed.eos).toEqual([false, true]);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+  });
+
+  it('answers a stream that starts with a response body (request and response headers skipped) without routing anything', async () => {
+    const s = envoy.open();
+    s.send({ ...responseBody('data: [DONE]\n\n', true), ...protocolConfig('NONE', 'FULL_DUPLEX_STREAMED') });
+    const echoed = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat(echoed.chunks).toString()).toBe('data: [DONE]\n\n');
+    expect(director.requests).toHaveLength(0);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+  });
+
+  it('ends a response whose headers and body were skipped at its trailers', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('FULL_DUPLEX_STREAMED', 'NONE')));
+    s.send(requestBody('{"model":"m","prompt":"p"}', true));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    await readStreamedBody(s, 'request_body');
+    s.send(responseTrailers({ 'grpc-status': '0' }));
+    expect((await s.next()).response).toBe('response_trailers');
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
   });
 });
 

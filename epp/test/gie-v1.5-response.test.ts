@@ -106,6 +106,26 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(text).toMatch(/^inference_objective_request_duration_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
   });
 
+  test('request duration and NTPOT count from the request headers, as GIE v1.5.0 (handlers/request.go sets RequestReceivedTimestamp in HandleRequestHeaders): a body that comes 400 ms later counts', async () => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    s.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] }), true));
+    expect((await s.next()).response).toBe('request_headers');
+    await readStreamedBody(s, 'request_body');
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    expect((await s.next()).response).toBe('response_headers');
+    s.send(responseBody(JSON.stringify({ object: 'chat.completion', usage: { prompt_tokens: 5, completion_tokens: 2 } }), true));
+    await readStreamedBody(s, 'response_body');
+    s.end();
+    await s.status;
+    const text = await metrics.registry.metrics();
+    const sum = (name: string) => Number(new RegExp(`^inference_objective_${name}_sum\\{model_name="m",target_model_name="m"\\} (\\S+)$`, 'm').exec(text)![1]);
+    // A lower bound only: the wait is at least 400 ms on any machine.
+    expect(sum('request_duration_seconds')).toBeGreaterThanOrEqual(0.4);
+    expect(sum('normalized_time_per_output_token_seconds')).toBeGreaterThanOrEqual(0.2);
+  });
+
   test('a stream that begins at the response headers (the request skipped) is answered, and its usage recorded with no model names (handlers/server.go handles response messages in any state; hermetic "SSE token counting")', async () => {
     const s = envoy.open();
     s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));

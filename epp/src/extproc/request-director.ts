@@ -20,6 +20,12 @@ export interface IncomingRequest {
   readonly body?: Buffer;
   /** True when the request does have a body but the body mode (NONE or STREAMED) forces routing on headers alone. */
   readonly bodyWithheld?: boolean;
+  /**
+   * When the request's headers arrived (`performance.now()`, ms): its duration and time per output token count from
+   * there, as GIE v1.5.0 counts them (`pkg/epp/handlers/request.go` sets `RequestReceivedTimestamp` in
+   * HandleRequestHeaders), the body's upload included. Absent: from routing.
+   */
+  readonly receivedAtMs?: number;
   /** The request's untyped dynamic metadata as Envoy forwarded it (`metadata_context.filter_metadata`), by namespace;
    *  e.g. `envoy.lb` → `{ "x-gateway-destination-endpoint-subset": [...] }` when the proxy sends a subset hint. */
   readonly filterMetadata: Readonly<Record<string, { [key: string]: JsonValue }>>;

@@ -121,6 +121,8 @@ export class ExtProcStream {
   private requestId = '';
   /** No `x-request-id` came with the request: the generated one is set on the request for the backend. */
   private requestIdGenerated = false;
+  /** When the request headers arrived (`performance.now()`, ms). */
+  private receivedAtMs = 0;
   private filterMetadata: Record<string, { [key: string]: JsonValue }> = {};
   private bodyParts: Buffer[] = [];
   private bodyBytes = 0;
@@ -206,8 +208,8 @@ export class ExtProcStream {
       case 'request_body': return this.onRequestBody(msg, msg.request_body ?? {});
       case 'request_trailers': return this.onRequestTrailers();
       case 'response_headers': return this.onResponseHeaders(msg, msg.response_headers ?? {});
-      case 'response_body': return this.onResponseBody(msg.response_body ?? {});
-      case 'response_trailers': return this.onResponseTrailers();
+      case 'response_body': return this.onResponseBody(msg, msg.response_body ?? {});
+      case 'response_trailers': return this.onResponseTrailers(msg);
       default: throw new ProtocolError('ProcessingRequest has no request member set');
     }
   }
@@ -217,6 +219,7 @@ export class ExtProcStream {
 
   private onRequestHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
     if (this.state !== 'request-headers') throw new ProtocolError(`unexpected request_headers in state ${this.state}`);
+    this.receivedAtMs = performance.now();
     // protocol_config is only ever sent on the first message of a stream, which this is.
     this.readProtocolConfig(msg);
     this.headers = headerMapToMap(h.headers);
@@ -295,6 +298,7 @@ export class ExtProcStream {
       headers: this.headers,
       body,
       ...(bodyWithheld ? { bodyWithheld } : {}),
+      receivedAtMs: this.receivedAtMs,
       filterMetadata: this.filterMetadata,
       // Envoy takes one override per owed answer (ProcessorState::restartMessageTimer @ v1.35.0), so one is sent.
       extendMessageTimeout: (ms: number): boolean => {
@@ -486,7 +490,8 @@ export class ExtProcStream {
     }
   }
 
-  private onResponseBody(b: HttpBody): void {
+  private onResponseBody(msg: ProcessingRequest, b: HttpBody): void {
+    this.beginResponseWithoutHeaders(msg);
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_body in state ${this.state}`);
     if (this.responseBodyMode === 'NONE' && !this.modesAnnounced) {
       // No protocol_config said NONE: the default was a guess, and the body proves it wrong. GIE's only response mode
@@ -529,7 +534,21 @@ export class ExtProcStream {
     }
   }
 
-  private onResponseTrailers(): void {
+  /**
+   * A response body or trailers with no response headers before them: the proxy skips response headers
+   * (`response_header_mode: SKIP`, a mode Envoy sets apart from the body's). GIE v1.5.0 answers response messages in
+   * any state (handlers/server.go), so the response is taken as begun here, and a stream that starts with it as one
+   * whose request the proxy skipped too.
+   */
+  private beginResponseWithoutHeaders(msg: ProcessingRequest): void {
+    if (this.state === 'request-headers') this.beginWithoutRequest(msg);
+    if (this.state !== 'forwarded') return;
+    this.responseStarted = true;
+    this.state = 'response-body';
+  }
+
+  private onResponseTrailers(msg: ProcessingRequest): void {
+    this.beginResponseWithoutHeaders(msg);
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_trailers in state ${this.state}`);
     // Trailers end the response (gRPC-style upstreams): GIE v1.5.0 handlers/server.go finishes it there too.
     if (this.responseBodyMode !== 'NONE') this.observeResponseBody(Buffer.alloc(0), true);

@@ -387,7 +387,10 @@ export class RequestControl implements RequestDirector {
    * microtask hop for it. `signal` is asked for only on the paths that wait.
    */
   decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
-    const started = this.monotonicSeconds();
+    // The request's duration (and time per output token) counts from its headers when the transport says when they came,
+    // as GIE v1.5.0's does (handlers/request.go, RequestReceivedTimestamp), so a slow upload shows in it.
+    const now = this.monotonicSeconds();
+    const started = req.receivedAtMs === undefined ? now : now - Math.max(0, performance.now() - req.receivedAtMs) / 1000;
     // The body is read before the candidates are looked up, as GIE v1.5.0's director parses before it admits and
     // locates (`HandleRequest`), so a malformed body is a 400 whether or not any pod is ready.
     const parsed = this.readBody(req);
