@@ -149,8 +149,8 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // signals. Added 2026-11-30: on a pool with two of four pods 2.5× slower (`npm run bench:hetero`) the
           // previous default placed prompt groups whatever a pod's speed (a quarter of the requests on each slow pod on
           // one seed) and its TTFT p90 was 2.3-12× this config's; on the load ladder (identical pods) p90 and hit rate
-          // stayed within the runs' noise (bench/README.md). Its price: ~20 µs of routing-thread CPU a request at 256
-          // pods (epp/README.md, "What it costs the routing thread").
+          // stayed within the runs' noise (bench/README.md). Its price: 11-13 µs of routing-thread CPU a request at 256
+          // pods since session 19's cut (epp/README.md, "What it costs the routing thread").
           { pluginRef: 'latency-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],
