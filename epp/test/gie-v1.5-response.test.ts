@@ -126,6 +126,29 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(sum('normalized_time_per_output_token_seconds')).toBeGreaterThanOrEqual(0.2);
   });
 
+  test('with response headers skipped (response_header_mode SKIP) the body says which reader: an event stream and a JSON body both record their usage', async () => {
+    const bodies = [
+      ['data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}\n\n', 'data: [DONE]\n\n'],
+      ['{"object":"chat.completion",', '"usage":{"prompt_tokens":20,"completion_tokens":6}}'],
+    ];
+    for (const [first, last] of bodies) {
+      const s = envoy.open();
+      s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+      s.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] }), true));
+      expect((await s.next()).response).toBe('request_headers');
+      await readStreamedBody(s, 'request_body');
+      s.send(responseBody(first!, false));
+      s.send(responseBody(last!, true));
+      await readStreamedBody(s, 'response_body');
+      s.end();
+      await s.status;
+    }
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^inference_objective_input_tokens_sum\{model_name="m",target_model_name="m"\} 31$/m);
+    expect(text).toMatch(/^inference_objective_output_tokens_sum\{model_name="m",target_model_name="m"\} 10$/m);
+    expect(text).toMatch(/^inference_objective_normalized_time_per_output_token_seconds_count\{model_name="m",target_model_name="m"\} 2$/m);
+  });
+
   test('a stream that begins at the response headers (the request skipped) is answered, and its usage recorded with no model names (handlers/server.go handles response messages in any state; hermetic "SSE token counting")', async () => {
     const s = envoy.open();
     s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));

@@ -288,11 +288,80 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(index.remove('a', removed(['e1']))).toBe(1);
       expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
       expect(index.remove('a', removed(['e2']))).toBe(0);
-      // A duplicate copy (vLLM caches one hash in two physical blocks) survives one copy's parts leaving.
+      // A duplicate copy (vLLM caches one hash in two physical blocks) survives one copy's parts leaving, not both.
       index.store('b', stored(['f1', 'f2'], null, ids.slice(0, 4), half), ROOT);
       index.store('b', stored(['f1', 'f2'], null, ids.slice(0, 4), half), ROOT);
       index.remove('b', removed(['f1', 'f2']));
       expect(index.longestPrefix(requestKeys(ids), pods('b'), 0).get('b')?.blocks).toBe(1);
+      index.remove('b', removed(['f1', 'f2']));
+      expect(index.blocksOf('b')).toBe(0);
+      expect(index.splitPartsOf('b')).toBe(0);
+    });
+
+    test('a block recomputed while a stale copy of one part is still cached keeps the new copy when the stale one leaves (vllm block_pool.py: copies per hash)', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      const ids = tokens(1, 4);
+      index.store('a', stored(['e1', 'e2'], null, ids, half), ROOT);
+      // e1 is evicted (e2 stays cached, unreachable); the prompt comes again and both are computed anew.
+      index.remove('a', removed(['e1']));
+      expect(index.blocksOf('a')).toBe(0);
+      index.store('a', stored(['e1', 'e2'], null, ids, half), ROOT);
+      expect(index.blocksOf('a')).toBe(1);
+      // The stale e2 copy is evicted: the new e1, e2 still make the block.
+      index.remove('a', removed(['e2']));
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
+    });
+
+    test('tiers count apart (vLLM OffloadingConnector): a removal in one tier leaves the other\'s copy and the chain through it', () => {
+      const ids = tokens(1, 8);
+      // GPU evicts first (the usual order), then CPU: nothing is left.
+      const a = new KvBlockIndex(BS, 1000);
+      a.store('a', stored(['e1', 'e2'], null, ids.slice(0, 4), half), ROOT);
+      a.store('a', stored(['e1', 'e2'], null, [], { medium: 'CPU' }), ROOT);
+      a.remove('a', removed(['e2', 'e1']));
+      expect(a.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.weight).toBeCloseTo(0.8, 12);
+      a.remove('a', removed(['e2', 'e1'], 'CPU'));
+      expect(a.blocksOf('a')).toBe(0);
+      expect(a.splitPartsOf('a')).toBe(0);
+      // CPU first, then GPU: nothing is left either.
+      const b = new KvBlockIndex(BS, 1000);
+      b.store('a', stored(['e1', 'e2'], null, ids.slice(0, 4), half), ROOT);
+      b.store('a', stored(['e1', 'e2'], null, [], { medium: 'CPU' }), ROOT);
+      b.remove('a', removed(['e2', 'e1'], 'CPU'));
+      expect(b.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
+      b.remove('a', removed(['e2', 'e1']));
+      expect(b.blocksOf('a')).toBe(0);
+      // The offloading connector names only each offloaded group's last block (offloading/scheduler.py): the configured
+      // block is one CPU copy; its CPU removal leaves the GPU copy, and a GPU event continuing from it is keyed.
+      const c = new KvBlockIndex(BS, 1000);
+      c.store('a', stored(['e1', 'e2'], null, ids.slice(0, 4), half), ROOT);
+      c.store('a', stored(['e2'], null, [], { medium: 'CPU' }), ROOT);
+      c.remove('a', removed(['e1']));
+      expect(c.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.weight).toBeCloseTo(0.8, 12);
+      const d = new KvBlockIndex(BS, 1000);
+      d.store('a', stored(['e1', 'e2'], null, ids.slice(0, 4), half), ROOT);
+      d.store('a', stored(['e2'], null, [], { medium: 'CPU' }), ROOT);
+      d.remove('a', removed(['e2'], 'CPU'));
+      expect(d.store('a', stored(['e3', 'e4'], 'e2', ids.slice(4, 8), half), ROOT)).toEqual({ stored: 1 });
+      expect(d.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 2 });
+    });
+
+    test('engine blocks whose removals were lost stay bounded by the pod\'s capacity, chain starts included', () => {
+      const index = new KvBlockIndex(BS, 10);
+      // 10,000 prompts of one engine block (a configured block never completes) and 10,000 of three.
+      for (let i = 0; i < 10_000; i++) index.store('a', stored([`s${i}`], null, [i, i + 1], half), ROOT);
+      for (let i = 0; i < 10_000; i++) index.store('a', stored([`t${i}a`, `t${i}b`, `t${i}c`], null, [i, 7, 7, 7, 9, 9], half), ROOT);
+      expect(index.blocksOf('a')).toBeLessThanOrEqual(10);
+      // At most 2 × capacity × 2 parts a block (or 64), pruned down to three quarters of that.
+      expect(index.splitPartsOf('a')).toBeLessThanOrEqual(64);
+      // The newest chain still continues.
+      expect(index.store('a', stored(['t9999d'], 't9999c', [5, 5], half), ROOT)).toEqual({ stored: 1 });
+    });
+
+    test('a continuation at another engine block size that would run past a configured block is skipped, never mis-keyed', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      index.store('a', stored(['u1'], null, [1], { blockSize: 1 }), ROOT);
+      expect(index.store('a', stored(['u2', 'u3'], 'u1', [2, 3, 4, 5], half), ROOT)).toEqual({ stored: 0, skipped: 'block-size-mismatch' });
     });
 
     test('the first configured block carries the cache salt even when its engine blocks arrive in two events; offloads and other tiers go through the completing part', () => {

@@ -328,6 +328,16 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await waitFor(() => scorer.index.blocksOf(pods[1]!) === before, 'the chunks to be removed with all their blocks');
   });
 
+  test('a pod\'s index capacity is its num_gpu_blocks in configured blocks: vLLM\'s block_size × blocks ÷ the configured size', () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const withCache = (key: string, numGpuBlocks: number, blockSize: number): EndpointSnapshot => ({ ...snapshot(key), metrics: { ...snapshot(key).metrics, numGpuBlocks, blockSize } });
+    const request = { requestId: 'cap', model: MODEL, prompt: '', headers: {}, attributes: new CycleState() };
+    scorer.score({ request, state: new CycleState() }, [withCache(pods[0]!, 1000, 8), withCache(pods[1]!, 1000, 64)]);
+    expect([scorer.index.capacityOf(pods[0]!), scorer.index.capacityOf(pods[1]!)]).toEqual([500, 4000]);
+    scorer.score({ request, state: new CycleState() }, [withCache(pods[0]!, 1000, 16), withCache(pods[1]!, 1000, 16)]);
+    expect([scorer.index.capacityOf(pods[0]!), scorer.index.capacityOf(pods[1]!)]).toEqual([1000, 1000]);
+  });
+
   test('engine blocks of 8 under the configured 16 (vLLM\'s --block-size below tokenProcessorConfig.blockSize), in two events split inside a configured block, are gathered and match, as llm-d-kv-cache @ 7be76e1 maps many engine keys to one', async () => {
     const body = chat('What does the gathered chapter say?', 'the gathered manual');
     const blocks = await storedFor(body, 13000);

@@ -252,7 +252,7 @@ export class ExtProcStream {
     // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), so a subset hint sent with the body is honoured;
     // kvroute keeps what the headers message sent unless a later message names the same namespace.
     if (msg.metadata_context !== undefined) Object.assign(this.filterMetadata, filterMetadataOf(msg));
-    if (this.state === 'forwarded' && this.requestBodyMode === 'STREAMED') {
+    if (this.requestStreamsOn()) {
       this.io.send(bodyResponse('request'));
       return;
     }
@@ -277,11 +277,19 @@ export class ExtProcStream {
     if (this.state === 'request-body' && this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
       return this.route('trailers', this.takeBody(), false);
     }
-    if (this.state === 'forwarded') {
+    if (this.state === 'forwarded' || this.requestStreamsOn()) {
       this.io.send(trailersResponse('request'));
       return;
     }
     throw new ProtocolError(`unexpected request_trailers in state ${this.state} (${this.requestBodyMode})`);
+  }
+
+  /**
+   * Whether a request body or trailers may still come after routing: a STREAMED request body is routed on the headers
+   * and flows on, even after the upstream began its response (an early answer), as Envoy keeps sending it.
+   */
+  private requestStreamsOn(): boolean {
+    return this.requestBodyMode === 'STREAMED' && (this.state === 'forwarded' || this.state === 'response-body' || this.state === 'response-done');
   }
 
   private takeBody(): Buffer {
@@ -536,9 +544,10 @@ export class ExtProcStream {
 
   /**
    * A response body or trailers with no response headers before them: the proxy skips response headers
-   * (`response_header_mode: SKIP`, a mode Envoy sets apart from the body's). GIE v1.5.0 answers response messages in
-   * any state (handlers/server.go), so the response is taken as begun here, and a stream that starts with it as one
-   * whose request the proxy skipped too.
+   * (`response_header_mode: SKIP`, a mode Envoy sets apart from the body's; its ext_proc integration tests send such
+   * sequences). The response is taken as begun here, and a stream that starts with it as one whose request the proxy
+   * skipped too. kvroute's own behaviour: GIE v1.5.0 (handlers/server.go, updateStateAndSendIfNeeded) answers a body or
+   * trailers only after response headers, so Envoy would wait out its message timeout there.
    */
   private beginResponseWithoutHeaders(msg: ProcessingRequest): void {
     if (this.state === 'request-headers') this.beginWithoutRequest(msg);

@@ -40,17 +40,13 @@ export type TierWeights = ReadonlyMap<Tier, number>;
 /** llm-d's defaults (llm-d/llm-d-kv-cache pkg/kvcache/backend.go: gpu 1.0, cpu 0.8). */
 export const DEFAULT_TIER_WEIGHTS: TierWeights = new Map([['gpu', 1], ['cpu', 0.8]]);
 
-interface Holding {
-  /** Copies on GPU and on CPU: the tiers vLLM reports itself, kept as fields (most entries hold nothing else). */
-  gpu: number;
-  cpu: number;
-  /** Copies in any other tier (an offloading connector's), by name; undefined while there are none. */
-  others: Map<Tier, number> | undefined;
+/** Copies on GPU and on CPU are fields (the tiers vLLM reports itself; most entries hold nothing else). */
+interface Holding extends TierCopies {
   /** Until when (ms) a speculative entry counts, when the pod holds no confirmed copy. */
   speculativeUntil: number;
 }
 
-function copiesOf(h: Holding): number {
+function copiesOf(h: TierCopies): number {
   let n = h.gpu + h.cpu;
   if (h.others !== undefined) for (const c of h.others.values()) n += c;
   return n;
@@ -66,15 +62,18 @@ interface PodState {
    */
   readonly chunkKeys: Map<string, readonly number[]>;
   /**
-   * Engine hash → its configured block's key hashed so far, for an engine block that ends inside a configured one (vLLM
-   * at a smaller --block-size than the config's, llm-d's many:1): a later event may continue the chain from any engine
-   * block.
+   * Engine hash → its engine block, for vLLM at a smaller --block-size than the config's (several engine blocks to one
+   * configured block, llm-d's many:1): its copies by tier, the configured key hashed as far as it when it ends inside a
+   * configured block (a later event may continue the chain from any engine block), and the configured blocks completed
+   * through it.
    */
-  readonly carries: Map<string, Carry>;
-  /** Engine hash → the configured block it completed (many:1), for removals. */
-  readonly completes: Map<string, SplitBlock>;
-  /** `carries` and `completes` together beyond this start a pass over them for entries whose blocks are gone. */
-  pruneCarriesAt: number;
+  readonly parts: Map<string, Part>;
+  /** Own key → the configured block made of parts (many:1). */
+  readonly splitBlocks: Map<number, SplitBlock>;
+  /** Most engine blocks to one configured block seen on this pod (1 until a many:1 event): bounds `parts`. */
+  splitRatio: number;
+  /** `parts` beyond this start a pass over them (`trim`). */
+  prunePartsAt: number;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
   readonly otherGroups: Set<number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
@@ -83,28 +82,110 @@ interface PodState {
   readonly share: PodShare;
 }
 
+/** Copies of a block by tier, as vLLM reports them (`BlockStored` adds one, `BlockRemoved` takes one). */
+interface TierCopies {
+  gpu: number;
+  cpu: number;
+  /** Copies in any other tier (an offloading connector's), by name; undefined while there are none. */
+  others: Map<Tier, number> | undefined;
+}
+
 /**
- * An engine block that ends inside a configured block (many:1): the configured block's key hashed as far as this
- * engine block's last token (`PartialBlockKey`), so a later event chained on it finishes the key without the tokens.
+ * An engine block of a configured block (many:1). Its copies count per tier like a block's, except that a tier it was
+ * never reported in reads -1 (`gpu`, `cpu`; absent from `others`), not 0: a configured block is held in a tier as many
+ * times as its scarcest engine block that the tier reports (`splitCopies`). vLLM's OffloadingConnector names only the
+ * last engine block of each offloaded group in its CPU events, so a configured block whose group is offloaded whole is
+ * one CPU copy, where counting the unnamed parts as 0 would make it none (vllm/distributed/kv_transfer/kv_connector/v1/
+ * offloading/scheduler.py `_get_block_hashes`: every `block_size_factor`-th hash, the last of each group).
  */
-interface Carry extends PartialBlockKey {
+interface Part extends TierCopies, PartialBlockKey {
+  // When the engine block ends inside a configured block (`length` > 0): that block's key hashed as far as here (the
+  // lanes `a`, `b` and `length`) and what finishing it needs. Kept inline, not as an object of their own: a part is
+  // one object, most of a many:1 entry's memory.
+  a: number;
+  b: number;
+  /** Tokens of the configured block hashed as far as here; 0 when the engine block completes a configured one. */
+  length: number;
   /** The chain's key before the configured block being filled: the last completed one, or the adapter's root. */
-  readonly base: number;
-  /** Whether `base` is a root (the chain's start): a root is no entry, so pruning keeps such carries. */
-  readonly atStart: boolean;
+  base: number;
+  /** Whether `base` is a root (the chain's start), which is no entry. */
+  atStart: boolean;
   /** The extra keys of the chain's first configured block (its `cache_salt`), when `base` is the root. */
-  readonly extra: ArrayLike<number> | undefined;
+  extra: ArrayLike<number> | undefined;
   /** The configured block's engine block before this one, when this is not its first. */
-  readonly previous: Carry | undefined;
-  /** The configured block this engine block is part of, once one completes through it (the last one to, if several). */
+  previous: Part | undefined;
+  /** The configured block completed through this engine block. */
   block: SplitBlock | undefined;
+  /** More, when two continuations from inside a configured block share this engine block. */
+  moreBlocks: SplitBlock[] | undefined;
+}
+
+function blocksOfPart(p: Part): readonly SplitBlock[] {
+  if (p.block === undefined) return [];
+  return p.moreBlocks === undefined ? [p.block] : [p.block, ...p.moreBlocks];
+}
+
+/** Records that `block` was completed through `p`, replacing an earlier record of the same key (a forgotten block's). */
+function addBlockToPart(p: Part, block: SplitBlock): void {
+  if (p.block === undefined || p.block.key === block.key) {
+    p.block = block;
+    return;
+  }
+  const i = p.moreBlocks?.findIndex((b) => b.key === block.key) ?? -1;
+  if (i >= 0) p.moreBlocks![i] = block;
+  else (p.moreBlocks ??= []).push(block);
 }
 
 /** A configured block made of several engine blocks (many:1). */
 interface SplitBlock {
   readonly key: number;
-  /** Tiers whose copy a removal of one of its parts already took (vLLM can no longer hit the whole block there). */
-  taken: Set<Tier> | undefined;
+  /** Its engine blocks, in order, as last completed. */
+  parts: readonly Part[];
+}
+
+/** A part's copies in `tier`; -1 when the tier never reported it. */
+function partCopies(p: Part, tier: Tier): number {
+  if (tier === 'gpu') return p.gpu;
+  if (tier === 'cpu') return p.cpu;
+  return p.others?.get(tier) ?? -1;
+}
+
+function addPartCopy(p: Part, tier: Tier): void {
+  if (tier === 'gpu') p.gpu = Math.max(0, p.gpu) + 1;
+  else if (tier === 'cpu') p.cpu = Math.max(0, p.cpu) + 1;
+  else (p.others ??= new Map()).set(tier, Math.max(0, p.others.get(tier) ?? 0) + 1);
+}
+
+/** One copy leaves `tier`; false when the part held none there. A tier keeps its 0: it reported the part. */
+function takePartCopy(p: Part, tier: Tier): boolean {
+  const copies = partCopies(p, tier);
+  if (copies <= 0) return false;
+  if (tier === 'gpu') p.gpu--;
+  else if (tier === 'cpu') p.cpu--;
+  else p.others!.set(tier, copies - 1);
+  return true;
+}
+
+function partHeld(p: Part): boolean {
+  if (p.gpu > 0 || p.cpu > 0) return true;
+  if (p.others !== undefined) for (const c of p.others.values()) if (c > 0) return true;
+  return false;
+}
+
+/** Copies of a configured block in `tier`: its scarcest part's among the parts the tier reported (0 when none did). */
+function splitCopies(block: SplitBlock, tier: Tier): number {
+  let copies = -1;
+  for (const p of block.parts) {
+    const c = partCopies(p, tier);
+    if (c >= 0 && (copies < 0 || c < copies)) copies = c;
+  }
+  return Math.max(0, copies);
+}
+
+function tierCopies(h: TierCopies, tier: Tier): number {
+  if (tier === 'gpu') return h.gpu;
+  if (tier === 'cpu') return h.cpu;
+  return h.others?.get(tier) ?? 0;
 }
 
 interface PodShare extends BudgetShare {
@@ -146,14 +227,14 @@ function tierOf(medium: string | null | undefined): Tier {
   return medium === undefined || medium === null || medium === '' ? 'gpu' : medium.toLowerCase();
 }
 
-function addCopy(h: Holding, tier: Tier): void {
+function addCopy(h: TierCopies, tier: Tier): void {
   if (tier === 'gpu') h.gpu++;
   else if (tier === 'cpu') h.cpu++;
   else (h.others ??= new Map()).set(tier, (h.others.get(tier) ?? 0) + 1);
 }
 
 /** One copy leaves `tier`; a removal for a tier holding none is ignored. */
-function takeCopy(h: Holding, tier: Tier): void {
+function takeCopy(h: TierCopies, tier: Tier): void {
   if (tier === 'gpu') {
     if (h.gpu > 0) h.gpu--;
   } else if (tier === 'cpu') {
@@ -199,6 +280,11 @@ export class KvBlockIndex {
     let n = 0;
     for (const pod of this.pods.values()) n += pod.keys.size;
     return n;
+  }
+
+  /** Engine blocks kept for one pod's configured blocks of several (many:1): for tests and the memory bound. */
+  splitPartsOf(pod: string): number {
+    return this.pods.get(pod)?.parts.size ?? 0;
   }
 
   /** Entries held for one pod. */
@@ -252,12 +338,15 @@ export class KvBlockIndex {
       if (tier !== 'gpu') {
         let stored = 0;
         for (const hash of event.blockHashes) {
-          const key = state.engineToKey.get(hash);
-          if (key === undefined) {
-            // A part of a configured block that does not complete it (many:1): the completing part carries its copy.
-            if (state.carries.has(hash)) stored++;
+          const part = state.parts.get(hash);
+          if (part !== undefined) {
+            addPartCopy(part, tier);
+            for (const block of blocksOfPart(part)) this.syncSplit(pod, state, block, tier, true);
+            stored++;
             continue;
           }
+          const key = state.engineToKey.get(hash);
+          if (key === undefined) continue;
           for (const k of state.chunkKeys.get(hash) ?? [key]) this.add(pod, state, k, tier);
           stored++;
         }
@@ -334,56 +423,123 @@ export class KvBlockIndex {
     const engineSize = event.blockSize;
     let base: number;
     let atStart: boolean;
-    let carry: Carry | undefined;
+    let previous: Part | undefined;
     let extra: ArrayLike<number> | undefined;
+    let partial: PartialBlockKey;
     if (startsChain(event)) {
       base = root;
       atStart = true;
       extra = extraForFirstBlock;
+      partial = beginBlockKey(base);
     } else {
+      const parent = state.parts.get(event.parentBlockHash!);
       const key = state.engineToKey.get(event.parentBlockHash!);
-      carry = key === undefined ? state.carries.get(event.parentBlockHash!) : undefined;
-      if (key !== undefined && key >= 0) {
+      if (parent !== undefined && parent.length > 0) {
+        ({ base, atStart, extra } = parent);
+        previous = parent;
+        partial = parent;
+      } else if (key !== undefined && key >= 0) {
         base = key;
         atStart = false;
-      } else if (carry !== undefined) {
-        ({ base, atStart, extra } = carry);
+        partial = beginBlockKey(base);
       } else {
         return { stored: 0, skipped: 'unknown-parent' };
       }
     }
-    let partial: PartialBlockKey = carry ?? beginBlockKey(base);
+    // A chain continued at another engine block size could run past a configured block's end: never mis-keyed.
+    if (partial.length % engineSize !== 0) {
+      return { stored: 0, skipped: 'block-size-mismatch' };
+    }
+    const ratio = this.blockSize / engineSize;
+    if (ratio > state.splitRatio) state.splitRatio = ratio;
     let stored = 0;
     for (let h = 0; h < event.blockHashes.length; h++) {
       const hash = event.blockHashes[h]!;
-      const previous = state.engineToKey.get(hash);
-      if (previous !== undefined && previous < 0) this.drop(pod, state, previous);
+      const known = state.engineToKey.get(hash);
+      if (known !== undefined && known < 0) this.drop(pod, state, known);
+      let part = state.parts.get(hash);
+      if (part === undefined) {
+        part = { gpu: -1, cpu: -1, others: undefined, a: 0, b: 0, length: 0, base: 0, atStart: false, extra: undefined, previous: undefined, block: undefined, moreBlocks: undefined };
+        state.parts.set(hash, part);
+      }
+      addPartCopy(part, tier);
       partial = extendBlockKey(partial, event.tokenIds, h * engineSize, (h + 1) * engineSize);
       if (partial.length < this.blockSize) {
-        carry = { a: partial.a, b: partial.b, length: partial.length, base, atStart, extra, previous: carry, block: undefined };
-        partial = carry;
-        state.carries.set(hash, carry);
+        part.a = partial.a;
+        part.b = partial.b;
+        part.length = partial.length;
+        part.base = base;
+        part.atStart = atStart;
+        part.extra = extra;
+        part.previous = previous;
+        previous = part;
         state.engineToKey.delete(hash);
         state.chunkKeys.delete(hash);
         continue;
       }
+      // The configured block is complete: its parts are the carried ones (this event's or earlier) and this one.
       const key = endBlockKey(partial, atStart ? extra : undefined);
-      this.add(pod, state, key, tier);
-      stored++;
-      const block: SplitBlock = { key, taken: undefined };
-      for (let c = carry; c !== undefined; c = c.previous) c.block = block;
-      state.completes.set(hash, block);
-      state.carries.delete(hash);
+      const parts: Part[] = [part];
+      for (let p = previous; p !== undefined; p = p.previous) parts.unshift(p);
+      let block = state.splitBlocks.get(key);
+      if (block === undefined) state.splitBlocks.set(key, (block = { key, parts }));
+      else block.parts = parts;
+      for (const p of parts) addBlockToPart(p, block);
+      part.length = 0;
+      part.previous = undefined;
+      part.extra = undefined;
       state.chunkKeys.delete(hash);
       state.engineToKey.set(hash, key);
+      this.syncSplit(pod, state, block, tier, true);
+      stored++;
       base = key;
       atStart = false;
       extra = undefined;
-      carry = undefined;
+      previous = undefined;
       partial = beginBlockKey(base);
     }
     this.trim(pod, state);
     return { stored };
+  }
+
+  /**
+   * Brings a configured block's copies in `tier` to its parts' (`splitCopies`). Only a store may add copies: a removal
+   * never brings back a block the pod's capacity dropped.
+   */
+  private syncSplit(pod: string, state: PodState, block: SplitBlock, tier: Tier, mayAdd: boolean): number {
+    const target = splitCopies(block, tier);
+    const holding = this.holders.get(block.key)?.get(pod);
+    let current = holding === undefined ? 0 : tierCopies(holding, tier);
+    if (mayAdd) {
+      for (; current < target; current++) this.add(pod, state, block.key, tier);
+      return 0;
+    }
+    if (holding === undefined) return 0;
+    let taken = 0;
+    for (; current > target; current--, taken++) takeCopy(holding, tier);
+    if (taken > 0 && copiesOf(holding) === 0) this.drop(pod, state, block.key);
+    return taken;
+  }
+
+  /**
+   * A removed engine block of a configured one (many:1): one copy leaves its tier, and each configured block made
+   * with it keeps as many copies there as its scarcest part (vLLM can no longer hit it whole once a part is gone). The
+   * part is forgotten when no tier holds it.
+   */
+  private removePart(pod: string, state: PodState, hash: string, part: Part, tier: Tier): number {
+    if (!takePartCopy(part, tier)) return 0;
+    let removed = 0;
+    for (const block of blocksOfPart(part)) removed += this.syncSplit(pod, state, block, tier, false);
+    if (!partHeld(part)) this.forgetPart(state, hash, part);
+    return removed;
+  }
+
+  private forgetPart(state: PodState, hash: string, part: Part): void {
+    state.parts.delete(hash);
+    const key = state.engineToKey.get(hash);
+    const blocks = blocksOfPart(part);
+    if (key !== undefined && blocks.some((b) => b.key === key)) state.engineToKey.delete(hash);
+    for (const block of blocks) if (!state.keys.has(block.key)) state.splitBlocks.delete(block.key);
   }
 
   /** Whether any block was indexed by engine hash alone: requests then compute the engine-hash chain too. */
@@ -425,15 +581,9 @@ export class KvBlockIndex {
     const tier = tierOf(event.medium);
     let removed = 0;
     for (const hash of event.blockHashes) {
-      const carry = state.carries.get(hash);
-      const completed = carry === undefined ? state.completes.get(hash) : undefined;
-      if (carry !== undefined || completed !== undefined) {
-        state.carries.delete(hash);
-        if (completed !== undefined) {
-          state.completes.delete(hash);
-          if (state.engineToKey.get(hash) === completed.key) state.engineToKey.delete(hash);
-        }
-        removed += this.removePart(pod, state, carry?.block ?? completed, tier);
+      const part = state.parts.get(hash);
+      if (part !== undefined) {
+        removed += this.removePart(pod, state, hash, part, tier);
         continue;
       }
       const key = state.engineToKey.get(hash);
@@ -461,22 +611,6 @@ export class KvBlockIndex {
       }
     }
     return removed;
-  }
-
-  /**
-   * A removed engine block that is part of a configured one (many:1): vLLM can no longer hit that configured block
-   * whole in `tier`, so its copy there goes with the first of its parts to leave; later parts take nothing more. A part
-   * shared by two continuations of a prefix stands for the one completed last (as llm-d-kv-cache's engine→request map
-   * keeps one mapping per engine key). Returns the copies taken (0 or 1).
-   */
-  private removePart(pod: string, state: PodState, block: SplitBlock | undefined, tier: Tier): number {
-    if (block === undefined || block.taken?.has(tier) === true) return 0;
-    (block.taken ??= new Set()).add(tier);
-    const holding = this.holders.get(block.key)?.get(pod);
-    if (holding === undefined) return 0;
-    takeCopy(holding, tier);
-    if (copiesOf(holding) === 0) this.drop(pod, state, block.key);
-    return 1;
   }
 
   /**
@@ -570,7 +704,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), carries: new Map(), completes: new Map(), pruneCarriesAt: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -624,13 +758,27 @@ export class KvBlockIndex {
         state.chunkKeys.delete(hash);
       }
     }
-    // The same for the engine blocks of configured blocks (many:1): a completing one whose block is gone, one inside a
-    // block whose base is gone (a carry at a chain's start has no base entry and stays until removed).
-    // A pass runs when the maps have doubled since the last one, so its cost is spread over the stores that grew them.
-    if (state.completes.size + state.carries.size > state.pruneCarriesAt) {
-      for (const [hash, block] of state.completes) if (!state.keys.has(block.key)) state.completes.delete(hash);
-      for (const [hash, carry] of state.carries) if (!carry.atStart && !state.keys.has(carry.base)) state.carries.delete(hash);
-      state.pruneCarriesAt = Math.max(2 * capacity, 2 * (state.completes.size + state.carries.size));
+    // The engine blocks of configured blocks (many:1) leave with their BlockRemoved; those whose events were lost are
+    // bounded here. A pass runs when `parts` has doubled since the last one (or reached its cap), so its cost is
+    // spread over the stores that grew it: first the parts whose blocks are all gone, or whose carry's base is; then,
+    // past the cap (each pod holds at most `capacity` configured blocks of `splitRatio` parts, twice over for parts
+    // shared or in flight), the oldest, down to three quarters of it.
+    if (state.parts.size > state.prunePartsAt) {
+      for (const [hash, part] of state.parts) {
+        const stale = part.length > 0
+          ? !part.atStart && !state.keys.has(part.base)
+          : blocksOfPart(part).every((b) => !state.keys.has(b.key));
+        if (stale) this.forgetPart(state, hash, part);
+      }
+      const cap = Math.max(64, 2 * capacity * state.splitRatio);
+      if (state.parts.size > cap) {
+        for (const [hash, part] of state.parts) {
+          if (state.parts.size <= (3 * cap) / 4) break;
+          this.forgetPart(state, hash, part);
+        }
+      }
+      for (const key of state.splitBlocks.keys()) if (!state.keys.has(key)) state.splitBlocks.delete(key);
+      state.prunePartsAt = Math.min(cap, Math.max(64, 2 * state.parts.size));
     }
   }
 }

@@ -231,6 +231,15 @@ class Ticket {
   ) {}
 }
 
+/** Whether a response body starting with `chunk` is an event stream; undefined while only whitespace has come. */
+function sniffEventStream(chunk: Buffer): boolean | undefined {
+  for (const byte of chunk) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+    return byte !== 0x7b /* { */ && byte !== 0x5b /* [ */;
+  }
+  return undefined;
+}
+
 /**
  * What a committed request keeps for its response: everything but the prompt. The prompt text (`prompt`, `input` and
  * the `promptHead` reader over the parsed body) is what a request holds most of, up to the body limit (8 MiB behind
@@ -859,6 +868,12 @@ export class RequestControl implements RequestDirector {
   }
 
   private observeResponse(t: Ticket, chunk: Buffer, endOfStream: boolean): void {
+    // No response headers came (the proxy skips them: response_header_mode SKIP), so no content-type: GIE v1.5.0 reads
+    // the request's `stream` field (handlers/server.go), which kvroute does not keep past the pick; the body says the
+    // same, as an event stream starts with a field or a comment (`data:`, `event:`, `:`) and a JSON body with `{`.
+    if (t.eventStream === undefined && t.bodyRead && this.options.metrics !== undefined && !t.responseRecorded) {
+      t.eventStream = sniffEventStream(chunk) ?? (endOfStream ? false : undefined);
+    }
     if (t.eventStream === undefined || t.responseRecorded) return;
     const observer = (t.response ??= new ResponseObserver(t.eventStream));
     observer.push(chunk, endOfStream);

@@ -60,7 +60,10 @@ export interface KvEventsConfig {
 }
 
 export interface TokenProcessorConfig {
-  /** Tokens per KV block; must be vLLM's `--block-size`. @default 16 */
+  /**
+   * Tokens per KV block of the index. vLLM's `--block-size`, or a multiple or divisor of it: events at a larger size are
+   * cut into blocks, at a smaller one gathered (README, "Any hash algorithm"). @default 16
+   */
   blockSize?: number;
   /** The newer name of `blockSize`. */
   blockSizeTokens?: number;
@@ -429,8 +432,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   }
 
   private learnCapacity(candidate: EndpointSnapshot): void {
-    const blocks = candidate.metrics.numGpuBlocks;
-    if (blocks === undefined || this.capacities.get(candidate.endpoint.key) === blocks) return;
+    const engineBlocks = candidate.metrics.numGpuBlocks;
+    if (engineBlocks === undefined) return;
+    // `num_gpu_blocks` counts vLLM's blocks (`block_size` in the same cache_config_info); the index holds configured
+    // ones: a quarter as many at 16 under 64, four times as many at 64 under 16.
+    const blocks = Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize);
+    if (this.capacities.get(candidate.endpoint.key) === blocks) return;
     this.capacities.set(candidate.endpoint.key, blocks);
     this.index.setCapacity(candidate.endpoint.key, blocks);
   }
