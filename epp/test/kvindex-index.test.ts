@@ -358,6 +358,92 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(index.store('a', stored(['t9999d'], 't9999c', [5, 5], half), ROOT)).toEqual({ stored: 1 });
     });
 
+    test('a carry that many continuations share lists only the blocks the pod holds: removed or dropped by capacity, a block leaves it', () => {
+      // One shared engine block ending inside a configured block (the first 16 tokens every prompt starts with, or a
+      // system prompt's tail), then 20,000 users' continuations, each completing a configured block through it.
+      const index = new KvBlockIndex(BS, 10);
+      index.store('a', stored(['e1'], null, [1, 2], half), ROOT);
+      let removedBlocks = 0;
+      for (let i = 0; i < 20_000; i++) {
+        index.store('a', stored([`x${i}`], 'e1', [10 + i, 3], half), ROOT);
+        removedBlocks += index.remove('a', removed([`x${i}`]));
+      }
+      expect(removedBlocks).toBe(20_000);
+      expect(index.splitBlocksThrough('a', 'e1')).toBe(0);
+      expect(index.splitPartsOf('a')).toBe(1);
+      // Their removals lost: the pod's capacity (10) drops the oldest, and the carry forgets them with it.
+      for (let i = 0; i < 20_000; i++) index.store('a', stored([`y${i}`], 'e1', [10 + i, 4], half), ROOT);
+      expect(index.blocksOf('a')).toBe(10);
+      expect(index.splitBlocksThrough('a', 'e1')).toBe(10);
+      // The ten it holds are still removed through the shared carry: vLLM evicting it leaves no block it was part of.
+      expect(index.remove('a', removed(['e1']))).toBe(10);
+      expect(index.blocksOf('a')).toBe(0);
+    });
+
+    test('a shared carry\'s removal takes every block completed through it; a block dropped and completed again is found through it again', () => {
+      const index = new KvBlockIndex(BS, 1000);
+      index.store('a', stored(['e1', 'e2', 'e3'], null, tokens(1, 6), half), ROOT);
+      index.store('a', stored(['x4'], 'e3', [100, 101], half), ROOT);
+      index.store('a', stored(['y4'], 'e3', [200, 201], half), ROOT);
+      expect(index.blocksOf('a')).toBe(3);
+      expect(index.splitBlocksThrough('a', 'e3')).toBe(2);
+      expect(index.remove('a', removed(['e3']))).toBe(2);
+      expect(index.blocksOf('a')).toBe(1);
+      // x4 leaves on its own, then the same continuation is computed again (e3 as well): keyed and linked anew.
+      index.remove('a', removed(['x4', 'y4']));
+      index.store('a', stored(['e3'], 'e2', [5, 6], half), ROOT);
+      index.store('a', stored(['x4'], 'e3', [100, 101], half), ROOT);
+      expect(index.longestPrefix(requestKeys([...tokens(1, 6), 100, 101]), pods('a'), 0).get('a')?.blocks).toBe(2);
+      expect(index.remove('a', removed(['e3']))).toBe(1);
+      expect(index.longestPrefix(requestKeys([...tokens(1, 6), 100, 101]), pods('a'), 0).get('a')?.blocks).toBe(1);
+    });
+
+    test('engine blocks of blocks the capacity dropped (their removals lost) are pruned before the cap: the completing part, and a carry whose base is gone', () => {
+      // Capacity 40 at 2 parts a block: the cap is 160 parts. Chains of three engine blocks: a carry from the chain's
+      // start, the part completing the block, and a carry on that block.
+      const index = new KvBlockIndex(BS, 40);
+      const counts: number[] = [];
+      for (let i = 0; i < 45; i++) {
+        index.store('a', stored([`c${i}a`, `c${i}b`, `c${i}c`], null, [i, 1, 2, 3, 4, 5], half), ROOT);
+        counts.push(index.splitPartsOf('a'));
+      }
+      // Passes run when the parts double: at 3 (then past 64) and at 66 (then past 132), the blocks all held. At 135 the
+      // capacity has dropped 5 chains' blocks: their completing parts and trailing carries go (10); their first carries
+      // stay, as no block of theirs is held but a request may still continue them (the cap would take them first).
+      expect(counts[21]).toBe(66);
+      expect(index.blocksOf('a')).toBe(40);
+      expect(counts[44]).toBe(125);
+      expect(index.store('a', stored(['c0d'], 'c0c', [9, 9], half), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+      expect(index.store('a', stored(['c0z'], 'c0a', [9, 9], half), ROOT)).toEqual({ stored: 1 });
+    });
+
+    test('past the cap, carries of no held block go first, least recently continued first: a hot prompt\'s parts stay, and its eviction still removes its blocks', () => {
+      const index = new KvBlockIndex(BS, 10);
+      const hot = tokens(1, 10);
+      // A hot prompt of two configured blocks and a carry (h5), continued once.
+      index.store('a', stored(['h1', 'h2', 'h3', 'h4', 'h5'], null, hot, half), ROOT);
+      expect(index.store('a', stored(['u1'], 'h5', [100, 101], half), ROOT)).toEqual({ stored: 1 });
+      // 70 short prompts whose removals are lost push the parts past the cap (64).
+      for (let i = 0; i < 70; i++) index.store('a', stored([`s${i}`], null, [1000 + i, 0], half), ROOT);
+      expect(index.splitPartsOf('a')).toBeLessThanOrEqual(64);
+      // The hot prompt still continues, and its eviction removes all it made.
+      expect(index.store('a', stored(['u2'], 'h5', [200, 201], half), ROOT)).toEqual({ stored: 1 });
+      index.remove('a', removed(['u1', 'u2', 'h5', 'h4', 'h3', 'h2', 'h1']));
+      expect(index.longestPrefix(requestKeys([...hot, 100, 101]), pods('a'), 0).has('a')).toBe(false);
+      expect(index.blocksOf('a')).toBe(0);
+      // Engine blocks of one token (4 to a configured block, cap 80): a carry continued since (a chat's short turns)
+      // outlives the carries stored after it but not continued.
+      const quarter = { blockSize: 1 };
+      const chat = new KvBlockIndex(BS, 10);
+      chat.store('a', stored(['q1'], null, [1], quarter), ROOT);
+      for (let i = 0; i < 50; i++) chat.store('a', stored([`s${i}`], null, [1000 + i], quarter), ROOT);
+      chat.store('a', stored(['q2'], 'q1', [2], quarter), ROOT);
+      for (let i = 50; i < 80; i++) chat.store('a', stored([`s${i}`], null, [1000 + i], quarter), ROOT);
+      expect(chat.splitPartsOf('a')).toBe(61);
+      expect(chat.store('a', stored(['q2b'], 'q1', [3], quarter), ROOT)).toEqual({ stored: 0 });
+      expect(chat.store('a', stored(['s0b'], 's0', [3], quarter), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    });
+
     test('a continuation at another engine block size that would run past a configured block is skipped, never mis-keyed', () => {
       const index = new KvBlockIndex(BS, 1000);
       index.store('a', stored(['u1'], null, [1], { blockSize: 1 }), ROOT);

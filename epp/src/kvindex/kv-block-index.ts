@@ -114,26 +114,42 @@ interface Part extends TierCopies, PartialBlockKey {
   extra: ArrayLike<number> | undefined;
   /** The configured block's engine block before this one, when this is not its first. */
   previous: Part | undefined;
-  /** The configured block completed through this engine block. */
+  /**
+   * The configured block this engine block completes (`length` 0), kept as long as the part, so that a later store of
+   * the part (a tokenless offload) finds its block again; or, for an engine block ending inside a configured block, the
+   * first configured block completed through it that the pod holds.
+   */
   block: SplitBlock | undefined;
-  /** More, when two continuations from inside a configured block share this engine block. */
-  moreBlocks: SplitBlock[] | undefined;
+  /**
+   * More configured blocks completed through this engine block and held, by key: continuations that share it (a
+   * system prompt ending inside a configured block, or the first engine block, which nearly every prompt shares). A
+   * block leaves when its key leaves the pod (`unlinkSplit`), so this is bounded by the pod's capacity.
+   */
+  moreBlocks: Map<number, SplitBlock> | undefined;
 }
 
 function blocksOfPart(p: Part): readonly SplitBlock[] {
   if (p.block === undefined) return [];
-  return p.moreBlocks === undefined ? [p.block] : [p.block, ...p.moreBlocks];
+  return p.moreBlocks === undefined ? [p.block] : [p.block, ...p.moreBlocks.values()];
 }
 
-/** Records that `block` was completed through `p`, replacing an earlier record of the same key (a forgotten block's). */
-function addBlockToPart(p: Part, block: SplitBlock): void {
-  if (p.block === undefined || p.block.key === block.key) {
-    p.block = block;
+/** Records that `block` was completed through `p`, replacing an earlier record of the same key. */
+function linkBlock(p: Part, block: SplitBlock): void {
+  if (p.block === undefined || p.block.key === block.key) p.block = block;
+  else (p.moreBlocks ??= new Map()).set(block.key, block);
+}
+
+/** Forgets that the block of `key` was completed through `p` (a carry: the completing part keeps its `block`). */
+function unlinkBlock(p: Part, key: number): void {
+  const more = p.moreBlocks;
+  if (p.block?.key === key) {
+    const next = more?.values().next().value;
+    p.block = next;
+    if (next !== undefined) more!.delete(next.key);
+  } else if (more === undefined || !more.delete(key)) {
     return;
   }
-  const i = p.moreBlocks?.findIndex((b) => b.key === block.key) ?? -1;
-  if (i >= 0) p.moreBlocks![i] = block;
-  else (p.moreBlocks ??= []).push(block);
+  if (more !== undefined && more.size === 0) p.moreBlocks = undefined;
 }
 
 /** A configured block made of several engine blocks (many:1). */
@@ -287,6 +303,12 @@ export class KvBlockIndex {
     return this.pods.get(pod)?.parts.size ?? 0;
   }
 
+  /** Configured blocks one engine block lists as completed through it or by it (many:1): for the memory bound's tests. */
+  splitBlocksThrough(pod: string, hash: string): number {
+    const part = this.pods.get(pod)?.parts.get(hash);
+    return part === undefined ? 0 : blocksOfPart(part).length;
+  }
+
   /** Entries held for one pod. */
   blocksOf(pod: string): number {
     return this.pods.get(pod)?.keys.size ?? 0;
@@ -434,6 +456,11 @@ export class KvBlockIndex {
     } else {
       const parent = state.parts.get(event.parentBlockHash!);
       const key = state.engineToKey.get(event.parentBlockHash!);
+      if (parent !== undefined) {
+        // The one sign of use the events give an engine block (a hit sends none): the parts' cap forgets it last.
+        state.parts.delete(event.parentBlockHash!);
+        state.parts.set(event.parentBlockHash!, parent);
+      }
       if (parent !== undefined && parent.length > 0) {
         ({ base, atStart, extra } = parent);
         previous = parent;
@@ -458,7 +485,10 @@ export class KvBlockIndex {
       const known = state.engineToKey.get(hash);
       if (known !== undefined && known < 0) this.drop(pod, state, known);
       let part = state.parts.get(hash);
-      if (part === undefined) {
+      if (part !== undefined) {
+        state.parts.delete(hash);
+        state.parts.set(hash, part);
+      } else {
         part = { gpu: -1, cpu: -1, others: undefined, a: 0, b: 0, length: 0, base: 0, atStart: false, extra: undefined, previous: undefined, block: undefined, moreBlocks: undefined };
         state.parts.set(hash, part);
       }
@@ -481,16 +511,22 @@ export class KvBlockIndex {
       const key = endBlockKey(partial, atStart ? extra : undefined);
       const parts: Part[] = [part];
       for (let p = previous; p !== undefined; p = p.previous) parts.unshift(p);
-      let block = state.splitBlocks.get(key);
-      if (block === undefined) state.splitBlocks.set(key, (block = { key, parts }));
-      else block.parts = parts;
-      for (const p of parts) addBlockToPart(p, block);
+      let block = state.splitBlocks.get(key) ?? (part.block?.key === key ? part.block : undefined);
+      if (block === undefined) {
+        block = { key, parts };
+      } else if (block.parts !== parts) {
+        // Completed again (a duplicate, or recomputed after an eviction): by these parts now.
+        this.unlinkSplit(block);
+        block.parts = parts;
+      }
       part.length = 0;
       part.previous = undefined;
       part.extra = undefined;
+      part.block = block;
       state.chunkKeys.delete(hash);
       state.engineToKey.set(hash, key);
       this.syncSplit(pod, state, block, tier, true);
+      if (state.keys.has(key)) this.linkSplit(state, block);
       stored++;
       base = key;
       atStart = false;
@@ -512,6 +548,7 @@ export class KvBlockIndex {
     let current = holding === undefined ? 0 : tierCopies(holding, tier);
     if (mayAdd) {
       for (; current < target; current++) this.add(pod, state, block.key, tier);
+      if (state.splitBlocks.get(block.key) !== block && state.keys.has(block.key)) this.linkSplit(state, block);
       return 0;
     }
     if (holding === undefined) return 0;
@@ -534,12 +571,27 @@ export class KvBlockIndex {
     return removed;
   }
 
+  /** Forgets an engine block: its hash resolves no more. */
   private forgetPart(state: PodState, hash: string, part: Part): void {
     state.parts.delete(hash);
-    const key = state.engineToKey.get(hash);
-    const blocks = blocksOfPart(part);
-    if (key !== undefined && blocks.some((b) => b.key === key)) state.engineToKey.delete(hash);
-    for (const block of blocks) if (!state.keys.has(block.key)) state.splitBlocks.delete(block.key);
+    if (part.length === 0 && part.block !== undefined && state.engineToKey.get(hash) === part.block.key) {
+      state.engineToKey.delete(hash);
+    }
+  }
+
+  /** A configured block the pod holds: found by its key, and by the engine blocks it was completed through. */
+  private linkSplit(state: PodState, block: SplitBlock): void {
+    state.splitBlocks.set(block.key, block);
+    for (const p of block.parts) linkBlock(p, block);
+  }
+
+  /**
+   * The configured block's key left the pod: its carries forget it (the completing part keeps it, for a later store of
+   * that part to bring it back), so what a shared carry lists stays bounded by what the pod holds.
+   */
+  private unlinkSplit(block: SplitBlock): void {
+    const last = block.parts.length - 1;
+    for (let i = 0; i < last; i++) unlinkBlock(block.parts[i]!, block.key);
   }
 
   /** Whether any block was indexed by engine hash alone: requests then compute the engine-hash chain too. */
@@ -742,6 +794,13 @@ export class KvBlockIndex {
     if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
     if (byPod?.size === 0) this.holders.delete(key);
     state.keys.delete(key);
+    if (state.splitBlocks.size > 0) {
+      const block = state.splitBlocks.get(key);
+      if (block !== undefined) {
+        state.splitBlocks.delete(key);
+        this.unlinkSplit(block);
+      }
+    }
   }
 
   private trim(pod: string, state: PodState): void {
@@ -760,24 +819,25 @@ export class KvBlockIndex {
     }
     // The engine blocks of configured blocks (many:1) leave with their BlockRemoved; those whose events were lost are
     // bounded here. A pass runs when `parts` has doubled since the last one (or reached its cap), so its cost is
-    // spread over the stores that grew it: first the parts whose blocks are all gone, or whose carry's base is; then,
-    // past the cap (each pod holds at most `capacity` configured blocks of `splitRatio` parts, twice over for parts
-    // shared or in flight), the oldest, down to three quarters of it.
+    // spread over the stores that grew it. First go the parts whose blocks are all gone, or whose carry's base is.
+    // Past the cap, down to three quarters of it, go the carries no held block was completed through (a request's
+    // tail inside a configured block), least recently stored or continued first. What is left is the parts of held
+    // blocks: at most `capacity` blocks of `splitRatio` parts, half the cap, so a part the index needs to remove a held
+    // block is never forgotten.
     if (state.parts.size > state.prunePartsAt) {
       for (const [hash, part] of state.parts) {
         const stale = part.length > 0
           ? !part.atStart && !state.keys.has(part.base)
-          : blocksOfPart(part).every((b) => !state.keys.has(b.key));
+          : part.block === undefined || !state.keys.has(part.block.key);
         if (stale) this.forgetPart(state, hash, part);
       }
       const cap = Math.max(64, 2 * capacity * state.splitRatio);
       if (state.parts.size > cap) {
         for (const [hash, part] of state.parts) {
           if (state.parts.size <= (3 * cap) / 4) break;
-          this.forgetPart(state, hash, part);
+          if (part.block === undefined) this.forgetPart(state, hash, part);
         }
       }
-      for (const key of state.splitBlocks.keys()) if (!state.keys.has(key)) state.splitBlocks.delete(key);
       state.prunePartsAt = Math.min(cap, Math.max(64, 2 * state.parts.size));
     }
   }
