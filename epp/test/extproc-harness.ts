@@ -12,21 +12,28 @@ export type Json = Record<string, any>;
 
 const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 
-/** A waitable FIFO. */
+/** A waitable FIFO; once closed, a wait past its last item fails at once (a test fails fast, not at its timeout). */
 class Inbox<T> {
   private readonly items: T[] = [];
-  private readonly waiters: ((v: T) => void)[] = [];
+  private readonly waiters: { resolve: (v: T) => void; reject: (e: Error) => void }[] = [];
+  private closed: Error | undefined;
 
   push(v: T): void {
     const w = this.waiters.shift();
-    if (w) w(v);
+    if (w) w.resolve(v);
     else this.items.push(v);
+  }
+
+  close(reason: Error): void {
+    this.closed = reason;
+    for (const w of this.waiters.splice(0)) w.reject(reason);
   }
 
   next(): Promise<T> {
     const v = this.items.shift();
     if (v !== undefined) return Promise.resolve(v);
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (this.closed !== undefined) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   get size(): number {
@@ -64,7 +71,10 @@ export class FakeEnvoy {
     const inbox = new Inbox<Json>();
     call.on('data', (b: Buffer) => inbox.push(this.deserialize(b) as Json));
     call.on('error', () => undefined); // the status promise reports it
-    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', (st: grpc.StatusObject) => {
+      inbox.close(new Error(`the stream ended (${grpc.status[st.code]}: ${st.details}) with no further response`));
+      resolve(st);
+    }));
     return {
       send: (msg) => call.write(this.serialize(msg)),
       sendRaw: (bytes) => call.write(bytes),

@@ -320,6 +320,43 @@ describe('response headers skipped (response_header_mode SKIP: the body comes fi
   });
 });
 
+describe('request headers skipped (request_header_mode SKIP: the body comes first; GIE v1.5.0 handlers/server.go gathers body chunks whatever came before and routes at their end)', () => {
+  it('routes a FULL_DUPLEX_STREAMED body that begins the stream, with no headers and a generated request id', async () => {
+    const s = envoy.open();
+    s.send({ ...requestBody('{"model":"m",', false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send(requestBody('"prompt":"p"}', true));
+    const routed = await s.next();
+    expect(routed.response).toBe('request_headers');
+    const set = setHeaders(routed.request_headers.response.header_mutation);
+    expect(set['x-gateway-destination-endpoint']).toBe('10.0.0.1:8000');
+    expect(set['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    const { chunks } = await readStreamedBody(s, 'request_body');
+    expect(Buffer.concat(chunks).toString()).toBe('{"model":"m","prompt":"p"}');
+    expect(director.requests[0].headers.size).toBe(0);
+    expect(director.requests[0].body?.toString()).toBe('{"model":"m","prompt":"p"}');
+    await finishWithJsonResponse(s);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['completed']);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+  });
+
+  it('routes a STREAMED body on its first chunk (body withheld), answered in the body response; the rest flows on', async () => {
+    const s = envoy.open();
+    s.send({ ...requestBody('{"a":', false), ...protocolConfig('STREAMED', 'FULL_DUPLEX_STREAMED') });
+    const routed = await s.next();
+    expect(routed.response).toBe('request_body');
+    expect(setHeaders(routed.request_body.response.header_mutation)['x-gateway-destination-endpoint']).toBe('10.0.0.1:8000');
+    expect(director.requests[0].bodyWithheld).toBe(true);
+    s.send(requestBody('1}', true));
+    const rest = await s.next();
+    expect(rest.response).toBe('request_body');
+    expect(rest.request_body.response).toEqual(expect.objectContaining({ status: 'CONTINUE', header_mutation: null }));
+    await finishWithJsonResponse(s);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+  });
+});
+
 describe('STREAMED request body', () => {
   it('routes on headers alone (bodyWithheld) and lets the chunks through with CONTINUE', async () => {
     const s = envoy.open();
@@ -555,10 +592,10 @@ describe('malformed and unexpected messages', () => {
     await waitFor(() => server.activeStreams() === 0);
   });
 
-  it('rejects a body before the headers', async () => {
+  it('rejects request trailers before the headers', async () => {
     const s = envoy.open();
-    s.send(requestBody('{}', true));
-    await expectInvalid(s, /unexpected request_body in state request-headers/);
+    s.send(requestTrailers({ 'x-end': '1' }));
+    await expectInvalid(s, /unexpected request_trailers in state request-headers/);
   });
 
   it('rejects a message with no oneof member', async () => {

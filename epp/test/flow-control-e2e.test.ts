@@ -51,6 +51,7 @@ class Request {
 
   /** Envoy gives up on the request (its message timeout fired, or the client left): RST_STREAM. */
   abandon(): void {
+    this.answer.catch(() => undefined); // it never comes: the stream is gone
     this.stream.cancel();
   }
 }

@@ -126,10 +126,11 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(sum('normalized_time_per_output_token_seconds')).toBeGreaterThanOrEqual(0.2);
   });
 
-  test('with response headers skipped (response_header_mode SKIP) the body says which reader: an event stream and a JSON body both record their usage', async () => {
+  test('with response headers skipped (response_header_mode SKIP) the body says which reader: an event stream and a JSON body both record their usage, and their whole size, a leading whitespace-only chunk included', async () => {
     const bodies = [
       ['data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}\n\n', 'data: [DONE]\n\n'],
       ['{"object":"chat.completion",', '"usage":{"prompt_tokens":20,"completion_tokens":6}}'],
+      [' \r\n\n', '{"object":"chat.completion","usage":{"prompt_tokens":9,"completion_tokens":5}}'],
     ];
     for (const [first, last] of bodies) {
       const s = envoy.open();
@@ -144,9 +145,11 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
       await s.status;
     }
     const text = await metrics.registry.metrics();
-    expect(text).toMatch(/^inference_objective_input_tokens_sum\{model_name="m",target_model_name="m"\} 31$/m);
-    expect(text).toMatch(/^inference_objective_output_tokens_sum\{model_name="m",target_model_name="m"\} 10$/m);
-    expect(text).toMatch(/^inference_objective_normalized_time_per_output_token_seconds_count\{model_name="m",target_model_name="m"\} 2$/m);
+    expect(text).toMatch(/^inference_objective_input_tokens_sum\{model_name="m",target_model_name="m"\} 40$/m);
+    expect(text).toMatch(/^inference_objective_output_tokens_sum\{model_name="m",target_model_name="m"\} 15$/m);
+    expect(text).toMatch(/^inference_objective_normalized_time_per_output_token_seconds_count\{model_name="m",target_model_name="m"\} 3$/m);
+    const bytes = Buffer.byteLength(bodies.flat().join(''));
+    expect(text).toMatch(new RegExp(`^inference_objective_response_sizes_sum\\{model_name="m",target_model_name="m"\\} ${bytes}$`, 'm'));
   });
 
   test('a stream that begins at the response headers (the request skipped) is answered, and its usage recorded with no model names (handlers/server.go handles response messages in any state; hermetic "SSE token counting")', async () => {

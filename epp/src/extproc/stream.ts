@@ -219,16 +219,7 @@ export class ExtProcStream {
 
   private onRequestHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
     if (this.state !== 'request-headers') throw new ProtocolError(`unexpected request_headers in state ${this.state}`);
-    this.receivedAtMs = performance.now();
-    // protocol_config is only ever sent on the first message of a stream, which this is.
-    this.readProtocolConfig(msg);
-    this.headers = headerMapToMap(h.headers);
-    // GIE v1.5.0 `pkg/epp/handlers/server.go` (Process, RequestHeaders): a request without `x-request-id` gets a
-    // generated UUID, which plugins key their per-request state on and which is set on the request Envoy forwards.
-    const requestId = this.headers.get('x-request-id');
-    this.requestIdGenerated = !requestId;
-    this.requestId = requestId || randomUUID();
-    Object.assign(this.filterMetadata, filterMetadataOf(msg));
+    this.beginRequest(msg, headerMapToMap(h.headers));
 
     if (h.end_of_stream) return this.route('headers', undefined, false);
     switch (this.requestBodyMode) {
@@ -246,8 +237,32 @@ export class ExtProcStream {
     }
   }
 
+  /** The request's first message: its headers, or (request headers skipped) its body. */
+  private beginRequest(msg: ProcessingRequest, headers: Map<string, string>): void {
+    this.receivedAtMs = performance.now();
+    // protocol_config is only ever sent on the first message of a stream, which this is.
+    this.readProtocolConfig(msg);
+    this.headers = headers;
+    // GIE v1.5.0 `pkg/epp/handlers/server.go` (Process, RequestHeaders): a request without `x-request-id` gets a
+    // generated UUID, which plugins key their per-request state on and which is set on the request Envoy forwards.
+    const requestId = this.headers.get('x-request-id');
+    this.requestIdGenerated = !requestId;
+    this.requestId = requestId || randomUUID();
+    Object.assign(this.filterMetadata, filterMetadataOf(msg));
+  }
+
   private onRequestBody(msg: ProcessingRequest, b: HttpBody): void {
     const body = b.body ?? Buffer.alloc(0);
+    if (this.state === 'request-headers') {
+      // The proxy skips the request headers (request_header_mode SKIP): the body begins the request, with no headers,
+      // as GIE v1.5.0 takes it (handlers/server.go gathers body chunks whatever came before and routes at their end).
+      // A STREAMED body is routed on its first chunk, which is answered; the rest flows on.
+      this.beginRequest(msg, new Map());
+      this.state = 'request-body';
+      if (this.requestBodyMode === 'STREAMED' || this.requestBodyMode === 'NONE') {
+        return this.route('body', undefined, true);
+      }
+    }
     // The metadata of body messages counts too: GIE v1.5.0 reads it from every message (handlers/server.go,
     // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), so a subset hint sent with the body is honoured;
     // kvroute keeps what the headers message sent unless a later message names the same namespace.

@@ -211,6 +211,8 @@ class Ticket {
   response: ResponseObserver | undefined = undefined;
   /** Whether the response is a `text/event-stream` (read at the response headers, for the body's reader). */
   eventStream: boolean | undefined = undefined;
+  /** Bytes of the response body that came before its kind was known (whitespace only, see `sniffEventStream`). */
+  unsniffedBytes = 0;
   /** Whether the response-end metrics were recorded. */
   responseRecorded = false;
   /** Whether the response's usage is read (not with GIE's passthrough parser, whose ParseResponse returns nothing). */
@@ -397,7 +399,8 @@ export class RequestControl implements RequestDirector {
    */
   decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     // The request's duration (and time per output token) counts from its headers when the transport says when they came,
-    // as GIE v1.5.0's does (handlers/request.go, RequestReceivedTimestamp), so a slow upload shows in it.
+    // as GIE v1.5.0's does (handlers/request.go, RequestReceivedTimestamp), so a slow upload shows in it. The transport
+    // stamps in the process's clock, and its age is carried into this one's (a test's fake clock stays consistent).
     const now = this.monotonicSeconds();
     const started = req.receivedAtMs === undefined ? now : now - Math.max(0, performance.now() - req.receivedAtMs) / 1000;
     // The body is read before the candidates are looked up, as GIE v1.5.0's director parses before it admits and
@@ -873,9 +876,13 @@ export class RequestControl implements RequestDirector {
     // same, as an event stream starts with a field or a comment (`data:`, `event:`, `:`) and a JSON body with `{`.
     if (t.eventStream === undefined && t.bodyRead && this.options.metrics !== undefined && !t.responseRecorded) {
       t.eventStream = sniffEventStream(chunk) ?? (endOfStream ? false : undefined);
+      // Leading whitespace changes neither reader's result, but it is part of the response's size.
+      if (t.eventStream === undefined) t.unsniffedBytes += chunk.length;
     }
     if (t.eventStream === undefined || t.responseRecorded) return;
     const observer = (t.response ??= new ResponseObserver(t.eventStream));
+    observer.bytes += t.unsniffedBytes;
+    t.unsniffedBytes = 0;
     observer.push(chunk, endOfStream);
     if (!endOfStream) return;
     t.responseRecorded = true;
