@@ -346,6 +346,26 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(d.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')).toEqual({ blocks: 2, weight: 2 });
     });
 
+    test('offloaded groups smaller than a configured block (OffloadingConnector block_size_factor 2 at 4 engine blocks a block): the block is on CPU once its last group is', () => {
+      const quarter = { blockSize: 1 };
+      const index = new KvBlockIndex(BS, 100);
+      const ids = tokens(1, 4);
+      index.store('a', stored(['q1', 'q2', 'q3', 'q4'], null, ids, quarter), ROOT);
+      index.store('a', stored(['q2'], null, [], { medium: 'CPU' }), ROOT);
+      index.remove('a', removed(['q4', 'q3', 'q2', 'q1']));
+      // Half of the block offloaded is no CPU copy.
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+      const whole = new KvBlockIndex(BS, 100);
+      whole.store('a', stored(['q1', 'q2', 'q3', 'q4'], null, ids, quarter), ROOT);
+      whole.store('a', stored(['q2'], null, [], { medium: 'CPU' }), ROOT);
+      whole.store('a', stored(['q4'], null, [], { medium: 'CPU' }), ROOT);
+      whole.remove('a', removed(['q4', 'q3', 'q2', 'q1']));
+      expect(whole.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.weight).toBeCloseTo(0.8, 12);
+      // Its first group evicted from CPU: no longer whole there.
+      whole.remove('a', removed(['q2'], 'CPU'));
+      expect(whole.blocksOf('a')).toBe(0);
+    });
+
     test('engine blocks whose removals were lost stay bounded by the pod\'s capacity, chain starts included', () => {
       const index = new KvBlockIndex(BS, 10);
       // 10,000 prompts of one engine block (a configured block never completes) and 10,000 of three.
@@ -398,7 +418,56 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(index.longestPrefix(requestKeys([...tokens(1, 6), 100, 101]), pods('a'), 0).get('a')?.blocks).toBe(1);
     });
 
-    test('engine blocks of blocks the capacity dropped (their removals lost) are pruned before the cap: the completing part, and a carry whose base is gone', () => {
+    test('a shared carry still reaches the block it lists next when the first leaves; a block brought back by a tokenless CPU store is reached through its carry again', () => {
+      const index = new KvBlockIndex(BS, 100);
+      index.store('a', stored(['e1'], null, [1, 2], half), ROOT);
+      index.store('a', stored(['x'], 'e1', [3, 3], half), ROOT);
+      index.store('a', stored(['y'], 'e1', [4, 4], half), ROOT);
+      index.remove('a', removed(['x']));
+      expect(index.splitBlocksThrough('a', 'e1')).toBe(1);
+      index.remove('a', removed(['e1']));
+      expect(index.longestPrefix(requestKeys([1, 2, 4, 4]), pods('a'), 0).has('a')).toBe(false);
+      // Capacity 1: the block leaves for another, then both its engine blocks are offloaded (block_size_factor 1)
+      // and name it again; the CPU eviction of its first part takes it.
+      const cpu = new KvBlockIndex(BS, 1);
+      cpu.store('a', stored(['e1', 'x'], null, [1, 2, 3, 3], half), ROOT);
+      cpu.store('a', stored(['z1', 'z2'], null, [7, 7, 7, 7], half), ROOT);
+      expect(cpu.longestPrefix(requestKeys([1, 2, 3, 3]), pods('a'), 0).has('a')).toBe(false);
+      cpu.store('a', stored(['e1', 'x'], null, [], { medium: 'CPU' }), ROOT);
+      expect(cpu.longestPrefix(requestKeys([1, 2, 3, 3]), pods('a'), 0).get('a')?.weight).toBeCloseTo(0.8, 12);
+      cpu.remove('a', removed(['e1'], 'CPU'));
+      expect(cpu.longestPrefix(requestKeys([1, 2, 3, 3]), pods('a'), 0).has('a')).toBe(false);
+    });
+
+    test('one configured key completed by several engine chains (the same tokens under other hashes: multimodal placeholders, a cache_salt the events do not carry) is the last chain\'s, and their parts stay bounded', () => {
+      const ids = [1, 2, 3, 4];
+      const held = (index: KvBlockIndex) => index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a');
+      // Held throughout: evicting the earlier chain leaves the key to the later one.
+      const a = new KvBlockIndex(BS, 100);
+      a.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      a.store('a', stored(['a2', 'b2'], null, ids, half), ROOT);
+      a.remove('a', removed(['b1', 'a1']));
+      expect(held(a)).toBe(true);
+      a.remove('a', removed(['b2']));
+      expect(held(a)).toBe(false);
+      // Dropped by capacity in between: the later chain's block is a new one, and the earlier chain's eviction leaves it.
+      const b = new KvBlockIndex(BS, 1);
+      b.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      b.store('a', stored(['z1', 'z2'], null, [9, 9, 9, 9], half), ROOT);
+      b.store('a', stored(['a2', 'b2'], null, ids, half), ROOT);
+      b.remove('a', removed(['b1']));
+      expect(held(b)).toBe(true);
+      b.remove('a', removed(['a2']));
+      expect(held(b)).toBe(false);
+      // 8,000 such chains whose removals are lost: the earlier chains' parts are pruned, within the cap (64).
+      const c = new KvBlockIndex(BS, 10);
+      for (let i = 0; i < 8_000; i++) c.store('a', stored([`a${i}`, `b${i}`], null, ids, half), ROOT);
+      expect(c.splitPartsOf('a')).toBeLessThanOrEqual(64);
+      c.remove('a', removed(['b7999']));
+      expect(held(c)).toBe(false);
+    });
+
+    test('engine blocks of blocks the capacity dropped (their removals lost) are pruned before the cap: the completing part, and a carry whose base is gone unless a held block was completed through it', () => {
       // Capacity 40 at 2 parts a block: the cap is 160 parts. Chains of three engine blocks: a carry from the chain's
       // start, the part completing the block, and a carry on that block.
       const index = new KvBlockIndex(BS, 40);
@@ -415,6 +484,13 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(counts[44]).toBe(125);
       expect(index.store('a', stored(['c0d'], 'c0c', [9, 9], half), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
       expect(index.store('a', stored(['c0z'], 'c0a', [9, 9], half), ROOT)).toEqual({ stored: 1 });
+      // A carry whose base the capacity dropped stays while a block completed through it is held: vLLM's eviction of
+      // the carry still takes that block.
+      const one = new KvBlockIndex(BS, 1);
+      one.store('a', stored(['e1', 'e2', 'e3', 'e4'], null, tokens(1, 8), half), ROOT);
+      expect(one.blocksOf('a')).toBe(1);
+      expect(one.remove('a', removed(['e3']))).toBe(1);
+      expect(one.blocksOf('a')).toBe(0);
     });
 
     test('past the cap, carries of no held block go first, least recently continued first: a hot prompt\'s parts stay, and its eviction still removes its blocks', () => {

@@ -188,8 +188,14 @@ function partHeld(p: Part): boolean {
   return false;
 }
 
-/** Copies of a configured block in `tier`: its scarcest part's among the parts the tier reported (0 when none did). */
+/**
+ * Copies of a configured block in `tier`: its scarcest part's among the parts the tier reported; none unless the tier
+ * reported the part that ends it. vLLM's OffloadingConnector offloads groups of `block_size_factor` engine blocks from
+ * the request's start and names each by its last; when groups are smaller than a configured block they tile it, so
+ * the last group names its last part, and a block whose last part the tier never named is not whole there.
+ */
 function splitCopies(block: SplitBlock, tier: Tier): number {
+  if (partCopies(block.parts[block.parts.length - 1]!, tier) < 0) return 0;
   let copies = -1;
   for (const p of block.parts) {
     const c = partCopies(p, tier);
@@ -363,7 +369,7 @@ export class KvBlockIndex {
           const part = state.parts.get(hash);
           if (part !== undefined) {
             addPartCopy(part, tier);
-            for (const block of blocksOfPart(part)) this.syncSplit(pod, state, block, tier, true);
+            for (const block of this.blocksOfPartNow(state, part)) this.syncSplit(pod, state, block, tier, true);
             stored++;
             continue;
           }
@@ -566,9 +572,24 @@ export class KvBlockIndex {
   private removePart(pod: string, state: PodState, hash: string, part: Part, tier: Tier): number {
     if (!takePartCopy(part, tier)) return 0;
     let removed = 0;
-    for (const block of blocksOfPart(part)) removed += this.syncSplit(pod, state, block, tier, false);
+    for (const block of this.blocksOfPartNow(state, part)) removed += this.syncSplit(pod, state, block, tier, false);
     if (!partHeld(part)) this.forgetPart(state, hash, part);
     return removed;
+  }
+
+  /**
+   * The configured blocks an event naming `part` changes: those it is still a part of. One configured key can be
+   * completed by two engine chains (the same tokens under other hashes: a multimodal prompt's placeholders, a
+   * `cache_salt` the events do not carry), and the later completion is the key's; the earlier chain's events no longer
+   * move its copies.
+   */
+  private blocksOfPartNow(state: PodState, part: Part): SplitBlock[] {
+    const blocks: SplitBlock[] = [];
+    for (const block of blocksOfPart(part)) {
+      const current = state.splitBlocks.get(block.key);
+      if ((current === undefined || current === block) && block.parts.includes(part)) blocks.push(block);
+    }
+    return blocks;
   }
 
   /** Forgets an engine block: its hash resolves no more. */
@@ -819,16 +840,18 @@ export class KvBlockIndex {
     }
     // The engine blocks of configured blocks (many:1) leave with their BlockRemoved; those whose events were lost are
     // bounded here. A pass runs when `parts` has doubled since the last one (or reached its cap), so its cost is
-    // spread over the stores that grew it. First go the parts whose blocks are all gone, or whose carry's base is.
-    // Past the cap, down to three quarters of it, go the carries no held block was completed through (a request's
-    // tail inside a configured block), least recently stored or continued first. What is left is the parts of held
-    // blocks: at most `capacity` blocks of `splitRatio` parts, half the cap, so a part the index needs to remove a held
-    // block is never forgotten.
+    // spread over the stores that grew it. First go the completing parts of blocks the pod no longer holds, or whose
+    // key another engine chain completed since (`blocksOfPartNow`), and the carries of no held block whose base is gone
+    // (a block completed through one could not be matched: a request's chain stops at the dropped base). Past the cap, down to three quarters of it, go the carries through which no held block was completed (a
+    // request's tail inside a configured block, or the carry of blocks since dropped), least recently stored or
+    // continued first. What is left is the parts of held blocks as last completed: at most `capacity` blocks of
+    // `splitRatio` parts, half the cap, so a part the index needs to remove a held block is never forgotten.
     if (state.parts.size > state.prunePartsAt) {
       for (const [hash, part] of state.parts) {
+        const block = part.block;
         const stale = part.length > 0
-          ? !part.atStart && !state.keys.has(part.base)
-          : part.block === undefined || !state.keys.has(part.block.key);
+          ? block === undefined && !part.atStart && !state.keys.has(part.base)
+          : block === undefined || state.splitBlocks.get(block.key) !== block || block.parts[block.parts.length - 1] !== part;
         if (stale) this.forgetPart(state, hash, part);
       }
       const cap = Math.max(64, 2 * capacity * state.splitRatio);
@@ -838,7 +861,8 @@ export class KvBlockIndex {
           if (part.block === undefined) this.forgetPart(state, hash, part);
         }
       }
-      state.prunePartsAt = Math.min(cap, Math.max(64, 2 * state.parts.size));
+      // Should a pass ever end above the cap, the next waits for the parts to double: never a pass on every store.
+      state.prunePartsAt = state.parts.size <= cap ? Math.min(cap, Math.max(64, 2 * state.parts.size)) : 2 * state.parts.size;
     }
   }
 }
