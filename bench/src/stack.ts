@@ -61,6 +61,11 @@ export type RoutingPolicy =
      * `kv@<pod address>@<model>`. Overrides `configText`.
      */
     readonly precise?: boolean;
+    /**
+     * The precise scorer's `blockSize` as a multiple of the pods' `--block-size`: 4 is llm-d's guides' `blockSize: 64`
+     * over vLLM's default 16, the engine blocks gathered four to a configured block (many:1). @default 1
+     */
+    readonly preciseBlockFactor?: number;
     /** Applied to the config the EPP gets (precise or not) before it is rendered: a candidate's one change. */
     readonly configTransform?: (config: EndpointPickerConfig) => EndpointPickerConfig;
     /**
@@ -278,10 +283,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     let eppArgs: string[] = [];
     const eppName = (i: number) => (replicas === 1 ? 'epp' : `epp-${i}`);
     if (policy.kind === 'epp') {
+      const blockSize = options.sim.blockSize * (policy.preciseBlockFactor ?? 1);
       let config = precise
         ? preciseEndpointPickerConfig(perPod
-          ? { mode: 'per-pod', socketPort: zmqPort!, replayPort: replayPort!, blockSize: options.sim.blockSize, modelName: options.sim.model }
-          : { mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize: options.sim.blockSize, modelName: options.sim.model })
+          ? { mode: 'per-pod', socketPort: zmqPort!, replayPort: replayPort!, blockSize, modelName: options.sim.model }
+          : { mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`, blockSize, modelName: options.sim.model })
         : undefined;
       if (redis) config = withSessionStore(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()),
         redis.url, options.sessionStoreTimeout);
