@@ -376,6 +376,12 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(index.splitPartsOf('a')).toBeLessThanOrEqual(64);
       // The newest chain still continues.
       expect(index.store('a', stored(['t9999d'], 't9999c', [5, 5], half), ROOT)).toEqual({ stored: 1 });
+      // A capacity lowered (the pod's real KV capacity scraped, or the budget shared by more pods) lowers the bound at once.
+      const lowered = new KvBlockIndex(BS, 1000);
+      for (let i = 0; i < 1_000; i++) lowered.store('a', stored([`s${i}`], null, [i, i + 1], half), ROOT);
+      expect(lowered.splitPartsOf('a')).toBe(1_000);
+      lowered.setCapacity('a', 10);
+      expect(lowered.splitPartsOf('a')).toBeLessThanOrEqual(64);
     });
 
     test('a carry that many continuations share lists only the blocks the pod holds: removed or dropped by capacity, a block leaves it', () => {
@@ -459,12 +465,50 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(held(b)).toBe(true);
       b.remove('a', removed(['a2']));
       expect(held(b)).toBe(false);
-      // 8,000 such chains whose removals are lost: the earlier chains' parts are pruned, within the cap (64).
+      // 8,000 such chains whose removals are lost: the earlier chains' parts are pruned, within the cap (64); so with
+      // the key dropped between chains (the carry evicted, the completing part's removal lost) and routed again.
       const c = new KvBlockIndex(BS, 10);
       for (let i = 0; i < 8_000; i++) c.store('a', stored([`a${i}`, `b${i}`], null, ids, half), ROOT);
       expect(c.splitPartsOf('a')).toBeLessThanOrEqual(64);
       c.remove('a', removed(['b7999']));
       expect(held(c)).toBe(false);
+      const d = new KvBlockIndex(BS, 10);
+      for (let i = 0; i < 8_000; i++) {
+        d.store('a', stored([`a${i}`, `b${i}`], null, ids, half), ROOT);
+        d.remove('a', removed([`a${i}`]));
+        d.speculate('a', requestKeys(ids), 0);
+      }
+      expect(d.splitPartsOf('a')).toBeLessThanOrEqual(64);
+    });
+
+    test('an earlier chain of a key another chain took over stays continuable while vLLM holds it, and its copies in other tiers leave with the takeover', () => {
+      const ids = [1, 2, 3, 4];
+      const index = new KvBlockIndex(BS, 1000);
+      index.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      index.store('a', stored(['b1'], null, [], { medium: 'CPU' }), ROOT);
+      index.store('a', stored(['a2', 'b2'], null, ids, half), ROOT);
+      // The key is the later chain's: never offloaded, so no CPU copy; a CPU event of the earlier chain moves nothing.
+      index.store('a', stored(['b1'], null, [], { medium: 'CPU' }), ROOT);
+      index.remove('a', removed(['b2']));
+      expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+      // The same with the key dropped by capacity between the chains: the later chain's is a new block, which the
+      // earlier chain's CPU event does not reach either.
+      const dropped = new KvBlockIndex(BS, 1);
+      dropped.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      dropped.store('a', stored(['z1', 'z2'], null, [9, 9, 9, 9], half), ROOT);
+      dropped.store('a', stored(['a2', 'b2'], null, ids, half), ROOT);
+      dropped.store('a', stored(['b1'], null, [], { medium: 'CPU' }), ROOT);
+      dropped.remove('a', removed(['b2']));
+      expect(dropped.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+      // Unrelated held chains until a pass over the parts runs (past 64): the earlier chain's second turn is still
+      // keyed from it.
+      const more = new KvBlockIndex(BS, 1000);
+      more.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      more.store('a', stored(['a2', 'b2'], null, ids, half), ROOT);
+      for (let i = 0; i < 40; i++) more.store('a', stored([`u${i}a`, `u${i}b`], null, [100 + i, 0, 0, 0], half), ROOT);
+      expect(more.splitPartsOf('a')).toBe(84);
+      expect(more.store('a', stored(['c1', 'c2'], 'b1', [5, 6, 7, 8], half), ROOT)).toEqual({ stored: 1 });
+      expect(more.longestPrefix(requestKeys([...ids, 5, 6, 7, 8]), pods('a'), 0).get('a')?.blocks).toBe(2);
     });
 
     test('engine blocks of blocks the capacity dropped (their removals lost) are pruned before the cap: the completing part, and a carry whose base is gone unless a held block was completed through it', () => {

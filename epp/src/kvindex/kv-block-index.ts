@@ -518,10 +518,13 @@ export class KvBlockIndex {
       const parts: Part[] = [part];
       for (let p = previous; p !== undefined; p = p.previous) parts.unshift(p);
       let block = state.splitBlocks.get(key) ?? (part.block?.key === key ? part.block : undefined);
+      let otherChain = false;
       if (block === undefined) {
         block = { key, parts };
       } else if (block.parts !== parts) {
-        // Completed again (a duplicate, or recomputed after an eviction): by these parts now.
+        // Completed again (a duplicate, or recomputed after an eviction): by these parts now. By another engine chain
+        // (the same tokens under other hashes), the key is that chain's in every tier.
+        otherChain = block.parts[block.parts.length - 1] !== part;
         this.unlinkSplit(block);
         block.parts = parts;
       }
@@ -532,6 +535,7 @@ export class KvBlockIndex {
       state.chunkKeys.delete(hash);
       state.engineToKey.set(hash, key);
       this.syncSplit(pod, state, block, tier, true);
+      if (otherChain) this.syncOtherTiers(pod, state, block, tier);
       if (state.keys.has(key)) this.linkSplit(state, block);
       stored++;
       base = key;
@@ -562,6 +566,14 @@ export class KvBlockIndex {
     for (; current > target; current--, taken++) takeCopy(holding, tier);
     if (taken > 0 && copiesOf(holding) === 0) this.drop(pod, state, block.key);
     return taken;
+  }
+
+  /** Lowers a configured block's copies in every tier but `tier` to its parts' (another chain took the key over). */
+  private syncOtherTiers(pod: string, state: PodState, block: SplitBlock, tier: Tier): void {
+    const holding = this.holders.get(block.key)?.get(pod);
+    if (holding === undefined) return;
+    const tiers: Tier[] = ['gpu', 'cpu', ...(holding.others?.keys() ?? [])];
+    for (const t of tiers) if (t !== tier && state.keys.has(block.key)) this.syncSplit(pod, state, block, t, false);
   }
 
   /**
@@ -840,28 +852,34 @@ export class KvBlockIndex {
     }
     // The engine blocks of configured blocks (many:1) leave with their BlockRemoved; those whose events were lost are
     // bounded here. A pass runs when `parts` has doubled since the last one (or reached its cap), so its cost is
-    // spread over the stores that grew it. First go the completing parts of blocks the pod no longer holds, or whose
-    // key another engine chain completed since (`blocksOfPartNow`), and the carries of no held block whose base is gone
-    // (a block completed through one could not be matched: a request's chain stops at the dropped base). Past the cap, down to three quarters of it, go the carries through which no held block was completed (a
-    // request's tail inside a configured block, or the carry of blocks since dropped), least recently stored or
-    // continued first. What is left is the parts of held blocks as last completed: at most `capacity` blocks of
-    // `splitRatio` parts, half the cap, so a part the index needs to remove a held block is never forgotten.
+    // spread over the stores that grew it. First go the completing parts of blocks the pod no longer holds, and the
+    // carries of no held block whose base is gone (a block completed through one could not be matched: a request's
+    // chain stops at the dropped base). Past the cap, down to three quarters of it, go the parts that hold no block the
+    // pod holds: carries through which no held block was completed (a request's tail inside a configured block, or the
+    // carry of blocks since dropped) and completing parts of a key another engine chain completed since
+    // (`blocksOfPartNow`; vLLM may still hold them, and continue them), least recently stored or continued first. What
+    // is left is the parts of held blocks as last completed: at most `capacity` blocks of `splitRatio` parts, half the
+    // cap, so a part the index needs to remove a held block is never forgotten.
+    const cap = Math.max(64, 2 * capacity * state.splitRatio);
+    // A lowered capacity (the budget shared by more pods) lowers the cap at once.
+    if (state.prunePartsAt > cap) state.prunePartsAt = cap;
     if (state.parts.size > state.prunePartsAt) {
       for (const [hash, part] of state.parts) {
         const block = part.block;
         const stale = part.length > 0
           ? block === undefined && !part.atStart && !state.keys.has(part.base)
-          : block === undefined || state.splitBlocks.get(block.key) !== block || block.parts[block.parts.length - 1] !== part;
+          : block === undefined || !state.keys.has(block.key);
         if (stale) this.forgetPart(state, hash, part);
       }
-      const cap = Math.max(64, 2 * capacity * state.splitRatio);
       if (state.parts.size > cap) {
         for (const [hash, part] of state.parts) {
           if (state.parts.size <= (3 * cap) / 4) break;
-          if (part.block === undefined) this.forgetPart(state, hash, part);
+          const block = part.block;
+          const holdsNone = block === undefined
+            || (part.length === 0 && (state.splitBlocks.get(block.key) !== block || block.parts[block.parts.length - 1] !== part));
+          if (holdsNone) this.forgetPart(state, hash, part);
         }
       }
-      // Should a pass ever end above the cap, the next waits for the parts to double: never a pass on every store.
       state.prunePartsAt = state.parts.size <= cap ? Math.min(cap, Math.max(64, 2 * state.parts.size)) : 2 * state.parts.size;
     }
   }
