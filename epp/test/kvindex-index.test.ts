@@ -479,9 +479,17 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
         d.speculate('a', requestKeys(ids), 0);
       }
       expect(d.splitPartsOf('a')).toBeLessThanOrEqual(64);
+      // Chains that share their first engine block (a prompt's head, then an image's placeholders under their own
+      // hashes), every one held: the earlier chains' last engine blocks point at a held key and stay until the cap
+      // needs room, so the pass pruning the engine hashes of dropped keys must not run on every store.
+      const e = new KvBlockIndex(BS, 100);
+      e.store('a', stored(['h1'], null, [1, 2], half), ROOT);
+      for (let i = 0; i < 20_000; i++) e.store('a', stored([`i${i}`], 'h1', [3, 4], half), ROOT);
+      expect(e.splitPartsOf('a')).toBeLessThanOrEqual(400);
+      expect(e.engineHashPassesOf('a')).toBeLessThanOrEqual(200);
     });
 
-    test('an earlier chain of a key another chain took over stays continuable while vLLM holds it, and its copies in other tiers leave with the takeover', () => {
+    test('an earlier chain of a key another chain took over stays continuable while vLLM holds it; its copies in other tiers leave with the takeover and come back when it takes the key back', () => {
       const ids = [1, 2, 3, 4];
       const index = new KvBlockIndex(BS, 1000);
       index.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
@@ -500,6 +508,15 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       dropped.store('a', stored(['b1'], null, [], { medium: 'CPU' }), ROOT);
       dropped.remove('a', removed(['b2']));
       expect(dropped.longestPrefix(requestKeys(ids), pods('a'), 0).has('a')).toBe(false);
+      // The earlier chain takes the key back (recomputed, or loaded back from CPU): its known CPU copy comes with it.
+      const back = new KvBlockIndex(BS, 1000);
+      back.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      back.store('a', stored(['b1'], null, [], { medium: 'CPU' }), ROOT);
+      back.store('a', stored(['a2', 'b2'], null, ids, half), ROOT);
+      back.remove('a', removed(['b1', 'a1']));
+      back.store('a', stored(['a1', 'b1'], null, ids, half), ROOT);
+      back.remove('a', removed(['b1', 'a1', 'b2', 'a2']));
+      expect(back.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.weight).toBeCloseTo(0.8, 12);
       // Unrelated held chains until a pass over the parts runs (past 64): the earlier chain's second turn is still
       // keyed from it.
       const more = new KvBlockIndex(BS, 1000);

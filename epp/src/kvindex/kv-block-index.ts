@@ -74,6 +74,8 @@ interface PodState {
   splitRatio: number;
   /** `parts` beyond this start a pass over them (`trim`). */
   prunePartsAt: number;
+  /** Passes over `engineToKey` so far (for the bound's tests). */
+  hashPasses: number;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
   readonly otherGroups: Set<number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
@@ -307,6 +309,11 @@ export class KvBlockIndex {
   /** Engine blocks kept for one pod's configured blocks of several (many:1): for tests and the memory bound. */
   splitPartsOf(pod: string): number {
     return this.pods.get(pod)?.parts.size ?? 0;
+  }
+
+  /** Passes `trim` made over a pod's engine hashes, pruning those of dropped keys: for the bound's tests. */
+  engineHashPassesOf(pod: string): number {
+    return this.pods.get(pod)?.hashPasses ?? 0;
   }
 
   /** Configured blocks one engine block lists as completed through it or by it (many:1): for the memory bound's tests. */
@@ -568,12 +575,20 @@ export class KvBlockIndex {
     return taken;
   }
 
-  /** Lowers a configured block's copies in every tier but `tier` to its parts' (another chain took the key over). */
+  /**
+   * Brings a configured block's copies in every tier but `tier` to its parts' (another chain took the key over): the
+   * earlier chain's copies leave, the new chain's known copies come (a chain that takes a key back from CPU).
+   */
   private syncOtherTiers(pod: string, state: PodState, block: SplitBlock, tier: Tier): void {
     const holding = this.holders.get(block.key)?.get(pod);
     if (holding === undefined) return;
-    const tiers: Tier[] = ['gpu', 'cpu', ...(holding.others?.keys() ?? [])];
-    for (const t of tiers) if (t !== tier && state.keys.has(block.key)) this.syncSplit(pod, state, block, t, false);
+    const tiers = new Set<Tier>(['gpu', 'cpu', ...(holding.others?.keys() ?? [])]);
+    for (const p of block.parts) for (const t of p.others?.keys() ?? []) tiers.add(t);
+    for (const t of tiers) {
+      if (t === tier || !state.keys.has(block.key)) continue;
+      this.syncSplit(pod, state, block, t, false);
+      if (state.keys.has(block.key)) this.syncSplit(pod, state, block, t, true);
+    }
   }
 
   /**
@@ -789,7 +804,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -842,8 +857,11 @@ export class KvBlockIndex {
       const oldest = state.keys.keys().next().value as number;
       this.drop(pod, state, oldest);
     }
-    // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows the keys.
-    if (state.engineToKey.size > 2 * capacity) {
+    // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows what can point at held
+    // keys: a hash per key (1:1), and the completing parts of many:1 blocks, the current chains' and earlier ones' (at
+    // most the parts' cap), which a pass cannot prune.
+    if (state.engineToKey.size > 2 * capacity + (state.splitRatio > 1 ? Math.max(64, 2 * capacity * state.splitRatio) : 0)) {
+      state.hashPasses++;
       for (const [hash, key] of state.engineToKey) {
         if (state.keys.has(key)) continue;
         state.engineToKey.delete(hash);
