@@ -487,6 +487,13 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       for (let i = 0; i < 20_000; i++) e.store('a', stored([`i${i}`], 'h1', [3, 4], half), ROOT);
       expect(e.splitPartsOf('a')).toBeLessThanOrEqual(400);
       expect(e.engineHashPassesOf('a')).toBeLessThanOrEqual(200);
+      // The same at four engine blocks a configured block: the bound scales with the ratio.
+      const quarter = { blockSize: 1 };
+      const f = new KvBlockIndex(BS, 100);
+      f.store('a', stored(['q1', 'q2', 'q3'], null, [1, 2, 3], quarter), ROOT);
+      for (let i = 0; i < 20_000; i++) f.store('a', stored([`j${i}`], 'q3', [4], quarter), ROOT);
+      expect(f.splitPartsOf('a')).toBeLessThanOrEqual(800);
+      expect(f.engineHashPassesOf('a')).toBeLessThanOrEqual(200);
     });
 
     test('an earlier chain of a key another chain took over stays continuable while vLLM holds it; its copies in other tiers leave with the takeover and come back when it takes the key back', () => {
@@ -637,6 +644,18 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     index.speculate('a', keys, 2000);
     index.store('a', stored(['1', '2'], null, tokens(1, 8)), ROOT);
     expect(index.longestPrefix(keys, pods('a'), 5000).get('a')?.blocks).toBe(2);
+  });
+
+  test('one key stored under many engine hashes (the same tokens, other hashes), each removed while another copy holds it: the pass over engine hashes runs as the map doubles, not on every store', () => {
+    const index = new KvBlockIndex(BS, 100);
+    const ids = tokens(1, 4);
+    index.store('a', stored(['keep'], null, ids), ROOT);
+    for (let i = 0; i < 20_000; i++) {
+      index.store('a', stored([`h${i}`], null, ids), ROOT);
+      index.remove('a', removed([`h${i}`]));
+    }
+    expect(index.longestPrefix(requestKeys(ids), pods('a'), 0).get('a')?.blocks).toBe(1);
+    expect(index.engineHashPassesOf('a')).toBeLessThanOrEqual(20);
   });
 
   test('a pod never holds more entries than its capacity: the longest-unconfirmed go first', () => {

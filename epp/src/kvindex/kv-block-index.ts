@@ -74,6 +74,8 @@ interface PodState {
   splitRatio: number;
   /** `parts` beyond this start a pass over them (`trim`). */
   prunePartsAt: number;
+  /** `engineToKey` beyond this (and its bound in `trim`) starts a pass over it. */
+  pruneHashesAt: number;
   /** Passes over `engineToKey` so far (for the bound's tests). */
   hashPasses: number;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
@@ -804,7 +806,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -860,13 +862,16 @@ export class KvBlockIndex {
     // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows what can point at held
     // keys: a hash per key (1:1), and the completing parts of many:1 blocks, the current chains' and earlier ones' (at
     // most the parts' cap), which a pass cannot prune.
-    if (state.engineToKey.size > 2 * capacity + (state.splitRatio > 1 ? Math.max(64, 2 * capacity * state.splitRatio) : 0)) {
+    // A pass that frees little (one key stored under many hashes, each removal leaving it held) waits for the map to
+    // double before the next, so its cost stays spread over the stores that grew it.
+    if (state.engineToKey.size > Math.max(state.pruneHashesAt, 2 * capacity + (state.splitRatio > 1 ? Math.max(64, 2 * capacity * state.splitRatio) : 0))) {
       state.hashPasses++;
       for (const [hash, key] of state.engineToKey) {
         if (state.keys.has(key)) continue;
         state.engineToKey.delete(hash);
         state.chunkKeys.delete(hash);
       }
+      state.pruneHashesAt = 2 * state.engineToKey.size;
     }
     // The engine blocks of configured blocks (many:1) leave with their BlockRemoved; those whose events were lost are
     // bounded here. A pass runs when `parts` has doubled since the last one (or reached its cap), so its cost is
