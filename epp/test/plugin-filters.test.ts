@@ -112,11 +112,33 @@ describe('saturation-filter', () => {
     expect(emptyReason(filter, c)).toBe('saturated');
   });
 
-  it('when every endpoint\'s metrics are unreadable (all pods gone), that is no endpoint (503), not saturation (429)', () => {
+  it('when every endpoint\'s scrapes are failing (all pods gone), that is no endpoint (503), not saturation (429)', () => {
     const { filter } = saturationFilter();
     const c = { request: cycle.request, state: new CycleState() };
-    expect(filter.filter(c, [pod('a', { metrics: { consecutiveFailures: 9 } }), pod('b', { metrics: { updateTime: 0 } })])).toEqual([]);
+    // Stale with a failed scrape since (a refused connection fails at once; a hung pod at the scrape timeout).
+    expect(filter.filter(c, [pod('a', { metrics: { consecutiveFailures: 9 } }), pod('b', { metrics: { updateTime: NOW - 5_000, consecutiveFailures: 1 } })])).toEqual([]);
     expect(emptyReason(filter, c)).toBe('no-endpoints');
+  });
+
+  // GIE v1.5.0 saturationdetector/utilization/detector.go Saturation: a pod with stale metrics counts as full, and
+  // flow control holds requests while the pool is full; kvroute reserves 503 for pods whose scrapes fail.
+  it('when some endpoint is dropped only because its metrics are late (old, no failed scrape: the scraper is behind), that is metrics-late (flow control waits), in both modes', () => {
+    for (const mode of ['filter', 'admission'] as const) {
+      const { filter, excluded } = saturationFilter({ mode });
+      const late = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(late, [pod('gone', { metrics: { consecutiveFailures: 9 } }), pod('late', { metrics: { updateTime: NOW - 5_000 } })])).toEqual([]);
+      expect(emptyReason(filter, late)).toBe('metrics-late');
+      // Never scraped and nothing failed: its first scrape is not back yet.
+      const first = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(first, [pod('new', { metrics: { updateTime: 0 } })])).toEqual([]);
+      expect(emptyReason(filter, first)).toBe('metrics-late');
+      // Load anywhere still makes it saturation (429 without flow control).
+      const loaded = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(loaded, [pod('busy', { metrics: { waitingQueueSize: 9 } }), pod('late', { metrics: { updateTime: NOW - 5_000 } })])).toEqual([]);
+      expect(emptyReason(filter, loaded)).toBe('saturated');
+      // The exclusion metric's labels are unchanged: late metrics are stale metrics.
+      expect(new Set(excluded)).toEqual(new Set(['scrape_failures', 'stale_metrics', 'queue']));
+    }
   });
 
   // GIE's saturation detector (pkg/epp/saturationdetector/saturationdetector.go IsSaturated @ v0.5): the pool is
@@ -142,10 +164,10 @@ describe('saturation-filter', () => {
       expect(excluded).toEqual(['stale_metrics', 'queue', 'kv_cache']);
     });
 
-    it('all unreadable is still no endpoint (503); an unknown mode is refused naming the field', () => {
+    it('all scrapes failing is still no endpoint (503); an unknown mode is refused naming the field', () => {
       const { filter } = saturationFilter({ mode: 'admission' });
       const c = { request: cycle.request, state: new CycleState() };
-      expect(filter.filter(c, [pod('a', { metrics: { updateTime: 0 } })])).toEqual([]);
+      expect(filter.filter(c, [pod('a', { metrics: { updateTime: 0, consecutiveFailures: 1 } })])).toEqual([]);
       expect(emptyReason(filter, c)).toBe('no-endpoints');
       expect(() => saturationFilter({ mode: 'gate' })).toThrow(/mode.*must be "filter" or "admission", got "gate"/);
     });

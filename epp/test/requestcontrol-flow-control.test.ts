@@ -333,7 +333,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
-  it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes stopped while the EPP ran still gets its 503 at once', async () => {
+  it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes fail while the EPP runs still gets its 503 at once', async () => {
     jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
     try {
       const fresh = () => {
@@ -358,10 +358,51 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
       await turns(20);
       expect(answer).toMatchObject({ kind: 'route' });
 
-      // Later, running normally, the pods stop answering scrapes: their metrics go stale with the EPP awake.
+      // Later, running normally, the pods go: their scrapes fail (refused) and their metrics go stale with the EPP awake.
       jest.advanceTimersByTime(5_000);
+      for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { consecutiveFailures: 2 });
       const dead = await director.route(incoming('dead-pool'));
       expect(dead).toMatchObject({ kind: 'reject', status: 503 });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  // GIE v1.5.0 saturationdetector/utilization/detector.go: a pod with stale metrics counts as full, and flow control
+  // holds requests while the pool is full. kvroute answers 503 only once the scrapes fail (the pods gone).
+  it('with the EPP awake, metrics that are late (old, no failed scrape: the scraper is behind) hold the request for the next scrapes, not a 503; failures while it waits end it with a 503', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const page = (consecutiveFailures: number, updateTime: number) => {
+        for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime, consecutiveFailures });
+      };
+      page(0, Date.now());
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      // Well past the start-up grace, the ticker running all along (the routing thread is fine), no page for 5 s.
+      jest.advanceTimersByTime(5_000);
+      let answer: RouteDecision | undefined;
+      void director.route(incoming('late')).then((d) => { answer = d; });
+      await turns(20);
+      expect(answer).toBeUndefined();
+      expect(q.size).toBe(1);
+      page(0, Date.now()); // the scraper catches up
+      jest.advanceTimersByTime(50);
+      await turns(20);
+      expect(answer).toMatchObject({ kind: 'route' });
+
+      // Late again; this time the scrapes come back failed while the request waits: the pods are gone.
+      jest.advanceTimersByTime(5_000);
+      let second: RouteDecision | undefined;
+      void director.route(incoming('late-then-gone')).then((d) => { second = d; });
+      await turns(20);
+      expect(second).toBeUndefined();
+      page(1, Date.now() - 5_000);
+      jest.advanceTimersByTime(50);
+      await turns(20);
+      expect(second).toMatchObject({ kind: 'reject', status: 503 });
+      expect(q.size).toBe(0);
     } finally {
       jest.useRealTimers();
     }

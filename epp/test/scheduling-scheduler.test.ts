@@ -85,10 +85,12 @@ describe('the prefix-first config on synthetic pools', () => {
     expect(unrelated.target.endpoint.name).not.toBe(holder);
   });
 
-  it("fails with 'saturated' (429) when every pod is over a threshold, with 'no-endpoints' (503) when none can be read", () => {
+  it("fails with 'saturated' (429) when every pod is over a threshold, with 'no-endpoints' (503) when every scrape fails, 'metrics-late' when the scraper is behind", () => {
     const scheduler = defaultScheduler();
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { waitingQueueSize: 6 }), pod('b', { kvCacheUsagePercent: 0.95 })]))).toBe('saturated');
-    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { updateTime: 0 })]))).toBe('no-endpoints');
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000, consecutiveFailures: 1 }), pod('b', { updateTime: 0, consecutiveFailures: 4 })]))).toBe('no-endpoints');
+    // Old metrics that no failed scrape explains: the scraper is behind, and flow control waits for it.
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { updateTime: 0 })]))).toBe('metrics-late');
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { waitingQueueSize: 6 })]))).toBe('saturated');
   });
 

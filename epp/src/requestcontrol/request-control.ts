@@ -16,7 +16,7 @@ import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreReques
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
-import { SchedulingError, type LLMRequest, type SchedulingResult } from '../scheduling/types';
+import { SchedulingError, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver } from './response-usage';
 import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
@@ -356,12 +356,6 @@ export class RequestControl implements RequestDirector {
   }
 
   /**
-   * Whether this EPP is in or just out of a stall of its own: every pod's metrics then look stale only because nothing
-   * ran to scrape them, and a request that finds no pod with fresh metrics waits (in the flow-control queue) for the
-   * scrapes that follow, for up to RESUME_GRACE_MS, instead of a 503. Outside a stall a pool without readable metrics
-   * is answered 503 at once (issue 11).
-   */
-  /**
    * Whether the config's saturation detector reads the pool (these candidates) as full: at or above the usage limit,
    * GIE's dispatch gate (v1.5.0 `flowcontrol/controller/internal/processor.go` dispatchCycle: `saturation >=
    * usageLimit` holds the queue). Always false without a detector: then load filters decide (`saturation-filter`).
@@ -377,6 +371,22 @@ export class RequestControl implements RequestDirector {
     return !candidates.every((c) => c.metrics.consecutiveFailures > 0);
   }
 
+  /**
+   * Whether a cycle that failed for `reason` may succeed after a wait in the flow-control queue: the pool is loaded
+   * ('saturated'); the scraper is behind ('metrics-late'); or this EPP just stalled, so that even failing scrapes may
+   * be its own (timed out while it was stopped), not the pods'.
+   */
+  private waitHelps(reason: SchedulingErrorReason): boolean {
+    return reason === 'saturated' || reason === 'metrics-late' || (reason === 'no-endpoints' && this.stalled());
+  }
+
+  /**
+   * Whether this EPP is in or just out of a stall of its own: every pod's metrics then look stale only because nothing
+   * ran to scrape them (and scrapes in flight timed out), and a request that finds no pod with fresh metrics waits (in
+   * the flow-control queue) for the scrapes that follow, for up to RESUME_GRACE_MS, instead of a 503. Outside a stall a
+   * pool whose scrapes all fail is answered 503 at once (issue 11); one whose scrapes are only late waits
+   * ('metrics-late').
+   */
   private stalled(): boolean {
     const now = this.monotonicSeconds();
     return now - this.lastTick > this.stallGapSeconds || now - this.resumedAt < RESUME_GRACE_MS / 1000;
@@ -520,7 +530,7 @@ export class RequestControl implements RequestDirector {
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
-        if (this.options.flowControl && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) {
+        if (this.options.flowControl && this.waitHelps(e.reason)) {
           return this.waitForCapacity(req, request, model, signal(), started);
         }
         return this.schedulingFailed(e, model, this.targetOf(request, model));
@@ -648,7 +658,7 @@ export class RequestControl implements RequestDirector {
         return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
-        if (e instanceof SchedulingError && (e.reason === 'saturated' || (e.reason === 'no-endpoints' && this.stalled()))) continue;
+        if (e instanceof SchedulingError && this.waitHelps(e.reason)) continue;
         waited('rejected', 'Dispatched');
         if (e instanceof SchedulingError) return this.schedulingFailed(e, model, this.targetOf(request, model));
         this.options.onInternalError?.(e as Error, req.requestId);

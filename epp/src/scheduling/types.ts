@@ -54,7 +54,14 @@ export type SchedulingErrorReason =
   /** No endpoint is known or ready: 503. */
   | 'no-endpoints'
   /** Endpoints exist but every one was filtered out as saturated: 429. */
-  | 'saturated';
+  | 'saturated'
+  /**
+   * Endpoints exist, none was loaded, and some were dropped only because their metrics are old although no scrape of
+   * them failed: the scraper is behind (a starved worker thread, a slow metrics page), not the pods gone, and the next
+   * scrapes will tell. Flow control holds the request for them, as GIE's detector counts a pod with stale metrics as
+   * full; without flow control, 503.
+   */
+  | 'metrics-late';
 
 export class SchedulingError extends Error {
   constructor(readonly reason: SchedulingErrorReason, message: string) {

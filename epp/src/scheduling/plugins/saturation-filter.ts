@@ -50,12 +50,15 @@ export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterP
  *
  * GIE applies the same thresholds as an all-or-nothing admission check; as a filter it also keeps prefix and session
  * affinity off an overloaded pod while others have room. When every endpoint is dropped the cycle fails: with
- * 'saturated' (429, clients back off) when some endpoint was really loaded, with 'no-endpoints' (503) when all were
- * dropped for unreadable metrics (pods gone, a broken scraper), which is loud by design rather than routing blind.
+ * 'saturated' (429, clients back off) when some endpoint was really loaded, with 'metrics-late' (flow control waits for
+ * the next scrapes) when some were dropped only because the scraper is behind, and with 'no-endpoints' (503) when all
+ * were dropped for failing scrapes (pods gone), which is loud by design rather than routing blind.
  */
 export class SaturationFilter implements Filter {
   readonly type = 'saturation-filter';
   private readonly excludedKey = stateKey<SaturationExclusionReason[]>('saturation-filter exclusions');
+  /** Set when a pod was dropped for old metrics although no scrape of it failed (see `emptyResultReason`). */
+  private readonly lateKey = stateKey<true>('saturation-filter late metrics');
   private readonly stalenessMs: number;
 
   constructor(
@@ -81,8 +84,7 @@ export class SaturationFilter implements Filter {
         continue;
       }
       kept ??= candidates.slice(0, i);
-      excluded.push(reason);
-      this.handle.metrics.countSaturationExclusion(reason);
+      this.exclude(cycle, excluded, reason, candidate);
     }
     return kept ?? candidates;
   }
@@ -103,8 +105,7 @@ export class SaturationFilter implements Filter {
       const reason = this.exclusionReason(candidate, now);
       if (reason === 'scrape_failures' || reason === 'stale_metrics') {
         readable ??= candidates.slice(0, i);
-        excluded.push(reason);
-        this.handle.metrics.countSaturationExclusion(reason);
+        this.exclude(cycle, excluded, reason, candidate);
         continue;
       }
       readable?.push(candidate);
@@ -125,14 +126,28 @@ export class SaturationFilter implements Filter {
     return [];
   }
 
+  private exclude(cycle: CycleContext, excluded: SaturationExclusionReason[], reason: SaturationExclusionReason, candidate: EndpointSnapshot): void {
+    excluded.push(reason);
+    this.handle.metrics.countSaturationExclusion(reason);
+    if (reason === 'stale_metrics' && candidate.metrics.consecutiveFailures === 0) cycle.state.set(this.lateKey, true);
+  }
+
   /**
    * 429 only for real load (a queue or KV cache over its threshold somewhere): clients back off and retry. When every
-   * candidate was dropped because its metrics cannot be read (pods gone, scrapes failing), nothing says waiting helps:
-   * 503, as upstream answers when it has no endpoint, so clients and Envoy treat it as unavailable.
+   * candidate was dropped because its metrics cannot be read, it depends on why:
+   * - some pod's metrics are only late: old, yet no scrape of it failed since its last good one. A scrape that cannot
+   *   reach its pod fails (refused at once, or at the scrape timeout, which is no longer than the default staleness
+   *   threshold), so old metrics without a failure mean the scraper itself is behind (its worker thread starved on a
+   *   busy node, the first scrape of a new pod not back yet): 'metrics-late', and flow control holds the request for
+   *   the next scrapes, as GIE's saturation detector counts a pod with stale metrics as full and its flow control waits
+   *   (v1.5.0 `saturationdetector/utilization/detector.go` Saturation). Without flow control, 503.
+   * - every scrape is failing (pods gone): nothing says waiting helps, so 503, as upstream answers when it has no
+   *   endpoint, and clients and Envoy treat it as unavailable.
    */
   readonly emptyResultReason = (cycle: CycleContext): SchedulingErrorReason => {
     const excluded = cycle.state.get(this.excludedKey) ?? [];
-    return excluded.some((r) => r === 'queue' || r === 'kv_cache') ? 'saturated' : 'no-endpoints';
+    if (excluded.some((r) => r === 'queue' || r === 'kv_cache')) return 'saturated';
+    return cycle.state.get(this.lateKey) === true ? 'metrics-late' : 'no-endpoints';
   };
 
   /** Why `candidate` is excluded, checking the signals that make the others meaningless first. */
