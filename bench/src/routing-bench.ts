@@ -350,7 +350,8 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
       gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o), ...(arrivalsMs ? { arrivalsMs } : {}),
     });
     const counters = await prefixCacheCounters(stack.podAddresses);
-    const precise = stack.epp && (policyName === 'kvroute-precise' || policyName === 'kvroute-precise-64') ? await preciseStats(stack.epp.info.metricsPort as number) : undefined;
+    // Every policy that binds the pods' KV events (the flag, not a list of names: a new precise candidate reports too).
+    const precise = stack.epp && policy.kind === 'epp' && policy.precise === true ? await preciseStats(stack.epp.info.metricsPort as number) : undefined;
     const excluded = stack.epps.length > 0 ? await saturationExclusions(stack.eppPorts.map((p) => p.metrics)) : undefined;
     const result = analyze(policyName, outcome.records, counters, outcome.wallSeconds, null, sim.timeScale);
     // A ramp overloads every policy that hits less than the ideal placement, and a request still queued when the
