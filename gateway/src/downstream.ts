@@ -281,6 +281,9 @@ export class Downstream {
     if (this.isGrpcRequest) {
       headers.set('content-type', 'application/grpc');
       if (!headers.has('grpc-status')) headers.set('grpc-status', String(grpcStatus ?? httpToGrpcStatus(status)));
+      // A body ending in one newline loses it first (the same function: "JsonFormatter adds a '\n' at the end. For
+      // header value, it should be removed").
+      if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0a) bytes = bytes.subarray(0, bytes.length - 1);
       if (bytes.length > 0 && this.method !== 'HEAD') headers.set('grpc-message', grpcPercentEncode(bytes));
       status = 200;
       bytes = Buffer.alloc(0);

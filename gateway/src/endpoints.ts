@@ -93,6 +93,11 @@ export class EndpointPool {
     return typeof parsed === 'string' ? undefined : this.byAddress.get(parsed.address);
   }
 
+  /** The member whose address is exactly `address` (no normalization), as Envoy's host map is keyed. */
+  exact(address: string): Endpoint | undefined {
+    return this.byAddress.get(address);
+  }
+
   isHealthy(e: Endpoint): boolean {
     return this.stat(e).ejectedUntil <= this.now();
   }
@@ -113,20 +118,26 @@ export class EndpointPool {
 }
 
 /**
- * Envoy's override_host reading of a pick: the value is `ip:port` or `ip:port,ip:port,...` (a list value of strings
- * is accepted too); entries not in the pool are skipped; duplicates collapse. The first entry is the pick, later
- * ones serve retries.
+ * Envoy's override_host reading of a pick (`source/extensions/load_balancing_policies/override_host/load_balancer.cc`
+ * @ v1.35): only a string value counts (a list or any other kind is ignored and the fallback policy picks,
+ * getSelectedHostsFromMetadata); it is split on commas, blanks skipped and each entry trimmed (getSelectedHosts); an
+ * entry counts only if it is exactly a pool member's address, as Envoy's host map is keyed (`address()->asString()`:
+ * IPv6 lower-case in brackets; findHost), and entries that are not are passed over within the same attempt
+ * (getEndpoint). Duplicates stay: each attempt consumes the next entry (consumeNextHost), so `a,a,b` retries `a`.
+ * `given`: whether the EPP set any value at all, for the count of picks the gateway could not honour.
  */
 export function overrideHosts(value: unknown, pool: EndpointPool): { hosts: Endpoint[]; given: boolean } {
-  const parts: string[] = [];
-  if (typeof value === 'string') parts.push(...value.split(','));
-  else if (Array.isArray(value)) for (const v of value) if (typeof v === 'string') parts.push(...v.split(','));
+  if (typeof value !== 'string') return { hosts: [], given: value !== undefined && value !== null };
   const hosts: Endpoint[] = [];
-  for (const p of parts) {
-    const e = pool.lookup(p);
-    if (e && !hosts.includes(e)) hosts.push(e);
+  let given = false;
+  for (const part of value.split(',')) {
+    const entry = part.trim();
+    if (entry === '') continue;
+    given = true;
+    const e = pool.exact(entry);
+    if (e) hosts.push(e);
   }
-  return { hosts, given: parts.some((p) => p.trim() !== '') };
+  return { hosts, given };
 }
 
 /** A fallback load-balancing policy: yields pool members in preference order for one request. */

@@ -153,7 +153,8 @@ export class Exchange implements FilterHost {
   private onNoUpstreamResponse(status: number, message: string): void {
     if (this.downstream.closed) return;
     this.ctx.warn(`upstream:${status}`, 'no upstream response', { status, message });
-    this.sendLocalReply(status, `${message}\n`);
+    // As Envoy's router sends it: the text alone, no newline (`router.cc` onUpstreamReset, sendNoHealthyHosts).
+    this.sendLocalReply(status, message);
   }
 
   /** One of Envoy's stream timeouts expired: its local reply, or a reset once the response has started. */

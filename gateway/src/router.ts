@@ -46,8 +46,9 @@ export interface RouterCallbacks {
 /**
  * Where each attempt goes, as Envoy's override_host LB and its fallback answer the router's chooseHost for the first
  * attempt and each retry: the override_host entries first, one per attempt
- * (`source/extensions/load_balancing_policies/override_host/load_balancer.cc` getEndpoint → consumeNextHost), then
- * the fallback policy, whose order is computed only if reached. The attempt budget itself is `UpstreamCall`'s.
+ * (`source/extensions/load_balancing_policies/override_host/load_balancer.cc` getEndpoint → consumeNextHost, which no
+ * retry host predicate checks: a repeated entry is tried again), then the fallback policy, whose order is computed
+ * only if reached. The attempt budget itself is `UpstreamCall`'s.
  *
  * - With `previous_hosts` (round robin: Istio's DefaultPolicy) a retry takes a host not yet tried. Once every host
  *   was tried, each re-pick is rejected until `host_selection_retry_max_attempts` (5, `retry.go` L49) is spent and
@@ -61,6 +62,8 @@ export interface RouterCallbacks {
 class Candidates implements CandidateSource {
   private fallbackOrder: Endpoint[] | undefined;
   private laps = 0;
+  /** The override_host entries consumed so far: one per attempt, tried or not (no retry predicate applies to them). */
+  private consumed = 0;
 
   constructor(
     private readonly picks: readonly Endpoint[],
@@ -70,7 +73,7 @@ class Candidates implements CandidateSource {
   ) {}
 
   next(tried: ReadonlySet<string>): Endpoint | undefined {
-    for (const e of this.picks) if (!tried.has(e.address)) return e;
+    if (this.consumed < this.picks.length) return this.picks[this.consumed++];
     if (!this.previousHosts) {
       if (!this.keyed) return this.fallback()[0];
       this.fallbackOrder ??= this.fallback();

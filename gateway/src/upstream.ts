@@ -78,6 +78,33 @@ class ConnectTimeout extends Error {
   readonly code = 'ETIMEDOUT';
 }
 
+/** strerror(3) on Linux for the connect failures Node reports, as Envoy prints them in a transport failure reason. */
+const STRERROR: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'Connection refused',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+  ETIMEDOUT: 'Connection timed out',
+  ECONNRESET: 'Connection reset by peer',
+};
+
+/**
+ * Envoy's words for why an attempt got no response headers, as its router's local reply states them: the stream reset
+ * reason (`Http::Utility::resetReasonToString`, `source/common/http/utility.cc`) and, for a connect that failed, the
+ * connection's transport failure reason (`"delayed connect error: " + strerror`, `ConnectionImpl::onWriteReady` in
+ * `source/common/network/connection_impl.cc`), both @ v1.35. Node's own error text never reaches the client.
+ */
+export function envoyResetReason(err: NodeJS.ErrnoException, connected: boolean): string {
+  if (err instanceof ConnectTimeout) return 'connection timeout';
+  const code = err.code ?? '';
+  if (!connected && CONNECT_FAILURE_CODES.has(code)) {
+    const detail = STRERROR[code];
+    return detail === undefined ? 'remote connection failure' : `remote connection failure, transport failure reason: delayed connect error: ${detail}`;
+  }
+  // Connected, then closed or reset by the pod before its response headers.
+  return 'connection termination';
+}
+
 export class UpstreamCall {
   private current: http.ClientRequest | undefined;
   private currentEndpoint: Endpoint | undefined;
@@ -152,21 +179,17 @@ export class UpstreamCall {
 
   private next(): void {
     if (this.finished) return;
-    if (this.attempts > 0 && this.record === null) {
-      this.fail(503, `upstream connect error or disconnect/reset before headers. reset reason: ${this.lastReason} (request body too large to retry)`);
-      return;
-    }
-    if (this.attempts > this.settings.maxRetries) {
-      // The retry budget is spent: Envoy's RetryStateImpl::shouldRetry answers NoRetryLimitExceeded and the router
-      // sends the local reply for the last reset (`source/common/router/router.cc` onUpstreamReset).
-      this.fail(503, `upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ${this.lastReason}`);
+    // The body was too large to keep for a retry (Envoy's router stops buffering past the retry buffer limit and
+    // does not retry), or the retry budget is spent (Envoy's RetryStateImpl::shouldRetry answers
+    // NoRetryLimitExceeded): the local reply for the last reset (`source/common/router/router.cc` onUpstreamReset).
+    if ((this.attempts > 0 && this.record === null) || this.attempts > this.settings.maxRetries) {
+      this.failReset();
       return;
     }
     const endpoint = this.candidates.next(this.tried);
     if (!endpoint) {
-      this.fail(503, this.attempts === 0
-        ? 'no healthy upstream'
-        : `upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ${this.lastReason}`);
+      if (this.attempts === 0) this.fail(503, 'no healthy upstream');
+      else this.failReset();
       return;
     }
     this.tried.add(endpoint.address);
@@ -242,7 +265,7 @@ export class UpstreamCall {
       release();
       if (responded || this.finished || this.current !== req) return;
       const code = err.code ?? '';
-      const reason = err instanceof ConnectTimeout ? 'connection timeout' : code ? `${code} ${err.message}` : err.message;
+      const reason = envoyResetReason(err, connected);
       this.lastReason = reason;
       if (!connected && (CONNECT_FAILURE_CODES.has(code) || err instanceof ConnectTimeout)) {
         this.settings.pool.markConnectFailure(endpoint);
@@ -258,7 +281,7 @@ export class UpstreamCall {
         this.replayInto(() => this.attempt(endpoint, true));
         return;
       }
-      this.fail(503, `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`);
+      this.failReset();
     });
     if (this.record) for (const c of this.record) req.write(c);
     if (this.ended) this.endCurrent(req);
@@ -278,6 +301,14 @@ export class UpstreamCall {
     setImmediate(() => {
       if (!this.finished) start();
     });
+  }
+
+  /**
+   * Envoy's router's local reply for an attempt that got no response headers (`source/common/router/router.cc`
+   * onUpstreamReset @ v1.35): "retried and the latest" only when a retry was made.
+   */
+  private failReset(): void {
+    this.fail(503, `upstream connect error or disconnect/reset before headers. ${this.attempts > 1 ? 'retried and the latest ' : ''}reset reason: ${this.lastReason}`);
   }
 
   private fail(status: number, message: string): void {

@@ -102,6 +102,17 @@ describe('ImmediateResponse: Filter::sendImmediateResponse (EP/ext_proc.cc @ v1.
     });
   });
 
+  // Envoy v1.35 utility.cc prepareLocalReply: one trailing newline is dropped before the body becomes grpc-message.
+  it('to a gRPC client, a body ending in a newline becomes a grpc-message without it', async () => {
+    await withEpp(on('request_headers', () => [immediate({
+      status: { code: 429 }, body: raw('slow down\n'),
+    })]), async (port) => {
+      const r = await send(port, { body: Buffer.alloc(5), headers: { 'content-type': 'application/grpc', te: 'trailers' } });
+      expect(r.headers['grpc-status']).toBe('14');
+      expect(r.headers['grpc-message']).toBe('slow down');
+    });
+  });
+
   it('a gRPC client of a failed EPP gets grpc-status UNKNOWN for the 500 (Grpc::Utility::httpToGrpcStatus)', async () => {
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${await deadPort()}`, failureModeAllow: false });
     try {

@@ -27,17 +27,27 @@ describe('parseEndpoint', () => {
 describe('overrideHosts (override_host reading of the pick)', () => {
   const pool = new EndpointPool(eps('10.0.0.1:8000', '10.0.0.2:8000', '[fd00::1]:8000'), 0);
 
-  it('takes pool members in order, skipping unknown and duplicate entries', () => {
+  // Envoy v1.35 override_host/load_balancer.cc: getSelectedHosts (split, trim, skip blanks, no de-duplication),
+  // findHost (exact key), getSelectedHostsFromMetadata (string values only).
+  it('takes pool members in order, passing over unknown entries, keeping duplicates (each is an attempt)', () => {
     expect(overrideHosts('10.0.0.2:8000', pool).hosts.map((e) => e.address)).toEqual(['10.0.0.2:8000']);
-    expect(overrideHosts('10.9.9.9:1, 10.0.0.2:8000,10.0.0.2:8000,[FD00::1]:8000,10.0.0.1:8000', pool).hosts.map((e) => e.address))
-      .toEqual(['10.0.0.2:8000', '[fd00::1]:8000', '10.0.0.1:8000']);
-    expect(overrideHosts(['10.0.0.1:8000', '10.0.0.2:8000'], pool).hosts).toHaveLength(2);
+    expect(overrideHosts('10.9.9.9:1, 10.0.0.2:8000,10.0.0.2:8000,,[fd00::1]:8000 ,10.0.0.1:8000', pool).hosts.map((e) => e.address))
+      .toEqual(['10.0.0.2:8000', '10.0.0.2:8000', '[fd00::1]:8000', '10.0.0.1:8000']);
+  });
+
+  it('matches addresses exactly, as Envoy\'s host map is keyed: no case folding, no other spelling', () => {
+    expect(overrideHosts('[FD00::1]:8000', pool)).toEqual({ hosts: [], given: true });
+    expect(overrideHosts('[fd00:0::1]:8000', pool)).toEqual({ hosts: [], given: true });
+  });
+
+  it('ignores any value but a string (a list too), as Envoy does; a set value still counts as given', () => {
+    expect(overrideHosts(['10.0.0.1:8000', '10.0.0.2:8000'], pool)).toEqual({ hosts: [], given: true });
+    expect(overrideHosts(42, pool)).toEqual({ hosts: [], given: true });
   });
 
   it('tells an absent pick from one that named nothing usable', () => {
     expect(overrideHosts(undefined, pool)).toEqual({ hosts: [], given: false });
     expect(overrideHosts('', pool)).toEqual({ hosts: [], given: false });
-    expect(overrideHosts(42, pool)).toEqual({ hosts: [], given: false });
     expect(overrideHosts('10.9.9.9:1', pool)).toEqual({ hosts: [], given: true });
     expect(overrideHosts('10.0.0.1:80', pool).hosts).toEqual([]);
   });

@@ -104,6 +104,58 @@ describe('connect failures', () => {
     }
   });
 
+  // Envoy v1.35 router.cc onUpstreamReset: "upstream connect error or disconnect/reset before headers. " + ("retried
+  // and the latest " only after a retry) + "reset reason: " + resetReasonToString (utility.cc) + the transport failure
+  // reason (connection_impl.cc onWriteReady: "delayed connect error: " + strerror); sent as is, no newline.
+  it('words a refused connection as Envoy does, "retried and the latest" only after a retry', async () => {
+    const refused = 'reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused';
+    const once = await gateway({ endpoints: [dead], ejectMs: 0, maxRetries: 0 });
+    try {
+      const r = await send(once.port, { body: completion(), headers: json });
+      expect(r.status).toBe(503);
+      expect(r.body.toString()).toBe(`upstream connect error or disconnect/reset before headers. ${refused}`);
+      expect(r.headers['content-length']).toBe(String(Buffer.byteLength(r.body.toString())));
+    } finally {
+      await once.close();
+    }
+    const retried = await gateway({ endpoints: [dead, `${LOOPBACK}:${await deadPort()}`], ejectMs: 0 });
+    try {
+      const r = await send(retried.port, { body: completion(), headers: json });
+      expect(r.body.toString()).toBe(`upstream connect error or disconnect/reset before headers. retried and the latest ${refused}`);
+    } finally {
+      await retried.close();
+    }
+  });
+
+  it('words a pod that closes the connection before its headers "connection termination"', async () => {
+    const rude = http.createServer((req) => req.socket.destroy());
+    await new Promise<void>((resolve) => rude.listen(0, LOOPBACK, resolve));
+    const address = `${LOOPBACK}:${(rude.address() as AddressInfo).port}`;
+    const gw = await gateway({ endpoints: [address], ejectMs: 0, maxRetries: 0 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: json });
+      expect(r.status).toBe(503);
+      expect(r.body.toString()).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+    } finally {
+      await gw.close();
+      await new Promise((resolve) => rude.close(resolve));
+    }
+  });
+
+  // override_host/load_balancer.cc: each attempt consumes the next entry (consumeNextHost), with no retry predicate.
+  it('retries a repeated pick entry on the same endpoint before moving on, as override_host consumes one entry an attempt', async () => {
+    const gw = await gateway({ endpoints: [dead, ups[0].address, ups[1].address], extProc: `${LOOPBACK}:${epp.port}`, ejectMs: 0 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: { ...json, 'x-test-pick': `${dead},${dead},${ups[1].address}` } });
+      expect(r.status).toBe(200);
+      expect(r.json().port).toBe(ups[1].port);
+      expect(gw.stats().endpoints[dead]).toMatchObject({ connectFailures: 2 });
+      expect(gw.stats().retries).toBe(2);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('answers 503 when no endpoint accepts a connection', async () => {
     const other = `${LOOPBACK}:${await deadPort()}`;
     const gw = await gateway({ endpoints: [dead, other], extProc: `${LOOPBACK}:${epp.port}` });
