@@ -28,24 +28,31 @@ function pod(name: string, options: { labels?: Record<string, string>; metrics?:
 const cycle: CycleContext = { request: { requestId: 'r', model: 'm', prompt: '', headers: {} }, state: new CycleState() };
 const names = (endpoints: readonly EndpointSnapshot[]) => endpoints.map((e) => e.endpoint.name);
 
+// llm-d-inference-scheduler v0.8.0 pkg/epp/framework/plugins/scheduling/filter/bylabel/roles.go: NewDecodeRole,
+// NewPrefillRole.
 describe('role filters', () => {
   const pods = [
     pod('decode', { labels: { [ROLE_LABEL]: 'decode' } }),
     pod('both', { labels: { [ROLE_LABEL]: 'both' } }),
     pod('prefill', { labels: { [ROLE_LABEL]: 'prefill' } }),
     pod('plain'),
-    pod('odd', { labels: { [ROLE_LABEL]: 'encode' } }),
+    pod('encode', { labels: { [ROLE_LABEL]: 'encode' } }),
+    pod('prefill-decode', { labels: { [ROLE_LABEL]: 'prefill-decode' } }),
+    pod('encode-prefill', { labels: { [ROLE_LABEL]: 'encode-prefill' } }),
+    pod('encode-prefill-decode', { labels: { [ROLE_LABEL]: 'encode-prefill-decode' } }),
+    pod('odd', { labels: { [ROLE_LABEL]: 'router' } }),
   ];
 
-  it('decode-filter keeps decode, both and unlabelled pods', () => {
+  it('decode-filter keeps decode, both, prefill-decode, encode-prefill-decode and unlabelled pods', () => {
     const filter = build(decodeFilter, 'decode-filter');
-    expect(names(filter.filter(cycle, pods))).toEqual(['decode', 'both', 'plain']);
+    expect(names(filter.filter(cycle, pods))).toEqual(['decode', 'both', 'plain', 'prefill-decode', 'encode-prefill-decode']);
     expect(filter.type).toBe('decode-filter');
     expect(filter.emptyResultReason).toBe('no-endpoints');
   });
 
-  it('prefill-filter keeps only prefill pods', () => {
-    expect(names(build(prefillFilter, 'prefill-filter').filter(cycle, pods))).toEqual(['prefill']);
+  it('prefill-filter keeps the roles that prefill, never unlabelled pods', () => {
+    expect(names(build(prefillFilter, 'prefill-filter').filter(cycle, pods)))
+      .toEqual(['both', 'prefill', 'prefill-decode', 'encode-prefill', 'encode-prefill-decode']);
   });
 
   it('by-label matches the valid values and, if allowed, unlabelled pods', () => {

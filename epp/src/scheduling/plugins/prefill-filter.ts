@@ -2,12 +2,13 @@ import { definePlugin, NO_PARAMETERS } from '../plugin';
 import { ByLabelFilter, ROLE_LABEL } from './by-label';
 
 /**
- * `prefill-filter`: only pods labelled `llm-d.ai/role=prefill`.
- * @see llm-d/llm-d-inference-scheduler: pkg/plugins/filter/pd_role.go @ v0.2.1
+ * `prefill-filter`: only pods labelled `llm-d.ai/role` = prefill, encode-prefill, prefill-decode, both or
+ * encode-prefill-decode; never unlabelled ones.
+ * @see llm-d/llm-d-inference-scheduler: pkg/epp/framework/plugins/scheduling/filter/bylabel/roles.go @ v0.8.0 (NewPrefillRole)
  */
 export const prefillFilter = definePlugin({
   type: 'prefill-filter',
   kinds: ['filter'],
   parameters: NO_PARAMETERS,
-  create: (name) => new ByLabelFilter(name, { label: ROLE_LABEL, validValues: ['prefill'], allowsNoLabel: false }, 'prefill-filter'),
+  create: (name) => new ByLabelFilter(name, { label: ROLE_LABEL, validValues: ['prefill', 'encode-prefill', 'prefill-decode', 'both', 'encode-prefill-decode'], allowsNoLabel: false }, 'prefill-filter'),
 });
