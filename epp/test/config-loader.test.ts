@@ -256,6 +256,12 @@ describe('validation errors name the field and what is allowed', () => {
     ['autoTune not a boolean', plugins('- type: prefix-cache-scorer\n  parameters: {autoTune: "yes"}\n'), 'plugins[0].parameters.autoTune: must be true or false, got "yes"'],
     ['parameters on a plugin without any', plugins('- type: queue-scorer\n  parameters: {threshold: 3}\n'), 'plugins[0].parameters.threshold: unknown field; this plugin takes no parameters'],
     ['parameters not a map', plugins('- type: max-score-picker\n  parameters: 3\n'), 'plugins[0].parameters: must be a map, got 3'],
+    // GIE v1.5.0 pkg/epp/framework/plugins/scheduling/scorer/latency/plugin.go registers another latency-scorer.
+    [
+      "GIE v1.5.0's latency-scorer parameters",
+      plugins('- type: latency-scorer\n  parameters: {ttftWeight: 0.8, tpotWeight: 0.2}\n'),
+      "plugins[0].parameters.ttftWeight: is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken",
+    ],
     ['picker count', plugins('- type: max-score-picker\n  parameters: {maxNumOfEndpoints: 0}\n'), 'plugins[0].parameters.maxNumOfEndpoints: must be an integer >= 1, got 0'],
     [
       'duration without unit',

@@ -187,17 +187,33 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
   return value;
 }
 
+/**
+ * The parameters of GIE v1.5.0's own `latency-scorer` (predicted-latency headroom against SLO headers, fed by its
+ * `predicted-latency-producer` sidecars; `pkg/epp/framework/plugins/scheduling/scorer/latency/plugin.go` Config), a
+ * different plugin under the same type name: a config written for it is refused with a message that says so, rather
+ * than with a bare "unknown field".
+ */
+const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
+
 export const latencyScorer = definePlugin({
   type: 'latency-scorer',
   kinds: ['scorer', 'pre-request', 'post-response'],
   cycleState: { reads: ['prefix-match'] },
-  parameters: parameters<LatencyScorerParameters>((fields) => ({
+  parameters: parameters<LatencyScorerParameters>((fields) => {
+    const gie = GIE_LATENCY_SCORER_FIELDS.find((key) => fields.has(key));
+    if (gie !== undefined) {
+      throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
+        + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken');
+    }
+    return {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
     priorOverheadMs: fields.number('priorOverheadMs', 20, 0),
     priorWeight: positive(fields, 'priorWeight', 8),
     halfLife: fields.duration('halfLife', '60s'),
     pendingTimeout: fields.duration('pendingTimeout', '30s'),
     charactersPerToken: positive(fields, 'charactersPerToken', 4),
-  })),
+    };
+  }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),
 });
