@@ -328,7 +328,9 @@ describe('cluster overrides', () => {
     const precise = parsed.plugins.find((p) => p.type === 'precise-prefix-cache-scorer');
     expect(precise?.parameters).toMatchObject({
       kvEventsConfig: { discoverPods: true, podDiscoveryConfig: { socketPort: 5557 }, replayPort: 5558 },
-      indexerConfig: { tokenProcessorConfig: { blockSize: 16 }, tokenizersPoolConfig: { modelName: 'Qwen/Qwen3-0.6B' } },
+      // The block size where llm-d v0.8.0 reads it (precise_prefix_cache.go), not under indexerConfig.
+      tokenProcessorConfig: { blockSize: 16 },
+      indexerConfig: { tokenProcessorConfig: {}, tokenizersPoolConfig: { modelName: 'Qwen/Qwen3-0.6B' } },
     });
     expect(parsed.plugins.some((p) => p.type === 'prefix-cache-scorer')).toBe(false);
   });

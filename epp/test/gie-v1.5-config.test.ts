@@ -5,9 +5,13 @@
  * plugin types they use are checked as upstream checks them (GIE apix/config/v1alpha1/endpointpickerconfig_types.go,
  * pkg/epp/config/loader/validation.go @ v1.5.0).
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
 import { scrapeTarget } from '../src/runner';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { localTokenizerSource } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 
 const GIE_HELM_DEFAULT = `apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
@@ -146,6 +150,59 @@ describe('upstream EndpointPickerConfigs (GIE v1.5.0, llm-d v0.8.0)', () => {
     const precise = config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')!;
     expect((precise.parameters as { indexerConfig: { tokenizersPoolConfig: unknown } }).indexerConfig.tokenizersPoolConfig)
       .toEqual({ modelName: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0', tokenizersCacheDir: '/cache/tokenizers' });
+  });
+
+  // llm-d-kv-cache v0.7.1 pkg/tokenization/pool_embedded.go Config: local, uds and hf tokenizer sources; llm-d v0.8.0
+  // deploy/config/sim-epp-external-tokenizer-config.yaml uses uds (its prepareDataPlugins gate GIE itself refuses).
+  test('llm-d-kv-cache v0.7.1 tokenizersPoolConfig: uds (accepted, tokenized in process) and local (a model\'s tokenizer.json, or a folder to search) load', () => {
+    const withPool = (pool: string) => LLMD_SIM_KVCACHE.replace(/        hf:\n          tokenizersCacheDir: "\/cache\/tokenizers"\n/, pool);
+    const uds = parseEndpointPickerConfig(withPool('        uds:\n          socketFile: "/tmp/tokenizer/tokenizer-uds.socket"\n'));
+    const poolOf = (c: ReturnType<typeof parseEndpointPickerConfig>) =>
+      (c.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')!.parameters as { indexerConfig: { tokenizersPoolConfig: unknown } }).indexerConfig.tokenizersPoolConfig;
+    expect(poolOf(uds)).toEqual({ modelName: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0', uds: { socketFile: '/tmp/tokenizer/tokenizer-uds.socket' } });
+    const local = parseEndpointPickerConfig(withPool('        local:\n          autoDiscoveryDir: /mnt/models\n          modelTokenizerMap:\n            TinyLlama/TinyLlama-1.1B-Chat-v1.0: /mnt/models/tiny/tokenizer.json\n'));
+    expect(poolOf(local)).toEqual({
+      modelName: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0',
+      local: { autoDiscoveryDir: '/mnt/models', modelTokenizerMap: { 'TinyLlama/TinyLlama-1.1B-Chat-v1.0': '/mnt/models/tiny/tokenizer.json' } },
+    });
+    expect(() => parseEndpointPickerConfig(withPool('        local:\n          autoDiscoveryTokenizerFileName: tok.json\n')))
+      .toThrow(/local\.autoDiscoveryTokenizerFileName.*tokenizer\.json.*only, got "tok\.json"/);
+    expect(() => parseEndpointPickerConfig(withPool('        local:\n          modelTokenizerMap: [a]\n')))
+      .toThrow(/local\.modelTokenizerMap: must be a map of model name to the path of its tokenizer\.json/);
+  });
+
+  test('a block size only under indexerConfig (llm-d up to v0.3) is read with a warning that llm-d v0.8.0 ignores it; a uds tokenizer is named unused', async () => {
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (msg: string) => { warnings.push(msg); } };
+    const nested = buildScheduler(parseEndpointPickerConfig(LLMD_SIM_KVCACHE), { logger });
+    expect(warnings).toEqual([expect.stringMatching(/indexerConfig\.tokenProcessorConfig is read .* llm-d v0\.8\.0 ignores it/)]);
+    await new Promise((resolve) => setImmediate(resolve)); // the tokenizer load it started
+    await nested.plugins.close();
+    warnings.length = 0;
+    const topLevel = LLMD_SIM_KVCACHE
+      .replace('    indexerConfig:\n      tokenProcessorConfig:\n', '    tokenProcessorConfig:\n')
+      .replace('        hashSeed: "42"                        # must match PYTHONHASHSEED in vLLM pods\n', '      hashSeed: "42"\n    indexerConfig:\n')
+      .replace('        blockSize: 16                         # must match vLLM block size if not default (16)\n', '      blockSize: 16\n')
+      .replace('        hf:\n          tokenizersCacheDir: "/cache/tokenizers"\n', '        uds:\n          socketFile: /tmp/tok.sock\n');
+    const top = buildScheduler(parseEndpointPickerConfig(topLevel), { logger });
+    expect(warnings).toEqual([expect.stringMatching(/tokenizersPoolConfig\.uds .* is not used/)]);
+    await new Promise((resolve) => setImmediate(resolve)); // the tokenizer load it started
+    await top.plugins.close();
+  });
+
+  test('a local tokenizer is found where llm-d-kv-cache v0.7.1 would look: the map\'s file, else <autoDiscoveryDir>/<model>, else the folder as a Hugging Face cache', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-local-tok-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'org', 'model'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'org', 'model', 'tokenizer.json'), '{}');
+      expect(localTokenizerSource({ local: { modelTokenizerMap: { m: '/models/m/tokenizer.json' } } }, 'm')).toEqual({ path: '/models/m' });
+      expect(localTokenizerSource({ local: { autoDiscoveryDir: dir } }, 'org/model')).toEqual({ path: path.join(dir, 'org', 'model') });
+      expect(localTokenizerSource({ local: { autoDiscoveryDir: dir } }, 'org/other')).toEqual({ hubCache: dir });
+      expect(localTokenizerSource({ localTokenizerDir: '/mine', local: { autoDiscoveryDir: dir } }, 'org/model')).toEqual({ path: '/mine' });
+      expect(localTokenizerSource({}, 'org/model')).toEqual({});
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('GIE v1.5.0 validation.go: feature gates are the registered ones (dataLayer, enableLegacyMetrics, flowControl); others are errors naming them', () => {

@@ -334,8 +334,10 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
       kvEventsConfig: precise.mode === 'per-pod'
         ? { discoverPods: true, topicFilter: 'kv@', podDiscoveryConfig: { socketPort: precise.socketPort ?? 5557 }, ...(precise.replayPort !== undefined ? { replayPort: precise.replayPort } : {}) }
         : { discoverPods: false, topicFilter: 'kv@', zmqEndpoint: precise.zmqEndpoint ?? 'tcp://*:5557' },
+      // The plugin's own tokenProcessorConfig, where llm-d v0.8.0 reads it (precise_prefix_cache.go); its
+      // llm-d-kv-cache v0.7.1 has none under indexerConfig and would drop one there.
+      tokenProcessorConfig: { blockSize: precise.blockSize },
       indexerConfig: {
-        tokenProcessorConfig: { blockSize: precise.blockSize },
         tokenizersPoolConfig: { modelName: precise.modelName },
       },
       // The matched share, not llm-d's min-max: a pod holding 2 of 60 blocks is not worth the full weight against a

@@ -12,6 +12,8 @@
  * request before the pod's events arrive.
  */
 import { performance } from 'node:perf_hooks';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
 import type { KvEventBatch } from '@kvroute/protocol/kv-events';
 import type * as Tokenizer from '@kvroute/tokenizer';
 import { parseDuration, type Duration } from '../../config/duration';
@@ -88,6 +90,16 @@ export interface PrecisePrefixCacheScorerParameters {
       modelName?: string;
       /** kvroute's addition: a folder holding `tokenizer.json` and `tokenizer_config.json`. */
       localTokenizerDir?: string;
+      /**
+       * llm-d-kv-cache v0.7.1's local tokenizers (`pkg/tokenization/embedded_tokenizer.go` LocalTokenizerConfig): a
+       * model's `tokenizer.json` by model name, and a folder searched for it (a Hugging Face cache, or `<dir>/<model>`).
+       */
+      local?: { modelTokenizerMap?: Record<string, string>; autoDiscoveryDir?: string };
+      /**
+       * llm-d-kv-cache v0.7.1's external tokenizer service (`uds_tokenizer.go`): accepted so llm-d's configs load; kvroute
+       * tokenizes in process with the same Hugging Face tokenizer, so the socket is not used (logged at start).
+       */
+      uds?: Record<string, unknown>;
       /** The Hugging Face hub cache to look in. @default $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub */
       tokenizersCacheDir?: string;
       workersCount?: number;
@@ -170,6 +182,21 @@ function opaque(fields: FieldReader, key: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/**
+ * Where a model's tokenizer lies on disk, from kvroute's `localTokenizerDir` or llm-d-kv-cache v0.7.1's `local` block:
+ * the folder of the map's `tokenizer.json` for the model; else under `autoDiscoveryDir` the folder named after the
+ * model if it holds one (llm-d's "relative path as model name"), else the directory as a Hugging Face cache.
+ */
+export function localTokenizerSource(config: NonNullable<NonNullable<PrecisePrefixCacheScorerParameters['indexerConfig']>['tokenizersPoolConfig']>, model: string): { path?: string; hubCache?: string } {
+  if (config.localTokenizerDir) return { path: config.localTokenizerDir };
+  const mapped = config.local?.modelTokenizerMap?.[model];
+  if (mapped !== undefined) return { path: nodePath.dirname(mapped) };
+  const dir = config.local?.autoDiscoveryDir;
+  if (dir === undefined) return {};
+  const named = nodePath.join(dir, model);
+  return fs.existsSync(nodePath.join(named, 'tokenizer.json')) ? { path: named } : { hubCache: dir };
+}
+
 /** `{ [key]: read() }` when the field is set, else nothing; the key is allowed either way. */
 function optional<T>(f: FieldReader, key: string, read: () => T): Record<string, T> {
   if (!f.has(key)) {
@@ -221,6 +248,15 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // The seed of the engine-hash chain (vLLM's PYTHONHASHSEED), for blocks known by engine hash only.
     this.engineRoot = engineRoot(typeof tp.hashSeed === 'string' ? tp.hashSeed : tp.hashSeed === undefined || tp.hashSeed === null ? '' : String(tp.hashSeed));
     this.speculativeTtlMs = parseDuration(parameters.speculativeTTL);
+    const nestedTp = parameters.indexerConfig.tokenProcessorConfig;
+    if (nestedTp !== undefined && Object.keys(nestedTp).length > 0 && Object.keys(parameters.tokenProcessorConfig).length === 0) {
+      // llm-d-kv-cache v0.7.1's kvcache.Config has no tokenProcessorConfig (llm-d v0.8.0 reads only the plugin's own,
+      // precise_prefix_cache.go), so there this block is dropped without a word and the block size is 16.
+      handle.logger.warn('indexerConfig.tokenProcessorConfig is read (llm-d up to v0.3 put it there), but llm-d v0.8.0 ignores it: move it to parameters.tokenProcessorConfig', { tokenProcessorConfig: nestedTp });
+    }
+    if (parameters.indexerConfig.tokenizersPoolConfig?.uds !== undefined) {
+      handle.logger.warn('tokenizersPoolConfig.uds (an external tokenizer service) is not used: kvroute tokenizes in process with the same Hugging Face tokenizer', {});
+    }
     // A list replaces the defaults, as llm-d-kv-cache's JSON does (indexer.go `BackendConfigs`): a tier it leaves out
     // weighs 1 there and here. Names are matched lower-cased, as the events' media are.
     const backends = parameters.indexerConfig.kvCacheBackendConfigs;
@@ -452,7 +488,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       try {
         const files = resolveTokenizerFiles({
           model,
-          ...(config.localTokenizerDir ? { path: config.localTokenizerDir } : {}),
+          ...localTokenizerSource(config, model),
           ...(config.tokenizersCacheDir ? { hubCache: config.tokenizersCacheDir } : {}),
         });
         const tokenizer = ModelTokenizer.load(files);
@@ -548,7 +584,27 @@ export const precisePrefixCacheScorer = definePlugin({
           ...optional(h, 'tokenizersCacheDir', () => h.optionalString('tokenizersCacheDir')),
         })) as { tokenizersCacheDir?: string };
         const cacheDir = t.optionalString('tokenizersCacheDir') ?? hf.tokenizersCacheDir;
+        const local = nested(t, 'local', (l) => {
+          const map = l.raw('modelTokenizerMap');
+          if (map !== undefined && map !== null) {
+            if (typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(l.fieldPath('modelTokenizerMap'), `must be a map of model name to the path of its tokenizer.json, got ${describeValue(map)}`);
+            for (const [model, file] of Object.entries(map)) {
+              if (typeof file !== 'string' || file === '') throw new ConfigError(`${l.fieldPath('modelTokenizerMap')}.${model}`, `must be the path of a tokenizer.json, got ${describeValue(file)}`);
+            }
+          }
+          const fileName = l.optionalString('autoDiscoveryTokenizerFileName');
+          if (fileName !== undefined && fileName !== 'tokenizer.json') {
+            throw new ConfigError(l.fieldPath('autoDiscoveryTokenizerFileName'), `kvroute reads tokenizer.json (beside its tokenizer_config.json) only, got ${JSON.stringify(fileName)}`);
+          }
+          return {
+            ...(map !== undefined && map !== null ? { modelTokenizerMap: map as Record<string, string> } : {}),
+            ...optional(l, 'autoDiscoveryDir', () => l.optionalString('autoDiscoveryDir')),
+          };
+        });
+        const uds = opaque(t, 'uds');
         return {
+        ...(Object.keys(local).length > 0 ? { local } : {}),
+        ...(t.has('uds') ? { uds } : {}),
         ...optional(t, 'modelName', () => t.optionalString('modelName')),
         ...optional(t, 'localTokenizerDir', () => t.optionalString('localTokenizerDir')),
         ...(cacheDir !== undefined ? { tokenizersCacheDir: cacheDir } : {}),
