@@ -236,27 +236,42 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   });
 
   // vLLM runs one ZmqEventPublisher per data-parallel rank (vllm/distributed/kv_events.py @ 0181ea31, #18925): each
-  // numbers its batches from 0 and names its rank in data_parallel_rank, and in central mode all of them connect to
-  // the EPP's socket under the pod's one topic.
-  test('central, data parallel: each rank is its own sequence; interleaved ranks are neither a restart nor a gap', async () => {
+  // numbers its batches from 0 and names its rank in data_parallel_rank under the pod's one topic, and connects to the
+  // configured endpoint's port + its rank (offset_endpoint_port offsets a connecting endpoint too, @ v0.10.0).
+  test('central, data parallel: rank r is heard on the bound port + r once an endpoint of rank r joins; each rank is its own sequence (neither a restart nor a gap)', async () => {
     const r = new Recorder();
+    const RANK1 = '127.0.0.1:8001';
     subscriber = new KvEventSubscriber({
       mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
-      resolvePod: (id) => (id === POD ? POD : undefined), events: r, logger: quiet,
+      resolvePod: (id, rank) => (id === POD ? (rank === 1 ? RANK1 : POD) : undefined), events: r, logger: quiet,
     });
     await subscriber.start();
-    publisher.connect(subscriber.boundEndpoint!);
-    await publisher.waitSubscribed();
-    await send(publisher, 0, 10, { dataParallelRank: 0 });
-    await send(publisher, 0, 20, { dataParallelRank: 1 });
-    await send(publisher, 1, 11, { dataParallelRank: 0 });
-    await send(publisher, 1, 21, { dataParallelRank: 1 });
-    await send(publisher, 3, 23, { dataParallelRank: 1 }); // rank 1 lost its batch 2: a gap of rank 1's, no replay socket
-    await waitFor(() => r.batches().length === 5);
-    expect(r.log).toEqual([
-      `batch ${POD} 10 Qwen/Qwen3-0.6B`, `batch ${POD} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 11 Qwen/Qwen3-0.6B`, `batch ${POD} 21 Qwen/Qwen3-0.6B`,
-      `gap ${POD}`, `batch ${POD} 23 Qwen/Qwen3-0.6B`,
-    ]);
+    const base = Number(/:(\d+)$/.exec(subscriber.boundEndpoint!)![1]);
+    subscriber.addEndpoint(POD, 0);
+    subscriber.addEndpoint(RANK1, 1);
+    expect(subscriber.rankEndpoints).toEqual([`tcp://127.0.0.1:${base + 1}`]);
+    const rank1 = new TestKvEventPublisher(TOPIC);
+    try {
+      publisher.connect(`tcp://127.0.0.1:${base}`);
+      rank1.connect(`tcp://127.0.0.1:${base + 1}`);
+      await publisher.waitSubscribed();
+      await rank1.waitSubscribed();
+      await send(publisher, 0, 10, { dataParallelRank: 0 });
+      await send(rank1, 0, 20, { dataParallelRank: 1 });
+      await waitFor(() => r.batches().length === 2);
+      await send(publisher, 1, 11, { dataParallelRank: 0 });
+      await waitFor(() => r.batches().length === 3);
+      await send(rank1, 1, 21, { dataParallelRank: 1 });
+      await waitFor(() => r.batches().length === 4);
+      await send(rank1, 3, 23, { dataParallelRank: 1 }); // rank 1 lost its batch 2: a gap of rank 1's, no replay socket
+      await waitFor(() => r.batches().length === 5);
+      expect(r.log).toEqual([
+        `batch ${POD} 10 Qwen/Qwen3-0.6B`, `batch ${RANK1} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 11 Qwen/Qwen3-0.6B`, `batch ${RANK1} 21 Qwen/Qwen3-0.6B`,
+        `gap ${RANK1}`, `batch ${RANK1} 23 Qwen/Qwen3-0.6B`,
+      ]);
+    } finally {
+      rank1.close();
+    }
   });
 });
 

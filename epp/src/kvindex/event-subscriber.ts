@@ -111,10 +111,11 @@ interface PublisherState {
 
 /**
  * One sequence per publisher. With data parallelism every rank of a pod's vLLM publishes on its own (vLLM's
- * `ZmqEventPublisher` per DP rank, its endpoints' ports offset by the rank, its `itertools.count()` from 0, the rank in
- * each batch's `data_parallel_rank`; vllm/distributed/kv_events.py @ 0181ea31, since #18925), and in central mode
- * all ranks connect to the one SUB socket under one topic: numbered as one stream, two ranks' batches looked like a
- * publisher restart every time and kept dropping the pod's entries.
+ * `ZmqEventPublisher` per DP rank, its `itertools.count()` from 0, the rank in each batch's `data_parallel_rank`;
+ * vllm/distributed/kv_events.py @ 0181ea31, since #18925), under the pod's one topic: numbered as one stream, two
+ * ranks' batches looked like a publisher restart every time and kept dropping the pod's entries. Each rank also
+ * offsets its endpoint's port by its rank, whether it binds or connects (`offset_endpoint_port`, the same file @
+ * v0.10.0): in central mode rank r connects to the EPP's port + r, which `bindRank` binds on the same socket.
  */
 function streamKey(endpointKey: string, rank: number): string {
   return rank === 0 ? endpointKey : `${endpointKey}#dp${rank}`;
@@ -157,6 +158,10 @@ export class KvEventSubscriber {
   private closed = false;
   /** `both` mode's optional bind failed (see `bindIsOptional`). */
   private bindSkipped = false;
+  /** The central socket's first (rank 0's) bound address, the one other ranks' ports are offset from. */
+  private baseEndpoint?: string;
+  /** Data-parallel ranks whose offset port the central socket binds (or will, once `start` has bound rank 0's). */
+  private readonly centralRanks = new Set<number>([0]);
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -179,7 +184,44 @@ export class KvEventSubscriber {
     }
     socket.subscribe(this.options.topicFilter);
     this.central = socket;
+    this.baseEndpoint = socket.lastEndpoint ?? endpoint;
     void this.consume(socket, undefined);
+    for (const rank of this.centralRanks) if (rank > 0) this.bindOffset(rank);
+  }
+
+  /**
+   * Central mode, a pool with data parallelism: vLLM's rank r connects to the configured port + r
+   * (`offset_endpoint_port` offsets a connecting endpoint too), so the one SUB socket also binds that port, once, when
+   * an endpoint of rank r appears. Without it, ranks ≥ 1 would connect to a port nobody binds, and zeromq retries that
+   * forever without an error: their blocks would never be indexed, and nothing would say so.
+   */
+  private bindRank(rank: number): void {
+    if (rank <= 0 || this.centralRanks.has(rank) || this.closed) return;
+    this.centralRanks.add(rank);
+    if (this.central !== undefined) this.bindOffset(rank);
+  }
+
+  private bindOffset(rank: number): void {
+    const socket = this.central!;
+    const base = this.baseEndpoint!;
+    const port = /:(\d+)$/.exec(base);
+    if (!port) {
+      this.options.logger.warn('KV-event socket has no TCP port to offset: data-parallel rank not heard', { endpoint: base, rank });
+      return;
+    }
+    const address = `${base.slice(0, port.index)}:${Number(port[1]) + rank}`;
+    socket.bind(address).then(
+      () => this.options.logger.debug('KV-event socket bound for a data-parallel rank', { endpoint: address, rank }),
+      (e: Error) => this.options.logger.warn('KV-event socket could not bind a data-parallel rank\'s port: that rank\'s events are not heard', { endpoint: address, rank, error: e.message }),
+    );
+  }
+
+  /** The addresses the central socket binds for data-parallel ranks above 0 (rank 0's is `boundEndpoint`). */
+  get rankEndpoints(): string[] {
+    const base = this.baseEndpoint;
+    const port = base === undefined ? null : /:(\d+)$/.exec(base);
+    if (!port) return [];
+    return [...this.centralRanks].filter((r) => r > 0).sort((a, b) => a - b).map((r) => `${base!.slice(0, port.index)}:${Number(port[1]) + r}`);
   }
 
   /** How events arrive: a bound socket, a subscription per pod, or both. */
@@ -192,17 +234,18 @@ export class KvEventSubscriber {
     return this.options.zmqEndpoint;
   }
 
-  /** The address central mode bound (with the port chosen when it asked for 0). */
+  /** The address central mode bound for rank 0 (with the port chosen when it asked for 0). */
   get boundEndpoint(): string | undefined {
-    return this.central?.lastEndpoint ?? undefined;
+    return this.central !== undefined ? this.baseEndpoint : undefined;
   }
 
   /**
-   * Per-pod mode: subscribes to a pod that joined the pool. `rank` is the endpoint's data-parallel rank (its target
-   * port's index): vLLM's rank r publishes on the configured port + r (`ZmqEventPublisher.offset_endpoint_port`,
-   * vllm/distributed/kv_events.py @ v0.10.0).
+   * An endpoint joined the pool. `rank` is its data-parallel rank (its target port's index): vLLM's rank r publishes
+   * on the configured port + r (`ZmqEventPublisher.offset_endpoint_port`, vllm/distributed/kv_events.py @ v0.10.0).
+   * Per-pod mode subscribes to it there; central mode binds its port + r for it (`bindRank`).
    */
   addEndpoint(endpointKey: string, rank = 0): void {
+    if (this.options.mode !== 'per-pod') this.bindRank(rank);
     if (this.options.mode === 'central' || this.perPod.has(endpointKey) || this.closed) return;
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
     const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort + rank}`;
