@@ -369,8 +369,9 @@ describe('KV events: bind vs connect, encodings, publisher "null"', () => {
       expect(frac.toString('hex')).toBe('93cb41da207a000800009000');
       expect(raw(whole)).toEqual([1753344000, [encoding === 'map' ? { type: 'AllBlocksCleared' } : ['AllBlocksCleared']], 0]);
     }
-    // No data_parallel_rank (None, omitted by omit_defaults): a 2-element array, ts still a float64.
-    expect(Buffer.from(encodeEventBatch({ ts: 0, events: [], dataParallelRank: null }, 'positional-v0.10.0')).toString('hex')).toBe('92cb000000000000000090');
+    // No data_parallel_rank (None): still 3 elements, the rank nil, as msgspec 0.22.0 encodes vLLM's EventBatch
+    // (array_like structs ignore omit_defaults): EventBatch(ts=1.0, events=[]) is 93 cb3ff0000000000000 90 c0.
+    expect(Buffer.from(encodeEventBatch({ ts: 1, events: [], dataParallelRank: null }, 'positional-v0.10.0')).toString('hex')).toBe('93cb3ff000000000000090c0');
   });
 
   it('publisher "null" opens no socket; "zmq" without enable_kv_cache_events opens one that stays silent', async () => {

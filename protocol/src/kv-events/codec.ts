@@ -4,7 +4,10 @@
  * - Positional (vLLM 0.10 through mid-2026): msgspec structs with `array_like=True, tag=True`, so a batch is
  *   `[ts, [event…], data_parallel_rank]` and each event an array whose first element is its class name:
  *   `["BlockStored", block_hashes, parent_block_hash, token_ids, block_size, lora_id, medium?, lora_name?,
- *   extra_keys?, group_idx?, …]`, `["BlockRemoved", block_hashes, medium?, group_idx?]`, `["AllBlocksCleared"]`.
+ *   extra_keys?, group_idx?, …]`, `["BlockRemoved", block_hashes, medium?, group_idx?]`, `["AllBlocksCleared"]`; a `?`
+ *   field is on the wire from the release that added it on, always, as `nil` when unset: msgspec ignores
+ *   `omit_defaults` for `array_like` structs (checked with msgspec 0.22.0: `EventBatch(ts=1.0, events=[])` encodes as
+ *   `[1.0, [], nil]`), so a release's arrays always have all its fields.
  *   @see vllm-project/vllm: vllm/distributed/kv_events.py @ v0.10.0 (EventBatch, BlockStored, BlockRemoved);
  *   `medium` from v0.10.2 (#19737), `lora_name` (#27577), `extra_keys` (#33304), `group_idx` (#37688).
  * - Tagged maps (vLLM #42892, merged June 2026: v0.23.0 was still positional, v0.26.0 sends maps): each event a map
@@ -323,8 +326,9 @@ export function encodeEventBatch(batch: KvEventBatch, encoding: KvEventEncoding)
         return ['AllBlocksCleared'];
     }
   });
-  // `omit_defaults` drops a trailing data_parallel_rank only when it is None; vLLM always sets it (0 without DP).
-  const rest: unknown[] = batch.dataParallelRank === null ? [events] : [events, batch.dataParallelRank];
+  // Always three elements: msgspec writes every field of an array_like struct, a None data_parallel_rank as nil
+  // (`omit_defaults` applies to map encodings only); vLLM sets the rank anyway (0 without DP).
+  const rest: unknown[] = [events, batch.dataParallelRank];
   // `ts` is `time.time()`, a Python float, which msgspec always writes as a float64 (0xcb), even at a whole second
   // (`EventBatch.ts: float`, vllm/distributed/kv_events.py @ v0.10.0; `KVEventBatch(ts=time.time(), ...)`,
   // vllm/v1/core/sched/scheduler.py:580 @ v0.10.0). @msgpack/msgpack writes an integral number as an int, so the
