@@ -161,18 +161,46 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log.slice(2)).toEqual([`reset ${POD} publisher-restart`, `batch ${POD} 10 Qwen/Qwen3-0.6B`]);
   });
 
-  test('a repeated or backwards number that is not a return to 0 is applied without a reset (llm-d-kv-cache never compares them: pool.go @ v0.7.1): a publisher numbering every batch 0 keeps its blocks', async () => {
+  test('a repeat of the last number is applied without a reset (llm-d-kv-cache never compares them: pool.go @ v0.7.1): a publisher numbering every batch 0 keeps its blocks', async () => {
     const r = new Recorder();
     await perPod(r, false);
     await send(publisher, 0, 1);
     await send(publisher, 0, 2);
     await send(publisher, 0, 3);
     await send(publisher, 5, 5); // a jump: a gap, counted
-    await send(publisher, 2, 6); // back, not to 0: applied
+    await send(publisher, 5, 6); // the last number again: applied
     await send(publisher, 6, 7); // continues after 5, no gap
     await waitFor(() => r.batches().length === 6);
     expect(r.log.filter((l) => l.startsWith('reset'))).toEqual([]);
     expect(r.log.filter((l) => l.startsWith('gap'))).toEqual([`gap ${POD}`]);
+  });
+
+  // A restarted vLLM numbers from 0 (itertools.count(), kv_events.py @ v0.10.0), and its PUB drops what it sends before
+  // this SUB has reconnected: the first number seen may be past 0, yet behind the old process's.
+  test('a step back past the last number is a restarted publisher even when its 0 was missed: the old process\'s entries are dropped, and numbering follows the new one', async () => {
+    const r = new Recorder();
+    await perPod(r, false);
+    for (let seq = 0; seq < 6; seq++) await send(publisher, seq);
+    await send(publisher, 2, 20); // the new process's third batch; 0 and 1 went out before the SUB reconnected
+    await send(publisher, 3, 21);
+    await waitFor(() => r.batches().length === 8);
+    expect(r.log.slice(6)).toEqual([`reset ${POD} publisher-restart`, `batch ${POD} 20 Qwen/Qwen3-0.6B`, `batch ${POD} 21 Qwen/Qwen3-0.6B`]);
+    expect(r.log.some((l) => l.startsWith('gap'))).toBe(false);
+  });
+
+  test('with a replay socket, a restarted publisher\'s missed first batches are fetched from its buffer', async () => {
+    const r = new Recorder();
+    await perPod(r, true);
+    for (let seq = 0; seq < 6; seq++) await send(publisher, seq);
+    await waitFor(() => r.batches().length === 6);
+    publisher.buffer.length = 0;
+    publisher.buffer.push([0n, payload(30)], [1n, payload(31)]); // the new process's, sent before the SUB reconnected
+    await send(publisher, 2, 32);
+    await waitFor(() => r.batches().length === 9);
+    expect(r.log.slice(6)).toEqual([
+      // The buffer holds the live batch too (the publisher buffered it as it sent it): replayed in order, held copy skipped.
+      `reset ${POD} publisher-restart`, `batch ${POD} 30 Qwen/Qwen3-0.6B`, `batch ${POD} 31 Qwen/Qwen3-0.6B`, `batch ${POD} 32 Qwen/Qwen3-0.6B`, `replay ${POD} repaired`,
+    ]);
   });
 
   test('malformed frames are counted and skipped, never fatal', async () => {

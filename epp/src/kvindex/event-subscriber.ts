@@ -378,13 +378,18 @@ export class KvEventSubscriber {
         return;
       }
     } else if (seq < state.next) {
-      // A restarted vLLM numbers from 0 again (its `itertools.count()`) and holds nothing: only a return to 0 after
-      // the stream had moved past it is a restart. Any other repeat or step back (a test publisher that resends a
-      // number, or numbers each batch 0) is applied as it comes: llm-d-kv-cache never compares sequence numbers
-      // (zmq_subscriber.go, pool.go @ v0.7.1) and keeps what was stored.
-      if (seq === 0n && state.next > 1n) {
+      // A restarted vLLM numbers from 0 again (its `itertools.count()`, kv_events.py @ v0.10.0) and holds nothing, and
+      // its first batches may be gone before this socket reconnects (PUB drops what it sends with no subscriber): a
+      // step back past the last number is a restart, whether or not 0 was seen; the old process's blocks would never
+      // be removed by the new one. Only a repeat of the last number (a publisher that resends it, or numbers every
+      // batch 0) is applied as it comes, as llm-d-kv-cache, which never compares numbers (zmq_subscriber.go, pool.go @
+      // v0.7.1), applies everything.
+      if (seq + 1n < state.next) {
         this.options.events.reset(endpointKey, 'publisher-restart');
         state.next = undefined;
+        // Now as a publisher joined mid-stream: its replay buffer may still hold the batches this socket missed.
+        this.sequenced(state, seq, decoded, model);
+        return;
       }
     } else if (seq > state.next) {
       this.options.events.gap(endpointKey);
