@@ -260,6 +260,16 @@ export class Engine {
   private pumping = false;
   private stepping = false;
   private closed = false;
+  /**
+   * Releases from vLLM #25875 (Oct 2025, v0.11.1; so every map-encoded one) take a step's KV events in
+   * `update_from_output`, after the step's forward pass, not at the end of `schedule()` (vllm/v1/core/sched/
+   * scheduler.py @ 111faf111): a step's BlockStored goes out when its work is computed. Batches wait here, in order.
+   */
+  private readonly eventsAfterStep: boolean;
+  private readonly pendingBatches: { at: number; events: KvEventBatch['events'] }[] = [];
+  private cancelPublish: (() => void) | null = null;
+  /** When the work this step scheduled is computed: its prefill chunks' ends and, with a decode, the step's ITL. */
+  private stepDoneAt = -Infinity;
 
   constructor(
     readonly config: EngineConfig,
@@ -278,6 +288,7 @@ export class Engine {
       config.enablePrefixCaching ?? true,
     );
     this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
+    this.eventsAfterStep = (config.kvEventSchema ?? 'v0.10') === 'v0.26';
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
   }
@@ -403,6 +414,10 @@ export class Engine {
     for (const r of [...this.running]) this.finish(r, 'abort', now);
     this.cancelTimer?.();
     this.cancelTimer = null;
+    // A stopped engine runs no more steps: what waits for its step's end is never published.
+    this.cancelPublish?.();
+    this.cancelPublish = null;
+    this.pendingBatches.length = 0;
   }
 
   private abort(req: Req): void {
@@ -480,6 +495,9 @@ export class Engine {
       }
     }
     if (iterationGenerated > 0) this.observer.onIterationTokens?.({ promptTokens: iterationPrompt, generationTokens: iterationGenerated });
+    // After #25875 the outputs' frees (finished requests) are taken with the step that just ended, now.
+    if (this.eventsAfterStep && this.kvEventSink) this.publishAt(at, this.kv.takeEvents());
+    this.stepDoneAt = at;
 
     // RUNNING requests, in order. The prefill chunks they take come out of this step's token budget.
     let preempted = false;
@@ -514,6 +532,7 @@ export class Engine {
       r.numComputedTokens += numNew;
       if (r.need === 'decode') {
         for (const b of fresh) this.blockReadyAt[b] = at + this.config.itlMs;
+        this.stepDoneAt = Math.max(this.stepDoneAt, at + this.config.itlMs);
         r.need = 'none';
         this.schedule(r, 'token', at + this.config.itlMs, r.emitted);
       } else {
@@ -529,9 +548,32 @@ export class Engine {
 
     if (this.kvEventSink) {
       const events = this.kv.takeEvents();
-      // A batch per step that has events, stamped with wall-clock seconds as vLLM's `time.time()`.
-      if (events.length > 0) this.kvEventSink({ ts: Date.now() / 1000, events, dataParallelRank: 0 });
+      // A batch per step that has events, stamped with wall-clock seconds as vLLM's `time.time()`: at the end of
+      // `schedule()` up to v0.11.0, when the step's work is computed from #25875 on.
+      if (this.eventsAfterStep) this.publishAt(this.stepDoneAt, events);
+      else if (events.length > 0) this.kvEventSink({ ts: Date.now() / 1000, events, dataParallelRank: 0 });
     }
+  }
+
+  /** Publishes `events` as one batch at simulated instant `at`, never before a batch queued earlier. */
+  private publishAt(at: number, events: KvEventBatch['events']): void {
+    if (events.length === 0) return;
+    const last = this.pendingBatches[this.pendingBatches.length - 1];
+    this.pendingBatches.push({ at: Math.max(at, last?.at ?? -Infinity), events });
+    this.drainBatches();
+  }
+
+  private drainBatches(): void {
+    const now = this.clock.now();
+    while (this.pendingBatches.length > 0 && this.pendingBatches[0]!.at <= now) {
+      const { events } = this.pendingBatches.shift()!;
+      this.kvEventSink!({ ts: Date.now() / 1000, events, dataParallelRank: 0 });
+    }
+    if (this.pendingBatches.length === 0 || this.cancelPublish !== null) return;
+    this.cancelPublish = this.clock.setTimer(this.pendingBatches[0]!.at, () => {
+      this.cancelPublish = null;
+      this.drainBatches();
+    });
   }
 
   /**
@@ -650,6 +692,7 @@ export class Engine {
   /** After a prefill chunk was scheduled: its blocks' KV is ready when the chunk is computed; then the next chunk or the first token. */
   private afterChunk(r: Req, fresh: readonly number[]): void {
     const done = r.prefillStart + (r.numComputedTokens - r.prefillFrom) * this.config.prefillMsPerToken;
+    this.stepDoneAt = Math.max(this.stepDoneAt, done);
     for (const b of fresh) this.blockReadyAt[b] = done;
     if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', done, 0);
     else this.schedule(r, 'token', r.firstOutAt, r.emitted);

@@ -679,3 +679,36 @@ describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @
     expect((batches[0].events[0] as BlockStored).loraId).toBe(2);
   });
 });
+
+// vLLM takes a step's KV events at the end of schedule() up to v0.11.0 (vllm/v1/core/sched/scheduler.py @ v0.10.0,
+// lines 578-581) and in update_from_output, after the step's forward pass, from #25875 on (@ 111faf111; v0.11.1, so
+// every release that encodes events as maps, the simulator's 'v0.26' schema).
+describe('When a step\'s KV events are published', () => {
+  function publishes(schema: 'v0.10' | 'v0.26') {
+    const clock = new ManualClock();
+    const batches: { at: number; stored: number; removed: number }[] = [];
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 4096, kvEventSchema: schema }, clock, {}, (b: KvEventBatch) => batches.push({
+      at: clock.now(),
+      stored: b.events.reduce((n, e) => n + (e.type === 'BlockStored' ? e.blockHashes.length : 0), 0),
+      removed: b.events.reduce((n, e) => n + (e.type === 'BlockRemoved' ? e.blockHashes.length : 0), 0),
+    }));
+    // 6,000 tokens in 2,048-token chunks: chunks end at 20 + 2048 × 0.25 = 532, 1,044, and the last (1,904) at 1,520.
+    const t = submit(engine, tokens(6000), 2);
+    clock.runAll();
+    return { batches, firstToken: t.tokenTimes[0] };
+  }
+
+  it('up to v0.11.0: when the step is scheduled, so the last chunk\'s blocks are announced before they are computed', () => {
+    const { batches, firstToken } = publishes('v0.10');
+    expect(firstToken).toBe(1520);
+    expect(batches.filter((b) => b.stored > 0).map((b) => [b.at, b.stored])).toEqual([[0, 128], [532, 128], [1044, 119]]);
+  });
+
+  it('from #25875 (map-encoded releases): when the step\'s work is computed, the last chunk\'s with the first token', () => {
+    const { batches, firstToken } = publishes('v0.26');
+    expect(firstToken).toBe(1520);
+    expect(batches.filter((b) => b.stored > 0).map((b) => [b.at, b.stored])).toEqual([[532, 128], [1044, 128], [1520, 119]]);
+    // In order, never before a batch queued earlier.
+    expect(batches.map((b) => b.at)).toEqual([...batches.map((b) => b.at)].sort((a, b) => a - b));
+  });
+});
