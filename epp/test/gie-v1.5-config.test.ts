@@ -205,6 +205,38 @@ describe('upstream EndpointPickerConfigs (GIE v1.5.0, llm-d v0.8.0)', () => {
     }
   });
 
+  // GIE v1.5.0: the parameters live on approx-prefix-cache-producer (requestcontrol/dataproducer/approximateprefix/
+  // plugin.go); prefix-cache-scorer ignores its own (scorer/prefix/plugin.go); the loader makes a producer from the
+  // scorer's only when none is listed (config/loader/configloader.go).
+  test('GIE v1.5.0 approx-prefix-cache-producer + a prefix-cache-scorer without parameters: the producer\'s parameters are the scorer\'s', () => {
+    const doc = (producer: string, scorer = '- type: prefix-cache-scorer\n') => `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+${producer}${scorer}- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+  - pluginRef: max-score-picker
+`;
+    const producer = '- type: approx-prefix-cache-producer\n  parameters:\n    blockSizeTokens: 32\n    maxPrefixBlocksToMatch: 64\n    lruCapacityPerServer: 1000\n';
+    const config = parseEndpointPickerConfig(doc(producer));
+    expect(config.plugins.map((p) => p.type)).toEqual(['prefix-cache-scorer', 'max-score-picker', 'single-profile-handler']);
+    expect(config.plugins[0]!.parameters).toMatchObject({ maxPrefixBlocksToMatch: 64, lruCapacityPerServer: 1000 });
+    expect(config.schedulingProfiles[0]!.plugins[0]).toEqual({ pluginRef: 'prefix-cache-scorer', weight: 3 });
+    expect(() => buildScheduler(config)).not.toThrow();
+    // Without the producer the scorer's own parameters are read (GIE makes the producer from them): the same config.
+    const direct = parseEndpointPickerConfig(doc('', '- type: prefix-cache-scorer\n  parameters:\n    blockSizeTokens: 32\n    maxPrefixBlocksToMatch: 64\n    lruCapacityPerServer: 1000\n'));
+    expect(direct.plugins).toEqual(config.plugins);
+    expect(() => parseEndpointPickerConfig(doc(producer, '- type: prefix-cache-scorer\n  parameters:\n    blockSizeTokens: 16\n')))
+      .toThrow(/plugins\[1\]\.parameters\.blockSizeTokens: with an approx-prefix-cache-producer listed, GIE v1\.5\.0 ignores a prefix-cache-scorer's parameters/);
+    expect(() => parseEndpointPickerConfig(doc(producer, '')))
+      .toThrow(/plugins\[0\]: approx-prefix-cache-producer "approx-prefix-cache-producer" is read by no prefix-cache-scorer/);
+    expect(() => parseEndpointPickerConfig(doc(producer + producer)))
+      .toThrow(/plugins\[1\]: a second approx-prefix-cache-producer/);
+  });
+
   test('GIE v1.5.0 validation.go: feature gates are the registered ones (dataLayer, enableLegacyMetrics, flowControl); others are errors naming them', () => {
     const gates = (list: string) => GIE_HELM_DEFAULT.replace('kind: EndpointPickerConfig\n', `kind: EndpointPickerConfig\nfeatureGates: [${list}]\n`);
     expect(parseEndpointPickerConfig(gates('dataLayer, enableLegacyMetrics, flowControl')).featureGates).toEqual(['dataLayer', 'enableLegacyMetrics', 'flowControl']);

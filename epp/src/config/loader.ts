@@ -7,7 +7,7 @@ import { FieldReader } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
+import { mergeApproxPrefixProducer, mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
@@ -54,7 +54,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * @throws ConfigError naming the field path and what would be accepted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const top = FieldReader.ofMap(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value)), '');
+  const top = FieldReader.ofMap(mergeApproxPrefixProducer(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value))), '');
   top.constant('apiVersion', ENDPOINT_PICKER_CONFIG_API_VERSION);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
   const plugins = readPlugins(top);

@@ -136,3 +136,59 @@ export function rewriteCacheTrackingMode(document: unknown): unknown {
   });
   return { ...document, plugins };
 }
+
+export const APPROX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
+
+/**
+ * GIE v1.5.0's way of writing approximate prefix scoring: the hashing and the index live in an
+ * `approx-prefix-cache-producer` (a request-control data producer, `pkg/epp/framework/plugins/requestcontrol/
+ * dataproducer/approximateprefix/plugin.go`) that carries the parameters, and a `prefix-cache-scorer` without
+ * parameters scores from its match info (`scheduling/scorer/prefix/plugin.go`: the scorer's factory ignores its
+ * parameters). Only when no producer is listed does GIE's loader make one from the scorer's parameters
+ * (`pkg/epp/config/loader/configloader.go`), which is the form kvroute's scorer reads directly. So the producer's
+ * parameters are moved onto every `prefix-cache-scorer`, and the producer dropped, before validation.
+ * @throws ConfigError naming the field when there are several producers, none is read by a scorer, a scorer sets
+ *         parameters of its own (GIE would ignore them without a word), or a profile references the producer.
+ */
+export function mergeApproxPrefixProducer(document: unknown): unknown {
+  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return document;
+  const plugins: unknown[] = document.plugins;
+  const typeOf = (p: unknown) => (isPlainObject(p) && typeof p.type === 'string' ? p.type : undefined);
+  const indices = plugins.flatMap((p, i) => (typeOf(p) === APPROX_PRODUCER_TYPE ? [i] : []));
+  if (indices.length === 0) return document;
+  if (indices.length > 1) throw new ConfigError(`plugins[${indices[1]}]`, `a second ${APPROX_PRODUCER_TYPE}: list one, read by the ${SCORER_TYPE}`);
+  const index = indices[0]!;
+  const producer = plugins[index] as Record<string, unknown>;
+  if (producer.parameters !== undefined && producer.parameters !== null && !isPlainObject(producer.parameters)) {
+    throw new ConfigError(`plugins[${index}].parameters`, `must be a map, got ${describeValue(producer.parameters)}`);
+  }
+  const name = typeof producer.name === 'string' && producer.name !== '' ? producer.name : APPROX_PRODUCER_TYPE;
+  const scorers = plugins.flatMap((p, i) => (typeOf(p) === SCORER_TYPE ? [i] : []));
+  if (scorers.length === 0) {
+    throw new ConfigError(`plugins[${index}]`, `${APPROX_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no ${SCORER_TYPE}: add one (without parameters) to score from it`);
+  }
+  const merged = plugins.map((p, i) => {
+    if (!scorers.includes(i)) return p;
+    const scorer = p as Record<string, unknown>;
+    if (isPlainObject(scorer.parameters) && Object.keys(scorer.parameters).length > 0) {
+      const first = Object.keys(scorer.parameters)[0]!;
+      throw new ConfigError(
+        `plugins[${i}].parameters.${first}`,
+        `with an ${APPROX_PRODUCER_TYPE} listed, GIE v1.5.0 ignores a ${SCORER_TYPE}'s parameters: set them on the producer (plugins[${index}]) or drop the producer`,
+      );
+    }
+    const { parameters: _ignored, ...rest } = scorer;
+    return { ...rest, ...(isPlainObject(producer.parameters) ? { parameters: producer.parameters } : {}) };
+  });
+  if (Array.isArray(document.schedulingProfiles)) {
+    document.schedulingProfiles.forEach((profile: unknown, i: number) => {
+      if (!isPlainObject(profile) || !Array.isArray(profile.plugins)) return;
+      profile.plugins.forEach((ref: unknown, j: number) => {
+        if (isPlainObject(ref) && ref.pluginRef === name) {
+          throw new ConfigError(`schedulingProfiles[${i}].plugins[${j}].pluginRef`, `${JSON.stringify(name)} is an ${APPROX_PRODUCER_TYPE}, which runs before scheduling; reference the ${SCORER_TYPE} instead`);
+        }
+      });
+    });
+  }
+  return { ...document, plugins: merged.filter((_, i) => i !== index) };
+}
