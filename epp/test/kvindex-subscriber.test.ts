@@ -1,4 +1,4 @@
-import { encodeEventBatch, encodeSeq, type KvEventBatch } from '@kvroute/protocol/kv-events';
+import { encodeEventBatch, encodeSeq, liveFrames, type KvEventBatch } from '@kvroute/protocol/kv-events';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import * as zmq from 'zeromq';
 import { KvEventSubscriber, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
@@ -188,6 +188,24 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log.some((l) => l.startsWith('gap'))).toBe(false);
   });
 
+  // The replay is served from what the publisher already sent (vLLM's ROUTER answers from its buffer), some of which
+  // may still be on its way over the live PUB connection: those live copies come after the replay and are not a restart.
+  test('live batches that trail a replay that already applied them are skipped, not taken for a restart', async () => {
+    const r = new Recorder();
+    await perPod(r, true);
+    await send(publisher, 0);
+    await waitFor(() => r.batches().length === 1);
+    publisher.buffer.push([1n, payload(1)]); // lost on the live socket
+    await send(publisher, 2);
+    publisher.buffer.push([3n, payload(3)], [4n, payload(4)]); // sent, still in flight when the replay answers
+    await waitFor(() => r.log.some((l) => l.startsWith('replay')));
+    for (const n of [3, 4]) await publisher.pub.send(liveFrames(TOPIC, BigInt(n), payload(n)));
+    await send(publisher, 5);
+    await waitFor(() => r.batches().length === 6);
+    expect(r.log.filter((l) => l.startsWith('reset'))).toEqual([]);
+    expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2', '3', '4', '5']);
+  });
+
   test('with a replay socket, a restarted publisher\'s missed first batches are fetched from its buffer', async () => {
     const r = new Recorder();
     await perPod(r, true);
@@ -299,6 +317,34 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       ]);
     } finally {
       rank1.close();
+    }
+  });
+
+  // zeromq refuses a second bind while one is pending (it throws at once): the rank binds run one after another.
+  test('central, data parallel: ranks 1 and 2 added in one tick, and ranks known before start(), are all bound', async () => {
+    const r = new Recorder();
+    subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      resolvePod: () => undefined, events: r, logger: quiet,
+    });
+    subscriber.addEndpoint('127.0.0.1:8001', 1); // before start(): bound by it
+    await subscriber.start();
+    const base = Number(/:(\d+)$/.exec(subscriber.boundEndpoint!)![1]);
+    expect(() => {
+      subscriber!.addEndpoint('127.0.0.1:8002', 2);
+      subscriber!.addEndpoint('127.0.0.1:8003', 3);
+    }).not.toThrow();
+    await subscriber.ranksBound;
+    const probes = [1, 2, 3].map(() => new zmq.Publisher());
+    try {
+      // A port is bound when a PUB connecting to it is subscribed to (the SUB's subscription reaches it).
+      await Promise.all(probes.map(async (pub, i) => {
+        pub.connect(`tcp://127.0.0.1:${base + i + 1}`);
+        const events = pub.events;
+        await new Promise<void>((resolve) => events.on('handshake', () => resolve()));
+      }));
+    } finally {
+      for (const p of probes) p.close();
     }
   });
 });

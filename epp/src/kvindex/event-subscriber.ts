@@ -103,8 +103,14 @@ interface PublisherState {
   readonly endpointKey: string;
   /** Its data-parallel rank: each rank of a vLLM runs a publisher of its own, numbering from 0. */
   readonly rank: number;
-  /** The next sequence number expected; undefined before the first batch. */
+  /** The next sequence number expected (after live and replayed batches); undefined before the first batch. */
   next?: bigint;
+  /**
+   * One past the highest number the live socket delivered. A replay can run ahead of the live stream (it serves what
+   * the publisher already sent, some of it still on its way here), so only this tells a publisher restart (a step back
+   * in the live numbering) from a live copy of a batch the replay already applied.
+   */
+  liveNext?: bigint;
   /** Live batches that arrived while a replay was running, applied after it. */
   held?: { seq: bigint; decoded: Decoded; model?: string }[];
 }
@@ -162,6 +168,8 @@ export class KvEventSubscriber {
   private baseEndpoint?: string;
   /** Data-parallel ranks whose offset port the central socket binds (or will, once `start` has bound rank 0's). */
   private readonly centralRanks = new Set<number>([0]);
+  /** The rank binds in progress, one after another: zeromq refuses a second bind while one is pending (it throws). */
+  private binding: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -187,6 +195,7 @@ export class KvEventSubscriber {
     this.baseEndpoint = socket.lastEndpoint ?? endpoint;
     void this.consume(socket, undefined);
     for (const rank of this.centralRanks) if (rank > 0) this.bindOffset(rank);
+    await this.binding;
   }
 
   /**
@@ -201,6 +210,7 @@ export class KvEventSubscriber {
     if (this.central !== undefined) this.bindOffset(rank);
   }
 
+  /** Queues the bind of rank's port behind the binds before it; never throws (a failure is logged). */
   private bindOffset(rank: number): void {
     const socket = this.central!;
     const base = this.baseEndpoint!;
@@ -210,10 +220,21 @@ export class KvEventSubscriber {
       return;
     }
     const address = `${base.slice(0, port.index)}:${Number(port[1]) + rank}`;
-    socket.bind(address).then(
-      () => this.options.logger.debug('KV-event socket bound for a data-parallel rank', { endpoint: address, rank }),
-      (e: Error) => this.options.logger.warn('KV-event socket could not bind a data-parallel rank\'s port: that rank\'s events are not heard', { endpoint: address, rank, error: e.message }),
-    );
+    this.binding = this.binding.then(async () => {
+      if (this.closed || socket.closed) return;
+      try {
+        await socket.bind(address);
+        this.options.logger.debug('KV-event socket bound for a data-parallel rank', { endpoint: address, rank });
+      } catch (e) {
+        if (this.closed || socket.closed) return;
+        this.options.logger.warn('KV-event socket could not bind a data-parallel rank\'s port: that rank\'s events are not heard', { endpoint: address, rank, error: (e as Error).message });
+      }
+    });
+  }
+
+  /** Resolves when every rank bind asked for so far has been tried (for tests). */
+  get ranksBound(): Promise<void> {
+    return this.binding;
   }
 
   /** The addresses the central socket binds for data-parallel ranks above 0 (rank 0's is `boundEndpoint`). */
@@ -366,6 +387,8 @@ export class KvEventSubscriber {
 
   private sequenced(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
     const { endpointKey } = state;
+    const lastLive = state.liveNext;
+    if (lastLive === undefined || seq + 1n > lastLive) state.liveNext = seq + 1n;
     if (state.held) {
       state.held.push({ seq, decoded, ...(model !== undefined ? { model } : {}) });
       return;
@@ -380,17 +403,20 @@ export class KvEventSubscriber {
     } else if (seq < state.next) {
       // A restarted vLLM numbers from 0 again (its `itertools.count()`, kv_events.py @ v0.10.0) and holds nothing, and
       // its first batches may be gone before this socket reconnects (PUB drops what it sends with no subscriber): a
-      // step back past the last number is a restart, whether or not 0 was seen; the old process's blocks would never
+      // step back past the live stream's last number is a restart, whether or not 0 was seen; the old process's blocks would never
       // be removed by the new one. Only a repeat of the last number (a publisher that resends it, or numbers every
       // batch 0) is applied as it comes, as llm-d-kv-cache, which never compares numbers (zmq_subscriber.go, pool.go @
       // v0.7.1), applies everything.
-      if (seq + 1n < state.next) {
+      if (lastLive !== undefined && seq + 1n < lastLive) {
         this.options.events.reset(endpointKey, 'publisher-restart');
         state.next = undefined;
+        state.liveNext = undefined;
         // Now as a publisher joined mid-stream: its replay buffer may still hold the batches this socket missed.
         this.sequenced(state, seq, decoded, model);
         return;
       }
+      // Past the live stream's last number but behind the replay's: the live copy of a batch the replay applied.
+      if (lastLive === undefined || seq >= lastLive) return;
     } else if (seq > state.next) {
       this.options.events.gap(endpointKey);
       if (this.options.replayPort !== undefined) {
