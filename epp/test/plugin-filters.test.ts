@@ -7,7 +7,7 @@ import { ByLabelFilter, ROLE_LABEL } from '../src/scheduling/plugins/by-label';
 import { decodeFilter } from '../src/scheduling/plugins/decode-filter';
 import { headerBasedTestingFilter } from '../src/scheduling/plugins/header-based-testing-filter';
 import { prefillFilter } from '../src/scheduling/plugins/prefill-filter';
-import { SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
+import { LATE_WINDOW_MS, SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
 
 const NOW = 1_700_000_000_000;
 
@@ -133,15 +133,19 @@ describe('saturation-filter', () => {
     for (const mode of ['filter', 'admission'] as const) {
       const { filter, excluded } = saturationFilter({ mode });
       const late = { request: cycle.request, state: new CycleState() };
-      expect(filter.filter(late, [pod('gone', { metrics: { consecutiveFailures: 9 } }), pod('late', { metrics: { updateTime: NOW - 5_000 } })])).toEqual([]);
+      expect(filter.filter(late, [pod('gone', { metrics: { consecutiveFailures: 9 } }), pod('late', { metrics: { updateTime: NOW - 2_000 } })])).toEqual([]);
       expect(emptyReason(filter, late)).toBe('metrics-late');
-      // Never scraped and nothing failed: its first scrape is not back yet.
-      const first = { request: cycle.request, state: new CycleState() };
-      expect(filter.filter(first, [pod('new', { metrics: { updateTime: 0 } })])).toEqual([]);
-      expect(emptyReason(filter, first)).toBe('metrics-late');
+      // Past the late window (staleness + LATE_WINDOW_MS) the scraper is stuck, not behind; a pod never scraped has
+      // nothing to be late with (start-up waits are request control's): no endpoint.
+      const stuck = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(stuck, [pod('stuck', { metrics: { updateTime: NOW - 200 - LATE_WINDOW_MS - 1 } }), pod('new', { metrics: { updateTime: 0 } })])).toEqual([]);
+      expect(emptyReason(filter, stuck)).toBe('no-endpoints');
+      const edge = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(edge, [pod('late', { metrics: { updateTime: NOW - 200 - LATE_WINDOW_MS } })])).toEqual([]);
+      expect(emptyReason(filter, edge)).toBe('metrics-late');
       // Load anywhere still makes it saturation (429 without flow control).
       const loaded = { request: cycle.request, state: new CycleState() };
-      expect(filter.filter(loaded, [pod('busy', { metrics: { waitingQueueSize: 9 } }), pod('late', { metrics: { updateTime: NOW - 5_000 } })])).toEqual([]);
+      expect(filter.filter(loaded, [pod('busy', { metrics: { waitingQueueSize: 9 } }), pod('late', { metrics: { updateTime: NOW - 2_000 } })])).toEqual([]);
       expect(emptyReason(filter, loaded)).toBe('saturated');
       // The exclusion metric's labels are unchanged: late metrics are stale metrics.
       expect(new Set(excluded)).toEqual(new Set(['scrape_failures', 'stale_metrics', 'queue']));

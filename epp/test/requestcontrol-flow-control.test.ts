@@ -380,8 +380,8 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
       const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
       const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
       director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
-      // Well past the start-up grace, the ticker running all along (the routing thread is fine), no page for 5 s.
-      jest.advanceTimersByTime(5_000);
+      // Past the start-up grace, the ticker running all along (the routing thread is fine), no page for 2.5 s.
+      jest.advanceTimersByTime(2_500);
       let answer: RouteDecision | undefined;
       void director.route(incoming('late')).then((d) => { answer = d; });
       await turns(20);
@@ -393,16 +393,34 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
       expect(answer).toMatchObject({ kind: 'route' });
 
       // Late again; this time the scrapes come back failed while the request waits: the pods are gone.
-      jest.advanceTimersByTime(5_000);
+      jest.advanceTimersByTime(2_500);
       let second: RouteDecision | undefined;
       void director.route(incoming('late-then-gone')).then((d) => { second = d; });
       await turns(20);
       expect(second).toBeUndefined();
-      page(1, Date.now() - 5_000);
+      page(1, Date.now() - 2_500);
       jest.advanceTimersByTime(50);
       await turns(20);
       expect(second).toMatchObject({ kind: 'reject', status: 503 });
       expect(q.size).toBe(0);
+
+      // A scraper that stops reporting without a failure (a hung worker): the request waits while the metrics are only
+      // late, then gets a 503 once they are past the late window, long before the queue's 60 s deadline, not a 429.
+      page(0, Date.now());
+      jest.advanceTimersByTime(2_500);
+      let third: RouteDecision | undefined;
+      const asked = Date.now();
+      void director.route(incoming('stuck-scraper')).then((d) => { third = d; });
+      await turns(20);
+      expect(third).toBeUndefined();
+      for (let i = 0; i < 60 && third === undefined; i++) {
+        jest.advanceTimersByTime(50);
+        await turns(5);
+      }
+      expect(third).toMatchObject({ kind: 'reject', status: 503 });
+      // Metrics 2.5 s old when it came; answered once they were past 1 s (staleness) + 4 s (the late window).
+      expect(Date.now() - asked).toBeGreaterThan(2_500);
+      expect(Date.now() - asked).toBeLessThanOrEqual(2_600);
     } finally {
       jest.useRealTimers();
     }

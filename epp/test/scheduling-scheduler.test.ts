@@ -90,7 +90,7 @@ describe('the prefix-first config on synthetic pools', () => {
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { waitingQueueSize: 6 }), pod('b', { kvCacheUsagePercent: 0.95 })]))).toBe('saturated');
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000, consecutiveFailures: 1 }), pod('b', { updateTime: 0, consecutiveFailures: 4 })]))).toBe('no-endpoints');
     // Old metrics that no failed scrape explains: the scraper is behind, and flow control waits for it.
-    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { updateTime: 0 })]))).toBe('metrics-late');
+    expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 2_000 }), pod('b', { updateTime: 0 })]))).toBe('metrics-late');
     expect(reasonOf(() => scheduler.schedule(request('hi'), [pod('a', { updateTime: NOW - 5_000 }), pod('b', { waitingQueueSize: 6 })]))).toBe('saturated');
   });
 

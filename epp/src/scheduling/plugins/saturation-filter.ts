@@ -31,6 +31,16 @@ export interface SaturationFilterParameters {
 }
 
 /**
+ * How long past the staleness threshold a pod's metrics count as late rather than lost when no scrape of it failed:
+ * a starved scrape worker catches up within it; a hung one, or one that never reported, does not, and requests stop
+ * waiting for it (503).
+ */
+export const LATE_WINDOW_MS = 4000;
+
+/** One filter call's exclusions, in candidate order; `late` when one was a pod whose metrics are only late. */
+type Exclusions = SaturationExclusionReason[] & { late?: boolean };
+
+/**
  * The candidates the admission mode kept although they are over a threshold (queue or KV), by endpoint key; absent
  * when none is. Scorers that place requests with no affinity anywhere (`no-hit-lru-scorer`) rank these last: only a
  * request that has a reason to go to a loaded pod (its session, its prefix) should.
@@ -56,9 +66,7 @@ export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterP
  */
 export class SaturationFilter implements Filter {
   readonly type = 'saturation-filter';
-  private readonly excludedKey = stateKey<SaturationExclusionReason[]>('saturation-filter exclusions');
-  /** Set when a pod was dropped for old metrics although no scrape of it failed (see `emptyResultReason`). */
-  private readonly lateKey = stateKey<true>('saturation-filter late metrics');
+  private readonly excludedKey = stateKey<Exclusions>('saturation-filter exclusions');
   private readonly stalenessMs: number;
 
   constructor(
@@ -71,7 +79,7 @@ export class SaturationFilter implements Filter {
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     const now = this.handle.now();
-    const excluded: SaturationExclusionReason[] = [];
+    const excluded: Exclusions = [];
     cycle.state.set(this.excludedKey, excluded);
     if (this.parameters.mode === 'admission') return this.admit(cycle, candidates, excluded, now);
     // Usually no pod is excluded: hand the same (read-only) array on, and copy only from the first exclusion.
@@ -84,7 +92,7 @@ export class SaturationFilter implements Filter {
         continue;
       }
       kept ??= candidates.slice(0, i);
-      this.exclude(cycle, excluded, reason, candidate);
+      this.exclude(excluded, reason, candidate, now);
     }
     return kept ?? candidates;
   }
@@ -95,7 +103,7 @@ export class SaturationFilter implements Filter {
    * cannot be read are dropped; loaded pods are kept while at least one readable pod has room, and all dropped (the
    * cycle fails `saturated`, so flow control holds the request) when none has.
    */
-  private admit(cycle: CycleContext, candidates: readonly EndpointSnapshot[], excluded: SaturationExclusionReason[], now: number): readonly EndpointSnapshot[] {
+  private admit(cycle: CycleContext, candidates: readonly EndpointSnapshot[], excluded: Exclusions, now: number): readonly EndpointSnapshot[] {
     let readable: EndpointSnapshot[] | undefined;
     const loadReasons: SaturationExclusionReason[] = [];
     let loaded: Set<string> | undefined;
@@ -105,7 +113,7 @@ export class SaturationFilter implements Filter {
       const reason = this.exclusionReason(candidate, now);
       if (reason === 'scrape_failures' || reason === 'stale_metrics') {
         readable ??= candidates.slice(0, i);
-        this.exclude(cycle, excluded, reason, candidate);
+        this.exclude(excluded, reason, candidate, now);
         continue;
       }
       readable?.push(candidate);
@@ -126,28 +134,33 @@ export class SaturationFilter implements Filter {
     return [];
   }
 
-  private exclude(cycle: CycleContext, excluded: SaturationExclusionReason[], reason: SaturationExclusionReason, candidate: EndpointSnapshot): void {
+  private exclude(excluded: Exclusions, reason: SaturationExclusionReason, candidate: EndpointSnapshot, now: number): void {
     excluded.push(reason);
     this.handle.metrics.countSaturationExclusion(reason);
-    if (reason === 'stale_metrics' && candidate.metrics.consecutiveFailures === 0) cycle.state.set(this.lateKey, true);
+    const { consecutiveFailures, updateTime } = candidate.metrics;
+    if (reason === 'stale_metrics' && consecutiveFailures === 0 && updateTime > 0 && now - updateTime <= this.stalenessMs + LATE_WINDOW_MS) {
+      excluded.late = true;
+    }
   }
 
   /**
    * 429 only for real load (a queue or KV cache over its threshold somewhere): clients back off and retry. When every
    * candidate was dropped because its metrics cannot be read, it depends on why:
-   * - some pod's metrics are only late: old, yet no scrape of it failed since its last good one. A scrape that cannot
-   *   reach its pod fails (refused at once, or at the scrape timeout, which is no longer than the default staleness
-   *   threshold), so old metrics without a failure mean the scraper itself is behind (its worker thread starved on a
-   *   busy node, the first scrape of a new pod not back yet): 'metrics-late', and flow control holds the request for
-   *   the next scrapes, as GIE's saturation detector counts a pod with stale metrics as full and its flow control waits
-   *   (v1.5.0 `saturationdetector/utilization/detector.go` Saturation). Without flow control, 503.
+   * - some pod's metrics are only late: old, yet no scrape of it failed since its last good one, and not older than
+   *   the staleness threshold plus LATE_WINDOW_MS. A scrape that cannot reach its pod fails (refused at once, or at
+   *   the scrape timeout, which is no longer than the default staleness threshold), so old metrics without a failure
+   *   mean the scraper itself is behind (its worker thread starved on a busy node): 'metrics-late', and flow control
+   *   holds the request for the next scrapes, as GIE's saturation detector counts a pod with stale metrics as full and
+   *   its flow control waits (v1.5.0 `saturationdetector/utilization/detector.go` Saturation). Without flow control,
+   *   503. Past the window the scraper is stuck, not behind (a hung worker, one that never reported), and waiting
+   *   would only hold the request to its deadline: 503 then, as for a pod never scraped.
    * - every scrape is failing (pods gone): nothing says waiting helps, so 503, as upstream answers when it has no
    *   endpoint, and clients and Envoy treat it as unavailable.
    */
   readonly emptyResultReason = (cycle: CycleContext): SchedulingErrorReason => {
     const excluded = cycle.state.get(this.excludedKey) ?? [];
     if (excluded.some((r) => r === 'queue' || r === 'kv_cache')) return 'saturated';
-    return cycle.state.get(this.lateKey) === true ? 'metrics-late' : 'no-endpoints';
+    return excluded.late === true ? 'metrics-late' : 'no-endpoints';
   };
 
   /** Why `candidate` is excluded, checking the signals that make the others meaningless first. */
