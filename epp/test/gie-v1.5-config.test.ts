@@ -197,7 +197,10 @@ describe('upstream EndpointPickerConfigs (GIE v1.5.0, llm-d v0.8.0)', () => {
       fs.writeFileSync(path.join(dir, 'org', 'model', 'tokenizer.json'), '{}');
       expect(localTokenizerSource({ local: { modelTokenizerMap: { m: '/models/m/tokenizer.json' } } }, 'm')).toEqual({ path: '/models/m' });
       expect(localTokenizerSource({ local: { autoDiscoveryDir: dir } }, 'org/model')).toEqual({ path: path.join(dir, 'org', 'model') });
-      expect(localTokenizerSource({ local: { autoDiscoveryDir: dir } }, 'org/other')).toEqual({ hubCache: dir });
+      fs.mkdirSync(path.join(dir, 'models--org--cached'), { recursive: true });
+      expect(localTokenizerSource({ local: { autoDiscoveryDir: dir } }, 'org/cached')).toEqual({ hubCache: dir });
+      // Not there at all: nothing, so the tokenizersCacheDir is looked in next (local first, as llm-d-kv-cache chains).
+      expect(localTokenizerSource({ local: { autoDiscoveryDir: dir }, tokenizersCacheDir: '/hf' }, 'org/other')).toEqual({});
       expect(localTokenizerSource({ localTokenizerDir: '/mine', local: { autoDiscoveryDir: dir } }, 'org/model')).toEqual({ path: '/mine' });
       expect(localTokenizerSource({}, 'org/model')).toEqual({});
     } finally {

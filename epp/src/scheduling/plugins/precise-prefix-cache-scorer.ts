@@ -185,7 +185,8 @@ function opaque(fields: FieldReader, key: string): Record<string, unknown> {
 /**
  * Where a model's tokenizer lies on disk, from kvroute's `localTokenizerDir` or llm-d-kv-cache v0.7.1's `local` block:
  * the folder of the map's `tokenizer.json` for the model; else under `autoDiscoveryDir` the folder named after the
- * model if it holds one (llm-d's "relative path as model name"), else the directory as a Hugging Face cache.
+ * model if it holds one (llm-d's "relative path as model name"), else the directory as a Hugging Face cache if it
+ * holds the model's repository; else nothing (the caller's `tokenizersCacheDir` is looked in next).
  */
 export function localTokenizerSource(config: NonNullable<NonNullable<PrecisePrefixCacheScorerParameters['indexerConfig']>['tokenizersPoolConfig']>, model: string): { path?: string; hubCache?: string } {
   if (config.localTokenizerDir) return { path: config.localTokenizerDir };
@@ -194,7 +195,8 @@ export function localTokenizerSource(config: NonNullable<NonNullable<PrecisePref
   const dir = config.local?.autoDiscoveryDir;
   if (dir === undefined) return {};
   const named = nodePath.join(dir, model);
-  return fs.existsSync(nodePath.join(named, 'tokenizer.json')) ? { path: named } : { hubCache: dir };
+  if (fs.existsSync(nodePath.join(named, 'tokenizer.json'))) return { path: named };
+  return fs.existsSync(nodePath.join(dir, `models--${model.replace(/\//g, '--')}`)) ? { hubCache: dir } : {};
 }
 
 /** `{ [key]: read() }` when the field is set, else nothing; the key is allowed either way. */
@@ -486,10 +488,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       // Loaded here, not at import: the config module (imported by the cdk8s app) must not load a native addon.
       const { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } = require('@kvroute/tokenizer') as typeof Tokenizer;
       try {
+        // Local first, then the Hugging Face cache, as llm-d-kv-cache v0.7.1's pool chains its tokenizers.
+        const local = localTokenizerSource(config, model);
         const files = resolveTokenizerFiles({
           model,
-          ...localTokenizerSource(config, model),
-          ...(config.tokenizersCacheDir ? { hubCache: config.tokenizersCacheDir } : {}),
+          ...local,
+          ...(local.hubCache === undefined && config.tokenizersCacheDir ? { hubCache: config.tokenizersCacheDir } : {}),
         });
         const tokenizer = ModelTokenizer.load(files);
         this.handle.logger.info('tokenizer loaded', { model, source: files.source });
