@@ -1,5 +1,5 @@
 import { turns, waitFor } from '@kvroute/testkit';
-import { defaultEndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
@@ -421,6 +421,47 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
       // Metrics 2.5 s old when it came; answered once they were past 1 s (staleness) + 4 s (the late window).
       expect(Date.now() - asked).toBeGreaterThan(2_500);
       expect(Date.now() - asked).toBeLessThanOrEqual(2_600);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  // The same with GIE's utilization-detector as the pool's detector (its dispatch gate, not the filters, holds the
+  // queue): late metrics hold requests as a full pool, lost ones (stuck past the late window) do not.
+  it('with a utilization-detector pool detector, a stuck scraper (metrics past the late window, no failure) ends the wait (the cycle runs), not a 429 at the deadline', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const config = parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: utilization-detector
+  parameters: { metricsStalenessThreshold: 1s }
+saturationDetector:
+  pluginRef: utilization-detector
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+`);
+      for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+      const scheduler = buildScheduler(config, { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 30_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      jest.advanceTimersByTime(2_500); // late: held
+      let answer: RouteDecision | undefined;
+      const asked = Date.now();
+      void director.route(incoming('stuck')).then((d) => { answer = d; });
+      await turns(20);
+      expect(answer).toBeUndefined();
+      for (let i = 0; i < 800 && answer === undefined; i++) {
+        jest.advanceTimersByTime(50);
+        await turns(5);
+      }
+      // Released once the metrics are lost (1 s + 4 s old): the detector no longer holds it and the cycle runs; this
+      // profile has no saturation-filter to answer 503, so it routes (the pods are there; only their scraper is stuck).
+      expect(Date.now() - asked).toBeLessThanOrEqual(2_600);
+      expect(answer).toMatchObject({ kind: 'route' });
     } finally {
       jest.useRealTimers();
     }

@@ -81,4 +81,10 @@ export interface SaturationDetector extends Plugin {
    * requests for a pool whose every scrape fails, which is gone rather than busy.
    */
   readonly readsMetrics?: boolean;
+  /**
+   * Whether `candidate`'s metrics are lost rather than late: a scrape failed since the last good one, or none came for
+   * longer than waiting for the next can help. Request control holds no request for a pool of such pods.
+   * @default a scrape failed since the last good one
+   */
+  unreadable?(candidate: EndpointSnapshot): boolean;
 }

@@ -363,12 +363,13 @@ export class RequestControl implements RequestDirector {
   private poolSaturated(candidates: readonly EndpointSnapshot[], limit: number): boolean {
     const detector = this.saturationDetector;
     if (detector === undefined || detector.saturation(candidates) < limit) return false;
-    // A detector reading scraped metrics, and every pod's last scrape failed: the pods are unreachable (gone), not
-    // busy, and waiting will not bring them (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter
-    // answers 503 and otherwise the proxy's connection fails. Just out of an EPP stall, every page is merely old: then
-    // the request waits for fresh scrapes. A detector counting the EPP's own requests in flight is never excused.
+    // A detector reading scraped metrics, and every pod's metrics lost (a scrape failed since the last good one, or
+    // the scraper is stuck: `unreadable`): the pods are unreachable (gone), not busy, and waiting will not bring them
+    // (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers 503 and otherwise the proxy's
+    // connection fails. Just out of an EPP stall, every page is merely old: then the request waits for fresh scrapes. A
+    // detector counting the EPP's own requests in flight is never excused.
     if (detector.readsMetrics !== true || this.stalled()) return true;
-    return !candidates.every((c) => c.metrics.consecutiveFailures > 0);
+    return !candidates.every((c) => (detector.unreadable !== undefined ? detector.unreadable(c) : c.metrics.consecutiveFailures > 0));
   }
 
   /**

@@ -4,6 +4,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter, PluginHandle } from '../framework';
 import { definePlugin, parameters } from '../plugin';
+import { LATE_WINDOW_MS } from './saturation-filter';
 
 export interface UtilizationDetectorParameters {
   /** The ideal waiting queue (`vllm:num_requests_waiting`) of one pod; must be > 0. @default 5 */
@@ -76,6 +77,15 @@ export class UtilizationDetector implements Filter, SaturationDetector {
     }
     if (kept === undefined) return candidates;
     return kept.length > 0 ? kept : candidates;
+  }
+
+  /**
+   * Lost, not late: a scrape failed since the last good one, none ever came, or the last is older than the staleness
+   * threshold plus LATE_WINDOW_MS (a stuck scraper, as the `saturation-filter` reads it).
+   */
+  unreadable(candidate: EndpointSnapshot): boolean {
+    const { consecutiveFailures, updateTime } = candidate.metrics;
+    return consecutiveFailures > 0 || updateTime <= 0 || this.handle.now() - updateTime > this.stalenessMs + LATE_WINDOW_MS;
   }
 
   private stale(updateTime: number, now: number): boolean {
