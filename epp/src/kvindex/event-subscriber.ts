@@ -482,6 +482,7 @@ export class KvEventSubscriber {
     } catch (e) {
       this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: (e as Error).message });
       this.options.events.reset(endpointKey, 'gap');
+      covered = false; // even if its first batch covered the gap: what it applied before failing was just dropped
     } finally {
       dealer.close();
     }
