@@ -1,5 +1,5 @@
 import { waitFor } from '@kvroute/testkit';
-import { Datastore, metricsAgeMs, metricsFresh } from '../src/datastore/datastore';
+import { Datastore, metricsAgeMs, metricsFresh, STUCK_GAUGES_MS, withoutStuckGauges } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
 import { FakeVllmServer } from '@kvroute/testkit';
 import { EMPTY_METRICS, type Endpoint } from '../src/datastore/types';
@@ -182,6 +182,41 @@ describe('metrics freshness', () => {
     expect(metricsAgeMs(m, 1000)).toBe(100);
     expect(metricsFresh(m, 200, 1000)).toBe(true);
     expect(metricsFresh(m, 200, 1101)).toBe(false);
+  });
+});
+
+// vLLM 0.10.0 returns the scheduler's stats only from a step that samples a token (vllm/v1/core/sched/scheduler.py @
+// 6eca337ce lines 909-912): after aborts empty an engine its gauges stick until #22995 (0.10.2).
+describe('stuck gauges (vLLM 0.10.0 after aborts)', () => {
+  const stuckAt = (changedTime: number, updateTime: number) => ({ ...EMPTY_METRICS, waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.7, changedTime, updateTime });
+
+  it('work that has not moved for STUCK_GAUGES_MS although scraped since reads as idle; anything else is kept as it is', () => {
+    const now = 100_000;
+    expect(withoutStuckGauges(stuckAt(now - STUCK_GAUGES_MS, now - 10), now)).toMatchObject({ waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
+    const recent = stuckAt(now - STUCK_GAUGES_MS + 1, now - 10);
+    expect(withoutStuckGauges(recent, now)).toBe(recent);
+    // Not scraped since it last moved: old, not stuck (staleness rules apply).
+    const notScraped = stuckAt(now - 20_000, now - 20_000);
+    expect(withoutStuckGauges(notScraped, now)).toBe(notScraped);
+    // An idle pod's constant usage (1/N in 0.10.0) is no stuck reading.
+    const idle = { ...EMPTY_METRICS, kvCacheUsagePercent: 1 / 8192, changedTime: 0, updateTime: now - 10 };
+    expect(withoutStuckGauges(idle, now)).toBe(idle);
+  });
+
+  it('the snapshot reads a stuck pod as idle only while this EPP has nothing in flight there', () => {
+    const ds = new Datastore({ scrape: false });
+    try {
+      ds.upsertEndpoint(ep('10.0.0.1', 8000, 'pod-a'));
+      const now = Date.now();
+      ds.setMetrics('10.0.0.1:8000', stuckAt(now - 60_000, now));
+      expect(ds.snapshot()[0]!.metrics).toMatchObject({ waitingQueueSize: 0, runningQueueSize: 0 });
+      ds.acquire('10.0.0.1:8000');
+      expect(ds.snapshot()[0]!.metrics).toMatchObject({ waitingQueueSize: 6, runningQueueSize: 2 });
+      ds.release('10.0.0.1:8000');
+      expect(ds.snapshot()[0]!.metrics.waitingQueueSize).toBe(0);
+    } finally {
+      ds.stop();
+    }
   });
 });
 

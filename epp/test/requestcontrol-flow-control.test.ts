@@ -1,6 +1,6 @@
 import { turns, waitFor } from '@kvroute/testkit';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
-import { Datastore } from '../src/datastore/datastore';
+import { Datastore, STUCK_GAUGES_MS } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
 import { PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
@@ -462,6 +462,38 @@ schedulingProfiles:
       // profile has no saturation-filter to answer 503, so it routes (the pods are there; only their scraper is stuck).
       expect(Date.now() - asked).toBeLessThanOrEqual(2_600);
       expect(answer).toMatchObject({ kind: 'route' });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  // vLLM 0.10.0 (scheduler.py @ 6eca337ce lines 909-912) leaves its gauges at their last values once aborts empty the
+  // engine; a pool whose every pod stuck at waiting 6 read as saturated forever and held every request to its deadline.
+  it('a pool whose gauges are stuck (vLLM 0.10.0 after aborts: waiting 6, unchanged, nothing in flight) is read idle after STUCK_GAUGES_MS and routes again', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const stuckSince = Date.now();
+      const scrape = () => {
+        for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 6, runningQueueSize: 1, kvCacheUsagePercent: 0.5, updateTime: Date.now(), changedTime: stuckSince, consecutiveFailures: 0 });
+      };
+      scrape();
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      jest.advanceTimersByTime(3_000);
+      scrape();
+      let answer: RouteDecision | undefined;
+      void director.route(incoming('after-the-aborts')).then((d) => { answer = d; });
+      await turns(20);
+      expect(answer).toBeUndefined(); // saturated by the gauges, held
+      while (answer === undefined && Date.now() - stuckSince < 20_000) {
+        jest.advanceTimersByTime(100);
+        scrape();
+        await turns(5);
+      }
+      expect(answer).toMatchObject({ kind: 'route' });
+      expect(Date.now() - stuckSince).toBeGreaterThanOrEqual(STUCK_GAUGES_MS);
+      expect(Date.now() - stuckSince).toBeLessThan(STUCK_GAUGES_MS + 500);
     } finally {
       jest.useRealTimers();
     }

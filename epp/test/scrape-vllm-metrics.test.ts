@@ -338,9 +338,19 @@ describe('applyReading', () => {
       kvCacheUsagePercent: 0.5,
       blockSize: 16,
       updateTime: 1234,
+      changedTime: 1234,
       consecutiveFailures: 0,
     });
     expect(Object.isFrozen(next)).toBe(true);
+  });
+
+  it('stamps changedTime only when a load reading moved (running, waiting, KV, first tokens, prefix queries)', () => {
+    const first = applyReading(EMPTY_METRICS, { waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.4, engines: 1 }, 1000);
+    expect(first.changedTime).toBe(1000);
+    const same = applyReading(first, { waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.4, engines: 1 }, 2000);
+    expect(same).toMatchObject({ updateTime: 2000, changedTime: 1000 });
+    expect(applyReading(same, { waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.41, engines: 1 }, 3000).changedTime).toBe(3000);
+    expect(applyReading(same, { waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.4, firstTokenCount: 9, engines: 1 }, 3000).changedTime).toBe(3000);
   });
 });
 

@@ -488,7 +488,11 @@ export class Datastore {
   }
 
   private recordSnapshot(rec: EndpointRecord): EndpointSnapshot {
-    rec.snap ??= Object.freeze({ endpoint: rec.endpoint, metrics: rec.metrics, activeRequests: this.inFlight.get(rec.endpoint.key) ?? 0 });
+    if (rec.snap === undefined) {
+      const activeRequests = this.inFlight.get(rec.endpoint.key) ?? 0;
+      const metrics = activeRequests === 0 ? withoutStuckGauges(rec.metrics, Date.now()) : rec.metrics;
+      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests });
+    }
     return rec.snap;
   }
 
@@ -577,6 +581,30 @@ export class Datastore {
 }
 
 /** Age of an endpoint's metrics in ms; Infinity when it was never scraped. */
+/**
+ * How long a pod's load gauges may stand still, showing work, while this EPP has nothing in flight there, before they
+ * are read as stuck. vLLM 0.10.0 returns the scheduler's stats only from an engine step that samples a token
+ * (`make_stats` in `update_from_output`, vllm/v1/core/sched/scheduler.py @ 6eca337ce lines 909-912), so when aborted
+ * requests (clients that gave up) empty an engine its running and waiting gauges, and the KV usage of their blocks,
+ * keep their last values until a new request's first token; vLLM 0.10.2 fixed it (#22995, "Fix stuck stats/metrics
+ * after requests are aborted"). A pod stuck at waiting 6 stays "saturated" to every router that reads the gauge, gets
+ * no request that would refresh it, and a pool whose pods all stuck so after a burst of timeouts holds every request
+ * to its deadline. 10 s: far longer than any step (the gauges move with each token) and than most lone prefills.
+ */
+export const STUCK_GAUGES_MS = 10_000;
+
+/**
+ * `m` with its load gauges (running, waiting, KV usage) read as idle when they are stuck: showing work, unchanged for
+ * STUCK_GAUGES_MS although scraped since. Only for a pod this EPP has nothing in flight to (the caller's check): with
+ * its own requests there, the gauges move or are right.
+ */
+export function withoutStuckGauges(m: EndpointMetrics, now: number): EndpointMetrics {
+  // Blocks in use without a request running or waiting are not a stuck reading (idle usage is 1/N in 0.10.0).
+  if (m.waitingQueueSize <= 0 && m.runningQueueSize <= 0) return m;
+  if (m.changedTime === undefined || m.updateTime <= m.changedTime || now - m.changedTime < STUCK_GAUGES_MS) return m;
+  return endpointMetrics({ ...m, waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
+}
+
 export function metricsAgeMs(metrics: EndpointMetrics, now: number = Date.now()): number {
   return metrics.updateTime === 0 ? Infinity : Math.max(0, now - metrics.updateTime);
 }

@@ -59,6 +59,11 @@ export interface EndpointMetrics {
   readonly lora?: { readonly running: readonly string[]; readonly waiting: readonly string[]; readonly maxLora: number };
   /** Wall-clock ms of the last successful scrape; 0 when never scraped. */
   readonly updateTime: number;
+  /**
+   * Wall-clock ms of the last scrape whose load readings (running, waiting, KV usage, first tokens, prefix queries)
+   * differed from the one before; absent before the first. With `updateTime`, tells a pod whose gauges stopped moving.
+   */
+  readonly changedTime?: number;
   /** Consecutive failed scrapes since the last success. */
   readonly consecutiveFailures: number;
 }
@@ -93,6 +98,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     prefixCacheHitTokens: m.prefixCacheHitTokens,
     lora: m.lora,
     updateTime: m.updateTime,
+    changedTime: m.changedTime,
     consecutiveFailures: m.consecutiveFailures,
   };
   return Object.freeze(shaped);
@@ -110,7 +116,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

@@ -490,6 +490,10 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;
   if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;
   if (r.prefixCacheHitTokens !== undefined) next.prefixCacheHitTokens = r.prefixCacheHitTokens;
+  const moved = prev.updateTime <= 0 || next.waitingQueueSize !== prev.waitingQueueSize || next.runningQueueSize !== prev.runningQueueSize
+    || next.kvCacheUsagePercent !== prev.kvCacheUsagePercent || next.firstTokenCount !== prev.firstTokenCount
+    || next.prefixCacheQueryTokens !== prev.prefixCacheQueryTokens;
+  next.changedTime = moved ? now : prev.changedTime ?? now;
   return endpointMetrics(next);
 }
 
