@@ -125,6 +125,12 @@ export interface EngineObserver {
    * @ v0.10.0), i.e. every request's whole prompt at its first token plus one generation token per request.
    */
   onIterationTokens?(info: { promptTokens: number; generationTokens: number }): void;
+  /**
+   * The scheduler's stats as a step that sampled tokens returns them (`make_stats` at the end of `update_from_output`,
+   * which vLLM 0.10.0 calls only when the step has request outputs: vllm/v1/core/sched/scheduler.py @ 6eca337ce lines
+   * 909-912), after its finished requests left: what the engine's gauges show until the next such step.
+   */
+  onSchedulerStats?(stats: EngineStats): void;
   onFinish?(result: RequestResult): void;
 }
 
@@ -494,7 +500,10 @@ export class Engine {
         this.emit(r, e.k, at);
       }
     }
-    if (iterationGenerated > 0) this.observer.onIterationTokens?.({ promptTokens: iterationPrompt, generationTokens: iterationGenerated });
+    if (iterationGenerated > 0) {
+      this.observer.onIterationTokens?.({ promptTokens: iterationPrompt, generationTokens: iterationGenerated });
+      this.observer.onSchedulerStats?.(this.stats());
+    }
     // After #25875 the outputs' frees (finished requests) are taken with the step that just ended, now.
     if (this.eventsAfterStep && this.kvEventSink) this.publishAt(at, this.kv.takeEvents());
     this.stepDoneAt = at;

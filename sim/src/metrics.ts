@@ -198,6 +198,8 @@ export class SimMetrics implements EngineObserver {
   private readonly createdAt = Date.now() / 1000;
   /** Until the first scheduling step the gauges read 0, as vLLM's before its first stats. */
   private stepped = false;
+  /** The stats of the last step that returned any (`onSchedulerStats`), for vLLM 0.10.0's gauges. */
+  private lastStats: EngineStats | undefined;
   /** The time of each running request's last token, for the inter-token samples. */
   private readonly lastTokenMs = new Map<string, number>();
   private readonly disableLogStats: boolean;
@@ -216,7 +218,14 @@ export class SimMetrics implements EngineObserver {
     this.labels = { model_name: config.modelName, engine: '0' };
     const registers = [this.registry];
     const labels = this.labels;
-    const live = (read: (s: EngineStats) => number) => (): number => (this.stepped ? read(stats()) : 0);
+    // vLLM 0.10.0 sets the scheduler gauges from the stats a step returns, and returns them only from a step with request
+    // outputs (a sampled token): between such steps (a lone long prefill, or after aborts left the engine idle) they
+    // keep the last values. #22995 (0.10.2) returns them every step, which the live reading stands for.
+    const perOutputStep = config.generation === '0.10.0';
+    const live = (read: (s: EngineStats) => number) => (): number => {
+      if (perOutputStep) return this.lastStats === undefined ? 0 : read(this.lastStats);
+      return this.stepped ? read(stats()) : 0;
+    };
 
     const gauge = (name: string, help: string, read: () => number): void => {
       new Gauge({
@@ -331,6 +340,10 @@ export class SimMetrics implements EngineObserver {
     // The first scheduling step: the gauges are live from now on. Its queue time is recorded only when the request
     // finishes (onFinish), with the other per-request histograms.
     this.stepped = true;
+  }
+
+  onSchedulerStats(stats: EngineStats): void {
+    this.lastStats = stats;
   }
 
   onPreempt(): void {

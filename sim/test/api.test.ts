@@ -292,7 +292,14 @@ describe('queueing through HTTP with a manual clock', () => {
       const a = http(sim.url, 'POST', '/v1/completions', body);
       const b = http(sim.url, 'POST', '/v1/completions', { ...body, prompt: longText(50, 3) });
       await waitFor(() => sim.engine.stats().waiting === 1, 'one running, one waiting');
+      // vLLM 0.10.0 sets these gauges from the stats a step returns with request outputs (scheduler.py @ 6eca337ce
+      // lines 909-912): a is still prefilling, no step has sampled a token, so they read as before any request.
       let samples = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text);
+      expect(metricValue(samples, 'vllm:num_requests_running')).toBe(0);
+      expect(metricValue(samples, 'vllm:num_requests_waiting')).toBe(0);
+      // a's first token: that step's stats show it running and b waiting.
+      for (let i = 0; i < 1000 && metricValue(parsePrometheus((await http(sim.url, 'GET', '/metrics')).text), 'vllm:num_requests_running') === 0; i++) clock.advance(1);
+      samples = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text);
       expect(metricValue(samples, 'vllm:num_requests_running')).toBe(1);
       expect(metricValue(samples, 'vllm:num_requests_waiting')).toBe(1);
       expect(metricValue(samples, 'vllm:kv_cache_usage_perc')).toBeGreaterThan(0);
@@ -312,7 +319,9 @@ describe('queueing through HTTP with a manual clock', () => {
 describe('--scheduling-policy priority (vllm/v1/core/sched/scheduler.py, request_queue.py @ v0.10.0)', () => {
   it('long prefills queue as waiting requests, and the queue is served by priority (lower first), not arrival', async () => {
     const clock = new ManualClock();
-    const sim = await startSimulator({ port: 0, clock, schedulingPolicy: 'priority', simExtension: true });
+    // sha256: vLLM 0.10.2's generation, whose engine returns the scheduler's stats every step (#22995), so the queue shows
+    // in the gauges while a prefills (0.10.0 shows them only from a step that samples a token).
+    const sim = await startSimulator({ port: 0, clock, schedulingPolicy: 'priority', simExtension: true, prefixCachingHashAlgo: 'sha256' });
     try {
       // Prompts longer than a step's token budget (2,048), so a step that schedules one has nothing left for the next.
       const body = (seed: number, priority: number) => ({ model: MODEL, prompt: longText(2100, seed), max_tokens: 1, priority });

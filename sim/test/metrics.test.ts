@@ -502,3 +502,34 @@ describe('wall-clock TTFT follows the model (generous bounds)', () => {
     }
   });
 });
+
+// vLLM 0.10.0 returns the scheduler's stats only from a step with request outputs (vllm/v1/core/sched/scheduler.py @
+// 6eca337ce lines 909-912), so after aborts empty the engine no step runs that returns them and the gauges stick at the
+// last values; #22995 (8fd920924, vLLM 0.10.2: "Fix stuck stats/metrics after requests are aborted") returns them
+// every step.
+describe('scheduler gauges after aborts empty the engine (vLLM 0.10.0 vs 0.10.2, #22995)', () => {
+  for (const [algo, generation, stuck] of [['builtin', '0.10.0', true], ['sha256', '0.10.2', false]] as const) {
+    it(`${generation}: running ${stuck ? 'keeps the last step\'s value' : 'reads 0'} once the only request is aborted`, async () => {
+      const clock = new ManualClock();
+      const sim = await startSimulator({ port: 0, clock, prefixCachingHashAlgo: algo, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL] });
+      try {
+        const opened = openStream(sim.url, '/v1/completions', { model: MODEL, prompt: longText(100), max_tokens: 200, stream: true });
+        await waitFor(() => sim.engine.stats().running === 1, 'the request reached the engine');
+        // Into its decode: steps have sampled tokens and returned their stats.
+        clock.advance(500);
+        const stream = await opened;
+        expect(metricValue(await scrape(sim), 'vllm:num_requests_running')).toBe(1);
+        stream.hangUp();
+        await waitFor(() => sim.engine.stats().running === 0, 'the abort reached the engine');
+        clock.advance(500);
+        const s = await scrape(sim);
+        expect(metricValue(s, 'vllm:num_requests_running')).toBe(stuck ? 1 : 0);
+        // The last step's usage (the request's blocks) sticks in 0.10.0; 0.10.2's idle usage is 0.
+        if (stuck) expect(metricValue(s, 'vllm:kv_cache_usage_perc')).toBeGreaterThan(1 / 8192);
+        else expect(metricValue(s, 'vllm:kv_cache_usage_perc')).toBe(0);
+      } finally {
+        await sim.close();
+      }
+    });
+  }
+});
