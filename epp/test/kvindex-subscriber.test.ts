@@ -318,12 +318,12 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('central, data parallel: rank r is heard on the bound port + r once an endpoint of rank r joins; each rank is its own sequence (neither a restart nor a gap)', async () => {
     const r = new Recorder();
     const RANK1 = '127.0.0.1:8001';
+    const base = await freePortBlock(2);
     subscriber = new KvEventSubscriber({
-      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${base}`, topicFilter: 'kv@', socketPort: 0,
       resolvePod: (id, rank) => (id === POD ? (rank === 1 ? RANK1 : POD) : undefined), events: r, logger: quiet,
     });
     await subscriber.start();
-    const base = Number(/:(\d+)$/.exec(subscriber.boundEndpoint!)![1]);
     subscriber.addEndpoint(POD, 0);
     subscriber.addEndpoint(RANK1, 1);
     expect(subscriber.rankEndpoints).toEqual([`tcp://127.0.0.1:${base + 1}`]);
