@@ -190,17 +190,19 @@ describe('metrics freshness', () => {
 describe('stuck gauges (vLLM 0.10.0 after aborts)', () => {
   const stuckAt = (changedTime: number, updateTime: number) => ({ ...EMPTY_METRICS, waitingQueueSize: 6, runningQueueSize: 2, kvCacheUsagePercent: 0.7, changedTime, updateTime });
 
-  it('work that has not moved for STUCK_GAUGES_MS although scraped since reads as idle; anything else is kept as it is', () => {
+  it('work seen unchanged by successful scrapes for STUCK_GAUGES_MS reads as idle; anything else is kept as it is', () => {
     const now = 100_000;
-    expect(withoutStuckGauges(stuckAt(now - STUCK_GAUGES_MS, now - 10), now)).toMatchObject({ waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
-    const recent = stuckAt(now - STUCK_GAUGES_MS + 1, now - 10);
-    expect(withoutStuckGauges(recent, now)).toBe(recent);
-    // Not scraped since it last moved: old, not stuck (staleness rules apply).
+    expect(withoutStuckGauges(stuckAt(now - STUCK_GAUGES_MS, now))).toMatchObject({ waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
+    const recent = stuckAt(now - STUCK_GAUGES_MS + 1, now);
+    expect(withoutStuckGauges(recent)).toBe(recent);
+    // Not scraped successfully since it last moved (unreachable, or the scraper stalled): not stuck, old.
     const notScraped = stuckAt(now - 20_000, now - 20_000);
-    expect(withoutStuckGauges(notScraped, now)).toBe(notScraped);
+    expect(withoutStuckGauges(notScraped)).toBe(notScraped);
+    const failing = { ...stuckAt(now - 20_000, now), consecutiveFailures: 2 };
+    expect(withoutStuckGauges(failing)).toBe(failing);
     // An idle pod's constant usage (1/N in 0.10.0) is no stuck reading.
-    const idle = { ...EMPTY_METRICS, kvCacheUsagePercent: 1 / 8192, changedTime: 0, updateTime: now - 10 };
-    expect(withoutStuckGauges(idle, now)).toBe(idle);
+    const idle = { ...EMPTY_METRICS, kvCacheUsagePercent: 1 / 8192, changedTime: 0, updateTime: now };
+    expect(withoutStuckGauges(idle)).toBe(idle);
   });
 
   it('the snapshot reads a stuck pod as idle only while this EPP has nothing in flight there', () => {

@@ -490,7 +490,7 @@ export class Datastore {
   private recordSnapshot(rec: EndpointRecord): EndpointSnapshot {
     if (rec.snap === undefined) {
       const activeRequests = this.inFlight.get(rec.endpoint.key) ?? 0;
-      const metrics = activeRequests === 0 ? withoutStuckGauges(rec.metrics, Date.now()) : rec.metrics;
+      const metrics = activeRequests === 0 ? withoutStuckGauges(rec.metrics) : rec.metrics;
       rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests });
     }
     return rec.snap;
@@ -580,7 +580,6 @@ export class Datastore {
   }
 }
 
-/** Age of an endpoint's metrics in ms; Infinity when it was never scraped. */
 /**
  * How long a pod's load gauges may stand still, showing work, while this EPP has nothing in flight there, before they
  * are read as stuck. vLLM 0.10.0 returns the scheduler's stats only from an engine step that samples a token
@@ -594,17 +593,20 @@ export class Datastore {
 export const STUCK_GAUGES_MS = 10_000;
 
 /**
- * `m` with its load gauges (running, waiting, KV usage) read as idle when they are stuck: showing work, unchanged for
- * STUCK_GAUGES_MS although scraped since. Only for a pod this EPP has nothing in flight to (the caller's check): with
+ * `m` with its load gauges (running, waiting, KV usage) read as idle when they are stuck: showing work, and seen
+ * unchanged by successful scrapes for STUCK_GAUGES_MS. Only for a pod this EPP has nothing in flight to (the caller's check): with
  * its own requests there, the gauges move or are right.
  */
-export function withoutStuckGauges(m: EndpointMetrics, now: number): EndpointMetrics {
+export function withoutStuckGauges(m: EndpointMetrics): EndpointMetrics {
   // Blocks in use without a request running or waiting are not a stuck reading (idle usage is 1/N in 0.10.0).
   if (m.waitingQueueSize <= 0 && m.runningQueueSize <= 0) return m;
-  if (m.changedTime === undefined || m.updateTime <= m.changedTime || now - m.changedTime < STUCK_GAUGES_MS) return m;
+  // Seen standing still by successful scrapes across the whole span, and still scraped: a pod that stopped answering
+  // (or a stalled scraper) is not read as idle; its staleness and failures are the filters' to judge.
+  if (m.changedTime === undefined || m.consecutiveFailures > 0 || m.updateTime - m.changedTime < STUCK_GAUGES_MS) return m;
   return endpointMetrics({ ...m, waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
 }
 
+/** Age of an endpoint's metrics in ms; Infinity when it was never scraped. */
 export function metricsAgeMs(metrics: EndpointMetrics, now: number = Date.now()): number {
   return metrics.updateTime === 0 ? Infinity : Math.max(0, now - metrics.updateTime);
 }
