@@ -193,6 +193,8 @@ describe('stuck gauges (vLLM 0.10.0 after aborts)', () => {
   it('work seen unchanged by successful scrapes for STUCK_GAUGES_MS reads as idle; anything else is kept as it is', () => {
     const now = 100_000;
     expect(withoutStuckGauges(stuckAt(now - STUCK_GAUGES_MS, now))).toMatchObject({ waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
+    const withLora = { ...stuckAt(now - STUCK_GAUGES_MS, now), lora: { running: ['sql-lora'], waiting: ['chat-lora'], maxLora: 2 } };
+    expect(withoutStuckGauges(withLora).lora).toEqual({ running: [], waiting: [], maxLora: 2 });
     const recent = stuckAt(now - STUCK_GAUGES_MS + 1, now);
     expect(withoutStuckGauges(recent)).toBe(recent);
     // Not scraped successfully since it last moved (unreachable, or the scraper stalled): not stuck, old.

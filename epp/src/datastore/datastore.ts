@@ -593,7 +593,8 @@ export class Datastore {
 export const STUCK_GAUGES_MS = 10_000;
 
 /**
- * `m` with its load gauges (running, waiting, KV usage) read as idle when they are stuck: showing work, and seen
+ * `m` with its load gauges (running, waiting, KV usage, LoRA adapters running and waiting) read as idle when they are
+ * stuck: showing work, and seen
  * unchanged by successful scrapes for STUCK_GAUGES_MS. Only for a pod this EPP has nothing in flight to (the caller's check): with
  * its own requests there, the gauges move or are right.
  */
@@ -603,7 +604,10 @@ export function withoutStuckGauges(m: EndpointMetrics): EndpointMetrics {
   // Seen standing still by successful scrapes across the whole span, and still scraped: a pod that stopped answering
   // (or a stalled scraper) is not read as idle; its staleness and failures are the filters' to judge.
   if (m.changedTime === undefined || m.consecutiveFailures > 0 || m.updateTime - m.changedTime < STUCK_GAUGES_MS) return m;
-  return endpointMetrics({ ...m, waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0 });
+  // The adapters it lists as running or waiting are the same stuck requests' (vllm:lora_requests_info is set in the
+  // same `record` call as the gauges, loggers.py @ 6eca337ce, and sticks with them): their slots are free.
+  const lora = m.lora === undefined ? undefined : { running: [], waiting: [], maxLora: m.lora.maxLora };
+  return endpointMetrics({ ...m, waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, ...(lora !== undefined ? { lora } : {}) });
 }
 
 /** Age of an endpoint's metrics in ms; Infinity when it was never scraped. */
