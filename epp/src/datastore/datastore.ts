@@ -594,9 +594,8 @@ export const STUCK_GAUGES_MS = 10_000;
 
 /**
  * `m` with its load gauges (running, waiting, KV usage, LoRA adapters running and waiting) read as idle when they are
- * stuck: showing work, and seen
- * unchanged by successful scrapes for STUCK_GAUGES_MS. Only for a pod this EPP has nothing in flight to (the caller's check): with
- * its own requests there, the gauges move or are right.
+ * stuck: showing work, and seen unchanged by successful scrapes for STUCK_GAUGES_MS. Only for a pod this EPP has
+ * nothing in flight to (the caller's check): with its own requests there, the gauges move or are right.
  */
 export function withoutStuckGauges(m: EndpointMetrics): EndpointMetrics {
   // Blocks in use without a request running or waiting are not a stuck reading (idle usage is 1/N in 0.10.0).

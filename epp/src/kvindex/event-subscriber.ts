@@ -213,13 +213,11 @@ export class KvEventSubscriber {
   /** Queues the bind of rank's port behind the binds before it; never throws (a failure is logged). */
   private bindOffset(rank: number): void {
     const socket = this.central!;
-    const base = this.baseEndpoint!;
-    const port = /:(\d+)$/.exec(base);
-    if (!port) {
-      this.options.logger.warn('KV-event socket has no TCP port to offset: data-parallel rank not heard', { endpoint: base, rank });
+    const address = this.rankAddress(rank);
+    if (address === undefined) {
+      this.options.logger.warn('KV-event socket has no TCP port to offset: data-parallel rank not heard', { endpoint: this.baseEndpoint, rank });
       return;
     }
-    const address = `${base.slice(0, port.index)}:${Number(port[1]) + rank}`;
     this.binding = this.binding.then(async () => {
       if (this.closed || socket.closed) return;
       try {
@@ -239,10 +237,14 @@ export class KvEventSubscriber {
 
   /** The addresses the central socket binds for data-parallel ranks above 0 (rank 0's is `boundEndpoint`). */
   get rankEndpoints(): string[] {
+    return [...this.centralRanks].filter((r) => r > 0).sort((a, b) => a - b).flatMap((r) => this.rankAddress(r) ?? []);
+  }
+
+  /** Rank 0's bound address with its port offset by `rank`; undefined before the bind or without a TCP port. */
+  private rankAddress(rank: number): string | undefined {
     const base = this.baseEndpoint;
     const port = base === undefined ? null : /:(\d+)$/.exec(base);
-    if (!port) return [];
-    return [...this.centralRanks].filter((r) => r > 0).sort((a, b) => a - b).map((r) => `${base!.slice(0, port.index)}:${Number(port[1]) + r}`);
+    return port ? `${base!.slice(0, port.index)}:${Number(port[1]) + rank}` : undefined;
   }
 
   /** How events arrive: a bound socket, a subscription per pod, or both. */

@@ -37,6 +37,15 @@ export interface SaturationFilterParameters {
  */
 export const LATE_WINDOW_MS = 4000;
 
+/**
+ * Whether a pod's metrics are lost rather than only late: a scrape failed since the last good one, none ever came, or
+ * the last is older than the staleness threshold plus LATE_WINDOW_MS (a stuck scraper). Shared with the
+ * `utilization-detector`'s `unreadable`.
+ */
+export function metricsLost(metrics: EndpointSnapshot['metrics'], now: number, stalenessMs: number): boolean {
+  return metrics.consecutiveFailures > 0 || metrics.updateTime <= 0 || now - metrics.updateTime > stalenessMs + LATE_WINDOW_MS;
+}
+
 /** One filter call's exclusions, in candidate order; `late` when one was a pod whose metrics are only late. */
 type Exclusions = SaturationExclusionReason[] & { late?: boolean };
 
@@ -137,10 +146,7 @@ export class SaturationFilter implements Filter {
   private exclude(excluded: Exclusions, reason: SaturationExclusionReason, candidate: EndpointSnapshot, now: number): void {
     excluded.push(reason);
     this.handle.metrics.countSaturationExclusion(reason);
-    const { consecutiveFailures, updateTime } = candidate.metrics;
-    if (reason === 'stale_metrics' && consecutiveFailures === 0 && updateTime > 0 && now - updateTime <= this.stalenessMs + LATE_WINDOW_MS) {
-      excluded.late = true;
-    }
+    if (reason === 'stale_metrics' && !metricsLost(candidate.metrics, now, this.stalenessMs)) excluded.late = true;
   }
 
   /**

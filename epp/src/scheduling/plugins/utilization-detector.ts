@@ -4,7 +4,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter, PluginHandle } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { LATE_WINDOW_MS } from './saturation-filter';
+import { metricsLost } from './saturation-filter';
 
 export interface UtilizationDetectorParameters {
   /** The ideal waiting queue (`vllm:num_requests_waiting`) of one pod; must be > 0. @default 5 */
@@ -84,8 +84,7 @@ export class UtilizationDetector implements Filter, SaturationDetector {
    * threshold plus LATE_WINDOW_MS (a stuck scraper, as the `saturation-filter` reads it).
    */
   unreadable(candidate: EndpointSnapshot): boolean {
-    const { consecutiveFailures, updateTime } = candidate.metrics;
-    return consecutiveFailures > 0 || updateTime <= 0 || this.handle.now() - updateTime > this.stalenessMs + LATE_WINDOW_MS;
+    return metricsLost(candidate.metrics, this.handle.now(), this.stalenessMs);
   }
 
   private stale(updateTime: number, now: number): boolean {
