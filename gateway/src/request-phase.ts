@@ -165,11 +165,11 @@ export class RequestPhase {
     const body = replacement ?? this.buffered[0] ?? EMPTY_BODY;
     this.buffered = [];
     const trailers = this.downstream.trailers;
-    // Envoy leaves the headers as they are: a Content-Length that was there (the client's, or the EPP's, checked
-    // above when the body changed) goes on, so it gets the exact length; without one (a chunked upload, or the EPP
+    // Envoy leaves the headers as they are: a Content-Length that was there goes on as it is (the client's matches the
+    // body; the EPP's was checked above when the body changed, and is forwarded unchecked when it did not, so a wrong
+    // one reaches the pod as it would behind Envoy, audit 22 LOW-3); without one (a chunked upload, or the EPP
     // removed it) the upstream gets the body chunked, as does a body followed by trailers.
     if (trailers) headers.remove('content-length');
-    else if (headers.has('content-length')) headers.set('content-length', String(body.length));
     if (trailers && this.mode.trailersThroughEpp) {
       // The trailers go to the EPP first, and the whole request waits for their answer: Envoy sends them from the body
       // answer without continuing the filter chain (ProcessorState::finalizeBodyResponse, `processor_state.cc`

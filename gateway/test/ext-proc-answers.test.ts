@@ -321,6 +321,22 @@ describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedB
     });
   });
 
+  it('a Content-Length the EPP sets without a body mutation goes upstream as set (validateContentLength L468-484 runs only with one)', async () => {
+    await withEpp(on('request_body', () => [{ request_body: { response: { header_mutation: { set_headers: [
+      { header: { key: 'content-length', raw_value: raw('5') } },
+    ] } } } }]), async (port) => {
+      const before = ups.map((u) => u.seen.length);
+      const body = completion();
+      await send(port, { body, headers: { ...json, 'content-length': String(Buffer.byteLength(body)) } });
+      // The pod reads the five bytes the header announces (and its parser refuses the rest): the EPP's error shows
+      // behind the gateway as it would behind Envoy, rather than being corrected away.
+      const got = ups.flatMap((u, i) => u.seen.slice(before[i]));
+      expect(got).toHaveLength(1);
+      expect(got[0]?.headers['content-length']).toBe('5');
+      expect(got[0]?.body.toString()).toBe(body.slice(0, 5));
+    });
+  });
+
   it('a chunked upload stays chunked upstream, mutated or not: Envoy adds no Content-Length', async () => {
     await withEpp(on('request_body', () => [bodyResponse('request', { body_mutation: { body: raw('{"replaced":true}') } })]), async (port) => {
       const r = await send(port, { body: [completion(), ''], headers: { ...json, 'transfer-encoding': 'chunked' } });
