@@ -143,6 +143,17 @@ describe('saturation-filter', () => {
       const edge = { request: cycle.request, state: new CycleState() };
       expect(filter.filter(edge, [pod('late', { metrics: { updateTime: NOW - 200 - LATE_WINDOW_MS } })])).toEqual([]);
       expect(emptyReason(filter, edge)).toBe('metrics-late');
+      // A pod never scraped but discovered within the window has its first scrape on its way: late. Discovered longer
+      // ago than that (or outside any datastore), it was never read: no endpoint.
+      const fresh = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(fresh, [{ ...pod('new', { metrics: { updateTime: 0 } }), discoveredTime: NOW - 100 }])).toEqual([]);
+      expect(emptyReason(filter, fresh)).toBe('metrics-late');
+      const unread = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(unread, [{ ...pod('old', { metrics: { updateTime: 0 } }), discoveredTime: NOW - 200 - LATE_WINDOW_MS - 1 }])).toEqual([]);
+      expect(emptyReason(filter, unread)).toBe('no-endpoints');
+      const refused = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(refused, [{ ...pod('refused', { metrics: { updateTime: 0, consecutiveFailures: 1 } }), discoveredTime: NOW - 100 }])).toEqual([]);
+      expect(emptyReason(filter, refused)).toBe('no-endpoints');
       // Load anywhere still makes it saturation (429 without flow control).
       const loaded = { request: cycle.request, state: new CycleState() };
       expect(filter.filter(loaded, [pod('busy', { metrics: { waitingQueueSize: 9 } }), pod('late', { metrics: { updateTime: NOW - 2_000 } })])).toEqual([]);

@@ -426,6 +426,40 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
+  // A pool scaled from zero, or replaced whole, long after the EPP started: the new pod's first scrape is some
+  // milliseconds away when the first request comes. That request waits for it, as for late metrics, not a 503.
+  it('a pod discovered moments ago, not scraped yet, alone in the pool: the request waits for its first scrape; one never read since discovery long ago gets a 503', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const pool = new Datastore({ scrape: false });
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: pool, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      jest.advanceTimersByTime(60_000); // long past the start-up grace
+      pool.upsertEndpoint({ key: '10.0.1.1:8000', name: 'new', namespace: 'ns', address: '10.0.1.1', port: 8000, labels: {} });
+      let answer: RouteDecision | undefined;
+      void director.route(incoming('first')).then((d) => { answer = d; });
+      await turns(20);
+      expect(answer).toBeUndefined();
+      expect(q.size).toBe(1);
+      jest.advanceTimersByTime(50);
+      pool.setMetrics('10.0.1.1:8000', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
+      jest.advanceTimersByTime(50);
+      await turns(20);
+      expect(answer).toMatchObject({ kind: 'route', endpoint: '10.0.1.1:8000' });
+
+      // A pod whose scrape never came back, found 10 s ago (a hung scraper): nothing to wait for.
+      pool.upsertEndpoint({ key: '10.0.1.2:8000', name: 'never', namespace: 'ns', address: '10.0.1.2', port: 8000, labels: {} });
+      pool.removeEndpoint('10.0.1.1:8000');
+      jest.advanceTimersByTime(10_000);
+      const never = await director.route(incoming('never'));
+      expect(never).toMatchObject({ kind: 'reject', status: 503 });
+      pool.stop();
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   // The same with GIE's utilization-detector as the pool's detector (its dispatch gate, not the filters, holds the
   // queue): late metrics hold requests as a full pool, lost ones (stuck past the late window) do not.
   it('with a utilization-detector pool detector, a stuck scraper (metrics past the late window, no failure) ends the wait (the cycle runs), not a 429 at the deadline', async () => {

@@ -479,7 +479,9 @@ describe('Datastore.snapshot() patched from the last one', () => {
       else ds.release(key(i));
       if (random() < 0.6) {
         const snap = ds.snapshot();
-        expect(snap).toEqual(ds.endpoints().map((endpoint) => ({ endpoint, metrics: ds.metrics(endpoint.key)!, activeRequests: ds.activeRequests(endpoint.key) })));
+        expect(snap).toEqual(ds.endpoints().map((endpoint) => ({
+          endpoint, metrics: ds.metrics(endpoint.key)!, activeRequests: ds.activeRequests(endpoint.key), discoveredTime: ds.discoveredTime(endpoint.key),
+        })));
         handedOut.push({ array: snap, copy: [...snap] });
       }
     }

@@ -20,7 +20,9 @@ const key = (i: number) => `10.0.${i >> 8}.${i & 255}:8000`;
 
 /** What `snapshot()` returned before it was cached: fresh objects from the live state. */
 function freshSnapshot(ds: Datastore): EndpointSnapshot[] {
-  return ds.endpoints().map((endpoint) => ({ endpoint, metrics: ds.metrics(endpoint.key)!, activeRequests: ds.activeRequests(endpoint.key) }));
+  return ds.endpoints().map((endpoint) => ({
+    endpoint, metrics: ds.metrics(endpoint.key)!, activeRequests: ds.activeRequests(endpoint.key), discoveredTime: ds.discoveredTime(endpoint.key),
+  }));
 }
 
 describe('Datastore.snapshot() reused until something changes', () => {

@@ -108,6 +108,8 @@ interface EndpointRecord {
   position: number;
   /** Queued in `Datastore.changedSince` for the next snapshot. */
   queued: boolean;
+  /** Wall-clock ms when it was added (a refresh of the same pod keeps it). */
+  discoveredTime: number;
 }
 
 const ADAPT_WINDOW_MS = 1000;
@@ -318,7 +320,7 @@ export class Datastore {
       }
       this.removeEndpoint(ep.key);
     }
-    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false };
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now() };
     this.records.set(ep.key, rec);
     this.poolChanged();
     const url = metricsUrl(ep.address, ep.metricsPort ?? (this.options.metricsPort || ep.port), {
@@ -450,6 +452,11 @@ export class Datastore {
     return this.inFlight.get(key) ?? 0;
   }
 
+  /** Wall-clock ms when the endpoint at `key` was added; undefined for an unknown key. */
+  discoveredTime(key: string): number | undefined {
+    return this.records.get(key)?.discoveredTime;
+  }
+
   // ---- reads for scheduling and metrics ----
 
   /**
@@ -491,7 +498,7 @@ export class Datastore {
     if (rec.snap === undefined) {
       const activeRequests = this.inFlight.get(rec.endpoint.key) ?? 0;
       const metrics = activeRequests === 0 ? withoutStuckGauges(rec.metrics) : rec.metrics;
-      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests });
+      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests, discoveredTime: rec.discoveredTime });
     }
     return rec.snap;
   }

@@ -74,6 +74,11 @@ export interface EndpointSnapshot {
   readonly metrics: EndpointMetrics;
   /** Requests the EPP routed to this endpoint whose responses have not ended yet. */
   readonly activeRequests: number;
+  /**
+   * Wall-clock ms when the datastore added the endpoint (discovery found it). Tells a pod whose first scrape is still
+   * on its way from one that was never read; absent in snapshots built outside a datastore.
+   */
+  readonly discoveredTime?: number;
 }
 
 /**

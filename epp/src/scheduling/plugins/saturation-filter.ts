@@ -38,12 +38,17 @@ export interface SaturationFilterParameters {
 export const LATE_WINDOW_MS = 4000;
 
 /**
- * Whether a pod's metrics are lost rather than only late: a scrape failed since the last good one, none ever came, or
- * the last is older than the staleness threshold plus LATE_WINDOW_MS (a stuck scraper). Shared with the
- * `utilization-detector`'s `unreadable`.
+ * Whether a pod's metrics are lost rather than only late: a scrape failed since the last good one, or the last is
+ * older than the staleness threshold plus LATE_WINDOW_MS (a stuck scraper), or none ever came and the pod was
+ * discovered longer ago than that (a pod found moments ago, its first scrape on its way, is late: a pool scaled from
+ * zero, or replaced whole, waits for it rather than answering 503). Shared with the `utilization-detector`'s
+ * `unreadable`.
  */
-export function metricsLost(metrics: EndpointSnapshot['metrics'], now: number, stalenessMs: number): boolean {
-  return metrics.consecutiveFailures > 0 || metrics.updateTime <= 0 || now - metrics.updateTime > stalenessMs + LATE_WINDOW_MS;
+export function metricsLost(candidate: EndpointSnapshot, now: number, stalenessMs: number): boolean {
+  const { metrics } = candidate;
+  if (metrics.consecutiveFailures > 0) return true;
+  const since = metrics.updateTime > 0 ? metrics.updateTime : candidate.discoveredTime;
+  return since === undefined || now - since > stalenessMs + LATE_WINDOW_MS;
 }
 
 /** One filter call's exclusions, in candidate order; `late` when one was a pod whose metrics are only late. */
@@ -146,7 +151,7 @@ export class SaturationFilter implements Filter {
   private exclude(excluded: Exclusions, reason: SaturationExclusionReason, candidate: EndpointSnapshot, now: number): void {
     excluded.push(reason);
     this.handle.metrics.countSaturationExclusion(reason);
-    if (reason === 'stale_metrics' && !metricsLost(candidate.metrics, now, this.stalenessMs)) excluded.late = true;
+    if (reason === 'stale_metrics' && !metricsLost(candidate, now, this.stalenessMs)) excluded.late = true;
   }
 
   /**
@@ -159,7 +164,8 @@ export class SaturationFilter implements Filter {
    *   holds the request for the next scrapes, as GIE's saturation detector counts a pod with stale metrics as full and
    *   its flow control waits (v1.5.0 `saturationdetector/utilization/detector.go` Saturation). Without flow control,
    *   503. Past the window the scraper is stuck, not behind (a hung worker, one that never reported), and waiting
-   *   would only hold the request to its deadline: 503 then, as for a pod never scraped.
+   *   would only hold the request to its deadline: 503 then, as for a pod never scraped since it was discovered that
+   *   long ago (one discovered within the window is late: its first scrape is on its way).
    * - every scrape is failing (pods gone): nothing says waiting helps, so 503, as upstream answers when it has no
    *   endpoint, and clients and Envoy treat it as unavailable.
    */

@@ -80,11 +80,11 @@ export class UtilizationDetector implements Filter, SaturationDetector {
   }
 
   /**
-   * Lost, not late: a scrape failed since the last good one, none ever came, or the last is older than the staleness
-   * threshold plus LATE_WINDOW_MS (a stuck scraper, as the `saturation-filter` reads it).
+   * Lost, not late: a scrape failed since the last good one, or the last (or, never scraped, the pod's discovery) is
+   * older than the staleness threshold plus LATE_WINDOW_MS (a stuck scraper, as the `saturation-filter` reads it).
    */
   unreadable(candidate: EndpointSnapshot): boolean {
-    return metricsLost(candidate.metrics, this.handle.now(), this.stalenessMs);
+    return metricsLost(candidate, this.handle.now(), this.stalenessMs);
   }
 
   private stale(updateTime: number, now: number): boolean {
