@@ -522,11 +522,18 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
 
 describe('score normalization', () => {
   test('min-max as llm-d (utils.go indexedScoresToNormalizedScoredPods @ v0.8.0): holders only, ties and lone holders 1', () => {
-    expect(minMaxNormalized([0, 3, 5, 4])).toEqual([0, 0, 1, 0.5]);
-    expect(minMaxNormalized([0, 2, 0])).toEqual([0, 1, 0]);
+    expect(minMaxNormalized([undefined, 3, 5, 4])).toEqual([0, 0, 1, 0.5]);
+    expect(minMaxNormalized([undefined, 2, undefined])).toEqual([0, 1, 0]);
     expect(minMaxNormalized([6, 6])).toEqual([1, 1]);
-    expect(minMaxNormalized([0, 0])).toEqual([0, 0]);
+    expect(minMaxNormalized([undefined, undefined])).toEqual([0, 0]);
     expect(minMaxNormalized([1.8, 2])).toEqual([0, 1]); // tier-weighted: CPU-held blocks count 0.8
+  });
+
+  test('a holder whose only copy is in a tier weighted 0 is in the min-max population at 0, as in KVM\'s score map (kvblock_scorer.go @ llm-d-kv-cache v0.7.1)', () => {
+    // A holds 3 GPU blocks, B 1, C block 0 on a CPU tier weighted 0: upstream's min is C's 0.
+    expect(minMaxNormalized([3, 1, 0])).toEqual([1, 1 / 3, 0]);
+    // Only zero-weight holders: min equals max, every holder 1 (utils.go L32-34); a pod holding nothing stays 0.
+    expect(minMaxNormalized([0, 0, undefined])).toEqual([1, 1, 0]);
   });
 
   test('scoreNormalization defaults to llm-d\'s min-max; kvroute\'s precise config states share; anything else is refused', () => {
@@ -534,5 +541,55 @@ describe('score normalization', () => {
     const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'm' });
     expect(precise.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ scoreNormalization: 'share' });
     expect(() => resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'max' })).toThrow('scoreNormalization: must be "min-max" (llm-d\'s) or "share", got "max"');
+  });
+});
+
+describe('tokenizers by model (no modelName configured)', () => {
+  // llm-d v0.8.0 refuses a config without tokenizersPoolConfig.modelName (precise_prefix_cache.go); kvroute takes the
+  // base model from the events' topics, so a name it could not load (a LoRA adapter's) must not stick for the others.
+  test('a first request naming a LoRA adapter before any event does not turn precise scoring off: the base model\'s tokenizer loads when an event names it', async () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+      speculativeIndexing: false
+      loraAdapters: [chat-lora]
+  - type: max-score-picker
+`));
+    await scheduler.plugins.start();
+    const pub = new TestKvEventPublisher();
+    try {
+      const pod = '10.0.0.1:8000';
+      const snapshot: EndpointSnapshot = {
+        endpoint: { key: pod, name: pod, namespace: 'ns', address: '10.0.0.1', port: 8000, labels: {} },
+        metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
+      };
+      scheduler.plugins.addEndpoint(snapshot.endpoint);
+      const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+      const body = (model: string) => ({ model, messages: [{ role: 'user', content: `Tell me about tokenizers. ${'More context. '.repeat(40)}` }] });
+      const score = async (model: string): Promise<number[]> => {
+        const parsed = parseRequestBody(Buffer.from(JSON.stringify(body(model))));
+        const request = { requestId: 'r', model, prompt: '', input: parsed.input, headers: {}, attributes: new CycleState() };
+        await scorer.prepareRequest(request);
+        return scorer.score({ request, state: new CycleState() }, [snapshot]);
+      };
+      expect(await score('chat-lora')).toEqual([0]); // no tokenizer named chat-lora
+      const own = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+      const { ids } = (await own.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body(MODEL)))).input))!;
+      const full = Math.floor(ids.length / 16);
+      pub.connect(scorer.subscriber.boundEndpoint!);
+      await pub.waitSubscribed();
+      await pub.publish([{
+        type: 'BlockStored', blockHashes: Array.from({ length: full }, (_, i) => String(100 + i)), parentBlockHash: null,
+        tokenIds: [...ids.slice(0, full * 16)], blockSize: 16, loraId: null,
+      }], { topic: `kv@${pod}@${MODEL}`, seq: 0n });
+      await waitFor(() => scorer.index.blocksOf(pod) >= full, 'the blocks to be indexed');
+      await waitFor(async () => (await score(MODEL))[0] === 1, 'the base model\'s tokenizer to load and the request to match');
+    } finally {
+      pub.close();
+      await scheduler.plugins.close();
+    }
   });
 });

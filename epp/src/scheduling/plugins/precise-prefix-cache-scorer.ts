@@ -11,6 +11,7 @@
  * as speculatively cached on the chosen pod for a short time, so a burst sharing a new prefix follows the first
  * request before the pod's events arrive.
  */
+import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
@@ -234,7 +235,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   private eventsCarryExtraKeys = false;
   /** Base-model names seen in event topics: a request naming one uses the base chain, any other name a LoRA's. */
   private readonly baseModels = new Set<string>();
-  private tokenizer?: Promise<Tokenizer.ModelTokenizer | undefined>;
+  /**
+   * Tokenizers by model name, each loaded once; a name without one is kept as such, so one failed load (a first request
+   * naming a LoRA adapter before any event named the base model) does not turn precise scoring off for the others.
+   * Bounded: without `modelName` and before any event, the name is the client's.
+   */
+  private readonly tokenizers = new LRUCache<string, Promise<Tokenizer.ModelTokenizer | undefined>>({ max: 32 });
   private readonly capacities = new Map<string, number>();
   private readonly warmListeners: (() => void)[] = [];
   /** (pod, kind) pairs already warned about, so a stream of such events logs once. */
@@ -373,9 +379,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);
     publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
-    const weights = candidates.map((c) => matches.get(c.endpoint.key)?.weight ?? 0);
-    if (!minMax) return weights.map((w) => w / blocks.keys.length);
-    return minMaxNormalized(weights, [...found.values()].map((m) => m.weight));
+    if (!minMax) return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
+    return minMaxNormalized(candidates.map((c) => matches.get(c.endpoint.key)?.weight), [...found.values()].map((m) => m.weight));
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -482,9 +487,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
 
   /** Loads a model's tokenizer once, in the background; until it is ready requests score 0 (routed by load). */
   private tokenizerFor(model: string): Promise<Tokenizer.ModelTokenizer | undefined> {
-    if (this.tokenizer) return this.tokenizer;
+    const known = this.tokenizers.get(model);
+    if (known) return known;
     const config = this.parameters.indexerConfig.tokenizersPoolConfig ?? {};
-    this.tokenizer = new Promise<Tokenizer.ModelTokenizer | undefined>((resolve) => setImmediate(() => {
+    const loading = new Promise<Tokenizer.ModelTokenizer | undefined>((resolve) => setImmediate(() => {
       // Loaded here, not at import: the config module (imported by the cdk8s app) must not load a native addon.
       const { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } = require('@kvroute/tokenizer') as typeof Tokenizer;
       try {
@@ -504,24 +510,27 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
         resolve(undefined);
       }
     }));
-    return this.tokenizer;
+    this.tokenizers.set(model, loading);
+    return loading;
   }
 }
 
 /**
- * llm-d's min-max normalization (`utils.go` indexedScoresToNormalizedScoredPods @ v0.8.0): min and max over `population`
- * (the matches of every pod holding any of the prefix, which KVM's score map holds; `weights` by default), each of
- * `weights` then (w − min) / (max − min), every holder 1 when min equals max; a pod holding nothing 0.
+ * llm-d's min-max normalization (`utils.go` indexedScoresToNormalizedScoredPods and getMinMax @ v0.8.0): min and max
+ * over `population` (the weights of every pod holding the prefix's first block, which KVM's score map holds, a holder
+ * whose only copy is in a tier weighted 0 included at 0: `kvblock_scorer.go` @ llm-d-kv-cache v0.7.1; the holders of
+ * `weights` by default), each holder then (w − min) / (max − min), every holder 1 when min equals max; `undefined` (a
+ * pod holding nothing) 0.
  */
-export function minMaxNormalized(weights: readonly number[], population: readonly number[] = weights): number[] {
+export function minMaxNormalized(weights: readonly (number | undefined)[], population: readonly (number | undefined)[] = weights): number[] {
   let min = Infinity;
   let max = -Infinity;
   for (const w of population) {
-    if (w <= 0) continue;
+    if (w === undefined) continue;
     if (w < min) min = w;
     if (w > max) max = w;
   }
-  return weights.map((w) => (w <= 0 ? 0 : max === min ? 1 : Math.max(0, (w - min) / (max - min))));
+  return weights.map((w) => (w === undefined ? 0 : max === min ? 1 : Math.max(0, (w - min) / (max - min))));
 }
 
 function loraAdapterOrder(fields: FieldReader): string[] {
