@@ -171,7 +171,7 @@ describe('upstream EndpointPickerConfigs (GIE v1.5.0, llm-d v0.8.0)', () => {
       .toThrow(/local\.modelTokenizerMap: must be a map of model name to the path of its tokenizer\.json/);
   });
 
-  test('a block size only under indexerConfig (llm-d up to v0.3) is read with a warning that llm-d v0.8.0 ignores it; a uds tokenizer is named unused', async () => {
+  test('a block size only under indexerConfig (llm-d up to v0.4) is read with a warning that llm-d v0.8.0 ignores it; a uds tokenizer is named unused', async () => {
     const warnings: string[] = [];
     const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (msg: string) => { warnings.push(msg); } };
     const nested = buildScheduler(parseEndpointPickerConfig(LLMD_SIM_KVCACHE), { logger });
@@ -188,6 +188,33 @@ describe('upstream EndpointPickerConfigs (GIE v1.5.0, llm-d v0.8.0)', () => {
     expect(warnings).toEqual([expect.stringMatching(/tokenizersPoolConfig\.uds .* is not used/)]);
     await new Promise((resolve) => setImmediate(resolve)); // the tokenizer load it started
     await top.plugins.close();
+  });
+
+  // llm-d-kv-cache v0.7.1 kvblock/in_memory.go: size 1e8 keys, podCacheSize 10 (pod, tier) entries per key.
+  test('an llm-d index backend config (kvBlockIndexConfig beyond its metrics switches) loads and is named unused', async () => {
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (msg: string) => { warnings.push(msg); } };
+    const config = (index: string) => `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: precise-prefix-cache-scorer
+  parameters:
+    tokenProcessorConfig: { blockSize: 16 }
+    indexerConfig:
+      kvBlockIndexConfig: ${index}
+      tokenizersPoolConfig: { modelName: m }
+    kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+- type: max-score-picker
+`;
+    const sized = buildScheduler(parseEndpointPickerConfig(config('{ inMemoryConfig: { size: 1000, podCacheSize: 10 } }')), { logger });
+    expect(warnings).toEqual([expect.stringMatching(/kvBlockIndexConfig is not used: kvroute keeps its own in-memory index/)]);
+    await new Promise((resolve) => setImmediate(resolve)); // the tokenizer load it started
+    await sized.plugins.close();
+    warnings.length = 0;
+    const metricsOnly = buildScheduler(parseEndpointPickerConfig(config('{ enableMetrics: true, metricsLoggingInterval: 6000000000 }')), { logger });
+    expect(warnings).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    await metricsOnly.plugins.close();
   });
 
   test('a local tokenizer is found where llm-d-kv-cache v0.7.1 would look: the map\'s file, else <autoDiscoveryDir>/<model>, else the folder as a Hugging Face cache', () => {

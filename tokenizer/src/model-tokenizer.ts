@@ -63,10 +63,13 @@ export interface PromptTokens {
   readonly ids: Uint32Array;
   /**
    * False when the request carries what the template renders into tokens kvroute cannot reproduce (images, audio):
-   * the text around them is tokenized, but block boundaries after the first such part may differ from vLLM's.
+   * `ids` then end where the first message carrying such a part starts, the prefix that is the same blocks on vLLM.
    */
   readonly exact: boolean;
 }
+
+/** Stands in for the content of the first message with media, to find where the rendered prompt stops being known. */
+const MEDIA_CUT = '\uE000kvroute-media-cut\uE000';
 
 function tokenText(t: string | { content: string } | null | undefined): string {
   if (t === null || t === undefined) return '';
@@ -227,15 +230,29 @@ export class ModelTokenizer {
         let exact = true;
         const messages = input.messages.map((m: ChatMessageInput) => {
           const content = messageContent(m.content);
-          exact &&= content.exact;
+          // The first message with an image or audio part renders as a marker the ids are cut at: vLLM puts such a
+          // part's placeholder tokens where kvroute cannot reproduce them (before the message's text in the "string"
+          // content format, `_get_full_multimodal_text_prompt` in vllm/entrypoints/chat_utils.py @ v0.10.0; where the
+          // template puts the part in the "openai" one), and hashes the media into the blocks from there on. Only the
+          // conversation before that message is the same blocks on every pod.
+          if (!content.exact && exact) {
+            exact = false;
+            return { ...m, role: m.role ?? '', content: MEDIA_CUT };
+          }
           return { ...m, role: m.role ?? '', content: content.text };
         });
-        const text = this.renderChat(messages, {
+        let text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,
           continueFinalMessage: input.continueFinalMessage,
           ...(input.tools ? { tools: input.tools } : {}),
           ...(input.chatTemplateKwargs ? { chatTemplateKwargs: input.chatTemplateKwargs } : {}),
         });
+        if (!exact) {
+          const cut = text.indexOf(MEDIA_CUT);
+          // A template that dropped the marker leaves nothing known to be the pods' blocks.
+          if (cut < 0) return { ids: new Uint32Array(0), exact };
+          text = text.slice(0, cut);
+        }
         return { ids: await this.encode(text, false), exact };
       }
     }

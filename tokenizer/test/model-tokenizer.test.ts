@@ -79,6 +79,26 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     expect(withImage!.exact).toBe(false);
   });
 
+  test('a chat with an image is cut where the first message carrying media starts: two images, or none, share only the conversation before it', async () => {
+    const system = { role: 'system', content: `You describe pictures. ${'Be precise. '.repeat(30)}` };
+    const withPicture = (url: string) => ({
+      kind: 'chat' as const, addGenerationPrompt: true, continueFinalMessage: false,
+      messages: [system, { role: 'user', content: [{ type: 'text', text: 'What is in this picture?' }, { type: 'image_url', image_url: { url } }] }],
+    });
+    const cat = await tok.promptTokens(withPicture('cat.png'));
+    const dog = await tok.promptTokens(withPicture('dog.png'));
+    const textOnly = await tok.promptTokens({ kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false, messages: [system, { role: 'user', content: 'What is in this picture?' }] });
+    expect(cat!.exact).toBe(false);
+    // Exactly the rendering of the conversation up to the user turn's content (its role header included).
+    const before = tok.renderChat([system, { role: 'user', content: '' }]);
+    const prefix = before.slice(0, before.lastIndexOf('<|im_end|>'));
+    expect([...cat!.ids]).toEqual([...(await tok.encodeWhole(prefix, false))]);
+    expect([...dog!.ids]).toEqual([...cat!.ids]);
+    expect(textOnly!.exact).toBe(true);
+    expect(textOnly!.ids.length).toBeGreaterThan(cat!.ids.length);
+    expect([...textOnly!.ids.slice(0, cat!.ids.length)]).toEqual([...cat!.ids]);
+  });
+
   test('continue_final_message leaves the last turn open, as transformers does', () => {
     const open = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { continueFinalMessage: true });
     expect(open.endsWith('Once upon')).toBe(true);

@@ -68,7 +68,7 @@ export interface TokenProcessorConfig {
    * cut into blocks, at a smaller one gathered (README, "Any hash algorithm"). @default 16
    */
   blockSize?: number;
-  /** The newer name of `blockSize`. */
+  /** The newer name of `blockSize` (llm-d-kv-cache >= v0.8.1; llm-d v0.8.0's v0.7.1 knows only `blockSize`). */
   blockSizeTokens?: number;
   /**
    * vLLM's `PYTHONHASHSEED`: seeds the engine-hash chain (vLLM's `sha256_cbor`, llm-d-kv-cache's hashing) that blocks
@@ -260,7 +260,14 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (nestedTp !== undefined && Object.keys(nestedTp).length > 0 && Object.keys(parameters.tokenProcessorConfig).length === 0) {
       // llm-d-kv-cache v0.7.1's kvcache.Config has no tokenProcessorConfig (llm-d v0.8.0 reads only the plugin's own,
       // precise_prefix_cache.go), so there this block is dropped without a word and the block size is 16.
-      handle.logger.warn('indexerConfig.tokenProcessorConfig is read (llm-d up to v0.3 put it there), but llm-d v0.8.0 ignores it: move it to parameters.tokenProcessorConfig', { tokenProcessorConfig: nestedTp });
+      handle.logger.warn('indexerConfig.tokenProcessorConfig is read (llm-d up to v0.4 put it there), but llm-d v0.8.0 ignores it: move it to parameters.tokenProcessorConfig', { tokenProcessorConfig: nestedTp });
+    }
+    if (parameters.indexerConfig.kvBlockIndexConfig !== undefined && Object.keys(parameters.indexerConfig.kvBlockIndexConfig).some((k) => k !== 'enableMetrics' && k !== 'metricsLoggingInterval')) {
+      // llm-d-kv-cache v0.7.1's index backends (in-memory size and podCacheSize, cost-aware, Redis/Valkey): kvroute keeps
+      // its own in-memory index, bounded by maxBlocksPerPod / num_gpu_blocks and maxIndexEntries.
+      handle.logger.warn('indexerConfig.kvBlockIndexConfig is not used: kvroute keeps its own in-memory index (bounded by maxBlocksPerPod and maxIndexEntries)', {
+        keys: Object.keys(parameters.indexerConfig.kvBlockIndexConfig).filter((k) => k !== 'enableMetrics' && k !== 'metricsLoggingInterval').join(','),
+      });
     }
     if (parameters.indexerConfig.tokenizersPoolConfig?.uds !== undefined) {
       handle.logger.warn('tokenizersPoolConfig.uds (an external tokenizer service) is not used: kvroute tokenizes in process with the same Hugging Face tokenizer', {});
@@ -274,7 +281,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // As llm-d v0.8.0 (precise_prefix_cache.go): with discoverPods every endpoint is dialled, and a zmqEndpoint is
     // bound besides ("global socket mode"); without discoverPods the socket is bound. Left unset, discoverPods is
     // llm-d-kv-cache ≥ v0.5.0's default, true (kvevents.DefaultConfig, pool.go @ v0.7.1), but before v0.5.0 (llm-d
-    // ≤ v0.3) the same text meant a socket bound at tcp://*:5557 that the pods connect to: both are done then, so a
+    // ≤ v0.4) the same text meant a socket bound at tcp://*:5557 that the pods connect to: both are done then, so a
     // config that names neither gets events from pods deployed either way.
     const perPod = events.discoverPods !== false;
     const bound = events.discoverPods === true ? events.zmqEndpoint : events.zmqEndpoint ?? 'tcp://*:5557';
