@@ -132,6 +132,16 @@ describe('promptHead', () => {
     for (const n of [16_384, 119_990, 120_040, 200_000]) expect(promptHead(parsed.input, n)).toBe(parsed.prompt.slice(0, n));
   });
 
+  // vLLM 0.10.0 ChatCompletionRequest.documents: Optional[list[dict[str, str]]], handed to the chat template.
+  test('chat: documents are kept for the template; a documents that is not a list of objects is refused naming it', () => {
+    const documents = [{ title: 'Manual', text: 'Press the red button.' }];
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], documents }).input).toMatchObject({ kind: 'chat', documents });
+    expect('documents' in parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], documents: null }).input).toBe(false);
+    for (const bad of [{}, 'doc', [1], [['a']], [null]]) {
+      expect(() => parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], documents: bad })).toThrow(/documents: must be an array of objects/);
+    }
+  });
+
   test('the parsed body has the same members in the same order whichever are present (built without spreads)', () => {
     const tools = [{ type: 'function' }];
     const shape = (v: unknown) => JSON.stringify(parse(v), (_k, x: unknown) => x);

@@ -57,6 +57,8 @@ export interface RenderOptions {
   readonly tools?: readonly unknown[];
   /** vLLM's `chat_template_kwargs`, e.g. `{ enable_thinking: false }`. */
   readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
+  /** The request's `documents`, rendered by RAG templates. */
+  readonly documents?: readonly unknown[];
 }
 
 export interface PromptTokens {
@@ -197,18 +199,23 @@ export class ModelTokenizer {
   /** Renders the chat template as transformers' `apply_chat_template` does for vLLM. */
   renderChat(messages: readonly TemplateMessage[], options: RenderOptions = {}): string {
     if (!this.template) throw new Error('this tokenizer has no chat template');
-    const continueFinal = options.continueFinalMessage ?? false;
+    // vLLM 0.10.0 builds the template's arguments from the request's fields, then updates them with
+    // `chat_template_kwargs` (serving_engine.py `_preprocess_chat`), so a kwarg of the same name wins; transformers
+    // renders `messages`, `tools`, `documents`, `add_generation_prompt` and the rest as given.
+    const kwargs = options.chatTemplateKwargs ?? {};
+    const continueFinal = typeof kwargs.continue_final_message === 'boolean' ? kwargs.continue_final_message : options.continueFinalMessage ?? false;
     const context: Record<string, unknown> = {
       // transformers passes the special-tokens map; a template may reference any of them.
       bos_token: tokenText(this.config.bos_token),
       eos_token: tokenText(this.config.eos_token),
       pad_token: tokenText(this.config.pad_token),
       unk_token: tokenText(this.config.unk_token),
-      ...(options.chatTemplateKwargs ?? {}),
-      messages,
       add_generation_prompt: continueFinal ? false : options.addGenerationPrompt ?? true,
     };
     if (options.tools !== undefined) context.tools = options.tools;
+    if (options.documents !== undefined) context.documents = options.documents;
+    for (const [k, v] of Object.entries(kwargs)) if (k !== 'messages') context[k] = v;
+    context.messages = messages;
     const rendered = this.template.render(context);
     if (!continueFinal) return rendered;
     // transformers cuts the rendering right after the final message's content, leaving the turn open.
@@ -246,6 +253,7 @@ export class ModelTokenizer {
           continueFinalMessage: input.continueFinalMessage,
           ...(input.tools ? { tools: input.tools } : {}),
           ...(input.chatTemplateKwargs ? { chatTemplateKwargs: input.chatTemplateKwargs } : {}),
+          ...(input.documents ? { documents: input.documents } : {}),
         });
         if (!exact) {
           const cut = text.indexOf(MEDIA_CUT);

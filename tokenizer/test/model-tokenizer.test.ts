@@ -99,6 +99,29 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     expect([...textOnly!.ids.slice(0, cat!.ids.length)]).toEqual([...cat!.ids]);
   });
 
+  // vLLM 0.10.0 serving_engine.py _preprocess_chat: tools and documents go to the template, then chat_template_kwargs
+  // update the same arguments (a kwarg named like one wins); transformers renders them all into the template's context.
+  test('documents reach the template (RAG templates render them); chat_template_kwargs override the request\'s own fields', async () => {
+    const files = resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-rag-tok-'));
+    try {
+      const config = JSON.parse(fs.readFileSync(files.tokenizerConfigJson, 'utf8')) as Record<string, unknown>;
+      config.chat_template = '{% for d in documents or [] %}[{{ d.title }}: {{ d.text }}]{% endfor %}'
+        + '{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}';
+      fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+      fs.copyFileSync(files.tokenizerJson, path.join(dir, 'tokenizer.json'));
+      const rag = ModelTokenizer.load({ tokenizerJson: path.join(dir, 'tokenizer.json'), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' });
+      const messages = [{ role: 'user', content: 'Summarize.' }];
+      const documents = [{ title: 'Manual', text: 'Press the red button.' }];
+      expect(rag.renderChat(messages, { documents })).toBe('[Manual: Press the red button.]<user>Summarize.<assistant>');
+      expect(rag.renderChat(messages, { documents, chatTemplateKwargs: { add_generation_prompt: false } })).toBe('[Manual: Press the red button.]<user>Summarize.');
+      const ids = await rag.promptTokens({ kind: 'chat', messages, documents, addGenerationPrompt: true, continueFinalMessage: false });
+      expect([...ids!.ids]).toEqual([...(await rag.encodeWhole('[Manual: Press the red button.]<user>Summarize.<assistant>', false))]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('continue_final_message leaves the last turn open, as transformers does', () => {
     const open = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { continueFinalMessage: true });
     expect(open.endsWith('Once upon')).toBe(true);

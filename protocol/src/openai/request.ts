@@ -39,6 +39,8 @@ export type PromptInput =
       readonly continueFinalMessage: boolean;
       /** vLLM's `chat_template_kwargs`, passed to the template. */
       readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
+      /** `documents` as sent (RAG templates such as Granite's and Command-R's render them into the prompt). */
+      readonly documents?: readonly unknown[];
     }
   /** A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …). */
   | { readonly kind: 'text'; readonly text: string }
@@ -202,6 +204,13 @@ function readInput(o: Record<string, unknown>): PromptInput {
     if (kwargs !== undefined && kwargs !== null && (typeof kwargs !== 'object' || Array.isArray(kwargs))) {
       throw new RequestBodyError('chat_template_kwargs: must be an object', 'chat_template_kwargs', 'invalid_type');
     }
+    // vLLM 0.10.0 types it `Optional[list[dict[str, str]]]` (ChatCompletionRequest, protocol.py) and hands it to the
+    // template as `documents` (serving_engine.py `_preprocess_chat`).
+    const documents = o.documents;
+    if (documents !== undefined && documents !== null
+      && (!Array.isArray(documents) || documents.some((d) => typeof d !== 'object' || d === null || Array.isArray(d)))) {
+      throw new RequestBodyError('documents: must be an array of objects', 'documents', 'invalid_type');
+    }
     // Checked in this order (the first error is the one reported); built without spreads, the members in this order.
     const messages = chatMessages(o.messages);
     const addGenerationPrompt = optionalBoolean(o, 'add_generation_prompt', true);
@@ -210,6 +219,7 @@ function readInput(o: Record<string, unknown>): PromptInput {
       ? { kind: 'chat', messages, tools, addGenerationPrompt, continueFinalMessage }
       : { kind: 'chat', messages, addGenerationPrompt, continueFinalMessage };
     if (kwargs) chat.chatTemplateKwargs = kwargs as Record<string, unknown>;
+    if (Array.isArray(documents)) chat.documents = documents;
     return chat;
   }
   if (o.prompt !== undefined) return textOrTokens(o.prompt, 'prompt');
