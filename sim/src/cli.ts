@@ -54,6 +54,11 @@ const FLAGS: Record<string, FlagSpec> = {
   'itl-ms': { key: 'itlMs', kind: 'float', help: 'time per output token after the first (default 20)' },
   'prefill-concurrency': { key: 'prefillConcurrency', kind: 'int', help: 'prefills computed at once, FCFS; 0 = unlimited, no step token budget (default 1)' },
   'scheduling-policy': { key: 'schedulingPolicy', kind: 'string', help: 'fcfs (default) | priority: the waiting queue by each request\'s priority (lower first), as vLLM\'s' },
+  // Not a vLLM flag: vLLM takes this from $VLLM_HTTP_TIMEOUT_KEEP_ALIVE (vllm/envs.py @ v0.10.0), read here too when the
+  // flag is absent; uvicorn's `--timeout-keep-alive` (an int of seconds).
+  'timeout-keep-alive': { key: 'timeoutKeepAlive', kind: 'py-int', min: 1, help: 'seconds an idle HTTP keep-alive connection stays open, as uvicorn\'s timeout_keep_alive (default $VLLM_HTTP_TIMEOUT_KEEP_ALIVE or 5, vLLM\'s)' },
+  'decode-prefill-interference': { key: 'decodePrefillInterference', kind: 'bool', help: 'the default, as vLLM: a step\'s decode tokens wait for its prefill chunks, and a step\'s first tokens come together at its end' },
+  'no-decode-prefill-interference': { key: 'decodePrefillInterference', kind: 'no-bool', help: 'the pre-audit-23 model: decode every --itl-ms whatever prefills, a step\'s prefills one after another' },
   'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },

@@ -48,6 +48,17 @@ export interface EngineConfig {
    * 319-325 and 363-370). Undefined = no LoRAConfig, no limit.
    */
   maxLoras?: number;
+  /**
+   * vLLM runs a step's decode tokens and prefill chunks as one batch (`EngineCore.step`: `schedule()`, `execute_model`,
+   * `update_from_output`, vllm/v1/engine/core.py @ v0.10.0 L255-274; one `schedule()` serves the running requests and the
+   * waiting ones, vllm/v1/core/sched/scheduler.py @ v0.10.0 L202-297 and L331-507), and every request in the step samples
+   * its token when the whole step ends. On (with prefill lanes): a decoding request's next token comes at
+   * max(now + itl, the end of the prefill chunks scheduled or computing), and every chunk a step schedules ends at that
+   * step's end (so all first tokens of a step come together). Off: the pre-audit-23 model, decode every itl whatever
+   * the prefill load, and a step's prefills one after another on the lane. Without lanes (prefillConcurrency 0) there
+   * are no steps to share and this has no effect. @default true
+   */
+  decodePrefillInterference?: boolean;
 }
 
 export type SchedulingPolicy = 'fcfs' | 'priority';
@@ -116,6 +127,10 @@ export interface EngineObserver {
   onPrefixQuery?(info: { queries: number; hits: number }): void;
   /** First scheduling of a request. */
   onAdmit?(info: { promptTokens: number; cachedTokens: number; queueMs: number }): void;
+  /**
+   * A preemption as vLLM 0.10.0's frontend counts it: with the preempted request's next token (in the step that sampled
+   * it), never for a request aborted while preempted (see Req.pendingPreemptions).
+   */
   onPreempt?(): void;
   onFirstToken?(info: { ttftMs: number }): void;
   /** Every output token as it is sampled (`index` from 0), for counters vLLM advances per engine step. */
@@ -187,6 +202,14 @@ interface Req extends KvSequence {
   /** Bumped at preemption, so events scheduled before it are ignored. */
   epoch: number;
   preemptions: number;
+  /**
+   * Preemptions not yet reported to the observer. vLLM records PREEMPTED on the request (scheduler.py @ 6eca337ce
+   * (v0.10.0) L267-269) and those events leave the engine only inside the request's next EngineCoreOutput, which is built
+   * only when it has new tokens (L855-868, `events=request.take_events()`); the frontend then counts them in that step's
+   * IterationStats (vllm/v1/metrics/stats.py @ v0.10.0 L146-147, loggers.py L522-523). So they are reported with the
+   * request's next token, and dropped if it is aborted first.
+   */
+  pendingPreemptions: number;
   /** Current prefill: where it starts computing, from which token, and when its first token may come. */
   prefillStart: number;
   /** The prefill lane this request's current prefill holds (-1: none) and until when, so an abort or a preemption
@@ -276,6 +299,13 @@ export class Engine {
   private cancelPublish: (() => void) | null = null;
   /** When the work this step scheduled is computed: its prefill chunks' ends and, with a decode, the step's ITL. */
   private stepDoneAt = -Infinity;
+  /** decodePrefillInterference with lanes. */
+  private readonly interference: boolean;
+  /** The end of the last step that scheduled prefill chunks: a decode token cannot come before the chunks in flight. */
+  private busyUntil = -Infinity;
+  /** With interference: what this step scheduled, timed at the step's end once the whole step is known (flushStep). */
+  private readonly stepChunks: { r: Req; epoch: number; fresh: readonly number[] }[] = [];
+  private readonly stepDecodes: { r: Req; epoch: number; fresh: readonly number[] }[] = [];
 
   constructor(
     readonly config: EngineConfig,
@@ -296,6 +326,7 @@ export class Engine {
     this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
     this.eventsAfterStep = (config.kvEventSchema ?? 'v0.10') === 'v0.26';
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
+    this.interference = (config.decodePrefillInterference ?? true) && config.prefillConcurrency > 0;
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
   }
 
@@ -386,6 +417,7 @@ export class Engine {
       numTokens: promptLen,
       epoch: 0,
       preemptions: 0,
+      pendingPreemptions: 0,
       prefillStart: 0,
       lane: -1,
       laneUntil: 0,
@@ -540,10 +572,13 @@ export class Engine {
       }
       r.numComputedTokens += numNew;
       if (r.need === 'decode') {
-        for (const b of fresh) this.blockReadyAt[b] = at + this.config.itlMs;
         this.stepDoneAt = Math.max(this.stepDoneAt, at + this.config.itlMs);
         r.need = 'none';
-        this.schedule(r, 'token', at + this.config.itlMs, r.emitted);
+        if (this.interference) this.stepDecodes.push({ r, epoch: r.epoch, fresh });
+        else {
+          for (const b of fresh) this.blockReadyAt[b] = at + this.config.itlMs;
+          this.schedule(r, 'token', at + this.config.itlMs, r.emitted);
+        }
       } else {
         r.need = 'none';
         chunkTokens += numNew;
@@ -554,6 +589,7 @@ export class Engine {
 
     // WAITING requests, only if nothing was preempted in this step.
     if (!preempted) this.admitWaiting(at, chunkScheduled, chunkTokens);
+    if (this.interference) this.flushStep();
 
     if (this.kvEventSink) {
       const events = this.kv.takeEvents();
@@ -698,10 +734,46 @@ export class Engine {
     this.afterChunk(r, fresh);
   }
 
+  /**
+   * With decodePrefillInterference, at the end of a step's scheduling: the step is one batch (vllm/v1/engine/core.py @
+   * v0.10.0 L255-274, `schedule()` → `execute_model` → `update_from_output`), so everything it scheduled is computed
+   * when its last part is. Its end is the latest of its prefill chunks' ends (each still charged per token on its lane,
+   * the cost model unchanged) and, with a decode, now + itl. Each chunk's blocks are ready, and its next chunk or its
+   * first token due, at that end: the requests scheduled in one step get their first tokens at one instant. A decode
+   * token comes then too, and not before the chunks of an earlier step still computing (`busyUntil`): vLLM samples a
+   * running request's token in the step that also computes those chunks.
+   */
+  private flushStep(): void {
+    const end = this.stepDoneAt;
+    if (this.stepChunks.length > 0) this.busyUntil = Math.max(this.busyUntil, end);
+    for (const { r, epoch, fresh } of this.stepChunks) {
+      if (r.epoch !== epoch || r.state !== 'running') continue;
+      for (const b of fresh) this.blockReadyAt[b] = end;
+      if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', end, 0);
+      else {
+        r.firstOutAt = Math.max(r.firstOutAt, end);
+        this.schedule(r, 'token', r.firstOutAt, r.emitted);
+      }
+    }
+    const tokenAt = Math.max(end, this.busyUntil);
+    for (const { r, epoch, fresh } of this.stepDecodes) {
+      if (r.epoch !== epoch || r.state !== 'running') continue;
+      for (const b of fresh) this.blockReadyAt[b] = tokenAt;
+      this.schedule(r, 'token', tokenAt, r.emitted);
+    }
+    if (this.stepDecodes.length > 0) this.stepDoneAt = Math.max(this.stepDoneAt, tokenAt);
+    this.stepChunks.length = 0;
+    this.stepDecodes.length = 0;
+  }
+
   /** After a prefill chunk was scheduled: its blocks' KV is ready when the chunk is computed; then the next chunk or the first token. */
   private afterChunk(r: Req, fresh: readonly number[]): void {
     const done = r.prefillStart + (r.numComputedTokens - r.prefillFrom) * this.config.prefillMsPerToken;
     this.stepDoneAt = Math.max(this.stepDoneAt, done);
+    if (this.interference) {
+      this.stepChunks.push({ r, epoch: r.epoch, fresh });
+      return;
+    }
     for (const b of fresh) this.blockReadyAt[b] = done;
     if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', done, 0);
     else this.schedule(r, 'token', r.firstOutAt, r.emitted);
@@ -766,6 +838,8 @@ export class Engine {
       r.firstTokenMs = at;
       this.observer.onFirstToken?.({ ttftMs: at - r.arrivalMs });
     }
+    // The PREEMPTED events this output carries (see Req.pendingPreemptions).
+    for (; r.pendingPreemptions > 0; r.pendingPreemptions--) this.observer.onPreempt?.();
     this.observer.onToken?.({ id: r.id, index: k, atMs: at, promptTokens: r.promptLen });
     r.listener.onToken(k, r.output[k], at);
     if (r.state !== 'running') return; // the listener aborted it
@@ -782,11 +856,11 @@ export class Engine {
     r.need = 'none';
     r.epoch++;
     r.preemptions++;
+    r.pendingPreemptions++; // reported with its next token (emit), never if it is aborted first
     this.preemptions++;
     // prepend_request: the front under fcfs; the priority policy's heap places it by (priority, arrival) instead.
     if (this.config.schedulingPolicy === 'priority') this.enqueue(r);
     else this.waiting.unshift(r);
-    this.observer.onPreempt?.();
   }
 
   private finish(r: Req, reason: FinishReason, at: number): void {
@@ -801,6 +875,7 @@ export class Engine {
     }
     r.state = 'done';
     r.need = 'none';
+    r.pendingPreemptions = 0; // an aborted preempted request's PREEMPTED events never reach the frontend
     const result: RequestResult = {
       id: r.id,
       finishReason: reason,

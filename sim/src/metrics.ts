@@ -347,7 +347,9 @@ export class SimMetrics implements EngineObserver {
   }
 
   onPreempt(): void {
-    // EngineCoreEventType.PREEMPTED → IterationStats.num_preempted_reqs → vllm:num_preemptions.
+    // EngineCoreEventType.PREEMPTED → IterationStats.num_preempted_reqs → vllm:num_preemptions (stats.py @ v0.10.0
+    // L146-147, loggers.py L522-523). The engine calls this with the preempted request's next token, when vLLM's
+    // EngineCoreOutput carries the event (scheduler.py @ 6eca337ce L855-868), never for one aborted while preempted.
     this.preemptions.inc(this.labels, 1);
   }
 

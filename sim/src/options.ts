@@ -94,6 +94,21 @@ export interface SimulatorOptions {
    * "0")))` (vllm/envs.py @ v0.10.0), so a non-integer value is refused, as it makes vLLM's API server fail to import.
    */
   serverDevMode: boolean;
+  /**
+   * Seconds an idle HTTP keep-alive connection stays open: uvicorn's `timeout_keep_alive`, which vLLM sets from
+   * `VLLM_HTTP_TIMEOUT_KEEP_ALIVE` (vllm/envs.py @ v0.10.0 L602-603, `int(os.environ.get(..., "5"))`;
+   * vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832, `serve_http(..., timeout_keep_alive=...)`). Not given,
+   * {@link resolveOptions} reads that variable as vLLM does. Wall-clock seconds (not scaled by --time-scale).
+   * @default 5
+   */
+  timeoutKeepAlive: number;
+  /**
+   * vLLM's step as one batch: a decoding request's next token waits for the prefill chunks of its step (and of a step
+   * still computing), and the requests a step schedules get their first tokens together at its end
+   * (vllm/v1/engine/core.py @ v0.10.0 L255-274, EngineConfig.decodePrefillInterference). Off: the pre-audit-23 model
+   * (decode every itl regardless, a step's prefills one after another on the lane). @default true
+   */
+  decodePrefillInterference: boolean;
 }
 
 /** What callers may pass: any subset, and `kvEventsConfig` as the flag's JSON or a partial object (defaults filled). */
@@ -149,6 +164,9 @@ export function defaultOptions(): SimulatorOptions {
     maxLoras: 1,
     // resolveOptions reads $VLLM_SERVER_DEV_MODE when it is not given.
     serverDevMode: false,
+    // VLLM_HTTP_TIMEOUT_KEEP_ALIVE's default (vllm/envs.py @ v0.10.0); resolveOptions reads the variable when not given.
+    timeoutKeepAlive: 5,
+    decodePrefillInterference: true,
   };
 }
 
@@ -160,6 +178,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   // An explicit undefined seed means "unset", not "use the default".
   if ('pythonHashSeed' in partial) o.pythonHashSeed = partial.pythonHashSeed;
   if (partial.serverDevMode === undefined) o.serverDevMode = serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE);
+  if (partial.timeoutKeepAlive === undefined) o.timeoutKeepAlive = timeoutKeepAliveFromEnv(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE);
   if (o.servedModelNames.length === 0) o.servedModelNames = [o.model];
 
   const int = (flag: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void => {
@@ -214,6 +233,13 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   if (typeof o.simExtension !== 'boolean') throw new OptionError('--sim-extension', 'expected a boolean');
   if (typeof o.enablePrefixCaching !== 'boolean') throw new OptionError('--enable-prefix-caching', 'expected a boolean');
   if (typeof o.serverDevMode !== 'boolean') throw new OptionError('VLLM_SERVER_DEV_MODE', 'expected a boolean');
+  // uvicorn's timeout_keep_alive is an int of seconds. 0 is refused: uvicorn would close each connection after its
+  // response, where Node's keepAliveTimeout 0 would keep idle connections open for ever. The upper bound is what Node's
+  // timers take (2^31 - 1 ms).
+  if (!Number.isInteger(o.timeoutKeepAlive) || o.timeoutKeepAlive < 1 || o.timeoutKeepAlive > 2_147_483) {
+    throw new OptionError('--timeout-keep-alive', `expected a whole number of seconds in [1, 2147483] (uvicorn's timeout_keep_alive; vLLM's default 5), got ${o.timeoutKeepAlive}`);
+  }
+  if (typeof o.decodePrefillInterference !== 'boolean') throw new OptionError('--decode-prefill-interference', 'expected a boolean');
   if (typeof o.disableLogStats !== 'boolean') throw new OptionError('--disable-log-stats', 'expected a boolean');
   // Python's float() also takes inf and nan; vLLM refuses inf as too large a swap space on any host, and nan or -inf
   // give a meaningless swap_space_bytes: refused here.
@@ -281,6 +307,18 @@ export function serverDevModeFromEnv(value: string | undefined): boolean {
   const m = /^\s*[+-]?(\d+(?:_\d+)*)\s*$/.exec(value);
   if (!m) throw new OptionError('VLLM_SERVER_DEV_MODE', `expected an integer (vLLM reads bool(int(value))), got ${JSON.stringify(value)}`);
   return /[1-9]/.test(m[1]);
+}
+
+/**
+ * `VLLM_HTTP_TIMEOUT_KEEP_ALIVE` as vLLM reads it, `int(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "5"))`
+ * (vllm/envs.py @ v0.10.0 L602-603): unset = 5; Python's `int()` syntax; anything else is refused, as vLLM's
+ * `int()` raises when the API server reads it.
+ */
+export function timeoutKeepAliveFromEnv(value: string | undefined): number {
+  if (value === undefined) return 5;
+  const m = /^\s*([+-]?)(\d+(?:_\d+)*)\s*$/.exec(value);
+  if (!m) throw new OptionError('VLLM_HTTP_TIMEOUT_KEEP_ALIVE', `expected an integer number of seconds (vLLM reads int(value)), got ${JSON.stringify(value)}`);
+  return Number(`${m[1]}${m[2].replace(/_/g, '')}`);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { RealtimeClock, type SimClock } from './clock';
 import { generationOf } from './block-hash';
@@ -104,6 +104,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         kvEventSchema: options.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10',
         enablePrefixCaching: options.enablePrefixCaching,
         maxLoras: options.enableLora ? options.maxLoras : undefined,
+        decodePrefillInterference: options.decodePrefillInterference,
       },
       clock,
       metrics,
@@ -131,13 +132,42 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     inflight.add(done);
     void done.finally(() => inflight.delete(done));
   });
-  // Benchmarks hold many concurrent keep-alive streams; Node's defaults would
-  // drop idle sockets a gateway wants to reuse.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  // uvicorn closes a connection idle for timeout_keep_alive seconds: vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 by default
+  // (vllm/envs.py @ v0.10.0 L602-603; vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832). Until audit 23 the sim
+  // kept idle connections 65 s, so a client pooling them longer than 5 s never met the resets real vLLM gives it.
+  // Node's own keep-alive close comes 1 s after keepAliveTimeout (its HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER, Node ≥ 20)
+  // and stays as a backstop; it also announces `Keep-Alive: timeout=N`. The timer below closes at N s, as uvicorn does.
+  const keepAliveMs = options.timeoutKeepAlive * 1000;
+  server.keepAliveTimeout = keepAliveMs;
+  server.headersTimeout = Math.max(66_000, keepAliveMs + 1000);
+  // uvicorn's keep-alive timer: started when a connection's last response is sent, cancelled by its next request.
+  const idle = new WeakMap<Socket, { open: number; timer: NodeJS.Timeout | null }>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    let st = idle.get(socket);
+    if (st === undefined) {
+      st = { open: 0, timer: null };
+      idle.set(socket, st);
+    }
+    const state = st;
+    if (state.timer !== null) clearTimeout(state.timer);
+    state.timer = null;
+    state.open++;
+    res.once('close', () => {
+      state.open--;
+      if (state.open > 0 || socket.destroyed) return;
+      state.timer = setTimeout(() => {
+        state.timer = null;
+        if (state.open === 0) socket.destroy();
+      }, keepAliveMs);
+      state.timer.unref();
+    });
+  });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.setHeader('x-kvroute-pod', options.podName);
+    // uvicorn.Config's default server_header=True (vllm/entrypoints/launcher.py @ v0.10.0 builds it with defaults).
+    res.setHeader('server', 'uvicorn');
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
     // vLLM's CORSMiddleware with its defaults (--allowed-origins/methods/headers '*', no credentials; Starlette's

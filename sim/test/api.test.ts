@@ -1,3 +1,5 @@
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { ManualClock } from '../src/clock';
 import { serverDevModeFromEnv } from '../src/options';
 import { startSimulator, type Simulator } from '../src/server';
@@ -312,6 +314,34 @@ describe('queueing through HTTP with a manual clock', () => {
       expect(metricValue(samples, 'vllm:kv_cache_usage_perc')).toBe(1 / 8192); // only the null block
     } finally {
       await sim.close();
+    }
+  });
+});
+
+describe('--decode-prefill-interference over HTTP (vllm/v1/engine/core.py @ v0.10.0 L255-274)', () => {
+  it('a batch of two prompts gets both first tokens at the end of their one step (on by default); the old model with it off', async () => {
+    for (const interference of [undefined, false]) {
+      const clock = new ManualClock();
+      const sim = await startSimulator({ port: 0, clock, decodePrefillInterference: interference });
+      try {
+        expect(sim.engine.config.decodePrefillInterference).toBe(interference ?? true);
+        const firsts: number[] = [];
+        const t0 = clock.now();
+        // Two 500-token prompts as one batch: vLLM schedules both in one step of 1,000 tokens (20 + 250 ms).
+        const prompt = [Array.from({ length: 500 }, (_, i) => 1000 + i), Array.from({ length: 500 }, (_, i) => 3000 + i)];
+        const done = http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt, max_tokens: 2, stream: true });
+        await waitFor(() => sim.engine.stats().running === 2, 'both scheduled');
+        for (let i = 0; i < 400 && firsts.length < 2; i++) {
+          clock.advance(1);
+          const ttftCount = metricValue(parsePrometheus((await http(sim.url, 'GET', '/metrics')).text), 'vllm:time_to_first_token_seconds_count');
+          while (firsts.length < ttftCount) firsts.push(clock.now() - t0);
+        }
+        clock.runAll();
+        expect((await done).status).toBe(200);
+        expect(firsts).toEqual(interference === false ? [145, 270] : [270, 270]);
+      } finally {
+        await sim.close();
+      }
     }
   });
 });
@@ -848,4 +878,69 @@ describe('POST /reset_prefix_cache: a dev-mode route, as in vLLM 0.10 (VLLM_SERV
     expect(serverDevModeFromEnv(undefined)).toBe(false);
     for (const v of ['', 'yes', '1.0', '1__0']) expect(() => serverDevModeFromEnv(v)).toThrow(/VLLM_SERVER_DEV_MODE/);
   });
+});
+
+/** One GET over a fresh connection, with Node's raw response headers (hop-by-hop ones included) and the socket. */
+function rawGet(base: string, path: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; socket: Socket }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(base + path);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const req = httpRequest({ host: url.hostname, port: url.port, path, method: 'GET', agent }, (res: IncomingMessage) => {
+      const socket = res.socket;
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, socket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe("uvicorn's connection behaviour (vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832, vllm/envs.py L602-603, launcher.py)", () => {
+  it('answers with `server: uvicorn` (server_header=True) on every response, and keeps idle connections 5 s by default (VLLM_HTTP_TIMEOUT_KEEP_ALIVE)', async () => {
+    const saved = process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE;
+    delete process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE;
+    const sim = await startSimulator({ port: 0, timeScale: 1000 });
+    try {
+      for (const path of ['/health', '/v1/models', '/nope']) {
+        const r = await rawGet(sim.url, path);
+        expect(r.headers.server).toBe('uvicorn');
+        // Node announces its idle timeout; uvicorn's is the same 5 s (it sends no Keep-Alive header: see the README).
+        expect(r.headers['keep-alive']).toBe('timeout=5');
+        r.socket.destroy();
+      }
+      const c = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 2 });
+      expect(c.headers.server).toBe('uvicorn');
+    } finally {
+      if (saved !== undefined) process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE = saved;
+      await sim.close();
+    }
+  });
+
+  it('--timeout-keep-alive N closes a connection idle for N seconds, wall time (generous bounds)', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, timeoutKeepAlive: 1 });
+    try {
+      // A bare TCP client, which keeps the connection until the server closes it (Node's Agent would drop it itself).
+      const url = new URL(sim.url);
+      const socket = connect(Number(url.port), url.hostname);
+      let text = '';
+      let idleFrom = 0;
+      const closed = new Promise<number>((resolve) => socket.once('end', () => resolve(Date.now())));
+      socket.on('data', (d: Buffer) => {
+        text += d.toString('utf8');
+        if (idleFrom === 0 && text.includes('\r\n\r\n')) idleFrom = Date.now();
+      });
+      socket.write('GET /health HTTP/1.1\r\nHost: sim\r\n\r\n');
+      const closedAt = await closed;
+      socket.destroy();
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(text.toLowerCase()).toContain('\r\nkeep-alive: timeout=1\r\n');
+      // Closed by the server, not before its timeout (a slow machine only makes it later).
+      expect(closedAt - idleFrom).toBeGreaterThanOrEqual(900);
+      expect(closedAt - idleFrom).toBeLessThan(10_000);
+      // ...and at N s as uvicorn, not N + 1 s as Node's own keep-alive close (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER).
+      expect(closedAt - idleFrom).toBeLessThan(1900);
+    } finally {
+      await sim.close();
+    }
+  }, 15_000);
 });

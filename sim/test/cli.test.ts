@@ -68,6 +68,9 @@ describe('flag parsing', () => {
       '64',
       '--enable-auto-tool-choice',
       '--no-enable-prefix-caching',
+      '--timeout-keep-alive',
+      '7',
+      '--no-decode-prefill-interference',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -114,8 +117,34 @@ describe('flag parsing', () => {
         serverDevMode: serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE),
         swapSpace: 4,
         disableLogStats: false,
+        timeoutKeepAlive: 7,
+        decodePrefillInterference: false,
       },
     });
+  });
+
+  it('--timeout-keep-alive: uvicorn\'s idle keep-alive in whole seconds, default $VLLM_HTTP_TIMEOUT_KEEP_ALIVE or 5 (vllm/envs.py @ v0.10.0 L602-603; api_server.py L1832)', () => {
+    const saved = process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE;
+    try {
+      delete process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE;
+      const d = parseCli([]);
+      expect(d.kind === 'run' && d.options.timeoutKeepAlive).toBe(5);
+      // vLLM reads int(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "5")); the flag wins over it.
+      process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE = ' 1_0 ';
+      const env = parseCli([]);
+      expect(env.kind === 'run' && env.options.timeoutKeepAlive).toBe(10);
+      const flag = parseCli(['--timeout-keep-alive=3']);
+      expect(flag.kind === 'run' && flag.options.timeoutKeepAlive).toBe(3);
+      process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE = 'five';
+      expect(() => parseCli([])).toThrow(/VLLM_HTTP_TIMEOUT_KEEP_ALIVE: expected an integer number of seconds/);
+      delete process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE;
+      expect(() => parseCli(['--timeout-keep-alive', '0'])).toThrow(/--timeout-keep-alive: expected an integer >= 1, got 0/);
+      expect(() => parseCli(['--timeout-keep-alive', '2.5'])).toThrow(/--timeout-keep-alive: expected an integer, got "2.5"/);
+      expect(() => resolveOptions({ timeoutKeepAlive: 0 })).toThrow(/--timeout-keep-alive: expected a whole number of seconds in \[1, 2147483\]/);
+    } finally {
+      if (saved === undefined) delete process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE;
+      else process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE = saved;
+    }
   });
 
   it("--lora-modules as vLLM parses it (cli_args.py @ 6eca337ce, LoRAParserAction, nargs='+'): name=path items up to the next flag, JSON items; --no-enable-lora; --max-loras checked only with LoRA on", () => {
@@ -151,7 +180,11 @@ describe('flag parsing', () => {
       // LoRAConfig.max_loras and the enable_lora field's False (vllm/config.py, arg_utils.py @ 6eca337ce).
       enableLora: false,
       maxLoras: 1,
+      // vLLM's batched step (audit 23 F1/F2); --no-decode-prefill-interference restores the old model.
+      decodePrefillInterference: true,
     });
+    const on = parseCli(['--decode-prefill-interference']);
+    expect(on.kind === 'run' && on.options.decodePrefillInterference).toBe(true);
     const off = parseCli(['--no-enable-prompt-tokens-details']);
     expect(off.kind === 'run' && off.options.enablePromptTokensDetails).toBe(false);
     // KVEventsConfig defaults (vllm/config.py @ v0.10.0).

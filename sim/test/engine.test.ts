@@ -160,10 +160,60 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(engine.stats()).toMatchObject({ running: 5, waiting: 1, usedBlocks: 132 });
     clock.runAll();
     expect(burst.slice(0, 5).map((t) => t.result?.admittedMs)).toEqual([0, 0, 0, 0, 0]);
-    // Their prefills share the lane in order: the i-th first token after 20 + (i + 1) × 125 ms.
+    // The first step computes 2,048 tokens (20 + 512 ms) and all four whole prompts sample their first token at its
+    // end (vllm/v1/engine/core.py @ v0.10.0 L255-274); the fifth's second chunk (its other 452 tokens) is scheduled
+    // then, and the budget it leaves schedules the sixth (vLLM's second step): 532 + (452 + 500) × 0.25 = 770.
+    expect(burst.slice(0, 5).map((t) => ttft(t))).toEqual([532, 532, 532, 532, 770]);
+    expect(burst[5]!.result?.admittedMs).toBe(532);
+    expect(ttft(burst[5]!)).toBe(770);
+  });
+
+  it('a decoding request\'s next token waits for the prefill chunk of its step: gaps of ~512 ms while an 8000-token prompt prefills in 2048-token chunks, itl again after (vllm/v1/engine/core.py @ v0.10.0 L255-274; scheduler.py L202-297, L331-507)', () => {
+    for (const interference of [true, false]) {
+      const clock = new ManualClock();
+      const engine = new Engine({ ...BASE, decodePrefillInterference: interference }, clock);
+      // D: 100 tokens, first token at 20 + 25 = 45, then every 20 ms: 45, 65, 85, 105, ...
+      const d = submit(engine, tokens(100, 1), 60);
+      clock.advanceTo(100);
+      const p = submit(engine, tokens(8000, 2), 1);
+      clock.runAll();
+      // The long prompt's TTFT is the prefill cost model's, either way: 20 + 8000 × 0.25.
+      expect(ttft(p)).toBe(2020);
+      const gaps = d.tokenTimes.slice(1).map((t, i) => t - d.tokenTimes[i]);
+      if (!interference) {
+        expect(gaps).toEqual(new Array(59).fill(20));
+        continue;
+      }
+      expect(d.tokenTimes.slice(0, 4)).toEqual([45, 65, 85, 105]);
+      // P's chunks: 2047 (the budget less D's decode token), 2048, 2048, 1857 tokens from 120 ms; each of D's tokens
+      // comes at the end of the step that computed one: 631.75, 1143.75, 1655.75, then 2120 with P's first token.
+      expect(d.tokenTimes.slice(4, 8)).toEqual([631.75, 1143.75, 1655.75, 2120]);
+      expect(gaps.slice(3, 7)).toEqual([526.75, 512, 512, 464.25]);
+      expect(p.result?.firstTokenMs).toBe(2120);
+      // Back to itl once the prompt is computed.
+      expect(gaps.slice(0, 3)).toEqual([20, 20, 20]);
+      expect(gaps.slice(7)).toEqual(new Array(gaps.length - 7).fill(20));
+    }
+  });
+
+  it('requests scheduled in one step get their first tokens at that step\'s end, together (vllm/v1/engine/core.py @ v0.10.0 L266-271)', () => {
+    const clock = new ManualClock();
+    const engine = new Engine(BASE, clock);
+    const { burst } = submitBurst(engine, [500, 500], 3);
+    clock.runAll();
+    // One step of 1,000 tokens: 20 + 250 ms; the old model gave the first one 145 and the second 270.
+    expect(burst.map((t) => t.tokenTimes[0])).toEqual([270, 270]);
+    expect(burst.map((t) => t.tokenTimes)).toEqual([[270, 290, 310], [270, 290, 310]]);
+  });
+
+  it('--no-decode-prefill-interference (the pre-audit-23 model): a step\'s prefills run one after another on the lane', () => {
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, decodePrefillInterference: false }, clock);
+    const { burst } = submitBurst(engine, [500, 500, 500, 500, 500, 500]);
+    clock.runAll();
+    // The i-th first token after 20 + (i + 1) × 125 ms.
     expect(burst.slice(0, 5).map((t) => ttft(t))).toEqual([145, 270, 395, 520, 645]);
-    // The fifth's second chunk (its other 452 tokens) is a step when the lane reaches it, at 520 + 48 × 0.25 = 532:
-    // the budget it leaves schedules the sixth (vLLM's second step, after the first 2,048-token one).
+    // The fifth's second chunk is a step when the lane reaches it, at 520 + 48 × 0.25 = 532.
     expect(burst[5]!.result?.admittedMs).toBe(532);
   });
 
@@ -181,9 +231,10 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 0 });
     clock.runAll();
     expect(short.result?.admittedMs).toBe(532);
-    expect(ttft(long)).toBe(20 + 750);
-    // Its prefill follows the long one's on the lane: 770 + 25 ms, from its arrival at 1.
-    expect(ttft(short)).toBe(770 + 25 - 1);
+    // The long prompt's last chunk (952 tokens) and the short one (100) are one step, 532 → 532 + 1,052 × 0.25 = 795:
+    // both first tokens come at its end (vllm/v1/engine/core.py @ v0.10.0 L255-274), the short one's from its arrival at 1.
+    expect(ttft(long)).toBe(795);
+    expect(ttft(short)).toBe(795 - 1);
   });
 
   it('decoding requests take one token each from the step\'s budget (scheduler.py @ v0.10.0, the running loop)', () => {
@@ -473,7 +524,8 @@ describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @
     clock.advanceTo(28 + 16 * 20 - 1);
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 0, preemptions: 0 });
     clock.advanceTo(28 + 16 * 20);
-    expect(log.preemptions).toEqual([348]);
+    // The engine preempted B now; the observer hears of it only with B's next token (see the F4 test below).
+    expect(log.preemptions).toEqual([]);
     expect(engine.stats()).toMatchObject({ running: 1, waiting: 1, preemptions: 1 });
     expect(b.tokenTimes).toHaveLength(17); // tokens 0..16 reached the client; the stream just pauses
     // B's prompt blocks keep their hashes in the free queue (no BlockRemoved at preemption).
@@ -489,6 +541,41 @@ describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @
     const hit = resumed.at(-1)?.hits as number;
     expect(b.tokenTimes[17]).toBeCloseTo(aEnd + 20 + (49 - hit) * 0.25);
     expect(b.tokenTimes.slice(18).map((t, i) => t - b.tokenTimes[17 + i])).toEqual(new Array(22).fill(20));
+    expect(log.preemptions).toEqual([b.tokenTimes[17]]);
+  });
+
+  it('reports a preemption with the preempted request\'s next token, not when it happens (scheduler.py @ 6eca337ce (v0.10.0) L267-269, L855-868; v1/metrics/stats.py L146-147)', () => {
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    const tokensAt: number[] = [];
+    observer.onToken = (t) => tokensAt.push(t.atMs);
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 7, prefillConcurrency: 0 }, clock, observer);
+    submit(engine, tokens(32, 1), 40);
+    const b = submit(engine, tokens(32, 2), 40);
+    // B is preempted at 348 ms (test above) and scheduled again when A finishes at 808 ms.
+    clock.advanceTo(800);
+    expect(engine.stats()).toMatchObject({ waiting: 1, preemptions: 1 });
+    expect(log.preemptions).toEqual([]);
+    clock.runAll();
+    // Once, at B's first token after it resumed: the PREEMPTED event rides on that EngineCoreOutput.
+    expect(b.tokenTimes[17]).toBeGreaterThan(808);
+    expect(log.preemptions).toEqual([b.tokenTimes[17]]);
+    expect(tokensAt).toContain(b.tokenTimes[17]);
+  });
+
+  it('never reports the preemption of a request aborted while preempted (scheduler.py @ 6eca337ce (v0.10.0) L855-868: no output, no events)', () => {
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 7, prefillConcurrency: 0 }, clock, observer);
+    const a = submit(engine, tokens(32, 1), 40);
+    const b = submit(engine, tokens(32, 2), 40);
+    clock.advanceTo(400);
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1, preemptions: 1 });
+    b.abort();
+    clock.runAll();
+    expect(b.result).toMatchObject({ finishReason: 'abort', preemptions: 1, completionTokens: 17 });
+    expect(a.result).toMatchObject({ finishReason: 'length', completionTokens: 40 });
+    expect(log.preemptions).toEqual([]);
   });
 
   it('counts a waiting head that cannot get blocks again at every step, but not in a step that preempted', () => {

@@ -460,6 +460,34 @@ describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca3
 });
 
 describe('preemption through HTTP with a manual clock', () => {
+  it('advances vllm:num_preemptions_total only at the preempted request\'s next token, and never for one aborted while preempted (scheduler.py @ 6eca337ce (v0.10.0) L267-269, L855-868; v1/metrics/stats.py L146-147; loggers.py L522-523)', async () => {
+    const clock = new ManualClock();
+    const sim = await startSimulator({ port: 0, clock, kvCacheBlocks: 7, maxModelLen: 96, prefillConcurrency: 0 });
+    try {
+      const body = (seed: number) => ({ model: 'Qwen/Qwen3-0.6B', prompt: Array.from({ length: 32 }, (_, i) => 1000 + seed * 100 + i), max_tokens: 40, stream: true });
+      const a = http(sim.url, 'POST', '/v1/completions', { ...body(1), stream: false });
+      await waitFor(() => sim.engine.stats().running === 1, 'a to run');
+      // B streams, so hanging up aborts it; its first chunk needs model time, so do not wait for it.
+      const url = new URL(sim.url);
+      const b = request({ host: url.hostname, port: url.port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => res.resume());
+      b.on('error', () => undefined);
+      b.end(JSON.stringify(body(2)));
+      await waitFor(() => sim.engine.stats().running === 2, 'b to run');
+      // Both decode; B is preempted when their blocks run out (~348 ms of model time) and waits for A to finish (~808 ms).
+      clock.advanceTo(600);
+      expect(sim.engine.stats()).toMatchObject({ running: 1, waiting: 1, preemptions: 1 });
+      const preemptions = async () => metricValue(parsePrometheus((await http(sim.url, 'GET', '/metrics')).text), 'vllm:num_preemptions_total');
+      expect(await preemptions()).toBe(0);
+      b.destroy();
+      await waitFor(() => sim.engine.stats().waiting === 0, 'b to be aborted');
+      clock.runAll();
+      expect((await a).json().usage.completion_tokens).toBe(40);
+      expect(await preemptions()).toBe(0);
+    } finally {
+      await sim.close();
+    }
+  });
+
   it('counts vllm:num_preemptions_total and re-counts the preempted request in the prefix-cache queries', async () => {
     const clock = new ManualClock();
     // 6 usable blocks of 16; two 32-token prompts with 40 tokens each need 5 blocks apiece by the end.
