@@ -328,8 +328,9 @@ describe('BUFFERED body answers (EP/processor_state.cc @ v1.35.0 handleBufferedB
       const before = ups.map((u) => u.seen.length);
       const body = completion();
       await send(port, { body, headers: { ...json, 'content-length': String(Buffer.byteLength(body)) } });
-      // The pod reads the five bytes the header announces (and its parser refuses the rest): the EPP's error shows
-      // behind the gateway as it would behind Envoy, rather than being corrected away.
+      // The pod reads the five bytes the header announces and parses the rest as what follows on the connection (here
+      // not a request: refused; a body that is one would be run as a second request, behind Envoy as here): the EPP's
+      // error shows behind the gateway as it would behind Envoy, rather than being corrected away.
       const got = ups.flatMap((u, i) => u.seen.slice(before[i]));
       expect(got).toHaveLength(1);
       expect(got[0]?.headers['content-length']).toBe('5');

@@ -147,6 +147,8 @@ describe('promptHead', () => {
     const shape = (v: unknown) => JSON.stringify(parse(v), (_k, x: unknown) => x);
     expect(shape({ model: 'm', messages: [{ role: 'user', content: 'x' }], tools, chat_template_kwargs: { a: 1 }, cache_salt: 's', add_generation_prompt: false }))
       .toBe('{"model":"m","input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}],"addGenerationPrompt":false,"continueFinalMessage":false,"chatTemplateKwargs":{"a":1}},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false,"cacheSalt":"s"}');
+    expect(shape({ messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { a: 1 }, documents: [{ t: 'd' }] }))
+      .toBe('{"input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"addGenerationPrompt":true,"continueFinalMessage":false,"chatTemplateKwargs":{"a":1},"documents":[{"t":"d"}]},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false}');
     expect(shape({ messages: [{ role: 'user', content: 'x' }] }))
       .toBe('{"input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"addGenerationPrompt":true,"continueFinalMessage":false},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false}');
     expect(shape({ model: '', prompt: 'p', stream: true, tools: null, chat_template_kwargs: null })).toBe('{"input":{"kind":"text","text":"p"},"prompt":"p","stream":true}');

@@ -186,6 +186,17 @@ function list(v: unknown, loc: Loc): unknown[] {
   throw validationError(loc, 'list_type', 'Input should be a valid list', v);
 }
 
+/** `list[dict[str, str]]`, pydantic's checks in order: the list, each item a dict, each value a string. */
+function documentList(v: unknown, loc: Loc): Record<string, string>[] {
+  return list(v, loc).map((item, i) => {
+    const d = dict(item, [...loc, i]);
+    for (const [k, value] of Object.entries(d)) {
+      if (typeof value !== 'string') throw validationError([...loc, i, k], 'string_type', 'Input should be a valid string', value);
+    }
+    return d as Record<string, string>;
+  });
+}
+
 /** `Optional[X] = default`: absent or null gives the default. */
 function opt<T>(body: Json, key: string, parse: (v: unknown, loc: Loc) => T, dflt: T): T {
   const v = body[key];
@@ -284,6 +295,8 @@ export interface ChatRequest extends CommonRequest {
   tools: unknown[] | undefined;
   toolChoice: unknown;
   templateKwargs: Record<string, unknown>;
+  /** `documents` (vLLM 0.10.0 ChatCompletionRequest: Optional[list[dict[str, str]]]), handed to the chat template. */
+  documents: Record<string, string>[] | undefined;
 }
 
 /** Qwen3's embedding table size (kept for callers; vLLM checks prompt ids against the tokenizer's largest id). */
@@ -473,6 +486,7 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
     tools: tools && tools.length > 0 ? tools : undefined,
     toolChoice,
     templateKwargs: opt(body, 'chat_template_kwargs', dict, {}),
+    documents: opt(body, 'documents', documentList, undefined as Record<string, string>[] | undefined),
     ...ids,
   };
 }

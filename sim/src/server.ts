@@ -669,6 +669,7 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
       addGenerationPrompt: req.addGenerationPrompt,
       tools: req.tools,
       templateKwargs: req.templateKwargs,
+      ...(req.documents !== undefined ? { documents: req.documents } : {}),
     });
   } catch (e) {
     // serving_chat.py @ v0.10.0: `create_error_response(f"{e} {e.__cause__}")`.

@@ -22,6 +22,8 @@ export interface RenderOptions {
   tools?: unknown[];
   /** vLLM's `chat_template_kwargs`, e.g. `{ enable_thinking: false }`. */
   templateKwargs?: Record<string, unknown>;
+  /** The request's `documents`, rendered by RAG templates. */
+  documents?: readonly unknown[];
 }
 
 interface TokenizerConfigJson {
@@ -210,11 +212,14 @@ export class SimTokenizer {
       eos_token: this.eosToken,
       pad_token: this.config.pad_token ?? '',
       unk_token: this.config.unk_token ?? '',
-      ...(opts.templateKwargs ?? {}),
-      messages,
       add_generation_prompt: opts.addGenerationPrompt ?? true,
     };
     if (opts.tools !== undefined) context.tools = opts.tools;
+    if (opts.documents !== undefined) context.documents = opts.documents;
+    // vLLM 0.10.0's _preprocess_chat (serving_engine.py) builds the template arguments from the request's fields and
+    // then updates them with chat_template_kwargs: a kwarg named like one of them wins.
+    for (const [k, v] of Object.entries(opts.templateKwargs ?? {})) if (k !== 'messages') context[k] = v;
+    context.messages = messages;
     return this.template.render(context);
   }
 

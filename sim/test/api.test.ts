@@ -80,6 +80,23 @@ describe('OpenAI API over loopback', () => {
     expect(zero.json().message).toBe("[{'type': 'greater_than_equal', 'loc': ('body', 'truncate_prompt_tokens'), 'msg': 'Input should be greater than or equal to 1', 'input': 0, 'ctx': {'ge': 1}}]");
   });
 
+  // vLLM 0.10.0: ChatCompletionRequest.documents is Optional[list[dict[str, str]]] (protocol.py), handed to the
+  // template by serving_engine.py _preprocess_chat, whose chat_template_kwargs update the request's own arguments.
+  it('chat: documents are validated as list[dict[str, str]]; chat_template_kwargs override the request\'s add_generation_prompt', async () => {
+    const messages = [{ role: 'user', content: 'Summarize the manual.' }];
+    const plain = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 1, documents: [{ title: 'Manual', text: 'Press the red button.' }] });
+    expect(plain.status).toBe(200);
+    const bad = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 1, documents: [{ title: 7 }] });
+    expect(bad.status).toBe(400);
+    expect(bad.json().message).toContain("'type': 'string_type', 'loc': ('body', 'documents', 0, 'title')");
+    const withPrompt = (await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 1 })).json().usage.prompt_tokens;
+    const kwargs = await http(sim.url, 'POST', '/v1/chat/completions', {
+      model: MODEL, messages, max_tokens: 1, add_generation_prompt: true, chat_template_kwargs: { add_generation_prompt: false },
+    });
+    // Qwen3's generation prompt is `<|im_start|>assistant\n`: three tokens fewer without it.
+    expect(kwargs.json().usage.prompt_tokens).toBe(withPrompt - 3);
+  });
+
   it('streaming chat: role chunk, one chunk per token, usage chunk, [DONE]', async () => {
     const r = await http(sim.url, 'POST', '/v1/chat/completions', {
       model: MODEL,

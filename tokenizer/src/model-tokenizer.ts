@@ -101,8 +101,13 @@ function messageContent(content: unknown): { text: string; exact: boolean } {
   const texts: string[] = [];
   let exact = true;
   for (const part of content) {
+    // vLLM 0.10.0 reads `text` / `input_text` parts' `text`, `refusal` parts' `refusal` and `thinking` parts' `thinking`
+    // as text (`_parse_chat_message_content_part`, vllm/entrypoints/chat_utils.py); anything else is media.
+    const p = part as { type?: unknown; text?: unknown; refusal?: unknown; thinking?: unknown } | null;
     if (typeof part === 'string') texts.push(part);
-    else if (part && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') texts.push((part as { text: string }).text);
+    else if (p && typeof p === 'object' && p.type === 'refusal' && typeof p.refusal === 'string') texts.push(p.refusal);
+    else if (p && typeof p === 'object' && p.type === 'thinking' && typeof p.thinking === 'string') texts.push(p.thinking);
+    else if (p && typeof p === 'object' && typeof p.text === 'string') texts.push(p.text);
     else exact = false;
   }
   return { text: texts.join('\n'), exact };

@@ -97,6 +97,17 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     expect(textOnly!.exact).toBe(true);
     expect(textOnly!.ids.length).toBeGreaterThan(cat!.ids.length);
     expect([...textOnly!.ids.slice(0, cat!.ids.length)]).toEqual([...cat!.ids]);
+    // Refusal and thinking parts are text to vLLM (chat_utils.py _parse_chat_message_content_part @ v0.10.0): no cut.
+    const refused = await tok.promptTokens({
+      kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false,
+      messages: [system, { role: 'assistant', content: [{ type: 'refusal', refusal: 'I cannot.' }, { type: 'thinking', thinking: 'Hmm.' }] }, { role: 'user', content: 'Why?' }],
+    });
+    expect(refused!.exact).toBe(true);
+    const asText = await tok.promptTokens({
+      kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false,
+      messages: [system, { role: 'assistant', content: 'I cannot.\nHmm.' }, { role: 'user', content: 'Why?' }],
+    });
+    expect([...refused!.ids]).toEqual([...asText!.ids]);
   });
 
   // vLLM 0.10.0 serving_engine.py _preprocess_chat: tools and documents go to the template, then chat_template_kwargs

@@ -236,11 +236,16 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   /** Base-model names seen in event topics: a request naming one uses the base chain, any other name a LoRA's. */
   private readonly baseModels = new Set<string>();
   /**
-   * Tokenizers by model name, each loaded once; a name without one is kept as such, so one failed load (a first request
-   * naming a LoRA adapter before any event named the base model) does not turn precise scoring off for the others.
-   * Bounded: without `modelName` and before any event, the name is the client's.
+   * Tokenizers by model name; a name without one is kept as such, so one failed load (a first request naming a LoRA
+   * adapter before any event named the base model) does not turn precise scoring off for the others. Bounded: without
+   * `modelName` and before any event, the name is the client's.
    */
   private readonly tokenizers = new LRUCache<string, Promise<Tokenizer.ModelTokenizer | undefined>>({ max: 32 });
+  /**
+   * The loaded tokenizers by their `tokenizer.json`: names that resolve to the same files share one (tens of MB each),
+   * so a client cycling model names costs file lookups, not a tokenizer per name.
+   */
+  private readonly loaded = new Map<string, Tokenizer.ModelTokenizer>();
   private readonly capacities = new Map<string, number>();
   private readonly warmListeners: (() => void)[] = [];
   /** (pod, kind) pairs already warned about, so a stream of such events logs once. */
@@ -508,12 +513,18 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
           ...local,
           ...(local.hubCache === undefined && config.tokenizersCacheDir ? { hubCache: config.tokenizersCacheDir } : {}),
         });
-        const tokenizer = ModelTokenizer.load(files);
-        this.handle.logger.info('tokenizer loaded', { model, source: files.source });
+        let tokenizer = this.loaded.get(files.tokenizerJson);
+        if (tokenizer === undefined) {
+          tokenizer = ModelTokenizer.load(files);
+          this.loaded.set(files.tokenizerJson, tokenizer);
+          this.handle.logger.info('tokenizer loaded', { model, source: files.source });
+        }
         resolve(tokenizer);
       } catch (e) {
-        if (!(e instanceof TokenizerNotFoundError)) throw e;
-        this.handle.logger.error('no tokenizer: precise prefix scoring is off, requests are routed by the other scorers', { model, error: e.message });
+        // Not found, or files that do not load (a corrupt tokenizer.json): the model's requests score 0 either way.
+        const message = e instanceof TokenizerNotFoundError ? 'no tokenizer: precise prefix scoring is off for this model, its requests are routed by the other scorers'
+          : 'tokenizer failed to load: precise prefix scoring is off for this model, its requests are routed by the other scorers';
+        this.handle.logger.error(message, { model, error: e instanceof Error ? e.message : String(e) });
         resolve(undefined);
       }
     }));
