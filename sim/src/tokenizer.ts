@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { chatTemplateContext } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -205,21 +206,21 @@ export class SimTokenizer {
 
   /** Renders the chat template the way transformers' apply_chat_template does for vLLM. */
   renderChat(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
-    const context: Record<string, unknown> = {
+    const context = chatTemplateContext({
       // Special-token names are in the context because transformers passes
       // its special_tokens_map; a template may reference any of them.
-      bos_token: this.config.bos_token ?? '',
-      eos_token: this.eosToken,
-      pad_token: this.config.pad_token ?? '',
-      unk_token: this.config.unk_token ?? '',
-      add_generation_prompt: opts.addGenerationPrompt ?? true,
-    };
-    if (opts.tools !== undefined) context.tools = opts.tools;
-    if (opts.documents !== undefined) context.documents = opts.documents;
-    // vLLM 0.10.0's _preprocess_chat (serving_engine.py) builds the template arguments from the request's fields and
-    // then updates them with chat_template_kwargs: a kwarg named like one of them wins.
-    for (const [k, v] of Object.entries(opts.templateKwargs ?? {})) if (k !== 'messages') context[k] = v;
-    context.messages = messages;
+      specialTokens: {
+        bos_token: this.config.bos_token ?? '',
+        eos_token: this.eosToken,
+        pad_token: this.config.pad_token ?? '',
+        unk_token: this.config.unk_token ?? '',
+      },
+      messages,
+      addGenerationPrompt: opts.addGenerationPrompt ?? true,
+      ...(opts.tools !== undefined ? { tools: opts.tools } : {}),
+      ...(opts.documents !== undefined ? { documents: opts.documents } : {}),
+      ...(opts.templateKwargs !== undefined ? { kwargs: opts.templateKwargs } : {}),
+    });
     return this.template.render(context);
   }
 

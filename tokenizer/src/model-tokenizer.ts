@@ -15,7 +15,7 @@
  * its new paragraphs.
  */
 import { LRUCache } from 'lru-cache';
-import type { ChatMessageInput, PromptInput } from '@kvroute/protocol/openai';
+import { chatTemplateContext, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
 import { Tokenizer } from 'tokenizers';
 import type { TokenizerFiles } from './resolve';
@@ -204,23 +204,23 @@ export class ModelTokenizer {
   /** Renders the chat template as transformers' `apply_chat_template` does for vLLM. */
   renderChat(messages: readonly TemplateMessage[], options: RenderOptions = {}): string {
     if (!this.template) throw new Error('this tokenizer has no chat template');
-    // vLLM 0.10.0 builds the template's arguments from the request's fields, then updates them with
-    // `chat_template_kwargs` (serving_engine.py `_preprocess_chat`), so a kwarg of the same name wins; transformers
-    // renders `messages`, `tools`, `documents`, `add_generation_prompt` and the rest as given.
+    // A `continue_final_message` among the kwargs wins over the request's, as every kwarg does (chatTemplateContext).
     const kwargs = options.chatTemplateKwargs ?? {};
     const continueFinal = typeof kwargs.continue_final_message === 'boolean' ? kwargs.continue_final_message : options.continueFinalMessage ?? false;
-    const context: Record<string, unknown> = {
+    const context = chatTemplateContext({
       // transformers passes the special-tokens map; a template may reference any of them.
-      bos_token: tokenText(this.config.bos_token),
-      eos_token: tokenText(this.config.eos_token),
-      pad_token: tokenText(this.config.pad_token),
-      unk_token: tokenText(this.config.unk_token),
-      add_generation_prompt: continueFinal ? false : options.addGenerationPrompt ?? true,
-    };
-    if (options.tools !== undefined) context.tools = options.tools;
-    if (options.documents !== undefined) context.documents = options.documents;
-    for (const [k, v] of Object.entries(kwargs)) if (k !== 'messages') context[k] = v;
-    context.messages = messages;
+      specialTokens: {
+        bos_token: tokenText(this.config.bos_token),
+        eos_token: tokenText(this.config.eos_token),
+        pad_token: tokenText(this.config.pad_token),
+        unk_token: tokenText(this.config.unk_token),
+      },
+      messages,
+      addGenerationPrompt: continueFinal ? false : options.addGenerationPrompt ?? true,
+      ...(options.tools !== undefined ? { tools: options.tools } : {}),
+      ...(options.documents !== undefined ? { documents: options.documents } : {}),
+      kwargs,
+    });
     const rendered = this.template.render(context);
     if (!continueFinal) return rendered;
     // transformers cuts the rendering right after the final message's content, leaving the turn open.

@@ -1,3 +1,4 @@
 export * from './errors';
 export * from './request';
 export * from './json-body';
+export * from './chat-template-context';
