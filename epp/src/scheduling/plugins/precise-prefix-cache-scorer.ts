@@ -267,11 +267,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       // precise_prefix_cache.go), so there this block is dropped without a word and the block size is 16.
       handle.logger.warn('indexerConfig.tokenProcessorConfig is read (llm-d up to v0.4 put it there), but llm-d v0.8.0 ignores it: move it to parameters.tokenProcessorConfig', { tokenProcessorConfig: nestedTp });
     }
-    if (parameters.indexerConfig.kvBlockIndexConfig !== undefined && Object.keys(parameters.indexerConfig.kvBlockIndexConfig).some((k) => k !== 'enableMetrics' && k !== 'metricsLoggingInterval')) {
-      // llm-d-kv-cache v0.7.1's index backends (in-memory size and podCacheSize, cost-aware, Redis/Valkey): kvroute keeps
-      // its own in-memory index, bounded by maxBlocksPerPod / num_gpu_blocks and maxIndexEntries.
+    // llm-d-kv-cache v0.7.1's index backends (in-memory size and podCacheSize, cost-aware, Redis/Valkey): kvroute keeps
+    // its own in-memory index, bounded by maxBlocksPerPod / num_gpu_blocks and maxIndexEntries.
+    const backendKeys = Object.keys(parameters.indexerConfig.kvBlockIndexConfig ?? {}).filter((k) => k !== 'enableMetrics' && k !== 'metricsLoggingInterval');
+    if (backendKeys.length > 0) {
       handle.logger.warn('indexerConfig.kvBlockIndexConfig is not used: kvroute keeps its own in-memory index (bounded by maxBlocksPerPod and maxIndexEntries)', {
-        keys: Object.keys(parameters.indexerConfig.kvBlockIndexConfig).filter((k) => k !== 'enableMetrics' && k !== 'metricsLoggingInterval').join(','),
+        keys: backendKeys.join(','),
       });
     }
     if (parameters.indexerConfig.tokenizersPoolConfig?.uds !== undefined) {
