@@ -11,7 +11,7 @@ import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
 import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
-import { blockKey } from '../src/scheduling/plugins/prefix-hash';
+import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
 
 jest.setTimeout(60_000);
 
@@ -137,6 +137,53 @@ describe('kvCacheBackendConfigs (llm-d-kv-cache indexer.go / kvblock_scorer.go @
   test('a list replaces the default, as llm-d\'s JSON does: cpu left out weighs 1; names match the media lower-cased', () => {
     expect(weightOn('[{ name: gpu, weight: 1 }]', 'CPU')).toBe(1);
     expect(weightOn('[{ name: gpu, weight: 1 }, { name: LocalDiskBackend, weight: 0.25 }]', 'LocalDiskBackend')).toBe(0.25);
+  });
+});
+
+describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
+  const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+
+  // KVM's score map holds a pod whose only copy is on a tier weighted 0 at 0 (kvblock_scorer.go @ llm-d-kv-cache
+  // v0.7.1), and utils.go's min-max (llm-d-inference-scheduler v0.8.0) takes its min over that map: such a holder
+  // lowers the floor to 0, so a one-block GPU holder scores 1/3 of a three-block one, not 0.
+  test('a pod holding the prefix only on a tier weighted 0 is in the min-max population at 0: a shorter GPU holder scores above 0', async () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: { modelName: "${MODEL}" }
+        kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: cpu, weight: 0 }]
+  - type: max-score-picker
+`));
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const body = { model: MODEL, messages: [{ role: 'user', content: `Summarize: ${'Tier text. '.repeat(60)}` }] };
+    const input = parseRequestBody(Buffer.from(JSON.stringify(body))).input;
+    const { ids } = (await tokenizer.promptTokens(input))!;
+    expect(ids.length).toBeGreaterThanOrEqual(48);
+    const stored = (blocks: number, medium: string, base: number): BlockStored => ({
+      type: 'BlockStored', blockHashes: Array.from({ length: blocks }, (_, i) => String(base + i)), parentBlockHash: null,
+      tokenIds: ids.slice(0, blocks * 16), blockSize: 16, loraId: null, medium,
+    });
+    const [a, b, c] = ['10.0.9.1:8000', '10.0.9.2:8000', '10.0.9.3:8000'];
+    scorer.index.store(a!, stored(3, 'GPU', 100), rootKey(''));
+    scorer.index.store(b!, stored(1, 'GPU', 200), rootKey(''));
+    scorer.index.store(c!, stored(1, 'CPU', 300), rootKey(''));
+    const snapshot = (key: string): EndpointSnapshot => ({
+      endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+      metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
+    });
+    for (const key of [a!, b!, c!]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+    const request = { requestId: 'zero-tier', model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    expect(scorer.score({ request, state: new CycleState() }, [a!, b!, c!].map(snapshot))).toEqual([1, 1 / 3, 0]);
+    // Filtered out, it is still a pod of the pool and still in the population (as in the score map over every pod).
+    expect(scorer.score({ request, state: new CycleState() }, [a!, b!].map(snapshot))).toEqual([1, 1 / 3]);
+    // Gone from the pool, the floor is the one-block GPU holder's: it scores 0.
+    scheduler.plugins.removeEndpoint(c!);
+    expect(scorer.score({ request, state: new CycleState() }, [a!, b!].map(snapshot))).toEqual([1, 0]);
+    await scheduler.plugins.close();
   });
 });
 

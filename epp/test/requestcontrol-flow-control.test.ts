@@ -4,6 +4,7 @@ import { Datastore, STUCK_GAUGES_MS } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
 import { PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { LATE_WINDOW_MS } from '../src/scheduling/plugins/saturation-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
 /** A queue on a manual clock, with deadlines expired only when the test says so. */
@@ -454,6 +455,28 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
       jest.advanceTimersByTime(10_000);
       const never = await director.route(incoming('never'));
       expect(never).toMatchObject({ kind: 'reject', status: 503 });
+
+      // Found just now, and its first scrape never comes: the request waits while the pod is late, then gets a 503
+      // once the window counted from the discovery (staleness 1 s + the late window 4 s) has passed, long before the
+      // queue's 60 s deadline, and not a 429.
+      pool.removeEndpoint('10.0.1.2:8000');
+      const found = Date.now();
+      pool.upsertEndpoint({ key: '10.0.1.3:8000', name: 'silent', namespace: 'ns', address: '10.0.1.3', port: 8000, labels: {} });
+      let silent: RouteDecision | undefined;
+      void director.route(incoming('silent')).then((d) => { silent = d; });
+      await turns(20);
+      expect(silent).toBeUndefined();
+      expect(q.size).toBe(1);
+      let waitedMs = 0;
+      for (let i = 0; i < 400 && silent === undefined; i++) {
+        jest.advanceTimersByTime(50);
+        await turns(5);
+        waitedMs = Date.now() - found;
+      }
+      expect(silent).toMatchObject({ kind: 'reject', status: 503 });
+      expect(q.size).toBe(0);
+      expect(waitedMs).toBeGreaterThan(1_000 + LATE_WINDOW_MS);
+      expect(waitedMs).toBeLessThanOrEqual(1_000 + LATE_WINDOW_MS + 200);
       pool.stop();
     } finally {
       jest.useRealTimers();
