@@ -135,10 +135,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   // uvicorn closes a connection idle for timeout_keep_alive seconds: vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 by default
   // (vllm/envs.py @ v0.10.0 L602-603; vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832). Until audit 23 the sim
   // kept idle connections 65 s, so a client pooling them longer than 5 s never met the resets real vLLM gives it.
-  // Node's own keep-alive close comes 1 s after keepAliveTimeout (its HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER, Node ≥ 20)
-  // and stays as a backstop; it also announces `Keep-Alive: timeout=N`. The timer below closes at N s, as uvicorn does.
+  // The timer below closes at N s, as uvicorn does. Node's own keep-alive close is off (keepAliveTimeout 0): it would
+  // come 1 s late (its HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER, Node ≥ 20) and it makes every response announce
+  // `Keep-Alive: timeout=N`, a header uvicorn (h11) never sends; clients that honour it (Node's http.Agent) would drop
+  // idle connections before the server does, as they do not with vLLM.
   const keepAliveMs = options.timeoutKeepAlive * 1000;
-  server.keepAliveTimeout = keepAliveMs;
+  server.keepAliveTimeout = 0;
   server.headersTimeout = Math.max(66_000, keepAliveMs + 1000);
   // uvicorn's keep-alive timer: started when a connection's last response is sent, cancelled by its next request.
   const idle = new WeakMap<Socket, { open: number; timer: NodeJS.Timeout | null }>();

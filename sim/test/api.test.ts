@@ -921,8 +921,8 @@ describe("uvicorn's connection behaviour (vllm/entrypoints/openai/api_server.py 
       for (const path of ['/health', '/v1/models', '/nope']) {
         const r = await rawGet(sim.url, path);
         expect(r.headers.server).toBe('uvicorn');
-        // Node announces its idle timeout; uvicorn's is the same 5 s (it sends no Keep-Alive header: see the README).
-        expect(r.headers['keep-alive']).toBe('timeout=5');
+        // uvicorn (h11) announces no idle timeout: no Keep-Alive header, whatever the timeout.
+        expect(r.headers['keep-alive']).toBeUndefined();
         r.socket.destroy();
       }
       const c = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 2 });
@@ -950,12 +950,11 @@ describe("uvicorn's connection behaviour (vllm/entrypoints/openai/api_server.py 
       const closedAt = await closed;
       socket.destroy();
       expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-      expect(text.toLowerCase()).toContain('\r\nkeep-alive: timeout=1\r\n');
-      // Closed by the server, not before its timeout (a slow machine only makes it later).
+      expect(text.toLowerCase()).not.toContain('keep-alive: timeout');
+      // Closed by the server (the simulator's uvicorn-like timer: Node's own idle close is off), not before its timeout;
+      // a slow machine only makes it later.
       expect(closedAt - idleFrom).toBeGreaterThanOrEqual(900);
       expect(closedAt - idleFrom).toBeLessThan(10_000);
-      // ...and at N s as uvicorn, not N + 1 s as Node's own keep-alive close (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER).
-      expect(closedAt - idleFrom).toBeLessThan(1900);
     } finally {
       await sim.close();
     }
