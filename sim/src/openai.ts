@@ -1,4 +1,5 @@
 import type { VllmGeneration } from './block-hash';
+import { parsePythonJson } from './python-json';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -70,13 +71,13 @@ export function badRequest(message: string): ApiError {
  * vLLM's `validation_exception_handler` renders it: 400, type `Bad Request` (api_server.py @ v0.10.0). The message
  * imitates pydantic's error list (`[{'type': …, 'loc': ('body', …), 'msg': …, 'input': …}]`), naming the field.
  */
-export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number>>): ApiError {
+export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number | string>>): ApiError {
   // Python's tuple repr: a one-element tuple keeps its comma, ('body',).
   const parts = ['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`));
   const locStr = parts.length === 1 ? `(${parts[0]},)` : `(${parts.join(', ')})`;
   const inputStr = input === undefined ? '' : `, 'input': ${pyRepr(input)}`;
   // pydantic adds the constraint to a constraint's error (`'ctx': {'ge': 1}` for greater_than_equal).
-  const ctxStr = ctx === undefined ? '' : `, 'ctx': {${Object.entries(ctx).map(([k, v]) => `'${k}': ${v}`).join(', ')}}`;
+  const ctxStr = ctx === undefined ? '' : `, 'ctx': {${Object.entries(ctx).map(([k, v]) => `'${k}': ${typeof v === 'string' ? pyStr(v) : v}`).join(', ')}}`;
   return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}${ctxStr}}]`, 'Bad Request');
 }
 
@@ -109,13 +110,21 @@ function pyRepr(v: unknown): string {
 
 type Json = Record<string, unknown>;
 
-/** Parses a request body as FastAPI does before validating it: JSON, else a 400 `json_invalid` validation error. */
+/**
+ * Parses a request body as FastAPI does before validating it: Python's `json.loads`, else a 400 `json_invalid`
+ * validation error at Python's position with Python's message (`{'type': 'json_invalid', 'loc': ('body', e.pos),
+ * 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': e.msg}}`, fastapi/routing.py `get_request_handler`).
+ * `JSON.parse` reads every body it accepts as Python does; what it refuses is read again as Python reads it, which
+ * also takes `NaN` and `Infinity` (python-json.ts).
+ */
 export function parseJsonBody(raw: string): Json {
   let body: unknown;
   try {
     body = JSON.parse(raw);
-  } catch (e) {
-    throw validationError([0], 'json_invalid', 'JSON decode error', { error: (e as Error).message });
+  } catch {
+    const python = parsePythonJson(raw);
+    if (!python.ok) throw validationError([python.pos], 'json_invalid', 'JSON decode error', {}, { error: python.msg });
+    body = python.value;
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);

@@ -885,13 +885,30 @@ async function readJsonRequest(req: IncomingMessage): Promise<Record<string, unk
   const media = ct.split(';', 1)[0].trim();
   const jsonish = ct === '' || media === 'application/json' || (media.startsWith('application/') && media.endsWith('+json'));
   let body: Record<string, unknown> | undefined;
-  if (jsonish && raw.length > 0) body = parseJsonBody(raw);
+  if (jsonish && raw.length > 0) body = parseJsonBody(decodeJsonBytes(raw));
   if (media !== 'application/json') throw new ApiError(400, "Unsupported Media Type: Only 'application/json' is allowed", 'Bad Request');
   if (body === undefined) throw validationError([], 'missing', 'Field required');
   return body;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+/**
+ * The text `json.loads(bytes)` decodes (Lib/json/__init__.py `detect_encoding`): UTF-8, a leading BOM dropped
+ * ('utf-8-sig'). Bytes that are not UTF-8 raise UnicodeDecodeError, which FastAPI answers with
+ * `HTTPException(400, "There was an error parsing the body")` (fastapi/routing.py `get_request_handler`) and vLLM's
+ * `http_exception_handler` renders as a 400 `Bad Request` (api_server.py @ v0.10.0). Not followed: Python's UTF-16/32
+ * detection (a body starting with NUL bytes or their BOMs) and 'surrogatepass' (encoded surrogates are refused here).
+ */
+function decodeJsonBytes(raw: Buffer): string {
+  try {
+    return UTF8_FATAL.decode(raw);
+  } catch {
+    throw new ApiError(400, 'There was an error parsing the body', 'Bad Request');
+  }
+}
+
+const UTF8_FATAL = new TextDecoder('utf-8', { fatal: true });
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -903,7 +920,7 @@ function readBody(req: IncomingMessage): Promise<string> {
     });
     req.on('end', () => {
       if (tooLarge) reject(new ApiError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes.`));
-      else resolve(Buffer.concat(chunks).toString('utf8'));
+      else resolve(Buffer.concat(chunks));
     });
     req.on('error', reject);
   });

@@ -183,6 +183,27 @@ describe('OpenAI API over loopback', () => {
     };
 
     it('invalid JSON → 400 Bad Request (FastAPI json_invalid)', () => expectError('/v1/completions', '{"model":', 400, 'Bad Request', /json_invalid/));
+    // fastapi/routing.py get_request_handler: loc ('body', e.pos), input {}, ctx {'error': e.msg}, Python's own msg and
+    // position (CPython's json scanner; sim/test/python-json.test.ts holds its vectors).
+    it('invalid JSON: the message is FastAPI\'s, with Python\'s position and words', async () => {
+      await expectError('/v1/completions', `{"model": "${MODEL}", "prompt": "x",}`, 400, 'Bad Request',
+        new RegExp(`^\\[\\{'type': 'json_invalid', 'loc': \\('body', ${28 + MODEL.length}\\), 'msg': 'JSON decode error', 'input': \\{\\}, 'ctx': \\{'error': 'Expecting property name enclosed in double quotes'\\}\\}\\]$`));
+      await expectError('/v1/chat/completions', '{"model": "😀", "messages": [}', 400, 'Bad Request', /'loc': \('body', 28\), .*'ctx': \{'error': 'Expecting value'\}/);
+      await expectError('/v1/completions', '{"prompt": "a\\q"}', 400, 'Bad Request', /'ctx': \{'error': 'Invalid \\\\escape'\}/);
+    });
+    it('NaN and Infinity are JSON to Python: a body carrying them is read, not refused', async () => {
+      const r = await http(sim.url, 'POST', '/v1/completions', `{"model": "${MODEL}", "prompt": "hi", "max_tokens": 2, "unknown_field": NaN, "other": -Infinity}`);
+      expect(r.status).toBe(200);
+      expect(r.json().usage.completion_tokens).toBe(2);
+    });
+    it('a body that is not UTF-8 → 400 "There was an error parsing the body" (FastAPI\'s HTTPException, vLLM\'s http_exception_handler)', async () => {
+      const res = await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]) });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ object: 'error', message: 'There was an error parsing the body', type: 'Bad Request', param: null, code: 400 });
+      // A UTF-8 BOM is dropped, as json.loads decodes bytes with 'utf-8-sig'.
+      const bom = await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 1 }))]) });
+      expect(bom.status).toBe(200);
+    });
     it('non-object JSON → 400 Bad Request', () => expectError('/v1/chat/completions', '[1,2]', 400, 'Bad Request'));
     it('unknown model → 404 NotFoundError', () => expectError('/v1/completions', { model: 'gpt-4', prompt: 'x' }, 404, 'NotFoundError', /^The model `gpt-4` does not exist\.$/));
     it('model of the wrong type → 400', () => expectError('/v1/completions', { model: 7, prompt: 'x' }, 400, 'Bad Request', /'model'/));

@@ -1,0 +1,229 @@
+/**
+ * JSON text as Python's `json.loads` reads it, for the bodies `JSON.parse` refuses. FastAPI decodes a request body with
+ * Starlette's `request.json()` (`json.loads(bytes)`), and turns a `JSONDecodeError` into the 400 vLLM returns
+ * (`{'type': 'json_invalid', 'loc': ('body', e.pos), …, 'ctx': {'error': e.msg}}`: fastapi/routing.py
+ * `get_request_handler`): so the error's message and position are Python's, and what Python accepts beyond JSON
+ * (`NaN`, `Infinity`, `-Infinity`) is a body, not an error.
+ *
+ * Mirrors CPython 3.12's C scanner (Modules/_json.c: `scan_once_unicode`, `_parse_object_unicode`,
+ * `_parse_array_unicode`, `scanstring_unicode`, `_match_number_unicode`) and Lib/json/decoder.py (`JSONDecoder.decode`,
+ * `raw_decode`), the Python of vLLM 0.10.0's image (docker/Dockerfile `PYTHON_VERSION=3.12`). 3.13 words a trailing
+ * comma differently ("Illegal trailing comma before end of object"); 3.11 and 3.12 agree. Positions are Python's: in
+ * code points, not UTF-16 units. `sim/test/vectors/python-json.py` generated the expected errors with CPython.
+ */
+
+export type PythonJsonResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly msg: string; readonly pos: number };
+
+class DecodeError {
+  constructor(readonly msg: string, readonly pos: number) {}
+}
+
+/** Python's StopIteration out of scan_once: "Expecting value" at `pos` once it reaches the top. */
+class StopIteration {
+  constructor(readonly pos: number) {}
+}
+
+const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** Parses `text` as Python's `json.loads(str)` does, or gives its `JSONDecodeError` (msg, pos in code points). */
+export function parsePythonJson(text: string): PythonJsonResult {
+  try {
+    let idx = skipWhitespace(text, 0);
+    let value: unknown;
+    try {
+      [value, idx] = scanOnce(text, idx);
+    } catch (e) {
+      if (e instanceof StopIteration) throw new DecodeError('Expecting value', e.pos);
+      throw e;
+    }
+    idx = skipWhitespace(text, idx);
+    if (idx !== text.length) throw new DecodeError('Extra data', idx);
+    return { ok: true, value };
+  } catch (e) {
+    if (e instanceof DecodeError) return { ok: false, msg: e.msg, pos: codePoints(text, e.pos) };
+    if (e instanceof StopIteration) return { ok: false, msg: 'Expecting value', pos: codePoints(text, e.pos) };
+    throw e;
+  }
+}
+
+function skipWhitespace(s: string, idx: number): number {
+  while (idx < s.length && isWhitespace(s.charCodeAt(idx))) idx++;
+  return idx;
+}
+
+/** The code points in `s` before UTF-16 index `end` (Python's str indices). */
+function codePoints(s: string, end: number): number {
+  let n = 0;
+  for (let i = 0; i < end; i++) {
+    const c = s.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point; lone surrogates count one each, as in Python.
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < end) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+function scanOnce(s: string, idx: number): [unknown, number] {
+  if (idx >= s.length) throw new StopIteration(idx);
+  const c = s[idx];
+  switch (c) {
+    case '"':
+      return scanString(s, idx + 1);
+    case '{':
+      return parseObject(s, idx + 1);
+    case '[':
+      return parseArray(s, idx + 1);
+    case 'n':
+      if (s.startsWith('null', idx)) return [null, idx + 4];
+      break;
+    case 't':
+      if (s.startsWith('true', idx)) return [true, idx + 4];
+      break;
+    case 'f':
+      if (s.startsWith('false', idx)) return [false, idx + 5];
+      break;
+    case 'N':
+      if (s.startsWith('NaN', idx)) return [NaN, idx + 3];
+      break;
+    case 'I':
+      if (s.startsWith('Infinity', idx)) return [Infinity, idx + 8];
+      break;
+    case '-':
+      if (s.startsWith('-Infinity', idx)) return [-Infinity, idx + 9];
+      break;
+  }
+  return matchNumber(s, idx);
+}
+
+function matchNumber(s: string, start: number): [number, number] {
+  const end = s.length;
+  let idx = start;
+  if (s.charCodeAt(idx) === 0x2d /* - */) {
+    idx++;
+    if (idx >= end) throw new StopIteration(start);
+  }
+  const first = s.charCodeAt(idx);
+  if (first >= 0x31 && first <= 0x39) {
+    idx++;
+    while (idx < end && isDigit(s.charCodeAt(idx))) idx++;
+  } else if (first === 0x30) {
+    idx++;
+  } else {
+    throw new StopIteration(start);
+  }
+  // A fraction needs a digit after the point; an exponent without digits is backtracked (left as extra data).
+  let isFloat = false;
+  if (idx + 1 < end && s[idx] === '.' && isDigit(s.charCodeAt(idx + 1))) {
+    isFloat = true;
+    idx += 2;
+    while (idx < end && isDigit(s.charCodeAt(idx))) idx++;
+  }
+  if (idx + 1 < end && (s[idx] === 'e' || s[idx] === 'E')) {
+    const eStart = idx;
+    idx++;
+    if (idx + 1 < end && (s[idx] === '-' || s[idx] === '+')) idx++;
+    while (idx < end && isDigit(s.charCodeAt(idx))) idx++;
+    if (isDigit(s.charCodeAt(idx - 1))) isFloat = true;
+    else idx = eStart;
+  }
+  const value = Number(s.slice(start, idx));
+  // `-0` is Python's int 0 (ints have no sign of zero); `-0.0` stays a negative zero.
+  return [isFloat || value !== 0 ? value : 0, idx];
+}
+
+function parseObject(s: string, idx: number): [Record<string, unknown>, number] {
+  const obj: Record<string, unknown> = {};
+  idx = skipWhitespace(s, idx);
+  if (idx >= s.length || s[idx] !== '}') {
+    for (;;) {
+      if (idx >= s.length || s[idx] !== '"') throw new DecodeError('Expecting property name enclosed in double quotes', idx);
+      let key: string;
+      [key, idx] = scanString(s, idx + 1);
+      idx = skipWhitespace(s, idx);
+      if (idx >= s.length || s[idx] !== ':') throw new DecodeError("Expecting ':' delimiter", idx);
+      idx = skipWhitespace(s, idx + 1);
+      let value: unknown;
+      [value, idx] = scanOnce(s, idx);
+      // A later duplicate wins, as in Python's dict.
+      Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+      idx = skipWhitespace(s, idx);
+      if (idx < s.length && s[idx] === '}') break;
+      if (idx >= s.length || s[idx] !== ',') throw new DecodeError("Expecting ',' delimiter", idx);
+      idx = skipWhitespace(s, idx + 1);
+    }
+  }
+  return [obj, idx + 1];
+}
+
+function parseArray(s: string, idx: number): [unknown[], number] {
+  const arr: unknown[] = [];
+  idx = skipWhitespace(s, idx);
+  if (idx >= s.length || s[idx] !== ']') {
+    for (;;) {
+      let value: unknown;
+      [value, idx] = scanOnce(s, idx);
+      arr.push(value);
+      idx = skipWhitespace(s, idx);
+      if (idx < s.length && s[idx] === ']') break;
+      if (idx >= s.length || s[idx] !== ',') throw new DecodeError("Expecting ',' delimiter", idx);
+      idx = skipWhitespace(s, idx + 1);
+    }
+  }
+  return [arr, idx + 1];
+}
+
+const ESCAPES: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+
+function hex4(s: string, at: number): number | undefined {
+  const digits = s.slice(at, at + 4);
+  return /^[0-9a-fA-F]{4}$/.test(digits) ? parseInt(digits, 16) : undefined;
+}
+
+/** `scanstring_unicode` with strict=True: the string whose opening quote is at `end - 1`, and the index after it. */
+function scanString(s: string, end: number): [string, number] {
+  const begin = end - 1;
+  const len = s.length;
+  let out = '';
+  for (;;) {
+    let next = end;
+    let c = 0;
+    for (; next < len; next++) {
+      c = s.charCodeAt(next);
+      if (c === 0x22 || c === 0x5c) break;
+      if (c <= 0x1f) throw new DecodeError('Invalid control character at', next);
+    }
+    if (next >= len || (c !== 0x22 && c !== 0x5c)) throw new DecodeError('Unterminated string starting at', begin);
+    out += s.slice(end, next);
+    next++;
+    if (c === 0x22) return [out, next];
+    if (next === len) throw new DecodeError('Unterminated string starting at', begin);
+    const esc = s[next]!;
+    if (esc !== 'u') {
+      const decoded = ESCAPES[esc];
+      if (decoded === undefined) throw new DecodeError('Invalid \\escape', next - 1);
+      out += decoded;
+      end = next + 1;
+      continue;
+    }
+    next++;
+    end = next + 4;
+    if (end >= len) throw new DecodeError('Invalid \\uXXXX escape', next - 1);
+    const unit = hex4(s, next);
+    if (unit === undefined) throw new DecodeError('Invalid \\uXXXX escape', next - 1);
+    let code = unit;
+    // A high surrogate followed by an escaped low one is one code point; anything else stays a lone surrogate.
+    if (unit >= 0xd800 && unit <= 0xdbff && end + 6 < len && s[end] === '\\' && s[end + 1] === 'u') {
+      const low = hex4(s, end + 2);
+      if (low === undefined) throw new DecodeError('Invalid \\uXXXX escape', end + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) {
+        code = 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00);
+        end += 6;
+      }
+    }
+    out += String.fromCodePoint(code);
+  }
+}
