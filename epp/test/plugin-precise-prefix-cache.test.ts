@@ -164,7 +164,7 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     expect(ids.length).toBeGreaterThanOrEqual(48);
     const stored = (blocks: number, medium: string, base: number): BlockStored => ({
       type: 'BlockStored', blockHashes: Array.from({ length: blocks }, (_, i) => String(base + i)), parentBlockHash: null,
-      tokenIds: ids.slice(0, blocks * 16), blockSize: 16, loraId: null, medium,
+      tokenIds: Array.from(ids.slice(0, blocks * 16)), blockSize: 16, loraId: null, medium,
     });
     const [a, b, c] = ['10.0.9.1:8000', '10.0.9.2:8000', '10.0.9.3:8000'];
     scorer.index.store(a!, stored(3, 'GPU', 100), rootKey(''));
