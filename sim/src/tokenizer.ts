@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { chatTemplateContext } from '@kvroute/protocol/openai';
+import { applyChatTemplate } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -20,6 +20,10 @@ export interface ChatMessage {
 
 export interface RenderOptions {
   addGenerationPrompt?: boolean;
+  /** The request's `continue_final_message`. @default false */
+  continueFinalMessage?: boolean;
+  /** The request's `chat_template`, replacing Qwen3's. */
+  chatTemplate?: string;
   tools?: unknown[];
   /** vLLM's `chat_template_kwargs`, e.g. `{ enable_thinking: false }`. */
   templateKwargs?: Record<string, unknown>;
@@ -98,7 +102,8 @@ export class SimTokenizer {
   readonly eosToken: string;
   readonly fillerIds: readonly number[];
   readonly fillerTexts: readonly string[];
-  private readonly template: Template;
+  /** Compiled templates: Qwen3's, and the last few a request sent as `chat_template` (bounded, oldest dropped). */
+  private readonly templates = new Map<string, Template>();
   private readonly specialSplit: RegExp;
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly cache: TextTokenCache;
@@ -118,7 +123,7 @@ export class SimTokenizer {
     for (const t of addedTokens) this.idTokens[t.id] = t.content;
     this.maxTokenId = this.idTokens.length - 1;
     this.eosToken = config.eos_token ?? '<|im_end|>';
-    this.template = new Template(config.chat_template);
+    this.templates.set(config.chat_template, new Template(config.chat_template));
     this.cache = new TextTokenCache(cacheChars);
     // Only special tokens without lstrip/rstrip can be cut out verbatim; the
     // flags would make the tokenizer swallow neighbouring whitespace.
@@ -204,9 +209,14 @@ export class SimTokenizer {
     return { hits: this.cache.hits, misses: this.cache.misses };
   }
 
-  /** Renders the chat template the way transformers' apply_chat_template does for vLLM. */
+  /**
+   * Renders the chat template the way vLLM 0.10.0 has transformers' apply_chat_template do it (`applyChatTemplate` in
+   * @kvroute/protocol): a `chat_template` among the kwargs (or the request's) replaces Qwen3's, `continue_final_message`
+   * (the request's or a kwarg) leaves the last turn open, and transformers' own parameters are no template variables.
+   * Throws `ChatTemplateRefusal` (its `response` is vLLM's answer) where vLLM refuses the request.
+   */
   renderChat(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
-    const context = chatTemplateContext({
+    return applyChatTemplate({
       // Special-token names are in the context because transformers passes
       // its special_tokens_map; a template may reference any of them.
       specialTokens: {
@@ -217,11 +227,29 @@ export class SimTokenizer {
       },
       messages,
       addGenerationPrompt: opts.addGenerationPrompt ?? true,
+      continueFinalMessage: opts.continueFinalMessage ?? false,
       ...(opts.tools !== undefined ? { tools: opts.tools } : {}),
       ...(opts.documents !== undefined ? { documents: opts.documents } : {}),
       ...(opts.templateKwargs !== undefined ? { kwargs: opts.templateKwargs } : {}),
+      ...(opts.chatTemplate !== undefined ? { chatTemplate: opts.chatTemplate } : {}),
+    }, this.config.chat_template, (text) => {
+      const template = this.compiledTemplate(text);
+      return (context) => template.render(context);
     });
-    return this.template.render(context);
+  }
+
+  private compiledTemplate(text: string): Template {
+    let template = this.templates.get(text);
+    if (!template) {
+      template = new Template(text);
+      // Qwen3's own (the first entry) stays; a request's replacement pushes out the oldest other one.
+      if (this.templates.size >= 16) {
+        const [, oldest] = [...this.templates.keys()];
+        if (oldest !== undefined) this.templates.delete(oldest);
+      }
+      this.templates.set(text, template);
+    }
+    return template;
   }
 
   private encodeSegment(segment: string, addSpecialTokens: boolean): Uint32Array {

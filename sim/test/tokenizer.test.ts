@@ -99,4 +99,31 @@ describe('Qwen3 tokenizer', () => {
     expect(common).toBe(prompt1.length - 4);
     expect(tok.decode(prompt1.slice(common))).toBe('<think>\n\n</think>\n\n');
   });
+
+  // vLLM 0.10.0 serving_engine.py:873-880 (`dict(chat_template=…, …)` then `.update(chat_template_kwargs)`) and
+  // chat_utils.py:398 (resolve_hf_chat_template: a given template first); transformers v4.53 apply_chat_template binds
+  // `continue_final_message`, `tokenize`, `return_dict`, … as parameters, so they are no template variables.
+  it('chat_template_kwargs: a chat_template replaces Qwen3\'s, continue_final_message leaves the turn open, transformers\' parameters are no variables (vLLM 0.10.0 _preprocess_chat, transformers v4.53)', () => {
+    const messages: ChatMessage[] = [{ role: 'user', content: 'Hello there' }];
+    const custom = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}';
+    expect(tok.renderChat(messages, { templateKwargs: { chat_template: custom } })).toBe('[user] Hello there\n[assistant]');
+    expect(tok.renderChat(messages, { chatTemplate: custom })).toBe('[user] Hello there\n[assistant]');
+    const probe = '{{ continue_final_message is defined }}{{ tokenize is defined }}{{ chat_template is defined }}|{{ custom_flag }}';
+    expect(tok.renderChat(messages, { templateKwargs: { chat_template: probe, continue_final_message: false, tokenize: true, custom_flag: 7 } })).toBe('falsefalsefalse|7');
+    const story: ChatMessage[] = [{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }];
+    expect(tok.renderChat(story, { templateKwargs: { continue_final_message: true, add_generation_prompt: false } }))
+      .toBe('<|im_start|>user\nWrite<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOnce upon');
+  });
+
+  it('chat_template_kwargs vLLM 0.10.0 refuses: continue_final_message with the default add_generation_prompt, a kwarg named like apply_hf_chat_template\'s own argument (serving_chat.py:206-209, chat_utils.py:1335)', () => {
+    const story: ChatMessage[] = [{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }];
+    expect(() => tok.renderChat(story, { templateKwargs: { continue_final_message: true } })).toThrow(/^continue_final_message and add_generation_prompt are not compatible/);
+    let response: unknown;
+    try {
+      tok.renderChat(story, { templateKwargs: { model_config: {} } });
+    } catch (e) {
+      response = (e as { response?: unknown }).response;
+    }
+    expect(response).toEqual({ status: 400, message: "vllm.entrypoints.chat_utils.apply_hf_chat_template() got multiple values for keyword argument 'model_config' None" });
+  });
 });

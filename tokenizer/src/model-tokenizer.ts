@@ -15,7 +15,7 @@
  * its new paragraphs.
  */
 import { LRUCache } from 'lru-cache';
-import { chatTemplateContext, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
+import { applyChatTemplate, type ChatMessageInput, type OwnChatTemplate, type PromptInput } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
 import { Tokenizer } from 'tokenizers';
 import type { TokenizerFiles } from './resolve';
@@ -59,6 +59,8 @@ export interface RenderOptions {
   readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
   /** The request's `documents`, rendered by RAG templates. */
   readonly documents?: readonly unknown[];
+  /** The request's `chat_template`: a template text, or the name of one of the model's named templates. */
+  readonly chatTemplate?: string;
 }
 
 export interface PromptTokens {
@@ -113,9 +115,13 @@ function messageContent(content: unknown): { text: string; exact: boolean } {
   return { text: texts.join('\n'), exact };
 }
 
+/** Compiled templates kept: the model's own and the few a client sends as `chat_template`. */
+const COMPILED_TEMPLATES = 16;
+
 export class ModelTokenizer {
   readonly vocabSize: number;
-  private readonly template?: Template;
+  private readonly ownTemplate?: OwnChatTemplate;
+  private readonly compiled = new LRUCache<string, Template>({ max: COMPILED_TEMPLATES });
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly specialSplit?: RegExp;
   private readonly memo: LRUCache<string, Uint32Array>;
@@ -128,10 +134,8 @@ export class ModelTokenizer {
     memoChars: number,
   ) {
     this.vocabSize = tokenizer.getVocabSize(true);
-    const chatTemplate = typeof config.chat_template === 'string'
-      ? config.chat_template
-      : config.chat_template?.find((t) => t.name === 'default')?.template;
-    if (chatTemplate !== undefined) this.template = new Template(chatTemplate);
+    // transformers keeps named templates by name and picks one per call ("tool_use" with tools, else "default").
+    if (config.chat_template !== undefined && config.chat_template !== null) this.ownTemplate = config.chat_template;
     // Only special tokens without lstrip/rstrip can be cut out verbatim; those flags make the tokenizer swallow
     // neighbouring whitespace.
     const splittable = addedTokens.filter((t) => t.special && !t.lstrip && !t.rstrip);
@@ -201,13 +205,14 @@ export class ModelTokenizer {
     return Uint32Array.from((await this.tokenizer.encode(text, undefined, { addSpecialTokens })).getIds());
   }
 
-  /** Renders the chat template as transformers' `apply_chat_template` does for vLLM. */
+  /**
+   * Renders the chat template as vLLM 0.10.0 has transformers' `apply_chat_template` do it (`applyChatTemplate` in
+   * @kvroute/protocol: `chat_template_kwargs` over the request's arguments, a `chat_template` among them replacing the
+   * template, transformers' own parameters kept out of the template's variables). Throws `ChatTemplateRefusal` for a
+   * chat vLLM refuses, which callers treat as any unrenderable chat.
+   */
   renderChat(messages: readonly TemplateMessage[], options: RenderOptions = {}): string {
-    if (!this.template) throw new Error('this tokenizer has no chat template');
-    // A `continue_final_message` among the kwargs wins over the request's, as every kwarg does (chatTemplateContext).
-    const kwargs = options.chatTemplateKwargs ?? {};
-    const continueFinal = typeof kwargs.continue_final_message === 'boolean' ? kwargs.continue_final_message : options.continueFinalMessage ?? false;
-    const context = chatTemplateContext({
+    return applyChatTemplate({
       // transformers passes the special-tokens map; a template may reference any of them.
       specialTokens: {
         bos_token: tokenText(this.config.bos_token),
@@ -216,17 +221,21 @@ export class ModelTokenizer {
         unk_token: tokenText(this.config.unk_token),
       },
       messages,
-      addGenerationPrompt: continueFinal ? false : options.addGenerationPrompt ?? true,
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+      continueFinalMessage: options.continueFinalMessage ?? false,
       ...(options.tools !== undefined ? { tools: options.tools } : {}),
       ...(options.documents !== undefined ? { documents: options.documents } : {}),
-      kwargs,
+      ...(options.chatTemplateKwargs !== undefined ? { kwargs: options.chatTemplateKwargs } : {}),
+      ...(options.chatTemplate !== undefined ? { chatTemplate: options.chatTemplate } : {}),
+    }, this.ownTemplate, (text) => {
+      let template = this.compiled.get(text);
+      if (!template) {
+        template = new Template(text);
+        this.compiled.set(text, template);
+      }
+      const compiled = template;
+      return (context) => compiled.render(context);
     });
-    const rendered = this.template.render(context);
-    if (!continueFinal) return rendered;
-    // transformers cuts the rendering right after the final message's content, leaving the turn open.
-    const final = messages[messages.length - 1]?.content ?? '';
-    const at = rendered.lastIndexOf(final.trim());
-    return at < 0 ? rendered : rendered.slice(0, at + final.trim().length);
   }
 
   /** The ids vLLM computes for a request's input: completions encode the prompt, chats render then encode. */
@@ -259,10 +268,14 @@ export class ModelTokenizer {
           ...(input.tools ? { tools: input.tools } : {}),
           ...(input.chatTemplateKwargs ? { chatTemplateKwargs: input.chatTemplateKwargs } : {}),
           ...(input.documents ? { documents: input.documents } : {}),
+          ...(input.chatTemplate !== undefined ? { chatTemplate: input.chatTemplate } : {}),
         });
         if (!exact) {
           const cut = text.indexOf(MEDIA_CUT);
-          // A template that dropped the marker leaves nothing known to be the pods' blocks.
+          // A template that never renders that message's content (or transforms it) leaves no place to cut at: where
+          // the message starts, and so which prefix is the pods', is unknown, and keying the whole text would key blocks
+          // no pod holds (vLLM puts the media placeholders in that content, so its prompt differs from the message on).
+          // Nothing is keyed; the chat stays inexact.
           if (cut < 0) return { ids: new Uint32Array(0), exact };
           text = text.slice(0, cut);
         }

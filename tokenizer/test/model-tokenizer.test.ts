@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parseRequestBody } from '@kvroute/protocol/openai';
 import { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
@@ -71,6 +72,17 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
       '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n');
   });
 
+  // serving_chat.py @ v0.10.0: `request.chat_template or self.chat_template`, parsed from the body by @kvroute/protocol.
+  test('a request\'s own chat_template, parsed from its body, replaces the model\'s in the ids', async () => {
+    const body = { model: 'm', messages: [{ role: 'user', content: 'Hello world' }], chat_template: '{{ messages[0].content }}' };
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)));
+    expect(parsed.input).toMatchObject({ kind: 'chat', chatTemplate: '{{ messages[0].content }}' });
+    expect([...(await tok.promptTokens(parsed.input))!.ids]).toEqual([...(await tok.encodeWhole('Hello world', false))]);
+    // An empty one is absent (`or`): the model's template.
+    const empty = parseRequestBody(Buffer.from(JSON.stringify({ ...body, chat_template: '' })));
+    expect(empty.input).not.toHaveProperty('chatTemplate');
+  });
+
   test('completions encode with special tokens (Qwen3 adds none); token-id prompts pass through; images make it inexact', async () => {
     expect([...(await tok.promptTokens({ kind: 'text', text: 'Hello world' }))!.ids]).toEqual([...(await tok.encodeWhole('Hello world', false))]);
     expect((await tok.promptTokens({ kind: 'tokens', tokens: [5, 6, 7] }))!.ids).toEqual(Uint32Array.of(5, 6, 7));
@@ -134,10 +146,59 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
   });
 
   test('continue_final_message leaves the last turn open, as transformers does', () => {
-    const open = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { continueFinalMessage: true });
+    const open = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { addGenerationPrompt: false, continueFinalMessage: true });
     expect(open.endsWith('Once upon')).toBe(true);
     const closed = tok.renderChat([{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }], { addGenerationPrompt: false });
     expect(closed.endsWith('Once upon')).toBe(false);
+  });
+
+  // vLLM 0.10.0 serving_engine.py:873-880 builds `dict(chat_template=…, …)` then `.update(chat_template_kwargs)`;
+  // chat_utils.py:398 (resolve_hf_chat_template, "1st priority") renders with a given template.
+  test('a chat_template in chat_template_kwargs replaces the model\'s template (vLLM 0.10.0 _preprocess_chat + resolve_hf_chat_template); so does the request\'s own', async () => {
+    const messages = [{ role: 'user', content: 'Hello there' }];
+    const custom = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}';
+    const ids = await tok.promptTokens({ kind: 'chat', messages, addGenerationPrompt: true, continueFinalMessage: false, chatTemplateKwargs: { chat_template: custom } });
+    expect([...ids!.ids]).toEqual([...(await tok.encodeWhole('[user] Hello there\n[assistant]', false))]);
+    expect(tok.renderChat(messages, { chatTemplate: custom })).toBe('[user] Hello there\n[assistant]');
+    // A kwarg wins over the request's field; a null kwarg restores the model's own.
+    expect(tok.renderChat(messages, { chatTemplate: 'request', chatTemplateKwargs: { chat_template: custom } })).toBe('[user] Hello there\n[assistant]');
+    expect(tok.renderChat(messages, { chatTemplate: custom, chatTemplateKwargs: { chat_template: null } })).toBe('<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n');
+  });
+
+  // transformers v4.53 apply_chat_template binds these as parameters; render_jinja_template passes only **kwargs on.
+  test('transformers\' own parameters among chat_template_kwargs are no template variables; continue_final_message as a kwarg cuts the turn (transformers v4.53 apply_chat_template, render_jinja_template)', async () => {
+    const probe = '{{ tokenize is defined }}{{ continue_final_message is defined }}{{ return_dict is defined }}{{ padding is defined }}{{ chat_template is defined }}{{ trust_remote_code is defined }}|{{ enable_thinking }}';
+    const messages = [{ role: 'user', content: 'hi' }];
+    const out = tok.renderChat(messages, { chatTemplateKwargs: { chat_template: probe, tokenize: true, continue_final_message: false, return_dict: false, padding: false, trust_remote_code: true, enable_thinking: 'no' } });
+    expect(out).toBe('falsefalsefalsefalsefalsefalse|no');
+    // continue_final_message in the kwargs, with add_generation_prompt false: the final turn is left open (Qwen3 gives
+    // the turn after the last query an empty think block).
+    const story = [{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }];
+    const open = await tok.promptTokens({ kind: 'chat', messages: story, addGenerationPrompt: true, continueFinalMessage: false, chatTemplateKwargs: { continue_final_message: true, add_generation_prompt: false } });
+    expect([...open!.ids]).toEqual([...(await tok.encodeWhole('<|im_start|>user\nWrite<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOnce upon', false))]);
+    // With the request's add_generation_prompt left at true, transformers refuses (vLLM answers 400): nothing is keyed,
+    // the chat fails as an unrenderable one does.
+    await expect(tok.promptTokens({ kind: 'chat', messages: story, addGenerationPrompt: true, continueFinalMessage: false, chatTemplateKwargs: { continue_final_message: true } }))
+      .rejects.toThrow(/^continue_final_message and add_generation_prompt are not compatible/);
+    // A template that drops the final message's text: transformers refuses rather than leaving the rendering whole.
+    expect(() => tok.renderChat(story, { addGenerationPrompt: false, continueFinalMessage: true, chatTemplate: '{% for m in messages %}<{{ m.role }}>{% endfor %}' }))
+      .toThrow(/^continue_final_message is set but the final message does not appear in the chat/);
+  });
+
+  test('a template that never renders the media message\'s content leaves no known prefix: nothing is keyed, rather than the whole text', async () => {
+    const system = { role: 'system', content: `You describe pictures. ${'Be precise. '.repeat(30)}` };
+    const dropsUserContent = '{% for m in messages %}<{{ m.role }}>{% if m.role != "user" %}{{ m.content }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}';
+    const chat = (content: unknown) => ({
+      kind: 'chat' as const, addGenerationPrompt: true, continueFinalMessage: false, chatTemplateKwargs: { chat_template: dropsUserContent },
+      messages: [system, { role: 'user', content }, { role: 'assistant', content: 'A cat.' }, { role: 'user', content: 'Sure?' }],
+    });
+    const withImage = await tok.promptTokens(chat([{ type: 'image_url', image_url: { url: 'cat.png' } }, { type: 'text', text: 'What is it?' }]));
+    expect(withImage!.exact).toBe(false);
+    expect(withImage!.ids.length).toBe(0);
+    // The same chat without the image renders (and keys) the whole text: the rendering does not show where it would end.
+    const textOnly = await tok.promptTokens(chat('What is it?'));
+    expect(textOnly!.exact).toBe(true);
+    expect(textOnly!.ids.length).toBeGreaterThan(50);
   });
 });
 

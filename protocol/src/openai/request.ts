@@ -41,6 +41,8 @@ export type PromptInput =
       readonly chatTemplateKwargs?: Readonly<Record<string, unknown>>;
       /** `documents` as sent (RAG templates such as Granite's and Command-R's render them into the prompt). */
       readonly documents?: readonly unknown[];
+      /** vLLM's `chat_template` (0.10.0 takes it from any client): replaces the model's template. */
+      readonly chatTemplate?: string;
     }
   /** A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …). */
   | { readonly kind: 'text'; readonly text: string }
@@ -220,6 +222,9 @@ function readInput(o: Record<string, unknown>): PromptInput {
       : { kind: 'chat', messages, addGenerationPrompt, continueFinalMessage };
     if (kwargs) chat.chatTemplateKwargs = kwargs as Record<string, unknown>;
     if (Array.isArray(documents)) chat.documents = documents;
+    // `Optional[str]` on ChatCompletionRequest (protocol.py @ v0.10.0); an empty one counts as absent there
+    // (`request.chat_template or self.chat_template`, serving_chat.py).
+    if (typeof o.chat_template === 'string' && o.chat_template !== '') chat.chatTemplate = o.chat_template;
     return chat;
   }
   if (o.prompt !== undefined) return textOrTokens(o.prompt, 'prompt');
