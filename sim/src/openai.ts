@@ -306,6 +306,10 @@ export interface ChatRequest extends CommonRequest {
   templateKwargs: Record<string, unknown>;
   /** `documents` (vLLM 0.10.0 ChatCompletionRequest: Optional[list[dict[str, str]]]), handed to the chat template. */
   documents: Record<string, string>[] | undefined;
+  /** `continue_final_message`: the last turn is left open (never with `add_generation_prompt`). */
+  continueFinalMessage: boolean;
+  /** `chat_template` (Optional[str]): replaces the model's template; vLLM 0.10.0 takes it from any client. */
+  chatTemplate: string | undefined;
 }
 
 /** Qwen3's embedding table size (kept for callers; vLLM checks prompt ids against the tokenizer's largest id). */
@@ -496,6 +500,8 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
     toolChoice,
     templateKwargs: opt(body, 'chat_template_kwargs', dict, {}),
     documents: opt(body, 'documents', documentList, undefined as Record<string, string>[] | undefined),
+    continueFinalMessage: continueFinal,
+    chatTemplate: opt(body, 'chat_template', strictStr, undefined as string | undefined),
     ...ids,
   };
 }

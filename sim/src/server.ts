@@ -6,6 +6,7 @@ import { RealtimeClock, type SimClock } from './clock';
 import { generationOf } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
+import { ChatTemplateRefusal } from '@kvroute/protocol/openai';
 import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
@@ -123,6 +124,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       if (e instanceof RouteError) {
         // Starlette's router answers unknown paths and methods itself, with FastAPI's default `{"detail": ...}` body.
         if (!res.headersSent) sendJson(res, e.status, { detail: e.message });
+        return;
+      }
+      if (e instanceof PlainServerError) {
+        if (!res.headersSent) {
+          res.removeHeader('access-control-allow-origin');
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
+          res.end('Internal Server Error');
+        }
         return;
       }
       const err = e instanceof ApiError ? e : new ApiError(500, `Internal error: ${(e as Error)?.message ?? String(e)}`);
@@ -642,6 +651,12 @@ class RouteError extends Error {
   }
 }
 
+/**
+ * An exception no vLLM handler catches (an AssertionError in a route): Starlette's ServerErrorMiddleware, outside the
+ * CORS middleware, answers a plain-text 500.
+ */
+class PlainServerError extends Error {}
+
 /** vLLM's `random_uuid()`: a uuid4's 32 hex digits. */
 function randomUUIDHex(): string {
   return randomUUID().replace(/-/g, '');
@@ -669,12 +684,19 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
   try {
     text = tokenizer.renderChat(req.messages, {
       addGenerationPrompt: req.addGenerationPrompt,
+      continueFinalMessage: req.continueFinalMessage,
       tools: req.tools,
       templateKwargs: req.templateKwargs,
       ...(req.documents !== undefined ? { documents: req.documents } : {}),
+      ...(req.chatTemplate !== undefined ? { chatTemplate: req.chatTemplate } : {}),
     });
   } catch (e) {
-    // serving_chat.py @ v0.10.0: `create_error_response(f"{e} {e.__cause__}")`.
+    // serving_chat.py @ v0.10.0: `create_error_response(f"{e} {e.__cause__}")`, the cause being the original error
+    // for what apply_hf_chat_template re-raises; an AssertionError escapes as a plain-text 500 (ChatTemplateRefusal).
+    if (e instanceof ChatTemplateRefusal) {
+      if (e.response.status === 500) throw new PlainServerError();
+      throw badRequest(e.response.message);
+    }
     throw badRequest(`${(e as Error).message} None`);
   }
   // vLLM tokenizes a rendered chat without adding special tokens: the template placed them.

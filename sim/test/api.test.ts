@@ -182,6 +182,30 @@ describe('OpenAI API over loopback', () => {
       if (message) expect(e.message).toMatch(message);
     };
 
+    // serving_engine.py:873-880 @ v0.10.0 (kwargs over the request's arguments), chat_utils.py:398-400 and 1292-1335
+    // (a given template first; errors re-raised with the original as cause), transformers v4.53 render_jinja_template.
+    it('a chat_template (the request\'s, or in chat_template_kwargs) replaces the model\'s; continue_final_message leaves the last turn open', async () => {
+      const tokens = async (body: Record<string, unknown>) => (await http(sim.url, 'POST', '/tokenize', { model: MODEL, ...body })).json().tokens as number[];
+      const messages = [{ role: 'user', content: 'tell me' }, { role: 'assistant', content: 'Once upon' }];
+      const template = '{% for m in messages %}[{{ m.role }}: {{ m.content }}]{% endfor %}{% if add_generation_prompt %}[assistant:{% endif %}';
+      const plain = await tokens({ prompt: '[user: tell me][assistant: Once upon][assistant:', add_special_tokens: false });
+      expect(await tokens({ messages, chat_template: template })).toEqual(plain);
+      expect(await tokens({ messages, chat_template_kwargs: { chat_template: template } })).toEqual(plain);
+      // The kwarg wins over the request's own field, as the dict update does.
+      expect(await tokens({ messages, chat_template: 'unused {{ messages }}', chat_template_kwargs: { chat_template: template } })).toEqual(plain);
+      // Cut right after the final message's content.
+      const open = await tokens({ prompt: '[user: tell me][assistant: Once upon', add_special_tokens: false });
+      expect(await tokens({ messages, chat_template: template, add_generation_prompt: false, continue_final_message: true })).toEqual(open);
+      // Qwen3's own template renders something else.
+      expect(await tokens({ messages })).not.toEqual(plain);
+    });
+    it('a chat template error is answered f"{e} {e.__cause__}" with the cause the same error (apply_hf_chat_template re-raises it); tokenize with return_dict escapes as a plain 500', async () => {
+      await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { continue_final_message: true } }, 400, 'BadRequestError',
+        /^continue_final_message and add_generation_prompt are not compatible\. .* continue_final_message and add_generation_prompt are not compatible\. /);
+      const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { tokenize: true, return_dict: true } });
+      expect(r.status).toBe(500);
+      expect(r.text).toBe('Internal Server Error');
+    });
     it('invalid JSON → 400 Bad Request (FastAPI json_invalid)', () => expectError('/v1/completions', '{"model":', 400, 'Bad Request', /json_invalid/));
     // fastapi/routing.py get_request_handler: loc ('body', e.pos), input {}, ctx {'error': e.msg}, Python's own msg and
     // position (CPython's json scanner; sim/test/python-json.test.ts holds its vectors).
