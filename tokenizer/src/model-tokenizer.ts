@@ -238,6 +238,19 @@ export class ModelTokenizer {
     });
   }
 
+  /**
+   * Whether the chat's template would come from the client: a `chat_template` kwarg (it wins, as vLLM's dict update
+   * makes it; `null` brings the model's back) or else the request's own field, unless it names one of the model's
+   * named templates (`OwnChatTemplate`).
+   */
+  private isClientTemplate(input: Extract<PromptInput, { kind: 'chat' }>): boolean {
+    const kwargs = input.chatTemplateKwargs;
+    const given = kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
+    if (given === undefined || given === null) return false;
+    const own = this.ownTemplate;
+    return !(typeof given === 'string' && Array.isArray(own) && own.some((t) => t.name === given));
+  }
+
   /** The ids vLLM computes for a request's input: completions encode the prompt, chats render then encode. */
   async promptTokens(input: PromptInput): Promise<PromptTokens | undefined> {
     switch (input.kind) {
@@ -248,6 +261,11 @@ export class ModelTokenizer {
       case 'none':
         return undefined;
       case 'chat': {
+        // A template the client sent (the request's `chat_template`, or one in its kwargs that names none of the
+        // model's) is not rendered here: the EPP renders on its routing thread, and a template is a program (a
+        // 50-byte loop renders for seconds), so one request could stall routing for the whole pool. vLLM renders it
+        // in its own server, in jinja2's sandbox. Such a chat is routed unkeyed, by load.
+        if (this.isClientTemplate(input)) return undefined;
         let exact = true;
         const messages = input.messages.map((m: ChatMessageInput) => {
           const content = messageContent(m.content);

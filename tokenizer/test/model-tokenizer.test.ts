@@ -73,11 +73,20 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
   });
 
   // serving_chat.py @ v0.10.0: `request.chat_template or self.chat_template`, parsed from the body by @kvroute/protocol.
-  test('a request\'s own chat_template, parsed from its body, replaces the model\'s in the ids', async () => {
+  // A client's template is a program the EPP would run on its routing thread: such chats are routed unkeyed.
+  test('a template the client sends (its chat_template, or one in chat_template_kwargs) is parsed but not rendered for keys; null in the kwargs brings the model\'s back', async () => {
     const body = { model: 'm', messages: [{ role: 'user', content: 'Hello world' }], chat_template: '{{ messages[0].content }}' };
     const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)));
     expect(parsed.input).toMatchObject({ kind: 'chat', chatTemplate: '{{ messages[0].content }}' });
-    expect([...(await tok.promptTokens(parsed.input))!.ids]).toEqual([...(await tok.encodeWhole('Hello world', false))]);
+    expect(await tok.promptTokens(parsed.input)).toBeUndefined();
+    // renderChat itself renders it, as vLLM would.
+    expect(tok.renderChat([{ role: 'user', content: 'Hello world' }], { chatTemplate: '{{ messages[0].content }}' })).toBe('Hello world');
+    // A loop of a million steps (seconds on @huggingface/jinja) is never run for a key.
+    const loop = parseRequestBody(Buffer.from(JSON.stringify({ ...body, chat_template: undefined, chat_template_kwargs: { chat_template: '{% for i in range(1000000) %}{% endfor %}' } })));
+    expect(await tok.promptTokens(loop.input)).toBeUndefined();
+    // The kwarg wins over the field: null restores the model's template, which is keyed.
+    const restored = parseRequestBody(Buffer.from(JSON.stringify({ ...body, chat_template_kwargs: { chat_template: null } })));
+    expect([...(await tok.promptTokens(restored.input))!.ids]).toEqual([...(await tok.encodeWhole(tok.renderChat([{ role: 'user', content: 'Hello world' }]), false))]);
     // An empty one is absent (`or`): the model's template.
     const empty = parseRequestBody(Buffer.from(JSON.stringify({ ...body, chat_template: '' })));
     expect(empty.input).not.toHaveProperty('chatTemplate');
@@ -157,8 +166,7 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
   test('a chat_template in chat_template_kwargs replaces the model\'s template (vLLM 0.10.0 _preprocess_chat + resolve_hf_chat_template); so does the request\'s own', async () => {
     const messages = [{ role: 'user', content: 'Hello there' }];
     const custom = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}';
-    const ids = await tok.promptTokens({ kind: 'chat', messages, addGenerationPrompt: true, continueFinalMessage: false, chatTemplateKwargs: { chat_template: custom } });
-    expect([...ids!.ids]).toEqual([...(await tok.encodeWhole('[user] Hello there\n[assistant]', false))]);
+    expect(tok.renderChat(messages, { chatTemplateKwargs: { chat_template: custom } })).toBe('[user] Hello there\n[assistant]');
     expect(tok.renderChat(messages, { chatTemplate: custom })).toBe('[user] Hello there\n[assistant]');
     // A kwarg wins over the request's field; a null kwarg restores the model's own.
     expect(tok.renderChat(messages, { chatTemplate: 'request', chatTemplateKwargs: { chat_template: custom } })).toBe('[user] Hello there\n[assistant]');
@@ -187,18 +195,26 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
 
   test('a template that never renders the media message\'s content leaves no known prefix: nothing is keyed, rather than the whole text', async () => {
     const system = { role: 'system', content: `You describe pictures. ${'Be precise. '.repeat(30)}` };
-    const dropsUserContent = '{% for m in messages %}<{{ m.role }}>{% if m.role != "user" %}{{ m.content }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}';
+    // The model's own template drops the users' content (a client's template is not rendered for keys at all).
+    const files = resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-drop-tok-'));
+    const config = JSON.parse(fs.readFileSync(files.tokenizerConfigJson, 'utf8')) as Record<string, unknown>;
+    config.chat_template = '{% for m in messages %}<{{ m.role }}>{% if m.role != "user" %}{{ m.content }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}';
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+    fs.copyFileSync(files.tokenizerJson, path.join(dir, 'tokenizer.json'));
+    const dropping = ModelTokenizer.load({ tokenizerJson: path.join(dir, 'tokenizer.json'), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' });
     const chat = (content: unknown) => ({
-      kind: 'chat' as const, addGenerationPrompt: true, continueFinalMessage: false, chatTemplateKwargs: { chat_template: dropsUserContent },
+      kind: 'chat' as const, addGenerationPrompt: true, continueFinalMessage: false,
       messages: [system, { role: 'user', content }, { role: 'assistant', content: 'A cat.' }, { role: 'user', content: 'Sure?' }],
     });
-    const withImage = await tok.promptTokens(chat([{ type: 'image_url', image_url: { url: 'cat.png' } }, { type: 'text', text: 'What is it?' }]));
+    const withImage = await dropping.promptTokens(chat([{ type: 'image_url', image_url: { url: 'cat.png' } }, { type: 'text', text: 'What is it?' }]));
     expect(withImage!.exact).toBe(false);
     expect(withImage!.ids.length).toBe(0);
     // The same chat without the image renders (and keys) the whole text: the rendering does not show where it would end.
-    const textOnly = await tok.promptTokens(chat('What is it?'));
+    const textOnly = await dropping.promptTokens(chat('What is it?'));
     expect(textOnly!.exact).toBe(true);
     expect(textOnly!.ids.length).toBeGreaterThan(50);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
 
