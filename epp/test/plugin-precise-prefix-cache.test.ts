@@ -185,6 +185,25 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     expect(scorer.score({ request, state: new CycleState() }, [a!, b!].map(snapshot))).toEqual([1, 0]);
     await scheduler.plugins.close();
   });
+
+  // vLLM 0.10.0 refuses it (transformers: continue_final_message with add_generation_prompt): a 400 for the client,
+  // neither keys nor an error for the EPP (request control logs what prepareRequest throws as an internal error).
+  test('a chat vLLM refuses while applying its template is prepared without keys and without an error', async () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      indexerConfig: { tokenizersPoolConfig: { modelName: "${MODEL}" } }
+  - type: max-score-picker
+`));
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const body = { model: MODEL, messages: [{ role: 'user', content: 'Go on' }], chat_template_kwargs: { continue_final_message: true } };
+    const request = { requestId: 'refused', model: MODEL, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input, headers: {}, attributes: new CycleState() };
+    await expect(scorer.prepareRequest(request)).resolves.toBeUndefined();
+    const snapshot: EndpointSnapshot = { endpoint: { key: 'p:1', name: 'p', namespace: 'ns', address: 'p', port: 1, labels: {} }, metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0 };
+    expect(scorer.score({ request, state: new CycleState() }, [snapshot])).toEqual([0]);
+    await scheduler.plugins.close();
+  });
 });
 
 describe('llm-d\'s producer form (precise-prefix-cache-producer read by prefix-cache-scorer; llm-d-inference-scheduler PRs #1086/#1112/#1121) is an alias', () => {

@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { KvEventBatch } from '@kvroute/protocol/kv-events';
+import { ChatTemplateRefusal } from '@kvroute/protocol/openai';
 import type * as Tokenizer from '@kvroute/tokenizer';
 import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
@@ -350,7 +351,18 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const tokenizer = await this.tokenizerFor(this.parameters.indexerConfig.tokenizersPoolConfig?.modelName ?? [...this.baseModels][0] ?? request.model);
     if (!tokenizer) return;
     const started = performance.now();
-    const tokenized = await tokenizer.promptTokens(request.input);
+    let tokenized: Awaited<ReturnType<typeof tokenizer.promptTokens>>;
+    try {
+      tokenized = await tokenizer.promptTokens(request.input);
+    } catch (error) {
+      // A chat vLLM itself refuses (its answer will be a 400) is the client's mistake, not the EPP's: no keys, and no
+      // error line per request (request control logs what a plugin throws as an internal error).
+      if (error instanceof ChatTemplateRefusal) {
+        this.handle.logger.debug('chat refused as vLLM refuses it; routed without prefix keys', { requestId: request.requestId, reason: error.message });
+        return;
+      }
+      throw error;
+    }
     if (!tokenized) return;
     // vLLM keeps only the last truncate_prompt_tokens tokens (left truncation, serving_engine.py @ v0.10.0): its blocks,
     // and so its BlockStored events, start there.
