@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { parsePythonJson } from './python-json';
+import { parsePythonJson, pythonRefusesValidJson } from './python-json';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -111,6 +111,15 @@ function pyRepr(v: unknown): string {
 type Json = Record<string, unknown>;
 
 /**
+ * What FastAPI answers when `json.loads` raises something other than a JSONDecodeError (RecursionError on deep
+ * nesting, ValueError on an integer past 4,300 digits) or the bytes are not UTF-8: `HTTPException(400, "There was an
+ * error parsing the body")` (fastapi/routing.py `get_request_handler`), rendered by vLLM's `http_exception_handler`.
+ */
+export function unparseableBody(): ApiError {
+  return new ApiError(400, 'There was an error parsing the body', 'Bad Request');
+}
+
+/**
  * Parses a request body as FastAPI does before validating it: Python's `json.loads`, else a 400 `json_invalid`
  * validation error at Python's position with Python's message (`{'type': 'json_invalid', 'loc': ('body', e.pos),
  * 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': e.msg}}`, fastapi/routing.py `get_request_handler`).
@@ -123,9 +132,13 @@ export function parseJsonBody(raw: string): Json {
     body = JSON.parse(raw);
   } catch {
     const python = parsePythonJson(raw);
-    if (!python.ok) throw validationError([python.pos], 'json_invalid', 'JSON decode error', {}, { error: python.msg });
+    if (!python.ok) {
+      if ('unreadable' in python) throw unparseableBody();
+      throw validationError([python.pos], 'json_invalid', 'JSON decode error', {}, { error: python.msg });
+    }
     body = python.value;
   }
+  if (pythonRefusesValidJson(raw) !== undefined) throw unparseableBody();
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);
   }

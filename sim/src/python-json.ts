@@ -12,10 +12,29 @@
  * code points, not UTF-16 units. `sim/test/vectors/python-json.py` generated the expected errors with CPython.
  */
 
-export type PythonJsonResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly msg: string; readonly pos: number };
+export type PythonJsonResult =
+  | { readonly ok: true; readonly value: unknown }
+  /** A `JSONDecodeError`: FastAPI's 400 `json_invalid`. */
+  | { readonly ok: false; readonly msg: string; readonly pos: number }
+  /** Another exception out of `json.loads` (RecursionError, ValueError): FastAPI's 400 "There was an error parsing the body". */
+  | { readonly ok: false; readonly unreadable: string };
+
+/**
+ * CPython 3.12's C recursion budget on Linux (`C_RECURSION_LIMIT`, Include/cpython/pystate.h: 10000 in 3.12.10; 1500
+ * in 3.12.0), which `scan_once_unicode` spends one of per array or object it enters (`Py_EnterRecursiveCall`):
+ * deeper bodies raise RecursionError. The server's own C frames take a few, so the exact depth is a little lower.
+ */
+export const PYTHON_MAX_NESTING = 10_000;
+/** `sys.get_int_max_str_digits()`'s default (Python ≥ 3.11): a longer integer literal raises ValueError. */
+export const PYTHON_INT_MAX_STR_DIGITS = 4300;
 
 class DecodeError {
   constructor(readonly msg: string, readonly pos: number) {}
+}
+
+/** A Python exception out of json.loads that is not a JSONDecodeError. */
+class Unreadable {
+  constructor(readonly reason: string) {}
 }
 
 /** Python's StopIteration out of scan_once: "Expecting value" at `pos` once it reaches the top. */
@@ -32,7 +51,7 @@ export function parsePythonJson(text: string): PythonJsonResult {
     let idx = skipWhitespace(text, 0);
     let value: unknown;
     try {
-      [value, idx] = scanOnce(text, idx);
+      [value, idx] = scanOnce(text, idx, 0);
     } catch (e) {
       if (e instanceof StopIteration) throw new DecodeError('Expecting value', e.pos);
       throw e;
@@ -43,8 +62,40 @@ export function parsePythonJson(text: string): PythonJsonResult {
   } catch (e) {
     if (e instanceof DecodeError) return { ok: false, msg: e.msg, pos: codePoints(text, e.pos) };
     if (e instanceof StopIteration) return { ok: false, msg: 'Expecting value', pos: codePoints(text, e.pos) };
+    if (e instanceof Unreadable) return { ok: false, unreadable: e.reason };
+    // Node's stack ends before Python's budget on the deepest bodies: Python raises RecursionError there too, or
+    // (between the two depths) decodes further; read as the former.
+    if (e instanceof RangeError) return { ok: false, unreadable: 'RecursionError' };
     throw e;
   }
+}
+
+/**
+ * Whether Python refuses a text `JSON.parse` accepted: nesting past PYTHON_MAX_NESTING or an integer literal of more
+ * than PYTHON_INT_MAX_STR_DIGITS digits (both need a long text; shorter ones are not scanned).
+ */
+export function pythonRefusesValidJson(text: string): string | undefined {
+  if (text.length <= PYTHON_INT_MAX_STR_DIGITS) return undefined;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip the string (JSON.parse accepted it: every escape is well-formed).
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > PYTHON_MAX_NESTING) return 'RecursionError';
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    } else if (isDigit(c)) {
+      let end = i;
+      while (end < text.length && isDigit(text.charCodeAt(end))) end++;
+      const next = text[end];
+      if (end - i > PYTHON_INT_MAX_STR_DIGITS && next !== '.' && next !== 'e' && next !== 'E') return 'ValueError';
+      // The rest of a number (fraction, exponent) holds no bracket or quote: the loop passes over it.
+      i = end - 1;
+    }
+  }
+  return undefined;
 }
 
 function skipWhitespace(s: string, idx: number): number {
@@ -67,16 +118,18 @@ function codePoints(s: string, end: number): number {
   return n;
 }
 
-function scanOnce(s: string, idx: number): [unknown, number] {
+function scanOnce(s: string, idx: number, depth: number): [unknown, number] {
   if (idx >= s.length) throw new StopIteration(idx);
   const c = s[idx];
   switch (c) {
     case '"':
       return scanString(s, idx + 1);
     case '{':
-      return parseObject(s, idx + 1);
+      if (depth >= PYTHON_MAX_NESTING) throw new Unreadable('RecursionError');
+      return parseObject(s, idx + 1, depth + 1);
     case '[':
-      return parseArray(s, idx + 1);
+      if (depth >= PYTHON_MAX_NESTING) throw new Unreadable('RecursionError');
+      return parseArray(s, idx + 1, depth + 1);
     case 'n':
       if (s.startsWith('null', idx)) return [null, idx + 4];
       break;
@@ -130,12 +183,14 @@ function matchNumber(s: string, start: number): [number, number] {
     if (isDigit(s.charCodeAt(idx - 1))) isFloat = true;
     else idx = eStart;
   }
+  // PyLong_FromString refuses an integer literal past sys.get_int_max_str_digits() (floats have no such limit).
+  if (!isFloat && idx - start - (s[start] === '-' ? 1 : 0) > PYTHON_INT_MAX_STR_DIGITS) throw new Unreadable('ValueError');
   const value = Number(s.slice(start, idx));
   // `-0` is Python's int 0 (ints have no sign of zero); `-0.0` stays a negative zero.
   return [isFloat || value !== 0 ? value : 0, idx];
 }
 
-function parseObject(s: string, idx: number): [Record<string, unknown>, number] {
+function parseObject(s: string, idx: number, depth: number): [Record<string, unknown>, number] {
   const obj: Record<string, unknown> = {};
   idx = skipWhitespace(s, idx);
   if (idx >= s.length || s[idx] !== '}') {
@@ -147,7 +202,7 @@ function parseObject(s: string, idx: number): [Record<string, unknown>, number] 
       if (idx >= s.length || s[idx] !== ':') throw new DecodeError("Expecting ':' delimiter", idx);
       idx = skipWhitespace(s, idx + 1);
       let value: unknown;
-      [value, idx] = scanOnce(s, idx);
+      [value, idx] = scanOnce(s, idx, depth);
       // A later duplicate wins, as in Python's dict.
       Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
       idx = skipWhitespace(s, idx);
@@ -159,13 +214,13 @@ function parseObject(s: string, idx: number): [Record<string, unknown>, number] 
   return [obj, idx + 1];
 }
 
-function parseArray(s: string, idx: number): [unknown[], number] {
+function parseArray(s: string, idx: number, depth: number): [unknown[], number] {
   const arr: unknown[] = [];
   idx = skipWhitespace(s, idx);
   if (idx >= s.length || s[idx] !== ']') {
     for (;;) {
       let value: unknown;
-      [value, idx] = scanOnce(s, idx);
+      [value, idx] = scanOnce(s, idx, depth);
       arr.push(value);
       idx = skipWhitespace(s, idx);
       if (idx < s.length && s[idx] === ']') break;

@@ -21,6 +21,7 @@ import {
   parseChatRequest,
   parseCompletionRequest,
   parseJsonBody,
+  unparseableBody,
   planOutput,
   processorError,
   promptLogprobs,
@@ -146,8 +147,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   // kept idle connections 65 s, so a client pooling them longer than 5 s never met the resets real vLLM gives it.
   // The timer below closes at N s, as uvicorn does. Node's own keep-alive close is off (keepAliveTimeout 0): it would
   // come 1 s late (its HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER, Node ≥ 20) and it makes every response announce
-  // `Keep-Alive: timeout=N`, a header uvicorn (h11) never sends; clients that honour it (Node's http.Agent) would drop
-  // idle connections before the server does, as they do not with vLLM.
+  // `Keep-Alive: timeout=N`, a header uvicorn (h11) never sends; clients that honour it (undici, which keeps an idle
+  // socket for the hint less 2 s; an http.Agent whose own `timeout` is longer) would drop idle connections before the
+  // server does, as they do not with vLLM.
   const keepAliveMs = options.timeoutKeepAlive * 1000;
   server.keepAliveTimeout = 0;
   server.headersTimeout = Math.max(66_000, keepAliveMs + 1000);
@@ -272,7 +274,16 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       case '/tokenize': {
         const body = await readJsonRequest(req);
-        sendJson(res, 200, tokenizeResponse(body, tokenizer, options));
+        let answer: unknown;
+        try {
+          answer = tokenizeResponse(body, tokenizer, options);
+        } catch (e) {
+          // vLLM's tokenize route (api_server.py @ v0.10.0 L470-480) turns any exception the handler lets out into
+          // HTTPException(500, str(e)), a JSON 500; the chat route lets the same one out as a plain-text 500.
+          if (e instanceof PlainServerError) throw new ApiError(500, e.message, 'Internal Server Error');
+          throw e;
+        }
+        sendJson(res, 200, answer);
         return;
       }
       case '/detokenize': {
@@ -653,7 +664,7 @@ class RouteError extends Error {
 
 /**
  * An exception no vLLM handler catches (an AssertionError in a route): Starlette's ServerErrorMiddleware, outside the
- * CORS middleware, answers a plain-text 500.
+ * CORS middleware, answers a plain-text 500. The message is the exception's, for routes that do catch it (/tokenize).
  */
 class PlainServerError extends Error {}
 
@@ -694,7 +705,7 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
     // serving_chat.py @ v0.10.0: `create_error_response(f"{e} {e.__cause__}")`, the cause being the original error
     // for what apply_hf_chat_template re-raises; an AssertionError escapes as a plain-text 500 (ChatTemplateRefusal).
     if (e instanceof ChatTemplateRefusal) {
-      if (e.response.status === 500) throw new PlainServerError();
+      if (e.response.status === 500) throw new PlainServerError(e.message);
       throw badRequest(e.response.message);
     }
     throw badRequest(`${(e as Error).message} None`);
@@ -924,7 +935,7 @@ function decodeJsonBytes(raw: Buffer): string {
   try {
     return UTF8_FATAL.decode(raw);
   } catch {
-    throw new ApiError(400, 'There was an error parsing the body', 'Bad Request');
+    throw unparseableBody();
   }
 }
 

@@ -205,6 +205,9 @@ describe('OpenAI API over loopback', () => {
       const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { tokenize: true, return_dict: true } });
       expect(r.status).toBe(500);
       expect(r.text).toBe('Internal Server Error');
+      // /tokenize catches every exception as HTTPException(500, str(e)) (api_server.py @ v0.10.0 L470-480): JSON.
+      await expectError('/tokenize', { model: MODEL, messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { tokenize: true, return_dict: true } }, 500, 'Internal Server Error',
+        /^Prompt has to be either a string or a list of token ids$/);
     });
     it('invalid JSON → 400 Bad Request (FastAPI json_invalid)', () => expectError('/v1/completions', '{"model":', 400, 'Bad Request', /json_invalid/));
     // fastapi/routing.py get_request_handler: loc ('body', e.pos), input {}, ctx {'error': e.msg}, Python's own msg and
@@ -220,10 +223,17 @@ describe('OpenAI API over loopback', () => {
       expect(r.status).toBe(200);
       expect(r.json().usage.completion_tokens).toBe(2);
     });
-    it('a body that is not UTF-8 → 400 "There was an error parsing the body" (FastAPI\'s HTTPException, vLLM\'s http_exception_handler)', async () => {
+    it('a body that is not UTF-8, or that json.loads raises on beyond syntax → 400 "There was an error parsing the body" (FastAPI\'s HTTPException, vLLM\'s http_exception_handler)', async () => {
       const res = await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]) });
       expect(res.status).toBe(400);
       expect(await res.json()).toEqual({ object: 'error', message: 'There was an error parsing the body', type: 'Bad Request', param: null, code: 400 });
+      // json.loads raising RecursionError (nesting past CPython 3.12's C recursion budget) or ValueError (an integer of
+      // more than 4,300 digits) gets the same answer, valid JSON to JavaScript or not.
+      for (const body of [`{"model": "${MODEL}", "prompt": "hi", "x": ${'['.repeat(20_000)}${']'.repeat(20_000)}}`, '['.repeat(20_000), `{"model": "${MODEL}", "prompt": "hi", "x": ${'9'.repeat(5000)}}`]) {
+        const r = await http(sim.url, 'POST', '/v1/completions', body);
+        expect(r.status).toBe(400);
+        expect(r.json()).toEqual({ object: 'error', message: 'There was an error parsing the body', type: 'Bad Request', param: null, code: 400 });
+      }
       // A UTF-8 BOM is dropped, as json.loads decodes bytes with 'utf-8-sig'.
       const bom = await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 1 }))]) });
       expect(bom.status).toBe(200);

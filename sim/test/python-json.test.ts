@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { parsePythonJson } from '../src/python-json';
+import { parsePythonJson, PYTHON_INT_MAX_STR_DIGITS, PYTHON_MAX_NESTING, pythonRefusesValidJson } from '../src/python-json';
 
 type Encoded =
   | { float: string }
@@ -56,5 +56,33 @@ describe(`bodies as Python's json.loads reads them (CPython ${vectors.python}; v
       if (c.text === '-0') continue;
       expect(parsePythonJson(c.text)).toEqual({ ok: true, value: parsed });
     }
+  });
+});
+
+// Exceptions out of json.loads other than JSONDecodeError, which FastAPI answers 400 "There was an error parsing the
+// body": RecursionError past CPython 3.12's C recursion budget (Include/cpython/pystate.h C_RECURSION_LIMIT, 10000 on
+// Linux in 3.12.10; one per array or object scan_once_unicode enters), ValueError for an integer literal past
+// sys.get_int_max_str_digits() (4300, Python >= 3.11; /usr/bin/python3 here raises both, at its own 3.11 depth).
+describe('what Python refuses beyond syntax', () => {
+  const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+
+  test('nesting: up to PYTHON_MAX_NESTING levels read, deeper refused (valid or not), in both paths', () => {
+    expect(pythonRefusesValidJson(nested(PYTHON_MAX_NESTING))).toBeUndefined();
+    expect(pythonRefusesValidJson(nested(PYTHON_MAX_NESTING + 1))).toBe('RecursionError');
+    expect(pythonRefusesValidJson(`{"a": "${'['.repeat(20_000)}"}`)).toBeUndefined(); // brackets inside a string
+    expect(parsePythonJson(`${nested(PYTHON_MAX_NESTING + 1).slice(0, -1)}`)).toEqual({ ok: false, unreadable: 'RecursionError' });
+    expect(parsePythonJson('['.repeat(100_000))).toEqual({ ok: false, unreadable: 'RecursionError' });
+    // Shallow enough, an invalid body is still a decode error with its position.
+    expect(parsePythonJson(`${'['.repeat(50)}}`)).toEqual({ ok: false, msg: 'Expecting value', pos: 50 });
+  });
+
+  test('integer literals of more than 4300 digits are refused, floats of any length read', () => {
+    const digits = (n: number) => '7'.repeat(n);
+    expect(pythonRefusesValidJson(`{"a": ${digits(PYTHON_INT_MAX_STR_DIGITS)}}`)).toBeUndefined();
+    expect(pythonRefusesValidJson(`{"a": ${digits(PYTHON_INT_MAX_STR_DIGITS + 1)}}`)).toBe('ValueError');
+    expect(pythonRefusesValidJson(`{"a": -${digits(PYTHON_INT_MAX_STR_DIGITS + 1)}}`)).toBe('ValueError');
+    expect(pythonRefusesValidJson(`{"a": ${digits(5000)}.5, "b": ${digits(5000)}e2, "c": "${digits(5000)}"}`)).toBeUndefined();
+    expect(parsePythonJson(`{"a": NaN, "b": ${digits(PYTHON_INT_MAX_STR_DIGITS + 1)}}`)).toEqual({ ok: false, unreadable: 'ValueError' });
+    expect(parsePythonJson(`{"a": NaN, "b": -${digits(PYTHON_INT_MAX_STR_DIGITS)}}`).ok).toBe(true);
   });
 });
