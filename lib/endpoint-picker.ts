@@ -115,7 +115,10 @@ export interface EndpointPickerProps {
    * `kubernetes.io/hostname`, max skew 1, counted per ReplicaSet revision):
    * - `preferred` (`ScheduleAnyway`): spread where the nodes allow, never Pending; on a cluster with fewer schedulable
    *   nodes than replicas some share a node, so a node failure can take more than one;
-   * - `required` (`DoNotSchedule`): a replica that cannot get a node of its own stays Pending (and a rollout with it).
+   * - `required` (`DoNotSchedule` with `minDomains` = replicas): a replica that cannot get a node of its own stays
+   *   Pending (and a rollout with it). Without `minDomains` max skew 1 alone would let 3 replicas share 2 nodes (2 + 1);
+   *   with it, fewer eligible nodes than replicas count the global minimum as 0, so a second replica on a node is
+   *   refused (GA in Kubernetes 1.30, on by default from 1.27).
    * @default 'preferred'
    * @see https://kubernetes.io/docs/concepts/scheduling-eviction/topology-spread-constraints/
    */
@@ -371,6 +374,7 @@ export class EndpointPicker extends Construct {
                     topologyKey: 'kubernetes.io/hostname',
                     maxSkew: 1,
                     whenUnsatisfiable: nodeSpread === 'required' ? 'DoNotSchedule' : 'ScheduleAnyway',
+                    ...(nodeSpread === 'required' ? { minDomains: this.replicas } : {}),
                     labelSelector: { matchLabels: { ...this.podLabels } },
                     // Counted within one ReplicaSet revision, so a rollout's surge pod is not placed against the
                     // old pods it is about to replace (beta and on by default since Kubernetes 1.27).

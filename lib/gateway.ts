@@ -91,6 +91,12 @@ export interface InferenceGatewayProps {
 }
 
 /**
+ * Request headers the llm-d routing sidecar acts on that a client must not set: the prefill worker it would send the
+ * prompt to (`x-prefiller-host-port`, and `x-prefiller-url` in later sidecars).
+ */
+export const ROUTING_SIDECAR_CLIENT_HEADERS: readonly string[] = Object.freeze(['x-prefiller-host-port', 'x-prefiller-url']);
+
+/**
  * The Gateway API entry point: an Istio-class `Gateway` and the `HTTPRoute`s for `/v1` (and `/v1/models`) to the
  * decode Service. Exposes the names Istio derives (gateway Service, Envoy vhost and route names) so the EnvoyFilter
  * can target them without repeating strings.
@@ -181,6 +187,14 @@ export class InferenceGateway extends Construct {
         rules: [{
           // PathPrefix matches whole path elements: /v1 covers /v1/completions and /v1/chat/completions, not /v1beta.
           matches: [{ path: { type: route.HttpRouteSpecRulesMatchesPathType.PATH_PREFIX, value: '/v1' } }],
+          // llm-d's routing sidecar on every decode pod sends a completion's prefill to whatever host:port these
+          // headers name (llm-d-routing-sidecar v0.2.0 proxy.go, chat_completions.go; its SSRF protection is off by
+          // default), and only the EPP is meant to set them (for P/D, which this pool does not run): a client's are
+          // removed before the request leaves the gateway.
+          filters: [{
+            type: route.HttpRouteSpecRulesFiltersType.REQUEST_HEADER_MODIFIER,
+            requestHeaderModifier: { remove: [...ROUTING_SIDECAR_CLIENT_HEADERS] },
+          }],
           backendRefs: inferenceBackendRefs,
           timeouts: { request: timeout },
         }],

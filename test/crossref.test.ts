@@ -265,6 +265,16 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     for (const k of Object.keys(cm.data)) expect(['deployment', 'service', 'serviceAccount', 'horizontalPodAutoscaler', 'podDisruptionBudget']).toContain(k);
   });
 
+  // llm-d-routing-sidecar v0.2.0 (proxy.go, chat_completions.go) forwards a completion's prefill to the host:port in
+  // x-prefiller-host-port / x-prefiller-url, SSRF protection off by default: a client must not reach it with them.
+  test('when the decode pods run llm-d\'s routing sidecar, the /v1 route removes the headers it would send a prefill to', () => {
+    const sidecar = decodeDeployment!.spec.template.spec.containers.concat(decodeDeployment!.spec.template.spec.initContainers ?? [])
+      .some((c: { image: string }) => c.image.includes('llm-d-routing-sidecar'));
+    expect(sidecar).toBe(true);
+    const rule = one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0];
+    expect(rule.filters).toEqual([{ type: 'RequestHeaderModifier', requestHeaderModifier: { remove: ['x-prefiller-host-port', 'x-prefiller-url'] } }]);
+  });
+
   test('HTTPRoute parents and the EnvoyFilter target resolve to the Gateway and its listener', () => {
     const gw = one(m, 'Gateway');
     for (const r of all(m, 'HTTPRoute')) {

@@ -346,8 +346,10 @@ describe('cluster overrides', () => {
       // Streams keep being accepted until the gateways learn the replica left; the drain still fits the grace.
       expect(container(epp, 'epp').lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
       expect(epp.spec.template.spec.terminationGracePeriodSeconds).toBe(5 + 120 + 10);
+      // Required: minDomains = replicas, or max skew 1 alone would let 3 replicas share 2 nodes (2 + 1).
       expect(epp.spec.template.spec.topologySpreadConstraints).toEqual([{
         topologyKey: 'kubernetes.io/hostname', maxSkew: 1, whenUnsatisfiable: spread,
+        ...(spread === 'DoNotSchedule' ? { minDomains: replicas } : {}),
         labelSelector: { matchLabels: { 'llm-d.ai/epp': 'ms-llm-d-modelservice-epp' } }, matchLabelKeys: ['pod-template-hash'],
       }]);
       expect(one(m, 'PodDisruptionBudget', 'ms-llm-d-modelservice-epp').spec).toEqual({
