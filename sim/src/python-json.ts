@@ -118,6 +118,12 @@ function codePoints(s: string, end: number): number {
   return n;
 }
 
+/** scan_once_unicode's named constants, by first character: the text and its value. */
+const NAMED_CONSTANTS: ReadonlyMap<string, readonly [string, unknown]> = new Map<string, readonly [string, unknown]>([
+  ['n', ['null', null]], ['t', ['true', true]], ['f', ['false', false]],
+  ['N', ['NaN', NaN]], ['I', ['Infinity', Infinity]], ['-', ['-Infinity', -Infinity]],
+]);
+
 function scanOnce(s: string, idx: number, depth: number): [unknown, number] {
   if (idx >= s.length) throw new StopIteration(idx);
   const c = s[idx];
@@ -130,25 +136,10 @@ function scanOnce(s: string, idx: number, depth: number): [unknown, number] {
     case '[':
       if (depth >= PYTHON_MAX_NESTING) throw new Unreadable('RecursionError');
       return parseArray(s, idx + 1, depth + 1);
-    case 'n':
-      if (s.startsWith('null', idx)) return [null, idx + 4];
-      break;
-    case 't':
-      if (s.startsWith('true', idx)) return [true, idx + 4];
-      break;
-    case 'f':
-      if (s.startsWith('false', idx)) return [false, idx + 5];
-      break;
-    case 'N':
-      if (s.startsWith('NaN', idx)) return [NaN, idx + 3];
-      break;
-    case 'I':
-      if (s.startsWith('Infinity', idx)) return [Infinity, idx + 8];
-      break;
-    case '-':
-      if (s.startsWith('-Infinity', idx)) return [-Infinity, idx + 9];
-      break;
   }
+  // The named constants (a '-' not starting -Infinity is a number's sign).
+  const named = c === undefined ? undefined : NAMED_CONSTANTS.get(c);
+  if (named !== undefined && s.startsWith(named[0], idx)) return [named[1], idx + named[0].length];
   return matchNumber(s, idx);
 }
 
