@@ -18,6 +18,7 @@ import { LRUCache } from 'lru-cache';
 import { applyChatTemplate, type ChatMessageInput, type OwnChatTemplate, type PromptInput } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
 import { Tokenizer } from 'tokenizers';
+import { contentFormatOf, type ContentFormat } from './content-format';
 import type { TokenizerFiles } from './resolve';
 
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
@@ -45,7 +46,8 @@ interface AddedTokenJson {
 /** A chat message as the template sees it: `content` a string (vLLM's "string" content format). */
 export interface TemplateMessage {
   role: string;
-  content: string;
+  /** A string in vLLM's "string" content format; a list of parts in its "openai" one (`content-format.ts`). */
+  content: string | readonly unknown[];
   [key: string]: unknown;
 }
 
@@ -95,24 +97,41 @@ function piecesOf(segment: string): string[] {
   return pieces;
 }
 
-/** vLLM's "string" content format: text parts joined with "\n", a null content as "". */
-function messageContent(content: unknown): { text: string; exact: boolean } {
-  if (typeof content === 'string') return { text: content, exact: true };
-  if (content === null || content === undefined) return { text: '', exact: true };
-  if (!Array.isArray(content)) return { text: String(content), exact: false };
+/**
+ * A message's content as vLLM hands it to the template (`_parse_chat_message_content` and
+ * `_parse_chat_message_content_parts`, vllm/entrypoints/chat_utils.py @ v0.10.0): in the "string" format its text parts
+ * joined with "\n" (a null content ""); in the "openai" format a list, each text part `{'type': 'text', 'text': …}`, a
+ * plain-string part as it is, a string content one text part, a null content []. `exact` is false when a part is media
+ * (or the content is neither), which kvroute cannot reproduce.
+ */
+function messageContent(content: unknown, format: ContentFormat): { content: string | unknown[]; exact: boolean } {
+  if (typeof content === 'string') return { content: format === 'openai' ? [{ type: 'text', text: content }] : content, exact: true };
+  if (content === null || content === undefined) return { content: format === 'openai' ? [] : '', exact: true };
+  if (!Array.isArray(content)) return { content: String(content), exact: false };
   const texts: string[] = [];
+  const parts: unknown[] = [];
   let exact = true;
   for (const part of content) {
     // vLLM 0.10.0 reads `text` / `input_text` parts' `text`, `refusal` parts' `refusal` and `thinking` parts' `thinking`
-    // as text (`_parse_chat_message_content_part`, vllm/entrypoints/chat_utils.py); anything else is media.
+    // as text (`_parse_chat_message_content_part`); anything else is media.
     const p = part as { type?: unknown; text?: unknown; refusal?: unknown; thinking?: unknown } | null;
-    if (typeof part === 'string') texts.push(part);
-    else if (p && typeof p === 'object' && p.type === 'refusal' && typeof p.refusal === 'string') texts.push(p.refusal);
-    else if (p && typeof p === 'object' && p.type === 'thinking' && typeof p.thinking === 'string') texts.push(p.thinking);
-    else if (p && typeof p === 'object' && typeof p.text === 'string') texts.push(p.text);
-    else exact = false;
+    let text: string | undefined;
+    if (typeof part === 'string') {
+      texts.push(part);
+      parts.push(part);
+      continue;
+    }
+    if (p && typeof p === 'object' && p.type === 'refusal' && typeof p.refusal === 'string') text = p.refusal;
+    else if (p && typeof p === 'object' && p.type === 'thinking' && typeof p.thinking === 'string') text = p.thinking;
+    else if (p && typeof p === 'object' && typeof p.text === 'string') text = p.text;
+    if (text === undefined) {
+      exact = false;
+      continue;
+    }
+    texts.push(text);
+    parts.push({ type: 'text', text });
   }
-  return { text: texts.join('\n'), exact };
+  return { content: format === 'openai' ? parts : texts.join('\n'), exact };
 }
 
 /** Compiled templates kept: the model's own and the few a client sends as `chat_template`. */
@@ -122,6 +141,8 @@ export class ModelTokenizer {
   readonly vocabSize: number;
   private readonly ownTemplate?: OwnChatTemplate;
   private readonly compiled = new LRUCache<string, Template>({ max: COMPILED_TEMPLATES });
+  /** The content format of each of the model's own templates, by text (detected once). */
+  private readonly formats = new Map<string, ContentFormat>();
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly specialSplit?: RegExp;
   private readonly memo: LRUCache<string, Uint32Array>;
@@ -228,14 +249,18 @@ export class ModelTokenizer {
       ...(options.chatTemplateKwargs !== undefined ? { kwargs: options.chatTemplateKwargs } : {}),
       ...(options.chatTemplate !== undefined ? { chatTemplate: options.chatTemplate } : {}),
     }, this.ownTemplate, (text) => {
-      let template = this.compiled.get(text);
-      if (!template) {
-        template = new Template(text);
-        this.compiled.set(text, template);
-      }
-      const compiled = template;
+      const compiled = this.compiledTemplate(text);
       return (context) => compiled.render(context);
     });
+  }
+
+  private compiledTemplate(text: string): Template {
+    let template = this.compiled.get(text);
+    if (!template) {
+      template = new Template(text);
+      this.compiled.set(text, template);
+    }
+    return template;
   }
 
   /**
@@ -249,6 +274,30 @@ export class ModelTokenizer {
     if (given === undefined || given === null) return false;
     const own = this.ownTemplate;
     return !(typeof given === 'string' && Array.isArray(own) && own.some((t) => t.name === given));
+  }
+
+  /**
+   * The content format vLLM detects from the template the model's own chat renders with (`resolve_hf_chat_template`:
+   * the tokenizer's, "tool_use" of named ones when tools are given; `_detect_content_format`, content-format.ts), once
+   * per template. vLLM prefers a multimodal model's processor template (chat_template.json) when there are no tools;
+   * kvroute reads the tokenizer's only.
+   */
+  contentFormat(tools?: readonly unknown[]): ContentFormat {
+    const own = this.ownTemplate;
+    const text = typeof own === 'string'
+      ? own
+      : own === undefined ? undefined : ((tools !== undefined ? own.find((t) => t.name === 'tool_use') : undefined) ?? own.find((t) => t.name === 'default'))?.template;
+    if (text === undefined) return 'string';
+    let format = this.formats.get(text);
+    if (format === undefined) {
+      try {
+        format = contentFormatOf(this.compiledTemplate(text));
+      } catch {
+        format = 'string'; // a template that does not compile: vLLM's default when its AST cannot be had
+      }
+      this.formats.set(text, format);
+    }
+    return format;
   }
 
   /** The ids vLLM computes for a request's input: completions encode the prompt, chats render then encode. */
@@ -267,8 +316,9 @@ export class ModelTokenizer {
         // in its own server, in jinja2's sandbox. Such a chat is routed unkeyed, by load.
         if (this.isClientTemplate(input)) return undefined;
         let exact = true;
+        const format = this.contentFormat(input.tools);
         const messages = input.messages.map((m: ChatMessageInput) => {
-          const content = messageContent(m.content);
+          const content = messageContent(m.content, format);
           // The first message with an image or audio part renders as a marker the ids are cut at: vLLM puts such a
           // part's placeholder tokens where kvroute cannot reproduce them (before the message's text in the "string"
           // content format, `_get_full_multimodal_text_prompt` in vllm/entrypoints/chat_utils.py @ v0.10.0; where the
@@ -276,9 +326,9 @@ export class ModelTokenizer {
           // conversation before that message is the same blocks on every pod.
           if (!content.exact && exact) {
             exact = false;
-            return { ...m, role: m.role ?? '', content: MEDIA_CUT };
+            return { ...m, role: m.role ?? '', content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT };
           }
-          return { ...m, role: m.role ?? '', content: content.text };
+          return { ...m, role: m.role ?? '', content: content.content };
         });
         let text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,
