@@ -471,9 +471,12 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(blocks).toBeGreaterThan(4);
     // Pod 1 holds the first two blocks only.
     const partial: BlockStored = { ...stored, blockHashes: stored.blockHashes.slice(0, 2), tokenIds: stored.tokenIds.slice(0, 32) };
-    await publish(pods[0]!, [partial]);
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-    await waitFor(() => scorer.index.blocksOf(pods[0]!) >= 2, 'the partial prefix to be indexed');
+    // Counted from what pod 1 already holds (earlier tests' blocks): waiting for "≥ 2" alone passed at once and raced
+    // the event's delivery (a fresh-clone CI run scored [0, 0]).
+    const before = scorer.index.blocksOf(pods[0]!);
+    await publish(pods[0]!, [partial]);
+    await waitFor(() => scorer.index.blocksOf(pods[0]!) >= before + 2, 'the partial prefix to be indexed');
     expect(await scores(body)).toEqual([1, 0]);
     // Pod 2 then holds the whole prompt: it is the longest match (1), pod 1 the shortest (0).
     await publish(pods[1]!, [{ ...stored, blockHashes: stored.blockHashes.map((h) => String(Number(h) + 500)) }]);
