@@ -15,7 +15,7 @@
  * its new paragraphs.
  */
 import { LRUCache } from 'lru-cache';
-import { applyChatTemplate, type ChatMessageInput, type OwnChatTemplate, type PromptInput } from '@kvroute/protocol/openai';
+import { applyChatTemplate, namedOwnTemplate, ownTemplateFor, type ChatMessageInput, type OwnChatTemplate, type PromptInput } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
 import { Tokenizer } from 'tokenizers';
 import { contentFormatOf, type ContentFormat } from './content-format';
@@ -272,8 +272,7 @@ export class ModelTokenizer {
     const kwargs = input.chatTemplateKwargs;
     const given = kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
     if (given === undefined || given === null) return false;
-    const own = this.ownTemplate;
-    return !(typeof given === 'string' && Array.isArray(own) && own.some((t) => t.name === given));
+    return !(typeof given === 'string' && namedOwnTemplate(this.ownTemplate, given) !== undefined);
   }
 
   /**
@@ -283,10 +282,7 @@ export class ModelTokenizer {
    * kvroute reads the tokenizer's only.
    */
   contentFormat(tools?: readonly unknown[]): ContentFormat {
-    const own = this.ownTemplate;
-    const text = typeof own === 'string'
-      ? own
-      : own === undefined ? undefined : ((tools !== undefined ? own.find((t) => t.name === 'tool_use') : undefined) ?? own.find((t) => t.name === 'default'))?.template;
+    const text = ownTemplateFor(this.ownTemplate, tools);
     if (text === undefined) return 'string';
     let format = this.formats.get(text);
     if (format === undefined) {

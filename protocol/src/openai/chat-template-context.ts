@@ -129,17 +129,27 @@ function pickTemplate(given: unknown, own: OwnChatTemplate | undefined, tools: u
     if (Array.isArray(given)) throw new ChatTemplateRefusal("unhashable type: 'list'", 'wrapped');
     if (isDict(given)) throw new ChatTemplateRefusal("unhashable type: 'dict'", 'wrapped');
     if (typeof given !== 'string') throw new ChatTemplateRefusal("Can't compile non template nodes", 'wrapped');
-    if (Array.isArray(own)) return own.find((t) => t.name === given)?.template ?? given;
-    return given;
+    return namedOwnTemplate(own, given) ?? given;
   }
-  if (typeof own === 'string') return own;
-  if (Array.isArray(own)) {
-    const named = (name: string) => own.find((t) => t.name === name)?.template;
-    const picked = (tools !== null && tools !== undefined ? named('tool_use') : undefined) ?? named('default');
-    if (picked !== undefined) return picked;
-  }
+  const picked = ownTemplateFor(own, tools);
+  if (picked !== undefined) return picked;
   // vLLM's resolver falls through to its own error when the tokenizer yields no template (raised outside the wrap).
   throw new ChatTemplateRefusal(NO_TEMPLATE, 'direct');
+}
+
+/** The model's named template `name` (transformers' `template_dict[name]`); none for a single-text template. */
+export function namedOwnTemplate(own: OwnChatTemplate | undefined, name: string): string | undefined {
+  return Array.isArray(own) ? own.find((t) => t.name === name)?.template : undefined;
+}
+
+/**
+ * The model's own template a chat renders with when none is given (transformers' `get_chat_template(None, tools)`):
+ * the single text, or of named ones "tool_use" when tools are given (`None` is none) and the model has it, else
+ * "default"; undefined when there is none.
+ */
+export function ownTemplateFor(own: OwnChatTemplate | undefined, tools: unknown): string | undefined {
+  if (typeof own === 'string') return own;
+  return (tools !== null && tools !== undefined ? namedOwnTemplate(own, 'tool_use') : undefined) ?? namedOwnTemplate(own, 'default');
 }
 
 /**
