@@ -260,12 +260,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // error escapes the route, and Starlette's ServerErrorMiddleware, outside the CORS middleware, answers a
         // plain-text 500 without resetting anything. The last `device` counts (Starlette's query_params.get).
         const device = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).getAll('device').at(-1);
-        if (device !== undefined && device.toUpperCase() !== 'GPU') {
-          res.removeHeader('access-control-allow-origin');
-          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
-          res.end('Internal Server Error');
-          return;
-        }
+        if (device !== undefined && device.toUpperCase() !== 'GPU') throw new PlainServerError(`device ${device}`);
         const ok = eng.resetPrefixCache();
         if (!ok) stderrLogger.warn('Failed to reset prefix cache because some blocks are not freed yet', { used_blocks: eng.stats().usedBlocks - 1 });
         res.writeHead(200, { 'content-length': '0', 'x-kvroute-prefix-cache-reset': ok ? 'done' : 'refused' });
