@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { parsePythonJson, pythonRefusesValidJson } from './python-json';
+import { parsePythonJson, pythonRefusesValidJson, RequestFieldError, vllmToolDicts } from '@kvroute/protocol/openai';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -486,7 +486,7 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
   const raw = body.messages;
   if (raw === undefined) throw validationError(['messages'], 'missing', 'Field required');
   const messages = list(raw, ['messages']).map((m, i) => normalizeMessage(m, i));
-  const tools = opt(body, 'tools', list, undefined as unknown[] | undefined);
+  const tools = toolDicts(opt(body, 'tools', list, undefined as unknown[] | undefined));
   // check_tool_usage (a model validator @ v0.10.0): tools without tool_choice default to "auto".
   let toolChoice: unknown = body.tool_choice === undefined ? (tools && tools.length > 0 ? 'auto' : 'none') : body.tool_choice;
   if (toolChoice !== null && toolChoice !== 'none') {
@@ -517,6 +517,20 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
     chatTemplate: opt(body, 'chat_template', strictStr, undefined as string | undefined),
     ...ids,
   };
+}
+
+/**
+ * `tools` as the template gets them: `[tool.model_dump() for tool in request.tools]` (serving_chat.py @ v0.10.0), each
+ * validated as `ChatCompletionToolsParam` when the request is (`vllmToolDicts` in @kvroute/protocol).
+ */
+function toolDicts(tools: unknown[] | undefined): Record<string, unknown>[] | undefined {
+  if (tools === undefined) return undefined;
+  try {
+    return vllmToolDicts(tools);
+  } catch (e) {
+    if (e instanceof RequestFieldError) throw validationError(e.loc, e.type, e.msg, e.input, e.ctx);
+    throw e;
+  }
 }
 
 /**

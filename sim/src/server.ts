@@ -6,7 +6,7 @@ import { RealtimeClock, type SimClock } from './clock';
 import { generationOf } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
-import { ChatTemplateRefusal } from '@kvroute/protocol/openai';
+import { ChatTemplateRefusal, vllmConversation } from '@kvroute/protocol/openai';
 import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
@@ -688,7 +688,9 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
   }
   let text: string;
   try {
-    text = tokenizer.renderChat(req.messages, {
+    // vLLM's conversation: the fields it keeps of each message, tool calls validated and their arguments parsed
+    // (parse_chat_messages, chat_utils.py @ v0.10.0), which can refuse the request as the template can.
+    text = tokenizer.renderChat(vllmConversation(req.messages).messages, {
       addGenerationPrompt: req.addGenerationPrompt,
       continueFinalMessage: req.continueFinalMessage,
       tools: req.tools,

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate } from '@kvroute/protocol/openai';
+import { applyChatTemplate, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -14,7 +14,7 @@ type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;
 /** A chat message after content normalization (what the template sees). */
 export interface ChatMessage {
   role: string;
-  content: string | null;
+  content: string;
   [key: string]: unknown;
 }
 
@@ -215,7 +215,7 @@ export class SimTokenizer {
    * (the request's or a kwarg) leaves the last turn open, and transformers' own parameters are no template variables.
    * Throws `ChatTemplateRefusal` (its `response` is vLLM's answer) where vLLM refuses the request.
    */
-  renderChat(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+  renderChat(messages: readonly (ChatMessage | VllmConversationMessage)[], opts: RenderOptions = {}): string {
     return applyChatTemplate({
       // Special-token names are in the context because transformers passes
       // its special_tokens_map; a template may reference any of them.

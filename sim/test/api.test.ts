@@ -209,9 +209,44 @@ describe('OpenAI API over loopback', () => {
       await expectError('/tokenize', { model: MODEL, messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { tokenize: true, return_dict: true } }, 500, 'Internal Server Error',
         /^Prompt has to be either a string or a list of token ids$/);
     });
+    // chat_utils.py @ v0.10.0 _parse_chat_message_content (L1173-1215) and _postprocess_messages (L1216-1228);
+    // serving_chat.py L183-184 (tool_dicts = [tool.model_dump() …]); protocol.py L173-181 (extra="allow").
+    it('the template sees vLLM\'s conversation: unknown keys dropped, tool-call arguments parsed and printed by tojson, tools model_dump()ed', async () => {
+      const tokens = async (body: Record<string, unknown>) => {
+        const r = await http(sim.url, 'POST', '/tokenize', { model: MODEL, ...body });
+        expect(r.status).toBe(200);
+        return r.json().tokens as number[];
+      };
+      const call = (args: string) => ({ id: 'call_1', type: 'function', function: { name: 'weather', arguments: args } });
+      const turn = (assistant: Record<string, unknown>) => [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: '', tool_calls: [call('{"city": "Paris", "days": 3}')], ...assistant },
+        { role: 'tool', content: 'sunny', tool_call_id: 'call_1' },
+      ];
+      const reference = await tokens({ messages: turn({}) });
+      // Qwen3's template renders an assistant's reasoning_content after the last user turn; vLLM never passes it on.
+      expect(await tokens({ messages: turn({ reasoning_content: 'The user wants the weather.' }) })).toEqual(reference);
+      // json.loads then json.dumps: compact or spaced arguments are the same prompt; other keys of a call are dropped.
+      expect(await tokens({ messages: turn({ tool_calls: [{ ...call('{"city":"Paris",\n"days":3}'), index: 0 }] }) })).toEqual(reference);
+      const text = (await http(sim.url, 'POST', '/tokenize', { model: MODEL, messages: turn({}), return_token_strs: true })).json();
+      expect(text.token_strs.join('')).toContain('"arguments":Ġ{"city":Ġ"Paris",Ġ"days":Ġ3}}');
+      // A tool as model_dump() writes it: type first, description and parameters null when absent.
+      const tools = [{ function: { name: 'weather', parameters: { type: 'object' } }, type: 'function' }];
+      const dumped = [{ type: 'function', function: { name: 'weather', description: null, parameters: { type: 'object' } } }];
+      expect(await tokens({ messages: turn({}), tools })).toEqual(await tokens({ messages: turn({}), tools: dumped }));
+    });
+    it('a tool call vLLM cannot read: arguments that are not JSON, or a call pydantic refuses, are a 400 from the conversation; a tool pydantic refuses is a request validation error', async () => {
+      const messages = (toolCall: unknown) => [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [toolCall] }, { role: 'user', content: 'more' }];
+      await expectError('/v1/chat/completions', { model: MODEL, messages: messages({ id: 'a', type: 'function', function: { name: 'f', arguments: '{"city": }' } }) }, 400, 'BadRequestError',
+        /^Expecting value: line 1 column 10 \(char 9\) None$/);
+      await expectError('/tokenize', { model: MODEL, messages: messages({ type: 'function', function: { name: 'f', arguments: '{}' } }) }, 400, 'BadRequestError',
+        /^1 validation error for ValidatorIterator\n0\.id\n {2}Field required \[type=missing\] None$/);
+      await expectError('/v1/chat/completions', { model: MODEL, messages: messages({}), tools: [{ type: 'function', function: { name: 5 } }] }, 400, 'Bad Request',
+        /^\[\{'type': 'string_type', 'loc': \('body', 'tools', 0, 'function', 'name'\), 'msg': 'Input should be a valid string', 'input': 5\}\]$/);
+    });
     it('invalid JSON → 400 Bad Request (FastAPI json_invalid)', () => expectError('/v1/completions', '{"model":', 400, 'Bad Request', /json_invalid/));
     // fastapi/routing.py get_request_handler: loc ('body', e.pos), input {}, ctx {'error': e.msg}, Python's own msg and
-    // position (CPython's json scanner; sim/test/python-json.test.ts holds its vectors).
+    // position (CPython's json scanner; protocol/test/python-json.test.ts holds its vectors).
     it('invalid JSON: the message is FastAPI\'s, with Python\'s position and words', async () => {
       await expectError('/v1/completions', `{"model": "${MODEL}", "prompt": "x",}`, 400, 'Bad Request',
         new RegExp(`^\\[\\{'type': 'json_invalid', 'loc': \\('body', ${28 + MODEL.length}\\), 'msg': 'JSON decode error', 'input': \\{\\}, 'ctx': \\{'error': 'Expecting property name enclosed in double quotes'\\}\\}\\]$`));

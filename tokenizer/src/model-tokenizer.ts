@@ -15,7 +15,10 @@
  * its new paragraphs.
  */
 import { LRUCache } from 'lru-cache';
-import { applyChatTemplate, namedOwnTemplate, ownTemplateFor, type ChatMessageInput, type OwnChatTemplate, type PromptInput } from '@kvroute/protocol/openai';
+import {
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, RequestFieldError, vllmConversation, vllmToolDicts,
+  type ChatMessageInput, type OwnChatTemplate, type PromptInput,
+} from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
 import { Tokenizer } from 'tokenizers';
 import { contentFormatOf, type ContentFormat } from './content-format';
@@ -68,13 +71,14 @@ export interface RenderOptions {
 export interface PromptTokens {
   readonly ids: Uint32Array;
   /**
-   * False when the request carries what the template renders into tokens kvroute cannot reproduce (images, audio):
-   * `ids` then end where the first message carrying such a part starts, the prefix that is the same blocks on vLLM.
+   * False when the request carries what the template renders into tokens kvroute cannot reproduce (images, audio, or
+   * tool-call arguments jinja would print unlike Python): `ids` then end where the first message carrying such a thing
+   * starts, the prefix that is the same blocks on vLLM.
    */
   readonly exact: boolean;
 }
 
-/** Stands in for the content of the first message with media, to find where the rendered prompt stops being known. */
+/** Stands in for the content of the first message kvroute cannot render, to find where the rendered prompt stops being known. */
 const MEDIA_CUT = '\uE000kvroute-media-cut\uE000';
 
 function tokenText(t: string | { content: string } | null | undefined): string {
@@ -311,25 +315,39 @@ export class ModelTokenizer {
         // 50-byte loop renders for seconds), so one request could stall routing for the whole pool. vLLM renders it
         // in its own server, in jinja2's sandbox. Such a chat is routed unkeyed, by load.
         if (this.isClientTemplate(input)) return undefined;
-        let exact = true;
+        let tools: Record<string, unknown>[] | undefined;
+        try {
+          tools = input.tools ? vllmToolDicts(input.tools) : undefined;
+        } catch (e) {
+          // A tool vLLM's request validation refuses: the request gets a 400 there, and nothing here to key.
+          if (e instanceof RequestFieldError) return undefined;
+          throw e;
+        }
         const format = this.contentFormat(input.tools);
-        const messages = input.messages.map((m: ChatMessageInput) => {
+        let cutAt: number | undefined;
+        const normalized = input.messages.map((m: ChatMessageInput, i) => {
           const content = messageContent(m.content, format);
-          // The first message with an image or audio part renders as a marker the ids are cut at: vLLM puts such a
-          // part's placeholder tokens where kvroute cannot reproduce them (before the message's text in the "string"
-          // content format, `_get_full_multimodal_text_prompt` in vllm/entrypoints/chat_utils.py @ v0.10.0; where the
-          // template puts the part in the "openai" one), and hashes the media into the blocks from there on. Only the
-          // conversation before that message is the same blocks on every pod.
-          if (!content.exact && exact) {
-            exact = false;
-            return { ...m, role: m.role ?? '', content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT };
-          }
+          if (!content.exact) cutAt ??= i;
           return { ...m, role: m.role ?? '', content: content.content };
         });
+        // vLLM's conversation (the fields it keeps, tool calls with their arguments parsed; throws ChatTemplateRefusal
+        // where vLLM refuses the chat), and the first message whose arguments jinja would print unlike Python.
+        const conversation = vllmConversation(normalized);
+        if (conversation.inexactFrom !== undefined && (cutAt === undefined || conversation.inexactFrom < cutAt)) cutAt = conversation.inexactFrom;
+        // The first message kvroute cannot render as vLLM does renders as a marker the ids are cut at. Media: vLLM puts
+        // an image or audio part's placeholder tokens where kvroute cannot reproduce them (before the message's text in
+        // the "string" content format, `_get_full_multimodal_text_prompt` in vllm/entrypoints/chat_utils.py @ v0.10.0;
+        // where the template puts the part in the "openai" one), and hashes the media into the blocks from there on.
+        // Tool-call arguments jinja prints unlike Python's json.dumps (`tojsonMatchesPython`). Only the conversation
+        // before that message is the same blocks on every pod.
+        const exact = cutAt === undefined;
+        const messages: TemplateMessage[] = conversation.messages.map((m, i) => (i === cutAt
+          ? { ...m, content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT }
+          : m));
         let text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,
           continueFinalMessage: input.continueFinalMessage,
-          ...(input.tools ? { tools: input.tools } : {}),
+          ...(tools ? { tools } : {}),
           ...(input.chatTemplateKwargs ? { chatTemplateKwargs: input.chatTemplateKwargs } : {}),
           ...(input.documents ? { documents: input.documents } : {}),
           ...(input.chatTemplate !== undefined ? { chatTemplate: input.chatTemplate } : {}),

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseRequestBody } from '@kvroute/protocol/openai';
+import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
 import { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
@@ -215,6 +215,39 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     expect(textOnly!.exact).toBe(true);
     expect(textOnly!.ids.length).toBeGreaterThan(50);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+// Reference prompts from real jinja2 and pydantic over Qwen3's template (tokenizer/test/vectors/tool-chats.py): the
+// conversation vLLM 0.10.0 renders (chat_utils.py _parse_chat_message_content, _postprocess_messages) with its tool
+// dicts (serving_chat.py: tool.model_dump()), in transformers 4.53's template environment.
+describe('chats with tools and tool calls, keyed as vLLM renders them', () => {
+  interface ToolChat { name: string; tools: unknown[]; messages: ChatMessageInput[]; text: string }
+  const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'tool-chats.json'), 'utf8')) as { cases: ToolChat[] };
+  const input = (c: ToolChat): PromptInput => ({ kind: 'chat', messages: c.messages, tools: c.tools, addGenerationPrompt: true, continueFinalMessage: false });
+  const exactCases = vectors.cases.filter((c) => !c.name.includes('1.0'));
+
+  test.each(exactCases.map((c) => [c.name, c] as const))('%s: the ids of the prompt jinja2 renders', async (_name, c) => {
+    const ours = await tok.promptTokens(input(c));
+    expect(ours!.exact).toBe(true);
+    expect([...ours!.ids]).toEqual([...(await tok.encodeWhole(c.text, false))]);
+  });
+
+  test('arguments jinja would print unlike Python (a float 1.0) are cut where their message starts: the ids are a prefix of vLLM\'s', async () => {
+    const c = vectors.cases.find((x) => x.name.includes('1.0'))!;
+    const ours = await tok.promptTokens(input(c));
+    expect(ours!.exact).toBe(false);
+    const full = [...(await tok.encodeWhole(c.text, false))];
+    const start = c.text.indexOf('<|im_start|>assistant\n<tool_call>') + '<|im_start|>assistant\n'.length;
+    expect([...ours!.ids]).toEqual([...(await tok.encodeWhole(c.text.slice(0, start), false))]);
+    expect(full.slice(0, ours!.ids.length)).toEqual([...ours!.ids]);
+  });
+
+  test('a chat vLLM refuses for its tool calls throws ChatTemplateRefusal (the precise scorer keys nothing); a tool pydantic refuses keys nothing', async () => {
+    const base = vectors.cases[0]!;
+    const badArguments = { ...base, messages: [...base.messages.slice(0, 2), { role: 'assistant', content: '', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{"a": }' } }] }] };
+    await expect(tok.promptTokens(input(badArguments))).rejects.toThrow(ChatTemplateRefusal);
+    await expect(tok.promptTokens(input({ ...base, tools: [{ function: { description: 'no name' } }] }))).resolves.toBeUndefined();
   });
 });
 

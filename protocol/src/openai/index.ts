@@ -2,3 +2,5 @@ export * from './errors';
 export * from './request';
 export * from './json-body';
 export * from './chat-template-context';
+export * from './python-json';
+export * from './conversation';

@@ -9,7 +9,7 @@
  * `_parse_array_unicode`, `scanstring_unicode`, `_match_number_unicode`) and Lib/json/decoder.py (`JSONDecoder.decode`,
  * `raw_decode`), the Python of vLLM 0.10.0's image (docker/Dockerfile `PYTHON_VERSION=3.12`). 3.13 words a trailing
  * comma differently ("Illegal trailing comma before end of object"); 3.11 and 3.12 agree. Positions are Python's: in
- * code points, not UTF-16 units. `sim/test/vectors/python-json.py` generated the expected errors with CPython.
+ * code points, not UTF-16 units. `protocol/test/vectors/python-json.py` generated the expected errors with CPython.
  */
 
 export type PythonJsonResult =

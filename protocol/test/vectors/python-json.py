@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""Golden vectors for sim/test/python-json.test.ts: what CPython's json.loads says of each body (its C scanner,
+"""Golden vectors for protocol/test/python-json.test.ts: what CPython's json.loads says of each body (its C scanner,
 Modules/_json.c), as FastAPI reports it in a json_invalid error (e.msg, e.pos), or the value it accepts.
 
 vLLM 0.10.0's image runs Python 3.12 (docker/Dockerfile PYTHON_VERSION=3.12); 3.11 and 3.12 give the same messages
 and positions (3.13 rewords trailing commas). The script records the interpreter that generated the file.
 
-Run: /usr/bin/python3 sim/test/vectors/python-json.py   (rewrites python-json.json beside this file)
+Run: /usr/bin/python3 protocol/test/vectors/python-json.py   (rewrites python-json.json beside this file)
 """
 import json
 import math

