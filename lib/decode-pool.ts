@@ -1,8 +1,9 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
+import { checkSecretKeyReference } from './session-store';
 import {
-  checkDnsLabel, checkFraction, checkImage, checkInteger, checkOneOf, PropsError,
+  checkDns1035Label, checkDnsLabel, checkFraction, checkImage, checkInteger, checkLabels, checkOneOf, checkQuantity, PropsError,
 } from './validation';
 
 /**
@@ -30,11 +31,26 @@ export interface KvEventsOptions {
    * @default 'per-pod'
    */
   readonly mode?: 'per-pod' | 'central';
-  /** `per-pod`: the port vLLM publishes on (container port `kv-events`). @default 5557 */
+  /**
+   * `per-pod`: the port vLLM publishes on (container port `kv-events`), from 1024 to 65535; not 8000 or 8001, the
+   * routing sidecar's and vLLM's HTTP ports in the same pod.
+   * @default 5557
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.KVEventsConfig
+   */
   readonly port?: number;
-  /** `per-pod`: the port of vLLM's replay socket (`replay_endpoint`, container port `kv-replay`). @default 5558 */
+  /**
+   * `per-pod`: the port of vLLM's replay socket (`replay_endpoint`, container port `kv-replay`), from 1024 to 65535;
+   * not `port`, 8000 or 8001.
+   * @default 5558
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.KVEventsConfig
+   */
   readonly replayPort?: number;
-  /** `central`: the endpoint vLLM connects to, the EPP's (e.g. `tcp://<epp service>:5557`). */
+  /**
+   * `central`: the endpoint vLLM connects to, the EPP's (e.g. `tcp://<epp service>:5557`), with a port from 1 to 65535.
+   * The EPP binds that port, so under `KvAwareRouting` it must not be one of the EPP's own (9002, 9003, 9090).
+   * @default under `KvAwareRouting`, `tcp://<name>-epp.<namespace>.svc.cluster.local:5557`; required otherwise
+   * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.KVEventsConfig
+   */
   readonly endpoint?: string;
   /** Batches vLLM keeps for replay (`buffer_steps`). @default 10000 */
   readonly bufferSteps?: number;
@@ -46,7 +62,9 @@ export interface DecodePoolProps {
   readonly namespace: string;
   /**
    * Base name; the Deployment and Service are `<name>-decode`, matching llm-d-modelservice's `<fullname>-decode`.
-   * Also the value of the pods' `llm-d.ai/model` label, as in llm-d.
+   * Also the value of the pods' `llm-d.ai/model` label, as in llm-d. A DNS-1035 label (it starts the Service's name) of
+   * at most 56 characters.
+   * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
    */
   readonly name: string;
   /** Hugging Face model id vLLM loads, e.g. `Qwen/Qwen3-0.6B`. */
@@ -173,17 +191,36 @@ export interface DecodePoolProps {
    */
   readonly runAsUser?: number;
   /**
-   * Secret holding the Hugging Face token. Referenced as optional, so public models start without it.
+   * Secret holding the Hugging Face token. Referenced as optional, so public models start without it. `name` is a
+   * DNS-1123 subdomain, `key` a Secret key (alphanumerics, '-', '_' or '.').
    * @default { name: 'llm-d-hf-token', key: 'HF_TOKEN' }
+   * @see https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data
    */
   readonly hfTokenSecret?: { readonly name: string; readonly key: string };
-  /** CPU request of the vLLM container (limit left unset: vLLM bursts during load and compile). @default '4' */
+  /**
+   * CPU request of the vLLM container (limit left unset: vLLM bursts during load and compile); a Kubernetes quantity.
+   * @default '4'
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+   */
   readonly cpu?: string;
-  /** Memory request and limit of the vLLM container. @default '32Gi' */
+  /**
+   * Memory request and limit of the vLLM container; a Kubernetes quantity.
+   * @default '32Gi'
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+   */
   readonly memory?: string;
-  /** Size limit of the emptyDir the model is downloaded into (`HF_HOME`). @default '50Gi' */
+  /**
+   * Size limit of the emptyDir the model is downloaded into (`HF_HOME`); a Kubernetes quantity.
+   * @default '50Gi'
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+   */
   readonly modelCacheSize?: string;
-  /** Size of the in-memory `/dev/shm` (NCCL and tensor-parallel workers need more than the 64 MiB default). @default '8Gi' */
+  /**
+   * Size of the in-memory `/dev/shm` (NCCL and tensor-parallel workers need more than the 64 MiB default); a Kubernetes
+   * quantity.
+   * @default '8Gi'
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+   */
   readonly shmSize?: string;
   /**
    * Longest time a pod may take to download and load the model before Kubernetes restarts it.
@@ -200,7 +237,11 @@ export interface DecodePoolProps {
    * @default none
    */
   readonly extraArgs?: string[];
-  /** Node selector for GPU nodes. @default none */
+  /**
+   * Node selector for GPU nodes; keys and values as Kubernetes labels take them.
+   * @default none
+   * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
+   */
   readonly nodeSelector?: Record<string, string>;
   /** @default tolerate the `nvidia.com/gpu` NoSchedule taint GPU node pools usually carry */
   readonly tolerations?: k8s.Toleration[];
@@ -270,7 +311,8 @@ export class DecodePool extends Construct {
 
   constructor(scope: Construct, id: string, props: DecodePoolProps) {
     super(scope, id);
-    const name = checkDnsLabel(SCOPE, 'name', props.name, 56);
+    // <name>-decode is the Service's name: a DNS-1035 label of at most 63 characters.
+    const name = checkDns1035Label(SCOPE, 'name', props.name, 56);
     this.namespace = checkDnsLabel(SCOPE, 'namespace', props.namespace);
     if (typeof props.model !== 'string' || props.model.trim() === '' || /\s/.test(props.model)) {
       throw new PropsError(SCOPE, 'model', 'must be a non-empty model id without spaces, e.g. "Qwen/Qwen3-0.6B"', props.model);
@@ -342,6 +384,12 @@ export class DecodePool extends Construct {
       if (mode === 'central' && (endpoint === undefined || !/^tcp:\/\/[^\s:*]+:\d{1,5}$/.test(endpoint))) {
         throw new PropsError(SCOPE, 'kvEvents.endpoint', 'with mode "central" must be the EPP\'s ZMQ endpoint, like "tcp://epp.ns.svc:5557"', endpoint);
       }
+      if (mode === 'central') {
+        const port = Number(/:(\d+)$/.exec(endpoint!)![1]);
+        if (!(port >= 1 && port <= 65535)) {
+          throw new PropsError(SCOPE, 'kvEvents.endpoint', 'must name a port from 1 to 65535 (the EPP binds it for the pods\' publishers)', endpoint);
+        }
+      }
       if (mode === 'per-pod' && endpoint !== undefined) {
         throw new PropsError(SCOPE, 'kvEvents.endpoint', 'applies to mode "central" only; with "per-pod" vLLM binds kvEvents.port', endpoint);
       }
@@ -354,6 +402,16 @@ export class DecodePool extends Construct {
       };
       if (this.kvEvents.port === this.kvEvents.replayPort) {
         throw new PropsError(SCOPE, 'kvEvents.replayPort', 'must differ from kvEvents.port', this.kvEvents.replayPort);
+      }
+      if (mode === 'per-pod') {
+        // vLLM binds both in the pod, beside the routing sidecar's and its own HTTP port: a shared one fails its start
+        // with "address in use" (the API server takes duplicate containerPorts across containers).
+        for (const field of ['port', 'replayPort'] as const) {
+          const port = this.kvEvents[field];
+          if (port === DecodePool.SIDECAR_PORT || port === DecodePool.VLLM_PORT) {
+            throw new PropsError(SCOPE, `kvEvents.${field}`, `must not be a port the decode pod already listens on (${DecodePool.SIDECAR_PORT}, the routing sidecar's; ${DecodePool.VLLM_PORT}, vLLM's HTTP server)`, port);
+          }
+        }
       }
       // vLLM 0.10's BlockStored reads `request.lora_request.id`, which LoRARequest does not have
       // (vllm/v1/core/block_pool.py @ v0.10.0 cache_full_blocks): the engine fails on the first LoRA block it stores.
@@ -421,7 +479,13 @@ export class DecodePool extends Construct {
     }
     args.push(...checkExtraArgs(props.extraArgs ?? []));
 
-    const hfSecret = props.hfTokenSecret ?? { name: 'llm-d-hf-token', key: 'HF_TOKEN' };
+    const cpu = checkQuantity(SCOPE, 'cpu', props.cpu ?? '4');
+    const memory = checkQuantity(SCOPE, 'memory', props.memory ?? '32Gi');
+    const modelCacheSize = checkQuantity(SCOPE, 'modelCacheSize', props.modelCacheSize ?? '50Gi');
+    const shmSize = checkQuantity(SCOPE, 'shmSize', props.shmSize ?? '8Gi');
+    // The API server validates a pod's nodeSelector as labels.
+    const nodeSelector = props.nodeSelector === undefined ? undefined : checkLabels(SCOPE, 'nodeSelector', props.nodeSelector, { allowEmpty: true });
+    const hfSecret = checkSecretKeyReference(SCOPE, 'hfTokenSecret', props.hfTokenSecret ?? { name: 'llm-d-hf-token', key: 'HF_TOKEN' }, 'HF_TOKEN');
     const env: k8s.EnvVar[] = [
       { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
       { name: 'HF_HOME', value: '/model-cache' },
@@ -490,7 +554,7 @@ export class DecodePool extends Construct {
             // --enable-ssrf-protection (default false; cmd/llm-d-routing-sidecar/main.go @ v0.2.0), which is not set.
             automountServiceAccountToken: false,
             securityContext: { seccompProfile: RUNTIME_DEFAULT_SECCOMP },
-            nodeSelector: props.nodeSelector,
+            nodeSelector,
             tolerations: props.tolerations ?? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
             ...(this.routingSidecar === 'native' ? { initContainers: [routingProxy] } : {}),
             containers: [
@@ -511,12 +575,12 @@ export class DecodePool extends Construct {
                 ],
                 resources: {
                   requests: {
-                    'cpu': k8s.Quantity.fromString(props.cpu ?? '4'),
-                    'memory': k8s.Quantity.fromString(props.memory ?? '32Gi'),
+                    'cpu': k8s.Quantity.fromString(cpu),
+                    'memory': k8s.Quantity.fromString(memory),
                     'nvidia.com/gpu': k8s.Quantity.fromString(String(gpus)),
                   },
                   limits: {
-                    'memory': k8s.Quantity.fromString(props.memory ?? '32Gi'),
+                    'memory': k8s.Quantity.fromString(memory),
                     'nvidia.com/gpu': k8s.Quantity.fromString(String(gpus)),
                   },
                 },
@@ -545,10 +609,10 @@ export class DecodePool extends Construct {
               ...(this.routingSidecar === 'container' ? [routingProxy] : []),
             ],
             volumes: [
-              { name: 'model-cache', emptyDir: { sizeLimit: k8s.Quantity.fromString(props.modelCacheSize ?? '50Gi') } },
+              { name: 'model-cache', emptyDir: { sizeLimit: k8s.Quantity.fromString(modelCacheSize) } },
               { name: 'torch-compile-cache', emptyDir: {} },
               { name: 'metrics-volume', emptyDir: {} },
-              { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(props.shmSize ?? '8Gi') } },
+              { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(shmSize) } },
             ],
           },
         },

@@ -11,7 +11,7 @@ import type { RequestBodyMode } from './ext-proc';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
-  checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, PropsError,
+  checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, PropsError,
 } from './validation';
 
 /**
@@ -29,7 +29,8 @@ export interface EndpointPickerProps {
   readonly namespace: string;
   /**
    * Name of the Deployment, Service, ServiceAccount, Role and ConfigMap. The EnvoyFilter's gRPC cluster is derived
-   * from it (`outbound|9002||<name>.<namespace>.svc.cluster.local`).
+   * from it (`outbound|9002||<name>.<namespace>.svc.cluster.local`). A DNS-1035 label (it is the Service's name).
+   * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
    */
   readonly name: string;
   /** Name of the InferencePool the EPP reads (its selector and target port define the endpoints). */
@@ -74,8 +75,10 @@ export interface EndpointPickerProps {
   readonly config?: EndpointPickerConfig;
   /**
    * The decode pods publish vLLM KV events: the default config scores prefixes from them (`precise-prefix-cache-scorer`,
-   * wired to these ports, block size and model). `KvAwareRouting` sets it from the decode pool.
+   * wired to these ports, block size and model). `KvAwareRouting` sets it from the decode pool. In `central` mode the
+   * EPP binds `zmqEndpoint`'s port, which must be from 1 to 65535 and none of its own (9002, 9003, 9090).
    * @default approximate prefix scoring
+   * @see epp/README.md "Precise prefix-cache routing"
    */
   readonly precise?: PreciseDefaults;
   /**
@@ -90,8 +93,9 @@ export interface EndpointPickerProps {
   /**
    * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
    * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
-   * needed for Qwen3 models, whose tokenizer the EPP image carries.
+   * needed for Qwen3 models, whose tokenizer the EPP image carries. A claim name: a DNS-1123 subdomain.
    * @default none
+   * @see https://kubernetes.io/docs/concepts/storage/persistent-volumes/#persistentvolumeclaims
    */
   readonly tokenizerCacheClaim?: string;
   /**
@@ -147,11 +151,16 @@ export interface EndpointPickerProps {
   };
   /**
    * CPU request (no limit is set, so the EPP may burst onto idle cores). The scrape worker thread needs a core of its
-   * own beside the routing thread once the pool is large.
+   * own beside the routing thread once the pool is large. A Kubernetes quantity.
    * @default '1', or '2' when `KvAwareRouting`'s decode pool runs more than 64 replicas (epp/README.md, "Scraping at 256 pods")
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
    */
   readonly cpu?: string;
-  /** @default '1Gi' */
+  /**
+   * Memory request and limit; a Kubernetes quantity.
+   * @default '1Gi'
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+   */
   readonly memory?: string;
   /**
    * Node.js and V8 flags on the EPP's command line, before its script. The container then runs
@@ -246,7 +255,7 @@ export class EndpointPicker extends Construct {
   constructor(scope: Construct, id: string, props: EndpointPickerProps) {
     super(scope, id);
     this.namespace = checkDnsLabel(SCOPE, 'namespace', props.namespace);
-    this.name = checkDnsLabel(SCOPE, 'name', props.name);
+    this.name = checkDns1035Label(SCOPE, 'name', props.name);
     this.poolName = checkDnsSubdomain(SCOPE, 'poolName', props.poolName);
     this.poolApiGroup = props.poolApiGroup ?? 'inference.networking.x-k8s.io';
     if (!['inference.networking.x-k8s.io', 'inference.networking.k8s.io'].includes(this.poolApiGroup)) {
@@ -284,8 +293,8 @@ export class EndpointPicker extends Construct {
     }
     const configYaml = renderEndpointPickerConfig(this.config);
     if (props.precise?.mode === 'central') {
-      const port = /:(\d+)$/.exec(props.precise.zmqEndpoint ?? 'tcp://*:5557');
-      this.kvEventsPort = Number(port![1]);
+      const zmqEndpoint = props.precise.zmqEndpoint ?? 'tcp://*:5557';
+      this.kvEventsPort = checkCentralKvEventsPort(SCOPE, 'precise.zmqEndpoint', zmqEndpoint);
       if (replicas > 1) throw new PropsError(SCOPE, 'replicas', 'must be 1 with central KV events (each vLLM publishes to one subscriber); use per-pod events for more', replicas);
     }
 
@@ -323,8 +332,11 @@ export class EndpointPicker extends Construct {
       failureThreshold: 3,
     });
 
+    const tokenizerCacheClaim = props.tokenizerCacheClaim === undefined ? undefined : checkDnsSubdomain(SCOPE, 'tokenizerCacheClaim', props.tokenizerCacheClaim);
+    const cpu = checkQuantity(SCOPE, 'cpu', props.cpu ?? '1');
+    const memory = checkQuantity(SCOPE, 'memory', props.memory ?? '1Gi');
     const env: k8s.EnvVar[] = [
-      ...(props.tokenizerCacheClaim ? [{ name: 'HF_HUB_CACHE', value: `${EndpointPicker.HF_CACHE_DIR}/hub` }] : []),
+      ...(tokenizerCacheClaim ? [{ name: 'HF_HUB_CACHE', value: `${EndpointPicker.HF_CACHE_DIR}/hub` }] : []),
       // The store's password from its Secret, never in the ConfigMap (the filter's sessionStore.passwordEnv names it).
       ...(this.sessionStore?.passwordSecret
         ? [{ name: SESSION_STORE_PASSWORD_ENV, valueFrom: { secretKeyRef: { name: this.sessionStore.passwordSecret.name, key: this.sessionStore.passwordSecret.key } } }]
@@ -410,8 +422,8 @@ export class EndpointPicker extends Construct {
                 ...(this.kvEventsPort !== undefined ? [{ name: EndpointPicker.KV_EVENTS_PORT_NAME, containerPort: this.kvEventsPort, protocol: 'TCP' }] : []),
               ],
               resources: {
-                requests: { cpu: k8s.Quantity.fromString(props.cpu ?? '1'), memory: k8s.Quantity.fromString(props.memory ?? '1Gi') },
-                limits: { memory: k8s.Quantity.fromString(props.memory ?? '1Gi') },
+                requests: { cpu: k8s.Quantity.fromString(cpu), memory: k8s.Quantity.fromString(memory) },
+                limits: { memory: k8s.Quantity.fromString(memory) },
               },
               // The image is node:22-bookworm-slim, which has sleep (Kubernetes 1.28 has no preStop sleep action).
               ...(ha ? { lifecycle: { preStop: { exec: { command: ['sleep', String(EndpointPicker.PRE_STOP_SECONDS)] } } } } : {}),
@@ -423,13 +435,13 @@ export class EndpointPicker extends Construct {
               },
               volumeMounts: [
                 { name: 'config', mountPath: EndpointPicker.CONFIG_DIR, readOnly: true },
-                ...(props.tokenizerCacheClaim ? [{ name: 'hf-cache', mountPath: EndpointPicker.HF_CACHE_DIR, readOnly: true }] : []),
+                ...(tokenizerCacheClaim ? [{ name: 'hf-cache', mountPath: EndpointPicker.HF_CACHE_DIR, readOnly: true }] : []),
               ],
               ...(env.length > 0 ? { env } : {}),
             }],
             volumes: [
               { name: 'config', configMap: { name: this.name } },
-              ...(props.tokenizerCacheClaim ? [{ name: 'hf-cache', persistentVolumeClaim: { claimName: props.tokenizerCacheClaim, readOnly: true } }] : []),
+              ...(tokenizerCacheClaim ? [{ name: 'hf-cache', persistentVolumeClaim: { claimName: tokenizerCacheClaim, readOnly: true } }] : []),
             ],
           },
         },
@@ -530,6 +542,23 @@ export function withTokenSigning(config: EndpointPickerConfig, previous: boolean
     };
   });
   return { ...config, plugins };
+}
+
+/**
+ * The port of a central KV-event endpoint the EPP binds (`tcp://<host>:<port>`): from 1 to 65535 and none of the EPP's
+ * own (ext_proc gRPC 9002, gRPC health 9003, metrics 9090), which the Service and the container already declare.
+ */
+export function checkCentralKvEventsPort(scope: string, field: string, endpoint: string): number {
+  const m = typeof endpoint === 'string' ? /^tcp:\/\/[^\s:]+:(\d{1,5})$/.exec(endpoint) : null;
+  const port = m ? Number(m[1]) : NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw new PropsError(scope, field, 'must be a ZMQ endpoint "tcp://<host>:<port>" with a port from 1 to 65535', endpoint);
+  }
+  const own = [EndpointPicker.GRPC_PORT, EndpointPicker.HEALTH_PORT, EndpointPicker.METRICS_PORT];
+  if (own.includes(port)) {
+    throw new PropsError(scope, field, `must not use a port the EPP already listens on (${EndpointPicker.GRPC_PORT} ext_proc gRPC, ${EndpointPicker.HEALTH_PORT} gRPC health, ${EndpointPicker.METRICS_PORT} metrics): the EPP binds the endpoint's port for central KV events`, endpoint);
+  }
+  return port;
 }
 
 /** Each flag one `--name` or `--name=value` word: a space or an empty string would pass as another argument to node. */

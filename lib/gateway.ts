@@ -6,7 +6,10 @@ import * as route from '../imports/httproute-gateway.networking.k8s.io';
 import { DecodePool } from './decode-pool';
 import { EXT_PROC_STATS_INCLUSION_REGEX } from './envoy-metrics';
 import type { InferencePool } from './inference-pool';
-import { checkDnsLabel, checkDnsSubdomain, checkDuration, checkOneOf, checkPort, PropsError, toProtoDuration } from './validation';
+import {
+  checkDns1035Label, checkDnsLabel, checkDuration, checkGatewayApiDuration, checkGatewayHostname, checkOneOf, checkPort,
+  PropsError, toProtoDuration,
+} from './validation';
 
 /** The pod annotation Istio's agent merges into the proxy's ProxyConfig. */
 export const PROXY_CONFIG_ANNOTATION = 'proxy.istio.io/config';
@@ -20,11 +23,26 @@ export interface InferenceGatewayProps {
   readonly namespace: string;
   /** The decode pool the `/v1` route sends to (its Service on the sidecar port). */
   readonly decodePool: DecodePool;
-  /** Gateway name; Istio deploys `<name>-istio` (Deployment and Service) for it. @default 'llm-d-gateway' */
+  /**
+   * Gateway name; Istio deploys `<name>-<gatewayClassName>` (Deployment and Service, `<name>-istio` by default) for it,
+   * so the name is a DNS-1035 label and, with the class, at most 62 characters (`<name>-<class>` a Service name of at
+   * most 63). Two stacks in one namespace would share it: see `KvAwareRouting`'s one stack per namespace.
+   * @default 'llm-d-gateway'
+   * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
+   */
   readonly name?: string;
-  /** @default 'istio' */
+  /**
+   * The GatewayClass; it ends the name of the Service Istio creates (`<name>-<class>`), so it is a DNS-1123 label.
+   * @default 'istio'
+   * @see https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api/ ("Automated Deployment")
+   */
   readonly gatewayClassName?: string;
-  /** Host clients send. @default 'llm-d.demo.local' */
+  /**
+   * Host clients send: a Gateway API hostname, a lower-case DNS name that may start with a `*.` wildcard label
+   * (`*.llm.example.com`), never an IP address.
+   * @default 'llm-d.demo.local'
+   * @see https://gateway-api.sigs.k8s.io/reference/spec/#hostname
+   */
   readonly hostname?: string;
   /** HTTP listener port. @default 80 */
   readonly port?: number;
@@ -45,8 +63,10 @@ export interface InferenceGatewayProps {
   /**
    * Whole-request timeout on the `/v1` route (HTTPRoute `timeouts.request`, Envoy's route timeout, which starts once
    * the request has been forwarded and ends with the last response byte). Streaming generations can last minutes;
-   * "0s" disables it (as llm-d does) and leaves the bound to vLLM's `max_tokens` and `idleTimeout`.
+   * "0s" disables it (as llm-d does) and leaves the bound to vLLM's `max_tokens` and `idleTimeout`. A Gateway API
+   * duration: 1 to 4 parts, each a whole number of at most 5 digits with unit h, m, s or ms ("300s", "1h30m"; not "1.5s").
    * @default '0s'
+   * @see https://gateway-api.sigs.k8s.io/geps/gep-2257/
    */
   readonly requestTimeout?: string;
   /**
@@ -128,11 +148,17 @@ export class InferenceGateway extends Construct {
     super(scope, id);
     const S = 'InferenceGateway';
     this.namespace = checkDnsLabel(S, 'namespace', props.namespace);
-    this.name = checkDnsLabel(S, 'name', props.name ?? 'llm-d-gateway');
-    this.gatewayClassName = checkDnsSubdomain(S, 'gatewayClassName', props.gatewayClassName ?? 'istio');
-    this.hostname = checkDnsSubdomain(S, 'hostname', props.hostname ?? 'llm-d.demo.local');
+    this.name = checkDns1035Label(S, 'name', props.name ?? 'llm-d-gateway');
+    // Istio's deployment controller names the gateway's Deployment and Service `<name>-<class>` (istio/istio
+    // `getDefaultName`, `GetDefaultName` in later releases): a Service name, so a DNS-1035 label of at most 63 characters.
+    this.gatewayClassName = checkDnsLabel(S, 'gatewayClassName', props.gatewayClassName ?? 'istio', 61);
+    const maxName = 63 - 1 - this.gatewayClassName.length;
+    if (this.name.length > maxName) {
+      throw new PropsError(S, 'name', `must be at most ${maxName} characters with gatewayClassName "${this.gatewayClassName}" (Istio names the gateway's Service "<name>-<class>", at most 63 characters)`, this.name);
+    }
+    this.hostname = checkGatewayHostname(S, 'hostname', props.hostname ?? 'llm-d.demo.local');
     this.port = checkPort(S, 'port', props.port ?? 80);
-    const timeout = checkDuration(S, 'requestTimeout', props.requestTimeout ?? '0s');
+    const timeout = checkGatewayApiDuration(S, 'requestTimeout', props.requestTimeout ?? '0s');
     const receiveTimeout = checkDuration(S, 'requestReceiveTimeout', props.requestReceiveTimeout ?? '60s');
     const idleTimeout = checkDuration(S, 'idleTimeout', props.idleTimeout ?? '300s');
     const pool = props.inferencePool;

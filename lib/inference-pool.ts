@@ -15,9 +15,11 @@ export interface InferencePoolProps {
   /** The EPP that serves this pool; its `poolName`, namespace and API group name and place the pool. */
   readonly endpointPicker: EndpointPicker;
   /**
-   * Recorded for gateways that read the pool natively (Istio >= 1.27 with the inference extension on); with
-   * kvroute's EnvoyFilter the same intent is `failure_mode_allow` plus the round-robin fallback.
+   * Recorded for gateways that read the pool natively (Istio >= 1.28 with the inference extension on, InferencePool
+   * v1: `KvAwareRouting`'s `native` routing, which it refuses on 1.27); with kvroute's EnvoyFilter the same intent is
+   * `failure_mode_allow` plus the round-robin fallback.
    * @default 'FailOpen'
+   * @see https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api-inference-extension/
    */
   readonly failureMode?: PoolFailureMode;
 }

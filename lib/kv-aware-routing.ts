@@ -2,7 +2,7 @@ import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { DecodePool, DecodePoolProps } from './decode-pool';
-import { EndpointPicker, EndpointPickerProps } from './endpoint-picker';
+import { checkCentralKvEventsPort, EndpointPicker, EndpointPickerProps } from './endpoint-picker';
 import { EppClusterReference, ExtProcRouting, ExtProcRoutingProps, resolveMaxMessageTimeout } from './ext-proc';
 import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
@@ -10,7 +10,7 @@ import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
 import { checkNetworkPeer, EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
 import { existingSessionStore, SessionStore, type SessionStoreConnection, type SessionStoreProps } from './session-store';
-import { checkDnsLabel, checkOneOf, PropsError } from './validation';
+import { checkDns1035Label, checkDnsLabel, checkOneOf, PropsError } from './validation';
 
 /**
  * Who calls the EPP for each request:
@@ -25,7 +25,12 @@ export type InferenceRouting = 'envoy-filter' | 'native';
 
 /** Props of {@link KvAwareRouting}: the whole stack of one cluster in one typed object. */
 export interface KvAwareRoutingProps {
-  /** Namespace every object lives in. */
+  /**
+   * Namespace every object lives in. kvroute supports one stack per namespace: the monitoring rules select and
+   * aggregate by namespace, and a second stack would share the Gateway, its routes and the Namespace object. A second
+   * `KvAwareRouting` in the same cdk8s App with the same namespace is refused; a second release needs its own namespace.
+   * @see README.md "What `npm run synth` produces" (one stack per namespace)
+   */
   readonly namespace: string;
   /**
    * Emit the Namespace object too. Turn off when the namespace is managed elsewhere (it must then exist).
@@ -33,8 +38,13 @@ export interface KvAwareRoutingProps {
    */
   readonly createNamespace?: boolean;
   /**
-   * Base name, like a Helm release's fullname: decode objects are `<name>-decode`, the EPP `<name>-epp`.
+   * Base name, like a Helm release's fullname: decode objects are `<name>-decode`, the EPP `<name>-epp`, a deployed
+   * session store `<name>-session-store`. These are Service names, so it is a DNS-1035 label (starting with a letter) of
+   * at most 48 characters, at most 38 with `sessionStore.deploy` (the store's StatefulSet name must leave room for its
+   * pod's `controller-revision-hash` label). Unlike a Helm release name it does not make a second stack in the same
+   * namespace possible: the Gateway, routes and monitoring are per namespace, so a second release needs its own namespace.
    * @default 'ms-llm-d-modelservice' (llm-d-modelservice release `ms`)
+   * @see README.md "What `npm run synth` produces" (one stack per namespace)
    */
   readonly name?: string;
   /** InferencePool name (the EPP's `--pool-name`). @default the `name` value */
@@ -96,9 +106,18 @@ export interface KvAwareRoutingProps {
  */
 export const LARGE_POOL_REPLICAS = 64;
 
+/** A deployed session store is `<name>-session-store`. */
+const SESSION_STORE_SUFFIX = '-session-store';
+
 /**
  * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring,
  * monitoring and the EPP's NetworkPolicy. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
+ *
+ * One stack per namespace: the recording rules and alerts select and aggregate on `namespace` alone, and the Gateway,
+ * its HTTPRoutes, its timeouts EnvoyFilter and the Namespace object are named independently of `name`, so two stacks in one
+ * namespace would record the same series, fire each other's alerts and share (and fight over) one Gateway. A second
+ * `KvAwareRouting` in the same cdk8s App with the namespace of an earlier one is refused, naming the first; give a
+ * second release its own namespace.
  */
 export class KvAwareRouting extends Chart {
   public readonly decodePool: DecodePool;
@@ -118,11 +137,31 @@ export class KvAwareRouting extends Chart {
   public readonly sessionStoreNetworkPolicy?: SessionStoreNetworkPolicy;
   public readonly istio: IstioSupport;
   public readonly inferenceRouting: InferenceRouting;
+  /** The namespace, for the one-stack-per-namespace check (not the Chart's `namespace`, which cdk8s would apply). */
+  private readonly stackNamespace: string;
 
   constructor(scope: Construct, id: string, props: KvAwareRoutingProps, chartProps: Omit<ChartProps, 'namespace'> = {}) {
     super(scope, id, { disableResourceNameHashes: true, ...chartProps });
     const namespace = checkDnsLabel('KvAwareRouting', 'namespace', props.namespace);
-    const name = checkDnsLabel('KvAwareRouting', 'name', props.name ?? 'ms-llm-d-modelservice', 48);
+    this.stackNamespace = namespace;
+    const first = this.node.root.node.findAll()
+      .filter((c): c is KvAwareRouting => c instanceof KvAwareRouting && c !== this)
+      .find((other) => other.stackNamespace === namespace);
+    if (first !== undefined) {
+      throw new PropsError('KvAwareRouting', 'namespace',
+        `must differ from every other KvAwareRouting's in the app: kvroute supports one stack per namespace, and stack "${first.node.path}" already uses this one (a second release needs its own namespace)`,
+        namespace);
+    }
+    // <name>-decode, <name>-epp and <name>-session-store are Service names.
+    const name = checkDns1035Label('KvAwareRouting', 'name', props.name ?? 'ms-llm-d-modelservice', 48);
+    if (props.sessionStore?.deploy !== undefined) {
+      const maxName = SessionStore.MAX_NAME_LENGTH - SESSION_STORE_SUFFIX.length;
+      if (name.length > maxName) {
+        throw new PropsError('KvAwareRouting', 'name',
+          `must be at most ${maxName} characters with sessionStore.deploy: the store's StatefulSet "<name>${SESSION_STORE_SUFFIX}" labels its pod "controller-revision-hash: <StatefulSet>-<10-character hash>", which Kubernetes limits to 63 characters`,
+          name);
+      }
+    }
 
     if (props.createNamespace ?? true) {
       new k8s.KubeNamespace(this, 'Namespace', { metadata: { name: namespace } });
@@ -160,13 +199,17 @@ export class KvAwareRouting extends Chart {
         throw new PropsError('KvAwareRouting', 'sessionStore', 'must set exactly one of deploy (a Valkey kvroute deploys) or existing (host, port, passwordSecret)', store);
       }
       if (store.deploy !== undefined) {
-        this.sessionStore = new SessionStore(this, 'SessionStore', { ...store.deploy, namespace, name: `${name}-session-store` });
+        this.sessionStore = new SessionStore(this, 'SessionStore', { ...store.deploy, namespace, name: `${name}${SESSION_STORE_SUFFIX}` });
         storeConnection = this.sessionStore.connection;
       } else {
         storeConnection = existingSessionStore(store.existing);
         // Checked here even when no policy restricts egress, so a mistake shows before someone turns egress on.
         if (store.existing.networkPeer !== undefined) checkNetworkPeer('SessionStore', 'existing.networkPeer', store.existing.networkPeer);
       }
+    }
+    if (events?.mode === 'central') {
+      // The EPP binds the endpoint's port beside its own.
+      checkCentralKvEventsPort('KvAwareRouting', 'decode.kvEvents.endpoint', events.endpoint!);
     }
     const requestBodyMode = native
       ? 'full-duplex'

@@ -9,7 +9,7 @@ import { EndpointPicker } from './endpoint-picker';
 import { ENVOY_EXT_PROC_METRICS as ENVOY, ENVOY_PROM_PATH, ENVOY_PROM_PORT_NAME } from './envoy-metrics';
 import type { InferenceGateway } from './gateway';
 import { buildDashboard } from './dashboard';
-import { checkDuration, checkFraction, checkOneOf, PropsError } from './validation';
+import { checkFraction, checkLabels, checkOneOf, checkPrometheusDuration, PropsError } from './validation';
 import { VLLM_METRICS } from './vllm-metrics';
 
 /** Props of {@link Monitoring}. */
@@ -23,15 +23,29 @@ export interface MonitoringProps {
   readonly gateway: InferenceGateway;
   /**
    * Labels on the monitors and the rule, for Prometheus Operator instances that select by label (kube-prometheus-stack
-   * selects `release: <its release name>` unless told to select everything).
+   * selects `release: <its release name>` unless told to select everything). Keys and values as Kubernetes labels take them.
    * @default none
+   * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
    */
   readonly selectorLabels?: Record<string, string>;
-  /** @default '15s' */
+  /**
+   * Scrape interval of the vLLM PodMonitor. A Prometheus Operator duration: whole numbers with units in the order h, m,
+   * s, ms ("15s", "1m30s"; not "7.5s").
+   * @default '15s'
+   * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
+   */
   readonly vllmScrapeInterval?: string;
-  /** @default '10s' */
+  /**
+   * Scrape interval of the EPP ServiceMonitor; a Prometheus Operator duration, as `vllmScrapeInterval`.
+   * @default '10s'
+   * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
+   */
   readonly eppScrapeInterval?: string;
-  /** The gateway pods' Envoy stats. @default '10s' */
+  /**
+   * Scrape interval of the gateway pods' Envoy stats; a Prometheus Operator duration, as `vllmScrapeInterval`.
+   * @default '10s'
+   * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
+   */
   readonly gatewayScrapeInterval?: string;
   /** Alert when the pool's prefix-cache hit ratio stays below this for 15 minutes. @default 0.8 */
   readonly minPrefixCacheHitRatio?: number;
@@ -82,8 +96,10 @@ export interface MonitoringProps {
    */
   readonly durationScale?: number;
   /**
-   * Label that makes Grafana's dashboard sidecar (kube-prometheus-stack) load the dashboard ConfigMap.
+   * Label that makes Grafana's dashboard sidecar (kube-prometheus-stack) load the dashboard ConfigMap. Keys and values
+   * as Kubernetes labels take them.
    * @default { grafana_dashboard: '1' }
+   * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
    */
   readonly dashboardLabels?: Record<string, string>;
 }
@@ -183,15 +199,16 @@ export class Monitoring extends Construct {
     const S = 'Monitoring';
     const { decodePool, endpointPicker, gateway } = props;
     const ns = decodePool.namespace;
-    const labels = props.selectorLabels ? { ...props.selectorLabels } : undefined;
+    const labels = props.selectorLabels ? checkLabels(S, 'selectorLabels', props.selectorLabels, { allowEmpty: true }) : undefined;
+    const dashboardLabels = checkLabels(S, 'dashboardLabels', props.dashboardLabels ?? { grafana_dashboard: '1' }, { allowEmpty: true });
     const scale = props.durationScale ?? 1;
     if (typeof scale !== 'number' || !(scale > 0 && scale <= 1)) {
       throw new PropsError(S, 'durationScale', 'must be a number greater than 0 and at most 1', scale);
     }
     const d = (duration: string) => scaleDuration(duration, scale);
-    const vllmInterval = d(checkDuration(S, 'vllmScrapeInterval', props.vllmScrapeInterval ?? '15s'));
-    const eppInterval = d(checkDuration(S, 'eppScrapeInterval', props.eppScrapeInterval ?? '10s'));
-    const gatewayInterval = d(checkDuration(S, 'gatewayScrapeInterval', props.gatewayScrapeInterval ?? '10s'));
+    const vllmInterval = d(checkPrometheusDuration(S, 'vllmScrapeInterval', props.vllmScrapeInterval ?? '15s'));
+    const eppInterval = d(checkPrometheusDuration(S, 'eppScrapeInterval', props.eppScrapeInterval ?? '10s'));
+    const gatewayInterval = d(checkPrometheusDuration(S, 'gatewayScrapeInterval', props.gatewayScrapeInterval ?? '10s'));
     const minHit = checkFraction(S, 'minPrefixCacheHitRatio', props.minPrefixCacheHitRatio ?? 0.8, 0, 1);
     const maxKv = checkFraction(S, 'maxKvCacheUsage', props.maxKvCacheUsage ?? 0.95, 0, 1);
     const maxFailOpen = checkFraction(S, 'maxFailOpenRatio', props.maxFailOpenRatio ?? 0.1, 0, 1);
@@ -339,7 +356,7 @@ export class Monitoring extends Construct {
       metadata: {
         name: `${endpointPicker.poolName}-kvroute-dashboard`,
         namespace: ns,
-        labels: { ...(props.dashboardLabels ?? { grafana_dashboard: '1' }) },
+        labels: dashboardLabels,
       },
       data: { 'kvroute.json': JSON.stringify(buildDashboard(ns, RECORDED), null, 2) },
     });

@@ -1,7 +1,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
-import { checkDnsLabel, checkDnsSubdomain, checkImage, checkPort, PropsError } from './validation';
+import { checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkImage, checkPort, checkQuantity, PropsError } from './validation';
 import type { NetworkPeer } from './network-policy';
 
 /** A key of a Kubernetes Secret in the EPP's namespace, read into an environment variable. */
@@ -39,7 +39,11 @@ export interface DeployedSessionStoreProps {
    * @default no password
    */
   readonly passwordSecret?: SecretKeyReference;
-  /** @default '100m' */
+  /**
+   * CPU request of the Valkey container; a Kubernetes quantity.
+   * @default '100m'
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+   */
   readonly cpu?: string;
 }
 
@@ -124,7 +128,11 @@ export function existingSessionStore(props: ExistingSessionStoreProps): SessionS
 /** Props of {@link SessionStore}. */
 export interface SessionStoreConstructProps extends DeployedSessionStoreProps {
   readonly namespace: string;
-  /** Name of the StatefulSet and Service. */
+  /**
+   * Name of the StatefulSet and Service: a DNS-1035 label (a Service name) of at most
+   * {@link SessionStore.MAX_NAME_LENGTH} characters, so that the pod's `controller-revision-hash` label fits.
+   * @see https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#pod-name-label
+   */
   readonly name: string;
 }
 
@@ -145,6 +153,14 @@ export class SessionStore extends Construct {
   public static readonly PORT_NAME = 'tcp-valkey';
   /** The image's `valkey` user and group. */
   public static readonly UID = 999;
+  /**
+   * Longest StatefulSet name whose pod Kubernetes can label: the StatefulSet controller labels each pod
+   * `controller-revision-hash: <StatefulSet>-<hash>`, the hash a 32-bit FNV hash written in decimal and safe-encoded (up to
+   * 10 characters; `ControllerRevisionName`, k8s.io/kubernetes pkg/controller/history), and a label value has at most 63
+   * characters. Longer, the StatefulSet is accepted but its pod is never created (kubernetes/kubernetes#64023); the
+   * `statefulset.kubernetes.io/pod-name: <StatefulSet>-0` label is shorter.
+   */
+  public static readonly MAX_NAME_LENGTH = 63 - '-'.length - 10;
 
   public readonly namespace: string;
   public readonly name: string;
@@ -160,7 +176,7 @@ export class SessionStore extends Construct {
   constructor(scope: Construct, id: string, props: SessionStoreConstructProps) {
     super(scope, id);
     this.namespace = checkDnsLabel(SCOPE, 'namespace', props.namespace);
-    this.name = checkDnsLabel(SCOPE, 'name', props.name);
+    this.name = checkDns1035Label(SCOPE, 'name', props.name, SessionStore.MAX_NAME_LENGTH);
     this.image = checkImage(SCOPE, 'deploy.image', props.image ?? 'valkey/valkey:8.1.8');
     const maxMemory = props.maxMemory ?? '192mb';
     const m = /^(\d+)(mb|gb)$/.exec(typeof maxMemory === 'string' ? maxMemory : '');
@@ -169,6 +185,7 @@ export class SessionStore extends Construct {
       throw new PropsError(SCOPE, 'deploy.maxMemory', 'must be Valkey memory like "192mb" or "1gb", at least 16mb', maxMemory);
     }
     const passwordSecret = secretRef('deploy.passwordSecret', props.passwordSecret);
+    const cpu = checkQuantity(SCOPE, 'deploy.cpu', props.cpu ?? '100m');
     this.podLabels = { 'app.kubernetes.io/name': 'valkey', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/component': 'session-store' };
     this.serviceFqdn = `${this.name}.${this.namespace}.svc.cluster.local`;
     const metadata = { name: this.name, namespace: this.namespace, labels: { ...this.podLabels } };
@@ -227,7 +244,7 @@ export class SessionStore extends Construct {
                 : {}),
               ports: [{ name: SessionStore.PORT_NAME, containerPort: SessionStore.PORT, protocol: 'TCP' }],
               resources: {
-                requests: { cpu: k8s.Quantity.fromString(props.cpu ?? '100m'), memory: k8s.Quantity.fromString(memoryLimit) },
+                requests: { cpu: k8s.Quantity.fromString(cpu), memory: k8s.Quantity.fromString(memoryLimit) },
                 limits: { memory: k8s.Quantity.fromString(memoryLimit) },
               },
               readinessProbe: tcpProbe(5),

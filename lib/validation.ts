@@ -34,6 +34,21 @@ export function checkDnsLabel(scope: string, field: string, value: string, maxLe
   return value;
 }
 
+/** RFC 1035 label: what Kubernetes requires of Service names (a DNS-1123 label that starts with a letter). */
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * A name that becomes a Service's (or a prefix of one): Kubernetes refuses Service names that are not DNS-1035 labels,
+ * so `1pool-epp` fails at apply although `1pool` is a valid DNS-1123 label.
+ * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
+ */
+export function checkDns1035Label(scope: string, field: string, value: string, maxLength = 63): string {
+  if (typeof value !== 'string' || value.length > maxLength || !DNS_1035_LABEL.test(value)) {
+    throw new PropsError(scope, field, `must be a DNS-1035 label (lower-case alphanumerics and '-', starting with a letter, at most ${maxLength} characters), as Service names are`, value);
+  }
+  return value;
+}
+
 export function checkDnsSubdomain(scope: string, field: string, value: string): string {
   if (typeof value !== 'string' || value.length > 253 || !DNS_SUBDOMAIN.test(value)) {
     throw new PropsError(scope, field, "must be a DNS-1123 subdomain (lower-case alphanumerics, '-' and '.')", value);
@@ -77,10 +92,74 @@ export function checkImage(scope: string, field: string, value: string): string 
   return value;
 }
 
-/** Go-style duration as Envoy and Kubernetes write them: "10s", "1.5s", "500ms", "1000s", "30m". */
+/**
+ * Go-style duration as Envoy and Kubernetes write them: "10s", "1.5s", "500ms", "1000s", "30m". Durations that go into
+ * an HTTPRoute or a Prometheus Operator object take the stricter {@link checkGatewayApiDuration} and
+ * {@link checkPrometheusDuration}.
+ */
 export function checkDuration(scope: string, field: string, value: string): string {
   if (typeof value !== 'string' || !/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(value)) {
     throw new PropsError(scope, field, 'must be a duration such as "500ms", "10s" or "5m"', value);
+  }
+  return value;
+}
+
+/** Gateway API's Duration (GEP-2257), which the HTTPRoute CRD enforces on `timeouts.request` and `backendRequest`. */
+const GATEWAY_API_DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
+
+/**
+ * A duration an HTTPRoute's `timeouts` take: 1 to 4 parts, each a whole number of at most 5 digits and a unit `h`, `m`,
+ * `s` or `ms`. No fractions: "1.5s" passes {@link checkDuration} but the API server refuses it in an HTTPRoute.
+ * @see https://gateway-api.sigs.k8s.io/geps/gep-2257/
+ */
+export function checkGatewayApiDuration(scope: string, field: string, value: string): string {
+  if (typeof value !== 'string' || !GATEWAY_API_DURATION.test(value)) {
+    throw new PropsError(scope, field, 'must be a Gateway API duration (1 to 4 parts, each a whole number of at most 5 digits with unit h, m, s or ms, such as "0s", "300s", "1500ms" or "1h30m")', value);
+  }
+  return value;
+}
+
+/**
+ * The Prometheus Operator CRDs' Duration (`interval`, `scrapeTimeout`, a rule's `for`), `^(0|(([0-9]+)y)?…(([0-9]+)ms)?)$`
+ * in PodMonitor, ServiceMonitor and PrometheusRule v0.84.0, taken here with the units kvroute scales (h, m, s, ms): whole
+ * numbers, each unit at most once, in that order.
+ */
+const PROMETHEUS_DURATION = /^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$/;
+
+/**
+ * A duration a Prometheus Operator monitor or rule takes: whole numbers with units in the order h, m, s, ms ("15s",
+ * "1m30s", "500ms"). "7.5s" passes {@link checkDuration} but the API server refuses it in a PodMonitor.
+ * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
+ */
+export function checkPrometheusDuration(scope: string, field: string, value: string): string {
+  if (typeof value !== 'string' || value === '' || !PROMETHEUS_DURATION.test(value)) {
+    throw new PropsError(scope, field, 'must be a Prometheus Operator duration (whole numbers with units in the order h, m, s, ms, each at most once, such as "15s", "1m30s" or "500ms")', value);
+  }
+  return value;
+}
+
+/**
+ * A Gateway API Hostname, as a listener or an HTTPRoute takes it: a lower-case DNS name, optionally with a `*.` wildcard
+ * as its first label; never an IP address (the Gateway API refuses them: a listener matches on the Host header's name).
+ * @see https://gateway-api.sigs.k8s.io/reference/spec/#hostname
+ */
+export function checkGatewayHostname(scope: string, field: string, value: string): string {
+  const hostname = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+  if (typeof value !== 'string' || value.length > 253 || !hostname.test(value) || isIP(value) !== 0) {
+    throw new PropsError(scope, field, 'must be a Gateway API hostname (a lower-case DNS name such as "llm.example.com", optionally with a "*." wildcard prefix; not an IP address; at most 253 characters)', value);
+  }
+  return value;
+}
+
+/**
+ * A Kubernetes resource quantity, not negative: the API server's grammar (a number, then a binary suffix Ki to Ei, a
+ * decimal suffix n, u, m, k, M to E, or an exponent), as in the CRDs' `quantity` pattern.
+ * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+ */
+export function checkQuantity(scope: string, field: string, value: string): string {
+  const quantity = /^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
+  if (typeof value !== 'string' || !quantity.test(value)) {
+    throw new PropsError(scope, field, 'must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1.5G"', value);
   }
   return value;
 }
@@ -100,12 +179,14 @@ const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
 /**
  * A non-empty label map with valid keys and values (what a selector's `matchLabels` accepts). Empty maps are refused:
- * as a selector they would select everything, which a caller should say on purpose, not by omission.
+ * as a selector they would select everything, which a caller should say on purpose, not by omission. With
+ * `allowEmpty`, for maps that select nothing by being empty (an object's own labels, a pod's `nodeSelector`).
  * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
  */
-export function checkLabels(scope: string, field: string, value: Readonly<Record<string, string>>): Record<string, string> {
-  const requirement = 'must be a non-empty map of Kubernetes labels (keys `[prefix/]name`, values of at most 63 alphanumerics, \'-\', \'_\' or \'.\')';
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.keys(value).length === 0) {
+export function checkLabels(scope: string, field: string, value: Readonly<Record<string, string>>, options: { readonly allowEmpty?: boolean } = {}): Record<string, string> {
+  const allowEmpty = options.allowEmpty ?? false;
+  const requirement = `must be a ${allowEmpty ? '' : 'non-empty '}map of Kubernetes labels (keys \`[prefix/]name\`, values of at most 63 alphanumerics, '-', '_' or '.')`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || (!allowEmpty && Object.keys(value).length === 0)) {
     throw new PropsError(scope, field, requirement, value);
   }
   for (const [key, v] of Object.entries(value)) {

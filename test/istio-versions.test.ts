@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import type { RequestBodyMode } from '../lib/ext-proc';
 import { istioSupport } from '../lib/istio';
@@ -94,6 +96,16 @@ describe('istioSupport', () => {
 
   test.each(['1.26.3', '2.0', 'latest', '1.27.x'])('refuses %s, naming the field', (version) => {
     expect(() => istioSupport(version)).toThrow(/^KvAwareRouting\.istioVersion: must be/);
+  });
+
+  test('the InferencePool failureMode doc names the first Istio that reads the pool natively, the one KvAwareRouting allows native routing on', () => {
+    const source = fs.readFileSync(path.join(__dirname, '..', 'lib', 'inference-pool.ts'), 'utf8');
+    const doc = /\/\*\*((?:(?!\*\/)[\s\S])*)\*\/\s*readonly failureMode\?/.exec(source)![1]!;
+    const named = /Istio >= 1\.(\d+)/.exec(doc);
+    expect(named).not.toBeNull();
+    const minor = Number(named![1]);
+    expect(istioSupport(`1.${minor}`).nativeInferencePool).toBe(true);
+    expect(istioSupport(`1.${minor - 1}`).nativeInferencePool).toBe(false);
   });
 
   test('the profile that uses native routing cannot also configure the EnvoyFilter', () => {

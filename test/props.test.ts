@@ -1,13 +1,17 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Testing } from 'cdk8s';
+import { App, Chart, Testing } from 'cdk8s';
+import * as YAML from 'yaml';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withPrefillPriority } from '@kvroute/epp/config';
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
 import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
+import { SessionStore } from '../lib/session-store';
+import { checkDuration, checkGatewayApiDuration, checkPrometheusDuration, checkQuantity } from '../lib/validation';
 import { container, one, synthProps } from './support/manifests';
+import { CRDS } from './support/paths';
 import { synthClusters } from '../lib/synth';
 
 function build(props: KvAwareRoutingProps): void {
@@ -119,7 +123,75 @@ describe('invalid props fail synth with a message that names the field and what 
     ['a bad idle timeout', withOverrides(DEMO, { gateway: { idleTimeout: '5 minutes' } }),
       /^InferenceGateway\.idleTimeout: must be a duration/],
     ['a hostname with a scheme', withOverrides(DEMO, { gateway: { hostname: 'http://llm-d.demo.local' } }),
-      /^InferenceGateway\.hostname: must be a DNS-1123 subdomain/],
+      /^InferenceGateway\.hostname: must be a Gateway API hostname \(a lower-case DNS name such as "llm\.example\.com", optionally with a "\*\." wildcard prefix; not an IP address; at most 253 characters\), got "http:\/\/llm-d\.demo\.local"$/],
+    ['an IP address as the hostname (the Gateway API refuses them)', withOverrides(DEMO, { gateway: { hostname: '10.0.0.1' } }),
+      /^InferenceGateway\.hostname: must be a Gateway API hostname .*not an IP address.*, got "10\.0\.0\.1"$/],
+    ['a wildcard in the middle of the hostname', withOverrides(DEMO, { gateway: { hostname: 'llm.*.example.com' } }),
+      /^InferenceGateway\.hostname: must be a Gateway API hostname/],
+    ['a request timeout with a fraction (the HTTPRoute CRD takes whole numbers)', withOverrides(DEMO, { gateway: { requestTimeout: '1.5s' } }),
+      /^InferenceGateway\.requestTimeout: must be a Gateway API duration \(1 to 4 parts, each a whole number of at most 5 digits with unit h, m, s or ms, such as "0s", "300s", "1500ms" or "1h30m"\), got "1\.5s"$/],
+    ['a request timeout of more than 5 digits', withOverrides(DEMO, { gateway: { requestTimeout: '100000s' } }),
+      /^InferenceGateway\.requestTimeout: must be a Gateway API duration/],
+    ['a vLLM scrape interval with a fraction (the PodMonitor CRD takes whole numbers)', withOverrides(DEMO, { monitoring: { vllmScrapeInterval: '7.5s' } }),
+      /^Monitoring\.vllmScrapeInterval: must be a Prometheus Operator duration \(whole numbers with units in the order h, m, s, ms, each at most once, such as "15s", "1m30s" or "500ms"\), got "7\.5s"$/],
+    ['an EPP scrape interval with its units out of order', withOverrides(DEMO, { monitoring: { eppScrapeInterval: '30s1m' } }),
+      /^Monitoring\.eppScrapeInterval: must be a Prometheus Operator duration/],
+    ['a gateway scrape interval with a fraction', withOverrides(DEMO, { monitoring: { gatewayScrapeInterval: '2.5s' } }),
+      /^Monitoring\.gatewayScrapeInterval: must be a Prometheus Operator duration/],
+    ['KV events on the routing sidecar\'s port', withOverrides(DEMO, { decode: { kvEvents: { port: 8000 } } }),
+      /^DecodePool\.kvEvents\.port: must not be a port the decode pod already listens on \(8000, the routing sidecar's; 8001, vLLM's HTTP server\), got 8000$/],
+    ['the KV-event replay socket on vLLM\'s own port', withOverrides(DEMO, { decode: { kvEvents: { replayPort: 8001 } } }),
+      /^DecodePool\.kvEvents\.replayPort: must not be a port the decode pod already listens on \(8000, the routing sidecar's; 8001, vLLM's HTTP server\), got 8001$/],
+    ['a central KV-event endpoint on a port above 65535', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://epp.llm-d.svc:99999' } } }),
+      /^DecodePool\.kvEvents\.endpoint: must name a port from 1 to 65535 \(the EPP binds it for the pods' publishers\), got "tcp:\/\/epp\.llm-d\.svc:99999"$/],
+    ['a central KV-event endpoint on port 0', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://epp.llm-d.svc:0' } } }),
+      /^DecodePool\.kvEvents\.endpoint: must name a port from 1 to 65535/],
+    ['a central KV-event endpoint on the EPP\'s metrics port', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:9090' } } }),
+      /^KvAwareRouting\.decode\.kvEvents\.endpoint: must not use a port the EPP already listens on \(9002 ext_proc gRPC, 9003 gRPC health, 9090 metrics\): the EPP binds the endpoint's port for central KV events, got "tcp:\/\/ms-llm-d-modelservice-epp\.llm-d\.svc\.cluster\.local:9090"$/],
+    ['a central KV-event endpoint on the EPP\'s ext_proc port', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://epp.llm-d.svc:9002' } } }),
+      /^KvAwareRouting\.decode\.kvEvents\.endpoint: must not use a port the EPP already listens on/],
+    ['a central KV-event endpoint on the EPP\'s health port', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://epp.llm-d.svc:9003' } } }),
+      /^KvAwareRouting\.decode\.kvEvents\.endpoint: must not use a port the EPP already listens on/],
+    ['a base name starting with a digit (it starts Service names: <name>-decode, <name>-epp)', withOverrides(DEMO, { name: '1pool' }),
+      /^KvAwareRouting\.name: must be a DNS-1035 label \(lower-case alphanumerics and '-', starting with a letter, at most 48 characters\), as Service names are, got "1pool"$/],
+    ['a base name of 49 characters', withOverrides(DEMO, { name: 'a'.repeat(49) }),
+      /^KvAwareRouting\.name: must be a DNS-1035 label .*at most 48 characters/],
+    ['a base name of 39 characters with a deployed session store (its StatefulSet\'s controller-revision-hash label would pass 63)', withOverrides(DEMO, { name: 'n'.repeat(39), sessionStore: { deploy: {} } }),
+      /^KvAwareRouting\.name: must be at most 38 characters with sessionStore\.deploy: the store's StatefulSet "<name>-session-store" labels its pod "controller-revision-hash: <StatefulSet>-<10-character hash>", which Kubernetes limits to 63 characters, got "n{39}"$/],
+    ['a gateway name starting with a digit (Istio names its Service <name>-istio)', withOverrides(DEMO, { gateway: { name: '9gw' } }),
+      /^InferenceGateway\.name: must be a DNS-1035 label \(lower-case alphanumerics and '-', starting with a letter, at most 63 characters\), as Service names are, got "9gw"$/],
+    ['a gateway name that leaves Istio\'s Service <name>-istio over 63 characters', withOverrides(DEMO, { gateway: { name: 'g'.repeat(58) } }),
+      /^InferenceGateway\.name: must be at most 57 characters with gatewayClassName "istio" \(Istio names the gateway's Service "<name>-<class>", at most 63 characters\), got "g{58}"$/],
+    ['a gateway class long enough to push <name>-<class> over 63 characters', withOverrides(DEMO, { gateway: { gatewayClassName: 'c'.repeat(50) } }),
+      /^InferenceGateway\.name: must be at most 12 characters with gatewayClassName "c{50}"/],
+    ['a gateway class with a dot (it ends a Service name)', withOverrides(DEMO, { gateway: { gatewayClassName: 'istio.example' } }),
+      /^InferenceGateway\.gatewayClassName: must be a DNS-1123 label \(lower-case alphanumerics and '-', at most 61 characters\), got "istio\.example"$/],
+    ['a decode CPU request that is not a quantity', withOverrides(DEMO, { decode: { cpu: 'lots' } }),
+      /^DecodePool\.cpu: must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1\.5G", got "lots"$/],
+    ['decode memory with a space', withOverrides(DEMO, { decode: { memory: '32 GB' } }),
+      /^DecodePool\.memory: must be a Kubernetes quantity that is not negative/],
+    ['an empty /dev/shm size', withOverrides(DEMO, { decode: { shmSize: '' } }),
+      /^DecodePool\.shmSize: must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1\.5G", got ""$/],
+    ['a negative model cache size', withOverrides(DEMO, { decode: { modelCacheSize: '-50Gi' } }),
+      /^DecodePool\.modelCacheSize: must be a Kubernetes quantity that is not negative/],
+    ['an EPP CPU request that is not a quantity', withOverrides(DEMO, { endpointPicker: { cpu: 'x' } }),
+      /^EndpointPicker\.cpu: must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1\.5G", got "x"$/],
+    ['EPP memory in a unit Kubernetes does not have', withOverrides(DEMO, { endpointPicker: { memory: '1GB' } }),
+      /^EndpointPicker\.memory: must be a Kubernetes quantity that is not negative/],
+    ['a Valkey CPU request that is not a quantity', withOverrides(DEMO, { sessionStore: { deploy: { cpu: 'lots' } } }),
+      /^SessionStore\.deploy\.cpu: must be a Kubernetes quantity that is not negative/],
+    ['a node selector key with a space', withOverrides(DEMO, { decode: { nodeSelector: { 'bad key': 'a100' } } }),
+      /^DecodePool\.nodeSelector: must be a map of Kubernetes labels \(keys `\[prefix\/\]name`, values of at most 63 alphanumerics, '-', '_' or '\.'\), got \{"bad key":"a100"\}$/],
+    ['monitor selector labels with an invalid key', withOverrides(DEMO, { monitoring: { selectorLabels: { 'bad key!': 'x' } } }),
+      /^Monitoring\.selectorLabels: must be a map of Kubernetes labels/],
+    ['a dashboard label with an empty key', withOverrides(DEMO, { monitoring: { dashboardLabels: { '': '' } } }),
+      /^Monitoring\.dashboardLabels: must be a map of Kubernetes labels/],
+    ['a Hugging Face token Secret whose name is not a DNS subdomain', withOverrides(DEMO, { decode: { hfTokenSecret: { name: 'Bad_Secret', key: 'HF_TOKEN' } } }),
+      /^DecodePool\.hfTokenSecret\.name: must be a DNS-1123 subdomain/],
+    ['a Hugging Face token Secret with an empty key', withOverrides(DEMO, { decode: { hfTokenSecret: { name: 'hf', key: '' } } }),
+      /^DecodePool\.hfTokenSecret\.key: must be a Secret key \(alphanumerics, '-', '_' or '\.'\), got ""$/],
+    ['a tokenizer cache claim name with a space', withOverrides(DEMO, { endpointPicker: { tokenizerCacheClaim: 'Bad Claim' } }),
+      /^EndpointPicker\.tokenizerCacheClaim: must be a DNS-1123 subdomain \(lower-case alphanumerics, '-' and '\.'\), got "Bad Claim"$/],
     ['a listener port out of range', withOverrides(DEMO, { gateway: { port: 70000 } }),
       /^InferenceGateway\.port: must be an integer from 1 to 65535, got 70000$/],
     ['an alert threshold above 1', withOverrides(DEMO, { monitoring: { minPrefixCacheHitRatio: 80 } }),
@@ -377,5 +449,130 @@ describe('the EnvoyFilter and the EPP agree on the body modes', () => {
 
   test('an unknown response body mode is refused by name', () => {
     expect(() => build({ responseBodyMode: 'streamed' as never })).toThrow(/^EndpointPicker\.responseBodyMode: must be one of "none", "full-duplex", got "streamed"$/);
+  });
+});
+
+describe('one stack per namespace', () => {
+  test('a second KvAwareRouting in the same App and namespace is refused, naming the field and the first stack; another namespace builds', () => {
+    const app = new App();
+    new KvAwareRouting(app, 'pool-a', withOverrides(DEMO, { namespace: 'shared', name: 'pool-a' }));
+    expect(() => new KvAwareRouting(app, 'pool-b', withOverrides(DEMO, { namespace: 'shared', name: 'pool-b', createNamespace: false, gateway: { name: 'gw-b' } })))
+      .toThrow(/^KvAwareRouting\.namespace: must differ from every other KvAwareRouting's in the app: kvroute supports one stack per namespace, and stack "pool-a" already uses this one \(a second release needs its own namespace\), got "shared"$/);
+    expect(() => new KvAwareRouting(app, 'pool-c', withOverrides(DEMO, { namespace: 'other', name: 'pool-c' }))).not.toThrow();
+  });
+
+  test('stacks nested below other constructs are found too', () => {
+    const app = Testing.app();
+    const team = new Chart(app, 'team');
+    new KvAwareRouting(team, 'first', DEMO);
+    expect(() => new KvAwareRouting(app, 'second', DEMO)).toThrow(/stack "team\/first" already uses this one/);
+  });
+
+  test('every cluster profile builds on its own App, as synth builds them (profiles are clusters, not releases)', () => {
+    for (const profile of CLUSTERS) expect(() => new KvAwareRouting(Testing.app(), profile.name, profile.routing)).not.toThrow();
+  });
+
+  test('the README and the construct say so where name and namespace are described', () => {
+    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    expect(readme).toMatch(/one stack per namespace/i);
+    expect(readme).toMatch(/second release needs its own namespace/);
+    const source = fs.readFileSync(path.join(__dirname, '..', 'lib', 'kv-aware-routing.ts'), 'utf8');
+    expect(source).toMatch(/One stack per namespace/);
+  });
+});
+
+describe('names that become Service names and pod labels', () => {
+  test(`a deployed session store's StatefulSet name leaves its pod's controller-revision-hash label (<StatefulSet>-<10-character hash>) within 63 characters`, () => {
+    expect(SessionStore.MAX_NAME_LENGTH).toBe(52);
+    const longest = 'n'.repeat(SessionStore.MAX_NAME_LENGTH - '-session-store'.length);
+    const m = synthProps(withOverrides(DEMO, { name: longest, sessionStore: { deploy: {} } }));
+    const sts = one(m, 'StatefulSet');
+    expect(`${sts.metadata.name}-${'9'.repeat(10)}`.length).toBe(63);
+    // Without a deployed store the EPP's and the decode pool's names bound it (48).
+    expect(() => synthProps(withOverrides(DEMO, { name: 'n'.repeat(48) }))).not.toThrow();
+    expect(() => new SessionStore(Testing.chart(), 'Store', { namespace: 'llm-d', name: 's'.repeat(53) }))
+      .toThrow(/^SessionStore\.name: must be a DNS-1035 label .*at most 52 characters/);
+  });
+
+  test('the longest gateway name with the default class makes a 63-character Service name', () => {
+    const routing = new KvAwareRouting(Testing.app(), 'test', withOverrides(DEMO, { gateway: { name: 'g'.repeat(57) } }));
+    expect(routing.gateway.serviceName).toHaveLength(63);
+  });
+
+  test('the EPP alone refuses a name that is no Service name, and a central KV-event port it already listens on', () => {
+    expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: '1epp', poolName: 'pool' }))
+      .toThrow(/^EndpointPicker\.name: must be a DNS-1035 label/);
+    const precise = { mode: 'central' as const, blockSize: 16, modelName: 'm', zmqEndpoint: 'tcp://*:9003' };
+    expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: 'epp', poolName: 'pool', precise }))
+      .toThrow(/^EndpointPicker\.precise\.zmqEndpoint: must not use a port the EPP already listens on/);
+    expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: 'epp', poolName: 'pool', precise: { ...precise, zmqEndpoint: 'tcp://*:70000' } }))
+      .toThrow(/^EndpointPicker\.precise\.zmqEndpoint: must be a ZMQ endpoint "tcp:\/\/<host>:<port>" with a port from 1 to 65535/);
+  });
+});
+
+describe('the gateway hostname is a Gateway API Hostname', () => {
+  test('a wildcard hostname goes to the listener, the routes and the vhost names', () => {
+    const routing = new KvAwareRouting(Testing.app(), 'test', withOverrides(DEMO, { gateway: { hostname: '*.llm.example.com' } }));
+    const m = Testing.synth(routing);
+    expect(one(m, 'Gateway').spec.listeners[0].hostname).toBe('*.llm.example.com');
+    expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.hostnames).toEqual(['*.llm.example.com']);
+    expect(routing.gateway.vhostName).toBe('*.llm.example.com:80');
+  });
+});
+
+describe('durations and quantities are checked against what the API server enforces', () => {
+  /** The `pattern` at a path of a CRD's v1 schema (the first version that has one). */
+  const crdPattern = (file: string, ...keys: string[]): RegExp => {
+    const crd = YAML.parse(fs.readFileSync(path.join(CRDS, file), 'utf8'));
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    let node: any = crd.spec.versions.find((v: { name: string }) => v.name === 'v1').schema.openAPIV3Schema;
+    for (const k of keys) node = k === '[]' ? node.items : node.properties[k];
+    return new RegExp(node.pattern);
+  };
+  const httpRouteTimeout = crdPattern('gateway-api-v1.3.0-standard-httproutes.yaml', 'spec', 'rules', '[]', 'timeouts', 'request');
+  const podMonitorInterval = crdPattern('prometheus-operator-v0.84.0-podmonitors.monitoring.coreos.com.yaml', 'spec', 'podMetricsEndpoints', '[]', 'interval');
+  const serviceMonitorInterval = crdPattern('prometheus-operator-v0.84.0-servicemonitors.monitoring.coreos.com.yaml', 'spec', 'endpoints', '[]', 'interval');
+  const candidates = ['0s', '1s', '1.5s', '7.5s', '500ms', '1500ms', '15s', '99999s', '100000s', '1m30s', '30s1m', '1h30m', '1h1m1s1ms', '1h1m1s1ms1h', '2h', '1d', '0', '', '10', '1m0s', '0.5m'];
+  const accepts = (check: (scope: string, field: string, value: string) => string, value: string): boolean => {
+    try {
+      check('S', 'f', value);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  test('every duration the HTTPRoute check accepts matches the CRD\'s pattern, and it refuses the Go forms the CRD does not take', () => {
+    for (const value of candidates) {
+      if (accepts(checkGatewayApiDuration, value)) expect({ value, crd: httpRouteTimeout.test(value) }).toEqual({ value, crd: true });
+    }
+    for (const value of ['1.5s', '100000s']) expect({ value, go: accepts(checkDuration, value), gateway: accepts(checkGatewayApiDuration, value) }).toEqual({ value, go: true, gateway: false });
+    for (const value of ['0s', '300s', '1500ms', '1h30m']) expect({ value, gateway: accepts(checkGatewayApiDuration, value) }).toEqual({ value, gateway: true });
+  });
+
+  test('every duration the Prometheus check accepts matches the PodMonitor and ServiceMonitor patterns, and it refuses fractions and unordered units', () => {
+    for (const value of candidates) {
+      if (accepts(checkPrometheusDuration, value)) {
+        expect({ value, podMonitor: podMonitorInterval.test(value), serviceMonitor: serviceMonitorInterval.test(value) }).toEqual({ value, podMonitor: true, serviceMonitor: true });
+      }
+    }
+    for (const value of ['7.5s', '30s1m', '']) expect({ value, prometheus: accepts(checkPrometheusDuration, value) }).toEqual({ value, prometheus: false });
+    for (const value of ['15s', '1m30s', '500ms', '0s']) expect({ value, prometheus: accepts(checkPrometheusDuration, value) }).toEqual({ value, prometheus: true });
+  });
+
+  test('accepted scrape intervals and request timeouts reach the objects as given', () => {
+    const m = synthProps(withOverrides(DEMO, { gateway: { requestTimeout: '1h30m' }, monitoring: { vllmScrapeInterval: '1m30s', eppScrapeInterval: '500ms' } }));
+    expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].timeouts.request).toBe('1h30m');
+    expect(one(m, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm').spec.podMetricsEndpoints[0].interval).toBe('1m30s');
+    expect(one(m, 'ServiceMonitor').spec.endpoints[0].interval).toBe('500ms');
+  });
+
+  test('quantities: the API server\'s grammar, not negative', () => {
+    for (const value of ['4', '500m', '32Gi', '1.5G', '0.5', '.5', '2e3', '1E-3', '100n', '64Ki', '0']) {
+      expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: true });
+    }
+    for (const value of ['lots', '32 GB', '', '-1', '+1', '1GB', '1gi', '1.2.3', 'Gi', '1Gi ']) {
+      expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: false });
+    }
   });
 });

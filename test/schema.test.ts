@@ -23,6 +23,21 @@ const variants: [string, Manifest[]][] = [
     endpointPicker: { replicas: 2 },
     sessionStore: { existing: { host: 'redis.cache.svc.cluster.local', port: 6380, tls: true } },
   }))],
+  // The edges of what the construction-time checks accept: the longest names, wildcard hosts, multi-unit durations.
+  ['the longest names and the edge forms the checks accept', synthProps(withOverrides(DEMO, {
+    name: 'n'.repeat(38),
+    sessionStore: { deploy: { cpu: '0.25' } },
+    decode: {
+      kvEvents: { mode: 'per-pod', port: 8002, replayPort: 8003 },
+      cpu: '2.5', memory: '30G', shmSize: '512Mi', modelCacheSize: '1e11',
+      nodeSelector: { 'nvidia.com/gpu.product': 'A100-SXM4-80GB' },
+      hfTokenSecret: { name: 'hf.token', key: 'token.txt' },
+    },
+    endpointPicker: { replicas: 2, cpu: '1500m', memory: '2Gi', tokenizerCacheClaim: 'hf-cache.v1' },
+    gateway: { name: 'g'.repeat(57), hostname: '*.llm.example.com', requestTimeout: '1h30m' },
+    monitoring: { vllmScrapeInterval: '1m30s', eppScrapeInterval: '500ms', gatewayScrapeInterval: '1h', selectorLabels: { 'example.com/team': 'ml' }, dashboardLabels: {} },
+  }))],
+  ['central KV events on another port', synthProps(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:6000' } } }))],
   // Every peer form and the egress rules of the EPP's NetworkPolicy.
   ['NetworkPolicy with egress and every peer form', synthProps(withOverrides(DEMO, {
     decode: { kvEvents: { mode: 'central' } },
