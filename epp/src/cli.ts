@@ -27,6 +27,8 @@ export interface EppOptions {
   readonly endpoints?: string;
   readonly kubeconfig?: string;
   readonly refreshMetricsIntervalMs: number;
+  /** `--metrics-staleness-threshold`: how old a pod's metrics may be for the pool gauges to count it ready. */
+  readonly metricsStalenessThresholdMs: number;
   readonly modelServerMetricsPort?: number;
   readonly modelServerMetricsPath: string;
   readonly modelServerMetricsScheme: 'http' | 'https';
@@ -151,7 +153,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'enable-cert-reload', aliases: [], kind: 'ignored-bool', help: 'ignored: the certificate in --cert-path is read at start-up' },
   { name: 'ha-enable-leader-election', aliases: [], kind: 'ignored-bool', help: 'ignored: every replica serves (active-active; replicas share session bindings through the session store) instead of only the leader reporting ready' },
   { name: 'refresh-prometheus-metrics-interval', aliases: ['refreshPrometheusMetricsInterval'], kind: 'ignored-string', help: 'ignored: pool gauges are computed at each scrape of /metrics' },
-  { name: 'metrics-staleness-threshold', aliases: [], kind: 'ignored-string', help: 'ignored: staleness is the saturation-filter\'s metricsStalenessThreshold parameter in the config' },
+  { name: 'metrics-staleness-threshold', aliases: [], kind: 'duration', default: '2s', help: 'GIE\'s: inference_pool_ready_pods and the inference_pool_average_* gauges count the pods whose last successful scrape is at most this old (scheduling staleness is the saturation filter\'s metricsStalenessThreshold parameter)' },
   { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
   { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
   metricNameFlag('total-queued-requests-metric', ['totalQueuedRequestsMetric'], [VLLM_METRIC_NAMES.waiting.name]),
@@ -246,7 +248,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       const near = [...BY_NAME.keys()].find((k) => k.toLowerCase().replace(/-/g, '') === name.toLowerCase().replace(/-/g, ''));
       throw new UsageError(`unknown flag ${arg.split('=')[0]}${near ? ` (did you mean --${near}?)` : ''}; see --help`);
     }
-    if (values.has(spec.name)) throw new UsageError(`--${spec.name} given twice`);
+    // A repeated flag keeps its last value, as Go's pflag does: GIE's chart writes some flags itself and then appends
+    // the release's `inferenceExtension.flags` (config/charts/epplib/templates/_deployment.yaml @ v1.5.0 L89-134).
+    values.delete(spec.name);
     let raw: string;
     if (inline !== undefined) {
       raw = inline;
@@ -359,6 +363,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     endpoints,
     kubeconfig: get<string>('kubeconfig'),
     refreshMetricsIntervalMs: get<number>('refresh-metrics-interval')!,
+    metricsStalenessThresholdMs: get<number>('metrics-staleness-threshold')!,
     modelServerMetricsPort: get<number>('model-server-metrics-port'),
     modelServerMetricsPath: get<string>('model-server-metrics-path')!,
     modelServerMetricsScheme: scheme,

@@ -275,7 +275,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     let counted = { success: 0, failure: 0, restarts: 0 };
     let elu = performance.eventLoopUtilization();
     const updatePoolGauges = () => {
-      const stats = datastore.poolStats();
+      const stats = datastore.poolStats(Date.now(), options.metricsStalenessThresholdMs);
       const c = metrics.collectors;
       // Scrape counts live in the datastore as plain numbers (thousands a second at 256 pods) and reach the counters
       // here, once per Prometheus scrape.
@@ -293,9 +293,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       const saturation = director.poolSaturation();
       if (saturation !== undefined) c.gieFlowControlPoolSaturation.set({ inference_pool: poolName }, saturation);
       c.poolReadyPods.set({ name: poolName }, stats.readyEndpoints);
-      c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
-      c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
-      c.poolAverageRunningRequests.set({ name: poolName }, stats.averageRunningQueue);
+      // GIE sets the averages only while a pod is ready (logger.go @ v1.5.0 L113-121).
+      if (stats.averageKvCacheUsage !== undefined) c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
+      if (stats.averageWaitingQueue !== undefined) c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
+      if (stats.averageRunningQueue !== undefined) c.poolAverageRunningRequests.set({ name: poolName }, stats.averageRunningQueue);
       c.poolPerPodQueueSize.reset();
       for (const s of datastore.snapshot()) {
         c.poolPerPodQueueSize.set({ name: poolName, model_server_pod: s.endpoint.name }, s.metrics.waitingQueueSize);

@@ -24,7 +24,10 @@ describe('kvroute-epp flags', () => {
       '--enable-cert-reload', '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '5s', '--metrics-staleness-threshold=2s',
       '--disable-endpoint-subset-filter'], {})!;
     expect(o.ignoredFlags).toEqual(['--enable-pprof', '--health-checking', '--tracing', '--metrics-endpoint-auth', '--enable-cert-reload',
-      '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '--metrics-staleness-threshold']);
+      '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval']);
+    // Used, as GIE v1.5.0 uses it: the pool gauges' staleness (pkg/epp/datalayer/logger/logger.go).
+    expect(o.metricsStalenessThresholdMs).toBe(2000);
+    expect(parseArgs(['--pool-name', 'p', '--metrics-staleness-threshold', '500ms'], {})!.metricsStalenessThresholdMs).toBe(500);
     expect(o.disableEndpointSubsetFilter).toBe(true);
     expect(parseArgs(['--pool-name', 'p'], {})!.disableEndpointSubsetFilter).toBe(false);
     expect(() => parseArgs(['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000'], {}))
@@ -42,6 +45,12 @@ describe('kvroute-epp flags', () => {
     expect(() => parseArgs(['--pool-name', 'p', '--kv-cache-usage-percentage-metric', 'trtllm:kv_cache_utilization'], {}))
       .toThrow('--kv-cache-usage-percentage-metric: got "trtllm:kv_cache_utilization"; --kv-cache-usage-percentage-metric names the model-server metric to read; kvroute reads vLLM\'s vllm:kv_cache_usage_perc (or vllm:gpu_cache_usage_perc) itself');
     expect(() => parseArgs(['--pool-name', 'p', '-destinationEndpointHintKey', 'x-other'], {})).toThrow('-destinationEndpointHintKey: got "x-other"');
+  });
+
+  test('a repeated flag keeps its last value, as pflag does (GIE v1.5.0 config/charts/epplib/templates/_deployment.yaml writes --pool-group and --config-file, then appends the release\'s flags)', () => {
+    expect(parseArgs(['--pool-name', 'p', '--pool-name', 'q'])?.poolName).toBe('q');
+    expect(parseArgs(['--pool-name', 'p', '--pool-group', 'inference.networking.k8s.io', '--poolGroup', 'inference.networking.x-k8s.io'])?.poolApiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');
+    expect(parseArgs(['--endpoints', '127.0.0.1:1', '--v', '1', '--v=2'])?.verbosity).toBe(2);
   });
 
   test('GIE v1.5.0 cmd/epp/runner/runner.go resolvePoolNamespace: --pool-namespace, else $NAMESPACE, else "default"', () => {
@@ -77,7 +86,6 @@ describe('kvroute-epp flags', () => {
     [['--pool-name', 'p', '--pool-group', 'example.com'], /^--pool-group: must be/],
     [['--pool-name', 'p', '--request-body-mode', 'streamed'], /^--request-body-mode: must be full-duplex or buffered/],
     [['--pool-name', 'p', '--config-file', 'a', '--config-text', 'b'], /exclusive/],
-    [['--pool-name', 'p', '--pool-name', 'q'], /given twice/],
     [['--pool-name'], /--pool-name: needs a value/],
   ])('rejects %j', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(UsageError);

@@ -117,25 +117,31 @@ describe('Datastore without scraping', () => {
     expect(ds.snapshot()[0]?.activeRequests).toBe(0);
   });
 
-  it('averages pool load over scraped endpoints only', () => {
-    expect(ds.poolStats()).toEqual({
+  // GIE v1.5.0 pkg/epp/datalayer/logger/logger.go L104-122: ready pods and the averages count fresh metrics only.
+  it('counts as ready, and averages over, the endpoints whose metrics are at most the staleness threshold old', () => {
+    expect(ds.poolStats(10_000, 2000)).toEqual({
+      discoveredEndpoints: 0,
       readyEndpoints: 0,
-      scrapedEndpoints: 0,
-      averageKvCacheUsage: 0,
-      averageWaitingQueue: 0,
-      averageRunningQueue: 0,
+      averageKvCacheUsage: undefined,
+      averageWaitingQueue: undefined,
+      averageRunningQueue: undefined,
     });
     ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
     ds.upsertEndpoint(ep('10.0.0.2', 8000, 'b'));
     ds.upsertEndpoint(ep('10.0.0.3', 8000, 'c'));
-    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 4, runningQueueSize: 2, kvCacheUsagePercent: 0.2, updateTime: 1 });
-    ds.setMetrics('10.0.0.2:8000', { waitingQueueSize: 2, runningQueueSize: 6, kvCacheUsagePercent: 0.6, updateTime: 1 });
-    const stats = ds.poolStats();
-    expect(stats.readyEndpoints).toBe(3);
-    expect(stats.scrapedEndpoints).toBe(2);
+    ds.upsertEndpoint(ep('10.0.0.4', 8000, 'd'));
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 4, runningQueueSize: 2, kvCacheUsagePercent: 0.2, updateTime: 9000 });
+    ds.setMetrics('10.0.0.2:8000', { waitingQueueSize: 2, runningQueueSize: 6, kvCacheUsagePercent: 0.6, updateTime: 8000 });
+    // Last scraped 2.5 s ago: hung or unreachable since; 'd' never answered.
+    ds.setMetrics('10.0.0.3:8000', { waitingQueueSize: 30, runningQueueSize: 30, kvCacheUsagePercent: 1, updateTime: 7500 });
+    const stats = ds.poolStats(10_000, 2000);
+    expect(stats.discoveredEndpoints).toBe(4);
+    expect(stats.readyEndpoints).toBe(2);
     expect(stats.averageWaitingQueue).toBe(3);
     expect(stats.averageRunningQueue).toBe(4);
     expect(stats.averageKvCacheUsage).toBeCloseTo(0.4, 10);
+    expect(ds.poolStats(10_000, 3000).readyEndpoints).toBe(3);
+    expect(ds.poolStats(20_000, 2000)).toMatchObject({ readyEndpoints: 0, averageWaitingQueue: undefined });
   });
 
   it('announces pool sync changes once per change', () => {
@@ -250,7 +256,7 @@ describe('Datastore with real scrapers', () => {
     const byKey = new Map(ds.snapshot().map((s) => [s.endpoint.key, s.metrics]));
     expect(byKey.get(a.key)).toMatchObject({ waitingQueueSize: 3, kvCacheUsagePercent: 0.25, runningQueueSize: 1 });
     expect(byKey.get(b.key)).toMatchObject({ waitingQueueSize: 0, kvCacheUsagePercent: 0.75 });
-    expect(ds.poolStats()).toMatchObject({ scrapedEndpoints: 2, averageWaitingQueue: 1.5, averageKvCacheUsage: 0.5 });
+    expect(ds.poolStats()).toMatchObject({ readyEndpoints: 2, averageWaitingQueue: 1.5, averageKvCacheUsage: 0.5 });
     expect(ds.scrapeStatus(a.key)?.failures).toBe(0);
   });
 

@@ -291,17 +291,46 @@ describe('the EPP end to end', () => {
   });
 });
 
+/** One grpc.health.v1 Check on `port`. */
+async function healthStatus(port: number, service: string): Promise<string> {
+  const pkg = grpc.loadPackageDefinition(loadEnvoyApi().packageDefinition) as unknown as {
+    grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { Check(r: { service: string }, o: grpc.CallOptions, cb: (e: Error | null, r?: { status: string }) => void): void } } } };
+  };
+  const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  try {
+    // A probe has a deadline (kubelet's timeoutSeconds); without one a call to a closing server could wait forever.
+    return await new Promise<string>((resolve, reject) => client.Check({ service }, { deadline: Date.now() + 5000 }, (e, r) => (e ? reject(e) : resolve(r!.status))));
+  } finally {
+    client.close();
+  }
+}
+
+// GIE v1.5.0 pkg/epp/datalayer/logger/logger.go L104-122: inference_pool_ready_pods counts the pods whose metrics are at
+// most --metrics-staleness-threshold old, and the pool averages are over those.
+test('a pod whose /metrics hangs leaves inference_pool_ready_pods after --metrics-staleness-threshold', async () => {
+  const pods = [await FakeVllmServer.start({ engines: [{ waiting: 2, running: 0, kvUsage: 0 }] }), await FakeVllmServer.start({ engines: [{ waiting: 6, running: 0, kvUsage: 0 }] })];
+  const epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--metrics-staleness-threshold', '400ms'])!, quiet);
+  const gauges = async (): Promise<string> => (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
+  const until = (re: RegExp) => waitFor(async () => re.test(await gauges()), String(re), { intervalMs: 50 });
+  try {
+    await until(/^inference_pool_ready_pods\{name="static"\} 2$/m);
+    expect(await gauges()).toMatch(/^inference_pool_average_queue_size\{name="static"\} 4$/m);
+    pods[1]!.mode = 'hang';
+    await until(/^inference_pool_ready_pods\{name="static"\} 1$/m);
+    expect(await gauges()).toMatch(/^inference_pool_average_queue_size\{name="static"\} 2$/m);
+    pods[1]!.mode = 'ok';
+    await until(/^inference_pool_ready_pods\{name="static"\} 2$/m);
+  } finally {
+    await epp.stop();
+    for (const p of pods) await p.close();
+  }
+});
+
 test('the health service answers on the health port', async () => {
   const pod = await FakeVllmServer.start();
   const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1'])!, quiet);
-  const pkg = grpc.loadPackageDefinition(loadEnvoyApi().packageDefinition) as unknown as {
-    grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { Check(r: { service: string }, cb: (e: Error | null, r?: { status: string }) => void): void } } } };
-  };
-  const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${epp.grpcHealthPort}`, grpc.credentials.createInsecure());
-  const status = await new Promise<string>((resolve, reject) =>
-    client.Check({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' }, (e, r) => (e ? reject(e) : resolve(r!.status))));
-  expect(status).toBe('SERVING');
-  client.close();
+  expect(await healthStatus(epp.grpcHealthPort, 'envoy.service.ext_proc.v3.ExternalProcessor')).toBe('SERVING');
   await epp.stop();
   await pod.close();
 });
@@ -321,6 +350,10 @@ test('shutdown drains: NOT_SERVING at once, an open response finishes, then the 
   let stopped = false;
   const stopping = epp.stop().then(() => { stopped = true; });
   await waitFor(() => !epp.serving);
+  // The health port answers through the drain: not ready, still live (GIE's service names).
+  expect(await healthStatus(epp.grpcHealthPort, 'envoy.service.ext_proc.v3.ExternalProcessor')).toBe('NOT_SERVING');
+  expect(await healthStatus(epp.grpcHealthPort, 'readiness')).toBe('NOT_SERVING');
+  expect(await healthStatus(epp.grpcHealthPort, 'liveness')).toBe('SERVING');
   // The generation is still streaming: the EPP keeps serving its stream and keeps counting it.
   s.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }, false));
   await s.next();

@@ -84,14 +84,17 @@ type Listener<E extends keyof DatastoreEvents> = (...args: DatastoreEvents[E]) =
 
 /** Pool-level gauges (`inference_pool_*`). */
 export interface PoolStats {
-  /** Endpoints in the pool (all discovered endpoints are Ready pods). */
+  /** Endpoints in the pool (every discovered endpoint is a Ready pod). */
+  readonly discoveredEndpoints: number;
+  /**
+   * Endpoints whose last successful scrape is at most the staleness threshold old: GIE's `inference_pool_ready_pods`
+   * (`refreshPrometheusMetrics` with `podsWithFreshMetrics`, pkg/epp/datalayer/logger/logger.go @ v1.5.0 L104-122).
+   */
   readonly readyEndpoints: number;
-  /** Endpoints scraped successfully at least once; the averages are over these. */
-  readonly scrapedEndpoints: number;
-  /** 0 when no endpoint has been scraped. */
-  readonly averageKvCacheUsage: number;
-  readonly averageWaitingQueue: number;
-  readonly averageRunningQueue: number;
+  /** Averages over the ready endpoints; undefined when none is ready (GIE then leaves its gauges as they were). */
+  readonly averageKvCacheUsage: number | undefined;
+  readonly averageWaitingQueue: number | undefined;
+  readonly averageRunningQueue: number | undefined;
 }
 
 interface EndpointRecord {
@@ -526,23 +529,28 @@ export class Datastore {
     if (rec !== undefined) this.changed(rec);
   }
 
-  poolStats(): PoolStats {
-    let scraped = 0;
+  /**
+   * The pool gauges' inputs at `nowMs`: endpoints count as ready, and enter the averages, when their last successful
+   * scrape is at most `stalenessMs` old (GIE's `--metrics-staleness-threshold`); a pod never scraped, hung or
+   * unreachable is not ready.
+   */
+  poolStats(nowMs: number = Date.now(), stalenessMs: number = Infinity): PoolStats {
+    let ready = 0;
     let kv = 0;
     let waiting = 0;
     let running = 0;
     for (const rec of this.records.values()) {
-      // A pod never scraped has no readings, not zero load; counting it would drag the averages down.
-      if (rec.metrics.updateTime === 0) continue;
-      scraped++;
+      const updated = rec.metrics.updateTime;
+      if (updated === 0 || nowMs - updated > stalenessMs) continue;
+      ready++;
       kv += rec.metrics.kvCacheUsagePercent;
       waiting += rec.metrics.waitingQueueSize;
       running += rec.metrics.runningQueueSize;
     }
-    const avg = (x: number): number => (scraped === 0 ? 0 : x / scraped);
+    const avg = (x: number): number | undefined => (ready === 0 ? undefined : x / ready);
     return {
-      readyEndpoints: this.records.size,
-      scrapedEndpoints: scraped,
+      discoveredEndpoints: this.records.size,
+      readyEndpoints: ready,
       averageKvCacheUsage: avg(kv),
       averageWaitingQueue: avg(waiting),
       averageRunningQueue: avg(running),

@@ -271,7 +271,11 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
       stop: async (graceMs = 0) => {
         stopping = true;
         health.setServing(false);
-        await Promise.all(servers.map((s) => shutdown(s, graceMs)));
+        // The health port stays open through the drain, answering NOT_SERVING for readiness and SERVING for
+        // `liveness`: closed at once, every probe would be refused, liveness included, for as long as the drain lasts.
+        // It closes once the ext_proc streams have drained (or the grace period has passed).
+        await shutdown(main, graceMs);
+        await Promise.all(servers.filter((s) => s !== main).map((s) => shutdown(s, 0)));
       },
     };
   } catch (err) {
