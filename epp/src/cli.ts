@@ -4,6 +4,7 @@
  * flag is parsed once here into typed options; an unknown flag, a missing value or a malformed one is an error that
  * names the flag, never silently ignored.
  */
+import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { parseDuration } from './config/duration';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
@@ -29,6 +30,15 @@ export interface EppOptions {
   readonly refreshMetricsIntervalMs: number;
   /** `--metrics-staleness-threshold`: how old a pod's metrics may be for the pool gauges to count it ready. */
   readonly metricsStalenessThresholdMs: number;
+  /**
+   * The build's commit and ref for `inference_extension_info` (GIE stamps them with ldflags from its Dockerfile's
+   * COMMIT_SHA and BUILD_REF build args; kvroute's Dockerfile passes the same build args on as $KVROUTE_COMMIT_SHA and
+   * $KVROUTE_BUILD_REF). Undefined: "unknown".
+   */
+  readonly commit: string | undefined;
+  readonly buildRef: string | undefined;
+  /** GIE v1.0-v1.4's `SD_*` saturation-detector variables, as set in the environment (`deprecated-saturation-env.ts`). */
+  readonly deprecatedSaturationEnv: DeprecatedSaturationEnv;
   readonly modelServerMetricsPort?: number;
   readonly modelServerMetricsPath: string;
   readonly modelServerMetricsScheme: 'http' | 'https';
@@ -364,6 +374,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     kubeconfig: get<string>('kubeconfig'),
     refreshMetricsIntervalMs: get<number>('refresh-metrics-interval')!,
     metricsStalenessThresholdMs: get<number>('metrics-staleness-threshold')!,
+    commit: env.KVROUTE_COMMIT_SHA || undefined,
+    buildRef: env.KVROUTE_BUILD_REF || undefined,
+    deprecatedSaturationEnv: Object.fromEntries(DEPRECATED_SATURATION_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]!])),
     modelServerMetricsPort: get<number>('model-server-metrics-port'),
     modelServerMetricsPath: get<string>('model-server-metrics-path')!,
     modelServerMetricsScheme: scheme,

@@ -2,6 +2,7 @@
  * Wires the EPP together: config → scheduler, discovery → datastore (+ scrapers), director → ext_proc server, and the
  * health and metrics servers. `startEpp` is what `main.ts` runs and what integration tests start in-process.
  */
+import { applyDeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import * as fs from 'fs';
 import * as http from 'http';
 import { performance } from 'perf_hooks';
@@ -164,9 +165,15 @@ export function scrapeTarget(config: EndpointPickerConfig, options: Pick<EppOpti
 }
 
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
-  const config = loadConfig(options);
+  const loaded = applyDeprecatedSaturationEnv(loadConfig(options), options.deprecatedSaturationEnv);
+  for (const note of loaded.notes) logger.warn(note);
+  const config = loaded.config;
   for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
-  const metrics = createEppMetrics({ collectDefaultMetrics: true });
+  const metrics = createEppMetrics({
+    collectDefaultMetrics: true,
+    ...(options.commit !== undefined ? { commit: options.commit } : {}),
+    ...(options.buildRef !== undefined ? { buildRef: options.buildRef } : {}),
+  });
   const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
   const scrape = scrapeTarget(config, options);
   // vLLM's LoRA family only grows (one series per change): read it only for a plugin that uses it.

@@ -47,6 +47,11 @@ describe('kvroute-epp flags', () => {
     expect(() => parseArgs(['--pool-name', 'p', '-destinationEndpointHintKey', 'x-other'], {})).toThrow('-destinationEndpointHintKey: got "x-other"');
   });
 
+  test('the build\'s commit and ref come from $KVROUTE_COMMIT_SHA and $KVROUTE_BUILD_REF (the Dockerfile\'s COMMIT_SHA and BUILD_REF build args)', () => {
+    expect(parseArgs(['--endpoints', '127.0.0.1:1'], { KVROUTE_COMMIT_SHA: '8cb81c5', KVROUTE_BUILD_REF: 'v0.1.0' })).toMatchObject({ commit: '8cb81c5', buildRef: 'v0.1.0' });
+    expect(parseArgs(['--endpoints', '127.0.0.1:1'], {})).toMatchObject({ commit: undefined, buildRef: undefined });
+  });
+
   test('a repeated flag keeps its last value, as pflag does (GIE v1.5.0 config/charts/epplib/templates/_deployment.yaml writes --pool-group and --config-file, then appends the release\'s flags)', () => {
     expect(parseArgs(['--pool-name', 'p', '--pool-name', 'q'])?.poolName).toBe('q');
     expect(parseArgs(['--pool-name', 'p', '--pool-group', 'inference.networking.k8s.io', '--poolGroup', 'inference.networking.x-k8s.io'])?.poolApiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');

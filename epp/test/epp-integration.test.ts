@@ -310,12 +310,14 @@ async function healthStatus(port: number, service: string): Promise<string> {
 test('a pod whose /metrics hangs leaves inference_pool_ready_pods after --metrics-staleness-threshold', async () => {
   const pods = [await FakeVllmServer.start({ engines: [{ waiting: 2, running: 0, kvUsage: 0 }] }), await FakeVllmServer.start({ engines: [{ waiting: 6, running: 0, kvUsage: 0 }] })];
   const epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-    '--metrics-port', '0', '--host', '127.0.0.1', '--metrics-staleness-threshold', '400ms'])!, quiet);
+    '--metrics-port', '0', '--host', '127.0.0.1', '--metrics-staleness-threshold', '400ms'], { KVROUTE_COMMIT_SHA: 'c0ffee' })!, quiet);
   const gauges = async (): Promise<string> => (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
   const until = (re: RegExp) => waitFor(async () => re.test(await gauges()), String(re), { intervalMs: 50 });
   try {
     await until(/^inference_pool_ready_pods\{name="static"\} 2$/m);
     expect(await gauges()).toMatch(/^inference_pool_average_queue_size\{name="static"\} 4$/m);
+    // The image's build args reach the build-info gauge (GIE's inference_extension_info).
+    expect(await gauges()).toMatch(/^inference_extension_info\{commit="c0ffee",build_ref="unknown"\} 1$/m);
     pods[1]!.mode = 'hang';
     await until(/^inference_pool_ready_pods\{name="static"\} 1$/m);
     expect(await gauges()).toMatch(/^inference_pool_average_queue_size\{name="static"\} 2$/m);

@@ -415,11 +415,15 @@ describe('a pool saturation detector in the running EPP', () => {
     expect(waiting).toContain('inference_extension_flow_control_queue_size{fairness_id="tenant-a",priority="0",inference_pool="static",model_name="m",target_model_name="m"} 1');
     expect(waiting).toMatch(/inference_extension_flow_control_queue_bytes\{fairness_id="tenant-a",[^}]*\} [1-9]\d*/);
     expect(waiting).toContain('inference_extension_flow_control_pool_saturation{inference_pool="static"} 1.5');
+    // The admission, timed: the request now waits, so its outcome is not yet final (processor.go enqueue @ v1.5.0).
+    expect(waiting).toContain('inference_extension_flow_control_request_enqueue_duration_seconds_count{fairness_id="tenant-a",priority="0",outcome="NotYetFinalized"} 1');
     await setWaiting(1); // max(1/2, 0.3/0.85) = 0.5 on each pod
     expect(keys()).toContain((await r.answer).endpoint);
     const after = await metricsPage(epp);
     expect(after).toContain('inference_extension_flow_control_queue_size{fairness_id="tenant-a",priority="0",inference_pool="static",model_name="m",target_model_name="m"} 0');
     expect(after).toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-a",priority="0",outcome="Dispatched",inference_pool="static",model_name="m",target_model_name="m"} 1');
+    // Dispatch cycles ran while it waited (the ticker's), each timed (processor.go dispatchCycle @ v1.5.0).
+    expect(after).toMatch(/^inference_extension_flow_control_dispatch_cycle_duration_seconds_count [1-9]\d*$/m);
   });
 
   test('flow control off: GIE\'s legacy admission drops only sheddable requests while the pool is full', async () => {

@@ -296,6 +296,20 @@ export const EPP_METRICS = {
     help: 'Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).',
     buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
   },
+  gieFlowControlDispatchCycleDuration: {
+    name: 'inference_extension_flow_control_dispatch_cycle_duration_seconds',
+    type: 'histogram',
+    labels: [],
+    help: 'Distribution of time taken for each internal dispatch cycle in the Flow Control layer.',
+    buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+  },
+  gieFlowControlEnqueueDuration: {
+    name: 'inference_extension_flow_control_request_enqueue_duration_seconds',
+    type: 'histogram',
+    labels: ['fairness_id', 'priority', 'outcome'],
+    help: 'Distribution of time taken to enqueue requests into the Flow Control layer.',
+    buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+  },
   gieFlowControlPoolSaturation: {
     name: 'inference_extension_flow_control_pool_saturation',
     type: 'gauge',

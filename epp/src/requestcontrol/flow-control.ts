@@ -99,6 +99,11 @@ export interface FlowRequest {
    * passes its first ticket and keeps its turn. @default a new ticket
    */
   readonly arrival?: number;
+  /**
+   * Told synchronously how the admission went: undefined when the request is waiting, else why it was refused at once.
+   * (GIE times this step as `inference_extension_flow_control_request_enqueue_duration_seconds`.)
+   */
+  readonly admitted?: (refused: FlowRejectionReason | undefined) => void;
 }
 
 interface Waiter {
@@ -291,16 +296,19 @@ export class FlowControlQueue {
    * why it will not be (queue full, displaced, deadline, aborted, closed).
    */
   enqueue(request: FlowRequest): Promise<void> {
-    if (this.closed) return Promise.reject(new FlowControlRejection('closed'));
-    if (request.signal?.aborted) return Promise.reject(new FlowControlRejection('aborted'));
+    const refuse = (reason: FlowRejectionReason): Promise<void> => {
+      request.admitted?.(reason);
+      return Promise.reject(new FlowControlRejection(reason));
+    };
+    if (this.closed) return refuse('closed');
+    if (request.signal?.aborted) return refuse('aborted');
     if (!Number.isFinite(request.priority)) return Promise.reject(new RangeError(`priority must be a finite number, got ${request.priority}`));
     const bytes = request.bytes ?? 0;
     if (!(Number.isFinite(bytes) && bytes >= 0)) return Promise.reject(new RangeError(`bytes must be a finite number >= 0, got ${request.bytes}`));
     this.expire();
     // A retry held its slot a moment ago (dispatched, then still saturated): it is never the one refused for room.
-    if (request.retry !== true && !this.makeRoom(request.priority, bytes)) {
-      return Promise.reject(new FlowControlRejection('queue-full'));
-    }
+    if (request.retry !== true && !this.makeRoom(request.priority, bytes)) return refuse('queue-full');
+    request.admitted?.(undefined);
     return new Promise<void>((resolve, reject) => {
       const deadlineMs = request.deadlineMs ?? this.now() + this.options.maxWaitMs;
       let waiter: Waiter;

@@ -351,8 +351,27 @@ export class RequestControl implements RequestDirector {
       // CPU), and every scraped page is as old as the stall.
       if (now - this.lastTick > this.stallGapSeconds) this.resumedAt = now;
       this.lastTick = now;
-      flow.queue.dispatch(Infinity, this.dispatchGate);
+      this.dispatchCycle(Infinity);
     }, tickMs).unref() : undefined;
+  }
+
+  /**
+   * One dispatch of the flow-control queue: releases up to `capacity` waiters while the pool has room. Timed as GIE's
+   * `inference_extension_flow_control_dispatch_cycle_duration_seconds` (`dispatchCycle` in
+   * flowcontrol/controller/internal/processor.go @ v1.5.0) when something waits: an empty queue's call is a no-op at
+   * every request's end, and observing those would only count requests.
+   */
+  private dispatchCycle(capacity: number): void {
+    const queue = this.options.flowControl?.queue;
+    if (queue === undefined) return;
+    const m = this.options.metrics;
+    if (m === undefined || queue.size === 0) {
+      queue.dispatch(capacity, this.dispatchGate);
+      return;
+    }
+    const started = this.monotonicSeconds();
+    queue.dispatch(capacity, this.dispatchGate);
+    m.gieFlowControlDispatchCycleDuration.observe(this.monotonicSeconds() - started);
   }
 
   /**
@@ -609,8 +628,14 @@ export class RequestControl implements RequestDirector {
       const { fairness_id, priority: priorityLabel, inference_pool, model_name, target_model_name } = gieLabels;
       m.gieFlowControlQueueDuration.observe({ fairness_id, priority: priorityLabel, outcome: gieOutcome, inference_pool, model_name, target_model_name }, seconds);
     };
+    // GIE's enqueue duration: the admission step, outcome "NotYetFinalized" for a request now waiting (its final state
+    // comes later) or the refusal's (flowcontrol/controller/internal/processor.go `enqueue` @ v1.5.0).
+    const admitted = m === undefined ? undefined : (enqueueStarted: number) => (refused: FlowRejectionReason | undefined) => {
+      const outcome = refused === undefined ? 'NotYetFinalized' : refused === 'queue-full' ? 'RejectedCapacity' : 'RejectedOther';
+      m.gieFlowControlEnqueueDuration.observe({ fairness_id: gieLabels.fairness_id, priority: gieLabels.priority, outcome }, this.monotonicSeconds() - enqueueStarted);
+    };
     try {
-      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes }, waited);
+      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted }, waited);
     } finally {
       leave();
     }
@@ -623,16 +648,19 @@ export class RequestControl implements RequestDirector {
     model: string,
     signal: AbortSignal,
     started: number,
-    wait: { readonly flow: string; readonly priority: number; readonly deadlineMs: number; readonly arrival: number; readonly bytes: number },
+    wait: {
+      readonly flow: string; readonly priority: number; readonly deadlineMs: number; readonly arrival: number; readonly bytes: number;
+      readonly admitted: ((enqueueStarted: number) => (refused: FlowRejectionReason | undefined) => void) | undefined;
+    },
     waited: (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => void,
   ): Promise<RouteDecision> {
     const queue = this.options.flowControl!.queue;
     const m = this.options.metrics;
-    const { flow, priority, deadlineMs, arrival, bytes } = wait;
+    const { flow, priority, deadlineMs, arrival, bytes, admitted } = wait;
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes, ...(admitted ? { admitted: admitted(this.monotonicSeconds()) } : {}) });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
@@ -931,7 +959,7 @@ export class RequestControl implements RequestDirector {
       }
     }
     // A request ended: one slot may be free for the oldest waiter.
-    this.options.flowControl?.queue.dispatch(1, this.dispatchGate);
+    this.dispatchCycle(1);
     if (series !== undefined) {
       if (series.model !== '') series.runningRequests().value--;
       if (outcome === 'completed') series.requestDuration().observe(this.monotonicSeconds() - started);
