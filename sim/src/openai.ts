@@ -534,8 +534,9 @@ function toolDicts(tools: unknown[] | undefined): Record<string, unknown>[] | un
 }
 
 /**
- * Gives the template a string `content`, as vLLM does for templates that expect plain strings (Qwen3's calls
- * .startswith on it): text parts are joined with "\n", and a null content (assistant tool calls) becomes "".
+ * Gives the template a string `content`, as vLLM does for templates in the "string" content format (Qwen3's calls
+ * .startswith on it): text parts are joined with "\n", and a null content (assistant tool calls) becomes "". The text
+ * parts are kept as `contentParts` ([] for a null content) for a template in the "openai" format (`tokenizeChat`).
  */
 function normalizeMessage(m: unknown, i: number): ChatMessage {
   const loc = ['messages', i];
@@ -544,8 +545,10 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
   const role = strictStr(msg.role, [...loc, 'role']);
   const c = msg.content;
   let content: string;
+  let contentParts: string[] | undefined;
   if (c === undefined || c === null) {
     content = '';
+    contentParts = [];
   } else if (typeof c === 'string') {
     content = c;
   } else if (Array.isArray(c)) {
@@ -557,10 +560,11 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
       texts.push(strictStr(p.text, [...pl, 'text']));
     });
     content = texts.join('\n');
+    contentParts = texts;
   } else {
     throw validationError([...loc, 'content'], 'string_type', 'Input should be a valid string', c);
   }
-  return { ...msg, role, content };
+  return { ...msg, role, content, ...(contentParts !== undefined ? { contentParts } : {}) };
 }
 
 /**

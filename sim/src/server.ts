@@ -690,7 +690,12 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
   try {
     // vLLM's conversation: the fields it keeps of each message, tool calls validated and their arguments parsed
     // (parse_chat_messages, chat_utils.py @ v0.10.0), which can refuse the request as the template can.
-    text = tokenizer.renderChat(vllmConversation(req.messages).messages, {
+    // In the "openai" content format (a request's own template that loops over a message's content) every content is a
+    // list of text parts (chat_utils.py _parse_chat_message_content @ v0.10.0: a string one part, null none).
+    const messages = tokenizer.contentFormat(req.chatTemplate) === 'openai'
+      ? req.messages.map((m) => ({ ...m, content: (m.contentParts ?? [m.content]).map((text) => ({ type: 'text', text })) }))
+      : req.messages;
+    text = tokenizer.renderChat(vllmConversation(messages).messages, {
       addGenerationPrompt: req.addGenerationPrompt,
       continueFinalMessage: req.continueFinalMessage,
       tools: req.tools,

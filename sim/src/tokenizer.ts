@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -14,7 +14,10 @@ type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;
 /** A chat message after content normalization (what the template sees). */
 export interface ChatMessage {
   role: string;
+  /** The content in vLLM's "string" content format: text parts joined with "\n", null as "". */
   content: string;
+  /** The text parts of a content sent as a list ([] for a null content), for the "openai" format; absent for a string. */
+  contentParts?: readonly string[];
   [key: string]: unknown;
 }
 
@@ -236,6 +239,19 @@ export class SimTokenizer {
       const template = this.compiledTemplate(text);
       return (context) => template.render(context);
     });
+  }
+
+  /**
+   * The content format vLLM 0.10.0 detects for the template a chat renders with: the request's `chat_template`, else
+   * Qwen3's ("string"). vLLM detects from `request.chat_template or self.chat_template`, not from a template in the
+   * kwargs (`_resolve_chat_template_content_format`, chat_utils.py); a template that does not parse is "string".
+   */
+  contentFormat(chatTemplate?: string): ContentFormat {
+    try {
+      return detectContentFormat(this.compiledTemplate(chatTemplate || this.config.chat_template).parsed as unknown as TemplateAstNode);
+    } catch {
+      return 'string';
+    }
   }
 
   private compiledTemplate(text: string): Template {

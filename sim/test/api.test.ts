@@ -199,6 +199,17 @@ describe('OpenAI API over loopback', () => {
       // Qwen3's own template renders something else.
       expect(await tokens({ messages })).not.toEqual(plain);
     });
+    // chat_utils.py @ v0.10.0 _detect_content_format / _resolve_chat_template_content_format: detected on
+    // `request.chat_template or self.chat_template`; "openai" hands every content over as a list of text parts.
+    it('a request\'s own template that loops over a message\'s content gets the content as parts ("openai" format); one in the kwargs is detected on Qwen3\'s', async () => {
+      const tokens = async (body: Record<string, unknown>) => (await http(sim.url, 'POST', '/tokenize', { model: MODEL, ...body })).json().tokens as number[];
+      const messages = [{ role: 'user', content: [{ type: 'text', text: 'one' }, { type: 'text', text: 'two' }] }, { role: 'assistant', content: 'three' }, { role: 'assistant', content: null }];
+      const template = "{% for m in messages %}{% for p in m['content'] %}[{{ p['type'] }}:{{ p['text'] }}]{% endfor %}|{% endfor %}";
+      expect(await tokens({ messages, chat_template: template })).toEqual(await tokens({ prompt: '[text:one][text:two]|[text:three]||', add_special_tokens: false }));
+      // From the kwargs the template renders, but the format is Qwen3's ("string"): the loop runs over characters.
+      const chars = await tokens({ messages, chat_template_kwargs: { chat_template: template } });
+      expect(chars).not.toEqual(await tokens({ messages, chat_template: template }));
+    });
     it('a chat template error is answered f"{e} {e.__cause__}" with the cause the same error (apply_hf_chat_template re-raises it); tokenize with return_dict escapes as a plain 500', async () => {
       await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], chat_template_kwargs: { continue_final_message: true } }, 400, 'BadRequestError',
         /^continue_final_message and add_generation_prompt are not compatible\. .* continue_final_message and add_generation_prompt are not compatible\. /);

@@ -4,3 +4,4 @@ export * from './json-body';
 export * from './chat-template-context';
 export * from './python-json';
 export * from './conversation';
+export * from './content-format';
