@@ -178,6 +178,14 @@ export class ModelTokenizer {
    */
   static load(files: TokenizerFiles, memoChars = 32 * 1024 * 1024): ModelTokenizer {
     const config = JSON.parse(fs.readFileSync(files.tokenizerConfigJson, 'utf8')) as TokenizerConfigJson;
+    // Template files take priority over tokenizer_config.json's: chat_template.jinja is the "default" template,
+    // additional_chat_templates/<name>.jinja the named ones; one default alone is the template, else they are named
+    // templates (transformers' PreTrainedTokenizerBase._from_pretrained, tokenization_utils_base.py).
+    const templates: { name: string; template: string }[] = [];
+    if (files.chatTemplateJinja !== undefined) templates.push({ name: 'default', template: fs.readFileSync(files.chatTemplateJinja, 'utf8') });
+    for (const [name, file] of files.additionalChatTemplates ?? []) templates.push({ name, template: fs.readFileSync(file, 'utf8') });
+    if (templates.length === 1 && templates[0]!.name === 'default') config.chat_template = templates[0]!.template;
+    else if (templates.length > 0) config.chat_template = templates;
     const added = (JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')) as { added_tokens?: AddedTokenJson[] }).added_tokens ?? [];
     return new ModelTokenizer(Tokenizer.fromFile(files.tokenizerJson), config, added, memoChars);
   }

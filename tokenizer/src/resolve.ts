@@ -11,6 +11,13 @@ export interface TokenizerFiles {
   readonly tokenizerJson: string;
   /** `tokenizer_config.json` (the chat template and special-token names). */
   readonly tokenizerConfigJson: string;
+  /**
+   * `chat_template.jinja` beside them, when there is one: the model's template as transformers saves it since v4.47,
+   * which wins over `tokenizer_config.json`'s (`PreTrainedTokenizerBase._from_pretrained`).
+   */
+  readonly chatTemplateJinja?: string;
+  /** `additional_chat_templates/<name>.jinja`, by name: transformers' named templates ("tool_use", …) as files. */
+  readonly additionalChatTemplates?: ReadonlyMap<string, string>;
   /** Where they were found, for logs. */
   readonly source: 'path' | 'hf-cache' | 'bundled';
 }
@@ -44,10 +51,25 @@ export function defaultHubCache(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface', 'hub');
 }
 
-function filesIn(dir: string): { tokenizerJson: string; tokenizerConfigJson: string } | undefined {
+/** transformers' file names (`CHAT_TEMPLATE_FILE`, `CHAT_TEMPLATE_DIR` in transformers/utils/hub.py). */
+const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
+const CHAT_TEMPLATE_DIR = 'additional_chat_templates';
+
+function filesIn(dir: string): Omit<TokenizerFiles, 'source'> | undefined {
   const tokenizerJson = path.join(dir, 'tokenizer.json');
   const tokenizerConfigJson = path.join(dir, 'tokenizer_config.json');
-  return fs.existsSync(tokenizerJson) && fs.existsSync(tokenizerConfigJson) ? { tokenizerJson, tokenizerConfigJson } : undefined;
+  if (!fs.existsSync(tokenizerJson) || !fs.existsSync(tokenizerConfigJson)) return undefined;
+  const chatTemplateJinja = path.join(dir, CHAT_TEMPLATE_FILE);
+  const extraDir = path.join(dir, CHAT_TEMPLATE_DIR);
+  const extras = fs.existsSync(extraDir)
+    ? new Map(fs.readdirSync(extraDir).filter((f) => f.endsWith('.jinja')).sort().map((f) => [f.slice(0, -'.jinja'.length), path.join(extraDir, f)]))
+    : new Map<string, string>();
+  return {
+    tokenizerJson,
+    tokenizerConfigJson,
+    ...(fs.existsSync(chatTemplateJinja) ? { chatTemplateJinja } : {}),
+    ...(extras.size > 0 ? { additionalChatTemplates: extras } : {}),
+  };
 }
 
 /**

@@ -271,4 +271,38 @@ describe('finding the tokenizer files', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+  // transformers' PreTrainedTokenizerBase._from_pretrained (tokenization_utils_base.py; CHAT_TEMPLATE_FILE and
+  // CHAT_TEMPLATE_DIR in utils/hub.py): chat_template.jinja and additional_chat_templates/<name>.jinja win over
+  // tokenizer_config.json's template, which newer checkpoints no longer carry.
+  test('chat_template.jinja replaces tokenizer_config.json\'s template; additional_chat_templates/<name>.jinja are named templates', async () => {
+    const bundled = resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-tok-'));
+    try {
+      fs.copyFileSync(bundled.tokenizerJson, path.join(dir, 'tokenizer.json'));
+      const config = JSON.parse(fs.readFileSync(bundled.tokenizerConfigJson, 'utf8')) as Record<string, unknown>;
+      delete config.chat_template; // as transformers >= 4.47 saves it: the template in its own file
+      fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+      const input: PromptInput = { kind: 'chat', messages: [{ role: 'user', content: 'Hello world' }], addGenerationPrompt: true, continueFinalMessage: false };
+      const tools = [{ type: 'function', function: { name: 'f' } }];
+      const ids = async (files: ReturnType<typeof resolveTokenizerFiles>, withTools = false) => {
+        const t = ModelTokenizer.load(files);
+        return [...(await t.promptTokens(withTools ? { ...input, tools } : input))!.ids];
+      };
+      const encoded = async (text: string) => [...(await tok.encodeWhole(text, false))];
+
+      fs.writeFileSync(path.join(dir, 'chat_template.jinja'), '{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}');
+      const plain = resolveTokenizerFiles({ model: 'acme/m', path: dir });
+      expect(plain.chatTemplateJinja).toBe(path.join(dir, 'chat_template.jinja'));
+      expect(await ids(plain)).toEqual(await encoded('<user>Hello world'));
+
+      fs.mkdirSync(path.join(dir, 'additional_chat_templates'));
+      fs.writeFileSync(path.join(dir, 'additional_chat_templates', 'tool_use.jinja'), '{{ tools | length }} tools: {{ messages[0].content }}');
+      const named = resolveTokenizerFiles({ model: 'acme/m', path: dir });
+      expect([...named.additionalChatTemplates!.keys()]).toEqual(['tool_use']);
+      expect(await ids(named)).toEqual(await encoded('<user>Hello world'));
+      expect(await ids(named, true)).toEqual(await encoded('1 tools: Hello world'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
