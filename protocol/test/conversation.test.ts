@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  ChatTemplateRefusal, RequestFieldError, tojsonMatchesPython, vllmConversation, vllmToolDicts, type NormalizedChatMessage,
+  argumentsRenderLikePython, ChatTemplateRefusal, RequestFieldError, tojsonMatchesPython, vllmConversation, vllmToolDicts, type NormalizedChatMessage,
 } from '../src/openai';
 
 // Reference values from real pydantic and CPython over vLLM 0.10.0's models (vllm/entrypoints/openai/protocol.py,
@@ -57,13 +57,34 @@ describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_c
 
   test.each(vectors.arguments.map((c) => [c.text, c] as const))('arguments %j: parsed; when tojsonMatchesPython says so, jinja prints them as Python does', (_text, c) => {
     const messages = [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: c.text } }] }];
-    const { messages: out, inexactFrom } = vllmConversation(messages);
+    const { messages: out, inexact } = vllmConversation(messages);
     const printed = jsTojson(out[1]!.tool_calls![0]!.function.arguments);
     // The claim the EPP keys on: "matches" means jinja's text is Python's (so jinja's differing means "does not").
     const matches = tojsonMatchesPython(c.text);
     if (matches) expect(printed).toBe(c.tojson);
     else expect(printed === c.tojson).toBe(CONSERVATIVE.includes(c.text));
-    expect(inexactFrom).toBe(matches ? undefined : 1);
+    expect(inexact).toEqual(matches ? undefined : { message: 1, toolCall: 0 });
+  });
+
+  test('a template that prints arguments other than as JSON (| items, | string): only strings and integers are exact; the first such call is named', () => {
+    const chat = (...args: string[]) => [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: args.map((a, i) => ({ id: `c${i}`, type: 'function', function: { name: 'f', arguments: a } })) }];
+    const notJson = { argumentsRendering: 'other' as const };
+    expect(vllmConversation(chat('{"path": "/tmp", "n": 3}'), notJson).inexact).toBeUndefined();
+    // Python's str(True) is "True", str(None) "None", str({'a': 1}) "{'a': 1}": JavaScript prints none of them alike.
+    for (const args of ['{"all": true}', '{"x": null}', '{"o": {"a": 1}}', '{"l": [1]}', '{"f": 2.5}']) {
+      expect(vllmConversation(chat('{"ok": "yes"}', args), notJson).inexact).toEqual({ message: 1, toolCall: 1 });
+      expect(vllmConversation(chat('{"ok": "yes"}', args)).inexact).toBeUndefined();
+    }
+    expect(argumentsRenderLikePython('"text"', 'text', false)).toBe(true);
+    // A template that never prints arguments: nothing in them can make the prompt differ.
+    expect(vllmConversation(chat('{"all": true, "f": 1.0}'), { argumentsRendering: 'none' }).inexact).toBeUndefined();
+  });
+
+  test('arguments nested past 64 levels are inexact, not a stack overflow (Python\'s json.loads reads 10,000)', () => {
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    expect(tojsonMatchesPython(deep)).toBe(false);
+    expect(tojsonMatchesPython(`${'['.repeat(64)}${']'.repeat(64)}`)).toBe(true);
+    expect(tojsonMatchesPython(`${'['.repeat(65)}${']'.repeat(65)}`)).toBe(false);
   });
 
   test('the vectors hold both kinds of arguments', () => {

@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, detectContentFormat, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, pythonStringMethods, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
 // typings are ES module typings, which TypeScript only lets a CommonJS file use as types; the values come from require.
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
-const { Template } = require('@huggingface/jinja') as JinjaModule;
+const jinja = require('@huggingface/jinja') as JinjaModule;
+const { Template } = jinja;
+// jinja2 calls Python's str.strip(chars); @huggingface/jinja ignores the argument (jinja-python-strings.ts).
+pythonStringMethods(jinja);
 const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
 type Template = InstanceType<JinjaModule['Template']>;
 type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;

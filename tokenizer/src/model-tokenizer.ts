@@ -16,8 +16,8 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, RequestFieldError, vllmConversation, vllmToolDicts,
-  type ChatMessageInput, type OwnChatTemplate, type PromptInput,
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, pythonStringMethods, RequestFieldError, vllmConversation, vllmToolDicts,
+  type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
 import { Tokenizer } from 'tokenizers';
@@ -27,7 +27,10 @@ import type { TokenizerFiles } from './resolve';
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
 // The package is "type": "module" with a `require` condition pointing at a CommonJS build; TypeScript lets a CommonJS
 // file use its typings only as types, so the value comes from require.
-const { Template } = require('@huggingface/jinja') as JinjaModule;
+const jinja = require('@huggingface/jinja') as JinjaModule;
+const { Template } = jinja;
+// jinja2 calls Python's str.strip(chars); @huggingface/jinja ignores the argument (jinja-python-strings.ts).
+pythonStringMethods(jinja);
 type Template = InstanceType<JinjaModule['Template']>;
 
 interface TokenizerConfigJson {
@@ -80,6 +83,18 @@ export interface PromptTokens {
 
 /** Stands in for the content of the first message kvroute cannot render, to find where the rendered prompt stops being known. */
 const MEDIA_CUT = '\uE000kvroute-media-cut\uE000';
+
+/** A conversation whose one tool call's arguments show how a template prints them (`argumentsRendering`). */
+const ARGUMENTS_PROBE = [
+  { role: 'user', content: 'kvroute_probe_question' },
+  {
+    role: 'assistant', content: '',
+    tool_calls: [{ id: 'kvroute_probe_call', function: { arguments: { kvroute_probe_b: true, kvroute_probe_n: null, kvroute_probe_o: { kvroute_probe_i: 1 } }, name: 'kvroute_probe_tool' }, type: 'function' }],
+  },
+];
+const ARGUMENTS_PROBE_TOOL = { type: 'function', function: { name: 'kvroute_probe_tool', description: null, parameters: null } };
+/** What the probe's arguments read as when printed with `tojson` (json.dumps's separators, which jinja's share). */
+const ARGUMENTS_PROBE_JSON = ['"kvroute_probe_b": true', '"kvroute_probe_n": null', '"kvroute_probe_o": {"kvroute_probe_i": 1}'];
 
 function tokenText(t: string | { content: string } | null | undefined): string {
   if (t === null || t === undefined) return '';
@@ -147,6 +162,8 @@ export class ModelTokenizer {
   private readonly compiled = new LRUCache<string, Template>({ max: COMPILED_TEMPLATES });
   /** The content format of each of the model's own templates, by text (detected once). */
   private readonly formats = new Map<string, ContentFormat>();
+  /** How each of the model's own templates prints tool-call arguments, by text (probed once). */
+  private readonly renderings = new Map<string, ArgumentsRendering>();
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly specialSplit?: RegExp;
   private readonly memo: LRUCache<string, Uint32Array>;
@@ -276,6 +293,35 @@ export class ModelTokenizer {
   }
 
   /**
+   * How the template this chat renders with prints tool-call arguments (`ArgumentsRendering` in @kvroute/protocol),
+   * found once per template by rendering a probe call whose arguments hold a boolean, a null and a nested mapping: all
+   * three appear as JSON when the template prints the arguments with `tojson`; none of the probe's keys appear when it
+   * does not print them. A template that fails on the probe is taken as `other` (the strict rule).
+   */
+  private argumentsRendering(input: Extract<PromptInput, { kind: 'chat' }>): ArgumentsRendering {
+    const kwargs = input.chatTemplateKwargs;
+    const given = kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
+    const text = typeof given === 'string' ? namedOwnTemplate(this.ownTemplate, given) : ownTemplateFor(this.ownTemplate, input.tools);
+    if (text === undefined) return 'other';
+    let rendering = this.renderings.get(text);
+    if (rendering === undefined) {
+      try {
+        const out = this.compiledTemplate(text).render({
+          messages: ARGUMENTS_PROBE, tools: [ARGUMENTS_PROBE_TOOL], add_generation_prompt: false,
+          bos_token: tokenText(this.config.bos_token), eos_token: tokenText(this.config.eos_token),
+          pad_token: tokenText(this.config.pad_token), unk_token: tokenText(this.config.unk_token),
+        });
+        if (!out.includes('kvroute_probe_')) rendering = 'none';
+        else rendering = ARGUMENTS_PROBE_JSON.every((fragment) => out.includes(fragment)) ? 'json' : 'other';
+      } catch {
+        rendering = 'other';
+      }
+      this.renderings.set(text, rendering);
+    }
+    return rendering;
+  }
+
+  /**
    * Whether the chat's template would come from the client: a `chat_template` kwarg (it wins, as vLLM's dict update
    * makes it; `null` brings the model's back) or else the request's own field, unless it names one of the model's
    * named templates (`OwnChatTemplate`).
@@ -339,19 +385,26 @@ export class ModelTokenizer {
           return { ...m, role: m.role ?? '', content: content.content };
         });
         // vLLM's conversation (the fields it keeps, tool calls with their arguments parsed; throws ChatTemplateRefusal
-        // where vLLM refuses the chat), and the first message whose arguments jinja would print unlike Python.
-        const conversation = vllmConversation(normalized);
-        if (conversation.inexactFrom !== undefined && (cutAt === undefined || conversation.inexactFrom < cutAt)) cutAt = conversation.inexactFrom;
-        // The first message kvroute cannot render as vLLM does renders as a marker the ids are cut at. Media: vLLM puts
-        // an image or audio part's placeholder tokens where kvroute cannot reproduce them (before the message's text in
-        // the "string" content format, `_get_full_multimodal_text_prompt` in vllm/entrypoints/chat_utils.py @ v0.10.0;
-        // where the template puts the part in the "openai" one), and hashes the media into the blocks from there on.
-        // Tool-call arguments jinja prints unlike Python's json.dumps (`tojsonMatchesPython`). Only the conversation
-        // before that message is the same blocks on every pod.
-        const exact = cutAt === undefined;
-        const messages: TemplateMessage[] = conversation.messages.map((m, i) => (i === cutAt
-          ? { ...m, content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT }
-          : m));
+        // where vLLM refuses the chat), and the first tool call whose arguments jinja would print unlike Python.
+        const conversation = vllmConversation(normalized, { argumentsRendering: this.argumentsRendering(input) });
+        const inexactCall = conversation.inexact !== undefined && (cutAt === undefined || conversation.inexact.message < cutAt) ? conversation.inexact : undefined;
+        if (inexactCall !== undefined) cutAt = undefined;
+        // What kvroute cannot render as vLLM does renders as a marker the ids are cut at. Media: the first message
+        // carrying it gets the marker as its content; vLLM puts an image or audio part's placeholder tokens where kvroute
+        // cannot reproduce them (before the message's text in the "string" content format, `_get_full_multimodal_text_prompt`
+        // in vllm/entrypoints/chat_utils.py @ v0.10.0; where the template puts the part in the "openai" one), and hashes
+        // the media into the blocks from there on. Tool-call arguments jinja would print unlike Python: that call's
+        // arguments become the marker, so the message's content and reasoning before them still render as vLLM's do
+        // (Qwen3's template moves a <think> block of the content in front of it), and the ids end at the start of the
+        // marker's line. Only what precedes is the pods' prefix.
+        const exact = cutAt === undefined && inexactCall === undefined;
+        const messages: TemplateMessage[] = conversation.messages.map((m, i) => {
+          if (i === cutAt) return { ...m, content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT };
+          if (inexactCall === undefined || i !== inexactCall.message) return m;
+          // A mapping, so a template that iterates `arguments | items` prints the marker too.
+          const calls = m.tool_calls!.map((call, j) => (j === inexactCall.toolCall ? { ...call, function: { ...call.function, arguments: { [MEDIA_CUT]: MEDIA_CUT } } } : call));
+          return { ...m, tool_calls: calls };
+        });
         let text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,
           continueFinalMessage: input.continueFinalMessage,
@@ -367,11 +420,28 @@ export class ModelTokenizer {
           // no pod holds (vLLM puts the media placeholders in that content, so its prompt differs from the message on).
           // Nothing is keyed; the chat stays inexact.
           if (cut < 0) return { ids: new Uint32Array(0), exact };
-          text = text.slice(0, cut);
+          // Inside a tool call the cut falls mid-line, where the tokens of what follows in vLLM's text may merge with
+          // the last characters here (`: ` and `{` are one token): back to the last place no token spans.
+          text = text.slice(0, inexactCall !== undefined ? this.safeCutBefore(text, cut) : cut);
         }
         return { ids: await this.encode(text, false), exact };
       }
     }
+  }
+
+  /**
+   * The last position before `cut` where no token can span, whatever text follows `cut`: after a special token, or
+   * after a run of line breaks followed by a character that is not whitespace (the cuts `encode` splits at).
+   */
+  private safeCutBefore(text: string, cut: number): number {
+    const head = text.slice(0, cut);
+    let best = 0;
+    for (const m of head.matchAll(SAFE_CUT)) best = Math.max(best, m.index! + m[0].length);
+    if (this.specialSplit) {
+      const global = new RegExp(this.specialSplit.source, 'g');
+      for (const m of head.matchAll(global)) best = Math.max(best, m.index! + m[0].length);
+    }
+    return best;
   }
 
   /** What the post-processor adds in front of a single sequence (a BOS for Llama-style models, nothing for Qwen3). */

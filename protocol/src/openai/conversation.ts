@@ -47,10 +47,24 @@ export interface VllmConversationMessage {
 export interface VllmConversation {
   readonly messages: VllmConversationMessage[];
   /**
-   * The first message whose tool-call arguments @huggingface/jinja's `tojson` would not print as Python's `json.dumps`
-   * does (`tojsonMatchesPython`), or undefined. Exact token ids end before it.
+   * The first tool call whose parsed arguments @huggingface/jinja may print unlike jinja2 (`argumentsRenderLikePython`):
+   * its message and its place among the message's calls, or undefined. Exact token ids end before those arguments.
    */
-  readonly inexactFrom: number | undefined;
+  readonly inexact: { readonly message: number; readonly toolCall: number } | undefined;
+}
+
+/**
+ * How a template prints tool-call arguments: `json` only through `tojson` (Qwen3's, Llama 3's), which @huggingface/jinja
+ * and jinja2 agree on for the values `tojsonMatchesPython` accepts; `other` some other way (iterating `arguments | items`
+ * and printing values with `| string`, as Qwen3-Coder's does), which meets Python's `str()`: `True`, `None`,
+ * `{'a': 1}` where JavaScript prints `true`, `null`, `[object Object]`, so only strings and integers are exact there;
+ * `none` not at all.
+ */
+export type ArgumentsRendering = 'json' | 'other' | 'none';
+
+export interface VllmConversationOptions {
+  /** How the template prints tool-call arguments. @default 'json' */
+  readonly argumentsRendering?: ArgumentsRendering;
 }
 
 /**
@@ -113,7 +127,8 @@ function extras(declared: Record<string, unknown>, sent: Record<string, unknown>
  * @throws ChatTemplateRefusal where vLLM answers 400: a tool call pydantic refuses (its ValidationError's text without
  *   pydantic's `input_value` details and links) or arguments that are not JSON (`JSONDecodeError`'s text).
  */
-export function vllmConversation(messages: readonly NormalizedChatMessage[]): VllmConversation {
+export function vllmConversation(messages: readonly NormalizedChatMessage[], options: VllmConversationOptions = {}): VllmConversation {
+  const rendering = options.argumentsRendering ?? 'json';
   const out = messages.map((m): VllmConversationMessage => {
     const message: Record<string, unknown> = { role: m.role, content: m.content };
     if (m.role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null) message.tool_calls = validToolCalls(m.tool_calls);
@@ -121,18 +136,19 @@ export function vllmConversation(messages: readonly NormalizedChatMessage[]): Vl
     if (typeof m.name === 'string') message.name = m.name;
     return message as VllmConversationMessage;
   });
-  let inexactFrom: number | undefined;
+  let inexact: VllmConversation['inexact'];
   out.forEach((message, index) => {
     const calls = message.tool_calls;
     if (message.role !== 'assistant' || calls === undefined) return;
-    const parsed = calls.map((call) => {
+    const parsed = calls.map((call, toolCall) => {
       const text = call.function.arguments as string;
-      if (inexactFrom === undefined && !tojsonMatchesPython(text)) inexactFrom = index;
-      return { ...call, function: { ...call.function, arguments: pythonJsonLoads(text) } };
+      const value = pythonJsonLoads(text);
+      if (inexact === undefined && rendering !== 'none' && !argumentsRenderLikePython(text, value, rendering === 'json')) inexact = { message: index, toolCall };
+      return { ...call, function: { ...call.function, arguments: value } };
     });
     out[index] = { ...message, tool_calls: parsed };
   });
-  return { messages: out, inexactFrom };
+  return { messages: out, inexact };
 }
 
 /**
@@ -238,13 +254,40 @@ export function tojsonMatchesPython(text: string): boolean {
   return true;
 }
 
-function plainKeysAndStrings(value: unknown): boolean {
-  if (typeof value === 'string') return !LONE_SURROGATE.test(value);
-  if (Array.isArray(value)) return value.every(plainKeysAndStrings);
-  if (isDict(value)) {
-    for (const [key, v] of Object.entries(value)) {
-      if (ARRAY_INDEX.test(key) || LONE_SURROGATE.test(key) || !plainKeysAndStrings(v)) return false;
+/**
+ * Containers nested deeper than this are taken as inexact: @huggingface/jinja's `tojson` recurses (JavaScript's stack),
+ * and Python's `json.dumps` gives up at its recursion limit, so such a value renders alike in neither.
+ */
+const MAX_EXACT_DEPTH = 64;
+
+/** Strings without lone surrogates and keys V8 keeps in place, at every depth up to MAX_EXACT_DEPTH (iteratively). */
+function plainKeysAndStrings(root: unknown): boolean {
+  const stack: { value: unknown; depth: number }[] = [{ value: root, depth: 0 }];
+  while (stack.length > 0) {
+    const { value, depth } = stack.pop()!;
+    if (typeof value === 'string') {
+      if (LONE_SURROGATE.test(value)) return false;
+    } else if (Array.isArray(value) || isDict(value)) {
+      if (depth >= MAX_EXACT_DEPTH) return false;
+      const entries = Array.isArray(value) ? value.map((v) => ['', v] as const) : Object.entries(value);
+      for (const [key, v] of entries) {
+        if (!Array.isArray(value) && (ARRAY_INDEX.test(key) || LONE_SURROGATE.test(key))) return false;
+        stack.push({ value: v, depth: depth + 1 });
+      }
     }
   }
   return true;
+}
+
+/**
+ * Whether a template renders the parsed `value` of the arguments `text` as jinja2 renders Python's: through `tojson`
+ * (`printedAsJson`), when `tojsonMatchesPython`; printed otherwise, only for a mapping of strings and safe integers
+ * under keys V8 keeps in place (their `str()` and JavaScript's text agree).
+ */
+export function argumentsRenderLikePython(text: string, value: unknown, printedAsJson: boolean): boolean {
+  if (!tojsonMatchesPython(text)) return false;
+  if (printedAsJson) return true;
+  if (typeof value === 'string') return true;
+  if (!isDict(value)) return false;
+  return Object.values(value).every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0)));
 }

@@ -5,3 +5,4 @@ export * from './chat-template-context';
 export * from './python-json';
 export * from './conversation';
 export * from './content-format';
+export * from './jinja-python-strings';

@@ -59,6 +59,19 @@ WEATHER = {"function": {"parameters": {"type": "object", "properties": {"city": 
 SEARCH = {"type": "function", "function": {"name": "search", "description": "Search the web", "parameters": {"type": "object"}, "strict": True}}
 SYSTEM = {"role": "system", "content": "You are a helpful agent. " * 20}
 
+# A template that prints tool-call arguments the way Qwen3-Coder's does, key by key through `| items`, scalars with
+# `| string` and containers with `tojson` (written for this test, not copied): Python's str() of True is "True".
+ITEMS_TEMPLATE = """{%- for m in messages %}<|im_start|>{{ m.role }}
+{% if m.content %}{{ m.content }}{% endif %}
+{%- if m.tool_calls %}{% for tc in m.tool_calls %}
+<function={{ tc.function.name }}>
+{%- for name, value in tc.function.arguments | items %}
+<parameter={{ name }}>{% if value is mapping or (value is sequence and value is not string) %}{{ value | tojson }}{% else %}{{ value | string }}{% endif %}</parameter>
+{%- endfor %}
+</function>{% endfor %}{% endif %}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
 CASES = {
     "agent loop: compact arguments, echoed reasoning_content, tools without type or description": {
         "tools": [WEATHER, SEARCH],
@@ -86,6 +99,33 @@ CASES = {
         "messages": [SYSTEM, {"role": "user", "content": "Scale it."}, {"role": "assistant", "content": "", "tool_calls": [call('{"factor": 1.0}', name="search")]},
                      {"role": "tool", "content": "scaled", "tool_call_id": "call_1"}],
     },
+    # Qwen3's template strips with an argument (content.split('</think>')[-1].lstrip('\n'), reasoning .strip('\n')):
+    # spaces next to </think> stay, as Python's str methods keep them.
+    "echoed thinking with spaces next to </think>": {
+        "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "Why?"},
+                     {"role": "assistant", "content": "<think>\nBecause. \n</think>\n\n  It is so. "},
+                     {"role": "user", "content": "And then?"},
+                     {"role": "assistant", "content": "<think> \nLook it up.\t\n</think>\n \nSearching.", "tool_calls": [call('{"q": "then"}', name="search")]},
+                     {"role": "tool", "content": "found", "tool_call_id": "call_1"}],
+    },
+    # The last assistant turn carries its reasoning in its content and a call whose arguments jinja prints unlike
+    # Python: Qwen3's template moves the <think> block in front of the content, before the call.
+    "reasoning in the content of a last assistant turn whose call has a float 1.0": {
+        "tools": [SEARCH],
+        "messages": [SYSTEM, {"role": "user", "content": "Scale it."},
+                     {"role": "assistant", "content": "<think>\nScale by one.\n</think>\n\nCalling.", "tool_calls": [call('{"factor": 1.0}', name="search")]}],
+    },
+    "a template printing arguments by item: strings and integers": {
+        "template": ITEMS_TEMPLATE, "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "ls"}, {"role": "assistant", "content": "", "tool_calls": [call('{"path": "/tmp", "depth": 2}', name="search")]},
+                     {"role": "tool", "content": "a b", "tool_call_id": "call_1"}],
+    },
+    "a template printing arguments by item: a boolean, which Python prints True": {
+        "template": ITEMS_TEMPLATE, "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "ls"}, {"role": "assistant", "content": "Listing.", "tool_calls": [call('{"path": "/tmp", "all": true}', name="search")]},
+                     {"role": "tool", "content": "a b", "tool_call_id": "call_1"}],
+    },
 }
 
 
@@ -93,8 +133,10 @@ def main():
     out = {"jinja2": jinja2.__version__, "cases": []}
     for name, case in CASES.items():
         tools = [t.model_dump() for t in TypeAdapter(list[ChatCompletionToolsParam]).validate_python(case["tools"])]
-        text = template.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True, **special)
-        out["cases"].append({"name": name, "tools": case["tools"], "messages": case["messages"], "text": text})
+        chosen = compile_template(case["template"]) if "template" in case else template
+        text = chosen.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True, **special)
+        out["cases"].append({"name": name, "tools": case["tools"], "messages": case["messages"], "text": text,
+                             **({"template": case["template"]} if "template" in case else {})})
     json.dump(out, sys.stdout, indent=1)
     print()
 

@@ -1,0 +1,33 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { pythonStringMethods, pythonStrip } from '../src/openai';
+
+// Reference values from CPython through real jinja2's sandbox (protocol/test/vectors/python-strings.py).
+interface Case { s: string; method: 'strip' | 'lstrip' | 'rstrip'; chars: string | null; out: string }
+const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'python-strings.json'), 'utf8')) as { cases: Case[] };
+
+type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
+const jinja = require('@huggingface/jinja') as JinjaModule;
+const render = (c: Case): string => new jinja.Template(`{{ s.${c.method}(${c.chars === null ? '' : 'c'}) }}`).render({ s: c.s, c: c.chars });
+
+describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (jinja2 calls the Python methods)', () => {
+  test('unpatched, @huggingface/jinja 0.5.11 differs from jinja2 (it ignores the argument): the reason for the patch', () => {
+    // Runs before the patch below: Jest gives each test file its own module registry.
+    const wrong = vectors.cases.filter((c) => render(c) !== c.out);
+    expect(wrong.length).toBeGreaterThan(50);
+  });
+
+  test.each(vectors.cases.map((c) => [`${JSON.stringify(c.s)}.${c.method}(${JSON.stringify(c.chars)})`, c] as const))('%s', (_name, c) => {
+    pythonStringMethods(jinja);
+    expect(render(c)).toBe(c.out);
+    const side = c.method === 'strip' ? 'both' : c.method === 'lstrip' ? 'left' : 'right';
+    expect(pythonStrip(c.s, side, c.chars)).toBe(c.out);
+  });
+
+  test('idempotent; other string methods are untouched; a non-string argument is a template error', () => {
+    pythonStringMethods(jinja);
+    pythonStringMethods(jinja);
+    expect(new jinja.Template("{{ '\\n x \\n'.strip('\\n') }}|{{ 'ab'.upper() }}|{{ 'a,b'.split(',') | length }}").render({})).toBe(' x |AB|2');
+    expect(() => new jinja.Template('{{ s.strip(5) }}').render({ s: 'x' })).toThrow(/strip arg must be None or str/);
+  });
+});

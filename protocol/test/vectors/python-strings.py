@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""Reference values for protocol/test/jinja-python-strings.test.ts: `str.strip`, `lstrip` and `rstrip` as a chat
+template calls them in jinja2 (the sandbox transformers renders in calls the Python methods), with and without an
+argument. Run once, commit the output:  python3 python-strings.py > python-strings.json
+"""
+import json
+import sys
+
+import jinja2
+import jinja2.sandbox
+
+env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+STRINGS = [
+    "", "plain", "\n\nreasoning \n", " \t\nboth sides\t \n", "\n</think>\n\n answer", "reasoning \n</think>",
+    "xxabcxx", "\u00a0nbsp\u00a0", "\u3000ideographic\u3000", "\x1cfile sep\x1f", "\ufeffbom\ufeff", "\x85next line\x85",
+    "\u200bzero width\u200b", "emoji 🙂🙂", "🙂 pad 🙂", "\r\n crlf \r\n",
+]
+CHARS = [None, "\n", " \n", "x", "🙂", "", "ab"]
+
+cases = []
+for s in STRINGS:
+    for method in ["strip", "lstrip", "rstrip"]:
+        for chars in CHARS:
+            call = f"s.{method}()" if chars is None else f"s.{method}(c)"
+            out = env.from_string("{{ " + call + " }}").render(s=s, c=chars)
+            cases.append({"s": s, "method": method, "chars": chars, "out": out})
+
+json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases}, sys.stdout, indent=1)
+print()
