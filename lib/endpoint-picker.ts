@@ -549,7 +549,8 @@ export function withTokenSigning(config: EndpointPickerConfig, previous: boolean
  * own (ext_proc gRPC 9002, gRPC health 9003, metrics 9090), which the Service and the container already declare.
  */
 export function checkCentralKvEventsPort(scope: string, field: string, endpoint: string): number {
-  const m = typeof endpoint === 'string' ? /^tcp:\/\/[^\s:]+:(\d{1,5})$/.exec(endpoint) : null;
+  // The host: a name, an address, `*`, or an IPv6 address in brackets (`tcp://[::]:5557`, ZMQ's form).
+  const m = typeof endpoint === 'string' ? /^tcp:\/\/(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(endpoint) : null;
   const port = m ? Number(m[1]) : NaN;
   if (!(port >= 1 && port <= 65535)) {
     throw new PropsError(scope, field, 'must be a ZMQ endpoint "tcp://<host>:<port>" with a port from 1 to 65535', endpoint);

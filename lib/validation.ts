@@ -157,7 +157,8 @@ export function checkGatewayHostname(scope: string, field: string, value: string
  * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
  */
 export function checkQuantity(scope: string, field: string, value: string): string {
-  const quantity = /^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
+  // An explicit '+' is the API server's too (`+1`); a '-' is refused, as no resource here can be negative.
+  const quantity = /^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
   if (typeof value !== 'string' || !quantity.test(value)) {
     throw new PropsError(scope, field, 'must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1.5G"', value);
   }

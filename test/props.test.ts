@@ -507,6 +507,9 @@ describe('names that become Service names and pod labels', () => {
       .toThrow(/^EndpointPicker\.precise\.zmqEndpoint: must not use a port the EPP already listens on/);
     expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: 'epp', poolName: 'pool', precise: { ...precise, zmqEndpoint: 'tcp://*:70000' } }))
       .toThrow(/^EndpointPicker\.precise\.zmqEndpoint: must be a ZMQ endpoint "tcp:\/\/<host>:<port>" with a port from 1 to 65535/);
+    // ZMQ writes an IPv6 address in brackets; the EPP binds it.
+    const ipv6 = new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: 'epp', poolName: 'pool', precise: { ...precise, zmqEndpoint: 'tcp://[::]:5557' } });
+    expect(ipv6.kvEventsPort).toBe(5557);
   });
 });
 
@@ -568,10 +571,10 @@ describe('durations and quantities are checked against what the API server enfor
   });
 
   test('quantities: the API server\'s grammar, not negative', () => {
-    for (const value of ['4', '500m', '32Gi', '1.5G', '0.5', '.5', '2e3', '1E-3', '100n', '64Ki', '0']) {
+    for (const value of ['4', '500m', '32Gi', '1.5G', '0.5', '.5', '2e3', '1E-3', '100n', '64Ki', '0', '+1']) {
       expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: true });
     }
-    for (const value of ['lots', '32 GB', '', '-1', '+1', '1GB', '1gi', '1.2.3', 'Gi', '1Gi ']) {
+    for (const value of ['lots', '32 GB', '', '-1', '+-1', '1GB', '1gi', '1.2.3', 'Gi', '1Gi ']) {
       expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: false });
     }
   });

@@ -231,6 +231,8 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
         const ms = parseDuration(raw);
         // 0 is GIE's defaultRequestTTL for "no deadline of the EPP's own"; every other duration flag must be positive.
         if (ms === 0 && spec.name === 'flow-control-max-wait') return Infinity;
+        // GIE takes 0 here too: no pod's metrics are fresh enough, so the pool gauges read no ready pod.
+        if (ms === 0 && spec.name === 'metrics-staleness-threshold') return 0;
         if (ms <= 0) throw new Error(`must be positive, got ${JSON.stringify(raw)}`);
         return ms;
       } catch (e) {

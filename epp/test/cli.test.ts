@@ -28,6 +28,7 @@ describe('kvroute-epp flags', () => {
     // Used, as GIE v1.5.0 uses it: the pool gauges' staleness (pkg/epp/datalayer/logger/logger.go).
     expect(o.metricsStalenessThresholdMs).toBe(2000);
     expect(parseArgs(['--pool-name', 'p', '--metrics-staleness-threshold', '500ms'], {})!.metricsStalenessThresholdMs).toBe(500);
+    expect(parseArgs(['--pool-name', 'p', '--metrics-staleness-threshold=0s'], {})!.metricsStalenessThresholdMs).toBe(0);
     expect(o.disableEndpointSubsetFilter).toBe(true);
     expect(parseArgs(['--pool-name', 'p'], {})!.disableEndpointSubsetFilter).toBe(false);
     expect(() => parseArgs(['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000'], {}))

@@ -543,6 +543,10 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
   const msg = dict(m, loc);
   if (msg.role === undefined) throw validationError([...loc, 'role'], 'missing', 'Field required');
   const role = strictStr(msg.role, [...loc, 'role']);
+  // Every message TypedDict types `name` as str and `tool_call_id` as (Optional) str: pydantic refuses others (the
+  // union's first error only, as for the other fields here).
+  if (msg.name !== undefined) strictStr(msg.name, [...loc, 'name']);
+  if (msg.tool_call_id !== undefined && msg.tool_call_id !== null) strictStr(msg.tool_call_id, [...loc, 'tool_call_id']);
   const c = msg.content;
   let content: string;
   let contentParts: string[] | undefined;

@@ -292,6 +292,10 @@ describe('OpenAI API over loopback', () => {
     it('stream "maybe" → 400', () => expectError('/v1/completions', { model: MODEL, prompt: 'x', stream: 'maybe' }, 400, 'Bad Request', /'stream'/));
     it('messages not an array → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: 'hi' }, 400, 'Bad Request', /'messages'/));
     it('message without a role → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: [{ content: 'hi' }] }, 400, 'Bad Request', /'role'/));
+    it('a message name or tool_call_id that is not a string → 400 (openai TypedDicts: name str, tool_call_id str)', async () => {
+      await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'hi', name: 5 }] }, 400, 'Bad Request', /'loc': \('body', 'messages', 0, 'name'\)/);
+      await expectError('/tokenize', { model: MODEL, messages: [{ role: 'tool', content: 'r', tool_call_id: 7 }] }, 400, 'Bad Request', /'loc': \('body', 'messages', 0, 'tool_call_id'\)/);
+    });
     it('messages [] → 400 from the chat template, on /v1/chat/completions and /tokenize (vllm/entrypoints/chat_utils.py apply_hf_chat_template, serving_chat.py, serving_tokenization.py @ v0.10.0)', async () => {
       // transformers reads conversation[0]: IndexError, re-raised as ValueError(str(e)) from e, answered f"{e} {e.__cause__}".
       for (const stream of [false, true]) {

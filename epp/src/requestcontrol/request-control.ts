@@ -660,7 +660,8 @@ export class RequestControl implements RequestDirector {
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes, ...(admitted ? { admitted: admitted(this.monotonicSeconds()) } : {}) });
+        // The admission is timed once: a retry (dispatched into a pool still full) is the same request going back.
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes, ...(admitted && !retry ? { admitted: admitted(this.monotonicSeconds()) } : {}) });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
