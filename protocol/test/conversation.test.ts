@@ -68,14 +68,17 @@ describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_c
 
   test('a template that prints arguments other than as JSON (| items, | string): only strings and integers are exact; the first such call is named', () => {
     const chat = (...args: string[]) => [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: args.map((a, i) => ({ id: `c${i}`, type: 'function', function: { name: 'f', arguments: a } })) }];
-    const notJson = { argumentsRendering: 'other' as const };
+    const notJson = { argumentsRendering: 'items' as const };
     expect(vllmConversation(chat('{"path": "/tmp", "n": 3}'), notJson).inexact).toBeUndefined();
     // Python's str(True) is "True", str(None) "None", str({'a': 1}) "{'a': 1}": JavaScript prints none of them alike.
     for (const args of ['{"all": true}', '{"x": null}', '{"o": {"a": 1}}', '{"l": [1]}', '{"f": 2.5}']) {
       expect(vllmConversation(chat('{"ok": "yes"}', args), notJson).inexact).toEqual({ message: 1, toolCall: 1 });
       expect(vllmConversation(chat('{"ok": "yes"}', args)).inexact).toBeUndefined();
     }
-    expect(argumentsRenderLikePython('"text"', 'text', false)).toBe(true);
+    expect(argumentsRenderLikePython('"text"', 'text', 'items')).toBe(true);
+    // Printed whole ({{ arguments }}: Python's repr, JavaScript's JSON), only a string argument renders alike.
+    expect(argumentsRenderLikePython('{"a": "b"}', { a: 'b' }, 'opaque')).toBe(false);
+    expect(argumentsRenderLikePython('"text"', 'text', 'opaque')).toBe(true);
     // A template that never prints arguments: nothing in them can make the prompt differ.
     expect(vllmConversation(chat('{"all": true, "f": 1.0}'), { argumentsRendering: 'none' }).inexact).toBeUndefined();
   });

@@ -1,10 +1,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { pythonStringMethods, pythonStrip } from '../src/openai';
+import { pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter } from '../src/openai';
 
 // Reference values from CPython through real jinja2's sandbox (protocol/test/vectors/python-strings.py).
 interface Case { s: string; method: 'strip' | 'lstrip' | 'rstrip'; chars: string | null; out: string }
-const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'python-strings.json'), 'utf8')) as { cases: Case[] };
+const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'python-strings.json'), 'utf8')) as {
+  cases: Case[];
+  trims: { s: string; chars: string | null; out: string }[];
+  splits: { s: string; maxsplit: number | null; out: string }[];
+};
 
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
 const jinja = require('@huggingface/jinja') as JinjaModule;
@@ -24,10 +28,24 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
     expect(pythonStrip(c.s, side, c.chars)).toBe(c.out);
   });
 
+  test.each(vectors.trims.map((c) => [`${JSON.stringify(c.s)} | trim${c.chars === null ? '' : `(${JSON.stringify(c.chars)})`}`, c] as const))('the trim filter, rewritten to strip: %s', (_name, c) => {
+    pythonStringMethods(jinja);
+    const template = new jinja.Template(c.chars === null ? '{{ s | trim }}' : '{{ s | trim(c) }}');
+    pythonTrimFilter(template.parsed);
+    expect(template.render({ s: c.s, c: c.chars })).toBe(c.out);
+  });
+
+  test.each(vectors.splits.map((c) => [`${JSON.stringify(c.s)}.split(None, ${c.maxsplit ?? -1})`, c] as const))('split without a separator: %s', (_name, c) => {
+    pythonStringMethods(jinja);
+    const template = c.maxsplit === null ? "{{ s.split() | join('|') }}" : "{{ s.split(none, m) | join('|') }}";
+    expect(new jinja.Template(template).render({ s: c.s, m: c.maxsplit })).toBe(c.out);
+    expect(pythonSplitWhitespace(c.s, c.maxsplit ?? -1).join('|')).toBe(c.out);
+  });
+
   test('idempotent; other string methods are untouched; a non-string argument is a template error', () => {
     pythonStringMethods(jinja);
     pythonStringMethods(jinja);
-    expect(new jinja.Template("{{ '\\n x \\n'.strip('\\n') }}|{{ 'ab'.upper() }}|{{ 'a,b'.split(',') | length }}").render({})).toBe(' x |AB|2');
+    expect(new jinja.Template("{{ '\\n x \\n'.strip('\\n') }}|{{ 'ab'.upper() }}|{{ 'a,b'.split(',') | length }}|{{ 'a,,b'.split(',', 1) | join('/') }}").render({})).toBe(' x |AB|2|a/,b');
     expect(() => new jinja.Template('{{ s.strip(5) }}').render({ s: 'x' })).toThrow(/strip arg must be None or str/);
   });
 });

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, detectContentFormat, pythonStringMethods, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, pythonStringMethods, pythonTrimFilter, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -261,6 +261,8 @@ export class SimTokenizer {
     let template = this.templates.get(text);
     if (!template) {
       template = new Template(text);
+      // jinja2's trim filter is Python's str.strip (jinja-python-strings.ts).
+      pythonTrimFilter(template.parsed);
       // Qwen3's own (the first entry) stays; a request's replacement pushes out the oldest other one.
       if (this.templates.size >= 16) {
         const [, oldest] = [...this.templates.keys()];

@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, pythonStringMethods, RequestFieldError, vllmConversation, vllmToolDicts,
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, pythonStringMethods, pythonTrimFilter, RequestFieldError, vllmConversation, vllmToolDicts,
   type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
@@ -84,17 +84,25 @@ export interface PromptTokens {
 /** Stands in for the content of the first message kvroute cannot render, to find where the rendered prompt stops being known. */
 const MEDIA_CUT = '\uE000kvroute-media-cut\uE000';
 
-/** A conversation whose one tool call's arguments show how a template prints them (`argumentsRendering`). */
-const ARGUMENTS_PROBE = [
-  { role: 'user', content: 'kvroute_probe_question' },
-  {
-    role: 'assistant', content: '',
-    tool_calls: [{ id: 'kvroute_probe_call', function: { arguments: { kvroute_probe_b: true, kvroute_probe_n: null, kvroute_probe_o: { kvroute_probe_i: 1 } }, name: 'kvroute_probe_tool' }, type: 'function' }],
-  },
-];
+/** Stands in for the arguments of the first tool call kvroute cannot render as vLLM does. */
+const ARGUMENTS_CUT = '\uE000kvroute-arguments-cut\uE000';
+
+/** A conversation whose one tool call's arguments are `args`, to see how a template prints them (`argumentsRendering`). */
+function argumentsProbe(args: Record<string, unknown>): unknown[] {
+  return [
+    { role: 'user', content: 'kvroute_probe_question' },
+    { role: 'assistant', content: '', tool_calls: [{ id: 'kvroute_probe_call', function: { arguments: args, name: 'kvroute_probe_tool' }, type: 'function' }] },
+  ];
+}
 const ARGUMENTS_PROBE_TOOL = { type: 'function', function: { name: 'kvroute_probe_tool', description: null, parameters: null } };
-/** What the probe's arguments read as when printed with `tojson` (json.dumps's separators, which jinja's share). */
-const ARGUMENTS_PROBE_JSON = ['"kvroute_probe_b": true', '"kvroute_probe_n": null', '"kvroute_probe_o": {"kvroute_probe_i": 1}'];
+/**
+ * Arguments whose `tojson` text is known and whose other printings differ from it even in JavaScript: a value left
+ * `undefined` prints `null` through `tojson` and `undefined` when the mapping is printed whole.
+ */
+const JSON_PROBE = { kvroute_arg_b: true, kvroute_arg_n: null, kvroute_arg_o: { kvroute_arg_i: 1 }, kvroute_arg_u: undefined };
+const JSON_PROBE_TEXT = ['"kvroute_arg_b": true', '"kvroute_arg_n": null', '"kvroute_arg_o": {"kvroute_arg_i": 1}', '"kvroute_arg_u": null'];
+/** Arguments any template can print value by value. */
+const ITEMS_PROBE = { kvroute_arg_s: 'kvroute_arg_sv', kvroute_arg_i: 7307 };
 
 function tokenText(t: string | { content: string } | null | undefined): string {
   if (t === null || t === undefined) return '';
@@ -287,6 +295,8 @@ export class ModelTokenizer {
     let template = this.compiled.get(text);
     if (!template) {
       template = new Template(text);
+      // jinja2's trim filter is Python's str.strip (jinja-python-strings.ts).
+      pythonTrimFilter(template.parsed);
       this.compiled.set(text, template);
     }
     return template;
@@ -294,27 +304,38 @@ export class ModelTokenizer {
 
   /**
    * How the template this chat renders with prints tool-call arguments (`ArgumentsRendering` in @kvroute/protocol),
-   * found once per template by rendering a probe call whose arguments hold a boolean, a null and a nested mapping: all
-   * three appear as JSON when the template prints the arguments with `tojson`; none of the probe's keys appear when it
-   * does not print them. A template that fails on the probe is taken as `other` (the strict rule).
+   * found once per template by rendering probe calls: `json` when arguments holding a boolean, a null, a nested mapping
+   * and an undefined value all appear as `tojson` prints them; else, from arguments of a string and an integer, `none`
+   * when neither appears, `opaque` when the mapping appears whole (JSON, or `[object …]`) or the template fails, and
+   * `items` when the values appear on their own.
    */
   private argumentsRendering(input: Extract<PromptInput, { kind: 'chat' }>): ArgumentsRendering {
     const kwargs = input.chatTemplateKwargs;
     const given = kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
     const text = typeof given === 'string' ? namedOwnTemplate(this.ownTemplate, given) : ownTemplateFor(this.ownTemplate, input.tools);
-    if (text === undefined) return 'other';
+    if (text === undefined) return 'opaque';
     let rendering = this.renderings.get(text);
     if (rendering === undefined) {
-      try {
-        const out = this.compiledTemplate(text).render({
-          messages: ARGUMENTS_PROBE, tools: [ARGUMENTS_PROBE_TOOL], add_generation_prompt: false,
-          bos_token: tokenText(this.config.bos_token), eos_token: tokenText(this.config.eos_token),
-          pad_token: tokenText(this.config.pad_token), unk_token: tokenText(this.config.unk_token),
-        });
-        if (!out.includes('kvroute_probe_')) rendering = 'none';
-        else rendering = ARGUMENTS_PROBE_JSON.every((fragment) => out.includes(fragment)) ? 'json' : 'other';
-      } catch {
-        rendering = 'other';
+      const render = (args: Record<string, unknown>): string | undefined => {
+        try {
+          return this.compiledTemplate(text).render({
+            messages: argumentsProbe(args), tools: [ARGUMENTS_PROBE_TOOL], add_generation_prompt: false,
+            bos_token: tokenText(this.config.bos_token), eos_token: tokenText(this.config.eos_token),
+            pad_token: tokenText(this.config.pad_token), unk_token: tokenText(this.config.unk_token),
+          });
+        } catch {
+          return undefined;
+        }
+      };
+      const json = render(JSON_PROBE);
+      if (json !== undefined && JSON_PROBE_TEXT.every((fragment) => json.includes(fragment))) {
+        rendering = 'json';
+      } else {
+        const items = render(ITEMS_PROBE);
+        if (items === undefined) rendering = 'opaque';
+        else if (!items.includes('kvroute_arg_')) rendering = 'none';
+        else if (items.includes('{"kvroute_arg_') || items.includes('[object') || !items.includes('kvroute_arg_sv') || !items.includes('7307')) rendering = 'opaque';
+        else rendering = 'items';
       }
       this.renderings.set(text, rendering);
     }
@@ -388,7 +409,6 @@ export class ModelTokenizer {
         // where vLLM refuses the chat), and the first tool call whose arguments jinja would print unlike Python.
         const conversation = vllmConversation(normalized, { argumentsRendering: this.argumentsRendering(input) });
         const inexactCall = conversation.inexact !== undefined && (cutAt === undefined || conversation.inexact.message < cutAt) ? conversation.inexact : undefined;
-        if (inexactCall !== undefined) cutAt = undefined;
         // What kvroute cannot render as vLLM does renders as a marker the ids are cut at. Media: the first message
         // carrying it gets the marker as its content; vLLM puts an image or audio part's placeholder tokens where kvroute
         // cannot reproduce them (before the message's text in the "string" content format, `_get_full_multimodal_text_prompt`
@@ -396,14 +416,23 @@ export class ModelTokenizer {
         // the media into the blocks from there on. Tool-call arguments jinja would print unlike Python: that call's
         // arguments become the marker, so the message's content and reasoning before them still render as vLLM's do
         // (Qwen3's template moves a <think> block of the content in front of it), and the ids end at the start of the
-        // marker's line. Only what precedes is the pods' prefix.
+        // marker's line. Both markers stay when both occur (a later message's rendering can change an earlier one's:
+        // Qwen3 finds the last user query by content); the ids end at the first. Later calls' arguments are emptied, so
+        // a value the template cannot print (a null through `| string`) cannot fail the render after the cut.
         const exact = cutAt === undefined && inexactCall === undefined;
         const messages: TemplateMessage[] = conversation.messages.map((m, i) => {
-          if (i === cutAt) return { ...m, content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT };
-          if (inexactCall === undefined || i !== inexactCall.message) return m;
-          // A mapping, so a template that iterates `arguments | items` prints the marker too.
-          const calls = m.tool_calls!.map((call, j) => (j === inexactCall.toolCall ? { ...call, function: { ...call.function, arguments: { [MEDIA_CUT]: MEDIA_CUT } } } : call));
-          return { ...m, tool_calls: calls };
+          let message: TemplateMessage = m;
+          if (i === cutAt) message = { ...message, content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT };
+          if (inexactCall !== undefined && i >= inexactCall.message && m.tool_calls !== undefined) {
+            const calls = m.tool_calls.map((call, j) => {
+              if (i === inexactCall.message && j < inexactCall.toolCall) return call;
+              // A mapping, so a template that iterates `arguments | items` prints the marker too.
+              const args = i === inexactCall.message && j === inexactCall.toolCall ? { [ARGUMENTS_CUT]: ARGUMENTS_CUT } : {};
+              return { ...call, function: { ...call.function, arguments: args } };
+            });
+            message = { ...message, tool_calls: calls };
+          }
+          return message;
         });
         let text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,
@@ -414,15 +443,16 @@ export class ModelTokenizer {
           ...(input.chatTemplate !== undefined ? { chatTemplate: input.chatTemplate } : {}),
         });
         if (!exact) {
-          const cut = text.indexOf(MEDIA_CUT);
+          const media = text.indexOf(MEDIA_CUT);
+          const args = text.indexOf(ARGUMENTS_CUT);
           // A template that never renders that message's content (or transforms it) leaves no place to cut at: where
           // the message starts, and so which prefix is the pods', is unknown, and keying the whole text would key blocks
           // no pod holds (vLLM puts the media placeholders in that content, so its prompt differs from the message on).
           // Nothing is keyed; the chat stays inexact.
-          if (cut < 0) return { ids: new Uint32Array(0), exact };
+          if (media < 0 && args < 0) return { ids: new Uint32Array(0), exact };
           // Inside a tool call the cut falls mid-line, where the tokens of what follows in vLLM's text may merge with
           // the last characters here (`: ` and `{` are one token): back to the last place no token spans.
-          text = text.slice(0, inexactCall !== undefined ? this.safeCutBefore(text, cut) : cut);
+          text = args >= 0 && (media < 0 || args < media) ? text.slice(0, this.safeCutBefore(text, args)) : text.slice(0, media);
         }
         return { ids: await this.encode(text, false), exact };
       }

@@ -54,13 +54,17 @@ export interface VllmConversation {
 }
 
 /**
- * How a template prints tool-call arguments: `json` only through `tojson` (Qwen3's, Llama 3's), which @huggingface/jinja
- * and jinja2 agree on for the values `tojsonMatchesPython` accepts; `other` some other way (iterating `arguments | items`
- * and printing values with `| string`, as Qwen3-Coder's does), which meets Python's `str()`: `True`, `None`,
- * `{'a': 1}` where JavaScript prints `true`, `null`, `[object Object]`, so only strings and integers are exact there;
- * `none` not at all.
+ * How a template prints tool-call arguments, as `ModelTokenizer` probes it:
+ * - `json`: only through `tojson` (Qwen3's, Llama 3's), which @huggingface/jinja and jinja2 agree on for the values
+ *   `tojsonMatchesPython` accepts;
+ * - `items`: value by value (`arguments | items`, values printed with `| string`, as Qwen3-Coder's does), which meets
+ *   Python's `str()`: `True`, `None`, `{'a': 1}` where JavaScript prints `true`, `null`, `[object Object]`, so only
+ *   strings and integers render alike;
+ * - `opaque`: some other way (the whole mapping printed, `{{ arguments }}`: Python's repr `{'a': 1}`, JavaScript's
+ *   JSON), where only arguments that are a JSON string render alike;
+ * - `none`: not at all.
  */
-export type ArgumentsRendering = 'json' | 'other' | 'none';
+export type ArgumentsRendering = 'json' | 'items' | 'opaque' | 'none';
 
 export interface VllmConversationOptions {
   /** How the template prints tool-call arguments. @default 'json' */
@@ -143,7 +147,7 @@ export function vllmConversation(messages: readonly NormalizedChatMessage[], opt
     const parsed = calls.map((call, toolCall) => {
       const text = call.function.arguments as string;
       const value = pythonJsonLoads(text);
-      if (inexact === undefined && rendering !== 'none' && !argumentsRenderLikePython(text, value, rendering === 'json')) inexact = { message: index, toolCall };
+      if (inexact === undefined && rendering !== 'none' && !argumentsRenderLikePython(text, value, rendering)) inexact = { message: index, toolCall };
       return { ...call, function: { ...call.function, arguments: value } };
     });
     out[index] = { ...message, tool_calls: parsed };
@@ -280,14 +284,14 @@ function plainKeysAndStrings(root: unknown): boolean {
 }
 
 /**
- * Whether a template renders the parsed `value` of the arguments `text` as jinja2 renders Python's: through `tojson`
- * (`printedAsJson`), when `tojsonMatchesPython`; printed otherwise, only for a mapping of strings and safe integers
- * under keys V8 keeps in place (their `str()` and JavaScript's text agree).
+ * Whether a template that prints arguments as `rendering` says (`ArgumentsRendering`) renders the parsed `value` of
+ * the arguments `text` as jinja2 renders Python's: through `tojson`, when `tojsonMatchesPython`; value by value, for a
+ * mapping of strings and safe integers under keys V8 keeps in place (their `str()` and JavaScript's text agree); some
+ * other way, only a string.
  */
-export function argumentsRenderLikePython(text: string, value: unknown, printedAsJson: boolean): boolean {
+export function argumentsRenderLikePython(text: string, value: unknown, rendering: Exclude<ArgumentsRendering, 'none'>): boolean {
   if (!tojsonMatchesPython(text)) return false;
-  if (printedAsJson) return true;
-  if (typeof value === 'string') return true;
-  if (!isDict(value)) return false;
-  return Object.values(value).every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0)));
+  if (rendering === 'json' || typeof value === 'string') return true;
+  if (rendering === 'opaque' || !isDict(value)) return false;
+  return Object.values(value).every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isSafeInteger(v)));
 }

@@ -17,6 +17,27 @@ const PYTHON_WHITESPACE = new Set([
   '\u2028', '\u2029', '\u202f', '\u205f', '\u3000',
 ]);
 
+/** Python's `s.split()` (no separator): runs of Python whitespace separate, none at either end; `maxsplit` as Python's. */
+export function pythonSplitWhitespace(s: string, maxsplit = -1): string[] {
+  const points = [...s];
+  const out: string[] = [];
+  let i = 0;
+  const n = points.length;
+  while (i < n) {
+    while (i < n && PYTHON_WHITESPACE.has(points[i]!)) i++;
+    if (i >= n) break;
+    if (maxsplit >= 0 && out.length >= maxsplit) {
+      // The rest, from here to the end, trailing whitespace included: CPython's split_whitespace.
+      out.push(points.slice(i).join(''));
+      break;
+    }
+    const start = i;
+    while (i < n && !PYTHON_WHITESPACE.has(points[i]!)) i++;
+    out.push(points.slice(start, i).join(''));
+  }
+  return out;
+}
+
 /** Python's `s.strip(chars)` / `lstrip` / `rstrip`: `chars` undefined or null strips whitespace. */
 export function pythonStrip(s: string, side: 'both' | 'left' | 'right', chars?: string | null): string {
   const strip = chars === undefined || chars === null ? PYTHON_WHITESPACE : new Set(chars);
@@ -53,12 +74,16 @@ export function pythonStringMethods(jinja: JinjaModuleLike): void {
   const proto = Object.getPrototypeOf(sample) as Record<PropertyKey, unknown>;
   if ((proto as { [PATCHED]?: boolean })[PATCHED]) return;
   const descriptor = Object.getOwnPropertyDescriptor(proto, 'builtins');
-  const strip = sample.builtins?.get('strip') as { constructor: new (fn: (args: RuntimeValueLike[]) => unknown) => unknown } | undefined;
+  const strip = sample.builtins?.get('strip') as { constructor: unknown } | undefined;
   if (sample.type !== 'StringValue' || descriptor?.get === undefined || strip === undefined) {
     throw new Error('@huggingface/jinja: unexpected StringValue shape; pythonStringMethods needs updating for this release');
   }
   const StringValue = sample.constructor as new (value: string) => unknown;
-  const FunctionValue = strip.constructor;
+  const FunctionValue = strip.constructor as new (fn: (args: RuntimeValueLike[], env?: unknown) => unknown) => unknown;
+  // The array class, from a value the environment converts (the package exports none).
+  env.set('kvrouteProbeArray', []);
+  const ArrayValue = (env.lookupVariable('kvrouteProbeArray') as object).constructor as new (items: unknown[]) => unknown;
+  const arrayOf = (items: unknown[]): unknown => new ArrayValue(items);
   const original = descriptor.get;
   const charsOf = (method: string, args: RuntimeValueLike[]): string | undefined => {
     const arg = args[0];
@@ -75,10 +100,55 @@ export function pythonStringMethods(jinja: JinjaModuleLike): void {
         for (const [method, side] of [['strip', 'both'], ['lstrip', 'left'], ['rstrip', 'right']] as const) {
           map.set(method, new FunctionValue((args) => new StringValue(pythonStrip(value, side, charsOf(method, args)))));
         }
+        // split() without a separator splits on Python's whitespace; with one, the package's own (already Python's).
+        const split = map.get('split') as { value: (args: RuntimeValueLike[], env: unknown) => unknown } | undefined;
+        if (split !== undefined) {
+          map.set('split', new FunctionValue((args, env?: unknown) => {
+            const sep = args[0];
+            if (sep !== undefined && sep.type !== 'NullValue') return split.value(args, env);
+            const maxsplit = args[1];
+            if (maxsplit !== undefined && maxsplit.type !== 'IntegerValue') throw new Error('maxsplit argument must be a number');
+            const parts = pythonSplitWhitespace(value, maxsplit === undefined ? -1 : (maxsplit.value as number));
+            return arrayOf(parts.map((p) => new StringValue(p)));
+          }));
+        }
         map[PATCHED] = true;
       }
       return map;
     },
   });
   Object.defineProperty(proto, PATCHED, { value: true });
+}
+
+interface AstNodeLike {
+  type?: unknown;
+  [key: string]: unknown;
+}
+
+/**
+ * Rewrites a parsed template's `| trim` and `| trim(chars)` filters into `.strip()` / `.strip(chars)` calls, which
+ * `pythonStringMethods` makes Python's: jinja2's `do_trim(value, chars=None)` is `str(value).strip(chars)`, while
+ * @huggingface/jinja's `trim` filter is JavaScript's `trim()` (it keeps `\x1c`-`\x1f` and `\x85`, which Python strips,
+ * and strips U+FEFF, which Python keeps). Llama 3's template trims every message. Mutates and returns `parsed`.
+ */
+export function pythonTrimFilter<T>(parsed: T): T {
+  const seen = new Set<object>();
+  const rewrite = (node: unknown): unknown => {
+    if (typeof node !== 'object' || node === null || seen.has(node)) return node;
+    seen.add(node);
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) node[i] = rewrite(node[i]);
+      return node;
+    }
+    const n = node as AstNodeLike;
+    for (const key of Object.keys(n)) n[key] = rewrite(n[key]);
+    if (n.type !== 'FilterExpression') return n;
+    const filter = n.filter as AstNodeLike;
+    const named = (f: AstNodeLike | undefined): boolean => f?.type === 'Identifier' && f.value === 'trim';
+    const args = named(filter) ? [] : filter?.type === 'CallExpression' && named(filter.callee as AstNodeLike) ? filter.args : undefined;
+    if (args === undefined) return n;
+    return { type: 'CallExpression', callee: { type: 'MemberExpression', object: n.operand, property: { type: 'Identifier', value: 'strip' }, computed: false }, args };
+  };
+  rewrite(parsed);
+  return parsed;
 }

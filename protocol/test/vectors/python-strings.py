@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference values for protocol/test/jinja-python-strings.test.ts: `str.strip`, `lstrip` and `rstrip` as a chat
 template calls them in jinja2 (the sandbox transformers renders in calls the Python methods), with and without an
-argument. Run once, commit the output:  python3 python-strings.py > python-strings.json
+argument, the `trim` filter and `split()` without a separator. Run once, commit the output:  python3 python-strings.py > python-strings.json
 """
 import json
 import sys
@@ -26,5 +26,17 @@ for s in STRINGS:
             out = env.from_string("{{ " + call + " }}").render(s=s, c=chars)
             cases.append({"s": s, "method": method, "chars": chars, "out": out})
 
-json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases}, sys.stdout, indent=1)
+# The `trim` filter (jinja2's do_trim: str(value).strip(chars)) and split() without a separator.
+trims = []
+for s in STRINGS:
+    for chars in [None, "\n", " x"]:
+        template = "{{ s | trim }}" if chars is None else "{{ s | trim(c) }}"
+        trims.append({"s": s, "chars": chars, "out": env.from_string(template).render(s=s, c=chars)})
+splits = []
+for s in STRINGS + ["a  b\tc", "  lead and trail  ", "x\x1cy\x85z\ufeffw", "one"]:
+    for maxsplit in [None, 0, 1, 2]:
+        template = "{{ s.split() | join('|') }}" if maxsplit is None else "{{ s.split(none, m) | join('|') }}"
+        splits.append({"s": s, "maxsplit": maxsplit, "out": env.from_string(template).render(s=s, m=maxsplit)})
+
+json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits}, sys.stdout, indent=1)
 print()

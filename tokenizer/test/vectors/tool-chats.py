@@ -72,6 +72,19 @@ ITEMS_TEMPLATE = """{%- for m in messages %}<|im_start|>{{ m.role }}
 {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
 
+# Prints the arguments mapping whole: jinja2 writes Python's repr ({'a': 1}), so only string arguments are knowable.
+WHOLE_TEMPLATE = """{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}{% if m.tool_calls %}{% for tc in m.tool_calls %}
+call {{ tc.function.name }} with {{ tc.function.arguments }}{% endfor %}{% endif %}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+# Never prints arguments; trims every content with the `trim` filter, as Llama 3's template does (Python's strip()).
+TRIM_TEMPLATE = """{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content | trim }}{% if m.tool_calls %} [calls {{ m.tool_calls | length }}]{% endif %}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
 CASES = {
     "agent loop: compact arguments, echoed reasoning_content, tools without type or description": {
         "tools": [WEATHER, SEARCH],
@@ -126,6 +139,27 @@ CASES = {
         "messages": [{"role": "user", "content": "ls"}, {"role": "assistant", "content": "Listing.", "tool_calls": [call('{"path": "/tmp", "all": true}', name="search")]},
                      {"role": "tool", "content": "a b", "tool_call_id": "call_1"}],
     },
+    "a template printing the arguments mapping whole: a mapping, which Python prints as its repr": {
+        "template": WHOLE_TEMPLATE, "tools": [SEARCH], "exact": False,
+        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": "Going.", "tool_calls": [call('{"a": 1}', name="search")]},
+                     {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
+    },
+    "a template printing the arguments mapping whole: a JSON string argument": {
+        "template": WHOLE_TEMPLATE, "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": "Going.", "tool_calls": [call('"just text"', name="search")]},
+                     {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
+    },
+    "a template that never prints arguments, trimming contents with Python's whitespace (a BOM stays, \\x1c goes)": {
+        "template": TRIM_TEMPLATE, "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "\ufeffpasted file\x1c \n"}, {"role": "assistant", "content": "\x85 Calling.", "tool_calls": [call('{"f": 1.0, "b": true}', name="search")]},
+                     {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
+    },
+    "a template printing arguments by item: a boolean in the first call, a null in the next": {
+        "template": ITEMS_TEMPLATE, "tools": [SEARCH], "exact": False,
+        "messages": [{"role": "user", "content": "ls"}, {"role": "assistant", "content": "Listing.", "tool_calls": [
+            call('{"path": "/tmp"}', name="search"), call('{"all": true}', id="call_2", name="search"), call('{"x": null}', id="call_3", name="search")]},
+                     {"role": "tool", "content": "a b", "tool_call_id": "call_1"}],
+    },
 }
 
 
@@ -136,6 +170,7 @@ def main():
         chosen = compile_template(case["template"]) if "template" in case else template
         text = chosen.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True, **special)
         out["cases"].append({"name": name, "tools": case["tools"], "messages": case["messages"], "text": text,
+                             "exact": case.get("exact", "1.0" not in name and "True" not in name),
                              **({"template": case["template"]} if "template" in case else {})})
     json.dump(out, sys.stdout, indent=1)
     print()
