@@ -1,4 +1,5 @@
-import { applyChatTemplate, ChatTemplateRefusal, cutAfterFinalMessage, type ChatTemplateContextInput, type CompileChatTemplate } from '../src/openai/chat-template-context';
+import { applyChatTemplate, cutAfterFinalMessage, type ChatTemplateContextInput, type CompileChatTemplate } from '../src/openai/chat-template-context';
+import { refusalOf } from './support/refusal';
 
 /**
  * A stand-in for Jinja: the "template" names what it renders. `T:<name>` renders `<name>|` then every context variable
@@ -22,16 +23,6 @@ const base: ChatTemplateContextInput = {
   addGenerationPrompt: true,
 };
 
-function refusal(f: () => unknown): ChatTemplateRefusal {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ChatTemplateRefusal) return e;
-    throw e;
-  }
-  throw new Error('no refusal');
-}
-
 describe('applyChatTemplate: the arguments vLLM 0.10.0 (serving_engine.py _preprocess_chat, chat_utils.py apply_hf_chat_template) and transformers v4.53 apply_chat_template give the template', () => {
   test('a `chat_template` in chat_template_kwargs replaces the template (`_chat_template_kwargs.update(...)` then resolve_hf_chat_template\'s 1st priority, chat_utils.py:398 @ v0.10.0)', () => {
     expect(applyChatTemplate(base, 'OWN', compile).startsWith('OWN|')).toBe(true);
@@ -49,10 +40,10 @@ describe('applyChatTemplate: the arguments vLLM 0.10.0 (serving_engine.py _prepr
     expect(applyChatTemplate({ ...base, tools: [] }, named, compile).startsWith('TOOLS|')).toBe(true);
     expect(applyChatTemplate({ ...base, kwargs: { chat_template: 'rag' } }, named, compile).startsWith('RAG|')).toBe(true);
     // Not a string: Python hashes it (lru_cache, `in template_dict`) or Jinja refuses to compile it; both wrapped.
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { chat_template: ['x'] } }, 'OWN', compile)).response)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { chat_template: ['x'] } }, 'OWN', compile)).response)
       .toEqual({ status: 400, message: "unhashable type: 'list' unhashable type: 'list'" });
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { chat_template: 3 } }, 'OWN', compile)).message).toBe("Can't compile non template nodes");
-    expect(refusal(() => applyChatTemplate(base, undefined, compile)).response.message).toMatch(/^As of transformers v4.44, default chat template is no longer allowed.* None$/);
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { chat_template: 3 } }, 'OWN', compile)).message).toBe("Can't compile non template nodes");
+    expect(refusalOf(() => applyChatTemplate(base, undefined, compile)).response.message).toMatch(/^As of transformers v4.44, default chat template is no longer allowed.* None$/);
   });
 
   test('transformers\' own parameters are consumed, not template variables; every other kwarg is one and wins over the special tokens (transformers v4.53 apply_chat_template / render_jinja_template)', () => {
@@ -75,30 +66,30 @@ describe('applyChatTemplate: the arguments vLLM 0.10.0 (serving_engine.py _prepr
 
   test('what vLLM 0.10.0 refuses, with its answer (serving_chat.py:206-209: 400 `f"{e} {e.__cause__}"`; apply_hf_chat_template wraps with `from e`)', () => {
     // The request's add_generation_prompt defaults to true: continue_final_message as a kwarg alone is refused.
-    const both = refusal(() => applyChatTemplate({ ...base, kwargs: { continue_final_message: true } }, 'OWN', chatml));
+    const both = refusalOf(() => applyChatTemplate({ ...base, kwargs: { continue_final_message: true } }, 'OWN', chatml));
     expect(both.response.status).toBe(400);
     expect(both.message).toMatch(/^continue_final_message and add_generation_prompt are not compatible\./);
     expect(both.response.message).toBe(`${both.message} ${both.message}`);
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { return_dict: true } }, 'OWN', compile)).message)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { return_dict: true } }, 'OWN', compile)).message)
       .toBe('`return_dict=True` is incompatible with `tokenize=False`, because there is no dict of tokenizer outputs to return.');
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { return_assistant_tokens_mask: 1 } }, 'OWN', compile)).message)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { return_assistant_tokens_mask: 1 } }, 'OWN', compile)).message)
       .toBe('`return_assistant_tokens_mask=True` is incompatible with `return_dict=False`');
     // tokenize + return_dict: a BatchEncoding fails `_preprocess_chat`'s assert, which nothing catches.
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { tokenize: true, return_dict: true } }, 'OWN', compile)).response)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { tokenize: true, return_dict: true } }, 'OWN', compile)).response)
       .toEqual({ status: 500, message: 'Internal Server Error' });
     // Names the calls bind themselves: apply_hf_chat_template's (raised by the call, outside the wrap), then
     // render_jinja_template's and Template.render's (inside it).
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { x: 1, conversation: [] } }, 'OWN', compile)).response.message)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { x: 1, conversation: [] } }, 'OWN', compile)).response.message)
       .toBe("vllm.entrypoints.chat_utils.apply_hf_chat_template() got multiple values for keyword argument 'conversation' None");
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { messages: [] } }, 'OWN', compile)).message)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { messages: [] } }, 'OWN', compile)).message)
       .toBe("jinja2.environment.Template.render() got multiple values for keyword argument 'messages'");
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { conversations: [] } }, 'OWN', compile)).message)
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { conversations: [] } }, 'OWN', compile)).message)
       .toBe("transformers.utils.chat_template_utils.render_jinja_template() got multiple values for keyword argument 'conversations'");
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { tools: ['f'] } }, 'OWN', compile)).message).toMatch(/^Tools should either be a JSON schema/);
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { tools: 7 } }, 'OWN', compile)).message).toBe("'int' object is not iterable");
-    expect(refusal(() => applyChatTemplate({ ...base, kwargs: { documents: ['d'] } }, 'OWN', compile)).message).toBe("Documents should be a list of dicts with 'title' and 'text' keys!");
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { tools: ['f'] } }, 'OWN', compile)).message).toMatch(/^Tools should either be a JSON schema/);
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { tools: 7 } }, 'OWN', compile)).message).toBe("'int' object is not iterable");
+    expect(refusalOf(() => applyChatTemplate({ ...base, kwargs: { documents: ['d'] } }, 'OWN', compile)).message).toBe("Documents should be a list of dicts with 'title' and 'text' keys!");
     // A template error is wrapped too.
-    expect(refusal(() => applyChatTemplate(base, 'OWN', () => () => { throw new Error('boom'); })).response.message).toBe('boom boom');
+    expect(refusalOf(() => applyChatTemplate(base, 'OWN', () => () => { throw new Error('boom'); })).response.message).toBe('boom boom');
   });
 
   test('continue_final_message (request field or kwarg) cuts after the final message\'s content, as render_jinja_template (transformers v4.53) does', () => {
@@ -114,7 +105,7 @@ describe('applyChatTemplate: the arguments vLLM 0.10.0 (serving_engine.py _prepr
     expect(cutAfterFinalMessage('A: tail</s>', [{ content: 'tail  ' }])).toBe('A: tail');
     expect(cutAfterFinalMessage('A: tail\uFEFF</s>', [{ content: 'tail\uFEFF' }])).toBe('A: tail\uFEFF');
     expect(cutAfterFinalMessage('x tail y tail z', [{ content: 'tail' }])).toBe('x tail y tail');
-    const gone = refusal(() => cutAfterFinalMessage('<s>assistant\n</s>', [{ content: 'Once upon' }]));
+    const gone = refusalOf(() => cutAfterFinalMessage('<s>assistant\n</s>', [{ content: 'Once upon' }]));
     expect(gone.message).toMatch(/^continue_final_message is set but the final message does not appear in the chat after applying the chat template!/);
   });
 });

@@ -1,8 +1,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  argumentsRenderLikePython, ChatTemplateRefusal, RequestFieldError, tojsonMatchesPython, vllmConversation, vllmToolDicts, type NormalizedChatMessage,
+  argumentsRenderLikePython, RequestFieldError, tojsonMatchesPython, vllmConversation, vllmToolDicts, type NormalizedChatMessage,
 } from '../src/openai';
+import { refusalOf } from './support/refusal';
 
 // Reference values from real pydantic and CPython over vLLM 0.10.0's models (vllm/entrypoints/openai/protocol.py,
 // chat_utils.py `_parse_chat_message_content` / `_postprocess_messages`): protocol/test/vectors/conversation.py.
@@ -26,16 +27,6 @@ const jsTojson = (value: unknown): string => new Template('{{ value | tojson }}'
 const withoutPydanticDetails = (text: string): string => text
   .replace(/, input_value=.*?, input_type=\w+\]/g, ']')
   .replace(/\n {4}For further information visit \S+/g, '');
-
-function refusalOf(run: () => unknown): ChatTemplateRefusal {
-  try {
-    run();
-  } catch (e) {
-    if (e instanceof ChatTemplateRefusal) return e;
-    throw e;
-  }
-  throw new Error('no refusal');
-}
 
 describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_content, _postprocess_messages)', () => {
   test.each(vectors.messages.filter((c) => c.output !== undefined).map((c) => [c.name, c] as const))('%s', (_name, c) => {
