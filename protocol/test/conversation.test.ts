@@ -74,6 +74,14 @@ describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_c
     expect(vllmConversation(chat('{"all": true, "f": 1.0}'), { argumentsRendering: 'none' }).inexact).toBeUndefined();
   });
 
+  test('arguments json.loads raises on beyond syntax: vLLM\'s 400 with Python\'s RecursionError or ValueError text (serving_chat.py catches RuntimeError and ValueError)', () => {
+    const call = (args: string) => [{ role: 'assistant', content: '', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: args } }] }];
+    expect(refusalOf(() => vllmConversation(call(`${'['.repeat(20_000)}${']'.repeat(20_000)}`))).response)
+      .toStrictEqual({ status: 400, message: 'maximum recursion depth exceeded while decoding a JSON array from a unicode string None' });
+    expect(refusalOf(() => vllmConversation(call(`{"n": ${'9'.repeat(5000)}}`))).response)
+      .toStrictEqual({ status: 400, message: 'Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit None' });
+  });
+
   test('arguments nested past 64 levels are inexact, not a stack overflow (Python\'s json.loads reads 10,000)', () => {
     const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
     expect(tojsonMatchesPython(deep)).toBe(false);

@@ -202,11 +202,8 @@ function pythonJsonLoads(text: string): unknown {
   }
   const result = refused === undefined ? parsePythonJson(text) : { ok: false as const, unreadable: refused };
   if (result.ok) return result.value;
-  if ('unreadable' in result) {
-    throw new ChatTemplateRefusal(result.unreadable === 'RecursionError'
-      ? 'maximum recursion depth exceeded while decoding a JSON object from a unicode string'
-      : 'Exceeds the limit (4300 digits) for integer string conversion', 'direct');
-  }
+  // RecursionError (a RuntimeError) and ValueError are both caught by serving_chat.py: 400 with Python's text.
+  if ('unreadable' in result) throw new ChatTemplateRefusal(result.unreadable, 'direct');
   // JSONDecodeError: "%s: line %d column %d (char %d)", lines and columns counted in code points from 1.
   const chars = [...text];
   const before = chars.slice(0, result.pos);

@@ -16,7 +16,10 @@ export type PythonJsonResult =
   | { readonly ok: true; readonly value: unknown }
   /** A `JSONDecodeError`: FastAPI's 400 `json_invalid`. */
   | { readonly ok: false; readonly msg: string; readonly pos: number }
-  /** Another exception out of `json.loads` (RecursionError, ValueError): FastAPI's 400 "There was an error parsing the body". */
+  /**
+   * Another exception out of `json.loads` (RecursionError, ValueError), as Python words it (`str(e)`): FastAPI's 400
+   * "There was an error parsing the body" for a request body; vLLM's 400 with this text for a tool call's arguments.
+   */
   | { readonly ok: false; readonly unreadable: string };
 
 /**
@@ -27,6 +30,16 @@ export type PythonJsonResult =
 export const PYTHON_MAX_NESTING = 10_000;
 /** `sys.get_int_max_str_digits()`'s default (Python ≥ 3.11): a longer integer literal raises ValueError. */
 export const PYTHON_INT_MAX_STR_DIGITS = 4300;
+
+/** `str(e)` of the RecursionError `scan_once_unicode` raises entering one container too many (Modules/_json.c). */
+export function pythonRecursionErrorText(container: 'array' | 'object'): string {
+  return `maximum recursion depth exceeded while decoding a JSON ${container} from a unicode string`;
+}
+
+/** `str(e)` of the ValueError PyLong_FromString raises for an integer literal of `digits` digits past the limit. */
+export function pythonIntDigitsErrorText(digits: number): string {
+  return `Exceeds the limit (${PYTHON_INT_MAX_STR_DIGITS} digits) for integer string conversion: value has ${digits} digits; use sys.set_int_max_str_digits() to increase the limit`;
+}
 
 class DecodeError {
   constructor(readonly msg: string, readonly pos: number) {}
@@ -65,14 +78,15 @@ export function parsePythonJson(text: string): PythonJsonResult {
     if (e instanceof Unreadable) return { ok: false, unreadable: e.reason };
     // Node's stack ends before Python's budget on the deepest bodies: Python raises RecursionError there too, or
     // (between the two depths) decodes further; read as the former.
-    if (e instanceof RangeError) return { ok: false, unreadable: 'RecursionError' };
+    if (e instanceof RangeError) return { ok: false, unreadable: pythonRecursionErrorText('array') };
     throw e;
   }
 }
 
 /**
  * Whether Python refuses a text `JSON.parse` accepted: nesting past PYTHON_MAX_NESTING or an integer literal of more
- * than PYTHON_INT_MAX_STR_DIGITS digits (both need a long text; shorter ones are not scanned).
+ * than PYTHON_INT_MAX_STR_DIGITS digits (both need a long text; shorter ones are not scanned). Returns Python's
+ * exception text, or undefined.
  */
 export function pythonRefusesValidJson(text: string): string | undefined {
   if (text.length <= PYTHON_INT_MAX_STR_DIGITS) return undefined;
@@ -83,14 +97,14 @@ export function pythonRefusesValidJson(text: string): string | undefined {
       // Skip the string (JSON.parse accepted it: every escape is well-formed).
       for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
     } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > PYTHON_MAX_NESTING) return 'RecursionError';
+      if (++depth > PYTHON_MAX_NESTING) return pythonRecursionErrorText(c === 0x5b ? 'array' : 'object');
     } else if (c === 0x5d || c === 0x7d) {
       depth--;
     } else if (isDigit(c)) {
       let end = i;
       while (end < text.length && isDigit(text.charCodeAt(end))) end++;
       const next = text[end];
-      if (end - i > PYTHON_INT_MAX_STR_DIGITS && next !== '.' && next !== 'e' && next !== 'E') return 'ValueError';
+      if (end - i > PYTHON_INT_MAX_STR_DIGITS && next !== '.' && next !== 'e' && next !== 'E') return pythonIntDigitsErrorText(end - i);
       // The rest of a number (fraction, exponent) holds no bracket or quote: the loop passes over it.
       i = end - 1;
     }
@@ -131,10 +145,10 @@ function scanOnce(s: string, idx: number, depth: number): [unknown, number] {
     case '"':
       return scanString(s, idx + 1);
     case '{':
-      if (depth >= PYTHON_MAX_NESTING) throw new Unreadable('RecursionError');
+      if (depth >= PYTHON_MAX_NESTING) throw new Unreadable(pythonRecursionErrorText('object'));
       return parseObject(s, idx + 1, depth + 1);
     case '[':
-      if (depth >= PYTHON_MAX_NESTING) throw new Unreadable('RecursionError');
+      if (depth >= PYTHON_MAX_NESTING) throw new Unreadable(pythonRecursionErrorText('array'));
       return parseArray(s, idx + 1, depth + 1);
   }
   // The named constants (a '-' not starting -Infinity is a number's sign).
@@ -175,7 +189,8 @@ function matchNumber(s: string, start: number): [number, number] {
     else idx = eStart;
   }
   // PyLong_FromString refuses an integer literal past sys.get_int_max_str_digits() (floats have no such limit).
-  if (!isFloat && idx - start - (s[start] === '-' ? 1 : 0) > PYTHON_INT_MAX_STR_DIGITS) throw new Unreadable('ValueError');
+  const digits = idx - start - (s[start] === '-' ? 1 : 0);
+  if (!isFloat && digits > PYTHON_INT_MAX_STR_DIGITS) throw new Unreadable(pythonIntDigitsErrorText(digits));
   const value = Number(s.slice(start, idx));
   // `-0` is Python's int 0 (ints have no sign of zero); `-0.0` stays a negative zero.
   return [isFloat || value !== 0 ? value : 0, idx];
