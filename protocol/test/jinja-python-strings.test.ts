@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter } from '../src/openai';
+import { pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter, pythonValuePrinting } from '../src/openai';
 
 // Reference values from CPython through real jinja2's sandbox (protocol/test/vectors/python-strings.py).
 interface Case { s: string; method: 'strip' | 'lstrip' | 'rstrip'; chars: string | null; out: string }
@@ -8,6 +8,7 @@ const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'pyth
   cases: Case[];
   trims: { s: string; chars: string | null; out: string }[];
   splits: { s: string; maxsplit: number | null; out: string }[];
+  printing: { template: string; x: unknown; out: string }[];
 };
 
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
@@ -40,6 +41,29 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
     const template = c.maxsplit === null ? "{{ s.split() | join('|') }}" : "{{ s.split(none, m) | join('|') }}";
     expect(new jinja.Template(template).render({ s: c.s, m: c.maxsplit })).toBe(c.out);
     expect(pythonSplitWhitespace(c.s, c.maxsplit ?? -1).join('|')).toBe(c.out);
+  });
+
+  test('unpatched, @huggingface/jinja prints values unlike jinja2 (true, nothing for None, JSON for mappings): the reason for the printing patch', () => {
+    // This file's earlier tests patched the string methods only; the printing patch comes in the next test.
+    const wrong = vectors.printing.filter((c) => {
+      try {
+        return new jinja.Template(c.template).render({ x: c.x }) !== c.out;
+      } catch {
+        return true;
+      }
+    });
+    expect(wrong.length).toBeGreaterThan(50);
+  });
+
+  test.each(vectors.printing.map((c) => [`${c.template} with x = ${JSON.stringify(c.x)}`, c] as const))('printing as jinja2 prints Python\'s values: %s', (_name, c) => {
+    pythonStringMethods(jinja);
+    pythonValuePrinting(jinja);
+    expect(new jinja.Template(c.template).render({ x: c.x })).toBe(c.out);
+  });
+
+  test('tojson is untouched by the printing patch', () => {
+    pythonValuePrinting(jinja);
+    expect(new jinja.Template('{{ x | tojson }}').render({ x: { a: true, b: null, c: [1.5, 'd'] } })).toBe('{"a": true, "b": null, "c": [1.5, "d"]}');
   });
 
   test('idempotent; other string methods are untouched; a non-string argument is a template error', () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, detectContentFormat, pythonStringMethods, pythonTrimFilter, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, pythonStringMethods, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -8,8 +8,10 @@ type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mod
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
 const jinja = require('@huggingface/jinja') as JinjaModule;
 const { Template } = jinja;
-// jinja2 calls Python's str.strip(chars); @huggingface/jinja ignores the argument (jinja-python-strings.ts).
+// jinja2 calls Python's str methods and prints Python's str() of values; @huggingface/jinja does neither
+// (jinja-python-strings.ts in @kvroute/protocol).
 pythonStringMethods(jinja);
+pythonValuePrinting(jinja);
 const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
 type Template = InstanceType<JinjaModule['Template']>;
 type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;

@@ -109,7 +109,7 @@ describe('Qwen3 tokenizer', () => {
     expect(tok.renderChat(messages, { templateKwargs: { chat_template: custom } })).toBe('[user] Hello there\n[assistant]');
     expect(tok.renderChat(messages, { chatTemplate: custom })).toBe('[user] Hello there\n[assistant]');
     const probe = '{{ continue_final_message is defined }}{{ tokenize is defined }}{{ chat_template is defined }}|{{ custom_flag }}';
-    expect(tok.renderChat(messages, { templateKwargs: { chat_template: probe, continue_final_message: false, tokenize: true, custom_flag: 7 } })).toBe('falsefalsefalse|7');
+    expect(tok.renderChat(messages, { templateKwargs: { chat_template: probe, continue_final_message: false, tokenize: true, custom_flag: 7 } })).toBe('FalseFalseFalse|7'); // jinja2 prints Python's False
     const story: ChatMessage[] = [{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }];
     expect(tok.renderChat(story, { templateKwargs: { continue_final_message: true, add_generation_prompt: false } }))
       .toBe('<|im_start|>user\nWrite<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOnce upon');

@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, pythonStringMethods, pythonTrimFilter, RequestFieldError, vllmConversation, vllmToolDicts,
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, pythonStringMethods, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
   type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
@@ -29,8 +29,10 @@ type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mod
 // file use its typings only as types, so the value comes from require.
 const jinja = require('@huggingface/jinja') as JinjaModule;
 const { Template } = jinja;
-// jinja2 calls Python's str.strip(chars); @huggingface/jinja ignores the argument (jinja-python-strings.ts).
+// jinja2 calls Python's str methods and prints Python's str() of values; @huggingface/jinja does neither
+// (jinja-python-strings.ts in @kvroute/protocol).
 pythonStringMethods(jinja);
+pythonValuePrinting(jinja);
 type Template = InstanceType<JinjaModule['Template']>;
 
 interface TokenizerConfigJson {
@@ -84,8 +86,12 @@ export interface PromptTokens {
 /** Stands in for the content of the first message kvroute cannot render, to find where the rendered prompt stops being known. */
 const MEDIA_CUT = '\uE000kvroute-media-cut\uE000';
 
-/** Stands in for the arguments of the first tool call kvroute cannot render as vLLM does. */
-const ARGUMENTS_CUT = '\uE000kvroute-arguments-cut\uE000';
+/**
+ * Stands in for the arguments of the first tool call kvroute cannot render as vLLM does. Printable characters only, so
+ * the marker reads the same through `tojson`, `| string` and Python's repr of the mapping (which escapes the private-use
+ * characters the content marker is made of).
+ */
+const ARGUMENTS_CUT = '\u27E6kvroute-arguments-cut\u27E7';
 
 /** A conversation whose one tool call's arguments are `args`, to see how a template prints them (`argumentsRendering`). */
 function argumentsProbe(args: Record<string, unknown>): unknown[] {

@@ -178,7 +178,7 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     const probe = '{{ tokenize is defined }}{{ continue_final_message is defined }}{{ return_dict is defined }}{{ padding is defined }}{{ chat_template is defined }}{{ trust_remote_code is defined }}|{{ enable_thinking }}';
     const messages = [{ role: 'user', content: 'hi' }];
     const out = tok.renderChat(messages, { chatTemplateKwargs: { chat_template: probe, tokenize: true, continue_final_message: false, return_dict: false, padding: false, trust_remote_code: true, enable_thinking: 'no' } });
-    expect(out).toBe('falsefalsefalsefalsefalsefalse|no');
+    expect(out).toBe('FalseFalseFalseFalseFalseFalse|no'); // jinja2 prints Python's False
     // continue_final_message in the kwargs, with add_generation_prompt false: the final turn is left open (Qwen3 gives
     // the turn after the last query an empty think block).
     const story = [{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }];

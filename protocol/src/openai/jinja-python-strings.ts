@@ -1,4 +1,6 @@
 /**
+ * jinja2's Python for @huggingface/jinja: Python's string methods and Python's printing of values.
+ *
  * Python's `str.strip`, `lstrip` and `rstrip` for @huggingface/jinja's string methods, which ignore their argument and
  * trim JavaScript's whitespace (`String.prototype.trim`): `content.strip('\n')` there also strips spaces and tabs.
  * jinja2 calls the Python methods, so a chat template such as Qwen3's (`reasoning_content.strip('\n')`,
@@ -151,4 +153,170 @@ export function pythonTrimFilter<T>(parsed: T): T {
   };
   rewrite(parsed);
   return parsed;
+}
+
+/** Python's `str.isprintable()` is false for these (and true for the ASCII space): what `repr` escapes. */
+const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+
+/** Python's `repr(s)` of a str: single quotes unless the text holds one and no double quote; escapes as CPython's. */
+export function pythonStrRepr(s: string): string {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = quote;
+  for (const ch of s) {
+    if (ch === quote || ch === '\\') out += `\\${ch}`;
+    else if (ch === '\t') out += '\\t';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch !== ' ' && NOT_PRINTABLE.test(ch)) {
+      const code = ch.codePointAt(0)!;
+      out += code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : code < 0x10000 ? `\\u${code.toString(16).padStart(4, '0')}` : `\\U${code.toString(16).padStart(8, '0')}`;
+    } else out += ch;
+  }
+  return out + quote;
+}
+
+/** Python's `repr(x)` of a float: the shortest round-trip digits, in exponent form below 1e-4 and from 1e16. */
+export function pythonFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const abs = Math.abs(x);
+  if (abs >= 1e-4 && abs < 1e16) {
+    // JavaScript writes this range without an exponent too (it switches below 1e-6 and from 1e21).
+    const fixed = String(x);
+    return fixed.includes('.') ? fixed : `${fixed}.0`;
+  }
+  // JavaScript's exponential form has the same shortest digits: "1.5e-7" → Python's "1.5e-07".
+  const [mantissa, exponent] = x.toExponential().split('e') as [string, string];
+  const sign = exponent.startsWith('-') ? '-' : '+';
+  const digits = exponent.replace(/^[-+]/, '');
+  return `${mantissa}e${sign}${digits.padStart(2, '0')}`;
+}
+
+interface PrintableValue {
+  readonly type: string;
+  readonly value: unknown;
+}
+
+/** Python's `str(x)` of a jinja runtime value, as jinja2 prints it (`{{ x }}`, `| string`, `~`). */
+function pythonStr(v: PrintableValue, fallback: (v: PrintableValue) => string): string {
+  switch (v.type) {
+    case 'StringValue':
+      return v.value as string;
+    case 'BooleanValue':
+      return v.value ? 'True' : 'False';
+    case 'NullValue':
+      return 'None';
+    case 'UndefinedValue':
+      return '';
+    case 'IntegerValue':
+      return String(v.value);
+    case 'FloatValue':
+      return pythonFloatRepr(v.value as number);
+    case 'ArrayValue':
+      return `[${(v.value as PrintableValue[]).map((x) => pythonRepr(x, fallback)).join(', ')}]`;
+    case 'TupleValue': {
+      const items = (v.value as PrintableValue[]).map((x) => pythonRepr(x, fallback));
+      return `(${items.join(', ')}${items.length === 1 ? ',' : ''})`;
+    }
+    case 'ObjectValue':
+    case 'KeywordArgumentsValue':
+      return `{${[...(v.value as Map<string, PrintableValue>)].map(([k, x]) => `${pythonStrRepr(k)}: ${pythonRepr(x, fallback)}`).join(', ')}}`;
+    default:
+      return fallback(v);
+  }
+}
+
+function pythonRepr(v: PrintableValue, fallback: (v: PrintableValue) => string): string {
+  return v.type === 'StringValue' ? pythonStrRepr(v.value as string) : pythonStr(v, fallback);
+}
+
+interface InterpreterLike {
+  readonly prototype: {
+    evaluate(node: unknown, env: unknown): PrintableValue;
+    evaluateBlock(statements: readonly { type: string }[], env: unknown): unknown;
+    applyFilter(operand: PrintableValue, filter: { type: string; value?: unknown; callee?: { type: string; value?: unknown }; args?: unknown[] }, env: unknown): unknown;
+    evaluateArguments(args: unknown[], env: unknown): [PrintableValue[], Map<string, PrintableValue>];
+    evaluateBinaryExpression(node: { operator: { value: string }; left: unknown; right: unknown }, env: unknown): unknown;
+  };
+}
+
+/** The statements that print nothing themselves (their evaluation is not output): every other node is an expression. */
+const STATEMENT_TYPES = new Set(['Program', 'If', 'For', 'Break', 'Continue', 'Set', 'Macro', 'Comment', 'FilterStatement', 'CallStatement']);
+
+const PRINTING_PATCHED = Symbol.for('kvroute.pythonValuePrinting');
+
+/**
+ * Makes @huggingface/jinja print values as jinja2 prints Python's: `{{ x }}`, `x | string` and `a ~ b` give Python's
+ * `str()` (`True`, `None`, `1e-05`, `{'a': [1, 'b']}`), where the package prints `true`, nothing, `0.00001` and JSON,
+ * and refuses `none | string` and `mapping | string`. `tojson` is untouched. A template printing a tool's
+ * `description` (None when absent, vLLM's model_dump) or arguments value by value (`| string`) then renders as vLLM's.
+ * Checked against jinja2 by `protocol/test/vectors/python-strings.py`. Idempotent.
+ */
+export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpreter: InterpreterLike }): void {
+  const proto = jinja.Interpreter.prototype as InterpreterLike['prototype'] & { [PRINTING_PATCHED]?: boolean };
+  if (proto[PRINTING_PATCHED]) return;
+  const env = new jinja.Environment();
+  env.set('kvrouteProbe', '');
+  const StringValue = (env.lookupVariable('kvrouteProbe') as object).constructor as new (value: string) => unknown;
+  const samples: unknown[] = [true, null, [], {}, 1.5];
+  const originals = new Map<string, (this: PrintableValue) => string>();
+  for (const [i, sample] of samples.entries()) {
+    env.set(`kvrouteProbe${i}`, sample);
+    const value = env.lookupVariable(`kvrouteProbe${i}`) as PrintableValue;
+    const valueProto = Object.getPrototypeOf(value) as { toString(this: PrintableValue): string };
+    originals.set(value.type, valueProto.toString);
+  }
+  const fallback = (v: PrintableValue): string => String(v);
+  for (const [i, sample] of samples.entries()) {
+    void sample;
+    const value = env.lookupVariable(`kvrouteProbe${i}`) as PrintableValue;
+    const valueProto = Object.getPrototypeOf(value) as { toString(this: PrintableValue): string };
+    Object.defineProperty(valueProto, 'toString', {
+      configurable: true,
+      writable: true,
+      value(this: PrintableValue) {
+        return pythonStr(this, (v) => originals.get(v.type)?.call(v) ?? fallback(v));
+      },
+    });
+  }
+  const evaluateBlock = proto.evaluateBlock;
+  proto.evaluateBlock = function (this: InterpreterLike['prototype'], statements, environment) {
+    // The package prints nothing for a None; jinja2 prints "None". A statement's own value (a `set` gives None) is not
+    // output, so only expressions print it.
+    let result = '';
+    for (const statement of statements) {
+      const value = this.evaluate(statement, environment);
+      if (value.type === 'UndefinedValue') continue;
+      if (value.type === 'NullValue') {
+        if (!STATEMENT_TYPES.has(statement.type)) result += 'None';
+        continue;
+      }
+      result += String(value);
+    }
+    return new StringValue(result);
+  };
+  void evaluateBlock;
+  const applyFilter = proto.applyFilter;
+  proto.applyFilter = function (this: InterpreterLike['prototype'], operand, filter, environment) {
+    if (filter.type === 'Identifier' && filter.value === 'string') return new StringValue(String(operand));
+    // join: jinja2's do_join writes each item's str() (the package writes the JavaScript value: `true`, ``).
+    const name = filter.type === 'Identifier' ? filter.value : filter.type === 'CallExpression' && filter.callee?.type === 'Identifier' ? filter.callee.value : undefined;
+    if (name === 'join' && (operand.type === 'ArrayValue' || operand.type === 'TupleValue')) {
+      let separator = '';
+      if (filter.type === 'CallExpression') {
+        const [args, kwargs] = this.evaluateArguments(filter.args ?? [], environment);
+        if (kwargs.size > 0 || args.length > 1) return applyFilter.call(this, operand, filter, environment);
+        if (args[0] !== undefined) separator = String(args[0]);
+      }
+      return new StringValue((operand.value as PrintableValue[]).map((x) => String(x)).join(separator));
+    }
+    return applyFilter.call(this, operand, filter, environment);
+  };
+  const evaluateBinaryExpression = proto.evaluateBinaryExpression;
+  proto.evaluateBinaryExpression = function (this: InterpreterLike['prototype'], node, environment) {
+    if (node.operator.value !== '~') return evaluateBinaryExpression.call(this, node, environment);
+    return new StringValue(String(this.evaluate(node.left, environment)) + String(this.evaluate(node.right, environment)));
+  };
+  Object.defineProperty(proto, PRINTING_PATCHED, { value: true });
 }

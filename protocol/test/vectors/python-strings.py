@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference values for protocol/test/jinja-python-strings.test.ts: `str.strip`, `lstrip` and `rstrip` as a chat
 template calls them in jinja2 (the sandbox transformers renders in calls the Python methods), with and without an
-argument, the `trim` filter and `split()` without a separator. Run once, commit the output:  python3 python-strings.py > python-strings.json
+argument, the `trim` filter, `split()` without a separator, and how values print. Run once, commit the output:  python3 python-strings.py > python-strings.json
 """
 import json
 import sys
@@ -38,5 +38,21 @@ for s in STRINGS + ["a  b\tc", "  lead and trail  ", "x\x1cy\x85z\ufeffw", "one"
         template = "{{ s.split() | join('|') }}" if maxsplit is None else "{{ s.split(none, m) | join('|') }}"
         splits.append({"s": s, "maxsplit": maxsplit, "out": env.from_string(template).render(s=s, m=maxsplit)})
 
-json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits}, sys.stdout, indent=1)
+# Printing values: {{ x }}, x | string, 'a' ~ x, x | join, inside lists and mappings. Values come from JSON (so no
+# float with an integral value such as 1.5e16: JavaScript has none) or are template literals (a one-element tuple
+# literal `(1,)` is left out: @huggingface/jinja reads it as 1).
+VALUES = [True, False, None, 0, -7, 9007199254740991, 1.5, -0.25, 0.1, 1e-05, 1.5e-07, 123456.789, 2.5e300,
+          "plain", "it's", 'say "hi"', "both ' and \"", "tab\tnew\nline\r", "ctl\x01\x7f\x85", "é 🙂 \u00a0\u2028 \u200b",
+          "back\\slash", "", [], {}, [1, "a", None, True], {"k": "v", "n": None, "b": False, "l": [1.5, {"x": "y"}]},
+          [["nested"], {"a": []}]]
+TEMPLATES = ["{{ x }}", "{{ x | string }}", "{{ 'a' ~ x }}", "{{ [x] }}", "{{ {'k': x} }}", "{{ [x, x] | join(',') }}", "{{ [x] | join }}"]
+printing = []
+for x in VALUES:
+    for t in TEMPLATES:
+        printing.append({"template": t, "x": x, "out": env.from_string(t).render(x=x)})
+for t in ["{{ 1.0 }}", "{{ 2.50 }}", "{{ 3 / 2 }}", "{{ 4 / 2 }}", "{{ (1, 'a') }}", "{{ none }}", "{{ true ~ none }}",
+          "{% set y = 1 %}{{ y }}", "{% if x is none %}{{ x }}{% endif %}", "{{ [none, true] | join('-') }}"]:
+    printing.append({"template": t, "x": None, "out": env.from_string(t).render(x=None)})
+
+json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits, "printing": printing}, sys.stdout, indent=1)
 print()

@@ -85,6 +85,13 @@ TRIM_TEMPLATE = """{%- for m in messages %}<|im_start|>{{ m.role }}
 {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
 
+# Prints each tool's description directly: vLLM's model_dump gives None when absent, which jinja2 prints "None".
+TOOLS_TEMPLATE = """{%- for t in tools %}[{{ t.function.name }}: {{ t.function.description }}]
+{% endfor %}{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
 CASES = {
     "agent loop: compact arguments, echoed reasoning_content, tools without type or description": {
         "tools": [WEATHER, SEARCH],
@@ -139,10 +146,19 @@ CASES = {
         "messages": [{"role": "user", "content": "ls"}, {"role": "assistant", "content": "Listing.", "tool_calls": [call('{"path": "/tmp", "all": true}', name="search")]},
                      {"role": "tool", "content": "a b", "tool_call_id": "call_1"}],
     },
-    "a template printing the arguments mapping whole: a mapping, which Python prints as its repr": {
-        "template": WHOLE_TEMPLATE, "tools": [SEARCH], "exact": False,
-        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": "Going.", "tool_calls": [call('{"a": 1}', name="search")]},
+    "a template printing the arguments mapping whole: strings and integers, in Python's repr (kvroute prints it too)": {
+        "template": WHOLE_TEMPLATE, "tools": [SEARCH],
+        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": "Going.", "tool_calls": [call('{"a": 1, "q": "it\'s"}', name="search")]},
                      {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
+    },
+    "a template printing the arguments mapping whole: a boolean and a null, kept out of the keys": {
+        "template": WHOLE_TEMPLATE, "tools": [SEARCH], "exact": False,
+        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": "Going.", "tool_calls": [call('{"all": true, "x": null}', name="search")]},
+                     {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
+    },
+    "a tool without a description, printed directly by the template: Python prints None": {
+        "template": TOOLS_TEMPLATE, "tools": [WEATHER],
+        "messages": [{"role": "user", "content": "Weather?"}],
     },
     "a template printing the arguments mapping whole: a JSON string argument": {
         "template": WHOLE_TEMPLATE, "tools": [SEARCH],
