@@ -8,7 +8,7 @@ const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'pyth
   cases: Case[];
   trims: { s: string; chars: string | null; out: string }[];
   splits: { s: string; maxsplit: number | null; out: string }[];
-  printing: { template: string; x: unknown; out: string }[];
+  printing: { template: string; x: unknown; m?: unknown; out: string }[];
 };
 
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
@@ -47,7 +47,7 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
     // This file's earlier tests patched the string methods only; the printing patch comes in the next test.
     const wrong = vectors.printing.filter((c) => {
       try {
-        return new jinja.Template(c.template).render({ x: c.x }) !== c.out;
+        return new jinja.Template(c.template).render({ x: c.x, m: c.m }) !== c.out;
       } catch {
         return true;
       }
@@ -58,7 +58,16 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
   test.each(vectors.printing.map((c) => [`${c.template} with x = ${JSON.stringify(c.x)}`, c] as const))('printing as jinja2 prints Python\'s values: %s', (_name, c) => {
     pythonStringMethods(jinja);
     pythonValuePrinting(jinja);
-    expect(new jinja.Template(c.template).render({ x: c.x })).toBe(c.out);
+    const template = new jinja.Template(c.template);
+    pythonTrimFilter(template.parsed);
+    expect(template.render({ x: c.x, m: c.m })).toBe(c.out);
+  });
+
+  test('a macro or a namespace keeps the package\'s own printing and refusals (jinja2\'s <Macro …> is not reproduced)', () => {
+    pythonValuePrinting(jinja);
+    expect(() => new jinja.Template('{% macro m() %}x{% endmacro %}{{ m | string }}').render({})).toThrow();
+    // A separator with side effects is evaluated once (jinja2 gives 'a,b|1' too).
+    expect(new jinja.Template("{% set ns = namespace(n=0) %}{% macro sep() %}{% set ns.n = ns.n + 1 %},{% endmacro %}{{ ['a', 'b'] | join(sep()) }}|{{ ns.n }}").render({})).toBe('a,b|1');
   });
 
   test('tojson is untouched by the printing patch', () => {

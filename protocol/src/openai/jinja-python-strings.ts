@@ -149,7 +149,9 @@ export function pythonTrimFilter<T>(parsed: T): T {
     const named = (f: AstNodeLike | undefined): boolean => f?.type === 'Identifier' && f.value === 'trim';
     const args = named(filter) ? [] : filter?.type === 'CallExpression' && named(filter.callee as AstNodeLike) ? filter.args : undefined;
     if (args === undefined) return n;
-    return { type: 'CallExpression', callee: { type: 'MemberExpression', object: n.operand, property: { type: 'Identifier', value: 'strip' }, computed: false }, args };
+    // do_trim is str(value).strip(chars): a None, a number or a list is printed first (`| string`).
+    const text = { type: 'FilterExpression', operand: n.operand, filter: { type: 'Identifier', value: 'string' } };
+    return { type: 'CallExpression', callee: { type: 'MemberExpression', object: text, property: { type: 'Identifier', value: 'strip' }, computed: false }, args };
   };
   rewrite(parsed);
   return parsed;
@@ -228,8 +230,12 @@ function pythonStr(v: PrintableValue, fallback: (v: PrintableValue) => string): 
 }
 
 function pythonRepr(v: PrintableValue, fallback: (v: PrintableValue) => string): string {
+  if (v.type === 'UndefinedValue') return 'Undefined'; // jinja2's Undefined.__repr__
   return v.type === 'StringValue' ? pythonStrRepr(v.value as string) : pythonStr(v, fallback);
 }
+
+/** The value kinds `pythonStr` knows; any other (a macro, a namespace) keeps the package's own behaviour. */
+const PRINTABLE_TYPES = new Set(['StringValue', 'BooleanValue', 'NullValue', 'UndefinedValue', 'IntegerValue', 'FloatValue', 'ArrayValue', 'TupleValue', 'ObjectValue', 'KeywordArgumentsValue']);
 
 interface InterpreterLike {
   readonly prototype: {
@@ -259,7 +265,8 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   const env = new jinja.Environment();
   env.set('kvrouteProbe', '');
   const StringValue = (env.lookupVariable('kvrouteProbe') as object).constructor as new (value: string) => unknown;
-  const samples: unknown[] = [true, null, [], {}, 1.5];
+  // JavaScript's undefined is the package's UndefinedValue, whose own toString writes "undefined".
+  const samples: unknown[] = [true, null, [], {}, 1.5, undefined];
   const originals = new Map<string, (this: PrintableValue) => string>();
   for (const [i, sample] of samples.entries()) {
     env.set(`kvrouteProbe${i}`, sample);
@@ -299,14 +306,17 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   void evaluateBlock;
   const applyFilter = proto.applyFilter;
   proto.applyFilter = function (this: InterpreterLike['prototype'], operand, filter, environment) {
+    if (!PRINTABLE_TYPES.has(operand.type)) return applyFilter.call(this, operand, filter, environment);
     if (filter.type === 'Identifier' && filter.value === 'string') return new StringValue(String(operand));
     // join: jinja2's do_join writes each item's str() (the package writes the JavaScript value: `true`, ``).
     const name = filter.type === 'Identifier' ? filter.value : filter.type === 'CallExpression' && filter.callee?.type === 'Identifier' ? filter.callee.value : undefined;
     if (name === 'join' && (operand.type === 'ArrayValue' || operand.type === 'TupleValue')) {
       let separator = '';
       if (filter.type === 'CallExpression') {
-        const [args, kwargs] = this.evaluateArguments(filter.args ?? [], environment);
-        if (kwargs.size > 0 || args.length > 1) return applyFilter.call(this, operand, filter, environment);
+        // join(d, attribute=…) is the package's; decided on the nodes, so the arguments are evaluated once.
+        const argNodes = (filter.args ?? []) as { type?: string }[];
+        if (argNodes.length > 1 || argNodes.some((a) => a.type === 'KeywordArgumentExpression')) return applyFilter.call(this, operand, filter, environment);
+        const [args] = this.evaluateArguments(argNodes, environment);
         if (args[0] !== undefined) separator = String(args[0]);
       }
       return new StringValue((operand.value as PrintableValue[]).map((x) => String(x)).join(separator));
@@ -316,7 +326,11 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   const evaluateBinaryExpression = proto.evaluateBinaryExpression;
   proto.evaluateBinaryExpression = function (this: InterpreterLike['prototype'], node, environment) {
     if (node.operator.value !== '~') return evaluateBinaryExpression.call(this, node, environment);
-    return new StringValue(String(this.evaluate(node.left, environment)) + String(this.evaluate(node.right, environment)));
+    const left = this.evaluate(node.left, environment);
+    const right = this.evaluate(node.right, environment);
+    // A macro or a namespace: the package's own `~` (its JavaScript text), without evaluating the operands again.
+    if (!PRINTABLE_TYPES.has(left.type) || !PRINTABLE_TYPES.has(right.type)) return new StringValue(String(left.value) + String(right.value));
+    return new StringValue(String(left) + String(right));
   };
   Object.defineProperty(proto, PRINTING_PATCHED, { value: true });
 }

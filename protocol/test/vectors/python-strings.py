@@ -50,6 +50,11 @@ printing = []
 for x in VALUES:
     for t in TEMPLATES:
         printing.append({"template": t, "x": x, "out": env.from_string(t).render(x=x)})
+# Undefined values (a missing attribute) and trim on what is not a string.
+for t in ["{{ [m.missing, 'a'] | join(',') }}", "{{ '[' ~ m.missing ~ ']' }}", "{{ m.missing | string }}", "{{ [m.missing] }}",
+          "{{ m.missing | trim }}", "{{ none | trim }}", "{{ 5 | trim }}", "{{ [' a '] | trim }}", "{{ m.parts | map(attribute='text') | join('') }}"]:
+    m = {"parts": [{"type": "image"}, {"type": "text", "text": "hi"}]}
+    printing.append({"template": t, "x": None, "m": m, "out": env.from_string(t).render(x=None, m=m)})
 for t in ["{{ 1.0 }}", "{{ 2.50 }}", "{{ 3 / 2 }}", "{{ 4 / 2 }}", "{{ (1, 'a') }}", "{{ none }}", "{{ true ~ none }}",
           "{% set y = 1 %}{{ y }}", "{% if x is none %}{{ x }}{% endif %}", "{{ [none, true] | join('-') }}"]:
     printing.append({"template": t, "x": None, "out": env.from_string(t).render(x=None)})
