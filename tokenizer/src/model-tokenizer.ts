@@ -110,6 +110,15 @@ const JSON_PROBE_TEXT = ['"kvroute_arg_b": true', '"kvroute_arg_n": null', '"kvr
 /** Arguments any template can print value by value. */
 const ITEMS_PROBE = { kvroute_arg_s: 'kvroute_arg_sv', kvroute_arg_i: 7307 };
 
+/**
+ * The template a chat asks for: a `chat_template` kwarg (it wins, as vLLM's dict update makes it; `null` brings the
+ * model's back), else the request's own field.
+ */
+function givenTemplate(input: Extract<PromptInput, { kind: 'chat' }>): unknown {
+  const kwargs = input.chatTemplateKwargs;
+  return kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
+}
+
 function tokenText(t: string | { content: string } | null | undefined): string {
   if (t === null || t === undefined) return '';
   return typeof t === 'string' ? t : t.content;
@@ -278,12 +287,7 @@ export class ModelTokenizer {
   renderChat(messages: readonly TemplateMessage[], options: RenderOptions = {}): string {
     return applyChatTemplate({
       // transformers passes the special-tokens map; a template may reference any of them.
-      specialTokens: {
-        bos_token: tokenText(this.config.bos_token),
-        eos_token: tokenText(this.config.eos_token),
-        pad_token: tokenText(this.config.pad_token),
-        unk_token: tokenText(this.config.unk_token),
-      },
+      specialTokens: this.specialTokens(),
       messages,
       addGenerationPrompt: options.addGenerationPrompt ?? true,
       continueFinalMessage: options.continueFinalMessage ?? false,
@@ -295,6 +299,16 @@ export class ModelTokenizer {
       const compiled = this.compiledTemplate(text);
       return (context) => compiled.render(context);
     });
+  }
+
+  /** The special-tokens map transformers passes to a template (`special_tokens_map`). */
+  private specialTokens(): Record<'bos_token' | 'eos_token' | 'pad_token' | 'unk_token', string> {
+    return {
+      bos_token: tokenText(this.config.bos_token),
+      eos_token: tokenText(this.config.eos_token),
+      pad_token: tokenText(this.config.pad_token),
+      unk_token: tokenText(this.config.unk_token),
+    };
   }
 
   private compiledTemplate(text: string): Template {
@@ -316,8 +330,7 @@ export class ModelTokenizer {
    * `items` when the values appear on their own.
    */
   private argumentsRendering(input: Extract<PromptInput, { kind: 'chat' }>): ArgumentsRendering {
-    const kwargs = input.chatTemplateKwargs;
-    const given = kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
+    const given = givenTemplate(input);
     const text = typeof given === 'string' ? namedOwnTemplate(this.ownTemplate, given) : ownTemplateFor(this.ownTemplate, input.tools);
     if (text === undefined) return 'opaque';
     let rendering = this.renderings.get(text);
@@ -325,9 +338,7 @@ export class ModelTokenizer {
       const render = (args: Record<string, unknown>): string | undefined => {
         try {
           return this.compiledTemplate(text).render({
-            messages: argumentsProbe(args), tools: [ARGUMENTS_PROBE_TOOL], add_generation_prompt: false,
-            bos_token: tokenText(this.config.bos_token), eos_token: tokenText(this.config.eos_token),
-            pad_token: tokenText(this.config.pad_token), unk_token: tokenText(this.config.unk_token),
+            messages: argumentsProbe(args), tools: [ARGUMENTS_PROBE_TOOL], add_generation_prompt: false, ...this.specialTokens(),
           });
         } catch {
           return undefined;
@@ -354,8 +365,7 @@ export class ModelTokenizer {
    * named templates (`OwnChatTemplate`).
    */
   private isClientTemplate(input: Extract<PromptInput, { kind: 'chat' }>): boolean {
-    const kwargs = input.chatTemplateKwargs;
-    const given = kwargs !== undefined && Object.prototype.hasOwnProperty.call(kwargs, 'chat_template') ? kwargs.chat_template : input.chatTemplate;
+    const given = givenTemplate(input);
     if (given === undefined || given === null) return false;
     return !(typeof given === 'string' && namedOwnTemplate(this.ownTemplate, given) !== undefined);
   }

@@ -267,27 +267,19 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   const StringValue = (env.lookupVariable('kvrouteProbe') as object).constructor as new (value: string) => unknown;
   // JavaScript's undefined is the package's UndefinedValue, whose own toString writes "undefined".
   const samples: unknown[] = [true, null, [], {}, 1.5, undefined];
-  const originals = new Map<string, (this: PrintableValue) => string>();
   for (const [i, sample] of samples.entries()) {
     env.set(`kvrouteProbe${i}`, sample);
-    const value = env.lookupVariable(`kvrouteProbe${i}`) as PrintableValue;
-    const valueProto = Object.getPrototypeOf(value) as { toString(this: PrintableValue): string };
-    originals.set(value.type, valueProto.toString);
-  }
-  const fallback = (v: PrintableValue): string => String(v);
-  for (const [i, sample] of samples.entries()) {
-    void sample;
-    const value = env.lookupVariable(`kvrouteProbe${i}`) as PrintableValue;
-    const valueProto = Object.getPrototypeOf(value) as { toString(this: PrintableValue): string };
+    const valueProto = Object.getPrototypeOf(env.lookupVariable(`kvrouteProbe${i}`)) as { toString(this: PrintableValue): string };
+    // A subclass pythonStr does not know (none today) keeps this prototype's own printing.
+    const original = valueProto.toString;
     Object.defineProperty(valueProto, 'toString', {
       configurable: true,
       writable: true,
       value(this: PrintableValue) {
-        return pythonStr(this, (v) => originals.get(v.type)?.call(v) ?? fallback(v));
+        return pythonStr(this, (v) => original.call(v));
       },
     });
   }
-  const evaluateBlock = proto.evaluateBlock;
   proto.evaluateBlock = function (this: InterpreterLike['prototype'], statements, environment) {
     // The package prints nothing for a None; jinja2 prints "None". A statement's own value (a `set` gives None) is not
     // output, so only expressions print it.
@@ -303,7 +295,6 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
     }
     return new StringValue(result);
   };
-  void evaluateBlock;
   const applyFilter = proto.applyFilter;
   proto.applyFilter = function (this: InterpreterLike['prototype'], operand, filter, environment) {
     if (!PRINTABLE_TYPES.has(operand.type)) return applyFilter.call(this, operand, filter, environment);
