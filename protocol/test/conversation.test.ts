@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  argumentsRenderLikePython, RequestFieldError, tojsonMatchesPython, vllmConversation, vllmToolDicts, type NormalizedChatMessage,
+  argumentsRenderLikePython, pythonJson, pythonValuePrinting, RequestFieldError, tojsonMatchesPython, vllmConversation, vllmToolDicts, type NormalizedChatMessage,
 } from '../src/openai';
 import { refusalOf } from './support/refusal';
 
@@ -18,7 +18,11 @@ const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'conv
 // The package is "type": "module" with a `require` condition pointing at a CommonJS build; a CommonJS file may use its
 // typings only as types, so the value comes from require (as in the tokenizer and the simulator).
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
-const { Template } = require('@huggingface/jinja') as JinjaModule;
+const jinja = require('@huggingface/jinja') as JinjaModule;
+const { Template } = jinja;
+// As the EPP's tokenizer and the simulator load it: Python's printing and json.dumps (the claims below are about these).
+pythonValuePrinting(jinja);
+pythonJson(jinja);
 
 /** @huggingface/jinja's `tojson`, as the EPP's and the simulator's templates print a value. */
 const jsTojson = (value: unknown): string => new Template('{{ value | tojson }}').render({ value });
@@ -43,8 +47,11 @@ describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_c
     expect(refusalOf(() => vllmConversation(messages)).response).toStrictEqual({ status: 400, message: c.error });
   });
 
-  /** What `tojsonMatchesPython` refuses although jinja would print it right: a lone array-index key keeps its place. */
-  const CONSERVATIVE = ['{"k": {"10": 1}}'];
+  /**
+   * What `tojsonMatchesPython` refuses although jinja would print it right: a lone array-index key keeps its place;
+   * text JSON.parse refuses (NaN, Infinity) and lone surrogates, which the patched tojson writes as Python does.
+   */
+  const CONSERVATIVE = ['{"k": {"10": 1}}', '{"x": NaN}', '{"x": -Infinity}', '{"s": "\\ud800"}'];
 
   test.each(vectors.arguments.map((c) => [c.text, c] as const))('arguments %j: parsed; when tojsonMatchesPython says so, jinja prints them as Python does', (_text, c) => {
     const messages = [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: c.text } }] }];
@@ -57,12 +64,15 @@ describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_c
     expect(inexact).toEqual(matches ? undefined : { message: 1, toolCall: 0 });
   });
 
-  test('a template that prints arguments other than as JSON (| items, | string): only strings and integers are exact; the first such call is named', () => {
+  test('a template that prints arguments other than as JSON (| items, | string): only strings, integers and floats are exact; the first such call is named', () => {
     const chat = (...args: string[]) => [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: args.map((a, i) => ({ id: `c${i}`, type: 'function', function: { name: 'f', arguments: a } })) }];
     const notJson = { argumentsRendering: 'items' as const };
     expect(vllmConversation(chat('{"path": "/tmp", "n": 3}'), notJson).inexact).toBeUndefined();
-    // Python's str(True) is "True", str(None) "None", str({'a': 1}) "{'a': 1}": JavaScript prints none of them alike.
-    for (const args of ['{"all": true}', '{"x": null}', '{"o": {"a": 1}}', '{"l": [1]}', '{"f": 2.5}']) {
+    // Floats print as Python's str() (1.0 kept a float: PythonFloat); integers past 2**53 are not what Python holds.
+    expect(vllmConversation(chat('{"f": 2.5, "g": 1.0, "h": 1e-05}'), notJson).inexact).toBeUndefined();
+    expect(vllmConversation(chat('{"ok": "yes"}', '{"n": 9007199254740993}'), notJson).inexact).toEqual({ message: 1, toolCall: 1 });
+    // Python's str(True) is "True", str(None) "None", str({'a': 1}) "{'a': 1}": kvroute does not claim them.
+    for (const args of ['{"all": true}', '{"x": null}', '{"o": {"a": 1}}', '{"l": [1]}']) {
       expect(vllmConversation(chat('{"ok": "yes"}', args), notJson).inexact).toEqual({ message: 1, toolCall: 1 });
       expect(vllmConversation(chat('{"ok": "yes"}', args)).inexact).toBeUndefined();
     }
@@ -92,7 +102,7 @@ describe('vLLM 0.10.0 conversation messages (chat_utils.py _parse_chat_message_c
   test('the vectors hold both kinds of arguments', () => {
     const matching = vectors.arguments.filter((c) => tojsonMatchesPython(c.text)).length;
     expect(matching).toBeGreaterThan(10);
-    expect(vectors.arguments.length - matching).toBeGreaterThan(10);
+    expect(vectors.arguments.length - matching).toBeGreaterThan(4);
   });
 });
 

@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { parsePythonJson, pythonRefusesValidJson, RequestFieldError, vllmToolDicts } from '@kvroute/protocol/openai';
+import { parsePythonJson, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, vllmToolDicts } from '@kvroute/protocol/openai';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -141,6 +141,13 @@ export function parseJsonBody(raw: string): Json {
   if (pythonRefusesValidJson(raw) !== undefined) throw unparseableBody();
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);
+  }
+  const o = body as Record<string, unknown>;
+  if (Array.isArray(o.tools) || (typeof o.chat_template_kwargs === 'object' && o.chat_template_kwargs !== null)) {
+    // Python's json.loads keeps `0.0` a float, and the template prints it so (PythonFloat in @kvroute/protocol).
+    const marked = templateMembersWithFloats(Buffer.from(raw, 'utf8'));
+    if (marked.tools !== undefined) o.tools = marked.tools;
+    if (marked.chatTemplateKwargs !== undefined) o.chat_template_kwargs = marked.chatTemplateKwargs;
   }
   return body as Json;
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, detectContentFormat, pythonStringMethods, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -12,6 +12,8 @@ const { Template } = jinja;
 // (jinja-python-strings.ts in @kvroute/protocol).
 pythonStringMethods(jinja);
 pythonValuePrinting(jinja);
+// vLLM keeps a tool schema's `0.0` a float and renders tojson with Python's json.dumps (jinja-python-json.ts).
+pythonJson(jinja);
 const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
 type Template = InstanceType<JinjaModule['Template']>;
 type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;

@@ -1,5 +1,7 @@
+import * as fs from 'node:fs';
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import * as path from 'node:path';
 import { ManualClock } from '../src/clock';
 import { serverDevModeFromEnv } from '../src/options';
 import { startSimulator, type Simulator } from '../src/server';
@@ -245,6 +247,20 @@ describe('OpenAI API over loopback', () => {
       const tools = [{ function: { name: 'weather', parameters: { type: 'object' } }, type: 'function' }];
       const dumped = [{ type: 'function', function: { name: 'weather', description: null, parameters: { type: 'object' } } }];
       expect(await tokens({ messages: turn({}), tools })).toEqual(await tokens({ messages: turn({}), tools: dumped }));
+    });
+    // vLLM 0.10.0 reads the body with json.loads and keeps dict[str, Any] floats (protocol.py FunctionDefinition.parameters),
+    // so a tool schema's 0.0 prints 0.0; transformers 4.53's tojson is json.dumps. Reference: real jinja2 over Qwen3's
+    // template (tokenizer/test/vectors/tool-chats.py).
+    it('a tool schema with 0.0 and 1e3, arguments with 1.0 and 1e-05: the prompt jinja2 renders from the body json.loads reads', async () => {
+      const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'tokenizer', 'test', 'vectors', 'tool-chats.json'), 'utf8')) as { cases: { name: string; body: string; text: string }[] };
+      const c = vectors.cases.find((x) => x.name.startsWith('tools whose schema holds floats'))!;
+      // The body as the client wrote it (JSON.stringify would write 0.0 as 0): the vector's own text, model replaced.
+      const raw = c.body.replace('"model": "Qwen/Qwen3-0.6B"', `"model": ${JSON.stringify(MODEL)}`);
+      expect(raw).toContain('"minimum": 0.0');
+      const chat = await http(sim.url, 'POST', '/tokenize', raw);
+      expect(chat.status).toBe(200);
+      const plain = await http(sim.url, 'POST', '/tokenize', { model: MODEL, prompt: c.text, add_special_tokens: false });
+      expect(chat.json().tokens).toEqual(plain.json().tokens);
     });
     it('a tool call vLLM cannot read: arguments that are not JSON, or a call pydantic refuses, are a 400 from the conversation; a tool pydantic refuses is a request validation error', async () => {
       const messages = (toolCall: unknown) => [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [toolCall] }, { role: 'user', content: 'more' }];

@@ -25,6 +25,8 @@
  * what vLLM answers then.
  */
 
+import { PythonFloat } from './python-json';
+
 export interface ChatTemplateContextInput {
   /** The special-tokens map (`bos_token`, `eos_token`, …) as the template may reference it. */
   readonly specialTokens: Readonly<Record<string, string>>;
@@ -67,6 +69,7 @@ export class ChatTemplateRefusal extends Error {
 /** Python's truthiness of a JSON value (`if x:`). */
 export function pyTruthy(v: unknown): boolean {
   if (v === null || v === undefined || v === false || v === 0 || v === '') return false;
+  if (v instanceof PythonFloat) return v.value !== 0;
   if (Array.isArray(v)) return v.length > 0;
   if (typeof v === 'object') return Object.keys(v).length > 0;
   return true;
@@ -77,12 +80,13 @@ function pyTypeName(v: unknown): string {
   if (v === null || v === undefined) return 'NoneType';
   if (typeof v === 'boolean') return 'bool';
   if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
+  if (v instanceof PythonFloat) return 'float';
   if (typeof v === 'string') return 'str';
   return Array.isArray(v) ? 'list' : 'dict';
 }
 
 function isDict(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof PythonFloat);
 }
 
 /** What `for x in v` iterates for a JSON value (a dict's keys, a string's characters), or throws Python's TypeError. */

@@ -18,7 +18,7 @@
  * Checked against real pydantic 2.13 and CPython by `protocol/test/vectors/conversation.py`.
  */
 import { ChatTemplateRefusal } from './chat-template-context';
-import { parsePythonJson, pythonRefusesValidJson } from './python-json';
+import { hasIntegralFloat, parsePythonJson, PythonFloat, pythonRefusesValidJson } from './python-json';
 
 /** A chat message as the caller normalized it: its role and content, with the other keys the client sent. */
 export interface NormalizedChatMessage {
@@ -59,7 +59,7 @@ export interface VllmConversation {
  *   `tojsonMatchesPython` accepts;
  * - `items`: value by value (`arguments | items`, values printed with `| string`, as Qwen3-Coder's does), which meets
  *   Python's `str()`: `True`, `None`, `{'a': 1}` where JavaScript prints `true`, `null`, `[object Object]`, so only
- *   strings and integers render alike;
+ *   strings, integers and floats (`1.0` a `PythonFloat`) are taken to render alike;
  * - `opaque`: some other way (the whole mapping printed, `{{ arguments }}`: Python's repr `{'a': 1}`, JavaScript's
  *   JSON), where only arguments that are a JSON string render alike;
  * - `none`: not at all.
@@ -88,7 +88,7 @@ export class RequestFieldError extends Error {
   }
 }
 
-const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof PythonFloat);
 
 /**
  * vLLM's `[tool.model_dump() for tool in request.tools]` (see the module comment).
@@ -196,11 +196,12 @@ function pythonJsonLoads(text: string): unknown {
   try {
     const value: unknown = JSON.parse(text);
     refused = pythonRefusesValidJson(text);
-    if (refused === undefined) return value;
+    // Integral floats (`1.0`) are read again as Python holds them (PythonFloat): the template prints `1.0`.
+    if (refused === undefined && !hasIntegralFloat(text)) return value;
   } catch {
     // JSON.parse refuses what Python accepts (NaN, Infinity) and words its errors differently.
   }
-  const result = refused === undefined ? parsePythonJson(text) : { ok: false as const, unreadable: refused };
+  const result = refused === undefined ? parsePythonJson(text, { markIntegralFloats: true }) : { ok: false as const, unreadable: refused };
   if (result.ok) return result.value;
   // RecursionError (a RuntimeError) and ValueError are both caught by serving_chat.py: 400 with Python's text.
   if ('unreadable' in result) throw new ChatTemplateRefusal(result.unreadable, 'direct');
@@ -219,12 +220,12 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?/y;
 
 /**
- * Whether the value `json.loads(text)` gives, rendered by @huggingface/jinja's `tojson`, reads as transformers'
- * `tojson` (`json.dumps(x, ensure_ascii=False)`, transformers/utils/chat_template_utils.py @ v4.53) renders the Python
- * value. Separators, escapes, integers up to 2^53 and most floats agree. They part on a float with an integral value
- * (Python's `1.0`, JavaScript's `1`), on floats Python writes with an exponent and JavaScript without (below 1e-4 or
- * from 1e16), on integers past 2^53, on NaN and infinities, on keys V8 moves to the front (array indices) and on lone
- * surrogates; so does text that is not JSON to JavaScript.
+ * Whether the value `json.loads(text)` gives (integral floats as `PythonFloat`), rendered by @huggingface/jinja's
+ * `tojson` as `pythonJson` patches it, reads as transformers' `tojson` (`json.dumps(x, ensure_ascii=False)`,
+ * transformers/utils/chat_template_utils.py @ v4.53) renders the Python value. Separators, escapes, integers up to 2^53
+ * and floats agree (Python's `repr`: `1.0`, `1e-05`, `1e+16`). They part on integers past 2^53 (a double cannot hold
+ * them), on keys V8 moves to the front (array indices) and on lone surrogates; text that is not JSON to JavaScript
+ * (`NaN`, `Infinity`), which the patched filter prints as Python does, is taken as inexact all the same.
  */
 export function tojsonMatchesPython(text: string): boolean {
   let value: unknown;
@@ -244,12 +245,8 @@ export function tojsonMatchesPython(text: string): boolean {
     NUMBER.lastIndex = i;
     const match = NUMBER.exec(text)!;
     const token = match[0];
-    const n = Number(token);
-    if (match[1] === undefined && match[2] === undefined) {
-      if (!Number.isSafeInteger(n)) return false;
-    } else if (Number.isInteger(n) || !Number.isFinite(n) || Math.abs(n) < 1e-4) {
-      return false;
-    }
+    // Integers past 2**53: a double is not the int Python holds. Floats print as Python's repr (`1e400` as Infinity).
+    if (match[1] === undefined && match[2] === undefined && !Number.isSafeInteger(Number(token))) return false;
     i += token.length - 1;
   }
   return true;
@@ -283,12 +280,13 @@ function plainKeysAndStrings(root: unknown): boolean {
 /**
  * Whether a template that prints arguments as `rendering` says (`ArgumentsRendering`) renders the parsed `value` of
  * the arguments `text` as jinja2 renders Python's: through `tojson`, when `tojsonMatchesPython`; value by value, for a
- * mapping of strings and safe integers under keys V8 keeps in place (their `str()` and JavaScript's text agree); some
- * other way, only a string.
+ * mapping of strings, safe integers and floats under keys V8 keeps in place (their `str()` as `pythonValuePrinting`
+ * prints it); some other way, only a string.
  */
 export function argumentsRenderLikePython(text: string, value: unknown, rendering: Exclude<ArgumentsRendering, 'none'>): boolean {
   if (!tojsonMatchesPython(text)) return false;
   if (rendering === 'json' || typeof value === 'string') return true;
   if (rendering === 'opaque' || !isDict(value)) return false;
-  return Object.values(value).every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isSafeInteger(v)));
+  // Printed one by one with Python's str() (pythonValuePrinting): strings, integers a double holds, and floats.
+  return Object.values(value).every((v) => typeof v === 'string' || v instanceof PythonFloat || (typeof v === 'number' && (Number.isSafeInteger(v) || !Number.isInteger(v))));
 }

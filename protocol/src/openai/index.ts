@@ -6,3 +6,4 @@ export * from './python-json';
 export * from './conversation';
 export * from './content-format';
 export * from './jinja-python-strings';
+export * from './jinja-python-json';

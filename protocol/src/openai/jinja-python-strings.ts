@@ -255,7 +255,7 @@ const PRINTING_PATCHED = Symbol.for('kvroute.pythonValuePrinting');
 /**
  * Makes @huggingface/jinja print values as jinja2 prints Python's: `{{ x }}`, `x | string` and `a ~ b` give Python's
  * `str()` (`True`, `None`, `1e-05`, `{'a': [1, 'b']}`), where the package prints `true`, nothing, `0.00001` and JSON,
- * and refuses `none | string` and `mapping | string`. `tojson` is untouched. A template printing a tool's
+ * and refuses `none | string` and `mapping | string`. `tojson` is `pythonJson`'s (jinja-python-json.ts). A template printing a tool's
  * `description` (None when absent, vLLM's model_dump) or arguments value by value (`| string`) then renders as vLLM's.
  * Checked against jinja2 by `protocol/test/vectors/python-strings.py`. Idempotent.
  */

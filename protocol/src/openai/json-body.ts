@@ -147,6 +147,32 @@ class PieceParser {
   }
 }
 
+/**
+ * The text of the named members of the body's top-level object, for a body `JSON.parse` accepted: the last occurrence of
+ * each (a repeated key keeps its last value, as in `JSON.parse` and Python's dict). Names are compared decoded, so an
+ * escaped name (`"tool\u0073"`) is found too. Used to read a few members again with another parser without decoding
+ * the whole body as one string.
+ */
+export function topLevelMemberTexts(body: Buffer, names: ReadonlySet<string>): Map<string, string> {
+  const found = new Map<string, string>();
+  const end = body.length;
+  let i = skipWhitespace(body, 0, end);
+  if (body[i] !== OPEN_BRACE) return found;
+  i = skipWhitespace(body, i + 1, end);
+  while (i < end && body[i] === QUOTE) {
+    const keyEnd = scanString(body, i, end);
+    const raw = body.toString('utf8', i + 1, keyEnd - 1);
+    const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+    const valueStart = skipWhitespace(body, skipWhitespace(body, keyEnd, end) + 1, end);
+    const valueEnd = scanValue(body, valueStart, end);
+    if (names.has(key)) found.set(key, body.toString('utf8', valueStart, valueEnd));
+    i = skipWhitespace(body, valueEnd, end);
+    if (body[i] !== COMMA) break;
+    i = skipWhitespace(body, i + 1, end);
+  }
+  return found;
+}
+
 /** An own enumerable data property, as `JSON.parse` creates (plain assignment would set the prototype for `__proto__`). */
 function define(out: Record<string, unknown>, key: string, value: unknown): void {
   if (key === '__proto__') Object.defineProperty(out, key, { value, writable: true, enumerable: true, configurable: true });

@@ -58,8 +58,34 @@ class StopIteration {
 const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 
+/**
+ * A Python float whose value is integral (`1.0`, `-0.0`, `1e3` in the JSON text): JavaScript's numbers cannot tell it
+ * from the int `1`, and Python prints the two differently (`1.0`, `str()` and `json.dumps` alike), so a chat template
+ * rendering it (a tool's `"minimum": 0.0`) gives other text, and other tokens, than vLLM's. Made by
+ * `parsePythonJson(text, { markIntegralFloats: true })`; @huggingface/jinja patched by `pythonJson` renders
+ * it as the package's float. Every other number stays a JavaScript number: floats that are not integral are floats to
+ * the package too.
+ */
+export class PythonFloat {
+  constructor(readonly value: number) {}
+
+  /** `JSON.stringify` writes the number (error bodies echo an input value). */
+  toJSON(): number {
+    return this.value;
+  }
+}
+
+export interface PythonJsonOptions {
+  /** Integral floats as `PythonFloat` rather than numbers. @default false */
+  readonly markIntegralFloats?: boolean;
+}
+
+/** Set for the duration of one synchronous `parsePythonJson` call. */
+let markIntegralFloats = false;
+
 /** Parses `text` as Python's `json.loads(str)` does, or gives its `JSONDecodeError` (msg, pos in code points). */
-export function parsePythonJson(text: string): PythonJsonResult {
+export function parsePythonJson(text: string, options: PythonJsonOptions = {}): PythonJsonResult {
+  markIntegralFloats = options.markIntegralFloats === true;
   try {
     let idx = skipWhitespace(text, 0);
     let value: unknown;
@@ -80,7 +106,42 @@ export function parsePythonJson(text: string): PythonJsonResult {
     // (between the two depths) decodes further; read as the former.
     if (e instanceof RangeError) return { ok: false, unreadable: pythonRecursionErrorText('array') };
     throw e;
+  } finally {
+    markIntegralFloats = false;
   }
+}
+
+/**
+ * Whether the JSON `text` holds a number written as a float (a fraction or an exponent) whose value is integral, outside
+ * strings: what `PythonFloat` is for. A scan without parsing, so that only such texts are read twice.
+ */
+export function hasIntegralFloat(text: string): boolean {
+  const len = text.length;
+  for (let i = 0; i < len; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      for (i++; i < len && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      continue;
+    }
+    if (c !== 0x2d && !isDigit(c)) continue;
+    let j = c === 0x2d ? i + 1 : i;
+    while (j < len && isDigit(text.charCodeAt(j))) j++;
+    let float = false;
+    if (text.charCodeAt(j) === 0x2e) {
+      float = true;
+      for (j++; j < len && isDigit(text.charCodeAt(j)); j++);
+    }
+    const e = text.charCodeAt(j);
+    if (e === 0x65 || e === 0x45) {
+      float = true;
+      j++;
+      if (text.charCodeAt(j) === 0x2b || text.charCodeAt(j) === 0x2d) j++;
+      while (j < len && isDigit(text.charCodeAt(j))) j++;
+    }
+    if (float && Number.isInteger(Number(text.slice(i, j)))) return true;
+    i = j - 1;
+  }
+  return false;
 }
 
 /**
@@ -157,7 +218,7 @@ function scanOnce(s: string, idx: number, depth: number): [unknown, number] {
   return matchNumber(s, idx);
 }
 
-function matchNumber(s: string, start: number): [number, number] {
+function matchNumber(s: string, start: number): [number | PythonFloat, number] {
   const end = s.length;
   let idx = start;
   if (s.charCodeAt(idx) === 0x2d /* - */) {
@@ -193,6 +254,7 @@ function matchNumber(s: string, start: number): [number, number] {
   if (!isFloat && digits > PYTHON_INT_MAX_STR_DIGITS) throw new Unreadable(pythonIntDigitsErrorText(digits));
   const value = Number(s.slice(start, idx));
   // `-0` is Python's int 0 (ints have no sign of zero); `-0.0` stays a negative zero.
+  if (isFloat && markIntegralFloats && Number.isInteger(value)) return [new PythonFloat(value), idx];
   return [isFloat || value !== 0 ? value : 0, idx];
 }
 

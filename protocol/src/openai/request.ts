@@ -7,7 +7,8 @@
  * @see vllm-project/vllm: vllm/entrypoints/openai/protocol.py @ v0.10.0 (the request models and their field names)
  */
 import { OpenAiApiError } from './errors';
-import { parseJsonBody } from './json-body';
+import { parseJsonBody, topLevelMemberTexts } from './json-body';
+import { hasIntegralFloat, parsePythonJson } from './python-json';
 
 /** A body the router refuses: HTTP 400 with the OpenAI error fields. */
 export class RequestBodyError extends OpenAiApiError {
@@ -195,8 +196,29 @@ function optionalBoolean(o: Record<string, unknown>, field: string, fallback: bo
   return v;
 }
 
+const TEMPLATE_MEMBERS: ReadonlySet<string> = new Set(['tools', 'chat_template_kwargs']);
+
+/**
+ * `tools` and `chat_template_kwargs` read again from the body with their integral floats kept (`PythonFloat`), for
+ * those holding any: both reach the chat template as vLLM's pydantic models hold them (`dict[str, Any]` keeps Python's
+ * floats), and a template prints `0.0` where `JSON.parse`'s value prints `0`. Absent members, or members without such
+ * a float (nearly every request), are not returned: the plain parse stands.
+ */
+export function templateMembersWithFloats(body: Buffer): { tools?: unknown[]; chatTemplateKwargs?: Record<string, unknown> } {
+  const out: { tools?: unknown[]; chatTemplateKwargs?: Record<string, unknown> } = {};
+  for (const [name, text] of topLevelMemberTexts(body, TEMPLATE_MEMBERS)) {
+    if (!hasIntegralFloat(text)) continue;
+    const result = parsePythonJson(text, { markIntegralFloats: true });
+    if (!result.ok) continue;
+    const value = result.value;
+    if (name === 'tools' && Array.isArray(value)) out.tools = value;
+    else if (name === 'chat_template_kwargs' && typeof value === 'object' && value !== null && !Array.isArray(value)) out.chatTemplateKwargs = value as Record<string, unknown>;
+  }
+  return out;
+}
+
 /** Picks the input by the fields present, most specific first; the endpoint's path is not needed. */
-function readInput(o: Record<string, unknown>): PromptInput {
+function readInput(o: Record<string, unknown>, body?: Buffer): PromptInput {
   if (o.messages !== undefined) {
     const tools = o.tools;
     if (tools !== undefined && tools !== null && !Array.isArray(tools)) {
@@ -222,6 +244,11 @@ function readInput(o: Record<string, unknown>): PromptInput {
       : { kind: 'chat', messages, addGenerationPrompt, continueFinalMessage };
     if (kwargs) chat.chatTemplateKwargs = kwargs as Record<string, unknown>;
     if (Array.isArray(documents)) chat.documents = documents;
+    if (body !== undefined && (chat.tools !== undefined || chat.chatTemplateKwargs !== undefined)) {
+      const marked = templateMembersWithFloats(body);
+      if (marked.tools !== undefined && chat.tools !== undefined) chat.tools = marked.tools;
+      if (marked.chatTemplateKwargs !== undefined && chat.chatTemplateKwargs !== undefined) chat.chatTemplateKwargs = marked.chatTemplateKwargs;
+    }
     // `Optional[str]` on ChatCompletionRequest (protocol.py @ v0.10.0); an empty one counts as absent there
     // (`request.chat_template or self.chat_template`, serving_chat.py).
     if (typeof o.chat_template === 'string' && o.chat_template !== '') chat.chatTemplate = o.chat_template;
@@ -317,7 +344,7 @@ export function parseRequestBody(body: Buffer): ParsedRequestBody {
   const o = json as Record<string, unknown>;
   const model = optionalString(o, 'model');
   const cacheSalt = optionalString(o, 'cache_salt');
-  const input = readInput(o);
+  const input = readInput(o, body);
   const prompt = promptText(input);
   const stream = o.stream === true;
   // The same members in the same order as ever, built without object spreads (each one a generic copy).

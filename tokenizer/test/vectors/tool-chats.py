@@ -170,6 +170,22 @@ CASES = {
         "messages": [{"role": "user", "content": "\ufeffpasted file\x1c \n"}, {"role": "assistant", "content": "\x85 Calling.", "tool_calls": [call('{"f": 1.0, "b": true}', name="search")]},
                      {"role": "tool", "content": "ok", "tool_call_id": "call_1"}],
     },
+    # A tool schema with floats Python keeps (0.0, 1.0, 1e-05): Qwen3's template prints each tool with tojson into the
+    # system prompt, so every token from there on depends on them (read from the request body, as vLLM reads it).
+    "tools whose schema holds floats with integral values, and arguments with 1.0 and 1e-05": {
+        "tools": [{"type": "function", "function": {"name": "scale", "description": "Scale by a factor",
+                   "parameters": {"type": "object", "properties": {"factor": {"type": "number", "minimum": 0.0, "maximum": 1e3,
+                                  "default": 1.0, "multipleOf": 1e-05}}}}}],
+        "messages": [SYSTEM, {"role": "user", "content": "Scale it."},
+                     {"role": "assistant", "content": "", "tool_calls": [call('{"factor": 1.0, "eps": 1e-05}', name="scale")]},
+                     {"role": "tool", "content": "scaled", "tool_call_id": "call_1"}],
+    },
+    # An integer past 2**53: Python holds it exactly, a double cannot, so kvroute cuts the key there.
+    "reasoning in the content of a last assistant turn whose call has an integer past 2**53": {
+        "tools": [SEARCH], "exact": False,
+        "messages": [SYSTEM, {"role": "user", "content": "Look it up."},
+                     {"role": "assistant", "content": "<think>\nBy id.\n</think>\n\nCalling.", "tool_calls": [call('{"id": 9007199254740993}', name="search")]}],
+    },
     "a template printing arguments by item: a boolean in the first call, a null in the next": {
         "template": ITEMS_TEMPLATE, "tools": [SEARCH], "exact": False,
         "messages": [{"role": "user", "content": "ls"}, {"role": "assistant", "content": "Listing.", "tool_calls": [
@@ -185,8 +201,10 @@ def main():
         tools = [t.model_dump() for t in TypeAdapter(list[ChatCompletionToolsParam]).validate_python(case["tools"])]
         chosen = compile_template(case["template"]) if "template" in case else template
         text = chosen.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True, **special)
-        out["cases"].append({"name": name, "tools": case["tools"], "messages": case["messages"], "text": text,
-                             "exact": case.get("exact", "1.0" not in name and "True" not in name),
+        # The request body as a client sends it: the test reads it as the EPP does (floats such as 0.0 kept).
+        body = json.dumps({"model": "Qwen/Qwen3-0.6B", "messages": case["messages"], "tools": case["tools"]}, ensure_ascii=False)
+        out["cases"].append({"name": name, "body": body, "tools": case["tools"], "messages": case["messages"], "text": text,
+                             "exact": case.get("exact", "True" not in name),
                              **({"template": case["template"]} if "template" in case else {})})
     json.dump(out, sys.stdout, indent=1)
     print()
