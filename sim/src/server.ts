@@ -678,7 +678,7 @@ function resolveModel(model: string | undefined, o: SimulatorOptions): string {
   throw new ApiError(404, `The model \`${model}\` does not exist.`, 'NotFoundError');
 }
 
-function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialTokens = false): Uint32Array {
+function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialTokens = false, route: 'chat' | 'tokenize' = 'chat'): Uint32Array {
   if (req.messages.length === 0) {
     // transformers' apply_chat_template starts with `isinstance(conversation[0], (list, tuple)) or …`, an IndexError
     // on an empty list; vLLM's apply_hf_chat_template re-raises any template error as `ValueError(str(e)) from e`, and
@@ -708,6 +708,9 @@ function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialToken
     // for what apply_hf_chat_template re-raises; an AssertionError escapes as a plain-text 500 (ChatTemplateRefusal).
     if (e instanceof ChatTemplateRefusal) {
       if (e.response.status === 500) throw new PlainServerError(e.message);
+      // serving_tokenization.py @ v0.10.0 catches only (ValueError, TypeError, jinja2.TemplateError): json.loads's
+      // RecursionError on a call's arguments escapes to the route's 500 (serving_chat.py catches RuntimeError: 400).
+      if (route === 'tokenize' && e.pythonException === 'RecursionError') throw new PlainServerError(e.message);
       throw badRequest(e.response.message);
     }
     throw badRequest(`${(e as Error).message} None`);
@@ -824,7 +827,7 @@ function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer
   resolveModel(req.model, o);
   const addSpecial = body.add_special_tokens === undefined ? undefined : laxBool(body.add_special_tokens, ['add_special_tokens']);
   const returnStrs = body.return_token_strs === undefined || body.return_token_strs === null ? false : laxBool(body.return_token_strs, ['return_token_strs']);
-  const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, addSpecial ?? false) : tokenizer.encode(String(req.prompts[0]), addSpecial ?? true));
+  const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, addSpecial ?? false, 'tokenize') : tokenizer.encode(String(req.prompts[0]), addSpecial ?? true));
   return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: returnStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
 }
 

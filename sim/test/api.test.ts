@@ -271,6 +271,20 @@ describe('OpenAI API over loopback', () => {
       await expectError('/v1/chat/completions', { model: MODEL, messages: messages({}), tools: [{ type: 'function', function: { name: 5 } }] }, 400, 'Bad Request',
         /^\[\{'type': 'string_type', 'loc': \('body', 'tools', 0, 'function', 'name'\), 'msg': 'Input should be a valid string', 'input': 5\}\]$/);
     });
+    // json.loads of a call's arguments raising RecursionError (a RuntimeError): serving_chat.py @ v0.10.0 catches
+    // RuntimeError (400 with the text and "None"); serving_tokenization.py catches only (ValueError, TypeError,
+    // TemplateError), so the tokenize route's handler (api_server.py) turns it into HTTPException(500, str(e)). A
+    // ValueError (an integer of more than 4,300 digits) is a 400 on both.
+    it('arguments json.loads raises RecursionError on: 400 from the chat route, 500 from /tokenize; a ValueError is 400 on both', async () => {
+      const chat = (args: string) => [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: args } }] }, { role: 'user', content: 'more' }];
+      const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+      const recursion = 'maximum recursion depth exceeded while decoding a JSON array from a unicode string';
+      await expectError('/v1/chat/completions', { model: MODEL, messages: chat(deep) }, 400, 'BadRequestError', new RegExp(`^${recursion} None$`));
+      await expectError('/tokenize', { model: MODEL, messages: chat(deep) }, 500, 'Internal Server Error', new RegExp(`^${recursion}$`));
+      const digits = `{"n": ${'9'.repeat(5000)}}`;
+      await expectError('/v1/chat/completions', { model: MODEL, messages: chat(digits) }, 400, 'BadRequestError', /^Exceeds the limit \(4300 digits\)/);
+      await expectError('/tokenize', { model: MODEL, messages: chat(digits) }, 400, 'BadRequestError', /^Exceeds the limit \(4300 digits\)/);
+    });
     it('invalid JSON → 400 Bad Request (FastAPI json_invalid)', () => expectError('/v1/completions', '{"model":', 400, 'Bad Request', /json_invalid/));
     // fastapi/routing.py get_request_handler: loc ('body', e.pos), input {}, ctx {'error': e.msg}, Python's own msg and
     // position (CPython's json scanner; protocol/test/python-json.test.ts holds its vectors).

@@ -57,7 +57,15 @@ export type CompileChatTemplate = (template: string) => (context: Record<string,
 export class ChatTemplateRefusal extends Error {
   readonly response: { readonly status: 400 | 500; readonly message: string };
 
-  constructor(message: string, raised: 'wrapped' | 'direct' | 'uncaught') {
+  constructor(
+    message: string,
+    raised: 'wrapped' | 'direct' | 'uncaught',
+    /**
+     * The Python exception's class where a route's handling depends on it: serving_chat.py catches RuntimeError (so a
+     * RecursionError is its 400), serving_tokenization.py @ v0.10.0 only `(ValueError, TypeError, TemplateError)`.
+     */
+    readonly pythonException?: 'RecursionError' | 'ValueError',
+  ) {
     super(message);
     this.name = 'ChatTemplateRefusal';
     this.response = raised === 'uncaught'

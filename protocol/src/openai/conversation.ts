@@ -204,7 +204,7 @@ function pythonJsonLoads(text: string): unknown {
   const result = refused === undefined ? parsePythonJson(text, { markIntegralFloats: true }) : { ok: false as const, unreadable: refused };
   if (result.ok) return result.value;
   // RecursionError (a RuntimeError) and ValueError are both caught by serving_chat.py: 400 with Python's text.
-  if ('unreadable' in result) throw new ChatTemplateRefusal(result.unreadable, 'direct');
+  if ('unreadable' in result) throw new ChatTemplateRefusal(result.unreadable, 'direct', result.unreadable.startsWith('maximum recursion depth') ? 'RecursionError' : 'ValueError');
   // JSONDecodeError: "%s: line %d column %d (char %d)", lines and columns counted in code points from 1.
   const chars = [...text];
   const before = chars.slice(0, result.pos);
