@@ -1,10 +1,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter, pythonValuePrinting } from '../src/openai';
+import { parsePythonJson, pythonJson, pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter, pythonValuePrinting } from '../src/openai';
 
 // Reference values from CPython through real jinja2's sandbox (protocol/test/vectors/python-strings.py).
 interface Case { s: string; method: 'strip' | 'lstrip' | 'rstrip'; chars: string | null; out: string }
-const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'python-strings.json'), 'utf8')) as {
+// Read as Python wrote them: a float with an integral value (2.5e+300) stays a float (PythonFloat), as in a request.
+const parsed = parsePythonJson(fs.readFileSync(path.join(__dirname, 'vectors', 'python-strings.json'), 'utf8'), { markIntegralFloats: true });
+if (!parsed.ok) throw new Error('python-strings.json does not parse');
+const vectors = parsed.value as {
   cases: Case[];
   trims: { s: string; chars: string | null; out: string }[];
   splits: { s: string; maxsplit: number | null; out: string }[];
@@ -58,6 +61,7 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
   test.each(vectors.printing.map((c) => [`${c.template} with x = ${JSON.stringify(c.x)}`, c] as const))('printing as jinja2 prints Python\'s values: %s', (_name, c) => {
     pythonStringMethods(jinja);
     pythonValuePrinting(jinja);
+    pythonJson(jinja);
     const template = new jinja.Template(c.template);
     pythonTrimFilter(template.parsed);
     expect(template.render({ x: c.x, m: c.m })).toBe(c.out);
@@ -70,9 +74,10 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
     expect(new jinja.Template("{% set ns = namespace(n=0) %}{% macro sep() %}{% set ns.n = ns.n + 1 %},{% endmacro %}{{ ['a', 'b'] | join(sep()) }}|{{ ns.n }}").render({})).toBe('a,b|1');
   });
 
-  test('tojson is untouched by the printing patch', () => {
+  test('tojson is json.dumps: Python\'s numbers, and the same text as before for the rest', () => {
     pythonValuePrinting(jinja);
-    expect(new jinja.Template('{{ x | tojson }}').render({ x: { a: true, b: null, c: [1.5, 'd'] } })).toBe('{"a": true, "b": null, "c": [1.5, "d"]}');
+    pythonJson(jinja);
+    expect(new jinja.Template('{{ x | tojson }}').render({ x: { a: true, b: null, c: [1.5, 'd'], e: 1e-5, i: 1e22 } })).toBe('{"a": true, "b": null, "c": [1.5, "d"], "e": 1e-05, "i": 10000000000000000000000}');
   });
 
   test('idempotent; other string methods are untouched; a non-string argument is a template error', () => {

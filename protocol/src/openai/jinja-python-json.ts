@@ -61,8 +61,24 @@ function pythonJsonFloat(x: number): string {
   return pythonFloatRepr(x);
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** No lone surrogate: `String.prototype.isWellFormed` (Node 20; native, twice as fast as the pattern) where present. */
+function wellFormed(s: string): boolean {
+  const native = (s as string & { isWellFormed?: () => boolean }).isWellFormed;
+  return native !== undefined ? native.call(s) : !LONE_SURROGATE.test(s);
+}
+const NOT_PRINTABLE_ASCII = /[\u007f-\uffff]/g;
+
 /** Python's `json.encoder` string escaping: `ensure_ascii` escapes everything outside ' '..'~' (DEL too). */
 function pythonJsonString(s: string, ensureAscii: boolean): string {
+  // JSON.stringify escapes what Python's encoder does (the quote, the backslash, \b \f \n \r \t, other controls as
+  // lowercase \u00XX) and, unlike it, lone surrogates: a native pass for every string without one (a tool result of
+  // a million characters took 50 ms character by character, 2 ms this way).
+  if (wellFormed(s)) {
+    const json = JSON.stringify(s);
+    return ensureAscii ? json.replace(NOT_PRINTABLE_ASCII, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) : json;
+  }
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -229,6 +245,26 @@ export function pythonJson(jinja: JinjaLike): void {
     if (!holdsPythonFloat(value)) return set.call(this, name, value);
     return this.declareVariable(name, convert(value));
   };
+
+  // jinja2's `odd` and `even` tests are `value % 2 == 1` and `value % 2 == 0`, floats included (Python's modulo); the
+  // package's throw on a float, which a schema's 2.0 now is.
+  const tests = (jinja.Environment as unknown as { TESTS?: Map<string, (operand: RuntimeValue) => boolean> }).TESTS;
+  if (tests !== undefined) {
+    // Python's `x % 2` takes the divisor's sign: a negative remainder gains 2 (so -5e-324 % 2 is 2.0, as in Python).
+    const pythonMod2 = (operand: RuntimeValue): number | undefined => {
+      if (operand.type !== 'IntegerValue' && operand.type !== 'FloatValue') return undefined;
+      const r = (operand.value as number) % 2;
+      return r < 0 ? r + 2 : r;
+    };
+    for (const [name, remainder] of [['odd', 1], ['even', 0]] as const) {
+      const original = tests.get(name);
+      if (original === undefined) continue;
+      tests.set(name, (operand) => {
+        const mod = pythonMod2(operand);
+        return mod === undefined ? original(operand) : mod === remainder;
+      });
+    }
+  }
 
   const interpreterProto = jinja.Interpreter.prototype;
   const applyFilter = interpreterProto.applyFilter;

@@ -212,7 +212,8 @@ function pythonStr(v: PrintableValue, fallback: (v: PrintableValue) => string): 
     case 'UndefinedValue':
       return '';
     case 'IntegerValue':
-      return String(v.value);
+      // JavaScript writes integers from 1e21 with an exponent; Python's str() writes every digit.
+      return Math.abs(v.value as number) < 1e21 ? String(v.value) : BigInt(v.value as number).toString();
     case 'FloatValue':
       return pythonFloatRepr(v.value as number);
     case 'ArrayValue':
@@ -266,7 +267,7 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   env.set('kvrouteProbe', '');
   const StringValue = (env.lookupVariable('kvrouteProbe') as object).constructor as new (value: string) => unknown;
   // JavaScript's undefined is the package's UndefinedValue, whose own toString writes "undefined".
-  const samples: unknown[] = [true, null, [], {}, 1.5, undefined];
+  const samples: unknown[] = [true, null, [], {}, 1.5, 7, undefined];
   for (const [i, sample] of samples.entries()) {
     env.set(`kvrouteProbe${i}`, sample);
     const valueProto = Object.getPrototypeOf(env.lookupVariable(`kvrouteProbe${i}`)) as { toString(this: PrintableValue): string };

@@ -38,6 +38,8 @@ for n in NUMBERS:
 # Keys and strings for sort_keys and ensure_ascii, values nested in arrays, and a body with spaces in its numbers' places.
 bodies.append('{"messages": [{"role": "user", "content": "x"}], "tools": [{"function": {"name": "k", "parameters": {"b": 1.0, "B": 2, "a": [0.0, {"é": 1e2}], '
               '"\\u00e9t\\u00e9": "caf\\u00e9 \\ud83d\\ude42 \\u007f \\u0001 \\u2028", "\\ue000": 0.5, "\\ud83d\\ude00": -0.0}}}]}')
+# A lone surrogate (json.loads keeps it; json.dumps writes it raw, or escaped with ensure_ascii).
+bodies.append('{"messages": [{"role": "user", "content": "x"}], "tools": [{"function": {"name": "lone \\ud800 \\u00e9", "parameters": {"v": 1.0}}}]}')
 bodies.append('{ "tools" : [ { "function" : { "name" : "s" , "parameters" : { "x" : 2.0 , "y" : [ 1.0 , 2 ] } } } ] , "messages" : [ { "role" : "user" , "content" : "x" } ] }')
 
 TEMPLATES = [
@@ -55,6 +57,7 @@ TEMPLATES = [
     " {{ [threshold, flags.ratio] | join('|') }}{% endif %}",
     "{% if threshold is defined %}{% if threshold %}truthy{% else %}falsy{% endif %} {{ threshold + 1 }} {{ threshold * 2 }}"
     " {{ threshold == 0 }}{% endif %}",
+    "{% if threshold is defined %}{{ threshold is even }} {{ threshold is odd }} {{ flags.ratio is even }}{% endif %}",
 ]
 
 cases = []
