@@ -91,7 +91,9 @@ export interface DecodePoolProps {
   readonly blockSize?: number;
   /**
    * With the default image (vLLM 0.10.0) only `builtin`, `sha256` and `sha256_cbor_64bit` are accepted; the others
-   * need an `image` with a newer vLLM, which in turn no longer takes `builtin`.
+   * need an `image` with a newer vLLM, which in turn no longer takes `builtin`. With `kvEvents`, vLLM 0.10.0-0.10.1
+   * cannot publish `sha256` hashes (256-bit integers, past msgpack's 64): refused on the default image; on an image of
+   * your own with such a vLLM, choose `sha256_cbor_64bit`.
    * @default 'builtin'
    * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.CacheConfig.prefix_caching_hash_algo
    */
@@ -420,6 +422,15 @@ export class DecodePool extends Construct {
         throw new PropsError(SCOPE, 'image',
           'with kvEvents and loraAdapters must be set to a vLLM with #27728: the default (vLLM 0.10.0) fails its engine on the first LoRA block it publishes',
           image);
+      }
+      // vLLM 0.10.0-0.10.1's `sha256` block hash is the whole 256-bit digest as a Python int (vllm/utils/__init__.py
+      // `sha256`), and BlockStored/BlockRemoved carry it as is (block_pool.py cache_full_blocks): msgspec's msgpack
+      // encoder writes integers of at most 64 bits, so every such batch fails to encode in the publisher thread and is
+      // dropped, and the EPP's index stays empty. `sha256_cbor_64bit` was added (vLLM #20511) for exactly this.
+      if (image === DEFAULT_DECODE_IMAGE && this.prefixCachingHashAlgo === 'sha256') {
+        throw new PropsError(SCOPE, 'prefixCachingHashAlgo',
+          'with kvEvents on the default image (vLLM 0.10.0) must be "builtin" or "sha256_cbor_64bit": vLLM 0.10.0 publishes "sha256" block hashes as 256-bit integers, which its msgpack encoder cannot write, so no KV event reaches the EPP',
+          this.prefixCachingHashAlgo);
       }
     }
 
