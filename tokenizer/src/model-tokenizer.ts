@@ -126,6 +126,49 @@ function tokenText(t: string | { content: string } | null | undefined): string {
   return typeof t === 'string' ? t : t.content;
 }
 
+/** What `piecewiseEncodingSafe` reads of a tokenizer.json. */
+interface TokenizerJsonShape {
+  readonly added_tokens?: AddedTokenJson[];
+  readonly normalizer?: TokenizerStage | null;
+  readonly pre_tokenizer?: TokenizerStage | null;
+}
+
+interface TokenizerStage {
+  readonly type?: string;
+  readonly normalizers?: readonly TokenizerStage[];
+  readonly pretokenizers?: readonly TokenizerStage[];
+  readonly prepend_scheme?: string;
+  readonly add_prefix_space?: boolean;
+}
+
+/**
+ * Whether encoding a text in pieces (cut after runs of line breaks and around special tokens, each piece memoized)
+ * gives the ids vLLM gets by encoding it whole. Not for a tokenizer that marks the start of each input it is given:
+ * a `Prepend` normalizer (Llama 2, Phi-3's "▁"), a `Metaspace` pre-tokenizer with a prepend scheme other than "never"
+ * (Mistral v0.3's "first"; tokenizers' default "always"; the older `add_prefix_space`), or `ByteLevel` with
+ * `add_prefix_space`: every piece would gain the mark the whole text has once (tokenizers'
+ * `normalizers/prepend.rs`, `pre_tokenizers/metaspace.rs`, `pre_tokenizers/byte_level.rs`). Such tokenizers encode
+ * every text whole.
+ */
+export function piecewiseEncodingSafe(json: TokenizerJsonShape): boolean {
+  const marksStart = (stage: TokenizerStage | null | undefined): boolean => {
+    if (stage === null || stage === undefined) return false;
+    switch (stage.type) {
+      case 'Sequence':
+        return [...(stage.normalizers ?? []), ...(stage.pretokenizers ?? [])].some(marksStart);
+      case 'Prepend':
+        return true;
+      case 'Metaspace':
+        return stage.prepend_scheme !== undefined ? stage.prepend_scheme !== 'never' : stage.add_prefix_space !== false;
+      case 'ByteLevel':
+        return stage.add_prefix_space === true;
+      default:
+        return false;
+    }
+  };
+  return !marksStart(json.normalizer) && !marksStart(json.pre_tokenizer);
+}
+
 /** The safe cut: after a run of line breaks followed by a character that is not whitespace. */
 const SAFE_CUT = /[\r\n]+(?=[^\s])/g;
 
@@ -199,6 +242,8 @@ export class ModelTokenizer {
     private readonly config: TokenizerConfigJson,
     addedTokens: readonly AddedTokenJson[],
     memoChars: number,
+    /** Whether `encode` may encode a text in pieces (see `piecewiseEncodingSafe`); else every text is encoded whole. */
+    private readonly piecewise: boolean,
   ) {
     this.vocabSize = tokenizer.getVocabSize(true);
     // transformers keeps named templates by name and picks one per call ("tool_use" with tools, else "default").
@@ -228,8 +273,8 @@ export class ModelTokenizer {
     for (const [name, file] of files.additionalChatTemplates ?? []) templates.push({ name, template: fs.readFileSync(file, 'utf8') });
     if (templates.length === 1 && templates[0]!.name === 'default') config.chat_template = templates[0]!.template;
     else if (templates.length > 0) config.chat_template = templates;
-    const added = (JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')) as { added_tokens?: AddedTokenJson[] }).added_tokens ?? [];
-    return new ModelTokenizer(Tokenizer.fromFile(files.tokenizerJson), config, added, memoChars);
+    const json = JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')) as TokenizerJsonShape;
+    return new ModelTokenizer(Tokenizer.fromFile(files.tokenizerJson), config, json.added_tokens ?? [], memoChars, piecewiseEncodingSafe(json));
   }
 
   /**
@@ -237,6 +282,7 @@ export class ModelTokenizer {
    * one), false for rendered chat prompts, whose template placed the special tokens.
    */
   async encode(text: string, addSpecialTokens = false): Promise<Uint32Array> {
+    if (!this.piecewise) return this.encodeWhole(text, addSpecialTokens);
     const pieces: { text: string; special?: number }[] = [];
     const segments = this.specialSplit ? text.split(this.specialSplit) : [text];
     for (const segment of segments) {

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
-import { ModelTokenizer, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
+import { ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
 /** An independent implementation to agree with: Hugging Face's pure-JS port of the tokenizer. */
@@ -325,5 +325,51 @@ describe('finding the tokenizer files', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('tokenizers that mark the start of each input encode texts whole (SentencePiece-style ▁, add_prefix_space)', () => {
+  // vLLM encodes the whole prompt in one call; kvroute's pieces (cut after line breaks, around special tokens) would each
+  // get the start mark. Minimal tokenizer.json files of each kind, read by the real tokenizers library.
+  const chars = [...new Set('Hello World\nnext line\n\nlast<s>'.replace('<s>', ''))];
+  const dirs: string[] = [];
+  afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+  const build = (normalizer: unknown, preTokenizer: unknown, byteLevel = false): ModelTokenizer => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-sp-'));
+    dirs.push(dir);
+    const symbols = byteLevel ? ['Ġ', 'Ċ', ...chars.filter((c) => c !== ' ' && c !== '\n')] : ['▁', ...chars];
+    const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1 };
+    for (const c of symbols) vocab[c] ??= Object.keys(vocab).length;
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: [{ id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+      normalizer, pre_tokenizer: preTokenizer, post_processor: null, decoder: null,
+      model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
+    }));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>' }));
+    return ModelTokenizer.load({ tokenizerJson: path.join(dir, 'tokenizer.json'), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' } as never);
+  };
+  const kinds: [string, ModelTokenizer][] = [
+    ['Metaspace, prepend_scheme "first" (Mistral v0.3)', build(null, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false })],
+    ['Metaspace, prepend_scheme "always"', build(null, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true })],
+    ['a Prepend normalizer (Llama 2, Phi-3)', build({ type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] }, null)],
+    ['ByteLevel with add_prefix_space', build(null, { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true }, true)],
+  ];
+  const texts = ['Hello World\nnext line\n\nlast', 'Hello<s>World\nlast', '<s>Hello\nWorld'];
+
+  test.each(kinds)('%s: the ids of the whole text, as vLLM encodes it', async (_kind, tokenizer) => {
+    for (const text of texts) {
+      for (const special of [false, true]) expect([...await tokenizer.encode(text, special)]).toEqual([...await tokenizer.encodeWhole(text, special)]);
+    }
+  });
+
+  test('which tokenizers are encoded in pieces: Qwen3\'s byte-level BPE is, the start-marking kinds are not', () => {
+    const qwen = JSON.parse(fs.readFileSync(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }).tokenizerJson, 'utf8'));
+    expect(piecewiseEncodingSafe(qwen)).toBe(true);
+    expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Metaspace', prepend_scheme: 'never' } })).toBe(true);
+    expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Metaspace', add_prefix_space: true } })).toBe(false);
+    expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Metaspace', prepend_scheme: 'first' }] } })).toBe(false);
+    expect(piecewiseEncodingSafe({ normalizer: { type: 'Prepend' } })).toBe(false);
+    expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true } })).toBe(false);
   });
 });
