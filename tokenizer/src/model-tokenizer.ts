@@ -443,7 +443,8 @@ export class ModelTokenizer {
   async promptTokens(input: PromptInput): Promise<PromptTokens | undefined> {
     switch (input.kind) {
       case 'text':
-        return { ids: await this.encode(input.text, true), exact: true };
+        // vLLM's `add_special_tokens`, true unless the request says otherwise (CompletionRequest @ v0.10.0).
+        return { ids: await this.encode(input.text, input.addSpecialTokens ?? true), exact: true };
       case 'tokens':
         return { ids: Uint32Array.from(input.tokens), exact: true };
       case 'none':
@@ -518,7 +519,9 @@ export class ModelTokenizer {
           // the last characters here (`: ` and `{` are one token): back to the last place no token spans.
           text = args >= 0 && (media < 0 || args < media) ? text.slice(0, this.safeCutBefore(text, args)) : text.slice(0, media);
         }
-        return { ids: await this.encode(text, false), exact };
+        // ChatCompletionRequest's `add_special_tokens` (false unless the request sets it): serving_chat.py @ v0.10.0
+        // tokenizes the rendered prompt with it.
+        return { ids: await this.encode(text, input.addSpecialTokens ?? false), exact };
       }
     }
   }

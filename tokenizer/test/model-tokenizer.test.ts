@@ -334,7 +334,7 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
   const chars = [...new Set('Hello World\nnext line\n\nlast<s>'.replace('<s>', ''))];
   const dirs: string[] = [];
   afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
-  const build = (normalizer: unknown, preTokenizer: unknown, byteLevel = false): ModelTokenizer => {
+  const build = (normalizer: unknown, preTokenizer: unknown, byteLevel = false, bos = false): ModelTokenizer => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-sp-'));
     dirs.push(dir);
     const symbols = byteLevel ? ['Ġ', 'Ċ', ...chars.filter((c) => c !== ' ' && c !== '\n')] : ['▁', ...chars];
@@ -343,10 +343,16 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
       version: '1.0', truncation: null, padding: null,
       added_tokens: [{ id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
-      normalizer, pre_tokenizer: preTokenizer, post_processor: null, decoder: null,
+      normalizer, pre_tokenizer: preTokenizer, decoder: null,
+      // A BOS in front of every input encoded with special tokens, as Llama's TemplateProcessing adds it.
+      post_processor: bos ? {
+        type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+        pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+      } : null,
       model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
     }));
-    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>' }));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', chat_template: '{% for m in messages %}{{ m.content }}\n{% endfor %}' }));
     return ModelTokenizer.load({ tokenizerJson: path.join(dir, 'tokenizer.json'), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' } as never);
   };
   const kinds: [string, ModelTokenizer][] = [
@@ -361,6 +367,23 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
     for (const text of texts) {
       for (const special of [false, true]) expect([...await tokenizer.encode(text, special)]).toEqual([...await tokenizer.encodeWhole(text, special)]);
     }
+  });
+
+  // vLLM 0.10.0: CompletionRequest.add_special_tokens defaults to true, ChatCompletionRequest's to false; both are
+  // passed to the tokenizer (serving_completion.py, serving_chat.py _preprocess_chat).
+  test.each([
+    ['Metaspace "first", encoded whole', build(null, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false }, false, true)],
+    ['ByteLevel, encoded in pieces', build(null, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, true, true)],
+  ])('a request\'s add_special_tokens decides the BOS (%s)', async (_kind, tokenizer) => {
+    const ids = async (body: Record<string, unknown>) => [...(await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body))).input))!.ids];
+    const whole = async (text: string, special: boolean) => [...await tokenizer.encodeWhole(text, special)];
+    const prompt = 'Hello World\nnext line';
+    expect(await ids({ prompt })).toEqual(await whole(prompt, true));
+    expect((await ids({ prompt }))[0]).toBe(1);
+    expect(await ids({ prompt, add_special_tokens: false })).toEqual(await whole(prompt, false));
+    const chat = { messages: [{ role: 'user', content: 'Hello World' }] };
+    expect(await ids(chat)).toEqual(await whole('Hello World\n', false));
+    expect(await ids({ ...chat, add_special_tokens: true })).toEqual(await whole('Hello World\n', true));
   });
 
   test('which tokenizers are encoded in pieces: Qwen3\'s byte-level BPE is, the start-marking kinds are not', () => {

@@ -44,9 +44,17 @@ export type PromptInput =
       readonly documents?: readonly unknown[];
       /** vLLM's `chat_template` (0.10.0 takes it from any client): replaces the model's template. */
       readonly chatTemplate?: string;
+      /**
+       * vLLM's `add_special_tokens` when the body sets it (ChatCompletionRequest's default is false: the template
+       * placed them); true adds the tokenizer's BOS in front of the rendered prompt.
+       */
+      readonly addSpecialTokens?: boolean;
     }
-  /** A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …). */
-  | { readonly kind: 'text'; readonly text: string }
+  /**
+   * A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …); `addSpecialTokens` when
+   * the body sets vLLM's `add_special_tokens` (CompletionRequest's default is true: a BOS where the model has one).
+   */
+  | { readonly kind: 'text'; readonly text: string; readonly addSpecialTokens?: boolean }
   /** A prompt of token ids (completions or embeddings given ids). */
   | { readonly kind: 'tokens'; readonly tokens: readonly number[] }
   /** Nothing to read a prefix from: route by load alone. */
@@ -252,9 +260,14 @@ function readInput(o: Record<string, unknown>, body?: Buffer): PromptInput {
     // `Optional[str]` on ChatCompletionRequest (protocol.py @ v0.10.0); an empty one counts as absent there
     // (`request.chat_template or self.chat_template`, serving_chat.py).
     if (typeof o.chat_template === 'string' && o.chat_template !== '') chat.chatTemplate = o.chat_template;
+    if (typeof o.add_special_tokens === 'boolean') chat.addSpecialTokens = o.add_special_tokens;
     return chat;
   }
-  if (o.prompt !== undefined) return textOrTokens(o.prompt, 'prompt');
+  if (o.prompt !== undefined) {
+    // serving_completion.py @ v0.10.0 tokenizes with `add_special_tokens=request.add_special_tokens`.
+    const prompt = textOrTokens(o.prompt, 'prompt');
+    return prompt.kind === 'text' && typeof o.add_special_tokens === 'boolean' ? { ...prompt, addSpecialTokens: o.add_special_tokens } : prompt;
+  }
   // /v1/responses takes `input` as text or items; embeddings, pooling and classify take text or token ids.
   if (o.input !== undefined) {
     if (Array.isArray(o.input) && o.input.some((i) => typeof i === 'object' && i !== null && !Array.isArray(i))) return responsesInput(o.input);
