@@ -358,7 +358,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
       }
       const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, filler.texts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
-      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, lastChunk: undefined as Record<string, unknown> | undefined }));
+      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, finishedAs: 0, lastChunk: undefined as Record<string, unknown> | undefined }));
     });
     const k = req.sampling.logprobs ?? 0;
     // prompt_logprobs (explicit, or chat echo's top_logprobs): null in the response unless asked for.
@@ -383,6 +383,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     return new Promise<void>((resolve) => {
       const handles: RequestHandle[] = [];
       let open = choices.length;
+      // The order the choices finished in (the engine reports a step's finishes in its running order).
+      let finishedCount = 0;
       let firstEmitter = -1;
       const chunkBase = { id, object: isChat ? 'chat.completion.chunk' : 'text_completion', created, model: p.model };
       const generated = choices.map(() => 0);
@@ -417,8 +419,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       const finishAll = (): void => {
         const results = choices.map((c) => c.result as RequestResult);
         const completion = results.reduce((a, r) => a + r.completionTokens, 0);
-        // The cached tokens vLLM reports: the first output's (streaming) or the last prompt's (non-streaming).
-        const cachedFrom = req.stream ? results[Math.max(0, firstEmitter)] : results[(p.prompts.length - 1) * n];
+        // The cached tokens vLLM reports: the first output's (streaming) or the last prompt's (non-streaming), and of
+        // its n children the one that finished last: with FINAL_ONLY output the parent's RequestOutput is made when its
+        // last child finishes, with that child's num_cached_tokens (ParentRequest.get_outputs in
+        // vllm/v1/engine/parallel_sampling.py, OutputProcessor.process_outputs @ v0.10.0); siblings hit each other's
+        // blocks, so the children's counts differ.
+        const lastPrompt = choices.filter((c) => c.pi === p.prompts.length - 1);
+        const lastFinished = lastPrompt.reduce((a, c) => (c.finishedAs > a.finishedAs ? c : a), lastPrompt[0]!);
+        const cachedFrom = req.stream ? results[Math.max(0, firstEmitter)] : (lastFinished.result as RequestResult);
         const u = usage(promptTokensTotal, completion, cachedFrom.cachedTokens, { details: options.enablePromptTokensDetails, stream: req.stream });
         if (req.stream) {
           if (req.includeUsage) sse({ ...chunkBase, choices: [], usage: u });
@@ -538,6 +546,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
           },
           onFinish(r: RequestResult): void {
             c.result = r;
+            c.finishedAs = ++finishedCount;
             if (req.stream) {
               if (r.finishReason === 'abort') {
                 // Only seen on shutdown: a disconnected client reads nothing.

@@ -580,6 +580,22 @@ describe('usage.prompt_tokens_details (vllm/entrypoints/openai/serving_chat.py, 
     }
   });
 
+  // n > 1 without streaming: the parent's output is made when its last child finishes, with that child's
+  // num_cached_tokens (vllm/v1/engine/parallel_sampling.py ParentRequest.get_outputs, output_processor.py @ v0.10.0);
+  // the second child hits the blocks the first cached when it was scheduled.
+  it('n = 2 on a cold cache: the count of the child that finished last, which hit its sibling\'s blocks', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, enablePromptTokensDetails: true, simExtension: true });
+    try {
+      for (const path of ['/v1/completions', '/v1/chat/completions']) {
+        const body = path === '/v1/completions' ? { prompt: `${path} ${prompt}` } : { messages: [{ role: 'user', content: `${path} ${prompt}` }] };
+        const r = (await http(sim.url, 'POST', path, { model: MODEL, ...body, n: 2, temperature: 1, max_tokens: 3 })).json();
+        expect(r.usage.prompt_tokens_details).toEqual({ cached_tokens: cachedOf(r.usage.prompt_tokens) });
+      }
+    } finally {
+      await sim.close();
+    }
+  });
+
   it('with the flag: {cached_tokens} once something is cached, in both endpoints, streaming only in the final usage chunk', async () => {
     const sim = await startSimulator({ port: 0, timeScale: 1000, enablePromptTokensDetails: true });
     try {
