@@ -200,6 +200,10 @@ export class SimMetrics implements EngineObserver {
   private stepped = false;
   /** The stats of the last step that returned any (`onSchedulerStats`), for vLLM 0.10.0's gauges. */
   private lastStats: EngineStats | undefined;
+  /** vLLM 0.10.0: scheduler stats (gauges and prefix-cache counts) move only with a step that sampled a token. */
+  private readonly perOutputStep: boolean;
+  /** Prefix-cache lookups since the last such step, which 0.10.0's counters take with it. */
+  private pendingPrefix = { queries: 0, hits: 0 };
   /** The time of each running request's last token, for the inter-token samples. */
   private readonly lastTokenMs = new Map<string, number>();
   private readonly disableLogStats: boolean;
@@ -222,6 +226,7 @@ export class SimMetrics implements EngineObserver {
     // outputs (a sampled token): between such steps (a lone long prefill, or after aborts left the engine idle) they
     // keep the last values. #22995 (0.10.2) returns them every step, which the live reading stands for.
     const perOutputStep = config.generation === '0.10.0';
+    this.perOutputStep = perOutputStep;
     const live = (read: (s: EngineStats) => number) => (): number => {
       if (perOutputStep) return this.lastStats === undefined ? 0 : read(this.lastStats);
       return this.stepped ? read(stats()) : 0;
@@ -332,8 +337,19 @@ export class SimMetrics implements EngineObserver {
     // Every get_computed_blocks call, in tokens: each scheduling attempt of a waiting request, and again after a
     // preemption (vllm/v1/core/kv_cache_manager.py @ v0.10.0; PrefixCacheStats per step → loggers.py counters).
     this.stepped = true;
-    for (const c of this.queries) c.inc(this.labels, info.queries);
-    for (const c of this.hits) c.inc(this.labels, info.hits);
+    if (this.perOutputStep) {
+      // 0.10.0 takes the step's PrefixCacheStats out in make_stats(), which update_from_output calls only for a step
+      // with request outputs (scheduler.py @ v0.10.0): the counters move with the gauges, at a sampled token.
+      this.pendingPrefix.queries += info.queries;
+      this.pendingPrefix.hits += info.hits;
+      return;
+    }
+    this.countPrefix(info.queries, info.hits);
+  }
+
+  private countPrefix(queries: number, hits: number): void {
+    for (const c of this.queries) c.inc(this.labels, queries);
+    for (const c of this.hits) c.inc(this.labels, hits);
   }
 
   onAdmit(): void {
@@ -344,6 +360,11 @@ export class SimMetrics implements EngineObserver {
 
   onSchedulerStats(stats: EngineStats): void {
     this.lastStats = stats;
+    const { queries, hits } = this.pendingPrefix;
+    if (queries > 0 || hits > 0) {
+      this.pendingPrefix = { queries: 0, hits: 0 };
+      this.countPrefix(queries, hits);
+    }
   }
 
   onPreempt(): void {

@@ -386,6 +386,31 @@ describe('per-request histograms at the finish (vllm/v1/metrics/loggers.py @ 6ec
   });
 });
 
+describe('prefix-cache counters move with a sampled token (vLLM 0.10.0: make_stats only for a step with outputs, scheduler.py update_from_output)', () => {
+  it('a long prompt mid-prefill: queries and hits 0 like the gauges, then the whole prompt with its first token', async () => {
+    const clock = new ManualClock();
+    const sim = await startSimulator({ port: 0, clock, servedModelNames: ['m'], simExtension: true });
+    try {
+      const scrape = async () => parsePrometheus(await sim.metrics.metrics());
+      const pending = http(sim.url, 'POST', '/v1/completions', { prompt: longText(4000, 21), max_tokens: 2 });
+      await waitFor(() => sim.engine.stats().running === 1, 'the prompt scheduled');
+      clock.advance(5); // into the prefill, before its first token
+      const mid = await scrape();
+      expect(metricValue(mid, 'vllm:num_requests_running')).toBe(0);
+      expect(metricValue(mid, 'vllm:prefix_cache_queries_total')).toBe(0);
+      expect(metricValue(mid, 'vllm:gpu_prefix_cache_queries_total')).toBe(0);
+      clock.runAll();
+      const r = (await pending).json();
+      const done = await scrape();
+      expect(metricValue(done, 'vllm:prefix_cache_queries_total')).toBe(r.usage.prompt_tokens);
+      expect(metricValue(done, 'vllm:gpu_prefix_cache_queries_total')).toBe(r.usage.prompt_tokens);
+      expect(metricValue(done, 'vllm:prefix_cache_hits_total')).toBe(0);
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
 describe('vllm:lora_requests_info (vllm/v1/metrics/loggers.py lines 444-463, 563-574; stats.py LoRARequestStates @ 6eca337ce)', () => {
   const loraSeries = (samples: Sample[]) => samples.filter((s) => s.name === 'vllm:lora_requests_info');
   const newest = (samples: Sample[]) => loraSeries(samples).reduce((a, b) => (b.value > a.value ? b : a));
