@@ -37,6 +37,46 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(requestKeys([...ids.slice(0, 8), 0, 0, 0, 0]), pods('a'), 0).get('a')?.blocks).toBe(2);
   });
 
+  // vLLM sends BlockStored once, when a block is first cached (vllm/v1/core/block_pool.py cache_full_blocks @ v0.10.0);
+  // a prefix cached before this EPP subscribed is never sent again, and every block later stored on it names it.
+  test('a parent never seen, continued by a request this EPP routed to the pod: keyed from that request, its prefix indexed, the parent removable', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 16); // 4 blocks; the pod cached blocks 0-1 before the EPP started ('h0', 'h1')
+    const keys = requestKeys(ids);
+    // Without a routed request the event is skipped, as before.
+    expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    // A request routed to another pod, or one whose tokens differ, recovers nothing.
+    index.noteRouted('b', keys, ids);
+    index.noteRouted('a', requestKeys([...ids.slice(0, 8), 0, ...ids.slice(9)]), [...ids.slice(0, 8), 0, ...ids.slice(9)]);
+    expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    index.noteRouted('a', keys, ids);
+    expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 2, recoveredParent: true });
+    expect(index.longestPrefix(keys, pods('a', 'b'), 0).get('a')).toEqual({ blocks: 4, weight: 4 });
+    expect(index.longestPrefix(keys, pods('b'), 0).has('b')).toBe(false);
+    // The parent's engine hash is known now: later events chain on it, and its BlockRemoved takes it out.
+    expect(index.store('a', stored(['h2b'], 'h1', [...ids.slice(8, 11), 99]), ROOT)).toEqual({ stored: 1 });
+    index.remove('a', removed(['h1']));
+    expect(index.longestPrefix(keys, pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
+  });
+
+  test('parent recovery: a block of the same tokens under another prefix is not taken for it; an event running past the prompt still matches', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const shared = [7, 7, 7, 7];
+    const a = [...tokens(1, 4), ...shared, ...tokens(50, 4)];
+    const b = [...tokens(20, 4), ...shared, ...tokens(60, 4)];
+    index.noteRouted('a', requestKeys(a), a);
+    index.noteRouted('a', requestKeys(b), b);
+    // The event's tokens are a's from block 1 on: b (newer) shares block 1 but not block 2, so a's prefix is the one.
+    expect(index.store('a', stored(['x1', 'x2'], 'x0', a.slice(4, 12)), ROOT)).toEqual({ stored: 2, recoveredParent: true });
+    expect(index.longestPrefix(requestKeys(a), pods('a'), 0).get('a')?.blocks).toBe(3);
+    expect(index.longestPrefix(requestKeys(b), pods('a'), 0).has('a')).toBe(false);
+    // Generated tokens past b's prompt: the event's blocks 2 and 3, b's block 2 only; the overlap decides.
+    const index2 = new KvBlockIndex(BS, 1000);
+    index2.noteRouted('a', requestKeys(b), b);
+    expect(index2.store('a', stored(['y2', 'y3'], 'y1', [...b.slice(8, 12), 5, 5, 5, 5]), ROOT)).toEqual({ stored: 2, recoveredParent: true });
+    expect(index2.longestPrefix(requestKeys([...b, 5, 5, 5, 5]), pods('a'), 0).get('a')?.blocks).toBe(4);
+  });
+
   test('an event whose parent was never seen cannot be keyed: skipped, not guessed; token ids that do not fit the block size key nothing, the engine hashes do', () => {
     const index = new KvBlockIndex(BS, 1000);
     expect(index.store('a', stored(['5'], '4', tokens(1, 4)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });

@@ -360,6 +360,33 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(after.size).toBe(2);
   });
 
+  // vLLM sends BlockStored once per block, when first cached (block_pool.py cache_full_blocks @ v0.10.0): a system
+  // prompt cached before this EPP subscribed is never sent again, and the blocks of every later request name it as
+  // parent. The request this EPP routed there tells which prefix that parent ends.
+  test('a prefix cached before the EPP subscribed: the blocks stored for the request it routed there name an unseen parent, and the prefix is indexed from that request', async () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const manual = 'the recovery manual';
+    const earlier = (await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(chat('Earlier question?', manual)))).input))!.ids;
+    const routedBody = chat(`What does the first section say? ${'Please quote it in full, with its notes. '.repeat(12)}`, manual);
+    const routed = await pick(routedBody);
+    const before = scorer.index.blocksOf(routed.endpoint);
+    const ids = (await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(routedBody))).input))!.ids;
+    // The blocks the pod had cached already: those of the system prompt both requests share.
+    let shared = 0;
+    while (shared < ids.length && ids[shared] === earlier[shared]) shared++;
+    const cachedBlocks = Math.floor(shared / 16);
+    const full = Math.floor(ids.length / 16);
+    expect(cachedBlocks).toBeGreaterThan(10);
+    expect(full).toBeGreaterThan(cachedBlocks);
+    await publish(routed.endpoint, [{
+      type: 'BlockStored', blockHashes: Array.from({ length: full - cachedBlocks }, (_, i) => String(7000 + i)),
+      parentBlockHash: '6999', tokenIds: [...ids.slice(cachedBlocks * 16, full * 16)], blockSize: 16, loraId: null,
+    }]);
+    await waitFor(() => scorer.index.blocksOf(routed.endpoint) >= before + full, 'the event and the recovered prefix to be indexed');
+    // The next question about the manual goes where its system prompt is.
+    for (let i = 0; i < 5; i++) expect((await pick(chat(`Question ${i} about the first section?`, manual))).endpoint).toBe(routed.endpoint);
+  });
+
   test('a prefix left only in an offloading connector\'s own tier (a KV connector passes on its cache\'s medium) weighs what kvCacheBackendConfigs gives that tier: a GPU holder wins', async () => {
     const body = chat('What does the offloaded chapter say?', 'the offloaded manual');
     const stored = await storedFor(body, 9000);

@@ -240,7 +240,25 @@ export interface StoreOutcome {
    * the engine-hash chain, when the engine hashes with `sha256_cbor` and the configured seed.
    */
   readonly byEngineHash?: number;
+  /**
+   * The event's parent was unknown to this index and was found among the requests recently routed to the pod
+   * (`noteRouted`): the pod's prefix through it was indexed too (see `recoverParent`).
+   */
+  readonly recoveredParent?: true;
 }
+
+/** A request this EPP routed to a pod: its own keys and the token ids they were made from. */
+interface RoutedRequest {
+  readonly pod: string;
+  readonly keys: readonly number[];
+  readonly ids: ArrayLike<number>;
+}
+
+/**
+ * Requests remembered for `recoverParent`, across all pods: the newest first. Each holds references to the request's
+ * keys and token ids (made for scoring anyway), so the bound is the memory: 256 prompts of 32k tokens is ~40 MB.
+ */
+const ROUTED_REQUESTS_KEPT = 256;
 
 export interface PrefixMatch {
   /** Leading request blocks the pod holds without a gap. */
@@ -301,6 +319,9 @@ export class KvBlockIndex {
     return this.pods.size;
   }
 
+  /** Requests recently routed, a ring (`noteRouted`). */
+  private readonly routed: (RoutedRequest | undefined)[] = [];
+  private routedNext = 0;
   /** (block, pod) entries, confirmed and speculative. */
   get size(): number {
     let n = 0;
@@ -423,6 +444,11 @@ export class KvBlockIndex {
     // A parent of 0 is no parent (see startsChain).
     const chainStart = startsChain(event);
     let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
+    let recoveredParent = false;
+    if (parent === undefined && perHash === 1) {
+      parent = this.recoverParent(pod, state, event);
+      recoveredParent = parent !== undefined;
+    }
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
     for (let h = 0; h < event.blockHashes.length; h++) {
       // Only a chunk needs its keys listed; a 1:1 event (every event vLLM sends) allocates nothing per block.
@@ -445,7 +471,58 @@ export class KvBlockIndex {
       else state.chunkKeys.delete(hash);
     }
     this.trim(pod, state);
-    return { stored: event.blockHashes.length * perHash };
+    return recoveredParent ? { stored: event.blockHashes.length * perHash, recoveredParent: true } : { stored: event.blockHashes.length * perHash };
+  }
+
+  /**
+   * Remembers that `pod` was sent a request of these keys and token ids (the newest `ROUTED_REQUESTS_KEPT`), for
+   * `recoverParent`.
+   */
+  noteRouted(pod: string, keys: readonly number[], ids: ArrayLike<number>): void {
+    if (keys.length < 2) return;
+    this.routed[this.routedNext] = { pod, keys, ids };
+    this.routedNext = (this.routedNext + 1) % ROUTED_REQUESTS_KEPT;
+  }
+
+  /**
+   * The own key of a `BlockStored`'s parent that this index never saw stored, from a request recently routed to the pod:
+   * vLLM sends a block once, when it is first cached, and a hit sends nothing, so a prefix cached before this EPP
+   * subscribed (an EPP restart, a replica that joined, a gap no replay covered) was never indexed, and every block
+   * later stored on top of it names it as parent: without this, a hot system prompt or a long conversation stays
+   * invisible for as long as it stays hot (llm-d-kv-cache skips such events too, `pkg/kvevents/pool.go`). The event's
+   * first block is block `j` of a request routed to the pod when its tokens are that block's; then the request's key
+   * `j - 1` is the parent, and the pod holds blocks `0..j-1` (vLLM caches a block only on a cached parent,
+   * vllm/v1/core/block_pool.py `cache_full_blocks`): they are indexed as stored, the parent under its engine hash (so
+   * its BlockRemoved finds it), the blocks before it without one (no event will name them; the pod's capacity bound
+   * ages them out). Only for events of the configured block size (1:1).
+   */
+  private recoverParent(pod: string, state: PodState, event: BlockStored): number | undefined {
+    const bs = this.blockSize;
+    const tokens = event.tokenIds;
+    if (event.parentBlockHash === undefined || event.parentBlockHash === null || tokens.length < bs) return undefined;
+    for (let back = 1; back <= ROUTED_REQUESTS_KEPT; back++) {
+      const routed = this.routed[(this.routedNext - back + ROUTED_REQUESTS_KEPT) % ROUTED_REQUESTS_KEPT];
+      if (routed === undefined) break;
+      if (routed.pod !== pod) continue;
+      const { keys, ids } = routed;
+      const blocks = Math.min(keys.length, Math.floor(ids.length / bs));
+      for (let j = 1; j < blocks; j++) {
+        // Every token the event and the request share from block j on (the event may run on into generated tokens).
+        const at = j * bs;
+        const overlap = Math.min(tokens.length, ids.length - at);
+        let same = true;
+        for (let k = 0; k < overlap && same; k++) same = ids[at + k] === tokens[k];
+        // The same tokens under another prefix would key another block: the key from this parent must be the request's.
+        if (!same || blockKey(keys[j - 1]!, tokens, 0, bs) !== keys[j]) continue;
+        for (let i = 0; i < j; i++) {
+          const holding = this.holders.get(keys[i]!)?.get(pod);
+          if (holding === undefined || holding.gpu === 0) this.add(pod, state, keys[i]!, 'gpu');
+        }
+        state.engineToKey.set(event.parentBlockHash, keys[j - 1]!);
+        return keys[j - 1];
+      }
+    }
+    return undefined;
   }
 
   /**

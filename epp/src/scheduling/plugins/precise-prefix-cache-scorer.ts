@@ -161,6 +161,8 @@ type Resolved = Required<PrecisePrefixCacheScorerParameters>;
 
 interface RequestBlocks {
   readonly keys: readonly number[];
+  /** The token ids the keys were made from (for the index's parent recovery, `noteRouted`). */
+  readonly ids: ArrayLike<number>;
   readonly promptTokens: number;
   /** The same blocks' engine keys (`engine-hash.ts`), when any pod's blocks are known by engine hash only. */
   readonly engineKeys?: readonly number[];
@@ -386,7 +388,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const engine = this.index.hasEngineHashKeys && adapter === '' && salt === undefined
       ? engineKeys(tokens.ids, this.blockSize, this.engineRoot)
       : undefined;
-    request.attributes.set(BLOCKS, { keys, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
+    request.attributes.set(BLOCKS, { keys, ids: tokens.ids, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
     this.handle.metrics.observeTokenization((performance.now() - started) / 1000);
   }
 
@@ -417,6 +419,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (this.parameters.speculativeIndexing && blocks.keys.length > matched) {
       this.index.speculate(target.endpoint.key, blocks.keys, this.handle.now() + this.speculativeTtlMs);
     }
+    // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
+    this.index.noteRouted(target.endpoint.key, blocks.keys, blocks.ids);
     this.handle.metrics.setKvIndexBlocks(target.endpoint.key, this.index.blocksOf(target.endpoint.key));
   }
 
@@ -435,6 +439,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
             this.warnOnce(endpoint, 'engine-hash', 'KV event token ids cannot be its blocks\' (none, or not block_size per block); they are indexed by engine hash, and match requests only if the engine hashes with sha256_cbor and tokenProcessorConfig.hashSeed is its PYTHONHASHSEED', {
               eventBlockSize: event.blockSize, tokenIds: event.tokenIds.length, blocks: event.blockHashes.length,
             });
+            applied++;
+          } else if (outcome.recoveredParent) {
+            this.handle.metrics.countKvEvents(endpoint, 'recovered_parent', 1);
+            this.warnOnce(endpoint, 'recovered-parent', 'a KV event continued a prefix this EPP never saw stored (cached before it subscribed, or a gap); the prefix was keyed from a request routed to the pod', {
+              blocks: event.blockHashes.length,
+            }, 'info');
             applied++;
           } else if (outcome.skipped) {
             this.handle.metrics.countKvEvents(endpoint, `skipped_${outcome.skipped.replace(/-/g, '_')}`, 1);
@@ -463,11 +473,11 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.handle.metrics.setKvIndexBlocks(endpoint, this.index.blocksOf(endpoint));
   }
 
-  private warnOnce(endpoint: string, kind: string, message: string, fields: Record<string, unknown>): void {
+  private warnOnce(endpoint: string, kind: string, message: string, fields: Record<string, unknown>, level: 'warn' | 'info' = 'warn'): void {
     const key = `${kind} ${endpoint}`;
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.handle.logger.warn(message, { endpoint, ...fields });
+    this.handle.logger[level](message, { endpoint, ...fields });
   }
 
   private reset(endpoint: string, reason: ResetReason): void {
