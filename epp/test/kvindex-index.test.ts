@@ -77,6 +77,27 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index2.longestPrefix(requestKeys([...b, 5, 5, 5, 5]), pods('a'), 0).get('a')?.blocks).toBe(4);
   });
 
+  // vLLM evicts by last use (block_pool.py free_blocks returns a request's blocks to the free queue's tail): a prefix
+  // stored first but hit since outlives blocks stored after it, here as there.
+  test('over a pod\'s capacity the least recently used keys go first: a prefix a routed request matched (touch) outlives later ones', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    index.setCapacity('a', 4);
+    const hot = tokens(1, 8);
+    expect(index.store('a', stored(['p0', 'p1'], null, hot), ROOT)).toEqual({ stored: 2 });
+    expect(index.store('a', stored(['q0', 'q1'], null, tokens(100, 8)), ROOT)).toEqual({ stored: 2 });
+    index.touch('a', requestKeys(hot), 2);
+    expect(index.store('a', stored(['r0', 'r1'], null, tokens(200, 8)), ROOT)).toEqual({ stored: 2 });
+    expect(index.longestPrefix(requestKeys(hot), pods('a'), 0).get('a')?.blocks).toBe(2);
+    expect(index.longestPrefix(requestKeys(tokens(100, 8)), pods('a'), 0).has('a')).toBe(false);
+    // Untouched, the first stored goes first.
+    const plain = new KvBlockIndex(BS, 1000);
+    plain.setCapacity('a', 4);
+    plain.store('a', stored(['p0', 'p1'], null, hot), ROOT);
+    plain.store('a', stored(['q0', 'q1'], null, tokens(100, 8)), ROOT);
+    plain.store('a', stored(['r0', 'r1'], null, tokens(200, 8)), ROOT);
+    expect(plain.longestPrefix(requestKeys(hot), pods('a'), 0).has('a')).toBe(false);
+  });
+
   test('an event whose parent was never seen cannot be keyed: skipped, not guessed; token ids that do not fit the block size key nothing, the engine hashes do', () => {
     const index = new KvBlockIndex(BS, 1000);
     expect(index.store('a', stored(['5'], '4', tokens(1, 4)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });

@@ -811,6 +811,22 @@ export class KvBlockIndex {
     this.trim(pod, state);
   }
 
+  /**
+   * The first `count` of `keys` were just used on `pod` (a request routed there matched them): they become its most
+   * recently used, so the capacity bound (`trim`) drops them last. vLLM evicts by last use: blocks a request hit go back
+   * to the free queue's tail when it finishes (vllm/v1/core/block_pool.py `free_blocks`), so a hot system prompt
+   * stored long ago is the last to go there, and must not be the first to go here.
+   */
+  touch(pod: string, keys: readonly number[], count: number): void {
+    const state = this.pods.get(pod);
+    if (state === undefined) return;
+    for (let i = 0; i < count && i < keys.length; i++) {
+      const key = keys[i]!;
+      if (!state.keys.delete(key)) continue;
+      state.keys.set(key, true);
+    }
+  }
+
   /** A pod left the pool: its entries and its share of the budget go. */
   removePod(pod: string): void {
     this.clearPod(pod);

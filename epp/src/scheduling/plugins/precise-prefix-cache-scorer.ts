@@ -416,6 +416,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (!blocks || !target) return;
     const matched = cycle.state.get(MATCHES)?.get(target.endpoint.key)?.blocks ?? 0;
     this.handle.metrics.observePreciseMatch(matched * this.blockSize, blocks.promptTokens);
+    // The blocks the pod will reuse are its most recently used, as in vLLM's free queue.
+    if (matched > 0) this.index.touch(target.endpoint.key, blocks.keys, matched);
     if (this.parameters.speculativeIndexing && blocks.keys.length > matched) {
       this.index.speculate(target.endpoint.key, blocks.keys, this.handle.now() + this.speculativeTtlMs);
     }
