@@ -438,7 +438,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
           const outcome = this.index.store(endpoint, event, rootKey(start.adapter), start.cacheSalt !== undefined ? stringWords(start.cacheSalt) : undefined);
           if (outcome.byEngineHash !== undefined) {
             this.handle.metrics.countKvEvents(endpoint, 'indexed_by_engine_hash', 1);
-            this.warnOnce(endpoint, 'engine-hash', 'KV event token ids cannot be its blocks\' (none, or not block_size per block); they are indexed by engine hash, and match requests only if the engine hashes with sha256_cbor and tokenProcessorConfig.hashSeed is its PYTHONHASHSEED', {
+            this.warnOnce(endpoint, 'engine-hash', 'KV event token ids cannot be its blocks\' (none, or not block_size per block); they are indexed by engine hash, and match requests only if the engine hashes with sha256_cbor (vLLM >= 0.10.2; never the hashes of 0.10.0 or 0.10.1) and tokenProcessorConfig.hashSeed is its PYTHONHASHSEED', {
               eventBlockSize: event.blockSize, tokenIds: event.tokenIds.length, blocks: event.blockHashes.length,
             });
             applied++;
