@@ -53,12 +53,17 @@ Options:
                               default ${DEFAULTS.idleTimeoutMs}; 0 = off)
   --request-timeout-ms N      from forwarding the request to the end of the response (route timeout;
                               default ${DEFAULTS.requestTimeoutMs} = off)
+  --request-headers-to-remove LIST
+                              headers the route removes after the EPP, before the pod (HTTPRoute
+                              RequestHeaderModifier; default "${DEFAULTS.requestHeadersToRemove.join(',')}"; "" = none)
   --hash-header NAME          fallback policy: consistent (ring) hash on this header, e.g. x-session-id,
                               instead of round robin
   --ring-size N               ring hash minimum ring size (default ${DEFAULTS.ringSize})
   --connect-timeout-ms N      upstream connect timeout (default ${DEFAULTS.connectTimeoutMs})
   --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long
                               (default ${DEFAULTS.ejectMs}; 0 = never)
+  --retry-back-off-base-ms N  a retry waits a random time below (2^n - 1) × N ms, at most 10 × N (Envoy's
+                              jittered back-off; default ${DEFAULTS.retryBackOffBaseMs}; 0 = at once)
   --max-retries N             connect-failure retries after the first attempt (route num_retries; default
                               ${DEFAULTS.maxRetries}, Istio's default retry policy)
   --max-request-body-bytes N  largest full-duplex request body (default ${DEFAULTS.maxRequestBodyBytes})
@@ -112,10 +117,12 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'request-receive-timeout-ms': { kind: 'int', option: 'requestReceiveTimeoutMs' },
   'idle-timeout-ms': { kind: 'int', option: 'idleTimeoutMs' },
   'request-timeout-ms': { kind: 'int', option: 'requestTimeoutMs' },
+  'request-headers-to-remove': { kind: 'list', option: 'requestHeadersToRemove' },
   'hash-header': { kind: 'string', option: 'hashHeader' },
   'ring-size': { kind: 'int', option: 'ringSize' },
   'connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
   'eject-ms': { kind: 'int', option: 'ejectMs' },
+  'retry-back-off-base-ms': { kind: 'int', option: 'retryBackOffBaseMs' },
   'max-retries': { kind: 'int', option: 'maxRetries' },
   'max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },
   'ext-proc-bypass': { kind: 'list', option: 'extProcBypass' },

@@ -290,12 +290,27 @@ export class Downstream {
     }
     headers.set('content-length', String(bytes.length));
     headers.set('server', SERVER_NAME);
+    this.closeIfRequestIncomplete(headers);
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
     this.stats.status(status);
     this.res.writeHead(status, headers.toRawArray());
     this.res.end(bytes);
+  }
+
+  /**
+   * A reply sent before the client's request is complete ends the HTTP/1.1 connection: Envoy does not wait for the
+   * rest of an upload it no longer needs ("If we are destroying a stream before remote is complete and the connection
+   * does not support multiplexing, we should disconnect", ActiveStream::encodeHeaders in
+   * source/common/http/conn_manager_impl.cc @ v1.35.0: `Connection: close`, counted as
+   * `downstream_rq_response_before_rq_complete`, the connection closed after the response).
+   */
+  private closeIfRequestIncomplete(headers: HeaderList): void {
+    if (this.bodyEnded || this.req.complete) return;
+    headers.set('connection', 'close');
+    this.res.shouldKeepAlive = false;
+    this.stats.responseBeforeRequestComplete++;
   }
 }
 

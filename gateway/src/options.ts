@@ -90,6 +90,14 @@ export interface GatewayOptions {
   readonly idleTimeoutMs?: number;
   /** Route `timeout`: from the request's forwarding to the response's end. Default 0 = off (HTTPRoute 0s). */
   readonly requestTimeoutMs?: number;
+  /**
+   * Request headers the route removes before the request leaves for a pod, after the EPP has seen them: the HTTPRoute's
+   * `RequestHeaderModifier` (Istio writes it as the route's `request_headers_to_remove`, which Envoy's router applies
+   * after every HTTP filter, ext_proc included: `Router::Filter::decodeHeaders` → `finalizeRequestHeaders` @ v1.35.0).
+   * Default: the manifests' `x-prefiller-host-port` and `x-prefiller-url` (`ROUTING_SIDECAR_CLIENT_HEADERS` in
+   * lib/gateway.ts), which llm-d's routing sidecar on a decode pod would otherwise follow.
+   */
+  readonly requestHeadersToRemove?: readonly string[];
   /** Use a ring hash on this request header as the fallback policy instead of round robin. */
   readonly hashHeader?: string;
   /** Ring hash `minimum_ring_size`. Default 1024 (Envoy's default). */
@@ -98,6 +106,11 @@ export interface GatewayOptions {
   readonly connectTimeoutMs?: number;
   /** After a connect failure, fallback policies avoid the endpoint this long (0 = never). Default 5000. */
   readonly ejectMs?: number;
+  /**
+   * The retry back-off's base interval: a retry waits a random time below 25 ms, the next below 75 ms (`retryBackOffMs`
+   * in upstream.ts). Default 25, Envoy's default `retry_back_off` (Istio 1.27 sets none); 0 retries at once.
+   */
+  readonly retryBackOffBaseMs?: number;
   /**
    * The route retry policy's `num_retries`: connect-failure retries after the first attempt. Default 2, the policy
    * Istio writes for a route without its own (istio/istio `pilot/pkg/networking/core/route/retry/retry.go` @ 1.27.0
@@ -147,10 +160,12 @@ export interface ResolvedOptions {
   readonly requestReceiveTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly requestHeadersToRemove: readonly string[];
   readonly hashHeader: string | null;
   readonly ringSize: number;
   readonly connectTimeoutMs: number;
   readonly ejectMs: number;
+  readonly retryBackOffBaseMs: number;
   readonly maxRetries: number;
   readonly maxRequestBodyBytes: number;
   readonly extProcBypass: readonly BypassRule[];
@@ -182,9 +197,11 @@ export const DEFAULTS = Object.freeze({
   ringSize: 1024,
   connectTimeoutMs: 10_000,
   ejectMs: 5_000,
+  retryBackOffBaseMs: 25,
   maxRetries: 2,
   maxRequestBodyBytes: 64 * 1024 * 1024,
   extProcBypass: ['GET /v1/models'] as readonly string[],
+  requestHeadersToRemove: ['x-prefiller-host-port', 'x-prefiller-url'] as readonly string[],
   shutdownGraceMs: 10_000,
 });
 
@@ -314,6 +331,13 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     }
     hashHeader = o.hashHeader.toLowerCase();
   }
+  const requestHeadersToRemove: string[] = [];
+  for (const name of o.requestHeadersToRemove ?? DEFAULTS.requestHeadersToRemove) {
+    if (typeof name !== 'string' || !isValidHeaderName(name.toLowerCase()) || name.startsWith(':')) {
+      throw new GatewayConfigError('requestHeadersToRemove', `not a header name a route may remove: ${JSON.stringify(name)}`);
+    }
+    requestHeadersToRemove.push(name.toLowerCase());
+  }
   const bypass: BypassRule[] = [];
   for (const raw of o.extProcBypass ?? DEFAULTS.extProcBypass) {
     const r = typeof raw === 'string' ? parseBypassRule(raw) : `not a string: ${JSON.stringify(raw)}`;
@@ -346,10 +370,12 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     requestReceiveTimeoutMs: int('requestReceiveTimeoutMs', o.requestReceiveTimeoutMs ?? DEFAULTS.requestReceiveTimeoutMs, 0, MAX_TIMEOUT_MS),
     idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMEOUT_MS),
     requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs, 0, MAX_TIMEOUT_MS),
+    requestHeadersToRemove,
     hashHeader,
     ringSize: int('ringSize', o.ringSize ?? DEFAULTS.ringSize, 1, 8_388_608),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 3_600_000),
     ejectMs: int('ejectMs', o.ejectMs ?? DEFAULTS.ejectMs, 0, 3_600_000),
+    retryBackOffBaseMs: int('retryBackOffBaseMs', o.retryBackOffBaseMs ?? DEFAULTS.retryBackOffBaseMs, 0, 60_000),
     maxRetries: int('maxRetries', o.maxRetries ?? DEFAULTS.maxRetries, 0, 1_000),
     maxRequestBodyBytes: int('maxRequestBodyBytes', o.maxRequestBodyBytes ?? DEFAULTS.maxRequestBodyBytes, 0, 1024 * 1024 * 1024),
     extProcBypass: bypass,

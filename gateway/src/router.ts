@@ -109,7 +109,9 @@ export class Router {
     if (given && hosts.length === 0) stats.picksIgnored++;
     this.picks = hosts;
     const hashKey = opts.hashHeader ? headers.getJoined(opts.hashHeader) : undefined;
-    const upstreamHeaders = new HeaderList(headers.pairs.filter(([n]) => !n.startsWith(':')));
+    // The route's request_headers_to_remove, which Envoy's router applies after ext_proc (`requestHeadersToRemove`).
+    const removed = opts.requestHeadersToRemove;
+    const upstreamHeaders = new HeaderList(headers.pairs.filter(([n]) => !n.startsWith(':') && !removed.includes(n)));
     const authority = headers.get(':authority');
     if (authority) upstreamHeaders.pairs.unshift(['host', authority]);
     this.call = new UpstreamCall(
@@ -119,6 +121,7 @@ export class Router {
         connectTimeoutMs: opts.connectTimeoutMs,
         maxReplayBytes: opts.maxRequestBodyBytes * 2,
         maxRetries: opts.maxRetries,
+        retryBackOffBaseMs: opts.retryBackOffBaseMs,
       },
       { method: headers.get(':method') ?? method, path: headers.get(':path') ?? '/', headers: upstreamHeaders },
       new Candidates(hosts, () => fallback.order(hashKey), fallback.previousHosts, hashKey !== undefined),

@@ -57,6 +57,11 @@ export interface GatewayStats {
   /** Header changes the EPP asked for that Envoy's default mutation rules (or HTTP/1.1) do not allow. */
   readonly rejectedHeaderMutations: number;
   readonly routeCacheClears: number;
+  /**
+   * Replies sent before the client's request was complete, each ending its connection (Envoy's
+   * `downstream_rq_response_before_rq_complete`).
+   */
+  readonly responseBeforeRequestComplete: number;
   /** Status codes sent to clients. */
   readonly responsesByStatus: Readonly<Record<string, number>>;
   /** The subset of `responsesByStatus` that are errors (>= 400). */
@@ -105,6 +110,7 @@ export class StatsCollector {
   upstreamConnectFailures = 0;
   rejectedHeaderMutations = 0;
   routeCacheClears = 0;
+  responseBeforeRequestComplete = 0;
   readonly responsesByStatus: Record<string, number> = {};
   /** Envoy's own ext_proc counters, those the filter counts (`envoy-stats.ts`). */
   readonly envoy = new EnvoyExtProcStats();
@@ -160,6 +166,7 @@ export class StatsCollector {
       upstreamConnectFailures: this.upstreamConnectFailures,
       rejectedHeaderMutations: this.rejectedHeaderMutations,
       routeCacheClears: this.routeCacheClears,
+      responseBeforeRequestComplete: this.responseBeforeRequestComplete,
       responsesByStatus: { ...this.responsesByStatus },
       errorsByStatus,
       endpoints,

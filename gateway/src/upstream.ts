@@ -66,6 +66,21 @@ export interface UpstreamSettings {
   readonly maxReplayBytes: number;
   /** The route retry policy's `num_retries`: at most this many retries after the first attempt. */
   readonly maxRetries: number;
+  /** The retry back-off's base interval (`retryBackOffMs`); 0 retries at once. */
+  readonly retryBackOffBaseMs: number;
+}
+
+/**
+ * Envoy's wait before retry `retry` (1 for the first): fully jittered exponential back-off, a random whole number of
+ * milliseconds below `(2^retry - 1) × base`, capped at 10 × base (`JitteredExponentialBackOffStrategy::nextBackOffMs`,
+ * source/common/common/backoff_strategy.cc @ v1.35.0; the route's default `retry_back_off` base 25 ms, max interval
+ * 10 × base: "Envoy uses a fully jittered exponential back-off algorithm for retries with a default base interval of
+ * 25ms", Istio 1.27 sets none). So 0-24 ms before the first retry, 0-74 ms before the second.
+ */
+export function retryBackOffMs(retry: number, baseMs: number, random: () => number = Math.random): number {
+  if (baseMs <= 0 || retry < 1) return 0;
+  const ceiling = (2 ** Math.min(retry, 30) - 1) * baseMs;
+  return Math.min(Math.floor(random() * ceiling), 10 * baseMs);
 }
 
 const CONNECT_FAILURE_CODES = new Set([
@@ -119,6 +134,8 @@ export class UpstreamCall {
   private aborted = false;
   /** Envoy's attempt count: the first attempt and each retry; stale keep-alive replays are not counted. */
   private attempts = 0;
+  /** The retry back-off in progress. */
+  private backOff: ReturnType<typeof setTimeout> | undefined;
   private staleRetries = 0;
   private lastReason = '';
 
@@ -156,6 +173,7 @@ export class UpstreamCall {
 
   abort(): void {
     this.aborted = true;
+    if (this.backOff !== undefined) clearTimeout(this.backOff);
     if (this.finished) return;
     this.finished = true;
     this.record = null;
@@ -186,6 +204,20 @@ export class UpstreamCall {
       this.failReset();
       return;
     }
+    const wait = retryBackOffMs(this.attempts, this.settings.retryBackOffBaseMs);
+    if (wait > 0) {
+      // The host is chosen when the retry starts, as Envoy's router does when its retry timer fires (doRetry).
+      this.backOff = setTimeout(() => {
+        this.backOff = undefined;
+        this.pickAndAttempt();
+      }, wait);
+      return;
+    }
+    this.pickAndAttempt();
+  }
+
+  private pickAndAttempt(): void {
+    if (this.finished) return;
     const endpoint = this.candidates.next(this.tried);
     if (!endpoint) {
       if (this.attempts === 0) this.fail(503, 'no healthy upstream');

@@ -98,6 +98,22 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     expect(upstreamSaw.host).toBe('llm-d.demo.local');
   });
 
+  // The HTTPRoute's RequestHeaderModifier (lib/gateway.ts): Istio's route request_headers_to_remove, applied by Envoy's
+  // router after ext_proc (Router::Filter::decodeHeaders → finalizeRequestHeaders @ v1.35.0).
+  it('removes the routing sidecar\'s prefill headers after the EPP saw them, before the pod: a client cannot steer the sidecar', async () => {
+    const r = await send(gw.port, {
+      body: completion(),
+      headers: { 'content-type': 'application/json', 'x-prefiller-host-port': '127.0.0.1:1', 'X-Prefiller-Url': 'http://169.254.169.254/', 'x-custom': 'kept' },
+    });
+    expect(r.status).toBe(200);
+    expect(director.requests[0]!.headers.get('x-prefiller-host-port')).toBe('127.0.0.1:1');
+    expect(director.requests[0]!.headers.get('x-prefiller-url')).toBe('http://169.254.169.254/');
+    const upstreamSaw = r.json().headers as Record<string, string>;
+    expect(upstreamSaw).not.toHaveProperty('x-prefiller-host-port');
+    expect(upstreamSaw).not.toHaveProperty('x-prefiller-url');
+    expect(upstreamSaw['x-custom']).toBe('kept');
+  });
+
   it('turns an absolute-form request target into :authority and an origin-form :path', async () => {
     const r = await send(gw.port, { path: 'http://llm-d.demo.local/v1/completions?a=b', body: completion(), headers: { 'content-type': 'application/json' } });
     expect(r.status).toBe(200);

@@ -5,6 +5,7 @@
  * envoyproxy/envoy v1.35.0 (84305a6cb6): `CM` = source/common/http/conn_manager_impl.cc, `FM` = filter_manager.cc.
  */
 import * as http from 'http';
+import * as net from 'net';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { StreamingReply } from './clients';
@@ -142,6 +143,35 @@ describe('route timeout (source/common/router/router.cc onRequestComplete L1138-
 });
 
 describe('the listener buffer limit for BUFFERED bodies (FM requestDataTooLarge L533-542)', () => {
+  // CM ActiveStream::encodeHeaders: a response before the request is complete, on HTTP/1.1, closes the connection.
+  it('a 413 sent while the upload is still arriving says Connection: close and ends the connection', async () => {
+    const scripted = await startScriptedExtProc();
+    const limit = 64 * 1024;
+    const gw = await gateway({ endpoints: [up.address], extProc: scripted.address, requestBodyBufferLimitBytes: limit });
+    try {
+      const socket = net.connect(gw.port, LOOPBACK);
+      let received = '';
+      socket.on('data', (d: Buffer) => { received += d.toString('latin1'); });
+      socket.on('error', () => undefined); // the rest of the upload may meet a closed socket (EPIPE), as under Envoy
+      const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      // Ten megabytes announced, a little more than the limit sent: the client is still uploading when the 413 goes out.
+      socket.write(`POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${10 * 1024 * 1024}\r\n\r\n`);
+      socket.write(pseudoRandom(limit + 4096, 3));
+      await ended;
+      expect(received).toMatch(/^HTTP\/1\.1 413 Payload Too Large\r\n/);
+      expect(received.toLowerCase()).toContain('\r\nconnection: close\r\n');
+      expect(gw.stats().responseBeforeRequestComplete).toBe(1);
+      // A request sent whole keeps its keep-alive connection.
+      const whole = await send(gw.port, { body: 'x'.repeat(100), headers: { 'content-length': '100' } });
+      expect(whole.headers.connection).not.toBe('close');
+      expect(gw.stats().responseBeforeRequestComplete).toBe(1);
+    } finally {
+      await gw.close();
+      await scripted.stop();
+    }
+  });
+
   it('answers 413 "Payload Too Large" above it before the EPP sees the body; FULL_DUPLEX_STREAMED does not buffer', async () => {
     const scripted = await startScriptedExtProc();
     const limit = 256 * 1024;

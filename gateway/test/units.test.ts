@@ -2,6 +2,7 @@
 import { EndpointPool, overrideHosts, parseEndpoint, RingHash, RoundRobin, type Endpoint } from '../src/endpoints';
 import { applyHeaderMutation, HeaderList, InvalidMutation, MutationCounts, type DecodedHeaderValueOption } from '../src/headers';
 import { GatewayConfigError, resolveOptions } from '../src/options';
+import { retryBackOffMs } from '../src/upstream';
 
 function eps(...addrs: string[]): Endpoint[] {
   return addrs.map((a) => {
@@ -272,6 +273,26 @@ describe('applyHeaderMutation (Envoy default mutation rules, mutation_utils.cc @
     applyHeaderMutation(h, { set_headers: set('x-name', 'Zoë ✓') }, 'request');
     expect(Buffer.from(h.get('x-name') as string, 'latin1').toString('utf8')).toBe('Zoë ✓');
     expect(h.toHeaderMap().headers?.[0].raw_value).toEqual(Buffer.from('Zoë ✓'));
+  });
+});
+
+// JitteredExponentialBackOffStrategy::nextBackOffMs (source/common/common/backoff_strategy.cc @ v1.35.0): a random
+// value below (2^retry - 1) × base, capped at the max interval (10 × base by default).
+describe('retryBackOffMs (Envoy\'s jittered exponential retry back-off, base 25 ms)', () => {
+  test('below 25 ms before the first retry, 75 before the second, capped at 250; 0 when off or for a first attempt', () => {
+    const top = () => 0.999999;
+    expect(retryBackOffMs(1, 25, top)).toBe(24);
+    expect(retryBackOffMs(2, 25, top)).toBe(74);
+    expect(retryBackOffMs(3, 25, top)).toBe(174);
+    expect(retryBackOffMs(4, 25, top)).toBe(250);
+    expect(retryBackOffMs(40, 25, top)).toBe(250);
+    expect(retryBackOffMs(1, 25, () => 0)).toBe(0);
+    expect(retryBackOffMs(2, 25, () => 0.5)).toBe(37);
+    expect(retryBackOffMs(0, 25, top)).toBe(0);
+    expect(retryBackOffMs(1, 0, top)).toBe(0);
+    expect(resolveOptions({ endpoints: ['127.0.0.1:1'] }).retryBackOffBaseMs).toBe(25);
+    expect(resolveOptions({ endpoints: ['127.0.0.1:1'] }).requestHeadersToRemove).toEqual(['x-prefiller-host-port', 'x-prefiller-url']);
+    expect(() => resolveOptions({ endpoints: ['127.0.0.1:1'], requestHeadersToRemove: [':path'] })).toThrow(/requestHeadersToRemove/);
   });
 });
 
