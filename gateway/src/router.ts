@@ -119,7 +119,9 @@ export class Router {
         agent: this.ctx.agent,
         pool,
         connectTimeoutMs: opts.connectTimeoutMs,
-        maxReplayBytes: opts.maxRequestBodyBytes * 2,
+        // Envoy's router keeps a request body for a retry up to the connection buffer limit, then abandons the retry
+        // (Router::Filter::decodeData: `retry_or_shadow_abandoned` past `decoderBufferLimit()`, router.cc @ v1.35.0).
+        maxReplayBytes: opts.requestBodyBufferLimitBytes,
         maxRetries: opts.maxRetries,
         retryBackOffBaseMs: opts.retryBackOffBaseMs,
       },
