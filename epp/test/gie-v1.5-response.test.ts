@@ -106,6 +106,24 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(text).toMatch(/^inference_objective_request_duration_seconds_count\{model_name="m",target_model_name="m"\} 1$/m);
   });
 
+  // GIE v1.5.0 handlers/server.go Process: `header.Key == "status" && value != "200"` sets ModelServerError, which the
+  // stream's deferred RecordRequestErrCounter counts once. The literal key: Envoy's `:status` is not read.
+  test('a response header status other than 200 counts the request as a ModelServerError once at its end; Envoy\'s :status alone does not', async () => {
+    for (const [headers, expected] of [[{ ':status': '500', status: '500' }, 1], [{ ':status': '503' }, 1], [{ status: '200' }, 1]] as const) {
+      const s = envoy.open();
+      s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'NONE') });
+      s.send(requestBody(JSON.stringify({ model: 'm', prompt: 'hello' }), true));
+      expect((await s.next()).response).toBe('request_headers');
+      await readStreamedBody(s, 'request_body');
+      s.send(responseHeaders({ ...headers, 'content-type': 'application/json' }, true));
+      expect((await s.next()).response).toBe('response_headers');
+      s.end();
+      await s.status;
+      const text = await metrics.registry.metrics();
+      expect(text).toMatch(new RegExp(`^inference_objective_request_error_total\\{model_name="m",target_model_name="m",error_code="ModelServerError"\\} ${expected}$`, 'm'));
+    }
+  });
+
   test('request duration and NTPOT count from the request headers, as GIE v1.5.0 (handlers/request.go sets RequestReceivedTimestamp in HandleRequestHeaders): a body that comes 400 ms later counts', async () => {
     const s = envoy.open();
     s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });

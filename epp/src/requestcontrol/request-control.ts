@@ -217,6 +217,8 @@ class Ticket {
   responseRecorded = false;
   /** Whether the response's usage is read (not with GIE's passthrough parser, whose ParseResponse returns nothing). */
   readsUsage = true;
+  /** A response header `status` other than "200" came: GIE counts the request as a `ModelServerError` at its end. */
+  modelServerError = false;
 
   constructor(
     /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
@@ -877,6 +879,11 @@ export class RequestControl implements RequestDirector {
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {}): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
     const { target, request } = t;
+    // GIE v1.5.0 handlers/server.go (Process, ResponseHeaders): a header named `status` (literally: Envoy sends the
+    // `:status` pseudo-header, which it does not read) other than "200" makes the request a ModelServerError, counted
+    // once when the stream ends (the deferred RecordRequestErrCounter).
+    const status = headers.get('status');
+    if (status !== undefined && status !== '200') t.modelServerError = true;
     // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events. The reader itself is
     // made at the first body chunk: with kvroute's EnvoyFilter (response body mode NONE) none ever comes.
     if (t.bodyRead && this.options.metrics !== undefined) {
@@ -942,7 +949,10 @@ export class RequestControl implements RequestDirector {
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, started, series, request } = ticket as Ticket;
+    const { target, started, series, request, modelServerError } = ticket as Ticket;
+    if (modelServerError && series !== undefined) {
+      this.options.metrics?.requestErrorTotal.inc({ model_name: series.model, target_model_name: series.targetModel, error_code: 'ModelServerError' });
+    }
     // A response seen without its request: nothing was counted in flight for it.
     if (target === undefined) return;
     this.options.datastore.release(target.key);
