@@ -221,6 +221,8 @@ describe('flow control in the running EPP', () => {
     gone.abandon();
     await waitFor(async () => sum(await metricsText(epp.metricsPort), /^kvroute_epp_flow_control_rejections_total\{reason="aborted"\}/) === 1);
     expect(sum(await metricsText(epp.metricsPort), /^kvroute_epp_flow_control_queue_size /)).toBe(1);
+    // GIE v1.5.0 counts it as the ServiceUnavailable its admission returns for EvictedContextCancelled (admission.go).
+    expect(sum(await metricsText(epp.metricsPort), /^inference_objective_request_error_total\{.*error_code="ServiceUnavailable"\}/)).toBe(1);
     for (const p of pods) p.page = { engines: [{ waiting: 0, running: 1, kvUsage: 0.1 }] };
     const answer = await stays.answer;
     expect(keys()).toContain(answer.endpoint);

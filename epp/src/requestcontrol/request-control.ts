@@ -668,14 +668,16 @@ export class RequestControl implements RequestDirector {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
         waited('rejected', GIE_QUEUE_OUTCOMES[e.reason]);
-        // Nobody is listening for an answer to an abandoned stream.
-        if (e.reason === 'aborted') return abandoned();
+        // Nobody is listening for an answer to an abandoned stream; GIE v1.5.0 still counts it, as the
+        // ServiceUnavailable its admission returns for EvictedContextCancelled (requestcontrol/admission.go
+        // translateFlowControlOutcome, handlers/server.go's deferred RecordRequestErrCounter).
+        if (e.reason === 'aborted') return this.abandonedWhileQueued(model, request);
         return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason }, this.targetOf(request, model));
       }
       if (signal.aborted) {
         m?.flowControlRejections.inc({ reason: 'aborted' });
         waited('rejected', 'EvictedContextCancelled');
-        return abandoned();
+        return this.abandonedWhileQueued(model, request);
       }
       const candidates = this.candidates(req);
       if (candidates.length === 0) {
@@ -712,6 +714,12 @@ export class RequestControl implements RequestDirector {
     return e.reason === 'saturated'
       ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target)
       : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target);
+  }
+
+  /** A request whose proxy gave up while it waited in flow control: counted as GIE v1.5.0 counts it, not answered. */
+  private abandonedWhileQueued(model: string, request: LLMRequest): RouteDecision {
+    this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: this.targetOf(request, model), error_code: 'ServiceUnavailable' });
+    return abandoned();
   }
 
   /** The `target_model_name` label of a request: its rewrite target's, else its model's. */
