@@ -62,7 +62,7 @@ Options:
   --connect-timeout-ms N      upstream connect timeout (default ${DEFAULTS.connectTimeoutMs})
   --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long
                               (default ${DEFAULTS.ejectMs}; 0 = never)
-  --retry-back-off-base-ms N  a retry waits a random time below (2^n - 1) × N ms, at most 10 × N (Envoy's
+  --retry-back-off-base-ms N  a retry waits a random time below N ms, doubling per retry up to 10 × N (Envoy's
                               jittered back-off; default ${DEFAULTS.retryBackOffBaseMs}; 0 = at once)
   --max-retries N             connect-failure retries after the first attempt (route num_retries; default
                               ${DEFAULTS.maxRetries}, Istio's default retry policy)

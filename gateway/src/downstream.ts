@@ -221,6 +221,8 @@ export class Downstream {
     // A Date the response already carries (from the upstream or the EPP) is kept, not doubled.
     if (headers.has('date')) this.res.sendDate = false;
     headers.set('server', SERVER_NAME);
+    // A pod answering before the upload is done ends the connection too (the same check in Envoy covers every response).
+    this.closeIfRequestIncomplete(headers);
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
@@ -307,10 +309,20 @@ export class Downstream {
    * `downstream_rq_response_before_rq_complete`, the connection closed after the response).
    */
   private closeIfRequestIncomplete(headers: HeaderList): void {
-    if (this.bodyEnded || this.req.complete) return;
+    if (this.requestComplete()) return;
     headers.set('connection', 'close');
     this.res.shouldKeepAlive = false;
     this.stats.responseBeforeRequestComplete++;
+  }
+
+  /**
+   * Whether the client's request is all in. A request without a body is complete with its headers (Envoy's HTTP/1
+   * codec hands such headers on with end_stream), though Node marks it complete only after the request handler ran.
+   */
+  private requestComplete(): boolean {
+    if (this.bodyEnded || this.req.complete) return true;
+    const { 'transfer-encoding': te, 'content-length': length } = this.req.headers;
+    return te === undefined && (length === undefined || Number(length) === 0);
   }
 }
 

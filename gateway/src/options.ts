@@ -107,7 +107,7 @@ export interface GatewayOptions {
   /** After a connect failure, fallback policies avoid the endpoint this long (0 = never). Default 5000. */
   readonly ejectMs?: number;
   /**
-   * The retry back-off's base interval: a retry waits a random time below 25 ms, the next below 75 ms (`retryBackOffMs`
+   * The retry back-off's base interval: a retry waits a random time below 25 ms, the next below 50 ms (`retryBackOffMs`
    * in upstream.ts). Default 25, Envoy's default `retry_back_off` (Istio 1.27 sets none); 0 retries at once.
    */
   readonly retryBackOffBaseMs?: number;

@@ -71,16 +71,19 @@ export interface UpstreamSettings {
 }
 
 /**
- * Envoy's wait before retry `retry` (1 for the first): fully jittered exponential back-off, a random whole number of
- * milliseconds below `(2^retry - 1) × base`, capped at 10 × base (`JitteredExponentialBackOffStrategy::nextBackOffMs`,
- * source/common/common/backoff_strategy.cc @ v1.35.0; the route's default `retry_back_off` base 25 ms, max interval
- * 10 × base: "Envoy uses a fully jittered exponential back-off algorithm for retries with a default base interval of
- * 25ms", Istio 1.27 sets none). So 0-24 ms before the first retry, 0-74 ms before the second.
+ * Envoy's wait before retry `retry` (1 for the first): fully jittered exponential back-off
+ * (`JitteredExponentialBackOffStrategy::nextBackOffMs`, source/common/common/backoff_strategy.cc @ v1.35.0): a random
+ * whole number of milliseconds below the current interval, which starts at the base and doubles after each retry
+ * while under half the max interval, then is the max. The route's default `retry_back_off` has a 25 ms base and a
+ * max of 10 × base (Istio 1.27 sets none). So 0-24 ms before the first retry, 0-49 before the second, 0-99, 0-199,
+ * then below 250.
  */
 export function retryBackOffMs(retry: number, baseMs: number, random: () => number = Math.random): number {
   if (baseMs <= 0 || retry < 1) return 0;
-  const ceiling = (2 ** Math.min(retry, 30) - 1) * baseMs;
-  return Math.min(Math.floor(random() * ceiling), 10 * baseMs);
+  const max = 10 * baseMs;
+  let interval = baseMs;
+  for (let i = 1; i < retry && interval < max; i++) interval = interval < max / 2 ? interval * 2 : max;
+  return Math.min(Math.floor(random() * interval), max);
 }
 
 const CONNECT_FAILURE_CODES = new Set([
@@ -158,7 +161,17 @@ export class UpstreamCall {
     if (this.record) {
       this.record.push(chunk);
       this.recordBytes += chunk.length;
-      if (this.recordBytes > this.settings.maxReplayBytes) this.record = null;
+      if (this.recordBytes > this.settings.maxReplayBytes) {
+        this.record = null;
+        // Past the retry buffer while a retry waits out its back-off: Envoy's router answers 507 and does not retry
+        // (Router::Filter::decodeData, RequestPayloadExceededRetryBufferLimit, router.cc @ v1.35.0).
+        if (this.backOff !== undefined) {
+          clearTimeout(this.backOff);
+          this.backOff = undefined;
+          this.fail(507, 'exceeded request buffer limit while retrying upstream');
+          return true;
+        }
+      }
     }
     return this.current ? this.current.write(chunk) : true;
   }

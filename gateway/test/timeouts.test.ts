@@ -166,6 +166,19 @@ describe('the listener buffer limit for BUFFERED bodies (FM requestDataTooLarge 
       const whole = await send(gw.port, { body: 'x'.repeat(100), headers: { 'content-length': '100' } });
       expect(whole.headers.connection).not.toBe('close');
       expect(gw.stats().responseBeforeRequestComplete).toBe(1);
+      // So does a request without a body answered at once (a path the gateway refuses): it is complete with its headers.
+      const again = net.connect(gw.port, LOOPBACK);
+      let replies = '';
+      again.on('data', (d: Buffer) => { replies += d.toString('latin1'); });
+      await new Promise<void>((resolve) => again.once('connect', () => resolve()));
+      again.write('GET /v1/%00 HTTP/1.1\r\nhost: x\r\n\r\n');
+      await waitFor(() => /\r\n\r\n/.test(replies), 'the first reply');
+      expect(replies).toMatch(/^HTTP\/1\.1 400 /);
+      expect(replies.toLowerCase()).not.toContain('connection: close');
+      again.write('GET /v1/%00 HTTP/1.1\r\nhost: x\r\n\r\n');
+      await waitFor(() => (replies.match(/HTTP\/1\.1 400 /g) ?? []).length === 2, 'a second reply on the same connection');
+      again.destroy();
+      expect(gw.stats().responseBeforeRequestComplete).toBe(1);
     } finally {
       await gw.close();
       await scripted.stop();

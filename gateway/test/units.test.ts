@@ -277,17 +277,18 @@ describe('applyHeaderMutation (Envoy default mutation rules, mutation_utils.cc @
 });
 
 // JitteredExponentialBackOffStrategy::nextBackOffMs (source/common/common/backoff_strategy.cc @ v1.35.0): a random
-// value below (2^retry - 1) × base, capped at the max interval (10 × base by default).
+// value below the interval, which starts at the base and doubles while under half the max (10 × base by default).
 describe('retryBackOffMs (Envoy\'s jittered exponential retry back-off, base 25 ms)', () => {
-  test('below 25 ms before the first retry, 75 before the second, capped at 250; 0 when off or for a first attempt', () => {
+  test('below 25 ms before the first retry, 50 before the second, doubling while under half the 250 max; 0 when off or for a first attempt', () => {
     const top = () => 0.999999;
     expect(retryBackOffMs(1, 25, top)).toBe(24);
-    expect(retryBackOffMs(2, 25, top)).toBe(74);
-    expect(retryBackOffMs(3, 25, top)).toBe(174);
-    expect(retryBackOffMs(4, 25, top)).toBe(250);
-    expect(retryBackOffMs(40, 25, top)).toBe(250);
+    expect(retryBackOffMs(2, 25, top)).toBe(49);
+    expect(retryBackOffMs(3, 25, top)).toBe(99);
+    expect(retryBackOffMs(4, 25, top)).toBe(199);
+    expect(retryBackOffMs(5, 25, top)).toBe(249);
+    expect(retryBackOffMs(40, 25, top)).toBe(249);
     expect(retryBackOffMs(1, 25, () => 0)).toBe(0);
-    expect(retryBackOffMs(2, 25, () => 0.5)).toBe(37);
+    expect(retryBackOffMs(2, 25, () => 0.5)).toBe(25);
     expect(retryBackOffMs(0, 25, top)).toBe(0);
     expect(retryBackOffMs(1, 0, top)).toBe(0);
     expect(resolveOptions({ endpoints: ['127.0.0.1:1'] }).retryBackOffBaseMs).toBe(25);

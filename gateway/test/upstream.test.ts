@@ -75,6 +75,38 @@ describe('connect failures', () => {
     }
   });
 
+  // Router::Filter::decodeData @ v1.35.0: the body passes the retry buffer limit while a retry waits out its back-off
+  // (no upstream request in flight): 507 "exceeded request buffer limit while retrying upstream", no retry.
+  it('a body that outgrows the retry buffer while a retry waits out its back-off is answered 507, never sent on in part', async () => {
+    const gw = await gateway({ endpoints: [dead, ups[0].address], ejectMs: 0, retryBackOffBaseMs: 3000, requestBodyBufferLimitBytes: 64 * 1024 });
+    try {
+      const seenBefore = ups[0].seen.length;
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/v1/completions', headers: json, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => { body += d.toString(); });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        // A small first chunk (the round robin's first pick, the dead endpoint, refuses at once), then more than the
+        // 64 KiB limit while the retry waits its (3 s) back-off.
+        req.write(`{"prompt": "${'a'.repeat(1024)}`);
+        let i = 0;
+        const timer = setInterval(() => {
+          if (i++ < 20) req.write('b'.repeat(8 * 1024));
+          else {
+            clearInterval(timer);
+            req.end('"}');
+          }
+        }, 10);
+      });
+      expect(reply).toEqual({ status: 507, body: 'exceeded request buffer limit while retrying upstream' });
+      expect(ups[0].seen.length).toBe(seenBefore);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('skips a dead endpoint in round robin (ejected after its first failure) and serves everything', async () => {
     const gw = await gateway({ endpoints: [dead, ups[0].address, ups[1].address] });
     try {
