@@ -91,14 +91,11 @@ describe('connect failures', () => {
         // A small first chunk (the round robin's first pick, the dead endpoint, refuses at once), then more than the
         // 64 KiB limit while the retry waits its (3 s) back-off.
         req.write(`{"prompt": "${'a'.repeat(1024)}`);
-        let i = 0;
-        const timer = setInterval(() => {
-          if (i++ < 20) req.write('b'.repeat(8 * 1024));
-          else {
-            clearInterval(timer);
-            req.end('"}');
-          }
-        }, 10);
+        // The rest once the refusal is in (the retry is then waiting): past the limit, during the back-off.
+        void waitFor(() => gw.stats().upstreamConnectFailures === 1, 'the first attempt refused').then(() => {
+          for (let i = 0; i < 10; i++) req.write('b'.repeat(8 * 1024));
+          req.end('"}');
+        }, reject);
       });
       expect(reply).toEqual({ status: 507, body: 'exceeded request buffer limit while retrying upstream' });
       expect(ups[0].seen.length).toBe(seenBefore);
