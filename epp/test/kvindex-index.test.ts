@@ -46,10 +46,10 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     // Without a routed request the event is skipped, as before.
     expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
     // A request routed to another pod, or one whose tokens differ, recovers nothing.
-    index.noteRouted('b', keys, ids);
-    index.noteRouted('a', requestKeys([...ids.slice(0, 8), 0, ...ids.slice(9)]), [...ids.slice(0, 8), 0, ...ids.slice(9)]);
+    index.noteRouted('b', ROOT, keys, ids);
+    index.noteRouted('a', ROOT, requestKeys([...ids.slice(0, 8), 0, ...ids.slice(9)]), [...ids.slice(0, 8), 0, ...ids.slice(9)]);
     expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
-    index.noteRouted('a', keys, ids);
+    index.noteRouted('a', ROOT, keys, ids);
     expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 2, recoveredParent: true });
     expect(index.longestPrefix(keys, pods('a', 'b'), 0).get('a')).toEqual({ blocks: 4, weight: 4 });
     expect(index.longestPrefix(keys, pods('b'), 0).has('b')).toBe(false);
@@ -59,26 +59,32 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(keys, pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
   });
 
-  test('parent recovery: a block of the same tokens under another prefix is not taken for it; an event running past the prompt still matches', () => {
+  test('parent recovery: tokens the pod\'s requests put after two prefixes recover nothing; after one, they do; an event running past the prompt still matches; another adapter\'s request is not used', () => {
     const index = new KvBlockIndex(BS, 1000);
     const shared = [7, 7, 7, 7];
     const a = [...tokens(1, 4), ...shared, ...tokens(50, 4)];
     const b = [...tokens(20, 4), ...shared, ...tokens(60, 4)];
-    index.noteRouted('a', requestKeys(a), a);
-    index.noteRouted('a', requestKeys(b), b);
-    // The event's tokens are a's from block 1 on: b (newer) shares block 1 but not block 2, so a's prefix is the one.
+    index.noteRouted('a', ROOT, requestKeys(a), a);
+    index.noteRouted('a', ROOT, requestKeys(b), b);
+    // The shared block alone follows a's prefix in one request and b's in the other: which one the pod holds is unknown.
+    expect(index.store('a', stored(['s1'], 's0', shared), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    // With the block after it, only a fits.
     expect(index.store('a', stored(['x1', 'x2'], 'x0', a.slice(4, 12)), ROOT)).toEqual({ stored: 2, recoveredParent: true });
     expect(index.longestPrefix(requestKeys(a), pods('a'), 0).get('a')?.blocks).toBe(3);
     expect(index.longestPrefix(requestKeys(b), pods('a'), 0).has('a')).toBe(false);
     // Generated tokens past b's prompt: the event's blocks 2 and 3, b's block 2 only; the overlap decides.
     const index2 = new KvBlockIndex(BS, 1000);
-    index2.noteRouted('a', requestKeys(b), b);
+    index2.noteRouted('a', ROOT, requestKeys(b), b);
     expect(index2.store('a', stored(['y2', 'y3'], 'y1', [...b.slice(8, 12), 5, 5, 5, 5]), ROOT)).toEqual({ stored: 2, recoveredParent: true });
     expect(index2.longestPrefix(requestKeys([...b, 5, 5, 5, 5]), pods('a'), 0).get('a')?.blocks).toBe(4);
+    // A request for another adapter (another root) does not recover a base-model event's parent.
+    const lora = rootKey('chat-lora');
+    const index3 = new KvBlockIndex(BS, 1000);
+    index3.noteRouted('a', lora, requestKeys(b, lora), b);
+    expect(index3.store('a', stored(['z2'], 'z1', b.slice(8, 12)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    expect(index3.store('a', stored(['z2'], 'z1', b.slice(8, 12)), lora)).toEqual({ stored: 1, recoveredParent: true });
   });
 
-  // vLLM evicts by last use (block_pool.py free_blocks returns a request's blocks to the free queue's tail): a prefix
-  // stored first but hit since outlives blocks stored after it, here as there.
   test('over a pod\'s capacity the least recently used keys go first: a prefix a routed request matched (touch) outlives later ones', () => {
     const index = new KvBlockIndex(BS, 1000);
     index.setCapacity('a', 4);
@@ -89,6 +95,15 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.store('a', stored(['r0', 'r1'], null, tokens(200, 8)), ROOT)).toEqual({ stored: 2 });
     expect(index.longestPrefix(requestKeys(hot), pods('a'), 0).get('a')?.blocks).toBe(2);
     expect(index.longestPrefix(requestKeys(tokens(100, 8)), pods('a'), 0).has('a')).toBe(false);
+    // Within a touched prefix the tail goes before the head, as vLLM frees a request's blocks in reverse: at capacity 3
+    // the three-block prefix loses its last block to a new one, and still matches two.
+    const tail = new KvBlockIndex(BS, 1000);
+    tail.setCapacity('a', 3);
+    const three = tokens(1, 12);
+    tail.store('a', stored(['t0', 't1', 't2'], null, three), ROOT);
+    tail.touch('a', requestKeys(three), 3);
+    tail.store('a', stored(['n0'], null, tokens(300, 4)), ROOT);
+    expect(tail.longestPrefix(requestKeys(three), pods('a'), 0).get('a')?.blocks).toBe(2);
     // Untouched, the first stored goes first.
     const plain = new KvBlockIndex(BS, 1000);
     plain.setCapacity('a', 4);

@@ -363,10 +363,14 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
   ];
   const texts = ['Hello World\nnext line\n\nlast', 'Hello<s>World\nlast', '<s>Hello\nWorld'];
 
-  test.each(kinds)('%s: the ids of the whole text, as vLLM encodes it', async (_kind, tokenizer) => {
+  test.each(kinds)('%s: the ids of the whole text, as vLLM encodes it, where pieces encoded apart would differ', async (_kind, tokenizer) => {
     for (const text of texts) {
       for (const special of [false, true]) expect([...await tokenizer.encode(text, special)]).toEqual([...await tokenizer.encodeWhole(text, special)]);
     }
+    // The pieces the memoized path cuts this text into, each encoded on its own: every piece gains the start mark.
+    const pieces = ['Hello World\n', 'next line\n\n', 'last'];
+    const apart = (await Promise.all(pieces.map((p) => tokenizer.encodeWhole(p, false)))).flatMap((ids) => [...ids]);
+    expect(apart).not.toEqual([...await tokenizer.encodeWhole(pieces.join(''), false)]);
   });
 
   // vLLM 0.10.0: CompletionRequest.add_special_tokens defaults to true, ChatCompletionRequest's to false; both are

@@ -247,11 +247,14 @@ export interface StoreOutcome {
   readonly recoveredParent?: true;
 }
 
-/** A request this EPP routed to a pod: its own keys and the token ids they were made from. */
+/** A request this EPP routed to a pod: its own keys, the root they chain from and the token ids they were made from. */
 interface RoutedRequest {
   readonly pod: string;
+  readonly root: number;
   readonly keys: readonly number[];
   readonly ids: ArrayLike<number>;
+  /** Block positions (from 1) by their first token, made at the first recovery that looks at the request. */
+  byFirstToken?: Map<number, number[]>;
 }
 
 /**
@@ -259,6 +262,21 @@ interface RoutedRequest {
  * keys and token ids (made for scoring anyway), so the bound is the memory: 256 prompts of 32k tokens is ~40 MB.
  */
 const ROUTED_REQUESTS_KEPT = 256;
+
+/** A routed request's full blocks from the second on, by their first token (made once, at its first recovery). */
+function positionsOf(routed: RoutedRequest, bs: number): Map<number, number[]> {
+  if (routed.byFirstToken !== undefined) return routed.byFirstToken;
+  const byFirstToken = new Map<number, number[]>();
+  const blocks = Math.min(routed.keys.length, Math.floor(routed.ids.length / bs));
+  for (let j = 1; j < blocks; j++) {
+    const first = routed.ids[j * bs]!;
+    const list = byFirstToken.get(first);
+    if (list === undefined) byFirstToken.set(first, [j]);
+    else list.push(j);
+  }
+  routed.byFirstToken = byFirstToken;
+  return byFirstToken;
+}
 
 export interface PrefixMatch {
   /** Leading request blocks the pod holds without a gap. */
@@ -446,7 +464,7 @@ export class KvBlockIndex {
     let parent: number | undefined = chainStart ? root : state.engineToKey.get(event.parentBlockHash!);
     let recoveredParent = false;
     if (parent === undefined && perHash === 1) {
-      parent = this.recoverParent(pod, state, event);
+      parent = this.recoverParent(pod, state, event, root);
       recoveredParent = parent !== undefined;
     }
     if (parent === undefined) return { stored: 0, skipped: 'unknown-parent' };
@@ -475,12 +493,12 @@ export class KvBlockIndex {
   }
 
   /**
-   * Remembers that `pod` was sent a request of these keys and token ids (the newest `ROUTED_REQUESTS_KEPT`), for
-   * `recoverParent`.
+   * Remembers that `pod` was sent a request of these keys (chained from `root`, the adapter's) and token ids (the newest
+   * `ROUTED_REQUESTS_KEPT`), for `recoverParent`.
    */
-  noteRouted(pod: string, keys: readonly number[], ids: ArrayLike<number>): void {
+  noteRouted(pod: string, root: number, keys: readonly number[], ids: ArrayLike<number>): void {
     if (keys.length < 2) return;
-    this.routed[this.routedNext] = { pod, keys, ids };
+    this.routed[this.routedNext] = { pod, root, keys, ids };
     this.routedNext = (this.routedNext + 1) % ROUTED_REQUESTS_KEPT;
   }
 
@@ -490,39 +508,48 @@ export class KvBlockIndex {
    * subscribed (an EPP restart, a replica that joined, a gap no replay covered) was never indexed, and every block
    * later stored on top of it names it as parent: without this, a hot system prompt or a long conversation stays
    * invisible for as long as it stays hot (llm-d-kv-cache skips such events too, `pkg/kvevents/pool.go`). The event's
-   * first block is block `j` of a request routed to the pod when its tokens are that block's; then the request's key
-   * `j - 1` is the parent, and the pod holds blocks `0..j-1` (vLLM caches a block only on a cached parent,
+   * tokens are a routed request's from its block `j` on (as far as both go): then the request's key `j - 1` is the
+   * parent, and the pod holds blocks `0..j-1` (vLLM caches a block only on a cached parent,
    * vllm/v1/core/block_pool.py `cache_full_blocks`): they are indexed as stored, the parent under its engine hash (so
    * its BlockRemoved finds it), the blocks before it without one (no event will name them; the pod's capacity bound
-   * ages them out). Only for events of the configured block size (1:1).
+   * ages them out). The tokens do not say which prefix they follow, so when the pod's recent requests put them after
+   * two different prefixes (a shared document under two system prompts) nothing is recovered; a prefix no request
+   * this EPP routed shows can still be taken for one that does. Only for events of the configured block size (1:1),
+   * under the same adapter.
    */
-  private recoverParent(pod: string, state: PodState, event: BlockStored): number | undefined {
+  private recoverParent(pod: string, state: PodState, event: BlockStored, root: number): number | undefined {
     const bs = this.blockSize;
     const tokens = event.tokenIds;
     if (event.parentBlockHash === undefined || event.parentBlockHash === null || tokens.length < bs) return undefined;
+    let found: { readonly routed: RoutedRequest; readonly j: number } | undefined;
     for (let back = 1; back <= ROUTED_REQUESTS_KEPT; back++) {
       const routed = this.routed[(this.routedNext - back + ROUTED_REQUESTS_KEPT) % ROUTED_REQUESTS_KEPT];
       if (routed === undefined) break;
-      if (routed.pod !== pod) continue;
-      const { keys, ids } = routed;
-      const blocks = Math.min(keys.length, Math.floor(ids.length / bs));
-      for (let j = 1; j < blocks; j++) {
+      if (routed.pod !== pod || routed.root !== root) continue;
+      for (const j of positionsOf(routed, bs).get(tokens[0]!) ?? []) {
         // Every token the event and the request share from block j on (the event may run on into generated tokens).
         const at = j * bs;
-        const overlap = Math.min(tokens.length, ids.length - at);
+        const overlap = Math.min(tokens.length, routed.ids.length - at);
         let same = true;
-        for (let k = 0; k < overlap && same; k++) same = ids[at + k] === tokens[k];
-        // The same tokens under another prefix would key another block: the key from this parent must be the request's.
-        if (!same || blockKey(keys[j - 1]!, tokens, 0, bs) !== keys[j]) continue;
-        for (let i = 0; i < j; i++) {
-          const holding = this.holders.get(keys[i]!)?.get(pod);
-          if (holding === undefined || holding.gpu === 0) this.add(pod, state, keys[i]!, 'gpu');
-        }
-        state.engineToKey.set(event.parentBlockHash, keys[j - 1]!);
-        return keys[j - 1];
+        for (let k = 1; k < overlap && same; k++) same = routed.ids[at + k] === tokens[k];
+        if (!same) continue;
+        if (found !== undefined && routed.keys[j - 1] !== found.routed.keys[found.j - 1]) return undefined;
+        found ??= { routed, j };
       }
     }
-    return undefined;
+    if (found === undefined) return undefined;
+    const { routed, j } = found;
+    // The prefix's head last: the most recently used, as vLLM's free queue takes a request's blocks back tail first.
+    for (let i = j - 1; i >= 0; i--) {
+      const holding = this.holders.get(routed.keys[i]!)?.get(pod);
+      if (holding === undefined || holding.gpu === 0) this.add(pod, state, routed.keys[i]!, 'gpu');
+      else {
+        state.keys.delete(routed.keys[i]!);
+        state.keys.set(routed.keys[i]!, true);
+      }
+    }
+    state.engineToKey.set(event.parentBlockHash, routed.keys[j - 1]!);
+    return routed.keys[j - 1];
   }
 
   /**
@@ -812,15 +839,18 @@ export class KvBlockIndex {
   }
 
   /**
-   * The first `count` of `keys` were just used on `pod` (a request routed there matched them): they become its most
-   * recently used, so the capacity bound (`trim`) drops them last. vLLM evicts by last use: blocks a request hit go back
-   * to the free queue's tail when it finishes (vllm/v1/core/block_pool.py `free_blocks`), so a hot system prompt
-   * stored long ago is the last to go there, and must not be the first to go here.
+   * The first `count` of `keys` were just used on `pod` (a request routed there matched them, or ended there): they
+   * become its most recently used, the first key last, so the capacity bound (`trim`) drops the tail before the head
+   * and both after older keys. vLLM evicts by last use: a request's blocks go back to the free queue when it finishes
+   * (vllm/v1/core/block_pool.py `free_blocks`), so a hot system prompt stored long ago is the last to go there, and
+   * must not be the first to go here.
    */
   touch(pod: string, keys: readonly number[], count: number): void {
     const state = this.pods.get(pod);
     if (state === undefined) return;
-    for (let i = 0; i < count && i < keys.length; i++) {
+    // Tail first, so the head (the prefix other requests share) is the most recently used: vLLM frees a request's
+    // blocks in reverse, "so that the tail blocks are evicted first" (vllm/v1/core/kv_cache_manager.py `free`).
+    for (let i = Math.min(count, keys.length) - 1; i >= 0; i--) {
       const key = keys[i]!;
       if (!state.keys.delete(key)) continue;
       state.keys.set(key, true);

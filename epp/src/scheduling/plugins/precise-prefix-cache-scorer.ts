@@ -26,7 +26,7 @@ import { chainStartOf } from '../../kvindex/chain-start';
 import { KvEventSubscriber, type ResetReason } from '../../kvindex/event-subscriber';
 import { engineKeys, engineRoot } from '../../kvindex/engine-hash';
 import { DEFAULT_TIER_WEIGHTS, KvBlockIndex, type TierWeights } from '../../kvindex/kv-block-index';
-import type { PrepareRequest } from '../../requestcontrol/hooks';
+import type { PrepareRequest, ResponseComplete } from '../../requestcontrol/hooks';
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
@@ -161,8 +161,9 @@ type Resolved = Required<PrecisePrefixCacheScorerParameters>;
 
 interface RequestBlocks {
   readonly keys: readonly number[];
-  /** The token ids the keys were made from (for the index's parent recovery, `noteRouted`). */
+  /** The token ids the keys were made from, and the root they chain from (for the index's parent recovery, `noteRouted`). */
   readonly ids: ArrayLike<number>;
+  readonly root: number;
   readonly promptTokens: number;
   /** The same blocks' engine keys (`engine-hash.ts`), when any pod's blocks are known by engine hash only. */
   readonly engineKeys?: readonly number[];
@@ -226,7 +227,7 @@ function tokenProcessor(f: FieldReader): Record<string, unknown> {
   };
 }
 
-export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest {
+export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest, ResponseComplete {
   readonly type = 'precise-prefix-cache-scorer';
   readonly index: KvBlockIndex;
   readonly subscriber: KvEventSubscriber;
@@ -371,7 +372,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const keep = request.truncatePromptTokens;
     const tokens = keep !== undefined && tokenized.ids.length > keep ? { ids: tokenized.ids.slice(tokenized.ids.length - keep) } : tokenized;
     const adapter = request.model === '' || this.baseModels.size === 0 || this.baseModels.has(request.model) ? '' : request.model;
-    let parent = rootKey(adapter);
+    const root = rootKey(adapter);
+    let parent = root;
     const keys: number[] = [];
     const full = Math.floor(tokens.ids.length / this.blockSize);
     // A salt is matched only once the pods' events carry extra keys (vLLM >= #33304): vLLM 0.10.x publishes none, so
@@ -388,7 +390,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const engine = this.index.hasEngineHashKeys && adapter === '' && salt === undefined
       ? engineKeys(tokens.ids, this.blockSize, this.engineRoot)
       : undefined;
-    request.attributes.set(BLOCKS, { keys, ids: tokens.ids, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
+    request.attributes.set(BLOCKS, { keys, ids: tokens.ids, root, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
     this.handle.metrics.observeTokenization((performance.now() - started) / 1000);
   }
 
@@ -422,8 +424,18 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       this.index.speculate(target.endpoint.key, blocks.keys, this.handle.now() + this.speculativeTtlMs);
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
-    this.index.noteRouted(target.endpoint.key, blocks.keys, blocks.ids);
+    this.index.noteRouted(target.endpoint.key, blocks.root, blocks.keys, blocks.ids);
     this.handle.metrics.setKvIndexBlocks(target.endpoint.key, this.index.blocksOf(target.endpoint.key));
+  }
+
+  /**
+   * The request's blocks the pod holds are its most recently used now, the prompt's head last: vLLM frees a finished
+   * (or aborted) request's blocks in reverse (vllm/v1/core/kv_cache_manager.py `free` @ v0.10.0), so they leave its
+   * cache tail first, after every older block.
+   */
+  responseComplete(request: LLMRequest, target: Endpoint): void {
+    const blocks = request.attributes?.get(BLOCKS);
+    if (blocks !== undefined) this.index.touch(target.key, blocks.keys, blocks.keys.length);
   }
 
   private applyBatch(endpoint: string, batch: KvEventBatch, model: string | undefined): void {
@@ -591,7 +603,7 @@ const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>
 
 export const precisePrefixCacheScorer = definePlugin({
   type: 'precise-prefix-cache-scorer',
-  kinds: ['prepare-request', 'scorer', 'post-cycle'],
+  kinds: ['prepare-request', 'scorer', 'post-cycle', 'response-complete'],
   cycleState: { writes: ['prefix-match'] },
   parameters: parameters<PrecisePrefixCacheScorerParameters>((fields) => {
     const kvEventsConfig = nested(fields, 'kvEventsConfig', (f) => {
