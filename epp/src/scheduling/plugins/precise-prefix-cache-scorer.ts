@@ -169,6 +169,8 @@ interface RequestBlocks {
   readonly engineKeys?: readonly number[];
 }
 
+const NO_IDS: ArrayLike<number> = new Uint32Array(0);
+
 /** A request's block keys, as `prepareRequest` leaves them for `score`. */
 const BLOCKS = stateKey<RequestBlocks>('precise-prefix-cache-scorer blocks');
 
@@ -425,6 +427,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
     this.index.noteRouted(target.endpoint.key, blocks.root, blocks.keys, blocks.ids);
+    // The request is kept until its response ends (for `responseComplete`); its token ids need not be: the index's
+    // bounded ring holds those it keeps.
+    cycle.request.attributes?.set(BLOCKS, { ...blocks, ids: NO_IDS });
     this.handle.metrics.setKvIndexBlocks(target.endpoint.key, this.index.blocksOf(target.endpoint.key));
   }
 
