@@ -387,6 +387,47 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     for (let i = 0; i < 5; i++) expect((await pick(chat(`Question ${i} about the first section?`, manual))).endpoint).toBe(routed.endpoint);
   });
 
+  // vLLM frees a request's blocks in reverse when it ends ("so that the tail blocks are evicted first",
+  // vllm/v1/core/kv_cache_manager.py free @ v0.10.0): its prompt's head is then the last of its blocks to go.
+  test('when a routed request ends, its blocks on the pod are the most recently used, tail first: over capacity the tail goes, its prefix stays', async () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const pod = pods[1]!;
+    scorer.index.clearPod(pod);
+    const prefixBody = chat('A first question?', 'the eviction manual');
+    const prefix = await storedFor(prefixBody, 11000);
+    await publish(pod, [prefix]);
+    await waitFor(() => scorer.index.blocksOf(pod) === prefix.blockHashes.length, 'the prefix to be indexed');
+    const body = chat(`A longer second question? ${'With its own details. '.repeat(20)}`, 'the eviction manual');
+    const ids = (await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body))).input))!.ids;
+    const keys: number[] = [];
+    for (let i = 0, parent = rootKey(''); (i + 1) * 16 <= ids.length; i++) keys.push((parent = blockKey(parent, ids, i * 16, (i + 1) * 16)));
+    const control = new RequestControl({ datastore, scheduler });
+    for (const p of pods) {
+      datastore.upsertEndpoint(snapshot(p).endpoint);
+      datastore.setMetrics(p, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+    const d = await control.route({ requestId: 'evict', headers: new Map([['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
+    if (d.kind !== 'route') throw new Error(`rejected: ${d.body}`);
+    expect(d.endpoint).toBe(pod);
+    // The pod prefills the rest of the prompt while the request runs: its blocks are stored after the pick.
+    const held = prefix.blockHashes.length;
+    await publish(pod, [{
+      type: 'BlockStored', blockHashes: keys.slice(held).map((_, i) => String(12000 + i)), parentBlockHash: prefix.blockHashes.at(-1)!,
+      tokenIds: [...ids.slice(held * 16, keys.length * 16)], blockSize: 16, loraId: null,
+    }]);
+    await waitFor(() => scorer.index.blocksOf(pod) === keys.length, 'the rest to be indexed');
+    control.release(d.ticket, 'completed');
+    // Over capacity the oldest go. Touched at the end, those are the request's last blocks and what stays is a prefix;
+    // otherwise the prefix's own last blocks (touched at the pick, before the rest was stored) would go first and
+    // break the prefix. (The index budget may shrink the capacity further; what stays is a prefix all the same.)
+    scorer.index.setCapacity(pod, keys.length - 1);
+    const kept = scorer.index.blocksOf(pod);
+    expect(kept).toBeLessThan(keys.length);
+    expect(kept).toBeGreaterThan(0);
+    expect(scorer.index.longestPrefix(keys, new Set([pod]), Date.now()).get(pod)?.blocks).toBe(kept);
+    scorer.index.setCapacity(pod, 1_000_000);
+  });
+
   test('a prefix left only in an offloading connector\'s own tier (a KV connector passes on its cache\'s medium) weighs what kvCacheBackendConfigs gives that tier: a GPU holder wins', async () => {
     const body = chat('What does the offloaded chapter say?', 'the offloaded manual');
     const stored = await storedFor(body, 9000);
