@@ -59,6 +59,21 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     expect(index.longestPrefix(keys, pods('a'), 0).get('a')).toEqual({ blocks: 1, weight: 1 });
   });
 
+  test('parent recovery remembers at most 4 Mi prompt tokens of routed requests: a long prompt pushes older ones out', () => {
+    const index = new KvBlockIndex(BS, 1000);
+    const ids = tokens(1, 16);
+    index.noteRouted('a', ROOT, requestKeys(ids), ids);
+    // 4 Mi tokens more (a Uint32Array, as the tokenizer gives them): the first request no longer fits beside it.
+    const long = new Uint32Array(4 * 1024 * 1024);
+    index.noteRouted('a', ROOT, [1, 2], long);
+    expect(index.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+    // A prompt alone over the bound is not kept at all, and pushes nothing out.
+    const index2 = new KvBlockIndex(BS, 1000);
+    index2.noteRouted('a', ROOT, requestKeys(ids), ids);
+    index2.noteRouted('a', ROOT, [1, 2], new Uint32Array(4 * 1024 * 1024 + 1));
+    expect(index2.store('a', stored(['h2', 'h3'], 'h1', ids.slice(8, 16)), ROOT)).toEqual({ stored: 2, recoveredParent: true });
+  });
+
   test('parent recovery: tokens the pod\'s requests put after two prefixes recover nothing; after one, they do; an event running past the prompt still matches; another adapter\'s request is not used', () => {
     const index = new KvBlockIndex(BS, 1000);
     const shared = [7, 7, 7, 7];

@@ -258,10 +258,15 @@ interface RoutedRequest {
 }
 
 /**
- * Requests remembered for `recoverParent`, across all pods: the newest first. Each holds references to the request's
- * keys and token ids (made for scoring anyway), so the bound is the memory: 256 prompts of 32k tokens is ~40 MB.
+ * Requests remembered for `recoverParent`, across all pods: at most this many, the newest. Each holds references to the
+ * request's keys and token ids (made for scoring anyway).
  */
 const ROUTED_REQUESTS_KEPT = 256;
+/**
+ * And at most this many of their prompt tokens together (~16 MiB of ids, with their keys ~18 MiB): 256 long-context
+ * prompts would otherwise hold hundreds of megabytes of the EPP's 1 GiB.
+ */
+const ROUTED_TOKENS_KEPT = 4 * 1024 * 1024;
 
 /** A routed request's full blocks from the second on, by their first token (made once, at its first recovery). */
 function positionsOf(routed: RoutedRequest, bs: number): Map<number, number[]> {
@@ -337,9 +342,9 @@ export class KvBlockIndex {
     return this.pods.size;
   }
 
-  /** Requests recently routed, a ring (`noteRouted`). */
-  private readonly routed: (RoutedRequest | undefined)[] = [];
-  private routedNext = 0;
+  /** Requests recently routed, oldest first (`noteRouted`), and their prompt tokens together. */
+  private readonly routed: RoutedRequest[] = [];
+  private routedTokens = 0;
   /** (block, pod) entries, confirmed and speculative. */
   get size(): number {
     let n = 0;
@@ -494,12 +499,13 @@ export class KvBlockIndex {
 
   /**
    * Remembers that `pod` was sent a request of these keys (chained from `root`, the adapter's) and token ids (the newest
-   * `ROUTED_REQUESTS_KEPT`), for `recoverParent`.
+   * `ROUTED_REQUESTS_KEPT`, within `ROUTED_TOKENS_KEPT` tokens), for `recoverParent`.
    */
   noteRouted(pod: string, root: number, keys: readonly number[], ids: ArrayLike<number>): void {
-    if (keys.length < 2) return;
-    this.routed[this.routedNext] = { pod, root, keys, ids };
-    this.routedNext = (this.routedNext + 1) % ROUTED_REQUESTS_KEPT;
+    if (keys.length < 2 || ids.length > ROUTED_TOKENS_KEPT) return;
+    this.routed.push({ pod, root, keys, ids });
+    this.routedTokens += ids.length;
+    while (this.routed.length > ROUTED_REQUESTS_KEPT || this.routedTokens > ROUTED_TOKENS_KEPT) this.routedTokens -= this.routed.shift()!.ids.length;
   }
 
   /**
@@ -522,9 +528,8 @@ export class KvBlockIndex {
     const tokens = event.tokenIds;
     if (event.parentBlockHash === undefined || event.parentBlockHash === null || tokens.length < bs) return undefined;
     let found: { readonly routed: RoutedRequest; readonly j: number } | undefined;
-    for (let back = 1; back <= ROUTED_REQUESTS_KEPT; back++) {
-      const routed = this.routed[(this.routedNext - back + ROUTED_REQUESTS_KEPT) % ROUTED_REQUESTS_KEPT];
-      if (routed === undefined) break;
+    for (let back = this.routed.length - 1; back >= 0; back--) {
+      const routed = this.routed[back]!;
       if (routed.pod !== pod || routed.root !== root) continue;
       for (const j of positionsOf(routed, bs).get(tokens[0]!) ?? []) {
         // Every token the event and the request share from block j on (the event may run on into generated tokens).
