@@ -93,7 +93,8 @@ function pyTypeName(v: unknown): string {
   return Array.isArray(v) ? 'list' : 'dict';
 }
 
-function isDict(v: unknown): v is Record<string, unknown> {
+/** A JSON object as Python's dict: not an array, not a `PythonFloat`. */
+export function isDict(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof PythonFloat);
 }
 

@@ -17,8 +17,8 @@
  *
  * Checked against real pydantic 2.13 and CPython by `protocol/test/vectors/conversation.py`.
  */
-import { ChatTemplateRefusal } from './chat-template-context';
-import { hasIntegralFloat, parsePythonJson, PythonFloat, pythonRefusesValidJson } from './python-json';
+import { ChatTemplateRefusal, isDict } from './chat-template-context';
+import { hasIntegralFloat, jsonNumberTokens, LONE_SURROGATE, parsePythonJson, PythonFloat, pythonRefusesValidJson } from './python-json';
 
 /** A chat message as the caller normalized it: its role and content, with the other keys the client sent. */
 export interface NormalizedChatMessage {
@@ -88,7 +88,6 @@ export class RequestFieldError extends Error {
   }
 }
 
-const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof PythonFloat);
 
 /**
  * vLLM's `[tool.model_dump() for tool in request.tools]` (see the module comment).
@@ -216,8 +215,6 @@ function pythonJsonLoads(text: string): unknown {
 
 /** An array index as V8 orders object keys: such keys come first whatever the order they were written in. */
 const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?/y;
 
 /**
  * Whether the value `json.loads(text)` gives (integral floats as `PythonFloat`), rendered by @huggingface/jinja's
@@ -235,20 +232,8 @@ export function tojsonMatchesPython(text: string): boolean {
     return false;
   }
   if (!plainKeysAndStrings(value)) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
-      continue;
-    }
-    if (c !== 0x2d && (c < 0x30 || c > 0x39)) continue;
-    NUMBER.lastIndex = i;
-    const match = NUMBER.exec(text)!;
-    const token = match[0];
-    // Integers past 2**53: a double is not the int Python holds. Floats print as Python's repr (`1e400` as Infinity).
-    if (match[1] === undefined && match[2] === undefined && !Number.isSafeInteger(Number(token))) return false;
-    i += token.length - 1;
-  }
+  // Integers past 2**53: a double is not the int Python holds. Floats print as Python's repr (`1e400` as Infinity).
+  for (const { token, float } of jsonNumberTokens(text)) if (!float && !Number.isSafeInteger(Number(token))) return false;
   return true;
 }
 

@@ -14,7 +14,7 @@
  *   escaping what Python escapes (DEL included); an `indent` of 0 or a string as Python reads them. Checked against
  *   CPython and jinja2 by `protocol/test/vectors/python-floats.py`.
  */
-import { PythonFloat } from './python-json';
+import { LONE_SURROGATE, PythonFloat, someJsonValue } from './python-json';
 import { pythonFloatRepr } from './jinja-python-strings';
 
 interface RuntimeValue {
@@ -60,8 +60,6 @@ function pythonJsonFloat(x: number): string {
   if (!Number.isFinite(x)) return x > 0 ? 'Infinity' : '-Infinity';
   return pythonFloatRepr(x);
 }
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** No lone surrogate: `String.prototype.isWellFormed` (Node 20; native, twice as fast as the pattern) where present. */
 function wellFormed(s: string): boolean {
@@ -191,22 +189,9 @@ function dumpOptions(args: RuntimeValue[], kwargs: Map<string, RuntimeValue>): D
   return { ensureAscii, indent, itemSeparator, keySeparator, sortKeys };
 }
 
-/** Whether `root` holds a `PythonFloat` in its arrays and plain objects (an iterative walk). */
+/** Whether `root` holds a `PythonFloat` in its arrays and objects. */
 function holdsPythonFloat(root: unknown): boolean {
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (v instanceof PythonFloat) return true;
-    if (Array.isArray(v)) {
-      for (const item of v) if (typeof item === 'object' && item !== null) stack.push(item);
-    } else if (typeof v === 'object' && v !== null) {
-      for (const key in v) {
-        const item = (v as Record<string, unknown>)[key];
-        if (typeof item === 'object' && item !== null) stack.push(item);
-      }
-    }
-  }
-  return false;
+  return someJsonValue(root, (v) => v instanceof PythonFloat);
 }
 
 /**

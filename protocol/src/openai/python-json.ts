@@ -112,10 +112,10 @@ export function parsePythonJson(text: string, options: PythonJsonOptions = {}): 
 }
 
 /**
- * Whether the JSON `text` holds a number written as a float (a fraction or an exponent) whose value is integral, outside
- * strings: what `PythonFloat` is for. A scan without parsing, so that only such texts are read twice.
+ * The number tokens of the JSON `text` (one `JSON.parse` accepted), outside strings: each one's text and whether it is
+ * written as a float (a fraction or an exponent). A scan without parsing.
  */
-export function hasIntegralFloat(text: string): boolean {
+export function* jsonNumberTokens(text: string): Generator<{ readonly token: string; readonly float: boolean }> {
   const len = text.length;
   for (let i = 0; i < len; i++) {
     const c = text.charCodeAt(i);
@@ -138,11 +138,40 @@ export function hasIntegralFloat(text: string): boolean {
       if (text.charCodeAt(j) === 0x2b || text.charCodeAt(j) === 0x2d) j++;
       while (j < len && isDigit(text.charCodeAt(j))) j++;
     }
-    if (float && Number.isInteger(Number(text.slice(i, j)))) return true;
+    yield { token: text.slice(i, j), float };
     i = j - 1;
+  }
+}
+
+/**
+ * Whether the JSON `text` holds a number written as a float whose value is integral, outside strings: what
+ * `PythonFloat` is for, so that only such texts are read twice.
+ */
+export function hasIntegralFloat(text: string): boolean {
+  for (const { token, float } of jsonNumberTokens(text)) if (float && Number.isInteger(Number(token))) return true;
+  return false;
+}
+
+/**
+ * Whether `test` holds for `root` or any value in its arrays and objects (a `PythonFloat` is a value, not an object to
+ * enter), iteratively: a parsed body can be nested deeper than the stack.
+ */
+export function someJsonValue(root: unknown, test: (value: unknown) => boolean): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (test(v)) return true;
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+    } else if (typeof v === 'object' && v !== null && !(v instanceof PythonFloat)) {
+      for (const key in v) stack.push((v as Record<string, unknown>)[key]);
+    }
   }
   return false;
 }
+
+/** A UTF-16 surrogate without its pair: JavaScript's and Python's JSON write it differently. */
+export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
  * Whether Python refuses a text `JSON.parse` accepted: nesting past PYTHON_MAX_NESTING or an integer literal of more

@@ -8,7 +8,7 @@
  */
 import { OpenAiApiError } from './errors';
 import { parseJsonBody, topLevelMemberTexts } from './json-body';
-import { hasIntegralFloat, parsePythonJson } from './python-json';
+import { hasIntegralFloat, parsePythonJson, someJsonValue } from './python-json';
 
 /** A body the router refuses: HTTP 400 with the OpenAI error fields. */
 export class RequestBodyError extends OpenAiApiError {
@@ -206,21 +206,9 @@ function optionalBoolean(o: Record<string, unknown>, field: string, fallback: bo
 
 const TEMPLATE_MEMBERS: ReadonlySet<string> = new Set(['tools', 'chat_template_kwargs']);
 
-/** Whether `root` holds a number with an integral value (an iterative walk of arrays and objects). */
+/** Whether `root` holds a number with an integral value. */
 function holdsInteger(root: unknown): boolean {
-  if (root === undefined) return false;
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === 'number') {
-      if (Number.isInteger(v)) return true;
-    } else if (Array.isArray(v)) {
-      for (const item of v) stack.push(item);
-    } else if (typeof v === 'object' && v !== null) {
-      for (const key in v) stack.push((v as Record<string, unknown>)[key]);
-    }
-  }
-  return false;
+  return root !== undefined && someJsonValue(root, (v) => typeof v === 'number' && Number.isInteger(v));
 }
 
 /**
