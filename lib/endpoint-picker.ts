@@ -309,9 +309,10 @@ export class EndpointPicker extends Construct {
       rules: [
         { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: [this.poolApiGroup], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
-        // The EPP reads request priorities from the pool's InferenceObjectives (GIE's RBAC grants the same,
-        // config/charts/inferencepool/templates/rbac.yaml @ v1.5.0); without the CRD it logs once and uses its config.
-        { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives'], verbs: ['get', 'list', 'watch'] },
+        // The EPP reads request priorities from the pool's InferenceObjectives and model rewrites from its
+        // InferenceModelRewrites (GIE's RBAC grants the same, config/charts/inferencepool/templates/rbac.yaml @ v1.5.0);
+        // without a CRD it logs once and goes on (priorities from its config; models as the request names them).
+        { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['get', 'list', 'watch'] },
       ],
     });
     new k8s.KubeRoleBinding(this, 'RoleBinding', {

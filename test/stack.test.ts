@@ -94,7 +94,7 @@ describe('the seed (demo cluster)', () => {
     expect(role.rules).toEqual([
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['get', 'list', 'watch'] },
     ]);
     const binding = one(demo, 'RoleBinding', 'ms-llm-d-modelservice-epp');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'ms-llm-d-modelservice-epp', namespace: 'llm-d' }]);

@@ -196,11 +196,13 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const flowQueue = flow.enabled
     ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick, bands: flow.bands, defaultBand: flow.defaultBand })
     : undefined;
-  // The pool's InferenceObjectives (once discovery follows them), else the config's table.
-  let watchedObjectives: KubernetesDiscovery | undefined;
-  const objectives = { get: (name: string) => watchedObjectives?.objectivePriority(name) ?? flow.objectives.get(name) };
+  // The pool's InferenceObjectives (once discovery follows them), else the config's table; its InferenceModelRewrites.
+  let watched: KubernetesDiscovery | undefined;
+  const objectives = { get: (name: string) => watched?.objectivePriority(name) ?? flow.objectives.get(name) };
+  const modelRewrites = { rule: (model: string) => watched?.modelRewrites.rule(model) };
   const director = new RequestControl({
     objectives,
+    modelRewrites,
     datastore,
     scheduler,
     metrics: metrics.collectors,
@@ -340,8 +342,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
         kubeConfig: options.kubeconfig ? { kind: 'file', path: options.kubeconfig } : { kind: 'default' },
         log: (level, message) => logger[level](message),
         objectives: true,
+        modelRewrites: true,
       });
-    if (discovery instanceof KubernetesDiscovery) watchedObjectives = discovery;
+    if (discovery instanceof KubernetesDiscovery) watched = discovery;
     // Discovery stops before the datastore: a stopped datastore refuses changes.
     cleanups.push(() => discovery.stop());
     cleanups.push(() => extProc.stop(options.shutdownGracePeriodMs));

@@ -80,6 +80,24 @@ export function fakeObjective(name: string, poolName: string, priority?: number,
   };
 }
 
+/**
+ * A GIE InferenceModelRewrite (`inference.networking.x-k8s.io/v1alpha2`, GIE v1.5.0
+ * `apix/v1alpha2/inferencemodelrewrite_types.go`): `rules` as the CRD spells them.
+ */
+export function fakeModelRewrite(
+  name: string,
+  poolName: string,
+  rules: readonly { matches?: readonly { model: { type?: string; value: string } }[]; targets: readonly { modelRewrite: string; weight?: number }[] }[],
+  options: { poolGroup?: string; namespace?: string; creationTimestamp?: string } = {},
+): Obj {
+  return {
+    apiVersion: 'inference.networking.x-k8s.io/v1alpha2',
+    kind: 'InferenceModelRewrite',
+    metadata: { name, namespace: options.namespace ?? 'default', ...(options.creationTimestamp ? { creationTimestamp: options.creationTimestamp } : {}) },
+    spec: { poolRef: { group: options.poolGroup ?? 'inference.networking.k8s.io', name: poolName }, rules },
+  };
+}
+
 /** A v1 InferencePool; `port` may list several target ports (GIE ≥ v1.1.0, each a distinct endpoint per pod). */
 export function fakePoolV1(name: string, selector: Record<string, string>, port: number | readonly number[], namespace = 'default'): Obj {
   return {
@@ -109,6 +127,8 @@ export class FakeKubeApiServer {
   servedGroupVersions = new Set(['inference.networking.k8s.io/v1', 'inference.networking.x-k8s.io/v1alpha2']);
   /** Whether the InferenceObjective CRD (inference.networking.x-k8s.io/v1alpha2) is installed. */
   servesObjectives = true;
+  /** Whether the InferenceModelRewrite CRD (inference.networking.x-k8s.io/v1alpha2, GIE ≥ v1.5.0) is installed. */
+  servesModelRewrites = true;
   private readonly server: http.Server;
   private readonly objects = new Map<string, Obj>();
   private readonly events: StoredEvent[] = [];
@@ -198,6 +218,14 @@ export class FakeKubeApiServer {
     this.remove('inferenceobjectives', 'inference.networking.x-k8s.io/v1alpha2', namespace, name);
   }
 
+  upsertModelRewrite(rewrite: Obj): void {
+    this.put('inferencemodelrewrites', 'inference.networking.x-k8s.io/v1alpha2', rewrite);
+  }
+
+  deleteModelRewrite(name: string, namespace = 'default'): void {
+    this.remove('inferencemodelrewrites', 'inference.networking.x-k8s.io/v1alpha2', namespace, name);
+  }
+
   /** Forgets the event history: watches that resume from an older version get 410 Gone. */
   compact(): void {
     this.compactedRv = this.rv;
@@ -236,7 +264,8 @@ export class FakeKubeApiServer {
     const rv = ++this.rv;
     obj.metadata.resourceVersion = String(rv);
     obj.metadata.uid = prev?.metadata.uid ?? `uid-${resource}-${obj.metadata.name}-${rv}`;
-    obj.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? '2025-07-24T09:00:00Z';
+    // The server sets it on create; a test may give one (the age that decides between InferenceModelRewrites).
+    obj.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? obj.metadata.creationTimestamp ?? '2025-07-24T09:00:00Z';
     this.objects.set(key, obj);
     this.publish({ rv, collection: collectionKey(resource, gv, ns), type: prev ? 'MODIFIED' : 'ADDED', obj, prev });
   }
@@ -301,6 +330,12 @@ export class FakeKubeApiServer {
     if (m && this.servesObjectives) {
       const gv = 'inference.networking.x-k8s.io/v1alpha2';
       this.serve(res, query, 'inferenceobjectives', gv, decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'InferenceObjectiveList', gv);
+      return;
+    }
+    m = /^\/apis\/inference\.networking\.x-k8s\.io\/v1alpha2\/namespaces\/([^/]+)\/inferencemodelrewrites(?:\/([^/]+))?$/.exec(url.pathname);
+    if (m && this.servesModelRewrites) {
+      const gv = 'inference.networking.x-k8s.io/v1alpha2';
+      this.serve(res, query, 'inferencemodelrewrites', gv, decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'InferenceModelRewriteList', gv);
       return;
     }
     m = /^\/apis\/([^/]+)\/([^/]+)\/namespaces\/([^/]+)\/inferencepools(?:\/([^/]+))?$/.exec(url.pathname);

@@ -8,6 +8,7 @@ export { FakeVllmServer, renderVllmMetrics, type FakeEngine, type FakeVllmMode, 
 export {
   FakeKubeApiServer,
   TEST_TOKEN,
+  fakeModelRewrite,
   fakeObjective,
   fakePod,
   fakePoolV1,

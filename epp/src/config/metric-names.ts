@@ -9,7 +9,7 @@
  * v0.5.1-v1.0.x's `inference_model_*` family to `inference_objective_*` (exported under the old names too:
  * `GIE_V1_0_REQUEST_METRICS`), and later releases merged the scheduler and request-control plugin histograms into
  * `inference_extension_plugin_duration_seconds`. Families upstream has and kvroute has no data for
- * (TTFT/TPOT predictions, SLO violations, GIE's flow-control layer, model rewrites) are not exported. The
+ * (TTFT/TPOT predictions, SLO violations, GIE's flow-control layer) are not exported. The
  * `kvroute_epp_*` metrics are kvroute's own.
  */
 
@@ -178,6 +178,15 @@ export const EPP_METRICS = {
     // kvroute hashes characters; for ASCII prompts characters and bytes coincide.
     help: '[ALPHA] Length of the prefix match on the chosen endpoint in characters in the cache lookup.',
     buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+  },
+  modelRewriteDecisions: {
+    name: 'inference_extension_model_rewrite_decisions_total',
+    type: 'counter',
+    // Once per request an InferenceModelRewrite rule applies to, when its body is read (GIE v1.5.0 director.go
+    // applyWeightedModelRewrite): the resource, the body's model (bounded as the request families bound it) and the
+    // drawn target.
+    labels: ['model_rewrite_name', 'model_name', 'target_model'],
+    help: '[ALPHA] Total number of inference model rewrite decisions.',
   },
   info: {
     name: 'inference_extension_info',

@@ -12,6 +12,7 @@ import {
   type PoolSpec,
 } from './inference-pool';
 import { loadKubernetesClient } from './k8s-client';
+import { DEFAULT_POOL_REF_GROUP, ModelRewriteStore, type ModelRewrites } from './model-rewrites';
 import type { Discovery } from './static-discovery';
 import type { Endpoint } from './types';
 
@@ -43,15 +44,33 @@ export interface KubernetesDiscoveryOptions {
    * `objectivePriority` answers for the pool. Default false.
    */
   readonly objectives?: boolean;
+  /**
+   * Also follow the namespace's InferenceModelRewrites (GIE v1.5.0 `apix/v1alpha2`) that refer to the pool, whose
+   * rules `modelRewrites` answers. Default false.
+   */
+  readonly modelRewrites?: boolean;
 }
 
-/** GIE's InferenceObjective resource: `inference.networking.x-k8s.io/v1alpha2`, in every release since v1.0.0. */
-const OBJECTIVE_GROUP = 'inference.networking.x-k8s.io';
-const OBJECTIVE_VERSION = 'v1alpha2';
-/** An objective's `spec.poolRef.group` when unset: the CRD's default (`PoolObjectReference`, v1.5.0). */
-const DEFAULT_POOL_REF_GROUP = 'inference.networking.k8s.io';
-/** How often a cluster without the InferenceObjective CRD is asked again. */
-const MISSING_OBJECTIVE_CRD_POLL_MS = 30_000;
+/**
+ * GIE's InferenceObjective (every release since v1.0.0) and InferenceModelRewrite (since v1.5.0) resources:
+ * `inference.networking.x-k8s.io/v1alpha2`.
+ */
+const V1ALPHA2_GROUP = 'inference.networking.x-k8s.io';
+const V1ALPHA2_VERSION = 'v1alpha2';
+/** How often a cluster without one of those CRDs is asked again. */
+const MISSING_CRD_POLL_MS = 30_000;
+
+/** A followed `v1alpha2` resource: its plural, what to log, and where its objects go. */
+interface FollowedResource {
+  readonly plural: string;
+  readonly kind: string;
+  /** What routing falls back to without the CRD (logged once). */
+  readonly without: string;
+  changed(obj: unknown): void;
+  deleted(name: string): void;
+  clear(): void;
+  size(): number;
+}
 
 type DiscoveryEvent = 'synced' | 'unsynced' | 'error';
 
@@ -101,6 +120,8 @@ export class KubernetesDiscovery implements Discovery {
   private readonly podKeys = new Map<string, readonly string[]>();
   /** The namespace's InferenceObjectives that refer to this pool by name: their pool group and priority. */
   private readonly objectives = new Map<string, { readonly poolGroup: string; readonly priority: number }>();
+  /** The namespace's InferenceModelRewrites that refer to this pool by name. */
+  private readonly rewrites = new ModelRewriteStore(() => (this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined));
   private readonly cancels = new Set<() => void>();
   private readonly loops = new Set<Promise<void>>();
   private readonly listeners: Record<DiscoveryEvent, Set<(arg?: unknown) => void>> = {
@@ -170,7 +191,28 @@ export class KubernetesDiscovery implements Discovery {
     this.watcher = new k8s.Watch(kc);
     this.running = true;
     this.spawn(this.poolLoop());
-    if (this.options.objectives === true) this.spawn(this.objectiveLoop());
+    if (this.options.objectives === true) {
+      this.spawn(this.followResources({
+        plural: 'inferenceobjectives',
+        kind: 'InferenceObjective',
+        without: "priorities come from the config's flowControl.objectives",
+        changed: (obj) => this.objectiveChanged(obj),
+        deleted: (name) => this.objectives.delete(name),
+        clear: () => this.objectives.clear(),
+        size: () => this.objectives.size,
+      }));
+    }
+    if (this.options.modelRewrites === true) {
+      this.spawn(this.followResources({
+        plural: 'inferencemodelrewrites',
+        kind: 'InferenceModelRewrite',
+        without: 'models are forwarded as asked (or as x-gateway-model-name-rewrite says)',
+        changed: (obj) => this.modelRewriteChanged(obj),
+        deleted: (name) => this.rewrites.delete(name),
+        clear: () => this.rewrites.clear(),
+        size: () => this.rewrites.size,
+      }));
+    }
   }
 
   /**
@@ -183,6 +225,15 @@ export class KubernetesDiscovery implements Discovery {
     if (objective === undefined) return undefined;
     const group = this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined;
     return group === undefined || objective.poolGroup === group ? objective.priority : undefined;
+  }
+
+  /**
+   * The namespace's InferenceModelRewrites that refer to this pool (by name, and by group once the pool's API version
+   * is known), as GIE v1.5.0's reconciler and store keep them (`pkg/epp/controller/inferencemodelrewrite_reconciler.go`,
+   * `pkg/epp/datastore/modelrewritestore.go`).
+   */
+  get modelRewrites(): ModelRewrites {
+    return this.rewrites;
   }
 
   /** Resolves once synced; rejects after timeoutMs with the last error. */
@@ -478,33 +529,34 @@ export class KubernetesDiscovery implements Discovery {
     if (ep && (ep.podName ?? ep.name) === name && ep.namespace === this.namespace) this.datastore.removeEndpoint(key);
   }
 
-  // ---- InferenceObjectives ----
+  // ---- InferenceObjectives and InferenceModelRewrites ----
 
   /**
-   * Lists the namespace's InferenceObjectives, then watches from the list's version, as the pod loop does. A cluster
-   * without the CRD (404: GIE v0.5's InferenceModel era, or none) is asked again every 30 s, quietly; other errors are
-   * logged and retried with backoff. Neither marks discovery as failing: routing does not depend on objectives.
+   * Lists the namespace's resources of `kind` (GIE's `inference.networking.x-k8s.io/v1alpha2`), then watches from the
+   * list's version, as the pod loop does. A cluster without the CRD (404: an older GIE, or none) is asked again every
+   * 30 s, quietly; other errors are logged and retried with backoff. Neither marks discovery as failing: routing does
+   * not depend on these resources.
    */
-  private async objectiveLoop(): Promise<void> {
+  private async followResources(kind: FollowedResource): Promise<void> {
     let backoff = this.initialBackoffMs;
     let resourceVersion: string | undefined;
     /** What was last logged (a status, or an error's message): each condition is logged once, when it starts. */
     let reported: string | undefined;
-    const path = `/apis/${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}/namespaces/${this.namespace}/inferenceobjectives`;
+    const path = `/apis/${V1ALPHA2_GROUP}/${V1ALPHA2_VERSION}/namespaces/${this.namespace}/${kind.plural}`;
     while (!this.stopped) {
       try {
         if (resourceVersion === undefined) {
           const list = (await this.customApi().listNamespacedCustomObject({
-            group: OBJECTIVE_GROUP,
-            version: OBJECTIVE_VERSION,
+            group: V1ALPHA2_GROUP,
+            version: V1ALPHA2_VERSION,
             namespace: this.namespace,
-            plural: 'inferenceobjectives',
+            plural: kind.plural,
           })) as { items?: unknown[]; metadata?: { resourceVersion?: string } };
           if (this.stopped) return;
-          this.objectives.clear();
-          for (const item of list.items ?? []) this.objectiveChanged(item);
+          kind.clear();
+          for (const item of list.items ?? []) kind.changed(item);
           resourceVersion = list.metadata?.resourceVersion ?? '';
-          if (reported !== undefined) this.log('info', `InferenceObjectives readable again: ${this.objectives.size} for pool ${this.poolName}`);
+          if (reported !== undefined) this.log('info', `${kind.kind}s readable again: ${kind.size()} for pool ${this.poolName}`);
           reported = undefined;
         }
         let rv = resourceVersion;
@@ -519,8 +571,8 @@ export class KubernetesDiscovery implements Discovery {
           }
           const version = (obj as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
           if (version) rv = version;
-          if (type === 'ADDED' || type === 'MODIFIED') this.objectiveChanged(obj);
-          else if (type === 'DELETED') this.objectives.delete(objectName(obj) ?? '');
+          if (type === 'ADDED' || type === 'MODIFIED') kind.changed(obj);
+          else if (type === 'DELETED') kind.deleted(objectName(obj) ?? '');
           return false;
         });
         const err = (await handle.done) ?? watchError;
@@ -537,16 +589,16 @@ export class KubernetesDiscovery implements Discovery {
         resourceVersion = undefined;
         const code = statusCode(err);
         const message = code === NOT_FOUND
-          ? `no InferenceObjective resource (${OBJECTIVE_GROUP}/${OBJECTIVE_VERSION}) in this cluster: priorities come from the config's flowControl.objectives`
-          : toError(err, 'reading InferenceObjectives').message;
+          ? `no ${kind.kind} resource (${V1ALPHA2_GROUP}/${V1ALPHA2_VERSION}) in this cluster: ${kind.without}`
+          : toError(err, `reading ${kind.kind}s`).message;
         const condition = code !== undefined ? `HTTP ${code}` : message;
         if (reported !== condition) {
           this.log(code === NOT_FOUND ? 'info' : 'warn', message);
           reported = condition;
         }
         if (code === NOT_FOUND) {
-          this.objectives.clear();
-          await this.sleep(MISSING_OBJECTIVE_CRD_POLL_MS);
+          kind.clear();
+          await this.sleep(MISSING_CRD_POLL_MS);
         } else {
           await this.sleep(backoff);
           backoff = this.nextBackoff(backoff);
@@ -568,6 +620,16 @@ export class KubernetesDiscovery implements Discovery {
     const priority = typeof spec.priority === 'number' && Number.isInteger(spec.priority) ? spec.priority : 0;
     const poolGroup = typeof spec.poolRef.group === 'string' && spec.poolRef.group !== '' ? spec.poolRef.group : DEFAULT_POOL_REF_GROUP;
     this.objectives.set(name, { poolGroup, priority });
+  }
+
+  /** Keeps a rewrite that refers to this pool by name; forgets one that no longer does (GIE's reconciler). */
+  private modelRewriteChanged(obj: unknown): void {
+    const name = objectName(obj);
+    if (name === undefined) return;
+    const poolName = (obj as { spec?: { poolRef?: { name?: unknown } } }).spec?.poolRef?.name;
+    const deleting = (obj as { metadata?: { deletionTimestamp?: unknown } }).metadata?.deletionTimestamp !== undefined;
+    if (deleting || poolName !== this.poolName) this.rewrites.delete(name);
+    else this.rewrites.set(obj);
   }
 
   // ---- plumbing ----

@@ -6,6 +6,7 @@
  */
 import { endpointKey } from '../datastore/endpoint-key';
 import type { Datastore } from '../datastore/datastore';
+import { selectWeightedTarget, type ModelRewrites } from '../datastore/model-rewrites';
 import type { EndpointSnapshot } from '../datastore/types';
 import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
 import type { Endpoint } from '../datastore/types';
@@ -91,6 +92,12 @@ export interface RequestControlOptions {
    * pool's InferenceObjective resources, then the config's `flowControl.objectives`. @default `flowControl.objectives`
    */
   readonly objectives?: { get(name: string): number | undefined };
+  /**
+   * The pool's InferenceModelRewrite rules (GIE v1.5.0): a rule for the body's model forwards the request as one of
+   * its weighted targets, over `x-gateway-model-name-rewrite`. Not applied with the passthrough parser (GIE mutates
+   * only a parsed body). @default none
+   */
+  readonly modelRewrites?: ModelRewrites;
   /**
    * When set, a request that finds every endpoint saturated waits in this queue instead of getting a 429 at once
    * (`flow-control.ts`); it is scheduled again when dispatched: at every release of a request, and every `tickMs`.
@@ -444,6 +451,9 @@ export class RequestControl implements RequestDirector {
       // headers before the body (handlers/request.go, server.go's deferred error count).
       return this.reject(400, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '');
     }
+    // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
+    // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).
+    const targetModel = (parsed !== undefined && !this.passthrough ? this.drawModelRewrite(parsed.model) : undefined) ?? rewriteHeader;
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
       // A request without a body (headers with end_of_stream, a GET) is sent to any pod upstream, and with none GIE
@@ -455,15 +465,15 @@ export class RequestControl implements RequestDirector {
       }
       const incoming = parsed !== undefined ? this.modelLabel(parsed.model ?? '') : undefined;
       return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), incoming, { code: 'no_ready_endpoints' }, undefined,
-        rewriteHeader && parsed !== undefined ? this.modelLabel(rewriteHeader) : incoming);
+        targetModel && parsed !== undefined ? this.modelLabel(targetModel) : incoming);
     }
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
-    const rewriteTo = this.passthrough ? undefined : req.headers.get(MODEL_REWRITE_HEADER);
+    const rewriteTo = this.passthrough ? undefined : targetModel;
     // The passthrough parser mutates nothing, but GIE still labels the request with the rewrite target it read from the
     // headers (handlers/request.go sets TargetModelName before the body).
-    const passthroughTarget = this.passthrough ? req.headers.get(MODEL_REWRITE_HEADER) : undefined;
+    const passthroughTarget = this.passthrough ? rewriteHeader : undefined;
     const rewritten = rewriteTo ? rewriteModel(req.body!, rewriteTo) : undefined;
     const request: LLMRequest = {
       requestId: req.requestId,
@@ -487,6 +497,20 @@ export class RequestControl implements RequestDirector {
     const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
     if (preparing !== undefined) return this.prepareAndSchedule(req, request, model, preparing, signal(), started);
     return this.scheduleNow(req, request, model, candidates, signal, started);
+  }
+
+  /**
+   * The target an InferenceModelRewrite rule draws for `model`, counted as GIE counts the decision
+   * (`inference_extension_model_rewrite_decisions_total`, director.go applyWeightedModelRewrite @ v1.5.0); undefined
+   * when no rule applies.
+   */
+  private drawModelRewrite(model: string | undefined): string | undefined {
+    if (model === undefined || this.options.modelRewrites === undefined) return undefined;
+    const rule = this.options.modelRewrites.rule(model);
+    if (rule === undefined) return undefined;
+    const target = selectWeightedTarget(rule.targets, this.random);
+    this.options.metrics?.modelRewriteDecisions.inc({ model_rewrite_name: rule.rewriteName, model_name: this.modelLabel(model), target_model: target });
+    return target;
   }
 
   /** The request-preparing plugins with work for `request`; undefined when none. */
