@@ -571,6 +571,70 @@ describe('cancellation', () => {
   });
 });
 
+describe('Envoy\'s local reply before the request was answered (ext_proc.cc encodeHeaders @ v1.35.0 sends it on the same stream; GIE v1.5.0 handlers/server.go answers response messages in any state)', () => {
+  for (const mode of ['BUFFERED', 'FULL_DUPLEX_STREAMED']) {
+    it(`${mode}: response headers while the body is still coming (a 413 over Envoy's buffer limit) are answered and nothing is routed`, async () => {
+      const s = envoy.open();
+      s.send(requestHeaders(POST_HEADERS, false, protocolConfig(mode, 'NONE')));
+      if (mode === 'BUFFERED') expect((await s.next()).response).toBe('request_headers'); // CONTINUE at once
+      if (mode === 'FULL_DUPLEX_STREAMED') s.send(requestBody('{"model":"m","pro', false));
+      s.send(responseHeaders({ ':status': '413', 'content-type': 'text/plain' }, false));
+      const answer = await s.next();
+      expect(answer.response).toBe('response_headers');
+      expect(answer.response_headers.response.status).toBe('CONTINUE');
+      s.end(); // response body mode NONE: Envoy sends no body
+
+      expect((await s.status).code).toBe(grpc.status.OK);
+      expect(director.requests).toHaveLength(0);
+    });
+  }
+
+  it('response headers while the request waits to be routed (a route timeout during a flow-control wait) end the wait; the pick that follows is released unused and never sent', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'hang' }, false, protocolConfig('FULL_DUPLEX_STREAMED', 'NONE')));
+    s.send(requestBody('{"model":"m","prompt":"p"}', true));
+    await director.waitForRequests(1);
+    s.send(responseHeaders({ ':status': '504' }, true));
+    const answer = await s.next();
+    expect(answer.response).toBe('response_headers');
+    await director.waitForReleases(1);
+    expect(director.signals[0]!.aborted).toBe(true);
+    expect(director.releases.map((r) => r.outcome)).toEqual(['cancelled']);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+    // Nothing but the response headers' answer was sent: no request answer for a request Envoy already ended.
+    expect(s.pending()).toBe(0);
+  });
+});
+
+describe('a request of headers and trailers, no body (an HTTP/2 or gRPC client)', () => {
+  it('FULL_DUPLEX_STREAMED: routed by load as one without a body, answered with the headers and trailers only', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('FULL_DUPLEX_STREAMED', 'NONE')));
+    s.send(requestTrailers({ 'grpc-timeout': '1S' }));
+    expectRouted(await s.next(), '10.0.0.1:8000');
+    const trailers = await s.next();
+    expect(trailers.response).toBe('request_trailers');
+    expect(director.requests[0]!.body).toBeUndefined();
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+    expect(s.pending()).toBe(0); // no body chunk: there was no body phase
+  });
+
+  it('BUFFERED: Envoy sends the trailers when it holds no body; their answer carries the pick in the dynamic metadata', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, false, protocolConfig('BUFFERED', 'NONE')));
+    expect((await s.next()).response).toBe('request_headers');
+    s.send(requestTrailers({ 'x-end': '1' }));
+    const answer = await s.next();
+    expect(answer.response).toBe('request_trailers');
+    expect(structToJson(answer.dynamic_metadata)).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': '10.0.0.1:8000' } });
+    expect(director.requests[0]!.body).toBeUndefined();
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+  });
+});
+
 describe('malformed and unexpected messages', () => {
   async function expectInvalid(s: EnvoyStream, detail: RegExp): Promise<void> {
     const st = await s.status;
@@ -614,11 +678,11 @@ describe('malformed and unexpected messages', () => {
     await waitFor(() => server.activeStreams() === 0);
   });
 
-  it('rejects response messages before the request was routed', async () => {
+  it('rejects response trailers before the request was routed', async () => {
     const s = envoy.open();
     s.send(requestHeaders(POST_HEADERS, false));
-    s.send(responseHeaders({ ':status': '200' }, true));
-    await expectInvalid(s, /unexpected response_headers in state request-body/);
+    s.send(responseTrailers({ 'x-end': '1' }));
+    await expectInvalid(s, /unexpected response_trailers in state request-body/);
     expect(director.requests).toHaveLength(0);
   });
 

@@ -155,6 +155,22 @@ schedulingProfiles:
     if (d.kind === 'route') ignoring.release(d.ticket, 'completed');
   });
 
+  test('handlers/request.go HandleRequestHeaders: a request without a body goes to a pod of the whole pool whatever the subset hint (GetRandomEndpoint reads no metadata); 500 only with no pod', async () => {
+    ds = pool(2);
+    const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const hinted = (subset: string[]): IncomingRequest => ({ ...get, filterMetadata: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': subset } } });
+    for (const subset of [[], ['10.9.9.9:8000']]) {
+      const d = await director.route(hinted(subset));
+      expect(d.kind).toBe('route');
+      expect(d.kind === 'route' && ['10.0.0.1:8000', '10.0.0.2:8000'].includes(d.endpoint)).toBe(true);
+      if (d.kind === 'route') director.release(d.ticket, 'completed');
+    }
+    ds.stop();
+    ds = pool(0);
+    expect(await new RequestControl({ datastore: ds, scheduler }).route(hinted([]))).toMatchObject({ kind: 'reject', status: 500 });
+  });
+
   test('request.go/director.go mutateModel: x-gateway-model-name-rewrite replaces the body\'s model and is the target_model_name', async () => {
     ds = pool(1);
     const metrics = createEppMetrics();

@@ -144,6 +144,8 @@ export class ExtProcStream {
   private responseStarted = false;
   /** How the stream ended, for a decision that arrives after it did. */
   private closeOutcome: ReleaseOutcome = 'cancelled';
+  /** Envoy answered the request itself before the EPP routed it (see `abandonRequest`). */
+  private abandoned = false;
 
   constructor(private readonly settings: StreamSettings, private readonly io: StreamTransport) {
     this.requestBodyMode = settings.defaultRequestBodyMode;
@@ -173,7 +175,9 @@ export class ExtProcStream {
 
   private dispatch(ev: Event): void {
     if (this.state === 'closed') return;
-    if (this.state === 'routing') {
+    // Response headers while routing are Envoy's own local reply (the upstream cannot answer a request Envoy still
+    // holds): handled at once, so a request waiting in flow control stops waiting (see `abandonRequest`).
+    if (this.state === 'routing' && !isResponseHeaders(ev)) {
       if (this.queue.length >= MAX_QUEUED_EVENTS) {
         this.fail(GrpcStatus.RESOURCE_EXHAUSTED, 'too many messages while the request was being routed');
         return;
@@ -289,6 +293,13 @@ export class ExtProcStream {
   }
 
   private onRequestTrailers(): void {
+    if (this.state === 'request-body' && this.bodyMessages === 0) {
+      // Headers, then trailers, and no body (an HTTP/2 or gRPC client): a request without a body, routed by load as one
+      // whose headers end the stream. GIE v1.5.0 (handlers/server.go) routes only at a body's end of stream and would
+      // wait for one that never comes; in a buffered mode Envoy sends the trailers when it holds no body
+      // (`ext_proc.cc` onTrailers @ v1.35.0) and they are the answer owed.
+      return this.route('trailers', undefined, false);
+    }
     if (this.state === 'request-body' && this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
       return this.route('trailers', this.takeBody(), false);
     }
@@ -361,7 +372,7 @@ export class ExtProcStream {
   }
 
   private onDecision(answer: AnswerTo, original: Buffer | undefined, decision: RouteDecision): void {
-    if (this.state === 'closed') {
+    if (this.state === 'closed' || this.abandoned) {
       if (decision?.kind === 'route') this.safeRelease(decision.ticket, this.closeOutcome);
       return;
     }
@@ -423,6 +434,12 @@ export class ExtProcStream {
       this.io.send(headersResponse('request', common, metadata));
       return;
     }
+    if (answer === 'trailers' && this.requestBodyMode !== 'FULL_DUPLEX_STREAMED') {
+      // A buffered request of headers and trailers only: the trailers answer cannot set request headers, so the pick
+      // travels in the dynamic metadata alone (`envoy.lb`, which Envoy's override-host policy reads).
+      this.io.send({ ...trailersResponse('request'), dynamic_metadata: metadata });
+      return;
+    }
     if (this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
       this.io.send(headersResponse('request', common, metadata));
       this.sendDuplexBody(answer, replaced ?? original);
@@ -453,6 +470,7 @@ export class ExtProcStream {
 
   private onResponseHeaders(msg: ProcessingRequest, h: HttpHeaders): void {
     if (this.state === 'request-headers') this.beginWithoutRequest(msg);
+    else if (this.state === 'request-body' || this.state === 'routing') this.abandonRequest();
     else if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
     this.responseStarted = true;
     const mutation = this.responseHeaderMutation(msg, h);
@@ -473,6 +491,27 @@ export class ExtProcStream {
   private beginWithoutRequest(msg: ProcessingRequest): void {
     this.readProtocolConfig(msg);
     this.requestId = randomUUID();
+    this.answerWithoutRequest();
+  }
+
+  /**
+   * Response headers before the request was routed: Envoy's local reply (a 413 for a body over its buffer limit, a
+   * route timeout while the request waited), which ext_proc processes on the same stream (`ext_proc.cc`
+   * encodeHeaders @ v1.35.0). GIE v1.5.0 answers response messages in any state (handlers/server.go); so does kvroute:
+   * the request is given up (a decision still pending is released unused when it comes, a flow-control wait ends,
+   * request messages Envoy no longer waits on are dropped) and the response is answered as one without a request.
+   */
+  private abandonRequest(): void {
+    this.abandoned = true;
+    this.abort?.abort();
+    this.queue.length = 0;
+    this.bodyParts = [];
+    this.bodyBytes = 0;
+    this.answerWithoutRequest();
+  }
+
+  /** From here on the response is answered as one without a request, through the director's ticket for it if any. */
+  private answerWithoutRequest(): void {
     const director = this.settings.director;
     if (director.responseWithoutRequest !== undefined) {
       try {
@@ -673,4 +712,8 @@ function filterMetadataOf(msg: ProcessingRequest): Record<string, { [key: string
   const filterMetadata = msg.metadata_context?.filter_metadata;
   if (filterMetadata) for (const [ns, struct] of Object.entries(filterMetadata)) out[ns] = structToJson(struct as StructObject);
   return out;
+}
+
+function isResponseHeaders(ev: Event): boolean {
+  return ev.kind === 'message' && !(ev.msg instanceof MalformedMessage) && ev.msg.request === 'response_headers';
 }
