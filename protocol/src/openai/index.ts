@@ -7,3 +7,4 @@ export * from './conversation';
 export * from './content-format';
 export * from './jinja-python-strings';
 export * from './jinja-python-json';
+export * from './python-json-dumps';

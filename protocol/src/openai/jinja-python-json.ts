@@ -14,8 +14,8 @@
  *   escaping what Python escapes (DEL included); an `indent` of 0 or a string as Python reads them. Checked against
  *   CPython and jinja2 by `protocol/test/vectors/python-floats.py`.
  */
-import { LONE_SURROGATE, PythonFloat, someJsonValue } from './python-json';
-import { pythonFloatRepr } from './jinja-python-strings';
+import { PythonFloat, someJsonValue } from './python-json';
+import { pythonIntText, pythonJsonFloat, pythonJsonString } from './python-json-dumps';
 
 interface RuntimeValue {
   readonly type: string;
@@ -48,51 +48,6 @@ interface FilterNode {
 }
 
 const PATCHED = Symbol.for('kvroute.pythonJson');
-
-/** Python's `str(int)`: JavaScript writes integers from 1e21 with an exponent. */
-function pythonIntText(n: number): string {
-  return Math.abs(n) < 1e21 ? String(n) : BigInt(n).toString();
-}
-
-/** `json.dumps` of a float (`float.__repr__`, with JavaScript's names for what JSON lacks, as Python writes them). */
-function pythonJsonFloat(x: number): string {
-  if (Number.isNaN(x)) return 'NaN';
-  if (!Number.isFinite(x)) return x > 0 ? 'Infinity' : '-Infinity';
-  return pythonFloatRepr(x);
-}
-
-/** No lone surrogate: `String.prototype.isWellFormed` (Node 20; native, twice as fast as the pattern) where present. */
-function wellFormed(s: string): boolean {
-  const native = (s as string & { isWellFormed?: () => boolean }).isWellFormed;
-  return native !== undefined ? native.call(s) : !LONE_SURROGATE.test(s);
-}
-const NOT_PRINTABLE_ASCII = /[\u007f-\uffff]/g;
-
-/** Python's `json.encoder` string escaping: `ensure_ascii` escapes everything outside ' '..'~' (DEL too). */
-function pythonJsonString(s: string, ensureAscii: boolean): string {
-  // JSON.stringify escapes what Python's encoder does (the quote, the backslash, \b \f \n \r \t, other controls as
-  // lowercase \u00XX) and, unlike it, lone surrogates: a native pass for every string without one (a tool result of
-  // a million characters took 50 ms character by character, 2 ms this way).
-  if (wellFormed(s)) {
-    const json = JSON.stringify(s);
-    return ensureAscii ? json.replace(NOT_PRINTABLE_ASCII, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) : json;
-  }
-  let out = '"';
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x22) out += '\\"';
-    else if (c === 0x5c) out += '\\\\';
-    else if (c === 0x0a) out += '\\n';
-    else if (c === 0x0d) out += '\\r';
-    else if (c === 0x09) out += '\\t';
-    else if (c === 0x08) out += '\\b';
-    else if (c === 0x0c) out += '\\f';
-    else if (c < 0x20 || (ensureAscii && c > 0x7e)) out += `\\u${c.toString(16).padStart(4, '0')}`;
-    // Without ensure_ascii a lone surrogate is written as it is (JSON.stringify would escape it).
-    else out += s[i];
-  }
-  return `${out}"`;
-}
 
 /** Python's ordering of str keys: by code point (UTF-16 order differs only between surrogates and U+E000-U+FFFF). */
 function compareCodePoints(a: string, b: string): number {
