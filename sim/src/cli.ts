@@ -44,7 +44,7 @@ const FLAGS: Record<string, FlagSpec> = {
   host: { key: 'host', kind: 'string', help: 'address to bind (default 0.0.0.0)' },
   port: { key: 'port', kind: 'int', help: 'port to bind; 0 picks a free one (default 8000)' },
   model: { key: 'model', kind: 'string', help: 'model id to impersonate (default Qwen/Qwen3-0.6B); the tokenizer is always Qwen3' },
-  'served-model-name': { key: 'servedModelNames', kind: 'list', help: 'comma-separated names accepted in requests (default: --model); the first labels metrics' },
+  'served-model-name': { key: 'servedModelNames', kind: 'list', help: 'names accepted in requests, space-separated as vLLM\'s nargs="+" (or comma-separated; default: --model); the first labels metrics' },
   'block-size': { key: 'blockSize', kind: 'int', help: 'tokens per KV block: 1, 8, 16, 32, 64 or 128 (default 16)' },
   'kv-cache-blocks': { key: 'kvCacheBlocks', kind: 'int', help: 'KV cache capacity in blocks (default 8192)' },
   'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', help: 'max concurrently running requests; the rest wait (default 256)' },
@@ -330,7 +330,8 @@ function withLoraItemsJoined(argv: readonly string[]): string[] {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     out.push(arg);
-    if (arg !== '--lora-modules' && arg !== '--lora_modules') continue;
+    // `--served-model-name` is nargs="+" too (vllm/engine/arg_utils.py @ 6eca337ce lines 211-219): `a b` serves both.
+    if (arg !== '--lora-modules' && arg !== '--lora_modules' && arg !== '--served-model-name' && arg !== '--served_model_name') continue;
     const items: string[] = [];
     while (i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) items.push(argv[++i]!);
     if (items.length > 0) out.push(items.join(LORA_ITEM_SEPARATOR));
@@ -436,8 +437,10 @@ function convert(flag: string, spec: FlagSpec, raw: string | boolean): unknown {
       if (value.length === 0) throw new OptionError(flag, 'expected a non-empty value');
       return value;
     case 'list': {
-      const parts = value.split(',').map((s) => s.trim());
-      if (parts.some((p) => p.length === 0)) throw new OptionError(flag, `empty name in ${JSON.stringify(value)}`);
+      // The space-separated names of nargs="+" (joined by withLoraItemsJoined), each also comma-separated (the
+      // simulator's own form).
+      const parts = value.split(LORA_ITEM_SEPARATOR).flatMap((item) => item.split(',')).map((s) => s.trim());
+      if (parts.some((p) => p.length === 0)) throw new OptionError(flag, `empty name in ${JSON.stringify(value.split(LORA_ITEM_SEPARATOR).join(' '))}`);
       return parts;
     }
     case 'json':

@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { parsePythonJson, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, vllmToolDicts } from '@kvroute/protocol/openai';
+import { parsePythonJson, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, vllmToolDicts } from '@kvroute/protocol/openai';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -67,11 +67,46 @@ export function badRequest(message: string): ApiError {
 }
 
 /**
+ * An exception no vLLM handler catches (an AssertionError in a route, a TypeError or KeyError in a pydantic validator):
+ * Starlette's ServerErrorMiddleware, outside the CORS middleware, answers a plain-text 500. The message is the
+ * exception's, for routes that do catch it (/tokenize).
+ */
+export class PlainServerError extends Error {}
+
+/**
+ * A RequestValidationError raised by hand with `errors=[text]` (vLLM's `validate_json_request` and /detokenize's
+ * `except OverflowError`, api_server.py @ 6eca337ce lines 317-323 and 510-511; the same in 61aa4b290): FastAPI's
+ * ValidationException passes no args to Exception, so `str(exc)` is "", and `validation_exception_handler` (lines
+ * 1485-1500) writes `f"{exc_str} {errors_str}"`, a space then the list's repr.
+ */
+export function handRaisedValidationError(text: string): ApiError {
+  return new ApiError(400, ` [${pyStr(text)}]`, 'Bad Request');
+}
+
+/** Python's `repr()` of a JSON value (a dict's keys in their order). */
+export function pyValueRepr(v: unknown): string {
+  if (v === null || v === undefined) return 'None';
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  if (typeof v === 'string') return pyStr(v);
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : pythonFloatRepr(v);
+  if (typeof v === 'bigint') return String(v);
+  if (Array.isArray(v)) return `[${v.map(pyValueRepr).join(', ')}]`;
+  if (typeof v === 'object') return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyStr(k)}: ${pyValueRepr(x)}`).join(', ')}}`;
+  return String(v);
+}
+
+/** Python's `str()` of a JSON value, as an f-string prints it: a str as itself, anything else as its repr. */
+export function pyValueStr(v: unknown): string {
+  return typeof v === 'string' ? v : pyValueRepr(v);
+}
+
+/**
  * A request-validation error, as FastAPI raises it for a body that is not JSON or does not fit the request model, and
  * vLLM's `validation_exception_handler` renders it: 400, type `Bad Request` (api_server.py @ v0.10.0). The message
  * imitates pydantic's error list (`[{'type': …, 'loc': ('body', …), 'msg': …, 'input': …}]`), naming the field.
  */
-export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number | string>>): ApiError {
+export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number | string | bigint>>): ApiError {
   // Python's tuple repr: a one-element tuple keeps its comma, ('body',).
   const parts = ['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`));
   const locStr = parts.length === 1 ? `(${parts[0]},)` : `(${parts.join(', ')})`;
@@ -101,6 +136,7 @@ export function pyStr(s: string): string {
 
 function pyRepr(v: unknown): string {
   if (v === null || v === undefined) return 'None';
+  if (typeof v === 'bigint') return String(v);
   if (v === true) return 'True';
   if (v === false) return 'False';
   if (typeof v === 'string') return `'${v.length > 60 ? `${v.slice(0, 60)}…` : v}'`;
@@ -143,6 +179,12 @@ export function parseJsonBody(raw: string): Json {
     throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);
   }
   const o = body as Record<string, unknown>;
+  if (typeof o.seed === 'number' && Number.isInteger(o.seed) && !Number.isSafeInteger(o.seed)) {
+    // A double cannot hold the integer Python reads (99999999999999999999): keep the body's own digits for the seed's
+    // 64-bit range check (checkSeed).
+    const literal = topLevelIntLiteral(raw, 'seed');
+    if (literal !== undefined) Object.defineProperty(o, SEED_LITERAL, { value: literal, enumerable: false });
+  }
   if (Array.isArray(o.tools) || (typeof o.chat_template_kwargs === 'object' && o.chat_template_kwargs !== null)) {
     // Python's json.loads keeps `0.0` a float, and the template prints it so (PythonFloat in @kvroute/protocol).
     const marked = templateMembersWithFloats(Buffer.from(raw, 'utf8'));
@@ -150,6 +192,49 @@ export function parseJsonBody(raw: string): Json {
     if (marked.chatTemplateKwargs !== undefined) o.chat_template_kwargs = marked.chatTemplateKwargs;
   }
   return body as Json;
+}
+
+/** Where parseJsonBody keeps the exact integer of a `seed` beyond 2^53. */
+const SEED_LITERAL = Symbol('seed literal');
+
+/**
+ * The integer literal of a top-level key of the JSON object `text` (one `JSON.parse` accepted), as a BigInt, or
+ * undefined when the key is absent or its value is not an integer literal. The last occurrence wins, as in Python.
+ */
+function topLevelIntLiteral(text: string, key: string): bigint | undefined {
+  let depth = 0;
+  let found: bigint | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      const start = i;
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      if (depth !== 1) continue;
+      const m = /^\s*:\s*(-?\d+)(?![\d.eE])/.exec(text.slice(i + 1, i + 1 + 4400));
+      if (m && (JSON.parse(text.slice(start, i + 1)) as string) === key) found = BigInt(m[1]);
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return found;
+}
+
+/** torch.iinfo(torch.long): `seed: Optional[int] = Field(None, ge=_LONG_INFO.min, le=_LONG_INFO.max)`. */
+const LONG_MIN = -(2n ** 63n);
+const LONG_MAX = 2n ** 63n - 1n;
+
+/**
+ * `seed`'s bounds (protocol.py @ 6eca337ce lines 394 and 930; 61aa4b290 lines 423 and 978): a 64-bit signed integer,
+ * else pydantic's `greater_than_equal` / `less_than_equal`. The value is otherwise ignored (the reply is filler).
+ */
+function checkSeed(body: Json): void {
+  const v = body.seed;
+  if (v === undefined || v === null) return;
+  const n = laxInt(v, ['seed']);
+  const literal = (body as Record<symbol, unknown>)[SEED_LITERAL] as bigint | undefined;
+  const exact = literal ?? (typeof v === 'string' ? BigInt(v.trim().replace(/_/g, '')) : BigInt(n));
+  const input = literal ?? v;
+  if (exact < LONG_MIN) throw validationError(['seed'], 'greater_than_equal', `Input should be greater than or equal to ${LONG_MIN}`, input, { ge: LONG_MIN });
+  if (exact > LONG_MAX) throw validationError(['seed'], 'less_than_equal', `Input should be less than or equal to ${LONG_MAX}`, input, { le: LONG_MAX });
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -271,7 +356,9 @@ interface CommonRequest extends StopParams {
   priority: number;
   /**
    * `truncate_prompt_tokens` (protocol.py @ v0.10.0: `Optional[Annotated[int, Field(ge=1)]]` on both requests): keep
-   * only the prompt's last N tokens.
+   * only the prompt's last N tokens. In 0.10.2 (#22761, 5b8077b8a; protocol.py @ 61aa4b290 lines 456 and 999) it is
+   * `Field(ge=-1)`: -1 keeps the last max_model_len tokens (serving_engine.py @ 61aa4b290 lines 573-579), and 0 passes
+   * pydantic to be refused by SamplingParams (checkSampling).
    */
   truncatePromptTokens: number | undefined;
   echo: boolean;
@@ -294,6 +381,8 @@ interface CommonRequest extends StopParams {
   ignoreEos: boolean;
   /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
   sampling: SamplingChecks;
+  /** The simulated release, whose checks differ in places (`truncate_prompt_tokens`, the context-length messages). */
+  generation: VllmGeneration;
 }
 
 interface SamplingChecks {
@@ -369,7 +458,7 @@ function parseIdsFields(body: Json, kind: 'chat' | 'completion', generation: Vll
 }
 
 /** Fields shared by both endpoints; `logprobsKind` differs (chat: bool + top_logprobs, completions: int). */
-function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonRequest, 'requestId' | 'returnTokenIds'> {
+function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGeneration): Omit<CommonRequest, 'requestId' | 'returnTokenIds'> {
   checkCacheSalt(body);
   const salt = body.cache_salt;
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
@@ -418,7 +507,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonReques
   }
   const maxTokens = opt(body, 'max_tokens', laxInt, undefined as number | undefined);
   // Type-checked like vLLM, then ignored: the reply is filler.
-  opt(body, 'seed', laxInt, undefined);
+  checkSeed(body);
   opt(body, 'user', strictStr, undefined);
   const ignoreEos = req(body, 'ignore_eos', laxBool, false);
   // `logit_bias: Optional[dict[str, float]]`: the values are pydantic floats; the keys are turned into token ids only
@@ -434,7 +523,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonReques
     continuousUsage,
     cacheSalt: salt === undefined || salt === null ? undefined : (salt as string),
     priority: req(body, 'priority', laxInt, 0),
-    truncatePromptTokens: opt(body, 'truncate_prompt_tokens', intAtLeast(1), undefined as number | undefined),
+    truncatePromptTokens: opt(body, 'truncate_prompt_tokens', intAtLeast(generation === '0.10.2' ? -1 : 1), undefined as number | undefined),
     echo,
     logitBiasKeys: bias === undefined ? [] : Object.keys(bias),
     stop: opt(body, 'stop', stopList, []),
@@ -454,6 +543,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion'): Omit<CommonReques
       promptLogprobs,
       bestOf: opt(body, 'best_of', laxInt, undefined as number | undefined),
     },
+    generation,
   };
 }
 
@@ -467,7 +557,7 @@ export function parseCompletionRequest(body: Json, generation: VllmGeneration): 
     throw validationError([], 'value_error', 'Value error, At least one of `prompt` or `prompt_embeds` must be set.', body);
   }
   if (raw === undefined || raw === null) throw new ApiError(501, 'prompt_embeds are not simulated.', 'Not Implemented');
-  const common = parseCommon(body, 'completion');
+  const common = parseCommon(body, 'completion', generation);
   // CompletionRequest.max_tokens defaults to 16 (protocol.py @ v0.10.0); an explicit null means "no limit".
   if (body.max_tokens === undefined) common.maxTokens = 16;
   const suffix = opt(body, 'suffix', strictStr, undefined as string | undefined);
@@ -488,21 +578,17 @@ export function parseCompletionRequest(body: Json, generation: VllmGeneration): 
 
 /** A chat request as the simulated release reads it (`generation`: 0.10.0 or 0.10.2, see block-hash.ts). */
 export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRequest {
-  const common = parseCommon(body, 'chat');
+  checkCacheSalt(body);
+  // check_tool_usage is a mode="before" validator defined before check_generation_prompt and check_cache_salt_support,
+  // after the stream_options, logprobs and guided-decoding ones: pydantic runs it before those and before any field.
+  let toolChoice = checkToolUsage(body);
+  const common = parseCommon(body, 'chat', generation);
   const mct = opt(body, 'max_completion_tokens', laxInt, undefined as number | undefined);
   const raw = body.messages;
   if (raw === undefined) throw validationError(['messages'], 'missing', 'Field required');
   const messages = list(raw, ['messages']).map((m, i) => normalizeMessage(m, i));
   const tools = toolDicts(opt(body, 'tools', list, undefined as unknown[] | undefined));
-  // check_tool_usage (a model validator @ v0.10.0): tools without tool_choice default to "auto".
-  let toolChoice: unknown = body.tool_choice === undefined ? (tools && tools.length > 0 ? 'auto' : 'none') : body.tool_choice;
-  if (toolChoice !== null && toolChoice !== 'none') {
-    if (tools === undefined) throw validationError([], 'value_error', 'Value error, When using `tool_choice`, `tools` must be set.', body);
-    if (toolChoice !== 'auto' && toolChoice !== 'required' && (typeof toolChoice !== 'object' || Array.isArray(toolChoice))) {
-      throw validationError([], 'value_error', `Value error, Invalid value for \`tool_choice\`: ${String(toolChoice)}! Only named tools, "none", "auto" or "required" are supported.`, body);
-    }
-  }
-  if (toolChoice === null) toolChoice = 'none';
+  if (toolChoice === undefined || toolChoice === null) toolChoice = 'none';
   const addGenerationPrompt = req(body, 'add_generation_prompt', laxBool, true);
   const continueFinal = req(body, 'continue_final_message', laxBool, false);
   if (continueFinal && addGenerationPrompt) {
@@ -524,6 +610,102 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
     chatTemplate: opt(body, 'chat_template', strictStr, undefined as string | undefined),
     ...ids,
   };
+}
+
+/** The fields of a chat request that make its prompt (tokenizeChat in server.ts). */
+export type ChatPromptRequest = Pick<ChatRequest, 'messages' | 'addGenerationPrompt' | 'continueFinalMessage' | 'tools' | 'templateKwargs' | 'documents' | 'chatTemplate'>;
+
+export type TokenizeRequest =
+  | { kind: 'completion'; model: string | undefined; prompt: string; addSpecialTokens: boolean; returnTokenStrs: boolean }
+  | ({ kind: 'chat'; model: string | undefined; addSpecialTokens: boolean; returnTokenStrs: boolean } & ChatPromptRequest);
+
+/**
+ * POST /tokenize's body: `TokenizeRequest = Union[TokenizeCompletionRequest, TokenizeChatRequest]` (protocol.py @
+ * 6eca337ce lines 1829-1909; the same fields at 61aa4b290). Their only fields are `model`, `prompt` / `messages`,
+ * `add_special_tokens` (True for a prompt, False for messages), `return_token_strs`, and for messages
+ * `add_generation_prompt`, `continue_final_message`, `chat_template`, `chat_template_kwargs`, `mm_processor_kwargs` and
+ * `tools`; their only validator is check_generation_prompt. Everything else (sampling fields, `stream_options`,
+ * `tool_choice`, `documents`, …) is an ignored extra (`extra="allow"`), never checked.
+ */
+export function parseTokenizeRequest(body: Json): TokenizeRequest {
+  const model = opt(body, 'model', strictStr, undefined as string | undefined);
+  const returnTokenStrs = opt(body, 'return_token_strs', laxBool, false);
+  if (body.messages === undefined) {
+    if (body.prompt === undefined) throw validationError(['prompt'], 'missing', 'Field required');
+    const prompt = strictStr(body.prompt, ['prompt']);
+    return { kind: 'completion', model, prompt, addSpecialTokens: req(body, 'add_special_tokens', laxBool, true), returnTokenStrs };
+  }
+  // check_generation_prompt, a mode="before" validator: `data.get("continue_final_message") and
+  // data.get("add_generation_prompt")`, Python truthiness of the values as sent.
+  if (truthy(body.continue_final_message) && truthy(body.add_generation_prompt)) {
+    throw validationError([], 'value_error', 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', body);
+  }
+  const messages = list(body.messages, ['messages']).map((m, i) => normalizeMessage(m, i));
+  const tools = toolDicts(opt(body, 'tools', list, undefined as unknown[] | undefined));
+  return {
+    kind: 'chat',
+    model,
+    addSpecialTokens: req(body, 'add_special_tokens', laxBool, false),
+    returnTokenStrs,
+    messages,
+    addGenerationPrompt: req(body, 'add_generation_prompt', laxBool, true),
+    continueFinalMessage: req(body, 'continue_final_message', laxBool, false),
+    tools: tools && tools.length > 0 ? tools : undefined,
+    templateKwargs: opt(body, 'chat_template_kwargs', dict, {}),
+    documents: undefined,
+    chatTemplate: opt(body, 'chat_template', strictStr, undefined as string | undefined),
+  };
+}
+
+/** Python's truthiness of a JSON value. */
+function truthy(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
+
+const isDict = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * check_tool_usage (protocol.py @ 6eca337ce lines 832-890; unchanged at 61aa4b290), on the raw body: tools without
+ * tool_choice mean "auto"; a tool_choice needs tools; it is "auto", "required" or a dict naming one of the tools, with
+ * its messages (pydantic's `Value error, …` at loc ('body',)). The tools are read raw (`tool["function"]["name"]`)
+ * before pydantic validates them, so a tool without a function dict raises KeyError or TypeError there, which pydantic
+ * does not catch: a plain-text 500. Returns the effective tool_choice (undefined when neither is given).
+ */
+function checkToolUsage(body: Json): unknown {
+  let choice = body.tool_choice;
+  if (choice === undefined && truthy(body.tools)) choice = 'auto';
+  if (choice === 'none' || choice === undefined || choice === null) return choice;
+  const refuse = (text: string): ApiError => validationError([], 'value_error', `Value error, ${text}`, body);
+  if (body.tools === undefined || body.tools === null) throw refuse('When using `tool_choice`, `tools` must be set.');
+  if (choice !== 'auto' && choice !== 'required' && !isDict(choice)) {
+    throw refuse(`Invalid value for \`tool_choice\`: ${pyValueStr(choice)}! Only named tools, "none", "auto" or "required" are supported.`);
+  }
+  if (isDict(choice)) {
+    const usage = 'Correct usage: `{"type": "function", "function": {"name": "my_function"}}`';
+    const fn = choice.function;
+    if (!isDict(fn)) throw refuse(`Invalid value for \`function\`: \`${pyValueStr(fn)}\` in \`tool_choice\`! ${usage}`);
+    if (!('name' in fn)) throw refuse(`Expected field \`name\` in \`function\` in \`tool_choice\`! ${usage}`);
+    const name = fn.name;
+    if (typeof name !== 'string' || name.length === 0) throw refuse(`Invalid \`name\` in \`function\`: \`${pyValueStr(name)}\` in \`tool_choice\`! ${usage}`);
+    // `for tool in data["tools"]: if tool["function"]["name"] == function_name` (a str tools value iterates its
+    // characters, which cannot be indexed by a str either).
+    if (!Array.isArray(body.tools) && !isDict(body.tools) && typeof body.tools !== 'string') throw new PlainServerError(`'${typeof body.tools}' object is not iterable`);
+    const items: unknown[] = Array.isArray(body.tools) ? body.tools : isDict(body.tools) ? Object.keys(body.tools) : [...body.tools];
+    let valid = false;
+    for (const tool of items) {
+      const f = isDict(tool) ? tool.function : undefined;
+      if (!isDict(f) || !('name' in f)) throw new PlainServerError('a tool without function.name in check_tool_usage');
+      if (f.name === name) {
+        valid = true;
+        break;
+      }
+    }
+    if (!valid) throw refuse('The tool specified in `tool_choice` does not match any of the specified `tools`');
+  }
+  return choice;
 }
 
 /**
@@ -590,10 +772,19 @@ export function checkSampling(r: CommonRequest, maxTokens: number): void {
   for (const key of r.logitBiasKeys) {
     if (!/^\s*[+-]?\d+(_\d+)*\s*$/.test(key)) throw badRequest(`invalid literal for int() with base 10: ${pyStr(key)}`);
   }
-  if (r.n < 1) throw badRequest(`n must be at least 1, got ${r.n}.`);
+  // __post_init__ (sampling_params.py @ 6eca337ce lines 304-319, the same at 61aa4b290): a non-zero best_of below n
+  // is refused before _verify_args; otherwise n becomes best_of and `_real_n` the request's n.
+  let n = r.n;
+  let realN: number | undefined;
+  if (s.bestOf !== undefined && s.bestOf !== 0) {
+    if (s.bestOf < n) throw badRequest(`best_of must be greater than or equal to n, got n=${n} and best_of=${s.bestOf}.`);
+    realN = n;
+    n = s.bestOf;
+  }
+  if (n < 1) throw badRequest(`n must be at least 1, got ${n}.`);
   if (s.bestOf !== undefined) {
     if (s.bestOf < 1) throw badRequest(`best_of must be at least 1, got ${s.bestOf}`);
-    if (s.bestOf < r.n) throw badRequest(`best_of must be greater than or equal to n, got n=${r.n} and best_of=${s.bestOf}.`);
+    if (s.bestOf < n) throw badRequest(`best_of must be greater than or equal to n, got n=${n} and best_of=${s.bestOf}.`);
   }
   if (!(s.presencePenalty >= -2 && s.presencePenalty <= 2)) throw badRequest(`presence_penalty must be in [-2, 2], got ${s.presencePenalty}.`);
   if (!(s.frequencyPenalty >= -2 && s.frequencyPenalty <= 2)) throw badRequest(`frequency_penalty must be in [-2, 2], got ${s.frequencyPenalty}.`);
@@ -607,9 +798,17 @@ export function checkSampling(r: CommonRequest, maxTokens: number): void {
   if (r.minTokens > maxTokens) throw badRequest(`min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${r.minTokens}.`);
   if (s.logprobs !== undefined && s.logprobs < 0) throw badRequest(`logprobs must be non-negative, got ${s.logprobs}.`);
   if (s.promptLogprobs !== undefined && s.promptLogprobs < 0) throw badRequest(`prompt_logprobs must be non-negative, got ${s.promptLogprobs}.`);
+  // sampling_params.py @ 61aa4b290 lines 418-423 (0.10.2 mode; 0.10.0's pydantic Field(ge=1) refuses these before).
+  const t = r.truncatePromptTokens;
+  if (r.generation === '0.10.2' && t !== undefined && (t === 0 || t < -1)) throw badRequest(`truncate_prompt_tokens must be an integer >= 1 or -1, got ${t}`);
   if (r.stop.some((x) => x.length === 0)) throw badRequest('stop cannot contain an empty string.');
-  // _SAMPLING_EPS: a temperature below 1e-5 is greedy, and greedy sampling cannot give n > 1 different outputs.
-  if (s.temperature !== undefined && s.temperature < 1e-5 && r.n > 1) throw badRequest(`n must be 1 when using greedy sampling, got ${r.n}.`);
+  // The last check of _verify_args (sampling_params.py @ 6eca337ce lines 438-440, 61aa4b290 lines 435-437): a stream
+  // is RequestOutputKind.DELTA (to_sampling_params, protocol.py @ 6eca337ce lines 690 and 1160), so best_of other
+  // than n is refused before the stream starts, a JSON 400 on both endpoints.
+  if (r.stream && s.bestOf !== undefined && s.bestOf !== realN) throw badRequest('best_of must equal n to use output_kind=DELTA');
+  // _verify_greedy_sampling, after _verify_args: a temperature below _SAMPLING_EPS (1e-5) is greedy, which cannot give
+  // n > 1 different outputs; n is best_of's when set.
+  if (s.temperature !== undefined && s.temperature < 1e-5 && n > 1) throw badRequest(`n must be 1 when using greedy sampling, got ${n}.`);
 }
 
 /**

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { RealtimeClock, type SimClock } from './clock';
-import { generationOf } from './block-hash';
+import { generationOf, type VllmGeneration } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
 import { ChatTemplateRefusal, vllmConversation } from '@kvroute/protocol/openai';
@@ -16,11 +16,13 @@ import {
   checkSampling,
   completionLogprobs,
   fillerLogprobs,
-  laxBool,
+  handRaisedValidationError,
   laxInt,
   parseChatRequest,
   parseCompletionRequest,
   parseJsonBody,
+  parseTokenizeRequest,
+  PlainServerError,
   unparseableBody,
   planOutput,
   processorError,
@@ -28,9 +30,12 @@ import {
   strictStr,
   usage,
   validationError,
+  type ChatPromptRequest,
   type ChatRequest,
   type CompletionRequest,
 } from './openai';
+import { pythonJsonDumps } from '@kvroute/protocol/openai';
+import { parseRequiredCalls, requiredStreamDelta, toolOutput, type ToolOutput } from './tool-calls';
 import { resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 import { loadQwen3Tokenizer, type SimTokenizer } from './tokenizer';
 
@@ -205,8 +210,30 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // The dev-mode routes exist only under VLLM_SERVER_DEV_MODE (`if envs.VLLM_SERVER_DEV_MODE:` around their
     // definitions, vllm/entrypoints/openai/api_server.py @ v0.10.0 lines 970-991; v0.10.2 lines 1050-1070): otherwise a
     // 404 from the router, whatever the method.
-    const route = DEV_MODE_ROUTES.has(path) && !options.serverDevMode ? undefined : ROUTES[path];
-    if (!route) throw new RouteError(404, 'Not Found');
+    const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p]);
+    const route = routeOf(path);
+    if (!route) {
+      // Mount("/metrics", make_asgi_app()) matches `^/metrics/(?P<path>.*)$` (Starlette's Mount compiles
+      // path + "/{path:path}") for every method: prometheus_client's ASGI app, which negotiates.
+      if (path.startsWith('/metrics/')) {
+        await metricsMount(req, res);
+        return;
+      }
+      // Starlette's Router with redirect_slashes (the default): a path no route matches that ends in "/" is answered
+      // 307 to the path with its trailing slashes stripped when a route matches that (any method), the URL rebuilt
+      // from the Host header and the query kept (starlette/routing.py Router.app, RedirectResponse).
+      if (path.endsWith('/') && path !== '/') {
+        const stripped = path.replace(/\/+$/, '');
+        if (routeOf(stripped) !== undefined) {
+          const query = (req.url ?? '').includes('?') ? (req.url ?? '').slice((req.url ?? '').indexOf('?')) : '';
+          const host = req.headers.host ?? `${options.host}:${options.port}`;
+          res.writeHead(307, { location: `http://${host}${stripped}${query}`, 'content-length': '0' });
+          res.end();
+          return;
+        }
+      }
+      throw new RouteError(404, 'Not Found');
+    }
     // Starlette serves HEAD wherever GET is routed.
     const methods = route.includes('GET') ? [...route, 'HEAD'] : route;
     if (!methods.includes(method)) {
@@ -228,19 +255,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, { server_load: 0 });
         return;
       case '/metrics': {
-        // vLLM serves /metrics with prometheus_client's make_asgi_app (vllm/entrypoints/openai/api_server.py @ v0.10.0):
-        // OpenMetrics when Accept names it (`choose_encoder`), gzipped whenever Accept-Encoding names gzip
-        // (prometheus_client/exposition.py, `_bake_output`).
-        const open = openMetricsAccepted(req.headers.accept);
-        const text = open ? await metrics.openMetrics() : await metrics.metrics();
-        const contentType = open ? metrics.openMetricsContentType : metrics.contentType;
-        if (gzipAccepted(req.headers['accept-encoding'])) {
-          res.writeHead(200, { 'content-type': contentType, 'content-encoding': 'gzip' });
-          res.end(gzipSync(text));
-        } else {
-          res.writeHead(200, { 'content-type': contentType });
-          res.end(text);
-        }
+        // mount_metrics (vllm/entrypoints/openai/api_server.py @ 6eca337ce lines 342-359; 61aa4b290 lines 370-383)
+        // first has prometheus-fastapi-instrumentator expose GET /metrics, then appends Mount("/metrics",
+        // make_asgi_app()). Starlette matches routes in order, so GET /metrics is the Instrumentator's handler
+        // (instrumentation.py @ v7.1.0 lines 270-288: `Response(generate_latest(registry))` with CONTENT_TYPE_LATEST,
+        // gzip only with should_gzip, which vLLM leaves False): the 0.0.4 text format, uncompressed, whatever Accept
+        // and Accept-Encoding say. Only paths under /metrics/ reach make_asgi_app (metricsMount).
+        res.writeHead(200, { 'content-type': metrics.contentType });
+        res.end(await metrics.metrics());
         return;
       }
       case '/v1/models':
@@ -304,6 +326,24 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     }
   }
 
+  /**
+   * prometheus_client's ASGI app (make_asgi_app, exposition.py 0.22 `_bake_output`), which vLLM mounts at /metrics and
+   * which answers paths below it: OpenMetrics when Accept names it (`choose_encoder`), gzipped whenever
+   * Accept-Encoding names gzip.
+   */
+  async function metricsMount(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const open = openMetricsAccepted(req.headers.accept);
+    const text = open ? await metrics.openMetrics() : await metrics.metrics();
+    const contentType = open ? metrics.openMetricsContentType : metrics.contentType;
+    if (gzipAccepted(req.headers['accept-encoding'])) {
+      res.writeHead(200, { 'content-type': contentType, 'content-encoding': 'gzip' });
+      res.end(gzipSync(text));
+    } else {
+      res.writeHead(200, { 'content-type': contentType });
+      res.end(text);
+    }
+  }
+
   function generate(p: Prepared, id: string, res: ServerResponse): Promise<void> {
     const { req } = p;
     const isChat = req.kind === 'chat';
@@ -339,7 +379,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       const streamed = req.stream && (req.kind === 'chat' || req.sampling.bestOf === undefined || req.sampling.bestOf === req.n);
       if (!streamed) return Promise.reject(lateError);
       res.writeHead(200, SSE_HEADERS);
-      res.end(`data: ${JSON.stringify(lateError.streamBody(generation))}\n\ndata: [DONE]\n\n`);
+      // json.dumps with its default separators and ensure_ascii (create_streaming_error_response, serving_engine.py @
+      // 6eca337ce lines 418-429, 61aa4b290 lines 454-464).
+      res.end(`data: ${pythonJsonDumps(lateError.streamBody(generation))}\n\ndata: [DONE]\n\n`);
       return Promise.resolve();
     }
     const created = Math.floor(Date.now() / 1000);
@@ -347,7 +389,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // n choices per prompt; choice i answers prompt floor(i / n) (serving_completion.py: `output.index + prompt_idx * n`).
     const n = req.n;
     const choices = p.prompts.flatMap((pr, pi) => {
-      const filler = tokenizer.filler(pr.maxTokens);
+      const filler = pr.guided ? guidedTokens(pr.guided.subarray(0, pr.maxTokens), tokenizer) : tokenizer.filler(pr.maxTokens);
       const plan = planOutput(filler.ids, filler.texts, req);
       // The filler's last token stands for EOS (see prepare): FINISHED_STOPPED, stop_reason None.
       if (pr.endsAtEos && plan.finishReason === 'length') plan.finishReason = 'stop';
@@ -358,7 +400,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
       }
       const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, filler.texts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
-      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, finishedAs: 0, lastChunk: undefined as Record<string, unknown> | undefined }));
+      return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, finishedAs: 0, lastChunk: undefined as Record<string, unknown> | undefined, toolText: '', toolState: { nameReturned: false } }));
     });
     const k = req.sampling.logprobs ?? 0;
     // prompt_logprobs (explicit, or chat echo's top_logprobs): null in the response unless asked for.
@@ -379,6 +421,24 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     const promptIdsOf = (pr: PreparedPrompt): number[] | null => (req.returnTokenIds ? Array.from(pr.tokens) : null);
     const outputIdsOf = (ids: readonly number[]): number[] | null => (req.returnTokenIds ? [...ids] : null);
     const promptTokensTotal = isChat ? p.prompts[0].tokens.length : p.prompts.reduce((a, pr) => a + pr.tokens.length, 0);
+
+    /**
+     * A chat chunk's delta: the content, or with a named tool choice a DeltaToolCall carrying the text as arguments
+     * (the first with a tool call id, type and name; serving_chat.py @ 6eca337ce lines 625-674), or with "required"
+     * what extract_tool_call_required_streaming makes of it (null: no chunk).
+     */
+    const toolDelta = (c: (typeof choices)[number], i: number, text: string): Record<string, unknown> | null => {
+      const tool = p.tool;
+      if (tool === undefined) return { content: text };
+      if (tool.kind === 'named') {
+        const first = !c.toolState.nameReturned;
+        c.toolState.nameReturned = true;
+        return { tool_calls: [first ? { id: toolCallId(), type: 'function', index: i, function: { name: tool.name, arguments: text } } : { index: i, function: { arguments: text } }] };
+      }
+      const call = requiredStreamDelta(c.toolText, text, c.toolState, toolCallId);
+      c.toolText += text;
+      return call === null ? null : { tool_calls: [call] };
+    };
 
     return new Promise<void>((resolve) => {
       const handles: RequestHandle[] = [];
@@ -435,6 +495,15 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
           if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.').body(generation));
         } else {
           const timing = simTiming(results[0], options.podName);
+          // "required": the reply parsed as tool calls, or pydantic's ValidationError (a ValueError) answered as a 400
+          // by create_chat_completion (serving_chat.py @ 6eca337ce lines 1029-1048 and 284-290).
+          const toolCalls = choices.map((c) => (isChat ? toolCallsOf(c.plan.deltas.join(''), p.tool) : []));
+          const invalid = toolCalls.find((t): t is { error: string } => !Array.isArray(t));
+          if (invalid) {
+            sendJson(res, 400, badRequest(invalid.error).body(generation));
+            resolve();
+            return;
+          }
           // Field order and defaults of ChatCompletionResponse / CompletionResponse (protocol.py @ v0.10.0), dumped
           // with model_dump(): every field, null when unset.
           const body = isChat
@@ -445,7 +514,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                 model: p.model,
                 choices: choices.map((c, i) => ({
                   index: i,
-                  message: { role, content: c.echoText + c.plan.deltas.join(''), refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
+                  message: { role, ...messageContent(c.echoText, c.plan.deltas.join(''), p.tool), refusal: null, annotations: null, audio: null, function_call: null, tool_calls: toolCalls[i], reasoning_content: null },
                   logprobs: logprobsOf(c, 0, c.plan.ids.length, 0),
                   finish_reason: results[i].finishReason,
                   stop_reason: c.plan.stopReason,
@@ -529,9 +598,19 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
             // 0.10.2: each chunk's token_ids are the ids it adds (null without return_token_ids).
             const ids = v2 ? { token_ids: outputIdsOf([c.plan.ids[k]]) } : {};
             if (isChat) {
+              const delta = toolDelta(c, i, c.plan.deltas[k]);
+              if (delta === null) {
+                // No chunk for this token (serving_chat.py @ 6eca337ce lines 808-813: `if delta_message is None:
+                // continue`), not even the finish one.
+                if (isLast) c.lastChunk = undefined;
+                return;
+              }
+              // 0.10.2 says "tool_calls" once a tool call was streamed (tools_streamed, serving_chat.py @ 61aa4b290
+              // lines 1047-1052).
+              const fin = isLast && p.tool && v2 ? { ...finish, finish_reason: 'tool_calls' } : finish;
               // Set explicitly on every content and finish chunk (serving_chat.py @ 61aa4b290 lines 986-992, 1054-1061),
               // so exclude_unset keeps a null.
-              chunk = { ...chunkBase, choices: [{ index: i, delta: { content: c.plan.deltas[k] }, logprobs: logprobsOf(c, k, k + 1, 0), ...finish, ...ids }], ...usageOf(i) };
+              chunk = { ...chunkBase, choices: [{ index: i, delta, logprobs: logprobsOf(c, k, k + 1, 0), ...fin, ...ids }], ...usageOf(i) };
             } else {
               // echo with max_tokens 0: the one chunk carries the prompt alone (serving_completion.py @ v0.10.0).
               const text = p.echoOnly ? c.echoText : k === 0 ? c.echoText + c.plan.deltas[k] : c.plan.deltas[k];
@@ -556,7 +635,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
                   : { index: i, text: '', logprobs: null, finish_reason: 'abort', stop_reason: null, ...(v2 ? { prompt_token_ids: firstPromptIds(c), ...ids } : {}) };
                 c.lastChunk = { ...chunkBase, choices: [choice], ...usageOf(i) };
               }
-              sse(options.simExtension ? { ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) } : c.lastChunk);
+              if (c.lastChunk !== undefined) sse(options.simExtension ? { ...c.lastChunk, kvroute_sim: simTiming(r, options.podName) } : c.lastChunk);
             }
             if (--open === 0) finishAll();
           },
@@ -666,11 +745,43 @@ class RouteError extends Error {
   }
 }
 
+/** `random_tool_call_id()` / 0.10.2's `make_tool_call_id()` by default: `chatcmpl-tool-` + 32 hex digits. */
+function toolCallId(): string {
+  return `chatcmpl-tool-${randomUUIDHex()}`;
+}
+
+/** The tokens of a guided reply with the text each adds (decoded as a prefix, so multi-byte characters stay whole). */
+function guidedTokens(ids: Uint32Array, tokenizer: SimTokenizer): { ids: number[]; texts: string[] } {
+  const texts: string[] = [];
+  let before = '';
+  for (let k = 0; k < ids.length; k++) {
+    const upTo = tokenizer.decode(Array.from(ids.subarray(0, k + 1)));
+    texts.push(upTo.slice(before.length));
+    before = upTo;
+  }
+  return { ids: Array.from(ids), texts };
+}
+
 /**
- * An exception no vLLM handler catches (an AssertionError in a route): Starlette's ServerErrorMiddleware, outside the
- * CORS middleware, answers a plain-text 500. The message is the exception's, for routes that do catch it (/tokenize).
+ * A chat message's content: the reply, or "" when a tool choice shows it as tool calls (ChatMessage(content="",
+ * tool_calls=…), serving_chat.py @ 6eca337ce lines 1014-1048); echo's text comes first either way.
  */
-class PlainServerError extends Error {}
+function messageContent(echoText: string, reply: string, tool: ToolOutput | undefined): { content: string } {
+  return { content: echoText + (tool === undefined ? reply : '') };
+}
+
+/**
+ * A non-streaming message's tool_calls: [] without a tool choice; a named tool's one call with the reply as its
+ * arguments; "required"'s calls parsed from the reply, each `arguments` = `json.dumps(parameters, ensure_ascii=False)`
+ * (serving_chat.py @ 6eca337ce lines 1014-1048), or the error when the reply does not parse.
+ */
+function toolCallsOf(reply: string, tool: ToolOutput | undefined): Record<string, unknown>[] | { error: string } {
+  if (tool === undefined) return [];
+  if (tool.kind === 'named') return [{ id: toolCallId(), type: 'function', function: { name: tool.name, arguments: reply } }];
+  const parsed = parseRequiredCalls(reply);
+  if ('error' in parsed) return parsed;
+  return parsed.calls.map((c) => ({ id: toolCallId(), type: 'function', function: { name: c.name, arguments: pythonJsonDumps(c.parameters, false) } }));
+}
 
 /** vLLM's `random_uuid()`: a uuid4's 32 hex digits. */
 function randomUUIDHex(): string {
@@ -687,7 +798,7 @@ function resolveModel(model: string | undefined, o: SimulatorOptions): string {
   throw new ApiError(404, `The model \`${model}\` does not exist.`, 'NotFoundError');
 }
 
-function tokenizeChat(req: ChatRequest, tokenizer: SimTokenizer, addSpecialTokens = false, route: 'chat' | 'tokenize' = 'chat'): Uint32Array {
+function tokenizeChat(req: ChatPromptRequest, tokenizer: SimTokenizer, addSpecialTokens = false, route: 'chat' | 'tokenize' = 'chat'): Uint32Array {
   if (req.messages.length === 0) {
     // transformers' apply_chat_template starts with `isinstance(conversation[0], (list, tuple)) or …`, an IndexError
     // on an empty list; vLLM's apply_hf_chat_template re-raises any template error as `ValueError(str(e)) from e`, and
@@ -740,6 +851,8 @@ interface PreparedPrompt {
   maxTokensParam: number;
   /** The reply ends at --default-max-tokens standing in for EOS: `stop` unless a stop condition ended it first. */
   endsAtEos: boolean;
+  /** A tool choice's guided reply: its tokens, which replace the filler (the reply is at most maxTokens of them). */
+  guided?: Uint32Array;
 }
 
 interface Prepared {
@@ -749,6 +862,8 @@ interface Prepared {
   prompts: PreparedPrompt[];
   /** Completions `echo` with `max_tokens: 0`: one token is generated and counted, but only the prompt is shown. */
   echoOnly: boolean;
+  /** A named tool_choice or "required": the reply is shown as tool calls (tool-calls.ts). */
+  tool?: ToolOutput;
 }
 
 function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
@@ -762,6 +877,13 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     // serving_chat.py @ v0.10.0: tools without tool_choice mean "auto", which needs a tool parser.
     throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
   }
+  const tool = req.kind === 'chat' ? toolOutput(req.toolChoice, req.tools) : undefined;
+  if (req.kind === 'chat' && req.toolChoice === 'required' && tool === undefined) throw new ApiError(501, 'tool_choice "required" with an empty tools list is not simulated.', 'Not Implemented');
+  if (tool?.kind === 'required' && req.stream && req.generation === '0.10.2') {
+    // serving_chat.py @ 61aa4b290 lines 815-831 and 945-948 append each delta to previous_texts twice ("required" is
+    // neither auto nor reasoning, so the else branch adds it again), and partial_json_parser then reads that text.
+    throw new ApiError(501, 'tool_choice "required" with stream is not simulated in 0.10.2 mode.', 'Not Implemented');
+  }
   // CompletionRequest.to_sampling_params @ v0.10.0: `echo_without_generation = self.echo and self.max_tokens == 0`.
   // With logprobs, echo implies prompt_logprobs, which were refused above.
   const echoOnly = req.kind === 'completion' && req.echo && req.maxTokens === 0;
@@ -772,18 +894,16 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
           typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
         );
   const prompts = inputs.map((input) => {
-    const { tokens, text, ids } = truncated(input, req.truncatePromptTokens, tokenizer);
+    // truncate_prompt_tokens -1 (0.10.2 only) keeps the last max_model_len tokens (serving_engine.py @ 61aa4b290 lines
+    // 573-579 and 607-612); 0 (0.10.2 only, refused by SamplingParams below) is taken as no truncation here.
+    const keep = req.truncatePromptTokens === undefined || req.truncatePromptTokens === 0 ? undefined : req.truncatePromptTokens < 0 ? o.maxModelLen : req.truncatePromptTokens;
+    const { tokens, text, ids } = truncated(input, keep, tokenizer);
     const n = tokens.length;
-    // OpenAIServing._validate_input @ v0.10.0, the same words for both endpoints.
-    if (req.maxTokens === undefined) {
-      if (n >= o.maxModelLen) {
-        throw badRequest(`This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${n} tokens in the messages, Please reduce the length of the messages.`);
-      }
-    } else if (n + req.maxTokens > o.maxModelLen) {
-      throw badRequest(
-        `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${req.maxTokens + n} tokens (${n} in the messages, ${req.maxTokens} in the completion). Please reduce the length of the messages or completion.`,
-      );
-    }
+    const tooLong = contextLengthError(n, req.maxTokens, o.maxModelLen, req.generation);
+    // serving_chat.py @ 6eca337ce lines 207-209 (61aa4b290 line 252) answers the ValueError _preprocess_chat lets out
+    // with `f"{e} {e.__cause__}"`, and _validate_input raises it without a cause: chat's message ends in " None".
+    // Completions answer `str(e)` (serving_completion.py).
+    if (tooLong !== undefined) throw badRequest(req.kind === 'chat' ? `${tooLong} None` : tooLong);
     // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left,
     // which is what SamplingParams is checked against (so min_tokens up to the room left is valid without max_tokens).
     // echo with max_tokens 0 asks for one token (CompletionRequest.to_sampling_params, `echo_without_generation`).
@@ -800,9 +920,39 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
     // capped by the room left is `length`, as on vLLM; so is one with ignore_eos, which vLLM runs to the end of the
     // context.
     const endsAtEos = req.maxTokens === undefined && !req.ignoreEos && maxTokens < room;
+    if (tool?.text !== undefined) {
+      // Guided decoding: the reply is the JSON, ended by EOS once complete (the EOS token vLLM would also count is
+      // not, as for the filler), or cut at max_tokens (`length`).
+      const guided = tokenizer.encode(tool.text, false);
+      return { tokens, text, ids, maxTokens: Math.min(guided.length, maxTokensParam), maxTokensParam, endsAtEos: guided.length < maxTokensParam, guided };
+    }
     return { tokens, text, ids, maxTokens, maxTokensParam, endsAtEos };
   });
-  return { req, model, prompts, echoOnly };
+  return { req, model, prompts, echoOnly, ...(tool ? { tool } : {}) };
+}
+
+/**
+ * OpenAIServing._validate_input's context-length ValueError for a prompt of `n` tokens, or undefined.
+ * 0.10.0 (serving_engine.py @ 6eca337ce lines 618-632): with max_tokens, prompt + max_tokens > max_model_len; without,
+ * prompt >= max_model_len. 0.10.2 (vLLM #22803, da2705198; serving_engine.py @ 61aa4b290 lines 672-686): first prompt
+ * >= max_model_len whether or not max_tokens is set, then prompt + max_tokens > max_model_len, in new words.
+ */
+export function contextLengthError(n: number, maxTokens: number | undefined, maxModelLen: number, generation: VllmGeneration): string | undefined {
+  if (generation === '0.10.2') {
+    if (n >= maxModelLen) {
+      return `This model's maximum context length is ${maxModelLen} tokens. However, your request has ${n} input tokens. Please reduce the length of the input messages.`;
+    }
+    if (maxTokens !== undefined && n + maxTokens > maxModelLen) {
+      return `'max_tokens' or 'max_completion_tokens' is too large: ${maxTokens}. This model's maximum context length is ${maxModelLen} tokens and your request has ${n} input tokens (${maxTokens} > ${maxModelLen} - ${n}).`;
+    }
+    return undefined;
+  }
+  if (maxTokens === undefined) {
+    if (n >= maxModelLen) return `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${n} tokens in the messages, Please reduce the length of the messages.`;
+  } else if (n + maxTokens > maxModelLen) {
+    return `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${maxTokens + n} tokens (${n} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`;
+  }
+  return undefined;
 }
 
 /**
@@ -824,20 +974,15 @@ function truncated(
   return { tokens, ids, text: tokenizer.decode(ids.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) };
 }
 
-/** POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0). */
+/**
+ * POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0), parsed with
+ * their own fields only (parseTokenizeRequest): none of the completion or chat requests' checks apply.
+ */
 function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
-  const isChat = body.messages !== undefined;
-  if (!isChat && body.prompt !== undefined && typeof body.prompt !== 'string') throw validationError(['prompt'], 'string_type', 'Input should be a valid string', body.prompt);
-  // Tokenize{Completion,Chat}Request have no cache_salt (nor its validator): any value is an ignored extra field.
-  // Nor have they return_token_ids, nor (TokenizeCompletionRequest) request_id.
-  const req = isChat
-    ? parseChatRequest({ ...body, max_tokens: undefined, cache_salt: undefined, return_token_ids: undefined }, generationOf(o.prefixCachingHashAlgo))
-    : parseCompletionRequest({ ...body, cache_salt: undefined, return_token_ids: undefined, request_id: undefined }, generationOf(o.prefixCachingHashAlgo));
+  const req = parseTokenizeRequest(body);
   resolveModel(req.model, o);
-  const addSpecial = body.add_special_tokens === undefined ? undefined : laxBool(body.add_special_tokens, ['add_special_tokens']);
-  const returnStrs = body.return_token_strs === undefined || body.return_token_strs === null ? false : laxBool(body.return_token_strs, ['return_token_strs']);
-  const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, addSpecial ?? false, 'tokenize') : tokenizer.encode(String(req.prompts[0]), addSpecial ?? true));
-  return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: returnStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
+  const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, req.addSpecialTokens, 'tokenize') : tokenizer.encode(req.prompt, req.addSpecialTokens));
+  return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: req.returnTokenStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
 }
 
 /** POST /detokenize: `{tokens, model?}` → `{prompt}` (serving_tokenization.py @ v0.10.0). */
@@ -846,7 +991,8 @@ function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokeniz
   if (body.tokens === undefined) throw validationError(['tokens'], 'missing', 'Field required');
   if (!Array.isArray(body.tokens)) throw validationError(['tokens'], 'list_type', 'Input should be a valid list', body.tokens);
   const ids = body.tokens.map((t, i) => laxInt(t, ['tokens', i]));
-  for (const t of ids) if (t < 0 || t > 0xffffffff) throw validationError(['tokens'], 'value_error', 'out of range integral type conversion attempted', t);
+  // The tokenizer's OverflowError, which the route re-raises as RequestValidationError(errors=[str(e)]).
+  for (const t of ids) if (t < 0 || t > 0xffffffff) throw handRaisedValidationError('out of range integral type conversion attempted');
   return { prompt: tokenizer.decode(ids.filter((t) => t <= tokenizer.maxTokenId)) };
 }
 
@@ -933,7 +1079,7 @@ async function readJsonRequest(req: IncomingMessage): Promise<Record<string, unk
   const jsonish = ct === '' || media === 'application/json' || (media.startsWith('application/') && media.endsWith('+json'));
   let body: Record<string, unknown> | undefined;
   if (jsonish && raw.length > 0) body = parseJsonBody(decodeJsonBytes(raw));
-  if (media !== 'application/json') throw new ApiError(400, "Unsupported Media Type: Only 'application/json' is allowed", 'Bad Request');
+  if (media !== 'application/json') throw handRaisedValidationError("Unsupported Media Type: Only 'application/json' is allowed");
   if (body === undefined) throw validationError([], 'missing', 'Field required');
   return body;
 }

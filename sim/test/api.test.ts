@@ -359,7 +359,9 @@ describe('OpenAI API over loopback', () => {
       await streamError('/v1/chat/completions', { ...chat, best_of: 2, n: 2, max_tokens: 1 }, 'vLLM V1 does not yet support best_of.');
       // Completions stream only when best_of == n (serving_completion.py @ v0.10.0).
       await streamError('/v1/completions', { prompt: 'Hi', best_of: 2, n: 2, max_tokens: 1 }, 'vLLM V1 does not yet support best_of.');
-      await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', best_of: 2, stream: true }, 400, 'BadRequestError', /^vLLM V1 does not yet support best_of\.$/);
+      // best_of ≠ n with stream: SamplingParams' DELTA check, a JSON 400 before streaming (sampling_params.py @ 6eca337ce
+      // lines 438-440).
+      await expectError('/v1/completions', { model: MODEL, prompt: 'Hi', best_of: 2, stream: true }, 400, 'BadRequestError', /^best_of must equal n to use output_kind=DELTA$/);
       // _validate_logit_bias checks against the model's vocab_size, 151936.
       await streamError('/v1/completions', { prompt: 'Hi', logit_bias: { '151936': 1, '5': 2, '-1': 3 }, max_tokens: 1 }, 'token_id(s) [151936, -1] in logit_bias contain out-of-vocab token ids. Vocabulary size: 151936');
       expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'Hi', logit_bias: { '151935': 100 }, max_tokens: 1 })).status).toBe(200);
@@ -412,7 +414,8 @@ describe('OpenAI API over loopback', () => {
       try {
         const r = await http(small.url, 'POST', '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: longText(100) }] });
         expect(r.status).toBe(400);
-        expect(r.json().message).toMatch(/in the messages, Please reduce the length of the messages\.$/);
+        // Chat answers f"{e} {e.__cause__}" (serving_chat.py @ 6eca337ce lines 207-209): a trailing " None".
+        expect(r.json().message).toMatch(/in the messages, Please reduce the length of the messages\. None$/);
         // CompletionRequest.max_tokens defaults to 16, checked as such (protocol.py @ v0.10.0).
         const c = await http(small.url, 'POST', '/v1/completions', { model: MODEL, prompt: new Array(60).fill(785) });
         expect(c.status).toBe(400);

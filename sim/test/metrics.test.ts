@@ -233,10 +233,12 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     }
   });
 
-  it("gzips the page when Accept-Encoding names gzip, as prometheus_client's make_asgi_app does (exposition.py, gzip_accepted)", async () => {
+  // Paths under /metrics/ reach vLLM's Mount("/metrics", make_asgi_app()) (api_server.py @ 6eca337ce lines 342-359);
+  // GET /metrics itself is the Instrumentator's route, which never negotiates (api-audit27.test.ts).
+  it("/metrics/ (the make_asgi_app mount) gzips the page when Accept-Encoding names gzip, as prometheus_client's make_asgi_app does (exposition.py, gzip_accepted)", async () => {
     const get = (acceptEncoding?: string): Promise<{ headers: Record<string, unknown>; body: Buffer }> =>
       new Promise((resolve, reject) => {
-        const req = request(`${sim.url}/metrics`, { headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding } }, (res) => {
+        const req = request(`${sim.url}/metrics/`, { headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding } }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
@@ -259,14 +261,14 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(gzipAccepted(undefined)).toBe(false);
   });
 
-  it("answers OpenMetrics 1.0 to a scraper that asks for it, as prometheus_client 0.22's choose_encoder and openmetrics generate_latest do", async () => {
+  it("/metrics/ (the make_asgi_app mount) answers OpenMetrics 1.0 to a scraper that asks for it, as prometheus_client 0.22's choose_encoder and openmetrics generate_latest do", async () => {
     // Its own simulator: the other tests count this one's requests.
     const own = await startSimulator({ port: 0, timeScale: 1000, model: 'Qwen/Qwen3-0.6B', servedModelNames: [MODEL], kvCacheBlocks: 4096, simExtension: true });
     afterCleanup.push(() => own.close());
     const r = await http(own.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'count me', max_tokens: 2 });
     expect(r.status).toBe(200);
     const get = async (accept: string) => {
-      const res = await fetch(`${own.url}/metrics`, { headers: { accept } });
+      const res = await fetch(`${own.url}/metrics/`, { headers: { accept } });
       return { type: res.headers.get('content-type'), text: await res.text() };
     };
     // Prometheus 2.x/3.x's default scrape Accept header.
@@ -466,7 +468,9 @@ describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca3
       const text = await http(sim.url, 'GET', '/metrics');
       expect(text.status).toBe(200);
       expect(text.text).toBe('');
-      const om = await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } });
+      // The make_asgi_app mount (/metrics/) negotiates; /metrics does not.
+      expect(await (await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } })).text()).toBe('');
+      const om = await fetch(`${sim.url}/metrics/`, { headers: { accept: 'application/openmetrics-text' } });
       expect(await om.text()).toBe('# EOF\n');
     } finally {
       await sim.close();
