@@ -20,6 +20,8 @@ import { pythonIntText, pythonJsonFloat, pythonJsonString } from './python-json-
 interface RuntimeValue {
   readonly type: string;
   readonly value: unknown;
+  /** The package's Python truthiness (empty containers and strings, 0 and none are false). */
+  __bool__(): { readonly value: boolean };
 }
 
 type RuntimeValueClass = new (value: unknown) => RuntimeValue;
@@ -117,19 +119,21 @@ function dumpOptions(args: RuntimeValue[], kwargs: Map<string, RuntimeValue>): D
   args.forEach((a, i) => names[i] !== undefined && given.set(names[i]!, a));
   for (const [k, v] of kwargs) given.set(k, v);
   if ([...given.keys()].some((k) => !names.includes(k))) return undefined;
-  const flag = (name: string): boolean | undefined => {
+  // json.dumps reads `ensure_ascii` and `sort_keys` by truthiness (`if self.ensure_ascii`, `if _sort_keys`,
+  // Lib/json/encoder.py; the C encoder's "p" arguments): sort_keys='yes' sorts, ensure_ascii='' does not escape.
+  const flag = (name: string): boolean => {
     const v = given.get(name);
-    if (v === undefined || v.type === 'NullValue') return false;
-    return v.type === 'BooleanValue' || v.type === 'IntegerValue' ? Boolean(v.value) : undefined;
+    return v !== undefined && v.__bool__().value;
   };
   const ensureAscii = flag('ensure_ascii');
   const sortKeys = flag('sort_keys');
-  if (ensureAscii === undefined || sortKeys === undefined) return undefined;
   const indentArg = given.get('indent');
   let indent: string | undefined;
-  // json.dumps: an int is that many spaces (0 and negatives: newlines without indentation), a str is used as is.
-  if (indentArg === undefined || indentArg.type === 'NullValue') indent = undefined;
+  // json.dumps: an int is that many spaces (0 and negatives: newlines without indentation), a bool an int (True one
+  // space, False none: `' ' * indent`, `_make_iterencode`), a str is used as is; None is no indentation at all.
+  if (indentArg === undefined || indentArg.type === 'NullValue' || indentArg.type === 'UndefinedValue') indent = undefined;
   else if (indentArg.type === 'IntegerValue') indent = ' '.repeat(Math.max(0, indentArg.value as number));
+  else if (indentArg.type === 'BooleanValue') indent = indentArg.value === true ? ' ' : '';
   else if (indentArg.type === 'StringValue') indent = indentArg.value as string;
   else return undefined;
   const separatorsArg = given.get('separators');

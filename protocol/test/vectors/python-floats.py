@@ -51,6 +51,10 @@ TEMPLATES = [
     "{{ tools | tojson(ensure_ascii=true) }}",
     "{{ tools | tojson(separators=(',', ':')) }}",
     "{{ tools | tojson(true, 4, none, true) }}",
+    "{{ tools | tojson(indent=true) }}",
+    "{{ tools | tojson(indent=false) }}",
+    "{{ tools | tojson(sort_keys='yes', ensure_ascii=[1]) }}",
+    "{{ tools | tojson(sort_keys='', ensure_ascii={}) }}",
     "{% for t in tools %}{{ t.function.name }}: {{ t.function.parameters }}{% endfor %}",
     "{% for t in tools %}{% for k, v in t.function.parameters.items() %}{{ k }}={{ v }};{% endfor %}{% endfor %}",
     "{% if threshold is defined %}{{ threshold }} {{ threshold | string }} {{ 'x' ~ threshold }} {{ flags.ratio }} {{ flags | tojson }}"
