@@ -571,7 +571,7 @@ describe('cancellation', () => {
   });
 });
 
-describe('Envoy\'s local reply before the request was answered (ext_proc.cc encodeHeaders @ v1.35.0 sends it on the same stream; GIE v1.5.0 handlers/server.go answers response messages in any state)', () => {
+describe('Envoy\'s local reply before the request was answered (sent to the processor by Envoy before 1.34, or with skip_ext_proc_on_local_reply off; GIE v1.5.0 handlers/server.go answers response messages in any state)', () => {
   for (const mode of ['BUFFERED', 'FULL_DUPLEX_STREAMED']) {
     it(`${mode}: response headers while the body is still coming (a 413 over Envoy's buffer limit) are answered and nothing is routed`, async () => {
       const s = envoy.open();

@@ -496,8 +496,9 @@ export class ExtProcStream {
 
   /**
    * Response headers before the request was routed: Envoy's local reply (a 413 for a body over its buffer limit, a
-   * route timeout while the request waited), which ext_proc processes on the same stream (`ext_proc.cc`
-   * encodeHeaders @ v1.35.0). GIE v1.5.0 answers response messages in any state (handlers/server.go); so does kvroute:
+   * route timeout while the request waited), which Envoy before 1.34 sent to the processor on the same stream (1.34 on
+   * skip it: runtime guard `envoy.reloadable_features.skip_ext_proc_on_local_reply`, on by default, which an operator
+   * can turn off). GIE v1.5.0 answers response messages in any state (handlers/server.go); so does kvroute:
    * the request is given up (a decision still pending is released unused when it comes, a flow-control wait ends,
    * request messages Envoy no longer waits on are dropped) and the response is answered as one without a request.
    */
