@@ -50,7 +50,8 @@ schedulingProfiles:
     expect(precise.parameters).toMatchObject({
       indexerConfig: { tokenProcessorConfig: { blockSize: 64, hashSeed: '42' }, kvBlockIndexConfig: { enableMetrics: true } },
       kvEventsConfig: { topicFilter: 'kv@', podDiscoveryConfig: { socketPort: 5557 } },
-      speculativeIndexing: true,
+      // llm-d's default (precise_prefix_cache.go @ v0.8.0: a Go bool the sample leaves unset).
+      speculativeIndexing: false,
       speculativeTTL: '2s',
     });
     expect((precise.parameters as { kvEventsConfig: object }).kvEventsConfig).not.toHaveProperty('discoverPods');
@@ -203,6 +204,57 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     const snapshot: EndpointSnapshot = { endpoint: { key: 'p:1', name: 'p', namespace: 'ns', address: 'p', port: 1, labels: {} }, metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0 };
     expect(scorer.score({ request, state: new CycleState() }, [snapshot])).toEqual([0]);
     await scheduler.plugins.close();
+  });
+});
+
+describe('speculativeIndexing (llm-d precise_prefix_cache.go @ v0.8.0: off unless a config sets it; kvroute\'s precise config sets it)', () => {
+  const pods = ['10.0.0.1:8000', '10.0.0.2:8000'];
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+    activeRequests: 0,
+  });
+  const body = { model: MODEL, messages: [{ role: 'user', content: `A new prefix nobody holds yet. ${'Some context. '.repeat(40)}` }] };
+
+  test.each<[string, string, boolean]>([
+    ['unset (llm-d\'s default)', '', false],
+    ['true', '\n      speculativeIndexing: true', true],
+  ])('%s: before any KV event, the pod just picked for a prompt holds it for the next request only when speculating', async (_what, setting, held) => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: { modelName: "${MODEL}" }${setting}
+  - type: max-score-picker
+`));
+    await scheduler.plugins.start();
+    const datastore = new Datastore({ scrape: false });
+    try {
+      for (const key of pods) {
+        scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+        datastore.upsertEndpoint(snapshot(key).endpoint);
+        datastore.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
+      }
+      const control = new RequestControl({ datastore, scheduler });
+      const d = await control.route({ requestId: 'first', headers: new Map([['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
+      if (d.kind !== 'route') throw new Error(`rejected: ${d.body}`);
+      const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+      const request = { requestId: 'second', model: MODEL, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input, headers: {}, attributes: new CycleState() };
+      await scorer.prepareRequest(request);
+      const scores = scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
+      expect(scores).toEqual(pods.map((p) => (held && p === d.endpoint ? 1 : 0)));
+      control.release(d.ticket, 'completed');
+    } finally {
+      datastore.stop();
+      await scheduler.plugins.close();
+    }
+  });
+
+  test('kvroute\'s precise config sets it', () => {
+    const config = preciseEndpointPickerConfig({ mode: 'central', modelName: MODEL, blockSize: 16 });
+    expect(config.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')!.parameters).toMatchObject({ speculativeIndexing: true });
   });
 });
 

@@ -116,7 +116,11 @@ export interface PrecisePrefixCacheScorerParameters {
   };
   /** The newer place of the same settings; wins over `indexerConfig.tokenProcessorConfig`. */
   tokenProcessorConfig?: TokenProcessorConfig;
-  /** Mark a picked request's blocks as cached on its pod until its events arrive. @default true (llm-d: false) */
+  /**
+   * Mark a picked request's blocks as cached on its pod until its events arrive. @default false, llm-d's
+   * (`precise_prefix_cache.go` @ v0.8.0: a Go bool; its deploy examples leave it unset); kvroute's own precise config
+   * (`preciseEndpointPickerConfig`) sets it
+   */
   speculativeIndexing?: boolean;
   /** How long a speculative entry counts. @default "2s" */
   speculativeTTL?: Duration;
@@ -701,7 +705,7 @@ export const precisePrefixCacheScorer = definePlugin({
       kvEventsConfig: kvEventsConfig as KvEventsConfig,
       indexerConfig: indexerConfig as Resolved['indexerConfig'],
       tokenProcessorConfig: tokenProcessorConfig as TokenProcessorConfig,
-      speculativeIndexing: fields.boolean('speculativeIndexing', true),
+      speculativeIndexing: fields.boolean('speculativeIndexing', false),
       speculativeTTL: fields.duration('speculativeTTL', '2s'),
       maxBlocksPerPod: fields.integer('maxBlocksPerPod', 1_000_000, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', PRECISE_DEFAULT_MAX_INDEX_ENTRIES, 1),
