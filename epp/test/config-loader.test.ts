@@ -53,6 +53,9 @@ schedulingProfiles:
             mode: 'estimate',
             hashBlockSize: 64,
             maxPrefixBlocksToMatch: 256,
+            maxPrefixTokensToMatch: 0,
+            // No block size given: the pods' own, as GIE v1.5.0's autoTune takes it (64 characters until scraped).
+            tuneBlockSize: true,
             autoTune: true,
             lruCapacityPerServer: 31250,
             maxIndexEntries: 8_000_000,
@@ -243,7 +246,7 @@ describe('validation errors name the field and what is allowed', () => {
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockChars: 16}\n'),
-      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, lruCapacityPerServer, maxIndexEntries',
+      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, lruCapacityPerServer, maxIndexEntries',
     ],
     [
       'kvroute\'s hashBlockSize beside one of GIE\'s block sizes',
@@ -574,6 +577,9 @@ describe('defaultEndpointPickerConfig', () => {
       mode: 'estimate',
       hashBlockSize: 64,
       maxPrefixBlocksToMatch: 256,
+      maxPrefixTokensToMatch: 0,
+      // kvroute's own fixed 64-character blocks, whatever the pods' block size.
+      tuneBlockSize: false,
       autoTune: true,
       lruCapacityPerServer: 31250,
       maxIndexEntries: 8_000_000,

@@ -447,6 +447,42 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     expect(scorer.score(cycle(first), [sized('a', 16, 16)])).toEqual([1]);
   });
 
+  describe('the hashed block size (GIE v1.5.0 approximateprefix/plugin.go GetBlockSize: under autoTune the first candidate\'s vLLM block_size, the configured size only until scraped)', () => {
+    /** 16 blocks of 64 distinct characters, so every block size cuts distinct blocks. */
+    const prompt = Array.from({ length: 16 }, (_, i) => String.fromCharCode(65 + i).repeat(64)).join('');
+    const blocksHashed = (params: Record<string, unknown>, candidate: EndpointSnapshot): number => {
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', params), NOOP_SCHEDULING_METRICS);
+      route(scorer, prompt, [candidate], candidate);
+      return scorer.stats().indexEntries;
+    };
+
+    it('GIE\'s guide config (blockSizeTokens: 5): 20-character blocks until the pod is scraped, then its 16-token blocks (64 characters)', () => {
+      expect(blocksHashed({ blockSizeTokens: 5 }, podA)).toBe(Math.floor(prompt.length / 20));
+      expect(blocksHashed({ blockSizeTokens: 5 }, sized('a', 1000, 16))).toBe(prompt.length / 64);
+      expect(blocksHashed({ blockSizeTokens: 5 }, sized('a', 1000, 32))).toBe(prompt.length / 128);
+      // No block size at all (GIE's chart default): the same.
+      expect(blocksHashed({}, sized('a', 1000, 32))).toBe(prompt.length / 128);
+    });
+
+    it('kvroute\'s hashBlockSize stays fixed, and so does any size with autoTune: false', () => {
+      expect(blocksHashed({ hashBlockSize: 20 }, sized('a', 1000, 16))).toBe(Math.floor(prompt.length / 20));
+      expect(blocksHashed({ blockSizeTokens: 5, autoTune: false }, sized('a', 1000, 16))).toBe(Math.floor(prompt.length / 20));
+      expect(resolvePluginParameters('prefix-cache-scorer', { blockSizeTokens: 5, autoTune: false })).toMatchObject({ tuneBlockSize: false });
+    });
+
+    it('maxPrefixTokensToMatch is divided by the block size of each request (plugin.go PrepareRequestData)', () => {
+      // 128 tokens: 8 blocks of 16 tokens, 4 of 32.
+      expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 16))).toBe(8);
+      expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 32))).toBe(4);
+    });
+
+    it('a tuned pod\'s index holds one entry a KV block (makeserver: NumOfGPUBlocks)', () => {
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { blockSizeTokens: 5 }), NOOP_SCHEDULING_METRICS);
+      scorer.score(cycle('x'), [sized('a', 10, 32)]);
+      expect(scorer.index.capacityOf('a:8000')).toBe(10);
+    });
+  });
+
   it('keeps lruCapacityPerServer for every pod with autoTune: false', () => {
     const scorer = new PrefixCacheScorer('prefix', { ...parameters, autoTune: false }, NOOP_SCHEDULING_METRICS);
     route(scorer, 'aaaabbbb', [sized('a', 10, 16)], sized('a', 10, 16));

@@ -27,15 +27,31 @@ export interface PrefixCacheScorerParameters {
    * @default "estimate"
    */
   mode?: 'estimate';
-  /** Characters per hashed block; 64 characters ≈ 16 tokens, vLLM's default block size. @default 64 */
+  /**
+   * Characters per hashed block; 64 characters ≈ 16 tokens, vLLM's default block size. With `tuneBlockSize`, only until
+   * the pods' own block size is scraped. @default 64
+   */
   hashBlockSize?: number;
   /** Prompt blocks considered, from the start; longer prompts are truncated. @default 256 */
   maxPrefixBlocksToMatch?: number;
   /**
+   * GIE v1.5.0's window in tokens, which wins over `maxPrefixBlocksToMatch` when positive: with `tuneBlockSize` it is
+   * divided by the block size of each request's hashing (approximateprefix/plugin.go PrepareRequestData), else turned
+   * into `maxPrefixBlocksToMatch` once. @default 0
+   */
+  maxPrefixTokensToMatch?: number;
+  /**
+   * With `autoTune`, hash each request in blocks of the first candidate's vLLM `block_size` (scraped from
+   * `vllm:cache_config_info`) × 4 characters, `hashBlockSize` until one is scraped, as GIE v1.5.0 does
+   * (approximateprefix/plugin.go GetBlockSize: `blockSizeTokens` is only its fallback). @default true when the config
+   * gives the block size in GIE's terms (`blockSizeTokens`, `blockSize`) or not at all, false when it gives kvroute's
+   * `hashBlockSize` (kvroute's default config does: 64 characters whatever the pods' block size)
+   */
+  tuneBlockSize?: boolean;
+  /**
    * Size each endpoint's index from its real KV capacity (`num_gpu_blocks` × `block_size` tokens in
    * `vllm:cache_config_info`) once scraped, as GIE's `autoTune` does; `false` gives every endpoint
-   * `lruCapacityPerServer`. Unlike GIE, the hashed block size stays `hashBlockSize`: the capacity is converted instead.
-   * @default true
+   * `lruCapacityPerServer` (and turns `tuneBlockSize` off). @default true
    */
   autoTune?: boolean;
   /**
@@ -56,6 +72,8 @@ export interface PrefixCacheScorerParameters {
 
 interface PrefixMatch {
   readonly blocks: readonly number[];
+  /** Characters per block of this request's hashing. */
+  readonly blockChars: number;
   /** Every endpoint's leading blocks held, from the index's walk. */
   readonly matches: PrefixMatches;
   /** The candidates scored, and the characters each holds (blocks × hashBlockSize), by position. */
@@ -64,9 +82,9 @@ interface PrefixMatch {
 }
 
 /** The leading blocks `target` holds according to `match`: by its position among the scored candidates, else by key. */
-function matchedBlocksOf(match: PrefixMatch, target: EndpointSnapshot, hashBlockSize: number): number {
+function matchedBlocksOf(match: PrefixMatch, target: EndpointSnapshot): number {
   const i = match.candidates.indexOf(target);
-  if (i >= 0) return match.cachedLength[i]! / hashBlockSize;
+  if (i >= 0) return match.cachedLength[i]! / match.blockChars;
   const j = match.matches.keys.indexOf(target.endpoint.key);
   return j >= 0 ? match.matches.counts[j]! : 0;
 }
@@ -163,7 +181,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const positions = this.locateCandidates(candidates);
     const { request } = cycle;
     // Only the first maxPrefixBlocksToMatch blocks are hashed: a longer prompt is read no further than they reach.
-    const { hashBlockSize, maxPrefixBlocksToMatch } = this.parameters;
+    const hashBlockSize = this.blockCharsFor(candidates);
+    const maxPrefixBlocksToMatch = this.maxBlocksFor(hashBlockSize);
     const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
     const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
     // vLLM shares no KV block across cache salts, so a salted request's chain starts from its own seed: the model and
@@ -201,13 +220,31 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
         }
       }
     }
-    cycle.state.set(this.matchKey, { blocks, matches, candidates, cachedLength });
+    cycle.state.set(this.matchKey, { blocks, blockChars: hashBlockSize, matches, candidates, cachedLength });
     publishPrefixMatch(cycle.state, {
       unit: 'characters',
       promptLength: request.prompt.length,
       cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
       byCandidate: { candidates, cachedLength, matched },
     });
+  }
+
+  /**
+   * Characters per block for a request over `candidates`: with `autoTune` and `tuneBlockSize`, the first candidate's
+   * vLLM block size × 4 once scraped (GIE v1.5.0 GetBlockSize reads `endpoints[0]`), else `hashBlockSize`.
+   */
+  private blockCharsFor(candidates: readonly EndpointSnapshot[]): number {
+    const { autoTune, tuneBlockSize, hashBlockSize } = this.parameters;
+    if (!autoTune || !tuneBlockSize || candidates.length === 0) return hashBlockSize;
+    const tokens = candidates[0]!.metrics.blockSize;
+    return tokens !== undefined && tokens > 0 ? tokens * CHARACTERS_PER_TOKEN : hashBlockSize;
+  }
+
+  /** Blocks hashed at most: GIE's token window over this request's blocks when one is set and tuned, else the fixed count. */
+  private maxBlocksFor(blockChars: number): number {
+    const { maxPrefixTokensToMatch, maxPrefixBlocksToMatch } = this.parameters;
+    if (maxPrefixTokensToMatch <= 0 || blockChars === this.parameters.hashBlockSize) return maxPrefixBlocksToMatch;
+    return Math.max(1, Math.floor((maxPrefixTokensToMatch * CHARACTERS_PER_TOKEN) / blockChars));
   }
 
   /**
@@ -276,11 +313,11 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const match = cycle.state.get(this.matchKey);
     const [target] = result.targets;
     if (match === undefined || target === undefined) return;
-    const hits = matchedBlocksOf(match, target, this.parameters.hashBlockSize);
+    const hits = matchedBlocksOf(match, target);
     this.picks++;
     this.pickedBlocks += match.blocks.length;
     this.pickedHits += hits;
-    const blockSize = this.parameters.hashBlockSize;
+    const blockSize = match.blockChars;
     this.metrics.observePrefixMatch(hits * blockSize, match.blocks.length * blockSize);
     this.index.record(target.endpoint.key, match.blocks);
     this.metrics.setPrefixIndexerSize(this.index.size);
@@ -313,7 +350,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const last = this.sizedFrom.get(key);
     if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return false;
     this.sizedFrom.set(key, { numGpuBlocks, blockSize });
-    const entries = indexCapacityFor(numGpuBlocks, blockSize, this.parameters.hashBlockSize);
+    // Tuned, the pod's blocks are hashed at its own block size: one entry a KV block, as GIE's makeserver sizes it.
+    const tuned = this.parameters.tuneBlockSize && blockSize !== undefined && blockSize > 0;
+    const entries = tuned ? numGpuBlocks : indexCapacityFor(numGpuBlocks, blockSize, this.parameters.hashBlockSize);
     this.index.setCapacity(key, entries);
     this.logger.debug('prefix index sized from the pod\'s KV capacity', {
       endpoint: key, numGpuBlocks, blockSize, entries, capacity: this.index.capacityOf(key),
@@ -365,11 +404,15 @@ export const prefixCacheScorer = definePlugin({
     const hashBlockSize = upstreamSize === 'blockSizeTokens' ? blockSizeTokens * CHARACTERS_PER_TOKEN : upstreamSize === 'blockSize' ? blockSize : characters;
     const maxPrefixTokens = fields.integer('maxPrefixTokensToMatch', 0, 0);
     const maxPrefixBlocks = fields.integer('maxPrefixBlocksToMatch', 256, 1);
+    const autoTune = fields.boolean('autoTune', true);
     return {
       mode: 'estimate',
       hashBlockSize,
       maxPrefixBlocksToMatch: maxPrefixTokens > 0 ? Math.max(1, Math.floor((maxPrefixTokens * CHARACTERS_PER_TOKEN) / hashBlockSize)) : maxPrefixBlocks,
-      autoTune: fields.boolean('autoTune', true),
+      maxPrefixTokensToMatch: maxPrefixTokens,
+      // GIE sizes blocks from the pods under autoTune; kvroute's own hashBlockSize is a fixed size.
+      tuneBlockSize: autoTune && fields.boolean('tuneBlockSize', !present('hashBlockSize')),
+      autoTune,
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
     };
