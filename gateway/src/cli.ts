@@ -69,6 +69,9 @@ Options:
   --max-request-body-bytes N  largest full-duplex request body (default ${DEFAULTS.maxRequestBodyBytes})
   --ext-proc-bypass LIST      comma-separated "METHOD /path" or "/path" (exact path) that skip the EPP
                               (default "${DEFAULTS.extProcBypass.join(',')}"; "" = none)
+  --route-prefixes LIST       comma-separated path prefixes the route matches (PathPrefix: whole path
+                              elements); other paths, bypass paths aside, get Envoy's 404 route_not_found
+                              (default "${DEFAULTS.routePrefixes.join(',')}"; "" = every path)
   --shutdown-grace-ms N       on SIGTERM/SIGINT, how long in-flight requests may finish (default ${DEFAULTS.shutdownGraceMs})
   -h, --help                  show this help
 
@@ -126,6 +129,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'max-retries': { kind: 'int', option: 'maxRetries' },
   'max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },
   'ext-proc-bypass': { kind: 'list', option: 'extProcBypass' },
+  'route-prefixes': { kind: 'list', option: 'routePrefixes' },
   'shutdown-grace-ms': { kind: 'int', option: 'shutdownGraceMs' },
 };
 

@@ -27,6 +27,20 @@ function pathOnly(url: string): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
+/**
+ * Whether a route matches the request's path: a bypass path (exact), or one of the prefixes as Gateway API's PathPrefix
+ * matches (the prefix, or it followed by "/"; a trailing "/" on the prefix is ignored); every path without prefixes.
+ */
+export function routable(prefixes: readonly string[], rules: readonly BypassRule[], url: string): boolean {
+  if (prefixes.length === 0) return true;
+  const path = pathOnly(url);
+  if (rules.some((r) => r.path === path)) return true;
+  return prefixes.some((raw) => {
+    const prefix = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
+    return prefix === '/' || path === prefix || path.startsWith(`${prefix}/`);
+  });
+}
+
 /** Whether a request skips ext_proc (the EnvoyFilter's ExtProcPerRoute `disabled: true`). */
 export function bypasses(rules: readonly BypassRule[], method: string, url: string): boolean {
   const path = pathOnly(url);
@@ -99,6 +113,13 @@ export class Exchange implements FilterHost {
 
   route(): void {
     if (this.downstream.closed) return;
+    if (!routable(this.ctx.opts.routePrefixes, this.ctx.opts.extProcBypass, this.downstream.path)) {
+      // The router filter with no route: a 404 with an empty body, details `route_not_found`, counted `no_route`
+      // (`source/common/router/router.cc` decodeHeaders @ v1.35.0).
+      this.ctx.stats.routeNotFound++;
+      this.sendLocalReply(404, '');
+      return;
+    }
     this.router.route(this.downstream.headers, this.filter?.lbMetadata ?? {}, this.downstream.method);
   }
 

@@ -127,6 +127,13 @@ export interface GatewayOptions {
    * mirroring the EnvoyFilter's ExtProcPerRoute `disabled: true` on the models route.
    */
   readonly extProcBypass?: readonly string[];
+  /**
+   * The HTTPRoute's path prefixes (Gateway API PathPrefix: whole path elements, `/v1` matches `/v1` and `/v1/…`, not
+   * `/v1beta`); with the bypass paths, the routes the gateway has. Any other path gets Envoy's 404 for a request no
+   * route matches (`route_not_found`), after the ext_proc filter ran, as the HCM runs its filters before the router
+   * finds no route. Default `/v1`, the demo HTTPRoute's (`lib/gateway.ts`); `[]` routes every path.
+   */
+  readonly routePrefixes?: readonly string[];
   /** On close(), how long in-flight requests may run before their connections are cut. Default 10000. */
   readonly shutdownGraceMs?: number;
   readonly logger?: GatewayLogger;
@@ -169,6 +176,7 @@ export interface ResolvedOptions {
   readonly maxRetries: number;
   readonly maxRequestBodyBytes: number;
   readonly extProcBypass: readonly BypassRule[];
+  readonly routePrefixes: readonly string[];
   readonly shutdownGraceMs: number;
   readonly logger: GatewayLogger;
 }
@@ -201,6 +209,7 @@ export const DEFAULTS = Object.freeze({
   maxRetries: 2,
   maxRequestBodyBytes: 64 * 1024 * 1024,
   extProcBypass: ['GET /v1/models'] as readonly string[],
+  routePrefixes: ['/v1'] as readonly string[],
   requestHeadersToRemove: ['x-prefiller-host-port', 'x-prefiller-url'] as readonly string[],
   shutdownGraceMs: 10_000,
 });
@@ -344,6 +353,13 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     if (typeof r === 'string') throw new GatewayConfigError('extProcBypass', r);
     bypass.push(r);
   }
+  const routePrefixes: string[] = [];
+  for (const prefix of o.routePrefixes ?? DEFAULTS.routePrefixes) {
+    if (typeof prefix !== 'string' || !prefix.startsWith('/') || /[?#\s]/.test(prefix)) {
+      throw new GatewayConfigError('routePrefixes', `not a path prefix (it starts with "/" and holds no query): ${JSON.stringify(prefix)}`);
+    }
+    routePrefixes.push(prefix);
+  }
   const host = o.host ?? DEFAULTS.host;
   const extProcTargets = resolveExtProcTargets(o.extProc);
   if (typeof host !== 'string' || host === '') throw new GatewayConfigError('host', 'must be a non-empty address');
@@ -379,6 +395,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     maxRetries: int('maxRetries', o.maxRetries ?? DEFAULTS.maxRetries, 0, 1_000),
     maxRequestBodyBytes: int('maxRequestBodyBytes', o.maxRequestBodyBytes ?? DEFAULTS.maxRequestBodyBytes, 0, 1024 * 1024 * 1024),
     extProcBypass: bypass,
+    routePrefixes,
     shutdownGraceMs: int('shutdownGraceMs', o.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs, 0, 3_600_000),
     logger: o.logger ?? stderrLogger,
   };

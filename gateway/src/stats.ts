@@ -54,6 +54,8 @@ export interface GatewayStats {
   /** Upstream attempts after the first (connect failures, stale keep-alive sockets). */
   readonly retries: number;
   readonly upstreamConnectFailures: number;
+  /** Requests no route matched (`--route-prefixes`), answered 404 after the ext_proc filter: Envoy's `no_route`. */
+  readonly routeNotFound: number;
   /** Header changes the EPP asked for that Envoy's default mutation rules (or HTTP/1.1) do not allow. */
   readonly rejectedHeaderMutations: number;
   readonly routeCacheClears: number;
@@ -108,6 +110,7 @@ export class StatsCollector {
   immediateResponses = 0;
   retries = 0;
   upstreamConnectFailures = 0;
+  routeNotFound = 0;
   rejectedHeaderMutations = 0;
   routeCacheClears = 0;
   responseBeforeRequestComplete = 0;
@@ -164,6 +167,7 @@ export class StatsCollector {
       immediateResponses: this.immediateResponses,
       retries: this.retries,
       upstreamConnectFailures: this.upstreamConnectFailures,
+      routeNotFound: this.routeNotFound,
       rejectedHeaderMutations: this.rejectedHeaderMutations,
       routeCacheClears: this.routeCacheClears,
       responseBeforeRequestComplete: this.responseBeforeRequestComplete,

@@ -208,8 +208,12 @@ export function collectLogs(): CollectedLogs {
   return { lines, warn: (msg, fields) => lines.push({ msg, fields }) };
 }
 
+/**
+ * A gateway for a test. Its route matches every path unless the test names `routePrefixes`: the tests send short paths
+ * (`/t`, `/h`); the route match itself (`/v1` by default, 404 elsewhere) is tested in routing.test.ts.
+ */
 export async function gateway(options: Partial<GatewayOptions> & Pick<GatewayOptions, 'endpoints'>): Promise<Gateway> {
-  return startGateway({ logger: collectLogs(), shutdownGraceMs: 0, ...options });
+  return startGateway({ logger: collectLogs(), shutdownGraceMs: 0, routePrefixes: [], ...options });
 }
 
 export interface Reply {

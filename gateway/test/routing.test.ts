@@ -227,6 +227,32 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     expect(gw.stats().fallbacks).toBe(before + 1);
   });
 
+  it('matches the HTTPRoute\'s /v1 prefix by default: another path (or /v1beta) is Envoy\'s 404 route_not_found after the EPP saw it, no pod reached (router.cc decodeHeaders @ v1.35.0)', async () => {
+    const routed = await gateway({
+      endpoints: ups.map((u) => u.address),
+      extProc: `127.0.0.1:${epp.port}`,
+      processingMode: mode,
+      processingModeScope: mode === 'full-duplex' ? 'vhost' : 'filter',
+      routePrefixes: undefined,
+    });
+    try {
+      for (const path of ['/health', '/metrics', '/v1beta/completions', '/']) {
+        const r = await send(routed.port, { method: 'POST', path, headers: { 'content-type': 'application/json', 'x-test-pick': ups[1].address }, body: completion() });
+        expect(r.status).toBe(404);
+        expect(r.body.length).toBe(0);
+      }
+      expect(ups.every((u) => u.seen.length === 0)).toBe(true);
+      expect(director.requests).toHaveLength(4); // the ext_proc filter runs before the router finds no route
+      expect(routed.stats().routeNotFound).toBe(4);
+      for (const path of ['/v1', '/v1/completions', '/v1/models']) {
+        expect((await send(routed.port, { method: path === '/v1/models' ? 'GET' : 'POST', path, headers: { 'content-type': 'application/json', 'x-test-pick': ups[1].address }, ...(path === '/v1/models' ? {} : { body: completion() }) })).status).toBe(200);
+      }
+      expect(routed.stats().routeNotFound).toBe(4);
+    } finally {
+      await routed.close();
+    }
+  });
+
   it('forwards request trailers (through the EPP in full-duplex, request_trailer_mode SEND; straight on in buffered, SKIP)', async () => {
     const r = await send(gw.port, {
       body: ['{"model":"m",', '"prompt":"x"}'],
