@@ -62,6 +62,8 @@ schedulingProfiles:
           },
         },
         { type: 'max-score-picker', name: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
+        // GIE's default detector (config/loader/defaults.go ensureSaturationDetector), as GIE v1.5.0 adds it.
+        { type: 'utilization-detector', name: 'utilization-detector', parameters: { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThreshold: '200ms', headroom: 0 } },
       ],
       schedulingProfiles: [
         {
@@ -73,6 +75,7 @@ schedulingProfiles:
           ],
         },
       ],
+      saturationDetector: { pluginRef: 'utilization-detector' },
     });
   });
 
@@ -137,6 +140,7 @@ schedulingProfiles:
       'prefix-cache-scorer',
       'max-score-picker',
       'single-profile-handler',
+      'utilization-detector',
     ]);
   });
 
@@ -416,6 +420,7 @@ describe('phase-two defaults (GIE v1.0 loader)', () => {
       'queue',
       'random-picker',
       'single-profile-handler',
+      'utilization-detector',
     ]);
   });
 
@@ -440,7 +445,7 @@ schedulingProfiles:
 
   it('an empty plugin list still yields a runnable config', () => {
     const config = parseEndpointPickerConfig(`${HEADER}plugins: []\n`);
-    expect(config.plugins.map((p) => p.type)).toEqual(['max-score-picker', 'single-profile-handler']);
+    expect(config.plugins.map((p) => p.type)).toEqual(['max-score-picker', 'single-profile-handler', 'utilization-detector']);
     expect(config.schedulingProfiles).toEqual([{ name: 'default', plugins: [{ pluginRef: 'max-score-picker' }] }]);
   });
 

@@ -252,7 +252,7 @@ schedulingProfiles:
 `;
     const producer = '- type: approx-prefix-cache-producer\n  parameters:\n    blockSizeTokens: 32\n    maxPrefixBlocksToMatch: 64\n    lruCapacityPerServer: 1000\n';
     const config = parseEndpointPickerConfig(doc(producer));
-    expect(config.plugins.map((p) => p.type)).toEqual(['prefix-cache-scorer', 'max-score-picker', 'single-profile-handler']);
+    expect(config.plugins.map((p) => p.type)).toEqual(['prefix-cache-scorer', 'max-score-picker', 'single-profile-handler', 'utilization-detector']);
     expect(config.plugins[0]!.parameters).toMatchObject({ maxPrefixBlocksToMatch: 64, lruCapacityPerServer: 1000 });
     expect(config.schedulingProfiles[0]!.plugins[0]).toEqual({ pluginRef: 'prefix-cache-scorer', weight: 3 });
     expect(() => buildScheduler(config)).not.toThrow();

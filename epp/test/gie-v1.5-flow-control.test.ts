@@ -120,8 +120,13 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     expect(added.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
     expect(added.plugins.find((p) => p.name === 'utilization-detector')?.parameters).toEqual({ queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThreshold: '200ms', headroom: 0 });
     expect(added.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker']);
-    // Without either, kvroute has no pool detector (GIE would add one; kvroute's configs use the saturation-filter).
-    expect(parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}`).saturationDetector).toBeUndefined();
+    // Without either, GIE's default is added (config/loader/defaults.go ensureSaturationDetector), outside the profile;
+    // a config detecting with kvroute's saturation-filter keeps that as its only detection.
+    const defaulted = parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}`);
+    expect(defaulted.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
+    expect(defaulted.plugins.find((p) => p.name === 'utilization-detector')?.parameters).toEqual({ queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThreshold: '200ms', headroom: 0 });
+    expect(defaulted.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker']);
+    expect(parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}- type: saturation-filter\n`).saturationDetector).toBeUndefined();
   });
 
   test('defaultRequestTTL 0 is GIE\'s "no deadline"; maxRequests takes quantities; usageLimitPolicyPluginRef names a static policy', () => {

@@ -281,6 +281,7 @@ schedulingProfiles:
     const config = parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events }'));
     expect(config.plugins.map((p) => `${p.type}/${p.name}`)).toEqual([
       'precise-prefix-cache-scorer/prefix-cache-scorer', 'queue-scorer/queue-scorer', 'max-score-picker/max-score-picker', 'single-profile-handler/single-profile-handler',
+      'utilization-detector/utilization-detector', // GIE's default detector (no saturation-filter here)
     ]);
     expect(config.plugins[0]!.parameters).toMatchObject({
       kvEventsConfig: { zmqEndpoint: 'tcp://*:5557', topicFilter: 'kv@' },

@@ -95,14 +95,17 @@ const DEFAULT_SATURATION_DETECTOR = 'utilization-detector';
 /**
  * GIE v1.5.0's `saturationDetector: {pluginRef}` (`config/loader/defaults.go` ensureSaturationDetector, `validation.go`):
  * an empty or missing `pluginRef` means `utilization-detector`, added with its defaults when no plugin has that name.
- * Without the section, a plugin named `utilization-detector` is the detector, as in GIE; with neither, there is none
- * (GIE would add one: kvroute's own configs detect saturation with the `saturation-filter`, whose thresholds and
- * staleness suit its scrape modes).
+ * Without the section, a plugin named `utilization-detector` is the detector, as in GIE; with neither, GIE's default
+ * is added as GIE adds it, unless the config detects saturation with kvroute's `saturation-filter` (kvroute's own
+ * configs: its thresholds and staleness suit kvroute's scrape modes), which then is the only detection.
  */
 function readSaturationDetector(raw: unknown, plugins: PluginSpec[]): EndpointPickerConfig['saturationDetector'] {
   if (raw === undefined || raw === null) {
     const named = plugins.find((p) => p.name === DEFAULT_SATURATION_DETECTOR);
-    return named !== undefined && pluginHasKind(named.type, 'saturation-detector') ? { pluginRef: named.name! } : undefined;
+    if (named !== undefined) return pluginHasKind(named.type, 'saturation-detector') ? { pluginRef: named.name! } : undefined;
+    if (plugins.some((p) => p.type === 'saturation-filter')) return undefined;
+    ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, 'saturationDetector.pluginRef');
+    return { pluginRef: DEFAULT_SATURATION_DETECTOR };
   }
   const fields = FieldReader.ofMap(raw, 'saturationDetector');
   const pluginRef = optionalRef(fields, 'pluginRef') ?? DEFAULT_SATURATION_DETECTOR;
