@@ -65,9 +65,11 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
   beforeEach(async () => {
     ds = new Datastore({ scrape: false });
     ds.upsertEndpoint({ key: '10.0.0.1:8000', name: 'p0', namespace: 'ns', address: '10.0.0.1', port: 8000, labels: {} });
-    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    const scraped = Date.now();
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: scraped, consecutiveFailures: 0 });
     metrics = createEppMetrics();
-    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors });
+    // The plugins' clock stays at the scrape: a slow machine must not age the metrics past the saturation filter's 1 s.
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => scraped }), metrics: metrics.collectors });
     server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger: collectingLogger() });
     envoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
   });
