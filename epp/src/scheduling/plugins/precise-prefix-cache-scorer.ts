@@ -384,7 +384,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const full = Math.floor(tokens.ids.length / this.blockSize);
     // A salt is matched only once the pods' events carry extra keys (vLLM >= #33304): vLLM 0.10.x publishes none, so
     // its salted blocks look unsalted, and a salted request folding its salt in would never match, even the blocks its
-    // own prompt stored. Until then the salt is ignored, as llm-d-kv-cache v0.7.1 always ignores it.
+    // own prompt stored. Until then the salt is ignored, as llm-d-kv-cache v0.7.1 ignores it on the request side (on the
+    // event side it reads every string extra key as a multimodal hash, `kvblock/extra_keys.go` ParseRawExtraKeys, so
+    // it never matches a salted or LoRA block whose event carries extra keys; kvroute matches them by salt and adapter).
     const salt = this.eventsCarryExtraKeys ? request.cacheSalt : undefined;
     for (let i = 0; i < full; i++) {
       const extra = i === 0 && salt !== undefined ? stringWords(salt) : undefined;
