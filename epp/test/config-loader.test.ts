@@ -366,13 +366,18 @@ describe('validation errors name the field and what is allowed', () => {
       plugins('- type: single-profile-handler\nschedulingProfiles:\n- name: a\n  plugins: []\n- name: b\n  plugins: []\n'),
       'schedulingProfiles: single-profile-handler runs exactly one profile, got 2: a, b',
     ],
-    [
-      'default picker name taken',
-      plugins('- type: random-picker\n  name: max-score-picker\n- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n'),
-      'schedulingProfiles[0].plugins (adding the default picker): the default max-score-picker would be named "max-score-picker", but that name is taken by a random-picker',
-    ],
   ])('%s', (_case, yaml, message) => {
     expect(configErrorOf(() => parseEndpointPickerConfig(yaml))).toBe(message);
+  });
+
+  it('a profile without a picker reuses a declared picker, as GIE v1.5.0\'s loader does (config/loader/defaults.go), else gets max-score-picker', () => {
+    const reused = parseEndpointPickerConfig(plugins('- type: random-picker\n  name: max-score-picker\n- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n'));
+    expect(reused.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'max-score-picker']);
+    expect(reused.plugins.filter((p) => p.type === 'max-score-picker')).toEqual([]);
+    const declared = parseEndpointPickerConfig(plugins('- type: random-picker\n- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n'));
+    expect(declared.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'random-picker']);
+    const none = parseEndpointPickerConfig(plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n'));
+    expect(none.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'max-score-picker']);
   });
 
   it('exposes the path and the problem separately', () => {

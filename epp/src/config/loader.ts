@@ -45,7 +45,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - every plugin has a `name` (its type by default) and its `parameters` with **every default filled in**, so the
  *   rendered ConfigMap states the effective values; plugins without parameters have no `parameters` key;
  * - no profiles → a `default` profile with every filter, scorer and picker, in declaration order;
- * - a profile without a picker gets `max-score-picker` (added to `plugins` if absent);
+ * - a profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
  * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not;
  * - llm-d's producer form (`precise-prefix-cache-producer` read by a `prefix-cache-scorer`) becomes one
@@ -515,10 +515,15 @@ function defaultProfileRefs(plugins: readonly PluginSpec[]): SchedulingProfilePl
   return refs;
 }
 
+/**
+ * A profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins`), as GIE v1.5.0's
+ * loader reuses any picker the config declares (`config/loader/defaults.go`: the first it finds in its plugin map,
+ * which for several pickers is Go's random map order; here the first declared).
+ */
 function addDefaultPicker(profile: SchedulingProfileSpec, plugins: PluginSpec[], declaredIndex: number): void {
   if (profile.plugins.some((ref) => isOfKind(ref.pluginRef, 'picker', plugins))) return;
   const path = declaredIndex >= 0 ? `schedulingProfiles[${declaredIndex}].plugins` : 'schedulingProfiles';
-  const picker = ensurePlugin(DEFAULT_PICKER_TYPE, plugins, `${path} (adding the default picker)`);
+  const picker = plugins.find((p) => pluginHasKind(p.type, 'picker')) ?? ensurePlugin(DEFAULT_PICKER_TYPE, plugins, `${path} (adding the default picker)`);
   profile.plugins.push({ pluginRef: picker.name! });
 }
 
