@@ -196,7 +196,7 @@ describe('saturation-filter', () => {
   });
 });
 
-describe('header-based-testing-filter (GIE pkg/epp/scheduling/framework/plugins/test/filter/request_header_based_filter.go @ v1.0.0)', () => {
+describe('header-based-testing-filter (GIE pkg/epp/framework/plugins/scheduling/test/filter/request_header_based_filter.go @ v1.5.0)', () => {
   const filter = build(headerBasedTestingFilter, 'header-based-testing-filter');
   const pods = ['10.0.0.1', '10.0.0.2', '10.0.0.3'].map((address) => pod(address));
   const withHeader = (value: string | undefined): CycleContext => ({
@@ -209,9 +209,24 @@ describe('header-based-testing-filter (GIE pkg/epp/scheduling/framework/plugins/
     expect(names(filter.filter(withHeader(' 10.0.0.3 , 10.0.0.9,10.0.0.1'), pods))).toEqual(['10.0.0.3', '10.0.0.1']);
   });
 
-  it('keeps none without the header or with an empty one, and the failure is no-endpoints (waiting will not help)', () => {
+  it('keeps none without the header or with a blank one, and the failure is no-endpoints (waiting will not help)', () => {
     expect(filter.filter(withHeader(undefined), pods)).toEqual([]);
     expect(filter.filter(withHeader(''), pods)).toEqual([]);
+    expect(filter.filter(withHeader('  '), pods)).toEqual([]);
     expect(filter.emptyResultReason).toBe('no-endpoints');
+  });
+
+  it('reads IP:port as an exact endpoint (the conformance tests name pods so), [IPv6]:port and bracketed or bare IPv6, and keeps an endpoint once', () => {
+    const ranks = [pod('10.0.0.1'), { ...pod('10.0.0.1'), endpoint: { ...pod('10.0.0.1').endpoint, key: '10.0.0.1:8001', port: 8001 } }];
+    const keys = (kept: readonly EndpointSnapshot[]) => kept.map((s) => s.endpoint.key);
+    expect(keys(filter.filter(withHeader('10.0.0.1:8000'), ranks))).toEqual(['10.0.0.1:8000']);
+    expect(keys(filter.filter(withHeader('10.0.0.1:8001'), ranks))).toEqual(['10.0.0.1:8001']);
+    expect(keys(filter.filter(withHeader('10.0.0.1:9999'), ranks))).toEqual([]);
+    // A bare IP: the last endpoint listed at it (Go's map), once however often it is named.
+    expect(keys(filter.filter(withHeader('10.0.0.1,10.0.0.1'), ranks))).toEqual(['10.0.0.1:8001']);
+    expect(keys(filter.filter(withHeader('10.0.0.1:8000, 10.0.0.1:8001'), ranks))).toEqual(['10.0.0.1:8000']); // de-duplicated by IP
+    const v6 = [pod('fd00::1')];
+    for (const entry of ['[fd00::1]:8000', '[fd00::1]', 'fd00::1']) expect(names(filter.filter(withHeader(entry), v6))).toEqual(['fd00::1']);
+    expect(filter.filter(withHeader('[fd00::1]:9'), v6)).toEqual([]);
   });
 });
