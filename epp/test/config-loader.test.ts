@@ -286,6 +286,8 @@ describe('validation errors name the field and what is allowed', () => {
     ['KV threshold above 1', plugins('- type: saturation-filter\n  parameters: {kvCacheUtilThreshold: 80}\n'), 'plugins[0].parameters.kvCacheUtilThreshold: must be a number between 0 and 1, got 80'],
     ['by-label without label', plugins('- type: by-label\n  parameters: {validValues: [a]}\n'), 'plugins[0].parameters.label: must be a non-empty string, got nothing'],
     ['by-label boolean', plugins('- type: by-label\n  parameters: {label: a, allowsNoLabel: "yes"}\n'), 'plugins[0].parameters.allowsNoLabel: must be true or false, got "yes"'],
+    // llm-d v0.8.0 pkg/plugins/filter/bylabel/filter.go refuses the same: the filter would keep no pod.
+    ['by-label keeping nothing', plugins('- type: by-label\n  parameters: {label: a}\n'), "plugins[0].parameters.validValues: either 'validValues' must be non-empty or 'allowsNoLabel' must be true: the filter would keep no pod"],
     [
       'duplicate name (defaulted from type)',
       plugins('- type: queue-scorer\n- type: decode-filter\n- type: queue-scorer\n'),

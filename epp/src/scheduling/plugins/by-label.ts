@@ -1,5 +1,6 @@
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, Filter } from '../framework';
+import { ConfigError } from '../../config/errors';
 import { definePlugin, parameters } from '../plugin';
 
 export interface ByLabelFilterParameters {
@@ -64,10 +65,18 @@ export class ByLabelFilter implements Filter {
 export const byLabel = definePlugin({
   type: 'by-label',
   kinds: ['filter'],
-  parameters: parameters<ByLabelFilterParameters>((fields) => ({
-    label: fields.requiredString('label'),
-    validValues: fields.stringList('validValues', []),
-    allowsNoLabel: fields.boolean('allowsNoLabel', false),
-  })),
+  parameters: parameters<ByLabelFilterParameters>((fields) => {
+    const resolved = {
+      label: fields.requiredString('label'),
+      validValues: fields.stringList('validValues', []),
+      allowsNoLabel: fields.boolean('allowsNoLabel', false),
+    };
+    // A filter that keeps no pod at all is a config error, as llm-d refuses it
+    // (pkg/plugins/filter/bylabel/filter.go @ v0.8.0: "either 'validValues' must be non-empty or 'allowsNoLabel' must be true").
+    if (resolved.validValues.length === 0 && !resolved.allowsNoLabel) {
+      throw new ConfigError(fields.fieldPath('validValues'), "either 'validValues' must be non-empty or 'allowsNoLabel' must be true: the filter would keep no pod");
+    }
+    return resolved;
+  }),
   create: (name, resolved) => new ByLabelFilter(name, resolved),
 });
