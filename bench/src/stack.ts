@@ -73,6 +73,8 @@ export type RoutingPolicy =
      * vLLM's default `fcfs` ignores). The policy then starts its own pods. @default the simulator's, fcfs
      */
     readonly schedulingPolicy?: 'priority';
+    /** More EPP flags (a baseline's own settings). @default none */
+    readonly eppArgs?: readonly string[];
   }
   | { readonly kind: 'round-robin'; readonly name: string }
   | { readonly kind: 'session-hash'; readonly name: string; readonly header: string }
@@ -296,7 +298,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       }
       const configText = config ? renderEndpointPickerConfig(config) : policy.configText;
       eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--ext-proc-max-message-timeout', '30s',
-        ...(configText ? ['--config-text', configText] : [])];
+        ...(configText ? ['--config-text', configText] : []), ...(policy.eppArgs ?? [])];
       // In parallel: each replica loads the tokenizer and warms up on its own, as pods of a Deployment do.
       const first = await Promise.all(Array.from({ length: replicas }, (_, i) =>
         startProcess(eppName(i), ENTRY.epp, [...eppArgs, '--grpc-port', '0', '--metrics-port', '0'], { logFile: log(eppName(i)) })));

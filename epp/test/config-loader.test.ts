@@ -519,6 +519,8 @@ schedulingProfiles:
   - pluginRef: load-aware-scorer
 `),
     ],
+    // autoTune off: the rendered tuneBlockSize (false) must load again.
+    ['a GIE-style config with autoTune off', parseEndpointPickerConfig(`${HEADER}plugins:\n- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 64, autoTune: false}\n- type: queue-scorer\n`)],
   ];
 
   it.each(samples)('%s renders to YAML that loads back to the same value', (_name, config) => {

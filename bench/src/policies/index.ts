@@ -185,7 +185,9 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
     case 'kvroute-precise-filter':
       return { kind: 'epp', name, precise: true, configTransform: filterSaturationConfig };
     case 'approx-prefix':
-      return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG };
+      // GIE runs its chart's config without the flowControl feature gate: GIE's default utilization-detector (which
+      // the loader adds) then only sheds sheddable requests (legacy admission), never queues.
+      return { kind: 'epp', name, configText: APPROX_PREFIX_CONFIG, eppArgs: ['--flow-control=false'] };
     case 'sglang':
       return { kind: 'director', name, director: (endpoints) => new CacheAwareDirector(endpoints, settings.sglang) };
     case 'round-robin':

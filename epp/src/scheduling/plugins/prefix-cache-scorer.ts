@@ -405,13 +405,15 @@ export const prefixCacheScorer = definePlugin({
     const maxPrefixTokens = fields.integer('maxPrefixTokensToMatch', 0, 0);
     const maxPrefixBlocks = fields.integer('maxPrefixBlocksToMatch', 256, 1);
     const autoTune = fields.boolean('autoTune', true);
+    // Read whatever autoTune says, so a rendered config (which states it) loads again.
+    const tuneBlockSize = fields.boolean('tuneBlockSize', !present('hashBlockSize'));
     return {
       mode: 'estimate',
       hashBlockSize,
       maxPrefixBlocksToMatch: maxPrefixTokens > 0 ? Math.max(1, Math.floor((maxPrefixTokens * CHARACTERS_PER_TOKEN) / hashBlockSize)) : maxPrefixBlocks,
       maxPrefixTokensToMatch: maxPrefixTokens,
       // GIE sizes blocks from the pods under autoTune; kvroute's own hashBlockSize is a fixed size.
-      tuneBlockSize: autoTune && fields.boolean('tuneBlockSize', !present('hashBlockSize')),
+      tuneBlockSize: autoTune && tuneBlockSize,
       autoTune,
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
