@@ -1,5 +1,5 @@
 import type { IncomingRequest } from '@kvroute/epp/extproc';
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig, preciseEndpointPickerConfig, prefixFirstEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, preciseEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
 import {
   APPROX_PREFIX_CONFIG, ApproxPrefixTree, CacheAwareDirector, LeastRequestDirector, POLICY_NAMES, RandomDirector, RoundRobinDirector,
   SGLANG_DEFAULTS, isImbalancedLoad, leastLoadedIndex, routingPolicy,
@@ -213,10 +213,14 @@ describe('baseline directors', () => {
 describe('the policy catalogue', () => {
   test('the upstream approximate-prefix config loads with the EPP\'s strict loader, with the GIE shape', () => {
     const config = parseEndpointPickerConfig(APPROX_PREFIX_CONFIG);
-    expect(config.plugins.map((p) => p.type)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker', 'single-profile-handler']);
+    // The utilization-detector is GIE's default detector, which GIE's loader adds (config/loader/defaults.go).
+    expect(config.plugins.map((p) => p.type)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker', 'single-profile-handler', 'utilization-detector']);
     expect(config.plugins[2].parameters).toMatchObject({ mode: 'estimate', hashBlockSize: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 });
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'queue-scorer': 1, 'kv-cache-utilization-scorer': 1, 'prefix-cache-scorer': 2 });
+    // As GIE runs the chart without the flowControl feature gate; and what the EPP renders from it loads again.
+    expect(routingPolicy('approx-prefix', { seed: 1, sglang: {} })).toMatchObject({ kind: 'epp', eppArgs: ['--flow-control=false'] });
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
   });
 
   test('kvroute-latency runs the EPP with latencyEndpointPickerConfig, rendered so the strict loader reads it back; it is opt-in', () => {
