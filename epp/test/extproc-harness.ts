@@ -164,7 +164,8 @@ export interface Release {
 
 /**
  * Picks endpoints round-robin from a fixed list. The `x-test-action` request header selects other behaviour:
- * `reject` (429), `throw`, `hang` (answers only after its signal aborts), `rewrite` (replaces the body).
+ * `reject` (429), `throw`, `hang` (answers only after its signal aborts), `hang-then-throw` (fails once it aborts),
+ * `rewrite` (replaces the body).
  */
 export class TestDirector implements RequestDirector {
   readonly requests: IncomingRequest[] = [];
@@ -184,8 +185,9 @@ export class TestDirector implements RequestDirector {
     const action = req.headers.get('x-test-action');
     if (action === 'reject') return rejectWith(429, 'too many requests for the pool');
     if (action === 'throw') throw new Error('scheduler exploded');
-    if (action === 'hang') {
+    if (action === 'hang' || action === 'hang-then-throw') {
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      if (action === 'hang-then-throw') throw new Error('aborted');
     }
     const endpoint = this.endpoints[this.nextIndex++ % this.endpoints.length];
     const ticket = { id: ++this.ticketSeq, endpoint };

@@ -605,6 +605,19 @@ describe('Envoy\'s local reply before the request was answered (sent to the proc
     // Nothing but the response headers' answer was sent: no request answer for a request Envoy already ended.
     expect(s.pending()).toBe(0);
   });
+
+  it('a decision that fails after Envoy\'s own reply answers nothing: the stream still owes only the response', async () => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'hang-then-throw' }, false, protocolConfig('FULL_DUPLEX_STREAMED', 'NONE')));
+    s.send(requestBody('{"model":"m","prompt":"p"}', true));
+    await director.waitForRequests(1);
+    s.send(responseHeaders({ ':status': '504' }, true));
+    expect((await s.next()).response).toBe('response_headers');
+    await waitFor(() => director.signals[0]!.aborted);
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+    expect(s.pending()).toBe(0); // no immediate_response after the answer
+  });
 });
 
 describe('a request of headers and trailers, no body (an HTTP/2 or gRPC client)', () => {

@@ -474,6 +474,8 @@ describe('prefix-cache-scorer (estimate mode)', () => {
       // 128 tokens: 8 blocks of 16 tokens, 4 of 32.
       expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 16))).toBe(8);
       expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 32))).toBe(4);
+      // A window under one block hashes none: GIE's integer division gives 0 blocks, and no prefix scoring.
+      expect(blocksHashed({ maxPrefixTokensToMatch: 8 }, sized('a', 1000, 16))).toBe(0);
     });
 
     it('a tuned pod\'s index holds one entry a KV block (makeserver: NumOfGPUBlocks)', () => {

@@ -28,13 +28,14 @@ function pathOnly(url: string): string {
 }
 
 /**
- * Whether a route matches the request's path: a bypass path (exact), or one of the prefixes as Gateway API's PathPrefix
- * matches (the prefix, or it followed by "/"; a trailing "/" on the prefix is ignored); every path without prefixes.
+ * Whether a route matches the request: a bypass rule (its exact path, and its method when it names one, as the models
+ * route's method match), or one of the prefixes as Gateway API's PathPrefix matches (the prefix, or it followed by
+ * "/"; a trailing "/" on the prefix is ignored); every request without prefixes.
  */
-export function routable(prefixes: readonly string[], rules: readonly BypassRule[], url: string): boolean {
+export function routable(prefixes: readonly string[], rules: readonly BypassRule[], method: string, url: string): boolean {
   if (prefixes.length === 0) return true;
+  if (bypasses(rules, method, url)) return true;
   const path = pathOnly(url);
-  if (rules.some((r) => r.path === path)) return true;
   return prefixes.some((raw) => {
     const prefix = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
     return prefix === '/' || path === prefix || path.startsWith(`${prefix}/`);
@@ -113,7 +114,7 @@ export class Exchange implements FilterHost {
 
   route(): void {
     if (this.downstream.closed) return;
-    if (!routable(this.ctx.opts.routePrefixes, this.ctx.opts.extProcBypass, this.downstream.path)) {
+    if (!routable(this.ctx.opts.routePrefixes, this.ctx.opts.extProcBypass, this.downstream.method, this.downstream.path)) {
       // The router filter with no route: a 404 with an empty body, details `route_not_found`, counted `no_route`
       // (`source/common/router/router.cc` decodeHeaders @ v1.35.0).
       this.ctx.stats.routeNotFound++;

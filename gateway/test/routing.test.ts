@@ -251,6 +251,14 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     } finally {
       await routed.close();
     }
+    // A bypass rule is a route for its method only (the models route matches GET): POST to that path finds none.
+    const bypass = await gateway({ endpoints: ups.map((u) => u.address), extProc: `127.0.0.1:${epp.port}`, processingMode: mode, processingModeScope: mode === 'full-duplex' ? 'vhost' : 'filter', routePrefixes: undefined, extProcBypass: ['GET /ping'] });
+    try {
+      expect((await send(bypass.port, { method: 'GET', path: '/ping' })).status).toBe(200);
+      expect((await send(bypass.port, { method: 'POST', path: '/ping', headers: { 'content-type': 'application/json' }, body: completion() })).status).toBe(404);
+    } finally {
+      await bypass.close();
+    }
   });
 
   it('forwards request trailers (through the EPP in full-duplex, request_trailer_mode SEND; straight on in buffered, SKIP)', async () => {

@@ -135,7 +135,7 @@ export class ExtProcStream {
   private readonly signal = (): AbortSignal => {
     if (this.abort === undefined) {
       this.abort = new AbortController();
-      if (this.state === 'closed') this.abort.abort();
+      if (this.state === 'closed' || this.abandoned) this.abort.abort();
     }
     return this.abort.signal;
   };
@@ -401,7 +401,8 @@ export class ExtProcStream {
   }
 
   private onDirectorError(err: unknown): void {
-    if (this.state === 'closed') return;
+    // After Envoy's own reply the request is given up: a late failure has nothing to answer.
+    if (this.state === 'closed' || this.abandoned) return;
     this.settings.logger.warn('director failed', { requestId: this.requestId, error: err instanceof Error ? err.message : String(err) });
     this.localReply(500, openAiErrorJson(500, 'the endpoint picker failed to route the request', { code: 'internal_error' }), {}, 'kvroute_director_error');
   }

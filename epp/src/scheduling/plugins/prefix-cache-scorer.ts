@@ -240,11 +240,14 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     return tokens !== undefined && tokens > 0 ? tokens * CHARACTERS_PER_TOKEN : hashBlockSize;
   }
 
-  /** Blocks hashed at most: GIE's token window over this request's blocks when one is set and tuned, else the fixed count. */
+  /**
+   * Blocks hashed at most: GIE's token window over this request's blocks when one is set and tuned (a window under one
+   * block hashes none, as GIE's integer division gives 0), else the fixed count.
+   */
   private maxBlocksFor(blockChars: number): number {
     const { maxPrefixTokensToMatch, maxPrefixBlocksToMatch } = this.parameters;
     if (maxPrefixTokensToMatch <= 0 || blockChars === this.parameters.hashBlockSize) return maxPrefixBlocksToMatch;
-    return Math.max(1, Math.floor((maxPrefixTokensToMatch * CHARACTERS_PER_TOKEN) / blockChars));
+    return Math.floor((maxPrefixTokensToMatch * CHARACTERS_PER_TOKEN) / blockChars);
   }
 
   /**
