@@ -241,12 +241,12 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   /**
-   * Blocks hashed at most: GIE's token window over this request's blocks when one is set and tuned (a window under one
-   * block hashes none, as GIE's integer division gives 0), else the fixed count.
+   * Blocks hashed at most: GIE's token window over this request's blocks when one is set (a window under one block
+   * hashes none, as GIE's integer division gives 0), else `maxPrefixBlocksToMatch`.
    */
   private maxBlocksFor(blockChars: number): number {
     const { maxPrefixTokensToMatch, maxPrefixBlocksToMatch } = this.parameters;
-    if (maxPrefixTokensToMatch <= 0 || blockChars === this.parameters.hashBlockSize) return maxPrefixBlocksToMatch;
+    if (maxPrefixTokensToMatch <= 0) return maxPrefixBlocksToMatch;
     return Math.floor((maxPrefixTokensToMatch * CHARACTERS_PER_TOKEN) / blockChars);
   }
 
