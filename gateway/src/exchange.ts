@@ -28,13 +28,12 @@ function pathOnly(url: string): string {
 }
 
 /**
- * Whether a route matches the request: a bypass rule (its exact path, and its method when it names one, as the models
- * route's method match), or one of the prefixes as Gateway API's PathPrefix matches (the prefix, or it followed by
- * "/"; a trailing "/" on the prefix is ignored); every request without prefixes.
+ * Whether a route matches the request: a bypass rule does (`bypassed`: its exact path, and its method when it names
+ * one, as the models route's method match), else one of the prefixes as Gateway API's PathPrefix matches (the prefix,
+ * or it followed by "/"; a trailing "/" on the prefix is ignored); every request without prefixes.
  */
-export function routable(prefixes: readonly string[], rules: readonly BypassRule[], method: string, url: string): boolean {
-  if (prefixes.length === 0) return true;
-  if (bypasses(rules, method, url)) return true;
+export function routable(prefixes: readonly string[], bypassed: boolean, url: string): boolean {
+  if (prefixes.length === 0 || bypassed) return true;
   const path = pathOnly(url);
   return prefixes.some((raw) => {
     const prefix = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
@@ -114,7 +113,7 @@ export class Exchange implements FilterHost {
 
   route(): void {
     if (this.downstream.closed) return;
-    if (!routable(this.ctx.opts.routePrefixes, this.ctx.opts.extProcBypass, this.downstream.method, this.downstream.path)) {
+    if (!routable(this.ctx.opts.routePrefixes, this.bypassed, this.downstream.path)) {
       // The router filter with no route: a 404 with an empty body, details `route_not_found`, counted `no_route`
       // (`source/common/router/router.cc` decodeHeaders @ v1.35.0).
       this.ctx.stats.routeNotFound++;

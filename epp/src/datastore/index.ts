@@ -53,5 +53,5 @@ export {
   type PoolSpec,
 } from './inference-pool';
 export { KubernetesDiscovery, type KubeConfigSource, type KubernetesDiscoveryOptions } from './kubernetes-discovery';
-export { DEFAULT_POOL_REF_GROUP, ModelRewriteStore, selectWeightedTarget, type ModelRewriteRule, type ModelRewriteTarget, type ModelRewrites } from './model-rewrites';
+export { ModelRewriteStore, poolRefGroup, selectWeightedTarget, type ModelRewriteRule, type ModelRewriteTarget, type ModelRewrites } from './model-rewrites';
 export { loadKubernetesClient, type KubernetesClientModule } from './k8s-client';

@@ -12,7 +12,7 @@ import {
   type PoolSpec,
 } from './inference-pool';
 import { loadKubernetesClient } from './k8s-client';
-import { DEFAULT_POOL_REF_GROUP, ModelRewriteStore, type ModelRewrites } from './model-rewrites';
+import { ModelRewriteStore, poolRefGroup, type ModelRewrites } from './model-rewrites';
 import type { Discovery } from './static-discovery';
 import type { Endpoint } from './types';
 
@@ -121,7 +121,7 @@ export class KubernetesDiscovery implements Discovery {
   /** The namespace's InferenceObjectives that refer to this pool by name: their pool group and priority. */
   private readonly objectives = new Map<string, { readonly poolGroup: string; readonly priority: number }>();
   /** The namespace's InferenceModelRewrites that refer to this pool by name. */
-  private readonly rewrites = new ModelRewriteStore(() => (this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined));
+  private readonly rewrites = new ModelRewriteStore(() => this.poolGroup());
   private readonly cancels = new Set<() => void>();
   private readonly loops = new Set<Promise<void>>();
   private readonly listeners: Record<DiscoveryEvent, Set<(arg?: unknown) => void>> = {
@@ -223,8 +223,13 @@ export class KubernetesDiscovery implements Discovery {
   objectivePriority(name: string): number | undefined {
     const objective = this.objectives.get(name);
     if (objective === undefined) return undefined;
-    const group = this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined;
+    const group = this.poolGroup();
     return group === undefined || objective.poolGroup === group ? objective.priority : undefined;
+  }
+
+  /** The pool's API group, once its API version is known. */
+  private poolGroup(): string | undefined {
+    return this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined;
   }
 
   /**
@@ -611,25 +616,27 @@ export class KubernetesDiscovery implements Discovery {
   private objectiveChanged(obj: unknown): void {
     const name = objectName(obj);
     if (name === undefined) return;
-    const spec = (obj as { spec?: { priority?: unknown; poolRef?: { name?: unknown; group?: unknown } } }).spec;
-    const deleting = (obj as { metadata?: { deletionTimestamp?: unknown } }).metadata?.deletionTimestamp !== undefined;
-    if (deleting || spec?.poolRef?.name !== this.poolName) {
+    if (!this.refersToPool(obj)) {
       this.objectives.delete(name);
       return;
     }
+    const spec = (obj as { spec: { priority?: unknown; poolRef: { group?: unknown } } }).spec;
     const priority = typeof spec.priority === 'number' && Number.isInteger(spec.priority) ? spec.priority : 0;
-    const poolGroup = typeof spec.poolRef.group === 'string' && spec.poolRef.group !== '' ? spec.poolRef.group : DEFAULT_POOL_REF_GROUP;
-    this.objectives.set(name, { poolGroup, priority });
+    this.objectives.set(name, { poolGroup: poolRefGroup(spec.poolRef), priority });
   }
 
   /** Keeps a rewrite that refers to this pool by name; forgets one that no longer does (GIE's reconciler). */
   private modelRewriteChanged(obj: unknown): void {
     const name = objectName(obj);
     if (name === undefined) return;
-    const poolName = (obj as { spec?: { poolRef?: { name?: unknown } } }).spec?.poolRef?.name;
+    if (this.refersToPool(obj)) this.rewrites.set(obj);
+    else this.rewrites.delete(name);
+  }
+
+  /** A v1alpha2 resource that names this pool in `spec.poolRef` and is not being deleted (the group is checked at use). */
+  private refersToPool(obj: unknown): boolean {
     const deleting = (obj as { metadata?: { deletionTimestamp?: unknown } }).metadata?.deletionTimestamp !== undefined;
-    if (deleting || poolName !== this.poolName) this.rewrites.delete(name);
-    else this.rewrites.set(obj);
+    return !deleting && (obj as { spec?: { poolRef?: { name?: unknown } } }).spec?.poolRef?.name === this.poolName;
   }
 
   // ---- plumbing ----

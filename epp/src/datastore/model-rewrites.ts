@@ -32,8 +32,13 @@ interface KeptRule extends ModelRewriteRule {
   readonly poolGroup: string;
 }
 
-/** A rewrite's `spec.poolRef.group` when unset: the CRD's default (`PoolObjectReference`, v1.5.0). */
-export const DEFAULT_POOL_REF_GROUP = 'inference.networking.k8s.io';
+/** A `spec.poolRef.group` when unset: the CRDs' default (`PoolObjectReference`, v1.5.0). */
+const DEFAULT_POOL_REF_GROUP = 'inference.networking.k8s.io';
+
+/** The pool group a v1alpha2 resource's `spec.poolRef` names: its `group`, else the CRDs' default. */
+export function poolRefGroup(poolRef: { readonly group?: unknown } | undefined): string {
+  return typeof poolRef?.group === 'string' && poolRef.group !== '' ? poolRef.group : DEFAULT_POOL_REF_GROUP;
+}
 
 /**
  * The pool's InferenceModelRewrites, kept as GIE's store keeps them: a rule with `matches` applies to each model named
@@ -42,7 +47,8 @@ export const DEFAULT_POOL_REF_GROUP = 'inference.networking.k8s.io';
  * their earlier version.
  */
 export class ModelRewriteStore implements ModelRewrites {
-  private readonly byName = new Map<string, KeptRule[]>();
+  /** The resources kept, by name. */
+  private readonly names = new Set<string>();
   private exact = new Map<string, KeptRule[]>();
   private generic: KeptRule[] = [];
 
@@ -50,7 +56,7 @@ export class ModelRewriteStore implements ModelRewrites {
 
   /** Number of resources kept. */
   get size(): number {
-    return this.byName.size;
+    return this.names.size;
   }
 
   /**
@@ -63,26 +69,26 @@ export class ModelRewriteStore implements ModelRewrites {
     const meta = (obj as { metadata: { creationTimestamp?: unknown } }).metadata;
     const spec = (obj as { spec?: { poolRef?: { group?: unknown }; rules?: unknown } }).spec;
     const created = typeof meta.creationTimestamp === 'string' ? Date.parse(meta.creationTimestamp) : NaN;
-    const poolGroup = typeof spec?.poolRef?.group === 'string' && spec.poolRef.group !== '' ? spec.poolRef.group : DEFAULT_POOL_REF_GROUP;
+    const poolGroup = poolRefGroup(spec?.poolRef);
     const rules: { readonly rule: KeptRule; readonly models: readonly string[] | undefined }[] = [];
     for (const raw of Array.isArray(spec?.rules) ? spec.rules : []) {
       const parsed = parseRule(raw);
       if (parsed === undefined) continue;
       rules.push({ rule: { rewriteName: name, targets: parsed.targets, created: Number.isFinite(created) ? created : 0, poolGroup }, models: parsed.models });
     }
-    this.byName.set(name, rules.map((r) => r.rule));
+    this.names.add(name);
     this.rebuild(new Map(rules.map((r) => [r.rule, r.models])), name);
   }
 
   /** Forgets the resource `name` (deleted, or no longer referring to this pool). */
   delete(name: string): void {
-    if (!this.byName.delete(name)) return;
+    if (!this.names.delete(name)) return;
     this.rebuild(new Map(), name);
   }
 
   /** Forgets every resource (a relist starts over). */
   clear(): void {
-    this.byName.clear();
+    this.names.clear();
     this.exact = new Map();
     this.generic = [];
   }

@@ -506,8 +506,7 @@ export class ExtProcStream {
   private abandonRequest(): void {
     this.abandoned = true;
     this.abort?.abort();
-    this.queue.length = 0;
-    this.bodyParts = [];
+    this.cleanup();
     this.bodyBytes = 0;
     this.answerWithoutRequest();
   }

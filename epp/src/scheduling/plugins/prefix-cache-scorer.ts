@@ -230,14 +230,20 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   /**
-   * Characters per block for a request over `candidates`: with `autoTune` and `tuneBlockSize`, the first candidate's
-   * vLLM block size × 4 once scraped (GIE v1.5.0 GetBlockSize reads `endpoints[0]`), else `hashBlockSize`.
+   * Characters per block for a request over `candidates`: the first candidate's (GIE v1.5.0 GetBlockSize reads
+   * `endpoints[0]`).
    */
   private blockCharsFor(candidates: readonly EndpointSnapshot[]): number {
-    const { autoTune, tuneBlockSize, hashBlockSize } = this.parameters;
-    if (!autoTune || !tuneBlockSize || candidates.length === 0) return hashBlockSize;
-    const tokens = candidates[0]!.metrics.blockSize;
-    return tokens !== undefined && tokens > 0 ? tokens * CHARACTERS_PER_TOKEN : hashBlockSize;
+    return candidates.length === 0 ? this.parameters.hashBlockSize : this.podBlockChars(candidates[0]!.metrics.blockSize);
+  }
+
+  /**
+   * Characters per block of a pod whose vLLM block size is `blockSizeTokens`: that × 4 with `tuneBlockSize` (resolved
+   * off without `autoTune`) once scraped, else `hashBlockSize`.
+   */
+  private podBlockChars(blockSizeTokens: number | undefined): number {
+    const { tuneBlockSize, hashBlockSize } = this.parameters;
+    return tuneBlockSize && blockSizeTokens !== undefined && blockSizeTokens > 0 ? blockSizeTokens * CHARACTERS_PER_TOKEN : hashBlockSize;
   }
 
   /**
@@ -354,8 +360,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return false;
     this.sizedFrom.set(key, { numGpuBlocks, blockSize });
     // Tuned, the pod's blocks are hashed at its own block size: one entry a KV block, as GIE's makeserver sizes it.
-    const tuned = this.parameters.tuneBlockSize && blockSize !== undefined && blockSize > 0;
-    const entries = tuned ? numGpuBlocks : indexCapacityFor(numGpuBlocks, blockSize, this.parameters.hashBlockSize);
+    const entries = indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize));
     this.index.setCapacity(key, entries);
     this.logger.debug('prefix index sized from the pod\'s KV capacity', {
       endpoint: key, numGpuBlocks, blockSize, entries, capacity: this.index.capacityOf(key),
