@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { isDict } from '@kvroute/protocol/openai';
 import { OptionError, resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 
 /**
@@ -292,7 +293,6 @@ function pythonJsonLoads(value: string): unknown {
 
 /** vLLM's `recursive_dict_update`: objects merge, lists concatenate, anything else replaces; returns replaced keys. */
 function recursiveDictUpdate(original: Record<string, unknown>, update: Record<string, unknown>): string[] {
-  const isDict = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
   const duplicates: string[] = [];
   for (const [k, v] of Object.entries(update)) {
     const o = original[k];

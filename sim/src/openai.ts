@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { parsePythonJson, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, vllmToolDicts } from '@kvroute/protocol/openai';
+import { isDict, parsePythonJson, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, topLevelMemberTexts, vllmToolDicts } from '@kvroute/protocol/openai';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -182,8 +182,8 @@ export function parseJsonBody(raw: string): Json {
   if (typeof o.seed === 'number' && Number.isInteger(o.seed) && !Number.isSafeInteger(o.seed)) {
     // A double cannot hold the integer Python reads (99999999999999999999): keep the body's own digits for the seed's
     // 64-bit range check (checkSeed).
-    const literal = topLevelIntLiteral(raw, 'seed');
-    if (literal !== undefined) Object.defineProperty(o, SEED_LITERAL, { value: literal, enumerable: false });
+    const text = topLevelMemberTexts(Buffer.from(raw, 'utf8'), SEED_MEMBER).get('seed');
+    if (text !== undefined && /^-?\d+$/.test(text)) Object.defineProperty(o, SEED_LITERAL, { value: BigInt(text), enumerable: false });
   }
   if (Array.isArray(o.tools) || (typeof o.chat_template_kwargs === 'object' && o.chat_template_kwargs !== null)) {
     // Python's json.loads keeps `0.0` a float, and the template prints it so (PythonFloat in @kvroute/protocol).
@@ -196,27 +196,7 @@ export function parseJsonBody(raw: string): Json {
 
 /** Where parseJsonBody keeps the exact integer of a `seed` beyond 2^53. */
 const SEED_LITERAL = Symbol('seed literal');
-
-/**
- * The integer literal of a top-level key of the JSON object `text` (one `JSON.parse` accepted), as a BigInt, or
- * undefined when the key is absent or its value is not an integer literal. The last occurrence wins, as in Python.
- */
-function topLevelIntLiteral(text: string, key: string): bigint | undefined {
-  let depth = 0;
-  let found: bigint | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
-      const start = i;
-      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
-      if (depth !== 1) continue;
-      const m = /^\s*:\s*(-?\d+)(?![\d.eE])/.exec(text.slice(i + 1, i + 1 + 4400));
-      if (m && (JSON.parse(text.slice(start, i + 1)) as string) === key) found = BigInt(m[1]);
-    } else if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
-  }
-  return found;
-}
+const SEED_MEMBER: ReadonlySet<string> = new Set(['seed']);
 
 /** torch.iinfo(torch.long): `seed: Optional[int] = Field(None, ge=_LONG_INFO.min, le=_LONG_INFO.max)`. */
 const LONG_MIN = -(2n ** 63n);
@@ -665,7 +645,6 @@ function truthy(v: unknown): boolean {
   return true;
 }
 
-const isDict = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
  * check_tool_usage (protocol.py @ 6eca337ce lines 832-890; unchanged at 61aa4b290), on the raw body: tools without

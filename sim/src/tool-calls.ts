@@ -5,10 +5,9 @@
  * instance of the guiding JSON schema; its tokens are the reply (so `completion_tokens` counts them).
  */
 import { pyStr } from './openai';
-import { pythonJsonDumps } from '@kvroute/protocol/openai';
+import { isDict, pythonJsonDumps } from '@kvroute/protocol/openai';
 
 type Json = Record<string, unknown>;
-const isDict = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** What the guided reply is, and how the response shows it. */
 export type ToolOutput =
