@@ -48,6 +48,8 @@ export class ResponseRelay {
   private readonly pauses = new Set<ResponsePause>();
   private waitingForClient = false;
   private ended = false;
+  /** The upstream ended while the filter held its headers: the end is handled once the filter has chosen the route. */
+  private endHeldForHeaders = false;
   private trailers: HeaderList | null = null;
 
   /** `onUpstreamComplete`: the upstream's whole response is in (Envoy's router onUpstreamComplete). */
@@ -154,6 +156,10 @@ export class ResponseRelay {
 
   resume(reason: ResponsePause): void {
     if (!this.pauses.delete(reason)) return;
+    if (reason === 'headers' && this.endHeldForHeaders) {
+      this.endHeldForHeaders = false;
+      this.deliverEnd();
+    }
     if (this.pauses.size === 0 && !this.downstream.closed) this.upstream?.resume();
   }
 
@@ -183,6 +189,18 @@ export class ResponseRelay {
     this.onUpstreamComplete();
     if (this.downstream.closed) return;
     this.trailers = trailerList(this.upstream?.rawTrailers ?? []);
+    // A response without a body (HEAD, 204, 304, Content-Length: 0) ends at its headers, before the EPP has answered
+    // them; ending the client's response now would write a default head in place of the upstream's. Envoy's encoder
+    // chain holds the end of stream with the headers until the ext_proc filter continues them.
+    if (this.pauses.has('headers')) {
+      this.endHeldForHeaders = true;
+      return;
+    }
+    this.deliverEnd();
+  }
+
+  private deliverEnd(): void {
+    if (this.downstream.closed) return;
     switch (this.route) {
       case 'filter':
         this.filter?.end(this.trailers);

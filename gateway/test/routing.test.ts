@@ -7,6 +7,7 @@
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import type { Gateway } from '../src/gateway';
 import type { RequestBodyMode } from '../src/options';
+import { SERVED_HEADER } from '../src/router';
 import {
   completion,
   destroyClientAgent,
@@ -280,6 +281,14 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     const h = await send(gw.port, { method: 'HEAD', path: '/h', headers: { 'x-test-pick': ups[1].address } });
     expect(h.status).toBe(200);
     expect(h.body.length).toBe(0);
+    // The upstream's own status and head, not one the client's end wrote before the EPP answered the headers: a HEAD
+    // response is complete at its headers, and Envoy relays it once the response_headers answer arrives.
+    expect(h.headers['content-type']).toBe('application/json');
+    expect(h.headers[SERVED_HEADER]).toBe(ups[1].address);
+    for (const status of [405, 204, 304]) {
+      const r = await send(gw.port, { method: status === 405 ? 'HEAD' : 'GET', path: `/h?status=${status}`, headers: { 'x-test-pick': ups[1].address } });
+      expect({ status: r.status, served: r.headers[SERVED_HEADER] }).toEqual({ status, served: ups[1].address });
+    }
   });
 
   it('lets the EPP see the end of every response (tickets released as completed)', async () => {
