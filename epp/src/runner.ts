@@ -9,6 +9,7 @@ import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
 import { parseDuration } from './config/duration';
+import { isAddedByLoader } from './config/loader';
 import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { Datastore, type ScrapeMode } from './datastore/datastore';
@@ -77,24 +78,35 @@ export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'
 }
 
 /**
- * Warnings for saturation filters whose staleness bound a healthy pod could exceed between two scrapes: the longest
- * scrape period (the configured one, or the adaptive mode's ceiling) must fit twice into `metricsStalenessThreshold`,
- * or a pod is dropped as stale merely because its next scrape is not due yet.
+ * Warnings for saturation filters and detectors whose staleness bound a healthy pod could exceed between two scrapes:
+ * the longest scrape period (the configured one, or the ceiling the adaptive mode or the worker mode's scrape budget
+ * stretches it to) must fit twice into `metricsStalenessThreshold`, or a pod is dropped as stale merely because its
+ * next scrape is not due yet. Each warning says when the period reaches that length and which field to set; a
+ * `utilization-detector` without parameters is most often the one GIE's loader adds to a config that names none
+ * (`ensureSaturationDetector`), so its warning says how to declare it.
  */
 export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode, refreshIntervalMs: number, scrapeBudget = 0): string[] {
-  // The adaptive mode and the worker mode's scrape budget stretch the period up to the same ceiling.
-  const stretches = mode === 'adaptive' || (mode === 'worker' && scrapeBudget > 0);
-  const period = stretches ? Math.max(refreshIntervalMs, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS) : refreshIntervalMs;
+  const budgeted = mode === 'worker' && scrapeBudget > 0;
+  // A period at or above the ceiling is never stretched.
+  const stretches = (mode === 'adaptive' || budgeted) && refreshIntervalMs < DEFAULT_ADAPTIVE_MAX_INTERVAL_MS;
+  const period = stretches ? DEFAULT_ADAPTIVE_MAX_INTERVAL_MS : refreshIntervalMs;
+  const when = !stretches
+    ? `the scrape period (${period} ms)`
+    : budgeted
+      ? `the longest scrape period (${period} ms: the scrape budget of ${scrapeBudget} scrapes a second stretches every pod's ${refreshIntervalMs} ms period once the pool passes ${Math.floor((scrapeBudget * refreshIntervalMs) / 1000)} pods)`
+      : `the longest scrape period (${period} ms: adaptive mode lengthens the ${refreshIntervalMs} ms period as parsing loads the routing thread)`;
   const out: string[] = [];
-  for (const p of config.plugins) {
+  config.plugins.forEach((p, i) => {
     // Both read metricsStalenessThreshold the same way (200ms by default, GIE's with its 50 ms period).
-    if (p.type !== 'saturation-filter' && p.type !== 'utilization-detector') continue;
+    if (p.type !== 'saturation-filter' && p.type !== 'utilization-detector') return;
     const raw = p.parameters?.metricsStalenessThreshold ?? '200ms';
-    const threshold = parseDuration(raw);
-    if (threshold < 2 * period) {
-      out.push(`${p.type} ${p.name ?? ''} metricsStalenessThreshold ${String(raw)} is under twice the ${stretches ? 'scrape period\'s ceiling' : 'scrape period'} (${period} ms): pods will be dropped as stale between scrapes; raise it to at least ${2 * period}ms`.replace('  ', ' '));
-    }
-  }
+    if (parseDuration(raw) >= 2 * period) return;
+    const added = isAddedByLoader(p);
+    const fix = added
+      ? `; the config names no saturation detector, so GIE's default one was added: declare \`- type: utilization-detector\` with \`parameters: {metricsStalenessThreshold: ${2 * period}ms}\` to set it`
+      : ` (plugins[${i}].parameters.metricsStalenessThreshold)`;
+    out.push(`${p.type} ${p.name ?? ''} metricsStalenessThreshold ${String(raw)}${added ? ' (its default)' : ''} is under twice ${when}: pods would be dropped as stale between scrapes; raise it to at least ${2 * period}ms${fix}`.replace('  ', ' '));
+  });
   return out;
 }
 

@@ -11,7 +11,7 @@ import { Datastore, type ScrapeMode } from '../src/datastore/datastore';
 import { ScrapeWorkerPool } from '../src/datastore/scrape-pool';
 import { metricsUrl } from '../src/datastore/scraper';
 import { EMPTY_METRICS, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
-import { defaultEndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { stalenessWarnings } from '../src/runner';
 
 // Every wait is a condition with a generous limit that only bounds a broken test; nothing here asserts speed.
@@ -378,9 +378,36 @@ describe('staleness bound vs scrape period', () => {
       plugins: config.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, metricsStalenessThreshold: '200ms' } } : p)),
     };
     expect(stalenessWarnings(tight, 'worker', 50)).toEqual([]);
-    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the scrape period's ceiling \(400 ms\).*at least 800ms/)]);
-    // The worker mode's scrape budget stretches the period to the same ceiling.
-    expect(stalenessWarnings(tight, 'worker', 50, 1000)).toEqual([expect.stringMatching(/scrape period's ceiling \(400 ms\)/)]);
-    expect(stalenessWarnings(config, 'worker', 600)).toEqual([expect.stringMatching(/metricsStalenessThreshold 1s is under twice the scrape period \(600 ms\).*at least 1200ms/)]);
+    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the longest scrape period \(400 ms: adaptive mode .*at least 800ms \(plugins\[\d\]\.parameters\.metricsStalenessThreshold\)$/)]);
+    // The worker mode's scrape budget stretches the period to the same ceiling, from the pool size it names.
+    expect(stalenessWarnings(tight, 'worker', 50, 1000)).toEqual([expect.stringMatching(/longest scrape period \(400 ms: the scrape budget of 1000 scrapes a second stretches every pod's 50 ms period once the pool passes 50 pods\)/)]);
+    expect(stalenessWarnings(tight, 'worker', 100, 500)).toEqual([expect.stringMatching(/once the pool passes 50 pods/)]);
+    // A period at or over the ceiling is never stretched: the warning names the period itself.
+    expect(stalenessWarnings(config, 'worker', 600, 1000)).toEqual([expect.stringMatching(/metricsStalenessThreshold 1s is under twice the scrape period \(600 ms\).*at least 1200ms/)]);
+  });
+
+  it('says how to set the staleness of the utilization-detector GIE\'s loader adds to a config that names no detector', () => {
+    // GIE's three-scorer config as its guides ship it: no saturationDetector section, no detector plugin.
+    const gie = parseEndpointPickerConfig([
+      'apiVersion: inference.networking.x-k8s.io/v1alpha1',
+      'kind: EndpointPickerConfig',
+      'plugins:',
+      '- type: queue-scorer',
+      '- type: kv-cache-utilization-scorer',
+      '- type: prefix-cache-scorer',
+    ].join('\n'));
+    expect(stalenessWarnings(gie, 'worker', 50, 1000)).toEqual([
+      expect.stringMatching(/^utilization-detector utilization-detector metricsStalenessThreshold 200ms \(its default\) is under twice .*; the config names no saturation detector, so GIE's default one was added: declare `- type: utilization-detector` with `parameters: \{metricsStalenessThreshold: 800ms\}` to set it$/),
+    ]);
+    // Declared as the warning says, it is quiet.
+    const declared = parseEndpointPickerConfig([
+      'apiVersion: inference.networking.x-k8s.io/v1alpha1',
+      'kind: EndpointPickerConfig',
+      'plugins:',
+      '- type: queue-scorer',
+      '- type: utilization-detector',
+      '  parameters: {metricsStalenessThreshold: 800ms}',
+    ].join('\n'));
+    expect(stalenessWarnings(declared, 'worker', 50, 1000)).toEqual([]);
   });
 });

@@ -551,6 +551,14 @@ function addDefaultProfileHandler(plugins: PluginSpec[], profiles: readonly Sche
 }
 
 /** Finds the plugin named after `type` or appends it with default parameters, like GIE's defaulting. */
+/** Plugins the loader added to a config that did not declare them (GIE's defaults), for messages that must say so. */
+const addedByLoader = new WeakSet<PluginSpec>();
+
+/** True for a plugin the loader added as a default (GIE's `ensure…` defaults), not one the config declared. */
+export function isAddedByLoader(plugin: PluginSpec): boolean {
+  return addedByLoader.has(plugin);
+}
+
 function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string): PluginSpec {
   const existing = plugins.find((p) => p.name === type);
   if (existing !== undefined) {
@@ -563,6 +571,7 @@ function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string): Pl
     return existing;
   }
   const added = pluginSpec(type, type, resolvePluginParameters(type, undefined, path));
+  addedByLoader.add(added);
   plugins.push(added);
   return added;
 }
