@@ -29,7 +29,10 @@ const DEFAULT_LOG_DIR = path.join(BENCH_DIR, 'out', 'stack');
 const STACK_FLAGS = {
   pods: integer(1, 16),
   port: integer(0, 65535),
-  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS, 1 << 26),
+  // The floor is checked against --max-model-len below (one longest sequence must fit, as vLLM requires).
+  'kv-cache-blocks': integer(1, 1 << 26),
+  // Qwen3-0.6B's max_position_embeddings (40960): vLLM refuses a longer --max-model-len for it.
+  'max-model-len': integer(2, 40960),
   'time-scale': decimal(0, Infinity, { aboveMin: true }),
   policy: oneOf(Object.keys(POLICIES)),
   'log-dir': directory,
@@ -44,7 +47,10 @@ them running until Ctrl-C.
 
   --pods N              simulated vLLM pods (default 4, at most 16)
   --port N              the gateway's port (default ${DEFAULT_PORT}; 0 = any free port)
-  --kv-cache-blocks N   KV-cache blocks of ${DEFAULT_SIM.blockSize} tokens per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
+  --kv-cache-blocks N   KV-cache blocks of ${DEFAULT_SIM.blockSize} tokens per pod (default ${DEFAULT_SIM.kvCacheBlocks}; at least one
+                        sequence of --max-model-len: ${MIN_KV_CACHE_BLOCKS} at the default)
+  --max-model-len N     the pods' context length, prompt + output tokens (default ${DEFAULT_SIM.maxModelLen}, at most 40960, the
+                        model's; the cdk8s profiles pass vLLM --max-model-len=4096 unless decode.maxModelLen says otherwise)
   --time-scale X        simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --policy P            kvroute (the EPP), or round-robin or session-hash (the gateway alone) (default kvroute)
   --log-dir DIR         where each process's log goes (default bench/out/stack)
@@ -62,10 +68,18 @@ export function parseStackArgs(argv: readonly string[]): StackCommandOptions | u
   const f = parseFlags(argv, STACK_FLAGS);
   if (!f) return undefined;
   if ((f['epp-replicas'] ?? 1) > 1 && (f.policy ?? 'kvroute') !== 'kvroute') throw new UsageError('--epp-replicas: only the kvroute policy runs the EPP');
+  const maxModelLen = f['max-model-len'] ?? DEFAULT_SIM.maxModelLen;
+  const kvCacheBlocks = f['kv-cache-blocks'] ?? DEFAULT_SIM.kvCacheBlocks;
+  // vLLM refuses to start when one max-length sequence cannot fit in the KV cache (the simulator too), so say it here,
+  // before any process starts, naming both flags.
+  const fewest = Math.ceil(maxModelLen / DEFAULT_SIM.blockSize);
+  if (kvCacheBlocks < fewest) {
+    throw new UsageError(`--kv-cache-blocks: ${kvCacheBlocks} blocks of ${DEFAULT_SIM.blockSize} tokens cannot hold one sequence of --max-model-len ${maxModelLen}; give at least ${fewest}, or a lower --max-model-len`);
+  }
   return {
     pods: f.pods ?? 4,
     port: f.port ?? DEFAULT_PORT,
-    sim: { ...DEFAULT_SIM, kvCacheBlocks: f['kv-cache-blocks'] ?? DEFAULT_SIM.kvCacheBlocks, timeScale: f['time-scale'] ?? DEFAULT_SIM.timeScale },
+    sim: { ...DEFAULT_SIM, kvCacheBlocks, maxModelLen, timeScale: f['time-scale'] ?? DEFAULT_SIM.timeScale },
     policy: f.policy ?? 'kvroute',
     logDir: f['log-dir'] ?? DEFAULT_LOG_DIR,
     eppReplicas: f['epp-replicas'] ?? 1,

@@ -11,7 +11,8 @@ import * as path from 'path';
 import type { Readable } from 'stream';
 import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { ENTRY } from '../src/processes';
-import { httpGet } from '../src/stack';
+import { DEFAULT_SIM, httpGet, MIN_KV_CACHE_BLOCKS } from '../src/stack';
+import { parseStackArgs } from '../src/stack-command';
 
 jest.setTimeout(E2E_TEST_TIMEOUT_MS);
 
@@ -161,5 +162,17 @@ function isAlive(pid: number): boolean {
     const help = runBench(['stack', '--help']);
     expect(await help.exited).toEqual({ code: 0, signal: null });
     expect(help.output.stdout).toContain('--kv-cache-blocks N');
+    expect(help.output.stdout).toContain('--max-model-len N');
+  });
+
+  test('--max-model-len sets the pods\' context length, and the KV cache must hold one such sequence (vLLM\'s start-up check)', () => {
+    expect(parseStackArgs(['--max-model-len', '4096'])!.sim).toMatchObject({ maxModelLen: 4096, kvCacheBlocks: DEFAULT_SIM.kvCacheBlocks });
+    // A shorter context lets a smaller cache start, as vLLM's check_enough_kv_cache_memory allows.
+    expect(parseStackArgs(['--max-model-len', '4096', '--kv-cache-blocks', '256'])!.sim).toMatchObject({ maxModelLen: 4096, kvCacheBlocks: 256 });
+    expect(() => parseStackArgs(['--max-model-len', '4096', '--kv-cache-blocks', '255'])).toThrow(
+      '--kv-cache-blocks: 255 blocks of 16 tokens cannot hold one sequence of --max-model-len 4096; give at least 256, or a lower --max-model-len',
+    );
+    expect(() => parseStackArgs(['--kv-cache-blocks', '100'])).toThrow(`cannot hold one sequence of --max-model-len ${DEFAULT_SIM.maxModelLen}; give at least ${MIN_KV_CACHE_BLOCKS}`);
+    expect(() => parseStackArgs(['--max-model-len', '50000'])).toThrow(/--max-model-len/);
   });
 });
