@@ -82,7 +82,14 @@ export interface DecodePoolProps {
    * @default 0.9
    */
   readonly gpuMemoryUtilization?: number;
-  /** `--max-model-len`. @default 4096 */
+  /**
+   * `--max-model-len`: prompt + output tokens per request. It must not exceed the model's own context length
+   * (`max_position_embeddings` or `model_max_length` in its config.json, 40960 for Qwen/Qwen3-0.6B): vLLM refuses to
+   * start above it unless the pod sets `VLLM_ALLOW_LONG_MAX_MODEL_LEN=1` (`_get_and_verify_max_len`, vllm/config.py @
+   * v0.10.0). Synth cannot check that without the model's config.
+   * @default 4096
+   * @see https://docs.vllm.ai/en/v0.10.0/configuration/engine_args.html
+   */
   readonly maxModelLen?: number;
   /**
    * Tokens per KV-cache block (`--block-size`). The EPP's prefix scorer assumes 16-token blocks (64 characters).
