@@ -47,6 +47,8 @@ export function synthClusters(
   clusters: readonly ClusterProfile[],
   outRoot: string,
   out: { log(line: string): void; error(line: string): void } = { log: (l) => console.log(l), error: (l) => process.stderr.write(`${l}\n`) },
+  /** Where the profiles are written, named in the error line (`main.ts` passes `lib/clusters.ts`). */
+  profilesSource?: string,
 ): number {
   const root = path.resolve(outRoot);
   const parent = path.dirname(root);
@@ -63,7 +65,7 @@ export function synthClusters(
         files = synthCluster(cluster, path.join(staging, cluster.name));
       } catch (e) {
         if (!(e instanceof PropsError)) throw e;
-        out.error(`synth failed: cluster profile "${cluster.name}" (lib/clusters.ts): ${e.message} (nothing written: ${path.relative(process.cwd(), root) || root}/ is as it was)`);
+        out.error(`synth failed: cluster profile "${cluster.name}"${profilesSource ? ` (${profilesSource})` : ''}: ${e.message} (nothing written: ${path.relative(process.cwd(), root) || root}/ is as it was)`);
         return 1;
       }
       lines.push(`${cluster.name}: ${files.length} manifests -> ${path.relative(process.cwd(), path.join(root, cluster.name)) || cluster.name}`);

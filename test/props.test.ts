@@ -396,7 +396,11 @@ describe('npm run synth on a bad profile', () => {
       [...profiles, { name: 'eu-a100', description: 'x', routing: withOverrides(DEMO, { decode: { gpuMemoryUtilization: 1.2 } }) }],
       out,
       { log: (l) => lines.push(l), error: (l) => errors.push(l) },
+      'lib/clusters.ts',
     );
+    // A program of the user's own that names no source gets the line without one.
+    const ownErrors: string[] = [];
+    synthClusters([{ name: 'mine', description: 'x', routing: withOverrides(DEMO, { decode: { replicas: -1 } }) }], out, { log: () => undefined, error: (l) => ownErrors.push(l) });
     const after = fs.readdirSync(tmp);
     const kept = fs.readFileSync(path.join(out, 'good', 'kustomization.yaml'), 'utf8');
     // A good run replaces the folder: its profiles only, fresh; and clears what an interrupted synth left beside it.
@@ -408,6 +412,7 @@ describe('npm run synth on a bad profile', () => {
     fs.rmSync(tmp, { recursive: true, force: true });
     expect(status).toBe(1);
     expect(errors).toEqual([expect.stringMatching(/^synth failed: cluster profile "eu-a100" \(lib\/clusters\.ts\): DecodePool\.gpuMemoryUtilization: must be a number greater than 0 and at most 1, got 1\.2 \(nothing written: .*dist\/ is as it was\)$/)]);
+    expect(ownErrors).toEqual([expect.stringMatching(/^synth failed: cluster profile "mine": DecodePool\.replicas: /)]);
     expect(after).toEqual(['dist']);
     expect(kept).toBe('committed\n');
     expect(lines).toEqual([expect.stringMatching(/^good: \d+ manifests -> .*dist\/good$/)]);
