@@ -147,7 +147,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
   { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },
   { name: 'ext-proc-max-message-timeout', aliases: [], kind: 'duration', help: 'the gateway ext_proc filter\'s max_message_timeout: a request that waits in flow control asks Envoy (override_message_timeout) to hold its answer this long and waits at most this long less 250ms (at most 1h, the proto\'s bound); unset (default): never ask, so Envoy\'s message_timeout (1s in the EnvoyFilter) bounds the wait' },
-  { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events' },
+  { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events, 3 adds each scheduling decision (the pick and the best candidates\' scores)' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
   // Upstream (GIE / llm-d) flags that existing manifests pass; accepted so those manifests start, and reported.
   { name: 'zap-encoder', aliases: [], kind: 'ignored-string', help: 'ignored: logs are always JSON lines' },

@@ -186,7 +186,12 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     ...(options.commit !== undefined ? { commit: options.commit } : {}),
     ...(options.buildRef !== undefined ? { buildRef: options.buildRef } : {}),
   });
-  const scheduler = buildScheduler(config, { metrics: metrics.scheduling, logger });
+  const scheduler = buildScheduler(config, {
+    metrics: metrics.scheduling,
+    logger,
+    // One debug line per decision (its size bounded by DECISION_TOP_CANDIDATES): a line per request is for diagnosis.
+    ...(options.verbosity >= 3 ? { decisionLog: (decision) => logger.debug('scheduling decision', { ...decision }) } : {}),
+  });
   const scrape = scrapeTarget(config, options);
   // vLLM's LoRA family only grows (one series per change): read it only for a plugin that uses it.
   const readsLora = config.plugins.some((p) => p.type === 'lora-affinity-scorer' || p.type === 'lora-room-filter');

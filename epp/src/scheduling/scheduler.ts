@@ -45,6 +45,29 @@ export interface PluginSetOptions {
 export interface SchedulerOptions extends PluginSetOptions {
   /** Monotonic seconds for timing plugin calls. @default performance.now() / 1000 */
   readonly monotonicSeconds?: () => number;
+  /**
+   * Called once per profile run that picked, with what decided it (`--v 3`): off by default, and when off the cycle
+   * copies nothing.
+   */
+  readonly decisionLog?: (decision: SchedulingDecision) => void;
+}
+
+/** How many candidates a decision record lists: the picked ones and the best of the rest by total. */
+export const DECISION_TOP_CANDIDATES = 8;
+
+/**
+ * One profile run's decision, for the operator asking why a request went where it did: each scorer's weight, and for
+ * the picked endpoints and the best others by weighted total (at most `DECISION_TOP_CANDIDATES`), the total and each
+ * scorer's score (as the scorer returned it, before the scheduler clamps it to [0, 1]), rounded to 1e-3.
+ */
+export interface SchedulingDecision {
+  readonly requestId: string;
+  readonly profile: string;
+  /** Candidates left after the filters. */
+  readonly candidates: number;
+  readonly picked: readonly string[];
+  readonly weights: Readonly<Record<string, number>>;
+  readonly top: readonly { readonly endpoint: string; readonly total: number; readonly scores: Readonly<Record<string, number>> }[];
 }
 
 /**
@@ -176,6 +199,7 @@ export class Scheduler {
     readonly plugins: PluginSet,
     private readonly metrics: SchedulingMetrics = NOOP_SCHEDULING_METRICS,
     private readonly monotonicSeconds: () => number = () => performance.now() / 1000,
+    private readonly decisionLog?: (decision: SchedulingDecision) => void,
   ) {
     const [handler] = plugins.ofKind('profile-handler');
     if (handler === undefined) throw new Error('normalized config has no profile handler');
@@ -277,6 +301,7 @@ export class Scheduler {
     // while the scratch is the next cycle's. The copy starts from `doubleZeros`, not a new Float64Array (see there).
     const { scores: scratch, sums } = this.scratchFor(n);
     sums.fill(0, 0, n);
+    const scored: ArrayLike<number>[] | undefined = this.decisionLog !== undefined ? [] : undefined;
     for (const { scorer, weight } of profile.scorers) {
       const started = this.monotonicSeconds();
       if (scorer.scoreInto !== undefined) {
@@ -286,6 +311,7 @@ export class Scheduler {
         } finally {
           this.observe('Scorer', scorer, started);
         }
+        scored?.push(scratch.slice(0, n));
         // clampScore inlined, on one element kind: NaN and negatives count 0, above 1 counts 1. `Math.min` instead of
         // a second comparison: one branch fewer per candidate measured ~35% off this loop (a mix of scores as the
         // default scorers give them), which at 256 candidates and five scorers was the scheduler's largest cost.
@@ -301,6 +327,7 @@ export class Scheduler {
           this.observe('Scorer', scorer, started);
         }
         for (let i = 0; i < n; i++) sums[i] += clampScore(scores[i]) * weight;
+        scored?.push(Array.from(scores));
       }
     }
     const totals = doubleZeros(n);
@@ -318,6 +345,7 @@ export class Scheduler {
     if (targets.length === 0) {
       return new SchedulingError('no-endpoints', `${profile.picker.name} picked nothing (profile "${profile.name}")`);
     }
+    if (scored !== undefined) this.decisionLog!(decisionOf(cycle, profile, remaining, totals, targets, scored));
     const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals) };
     for (const plugin of profile.postCycles) {
       const started = this.monotonicSeconds();
@@ -365,9 +393,42 @@ class LazyScores extends LazyReadonlyMap<string, number> {
   }
 }
 
+const rounded = (x: number): number => Math.round(x * 1000) / 1000;
+
+function decisionOf(
+  cycle: CycleContext,
+  profile: SchedulerProfile,
+  candidates: readonly EndpointSnapshot[],
+  totals: ArrayLike<number>,
+  targets: readonly EndpointSnapshot[],
+  scored: readonly ArrayLike<number>[],
+): SchedulingDecision {
+  const picked = new Set(targets.map((t) => t.endpoint.key));
+  // The picked first, then the others by total (ties in candidate order).
+  const order = Array.from(candidates.keys()).sort((a, b) => {
+    const pa = picked.has(candidates[a]!.endpoint.key) ? 1 : 0;
+    const pb = picked.has(candidates[b]!.endpoint.key) ? 1 : 0;
+    return pb - pa || totals[b]! - totals[a]! || a - b;
+  });
+  const weights: Record<string, number> = {};
+  for (const { scorer, weight } of profile.scorers) weights[scorer.name] = weight;
+  return {
+    requestId: cycle.request.requestId,
+    profile: profile.name,
+    candidates: candidates.length,
+    picked: [...picked],
+    weights,
+    top: order.slice(0, Math.max(DECISION_TOP_CANDIDATES, picked.size)).map((i) => {
+      const scores: Record<string, number> = {};
+      profile.scorers.forEach(({ scorer }, k) => { scores[scorer.name] = rounded(Number(scored[k]![i])); });
+      return { endpoint: candidates[i]!.endpoint.key, total: rounded(totals[i]!), scores };
+    }),
+  };
+}
+
 /** Builds the plugins of a config and a Scheduler over them. @throws ConfigError when the config is invalid. */
 export function buildScheduler(config: EndpointPickerConfig, options: SchedulerOptions = {}): Scheduler {
-  return new Scheduler(buildPlugins(config, options), options.metrics, options.monotonicSeconds);
+  return new Scheduler(buildPlugins(config, options), options.metrics, options.monotonicSeconds, options.decisionLog);
 }
 
 /** A profile's references resolved to instances, each placed by the kinds its definition declares. */
