@@ -81,32 +81,36 @@ export function loadConfig(options: Pick<EppOptions, 'configFile' | 'configText'
  * Warnings for saturation filters and detectors whose staleness bound a healthy pod could exceed between two scrapes:
  * the longest scrape period (the configured one, or the ceiling the adaptive mode or the worker mode's scrape budget
  * stretches it to) must fit twice into `metricsStalenessThreshold`, or a pod is dropped as stale merely because its
- * next scrape is not due yet. Each warning says when the period reaches that length and which field to set; a
- * `utilization-detector` without parameters is most often the one GIE's loader adds to a config that names none
- * (`ensureSaturationDetector`), so its warning says how to declare it.
+ * next scrape is not due yet. Each warning says from which pool size the period grows that long and which plugin's
+ * parameter to set; for the `utilization-detector` GIE's loader adds to a config that names none
+ * (`ensureSaturationDetector`), it says how to declare one.
  */
 export function stalenessWarnings(config: EndpointPickerConfig, mode: ScrapeMode, refreshIntervalMs: number, scrapeBudget = 0): string[] {
   const budgeted = mode === 'worker' && scrapeBudget > 0;
   // A period at or above the ceiling is never stretched.
   const stretches = (mode === 'adaptive' || budgeted) && refreshIntervalMs < DEFAULT_ADAPTIVE_MAX_INTERVAL_MS;
   const period = stretches ? DEFAULT_ADAPTIVE_MAX_INTERVAL_MS : refreshIntervalMs;
-  const when = !stretches
-    ? `the scrape period (${period} ms)`
-    : budgeted
-      ? `the longest scrape period (${period} ms: the scrape budget of ${scrapeBudget} scrapes a second stretches every pod's ${refreshIntervalMs} ms period once the pool passes ${Math.floor((scrapeBudget * refreshIntervalMs) / 1000)} pods)`
-      : `the longest scrape period (${period} ms: adaptive mode lengthens the ${refreshIntervalMs} ms period as parsing loads the routing thread)`;
   const out: string[] = [];
-  config.plugins.forEach((p, i) => {
+  for (const p of config.plugins) {
     // Both read metricsStalenessThreshold the same way (200ms by default, GIE's with its 50 ms period).
-    if (p.type !== 'saturation-filter' && p.type !== 'utilization-detector') return;
+    if (p.type !== 'saturation-filter' && p.type !== 'utilization-detector') continue;
     const raw = p.parameters?.metricsStalenessThreshold ?? '200ms';
-    if (parseDuration(raw) >= 2 * period) return;
+    const threshold = parseDuration(raw);
+    if (threshold >= 2 * period) continue;
+    // When: from the start, or (with the budget) once the stretched period passes half the threshold: the pool size
+    // at which every pod's period, pods × 1000 / budget ms, reaches threshold / 2.
+    const when = !stretches || threshold < 2 * refreshIntervalMs
+      ? `the scrape period (${stretches ? `${refreshIntervalMs} ms, up to ${period}` : period} ms)`
+      : budgeted
+        ? `the longest scrape period (${period} ms; the scrape budget of ${scrapeBudget} scrapes a second stretches every pod's ${refreshIntervalMs} ms period past ${Math.floor(threshold / 2)} ms once the pool passes ${Math.floor((scrapeBudget * threshold) / 2000)} pods)`
+        : `the longest scrape period (${period} ms; adaptive mode lengthens the ${refreshIntervalMs} ms period as parsing loads the routing thread)`;
     const added = isAddedByLoader(p);
+    // Named by the plugin's name: a position in the normalized config need not be one in the user's file.
     const fix = added
       ? `; the config names no saturation detector, so GIE's default one was added: declare \`- type: utilization-detector\` with \`parameters: {metricsStalenessThreshold: ${2 * period}ms}\` to set it`
-      : ` (plugins[${i}].parameters.metricsStalenessThreshold)`;
-    out.push(`${p.type} ${p.name ?? ''} metricsStalenessThreshold ${String(raw)}${added ? ' (its default)' : ''} is under twice ${when}: pods would be dropped as stale between scrapes; raise it to at least ${2 * period}ms${fix}`.replace('  ', ' '));
-  });
+      : ` (the parameters of plugin "${p.name ?? p.type}")`;
+    out.push(`${p.type} ${p.name ?? ''} metricsStalenessThreshold ${String(raw)}${added ? ' (its default)' : ''} is under twice ${when}, so pods would be dropped as stale between scrapes; raise it to at least ${2 * period}ms${fix}`.replace('  ', ' '));
+  }
   return out;
 }
 

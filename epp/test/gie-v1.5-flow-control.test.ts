@@ -525,7 +525,7 @@ describe('a pool saturation detector in the running EPP', () => {
   test('the detector\'s staleness threshold is held to the scrape period like the saturation filter\'s', () => {
     const config = parseEndpointPickerConfig(GUIDE_UTILIZATION);
     expect(stalenessWarnings(config, 'worker', 250)).toEqual([
-      'utilization-detector utilization-detector metricsStalenessThreshold 200ms is under twice the scrape period (250 ms): pods would be dropped as stale between scrapes; raise it to at least 500ms (plugins[3].parameters.metricsStalenessThreshold)',
+      'utilization-detector utilization-detector metricsStalenessThreshold 200ms is under twice the scrape period (250 ms), so pods would be dropped as stale between scrapes; raise it to at least 500ms (the parameters of plugin "utilization-detector")',
     ]);
   });
 });

@@ -378,10 +378,14 @@ describe('staleness bound vs scrape period', () => {
       plugins: config.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, metricsStalenessThreshold: '200ms' } } : p)),
     };
     expect(stalenessWarnings(tight, 'worker', 50)).toEqual([]);
-    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the longest scrape period \(400 ms: adaptive mode .*at least 800ms \(plugins\[\d\]\.parameters\.metricsStalenessThreshold\)$/)]);
-    // The worker mode's scrape budget stretches the period to the same ceiling, from the pool size it names.
-    expect(stalenessWarnings(tight, 'worker', 50, 1000)).toEqual([expect.stringMatching(/longest scrape period \(400 ms: the scrape budget of 1000 scrapes a second stretches every pod's 50 ms period once the pool passes 50 pods\)/)]);
-    expect(stalenessWarnings(tight, 'worker', 100, 500)).toEqual([expect.stringMatching(/once the pool passes 50 pods/)]);
+    expect(stalenessWarnings(tight, 'adaptive', 50)).toEqual([expect.stringMatching(/metricsStalenessThreshold 200ms is under twice the longest scrape period \(400 ms; adaptive mode .*\), so pods .*at least 800ms \(the parameters of plugin "saturation-filter"\)$/)]);
+    // The worker mode's scrape budget stretches the period to the same ceiling: the warning names the pool size from
+    // which the stretched period exceeds half the threshold (pods × 1000 / budget > 100 ms: 100 pods at 1,000 a second).
+    expect(stalenessWarnings(tight, 'worker', 50, 1000)).toEqual([expect.stringMatching(/longest scrape period \(400 ms; the scrape budget of 1000 scrapes a second stretches every pod's 50 ms period past 100 ms once the pool passes 100 pods\)/)]);
+    expect(stalenessWarnings(tight, 'worker', 50, 500)).toEqual([expect.stringMatching(/once the pool passes 50 pods/)]);
+    // A threshold under twice the configured period is short from the start, stretched or not.
+    const tighter = { ...tight, plugins: tight.plugins.map((p) => (p.type === 'saturation-filter' ? { ...p, parameters: { ...p.parameters, metricsStalenessThreshold: '80ms' } } : p)) };
+    expect(stalenessWarnings(tighter, 'worker', 50, 1000)).toEqual([expect.stringMatching(/under twice the scrape period \(50 ms, up to 400 ms\), so/)]);
     // A period at or over the ceiling is never stretched: the warning names the period itself.
     expect(stalenessWarnings(config, 'worker', 600, 1000)).toEqual([expect.stringMatching(/metricsStalenessThreshold 1s is under twice the scrape period \(600 ms\).*at least 1200ms/)]);
   });

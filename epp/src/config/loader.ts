@@ -550,7 +550,6 @@ function addDefaultProfileHandler(plugins: PluginSpec[], profiles: readonly Sche
   }
 }
 
-/** Finds the plugin named after `type` or appends it with default parameters, like GIE's defaulting. */
 /** Plugins the loader added to a config that did not declare them (GIE's defaults), for messages that must say so. */
 const addedByLoader = new WeakSet<PluginSpec>();
 
@@ -559,6 +558,7 @@ export function isAddedByLoader(plugin: PluginSpec): boolean {
   return addedByLoader.has(plugin);
 }
 
+/** Finds the plugin named after `type` or appends it with default parameters, like GIE's defaulting. */
 function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string): PluginSpec {
   const existing = plugins.find((p) => p.name === type);
   if (existing !== undefined) {
