@@ -148,7 +148,7 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   timeScale: { interactive: 1, 'shared-prefix': 2 },
 };
 
-/** `--quick`: a few minutes. */
+/** `--quick`: smaller workloads; over every policy still about 25 minutes on 2 cores. */
 export const QUICK_LADDER_OVERRIDES: Partial<LadderOptions> = {
   interactive: { sessions: 24, turnsPerSession: 6, requests: 96, systemPrompts: 2, systemPromptWords: 400, userWords: 40, outputTokens: 8, thinkMs: 300 },
   sharedPrefix: { groups: 12, promptsPerGroup: 3, systemTokens: 512, questionTokens: 32, outputTokens: 8 },

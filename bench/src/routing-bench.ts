@@ -165,7 +165,7 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   ladder: { ...DEFAULT_LADDER_OPTIONS, policies: POLICY_NAMES, capacities: CAPACITY_NAMES },
 };
 
-/** `--quick`: the same matrix on small workloads (a smoke run of a few minutes). */
+/** `--quick`: the same matrix on small workloads (about 20 minutes on 2 cores at the default policies). */
 export const QUICK_OVERRIDES: Partial<RoutingBenchOptions> = {
   quick: true,
   concurrency: 8,
@@ -734,7 +734,9 @@ Runs every workload × KV capacity × policy through simulated vLLM pods, the ga
 ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
 workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
 without poisson-groups, whose ramp adds 3-13 minutes per policy and capacity (a policy that saturates early drains
-its backlog at its own pace), and the ladder about 30 (--only picks one); --quick a few minutes each.
+its backlog at its own pace), and the ladder about 30 (--only picks one). --quick is no smoke test: about 20 minutes
+for the matrix (its 8 default policies) and about 25 for the ladder, which runs every policy, the candidates too (measured
+2026-12-01); --only and --policies shorten it.
 
 General
   --quick                      small workloads, one overhead repetition (other flags still apply)
