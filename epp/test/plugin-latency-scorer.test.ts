@@ -167,36 +167,6 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(picks.slice(8)).toContain('b');
   });
 
-  it('counts a prompt past the prefix window as cached on a pod that holds the whole window (a long shared document stays on its pod)', () => {
-    // The default approximate scorer compares the first 256 blocks of 64 characters (16,384). A 25,600-character
-    // document shared by several questions: before, the 9,216 characters past the window counted as uncached on the
-    // very pod holding the document, on the request and as queued work for the next, and the default config moved the
-    // document's later questions to an idle pod (an unseen-workload check, session 28: 6,000-token documents).
-    const doc = blocks('doc', 400);
-    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now, random: seeded(3) });
-    const first = request(doc + blocks('q0', 1));
-    commit(scheduler, first, scheduler.schedule(first, [pod('a')]));
-    const picks: string[] = [];
-    for (let i = 1; i <= 3; i++) {
-      const next = request(doc + blocks(`q${i}`, 1));
-      const result = scheduler.schedule(next, [pod('a', {}, i), pod('b'), pod('c')]);
-      picks.push(result.target.endpoint.name);
-      const predictions = latencyOf(scheduler).predictions(next)!;
-      expect(predictions.get('a:8000')!.uncachedTokens).toBe(0);
-      expect(predictions.get('b:8000')!.uncachedTokens).toBe((400 + 1) * 16);
-      commit(scheduler, next, result);
-    }
-    expect(picks).toEqual(['a', 'a', 'a']);
-    // A pod holding only part of the window still owes the rest of the prompt, the part past the window included.
-    const partial = request(blocks('doc', 100) + blocks('other', 300) + blocks('q9', 1));
-    scheduler.schedule(partial, [pod('a'), pod('b')]);
-    expect(latencyOf(scheduler).predictions(partial)!.get('a:8000')!.uncachedTokens).toBe(301 * 16);
-    // A prompt inside the window is counted as before: its unmatched blocks and its last partial block.
-    const short = request(blocks('doc', 10) + 'tail');
-    scheduler.schedule(short, [pod('a'), pod('b')]);
-    expect(latencyOf(scheduler).predictions(short)!.get('a:8000')!.uncachedTokens).toBe(1);
-  });
-
   it('charges the whole prompt (characters ÷ charactersPerToken) when no prefix scorer ran before it', () => {
     const scorer = new LatencyScorer('latency', resolvePluginParameters('latency-scorer', { charactersPerToken: 2 }) as never, {
       now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER,

@@ -13,12 +13,6 @@ export interface PrefixMatchEstimate {
   readonly unit: 'characters' | 'tokens';
   /** The whole prompt's length in `unit` (matches cover at most the scorer's hashed leading part of it). */
   readonly promptLength: number;
-  /**
-   * Set when the scorer compared only a leading part of a longer prompt (the approximate scorer's
-   * `maxPrefixBlocksToMatch` window): that part's length in `unit`. An endpoint holding all of it may hold more; the
-   * index cannot say (see `uncachedTokensOf`).
-   */
-  readonly comparedLength?: number;
   /** Endpoint key → length of the prompt's leading part the endpoint is believed to hold, in `unit`. */
   readonly cachedLength: ReadonlyMap<string, number>;
   /**
@@ -45,17 +39,9 @@ export function uncachedPromptTokens(prompt: string, match: PrefixMatchEstimate 
   return uncachedTokensOf(match, match.cachedLength.get(endpointKey) ?? 0, charactersPerToken);
 }
 
-/**
- * The prompt tokens left to prefill past a cached length (in `match`'s unit). An endpoint that holds the whole compared
- * part of a longer prompt is taken to hold the rest too: a prompt that shares every compared block with an earlier one
- * most likely goes on as it did (a long shared document, a conversation's history, whose newest turn is a small part),
- * and counting the part past the window as uncached charged the very pod holding a long prefix thousands of tokens of
- * prefill it would not do, on this request and as queued work for the next ones, so the latency scorer moved requests
- * of one document off its pod (an unseen-workload check in session 28: 6,000-token documents, 16 K-character window).
- */
+/** The prompt tokens left to prefill past a cached length (in `match`'s unit). */
 export function uncachedTokensOf(match: PrefixMatchEstimate, cachedLength: number, charactersPerToken: number): number {
-  const compared = match.comparedLength;
-  const uncached = compared !== undefined && cachedLength >= compared ? 0 : Math.max(0, match.promptLength - cachedLength);
+  const uncached = Math.max(0, match.promptLength - cachedLength);
   return match.unit === 'tokens' ? uncached : uncached / charactersPerToken;
 }
 

@@ -224,8 +224,6 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     publishPrefixMatch(cycle.state, {
       unit: 'characters',
       promptLength: request.prompt.length,
-      // Only a prompt the window cut short has a part past it that no match can reach.
-      ...(blocks.length === maxPrefixBlocksToMatch && request.prompt.length >= hashedChars + hashBlockSize ? { comparedLength: hashedChars } : {}),
       cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
       byCandidate: { candidates, cachedLength, matched },
     });
