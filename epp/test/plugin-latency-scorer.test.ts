@@ -167,6 +167,42 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(picks.slice(8)).toContain('b');
   });
 
+  it('credits a pod past the prefix window only as far as its tail probes match: a long shared document stays on its pod, a long unique question after a long shared prefix still counts', () => {
+    // The default approximate scorer compares the first 256 blocks of 64 characters (16,384). Session 28: charging
+    // the part past the window to the pod holding a 25,600-character document moved its later questions to idle pods;
+    // crediting every window holder with the whole prompt herded long unique questions after a shared prefix onto one.
+    const doc = blocks('doc', 400);
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now, random: seeded(3) });
+    const first = request(doc + blocks('q0', 1));
+    commit(scheduler, first, scheduler.schedule(first, [pod('a')]));
+    const picks: string[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const next = request(doc + blocks(`q${i}`, 1));
+      const result = scheduler.schedule(next, [pod('a', {}, i), pod('b'), pod('c')]);
+      picks.push(result.target.endpoint.name);
+      const predictions = latencyOf(scheduler).predictions(next)!;
+      // The probes reach the document's last block (the question's block is the one left).
+      expect(predictions.get('a:8000')!.uncachedTokens).toBe(16);
+      expect(predictions.get('b:8000')!.uncachedTokens).toBe((400 + 1) * 16);
+      commit(scheduler, next, result);
+    }
+    expect(picks).toEqual(['a', 'a', 'a']);
+
+    // A 19,200-character shared prefix, then 600 unique blocks: the holder is charged the unique part (its probes match
+    // up to 18,432, the last one inside the shared prefix), and its queued work grows with every pick.
+    const system = blocks('system', 300);
+    const other = buildScheduler(defaultEndpointPickerConfig(), { now, random: seeded(3) });
+    const warm = request(system + blocks('warm', 600));
+    commit(other, warm, other.schedule(warm, [pod('a')]));
+    const unique = request(system + blocks('unique', 600));
+    other.schedule(unique, [pod('a'), pod('b')]);
+    const onA = latencyOf(other).predictions(unique)!.get('a:8000')!;
+    expect(onA.uncachedTokens).toBe((300 * 64 + 600 * 64 - 18_432) / 4);
+    // The prefix score is the window's, probes or not: a full-window holder scores 1.
+    const scored = other.plugin('prefix-cache-scorer')!;
+    expect((scored as unknown as { score(c: unknown, e: EndpointSnapshot[]): number[] }).score({ request: request(system + blocks('again', 600)), state: new CycleState() }, [pod('a'), pod('b')])).toEqual([1, 0]);
+  });
+
   it('charges the whole prompt (characters ÷ charactersPerToken) when no prefix scorer ran before it', () => {
     const scorer = new LatencyScorer('latency', resolvePluginParameters('latency-scorer', { charactersPerToken: 2 }) as never, {
       now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER,

@@ -3,7 +3,7 @@ import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { indexCapacityFor, PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
-import { hashPromptBlocks } from '../src/scheduling/plugins/prefix-hash';
+import { hashPromptBlocks, hashTailProbes } from '../src/scheduling/plugins/prefix-hash';
 import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
 
 function pod(name: string): EndpointSnapshot {
@@ -471,9 +471,12 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     });
 
     it('maxPrefixTokensToMatch is divided by the block size of each request (plugin.go PrepareRequestData)', () => {
-      // 128 tokens: 8 blocks of 16 tokens, 4 of 32.
-      expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 16))).toBe(8);
-      expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 32))).toBe(4);
+      // 128 tokens: 8 blocks of 16 tokens, 4 of 32; the window cuts this prompt short, so its tail probes are recorded
+      // beside it (kvroute's, for the cached length past the window; hashTailProbes).
+      expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 16))).toBe(8 + hashTailProbes(0, prompt, 8 * 64, 64).keys.length);
+      expect(blocksHashed({ maxPrefixTokensToMatch: 128 }, sized('a', 1000, 32))).toBe(4 + hashTailProbes(0, prompt, 4 * 128, 128).keys.length);
+      // Past the window at +1, +2, +4, +8 blocks; before the end at -0, -1, -2, -4 blocks (deduplicated, ascending).
+      expect(hashTailProbes(0, prompt, 8 * 64, 64).ends).toEqual([576, 640, 768, 896, 960, 1024]);
       // A window under one block hashes none: GIE's integer division gives 0 blocks, and no prefix scoring.
       expect(blocksHashed({ maxPrefixTokensToMatch: 8 }, sized('a', 1000, 16))).toBe(0);
     });

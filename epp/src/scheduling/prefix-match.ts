@@ -62,13 +62,16 @@ export class LazyLengths extends LazyReadonlyMap<string, number> {
     private readonly endpointKeys: readonly string[],
     private readonly blocks: readonly number[],
     private readonly blockLength: number,
+    /** A block count's length when blocks are not all `blockLength` long (the approximate scorer's tail probes). */
+    private readonly lengthOf?: (blocks: number) => number,
   ) {
     super();
   }
 
   protected build(): Map<string, number> {
     const map = new Map<string, number>();
-    for (let j = 0; j < this.endpointKeys.length; j++) map.set(this.endpointKeys[j]!, this.blocks[j]! * this.blockLength);
+    const lengthOf = this.lengthOf;
+    for (let j = 0; j < this.endpointKeys.length; j++) map.set(this.endpointKeys[j]!, lengthOf !== undefined ? lengthOf(this.blocks[j]!) : this.blocks[j]! * this.blockLength);
     return map;
   }
 

@@ -14,7 +14,7 @@ import {
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 import { LazyLengths, publishPrefixMatch } from '../prefix-match';
-import { hashPromptBlocks } from './prefix-hash';
+import { hashPromptBlocks, hashTailProbes } from './prefix-hash';
 import { PrefixBlockIndex, type PrefixMatches } from './prefix-index';
 
 /** 256 pods × GIE's 31,250 entries per server: ~200 MiB at ~26 bytes an entry. */
@@ -71,7 +71,10 @@ export interface PrefixCacheScorerParameters {
 }
 
 interface PrefixMatch {
+  /** The window's block keys, then the tail probes' (`hashTailProbes`) when the window cut the prompt short. */
   readonly blocks: readonly number[];
+  /** How many of `blocks` are the window's: scores, hit metrics and stats count these only, as GIE's do. */
+  readonly windowBlocks: number;
   /** Characters per block of this request's hashing. */
   readonly blockChars: number;
   /** Every endpoint's leading blocks held, from the index's walk. */
@@ -84,9 +87,10 @@ interface PrefixMatch {
 /** The leading blocks `target` holds according to `match`: by its position among the scored candidates, else by key. */
 function matchedBlocksOf(match: PrefixMatch, target: EndpointSnapshot): number {
   const i = match.candidates.indexOf(target);
-  if (i >= 0) return match.cachedLength[i]! / match.blockChars;
+  // A length past the window (matched probes) is every window block.
+  if (i >= 0) return Math.min(match.windowBlocks, Math.floor(match.cachedLength[i]! / match.blockChars));
   const j = match.matches.keys.indexOf(target.endpoint.key);
-  return j >= 0 ? match.matches.counts[j]! : 0;
+  return j >= 0 ? Math.min(match.windowBlocks, match.matches.counts[j]!) : 0;
 }
 
 /** Running totals over the picks this scorer saw, for logs and tests (metrics get per-pick observations). */
@@ -188,8 +192,22 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     // vLLM shares no KV block across cache salts, so a salted request's chain starts from its own seed: the model and
     // the salt, as GIE v1.5.0 seeds it (approximateprefix/hashing.go: TargetModel, then the body's CacheSalt).
     const seed = request.cacheSalt ? `${request.model}\u0000${request.cacheSalt}` : request.model;
-    const blocks = hashPromptBlocks(seed, text, hashBlockSize, maxPrefixBlocksToMatch);
-    if (blocks.length === 0) return;
+    const windowKeys = hashPromptBlocks(seed, text, hashBlockSize, maxPrefixBlocksToMatch);
+    if (windowKeys.length === 0) return;
+    const windowBlocks = windowKeys.length;
+    // A prompt the window cut short gets sparse probes past it, matched and recorded as the chain's continuation: how
+    // far past the window a pod holds the same text, for the cached length the latency scorer reads (a long shared
+    // document before a short question; a long shared prefix before long unique content). Scores use the window only.
+    let blocks = windowKeys;
+    let tailEnds: readonly number[] | undefined;
+    if (windowBlocks === maxPrefixBlocksToMatch && request.prompt.length >= hashedChars + hashBlockSize) {
+      const probes = hashTailProbes(windowKeys[windowBlocks - 1]!, request.prompt, hashedChars, hashBlockSize);
+      if (probes.keys.length > 0) {
+        blocks = windowKeys.concat(probes.keys);
+        tailEnds = probes.ends;
+      }
+    }
+    const lengthOf = (count: number): number => (count <= windowBlocks ? count * hashBlockSize : tailEnds![count - windowBlocks - 1]!);
     // Every endpoint's match in one walk (a candidate's count does not depend on the others'); the keyed map the
     // latency scorer and logs read is built only if they read it.
     const matches = this.index.matchPrefix(blocks);
@@ -204,8 +222,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
         if (id >= stamp.length || stamp[id] !== this.locateRound) continue; // not a candidate
         const i = positions[id]!;
         const count = matches.counts[j]!;
-        out[i] = count / blocks.length;
-        cachedLength[i] = count * hashBlockSize;
+        out[i] = Math.min(count, windowBlocks) / windowBlocks;
+        cachedLength[i] = lengthOf(count);
         matched++;
       }
     } else {
@@ -214,17 +232,17 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
         const id = this.ids[i]!;
         const count = id < 0 ? 0 : matches.blocksOf(id);
         if (count > 0) {
-          out[i] = count / blocks.length;
-          cachedLength[i] = count * hashBlockSize;
+          out[i] = Math.min(count, windowBlocks) / windowBlocks;
+          cachedLength[i] = lengthOf(count);
           matched++;
         }
       }
     }
-    cycle.state.set(this.matchKey, { blocks, blockChars: hashBlockSize, matches, candidates, cachedLength });
+    cycle.state.set(this.matchKey, { blocks, windowBlocks, blockChars: hashBlockSize, matches, candidates, cachedLength });
     publishPrefixMatch(cycle.state, {
       unit: 'characters',
       promptLength: request.prompt.length,
-      cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
+      cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize, tailEnds === undefined ? undefined : lengthOf),
       byCandidate: { candidates, cachedLength, matched },
     });
   }
@@ -324,10 +342,10 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     if (match === undefined || target === undefined) return;
     const hits = matchedBlocksOf(match, target);
     this.picks++;
-    this.pickedBlocks += match.blocks.length;
+    this.pickedBlocks += match.windowBlocks;
     this.pickedHits += hits;
     const blockSize = match.blockChars;
-    this.metrics.observePrefixMatch(hits * blockSize, match.blocks.length * blockSize);
+    this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize);
     this.index.record(target.endpoint.key, match.blocks);
     this.metrics.setPrefixIndexerSize(this.index.size);
   }

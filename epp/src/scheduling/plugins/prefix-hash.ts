@@ -256,3 +256,29 @@ export function stringWords(s: string): number[] {
   words.push(s.length);
   return words;
 }
+
+/** Probes past the window at most, so a prompt of any length costs a bounded number of one-block hashes. */
+export const MAX_TAIL_PROBES = 40;
+
+/**
+ * Sparse evidence past the compared window of a long prompt: one-block keys at `windowChars + blockChars × 2^k` and at
+ * the prompt's last full block `− blockChars × 2^k` (k = 0, 1, …), in ascending order, each chained to the previous key
+ * (the first to the window's last, `windowKey`), so a pod's consecutive matching probes say how far past the window it
+ * held the same text. `ends[i]` is where probe `i`'s block ends, in characters. Dense near both ends: past the window
+ * (a shared prefix that goes on a little) and before the end (a long shared document before a short question).
+ */
+export function hashTailProbes(windowKey: number, prompt: string, windowChars: number, blockChars: number): { keys: number[]; ends: number[] } {
+  const lastEnd = Math.floor(prompt.length / blockChars) * blockChars;
+  const ends = new Set<number>();
+  for (let step = blockChars; windowChars + step <= lastEnd; step *= 2) ends.add(windowChars + step);
+  for (let step = 0; lastEnd - step > windowChars; step = step === 0 ? blockChars : step * 2) ends.add(lastEnd - step);
+  const sorted = [...ends].sort((a, b) => a - b).slice(0, MAX_TAIL_PROBES);
+  const keys = new Array<number>(sorted.length);
+  let previous = windowKey;
+  for (let i = 0; i < sorted.length; i++) {
+    const end = sorted[i]!;
+    previous = hashPromptBlocks(String(previous), prompt.slice(end - blockChars, end), blockChars, 1)[0]!;
+    keys[i] = previous;
+  }
+  return { keys, ends: sorted };
+}
