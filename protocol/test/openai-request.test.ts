@@ -1,4 +1,4 @@
-import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError } from '../src/openai/request';
+import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError } from '../src/openai/request';
 
 const parse = (v: unknown) => parseRequestBody(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
 
@@ -124,6 +124,14 @@ describe('promptHead', () => {
   test.each(bodies.map((b) => [JSON.stringify(b).slice(0, 60), b]))('%s: the first n characters of the parsed prompt, for every n', (_name, body) => {
     const parsed = parse(body);
     for (let n = 0; n <= parsed.prompt.length + 2; n++) expect(promptHead(parsed.input, n)).toBe(parsed.prompt.slice(0, n));
+  });
+
+  test.each(bodies.map((b) => [JSON.stringify(b).slice(0, 60), b]))('%s: promptSlice is the parsed prompt\'s characters [start, end), for every range', (_name, body) => {
+    const parsed = parse(body);
+    const L = parsed.prompt.length;
+    for (let start = 0; start <= L + 1; start += 3) {
+      for (let end = start; end <= L + 2; end += 5) expect(promptSlice(parsed.input, start, end)).toBe(parsed.prompt.slice(start, end));
+    }
   });
 
   test('a long chat prompt: the head of a 200 KB conversation is its first characters', () => {

@@ -23,7 +23,7 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
-import { isJsonContentType, parseRequestBody, promptHead, RequestBodyError, skipWhitespace, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError, skipWhitespace, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -484,6 +484,7 @@ export class RequestControl implements RequestDirector {
       model: rewritten !== undefined ? rewriteTo! : parsed.model ?? '',
       prompt: parsed.prompt,
       promptHead: (maxChars: number) => promptHead(parsed.input, maxChars),
+      promptSlice: (start: number, end: number) => promptSlice(parsed.input, start, end),
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
       ...(parsed.truncatePromptTokens !== undefined ? { truncatePromptTokens: parsed.truncatePromptTokens } : {}),

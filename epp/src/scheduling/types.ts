@@ -19,6 +19,8 @@ export interface LLMRequest {
    * copies all of it, so a plugin that needs only the head asks for it here. Absent: `prompt.slice(0, maxChars)`.
    */
   readonly promptHead?: (maxChars: number) => string;
+  /** Characters `[start, end)` of `prompt` without reading the rest (`promptSlice`); absent: `prompt.slice`. */
+  readonly promptSlice?: (start: number, end: number) => string;
   /** What the body asks the model to read, structured, for plugins that tokenize as the engine does. */
   readonly input?: PromptInput;
   /** vLLM's `cache_salt`: prefix-cache entries are shared only between requests with the same salt. */

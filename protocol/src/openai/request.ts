@@ -315,6 +315,39 @@ function promptText(input: PromptInput): string {
 }
 
 /**
+ * Characters `[start, end)` of the `prompt` that `parseRequestBody` returns for `input`, built from only the pieces they
+ * come from: reading a few blocks past a prefix window (the approximate prefix scorer's tail probes) must not flatten a
+ * long chat prompt's rope, a large-object copy for prompts over ~128 KB (see `promptText`).
+ */
+export function promptSlice(input: PromptInput, start: number, end: number): string {
+  const from = Math.max(0, Math.floor(start));
+  const to = Math.max(from, Math.floor(end));
+  switch (input.kind) {
+    case 'chat': {
+      let out = '';
+      let at = 0;
+      const { messages } = input;
+      for (let i = 0; i < messages.length && at < to; i++) {
+        const m = messages[i]!;
+        const pieces = ['<|im_start|>', m.role ?? '', '\n', messageText(m.content, `messages[${i}].content`), '<|im_end|>\n'];
+        for (const piece of pieces) {
+          const next = at + piece.length;
+          if (next > from && at < to) out += piece.slice(Math.max(0, from - at), Math.min(piece.length, to - at));
+          at = next;
+          if (at >= to) break;
+        }
+      }
+      return out;
+    }
+    case 'text':
+      return input.text.slice(from, to);
+    case 'tokens':
+    case 'none':
+      return promptText(input).slice(from, to);
+  }
+}
+
+/**
  * The first `maxChars` characters of the `prompt` that `parseRequestBody` returns for `input` (all of it when
  * shorter), built from only the pieces they come from and without reading the rest: a prefix scorer hashes at most
  * `maxPrefixBlocksToMatch` blocks, 16 K characters by default, of prompts that can be far longer.

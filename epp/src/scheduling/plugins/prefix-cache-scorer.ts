@@ -201,7 +201,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     let blocks = windowKeys;
     let tailEnds: readonly number[] | undefined;
     if (windowBlocks === maxPrefixBlocksToMatch && request.prompt.length >= hashedChars + hashBlockSize) {
-      const probes = hashTailProbes(windowKeys[windowBlocks - 1]!, request.prompt, hashedChars, hashBlockSize);
+      const { promptSlice } = request;
+      const probes = hashTailProbes(windowKeys[windowBlocks - 1]!, request.prompt, hashedChars, hashBlockSize, promptSlice);
       if (probes.keys.length > 0) {
         blocks = windowKeys.concat(probes.keys);
         tailEnds = probes.ends;

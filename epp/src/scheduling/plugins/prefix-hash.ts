@@ -267,7 +267,14 @@ export const MAX_TAIL_PROBES = 40;
  * held the same text. `ends[i]` is where probe `i`'s block ends, in characters. Dense near both ends: past the window
  * (a shared prefix that goes on a little) and before the end (a long shared document before a short question).
  */
-export function hashTailProbes(windowKey: number, prompt: string, windowChars: number, blockChars: number): { keys: number[]; ends: number[] } {
+export function hashTailProbes(
+  windowKey: number,
+  prompt: string,
+  windowChars: number,
+  blockChars: number,
+  /** Reads characters `[start, end)` of `prompt` (a reader that does not flatten a long prompt's rope). */
+  slice: (start: number, end: number) => string = (start, end) => prompt.slice(start, end),
+): { keys: number[]; ends: number[] } {
   const lastEnd = Math.floor(prompt.length / blockChars) * blockChars;
   const ends = new Set<number>();
   for (let step = blockChars; windowChars + step <= lastEnd; step *= 2) ends.add(windowChars + step);
@@ -277,7 +284,7 @@ export function hashTailProbes(windowKey: number, prompt: string, windowChars: n
   let previous = windowKey;
   for (let i = 0; i < sorted.length; i++) {
     const end = sorted[i]!;
-    previous = hashPromptBlocks(String(previous), prompt.slice(end - blockChars, end), blockChars, 1)[0]!;
+    previous = hashPromptBlocks(String(previous), slice(end - blockChars, end), blockChars, 1)[0]!;
     keys[i] = previous;
   }
   return { keys, ends: sorted };
