@@ -1,5 +1,7 @@
 /** @type {import('jest').Config} */
 module.exports = {
+  globalSetup: '<rootDir>/jest.global-setup.js',
+  globalTeardown: '<rootDir>/jest.global-teardown.js',
   projects: [
     { ...require('./jest.preset.js')('cdk8s'), rootDir: __dirname },
     '<rootDir>/protocol',
