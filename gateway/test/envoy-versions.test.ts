@@ -110,6 +110,31 @@ describe('the message timer: EP/processor_state.cc onStartProcessorCall @ v1.35.
   });
 });
 
+describe('a bodiless response (HEAD, 204, 304) whose end the gateway holds for the response_headers answer', () => {
+  // Envoy's encoder chain holds end_of_stream with the headers until the ext_proc filter continues them; when the
+  // filter fails open instead (message timeout, or the stream's gRPC error: ext_proc.cc onMessageTimeout / onGrpcError
+  // @ v1.35.0), the headers continue with their end, so the client still gets the upstream's own head, complete.
+  const silent: Script = { silentOn: ['response_headers'] };
+  const failing: Script = { failOn: { message: 'response_headers', code: grpc.status.UNAVAILABLE } };
+  const cases = [['silent past message_timeout', silent, 'timeout'], ['failing the stream', failing, 'unavailable']] as const;
+  it.each(cases)('the EPP %s: fail-open delivers the upstream head and its end', async (_name, script, reason) => {
+    const epp = await startScriptedExtProc(script);
+    const gw = await gatewayAs('1.38', epp.address, { messageTimeoutMs: 200 });
+    try {
+      const heads = [];
+      for (const [method, status] of [['HEAD', 405], ['GET', 204], ['GET', 304]] as const) {
+        const r = await send(gw.port, { method, path: `/h?status=${status}` });
+        heads.push({ status: r.status, type: r.headers['content-type'], bytes: r.body.length });
+      }
+      expect(heads).toEqual([405, 204, 304].map((status) => ({ status, type: 'application/json', bytes: 0 })));
+      expect(gw.stats().failOpenReasons[reason]).toBe(3);
+    } finally {
+      await gw.close();
+      await epp.stop();
+    }
+  });
+});
+
 describe('the EPP unreachable when the stream opens, no body chunk handed over yet', () => {
   const cases = ENVOY_SEMANTICS_VERSIONS.flatMap((v) => [[v, 'full-duplex'], [v, 'buffered']] as const);
   it.each(cases)('%s, %s: fail-open with the body intact (EP/ext_proc.cc onGrpcError @ v1.35.0 L1648-1673, nothing drained)', async (version, mode) => {

@@ -67,7 +67,8 @@ export interface Upstream {
  * - `/sse?n=N`: `text/event-stream`, N `data:` events (the first at once, each next after `gate.open()`), then
  *   `data: [DONE]`;
  * - anything else: JSON `{port, method, url, bodyBytes, sha256, headers}`; `?status=NNN` sets the status;
- *   `?trailers=1` answers chunked with a trailer.
+ *   `?trailers=1` answers chunked with a trailer; `?empty=1` answers chunked with no body at all (only the last
+ *   chunk), with the trailer too when `trailers=1`.
  */
 export async function startUpstream(port = 0): Promise<Upstream> {
   const seen: SeenRequest[] = [];
@@ -98,6 +99,13 @@ export async function startUpstream(port = 0): Promise<Upstream> {
       const out = Buffer.from(JSON.stringify({
         port: myPort, method: req.method, url: req.url, bodyBytes: body.length, sha256: sha256(body), headers: req.headers, trailers,
       }));
+      if (url.searchParams.get('empty') === '1') {
+        const withTrailer = url.searchParams.get('trailers') === '1';
+        res.writeHead(status, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...(withTrailer ? { trailer: 'x-upstream-trailer' } : {}) });
+        if (withTrailer) res.addTrailers({ 'x-upstream-trailer': 'done' });
+        res.end();
+        return;
+      }
       if (url.searchParams.get('trailers') === '1') {
         res.writeHead(status, { 'content-type': 'application/json', trailer: 'x-upstream-trailer' });
         res.write(out);

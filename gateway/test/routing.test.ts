@@ -291,6 +291,17 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
     }
   });
 
+  it('relays an empty chunked response (the last chunk alone), with and without a trailer, and the EPP sees its end', async () => {
+    const released = director.releases.length;
+    const plain = await send(gw.port, { method: 'GET', path: '/e?empty=1', headers: { 'x-test-pick': ups[2].address } });
+    expect({ status: plain.status, bytes: plain.body.length, type: plain.headers['content-type'], served: plain.headers[SERVED_HEADER] })
+      .toEqual({ status: 200, bytes: 0, type: 'application/json', served: ups[2].address });
+    const trailed = await send(gw.port, { method: 'GET', path: '/e?empty=1&trailers=1', headers: { 'x-test-pick': ups[2].address } });
+    expect({ status: trailed.status, bytes: trailed.body.length, trailers: trailed.trailers }).toEqual({ status: 200, bytes: 0, trailers: { 'x-upstream-trailer': 'done' } });
+    for (let i = 0; i < 400 && director.releases.length < released + 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(director.releases.slice(released).map((r) => r.outcome)).toEqual(['completed', 'completed']);
+  });
+
   it('lets the EPP see the end of every response (tickets released as completed)', async () => {
     const settled = async (): Promise<void> => {
       // The EPP releases when it sees each response's end of stream, just after the client does (bounded wait).
