@@ -119,6 +119,8 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+const abortSignal = (): AbortSignal => new AbortController().signal;
+
 const request = (body: Buffer): IncomingRequest => ({ requestId: 'bench', headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions']]), body, filterMetadata: {} });
 
 /**
@@ -136,7 +138,9 @@ async function routeLatency(n: number, bodies: Buffer[], scheduler: Scheduler, s
     await new Promise((r) => setImmediate(r));
     touch(ds); // outside the timed part: a slow first tokenization must not age every pod out of the staleness bound
     const t0 = performance.now();
-    const d = await director.route(request(bodies[i % bodies.length]));
+    // As the ext_proc stream asks (`decide`: no AbortController, promise or microtask unless the request waits).
+    const decided = director.decide(request(bodies[i % bodies.length]), abortSignal);
+    const d = decided instanceof Promise ? await decided : decided;
     const t1 = performance.now();
     if (d.kind !== 'route') throw new Error(`unexpected ${d.kind}: ${JSON.stringify(d).slice(0, 300)}`);
     director.release(d.ticket, 'completed');
