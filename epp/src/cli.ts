@@ -6,6 +6,7 @@
  */
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { parseDuration } from './config/duration';
+import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
 import type { PoolApiVersion } from './datastore/inference-pool';
@@ -72,6 +73,8 @@ export interface FlowControlFlags {
   readonly maxWaitMs?: number;
   readonly dispatchPerTick?: number;
   readonly dispatchIntervalMs?: number;
+  /** The highest priority `x-kvroute-priority` may give a request. */
+  readonly maxHeaderPriority?: number;
   /** The gateway's ext_proc `max_message_timeout` (0: never ask Envoy for more time). */
   readonly maxMessageTimeoutMs?: number;
 }
@@ -146,6 +149,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'flow-control-max-wait', aliases: [], kind: 'duration', help: 'how long a request may wait before a 429 (default 30s, or flowControl.defaultRequestTTL); 0: no deadline of the EPP\'s own' },
   { name: 'flow-control-dispatch-per-tick', aliases: [], kind: 'int', help: 'the most waiting requests released per tick, so a backlog is paced onto the pods (default 4, or flowControl.dispatchPerTick)' },
   { name: 'flow-control-dispatch-interval', aliases: [], kind: 'duration', help: 'how often waiting requests are retried (default 50ms, or flowControl.dispatchInterval)' },
+  { name: 'flow-control-max-header-priority', aliases: [], kind: 'int', help: 'the highest priority x-kvroute-priority may give a request, -100 to 100; a higher value counts as this (default 0, or flowControl.maxHeaderPriority: a client may lower its own priority, mark itself sheddable, but not raise it; raise it where the gateway sets or strips the header)' },
   { name: 'ext-proc-max-message-timeout', aliases: [], kind: 'duration', help: 'the gateway ext_proc filter\'s max_message_timeout: a request that waits in flow control asks Envoy (override_message_timeout) to hold its answer this long and waits at most this long less 250ms (at most 1h, the proto\'s bound); unset (default): never ask, so Envoy\'s message_timeout (1s in the EnvoyFilter) bounds the wait' },
   { name: 'v', aliases: ['verbosity'], kind: 'int', default: '0', help: 'log verbosity: 0 warnings and errors, 1 adds endpoint and discovery changes, 2 adds per-stream protocol events, 3 adds each scheduling decision (the pick and the best candidates\' scores)' },
   { name: 'help', aliases: ['h'], kind: 'bool', help: 'print this help' },
@@ -343,6 +347,10 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     const n = get<number>(flag);
     if (n !== undefined && n < 1) throw new UsageError(`--${flag}: must be an integer >= 1, got ${n}`);
   }
+  const maxHeaderPriority = get<number>('flow-control-max-header-priority');
+  if (maxHeaderPriority !== undefined && Math.abs(maxHeaderPriority) > MAX_FLOW_PRIORITY) {
+    throw new UsageError(`--flow-control-max-header-priority: must be an integer between -${MAX_FLOW_PRIORITY} and ${MAX_FLOW_PRIORITY} (x-kvroute-priority's range), got ${maxHeaderPriority}`);
+  }
   const maxMessageTimeout = get<number>('ext-proc-max-message-timeout');
   // ext_proc.proto @ v1.35.0: max_message_timeout lte 3600s; Envoy would NACK the filter above it.
   if (maxMessageTimeout !== undefined && maxMessageTimeout > 3_600_000) {
@@ -355,6 +363,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     maxWaitMs: get<number>('flow-control-max-wait'),
     dispatchPerTick: get<number>('flow-control-dispatch-per-tick'),
     dispatchIntervalMs: get<number>('flow-control-dispatch-interval'),
+    maxHeaderPriority,
     maxMessageTimeoutMs: maxMessageTimeout,
   };
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);

@@ -123,6 +123,8 @@ export interface FlowControlSettings {
   readonly dispatchPerTick: number;
   readonly dispatchIntervalMs: number;
   readonly objectives: ReadonlyMap<string, number>;
+  /** The highest priority `x-kvroute-priority` may give a request (`--flow-control-max-header-priority`). */
+  readonly maxHeaderPriority: number;
   /** `--ext-proc-max-message-timeout` (0: off). */
   readonly maxMessageTimeoutMs: number;
   /** Bounds and fairness per priority level (`flowControl.priorityBands`), and for the levels not listed. */
@@ -159,6 +161,7 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     dispatchPerTick: flags.dispatchPerTick ?? c.dispatchPerTick ?? d.dispatchPerTick,
     dispatchIntervalMs: flags.dispatchIntervalMs ?? parseDuration(c.dispatchInterval ?? d.dispatchInterval),
     objectives: new Map(Object.entries(c.objectives ?? {})),
+    maxHeaderPriority: flags.maxHeaderPriority ?? c.maxHeaderPriority ?? d.maxHeaderPriority,
     maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
     bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)])),
     defaultBand: bandOptions(c.defaultPriorityBand, config),
@@ -223,6 +226,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const modelRewrites = { rule: (model: string) => watched?.modelRewrites.rule(model) };
   const director = new RequestControl({
     objectives,
+    maxHeaderPriority: flow.maxHeaderPriority,
     modelRewrites,
     datastore,
     scheduler,

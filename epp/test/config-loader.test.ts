@@ -232,11 +232,12 @@ describe('validation errors name the field and what is allowed', () => {
     ['unknown top-level field', `${HEADER}plugins: []\nscorers: {}\n`, 'scorers: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles, featureGates, flowControl, dataLayer, parser, saturationDetector'],
     ['saturationDetector naming no plugin', `${HEADER}plugins: []\nsaturationDetector: {pluginRef: mine}\n`, 'saturationDetector.pluginRef: no plugin named "mine"; plugins are: max-score-picker, single-profile-handler'],
     ['unknown feature gate', `${HEADER}plugins: []\nfeatureGates: [flowControl, prepareDataPlugins]\n`, 'featureGates[1]: unknown feature gate "prepareDataPlugins"; known: flowControl, dataLayer, enableLegacyMetrics'],
-    ['unknown flowControl field', `${HEADER}plugins: []\nflowControl: {maxBites: 1Gi}\n`, 'flowControl.maxBites: unknown field; allowed: objectives, priorityBands, defaultPriorityBand, usageLimitPolicyPluginRef, enabled, maxRequests, maxQueued, maxBytes, maxQueuedBytes, defaultRequestTTL, dispatchPerTick, dispatchInterval'],
+    ['unknown flowControl field', `${HEADER}plugins: []\nflowControl: {maxBites: 1Gi}\n`, 'flowControl.maxBites: unknown field; allowed: objectives, priorityBands, defaultPriorityBand, usageLimitPolicyPluginRef, enabled, maxRequests, maxQueued, maxBytes, maxQueuedBytes, defaultRequestTTL, dispatchPerTick, dispatchInterval, maxHeaderPriority'],
     ['zero flowControl.maxQueuedBytes', `${HEADER}plugins: []\nflowControl: {maxQueuedBytes: 0}\n`, 'flowControl.maxQueuedBytes: must be an integer >= 1, got 0'],
     ['zero flowControl.maxQueued', `${HEADER}plugins: []\nflowControl: {maxQueued: 0}\n`, 'flowControl.maxQueued: must be an integer >= 1, got 0'],
     ['bad flowControl.defaultRequestTTL', `${HEADER}plugins: []\nflowControl: {defaultRequestTTL: 30}\n`, 'flowControl.defaultRequestTTL: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got 30'],
-    ['objective priority out of range', `${HEADER}plugins: []\nflowControl: {objectives: {batch: -101}}\n`, 'flowControl.objectives.batch: must be an integer between -100 and 100, got -101'],
+    ['objective priority that is not an integer', `${HEADER}plugins: []\nflowControl: {objectives: {batch: 1.5}}\n`, 'flowControl.objectives.batch: must be an integer, got 1.5'],
+    ['header priority cap out of range', `${HEADER}plugins: []\nflowControl: {maxHeaderPriority: 101}\n`, 'flowControl.maxHeaderPriority: must be an integer between -100 and 100, got 101'],
     ['plugin without type', plugins('- name: x\n'), 'plugins[0].type: must be a non-empty string, got nothing'],
     ['unknown plugin field', plugins('- type: queue-scorer\n  weight: 2\n'), 'plugins[0].weight: unknown field; allowed: type, name, parameters'],
     [
@@ -621,8 +622,11 @@ describe('flowControl and featureGates (GIE\'s EndpointPickerConfig keys, apix/c
     const config = parseEndpointPickerConfig(`${HEAD}featureGates: [flowControl]\nflowControl:\n  defaultRequestTTL: 2s\n  objectives: {batch: -1, chat: 10}\n`);
     expect(config.featureGates).toEqual(['flowControl']);
     expect(config.flowControl).toEqual({
-      enabled: true, maxQueued: 1024, maxQueuedBytes: 134217728, defaultRequestTTL: '2s', dispatchPerTick: 4, dispatchInterval: '50ms', objectives: { batch: -1, chat: 10 },
+      enabled: true, maxQueued: 1024, maxQueuedBytes: 134217728, defaultRequestTTL: '2s', dispatchPerTick: 4, dispatchInterval: '50ms', maxHeaderPriority: 0, objectives: { batch: -1, chat: 10 },
     });
+    // Objective and band priorities are any integer, as GIE's InferenceObjective.spec.priority and PriorityBandConfig.Priority.
+    const wide = parseEndpointPickerConfig(`${HEAD}flowControl:\n  objectives: {premium: 1000}\n  priorityBands: [{priority: 1000, maxRequests: 5}]\n`);
+    expect(wide.flowControl).toMatchObject({ objectives: { premium: 1000 }, priorityBands: [{ priority: 1000, maxRequests: 5 }] });
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
   });
 });

@@ -162,6 +162,19 @@ describe('flow control in the running EPP', () => {
     await interactive.complete();
   });
 
+  test('x-kvroute-priority counts only up to --flow-control-max-header-priority: 0 by default, the flag\'s value when given', async () => {
+    for (const [flags, priority] of [[[], '0'], [['--flow-control-max-header-priority', '10'], '10']] as const) {
+      await start([...flags]);
+      await saturate(50);
+      const vip = new Request(envoy, 'me first', { 'x-kvroute-priority': '50' });
+      await waitFor(async () => sum(await metricsText(epp.metricsPort), new RegExp(`^inference_extension_flow_control_queue_size\\{.*priority="${priority}"`)) === 1);
+      vip.abandon();
+      envoy.close();
+      await epp.stop();
+      await Promise.all(pods.map((p) => p.close()));
+    }
+  });
+
   // Envoy's message timer would fail a waiting request open after message_timeout (1 s in the EnvoyFilter), so with
   // --ext-proc-max-message-timeout the EPP first asks for more (override_message_timeout, `ext_proc.cc` onNewTimeout @
   // v1.35.0: honoured once per answer, 1 ms <= it <= max_message_timeout) and ends the wait a margin before it.

@@ -3,7 +3,7 @@ import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/c
 import { Datastore, STUCK_GAUGES_MS } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
-import { PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
 import { LATE_WINDOW_MS } from '../src/scheduling/plugins/saturation-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
@@ -236,6 +236,32 @@ describe('FlowControlQueue', () => {
     q.dispatch(1);
     await turns(5);
     expect(log).toEqual(['a1', 'a1-retry']);
+  });
+
+  it('narrowed requests (the proxy\'s subset hint) wait apart: they take none of the pool-wide releases, a retry goes to the back of their rotation, and newcomers do not queue behind them', async () => {
+    const { q } = queue({ maxDispatchPerCall: 2 });
+    const log: string[] = [];
+    for (const id of ['n1', 'n2', 'n3']) void track(q, log, id, { flow: id, priority: 0, narrowed: true });
+    void track(q, log, 'w1', { flow: 'w1', priority: 0 });
+    void track(q, log, 'w2', { flow: 'w2', priority: 0 });
+    void track(q, log, 'w3', { flow: 'w3', priority: 0 });
+    // Only pool-wide waiters make a newcomer wait its turn.
+    expect(q.highestWaitingPriority()).toBe(0);
+    // One call: two pool-wide releases, and two narrowed ones besides, not in their place.
+    expect(q.dispatch(Infinity)).toBe(4);
+    await turns(5);
+    expect(log).toEqual(['w1', 'w2', 'n1', 'n2']);
+    // n1 and n2 found their pods still full: back, behind n3.
+    void track(q, log, 'n1-retry', { flow: 'n1', priority: 0, narrowed: true, retry: true });
+    void track(q, log, 'n2-retry', { flow: 'n2', priority: 0, narrowed: true, retry: true });
+    await turns(5);
+    expect(q.dispatch(Infinity)).toBe(3);
+    await turns(5);
+    expect(log).toEqual(['w1', 'w2', 'n1', 'n2', 'w3', 'n3', 'n1-retry']);
+    expect(q.highestWaitingPriority()).toBeUndefined();
+    expect(q.size).toBe(1);
+    // A narrowed waiter still counts against the bounds, and leaves on its deadline like any other.
+    expect(q.sizes()).toEqual(new Map([[0, 1]]));
   });
 
   it('rejects bad options naming the field', () => {
@@ -576,7 +602,7 @@ schedulingProfiles:
     // The tick is slow, so only the order of dispatch decides who gets the pods first.
     const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
     const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 1 });
-    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue: q, tickMs: 60_000 } });
+    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue: q, tickMs: 60_000 }, maxHeaderPriority: 10 });
     const order: string[] = [];
     const route = (id: string, priority: string) => director!.route(incoming(id, { [PRIORITY_HEADER]: priority })).then((d) => { order.push(`${id}:${d.kind}`); });
     const high = route('high', '10');
@@ -606,11 +632,93 @@ schedulingProfiles:
     expect(order).toEqual(['high:route', 'low:route', 'top:route', 'sheddable:route']);
   });
 
-  it('rejects an unreadable x-kvroute-priority with a 400 naming the header and its range', async () => {
+  it('requests the proxy narrows to a saturated pod (subset hint) hold up neither the pool-wide requests waiting behind them nor newcomers while another pod has room (audit 29 F1)', async () => {
     const rc = control({});
-    const d = await rc.route(incoming('p', { [PRIORITY_HEADER]: 'urgent' }));
-    expect(d).toMatchObject({ kind: 'reject', status: 400 });
-    if (d.kind === 'reject') expect(d.body).toContain('x-kvroute-priority must be an integer between -100 and 100');
+    const waiting = (key: string, n: number) => ds.setMetrics(key, { waitingQueueSize: n, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: T0, consecutiveFailures: 0 });
+    const hinted = (id: string) => ({ ...incoming(id), filterMetadata: { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.1:8000'] } } });
+    // Both pods full: five requests for pod 1 only, then four for the pool, all wait.
+    const narrowed = Array.from({ length: 5 }, (_, i) => rc.route(hinted(`h${i}`)));
+    const early = Array.from({ length: 4 }, (_, i) => rc.route(incoming(`e${i}`)));
+    await turns(20);
+    // Pod 2 frees up; pod 1 stays full. The ticks keep releasing the narrowed requests (four a tick, more than the
+    // dispatch limit's worth of them), and they keep coming back; the pool-wide ones go to pod 2 all the same.
+    waiting('10.0.0.2:8000', 0);
+    const routedEarly = await Promise.all(early);
+    expect(routedEarly.map((d) => (d.kind === 'route' ? d.endpoint : d.kind))).toEqual(Array(4).fill('10.0.0.2:8000'));
+    // A newcomer is not held behind them either: it is routed at once.
+    const late = rc.decide(incoming('late'), () => new AbortController().signal);
+    expect(late).toMatchObject({ kind: 'route', endpoint: '10.0.0.2:8000' });
+    // And the narrowed ones go when their own pod has room.
+    waiting('10.0.0.1:8000', 0);
+    expect((await Promise.all(narrowed)).map((d) => (d.kind === 'route' ? d.endpoint : d.kind))).toEqual(Array(5).fill('10.0.0.1:8000'));
+  });
+
+  it('rejects an unreadable x-kvroute-priority with a 400 naming the header and its range, on an idle pool as on a saturated one (audit 29 F3)', async () => {
+    const rc = control({});
+    for (const waiting of [6, 0]) {
+      setWaiting(waiting);
+      for (const value of ['urgent', '1000']) {
+        const d = await rc.route(incoming('p', { [PRIORITY_HEADER]: value }));
+        expect(d).toMatchObject({ kind: 'reject', status: 400 });
+        if (d.kind === 'reject') expect(d.body).toContain('x-kvroute-priority must be an integer between -100 and 100');
+      }
+    }
+    // A known objective's priority wins, and the header is not read.
+    rc.close();
+    const withObjective = new RequestControl({
+      datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 }),
+      flowControl: { queue: new FlowControlQueue({ maxQueued: 4, maxWaitMs: 60_000, maxDispatchPerCall: 4 }), tickMs: 5, objectives: new Map([['chat', 1]]) },
+    });
+    director = withObjective;
+    expect(await withObjective.route(incoming('o', { [PRIORITY_HEADER]: 'urgent', 'x-gateway-inference-objective': 'chat' }))).toMatchObject({ kind: 'route' });
+  });
+
+  it('x-kvroute-priority cannot raise a request above maxHeaderPriority (0 by default: a client may mark itself sheddable, not jump the queue; audit 29 F2)', async () => {
+    const order: string[] = [];
+    const run = async (maxHeaderPriority: number | undefined) => {
+      order.length = 0;
+      setWaiting(6);
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 1 });
+      director?.close();
+      director = new RequestControl({
+        datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 }),
+        flowControl: { queue: q, tickMs: 60_000, objectives: new Map([['interactive', 10]]) },
+        ...(maxHeaderPriority !== undefined ? { maxHeaderPriority } : {}),
+      });
+      const route = (id: string, headers: Record<string, string>) => director!.route(incoming(id, headers)).then((d) => { order.push(`${id}:${d.kind}`); });
+      const first = route('interactive', { 'x-gateway-inference-objective': 'interactive' });
+      await turns(20);
+      const second = route('self-promoted', { [PRIORITY_HEADER]: '100' });
+      await turns(20);
+      const sizes = q.sizes();
+      setWaiting(0);
+      for (let i = 0; i < 2; i++) {
+        q.dispatch(1);
+        await turns(20);
+      }
+      await Promise.all([first, second]);
+      return { sizes, order: [...order] };
+    };
+    // Capped at 0: the header's 100 counts as 0, behind the operator's objective.
+    expect(await run(undefined)).toEqual({ sizes: new Map([[10, 1], [0, 1]]), order: ['interactive:route', 'self-promoted:route'] });
+    // An operator whose gateway sets the header lets it through.
+    expect(await run(100)).toEqual({ sizes: new Map([[100, 1], [10, 1]]), order: ['self-promoted:route', 'interactive:route'] });
+  });
+
+  it('an empty fairness id or session id names no flow: such requests are each their own flow, not one shared one', async () => {
+    const queue = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 100 });
+    director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 }), flowControl: { queue, tickMs: 60_000 } });
+    const waiting = [
+      director.route(incoming('a', { 'x-gateway-inference-fairness-id': '' })),
+      director.route(incoming('b', { 'x-session-id': '' })),
+      director.route(incoming('c', { 'x-gateway-inference-fairness-id': '', 'x-session-id': 's1' })),
+    ];
+    await turns(20);
+    const flows = [...(queue as unknown as { bands: Map<number, { flows: Map<string, unknown> }> }).bands.get(0)!.flows.keys()];
+    expect(flows.sort()).toEqual(['request:a', 'request:b', 's1']);
+    setWaiting(0);
+    queue.dispatch(100);
+    await Promise.all(waiting);
   });
 
   it('without flow control the same saturated pool answers 429 at once (the behaviour flow control replaces)', async () => {

@@ -72,8 +72,8 @@ export class FieldReader {
     const value = this.raw(key);
     if (value === undefined || value === null) return defaultValue;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
-      throw new ConfigError(this.fieldPath(key), `must be an integer ${range}, got ${describeValue(value)}`);
+      const range = max !== Number.MAX_SAFE_INTEGER ? ` between ${min} and ${max}` : min > Number.MIN_SAFE_INTEGER ? ` >= ${min}` : '';
+      throw new ConfigError(this.fieldPath(key), `must be an integer${range}, got ${describeValue(value)}`);
     }
     return value;
   }

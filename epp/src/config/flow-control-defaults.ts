@@ -22,7 +22,14 @@ export const FLOW_CONTROL_DEFAULTS = {
   dispatchPerTick: 4,
   // The scrape interval: a pod's queue can only be seen draining that often.
   dispatchInterval: '50ms',
+  // `x-kvroute-priority` comes from the client unless the gateway sets or strips it, and GIE takes priorities only
+  // from the operator's InferenceObjectives: by default a client may lower its own priority (mark itself sheddable)
+  // but not raise it above requests without an objective, nor shed other tenants' sheddable requests with it.
+  maxHeaderPriority: 0,
 } as const;
 
-/** Priorities from `x-kvroute-priority` and the config's `flowControl.objectives` lie within ±this; an InferenceObjective's may be any integer, as in GIE. */
+/**
+ * Priorities from `x-kvroute-priority` lie within ±this (the header is a client's, and each value it takes is a label
+ * value); an InferenceObjective's, a `flowControl.objectives` entry's and a priority band's may be any integer, as in GIE.
+ */
 export const MAX_FLOW_PRIORITY = 100;

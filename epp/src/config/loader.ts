@@ -221,7 +221,8 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): Flow
   if (objectivesRaw !== undefined && objectivesRaw !== null) {
     const o = FieldReader.ofMap(objectivesRaw, 'flowControl.objectives');
     for (const name of Object.keys(objectivesRaw as object)) {
-      objectives[name] = o.integer(name, 0, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY);
+      // Any integer, as an InferenceObjective's `spec.priority` (GIE v1.5.0 `apix/v1alpha2` InferenceObjectiveSpec).
+      objectives[name] = o.integer(name, 0, Number.MIN_SAFE_INTEGER);
     }
   }
   const bands = readPriorityBands(r.raw('priorityBands'), plugins);
@@ -246,6 +247,7 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): Flow
     defaultRequestTTL: readRequestTTL(r),
     dispatchPerTick: r.integer('dispatchPerTick', FLOW_CONTROL_DEFAULTS.dispatchPerTick, 1),
     dispatchInterval: r.duration('dispatchInterval', FLOW_CONTROL_DEFAULTS.dispatchInterval),
+    maxHeaderPriority: r.integer('maxHeaderPriority', FLOW_CONTROL_DEFAULTS.maxHeaderPriority, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY),
     objectives,
     ...(bands !== undefined ? { priorityBands: bands } : {}),
     ...(defaultBand !== undefined && defaultBand !== null
@@ -328,14 +330,18 @@ function readPriorityBand(raw: unknown, path: string, plugins: readonly PluginSp
   let priority: number | undefined;
   if (needsPriority) {
     if (!f.has('priority')) throw new ConfigError(`${path}.priority`, 'is required: the priority level this band configures');
-    priority = f.integer('priority', 0, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY);
+    // Any integer, as GIE's `PriorityBandConfig.Priority` (v1.5.0 `apix/config/v1alpha1/endpointpickerconfig_types.go`).
+    priority = f.integer('priority', 0, Number.MIN_SAFE_INTEGER);
   } else {
     // GIE's PriorityBandConfig carries a priority; the default band's is checked and not used.
     f.integer('priority', 0, Number.MIN_SAFE_INTEGER);
   }
-  // 0 is GIE's "unset": no request bound of the band's own, and the default byte bound.
-  const maxRequests = f.has('maxRequests') ? quantity(f.raw('maxRequests'), f.fieldPath('maxRequests')) || undefined : undefined;
-  const maxBytes = f.has('maxBytes') ? quantity(f.raw('maxBytes'), f.fieldPath('maxBytes')) || undefined : undefined;
+  // 0 is GIE's "unset": no request bound of the band's own, and the default byte bound. Read with `raw` first, so an
+  // unknown key's error lists these two among the allowed ones.
+  const rawMaxRequests = f.raw('maxRequests');
+  const rawMaxBytes = f.raw('maxBytes');
+  const maxRequests = f.has('maxRequests') ? quantity(rawMaxRequests, f.fieldPath('maxRequests')) || undefined : undefined;
+  const maxBytes = f.has('maxBytes') ? quantity(rawMaxBytes, f.fieldPath('maxBytes')) || undefined : undefined;
   const fairnessPolicyRef = policyRef(f, 'fairnessPolicyRef', FAIRNESS_POLICY_TYPES, plugins);
   const orderingPolicyRef = policyRef(f, 'orderingPolicyRef', ORDERING_POLICY_TYPES, plugins);
   f.finish();

@@ -128,6 +128,13 @@ export interface FlowControlConfig {
   /** How often waiting requests are retried. `--flow-control-dispatch-interval`. @default "50ms" */
   dispatchInterval?: Duration;
   /**
+   * kvroute's: the highest priority `x-kvroute-priority` may give a request (an integer in ±100); a higher value counts
+   * as this one. The header comes from the client unless the gateway sets or strips it, so the default lets a client
+   * lower its own priority (mark itself sheddable) but not raise it; raise this where the gateway sets the header.
+   * `--flow-control-max-header-priority`. @default 0
+   */
+  maxHeaderPriority?: number;
+  /**
    * Priority by InferenceObjective name, as the request's `x-gateway-inference-objective` header names it (GIE's
    * `InferenceObjective.spec.priority`; negative = sheddable). A watched InferenceObjective of the same name wins; an
    * objective found in neither has priority 0.

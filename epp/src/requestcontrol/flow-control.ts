@@ -19,10 +19,17 @@
  *   waited least) until it fits, each rejected as `shed`; when even all of those would not make room, nothing is
  *   displaced and the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
  * - **Deadlines**: each request waits at most its deadline (`maxWaitMs` by default), then is rejected as `deadline`.
- * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered,
- *   so a backlog that built up during a stall is released a slice per tick, never dumped onto pods at once.
+ * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered
+ *   (and as many narrowed ones, below), so a backlog that built up during a stall is released a slice per tick, never
+ *   dumped onto pods at once.
  * - **Retries keep their place**: a dispatched request that finds every pod still saturated re-enters with
  *   `retry: true`, at the head of its flow, with its original deadline.
+ * - **Narrowed requests wait apart**: a request restricted to some of the pool's pods (`narrowed`: the proxy's subset
+ *   hint) waits for room on those pods, not the pool's. It waits in its band's rotation, outside the flows: a retry
+ *   goes to the back of it, `dispatch` releases up to its limit of them besides the pool-wide ones, and
+ *   `highestWaitingPriority` does not count them. A few requests whose own pods are full therefore cannot hold up,
+ *   tick after tick, the pool-wide requests behind them (and newcomers need not queue behind them) while other pods
+ *   idle; GIE gates its dispatch on the pool only and never re-queues (v1.5.0 `controller/internal/processor.go`).
  * Rejections carry the reason, for the 429's `x-kvroute-flow-control` header.
  */
 
@@ -94,6 +101,11 @@ export interface FlowRequest {
    */
   readonly retry?: boolean;
   /**
+   * The request may go only to some of the pool's pods (the proxy's subset hint), so it waits for room there rather
+   * than in the pool: it waits apart from the pool-wide flows (see the module comment). @default false
+   */
+  readonly narrowed?: boolean;
+  /**
    * The request's place in arrival order, from `arrivalTicket()` when it first started waiting: FCFS order ranks by it
    * (`global-strict` fairness across flows, and a retry's place within its flow and among retried flows), so a retry
    * passes its first ticket and keeps its turn. @default a new ticket
@@ -121,12 +133,15 @@ function isEarlierRetry(w: Waiter | undefined, than: Waiter): boolean {
   return w !== undefined && w.request.retry === true && w.arrival < than.arrival;
 }
 
-/** One priority level: its flows in turn order, each a FIFO. */
+/** One priority level: its flows in turn order, each a FIFO, and its narrowed requests in rotation. */
 class Band {
   readonly flows = new Map<string, Waiter[]>();
+  /** Narrowed requests (`FlowRequest.narrowed`), in the order they are tried: a retry goes to the back. */
+  readonly narrowed: Waiter[] = [];
   /** Flow keys in round-robin order; the next to dispatch is at `cursor`. */
   readonly order: string[] = [];
   cursor = 0;
+  /** Every waiter of the band, narrowed ones included (the band's bounds count them all). */
   size = 0;
   /** The waiters' `bytes`. */
   bytes = 0;
@@ -138,7 +153,18 @@ class Band {
     return this.size < (this.options.maxRequests ?? Infinity) && this.bytes + bytes <= (this.options.maxBytes ?? Infinity);
   }
 
+  /** Waiters in the flows: the pool-wide ones. */
+  get poolWideSize(): number {
+    return this.size - this.narrowed.length;
+  }
+
   push(w: Waiter): void {
+    this.size++;
+    this.bytes += w.request.bytes ?? 0;
+    if (w.request.narrowed === true) {
+      this.narrowed.push(w);
+      return;
+    }
     const retry = w.request.retry === true;
     let queue = this.flows.get(w.request.flow);
     if (queue === undefined) {
@@ -158,13 +184,20 @@ class Band {
       while (at < queue.length && isEarlierRetry(queue[at], w)) at++;
       queue.splice(at, 0, w);
     } else queue.push(w);
-    this.size++;
-    this.bytes += w.request.bytes ?? 0;
   }
 
-  /** The next waiter in round-robin order. */
+  /** The next narrowed waiter. */
+  shiftNarrowed(): Waiter | undefined {
+    const w = this.narrowed.shift();
+    if (w === undefined) return undefined;
+    this.size--;
+    this.bytes -= w.request.bytes ?? 0;
+    return w;
+  }
+
+  /** The next pool-wide waiter in round-robin order. */
   shift(): Waiter | undefined {
-    if (this.size === 0) return undefined;
+    if (this.order.length === 0) return undefined;
     if (this.cursor >= this.order.length) this.cursor = 0;
     if (this.options.fairness === 'global-strict') this.cursor = this.oldestHead();
     const flow = this.order[this.cursor]!;
@@ -184,6 +217,14 @@ class Band {
   }
 
   remove(w: Waiter): boolean {
+    if (w.request.narrowed === true) {
+      const at = this.narrowed.indexOf(w);
+      if (at < 0) return false;
+      this.narrowed.splice(at, 1);
+      this.size--;
+      this.bytes -= w.request.bytes ?? 0;
+      return true;
+    }
     const queue = this.flows.get(w.request.flow);
     const i = queue?.indexOf(w) ?? -1;
     if (queue === undefined || i < 0) return false;
@@ -217,6 +258,7 @@ class Band {
 
   *waiters(): IterableIterator<Waiter> {
     for (const queue of this.flows.values()) yield* queue;
+    yield* this.narrowed;
   }
 }
 
@@ -274,10 +316,14 @@ export class FlowControlQueue {
     return this.count;
   }
 
-  /** The highest priority any request waits at, or undefined when none waits. */
+  /**
+   * The highest priority a pool-wide request waits at, or undefined when none waits. Narrowed requests (waiting for
+   * room on their own pods) are not counted: a newcomer takes nothing they wait for unless it goes to their pods, and
+   * then it finds them full and waits too.
+   */
   highestWaitingPriority(): number | undefined {
     let highest: number | undefined;
-    for (const [priority, band] of this.bands) if (band.size > 0 && (highest === undefined || priority > highest)) highest = priority;
+    for (const [priority, band] of this.bands) if (band.poolWideSize > 0 && (highest === undefined || priority > highest)) highest = priority;
     return highest;
   }
 
@@ -325,7 +371,9 @@ export class FlowControlQueue {
 
   /**
    * Releases up to `capacity` waiting requests (at most `maxDispatchPerCall`), highest priority first, flows in turn,
-   * while `ready` (when given) says the pool can take one more. Returns how many were released.
+   * while `ready` (when given) says the pool can take one more; and as many narrowed requests besides, in their
+   * rotation, so that narrowed requests whose pods stay full come back to the back of it instead of taking every
+   * release. Returns how many were released.
    */
   dispatch(capacity: number, ready?: () => boolean): number {
     // Nothing waits and no timer is armed: what follows would release nothing and leave the same state, but request
@@ -334,26 +382,31 @@ export class FlowControlQueue {
     this.expire();
     const limit = Math.min(Math.max(0, Math.floor(capacity)), this.options.maxDispatchPerCall);
     let released = 0;
+    let narrowedReleased = 0;
     for (const priority of this.prioritiesDescending()) {
       const band = this.bands.get(priority)!;
-      while (released < limit) {
-        // Head-of-line blocking, as GIE's dispatch cycle checks the pool before it takes an item out
-        // (`controller/internal/processor.go` dispatchCycle @ v1.5.0): a request released into a full pool would only
-        // come back, behind the ones released with it.
-        if (band.size > 0 && ready !== undefined && !ready()) {
-          this.armTimer();
-          return released;
+      for (let narrowed = false; ; narrowed = true) {
+        while ((narrowed ? narrowedReleased : released) < limit) {
+          // Head-of-line blocking, as GIE's dispatch cycle checks the pool before it takes an item out
+          // (`controller/internal/processor.go` dispatchCycle @ v1.5.0): a request released into a full pool would
+          // only come back, behind the ones released with it.
+          if ((narrowed ? band.narrowed.length : band.poolWideSize) > 0 && ready !== undefined && !ready()) {
+            this.armTimer();
+            return released + narrowedReleased;
+          }
+          const w = narrowed ? band.shiftNarrowed() : band.shift();
+          if (w === undefined) break;
+          this.settle(w);
+          w.resolve();
+          if (narrowed) narrowedReleased++;
+          else released++;
         }
-        const w = band.shift();
-        if (w === undefined) break;
-        this.settle(w);
-        w.resolve();
-        released++;
+        if (narrowed) break;
       }
-      if (released >= limit) break;
+      if (released >= limit && narrowedReleased >= limit) break;
     }
     this.armTimer();
-    return released;
+    return released + narrowedReleased;
   }
 
   /** Rejects every request whose deadline has passed; returns how many. */

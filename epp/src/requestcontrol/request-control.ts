@@ -16,7 +16,7 @@ import { CycleState } from '../scheduling/framework';
 import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
-import { MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
+import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver } from './response-usage';
 import type { HistogramSeries } from '../bound-histogram';
@@ -92,6 +92,13 @@ export interface RequestControlOptions {
    * pool's InferenceObjective resources, then the config's `flowControl.objectives`. @default `flowControl.objectives`
    */
   readonly objectives?: { get(name: string): number | undefined };
+  /**
+   * The highest priority `x-kvroute-priority` may give a request; a higher value counts as this one. The header is the
+   * client's unless the gateway sets or strips it, and GIE takes priorities only from the operator's InferenceObjectives
+   * (v1.5.0 `requestcontrol/director.go` getInferenceObjective): by default a client may lower its own priority but not
+   * raise it. @default FLOW_CONTROL_DEFAULTS.maxHeaderPriority (0)
+   */
+  readonly maxHeaderPriority?: number;
   /**
    * The pool's InferenceModelRewrite rules (GIE v1.5.0): a rule for the body's model forwards the request as one of
    * its weighted targets, over `x-gateway-model-name-rewrite`. Not applied with the passthrough parser (GIE mutates
@@ -492,6 +499,11 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
+    // An unreadable x-kvroute-priority is refused whether or not the request would wait: refused only on the way into
+    // the queue, the same request went through an idle pool (and past the requests waiting in a saturated one).
+    if (this.queuePriority(request.headers) === undefined) {
+      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model));
+    }
     if (parsed.hasPriority === true) this.clientPriorities.add(request);
     if (rewritten !== undefined) {
       this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
@@ -615,7 +627,8 @@ export class RequestControl implements RequestDirector {
     }
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
-    const flow = headers[FAIRNESS_ID_HEADER] ?? headers['x-session-id'] ?? headers['x-session-token'] ?? `request:${request.requestId}`;
+    // An empty header names nothing (GIE maps an empty fairness id to its default flow, kvroute to the next key).
+    const flow = nonEmpty(headers[FAIRNESS_ID_HEADER]) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
     const arrivalMs = queue.nowMs();
     const arrival = queue.arrivalTicket();
     // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up).
@@ -666,7 +679,10 @@ export class RequestControl implements RequestDirector {
       m.gieFlowControlEnqueueDuration.observe({ fairness_id: gieLabels.fairness_id, priority: gieLabels.priority, outcome }, this.monotonicSeconds() - enqueueStarted);
     };
     try {
-      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted }, waited);
+      // Narrowed to some of the pool by the proxy's subset hint: it waits for room on those pods, apart from the
+      // pool-wide flows, so that it cannot hold them up while other pods have room (FlowRequest.narrowed).
+      const narrowed = this.isNarrowed(req);
+      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted, narrowed }, waited);
     } finally {
       leave();
     }
@@ -681,6 +697,7 @@ export class RequestControl implements RequestDirector {
     started: number,
     wait: {
       readonly flow: string; readonly priority: number; readonly deadlineMs: number; readonly arrival: number; readonly bytes: number;
+      readonly narrowed: boolean;
       readonly admitted: ((enqueueStarted: number) => (refused: FlowRejectionReason | undefined) => void) | undefined;
     },
     waited: (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => void,
@@ -688,11 +705,12 @@ export class RequestControl implements RequestDirector {
     const queue = this.options.flowControl!.queue;
     const m = this.options.metrics;
     const { flow, priority, deadlineMs, arrival, bytes, admitted } = wait;
+    let narrowed = wait.narrowed;
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
         // The admission is timed once: a retry (dispatched into a pool still full) is the same request going back.
-        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes, ...(admitted && !retry ? { admitted: admitted(this.monotonicSeconds()) } : {}) });
+        await queue.enqueue({ flow, priority, deadlineMs, signal, retry, arrival, bytes, narrowed, ...(admitted && !retry ? { admitted: admitted(this.monotonicSeconds()) } : {}) });
       } catch (e) {
         if (!(e instanceof FlowControlRejection)) throw e;
         m?.flowControlRejections.inc({ reason: e.reason });
@@ -709,6 +727,7 @@ export class RequestControl implements RequestDirector {
         return this.abandonedWhileQueued(model, request);
       }
       const candidates = this.candidates(req);
+      narrowed = candidates.length < this.options.datastore.snapshot().length;
       if (candidates.length === 0) {
         waited('rejected', 'Dispatched');
         return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model));
@@ -878,7 +897,13 @@ export class RequestControl implements RequestDirector {
    * own header; else 0. Undefined when the header is not a valid priority.
    */
   private queuePriority(headers: Readonly<Record<string, string>>): number | undefined {
-    return this.objectivePriority(headers) ?? parsePriority(headers[PRIORITY_HEADER]);
+    return this.objectivePriority(headers) ?? this.headerPriority(headers[PRIORITY_HEADER]);
+  }
+
+  /** `x-kvroute-priority`'s value capped at `maxHeaderPriority`: 0 when absent, undefined when unreadable. */
+  private headerPriority(value: string | undefined): number | undefined {
+    const priority = parsePriority(value);
+    return priority === undefined ? undefined : Math.min(priority, this.options.maxHeaderPriority ?? FLOW_CONTROL_DEFAULTS.maxHeaderPriority);
   }
 
   /** The priority of the request's InferenceObjective (`x-gateway-inference-objective`) when it is known. */
@@ -895,7 +920,7 @@ export class RequestControl implements RequestDirector {
   private priorityLabel(headers: Readonly<Record<string, string>>): string {
     const objectivePriority = this.objectivePriority(headers);
     if (objectivePriority !== undefined) return String(objectivePriority);
-    const fromHeader = parsePriority(headers[PRIORITY_HEADER]) ?? 0;
+    const fromHeader = this.headerPriority(headers[PRIORITY_HEADER]) ?? 0;
     const label = String(fromHeader);
     // The client picks this one: the default 0 and the first MAX_PRIORITY_LABELS other values, then "other".
     if (fromHeader === 0 || this.headerPriorityLabels.has(label)) return label;
@@ -1022,6 +1047,11 @@ export class RequestControl implements RequestDirector {
    * matching for data-parallel ranks, #2963), and otherwise every endpoint at its IP: v1.5.0 matches IPs only, so a
    * hint whose port is not the pool's still selects the pod.
    */
+  /** Whether the proxy's subset hint leaves `req` fewer candidates than the pool has (see `candidates`). */
+  private isNarrowed(req: IncomingRequest): boolean {
+    return this.candidates(req).length < this.options.datastore.snapshot().length;
+  }
+
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
     if (this.options.disableEndpointSubsetFilter === true) return all;
@@ -1109,6 +1139,10 @@ function headerRecord(headers: ReadonlyMap<string, string>): Record<string, stri
  */
 function abandoned(): RouteDecision {
   return rejectWith(499, 'the proxy abandoned the request before it was routed', { code: 'client_closed_request' });
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
 }
 
 /** The `x-kvroute-priority` value: 0 when absent, undefined when it is not an integer in ±MAX_PRIORITY. */
