@@ -29,7 +29,7 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
     },
     {
       title: 'Requests failed open (gateway)', type: 'stat', unit: 'percentunit', max: 1,
-      description: 'Share of the gateway Envoy\'s ext_proc streams that went on without the EPP\'s pick (failure_mode_allowed: unreachable, erroring or later than the message timeout), 5m. Above 0 the gateway routed without KV-cache affinity.',
+      description: 'Share of the gateway Envoy\'s ext_proc streams that went on without the EPP\'s pick (failure_mode_allowed: unreachable, erroring or later than the message timeout), 5m. Above 0 the gateway routed without KV-cache affinity. While streams cannot even open (no EPP endpoint) they are not counted as started, so the share reads high: an upper bound.',
       targets: [{ expr: `${recorded.gatewayFailOpenRatio}${sel}`, legendFormat: 'failed open' }],
     },
     {

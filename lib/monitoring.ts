@@ -30,25 +30,50 @@ export interface MonitoringProps {
   readonly selectorLabels?: Record<string, string>;
   /**
    * Scrape interval of the vLLM PodMonitor. A Prometheus Operator duration: whole numbers with units in the order h, m,
-   * s, ms ("15s", "1m30s"; not "7.5s").
+   * s, ms ("15s", "1m30s"; not "7.5s"). At most 75s: the recorded ratios rate vLLM's counters over 5 minutes, and a
+   * rate needs several samples in its window (4 at least).
    * @default '15s'
    * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
    */
   readonly vllmScrapeInterval?: string;
   /**
-   * Scrape interval of the EPP ServiceMonitor; a Prometheus Operator duration, as `vllmScrapeInterval`.
+   * Scrape interval of the EPP ServiceMonitor; a Prometheus Operator duration, as `vllmScrapeInterval`. At most 10s, so
+   * that an EPP outage of a minute pages during it: the scrape, the alert evaluation (15 s) and `KvrouteEppDown`'s
+   * `for: 30s` add up to at most 55 s.
    * @default '10s'
    * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
    */
   readonly eppScrapeInterval?: string;
   /**
-   * Scrape interval of the gateway pods' Envoy stats; a Prometheus Operator duration, as `vllmScrapeInterval`.
+   * Scrape interval of the gateway pods' Envoy stats; a Prometheus Operator duration, as `vllmScrapeInterval`. At most
+   * 15s: the paging alerts rate the gateway's ext_proc counters over 1 minute, which needs 4 samples at least (at 1m a
+   * window holds two at best, and `KvrouteEppFailingOpen` never fired through ten minutes of failing open).
    * @default '10s'
    * @see https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.Duration
    */
   readonly gatewayScrapeInterval?: string;
-  /** Alert when the pool's prefix-cache hit ratio stays below this for 15 minutes. @default 0.8 */
+  /**
+   * Also warn (`KvroutePrefixCacheHitRatioLow`) when the pool's prefix-cache hit ratio stays below this absolute floor
+   * for 15 minutes. What ratio is healthy depends on the workload (a chat fleet sharing system prompts reaches 0.8-0.9,
+   * distinct prompts near 0), so there is no default floor: by default the warning is `KvroutePrefixCacheHitsBelowExpected`,
+   * which compares the pods' ratio with what the EPP's index expected of its picks.
+   * @default none
+   */
   readonly minPrefixCacheHitRatio?: number;
+  /**
+   * Warn (`KvroutePrefixCacheHitsBelowExpected`) when the pool's prefix-cache hit ratio stays this far (in ratio points)
+   * under the one the EPP's prefix index expected of its picks, for 15 minutes: the pods evict what the index still
+   * credits (a KV cache too small for the working set) or the index is out of step with them.
+   * @default 0.25
+   */
+  readonly maxPrefixHitShortfall?: number;
+  /**
+   * Warn (`KvrouteEppRefusingRequests`) when more than this share of the requests the EPP saw over 5 minutes (and over
+   * the last minute) was refused by the EPP itself: 429 (every pod saturated and flow control refused the request) or
+   * 503 (no usable pod), for 5 minutes. Requests whose client went away while they waited are not counted.
+   * @default 0.05
+   */
+  readonly maxRefusedRatio?: number;
   /** Alert when a pod's KV cache stays fuller than this for 10 minutes. @default 0.95 */
   readonly maxKvCacheUsage?: number;
   /**
@@ -57,7 +82,11 @@ export interface MonitoringProps {
    * @default 0.1
    */
   readonly maxFailOpenRatio?: number;
-  /** Warn when more than this share of the EPP's answers missed the message timeout over 5 minutes, for 5 minutes. @default 0.01 */
+  /**
+   * Warn when more than this share of the EPP's answers missed the message timeout over 5 minutes, and over the last
+   * minute, for 5 minutes.
+   * @default 0.01
+   */
   readonly maxMessageTimeoutRatio?: number;
   /**
    * Who calls the EPP: kvroute's EnvoyFilter or Istio's native InferencePool routing, which streams bodies
@@ -121,12 +150,19 @@ export const RULE_TIMINGS = {
   pageWindow: '1m',
   /** `for:` of the two pages: the EPP target down or absent, and the gateway failing open. */
   pageFor: '30s',
-  /** Window and `for:` of the slow-EPP warning (message timeouts). */
+  /**
+   * Window and `for:` of the slow-EPP and refusing-requests warnings, and the short window whose ratio must be over
+   * the threshold too: a 5-minute window stays high for 5 minutes after a burst, so the long window alone fired the
+   * warning minutes after a one-minute incident had ended.
+   */
   slowWindow: '5m',
   slowFor: '5m',
+  slowConfirmWindow: '1m',
   /** `for:` of the warning that the gateway's ext_proc counters are missing from Prometheus. */
   statsMissingFor: '10m',
   hitRatioFor: '15m',
+  /** `for:` of the warning that a replica's session store is disconnected. */
+  sessionStoreFor: '5m',
   kvCacheFullFor: '10m',
   noReadyPodsFor: '5m',
   /** `for:` of the warning that some, not all, EPP replicas are down (a rollout or a reschedule takes less). */
@@ -180,12 +216,18 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  *   minute more than `maxStreamFailureRatio` (10 %) of the ext_proc streams failed (`streams_failed`), for 30 s: there
  *   an EPP failure reaches the client as a 500 or a reset instead of failing open.
  * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
- * Warnings: `KvrouteEppReplicaDown` (some EPP replicas' scrape targets down while at least one is up, for 5 minutes:
- * the others route, with less headroom; with one replica it never fires, `KvrouteEppDown` pages instead),
- * `KvrouteEppSlow` (buffered bodies only, where Envoy runs a message timer: more than `maxMessageTimeoutRatio`, 1 %,
- * of the streams hit the message timeout over 5 minutes, for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the gateway for 10 minutes,
- * so the fail-open page could not fire), `KvroutePrefixCacheHitRatioLow` (under `minPrefixCacheHitRatio` for 15
- * minutes) and `KvrouteKvCacheNearFull` (over `maxKvCacheUsage` for 10 minutes).
+ * Warnings: `KvrouteEppReplicaDown` (fewer EPP scrape targets up than the Deployment's replicas while at least one
+ * is up, for 5 minutes: the others route, with less headroom; with one replica it never fires, `KvrouteEppDown` pages
+ * instead), `KvrouteEppSlow` (buffered bodies only, where Envoy runs a message timer: more than
+ * `maxMessageTimeoutRatio`, 1 %, of the streams hit the message timeout over 5 minutes and over the last minute, for 5
+ * minutes), `KvrouteEppRefusingRequests` (more than `maxRefusedRatio`, 5 %, of the requests answered 429 or 503 by the
+ * EPP itself, over 5 minutes and the last minute, for 5 minutes), `KvrouteSessionStoreDisconnected` (with a session
+ * store: a replica without it for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the
+ * gateway for 10 minutes, so the fail-open page could not fire), `KvroutePrefixCacheHitsBelowExpected` (the pods' hit
+ * ratio `maxPrefixHitShortfall`, 25 points, under what the EPP's index expected, for 15 minutes),
+ * `KvroutePrefixCacheHitRatioLow` (only with `minPrefixCacheHitRatio`: under it for 15 minutes) and
+ * `KvrouteKvCacheNearFull` (over `maxKvCacheUsage` for 10 minutes). Scrape intervals are bounded so that every window
+ * holds four scrapes and the EPP-down page comes within 55 s.
  */
 export class Monitoring extends Construct {
   public readonly podMonitor: pm.PodMonitor;
@@ -209,7 +251,22 @@ export class Monitoring extends Construct {
     const vllmInterval = d(checkPrometheusDuration(S, 'vllmScrapeInterval', props.vllmScrapeInterval ?? '15s'));
     const eppInterval = d(checkPrometheusDuration(S, 'eppScrapeInterval', props.eppScrapeInterval ?? '10s'));
     const gatewayInterval = d(checkPrometheusDuration(S, 'gatewayScrapeInterval', props.gatewayScrapeInterval ?? '10s'));
-    const minHit = checkFraction(S, 'minPrefixCacheHitRatio', props.minPrefixCacheHitRatio ?? 0.8, 0, 1);
+    // Each window must hold several scrapes, and the EPP-down page must come within a one-minute outage: checked on the
+    // production timings (the scale multiplies both sides alike).
+    const limits: [keyof MonitoringProps, string, number, string][] = [
+      ['vllmScrapeInterval', props.vllmScrapeInterval ?? '15s', durationMs(RULE_TIMINGS.dashboardWindow) / 4,
+        `a quarter of the ${RULE_TIMINGS.dashboardWindow} window the recorded ratios rate vLLM's counters over`],
+      ['eppScrapeInterval', props.eppScrapeInterval ?? '10s', 55_000 - durationMs(RULE_TIMINGS.alertInterval) - durationMs(RULE_TIMINGS.pageFor),
+        `so that a one-minute EPP outage pages during it (the scrape, the ${RULE_TIMINGS.alertInterval} alert evaluation and KvrouteEppDown's for: ${RULE_TIMINGS.pageFor} within 55s)`],
+      ['gatewayScrapeInterval', props.gatewayScrapeInterval ?? '10s', durationMs(RULE_TIMINGS.pageWindow) / 4,
+        `a quarter of the ${RULE_TIMINGS.pageWindow} window KvrouteEppFailingOpen rates the gateway's counters over (with fewer samples the page may never fire)`],
+    ];
+    for (const [field, value, maxMs, why] of limits) {
+      if (durationMs(value) > maxMs) throw new PropsError(S, field, `must be at most ${maxMs / 1000}s: ${why}`, value);
+    }
+    const minHit = props.minPrefixCacheHitRatio === undefined ? undefined : checkFraction(S, 'minPrefixCacheHitRatio', props.minPrefixCacheHitRatio, 0, 1);
+    const maxShortfall = checkFraction(S, 'maxPrefixHitShortfall', props.maxPrefixHitShortfall ?? 0.25, 0, 1);
+    const maxRefused = checkFraction(S, 'maxRefusedRatio', props.maxRefusedRatio ?? 0.05, 0, 1);
     const maxKv = checkFraction(S, 'maxKvCacheUsage', props.maxKvCacheUsage ?? 0.95, 0, 1);
     const maxFailOpen = checkFraction(S, 'maxFailOpenRatio', props.maxFailOpenRatio ?? 0.1, 0, 1);
     const maxTimeouts = checkFraction(S, 'maxMessageTimeoutRatio', props.maxMessageTimeoutRatio ?? 0.01, 0, 1);
@@ -279,6 +336,24 @@ export class Monitoring extends Construct {
     const streamFailureRatio = (window: string) => overStreams(ENVOY.streamsFailed, window);
     const timeoutRatio = (window: string) =>
       `${sumRate('namespace', ENVOY.messageTimeouts, sel, window)}\n/\n${sumRate('namespace', ENVOY.streamsStarted, sel, window)}`;
+    // Over `long` and still over the last `short`: the warning ends with its incident instead of minutes after it.
+    const sustained = (ratio: (window: string) => string, threshold: number, long: string, short: string) =>
+      `(\n${indent(ratio(long))}\n) > ${threshold}\nand\n(\n${indent(ratio(short))}\n) > ${threshold}`;
+    // Requests the EPP refused itself (429 saturated, 503 no usable pod) over those it saw: GIE's error counter, less the
+    // requests whose proxy or client went away while they waited (counted ServiceUnavailable, as GIE does, but nobody
+    // was answered), over the refused plus the routed ones. A series the EPP has not created yet counts as 0.
+    const refusedRatio = (window: string) => {
+      const errors = sumRate('namespace', EPP_METRICS.requestErrorTotal, `${sel},error_code=~"ResourceExhausted|ServiceUnavailable"`, window);
+      const aborted = sumRate('namespace', EPP_METRICS.flowControlRejections, `${sel},reason="aborted"`, window);
+      const routed = sumRate('namespace', EPP_METRICS.requestTotal, sel, window);
+      const refused = `(\n  ${errors}\n  -\n  (${aborted} or 0 * ${errors})\n)`;
+      return `${refused}\n/\n(\n${indent(refused)}\n  +\n  (${routed} or 0 * ${errors})\n)`;
+    };
+    // What the EPP's index expected of its picks: the precise index's predicted tokens over prompt tokens where it
+    // runs, else the approximate index's mean match ratio (GIE's prefix_indexer_hit_ratio, per request).
+    const expectedHitRatio = `(\n  ${sumRate('namespace', EPP_METRICS.precisePredictedHitTokens, sel, W)}\n  /\n  ${sumRate('namespace', EPP_METRICS.precisePromptTokens, sel, W)}\n)\nor\n(\n`
+      + `  ${sumRate('namespace', `${EPP_METRICS.prefixIndexerHitRatio}_sum`, sel, W)}\n  /\n  ${sumRate('namespace', `${EPP_METRICS.prefixIndexerHitRatio}_count`, sel, W)}\n)`;
+    const eppReplicas = endpointPicker.replicas;
 
     const rules: pr.PrometheusRuleSpecGroupsRules[] = [
       record(RECORDED.prefixHitRatioByPod,
@@ -306,10 +381,12 @@ export class Monitoring extends Construct {
       alert('KvrouteEppDown', `max by (namespace) (${eppTarget}) == 0\nor\nabsent(${eppTarget})`, t.pageFor, 'critical',
         `No Endpoint Picker of ${ns} is up (scrape target ${endpointPicker.serviceName} down or absent).`,
         'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. Check the EPP pods, their logs and readiness.'),
-      alert('KvrouteEppReplicaDown', `count by (namespace) (${eppTarget} == 0)\nand on (namespace)\nmax by (namespace) (${eppTarget}) == 1`,
+      // Up targets against the Deployment's replicas, not down targets: a replica that is Pending, evicted or gone has
+      // no scrape target at all (endpoints discovery makes targets from the Service's addresses), so it is never "down".
+      alert('KvrouteEppReplicaDown', `count by (namespace) (${eppTarget} == 1) < ${eppReplicas}\nand on (namespace)\nmax by (namespace) (${eppTarget}) == 1`,
         t.replicaDownFor, 'warning',
-        `{{ $value }} Endpoint Picker replica(s) of ${ns} down while others serve.`,
-        'The remaining replicas take every ext_proc stream (the gateway ejects the dead one): routing goes on with less headroom. Check the down replica\'s pod, logs and node.'),
+        `{{ $value }} of ${eppReplicas} Endpoint Picker replicas of ${ns} are up.`,
+        'The remaining replicas take every ext_proc stream (the gateway ejects the dead one): routing goes on with less headroom. A replica is missing when its scrape target is down or gone: check the EPP Deployment\'s pods (Pending, evicted, not ready), their logs and nodes.'),
       // Fail-closed, nothing fails open: this could never fire.
       ...(failOpen ? [alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's requests in ${ns} went on without the EPP's pick.`,
@@ -317,7 +394,7 @@ export class Monitoring extends Construct {
           ? 'Envoy counted them as failure_mode_allowed: the EPP was unreachable or failed the stream before any body chunk went to it. Istio\'s InferencePool cluster serves them by its own load balancing, without KV-cache affinity.'
           : `Envoy counted them as failure_mode_allowed: the EPP was unreachable, failed the stream${messageTimer ? ', or answered later than the message timeout' : ' before any body chunk went to it'}. They are served round robin without KV-cache affinity.`)] : []),
       // Full-duplex bodies start no message timer: this could never fire.
-      ...(messageTimer ? [alert('KvrouteEppSlow', `(\n${indent(timeoutRatio(t.slowWindow))}\n) > ${maxTimeouts}`, t.slowFor, 'warning',
+      ...(messageTimer ? [alert('KvrouteEppSlow', sustained(timeoutRatio, maxTimeouts, t.slowWindow, t.slowConfirmWindow), t.slowFor, 'warning',
         `{{ $value | humanizePercentage }} of the EPP's answers in ${ns} came later than the gateway's message timeout.`,
         'Envoy discarded those answers and routed without them. Check the EPP\'s CPU, its scheduling latency (inference_extension_scheduler_e2e_duration_seconds) and tokenization time.')] : []),
       ...(failuresReachClients ? [alert('KvrouteEppStreamsFailing', `(\n${indent(streamFailureRatio(t.pageWindow))}\n) > ${maxStreamFailures}`, t.pageFor, 'critical',
@@ -328,9 +405,19 @@ export class Monitoring extends Construct {
       alert('KvrouteGatewayExtProcStatsMissing', `absent(${ENVOY.streamsStarted}{${sel}})`, t.statsMissingFor, 'warning',
         `Prometheus has no ext_proc counters from the gateway in ${ns}.`,
         `${spoken([failOpen && 'KvrouteEppFailingOpen', messageTimer && 'KvrouteEppSlow', failuresReachClients && 'KvrouteEppStreamsFailing'])} cannot fire without them: check the gateway PodMonitor (port http-envoy-prom) and that the gateway pods carry the proxy.istio.io/config stats inclusion.`),
-      alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${sel}} < ${minHit}`, t.hitRatioFor, 'warning',
+      alert('KvrouteEppRefusingRequests', sustained(refusedRatio, maxRefused, t.slowWindow, t.slowConfirmWindow), t.slowFor, 'warning',
+        `The EPP of ${ns} refused {{ $value | humanizePercentage }} of its requests itself (429 or 503).`,
+        'inference_objective_request_error_total{error_code} says which. ResourceExhausted (429): every decode pod was over its queue or KV-cache threshold and flow control refused the request (queue full, deadline, shed: kvroute_epp_flow_control_rejections_total); add decode replicas or raise the flow-control bounds. ServiceUnavailable (503): no ready pod, or every pod\'s metrics scrapes failing (kvroute_epp_scheduling_failures_total{reason}); check the decode pods and the EPP\'s scrapes.'),
+      ...(endpointPicker.sessionStore !== undefined ? [alert('KvrouteSessionStoreDisconnected', `${EPP_METRICS.sessionStoreConnected}{${sel}} == 0`, t.sessionStoreFor, 'warning',
+        'EPP replica {{ $labels.pod }} of ' + ns + ' has lost its session store.',
+        'Its picks fall back to the replica\'s own session bindings, so replicas may send one session to different pods and lose its KV cache. Check the Valkey/Redis the EPP names (--session-store), its password Secret and the network policy.')] : []),
+      // Parenthesized: `or` binds last, after `-` and `>`.
+      alert('KvroutePrefixCacheHitsBelowExpected', `(\n${indent(expectedHitRatio)}\n)\n- on (namespace)\n${RECORDED.prefixHitRatio}{${sel}}\n> ${maxShortfall}`, t.hitRatioFor, 'warning',
+        `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }} under what the EPP's index expected of its picks.`,
+        'The pods are evicting prefixes the EPP still credits them with (a KV cache too small for the working set: lower max-model-len or add replicas), or the index is out of step with them (with precise routing, KV events lost: check the EPP\'s kvroute_epp_kv_events_total).'),
+      ...(minHit !== undefined ? [alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${sel}} < ${minHit}`, t.hitRatioFor, 'warning',
         `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }}, under ${minHit * 100}% for 15 minutes.`,
-        'Requests that share prefixes are not landing where their KV cache is: check the EPP picks and its prefix scorer weight, or whether the KV cache is too small for the working set.'),
+        'Requests that share prefixes are not landing where their KV cache is: check the EPP picks and its prefix scorer weight, or whether the KV cache is too small for the working set.')] : []),
       alert('KvrouteKvCacheNearFull', `${RECORDED.kvCacheUsageByPod}{${sel}} > ${maxKv}`, t.kvCacheFullFor, 'warning',
         'KV cache of {{ $labels.pod }} is {{ $value | humanizePercentage }} full.',
         'The pod is evicting cached prefixes and will queue or preempt requests; add replicas or lower max-model-len.'),

@@ -91,7 +91,7 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
 
 test('the Envoy alerts follow how EPP failures reach clients: KvrouteEppSlow only with buffered bodies (the message timer), KvrouteEppFailingOpen only failing open, KvrouteEppStreamsFailing with full-duplex bodies or failing closed', () => {
   const alertNames = (props: Parameters<typeof synthProps>[0]): string[] => one(synthProps(props), 'PrometheusRule').spec.groups
-    .flatMap((g: { rules: { alert?: string }[] }) => g.rules).map((r: { alert?: string }) => r.alert).filter((a: string | undefined) => a?.startsWith('KvrouteEpp') && a !== 'KvrouteEppDown' && a !== 'KvrouteEppReplicaDown');
+    .flatMap((g: { rules: { alert?: string }[] }) => g.rules).map((r: { alert?: string }) => r.alert).filter((a: string | undefined) => a?.startsWith('KvrouteEpp') && a !== 'KvrouteEppDown' && a !== 'KvrouteEppReplicaDown' && a !== 'KvrouteEppRefusingRequests');
   expect(alertNames(DEMO)).toEqual(['KvrouteEppFailingOpen', 'KvrouteEppSlow']);
   expect(alertNames(withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' } }))).toEqual(['KvrouteEppFailingOpen', 'KvrouteEppStreamsFailing']);
   expect(alertNames(withOverrides(DEMO, { extProc: { failureModeAllow: false } }))).toEqual(['KvrouteEppSlow', 'KvrouteEppStreamsFailing']);
@@ -122,8 +122,8 @@ describe('durationScale renders the same rules with scaled durations', () => {
   test('every duration is scaled by 0.1; production keeps RULE_TIMINGS', () => {
     const alertsOf = (r: typeof production) => Object.fromEntries(r.spec.groups[1].rules.map((a: { alert: string; for: string }) => [a.alert, a.for]));
     expect(alertsOf(fast)).toEqual({
-      KvrouteEppDown: '3s', KvrouteEppReplicaDown: '30s', KvrouteEppFailingOpen: '3s', KvrouteEppSlow: '30s', KvrouteGatewayExtProcStatsMissing: '1m',
-      KvroutePrefixCacheHitRatioLow: '90s', KvrouteKvCacheNearFull: '1m', KvrouteNoReadyDecodePods: '30s',
+      KvrouteEppDown: '3s', KvrouteEppReplicaDown: '30s', KvrouteEppFailingOpen: '3s', KvrouteEppSlow: '30s', KvrouteEppRefusingRequests: '30s',
+      KvrouteGatewayExtProcStatsMissing: '1m', KvroutePrefixCacheHitsBelowExpected: '90s', KvrouteKvCacheNearFull: '1m', KvrouteNoReadyDecodePods: '30s',
     });
     expect(fast.spec.groups.map((g: { interval: string }) => g.interval)).toEqual(['3s', '1500ms']);
     expect(production.spec.groups.map((g: { interval: string }) => g.interval)).toEqual([RULE_TIMINGS.recordingInterval, RULE_TIMINGS.alertInterval]);
@@ -161,6 +161,11 @@ describe('durationScale renders the same rules with scaled durations', () => {
   // Istio's native InferencePool routing (prod-native-istio): the same stack, other failure modes.
   const nativeRule = one(synthProfile(CLUSTERS.find((c) => c.routing.inferenceRouting === 'native')!), 'PrometheusRule');
   const nativeAlerts = alertsOf(nativeRule);
+  // prod-ha: three EPP replicas and a session store; the same namespace and EPP Service as the demo.
+  const haProfile = CLUSTERS.find((c) => c.name === 'prod-ha')!;
+  const haManifests = synthProfile(haProfile);
+  const haRule = one(haManifests, 'PrometheusRule');
+  const haAlerts = alertsOf(haRule);
 
   type Series = { series: string; values: string };
   const vllm = (name: string, values: string, pod = 'decode-a', extra = ''): Series => ({ series: `${name}{namespace="${ns}",pod="${pod}",model_name="m",engine="0"${extra}}`, values });
@@ -237,26 +242,41 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
-  test('one of two EPP replicas down warns (KvrouteEppReplicaDown) without paging; both down pages instead', () => {
-    const replica = (pod: string, values: string): Series => ({ series: `up{namespace="${ns}",job="${eppJob}",pod="${pod}"}`, values });
+  test('an EPP replica down, or missing altogether (Pending, evicted: no scrape target), warns (KvrouteEppReplicaDown) without paging; all down pages instead', () => {
+    expect(haProfile.routing.endpointPicker?.replicas).toBe(3);
+    const haJob = one(haManifests, 'Service', 'ms-llm-d-modelservice-epp').metadata.name;
+    const replica = (pod: string, values: string): Series => ({ series: `up{namespace="${ns}",job="${haJob}",pod="${pod}"}`, values });
+    const upOf = (n: number) => {
+      const e = expected('KvrouteEppReplicaDown', '', {}, haAlerts);
+      return { ...e, exp_annotations: { ...e.exp_annotations, summary: e.exp_annotations.summary.replace('{{ $value }}', String(n)) } };
+    };
     const out = run([
       {
-        name: 'one of two down', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x2 0x17')],
+        name: 'one of three down', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x2 0x17')],
         alerts: [
           { at: '5m', alert: 'KvrouteEppReplicaDown', fires: [] },
-          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [{ ...expected('KvrouteEppReplicaDown', ''), exp_annotations: { ...expected('KvrouteEppReplicaDown', '').exp_annotations, summary: expected('KvrouteEppReplicaDown', '').exp_annotations.summary.replace('{{ $value }}', '1') } }] },
+          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [upOf(2)] },
           { at: '10m', alert: 'KvrouteEppDown', fires: [] },
         ],
       },
       {
-        name: 'both down', interval: '1m', series: [replica('epp-a', '1x2 0x17'), replica('epp-b', '1x2 0x17')],
+        // Audit 29: evicted at 3 minutes, its replacement Pending: the target is gone (stale), never "down".
+        name: 'one of three gone', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x2 stale')],
         alerts: [
-          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [] },
-          { at: '10m', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '')] },
+          { at: '5m', alert: 'KvrouteEppReplicaDown', fires: [] },
+          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [upOf(2)] },
+          { at: '19m', alert: 'KvrouteEppReplicaDown', fires: [upOf(2)] },
         ],
       },
-      { name: 'both up', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
-    ]);
+      {
+        name: 'all down', interval: '1m', series: [replica('epp-a', '1x2 0x17'), replica('epp-b', '1x2 0x17'), replica('epp-c', '1x2 0x17')],
+        alerts: [
+          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [] },
+          { at: '10m', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '', {}, haAlerts)] },
+        ],
+      },
+      { name: 'all up', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
+    ], haRule);
     expect(out).toMatch(/^0\n/);
   });
 
@@ -294,6 +314,13 @@ describe('durationScale renders the same rules with scaled durations', () => {
           { at: '12m', alert: 'KvrouteEppSlow', fires: [] },
           { at: '12m', alert: 'KvrouteEppFailingOpen', fires: [] },
         ],
+      },
+      {
+        // Audit 29: a two-minute stall (every answer late), then healthy. The 5-minute ratio stays over 1 % for five
+        // minutes after it, which alone fired the warning minutes after the incident; it must not fire once it is over.
+        name: 'two late minutes, then healthy', interval: '10s',
+        series: [eppUp('1x120'), envoy('streams_started', '0+20x120'), envoy('message_timeouts', '0x12 20+20x11 240x96'), envoy('failure_mode_allowed', '0x12 20+20x11 240x96')],
+        alerts: ['3m', '4m', '5m', '6m', '7m', '8m', '9m', '10m', '12m', '15m', '19m'].map((at) => ({ at, alert: 'KvrouteEppSlow', fires: [] })),
       },
     ]);
     expect(out).toMatch(/^0\n/);
@@ -334,12 +361,62 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
-  test('hit ratio: fires at 0% for 15 minutes, quiet at 90% and when idle', () => {
+  test('hit ratio: warns when the pods hit well under what the EPP\'s index expected, not when a workload shares little (audit 29: the absolute floor fired on a healthy stack of distinct prompts)', () => {
+    // The approximate index: GIE's per-request match ratio histogram (mean = _sum / _count); 10 requests a minute.
+    const expectedMean = (mean: number): Series[] => [
+      epp('inference_extension_prefix_indexer_hit_ratio_sum', `0+${Math.round(mean * 10)}x40`, 'pod="epp-a"'),
+      epp('inference_extension_prefix_indexer_hit_ratio_count', '0+10x40', 'pod="epp-a"'),
+    ];
+    const hits = (ratio: number) => vllm('vllm:prefix_cache_hits_total', `0+${Math.round(6000 * ratio)}x40`);
     const out = run([
-      { name: 'no hits', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+0x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [expected('KvroutePrefixCacheHitRatioLow', '0%')] }] },
+      { name: 'expected 90%, hit 10%', series: [queries, hits(0.1), ...expectedMean(0.9)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '80%')] }] },
+      { name: 'expected 90%, hit 85%', series: [queries, hits(0.85), ...expectedMean(0.9)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      { name: 'distinct prompts: expected 0%, hit 0%', series: [queries, hits(0), ...expectedMean(0)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      {
+        // The precise index's own prediction wins over the approximate histogram where it runs.
+        name: 'precise: predicted 90% of prompt tokens, hit 30%',
+        series: [queries, hits(0.3), ...expectedMean(0.2), epp('kvroute_epp_precise_predicted_hit_tokens_total', '0+900x40', 'pod="epp-a"'), epp('kvroute_epp_precise_prompt_tokens_total', '0+1000x40', 'pod="epp-a"')],
+        alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '60%')] }],
+      },
+      { name: 'idle', series: [vllm('vllm:prefix_cache_queries_total', '0x40'), vllm('vllm:prefix_cache_hits_total', '0x40'), ...expectedMean(0)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+    ]);
+    expect(out).toMatch(/^0\n/);
+    expect(Object.keys(alerts)).not.toContain('KvroutePrefixCacheHitRatioLow');
+  });
+
+  test('an absolute hit-ratio floor warns only where the profile sets one (minPrefixCacheHitRatio): fires at 0%, quiet at 90% and when idle', () => {
+    const floorRule = one(synthProps(withOverrides(DEMO, { monitoring: { minPrefixCacheHitRatio: 0.8 } })), 'PrometheusRule');
+    const floorAlerts = alertsOf(floorRule);
+    const out = run([
+      { name: 'no hits', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+0x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [expected('KvroutePrefixCacheHitRatioLow', '0%', {}, floorAlerts)] }] },
       { name: '90% hits', series: [queries, vllm('vllm:prefix_cache_hits_total', '0+5400x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [] }] },
       { name: 'idle', series: [vllm('vllm:prefix_cache_queries_total', '0x40'), vllm('vllm:prefix_cache_hits_total', '0x40')], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitRatioLow', fires: [] }] },
+    ], floorRule);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('requests the EPP refuses itself (429, 503) warn when over 5 % for 5 minutes; waits whose client left do not count; none refused, none fires (audit 29)', () => {
+    // Counters scraped every 10 s (the EPP's interval: the 1-minute confirmation window needs several samples), per 10 s.
+    const routed = (per10s: number) => epp('inference_objective_request_total', `0+${per10s}x150`, 'model_name="m",target_model_name="m",priority="0",pod="epp-a"');
+    const errors = (code: string, per10s: number) => epp('inference_objective_request_error_total', `0+${per10s}x150`, `model_name="m",target_model_name="m",error_code="${code}",pod="epp-a"`);
+    const aborted = (per10s: number) => epp('kvroute_epp_flow_control_rejections_total', `0+${per10s}x150`, 'reason="aborted",pod="epp-a"');
+    const out = run([
+      { name: '10% refused 429', interval: '10s', series: [routed(90), errors('ResourceExhausted', 10)], alerts: [{ at: '20m', alert: 'KvrouteEppRefusingRequests', fires: [expected('KvrouteEppRefusingRequests', '10%')] }] },
+      { name: 'every request 503, none routed ever', interval: '10s', series: [errors('ServiceUnavailable', 50)], alerts: [{ at: '20m', alert: 'KvrouteEppRefusingRequests', fires: [expected('KvrouteEppRefusingRequests', '100%')] }] },
+      { name: 'waits abandoned by the proxy (counted ServiceUnavailable as GIE counts them)', interval: '10s', series: [routed(90), errors('ServiceUnavailable', 10), aborted(10)], alerts: [{ at: '20m', alert: 'KvrouteEppRefusingRequests', fires: [] }] },
+      { name: '2% refused, client errors aside', interval: '10s', series: [routed(98), errors('ResourceExhausted', 2), errors('BadRequest', 30)], alerts: [{ at: '20m', alert: 'KvrouteEppRefusingRequests', fires: [] }] },
+      { name: 'healthy', interval: '10s', series: [routed(100)], alerts: [{ at: '20m', alert: 'KvrouteEppRefusingRequests', fires: [] }] },
     ]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('with a session store, a replica that lost it warns after 5 minutes; without one there is no such alert', () => {
+    expect(Object.keys(alerts)).not.toContain('KvrouteSessionStoreDisconnected');
+    const connected = (pod: string, values: string): Series => ({ series: `kvroute_epp_session_store_connected{namespace="${ns}",pod="${pod}"}`, values });
+    const out = run([
+      { name: 'epp-b lost it', series: [connected('epp-a', '1x20'), connected('epp-b', '1x2 0x17')], alerts: [{ at: '10m', alert: 'KvrouteSessionStoreDisconnected', fires: [expected('KvrouteSessionStoreDisconnected', '', { pod: 'epp-b' }, haAlerts)] }] },
+      { name: 'connected', series: [connected('epp-a', '1x20'), connected('epp-b', '1x20')], alerts: [{ at: '10m', alert: 'KvrouteSessionStoreDisconnected', fires: [] }] },
+    ], haRule);
     expect(out).toMatch(/^0\n/);
   });
 

@@ -141,6 +141,13 @@ describe('invalid props fail synth with a message that names the field and what 
       /^Monitoring\.eppScrapeInterval: must be a Prometheus Operator duration/],
     ['a gateway scrape interval with a fraction', withOverrides(DEMO, { monitoring: { gatewayScrapeInterval: '2.5s' } }),
       /^Monitoring\.gatewayScrapeInterval: must be a Prometheus Operator duration/],
+    // Audit 29: at 1m the fail-open page's 1m window held two samples at best and the page never fired.
+    ['a gateway scrape interval the 1-minute page window cannot hold four of', withOverrides(DEMO, { monitoring: { gatewayScrapeInterval: '1m' } }),
+      /^Monitoring\.gatewayScrapeInterval: must be at most 15s: a quarter of the 1m window KvrouteEppFailingOpen rates the gateway's counters over .*, got "1m"$/],
+    ['an EPP scrape interval too long for a one-minute outage to page during it', withOverrides(DEMO, { monitoring: { eppScrapeInterval: '11s' } }),
+      /^Monitoring\.eppScrapeInterval: must be at most 10s: so that a one-minute EPP outage pages during it .*, got "11s"$/],
+    ['a vLLM scrape interval the 5-minute window cannot hold four of', withOverrides(DEMO, { monitoring: { vllmScrapeInterval: '1m30s' } }),
+      /^Monitoring\.vllmScrapeInterval: must be at most 75s: a quarter of the 5m window/],
     ['KV events on the routing sidecar\'s port', withOverrides(DEMO, { decode: { kvEvents: { port: 8000 } } }),
       /^DecodePool\.kvEvents\.port: must not be a port the decode pod already listens on \(8000, the routing sidecar's; 8001, vLLM's HTTP server\), got 8000$/],
     ['the KV-event replay socket on vLLM\'s own port', withOverrides(DEMO, { decode: { kvEvents: { replayPort: 8001 } } }),
@@ -572,9 +579,9 @@ describe('durations and quantities are checked against what the API server enfor
   });
 
   test('accepted scrape intervals and request timeouts reach the objects as given', () => {
-    const m = synthProps(withOverrides(DEMO, { gateway: { requestTimeout: '1h30m' }, monitoring: { vllmScrapeInterval: '1m30s', eppScrapeInterval: '500ms' } }));
+    const m = synthProps(withOverrides(DEMO, { gateway: { requestTimeout: '1h30m' }, monitoring: { vllmScrapeInterval: '1m10s', eppScrapeInterval: '500ms' } }));
     expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].timeouts.request).toBe('1h30m');
-    expect(one(m, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm').spec.podMetricsEndpoints[0].interval).toBe('1m30s');
+    expect(one(m, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm').spec.podMetricsEndpoints[0].interval).toBe('1m10s');
     expect(one(m, 'ServiceMonitor').spec.endpoints[0].interval).toBe('500ms');
   });
 

@@ -35,7 +35,7 @@ const variants: [string, Manifest[]][] = [
     },
     endpointPicker: { replicas: 2, cpu: '1500m', memory: '2Gi', tokenizerCacheClaim: 'hf-cache.v1' },
     gateway: { name: 'g'.repeat(57), hostname: '*.llm.example.com', requestTimeout: '1h30m' },
-    monitoring: { vllmScrapeInterval: '1m30s', eppScrapeInterval: '500ms', gatewayScrapeInterval: '1h', selectorLabels: { 'example.com/team': 'ml' }, dashboardLabels: {} },
+    monitoring: { vllmScrapeInterval: '1m10s', eppScrapeInterval: '500ms', gatewayScrapeInterval: '14s500ms', selectorLabels: { 'example.com/team': 'ml' }, dashboardLabels: {} },
   }))],
   ['central KV events on another port', synthProps(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://ms-llm-d-modelservice-epp.llm-d.svc.cluster.local:6000' } } }))],
   // Every peer form and the egress rules of the EPP's NetworkPolicy.

@@ -219,13 +219,14 @@ describe('the seed (demo cluster)', () => {
       KvrouteEppReplicaDown: 'warning for 5m',
       KvrouteEppFailingOpen: 'critical for 30s',
       KvrouteEppSlow: 'warning for 5m',
+      KvrouteEppRefusingRequests: 'warning for 5m',
       KvrouteGatewayExtProcStatsMissing: 'warning for 10m',
-      KvroutePrefixCacheHitRatioLow: 'warning for 15m',
+      KvroutePrefixCacheHitsBelowExpected: 'warning for 15m',
       KvrouteKvCacheNearFull: 'warning for 10m',
       KvrouteNoReadyDecodePods: 'critical for 5m',
     });
     const byName = (n: string) => alerts.find((a: { alert: string }) => a.alert === n);
-    expect(byName('KvroutePrefixCacheHitRatioLow').expr).toContain('< 0.8');
+    expect(byName('KvroutePrefixCacheHitsBelowExpected').expr).toMatch(/> 0\.25$/);
     expect(byName('KvrouteEppFailingOpen').expr).toMatch(/\[1m\][\s\S]*\) > 0\.1$/);
     expect(byName('KvrouteEppSlow').expr).toMatch(/\[5m\][\s\S]*\) > 0\.01$/);
     expect(byName('KvrouteEppDown').expr).toContain('up{namespace="llm-d",job="ms-llm-d-modelservice-epp"}');
