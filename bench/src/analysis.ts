@@ -18,6 +18,16 @@ export interface PolicyResult {
   readonly successRate: number;
   /** Prefix-cache hits / queries in tokens, summed over the pods (vLLM's counters). */
   readonly hitRate: number;
+  /**
+   * Cached prompt tokens / prompt tokens as the responses report them (`usage.prompt_tokens_details.cached_tokens`),
+   * over the successful requests that report it; null when none does. vLLM 0.10 counts a prefix-cache lookup each time
+   * its scheduler looks a waiting request up, so a request blocked or preempted several times is counted several times
+   * in `hitRate` (vllm/v1/core/sched/scheduler.py, kv_cache_manager.py @ v0.10.0): under preemption only this one is
+   * the share of prompts served from the cache.
+   */
+  readonly servedHitRate: number | null;
+  /** Prefix-cache lookups in tokens over the prompt tokens sent: above 1, vLLM looked prompts up more than once. */
+  readonly lookupsPerPromptToken: number | null;
   /** The best hit rate any router could reach on the requests of this run (see oracle.ts). */
   readonly bestHitRate: number | null;
   /** hitRate / bestHitRate. */
@@ -92,6 +102,10 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
   const ttftCached = summary(cached);
   const ttftUncached = summary(uncached);
   const hitRate = counters.queries > 0 ? counters.hits / counters.queries : 0;
+  const reporting = ok.filter((r) => r.result.cachedTokens !== undefined && (r.result.promptTokens ?? 0) > 0);
+  const promptTokens = reporting.reduce((a, r) => a + r.result.promptTokens!, 0);
+  const servedHitRate = promptTokens > 0 ? reporting.reduce((a, r) => a + r.result.cachedTokens!, 0) / promptTokens : null;
+  const sentTokens = ok.reduce((a, r) => a + (r.result.promptTokens ?? 0), 0);
 
   return {
     policy,
@@ -99,6 +113,8 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
     succeeded: ok.length,
     successRate: records.length > 0 ? ok.length / records.length : 0,
     hitRate,
+    servedHitRate,
+    lookupsPerPromptToken: sentTokens > 0 ? counters.queries / sentTokens : null,
     bestHitRate,
     hitRateOfBest: bestHitRate ? hitRate / bestHitRate : null,
     requestStickiness: chatRequests > 0 ? sticky / chatRequests : 1,

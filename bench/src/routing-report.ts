@@ -59,6 +59,10 @@ export interface RunRecord {
   readonly requests: number;
   readonly succeeded: number;
   readonly hitRate: number;
+  /** The clients' view (`PolicyResult.servedHitRate`); absent in runs recorded before it was measured. */
+  readonly servedHitRate?: number | null;
+  /** Prefix-cache lookups over prompt tokens (`PolicyResult.lookupsPerPromptToken`); absent in older runs. */
+  readonly lookupsPerPromptToken?: number | null;
   readonly ttftP50: number | null;
   readonly ttftP90: number | null;
   /** Absent in runs recorded before it was measured. */
@@ -225,9 +229,29 @@ export function preciseLine(c: CellReport): string | undefined {
   const parts = c.runs.filter((r) => r.precise).map((r) => {
     const p = r.precise!;
     return `${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: `
-      + `${p.eventsApplied} of ${p.eventsReceived} KV events applied, ${p.sequenceGaps} gaps; predicted hit ${pct(p.predictedHitRate)} against the pods' ${pct(r.hitRate)}`;
+      + `${p.eventsApplied} of ${p.eventsReceived} KV events applied, ${p.sequenceGaps} gaps; predicted hit ${pct(p.predictedHitRate)} against the pods' ${pct(r.hitRate)}`
+      + (r.servedHitRate !== undefined && r.servedHitRate !== null && recounted(r) ? ` (the responses' ${pct(r.servedHitRate)})` : '');
   });
   return parts.length > 0 ? `precise index — ${parts.join('; ')}` : undefined;
+}
+
+/** vLLM looked prompts up more than once (blocked or preempted requests are looked up again at every step). */
+function recounted(r: RunRecord): boolean {
+  return r.lookupsPerPromptToken !== undefined && r.lookupsPerPromptToken !== null && r.lookupsPerPromptToken > RECOUNT_THRESHOLD;
+}
+
+/** Lookups per prompt token above which the pods' counters no longer say what share of prompts was served cached. */
+const RECOUNT_THRESHOLD = 1.05;
+
+/**
+ * Where the pods' counters counted prompts more than once (preemptions, requests blocked on KV), the hit rate the
+ * responses report beside theirs: the table's hit rate is vLLM's metric, which then weighs a request by how often it
+ * was looked up (vllm/v1/core/sched/scheduler.py @ v0.10.0 counts every lookup of a waiting request).
+ */
+export function recountLine(c: CellReport): string | undefined {
+  const parts = c.runs.filter((r) => recounted(r) && r.servedHitRate !== undefined && r.servedHitRate !== null).map((r) =>
+    `${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: pods ${pct(r.hitRate)}, responses ${pct(r.servedHitRate!)} (${r.lookupsPerPromptToken!.toFixed(1)} lookups per prompt token)`);
+  return parts.length > 0 ? `hit rate recounted by the pods (blocked or preempted requests looked up again) — ${parts.join('; ')}` : undefined;
 }
 
 /** How often each EPP policy's saturation filter kept a request from a pod (configs without the filter count 0). */
@@ -243,7 +267,7 @@ export function cellTerminalTable(c: CellReport): string {
     p.policy, pct(p.successRate), pct(p.hitRate), pct(p.hitRateOfBest), ratio(p.vsBaseline.hitRate), secs(p.ttftP50), secs(p.ttftP90), secs(p.ttftP99 ?? null),
     ratio(p.vsBaseline.ttftP50), ratio(p.vsBaseline.ttftP90), p.throughputRps.toFixed(1), ratio(p.vsBaseline.throughput), p.balance.toFixed(2),
   ]);
-  return [cellTitle(c), rampLine(c), table(header, rows), boundsLine(c), directorLine(c), preciseLine(c), exclusionsLine(c), stageTable(c), goalsLine(c)]
+  return [cellTitle(c), rampLine(c), table(header, rows), boundsLine(c), directorLine(c), preciseLine(c), recountLine(c), exclusionsLine(c), stageTable(c), goalsLine(c)]
     .filter((l) => l !== undefined).join('\n');
 }
 
@@ -321,6 +345,7 @@ ${rows}
 <p class="note">${escape(SYMBOLS)}</p>
 ${directorLine(c) ? `<p class="note">${escape(directorLine(c)!)}</p>` : ''}
 ${preciseLine(c) ? `<p class="note">${escape(preciseLine(c)!)}</p>` : ''}
+${recountLine(c) ? `<p class="note">${escape(recountLine(c)!)}</p>` : ''}
 ${rampLine(c) ? `<p class="note">${escape(rampLine(c)!)}</p>` : ''}
 ${stageTable(c) ? `<pre>${escape(stageTable(c)!)}</pre>` : ''}
 ${goalsLine(c) ? `<p class="note">${escape(goalsLine(c)!)}</p>` : ''}

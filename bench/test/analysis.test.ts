@@ -1,4 +1,5 @@
 import { analyze, quantile } from '../src/analysis';
+import { recountLine, type CellReport, type RunRecord } from '../src/routing-report';
 import type { RequestRecord } from '../src/run';
 import { buildWorkload, DEFAULT_WORKLOAD } from '../src/workload';
 
@@ -44,6 +45,30 @@ describe('analysis of a run', () => {
     expect(r.ttftCached).toEqual({ count: 2, p50: 0.04, p90: 0.048 });
     expect(r.ttftUncached).toEqual({ count: 2, p50: 0.2, p90: 0.24 });
     expect(r.cachedSpeedup).toBeCloseTo(5);
+  });
+
+  test('the hit rate the responses report beside the pods\' counters: vLLM 0.10 looks a blocked or preempted request up again at every step (scheduler.py @ v0.10.0)', () => {
+    // Two requests of 1,000 prompt tokens, 500 and 700 cached as their responses say; the pods counted the second one's
+    // lookup four times over (preempted), all of it missing but for the cached part the last time.
+    const records = [rec({ prompt: 1000, cached: 500 }), rec({ prompt: 1000, cached: 700 }), rec({ ok: false, prompt: 1000, cached: 0 })];
+    const r = analyze('x', records, { hits: 1200, queries: 5000 }, 1, null, 1);
+    expect(r.hitRate).toBeCloseTo(0.24);
+    expect(r.servedHitRate).toBeCloseTo(0.6);
+    expect(r.lookupsPerPromptToken).toBeCloseTo(2.5);
+    // No response reports cached tokens: no served rate.
+    const bare = { ...rec({}), result: { ...rec({}).result, cachedTokens: undefined } };
+    expect(analyze('x', [bare], { hits: 0, queries: 100 }, 1, null, 1).servedHitRate).toBeNull();
+  });
+
+  test('a cell whose pods recounted lookups says so, with the responses\' hit rate; one without says nothing', () => {
+    const run = (policy: string, hitRate: number, servedHitRate: number | null, lookupsPerPromptToken: number | null): RunRecord => ({
+      policy, repeat: 0, requests: 10, succeeded: 10, hitRate, servedHitRate, lookupsPerPromptToken, ttftP50: 0.1, ttftP90: 0.2,
+      throughputRps: 1, wallSeconds: 10, balance: 1, perEndpoint: {}, failures: [],
+    });
+    const cell = (runs: RunRecord[]) => ({ runs } as unknown as CellReport);
+    expect(recountLine(cell([run('kvroute-precise', 0.621, 0.557, 8.8), run('kvroute', 0.939, 0.93, 1.0)])))
+      .toBe('hit rate recounted by the pods (blocked or preempted requests looked up again) — kvroute-precise: pods 62.1%, responses 55.7% (8.8 lookups per prompt token)');
+    expect(recountLine(cell([run('kvroute', 0.939, 0.93, 1.01), run('old', 0.5, null, null)]))).toBeUndefined();
   });
 
   test('failures are counted and listed', () => {
