@@ -74,6 +74,12 @@ export interface MonitoringProps {
    * @default 0.05
    */
   readonly maxRefusedRatio?: number;
+  /**
+   * With a session store: warn (`KvrouteSessionStoreFailing`) when more than this share of a replica's store reads
+   * timed out or failed over 5 minutes, for 10 minutes, though it is connected.
+   * @default 0.05
+   */
+  readonly maxSessionStoreFallbackRatio?: number;
   /** Alert when a pod's KV cache stays fuller than this for 10 minutes. @default 0.95 */
   readonly maxKvCacheUsage?: number;
   /**
@@ -221,8 +227,9 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  * instead), `KvrouteEppSlow` (buffered bodies only, where Envoy runs a message timer: more than
  * `maxMessageTimeoutRatio`, 1 %, of the streams hit the message timeout over 5 minutes and over the last minute, for 5
  * minutes), `KvrouteEppRefusingRequests` (more than `maxRefusedRatio`, 5 %, of the requests answered 429 or 503 by the
- * EPP itself, over 5 minutes and the last minute, for 5 minutes), `KvrouteSessionStoreDisconnected` (with a session
- * store: a replica without it for 5 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the
+ * EPP itself, over 5 minutes and the last minute, for 5 minutes), `KvrouteSessionStoreDisconnected` and
+ * `KvrouteSessionStoreFailing` (with a session store: a replica without it for 5 minutes, or whose reads fall back
+ * more than `maxSessionStoreFallbackRatio`, 5 %, of the time for 10 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the
  * gateway for 10 minutes, so the fail-open page could not fire), `KvroutePrefixCacheHitsBelowExpected` (the pods' hit
  * ratio `maxPrefixHitShortfall`, 25 points, under what the EPP's index expected, for 15 minutes),
  * `KvroutePrefixCacheHitRatioLow` (only with `minPrefixCacheHitRatio`: under it for 15 minutes) and
@@ -267,6 +274,7 @@ export class Monitoring extends Construct {
     const minHit = props.minPrefixCacheHitRatio === undefined ? undefined : checkFraction(S, 'minPrefixCacheHitRatio', props.minPrefixCacheHitRatio, 0, 1);
     const maxShortfall = checkFraction(S, 'maxPrefixHitShortfall', props.maxPrefixHitShortfall ?? 0.25, 0, 1);
     const maxRefused = checkFraction(S, 'maxRefusedRatio', props.maxRefusedRatio ?? 0.05, 0, 1);
+    const maxStoreFallback = checkFraction(S, 'maxSessionStoreFallbackRatio', props.maxSessionStoreFallbackRatio ?? 0.05, 0, 1);
     const maxKv = checkFraction(S, 'maxKvCacheUsage', props.maxKvCacheUsage ?? 0.95, 0, 1);
     const maxFailOpen = checkFraction(S, 'maxFailOpenRatio', props.maxFailOpenRatio ?? 0.1, 0, 1);
     const maxTimeouts = checkFraction(S, 'maxMessageTimeoutRatio', props.maxMessageTimeoutRatio ?? 0.01, 0, 1);
@@ -408,9 +416,19 @@ export class Monitoring extends Construct {
       alert('KvrouteEppRefusingRequests', sustained(refusedRatio, maxRefused, t.slowWindow, t.slowConfirmWindow), t.slowFor, 'warning',
         `The EPP of ${ns} refused {{ $value | humanizePercentage }} of its requests itself (429 or 503).`,
         'inference_objective_request_error_total{error_code} says which. ResourceExhausted (429): every decode pod was over its queue or KV-cache threshold and flow control refused the request (queue full, deadline, shed: kvroute_epp_flow_control_rejections_total); add decode replicas or raise the flow-control bounds. ServiceUnavailable (503): no ready pod, or every pod\'s metrics scrapes failing (kvroute_epp_scheduling_failures_total{reason}); check the decode pods and the EPP\'s scrapes.'),
-      ...(endpointPicker.sessionStore !== undefined ? [alert('KvrouteSessionStoreDisconnected', `${EPP_METRICS.sessionStoreConnected}{${sel}} == 0`, t.sessionStoreFor, 'warning',
-        'EPP replica {{ $labels.pod }} of ' + ns + ' has lost its session store.',
-        'Its picks fall back to the replica\'s own session bindings, so replicas may send one session to different pods and lose its KV cache. Check the Valkey/Redis the EPP names (--session-store), its password Secret and the network policy.')] : []),
+      ...(endpointPicker.sessionStore !== undefined ? [
+        alert('KvrouteSessionStoreDisconnected', `${EPP_METRICS.sessionStoreConnected}{${sel}} == 0`, t.sessionStoreFor, 'warning',
+          'EPP replica {{ $labels.pod }} of ' + ns + ' has lost its session store.',
+          'Its picks fall back to the replica\'s own session bindings, so replicas may send one session to different pods and lose its KV cache. Check the Valkey/Redis the EPP config\'s sessionStore names, its password Secret and the network policy.'),
+        // Connected is not working: a store that answers after the read timeout, or refuses the commands (a Redis
+        // without GETEX, a read-only replica, ACLs), keeps the connection while every pick falls back.
+        alert('KvrouteSessionStoreFailing',
+          `sum by (namespace, pod) (${rate(EPP_METRICS.sessionStoreOperations, `${sel},operation="read",outcome=~"timeout|error|unavailable"`, t.slowWindow)})\n/\n`
+          + `sum by (namespace, pod) (${rate(EPP_METRICS.sessionStoreOperations, `${sel},operation="read"`, t.slowWindow)})\n> ${maxStoreFallback}`,
+          t.statsMissingFor, 'warning',
+          'EPP replica {{ $labels.pod }} of ' + ns + ' fell back from its session store on {{ $value | humanizePercentage }} of its reads.',
+          'The store is connected but its reads time out or fail (kvroute_epp_session_store_operations_total{operation="read"} by outcome): picks use the replica\'s own bindings, so replicas may send one session to different pods. Check the store\'s latency against the sessionStore timeout, and that it accepts GETEX and writes (Redis >= 6.2 or Valkey, a primary, not full, ACLs).'),
+      ] : []),
       // Parenthesized: `or` binds last, after `-` and `>`.
       alert('KvroutePrefixCacheHitsBelowExpected', `(\n${indent(expectedHitRatio)}\n)\n- on (namespace)\n${RECORDED.prefixHitRatio}{${sel}}\n> ${maxShortfall}`, t.hitRatioFor, 'warning',
         `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }} under what the EPP's index expected of its picks.`,

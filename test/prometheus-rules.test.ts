@@ -420,6 +420,20 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
+  test('a store that stays connected but whose reads time out or fail warns (audit 29: a slow store split every session while connected read 1)', () => {
+    const reads = (pod: string, outcome: string, perMinute: number): Series => ({
+      series: `kvroute_epp_session_store_operations_total{namespace="${ns}",pod="${pod}",operation="read",outcome="${outcome}"}`, values: `0+${perMinute}x40`,
+    });
+    const out = run([
+      {
+        name: 'epp-b times out on most reads', series: [reads('epp-a', 'hit', 100), reads('epp-b', 'hit', 10), reads('epp-b', 'timeout', 90)],
+        alerts: [{ at: '20m', alert: 'KvrouteSessionStoreFailing', fires: [expected('KvrouteSessionStoreFailing', '90%', { pod: 'epp-b' }, haAlerts)] }],
+      },
+      { name: 'a few timeouts', series: [reads('epp-a', 'hit', 97), reads('epp-a', 'timeout', 3)], alerts: [{ at: '20m', alert: 'KvrouteSessionStoreFailing', fires: [] }] },
+    ], haRule);
+    expect(out).toMatch(/^0\n/);
+  });
+
   test('KV cache near full and no ready pods', () => {
     const out = run([
       { name: 'KV full', series: [vllm('vllm:kv_cache_usage_perc', '0.97x40')], alerts: [{ at: '30m', alert: 'KvrouteKvCacheNearFull', fires: [expected('KvrouteKvCacheNearFull', '97%', { pod: 'decode-a' })] }] },
