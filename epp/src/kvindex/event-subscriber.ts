@@ -12,7 +12,8 @@
  * wait meanwhile), and when the replay cannot cover the gap, the pod's entries are dropped; without a replay socket the
  * gap is counted and the entries kept (see `sequenced`). A return to 0 after the stream moved past it is a restarted
  * publisher: a restarted vLLM has an empty cache, so its entries are dropped too. A subscriber that joins a running
- * publisher asks for a replay from 0 to warm up.
+ * publisher asks for a replay from 0 to warm up: as soon as its subscription connects (per-pod mode, which then counts
+ * the pod warm only once the replay ended), or at the first batch it hears (central mode, where pods connect to it).
  *
  * Warm-up, for readiness: per-pod, a subscription counts as up once its ZMTP handshake with the pod's publisher
  * completed (zeromq's `handshake` socket event), because events published before that are lost (PUB drops what it
@@ -283,12 +284,36 @@ export class KvEventSubscriber {
     }, timeoutMs);
     timer.unref();
     this.warmingUp.set(endpointKey, timer);
-    // Registered before connect, so a handshake on a fast loopback connection is not missed.
-    socket.events.on('handshake', () => this.connected(endpointKey, timer));
+    // Registered before connect, so a handshake on a fast loopback connection is not missed. With a replay socket the
+    // pod counts as warm once its buffer has been replayed: a pod that publishes nothing new (idle, or serving only
+    // hits, for which vLLM sends no event) would otherwise stay empty in this EPP's index while it reports ready.
+    socket.events.on('handshake', () => {
+      if (this.options.replayPort === undefined) {
+        this.connected(endpointKey, timer);
+        return;
+      }
+      void this.warmUpFromReplay(endpointKey, rank).finally(() => this.connected(endpointKey, timer));
+    });
     socket.connect(address);
     socket.subscribe(this.options.topicFilter);
     this.perPod.set(endpointKey, socket);
     void this.consume(socket, endpointKey);
+  }
+
+  /**
+   * Asks a just-connected publisher's replay socket for everything it still holds (vLLM answers a replay request at any
+   * time: `_publisher_thread` serves the ROUTER on every turn of its loop, `_service_replay` sends each buffered batch
+   * from the asked number on, then the end marker; vllm/distributed/kv_events.py @ v0.10.0), holding live batches
+   * meanwhile. Only before this subscriber has a position in the publisher's stream: a reconnect of a stream it follows
+   * is handled by the sequence numbers (a gap, or a restart) as before.
+   */
+  private async warmUpFromReplay(endpointKey: string, rank: number): Promise<void> {
+    const key = streamKey(endpointKey, rank);
+    let state = this.publishers.get(key);
+    if (!state) this.publishers.set(key, (state = { endpointKey, rank }));
+    if (state.next !== undefined || state.held !== undefined || this.closed) return;
+    state.held = [];
+    await this.replay(state, 0n, undefined, false);
   }
 
   private connected(endpointKey: string, timer: NodeJS.Timeout): void {
@@ -438,6 +463,8 @@ export class KvEventSubscriber {
 
   private apply(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
     const { endpointKey } = state;
+    // A replay still running for a pod that left the pool (its state forgotten) must not index it again.
+    if (this.publishers.get(streamKey(endpointKey, state.rank)) !== state) return;
     if (state.next === undefined || seq >= state.next) state.next = seq + 1n;
     if (!decoded.batch) {
       this.options.events.dropped(endpointKey, 'malformed');
