@@ -11,7 +11,7 @@ import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit
 import { parseEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
 import { MAX_SESSION_ID_LENGTH } from '../src/scheduling/plugins/session-affinity-filter';
-import { parseStoreAddress, RedisSessionStore, socketTimeoutMs, type SessionStoreReadOutcome, type SessionStoreWriteOutcome } from '../src/sessions/store';
+import { parseStoreAddress, RedisSessionStore, socketTimeoutMs, type SessionStoreEvents, type SessionStoreReadOutcome, type SessionStoreWriteOutcome } from '../src/sessions/store';
 import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
 import { Replica } from './replica';
 
@@ -289,6 +289,61 @@ schedulingProfiles:
     });
   },
 );
+
+(redisServerAvailable ? describe : describe.skip)('session store logs (a real redis-server)', () => {
+  jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+  const sink = () => {
+    const logs: string[] = [];
+    const events = { read: () => undefined, write: () => undefined, connected: () => undefined, log: (_level: string, msg: string, fields?: Record<string, unknown>) => { logs.push(`${msg} ${String(fields?.error ?? '')}`); } };
+    return { logs, events };
+  };
+
+  it('says why a store refuses the connection (a wrong password: WRONGPASS), once while it keeps refusing, where the log said only "Connection is closed" (audit 29)', async () => {
+    const redis = await RedisServer.start(['--requirepass', 's3cret']);
+    process.env.KVROUTE_TEST_WRONG_PASSWORD = 'nope';
+    const { logs, events } = sink();
+    const store = new RedisSessionStore({ address: redis.url, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000, passwordEnv: 'KVROUTE_TEST_WRONG_PASSWORD', startGraceMs: 60_000 }, events as unknown as SessionStoreEvents);
+    try {
+      await store.start();
+      await waitFor(() => logs.some((l) => l.startsWith('session store refused the connection')), 'the refusal logged');
+      // It keeps reconnecting (~2 s apart) and keeps being refused: the same reason is not logged again.
+      await new Promise((r) => setTimeout(r, 4500));
+      expect(logs.filter((l) => l.startsWith('session store refused the connection'))).toEqual([expect.stringMatching(/WRONGPASS/)]);
+      expect(store.connected).toBe(false);
+    } finally {
+      delete process.env.KVROUTE_TEST_WRONG_PASSWORD;
+      await store.close();
+      await redis.stop();
+    }
+  });
+
+  it('reports an unreachable store only once the start-up grace has passed, and not at all when it connects within it', async () => {
+    const port = await freePort();
+    const { logs, events } = sink();
+    const store = new RedisSessionStore({ address: `redis://127.0.0.1:${port}`, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000, startGraceMs: 1500 }, events as unknown as SessionStoreEvents);
+    try {
+      await store.start();
+      await new Promise((r) => setTimeout(r, 500));
+      expect(logs).toEqual([]);
+      await waitFor(() => logs.length > 0, 'the unreachable store reported');
+      expect(logs).toEqual([expect.stringMatching(/^session store not reachable since start; picks use the local bindings until it is .*ECONNREFUSED/)]);
+    } finally {
+      await store.close();
+    }
+    const redis = await RedisServer.start();
+    const quiet = sink();
+    const reachable = new RedisSessionStore({ address: redis.url, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000, startGraceMs: 300 }, quiet.events as unknown as SessionStoreEvents);
+    try {
+      await reachable.start();
+      await waitFor(() => reachable.connected, 'connected');
+      await new Promise((r) => setTimeout(r, 600));
+      expect(quiet.logs).toEqual(['session store connected ']);
+    } finally {
+      await reachable.close();
+      await redis.stop();
+    }
+  });
+});
 
 describe('sessionStore configuration', () => {
   const load = (store: string) => parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1

@@ -107,7 +107,7 @@ describe('signed x-session-token', () => {
     expect(await tokens(b, 'expired')).toBe(1);
   });
 
-  it('re-issues the token only when it is missing, for another pod, past half its lifetime or under the previous key', async () => {
+  it('re-issues the token only when it is missing, for another pod, or past half its lifetime', async () => {
     let now = T0;
     const a = await replica(`{keyFile: ${OLD_KEY}, ttl: 1h}`, 'p0', () => now);
     await a.route(undefined);
@@ -122,9 +122,14 @@ describe('signed x-session-token', () => {
     expect(Number(renewed.split('.')[1])).toBe(Math.floor(now / 1000) + 3600);
   });
 
-  it('rotates: a replica with the new key and the old one as previous honours old tokens and issues new ones', async () => {
-    const old = await replica(`{keyFile: ${OLD_KEY}}`, 'p0');
-    const rotated = await replica(`{keyFile: ${NEW_KEY}, previousKeyFile: ${OLD_KEY}}`, 'p3');
+  it('rotates: a replica with the new key and the old one as previous honours old tokens and issues new ones past half their lifetime', async () => {
+    let now = T0;
+    const old = await replica(`{keyFile: ${OLD_KEY}, ttl: 1h}`, 'p0', () => now);
+    const rotated = await replica(`{keyFile: ${NEW_KEY}, previousKeyFile: ${OLD_KEY}, ttl: 1h}`, 'p3', () => now);
+    // Mid-rollout a replica one step behind (the new key still as its previous one) takes the new key's tokens as
+    // they are, and the rotated one the old key's: no token is re-issued until half its lifetime (audit 29: it was
+    // re-issued on every response, flipping between the keys).
+    const behind = await replica(`{keyFile: ${OLD_KEY}, previousKeyFile: ${NEW_KEY}, ttl: 1h}`, 'p1', () => now);
     const newOnly = await replica(`{keyEnv: KVROUTE_TEST_TOKEN_KEY}`, 'p2').catch((e: Error) => e);
     expect(newOnly).toBeInstanceOf(Error);
     expect((newOnly as Error).message).toContain('tokenSigning.keyEnv: environment variable KVROUTE_TEST_TOKEN_KEY is not set');
@@ -133,10 +138,17 @@ describe('signed x-session-token', () => {
       const fresh = await replica('{keyEnv: KVROUTE_TEST_TOKEN_KEY}', 'p2');
       await old.route(undefined);
       const oldToken = tokenOf(old);
+      now = T0 + 10 * 60_000;
       expect(await rotated.route(undefined, { 'x-session-token': oldToken })).toBe('p0');
       expect(await tokens(rotated, 'valid')).toBe(1);
-      // The previous key is accepted, never issued: the response carries a token under the new key...
+      expect(rotated.lastResponseHeaders).toBeUndefined();
+      // The previous key is accepted, never issued: past half the token's lifetime the response carries one under the
+      // new key...
+      now = T0 + 31 * 60_000;
+      expect(await rotated.route(undefined, { 'x-session-token': oldToken })).toBe('p0');
       const newToken = tokenOf(rotated);
+      expect(await behind.route(undefined, { 'x-session-token': newToken })).toBe('p0');
+      expect(behind.lastResponseHeaders).toBeUndefined();
       expect(await fresh.route(undefined, { 'x-session-token': newToken })).toBe('p0');
       // ...which a replica holding only the new key (the rotation done) honours, while it refuses old tokens.
       expect(await fresh.route(undefined, { 'x-session-token': oldToken })).toBe('p2');

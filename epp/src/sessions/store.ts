@@ -18,7 +18,7 @@
  * was slower on both. It speaks RESP to Redis and Valkey alike and downloads nothing at install time.
  */
 import * as fs from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import type { ConnectionOptions } from 'node:tls';
 
 /**
@@ -71,6 +71,8 @@ export interface SessionStoreOptions {
   readonly caFile?: string;
   /** @default MAX_OUTSTANDING_COMMANDS (tests lower it) */
   readonly maxOutstanding?: number;
+  /** How long after start a store still unreachable is reported. @default START_GRACE_MS (tests lower it) */
+  readonly startGraceMs?: number;
 }
 
 /** The parts of `address`, checked: the config loader calls this so a bad address fails when the config loads. */
@@ -125,6 +127,9 @@ export function reconnectDelayMs(attempt: number, random: () => number = Math.ra
   return Math.min(2000, 50 * 2 ** Math.max(0, Math.min(attempt - 1, 6))) + Math.floor(random() * 100);
 }
 
+/** How long after start an unreachable store is reported (its later state changes are logged as they happen). */
+export const START_GRACE_MS = 5000;
+
 export class RedisSessionStore {
   private client: Redis | undefined;
   private up = false;
@@ -177,11 +182,27 @@ export class RedisSessionStore {
     this.client = client;
     client.on('ready', () => this.setUp(true));
     client.on('close', () => this.setUp(false));
-    // ioredis reports every failed attempt as an 'error' event; the state change is logged once in setUp instead.
-    client.on('error', () => undefined);
-    client.connect().catch((e: Error) => {
-      this.events.log('warn', 'session store not reachable at start; picks use the local bindings until it is', { address: this.options.address, error: e.message });
+    // ioredis reports every failed attempt as an 'error' event; the state change is logged once in setUp instead. A
+    // reply error during the handshake (AUTH, CLIENT SETNAME: a wrong or missing password, ACLs) is why the store stays
+    // down, reconnecting every ~2 s: logged whenever it changes, since the connection error alone says only that it
+    // closed.
+    let lastRefusal: string | undefined;
+    let lastError: string | undefined;
+    client.on('error', (e: Error) => {
+      lastError = e.message;
+      if (!(e instanceof ReplyError) || e.message === lastRefusal) return;
+      lastRefusal = e.message;
+      this.events.log('warn', 'session store refused the connection; picks use the local bindings until it accepts', { address: this.options.address, error: e.message });
     });
+    client.connect().catch((e: Error) => {
+      lastError ??= e.message;
+    });
+    // A first attempt can fail only because start-up work kept the event loop busy past the connect timeout (a
+    // tokenizer loading): the store is reported unreachable only if it still is a few seconds later.
+    setTimeout(() => {
+      if (this.up || this.closed) return;
+      this.events.log('warn', 'session store not reachable since start; picks use the local bindings until it is', { address: this.options.address, ...(lastError !== undefined ? { error: lastError } : {}) });
+    }, this.options.startGraceMs ?? START_GRACE_MS).unref();
   }
 
   get connected(): boolean {

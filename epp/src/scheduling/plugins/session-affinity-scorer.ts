@@ -120,7 +120,11 @@ export class SessionAffinityScorer implements Scorer, PostResponse {
         const signer = this.requireSigner();
         const check = signer.verify(token, Math.floor(this.handle.now() / 1000));
         this.handle.metrics.countSessionToken(check.outcome);
-        if (check.outcome === 'valid') result = { pod: check.pod, renewAt: check.current ? check.expiresAt - signer.ttl / 2 : 0 };
+        // Renewed past half its lifetime, whichever key signed it: during a rotation's rollout the replicas disagree on
+        // which key is current, and renewing every previous-key token at once re-issued the token on every response,
+        // flipping between the two keys (audit 29). A previous-key token still expires within `ttl`, before the
+        // rotation's last step drops that key.
+        if (check.outcome === 'valid') result = { pod: check.pod, renewAt: check.expiresAt - signer.ttl / 2 };
       }
     }
     request.attributes?.set(this.tokenKey, result);
