@@ -107,6 +107,22 @@ describe('session-affinity-filter', () => {
     expect(fixture.outcomes).toEqual(['miss', 'repin', 'hit']);
   });
 
+  it('in admission mode (the saturation filter keeps loaded pods as candidates), a session leaves its pod once that pod\'s KV cache is over the threshold while another has room; a long queue alone keeps it (issue 9: hard while the pod is healthy and not saturated)', () => {
+    const fixture = new Fixture(CONFIG.replace('parameters: {metricsStalenessThreshold: 1s}', 'parameters: {metricsStalenessThreshold: 1s, mode: admission}'));
+    const session = { 'x-session-id': 's' };
+    const first = fixture.route(session, fixture.pods('a', 'b'));
+    const other = first === 'a' ? 'b' : 'a';
+    // Over the queue threshold (5 waiting) while the other pod is idle: the binding holds (moving for a queue
+    // recomputes the history on a busy pool).
+    expect(fixture.route(session, [fixture.pod(first, { waitingQueueSize: 50 }), fixture.pod(other)])).toBe(first);
+    // Its KV cache over the threshold (0.8) while the other has room: the scorers decide (here the queue), and the
+    // session is re-bound there. (With every pod loaded, admission mode leaves none and the request waits in flow
+    // control.)
+    expect(fixture.route(session, [fixture.pod(first, { kvCacheUsagePercent: 0.95, waitingQueueSize: 3 }), fixture.pod(other)])).toBe(other);
+    expect(fixture.route(session, fixture.pods('a', 'b'))).toBe(other);
+    expect(fixture.outcomes).toEqual(['miss', 'hit', 'repin', 'hit']);
+  });
+
   it('binds nothing when the cycle fails', () => {
     const fixture = new Fixture();
     const allSaturated = [fixture.pod('a', { waitingQueueSize: 50 })];

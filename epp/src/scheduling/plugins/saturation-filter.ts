@@ -61,6 +61,12 @@ type Exclusions = SaturationExclusionReason[] & { late?: boolean };
  */
 export const LOADED_CANDIDATES = stateKey<ReadonlySet<string>>('saturation-filter loaded candidates');
 
+/**
+ * Of `LOADED_CANDIDATES`, those over the KV-cache threshold: pods whose running requests fill their KV cache, so that
+ * more work there preempts requests and evicts cached prefixes (a long queue alone only delays). Absent when none is.
+ */
+export const KV_LOADED_CANDIDATES = stateKey<ReadonlySet<string>>('saturation-filter KV-loaded candidates');
+
 /** The parsed parameters: every field filled but `mode`, absent when not configured (so configs render unchanged). */
 export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterParameters>, 'mode'> & {
   readonly mode?: 'filter' | 'admission';
@@ -121,6 +127,7 @@ export class SaturationFilter implements Filter {
     let readable: EndpointSnapshot[] | undefined;
     const loadReasons: SaturationExclusionReason[] = [];
     let loaded: Set<string> | undefined;
+    let kvLoaded: Set<string> | undefined;
     let roomy = false;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
@@ -135,10 +142,12 @@ export class SaturationFilter implements Filter {
       else {
         loadReasons.push(reason);
         (loaded ??= new Set()).add(candidate.endpoint.key);
+        if (candidate.metrics.kvCacheUsagePercent > this.parameters.kvCacheUtilThreshold) (kvLoaded ??= new Set()).add(candidate.endpoint.key);
       }
     }
     if (roomy || loadReasons.length === 0) {
       if (loaded !== undefined) cycle.state.set(LOADED_CANDIDATES, loaded);
+      if (kvLoaded !== undefined) cycle.state.set(KV_LOADED_CANDIDATES, kvLoaded);
       return readable ?? candidates;
     }
     for (const reason of loadReasons) {

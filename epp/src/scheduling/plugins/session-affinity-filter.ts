@@ -9,6 +9,7 @@ import type { PrepareRequest } from '../../requestcontrol/hooks';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
+import { KV_LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest } from '../types';
 
 /** Longer session ids are ignored (no binding): no client needs more, and hashing one costs CPU per request. */
@@ -208,6 +209,13 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     // Soft: every candidate stays; the scorers (the latency scorer's recomputation cost, the prefix scorer's history)
     // decide whether the session's pod keeps it.
     if (this.parameters.stickiness === 'soft') return candidates;
+    // Hard holds while the bound pod is healthy and not saturated (issue 9). A saturation filter in admission mode keeps
+    // a pod over a threshold among the candidates while others have room, so the filter before this one does not drop
+    // it. One whose KV cache is over its threshold (`KV_LOADED_CANDIDATES`: its running requests fill the cache, so
+    // more turns there preempt and evict the very histories affinity keeps there) is kept only as the scorers'
+    // preference, as in soft mode, and the session may move to a pod with room. A long queue alone does not release it:
+    // moving for queue length recomputes histories on a busy pool, which is how soft stickiness collapsed at 80% load.
+    if (bound !== undefined && cycle.state.get(KV_LOADED_CANDIDATES)?.has(bound.endpoint.key) === true) return candidates;
     return bound !== undefined ? [bound] : candidates;
   }
 
@@ -215,7 +223,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     const pending = cycle.state.get(this.pendingKey);
     const [target] = result.targets;
     if (pending === undefined || target === undefined) return;
-    // Soft mode: a bound session the scorers sent elsewhere moved (counted as a re-pin); hard mode never gets here so.
+    // A bound session the scorers sent elsewhere moved (counted as a re-pin): soft mode, or hard mode off a loaded pod.
     const outcome: SessionAffinityOutcome = pending.outcome === 'hit' && pending.boundKey !== target.endpoint.key ? 'repin' : pending.outcome;
     this.bindings.set(pending.sessionId, target.endpoint.key);
     this.counts[outcome]++;
