@@ -264,6 +264,16 @@ describe('FlowControlQueue', () => {
     expect(q.sizes()).toEqual(new Map([[0, 1]]));
   });
 
+  it('strict priority holds with narrowed requests: a lower band\'s narrowed ones wait while a higher band\'s pool-wide ones do (review 29)', async () => {
+    const { q } = queue({ maxQueued: 32, maxDispatchPerCall: 4 });
+    const log: string[] = [];
+    for (let i = 0; i < 10; i++) void track(q, log, `high${i}`, { flow: `h${i}`, priority: 10 });
+    for (let i = 0; i < 3; i++) void track(q, log, `low${i}`, { flow: `l${i}`, priority: -5, narrowed: true });
+    expect(q.dispatch(Infinity)).toBe(4);
+    await turns(5);
+    expect(log).toEqual(['high0', 'high1', 'high2', 'high3']);
+  });
+
   it('rejects bad options naming the field', () => {
     expect(() => new FlowControlQueue({ maxQueued: 0, maxWaitMs: 1, maxDispatchPerCall: 1 })).toThrow('maxQueued must be an integer >= 1, got 0');
     expect(() => new FlowControlQueue({ maxQueued: 1, maxWaitMs: 0, maxDispatchPerCall: 1 })).toThrow('maxWaitMs must be > 0 (Infinity: no deadline), got 0');
@@ -703,6 +713,18 @@ schedulingProfiles:
     expect(await run(undefined)).toEqual({ sizes: new Map([[10, 1], [0, 1]]), order: ['interactive:route', 'self-promoted:route'] });
     // An operator whose gateway sets the header lets it through.
     expect(await run(100)).toEqual({ sizes: new Map([[100, 1], [10, 1]]), order: ['self-promoted:route', 'interactive:route'] });
+    // A negative cap lowers what the header says, not requests without it (GIE's default 0 stays 0).
+    setWaiting(6);
+    const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+    director?.close();
+    director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 }), flowControl: { queue: q, tickMs: 60_000 }, maxHeaderPriority: -5 });
+    const plain = director.route(incoming('plain'));
+    const raised = director.route(incoming('raised', { [PRIORITY_HEADER]: '3' }));
+    await turns(20);
+    expect(q.sizes()).toEqual(new Map([[0, 1], [-5, 1]]));
+    setWaiting(0);
+    q.dispatch(4);
+    await Promise.all([plain, raised]);
   });
 
   it('an empty fairness id or session id names no flow: such requests are each their own flow, not one shared one', async () => {

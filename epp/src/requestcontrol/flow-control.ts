@@ -383,6 +383,9 @@ export class FlowControlQueue {
     const limit = Math.min(Math.max(0, Math.floor(capacity)), this.options.maxDispatchPerCall);
     let released = 0;
     let narrowedReleased = 0;
+    // Pool-wide requests of a band still waiting (this call's limit reached): the lower bands' narrowed ones wait too,
+    // or strict priority would not hold.
+    let higherWaiting = false;
     for (const priority of this.prioritiesDescending()) {
       const band = this.bands.get(priority)!;
       for (let narrowed = false; ; narrowed = true) {
@@ -403,7 +406,8 @@ export class FlowControlQueue {
         }
         if (narrowed) break;
       }
-      if (released >= limit && narrowedReleased >= limit) break;
+      if (band.poolWideSize > 0) higherWaiting = true;
+      if (released >= limit && (narrowedReleased >= limit || higherWaiting)) break;
     }
     this.armTimer();
     return released + narrowedReleased;

@@ -902,6 +902,8 @@ export class RequestControl implements RequestDirector {
 
   /** `x-kvroute-priority`'s value capped at `maxHeaderPriority`: 0 when absent, undefined when unreadable. */
   private headerPriority(value: string | undefined): number | undefined {
+    // Absent, a request has GIE's default 0 whatever the cap (a negative cap must not make every request sheddable).
+    if (value === undefined) return 0;
     const priority = parsePriority(value);
     return priority === undefined ? undefined : Math.min(priority, this.options.maxHeaderPriority ?? FLOW_CONTROL_DEFAULTS.maxHeaderPriority);
   }
