@@ -1,4 +1,4 @@
-import { encodeEventBatch, encodeSeq, liveFrames, type KvEventBatch } from '@kvroute/protocol/kv-events';
+import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvEventBatch } from '@kvroute/protocol/kv-events';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import * as net from 'node:net';
 import * as zmq from 'zeromq';
@@ -169,6 +169,34 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await send(publisher, 2);
     await waitFor(() => r.batches().length === 3);
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2']);
+  });
+
+  test('a pod that leaves while its warm-up replay runs is neither indexed nor reset nor counted by that replay afterwards (review 29)', async () => {
+    const r = new Recorder();
+    const { socketPort } = await publisher.bind();
+    // A replay socket that answers only when told: the pod leaves while its replay is in flight.
+    const router = new zmq.Router();
+    await router.bind('tcp://127.0.0.1:0');
+    const replayPort = Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')![1]);
+    let asked: Buffer | undefined;
+    void (async () => {
+      for await (const [identity] of router) asked = identity;
+    })().catch(() => undefined);
+    try {
+      subscriber = new KvEventSubscriber({
+        mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs: 10_000,
+        resolvePod: () => undefined, events: r, logger: quiet,
+      });
+      subscriber.addEndpoint(POD);
+      await waitFor(() => asked !== undefined, 'the warm-up replay request');
+      subscriber.removeEndpoint(POD);
+      await router.send([asked!, '', encodeSeq(0n), payload(0)]);
+      await router.send([asked!, '', REPLAY_END_SEQ, '']);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(r.log).toEqual([`reset ${POD} removed`]);
+    } finally {
+      router.close();
+    }
   });
 
   test('a data-parallel rank\'s replay socket is asked at replayPort + rank, where vLLM offsets it (offset_endpoint_port)', async () => {

@@ -114,6 +114,8 @@ interface PublisherState {
   liveNext?: bigint;
   /** Live batches that arrived while a replay was running, applied after it. */
   held?: { seq: bigint; decoded: Decoded; model?: string }[];
+  /** The replay running now, if one is: a warm-up waits for it rather than starting another. */
+  replaying?: Promise<void>;
 }
 
 /**
@@ -288,6 +290,8 @@ export class KvEventSubscriber {
     // pod counts as warm once its buffer has been replayed: a pod that publishes nothing new (idle, or serving only
     // hits, for which vLLM sends no event) would otherwise stay empty in this EPP's index while it reports ready.
     socket.events.on('handshake', () => {
+      // A handshake that lands after the pod left (or the subscriber closed) must not register it again.
+      if (this.closed || this.perPod.get(endpointKey) !== socket) return;
       if (this.options.replayPort === undefined) {
         this.connected(endpointKey, timer);
         return;
@@ -311,6 +315,8 @@ export class KvEventSubscriber {
     const key = streamKey(endpointKey, rank);
     let state = this.publishers.get(key);
     if (!state) this.publishers.set(key, (state = { endpointKey, rank }));
+    // A replay already running (a live batch came first, or a second handshake): warm once it ended.
+    if (state.replaying !== undefined) return state.replaying;
     if (state.next !== undefined || state.held !== undefined || this.closed) return;
     state.held = [];
     await this.replay(state, 0n, undefined, false);
@@ -482,7 +488,17 @@ export class KvEventSubscriber {
    * payload]` per batch out, then the end marker), applies them, then the live batches held meanwhile. A DP rank's
    * replay socket listens on `replayPort + rank`, as vLLM offsets it (`ZmqEventPublisher.offset_endpoint_port`).
    */
-  private async replay(state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
+  private replay(state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
+    const running = this.runReplay(state, from, model, repairing);
+    state.replaying = running;
+    return running.finally(() => {
+      if (state.replaying === running) state.replaying = undefined;
+    });
+  }
+
+  private async runReplay(state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
+    // A pod that left meanwhile (its state forgotten, or replaced by a re-added pod's) is not reset or counted again.
+    const registered = () => !this.closed && this.publishers.get(streamKey(state.endpointKey, state.rank)) === state;
     const { endpointKey } = state;
     const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
     let covered = false;
@@ -501,20 +517,24 @@ export class KvEventSubscriber {
           covered = seq <= from;
           first = false;
           if (!covered) {
-            this.options.events.reset(endpointKey, 'gap');
+            if (registered()) this.options.events.reset(endpointKey, 'gap');
             covered = !repairing; // a warm-up may still start from whatever the buffer holds
           }
         }
+        if (!registered()) break;
         if (state.next === undefined || seq >= state.next) this.apply(state, seq, decodePayload(payload), model);
       }
       if (first && !repairing) covered = true; // nothing buffered before us: a cold start is exact
     } catch (e) {
-      this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: (e as Error).message });
-      this.options.events.reset(endpointKey, 'gap');
+      if (registered()) {
+        this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: (e as Error).message });
+        this.options.events.reset(endpointKey, 'gap');
+      }
       covered = false; // even if its first batch covered the gap: what it applied before failing was just dropped
     } finally {
       dealer.close();
     }
+    if (!registered()) return;
     this.options.events.replay(endpointKey, covered ? 'repaired' : 'failed');
     const held = state.held ?? [];
     state.held = undefined;
