@@ -218,7 +218,7 @@ export function directorLine(c: CellReport): string | undefined {
   const parts: string[] = [];
   for (const r of c.runs) {
     const decisions = (r.director as { decisions?: Record<string, number> } | undefined)?.decisions;
-    if (decisions) parts.push(`${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: `
+    if (decisions) parts.push(`${runLabel(c, r)}: `
       + Object.entries(decisions).map(([k, v]) => `${k} ${v}`).join(', '));
   }
   return parts.length > 0 ? `director decisions — ${parts.join('; ')}` : undefined;
@@ -228,16 +228,25 @@ export function directorLine(c: CellReport): string | undefined {
 export function preciseLine(c: CellReport): string | undefined {
   const parts = c.runs.filter((r) => r.precise).map((r) => {
     const p = r.precise!;
-    return `${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: `
+    return `${runLabel(c, r)}: `
       + `${p.eventsApplied} of ${p.eventsReceived} KV events applied, ${p.sequenceGaps} gaps; predicted hit ${pct(p.predictedHitRate)} against the pods' ${pct(r.hitRate)}`
-      + (r.servedHitRate !== undefined && r.servedHitRate !== null && recounted(r) ? ` (the responses' ${pct(r.servedHitRate)})` : '');
+      + (recountedServedRate(r) !== undefined ? ` (the responses' ${pct(recountedServedRate(r)!)})` : '');
   });
   return parts.length > 0 ? `precise index — ${parts.join('; ')}` : undefined;
 }
 
-/** vLLM looked prompts up more than once (blocked or preempted requests are looked up again at every step). */
-function recounted(r: RunRecord): boolean {
-  return r.lookupsPerPromptToken !== undefined && r.lookupsPerPromptToken !== null && r.lookupsPerPromptToken > RECOUNT_THRESHOLD;
+/** A run's name in a cell's notes: its policy, and its repeat when the policy ran more than once. */
+function runLabel(c: CellReport, r: RunRecord): string {
+  return `${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}`;
+}
+
+/**
+ * The responses' hit rate when vLLM looked prompts up more than once (blocked or preempted requests are looked up again
+ * at every step), else undefined: then the pods' counters are the whole story.
+ */
+function recountedServedRate(r: RunRecord): number | undefined {
+  const recounted = r.lookupsPerPromptToken !== undefined && r.lookupsPerPromptToken !== null && r.lookupsPerPromptToken > RECOUNT_THRESHOLD;
+  return recounted && r.servedHitRate !== undefined && r.servedHitRate !== null ? r.servedHitRate : undefined;
 }
 
 /** Lookups per prompt token above which the pods' counters no longer say what share of prompts was served cached. */
@@ -249,8 +258,8 @@ const RECOUNT_THRESHOLD = 1.05;
  * was looked up (vllm/v1/core/sched/scheduler.py @ v0.10.0 counts every lookup of a waiting request).
  */
 export function recountLine(c: CellReport): string | undefined {
-  const parts = c.runs.filter((r) => recounted(r) && r.servedHitRate !== undefined && r.servedHitRate !== null).map((r) =>
-    `${r.policy}${c.runs.filter((x) => x.policy === r.policy).length > 1 ? ` (run ${r.repeat + 1})` : ''}: pods ${pct(r.hitRate)}, responses ${pct(r.servedHitRate!)} (${r.lookupsPerPromptToken!.toFixed(1)} lookups per prompt token)`);
+  const parts = c.runs.filter((r) => recountedServedRate(r) !== undefined).map((r) =>
+    `${runLabel(c, r)}: pods ${pct(r.hitRate)}, responses ${pct(recountedServedRate(r)!)} (${r.lookupsPerPromptToken!.toFixed(1)} lookups per prompt token)`);
   return parts.length > 0 ? `hit rate recounted by the pods (blocked or preempted requests looked up again) — ${parts.join('; ')}` : undefined;
 }
 

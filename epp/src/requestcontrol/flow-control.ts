@@ -383,12 +383,9 @@ export class FlowControlQueue {
     const limit = Math.min(Math.max(0, Math.floor(capacity)), this.options.maxDispatchPerCall);
     let released = 0;
     let narrowedReleased = 0;
-    // Pool-wide requests of a band still waiting (this call's limit reached): the lower bands' narrowed ones wait too,
-    // or strict priority would not hold.
-    let higherWaiting = false;
     for (const priority of this.prioritiesDescending()) {
       const band = this.bands.get(priority)!;
-      for (let narrowed = false; ; narrowed = true) {
+      for (const narrowed of [false, true]) {
         while ((narrowed ? narrowedReleased : released) < limit) {
           // Head-of-line blocking, as GIE's dispatch cycle checks the pool before it takes an item out
           // (`controller/internal/processor.go` dispatchCycle @ v1.5.0): a request released into a full pool would
@@ -404,10 +401,10 @@ export class FlowControlQueue {
           if (narrowed) narrowedReleased++;
           else released++;
         }
-        if (narrowed) break;
       }
-      if (band.poolWideSize > 0) higherWaiting = true;
-      if (released >= limit && (narrowedReleased >= limit || higherWaiting)) break;
+      // Past the limit with this band's pool-wide requests still waiting, the lower bands' narrowed ones wait too, or
+      // strict priority would not hold.
+      if (released >= limit && (narrowedReleased >= limit || band.poolWideSize > 0)) break;
     }
     this.armTimer();
     return released + narrowedReleased;

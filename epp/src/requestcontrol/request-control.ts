@@ -681,7 +681,7 @@ export class RequestControl implements RequestDirector {
     try {
       // Narrowed to some of the pool by the proxy's subset hint: it waits for room on those pods, apart from the
       // pool-wide flows, so that it cannot hold them up while other pods have room (FlowRequest.narrowed).
-      const narrowed = this.isNarrowed(req);
+      const narrowed = this.isNarrowed(this.candidates(req));
       return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted, narrowed }, waited);
     } finally {
       leave();
@@ -727,7 +727,7 @@ export class RequestControl implements RequestDirector {
         return this.abandonedWhileQueued(model, request);
       }
       const candidates = this.candidates(req);
-      narrowed = candidates.length < this.options.datastore.snapshot().length;
+      narrowed = this.isNarrowed(candidates);
       if (candidates.length === 0) {
         waited('rejected', 'Dispatched');
         return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model));
@@ -1041,6 +1041,11 @@ export class RequestControl implements RequestDirector {
     }
   }
 
+  /** Whether `candidates` (from `candidates(req)`) leave out some of the pool's ready endpoints: the subset hint narrowed them. */
+  private isNarrowed(candidates: readonly EndpointSnapshot[]): boolean {
+    return candidates.length < this.options.datastore.snapshot().length;
+  }
+
   /**
    * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
    * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
@@ -1049,11 +1054,6 @@ export class RequestControl implements RequestDirector {
    * matching for data-parallel ranks, #2963), and otherwise every endpoint at its IP: v1.5.0 matches IPs only, so a
    * hint whose port is not the pool's still selects the pod.
    */
-  /** Whether the proxy's subset hint leaves `req` fewer candidates than the pool has (see `candidates`). */
-  private isNarrowed(req: IncomingRequest): boolean {
-    return this.candidates(req).length < this.options.datastore.snapshot().length;
-  }
-
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
     if (this.options.disableEndpointSubsetFilter === true) return all;
