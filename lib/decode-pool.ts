@@ -92,6 +92,15 @@ export interface DecodePoolProps {
    */
   readonly maxModelLen?: number;
   /**
+   * `--max-num-seqs`: requests each vLLM engine runs at once; more wait in its queue for one to finish. `KvAwareRouting`
+   * tells the EPP the same number (the latency scorer's `maxNumSeqs`), so it predicts that wait for a pod already
+   * running this many instead of stacking a burst of requests that share a cached prefix onto it. Left unset, the flag
+   * is not written and vLLM picks its default (256 for the OpenAI server, 1024 on GPUs with 70 GiB or more).
+   * @default vLLM's (the flag is not written)
+   * @see https://docs.vllm.ai/en/v0.10.0/configuration/engine_args.html
+   */
+  readonly maxNumSeqs?: number;
+  /**
    * Tokens per KV-cache block (`--block-size`). The EPP's prefix scorer assumes 16-token blocks (64 characters).
    * @default 16
    */
@@ -293,6 +302,8 @@ export class DecodePool extends Construct {
   public readonly servedModelName: string;
   public readonly replicas: number;
   public readonly gpuMemoryUtilization: number;
+  /** `--max-num-seqs` as written; undefined when vLLM picks its default. */
+  public readonly maxNumSeqs: number | undefined;
   public readonly blockSize: number;
   public readonly prefixCachingHashAlgo: PrefixCachingHashAlgo;
   /** vLLM's `--scheduling-policy`. */
@@ -334,6 +345,7 @@ export class DecodePool extends Construct {
     this.replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 2, 0, 1000);
     this.gpuMemoryUtilization = checkFraction(SCOPE, 'gpuMemoryUtilization', props.gpuMemoryUtilization ?? 0.9, 0, 1);
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
+    this.maxNumSeqs = props.maxNumSeqs === undefined ? undefined : checkInteger(SCOPE, 'maxNumSeqs', props.maxNumSeqs, 1, 65536);
     this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
     this.loraAdapters = checkLoraAdapters(props.loraAdapters ?? [], this.servedModelName);
@@ -469,6 +481,7 @@ export class DecodePool extends Construct {
       // see no cache hits at all.
       '--enable-prompt-tokens-details',
     ];
+    if (this.maxNumSeqs !== undefined) args.push(`--max-num-seqs=${this.maxNumSeqs}`);
     if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
     if (this.schedulingPolicy !== 'fcfs') args.push(`--scheduling-policy=${this.schedulingPolicy}`);
     if (this.loraAdapters.length > 0) {
@@ -674,6 +687,7 @@ const OWNED_FLAGS: Readonly<Record<string, string>> = {
   '--block-size': 'blockSize',
   '--gpu-memory-utilization': 'gpuMemoryUtilization',
   '--max-model-len': 'maxModelLen',
+  '--max-num-seqs': 'maxNumSeqs',
   '--enable-prompt-tokens-details': 'kvroute (cached-token usage in responses)',
   '--scheduling-policy': 'schedulingPolicy',
   '--enable-lora': 'loraAdapters',

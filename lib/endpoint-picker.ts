@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import {
   defaultEndpointPickerConfig, EndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig,
-  validateEndpointPickerConfig, withLoraRoomFilter, type PreciseDefaults,
+  validateEndpointPickerConfig, withLoraRoomFilter, withMaxNumSeqs, type PreciseDefaults,
   EPP_NODE_ARGS,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
@@ -90,6 +90,14 @@ export interface EndpointPickerProps {
    * @default none (no filter)
    */
   readonly loraAdapters?: readonly string[];
+  /**
+   * The decode pods' vLLM `--max-num-seqs`: the built-in config's `latency-scorer` gets it (`withMaxNumSeqs`), so a pod
+   * already running that many requests is predicted to make the next one wait for a slot. Not applied to a `config`
+   * given here. `KvAwareRouting` sets it from `decode.maxNumSeqs`.
+   * @default the scorer's own, vLLM's default 256
+   * @see epp/README.md "Waiting for a sequence slot"
+   */
+  readonly maxNumSeqs?: number;
   /**
    * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
    * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
@@ -276,7 +284,9 @@ export class EndpointPicker extends Construct {
     this.sessionStore = props.sessionStore;
     const builtIn = props.precise ? preciseEndpointPickerConfig(props.precise) : defaultEndpointPickerConfig();
     const loraAdapters = props.loraAdapters ?? [];
-    const base = props.config ?? (loraAdapters.length > 0 ? withLoraRoomFilter(builtIn, loraAdapters) : builtIn);
+    const maxNumSeqs = props.maxNumSeqs === undefined ? undefined : checkInteger(SCOPE, 'maxNumSeqs', props.maxNumSeqs, 1, 65536);
+    const sized = maxNumSeqs === undefined ? builtIn : withMaxNumSeqs(builtIn, maxNumSeqs);
+    const base = props.config ?? (loraAdapters.length > 0 ? withLoraRoomFilter(sized, loraAdapters) : sized);
     const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
     const signing = props.sessionTokenSigning === undefined ? undefined : {
       key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),

@@ -226,6 +226,7 @@ export class KvAwareRouting extends Chart {
       requestBodyMode,
       responseBodyMode: native ? 'full-duplex' : 'none',
       loraAdapters: props.endpointPicker?.loraAdapters ?? this.decodePool.loraAdapters.map((a) => a.name),
+      ...(props.endpointPicker?.maxNumSeqs === undefined && this.decodePool.maxNumSeqs !== undefined ? { maxNumSeqs: this.decodePool.maxNumSeqs } : {}),
       ...(maxMessageTimeout ? { extProcMaxMessageTimeout: maxMessageTimeout } : {}),
       ...(events
         ? {

@@ -73,6 +73,12 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.maxCpuLoras: must be an integer from 1 to 4096, got 0$/],
     ['extraArgs setting a flag a typed option writes', withOverrides(DEMO, { decode: { extraArgs: ['--enforce-eager', '--block-size=32'] } }),
       /^DecodePool\.extraArgs\[1\]: sets --block-size, which is written from DecodePool\.blockSize; set that instead, got "--block-size=32"$/],
+    ['maxNumSeqs of 0', withOverrides(DEMO, { decode: { maxNumSeqs: 0 } }),
+      /^DecodePool\.maxNumSeqs: must be an integer from 1 to 65536, got 0$/],
+    ['a fractional maxNumSeqs for the EPP', withOverrides(DEMO, { endpointPicker: { maxNumSeqs: 2.5 } }),
+      /^EndpointPicker\.maxNumSeqs: must be an integer from 1 to 65536, got 2\.5$/],
+    ['extraArgs setting --max-num-seqs, which maxNumSeqs writes', withOverrides(DEMO, { decode: { extraArgs: ['--max-num-seqs', '128'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --max-num-seqs, which is written from DecodePool\.maxNumSeqs; set that instead, got "--max-num-seqs"$/],
     ['extraArgs in vLLM\'s underscore spelling', withOverrides(DEMO, { decode: { extraArgs: ['--max_loras', '4'] } }),
       /^DecodePool\.extraArgs\[0\]: sets --max-loras, which is written from DecodePool\.maxLoras; set that instead, got "--max_loras"$/],
     ['extraArgs turning prefix caching off', withOverrides(DEMO, { decode: { extraArgs: ['--no-enable-prefix-caching'] } }),
@@ -297,6 +303,24 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(JSON.stringify(epp.data)).toContain('prefill-priority');
   });
 
+  test('maxNumSeqs writes --max-num-seqs and tells the EPP\'s latency-scorer the same (it predicts the wait for a slot); unset, neither is written and the scorer keeps vLLM\'s 256; not into a config given', () => {
+    const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
+    const slots = (props: KvAwareRoutingProps): unknown => {
+      const text = String(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+      return (parseEndpointPickerConfig(text).plugins.find((p) => p.type === 'latency-scorer')?.parameters as { maxNumSeqs?: number } | undefined)?.maxNumSeqs;
+    };
+    expect(args(DEMO).some((a) => a.startsWith('--max-num-seqs'))).toBe(false);
+    expect(slots(DEMO)).toBe(256);
+    const sized = withOverrides(DEMO, { decode: { maxNumSeqs: 64 } });
+    expect(args(sized)).toContain('--max-num-seqs=64');
+    expect(slots(sized)).toBe(64);
+    // Precise routing's config has the latency scorer too.
+    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64, kvEvents: { mode: 'central' } } }))).toBe(64);
+    // The EPP's own setting wins over the pool's; a config given is taken as written.
+    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { maxNumSeqs: 32 } }))).toBe(32);
+    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { config: defaultEndpointPickerConfig() } }))).toBe(256);
+  });
+
   test('LoRA adapters: --enable-lora, --max-loras when set and --lora-modules name=path as separate arguments (vLLM\'s nargs="+"); none by default', () => {
     const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
     expect(args(DEMO).some((a) => a.includes('lora'))).toBe(false);
@@ -307,8 +331,8 @@ describe('invalid props fail synth with a message that names the field and what 
   });
 
   test('extraArgs that no option writes are appended after kvroute\'s own, as given', () => {
-    const args = container(one(synthProps(withOverrides(DEMO, { decode: { extraArgs: ['--enforce-eager', '--max-num-seqs', '128', '--seed=-1'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
-    expect(args.slice(-4)).toEqual(['--enforce-eager', '--max-num-seqs', '128', '--seed=-1']);
+    const args = container(one(synthProps(withOverrides(DEMO, { decode: { extraArgs: ['--enforce-eager', '--max-num-batched-tokens', '8192', '--seed=-1'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+    expect(args.slice(-4)).toEqual(['--enforce-eager', '--max-num-batched-tokens', '8192', '--seed=-1']);
     // The tensor parallel size is the pod's GPU count unless a layout says otherwise (4 GPUs as tensor 2 × pipeline 2).
     const layout = container(one(synthProps(withOverrides(DEMO, { decode: { gpusPerPod: 4, extraArgs: ['-tp', '2', '--pipeline-parallel-size=2'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
     expect(layout.slice(-3)).toEqual(['-tp', '2', '--pipeline-parallel-size=2']);

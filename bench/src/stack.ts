@@ -13,6 +13,7 @@ import {
   parseEndpointPickerConfig,
   preciseEndpointPickerConfig,
   renderEndpointPickerConfig,
+  withMaxNumSeqs,
   type EndpointPickerConfig,
 } from '@kvroute/epp/config';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
@@ -41,6 +42,18 @@ export const GATEWAY_ENVOY_FLAGS: readonly string[] = [
   '--request-body-buffer-limit-bytes', String(8 * 1024 * 1024), '--max-message-timeout-ms', '30000',
   '--request-receive-timeout-ms', '60000', '--idle-timeout-ms', '300000', '--request-timeout-ms', '0',
 ];
+
+/**
+ * The EPP config with the pods' `--max-num-seqs` told to its latency scorer, as an operator who configured both would
+ * (the cdk8s app passes `DecodePool.maxNumSeqs` the same way): `config` when the stack built one, else the policy's
+ * text or the built-in default. Unchanged (`config` as given) for a policy with `podLimitUnknown` and for a config
+ * without a latency scorer, whose text then reaches the EPP as written.
+ */
+export function toldPodLimit(policy: Extract<RoutingPolicy, { kind: 'epp' }>, config: EndpointPickerConfig | undefined, sim: SimulatorSettings): EndpointPickerConfig | undefined {
+  if (policy.podLimitUnknown === true) return config;
+  const told = config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig());
+  return told.plugins.some((p) => p.type === 'latency-scorer') ? withMaxNumSeqs(told, sim.maxNumSeqs) : config;
+}
 
 /** Builds a director for the pods of one stack (`127.0.0.1:port` each, in order). */
 export type DirectorFactory = (endpoints: readonly string[]) => RequestDirector;
@@ -75,6 +88,11 @@ export type RoutingPolicy =
     readonly schedulingPolicy?: 'priority';
     /** More EPP flags (a baseline's own settings). @default none */
     readonly eppArgs?: readonly string[];
+    /**
+     * Leave the latency scorer's `maxNumSeqs` at vLLM's default 256 instead of the simulator's `--max-num-seqs`, as a
+     * deployment that does not tell the EPP its pods' limit would. @default false (the stack tells it, as the cdk8s app does)
+     */
+    readonly podLimitUnknown?: boolean;
   }
   | { readonly kind: 'round-robin'; readonly name: string }
   | { readonly kind: 'session-hash'; readonly name: string; readonly header: string }
@@ -296,6 +314,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       if (policy.configTransform) {
         config = policy.configTransform(config ?? (policy.configText ? parseEndpointPickerConfig(policy.configText) : defaultEndpointPickerConfig()));
       }
+      config = toldPodLimit(policy, config, options.sim);
       const configText = config ? renderEndpointPickerConfig(config) : policy.configText;
       eppArgs = ['--endpoints', podAddresses.join(','), '--host', '127.0.0.1', '--grpc-health-port', '0', '--ext-proc-max-message-timeout', '30s',
         ...(configText ? ['--config-text', configText] : []), ...(policy.eppArgs ?? [])];

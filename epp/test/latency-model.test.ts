@@ -2,7 +2,7 @@ import { seededRandom } from '@kvroute/testkit';
 import { EMPTY_METRICS, type EndpointMetrics } from '../src/datastore/types';
 import { applyReading, parseVllmMetrics } from '../src/datastore/vllm-metrics';
 import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
-import { PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
+import { LatencyModel, PodLatencyModel, VLLM_DEFAULT_MAX_NUM_SEQS, type LatencyModelOptions } from '../src/latency/pod-latency-model';
 
 const seeded = seededRandom;
 
@@ -292,6 +292,73 @@ describe('PodLatencyModel: queued prefill work', () => {
   });
 });
 
+describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_num_running_reqs = max_num_seqs, vllm/v1/core/sched/scheduler.py @ v0.10.0)', () => {
+  const SLOTS = { ...OPTIONS, maxNumSeqs: 4 };
+  /** Two scrapes of a pod whose finished requests ran `seconds` each: the second carries the interval's delta. */
+  function finished(model: PodLatencyModel, seconds: number, requests = 8, extra: Partial<EndpointMetrics> = {}): void {
+    model.ingest({ ...EMPTY_METRICS, updateTime: 1, inferenceCount: 0, inferenceSecondsSum: 0, ...extra }, 1);
+    model.ingest({ ...EMPTY_METRICS, updateTime: 2, inferenceCount: requests, inferenceSecondsSum: requests * seconds, ...extra }, 2);
+  }
+
+  it('adds no wait while the pod has a free slot, then (in flight − slots + 1) ÷ slots × its mean inference seconds', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 0.8);
+    expect(model.stats(2).inferenceSeconds).toBeCloseTo(0.8, 12);
+    const idle = model.predict(100, EMPTY_METRICS, 2, 3);
+    expect(idle.slotWaitSeconds).toBe(0);
+    // 4 in flight on 4 slots: the next waits for the first of them to finish, a quarter of a run on average.
+    expect(model.predict(100, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(0.2, 12);
+    const full = model.predict(100, EMPTY_METRICS, 2, 11);
+    expect(full.slotWaitSeconds).toBeCloseTo((8 / 4) * 0.8, 12);
+    expect(full.ttftSeconds).toBeCloseTo(idle.ttftSeconds + 1.6, 12);
+    expect(model.predictSeconds(100, EMPTY_METRICS, 2, 11)).toBeCloseTo(full.ttftSeconds, 12);
+  });
+
+  it('counts the scrape\'s running + waiting when it shows more than this EPP has in flight (other replicas, other clients)', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 0.8);
+    expect(model.predict(0, { ...EMPTY_METRICS, runningQueueSize: 4, waitingQueueSize: 2 }, 2, 1).slotWaitSeconds).toBeCloseTo((3 / 4) * 0.8, 12);
+  });
+
+  it('predicts no slot wait before any pod finished a request, and takes the pool\'s mean for a pod that has not', () => {
+    const model = new LatencyModel(SLOTS);
+    expect(model.pod('a').predict(0, EMPTY_METRICS, 0, 40).slotWaitSeconds).toBe(0);
+    finished(model.pod('a'), 1.0);
+    finished(model.pod('b'), 0.5);
+    expect(model.pod('c').predict(0, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(0.75 / 4, 12);
+    expect(model.pod('a').predict(0, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(1.0 / 4, 12);
+  });
+
+  it('takes a pod seen running more than maxNumSeqs as having that many slots', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 0.8, 8, { runningQueueSize: 10 });
+    expect(model.stats(2).slots).toBe(10);
+    expect(model.predict(0, EMPTY_METRICS, 2, 9).slotWaitSeconds).toBe(0);
+    expect(model.predict(0, EMPTY_METRICS, 2, 10).slotWaitSeconds).toBeCloseTo(0.08, 12);
+  });
+
+  it('follows a pod whose requests run longer: older intervals lose half their weight every half-life', () => {
+    const model = new PodLatencyModel(SLOTS);
+    let t = 0;
+    let count = 0;
+    let sum = 0;
+    const scrape = (seconds: number) => {
+      t += 1_000;
+      count += 4;
+      sum += 4 * seconds;
+      model.ingest({ ...EMPTY_METRICS, updateTime: t, inferenceCount: count, inferenceSecondsSum: sum }, t);
+    };
+    for (let i = 0; i < 60; i++) scrape(0.5);
+    for (let i = 0; i < 300; i++) scrape(2.0);
+    expect(model.stats(t).inferenceSeconds).toBeGreaterThan(1.95);
+  });
+
+  it('defaults maxNumSeqs to vLLM 0.10\'s 256', () => {
+    expect(VLLM_DEFAULT_MAX_NUM_SEQS).toBe(256);
+    expect(new PodLatencyModel(OPTIONS).stats(0).slots).toBe(256);
+  });
+});
+
 describe('vllm-metrics: the latency model\'s engine counters', () => {
   // As vLLM 0.10's prometheus_client serves them: counters with `_total`, two engines (data parallel) of one model.
   const page = [
@@ -325,12 +392,22 @@ describe('vllm-metrics: the latency model\'s engine counters', () => {
     'vllm:time_to_first_token_seconds_sum{engine="1",model_name="qwen"} 0.25',
     'vllm:time_to_first_token_seconds_count{engine="0",model_name="other"} 100.0',
     'vllm:time_to_first_token_seconds_sum{engine="0",model_name="other"} 100.0',
+    '# HELP vllm:request_inference_time_seconds Histogram of time spent in RUNNING phase for request.',
+    '# TYPE vllm:request_inference_time_seconds histogram',
+    'vllm:request_inference_time_seconds_bucket{engine="0",le="+Inf",model_name="qwen"} 10.0',
+    'vllm:request_inference_time_seconds_count{engine="0",model_name="qwen"} 10.0',
+    'vllm:request_inference_time_seconds_sum{engine="0",model_name="qwen"} 7.5',
+    'vllm:request_inference_time_seconds_count{engine="1",model_name="qwen"} 2.0',
+    'vllm:request_inference_time_seconds_sum{engine="1",model_name="qwen"} 0.5',
+    'vllm:request_inference_time_seconds_count{engine="0",model_name="other"} 50.0',
+    'vllm:request_inference_time_seconds_sum{engine="0",model_name="other"} 50.0',
     '',
   ].join('\n');
 
-  it('sums the TTFT histogram\'s _count/_sum and the prefix-cache counters over engines, preferring the 0.10 names', () => {
+  it('sums the TTFT and inference-time histograms\' _count/_sum and the prefix-cache counters over engines, preferring the 0.10 names', () => {
     const r = parseVllmMetrics(page, { modelName: 'qwen' });
     expect(r).toMatchObject({ firstTokenCount: 15, firstTokenSecondsSum: 1.75, prefixCacheQueryTokens: 10000, prefixCacheHitTokens: 6500 });
+    expect(r).toMatchObject({ inferenceCount: 12, inferenceSecondsSum: 8 });
     expect(r.issues).toEqual([]);
   });
 
@@ -344,9 +421,10 @@ describe('vllm-metrics: the latency model\'s engine counters', () => {
 
   it('carries the counters into the endpoint\'s metrics, and drops them when a later page lacks them', () => {
     const withCounters = applyReading(EMPTY_METRICS, parseVllmMetrics(page, { modelName: 'qwen' }), 5);
-    expect(withCounters).toMatchObject({ waitingQueueSize: 1, firstTokenCount: 15, prefixCacheHitTokens: 6500, updateTime: 5 });
+    expect(withCounters).toMatchObject({ waitingQueueSize: 1, firstTokenCount: 15, prefixCacheHitTokens: 6500, inferenceCount: 12, inferenceSecondsSum: 8, updateTime: 5 });
     const without = applyReading(withCounters, parseVllmMetrics('vllm:num_requests_waiting 2\n'), 6);
     expect(without.firstTokenCount).toBeUndefined();
+    expect(without.inferenceCount).toBeUndefined();
     expect(without.waitingQueueSize).toBe(2);
   });
 });

@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, resolvePluginParameters, type EndpointPickerConfig } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, resolvePluginParameters, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import type { IncomingRequest } from '../src/extproc/request-director';
@@ -345,6 +345,53 @@ describe('latency-scorer through request control', () => {
     expect([...counts.values()]).toEqual([2, 2, 2, 2]);
   });
 
+  /**
+   * gen29's burst (session 29's independent check): new sessions sharing one cached system prompt, all at once, each a
+   * short question. vLLM runs `--max-num-seqs` of them at a time (vllm/v1/core/sched/scheduler.py @ v0.10.0), so past
+   * that the holder's hit saves a short prefill and costs a whole decode's wait.
+   */
+  async function burstOfNewSessions(config: EndpointPickerConfig, sessions: number): Promise<number[]> {
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config, { random: seeded(8) }) });
+    const system = blocks('system', 100);
+    const keys = ds.snapshot().map((s) => s.endpoint.key);
+    const scrape = (at: number, ranOn?: string) => {
+      for (const key of keys) {
+        const ran = key === ranOn ? 1 : 0;
+        ds.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: at, consecutiveFailures: 0, inferenceCount: ran, inferenceSecondsSum: 0.8 * ran });
+      }
+    };
+    const start = Date.now();
+    scrape(start);
+    const warm = await director.route(incoming('warm', { model: MODEL, prompt: system + blocks('warm', 4) }));
+    if (warm.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(warm)}`);
+    director.responseHeaders(warm.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+    director.release(warm.ticket, 'completed');
+    // The next scrape: the warm request finished on its pod after 0.8 s running (vllm:request_inference_time_seconds).
+    scrape(start + 1, warm.endpoint);
+    const counts = new Map(keys.map((k) => [k, 0]));
+    for (let i = 0; i < sessions; i++) {
+      const headers = new Map([[':method', 'POST'], ['content-type', 'application/json'], ['x-session-id', `s${i}`]]);
+      const d = await director.route({ ...incoming(`s${i}`, { model: MODEL, prompt: system + blocks(`question${i}`, 4), stream: true }), headers });
+      if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+      counts.set(d.endpoint, counts.get(d.endpoint)! + 1);
+    }
+    // The holder first.
+    return [counts.get(warm.endpoint)!, ...[...counts].filter(([k]) => k !== warm.endpoint).map(([, n]) => n)];
+  }
+
+  it('a burst of new sessions on one cached system prompt fills the holder\'s --max-num-seqs slots, then spreads (gen29 F2: it herded onto the holder)', async () => {
+    // The scrapes show no running requests yet: only the EPP's own in-flight count sees the burst.
+    const [holder, ...others] = await burstOfNewSessions(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), 16);
+    expect(holder).toBeGreaterThanOrEqual(4);
+    expect(holder).toBeLessThanOrEqual(8);
+    expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('with vLLM\'s default 256 slots the same burst stays on the holder: its queue of short prefills never outweighs the hit', async () => {
+    const [holder] = await burstOfNewSessions(defaultEndpointPickerConfig(), 16);
+    expect(holder).toBe(16);
+  });
+
   it('a non-streaming response\'s headers end the request\'s queued work; a streaming response\'s do not', async () => {
     const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
     const director = new RequestControl({ datastore: ds, scheduler });
@@ -398,6 +445,7 @@ describe('latency-scorer parameters', () => {
       halfLife: '60s',
       pendingTimeout: '30s',
       charactersPerToken: 4,
+      maxNumSeqs: 256,
     });
   });
 
@@ -407,7 +455,9 @@ describe('latency-scorer parameters', () => {
     [{ priorPrefillMsPerToken: '0.2' }, 'plugins[0].parameters.priorPrefillMsPerToken: must be a number >= 0'],
     [{ halfLife: 60 }, 'plugins[0].parameters.halfLife: must be a duration like'],
     [{ pendingTimeout: '0s' }, 'plugins[0].parameters.pendingTimeout: must be longer than 0'],
-    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken'],
+    [{ maxNumSeqs: 0 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 0'],
+    [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
+    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs'],
   ])('rejects %j naming the field and what it allows', (parameters, message) => {
     const yaml = [
       'apiVersion: inference.networking.x-k8s.io/v1alpha1',

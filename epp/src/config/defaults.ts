@@ -20,6 +20,9 @@ const LATENCY_SCORER = {
     // A safety net only: picks normally leave the queue at the scrape that counts their first token.
     pendingTimeout: '30s',
     charactersPerToken: 4,
+    // vLLM's default --max-num-seqs: no slot wait is predicted below 256 in flight. The cdk8s app writes the decode
+    // pool's own (`DecodePool.maxNumSeqs`, `withMaxNumSeqs`) when it sets one.
+    maxNumSeqs: 256,
   },
 };
 
@@ -244,6 +247,20 @@ export function latencyEndpointPickerConfig(options: {
  */
 export function withoutNoHitLru(config: EndpointPickerConfig): EndpointPickerConfig {
   return withoutPluginType(config, 'no-hit-lru-scorer');
+}
+
+/**
+ * `config` with every `latency-scorer` told the pods' vLLM `--max-num-seqs`, so it predicts the wait for a sequence
+ * slot on a pod that already runs that many requests (the parameter's default is vLLM's 256). The cdk8s app sets it
+ * from the decode pool's `maxNumSeqs`; the benchmarks from the simulator's `--max-num-seqs`. A config without a
+ * latency scorer is returned as it is. Validated as the loader validates: a `maxNumSeqs` below 1 or not an integer is a
+ * `ConfigError` naming the plugin's field.
+ */
+export function withMaxNumSeqs(config: EndpointPickerConfig, maxNumSeqs: number): EndpointPickerConfig {
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: config.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...(p.parameters ?? {}), maxNumSeqs } } : p)),
+  });
 }
 
 /**

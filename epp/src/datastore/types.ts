@@ -52,6 +52,13 @@ export interface EndpointMetrics {
    */
   readonly firstTokenCount?: number;
   readonly firstTokenSecondsSum?: number;
+  /**
+   * `vllm:request_inference_time_seconds` `_count`/`_sum`, summed over the pod's engines: finished requests and the
+   * seconds each spent RUNNING (scheduled until its last token), i.e. how long a request holds one of the engine's
+   * `--max-num-seqs` slots. Absent when the page has no such family.
+   */
+  readonly inferenceCount?: number;
+  readonly inferenceSecondsSum?: number;
   /** `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (tokens; the `gpu_` names before 0.10). */
   readonly prefixCacheQueryTokens?: number;
   readonly prefixCacheHitTokens?: number;
@@ -99,6 +106,8 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     numGpuBlocks: m.numGpuBlocks,
     firstTokenCount: m.firstTokenCount,
     firstTokenSecondsSum: m.firstTokenSecondsSum,
+    inferenceCount: m.inferenceCount,
+    inferenceSecondsSum: m.inferenceSecondsSum,
     prefixCacheQueryTokens: m.prefixCacheQueryTokens,
     prefixCacheHitTokens: m.prefixCacheHitTokens,
     lora: m.lora,
@@ -121,7 +130,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

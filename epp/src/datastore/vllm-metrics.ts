@@ -61,6 +61,8 @@ export interface VllmMetricsReading {
   /** The latency model's engine counters (see `VLLM_LATENCY_METRIC_NAMES`), summed over engines. */
   readonly firstTokenCount?: number;
   readonly firstTokenSecondsSum?: number;
+  readonly inferenceCount?: number;
+  readonly inferenceSecondsSum?: number;
   readonly prefixCacheQueryTokens?: number;
   readonly prefixCacheHitTokens?: number;
   /** Distinct `engine` label values seen on the load gauges (1 when unlabelled). */
@@ -488,6 +490,8 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   // Counters are cumulative: a page without them leaves them absent rather than pairing an old value with a new time.
   if (r.firstTokenCount !== undefined) next.firstTokenCount = r.firstTokenCount;
   if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;
+  if (r.inferenceCount !== undefined) next.inferenceCount = r.inferenceCount;
+  if (r.inferenceSecondsSum !== undefined) next.inferenceSecondsSum = r.inferenceSecondsSum;
   if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;
   if (r.prefixCacheHitTokens !== undefined) next.prefixCacheHitTokens = r.prefixCacheHitTokens;
   const moved = prev.updateTime <= 0 || next.waitingQueueSize !== prev.waitingQueueSize || next.runningQueueSize !== prev.runningQueueSize
@@ -597,6 +601,8 @@ function clamp01(x: number): number {
  */
 export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
   timeToFirstToken: 'vllm:time_to_first_token_seconds',
+  /** Seconds each finished request spent RUNNING (`FinishedRequestStats.inference_time`, vllm/v1/metrics/stats.py). */
+  inferenceTime: 'vllm:request_inference_time_seconds',
   prefixCache: Object.freeze([
     Object.freeze({ queries: 'vllm:prefix_cache_queries_total', hits: 'vllm:prefix_cache_hits_total' }),
     Object.freeze({ queries: 'vllm:gpu_prefix_cache_queries_total', hits: 'vllm:gpu_prefix_cache_hits_total' }),
@@ -605,22 +611,33 @@ export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
 
 const LATENCY_FAMILIES: readonly string[] = [
   VLLM_LATENCY_METRIC_NAMES.timeToFirstToken,
+  VLLM_LATENCY_METRIC_NAMES.inferenceTime,
   ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
 ];
 
-type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
+type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'inferenceCount' | 'inferenceSecondsSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
+
+/** A histogram family's `_count` and `_sum` summed over the series `keep` accepts; undefined when there are none. */
+function histogramTotals(family: MetricFamily | undefined, keep: (labels: Readonly<Record<string, string>>) => boolean): { count: number; sum: number } | undefined {
+  if (family === undefined || family.type !== 'histogram') return undefined;
+  const series = histogramSeries(family).filter((h) => keep(h.labels) && Number.isFinite(h.count) && Number.isFinite(h.sum));
+  if (series.length === 0) return undefined;
+  return { count: series.reduce((t, h) => t + (h.count as number), 0), sum: series.reduce((t, h) => t + (h.sum as number), 0) };
+}
 
 function extractLatencyCounters(families: ReadonlyMap<string, MetricFamily>, modelName: string | undefined): LatencyCounters {
   const out: { -readonly [K in keyof LatencyCounters]: LatencyCounters[K] } = {};
   const forModel = (labels: Readonly<Record<string, string>>) =>
     modelName === undefined || labels.model_name === undefined || labels.model_name === modelName;
-  const ttft = families.get(VLLM_LATENCY_METRIC_NAMES.timeToFirstToken);
-  if (ttft !== undefined && ttft.type === 'histogram') {
-    const series = histogramSeries(ttft).filter((h) => forModel(h.labels) && Number.isFinite(h.count) && Number.isFinite(h.sum));
-    if (series.length > 0) {
-      out.firstTokenCount = series.reduce((t, h) => t + (h.count as number), 0);
-      out.firstTokenSecondsSum = series.reduce((t, h) => t + (h.sum as number), 0);
-    }
+  const ttft = histogramTotals(families.get(VLLM_LATENCY_METRIC_NAMES.timeToFirstToken), forModel);
+  if (ttft !== undefined) {
+    out.firstTokenCount = ttft.count;
+    out.firstTokenSecondsSum = ttft.sum;
+  }
+  const inference = histogramTotals(families.get(VLLM_LATENCY_METRIC_NAMES.inferenceTime), forModel);
+  if (inference !== undefined) {
+    out.inferenceCount = inference.count;
+    out.inferenceSecondsSum = inference.sum;
   }
   for (const pair of VLLM_LATENCY_METRIC_NAMES.prefixCache) {
     const queries = selectSeries(families.get(pair.queries), { name: pair.queries }, modelName);

@@ -38,6 +38,24 @@
  * capped by `pendingTimeout`.
  * Requests the scrape says are waiting beyond this EPP's own count the mean uncached tokens the pod's observations
  * show (or, before any, the request's own).
+ *
+ * ## Waiting for a sequence slot
+ * vLLM runs at most `--max-num-seqs` requests at once per engine (`SchedulerConfig.max_num_seqs`; the v1 scheduler
+ * stops admitting from its waiting queue once `len(self.running) == self.max_num_running_reqs`, vllm/v1/core/sched/
+ * scheduler.py @ v0.10.0). A request picked for a pod that already has that many in flight does not start its prefill
+ * until one of them finishes, however few tokens it has to prefill; that wait is decode time, which the prefill line
+ * above cannot see. So the prediction adds
+ *
+ *     slot wait = max(0, in flight − slots + 1) ÷ slots × the pod's mean inference seconds
+ *
+ * (with `slots` requests finishing, staggered, every `inference` seconds, one slot frees every `inference ÷ slots`):
+ * - in flight: the larger of this EPP's own count for the pod (it moves with every pick, so a burst sees its own
+ *   earlier picks at once) and the last scrape's running + waiting (other replicas' and other clients' requests);
+ * - slots: `maxNumSeqs` (the pods' `--max-num-seqs`, vLLM's default 256), or more when a scrape showed more running:
+ *   the pod's real limit is at least what it ran;
+ * - inference seconds: the decayed mean of `vllm:request_inference_time_seconds` (`_sum`/`_count` deltas: the seconds
+ *   each finished request spent RUNNING, vllm/v1/metrics/stats.py `FinishedRequestStats.inference_time`), the pool's
+ *   mean for a pod with no finished request yet, and no slot wait at all before any pod has finished one.
  */
 import type { EndpointMetrics } from '../datastore/types';
 import { DecayedRobustLinearFit, type LinearEstimate } from './linear-fit';
@@ -53,12 +71,20 @@ export interface LatencyModelOptions {
   readonly halfLifeMs: number;
   /** The longest a picked request counts as queued prefill work on its pod. */
   readonly pendingTimeoutMs: number;
+  /** Requests a pod runs at once (its `--max-num-seqs`) before new ones wait for a slot. @default 256 */
+  readonly maxNumSeqs?: number;
 }
 
+/** vLLM 0.10's `max_num_seqs` for the OpenAI server on GPUs under 70 GiB (vllm/engine/arg_utils.py @ v0.10.0; 1024 above). */
+export const VLLM_DEFAULT_MAX_NUM_SEQS = 256;
+
 export interface TtftPrediction {
-  /** Predicted seconds to first token: queueSeconds + prefillSeconds + overheadSeconds. */
+  /** Predicted seconds to first token: queueSeconds + slotWaitSeconds + prefillSeconds + overheadSeconds. */
   readonly ttftSeconds: number;
+  /** Queued prefill work ahead of the request. */
   readonly queueSeconds: number;
+  /** Waiting for one of the pod's `--max-num-seqs` slots to free (see "Waiting for a sequence slot"). */
+  readonly slotWaitSeconds: number;
   readonly prefillSeconds: number;
   readonly overheadSeconds: number;
   /** Uncached tokens ahead of the request on the pod. */
@@ -90,6 +116,8 @@ const RETIRE_MEAN_WINDOW = 16;
 interface CounterReading {
   readonly updateTime: number;
   readonly waiting: number;
+  readonly inferenceCount: number | undefined;
+  readonly inferenceSecondsSum: number | undefined;
   readonly firstTokenCount: number | undefined;
   readonly firstTokenSecondsSum: number | undefined;
   readonly queryTokens: number | undefined;
@@ -112,6 +140,42 @@ export interface PodLatencyStats {
   readonly estimate: LinearEstimate;
   readonly pendingRequests: number;
   readonly pendingTokens: number;
+  /** The decayed mean seconds a finished request spent running on the pod; undefined before any finished. */
+  readonly inferenceSeconds: number | undefined;
+  /** The slots the slot wait assumes: `maxNumSeqs`, or the most requests a scrape showed running. */
+  readonly slots: number;
+}
+
+/**
+ * A mean whose samples lose half their weight every `halfLifeMs`, so it follows a pod whose requests get longer
+ * (longer outputs, a busier batch) as the line's fit does.
+ */
+class DecayedMean {
+  private weight = 0;
+  private total = 0;
+  private atMs = Number.NaN;
+
+  constructor(private readonly halfLifeMs: number) {}
+
+  observe(mean: number, weight: number, nowMs: number): void {
+    this.decayTo(nowMs);
+    this.weight += weight;
+    this.total += mean * weight;
+  }
+
+  /** The mean now, undefined before any sample. */
+  value(): number | undefined {
+    return this.weight > 0 ? this.total / this.weight : undefined;
+  }
+
+  private decayTo(nowMs: number): void {
+    if (!Number.isNaN(this.atMs) && nowMs > this.atMs) {
+      const factor = Math.pow(0.5, (nowMs - this.atMs) / this.halfLifeMs);
+      this.weight *= factor;
+      this.total *= factor;
+    }
+    if (Number.isNaN(this.atMs) || nowMs > this.atMs) this.atMs = nowMs;
+  }
 }
 
 export class PodLatencyModel {
@@ -134,8 +198,15 @@ export class PodLatencyModel {
   private lineIntercept = 0;
   private last: CounterReading | undefined;
   private skippedQueued = 0;
+  private readonly inference: DecayedMean;
+  /** The most requests any scrape showed running: the pod's slots are at least this many. */
+  private maxRunning = 0;
+  private readonly maxNumSeqs: number;
 
-  constructor(private readonly options: LatencyModelOptions) {
+  /** @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet */
+  constructor(private readonly options: LatencyModelOptions, private readonly pool?: () => number | undefined) {
+    this.inference = new DecayedMean(options.halfLifeMs);
+    this.maxNumSeqs = options.maxNumSeqs ?? VLLM_DEFAULT_MAX_NUM_SEQS;
     this.fit = new DecayedRobustLinearFit({
       prior: {
         intercept: options.priorOverheadSeconds,
@@ -158,6 +229,8 @@ export class PodLatencyModel {
     const reading: CounterReading = {
       updateTime: metrics.updateTime,
       waiting: metrics.waitingQueueSize,
+      inferenceCount: metrics.inferenceCount,
+      inferenceSecondsSum: metrics.inferenceSecondsSum,
       firstTokenCount: metrics.firstTokenCount,
       firstTokenSecondsSum: metrics.firstTokenSecondsSum,
       queryTokens: metrics.prefixCacheQueryTokens,
@@ -165,7 +238,13 @@ export class PodLatencyModel {
     };
     const previous = this.last;
     this.last = reading;
+    if (metrics.runningQueueSize > this.maxRunning) this.maxRunning = metrics.runningQueueSize;
     if (previous === undefined) return;
+    const finished = delta(previous.inferenceCount, reading.inferenceCount);
+    const inferenceSum = delta(previous.inferenceSecondsSum, reading.inferenceSecondsSum);
+    if (finished !== undefined && finished > 0 && inferenceSum !== undefined) {
+      this.inference.observe(inferenceSum / finished, Math.min(finished, MAX_INTERVAL_WEIGHT), nowMs);
+    }
     const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
     if (firstTokens === undefined || firstTokens <= 0) return;
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
@@ -207,17 +286,20 @@ export class PodLatencyModel {
     if (this.pending.length === 0) this.pendingTokens = 0;
   }
 
-  /** Predicts the TTFT of a request with `uncachedTokens` to prefill, given the pod's last scrape. */
-  predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): TtftPrediction {
+  /**
+   * Predicts the TTFT of a request with `uncachedTokens` to prefill, given the pod's last scrape and `inFlight`, the
+   * requests this EPP has in flight on it (`EndpointSnapshot.activeRequests`).
+   */
+  predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0): TtftPrediction {
     const { intercept, slope } = this.line(nowMs);
-    return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens);
+    return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens, this.slotWaitSeconds(metrics, inFlight));
   }
 
   /**
    * `predict(…).ttftSeconds` without the object, for the scorer's per-candidate path: the line is the one fitted at most
    * `halfLife / 1000` ago (or since the last observation), not refitted to this very millisecond.
    */
-  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): number {
+  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0): number {
     // Written so that NaN (no line yet) refits; a clock that steps back keeps the line.
     if (!(nowMs - this.lineAtMs < this.lineRefreshMs)) {
       const { intercept, slope } = this.fit.estimate(nowMs);
@@ -226,8 +308,32 @@ export class PodLatencyModel {
       this.lineAtMs = nowMs;
     }
     const slope = this.lineSlope;
-    // As `prediction()` sums it: queue wait + own prefill + overhead.
-    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + slope * Math.max(0, uncachedTokens) + this.lineIntercept;
+    // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead.
+    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + this.slotWaitSeconds(metrics, inFlight)
+      + slope * Math.max(0, uncachedTokens) + this.lineIntercept;
+  }
+
+  /** The wait for a free sequence slot (see "Waiting for a sequence slot"); 0 while the pod has one. */
+  slotWaitSeconds(metrics: EndpointMetrics, inFlight: number): number {
+    const occupants = Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize);
+    const slots = this.slots();
+    if (occupants < slots) return 0;
+    const inference = this.inferenceSeconds();
+    return inference === undefined ? 0 : ((occupants - slots + 1) / slots) * inference;
+  }
+
+  /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
+  inferenceSeconds(): number | undefined {
+    return this.inference.value() ?? this.pool?.();
+  }
+
+  /** The pod's own mean, without the pool's fallback. */
+  ownInferenceSeconds(): number | undefined {
+    return this.inference.value();
+  }
+
+  private slots(): number {
+    return Math.max(this.maxNumSeqs, this.maxRunning);
   }
 
   /** The pod's fitted line now: seconds per uncached token (`slope`) and fixed seconds (`intercept`). */
@@ -251,6 +357,8 @@ export class PodLatencyModel {
       estimate: this.fit.estimate(nowMs),
       pendingRequests: this.pending.length,
       pendingTokens: this.pendingTokens,
+      inferenceSeconds: this.inferenceSeconds(),
+      slots: this.slots(),
     };
   }
 
@@ -273,12 +381,20 @@ export class PodLatencyModel {
   }
 }
 
-/** A prediction from its parts: queue wait, own prefill and overhead, each at the pod's line. */
-export function prediction(slope: number, intercept: number, queuedTokens: number, uncachedTokens: number): TtftPrediction {
+/** A prediction from its parts: queue wait, own prefill and overhead, each at the pod's line, and the slot wait. */
+export function prediction(slope: number, intercept: number, queuedTokens: number, uncachedTokens: number, slotWaitSeconds = 0): TtftPrediction {
   const own = Math.max(0, uncachedTokens);
   const queueSeconds = slope * queuedTokens;
   const prefillSeconds = slope * own;
-  return { ttftSeconds: queueSeconds + prefillSeconds + intercept, queueSeconds, prefillSeconds, overheadSeconds: intercept, queuedTokens, uncachedTokens: own };
+  return {
+    ttftSeconds: queueSeconds + slotWaitSeconds + prefillSeconds + intercept,
+    queueSeconds,
+    slotWaitSeconds,
+    prefillSeconds,
+    overheadSeconds: intercept,
+    queuedTokens,
+    uncachedTokens: own,
+  };
 }
 
 function delta(before: number | undefined, after: number | undefined): number | undefined {
@@ -295,10 +411,24 @@ export class LatencyModel {
   pod(endpointKey: string): PodLatencyModel {
     let model = this.pods.get(endpointKey);
     if (model === undefined) {
-      model = new PodLatencyModel(this.options);
+      model = new PodLatencyModel(this.options, () => this.poolInferenceSeconds());
       this.pods.set(endpointKey, model);
     }
     return model;
+  }
+
+  /** The mean of the pods' own mean inference seconds, undefined before any pod finished a request. */
+  poolInferenceSeconds(): number | undefined {
+    let total = 0;
+    let count = 0;
+    for (const pod of this.pods.values()) {
+      const own = pod.ownInferenceSeconds();
+      if (own !== undefined) {
+        total += own;
+        count++;
+      }
+    }
+    return count === 0 ? undefined : total / count;
   }
 
   has(endpointKey: string): boolean {

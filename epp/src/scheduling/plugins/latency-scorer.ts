@@ -2,7 +2,7 @@ import { parseDuration } from '../../config/duration';
 import { ConfigError } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
-import { LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
+import { LatencyModel, VLLM_DEFAULT_MAX_NUM_SEQS, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
 import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -35,6 +35,15 @@ export interface LatencyScorerParameters {
    * @default 4
    */
   charactersPerToken?: number;
+  /**
+   * Requests each pod runs at once: the pods' vLLM `--max-num-seqs`. A pod with this many in flight (this EPP's own
+   * count, or the last scrape's running + waiting) makes a new request wait for one of them to finish before its
+   * prefill starts; the scorer adds that wait from the pod's mean `vllm:request_inference_time_seconds`
+   * (`src/latency/pod-latency-model.ts`, "Waiting for a sequence slot"). A pod seen running more counts as having that
+   * many. The default is vLLM 0.10's for the OpenAI server on GPUs under 70 GiB (1024 above).
+   * @default 256
+   */
+  maxNumSeqs?: number;
 }
 
 /**
@@ -50,7 +59,8 @@ interface CycleInputs {
 
 /**
  * `latency-scorer`: predicts each candidate's time to first token for this request — queued prefill work ahead of it,
- * its own uncached prefill and a fixed overhead, from a per-pod model learned online (`epp/src/latency/`) — and scores
+ * the wait for a free sequence slot when the pod already runs `maxNumSeqs` requests, its own uncached prefill and a
+ * fixed overhead, from a per-pod model learned online (`epp/src/latency/`) — and scores
  * it as `best predicted TTFT ÷ this candidate's predicted TTFT`: 1 for the fastest candidate, 0.5 for one predicted to
  * take twice as long. The ratio keeps the score in (0, 1] whatever the absolute latencies, so it composes with the
  * other weighted scorers: at weight `w` a candidate twice as slow loses `w/2` points, ten times as slow `0.9·w`.
@@ -98,6 +108,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
       priorWeight: parameters.priorWeight,
       halfLifeMs: parseDuration(parameters.halfLife),
       pendingTimeoutMs: parseDuration(parameters.pendingTimeout),
+      maxNumSeqs: parameters.maxNumSeqs,
     });
   }
 
@@ -121,7 +132,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
         this.slotSnapshots[i] = candidate;
         this.slotModels[i] = pod;
       }
-      const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now);
+      const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now, candidate.activeRequests);
       out[i] = ttft;
       if (ttft < best) best = ttft;
     }
@@ -164,7 +175,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
   private predictionAt(request: LLMRequest, inputs: CycleInputs, i: number): TtftPrediction {
     const candidate = inputs.candidates[i]!;
-    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs);
+    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs, candidate.activeRequests);
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
@@ -204,7 +215,7 @@ export const latencyScorer = definePlugin({
     if (gie !== undefined) {
       throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
         + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
-        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken');
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs');
     }
     return {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
@@ -213,6 +224,7 @@ export const latencyScorer = definePlugin({
     halfLife: fields.duration('halfLife', '60s'),
     pendingTimeout: fields.duration('pendingTimeout', '30s'),
     charactersPerToken: positive(fields, 'charactersPerToken', 4),
+    maxNumSeqs: fields.integer('maxNumSeqs', VLLM_DEFAULT_MAX_NUM_SEQS, 1),
     };
   }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),
