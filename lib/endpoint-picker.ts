@@ -503,12 +503,17 @@ export class EndpointPicker extends Construct {
 /**
  * `config` with the session-affinity-filter's `sessionStore` set to `store`: the address, and the environment variable
  * the Deployment fills from the password's Secret. The config must have a session-affinity-filter that names no store.
+ * With precise prefix scoring (`precise-prefix-cache-scorer` in the config) a session the store cannot place while it
+ * is down is left to the scorers (`unavailablePlacement: scorers`): every replica's precise index is built from the
+ * same KV events, so replicas agree on where a session's history is without the store; the approximate index is each
+ * replica's own, so there the default rendezvous hash makes them agree.
  */
 export function withSessionStore(config: EndpointPickerConfig, store: SessionStoreConnection): EndpointPickerConfig {
   const filters = config.plugins.filter((p) => p.type === 'session-affinity-filter');
   if (filters.length !== 1) {
     throw new PropsError(SCOPE, 'config', `must have exactly one session-affinity-filter to share its bindings through sessionStore (found ${filters.length})`, filters.length);
   }
+  const precise = config.plugins.some((p) => p.type === 'precise-prefix-cache-scorer');
   const plugins = config.plugins.map((p) => {
     if (p.type !== 'session-affinity-filter') return p;
     if (p.parameters?.sessionStore !== undefined) {
@@ -518,7 +523,11 @@ export function withSessionStore(config: EndpointPickerConfig, store: SessionSto
       ...p,
       parameters: {
         ...p.parameters,
-        sessionStore: { address: store.address, ...(store.passwordSecret ? { passwordEnv: SESSION_STORE_PASSWORD_ENV } : {}) },
+        sessionStore: {
+          address: store.address,
+          ...(store.passwordSecret ? { passwordEnv: SESSION_STORE_PASSWORD_ENV } : {}),
+          ...(precise ? { unavailablePlacement: 'scorers' as const } : {}),
+        },
       },
     };
   });

@@ -321,6 +321,15 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { config: defaultEndpointPickerConfig() } }))).toBe(256);
   });
 
+  test('a session store: with precise scoring, sessions the store cannot place while down are left to the scorers (replicas agree from the shared KV events); with approximate scoring the EPP\'s rendezvous default', () => {
+    const store = (props: KvAwareRoutingProps) => {
+      const text = String(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
+      return (parseEndpointPickerConfig(text).plugins.find((p) => p.type === 'session-affinity-filter')?.parameters as { sessionStore?: { unavailablePlacement?: string } }).sessionStore;
+    };
+    expect(store(withOverrides(DEMO, { sessionStore: { deploy: {} }, endpointPicker: { replicas: 2 } }))?.unavailablePlacement).toBe('rendezvous');
+    expect(store(withOverrides(DEMO, { decode: { kvEvents: { mode: 'per-pod' } }, sessionStore: { deploy: {} }, endpointPicker: { replicas: 2 } }))?.unavailablePlacement).toBe('scorers');
+  });
+
   test('LoRA adapters: --enable-lora, --max-loras when set and --lora-modules name=path as separate arguments (vLLM\'s nargs="+"); none by default', () => {
     const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
     expect(args(DEMO).some((a) => a.includes('lora'))).toBe(false);

@@ -379,7 +379,7 @@ describe('cluster overrides', () => {
     const precise = synthProfile(clusterProfile('prod-precise'));
     const store = (m: Manifest[]) => parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml'])
       .plugins.find((p) => p.type === 'session-affinity-filter')!.parameters as Record<string, unknown>;
-    expect(store(precise).sessionStore).toEqual({ address: 'redis://ms-llm-d-modelservice-session-store.llm-d.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms' });
+    expect(store(precise).sessionStore).toEqual({ address: 'redis://ms-llm-d-modelservice-session-store.llm-d.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', unavailablePlacement: 'scorers' });
     const valkey = container(one(precise, 'StatefulSet', 'ms-llm-d-modelservice-session-store'), 'valkey');
     expect(valkey.image).toBe('valkey/valkey:8.1.8');
     // Soft state: nothing persisted, memory bounded with LRU eviction.
@@ -390,7 +390,7 @@ describe('cluster overrides', () => {
     const ha = synthProfile(clusterProfile('prod-ha'));
     expect(all(ha, 'StatefulSet')).toHaveLength(0);
     expect(store(ha).sessionStore).toEqual({
-      address: 'redis://valkey.platform-cache.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', passwordEnv: 'KVROUTE_SESSION_STORE_PASSWORD',
+      address: 'redis://valkey.platform-cache.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', passwordEnv: 'KVROUTE_SESSION_STORE_PASSWORD', unavailablePlacement: 'scorers',
     });
     expect(container(one(ha, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toEqual([
       { name: 'KVROUTE_SESSION_STORE_PASSWORD', valueFrom: { secretKeyRef: { name: 'kvroute-session-store', key: 'password' } } },

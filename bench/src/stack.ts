@@ -442,13 +442,19 @@ export function perPodEndpoint(ip: string, port: number): string {
   return `tcp://[::ffff:${ip}]:${port}`;
 }
 
-/** The config with the session-affinity filter's bindings shared through the store at `address`. */
+/**
+ * The config with the session-affinity filter's bindings shared through the store at `address`; with precise prefix
+ * scoring, sessions the store cannot place while down are left to the scorers, as the cdk8s app's `withSessionStore`
+ * configures it.
+ */
 export function withSessionStore(config: EndpointPickerConfig, address: string, timeout?: string): EndpointPickerConfig {
   let found = false;
+  const precise = config.plugins.some((p) => p.type === 'precise-prefix-cache-scorer');
   const plugins = config.plugins.map((p) => {
     if (p.type !== 'session-affinity-filter') return p;
     found = true;
-    return { ...p, parameters: { ...(p.parameters ?? {}), sessionStore: { address, ...(timeout !== undefined ? { timeout } : {}) } } };
+    const store = { address, ...(timeout !== undefined ? { timeout } : {}), ...(precise ? { unavailablePlacement: 'scorers' } : {}) };
+    return { ...p, parameters: { ...(p.parameters ?? {}), sessionStore: store } };
   });
   // A config without session affinity (upstream GIE's approximate-prefix config) keeps no bindings to share: its
   // replicas run as configured.

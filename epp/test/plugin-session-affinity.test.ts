@@ -3,7 +3,7 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SessionAffinityOutcome } from '../src/scheduling/metrics-hooks';
-import { MAX_SESSION_ID_LENGTH, SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
+import { MAX_SESSION_ID_LENGTH, rendezvousPick, SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
 import { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
@@ -215,5 +215,34 @@ describe('session-affinity-scorer (llm-d x-session-token, unsigned: llm-d-infere
   it('hands out the token of the pod that served the response', () => {
     const headers = scorer.postResponse({ requestId: 'r', model: 'm', prompt: '', headers: {} }, { headers: {}, metadata: {} }, pod('a').endpoint);
     expect(headers).toEqual({ 'x-session-token': Buffer.from('team/a').toString('base64') });
+  });
+});
+
+describe('rendezvousPick: where a session goes while the shared store is down (every replica the same pod)', () => {
+  const pods = (names: readonly string[]): EndpointSnapshot[] => names.map((name, i) => ({
+    endpoint: { key: `10.0.0.${i + 1}:8000`, name, namespace: 'ns', address: `10.0.0.${i + 1}`, port: 8000, labels: {} },
+    metrics: EMPTY_METRICS,
+    activeRequests: 0,
+  }));
+  const names = Array.from({ length: 8 }, (_, i) => `decode-${i}`);
+  const sessions = Array.from({ length: 800 }, (_, i) => `session-key-${i}`);
+
+  it('depends on the pods, not on the order a replica lists them in, nor on their addresses', () => {
+    const listed = pods(names);
+    const reversed = pods([...names].reverse());
+    for (const s of sessions.slice(0, 100)) expect(rendezvousPick(s, reversed)?.endpoint.name).toBe(rendezvousPick(s, listed)?.endpoint.name);
+  });
+
+  it('spreads sessions over the pods, and a pod that leaves moves only the sessions it had', () => {
+    const all = pods(names);
+    const before = new Map(sessions.map((s) => [s, rendezvousPick(s, all)!.endpoint.name]));
+    const counts = names.map((n) => [...before.values()].filter((p) => p === n).length);
+    for (const c of counts) expect(c).toBeGreaterThan(60); // 100 each on average
+    const without = pods(names.filter((n) => n !== 'decode-3'));
+    for (const s of sessions) {
+      const after = rendezvousPick(s, without)!.endpoint.name;
+      if (before.get(s) !== 'decode-3') expect(after).toBe(before.get(s));
+    }
+    expect(rendezvousPick('s', [])).toBeUndefined();
   });
 });

@@ -105,6 +105,9 @@ schedulingProfiles:
     it('store killed: picks continue from local state and the fallback counter rises; store back: sharing resumes', async () => {
       const a = await replica('p0');
       const b = await replica('p3');
+      const scorers = config(redis.url, '      unavailablePlacement: scorers');
+      const c = await replica('p0', scorers);
+      const d = await replica('p3', scorers);
       expect(await a.route('before')).toBe('p0');
       await waitFor(async () => (await redis.command('DBSIZE')) === ':1', 'the binding');
       expect(await b.route('before')).toBe('p0');
@@ -114,9 +117,22 @@ schedulingProfiles:
       const fallbacksBefore = await b.fallbacks();
       // B knows "before" locally (it routed it while the store was up) and keeps it; new sessions still get a pod.
       for (let i = 0; i < 10; i++) expect(await b.route('before')).toBe('p0');
-      expect(await b.route('during')).toBe('p3');
-      expect(await a.route('during')).toBe('p0'); // without the store the replicas cannot agree on a new session
-      expect(await b.fallbacks()).toBe(fallbacksBefore + 11);
+      // A new session: both replicas hash it to the same pod (unavailablePlacement: rendezvous, the default), however
+      // their scores differ; placed by the scorers instead, each replica sends it to its own favourite, and a session
+      // alternating between them would alternate pods for the whole outage (session 29's replicas audit, F3).
+      const during = await b.route('during');
+      expect(await a.route('during')).toBe(during);
+      for (let i = 0; i < 4; i++) expect([await a.route('during'), await b.route('during')]).toEqual([during, during]);
+      const placed = new Map<string, string>();
+      for (let i = 0; i < 12; i++) {
+        const pod = await a.route(`new-${i}`);
+        expect(await b.route(`new-${i}`)).toBe(pod);
+        placed.set(`new-${i}`, pod);
+      }
+      expect(new Set(placed.values()).size).toBeGreaterThan(1); // a hash, not one pod for everything
+      expect(await c.route('during')).toBe('p0');
+      expect(await d.route('during')).toBe('p3');
+      expect(await b.fallbacks()).toBe(fallbacksBefore + 10 + 1 + 4 + 12);
 
       await redis.startProcess(); // same port, empty (no persistence)
       await waitFor(async () => (await a.connected()) && (await b.connected()), 'both replicas to reconnect');
@@ -230,7 +246,7 @@ schedulingProfiles:
     it('a store down when the EPP starts is not fatal: picks use local state until it comes up, then bindings are shared', async () => {
       const port = await freePort();
       const address = `redis://127.0.0.1:${port}`;
-      const a = await Replica.start(config(address), 'p0');
+      const a = await Replica.start(config(address, '      unavailablePlacement: scorers'), 'p0');
       replicas.push(a);
       expect(await a.connected()).toBe(false);
       expect(await a.route('s')).toBe('p0');
@@ -276,7 +292,7 @@ schedulingProfiles:
         const alsoGood = await replica('p3', config(redis.url, '      passwordEnv: KVROUTE_TEST_STORE_PASSWORD'));
         expect(await alsoGood.route('s')).toBe('p1');
         expect(await redis.command('DBSIZE')).toMatch(/^-NOAUTH/); // the store really requires the password
-        const bad = await Replica.start(config(redis.url, `      passwordFile: ${path.join(dir, 'bad')}`), 'p2');
+        const bad = await Replica.start(config(redis.url, `      passwordFile: ${path.join(dir, 'bad')}\n      unavailablePlacement: scorers`), 'p2');
         replicas.push(bad);
         expect(await bad.route('s')).toBe('p2');
         expect(await bad.fallbacks()).toBe(1);
@@ -371,7 +387,7 @@ plugins:
     const config = load('{address: "redis://redis:6379"}');
     expect(config.plugins[0]!.parameters).toEqual({
       headers: ['x-session-id', 'x-session-token'], ttl: '30m', capacity: 65536,
-      sessionStore: { address: 'redis://redis:6379', keyPrefix: 'kvroute:session:', timeout: '5ms' },
+      sessionStore: { address: 'redis://redis:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', unavailablePlacement: 'rendezvous' },
     });
   });
 
@@ -389,6 +405,7 @@ plugins:
     ['{address: "r:1", timeout: 5s}', 'sessionStore.timeout: must be at most 1s'],
     ['{address: "r:1", timeout: 0s}', 'sessionStore.timeout: must be longer than 0'],
     ['{address: "r:1", keyPrefix: "has space"}', 'sessionStore.keyPrefix: must be at most 64 characters without spaces'],
+    ['{address: "r:1", unavailablePlacement: hash}', 'plugins[0].parameters.sessionStore.unavailablePlacement: must be "rendezvous" or "scorers", got "hash"'],
     ['{address: "r:1", passwordFile: /a, passwordEnv: B}', 'sessionStore.passwordEnv: set passwordFile or passwordEnv, not both'],
     ['{address: "r:1", passwordEnv: "not a name"}', 'sessionStore.passwordEnv: must be an environment variable name'],
     ['{address: "r:1", caFile: /ca.pem}', 'sessionStore.caFile: applies to TLS addresses only'],

@@ -9,7 +9,7 @@ import type { PrepareRequest } from '../../requestcontrol/hooks';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
-import { KV_LOADED_CANDIDATES } from './saturation-filter';
+import { KV_LOADED_CANDIDATES, LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest } from '../types';
 
 /** Longer session ids are ignored (no binding): no client needs more, and hashing one costs CPU per request. */
@@ -35,6 +35,20 @@ export interface SessionStoreParameters {
   passwordEnv?: string;
   /** With TLS (`rediss://`, `valkeys://`): a PEM file with the CA of the store's certificate. @default system roots */
   caFile?: string;
+  /**
+   * Where a session this replica has no binding for goes while the store is down or refusing (not connected, an
+   * error such as NOAUTH; a read that merely timed out is placed by the scorers, since the store is up and settles it):
+   * - `rendezvous` (the default): to the candidate a rendezvous hash of the session's key ranks first (among those not
+   *   over a saturation threshold when some are not), the same pod on every replica without their talking, so a
+   *   session that alternates between replicas is not split between two pods for the whole outage (each replica
+   *   pinning it where its own scores and its own approximate prefix index put it);
+   * - `scorers`: the profile's scorers place it, as with no store. Right for precise prefix scoring, whose index every
+   *   replica builds from the same KV events, so replicas agree on where a session's history is; the built-in precise
+   *   configs with a store set it.
+   * Sessions this replica has a binding for keep it either way.
+   * @default "rendezvous"
+   */
+  unavailablePlacement?: 'rendezvous' | 'scorers';
 }
 
 export interface SessionAffinityFilterParameters {
@@ -203,6 +217,12 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
       wasBound = boundKey !== undefined;
     }
     const outcome: SessionAffinityOutcome = bound !== undefined ? 'hit' : wasBound ? 'repin' : 'miss';
+    if (bound === undefined && shared?.status === 'unavailable' && shared.reason !== 'timeout' && this.parameters.sessionStore?.unavailablePlacement !== 'scorers') {
+      // No replica can learn where another put this session until the store is back: agree by hashing instead. (A read
+      // that only timed out is left to the scorers: the store is up, the SET NX after the pick lands or yields to an
+      // existing binding, and every replica follows the store from the session's next request.)
+      bound = rendezvousPick(sessionId, roomyCandidates(cycle, candidates));
+    }
     cycle.state.set(this.pendingKey, {
       sessionId, outcome, ...(shared !== undefined ? { shared } : {}), ...(bound !== undefined ? { boundKey: bound.endpoint.key } : {}),
     });
@@ -215,7 +235,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     // more turns there preempt and evict the very histories affinity keeps there) is kept only as the scorers'
     // preference, as in soft mode, and the session may move to a pod with room. A long queue alone does not release it:
     // moving for queue length recomputes histories on a busy pool, which is how soft stickiness collapsed at 80% load.
-    if (bound !== undefined && cycle.state.get(KV_LOADED_CANDIDATES)?.has(bound.endpoint.key) === true) return candidates;
+    if (bound !== undefined && outcome === 'hit' && cycle.state.get(KV_LOADED_CANDIDATES)?.has(bound.endpoint.key) === true) return candidates;
     return bound !== undefined ? [bound] : candidates;
   }
 
@@ -290,6 +310,53 @@ export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): s
   return undefined;
 }
 
+/**
+ * The candidates not over a saturation threshold (`LOADED_CANDIDATES`, published by a saturation filter in admission
+ * mode), or all of them when every one is.
+ */
+function roomyCandidates(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
+  const loaded = cycle.state.get(LOADED_CANDIDATES);
+  if (loaded === undefined || loaded.size === 0) return candidates;
+  const roomy = candidates.filter((c) => !loaded.has(c.endpoint.key));
+  return roomy.length > 0 ? roomy : candidates;
+}
+
+/**
+ * Rendezvous (highest random weight) hashing: the candidate whose identity hashed with the session's key weighs most.
+ * Every replica ranks a pod the same whatever order it lists candidates in, and a pod that leaves moves only the
+ * sessions it had won. FNV-1a over the UTF-16 code units, then murmur3's 32-bit finalizer to spread the bits.
+ */
+export function rendezvousPick(sessionKey: string, candidates: readonly EndpointSnapshot[]): EndpointSnapshot | undefined {
+  let best: EndpointSnapshot | undefined;
+  let bestWeight = -1;
+  let bestIdentity = '';
+  for (const candidate of candidates) {
+    const identity = endpointIdentity(candidate.endpoint);
+    const weight = rendezvousWeight(sessionKey, identity);
+    if (weight > bestWeight || (weight === bestWeight && identity < bestIdentity)) {
+      best = candidate;
+      bestWeight = weight;
+      bestIdentity = identity;
+    }
+  }
+  return best;
+}
+
+function rendezvousWeight(sessionKey: string, identity: string): number {
+  let h = 0x811c9dc5;
+  const text = `${sessionKey}\u0000${identity}`;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 export const sessionAffinityFilter = definePlugin({
   type: 'session-affinity-filter',
   kinds: ['filter', 'post-cycle', 'prepare-request'],
@@ -345,6 +412,10 @@ function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefi
   if (caFile !== undefined && !parseStoreAddress(address).tls) {
     throw new ConfigError(f.fieldPath('caFile'), 'applies to TLS addresses only (rediss:// or valkeys://)');
   }
+  const unavailablePlacement = f.raw('unavailablePlacement') ?? 'rendezvous';
+  if (unavailablePlacement !== 'rendezvous' && unavailablePlacement !== 'scorers') {
+    throw new ConfigError(f.fieldPath('unavailablePlacement'), `must be "rendezvous" or "scorers", got ${describeValue(unavailablePlacement)}`);
+  }
   f.finish();
   return {
     address,
@@ -353,6 +424,7 @@ function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefi
     ...(passwordFile !== undefined ? { passwordFile } : {}),
     ...(passwordEnv !== undefined ? { passwordEnv } : {}),
     ...(caFile !== undefined ? { caFile } : {}),
+    unavailablePlacement,
   };
 }
 
