@@ -5,6 +5,7 @@
  * Exit status: 0 on success (for `stack`, after Ctrl-C), 1 when a run fails or misses its targets, 2 for bad flags.
  * Child processes are stopped on every exit path.
  */
+import { burstCommand } from './burst-bench';
 import { UsageError } from './cli-args';
 import { demoCommand } from './demo';
 import { heteroCommand } from './hetero-bench';
@@ -14,6 +15,7 @@ import { routingCommand } from './routing-bench';
 import { stackCommand } from './stack-command';
 
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
+  burst: burstCommand,
   demo: demoCommand,
   hetero: heteroCommand,
   lora: loraCommand,
@@ -28,6 +30,7 @@ Commands:
   routing   the routing benchmark: public workload shapes through every policy (npm run bench:routing)
   lora      LoRA adapters under --max-loras through each policy (npm run bench:lora)
   hetero    a pool with slower pods (an older GPU generation) through each policy (npm run bench:hetero)
+  burst     a burst of new sessions sharing one cached system prompt through each policy (npm run bench:burst)
   stack     pods, EPP and gateway on 127.0.0.1 for your OpenAI client, until Ctrl-C (npm start)
 
 Run kvroute-bench <command> --help for a command's flags.`;
