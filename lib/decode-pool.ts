@@ -95,7 +95,9 @@ export interface DecodePoolProps {
    * `--max-num-seqs`: requests each vLLM engine runs at once; more wait in its queue for one to finish. `KvAwareRouting`
    * tells the EPP the same number (the latency scorer's `maxNumSeqs`), so it predicts that wait for a pod already
    * running this many instead of stacking a burst of requests that share a cached prefix onto it. Left unset, the flag
-   * is not written and vLLM picks its default (256 for the OpenAI server, 1024 on GPUs with 70 GiB or more).
+   * is not written and vLLM picks its default (256 for the OpenAI server; 1024 on GPUs of 70 GiB or more other than the
+   * A100, such as H100, H200, MI300x), and the EPP assumes 1024. Above 2048 it needs `--max-num-batched-tokens` of at
+   * least as many in `extraArgs` (vLLM refuses fewer batched tokens than sequences).
    * @default vLLM's (the flag is not written)
    * @see https://docs.vllm.ai/en/v0.10.0/configuration/engine_args.html
    */
@@ -346,6 +348,14 @@ export class DecodePool extends Construct {
     this.gpuMemoryUtilization = checkFraction(SCOPE, 'gpuMemoryUtilization', props.gpuMemoryUtilization ?? 0.9, 0, 1);
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
     this.maxNumSeqs = props.maxNumSeqs === undefined ? undefined : checkInteger(SCOPE, 'maxNumSeqs', props.maxNumSeqs, 1, 65536);
+    if (this.maxNumSeqs !== undefined && this.maxNumSeqs > DEFAULT_MAX_NUM_BATCHED_TOKENS) {
+      const batched = extraArgValue(props.extraArgs ?? [], '--max-num-batched-tokens');
+      if (batched === undefined || !(Number(batched) >= this.maxNumSeqs)) {
+        throw new PropsError(SCOPE, 'maxNumSeqs', `above ${DEFAULT_MAX_NUM_BATCHED_TOKENS} needs --max-num-batched-tokens of at least as many in extraArgs: vLLM refuses `
+          + `max_num_batched_tokens < max_num_seqs at start-up (SchedulerConfig, vllm/config.py @ v0.10.0), and its default for the OpenAI server is `
+          + `${DEFAULT_MAX_NUM_BATCHED_TOKENS} (8192 on H100-class GPUs)`, this.maxNumSeqs);
+      }
+    }
     this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
     this.loraAdapters = checkLoraAdapters(props.loraAdapters ?? [], this.servedModelName);
@@ -671,6 +681,20 @@ export class DecodePool extends Construct {
       },
     });
   }
+}
+
+/** vLLM 0.10's smallest default `max_num_batched_tokens` for the OpenAI server (`_set_default_args_v1`, vllm/engine/arg_utils.py). */
+const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
+
+/** The value an extra argument gives `flag` (`--flag=v` or `--flag v`, `_` read as `-`), the last one winning as in argparse. */
+function extraArgValue(extraArgs: readonly string[], flag: string): string | undefined {
+  let value: string | undefined;
+  extraArgs.forEach((arg, i) => {
+    if (typeof arg !== 'string' || !arg.startsWith('--')) return;
+    const [name, inline] = [arg.split('=', 1)[0]!.replace(/_/g, '-'), arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : undefined];
+    if (name === flag) value = inline ?? extraArgs[i + 1];
+  });
+  return value;
 }
 
 /**

@@ -94,7 +94,7 @@ export interface EndpointPickerProps {
    * The decode pods' vLLM `--max-num-seqs`: the built-in config's `latency-scorer` gets it (`withMaxNumSeqs`), so a pod
    * already running that many requests is predicted to make the next one wait for a slot. Not applied to a `config`
    * given here. `KvAwareRouting` sets it from `decode.maxNumSeqs`.
-   * @default the scorer's own, vLLM's default 256
+   * @default the scorer's own, 1024 (vLLM 0.10's largest default)
    * @see epp/README.md "Waiting for a sequence slot"
    */
   readonly maxNumSeqs?: number;

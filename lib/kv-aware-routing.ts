@@ -11,6 +11,7 @@ import { Monitoring, MonitoringProps } from './monitoring';
 import { checkNetworkPeer, EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
 import { existingSessionStore, SessionStore, type SessionStoreConnection, type SessionStoreProps } from './session-store';
 import { checkDns1035Label, checkDnsLabel, checkOneOf, PropsError } from './validation';
+import type { EndpointPickerConfig } from '@kvroute/epp/config';
 
 /**
  * Who calls the EPP for each request:
@@ -249,6 +250,7 @@ export class KvAwareRouting extends Chart {
     if (this.endpointPicker.config.plugins.some((p) => p.type === 'prefill-priority') && this.decodePool.schedulingPolicy !== 'priority') {
       throw new PropsError('KvAwareRouting', 'decode.schedulingPolicy', `must be "priority" when the EPP config has a prefill-priority plugin (vLLM's "fcfs" ignores the priority it writes); got "${this.decodePool.schedulingPolicy}"`, this.decodePool.schedulingPolicy);
     }
+    checkMaxNumSeqsAgree(this.decodePool.maxNumSeqs, props.endpointPicker?.maxNumSeqs, this.endpointPicker.config);
     this.inferencePool = new InferencePool(this, 'InferencePool', {
       decodePool: this.decodePool,
       endpointPicker: this.endpointPicker,
@@ -298,6 +300,25 @@ export class KvAwareRouting extends Chart {
           endpointPicker: this.endpointPicker,
         });
       }
+    }
+  }
+}
+
+/**
+ * The EPP's latency scorer predicts the wait for a free sequence slot from the pods' `--max-num-seqs`: a number that
+ * differs from what the decode pool runs predicts waits the pods do not have (or misses those they do), so a mismatch
+ * fails synth rather than deploying quietly.
+ */
+function checkMaxNumSeqsAgree(pool: number | undefined, picker: number | undefined, config: EndpointPickerConfig): void {
+  if (pool === undefined) return;
+  if (picker !== undefined && picker !== pool) {
+    throw new PropsError('KvAwareRouting', 'endpointPicker.maxNumSeqs', `must equal decode.maxNumSeqs (${pool}), the pods' --max-num-seqs, or be left unset (it is then taken from there)`, picker);
+  }
+  for (const plugin of config.plugins) {
+    if (plugin.type !== 'latency-scorer') continue;
+    const told = (plugin.parameters as { maxNumSeqs?: number } | undefined)?.maxNumSeqs;
+    if (told !== pool) {
+      throw new PropsError('KvAwareRouting', 'endpointPicker.config', `must tell its latency-scorer the pods' --max-num-seqs (decode.maxNumSeqs ${pool}): withMaxNumSeqs(config, ${pool}) from @kvroute/epp/config sets it`, told ?? 'unset');
     }
   }
 }

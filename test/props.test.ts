@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Chart, Testing } from 'cdk8s';
 import * as YAML from 'yaml';
-import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withPrefillPriority } from '@kvroute/epp/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, withPrefillPriority } from '@kvroute/epp/config';
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
@@ -77,6 +77,14 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.maxNumSeqs: must be an integer from 1 to 65536, got 0$/],
     ['a fractional maxNumSeqs for the EPP', withOverrides(DEMO, { endpointPicker: { maxNumSeqs: 2.5 } }),
       /^EndpointPicker\.maxNumSeqs: must be an integer from 1 to 65536, got 2\.5$/],
+    ['an EPP told other slots than the pool runs', withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { maxNumSeqs: 32 } }),
+      /^KvAwareRouting\.endpointPicker\.maxNumSeqs: must equal decode\.maxNumSeqs \(64\), the pods' --max-num-seqs, or be left unset \(it is then taken from there\), got 32$/],
+    ['an EPP config given without the pool\'s slots', withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { config: defaultEndpointPickerConfig() } }),
+      /^KvAwareRouting\.endpointPicker\.config: must tell its latency-scorer the pods' --max-num-seqs \(decode\.maxNumSeqs 64\): withMaxNumSeqs\(config, 64\) from @kvroute\/epp\/config sets it, got 1024$/],
+    ['maxNumSeqs above vLLM\'s default batched tokens without raising them', withOverrides(DEMO, { decode: { maxNumSeqs: 4096 } }),
+      /^DecodePool\.maxNumSeqs: above 2048 needs --max-num-batched-tokens of at least as many in extraArgs: vLLM refuses/],
+    ['maxNumSeqs above the batched tokens extraArgs give', withOverrides(DEMO, { decode: { maxNumSeqs: 4096, extraArgs: ['--max-num-batched-tokens=4000'] } }),
+      /^DecodePool\.maxNumSeqs: above 2048 needs --max-num-batched-tokens/],
     ['extraArgs setting --max-num-seqs, which maxNumSeqs writes', withOverrides(DEMO, { decode: { extraArgs: ['--max-num-seqs', '128'] } }),
       /^DecodePool\.extraArgs\[0\]: sets --max-num-seqs, which is written from DecodePool\.maxNumSeqs; set that instead, got "--max-num-seqs"$/],
     ['extraArgs in vLLM\'s underscore spelling', withOverrides(DEMO, { decode: { extraArgs: ['--max_loras', '4'] } }),
@@ -303,22 +311,26 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(JSON.stringify(epp.data)).toContain('prefill-priority');
   });
 
-  test('maxNumSeqs writes --max-num-seqs and tells the EPP\'s latency-scorer the same (it predicts the wait for a slot); unset, neither is written and the scorer keeps vLLM\'s 256; not into a config given', () => {
+  test('maxNumSeqs writes --max-num-seqs and tells the EPP\'s latency-scorer the same (it predicts the wait for a slot); unset, neither is written and the scorer keeps vLLM\'s largest default, 1024; not into a config given', () => {
     const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
     const slots = (props: KvAwareRoutingProps): unknown => {
       const text = String(one(synthProps(props), 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml']);
       return (parseEndpointPickerConfig(text).plugins.find((p) => p.type === 'latency-scorer')?.parameters as { maxNumSeqs?: number } | undefined)?.maxNumSeqs;
     };
     expect(args(DEMO).some((a) => a.startsWith('--max-num-seqs'))).toBe(false);
-    expect(slots(DEMO)).toBe(256);
+    expect(slots(DEMO)).toBe(1024);
     const sized = withOverrides(DEMO, { decode: { maxNumSeqs: 64 } });
     expect(args(sized)).toContain('--max-num-seqs=64');
+    expect(args(withOverrides(DEMO, { decode: { maxNumSeqs: 4096, extraArgs: ['--max-num-batched-tokens', '8192'] } }))).toContain('--max-num-seqs=4096');
     expect(slots(sized)).toBe(64);
     // Precise routing's config has the latency scorer too.
     expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64, kvEvents: { mode: 'central' } } }))).toBe(64);
-    // The EPP's own setting wins over the pool's; a config given is taken as written.
-    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { maxNumSeqs: 32 } }))).toBe(32);
-    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { config: defaultEndpointPickerConfig() } }))).toBe(256);
+    // Without a pool value the EPP's own is taken; a config given is taken as written when the pool sets none, and must
+    // agree with it when it does.
+    expect(slots(withOverrides(DEMO, { endpointPicker: { maxNumSeqs: 32 } }))).toBe(32);
+    expect(slots(withOverrides(DEMO, { endpointPicker: { config: defaultEndpointPickerConfig() } }))).toBe(1024);
+    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { config: withMaxNumSeqs(defaultEndpointPickerConfig(), 64) } }))).toBe(64);
+    expect(slots(withOverrides(DEMO, { decode: { maxNumSeqs: 64 }, endpointPicker: { maxNumSeqs: 64 } }))).toBe(64);
   });
 
   test('a session store: with precise scoring, sessions the store cannot place while down are left to the scorers (replicas agree from the shared KV events); with approximate scoring the EPP\'s rendezvous default', () => {

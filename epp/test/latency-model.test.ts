@@ -2,7 +2,7 @@ import { seededRandom } from '@kvroute/testkit';
 import { EMPTY_METRICS, type EndpointMetrics } from '../src/datastore/types';
 import { applyReading, parseVllmMetrics } from '../src/datastore/vllm-metrics';
 import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
-import { LatencyModel, PodLatencyModel, VLLM_DEFAULT_MAX_NUM_SEQS, type LatencyModelOptions } from '../src/latency/pod-latency-model';
+import { DEFAULT_MAX_NUM_SEQS, LatencyModel, PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
 
 const seeded = seededRandom;
 
@@ -329,12 +329,24 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.pod('a').predict(0, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(1.0 / 4, 12);
   });
 
-  it('takes a pod seen running more than maxNumSeqs as having that many slots', () => {
+  it('takes a pod seen running more than it was told as having one slot more than it ran (its limit is at least that, and unknown)', () => {
     const model = new PodLatencyModel(SLOTS);
     finished(model, 0.8, 8, { runningQueueSize: 10 });
-    expect(model.stats(2).slots).toBe(10);
-    expect(model.predict(0, EMPTY_METRICS, 2, 9).slotWaitSeconds).toBe(0);
-    expect(model.predict(0, EMPTY_METRICS, 2, 10).slotWaitSeconds).toBeCloseTo(0.08, 12);
+    expect(model.stats(2).slots).toBe(11);
+    expect(model.predict(0, EMPTY_METRICS, 2, 10).slotWaitSeconds).toBe(0);
+    expect(model.predict(0, EMPTY_METRICS, 2, 11).slotWaitSeconds).toBeCloseTo(0.8 / 11, 12);
+    // Running exactly what it was told says nothing more.
+    const full = new PodLatencyModel(SLOTS);
+    finished(full, 0.8, 8, { runningQueueSize: 4 });
+    expect(full.stats(2).slots).toBe(4);
+  });
+
+  it('counts maxNumSeqs per engine: a pod whose one page sums two data-parallel engines has twice the slots', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 0.8, 8, { runningQueueSize: 5, engines: 2 });
+    expect(model.stats(2).slots).toBe(8);
+    expect(model.predict(0, { ...EMPTY_METRICS, runningQueueSize: 5 }, 2, 5).slotWaitSeconds).toBe(0);
+    expect(model.predict(0, EMPTY_METRICS, 2, 8).slotWaitSeconds).toBeCloseTo(0.1, 12);
   });
 
   it('follows a pod whose requests run longer: older intervals lose half their weight every half-life', () => {
@@ -353,9 +365,13 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.stats(t).inferenceSeconds).toBeGreaterThan(1.95);
   });
 
-  it('defaults maxNumSeqs to vLLM 0.10\'s 256', () => {
-    expect(VLLM_DEFAULT_MAX_NUM_SEQS).toBe(256);
-    expect(new PodLatencyModel(OPTIONS).stats(0).slots).toBe(256);
+  it('defaults maxNumSeqs to vLLM 0.10\'s largest default, 1024 (H100-class GPUs; vllm/engine/arg_utils.py _set_default_args_v1), so an untold EPP predicts no wait below it', () => {
+    expect(DEFAULT_MAX_NUM_SEQS).toBe(1024);
+    const model = new PodLatencyModel(OPTIONS);
+    finished(model, 0.8);
+    expect(model.stats(2).slots).toBe(1024);
+    expect(model.predict(0, EMPTY_METRICS, 2, 1023).slotWaitSeconds).toBe(0);
+    expect(model.predict(0, EMPTY_METRICS, 2, 1024).slotWaitSeconds).toBeGreaterThan(0);
   });
 });
 

@@ -350,7 +350,7 @@ describe('latency-scorer through request control', () => {
    * short question. vLLM runs `--max-num-seqs` of them at a time (vllm/v1/core/sched/scheduler.py @ v0.10.0), so past
    * that the holder's hit saves a short prefill and costs a whole decode's wait.
    */
-  async function burstOfNewSessions(config: EndpointPickerConfig, sessions: number): Promise<number[]> {
+  async function burstOfNewSessions(config: EndpointPickerConfig, sessions: number, withSessionIds = true): Promise<number[]> {
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config, { random: seeded(8) }) });
     const system = blocks('system', 100);
     const keys = ds.snapshot().map((s) => s.endpoint.key);
@@ -370,7 +370,7 @@ describe('latency-scorer through request control', () => {
     scrape(start + 1, warm.endpoint);
     const counts = new Map(keys.map((k) => [k, 0]));
     for (let i = 0; i < sessions; i++) {
-      const headers = new Map([[':method', 'POST'], ['content-type', 'application/json'], ['x-session-id', `s${i}`]]);
+      const headers = new Map([[':method', 'POST'], ['content-type', 'application/json'], ...(withSessionIds ? [['x-session-id', `s${i}`] as [string, string]] : [])]);
       const d = await director.route({ ...incoming(`s${i}`, { model: MODEL, prompt: system + blocks(`question${i}`, 4), stream: true }), headers });
       if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
       counts.set(d.endpoint, counts.get(d.endpoint)! + 1);
@@ -387,7 +387,17 @@ describe('latency-scorer through request control', () => {
     expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
   });
 
-  it('with vLLM\'s default 256 slots the same burst stays on the holder: its queue of short prefills never outweighs the hit', async () => {
+  it('one-off requests (no session id) are placed without the slot wait by default (slotWait: sessions), and with it under slotWait: all', async () => {
+    const told = withMaxNumSeqs(defaultEndpointPickerConfig(), 4);
+    const [holder] = await burstOfNewSessions(told, 16, false);
+    expect(holder).toBe(16);
+    const all = { ...told, plugins: told.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, slotWait: 'all' } } : p)) };
+    const [everyHolder, ...others] = await burstOfNewSessions(all, 16, false);
+    expect(everyHolder).toBeLessThanOrEqual(8);
+    expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('told nothing (1024 slots, vLLM\'s largest default) the same burst stays on the holder: its queue of short prefills never outweighs the hit', async () => {
     const [holder] = await burstOfNewSessions(defaultEndpointPickerConfig(), 16);
     expect(holder).toBe(16);
   });
@@ -445,7 +455,9 @@ describe('latency-scorer parameters', () => {
       halfLife: '60s',
       pendingTimeout: '30s',
       charactersPerToken: 4,
-      maxNumSeqs: 256,
+      maxNumSeqs: 1024,
+      slotWait: 'sessions',
+      sessionHeaders: ['x-session-id', 'x-session-token'],
     });
   });
 
@@ -457,7 +469,8 @@ describe('latency-scorer parameters', () => {
     [{ pendingTimeout: '0s' }, 'plugins[0].parameters.pendingTimeout: must be longer than 0'],
     [{ maxNumSeqs: 0 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 0'],
     [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
-    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs'],
+    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be "sessions" or "all", got "never"'],
+    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders'],
   ])('rejects %j naming the field and what it allows', (parameters, message) => {
     const yaml = [
       'apiVersion: inference.networking.x-k8s.io/v1alpha1',

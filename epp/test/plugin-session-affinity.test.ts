@@ -245,4 +245,22 @@ describe('rendezvousPick: where a session goes while the shared store is down (e
     }
     expect(rendezvousPick('s', [])).toBeUndefined();
   });
+
+  it('skips the pods a replica finds loaded by walking the ranking, so replicas that disagree about another pod still agree', () => {
+    const all = pods(names);
+    let moved = 0;
+    for (const s of sessions) {
+      const first = rendezvousPick(s, all)!.endpoint.name;
+      // One replica sees decode-5 loaded, the other decode-6: only the sessions that rank one of them first can differ.
+      const a = rendezvousPick(s, all, (c) => c.endpoint.name !== 'decode-5')!.endpoint.name;
+      const b = rendezvousPick(s, all, (c) => c.endpoint.name !== 'decode-6')!.endpoint.name;
+      if (first !== 'decode-5' && first !== 'decode-6') expect([a, b]).toEqual([first, first]);
+      else moved++;
+      expect(a).not.toBe('decode-5');
+    }
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThan(sessions.length / 2);
+    // Nothing acceptable: the first of the ranking.
+    expect(rendezvousPick('s', all, () => false)).toBe(rendezvousPick('s', all));
+  });
 });

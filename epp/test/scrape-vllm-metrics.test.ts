@@ -337,6 +337,7 @@ describe('applyReading', () => {
       runningQueueSize: 0,
       kvCacheUsagePercent: 0.5,
       blockSize: 16,
+      engines: 1,
       updateTime: 1234,
       changedTime: 1234,
       consecutiveFailures: 0,

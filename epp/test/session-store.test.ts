@@ -230,7 +230,8 @@ schedulingProfiles:
           // Those 10 still wait for replies, so the bound holds after their callers gave up: nothing more is queued.
           store.write('w', 'ns/p0', true);
           expect(writes).toEqual(['dropped']);
-          expect((await store.read('late')).status).toBe('unavailable');
+          // Up but slow: told apart from a store that is down, so the filter leaves such a session to the scorers.
+          expect(await store.read('late')).toEqual({ status: 'unavailable', reason: 'saturated' });
           // With no reply for socketTimeoutMs(20) = 1 s, the connection is dropped and its commands failed.
           expect(socketTimeoutMs(20)).toBe(1000);
           await waitFor(() => !up, 'the silent connection to be dropped');
@@ -241,6 +242,22 @@ schedulingProfiles:
       } finally {
         await store.close();
       }
+    });
+
+    it('store down with soft stickiness: replicas still agree on a new session (the rendezvous pick is kept, not left to the scores)', async () => {
+      const port = await freePort();
+      const soft = config(`redis://127.0.0.1:${port}`).replace('    ttl: 30m\n', '    ttl: 30m\n    stickiness: soft\n');
+      expect(soft).toContain('stickiness: soft');
+      const a = await Replica.start(soft, 'p0');
+      const b = await Replica.start(soft, 'p3');
+      replicas.push(a, b);
+      const pods = new Set<string>();
+      for (let i = 0; i < 12; i++) {
+        const pod = await a.route(`soft-${i}`);
+        expect(await b.route(`soft-${i}`)).toBe(pod);
+        pods.add(pod);
+      }
+      expect(pods.size).toBeGreaterThan(1);
     });
 
     it('a store down when the EPP starts is not fatal: picks use local state until it comes up, then bindings are shared', async () => {

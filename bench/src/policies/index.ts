@@ -99,11 +99,11 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-slots-256', 'kvroute-precise-slots-256', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-slots-256', 'kvroute-precise-slots-256', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -119,8 +119,8 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30)',
   'kvroute-precise-filter': 'kvroute-precise with the saturation filter in filter mode',
-  'kvroute-slots-256': 'kvroute with the EPP not told the pods\' --max-num-seqs: the latency scorer assumes vLLM\'s default 256 slots, so it predicts no wait for a slot (every EPP policy is otherwise told the simulator\'s, as the cdk8s app tells it DecodePool.maxNumSeqs)',
-  'kvroute-precise-slots-256': 'kvroute-precise with the EPP not told the pods\' --max-num-seqs (as kvroute-slots-256)',
+  'kvroute-untold': 'kvroute with the EPP not told the pods\' --max-num-seqs: the latency scorer assumes vLLM\'s largest default, 1024 slots, so on the simulator\'s 16 it never predicts a wait for a slot, as before session 30 (every EPP policy is otherwise told the simulator\'s, as the cdk8s app tells the EPP DecodePool.maxNumSeqs; recorded runs name it kvroute-slots-256, from when the default was 256: the same behaviour here)',
+  'kvroute-precise-untold': 'kvroute-precise with the EPP not told the pods\' --max-num-seqs (as kvroute-untold; kvroute-precise-slots-256 in recorded runs)',
   'kvroute-precise-latency4': 'kvroute-precise with latency-scorer at the default\'s 4 instead of 2 (measured on 2026-11-30 and not taken: it collapsed on llm-d\'s ramp in one run of two)',
   'kvroute-precise-prefix-first': 'kvroute-precise without the latency scorer (the precise config until session 19 on 2026-11-30: precise 3 + queue + kv + active)',
   'kvroute-precise-64': 'kvroute-precise with the scorer\'s blockSize 4× the pods\' --block-size (llm-d\'s guides\' 64 over vLLM\'s default 16): the pods\' engine blocks gathered four to a block (many:1)',
@@ -160,9 +160,9 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name };
     case 'kvroute-precise':
       return { kind: 'epp', name, precise: true };
-    case 'kvroute-slots-256':
+    case 'kvroute-untold':
       return { kind: 'epp', name, podLimitUnknown: true };
-    case 'kvroute-precise-slots-256':
+    case 'kvroute-precise-untold':
       return { kind: 'epp', name, precise: true, podLimitUnknown: true };
     case 'kvroute-precise-64':
       return { kind: 'epp', name, precise: true, preciseBlockFactor: 4 };

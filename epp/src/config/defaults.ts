@@ -20,9 +20,13 @@ const LATENCY_SCORER = {
     // A safety net only: picks normally leave the queue at the scrape that counts their first token.
     pendingTimeout: '30s',
     charactersPerToken: 4,
-    // vLLM's default --max-num-seqs: no slot wait is predicted below 256 in flight. The cdk8s app writes the decode
-    // pool's own (`DecodePool.maxNumSeqs`, `withMaxNumSeqs`) when it sets one.
-    maxNumSeqs: 256,
+    // vLLM 0.10's largest default --max-num-seqs (1024 on H100-class GPUs, 256 on smaller ones and the A100), so an EPP
+    // not told its pods' limit never predicts a slot wait they do not have. The cdk8s app writes the decode pool's own
+    // (`DecodePool.maxNumSeqs`, `withMaxNumSeqs`) when it sets one.
+    maxNumSeqs: 1024,
+    // The slot wait for requests carrying a session id only: their placement is permanent under hard affinity, and on
+    // llm-d's ramp (one-off requests) adding it moved requests off their group's pod and doubled TTFT p90 in one run.
+    slotWait: 'sessions' as const,
   },
 };
 
@@ -251,7 +255,7 @@ export function withoutNoHitLru(config: EndpointPickerConfig): EndpointPickerCon
 
 /**
  * `config` with every `latency-scorer` told the pods' vLLM `--max-num-seqs`, so it predicts the wait for a sequence
- * slot on a pod that already runs that many requests (the parameter's default is vLLM's 256). The cdk8s app sets it
+ * slot on a pod that already runs that many requests (the parameter's default is vLLM's largest default, 1024). The cdk8s app sets it
  * from the decode pool's `maxNumSeqs`; the benchmarks from the simulator's `--max-num-seqs`. A config without a
  * latency scorer is returned as it is. Validated as the loader validates: a `maxNumSeqs` below 1 or not an integer is a
  * `ConfigError` naming the plugin's field.

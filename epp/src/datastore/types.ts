@@ -59,6 +59,12 @@ export interface EndpointMetrics {
    */
   readonly inferenceCount?: number;
   readonly inferenceSecondsSum?: number;
+  /**
+   * vLLM engines behind the endpoint's one `/metrics` page (distinct `engine` labels on the load gauges, which are summed
+   * over them): more than 1 for a pod whose one port fronts `--data-parallel-size` engines; absent before a page had
+   * any load gauge.
+   */
+  readonly engines?: number;
   /** `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (tokens; the `gpu_` names before 0.10). */
   readonly prefixCacheQueryTokens?: number;
   readonly prefixCacheHitTokens?: number;
@@ -108,6 +114,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     firstTokenSecondsSum: m.firstTokenSecondsSum,
     inferenceCount: m.inferenceCount,
     inferenceSecondsSum: m.inferenceSecondsSum,
+    engines: m.engines,
     prefixCacheQueryTokens: m.prefixCacheQueryTokens,
     prefixCacheHitTokens: m.prefixCacheHitTokens,
     lora: m.lora,
@@ -130,7 +137,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

@@ -490,6 +490,8 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   // Counters are cumulative: a page without them leaves them absent rather than pairing an old value with a new time.
   if (r.firstTokenCount !== undefined) next.firstTokenCount = r.firstTokenCount;
   if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;
+  const engines = r.engines > 0 ? r.engines : prev.engines;
+  if (engines !== undefined) next.engines = engines;
   if (r.inferenceCount !== undefined) next.inferenceCount = r.inferenceCount;
   if (r.inferenceSecondsSum !== undefined) next.inferenceSecondsSum = r.inferenceSecondsSum;
   if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;

@@ -51,8 +51,9 @@
  * (with `slots` requests finishing, staggered, every `inference` seconds, one slot frees every `inference ÷ slots`):
  * - in flight: the larger of this EPP's own count for the pod (it moves with every pick, so a burst sees its own
  *   earlier picks at once) and the last scrape's running + waiting (other replicas' and other clients' requests);
- * - slots: `maxNumSeqs` (the pods' `--max-num-seqs`, vLLM's default 256), or more when a scrape showed more running:
- *   the pod's real limit is at least what it ran;
+ * - slots: `maxNumSeqs` (the pods' `--max-num-seqs`) per engine the pod's page shows (its gauges are summed over a
+ *   data-parallel pod's engines); a pod once seen running more than that was told too little, and counts as having
+ *   one slot more than the most it ran (its real limit is at least that, and unknown);
  * - inference seconds: the decayed mean of `vllm:request_inference_time_seconds` (`_sum`/`_count` deltas: the seconds
  *   each finished request spent RUNNING, vllm/v1/metrics/stats.py `FinishedRequestStats.inference_time`), the pool's
  *   mean for a pod with no finished request yet, and no slot wait at all before any pod has finished one.
@@ -71,12 +72,16 @@ export interface LatencyModelOptions {
   readonly halfLifeMs: number;
   /** The longest a picked request counts as queued prefill work on its pod. */
   readonly pendingTimeoutMs: number;
-  /** Requests a pod runs at once (its `--max-num-seqs`) before new ones wait for a slot. @default 256 */
+  /** Requests each engine of a pod runs at once (its `--max-num-seqs`) before new ones wait for a slot. @default 1024 */
   readonly maxNumSeqs?: number;
 }
 
-/** vLLM 0.10's `max_num_seqs` for the OpenAI server on GPUs under 70 GiB (vllm/engine/arg_utils.py @ v0.10.0; 1024 above). */
-export const VLLM_DEFAULT_MAX_NUM_SEQS = 256;
+/**
+ * The slots an EPP not told its pods' `--max-num-seqs` assumes: vLLM 0.10's largest default for the OpenAI server (1024
+ * on GPUs of 70 GiB or more other than the A100, such as H100, H200 and MI300x; 256 on the rest: `_set_default_args_v1`,
+ * vllm/engine/arg_utils.py @ v0.10.0), so it never predicts a wait the pods do not have.
+ */
+export const DEFAULT_MAX_NUM_SEQS = 1024;
 
 export interface TtftPrediction {
   /** Predicted seconds to first token: queueSeconds + slotWaitSeconds + prefillSeconds + overheadSeconds. */
@@ -142,7 +147,7 @@ export interface PodLatencyStats {
   readonly pendingTokens: number;
   /** The decayed mean seconds a finished request spent running on the pod; undefined before any finished. */
   readonly inferenceSeconds: number | undefined;
-  /** The slots the slot wait assumes: `maxNumSeqs`, or the most requests a scrape showed running. */
+  /** The slots the slot wait assumes: `maxNumSeqs` per engine, or one more than the most a scrape showed running. */
   readonly slots: number;
 }
 
@@ -201,12 +206,14 @@ export class PodLatencyModel {
   private readonly inference: DecayedMean;
   /** The most requests any scrape showed running: the pod's slots are at least this many. */
   private maxRunning = 0;
+  /** Engines behind the pod's page, as its last scrape showed (1 before any). */
+  private engines = 1;
   private readonly maxNumSeqs: number;
 
   /** @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet */
   constructor(private readonly options: LatencyModelOptions, private readonly pool?: () => number | undefined) {
     this.inference = new DecayedMean(options.halfLifeMs);
-    this.maxNumSeqs = options.maxNumSeqs ?? VLLM_DEFAULT_MAX_NUM_SEQS;
+    this.maxNumSeqs = options.maxNumSeqs ?? DEFAULT_MAX_NUM_SEQS;
     this.fit = new DecayedRobustLinearFit({
       prior: {
         intercept: options.priorOverheadSeconds,
@@ -239,6 +246,7 @@ export class PodLatencyModel {
     const previous = this.last;
     this.last = reading;
     if (metrics.runningQueueSize > this.maxRunning) this.maxRunning = metrics.runningQueueSize;
+    if (metrics.engines !== undefined && metrics.engines >= 1) this.engines = metrics.engines;
     if (previous === undefined) return;
     const finished = delta(previous.inferenceCount, reading.inferenceCount);
     const inferenceSum = delta(previous.inferenceSecondsSum, reading.inferenceSecondsSum);
@@ -290,16 +298,17 @@ export class PodLatencyModel {
    * Predicts the TTFT of a request with `uncachedTokens` to prefill, given the pod's last scrape and `inFlight`, the
    * requests this EPP has in flight on it (`EndpointSnapshot.activeRequests`).
    */
-  predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0): TtftPrediction {
+  predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true): TtftPrediction {
     const { intercept, slope } = this.line(nowMs);
-    return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens, this.slotWaitSeconds(metrics, inFlight));
+    const slots = slotWait ? this.slotWaitSeconds(metrics, inFlight) : 0;
+    return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens, slots);
   }
 
   /**
    * `predict(…).ttftSeconds` without the object, for the scorer's per-candidate path: the line is the one fitted at most
    * `halfLife / 1000` ago (or since the last observation), not refitted to this very millisecond.
    */
-  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0): number {
+  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true): number {
     // Written so that NaN (no line yet) refits; a clock that steps back keeps the line.
     if (!(nowMs - this.lineAtMs < this.lineRefreshMs)) {
       const { intercept, slope } = this.fit.estimate(nowMs);
@@ -309,7 +318,7 @@ export class PodLatencyModel {
     }
     const slope = this.lineSlope;
     // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead.
-    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + this.slotWaitSeconds(metrics, inFlight)
+    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + (slotWait ? this.slotWaitSeconds(metrics, inFlight) : 0)
       + slope * Math.max(0, uncachedTokens) + this.lineIntercept;
   }
 
@@ -333,7 +342,8 @@ export class PodLatencyModel {
   }
 
   private slots(): number {
-    return Math.max(this.maxNumSeqs, this.maxRunning);
+    const told = this.maxNumSeqs * this.engines;
+    return this.maxRunning > told ? this.maxRunning + 1 : told;
   }
 
   /** The pod's fitted line now: seconds per uncached token (`slope`) and fixed seconds (`intercept`). */

@@ -43,8 +43,11 @@ export type SessionStoreWriteOutcome = 'ok' | 'timeout' | 'error' | 'unavailable
 export type SessionStoreRead =
   | { readonly status: 'hit'; readonly value: string }
   | { readonly status: 'miss' }
-  /** Timed out, failed, not connected or too many reads waiting: the filter falls back to its local table. */
-  | { readonly status: 'unavailable'; readonly reason: 'timeout' | 'error' | 'unavailable' };
+  /**
+   * Timed out, failed (a reply error such as NOAUTH, a dropped connection), not connected (`unavailable`) or too many
+   * commands waiting for replies (`saturated`: the store is up but slow): the filter falls back to its local table.
+   */
+  | { readonly status: 'unavailable'; readonly reason: 'timeout' | 'error' | 'unavailable' | 'saturated' };
 
 /** Where the store reports what happened, so the filter's handle can count it (`kvroute_epp_session_store_*`). */
 export interface SessionStoreEvents {
@@ -215,9 +218,13 @@ export class RedisSessionStore {
    */
   async read(sessionDigest: string): Promise<SessionStoreRead> {
     const client = this.client;
-    if (client === undefined || client.status !== 'ready' || this.saturated(client)) {
+    if (client === undefined || client.status !== 'ready') {
       this.events.read('unavailable');
       return { status: 'unavailable', reason: 'unavailable' };
+    }
+    if (this.saturated(client)) {
+      this.events.read('unavailable');
+      return { status: 'unavailable', reason: 'saturated' };
     }
     try {
       const value = await withDeadline(client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs), this.options.timeoutMs);

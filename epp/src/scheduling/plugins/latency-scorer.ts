@@ -1,8 +1,8 @@
 import { parseDuration } from '../../config/duration';
-import { ConfigError } from '../../config/errors';
+import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
-import { LatencyModel, VLLM_DEFAULT_MAX_NUM_SEQS, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
+import { DEFAULT_MAX_NUM_SEQS, LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
 import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -40,10 +40,25 @@ export interface LatencyScorerParameters {
    * count, or the last scrape's running + waiting) makes a new request wait for one of them to finish before its
    * prefill starts; the scorer adds that wait from the pod's mean `vllm:request_inference_time_seconds`
    * (`src/latency/pod-latency-model.ts`, "Waiting for a sequence slot"). A pod seen running more counts as having that
-   * many. The default is vLLM 0.10's for the OpenAI server on GPUs under 70 GiB (1024 above).
-   * @default 256
+   * many. Per engine: a pod whose one port fronts several data-parallel engines has this many on each. The default is
+   * vLLM 0.10's largest default (1024 on H100, H200, MI300x; 256 on smaller GPUs and the A100), so an EPP not told its
+   * pods' limit never predicts a wait they do not have; set it to the pods' value (the cdk8s app does, from
+   * `DecodePool.maxNumSeqs`).
+   * @default 1024
    */
   maxNumSeqs?: number;
+  /**
+   * Which requests the slot wait is added for. `sessions` (the default): requests that carry a session id (one of
+   * `sessionHeaders`), whose placement every later turn follows under hard session affinity, so a pod whose slots are
+   * full keeps costing the session a wait; a request without one is placed as before (queued prefill, own prefill,
+   * overhead). `all`: every request. Measured (bench/README.md, session 30): for new sessions the wait stops a burst
+   * from herding onto the pod holding their prompt (later turns' TTFT p90 less than half); for one-off requests on
+   * llm-d's ramp it moved requests off the pods holding their group's prefix and doubled TTFT p90 in one run.
+   * @default "sessions"
+   */
+  slotWait?: 'sessions' | 'all';
+  /** Request headers that carry a session id, as the session-affinity filter's `headers`. @default ["x-session-id", "x-session-token"] */
+  sessionHeaders?: string[];
 }
 
 /**
@@ -55,6 +70,8 @@ interface CycleInputs {
   readonly candidates: readonly EndpointSnapshot[];
   readonly match: PrefixMatchEstimate | undefined;
   readonly nowMs: number;
+  /** Whether the slot wait was added for this request (`slotWait`). */
+  readonly slotWait: boolean;
 }
 
 /**
@@ -119,6 +136,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const now = this.handle.now();
     const match = cycle.state.get(PREFIX_MATCH);
+    const slotWait = this.slotWaitFor(cycle.request);
     const n = candidates.length;
     let best = Infinity;
     for (let i = 0; i < n; i++) {
@@ -132,11 +150,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
         this.slotSnapshots[i] = candidate;
         this.slotModels[i] = pod;
       }
-      const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now, candidate.activeRequests);
+      const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait);
       out[i] = ttft;
       if (ttft < best) best = ttft;
     }
-    cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now });
+    cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
     for (let i = 0; i < n; i++) out[i] = out[i]! <= 0 ? 1 : best / out[i]!;
   }
 
@@ -175,7 +193,17 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
   private predictionAt(request: LLMRequest, inputs: CycleInputs, i: number): TtftPrediction {
     const candidate = inputs.candidates[i]!;
-    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs, candidate.activeRequests);
+    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs, candidate.activeRequests, inputs.slotWait);
+  }
+
+  /** Whether the slot wait counts for `request` (`slotWait`: every request, or those carrying a session id). */
+  private slotWaitFor(request: LLMRequest): boolean {
+    if (this.parameters.slotWait === 'all') return true;
+    for (const header of this.parameters.sessionHeaders) {
+      const value = request.headers[header];
+      if (value !== undefined && value !== '') return true;
+    }
+    return false;
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
@@ -206,6 +234,12 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
  */
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
 
+function slotWaitOf(fields: FieldReader): 'sessions' | 'all' {
+  const value = fields.raw('slotWait') ?? 'sessions';
+  if (value !== 'sessions' && value !== 'all') throw new ConfigError(fields.fieldPath('slotWait'), `must be "sessions" or "all", got ${describeValue(value)}`);
+  return value;
+}
+
 export const latencyScorer = definePlugin({
   type: 'latency-scorer',
   kinds: ['scorer', 'pre-request', 'post-response'],
@@ -215,7 +249,7 @@ export const latencyScorer = definePlugin({
     if (gie !== undefined) {
       throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
         + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
-        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs');
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders');
     }
     return {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
@@ -224,7 +258,10 @@ export const latencyScorer = definePlugin({
     halfLife: fields.duration('halfLife', '60s'),
     pendingTimeout: fields.duration('pendingTimeout', '30s'),
     charactersPerToken: positive(fields, 'charactersPerToken', 4),
-    maxNumSeqs: fields.integer('maxNumSeqs', VLLM_DEFAULT_MAX_NUM_SEQS, 1),
+    maxNumSeqs: fields.integer('maxNumSeqs', DEFAULT_MAX_NUM_SEQS, 1),
+    slotWait: slotWaitOf(fields),
+    // Lower-cased because request headers reach plugins with lower-case names.
+    sessionHeaders: fields.stringList('sessionHeaders', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
     };
   }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),

@@ -38,8 +38,8 @@ export interface SessionStoreParameters {
   /**
    * Where a session this replica has no binding for goes while the store is down or refusing (not connected, an
    * error such as NOAUTH; a read that merely timed out is placed by the scorers, since the store is up and settles it):
-   * - `rendezvous` (the default): to the candidate a rendezvous hash of the session's key ranks first (among those not
-   *   over a saturation threshold when some are not), the same pod on every replica without their talking, so a
+   * - `rendezvous` (the default, also with soft stickiness): to the first candidate of a rendezvous-hash ranking by the
+   *   session's key that is not over a saturation threshold, the same pod on every replica without their talking, so a
    *   session that alternates between replicas is not split between two pods for the whole outage (each replica
    *   pinning it where its own scores and its own approximate prefix index put it);
    * - `scorers`: the profile's scorers place it, as with no store. Right for precise prefix scoring, whose index every
@@ -217,18 +217,22 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
       wasBound = boundKey !== undefined;
     }
     const outcome: SessionAffinityOutcome = bound !== undefined ? 'hit' : wasBound ? 'repin' : 'miss';
-    if (bound === undefined && shared?.status === 'unavailable' && shared.reason !== 'timeout' && this.parameters.sessionStore?.unavailablePlacement !== 'scorers') {
+    let hashed = false;
+    if (bound === undefined && shared?.status === 'unavailable' && (shared.reason === 'unavailable' || shared.reason === 'error')
+      && this.parameters.sessionStore?.unavailablePlacement !== 'scorers') {
       // No replica can learn where another put this session until the store is back: agree by hashing instead. (A read
-      // that only timed out is left to the scorers: the store is up, the SET NX after the pick lands or yields to an
-      // existing binding, and every replica follows the store from the session's next request.)
-      bound = rendezvousPick(sessionId, roomyCandidates(cycle, candidates));
+      // that timed out, or found too many commands waiting, is left to the scorers: the store is up, the SET NX after the
+      // pick lands or yields to an existing binding, and every replica follows the store from the session's next request.)
+      bound = rendezvousPick(sessionId, candidates, roomyPredicate(cycle, candidates));
+      hashed = bound !== undefined;
     }
     cycle.state.set(this.pendingKey, {
       sessionId, outcome, ...(shared !== undefined ? { shared } : {}), ...(bound !== undefined ? { boundKey: bound.endpoint.key } : {}),
     });
     // Soft: every candidate stays; the scorers (the latency scorer's recomputation cost, the prefix scorer's history)
     // decide whether the session's pod keeps it.
-    if (this.parameters.stickiness === 'soft') return candidates;
+    // The rendezvous pick is kept in soft mode too: it is there so that replicas agree, which scores cannot make them.
+    if (this.parameters.stickiness === 'soft' && !hashed) return candidates;
     // Hard holds while the bound pod is healthy and not saturated (issue 9). A saturation filter in admission mode keeps
     // a pod over a threshold among the candidates while others have room, so the filter before this one does not drop
     // it. One whose KV cache is over its threshold (`KV_LOADED_CANDIDATES`: its running requests fill the cache, so
@@ -311,35 +315,29 @@ export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): s
 }
 
 /**
- * The candidates not over a saturation threshold (`LOADED_CANDIDATES`, published by a saturation filter in admission
- * mode), or all of them when every one is.
+ * Whether a candidate is not over a saturation threshold (`LOADED_CANDIDATES`, published by a saturation filter in
+ * admission mode); undefined when none is over.
  */
-function roomyCandidates(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
+function roomyPredicate(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): ((c: EndpointSnapshot) => boolean) | undefined {
   const loaded = cycle.state.get(LOADED_CANDIDATES);
-  if (loaded === undefined || loaded.size === 0) return candidates;
-  const roomy = candidates.filter((c) => !loaded.has(c.endpoint.key));
-  return roomy.length > 0 ? roomy : candidates;
+  if (loaded === undefined || loaded.size === 0 || candidates.every((c) => loaded.has(c.endpoint.key))) return undefined;
+  return (c) => !loaded.has(c.endpoint.key);
 }
 
 /**
- * Rendezvous (highest random weight) hashing: the candidate whose identity hashed with the session's key weighs most.
- * Every replica ranks a pod the same whatever order it lists candidates in, and a pod that leaves moves only the
- * sessions it had won. FNV-1a over the UTF-16 code units, then murmur3's 32-bit finalizer to spread the bits.
+ * Rendezvous (highest random weight) hashing: the candidates ranked by their identity hashed with the session's key,
+ * and the first of the ranking that `acceptable` accepts (the first, without it or when it accepts none). Every
+ * replica ranks the pods the same whatever order it lists them in, so two replicas whose saturation readings differ
+ * still agree unless they differ about the very pod the session ranks first; a pod that leaves moves only the sessions
+ * it had won. FNV-1a over the UTF-16 code units, then murmur3's 32-bit finalizer to spread the bits; equal weights are
+ * ordered by identity.
  */
-export function rendezvousPick(sessionKey: string, candidates: readonly EndpointSnapshot[]): EndpointSnapshot | undefined {
-  let best: EndpointSnapshot | undefined;
-  let bestWeight = -1;
-  let bestIdentity = '';
-  for (const candidate of candidates) {
-    const identity = endpointIdentity(candidate.endpoint);
-    const weight = rendezvousWeight(sessionKey, identity);
-    if (weight > bestWeight || (weight === bestWeight && identity < bestIdentity)) {
-      best = candidate;
-      bestWeight = weight;
-      bestIdentity = identity;
-    }
-  }
-  return best;
+export function rendezvousPick(sessionKey: string, candidates: readonly EndpointSnapshot[], acceptable?: (c: EndpointSnapshot) => boolean): EndpointSnapshot | undefined {
+  const ranked = candidates
+    .map((candidate) => ({ candidate, identity: endpointIdentity(candidate.endpoint), weight: 0 }))
+    .map((r) => ({ ...r, weight: rendezvousWeight(sessionKey, r.identity) }))
+    .sort((a, b) => b.weight - a.weight || (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
+  return (acceptable === undefined ? undefined : ranked.find((r) => acceptable(r.candidate)))?.candidate ?? ranked[0]?.candidate;
 }
 
 function rendezvousWeight(sessionKey: string, identity: string): number {
