@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, resolvePluginParameters, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
+import { ConfigError, defaultEndpointPickerConfig, latencyEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import type { IncomingRequest } from '../src/extproc/request-director';
@@ -391,7 +391,8 @@ describe('latency-scorer through request control', () => {
     const told = withMaxNumSeqs(defaultEndpointPickerConfig(), 4);
     const [holder] = await burstOfNewSessions(told, 16, false);
     expect(holder).toBe(16);
-    const all = { ...told, plugins: told.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, slotWait: 'all' } } : p)) };
+    const all = parseEndpointPickerConfig(renderEndpointPickerConfig(told).replace('slotWait: sessions', 'slotWait: all'));
+    expect(renderEndpointPickerConfig(all)).toContain('slotWait: all');
     const [everyHolder, ...others] = await burstOfNewSessions(all, 16, false);
     expect(everyHolder).toBeLessThanOrEqual(8);
     expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
