@@ -13,13 +13,13 @@
  * sessions one pod carried (its share of the burst).
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { ChatClient, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, directory } from './cli-args';
 import { quantile } from './analysis';
 import { routingPolicy, type PolicyName } from './policies';
 import { SGLANG_DEFAULTS } from './policies/cache-aware';
+import { noteMachine, type MachineNote } from './machine';
 import { BENCH_DIR } from './processes';
 import { secs } from './report';
 import { DEFAULT_SIM, startStack, type SimulatorSettings } from './stack';
@@ -166,17 +166,16 @@ export function burstTable(results: readonly BurstPolicyResult[], rounds: number
 
 export interface BurstReport {
   readonly options: BurstBenchOptions;
-  readonly machine: { readonly cpus: string; readonly node: string; readonly loadStart: number[]; readonly loadEnd: number[] };
+  readonly machine: MachineNote;
   readonly started: string;
   readonly results: readonly BurstPolicyResult[];
 }
 
 export async function runBurstBench(o: BurstBenchOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<BurstReport> {
   fs.mkdirSync(o.outDir, { recursive: true });
-  const cpus = os.cpus();
-  const loadStart = os.loadavg();
+  const machine = noteMachine();
   const started = new Date().toISOString();
-  log(`burst: ${o.pods} pods (--max-num-seqs ${o.maxNumSeqs}), ${o.sessions} new sessions at once on one ${o.systemWords}-word system prompt, ${o.rounds} rounds, seeds ${o.seeds.join(', ')}; ${cpus.length} × ${cpus[0]?.model ?? '?'}, node ${process.version}, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
+  log(`burst: ${o.pods} pods (--max-num-seqs ${o.maxNumSeqs}), ${o.sessions} new sessions at once on one ${o.systemWords}-word system prompt, ${o.rounds} rounds, seeds ${o.seeds.join(', ')}; ${machine.summary}`);
   const runs = new Map<BurstPolicyName, BurstRun[]>(o.policies.map((p) => [p, []]));
   // Seeds outermost, so a machine that slows down during the invocation weighs on every policy alike.
   for (const seed of o.seeds) {
@@ -187,7 +186,7 @@ export async function runBurstBench(o: BurstBenchOptions, log: (line: string) =>
     }
   }
   const results = o.policies.map((name) => summarizeBurstPolicy(name, runs.get(name)!, o.sessions));
-  const report: BurstReport = { options: o, machine: { cpus: `${cpus.length} × ${cpus[0]?.model ?? '?'}`, node: process.version, loadStart, loadEnd: os.loadavg() }, started, results };
+  const report: BurstReport = { options: o, machine: machine.finish(), started, results };
   fs.writeFileSync(path.join(o.outDir, 'burst-results.json'), `${JSON.stringify(report, null, 2)}\n`);
   log(burstTable(results, o.rounds));
   return report;

@@ -11,7 +11,6 @@
  * served, errors and throughput.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import { ChatClient, sendAtArrivals, type ChatResult } from './client';
@@ -21,6 +20,7 @@ import { routingPolicy, type PolicyName } from './policies';
 import { SGLANG_DEFAULTS } from './policies/cache-aware';
 import { secs } from './report';
 import { poissonArrivals } from './routing-workloads';
+import { noteMachine, type MachineNote } from './machine';
 import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { rng, text, type ChatMessage } from './workload';
@@ -156,7 +156,7 @@ export function heteroTable(results: readonly HeteroPolicyResult[]): string {
 export interface HeteroReport {
   readonly options: HeteroBenchOptions;
   readonly podSlowdown: readonly number[];
-  readonly machine: { readonly cpus: string; readonly node: string; readonly loadStart: number[]; readonly loadEnd: number[] };
+  readonly machine: MachineNote;
   readonly started: string;
   readonly results: readonly HeteroPolicyResult[];
 }
@@ -164,11 +164,10 @@ export interface HeteroReport {
 export async function runHeteroBench(o: HeteroBenchOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<HeteroReport> {
   fs.mkdirSync(o.outDir, { recursive: true });
   const requests = heteroWorkload(o);
-  const cpus = os.cpus();
-  const loadStart = os.loadavg();
+  const machine = noteMachine();
   const started = new Date().toISOString();
   const slowdown = podSlowdown(o);
-  log(`hetero: ${o.pods} pods, times × ${slowdown.join(', ')}; ${o.requests} requests at ${o.rate}/s, ${o.systemPrompts} system prompts of ${o.systemWords} words, ${o.outputTokens} output tokens; ${cpus.length} × ${cpus[0]?.model ?? '?'}, node ${process.version}, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
+  log(`hetero: ${o.pods} pods, times × ${slowdown.join(', ')}; ${o.requests} requests at ${o.rate}/s, ${o.systemPrompts} system prompts of ${o.systemWords} words, ${o.outputTokens} output tokens; ${machine.summary}`);
   const results: HeteroPolicyResult[] = [];
   const policies: RoutingPolicy[] = [
     ...o.policies.map((name) => routingPolicy(name, { seed: o.seed, sglang: SGLANG_DEFAULTS })),
@@ -180,7 +179,7 @@ export async function runHeteroBench(o: HeteroBenchOptions, log: (line: string) 
     log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; slow pods p90 ${secs(r.slowTtft.p90)}; ${r.errors} errors; per pod ${r.share.map((x) => `${Math.round(100 * x)}%`).join(', ')}`);
     results.push(r);
   }
-  const report: HeteroReport = { options: o, podSlowdown: slowdown, machine: { cpus: `${cpus.length} × ${cpus[0]?.model ?? '?'}`, node: process.version, loadStart, loadEnd: os.loadavg() }, started, results };
+  const report: HeteroReport = { options: o, podSlowdown: slowdown, machine: machine.finish(), started, results };
   fs.writeFileSync(path.join(o.outDir, 'hetero-results.json'), `${JSON.stringify(report, null, 2)}\n`);
   log(heteroTable(results));
   return report;

@@ -13,7 +13,6 @@
  * Reported per policy: TTFT p50/p90/p99, end-to-end p50, errors, and how many distinct adapters each pod served.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withLoraRoomFilter } from '@kvroute/epp/config';
 import { ChatClient, sendAtArrivals, type ChatResult } from './client';
@@ -21,6 +20,7 @@ import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } f
 import { quantile } from './analysis';
 import { secs } from './report';
 import { poissonArrivals } from './routing-workloads';
+import { noteMachine, type MachineNote } from './machine';
 import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { rng, text, type ChatMessage } from './workload';
@@ -192,7 +192,7 @@ export function loraTable(results: readonly LoraPolicyResult[]): string {
 
 export interface LoraReport {
   readonly options: LoraBenchOptions;
-  readonly machine: { readonly cpus: string; readonly node: string; readonly loadStart: number[]; readonly loadEnd: number[] };
+  readonly machine: MachineNote;
   readonly started: string;
   readonly results: readonly LoraPolicyResult[];
 }
@@ -200,17 +200,16 @@ export interface LoraReport {
 export async function runLoraBench(o: LoraBenchOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<LoraReport> {
   fs.mkdirSync(o.outDir, { recursive: true });
   const requests = loraWorkload(o);
-  const cpus = os.cpus();
-  const loadStart = os.loadavg();
+  const machine = noteMachine();
   const started = new Date().toISOString();
-  log(`lora: ${o.pods} pods × --max-loras ${o.maxLoras}, ${o.adapters} adapters (skew ${o.skew}), ${o.requests} requests at ${o.rate}/s, ${o.outputTokens} output tokens; ${cpus.length} × ${cpus[0]?.model ?? '?'}, node ${process.version}, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
+  log(`lora: ${o.pods} pods × --max-loras ${o.maxLoras}, ${o.adapters} adapters (skew ${o.skew}), ${o.requests} requests at ${o.rate}/s, ${o.outputTokens} output tokens; ${machine.summary}`);
   const results: LoraPolicyResult[] = [];
   for (const name of o.policies) {
     const r = await runPolicy(name, o, requests);
     log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; ${r.errors} errors; adapters per pod ${r.adaptersPerPod.join(', ')}`);
     results.push(r);
   }
-  const report: LoraReport = { options: o, machine: { cpus: `${cpus.length} × ${cpus[0]?.model ?? '?'}`, node: process.version, loadStart, loadEnd: os.loadavg() }, started, results };
+  const report: LoraReport = { options: o, machine: machine.finish(), started, results };
   fs.writeFileSync(path.join(o.outDir, 'lora-results.json'), `${JSON.stringify(report, null, 2)}\n`);
   log(loraTable(results));
   return report;
