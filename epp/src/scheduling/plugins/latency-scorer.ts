@@ -39,8 +39,8 @@ export interface LatencyScorerParameters {
    * Requests each pod runs at once: the pods' vLLM `--max-num-seqs`. A pod with this many in flight (this EPP's own
    * count, or the last scrape's running + waiting) makes a new request wait for one of them to finish before its
    * prefill starts; the scorer adds that wait from the pod's mean `vllm:request_inference_time_seconds`
-   * (`src/latency/pod-latency-model.ts`, "Waiting for a sequence slot"). A pod seen running more counts as having that
-   * many. Per engine: a pod whose one port fronts several data-parallel engines has this many on each. The default is
+   * (`src/latency/pod-latency-model.ts`, "Waiting for a sequence slot"). A pod seen running more counts as having one
+   * slot more than the most it ran. Per engine: a pod whose one port fronts several data-parallel engines has this many on each. The default is
    * vLLM 0.10's largest default (1024 on H100, H200, MI300x; 256 on smaller GPUs and the A100), so an EPP not told its
    * pods' limit never predicts a wait they do not have; set it to the pods' value (the cdk8s app does, from
    * `DecodePool.maxNumSeqs`).

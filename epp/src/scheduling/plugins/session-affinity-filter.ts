@@ -334,8 +334,10 @@ function roomyPredicate(cycle: CycleContext, candidates: readonly EndpointSnapsh
  */
 export function rendezvousPick(sessionKey: string, candidates: readonly EndpointSnapshot[], acceptable?: (c: EndpointSnapshot) => boolean): EndpointSnapshot | undefined {
   const ranked = candidates
-    .map((candidate) => ({ candidate, identity: endpointIdentity(candidate.endpoint), weight: 0 }))
-    .map((r) => ({ ...r, weight: rendezvousWeight(sessionKey, r.identity) }))
+    .map((candidate) => {
+      const identity = endpointIdentity(candidate.endpoint);
+      return { candidate, identity, weight: rendezvousWeight(sessionKey, identity) };
+    })
     .sort((a, b) => b.weight - a.weight || (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
   return (acceptable === undefined ? undefined : ranked.find((r) => acceptable(r.candidate)))?.candidate ?? ranked[0]?.candidate;
 }
