@@ -7,7 +7,7 @@ import { ByLabelFilter, ROLE_LABEL } from '../src/scheduling/plugins/by-label';
 import { decodeFilter } from '../src/scheduling/plugins/decode-filter';
 import { headerBasedTestingFilter } from '../src/scheduling/plugins/header-based-testing-filter';
 import { prefillFilter } from '../src/scheduling/plugins/prefill-filter';
-import { LATE_WINDOW_MS, SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
+import { KV_LOADED_CANDIDATES, LATE_WINDOW_MS, LOADED_CANDIDATES, SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
 
 const NOW = 1_700_000_000_000;
 
@@ -176,6 +176,19 @@ describe('saturation-filter', () => {
       ];
       expect(names(filter.filter(cycle, pods))).toEqual(['queued', 'ok', 'full']);
       expect(excluded).toEqual(['scrape_failures']);
+    });
+
+    it('publishes the loaded pods for the scorers, and a later profile\'s run in the same cycle replaces an earlier one\'s sets rather than inheriting them', () => {
+      const { filter } = saturationFilter({ mode: 'admission', queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 });
+      const c = { request: cycle.request, state: new CycleState() };
+      filter.filter(c, [pod('queued', { metrics: { waitingQueueSize: 6 } }), pod('full', { metrics: { kvCacheUsagePercent: 0.95 } }), pod('ok')]);
+      expect([...c.state.get(LOADED_CANDIDATES)!].sort()).toEqual(['full:8000', 'queued:8000']);
+      expect([...c.state.get(KV_LOADED_CANDIDATES)!]).toEqual(['full:8000']);
+      // A second profile (another filter instance, say with other thresholds) over the same pods finds none loaded.
+      const { filter: lenient } = saturationFilter({ mode: 'admission', queueDepthThreshold: 50, kvCacheUtilThreshold: 0.99 });
+      lenient.filter(c, [pod('queued', { metrics: { waitingQueueSize: 6 } }), pod('full', { metrics: { kvCacheUsagePercent: 0.95 } }), pod('ok')]);
+      expect(c.state.get(LOADED_CANDIDATES)?.size ?? 0).toBe(0);
+      expect(c.state.get(KV_LOADED_CANDIDATES)?.size ?? 0).toBe(0);
     });
 
     it('drops every pod when none readable has room: saturated (flow control holds the request), as in filter mode', () => {

@@ -67,6 +67,9 @@ export const LOADED_CANDIDATES = stateKey<ReadonlySet<string>>('saturation-filte
  */
 export const KV_LOADED_CANDIDATES = stateKey<ReadonlySet<string>>('saturation-filter KV-loaded candidates');
 
+/** What a later profile's saturation filter leaves in either set in place of an earlier profile's: nothing loaded. */
+const NONE_LOADED: ReadonlySet<string> = new Set();
+
 /** The parsed parameters: every field filled but `mode`, absent when not configured (so configs render unchanged). */
 export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterParameters>, 'mode'> & {
   readonly mode?: 'filter' | 'admission';
@@ -101,6 +104,10 @@ export class SaturationFilter implements Filter {
     const now = this.handle.now();
     const excluded: Exclusions = [];
     cycle.state.set(this.excludedKey, excluded);
+    // The cycle state is shared by a request's profiles: what an earlier profile's saturation filter published about its
+    // candidates must not stand for this one's (the admission path below publishes this run's sets).
+    if (cycle.state.get(LOADED_CANDIDATES) !== undefined) cycle.state.set(LOADED_CANDIDATES, NONE_LOADED);
+    if (cycle.state.get(KV_LOADED_CANDIDATES) !== undefined) cycle.state.set(KV_LOADED_CANDIDATES, NONE_LOADED);
     if (this.parameters.mode === 'admission') return this.admit(cycle, candidates, excluded, now);
     // Usually no pod is excluded: hand the same (read-only) array on, and copy only from the first exclusion.
     let kept: EndpointSnapshot[] | undefined;
