@@ -89,8 +89,9 @@ export type RoutingPolicy =
     /** More EPP flags (a baseline's own settings). @default none */
     readonly eppArgs?: readonly string[];
     /**
-     * Leave the latency scorer's `maxNumSeqs` at vLLM's default 256 instead of the simulator's `--max-num-seqs`, as a
-     * deployment that does not tell the EPP its pods' limit would. @default false (the stack tells it, as the cdk8s app does)
+     * Leave the latency scorer's `maxNumSeqs` at its untold default (1024, vLLM's largest) instead of the simulator's
+     * `--max-num-seqs`, as a deployment that does not tell the EPP its pods' limit would. @default false (the stack tells
+     * it, as the cdk8s app does)
      */
     readonly podLimitUnknown?: boolean;
   }
