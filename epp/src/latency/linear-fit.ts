@@ -120,8 +120,7 @@ export class DecayedRobustLinearFit {
   }
 
   private decayFactor(nowMs: number): number {
-    if (this.lastMs === undefined || nowMs <= this.lastMs) return 1;
-    return Math.pow(0.5, (nowMs - this.lastMs) / this.options.halfLifeMs);
+    return halfLifeDecay(this.lastMs, nowMs, this.options.halfLifeMs);
   }
 
   private decayTo(nowMs: number): void {
@@ -162,4 +161,13 @@ export class DecayedRobustLinearFit {
     }
     return { intercept, slope };
   }
+}
+
+/**
+ * The factor a weight recorded at `fromMs` keeps at `nowMs` when it halves every `halfLifeMs`: 1 before any record
+ * and for a clock that stepped back.
+ */
+export function halfLifeDecay(fromMs: number | undefined, nowMs: number, halfLifeMs: number): number {
+  if (fromMs === undefined || nowMs <= fromMs) return 1;
+  return Math.pow(0.5, (nowMs - fromMs) / halfLifeMs);
 }

@@ -59,7 +59,7 @@
  *   mean for a pod with no finished request yet, and no slot wait at all before any pod has finished one.
  */
 import type { EndpointMetrics } from '../datastore/types';
-import { DecayedRobustLinearFit, type LinearEstimate } from './linear-fit';
+import { DecayedRobustLinearFit, halfLifeDecay, type LinearEstimate } from './linear-fit';
 
 export interface LatencyModelOptions {
   /** Prior seconds of prefill per uncached prompt token, before a pod's data arrives. */
@@ -158,7 +158,7 @@ export interface PodLatencyStats {
 class DecayedMean {
   private weight = 0;
   private total = 0;
-  private atMs = Number.NaN;
+  private atMs: number | undefined;
 
   constructor(private readonly halfLifeMs: number) {}
 
@@ -174,12 +174,10 @@ class DecayedMean {
   }
 
   private decayTo(nowMs: number): void {
-    if (!Number.isNaN(this.atMs) && nowMs > this.atMs) {
-      const factor = Math.pow(0.5, (nowMs - this.atMs) / this.halfLifeMs);
-      this.weight *= factor;
-      this.total *= factor;
-    }
-    if (Number.isNaN(this.atMs) || nowMs > this.atMs) this.atMs = nowMs;
+    const factor = halfLifeDecay(this.atMs, nowMs, this.halfLifeMs);
+    this.weight *= factor;
+    this.total *= factor;
+    if (this.atMs === undefined || nowMs > this.atMs) this.atMs = nowMs;
   }
 }
 
