@@ -63,6 +63,14 @@ describe('request control as GIE v1.5.0 answers', () => {
     const errors = await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total');
     expect(errors).toContain('inference_objective_request_error_total{model_name="",target_model_name="tgt",error_code="BadRequest"} 1');
     expect(errors).toContain('inference_objective_request_error_total{model_name="m",target_model_name="tgt",error_code="ServiceUnavailable"} 1');
+    // kvroute's own 400 (an unreadable x-kvroute-priority) comes after the body is read: the rewrite target labels it too.
+    director.close();
+    ds = pool(2);
+    const withPods = new RequestControl({ datastore: ds, scheduler: buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer')), metrics: metrics.collectors });
+    expect(await withPods.route(post(chat, { 'x-gateway-model-name-rewrite': 'tgt', 'x-kvroute-priority': 'urgent' }))).toMatchObject({ kind: 'reject', status: 400 });
+    withPods.close();
+    expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total'))
+      .toContain('inference_objective_request_error_total{model_name="m",target_model_name="tgt",error_code="BadRequest"} 1');
   });
 
   test('parsers/passthrough (the hermetic "passthrough parser success" config): the body is not read, the request is scheduled and counted with no model, and forwarded untouched', async () => {

@@ -499,16 +499,17 @@ export class RequestControl implements RequestDirector {
       attributes: new CycleState(),
     };
     const model = this.modelLabel(parsed.model ?? '');
+    // Before anything can refuse the request, so its error series carry the rewrite target as every later one does.
+    if (rewritten !== undefined) {
+      this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
+    }
+    if (passthroughTarget) this.labelTargets.set(request, this.modelLabel(passthroughTarget));
     // An unreadable x-kvroute-priority is refused whether or not the request would wait: refused only on the way into
     // the queue, the same request went through an idle pool (and past the requests waiting in a saturated one).
     if (this.queuePriority(request.headers) === undefined) {
       return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model));
     }
     if (parsed.hasPriority === true) this.clientPriorities.add(request);
-    if (rewritten !== undefined) {
-      this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
-    }
-    if (passthroughTarget) this.labelTargets.set(request, this.modelLabel(passthroughTarget));
     // Without a request-preparing plugin that has work for this request (the default config's session filter has
     // none without a shared store) nothing waits before scheduling, and the snapshot above is still current.
     const preparing = this.preparePlugins.length > 0 ? this.preparing(request) : undefined;
