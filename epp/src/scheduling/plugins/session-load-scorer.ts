@@ -1,7 +1,7 @@
 import { parseDuration, type Duration } from '../../config/duration';
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, PluginHandle, PostCycle, ProfileRunResult, Scorer } from '../framework';
-import { stateKey } from '../framework';
+import { scoresFromInto, stateKey } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { sessionKeyOf } from './session-affinity-filter';
 
@@ -68,16 +68,32 @@ export class SessionLoadScorer implements Scorer, PostCycle {
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return scoresFromInto(this, cycle, candidates);
+  }
+
+  /** Into the scheduler's buffer: a request it has nothing to weigh for costs one fill, not an array per request. */
+  scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    const n = candidates.length;
     const key = sessionKeyOf(cycle.request, this.parameters.headers);
-    if (key === undefined) return candidates.map(() => 1);
+    if (key === undefined) {
+      out.fill(1, 0, n);
+      return;
+    }
     cycle.state.set(this.sessionKey, key);
     this.expire(this.handle.now());
     const known = this.sessions.get(key);
     // A live session is placed already (the affinity filter holds it to its pod): nothing to weigh.
-    if (known !== undefined && candidates.some((c) => c.endpoint.key === known.endpoint)) return candidates.map(() => 1);
+    if (known !== undefined && candidates.some((c) => c.endpoint.key === known.endpoint)) {
+      out.fill(1, 0, n);
+      return;
+    }
     let max = 0;
-    for (const candidate of candidates) max = Math.max(max, this.live.get(candidate.endpoint.key) ?? 0);
-    return candidates.map((candidate) => (max > 0 ? (max - (this.live.get(candidate.endpoint.key) ?? 0)) / max : 1));
+    for (let i = 0; i < n; i++) {
+      const live = this.live.get(candidates[i]!.endpoint.key) ?? 0;
+      out[i] = live;
+      if (live > max) max = live;
+    }
+    for (let i = 0; i < n; i++) out[i] = max > 0 ? (max - out[i]!) / max : 1;
   }
 
   /** The pick: the session is live on its target from now. */
