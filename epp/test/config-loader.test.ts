@@ -57,6 +57,7 @@ schedulingProfiles:
             // No block size given: the pods' own, as GIE v1.5.0's autoTune takes it (64 characters until scraped).
             tuneBlockSize: true,
             autoTune: true,
+            capacityFactor: 1,
             lruCapacityPerServer: 31250,
             maxIndexEntries: 8_000_000,
           },
@@ -251,7 +252,7 @@ describe('validation errors name the field and what is allowed', () => {
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockChars: 16}\n'),
-      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, lruCapacityPerServer, maxIndexEntries',
+      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, capacityFactor, lruCapacityPerServer, maxIndexEntries',
     ],
     [
       'kvroute\'s hashBlockSize beside one of GIE\'s block sizes',

@@ -447,6 +447,26 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     expect(scorer.score(cycle(first), [sized('a', 16, 16)])).toEqual([1]);
   });
 
+  it('capacityFactor keeps that many times the KV cache\'s blocks, so a prompt the pod evicted still names its pod', () => {
+    const first = 'a'.repeat(64) + 'b'.repeat(64) + 'c'.repeat(64) + 'd'.repeat(64);
+    const second = 'w'.repeat(64) + 'x'.repeat(64) + 'y'.repeat(64) + 'z'.repeat(64);
+    const at = (capacityFactor: number) => {
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64, lruCapacityPerServer: 100, capacityFactor }), NOOP_SCHEDULING_METRICS);
+      // 4 KV blocks of 16 tokens: one 4-block prompt at a time in the pod's vLLM.
+      route(scorer, first, [sized('a', 4, 16)], sized('a', 4, 16));
+      route(scorer, second, [sized('a', 4, 16)], sized('a', 4, 16));
+      return { capacity: scorer.index.capacityOf('a:8000'), first: scorer.score(cycle(first), [sized('a', 4, 16)])[0] };
+    };
+    expect(at(1)).toEqual({ capacity: 4, first: 0 }); // GIE's autoTune: forgotten with the pod's eviction
+    expect(at(2)).toEqual({ capacity: 8, first: 1 });
+    expect(at(1.5)).toEqual({ capacity: 6, first: 0 }); // 2 of the first prompt's 4 blocks kept, but not the leading ones
+    // Still within maxIndexEntries.
+    const bounded = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64, capacityFactor: 4, maxIndexEntries: 10 }), NOOP_SCHEDULING_METRICS);
+    bounded.score(cycle(first), [sized('a', 4, 16)]);
+    expect(bounded.index.capacityOf('a:8000')).toBe(10);
+    expect(() => resolvePluginParameters('prefix-cache-scorer', { capacityFactor: 0.5 })).toThrow(/capacityFactor: must be a number between 1 and 64, got 0\.5/);
+  });
+
   describe('the hashed block size (GIE v1.5.0 approximateprefix/plugin.go GetBlockSize: under autoTune the first candidate\'s vLLM block_size, the configured size only until scraped)', () => {
     /** 16 blocks of 64 distinct characters, so every block size cuts distinct blocks. */
     const prompt = Array.from({ length: 16 }, (_, i) => String.fromCharCode(65 + i).repeat(64)).join('');

@@ -55,6 +55,16 @@ export interface PrefixCacheScorerParameters {
    */
   autoTune?: boolean;
   /**
+   * With `autoTune`, entries a pod's index keeps as a multiple of what its KV cache holds. More than 1 makes the index
+   * remember a prompt's pod for a while after vLLM evicted it, so the prompt's next request goes back there (a miss that
+   * refills the same pod) instead of scoring cold everywhere and being placed by load on another pod, where it would
+   * evict other prompts: with KV far below the working set, sizing at exactly 1 spread each prompt over about three of
+   * four pods. The price is a hit predicted for a prompt evicted since. Still bounded by `maxIndexEntries`. kvroute's
+   * addition (GIE's `autoTune` sizes at 1); measured in epp/README.md "Prefix index memory".
+   * @default 1
+   */
+  capacityFactor?: number;
+  /**
    * Block hashes remembered per endpoint (LRU) until its KV capacity is scraped, or always without `autoTune`.
    * 31,250 ≈ (80 GB − 16 GB of weights) / 128 KB of KV per token ≈ 500k tokens ≈ 2M characters ÷ 64 (GIE's sizing).
    * @default 31250
@@ -379,7 +389,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return false;
     this.sizedFrom.set(key, { numGpuBlocks, blockSize });
     // Tuned, the pod's blocks are hashed at its own block size: one entry a KV block, as GIE's makeserver sizes it.
-    const entries = indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize));
+    const entries = Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize)) * this.parameters.capacityFactor);
     this.index.setCapacity(key, entries);
     this.logger.debug('prefix index sized from the pod\'s KV capacity', {
       endpoint: key, numGpuBlocks, blockSize, entries, capacity: this.index.capacityOf(key),
@@ -442,6 +452,7 @@ export const prefixCacheScorer = definePlugin({
       // GIE sizes blocks from the pods under autoTune; kvroute's own hashBlockSize is a fixed size.
       tuneBlockSize: autoTune && tuneBlockSize,
       autoTune,
+      capacityFactor: fields.number('capacityFactor', 1, 1, 64),
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
     };
