@@ -25,7 +25,7 @@ import { secs } from './report';
 import { DEFAULT_SIM, startStack, type SimulatorSettings } from './stack';
 import { rng, text, type ChatMessage } from './workload';
 
-export const BURST_POLICY_NAMES = ['kvroute', 'kvroute-untold', 'kvroute-precise', 'kvroute-precise-untold', 'kvroute-precise-latency4', 'approx-prefix', 'sglang', 'session-hash', 'round-robin'] as const satisfies readonly PolicyName[];
+export const BURST_POLICY_NAMES = ['kvroute', 'kvroute-untold', 'kvroute-precise', 'kvroute-precise-untold', 'kvroute-precise-latency4', 'kvroute-no-session-load', 'approx-prefix', 'sglang', 'session-hash', 'round-robin'] as const satisfies readonly PolicyName[];
 export type BurstPolicyName = (typeof BURST_POLICY_NAMES)[number];
 
 export interface BurstBenchOptions {

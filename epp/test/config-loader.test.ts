@@ -576,6 +576,7 @@ describe('defaultEndpointPickerConfig', () => {
           { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
           { pluginRef: 'active-request-scorer', weight: 1 },
           { pluginRef: 'latency-scorer', weight: 4 },
+          { pluginRef: 'session-load-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],
       },
@@ -583,9 +584,14 @@ describe('defaultEndpointPickerConfig', () => {
     expect(config.plugins.find((p) => p.type === 'latency-scorer')?.parameters).toMatchObject({
       priorPrefillMsPerToken: 0.2, priorOverheadMs: 20, priorWeight: 8, halfLife: '60s', pendingTimeout: '30s', charactersPerToken: 4,
     });
-    // The default until 2026-11-30 is the same without the latency scorer; the precise and latency configs derive from it.
-    expect(prefixFirstEndpointPickerConfig().schedulingProfiles[0]!.plugins).toEqual(config.schedulingProfiles[0]!.plugins.filter((r) => r.pluginRef !== 'latency-scorer'));
+    // The default until 2026-11-30 is the same without the latency scorer (and the session-load scorer, which joined on
+    // 2026-12-02); the latency config derives from it.
+    expect(prefixFirstEndpointPickerConfig().schedulingProfiles[0]!.plugins).toEqual(config.schedulingProfiles[0]!.plugins.filter((r) => r.pluginRef !== 'latency-scorer' && r.pluginRef !== 'session-load-scorer'));
     expect(prefixFirstEndpointPickerConfig().plugins.map((p) => p.type)).not.toContain('latency-scorer');
+    expect(prefixFirstEndpointPickerConfig().plugins.map((p) => p.type)).not.toContain('session-load-scorer');
+    expect(config.plugins.find((p) => p.type === 'session-load-scorer')?.parameters).toEqual({
+      headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536, minRequests: 1,
+    });
     expect(config.plugins.find((p) => p.type === 'no-hit-lru-scorer')?.parameters).toEqual({
       prefixPluginType: 'prefix-cache-scorer', prefixPluginName: 'prefix-cache-scorer', lruSize: 1024,
     });
@@ -597,6 +603,7 @@ describe('defaultEndpointPickerConfig', () => {
       // kvroute's own fixed 64-character blocks, whatever the pods' block size.
       tuneBlockSize: false,
       autoTune: true,
+      capacityFactor: 1,
       lruCapacityPerServer: 31250,
       maxIndexEntries: 8_000_000,
     });

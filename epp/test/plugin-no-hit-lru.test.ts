@@ -80,8 +80,8 @@ describe('no-hit-lru-scorer', () => {
 
   it('is in the default profile at weight 4, right after the prefix scorer, so the prefix-first config rotates new groups', () => {
     const config = prefixFirstEndpointPickerConfig();
-    // The default is the same profile with the latency scorer before the picker.
-    expect(defaultEndpointPickerConfig().schedulingProfiles[0]!.plugins.filter((r) => r.pluginRef !== 'latency-scorer')).toEqual(config.schedulingProfiles[0]!.plugins);
+    // The default is the same profile with the latency and session-load scorers before the picker.
+    expect(defaultEndpointPickerConfig().schedulingProfiles[0]!.plugins.filter((r) => r.pluginRef !== 'latency-scorer' && r.pluginRef !== 'session-load-scorer')).toEqual(config.schedulingProfiles[0]!.plugins);
     const refs = config.schedulingProfiles[0]!.plugins;
     const at = refs.findIndex((r) => r.pluginRef === 'no-hit-lru-scorer');
     expect(refs[at - 1]!.pluginRef).toBe('prefix-cache-scorer');

@@ -1,5 +1,5 @@
 import { seededRandom } from '@kvroute/testkit';
-import { parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, withoutSessionLoad, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import type { SessionLoadScorer } from '../src/scheduling/plugins/session-load-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -38,9 +38,12 @@ class Pool {
     return { endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} }, metrics: { ...EMPTY_METRICS, updateTime: this.now }, activeRequests: 0 };
   }
 
-  /** Fresh snapshots (the saturation filter drops stale metrics), all idle: placement is decided by the scores alone. */
+  /** Requests in flight per pod name (the EPP's own count); none unless a test sets it. */
+  readonly inFlight = new Map<string, number>();
+
+  /** Fresh snapshots (the saturation filter drops stale metrics), idle unless `inFlight` says otherwise. */
   snapshot(): EndpointSnapshot[] {
-    return this.pods.map((p) => ({ ...p, metrics: { ...p.metrics, updateTime: this.now } }));
+    return this.pods.map((p) => ({ ...p, metrics: { ...p.metrics, updateTime: this.now }, activeRequests: this.inFlight.get(p.endpoint.name) ?? 0 }));
   }
 
   send(prompt: string, session?: string): string {
@@ -121,6 +124,39 @@ describe('session-load-scorer', () => {
     returning.send(`${firstTurn(1)}\nassistant: a\nuser: more`, 'u1');
     expect(returning.scorer.liveSessions()).toEqual(new Map([[`${home}:8000`, 2]]));
     expect(returning.send(firstTurn(100), 'new')).not.toBe(home);
+  });
+
+  describe('in the default config (session 31: weight 4, minRequests 1)', () => {
+    /**
+     * Conversations that share one system prompt start one after another, and each comes back for a second turn
+     * before the next starts, with gen29's long chats' proportions (a 300-word system prompt, 150-word turns: the first
+     * turn is a third of its prompt). A live conversation keeps a request in flight on its pod (its turns decode one
+     * after another), as the EPP's own count shows.
+     */
+    function conversations(config: EndpointPickerConfig): Map<string, number> {
+      const pool = new Pool(config);
+      const perPod = new Map<string, number>();
+      const system = 'a helpful assistant. '.repeat(86); // 1,806 characters
+      const turn = (i: number, t: number) => `user ${i}, turn ${t}: ${'routing question '.repeat(52)}`; // ~900
+      for (let i = 0; i < 8; i++) {
+        const home = pool.send(`${system}\n${turn(i, 0)}`, `c${i}`);
+        expect(pool.send(`${system}\n${turn(i, 0)}\nassistant: answer\n${turn(i, 1)}`, `c${i}`)).toBe(home);
+        perPod.set(home, (perPod.get(home) ?? 0) + 1);
+        pool.inFlight.set(home, perPod.get(home)!);
+      }
+      return perPod;
+    }
+
+    it('spreads conversations that came back over the pods, where the default without it stacks them on the system prompt\'s pod', () => {
+      expect([...conversations(defaultEndpointPickerConfig()).values()]).toEqual([2, 2, 2, 2]);
+      expect([...conversations(withoutSessionLoad(defaultEndpointPickerConfig())).values()]).toEqual([8]);
+    });
+
+    it('on an idle pool a long shared prompt\'s lead still keeps new sessions (a shared-prefix set\'s users, one question each) on its pod', () => {
+      const pool = new Pool(defaultEndpointPickerConfig());
+      const placed = Array.from({ length: 8 }, (_, i) => pool.send(firstTurn(i), `u${i}`));
+      expect(new Set(placed).size).toBe(1);
+    });
   });
 
   it('is bounded: beyond capacity the least recently active sessions are forgotten', () => {

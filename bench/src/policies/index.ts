@@ -18,7 +18,7 @@
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
 import {
-  defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutLatencyScorer, withoutNoHitLru, withPrefillPriority, type EndpointPickerConfig,
+  defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, renderEndpointPickerConfig, validateEndpointPickerConfig, withoutLatencyScorer, withoutNoHitLru, withoutSessionLoad, withPrefillPriority, type EndpointPickerConfig,
 } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
@@ -99,22 +99,23 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
-  kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active + latency 4, saturation filter, session affinity)',
-  'kvroute-precise': 'EPP process, preciseEndpointPickerConfig (the built-in config without no-hit-lru, precise-prefix-cache-scorer at the prefix weight, latency at 2: precise 3 + queue + kv + active + latency 2), fed by the pods\' vLLM KV events over ZMQ (central mode)',
+  kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active + latency 4 + session-load 4, saturation filter, session affinity)',
+  'kvroute-precise': 'EPP process, preciseEndpointPickerConfig (the built-in config without no-hit-lru, precise-prefix-cache-scorer at the prefix weight, latency at 2: precise 3 + queue + kv + active + latency 2 + session-load 4), fed by the pods\' vLLM KV events over ZMQ (central mode)',
   'kvroute-latency': 'EPP process, latencyEndpointPickerConfig (latency 4 + prefix 1 + kv 1, saturation filter, session affinity)',
   'kvroute-latency-active': 'EPP process, latencyEndpointPickerConfig({ noHitLru: true, activeRequests: 2 }) (latency 4 + prefix 1 + no-hit-lru 4 + kv 1 + active 2, saturation filter, session affinity)',
   'kvroute-prefix-first': 'EPP process, prefixFirstEndpointPickerConfig (the default until 2026-11-30: prefix 3 + no-hit-lru 4 + queue + kv + active, saturation filter, session affinity; no latency scorer)',
-  'kvroute-active2': 'EPP process, the built-in config with active-request-scorer at 2 (prefix 3 + no-hit-lru 4 + queue + kv + 2·active + latency 4)',
+  'kvroute-active2': 'EPP process, the built-in config with active-request-scorer at 2 (prefix 3 + no-hit-lru 4 + queue + kv + 2·active + latency 4 + session-load 4)',
   'kvroute-sessions': 'EPP process, the prefix-first config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
+  'kvroute-no-session-load': 'EPP process, the built-in config without session-load-scorer (the default before session 31, 2026-12-02; session 31\'s runs compared it as kvroute against kvroute-session-load, today\'s default)',
   'kvroute-no-lru': 'EPP process, the prefix-first config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30)',
@@ -176,6 +177,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(withScorerWeight(defaultEndpointPickerConfig(), 'active-request-scorer', 2)) };
     case 'kvroute-sessions':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(prefixFirstEndpointPickerConfig(), 4)) };
+    case 'kvroute-no-session-load':
+      return { kind: 'epp', name, configTransform: withoutSessionLoad };
     case 'kvroute-no-lru':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(withoutNoHitLru(prefixFirstEndpointPickerConfig())) };
     case 'kvroute-soft':

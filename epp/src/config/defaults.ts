@@ -37,7 +37,7 @@ const LATENCY_SCORER = {
  * request waits in flow control, and 429 when that is full) → a session with a live binding goes to its pod →
  * otherwise score prefix locality against load and predicted latency, and take the best (ties broken at random).
  *
- * Scores add up as `3·prefix + 4·no-hit-lru + queue + kv + active + 4·latency`: a pod holding the request's prefix
+ * Scores add up as `3·prefix + 4·no-hit-lru + queue + kv + active + 4·latency + 4·session-load`: a pod holding the request's prefix
  * gets up to 3 points, and the three load signals can take up to 3 points from a loaded pod, the latency scorer up to
  * 4 from a pod predicted much slower. With only a fraction `f` of the
  * prompt cached, a pod keeps the request while `3f` exceeds its load deficit, so a long shared prefix beats mild load
@@ -48,6 +48,9 @@ const LATENCY_SCORER = {
  * learned online per pod: on identical pods it agrees with the prefix and queue signals (a hit is less to prefill, a
  * queue is prefill ahead), and where pods differ (an older GPU generation in the pool, a throttled card) it is what
  * tells a slow pod holding the prefix from a fast one that would recompute it (bench/README.md, `npm run bench:hetero`).
+ * A new session's first request also weighs the live conversations each pod already carries (`session-load-scorer`):
+ * hard affinity sends every later turn where the first went, so conversations that share a system prompt are spread
+ * over the pods rather than stacked on its holder.
  *
  * Returned normalized (every parameter default filled), as the loader would return it.
  */
@@ -119,6 +122,10 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
       { type: 'kv-cache-utilization-scorer' },
       { type: 'active-request-scorer' },
       LATENCY_SCORER,
+      // Counts a session on its pod from its first request: every live session will come back (issue 9). From the
+      // second (`minRequests: 2`) one-request session ids would weigh nothing, but conversations that start close
+      // together are then placed before any has come back: on gen29's long chats that stacked them in one run of two.
+      { type: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536, minRequests: 1 } },
       { type: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
     ],
     schedulingProfiles: [
@@ -159,6 +166,18 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // stayed within the runs' noise (bench/README.md). Its price: 11-13 µs of routing-thread CPU a request at 256
           // pods since session 19's cut (epp/README.md, "What it costs the routing thread").
           { pluginRef: 'latency-scorer', weight: 4 },
+          // 4: a new session's first request, scored by the live sessions each pod carries ((max − own) ÷ max; every
+          // other request scores the same everywhere). Hard affinity makes a session's first pick its pod for every
+          // later turn, and a conversation's history grows each turn, while the system prompt that draws it to the
+          // prefix holder is recomputed once per pod. At 4 a holder carrying the most live sessions, with the load
+          // they put on it, loses to a pod carrying fewer unless the cached prompt is much longer than the first turn
+          // (at 2 it kept them). Added 2026-12-02 (session 31): on long chats whose histories outgrow a constrained KV
+          // cache (gen29's 12 conversations × 22 turns, 2 system prompts, 4 pods of 1,024 blocks) the default without
+          // it stacked the conversations on the two system-prompt holders, which then preempted and recomputed them
+          // (hit rate 69-85%, TTFT p90 0.46-2.33 s over three seeds); with it 3 a pod in every run (93.7%, p90
+          // 97-129 ms). On the load ladder hit rates and p90 moved within the runs' noise (bench/README.md,
+          // "Session 31").
+          { pluginRef: 'session-load-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],
       },
@@ -168,12 +187,21 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
 }
 
 /**
- * kvroute's default until 2026-11-30 (session 18): the default config without the `latency-scorer`,
- * `3·prefix + 4·no-hit-lru + queue + kv + active`. The latency and precise configs are derived from it, the shape they
- * were measured in; the benchmark's `kvroute-prefix-first` runs it.
+ * kvroute's default until 2026-11-30 (session 18): the default config without the `latency-scorer` (and the
+ * `session-load-scorer`, which joined later),
+ * `3·prefix + 4·no-hit-lru + queue + kv + active`. The latency config is derived from it, the shape it was measured
+ * in (the precise config from the default); the benchmark's `kvroute-prefix-first` runs it.
  */
 export function prefixFirstEndpointPickerConfig(): EndpointPickerConfig {
-  return withoutLatencyScorer(defaultEndpointPickerConfig());
+  return withoutLatencyScorer(withoutSessionLoad(defaultEndpointPickerConfig()));
+}
+
+/**
+ * `config` without the `session-load-scorer`: kvroute's default before 2026-12-02 (session 31), the benchmark's
+ * `kvroute-no-session-load`.
+ */
+export function withoutSessionLoad(config: EndpointPickerConfig): EndpointPickerConfig {
+  return withoutPluginType(config, 'session-load-scorer');
 }
 
 /**
@@ -330,7 +358,8 @@ export interface PreciseDefaults {
 
 /**
  * kvroute's default scheduling with precise prefix scoring: the default config (without `no-hit-lru-scorer`, the shape
- * llm-d's ramp measured) with the approximate prefix scorer replaced by `precise-prefix-cache-scorer` at the same
+ * llm-d's ramp measured; with the default's `session-load-scorer`, which spread gen29's long chats 3 a pod here too:
+ * bench/README.md "Session 31") with the approximate prefix scorer replaced by `precise-prefix-cache-scorer` at the same
  * weight, fed by the pods' KV events, and the `latency-scorer` at 2 rather than 4 (it reads the precise scorer's
  * matched tokens).
  *

@@ -50,7 +50,7 @@ export {
   DEFAULT_PROFILE_NAME,
   DEFAULT_SCORER_WEIGHT,
 } from './loader';
-export { defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, preciseEndpointPickerConfig, withLoraRoomFilter, withMaxNumSeqs, withoutLatencyScorer, withoutNoHitLru, withPrefillPriority, type PreciseDefaults } from './defaults';
+export { defaultEndpointPickerConfig, latencyEndpointPickerConfig, prefixFirstEndpointPickerConfig, preciseEndpointPickerConfig, withLoraRoomFilter, withMaxNumSeqs, withoutLatencyScorer, withoutNoHitLru, withoutSessionLoad, withPrefillPriority, type PreciseDefaults } from './defaults';
 export {
   EPP_METRICS,
   EPP_METRIC_NAMES,
