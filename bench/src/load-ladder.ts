@@ -590,10 +590,11 @@ async function runRung(w: LadderWorkload, capacity: CapacityName, blocks: number
 export const TODAYS_DEFAULT = 'kvroute';
 /**
  * The defaults before it (bench/src/policies), which the hit-rate goal holds today's default itself to when they ran:
- * `kvroute-prefix-first` before the latency scorer joined (2026-11-30, session 18), filter mode (`kvroute-filter`, now
- * on today's default) until 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined.
+ * `kvroute-no-session-load` before session-load-scorer joined (2026-12-02, session 31), `kvroute-prefix-first` before
+ * the latency scorer joined (2026-11-30, session 18), filter mode (`kvroute-filter`, now on today's default) until
+ * 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined.
  */
-export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru'];
+export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
 export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active'];
 

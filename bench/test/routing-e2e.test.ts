@@ -75,7 +75,10 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
       pods: 2,
       workloads: ['poisson-groups'],
       capacities: ['ample'],
-      policies: ['kvroute-precise', 'round-robin'],
+      // The precise scorer from the pods' events, without the default's session-load-scorer: every request here is a
+      // user's first (its own x-session-id), which that scorer spreads by the sessions each pod carries (on 12
+      // requests over 2 pods it read 0.49 of the prompt tokens cached against the oracle's 0.56 in two runs of three).
+      policies: ['kvroute-precise-no-session-load', 'round-robin'],
       poisson: { groups: 4, promptsPerGroup: 3, systemTokens: 160, questionTokens: 16, outputTokens: 4, rate: 20, passes: 1, maxWallRps: 24 },
       sim: { ...DEFAULT_ROUTING_OPTIONS.sim, timeScale: 4 },
       overhead: { ...DEFAULT_ROUTING_OPTIONS.overhead, enabled: false },
@@ -89,16 +92,13 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
     expect(report.workloads[0]!.arrivalRate).toBe(20);
     const cell = report.cells[0]!;
     const [precise, rr] = cell.policies;
-    expect(precise!.policy).toBe('kvroute-precise');
+    expect(precise!.policy).toBe('kvroute-precise-no-session-load');
     expect(precise!.successRate).toBe(1);
     expect(rr!.successRate).toBe(1);
     expect(precise!.hitRate).toBeGreaterThan(rr!.hitRate);
-    // Within 15% of the oracle: every request here is a user's first (its own x-session-id), and the default's
-    // session-load-scorer (session 31) spreads new sessions by the sessions each pod carries, which on 12 requests over
-    // 2 pods costs a request's hit now and then (0.49 against 0.56 in some runs; 0.9 × best held before it).
-    expect(precise!.hitRate).toBeGreaterThanOrEqual(0.85 * cell.best!);
+    expect(precise!.hitRate).toBeGreaterThanOrEqual(0.9 * cell.best!);
     // The EPP routed from the pods' events: it applied them, saw no gap, and predicted hits the pods then counted.
-    const stats = cell.runs.find((r) => r.policy === 'kvroute-precise')!.precise!;
+    const stats = cell.runs.find((r) => r.policy === 'kvroute-precise-no-session-load')!.precise!;
     expect(stats.eventsApplied).toBeGreaterThan(0);
     expect(stats.eventsApplied).toBe(stats.eventsReceived);
     expect(stats.sequenceGaps).toBe(0);

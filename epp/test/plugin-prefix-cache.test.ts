@@ -465,6 +465,8 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     bounded.score(cycle(first), [sized('a', 4, 16)]);
     expect(bounded.index.capacityOf('a:8000')).toBe(10);
     expect(() => resolvePluginParameters('prefix-cache-scorer', { capacityFactor: 0.5 })).toThrow(/capacityFactor: must be a number between 1 and 64, got 0\.5/);
+    expect(() => resolvePluginParameters('prefix-cache-scorer', { capacityFactor: 2, autoTune: false })).toThrow(/capacityFactor: multiplies the sizes autoTune learns; with autoTune: false give lruCapacityPerServer instead \(got 2\)/);
+    expect(resolvePluginParameters('prefix-cache-scorer', { capacityFactor: 1, autoTune: false })).toMatchObject({ capacityFactor: 1, autoTune: false });
   });
 
   describe('the hashed block size (GIE v1.5.0 approximateprefix/plugin.go GetBlockSize: under autoTune the first candidate\'s vLLM block_size, the configured size only until scraped)', () => {

@@ -67,7 +67,9 @@ schedulingProfiles:
  *   candidate; the latency scorer moves a session when another pod's predicted TTFT, recomputing the history included,
  *   beats its own pod's) and `session-load-scorer`.
  */
-export function sessionLoadConfig(base: EndpointPickerConfig, weight: number): EndpointPickerConfig {
+export function sessionLoadConfig(config: EndpointPickerConfig, weight: number): EndpointPickerConfig {
+  // Replaces the scorer a config derived from the default already carries (the default's since session 31).
+  const base = withoutSessionLoad(config);
   return validateEndpointPickerConfig({
     ...base,
     // minRequests 2: only sessions that came back weigh on their pod, so one-request sessions (a shared-prefix set's
@@ -99,11 +101,11 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-prefill-priority'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -115,17 +117,18 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-prefix-first': 'EPP process, prefixFirstEndpointPickerConfig (the default until 2026-11-30: prefix 3 + no-hit-lru 4 + queue + kv + active, saturation filter, session affinity; no latency scorer)',
   'kvroute-active2': 'EPP process, the built-in config with active-request-scorer at 2 (prefix 3 + no-hit-lru 4 + queue + kv + 2·active + latency 4 + session-load 4)',
   'kvroute-sessions': 'EPP process, the prefix-first config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
-  'kvroute-no-session-load': 'EPP process, the built-in config without session-load-scorer (the default before session 31, 2026-12-02; session 31\'s runs compared it as kvroute against kvroute-session-load, today\'s default)',
+  'kvroute-no-session-load': 'EPP process, the built-in config without session-load-scorer (the default before session 31, 2026-12-02; session 31\'s recorded runs name it kvroute and today\'s default kvroute-session-load, a name for kvroute in those runs only)',
+  'kvroute-precise-no-session-load': 'kvroute-precise without session-load-scorer (the precise config before session 31, 2026-12-02)',
   'kvroute-no-lru': 'EPP process, the prefix-first config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
-  'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30)',
-  'kvroute-precise-filter': 'kvroute-precise with the saturation filter in filter mode',
-  'kvroute-untold': 'kvroute with the EPP not told the pods\' --max-num-seqs: the latency scorer assumes vLLM\'s largest default, 1024 slots, so on the simulator\'s 16 it never predicts a wait for a slot, as before session 30 (every EPP policy is otherwise told the simulator\'s, as the cdk8s app tells the EPP DecodePool.maxNumSeqs; recorded runs name it kvroute-slots-256, from when the default was 256: the same behaviour here)',
-  'kvroute-precise-untold': 'kvroute-precise with the EPP not told the pods\' --max-num-seqs (as kvroute-untold; kvroute-precise-slots-256 in recorded runs)',
-  'kvroute-precise-latency4': 'kvroute-precise with latency-scorer at the default\'s 4 instead of 2 (measured on 2026-11-30 and not taken: it collapsed on llm-d\'s ramp in one run of two)',
-  'kvroute-precise-prefix-first': 'kvroute-precise without the latency scorer (the precise config until session 19 on 2026-11-30: precise 3 + queue + kv + active)',
-  'kvroute-precise-64': 'kvroute-precise with the scorer\'s blockSize 4× the pods\' --block-size (llm-d\'s guides\' 64 over vLLM\'s default 16): the pods\' engine blocks gathered four to a block (many:1)',
-  'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority',
+  'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30); with the default\'s session-load-scorer since session 31',
+  'kvroute-precise-filter': 'kvroute-precise with the saturation filter in filter mode; with the default\'s session-load-scorer since session 31',
+  'kvroute-untold': 'kvroute with the EPP not told the pods\' --max-num-seqs: the latency scorer assumes vLLM\'s largest default, 1024 slots, so on the simulator\'s 16 it never predicts a wait for a slot, as before session 30 (every EPP policy is otherwise told the simulator\'s, as the cdk8s app tells the EPP DecodePool.maxNumSeqs; recorded runs name it kvroute-slots-256, from when the default was 256: the same behaviour here); with the default\'s session-load-scorer since session 31',
+  'kvroute-precise-untold': 'kvroute-precise with the EPP not told the pods\' --max-num-seqs (as kvroute-untold; kvroute-precise-slots-256 in recorded runs); with the default\'s session-load-scorer since session 31',
+  'kvroute-precise-latency4': 'kvroute-precise with latency-scorer at the default\'s 4 instead of 2 (measured on 2026-11-30 and not taken: it collapsed on llm-d\'s ramp in one run of two); with the default\'s session-load-scorer since session 31',
+  'kvroute-precise-prefix-first': 'kvroute-precise without the latency scorer (the precise config until session 19 on 2026-11-30: precise 3 + queue + kv + active); with the default\'s session-load-scorer since session 31',
+  'kvroute-precise-64': 'kvroute-precise with the scorer\'s blockSize 4× the pods\' --block-size (llm-d\'s guides\' 64 over vLLM\'s default 16): the pods\' engine blocks gathered four to a block (many:1); with the default\'s session-load-scorer since session 31',
+  'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority; with the default\'s session-load-scorer since session 31',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
@@ -179,6 +182,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(prefixFirstEndpointPickerConfig(), 4)) };
     case 'kvroute-no-session-load':
       return { kind: 'epp', name, configTransform: withoutSessionLoad };
+    case 'kvroute-precise-no-session-load':
+      return { kind: 'epp', name, precise: true, configTransform: withoutSessionLoad };
     case 'kvroute-no-lru':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(withoutNoHitLru(prefixFirstEndpointPickerConfig())) };
     case 'kvroute-soft':

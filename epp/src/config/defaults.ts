@@ -39,7 +39,8 @@ const LATENCY_SCORER = {
  *
  * Scores add up as `3·prefix + 4·no-hit-lru + queue + kv + active + 4·latency + 4·session-load`: a pod holding the request's prefix
  * gets up to 3 points, and the three load signals can take up to 3 points from a loaded pod, the latency scorer up to
- * 4 from a pod predicted much slower. With only a fraction `f` of the
+ * 4 from a pod predicted much slower, and for a new session's first request the session load up to 4 from the pod
+ * carrying the most live sessions. With only a fraction `f` of the
  * prompt cached, a pod keeps the request while `3f` exceeds its load deficit, so a long shared prefix beats mild load
  * but a short one does not; a pod beyond the saturation thresholds stays a candidate, its load weighed, while another
  * has room. A request no pod caches any of (a new group's first, which its later members then follow) goes to the pod
@@ -124,7 +125,8 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
       LATENCY_SCORER,
       // Counts a session on its pod from its first request: every live session will come back (issue 9). From the
       // second (`minRequests: 2`) one-request session ids would weigh nothing, but conversations that start close
-      // together are then placed before any has come back: on gen29's long chats that stacked them in one run of two.
+      // together are then placed before any has come back: on gen29's long chats that stacked them in two runs of
+      // three (three of four with precise).
       { type: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536, minRequests: 1 } },
       { type: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
     ],
@@ -175,8 +177,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // cache (gen29's 12 conversations × 22 turns, 2 system prompts, 4 pods of 1,024 blocks) the default without
           // it stacked the conversations on the two system-prompt holders, which then preempted and recomputed them
           // (hit rate 69-85%, TTFT p90 0.46-2.33 s over three seeds); with it 3 a pod in every run (93.7%, p90
-          // 97-129 ms). On the load ladder hit rates and p90 moved within the runs' noise (bench/README.md,
-          // "Session 31").
+          // 97-129 ms). On the load ladder's interactive workload hit rates were equal and p90 had no clear direction
+          // over two seeds; on shared-prefix, whose requests each carry a session id of their own, the hit rate fell
+          // 1.1 points on average over the ample cells, 2.5 in one seed's mean (bench/README.md, "Session 31").
           { pluginRef: 'session-load-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],

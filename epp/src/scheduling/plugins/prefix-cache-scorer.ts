@@ -444,6 +444,11 @@ export const prefixCacheScorer = definePlugin({
     const autoTune = fields.boolean('autoTune', true);
     // Read whatever autoTune says, so a rendered config (which states it) loads again.
     const tuneBlockSize = fields.boolean('tuneBlockSize', !present('hashBlockSize'));
+    const capacityFactor = fields.number('capacityFactor', 1, 1, 64);
+    // Without autoTune every pod keeps lruCapacityPerServer: a factor would be ignored without a word.
+    if (!autoTune && capacityFactor !== 1) {
+      throw new ConfigError(fields.fieldPath('capacityFactor'), `multiplies the sizes autoTune learns; with autoTune: false give lruCapacityPerServer instead (got ${capacityFactor})`);
+    }
     return {
       mode: 'estimate',
       hashBlockSize,
@@ -452,7 +457,7 @@ export const prefixCacheScorer = definePlugin({
       // GIE sizes blocks from the pods under autoTune; kvroute's own hashBlockSize is a fixed size.
       tuneBlockSize: autoTune && tuneBlockSize,
       autoTune,
-      capacityFactor: fields.number('capacityFactor', 1, 1, 64),
+      capacityFactor,
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
     };
