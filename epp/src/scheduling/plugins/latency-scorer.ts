@@ -7,6 +7,7 @@ import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontro
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
+import { sessionHeaderValue } from './session-affinity-filter';
 import type { LLMRequest, SchedulingResult } from '../types';
 
 export interface LatencyScorerParameters {
@@ -198,12 +199,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
 
   /** Whether the slot wait counts for `request` (`slotWait`: every request, or those carrying a session id). */
   private slotWaitFor(request: LLMRequest): boolean {
-    if (this.parameters.slotWait === 'all') return true;
-    for (const header of this.parameters.sessionHeaders) {
-      const value = request.headers[header];
-      if (value !== undefined && value !== '') return true;
-    }
-    return false;
+    return this.parameters.slotWait === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined;
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {

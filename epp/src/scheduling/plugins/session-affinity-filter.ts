@@ -305,11 +305,16 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
  * 60 KiB), and ids cannot be chosen to collide. Ids longer than MAX_SESSION_ID_LENGTH have no key (are not bound).
  */
 export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): string | undefined {
+  const value = sessionHeaderValue(request, headers);
+  if (value === undefined || value.length > MAX_SESSION_ID_LENGTH) return undefined;
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+}
+
+/** The session id as sent: the value of the first of `headers` the request carries non-empty. */
+export function sessionHeaderValue(request: LLMRequest, headers: readonly string[]): string | undefined {
   for (const header of headers) {
     const value = request.headers[header];
-    if (value === undefined || value === '') continue;
-    if (value.length > MAX_SESSION_ID_LENGTH) return undefined;
-    return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+    if (value !== undefined && value !== '') return value;
   }
   return undefined;
 }
