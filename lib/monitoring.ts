@@ -10,6 +10,7 @@ import { ENVOY_EXT_PROC_METRICS as ENVOY, ENVOY_PROM_PATH, ENVOY_PROM_PORT_NAME 
 import type { InferenceGateway } from './gateway';
 import { buildDashboard } from './dashboard';
 import { checkFraction, checkLabels, checkOneOf, checkPrometheusDuration, PropsError } from './validation';
+import { KUBE_STATE_METRICS as KSM } from './kube-state-metrics';
 import { VLLM_METRICS } from './vllm-metrics';
 
 /** Props of {@link Monitoring}. */
@@ -222,8 +223,9 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  *   minute more than `maxStreamFailureRatio` (10 %) of the ext_proc streams failed (`streams_failed`), for 30 s: there
  *   an EPP failure reaches the client as a 500 or a reset instead of failing open.
  * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
- * Warnings: `KvrouteEppReplicaDown` (fewer EPP scrape targets up than the Deployment's replicas while at least one
- * is up, for 5 minutes: the others route, with less headroom; with one replica it never fires, `KvrouteEppDown` pages
+ * Warnings: `KvrouteEppReplicaDown` (fewer EPP scrape targets up than the Deployment's replicas, or, from
+ * kube-state-metrics where it runs, fewer replicas available than the Deployment asks for, while at least one target
+ * is up, for 5 minutes: the others route, with less headroom; a replica down with one replica pages `KvrouteEppDown`
  * instead), `KvrouteEppSlow` (buffered bodies only, where Envoy runs a message timer: more than
  * `maxMessageTimeoutRatio`, 1 %, of the streams hit the message timeout over 5 minutes and over the last minute, for 5
  * minutes), `KvrouteEppRefusingRequests` (more than `maxRefusedRatio`, 5 %, of the requests answered 429 or 503 by the
@@ -319,6 +321,7 @@ export class Monitoring extends Construct {
     // Every expression is scoped to this stack: other vLLM fleets in the same Prometheus must not mix in.
     const sel = `namespace="${ns}"`;
     const eppTarget = `up{${sel},job="${endpointPicker.serviceName}"}`;
+    const eppDeployment = `${sel},deployment="${endpointPicker.deployment.name}"`;
     const rate = (metric: string, matchers: string, window: string) => `rate(${metric}{${matchers}}[${window}])`;
     const sumRate = (by: string, metric: string, matchers: string, window: string) => `sum by (${by}) (${rate(metric, matchers, window)})`;
     const W = t.dashboardWindow;
@@ -391,10 +394,19 @@ export class Monitoring extends Construct {
         'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. Check the EPP pods, their logs and readiness.'),
       // Up targets against the Deployment's replicas, not down targets: a replica that is Pending, evicted or gone has
       // no scrape target at all (endpoints discovery makes targets from the Service's addresses), so it is never "down".
-      alert('KvrouteEppReplicaDown', `count by (namespace) (${eppTarget} == 1) < ${eppReplicas}\nand on (namespace)\nmax by (namespace) (${eppTarget}) == 1`,
+      // Or, where kube-state-metrics runs, fewer available replicas than the Deployment asks for: a replica that runs
+      // but fails readiness is out of the Service (and of Envoy's rotation) while its /metrics still answers, so its
+      // target reads up. Without kube-state-metrics the second branch selects nothing and the first decides alone.
+      alert('KvrouteEppReplicaDown',
+        `(\n  count by (namespace) (${eppTarget} == 1) < ${eppReplicas}\n  or\n`
+        + `  max by (namespace) (${KSM.deploymentStatusReplicasAvailable}{${eppDeployment}})\n  < on (namespace)\n  max by (namespace) (${KSM.deploymentSpecReplicas}{${eppDeployment}})\n)\n`
+        + `and on (namespace)\nmax by (namespace) (${eppTarget}) == 1`,
         t.replicaDownFor, 'warning',
-        `{{ $value }} of ${eppReplicas} Endpoint Picker replicas of ${ns} are up.`,
-        'The remaining replicas take every ext_proc stream (the gateway ejects the dead one): routing goes on with less headroom. A replica is missing when its scrape target is down or gone: check the EPP Deployment\'s pods (Pending, evicted, not ready), their logs and nodes.'),
+        `{{ $value }} of the Endpoint Picker replicas of ${ns} are up and ready (the Deployment asks for ${eppReplicas}).`,
+        (eppReplicas > 1
+          ? 'The remaining replicas take every ext_proc stream (the gateway ejects the missing one): routing goes on with less headroom. '
+          : `With its only replica not ready the EPP Service has no endpoint: ${failOpen ? 'the gateway fails open (KvrouteEppFailingOpen pages)' : 'requests through the gateway fail (KvrouteEppStreamsFailing pages)'}. `)
+        + 'A replica is missing when its scrape target is down or gone (Pending, evicted, its node lost), or, read from kube-state-metrics, when it runs but is not available (failing readiness): check the EPP Deployment\'s pods, their events, logs and nodes.'),
       // Fail-closed, nothing fails open: this could never fire.
       ...(failOpen ? [alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's requests in ${ns} went on without the EPP's pick.`,

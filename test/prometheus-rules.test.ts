@@ -8,6 +8,7 @@ import { ENVOY_SEMANTICS_VERSIONS, envoySemantics, extProcSeriesName, type Envoy
 import { IDLE_MAPPING } from '../lib/dashboard';
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import { ENVOY_EXT_PROC_METRICS } from '../lib/envoy-metrics';
+import { KUBE_STATE_METRICS } from '../lib/kube-state-metrics';
 import { PROMETHEUS_SERIES, RECORDED, RECORDED_RATIOS, RULE_TIMINGS } from '../lib/monitoring';
 import { VLLM_HISTOGRAMS, VLLM_METRICS } from '../lib/vllm-metrics';
 import { one, synthProfile, synthProps } from './support/manifests';
@@ -22,6 +23,7 @@ const known = new Set<string>([
   ...VLLM_HISTOGRAMS.flatMap((h) => [`${h}_bucket`, `${h}_sum`, `${h}_count`]),
   ...eppMetricSeriesNames(),
   ...Object.values(ENVOY_EXT_PROC_METRICS),
+  ...Object.values(KUBE_STATE_METRICS),
   ...Object.values(PROMETHEUS_SERIES),
   ...Object.values(RECORDED),
 ]);
@@ -55,7 +57,7 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
-  test('queries only metrics vLLM 0.10, the EPP or the gateway Envoy export, Prometheus\'s up, or series the rule itself records', () => {
+  test('queries only metrics vLLM 0.10, the EPP, the gateway Envoy or kube-state-metrics export, Prometheus\'s up, or series the rule itself records', () => {
     for (const r of rules) {
       const metrics = selectedMetrics(r.expr);
       expect(metrics.length).toBeGreaterThan(0);
@@ -276,6 +278,50 @@ describe('durationScale renders the same rules with scaled durations', () => {
         ],
       },
       { name: 'all up', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
+    ], haRule);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('an EPP replica that runs but fails readiness (its target up, out of the Service) warns from kube-state-metrics; a rolling update\'s dip does not', () => {
+    const haJob = one(haManifests, 'Service', 'ms-llm-d-modelservice-epp').metadata.name;
+    const deployment = one(haManifests, 'Deployment', 'ms-llm-d-modelservice-epp').metadata.name;
+    const replica = (pod: string, values: string): Series => ({ series: `up{namespace="${ns}",job="${haJob}",pod="${pod}"}`, values });
+    const allUp = [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x20')];
+    // kube-state-metrics' own target labels (job, instance) ride along, as in kube-prometheus-stack (honorLabels).
+    const ksm = (metric: string, values: string): Series => ({ series: `${metric}{namespace="${ns}",deployment="${deployment}",job="kube-state-metrics",instance="10.0.0.9:8080"}`, values });
+    const spec = ksm(KUBE_STATE_METRICS.deploymentSpecReplicas, '3x20');
+    const available = (values: string) => ksm(KUBE_STATE_METRICS.deploymentStatusReplicasAvailable, values);
+    const availableOf = (n: number) => {
+      const e = expected('KvrouteEppReplicaDown', '', {}, haAlerts);
+      return { ...e, exp_annotations: { ...e.exp_annotations, summary: e.exp_annotations.summary.replace('{{ $value }}', String(n)) } };
+    };
+    const out = run([
+      {
+        name: 'one of three not ready', interval: '1m', series: [...allUp, spec, available('3x2 2x17')],
+        alerts: [
+          { at: '5m', alert: 'KvrouteEppReplicaDown', fires: [] },
+          { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [availableOf(2)] },
+          { at: '10m', alert: 'KvrouteEppDown', fires: [] },
+        ],
+      },
+      {
+        // A rolling update (maxUnavailable 1 in the Deployment) dips for minutes, not for the alert's 5.
+        name: 'a rolling update', interval: '1m', series: [...allUp, spec, available('3x4 2x2 3x13')],
+        alerts: [{ at: '8m', alert: 'KvrouteEppReplicaDown', fires: [] }, { at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }],
+      },
+      {
+        // Every replica gone: KvrouteEppDown pages, this warning stays out of it.
+        name: 'all down and none available', interval: '1m', series: [replica('epp-a', '1x2 0x17'), replica('epp-b', '1x2 0x17'), replica('epp-c', '1x2 0x17'), spec, available('3x2 0x17')],
+        alerts: [{ at: '10m', alert: 'KvrouteEppReplicaDown', fires: [] }],
+      },
+      { name: 'all available', interval: '1m', series: [...allUp, spec, available('3x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
+      {
+        // Another namespace's Deployment of the same name is not this stack's.
+        name: 'another namespace', interval: '1m',
+        series: [...allUp, { series: `${KUBE_STATE_METRICS.deploymentSpecReplicas}{namespace="other",deployment="${deployment}"}`, values: '3x20' },
+          { series: `${KUBE_STATE_METRICS.deploymentStatusReplicasAvailable}{namespace="other",deployment="${deployment}"}`, values: '1x20' }],
+        alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }],
+      },
     ], haRule);
     expect(out).toMatch(/^0\n/);
   });
