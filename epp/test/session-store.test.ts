@@ -186,6 +186,81 @@ schedulingProfiles:
       expect(await b.route('s')).toBe('p0'); // and B follows the shared binding from the next request
     });
 
+    it('a session this replica never saw waits past timeout for the store (unboundTimeout) instead of moving for one request (audit 29, replicas F4)', async () => {
+      // timeout 100ms: unboundTimeout defaults to ten times that, 1s.
+      const short = config(redis.url).replace('timeout: 1s', 'timeout: 100ms');
+      expect(short).toContain('timeout: 100ms');
+      const a = await replica('p0', short);
+      const b = await replica('p3', short);
+      expect(await a.route('s')).toBe('p0');
+      expect(await a.route('known')).toBe('p0');
+      await waitFor(async () => (await redis.command('DBSIZE')) === ':2', 'the bindings');
+      expect(await b.route('known')).toBe('p0'); // B now holds a binding of its own for 'known', not for 's'
+      redis.pause();
+      let resumed = false;
+      const resume = setTimeout(() => { redis.resume(); resumed = true; }, 300);
+      try {
+        // Unbound on B: the read waits for the store (paused 300 ms, less than the 1 s allowed) and follows it.
+        expect(await b.route('s')).toBe('p0');
+        expect(resumed).toBe(true);
+        expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'late_hit' })).toBe(1);
+        expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'timeout' })).toBe(0);
+      } finally {
+        clearTimeout(resume);
+        redis.resume();
+      }
+      // Bound on B: a store as slow as that is not waited for past timeout; the local binding decides.
+      redis.pause();
+      try {
+        expect(await b.route('known')).toBe('p0');
+        expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'timeout' })).toBe(1);
+      } finally {
+        redis.resume();
+      }
+    });
+
+    it('unboundTimeout is refused below timeout or above 1s, and renders only when set', () => {
+      const withUnbound = (value: string) => config('redis://127.0.0.1:6379').replace('      timeout: 1s\n', `      timeout: 100ms\n      unboundTimeout: ${value}\n`);
+      expect(() => parseEndpointPickerConfig(withUnbound('50ms'))).toThrow(/sessionStore\.unboundTimeout: must be at least timeout \(100ms\) and at most 1s, got "50ms"/);
+      expect(() => parseEndpointPickerConfig(withUnbound('2s'))).toThrow(/sessionStore\.unboundTimeout: must be at least timeout \(100ms\) and at most 1s, got "2s"/);
+      const parsed = parseEndpointPickerConfig(withUnbound('400ms'));
+      const storeOf = (c: typeof parsed) => (c.plugins[0]!.parameters as { sessionStore: Record<string, unknown> }).sessionStore;
+      expect(storeOf(parsed).unboundTimeout).toBe('400ms');
+      expect(storeOf(parseEndpointPickerConfig(config('redis://127.0.0.1:6379')))).not.toHaveProperty('unboundTimeout');
+    });
+
+    it('writes are counted when the store answers: a SET NX that found a binding is "exists", a write held up by a hung store is "ok" once it lands (audit 29, replicas F8)', async () => {
+      const writes: SessionStoreWriteOutcome[] = [];
+      let up = false;
+      const store = new RedisSessionStore(
+        { address: redis.url, keyPrefix: 'w:', timeoutMs: 5, ttlMs: 60_000 },
+        { read: () => undefined, write: (o) => writes.push(o), connected: (c) => { up = c; }, log: () => undefined },
+      );
+      await store.start();
+      try {
+        await waitFor(() => up, 'the store to connect');
+        store.write('s', 'ns/p0', true);
+        await waitFor(() => writes.length === 1, 'the first write');
+        store.write('s', 'ns/p1', true); // another replica's NX, too late
+        await waitFor(() => writes.length === 2, 'the second write');
+        expect(writes).toEqual(['ok', 'exists']);
+        expect(await redis.command('GET', 'w:s')).toBe('ns/p0');
+        redis.pause();
+        try {
+          store.write('t', 'ns/p2', false);
+          await new Promise((r) => setTimeout(r, 100)); // twenty times the timeout: once a "timeout", though it ran
+          expect(writes).toHaveLength(2);
+        } finally {
+          redis.resume();
+        }
+        await waitFor(() => writes.length === 3, 'the held write to land');
+        expect(writes[2]).toBe('ok');
+        expect(await redis.command('GET', 'w:t')).toBe('ns/p2');
+      } finally {
+        await store.close();
+      }
+    });
+
     it('a reply that arrived while the event loop was busy past the deadline is read, not counted as a timeout', async () => {
       const reads: SessionStoreReadOutcome[] = [];
       let up = false;
@@ -426,7 +501,7 @@ plugins:
     ['{address: "r:1", passwordFile: /a, passwordEnv: B}', 'sessionStore.passwordEnv: set passwordFile or passwordEnv, not both'],
     ['{address: "r:1", passwordEnv: "not a name"}', 'sessionStore.passwordEnv: must be an environment variable name'],
     ['{address: "r:1", caFile: /ca.pem}', 'sessionStore.caFile: applies to TLS addresses only'],
-    ['{address: "r:1", password: x}', 'plugins[0].parameters.sessionStore.password: unknown field; allowed: address, keyPrefix, timeout, passwordFile, passwordEnv, caFile'],
+    ['{address: "r:1", password: x}', 'plugins[0].parameters.sessionStore.password: unknown field; allowed: address, keyPrefix, timeout, unboundTimeout, passwordFile, passwordEnv, caFile, unavailablePlacement'],
   ])('rejects %s naming the field', (store, message) => {
     expect(error(store)).toContain(message);
   });

@@ -247,7 +247,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_session_store_operations_total',
     type: 'counter',
     labels: ['operation', 'outcome'],
-    help: 'Shared session store (Redis/Valkey) calls: operation="read" outcome="hit", "miss", or "timeout", "error", "unavailable" (each a pick that fell back to the local bindings); operation="write" outcome="ok", "timeout", "error", "unavailable" or "dropped" (too many writes pending).',
+    help: 'Shared session store (Redis/Valkey) calls: operation="read" outcome="hit", "miss", "late_hit", "late_miss" (answered after timeout, within unboundTimeout), or "timeout", "error", "unavailable" (each a pick that fell back to the local bindings); operation="write" outcome="ok", "exists" (SET NX kept a binding already there), "error" (counted when the store answers), "unavailable" or "dropped" (too many commands pending).',
   },
   sessionStoreConnected: {
     name: 'kvroute_epp_session_store_connected',

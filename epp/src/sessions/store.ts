@@ -3,7 +3,8 @@
  * pod. Only the session-affinity filter uses it (`parameters.sessionStore`); without one, bindings stay in the
  * filter's in-memory table, which is all a single replica needs.
  *
- * What it promises the filter: a read never takes longer than `timeout` and never throws (an answer, or "unavailable"
+ * What it promises the filter: a read never takes longer than `timeout` (or the longer patience its caller gives it)
+ * and never throws (an answer, or "unavailable"
  * with the reason, which the filter turns into a fall-back to its local table); a write never blocks anything (fired
  * and forgotten); at most MAX_OUTSTANDING_COMMANDS wait on the store at once, the rest answered "unavailable" or
  * dropped at once and counted, so a hung store cannot pile up memory; a store that is down when the
@@ -29,7 +30,7 @@ import type { ConnectionOptions } from 'node:tls';
 export const MAX_OUTSTANDING_COMMANDS = 2048;
 /**
  * No reply at all for this long while commands wait (a hung store, a silently dropped connection): the connection is
- * dropped, its commands failed, and reconnection starts. At least 1 s; ten times the per-call timeout when longer.
+ * dropped, its commands failed, and reconnection starts. At least 1 s; ten times the read timeout when longer.
  */
 export function socketTimeoutMs(timeoutMs: number): number {
   return Math.max(1000, 10 * timeoutMs);
@@ -37,8 +38,17 @@ export function socketTimeoutMs(timeoutMs: number): number {
 /** Longest value read back: an endpoint identity (`namespace/pod`); anything longer is not ours and is ignored. */
 export const MAX_VALUE_LENGTH = 512;
 
-export type SessionStoreReadOutcome = 'hit' | 'miss' | 'timeout' | 'error' | 'unavailable';
-export type SessionStoreWriteOutcome = 'ok' | 'timeout' | 'error' | 'unavailable' | 'dropped';
+/**
+ * `late_hit` and `late_miss`: answered after `timeout`, within the longer wait a read may be given (`patienceMs`: a
+ * session the replica has no binding of its own for, where falling back would place it afresh). Not fall-backs.
+ */
+export type SessionStoreReadOutcome = 'hit' | 'miss' | 'late_hit' | 'late_miss' | 'timeout' | 'error' | 'unavailable';
+/**
+ * Counted when the store answers, however late (nobody waits for a write, so there is no deadline to miss): `ok`
+ * written, `exists` a SET NX that found a binding already there (another replica's, or one a slow read did not
+ * return) and left it, `error` refused or lost with the connection; `unavailable` and `dropped` never sent.
+ */
+export type SessionStoreWriteOutcome = 'ok' | 'exists' | 'error' | 'unavailable' | 'dropped';
 
 export type SessionStoreRead =
   | { readonly status: 'hit'; readonly value: string }
@@ -62,7 +72,7 @@ export interface SessionStoreOptions {
   /** `redis://[user@]host:port[/db]`, `rediss://` (TLS), `valkey://`, `valkeys://`, or a bare `host:port`. */
   readonly address: string;
   readonly keyPrefix: string;
-  /** Per-call limit in milliseconds for reads and writes. */
+  /** How long a read waits for its reply (unless its caller gives it more patience); writes are not waited for. */
   readonly timeoutMs: number;
   /** Binding lifetime in milliseconds: set on writes, restarted on every read that finds the binding. */
   readonly ttlMs: number;
@@ -216,7 +226,7 @@ export class RedisSessionStore {
    * The binding of a session digest, restarting its TTL in the same round trip (GETEX … PX, Redis 6.2+ and every
    * Valkey): a session in use never expires, and a hit costs no extra write.
    */
-  async read(sessionDigest: string): Promise<SessionStoreRead> {
+  async read(sessionDigest: string, patienceMs?: number): Promise<SessionStoreRead> {
     const client = this.client;
     if (client === undefined || client.status !== 'ready') {
       this.events.read('unavailable');
@@ -226,13 +236,23 @@ export class RedisSessionStore {
       this.events.read('unavailable');
       return { status: 'unavailable', reason: 'saturated' };
     }
+    const command = client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs);
+    let late = false;
     try {
-      const value = await withDeadline(client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs), this.options.timeoutMs);
+      let value: string | null;
+      try {
+        value = await withDeadline(command, this.options.timeoutMs);
+      } catch (e) {
+        // A caller with nothing to fall back on waits on for the same reply, up to its patience in all.
+        if (!isTimeout(e) || patienceMs === undefined || patienceMs <= this.options.timeoutMs) throw e;
+        late = true;
+        value = await withDeadline(command, patienceMs - this.options.timeoutMs);
+      }
       if (value === null || value.length === 0 || value.length > MAX_VALUE_LENGTH) {
-        this.events.read('miss');
+        this.events.read(late ? 'late_miss' : 'miss');
         return { status: 'miss' };
       }
-      this.events.read('hit');
+      this.events.read(late ? 'late_hit' : 'hit');
       return { status: 'hit', value };
     } catch (e) {
       const reason = isTimeout(e) ? 'timeout' : 'error';
@@ -258,15 +278,15 @@ export class RedisSessionStore {
       return;
     }
     const key = this.keyOf(sessionDigest);
-    const done = withDeadline(
-      onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs),
-      this.options.timeoutMs,
-    );
+    // No deadline: a write past one would still run on the store, so counting it a timeout would misreport it (audit
+    // 29, replicas F8). The outstanding bound and the socket timeout keep a hung store's writes bounded.
+    const done = onlyIfAbsent ? client.set(key, value, 'PX', this.options.ttlMs, 'NX') : client.set(key, value, 'PX', this.options.ttlMs);
     done.then(
-      () => this.events.write('ok'),
+      // SET … NX answers nil when the key exists: the binding there was kept (https://redis.io/docs/latest/commands/set/).
+      (reply) => this.events.write(reply === null ? 'exists' : 'ok'),
       (e: unknown) => {
-        if (!isTimeout(e)) this.logFirstError(e);
-        this.events.write(isTimeout(e) ? 'timeout' : 'error');
+        this.logFirstError(e);
+        this.events.write('error');
       },
     );
   }

@@ -29,6 +29,14 @@ export interface SessionStoreParameters {
   keyPrefix?: string;
   /** Longest a pick waits for the store before using the local binding instead (and counting it). @default "5ms" */
   timeout?: Duration;
+  /**
+   * Longest a pick waits for the store when this replica holds no binding of its own for the session (a new session,
+   * or one another replica has served until now): falling back there means placing the session afresh, which moves a
+   * session the store has bound elsewhere (audit 29, replicas F4), so it waits longer. A reply after `timeout` is
+   * counted `late_hit` or `late_miss`. At least `timeout`, at most 1s.
+   * @default ten times `timeout`, at most 1s
+   */
+  unboundTimeout?: Duration;
   /** A file holding the store's password, e.g. a mounted Secret key (read at start; trailing newline dropped). */
   passwordFile?: string;
   /** An environment variable holding the store's password (e.g. set from a Secret with `valueFrom`). */
@@ -86,6 +94,12 @@ export type ResolvedSessionAffinityFilterParameters = Omit<Required<SessionAffin
   readonly stickiness?: 'hard' | 'soft';
 };
 
+/** `unboundTimeout` in milliseconds: as configured, else ten times `timeout`, at most 1 s. */
+export function unboundTimeoutMs(store: SessionStoreParameters): number {
+  const timeoutMs = parseDuration(store.timeout ?? '5ms');
+  return store.unboundTimeout !== undefined ? parseDuration(store.unboundTimeout) : Math.max(timeoutMs, Math.min(10 * timeoutMs, 1000));
+}
+
 /** The key prefix's longest form: keys stay bounded (prefix + 22-character digest). */
 export const MAX_KEY_PREFIX_LENGTH = 64;
 
@@ -141,6 +155,8 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
   private readonly counts = { hit: 0, miss: 0, repin: 0 };
   /** The shared store, when `sessionStore` is configured. */
   readonly store: RedisSessionStore | undefined;
+  /** How long a read for a session without a local binding may wait (`unboundTimeout`). */
+  private readonly unboundTimeoutMs: number;
 
   constructor(
     readonly name: string,
@@ -158,6 +174,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
       perf: { now: () => handle.now() },
     });
     const store = parameters.sessionStore;
+    this.unboundTimeoutMs = store === undefined ? 0 : unboundTimeoutMs(store);
     this.store = store === undefined ? undefined : new RedisSessionStore({
       address: store.address,
       keyPrefix: store.keyPrefix ?? 'kvroute:session:',
@@ -196,7 +213,10 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     if (this.store === undefined) return;
     const sessionId = this.sessionIdOf(request);
     if (sessionId === undefined || request.attributes === undefined) return;
-    request.attributes.set(this.sharedKey, { sessionId, read: await this.store.read(sessionId) });
+    // With no binding of its own the fall-back would place the session afresh, likely elsewhere than the store has it:
+    // worth a longer wait (audit 29, replicas F4: sessions moved for one request at their first visit to a replica).
+    const patience = this.bindings.has(sessionId) ? undefined : this.unboundTimeoutMs;
+    request.attributes.set(this.sharedKey, { sessionId, read: await this.store.read(sessionId, patience) });
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
@@ -405,6 +425,10 @@ function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefi
   if (parseDuration(timeout) > 1000) {
     throw new ConfigError(f.fieldPath('timeout'), `must be at most 1s (a pick waits this long for a slow store), got ${JSON.stringify(timeout)}`);
   }
+  const unboundTimeout = f.raw('unboundTimeout') == null ? undefined : f.duration('unboundTimeout', timeout);
+  if (unboundTimeout !== undefined && (parseDuration(unboundTimeout) < parseDuration(timeout) || parseDuration(unboundTimeout) > 1000)) {
+    throw new ConfigError(f.fieldPath('unboundTimeout'), `must be at least timeout (${timeout}) and at most 1s, got ${JSON.stringify(unboundTimeout)}`);
+  }
   const passwordFile = f.optionalString('passwordFile');
   const passwordEnv = f.optionalString('passwordEnv');
   if (passwordFile !== undefined && passwordEnv !== undefined) {
@@ -426,6 +450,7 @@ function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefi
     address,
     keyPrefix,
     timeout,
+    ...(unboundTimeout !== undefined ? { unboundTimeout } : {}),
     ...(passwordFile !== undefined ? { passwordFile } : {}),
     ...(passwordEnv !== undefined ? { passwordEnv } : {}),
     ...(caFile !== undefined ? { caFile } : {}),
