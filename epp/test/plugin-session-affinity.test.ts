@@ -3,7 +3,8 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SessionAffinityOutcome } from '../src/scheduling/metrics-hooks';
-import { MAX_SESSION_ID_LENGTH, rendezvousPick, SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
+import { createHash } from 'node:crypto';
+import { MAX_SESSION_ID_LENGTH, rendezvousPick, SessionAffinityFilter, sessionKeyOf } from '../src/scheduling/plugins/session-affinity-filter';
 import { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
@@ -190,6 +191,19 @@ describe('session-affinity-filter', () => {
     fixture.route({ 'x-session-id': 'x'.repeat(MAX_SESSION_ID_LENGTH + 1) }, pods);
     expect(fixture.filter.stats().bindings).toBe(0);
   });
+});
+
+test('sessionKeyOf: the id\'s SHA-256 digest (22 base64url characters) whatever order ids come in, the kept last digest never returned for another id', () => {
+  const digest = (id: string) => createHash('sha256').update(id).digest('base64url').slice(0, 22);
+  const request = (headers: Record<string, string>): LLMRequest => ({ requestId: 'r', model: 'm', prompt: '', headers });
+  const headers = ['x-session-id', 'x-session-token'];
+  for (const id of ['a', 'a', 'b', 'a', 'token-1', 'b', 'b']) {
+    expect(sessionKeyOf(request({ 'x-session-id': id }), headers)).toBe(digest(id));
+  }
+  expect(sessionKeyOf(request({ 'x-session-token': 'a' }), headers)).toBe(digest('a'));
+  expect(sessionKeyOf(request({ 'x-session-token': 'b' }), ['x-session-id'])).toBeUndefined();
+  expect(sessionKeyOf(request({ 'x-session-id': 'x'.repeat(MAX_SESSION_ID_LENGTH + 1) }), headers)).toBeUndefined();
+  expect(sessionKeyOf(request({ 'x-session-id': 'b' }), headers)).toBe(digest('b'));
 });
 
 describe('session-affinity-scorer (llm-d x-session-token, unsigned: llm-d-inference-scheduler pkg/plugins/scorer/session_affinity.go @ v0.2.1)', () => {

@@ -327,8 +327,17 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
 export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): string | undefined {
   const value = sessionHeaderValue(request, headers);
   if (value === undefined || value.length > MAX_SESSION_ID_LENGTH) return undefined;
-  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+  // One request asks several times (the affinity filter's prepare step and filter, session-load-scorer): the last
+  // id's digest is kept, so it is computed once per request. Comparing ids costs far less than hashing one.
+  if (value !== lastSessionId) {
+    lastSessionId = value;
+    lastSessionKey = createHash('sha256').update(value).digest('base64url').slice(0, 22);
+  }
+  return lastSessionKey;
 }
+
+let lastSessionId: string | undefined;
+let lastSessionKey: string | undefined;
 
 /** The session id as sent: the value of the first of `headers` the request carries non-empty. */
 export function sessionHeaderValue(request: LLMRequest, headers: readonly string[]): string | undefined {
