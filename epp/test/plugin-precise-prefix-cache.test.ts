@@ -730,7 +730,7 @@ describe('score normalization', () => {
     expect(resolvePluginParameters('precise-prefix-cache-scorer', {})).toMatchObject({ scoreNormalization: 'min-max' });
     const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'm' });
     expect(precise.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ scoreNormalization: 'share' });
-    expect(() => resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'max' })).toThrow('scoreNormalization: must be "min-max" (llm-d\'s) or "share", got "max"');
+    expect(() => resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'max' })).toThrow('scoreNormalization: must be "min-max" or "share", got "max"');
   });
 });
 

@@ -88,6 +88,23 @@ export class FieldReader {
     return value;
   }
 
+  /** One of `allowed` (strings), else `defaultValue`; the error lists every allowed value. */
+  oneOf<T extends string>(key: string, allowed: readonly T[], defaultValue: T): T {
+    return this.optionalOneOf(key, allowed) ?? defaultValue;
+  }
+
+  /** One of `allowed` (strings), or undefined when absent (so a config that never set it renders unchanged). */
+  optionalOneOf<T extends string>(key: string, allowed: readonly T[]): T | undefined {
+    const value = this.raw(key);
+    if (value === undefined || value === null) return undefined;
+    if (!(allowed as readonly unknown[]).includes(value)) {
+      const quoted = allowed.map((a) => JSON.stringify(a));
+      const list = quoted.length <= 2 ? quoted.join(' or ') : `one of ${quoted.join(', ')}`;
+      throw new ConfigError(this.fieldPath(key), `must be ${list}, got ${describeValue(value)}`);
+    }
+    return value as T;
+  }
+
   boolean(key: string, defaultValue: boolean): boolean {
     const value = this.raw(key);
     if (value === undefined || value === null) return defaultValue;

@@ -1,5 +1,5 @@
 import { parseDuration } from '../../config/duration';
-import { ConfigError, describeValue } from '../../config/errors';
+import { ConfigError } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { DEFAULT_MAX_NUM_SEQS, LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
@@ -231,9 +231,7 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
 
 function slotWaitOf(fields: FieldReader): 'sessions' | 'all' {
-  const value = fields.raw('slotWait') ?? 'sessions';
-  if (value !== 'sessions' && value !== 'all') throw new ConfigError(fields.fieldPath('slotWait'), `must be "sessions" or "all", got ${describeValue(value)}`);
-  return value;
+  return fields.oneOf('slotWait', ['sessions', 'all'], 'sessions');
 }
 
 export const latencyScorer = definePlugin({

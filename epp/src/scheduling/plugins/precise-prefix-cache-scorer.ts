@@ -219,10 +219,9 @@ function optional<T>(f: FieldReader, key: string, read: () => T): Record<string,
   return { [key]: read() };
 }
 
+/** `min-max` is llm-d's normalization; `share` kvroute's. */
 function scoreNormalization(f: FieldReader): 'min-max' | 'share' {
-  const value = f.raw('scoreNormalization') ?? 'min-max';
-  if (value !== 'min-max' && value !== 'share') throw new ConfigError(f.fieldPath('scoreNormalization'), `must be "min-max" (llm-d's) or "share", got ${describeValue(value)}`);
-  return value;
+  return f.oneOf('scoreNormalization', ['min-max', 'share'], 'min-max');
 }
 
 function tokenProcessor(f: FieldReader): Record<string, unknown> {

@@ -3,7 +3,6 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { stateKey, type CycleContext, type Filter, type PluginHandle } from '../framework';
 import type { SchedulingErrorReason } from '../types';
 import type { SaturationExclusionReason } from '../metrics-hooks';
-import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import { definePlugin, parameters } from '../plugin';
 
@@ -216,8 +215,6 @@ export const saturationFilter = definePlugin({
 });
 
 function parseMode(fields: FieldReader): { mode?: 'filter' | 'admission' } {
-  const value = fields.raw('mode');
-  if (value === undefined || value === null) return {};
-  if (value !== 'filter' && value !== 'admission') throw new ConfigError(fields.fieldPath('mode'), `must be "filter" or "admission", got ${describeValue(value)}`);
-  return { mode: value };
+  const mode = fields.optionalOneOf('mode', ['filter', 'admission'] as const);
+  return mode === undefined ? {} : { mode };
 }

@@ -409,10 +409,7 @@ export const sessionAffinityFilter = definePlugin({
 });
 
 function parseStickiness(fields: FieldReader): 'hard' | 'soft' | undefined {
-  const value = fields.raw('stickiness');
-  if (value === undefined || value === null) return undefined;
-  if (value !== 'hard' && value !== 'soft') throw new ConfigError(fields.fieldPath('stickiness'), `must be "hard" or "soft", got ${describeValue(value)}`);
-  return value;
+  return fields.optionalOneOf('stickiness', ['hard', 'soft'] as const);
 }
 
 /** `sessionStore`: strict, every problem named by its field path; files and variables are read at start, not here. */
@@ -450,10 +447,7 @@ function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefi
   if (caFile !== undefined && !parseStoreAddress(address).tls) {
     throw new ConfigError(f.fieldPath('caFile'), 'applies to TLS addresses only (rediss:// or valkeys://)');
   }
-  const unavailablePlacement = f.raw('unavailablePlacement') ?? 'rendezvous';
-  if (unavailablePlacement !== 'rendezvous' && unavailablePlacement !== 'scorers') {
-    throw new ConfigError(f.fieldPath('unavailablePlacement'), `must be "rendezvous" or "scorers", got ${describeValue(unavailablePlacement)}`);
-  }
+  const unavailablePlacement = f.oneOf('unavailablePlacement', ['rendezvous', 'scorers'] as const, 'rendezvous');
   f.finish();
   return {
     address,
