@@ -349,6 +349,51 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.predict(0, EMPTY_METRICS, 2, 8).slotWaitSeconds).toBeCloseTo(0.1, 12);
   });
 
+  it('reads the ages of its own requests: slots a burst filled at one instant free after about a whole inference, not a quarter of one (review 30 #3)', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 10); // each request runs 10 s
+    const t0 = 2;
+    for (const id of ['a', 'b', 'c', 'd']) model.started(id, t0);
+    // The fifth, picked at once: all four finish about 10 s from now (the staggered formula said 2.5 s).
+    expect(model.predict(0, EMPTY_METRICS, t0, 4).slotWaitSeconds).toBeCloseTo(10, 9);
+    // Six seconds on: 4 s left.
+    expect(model.predict(0, EMPTY_METRICS, t0 + 6_000, 4).slotWaitSeconds).toBeCloseTo(4, 9);
+    // Past their mean they are due: no wait is predicted for the first slot.
+    expect(model.predict(0, EMPTY_METRICS, t0 + 12_000, 4).slotWaitSeconds).toBe(0);
+    // Two more waiting (6 in flight): the third slot to free, and a seventh beyond the slots waits a whole round more.
+    expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 6).slotWaitSeconds).toBeCloseTo(9, 9);
+    expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 8).slotWaitSeconds).toBeCloseTo(9 + 10, 9);
+    // Ended requests no longer count: with two gone the pod has room again.
+    model.ended('a');
+    model.ended('b');
+    expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 2).slotWaitSeconds).toBe(0);
+  });
+
+  it('staggered arrivals read as before, and slots it has no age for (scrape-only occupants) are spread over one inference', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 0.8);
+    // Four own requests started 0.2 s apart, the oldest 0.8 s ago: remaining 0, 0.2, 0.4, 0.6 s.
+    [0, 200, 400, 600].forEach((at, i) => model.started(`r${i}`, 2 + at));
+    const now = 2 + 800;
+    expect(model.predict(0, EMPTY_METRICS, now, 4).slotWaitSeconds).toBeCloseTo(0, 9);
+    expect(model.predict(0, EMPTY_METRICS, now, 6).slotWaitSeconds).toBeCloseTo(0.4, 9);
+    // Two own (started now: 0.8 s left) and two others the scrape shows running (0.4, 0.8 s spread): the first slot
+    // frees at 0.4 s, the third at 0.8 s.
+    const mixed = new PodLatencyModel(SLOTS);
+    finished(mixed, 0.8);
+    mixed.started('x', 1_000);
+    mixed.started('y', 1_000);
+    const running = { ...EMPTY_METRICS, runningQueueSize: 4 };
+    expect(mixed.predict(0, running, 1_000, 2).slotWaitSeconds).toBeCloseTo(0.4, 9);
+    expect(mixed.predict(0, { ...running, waitingQueueSize: 2 }, 1_000, 2).slotWaitSeconds).toBeCloseTo(0.8, 9);
+    // Only the youngest `inFlight` starts count: one whose completion never arrived (inFlight says 1) is ignored.
+    const lost = new PodLatencyModel(SLOTS);
+    finished(lost, 0.8);
+    lost.started('lost', 0);
+    lost.started('live', 5_000);
+    expect(lost.predict(0, running, 5_000, 1).slotWaitSeconds).toBeCloseTo(0.8 / 3, 9);
+  });
+
   it('follows a pod whose requests run longer: older intervals lose half their weight every half-life', () => {
     const model = new PodLatencyModel(SLOTS);
     let t = 0;

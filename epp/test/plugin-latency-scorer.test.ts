@@ -419,6 +419,25 @@ describe('latency-scorer through request control', () => {
     expect(model.pod(streamed.endpoint).stats(Date.now()).pendingRequests).toBe(1);
     expect(model.pod(plain.endpoint).stats(Date.now()).pendingRequests).toBe(0);
   });
+
+  it('keeps each routed request\'s start for the slot wait from the pick until its response ends, however it ends (review 30 #3)', async () => {
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const model = latencyOf(scheduler).model;
+    const a = await director.route(incoming('a', { model: MODEL, prompt: blocks('a', 16), stream: true }));
+    const b = await director.route(incoming('b', { model: MODEL, prompt: blocks('a', 16), stream: true }));
+    if (a.kind !== 'route' || b.kind !== 'route') throw new Error('expected routes');
+    const tracked = () => [a.endpoint, b.endpoint].filter((e, i, all) => all.indexOf(e) === i)
+      .reduce((n, e) => n + model.pod(e).stats(Date.now()).trackedStarts, 0);
+    expect(tracked()).toBe(2);
+    // The first token (streamed headers) does not free the slot; the response's end does.
+    director.responseHeaders(a.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
+    expect(tracked()).toBe(2);
+    director.release(a.ticket, 'completed');
+    expect(tracked()).toBe(1);
+    director.release(b.ticket, 'cancelled');
+    expect(tracked()).toBe(0);
+  });
 });
 
 describe('latency-scorer\'s per-position cache of pod models', () => {

@@ -61,6 +61,9 @@
 import type { EndpointMetrics } from '../datastore/types';
 import { DecayedRobustLinearFit, halfLifeDecay, type LinearEstimate } from './linear-fit';
 
+/** Own in-flight starts kept per pod at most (the slot wait reads the youngest `inFlight`; vLLM's largest max-num-seqs is 1024). */
+export const MAX_TRACKED_STARTS = 8192;
+
 export interface LatencyModelOptions {
   /** Prior seconds of prefill per uncached prompt token, before a pod's data arrives. */
   readonly priorSecondsPerToken: number;
@@ -149,6 +152,8 @@ export interface PodLatencyStats {
   readonly inferenceSeconds: number | undefined;
   /** The slots the slot wait assumes: `maxNumSeqs` per engine, or one more than the most a scrape showed running. */
   readonly slots: number;
+  /** Requests this EPP sent to the pod whose start it keeps for the slot wait (until their response ends). */
+  readonly trackedStarts: number;
 }
 
 /**
@@ -204,6 +209,12 @@ export class PodLatencyModel {
   private readonly inference: DecayedMean;
   /** The most requests any scrape showed running: the pod's slots are at least this many. */
   private maxRunning = 0;
+  /**
+   * When each request this EPP sent to the pod and still has in flight was picked, oldest first (a Map keeps insertion
+   * order): the slot wait reads their ages, so a pod whose slots a burst filled at one instant frees its first slot
+   * after about a whole inference, not a fraction of one (review 30 #3).
+   */
+  private readonly starts = new Map<string, number>();
   /** Engines behind the pod's page, as its last scrape showed (1 before any). */
   private engines = 1;
   private readonly maxNumSeqs: number;
@@ -284,6 +295,19 @@ export class PodLatencyModel {
     if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
   }
 
+  /** A request this EPP sent to the pod starts its life there (its age counts toward the slot wait until `ended`). */
+  started(requestId: string, nowMs: number): void {
+    this.starts.delete(requestId);
+    this.starts.set(requestId, nowMs);
+    // Bounded whatever happens to the completions: only the youngest `inFlight` entries are ever read.
+    if (this.starts.size > MAX_TRACKED_STARTS) this.starts.delete(this.starts.keys().next().value!);
+  }
+
+  /** The request's response ended on the pod (completed, failed or cancelled). */
+  ended(requestId: string): void {
+    this.starts.delete(requestId);
+  }
+
   /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
   finish(requestId: string): void {
     const i = this.pending.findIndex((p) => p.requestId === requestId);
@@ -298,7 +322,7 @@ export class PodLatencyModel {
    */
   predict(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true): TtftPrediction {
     const { intercept, slope } = this.line(nowMs);
-    const slots = slotWait ? this.slotWaitSeconds(metrics, inFlight) : 0;
+    const slots = slotWait ? this.slotWaitSeconds(metrics, inFlight, nowMs) : 0;
     return prediction(slope, intercept, this.queuedTokens(uncachedTokens, metrics, nowMs), uncachedTokens, slots);
   }
 
@@ -316,17 +340,51 @@ export class PodLatencyModel {
     }
     const slope = this.lineSlope;
     // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead.
-    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + (slotWait ? this.slotWaitSeconds(metrics, inFlight) : 0)
+    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + (slotWait ? this.slotWaitSeconds(metrics, inFlight, nowMs) : 0)
       + slope * Math.max(0, uncachedTokens) + this.lineIntercept;
   }
 
-  /** The wait for a free sequence slot (see "Waiting for a sequence slot"); 0 while the pod has one. */
-  slotWaitSeconds(metrics: EndpointMetrics, inFlight: number): number {
+  /**
+   * The wait for a free sequence slot (see "Waiting for a sequence slot"); 0 while the pod has one. A request past
+   * `occupants − slots` others must wait for that many slots to free and one more. The running requests' remaining
+   * seconds: for this EPP's own (the oldest of those it has in flight, up to the slots), the mean inference less their
+   * age, at least 0; for the rest (other clients, other replicas, known only from scrapes) spread evenly over one mean
+   * inference, the staggered arrivals a pod without a burst has. The m-th slot to free is the m-th smallest of those,
+   * and each round of `slots` beyond them a whole mean inference later.
+   */
+  slotWaitSeconds(metrics: EndpointMetrics, inFlight: number, nowMs: number): number {
     const occupants = Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize);
     const slots = this.slots();
     if (occupants < slots) return 0;
     const inference = this.inferenceSeconds();
-    return inference === undefined ? 0 : ((occupants - slots + 1) / slots) * inference;
+    if (inference === undefined) return 0;
+    const releases = occupants - slots; // slots that must free before this request's, less one
+    const round = Math.floor(releases / slots);
+    const m = releases - round * slots; // 0-based rank among the running requests' remaining times
+    // Own entries that count: the youngest `inFlight` (older ones are completions the EPP never saw), of which the
+    // oldest `slots` run; their remaining times ascend with insertion order, as do the even spread's.
+    const counted = Math.min(inFlight, this.starts.size);
+    const ownRunning = Math.min(counted, slots);
+    const spread = slots - ownRunning;
+    const skip = this.starts.size - counted;
+    let i = 0;
+    let taken = 0;
+    let j = 1; // next of the even spread: j ÷ spread × inference
+    for (const startMs of this.starts.values()) {
+      if (i++ < skip) continue;
+      if (taken >= ownRunning) break;
+      const own = Math.max(0, inference - Math.max(0, nowMs - startMs) / 1000);
+      // Merge: the spread's values below this own one come first.
+      while (j <= spread && (j / spread) * inference < own) {
+        if (taken + (j - 1) === m) return round * inference + (j / spread) * inference;
+        j++;
+      }
+      if (taken + (j - 1) === m) return round * inference + own;
+      taken++;
+    }
+    // The rest of the rank falls in the even spread.
+    const k = m - taken + 1;
+    return round * inference + (spread > 0 ? (Math.min(k, spread) / spread) * inference : inference);
   }
 
   /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
@@ -367,6 +425,7 @@ export class PodLatencyModel {
       pendingTokens: this.pendingTokens,
       inferenceSeconds: this.inferenceSeconds(),
       slots: this.slots(),
+      trackedStarts: this.starts.size,
     };
   }
 

@@ -3,7 +3,7 @@ import { ConfigError } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { DEFAULT_MAX_NUM_SEQS, LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
-import type { PostResponse, PreRequest, ResponseInfo } from '../../requestcontrol/hooks';
+import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
@@ -102,7 +102,7 @@ interface CycleInputs {
  * two-parameter linear model per pod fitted from the engine's own TTFT histogram and prefix-cache counters; it
  * predicts the mean TTFT, not p90, and reads no SLO headers (yet).
  */
-export class LatencyScorer implements Scorer, PreRequest, PostResponse {
+export class LatencyScorer implements Scorer, PreRequest, PostResponse, ResponseComplete {
   readonly type = 'latency-scorer';
   readonly model: LatencyModel;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
@@ -188,7 +188,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse {
     const i = inputs.candidates.findIndex((c) => c.endpoint.key === key);
     if (i < 0) return;
     const { uncachedTokens, ttftSeconds } = this.predictionAt(request, inputs, i);
-    this.model.pod(key).addPending(request.requestId, uncachedTokens, ttftSeconds, this.handle.now());
+    const pod = this.model.pod(key);
+    const now = this.handle.now();
+    pod.addPending(request.requestId, uncachedTokens, ttftSeconds, now);
+    pod.started(request.requestId, now);
+  }
+
+  /** The request no longer holds a sequence slot on its pod: its age stops counting toward the slot wait. */
+  responseComplete(request: LLMRequest, target: Endpoint): void {
+    this.model.pod(target.key).ended(request.requestId);
   }
 
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
@@ -236,7 +244,7 @@ function slotWaitOf(fields: FieldReader): 'sessions' | 'all' {
 
 export const latencyScorer = definePlugin({
   type: 'latency-scorer',
-  kinds: ['scorer', 'pre-request', 'post-response'],
+  kinds: ['scorer', 'pre-request', 'post-response', 'response-complete'],
   cycleState: { reads: ['prefix-match'] },
   parameters: parameters<LatencyScorerParameters>((fields) => {
     const gie = GIE_LATENCY_SCORER_FIELDS.find((key) => fields.has(key));
