@@ -321,7 +321,9 @@ export class Monitoring extends Construct {
     // Every expression is scoped to this stack: other vLLM fleets in the same Prometheus must not mix in.
     const sel = `namespace="${ns}"`;
     const eppTarget = `up{${sel},job="${endpointPicker.serviceName}"}`;
-    const eppDeployment = `${sel},deployment="${endpointPicker.deployment.name}"`;
+    // `exported_namespace=""`: a kube-state-metrics scraped without honorLabels from this very namespace labels every
+    // Deployment in the cluster with it, the Deployment's own namespace then in exported_namespace.
+    const eppDeployment = `${sel},exported_namespace="",deployment="${endpointPicker.deployment.name}"`;
     const rate = (metric: string, matchers: string, window: string) => `rate(${metric}{${matchers}}[${window}])`;
     const sumRate = (by: string, metric: string, matchers: string, window: string) => `sum by (${by}) (${rate(metric, matchers, window)})`;
     const W = t.dashboardWindow;
@@ -394,15 +396,16 @@ export class Monitoring extends Construct {
         'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. Check the EPP pods, their logs and readiness.'),
       // Up targets against the Deployment's replicas, not down targets: a replica that is Pending, evicted or gone has
       // no scrape target at all (endpoints discovery makes targets from the Service's addresses), so it is never "down".
-      // Or, where kube-state-metrics runs, fewer available replicas than the Deployment asks for: a replica that runs
-      // but fails readiness is out of the Service (and of Envoy's rotation) while its /metrics still answers, so its
-      // target reads up. Without kube-state-metrics the second branch selects nothing and the first decides alone.
+      // Where kube-state-metrics runs, fewer available replicas than the Deployment asks for: a replica that runs but
+      // fails readiness is out of the Service (and of Envoy's rotation) while its /metrics still answers, so its target
+      // reads up. That branch comes first, so its count (which also misses the gone ones) is the value reported when
+      // both hold; without kube-state-metrics it selects nothing and the up targets decide alone.
       alert('KvrouteEppReplicaDown',
-        `(\n  count by (namespace) (${eppTarget} == 1) < ${eppReplicas}\n  or\n`
-        + `  max by (namespace) (${KSM.deploymentStatusReplicasAvailable}{${eppDeployment}})\n  < on (namespace)\n  max by (namespace) (${KSM.deploymentSpecReplicas}{${eppDeployment}})\n)\n`
+        `(\n  max by (namespace) (${KSM.deploymentStatusReplicasAvailable}{${eppDeployment}})\n  < on (namespace)\n  max by (namespace) (${KSM.deploymentSpecReplicas}{${eppDeployment}})\n  or\n`
+        + `  count by (namespace) (${eppTarget} == 1) < ${eppReplicas}\n)\n`
         + `and on (namespace)\nmax by (namespace) (${eppTarget}) == 1`,
         t.replicaDownFor, 'warning',
-        `{{ $value }} of the Endpoint Picker replicas of ${ns} are up and ready (the Deployment asks for ${eppReplicas}).`,
+        `{{ $value }} of the Endpoint Picker replicas of ${ns} are up and ready (the cdk8s app deploys ${eppReplicas}).`,
         (eppReplicas > 1
           ? 'The remaining replicas take every ext_proc stream (the gateway ejects the missing one): routing goes on with less headroom. '
           : `With its only replica not ready the EPP Service has no endpoint: ${failOpen ? 'the gateway fails open (KvrouteEppFailingOpen pages)' : 'requests through the gateway fail (KvrouteEppStreamsFailing pages)'}. `)

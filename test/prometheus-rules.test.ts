@@ -282,7 +282,7 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
-  test('an EPP replica that runs but fails readiness (its target up, out of the Service) warns from kube-state-metrics; a rolling update\'s dip does not', () => {
+  test('an EPP replica that runs but fails readiness (its target up, out of the Service) warns from kube-state-metrics; a drain\'s dip does not', () => {
     const haJob = one(haManifests, 'Service', 'ms-llm-d-modelservice-epp').metadata.name;
     const deployment = one(haManifests, 'Deployment', 'ms-llm-d-modelservice-epp').metadata.name;
     const replica = (pod: string, values: string): Series => ({ series: `up{namespace="${ns}",job="${haJob}",pod="${pod}"}`, values });
@@ -305,8 +305,8 @@ describe('durationScale renders the same rules with scaled durations', () => {
         ],
       },
       {
-        // A rolling update (maxUnavailable 1 in the Deployment) dips for minutes, not for the alert's 5.
-        name: 'a rolling update', interval: '1m', series: [...allUp, spec, available('3x4 2x2 3x13')],
+        // A node drain (the PodDisruptionBudget lets one replica go) dips for minutes, not for the alert's 5.
+        name: 'a node drain', interval: '1m', series: [...allUp, spec, available('3x4 2x2 3x13')],
         alerts: [{ at: '8m', alert: 'KvrouteEppReplicaDown', fires: [] }, { at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }],
       },
       {
@@ -315,6 +315,19 @@ describe('durationScale renders the same rules with scaled durations', () => {
         alerts: [{ at: '10m', alert: 'KvrouteEppReplicaDown', fires: [] }],
       },
       { name: 'all available', interval: '1m', series: [...allUp, spec, available('3x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
+      {
+        // One gone (no target) and one more running unready: kube-state-metrics' count is the one reported.
+        name: 'one gone, one unready', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x2 stale'), spec, available('3x2 1x17')],
+        alerts: [{ at: '10m', alert: 'KvrouteEppReplicaDown', fires: [availableOf(1)] }],
+      },
+      {
+        // kube-state-metrics scraped without honorLabels from this namespace: another namespace's Deployment of the
+        // same name carries namespace="<this one>" and its own in exported_namespace; it is not this stack's.
+        name: 'exported_namespace', interval: '1m',
+        series: [...allUp, { series: `${KUBE_STATE_METRICS.deploymentSpecReplicas}{namespace="${ns}",exported_namespace="other",deployment="${deployment}"}`, values: '3x20' },
+          { series: `${KUBE_STATE_METRICS.deploymentStatusReplicasAvailable}{namespace="${ns}",exported_namespace="other",deployment="${deployment}"}`, values: '1x20' }],
+        alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }],
+      },
       {
         // Another namespace's Deployment of the same name is not this stack's.
         name: 'another namespace', interval: '1m',
