@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { parseEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
-import { MAX_SESSION_ID_LENGTH } from '../src/scheduling/plugins/session-affinity-filter';
+import { MAX_SESSION_ID_LENGTH, unboundTimeoutMs } from '../src/scheduling/plugins/session-affinity-filter';
 import { parseStoreAddress, RedisSessionStore, socketTimeoutMs, type SessionStoreEvents, type SessionStoreReadOutcome, type SessionStoreWriteOutcome } from '../src/sessions/store';
 import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
 import { Replica } from './replica';
@@ -187,9 +187,8 @@ schedulingProfiles:
     });
 
     it('a session this replica never saw waits past timeout for the store (unboundTimeout) instead of moving for one request (audit 29, replicas F4)', async () => {
-      // timeout 100ms: unboundTimeout defaults to ten times that, 1s.
-      const short = config(redis.url).replace('timeout: 1s', 'timeout: 100ms');
-      expect(short).toContain('timeout: 100ms');
+      const short = config(redis.url).replace('timeout: 1s', 'timeout: 50ms\n      unboundTimeout: 500ms');
+      expect(short).toContain('unboundTimeout: 500ms');
       const a = await replica('p0', short);
       const b = await replica('p3', short);
       expect(await a.route('s')).toBe('p0');
@@ -198,9 +197,9 @@ schedulingProfiles:
       expect(await b.route('known')).toBe('p0'); // B now holds a binding of its own for 'known', not for 's'
       redis.pause();
       let resumed = false;
-      const resume = setTimeout(() => { redis.resume(); resumed = true; }, 300);
+      const resume = setTimeout(() => { redis.resume(); resumed = true; }, 150);
       try {
-        // Unbound on B: the read waits for the store (paused 300 ms, less than the 1 s allowed) and follows it.
+        // Unbound on B: the read waits for the store (paused 150 ms, less than the 500 ms allowed) and follows it.
         expect(await b.route('s')).toBe('p0');
         expect(resumed).toBe(true);
         expect(await b.count('kvroute_epp_session_store_operations_total', { operation: 'read', outcome: 'late_hit' })).toBe(1);
@@ -219,10 +218,40 @@ schedulingProfiles:
       }
     });
 
-    it('unboundTimeout is refused below timeout or above 1s, and renders only when set', () => {
+    it('a read never waits past unboundTimeout in all: a store paused longer ends it as a timeout (not a dropped connection)', async () => {
+      const reads: SessionStoreReadOutcome[] = [];
+      let up = false;
+      const store = new RedisSessionStore(
+        { address: redis.url, keyPrefix: 'late:', timeoutMs: 20, ttlMs: 60_000 },
+        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => { up = c; }, log: () => undefined },
+      );
+      await store.start();
+      try {
+        await waitFor(() => up, 'the store to connect');
+        redis.pause();
+        try {
+          const started = performance.now();
+          expect(await store.read('s', 200)).toEqual({ status: 'unavailable', reason: 'timeout' });
+          expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+          expect(reads).toEqual(['timeout']);
+          expect(up).toBe(true); // well inside the connection's 1 s
+        } finally {
+          redis.resume();
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('unboundTimeout: ten times timeout by default, at most 250ms; refused below timeout or above 500ms; rendered only when set', () => {
+      expect(unboundTimeoutMs({ address: 'r:1' })).toBe(50);
+      expect(unboundTimeoutMs({ address: 'r:1', timeout: '20ms' })).toBe(200);
+      expect(unboundTimeoutMs({ address: 'r:1', timeout: '100ms' })).toBe(250);
+      expect(unboundTimeoutMs({ address: 'r:1', timeout: '400ms' })).toBe(400);
+      expect(unboundTimeoutMs({ address: 'r:1', timeout: '5ms', unboundTimeout: '30ms' })).toBe(30);
       const withUnbound = (value: string) => config('redis://127.0.0.1:6379').replace('      timeout: 1s\n', `      timeout: 100ms\n      unboundTimeout: ${value}\n`);
-      expect(() => parseEndpointPickerConfig(withUnbound('50ms'))).toThrow(/sessionStore\.unboundTimeout: must be at least timeout \(100ms\) and at most 1s, got "50ms"/);
-      expect(() => parseEndpointPickerConfig(withUnbound('2s'))).toThrow(/sessionStore\.unboundTimeout: must be at least timeout \(100ms\) and at most 1s, got "2s"/);
+      expect(() => parseEndpointPickerConfig(withUnbound('50ms'))).toThrow(/sessionStore\.unboundTimeout: must be at least timeout \(100ms\) and at most 500ms, got "50ms"/);
+      expect(() => parseEndpointPickerConfig(withUnbound('1s'))).toThrow(/sessionStore\.unboundTimeout: must be at least timeout \(100ms\) and at most 500ms, got "1s"/);
       const parsed = parseEndpointPickerConfig(withUnbound('400ms'));
       const storeOf = (c: typeof parsed) => (c.plugins[0]!.parameters as { sessionStore: Record<string, unknown> }).sessionStore;
       expect(storeOf(parsed).unboundTimeout).toBe('400ms');

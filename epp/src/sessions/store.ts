@@ -236,17 +236,19 @@ export class RedisSessionStore {
       this.events.read('unavailable');
       return { status: 'unavailable', reason: 'saturated' };
     }
-    const command = client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs);
+    const startedMs = performance.now();
     let late = false;
     try {
+      const command = client.getex(this.keyOf(sessionDigest), 'PX', this.options.ttlMs);
       let value: string | null;
       try {
         value = await withDeadline(command, this.options.timeoutMs);
       } catch (e) {
         // A caller with nothing to fall back on waits on for the same reply, up to its patience in all.
-        if (!isTimeout(e) || patienceMs === undefined || patienceMs <= this.options.timeoutMs) throw e;
+        const left = patienceMs === undefined ? 0 : patienceMs - (performance.now() - startedMs);
+        if (!isTimeout(e) || left <= 0) throw e;
         late = true;
-        value = await withDeadline(command, patienceMs - this.options.timeoutMs);
+        value = await withDeadline(command, left);
       }
       if (value === null || value.length === 0 || value.length > MAX_VALUE_LENGTH) {
         this.events.read(late ? 'late_miss' : 'miss');

@@ -33,8 +33,9 @@ export interface SessionStoreParameters {
    * Longest a pick waits for the store when this replica holds no binding of its own for the session (a new session,
    * or one another replica has served until now): falling back there means placing the session afresh, which moves a
    * session the store has bound elsewhere (audit 29, replicas F4), so it waits longer. A reply after `timeout` is
-   * counted `late_hit` or `late_miss`. At least `timeout`, at most 1s.
-   * @default ten times `timeout`, at most 1s
+   * counted `late_hit` or `late_miss`. At least `timeout`, at most 500ms; keep it well under the gateway's ext_proc
+   * message timeout (1s in the cdk8s app), which the whole pick must meet.
+   * @default ten times `timeout`, at most 250ms
    */
   unboundTimeout?: Duration;
   /** A file holding the store's password, e.g. a mounted Secret key (read at start; trailing newline dropped). */
@@ -94,10 +95,18 @@ export type ResolvedSessionAffinityFilterParameters = Omit<Required<SessionAffin
   readonly stickiness?: 'hard' | 'soft';
 };
 
-/** `unboundTimeout` in milliseconds: as configured, else ten times `timeout`, at most 1 s. */
+/**
+ * `unboundTimeout`'s bounds: under half of the 1 s the store's connection waits for a reply before it is dropped
+ * (`socketTimeoutMs`, so a long read ends as a timeout, not as a dropped connection) and of the cdk8s app's 1 s ext_proc
+ * message timeout, which the whole pick must meet.
+ */
+export const MAX_UNBOUND_TIMEOUT_MS = 500;
+export const DEFAULT_MAX_UNBOUND_TIMEOUT_MS = 250;
+
+/** `unboundTimeout` in milliseconds: as configured, else ten times `timeout`, at most 250 ms (and never under `timeout`). */
 export function unboundTimeoutMs(store: SessionStoreParameters): number {
   const timeoutMs = parseDuration(store.timeout ?? '5ms');
-  return store.unboundTimeout !== undefined ? parseDuration(store.unboundTimeout) : Math.max(timeoutMs, Math.min(10 * timeoutMs, 1000));
+  return store.unboundTimeout !== undefined ? parseDuration(store.unboundTimeout) : Math.max(timeoutMs, Math.min(10 * timeoutMs, DEFAULT_MAX_UNBOUND_TIMEOUT_MS));
 }
 
 /** The key prefix's longest form: keys stay bounded (prefix + 22-character digest). */
@@ -142,7 +151,8 @@ export interface SessionAffinityStats {
  * a session would drift between pods exactly when its cache matters; here only health moves it.
  *
  * With `sessionStore` the bindings are shared by every EPP replica through Redis/Valkey (`src/sessions/store.ts`): the
- * binding is read before the cycle (`prepareRequest`, bounded by the store's timeout, since `filter` is synchronous),
+ * binding is read before the cycle (`prepareRequest`, bounded by the store's `timeout`, or `unboundTimeout` for a session
+ * this replica holds no binding for; `filter` is synchronous),
  * wins over this replica's own when present, and is written after the pick only when it changed. The local table
  * stays: it is what the filter uses whenever the store cannot answer in time.
  */
@@ -200,7 +210,8 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
   }
 
   /**
-   * With a shared store: reads the session's binding before the (synchronous) cycle, bounded by the store's timeout.
+   * With a shared store: reads the session's binding before the (synchronous) cycle, bounded by the store's `timeout`
+   * (`unboundTimeout` for a session this replica holds no binding of its own for).
    * GETEX restarts the binding's TTL in the same round trip, so a session in use stays bound on every replica. A
    * store that is slow or down answers "unavailable" and the cycle uses this replica's table.
    */
@@ -330,8 +341,8 @@ export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): s
   // One request asks several times (the affinity filter's prepare step and filter, session-load-scorer): the last
   // id's digest is kept, so it is computed once per request. Comparing ids costs far less than hashing one.
   if (value !== lastSessionId) {
-    lastSessionId = value;
     lastSessionKey = createHash('sha256').update(value).digest('base64url').slice(0, 22);
+    lastSessionId = value;
   }
   return lastSessionKey;
 }
@@ -432,8 +443,8 @@ function parseSessionStore(fields: FieldReader): SessionStoreParameters | undefi
     throw new ConfigError(f.fieldPath('timeout'), `must be at most 1s (a pick waits this long for a slow store), got ${JSON.stringify(timeout)}`);
   }
   const unboundTimeout = f.raw('unboundTimeout') == null ? undefined : f.duration('unboundTimeout', timeout);
-  if (unboundTimeout !== undefined && (parseDuration(unboundTimeout) < parseDuration(timeout) || parseDuration(unboundTimeout) > 1000)) {
-    throw new ConfigError(f.fieldPath('unboundTimeout'), `must be at least timeout (${timeout}) and at most 1s, got ${JSON.stringify(unboundTimeout)}`);
+  if (unboundTimeout !== undefined && (parseDuration(unboundTimeout) < parseDuration(timeout) || parseDuration(unboundTimeout) > MAX_UNBOUND_TIMEOUT_MS)) {
+    throw new ConfigError(f.fieldPath('unboundTimeout'), `must be at least timeout (${timeout}) and at most ${MAX_UNBOUND_TIMEOUT_MS}ms, got ${JSON.stringify(unboundTimeout)}`);
   }
   const passwordFile = f.optionalString('passwordFile');
   const passwordEnv = f.optionalString('passwordEnv');
