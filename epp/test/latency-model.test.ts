@@ -358,15 +358,42 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.predict(0, EMPTY_METRICS, t0, 4).slotWaitSeconds).toBeCloseTo(10, 9);
     // Six seconds on: 4 s left.
     expect(model.predict(0, EMPTY_METRICS, t0 + 6_000, 4).slotWaitSeconds).toBeCloseTo(4, 9);
-    // Past their mean they are due: no wait is predicted for the first slot.
-    expect(model.predict(0, EMPTY_METRICS, t0 + 12_000, 4).slotWaitSeconds).toBe(0);
+    // Past their mean they are long generations, not due ones: never under the staggered formula (10 ÷ 4 s).
+    expect(model.predict(0, EMPTY_METRICS, t0 + 12_000, 4).slotWaitSeconds).toBeCloseTo(2.5, 9);
     // Two more waiting (6 in flight): the third slot to free, and a seventh beyond the slots waits a whole round more.
     expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 6).slotWaitSeconds).toBeCloseTo(9, 9);
     expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 8).slotWaitSeconds).toBeCloseTo(9 + 10, 9);
-    // Ended requests no longer count: with two gone the pod has room again.
+    // Ended requests are forgotten.
+    expect(model.stats(t0).trackedStarts).toBe(4);
     model.ended('a');
     model.ended('b');
-    expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 2).slotWaitSeconds).toBe(0);
+    expect(model.stats(t0).trackedStarts).toBe(2);
+  });
+
+  it('counts a queued request\'s age from when it is predicted to get a slot: after a burst\'s first wave the second is not read as due (review 32)', () => {
+    const model = new PodLatencyModel(SLOTS);
+    finished(model, 10);
+    const t0 = 2;
+    // Eight picked at once on four slots: four run now, four start when those end, 10 s on (as preRequest records them).
+    for (const id of ['a', 'b', 'c', 'd']) model.started(id, t0);
+    for (const id of ['e', 'f', 'g', 'h']) model.started(id, t0 + model.predict(0, EMPTY_METRICS, t0, 4).slotWaitSeconds * 1000);
+    expect(model.predict(0, EMPTY_METRICS, t0, 8).slotWaitSeconds).toBeCloseTo(20, 9);
+    // 11.5 s on, the first four ended: the second four have run 1.5 s of their 10.
+    for (const id of ['a', 'b', 'c', 'd']) model.ended(id);
+    expect(model.predict(0, EMPTY_METRICS, t0 + 11_500, 4).slotWaitSeconds).toBeCloseTo(8.5, 9);
+  });
+
+  it('keeps its starts in order when one arrives earlier than the last (a shorter prediction, the clock stepping back)', () => {
+    const model = new PodLatencyModel({ ...OPTIONS, maxNumSeqs: 2 });
+    finished(model, 10);
+    model.started('late', 30_000);
+    model.started('early', 0); // recorded after, runs first
+    // At 20 s: 'early' has 0 s left (its mean passed), 'late' 10 s; the first slot frees at the staggered floor, 5 s,
+    // and a request behind one more waits for the second, 10 s.
+    expect(model.predict(0, EMPTY_METRICS, 20_000, 2).slotWaitSeconds).toBeCloseTo(5, 9);
+    expect(model.predict(0, EMPTY_METRICS, 20_000, 3).slotWaitSeconds).toBeCloseTo(10, 9);
+    model.started('later', 25_000);
+    expect(model.predict(0, EMPTY_METRICS, 29_000, 2).slotWaitSeconds).toBeCloseTo(6, 9);
   });
 
   it('staggered arrivals read as before, and slots it has no age for (scrape-only occupants) are spread over one inference', () => {
@@ -375,8 +402,9 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     // Four own requests started 0.2 s apart, the oldest 0.8 s ago: remaining 0, 0.2, 0.4, 0.6 s.
     [0, 200, 400, 600].forEach((at, i) => model.started(`r${i}`, 2 + at));
     const now = 2 + 800;
-    expect(model.predict(0, EMPTY_METRICS, now, 4).slotWaitSeconds).toBeCloseTo(0, 9);
-    expect(model.predict(0, EMPTY_METRICS, now, 6).slotWaitSeconds).toBeCloseTo(0.4, 9);
+    // Ages would say 0 and 0.4 s; the staggered formula, the floor, says 0.2 and 0.6 s: what staggered arrivals read before.
+    expect(model.predict(0, EMPTY_METRICS, now, 4).slotWaitSeconds).toBeCloseTo(0.2, 9);
+    expect(model.predict(0, EMPTY_METRICS, now, 6).slotWaitSeconds).toBeCloseTo(0.6, 9);
     // Two own (started now: 0.8 s left) and two others the scrape shows running (0.4, 0.8 s spread): the first slot
     // frees at 0.4 s, the third at 0.8 s.
     const mixed = new PodLatencyModel(SLOTS);

@@ -350,8 +350,10 @@ describe('latency-scorer through request control', () => {
    * short question. vLLM runs `--max-num-seqs` of them at a time (vllm/v1/core/sched/scheduler.py @ v0.10.0), so past
    * that the holder's hit saves a short prefill and costs a whole decode's wait.
    */
-  async function burstOfNewSessions(config: EndpointPickerConfig, sessions: number, withSessionIds = true): Promise<number[]> {
-    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config, { random: seeded(8) }) });
+  async function burstOfNewSessions(config: EndpointPickerConfig, sessions: number, withSessionIds = true,
+    inspect?: (scheduler: Scheduler, holder: string) => void): Promise<number[]> {
+    const scheduler = buildScheduler(config, { random: seeded(8) });
+    const director = new RequestControl({ datastore: ds, scheduler });
     const system = blocks('system', 100);
     const keys = ds.snapshot().map((s) => s.endpoint.key);
     const scrape = (at: number, ranOn?: string) => {
@@ -375,6 +377,7 @@ describe('latency-scorer through request control', () => {
       if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
       counts.set(d.endpoint, counts.get(d.endpoint)! + 1);
     }
+    inspect?.(scheduler, warm.endpoint);
     // The holder first.
     return [counts.get(warm.endpoint)!, ...[...counts].filter(([k]) => k !== warm.endpoint).map(([, n]) => n)];
   }
@@ -386,6 +389,22 @@ describe('latency-scorer through request control', () => {
     expect(holder).toBeGreaterThanOrEqual(4);
     expect(holder).toBeLessThanOrEqual(8);
     expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a request picked for a pod whose slots are full is recorded as starting when a slot frees, not at its pick (review 32)', async () => {
+    let latestAhead = Number.NaN;
+    let tracked = 0;
+    // One-off requests (no session id): their scores leave the slot wait out (slotWait: sessions), so the holder takes
+    // more than its slots; the start recorded for each still counts it.
+    const [holder] = await burstOfNewSessions(withMaxNumSeqs(withoutSessionLoad(defaultEndpointPickerConfig()), 4), 16, false, (scheduler, key) => {
+      const stats = latencyOf(scheduler).model.pod(key).stats(Date.now());
+      tracked = stats.trackedStarts;
+      latestAhead = stats.latestStartMs! - Date.now();
+    });
+    expect(holder).toBeGreaterThan(4);
+    expect(tracked).toBe(holder);
+    // Its four slots hold requests that run 0.8 s each and have just started: the fifth waits about that long.
+    expect(latestAhead).toBeGreaterThan(400);
   });
 
   it('one-off requests (no session id) are placed without the slot wait by default (slotWait: sessions), and with it under slotWait: all', async () => {

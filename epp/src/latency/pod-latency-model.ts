@@ -61,7 +61,10 @@
 import type { EndpointMetrics } from '../datastore/types';
 import { DecayedRobustLinearFit, halfLifeDecay, type LinearEstimate } from './linear-fit';
 
-/** Own in-flight starts kept per pod at most (the slot wait reads the youngest `inFlight`; vLLM's largest max-num-seqs is 1024). */
+/**
+ * Own in-flight starts kept per pod at most: the slot wait reads the youngest `inFlight` of them, and a pod runs
+ * `maxNumSeqs` × engines at once (1024 is vLLM 0.10's largest default), so this bounds memory, not what is read.
+ */
 export const MAX_TRACKED_STARTS = 8192;
 
 export interface LatencyModelOptions {
@@ -154,6 +157,8 @@ export interface PodLatencyStats {
   readonly slots: number;
   /** Requests this EPP sent to the pod whose start it keeps for the slot wait (until their response ends). */
   readonly trackedStarts: number;
+  /** The latest of their starts (ms, the EPP's clock; a queued request's lies ahead), undefined with none. */
+  readonly latestStartMs: number | undefined;
 }
 
 /**
@@ -210,11 +215,15 @@ export class PodLatencyModel {
   /** The most requests any scrape showed running: the pod's slots are at least this many. */
   private maxRunning = 0;
   /**
-   * When each request this EPP sent to the pod and still has in flight was picked, oldest first (a Map keeps insertion
-   * order): the slot wait reads their ages, so a pod whose slots a burst filled at one instant frees its first slot
-   * after about a whole inference, not a fraction of one (review 30 #3).
+   * When each request this EPP sent to the pod and still has in flight started running there, as predicted at its
+   * pick (the pick's time plus its predicted slot wait: `vllm:request_inference_time_seconds`, the mean it is compared
+   * with, counts running time only), earliest first (a Map keeps insertion order; `started` keeps it sorted). The slot
+   * wait reads their ages, so a pod whose slots a burst filled at one instant frees its first slot after about a whole
+   * inference, not a fraction of one (review 30 #3).
    */
-  private readonly starts = new Map<string, number>();
+  private starts = new Map<string, number>();
+  /** The latest start in `starts` (appending one no earlier keeps the order). */
+  private lastStartMs = -Infinity;
   /** Engines behind the pod's page, as its last scrape showed (1 before any). */
   private engines = 1;
   private readonly maxNumSeqs: number;
@@ -296,16 +305,25 @@ export class PodLatencyModel {
   }
 
   /** A request this EPP sent to the pod starts its life there (its age counts toward the slot wait until `ended`). */
-  started(requestId: string, nowMs: number): void {
+  started(requestId: string, startMs: number): void {
     this.starts.delete(requestId);
-    this.starts.set(requestId, nowMs);
+    this.starts.set(requestId, startMs);
+    if (startMs >= this.lastStartMs) {
+      this.lastStartMs = startMs;
+    } else {
+      // Out of order (a prediction shorter than an earlier one's, or the wall clock stepped back): rare, so re-sorted
+      // here rather than searched on every prediction.
+      this.starts = new Map([...this.starts].sort((a, b) => a[1] - b[1]));
+    }
     // Bounded whatever happens to the completions: only the youngest `inFlight` entries are ever read.
     if (this.starts.size > MAX_TRACKED_STARTS) this.starts.delete(this.starts.keys().next().value!);
+    if (this.starts.size === 0) this.lastStartMs = -Infinity;
   }
 
   /** The request's response ended on the pod (completed, failed or cancelled). */
   ended(requestId: string): void {
     this.starts.delete(requestId);
+    if (this.starts.size === 0) this.lastStartMs = -Infinity;
   }
 
   /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
@@ -350,7 +368,9 @@ export class PodLatencyModel {
    * seconds: for this EPP's own (the oldest of those it has in flight, up to the slots), the mean inference less their
    * age, at least 0; for the rest (other clients, other replicas, known only from scrapes) spread evenly over one mean
    * inference, the staggered arrivals a pod without a burst has. The m-th slot to free is the m-th smallest of those,
-   * and each round of `slots` beyond them a whole mean inference later.
+   * and each round of `slots` beyond them a whole mean inference later. Never less than the staggered formula
+   * (`(occupants − slots + 1) ÷ slots` inferences), which is also what memoryless run times give: a request past the
+   * mean is a long generation, not one about to end (review 32).
    */
   slotWaitSeconds(metrics: EndpointMetrics, inFlight: number, nowMs: number): number {
     const occupants = Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize);
@@ -359,6 +379,8 @@ export class PodLatencyModel {
     const inference = this.inferenceSeconds();
     if (inference === undefined) return 0;
     const releases = occupants - slots; // slots that must free before this request's, less one
+    const staggered = ((releases + 1) / slots) * inference;
+    if (this.starts.size === 0 || inFlight === 0) return staggered;
     const round = Math.floor(releases / slots);
     const m = releases - round * slots; // 0-based rank among the running requests' remaining times
     // Own entries that count: the youngest `inFlight` (older ones are completions the EPP never saw), of which the
@@ -376,15 +398,15 @@ export class PodLatencyModel {
       const own = Math.max(0, inference - Math.max(0, nowMs - startMs) / 1000);
       // Merge: the spread's values below this own one come first.
       while (j <= spread && (j / spread) * inference < own) {
-        if (taken + (j - 1) === m) return round * inference + (j / spread) * inference;
+        if (taken + (j - 1) === m) return Math.max(staggered, round * inference + (j / spread) * inference);
         j++;
       }
-      if (taken + (j - 1) === m) return round * inference + own;
+      if (taken + (j - 1) === m) return Math.max(staggered, round * inference + own);
       taken++;
     }
     // The rest of the rank falls in the even spread.
     const k = m - taken + 1;
-    return round * inference + (spread > 0 ? (Math.min(k, spread) / spread) * inference : inference);
+    return Math.max(staggered, round * inference + (spread > 0 ? (Math.min(k, spread) / spread) * inference : inference));
   }
 
   /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
@@ -426,6 +448,7 @@ export class PodLatencyModel {
       inferenceSeconds: this.inferenceSeconds(),
       slots: this.slots(),
       trackedStarts: this.starts.size,
+      latestStartMs: this.starts.size === 0 ? undefined : this.lastStartMs,
     };
   }
 

@@ -191,7 +191,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const pod = this.model.pod(key);
     const now = this.handle.now();
     pod.addPending(request.requestId, uncachedTokens, ttftSeconds, now);
-    pod.started(request.requestId, now);
+    // It starts running once a slot frees (whether or not its own score counted the wait: `slotWait`).
+    const candidate = inputs.candidates[i]!;
+    pod.started(request.requestId, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
   }
 
   /** The request no longer holds a sequence slot on its pod: its age stops counting toward the slot wait. */
