@@ -394,6 +394,12 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.predict(0, EMPTY_METRICS, 20_000, 3).slotWaitSeconds).toBeCloseTo(10, 9);
     model.started('later', 25_000);
     expect(model.predict(0, EMPTY_METRICS, 29_000, 2).slotWaitSeconds).toBeCloseTo(6, 9);
+    expect(model.stats(29_000).latestStartMs).toBe(30_000);
+    model.ended('late');
+    expect(model.stats(29_000).latestStartMs).toBe(25_000);
+    model.ended('later');
+    model.ended('early');
+    expect(model.stats(29_000)).toMatchObject({ trackedStarts: 0, latestStartMs: undefined });
   });
 
   it('staggered arrivals read as before, and slots it has no age for (scrape-only occupants) are spread over one inference', () => {

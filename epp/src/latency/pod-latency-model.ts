@@ -306,7 +306,7 @@ export class PodLatencyModel {
 
   /** A request this EPP sent to the pod starts its life there (its age counts toward the slot wait until `ended`). */
   started(requestId: string, startMs: number): void {
-    this.starts.delete(requestId);
+    this.ended(requestId);
     this.starts.set(requestId, startMs);
     if (startMs >= this.lastStartMs) {
       this.lastStartMs = startMs;
@@ -317,13 +317,18 @@ export class PodLatencyModel {
     }
     // Bounded whatever happens to the completions: only the youngest `inFlight` entries are ever read.
     if (this.starts.size > MAX_TRACKED_STARTS) this.starts.delete(this.starts.keys().next().value!);
-    if (this.starts.size === 0) this.lastStartMs = -Infinity;
   }
 
   /** The request's response ended on the pod (completed, failed or cancelled). */
   ended(requestId: string): void {
-    this.starts.delete(requestId);
-    if (this.starts.size === 0) this.lastStartMs = -Infinity;
+    const startMs = this.starts.get(requestId);
+    if (startMs === undefined || !this.starts.delete(requestId)) return;
+    if (startMs === this.lastStartMs) {
+      // The latest went (often a queued request whose predicted start lay ahead): the next latest is the last entry.
+      let last = -Infinity;
+      for (const s of this.starts.values()) last = s;
+      this.lastStartMs = last;
+    }
   }
 
   /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
