@@ -457,6 +457,24 @@ describe('latency-scorer through request control', () => {
     director.release(b.ticket, 'cancelled');
     expect(tracked()).toBe(0);
   });
+
+  it('tracks two requests that share an x-request-id on one pod as two, each ended by its own response (a retry or hedged copy in flight with the first)', async () => {
+    for (const key of ds.snapshot().map((s) => s.endpoint.key).slice(1)) ds.removeEndpoint(key);
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const model = latencyOf(scheduler).model;
+    const first = await director.route(incoming('same-id', { model: MODEL, prompt: blocks('a', 16), stream: true }));
+    const copy = await director.route(incoming('same-id', { model: MODEL, prompt: blocks('a', 16), stream: true }));
+    if (first.kind !== 'route' || copy.kind !== 'route') throw new Error('expected routes');
+    expect(copy.endpoint).toBe(first.endpoint);
+    const stats = () => model.pod(first.endpoint).stats(Date.now());
+    expect(stats().trackedStarts).toBe(2);
+    expect(stats().pendingRequests).toBe(2);
+    director.release(first.ticket, 'completed');
+    expect(stats().trackedStarts).toBe(1);
+    director.release(copy.ticket, 'completed');
+    expect(stats().trackedStarts).toBe(0);
+  });
 });
 
 describe('latency-scorer\'s per-position cache of pod models', () => {

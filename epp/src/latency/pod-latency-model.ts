@@ -294,7 +294,11 @@ export class PodLatencyModel {
     this.lineAtMs = Number.NaN;
   }
 
-  /** Counts a request this EPP committed to the pod as queued prefill work until its first token. */
+  /**
+   * Counts a request this EPP committed to the pod as queued prefill work until its first token. `requestId` names this
+   * one commit (`started`, `ended` and `finish` take the same name): the latency scorer adds a sequence number to
+   * `x-request-id`, which clients may reuse.
+   */
   addPending(requestId: string, uncachedTokens: number, predictedSeconds: number, nowMs: number): void {
     const expected = Number.isNaN(this.retireMeanMs) ? predictedSeconds * 1000 : Math.max(predictedSeconds * 1000, this.retireMeanMs);
     const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * expected));

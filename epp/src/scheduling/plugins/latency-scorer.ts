@@ -107,6 +107,12 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   readonly model: LatencyModel;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
   /**
+   * The name the pod model tracks a routed request under, unique per commit: `x-request-id` is the client's when it sent
+   * one, and a retry or a hedged copy may carry the same id while the first is in flight (each is its own slot).
+   */
+  private readonly trackedKey = stateKey<string>('latency-scorer tracked request');
+  private committed = 0;
+  /**
    * Per candidate position, the snapshot scored there last and its pod's model. Positions rarely move between requests
    * (the datastore keeps them until a pod joins or leaves), and a snapshot is replaced whenever its metrics change, so
    * an identical snapshot needs neither the model lookup nor the scrape check: at 256 pods those two were most of the
@@ -190,15 +196,18 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const { uncachedTokens, ttftSeconds } = this.predictionAt(request, inputs, i);
     const pod = this.model.pod(key);
     const now = this.handle.now();
-    pod.addPending(request.requestId, uncachedTokens, ttftSeconds, now);
+    const tracked = `${request.requestId}#${++this.committed}`;
+    request.attributes!.set(this.trackedKey, tracked);
+    pod.addPending(tracked, uncachedTokens, ttftSeconds, now);
     // It starts running once a slot frees (whether or not its own score counted the wait: `slotWait`).
     const candidate = inputs.candidates[i]!;
-    pod.started(request.requestId, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
+    pod.started(tracked, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
   }
 
   /** The request no longer holds a sequence slot on its pod: its age stops counting toward the slot wait. */
   responseComplete(request: LLMRequest, target: Endpoint): void {
-    this.model.pod(target.key).ended(request.requestId);
+    const tracked = request.attributes?.get(this.trackedKey);
+    if (tracked !== undefined) this.model.pod(target.key).ended(tracked);
   }
 
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
@@ -215,7 +224,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
     // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation (or an error).
     const contentType = response.headers['content-type'] ?? '';
-    if (!contentType.toLowerCase().startsWith('text/event-stream')) this.model.pod(target.key).finish(request.requestId);
+    const tracked = request.attributes?.get(this.trackedKey);
+    if (tracked !== undefined && !contentType.toLowerCase().startsWith('text/event-stream')) this.model.pod(target.key).finish(tracked);
     return undefined;
   }
 
