@@ -77,7 +77,8 @@ export interface MonitoringProps {
   readonly maxRefusedRatio?: number;
   /**
    * With a session store: warn (`KvrouteSessionStoreFailing`) when more than this share of a replica's store reads
-   * timed out or failed over 5 minutes, for 10 minutes, though it is connected.
+   * timed out, failed or answered only after the read timeout (a new session's pick waits up to `unboundTimeout`)
+   * over 5 minutes, for 10 minutes, though it is connected.
    * @default 0.05
    */
   readonly maxSessionStoreFallbackRatio?: number;
@@ -438,11 +439,11 @@ export class Monitoring extends Construct {
         // Connected is not working: a store that answers after the read timeout, or refuses the commands (a Redis
         // without GETEX, a read-only replica, ACLs), keeps the connection while every pick falls back.
         alert('KvrouteSessionStoreFailing',
-          `sum by (namespace, pod) (${rate(EPP_METRICS.sessionStoreOperations, `${sel},operation="read",outcome=~"timeout|error|unavailable"`, t.slowWindow)})\n/\n`
+          `sum by (namespace, pod) (${rate(EPP_METRICS.sessionStoreOperations, `${sel},operation="read",outcome=~"timeout|error|unavailable|late_hit|late_miss"`, t.slowWindow)})\n/\n`
           + `sum by (namespace, pod) (${rate(EPP_METRICS.sessionStoreOperations, `${sel},operation="read"`, t.slowWindow)})\n> ${maxStoreFallback}`,
           t.statsMissingFor, 'warning',
-          'EPP replica {{ $labels.pod }} of ' + ns + ' fell back from its session store on {{ $value | humanizePercentage }} of its reads.',
-          'The store is connected but its reads time out or fail (kvroute_epp_session_store_operations_total{operation="read"} by outcome): picks use the replica\'s own bindings, so replicas may send one session to different pods. Check the store\'s latency against the sessionStore timeout, and that it accepts GETEX and writes (Redis >= 6.2 or Valkey, a primary, not full, ACLs).'),
+          'EPP replica {{ $labels.pod }} of ' + ns + ' fell back from its session store, or waited past its read timeout, on {{ $value | humanizePercentage }} of its reads.',
+          'The store is connected but its reads time out, fail or answer late (kvroute_epp_session_store_operations_total{operation="read"} by outcome): after a timeout or failure the pick uses the replica\'s own bindings, so replicas may send one session to different pods; a late answer (late_hit, late_miss) held a new session\'s pick up to the sessionStore unboundTimeout. Check the store\'s latency against the sessionStore timeout, and that it accepts GETEX and writes (Redis >= 6.2 or Valkey, a primary, not full, ACLs).'),
       ] : []),
       // Parenthesized: `or` binds last, after `-` and `>`.
       alert('KvroutePrefixCacheHitsBelowExpected', `(\n${indent(expectedHitRatio)}\n)\n- on (namespace)\n${RECORDED.prefixHitRatio}{${sel}}\n> ${maxShortfall}`, t.hitRatioFor, 'warning',

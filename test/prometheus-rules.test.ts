@@ -479,7 +479,7 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
-  test('a store that stays connected but whose reads time out or fail warns (audit 29: a slow store split every session while connected read 1)', () => {
+  test('a store that stays connected but whose reads time out, fail or answer late warns (audit 29: a slow store split every session while connected read 1; review 32: late answers held new sessions\' picks unseen)', () => {
     const reads = (pod: string, outcome: string, perMinute: number): Series => ({
       series: `kvroute_epp_session_store_operations_total{namespace="${ns}",pod="${pod}",operation="read",outcome="${outcome}"}`, values: `0+${perMinute}x40`,
     });
@@ -489,6 +489,12 @@ describe('durationScale renders the same rules with scaled durations', () => {
         alerts: [{ at: '20m', alert: 'KvrouteSessionStoreFailing', fires: [expected('KvrouteSessionStoreFailing', '90%', { pod: 'epp-b' }, haAlerts)] }],
       },
       { name: 'a few timeouts', series: [reads('epp-a', 'hit', 97), reads('epp-a', 'timeout', 3)], alerts: [{ at: '20m', alert: 'KvrouteSessionStoreFailing', fires: [] }] },
+      // Every read of new sessions answered between timeout and unboundTimeout: nothing fell back, each pick waited.
+      {
+        name: 'epp-a answers every new session late', series: [reads('epp-a', 'late_miss', 30), reads('epp-a', 'late_hit', 10), reads('epp-a', 'hit', 60)],
+        alerts: [{ at: '20m', alert: 'KvrouteSessionStoreFailing', fires: [expected('KvrouteSessionStoreFailing', '40%', { pod: 'epp-a' }, haAlerts)] }],
+      },
+      { name: 'a few late answers', series: [reads('epp-a', 'hit', 97), reads('epp-a', 'late_miss', 3)], alerts: [{ at: '20m', alert: 'KvrouteSessionStoreFailing', fires: [] }] },
     ], haRule);
     expect(out).toMatch(/^0\n/);
   });
