@@ -1,4 +1,4 @@
-import { ConfigError, describeValue } from '../../config/errors';
+import { ConfigError } from '../../config/errors';
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter } from '../framework';
@@ -58,11 +58,9 @@ export const concurrencyDetector = definePlugin({
   type: 'concurrency-detector',
   kinds: ['filter', 'saturation-detector'],
   parameters: parameters<ConcurrencyDetectorParameters>((fields) => {
-    const mode = fields.raw('concurrencyMode') ?? 'requests';
-    if (mode === 'tokens') {
+    if (fields.oneOf('concurrencyMode', ['requests', 'tokens'] as const, 'requests') === 'tokens') {
       throw new ConfigError(fields.fieldPath('concurrencyMode'), 'GIE\'s "tokens" mode is not supported (kvroute does not reproduce its token estimator); use "requests"');
     }
-    if (mode !== 'requests') throw new ConfigError(fields.fieldPath('concurrencyMode'), `must be "requests" or "tokens", got ${describeValue(mode)}`);
     // GIE validates it in every mode and uses it in tokens mode only (`concurrency/config.go` @ v1.5.0): checked, unused.
     fields.integer('maxTokenConcurrency', 1_000_000, 1);
     return {
