@@ -140,6 +140,7 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     countSessionToken: (outcome) => collectors.sessionTokens.inc({ outcome }),
     countSaturationExclusion: (reason) => collectors.saturationExclusions.inc({ reason }),
     setPrefixIndexerSize: (entries) => collectors.prefixIndexerSize.set(entries),
+    setPrefixCharactersPerToken: (charactersPerToken) => collectors.prefixCharactersPerToken.set(charactersPerToken),
     observePrefixMatch: (matchedCharacters, totalCharacters) => {
       prefixHitBytes.observe(matchedCharacters);
       if (totalCharacters > 0) prefixHitRatio.observe(matchedCharacters / totalCharacters);

@@ -58,6 +58,7 @@ schedulingProfiles:
             tuneBlockSize: true,
             autoTune: true,
             capacityFactor: 1,
+            learnCharactersPerToken: true,
             lruCapacityPerServer: 31250,
             maxIndexEntries: 8_000_000,
           },
@@ -252,7 +253,7 @@ describe('validation errors name the field and what is allowed', () => {
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockChars: 16}\n'),
-      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, capacityFactor, lruCapacityPerServer, maxIndexEntries',
+      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries',
     ],
     [
       'kvroute\'s hashBlockSize beside one of GIE\'s block sizes',
@@ -604,6 +605,7 @@ describe('defaultEndpointPickerConfig', () => {
       tuneBlockSize: false,
       autoTune: true,
       capacityFactor: 1,
+      learnCharactersPerToken: true,
       lruCapacityPerServer: 31250,
       maxIndexEntries: 8_000_000,
     });

@@ -1,6 +1,8 @@
 import { seededRandom } from '@kvroute/testkit';
 import { EMPTY_METRICS, type EndpointMetrics } from '../src/datastore/types';
-import { applyReading, parseVllmMetrics } from '../src/datastore/vllm-metrics';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { applyReading, parseVllmMetrics, VllmPageReader } from '../src/datastore/vllm-metrics';
 import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
 import { DEFAULT_MAX_NUM_SEQS, LatencyModel, PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
 
@@ -504,6 +506,18 @@ describe('vllm-metrics: the latency model\'s engine counters', () => {
     expect(r).toMatchObject({ firstTokenCount: 15, firstTokenSecondsSum: 1.75, prefixCacheQueryTokens: 10000, prefixCacheHitTokens: 6500 });
     expect(r).toMatchObject({ inferenceCount: 12, inferenceSecondsSum: 8 });
     expect(r.issues).toEqual([]);
+  });
+
+  it('reads vllm:request_prompt_tokens _count/_sum (prompt tokens of finished requests) from the simulator\'s page, through the byte path too', () => {
+    // Three requests of 51 prompt tokens in all (fixtures/sim-metrics-page.txt, kvroute-sim 2026-11-29).
+    const simPage = fs.readFileSync(path.join(__dirname, 'fixtures', 'sim-metrics-page.txt'));
+    const expected = { promptTokensCount: 3, promptTokensSum: 51 };
+    expect(parseVllmMetrics(simPage.toString('utf8'), { modelName: 'Qwen/Qwen3-0.6B' })).toMatchObject(expected);
+    expect(new VllmPageReader({ modelName: 'Qwen/Qwen3-0.6B' }).readBytes(simPage)).toMatchObject(expected);
+    expect(parseVllmMetrics(simPage.toString('utf8'), { modelName: 'another-model' }).promptTokensCount).toBeUndefined();
+    const carried = applyReading(EMPTY_METRICS, parseVllmMetrics(simPage.toString('utf8')), 5);
+    expect(carried).toMatchObject(expected);
+    expect(applyReading(carried, parseVllmMetrics('vllm:num_requests_waiting 2\n'), 6).promptTokensCount).toBeUndefined();
   });
 
   it('falls back to the gpu_ names of vLLM before 0.10, and leaves the fields absent when the page has none', () => {

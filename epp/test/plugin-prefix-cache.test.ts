@@ -469,6 +469,47 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     expect(resolvePluginParameters('prefix-cache-scorer', { capacityFactor: 1, autoTune: false })).toMatchObject({ capacityFactor: 1, autoTune: false });
   });
 
+  describe('learnCharactersPerToken: capacities at the prompts\' own characters per token (vllm:request_prompt_tokens)', () => {
+    /** A pod of 100 KV blocks of 16 tokens whose vLLM has finished `count` requests of `sum` prompt tokens in all. */
+    const served = (count: number, sum: number): EndpointSnapshot => ({
+      ...pod('a'),
+      metrics: { ...EMPTY_METRICS, numGpuBlocks: 100, blockSize: 16, promptTokensCount: count, promptTokensSum: sum },
+    });
+    /** Routes 80 distinct prompts of 480 characters (7.5 index blocks of 64) to the pod, then lets it report them. */
+    const learn = (params: Record<string, unknown>) => {
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64, ...params }), NOOP_SCHEDULING_METRICS);
+      scorer.score(cycle('x'), [served(0, 0)]);
+      const before = scorer.index.capacityOf('a:8000');
+      for (let i = 0; i < 80; i++) route(scorer, `${i}`.padStart(480, '.'), [served(0, 0)], served(0, 0));
+      // The pod finished them: 100 tokens each, 4.8 characters a token.
+      scorer.score(cycle('x'), [served(80, 8000)]);
+      return { before, after: scorer.index.capacityOf('a:8000'), stats: scorer.stats() };
+    };
+
+    it('grows a pod\'s index by the ratio learnt: 100 blocks × 16 tokens × 4.8 characters ÷ 64', () => {
+      const { before, after, stats } = learn({});
+      expect(before).toBe(100); // 4 characters a token until learnt (GIE's averageCharactersPerToken)
+      expect(after).toBe(120);
+      expect(stats.charactersPerToken).toBeCloseTo(4.8, 10);
+    });
+
+    it('keeps GIE\'s 4 with learnCharactersPerToken: false, and without autoTune', () => {
+      expect(learn({ learnCharactersPerToken: false })).toMatchObject({ before: 100, after: 100, stats: { charactersPerToken: 4 } });
+      expect(resolvePluginParameters('prefix-cache-scorer', { autoTune: false, learnCharactersPerToken: true })).toMatchObject({ learnCharactersPerToken: false });
+      expect(() => resolvePluginParameters('prefix-cache-scorer', { learnCharactersPerToken: 'yes' })).toThrow(/learnCharactersPerToken/);
+    });
+
+    it('resizes only when the ratio moves by more than a tenth', () => {
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64 }), NOOP_SCHEDULING_METRICS);
+      scorer.score(cycle('x'), [served(0, 0)]);
+      for (let i = 0; i < 80; i++) route(scorer, `${i}`.padStart(430, '.'), [served(0, 0)], served(0, 0));
+      // 4.3 characters a token: within a tenth of 4.
+      scorer.score(cycle('x'), [served(80, 8000)]);
+      expect(scorer.index.capacityOf('a:8000')).toBe(100);
+      expect(scorer.stats().charactersPerToken).toBe(4);
+    });
+  });
+
   describe('the hashed block size (GIE v1.5.0 approximateprefix/plugin.go GetBlockSize: under autoTune the first candidate\'s vLLM block_size, the configured size only until scraped)', () => {
     /** 16 blocks of 64 distinct characters, so every block size cuts distinct blocks. */
     const prompt = Array.from({ length: 16 }, (_, i) => String.fromCharCode(65 + i).repeat(64)).join('');
@@ -561,6 +602,6 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     route(scorer, 'aaaabbbbcccc', [podA, podB], podA);
     route(scorer, 'aaaabbbbdddd', [podA, podB], podA);
     expect(recorded).toEqual(['match 0/12', 'size 3', 'match 8/12', 'size 4']);
-    expect(scorer.stats()).toEqual({ indexEntries: 4, indexedEndpoints: 1, picks: 2, hitRatio: 2 / 6 });
+    expect(scorer.stats()).toEqual({ indexEntries: 4, indexedEndpoints: 1, picks: 2, hitRatio: 2 / 6, charactersPerToken: 4 });
   });
 });

@@ -92,7 +92,7 @@ describe('parseVllmMetrics', () => {
   it('reads the same as a full parse of the page: the line pre-filter only drops what the parser would skip', () => {
     const wanted = [
       'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
-      VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+      VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, VLLM_LATENCY_METRIC_NAMES.inferenceTime, VLLM_LATENCY_METRIC_NAMES.promptTokens, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
     ];
     const pages = [
       renderVllmMetrics({ engines: [{ waiting: 3, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 }),

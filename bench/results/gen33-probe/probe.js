@@ -182,7 +182,7 @@ async function main() {
     const [base, change] = a.policy.split('#');
     const [param, v] = change.split('=');
     const { validateEndpointPickerConfig } = require(path.join(ROOT, 'epp/dist/config/index.js'));
-    const tweak = (c) => validateEndpointPickerConfig({ ...c, plugins: c.plugins.map((pl) => (pl.type === 'prefix-cache-scorer' ? { ...pl, parameters: { ...pl.parameters, [param]: Number(v) } } : pl)) });
+    const tweak = (c) => validateEndpointPickerConfig({ ...c, plugins: c.plugins.map((pl) => (pl.type === 'prefix-cache-scorer' ? { ...pl, parameters: { ...pl.parameters, [param]: v === 'true' ? true : v === 'false' ? false : Number(v) } } : pl)) });
     policy = { ...routingPolicy(base, { seed, sglang: SGLANG_DEFAULTS }), name: a.policy.replace(/[#=]/g, '_'), configTransform: tweak };
   } else if (a.policy.includes('@')) {
     const [base, change] = a.policy.split('@');

@@ -108,8 +108,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           hashBlockSize: 64,
           // 256 blocks = the first 16 KB of the prompt, where shared system prompts and contexts sit.
           maxPrefixBlocksToMatch: 256,
-          // Each pod's index holds what its vLLM can (num_gpu_blocks × block_size tokens from cache_config_info, about
-          // 4 characters a token), GIE's 31,250 until its first scrape.
+          // Each pod's index holds what its vLLM can (num_gpu_blocks × block_size tokens from cache_config_info, at the
+          // characters per token learnt from the pods' vllm:request_prompt_tokens, 4 until learnt), GIE's 31,250 until
+          // its first scrape.
           autoTune: true,
           lruCapacityPerServer: 31250,
           // ~26 bytes an entry: at most ~200 MiB for the whole index, so 256 pods of any size fit the EPP's 1 GiB

@@ -237,6 +237,12 @@ export const EPP_METRICS = {
     labels: ['outcome'],
     help: 'Requests carrying a session id: outcome="hit" (sent to the bound endpoint), "miss" (new or expired session, bound now) or "repin" (bound endpoint gone or saturated, re-bound).',
   },
+  prefixCharactersPerToken: {
+    name: 'kvroute_epp_prefix_characters_per_token',
+    type: 'gauge',
+    labels: [],
+    help: 'Characters of prompt text per vLLM prompt token that the approximate prefix index sizes pods with: learnt from vllm:request_prompt_tokens, 4 until learnt.',
+  },
   sessionBindings: {
     name: 'kvroute_epp_session_affinity_bindings',
     type: 'gauge',

@@ -60,6 +60,13 @@ export interface EndpointMetrics {
   readonly inferenceCount?: number;
   readonly inferenceSecondsSum?: number;
   /**
+   * `vllm:request_prompt_tokens` `_count`/`_sum`, summed over the pod's engines: finished requests and their prompt
+   * tokens, from which the prefix index learns characters per token (`characters-per-token.ts`). Absent when the page
+   * has no such family.
+   */
+  readonly promptTokensCount?: number;
+  readonly promptTokensSum?: number;
+  /**
    * vLLM engines behind the endpoint's one `/metrics` page (distinct `engine` labels on the load gauges, which are summed
    * over them): more than 1 for a pod whose one port fronts `--data-parallel-size` engines; absent before a page had
    * any load gauge.
@@ -114,6 +121,8 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     firstTokenSecondsSum: m.firstTokenSecondsSum,
     inferenceCount: m.inferenceCount,
     inferenceSecondsSum: m.inferenceSecondsSum,
+    promptTokensCount: m.promptTokensCount,
+    promptTokensSum: m.promptTokensSum,
     engines: m.engines,
     prefixCacheQueryTokens: m.prefixCacheQueryTokens,
     prefixCacheHitTokens: m.prefixCacheHitTokens,
@@ -137,7 +146,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

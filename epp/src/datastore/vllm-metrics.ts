@@ -63,6 +63,9 @@ export interface VllmMetricsReading {
   readonly firstTokenSecondsSum?: number;
   readonly inferenceCount?: number;
   readonly inferenceSecondsSum?: number;
+  /** `vllm:request_prompt_tokens` `_count`/`_sum` (see `EndpointMetrics`), summed over engines. */
+  readonly promptTokensCount?: number;
+  readonly promptTokensSum?: number;
   readonly prefixCacheQueryTokens?: number;
   readonly prefixCacheHitTokens?: number;
   /** Distinct `engine` label values seen on the load gauges (1 when unlabelled). */
@@ -494,6 +497,8 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   if (engines !== undefined) next.engines = engines;
   if (r.inferenceCount !== undefined) next.inferenceCount = r.inferenceCount;
   if (r.inferenceSecondsSum !== undefined) next.inferenceSecondsSum = r.inferenceSecondsSum;
+  if (r.promptTokensCount !== undefined) next.promptTokensCount = r.promptTokensCount;
+  if (r.promptTokensSum !== undefined) next.promptTokensSum = r.promptTokensSum;
   if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;
   if (r.prefixCacheHitTokens !== undefined) next.prefixCacheHitTokens = r.prefixCacheHitTokens;
   const moved = prev.updateTime <= 0 || next.waitingQueueSize !== prev.waitingQueueSize || next.runningQueueSize !== prev.runningQueueSize
@@ -605,6 +610,11 @@ export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
   timeToFirstToken: 'vllm:time_to_first_token_seconds',
   /** Seconds each finished request spent RUNNING (`FinishedRequestStats.inference_time`, vllm/v1/metrics/stats.py). */
   inferenceTime: 'vllm:request_inference_time_seconds',
+  /**
+   * Prompt tokens of each finished request (`FinishedRequestStats.num_prompt_tokens`): the prefix index's characters per
+   * token (`characters-per-token.ts`), not the latency model, reads it.
+   */
+  promptTokens: 'vllm:request_prompt_tokens',
   prefixCache: Object.freeze([
     Object.freeze({ queries: 'vllm:prefix_cache_queries_total', hits: 'vllm:prefix_cache_hits_total' }),
     Object.freeze({ queries: 'vllm:gpu_prefix_cache_queries_total', hits: 'vllm:gpu_prefix_cache_hits_total' }),
@@ -614,10 +624,11 @@ export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
 const LATENCY_FAMILIES: readonly string[] = [
   VLLM_LATENCY_METRIC_NAMES.timeToFirstToken,
   VLLM_LATENCY_METRIC_NAMES.inferenceTime,
+  VLLM_LATENCY_METRIC_NAMES.promptTokens,
   ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
 ];
 
-type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'inferenceCount' | 'inferenceSecondsSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
+type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'inferenceCount' | 'inferenceSecondsSum' | 'promptTokensCount' | 'promptTokensSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
 
 /** A histogram family's `_count` and `_sum` summed over the series `keep` accepts; undefined when there are none. */
 function histogramTotals(family: MetricFamily | undefined, keep: (labels: Readonly<Record<string, string>>) => boolean): { count: number; sum: number } | undefined {
@@ -640,6 +651,11 @@ function extractLatencyCounters(families: ReadonlyMap<string, MetricFamily>, mod
   if (inference !== undefined) {
     out.inferenceCount = inference.count;
     out.inferenceSecondsSum = inference.sum;
+  }
+  const prompts = histogramTotals(families.get(VLLM_LATENCY_METRIC_NAMES.promptTokens), forModel);
+  if (prompts !== undefined) {
+    out.promptTokensCount = prompts.count;
+    out.promptTokensSum = prompts.sum;
   }
   for (const pair of VLLM_LATENCY_METRIC_NAMES.prefixCache) {
     const queries = selectSeries(families.get(pair.queries), { name: pair.queries }, modelName);

@@ -52,6 +52,8 @@ export interface SchedulingMetrics {
   countSaturationExclusion(reason: SaturationExclusionReason): void;
   /** Block hashes held by the prefix index, summed over endpoints. */
   setPrefixIndexerSize(entries: number): void;
+  /** Characters per token the approximate index's capacities are computed with (`learnCharactersPerToken`). */
+  setPrefixCharactersPerToken(charactersPerToken: number): void;
   /** The prefix matched on the chosen endpoint, in characters, against the hashed part of the prompt. */
   observePrefixMatch(matchedCharacters: number, totalCharacters: number): void;
   /** KV events of a pod by outcome (`received`, `applied`, `skipped_*`, `dropped_*`). */
@@ -79,6 +81,7 @@ export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
   countSessionToken: ignore,
   countSaturationExclusion: ignore,
   setPrefixIndexerSize: ignore,
+  setPrefixCharactersPerToken: ignore,
   observePrefixMatch: ignore,
   countKvEvents: ignore,
   countKvEventGap: ignore,

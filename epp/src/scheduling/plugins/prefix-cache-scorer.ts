@@ -14,6 +14,7 @@ import {
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 import { LazyLengths, publishPrefixMatch } from '../prefix-match';
+import { CharactersPerTokenEstimate } from './characters-per-token';
 import { hashPromptBlocks, hashTailProbes } from './prefix-hash';
 import { PrefixBlockIndex, type PrefixMatches } from './prefix-index';
 
@@ -65,6 +66,15 @@ export interface PrefixCacheScorerParameters {
    */
   capacityFactor?: number;
   /**
+   * With `autoTune`, turn a pod's KV capacity in tokens into characters at the ratio its prompts really have: the mean
+   * prompt length in characters of the requests routed over the mean prompt tokens of the requests the pods finished
+   * (`vllm:request_prompt_tokens`), once both count 16 requests; 4 (GIE's `averageCharactersPerToken`) until then or
+   * when `false`. Capacities follow the ratio when it moves by more than a tenth. kvroute's addition
+   * (`characters-per-token.ts`).
+   * @default true
+   */
+  learnCharactersPerToken?: boolean;
+  /**
    * Block hashes remembered per endpoint (LRU) until its KV capacity is scraped, or always without `autoTune`.
    * 31,250 ≈ (80 GB − 16 GB of weights) / 128 KB of KV per token ≈ 500k tokens ≈ 2M characters ÷ 64 (GIE's sizing).
    * @default 31250
@@ -112,6 +122,8 @@ export interface PrefixCacheStats {
   readonly picks: number;
   /** Blocks of picked requests already held by the picked endpoint ÷ blocks hashed. */
   readonly hitRatio: number;
+  /** Characters per token the capacities are computed with (`learnCharactersPerToken`; 4 until learnt). */
+  readonly charactersPerToken: number;
 }
 
 /**
@@ -132,10 +144,13 @@ const DEFAULT_VLLM_BLOCK_SIZE = 16;
  * Index entries a pod's KV cache corresponds to: its `num_gpu_blocks` × `block_size` tokens, in blocks of
  * `hashBlockSize` characters. With the defaults (16-token blocks, 64-character blocks) one entry per KV block.
  */
-export function indexCapacityFor(numGpuBlocks: number, blockSizeTokens: number | undefined, hashBlockSize: number): number {
+export function indexCapacityFor(numGpuBlocks: number, blockSizeTokens: number | undefined, hashBlockSize: number, charactersPerToken = CHARACTERS_PER_TOKEN): number {
   const tokens = numGpuBlocks * (blockSizeTokens ?? DEFAULT_VLLM_BLOCK_SIZE);
-  return Math.ceil((tokens * CHARACTERS_PER_TOKEN) / hashBlockSize);
+  return Math.ceil((tokens * charactersPerToken) / hashBlockSize);
 }
+
+/** How far the learnt characters per token moves from the one the capacities were computed with before they follow. */
+const CHARACTERS_PER_TOKEN_RESIZE = 0.1;
 
 /**
  * `prefix-cache-scorer` in `estimate` mode: scores each candidate by the share of the prompt's leading blocks it is
@@ -156,6 +171,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   private pickedHits = 0;
   /** The `num_gpu_blocks` and `block_size` each endpoint's capacity was last computed from. */
   private readonly sizedFrom = new Map<string, { numGpuBlocks: number; blockSize: number | undefined }>();
+  /** Characters per token learnt from the pods (`learnCharactersPerToken`), and the value capacities were computed with. */
+  private readonly charactersPerToken = new CharactersPerTokenEstimate();
+  private sizedAtCharactersPerToken = CHARACTERS_PER_TOKEN;
   private budgetBinding = false;
   /** The snapshot learnt from at each candidate position in the last cycle (see `score`); cleared on pool changes. */
   private learntFrom: (EndpointSnapshot | undefined)[] = [];
@@ -178,6 +196,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       defaultCapacityPerEndpoint: parameters.lruCapacityPerServer,
       maxEntries: parameters.maxIndexEntries,
     });
+    if (parameters.learnCharactersPerToken) metrics.setPrefixCharactersPerToken(CHARACTERS_PER_TOKEN);
   }
 
   addEndpoint(endpoint: Endpoint): void {
@@ -307,6 +326,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.growLocated(index.idLimit);
     const round = ++this.locateRound;
     const autoTune = this.parameters.autoTune;
+    const learnRatio = this.parameters.learnCharactersPerToken;
     const seen = this.learntFrom;
     const owners = this.idOwners;
     const ids = this.ids;
@@ -316,6 +336,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       const endpoint = candidate.endpoint;
       if (autoTune && seen[i] !== candidate) {
         seen[i] = candidate;
+        if (learnRatio) this.charactersPerToken.observePod(endpoint.key, candidate.metrics.promptTokensCount, candidate.metrics.promptTokensSum);
         // Learning may add the endpoint to the index (a new id): look its id up again below.
         if (this.learnCapacity(candidate)) owners[i] = undefined;
       }
@@ -332,6 +353,8 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       this.positions[id] = i;
     }
     this.idsVersion = index.endpointsVersion;
+    // After this round's readings: a pod that just reported its finished requests counts for this request's sizes.
+    if (learnRatio) this.followCharactersPerToken();
     return unique ? this.positions : undefined;
   }
 
@@ -359,12 +382,14 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize);
     this.index.record(target.endpoint.key, match.blocks);
     this.metrics.setPrefixIndexerSize(this.index.size);
+    if (this.parameters.learnCharactersPerToken) this.charactersPerToken.recordRouted(cycle.request.prompt.length);
   }
 
   removeEndpoint(endpointKey: string): void {
     this.learntFrom = [];
     this.index.removeEndpoint(endpointKey);
     this.sizedFrom.delete(endpointKey);
+    this.charactersPerToken.forget(endpointKey);
     this.afterCapacityChange();
   }
 
@@ -374,6 +399,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       indexedEndpoints: this.index.endpointCount,
       picks: this.picks,
       hitRatio: this.pickedBlocks === 0 ? 0 : this.pickedHits / this.pickedBlocks,
+      charactersPerToken: this.sizedAtCharactersPerToken,
     };
   }
 
@@ -389,13 +415,37 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return false;
     this.sizedFrom.set(key, { numGpuBlocks, blockSize });
     // Tuned, the pod's blocks are hashed at its own block size: one entry a KV block, as GIE's makeserver sizes it.
-    const entries = Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize)) * this.parameters.capacityFactor);
+    const entries = this.entriesFor(numGpuBlocks, blockSize);
     this.index.setCapacity(key, entries);
     this.logger.debug('prefix index sized from the pod\'s KV capacity', {
       endpoint: key, numGpuBlocks, blockSize, entries, capacity: this.index.capacityOf(key),
     });
     this.afterCapacityChange();
     return true;
+  }
+
+  /** Index entries for a pod of `numGpuBlocks` blocks of `blockSize` tokens, at the current characters per token. */
+  private entriesFor(numGpuBlocks: number, blockSize: number | undefined): number {
+    const charactersPerToken = this.sizedAtCharactersPerToken;
+    return Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize), charactersPerToken) * this.parameters.capacityFactor);
+  }
+
+  /**
+   * Resizes every sized pod's index when the learnt characters per token has moved by more than a tenth from the
+   * value they were sized with: a steady workload's ratio wanders by a few percent, and each resize that shrinks drops
+   * entries.
+   */
+  private followCharactersPerToken(): void {
+    const learnt = this.charactersPerToken.value();
+    const was = this.sizedAtCharactersPerToken;
+    if (Math.abs(learnt - was) <= was * CHARACTERS_PER_TOKEN_RESIZE) return;
+    this.sizedAtCharactersPerToken = learnt;
+    this.metrics.setPrefixCharactersPerToken(learnt);
+    for (const [key, { numGpuBlocks, blockSize }] of this.sizedFrom) this.index.setCapacity(key, this.entriesFor(numGpuBlocks, blockSize));
+    this.logger.info('prefix index resized to the prompts\' characters per token', {
+      charactersPerToken: Number(learnt.toFixed(3)), was: Number(was.toFixed(3)), ...this.charactersPerToken.stats(), endpoints: this.sizedFrom.size,
+    });
+    this.afterCapacityChange();
   }
 
   private afterCapacityChange(): void {
@@ -445,6 +495,7 @@ export const prefixCacheScorer = definePlugin({
     // Read whatever autoTune says, so a rendered config (which states it) loads again.
     const tuneBlockSize = fields.boolean('tuneBlockSize', !present('hashBlockSize'));
     const capacityFactor = fields.number('capacityFactor', 1, 1, 64);
+    const learnCharactersPerToken = fields.boolean('learnCharactersPerToken', true);
     // Without autoTune every pod keeps lruCapacityPerServer: a factor would be ignored without a word.
     if (!autoTune && capacityFactor !== 1) {
       throw new ConfigError(fields.fieldPath('capacityFactor'), `multiplies the sizes autoTune learns; with autoTune: false give lruCapacityPerServer instead (got ${capacityFactor})`);
@@ -458,6 +509,8 @@ export const prefixCacheScorer = definePlugin({
       tuneBlockSize: autoTune && tuneBlockSize,
       autoTune,
       capacityFactor,
+      // Like tuneBlockSize: read either way, in force only with autoTune (the capacities it scales are autoTune's).
+      learnCharactersPerToken: autoTune && learnCharactersPerToken,
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
     };
