@@ -1,9 +1,10 @@
 /**
  * The approximate prefix index learning characters per token from a real (simulated) vLLM: the built simulator with
- * Qwen3's tokenizer and chat template, the EPP with kvroute's default config and the gateway, as separate processes.
- * The EPP may only divide what it routed by what the pod's `vllm:request_prompt_tokens` says it served, so its
- * ratio must agree with the one the responses' own `usage.prompt_tokens` give (the test's reference; the EPP never
- * sees response bodies with the default `responseBodyMode: none`).
+ * Qwen3's tokenizer and chat template, the EPP with kvroute's default config (which learns and publishes the ratio;
+ * `learnCharactersPerToken` would size the index with it) and the gateway, as separate processes. The EPP may only
+ * divide what it routed by what the pod's `vllm:request_prompt_tokens` says it served, so its ratio must agree with
+ * the one the responses' own `usage.prompt_tokens` give (the test's reference; the EPP never sees response bodies
+ * with the default `responseBodyMode: none`).
  */
 import * as fs from 'fs';
 import * as http from 'http';
@@ -65,13 +66,13 @@ async function gauge(port: number, name: string): Promise<number | undefined> {
         tokens += r.json.usage!.prompt_tokens!;
       }
       const reference = characters / tokens;
-      expect(reference).toBeGreaterThan(4.4); // far enough from 4 that the index is resized (by more than a tenth)
-      // The pod's counters reach the EPP with its next scrapes; the index resizes on the next request after them.
+      expect(reference).toBeGreaterThan(4.4); // far from GIE's 4
+      // The pod's counters reach the EPP with its next scrapes; the gauge moves on the next request after them.
       await waitFor(async () => {
         const body = JSON.stringify({ model: DEFAULT_SIM.model, messages: [{ role: 'user', content: 'ping' }], max_tokens: 1 });
         expect((await post(`${stack.gatewayUrl}/v1/chat/completions`, body)).status).toBe(200);
         return (await cpt()) !== 4;
-      }, 'the EPP resizing its index to the learnt ratio', { limitMs: 20_000 });
+      }, 'the EPP publishing the learnt ratio', { limitMs: 20_000 });
       const learnt = (await cpt())!;
       // The ping requests (short, counted on both sides) move the means a little.
       expect(Math.abs(learnt - reference) / reference).toBeLessThan(0.02);

@@ -58,7 +58,7 @@ schedulingProfiles:
             tuneBlockSize: true,
             autoTune: true,
             capacityFactor: 1,
-            learnCharactersPerToken: true,
+            learnCharactersPerToken: false,
             lruCapacityPerServer: 31250,
             maxIndexEntries: 8_000_000,
           },
@@ -605,7 +605,7 @@ describe('defaultEndpointPickerConfig', () => {
       tuneBlockSize: false,
       autoTune: true,
       capacityFactor: 1,
-      learnCharactersPerToken: true,
+      learnCharactersPerToken: false,
       lruCapacityPerServer: 31250,
       maxIndexEntries: 8_000_000,
     });

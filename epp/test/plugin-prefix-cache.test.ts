@@ -486,21 +486,32 @@ describe('prefix-cache-scorer (estimate mode)', () => {
       return { before, after: scorer.index.capacityOf('a:8000'), stats: scorer.stats() };
     };
 
-    it('grows a pod\'s index by the ratio learnt: 100 blocks × 16 tokens × 4.8 characters ÷ 64', () => {
-      const { before, after, stats } = learn({});
+    it('with learnCharactersPerToken, grows a pod\'s index by the ratio learnt: 100 blocks × 16 tokens × 4.8 characters ÷ 64', () => {
+      const { before, after, stats } = learn({ learnCharactersPerToken: true });
       expect(before).toBe(100); // 4 characters a token until learnt (GIE's averageCharactersPerToken)
       expect(after).toBe(120);
       expect(stats.charactersPerToken).toBeCloseTo(4.8, 10);
+      expect(stats.learntCharactersPerToken).toBeCloseTo(4.8, 10);
     });
 
-    it('keeps GIE\'s 4 with learnCharactersPerToken: false, and without autoTune', () => {
+    it('by default (and with false) learns and publishes the ratio but sizes at GIE\'s 4; without autoTune neither', () => {
+      const published: number[] = [];
+      const metrics: SchedulingMetrics = { ...NOOP_SCHEDULING_METRICS, setPrefixCharactersPerToken: (v) => published.push(v) };
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64 }), metrics);
+      scorer.score(cycle('x'), [served(0, 0)]);
+      for (let i = 0; i < 80; i++) route(scorer, `${i}`.padStart(480, '.'), [served(0, 0)], served(0, 0));
+      scorer.score(cycle('x'), [served(80, 8000)]);
+      expect(scorer.index.capacityOf('a:8000')).toBe(100);
+      expect(scorer.stats()).toMatchObject({ charactersPerToken: 4 });
+      expect(scorer.stats().learntCharactersPerToken).toBeCloseTo(4.8, 10);
+      expect(published).toEqual([4, 4.8]);
       expect(learn({ learnCharactersPerToken: false })).toMatchObject({ before: 100, after: 100, stats: { charactersPerToken: 4 } });
       expect(resolvePluginParameters('prefix-cache-scorer', { autoTune: false, learnCharactersPerToken: true })).toMatchObject({ learnCharactersPerToken: false });
       expect(() => resolvePluginParameters('prefix-cache-scorer', { learnCharactersPerToken: 'yes' })).toThrow(/learnCharactersPerToken/);
     });
 
     it('resizes only when the ratio moves by more than a tenth', () => {
-      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64 }), NOOP_SCHEDULING_METRICS);
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64, learnCharactersPerToken: true }), NOOP_SCHEDULING_METRICS);
       scorer.score(cycle('x'), [served(0, 0)]);
       for (let i = 0; i < 80; i++) route(scorer, `${i}`.padStart(430, '.'), [served(0, 0)], served(0, 0));
       // 4.3 characters a token: within a tenth of 4.
@@ -602,6 +613,6 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     route(scorer, 'aaaabbbbcccc', [podA, podB], podA);
     route(scorer, 'aaaabbbbdddd', [podA, podB], podA);
     expect(recorded).toEqual(['match 0/12', 'size 3', 'match 8/12', 'size 4']);
-    expect(scorer.stats()).toEqual({ indexEntries: 4, indexedEndpoints: 1, picks: 2, hitRatio: 2 / 6, charactersPerToken: 4 });
+    expect(scorer.stats()).toEqual({ indexEntries: 4, indexedEndpoints: 1, picks: 2, hitRatio: 2 / 6, charactersPerToken: 4, learntCharactersPerToken: 4 });
   });
 });

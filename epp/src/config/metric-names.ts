@@ -241,7 +241,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_prefix_characters_per_token',
     type: 'gauge',
     labels: [],
-    help: 'Characters of prompt text per vLLM prompt token that the approximate prefix index sizes pods with: learnt from vllm:request_prompt_tokens, 4 until learnt.',
+    help: 'Characters of prompt text per vLLM prompt token, learnt from the requests routed and the pods\' vllm:request_prompt_tokens (4 until learnt); the approximate prefix index sizes pods with it when learnCharactersPerToken is set, else with 4.',
   },
   sessionBindings: {
     name: 'kvroute_epp_session_affinity_bindings',

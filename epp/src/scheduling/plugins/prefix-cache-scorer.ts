@@ -69,9 +69,11 @@ export interface PrefixCacheScorerParameters {
    * With `autoTune`, turn a pod's KV capacity in tokens into characters at the ratio its prompts really have: the mean
    * prompt length in characters of the requests routed over the mean prompt tokens of the requests the pods finished
    * (`vllm:request_prompt_tokens`), once both count 16 requests; 4 (GIE's `averageCharactersPerToken`) until then or
-   * when `false`. Capacities follow the ratio when it moves by more than a tenth. kvroute's addition
-   * (`characters-per-token.ts`).
-   * @default true
+   * when `false`. Capacities follow the ratio when it moves by more than a tenth. Learnt and published
+   * (`kvroute_epp_prefix_characters_per_token`) under `autoTune` either way; off by default because the larger index
+   * it gives English text (≈4.9 characters a token) won hit rate at 60% load and lost it at 80% on the load ladder's
+   * shared-prefix × constrained cells (bench/README.md, "Session 34"). kvroute's addition (`characters-per-token.ts`).
+   * @default false
    */
   learnCharactersPerToken?: boolean;
   /**
@@ -122,8 +124,10 @@ export interface PrefixCacheStats {
   readonly picks: number;
   /** Blocks of picked requests already held by the picked endpoint ÷ blocks hashed. */
   readonly hitRatio: number;
-  /** Characters per token the capacities are computed with (`learnCharactersPerToken`; 4 until learnt). */
+  /** Characters per token the capacities are computed with (`learnCharactersPerToken`; else 4). */
   readonly charactersPerToken: number;
+  /** Characters per token learnt from the pods (`autoTune`; 4 until learnt), whether or not capacities use it. */
+  readonly learntCharactersPerToken: number;
 }
 
 /**
@@ -171,8 +175,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   private pickedHits = 0;
   /** The `num_gpu_blocks` and `block_size` each endpoint's capacity was last computed from. */
   private readonly sizedFrom = new Map<string, { numGpuBlocks: number; blockSize: number | undefined }>();
-  /** Characters per token learnt from the pods (`learnCharactersPerToken`), and the value capacities were computed with. */
+  /** Characters per token learnt from the pods (under `autoTune`), the value published, and the one capacities use. */
   private readonly charactersPerToken = new CharactersPerTokenEstimate();
+  private publishedCharactersPerToken = CHARACTERS_PER_TOKEN;
   private sizedAtCharactersPerToken = CHARACTERS_PER_TOKEN;
   private budgetBinding = false;
   /** The snapshot learnt from at each candidate position in the last cycle (see `score`); cleared on pool changes. */
@@ -196,7 +201,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       defaultCapacityPerEndpoint: parameters.lruCapacityPerServer,
       maxEntries: parameters.maxIndexEntries,
     });
-    if (parameters.learnCharactersPerToken) metrics.setPrefixCharactersPerToken(CHARACTERS_PER_TOKEN);
+    if (parameters.autoTune) metrics.setPrefixCharactersPerToken(CHARACTERS_PER_TOKEN);
   }
 
   addEndpoint(endpoint: Endpoint): void {
@@ -326,7 +331,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.growLocated(index.idLimit);
     const round = ++this.locateRound;
     const autoTune = this.parameters.autoTune;
-    const learnRatio = this.parameters.learnCharactersPerToken;
+    const learnRatio = autoTune;
     const seen = this.learntFrom;
     const owners = this.idOwners;
     const ids = this.ids;
@@ -354,7 +359,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     }
     this.idsVersion = index.endpointsVersion;
     // After this round's readings: a pod that just reported its finished requests counts for this request's sizes.
-    if (learnRatio) this.followCharactersPerToken();
+    if (learnRatio) this.followCharactersPerToken(this.charactersPerToken.value());
     return unique ? this.positions : undefined;
   }
 
@@ -382,7 +387,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize);
     this.index.record(target.endpoint.key, match.blocks);
     this.metrics.setPrefixIndexerSize(this.index.size);
-    if (this.parameters.learnCharactersPerToken) this.charactersPerToken.recordRouted(cycle.request.prompt.length);
+    if (this.parameters.autoTune) this.charactersPerToken.recordRouted(cycle.request.prompt.length);
   }
 
   removeEndpoint(endpointKey: string): void {
@@ -400,6 +405,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       picks: this.picks,
       hitRatio: this.pickedBlocks === 0 ? 0 : this.pickedHits / this.pickedBlocks,
       charactersPerToken: this.sizedAtCharactersPerToken,
+      learntCharactersPerToken: this.charactersPerToken.value(),
     };
   }
 
@@ -431,16 +437,19 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   }
 
   /**
-   * Resizes every sized pod's index when the learnt characters per token has moved by more than a tenth from the
-   * value they were sized with: a steady workload's ratio wanders by a few percent, and each resize that shrinks drops
-   * entries.
+   * Publishes the learnt characters per token when it moved by a hundredth, and with `learnCharactersPerToken`
+   * resizes every sized pod's index when it moved by more than a tenth from the value they were sized with: a steady
+   * workload's ratio wanders by a few percent, and each resize that shrinks drops entries.
    */
-  private followCharactersPerToken(): void {
-    const learnt = this.charactersPerToken.value();
+  private followCharactersPerToken(learnt: number): void {
+    if (Math.abs(learnt - this.publishedCharactersPerToken) >= 0.01) {
+      this.publishedCharactersPerToken = learnt;
+      this.metrics.setPrefixCharactersPerToken(learnt);
+    }
+    if (!this.parameters.learnCharactersPerToken) return;
     const was = this.sizedAtCharactersPerToken;
     if (Math.abs(learnt - was) <= was * CHARACTERS_PER_TOKEN_RESIZE) return;
     this.sizedAtCharactersPerToken = learnt;
-    this.metrics.setPrefixCharactersPerToken(learnt);
     for (const [key, { numGpuBlocks, blockSize }] of this.sizedFrom) this.index.setCapacity(key, this.entriesFor(numGpuBlocks, blockSize));
     this.logger.info('prefix index resized to the prompts\' characters per token', {
       charactersPerToken: Number(learnt.toFixed(3)), was: Number(was.toFixed(3)), ...this.charactersPerToken.stats(), endpoints: this.sizedFrom.size,
@@ -495,7 +504,7 @@ export const prefixCacheScorer = definePlugin({
     // Read whatever autoTune says, so a rendered config (which states it) loads again.
     const tuneBlockSize = fields.boolean('tuneBlockSize', !present('hashBlockSize'));
     const capacityFactor = fields.number('capacityFactor', 1, 1, 64);
-    const learnCharactersPerToken = fields.boolean('learnCharactersPerToken', true);
+    const learnCharactersPerToken = fields.boolean('learnCharactersPerToken', false);
     // Without autoTune every pod keeps lruCapacityPerServer: a factor would be ignored without a word.
     if (!autoTune && capacityFactor !== 1) {
       throw new ConfigError(fields.fieldPath('capacityFactor'), `multiplies the sizes autoTune learns; with autoTune: false give lruCapacityPerServer instead (got ${capacityFactor})`);
