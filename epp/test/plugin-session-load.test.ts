@@ -126,6 +126,89 @@ describe('session-load-scorer', () => {
     expect(returning.send(firstTurn(100), 'new')).not.toBe(home);
   });
 
+  describe('the share of sessions that come back, learnt (a single-request session weighs it)', () => {
+    const SECOND = 1000;
+
+    it('ids that never come back stop weighing once judged lapsed: new sessions follow the prefix again, even at weight 16', () => {
+      const placeNewSessions = (wait: number) => {
+        const pool = new Pool(withSessionLoad(16));
+        // 64 one-question users with prompts of their own, spread over the pods.
+        const first = Array.from({ length: 64 }, (_, i) => pool.send(`question ${i}: ${'unrelated words '.repeat(10 + i)}`, `u${i}`));
+        expect([...pool.scorer.liveSessions().values()].reduce((a, b) => a + b, 0)).toBe(64);
+        expect(new Set(first).size).toBe(4);
+        pool.now += wait;
+        // Then eight more sharing a system prompt.
+        const placed = Array.from({ length: 8 }, (_, i) => pool.send(firstTurn(i), `v${i}`));
+        return { placed: new Set(placed).size, stats: pool.scorer.returnStats(), share: pool.scorer.returnShare() };
+      };
+      // At once, nothing is known: every session weighs 1 and they spread like conversations.
+      const unknown = placeNewSessions(0);
+      expect(unknown).toMatchObject({ stats: { returned: 0, lapsed: 0, dueMs: 5 * SECOND }, share: 1 });
+      expect(unknown.placed).toBeGreaterThanOrEqual(3);
+      // Five seconds on (the least due time) none came back: the share falls to 16 / 80 and the prefix keeps them together.
+      const judged = placeNewSessions(5 * SECOND);
+      expect(judged).toMatchObject({ placed: 1, stats: { returned: 0, lapsed: 64, dueMs: 5 * SECOND } });
+      expect(judged.share).toBeCloseTo(16 / 80, 10);
+    });
+
+    it('the share starts from 16 returns: a few conversations lapsing before their first think time is learnt leave it high', () => {
+      const pool = new Pool(withSessionLoad(4));
+      for (let i = 0; i < 6; i++) pool.send(firstTurn(i), `s${i}`);
+      pool.now += 6 * SECOND;
+      pool.send(firstTurn(9), 'x');
+      expect(pool.scorer.returnStats()).toMatchObject({ lapsed: 6 });
+      expect(pool.scorer.returnShare()).toBeCloseTo(16 / 22, 10);
+    });
+
+    it('sessions that come back keep the share at 1, and spread new sessions as before', () => {
+      const pool = new Pool(withSessionLoad(16));
+      const home = Array.from({ length: 4 }, (_, i) => pool.send(firstTurn(i), `s${i}`));
+      pool.now += 2 * SECOND;
+      for (let i = 0; i < 4; i++) expect(pool.send(`${firstTurn(i)}\nassistant: a\nuser: b`, `s${i}`)).toBe(home[i]);
+      pool.now += 10 * SECOND;
+      const later = Array.from({ length: 4 }, (_, i) => pool.send(firstTurn(10 + i), `t${i}`));
+      expect(pool.scorer.returnStats()).toEqual({ returned: 4, lapsed: 0, dueMs: 5 * SECOND });
+      expect(pool.scorer.returnShare()).toBe(1);
+      expect(new Set(later).size).toBe(4);
+    });
+
+    it('a session judged lapsed that comes back late counts as returned, and long gaps lengthen the due time (2 × p90, at most liveWindow)', () => {
+      const pool = new Pool(withSessionLoad(4, { liveWindow: '2m' }));
+      for (let i = 0; i < 4; i++) pool.send(firstTurn(i), `s${i}`);
+      pool.now += 6 * SECOND;
+      pool.send(firstTurn(9), 'x'); // judges s0..s3
+      expect(pool.scorer.returnStats()).toMatchObject({ returned: 0, lapsed: 4 });
+      // Users thinking for 40 s: each comes back, un-lapsed (x, judged at the first of them, stays lapsed).
+      pool.now += 34 * SECOND;
+      for (let i = 0; i < 4; i++) pool.send(`${firstTurn(i)}\nassistant: a\nuser: b`, `s${i}`);
+      expect(pool.scorer.returnStats()).toEqual({ returned: 4, lapsed: 1, dueMs: 80 * SECOND });
+      // y is not judged before it is 80 s old.
+      pool.send(firstTurn(10), 'y');
+      pool.now += 79 * SECOND;
+      pool.send(firstTurn(11), 'z');
+      expect(pool.scorer.returnStats()).toMatchObject({ lapsed: 1 });
+      pool.now += 1 * SECOND;
+      pool.send(firstTurn(12), 'zz');
+      expect(pool.scorer.returnStats()).toMatchObject({ lapsed: 2 });
+      // Gaps past liveWindow / 2 put the due time at liveWindow.
+      for (let i = 0; i < 8; i++) pool.send(firstTurn(20 + i), `w${i}`);
+      pool.now += 100 * SECOND;
+      for (let i = 0; i < 8; i++) pool.send(`${firstTurn(20 + i)}\nassistant: a\nuser: b`, `w${i}`);
+      expect(pool.scorer.returnStats().dueMs).toBe(2 * MINUTE);
+    });
+
+    it('a flood of unique ids keeps the queue of requests to judge bounded by the session capacity', () => {
+      const pool = new Pool(withSessionLoad(4, { capacity: 100 }));
+      for (let i = 0; i < 5000; i++) pool.send('x', `flood${i}`);
+      const queued = (pool.scorer as unknown as { firstRequests: unknown[]; firstHead: number });
+      expect(queued.firstRequests.length - queued.firstHead).toBeLessThanOrEqual(200);
+      pool.now += 5 * SECOND;
+      pool.send('x', 'last');
+      // Only the 100 sessions still tracked were judged; the forgotten ones count neither way.
+      expect(pool.scorer.returnStats().lapsed).toBe(100);
+    });
+  });
+
   describe('in the default config (session 31: weight 4, minRequests 1)', () => {
     /**
      * Conversations that share one system prompt start one after another, and each comes back for a second turn

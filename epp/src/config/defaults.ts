@@ -124,10 +124,11 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
       { type: 'kv-cache-utilization-scorer' },
       { type: 'active-request-scorer' },
       LATENCY_SCORER,
-      // Counts a session on its pod from its first request: every live session will come back (issue 9). From the
-      // second (`minRequests: 2`) one-request session ids would weigh nothing, but conversations that start close
-      // together are then placed before any has come back: on gen29's long chats that stacked them in two runs of
-      // three (three of four with precise).
+      // Counts a session on its pod from its first request: every live session will come back (issue 9), a session of
+      // one request so far at the learnt share of sessions that do (1 until ids are seen not to return). From the
+      // second (`minRequests: 2`) one-request session ids would weigh nothing from the start, but conversations that
+      // start close together are then placed before any has come back: on gen29's long chats that stacked them in two
+      // runs of three (three of four with precise).
       { type: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536, minRequests: 1 } },
       { type: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
     ],
@@ -180,7 +181,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // (hit rate 69-85%, TTFT p90 0.46-2.33 s over three seeds); with it 3 a pod in every run (93.7%, p90
           // 97-129 ms). On the load ladder's interactive workload hit rates were equal and p90 had no clear direction
           // over two seeds; on shared-prefix, whose requests each carry a session id of their own, the hit rate fell
-          // 1.1 points on average over the ample cells, 2.5 in one seed's mean (bench/README.md, "Session 31").
+          // 1.1 points on average over the ample cells, 2.5 in one seed's mean (bench/README.md, "Session 31"); since
+          // session 34 such ids stop weighing once seen not to return, seconds into the traffic (the ladder's cells are
+          // over before that). At 16 agents on tight KV spread (p90 −70%) but shared-prefix lost 2-7 hit points.
           { pluginRef: 'session-load-scorer', weight: 4 },
           { pluginRef: 'max-score-picker' },
         ],

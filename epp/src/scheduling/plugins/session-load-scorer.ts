@@ -21,9 +21,9 @@ export interface SessionLoadScorerParameters {
   capacity?: number;
   /**
    * Requests a session must have sent before it counts on its pod. 1 (the default) counts every session from its
-   * first request. 2 counts only sessions that came back: traffic whose session ids name single requests (each user of
-   * a shared-prefix set, one question each) then weighs nothing, and prefix locality places it, while conversations
-   * that do return count from their second turn.
+   * first request, a session of one request so far at the learnt share of sessions that come back (so traffic whose
+   * session ids name single requests stops weighing within seconds). 2 counts only sessions that came back, from the
+   * start: a burst of new conversations is then placed before any of them counts.
    * @default 1
    */
   minRequests?: number;
@@ -32,20 +32,54 @@ export interface SessionLoadScorerParameters {
 interface Tracked {
   readonly endpoint: string;
   readonly lastSeen: number;
+  /** When the session's first request (while tracked) was picked. */
+  readonly firstSeen: number;
   /** Requests the session sent while tracked. */
   readonly requests: number;
+  /** Counted as not coming back: a single request, `dueMs` old. */
+  lapsed: boolean;
 }
+
+/** A first request waiting to be judged: back within the due time, or lapsed. */
+interface FirstRequest {
+  readonly key: string;
+  readonly tracked: Tracked;
+}
+
+/** Sessions judged (returned + lapsed) before both counts are halved, so the share follows a change of traffic. */
+const RETURN_SHARE_WINDOW = 4096;
+/**
+ * Returns the share starts from, as if seen: 16 keeps the share above ~0.6 while the first few conversations of a fresh
+ * EPP lapse before their users' first think time has been learnt, and still takes it under 0.1 once ~150 ids have not
+ * come back (seconds of shared-prefix traffic with an id per request).
+ */
+const PRIOR_RETURNS = 16;
+/** First-to-second-request gaps kept for the due time. */
+const GAP_SAMPLES = 64;
+/**
+ * A single-request session counts as lapsed this long after its request at the least: the gap between an agent's
+ * steps or a chat's turns is seconds (a response, then a think time); a shared-prefix set's users never come back.
+ */
+const MIN_DUE_MS = 5_000;
 
 /**
  * `session-load-scorer` (kvroute, issue 9): places a session's first request knowing how many live sessions each pod
  * already carries, not only where this one request's prefix is cached. Each live session will send its next turns to
  * the same pod (hard affinity), so a pod's live sessions are its future queue.
  *
- * Scores `(max − live) / max` of the live sessions per candidate (1 everywhere when none has any), for a request that
- * carries a session id this scorer has no live record of: a new session, one idle past `liveWindow`, or one re-pinned
- * because its pod left or saturated. Every other request gets the same score on every candidate (1), so it changes
- * nothing: sessionless requests follow prefix and load, and a bound session is already narrowed to its pod by the
- * session-affinity filter. Live sessions are learned from the picks (post-cycle), per EPP replica.
+ * Scores `1 − live / max` per candidate (1 everywhere when none has any), for a request that carries a session id this
+ * scorer has no live record of: a new session, one idle past `liveWindow`, or one re-pinned because its pod left or
+ * saturated. `max` is the most sessions any candidate carries; `live` counts a candidate's sessions that came back (a
+ * second request) at 1 and those of a single request so far at the share of sessions that come back, learnt: a
+ * single-request session is judged lapsed when twice the 90th percentile of the recent first-to-second-request gaps
+ * (at least 5 s, at most `liveWindow`) passes without a second, the share starting from 16 returns as if seen. Until
+ * one lapses the share is 1 and the score
+ * `(max − live) / max`; where every request carries an id of its own (each user of a shared-prefix set asks once) it
+ * falls towards 0 within seconds and the scorer stops weighing those ids, which are no future queue.
+ *
+ * Every other request gets the same score on every candidate (1), so it changes nothing: sessionless requests follow
+ * prefix and load, and a bound session is already narrowed to its pod by the session-affinity filter. Live sessions
+ * and the return share are learned from the picks (post-cycle), per EPP replica.
  *
  * The nearest upstream plugin is llm-d's `no-hit-lru-scorer` (llm-d/llm-d-inference-scheduler
  * pkg/plugins/scorer/no_hit_lru.go, 2025): it spreads *cold requests* over the pods least recently given one and
@@ -55,8 +89,19 @@ export class SessionLoadScorer implements Scorer, PostCycle {
   readonly type = 'session-load-scorer';
   /** Session key → its pod and last activity, oldest activity first (Map order: a refresh moves it to the end). */
   private readonly sessions = new Map<string, Tracked>();
-  private readonly live = new Map<string, number>();
+  /** Per endpoint: sessions that came back (a second request), and sessions of one request so far. */
+  private readonly returning = new Map<string, number>();
+  private readonly single = new Map<string, number>();
   private readonly windowMs: number;
+  /** Single-request sessions in pick order, judged once `dueMs` old; `firstHead` is the next to judge. */
+  private firstRequests: FirstRequest[] = [];
+  private firstHead = 0;
+  /** Sessions that came back, and sessions that lapsed, decayed together. */
+  private returned = 0;
+  private lapsedCount = 0;
+  private readonly gaps: number[] = [];
+  private gapAt = 0;
+  private dueMs = MIN_DUE_MS;
   private readonly sessionKey = stateKey<string>('session-load-scorer session');
 
   constructor(
@@ -87,13 +132,31 @@ export class SessionLoadScorer implements Scorer, PostCycle {
       out.fill(1, 0, n);
       return;
     }
+    // A session of one request so far weighs the share of such sessions that came back: 1 (every session counted, the
+    // score being (max − live) ÷ max) until any is seen not to, ~0 where every request carries an id of its own.
+    const share = this.returnShare();
     let max = 0;
     for (let i = 0; i < n; i++) {
-      const live = this.live.get(candidates[i]!.endpoint.key) ?? 0;
-      out[i] = live;
-      if (live > max) max = live;
+      const key = candidates[i]!.endpoint.key;
+      const returning = this.returning.get(key) ?? 0;
+      const single = this.single.get(key) ?? 0;
+      out[i] = returning + share * single;
+      if (returning + single > max) max = returning + single;
     }
-    for (let i = 0; i < n; i++) out[i] = max > 0 ? (max - out[i]!) / max : 1;
+    for (let i = 0; i < n; i++) out[i] = max > 0 ? 1 - out[i]! / max : 1;
+  }
+
+  /**
+   * The share of sessions that come back: those that sent a second request over those judged (came back, or sent
+   * nothing more within the due time), with `PRIOR_RETURNS` prior returns, so 1 until a session is seen not to come back.
+   */
+  returnShare(): number {
+    return (this.returned + PRIOR_RETURNS) / (this.returned + this.lapsedCount + PRIOR_RETURNS);
+  }
+
+  /** What `returnShare` is computed from, and the due time a single request is judged at. */
+  returnStats(): { returned: number; lapsed: number; dueMs: number } {
+    return { returned: this.returned, lapsed: this.lapsedCount, dueMs: this.dueMs };
   }
 
   /** The pick: the session is live on its target from now. */
@@ -101,27 +164,86 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const key = cycle.state.get(this.sessionKey);
     const [target] = result.targets;
     if (key === undefined || target === undefined) return;
-    const requests = (this.sessions.get(key)?.requests ?? 0) + 1;
+    const now = this.handle.now();
+    const previous = this.sessions.get(key);
+    const requests = (previous?.requests ?? 0) + 1;
+    if (previous !== undefined && requests === 2) this.cameBack(previous, now);
     this.forget(key);
-    this.sessions.set(key, { endpoint: target.endpoint.key, lastSeen: this.handle.now(), requests });
-    if (requests >= this.parameters.minRequests) this.live.set(target.endpoint.key, (this.live.get(target.endpoint.key) ?? 0) + 1);
+    const tracked: Tracked = { endpoint: target.endpoint.key, lastSeen: now, firstSeen: previous?.firstSeen ?? now, requests, lapsed: false };
+    this.sessions.set(key, tracked);
+    const counts = this.countsOf(tracked);
+    if (counts !== undefined) counts.set(tracked.endpoint, (counts.get(tracked.endpoint) ?? 0) + 1);
+    if (requests === 1) this.firstRequests.push({ key, tracked });
     while (this.sessions.size > this.parameters.capacity) this.forget(this.sessions.keys().next().value!);
+    // A session forgotten before its judgement leaves its entry behind: at most one live entry per tracked session.
+    if (this.firstRequests.length - this.firstHead > 2 * this.parameters.capacity) this.firstHead = this.firstRequests.length - this.parameters.capacity;
+  }
+
+  /** A session's second request: one that came back (a lapsed one late), and its gap towards the due time. */
+  private cameBack(first: Tracked, now: number): void {
+    if (first.lapsed) this.lapsedCount = Math.max(0, this.lapsedCount - 1);
+    this.returned++;
+    this.decayReturnShare();
+    const gap = now - first.firstSeen;
+    if (this.gaps.length < GAP_SAMPLES) this.gaps.push(gap);
+    else this.gaps[this.gapAt] = gap;
+    this.gapAt = (this.gapAt + 1) % GAP_SAMPLES;
+    // Twice the 90th percentile of the recent gaps: a chat whose users think for a minute is judged after two.
+    const sorted = [...this.gaps].sort((a, b) => a - b);
+    const p90 = sorted[Math.min(sorted.length - 1, Math.floor(0.9 * sorted.length))]!;
+    this.dueMs = Math.min(this.windowMs, Math.max(MIN_DUE_MS, 2 * p90));
+  }
+
+  /** Judges the single-request sessions `dueMs` old: those still at one request lapsed. */
+  private judge(now: number): void {
+    const queue = this.firstRequests;
+    while (this.firstHead < queue.length) {
+      const { key, tracked } = queue[this.firstHead]!;
+      if (now - tracked.firstSeen < this.dueMs) break;
+      this.firstHead++;
+      // Still the same single request (not forgotten, not come back since).
+      if (this.sessions.get(key) === tracked) {
+        tracked.lapsed = true;
+        this.lapsedCount++;
+        this.decayReturnShare();
+      }
+    }
+    if (this.firstHead > 1024 && this.firstHead * 2 > queue.length) {
+      this.firstRequests = queue.slice(this.firstHead);
+      this.firstHead = 0;
+    }
+  }
+
+  private decayReturnShare(): void {
+    if (this.returned + this.lapsedCount < RETURN_SHARE_WINDOW) return;
+    this.returned /= 2;
+    this.lapsedCount /= 2;
+  }
+
+  /** Which per-endpoint count a tracked session is in, if any (`minRequests` leaves early ones out). */
+  private countsOf(tracked: Tracked): Map<string, number> | undefined {
+    if (tracked.requests < this.parameters.minRequests) return undefined;
+    return tracked.requests >= 2 ? this.returning : this.single;
   }
 
   /** A pod that left the pool carries no sessions; its sessions are placed anew when they return. */
   removeEndpoint(endpointKey: string): void {
     for (const [key, tracked] of this.sessions) if (tracked.endpoint === endpointKey) this.forget(key);
-    this.live.delete(endpointKey);
+    this.returning.delete(endpointKey);
+    this.single.delete(endpointKey);
   }
 
   /** Live sessions per endpoint key, as the next score would count them. */
   liveSessions(): ReadonlyMap<string, number> {
     this.expire(this.handle.now());
-    return new Map([...this.live].filter(([, n]) => n > 0));
+    const live = new Map(this.returning);
+    for (const [key, n] of this.single) live.set(key, (live.get(key) ?? 0) + n);
+    return new Map([...live].filter(([, n]) => n > 0));
   }
 
   /** Forgets sessions idle past the window: the oldest activity is first in the map. */
   private expire(now: number): void {
+    this.judge(now);
     for (const [key, tracked] of this.sessions) {
       if (now - tracked.lastSeen <= this.windowMs) break;
       this.forget(key);
@@ -132,10 +254,11 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const tracked = this.sessions.get(key);
     if (tracked === undefined) return;
     this.sessions.delete(key);
-    if (tracked.requests < this.parameters.minRequests) return;
-    const n = (this.live.get(tracked.endpoint) ?? 1) - 1;
-    if (n > 0) this.live.set(tracked.endpoint, n);
-    else this.live.delete(tracked.endpoint);
+    const counts = this.countsOf(tracked);
+    if (counts === undefined) return;
+    const n = (counts.get(tracked.endpoint) ?? 1) - 1;
+    if (n > 0) counts.set(tracked.endpoint, n);
+    else counts.delete(tracked.endpoint);
   }
 }
 
