@@ -510,6 +510,16 @@ describe('prefix-cache-scorer (estimate mode)', () => {
       expect(() => resolvePluginParameters('prefix-cache-scorer', { learnCharactersPerToken: 'yes' })).toThrow(/learnCharactersPerToken/);
     });
 
+    it('counts every routed prompt, those shorter than one hashed block too (vLLM counts their tokens)', () => {
+      const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64 }), NOOP_SCHEDULING_METRICS);
+      scorer.score(cycle('x'), [served(0, 0)]);
+      // 40 short turns of 40 characters (10 tokens) and 40 documents of 4,000 (1,000 tokens): 4 characters a token.
+      for (let i = 0; i < 40; i++) route(scorer, `${i}`.padStart(40, '.'), [served(0, 0)], served(0, 0));
+      for (let i = 0; i < 40; i++) route(scorer, `${i}`.padStart(4000, '-'), [served(0, 0)], served(0, 0));
+      scorer.score(cycle('x'), [served(80, 40 * 10 + 40 * 1000)]);
+      expect(scorer.stats().learntCharactersPerToken).toBeCloseTo(4, 10);
+    });
+
     it('resizes only when the ratio moves by more than a tenth', () => {
       const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 64, learnCharactersPerToken: true }), NOOP_SCHEDULING_METRICS);
       scorer.score(cycle('x'), [served(0, 0)]);

@@ -3,7 +3,7 @@ import { defaultEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndp
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import type { SessionLoadScorer } from '../src/scheduling/plugins/session-load-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
-import { CycleState } from '../src/scheduling/framework';
+import { CycleState, type ProfileRunResult } from '../src/scheduling/framework';
 import type { LLMRequest } from '../src/scheduling/types';
 
 const MINUTE = 60_000;
@@ -195,6 +195,42 @@ describe('session-load-scorer', () => {
       pool.now += 100 * SECOND;
       for (let i = 0; i < 8; i++) pool.send(`${firstTurn(20 + i)}\nassistant: a\nuser: b`, `w${i}`);
       expect(pool.scorer.returnStats().dueMs).toBe(2 * MINUTE);
+    });
+
+    it('a session still live is judged however many of the queue\'s entries before it were forgotten (pods removed)', () => {
+      const pool = new Pool(withSessionLoad(4, { capacity: 4 }));
+      const home = pool.send(firstTurn(0), 's1');
+      let n = 0;
+      for (let round = 0; round < 3; round++) {
+        const others = pool.pods.filter((p) => p.endpoint.name !== home);
+        // Three new sessions placed on another pod (the scorer's own score and post-cycle), then that pod removed.
+        for (let i = 0; i < 3; i++) {
+          const cycle = { request: { requestId: 'r', model: 'm', prompt: 'x', headers: { 'x-session-id': `b${n++}` } }, state: new CycleState() };
+          pool.scorer.score(cycle, pool.snapshot());
+          pool.scorer.postCycle(cycle, { targets: [others[0]!] } as unknown as ProfileRunResult);
+        }
+        pool.scorer.removeEndpoint(others[0]!.endpoint.key);
+      }
+      pool.now += 6 * SECOND;
+      pool.send(firstTurn(1), 'late');
+      expect(pool.scorer.returnStats().lapsed).toBe(1); // s1
+    });
+
+    it('a late return takes off what its lapse weighs after the halvings since, not a whole lapse', () => {
+      const pool = new Pool(withSessionLoad(4, { capacity: 10_000 }));
+      pool.send(firstTurn(0), 'early');
+      pool.now += 6 * SECOND;
+      // 4,096 one-request ids judged lapsed (the early one among them): the counts are halved once.
+      for (let i = 0; i < 4096; i++) pool.send('y', `once${i}`);
+      pool.now += 6 * SECOND;
+      pool.send('y', 'judge');
+      const before = pool.scorer.returnStats();
+      expect(before.lapsed).toBeGreaterThan(2000);
+      expect(before.lapsed).toBeLessThan(4096);
+      pool.send(`${firstTurn(0)}\nassistant: a\nuser: b`, 'early');
+      const after = pool.scorer.returnStats();
+      expect(before.lapsed - after.lapsed).toBe(0.5);
+      expect(after.returned).toBe(1);
     });
 
     it('a flood of unique ids keeps the queue of requests to judge bounded by the session capacity', () => {

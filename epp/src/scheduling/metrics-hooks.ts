@@ -52,7 +52,7 @@ export interface SchedulingMetrics {
   countSaturationExclusion(reason: SaturationExclusionReason): void;
   /** Block hashes held by the prefix index, summed over endpoints. */
   setPrefixIndexerSize(entries: number): void;
-  /** Characters per token the approximate index's capacities are computed with (`learnCharactersPerToken`). */
+  /** Characters per token learnt from the pods (the approximate index sizes with it under `learnCharactersPerToken`). */
   setPrefixCharactersPerToken(charactersPerToken: number): void;
   /** The prefix matched on the chosen endpoint, in characters, against the hashed part of the prompt. */
   observePrefixMatch(matchedCharacters: number, totalCharacters: number): void;

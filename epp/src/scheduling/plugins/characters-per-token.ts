@@ -14,6 +14,8 @@
  * Means per request, not totals, because with several EPP replicas each routes only part of what a pod serves; the
  * replicas see the same mix of requests, so each one's mean is the pool's. The chat prompt the EPP hashes carries the
  * Qwen/ChatML turn markers (`promptText` in @kvroute/protocol), so a chat template's own tokens mostly cancel out.
+ * What the template adds beyond the hashed text (a tool schema, a default system prompt) counts as tokens without
+ * characters and lowers the ratio, which is what sizing wants: those tokens take KV blocks the hashed text cannot.
  *
  * Both sides are sums decayed together by halving once either passes `window` requests, so the ratio follows a change of
  * workload within a few thousand requests and a request's characters and its tokens (counted when it finishes, a

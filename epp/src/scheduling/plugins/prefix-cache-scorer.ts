@@ -378,7 +378,10 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const match = cycle.state.get(this.matchKey);
     const [target] = result.targets;
-    if (match === undefined || target === undefined) return;
+    if (target === undefined) return;
+    // Every pick, a prompt shorter than one block too (it hashes nothing, but vLLM counts its tokens).
+    if (this.parameters.autoTune) this.charactersPerToken.recordRouted(cycle.request.prompt.length);
+    if (match === undefined) return;
     const hits = matchedBlocksOf(match, target);
     this.picks++;
     this.pickedBlocks += match.windowBlocks;
@@ -387,7 +390,6 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize);
     this.index.record(target.endpoint.key, match.blocks);
     this.metrics.setPrefixIndexerSize(this.index.size);
-    if (this.parameters.autoTune) this.charactersPerToken.recordRouted(cycle.request.prompt.length);
   }
 
   removeEndpoint(endpointKey: string): void {

@@ -36,8 +36,8 @@ interface Tracked {
   readonly firstSeen: number;
   /** Requests the session sent while tracked. */
   readonly requests: number;
-  /** Counted as not coming back: a single request, `dueMs` old. */
-  lapsed: boolean;
+  /** Counted as not coming back (a single request, `dueMs` old): the halvings of the counts up to then; else -1. */
+  lapsedAtHalving: number;
 }
 
 /** A first request waiting to be judged: back within the due time, or lapsed. */
@@ -99,6 +99,8 @@ export class SessionLoadScorer implements Scorer, PostCycle {
   /** Sessions that came back, and sessions that lapsed, decayed together. */
   private returned = 0;
   private lapsedCount = 0;
+  /** How many times the counts were halved: a lapse counted `k` halvings ago weighs 2^-k in `lapsedCount` now. */
+  private halvings = 0;
   private readonly gaps: number[] = [];
   private gapAt = 0;
   private dueMs = MIN_DUE_MS;
@@ -169,19 +171,24 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const requests = (previous?.requests ?? 0) + 1;
     if (previous !== undefined && requests === 2) this.cameBack(previous, now);
     this.forget(key);
-    const tracked: Tracked = { endpoint: target.endpoint.key, lastSeen: now, firstSeen: previous?.firstSeen ?? now, requests, lapsed: false };
+    const tracked: Tracked = { endpoint: target.endpoint.key, lastSeen: now, firstSeen: previous?.firstSeen ?? now, requests, lapsedAtHalving: -1 };
     this.sessions.set(key, tracked);
     const counts = this.countsOf(tracked);
     if (counts !== undefined) counts.set(tracked.endpoint, (counts.get(tracked.endpoint) ?? 0) + 1);
     if (requests === 1) this.firstRequests.push({ key, tracked });
     while (this.sessions.size > this.parameters.capacity) this.forget(this.sessions.keys().next().value!);
-    // A session forgotten before its judgement leaves its entry behind: at most one live entry per tracked session.
-    if (this.firstRequests.length - this.firstHead > 2 * this.parameters.capacity) this.firstHead = this.firstRequests.length - this.parameters.capacity;
+    // A session forgotten before its judgement (evicted, its pod removed, come back) leaves its entry behind; at most
+    // `capacity` entries are still live, so dropping the others whenever the queue doubles past that costs O(1) a pick.
+    if (this.firstRequests.length - this.firstHead > 2 * this.parameters.capacity) {
+      this.firstRequests = this.firstRequests.slice(this.firstHead).filter((entry) => this.sessions.get(entry.key) === entry.tracked);
+      this.firstHead = 0;
+    }
   }
 
   /** A session's second request: one that came back (a lapsed one late), and its gap towards the due time. */
   private cameBack(first: Tracked, now: number): void {
-    if (first.lapsed) this.lapsedCount = Math.max(0, this.lapsedCount - 1);
+    // What its lapse weighs now, after the halvings since.
+    if (first.lapsedAtHalving >= 0) this.lapsedCount = Math.max(0, this.lapsedCount - 2 ** (first.lapsedAtHalving - this.halvings));
     this.returned++;
     this.decayReturnShare();
     const gap = now - first.firstSeen;
@@ -203,8 +210,8 @@ export class SessionLoadScorer implements Scorer, PostCycle {
       this.firstHead++;
       // Still the same single request (not forgotten, not come back since).
       if (this.sessions.get(key) === tracked) {
-        tracked.lapsed = true;
         this.lapsedCount++;
+        tracked.lapsedAtHalving = this.halvings;
         this.decayReturnShare();
       }
     }
@@ -218,6 +225,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     if (this.returned + this.lapsedCount < RETURN_SHARE_WINDOW) return;
     this.returned /= 2;
     this.lapsedCount /= 2;
+    this.halvings++;
   }
 
   /** Which per-endpoint count a tracked session is in, if any (`minRequests` leaves early ones out). */
@@ -233,7 +241,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     this.single.delete(endpointKey);
   }
 
-  /** Live sessions per endpoint key, as the next score would count them. */
+  /** Live sessions per endpoint key, each counted once (the score weighs those of a single request at `returnShare`). */
   liveSessions(): ReadonlyMap<string, number> {
     this.expire(this.handle.now());
     const live = new Map(this.returning);
