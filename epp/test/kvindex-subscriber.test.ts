@@ -425,6 +425,42 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   });
 });
 
+describe('KV-event subscriptions: a rank\'s port bound while events flow', () => {
+  // zeromq.js throws EBUSY from receive() while the socket binds (src/socket.cc ValidateOpen @ v6); the loop reading
+  // the central socket ended there, and no event of any pod was heard again (a fresh-clone CI run, session 34).
+  test('central: binding data-parallel ranks\' ports between batches keeps every batch heard', async () => {
+    const r = new Recorder();
+    const ranks = 24;
+    const base = await freePortBlock(ranks + 1);
+    const subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: `tcp://127.0.0.1:${base}`, topicFilter: 'kv@', socketPort: 0,
+      resolvePod: (id) => (id === POD.split(':')[0] ? POD : undefined), events: r, logger: quiet,
+    });
+    const pod = new TestKvEventPublisher(`kv@${POD.split(':')[0]}@Qwen/Qwen3-0.6B`);
+    try {
+      await subscriber.start();
+      pod.connect(subscriber.boundEndpoint!);
+      await pod.waitSubscribed();
+      let seq = 0;
+      for (let rank = 1; rank <= ranks; rank++) {
+        // A batch in flight as the bind starts, and one during it.
+        const sent = send(pod, seq, 100 + seq);
+        seq++;
+        subscriber.addEndpoint(`127.0.0.1:${9000 + rank}`, rank);
+        await sent;
+        await send(pod, seq, 100 + seq);
+        seq++;
+        await waitFor(() => r.batches().length === seq, `batch ${seq} heard after rank ${rank}'s bind`, { limitMs: 5000 });
+      }
+      await subscriber.ranksBound;
+      expect(subscriber.rankEndpoints).toHaveLength(ranks);
+    } finally {
+      pod.close();
+      subscriber.close();
+    }
+  });
+});
+
 describe('KV-event subscriptions: both shapes at once (llm-d v0.8.0 with discoverPods and a zmqEndpoint, precise_prefix_cache.go)', () => {
   test('a pod that binds is dialled, a pod that connects is heard on the bound socket; warm once bound and handshaken', async () => {
     const bindingPod = new TestKvEventPublisher(TOPIC);

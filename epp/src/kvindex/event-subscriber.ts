@@ -374,11 +374,30 @@ export class KvEventSubscriber {
   }
 
   private async consume(socket: Zmq.Subscriber, endpointKey: string | undefined): Promise<void> {
-    try {
-      for await (const frames of socket) this.receive(frames, endpointKey);
-    } catch (e) {
-      // A socket closed under the loop ends it; anything else is worth a line.
-      if (!this.closed && !socket.closed) this.options.logger.warn('KV-event subscription failed', { endpoint: endpointKey, error: (e as Error).message });
+    for (;;) {
+      let frames: Buffer[];
+      try {
+        frames = await socket.receive();
+      } catch (e) {
+        // A socket closed under the loop ends it.
+        if (this.closed || socket.closed) return;
+        // zeromq.js refuses to read while the socket binds (EBUSY, "Socket is blocked by a bind or unbind operation":
+        // zeromq src/socket.cc ValidateOpen @ v6): a data-parallel rank's port bound while events flow (`bindOffset`)
+        // must not end the subscription, as it did (every later event of every pod unheard). Read again after it.
+        if ((e as { code?: string }).code === 'EBUSY') {
+          await this.binding;
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          continue;
+        }
+        this.options.logger.warn('KV-event subscription failed', { endpoint: endpointKey, error: (e as Error).message });
+        return;
+      }
+      try {
+        this.receive(frames, endpointKey);
+      } catch (e) {
+        // One batch that cannot be applied is a line in the log, not the end of the pod's (or the pool's) events.
+        this.options.logger.warn('KV-event batch not applied', { endpoint: endpointKey, error: (e as Error).message });
+      }
     }
   }
 
