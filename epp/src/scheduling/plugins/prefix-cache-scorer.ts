@@ -331,7 +331,6 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.growLocated(index.idLimit);
     const round = ++this.locateRound;
     const autoTune = this.parameters.autoTune;
-    const learnRatio = autoTune;
     const seen = this.learntFrom;
     const owners = this.idOwners;
     const ids = this.ids;
@@ -341,7 +340,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
       const endpoint = candidate.endpoint;
       if (autoTune && seen[i] !== candidate) {
         seen[i] = candidate;
-        if (learnRatio) this.charactersPerToken.observePod(endpoint.key, candidate.metrics.promptTokensCount, candidate.metrics.promptTokensSum);
+        this.charactersPerToken.observePod(endpoint.key, candidate.metrics.promptTokensCount, candidate.metrics.promptTokensSum);
         // Learning may add the endpoint to the index (a new id): look its id up again below.
         if (this.learnCapacity(candidate)) owners[i] = undefined;
       }
@@ -359,7 +358,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     }
     this.idsVersion = index.endpointsVersion;
     // After this round's readings: a pod that just reported its finished requests counts for this request's sizes.
-    if (learnRatio) this.followCharactersPerToken(this.charactersPerToken.value());
+    if (autoTune) this.followCharactersPerToken(this.charactersPerToken.value());
     return unique ? this.positions : undefined;
   }
 
@@ -434,8 +433,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
 
   /** Index entries for a pod of `numGpuBlocks` blocks of `blockSize` tokens, at the current characters per token. */
   private entriesFor(numGpuBlocks: number, blockSize: number | undefined): number {
-    const charactersPerToken = this.sizedAtCharactersPerToken;
-    return Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize), charactersPerToken) * this.parameters.capacityFactor);
+    return Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize), this.sizedAtCharactersPerToken) * this.parameters.capacityFactor);
   }
 
   /**

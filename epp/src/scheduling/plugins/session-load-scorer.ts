@@ -177,10 +177,22 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     if (counts !== undefined) counts.set(tracked.endpoint, (counts.get(tracked.endpoint) ?? 0) + 1);
     if (requests === 1) this.firstRequests.push({ key, tracked });
     while (this.sessions.size > this.parameters.capacity) this.forget(this.sessions.keys().next().value!);
-    // A session forgotten before its judgement (evicted, its pod removed, come back) leaves its entry behind; at most
-    // `capacity` entries are still live, so dropping the others whenever the queue doubles past that costs O(1) a pick.
-    if (this.firstRequests.length - this.firstHead > 2 * this.parameters.capacity) {
-      this.firstRequests = this.firstRequests.slice(this.firstHead).filter((entry) => this.sessions.get(entry.key) === entry.tracked);
+    this.compactFirstRequests();
+  }
+
+  /**
+   * One compaction for the judge queue's two kinds of waste, each O(1) a pick amortized: the judged entries before
+   * `firstHead` once they are over half the array, and the entries of sessions forgotten before their judgement
+   * (evicted, their pod removed, come back), at most `capacity` of the rest being live, once the rest doubles past that.
+   */
+  private compactFirstRequests(): void {
+    const queue = this.firstRequests;
+    const waiting = queue.length - this.firstHead;
+    if (waiting > 2 * this.parameters.capacity) {
+      this.firstRequests = queue.slice(this.firstHead).filter((entry) => this.sessions.get(entry.key) === entry.tracked);
+      this.firstHead = 0;
+    } else if (this.firstHead > 1024 && this.firstHead > waiting) {
+      this.firstRequests = queue.slice(this.firstHead);
       this.firstHead = 0;
     }
   }
@@ -214,10 +226,6 @@ export class SessionLoadScorer implements Scorer, PostCycle {
         tracked.lapsedAtHalving = this.halvings;
         this.decayReturnShare();
       }
-    }
-    if (this.firstHead > 1024 && this.firstHead * 2 > queue.length) {
-      this.firstRequests = queue.slice(this.firstHead);
-      this.firstHead = 0;
     }
   }
 
