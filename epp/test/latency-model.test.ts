@@ -430,6 +430,59 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(lost.predict(0, running, 5_000, 1).slotWaitSeconds).toBeCloseTo(0.8 / 3, 9);
   });
 
+  /**
+   * The slot wait as its definition reads (PodLatencyModel.slotWaitSeconds' doc comment), by sorting: the m-th smallest
+   * of the own remaining times and the even spread, a whole inference per round beyond, never under the staggered floor.
+   */
+  function referenceSlotWait(starts: number[], inference: number, slots: number, inFlight: number, scraped: number, nowMs: number): number {
+    const occupants = Math.max(inFlight, scraped);
+    if (occupants < slots) return 0;
+    const releases = occupants - slots;
+    const staggered = ((releases + 1) / slots) * inference;
+    if (starts.length === 0 || inFlight === 0) return staggered;
+    const sorted = [...starts].sort((a, b) => a - b);
+    const counted = sorted.slice(sorted.length - Math.min(inFlight, sorted.length));
+    const own = counted.slice(0, Math.min(counted.length, slots)).map((s) => Math.max(0, inference - Math.max(0, nowMs - s) / 1000));
+    const spread = slots - own.length;
+    const all = [...own, ...Array.from({ length: spread }, (_, j) => ((j + 1) / spread) * inference)].sort((a, b) => a - b);
+    const round = Math.floor(releases / slots);
+    return Math.max(staggered, round * inference + all[releases - round * slots]!);
+  }
+
+  it('equals its definition (the m-th smallest remaining time, by sorting) on random pods, starts added in any order, with ties and ended requests', () => {
+    const random = seededRandom(35);
+    for (let trial = 0; trial < 400; trial++) {
+      const slots = 1 + Math.floor(random() * 24);
+      const model = new PodLatencyModel({ ...OPTIONS, maxNumSeqs: slots });
+      const inference = 0.2 + random() * 10;
+      finished(model, inference);
+      const live = new Map<string, number>();
+      const adds = Math.floor(random() * 3 * slots);
+      for (let i = 0; i < adds; i++) {
+        // Whole seconds make ties common; some starts lie ahead (queued requests' predicted starts).
+        const at = Math.floor(random() * 30) * 1_000;
+        const id = `r${Math.floor(random() * adds * 1.5)}`; // ids reused: a re-start moves the entry
+        model.started(id, at);
+        live.set(id, at);
+        if (random() < 0.25) {
+          const gone = [...live.keys()][Math.floor(random() * live.size)]!;
+          model.ended(gone);
+          live.delete(gone);
+        }
+      }
+      expect(model.stats(0).trackedStarts).toBe(live.size);
+      expect(model.stats(0).latestStartMs).toBe(live.size === 0 ? undefined : Math.max(...live.values()));
+      for (let q = 0; q < 5; q++) {
+        const inFlight = Math.floor(random() * (live.size + slots + 2));
+        const scraped = Math.floor(random() * 3 * slots);
+        const nowMs = Math.floor(random() * 40_000);
+        const metrics = { ...EMPTY_METRICS, runningQueueSize: Math.min(scraped, slots), waitingQueueSize: scraped - Math.min(scraped, slots) };
+        const expected = referenceSlotWait([...live.values()], inference, slots, inFlight, scraped, nowMs);
+        expect(model.slotWaitSeconds(metrics, inFlight, nowMs)).toBeCloseTo(expected, 9);
+      }
+    }
+  });
+
   it('follows a pod whose requests run longer: older intervals lose half their weight every half-life', () => {
     const model = new PodLatencyModel(SLOTS);
     let t = 0;

@@ -60,6 +60,7 @@
  */
 import type { EndpointMetrics } from '../datastore/types';
 import { DecayedRobustLinearFit, halfLifeDecay, type LinearEstimate } from './linear-fit';
+import { SortedStarts } from './sorted-starts';
 
 /**
  * Own in-flight starts kept per pod at most: the slot wait reads the youngest `inFlight` of them, and a pod runs
@@ -217,13 +218,11 @@ export class PodLatencyModel {
   /**
    * When each request this EPP sent to the pod and still has in flight started running there, as predicted at its
    * pick (the pick's time plus its predicted slot wait: `vllm:request_inference_time_seconds`, the mean it is compared
-   * with, counts running time only), earliest first (a Map keeps insertion order; `started` keeps it sorted). The slot
+   * with, counts running time only), earliest first. The slot
    * wait reads their ages, so a pod whose slots a burst filled at one instant frees its first slot after about a whole
    * inference, not a fraction of one (review 30 #3).
    */
-  private starts = new Map<string, number>();
-  /** The latest start in `starts` (appending one no earlier keeps the order). */
-  private lastStartMs = -Infinity;
+  private readonly starts = new SortedStarts(MAX_TRACKED_STARTS);
   /** Engines behind the pod's page, as its last scrape showed (1 before any). */
   private engines = 1;
   private readonly maxNumSeqs: number;
@@ -310,29 +309,17 @@ export class PodLatencyModel {
 
   /** A request this EPP sent to the pod starts its life there (its age counts toward the slot wait until `ended`). */
   started(requestId: string, startMs: number): void {
-    this.ended(requestId);
-    this.starts.set(requestId, startMs);
-    if (startMs >= this.lastStartMs) {
-      this.lastStartMs = startMs;
-    } else {
-      // Out of order (a prediction shorter than an earlier one's, or the wall clock stepped back): rare, so re-sorted
-      // here rather than searched on every prediction.
-      this.starts = new Map([...this.starts].sort((a, b) => a[1] - b[1]));
+    // A start that is not a time (a prediction gone NaN) would sort nowhere; the request then counts as scrape-only.
+    if (!Number.isFinite(startMs)) {
+      this.starts.delete(requestId);
+      return;
     }
-    // Bounded whatever happens to the completions: only the youngest `inFlight` entries are ever read.
-    if (this.starts.size > MAX_TRACKED_STARTS) this.starts.delete(this.starts.keys().next().value!);
+    this.starts.set(requestId, startMs);
   }
 
   /** The request's response ended on the pod (completed, failed or cancelled). */
   ended(requestId: string): void {
-    const startMs = this.starts.get(requestId);
-    if (startMs === undefined || !this.starts.delete(requestId)) return;
-    if (startMs === this.lastStartMs) {
-      // The latest went (often a queued request whose predicted start lay ahead): the next latest is the last entry.
-      let last = -Infinity;
-      for (const s of this.starts.values()) last = s;
-      this.lastStartMs = last;
-    }
+    this.starts.delete(requestId);
   }
 
   /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
@@ -392,30 +379,28 @@ export class PodLatencyModel {
     if (this.starts.size === 0 || inFlight === 0) return staggered;
     const round = Math.floor(releases / slots);
     const m = releases - round * slots; // 0-based rank among the running requests' remaining times
-    // Own entries that count: the youngest `inFlight` (older ones are completions the EPP never saw), of which the
-    // oldest `slots` run; their remaining times ascend with insertion order, as do the even spread's.
+    // The (m+1)-th smallest of two ascending sequences (k-th of two sorted arrays, by binary search: O(log slots) per
+    // candidate however many requests the pod holds):
+    // - own: the youngest `inFlight` entries' oldest `slots` (older ones are completions the EPP never saw), each
+    //   `inference − age`, at least 0, ascending with their start;
+    // - spread: `j ÷ spread × inference` for j = 1..spread, the slots the EPP has no age for.
     const counted = Math.min(inFlight, this.starts.size);
     const ownRunning = Math.min(counted, slots);
     const spread = slots - ownRunning;
-    const skip = this.starts.size - counted;
-    let i = 0;
-    let taken = 0;
-    let j = 1; // next of the even spread: j ÷ spread × inference
-    for (const startMs of this.starts.values()) {
-      if (i++ < skip) continue;
-      if (taken >= ownRunning) break;
-      const own = Math.max(0, inference - Math.max(0, nowMs - startMs) / 1000);
-      // Merge: the spread's values below this own one come first.
-      while (j <= spread && (j / spread) * inference < own) {
-        if (taken + (j - 1) === m) return Math.max(staggered, round * inference + (j / spread) * inference);
-        j++;
-      }
-      if (taken + (j - 1) === m) return Math.max(staggered, round * inference + own);
-      taken++;
+    const first = this.starts.size - counted;
+    const own = (t: number): number => (t >= ownRunning ? Infinity : Math.max(0, inference - Math.max(0, nowMs - this.starts.at(first + t)) / 1000));
+    const even = (i: number): number => (i < 0 ? -Infinity : i >= spread ? Infinity : ((i + 1) / spread) * inference);
+    const k = m + 1;
+    // The smallest t (own values among the k smallest) with own(t) ≥ even(k − t − 1).
+    let lo = Math.max(0, k - spread);
+    let hi = Math.min(ownRunning, k);
+    while (lo < hi) {
+      const t = (lo + hi) >>> 1;
+      if (own(t) >= even(k - t - 1)) hi = t;
+      else lo = t + 1;
     }
-    // The rest of the rank falls in the even spread.
-    const k = m - taken + 1;
-    return Math.max(staggered, round * inference + (spread > 0 ? (Math.min(k, spread) / spread) * inference : inference));
+    const kth = Math.max(lo > 0 ? own(lo - 1) : -Infinity, even(k - lo - 1));
+    return Math.max(staggered, round * inference + kth);
   }
 
   /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
@@ -457,7 +442,7 @@ export class PodLatencyModel {
       inferenceSeconds: this.inferenceSeconds(),
       slots: this.slots(),
       trackedStarts: this.starts.size,
-      latestStartMs: this.starts.size === 0 ? undefined : this.lastStartMs,
+      latestStartMs: this.starts.size === 0 ? undefined : this.starts.latest(),
     };
   }
 
