@@ -125,16 +125,17 @@ schedulingProfiles:
     expect(upload.kind).toBe('route');
   });
 
-  test('director.go HandleRequest: no candidate at all is ServiceUnavailable (503); handlers/request.go: a body-less request with no pod is Internal (500)', async () => {
+  test('director.go HandleRequest: no candidate at all is ServiceUnavailable (503), a body-less request too (GIE pkg/lwepp/handlers/request.go @ 84436a96; v1.5.0 answered it Internal, 500)', async () => {
     ds = pool(0);
     const metrics = createEppMetrics();
     const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
     const director = new RequestControl({ datastore: ds, scheduler, metrics: metrics.collectors });
     expect(await director.route(post(chat))).toMatchObject({ kind: 'reject', status: 503 });
-    expect(await director.route(get)).toMatchObject({ kind: 'reject', status: 500 });
+    expect(await director.route(get)).toMatchObject({ kind: 'reject', status: 503 });
     const errors = await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total');
-    expect(errors).toContain('error_code="ServiceUnavailable"} 1');
-    expect(errors).toContain('error_code="Internal"} 1');
+    expect(errors).toContain('model_name="m",target_model_name="m",error_code="ServiceUnavailable"} 1');
+    expect(errors).toContain('model_name="",target_model_name="",error_code="ServiceUnavailable"} 1');
+    expect(errors).not.toContain('error_code="Internal"');
   });
 
   test('director.go prepareRequest: a picker returning several endpoints names them all, comma-separated, best first; only the first is in flight', async () => {
@@ -163,20 +164,27 @@ schedulingProfiles:
     if (d.kind === 'route') ignoring.release(d.ticket, 'completed');
   });
 
-  test('handlers/request.go HandleRequestHeaders: a request without a body goes to a pod of the whole pool whatever the subset hint (GetRandomEndpoint reads no metadata); 500 only with no pod', async () => {
+  test('a request without a body is held to the subset hint too, 503 when none qualifies or no pod is ready (EPP protocol "Endpoint Subset" MUST; GIE pkg/lwepp/handlers/request.go @ 84436a96; v1.5.0 ignored the hint and answered 500)', async () => {
     ds = pool(2);
     const scheduler = buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer'));
     const director = new RequestControl({ datastore: ds, scheduler });
     const hinted = (subset: string[]): IncomingRequest => ({ ...get, filterMetadata: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': subset } } });
-    for (const subset of [[], ['10.9.9.9:8000']]) {
-      const d = await director.route(hinted(subset));
-      expect(d.kind).toBe('route');
-      expect(d.kind === 'route' && ['10.0.0.1:8000', '10.0.0.2:8000'].includes(d.endpoint)).toBe(true);
+    // The hinted pod is picked every time, though the other is as idle.
+    for (let i = 0; i < 4; i++) {
+      const d = await director.route(hinted(['10.0.0.2:8000']));
+      expect(d).toMatchObject({ kind: 'route', endpoint: '10.0.0.2:8000' });
       if (d.kind === 'route') director.release(d.ticket, 'completed');
     }
+    for (const subset of [[], ['10.9.9.9:8000']]) {
+      expect(await director.route(hinted(subset))).toMatchObject({ kind: 'reject', status: 503 });
+    }
+    // Without a hint any pod of the pool.
+    const free = await director.route(get);
+    expect(free.kind === 'route' && ['10.0.0.1:8000', '10.0.0.2:8000'].includes(free.endpoint)).toBe(true);
+    if (free.kind === 'route') director.release(free.ticket, 'completed');
     ds.stop();
     ds = pool(0);
-    expect(await new RequestControl({ datastore: ds, scheduler }).route(hinted([]))).toMatchObject({ kind: 'reject', status: 500 });
+    expect(await new RequestControl({ datastore: ds, scheduler }).route(get)).toMatchObject({ kind: 'reject', status: 503 });
   });
 
   test('request.go/director.go mutateModel: x-gateway-model-name-rewrite replaces the body\'s model and is the target_model_name', async () => {

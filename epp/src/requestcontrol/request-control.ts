@@ -461,19 +461,14 @@ export class RequestControl implements RequestDirector {
     // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
     // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).
     const targetModel = (parsed !== undefined && !this.passthrough ? this.drawModelRewrite(parsed.model) : undefined) ?? rewriteHeader;
-    // A request without a body (headers with end_of_stream, a GET) may go to any pod of the pool, whatever the proxy's
-    // subset hint: GIE v1.5.0 sends it to a random pod of the whole pool (`pkg/epp/handlers/request.go`
-    // HandleRequestHeaders, `requestcontrol/director.go` GetRandomEndpoint, which reads no metadata); kvroute to the
-    // least loaded.
-    const bodiless = req.body === undefined && req.bodyWithheld !== true;
-    const candidates = bodiless ? this.options.datastore.snapshot() : this.candidates(req);
+    // A request without a body (headers with end_of_stream, a GET) is held to the proxy's subset hint like any other:
+    // the protocol's "the EPP MUST only select endpoints from the specified list", 503 when none qualifies
+    // (docs/proposals/004-endpoint-picker-protocol "Endpoint Subset"), as GIE's reference picker now does at the
+    // request headers (pkg/lwepp/handlers/request.go @ 84436a96, Unavailable "no pods available"). GIE v1.5.0 sent it to
+    // a random pod of the whole pool whatever the hint, and answered 500 with no pod (GetRandomEndpoint).
+    const candidates = this.candidates(req);
     if (candidates.length === 0) {
-      // With no pod at all GIE answers such a request Internal (500) "no pods available in datastore"; a request with
-      // a body and no candidate is ServiceUnavailable (503, "failed to find endpoint candidates", director.go
-      // HandleRequest).
-      if (bodiless) {
-        return this.reject(500, `no pods available in pool ${this.options.poolName ?? ''}`.trim(), undefined, { code: 'no_ready_endpoints' });
-      }
+      // No candidate is ServiceUnavailable (503, "failed to find endpoint candidates", director.go HandleRequest).
       const incoming = parsed !== undefined ? this.modelLabel(parsed.model ?? '') : undefined;
       return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), incoming, { code: 'no_ready_endpoints' }, undefined,
         targetModel && parsed !== undefined ? this.modelLabel(targetModel) : incoming);
