@@ -11,6 +11,8 @@ import { checkDuration, checkInteger, checkOneOf, PropsError, toProtoDuration } 
 export const DESTINATION_ENDPOINT_KEY = 'x-gateway-destination-endpoint';
 /** Dynamic-metadata namespace Envoy's override_host policy reads the pick from. */
 export const LB_METADATA_NAMESPACE = 'envoy.lb';
+/** Where `override_host` writes the endpoint that served (EPP protocol "Destination Endpoint Served"). */
+export const DESTINATION_ENDPOINT_SERVED_KEY = 'x-gateway-destination-endpoint-served';
 /** Session header the consistent-hash backup hashes on. */
 export const SESSION_HEADER = 'x-session-id';
 /** The HTTP filter's name; per-route configs are keyed by it. */
@@ -226,6 +228,10 @@ export interface EppOutlierDetection {
  *   metadata `envoy.lb` (set only by the EPP, unlike a header a client could forge). A pick that is not an endpoint
  *   of the Service is ignored, and with no pick (the EPP failed open) the fallback policy chooses, so requests are
  *   still served. An ORIGINAL_DST cluster would instead answer 503 whenever the EPP is down.
+ * - The EPP learns which endpoint served (the EPP protocol's "Destination Endpoint Served", which GIE's conformance test
+ *   GatewayDestinationEndpointServed checks) from Istio 1.30 on: the cluster's `override_host` writes it into `envoy.lb`
+ *   (`selected_host_key`, Envoy >= 1.38) and ext_proc forwards that namespace with the response headers. Earlier
+ *   Envoys have no such field, so there the EPP is told nothing (the forwarded `envoy.lb` holds its own pick only).
  * - The DestinationRule turns locality load balancing off for the decode host: Envoy rejects `load_balancing_policy`
  *   beside `common_lb_config.locality_weighted_lb_config` (source/common/upstream/upstream_impl.cc
  *   `ClusterInfoImpl::configureLbPolicies` @ v1.35.1), which Istio adds for a DestinationRule `localityLbSetting` with
@@ -293,7 +299,13 @@ export class ExtProcRouting extends Construct {
         message_timeout: messageTimeout,
         ...(this.maxMessageTimeout ? { max_message_timeout: toProtoDuration(this.maxMessageTimeout) } : {}),
         processing_mode: processingMode,
-        metadata_options: { receiving_namespaces: { untyped: [LB_METADATA_NAMESPACE] } },
+        // Receives the EPP's pick into `envoy.lb`; forwards `envoy.lb` back with every later message, so the response's
+        // carry the endpoint that served where the cluster writes it (below), as Istio's own InferencePool filter does
+        // (pilot/pkg/xds/filters/filters.go `InferencePoolExtProc` @ 1.27.0 to 1.30.0).
+        metadata_options: {
+          receiving_namespaces: { untyped: [LB_METADATA_NAMESPACE] },
+          forwarding_namespaces: { untyped: [LB_METADATA_NAMESPACE] },
+        },
       },
     };
 
@@ -312,6 +324,10 @@ export class ExtProcRouting extends Construct {
               override_host_sources: [{
                 metadata: { key: LB_METADATA_NAMESPACE, path: [{ key: DESTINATION_ENDPOINT_KEY }] },
               }],
+              // The endpoint that served, for the EPP (`IstioSupport.reportsServedEndpoint`: Istio >= 1.30 only).
+              ...(istio.reportsServedEndpoint
+                ? { selected_host_key: { key: LB_METADATA_NAMESPACE, path: [{ key: DESTINATION_ENDPOINT_SERVED_KEY }] } }
+                : {}),
               fallback_policy: { policies: [{ typed_extension_config: fallbackPolicy }] },
             },
           },

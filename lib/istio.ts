@@ -46,6 +46,16 @@ export interface IstioSupport {
    * listener limit on that route only: Envoy >= 1.37 (#42607, 8fc5e0b36f), Istio >= 1.29.
    */
   readonly routeRequestBodyBufferLimit: boolean;
+  /**
+   * The `override_host` policy can write the endpoint it chose into dynamic metadata (`selected_host_key`), which
+   * ext_proc's `forwarding_namespaces` then sends to the EPP with the response: the EPP protocol's "Destination
+   * Endpoint Served" (`envoy.lb` / `x-gateway-destination-endpoint-served`, GIE docs/proposals/004). The field came with
+   * envoyproxy/envoy a7589bb142 (2026-03-04; go-control-plane `envoy/v1.38.0` has it, `envoy/v1.37.0` does not), and
+   * istiod converts EnvoyFilter patches with its own go-control-plane, so Istio >= 1.30 only; Istio 1.30.0 sets it on
+   * its own InferencePool clusters (istio/istio efc2b41130 `cluster_builder.go`). Before that the served endpoint
+   * cannot reach the EPP.
+   */
+  readonly reportsServedEndpoint: boolean;
 }
 
 /** The oldest Istio kvroute supports: the first whose Envoy has the `override_host` load-balancing policy. */
@@ -81,5 +91,6 @@ export function istioSupport(version: string, scope = 'KvAwareRouting', field = 
     inferencePoolApiGroup: minor === 27 ? 'inference.networking.x-k8s.io' : 'inference.networking.k8s.io',
     nativeInferencePool: minor >= 28,
     routeRequestBodyBufferLimit: minor >= 29,
+    reportsServedEndpoint: minor >= 30,
   };
 }

@@ -128,3 +128,30 @@ describe('max_message_timeout: the EnvoyFilter allows what the EPP is told to as
     expect(eppArgs(m).some((a) => a.startsWith('--ext-proc-max-message-timeout'))).toBe(false);
   });
 });
+
+// The EPP protocol's "Destination Endpoint Served" (GIE docs/proposals/004-endpoint-picker-protocol): the data plane
+// MUST send the endpoint that served in `metadata_context` `envoy.lb` / `x-gateway-destination-endpoint-served`.
+describe('the endpoint that served reaches the EPP where the Envoy can say it', () => {
+  const extProc = (m: Manifest[]) => all(m, 'EnvoyFilter').flatMap((f) => f.spec.configPatches)
+    .map((p: Patch) => (p.patch.value as { typed_config?: Record<string, unknown> }).typed_config)
+    .find((c) => c?.['@type'] === 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor')!;
+  const overrideHost = (m: Manifest[]) => {
+    const cluster = all(m, 'EnvoyFilter').flatMap((f) => f.spec.configPatches).find((p: Patch) => p.applyTo === 'CLUSTER');
+    return (cluster.patch.value as { load_balancing_policy: { policies: { typed_extension_config: { typed_config: Record<string, unknown> } }[] } })
+      .load_balancing_policy.policies[0]!.typed_extension_config.typed_config;
+  };
+
+  test.each(['1.27.0', '1.28', '1.29'])('Istio %s: ext_proc forwards envoy.lb; override_host has no selected_host_key (Envoy < 1.38 lacks the field)', (version) => {
+    const m = synthProps(withOverrides(DEMO, { istioVersion: version }));
+    expect(extProc(m).metadata_options).toEqual({ receiving_namespaces: { untyped: ['envoy.lb'] }, forwarding_namespaces: { untyped: ['envoy.lb'] } });
+    expect(overrideHost(m)).not.toHaveProperty('selected_host_key');
+  });
+
+  test.each(['1.30', '1.31'])('Istio %s: override_host writes the served endpoint into envoy.lb (Istio\'s own cluster_builder.go @ 1.30.0 does the same)', (version) => {
+    const m = synthProps(withOverrides(DEMO, { istioVersion: version }));
+    expect(overrideHost(m).selected_host_key).toEqual({ key: 'envoy.lb', path: [{ key: 'x-gateway-destination-endpoint-served' }] });
+    expect(extProc(m).metadata_options).toMatchObject({ forwarding_namespaces: { untyped: ['envoy.lb'] } });
+    const patch = all(m, 'EnvoyFilter').flatMap((f) => f.spec.configPatches).find((p: Patch) => p.applyTo === 'CLUSTER');
+    expect(check(patch)).toEqual([]);
+  });
+});

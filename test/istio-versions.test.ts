@@ -76,6 +76,12 @@ describe('the acceptance model rejects what each proxy refuses', () => {
     expect(envoyRejections(istio1270, failover)).toEqual([expect.stringMatching(/distribute or failover/)]);
   });
 
+  test('override_host selected_host_key before Istio 1.30', () => {
+    const m = JSON.parse(JSON.stringify(synthProps(withOverrides(DEMO, { istioVersion: '1.30' }))));
+    expect(envoyRejections(istioSupport('1.30'), m)).toEqual([]);
+    expect(envoyRejections(istioSupport('1.29'), m)).toEqual([expect.stringMatching(/no field selected_host_key before Envoy 1\.38/)]);
+  });
+
   test('a native route to a pool of the wrong API group for the Istio', () => {
     const m: Manifest[] = JSON.parse(JSON.stringify(synthProps(withOverrides(DEMO, { istioVersion: '1.28', inferenceRouting: 'native' }))));
     one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].backendRefs[0].group = 'inference.networking.x-k8s.io';

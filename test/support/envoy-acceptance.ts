@@ -64,6 +64,16 @@ export function envoyRejections(istio: IstioSupport, manifests: readonly Manifes
     }
   }
 
+  // OverrideHost.selected_host_key exists from Envoy 1.38 (envoyproxy/envoy a7589bb142; go-control-plane envoy/v1.38.0),
+  // and istiod (go-control-plane envoy/v1.36.1-0.20260108 at Istio 1.29.0) cannot even parse it before Istio 1.30.
+  for (const p of patches(manifests, 'CLUSTER')) {
+    for (const policy of ((p.patch.value as Json).load_balancing_policy?.policies ?? []) as Json[]) {
+      if (policy.typed_extension_config?.typed_config?.selected_host_key !== undefined && !istio.reportsServedEndpoint) {
+        problems.push(`cluster ${p.match.cluster?.service as string}: OverrideHost has no field selected_host_key before Envoy 1.38 (Istio 1.30)`);
+      }
+    }
+  }
+
   // source/common/upstream/upstream_impl.cc ClusterInfoImpl::configureLbPolicies @ v1.35.1 L1463-1471: a cluster with
   // load_balancing_policy may not carry locality_weighted_lb_config, which Istio adds for the host when its
   // DestinationRule's localityLbSetting distributes or fails over (pilot cluster_traffic_policy.go
