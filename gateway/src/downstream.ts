@@ -283,9 +283,9 @@ export class Downstream {
     if (this.isGrpcRequest) {
       headers.set('content-type', 'application/grpc');
       if (!headers.has('grpc-status')) headers.set('grpc-status', String(grpcStatus ?? httpToGrpcStatus(status)));
-      // A body ending in one newline loses it first (the same function: "JsonFormatter adds a '\n' at the end. For
-      // header value, it should be removed").
-      if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0a) bytes = bytes.subarray(0, bytes.length - 1);
+      // A trailing newline is kept: prepareLocalReply drops one only when the local reply's content type is JSON
+      // ("JsonFormatter adds a '\n' at the end", `content_type == ContentTypeValues.Json &&`), and the HCM's default
+      // body formatter, which Istio's gateways keep, is text (`source/common/local_reply/local_reply.cc` BodyFormatter).
       if (bytes.length > 0 && this.method !== 'HEAD') headers.set('grpc-message', grpcPercentEncode(bytes));
       status = 200;
       bytes = Buffer.alloc(0);

@@ -66,6 +66,14 @@ export interface EnvoySemantics {
    * `server_half_closed`. `envoy-stats.ts` serves them as Envoy's Prometheus endpoint does.
    */
   readonly extProcCounters: readonly ExtProcCounter[];
+  /**
+   * The cluster's `override_host` policy writes the endpoint it chose into the request's dynamic metadata
+   * (`selected_host_key: envoy.lb / x-gateway-destination-endpoint-served`), which ext_proc's `forwarding_namespaces`
+   * then sends to the EPP: the field exists from v1.38.0 (envoyproxy/envoy a7589bb142, 2026-03-04; go-control-plane
+   * `envoy/v1.38.0` has it, `envoy/v1.37.0` does not), and kvroute's EnvoyFilter sets it from Istio 1.30
+   * (`lib/istio.ts` reportsServedEndpoint), as Istio 1.30 does on its own InferencePool clusters.
+   */
+  readonly writesSelectedHostKey: boolean;
 }
 
 /** Every counter any release's ext_proc filter has (see `EnvoySemantics.extProcCounters`). */
@@ -95,6 +103,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     afterFullDuplexBody: 'lossy-fail-open',
     closesStreamAfterLastResponse: false,
     extProcCounters: COUNTERS_1_35,
+    writesSelectedHostKey: false,
   },
   '1.35': {
     version: '1.35',
@@ -104,6 +113,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     afterFullDuplexBody: 'lossy-fail-open',
     closesStreamAfterLastResponse: false,
     extProcCounters: COUNTERS_1_35,
+    writesSelectedHostKey: false,
   },
   '1.36': {
     version: '1.36',
@@ -113,6 +123,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     afterFullDuplexBody: 'local-reply',
     closesStreamAfterLastResponse: false,
     extProcCounters: COUNTERS_1_36,
+    writesSelectedHostKey: false,
   },
   '1.37': {
     version: '1.37',
@@ -122,6 +133,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     afterFullDuplexBody: 'local-reply',
     closesStreamAfterLastResponse: true,
     extProcCounters: COUNTERS_1_37,
+    writesSelectedHostKey: false,
   },
   '1.38': {
     version: '1.38',
@@ -131,6 +143,7 @@ const TABLE: Readonly<Record<EnvoySemanticsVersion, EnvoySemantics>> = {
     afterFullDuplexBody: 'local-reply',
     closesStreamAfterLastResponse: true,
     extProcCounters: COUNTERS_1_37,
+    writesSelectedHostKey: true,
   },
 };
 

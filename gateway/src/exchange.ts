@@ -168,6 +168,7 @@ export class Exchange implements FilterHost {
       return;
     }
     this.router.recordServedBy(endpoint);
+    this.filter?.recordSelectedHost(endpoint);
     this.relay.start(res, endpoint, this.filter?.onResponseHeaders() ?? null, serviceTimeMs);
   }
 

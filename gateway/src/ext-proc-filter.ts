@@ -7,8 +7,9 @@
  * the way Envoy closes it (END_STREAM + RST) when the exchange ends, or earlier where the release does
  * (`stream-lifetime.ts`).
  */
-import { structToJson, type JsonValue, type ProcessingRequest } from '@kvroute/protocol/envoy';
+import { jsonToStruct, structToJson, type JsonValue, type ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { Downstream } from './downstream';
+import type { Endpoint } from './endpoints';
 import { EMPTY_BODY, type DecodedImmediateResponse, type DecodedProcessingResponse } from './ext-proc-answers';
 import type { ExtProcCluster } from './ext-proc-cluster';
 import type { ExtProcSession } from './extproc-client';
@@ -18,7 +19,7 @@ import type { ResolvedOptions } from './options';
 import { RequestPhase } from './request-phase';
 import { ResponsePhase } from './response-phase';
 import type { ResponseFilter, ResponseRelay } from './response-relay';
-import { LB_NAMESPACE, type Router } from './router';
+import { LB_NAMESPACE, SERVED_HEADER, type Router } from './router';
 import type { StatsCollector } from './stats';
 import { closesAtResponseHeaders, isLastAnswer, responseNeedsNothing, type LifetimeModes } from './stream-lifetime';
 
@@ -80,6 +81,8 @@ export class ExtProcFilter implements PhaseFilter {
   private session: ExtProcSession | null = null;
   /** Untyped dynamic metadata of the namespace `envoy.lb` (merged, as Envoy does); the router reads the pick here. */
   readonly lbMetadata: { [key: string]: JsonValue } = {};
+  /** Whether the stream's dynamic metadata has the `envoy.lb` namespace at all (Envoy forwards only one it has). */
+  private lbMetadataPresent = false;
   readonly request: RequestPhase;
   /** Null when nothing of the response goes to the EPP (headers and trailers SKIP, body NONE). */
   readonly response: ResponsePhase | null;
@@ -138,11 +141,13 @@ export class ExtProcFilter implements PhaseFilter {
   send(msg: ProcessingRequest, direction: Direction): void {
     const session = this.session;
     if (!session || !session.active) return;
-    // Envoy sets `metadata_context` on every message it builds, headers, body and trailers alike, empty when no
-    // forwarding namespace is configured (Filter::addDynamicMetadata, `*req.mutable_metadata_context() =
-    // forwarding_metadata`, called from buildHeaderRequest, setupBodyChunk and sendTrailers, `ext_proc.cc` @ v1.35.0
-    // L1347-1395, from L979, L1222 and L1244).
-    msg.metadata_context ??= { filter_metadata: {} };
+    // Envoy sets `metadata_context` on every message it builds, headers, body and trailers alike: the stream's dynamic
+    // metadata of each forwarding namespace it has, here `envoy.lb` as kvroute's EnvoyFilter forwards it
+    // (Filter::addDynamicMetadata, `*req.mutable_metadata_context() = forwarding_metadata`, called from
+    // buildHeaderRequest, setupBodyChunk and sendTrailers, `ext_proc.cc` @ v1.35.0 L1347-1395, from L979, L1222 and
+    // L1244). So the EPP gets its own pick back with the response, and the endpoint that served where the cluster
+    // writes it (`recordSelectedHost`).
+    msg.metadata_context ??= { filter_metadata: this.lbMetadataPresent ? { [LB_NAMESPACE]: jsonToStruct(this.lbMetadata) } : {} };
     if (session.send(msg)) return;
     if (!session.active) return;
     // The stream's buffer is full: hold back the side that produced the message until it drains.
@@ -292,7 +297,21 @@ export class ExtProcFilter implements PhaseFilter {
   private mergeMetadata(msg: DecodedProcessingResponse): void {
     if (!msg.dynamic_metadata?.fields) return;
     const ns = structToJson(msg.dynamic_metadata)[LB_NAMESPACE];
-    if (ns && typeof ns === 'object' && !Array.isArray(ns)) Object.assign(this.lbMetadata, ns);
+    if (ns && typeof ns === 'object' && !Array.isArray(ns)) {
+      Object.assign(this.lbMetadata, ns);
+      this.lbMetadataPresent = true;
+    }
+  }
+
+  /**
+   * The cluster chose `endpoint` for an attempt: with `selected_host_key` (Envoy >= 1.38, as kvroute's EnvoyFilter sets
+   * it from Istio 1.30) `override_host` writes it into `envoy.lb` (OverrideHostLoadBalancer, `addSelectedHostKey`
+   * @ v1.38.0), the last attempt's winning, and ext_proc forwards it with the response to the EPP.
+   */
+  recordSelectedHost(endpoint: Endpoint): void {
+    if (!this.ctx.opts.envoySemantics.writesSelectedHostKey) return;
+    this.lbMetadata[SERVED_HEADER] = endpoint.address;
+    this.lbMetadataPresent = true;
   }
 
   /**

@@ -6,7 +6,7 @@
  * the scripted ext_proc server answering on cue; upstreams are real HTTP servers on loopback.
  */
 import {
-  bodyResponse, destinationMetadata, headersResponse, type ProcessingResponse,
+  bodyResponse, destinationMetadata, headersResponse, structToJson, type ProcessingResponse,
 } from '@kvroute/protocol/envoy';
 import {
   completion, deadPort, destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream,
@@ -102,14 +102,16 @@ describe('ImmediateResponse: Filter::sendImmediateResponse (EP/ext_proc.cc @ v1.
     });
   });
 
-  // Envoy v1.35 utility.cc prepareLocalReply: one trailing newline is dropped before the body becomes grpc-message.
-  it('to a gRPC client, a body ending in a newline becomes a grpc-message without it', async () => {
+  // Envoy v1.35 utility.cc prepareLocalReply drops a trailing newline only when the local reply is JSON-formatted
+  // (`content_type == Headers::get().ContentTypeValues.Json && ...`); the default formatter (local_reply.cc
+  // BodyFormatter) is text, as on Istio's gateways.
+  it('to a gRPC client, a body ending in a newline keeps it, percent-encoded, in grpc-message (the default text local reply)', async () => {
     await withEpp(on('request_headers', () => [immediate({
       status: { code: 429 }, body: raw('slow down\n'),
     })]), async (port) => {
       const r = await send(port, { body: Buffer.alloc(5), headers: { 'content-type': 'application/grpc', te: 'trailers' } });
       expect(r.headers['grpc-status']).toBe('14');
-      expect(r.headers['grpc-message']).toBe('slow down');
+      expect(r.headers['grpc-message']).toBe('slow down%0A');
     });
   });
 
@@ -183,6 +185,47 @@ describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1558-1615
         expect(r.json().port).toBe(ups[1].port);
         expect(gw.envoyStats()).toMatchObject({ spurious_msgs_received: 1 });
       });
+  });
+});
+
+describe('envoy.lb forwarded back (metadata_options.forwarding_namespaces, as kvroute\'s EnvoyFilter sets it; Filter::addDynamicMetadata @ v1.35.0 L1347-1395)', () => {
+  const lbOf = (m: { metadata_context?: { filter_metadata?: Record<string, unknown> } | null }) => {
+    const ns = m.metadata_context?.filter_metadata?.['envoy.lb'] as Parameters<typeof structToJson>[0] | undefined;
+    return ns === undefined ? undefined : structToJson(ns);
+  };
+  const picking = (pick: string): Script => on('request_body', (plain) => [{
+    ...(plain as object), dynamic_metadata: destinationMetadata('envoy.lb', 'x-gateway-destination-endpoint', pick),
+  }]);
+
+  it('Envoy 1.35 (Istio 1.27, the default): the EPP gets its own pick back with the response, no served endpoint (override_host has no selected_host_key before 1.38)', async () => {
+    await withEpp(picking(ups[1].address), async (port, epp) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      const messages = epp.streams.at(-1)?.messages ?? [];
+      expect(messages.map((m) => m.request)).toEqual(['request_headers', 'request_body', 'response_headers']);
+      // Nothing is in envoy.lb before the EPP answers, so nothing is forwarded with the request.
+      expect(messages.slice(0, 2).map(lbOf)).toEqual([undefined, undefined]);
+      expect(lbOf(messages[2]!)).toEqual({ 'x-gateway-destination-endpoint': ups[1].address });
+    });
+  });
+
+  it('Envoy 1.38 (Istio 1.30, selected_host_key): the response headers carry the endpoint that served, the fallback\'s when the pick is not in the pool (EPP protocol "Destination Endpoint Served")', async () => {
+    await withEpp(picking(ups[1].address), async (port, epp) => {
+      expect((await send(port, { body: completion(), headers: json })).json().port).toBe(ups[1].port);
+      expect(lbOf(epp.streams.at(-1)!.messages.find((m) => m.request === 'response_headers')!)).toEqual({
+        'x-gateway-destination-endpoint': ups[1].address,
+        'x-gateway-destination-endpoint-served': ups[1].address,
+      });
+    }, { envoySemantics: '1.38' });
+    const gone = `${LOOPBACK}:${await deadPort()}`;
+    await withEpp(picking(gone), async (port, epp) => {
+      const served = (await send(port, { body: completion(), headers: json })).json().port as number;
+      const address = ups.find((u) => u.port === served)!.address;
+      expect(lbOf(epp.streams.at(-1)!.messages.find((m) => m.request === 'response_headers')!)).toEqual({
+        'x-gateway-destination-endpoint': gone,
+        'x-gateway-destination-endpoint-served': address,
+      });
+    }, { envoySemantics: '1.38' });
   });
 });
 
