@@ -308,6 +308,24 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, detokenizeResponse(body, tokenizer, options));
         return;
       }
+      case '/v1/embeddings':
+      case '/pooling':
+      case '/classify':
+      case '/score':
+      case '/v1/score':
+      case '/rerank':
+      case '/v1/rerank':
+      case '/v2/rerank':
+      case '/v1/audio/transcriptions':
+      case '/v1/audio/translations': {
+        // vLLM registers these whatever the model's task; for a generate model each handler is None and the route
+        // answers the ErrorResponse 400 "The model does not support <API> API" (create_error_response's default
+        // BadRequestError), after FastAPI has read the body: JSON through validate_json_request, the audio ones as a form
+        // (vllm/entrypoints/openai/api_server.py @ v0.10.0). The request models' own field checks are not simulated.
+        if (!path.startsWith('/v1/audio/')) await readJsonRequest(req);
+        else await readBody(req);
+        throw new ApiError(400, `The model does not support ${UNSUPPORTED_TASK_ROUTES[path]} API`);
+      }
       case '/v1/completions':
       case '/v1/chat/completions': {
         if (draining) throw new ApiError(503, 'Server is shutting down.');
@@ -718,6 +736,20 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 /** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (the simulator has only this one of them). */
 const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/reset_prefix_cache']);
 
+/** Routes of the other tasks (pooling, scoring, speech), each with the API name its 400 gives for a generate model. */
+const UNSUPPORTED_TASK_ROUTES: Record<string, string> = {
+  '/v1/embeddings': 'Embeddings',
+  '/pooling': 'Pooling',
+  '/classify': 'Classification',
+  '/score': 'Score',
+  '/v1/score': 'Score',
+  '/rerank': 'Rerank (Score)',
+  '/v1/rerank': 'Rerank (Score)',
+  '/v2/rerank': 'Rerank (Score)',
+  '/v1/audio/transcriptions': 'Transcriptions',
+  '/v1/audio/translations': 'Translations',
+};
+
 const ROUTES: Record<string, string[]> = {
   '/health': ['GET'],
   '/ping': ['GET', 'POST'],
@@ -730,6 +762,7 @@ const ROUTES: Record<string, string[]> = {
   '/reset_prefix_cache': ['POST'],
   '/v1/completions': ['POST'],
   '/v1/chat/completions': ['POST'],
+  ...Object.fromEntries(Object.keys(UNSUPPORTED_TASK_ROUTES).map((path) => [path, ['POST']])),
 };
 
 /** Starlette's StreamingResponse(media_type="text/event-stream") adds only the charset. */

@@ -437,6 +437,26 @@ describe('OpenAI API over loopback', () => {
       expect(r.json()).toEqual({ detail: 'Method Not Allowed' });
       expect(r.headers.allow).toBe('POST');
     });
+    it('the other tasks\' routes exist and answer a generate model 400 "The model does not support <API> API" (vllm/entrypoints/openai/api_server.py @ v0.10.0)', async () => {
+      const apis: [string, string][] = [
+        ['/v1/embeddings', 'Embeddings'], ['/pooling', 'Pooling'], ['/classify', 'Classification'], ['/score', 'Score'],
+        ['/v1/score', 'Score'], ['/rerank', 'Rerank (Score)'], ['/v1/rerank', 'Rerank (Score)'], ['/v2/rerank', 'Rerank (Score)'],
+      ];
+      for (const [path, api] of apis) {
+        const r = await http(sim.url, 'POST', path, { model: MODEL, input: 'hi' });
+        expect({ path, status: r.status, body: r.json() }).toEqual({
+          path, status: 400, body: { object: 'error', message: `The model does not support ${api} API`, type: 'BadRequestError', param: null, code: 400 },
+        });
+        expect((await http(sim.url, 'GET', path)).status).toBe(405);
+      }
+      // validate_json_request runs first on the JSON routes.
+      const plain = await fetch(`${sim.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+      expect(plain.status).toBe(400);
+      expect(await plain.text()).toContain("Only 'application/json' is allowed");
+      const audio = await fetch(`${sim.url}/v1/audio/transcriptions`, { method: 'POST', body: new FormData() });
+      expect(audio.status).toBe(400);
+      expect((await audio.json()).message).toBe('The model does not support Transcriptions API');
+    });
   });
 });
 
