@@ -156,6 +156,7 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
         tokenProcessorConfig: { blockSize: 16 }
         tokenizersPoolConfig: { modelName: "${MODEL}" }
         kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: cpu, weight: 0 }]
+      scoreNormalization: min-max
   - type: max-score-picker
 `));
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
@@ -184,6 +185,44 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     // Gone from the pool, the floor is the one-block GPU holder's: it scores 0.
     scheduler.plugins.removeEndpoint(c!);
     expect(scorer.score({ request, state: new CycleState() }, [a!, b!].map(snapshot))).toEqual([1, 0]);
+    await scheduler.plugins.close();
+  });
+
+  // llm-d-router v0.10.0: the producer's matchLen (the tier-weighted score) over the request's total blocks
+  // (dataproducer/preciseprefixcache/producer.go), scored as prefix-cache-scorer's matchRatioScore (scorer/prefix/plugin.go).
+  test('by default a pod scores its matched share of the request\'s blocks, as llm-d since llm-d-router v0.9.0 (#1107): a lone partial holder is not worth the full weight', async () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: { modelName: "${MODEL}" }
+  - type: max-score-picker
+`));
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const body = { model: MODEL, messages: [{ role: 'user', content: `Summarize: ${'Share text. '.repeat(60)}` }] };
+    const input = parseRequestBody(Buffer.from(JSON.stringify(body))).input;
+    const { ids } = (await tokenizer.promptTokens(input))!;
+    const total = Math.floor(ids.length / 16);
+    expect(total).toBeGreaterThanOrEqual(6);
+    const stored = (blocks: number, base: number): BlockStored => ({
+      type: 'BlockStored', blockHashes: Array.from({ length: blocks }, (_, i) => String(base + i)), parentBlockHash: null,
+      tokenIds: Array.from(ids.slice(0, blocks * 16)), blockSize: 16, loraId: null,
+    });
+    const [a, b, c] = ['10.0.8.1:8000', '10.0.8.2:8000', '10.0.8.3:8000'];
+    const snapshot = (key: string): EndpointSnapshot => ({
+      endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+      metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
+    });
+    for (const key of [a!, b!, c!]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+    scorer.index.store(a!, stored(2, 100), rootKey(''));
+    const request = { requestId: 'share', model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    // min-max (v0.8.0) gave the lone holder 1.
+    expect(scorer.score({ request, state: new CycleState() }, [a!, b!, c!].map(snapshot))).toEqual([2 / total, 0, 0]);
+    scorer.index.store(b!, stored(total, 200), rootKey(''));
+    expect(scorer.score({ request, state: new CycleState() }, [a!, b!, c!].map(snapshot))).toEqual([2 / total, 1, 0]);
     await scheduler.plugins.close();
   });
 
@@ -346,6 +385,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
         kvCacheBackendConfigs: [{ name: gpu, weight: 1.0 }, { name: cpu, weight: 0.8 }, { name: localdiskbackend, weight: 0.5 }]
       speculativeIndexing: false
       loraAdapters: [chat-lora, billing-lora]
+      scoreNormalization: min-max
   - type: max-score-picker
 `));
     await scheduler.plugins.start();
@@ -585,7 +625,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     return scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
   }
 
-  test('scores are llm-d\'s min-max over the pool\'s holders by default (utils.go @ v0.8.0): a lone partial holder scores 1, the shorter of two 0, filtered or not', async () => {
+  test('scoreNormalization min-max scores as llm-d v0.8.0 (utils.go) over the pool\'s holders: a lone partial holder scores 1, the shorter of two 0, filtered or not', async () => {
     const body = chat('What does the normalization chapter say?', 'the normalization manual');
     const stored = await storedFor(body, 9000);
     const blocks = stored.blockHashes.length;
@@ -726,8 +766,9 @@ describe('score normalization', () => {
     expect(minMaxNormalized([0, 0, undefined])).toEqual([1, 1, 0]);
   });
 
-  test('scoreNormalization defaults to llm-d\'s min-max; kvroute\'s precise config states share; anything else is refused', () => {
-    expect(resolvePluginParameters('precise-prefix-cache-scorer', {})).toMatchObject({ scoreNormalization: 'min-max' });
+  test('scoreNormalization defaults to share, llm-d\'s matched/total since llm-d-router v0.9.0 (#1107); v0.8.0\'s min-max on request; kvroute\'s precise config states share; anything else is refused', () => {
+    expect(resolvePluginParameters('precise-prefix-cache-scorer', {})).toMatchObject({ scoreNormalization: 'share' });
+    expect(resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'min-max' })).toMatchObject({ scoreNormalization: 'min-max' });
     const precise = preciseEndpointPickerConfig({ mode: 'central', zmqEndpoint: 'tcp://*:5557', blockSize: 16, modelName: 'm' });
     expect(precise.plugins.find((p) => p.type === 'precise-prefix-cache-scorer')?.parameters).toMatchObject({ scoreNormalization: 'share' });
     expect(() => resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'max' })).toThrow('scoreNormalization: must be "min-max" or "share", got "max"');

@@ -397,8 +397,8 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
       indexerConfig: {
         tokenizersPoolConfig: { modelName: precise.modelName },
       },
-      // The matched share, not llm-d's min-max: a pod holding 2 of 60 blocks is not worth the full weight against a
-      // less loaded pod (the measured precise runs in bench/README.md used it).
+      // The matched share (the default, llm-d's since v0.9.0), stated: not v0.8.0's min-max, where a pod holding 2 of
+      // 60 blocks is worth the full weight against a less loaded pod (the measured precise runs in bench/README.md used it).
       scoreNormalization: 'share' as const,
       // Set, though llm-d's default is off: a burst of requests opening the same new prefix would otherwise each see no
       // holder until the first one's BlockStored events arrive, and scatter the prefix over the pool.

@@ -133,12 +133,15 @@ export interface PrecisePrefixCacheScorerParameters {
    */
   maxIndexEntries?: number;
   /**
-   * How a pod's matched blocks (tier-weighted) become its score. `min-max` is llm-d's
-   * (`pkg/epp/framework/plugins/scheduling/scorer/preciseprefixcache/utils.go` indexedScoresToNormalizedScoredPods @
-   * v0.8.0): among the candidates holding any of the prefix, the longest match scores 1 and the shortest 0, all 1 when
-   * they tie (a lone holder scores 1 however little it holds). `share` is kvroute's: the matched fraction of the
-   * request's blocks, so a short match weighs little against load. kvroute's own precise config sets `share`.
-   * @default "min-max"
+   * How a pod's matched blocks (tier-weighted) become its score. `share`: the matched fraction of the request's
+   * blocks, llm-d's since llm-d-router v0.9.0 (#1107, e6f6b84f: "switch to absolute matched/total normalization";
+   * v0.10.0 `dataproducer/preciseprefixcache/producer.go` matchLen ÷ totalBlocks, `scorer/prefix/plugin.go`
+   * matchRatioScore), so a short match weighs little against load. `min-max` is llm-d v0.8.0's
+   * (`pkg/epp/framework/plugins/scheduling/scorer/preciseprefixcache/utils.go` indexedScoresToNormalizedScoredPods):
+   * among the candidates holding any of the prefix, the longest match scores 1 and the shortest 0, all 1 when they tie
+   * (a lone holder scores 1 however little it holds). llm-d truncates a tier-weighted match to whole blocks; `share`
+   * keeps the fraction (the same with GPU blocks only).
+   * @default "share"
    */
   scoreNormalization?: 'min-max' | 'share';
   /**
@@ -219,9 +222,9 @@ function optional<T>(f: FieldReader, key: string, read: () => T): Record<string,
   return { [key]: read() };
 }
 
-/** `min-max` is llm-d's normalization; `share` kvroute's. */
+/** `share` is llm-d's normalization from llm-d-router v0.9.0; `min-max` v0.8.0's. */
 function scoreNormalization(f: FieldReader): 'min-max' | 'share' {
-  return f.oneOf('scoreNormalization', ['min-max', 'share'], 'min-max');
+  return f.oneOf('scoreNormalization', ['min-max', 'share'], 'share');
 }
 
 function tokenProcessor(f: FieldReader): Record<string, unknown> {
