@@ -145,11 +145,11 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
       prefixHitBytes.observe(matchedCharacters);
       if (totalCharacters > 0) prefixHitRatio.observe(matchedCharacters / totalCharacters);
     },
-    countKvEvents: (pod, outcome, count) => { if (count > 0) collectors.kvEvents.inc({ pod, outcome }, count); },
-    countKvEventGap: (pod) => collectors.kvEventGaps.inc({ pod }),
-    countKvEventReplay: (pod, outcome) => collectors.kvEventReplays.inc({ pod, outcome }),
-    countKvIndexReset: (pod, reason) => collectors.kvIndexResets.inc({ pod, reason }),
-    setKvIndexBlocks: (pod, blocks) => collectors.kvIndexBlocks.set({ pod }, blocks),
+    countKvEvents: (pod, outcome, count) => { if (count > 0) collectors.kvEvents.inc({ model_server_pod: pod, outcome }, count); },
+    countKvEventGap: (pod) => collectors.kvEventGaps.inc({ model_server_pod: pod }),
+    countKvEventReplay: (pod, outcome) => collectors.kvEventReplays.inc({ model_server_pod: pod, outcome }),
+    countKvIndexReset: (pod, reason) => collectors.kvIndexResets.inc({ model_server_pod: pod, reason }),
+    setKvIndexBlocks: (pod, blocks) => collectors.kvIndexBlocks.set({ model_server_pod: pod }, blocks),
     observeTokenization: (seconds) => collectors.tokenizationDuration.observe(seconds),
     observePreciseMatch: (predicted, prompt) => {
       collectors.precisePredictedHitTokens.inc(predicted);

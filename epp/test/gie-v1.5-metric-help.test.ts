@@ -18,3 +18,16 @@ describe('HELP lines as GIE v1.5.0 writes them', () => {
     expect(helps.get('inference_extension_prefix_indexer_size')).toBe('[ALPHA] Size of the prefix indexer.');
   });
 });
+
+// Prometheus Operator labels every ServiceMonitor target with these (the EPP's own pod, service, …), and Prometheus
+// renames a scraped label of the same name to `exported_<name>` (honor_labels false, the ServiceMonitor's default).
+describe('no EPP metric label is one a ServiceMonitor target already carries', () => {
+  const TARGET_LABELS = ['pod', 'service', 'container', 'endpoint', 'job', 'instance', 'namespace'];
+  // GIE v1.5.0's own label set (metrics.go RecordSchedulerAttempt), kept as GIE exports it: its namespace is the pool's,
+  // which is the EPP's own.
+  const GIE_AS_IS = new Set(['inference_extension_scheduler_attempts_total:namespace']);
+  test.each(Object.values(EPP_METRICS).map((m) => [m.name, m.labels] as const))('%s', (name, labels) => {
+    const clashes = (labels as readonly string[]).filter((l) => TARGET_LABELS.includes(l) && !GIE_AS_IS.has(`${name}:${l}`));
+    expect(clashes).toEqual([]);
+  });
+});

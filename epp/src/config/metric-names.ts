@@ -337,34 +337,37 @@ export const EPP_METRICS = {
     labels: ['reason'],
     help: 'Endpoints the saturation filter excluded from a cycle: reason="queue", "kv_cache", "stale_metrics" or "scrape_failures".',
   },
+  // The decode pod is `model_server_pod`, GIE's name (inference_pool_per_pod_queue_size), not `pod`: Prometheus
+  // Operator gives every ServiceMonitor target a `pod` label (the EPP's), which would rename a scraped `pod` to
+  // `exported_pod`.
   kvEvents: {
     name: 'kvroute_epp_kv_events_total',
     type: 'counter',
-    labels: ['pod', 'outcome'],
+    labels: ['model_server_pod', 'outcome'],
     help: 'vLLM KV events by pod: outcome="received", "applied", "indexed_by_engine_hash" (a BlockStored whose token ids could not key its blocks, indexed by engine hash), "skipped_*" (not indexable, e.g. an unknown parent) or "dropped_*" (malformed, unknown pod, unknown event type or field).',
   },
   kvEventGaps: {
     name: 'kvroute_epp_kv_event_gaps_total',
     type: 'counter',
-    labels: ['pod'],
+    labels: ['model_server_pod'],
     help: 'Sequence gaps seen in a pod\'s KV-event stream (batches lost between the publisher and the EPP).',
   },
   kvEventReplays: {
     name: 'kvroute_epp_kv_event_replays_total',
     type: 'counter',
-    labels: ['pod', 'outcome'],
+    labels: ['model_server_pod', 'outcome'],
     help: 'Replays asked of a pod\'s replay socket: outcome="repaired" (the gap was covered) or "failed".',
   },
   kvIndexResets: {
     name: 'kvroute_epp_kv_index_resets_total',
     type: 'counter',
-    labels: ['pod', 'reason'],
+    labels: ['model_server_pod', 'reason'],
     help: 'Times a pod\'s entries in the precise index were dropped: reason="gap", "publisher_restart" or "removed".',
   },
   kvIndexBlocks: {
     name: 'kvroute_epp_kv_index_blocks',
     type: 'gauge',
-    labels: ['pod'],
+    labels: ['model_server_pod'],
     help: 'KV blocks the precise index believes each pod holds (confirmed and speculative).',
   },
   tokenizationDuration: {
