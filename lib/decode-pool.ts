@@ -243,8 +243,12 @@ export interface DecodePoolProps {
    */
   readonly shmSize?: string;
   /**
-   * Longest time a pod may take to download and load the model before Kubernetes restarts it.
+   * Longest time a pod may take to download and load the model before Kubernetes restarts it. The Deployment's
+   * `progressDeadlineSeconds` is this plus Kubernetes' default 600 s (for the image pull and scheduling), so a rollout
+   * whose new pod loads within this time is never reported `ProgressDeadlineExceeded` (Kubernetes' default deadline
+   * alone, 600 s, would fail `kubectl rollout status` and GitOps health checks while the pod still loads).
    * @default 1800 seconds
+   * @see https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#progress-deadline-seconds
    */
   readonly startupTimeoutSeconds?: number;
   /**
@@ -584,6 +588,9 @@ export class DecodePool extends Construct {
       spec: {
         replicas: this.replicas,
         selector: { matchLabels: { ...this.podLabels } },
+        // A new pod may load for the whole startup probe's budget: the rollout counts as progressing until then, plus
+        // Kubernetes' own 600 s default for the pull and scheduling.
+        progressDeadlineSeconds: startupTimeout + 600,
         // A new pod needs a GPU and minutes to load: by default never take capacity away before the replacement is ready.
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(maxSurge), maxUnavailable: k8s.IntOrString.fromNumber(maxUnavailable) } },
         template: {

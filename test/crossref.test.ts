@@ -131,6 +131,15 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     }
   });
 
+  test('no Deployment\'s progress deadline is shorter than its pods may take to start (a pod still within its startup probe would fail the rollout: ProgressDeadlineExceeded)', () => {
+    for (const w of workloads(m).filter((x) => x.kind === 'Deployment')) {
+      const startup = Math.max(0, ...w.spec.template.spec.containers.map((c: { startupProbe?: { periodSeconds?: number; failureThreshold?: number; initialDelaySeconds?: number } }) =>
+        (c.startupProbe ? (c.startupProbe.initialDelaySeconds ?? 0) + (c.startupProbe.periodSeconds ?? 10) * (c.startupProbe.failureThreshold ?? 3) : 0)));
+      const deadline = w.spec.progressDeadlineSeconds ?? 600; // Kubernetes' default
+      expect({ deployment: w.metadata.name, roomy: deadline > startup }).toEqual({ deployment: w.metadata.name, roomy: true });
+    }
+  });
+
   test('the InferencePool selects the decode pods on the port the decode Service serves, and names the EPP gRPC port', () => {
     expect(podsSelectedBy(m, pool.selector)).toEqual([decodeDeployment]);
     expect(servicePort(decodeSvc, pool.targetPort)).toBeDefined();
