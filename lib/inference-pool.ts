@@ -17,7 +17,7 @@ export interface InferencePoolProps {
   /**
    * Recorded for gateways that read the pool natively (Istio >= 1.28 with the inference extension on, InferencePool
    * v1: `KvAwareRouting`'s `native` routing, which it refuses on 1.27); with kvroute's EnvoyFilter the same intent is
-   * `failure_mode_allow` plus the round-robin fallback.
+   * `failure_mode_allow` plus the round-robin fallback, and `KvAwareRouting` keeps the two in agreement.
    * @default 'FailOpen'
    * @see https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api-inference-extension/
    */

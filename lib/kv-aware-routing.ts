@@ -76,7 +76,12 @@ export interface KvAwareRoutingProps {
    * @see SessionStore (lib/session-store.ts), README.md "Running more than one EPP replica"
    */
   readonly sessionStore?: SessionStoreProps;
-  /** @default 'FailOpen' */
+  /**
+   * What the gateway does when the EPP fails, as the InferencePool declares it. With the EnvoyFilter it is the same
+   * intent as `extProc.failureModeAllow`: one given alone sets the other, and the two given in disagreement are refused
+   * (the pool would declare one contract while the gateway kept the other).
+   * @default 'FailOpen', or what `extProc.failureModeAllow` says
+   */
   readonly poolFailureMode?: PoolFailureMode;
   /** Gateway and routes. @default the seed's `llm-d-gateway` for `llm-d.demo.local` */
   readonly gateway?: Omit<InferenceGatewayProps, 'namespace' | 'decodePool'>;
@@ -251,10 +256,11 @@ export class KvAwareRouting extends Chart {
       throw new PropsError('KvAwareRouting', 'decode.schedulingPolicy', `must be "priority" when the EPP config has a prefill-priority plugin (vLLM's "fcfs" ignores the priority it writes); got "${this.decodePool.schedulingPolicy}"`, this.decodePool.schedulingPolicy);
     }
     checkMaxNumSeqsAgree(this.decodePool.maxNumSeqs, props.endpointPicker?.maxNumSeqs, this.endpointPicker.config);
+    const failOpen = resolveFailOpen(props.poolFailureMode, native ? undefined : props.extProc?.failureModeAllow);
     this.inferencePool = new InferencePool(this, 'InferencePool', {
       decodePool: this.decodePool,
       endpointPicker: this.endpointPicker,
-      failureMode: props.poolFailureMode,
+      failureMode: failOpen ? 'FailOpen' : 'FailClose',
     });
     this.gateway = new InferenceGateway(this, 'Gateway', {
       ...props.gateway,
@@ -268,6 +274,7 @@ export class KvAwareRouting extends Chart {
     } else {
       this.extProc = new ExtProcRouting(this, 'ExtProc', {
         ...props.extProc,
+        failureModeAllow: failOpen,
         istio: this.istio,
         gateway: this.gateway,
         endpointPicker: this.endpointPicker,
@@ -279,7 +286,7 @@ export class KvAwareRouting extends Chart {
       this.monitoring = new Monitoring(this, 'Monitoring', {
         inferenceRouting: this.inferenceRouting,
         extProcRequestBodyMode: requestBodyMode,
-        extProcFailOpen: native ? (props.poolFailureMode ?? 'FailOpen') === 'FailOpen' : props.extProc?.failureModeAllow ?? true,
+        extProcFailOpen: failOpen,
         ...monitoringProps,
         decodePool: this.decodePool,
         endpointPicker: this.endpointPicker,
@@ -321,4 +328,19 @@ function checkMaxNumSeqsAgree(pool: number | undefined, picker: number | undefin
       throw new PropsError('KvAwareRouting', 'endpointPicker.config', `must tell its latency-scorer the pods' --max-num-seqs (decode.maxNumSeqs ${pool}): withMaxNumSeqs(config, ${pool}) from @kvroute/epp/config sets it`, told ?? 'unset');
     }
   }
+}
+
+/**
+ * Whether the gateway fails open: the pool's `failureMode` and the EnvoyFilter's `failure_mode_allow` are one intent
+ * (`failureModeAllow` is undefined in native mode, where Istio reads the pool's). Either given alone decides; both given
+ * must agree.
+ */
+function resolveFailOpen(given: PoolFailureMode | undefined, failureModeAllow: boolean | undefined): boolean {
+  const poolFailureMode = given === undefined ? undefined : checkOneOf('KvAwareRouting', 'poolFailureMode', given, ['FailOpen', 'FailClose'] as const);
+  if (poolFailureMode !== undefined && failureModeAllow !== undefined && (poolFailureMode === 'FailOpen') !== failureModeAllow) {
+    throw new PropsError('KvAwareRouting', 'poolFailureMode',
+      `must agree with extProc.failureModeAllow (${failureModeAllow}): "${failureModeAllow ? 'FailOpen' : 'FailClose'}", or leave one of them unset to follow the other`, poolFailureMode);
+  }
+  if (poolFailureMode !== undefined) return poolFailureMode === 'FailOpen';
+  return failureModeAllow ?? true;
 }

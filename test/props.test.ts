@@ -429,6 +429,21 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(strategy(shared)).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
   });
 
+  test('the pool\'s failureMode and the EnvoyFilter\'s failure_mode_allow are one intent: either alone sets both, a disagreement is refused naming both', () => {
+    const modes = (props: KvAwareRoutingProps) => {
+      const m = synthProps(props);
+      const filter = one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-ext-proc').spec.configPatches[0].patch.value.typed_config;
+      return [one(m, 'InferencePool').spec.extensionRef.failureMode, filter.failure_mode_allow];
+    };
+    expect(modes(DEMO)).toEqual(['FailOpen', true]);
+    expect(modes(withOverrides(DEMO, { extProc: { failureModeAllow: false } }))).toEqual(['FailClose', false]);
+    expect(modes(withOverrides(DEMO, { poolFailureMode: 'FailClose' }))).toEqual(['FailClose', false]);
+    expect(modes(withOverrides(DEMO, { poolFailureMode: 'FailOpen', extProc: { failureModeAllow: true } }))).toEqual(['FailOpen', true]);
+    expect(() => build(withOverrides(DEMO, { poolFailureMode: 'FailOpen', extProc: { failureModeAllow: false } })))
+      .toThrow('KvAwareRouting.poolFailureMode: must agree with extProc.failureModeAllow (false): "FailClose", or leave one of them unset to follow the other, got "FailOpen"');
+    expect(() => build(withOverrides(DEMO, { poolFailureMode: 'Open' as never }))).toThrow(/KvAwareRouting\.poolFailureMode: must be one of "FailOpen", "FailClose"/);
+  });
+
   test('the defaults build without error', () => {
     expect(() => build(DEMO)).not.toThrow();
   });
