@@ -317,12 +317,15 @@ export class EndpointPicker extends Construct {
     new k8s.KubeRole(this, 'Role', {
       metadata,
       rules: [
-        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
-        { apiGroups: [this.poolApiGroup], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
+        // list and watch only: the EPP lists and watches everything it reads (epp/src/datastore/kubernetes-discovery.ts,
+        // its pool by a metadata.name field selector) and GETs nothing. GIE's chart also grants get
+        // (config/charts/inferencepool/templates/rbac.yaml @ v1.5.0), which its controller-runtime cache does not need either.
+        { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+        { apiGroups: [this.poolApiGroup], resources: ['inferencepools'], verbs: ['list', 'watch'] },
         // The EPP reads request priorities from the pool's InferenceObjectives and model rewrites from its
-        // InferenceModelRewrites (GIE's RBAC grants the same, config/charts/inferencepool/templates/rbac.yaml @ v1.5.0);
-        // without a CRD it logs once and goes on (priorities from its config; models as the request names them).
-        { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['get', 'list', 'watch'] },
+        // InferenceModelRewrites (GIE's RBAC grants them too); without a CRD it logs once and goes on (priorities from
+        // its config; models as the request names them).
+        { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['list', 'watch'] },
       ],
     });
     new k8s.KubeRoleBinding(this, 'RoleBinding', {

@@ -181,7 +181,7 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     expect(one(m, 'ServiceAccount', sa)).toBeDefined();
     const binding = all(m, 'RoleBinding').find((b) => b.subjects.some((s: { name: string }) => s.name === sa))!;
     const role = one(m, 'Role', binding.roleRef.name);
-    expect(role.rules).toContainEqual({ apiGroups: [pool.apiVersion.split('/')[0]], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] });
+    expect(role.rules).toContainEqual({ apiGroups: [pool.apiVersion.split('/')[0]], resources: ['inferencepools'], verbs: ['list', 'watch'] });
   });
 
   test('the EPP accepts its container args, and its probes ask the health services it serves', () => {

@@ -92,9 +92,9 @@ describe('the seed (demo cluster)', () => {
     expect(all(demo, 'ClusterRoleBinding')).toHaveLength(0);
     const role = one(demo, 'Role', 'ms-llm-d-modelservice-epp');
     expect(role.rules).toEqual([
-      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferencepools'], verbs: ['list', 'watch'] },
+      { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['list', 'watch'] },
     ]);
     const binding = one(demo, 'RoleBinding', 'ms-llm-d-modelservice-epp');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'ms-llm-d-modelservice-epp', namespace: 'llm-d' }]);
