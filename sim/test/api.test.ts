@@ -455,7 +455,7 @@ describe('OpenAI API over loopback', () => {
       expect(await plain.text()).toContain("Only 'application/json' is allowed");
       const audio = await fetch(`${sim.url}/v1/audio/transcriptions`, { method: 'POST', body: new FormData() });
       expect(audio.status).toBe(400);
-      expect((await audio.json()).message).toBe('The model does not support Transcriptions API');
+      expect(((await audio.json()) as { message: string }).message).toBe('The model does not support Transcriptions API');
     });
   });
 });
