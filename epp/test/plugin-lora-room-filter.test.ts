@@ -199,7 +199,7 @@ schedulingProfiles:
       expect(filter.inFlightAdapters(POD1)).toEqual([]);
       expect((await route('summarize', 'q5')).endpoint).toBe(POD1);
       // Response-complete is timed like GIE's other request-control extension points: one call per ended request.
-      expect(await metrics.registry.metrics()).toMatch(/inference_extension_plugin_duration_seconds_count\{extension_point="ResponseComplete",plugin_type="lora-room-filter",plugin_name="lora-room-filter"\} 3/);
+      expect(await metrics.registry.metrics()).toMatch(/inference_extension_plugin_duration_seconds_count\{extension_point="ResponseStreaming",plugin_type="lora-room-filter",plugin_name="lora-room-filter"\} 3/);
     } finally {
       ds.stop();
     }

@@ -1026,7 +1026,7 @@ export class RequestControl implements RequestDirector {
           // A plugin's bug must not keep the request in flight or the queue waiting.
           this.options.onInternalError?.(e as Error, request.requestId, `${plugin.name} response-complete`);
         }
-        if (m !== undefined) this.pluginTiming(m, 'ResponseComplete', plugin).observe(this.monotonicSeconds() - before);
+        if (m !== undefined) this.pluginTiming(m, 'ResponseStreaming', plugin).observe(this.monotonicSeconds() - before);
       }
     }
     // A request ended: one slot may be free for the oldest waiter.

@@ -9,8 +9,10 @@ import type { SchedulingErrorReason } from './types';
  * The extension point a timed plugin call belongs to: the `extension_point` label of
  * `inference_extension_plugin_duration_seconds`, spelled as GIE v1.5.0 spells them (`pkg/epp/scheduling/scheduler.go`:
  * ProfilePicker, Filter, Scorer, Picker, ProcessProfilesResults; `pkg/epp/framework/interface/requestcontrol/plugins.go`:
- * PreRequest, ResponseReceived, ResponseComplete; v1.5.0 defines the last but times no call under it, kvroute times its
- * response-complete hooks there). PostCycle is kvroute's own (plugins that learn the cycle's result).
+ * PreRequest, ResponseReceived, ResponseStreaming). kvroute's response-complete hooks are timed as ResponseStreaming,
+ * where GIE times its response-body plugins (`director.go` runResponseBodyPlugins, end-of-stream call included);
+ * v1.5.0 also declares ResponseComplete but times nothing under it. PostCycle is kvroute's own (plugins that learn the
+ * cycle's result).
  */
 export type ExtensionPoint =
   | 'ProfilePicker'
@@ -21,7 +23,7 @@ export type ExtensionPoint =
   | 'PostCycle'
   | 'PreRequest'
   | 'ResponseReceived'
-  | 'ResponseComplete';
+  | 'ResponseStreaming';
 
 export type SessionAffinityOutcome =
   /** The session's bound endpoint was a candidate and got the request. */
