@@ -248,6 +248,9 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
   }
 }
 
+/** String flags whose empty value stands for unset (their default, or the environment's): GIE's pool and config flags. */
+const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'kubeconfig', 'cert-path']);
+
 /**
  * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
  * @throws UsageError naming the offending flag.
@@ -279,6 +282,10 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       if (i + 1 >= argv.length) throw new UsageError(`--${name}: needs a value`);
       raw = argv[++i];
     }
+    // An empty value of a flag whose absence means "the default" is that absence, as GIE documents for its flags
+    // ("leave the flag unset or set it to an empty string", site-src/guides/epp-configuration/flags.md @ v1.5.0): Helm
+    // templates render unset values as "".
+    if (raw === '' && EMPTY_IS_UNSET.has(spec.name)) continue;
     values.set(spec.name, parseValue(spec, `--${name}`, raw));
   }
   if (values.get('help') === true) return undefined;

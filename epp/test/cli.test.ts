@@ -65,6 +65,18 @@ describe('kvroute-epp flags', () => {
     expect(parseArgs(['--pool-name', 'p'], {})!.poolNamespace).toBe('default');
   });
 
+  test('an empty pool or config flag is that flag unset, as GIE documents (site-src/guides/epp-configuration/flags.md @ v1.5.0: "leave the flag unset or set it to an empty string"); other string flags must not be empty', () => {
+    const o = parseArgs(['--pool-name', 'p', '--pool-namespace=', '--config-file=', '--config-text', '', '--cert-path=', '--pool-group=', '--kubeconfig='], { NAMESPACE: 'llm' })!;
+    expect(o.poolNamespace).toBe('llm');
+    expect(o.configFile).toBeUndefined();
+    expect(o.configText).toBeUndefined();
+    expect(o.certPath).toBeUndefined();
+    expect(parseArgs(['--pool-name', 'p', '--pool-namespace='], {})!.poolNamespace).toBe('default');
+    // Both pool and endpoints empty: neither is given.
+    expect(() => parseArgs(['--pool-name=', '--endpoints='])).toThrow('one of --pool-name (Kubernetes discovery) or --endpoints (static) is required');
+    expect(() => parseArgs(['--pool-name', 'p', '--host='])).toThrow('--host: must not be empty');
+  });
+
   test('the flags llm-d and GIE charts pass start the EPP: logging and pprof flags are reported as ignored, metrics scheme applies', () => {
     const o = parseArgs(['--poolName', 'p', '-v', '4', '--zap-encoder', 'json', '--enablePprof=true', '--modelServerMetricsScheme=https',
       '--modelServerMetricsHttpsInsecureSkipVerify=true', '--modelServerMetricsPath=/metrics'])!;
