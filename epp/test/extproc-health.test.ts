@@ -12,6 +12,7 @@ import { collectingLogger, FakeEnvoy, requestHeaders, TestDirector, waitFor } fr
 type HealthClient = grpc.Client & {
   Check(req: { service: string }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
   Watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+  List(req: Record<string, never>, cb: (err: grpc.ServiceError | null, res?: { statuses: Record<string, { status: string }> }) => void): void;
 };
 
 function healthClient(address: string): HealthClient {
@@ -57,6 +58,17 @@ describe('gRPC health', () => {
     }
     server.setServing(false);
     expect(await check(onHealthPort, 'inference-extension')).toBe('NOT_SERVING');
+  });
+
+  it('List names the ext_proc service with its status, as GIE v1.5.0\'s does (cmd/epp/runner/health.go), and the liveness name', async () => {
+    const list = (c: HealthClient) => new Promise<Record<string, { status: string }>>((resolve, reject) => {
+      c.List({}, (err, res) => (err ? reject(err) : resolve(res?.statuses ?? {})));
+    });
+    for (const c of [onMain, onHealthPort]) {
+      expect(await list(c)).toEqual({ 'envoy.service.ext_proc.v3.ExternalProcessor': { status: 'NOT_SERVING' }, liveness: { status: 'SERVING' } });
+    }
+    server.setServing(true);
+    expect(await list(onHealthPort)).toEqual({ 'envoy.service.ext_proc.v3.ExternalProcessor': { status: 'SERVING' }, liveness: { status: 'SERVING' } });
   });
 
   it('answers SERVING for the liveness service while not ready, so an empty pool never restarts the EPP', async () => {

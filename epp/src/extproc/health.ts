@@ -1,5 +1,5 @@
 /**
- * `grpc.health.v1.Health` (Check and Watch) with one process-wide status. Every service name gets that status, because
+ * `grpc.health.v1.Health` (Check, List and Watch) with one process-wide status. Every service name gets that status, because
  * the probes in use ask under different names (`envoy.service.ext_proc.v3.ExternalProcessor` from Envoy's cluster
  * health check and llm-d manifests, `inference-extension` from the GIE chart) and all mean "can this EPP route?".
  * It starts NOT_SERVING: routing needs known endpoints, which the owner signals with `setServing(true)`.
@@ -22,6 +22,11 @@ export class HealthState {
 
   constructor(initiallyServing = false, private readonly livenessServices: readonly string[] = [LIVENESS_SERVICE]) {
     this.serving = initiallyServing;
+  }
+
+  /** The liveness service names (SERVING while the process answers). */
+  get livenessNames(): readonly string[] {
+    return this.livenessServices;
   }
 
   /** The status reported for a health `service` name: readiness for every name but the liveness ones. */
@@ -78,5 +83,14 @@ export function healthImplementation(state: HealthState): grpc.UntypedServiceImp
     call.on('error', unsubscribe);
     send();
   };
-  return { Check: check, Watch: watch };
+  // GIE v1.5.0's List (cmd/epp/runner/health.go) names the ext_proc service; kvroute adds its liveness names.
+  const list: grpc.handleUnaryCall<Record<string, never>, { statuses: Record<string, HealthCheckResponse> }> = (_call, callback) => {
+    const statuses: Record<string, HealthCheckResponse> = { [EXT_PROC_HEALTH_NAME]: { status: state.status } };
+    for (const name of state.livenessNames) statuses[name] = { status: state.statusFor(name) };
+    callback(null, { statuses });
+  };
+  return { Check: check, List: list, Watch: watch };
 }
+
+/** The service name Envoy's cluster health check and GIE's List use for the EPP. */
+export const EXT_PROC_HEALTH_NAME = 'envoy.service.ext_proc.v3.ExternalProcessor';

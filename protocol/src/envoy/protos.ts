@@ -340,7 +340,7 @@ export function applyEnvoyApiAdditions(root: protobuf.Root): string[] {
 
 // ---------------------------------------------------------------------------------------------------------------------
 // grpc.health.v1: no installed package ships health.proto (grpc-js has none, grpc-js-xds's deps have none, proto-loader
-// has none), so the two messages, one enum and the service are declared by reflection. It is not an Envoy proto and is
+// has none), so the messages, one enum and the service are declared by reflection. It is not an Envoy proto and is
 // kept out of the pristine/patched comparison.
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -352,10 +352,14 @@ export function addGrpcHealthProto(root: protobuf.Root): void {
   const response = new protobuf.Type('HealthCheckResponse')
     .add(new protobuf.Enum('ServingStatus', { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 }))
     .add(new protobuf.Field('status', 1, 'ServingStatus'));
+  // List (grpc/grpc-proto grpc/health/v1/health.proto, 2024): every service the server knows and its status.
+  const listRequest = new protobuf.Type('HealthListRequest');
+  const listResponse = new protobuf.Type('HealthListResponse').add(new protobuf.MapField('statuses', 1, 'string', 'HealthCheckResponse'));
   const service = new protobuf.Service('Health')
     .add(new protobuf.Method('Check', 'rpc', 'HealthCheckRequest', 'HealthCheckResponse'))
+    .add(new protobuf.Method('List', 'rpc', 'HealthListRequest', 'HealthListResponse'))
     .add(new protobuf.Method('Watch', 'rpc', 'HealthCheckRequest', 'HealthCheckResponse', false, true));
-  ns.add(request).add(response).add(service);
+  ns.add(request).add(response).add(listRequest).add(listResponse).add(service);
   root.resolveAll();
 }
 
