@@ -6,6 +6,7 @@ import { createPlugin } from '../src/scheduling/plugin';
 import { ByLabelFilter, ROLE_LABEL } from '../src/scheduling/plugins/by-label';
 import { decodeFilter } from '../src/scheduling/plugins/decode-filter';
 import { headerBasedTestingFilter } from '../src/scheduling/plugins/header-based-testing-filter';
+import { byLabelSelector, labelSelectorFilter } from '../src/scheduling/plugins/label-selector-filter';
 import { prefillFilter } from '../src/scheduling/plugins/prefill-filter';
 import { KV_LOADED_CANDIDATES, LATE_WINDOW_MS, LOADED_CANDIDATES, SaturationFilter } from '../src/scheduling/plugins/saturation-filter';
 
@@ -61,6 +62,36 @@ describe('role filters', () => {
     const gpus = [pod('a', { labels: { gpu: 'a100' } }), pod('h', { labels: { gpu: 'h100' } }), pod('l', { labels: { gpu: 'l4' } }), pod('none')];
     expect(names(strict.filter(cycle, gpus))).toEqual(['a', 'h']);
     expect(names(lenient.filter(cycle, gpus))).toEqual(['h', 'none']);
+  });
+
+  it('label-selector-filter (llm-d-router filter/bylabel/selector.go @ v0.10.0; by-label-selector, its deprecated name) keeps pods matching a Kubernetes label selector, as apimachinery matches one', () => {
+    const pods = [
+      pod('decode-h100', { labels: { 'llm-d.ai/role': 'decode', gpu: 'h100' } }),
+      pod('decode-a100', { labels: { 'llm-d.ai/role': 'decode', gpu: 'a100' } }),
+      pod('prefill', { labels: { 'llm-d.ai/role': 'prefill', gpu: 'h100' } }),
+      pod('bare'),
+    ];
+    const run = (parameters: object, type?: 'by-label-selector') => {
+      const f = createPlugin(type === 'by-label-selector' ? byLabelSelector : labelSelectorFilter, 'sel', resolvePluginParameters(type ?? 'label-selector-filter', parameters), silentHandle) as Filter;
+      return names(f.filter(cycle, pods));
+    };
+    // An empty selector is labels.Everything().
+    expect(run({})).toEqual(['decode-h100', 'decode-a100', 'prefill', 'bare']);
+    expect(run({ matchLabels: { 'llm-d.ai/role': 'decode' } })).toEqual(['decode-h100', 'decode-a100']);
+    expect(run({ matchLabels: { 'llm-d.ai/role': 'decode' }, matchExpressions: [{ key: 'gpu', operator: 'NotIn', values: ['a100'] }] })).toEqual(['decode-h100']);
+    // NotIn and DoesNotExist hold for a pod without the label; In and Exists do not.
+    expect(run({ matchExpressions: [{ key: 'gpu', operator: 'NotIn', values: ['h100'] }] })).toEqual(['decode-a100', 'bare']);
+    expect(run({ matchExpressions: [{ key: 'gpu', operator: 'DoesNotExist' }] })).toEqual(['bare']);
+    expect(run({ matchExpressions: [{ key: 'gpu', operator: 'Exists' }, { key: 'llm-d.ai/role', operator: 'In', values: ['prefill', 'decode'] }] })).toEqual(['decode-h100', 'decode-a100', 'prefill']);
+    // The deprecated name builds the same filter and reports itself by that name.
+    expect(run({ matchLabels: { gpu: 'h100' } }, 'by-label-selector')).toEqual(['decode-h100', 'prefill']);
+    expect((createPlugin(byLabelSelector, 'old', resolvePluginParameters('by-label-selector', {}), silentHandle) as { type: string }).type).toBe('by-label-selector');
+    // Malformed selectors are config errors naming the field (labels.NewRequirement's rules).
+    expect(() => resolvePluginParameters('label-selector-filter', { matchExpressions: [{ key: 'gpu', operator: 'Equals', values: ['a'] }] })).toThrow(/matchExpressions\[0\]\.operator: "Equals" is not a valid label selector operator/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchExpressions: [{ key: 'gpu', operator: 'In' }] })).toThrow(/matchExpressions\[0\]\.values: must be non-empty for operator In/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchExpressions: [{ key: 'gpu', operator: 'Exists', values: ['x'] }] })).toThrow(/must be empty for operator Exists/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchLabels: { gpu: 1 } })).toThrow(/matchLabels\.gpu: must be a string/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchLabel: { gpu: 'a' } })).toThrow(/matchLabel/);
   });
 });
 

@@ -11,6 +11,7 @@ export { destinationEndpointServedVerifier } from './destination-endpoint-served
 export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
+export { labelSelectorFilter, byLabelSelector } from './label-selector-filter';
 export { latencyScorer } from './latency-scorer';
 export { loadAwareScorer } from './load-aware-scorer';
 export { loraAffinityScorer } from './lora-affinity-scorer';
