@@ -233,7 +233,13 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     metrics: metrics.collectors,
     poolName,
     ...(options.disableEndpointSubsetFilter ? { disableEndpointSubsetFilter: true } : {}),
-    ...(flowQueue ? { flowControl: { queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs } } : {}),
+    ...(flowQueue ? {
+      flowControl: {
+        queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs,
+        // A config that names GIE's gate gets GIE's series for every request (RequestControl's flowControl.recordEveryRequest).
+        ...(config.featureGates?.includes('flowControl') === true ? { recordEveryRequest: true } : {}),
+      },
+    } : {}),
     onInternalError: (error, requestId, hook) => logger.error(
       hook === undefined ? 'scheduling failed; sent to the least-loaded endpoint' : `plugin hook ${hook} failed; the request goes on`,
       { requestId, error: error.stack ?? error.message },

@@ -432,6 +432,25 @@ describe('a pool saturation detector in the running EPP', () => {
     expect(after).toMatch(/^inference_extension_flow_control_dispatch_cycle_duration_seconds_count [1-9]\d*$/m);
   });
 
+  test('with GIE\'s flowControl gate named, a request that never waits is still counted as GIE counts every request through its queue (admission.go FlowControlAdmissionController @ v1.5.0): enqueued NotYetFinalized, then Dispatched; without the gate only waiting requests are', async () => {
+    await start(UTILIZATION);
+    const r = send({ 'x-gateway-inference-fairness-id': 'tenant-b' });
+    expect(keys()).toContain((await r.answer).endpoint);
+    await complete(r.stream);
+    const page = await metricsPage(epp);
+    expect(page).toContain('inference_extension_flow_control_request_enqueue_duration_seconds_count{fairness_id="tenant-b",priority="0",outcome="NotYetFinalized"} 1');
+    expect(page).toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-b",priority="0",outcome="Dispatched",inference_pool="static",model_name="m",target_model_name="m"} 1');
+    envoy.close();
+    await epp.stop();
+    await Promise.all(pods.map((p) => p.close()));
+    // The same config without the gate: the request passes without a flow-control observation.
+    await start(UTILIZATION.replace('featureGates:\n  - "flowControl"\n', ''));
+    const quietRequest = send({ 'x-gateway-inference-fairness-id': 'tenant-b' });
+    expect(keys()).toContain((await quietRequest.answer).endpoint);
+    await complete(quietRequest.stream);
+    expect(await metricsPage(epp)).not.toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-b"');
+  });
+
   test('flow control off: GIE\'s legacy admission drops only sheddable requests while the pool is full', async () => {
     await start(UTILIZATION, ['--flow-control=false']);
     await setWaiting(3);

@@ -122,6 +122,13 @@ export interface RequestControlOptions {
      * `message_timeout` onto the fallback policy. 0 / absent: the proxy's message timeout bounds the wait.
      */
     readonly maxMessageTimeoutMs?: number;
+    /**
+     * GIE's `flowControl` feature gate is named: every request passes GIE's queue (v1.5.0 `requestcontrol/admission.go`
+     * FlowControlAdmissionController), so its enqueue and queue-duration histograms count every request, those that
+     * never wait included (outcome NotYetFinalized, then Dispatched, at about 0 s). Without the gate kvroute records
+     * only the requests that wait, and spares the rest the labelled observations.
+     */
+    readonly recordEveryRequest?: boolean;
   };
 }
 
@@ -584,6 +591,7 @@ export class RequestControl implements RequestDirector {
         return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model));
       }
     }
+    if (flowControl?.recordEveryRequest === true) this.recordPassedQueue(request, model);
     try {
       const result = this.options.scheduler.schedule(request, current);
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
@@ -600,6 +608,29 @@ export class RequestControl implements RequestDirector {
       this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: this.targetOf(request, model), error_code: 'Internal' });
       return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started);
     }
+  }
+
+  /** GIE's flow-control series for a request admitted without waiting: enqueued, then dispatched at once. */
+  private recordPassedQueue(request: LLMRequest, model: string): void {
+    const m = this.options.metrics;
+    if (m === undefined) return;
+    const labels = this.gieFlowLabels(m, request, model);
+    m.gieFlowControlEnqueueDuration.observe({ fairness_id: labels.fairness_id, priority: labels.priority, outcome: 'NotYetFinalized' }, 0);
+    const { fairness_id, priority, inference_pool, model_name, target_model_name } = labels;
+    m.gieFlowControlQueueDuration.observe({ fairness_id, priority, outcome: 'Dispatched', inference_pool, model_name, target_model_name }, 0);
+  }
+
+  /** GIE's flow-control labels for a request; every label a client chooses is bounded. */
+  private gieFlowLabels(m: EppCollectors, request: LLMRequest, model: string) {
+    // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
+    const pair = this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model);
+    return {
+      fairness_id: this.fairnessLabel(request.headers[FAIRNESS_ID_HEADER]),
+      priority: this.priorityLabel(request.headers),
+      inference_pool: this.options.poolName ?? '',
+      model_name: pair?.model ?? model,
+      target_model_name: pair?.targetModel ?? model,
+    };
   }
 
   /**
@@ -641,14 +672,8 @@ export class RequestControl implements RequestDirector {
     // `flowcontrol/controller/controller.go` and at finalization in `internal/item.go`), which its guide tells
     // autoscalers to read; every label a client chooses is bounded.
     const bytes = req.body?.length ?? 0;
-    // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
-    const pair = m !== undefined ? this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model) : undefined;
-    const gieLabels = {
-      fairness_id: this.fairnessLabel(headers[FAIRNESS_ID_HEADER]),
-      priority: this.priorityLabel(headers),
-      inference_pool: this.options.poolName ?? '',
-      model_name: pair?.model ?? model,
-      target_model_name: pair?.targetModel ?? model,
+    const gieLabels = m !== undefined ? this.gieFlowLabels(m, request, model) : {
+      fairness_id: '', priority: '', inference_pool: '', model_name: model, target_model_name: model,
     };
     m?.gieFlowControlQueueSize.inc(gieLabels);
     m?.gieFlowControlQueueBytes.inc(gieLabels, bytes);
