@@ -318,6 +318,8 @@ export class DecodePool extends Construct {
   public readonly routingSidecar: 'container' | 'native';
   /** The KV-event publisher settings, resolved; undefined without events. */
   public readonly kvEvents?: Required<Omit<KvEventsOptions, 'endpoint'>> & { readonly endpoint?: string };
+  /** Every port the decode pod declares, by name, in the pod's order (the sidecar's, then vLLM's container's). */
+  public readonly containerPorts: readonly { readonly name: string; readonly port: number }[];
   /** Container port names of the publisher and its replay socket. */
   public static readonly KV_EVENTS_PORT_NAME = 'kv-events';
   public static readonly KV_REPLAY_PORT_NAME = 'kv-replay';
@@ -583,6 +585,13 @@ export class DecodePool extends Construct {
       },
     };
 
+    const vllmPorts = [
+      { name: DecodePool.VLLM_PORT_NAME, port: DecodePool.VLLM_PORT },
+      ...(this.kvEvents?.mode === 'per-pod'
+        ? [{ name: DecodePool.KV_EVENTS_PORT_NAME, port: this.kvEvents.port }, { name: DecodePool.KV_REPLAY_PORT_NAME, port: this.kvEvents.replayPort }]
+        : []),
+    ];
+    this.containerPorts = [{ name: DecodePool.SIDECAR_PORT_NAME, port: DecodePool.SIDECAR_PORT }, ...vllmPorts];
     this.deployment = new k8s.KubeDeployment(this, 'Deployment', {
       metadata: { name: this.deploymentName, namespace: this.namespace, labels: { ...this.podLabels } },
       spec: {
@@ -612,15 +621,7 @@ export class DecodePool extends Construct {
                 command: ['vllm', 'serve'],
                 args,
                 env,
-                ports: [
-                  { name: DecodePool.VLLM_PORT_NAME, containerPort: DecodePool.VLLM_PORT, protocol: 'TCP' },
-                  ...(this.kvEvents?.mode === 'per-pod'
-                    ? [
-                        { name: DecodePool.KV_EVENTS_PORT_NAME, containerPort: this.kvEvents.port, protocol: 'TCP' },
-                        { name: DecodePool.KV_REPLAY_PORT_NAME, containerPort: this.kvEvents.replayPort, protocol: 'TCP' },
-                      ]
-                    : []),
-                ],
+                ports: vllmPorts.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
                 resources: {
                   requests: {
                     'cpu': k8s.Quantity.fromString(cpu),

@@ -8,7 +8,7 @@ import { InferenceGateway, InferenceGatewayProps } from './gateway';
 import { InferencePool, PoolFailureMode } from './inference-pool';
 import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
-import { checkNetworkPeer, EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
+import { checkNetworkPeer, DecodeNetworkPolicy, DecodeNetworkPolicyProps, EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
 import { existingSessionStore, SessionStore, type SessionStoreConnection, type SessionStoreProps } from './session-store';
 import { checkDns1035Label, checkDnsLabel, checkOneOf, PropsError } from './validation';
 import type { EndpointPickerConfig } from '@kvroute/epp/config';
@@ -97,13 +97,19 @@ export interface KvAwareRoutingProps {
    */
   readonly monitoring?: Omit<MonitoringProps, 'decodePool' | 'endpointPicker' | 'gateway' | 'inferenceRouting' | 'extProcRequestBodyMode' | 'extProcFailOpen'> & { readonly enabled?: boolean };
   /**
-   * The EPP's NetworkPolicy: ext_proc from the gateway's pods, metrics from the monitoring namespace, central KV events
-   * from the decode pods, health from the kubelet; egress too when `egress` is given. `enabled: false` leaves it out.
-   * It takes effect only where the network plugin enforces NetworkPolicy.
-   * @default enabled, ingress only, metrics from namespace `monitoring`
-   * @see EppNetworkPolicy (lib/network-policy.ts)
+   * The NetworkPolicies. The EPP's: ext_proc from the gateway's pods, metrics from the monitoring namespace, central KV
+   * events from the decode pods, health from the kubelet; egress too when `egress` is given. The decode pods': the
+   * serving port from the gateway's and the EPP's pods and `decodeClients`, vLLM's port from `metricsSources`, per-pod KV
+   * sockets from the EPP's pods. `enabled: false` leaves them all out. They take effect only where the network plugin
+   * enforces NetworkPolicy.
+   * @default enabled, ingress only, metrics from namespace `monitoring`, no other decode clients
+   * @see EppNetworkPolicy, DecodeNetworkPolicy (lib/network-policy.ts)
    */
-  readonly networkPolicy?: Omit<EppNetworkPolicyProps, 'endpointPicker' | 'gateway' | 'decodePool'> & { readonly enabled?: boolean };
+  readonly networkPolicy?: Omit<EppNetworkPolicyProps, 'endpointPicker' | 'gateway' | 'decodePool'> & {
+    readonly enabled?: boolean;
+    /** In-cluster clients allowed to call the decode pods directly, past the gateway (`DecodeNetworkPolicyProps.clients`). @default none */
+    readonly decodeClients?: DecodeNetworkPolicyProps['clients'];
+  };
 }
 
 /**
@@ -137,6 +143,8 @@ export class KvAwareRouting extends Chart {
   public readonly monitoring?: Monitoring;
   /** The EPP's NetworkPolicy; absent with `networkPolicy.enabled: false`. */
   public readonly networkPolicy?: EppNetworkPolicy;
+  /** The decode pods' NetworkPolicy; absent with `networkPolicy.enabled: false`. */
+  public readonly decodeNetworkPolicy?: DecodeNetworkPolicy;
   /** The Valkey kvroute deploys for shared sessions (`sessionStore.deploy`). */
   public readonly sessionStore?: SessionStore;
   /** The deployed store's NetworkPolicy; absent with `networkPolicy.enabled: false`. */
@@ -293,13 +301,20 @@ export class KvAwareRouting extends Chart {
         gateway: this.gateway,
       });
     }
-    const { enabled: policyEnabled = true, ...policyProps } = props.networkPolicy ?? {};
+    const { enabled: policyEnabled = true, decodeClients, ...policyProps } = props.networkPolicy ?? {};
     if (policyEnabled) {
       this.networkPolicy = new EppNetworkPolicy(this, 'NetworkPolicy', {
         ...policyProps,
         endpointPicker: this.endpointPicker,
         gateway: this.gateway,
         decodePool: this.decodePool,
+      });
+      this.decodeNetworkPolicy = new DecodeNetworkPolicy(this, 'DecodeNetworkPolicy', {
+        decodePool: this.decodePool,
+        gateway: this.gateway,
+        endpointPicker: this.endpointPicker,
+        ...(policyProps.metricsSources !== undefined ? { metricsSources: policyProps.metricsSources } : {}),
+        ...(decodeClients !== undefined ? { clients: decodeClients } : {}),
       });
       if (this.sessionStore) {
         this.sessionStoreNetworkPolicy = new SessionStoreNetworkPolicy(this, 'SessionStoreNetworkPolicy', {

@@ -250,6 +250,84 @@ function toPeer(field: string, peer: NetworkPeer, scope: string = SCOPE): k8s.Ne
   return podSelector;
 }
 
+/** Props of {@link DecodeNetworkPolicy}. */
+export interface DecodeNetworkPolicyProps {
+  /** The decode pods the policy selects; their ports and labels come from here. */
+  readonly decodePool: DecodePool;
+  /** The gateway whose pods forward the requests (Istio labels them `gateway.networking.k8s.io/gateway-name`). */
+  readonly gateway: InferenceGateway;
+  /** The EPP, which scrapes the pods' metrics on the serving port and, with per-pod KV events, connects to their sockets. */
+  readonly endpointPicker: EndpointPicker;
+  /**
+   * Who may scrape vLLM's own port (8001), where the vLLM PodMonitor reads per-pod series: the Prometheus the
+   * ServiceMonitor feeds. The same list as the EPP's `metricsSources`.
+   * @default [{ namespace: 'monitoring' }]
+   */
+  readonly metricsSources?: readonly NetworkPeer[];
+  /**
+   * Other clients allowed on the serving port (8000, the routing sidecar) besides the gateway's and the EPP's pods: an
+   * in-cluster load test or an evaluation job that calls the pods directly. Everything else is refused, so a pod in the
+   * cluster cannot send the sidecar the prefill headers the gateway strips (`x-prefiller-host-port`: the routing sidecar
+   * would send the prompt to any host, its SSRF protection being off by default) nor reach vLLM past the gateway.
+   * @default none
+   * @see https://kubernetes.io/docs/concepts/services-networking/network-policies/
+   */
+  readonly clients?: readonly NetworkPeer[];
+}
+
+/**
+ * The decode pods' NetworkPolicy (ingress only: vLLM downloads its model and, with central KV events, connects to the
+ * EPP): per port the decode pod declares,
+ * - `http` 8000 (the routing sidecar, the InferencePool's target port) from the gateway's pods, the EPP's pods (their
+ *   `/metrics` scrapes) and `clients`;
+ * - `vllm` 8001 (vLLM's own server) from `metricsSources`, for the vLLM PodMonitor; the sidecar reaches it on the pod's
+ *   own loopback, which NetworkPolicy does not see;
+ * - `kv-events` and `kv-replay` (per-pod KV events) from the EPP's pods, which subscribe and ask for replays.
+ * The kubelet's probes come from the node, which NetworkPolicy does not filter. A port the pod declares without a
+ * decision here fails synth.
+ */
+export class DecodeNetworkPolicy extends Construct {
+  public readonly policy: k8s.KubeNetworkPolicy;
+  /** The decode ports some ingress rule opens, in the pod's order. */
+  public readonly ingressPorts: readonly number[];
+
+  constructor(scope: Construct, id: string, props: DecodeNetworkPolicyProps) {
+    super(scope, id);
+    const scopeName = 'DecodeNetworkPolicy';
+    const { decodePool: pool, gateway, endpointPicker: epp } = props;
+    const local = (ns: string, labels: Readonly<Record<string, string>>): k8s.NetworkPolicyPeer => ({
+      podSelector: { matchLabels: { ...labels } },
+      ...(ns !== pool.namespace ? { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: ns } } } : {}),
+    });
+    const tcp = (port: number): k8s.NetworkPolicyPort => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) });
+    const metricsSources = (props.metricsSources ?? [{ namespace: 'monitoring' }]).map((peer, i) => toPeer(`metricsSources[${i}]`, peer, scopeName));
+    if (props.clients !== undefined && !Array.isArray(props.clients)) throw new PropsError(scopeName, 'clients', 'must be a list of peers', props.clients);
+    const clients = (props.clients ?? []).map((peer, i) => toPeer(`clients[${i}]`, peer, scopeName));
+    const eppPods = local(epp.namespace, epp.podLabels);
+    const sourcesByName: Record<string, k8s.NetworkPolicyPeer[]> = {
+      [DecodePool.SIDECAR_PORT_NAME]: [local(gateway.namespace, gateway.podLabels), eppPods, ...clients],
+      [DecodePool.VLLM_PORT_NAME]: metricsSources,
+      [DecodePool.KV_EVENTS_PORT_NAME]: [eppPods],
+      [DecodePool.KV_REPLAY_PORT_NAME]: [eppPods],
+    };
+    const rules: [number, k8s.NetworkPolicyPeer[]][] = pool.containerPorts.map((p) => {
+      const from = sourcesByName[p.name];
+      if (from === undefined) throw new PropsError(scopeName, 'decodePool', `declares port ${p.name} (${p.port}), which this policy has no rule for`, p.name);
+      return [p.port, from];
+    });
+    const open = rules.filter(([, from]) => from.length > 0);
+    this.ingressPorts = open.map(([port]) => port);
+    this.policy = new k8s.KubeNetworkPolicy(this, 'Resource', {
+      metadata: { name: pool.deploymentName, namespace: pool.namespace, labels: { ...pool.podLabels } },
+      spec: {
+        podSelector: { matchLabels: { ...pool.podLabels } },
+        policyTypes: ['Ingress'],
+        ingress: open.map(([port, from]) => ({ from, ports: [tcp(port)] })),
+      },
+    });
+  }
+}
+
 /** Props of {@link SessionStoreNetworkPolicy}. */
 export interface SessionStoreNetworkPolicyProps {
   /** The Valkey kvroute deploys. */

@@ -231,6 +231,77 @@ describe.each(variants)('%s: the EPP NetworkPolicy', (_name, props) => {
   });
 });
 
+/**
+ * What is wrong with the decode pods' NetworkPolicy, from the manifests only: for every port a decode container declares,
+ * who may connect. The serving port (the InferencePool's target port) admits the gateway's pods and the EPP's (its
+ * scrapes) and the named clients; vLLM's own port, whoever the vLLM PodMonitor's Prometheus is; the per-pod KV sockets,
+ * the EPP's pods. A port declared without a rule, or a rule for a port nothing declares, is a problem.
+ */
+function decodePolicyProblems(m: Manifest[], metricsFrom: Json[], clients: Json[] = []): string[] {
+  const problems: string[] = [];
+  const pool = one(m, 'InferencePool');
+  const poolSelector = pool.spec.selector.matchLabels ?? pool.spec.selector;
+  const decode = all(m, 'Deployment').find((d) => selects(poolSelector, d.spec.template.metadata.labels))!;
+  const eppDeployment = one(m, 'Deployment', pool.spec.extensionRef?.name ?? pool.spec.endpointPickerRef.name);
+  const policy = all(m, 'NetworkPolicy').find((p) => selects(p.spec.podSelector.matchLabels, decode.spec.template.metadata.labels));
+  if (!policy) return ['no NetworkPolicy selects the decode pods'];
+  for (const d of all(m, 'Deployment').filter((x) => x !== decode)) {
+    if (selects(policy.spec.podSelector.matchLabels, d.spec.template.metadata.labels)) problems.push(`the decode policy also selects ${d.metadata.name}`);
+  }
+  if (!policy.spec.policyTypes.includes('Ingress')) problems.push('the decode policy does not restrict ingress');
+  const rules: Json[] = policy.spec.ingress ?? [];
+  for (const [i, r] of rules.entries()) {
+    if (!r.from?.length) problems.push(`ingress[${i}] has no from: it admits everyone`);
+    if (!r.ports?.length) problems.push(`ingress[${i}] has no ports: it opens every port`);
+  }
+  const spec = decode.spec.template.spec;
+  const declared: Json[] = [...(spec.initContainers ?? []), ...spec.containers].flatMap((c: Json) => c.ports ?? []);
+  const gateway = one(m, 'Gateway');
+  const eppPods = { podSelector: { matchLabels: eppDeployment.spec.template.metadata.labels } };
+  const expected: Record<string, Json[]> = {
+    http: [{ podSelector: { matchLabels: { 'gateway.networking.k8s.io/gateway-name': gateway.metadata.name } } }, eppPods, ...clients],
+    vllm: metricsFrom,
+    'kv-events': [eppPods],
+    'kv-replay': [eppPods],
+  };
+  if (!declared.some((p) => p.containerPort === pool.spec.targetPortNumber || p.containerPort === pool.spec.targetPorts?.[0]?.number)) problems.push('the pool target port is not declared');
+  for (const p of declared) {
+    const found = rules.filter((r) => portsOf(r).includes(p.containerPort));
+    if (!(p.name in expected)) {
+      problems.push(`decode port ${p.name} (${p.containerPort}) has no documented source`);
+      continue;
+    }
+    if (found.length > 1) problems.push(`decode port ${p.name} is opened by ${found.length} rules`);
+    const from = found[0]?.from ?? [];
+    if (JSON.stringify(from) !== JSON.stringify(expected[p.name])) problems.push(`decode port ${p.name}: sources ${JSON.stringify(from)}, expected ${JSON.stringify(expected[p.name])}`);
+  }
+  for (const r of rules) {
+    for (const port of portsOf(r)) if (!declared.some((p) => p.containerPort === port)) problems.push(`the decode policy opens ${port}, which no decode container declares`);
+  }
+  return problems;
+}
+
+describe.each(variants)('%s: the decode pods\' NetworkPolicy', (_name, props) => {
+  const { chart, manifests: m } = synthChart(props);
+  const configured = props.networkPolicy?.metricsSources;
+  const metricsFrom = configured === undefined
+    ? [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]
+    : [{ namespaceSelector: { matchLabels: { team: 'observability' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }];
+
+  test('opens each port a decode container declares to its callers only (the gateway and the EPP on the serving port, Prometheus on vLLM\'s, the EPP on the KV sockets)', () => {
+    expect(decodePolicyProblems(m, metricsFrom)).toEqual([]);
+    const policy = all(m, 'NetworkPolicy').find((p) => p.metadata.name === chart.decodePool.deploymentName)!;
+    expect(chart.decodeNetworkPolicy!.ingressPorts).toEqual(policy.spec.ingress.flatMap(portsOf));
+    // The vLLM PodMonitor scrapes a port the policy opens to Prometheus.
+    const podMonitor = all(m, 'PodMonitor').find((p) => selects(p.spec.selector.matchLabels, policy.spec.podSelector.matchLabels));
+    if (podMonitor) {
+      const vllmPort = one(m, 'Deployment', chart.decodePool.deploymentName).spec.template.spec.containers.flatMap((c: Json) => c.ports ?? [])
+        .find((p: Json) => p.name === podMonitor.spec.podMetricsEndpoints[0].port).containerPort;
+      expect(policy.spec.ingress.find((r: Json) => portsOf(r).includes(vllmPort)).from).toEqual(metricsFrom);
+    }
+  });
+});
+
 describe('the NetworkPolicy check itself', () => {
   const { manifests: m } = synthChart(withOverrides(DEMO, { decode: { kvEvents: { mode: 'central' } } }));
   const withMutation = (mutate: (m: Manifest[]) => void): string[] => {
@@ -238,7 +309,7 @@ describe('the NetworkPolicy check itself', () => {
     mutate(copy);
     return eppPolicyProblems(copy);
   };
-  const policyOf = (x: Manifest[]) => one(x, 'NetworkPolicy');
+  const policyOf = (x: Manifest[]) => one(x, 'NetworkPolicy', 'ms-llm-d-modelservice-epp');
 
   test('fails when the EPP Service gains a port the policy says nothing about', () => {
     expect(withMutation((x) => {
@@ -287,11 +358,38 @@ describe('the NetworkPolicy check itself', () => {
     }))).toThrow(/^EppNetworkPolicy\.egress: restricts egress, so the existing session store needs sessionStore\.existing\.networkPeer/);
   });
 
+  test('the decode check fails when a rule admits the whole namespace, when a port loses its rule, or when the gateway is left out', () => {
+    const { manifests: base } = synthChart(withOverrides(DEMO, { decode: { kvEvents: { mode: 'per-pod' } } }));
+    const metricsFrom = [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }];
+    expect(decodePolicyProblems(base, metricsFrom)).toEqual([]);
+    const decodePolicy = (x: Manifest[]) => all(x, 'NetworkPolicy').find((p) => p.metadata.name === 'ms-llm-d-modelservice-decode')!;
+    const open = clone(base);
+    decodePolicy(open).spec.ingress[0].from = [{ podSelector: {} }];
+    expect(decodePolicyProblems(open, metricsFrom).join('\n')).toMatch(/decode port http: sources/);
+    const dropped = clone(base);
+    decodePolicy(dropped).spec.ingress.splice(2, 1);
+    expect(decodePolicyProblems(dropped, metricsFrom).join('\n')).toMatch(/decode port kv-events: sources \[\]/);
+    const noGateway = clone(base);
+    decodePolicy(noGateway).spec.ingress[0].from.shift();
+    expect(decodePolicyProblems(noGateway, metricsFrom).join('\n')).toMatch(/decode port http/);
+    const gone = clone(base).filter((x) => x !== decodePolicy(base) && !(x.kind === 'NetworkPolicy' && x.metadata.name === 'ms-llm-d-modelservice-decode'));
+    expect(decodePolicyProblems(gone, metricsFrom)).toEqual(['no NetworkPolicy selects the decode pods']);
+  });
+
+  test('named decode clients reach the serving port only', () => {
+    const { manifests: x } = synthChart(withOverrides(DEMO, { networkPolicy: { decodeClients: [{ namespace: 'evals', podLabels: { app: 'harness' } }] } }));
+    const clients = [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'evals' } }, podSelector: { matchLabels: { app: 'harness' } } }];
+    expect(decodePolicyProblems(x, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], clients)).toEqual([]);
+    expect(() => synthChart(withOverrides(DEMO, { networkPolicy: { decodeClients: [{ namespace: 'evals', cidr: '10.0.0.0/8' }] as never } })))
+      .toThrow(/^DecodeNetworkPolicy\.clients\[0\]: must set exactly one of namespace, namespaceLabels, podLabels alone/);
+  });
+
   test('the policy can be left out', () => {
     const { chart, manifests: without } = synthChart(withOverrides(DEMO, { networkPolicy: { enabled: false }, sessionStore: { deploy: {} } }));
     expect(all(without, 'NetworkPolicy')).toHaveLength(0);
     expect(chart.networkPolicy).toBeUndefined();
     expect(chart.sessionStoreNetworkPolicy).toBeUndefined();
+    expect(chart.decodeNetworkPolicy).toBeUndefined();
   });
 
   test('a closed metrics port and named health checkers', () => {

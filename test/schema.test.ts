@@ -49,10 +49,10 @@ const variants: [string, Manifest[]][] = [
   }))],
 ];
 
-test('the variants synthesize the EPP\'s NetworkPolicy (and the deployed store\'s), and the validator knows their schemas', () => {
+test('the variants synthesize the EPP\'s and the decode pods\' NetworkPolicies (and the deployed store\'s), and the validator knows their schemas', () => {
   for (const [name, manifests] of variants) {
     const stores = manifests.filter((m) => m.kind === 'StatefulSet').length;
-    expect({ name, policies: manifests.filter((m) => m.kind === 'NetworkPolicy').length }).toEqual({ name, policies: 1 + stores });
+    expect({ name, policies: manifests.filter((m) => m.kind === 'NetworkPolicy').length }).toEqual({ name, policies: 2 + stores });
   }
   expect(validator.knows('networking.k8s.io/v1', 'NetworkPolicy')).toBe(true);
   expect(validator.knows('policy/v1', 'PodDisruptionBudget')).toBe(true);
