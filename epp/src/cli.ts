@@ -226,8 +226,9 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
       throw new UsageError(`${flag} ${spec.help}`);
     case 'ignored-bool':
     case 'bool': {
-      if (raw === 'true' || raw === '1') return true;
-      if (raw === 'false' || raw === '0') return false;
+      // Go's strconv.ParseBool, which GIE's flags use: 1, t, T, TRUE, true, True; 0, f, F, FALSE, false, False.
+      if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw)) return true;
+      if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(raw)) return false;
       throw new UsageError(`${flag}: must be true or false, got ${JSON.stringify(raw)}`);
     }
     case 'duration':
