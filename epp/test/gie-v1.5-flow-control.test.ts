@@ -451,6 +451,20 @@ describe('a pool saturation detector in the running EPP', () => {
     expect(await metricsPage(epp)).not.toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-b"');
   });
 
+  test('with the gate named, a request whose cycle finds every pod saturated (kvroute\'s saturation-filter) waits and is counted once, at the queue, not also as passing it', async () => {
+    const config = `${HEADER}featureGates:\n  - "flowControl"\nplugins:\n${SCORERS}- type: saturation-filter\n  parameters:\n    mode: filter\n    queueDepthThreshold: 2\n    metricsStalenessThreshold: 10s\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: saturation-filter\n  - pluginRef: queue-scorer\n  - pluginRef: kv-cache-utilization-scorer\n  - pluginRef: prefix-cache-scorer\n`;
+    await start(config);
+    await setWaiting(3);
+    const r = send({ 'x-gateway-inference-fairness-id': 'tenant-c' });
+    await waitFor(async () => (await sizeOf(epp)) === 1);
+    await setWaiting(0);
+    expect(keys()).toContain((await r.answer).endpoint);
+    await complete(r.stream);
+    const page = await metricsPage(epp);
+    expect(page).toContain('inference_extension_flow_control_request_enqueue_duration_seconds_count{fairness_id="tenant-c",priority="0",outcome="NotYetFinalized"} 1');
+    expect(page).toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-c",priority="0",outcome="Dispatched",inference_pool="static",model_name="m",target_model_name="m"} 1');
+  });
+
   test('flow control off: GIE\'s legacy admission drops only sheddable requests while the pool is full', async () => {
     await start(UTILIZATION, ['--flow-control=false']);
     await setWaiting(3);

@@ -144,10 +144,16 @@ describe('kvCacheBackendConfigs (llm-d-kv-cache indexer.go / kvblock_scorer.go @
 describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
   const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
 
-  // KVM's score map holds a pod whose only copy is on a tier weighted 0 at 0 (kvblock_scorer.go @ llm-d-kv-cache
-  // v0.7.1), and utils.go's min-max (llm-d-inference-scheduler v0.8.0) takes its min over that map: such a holder
-  // lowers the floor to 0, so a one-block GPU holder scores 1/3 of a three-block one, not 0.
-  test('a pod holding the prefix only on a tier weighted 0 is in the min-max population at 0: a shorter GPU holder scores above 0', async () => {
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
+  });
+
+  /**
+   * A scorer with `extra` parameter lines (no subscription: blocks are stored straight into its index), the pods
+   * `keys` in its pool, a chat prompt of `text` prepared, and a builder of that prompt's leading `blocks` blocks.
+   */
+  async function scorerWith(extra: string, keys: readonly string[], text: string) {
     const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
   - type: precise-prefix-cache-scorer
     parameters:
@@ -155,74 +161,54 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
       indexerConfig:
         tokenProcessorConfig: { blockSize: 16 }
         tokenizersPoolConfig: { modelName: "${MODEL}" }
-        kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: cpu, weight: 0 }]
-      scoreNormalization: min-max
-  - type: max-score-picker
+${extra}  - type: max-score-picker
 `));
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-    const body = { model: MODEL, messages: [{ role: 'user', content: `Summarize: ${'Tier text. '.repeat(60)}` }] };
-    const input = parseRequestBody(Buffer.from(JSON.stringify(body))).input;
+    const input = parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `Summarize: ${text.repeat(60)}` }] }))).input;
     const { ids } = (await tokenizer.promptTokens(input))!;
-    expect(ids.length).toBeGreaterThanOrEqual(48);
-    const stored = (blocks: number, medium: string, base: number): BlockStored => ({
+    const stored = (blocks: number, base: number, medium?: string): BlockStored => ({
       type: 'BlockStored', blockHashes: Array.from({ length: blocks }, (_, i) => String(base + i)), parentBlockHash: null,
-      tokenIds: Array.from(ids.slice(0, blocks * 16)), blockSize: 16, loraId: null, medium,
+      tokenIds: Array.from(ids.slice(0, blocks * 16)), blockSize: 16, loraId: null, ...(medium !== undefined ? { medium } : {}),
     });
-    const [a, b, c] = ['10.0.9.1:8000', '10.0.9.2:8000', '10.0.9.3:8000'];
-    scorer.index.store(a!, stored(3, 'GPU', 100), rootKey(''));
-    scorer.index.store(b!, stored(1, 'GPU', 200), rootKey(''));
-    scorer.index.store(c!, stored(1, 'CPU', 300), rootKey(''));
-    const snapshot = (key: string): EndpointSnapshot => ({
-      endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
-      metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
-    });
-    for (const key of [a!, b!, c!]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
-    const request = { requestId: 'zero-tier', model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
+    for (const key of keys) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+    const request = { requestId: 'r', model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
     await scorer.prepareRequest(request);
-    expect(scorer.score({ request, state: new CycleState() }, [a!, b!, c!].map(snapshot))).toEqual([1, 1 / 3, 0]);
+    const scores = (pods: readonly string[]) => scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
+    return { scheduler, scorer, ids, stored, scores };
+  }
+
+  // KVM's score map holds a pod whose only copy is on a tier weighted 0 at 0 (kvblock_scorer.go @ llm-d-kv-cache
+  // v0.7.1), and utils.go's min-max (llm-d-inference-scheduler v0.8.0) takes its min over that map: such a holder
+  // lowers the floor to 0, so a one-block GPU holder scores 1/3 of a three-block one, not 0.
+  test('a pod holding the prefix only on a tier weighted 0 is in the min-max population at 0: a shorter GPU holder scores above 0', async () => {
+    const [a, b, c] = ['10.0.9.1:8000', '10.0.9.2:8000', '10.0.9.3:8000'] as const;
+    const { scheduler, scorer, ids, stored, scores } = await scorerWith(
+      '        kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: cpu, weight: 0 }]\n      scoreNormalization: min-max\n', [a, b, c], 'Tier text. ');
+    expect(ids.length).toBeGreaterThanOrEqual(48);
+    scorer.index.store(a, stored(3, 100, 'GPU'), rootKey(''));
+    scorer.index.store(b, stored(1, 200, 'GPU'), rootKey(''));
+    scorer.index.store(c, stored(1, 300, 'CPU'), rootKey(''));
+    expect(scores([a, b, c])).toEqual([1, 1 / 3, 0]);
     // Filtered out, it is still a pod of the pool and still in the population (as in the score map over every pod).
-    expect(scorer.score({ request, state: new CycleState() }, [a!, b!].map(snapshot))).toEqual([1, 1 / 3]);
+    expect(scores([a, b])).toEqual([1, 1 / 3]);
     // Gone from the pool, the floor is the one-block GPU holder's: it scores 0.
-    scheduler.plugins.removeEndpoint(c!);
-    expect(scorer.score({ request, state: new CycleState() }, [a!, b!].map(snapshot))).toEqual([1, 0]);
+    scheduler.plugins.removeEndpoint(c);
+    expect(scores([a, b])).toEqual([1, 0]);
     await scheduler.plugins.close();
   });
 
   // llm-d-router v0.10.0: the producer's matchLen (the tier-weighted score) over the request's total blocks
   // (dataproducer/preciseprefixcache/producer.go), scored as prefix-cache-scorer's matchRatioScore (scorer/prefix/plugin.go).
   test('by default a pod scores its matched share of the request\'s blocks, as llm-d since llm-d-router v0.9.0 (#1107): a lone partial holder is not worth the full weight', async () => {
-    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${MODEL}" }
-  - type: max-score-picker
-`));
-    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-    const body = { model: MODEL, messages: [{ role: 'user', content: `Summarize: ${'Share text. '.repeat(60)}` }] };
-    const input = parseRequestBody(Buffer.from(JSON.stringify(body))).input;
-    const { ids } = (await tokenizer.promptTokens(input))!;
+    const [a, b, c] = ['10.0.8.1:8000', '10.0.8.2:8000', '10.0.8.3:8000'] as const;
+    const { scheduler, scorer, ids, stored, scores } = await scorerWith('', [a, b, c], 'Share text. ');
     const total = Math.floor(ids.length / 16);
     expect(total).toBeGreaterThanOrEqual(6);
-    const stored = (blocks: number, base: number): BlockStored => ({
-      type: 'BlockStored', blockHashes: Array.from({ length: blocks }, (_, i) => String(base + i)), parentBlockHash: null,
-      tokenIds: Array.from(ids.slice(0, blocks * 16)), blockSize: 16, loraId: null,
-    });
-    const [a, b, c] = ['10.0.8.1:8000', '10.0.8.2:8000', '10.0.8.3:8000'];
-    const snapshot = (key: string): EndpointSnapshot => ({
-      endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
-      metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
-    });
-    for (const key of [a!, b!, c!]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
-    scorer.index.store(a!, stored(2, 100), rootKey(''));
-    const request = { requestId: 'share', model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
-    await scorer.prepareRequest(request);
+    scorer.index.store(a, stored(2, 100), rootKey(''));
     // min-max (v0.8.0) gave the lone holder 1.
-    expect(scorer.score({ request, state: new CycleState() }, [a!, b!, c!].map(snapshot))).toEqual([2 / total, 0, 0]);
-    scorer.index.store(b!, stored(total, 200), rootKey(''));
-    expect(scorer.score({ request, state: new CycleState() }, [a!, b!, c!].map(snapshot))).toEqual([2 / total, 1, 0]);
+    expect(scores([a, b, c])).toEqual([2 / total, 0, 0]);
+    scorer.index.store(b, stored(total, 200), rootKey(''));
+    expect(scores([a, b, c])).toEqual([2 / total, 1, 0]);
     await scheduler.plugins.close();
   });
 

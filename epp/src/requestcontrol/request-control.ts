@@ -591,9 +591,10 @@ export class RequestControl implements RequestDirector {
         return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model));
       }
     }
-    if (flowControl?.recordEveryRequest === true) this.recordPassedQueue(request, model);
     try {
       const result = this.options.scheduler.schedule(request, current);
+      // Counted only once scheduled: a scheduling failure that waiting can fix goes on to the queue, counted there.
+      if (flowControl?.recordEveryRequest === true) this.recordPassedQueue(request, model);
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
     } catch (e) {
       if (e instanceof SchedulingError) {
