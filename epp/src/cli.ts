@@ -283,9 +283,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       if (i + 1 >= argv.length) throw new UsageError(`--${name}: needs a value`);
       raw = argv[++i];
     }
-    // An empty value of a flag whose absence means "the default" is that absence, as GIE documents for its flags
-    // ("leave the flag unset or set it to an empty string", site-src/guides/epp-configuration/flags.md @ v1.5.0): Helm
-    // templates render unset values as "".
+    // An empty value of a flag whose absence means "the default" is that absence, as GIE documents for --pool-namespace
+    // ("leave the flag unset or set it to an empty string", site-src/guides/epp-configuration/flags.md @ v1.5.0) and
+    // kvroute extends to its other pool and config flags: Helm templates render unset values as "".
     if (raw === '' && EMPTY_IS_UNSET.has(spec.name)) continue;
     values.set(spec.name, parseValue(spec, `--${name}`, raw));
   }

@@ -72,7 +72,7 @@ describe('kvroute-epp flags', () => {
     expect(() => parseArgs(['--pool-name', 'p', '--secure-serving=yes'])).toThrow('--secure-serving: must be true or false, got "yes"');
   });
 
-  test('an empty pool or config flag is that flag unset, as GIE documents (site-src/guides/epp-configuration/flags.md @ v1.5.0: "leave the flag unset or set it to an empty string"); other string flags must not be empty', () => {
+  test('an empty pool or config flag is that flag unset, as GIE documents for --pool-namespace (site-src/guides/epp-configuration/flags.md @ v1.5.0: "leave the flag unset or set it to an empty string"); other string flags must not be empty', () => {
     const o = parseArgs(['--pool-name', 'p', '--pool-namespace=', '--config-file=', '--config-text', '', '--cert-path=', '--pool-group=', '--kubeconfig='], { NAMESPACE: 'llm' })!;
     expect(o.poolNamespace).toBe('llm');
     expect(o.configFile).toBeUndefined();
