@@ -92,6 +92,13 @@ describe('role filters', () => {
     expect(() => resolvePluginParameters('label-selector-filter', { matchExpressions: [{ key: 'gpu', operator: 'Exists', values: ['x'] }] })).toThrow(/must be empty for operator Exists/);
     expect(() => resolvePluginParameters('label-selector-filter', { matchLabels: { gpu: 1 } })).toThrow(/matchLabels\.gpu: must be a string/);
     expect(() => resolvePluginParameters('label-selector-filter', { matchLabel: { gpu: 'a' } })).toThrow(/matchLabel/);
+    // Label syntax, as apimachinery's IsQualifiedName / IsValidLabelValue check it.
+    expect(() => resolvePluginParameters('label-selector-filter', { matchLabels: { 'bad key!': 'a' } })).toThrow(/matchLabels\.bad key!: "bad key!": a label key's name must be/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchLabels: { 'Example.com/gpu': 'a' } })).toThrow(/prefix must be a DNS subdomain/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchLabels: { gpu: '-h100' } })).toThrow(/"-h100" is not a label value/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchExpressions: [{ key: 'a/b/c', operator: 'Exists' }] })).toThrow(/matchExpressions\[0\]\.key: "a\/b\/c"/);
+    expect(() => resolvePluginParameters('label-selector-filter', { matchExpressions: [{ key: 'gpu', operator: 'In', values: ['x'.repeat(64)] }] })).toThrow(/is not a label value/);
+    expect(resolvePluginParameters('label-selector-filter', { matchLabels: { 'llm-d.ai/role': 'decode', empty: '' } })).toMatchObject({ matchLabels: { 'llm-d.ai/role': 'decode', empty: '' } });
   });
 });
 

@@ -21,6 +21,26 @@ export interface LabelSelectorFilterParameters {
 
 const OPERATORS = ['In', 'NotIn', 'Exists', 'DoesNotExist'] as const;
 
+/** A label name or value's characters (apimachinery validation.IsQualifiedName / IsValidLabelValue). */
+const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+/** A DNS-1123 subdomain, a key's optional prefix. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Why `key` is not a label key, or undefined (apimachinery IsQualifiedName: `[prefix/]name`). */
+function badLabelKey(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length > 2) return 'a label key is a name with an optional prefix and one "/"';
+  const name = parts[parts.length - 1]!;
+  if (parts.length === 2 && (parts[0]!.length > 253 || !DNS_SUBDOMAIN.test(parts[0]!))) return 'a label key\'s prefix must be a DNS subdomain (lower-case alphanumerics, "-" and ".", at most 253 characters)';
+  if (name.length > 63 || !LABEL_NAME.test(name)) return 'a label key\'s name must be at most 63 alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric';
+  return undefined;
+}
+
+/** Whether `value` is a label value (apimachinery IsValidLabelValue: empty, or a name of at most 63 characters). */
+function isLabelValue(value: string): boolean {
+  return value === '' || (value.length <= 63 && LABEL_NAME.test(value));
+}
+
 /**
  * `label-selector-filter` (and its deprecated name `by-label-selector`): keeps the endpoints whose pod labels match a
  * Kubernetes label selector, `matchLabels` and `matchExpressions` together; an empty selector keeps every endpoint
@@ -85,7 +105,10 @@ export const labelSelectorFilter = definePlugin({
     if (rawLabels !== undefined && rawLabels !== null) {
       if (!isPlainObject(rawLabels)) throw new ConfigError(fields.fieldPath('matchLabels'), `must be a map of label to value, got ${describeValue(rawLabels)}`);
       for (const [key, value] of Object.entries(rawLabels)) {
+        const bad = badLabelKey(key);
+        if (bad !== undefined) throw new ConfigError(fields.fieldPath(`matchLabels.${key}`), `${JSON.stringify(key)}: ${bad}`);
         if (typeof value !== 'string') throw new ConfigError(fields.fieldPath(`matchLabels.${key}`), `must be a string, got ${describeValue(value)}`);
+        if (!isLabelValue(value)) throw new ConfigError(fields.fieldPath(`matchLabels.${key}`), `${JSON.stringify(value)} is not a label value (at most 63 alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric)`);
         matchLabels[key] = value;
       }
     }
@@ -100,6 +123,8 @@ export const labelSelectorFilter = definePlugin({
         if (unknown.length > 0) throw new ConfigError(`${path}.${unknown[0]}`, 'unknown field: a requirement has key, operator and values');
         const { key, operator, values } = item;
         if (typeof key !== 'string' || key === '') throw new ConfigError(`${path}.key`, `must be a non-empty string, got ${describeValue(key)}`);
+        const bad = badLabelKey(key);
+        if (bad !== undefined) throw new ConfigError(`${path}.key`, `${JSON.stringify(key)}: ${bad}`);
         if (typeof operator !== 'string' || !(OPERATORS as readonly string[]).includes(operator)) {
           // apimachinery's message: "is not a valid label selector operator".
           throw new ConfigError(`${path}.operator`, `${JSON.stringify(operator)} is not a valid label selector operator: must be one of ${OPERATORS.join(', ')}`);
@@ -109,6 +134,8 @@ export const labelSelectorFilter = definePlugin({
         // labels.NewRequirement: In and NotIn need values, Exists and DoesNotExist take none.
         if ((operator === 'In' || operator === 'NotIn') && list.length === 0) throw new ConfigError(`${path}.values`, `must be non-empty for operator ${operator}`);
         if ((operator === 'Exists' || operator === 'DoesNotExist') && list.length > 0) throw new ConfigError(`${path}.values`, `must be empty for operator ${operator}`);
+        const badValue = (list as string[]).find((v) => !isLabelValue(v));
+        if (badValue !== undefined) throw new ConfigError(`${path}.values`, `${JSON.stringify(badValue)} is not a label value (at most 63 alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric)`);
         matchExpressions.push({ key, operator: operator as LabelSelectorRequirement['operator'], values: list as string[] });
       });
     }
