@@ -340,6 +340,32 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, 'dropped - unknown-pod', 'dropped - bad-topic', `batch ${POD} 1 Qwen/Qwen3-0.6B`]);
   });
 
+  test('central: batches of a pod not yet in the pool are kept and applied, in order, when it joins (llm-d-kv-cache indexes by the topic\'s pod id whatever the scheduler knows: pool.go processEventBatch @ 7be76e1)', async () => {
+    const r = new Recorder();
+    const LATE = '127.0.0.3:8000';
+    const known = new Set([POD]);
+    subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      resolvePod: (id) => (known.has(id) ? id : undefined), events: r, logger: quiet,
+    });
+    await subscriber.start();
+    publisher.connect(subscriber.boundEndpoint!);
+    await publisher.waitSubscribed();
+    await send(publisher, 0, 0, { topic: `kv@${LATE}@m` });
+    await send(publisher, 1, 1, { topic: `kv@${LATE}@m` });
+    await send(publisher, 0, 5, { topic: `kv@${POD}@m` });
+    await waitFor(() => r.batches().length === 1);
+    expect(r.log).toEqual(['dropped - unknown-pod', 'dropped - unknown-pod', `batch ${POD} 5 m`]);
+    // Discovery lists the pod: its two batches apply, oldest first, and its stream goes on from there.
+    known.add(LATE);
+    subscriber.addEndpoint(LATE);
+    expect(r.batches()).toEqual([`batch ${POD} 5 m`, `batch ${LATE} 0 m`, `batch ${LATE} 1 m`]);
+    await send(publisher, 2, 2, { topic: `kv@${LATE}@m` });
+    await waitFor(() => r.batches().length === 4);
+    expect(r.batches().at(-1)).toBe(`batch ${LATE} 2 m`);
+    expect(r.log.filter((l) => l.startsWith('gap') || l.startsWith('reset'))).toEqual([]);
+  });
+
   test('central: batches numbered by one counter across pods (llm-d-kv-cache-manager examples/kv_events/offline/publisher.go @ v0.3.0) wipe no pod\'s entries, lost batches included', async () => {
     const r = new Recorder();
     const OTHER = '127.0.0.2:8000';

@@ -158,6 +158,11 @@ function hostForUrl(ip: string): string {
   return ip.includes(':') ? `[${ip}]` : ip;
 }
 
+/** Central mode's held batches of pods not yet in the pool: the newest this many a pod id. */
+export const UNRESOLVED_BATCHES_PER_POD = 128;
+/** …for at most this many pod ids. */
+export const UNRESOLVED_PODS = 64;
+
 export class KvEventSubscriber {
   private central?: Zmq.Subscriber;
   private readonly perPod = new Map<string, Zmq.Subscriber>();
@@ -173,6 +178,14 @@ export class KvEventSubscriber {
   private readonly centralRanks = new Set<number>([0]);
   /** The rank binds in progress, one after another: zeromq refuses a second bind while one is pending (it throws). */
   private binding: Promise<void> = Promise.resolve();
+  /**
+   * Central mode: the batches whose topic named no endpoint of the pool yet, by the topic's pod id, oldest first,
+   * applied when that pod joins. A pod that publishes before discovery lists it (the EPP just started, or a pod whose
+   * readiness flapped) would otherwise lose what it cached then: llm-d-kv-cache indexes every message under its
+   * topic's pod id whether or not the scheduler knows the pod (pool.go processEventBatch @ 7be76e1). Bounded:
+   * UNRESOLVED_BATCHES_PER_POD a pod id (the newest), UNRESOLVED_PODS ids (the first seen kept).
+   */
+  private readonly unresolved = new Map<string, Buffer[][]>();
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -271,7 +284,10 @@ export class KvEventSubscriber {
    * Per-pod mode subscribes to it there; central mode binds its port + r for it (`bindRank`).
    */
   addEndpoint(endpointKey: string, rank = 0): void {
-    if (this.options.mode !== 'per-pod') this.bindRank(rank);
+    if (this.options.mode !== 'per-pod') {
+      this.bindRank(rank);
+      this.deliverUnresolved();
+    }
     if (this.options.mode === 'central' || this.perPod.has(endpointKey) || this.closed) return;
     const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
     const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort + rank}`;
@@ -423,7 +439,9 @@ export class KvEventSubscriber {
     const named = topic ? this.options.resolvePod(topic.pod, rank) : undefined;
     const endpointKey = named ?? socketEndpoint;
     if (endpointKey === undefined) {
+      // Not applied now (counted so); kept for the pod's joining (`unresolved`).
       events.dropped(undefined, 'unknown-pod');
+      if (topic) this.holdUnresolved(topic.pod, frames);
       return;
     }
     const seq = decodeSeq(seqFrame);
@@ -435,6 +453,31 @@ export class KvEventSubscriber {
     let state = this.publishers.get(key);
     if (!state) this.publishers.set(key, (state = { endpointKey, rank }));
     this.sequenced(state, seq, decoded, topic?.model);
+  }
+
+  private holdUnresolved(podId: string, frames: Buffer[]): void {
+    let held = this.unresolved.get(podId);
+    if (held === undefined) {
+      if (this.unresolved.size >= UNRESOLVED_PODS) return;
+      this.unresolved.set(podId, (held = []));
+    }
+    held.push(frames);
+    if (held.length > UNRESOLVED_BATCHES_PER_POD) held.shift();
+  }
+
+  /** Applies, oldest first, the held batches of every pod id that now names an endpoint of the pool. */
+  private deliverUnresolved(): void {
+    for (const [podId, held] of [...this.unresolved]) {
+      if (this.options.resolvePod(podId, 0) === undefined) continue;
+      this.unresolved.delete(podId);
+      for (const frames of held) {
+        try {
+          this.receive(frames, undefined);
+        } catch (e) {
+          this.options.logger.warn('KV-event batch not applied', { podId, error: (e as Error).message });
+        }
+      }
+    }
   }
 
   private sequenced(state: PublisherState, seq: bigint, decoded: Decoded, model: string | undefined): void {
