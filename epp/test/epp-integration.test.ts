@@ -6,6 +6,7 @@ import * as http from 'http';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, structToJson, type StructObject } from '@kvroute/protocol/envoy';
 import { parseArgs } from '../src/cli';
+import { defaultEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
 import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
@@ -160,6 +161,19 @@ describe('the EPP end to end', () => {
   });
 
   test('1,000 requests of one session land on one pod', async () => {
+    // Only health moves a session: a pod whose scrapes go stale (1 s in the default config) or fail is not healthy. A
+    // starved CI machine can delay a scrape that long (CI once saw the session move), so this run allows a minute for
+    // both: what is under test is that nothing else moves it.
+    const config = defaultEndpointPickerConfig();
+    for (const p of config.plugins) {
+      if (p.type === 'saturation-filter') Object.assign(p.parameters!, { metricsStalenessThreshold: '60s', maxConsecutiveScrapeFailures: 1000 });
+    }
+    envoy.close();
+    await epp.stop();
+    epp = await startEpp(parseArgs(['--endpoints', pods.map(key).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--config-text', renderEndpointPickerConfig(config)])!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
     const seen = new Set<string>();
     for (let i = 0; i < 1000; i++) {
       const out = await send(envoy, chat(`turn ${i}: ${document(i, 100)}`), { 'x-session-id': 'session-42' });
