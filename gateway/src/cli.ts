@@ -60,8 +60,9 @@ Options:
                               instead of round robin
   --ring-size N               ring hash minimum ring size (default ${DEFAULTS.ringSize})
   --connect-timeout-ms N      upstream connect timeout (default ${DEFAULTS.connectTimeoutMs})
-  --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long
-                              (default ${DEFAULTS.ejectMs}; 0 = never)
+  --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long, a
+                              stand-in for outlierDetection (default ${DEFAULTS.ejectMs}: never, as kvroute's
+                              decode DestinationRule sets none)
   --retry-back-off-base-ms N  a retry waits a random time below N ms, doubling per retry up to 10 × N (Envoy's
                               jittered back-off; default ${DEFAULTS.retryBackOffBaseMs}; 0 = at once)
   --max-retries N             connect-failure retries after the first attempt (route num_retries; default

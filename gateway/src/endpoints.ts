@@ -153,6 +153,11 @@ export interface FallbackPolicy {
   readonly previousHosts: boolean;
   /** Preference order for this request: every pool member exactly once, healthy ones first. */
   order(hashKey: string | undefined): Endpoint[];
+  /**
+   * One attempt's host, for a policy that advances on every pick (round robin): Envoy asks the load balancer afresh for
+   * each attempt, retries included. Absent: the attempt takes from `order`.
+   */
+  pick?(tried: ReadonlySet<string>): Endpoint;
 }
 
 /**
@@ -170,6 +175,9 @@ export function seededRandom32(seed: number): () => number {
   };
 }
 
+/** Istio's `host_selection_retry_max_attempts` beside the `previous_hosts` predicate (`retry.go` @ 1.27.0 L49). */
+export const HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5;
+
 /** The seed of a ring's keyless picks unless one is given. */
 export const RING_HASH_DEFAULT_SEED = 0x6b76726f;
 
@@ -181,13 +189,35 @@ function healthyFirst(pool: EndpointPool, ordered: Endpoint[]): Endpoint[] {
   return ejected.length === 0 ? healthy : healthy.concat(ejected);
 }
 
-/** Round robin in pool order, starting with the first endpoint; ejected endpoints are skipped while others remain. */
+/**
+ * Round robin in pool order, starting with the first endpoint (Envoy starts each worker at a random index; this one
+ * cursor, from 0, keeps runs reproducible); ejected endpoints are skipped while others remain.
+ */
 export class RoundRobin implements FallbackPolicy {
   readonly name = 'round_robin';
   readonly previousHosts = true;
   private next = 0;
+  private cursor = 0;
 
   constructor(private readonly pool: EndpointPool) {}
+
+  /**
+   * Envoy's pick for one attempt: `hosts_to_use[rr_indexes_[source]++ % hosts_to_use.size()]`
+   * (RoundRobinLoadBalancer::unweightedHostPick), so the cursor moves on every pick, a retry's included; under the
+   * route's `previous_hosts` predicate a host this request already tried is picked again, up to
+   * `host_selection_retry_max_attempts` (5, Istio's retry.go L49) more times, the last pick kept
+   * (ZoneAwareLoadBalancerBase::chooseHost, `source/common/upstream/load_balancer_impl.cc`). So with one pod of two
+   * down, every request tries it first and retries on the other, as Envoy does without outlier detection. The
+   * hosts are the healthy ones (not ejected) while any is.
+   */
+  pick(tried: ReadonlySet<string>): Endpoint {
+    const all = this.pool.endpoints;
+    const healthy = all.filter((e) => this.pool.isHealthy(e));
+    const hosts = healthy.length > 0 ? healthy : all;
+    let host = hosts[this.cursor++ % hosts.length]!;
+    for (let i = 0; i < HOST_SELECTION_RETRY_MAX_ATTEMPTS && tried.has(host.address); i++) host = hosts[this.cursor++ % hosts.length]!;
+    return host;
+  }
 
   order(): Endpoint[] {
     const n = this.pool.size;

@@ -104,7 +104,11 @@ export interface GatewayOptions {
   readonly ringSize?: number;
   /** Upstream connect timeout. Default 10000 (Istio's default connect timeout). */
   readonly connectTimeoutMs?: number;
-  /** After a connect failure, fallback policies avoid the endpoint this long (0 = never). Default 5000. */
+  /**
+   * After a connect failure, fallback policies avoid the endpoint this long (0 = never): a stand-in for a
+   * DestinationRule's `outlierDetection`, which kvroute's decode DestinationRule does not set, so Envoy ejects
+   * nothing. Default 0 (5000 until session 35).
+   */
   readonly ejectMs?: number;
   /**
    * The retry back-off's base interval: a retry waits a random time below 25 ms, the next below 50 ms (`retryBackOffMs`
@@ -204,7 +208,7 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 0,
   ringSize: 1024,
   connectTimeoutMs: 10_000,
-  ejectMs: 5_000,
+  ejectMs: 0,
   retryBackOffBaseMs: 25,
   maxRetries: 2,
   maxRequestBodyBytes: 64 * 1024 * 1024,

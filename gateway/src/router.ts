@@ -70,10 +70,13 @@ class Candidates implements CandidateSource {
     private readonly fallback: () => Endpoint[],
     private readonly previousHosts: boolean,
     private readonly keyed: boolean,
+    /** The policy's own per-attempt pick (round robin's, whose cursor moves on every pick), when it has one. */
+    private readonly pick?: (tried: ReadonlySet<string>) => Endpoint,
   ) {}
 
   next(tried: ReadonlySet<string>): Endpoint | undefined {
     if (this.consumed < this.picks.length) return this.picks[this.consumed++];
+    if (this.pick !== undefined) return this.pick(tried);
     if (!this.previousHosts) {
       if (!this.keyed) return this.fallback()[0];
       this.fallbackOrder ??= this.fallback();
@@ -126,7 +129,8 @@ export class Router {
         retryBackOffBaseMs: opts.retryBackOffBaseMs,
       },
       { method: headers.get(':method') ?? method, path: headers.get(':path') ?? '/', headers: upstreamHeaders },
-      new Candidates(hosts, () => fallback.order(hashKey), fallback.previousHosts, hashKey !== undefined),
+      new Candidates(hosts, () => fallback.order(hashKey), fallback.previousHosts, hashKey !== undefined,
+        fallback.pick !== undefined ? (tried) => fallback.pick!(tried) : undefined),
       {
         onResponse: (res, endpoint) => {
           // Filter::onUpstreamHeaders (`source/common/router/router.cc`): "Only send upstream service time if we
