@@ -63,6 +63,8 @@ Options:
   --eject-ms N                after a connect failure the fallback policy avoids an endpoint this long, a
                               stand-in for outlierDetection (default ${DEFAULTS.ejectMs}: never, as kvroute's
                               decode DestinationRule sets none)
+  --accept-http-10[=B]        serve HTTP/1.0 requests (default false: 426 Upgrade Required, as Istio's gateway
+                              answers without PILOT_HTTP10)
   --retry-back-off-base-ms N  a retry waits a random time below N ms, doubling per retry up to 10 × N (Envoy's
                               jittered back-off; default ${DEFAULTS.retryBackOffBaseMs}; 0 = at once)
   --max-retries N             connect-failure retries after the first attempt (route num_retries; default
@@ -126,6 +128,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'ring-size': { kind: 'int', option: 'ringSize' },
   'connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
   'eject-ms': { kind: 'int', option: 'ejectMs' },
+  'accept-http-10': { kind: 'bool', option: 'acceptHttp10' },
   'retry-back-off-base-ms': { kind: 'int', option: 'retryBackOffBaseMs' },
   'max-retries': { kind: 'int', option: 'maxRetries' },
   'max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },

@@ -246,6 +246,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     if (closing) res.shouldKeepAlive = false;
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !opts.acceptHttp10) {
+      // Envoy's HTTP/1 codec refuses HTTP/1.0 unless the HCM accepts it (ServerConnectionImpl::checkProtocolVersion:
+      // `if (!codec_settings_.accept_http_10_) { error_code_ = Http::Code::UpgradeRequired; ... sendProtocolError }`,
+      // `source/common/http/http1/codec_impl.cc`), and Istio sets accept_http_10 on a gateway only with PILOT_HTTP10 or
+      // the proxy's ISTIO_META_HTTP10, both off by default (pilot/pkg/networking/core/gateway.go @ 1.27.0 L700-703,
+      // pilot/pkg/features/pilot.go L30-34): 426 with the code's name as the body, the connection closed.
+      const body = Buffer.from(http.STATUS_CODES[426] ?? '');
+      stats.status(426);
+      res.shouldKeepAlive = false;
+      res.writeHead(426, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
+      res.end(body);
+      req.resume();
+      return;
+    }
     if (requestHeadersTooLarge(req.rawHeaders)) {
       // Envoy's HTTP/1 codec: more than `max_request_headers_count` header fields, or more than
       // `max_request_headers_kb` of names and values (the HCM's defaults, 100 and 60 KiB; neither Istio nor kvroute sets

@@ -100,6 +100,11 @@ export interface GatewayOptions {
   readonly requestHeadersToRemove?: readonly string[];
   /** Use a ring hash on this request header as the fallback policy instead of round robin. */
   readonly hashHeader?: string;
+  /**
+   * Serve HTTP/1.0 requests (the HCM's `accept_http_10`, which Istio sets only with PILOT_HTTP10 or the proxy's
+   * ISTIO_META_HTTP10). Default false: 426 Upgrade Required, as Envoy answers.
+   */
+  readonly acceptHttp10?: boolean;
   /** Ring hash `minimum_ring_size`. Default 1024 (Envoy's default). */
   readonly ringSize?: number;
   /** Upstream connect timeout. Default 10000 (Istio's default connect timeout). */
@@ -173,6 +178,7 @@ export interface ResolvedOptions {
   readonly requestTimeoutMs: number;
   readonly requestHeadersToRemove: readonly string[];
   readonly hashHeader: string | null;
+  readonly acceptHttp10: boolean;
   readonly ringSize: number;
   readonly connectTimeoutMs: number;
   readonly ejectMs: number;
@@ -392,6 +398,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs, 0, MAX_TIMEOUT_MS),
     requestHeadersToRemove,
     hashHeader,
+    acceptHttp10: o.acceptHttp10 === true,
     ringSize: int('ringSize', o.ringSize ?? DEFAULTS.ringSize, 1, 8_388_608),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 3_600_000),
     ejectMs: int('ejectMs', o.ejectMs ?? DEFAULTS.ejectMs, 0, 3_600_000),

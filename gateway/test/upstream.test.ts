@@ -3,6 +3,7 @@
  * then 503; nothing hangs. Also the gateway's own endpoints and clean-up when a client goes away.
  */
 import * as http from 'http';
+import * as net from 'net';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { EndpointPool, parseEndpoint, RingHash, type Endpoint } from '../src/endpoints';
@@ -440,5 +441,36 @@ describe('gateway endpoints', () => {
     expect(await done).toBe(200);
     await closed;
     expect(text).toContain('[DONE]');
+  });
+});
+
+// Envoy's HTTP/1 codec without accept_http_10, which Istio leaves off on gateways (PILOT_HTTP10 false:
+// pilot/pkg/networking/core/gateway.go @ 1.27.0 L700-703; codec_impl.cc ServerConnectionImpl::checkProtocolVersion).
+describe('HTTP/1.0', () => {
+  const raw = (port: number, request: string) => new Promise<string>((resolve, reject) => {
+    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
+    let out = '';
+    socket.on('data', (d) => { out += d.toString('latin1'); });
+    socket.on('end', () => resolve(out));
+    socket.on('error', reject);
+  });
+
+  it('is answered 426 Upgrade Required and the connection closed, as Istio\'s gateway does; --accept-http-10 serves it', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const before = ups[0].seen.length;
+      const answer = await raw(gw.port, 'GET /v1/models HTTP/1.0\r\nHost: llm-d.demo.local\r\n\r\n');
+      expect(answer).toMatch(/^HTTP\/1\.1 426 Upgrade Required\r\n/);
+      expect(answer).toMatch(/\r\n\r\nUpgrade Required$/);
+      expect(ups[0].seen.length).toBe(before);
+    } finally {
+      await gw.close();
+    }
+    const lenient = await gateway({ endpoints: [ups[0].address], acceptHttp10: true });
+    try {
+      expect(await raw(lenient.port, 'GET /v1/models HTTP/1.0\r\nHost: llm-d.demo.local\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    } finally {
+      await lenient.close();
+    }
   });
 });
