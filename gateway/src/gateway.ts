@@ -214,6 +214,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
   };
 
+  /** The HTTP/1 codec's protocol error (ServerConnectionImpl::sendProtocolError): the code's name as a text body, closed. */
+  const protocolError = (req: http.IncomingMessage, res: http.ServerResponse, status: number): void => {
+    const body = Buffer.from(http.STATUS_CODES[status] ?? '');
+    stats.status(status);
+    res.shouldKeepAlive = false;
+    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
+    res.end(body);
+    req.resume();
+  };
+
   const server = http.createServer({
     // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
     keepAliveTimeout: 65_000,
@@ -252,12 +262,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // `source/common/http/http1/codec_impl.cc`), and Istio sets accept_http_10 on a gateway only with PILOT_HTTP10 or
       // the proxy's ISTIO_META_HTTP10, both off by default (pilot/pkg/networking/core/gateway.go @ 1.27.0 L700-703,
       // pilot/pkg/features/pilot.go L30-34): 426 with the code's name as the body, the connection closed.
-      const body = Buffer.from(http.STATUS_CODES[426] ?? '');
-      stats.status(426);
-      res.shouldKeepAlive = false;
-      res.writeHead(426, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
-      res.end(body);
-      req.resume();
+      protocolError(req, res, 426);
       return;
     }
     if (requestHeadersTooLarge(req.rawHeaders)) {
@@ -266,12 +271,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // them), is a protocol error answered 431 with the code's name as the body, and the connection is closed
       // (`source/common/http/http1/codec_impl.cc` @ v1.35.0 completeCurrentHeader L571-578, checkMaxHeadersSize L604-614,
       // ServerConnectionImpl::sendProtocolError L1369-1390).
-      const body = Buffer.from(http.STATUS_CODES[431] ?? '');
-      stats.status(431);
-      res.shouldKeepAlive = false;
-      res.writeHead(431, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
-      res.end(body);
-      req.resume();
+      protocolError(req, res, 431);
       return;
     }
     const x = new Exchange(ctx, req, res);
