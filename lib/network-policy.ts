@@ -141,11 +141,7 @@ export class EppNetworkPolicy extends Construct {
     const { endpointPicker: epp, gateway, decodePool } = props;
     this.namespace = epp.namespace;
     this.name = epp.name;
-    const local = (ns: string, labels: Readonly<Record<string, string>>): k8s.NetworkPolicyPeer => ({
-      podSelector: { matchLabels: { ...labels } },
-      ...(ns !== this.namespace ? { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: ns } } } : {}),
-    });
-    const tcp = (port: number): k8s.NetworkPolicyPort => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) });
+    const local = (ns: string, labels: Readonly<Record<string, string>>) => podsIn(this.namespace, ns, labels);
     const metricsSources = peers('metricsSources', props.metricsSources ?? [{ namespace: 'monitoring' }]);
     const healthSources = peers('healthSources', props.healthSources ?? []);
 
@@ -208,10 +204,22 @@ export class EppNetworkPolicy extends Construct {
   }
 }
 
-/** Validates and translates typed peers; errors name the field and index. */
-function peers(field: string, list: readonly NetworkPeer[]): k8s.NetworkPolicyPeer[] {
-  if (!Array.isArray(list)) throw new PropsError(SCOPE, field, 'must be a list of peers', list);
-  return list.map((peer, i) => toPeer(`${field}[${i}]`, peer));
+/** Validates and translates typed peers; errors name the construct, the field and the index. */
+function peers(field: string, list: readonly NetworkPeer[], scope: string = SCOPE): k8s.NetworkPolicyPeer[] {
+  if (!Array.isArray(list)) throw new PropsError(scope, field, 'must be a list of peers', list);
+  return list.map((peer, i) => toPeer(`${field}[${i}]`, peer, scope));
+}
+
+/** The pods with `labels` in namespace `ns`, as a peer of a policy in `own` (no namespace selector there). */
+function podsIn(own: string, ns: string, labels: Readonly<Record<string, string>>): k8s.NetworkPolicyPeer {
+  return {
+    podSelector: { matchLabels: { ...labels } },
+    ...(ns !== own ? { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: ns } } } : {}),
+  };
+}
+
+function tcp(port: number): k8s.NetworkPolicyPort {
+  return { protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) };
 }
 
 /** Checks a typed peer where a construct other than the EPP's policy takes one (errors name `scope.field`). */
@@ -295,14 +303,9 @@ export class DecodeNetworkPolicy extends Construct {
     super(scope, id);
     const scopeName = 'DecodeNetworkPolicy';
     const { decodePool: pool, gateway, endpointPicker: epp } = props;
-    const local = (ns: string, labels: Readonly<Record<string, string>>): k8s.NetworkPolicyPeer => ({
-      podSelector: { matchLabels: { ...labels } },
-      ...(ns !== pool.namespace ? { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: ns } } } : {}),
-    });
-    const tcp = (port: number): k8s.NetworkPolicyPort => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) });
-    const metricsSources = (props.metricsSources ?? [{ namespace: 'monitoring' }]).map((peer, i) => toPeer(`metricsSources[${i}]`, peer, scopeName));
-    if (props.clients !== undefined && !Array.isArray(props.clients)) throw new PropsError(scopeName, 'clients', 'must be a list of peers', props.clients);
-    const clients = (props.clients ?? []).map((peer, i) => toPeer(`clients[${i}]`, peer, scopeName));
+    const local = (ns: string, labels: Readonly<Record<string, string>>) => podsIn(pool.namespace, ns, labels);
+    const metricsSources = peers('metricsSources', props.metricsSources ?? [{ namespace: 'monitoring' }], scopeName);
+    const clients = peers('clients', props.clients ?? [], scopeName);
     const eppPods = local(epp.namespace, epp.podLabels);
     const sourcesByName: Record<string, k8s.NetworkPolicyPeer[]> = {
       [DecodePool.SIDECAR_PORT_NAME]: [local(gateway.namespace, gateway.podLabels), eppPods, ...clients],
