@@ -1,4 +1,5 @@
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
+import { LabelVerdicts } from './by-label';
 import { ConfigError, describeValue } from '../../config/errors';
 import { isPlainObject } from '../../config/fields';
 import type { CycleContext, Filter } from '../framework';
@@ -51,8 +52,9 @@ function isLabelValue(value: string): boolean {
 export class LabelSelectorFilter implements Filter {
   /** An eligibility rule: when nothing matches, waiting will not help, so the request fails as 'no-endpoints'. */
   readonly emptyResultReason = 'no-endpoints' as const;
-  private readonly judged: (Endpoint | undefined)[] = [];
-  private readonly verdicts: boolean[] = [];
+  private readonly verdicts = new LabelVerdicts();
+  /** Bound once, so a cycle allocates no closure. */
+  private readonly judge = (endpoint: Endpoint): boolean => this.matches(endpoint.labels);
   private readonly requirements: readonly { key: string; operator: LabelSelectorRequirement['operator']; values: ReadonlySet<string> }[];
 
   constructor(
@@ -68,17 +70,7 @@ export class LabelSelectorFilter implements Filter {
   }
 
   filter(_cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
-    // Endpoints are replaced, never mutated, when their labels change: a verdict holds while the object is the same.
-    let allKept = true;
-    for (let i = 0; i < candidates.length; i++) {
-      const endpoint = candidates[i]!.endpoint;
-      if (this.judged[i] !== endpoint) {
-        this.judged[i] = endpoint;
-        this.verdicts[i] = this.matches(endpoint.labels);
-      }
-      if (!this.verdicts[i]) allKept = false;
-    }
-    return allKept ? candidates : candidates.filter((_, i) => this.verdicts[i]);
+    return this.verdicts.keep(candidates, this.judge);
   }
 
   /** apimachinery labels.Requirement.Matches: NotIn and DoesNotExist hold for a pod without the label. */
