@@ -622,9 +622,9 @@ export class RequestControl implements RequestDirector {
   }
 
   /** GIE's flow-control labels for a request; every label a client chooses is bounded. */
-  private gieFlowLabels(m: EppCollectors, request: LLMRequest, model: string) {
+  private gieFlowLabels(m: EppCollectors | undefined, request: LLMRequest, model: string) {
     // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
-    const pair = this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model);
+    const pair = m !== undefined ? this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model) : undefined;
     return {
       fairness_id: this.fairnessLabel(request.headers[FAIRNESS_ID_HEADER]),
       priority: this.priorityLabel(request.headers),
@@ -673,9 +673,7 @@ export class RequestControl implements RequestDirector {
     // `flowcontrol/controller/controller.go` and at finalization in `internal/item.go`), which its guide tells
     // autoscalers to read; every label a client chooses is bounded.
     const bytes = req.body?.length ?? 0;
-    const gieLabels = m !== undefined ? this.gieFlowLabels(m, request, model) : {
-      fairness_id: '', priority: '', inference_pool: '', model_name: model, target_model_name: model,
-    };
+    const gieLabels = this.gieFlowLabels(m, request, model);
     m?.gieFlowControlQueueSize.inc(gieLabels);
     m?.gieFlowControlQueueBytes.inc(gieLabels, bytes);
     // Every way out of the wait takes the request off the gauges once, thrown errors included.
