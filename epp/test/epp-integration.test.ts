@@ -257,6 +257,17 @@ describe('the EPP end to end', () => {
   });
 
   test('all pods gone (listed, but their /metrics refuse connections): 503 at once, not 429, so clients and Envoy do not retry into the pool (issue 11)', async () => {
+    // A stall of the EPP's own (its flow-control ticker late by 10 ticks, at least 1 s) makes such a pool wait for fresh
+    // scrapes instead, rightly: a starved CI machine once did that here and the request timed out in the queue (429).
+    // Ticks of 500 ms put that threshold at 5 s, so what is tested is the answer to a dead pool, not the machine's speed.
+    envoy.close();
+    await epp.stop();
+    startedAt = performance.now();
+    epp = await startEpp(parseArgs(['--endpoints', pods.map(key).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--flow-control-max-wait', '300ms',
+      '--flow-control-dispatch-interval', '500ms', '--response-body-mode', 'full-duplex'])!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
     // Past the start-up grace, in which a pool without fresh metrics is one not scraped yet and requests wait for it.
     const graceOver = startedAt + RESUME_GRACE_MS + 200;
     await Promise.all(pods.map((p) => p.close()));
