@@ -346,8 +346,17 @@ export class Monitoring extends Construct {
     };
     const failOpenRatio = (window: string) => overStreams(ENVOY.failureModeAllowed, window);
     // Failed streams over started ones, with the same denominator (a stream that fails while opening is failed, not
-    // started).
-    const streamFailureRatio = (window: string) => overStreams(ENVOY.streamsFailed, window);
+    // started). Envoy counts every gRPC error as streams_failed and, failing open, the same error again as
+    // failure_mode_allowed (`Filter::onGrpcError`, source/extensions/filters/http/ext_proc/ext_proc.cc @ v1.35.0):
+    // failing open, only the difference reached clients as a 500 or a reset (a body chunk had gone to the EPP).
+    const streamFailureRatio = (window: string) => {
+      if (!failOpen) return overStreams(ENVOY.streamsFailed, window);
+      const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
+      const allowed = sumRate('namespace', ENVOY.failureModeAllowed, sel, window);
+      const reachedClients = `clamp_min(\n  ${failed}\n  -\n  (${allowed} or 0 * ${failed}),\n  0\n)`;
+      const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
+      return `${reachedClients}\n/\n(\n  ${started}\n  > ${failed}\n  or\n  ${failed}\n)`;
+    };
     const timeoutRatio = (window: string) =>
       `${sumRate('namespace', ENVOY.messageTimeouts, sel, window)}\n/\n${sumRate('namespace', ENVOY.streamsStarted, sel, window)}`;
     // Over `long` and still over the last `short`: the warning ends with its incident instead of minutes after it.
@@ -365,7 +374,9 @@ export class Monitoring extends Construct {
     };
     // What the EPP's index expected of its picks: the precise index's predicted tokens over prompt tokens where it
     // runs, else the approximate index's mean match ratio (GIE's prefix_indexer_hit_ratio, per request).
-    const expectedHitRatio = `(\n  ${sumRate('namespace', EPP_METRICS.precisePredictedHitTokens, sel, W)}\n  /\n  ${sumRate('namespace', EPP_METRICS.precisePromptTokens, sel, W)}\n)\nor\n(\n`
+    // Every EPP exports the precise counters (at 0 without the precise index): the precise side is kept only where it
+    // scored prompt tokens, else its 0/0 (NaN, a sample `or` keeps) would hide the approximate side and mute the alert.
+    const expectedHitRatio = `(\n  ${sumRate('namespace', EPP_METRICS.precisePredictedHitTokens, sel, W)}\n  /\n  (${sumRate('namespace', EPP_METRICS.precisePromptTokens, sel, W)} > 0)\n)\nor\n(\n`
       + `  ${sumRate('namespace', `${EPP_METRICS.prefixIndexerHitRatio}_sum`, sel, W)}\n  /\n  ${sumRate('namespace', `${EPP_METRICS.prefixIndexerHitRatio}_count`, sel, W)}\n)`;
     const eppReplicas = endpointPicker.replicas;
 
@@ -394,7 +405,10 @@ export class Monitoring extends Construct {
     const alerts: pr.PrometheusRuleSpecGroupsRules[] = [
       alert('KvrouteEppDown', `max by (namespace) (${eppTarget}) == 0\nor\nabsent(${eppTarget})`, t.pageFor, 'critical',
         `No Endpoint Picker of ${ns} is up (scrape target ${endpointPicker.serviceName} down or absent).`,
-        'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. Check the EPP pods, their logs and readiness.'),
+        (failOpen
+          ? 'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. '
+          : 'The gateway does not fail open: every request through it fails (500) until an EPP is back. ')
+        + 'Check the EPP pods, their logs and readiness.'),
       // Up targets against the Deployment's replicas, not down targets: a replica that is Pending, evicted or gone has
       // no scrape target at all (endpoints discovery makes targets from the Service's addresses), so it is never "down".
       // Where kube-state-metrics runs, fewer available replicas than the Deployment asks for: a replica that runs but
@@ -424,7 +438,7 @@ export class Monitoring extends Construct {
       ...(failuresReachClients ? [alert('KvrouteEppStreamsFailing', `(\n${indent(streamFailureRatio(t.pageWindow))}\n) > ${maxStreamFailures}`, t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's ext_proc streams to the EPP in ${ns} failed.`,
         failOpen
-          ? 'The bodies stream to the EPP in full duplex: once a body chunk went to it, an EPP failure is a 500 or a reset for the client (Envoy >= 1.36), not a fail-open, so KvrouteEppFailingOpen does not count it. Check the EPP pods, their restarts and logs.'
+          ? 'The bodies stream to the EPP in full duplex: once a body chunk went to it, an EPP failure is a 500 or a reset for the client (Envoy >= 1.36), not a fail-open. Counted here: the failed streams less those Envoy failed open (KvrouteEppFailingOpen pages for those). Check the EPP pods, their restarts and logs.'
           : 'The gateway does not fail open: each failed stream is a 500 for its client. Check the EPP pods, their restarts and logs.')] : []),
       alert('KvrouteGatewayExtProcStatsMissing', `absent(${ENVOY.streamsStarted}{${sel}})`, t.statsMissingFor, 'warning',
         `Prometheus has no ext_proc counters from the gateway in ${ns}.`,

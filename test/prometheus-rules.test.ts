@@ -102,6 +102,14 @@ test('the Envoy alerts follow how EPP failures reach clients: KvrouteEppSlow onl
   expect(alertNames(withOverrides(native, { poolFailureMode: 'FailClose' }))).toEqual(['KvrouteEppStreamsFailing']);
 });
 
+test('KvrouteEppDown says what an EPP outage does to clients: served without affinity failing open, 500s failing closed', () => {
+  const description = (props: Parameters<typeof synthProps>[0]): string => one(synthProps(props), 'PrometheusRule').spec.groups
+    .flatMap((g: { rules: { alert?: string; annotations?: { description: string } }[] }) => g.rules)
+    .find((r: { alert?: string }) => r.alert === 'KvrouteEppDown').annotations.description;
+  expect(description(DEMO)).toMatch(/^The gateway fails open/);
+  expect(description(withOverrides(DEMO, { extProc: { failureModeAllow: false } }))).toMatch(/^The gateway does not fail open: every request through it fails \(500\)/);
+});
+
 test('the metric-name check catches an unknown metric', () => {
   expect(selectedMetrics('sum(rate(vllm:prefix_cache_hit_total{namespace="x"}[5m]))').filter((m) => !known.has(m)))
     .toEqual(['vllm:prefix_cache_hit_total']);
@@ -394,7 +402,7 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
-  test('native routing (Istio\'s InferencePool, full duplex): EPP streams failing after a body chunk page as KvrouteEppStreamsFailing, which Envoy never counts as failing open; no KvrouteEppSlow, whose timer never runs there', () => {
+  test('native routing (Istio\'s InferencePool, full duplex): EPP streams failing after a body chunk page as KvrouteEppStreamsFailing, streams Envoy failed open (counted under both counters) do not; no KvrouteEppSlow, whose timer never runs there', () => {
     expect(Object.keys(nativeAlerts)).not.toContain('KvrouteEppSlow');
     expect(Object.keys(alerts)).not.toContain('KvrouteEppStreamsFailing');
     const failing = [eppUp('1x80'), envoy('streams_started', '0+10x80'), envoy('streams_failed', '0+5x80'), envoy('failure_mode_allowed', '0x80')];
@@ -408,6 +416,16 @@ describe('durationScale renders the same rules with scaled durations', () => {
         ],
       },
       { name: 'healthy', interval: '10s', series: healthy, alerts: [{ at: '5m', alert: 'KvrouteEppStreamsFailing', fires: [] }] },
+      {
+        // Envoy's onGrpcError counts a stream it fails open as streams_failed and as failure_mode_allowed (ext_proc.cc
+        // @ v1.35.0): an EPP unreachable before any body chunk is a fail-open, not a client failure (audit s36).
+        name: 'EPP unreachable, every stream failed open', interval: '10s',
+        series: [eppUp('1x80'), envoy('streams_started', '0x80'), envoy('streams_failed', '0+100x80'), envoy('failure_mode_allowed', '0+100x80')],
+        alerts: [
+          { at: '5m', alert: 'KvrouteEppStreamsFailing', fires: [] },
+          { at: '5m', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%', {}, nativeAlerts)] },
+        ],
+      },
     ], nativeRule);
     expect(out).toMatch(/^0\n/);
   });
@@ -427,10 +445,15 @@ describe('durationScale renders the same rules with scaled durations', () => {
       epp('inference_extension_prefix_indexer_hit_ratio_count', '0+10x40', 'pod="epp-a"'),
     ];
     const hits = (ratio: number) => vllm('vllm:prefix_cache_hits_total', `0+${Math.round(6000 * ratio)}x40`);
+    // Every EPP exports the precise index's counters, at 0 where it does not run (prom-client's unlabelled counters).
+    const preciseIdle: Series[] = [
+      epp('kvroute_epp_precise_predicted_hit_tokens_total', '0x40', 'pod="epp-a"'),
+      epp('kvroute_epp_precise_prompt_tokens_total', '0x40', 'pod="epp-a"'),
+    ];
     const out = run([
-      { name: 'expected 90%, hit 10%', series: [queries, hits(0.1), ...expectedMean(0.9)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '80%')] }] },
-      { name: 'expected 90%, hit 85%', series: [queries, hits(0.85), ...expectedMean(0.9)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
-      { name: 'distinct prompts: expected 0%, hit 0%', series: [queries, hits(0), ...expectedMean(0)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      { name: 'expected 90%, hit 10%', series: [queries, hits(0.1), ...expectedMean(0.9), ...preciseIdle], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '80%')] }] },
+      { name: 'expected 90%, hit 85%', series: [queries, hits(0.85), ...expectedMean(0.9), ...preciseIdle], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      { name: 'distinct prompts: expected 0%, hit 0%', series: [queries, hits(0), ...expectedMean(0), ...preciseIdle], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
       {
         // The precise index's own prediction wins over the approximate histogram where it runs.
         name: 'precise: predicted 90% of prompt tokens, hit 30%',
