@@ -2,7 +2,7 @@ import { KvAwareRoutingProps } from './kv-aware-routing';
 
 /** A cluster kvroute is deployed to: `npm run synth` writes its manifests into `dist/<name>/`. */
 export interface ClusterProfile {
-  /** Folder name under dist/; a DNS label. */
+  /** Folder name under dist/: a DNS-1123 label, unique among the profiles (`synthClusters` refuses others before writing). */
   readonly name: string;
   /** What sets this cluster apart (shown in the README and the kustomization). */
   readonly description: string;

@@ -256,8 +256,9 @@ export interface DecodePoolProps {
    * (with the option to set instead), in every spelling vLLM reads (`_` for `-`, `--no-` twins, dotted `--a.b=v`,
    * unique prefixes): vLLM's argparse takes the last value, so a duplicate would silently override the option, and
    * the EPP is configured from the options, not from these arguments (a `--block-size` here would leave its prefix
-   * index hashing other blocks than vLLM's). `--tensor-parallel-size`/`-tp` may be given (e.g. with `-pp`); the pod
-   * still requests `gpusPerPod` GPUs. A `--config` file is not read.
+   * index hashing other blocks than vLLM's). A parallel layout may be given (`-tp`, `-pp`, `-dp`, `-dpl`, e.g.
+   * `-tp 2 -pp 2`): it must use exactly `gpusPerPod` GPUs, and kvroute then writes no `--tensor-parallel-size` of its
+   * own. `--disable-log-stats` is refused (it removes the metrics the EPP routes on). A `--config` file is not read.
    * @default none
    */
   readonly extraArgs?: string[];
@@ -389,6 +390,12 @@ export class DecodePool extends Construct {
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
       ['builtin', 'sha256', 'sha256_cbor_64bit', 'sha256_cbor', 'xxhash', 'xxhash_cbor'] as const);
     const gpus = checkInteger(SCOPE, 'gpusPerPod', props.gpusPerPod ?? 1, 1, 16);
+    const parallel = parallelGpus(Array.isArray(props.extraArgs) ? props.extraArgs : []);
+    if (parallel !== undefined && parallel.gpus !== gpus) {
+      // Fewer GPUs than the layout needs: vLLM never starts ("World size … is larger than the number of available
+      // GPUs"); more: GPUs requested and left idle.
+      throw new PropsError(SCOPE, 'gpusPerPod', `must equal the GPUs the parallel layout in extraArgs uses (${parallel.layout} = ${parallel.gpus})`, gpus);
+    }
     const image = checkImage(SCOPE, 'image', props.image ?? DEFAULT_DECODE_IMAGE);
     if (image === DEFAULT_DECODE_IMAGE && !VLLM_0_10_0_HASH_ALGOS.includes(this.prefixCachingHashAlgo)) {
       throw new PropsError(SCOPE, 'prefixCachingHashAlgo',
@@ -414,6 +421,11 @@ export class DecodePool extends Construct {
     ];
     if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo === 'builtin') {
       throw new PropsError(SCOPE, 'pythonHashSeed', "is set only with a prefixCachingHashAlgo other than 'builtin'", props.pythonHashSeed);
+    }
+    // CPython aborts start-up on anything but "random" or an integer in [0, 4294967295] (Python/initconfig.c,
+    // config_init_hash_seed); "random" would give each pod its own block hashes, which is what the seed is for.
+    if (props.pythonHashSeed !== undefined && (typeof props.pythonHashSeed !== 'string' || !/^(0|[1-9]\d{0,9})$/.test(props.pythonHashSeed) || Number(props.pythonHashSeed) > 4294967295)) {
+      throw new PropsError(SCOPE, 'pythonHashSeed', 'must be a decimal integer from 0 to 4294967295, as a string (CPython refuses anything else at start-up; "random" would differ from pod to pod)', props.pythonHashSeed);
     }
     if (props.kvEvents) {
       const mode = checkOneOf(SCOPE, 'kvEvents.mode', props.kvEvents.mode ?? 'per-pod', ['per-pod', 'central'] as const);
@@ -498,7 +510,9 @@ export class DecodePool extends Construct {
       '--enable-prompt-tokens-details',
     ];
     if (this.maxNumSeqs !== undefined) args.push(`--max-num-seqs=${this.maxNumSeqs}`);
-    if (gpus > 1) args.push(`--tensor-parallel-size=${gpus}`);
+    // A layout given in extraArgs (checked against gpusPerPod above) is vLLM's to read; kvroute's own flag would be
+    // a second --tensor-parallel-size, and argparse keeps whichever comes last.
+    if (gpus > 1 && parallelGpus(props.extraArgs ?? []) === undefined) args.push(`--tensor-parallel-size=${gpus}`);
     if (this.schedulingPolicy !== 'fcfs') args.push(`--scheduling-policy=${this.schedulingPolicy}`);
     if (this.loraAdapters.length > 0) {
       // Without --enable-lora vLLM refuses --lora-modules at start-up ("LoRA is not enabled.";
@@ -694,15 +708,40 @@ export class DecodePool extends Construct {
 /** vLLM 0.10's smallest default `max_num_batched_tokens` for the OpenAI server (`_set_default_args_v1`, vllm/engine/arg_utils.py). */
 const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
 
-/** The value an extra argument gives `flag` (`--flag=v` or `--flag v`, `_` read as `-`), the last one winning as in argparse. */
-function extraArgValue(extraArgs: readonly string[], flag: string): string | undefined {
+/**
+ * The value an extra argument gives `flag` (`--flag=v` or `--flag v`, `_` read as `-`; or its short alias, `-tp 2` or
+ * `-tp=2`), the last one winning as in argparse.
+ */
+function extraArgValue(extraArgs: readonly string[], flag: string, short?: string): string | undefined {
   let value: string | undefined;
   extraArgs.forEach((arg, i) => {
-    if (typeof arg !== 'string' || !arg.startsWith('--')) return;
-    const [name, inline] = [arg.split('=', 1)[0]!.replace(/_/g, '-'), arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : undefined];
-    if (name === flag) value = inline ?? extraArgs[i + 1];
+    if (typeof arg !== 'string' || !arg.startsWith('-')) return;
+    const [name, inline] = [arg.split('=', 1)[0]!, arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : undefined];
+    if ((name.startsWith('--') && name.replace(/_/g, '-') === flag) || (short !== undefined && name === short)) value = inline ?? extraArgs[i + 1];
   });
   return value;
+}
+
+/**
+ * The GPUs a pod's vLLM uses with the parallel layout the extra arguments give: tensor × pipeline × the data-parallel
+ * ranks on this node (`--data-parallel-size-local`, else `--data-parallel-size`), each 1 by default
+ * (vllm/engine/arg_utils.py @ v0.10.0, ParallelConfig's `world_size`; `-tp`, `-pp`, `-dp`, `-dpl` its short forms).
+ * Undefined when none is given. A value that is not a positive integer is refused, naming its flag.
+ */
+function parallelGpus(extraArgs: readonly string[]): { gpus: number; layout: string } | undefined {
+  const read = (flag: string, short: string): number | undefined => {
+    const v = extraArgValue(extraArgs, flag, short);
+    if (v === undefined) return undefined;
+    if (!/^[1-9]\d{0,3}$/.test(v)) throw new PropsError(SCOPE, 'extraArgs', `${flag} (${short}) must be a positive integer`, v);
+    return Number(v);
+  };
+  const tp = read('--tensor-parallel-size', '-tp');
+  const pp = read('--pipeline-parallel-size', '-pp');
+  const dp = read('--data-parallel-size', '-dp');
+  const dpLocal = read('--data-parallel-size-local', '-dpl');
+  if (tp === undefined && pp === undefined && dp === undefined && dpLocal === undefined) return undefined;
+  const ranks = dpLocal ?? dp ?? 1;
+  return { gpus: (tp ?? 1) * (pp ?? 1) * ranks, layout: `tensor ${tp ?? 1} × pipeline ${pp ?? 1} × data-parallel ranks on the pod ${ranks}` };
 }
 
 /**
@@ -728,6 +767,9 @@ const OWNED_FLAGS: Readonly<Record<string, string>> = {
   '--max-lora-rank': 'maxLoraRank',
   '--max-cpu-loras': 'maxCpuLoras',
   '--kv-events-config': 'kvEvents',
+  // vLLM then registers no `vllm:` metric at all (vllm/v1/metrics/loggers.py @ v0.10.0, setup_default_loggers returns
+  // none without log_stats): the EPP has no load signal, so every pod is unusable and every request gets 503.
+  '--disable-log-stats': 'kvroute (the EPP routes on the vllm: metrics this flag removes; without them every request gets 503)',
 };
 
 /**

@@ -160,7 +160,12 @@ export interface ExtProcRoutingProps {
    * @default false
    */
   readonly consistentHashFallback?: boolean;
-  /** Ring size of the consistent-hash backup (more entries spread load more evenly). @default 1024 */
+  /**
+   * Ring size of the consistent-hash backup (more entries spread load more evenly); set only with
+   * `consistentHashFallback: true`.
+   * @default 1024
+   * @see https://istio.io/latest/docs/reference/config/networking/destination-rule/#LoadBalancerSettings-ConsistentHashLB-RingHash
+   */
   readonly minimumRingSize?: number;
   /**
    * Outlier detection on the gateway's EPP cluster (a DestinationRule for the EPP Service), made only when the
@@ -261,6 +266,9 @@ export class ExtProcRouting extends Construct {
     const failureModeAllow = props.failureModeAllow ?? true;
     this.consistentHashFallback = props.consistentHashFallback ?? false;
     const ringSize = checkInteger(S, 'minimumRingSize', props.minimumRingSize ?? 1024, 64, 8_388_608);
+    if (props.minimumRingSize !== undefined && !this.consistentHashFallback) {
+      throw new PropsError(S, 'minimumRingSize', 'applies only with consistentHashFallback: true (the round-robin fallback has no ring)', props.minimumRingSize);
+    }
     if (endpointPicker.requestBodyMode !== this.requestBodyMode) {
       throw new PropsError(S, 'requestBodyMode', `must be the mode the EndpointPicker assumes ("${endpointPicker.requestBodyMode}"); pass the same to both`, this.requestBodyMode);
     }

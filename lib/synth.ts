@@ -3,7 +3,7 @@ import * as path from 'path';
 import { App, YamlOutputType } from 'cdk8s';
 import * as YAML from 'yaml';
 import { ClusterProfile } from './clusters';
-import { PropsError } from './validation';
+import { PropsError, checkDnsLabel } from './validation';
 import { KvAwareRouting } from './kv-aware-routing';
 
 export const KUSTOMIZATION_FILE = 'kustomization.yaml';
@@ -14,6 +14,8 @@ export const KUSTOMIZATION_FILE = 'kustomization.yaml';
  * Returns the manifest file names, sorted.
  */
 export function synthCluster(profile: ClusterProfile, outdir: string): string[] {
+  // The name is a folder under dist/: '..' or 'a/b' would point the removal below outside it.
+  checkDnsLabel('ClusterProfile', 'name', profile.name);
   fs.rmSync(outdir, { recursive: true, force: true });
   const app = new App({ outdir, yamlOutputType: YamlOutputType.FILE_PER_RESOURCE });
   const chart = new KvAwareRouting(app, profile.name, profile.routing);
@@ -50,6 +52,19 @@ export function synthClusters(
   /** Where the profiles are written, named in the error line (`main.ts` passes `lib/clusters.ts`). */
   profilesSource?: string,
 ): number {
+  // Checked before anything is written: a duplicate would silently replace the first profile's folder.
+  const seen = new Set<string>();
+  for (const cluster of clusters) {
+    try {
+      checkDnsLabel('ClusterProfile', 'name', cluster.name);
+      if (seen.has(cluster.name)) throw new PropsError('ClusterProfile', 'name', 'must be unique among the profiles (it names the folder under dist/)', cluster.name);
+    } catch (e) {
+      if (!(e instanceof PropsError)) throw e;
+      out.error(`synth failed${profilesSource ? ` (${profilesSource})` : ''}: ${e.message} (nothing written)`);
+      return 1;
+    }
+    seen.add(cluster.name);
+  }
   const root = path.resolve(outRoot);
   const parent = path.dirname(root);
   const prefix = `.${path.basename(root)}.synth-`;

@@ -83,11 +83,22 @@ export function checkPort(scope: string, field: string, value: number): number {
   return checkInteger(scope, field, value, 1, 65535);
 }
 
+/**
+ * An image reference as the kubelet parses it (github.com/distribution/reference regexp.go: an optional registry host
+ * with port, then lower-case path components joined by single `/`; no scheme), so a pasted `https://` or a trailing
+ * `/` on a registry fails here rather than as `InvalidImageName` on every node.
+ */
+const IMAGE_DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const IMAGE_HOST = `(?:${IMAGE_DOMAIN_COMPONENT}(?:\\.${IMAGE_DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?`;
+const IMAGE_PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*';
+const IMAGE_NAME = `(?:${IMAGE_HOST}/)?${IMAGE_PATH_COMPONENT}(?:/${IMAGE_PATH_COMPONENT})*`;
+const IMAGE_REFERENCE = new RegExp(`^${IMAGE_NAME}(?::(?<tag>[\\w][\\w.-]{0,127}))?(?:@(?<digest>sha256:[a-f0-9]{64}))?$`);
+
 /** A container image reference with an explicit tag or digest: GitOps output must not float on `latest`. */
 export function checkImage(scope: string, field: string, value: string): string {
-  const pinned = /^[a-z0-9][a-z0-9._\-/:]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[a-f0-9]{64})$/;
-  if (typeof value !== 'string' || !pinned.test(value) || /:latest$/.test(value)) {
-    throw new PropsError(scope, field, 'must be an image reference with an explicit tag (not "latest") or digest', value);
+  const parts = typeof value === 'string' ? IMAGE_REFERENCE.exec(value)?.groups : undefined;
+  if (parts === undefined || (parts.tag === undefined && parts.digest === undefined) || (parts.digest === undefined && parts.tag === 'latest')) {
+    throw new PropsError(scope, field, 'must be an image reference with an explicit tag (not "latest") or digest: [host[:port]/]path, lower-case path components joined by single "/", no scheme', value);
   }
   return value;
 }

@@ -4,15 +4,15 @@ import * as path from 'path';
 import { App, Chart, Testing } from 'cdk8s';
 import * as YAML from 'yaml';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, withPrefillPriority } from '@kvroute/epp/config';
-import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
+import { CLUSTERS, DEMO, Overrides, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
 import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
 import { SessionStore } from '../lib/session-store';
-import { checkDuration, checkGatewayApiDuration, checkPrometheusDuration, checkQuantity } from '../lib/validation';
+import { checkDuration, checkGatewayApiDuration, checkImage, checkPrometheusDuration, checkQuantity } from '../lib/validation';
 import { container, one, synthProps } from './support/manifests';
 import { CRDS } from './support/paths';
-import { synthClusters } from '../lib/synth';
+import { synthCluster, synthClusters } from '../lib/synth';
 
 function build(props: KvAwareRoutingProps): void {
   new KvAwareRouting(Testing.app(), 'test', props);
@@ -35,6 +35,23 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.prefixCachingHashAlgo: with kvEvents on the default image \(vLLM 0\.10\.0\) must be "builtin" or "sha256_cbor_64bit": .*no KV event reaches the EPP, got "sha256"$/],
     ['a hash algorithm the default image\'s vLLM 0.10.0 does not have', withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor' } }),
       /^DecodePool\.prefixCachingHashAlgo: the default image \(ghcr\.io\/llm-d\/llm-d:v0\.2\.0, vLLM 0\.10\.0\) accepts "builtin", "sha256", "sha256_cbor_64bit"; set image to one with vLLM 0\.10\.2 or later for it, got "sha256_cbor"$/],
+    ...['abc', '-1', '4294967296', '0x2a', 'random', ''].map((seed): [string, KvAwareRoutingProps, RegExp] => [`a PYTHONHASHSEED CPython refuses or that differs per pod: ${JSON.stringify(seed)}`,
+      withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256', pythonHashSeed: seed } }),
+      /^DecodePool\.pythonHashSeed: must be a decimal integer from 0 to 4294967295, as a string \(CPython refuses anything else at start-up; "random" would differ from pod to pod\), got /]),
+    ['extraArgs turning vLLM\'s metrics off, which the EPP routes on (audit s36: every request got 503)', withOverrides(DEMO, { decode: { extraArgs: ['--disable-log-stats'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --disable-log-stats, which is fixed by kvroute \(the EPP routes on the vllm: metrics this flag removes; without them every request gets 503\), got "--disable-log-stats"$/],
+    ['extraArgs turning vLLM\'s metrics off, underscore spelling', withOverrides(DEMO, { decode: { extraArgs: ['--disable_log_stats'] } }),
+      /^DecodePool\.extraArgs\[0\]: sets --disable-log-stats, which is fixed by kvroute/],
+    ['a tensor parallel size in extraArgs the pod\'s GPUs do not hold (audit s36: vLLM never starts)', withOverrides(DEMO, { decode: { extraArgs: ['--tensor-parallel-size=2'] } }),
+      /^DecodePool\.gpusPerPod: must equal the GPUs the parallel layout in extraArgs uses \(tensor 2 × pipeline 1 × data-parallel ranks on the pod 1 = 2\), got 1$/],
+    ['a parallel layout that leaves GPUs idle', withOverrides(DEMO, { decode: { gpusPerPod: 4, extraArgs: ['-tp', '2'] } }),
+      /^DecodePool\.gpusPerPod: must equal the GPUs the parallel layout in extraArgs uses \(tensor 2 × pipeline 1 × data-parallel ranks on the pod 1 = 2\), got 4$/],
+    ['data-parallel ranks on the pod count too', withOverrides(DEMO, { decode: { gpusPerPod: 2, extraArgs: ['-tp=2', '-dp', '4', '-dpl', '2'] } }),
+      /^DecodePool\.gpusPerPod: .* \(tensor 2 × pipeline 1 × data-parallel ranks on the pod 2 = 4\), got 2$/],
+    ['a parallel size that is not a positive integer', withOverrides(DEMO, { decode: { extraArgs: ['-pp', 'two'] } }),
+      /^DecodePool\.extraArgs: --pipeline-parallel-size \(-pp\) must be a positive integer, got "two"$/],
+    ['a ring size without the consistent-hash fallback (audit s36: silently dropped)', withOverrides(DEMO, { extProc: { minimumRingSize: 4096 } }),
+      /^ExtProcRouting\.minimumRingSize: applies only with consistentHashFallback: true \(the round-robin fallback has no ring\), got 4096$/],
     ['a PYTHONHASHSEED with the builtin hash', withOverrides(DEMO, { decode: { pythonHashSeed: '7' } }),
       /^DecodePool\.pythonHashSeed: is set only with a prefixCachingHashAlgo other than 'builtin', got "7"$/],
     ['a central-mode endpoint with per-pod KV events', withOverrides(DEMO, { decode: { kvEvents: { endpoint: 'tcp://epp:5557' } } }),
@@ -104,7 +121,16 @@ describe('invalid props fail synth with a message that names the field and what 
     ['a model id with spaces', withOverrides(DEMO, { decode: { model: 'my model' } }),
       /^DecodePool\.model: must be a non-empty model id without spaces/],
     ['an image on latest', withOverrides(DEMO, { decode: { image: 'vllm/vllm-openai:latest' } }),
-      /^DecodePool\.image: must be an image reference with an explicit tag \(not "latest"\) or digest, got "vllm\/vllm-openai:latest"$/],
+      /^DecodePool\.image: must be an image reference with an explicit tag \(not "latest"\) or digest: \[host\[:port\]\/\]path, lower-case path components joined by single "\/", no scheme, got "vllm\/vllm-openai:latest"$/],
+    ...[
+      ['an EPP image registry with a trailing "/"', { endpointPicker: { imageRegistry: 'registry.example.com/platform/' } }, 'EndpointPicker.imageRegistry'],
+      ['an EPP image registry with a scheme', { endpointPicker: { imageRegistry: 'https://registry.example.com' } }, 'EndpointPicker.imageRegistry'],
+      ['a decode image with an empty path component', { decode: { image: 'ghcr.io//llm-d/llm-d:v0.2.0' } }, 'DecodePool.image'],
+      ['a decode image with a port inside its path', { decode: { image: 'ghcr.io/llm-d:x/llm-d:v1' } }, 'DecodePool.image'],
+      ['a decode image with an upper-case path', { decode: { image: 'ghcr.io/LLM-D/llm-d:v1' } }, 'DecodePool.image'],
+      ['a registry with a port and no tag', { decode: { image: 'localhost:5000/vllm' } }, 'DecodePool.image'],
+    ].map(([name, overrides, field]): [string, KvAwareRoutingProps, RegExp] => [`${name as string} (audit s36: the kubelet's InvalidImageName; distribution/reference regexp.go)`,
+      withOverrides(DEMO, overrides as Overrides<KvAwareRoutingProps>), new RegExp(`^${(field as string).replace('.', '\\.')}: must be an image reference`)]),
     ['an upper-case namespace', withOverrides(DEMO, { namespace: 'LLM-D' }),
       /^KvAwareRouting\.namespace: must be a DNS-1123 label/],
     ['an EPP pool API group that does not exist', withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.example.com' as never } }),
@@ -357,6 +383,10 @@ describe('invalid props fail synth with a message that names the field and what 
     // The tensor parallel size is the pod's GPU count unless a layout says otherwise (4 GPUs as tensor 2 × pipeline 2).
     const layout = container(one(synthProps(withOverrides(DEMO, { decode: { gpusPerPod: 4, extraArgs: ['-tp', '2', '--pipeline-parallel-size=2'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
     expect(layout.slice(-3)).toEqual(['-tp', '2', '--pipeline-parallel-size=2']);
+    // The layout is vLLM's to read: no second --tensor-parallel-size of kvroute's (argparse keeps the last one).
+    expect(layout.filter((a) => a.startsWith('--tensor-parallel-size'))).toEqual([]);
+    const gpus4 = container(one(synthProps(withOverrides(DEMO, { decode: { gpusPerPod: 4 } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+    expect(gpus4.filter((a) => a.startsWith('--tensor-parallel-size'))).toEqual(['--tensor-parallel-size=4']);
   });
 
   test('LoRA adapters beyond the GPU slots stay in CPU memory: --max-cpu-loras is the number of adapters when that exceeds maxLoras (vLLM\'s default is max_loras: a reload from storage at every switch), as given when set, absent otherwise', () => {
@@ -486,6 +516,34 @@ describe('npm run synth on a bad profile', () => {
     expect(replaced).toEqual(['good']);
     expect(beside).toEqual(['dist']);
     expect(fresh).toMatch(/^# Generated by `npm run synth`/);
+  });
+
+  test('a profile name that is not a DNS label, or names a second profile, stops synth before anything is written (audit s36: a duplicate replaced the first profile\'s folder, ".." emptied the folder holding dist/)', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-names-'));
+    const out = path.join(tmp, 'dist');
+    fs.writeFileSync(path.join(tmp, 'CANARY'), 'kept\n');
+    const tryNames = (...names: string[]) => {
+      const errors: string[] = [];
+      const status = synthClusters(names.map((name) => ({ name, description: 'x', routing: DEMO })), out, { log: () => undefined, error: (l) => errors.push(l) });
+      return { status, errors };
+    };
+    const duplicate = tryNames('demo', 'demo');
+    const results = ['..', '.', 'prod/eu', 'Prod-EU', ''].map((n) => tryNames(n));
+    const left = fs.readdirSync(tmp);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    expect(duplicate).toEqual({ status: 1, errors: ['synth failed: ClusterProfile.name: must be unique among the profiles (it names the folder under dist/), got "demo" (nothing written)'] });
+    for (const r of results) {
+      expect(r.status).toBe(1);
+      expect(r.errors).toEqual([expect.stringMatching(/^synth failed: ClusterProfile\.name: must be a DNS-1123 label/)]);
+    }
+    expect(left).toEqual(['CANARY']);
+    // synthCluster alone checks the name before it clears the folder it is given.
+    const own = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-own-'));
+    fs.writeFileSync(path.join(own, 'CANARY'), 'kept\n');
+    expect(() => synthCluster({ name: 'Bad Name', description: 'x', routing: DEMO }, own)).toThrow(/ClusterProfile\.name: must be a DNS-1123 label/);
+    const ownLeft = fs.readdirSync(own);
+    fs.rmSync(own, { recursive: true, force: true });
+    expect(ownLeft).toEqual(['CANARY']);
   });
 });
 
@@ -651,6 +709,17 @@ describe('durations and quantities are checked against what the API server enfor
     }
     for (const value of ['lots', '32 GB', '', '-1', '+-1', '1GB', '1gi', '1.2.3', 'Gi', '1Gi ']) {
       expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: false });
+    }
+  });
+
+  test('image references: distribution/reference\'s grammar (regexp.go), pinned by a tag other than latest or a digest', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    for (const value of ['vllm/vllm-openai:v0.10.0', 'Registry.Example.com:5000/platform/kvroute-epp:0.1.0', 'localhost:5000/a__b/c-d.e:1', `[fd00::1]:5000/img@${digest}`,
+      `ghcr.io/llm-d/llm-d:latest@${digest}`, 'busybox:1.36', 'a---b/c:V_1.0']) {
+      expect({ value, ok: accepts(checkImage, value) }).toEqual({ value, ok: true });
+    }
+    for (const value of ['busybox', 'busybox:latest', 'https://ghcr.io/x:1', 'ghcr.io/x/:1', 'ghcr.io//x:1', 'ghcr.io/X:1', 'x-:1', 'x:1 ', 'ghcr.io/x:.1', `x@sha256:${'a'.repeat(63)}`, '']) {
+      expect({ value, ok: accepts(checkImage, value) }).toEqual({ value, ok: false });
     }
   });
 });
