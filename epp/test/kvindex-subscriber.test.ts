@@ -86,10 +86,10 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     publisher.close();
   });
 
-  async function perPod(recorder: Recorder, withReplay: boolean): Promise<void> {
+  async function perPod(recorder: Recorder, withReplay: boolean, replayTimeoutMs?: number): Promise<void> {
     const { socketPort, replayPort } = await publisher.bind();
     subscriber = new KvEventSubscriber({
-      mode: 'per-pod', topicFilter: 'kv@', socketPort, ...(withReplay ? { replayPort } : {}),
+      mode: 'per-pod', topicFilter: 'kv@', socketPort, ...(withReplay ? { replayPort } : {}), ...(replayTimeoutMs !== undefined ? { replayTimeoutMs } : {}),
       resolvePod: () => undefined, events: recorder, logger: quiet,
     });
     subscriber.addEndpoint(POD);
@@ -147,6 +147,64 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await send(publisher, 2);
     await waitFor(() => r.batches().length === 3);
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2']);
+  });
+
+  // vLLM's replay ROUTER drops, silently, what it routes past libzmq's send high-water mark (kv_events.py @ v0.10.0,
+  // `_socket_setup`, `_service_replay`): a large replay arrives with holes or without its end marker (audit s36: a
+  // 10,000-batch buffer applied 4,500 batches and then dropped the pod's entries).
+  test('a replay answer that loses batches, or its end marker, is asked again from the first batch missing until it is complete, as llm-d-router\'s requestReplay (zmq_subscriber.go @ ebab6879)', async () => {
+    const r = new Recorder();
+    // Buffered before the subscriber connects: its warm-up replay asks for them at once.
+    for (let n = 0; n < 30; n++) publisher.buffer.push([BigInt(n), payload(n)]);
+    // Each of these is lost the first time it is sent: a hole at 10-14, the tail from 20 on, and two end markers.
+    const lossOnce = new Set<bigint | 'end'>([10n, 11n, 12n, 13n, 14n, ...Array.from({ length: 10 }, (_, i) => BigInt(20 + i))]);
+    let endsLost = 0;
+    publisher.dropReplayed = (_request, seq) => {
+      if (seq === 'end') return endsLost++ < 2;
+      return lossOnce.delete(seq);
+    };
+    await perPod(r, true, 1000);
+    await waitFor(() => r.log.some((l) => l.startsWith('replay')));
+    expect(r.batches().map((l) => Number(l.split(' ')[2]))).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(r.log.filter((l) => !l.startsWith('batch'))).toEqual([`replay ${POD} repaired`]);
+    // The hole is seen at batch 15 and asked again from 10, whatever the machine's speed.
+    expect(publisher.replayRequests.slice(0, 2)).toEqual([0n, 10n]);
+  });
+
+  test('an answer asked again that starts past the batch asked for (the buffer moved on) fails the replay: the entries are dropped, not kept with a hole (audit s36: 0, 1, 3, 4 was "repaired")', async () => {
+    const r = new Recorder();
+    publisher.buffer.push([0n, payload(0)], [1n, payload(1)], [3n, payload(3)], [4n, payload(4)]);
+    await perPod(r, true, 1000);
+    await waitFor(() => r.log.some((l) => l.startsWith('replay')));
+    // 0 and 1 are applied, then dropped with the pod's entries when 2 turned out gone.
+    expect(r.log).toEqual([`batch ${POD} 0`, `batch ${POD} 1`, `reset ${POD} gap`, `replay ${POD} failed`]);
+    expect(publisher.replayRequests).toEqual([0n, 2n]);
+  });
+
+  test('a replay socket that never answers fails the replay after three attempts that bring nothing', async () => {
+    const r = new Recorder();
+    const { socketPort } = await publisher.bind();
+    const router = new zmq.Router();
+    await router.bind('tcp://127.0.0.1:0');
+    const replayPort = Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')![1]);
+    let asked = 0;
+    void (async () => {
+      for await (const _ of router) asked++;
+    })().catch(() => undefined);
+    try {
+      subscriber = new KvEventSubscriber({
+        mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs: 200,
+        resolvePod: () => undefined, events: r, logger: quiet,
+      });
+      subscriber.addEndpoint(POD);
+      await publisher.waitSubscribed();
+      await send(publisher, 7);
+      await waitFor(() => r.log.some((l) => l.startsWith('replay')), 'the replay to give up');
+      expect(asked).toBe(3);
+      expect(r.log).toEqual([`reset ${POD} gap`, `replay ${POD} failed`, `batch ${POD} 7 Qwen/Qwen3-0.6B`]);
+    } finally {
+      router.close();
+    }
   });
 
   test('a subscription that connects to a running publisher replays its buffer at once and is warm only after it, with no new batch needed (audit 29: an idle pod stayed empty in a late replica\'s index)', async () => {

@@ -15,6 +15,15 @@ export class TestKvEventPublisher {
   readonly router = new zmq.Router();
   /** What the replay socket serves: (seq, payload), oldest first. */
   readonly buffer: [bigint, Uint8Array][] = [];
+  /** The start each replay request asked for, in order. */
+  readonly replayRequests: bigint[] = [];
+  /**
+   * Replayed messages to drop, by the request's index and the batch's number (or `'end'` for the end marker): vLLM's
+   * replay ROUTER has libzmq's default send high-water mark (1,000) and drops, silently, what it routes to a peer
+   * whose pipe is full (`_socket_setup`, `_service_replay`, vllm/distributed/kv_events.py @ v0.10.0; a ROUTER without
+   * ZMQ_ROUTER_MANDATORY drops at the HWM, zmq_socket(3)), so a large replay arrives with holes, or without its end.
+   */
+  dropReplayed: ((request: number, seq: bigint | 'end') => boolean) | undefined;
   private subscriptions = 0;
   private seq = 0n;
 
@@ -25,8 +34,12 @@ export class TestKvEventPublisher {
     void (async () => {
       for await (const [identity, , seqFrame] of this.router) {
         const from = seqFrame!.readBigUInt64BE();
-        for (const [seq, buf] of this.buffer) if (seq >= from) await this.router.send([identity!, '', encodeSeq(seq), buf]);
-        await this.router.send([identity!, '', REPLAY_END_SEQ, '']);
+        const request = this.replayRequests.push(from) - 1;
+        const drop = this.dropReplayed;
+        for (const [seq, buf] of this.buffer) {
+          if (seq >= from && !drop?.(request, seq)) await this.router.send([identity!, '', encodeSeq(seq), buf]);
+        }
+        if (!drop?.(request, 'end')) await this.router.send([identity!, '', REPLAY_END_SEQ, '']);
       }
     })().catch(() => undefined);
   }

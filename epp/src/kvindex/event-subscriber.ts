@@ -92,6 +92,9 @@ export interface SubscriberOptions {
  */
 export const DEFAULT_WARM_UP_TIMEOUT_MS = 10_000;
 
+/** Replay answers in a row that may bring nothing new before the replay counts as failed (llm-d-router's 3). */
+export const MAX_IDLE_REPLAY_ATTEMPTS = 3;
+
 /** A payload decoded once, on arrival: its data-parallel rank picks the sequence it belongs to. */
 interface Decoded {
   readonly batch?: KvEventBatch;
@@ -562,39 +565,76 @@ export class KvEventSubscriber {
     // A pod that left meanwhile (its state forgotten, or replaced by a re-added pod's) is not reset or counted again.
     const registered = () => !this.closed && this.publishers.get(streamKey(state.endpointKey, state.rank)) === state;
     const { endpointKey } = state;
-    const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
+    // vLLM's replay ROUTER keeps libzmq's default send high-water mark and drops, silently, what it routes past it
+    // (`_socket_setup`, `_service_replay`, vllm/distributed/kv_events.py @ v0.10.0): a replay of a few thousand
+    // batches arrives with holes, or without its end marker. So every batch is checked against the one expected, and
+    // an interrupted answer is asked for again from the first batch still missing, as llm-d-router's subscriber does
+    // (`requestReplay`, pkg/kvevents/zmq_subscriber.go @ ebab6879): up to MAX_IDLE_REPLAY_ATTEMPTS answers in a row
+    // that bring nothing new, then the entries are dropped as before.
     let covered = false;
-    try {
-      dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort! + state.rank}`);
-      await dealer.send(['', encodeSeq(from)]);
-      let first = true;
-      for (;;) {
-        const frames = await dealer.receive();
-        const [, seqFrame, payload] = frames.length === 3 ? frames : ['', frames[0], frames[1]];
-        if (!seqFrame || isReplayEnd(seqFrame)) break;
-        const seq = decodeSeq(seqFrame);
-        if (seq === undefined || !payload) continue;
-        if (first) {
-          // The buffer starts after the gap: the missing batches are gone for good.
-          covered = seq <= from;
-          first = false;
-          if (!covered) {
-            if (registered()) this.options.events.reset(endpointKey, 'gap');
-            covered = !repairing; // a warm-up may still start from whatever the buffer holds
+    let first = true;
+    let askFrom = from;
+    let idleAttempts = 0;
+    for (;;) {
+      const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
+      let outcome: 'complete' | 'interrupted' | 'moved-on' = 'interrupted';
+      let progressed = false;
+      let failure: string | undefined;
+      try {
+        dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort! + state.rank}`);
+        await dealer.send(['', encodeSeq(askFrom)]);
+        let expected = askFrom;
+        let answered = false;
+        for (;;) {
+          const frames = await dealer.receive();
+          const [, seqFrame, payload] = frames.length === 3 ? frames : ['', frames[0], frames[1]];
+          if (!seqFrame || isReplayEnd(seqFrame)) {
+            outcome = 'complete';
+            break;
+          }
+          const seq = decodeSeq(seqFrame);
+          if (seq === undefined || !payload) continue;
+          if (first) {
+            // The buffer starts after the gap: the missing batches are gone for good.
+            covered = seq <= from;
+            first = false;
+            if (!covered) {
+              if (registered()) this.options.events.reset(endpointKey, 'gap');
+              covered = !repairing; // a warm-up may still start from whatever the buffer holds
+            }
+          } else if (seq > expected) {
+            // An answer asked again that starts past its first batch: the buffer moved on, those batches are gone.
+            // Later in an answer: a batch the ROUTER dropped; ask again from it.
+            outcome = answered ? 'interrupted' : 'moved-on';
+            break;
+          } else if (seq < expected) {
+            continue;
+          }
+          answered = true;
+          expected = seq + 1n;
+          if (!registered()) break;
+          if (state.next === undefined || seq >= state.next) {
+            this.apply(state, seq, decodePayload(payload), model);
+            progressed = true;
           }
         }
-        if (!registered()) break;
-        if (state.next === undefined || seq >= state.next) this.apply(state, seq, decodePayload(payload), model);
+        if (first && outcome === 'complete' && !repairing) covered = true; // nothing buffered before us: a cold start is exact
+      } catch (e) {
+        failure = (e as Error).message;
+      } finally {
+        dealer.close();
       }
-      if (first && !repairing) covered = true; // nothing buffered before us: a cold start is exact
-    } catch (e) {
-      if (registered()) {
-        this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: (e as Error).message });
+      if (!registered()) return;
+      if (outcome === 'complete') break;
+      idleAttempts = progressed ? 0 : idleAttempts + 1;
+      if (outcome === 'moved-on' || idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS) {
+        this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: failure ?? (outcome === 'moved-on' ? 'the replay buffer moved past the batches still missing' : 'replay answers stopped bringing batches') });
         this.options.events.reset(endpointKey, 'gap');
+        covered = false; // even if its first batch covered the gap: what it applied before failing was just dropped
+        break;
       }
-      covered = false; // even if its first batch covered the gap: what it applied before failing was just dropped
-    } finally {
-      dealer.close();
+      askFrom = state.next ?? askFrom;
+      this.options.logger.debug('KV-event replay interrupted; asking again', { endpoint: endpointKey, from: String(askFrom), error: failure });
     }
     if (!registered()) return;
     this.options.events.replay(endpointKey, covered ? 'repaired' : 'failed');
