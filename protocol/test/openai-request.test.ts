@@ -39,6 +39,12 @@ describe('OpenAI request bodies', () => {
     });
     expect(parsed.cacheSalt).toBe('tenant-a');
     expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }] }).input).toMatchObject({ addGenerationPrompt: true, continueFinalMessage: false });
+    // vLLM's pydantic model reads booleans in lax mode, so the EPP does too (audit s36: "yes", 1, "true" were 400s
+    // from the EPP that vLLM serves).
+    for (const [sent, read] of [['yes', true], [' TRUE ', true], [1, true], ['on', true], ['t', true], ['no', false], [0, false], ['off', false], ['F', false], ['0', false]] as const) {
+      expect({ sent, input: parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: sent, continue_final_message: sent }).input })
+        .toMatchObject({ sent, input: { addGenerationPrompt: read, continueFinalMessage: read } });
+    }
   });
 
   test('truncate_prompt_tokens is kept when it is a positive integer (vLLM\'s Field(ge=1)); any other value is left for the engine to refuse', () => {
@@ -96,7 +102,9 @@ describe('OpenAI request bodies', () => {
     [{ model: 3, prompt: 'x' }, /^model: must be a string/],
     [{ model: 'm', prompt: 'x', cache_salt: 1 }, /^cache_salt: must be a string/],
     [{ model: 'm', messages: [{ role: 'user', content: 'x' }], tools: {} }, /^tools: must be an array/],
-    [{ model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: 'yes' }, /^add_generation_prompt: must be a boolean/],
+    [{ model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: 'maybe' }, /^add_generation_prompt: must be a boolean/],
+    [{ model: 'm', messages: [{ role: 'user', content: 'x' }], continue_final_message: 2 }, /^continue_final_message: must be a boolean/],
+    [{ model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: [] }, /^add_generation_prompt: must be a boolean/],
     [{ model: 'm', prompt: 5 }, /^prompt: must be/],
     [{ model: 'm', prompt: [] }, /^prompt: must be/],
     [{ model: 'm', messages: 'hi' }, /^messages: must be an array/],
@@ -178,7 +186,7 @@ describe('promptHead', () => {
   });
 
   test('a chat body with several faults reports the first in the order the fields are checked: tools, kwargs, messages, the two flags', () => {
-    const bad = { tools: {}, chat_template_kwargs: 1, messages: [{ role: 5 }], add_generation_prompt: 'x', continue_final_message: 'y' };
+    const bad = { tools: {}, chat_template_kwargs: 1, messages: [{ role: 5 }], add_generation_prompt: 'x', continue_final_message: 'yy' };
     const first = (v: Record<string, unknown>) => { try { parse({ model: 'm', ...v }); return 'none'; } catch (e) { return (e as RequestBodyError).param; } };
     expect(first(bad)).toBe('tools');
     expect(first({ ...bad, tools: undefined })).toBe('chat_template_kwargs');

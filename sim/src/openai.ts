@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { isDict, parsePythonJson, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, topLevelMemberTexts, vllmToolDicts } from '@kvroute/protocol/openai';
+import { isDict, parsePythonJson, pydanticLaxBool, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, topLevelMemberTexts, vllmToolDicts } from '@kvroute/protocol/openai';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -224,9 +224,6 @@ function checkSeed(body: Json): void {
 
 type Loc = readonly (string | number)[];
 
-const TRUE_STRINGS = new Set(['1', 'on', 't', 'true', 'y', 'yes']);
-const FALSE_STRINGS = new Set(['0', 'off', 'f', 'false', 'n', 'no']);
-
 export function laxInt(v: unknown, loc: Loc): number {
   if (typeof v === 'boolean') return v ? 1 : 0;
   if (typeof v === 'number') {
@@ -243,14 +240,9 @@ export function laxInt(v: unknown, loc: Loc): number {
 }
 
 export function laxBool(v: unknown, loc: Loc): boolean {
-  if (typeof v === 'boolean') return v;
-  if (typeof v === 'number' && (v === 0 || v === 1)) return v === 1;
-  if (typeof v === 'string') {
-    const t = v.trim().toLowerCase();
-    if (TRUE_STRINGS.has(t)) return true;
-    if (FALSE_STRINGS.has(t)) return false;
-    throw validationError(loc, 'bool_parsing', 'Input should be a valid boolean, unable to interpret input', v);
-  }
+  const b = pydanticLaxBool(v);
+  if (b !== undefined) return b;
+  if (typeof v === 'string') throw validationError(loc, 'bool_parsing', 'Input should be a valid boolean, unable to interpret input', v);
   throw validationError(loc, 'bool_type', 'Input should be a valid boolean', v);
 }
 

@@ -197,11 +197,32 @@ function optionalString(o: Record<string, unknown>, field: string): string | und
   return v;
 }
 
+const PYDANTIC_TRUE_STRINGS: ReadonlySet<string> = new Set(['1', 'on', 't', 'true', 'y', 'yes']);
+const PYDANTIC_FALSE_STRINGS: ReadonlySet<string> = new Set(['0', 'off', 'f', 'false', 'n', 'no']);
+
+/**
+ * A `bool` field as pydantic v2 reads a JSON body in lax mode (FastAPI's, so vLLM's request models): true/false, the
+ * numbers 0 and 1, and the strings above in any case around whitespace; undefined for anything else, which pydantic
+ * refuses (pydantic-core src/input/input_json.rs `validate_bool`, `str_as_bool`).
+ */
+export function pydanticLaxBool(v: unknown): boolean | undefined {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'number' && (v === 0 || v === 1)) return v === 1;
+  if (typeof v === 'string') {
+    const t = v.trim().toLowerCase();
+    if (PYDANTIC_TRUE_STRINGS.has(t)) return true;
+    if (PYDANTIC_FALSE_STRINGS.has(t)) return false;
+  }
+  return undefined;
+}
+
+/** A boolean member read as vLLM's pydantic model reads it: what vLLM accepts is not refused here (it decides). */
 function optionalBoolean(o: Record<string, unknown>, field: string, fallback: boolean): boolean {
   const v = o[field];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') throw new RequestBodyError(`${field}: must be a boolean`, field, 'invalid_type');
-  return v;
+  const b = pydanticLaxBool(v);
+  if (b === undefined) throw new RequestBodyError(`${field}: must be a boolean`, field, 'invalid_type');
+  return b;
 }
 
 const TEMPLATE_MEMBERS: ReadonlySet<string> = new Set(['tools', 'chat_template_kwargs']);
