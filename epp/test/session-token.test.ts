@@ -158,6 +158,20 @@ describe('signed x-session-token', () => {
     }
   });
 
+  it('a binary key file is used byte for byte: a short one is refused by its real length, and keys that differ only in bytes that are not UTF-8 sign differently (audit s36: the file was decoded as UTF-8 first)', async () => {
+    const shortBinary = path.join(dir, 'short-binary');
+    fs.writeFileSync(shortBinary, Buffer.alloc(11, 0xff));
+    await expect(replica(`{keyFile: ${shortBinary}}`, 'p0')).rejects.toThrow('session token key must be at least 32 bytes, got 11');
+    const [keyA, keyB] = [path.join(dir, 'binary-a'), path.join(dir, 'binary-b')];
+    fs.writeFileSync(keyA, Buffer.alloc(32, 0x80));
+    fs.writeFileSync(keyB, Buffer.alloc(32, 0x81));
+    const a = await replica(`{keyFile: ${keyA}}`, 'p0');
+    const b = await replica(`{keyFile: ${keyB}}`, 'p3');
+    await a.route(undefined);
+    expect(await b.route(undefined, { 'x-session-token': tokenOf(a) })).toBe('p3');
+    expect(await tokens(b, 'forged')).toBe(1);
+  });
+
   it('refuses to start with a short or unreadable key, naming the field', async () => {
     await expect(replica(`{keyFile: ${SHORT_KEY}}`, 'p0')).rejects.toThrow('session token key must be at least 32 bytes, got 9');
     await expect(replica(`{keyFile: ${path.join(dir, 'absent')}}`, 'p0')).rejects.toThrow(/tokenSigning.keyFile: cannot read/);

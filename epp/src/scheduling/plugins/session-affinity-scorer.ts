@@ -1,9 +1,9 @@
+import * as fs from 'node:fs';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
-import { readSecretFile } from '../../sessions/store';
 import { SESSION_TOKEN_HEADER, SessionTokenSigner } from '../../sessions/token';
 import { stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -137,8 +137,30 @@ export class SessionAffinityScorer implements Scorer, PostResponse {
   }
 }
 
+/**
+ * A key file as bytes: a text key (valid UTF-8) is trimmed of the newline Secrets and editors add, as before; any other
+ * file is a binary key (`head -c 32 /dev/urandom`), used byte for byte. Decoding a binary key as UTF-8 would turn each
+ * invalid byte into U+FFFD: an 11-byte key would pass the 32-byte check, and keys differing only in those bytes would sign alike.
+ */
+function readKeyFile(file: string, field: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`${field}: cannot read ${file}: ${(e as Error).message}`);
+  }
+  let key = bytes;
+  try {
+    key = Buffer.from(new TextDecoder('utf-8', { fatal: true }).decode(bytes).trim(), 'utf8');
+  } catch {
+    // not UTF-8: a binary key
+  }
+  if (key.length === 0) throw new Error(`${field}: ${file} is empty`);
+  return key;
+}
+
 function readKey(file: string | undefined, env: string | undefined, fileField: string, envField: string): Buffer | undefined {
-  if (file !== undefined) return Buffer.from(readSecretFile(file, fileField, true), 'utf8');
+  if (file !== undefined) return readKeyFile(file, fileField);
   if (env === undefined) return undefined;
   const value = process.env[env];
   if (value === undefined || value === '') throw new Error(`${envField}: environment variable ${env} is not set`);
