@@ -7,6 +7,7 @@ import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { Datastore } from '../src/datastore/datastore';
 import { CycleState } from '../src/scheduling/framework';
+import { endpointKey } from '../src/datastore/endpoint-key';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
@@ -421,6 +422,20 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
     return { endpoint: d.endpoint, score: scorer.index.blocksOf(d.endpoint) };
   }
+
+  test('an IPv6 pod naming itself as the decode pods do, kv@$(POD_IP):8000@model without brackets, is resolved to its endpoint (audit s36: every batch was dropped as unknown-pod)', async () => {
+    const address = 'fd00:10:244::7';
+    const key = endpointKey(address, 8000);
+    scheduler.plugins.addEndpoint({ key, name: 'v6', namespace: 'ns', address, port: 8000, labels: {} });
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    try {
+      await publish(`${address}:8000`, [await storedFor(chat('An IPv6 question?', 'an IPv6 manual'), 5000)]);
+      await waitFor(() => scorer.index.blocksOf(key) > 0, 'the IPv6 pod\'s blocks to be indexed');
+      expect(key).toBe('[fd00:10:244::7]:8000');
+    } finally {
+      scheduler.plugins.removeEndpoint(key);
+    }
+  });
 
   test('a prefix stored on pod 2 (by traffic the EPP never saw) draws the next request with it; its eviction releases it', async () => {
     const first = chat('What does section 3 say?');

@@ -15,12 +15,14 @@ import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { isIPv6 } from 'node:net';
 import type { KvEventBatch } from '@kvroute/protocol/kv-events';
 import { ChatTemplateRefusal } from '@kvroute/protocol/openai';
 import type * as Tokenizer from '@kvroute/tokenizer';
 import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
+import { endpointKey } from '../../datastore/endpoint-key';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { chainStartOf } from '../../kvindex/chain-start';
 import { KvEventSubscriber, type ResetReason } from '../../kvindex/event-subscriber';
@@ -533,7 +535,16 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       if ((e.rank ?? 0) === rank) return e.key;
       if (first === undefined || (e.rank ?? 0) < (first.rank ?? 0)) first = e;
     }
-    return first?.key;
+    if (first !== undefined) return first.key;
+    // An IPv6 pod's `$(POD_IP):port` without brackets (the topic the decode pods publish: the kubelet cannot add them
+    // for IPv6 only): the address before the last colon, the port after it.
+    const colon = podId.lastIndexOf(':');
+    const port = podId.slice(colon + 1);
+    if (colon > 0 && /^\d{1,5}$/.test(port) && isIPv6(podId.slice(0, colon))) {
+      const key = endpointKey(podId.slice(0, colon), Number(port));
+      if (this.endpoints.has(key)) return key;
+    }
+    return undefined;
   }
 
   private learnCapacity(candidate: EndpointSnapshot): void {
