@@ -48,6 +48,7 @@ import { formatSpread, perRound, roundedSpread, spread, verdict, worseVerdict, t
 import { syntheticPool } from './synthetic-pool';
 import { measureReplicaScaling, type ReplicaRow } from './replica-scaling';
 import { measureSessionStore } from './session-store';
+import { REDIS_SERVER, redisServerAvailable } from '../test/redis-server';
 import { envArgs, envNodeArgs, eppMetrics, forkTs, nextMessage, pauseEpp, REFRESH_MS, resumeEpp, sleep, startEppProcess, stopChild } from './processes';
 
 const list = (env: string | undefined, dflt: number[]): number[] => (env ? env.split(',').map(Number) : dflt);
@@ -201,6 +202,10 @@ const RECORDED = !(QUICK || process.env.BENCH_ENDPOINTS || process.env.BENCH_PRO
 async function main(): Promise<void> {
   const machine: Machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.arch()}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)) };
   console.log(`kvroute EPP benchmark on ${machine.cpus} × ${machine.cpu}, node ${machine.node}, load average ${machine.loadAverage.join(' ')}`);
+  if (RECORDED && ONLY !== 'cells' && !redisServerAvailable) {
+    // Refused before the long sections: a recorded run without the store's measurement would overwrite the file with less.
+    throw new Error(`a recorded run measures the shared session store against ${REDIS_SERVER}, which is not installed (Debian package "redis-server"); install it, or run --quick (which skips that section)`);
+  }
   if (ONLY !== 'replicas') await cells(machine);
   if (ONLY !== 'cells') await replicas(machine);
 }
@@ -228,6 +233,13 @@ async function replicas(machine: Machine): Promise<void> {
     console.log(`| ${r.replicas} | ${r.rps} | ${r.ratioToOne} | ${r.p50Ms} / ${r.p99Ms} ms | ${r.eppCpuMsPerRequest} ms | ${r.clientCpuMsPerRequest} ms | ${Math.round(r.machineBusy * 100)}% of ${machine.cpus} cores | ${r.rejected} |`);
   }
   for (const r of rows) console.log(JSON.stringify({ section: 'replicas', ...r }));
+  if (!redisServerAvailable) {
+    // A short check runs without it; a recorded run stopped before its first section (see main).
+    console.log(`\nshared session store: skipped, no ${REDIS_SERVER} binary (Debian package "redis-server"; .ci/run installs it)`);
+    for (const r of rows.slice(1)) console.log(`  scaling: ${r.replicas} replicas = ${r.ratioToOne}× 1 replica (${r.rps} vs ${rows[0]!.rps} req/s), machine ${Math.round(r.machineBusy * 100)}% busy`);
+    console.log(`REPLICAS ${JSON.stringify({ rows: rows.length, storeRows: 0, goals: [] })}`);
+    return;
+  }
   const store = await measureSessionStore(QUICK || !RECORDED ? { rounds: 2, perRound: 300 } : { rounds: 6, perRound: 3000 });
   console.log('\nshared session store, per pick, same invocation:');
   for (const line of store.report) console.log(line);
