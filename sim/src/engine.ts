@@ -102,6 +102,11 @@ export interface RequestResult {
   cachedTokens: number;
   completionTokens: number;
   arrivalMs: number;
+  /**
+   * When the scheduler took the request in: the first step boundary at or after its arrival (vLLM's QUEUED event,
+   * recorded by `Scheduler.add_request` between forward passes; null if it never got there).
+   */
+  queuedMs: number | null;
   /** First scheduling. */
   admittedMs: number | null;
   firstTokenMs: number | null;
@@ -159,7 +164,10 @@ export interface RequestHandle {
 
 export interface EngineStats {
   running: number;
+  /** Requests in the scheduler's waiting queue: taken in at a step boundary and not scheduled yet (vLLM's gauge). */
   waiting: number;
+  /** Requests that arrived while a step was in flight, not yet taken in (vLLM's engine-core input queue). */
+  inputQueue: number;
   kvUsage: number;
   /** Blocks in use, the null block included. */
   usedBlocks: number;
@@ -191,6 +199,8 @@ interface Req extends KvSequence {
   readonly listener: RequestListener;
   state: State;
   arrivalMs: number;
+  /** RequestResult.queuedMs. */
+  queuedMs: number | null;
   admittedMs: number | null;
   firstTokenMs: number | null;
   /** num_cached_tokens; -1 until first scheduled (vllm/v1/request.py @ v0.10.0). */
@@ -330,10 +340,19 @@ export class Engine {
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
   }
 
+  /** The waiting requests the scheduler holds (`len(self.waiting)`): those taken in at a step boundary. */
+  private queuedWaiting(): number {
+    let n = 0;
+    for (const r of this.waiting) if (r.queuedMs !== null) n++;
+    return n;
+  }
+
   stats(): EngineStats {
+    const queued = this.queuedWaiting();
     return {
       running: this.running.length,
-      waiting: this.waiting.length,
+      waiting: queued,
+      inputQueue: this.waiting.length - queued,
       kvUsage: this.kv.usage,
       usedBlocks: this.kv.numUsedBlocks,
       cachedBlocks: this.kv.numCachedBlocks,
@@ -409,6 +428,7 @@ export class Engine {
       seq,
       state: 'waiting',
       arrivalMs: now,
+      queuedMs: null,
       admittedMs: null,
       firstTokenMs: null,
       cachedTokens: -1,
@@ -587,6 +607,14 @@ export class Engine {
       }
     }
 
+    // vLLM's engine core takes new requests in between forward passes (`run_busy_loop`: `_process_input_queue()` then
+    // `_process_engine_step()`, vllm/v1/engine/core.py @ v0.10.0; `Scheduler.add_request` records QUEUED): a request
+    // that arrived during a step in flight is neither waiting nor queued until that step ends. With prefill lanes a
+    // boundary is an instant a step can schedule prefill (admitWaiting's test below); without, every step is one.
+    if (this.laneFreeAt.length === 0 || chunkScheduled || at === this.openStepAt
+      || this.laneFreeAt[this.freeLane()] - this.config.ttftOverheadMs <= at) {
+      for (const r of this.waiting) if (r.queuedMs === null) r.queuedMs = at;
+    }
     // WAITING requests, only if nothing was preempted in this step.
     if (!preempted) this.admitWaiting(at, chunkScheduled, chunkTokens);
     if (this.interference) this.flushStep();
@@ -710,7 +738,7 @@ export class Engine {
     if (r.cachedTokens < 0) {
       r.admittedMs = at;
       r.cachedTokens = hit.tokens;
-      this.observer.onAdmit?.({ promptTokens: r.promptLen, cachedTokens: hit.tokens, queueMs: at - r.arrivalMs });
+      this.observer.onAdmit?.({ promptTokens: r.promptLen, cachedTokens: hit.tokens, queueMs: at - (r.queuedMs ?? at) });
     }
     const prefillMs = (r.numTokens - hit.tokens) * c.prefillMsPerToken;
     const ready = at + c.ttftOverheadMs;
@@ -883,6 +911,7 @@ export class Engine {
       cachedTokens: Math.max(0, r.cachedTokens),
       completionTokens: r.emitted,
       arrivalMs: r.arrivalMs,
+      queuedMs: r.queuedMs,
       admittedMs: r.admittedMs,
       firstTokenMs: r.firstTokenMs,
       finishedMs: at,

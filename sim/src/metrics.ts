@@ -449,7 +449,9 @@ export class SimMetrics implements EngineObserver {
     // and is observed only in PrometheusStatLogger.record's `for finished_request in iteration_stats.finished_requests`
     // loop (vllm/v1/metrics/loggers.py @ 6eca337ce lines 542-561), beside e2e, prefill, inference, decode and the token
     // histograms: so at the finish, never for an abort, and its _count always equals request_success's stop + length.
-    this.queueTime.observe(this.labels, (r.admittedMs - r.arrivalMs) / 1000);
+    // From QUEUED (the step boundary that took it in) to its first scheduling, as vLLM's queued_time
+    // (vllm/v1/metrics/stats.py @ v0.10.0, update_from_finished_request); the wait for the step in flight at arrival is in TTFT only.
+    this.queueTime.observe(this.labels, (r.admittedMs - (r.queuedMs ?? r.admittedMs)) / 1000);
     this.inferenceTime.observe(this.labels, (r.finishedMs - r.admittedMs) / 1000);
     this.prefillTime.observe(this.labels, (r.firstTokenMs - r.admittedMs) / 1000);
     this.decodeTime.observe(this.labels, (r.finishedMs - r.firstTokenMs) / 1000);

@@ -1095,7 +1095,7 @@ function simTiming(r: RequestResult, pod: string): Record<string, unknown> {
   return {
     pod,
     cached_tokens: r.cachedTokens,
-    queue_time_s: r.admittedMs === null ? null : s(r.admittedMs - r.arrivalMs),
+    queue_time_s: r.admittedMs === null ? null : s(r.admittedMs - (r.queuedMs ?? r.admittedMs)),
     ttft_s: r.firstTokenMs === null ? null : s(r.firstTokenMs - r.arrivalMs),
     e2e_s: s(r.finishedMs - r.arrivalMs),
   };

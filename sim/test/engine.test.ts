@@ -127,7 +127,7 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     }
   });
 
-  it('a request no prefill lane can take stays WAITING, as vLLM leaves it while the step\'s token budget is spent (vllm/v1/core/sched/scheduler.py @ v0.10.0): counted as waiting, holding no blocks, queue time until scheduled', () => {
+  it('a request that arrives while a step is in flight is taken in at its end, as vLLM\'s engine core reads new requests between forward passes (vllm/v1/engine/core.py @ v0.10.0 run_busy_loop): not waiting before, holding no blocks, queue time from then (audit s36)', () => {
     const clock = new ManualClock();
     const queued: number[] = [];
     const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock, { onAdmit: (i) => queued.push(i.queueMs) });
@@ -135,15 +135,16 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     // b arrives while a's step is in flight (at the same instant it would join a's step, as below).
     clock.advance(1);
     const b = submit(engine, tokens(1000, 2), 1);
-    // a runs and holds ceil(1000 / 16) = 63 blocks (plus the null block); b waits without any.
-    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1, usedBlocks: 64 });
+    // a runs and holds ceil(1000 / 16) = 63 blocks (plus the null block); b is still in the engine core's input queue.
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0, usedBlocks: 64 });
     clock.advance(248);
-    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1 });
-    // a's lane frees at 20 + 250 = 270; b is scheduled the overhead before, so its prefill starts as the lane frees.
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
+    // a's lane frees at 20 + 250 = 270; b is taken in and scheduled the overhead before, so its prefill starts as the
+    // lane frees: it never waited in the scheduler.
     clock.advance(1);
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 0, usedBlocks: 127 });
     clock.runAll();
-    expect(queued).toEqual([0, 249]);
+    expect(queued).toEqual([0, 0]);
     expect(b.result?.admittedMs).toBe(250);
     expect(ttft(b)).toBeCloseTo(20 + 2 * 250 - 1);
     expect(ttft(a)).toBeCloseTo(20 + 250);
@@ -223,10 +224,11 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     const long = submit(engine, tokens(3000, 1), 1);
     clock.advance(1);
     const short = submit(engine, tokens(100, 2), 1);
-    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1 });
+    // Not in the scheduler's waiting queue before the step in flight ends (vLLM's input queue).
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
     // The long prompt's second chunk (952 tokens) is scheduled at 20 + 2,048 × 0.25 = 532; 1,096 tokens are left.
     clock.advance(530);
-    expect(engine.stats()).toMatchObject({ running: 1, waiting: 1 });
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
     clock.advance(1);
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 0 });
     clock.runAll();
@@ -235,6 +237,27 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     // both first tokens come at its end (vllm/v1/engine/core.py @ v0.10.0 L255-274), the short one's from its arrival at 1.
     expect(ttft(long)).toBe(795);
     expect(ttft(short)).toBe(795 - 1);
+  });
+
+  it('a request taken in at a step boundary that the step\'s budget leaves behind counts as waiting (len(self.waiting) in make_stats), and its queue time runs from that boundary, not from its arrival (vllm/v1/metrics/stats.py @ v0.10.0 queued_time; audit s36)', () => {
+    const clock = new ManualClock();
+    const queued: number[] = [];
+    const engine = new Engine(BASE, clock, { onAdmit: (i) => queued.push(i.queueMs) });
+    submit(engine, tokens(3000, 1), 1);
+    clock.advance(1);
+    const second = submit(engine, tokens(3000, 2), 1);
+    const third = submit(engine, tokens(100, 3), 1);
+    clock.advance(530);
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
+    // At 532 both are taken in: the first chunk's 952 tokens leave 1,096 of the budget, all for the second request.
+    clock.advance(1);
+    expect(engine.stats()).toMatchObject({ running: 2, waiting: 1 });
+    clock.runAll();
+    expect(second.result?.admittedMs).toBe(532);
+    expect(third.result?.queuedMs).toBe(532);
+    expect(queued[1]).toBe(0);
+    expect(queued[2]).toBe(third.result!.admittedMs! - 532);
+    expect(queued[2]).toBeGreaterThan(0);
   });
 
   it('decoding requests take one token each from the step\'s budget (scheduler.py @ v0.10.0, the running loop)', () => {

@@ -371,7 +371,7 @@ describe('per-request histograms at the finish (vllm/v1/metrics/loggers.py @ 6ec
       await waitFor(() => sim.engine.stats().running === 1, 'a scheduled');
       clock.advance(1); // b arrives while a's step is in flight (at a's very instant it would join that step)
       const b = http(sim.url, 'POST', '/v1/completions', { prompt: longText(400, 13), max_tokens: 3 });
-      await waitFor(() => sim.engine.stats().waiting === 1, 'b waiting for the prefill lane');
+      await waitFor(() => sim.engine.stats().inputQueue === 1, 'b in the engine core\'s input queue');
       clock.advance(110); // a's prefill lane frees (20 + ~100 ms): b is scheduled, neither has finished
       expect(sim.engine.stats().running).toBe(2);
       expect(await counts()).toEqual(FINISHED.map(() => 0));
@@ -380,7 +380,10 @@ describe('per-request histograms at the finish (vllm/v1/metrics/loggers.py @ 6ec
       expect(await counts()).toEqual(FINISHED.map(() => 2));
       expect(await success()).toBe(2);
       const s = await scrapeNow();
-      expect(rb.kvroute_sim.queue_time_s).toBeGreaterThan(0);
+      // b was taken in when a's step ended and scheduled by that same pass: vLLM's queue time (QUEUED to SCHEDULED) is 0,
+      // its wait for a's step is in its TTFT.
+      expect(rb.kvroute_sim.queue_time_s).toBe(0);
+      expect(rb.kvroute_sim.ttft_s).toBeGreaterThan(ra.kvroute_sim.ttft_s);
       expect(metricValue(s, 'vllm:request_queue_time_seconds_sum')).toBeCloseTo(ra.kvroute_sim.queue_time_s + rb.kvroute_sim.queue_time_s, 9);
     } finally {
       await sim.close();
@@ -431,7 +434,7 @@ describe('vllm:lora_requests_info (vllm/v1/metrics/loggers.py lines 444-463, 563
       // chat is a second adapter: with --max-loras 1 it waits while sql runs; the base model is not held back.
       const chat = http(sim.url, 'POST', '/v1/completions', { model: 'chat', prompt: longText(100, 32), max_tokens: 2 });
       const base = http(sim.url, 'POST', '/v1/completions', { model: 'base', prompt: longText(100, 33), max_tokens: 20 });
-      await waitFor(() => sim.engine.stats().waiting === 2, 'chat and base waiting');
+      await waitFor(() => sim.engine.stats().inputQueue === 2, 'chat and base in the engine core\'s input queue');
       clock.advance(200);
       const during = parsePrometheus(await page());
       expect(sim.engine.stats()).toMatchObject({ running: 2, waiting: 1 });
