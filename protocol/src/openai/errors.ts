@@ -1,7 +1,14 @@
 /**
- * OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`, used by every kvroute component that answers
- * a client (the EPP's local replies, the simulator), so a client sees one shape whoever answered. `code` is a string
- * (or null) as in OpenAI's API reference; the HTTP status travels as the status line.
+ * OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`, which the EPP's local replies (400, 413, 429,
+ * 503, 500) use. `code` is a string (or null) as in OpenAI's API reference, e.g. `invalid_json`, and `type` is OpenAI's
+ * (`invalid_request_error`, …); the HTTP status travels as the status line.
+ *
+ * It is not vLLM's shape, so behind one gateway a client sees two, depending on who refused the request. vLLM 0.10.0
+ * (the default image's, and the simulator's default mode) answers a flat
+ * `{"object": "error", "message", "type", "param", "code"}`; vLLM >= 0.10.1 nests it as here (`{"error": {…}}`). In
+ * both, `code` is the integer HTTP status (e.g. 400), never a string, and `type` is vLLM's (e.g. `BadRequestError`).
+ * So a client written for 0.10.0 finds no top-level `message` in the EPP's answers, and one written for 0.10.1 or
+ * later finds a string where it expects an integer `code`.
  * @see https://platform.openai.com/docs/guides/error-codes
  */
 
