@@ -9,21 +9,42 @@ export interface ClusterProfile {
   readonly routing: KvAwareRoutingProps;
 }
 
-/** Recursively optional, for overrides of a base profile. Arrays are replaced whole, not merged. */
+/**
+ * Recursively optional, for overrides of a base profile. Arrays and label maps are replaced whole, not merged; `null`
+ * removes an optional field the base sets.
+ */
 export type Overrides<T> = {
-  readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? Overrides<T[K]> : T[K];
+  readonly [K in keyof T]?:
+    | (T[K] extends readonly unknown[] ? T[K] : K extends LabelMapKey ? T[K] : T[K] extends object ? Overrides<T[K]> : T[K])
+    | (undefined extends T[K] ? null : never);
 };
 
 /**
+ * Fields that hold a set of Kubernetes labels: one value (a selector or a label set), so an override replaces it whole.
+ * Merged key by key, a profile moving `nodeSelector` from `{gpu: a100}` to `{'nvidia.com/gpu.product': H100}` would
+ * require both labels, which no node has.
+ */
+const LABEL_MAP_KEYS = ['nodeSelector', 'selectorLabels', 'dashboardLabels', 'podLabels', 'namespaceLabels'] as const;
+type LabelMapKey = (typeof LABEL_MAP_KEYS)[number];
+const REPLACED_WHOLE: ReadonlySet<string> = new Set(LABEL_MAP_KEYS);
+
+/**
  * `base` with `overrides` merged in depth (object spread is shallow, and a cluster usually changes one field deep
- * inside `decode` or `extProc`). Arrays and non-plain values replace; `undefined` leaves the base value.
+ * inside `decode` or `extProc`). Arrays, label maps and non-plain values replace; `undefined` leaves the base value;
+ * `null` removes the field (a feature the base turns on, such as `sessionStore` or `decode.kvEvents`; to switch such a
+ * field to its other form, remove it, then set it: `withOverrides(withOverrides(base, { sessionStore: null }), {
+ * sessionStore: { deploy: {} } })`).
  */
 export function withOverrides<T extends object>(base: T, overrides: Overrides<T>): T {
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [key, value] of Object.entries(overrides as Record<string, unknown>)) {
     if (value === undefined) continue;
+    if (value === null) {
+      delete out[key];
+      continue;
+    }
     const current = out[key];
-    out[key] = isPlainObject(value) && isPlainObject(current) ? withOverrides(current, value) : value;
+    out[key] = !REPLACED_WHOLE.has(key) && isPlainObject(value) && isPlainObject(current) ? withOverrides(current, value) : value;
   }
   return out as T;
 }

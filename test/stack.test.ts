@@ -283,6 +283,28 @@ describe('cluster overrides', () => {
     expect(DEMO.decode.gpuMemoryUtilization).toBe(0.9);
   });
 
+  test('withOverrides replaces label maps whole and removes a field set to null (audit s36: a moved nodeSelector required both labels; an inherited session store could not be dropped)', () => {
+    const a100 = withOverrides(DEMO, { decode: { nodeSelector: { gpu: 'a100-80gb' } } });
+    const h100 = withOverrides(a100, { decode: { nodeSelector: { 'nvidia.com/gpu.product': 'H100' } } });
+    expect(h100.decode.nodeSelector).toEqual({ 'nvidia.com/gpu.product': 'H100' });
+    expect(container(one(synthProps(h100), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm')).toBeDefined();
+    expect(one(synthProps(h100), 'Deployment', 'ms-llm-d-modelservice-decode').spec.template.spec.nodeSelector).toEqual({ 'nvidia.com/gpu.product': 'H100' });
+    // Plain objects still merge in depth.
+    expect(withOverrides(DEMO, { gateway: { hostname: 'x.example.com' } }).gateway).toEqual({ ...DEMO.gateway, hostname: 'x.example.com' });
+    const precise = CLUSTERS.find((c) => c.name === 'prod-precise')!.routing;
+    expect(precise.sessionStore).toBeDefined();
+    const withoutStore = withOverrides(precise, { sessionStore: null });
+    expect('sessionStore' in withoutStore).toBe(false);
+    const kinds = (props: typeof precise) => synthProps(props).map((o: { kind: string }) => o.kind);
+    expect(kinds(precise)).toContain('StatefulSet');
+    expect(kinds(withoutStore)).not.toContain('StatefulSet');
+    // Switching a union's form: remove, then set.
+    const ha = CLUSTERS.find((c) => c.name === 'prod-ha')!.routing;
+    const deployed = withOverrides(withOverrides(ha, { sessionStore: null }), { sessionStore: { deploy: {} } });
+    expect(deployed.sessionStore).toEqual({ deploy: {} });
+    expect(kinds(deployed)).toContain('StatefulSet');
+  });
+
   test('the v1 InferencePool option switches the pool API and the EPP RBAC together', () => {
     const m = synthProps(withOverrides(DEMO, { endpointPicker: { poolApiGroup: 'inference.networking.k8s.io' } }));
     const pool = one(m, 'InferencePool');
