@@ -268,7 +268,12 @@ export interface DecodePoolProps {
    * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
    */
   readonly nodeSelector?: Record<string, string>;
-  /** @default tolerate the `nvidia.com/gpu` NoSchedule taint GPU node pools usually carry */
+  /**
+   * Tolerations of the decode pods, checked as the API server checks them: `operator` Exists or Equal (Exists with no
+   * value), `effect` NoSchedule, PreferNoSchedule, NoExecute or empty (all), `tolerationSeconds` only with NoExecute.
+   * @default tolerate the `nvidia.com/gpu` NoSchedule taint GPU node pools usually carry
+   * @see https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/
+   */
   readonly tolerations?: k8s.Toleration[];
 }
 
@@ -348,7 +353,7 @@ export class DecodePool extends Construct {
     }
     this.model = props.model;
     this.servedModelName = props.servedModelName ?? props.model;
-    if (this.servedModelName.trim() === '' || /\s/.test(this.servedModelName)) {
+    if (typeof this.servedModelName !== 'string' || this.servedModelName.trim() === '' || /\s/.test(this.servedModelName)) {
       throw new PropsError(SCOPE, 'servedModelName', 'must be a non-empty name without spaces', props.servedModelName);
     }
     this.replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 2, 0, 1000);
@@ -389,6 +394,7 @@ export class DecodePool extends Construct {
     this.routingSidecar = checkOneOf(SCOPE, 'routingSidecar', props.routingSidecar ?? 'container', ['container', 'native'] as const);
     this.prefixCachingHashAlgo = checkOneOf(SCOPE, 'prefixCachingHashAlgo', props.prefixCachingHashAlgo ?? 'builtin',
       ['builtin', 'sha256', 'sha256_cbor_64bit', 'sha256_cbor', 'xxhash', 'xxhash_cbor'] as const);
+    if (props.tolerations !== undefined) checkTolerations(props.tolerations);
     const gpus = checkInteger(SCOPE, 'gpusPerPod', props.gpusPerPod ?? 1, 1, 16);
     const parallel = parallelGpus(Array.isArray(props.extraArgs) ? props.extraArgs : []);
     if (parallel !== undefined && parallel.gpus !== gpus) {
@@ -703,6 +709,31 @@ export class DecodePool extends Construct {
       },
     });
   }
+}
+
+/**
+ * The API server's toleration rules (k8s.io/kubernetes pkg/apis/core/validation `validateTolerations` @ v1.28): the
+ * schema lets any string through, the apply then fails.
+ */
+function checkTolerations(tolerations: readonly k8s.Toleration[]): void {
+  if (!Array.isArray(tolerations)) throw new PropsError(SCOPE, 'tolerations', 'must be a list of tolerations', tolerations);
+  tolerations.forEach((t, i) => {
+    const field = `tolerations[${i}]`;
+    const operator = t?.operator ?? 'Equal';
+    if (operator !== 'Exists' && operator !== 'Equal') throw new PropsError(SCOPE, `${field}.operator`, 'must be "Exists" or "Equal"', t?.operator);
+    if (operator === 'Exists' && t.value !== undefined && t.value !== '') throw new PropsError(SCOPE, `${field}.value`, 'must be empty when operator is "Exists"', t.value);
+    if (operator === 'Equal' && (t.key === undefined || t.key === '')) throw new PropsError(SCOPE, `${field}.key`, 'must be set when operator is "Equal" (an empty key tolerates every taint only with "Exists")', t.key);
+    if (t.key !== undefined && t.key !== '') {
+      try {
+        checkLabels(SCOPE, field, { [t.key]: t.value ?? '' }, { allowEmpty: true });
+      } catch {
+        throw new PropsError(SCOPE, field, 'must have a label key ([prefix/]name) and a label value (at most 63 alphanumerics, \'-\', \'_\' or \'.\')', t);
+      }
+    }
+    const effect = t.effect ?? '';
+    if (!['', 'NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect)) throw new PropsError(SCOPE, `${field}.effect`, 'must be "NoSchedule", "PreferNoSchedule", "NoExecute" or empty (every effect)', t.effect);
+    if (t.tolerationSeconds !== undefined && effect !== 'NoExecute') throw new PropsError(SCOPE, `${field}.tolerationSeconds`, 'applies only with effect "NoExecute"', t.tolerationSeconds);
+  });
 }
 
 /** vLLM 0.10's smallest default `max_num_batched_tokens` for the OpenAI server (`_set_default_args_v1`, vllm/engine/arg_utils.py). */
