@@ -186,7 +186,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     res.setHeader('x-kvroute-pod', options.podName);
     // uvicorn.Config's default server_header=True (vllm/entrypoints/launcher.py @ v0.10.0 builds it with defaults).
     res.setHeader('server', 'uvicorn');
-    const path = (req.url ?? '/').split('?')[0];
+    // uvicorn routes on the percent-decoded path (`scope["path"] = urllib.parse.unquote(raw_path)`,
+    // uvicorn/protocols/http/httptools_impl.py), so `/v1/chat%2Fcompletions` is the chat route; Envoy keeps `%2F`.
+    const path = pythonUnquote((req.url ?? '/').split('?')[0]!);
     const method = req.method ?? 'GET';
     // vLLM's CORSMiddleware with its defaults (--allowed-origins/methods/headers '*', no credentials; Starlette's
     // cors.py): a preflight is answered before routing, and any request with an Origin gets allow-origin *.
@@ -1182,4 +1184,10 @@ export function gzipAccepted(header: string | string[] | undefined): boolean {
  */
 export function openMetricsAccepted(header: string | string[] | undefined): boolean {
   return listedNames(header).includes('application/openmetrics-text');
+}
+
+/** Python's `urllib.parse.unquote`: each run of `%XX` decoded as UTF-8 (invalid bytes as U+FFFD), malformed escapes kept. */
+export function pythonUnquote(s: string): string {
+  if (!s.includes('%')) return s;
+  return s.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'));
 }

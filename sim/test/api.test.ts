@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { ManualClock } from '../src/clock';
 import { serverDevModeFromEnv } from '../src/options';
-import { startSimulator, type Simulator } from '../src/server';
+import { pythonUnquote, startSimulator, type Simulator } from '../src/server';
 import { http, longText, metricValue, openStream, parsePrometheus, parseSse, waitFor } from './helpers';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -436,6 +436,14 @@ describe('OpenAI API over loopback', () => {
       expect(r.status).toBe(405);
       expect(r.json()).toEqual({ detail: 'Method Not Allowed' });
       expect(r.headers.allow).toBe('POST');
+    });
+    it('routes on the percent-decoded path, as uvicorn sets scope["path"] = urllib.parse.unquote(raw_path) (httptools_impl.py): %2F and %63 reach their routes, a malformed escape stays as sent (audit s36)', async () => {
+      expect((await http(sim.url, 'GET', '/v1/model%73')).status).toBe(200);
+      const chat = await http(sim.url, 'POST', '/v1/chat%2Fcompletions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 });
+      expect(chat.status).toBe(200);
+      expect(chat.json().object).toBe('chat.completion');
+      expect((await http(sim.url, 'GET', '/v1/model%7')).status).toBe(404);
+      expect(pythonUnquote('/a%2Fb%e2%82%ac%ZZ%ff')).toBe('/a/b€%ZZ\ufffd');
     });
     it('the other tasks\' routes exist and answer a generate model "The model does not support <API> API" with code 400 in the body and status 200, as vLLM 0.10.0 returns the ErrorResponse as the route\'s value (api_server.py; tests/entrypoints/openai/test_transcription_validation.py test_non_asr_model)', async () => {
       const apis: [string, string][] = [
