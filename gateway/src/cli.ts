@@ -53,6 +53,9 @@ Options:
                               default ${DEFAULTS.idleTimeoutMs}; 0 = off)
   --request-timeout-ms N      from forwarding the request to the end of the response (route timeout;
                               default ${DEFAULTS.requestTimeoutMs} = off)
+  --connection-idle-timeout-ms N
+                              a client connection with no request in flight this long is closed
+                              (HCM idle_timeout; default ${DEFAULTS.connectionIdleTimeoutMs}; 0 = off)
   --request-headers-to-remove LIST
                               headers the route removes after the EPP, before the pod (HTTPRoute
                               RequestHeaderModifier; default "${DEFAULTS.requestHeadersToRemove.join(',')}"; "" = none)
@@ -123,6 +126,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'request-receive-timeout-ms': { kind: 'int', option: 'requestReceiveTimeoutMs' },
   'idle-timeout-ms': { kind: 'int', option: 'idleTimeoutMs' },
   'request-timeout-ms': { kind: 'int', option: 'requestTimeoutMs' },
+  'connection-idle-timeout-ms': { kind: 'int', option: 'connectionIdleTimeoutMs' },
   'request-headers-to-remove': { kind: 'list', option: 'requestHeadersToRemove' },
   'hash-header': { kind: 'string', option: 'hashHeader' },
   'ring-size': { kind: 'int', option: 'ringSize' },

@@ -224,9 +224,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     req.resume();
   };
 
+  const idleTrackers = new WeakMap<object, { start(): void; end(): void }>();
   const server = http.createServer({
-    // Longer than common client idle timeouts, so clients rarely reuse a connection we are closing.
-    keepAliveTimeout: 65_000,
+    // Node's keep-alive timer would close an idle connection after this and advertise `Keep-Alive: timeout=…`, which
+    // Envoy does not send: off, and the HCM's connection idle timeout below instead.
+    keepAliveTimeout: 0,
     // Envoy's own stream timeouts (HCM request_timeout, route idle_timeout and timeout) are the gateway's, per
     // exchange (`timeouts.ts`); Node's must not answer first.
     requestTimeout: 0,
@@ -288,6 +290,34 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         res.destroy();
       }
     }
+  });
+  // Envoy's connection idle timer runs while no request is in flight on the connection (ConnectionManagerImpl
+  // `idle_timer_`, source/common/http/conn_manager_impl.cc): armed at accept and whenever the last stream ends.
+  server.on('connection', (socket: import('node:net').Socket) => {
+    let inFlight = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      if (opts.connectionIdleTimeoutMs === 0) return;
+      timer = setTimeout(() => socket.destroy(), opts.connectionIdleTimeoutMs);
+      timer.unref();
+    };
+    arm();
+    socket.on('close', () => clearTimeout(timer));
+    idleTrackers.set(socket, {
+      start: () => {
+        inFlight++;
+        clearTimeout(timer);
+      },
+      end: () => {
+        if (--inFlight === 0 && !socket.destroyed) arm();
+      },
+    });
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const tracker = idleTrackers.get(req.socket);
+    if (tracker === undefined) return;
+    tracker.start();
+    res.once('close', tracker.end);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && !socket.destroyed) {

@@ -91,6 +91,11 @@ export interface GatewayOptions {
   /** Route `timeout`: from the request's forwarding to the response's end. Default 0 = off (HTTPRoute 0s). */
   readonly requestTimeoutMs?: number;
   /**
+   * HCM `common_http_protocol_options.idle_timeout`: a client connection with no request in flight for this long is
+   * closed. Default 3600000 (Envoy's 1 h); 0 = off.
+   */
+  readonly connectionIdleTimeoutMs?: number;
+  /**
    * Request headers the route removes before the request leaves for a pod, after the EPP has seen them: the HTTPRoute's
    * `RequestHeaderModifier` (Istio writes it as the route's `request_headers_to_remove`, which Envoy's router applies
    * after every HTTP filter, ext_proc included: `Router::Filter::decodeHeaders` → `finalizeRequestHeaders` @ v1.35.0).
@@ -176,6 +181,7 @@ export interface ResolvedOptions {
   readonly requestReceiveTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly connectionIdleTimeoutMs: number;
   readonly requestHeadersToRemove: readonly string[];
   readonly hashHeader: string | null;
   readonly acceptHttp10: boolean;
@@ -212,6 +218,7 @@ export const DEFAULTS = Object.freeze({
   requestReceiveTimeoutMs: 60_000,
   idleTimeoutMs: 300_000,
   requestTimeoutMs: 0,
+  connectionIdleTimeoutMs: 3_600_000,
   ringSize: 1024,
   connectTimeoutMs: 10_000,
   ejectMs: 0,
@@ -396,6 +403,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     requestReceiveTimeoutMs: int('requestReceiveTimeoutMs', o.requestReceiveTimeoutMs ?? DEFAULTS.requestReceiveTimeoutMs, 0, MAX_TIMEOUT_MS),
     idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMEOUT_MS),
     requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs, 0, MAX_TIMEOUT_MS),
+    connectionIdleTimeoutMs: int('connectionIdleTimeoutMs', o.connectionIdleTimeoutMs ?? DEFAULTS.connectionIdleTimeoutMs, 0, MAX_TIMEOUT_MS),
     requestHeadersToRemove,
     hashHeader,
     acceptHttp10: o.acceptHttp10 === true,

@@ -211,3 +211,31 @@ describe('the listener buffer limit for BUFFERED bodies (FM requestDataTooLarge 
     }
   });
 });
+
+describe('HCM connection idle_timeout (common_http_protocol_options.idle_timeout, default 1 h: CM idle_timer_, armed while no stream is active)', () => {
+  it('closes a client connection idle for it, never one whose response is still streaming; sends no Keep-Alive header, as Envoy does not (audit s36: Node\'s 65 s keep-alive and its header)', async () => {
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, connectionIdleTimeoutMs: 300 });
+    const socket = net.connect(gw.port, LOOPBACK);
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      let received = '';
+      let closed = false;
+      socket.on('data', (d: Buffer) => { received += d.toString(); });
+      socket.on('close', () => { closed = true; });
+      const body = completion();
+      socket.write(`POST /sse?n=2 HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => received.includes('"i":0'), 'the first event');
+      // Over twice the idle timeout with the response in flight: the connection stays.
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(closed).toBe(false);
+      up.gate.open();
+      await waitFor(() => received.includes('[DONE]'), 'the end of the response');
+      expect(received).not.toMatch(/^keep-alive:/im);
+      // Then idle: closed by the gateway.
+      await waitFor(() => closed, 'the idle connection to be closed');
+    } finally {
+      socket.destroy();
+      await gw.close();
+    }
+  });
+});
