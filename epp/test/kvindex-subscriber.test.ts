@@ -70,6 +70,20 @@ async function freePortBlock(n: number): Promise<number> {
   }
   throw new Error(`no block of ${n} free ports`);
 }
+/** A replay socket that only tells `onRequest` who asked, answering nothing itself. */
+async function replaySocket(onRequest: (identity: Buffer) => void): Promise<{ router: zmq.Router; replayPort: number }> {
+  const router = new zmq.Router();
+  await router.bind('tcp://127.0.0.1:0');
+  void (async () => {
+    for await (const [identity] of router) onRequest(identity!);
+  })().catch(() => undefined);
+  return { router, replayPort: Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')![1]) };
+}
+
+function perPodSubscriber(events: SubscriberEvents, socketPort: number, replayPort: number, replayTimeoutMs: number): KvEventSubscriber {
+  return new KvEventSubscriber({ mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs, resolvePod: () => undefined, events, logger: quiet });
+}
+
 /** Publishes batch `n` (one BlockRemoved of hash n) under sequence `seq`. */
 function send(publisher: TestKvEventPublisher, seq: number, n = seq, options: { lost?: boolean; topic?: string; dataParallelRank?: number } = {}): Promise<bigint> {
   return publisher.publish(batch(n).events, { seq: BigInt(seq), ...options });
@@ -184,18 +198,10 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
   test('a replay socket that never answers fails the replay after three attempts that bring nothing', async () => {
     const r = new Recorder();
     const { socketPort } = await publisher.bind();
-    const router = new zmq.Router();
-    await router.bind('tcp://127.0.0.1:0');
-    const replayPort = Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')![1]);
     let asked = 0;
-    void (async () => {
-      for await (const _ of router) asked++;
-    })().catch(() => undefined);
+    const { router, replayPort } = await replaySocket(() => asked++);
     try {
-      subscriber = new KvEventSubscriber({
-        mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs: 200,
-        resolvePod: () => undefined, events: r, logger: quiet,
-      });
+      subscriber = perPodSubscriber(r, socketPort, replayPort, 200);
       subscriber.addEndpoint(POD);
       await publisher.waitSubscribed();
       await send(publisher, 7);
@@ -233,18 +239,10 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     const r = new Recorder();
     const { socketPort } = await publisher.bind();
     // A replay socket that answers only when told: the pod leaves while its replay is in flight.
-    const router = new zmq.Router();
-    await router.bind('tcp://127.0.0.1:0');
-    const replayPort = Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')![1]);
     let asked: Buffer | undefined;
-    void (async () => {
-      for await (const [identity] of router) asked = identity;
-    })().catch(() => undefined);
+    const { router, replayPort } = await replaySocket((identity) => { asked = identity; });
     try {
-      subscriber = new KvEventSubscriber({
-        mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs: 10_000,
-        resolvePod: () => undefined, events: r, logger: quiet,
-      });
+      subscriber = perPodSubscriber(r, socketPort, replayPort, 10_000);
       subscriber.addEndpoint(POD);
       await waitFor(() => asked !== undefined, 'the warm-up replay request');
       subscriber.removeEndpoint(POD);
