@@ -170,19 +170,34 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     const r = new Recorder();
     // Buffered before the subscriber connects: its warm-up replay asks for them at once.
     for (let n = 0; n < 30; n++) publisher.buffer.push([BigInt(n), payload(n)]);
-    // Each of these is lost the first time it is sent: a hole at 10-14, the tail from 20 on, and two end markers.
-    const lossOnce = new Set<bigint | 'end'>([10n, 11n, 12n, 13n, 14n, ...Array.from({ length: 10 }, (_, i) => BigInt(20 + i))]);
-    let endsLost = 0;
-    publisher.dropReplayed = (_request, seq) => {
-      if (seq === 'end') return endsLost++ < 2;
-      return lossOnce.delete(seq);
+    // The first answer loses 10-14 (and its end); the second, asked from 10, loses its tail from 20 on and its end.
+    publisher.dropReplayed = (request, seq) => {
+      if (seq === 'end') return request < 2;
+      return request === 0 ? seq >= 10n && seq < 15n : request === 1 ? seq >= 20n : false;
     };
     await perPod(r, true, 1000);
     await waitFor(() => r.log.some((l) => l.startsWith('replay')));
     expect(r.batches().map((l) => Number(l.split(' ')[2]))).toEqual(Array.from({ length: 30 }, (_, i) => i));
     expect(r.log.filter((l) => !l.startsWith('batch'))).toEqual([`replay ${POD} repaired`]);
-    // The hole is seen at batch 15 and asked again from 10, whatever the machine's speed.
-    expect(publisher.replayRequests.slice(0, 2)).toEqual([0n, 10n]);
+    // The hole is seen at batch 15 and asked again from 10; that answer goes quiet after 19 and is asked again from 20.
+    expect(publisher.replayRequests.slice(0, 3)).toEqual([0n, 10n, 20n]);
+  });
+
+  test('an answer that lost its last batches but not its end marker is asked again when a live batch held meanwhile is past it (review s36: it was "repaired", then reset at the hole)', async () => {
+    const r = new Recorder();
+    await perPod(r, true);
+    await send(publisher, 0);
+    await waitFor(() => r.batches().length === 1);
+    for (let n = 1; n <= 5; n++) publisher.buffer.push([BigInt(n), payload(n)]); // published while the subscriber was away
+    // The repair asked from 1 loses 4 and 5 (the ROUTER's high-water mark), its end marker still arrives.
+    publisher.dropReplayed = (request, seq) => publisher.replayRequests[request] === 1n && seq !== 'end' && seq >= 4n;
+    await send(publisher, 6);
+    await waitFor(() => r.log.some((l) => l.startsWith('replay')) && r.batches().length === 7);
+    expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2', '3', '4', '5', '6']);
+    // From the gap on (the connection's own warm-up replay of an empty buffer may come before it).
+    const fromGap = r.log.slice(r.log.indexOf(`gap ${POD}`)).filter((l) => !l.startsWith('batch'));
+    expect(fromGap).toEqual([`gap ${POD}`, `replay ${POD} repaired`]);
+    expect(publisher.replayRequests.slice(-2)).toEqual([1n, 4n]);
   });
 
   test('an answer asked again that starts past the batch asked for (the buffer moved on) fails the replay: the entries are dropped, not kept with a hole (audit s36: 0, 1, 3, 4 was "repaired")', async () => {
@@ -201,7 +216,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     let asked = 0;
     const { router, replayPort } = await replaySocket(() => asked++);
     try {
-      subscriber = perPodSubscriber(r, socketPort, replayPort, 200);
+      subscriber = perPodSubscriber(r, socketPort, replayPort, 1000);
       subscriber.addEndpoint(POD);
       await publisher.waitSubscribed();
       await send(publisher, 7);

@@ -66,7 +66,10 @@ export interface SubscriberOptions {
   readonly socketPort: number;
   /** The port of each pod's replay socket (vLLM's `replay_endpoint`), when it has one. */
   readonly replayPort?: number;
-  /** How long a replay may take before the pod's entries are dropped instead. @default 2000 */
+  /**
+   * How long one replay answer may go quiet before it is asked for again from the first batch missing (three quiet
+   * answers in a row, or REPLAY_DEADLINE_MS in all, and the pod's entries are dropped instead). @default 2000
+   */
   readonly replayTimeoutMs?: number;
   /**
    * Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, for every message whose topic parses
@@ -94,6 +97,9 @@ export const DEFAULT_WARM_UP_TIMEOUT_MS = 10_000;
 
 /** Replay answers in a row that may bring nothing new before the replay counts as failed (llm-d-router's 3). */
 export const MAX_IDLE_REPLAY_ATTEMPTS = 3;
+
+/** The longest a replay may go on, all its answers together (llm-d-router's `replayTimeout`). */
+export const REPLAY_DEADLINE_MS = 120_000;
 
 /** A payload decoded once, on arrival: its data-parallel rank picks the sequence it belongs to. */
 interface Decoded {
@@ -575,6 +581,9 @@ export class KvEventSubscriber {
     let first = true;
     let askFrom = from;
     let idleAttempts = 0;
+    // llm-d-router bounds the whole replay too (`replayTimeout`, 2 minutes): a publisher that drops something in every
+    // answer must not keep the live batches held for ever.
+    const deadline = Date.now() + REPLAY_DEADLINE_MS;
     for (;;) {
       const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
       let outcome: 'complete' | 'interrupted' | 'moved-on' = 'interrupted';
@@ -625,10 +634,14 @@ export class KvEventSubscriber {
         dealer.close();
       }
       if (!registered()) return;
-      if (outcome === 'complete') break;
+      // An answer whose last batches the ROUTER dropped while its end marker got through: a live batch held meanwhile
+      // is past what arrived, so ask again from the first missing one rather than find the hole afterwards.
+      if (outcome === 'complete' && !(state.next !== undefined && state.held?.some((m) => m.seq > state.next!))) break;
       idleAttempts = progressed ? 0 : idleAttempts + 1;
-      if (outcome === 'moved-on' || idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS) {
-        this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: failure ?? (outcome === 'moved-on' ? 'the replay buffer moved past the batches still missing' : 'replay answers stopped bringing batches') });
+      if (outcome === 'moved-on' || idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS || Date.now() >= deadline) {
+        const reason = outcome === 'moved-on' ? 'the replay buffer moved past the batches still missing'
+          : idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS ? 'replay answers stopped bringing batches' : `the replay took over ${REPLAY_DEADLINE_MS / 1000} s`;
+        this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: failure ?? reason });
         this.options.events.reset(endpointKey, 'gap');
         covered = false; // even if its first batch covered the gap: what it applied before failing was just dropped
         break;
