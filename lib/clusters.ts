@@ -10,12 +10,14 @@ export interface ClusterProfile {
 }
 
 /**
- * Recursively optional, for overrides of a base profile. Arrays and label maps are replaced whole, not merged; `null`
- * removes an optional field the base sets.
+ * Recursively optional (optional nested objects too), for overrides of a base profile. Arrays and label maps are
+ * replaced whole, not merged; `null` removes an optional field the base sets.
  */
 export type Overrides<T> = {
   readonly [K in keyof T]?:
-    | (T[K] extends readonly unknown[] ? T[K] : K extends LabelMapKey ? T[K] : T[K] extends object ? Overrides<T[K]> : T[K])
+    | (NonNullable<T[K]> extends readonly unknown[] ? T[K]
+      : K extends LabelMapKey ? T[K]
+      : NonNullable<T[K]> extends object ? Overrides<NonNullable<T[K]>> : T[K])
     | (undefined extends T[K] ? null : never);
 };
 
@@ -44,7 +46,7 @@ export function withOverrides<T extends object>(base: T, overrides: Overrides<T>
       continue;
     }
     const current = out[key];
-    out[key] = !REPLACED_WHOLE.has(key) && isPlainObject(value) && isPlainObject(current) ? withOverrides(current, value) : value;
+    out[key] = !REPLACED_WHOLE.has(key) && isPlainObject(value) && isPlainObject(current) ? withOverrides(current, value as Overrides<Record<string, unknown>>) : value;
   }
   return out as T;
 }

@@ -719,7 +719,8 @@ function checkTolerations(tolerations: readonly k8s.Toleration[]): void {
   if (!Array.isArray(tolerations)) throw new PropsError(SCOPE, 'tolerations', 'must be a list of tolerations', tolerations);
   tolerations.forEach((t, i) => {
     const field = `tolerations[${i}]`;
-    const operator = t?.operator ?? 'Equal';
+    // An empty operator is Equal (validateTolerations: `case core.TolerationOpEqual, "":`).
+    const operator = t?.operator || 'Equal';
     if (operator !== 'Exists' && operator !== 'Equal') throw new PropsError(SCOPE, `${field}.operator`, 'must be "Exists" or "Equal"', t?.operator);
     if (operator === 'Exists' && t.value !== undefined && t.value !== '') throw new PropsError(SCOPE, `${field}.value`, 'must be empty when operator is "Exists"', t.value);
     if (operator === 'Equal' && (t.key === undefined || t.key === '')) throw new PropsError(SCOPE, `${field}.key`, 'must be set when operator is "Equal" (an empty key tolerates every taint only with "Exists")', t.key);
@@ -743,14 +744,25 @@ const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
  * The value an extra argument gives `flag` (`--flag=v` or `--flag v`, `_` read as `-`; or its short alias, `-tp 2` or
  * `-tp=2`), the last one winning as in argparse.
  */
-function extraArgValue(extraArgs: readonly string[], flag: string, short?: string): string | undefined {
+function extraArgValue(extraArgs: readonly string[], flag: string, short?: string, siblings: readonly string[] = []): string | undefined {
   let value: string | undefined;
   extraArgs.forEach((arg, i) => {
     if (typeof arg !== 'string' || !arg.startsWith('-')) return;
     const [name, inline] = [arg.split('=', 1)[0]!, arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : undefined];
-    if ((name.startsWith('--') && name.replace(/_/g, '-') === flag) || (short !== undefined && name === short)) value = inline ?? extraArgs[i + 1];
+    if ((name.startsWith('--') && longFlagIs(name, flag, siblings)) || (short !== undefined && name === short)) value = inline ?? extraArgs[i + 1];
   });
   return value;
+}
+
+/**
+ * Whether a long option names `flag` as vLLM's argparse reads it (see ownedFlagOf): `_` as `-`, and a unique prefix
+ * (`--tensor-parallel` is `--tensor-parallel-size`) among `flag` and the `siblings` it could also abbreviate.
+ */
+function longFlagIs(name: string, flag: string, siblings: readonly string[]): boolean {
+  const n = name.replace(/_/g, '-');
+  if (n === flag) return true;
+  if (n.length <= 2 || !flag.startsWith(n) || siblings.includes(n)) return false;
+  return !siblings.some((other) => other !== flag && other.startsWith(n));
 }
 
 /**
@@ -759,9 +771,20 @@ function extraArgValue(extraArgs: readonly string[], flag: string, short?: strin
  * (vllm/engine/arg_utils.py @ v0.10.0, ParallelConfig's `world_size`; `-tp`, `-pp`, `-dp`, `-dpl` its short forms).
  * Undefined when none is given. A value that is not a positive integer is refused, naming its flag.
  */
+/**
+ * The parallel flags with every other vLLM 0.10 option they share a prefix with, so an abbreviation is read only when
+ * argparse would (`--data-parallel-size` is itself a prefix of `--data-parallel-size-local`; `--pipeline-parallel`
+ * could be nothing else).
+ */
+const PARALLEL_FLAGS = [
+  '--tensor-parallel-size', '--pipeline-parallel-size', '--data-parallel-size', '--data-parallel-size-local',
+  '--data-parallel-rank', '--data-parallel-start-rank', '--data-parallel-address', '--data-parallel-rpc-port',
+  '--data-parallel-backend', '--data-parallel-hybrid-lb',
+];
+
 function parallelGpus(extraArgs: readonly string[]): { gpus: number; layout: string } | undefined {
   const read = (flag: string, short: string): number | undefined => {
-    const v = extraArgValue(extraArgs, flag, short);
+    const v = extraArgValue(extraArgs, flag, short, PARALLEL_FLAGS);
     if (v === undefined) return undefined;
     if (!/^[1-9]\d{0,3}$/.test(v)) throw new PropsError(SCOPE, 'extraArgs', `${flag} (${short}) must be a positive integer`, v);
     return Number(v);

@@ -353,7 +353,11 @@ export class Monitoring extends Construct {
       if (!failOpen) return overStreams(ENVOY.streamsFailed, window);
       const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
       const allowed = sumRate('namespace', ENVOY.failureModeAllowed, sel, window);
-      const reachedClients = `clamp_min(\n  ${failed}\n  -\n  (${allowed} or 0 * ${failed}),\n  0\n)`;
+      // failure_mode_allowed also counts message timeouts failed open (`onMessageTimeout`), which streams_failed
+      // never counts: only the gRPC errors failed open are taken off.
+      const timeouts = sumRate('namespace', ENVOY.messageTimeouts, sel, window);
+      const grpcErrorsFailedOpen = `clamp_min((${allowed} or 0 * ${failed}) - (${timeouts} or 0 * ${failed}), 0)`;
+      const reachedClients = `clamp_min(\n  ${failed}\n  -\n  ${grpcErrorsFailedOpen},\n  0\n)`;
       const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
       return `${reachedClients}\n/\n(\n  ${started}\n  > ${failed}\n  or\n  ${failed}\n)`;
     };

@@ -419,6 +419,13 @@ describe('durationScale renders the same rules with scaled durations', () => {
       {
         // Envoy's onGrpcError counts a stream it fails open as streams_failed and as failure_mode_allowed (ext_proc.cc
         // @ v1.35.0): an EPP unreachable before any body chunk is a fail-open, not a client failure (audit s36).
+        // Message timeouts failed open are counted in failure_mode_allowed but not in streams_failed: they must not
+        // cancel the mid-body failures that reached clients (review s36).
+        name: 'half the streams fail mid-body while others time out and fail open', interval: '10s',
+        series: [eppUp('1x80'), envoy('streams_started', '0+10x80'), envoy('streams_failed', '0+5x80'), envoy('failure_mode_allowed', '0+5x80'), envoy('message_timeouts', '0+5x80')],
+        alerts: [{ at: '5m', alert: 'KvrouteEppStreamsFailing', fires: [expected('KvrouteEppStreamsFailing', '50%', {}, nativeAlerts)] }],
+      },
+      {
         name: 'EPP unreachable, every stream failed open', interval: '10s',
         series: [eppUp('1x80'), envoy('streams_started', '0x80'), envoy('streams_failed', '0+100x80'), envoy('failure_mode_allowed', '0+100x80')],
         alerts: [

@@ -48,6 +48,8 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.gpusPerPod: must equal the GPUs the parallel layout in extraArgs uses \(tensor 2 × pipeline 1 × data-parallel ranks on the pod 1 = 2\), got 4$/],
     ['data-parallel ranks on the pod count too', withOverrides(DEMO, { decode: { gpusPerPod: 2, extraArgs: ['-tp=2', '-dp', '4', '-dpl', '2'] } }),
       /^DecodePool\.gpusPerPod: .* \(tensor 2 × pipeline 1 × data-parallel ranks on the pod 2 = 4\), got 2$/],
+    ['a tensor parallel size given by an abbreviation argparse reads (review s36)', withOverrides(DEMO, { decode: { gpusPerPod: 4, extraArgs: ['--tensor-parallel=2'] } }),
+      /^DecodePool\.gpusPerPod: must equal the GPUs the parallel layout in extraArgs uses \(tensor 2 × pipeline 1 × data-parallel ranks on the pod 1 = 2\), got 4$/],
     ['a parallel size that is not a positive integer', withOverrides(DEMO, { decode: { extraArgs: ['-pp', 'two'] } }),
       /^DecodePool\.extraArgs: --pipeline-parallel-size \(-pp\) must be a positive integer, got "two"$/],
     ['a served model name that is not a string', withOverrides(DEMO, { decode: { servedModelName: 7 as unknown as string } }),
@@ -399,6 +401,11 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(layout.filter((a) => a.startsWith('--tensor-parallel-size'))).toEqual([]);
     const gpus4 = container(one(synthProps(withOverrides(DEMO, { decode: { gpusPerPod: 4 } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
     expect(gpus4.filter((a) => a.startsWith('--tensor-parallel-size'))).toEqual(['--tensor-parallel-size=4']);
+    // An empty toleration operator is Equal, as the API server reads it.
+    expect(() => synthProps(withOverrides(DEMO, { decode: { tolerations: [{ key: 'gpu', operator: '', value: 'a100', effect: 'NoSchedule' }] } }))).not.toThrow();
+    // A data-parallel size is not read from --data-parallel-size-local's own spelling, and the other way round.
+    const dpl = container(one(synthProps(withOverrides(DEMO, { decode: { gpusPerPod: 2, extraArgs: ['--data-parallel-size=4', '--data-parallel-size-local=2'] } })), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args as string[];
+    expect(dpl.filter((a) => a.startsWith('--tensor-parallel-size'))).toEqual([]);
   });
 
   test('LoRA adapters beyond the GPU slots stay in CPU memory: --max-cpu-loras is the number of adapters when that exceeds maxLoras (vLLM\'s default is max_loras: a reload from storage at every switch), as given when set, absent otherwise', () => {
