@@ -518,7 +518,7 @@ export class DecodePool extends Construct {
     if (this.maxNumSeqs !== undefined) args.push(`--max-num-seqs=${this.maxNumSeqs}`);
     // A layout given in extraArgs (checked against gpusPerPod above) is vLLM's to read; kvroute's own flag would be
     // a second --tensor-parallel-size, and argparse keeps whichever comes last.
-    if (gpus > 1 && parallelGpus(props.extraArgs ?? []) === undefined) args.push(`--tensor-parallel-size=${gpus}`);
+    if (gpus > 1 && parallel === undefined) args.push(`--tensor-parallel-size=${gpus}`);
     if (this.schedulingPolicy !== 'fcfs') args.push(`--scheduling-policy=${this.schedulingPolicy}`);
     if (this.loraAdapters.length > 0) {
       // Without --enable-lora vLLM refuses --lora-modules at start-up ("LoRA is not enabled.";
@@ -761,16 +761,11 @@ function extraArgValue(extraArgs: readonly string[], flag: string, short?: strin
 function longFlagIs(name: string, flag: string, siblings: readonly string[]): boolean {
   const n = name.replace(/_/g, '-');
   if (n === flag) return true;
-  if (n.length <= 2 || !flag.startsWith(n) || siblings.includes(n)) return false;
+  // Without the options it could also abbreviate, only the exact name is known to mean `flag`.
+  if (siblings.length === 0 || n.length <= 2 || !flag.startsWith(n) || siblings.includes(n)) return false;
   return !siblings.some((other) => other !== flag && other.startsWith(n));
 }
 
-/**
- * The GPUs a pod's vLLM uses with the parallel layout the extra arguments give: tensor × pipeline × the data-parallel
- * ranks on this node (`--data-parallel-size-local`, else `--data-parallel-size`), each 1 by default
- * (vllm/engine/arg_utils.py @ v0.10.0, ParallelConfig's `world_size`; `-tp`, `-pp`, `-dp`, `-dpl` its short forms).
- * Undefined when none is given. A value that is not a positive integer is refused, naming its flag.
- */
 /**
  * The parallel flags with every other vLLM 0.10 option they share a prefix with, so an abbreviation is read only when
  * argparse would (`--data-parallel-size` is itself a prefix of `--data-parallel-size-local`; `--pipeline-parallel`
@@ -782,6 +777,12 @@ const PARALLEL_FLAGS = [
   '--data-parallel-backend', '--data-parallel-hybrid-lb',
 ];
 
+/**
+ * The GPUs a pod's vLLM uses with the parallel layout the extra arguments give: tensor × pipeline × the data-parallel
+ * ranks on this node (`--data-parallel-size-local`, else `--data-parallel-size`), each 1 by default
+ * (vllm/engine/arg_utils.py @ v0.10.0, ParallelConfig's `world_size`; `-tp`, `-pp`, `-dp`, `-dpl` its short forms).
+ * Undefined when none is given. A value that is not a positive integer is refused, naming its flag.
+ */
 function parallelGpus(extraArgs: readonly string[]): { gpus: number; layout: string } | undefined {
   const read = (flag: string, short: string): number | undefined => {
     const v = extraArgValue(extraArgs, flag, short, PARALLEL_FLAGS);

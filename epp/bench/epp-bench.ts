@@ -210,6 +210,11 @@ async function main(): Promise<void> {
   if (ONLY !== 'cells') await replicas(machine);
 }
 
+/** Each replica count against one replica, with how busy the machine was (reported, not judged). */
+function printScaling(rows: readonly ReplicaRow[]): void {
+  for (const r of rows.slice(1)) console.log(`  scaling: ${r.replicas} replicas = ${r.ratioToOne}× 1 replica (${r.rps} vs ${rows[0]!.rps} req/s), machine ${Math.round(r.machineBusy * 100)}% busy`);
+}
+
 /**
  * Issue 10's scaling section: 1, 2 and 4 replicas of the real EPP on an 8-pod pool at 16 KB prompts (ratios to one
  * replica, `replica-scaling.ts`), then what the shared session store adds to a pick (`session-store.ts`'s
@@ -236,7 +241,7 @@ async function replicas(machine: Machine): Promise<void> {
   if (!redisServerAvailable) {
     // A short check runs without it; a recorded run stopped before its first section (see main).
     console.log(`\nshared session store: skipped, no ${REDIS_SERVER} binary (Debian package "redis-server"; .ci/run installs it)`);
-    for (const r of rows.slice(1)) console.log(`  scaling: ${r.replicas} replicas = ${r.ratioToOne}× 1 replica (${r.rps} vs ${rows[0]!.rps} req/s), machine ${Math.round(r.machineBusy * 100)}% busy`);
+    printScaling(rows);
     console.log(`REPLICAS ${JSON.stringify({ rows: rows.length, storeRows: 0, goals: [] })}`);
     return;
   }
@@ -248,7 +253,7 @@ async function replicas(machine: Machine): Promise<void> {
   const goals: Goal[] = [
     { mode: 'replicas', goal: 'the shared store adds ≤ 0.5 ms to a pick\'s p99 on loopback (one pick at a time)', met: worstAddedP99 <= 0.5, detail: `${worstAddedP99.toFixed(3)} ms at worst` },
   ];
-  for (const r of rows.slice(1)) console.log(`  scaling: ${r.replicas} replicas = ${r.ratioToOne}× 1 replica (${r.rps} vs ${rows[0]!.rps} req/s), machine ${Math.round(r.machineBusy * 100)}% busy`);
+  printScaling(rows);
   for (const g of goals) console.log(`  ${g.met ? 'met    ' : 'NOT met'} ${g.goal}: ${g.detail}`);
   console.log(`REPLICAS ${JSON.stringify({ rows: rows.length, storeRows: store.rows.length, goals })}`);
   if (!RECORDED) return;

@@ -611,8 +611,7 @@ export class Engine {
     // `_process_engine_step()`, vllm/v1/engine/core.py @ v0.10.0; `Scheduler.add_request` records QUEUED): a request
     // that arrived during a step in flight is neither waiting nor queued until that step ends. With prefill lanes a
     // boundary is an instant a step can schedule prefill (admitWaiting's test below); without, every step is one.
-    if (this.laneFreeAt.length === 0 || chunkScheduled || at === this.openStepAt
-      || this.laneFreeAt[this.freeLane()] - this.config.ttftOverheadMs <= at) {
+    if (this.laneFreeAt.length === 0 || chunkScheduled || at === this.openStepAt || this.laneCanStart(at)) {
       for (const r of this.waiting) if (r.queuedMs === null) r.queuedMs = at;
     }
     // WAITING requests, only if nothing was preempted in this step.
@@ -663,6 +662,11 @@ export class Engine {
    * 16 (2026-11-30) a step scheduled one waiting request per free lane, so a burst of short prompts showed as waiting
    * requests that vLLM schedules together.
    */
+  /** Whether a step at `at` can schedule prefill on a lane: the freest lane is free once the step's overhead is paid. */
+  private laneCanStart(at: number): boolean {
+    return this.laneFreeAt[this.freeLane()] - this.config.ttftOverheadMs <= at;
+  }
+
   private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
     // Nothing to schedule and no new prefill step to record (a decode-only step, most of them): skip the budget's count.
     if (this.waiting.length === 0 && !chunkScheduled) return;
@@ -694,7 +698,7 @@ export class Engine {
       if (this.running.length >= c.maxNumSeqs) break;
       // Also before the lookup: a step in flight on every lane, or no token budget left, keeps the request WAITING.
       if (lanes) {
-        if (!stepOpen && this.laneFreeAt[this.freeLane()] - c.ttftOverheadMs > at) break;
+        if (!stepOpen && !this.laneCanStart(at)) break;
         if (budget <= 0) break;
       }
       const r = this.waiting[i]!;

@@ -340,14 +340,18 @@ function isTimeout(e: unknown): boolean {
   return e instanceof StoreDeadlineError || (e instanceof Error && /timed out/i.test(e.message));
 }
 
-/** A secret or certificate file's text; `trim` drops the trailing newline Secrets often carry. */
-export function readSecretFile(file: string, field: string, trim: boolean): string {
-  let text: string;
+/** A secret file's bytes, a read failure named after the config field. */
+export function readSecretBytes(file: string, field: string): Buffer {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file);
   } catch (e) {
     throw new Error(`${field}: cannot read ${file}: ${(e as Error).message}`);
   }
+}
+
+/** A secret or certificate file's text; `trim` drops the trailing newline Secrets often carry. */
+export function readSecretFile(file: string, field: string, trim: boolean): string {
+  const text = readSecretBytes(file, field).toString('utf8');
   const value = trim ? text.trim() : text;
   if (value === '') throw new Error(`${field}: ${file} is empty`);
   return value;

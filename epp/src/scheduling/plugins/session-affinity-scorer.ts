@@ -1,9 +1,9 @@
-import * as fs from 'node:fs';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
+import { readSecretBytes } from '../../sessions/store';
 import { SESSION_TOKEN_HEADER, SessionTokenSigner } from '../../sessions/token';
 import { stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -143,12 +143,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse {
  * invalid byte into U+FFFD: an 11-byte key would pass the 32-byte check, and keys differing only in those bytes would sign alike.
  */
 function readKeyFile(file: string, field: string): Buffer {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    throw new Error(`${field}: cannot read ${file}: ${(e as Error).message}`);
-  }
+  const bytes = readSecretBytes(file, field);
   let key = bytes;
   try {
     key = Buffer.from(new TextDecoder('utf-8', { fatal: true }).decode(bytes).trim(), 'utf8');
