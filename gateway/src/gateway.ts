@@ -6,6 +6,7 @@
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { Downstream, SERVER_NAME } from './downstream';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
 import { ExtProcCluster } from './ext-proc-cluster';
@@ -219,7 +220,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const body = Buffer.from(http.STATUS_CODES[status] ?? '');
     stats.status(status);
     res.shouldKeepAlive = false;
-    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
+    // Since `early_errors_via_hcm` (Envoy 1.20; its legacy path removed in 1.22) the codec's error goes out as the
+    // HCM's local reply, so it carries the HCM's `server` header like every other response.
+    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': body.length, server: SERVER_NAME, connection: 'close' });
     res.end(body);
     req.resume();
   };
@@ -232,6 +235,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Envoy's own stream timeouts (HCM request_timeout, route idle_timeout and timeout) are the gateway's, per
     // exchange (`timeouts.ts`); Node's must not answer first.
     requestTimeout: 0,
+    // Node answers a Host-less HTTP/1.1 request itself (400, no `server` header, connection closed); Envoy's HCM
+    // answers it as a local reply (below).
+    requireHostHeader: false,
     // Node's own 16 KiB header limit would answer before Envoy's 60 KiB one (checked per request below).
     maxHeaderSize: 2 * MAX_REQUEST_HEADERS_KB * 1024,
   }, (req, res) => {
@@ -274,6 +280,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // (`source/common/http/http1/codec_impl.cc` @ v1.35.0 completeCurrentHeader L571-578, checkMaxHeadersSize L604-614,
       // ServerConnectionImpl::sendProtocolError L1369-1390).
       protocolError(req, res, 431);
+      return;
+    }
+    if (req.headers.host === undefined) {
+      // "Require host header. For HTTP/1.1 Host has already been translated to :authority." ActiveStream::decodeHeaders
+      // (`source/common/http/conn_manager_impl.cc` @ v1.35.0): a 400 local reply with no body, before any filter
+      // (`missing_host_header`); an HTTP/1.0 request without one gets the same, as Istio sets no
+      // `default_host_for_http_10`.
+      new Downstream(req, res, stats).sendLocalReply(400, '');
+      req.resume();
       return;
     }
     const x = new Exchange(ctx, req, res);
@@ -319,10 +334,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     tracker.start();
     res.once('close', tracker.end);
   });
+  // A message Node's parser refuses (a malformed request line or header line, Content-Length beside chunked
+  // Transfer-Encoding, headers past the parser's limit) is the HTTP/1 codec's protocol error in Envoy:
+  // ServerConnectionImpl::sendProtocolError (`source/common/http/http1/codec_impl.cc` @ v1.35.0) sends it as the HCM's
+  // local reply, the code's name as a text body (`CodeUtility::toString(error_code_)`) with the HCM's headers, and
+  // the connection is closed. Envoy's codec refuses each of these (`allow_chunked_length` is false by default and
+  // Istio leaves it so).
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && !socket.destroyed) {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      const body = http.STATUS_CODES[status] ?? '';
+      stats.status(status);
+      socket.end(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncontent-type: text/plain\r\n`
+        + `date: ${new Date().toUTCString()}\r\nserver: ${SERVER_NAME}\r\nconnection: close\r\n\r\n${body}`);
     } else {
       socket.destroy();
     }

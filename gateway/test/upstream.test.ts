@@ -444,6 +444,66 @@ describe('gateway endpoints', () => {
   });
 });
 
+// Messages Envoy's HTTP/1 codec refuses (ServerConnectionImpl::sendProtocolError, `source/common/http/http1/codec_impl.cc`
+// @ v1.35.0): the HCM's local reply with the code's name as a text body, the HCM's `server` header, connection closed.
+// A Host-less request passes the codec and is the HCM's `missing_host_header` 400, no body (ActiveStream::decodeHeaders,
+// `source/common/http/conn_manager_impl.cc` @ v1.35.0).
+describe('malformed requests, answered as Envoy answers them', () => {
+  const raw = (port: number, request: string, endAfter = false) => new Promise<string>((resolve, reject) => {
+    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
+    let out = '';
+    socket.on('data', (d) => {
+      out += d.toString('latin1');
+      // A kept-alive connection: two answers read, then closed by the test.
+      if (endAfter && (out.match(/HTTP\/1\.1 /g) ?? []).length === 2 && /\r\n\r\n[^]*\r\n\r\n/.test(out)) socket.end();
+    });
+    socket.on('close', () => resolve(out));
+    socket.on('error', reject);
+  });
+  const expectCodecError = (answer: string): void => {
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    const head = answer.slice(0, answer.indexOf('\r\n\r\n') + 2);
+    for (const line of ['content-length: 11', 'content-type: text/plain', 'server: istio-envoy', 'connection: close']) {
+      expect(head).toContain(`\r\n${line}\r\n`);
+    }
+    expect(answer.slice(head.length + 2)).toBe('Bad Request');
+  };
+
+  it.each([
+    ['Content-Length beside chunked Transfer-Encoding (allow_chunked_length false)', 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['a header line without a colon', 'GET /v1/models HTTP/1.1\r\nHost: a\r\nnot-a-header\r\n\r\n'],
+    ['a malformed request line', 'GET /v1/models HTTP/9\r\nHost: a\r\n\r\n'],
+  ])('%s: 400 "Bad Request" with the HCM\'s headers, connection closed, nothing forwarded', async (_name, request) => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const before = ups[0].seen.length;
+      expectCodecError(await raw(gw.port, request));
+      expect(ups[0].seen.length).toBe(before);
+      expect(gw.stats().responsesByStatus['400']).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('a request without Host: 400 with no body and the HCM\'s headers, nothing forwarded, the connection kept for the next request', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const before = ups[0].seen.length;
+      const answer = await raw(gw.port, 'GET /v1/models HTTP/1.1\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: a\r\n\r\n', true);
+      const [first, second] = answer.split(/(?=HTTP\/1\.1 )/);
+      expect(first).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(first).toMatch(/\r\ncontent-length: 0\r\n/i);
+      expect(first).toMatch(/\r\nserver: istio-envoy\r\n/i);
+      expect(first).not.toMatch(/\r\nconnection: close\r\n/i);
+      expect(first).toMatch(/\r\n\r\n$/);
+      expect(second).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(ups[0].seen.length).toBe(before + 1);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 // Envoy's HTTP/1 codec without accept_http_10, which Istio leaves off on gateways (PILOT_HTTP10 false:
 // pilot/pkg/networking/core/gateway.go @ 1.27.0 L700-703; codec_impl.cc ServerConnectionImpl::checkProtocolVersion).
 describe('HTTP/1.0', () => {
@@ -462,6 +522,7 @@ describe('HTTP/1.0', () => {
       const answer = await raw(gw.port, 'GET /v1/models HTTP/1.0\r\nHost: llm-d.demo.local\r\n\r\n');
       expect(answer).toMatch(/^HTTP\/1\.1 426 Upgrade Required\r\n/);
       expect(answer).toMatch(/\r\n\r\nUpgrade Required$/);
+      expect(answer).toMatch(/\r\nserver: istio-envoy\r\n/);
       expect(ups[0].seen.length).toBe(before);
     } finally {
       await gw.close();
