@@ -485,7 +485,8 @@ export class Engine {
     if ((req.state as State) === 'done') return;
     const now = this.clock.now();
     this.finish(req, 'abort', now);
-    // vLLM frees an aborted request's blocks and schedules the next step with them (unless a step is running now).
+    // vLLM frees an aborted request's blocks and schedules the next step with them; a step in flight ends first (its
+    // lane is kept until then, releaseLane).
     if (!this.closed && !this.stepping) this.step(now, []);
     this.arm();
   }
@@ -844,11 +845,22 @@ export class Engine {
 
   /**
    * A request leaving before its prefill ends gives its lane time back (unless a later prefill was queued behind it):
-   * from now, or from when its own prefill would have started if requests ahead of it still prefill.
+   * from now, or from when its own prefill would have started if requests ahead of it still prefill. An abort gives
+   * back only the chunks not yet scheduled (`chunkInFlight`): vLLM reads an abort between forward passes
+   * (`EngineCore.run_busy_loop`: `_process_input_queue()`, then `_process_engine_step()`, vllm/v1/engine/core.py @
+   * v0.10.0), so the step in flight computes the aborted request's chunk all the same, and the request is finished
+   * (`Scheduler.finish_requests`) only at its end. A preemption happens while a step is scheduled, after the chunks
+   * of earlier steps were computed.
    */
-  private releaseLane(r: Req, at: number): void {
-    // Not before its own prefill would have started: the requests ahead of it on the lane still prefill until then.
-    if (r.lane >= 0 && this.laneFreeAt[r.lane] === r.laneUntil && r.laneUntil > at) this.laneFreeAt[r.lane] = Math.max(at, r.prefillStart);
+  private releaseLane(r: Req, at: number, chunkInFlight = false): void {
+    if (r.lane >= 0 && this.laneFreeAt[r.lane] === r.laneUntil && r.laneUntil > at) {
+      // Not before its own prefill would have started: the requests ahead of it on the lane still prefill until then.
+      const from = chunkInFlight ? r.prefillStart + (r.numComputedTokens - r.prefillFrom) * this.config.prefillMsPerToken : r.prefillStart;
+      this.laneFreeAt[r.lane] = Math.max(at, from);
+      // The step that can schedule prefill on the lane then (admitWaiting's test), as start() arms it.
+      const wake = this.laneFreeAt[r.lane] - this.config.ttftOverheadMs;
+      if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
+    }
     r.lane = -1;
   }
 
@@ -898,7 +910,7 @@ export class Engine {
   private finish(r: Req, reason: FinishReason, at: number): void {
     if (r.state === 'running') {
       this.kv.free(r.id);
-      this.releaseLane(r, at);
+      this.releaseLane(r, at, reason === 'abort');
       this.running.splice(this.running.indexOf(r), 1);
     } else if (r.state === 'waiting') {
       const i = this.waiting.indexOf(r);

@@ -346,32 +346,36 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     }
   });
 
-  it('a request aborted during its prefill hands its lane back: the waiting request behind it is scheduled then, not when that prefill would have ended', () => {
+  it('a request aborted during its prefill hands back the chunks not yet scheduled: the one in flight is computed first, as vLLM reads the abort between forward passes (core.py @ v0.10.0 run_busy_loop)', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock);
-    const a = submit(engine, tokens(1000, 1), 1);
+    const a = submit(engine, tokens(5000, 1), 1);
     clock.advance(1); // b arrives while a's step is in flight
     const b = submit(engine, tokens(1000, 2), 1);
-    clock.advance(99); // a prefills from 20 to 270 ms
+    // a prefills from 20 to 1,270 ms in chunks of 2,048, 2,048 and 904 tokens; the first computes until 20 + 512 = 532.
+    clock.advance(99);
     a.abort();
-    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
-    clock.runAll();
     expect(a.result?.finishReason).toBe('abort');
-    expect(b.result?.admittedMs).toBe(100);
-    expect(ttft(b)).toBeCloseTo(100 + 20 + 250 - 1);
+    clock.runAll();
+    // b is scheduled in the step that starts when the chunk in flight is computed (at 532, its overhead paid from
+    // 512), not at the abort (100) nor when a's whole prefill would have ended (1,270).
+    expect(b.result?.admittedMs).toBe(512);
+    expect(ttft(b)).toBeCloseTo(532 + 250 - 1);
   });
 
-  it('a request leaving from behind another on its lane gives back only its own prefill time: the lane stays busy with the ones ahead', () => {
+  it('a request leaving from behind another on its lane gives back only the chunk it has not scheduled: the lane stays busy with the ones ahead and its own chunk in flight', () => {
     const clock = new ManualClock();
     const engine = new Engine(BASE, clock);
     const { burst, handles } = submitBurst(engine, [500, 500, 500, 500, 500, 500]);
     clock.advance(100);
-    // The fifth was to prefill from 520 (after four of 125 ms): leaving now frees the lane from 520, not from 100.
+    // The first step holds four whole prompts and 48 tokens of the fifth (2,048 in all), computed from 20 to 532 ms;
+    // the fifth was to prefill its other 452 tokens until 645. Leaving now frees the lane from 532, not from 100 nor
+    // from 520, where its own prefill started.
     handles[4]!.abort();
     clock.runAll();
     expect(burst[4]!.result?.finishReason).toBe('abort');
-    expect(burst[5]!.result?.admittedMs).toBe(500);
-    expect(ttft(burst[5]!)).toBe(520 + 125);
+    expect(burst[5]!.result?.admittedMs).toBe(512);
+    expect(ttft(burst[5]!)).toBe(532 + 125);
   });
 
   it('a request that arrives at the instant of a step that can schedule prefill joins it (vLLM reads new requests before schedule(), core.py @ v0.10.0)', () => {
