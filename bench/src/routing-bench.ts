@@ -21,7 +21,7 @@ import {
 } from './load-ladder';
 import { ladderCellTerminalTable, ladderGoalsTerminalTable } from './load-ladder-report';
 import {
-  APPROX_PREFIX_CONFIG, CacheAwareDirector, CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
+  APPROX_PREFIX_CONFIG, CACHE_MISS_ROUTINGS, CacheAwareDirector, CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
 } from './policies';
 import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
@@ -712,7 +712,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
       `Working set: distinct full KV blocks of every prompt and reply, deduplicated by prefix; "reused" counts blocks more than one request uses. `
         + `Constrained capacity is the working set / ${o.capacityRatio} per pod; ample holds the whole working set (plus live requests) on every pod.`,
       `The SGLang-style director uses cache_threshold ${o.sglang.cacheThreshold}, balance_rel_threshold ${o.sglang.balanceRelThreshold}, `
-        + `balance_abs_threshold ${o.sglang.balanceAbsThreshold} (SGLang: 64; scaled to ${o.concurrency} requests in flight), max tree ${o.sglang.maxTreeChars} chars per worker.`,
+        + `balance_abs_threshold ${o.sglang.balanceAbsThreshold} (SGLang: 64; scaled to ${o.concurrency} requests in flight), max tree ${o.sglang.maxTreeChars} chars per worker, `
+        + `cache misses to the ${o.sglang.missRouting === 'least-load' ? 'least-loaded worker (SGLang since PR #14650)' : 'smallest tree (SGLang before PR #14650)'}.`,
       'Directors (sglang, random, least-request, the overhead RR director) run in the benchmark process behind the EPP\'s own ext_proc server; the EPP '
         + 'policies run as a separate process; round-robin and session-hash are the gateway alone. Every run starts fresh pods, gateway and router.',
     ],
@@ -805,7 +806,9 @@ SGLang-style director
   --sglang-abs-threshold N     balance_abs_threshold (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceAbsThreshold}; SGLang's 64 never triggers at this concurrency)
   --sglang-rel-threshold X     balance_rel_threshold, >= 1 (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceRelThreshold})
   --sglang-cache-threshold X   cache_threshold, 0..1 (default ${DEFAULT_ROUTING_OPTIONS.sglang.cacheThreshold})
-  --sglang-max-tree-chars N    per-worker tree budget (default ${DEFAULT_ROUTING_OPTIONS.sglang.maxTreeChars})`;
+  --sglang-max-tree-chars N    per-worker tree budget (default ${DEFAULT_ROUTING_OPTIONS.sglang.maxTreeChars})
+  --sglang-miss-routing M      where a cache miss goes: least-load (SGLang since PR #14650, the default) or
+                               smallest-tree (SGLang before it; runs recorded before 2026-12-03)`;
 
 const COUNT = integer(1, 1024);
 const TOKENS = integer(1, 8192);
@@ -829,7 +832,7 @@ const ROUTING_FLAGS = {
   'output-tokens': integer(1, 1024),
   'overhead-requests': integer(1, 10000), 'overhead-concurrency': integer(1, 256), 'overhead-reps': integer(1, 20),
   'sglang-abs-threshold': integer(0, 1 << 20), 'sglang-rel-threshold': decimal(1, 1000), 'sglang-cache-threshold': decimal(0, 1),
-  'sglang-max-tree-chars': integer(1, 2 ** 31 - 1),
+  'sglang-max-tree-chars': integer(1, 2 ** 31 - 1), 'sglang-miss-routing': oneOf(CACHE_MISS_ROUTINGS),
   only: oneOf(['matrix', 'ladder'] as const), 'no-ladder': SWITCH,
   'ladder-loads': loadList, 'ladder-workloads': listOf(LADDER_WORKLOAD_NAMES), 'ladder-time-scale': decimal(0, 100, { aboveMin: true }),
   'ladder-sessions': COUNT, 'ladder-turns': COUNT, 'ladder-requests': integer(1, 100_000), 'ladder-think-ms': decimal(0, 600_000),
@@ -903,6 +906,7 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       balanceRelThreshold: f['sglang-rel-threshold'] ?? d.sglang.balanceRelThreshold,
       cacheThreshold: f['sglang-cache-threshold'] ?? d.sglang.cacheThreshold,
       maxTreeChars: f['sglang-max-tree-chars'] ?? d.sglang.maxTreeChars,
+      missRouting: f['sglang-miss-routing'] ?? d.sglang.missRouting,
     },
   };
   if (f.only === 'matrix' && f['no-ladder']) throw new UsageError('--no-ladder: redundant with --only matrix (give one)');

@@ -22,7 +22,7 @@ describe('bench:routing flags', () => {
     const o = parseRoutingArgs([
       '--pods', '3', '--workloads', 'multi-turn,high-cache', '--capacities', 'constrained', '--repeats', '2', '--capacity-ratio', '5.5',
       '--time-scale', '2', '--low-question-tokens', '300', '--sessions', '9', '--overhead-reps', '2', '--no-overhead', '--no-warm-up',
-      '--sglang-abs-threshold', '8', '--sglang-rel-threshold', '2', '--sglang-cache-threshold', '0.5', '--out', 'somewhere', '--quiet',
+      '--sglang-abs-threshold', '8', '--sglang-rel-threshold', '2', '--sglang-cache-threshold', '0.5', '--sglang-miss-routing', 'smallest-tree', '--out', 'somewhere', '--quiet',
       '--poisson-groups', '30', '--rate', '7.5', '--poisson-output-tokens', '64', '--max-num-seqs', '32',
     ])!;
     expect(o.poisson).toEqual({ ...DEFAULT_ROUTING_OPTIONS.poisson, groups: 30, rate: 7.5, outputTokens: 64 });
@@ -41,7 +41,7 @@ describe('bench:routing flags', () => {
     expect(o.chat.sessions).toBe(9);
     expect(o.overhead).toMatchObject({ enabled: false, reps: 2 });
     expect(o.warmUp).toBe(false);
-    expect(o.sglang).toMatchObject({ balanceAbsThreshold: 8, balanceRelThreshold: 2, cacheThreshold: 0.5 });
+    expect(o.sglang).toMatchObject({ balanceAbsThreshold: 8, balanceRelThreshold: 2, cacheThreshold: 0.5, missRouting: 'smallest-tree' });
     expect(o.outDir).toBe(path.resolve('somewhere'));
     expect(o.quiet).toBe(true);
     // The defaults were not touched.
@@ -62,6 +62,7 @@ describe('bench:routing flags', () => {
     [['--time-scale', '0'], /^--time-scale: must be a number above 0/],
     [['--sglang-cache-threshold', '1.5'], /^--sglang-cache-threshold: must be a number from 0 to 1/],
     [['--sglang-rel-threshold', '0.5'], /^--sglang-rel-threshold: must be a number from 1/],
+    [['--sglang-miss-routing', 'random'], /^--sglang-miss-routing: must be one of least-load, smallest-tree, got "random"$/],
     [['--prompts-per-group', '1'], /^--prompts-per-group: must be at least 2/],
     [['--poisson-prompts-per-group', '1'], /^--poisson-prompts-per-group: must be at least 2/],
     [['--rate', '0'], /^--rate: must be a number above 0/],

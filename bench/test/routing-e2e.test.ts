@@ -55,7 +55,8 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
     // The director reports its own decisions.
     const sglangRun = cell.runs.find((r) => r.policy === 'sglang')!;
     const decisions = (sglangRun.director as { decisions: Record<string, number> }).decisions;
-    expect(decisions['prefix-match'] + decisions['smallest-tree'] + decisions.imbalanced).toBe(12);
+    expect(decisions['prefix-match'] + decisions['least-load'] + decisions.imbalanced).toBe(12);
+    expect(decisions['smallest-tree']).toBe(0);
     // The overhead check ran every path.
     expect(report.overhead!.variants.map((v) => v.name)).toEqual(['gateway round-robin', 'gateway + kvroute EPP', 'gateway + ext_proc RR director']);
     for (const v of report.overhead!.variants) expect(v.successRate).toBe(1);

@@ -62,11 +62,42 @@ describe('CacheAwareDirector (SGLang-style)', () => {
   test('defaults are SGLang\'s', () => {
     const d = new CacheAwareDirector(ENDPOINTS);
     expect(d.options).toEqual(SGLANG_DEFAULTS);
-    expect(SGLANG_DEFAULTS).toEqual({ cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, maxTreeChars: 67_108_864 });
+    expect(SGLANG_DEFAULTS).toEqual({ cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, maxTreeChars: 67_108_864, missRouting: 'least-load' });
   });
 
-  test('new text goes to the smallest tree; text matching more than the threshold goes to its worker', () => {
+  test('a cache miss goes to the least-loaded worker (SGLang since PR #14650), not to the smallest tree', () => {
+    // Workers 0-2 each take one long prompt, worker 3 a short one; the long ones finish, and two more short prompts
+    // match worker 3's (a match of 50% of the text) and stay running there. Both routers place these the same way.
+    const setUp = (d: CacheAwareDirector) => {
+      const long = [0, 1, 2].map((i) => d.choose(`long prompt ${i} `.repeat(50)).index);
+      expect(long).toEqual([0, 1, 2]);
+      expect(d.choose('x0').index).toBe(3);
+      long.forEach((i) => d.done(i));
+      expect(d.choose('x1')).toMatchObject({ index: 3, branch: 'prefix-match' });
+      expect(d.choose('x2')).toMatchObject({ index: 3, branch: 'prefix-match' });
+      expect(d.trees.map((t) => t.size)).toEqual([700, 700, 700, 4]);
+      expect(d.inFlight).toEqual([0, 0, 0, 3]);
+      expect(d.isImbalanced()).toBe(false);
+    };
     const d = new CacheAwareDirector(ENDPOINTS);
+    setUp(d);
+    // Worker 3 has the smallest tree but the most work: the miss goes to the first of the least loaded, as Rust's
+    // min_by_key picks it.
+    const miss = d.choose('a brand new prompt nobody has seen');
+    expect(miss).toMatchObject({ index: 0, branch: 'least-load' });
+    expect(miss.matchRate).toBeLessThanOrEqual(0.3);
+    // The text still goes into the chosen worker's tree.
+    expect(d.trees[0].matchLength('a brand new prompt nobody has seen')).toBe('a brand new prompt nobody has seen'.length);
+    expect(d.decisions).toEqual({ imbalanced: 0, 'prefix-match': 2, 'least-load': 5, 'smallest-tree': 0 });
+    // The earlier router (get_smallest_tenant) sends the same miss to the busy worker 3.
+    const old = new CacheAwareDirector(ENDPOINTS, { missRouting: 'smallest-tree' });
+    setUp(old);
+    expect(old.choose('a brand new prompt nobody has seen')).toMatchObject({ index: 3, branch: 'smallest-tree' });
+    expect(() => new CacheAwareDirector(ENDPOINTS, { missRouting: 'random' as never })).toThrow(/missRouting must be one of least-load, smallest-tree/);
+  });
+
+  test('with missRouting smallest-tree, new text goes to the smallest tree; text matching more than the threshold goes to its worker', () => {
+    const d = new CacheAwareDirector(ENDPOINTS, { missRouting: 'smallest-tree' });
     const a = d.choose(`${LONG_A}question one`);
     expect(a).toMatchObject({ index: 0, branch: 'smallest-tree' });
     d.done(0);
@@ -83,7 +114,7 @@ describe('CacheAwareDirector (SGLang-style)', () => {
     expect(short.branch).toBe('smallest-tree');
     expect(short.index).toBe(2);
     expect(short.matchRate).toBeLessThan(0.3);
-    expect(d.decisions).toEqual({ imbalanced: 0, 'prefix-match': 1, 'smallest-tree': 3 });
+    expect(d.decisions).toEqual({ imbalanced: 0, 'prefix-match': 1, 'least-load': 0, 'smallest-tree': 3 });
   });
 
   test('switches to the least-loaded worker when loads are imbalanced, and still grows that worker\'s tree', () => {

@@ -6,15 +6,20 @@
  *    `max − min > balanceAbsThreshold` and `max > balanceRelThreshold · min`; then the least-loaded worker gets the
  *    request (its text still goes into that worker's tree).
  * 2. Otherwise the request's text is matched against each worker's approximate prefix tree (raw characters, no
- *    tokenizer). If the longest match covers more than `cacheThreshold` of the text, that worker gets it; if not, the
- *    worker with the smallest tree ("most cache room") does.
+ *    tokenizer). If the longest match covers more than `cacheThreshold` of the text, that worker gets it; if not (a
+ *    cache miss), the least-loaded worker does (`missRouting: 'least-load'`, the first of equal loads, as Rust's
+ *    `min_by_key` picks): SGLang's code since sgl-project/sglang PR #14650 (merged 2025-12-08,
+ *    sgl-model-gateway/src/policies/cache_aware.rs), although upstream's header comment still says "smallest tree".
+ *    `missRouting: 'smallest-tree'` is the router before that change (`tree.get_smallest_tenant()`,
+ *    sgl-router/src/policies/cache_aware.rs), which every run recorded before 2026-12-03 used.
  * 3. The text is inserted into the chosen worker's tree; trees over `maxTreeChars` lose their least-recently-used
  *    leaves.
  *
  * Differences from the SGLang router, on purpose: eviction runs synchronously after an insert instead of on a
  * background timer (deterministic, testable); one tree per worker instead of one multi-tenant tree (same matches);
  * the routing text is the chat rendered as ChatML (`parseRequestBody`, as the EPP hashes it) rather than SGLang's own
- * text extraction.
+ * text extraction (message contents joined by spaces); ties between equally long matches, and between equally small
+ * trees, go to the less loaded worker, where SGLang takes the first tenant in its map's order, whatever its load.
  */
 import type { IncomingRequest, ReleaseOutcome, RequestDirector, RouteDecision } from '@kvroute/epp/extproc';
 import { parseRequestBody } from '@kvroute/protocol/openai';
@@ -30,16 +35,26 @@ export interface CacheAwareOptions {
   readonly balanceRelThreshold?: number;
   /** Per-worker tree budget in characters. @default 67108864 (SGLang's max_tree_size) */
   readonly maxTreeChars?: number;
+  /**
+   * Where a cache miss (match rate ≤ `cacheThreshold`) goes: the least-loaded worker (SGLang since PR #14650) or the
+   * worker with the smallest tree (SGLang before it). @default 'least-load'
+   */
+  readonly missRouting?: CacheMissRouting;
 }
+
+export type CacheMissRouting = 'least-load' | 'smallest-tree';
+export const CACHE_MISS_ROUTINGS: readonly CacheMissRouting[] = ['least-load', 'smallest-tree'];
 
 export const SGLANG_DEFAULTS: Required<CacheAwareOptions> = {
   cacheThreshold: 0.3,
   balanceAbsThreshold: 64,
   balanceRelThreshold: 1.5,
   maxTreeChars: 67_108_864,
+  missRouting: 'least-load',
 };
 
-export type CacheAwareBranch = 'imbalanced' | 'prefix-match' | 'smallest-tree';
+/** The branch that decided: a cache miss is named by where it went (`missRouting`). */
+export type CacheAwareBranch = 'imbalanced' | 'prefix-match' | CacheMissRouting;
 
 export interface CacheAwareChoice {
   readonly index: number;
@@ -61,7 +76,7 @@ export class CacheAwareDirector implements RequestDirector {
   readonly options: Required<CacheAwareOptions>;
   readonly trees: readonly ApproxPrefixTree[];
   /** How many requests each branch decided. */
-  readonly decisions: Record<CacheAwareBranch, number> = { imbalanced: 0, 'prefix-match': 0, 'smallest-tree': 0 };
+  readonly decisions: Record<CacheAwareBranch, number> = { imbalanced: 0, 'prefix-match': 0, 'least-load': 0, 'smallest-tree': 0 };
   private readonly load: number[];
 
   constructor(endpoints: readonly string[], options: CacheAwareOptions = {}) {
@@ -73,6 +88,7 @@ export class CacheAwareDirector implements RequestDirector {
     if (!(o.balanceAbsThreshold >= 0)) throw new Error(`balanceAbsThreshold must be >= 0, got ${o.balanceAbsThreshold}`);
     if (!(o.balanceRelThreshold >= 1)) throw new Error(`balanceRelThreshold must be >= 1, got ${o.balanceRelThreshold}`);
     if (!(o.maxTreeChars >= 1)) throw new Error(`maxTreeChars must be >= 1, got ${o.maxTreeChars}`);
+    if (!CACHE_MISS_ROUTINGS.includes(o.missRouting)) throw new Error(`missRouting must be one of ${CACHE_MISS_ROUTINGS.join(', ')}, got ${String(o.missRouting)}`);
     this.trees = endpoints.map(() => new ApproxPrefixTree());
     this.load = endpoints.map(() => 0);
   }
@@ -112,6 +128,9 @@ export class CacheAwareDirector implements RequestDirector {
       if (matchRate > this.options.cacheThreshold) {
         index = best;
         branch = 'prefix-match';
+      } else if (this.options.missRouting === 'least-load') {
+        index = leastLoadedIndex(this.load);
+        branch = 'least-load';
       } else {
         index = 0;
         this.trees.forEach((t, i) => {
@@ -140,7 +159,7 @@ export class CacheAwareDirector implements RequestDirector {
       try {
         text = parseRequestBody(req.body).prompt;
       } catch {
-        text = ''; // not an OpenAI body: nothing to match, so the smallest tree (or the least loaded) takes it
+        text = ''; // not an OpenAI body: nothing to match, so it is routed as a cache miss
       }
     }
     const { index } = this.choose(text);

@@ -25,7 +25,7 @@ import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
 import { LeastRequestDirector, RandomDirector } from './simple';
 
 export { ApproxPrefixTree } from './prefix-tree';
-export { CacheAwareDirector, SGLANG_DEFAULTS, isImbalancedLoad, type CacheAwareOptions, type CacheAwareBranch } from './cache-aware';
+export { CACHE_MISS_ROUTINGS, CacheAwareDirector, SGLANG_DEFAULTS, isImbalancedLoad, type CacheAwareOptions, type CacheAwareBranch, type CacheMissRouting } from './cache-aware';
 export { CountingDirector, LeastRequestDirector, RandomDirector, RoundRobinDirector, leastLoadedIndex } from './simple';
 
 /**
@@ -132,7 +132,7 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-precise-64': 'kvroute-precise with the scorer\'s blockSize 4× the pods\' --block-size (llm-d\'s guides\' 64 over vLLM\'s default 16): the pods\' engine blocks gathered four to a block (many:1); with the default\'s session-load-scorer since session 31',
   'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority; with the default\'s session-load-scorer since session 31',
   'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
-  sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds), in-process ext_proc',
+  sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds, cache misses to the least-loaded worker as SGLang since PR #14650), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
   random: 'random director, in-process ext_proc',
   'least-request': 'least in-flight requests director, in-process ext_proc',
