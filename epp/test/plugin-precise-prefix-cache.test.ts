@@ -614,16 +614,17 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
   });
 
   /** The scorer's scores for pods 1 and 2, as one scheduling cycle computes them (no pick, no speculation). */
-  async function scores(body: { model: string }, cacheSalt?: string): Promise<number[]> {
+  async function scores(body: { model: string }, cacheSalt?: string, path?: string, state = new CycleState()): Promise<number[]> {
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-    const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)));
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)), path);
     const request = {
       requestId: 'r', model: body.model, prompt: '', input: parsed.input,
       headers: {}, attributes: new CycleState(), ...(cacheSalt !== undefined ? { cacheSalt } : {}),
       ...(parsed.truncatePromptTokens !== undefined ? { truncatePromptTokens: parsed.truncatePromptTokens } : {}),
+      ...(parsed.skipsPrefixCache ? { skipsPrefixCache: true as const } : {}),
     };
     await scorer.prepareRequest(request);
-    return scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
+    return scorer.score({ request, state }, pods.map(snapshot));
   }
 
   test('scoreNormalization min-max scores as llm-d v0.8.0 (utils.go) over the pool\'s holders: a lone partial holder scores 1, the shorter of two 0, filtered or not', async () => {
@@ -707,6 +708,30 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(await scores(truncated)).toEqual([1, 0]);
     // Without the field the request's blocks start at the prompt's first token: none of them is the tail's.
     expect(await scores(body)).toEqual([0, 0]);
+  });
+
+  test('a request vLLM serves without a prefix-cache lookup (prompt logprobs: kv_cache_manager.py @ v0.10.0 get_computed_blocks) scores 0 on the holder and predicts its whole prompt uncached', async () => {
+    const body = chat('What does the logprobs appendix say?', 'the logprobs manual');
+    const stored = await storedFor(body, 7000);
+    await publish(pods[0]!, [stored]);
+    await waitFor(async () => (await scores(body))[0] === 1, 'the prompt to be indexed');
+    const state = new CycleState();
+    const withPromptLogprobs = { ...body, prompt_logprobs: 1 };
+    expect(await scores(withPromptLogprobs, undefined, undefined, state)).toEqual([0, 0]);
+    expect(state.get(PREFIX_MATCH)?.cachedLength.get(pods[0]!) ?? 0).toBe(0);
+    expect(state.get(PREFIX_MATCH)?.promptLength).toBeGreaterThan(0);
+  });
+
+  test('/v1/responses is keyed as the chat vLLM renders from it (serving_responses.py): instructions as the system message, the input as the user\'s', async () => {
+    const body = chat('What does the responses appendix say?', 'the responses manual');
+    const [system, user] = body.messages;
+    const stored = await storedFor(body, 7500);
+    await publish(pods[1]!, [stored]);
+    await waitFor(async () => (await scores(body))[1] === 1, 'the chat to be indexed');
+    const responses = { model: body.model, instructions: system!.content, input: user!.content };
+    expect(await scores(responses, undefined, '/v1/responses')).toEqual([0, 1]);
+    // Read by its fields alone (no path) it was a raw text prompt, which shares no block with the chat.
+    expect(await scores(responses)).toEqual([0, 0]);
   });
 
   test('a LoRA block reported by lora_id only (vLLM #27728 to #27577) matches requests for the adapter at that place of loraAdapters (--lora-modules order: serving_models.py @ v0.10.0 numbers them 1, 2, …); an id beyond the list matches nothing', async () => {

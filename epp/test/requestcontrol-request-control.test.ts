@@ -327,6 +327,23 @@ schedulingProfiles:
     expect(ended.map((e) => e[0])).toEqual(['a', 'b']);
   });
 
+  test('the body is read as the request\'s :path names its vLLM endpoint: /v1/responses as the chat it renders, /tokenize as nothing to prefill', async () => {
+    const real = buildScheduler(defaultEndpointPickerConfig());
+    const inputs: unknown[] = [];
+    const scheduler = Object.create(real, {
+      schedule: { value: (...args: Parameters<Scheduler['schedule']>) => { inputs.push(args[0].input); return real.schedule(...args); } },
+    }) as Scheduler;
+    const director = new RequestControl({ datastore: ds, scheduler });
+    for (const [path, body] of [['/v1/responses', { model: 'm', instructions: 'sys', input: 'hi' }], ['/tokenize', { model: 'm', prompt: 'hi' }]] as const) {
+      const d = await director.route({ ...request(body), headers: new Map([[':method', 'POST'], [':path', path]]) });
+      if (d.kind === 'route') director.release(d.ticket, 'completed');
+    }
+    expect(inputs).toEqual([
+      { kind: 'chat', messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: 'hi' }], addGenerationPrompt: true, continueFinalMessage: false },
+      { kind: 'none' },
+    ]);
+  });
+
   test('a pre-request hook that throws is reported with its name; the pick stands and the other hooks keep their pairing (pre-request, then response-complete)', async () => {
     const real = buildScheduler(defaultEndpointPickerConfig());
     const log: string[] = [];

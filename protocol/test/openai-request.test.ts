@@ -3,10 +3,29 @@ import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBo
 const parse = (v: unknown) => parseRequestBody(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
 
 describe('OpenAI request bodies', () => {
-  test('completions: prompt as a string, strings or token ids', () => {
+  test('completions: prompt as a string or token ids; a batch keyed by its first prompt, each of which vLLM prefills on its own (serving_engine.py @ v0.10.0 _tokenize_prompt_inputs)', () => {
     expect(parse({ model: 'm', prompt: 'hello' })).toEqual({ model: 'm', input: { kind: 'text', text: 'hello' }, prompt: 'hello', stream: false });
-    expect(parse({ model: 'm', prompt: ['a', 'b'], stream: true })).toEqual({ model: 'm', input: { kind: 'text', text: 'a\nb' }, prompt: 'a\nb', stream: true });
+    expect(parse({ model: 'm', prompt: ['a', 'b'], stream: true })).toEqual({ model: 'm', input: { kind: 'text', text: 'a' }, prompt: 'a', stream: true });
     expect(parse({ model: 'm', prompt: [1, 2, 3] })).toMatchObject({ input: { kind: 'tokens', tokens: [1, 2, 3] }, prompt: '1 2 3' });
+    // lm-evaluation-harness's local-completions sends token-id batches: the ids are the prompt, not decimal text.
+    expect(parse({ model: 'm', prompt: [[9707, 11, 1879, 0], [5, 6]] }).input).toEqual({ kind: 'tokens', tokens: [9707, 11, 1879, 0] });
+  });
+
+  test('add_special_tokens is read as vLLM\'s pydantic bool reads it ("false" and 0 are false)', () => {
+    for (const [sent, read] of [['false', false], [0, false], ['no', false], [true, true], ['1', true]] as const) {
+      expect(parse({ model: 'm', prompt: 'x', add_special_tokens: sent }).input).toEqual({ kind: 'text', text: 'x', addSpecialTokens: read });
+      expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], add_special_tokens: sent }).input).toMatchObject({ addSpecialTokens: read });
+    }
+  });
+
+  test('prompt logprobs, which vLLM serves without a prefix-cache lookup (kv_cache_manager.py @ v0.10.0 get_computed_blocks), are marked', () => {
+    expect(parse({ model: 'm', prompt: 'x', prompt_logprobs: 0 }).skipsPrefixCache).toBe(true);
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], prompt_logprobs: 1 }).skipsPrefixCache).toBe(true);
+    // A completion's echo with logprobs becomes prompt logprobs (CompletionRequest.to_sampling_params); a chat's echo does not.
+    expect(parse({ model: 'm', prompt: 'x', echo: true, logprobs: 0 }).skipsPrefixCache).toBe(true);
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], echo: true, logprobs: true }).skipsPrefixCache).toBeUndefined();
+    expect(parse({ model: 'm', prompt: 'x', echo: true }).skipsPrefixCache).toBeUndefined();
+    expect(parse({ model: 'm', prompt: 'x', logprobs: 2, prompt_logprobs: null }).skipsPrefixCache).toBeUndefined();
   });
 
   test('chat: messages rendered as ChatML turns, array content parts joined, images skipped', () => {
@@ -56,7 +75,7 @@ describe('OpenAI request bodies', () => {
   // Every JSON inference endpoint of vllm/entrypoints/openai/api_server.py @ v0.10.0 is routed by what it carries.
   test.each<[string, unknown, { kind: string; prompt: string }]>([
     ['/v1/embeddings (text)', { model: 'm', input: 'embed me' }, { kind: 'text', prompt: 'embed me' }],
-    ['/v1/embeddings (batch)', { model: 'm', input: ['a', 'b'] }, { kind: 'text', prompt: 'a\nb' }],
+    ['/v1/embeddings (batch)', { model: 'm', input: ['a', 'b'] }, { kind: 'text', prompt: 'a' }],
     ['/v1/embeddings (token ids)', { model: 'm', input: [5, 6] }, { kind: 'tokens', prompt: '5 6' }],
     ['/v1/embeddings (chat)', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { kind: 'chat', prompt: '<|im_start|>user\nhi<|im_end|>\n' }],
     ['/v1/responses (text)', { model: 'm', input: 'tell me' }, { kind: 'text', prompt: 'tell me' }],
@@ -69,6 +88,48 @@ describe('OpenAI request bodies', () => {
     const parsed = parse(body);
     expect(parsed.input.kind).toBe(expected.kind);
     expect(parsed.prompt).toBe(expected.prompt);
+  });
+
+  describe('with the request path: what that vLLM endpoint prefills', () => {
+    const at = (path: string, v: unknown) => parseRequestBody(Buffer.from(JSON.stringify(v)), path);
+
+    test('/v1/responses renders its input as a chat: instructions as a system message, a string input as the user\'s (serving_responses.py _construct_input_messages)', () => {
+      expect(at('/v1/responses', { model: 'm', input: 'Hello, world!' }).input)
+        .toEqual({ kind: 'chat', messages: [{ role: 'user', content: 'Hello, world!' }], addGenerationPrompt: true, continueFinalMessage: false });
+      expect(at('/v1/responses?x=1', { model: 'm', instructions: 'be brief', input: [{ role: 'user', content: [{ type: 'input_text', text: 'why?' }] }] }).input).toEqual({
+        kind: 'chat',
+        messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'input_text', text: 'why?' }] }],
+        addGenerationPrompt: true,
+        continueFinalMessage: false,
+      });
+      // The same ids as the chat it is: the approximate scorer's text is the chat's ChatML too.
+      expect(at('/v1/responses', { model: 'm', instructions: 'sys', input: 'hi' }).prompt)
+        .toBe(parse({ model: 'm', messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: 'hi' }] }).prompt);
+      // An empty instructions is no system message (`if request.instructions:`).
+      expect(at('/v1/responses', { model: 'm', instructions: '', input: 'hi' }).input).toMatchObject({ messages: [{ role: 'user', content: 'hi' }] });
+    });
+
+    test('/v1/responses: a continued response, or an item that is no message, has no input to key', () => {
+      expect(at('/v1/responses', { model: 'm', input: 'and then?', previous_response_id: 'resp_1' }).input).toEqual({ kind: 'none' });
+      expect(at('/v1/responses', { model: 'm', input: [{ type: 'function_call_output', call_id: 'c', output: '42' }] }).input).toEqual({ kind: 'none' });
+      // GIE types `input` as any: another shape is no error, and no input.
+      expect(at('/v1/responses', { model: 'm', input: 5 }).input).toEqual({ kind: 'none' });
+    });
+
+    test('embeddings, pooling and classification render a chat without the generation prompt (serving_embedding.py @ v0.10.0)', () => {
+      for (const path of ['/v1/embeddings', '/pooling', '/classify']) {
+        expect(at(path, { model: 'm', messages: [{ role: 'user', content: 'x' }], add_generation_prompt: true, continue_final_message: true }).input)
+          .toMatchObject({ kind: 'chat', addGenerationPrompt: false, continueFinalMessage: false });
+      }
+      expect(at('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'x' }] }).input).toMatchObject({ addGenerationPrompt: true });
+    });
+
+    test('/tokenize prefills nothing; other paths, percent-encoded ones too, read as the fields say', () => {
+      expect(at('/tokenize', { model: 'm', prompt: 'x' }).input).toEqual({ kind: 'none' });
+      expect(at('/v1/completions', { model: 'm', prompt: 'x' }).input).toEqual({ kind: 'text', text: 'x' });
+      expect(at('/v1%2Fresponses', { model: 'm', input: 'x' }).input).toMatchObject({ kind: 'chat' });
+      expect(at('/v1/responses%zz', { model: 'm', input: 'x' }).input).toEqual({ kind: 'text', text: 'x' });
+    });
   });
 
   test('a body without a model is routed: vLLM serves its default model then', () => {
@@ -181,7 +242,7 @@ describe('promptHead', () => {
     expect(chat.prompt).toContain('hi');
     expect(parse({ model: 'm', input: 7 }).input).toEqual({ kind: 'none' });
     expect(parse({ model: 'm', input: { nested: true } }).input).toEqual({ kind: 'none' });
-    expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a\nb' });
+    expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a' });
     expect(parse({ model: 'm', input: [{ content: 5 }] }).input).toEqual({ kind: 'text', text: '<|im_start|>user\n<|im_end|>\n' });
   });
 

@@ -497,6 +497,7 @@ export class RequestControl implements RequestDirector {
       input: parsed.input,
       ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
       ...(parsed.truncatePromptTokens !== undefined ? { truncatePromptTokens: parsed.truncatePromptTokens } : {}),
+      ...(parsed.skipsPrefixCache ? { skipsPrefixCache: true as const } : {}),
       headers: headerRecord(req.headers),
       attributes: new CycleState(),
     };
@@ -821,7 +822,8 @@ export class RequestControl implements RequestDirector {
     if (this.passthrough) return PASSTHROUGH_BODY;
     if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;
     try {
-      return parseRequestBody(req.body);
+      // The path says which vLLM endpoint reads the body, and so what it prefills (`/v1/responses` renders a chat).
+      return parseRequestBody(req.body, req.headers.get(':path'));
     } catch (e) {
       if (e instanceof RequestBodyError) return e;
       throw e;

@@ -27,6 +27,11 @@ export interface LLMRequest {
   readonly cacheSalt?: string;
   /** vLLM's `truncate_prompt_tokens`: the engine prefills and caches only the prompt's last N tokens. */
   readonly truncatePromptTokens?: number;
+  /**
+   * vLLM serves the request without a prefix-cache lookup (it asks for prompt logprobs: `ParsedRequestBody`), so no
+   * pod's cache shortens its prefill.
+   */
+  readonly skipsPrefixCache?: true;
   /** Request headers, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
   /**

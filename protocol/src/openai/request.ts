@@ -84,6 +84,14 @@ export interface ParsedRequestBody {
    * Any other value is left for the engine to refuse.
    */
   readonly truncatePromptTokens?: number;
+  /**
+   * Present (true) when vLLM serves the request without looking its prompt up in the prefix cache: it asks for prompt
+   * logprobs (`prompt_logprobs`, or a completion's `echo` with `logprobs`, which vLLM turns into prompt logprobs:
+   * `CompletionRequest.to_sampling_params`, protocol.py @ v0.10.0), and `KVCacheManager.get_computed_blocks` then
+   * returns no hit ("When the request requires prompt logprobs, we skip prefix caching", vllm/v1/core/kv_cache_manager.py
+   * @ v0.10.0). Its prefill is whole on every pod; the blocks it computes are cached all the same.
+   */
+  readonly skipsPrefixCache?: true;
 }
 
 /**
@@ -142,15 +150,18 @@ function isTokenIds(v: unknown): v is number[] {
 }
 
 /**
- * A completion-style `prompt` or an embeddings-style `input`: a string, strings (a batch: routed as one request, its
- * prompts joined), token ids, or batches of token ids.
+ * A completion-style `prompt` or an embeddings-style `input`: a string, token ids, or a batch of either. vLLM serves a
+ * batch as one engine request per prompt, each prefilled and cached on its own (`_tokenize_prompt_inputs`, each token
+ * list taken as is: serving_engine.py @ v0.10.0), so the batch is routed as one request by its first prompt, the one
+ * whose blocks the pod stores first. Until session 37 a batch of strings was keyed as their joined text, and a batch of
+ * token lists as the decimal text of its ids (lm-evaluation-harness's `local-completions` sends that shape).
  */
 function textOrTokens(value: unknown, field: string): PromptInput {
   if (typeof value === 'string') return { kind: 'text', text: value };
   if (isTokenIds(value)) return { kind: 'tokens', tokens: value };
   if (Array.isArray(value) && value.length > 0) {
-    if (value.every((p) => typeof p === 'string')) return { kind: 'text', text: value.join('\n') };
-    if (value.every(isTokenIds)) return { kind: 'text', text: value.map((p) => p.join(' ')).join('\n') };
+    if (value.every((p) => typeof p === 'string')) return { kind: 'text', text: value[0] as string };
+    if (value.every(isTokenIds)) return { kind: 'tokens', tokens: value[0] as number[] };
   }
   throw new RequestBodyError(`${field}: must be a string, an array of strings, or an array of token ids`, field, 'invalid_type');
 }
@@ -288,13 +299,16 @@ function readInput(o: Record<string, unknown>, body?: Buffer): PromptInput {
     // `Optional[str]` on ChatCompletionRequest (protocol.py @ v0.10.0); an empty one counts as absent there
     // (`request.chat_template or self.chat_template`, serving_chat.py).
     if (typeof o.chat_template === 'string' && o.chat_template !== '') chat.chatTemplate = o.chat_template;
-    if (typeof o.add_special_tokens === 'boolean') chat.addSpecialTokens = o.add_special_tokens;
+    // A `bool` of vLLM's pydantic model: "false" and 0 are false there too.
+    const addSpecialTokens = pydanticLaxBool(o.add_special_tokens);
+    if (addSpecialTokens !== undefined) chat.addSpecialTokens = addSpecialTokens;
     return chat;
   }
   if (o.prompt !== undefined) {
     // serving_completion.py @ v0.10.0 tokenizes with `add_special_tokens=request.add_special_tokens`.
     const prompt = textOrTokens(o.prompt, 'prompt');
-    return prompt.kind === 'text' && typeof o.add_special_tokens === 'boolean' ? { ...prompt, addSpecialTokens: o.add_special_tokens } : prompt;
+    const addSpecialTokens = pydanticLaxBool(o.add_special_tokens);
+    return prompt.kind === 'text' && addSpecialTokens !== undefined ? { ...prompt, addSpecialTokens } : prompt;
   }
   // /v1/responses takes `input` as text or items; embeddings, pooling and classify take text or token ids.
   if (o.input !== undefined) {
@@ -307,6 +321,92 @@ function readInput(o: Record<string, unknown>, body?: Buffer): PromptInput {
   const pair = [...strings(o.text_1), ...strings(o.query), ...strings(o.text_2), ...strings(o.documents)];
   if (pair.length > 0) return { kind: 'text', text: pair.join('\n') };
   return { kind: 'none' };
+}
+
+const NO_INPUT: PromptInput = { kind: 'none' };
+
+/**
+ * What a request path's vLLM endpoint does with the body's input, where it differs from what the body's fields alone
+ * say (vllm/entrypoints/openai/api_server.py @ v0.10.0 routes): `/v1/responses` renders its `input` through the chat
+ * template; embeddings, pooling and classification render a chat without the generation prompt; `/tokenize` and
+ * `/detokenize` prefill nothing. The raw path is read as Starlette routes it: without its query, percent-decoded.
+ */
+type EngineEndpoint = 'responses' | 'pooling' | 'no-prefill' | 'other';
+
+function engineEndpoint(rawPath: string): EngineEndpoint {
+  const q = rawPath.indexOf('?');
+  let path = q >= 0 ? rawPath.slice(0, q) : rawPath;
+  if (path.includes('%')) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      return 'other';
+    }
+  }
+  switch (path) {
+    case '/v1/responses':
+      return 'responses';
+    case '/v1/embeddings':
+    case '/pooling':
+    case '/classify':
+      return 'pooling';
+    case '/tokenize':
+    case '/detokenize':
+      return 'no-prefill';
+    default:
+      return 'other';
+  }
+}
+
+/**
+ * The chat vLLM's Responses endpoint renders: `instructions` as a leading system message, then a string `input` as one
+ * user message, or the input items as messages, rendered with the server's chat template and its generation prompt
+ * (`OpenAIServingResponses._construct_input_messages` then `_preprocess_chat`, serving_responses.py; the endpoint's
+ * first version, before `_construct_input_messages`, rendered the same without `instructions`). A request continuing a
+ * stored response (`previous_response_id`) is prefixed with that conversation, which only the pod that stored it knows,
+ * and an item that is not a message (a function call or its output) is not rendered as one: both have no input here.
+ * Tools are not rendered (vLLM refuses them on this endpoint without Harmony).
+ */
+function responsesChat(o: Record<string, unknown>): PromptInput {
+  if (o.previous_response_id !== undefined && o.previous_response_id !== null) return NO_INPUT;
+  const messages: ChatMessageInput[] = [];
+  if (typeof o.instructions === 'string' && o.instructions !== '') messages.push({ role: 'system', content: o.instructions });
+  if (typeof o.input === 'string') {
+    messages.push({ role: 'user', content: o.input });
+  } else if (Array.isArray(o.input)) {
+    for (const item of o.input as unknown[]) {
+      if (typeof item !== 'object' || item === null || Array.isArray(item)) return NO_INPUT;
+      const message = item as Record<string, unknown>;
+      if (typeof message.role !== 'string' || (message.type !== undefined && message.type !== 'message')) return NO_INPUT;
+      messages.push(message as ChatMessageInput);
+    }
+  } else {
+    return NO_INPUT;
+  }
+  if (messages.length === 0) return NO_INPUT;
+  return { kind: 'chat', messages, addGenerationPrompt: true, continueFinalMessage: false };
+}
+
+/** The input as the endpoint `path` names prefills it (see `engineEndpoint`); the fields' reading where it agrees. */
+function endpointInput(o: Record<string, unknown>, read: () => PromptInput, path: string): PromptInput {
+  switch (engineEndpoint(path)) {
+    case 'responses':
+      // The body is still checked as before (a wrong type is refused the same way).
+      read();
+      return responsesChat(o);
+    case 'pooling': {
+      // "In embedding requests, we are not generating tokens, so there is no need to append extra tokens to the input"
+      // (serving_embedding.py, serving_pooling.py, serving_classification.py @ v0.10.0: `add_generation_prompt=False,
+      // continue_final_message=False` whatever the body says).
+      const input = read();
+      return input.kind === 'chat' ? { ...input, addGenerationPrompt: false, continueFinalMessage: false } : input;
+    }
+    case 'no-prefill':
+      read();
+      return NO_INPUT;
+    case 'other':
+      return read();
+  }
 }
 
 /**
@@ -403,9 +503,11 @@ export function promptHead(input: PromptInput, maxChars: number): string {
 
 /**
  * Parses a JSON request body. `messages` wins over `prompt` (chat endpoints ignore `prompt`), `prompt` over `input`.
+ * With the request's `path` (its `:path`), the input is what that vLLM endpoint prefills (`endpointInput`); without it,
+ * what the fields say.
  * @throws RequestBodyError for a body that is not a JSON object or a field of the wrong type.
  */
-export function parseRequestBody(body: Buffer): ParsedRequestBody {
+export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody {
   let json: unknown;
   try {
     json = parseJsonBody(body);
@@ -418,7 +520,7 @@ export function parseRequestBody(body: Buffer): ParsedRequestBody {
   const o = json as Record<string, unknown>;
   const model = optionalString(o, 'model');
   const cacheSalt = optionalString(o, 'cache_salt');
-  const input = readInput(o, body);
+  const input = path === undefined ? readInput(o, body) : endpointInput(o, () => readInput(o, body), path);
   const prompt = promptText(input);
   const stream = o.stream === true;
   // The same members in the same order as ever, built without object spreads (each one a generic copy).
@@ -429,7 +531,19 @@ export function parseRequestBody(body: Buffer): ParsedRequestBody {
   if (o.priority !== undefined) out.hasPriority = true;
   const truncate = o.truncate_prompt_tokens;
   if (typeof truncate === 'number' && Number.isInteger(truncate) && truncate >= 1) out.truncatePromptTokens = truncate;
+  if (asksPromptLogprobs(o)) out.skipsPrefixCache = true;
   return out;
+}
+
+/**
+ * Whether vLLM computes prompt logprobs for the body: `prompt_logprobs` set (chat and completions), or a completion's
+ * `echo` with `logprobs` set (`prompt_logprobs = self.logprobs` when it is unset and `echo` is true,
+ * `CompletionRequest.to_sampling_params`, protocol.py @ v0.10.0; a chat's `echo` repeats the last message, no logprobs).
+ */
+function asksPromptLogprobs(o: Record<string, unknown>): boolean {
+  if (o.prompt_logprobs !== undefined && o.prompt_logprobs !== null) return true;
+  return o.messages === undefined && o.prompt !== undefined && pydanticLaxBool(o.echo) === true
+    && o.logprobs !== undefined && o.logprobs !== null;
 }
 
 /**

@@ -410,6 +410,13 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const blocks = cycle.request.attributes?.get(BLOCKS);
     for (const c of candidates) this.learnCapacity(c);
     if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
+    if (cycle.request.skipsPrefixCache) {
+      // vLLM looks no prompt-logprobs request up in its prefix cache (kv_cache_manager.py @ v0.10.0
+      // get_computed_blocks): every pod prefills all of it, so no pod scores and the predicted cached length is 0. Its
+      // blocks are still stored on the pick (postCycle speculates them, and its events confirm them).
+      publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map() });
+      return candidates.map(() => 0);
+    }
     const minMax = this.parameters.scoreNormalization === 'min-max';
     const candidateKeys = new Set(candidates.map((c) => c.endpoint.key));
     // llm-d takes min and max over every pod of the index (KVM's Lookup with no pod filter, or the pool before the
