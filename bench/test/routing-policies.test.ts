@@ -246,9 +246,10 @@ describe('the policy catalogue', () => {
     const config = parseEndpointPickerConfig(APPROX_PREFIX_CONFIG);
     // The utilization-detector is GIE's default detector, which GIE's loader adds (config/loader/defaults.go).
     expect(config.plugins.map((p) => p.type)).toEqual(['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer', 'max-score-picker', 'single-profile-handler', 'utilization-detector']);
-    expect(config.plugins[2].parameters).toMatchObject({ mode: 'estimate', hashBlockSize: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 });
+    // GIE v1.5.0's default (pkg/epp/config/loader/defaults.go: 2 / 2 / 3; approximateprefix/types.go: AutoTune true).
+    expect(config.plugins[2].parameters).toMatchObject({ mode: 'estimate', maxPrefixBlocksToMatch: 256, autoTune: true });
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
-    expect(weights).toMatchObject({ 'queue-scorer': 1, 'kv-cache-utilization-scorer': 1, 'prefix-cache-scorer': 2 });
+    expect(weights).toMatchObject({ 'queue-scorer': 2, 'kv-cache-utilization-scorer': 2, 'prefix-cache-scorer': 3 });
     // As GIE runs the chart without the flowControl feature gate; and what the EPP renders from it loads again.
     expect(routingPolicy('approx-prefix', { seed: 1, sglang: {} })).toMatchObject({ kind: 'epp', eppArgs: ['--flow-control=false'] });
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);

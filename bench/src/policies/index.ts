@@ -11,8 +11,8 @@
  *   with the no-hit LRU and the in-flight scorer at 2 (candidates measured on the heterogeneous pool, `hetero-bench.ts`);
  * - `kvroute-no-lru`: the prefix-first config without llm-d's `no-hit-lru-scorer`, the default before it joined (issue
  *   9's placement of new prefix groups), for comparison;
- * - `approx-prefix`: the EPP with upstream GIE's "plugins-v2" style config (queue 1, kv-cache utilization 1, approximate
- *   prefix 2, max-score picker; no saturation filter, no session affinity);
+ * - `approx-prefix`: the EPP with GIE v1.5.0's default config (queue 2, kv-cache utilization 2, approximate prefix 3
+ *   auto-tuned, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
  * - `random`, `least-request`: directors in the benchmark process, behind ext_proc;
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
@@ -29,9 +29,12 @@ export { CACHE_MISS_ROUTINGS, CacheAwareDirector, SGLANG_DEFAULTS, isImbalancedL
 export { CountingDirector, LeastRequestDirector, RandomDirector, RoundRobinDirector, leastLoadedIndex } from './simple';
 
 /**
- * GIE's approximate-prefix EPP config in the shape of its Helm chart's plugins-v2.yaml, with the prefix scorer weighted
- * 2 as in llm-d's benchmarks (queue 1, kv-cache 1, prefix 2), the estimate mode and GIE's sizing (64-byte blocks, 256
- * blocks matched, 31,250 LRU entries per pod: `autoTune: false`, as before GIE v1.2.0 sized pods from num_gpu_blocks).
+ * GIE v1.5.0's default EPP config, what its loader builds when none is given (`pkg/epp/config/loader/defaults.go` @
+ * v1.5.0: queue-scorer 2, kv-cache-utilization-scorer 2, prefix-cache-scorer 3, max-score-picker) and what its Helm
+ * chart ships since v1.2.0: the approximate prefix index auto-tuned from each pod's KV capacity and vLLM block size
+ * (`AutoTune: true`, 16-token blocks at 4 characters a token, `approximateprefix/types.go` @ v1.5.0; 31,250 entries per
+ * pod only until a pod's capacity is scraped), 256 blocks matched. Until session 37 this baseline was a hybrid no GIE
+ * release ships (plugins-v2's fixed 31,250-entry sizing with weights 1/1/2), and the runs recorded before then used it.
  */
 export const APPROX_PREFIX_CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha1
 kind: EndpointPickerConfig
@@ -41,21 +44,19 @@ plugins:
 - type: prefix-cache-scorer
   parameters:
     mode: estimate
-    hashBlockSize: 64
     maxPrefixBlocksToMatch: 256
-    autoTune: false
-    lruCapacityPerServer: 31250
+    autoTune: true
 - type: max-score-picker
 - type: single-profile-handler
 schedulingProfiles:
 - name: default
   plugins:
   - pluginRef: queue-scorer
-    weight: 1
-  - pluginRef: kv-cache-utilization-scorer
-    weight: 1
-  - pluginRef: prefix-cache-scorer
     weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
   - pluginRef: max-score-picker
 `;
 
@@ -131,7 +132,7 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-precise-prefix-first': 'kvroute-precise without the latency scorer (the precise config until session 19 on 2026-11-30: precise 3 + queue + kv + active); with the default\'s session-load-scorer since session 31',
   'kvroute-precise-64': 'kvroute-precise with the scorer\'s blockSize 4× the pods\' --block-size (llm-d\'s guides\' 64 over vLLM\'s default 16): the pods\' engine blocks gathered four to a block (many:1); with the default\'s session-load-scorer since session 31',
   'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority; with the default\'s session-load-scorer since session 31',
-  'approx-prefix': 'EPP process, upstream GIE plugins-v2 style config (queue 1, kv-cache 1, prefix 2)',
+  'approx-prefix': 'EPP process, GIE v1.5.0\'s default config (queue 2, kv-cache 2, prefix 3, index auto-tuned)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds, cache misses to the least-loaded worker as SGLang since PR #14650), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
   random: 'random director, in-process ext_proc',
