@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
   type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
@@ -221,6 +221,9 @@ function messageContent(content: unknown, format: ContentFormat): { content: str
   return { content: format === 'openai' ? parts : texts.join('\n'), exact };
 }
 
+/** The text whose encodings with and without special tokens show what the post-processor adds around a text. */
+const ADDED_PROBE = 'a';
+
 /** Compiled templates kept: the model's own and the few a client sends as `chat_template`. */
 const COMPILED_TEMPLATES = 16;
 
@@ -235,7 +238,7 @@ export class ModelTokenizer {
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly specialSplit?: RegExp;
   private readonly memo: LRUCache<string, Uint32Array>;
-  private addedPrefix?: Promise<Uint32Array>;
+  private added?: Promise<{ readonly front: Uint32Array; readonly back: Uint32Array }>;
 
   private constructor(
     private readonly tokenizer: Tokenizer,
@@ -309,11 +312,16 @@ export class ModelTokenizer {
         this.memo.set(piece, ids);
       });
     }
-    const prefix = addSpecialTokens ? await this.specialPrefix() : new Uint32Array(0);
+    const added = addSpecialTokens ? await this.addedTokens() : undefined;
     const parts = pieces.map((p) => (p.special !== undefined ? Uint32Array.of(p.special) : known.get(p.text)!));
-    const out = new Uint32Array(prefix.length + parts.reduce((n, p) => n + p.length, 0));
-    out.set(prefix, 0);
-    let at = prefix.length;
+    // The post-processor's tokens go around the whole text, as `post_process` adds them (Llama's BOS in front, an EOS
+    // or [SEP] behind).
+    if (added) {
+      parts.unshift(added.front);
+      parts.push(added.back);
+    }
+    const out = new Uint32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
     for (const p of parts) {
       out.set(p, at);
       at += p.length;
@@ -541,9 +549,17 @@ export class ModelTokenizer {
     return best;
   }
 
-  /** What the post-processor adds in front of a single sequence (a BOS for Llama-style models, nothing for Qwen3). */
-  private specialPrefix(): Promise<Uint32Array> {
-    this.addedPrefix ??= this.encodeWhole('', true);
-    return this.addedPrefix;
+  /**
+   * The tokens the post-processor adds around a single sequence encoded with special tokens, in front (a BOS for
+   * Llama-style models) and behind (an EOS, BERT's [SEP]); none for Qwen3. Read off a probe text encoded with and
+   * without them (`postProcessorAddsOf`).
+   */
+  async addedTokens(): Promise<{ readonly front: Uint32Array; readonly back: Uint32Array }> {
+    this.added ??= (async () => {
+      const [withSpecial, without] = await Promise.all([this.encodeWhole(ADDED_PROBE, true), this.encodeWhole(ADDED_PROBE, false)]);
+      const { front, back } = postProcessorAddsOf(withSpecial, without);
+      return { front: withSpecial.slice(0, front), back: withSpecial.slice(withSpecial.length - back) };
+    })();
+    return this.added;
   }
 }

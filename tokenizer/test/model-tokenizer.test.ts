@@ -400,3 +400,44 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
     expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true } })).toBe(false);
   });
 });
+
+describe('the post-processor\'s added tokens (a BOS in front, an EOS behind)', () => {
+  // Byte-level tokenizers with Llama-3-style TemplateProcessing (BOS), and one that also closes with an EOS (as
+  // BERT-style processors close with [SEP]); both are encoded in pieces. The reference is the Rust tokenizer itself.
+  const dirs: string[] = [];
+  afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+  const build = (single: readonly ('<s>' | '</s>' | 'A')[]): { tokenizer: ModelTokenizer; json: string } => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-post-'));
+    dirs.push(dir);
+    const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+    for (let c = 33; c < 127; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
+    vocab['Ġ'] = Object.keys(vocab).length;
+    vocab['Ċ'] = Object.keys(vocab).length;
+    const piece = (p: string) => (p === 'A' ? { Sequence: { id: 'A', type_id: 0 } } : { SpecialToken: { id: p, type_id: 0 } });
+    const special = (content: string, id: number) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
+      version: '1.0', truncation: null, padding: null, added_tokens: [special('<s>', 1), special('</s>', 2)],
+      normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
+      post_processor: {
+        type: 'TemplateProcessing', single: single.map(piece), pair: [...single.map(piece), { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] }, '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } },
+      },
+      model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
+    }));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', chat_template: '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}' }));
+    const json = path.join(dir, 'tokenizer.json');
+    return { tokenizer: ModelTokenizer.load({ tokenizerJson: json, tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' } as never), json };
+  };
+  const bos = build(['<s>', 'A']);
+  const bosEos = build(['<s>', 'A', '</s>']);
+
+  test('a text encoded with special tokens in pieces gets them where post_process puts them: the BOS in front, the EOS behind', async () => {
+    expect(await bos.tokenizer.addedTokens()).toEqual({ front: Uint32Array.of(1), back: new Uint32Array(0) });
+    expect(await bosEos.tokenizer.addedTokens()).toEqual({ front: Uint32Array.of(1), back: Uint32Array.of(2) });
+    expect(await tok.addedTokens()).toEqual({ front: new Uint32Array(0), back: new Uint32Array(0) });
+    for (const text of ['Hello\nWorld\n\nlast', 'a<s>b\nc', '']) {
+      for (const { tokenizer } of [bos, bosEos]) expect([...await tokenizer.encode(text, true)]).toEqual([...await tokenizer.encodeWhole(text, true)]);
+    }
+    expect([...await bosEos.tokenizer.encode('Hi\nthere', true)]).toEqual([1, ...await bosEos.tokenizer.encode('Hi\nthere', false), 2]);
+  });
+});

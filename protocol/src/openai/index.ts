@@ -8,3 +8,4 @@ export * from './content-format';
 export * from './jinja-python-strings';
 export * from './jinja-python-json';
 export * from './python-json-dumps';
+export * from './truncation';
