@@ -13,6 +13,10 @@ import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduli
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
 import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
 import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
+import { Tokenizer as RustTokenizer } from 'tokenizers';
 
 jest.setTimeout(60_000);
 
@@ -229,6 +233,66 @@ ${extra}  - type: max-score-picker
     await expect(scorer.prepareRequest(request)).resolves.toBeUndefined();
     const snapshot: EndpointSnapshot = { endpoint: { key: 'p:1', name: 'p', namespace: 'ns', address: 'p', port: 1, labels: {} }, metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0 };
     expect(scorer.score({ request, state: new CycleState() }, [snapshot])).toEqual([0]);
+    await scheduler.plugins.close();
+  });
+});
+
+describe('truncate_prompt_tokens on a model whose tokenizer adds a BOS', () => {
+  // vLLM 0.10.0 truncates a text prompt in the tokenizer (`truncation=True, max_length=n`, truncation_side "left":
+  // serving_engine.py _normalize_prompt_text_to_input), and the Rust tokenizer keeps the post-processor's BOS, cutting
+  // the text to n - 1 tokens (tokenizers/src/tokenizer/mod.rs post_process). The pods' blocks start with that BOS.
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'kvroute-bos-'));
+    const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1 };
+    for (let c = 33; c < 127; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
+    vocab['Ġ'] = Object.keys(vocab).length;
+    vocab['Ċ'] = Object.keys(vocab).length;
+    fs.writeFileSync(nodePath.join(dir, 'tokenizer.json'), JSON.stringify({
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: [{ id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+      normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
+      post_processor: {
+        type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+        pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+      },
+      model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
+    }));
+    fs.writeFileSync(nodePath.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', chat_template: '{% for m in messages %}{{ m.content }}\n{% endfor %}' }));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('the request is keyed on the BOS and the text\'s last n - 1 tokens, the blocks vLLM stores', async () => {
+    const model = 'acme/bos-model';
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: { modelName: "${model}", localTokenizerDir: "${dir}" }
+  - type: max-score-picker
+`));
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const pod = '10.0.7.1:8000';
+    scheduler.plugins.addEndpoint({ key: pod, name: pod, namespace: 'ns', address: '10.0.7.1', port: 8000, labels: {} });
+    const prompt = 'The manual, chapter by chapter: '.repeat(8);
+    const keep = 32;
+    // What vLLM's tokenizer gives: the Rust tokenizer with left truncation at 32, special tokens added.
+    const rust = RustTokenizer.fromFile(nodePath.join(dir, 'tokenizer.json'));
+    rust.setTruncation(keep, { direction: 'left' });
+    const vllm = (await rust.encode(prompt, undefined, { addSpecialTokens: true })).getIds();
+    expect(vllm).toHaveLength(keep);
+    expect(vllm[0]).toBe(1);
+    scorer.index.store(pod, { type: 'BlockStored', blockHashes: ['1', '2'], parentBlockHash: null, tokenIds: vllm, blockSize: 16, loraId: null }, rootKey(''));
+    const body = { model, prompt, max_tokens: 1, truncate_prompt_tokens: keep };
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)));
+    const request = { requestId: 'r', model, prompt: '', input: parsed.input, truncatePromptTokens: parsed.truncatePromptTokens, headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    const snapshot: EndpointSnapshot = { endpoint: { key: pod, name: pod, namespace: 'ns', address: '10.0.7.1', port: 8000, labels: {} }, metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0 };
+    // Both of the request's blocks are the pod's (a slice of the last 32 ids, BOS dropped, matched none).
+    expect(scorer.score({ request, state: new CycleState() }, [snapshot])).toEqual([1]);
     await scheduler.plugins.close();
   });
 });

@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonStringMethods, truncatePromptIds, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
   type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
@@ -447,14 +447,25 @@ export class ModelTokenizer {
     return format;
   }
 
-  /** The ids vLLM computes for a request's input: completions encode the prompt, chats render then encode. */
-  async promptTokens(input: PromptInput): Promise<PromptTokens | undefined> {
+  /**
+   * The ids vLLM computes for a request's input: completions encode the prompt, chats render then encode.
+   * `truncatePromptTokens` (the request's `truncate_prompt_tokens`) keeps what vLLM keeps (`truncatePromptIds`): a text
+   * truncated by the tokenizer, which keeps the post-processor's tokens (a BOS), token ids sliced.
+   */
+  async promptTokens(input: PromptInput, options: { readonly truncatePromptTokens?: number } = {}): Promise<PromptTokens | undefined> {
+    const keep = options.truncatePromptTokens;
+    const encoded = async (text: string, addSpecialTokens: boolean): Promise<Uint32Array> => {
+      const ids = await this.encode(text, addSpecialTokens);
+      if (keep === undefined) return ids;
+      const added = addSpecialTokens ? await this.addedTokens() : undefined;
+      return truncatePromptIds(ids, keep, added && { front: added.front.length, back: added.back.length });
+    };
     switch (input.kind) {
       case 'text':
         // vLLM's `add_special_tokens`, true unless the request says otherwise (CompletionRequest @ v0.10.0).
-        return { ids: await this.encode(input.text, input.addSpecialTokens ?? true), exact: true };
+        return { ids: await encoded(input.text, input.addSpecialTokens ?? true), exact: true };
       case 'tokens':
-        return { ids: Uint32Array.from(input.tokens), exact: true };
+        return { ids: truncatePromptIds(Uint32Array.from(input.tokens), keep), exact: true };
       case 'none':
         return undefined;
       case 'chat': {
@@ -529,7 +540,7 @@ export class ModelTokenizer {
         }
         // ChatCompletionRequest's `add_special_tokens` (false unless the request sets it): serving_chat.py @ v0.10.0
         // tokenizes the rendered prompt with it.
-        return { ids: await this.encode(text, input.addSpecialTokens ?? false), exact };
+        return { ids: await encoded(text, input.addSpecialTokens ?? false), exact };
       }
     }
   }

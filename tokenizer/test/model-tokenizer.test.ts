@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
+import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
@@ -439,5 +440,47 @@ describe('the post-processor\'s added tokens (a BOS in front, an EOS behind)', (
       for (const { tokenizer } of [bos, bosEos]) expect([...await tokenizer.encode(text, true)]).toEqual([...await tokenizer.encodeWhole(text, true)]);
     }
     expect([...await bosEos.tokenizer.encode('Hi\nthere', true)]).toEqual([1, ...await bosEos.tokenizer.encode('Hi\nthere', false), 2]);
+  });
+
+  // vLLM 0.10.0 tokenizes a text prompt (and a rendered chat) with `truncation=True, max_length=truncate_prompt_tokens`
+  // on a tokenizer loaded with truncation_side "left" (serving_engine.py _normalize_prompt_text_to_input); transformers
+  // hands that to the Rust tokenizer (tokenization_utils_fast.py set_truncation_and_padding), whose post_process
+  // truncates the text's tokens to max_length minus the post-processor's tokens, then adds them (tokenizers
+  // tokenizer/mod.rs, utils/truncation.rs). The reference here is that Rust code, through its Node binding.
+  test.each([
+    ['BOS', bos],
+    ['BOS and EOS', bosEos],
+  ])('truncate_prompt_tokens keeps what the Rust tokenizer keeps with left truncation (%s): the BOS and the text\'s last n - 1 tokens', async (_kind, { tokenizer, json }) => {
+    const rust = (n: number, special: boolean) => {
+      const t = RustTokenizer.fromFile(json);
+      t.setTruncation(n, { direction: 'left' });
+      return (text: string) => t.encode(text, undefined, { addSpecialTokens: special }).then((e) => e.getIds());
+    };
+    const ids = async (body: Record<string, unknown>, n: number) =>
+      [...(await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify({ ...body, truncate_prompt_tokens: n }))).input, { truncatePromptTokens: n }))!.ids];
+    const prompt = 'Hello\nWorld\n\nlast line';
+    const chat = { messages: [{ role: 'user', content: 'Hello World' }] };
+    const rendered = 'user: Hello World\n';
+    // From n = the post-processor's tokens: below that the Rust subtraction underflows (truncation.ts).
+    const added = await tokenizer.addedTokens();
+    for (let n = added.front.length + added.back.length; n <= prompt.length + 3; n++) {
+      expect(await ids({ prompt }, n)).toEqual(await rust(n, true)(prompt));
+      expect(await ids({ prompt, add_special_tokens: false }, n)).toEqual(await rust(n, false)(prompt));
+      expect(await ids(chat, n)).toEqual(await rust(n, false)(rendered));
+      expect(await ids({ ...chat, add_special_tokens: true }, n)).toEqual(await rust(n, true)(rendered));
+    }
+    // The auditor's case: BOS + the last 3 of "abcdef" (a slice kept "cdef" and lost the BOS).
+    if (_kind === 'BOS') expect(await ids({ prompt: 'abcdef' }, 4)).toEqual([1, ...(await tokenizer.encode('def'))]);
+    // Token ids are sliced as sent (`prompt_ids[-n:]`), a leading 1 or not.
+    expect(await ids({ prompt: [1, 70, 71, 72, 73] }, 3)).toEqual([71, 72, 73]);
+  });
+
+  test('truncate_prompt_tokens on Qwen3 (no post-processor tokens) is the plain left slice', async () => {
+    const prompt = 'Summarize the following.\n\nThe quick brown fox jumps over the lazy dog.';
+    const whole = [...(await tok.promptTokens(parseRequestBody(Buffer.from(JSON.stringify({ prompt }))).input))!.ids];
+    for (const n of [1, 5, whole.length - 1, whole.length, whole.length + 4]) {
+      const input = parseRequestBody(Buffer.from(JSON.stringify({ prompt, truncate_prompt_tokens: n }))).input;
+      expect([...(await tok.promptTokens(input, { truncatePromptTokens: n }))!.ids]).toEqual(whole.slice(Math.max(0, whole.length - n)));
+    }
   });
 });

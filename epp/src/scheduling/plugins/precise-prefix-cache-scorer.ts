@@ -366,7 +366,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const started = performance.now();
     let tokenized: Awaited<ReturnType<typeof tokenizer.promptTokens>>;
     try {
-      tokenized = await tokenizer.promptTokens(request.input);
+      // vLLM keeps only the last truncate_prompt_tokens tokens (serving_engine.py @ v0.10.0): a text prompt truncated
+      // on the left by the tokenizer, which keeps the post-processor's BOS, token ids sliced. Its blocks, and so its
+      // BlockStored events, start there.
+      tokenized = await tokenizer.promptTokens(request.input, { truncatePromptTokens: request.truncatePromptTokens });
     } catch (error) {
       // A chat vLLM itself refuses (its answer will be a 400) is the client's mistake, not the EPP's: no keys, and no
       // error line per request (request control logs what a plugin throws as an internal error).
@@ -377,10 +380,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       throw error;
     }
     if (!tokenized) return;
-    // vLLM keeps only the last truncate_prompt_tokens tokens (left truncation, serving_engine.py @ v0.10.0): its blocks,
-    // and so its BlockStored events, start there.
-    const keep = request.truncatePromptTokens;
-    const tokens = keep !== undefined && tokenized.ids.length > keep ? { ids: tokenized.ids.slice(tokenized.ids.length - keep) } : tokenized;
+    const tokens = tokenized;
     const adapter = request.model === '' || this.baseModels.size === 0 || this.baseModels.has(request.model) ? '' : request.model;
     const root = rootKey(adapter);
     let parent = root;
