@@ -6,7 +6,7 @@ import { RealtimeClock, type SimClock } from './clock';
 import { generationOf, type VllmGeneration } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
-import { ChatTemplateRefusal, vllmConversation } from '@kvroute/protocol/openai';
+import { ChatTemplateRefusal, truncatePromptIds, vllmConversation } from '@kvroute/protocol/openai';
 import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
@@ -929,11 +929,11 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
   // CompletionRequest.to_sampling_params @ v0.10.0: `echo_without_generation = self.echo and self.max_tokens == 0`.
   // With logprobs, echo implies prompt_logprobs, which were refused above.
   const echoOnly = req.kind === 'completion' && req.echo && req.maxTokens === 0;
-  const inputs: { tokens: Uint32Array; text: string; ids?: readonly number[] }[] =
+  const inputs: PromptInputTokens[] =
     req.kind === 'chat'
-      ? [{ tokens: tokenizeChat(req, tokenizer), text: '' }]
+      ? [{ tokens: tokenizeChat(req, tokenizer), text: '', specialTokens: false }]
       : req.prompts.map((pr) =>
-          typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) },
+          typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr, specialTokens: true } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)), specialTokens: false },
         );
   const prompts = inputs.map((input) => {
     // truncate_prompt_tokens -1 (0.10.2 only) keeps the last max_model_len tokens (serving_engine.py @ 61aa4b290 lines
@@ -997,21 +997,32 @@ export function contextLengthError(n: number, maxTokens: number | undefined, max
   return undefined;
 }
 
+/** A prompt's ids before truncation. */
+export interface PromptInputTokens {
+  tokens: Uint32Array;
+  text: string;
+  /** The ids as sent, for a token-id prompt. */
+  ids?: readonly number[];
+  /** Whether `tokens` is a text encoded with special tokens (the post-processor's, a BOS where the model has one). */
+  specialTokens: boolean;
+}
+
 /**
  * `truncate_prompt_tokens`: the prompt's last `keep` tokens (vllm/entrypoints/openai/serving_engine.py @ v0.10.0). A
  * text prompt (and a rendered chat) is tokenized with `truncation=True, max_length=keep` by a tokenizer vLLM loads with
- * `truncation_side="left"` (vllm/transformers_utils/tokenizer.py), and its echo text stays the whole prompt
- * (`_normalize_prompt_text_to_input`: `input_text = prompt`); a token-id prompt is sliced `prompt_ids[-keep:]` and its
+ * `truncation_side="left"` (vllm/transformers_utils/tokenizer.py), which keeps the post-processor's tokens (a BOS)
+ * and cuts the text's own to the rest (`truncatePromptIds` in @kvroute/protocol); its echo text stays the whole prompt
+ * (`_normalize_prompt_text_to_input`: `input_text = prompt`). A token-id prompt is sliced `prompt_ids[-keep:]` and its
  * text decoded from the slice (`_normalize_prompt_tokens_to_input`).
  */
-function truncated(
-  input: { tokens: Uint32Array; text: string; ids?: readonly number[] },
+export function truncated(
+  input: PromptInputTokens,
   keep: number | undefined,
-  tokenizer: SimTokenizer,
+  tokenizer: Pick<SimTokenizer, 'decode' | 'maxTokenId' | 'postProcessorAdds'>,
 ): { tokens: Uint32Array; text: string; ids?: readonly number[] } {
   if (keep === undefined || input.tokens.length <= keep) return input;
+  if (input.ids === undefined) return { tokens: truncatePromptIds(input.tokens, keep, input.specialTokens ? tokenizer.postProcessorAdds() : undefined), text: input.text };
   const tokens = input.tokens.slice(input.tokens.length - keep);
-  if (input.ids === undefined) return { tokens, text: input.text };
   const ids = input.ids.slice(input.ids.length - keep);
   return { tokens, ids, text: tokenizer.decode(ids.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)) };
 }

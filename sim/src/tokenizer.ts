@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, detectContentFormat, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, postProcessorAddsOf, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type PostProcessorAdds, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -120,6 +120,7 @@ export class SimTokenizer {
   /** The largest id of the vocabulary, added tokens included (vLLM's `tokenizer.max_token_id`; 151668 for Qwen3). */
   readonly maxTokenId: number;
   private readonly idTokens: string[];
+  private adds?: PostProcessorAdds;
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -197,6 +198,15 @@ export class SimTokenizer {
       at += p.length;
     }
     return out;
+  }
+
+  /**
+   * How many tokens the post-processor adds in front of and behind a text encoded with special tokens (none for
+   * Qwen3's ByteLevel post-processor), read off a probe text encoded with and without them.
+   */
+  postProcessorAdds(): PostProcessorAdds {
+    this.adds ??= postProcessorAddsOf(this.tokenizer.encode('a', { add_special_tokens: true }).ids, this.tokenizer.encode('a', { add_special_tokens: false }).ids);
+    return this.adds;
   }
 
   /** Uncached, unsplit encoding (the reference the segmented path must equal). */

@@ -127,3 +127,49 @@ describe('Qwen3 tokenizer', () => {
     expect(response).toEqual({ status: 400, message: "vllm.entrypoints.chat_utils.apply_hf_chat_template() got multiple values for keyword argument 'model_config' None" });
   });
 });
+
+describe('truncate_prompt_tokens with a post-processor that adds a BOS', () => {
+  // vLLM truncates a text prompt in the tokenizer (truncation=True, max_length=n, truncation_side "left":
+  // serving_engine.py _normalize_prompt_text_to_input @ v0.10.0); the Rust post_process cuts the text's own tokens to
+  // n minus the post-processor's and then adds them (huggingface/tokenizers tokenizer/mod.rs, utils/truncation.rs).
+  // The simulator serves Qwen3 (none added); a byte-level tokenizer with a Llama-3-style BOS, in the same JS port,
+  // stands for a model that has one.
+  type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
+  const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1 };
+  for (let c = 33; c < 127; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
+  vocab['Ġ'] = Object.keys(vocab).length;
+  const bosJson = {
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: [{ id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
+    post_processor: {
+      type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
+  };
+  const bos = new Tokenizer(bosJson as never, { bos_token: '<s>' } as never);
+
+  it('a text prompt keeps the BOS and its last n - 1 tokens; token ids and Qwen3 are sliced', () => {
+    const { postProcessorAddsOf } = require('@kvroute/protocol/openai') as typeof import('@kvroute/protocol/openai');
+    const { truncated } = require('../src/server') as typeof import('../src/server');
+    const encode = (text: string, special: boolean) => Uint32Array.from(bos.encode(text, { add_special_tokens: special }).ids);
+    const stub = { decode: (ids: readonly number[]) => ids.join(' '), maxTokenId: 200, postProcessorAdds: () => postProcessorAddsOf(encode('a', true), encode('a', false)) };
+    expect(stub.postProcessorAdds()).toEqual({ front: 1, back: 0 });
+    const text = 'Keep the last words';
+    const whole = encode(text, true);
+    expect(whole[0]).toBe(1);
+    const cut = truncated({ tokens: whole, text, specialTokens: true }, 4, stub);
+    expect(Array.from(cut.tokens)).toEqual([1, ...Array.from(encode(text, false)).slice(-3)]);
+    expect(cut.text).toBe(text);
+    // Token ids as sent: prompt_ids[-n:].
+    const ids = Array.from(whole);
+    expect(Array.from(truncated({ tokens: whole, ids, text: '', specialTokens: false }, 4, stub).tokens)).toEqual(ids.slice(-4));
+    // Qwen3's post-processor adds nothing: the plain slice.
+    expect(tok.postProcessorAdds()).toEqual({ front: 0, back: 0 });
+    const qwen = tok.encode(text, true);
+    expect(Array.from(truncated({ tokens: qwen, text, specialTokens: true }, 2, tok).tokens)).toEqual(Array.from(qwen).slice(-2));
+  });
+});
