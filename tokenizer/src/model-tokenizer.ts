@@ -188,8 +188,10 @@ function piecesOf(segment: string): string[] {
  * A message's content as vLLM hands it to the template (`_parse_chat_message_content` and
  * `_parse_chat_message_content_parts`, vllm/entrypoints/chat_utils.py @ v0.10.0): in the "string" format its text parts
  * joined with "\n" (a null content ""); in the "openai" format a list, each text part `{'type': 'text', 'text': …}`, a
- * plain-string part as it is, a string content one text part, a null content []. `exact` is false when a part is media
- * (or the content is neither), which kvroute cannot reproduce.
+ * plain-string part as it is, a string content one text part, a null content []. A part whose parse result is empty is
+ * dropped before the join (`if parse_res:`): in the "string" format a text part with text "", in both formats a ""
+ * plain-string part; the "openai" format's `{'type': 'text', 'text': ''}` is a non-empty dict and stays. `exact` is
+ * false when a part is media (or the content is neither), which kvroute cannot reproduce.
  */
 function messageContent(content: unknown, format: ContentFormat): { content: string | unknown[]; exact: boolean } {
   if (typeof content === 'string') return { content: format === 'openai' ? [{ type: 'text', text: content }] : content, exact: true };
@@ -204,6 +206,7 @@ function messageContent(content: unknown, format: ContentFormat): { content: str
     const p = part as { type?: unknown; text?: unknown; refusal?: unknown; thinking?: unknown } | null;
     let text: string | undefined;
     if (typeof part === 'string') {
+      if (part === '') continue;
       texts.push(part);
       parts.push(part);
       continue;
@@ -215,7 +218,7 @@ function messageContent(content: unknown, format: ContentFormat): { content: str
       exact = false;
       continue;
     }
-    texts.push(text);
+    if (text !== '') texts.push(text);
     parts.push({ type: 'text', text });
   }
   return { content: format === 'openai' ? parts : texts.join('\n'), exact };

@@ -484,3 +484,37 @@ describe('the post-processor\'s added tokens (a BOS in front, an EOS behind)', (
     }
   });
 });
+
+// vLLM 0.10.0 appends a content part only `if parse_res:` (_parse_chat_message_content_parts,
+// vllm/entrypoints/chat_utils.py), and _parse_chat_message_content_part returns a plain-string part as it is and, in
+// the "string" format, a text part's bare text: an empty one is dropped before the "\n" join. In the "openai" format a
+// text part becomes {'type': 'text', 'text': ''}, a non-empty dict, and stays; a "" plain-string part is still dropped.
+// Expected renders agree with a jinja2 render of vLLM's conversation (tok-audit F10, ref2.json).
+describe('empty content parts are dropped as vLLM drops them', () => {
+  const ids = async (t: ModelTokenizer, content: unknown) =>
+    [...(await t.promptTokens(parseRequestBody(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content }] }))).input))!.ids];
+
+  test.each([
+    ['an empty text part first', [{ type: 'text', text: '' }, { type: 'text', text: 'b' }], 'b'],
+    ['an empty text part between two', [{ type: 'text', text: 'a' }, { type: 'text', text: '' }, { type: 'text', text: 'b' }], 'a\nb'],
+    ['an empty plain-string part', ['a', '', 'b'], 'a\nb'],
+    ['an empty refusal part', [{ type: 'refusal', refusal: '' }, { type: 'text', text: 'b' }], 'b'],
+    ['only an empty text part', [{ type: 'text', text: '' }], ''],
+  ])('"string" format (Qwen3): %s', async (_case, content, joined) => {
+    expect(await ids(tok, content)).toEqual([...await tok.encode(`<|im_start|>user\n${joined}<|im_end|>\n<|im_start|>assistant\n`)]);
+  });
+
+  test('"openai" format: an empty text part stays (wrapped), an empty plain-string part is dropped', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-openai-format-'));
+    try {
+      const template = '{% for m in messages %}{% for p in m.content %}{% if p is string %}<{{ p }}>{% else %}[{{ p.text }}]{% endif %}{% endfor %}{% endfor %}';
+      fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: template }));
+      const t = ModelTokenizer.load({ tokenizerJson: resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }).tokenizerJson, tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' } as never);
+      expect(t.contentFormat()).toBe('openai');
+      expect(await ids(t, [{ type: 'text', text: '' }, { type: 'text', text: 'b' }])).toEqual([...await t.encode('[][b]')]);
+      expect(await ids(t, ['a', '', 'b'])).toEqual([...await t.encode('<a><b>')]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
