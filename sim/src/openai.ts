@@ -695,7 +695,7 @@ function toolDicts(tools: unknown[] | undefined): Record<string, unknown>[] | un
 
 /**
  * Gives the template a string `content`, as vLLM does for templates in the "string" content format (Qwen3's calls
- * .startswith on it): text parts are joined with "\n", and a null content (assistant tool calls) becomes "". The text
+ * .startswith on it): text parts are joined with "\n" (empty ones dropped), and a null content (assistant tool calls) becomes "". The text
  * parts are kept as `contentParts` ([] for a null content) for a template in the "openai" format (`tokenizeChat`).
  */
 function normalizeMessage(m: unknown, i: number): ChatMessage {
@@ -723,7 +723,10 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
       if (p.type !== 'text') throw new ApiError(501, `Only text content parts are simulated, got type ${JSON.stringify(p.type)} in messages[${i}].content[${j}].`, 'Not Implemented');
       texts.push(strictStr(p.text, [...pl, 'text']));
     });
-    content = texts.join('\n');
+    // vLLM 0.10.0 drops a part whose parse result is empty (`if parse_res:` in _parse_chat_message_content_parts,
+    // chat_utils.py): in the "string" format that is a text part with text "", which is not joined; the "openai"
+    // format wraps it into a non-empty dict, which stays.
+    content = texts.filter((t) => t !== '').join('\n');
     contentParts = texts;
   } else {
     throw validationError([...loc, 'content'], 'string_type', 'Input should be a valid string', c);

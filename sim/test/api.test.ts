@@ -82,6 +82,19 @@ describe('OpenAI API over loopback', () => {
     expect(zero.json().message).toBe("[{'type': 'greater_than_equal', 'loc': ('body', 'truncate_prompt_tokens'), 'msg': 'Input should be greater than or equal to 1', 'input': 0, 'ctx': {'ge': 1}}]");
   });
 
+  // vLLM 0.10.0 appends a content part only `if parse_res:` (_parse_chat_message_content_parts, chat_utils.py): in the
+  // "string" format an empty text part's parse result is "", dropped before the "\n" join; in the "openai" format it
+  // is {'type': 'text', 'text': ''} and stays.
+  it('empty text parts: dropped before the join in the "string" format, kept in the "openai" one (chat_utils.py `if parse_res:` @ v0.10.0)', async () => {
+    const tokens = async (content: unknown, extra: Record<string, unknown> = {}) =>
+      (await http(sim.url, 'POST', '/tokenize', { model: MODEL, messages: [{ role: 'user', content }], ...extra })).json().tokens;
+    expect(await tokens([{ type: 'text', text: '' }, { type: 'text', text: 'b' }])).toEqual(await tokens('b'));
+    expect(await tokens([{ type: 'text', text: 'a' }, { type: 'text', text: '' }, { type: 'text', text: 'b' }])).toEqual(await tokens('a\nb'));
+    const openai = { chat_template: '{% for m in messages %}{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}' };
+    const rendered = async (text: string) => (await http(sim.url, 'POST', '/tokenize', { model: MODEL, prompt: text, add_special_tokens: false })).json().tokens;
+    expect(await tokens([{ type: 'text', text: '' }, { type: 'text', text: 'b' }], openai)).toEqual(await rendered('[][b]'));
+  });
+
   // vLLM 0.10.0: ChatCompletionRequest.documents is Optional[list[dict[str, str]]] (protocol.py), handed to the
   // template by serving_engine.py _preprocess_chat, whose chat_template_kwargs update the request's own arguments.
   it('chat: documents are validated as list[dict[str, str]]; chat_template_kwargs override the request\'s add_generation_prompt', async () => {
