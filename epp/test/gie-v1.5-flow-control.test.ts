@@ -323,6 +323,75 @@ describe('flow-control queue: GIE v1.5.0 priority bands', () => {
     }
   });
 
+  /**
+   * The order requests are released in when `failed` dispatches of `perTick` (after `served` that succeed) all find the
+   * pool full and every released request comes back as request control's waitLoop sends it (`retry`, its ticket), then
+   * `late` requests arrive and the pool takes everything. Only microtask turns: no timers, no clock.
+   */
+  async function orderAfterFailedDispatches(
+    fairness: 'global-strict' | 'round-robin', perTick: number, flows: readonly string[], served: number, failed: number, late: readonly string[] = [],
+  ): Promise<string[]> {
+    const { q } = queue({ defaultBand: { fairness }, maxDispatchPerCall: perTick });
+    const order: string[] = [];
+    let full = false;
+    const waits: Promise<void>[] = [];
+    const arrive = (flow: string, id: string) => waits.push((async () => {
+      const arrival = q.arrivalTicket();
+      for (let retry = false; ; retry = true) {
+        await q.enqueue({ flow, priority: 0, arrival, retry });
+        if (full) continue; // dispatched into a full pool: back to its place
+        order.push(id);
+        return;
+      }
+    })());
+    flows.forEach((flow, i) => arrive(flow, `${flow}${i + 1}`));
+    const settle = async () => { for (let i = 0; i < 10; i++) await Promise.resolve(); };
+    for (let i = 0; i < served; i++) { q.dispatch(Infinity); await settle(); }
+    full = true;
+    for (let i = 0; i < failed; i++) { q.dispatch(Infinity); await settle(); }
+    full = false;
+    late.forEach((flow, i) => arrive(flow, `${flow}late${i + 1}`));
+    for (let i = 0; order.length < flows.length + late.length && i < 1000; i++) { q.dispatch(Infinity); await settle(); }
+    await Promise.all(waits);
+    return order;
+  }
+
+  test('the release order does not depend on how many dispatches found the pool full: under round robin a flow with requests still waiting keeps its turn (audit 37 F1)', async () => {
+    // A1 arrived first and A is first in the rotation; B and C each have one request. Before the fix, one failed
+    // dispatch of one request sent A to the back (B1, C1, A1, …), two of two gave it back (the order oscillated with
+    // the number of failed dispatches).
+    const flows = ['A', 'A', 'A', 'A', 'B', 'C'];
+    for (const perTick of [1, 2, 4]) {
+      for (const failed of [1, 2, 3, 5]) {
+        expect({ perTick, failed, order: await orderAfterFailedDispatches('round-robin', perTick, flows, 0, failed) })
+          .toEqual({ perTick, failed, order: ['A1', 'B5', 'C6', 'A2', 'A3', 'A4'] });
+      }
+    }
+    // A session (one flow, arrived first) among 20 anonymous requests (each its own flow), at the default 4 a tick: one
+    // failed dispatch sent S1 behind all 20 of them.
+    const session = ['S', 'S', 'S', ...Array.from({ length: 20 }, (_, i) => `X${i}-`)];
+    const unfailed = await orderAfterFailedDispatches('round-robin', 4, session, 0, 0);
+    expect(unfailed[0]).toBe('S1');
+    for (const failed of [1, 3]) expect(await orderAfterFailedDispatches('round-robin', 4, session, 0, failed)).toEqual(unfailed);
+    // Any mix of flows, dispatch sizes, dispatches that succeeded first (the rotation no longer in arrival order) and
+    // late arrivals, under either fairness: the order is the one with no failed dispatch (a fixed seed).
+    let seed = 37;
+    const random = () => { seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648; return seed / 2_147_483_648; };
+    for (let trial = 0; trial < 150; trial++) {
+      const mix = Array.from({ length: 2 + Math.floor(random() * 10) }, () => 'ABCDE'[Math.floor(random() * random() * 5)]!);
+      const late = Array.from({ length: Math.floor(random() * 3) }, () => 'ABF'[Math.floor(random() * 3)]!);
+      const perTick = 1 + Math.floor(random() * 5);
+      const served = Math.floor(random() * 3);
+      for (const fairness of ['round-robin', 'global-strict'] as const) {
+        const expected = await orderAfterFailedDispatches(fairness, perTick, mix, served, 0, late);
+        for (const failed of [1, 2, 3]) {
+          expect({ fairness, mix: mix.join(''), late: late.join(''), perTick, served, failed, order: await orderAfterFailedDispatches(fairness, perTick, mix, served, failed, late) })
+            .toEqual({ fairness, mix: mix.join(''), late: late.join(''), perTick, served, failed, order: expected });
+        }
+      }
+    }
+  });
+
   test('dispatch releases nothing while the pool is full (head-of-line blocking, GIE processor.go dispatchCycle)', async () => {
     const { q } = queue();
     let ready = false;

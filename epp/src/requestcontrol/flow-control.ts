@@ -23,7 +23,10 @@
  *   (and as many narrowed ones, below), so a backlog that built up during a stall is released a slice per tick, never
  *   dumped onto pods at once.
  * - **Retries keep their place**: a dispatched request that finds every pod still saturated re-enters with
- *   `retry: true`, at the head of its flow, with its original deadline.
+ *   `retry: true`, at the head of its flow, with its original deadline, and under round robin its flow gets back the
+ *   turn it had when that dispatch began (whether or not the flow still had requests waiting), so the order requests
+ *   are finally released in does not depend on how many dispatches found the pool full. GIE has no such case: its
+ *   dispatch cycle never re-queues a dispatched item (v1.5.0 `controller/internal/processor.go`).
  * - **Narrowed requests wait apart**: a request restricted to some of the pool's pods (`narrowed`: the proxy's subset
  *   hint) waits for room on those pods, not the pool's. It waits in its band's rotation, outside the flows: a retry
  *   goes to the back of it, `dispatch` releases up to its limit of them besides the pool-wide ones, and
@@ -133,6 +136,17 @@ function isEarlierRetry(w: Waiter | undefined, than: Waiter): boolean {
   return w !== undefined && w.request.retry === true && w.arrival < than.arrival;
 }
 
+/**
+ * The round-robin rotation as one dispatch found it: the place from the cursor of each flow it released from, the
+ * arrival tickets it released, and the flows already given their turn back.
+ */
+interface Turn {
+  readonly dispatch: number;
+  readonly rank: Map<string, number>;
+  readonly released: Set<number>;
+  readonly restored: Set<string>;
+}
+
 /** One priority level: its flows in turn order, each a FIFO, and its narrowed requests in rotation. */
 class Band {
   readonly flows = new Map<string, Waiter[]>();
@@ -141,6 +155,8 @@ class Band {
   /** Flow keys in round-robin order; the next to dispatch is at `cursor`. */
   readonly order: string[] = [];
   cursor = 0;
+  /** Round robin: the rotation the latest dispatch that released from this band began with (`restoreTurn`). */
+  private turn: Turn | undefined;
   /** Every waiter of the band, narrowed ones included (the band's bounds count them all). */
   size = 0;
   /** The waiters' `bytes`. */
@@ -167,12 +183,14 @@ class Band {
     }
     const retry = w.request.retry === true;
     let queue = this.flows.get(w.request.flow);
-    if (queue === undefined) {
+    if (retry && this.turn?.released.has(w.arrival) === true) {
+      queue = this.restoreTurn(w.request.flow, this.turn, queue);
+    } else if (queue === undefined) {
       queue = [];
       this.flows.set(w.request.flow, queue);
       // A new flow joins just before the cursor: it takes its turn after every flow already waiting. A retried one
-      // joins at the cursor, after the flows retried before it from the same dispatch (they come back in release
-      // order): it is next, as it was when it was dispatched.
+      // (from an earlier dispatch than the latest: see `restoreTurn` for the usual case) joins at the cursor, after the
+      // flows retried before it: it is next, as it was when it was dispatched.
       let at = this.cursor;
       if (retry) while (at < this.order.length && isEarlierRetry(this.flows.get(this.order[at]!)![0], w)) at++;
       this.order.splice(at, 0, w.request.flow);
@@ -186,6 +204,33 @@ class Band {
     } else queue.push(w);
   }
 
+  /**
+   * A request released by the latest dispatch came back (the pool was still full): its flow takes back the turn it had
+   * when that dispatch began. The flows it released from come back to the cursor in the rotation order the dispatch
+   * found them in, whether or not they still had requests waiting (the dispatch moved the cursor past those), so a
+   * batch released into a full pool leaves the rotation as it was, and the order requests are finally released in
+   * does not depend on how many dispatches failed before. Returns the flow's queue.
+   */
+  private restoreTurn(flow: string, turn: Turn, queue: Waiter[] | undefined): Waiter[] {
+    if (queue === undefined) {
+      queue = [];
+      this.flows.set(flow, queue);
+    }
+    if (turn.restored.has(flow)) return queue;
+    turn.restored.add(flow);
+    const was = this.order.indexOf(flow);
+    if (was >= 0) {
+      this.order.splice(was, 1);
+      if (was < this.cursor) this.cursor--;
+    }
+    if (this.cursor > this.order.length) this.cursor = 0;
+    const rank = turn.rank.get(flow) ?? Infinity;
+    let at = this.cursor;
+    while (at < this.order.length && turn.restored.has(this.order[at]!) && (turn.rank.get(this.order[at]!) ?? Infinity) < rank) at++;
+    this.order.splice(at, 0, flow);
+    return queue;
+  }
+
   /** The next narrowed waiter. */
   shiftNarrowed(): Waiter | undefined {
     const w = this.narrowed.shift();
@@ -195,12 +240,16 @@ class Band {
     return w;
   }
 
-  /** The next pool-wide waiter in round-robin order. */
-  shift(): Waiter | undefined {
+  /** The next pool-wide waiter in round-robin order, released by dispatch number `dispatch`. */
+  shift(dispatch: number): Waiter | undefined {
     if (this.order.length === 0) return undefined;
     if (this.cursor >= this.order.length) this.cursor = 0;
     if (this.options.fairness === 'global-strict') this.cursor = this.oldestHead();
+    else if (this.turn?.dispatch !== dispatch) this.turn = { dispatch, rank: new Map(), released: new Set(), restored: new Set() };
     const flow = this.order[this.cursor]!;
+    // The rotation as this dispatch found it, for the requests it releases that come back (`restoreTurn`): one dispatch
+    // walks the rotation from the cursor, so the order in which it first takes from each flow is their order there.
+    if (this.turn?.dispatch === dispatch && !this.turn.rank.has(flow)) this.turn.rank.set(flow, this.turn.rank.size);
     const queue = this.flows.get(flow)!;
     const w = queue.shift()!;
     this.size--;
@@ -213,6 +262,7 @@ class Band {
     }
     if (this.order.length > 0) this.cursor %= this.order.length;
     else this.cursor = 0;
+    this.turn?.released.add(w.arrival);
     return w;
   }
 
@@ -272,6 +322,7 @@ export class FlowControlQueue {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closed = false;
+  private dispatches = 0;
 
   constructor(private readonly options: FlowControlOptions) {
     for (const key of ['maxQueued', 'maxDispatchPerCall'] as const) {
@@ -381,6 +432,7 @@ export class FlowControlQueue {
     if (this.count === 0 && this.timer === undefined && this.timerAt === Infinity) return 0;
     this.expire();
     const limit = Math.min(Math.max(0, Math.floor(capacity)), this.options.maxDispatchPerCall);
+    const dispatch = this.dispatches++;
     let released = 0;
     let narrowedReleased = 0;
     for (const priority of this.prioritiesDescending()) {
@@ -394,7 +446,7 @@ export class FlowControlQueue {
             this.armTimer();
             return released + narrowedReleased;
           }
-          const w = narrowed ? band.shiftNarrowed() : band.shift();
+          const w = narrowed ? band.shiftNarrowed() : band.shift(dispatch);
           if (w === undefined) break;
           this.settle(w);
           w.resolve();
