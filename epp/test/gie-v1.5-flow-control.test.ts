@@ -23,8 +23,11 @@ import { UtilizationDetector, utilizationDetector } from '../src/scheduling/plug
 import { FakeEnvoy, requestBody, requestHeaders, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
 import * as fs from 'fs';
 import * as path from 'path';
-import { FakeKubeApiServer, FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, fakeObjective, fakePod, fakePoolV1, sleep } from '@kvroute/testkit';
-import { RESUME_GRACE_MS } from '../src/requestcontrol/request-control';
+import { FakeKubeApiServer, FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, fakeObjective, fakePod, fakePoolV1, sleep, turns } from '@kvroute/testkit';
+import { RESUME_GRACE_MS, RequestControl } from '../src/requestcontrol/request-control';
+import { Datastore } from '../src/datastore/datastore';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import type { RouteDecision } from '../src/extproc/request-director';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
@@ -426,6 +429,54 @@ describe('flow-control queue: GIE v1.5.0 priority bands', () => {
 });
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+describe('legacy admission and flow control read a pool of gone pods alike (audit 37 F2)', () => {
+  const T0 = 1_700_000_000_000;
+  const config = GUIDE_UTILIZATION.replace('kvCacheUtilThreshold: 0.85', 'kvCacheUtilThreshold: 0.85\n    metricsStalenessThreshold: 300ms');
+
+  // Every clock follows jest's fake one (the detector's staleness, the stall detector, the queue): no real time passes.
+  test.each([['off'], ['on']])('flow control %s: every scrape failing with the EPP running is not saturation, so a sheddable request is not dropped; just out of an EPP stall it is', async (mode) => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    const ds = new Datastore({ scrape: false });
+    let director: RequestControl | undefined;
+    try {
+      for (let i = 0; i < 2; i++) {
+        const address = `10.0.0.${i + 1}`;
+        ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
+        ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: T0, consecutiveFailures: 0 });
+      }
+      const scheduler = buildScheduler(parseEndpointPickerConfig(config), { now: () => Date.now() });
+      const queue = mode === 'on' ? new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 }) : undefined;
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, ...(queue ? { flowControl: { queue, tickMs: 50 } } : {}) });
+      // Past the start-up grace, the EPP running; then the pods go: every scrape fails, the pages go stale (1.0 each).
+      jest.advanceTimersByTime(RESUME_GRACE_MS + 1_000);
+      for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { consecutiveFailures: 2 });
+      const sheddable = (id: string) => ({
+        requestId: id,
+        headers: new Map([[':method', 'POST'], ['content-type', 'application/json'], ['x-kvroute-priority', '-1']]),
+        body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
+        filterMetadata: {},
+      });
+      // Issue 11: unreachable, not busy. No saturation-filter in GIE's profile: the cycle routes (Envoy's connection to
+      // the pod fails). Before the fix, flow control off answered 429 "sheddable request dropped" here.
+      expect(await director.route(sheddable('gone'))).toMatchObject({ kind: 'route' });
+      // Frozen for 15 s (SIGSTOP): no timer ran, so the stale pages may be the EPP's own. Saturated in both modes: the
+      // sheddable request is dropped (legacy admission) or waits for fresh scrapes (flow control).
+      jest.setSystemTime(Date.now() + 15_000);
+      let after: RouteDecision | undefined;
+      const pending = director.route(sheddable('after-stall')).then((d) => { after = d; });
+      await turns(20);
+      if (mode === 'off') expect(after).toMatchObject({ kind: 'reject', status: 429 });
+      else expect({ after, waiting: queue!.size }).toEqual({ after: undefined, waiting: 1 });
+      director.close();
+      await pending;
+    } finally {
+      director?.close();
+      ds.stop();
+      jest.useRealTimers();
+    }
+  });
+});
 
 describe('a pool saturation detector in the running EPP', () => {
   let pods: FakeVllmServer[];

@@ -324,8 +324,9 @@ export class RequestControl implements RequestDirector {
   private readonly usageLimit: number;
   /** Asked by the flow-control queue before each release (`FlowControlQueue.dispatch`). */
   private readonly dispatchGate: (() => boolean) | undefined;
-  private readonly flowTicker: NodeJS.Timeout | undefined;
-  /** Monotonic seconds of the flow ticker's last run, and of the end of the last stall it noticed. */
+  /** Dispatches the flow-control queue, when there is one, and notices this process's own stalls (`stalled`). */
+  private readonly ticker: NodeJS.Timeout;
+  /** Monotonic seconds of the ticker's last run, and of the end of the last stall it noticed. */
   private lastTick = 0;
   /** The config's parser is GIE's `passthrough-parser`: bodies are not read. */
   private readonly passthrough: boolean;
@@ -368,14 +369,19 @@ export class RequestControl implements RequestDirector {
     // (Envoy sends them as soon as the port answers, before a readiness probe could remove a restarted container)
     // wait for the first scrapes instead of getting 503.
     this.resumedAt = this.lastTick;
-    this.flowTicker = flow ? setInterval(() => {
+    // The ticker runs with flow control off too: the stall it notices decides, in both modes, whether a pool whose
+    // every scrape fails is gone (issue 11: not saturated) or only looks stale because this EPP was stopped
+    // (`poolSaturated`). It once ran only with flow control, so without it the EPP read itself as stalled from one
+    // second after start on, for good, and legacy admission dropped a sheddable request (429) for a pool of gone pods
+    // that flow control let through to the cycle (audit 37 F2). Without a queue a tick is the two lines below.
+    this.ticker = setInterval(() => {
       const now = this.monotonicSeconds();
       // The ticker did not run for a while: this process was stopped or starved (SIGSTOP, a long GC pause, a throttled
       // CPU), and every scraped page is as old as the stall.
       if (now - this.lastTick > this.stallGapSeconds) this.resumedAt = now;
       this.lastTick = now;
       this.dispatchCycle(Infinity);
-    }, tickMs).unref() : undefined;
+    }, tickMs).unref();
   }
 
   /**
@@ -409,7 +415,10 @@ export class RequestControl implements RequestDirector {
     // the scraper is stuck: `unreadable`): the pods are unreachable (gone), not busy, and waiting will not bring them
     // (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers 503 and otherwise the proxy's
     // connection fails. Just out of an EPP stall, every page is merely old: then the request waits for fresh scrapes. A
-    // detector counting the EPP's own requests in flight is never excused.
+    // detector counting the EPP's own requests in flight is never excused. The same rule holds with flow control off:
+    // legacy admission then schedules such a request, sheddable or not, where GIE v1.5.0 drops a sheddable one with 429
+    // (`requestcontrol/admission.go` rejectIfSheddableAndSaturated; `saturationdetector/utilization/detector.go` counts
+    // a stale pod as 1.0), as its flow control holds it; kvroute keeps issue 11 in both modes.
     if (detector.readsMetrics !== true || this.stalled()) return true;
     return !candidates.every((c) => (detector.unreadable !== undefined ? detector.unreadable(c) : c.metrics.consecutiveFailures > 0));
   }
@@ -435,9 +444,9 @@ export class RequestControl implements RequestDirector {
     return now - this.lastTick > this.stallGapSeconds || now - this.resumedAt < RESUME_GRACE_MS / 1000;
   }
 
-  /** Stops the flow-control ticker and rejects whatever still waits. */
+  /** Stops the ticker and rejects whatever still waits in the flow-control queue. */
   close(): void {
-    if (this.flowTicker) clearInterval(this.flowTicker);
+    clearInterval(this.ticker);
     this.options.flowControl?.queue.close();
   }
 
