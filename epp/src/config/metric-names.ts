@@ -290,7 +290,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_flow_control_rejections_total',
     type: 'counter',
     labels: ['reason'],
-    help: 'Requests flow control refused (429 with x-kvroute-flow-control): reason="queue-full", "deadline", "shed", "closed" (the EPP is stopping: still a 429), or "aborted" (the stream went away first; nothing is answered).',
+    help: 'Requests flow control refused (429 with x-kvroute-flow-control): reason="queue-full", "deadline", "shed", or, with nothing answered, "aborted" (the stream went away first) and "closed" (the EPP stopped with the request still waiting, after its ext_proc server had stopped).',
   },
   gieFlowControlQueueSize: {
     name: 'inference_extension_flow_control_queue_size',

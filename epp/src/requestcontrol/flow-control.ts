@@ -1,8 +1,8 @@
 /**
  * A bounded queue for requests that arrive while every candidate is saturated (issue 9, "flow control instead of 429
  * storms"): instead of answering 429 at once, request control parks the request here and dispatches it when capacity
- * frees. `request-control.ts` uses it when given one (`RequestControlOptions.flowControl`); the EPP's flags do not
- * turn it on yet.
+ * frees. `request-control.ts` uses it when given one (`RequestControlOptions.flowControl`), which the EPP does by
+ * default (`--flow-control`, `flowControl.enabled`; `config/flow-control-defaults.ts`).
  *
  * Semantics, shaped like GIE's flow controller (kubernetes-sigs/gateway-api-inference-extension: pkg/epp/flowcontrol/,
  * late 2025: priority bands, a fairness policy across flows within a band, FCFS within a flow, a TTL per item) and its
@@ -17,7 +17,9 @@
  *   below, may pass either by the few just dispatched. When a newcomer does not fit, it displaces the lowest-priority
  *   *sheddable* requests lower than itself, in order (the lowest band first, the newest first within it: they have
  *   waited least) until it fits, each rejected as `shed`; when even all of those would not make room, nothing is
- *   displaced and the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced.
+ *   displaced and the newcomer is rejected as `queue-full`. Non-sheddable requests are never displaced. Displacing is
+ *   kvroute's own: GIE never evicts a queued item for room, a newcomer over a bound is `RejectedCapacity` (v1.5.0
+ *   `controller/internal/processor.go` enqueue, hasCapacity).
  * - **Deadlines**: each request waits at most its deadline (`maxWaitMs` by default), then is rejected as `deadline`.
  * - **Paced**: `dispatch(capacity)` releases at most `maxDispatchPerCall` requests however much capacity is offered
  *   (and as many narrowed ones, below), so a backlog that built up during a stall is released a slice per tick, never
