@@ -1,6 +1,6 @@
 import type { BlockStored, KvCacheEvent, KvEventEncoding } from '@kvroute/protocol/kv-events';
 import { parseRequestBody } from '@kvroute/protocol/openai';
-import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
+import { TestKvEventPublisher, waitFor, writeTemplateTokenizer } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
 import { parseEndpointPickerConfig, preciseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
@@ -244,22 +244,7 @@ describe('truncate_prompt_tokens on a model whose tokenizer adds a BOS', () => {
   let dir: string;
   beforeAll(() => {
     dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'kvroute-bos-'));
-    const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1 };
-    for (let c = 33; c < 127; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
-    vocab['Ġ'] = Object.keys(vocab).length;
-    vocab['Ċ'] = Object.keys(vocab).length;
-    fs.writeFileSync(nodePath.join(dir, 'tokenizer.json'), JSON.stringify({
-      version: '1.0', truncation: null, padding: null,
-      added_tokens: [{ id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
-      normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
-      post_processor: {
-        type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-        pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
-        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
-      },
-      model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
-    }));
-    fs.writeFileSync(nodePath.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', chat_template: '{% for m in messages %}{{ m.content }}\n{% endfor %}' }));
+    writeTemplateTokenizer(dir, ['<s>', 'A'], { bos_token: '<s>', chat_template: '{% for m in messages %}{{ m.content }}\n{% endfor %}' });
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -1,4 +1,5 @@
 import { loadQwen3Tokenizer, type ChatMessage } from '../src/tokenizer';
+import { templateTokenizerJson } from '@kvroute/testkit';
 
 const IM_START = 151644;
 const IM_END = 151645;
@@ -136,20 +137,7 @@ describe('truncate_prompt_tokens with a post-processor that adds a BOS', () => {
   // stands for a model that has one.
   type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
   const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
-  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1 };
-  for (let c = 33; c < 127; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
-  vocab['Ġ'] = Object.keys(vocab).length;
-  const bosJson = {
-    version: '1.0', truncation: null, padding: null,
-    added_tokens: [{ id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
-    normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
-    post_processor: {
-      type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
-      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
-    },
-    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
-  };
+  const bosJson = templateTokenizerJson(['<s>', 'A']);
   const bos = new Tokenizer(bosJson as never, { bos_token: '<s>' } as never);
 
   it('a text prompt keeps the BOS and its last n - 1 tokens; token ids and Qwen3 are sliced', () => {

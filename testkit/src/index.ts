@@ -26,3 +26,4 @@ export {
   type ProtoJsonOptions,
 } from './envoy-proto-json';
 export { TestKvEventPublisher } from './kv-event-publisher';
+export { templateTokenizerJson, writeTemplateTokenizer, type TemplatePiece } from './tokenizer-fixture';

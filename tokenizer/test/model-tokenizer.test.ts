@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
+import { writeTemplateTokenizer } from '@kvroute/testkit';
 import { ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
@@ -410,22 +411,7 @@ describe('the post-processor\'s added tokens (a BOS in front, an EOS behind)', (
   const build = (single: readonly ('<s>' | '</s>' | 'A')[]): { tokenizer: ModelTokenizer; json: string } => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-post-'));
     dirs.push(dir);
-    const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
-    for (let c = 33; c < 127; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
-    vocab['Ġ'] = Object.keys(vocab).length;
-    vocab['Ċ'] = Object.keys(vocab).length;
-    const piece = (p: string) => (p === 'A' ? { Sequence: { id: 'A', type_id: 0 } } : { SpecialToken: { id: p, type_id: 0 } });
-    const special = (content: string, id: number) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
-      version: '1.0', truncation: null, padding: null, added_tokens: [special('<s>', 1), special('</s>', 2)],
-      normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
-      post_processor: {
-        type: 'TemplateProcessing', single: single.map(piece), pair: [...single.map(piece), { Sequence: { id: 'B', type_id: 1 } }],
-        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] }, '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } },
-      },
-      model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: [] },
-    }));
-    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', chat_template: '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}' }));
+    writeTemplateTokenizer(dir, single, { bos_token: '<s>', eos_token: '</s>', chat_template: '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}' });
     const json = path.join(dir, 'tokenizer.json');
     return { tokenizer: ModelTokenizer.load({ tokenizerJson: json, tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' } as never), json };
   };
