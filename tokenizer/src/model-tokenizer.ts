@@ -37,13 +37,22 @@ pythonValuePrinting(jinja);
 pythonJson(jinja);
 type Template = InstanceType<JinjaModule['Template']>;
 
+type TokenJson = string | { content: string } | null;
+
 interface TokenizerConfigJson {
   chat_template?: string | { name: string; template: string }[];
-  bos_token?: string | { content: string } | null;
-  eos_token?: string | { content: string } | null;
-  pad_token?: string | { content: string } | null;
-  unk_token?: string | { content: string } | null;
+  bos_token?: TokenJson;
+  eos_token?: TokenJson;
+  unk_token?: TokenJson;
+  sep_token?: TokenJson;
+  pad_token?: TokenJson;
+  cls_token?: TokenJson;
+  mask_token?: TokenJson;
+  additional_special_tokens?: TokenJson[] | null;
 }
+
+/** transformers' SPECIAL_TOKENS_ATTRIBUTES (tokenization_utils_base.py @ v4.53), the single-token ones. */
+const SPECIAL_TOKEN_ATTRIBUTES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
 
 interface AddedTokenJson {
   id: number;
@@ -360,14 +369,21 @@ export class ModelTokenizer {
     });
   }
 
-  /** The special-tokens map transformers passes to a template (`special_tokens_map`). */
-  private specialTokens(): Record<'bos_token' | 'eos_token' | 'pad_token' | 'unk_token', string> {
-    return {
-      bos_token: tokenText(this.config.bos_token),
-      eos_token: tokenText(this.config.eos_token),
-      pad_token: tokenText(this.config.pad_token),
-      unk_token: tokenText(this.config.unk_token),
-    };
+  /**
+   * The special-tokens map transformers passes to a template: `apply_chat_template` renders with
+   * `{**self.special_tokens_map, **kwargs}`, and `special_tokens_map` holds only the attributes that are set (`if
+   * attr_value:`), `additional_special_tokens` among them (tokenization_utils_base.py @ v4.53). So a template sees no
+   * `bos_token` at all where the config's is null (Qwen3's), not an empty string: `bos_token is defined` is false there.
+   */
+  private specialTokens(): Record<string, string | string[]> {
+    const map: Record<string, string | string[]> = {};
+    for (const attr of SPECIAL_TOKEN_ATTRIBUTES) {
+      const text = tokenText(this.config[attr]);
+      if (text !== '') map[attr] = text;
+    }
+    const additional = (this.config.additional_special_tokens ?? []).map(tokenText).filter((t) => t !== '');
+    if (additional.length > 0) map.additional_special_tokens = additional;
+    return map;
   }
 
   private compiledTemplate(text: string): Template {

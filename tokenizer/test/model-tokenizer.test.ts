@@ -94,6 +94,13 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     expect(empty.input).not.toHaveProperty('chatTemplate');
   });
 
+  test('the template sees transformers\' special_tokens_map: only the tokens the config sets, additional_special_tokens included (tokenization_utils_base.py @ v4.53 `if attr_value:`)', () => {
+    // Reference (tok-audit F8): transformers renders 'hi<|im_start|>' with Qwen3's tokenizer_config, whose bos_token is null.
+    const template = "{% if bos_token is defined %}[bos defined:{{ bos_token }}]{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
+      + "{{ additional_special_tokens[0] if additional_special_tokens is defined else '[no additional]' }}{{ eos_token }}";
+    expect(tok.renderChat([{ role: 'user', content: 'hi' }], { chatTemplate: template })).toBe('hi<|im_start|><|im_end|>');
+  });
+
   test('completions encode with special tokens (Qwen3 adds none); token-id prompts pass through; images make it inexact', async () => {
     expect([...(await tok.promptTokens({ kind: 'text', text: 'Hello world' }))!.ids]).toEqual([...(await tok.encodeWhole('Hello world', false))]);
     expect((await tok.promptTokens({ kind: 'tokens', tokens: [5, 6, 7] }))!.ids).toEqual(Uint32Array.of(5, 6, 7));

