@@ -23,6 +23,17 @@ jest.setTimeout(60_000);
 const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 const MODEL = 'Qwen/Qwen3-0.6B';
 
+/** A config of the precise scorer alone (no subscription: blocks are stored straight into its index) and a picker. */
+const preciseOnlyConfig = (tokenizersPool: string, extra = '') => parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: ${tokenizersPool}
+${extra}  - type: max-score-picker
+`);
+
 describe('precise-prefix-cache-scorer configuration', () => {
   test('llm-d v0.3.2\'s sample config loads unchanged (deploy/config/epp-precise-prefix-cache-config.yaml @ v0.3.2)', () => {
     const config = parseEndpointPickerConfig(`${HEADER}plugins:
@@ -159,15 +170,7 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
    * `keys` in its pool, a chat prompt of `text` prepared, and a builder of that prompt's leading `blocks` blocks.
    */
   async function scorerWith(extra: string, keys: readonly string[], text: string) {
-    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${MODEL}" }
-${extra}  - type: max-score-picker
-`));
+    const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, extra));
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
     const input = parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `Summarize: ${text.repeat(60)}` }] }))).input;
     const { ids } = (await tokenizer.promptTokens(input))!;
@@ -250,15 +253,7 @@ describe('truncate_prompt_tokens on a model whose tokenizer adds a BOS', () => {
 
   test('the request is keyed on the BOS and the text\'s last n - 1 tokens, the blocks vLLM stores', async () => {
     const model = 'acme/bos-model';
-    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${model}", localTokenizerDir: "${dir}" }
-  - type: max-score-picker
-`));
+    const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${model}", localTokenizerDir: "${dir}" }`));
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
     const pod = '10.0.7.1:8000';
     scheduler.plugins.addEndpoint({ key: pod, name: pod, namespace: 'ns', address: '10.0.7.1', port: 8000, labels: {} });
