@@ -472,7 +472,7 @@ describe('malformed requests, answered as Envoy answers them', () => {
   it.each([
     ['Content-Length beside chunked Transfer-Encoding (allow_chunked_length false)', 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
     ['a header line without a colon', 'GET /v1/models HTTP/1.1\r\nHost: a\r\nnot-a-header\r\n\r\n'],
-    ['a malformed request line', 'GET /v1/models HTTP/9\r\nHost: a\r\n\r\n'],
+    ['a request line with an invalid method', 'G@T /v1/models HTTP/1.1\r\nHost: a\r\n\r\n'],
   ])('%s: 400 "Bad Request" with the HCM\'s headers, connection closed, nothing forwarded', async (_name, request) => {
     const gw = await gateway({ endpoints: [ups[0].address] });
     try {
