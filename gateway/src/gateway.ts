@@ -282,7 +282,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       protocolError(req, res, 431);
       return;
     }
-    if (req.headers.host === undefined) {
+    // An absolute-form target carries the authority, which the codec turns into the Host (`allow_absolute_url`, on by
+    // default, as `Downstream` reads it).
+    if (req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '')) {
       // "Require host header. For HTTP/1.1 Host has already been translated to :authority." ActiveStream::decodeHeaders
       // (`source/common/http/conn_manager_impl.cc` @ v1.35.0): a 400 local reply with no body, before any filter
       // (`missing_host_header`); an HTTP/1.0 request without one gets the same, as Istio sets no
@@ -340,16 +342,28 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // local reply, the code's name as a text body (`CodeUtility::toString(error_code_)`) with the HCM's headers, and
   // the connection is closed. Envoy's codec refuses each of these (`allow_chunked_length` is false by default and
   // Istio leaves it so).
+  // A malformed request pipelined behind one still being answered is answered after that response: Envoy's codec
+  // parses one request at a time (`onMessageCompleteBase` pauses the parser "so that the calling code can process 1
+  // request at a time"), where Node's parser reads ahead and reports the error at once.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && !socket.destroyed) {
+    const answer = () => {
+      if (!socket.writable || socket.destroyed) {
+        socket.destroy();
+        return;
+      }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
       const body = http.STATUS_CODES[status] ?? '';
       stats.status(status);
       socket.end(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncontent-type: text/plain\r\n`
         + `date: ${new Date().toUTCString()}\r\nserver: ${SERVER_NAME}\r\nconnection: close\r\n\r\n${body}`);
-    } else {
-      socket.destroy();
+    };
+    const inFlight = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (inFlight && !inFlight.writableFinished) {
+      // Answered once that response is all written; a response cut short leaves nothing to answer on.
+      inFlight.once('close', () => (inFlight.writableFinished ? answer() : socket.destroy()));
+      return;
     }
+    answer();
   });
 
   await new Promise<void>((resolve, reject) => {

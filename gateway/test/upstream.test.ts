@@ -485,6 +485,39 @@ describe('malformed requests, answered as Envoy answers them', () => {
     }
   });
 
+  it('a malformed request pipelined behind a response in flight is answered after that response, as Envoy\'s codec parses one request at a time', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const socket = net.connect(gw.port, LOOPBACK);
+      let out = '';
+      socket.on('data', (d) => { out += d.toString('latin1'); });
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write('GET /sse?n=2 HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+      await waitFor(() => out.includes('"i":0'));
+      expect(out).not.toContain('400 Bad Request');
+      ups[0].gate.open();
+      await closed;
+      const at = out.indexOf('HTTP/1.1 400 Bad Request');
+      expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      // The whole SSE response (its chunked end included) comes first, then the 400.
+      expect(at).toBeGreaterThan(out.indexOf('"i":1'));
+      expect(out.slice(0, at)).toMatch(/\r\n0\r\n\r\n$/);
+      expectCodecError(out.slice(at));
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('an absolute-form target without Host is routed with the URL\'s authority (allow_absolute_url, on by default)', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const answer = await raw(gw.port, 'GET http://llm.example/v1/models HTTP/1.1\r\nConnection: close\r\n\r\n');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('a request without Host: 400 with no body and the HCM\'s headers, nothing forwarded, the connection kept for the next request', async () => {
     const gw = await gateway({ endpoints: [ups[0].address] });
     try {
