@@ -21,9 +21,12 @@ describe('OpenAI request bodies', () => {
   test('prompt logprobs, which vLLM serves without a prefix-cache lookup (kv_cache_manager.py @ v0.10.0 get_computed_blocks), are marked', () => {
     expect(parse({ model: 'm', prompt: 'x', prompt_logprobs: 0 }).skipsPrefixCache).toBe(true);
     expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], prompt_logprobs: 1 }).skipsPrefixCache).toBe(true);
-    // A completion's echo with logprobs becomes prompt logprobs (CompletionRequest.to_sampling_params); a chat's echo does not.
+    // echo becomes prompt logprobs of the request's logprobs count (to_sampling_params): a completion's `logprobs`, a
+    // chat's `top_logprobs`, 0 when absent, so a chat's echo alone; an explicit null top_logprobs leaves them off.
     expect(parse({ model: 'm', prompt: 'x', echo: true, logprobs: 0 }).skipsPrefixCache).toBe(true);
-    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], echo: true, logprobs: true }).skipsPrefixCache).toBeUndefined();
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], echo: true }).skipsPrefixCache).toBe(true);
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], echo: true, top_logprobs: null }).skipsPrefixCache).toBeUndefined();
+    expect(parse({ model: 'm', messages: [{ role: 'user', content: 'x' }], echo: false }).skipsPrefixCache).toBeUndefined();
     expect(parse({ model: 'm', prompt: 'x', echo: true }).skipsPrefixCache).toBeUndefined();
     expect(parse({ model: 'm', prompt: 'x', logprobs: 2, prompt_logprobs: null }).skipsPrefixCache).toBeUndefined();
   });
@@ -122,6 +125,18 @@ describe('OpenAI request bodies', () => {
           .toMatchObject({ kind: 'chat', addGenerationPrompt: false, continueFinalMessage: false });
       }
       expect(at('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'x' }] }).input).toMatchObject({ addGenerationPrompt: true });
+    });
+
+    test('/v1/responses reads only input and instructions: a reusable prompt\'s reference is no completion prompt', () => {
+      expect(at('/v1/responses', { model: 'm', input: 'hi', prompt: { id: 'pmpt_1' } }).input).toMatchObject({ kind: 'chat', messages: [{ role: 'user', content: 'hi' }] });
+    });
+
+    test('truncate_prompt_tokens and prompt logprobs count only on the generation endpoints: a pooling model truncates on the right (keeping the leading blocks), other endpoints have no prompt logprobs', () => {
+      expect(at('/v1/completions', { model: 'm', prompt: 'x', truncate_prompt_tokens: 8, prompt_logprobs: 1 })).toMatchObject({ truncatePromptTokens: 8, skipsPrefixCache: true });
+      const pooled = at('/v1/embeddings', { model: 'm', input: 'x', truncate_prompt_tokens: 8, prompt_logprobs: 1 });
+      expect(pooled.truncatePromptTokens).toBeUndefined();
+      expect(pooled.skipsPrefixCache).toBeUndefined();
+      expect(at('/v1/responses', { model: 'm', input: 'x', prompt_logprobs: 1 }).skipsPrefixCache).toBeUndefined();
     });
 
     test('/tokenize prefills nothing; other paths, percent-encoded ones too, read as the fields say', () => {

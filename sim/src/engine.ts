@@ -485,8 +485,9 @@ export class Engine {
     if ((req.state as State) === 'done') return;
     const now = this.clock.now();
     this.finish(req, 'abort', now);
-    // vLLM frees an aborted request's blocks and schedules the next step with them; a step in flight ends first (its
-    // lane is kept until then, releaseLane).
+    // vLLM frees an aborted request's blocks and schedules the next step with them once the step in flight ends. Its
+    // lane is kept until then (releaseLane); its blocks are freed now (sim/README.md, "Latency model limits"), which
+    // only another lane's admission or a decode slot can use before that step ends.
     if (!this.closed && !this.stepping) this.step(now, []);
     this.arm();
   }

@@ -387,12 +387,12 @@ function responsesChat(o: Record<string, unknown>): PromptInput {
   return { kind: 'chat', messages, addGenerationPrompt: true, continueFinalMessage: false };
 }
 
-/** The input as the endpoint `path` names prefills it (see `engineEndpoint`); the fields' reading where it agrees. */
-function endpointInput(o: Record<string, unknown>, read: () => PromptInput, path: string): PromptInput {
-  switch (engineEndpoint(path)) {
+/** The input as `endpoint` prefills it (see `engineEndpoint`); the fields' reading where it agrees. */
+function endpointInput(o: Record<string, unknown>, read: () => PromptInput, endpoint: EngineEndpoint): PromptInput {
+  switch (endpoint) {
     case 'responses':
-      // The body is still checked as before (a wrong type is refused the same way).
-      read();
+      // Only `input` and `instructions` are read: its other members are the Responses API's (a `prompt` there is a
+      // reusable prompt's reference, not a completion prompt, `ResponsesRequest.prompt` in protocol.py).
       return responsesChat(o);
     case 'pooling': {
       // "In embedding requests, we are not generating tokens, so there is no need to append extra tokens to the input"
@@ -520,7 +520,8 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
   const o = json as Record<string, unknown>;
   const model = optionalString(o, 'model');
   const cacheSalt = optionalString(o, 'cache_salt');
-  const input = path === undefined ? readInput(o, body) : endpointInput(o, () => readInput(o, body), path);
+  const endpoint = path === undefined ? 'other' : engineEndpoint(path);
+  const input = endpoint === 'other' ? readInput(o, body) : endpointInput(o, () => readInput(o, body), endpoint);
   const prompt = promptText(input);
   const stream = o.stream === true;
   // The same members in the same order as ever, built without object spreads (each one a generic copy).
@@ -530,20 +531,26 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
   if (cacheSalt !== undefined) out.cacheSalt = cacheSalt;
   if (o.priority !== undefined) out.hasPriority = true;
   const truncate = o.truncate_prompt_tokens;
-  if (typeof truncate === 'number' && Number.isInteger(truncate) && truncate >= 1) out.truncatePromptTokens = truncate;
-  if (asksPromptLogprobs(o)) out.skipsPrefixCache = true;
+  // A pooling model's tokenizer truncates on the right (`truncation_side = "right"` unless the task is generate or
+  // draft, ModelConfig in vllm/config.py @ v0.10.0): it keeps the prompt's first tokens, whose blocks are the
+  // untruncated prompt's leading ones, so such a request is keyed whole.
+  if (typeof truncate === 'number' && Number.isInteger(truncate) && truncate >= 1 && endpoint === 'other') out.truncatePromptTokens = truncate;
+  // Only the generation endpoints have prompt logprobs (a stray field elsewhere is ignored by vLLM).
+  if (endpoint === 'other' && asksPromptLogprobs(o)) out.skipsPrefixCache = true;
   return out;
 }
 
 /**
- * Whether vLLM computes prompt logprobs for the body: `prompt_logprobs` set (chat and completions), or a completion's
- * `echo` with `logprobs` set (`prompt_logprobs = self.logprobs` when it is unset and `echo` is true,
- * `CompletionRequest.to_sampling_params`, protocol.py @ v0.10.0; a chat's `echo` repeats the last message, no logprobs).
+ * Whether vLLM computes prompt logprobs for the body: `prompt_logprobs` set, or else `echo` with the request's logprobs
+ * count: a completion's `logprobs` (`CompletionRequest.to_sampling_params`), a chat's `top_logprobs`, which is 0 when
+ * absent, so a chat's `echo` alone asks for them (`ChatCompletionRequest.to_sampling_params`: `if prompt_logprobs is
+ * None and self.echo: prompt_logprobs = self.top_logprobs`, `top_logprobs: Optional[int] = 0`; protocol.py @ v0.10.0).
  */
 function asksPromptLogprobs(o: Record<string, unknown>): boolean {
   if (o.prompt_logprobs !== undefined && o.prompt_logprobs !== null) return true;
-  return o.messages === undefined && o.prompt !== undefined && pydanticLaxBool(o.echo) === true
-    && o.logprobs !== undefined && o.logprobs !== null;
+  if (pydanticLaxBool(o.echo) !== true) return false;
+  if (o.messages !== undefined) return o.top_logprobs !== null;
+  return o.prompt !== undefined && o.logprobs !== undefined && o.logprobs !== null;
 }
 
 /**
