@@ -98,6 +98,16 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, head:
 }
 
 /**
+ * The HTTP/1 codec's protocol error (ServerConnectionImpl::sendProtocolError, `source/common/http/http1/codec_impl.cc`
+ * @ v1.35.0): the code's name as a text body, the connection closed. Since `early_errors_via_hcm` (Envoy 1.20; its
+ * legacy path removed in 1.22) it goes out as the HCM's local reply, so it carries the HCM's `server` header too.
+ */
+function codecErrorReply(status: number): { body: Buffer; headers: Record<string, string> } {
+  const body = Buffer.from(http.STATUS_CODES[status] ?? '');
+  return { body, headers: { 'content-length': String(body.length), 'content-type': 'text/plain', server: SERVER_NAME, connection: 'close' } };
+}
+
+/**
  * Starts the gateway. Throws `GatewayConfigError` for invalid options, and for an ext_proc filter the chosen Envoy
  * release would refuse (the message is Envoy's own), before anything listens.
  */
@@ -217,12 +227,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   /** The HTTP/1 codec's protocol error (ServerConnectionImpl::sendProtocolError): the code's name as a text body, closed. */
   const protocolError = (req: http.IncomingMessage, res: http.ServerResponse, status: number): void => {
-    const body = Buffer.from(http.STATUS_CODES[status] ?? '');
+    const { body, headers } = codecErrorReply(status);
     stats.status(status);
     res.shouldKeepAlive = false;
-    // Since `early_errors_via_hcm` (Envoy 1.20; its legacy path removed in 1.22) the codec's error goes out as the
-    // HCM's local reply, so it carries the HCM's `server` header like every other response.
-    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': body.length, server: SERVER_NAME, connection: 'close' });
+    res.writeHead(status, headers);
     res.end(body);
     req.resume();
   };
@@ -352,10 +360,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         return;
       }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = http.STATUS_CODES[status] ?? '';
+      const { body, headers } = codecErrorReply(status);
       stats.status(status);
-      socket.end(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncontent-type: text/plain\r\n`
-        + `date: ${new Date().toUTCString()}\r\nserver: ${SERVER_NAME}\r\nconnection: close\r\n\r\n${body}`);
+      const lines = [...Object.entries(headers), ['date', new Date().toUTCString()]].map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${lines}\r\n`, 'latin1'), body]));
     };
     const inFlight = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
     if (inFlight && !inFlight.writableFinished) {

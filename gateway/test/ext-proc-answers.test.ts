@@ -401,7 +401,9 @@ describe('answer size', () => {
       expect(r.status).toBe(200);
       expect(r.json()).toMatchObject({ bodyBytes: big.length });
       expect(gw.stats().failOpens).toBe(0);
-    }, { requestBodyBufferLimitBytes: 1024, maxRequestBodyBytes: 1024 });
+      // The message timeout is the test's own: building and decoding 2 MiB took over the default second on a loaded CI
+      // machine (the gateway then failed open with the original body), and this test is about size, not time.
+    }, { requestBodyBufferLimitBytes: 1024, maxRequestBodyBytes: 1024, messageTimeoutMs: 30_000 });
   });
 });
 
