@@ -86,8 +86,8 @@ export interface ParsedRequestBody {
   readonly truncatePromptTokens?: number;
   /**
    * Present (true) when vLLM serves the request without looking its prompt up in the prefix cache: it asks for prompt
-   * logprobs (`prompt_logprobs`, or a completion's `echo` with `logprobs`, which vLLM turns into prompt logprobs:
-   * `CompletionRequest.to_sampling_params`, protocol.py @ v0.10.0), and `KVCacheManager.get_computed_blocks` then
+   * logprobs (`prompt_logprobs`, or `echo`, which vLLM turns into prompt logprobs of a completion's `logprobs` or a
+   * chat's `top_logprobs`: `asksPromptLogprobs`), and `KVCacheManager.get_computed_blocks` then
    * returns no hit ("When the request requires prompt logprobs, we skip prefix caching", vllm/v1/core/kv_cache_manager.py
    * @ v0.10.0). Its prefill is whole on every pod; the blocks it computes are cached all the same.
    */
@@ -388,7 +388,7 @@ function responsesChat(o: Record<string, unknown>): PromptInput {
 }
 
 /** The input as `endpoint` prefills it (see `engineEndpoint`); the fields' reading where it agrees. */
-function endpointInput(o: Record<string, unknown>, read: () => PromptInput, endpoint: EngineEndpoint): PromptInput {
+function endpointInput(o: Record<string, unknown>, body: Buffer, endpoint: EngineEndpoint): PromptInput {
   switch (endpoint) {
     case 'responses':
       // Only `input` and `instructions` are read: its other members are the Responses API's (a `prompt` there is a
@@ -398,14 +398,14 @@ function endpointInput(o: Record<string, unknown>, read: () => PromptInput, endp
       // "In embedding requests, we are not generating tokens, so there is no need to append extra tokens to the input"
       // (serving_embedding.py, serving_pooling.py, serving_classification.py @ v0.10.0: `add_generation_prompt=False,
       // continue_final_message=False` whatever the body says).
-      const input = read();
+      const input = readInput(o, body);
       return input.kind === 'chat' ? { ...input, addGenerationPrompt: false, continueFinalMessage: false } : input;
     }
     case 'no-prefill':
-      read();
+      readInput(o, body);
       return NO_INPUT;
     case 'other':
-      return read();
+      return readInput(o, body);
   }
 }
 
@@ -521,7 +521,7 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
   const model = optionalString(o, 'model');
   const cacheSalt = optionalString(o, 'cache_salt');
   const endpoint = path === undefined ? 'other' : engineEndpoint(path);
-  const input = endpoint === 'other' ? readInput(o, body) : endpointInput(o, () => readInput(o, body), endpoint);
+  const input = endpointInput(o, body, endpoint);
   const prompt = promptText(input);
   const stream = o.stream === true;
   // The same members in the same order as ever, built without object spreads (each one a generic copy).
