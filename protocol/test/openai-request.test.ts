@@ -82,8 +82,9 @@ describe('OpenAI request bodies', () => {
     ['/v1/embeddings (token ids)', { model: 'm', input: [5, 6] }, { kind: 'tokens', prompt: '5 6' }],
     ['/v1/embeddings (chat)', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { kind: 'chat', prompt: '<|im_start|>user\nhi<|im_end|>\n' }],
     ['/v1/responses (text)', { model: 'm', input: 'tell me' }, { kind: 'text', prompt: 'tell me' }],
+    // Items are only the Responses API's: read as it renders them (a chat with the generation prompt), path or not.
     ['/v1/responses (items)', { model: 'm', input: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'input_text', text: 'why?' }] }] },
-      { kind: 'text', prompt: '<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nwhy?<|im_end|>\n' }],
+      { kind: 'chat', prompt: '<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nwhy?<|im_end|>\n' }],
     ['/v1/score', { model: 'm', text_1: 'query', text_2: ['doc a', 'doc b'] }, { kind: 'text', prompt: 'query\ndoc a\ndoc b' }],
     ['/v1/rerank', { model: 'm', query: 'q', documents: ['d1', 'd2'] }, { kind: 'text', prompt: 'q\nd1\nd2' }],
     ['/detokenize (nothing to match)', { model: 'm', tokens: [1, 2] }, { kind: 'none', prompt: '' }],
@@ -258,7 +259,15 @@ describe('promptHead', () => {
     expect(parse({ model: 'm', input: 7 }).input).toEqual({ kind: 'none' });
     expect(parse({ model: 'm', input: { nested: true } }).input).toEqual({ kind: 'none' });
     expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a' });
-    expect(parse({ model: 'm', input: [{ content: 5 }] }).input).toEqual({ kind: 'text', text: '<|im_start|>user\n<|im_end|>\n' });
+    // An item without a role is no message of the Responses API (serving_responses.py @ v0.10.0): nothing to match.
+    expect(parse({ model: 'm', input: [{ content: 5 }] }).input).toEqual({ kind: 'none' });
+  });
+
+  test('a Responses message item whose content is not text or parts is refused naming input[i].content, the field the client sent, with or without the path', () => {
+    for (const path of [undefined, '/v1/responses']) {
+      expect(() => parseRequestBody(Buffer.from(JSON.stringify({ model: 'm', input: [{ role: 'user', content: 'a' }, { role: 'user', content: 5 }] })), path))
+        .toThrow(expect.objectContaining({ param: 'input[1].content' }));
+    }
   });
 
   test('a chat body with several faults reports the first in the order the fields are checked: tools, kwargs, messages, the two flags', () => {

@@ -166,33 +166,9 @@ function textOrTokens(value: unknown, field: string): PromptInput {
   throw new RequestBodyError(`${field}: must be a string, an array of strings, or an array of token ids`, field, 'invalid_type');
 }
 
-/** An input item's text; content of another shape is no text (GIE v1.5.0 types `input` as any, so it is no error). */
-function itemText(content: unknown, path: string): string {
-  if (content === undefined || content === null) return '';
-  try {
-    return messageText(content, path);
-  } catch (e) {
-    if (e instanceof RequestBodyError) return '';
-    throw e;
-  }
-}
-
 function isTextOrTokens(value: unknown): boolean {
   if (typeof value === 'string' || isTokenIds(value)) return true;
   return Array.isArray(value) && value.length > 0 && (value.every((p) => typeof p === 'string') || value.every(isTokenIds));
-}
-
-/** The Responses API's `input`: a string, or items whose `content` is text or parts. */
-function responsesInput(input: unknown): PromptInput {
-  if (typeof input === 'string') return { kind: 'text', text: input };
-  if (!Array.isArray(input)) throw new RequestBodyError('input: must be a string or an array of input items', 'input', 'invalid_type');
-  const text = input.map((item, i) => {
-    if (typeof item !== 'object' || item === null) return '';
-    const it = item as Record<string, unknown>;
-    const role = typeof it.role === 'string' ? it.role : typeof it.type === 'string' ? it.type : 'user';
-    return renderChatTurn(role, itemText(it.content, `input[${i}].content`));
-  }).join('');
-  return text === '' ? { kind: 'none' } : { kind: 'text', text };
 }
 
 function strings(value: unknown): string[] {
@@ -310,9 +286,10 @@ function readInput(o: Record<string, unknown>, body?: Buffer): PromptInput {
     const addSpecialTokens = pydanticLaxBool(o.add_special_tokens);
     return prompt.kind === 'text' && addSpecialTokens !== undefined ? { ...prompt, addSpecialTokens } : prompt;
   }
-  // /v1/responses takes `input` as text or items; embeddings, pooling and classify take text or token ids.
+  // /v1/responses takes `input` as text or items; embeddings, pooling and classify take text or token ids. Items are
+  // only the Responses API's, so they are read as that endpoint renders them, the path known or not.
   if (o.input !== undefined) {
-    if (Array.isArray(o.input) && o.input.some((i) => typeof i === 'object' && i !== null && !Array.isArray(i))) return responsesInput(o.input);
+    if (Array.isArray(o.input) && o.input.some((i) => typeof i === 'object' && i !== null && !Array.isArray(i))) return responsesChat(o);
     // GIE v1.5.0 types `input` as any (ResponsesRequest.Input, EmbeddingsRequest.Input): a shape that is not text or
     // token ids is still a request, routed without a prompt to match.
     return isTextOrTokens(o.input) ? textOrTokens(o.input, 'input') : { kind: 'none' };
@@ -374,10 +351,14 @@ function responsesChat(o: Record<string, unknown>): PromptInput {
   if (typeof o.input === 'string') {
     messages.push({ role: 'user', content: o.input });
   } else if (Array.isArray(o.input)) {
-    for (const item of o.input as unknown[]) {
+    const items = o.input as unknown[];
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
       if (typeof item !== 'object' || item === null || Array.isArray(item)) return NO_INPUT;
       const message = item as Record<string, unknown>;
       if (typeof message.role !== 'string' || (message.type !== undefined && message.type !== 'message')) return NO_INPUT;
+      // Checked here, where a bad content can be named by the field the client sent (the chat's reader names messages[i]).
+      messageText(message.content, `input[${i}].content`);
       messages.push(message as ChatMessageInput);
     }
   } else {
