@@ -893,4 +893,65 @@ describe('tokenizers by model (no modelName configured)', () => {
       await scheduler.plugins.close();
     }
   });
+  // Each vLLM server tokenizes with its own model's tokenizer; a pool whose events name two base models keys each
+  // request with the tokenizer of the base model it names, not the first one the events named (tokenizer audit F13).
+  test('a request naming the second of two base models the events named is keyed with that model\'s tokenizer', async () => {
+    const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'kvroute-two-models-'));
+    const [withBos, without] = ['acme/with-bos', 'acme/without-bos'];
+    fs.mkdirSync(nodePath.join(dir, withBos), { recursive: true });
+    fs.mkdirSync(nodePath.join(dir, without), { recursive: true });
+    writeTemplateTokenizer(nodePath.join(dir, withBos), ['<s>', 'A'], { bos_token: '<s>' });
+    writeTemplateTokenizer(nodePath.join(dir, without), ['A'], {});
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }
+        tokenizersPoolConfig: { local: { autoDiscoveryDir: "${dir}" } }
+      speculativeIndexing: false
+  - type: max-score-picker
+`));
+    await scheduler.plugins.start();
+    const pub = new TestKvEventPublisher();
+    try {
+      const pods = ['10.0.0.1:8000', '10.0.0.2:8000'];
+      const snapshots: EndpointSnapshot[] = pods.map((key) => ({
+        endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+        metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
+      }));
+      for (const s of snapshots) scheduler.plugins.addEndpoint(s.endpoint);
+      const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+      const prompt = 'Every pod serves its own model, with its own vocabulary. '.repeat(2);
+      const score = async (model: string): Promise<number[]> => {
+        const parsed = parseRequestBody(Buffer.from(JSON.stringify({ model, prompt })));
+        const request = { requestId: 'r', model, prompt: '', input: parsed.input, headers: {}, attributes: new CycleState() };
+        await scorer.prepareRequest(request);
+        return scorer.score({ request, state: new CycleState() }, snapshots);
+      };
+      // What each model's vLLM prefills for the prompt: with and without the BOS, so every block differs.
+      const ids = async (model: string) => [...(await ModelTokenizer.load(resolveTokenizerFiles({ model, path: nodePath.join(dir, model) })).promptTokens(parseRequestBody(Buffer.from(JSON.stringify({ prompt }))).input))!.ids];
+      const stored = async (pod: string, model: string, seq: bigint, first: number) => {
+        const tokens = await ids(model);
+        const full = Math.floor(tokens.length / 16);
+        await pub.publish([{
+          type: 'BlockStored', blockHashes: Array.from({ length: full }, (_, i) => String(first + i)), parentBlockHash: null,
+          tokenIds: tokens.slice(0, full * 16), blockSize: 16, loraId: null,
+        }], { topic: `kv@${pod}@${model}`, seq });
+        await waitFor(() => scorer.index.blocksOf(pod) >= full, `${model}'s blocks to be indexed on ${pod}`);
+      };
+      pub.connect(scorer.subscriber.boundEndpoint!);
+      await pub.waitSubscribed();
+      await stored(pods[0]!, withBos, 0n, 100);
+      await stored(pods[1]!, without, 0n, 200);
+      expect(await ids(withBos)).not.toEqual(await ids(without));
+      await waitFor(async () => (await score(without))[1] === 1, 'the second model\'s request to match its own pod');
+      expect(await score(without)).toEqual([0, 1]);
+      expect(await score(withBos)).toEqual([1, 0]);
+    } finally {
+      pub.close();
+      await scheduler.plugins.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -361,7 +361,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
 
   async prepareRequest(request: LLMRequest): Promise<void> {
     if (!request.input || !request.attributes) return;
-    const tokenizer = await this.tokenizerFor(this.parameters.indexerConfig.tokenizersPoolConfig?.modelName ?? [...this.baseModels][0] ?? request.model);
+    const tokenizer = await this.tokenizerFor(this.tokenizerModel(request.model));
     if (!tokenizer) return;
     const started = performance.now();
     let tokenized: Awaited<ReturnType<typeof tokenizer.promptTokens>>;
@@ -563,6 +563,22 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (this.capacities.get(candidate.endpoint.key) === blocks) return;
     this.capacities.set(candidate.endpoint.key, blocks);
     this.index.setCapacity(candidate.endpoint.key, blocks);
+  }
+
+  /**
+   * Whose tokenizer keys a request for `model`: the configured `modelName`; else the request's own model when the pods'
+   * events name it as a base model (each vLLM server tokenizes with its own model's tokenizer; llm-d-kv-cache's indexer
+   * did the same while it took the model per request, `tokenizersPool.Tokenize(renderReq, prompt, modelName)` in
+   * pkg/kvcache/indexer.go GetPodScores, before its pool was bound to the one configured model as `modelName` binds it
+   * here); else the first base model the events named (a LoRA adapter's request is tokenized by its base model's
+   * tokenizer); else, before any event, the request's model.
+   */
+  private tokenizerModel(model: string): string {
+    const configured = this.parameters.indexerConfig.tokenizersPoolConfig?.modelName;
+    if (configured) return configured;
+    if (this.baseModels.has(model)) return model;
+    for (const base of this.baseModels) return base;
+    return model;
   }
 
   /** Loads a model's tokenizer once, in the background; until it is ready requests score 0 (routed by load). */
