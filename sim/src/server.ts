@@ -38,6 +38,18 @@ import { pythonJsonDumps } from '@kvroute/protocol/openai';
 import { parseRequiredCalls, requiredStreamDelta, toolOutput, type ToolOutput } from './tool-calls';
 import { resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 import { loadQwen3Tokenizer, type SimTokenizer } from './tokenizer';
+import {
+  constructInputMessages,
+  invalidIdError,
+  notFoundError,
+  outputItems,
+  parseResponsesRequest,
+  responseBody,
+  ResponseStore,
+  RESPONSE_STORE_CAPACITY,
+  type ResponsesRequest,
+  type StoredResponse,
+} from './responses';
 
 export interface StartOptions extends SimulatorInput {
   /** Overrides the realtime clock (tests drive a ManualClock). */
@@ -212,7 +224,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // The dev-mode routes exist only under VLLM_SERVER_DEV_MODE (`if envs.VLLM_SERVER_DEV_MODE:` around their
     // definitions, vllm/entrypoints/openai/api_server.py @ v0.10.0 lines 970-991; v0.10.2 lines 1050-1070): otherwise a
     // 404 from the router, whatever the method.
-    const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p]);
+    const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p] ?? pathParamRoute(p));
     const route = routeOf(path);
     if (!route) {
       // Mount("/metrics", make_asgi_app()) matches `^/metrics/(?P<path>.*)$` (Starlette's Mount compiles
@@ -335,6 +347,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, new ApiError(400, `The model does not support ${UNSUPPORTED_TASK_ROUTES[path]} API`).body(generation));
         return;
       }
+      case '/v1/responses':
+        await createResponse(req, res);
+        return;
       case '/v1/completions':
       case '/v1/chat/completions': {
         if (draining) throw new ApiError(503, 'Server is shutting down.');
@@ -350,7 +365,178 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         await generate(prepared, `${parsed.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${rid}`, res);
         return;
       }
+      default: {
+        // `/v1/responses/{response_id}` (GET) and `/v1/responses/{response_id}/cancel` (POST), api_server.py @ v0.10.0.
+        const cancel = /^\/v1\/responses\/([^/]+)\/cancel$/.exec(path);
+        if (cancel) {
+          sendJson(res, 200, cancelResponse(cancel[1]!));
+          return;
+        }
+        const retrieve = /^\/v1\/responses\/([^/]+)$/.exec(path);
+        if (retrieve) {
+          sendJson(res, 200, retrieveResponse(retrieve[1]!).body);
+          return;
+        }
+      }
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // The Responses API (responses.ts): vllm/entrypoints/openai/serving_responses.py @ v0.10.0, text models only.
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /** `response_store` and `msg_store`, bounded (RESPONSE_STORE_CAPACITY; vLLM's dicts grow without end). */
+  const responseStore = new ResponseStore(RESPONSE_STORE_CAPACITY);
+  /** `background_tasks`: how to abort a background response still running. */
+  const backgroundAborts = new Map<string, () => void>();
+
+  /** `retrieve_responses`: the id must begin with `resp_` (else 400), then be stored (else 404). */
+  function retrieveResponse(id: string): StoredResponse {
+    if (!id.startsWith('resp_')) throw invalidIdError(id);
+    const stored = responseStore.getResponse(id);
+    if (stored === undefined) throw notFoundError(id);
+    return stored;
+  }
+
+  /**
+   * `cancel_responses`: only a response still `queued` or `in_progress` (a background one that has not finished) is
+   * cancelled: its status becomes `cancelled`, its task is cancelled (the engine request aborted) and the stored
+   * response is returned. Anything else is a 400 "Cannot cancel a synchronous response." (create_error_response's
+   * default status, err_type invalid_request_error), a completed background response included.
+   */
+  function cancelResponse(id: string): StoredResponse['body'] {
+    const stored = retrieveResponse(id);
+    if (stored.body.status !== 'queued' && stored.body.status !== 'in_progress') {
+      throw new ApiError(400, 'Cannot cancel a synchronous response.', 'invalid_request_error');
+    }
+    stored.body.status = 'cancelled';
+    backgroundAborts.get(id)?.();
+    return stored.body;
+  }
+
+  /**
+   * `create_responses` (serving_responses.py @ v0.10.0), in its order: the model (`_check_model`, 404); the previous
+   * response (`resp_` prefix, else 400; stored, else 404); the input messages (`_construct_input_messages`); the prompt
+   * (`_preprocess_chat`: the chat template with its generation prompt, exactly a chat request's prompt, so the same
+   * tokens, blocks and KV events); the sampling parameters (`to_sampling_params`: max_tokens = min(max_output_tokens,
+   * max_model_len - prompt), its checks a 400); `msg_store` when `store`; then background mode, the streaming refusal,
+   * or the full response.
+   */
+  async function createResponse(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (draining) throw new ApiError(503, 'Server is shutting down.');
+    const body = await readJsonRequest(req);
+    const r = parseResponsesRequest(body, () => `resp_${randomUUIDHex()}`);
+    const model = resolveModel(r.model, options);
+    let prev: { messages: Record<string, unknown>[]; response: StoredResponse } | undefined;
+    if (r.previousResponseId !== null) {
+      const response = retrieveResponse(r.previousResponseId);
+      // `self.msg_store[prev_response.id]`: a KeyError (a plain 500) if the messages are gone, which the bounded store
+      // can cause only when the response outlived them.
+      const messages = responseStore.getMessages(response.body.id);
+      if (messages === undefined) throw new PlainServerError(`KeyError: '${response.body.id}'`);
+      prev = { messages, response };
+    }
+    const messages = constructInputMessages(r, prev);
+    // The prompt is rendered as a chat of these messages with the generation prompt, by the chat route's own path.
+    // ResponsesRequest has no max_tokens, so _validate_input checks the prompt alone (prompt >= max_model_len).
+    const parsed = parseChatRequest({ messages }, generation);
+    const chat: ChatRequest = { ...parsed, stream: false, priority: r.priority, requestId: r.requestId, sampling: { ...parsed.sampling, temperature: r.temperature, topP: r.topP } };
+    const prepared = prepare(chat, model, tokenizer, options, options.enableAutoToolChoice);
+    const pr = prepared.prompts[0]!;
+    if (r.maxOutputTokens !== undefined) {
+      // to_sampling_params: `max_tokens = min(self.max_output_tokens, default_max_tokens)`, then SamplingParams' checks.
+      const maxTokens = Math.min(r.maxOutputTokens, options.maxModelLen - pr.tokens.length);
+      checkSampling({ ...chat, maxTokens }, maxTokens);
+      Object.assign(pr, { maxTokens, maxTokensParam: maxTokens, endsAtEos: false });
+    }
+    if (r.store) responseStore.putMessages(r.requestId, messages);
+    const late = lateErrorOf(prepared);
+    if (r.background) {
+      const createdAt = Math.floor(Date.now() / 1000);
+      const queued: StoredResponse = { body: responseBody(r, { model, createdAt, output: [], status: 'queued', usage: null, maxTokens: pr.maxTokensParam }) };
+      responseStore.putResponse(r.requestId, queued);
+      if (late) {
+        // _run_background_request: an ErrorResponse marks the stored response failed.
+        queued.body.status = 'failed';
+      } else {
+        const abort = runResponse(prepared, (result) => {
+          backgroundAborts.delete(r.requestId);
+          const stored = responseStore.getResponse(r.requestId);
+          if (result.finishReason === 'abort') {
+            if (stored !== undefined && stored.body.status !== 'completed' && stored.body.status !== 'cancelled') stored.body.status = 'failed';
+            return;
+          }
+          // "If the response is already cancelled, don't update it."
+          if (stored === undefined || stored.body.status !== 'cancelled') responseStore.putResponse(r.requestId, { body: completedBody(r, model, createdAt, pr.maxTokensParam, result) });
+        });
+        backgroundAborts.set(r.requestId, abort);
+      }
+      sendJson(res, 200, queued.body);
+      return;
+    }
+    // `raise NotImplementedError("Streaming responses are not supported")`, outside any try: Starlette's plain 500.
+    // The engine request was created but never iterated, so nothing reached the engine.
+    if (r.stream) throw new PlainServerError('Streaming responses are not supported');
+    if (late) throw late;
+    const createdAt = Math.floor(Date.now() / 1000);
+    await new Promise<void>((resolve) => {
+      const abort = runResponse(prepared, (result) => {
+        if (result.finishReason === 'abort') {
+          if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.').body(generation));
+          resolve();
+          return;
+        }
+        const answer = completedBody(r, model, createdAt, pr.maxTokensParam, result);
+        if (r.store) {
+          const stored = responseStore.getResponse(r.requestId);
+          if (stored === undefined || stored.body.status !== 'cancelled') responseStore.putResponse(r.requestId, { body: answer });
+        }
+        sendJson(res, 200, options.simExtension ? { ...answer, kvroute_sim: simTiming(result, options.podName) } : answer);
+        resolve();
+      });
+      // with_cancellation: a client that goes away cancels the handler, and with it the engine request.
+      res.on('close', () => {
+        if (!res.writableFinished) abort();
+      });
+    });
+  }
+
+  /** The completed `ResponsesResponse` of a finished request: its filler text as one output message, UsageInfo. */
+  function completedBody(r: ResponsesRequest, model: string, createdAt: number, maxTokens: number, result: RequestResult & { text: string; promptTokens: number }): StoredResponse['body'] {
+    const u = usage(result.promptTokens, result.completionTokens, result.cachedTokens, { details: options.enablePromptTokensDetails, stream: false });
+    return responseBody(r, { model, createdAt, output: outputItems(result.text, `msg_${randomUUIDHex()}`), status: 'completed', usage: u, maxTokens });
+  }
+
+  /** Submits a prepared one-prompt chat (n = 1, FINAL_ONLY output) to the engine; returns its abort. */
+  function runResponse(p: Prepared, done: (r: RequestResult & { text: string; promptTokens: number }) => void): () => void {
+    const pr = p.prompts[0]!;
+    const filler = tokenizer.filler(pr.maxTokens);
+    const plan = planOutput(filler.ids, filler.texts, p.req);
+    if (pr.endsAtEos && plan.finishReason === 'length') plan.finishReason = 'stop';
+    const lora = options.loraModules.indexOf(p.model);
+    const [handle] = eng.submitAll([
+      {
+        params: {
+          promptTokens: pr.tokens,
+          outputTokens: plan.ids,
+          cacheSalt: p.req.cacheSalt,
+          loraId: lora >= 0 ? lora + 1 : null,
+          loraName: lora >= 0 ? p.model : null,
+          finishReason: plan.finishReason,
+          maxTokensParam: pr.maxTokensParam,
+          parentN: 1,
+          priority: p.req.priority,
+          skipPrefixCache: false,
+        },
+        listener: {
+          onToken(): void {},
+          onFinish(result: RequestResult): void {
+            done({ ...result, text: plan.deltas.join(''), promptTokens: pr.tokens.length });
+          },
+        },
+      },
+    ]);
+    return () => handle!.abort();
   }
 
   /**
@@ -371,16 +557,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     }
   }
 
-  function generate(p: Prepared, id: string, res: ServerResponse): Promise<void> {
+  /**
+   * Checks the V1 processor makes when a request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
+   * `_validate_model_input`), or null.
+   */
+  function lateErrorOf(p: Prepared): ApiError | null {
     const { req } = p;
-    const isChat = req.kind === 'chat';
-    // Checks the V1 processor makes when a request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
-    // `_validate_model_input`). AsyncLLM.generate is an async generator, so they run once the response has started:
-    // a stream then gets 200 and an error event, a non-streaming request a 400.
-    // A non-zero `priority` is no error under fcfs: V1's processor passes it on (vLLM #19057 removed its "V1 does not
-    // support priority yet" before v0.10.0) and the fcfs queue ignores it. "Got priority N but Priority scheduling is
-    // not enabled." is the V0 engine's.
-    // The sampling parameters are checked first (`_validate_params`), then each prompt (`_validate_model_inputs`).
     let lateError: ApiError | null = processorError(req);
     for (const pr of lateError ? [] : p.prompts) {
       if (pr.tokens.length === 0) lateError = badRequest('The decoder prompt cannot be empty');
@@ -400,6 +582,20 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       if (lateError) break;
     }
+    return lateError;
+  }
+
+  function generate(p: Prepared, id: string, res: ServerResponse): Promise<void> {
+    const { req } = p;
+    const isChat = req.kind === 'chat';
+    // Checks the V1 processor makes when a request reaches the engine (vllm/v1/engine/processor.py @ v0.10.0,
+    // `_validate_model_input`). AsyncLLM.generate is an async generator, so they run once the response has started:
+    // a stream then gets 200 and an error event, a non-streaming request a 400.
+    // A non-zero `priority` is no error under fcfs: V1's processor passes it on (vLLM #19057 removed its "V1 does not
+    // support priority yet" before v0.10.0) and the fcfs queue ignores it. "Got priority N but Priority scheduling is
+    // not enabled." is the V0 engine's.
+    // The sampling parameters are checked first (`_validate_params`), then each prompt (`_validate_model_inputs`).
+    const lateError = lateErrorOf(p);
     if (lateError) {
       // Completions are not streamed when best_of differs from n (serving_completion.py @ v0.10.0: `stream =
       // request.stream and (request.best_of is None or request.n == request.best_of)`): the error is then a JSON 400.
@@ -771,8 +967,19 @@ const ROUTES: Record<string, string[]> = {
   '/reset_prefix_cache': ['POST'],
   '/v1/completions': ['POST'],
   '/v1/chat/completions': ['POST'],
+  '/v1/responses': ['POST'],
   ...Object.fromEntries(Object.keys(UNSUPPORTED_TASK_ROUTES).map((path) => [path, ['POST']])),
 };
+
+/**
+ * The routes with a path parameter (`{response_id}`, Starlette's `[^/]+`): GET /v1/responses/{response_id} and POST
+ * /v1/responses/{response_id}/cancel (vllm/entrypoints/openai/api_server.py @ v0.10.0).
+ */
+function pathParamRoute(path: string): string[] | undefined {
+  if (/^\/v1\/responses\/[^/]+\/cancel$/.test(path)) return ['POST'];
+  if (/^\/v1\/responses\/[^/]+$/.test(path)) return ['GET'];
+  return undefined;
+}
 
 /** Starlette's StreamingResponse(media_type="text/event-stream") adds only the charset. */
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8' };

@@ -1,0 +1,256 @@
+/**
+ * The Responses API as vLLM 0.10.0 serves it for a text model (no Harmony, no tools): `POST /v1/responses`,
+ * `GET /v1/responses/{id}`, `POST /v1/responses/{id}/cancel`.
+ *
+ * Sources. vLLM v0.10.0 (2025-07-24) is not in the stored index; the nearest stored text is the pre-Harmony
+ * `vllm/entrypoints/openai/serving_responses.py` of early August 2025, which already has PR #22137 ("[Responses API]
+ * Disable response store by default", merged 2025-08-03, after v0.10.0). What the simulator takes from it is what
+ * that PR did not change: `create_responses`, `_construct_input_messages`, `responses_full_generator`,
+ * `retrieve_responses`, `cancel_responses`, `_make_invalid_id_error`, `_make_not_found_error`; and from
+ * `vllm/entrypoints/openai/protocol.py` `ResponsesRequest` (its fields, defaults and the two mode="before" validators)
+ * and `ResponsesResponse.from_request`. `VLLM_ENABLE_RESPONSES_API_STORE` does not exist at v0.10.0 (#22137 added it):
+ * `store` (default true) is honoured.
+ */
+import type { VllmGeneration } from './block-hash';
+import { ApiError, laxBool, laxFloat, laxInt, strictStr, validationError } from './openai';
+
+type Json = Record<string, unknown>;
+
+/** `ResponsesRequest` (protocol.py @ v0.10.0) as the simulator reads it. */
+export interface ResponsesRequest {
+  model: string | undefined;
+  /** A string, or the input items as sent (each becomes a chat message). */
+  input: string | Json[];
+  instructions: string | null;
+  maxOutputTokens: number | undefined;
+  previousResponseId: string | null;
+  /** `store: Optional[bool] = True`. */
+  store: boolean;
+  background: boolean;
+  stream: boolean;
+  temperature: number | undefined;
+  topP: number | undefined;
+  /** `request_id`: the response's id, `resp_` + a uuid's hex unless the body sets it. */
+  requestId: string;
+  priority: number;
+  /** The fields `from_request` echoes as sent. */
+  echo: {
+    metadata: unknown;
+    parallel_tool_calls: unknown;
+    tool_choice: unknown;
+    tools: unknown;
+    max_tool_calls: unknown;
+    prompt: unknown;
+    reasoning: unknown;
+    service_tier: unknown;
+    text: unknown;
+    top_logprobs: number;
+    truncation: unknown;
+    user: unknown;
+  };
+}
+
+function opt<T>(body: Json, key: string, parse: (v: unknown, loc: (string | number)[]) => T, dflt: T): T {
+  const v = body[key];
+  return v === undefined || v === null ? dflt : parse(v, [key]);
+}
+
+/** Python truthiness of a JSON value, as the mode="before" validators read the raw body (`data.get(...)`). */
+function truthy(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v as object).length > 0;
+  return true;
+}
+
+/**
+ * Reads a `/v1/responses` body as pydantic validates `ResponsesRequest` (protocol.py @ v0.10.0). Its mode="before"
+ * validators run first, the last defined first: `validate_prompt` ("prompt template is not supported") then
+ * `validate_background` ("background can only be used when `store` is true"). Then the fields; only the ones the
+ * simulator uses are type-checked (`input` required, a string or a list of objects; `model`, `instructions`,
+ * `previous_response_id` strings; `max_output_tokens`, `top_logprobs`, `priority` ints; `store`, `stream`, `background`
+ * bools; `temperature`, `top_p` floats). The other fields are echoed as sent.
+ */
+export function parseResponsesRequest(body: Json, newId: () => string): ResponsesRequest {
+  // validate_prompt: `if data.get("prompt") is not None: raise ValueError(...)`.
+  if (body.prompt !== undefined && body.prompt !== null) throw validationError([], 'value_error', 'Value error, prompt template is not supported', body);
+  // validate_background: `if not data.get("background"): return data; if not data.get("store", True): raise`.
+  if (truthy(body.background) && !truthy(body.store === undefined ? true : body.store)) {
+    throw validationError([], 'value_error', 'Value error, background can only be used when `store` is true', body);
+  }
+  if (body.input === undefined) throw validationError(['input'], 'missing', 'Field required');
+  let input: string | Json[];
+  if (typeof body.input === 'string') input = body.input;
+  else if (Array.isArray(body.input)) {
+    input = body.input.map((item, i) => {
+      if (item === null || typeof item !== 'object' || Array.isArray(item)) throw validationError(['input', i], 'model_type', 'Input should be a valid dictionary or object', item);
+      return item as Json;
+    });
+  } else throw validationError(['input', 'str'], 'string_type', 'Input should be a valid string', body.input);
+  return {
+    model: opt(body, 'model', strictStr, undefined as string | undefined),
+    input,
+    instructions: opt(body, 'instructions', strictStr, null as string | null),
+    maxOutputTokens: opt(body, 'max_output_tokens', laxInt, undefined as number | undefined),
+    previousResponseId: opt(body, 'previous_response_id', strictStr, null as string | null),
+    store: opt(body, 'store', laxBool, true),
+    background: opt(body, 'background', laxBool, false),
+    stream: opt(body, 'stream', laxBool, false),
+    temperature: opt(body, 'temperature', laxFloat, undefined as number | undefined),
+    topP: opt(body, 'top_p', laxFloat, undefined as number | undefined),
+    requestId: body.request_id === undefined ? newId() : strictStr(body.request_id, ['request_id']),
+    priority: body.priority === undefined ? 0 : laxInt(body.priority, ['priority']),
+    echo: {
+      metadata: body.metadata ?? null,
+      // `parallel_tool_calls: Optional[bool] = True`, `tool_choice: ToolChoice = "auto"`, `tools: list[Tool] = []`,
+      // `service_tier = "auto"`, `top_logprobs: Optional[int] = 0`, `truncation = "disabled"`.
+      parallel_tool_calls: body.parallel_tool_calls ?? true,
+      tool_choice: body.tool_choice ?? 'auto',
+      tools: body.tools ?? [],
+      max_tool_calls: body.max_tool_calls ?? null,
+      prompt: null,
+      reasoning: body.reasoning ?? null,
+      service_tier: body.service_tier ?? 'auto',
+      text: body.text ?? null,
+      top_logprobs: opt(body, 'top_logprobs', laxInt, 0),
+      truncation: body.truncation ?? 'disabled',
+      user: body.user ?? null,
+    },
+  };
+}
+
+/** A chat message as `_construct_input_messages` builds it. */
+export type InputMessage = Json;
+
+/** A stored response: its body (as `ResponsesResponse.model_dump()`), mutable status. */
+export interface StoredResponse {
+  body: Json & { id: string; status: string; output: Json[] };
+}
+
+/**
+ * `_construct_input_messages` (serving_responses.py @ v0.10.0): `instructions` as a system message when truthy, then the
+ * previous response's stored input messages and each `output_text` of its output messages as an assistant message,
+ * then a string `input` as a user message or the input items as they are.
+ */
+export function constructInputMessages(r: ResponsesRequest, prev: { messages: readonly InputMessage[]; response: StoredResponse } | undefined): InputMessage[] {
+  const messages: InputMessage[] = [];
+  if (r.instructions) messages.push({ role: 'system', content: r.instructions });
+  if (prev !== undefined) {
+    messages.push(...prev.messages);
+    for (const item of prev.response.body.output) {
+      // "NOTE: We skip the reasoning output."
+      if (item.type !== 'message') continue;
+      for (const content of item.content as { text: string }[]) messages.push({ role: 'assistant', content: content.text });
+    }
+  }
+  if (typeof r.input === 'string') messages.push({ role: 'user', content: r.input });
+  else messages.push(...r.input);
+  return messages;
+}
+
+/**
+ * vLLM's `response_store` and `msg_store` (two dicts, never pruned: "this may cause a memory leak since we never remove
+ * responses from the store", serving_responses.py @ v0.10.0). The simulator keeps at most `capacity` responses, each
+ * with its input messages, and forgets the oldest stored first; a forgotten id then answers as an unknown one (404).
+ */
+export class ResponseStore {
+  private readonly responses = new Map<string, StoredResponse>();
+  private readonly messages = new Map<string, InputMessage[]>();
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.responses.size;
+  }
+
+  getResponse(id: string): StoredResponse | undefined {
+    return this.responses.get(id);
+  }
+
+  getMessages(id: string): InputMessage[] | undefined {
+    return this.messages.get(id);
+  }
+
+  /** `msg_store[request.request_id] = messages`, written before the request runs. */
+  putMessages(id: string, messages: InputMessage[]): void {
+    this.messages.delete(id);
+    this.messages.set(id, messages);
+    this.prune();
+  }
+
+  putResponse(id: string, r: StoredResponse): void {
+    this.responses.delete(id);
+    this.responses.set(id, r);
+    this.prune();
+  }
+
+  private prune(): void {
+    while (this.responses.size > this.capacity) this.responses.delete(this.responses.keys().next().value as string);
+    while (this.messages.size > this.capacity) this.messages.delete(this.messages.keys().next().value as string);
+  }
+}
+
+/** How many responses the simulator's store keeps (see ResponseStore; vLLM's store is unbounded). */
+export const RESPONSE_STORE_CAPACITY = 10_000;
+
+/** `_make_invalid_id_error`: create_error_response(err_type="invalid_request_error"), status 400. */
+export function invalidIdError(id: string): ApiError {
+  return new ApiError(400, `Invalid 'response_id': '${id}'. Expected an ID that begins with 'resp'.`, 'invalid_request_error');
+}
+
+/** `_make_not_found_error`: status 404, err_type "invalid_request_error". */
+export function notFoundError(id: string): ApiError {
+  return new ApiError(404, `Response with id '${id}' not found.`, 'invalid_request_error');
+}
+
+/**
+ * `ResponsesResponse.from_request(...).model_dump()` (protocol.py @ v0.10.0): the fields in the model's order. The
+ * sampling values echoed are SamplingParams' (`temperature`, `top_p`, `max_tokens`, `logprobs`), not the request's:
+ * temperature and top_p default to 1.0, max_output_tokens is the max_tokens the engine ran with. `usage` is vLLM
+ * 0.10.0's `UsageInfo` (prompt_tokens / total_tokens / completion_tokens / prompt_tokens_details), which this version
+ * of the endpoint still used; the Responses API's `input_tokens` / `output_tokens` shape (`ResponseUsage`) came later.
+ */
+export function responseBody(
+  r: ResponsesRequest,
+  o: { model: string; createdAt: number; output: Json[]; status: string; usage: unknown; maxTokens: number },
+): StoredResponse['body'] {
+  return {
+    id: r.requestId,
+    created_at: o.createdAt,
+    instructions: r.instructions,
+    metadata: r.echo.metadata,
+    model: o.model,
+    object: 'response',
+    output: o.output,
+    parallel_tool_calls: r.echo.parallel_tool_calls,
+    temperature: r.temperature ?? 1.0,
+    tool_choice: r.echo.tool_choice,
+    tools: r.echo.tools,
+    top_p: r.topP ?? 1.0,
+    background: r.background,
+    max_output_tokens: o.maxTokens,
+    max_tool_calls: r.echo.max_tool_calls,
+    previous_response_id: r.previousResponseId,
+    prompt: r.echo.prompt,
+    reasoning: r.echo.reasoning,
+    service_tier: r.echo.service_tier,
+    status: o.status,
+    text: r.echo.text,
+    top_logprobs: r.echo.top_logprobs,
+    truncation: r.echo.truncation,
+    usage: o.usage,
+    user: r.echo.user,
+  };
+}
+
+/**
+ * The output of `responses_full_generator` for a reply without reasoning: one `ResponseOutputMessage` (`msg_` + a uuid's
+ * hex) holding one `ResponseOutputText` (annotations [], logprobs null), or nothing when the text is empty
+ * (`if content:`). Field order as the openai SDK's models declare them.
+ */
+export function outputItems(text: string, msgId: string): Json[] {
+  if (!text) return [];
+  return [{ id: msgId, content: [{ annotations: [], text, type: 'output_text', logprobs: null }], role: 'assistant', status: 'completed', type: 'message' }];
+}
+
+export type { VllmGeneration };
