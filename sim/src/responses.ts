@@ -144,8 +144,27 @@ export function constructInputMessages(r: ResponsesRequest, prev: { messages: re
     }
   }
   if (typeof r.input === 'string') messages.push({ role: 'user', content: r.input });
-  else messages.push(...r.input);
+  else for (const item of r.input) messages.push(inputTextAsText(item));
   return messages;
+}
+
+/**
+ * An input item with its `input_text` parts as `text` parts: vLLM's chat parser reads an `input_text` part's `text` as
+ * a `text` part's, and wraps it as `{'type': 'text', 'text': …}` in the "openai" content format
+ * (`_parse_chat_message_content_part`, `MM_PARSER_MAP["input_text"]` in vllm/entrypoints/chat_utils.py: in the July
+ * 2025 copies, beside the `input_image` of #20975, a follow-up of the Responses API's #20504 opened 2025-07-15, before
+ * the v0.10.0 tag of 2025-07-24; not read from the tag itself). The chat route's reader simulates `text` parts only, so
+ * they are renamed here; the rendered prompt is the same.
+ */
+function inputTextAsText(item: InputMessage): InputMessage {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return item;
+  const content = (item as { content?: unknown }).content;
+  if (!Array.isArray(content) || !content.some((p) => isInputText(p))) return item;
+  return { ...item, content: content.map((p) => (isInputText(p) ? { ...(p as object), type: 'text' } : p)) } as InputMessage;
+}
+
+function isInputText(part: unknown): boolean {
+  return typeof part === 'object' && part !== null && (part as { type?: unknown }).type === 'input_text';
 }
 
 /**

@@ -82,6 +82,21 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
     expect(items.json().usage.prompt_tokens).toBe(promptTokens);
   });
 
+  it('reads input_text parts as text parts (MM_PARSER_MAP["input_text"] in chat_utils.py), as the OpenAI SDK sends input items: the same prompt as the chat of text parts', async () => {
+    const parts = [{ type: 'input_text', text: 'Look at this: ' }, { type: 'input_text', text: QUESTION }];
+    const resp = await http(sim.url, 'POST', '/v1/responses', { instructions: SYSTEM, input: [{ role: 'user', content: parts }], max_output_tokens: 2 });
+    expect(resp.status).toBe(200);
+    const chat = await http(sim.url, 'POST', '/v1/chat/completions', {
+      messages: [{ role: 'system', content: SYSTEM }, { role: 'user', content: parts.map((p) => ({ type: 'text', text: p.text })) }],
+      max_tokens: 1,
+    });
+    expect(chat.status).toBe(200);
+    expect(resp.json().usage.prompt_tokens).toBe(chat.json().usage.prompt_tokens);
+    // Other part types are still not simulated.
+    const image = await http(sim.url, 'POST', '/v1/responses', { input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'http://x/y.png' }] }] });
+    expect(image.status).toBe(501);
+  });
+
   it('counts as a request in vLLM\'s metrics: prompt and generation tokens, success by finish reason', async () => {
     const before = { prompt: await metric(sim, 'vllm:prompt_tokens_total'), gen: await metric(sim, 'vllm:generation_tokens_total'), queries: await metric(sim, 'vllm:prefix_cache_queries_total') };
     const r = await http(sim.url, 'POST', '/v1/responses', { input: longText(50, 9), max_output_tokens: 3 });
