@@ -263,6 +263,18 @@ describe('promptHead', () => {
     expect(parse({ model: 'm', input: [{ content: 5 }] }).input).toEqual({ kind: 'none' });
   });
 
+  test('/v1/responses: previous_response_id is read, and a response the pod stores under its own id (store true by default, no request_id) is marked (ResponsesRequest, protocol.py @ v0.10.0)', () => {
+    const at = (v: unknown, path = '/v1/responses') => parseRequestBody(Buffer.from(JSON.stringify(v)), path);
+    expect(at({ input: 'x' })).toMatchObject({ storesUnnamedResponse: true });
+    expect(at({ input: 'x', previous_response_id: 'resp_a' })).toMatchObject({ previousResponseId: 'resp_a', storesUnnamedResponse: true });
+    for (const store of [false, 'false', 0, null]) expect(at({ input: 'x', store }).storesUnnamedResponse).toBeUndefined();
+    expect(at({ input: 'x', store: 'yes' }).storesUnnamedResponse).toBe(true);
+    expect(at({ input: 'x', request_id: 'resp_mine' }).storesUnnamedResponse).toBeUndefined();
+    // Only the Responses endpoint stores responses.
+    expect(at({ input: 'x', previous_response_id: 'resp_a' }, '/v1/embeddings')).not.toHaveProperty('previousResponseId');
+    expect(at({ prompt: 'x' }, '/v1/completions')).not.toHaveProperty('storesUnnamedResponse');
+  });
+
   test('a Responses message item whose content is not text or parts is refused naming input[i].content, the field the client sent, with or without the path', () => {
     for (const path of [undefined, '/v1/responses']) {
       expect(() => parseRequestBody(Buffer.from(JSON.stringify({ model: 'm', input: [{ role: 'user', content: 'a' }, { role: 'user', content: 5 }] })), path))

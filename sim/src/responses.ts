@@ -93,7 +93,8 @@ export function parseResponsesRequest(body: Json, newId: () => string): Response
     instructions: opt(body, 'instructions', strictStr, null as string | null),
     maxOutputTokens: opt(body, 'max_output_tokens', laxInt, undefined as number | undefined),
     previousResponseId: opt(body, 'previous_response_id', strictStr, null as string | null),
-    store: opt(body, 'store', laxBool, true),
+    // `Optional[bool] = True`: an explicit null is None, and `if request.store:` then stores nothing.
+    store: body.store === null ? false : opt(body, 'store', laxBool, true),
     background: opt(body, 'background', laxBool, false),
     stream: opt(body, 'stream', laxBool, false),
     temperature: opt(body, 'temperature', laxFloat, undefined as number | undefined),

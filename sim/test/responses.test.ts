@@ -134,6 +134,9 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
     expect(got.status).toBe(404);
     expect(got.json()).toEqual({ object: 'error', message: `Response with id '${r.id}' not found.`, type: 'invalid_request_error', param: null, code: 404 });
     expect((await http(sim.url, 'POST', '/v1/responses', { input: 'y', previous_response_id: r.id })).status).toBe(404);
+    // `store: Optional[bool] = True`: an explicit null is None, which stores nothing either (`if request.store:`).
+    const unset = (await http(sim.url, 'POST', '/v1/responses', { input: 'x', store: null, max_output_tokens: 1 })).json();
+    expect((await http(sim.url, 'GET', `/v1/responses/${unset.id}`)).status).toBe(404);
   });
 
   it('cancel: a finished (synchronous) response is a 400; a background one is answered queued, cancels, and stays cancelled', async () => {

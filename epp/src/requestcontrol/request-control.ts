@@ -23,6 +23,7 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
+import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
 import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError, skipWhitespace, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
@@ -315,6 +316,11 @@ export class RequestControl implements RequestDirector {
   private readonly labelTargets = new WeakMap<LLMRequest, string>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
   private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
+  /** Requests naming a stored response kvroute issued (response-owner.ts): the owner pod's tag. */
+  private readonly responseOwners = new WeakMap<IncomingRequest, string>();
+  /** /v1/responses requests the pod will store under an id of its own: the id kvroute sets names the pick. */
+  private readonly unnamedResponses = new WeakSet<LLMRequest>();
+  private readonly ownerTags = new OwnerTags();
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
@@ -477,6 +483,10 @@ export class RequestControl implements RequestDirector {
     // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
     // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).
     const targetModel = (parsed !== undefined && !this.passthrough ? this.drawModelRewrite(parsed.model) : undefined) ?? rewriteHeader;
+    // A request continuing, retrieving or cancelling a response kvroute named goes to the pod that stored it, the only
+    // one that can answer it (response-owner.ts).
+    const owner = ownerTagOf(parsed?.previousResponseId ?? responseIdInPath(req.headers.get(':path')));
+    if (owner !== undefined) this.responseOwners.set(req, owner);
     // A request without a body (headers with end_of_stream, a GET) is held to the proxy's subset hint like any other:
     // the protocol's "the EPP MUST only select endpoints from the specified list", 503 when none qualifies
     // (docs/proposals/004-endpoint-picker-protocol "Endpoint Subset"), as GIE's reference picker now does at the
@@ -516,6 +526,7 @@ export class RequestControl implements RequestDirector {
       this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
     }
     if (passthroughTarget) this.labelTargets.set(request, this.modelLabel(passthroughTarget));
+    if (parsed.storesUnnamedResponse === true && !this.passthrough) this.unnamedResponses.add(request);
     // An unreadable x-kvroute-priority is refused whether or not the request would wait: refused only on the way into
     // the queue, the same request went through an idle pool (and past the requests waiting in a saturated one).
     if (this.queuePriority(request.headers) === undefined) {
@@ -870,6 +881,10 @@ export class RequestControl implements RequestDirector {
         body = withPriority(body ?? scheduled!.body, priority) ?? body;
       }
     }
+    // The response the pod will store is named after it, so that what continues it can be routed back there.
+    if (scheduled !== undefined && this.unnamedResponses.has(scheduled.request)) {
+      body = withResponseId(body ?? scheduled.body, issueResponseId(target.key, (key) => this.ownerTags.of(key))) ?? body;
+    }
     this.options.datastore.acquire(target.key);
     if (series !== undefined) {
       series.requestTotal(this.priorityLabel(scheduled!.request.headers)).value++;
@@ -1086,6 +1101,16 @@ export class RequestControl implements RequestDirector {
    * hint whose port is not the pool's still selects the pod.
    */
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
+    const hinted = this.hinted(req);
+    const owner = this.responseOwners.get(req);
+    if (owner === undefined) return hinted;
+    // The pod that stored the response, when it is still a candidate; without it every pod answers 404 alike.
+    const owned = hinted.filter((s) => this.ownerTags.of(s.endpoint.key) === owner);
+    return owned.length > 0 ? owned : hinted;
+  }
+
+  /** The ready endpoints within the proxy's subset hint (see `candidates`). */
+  private hinted(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
     if (this.options.disableEndpointSubsetFilter === true) return all;
     const hint = req.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];

@@ -92,6 +92,17 @@ export interface ParsedRequestBody {
    * @ v0.10.0). Its prefill is whole on every pod; the blocks it computes are cached all the same.
    */
   readonly skipsPrefixCache?: true;
+  /**
+   * `/v1/responses` only: the stored response this request continues (`previous_response_id`), which lives in the
+   * memory of the one vLLM server that stored it (`response_store`, serving_responses.py @ v0.10.0).
+   */
+  readonly previousResponseId?: string;
+  /**
+   * `/v1/responses` only, present (true) when the server will store the response (`store`, true by default) under an id
+   * of its own: the body sets no `request_id`, whose value vLLM's ResponsesRequest otherwise takes as the response's id
+   * (`request_id: str = Field(default_factory=lambda: f"resp_{random_uuid()}")`, protocol.py @ v0.10.0).
+   */
+  readonly storesUnnamedResponse?: true;
 }
 
 /**
@@ -518,6 +529,11 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
   if (typeof truncate === 'number' && Number.isInteger(truncate) && truncate >= 1 && endpoint === 'other') out.truncatePromptTokens = truncate;
   // Only the generation endpoints have prompt logprobs (a stray field elsewhere is ignored by vLLM).
   if (endpoint === 'other' && asksPromptLogprobs(o)) out.skipsPrefixCache = true;
+  if (endpoint === 'responses') {
+    if (typeof o.previous_response_id === 'string') out.previousResponseId = o.previous_response_id;
+    // `store: Optional[bool] = True`: a null is None, which stores nothing (`if request.store:`).
+    if (o.request_id === undefined && o.store !== null && pydanticLaxBool(o.store) !== false) out.storesUnnamedResponse = true;
+  }
   return out;
 }
 
