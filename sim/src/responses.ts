@@ -160,8 +160,36 @@ export function constructInputMessages(r: ResponsesRequest, prev: { messages: re
 function inputTextAsText(item: InputMessage): InputMessage {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return item;
   const content = (item as { content?: unknown }).content;
-  if (!Array.isArray(content) || !content.some((p) => isInputText(p))) return item;
+  if (!Array.isArray(content)) return item;
+  for (const part of content) checkPartType(part);
+  if (!content.some((p) => isInputText(p))) return item;
   return { ...item, content: content.map((p) => (isInputText(p) ? { ...(p as object), type: 'text' } : p)) } as InputMessage;
+}
+
+/**
+ * The part types vLLM 0.10.0's chat parser knows (`MM_PARSER_MAP`, chat_utils.py in the July 2025 copies): text-like
+ * ones are read as text, media ones parsed; the simulator reads `text` (and `input_text`, above) and answers the media
+ * ones 501 through the chat route, as for chat.
+ */
+const KNOWN_PART_TYPES: ReadonlySet<string> = new Set(['text', 'thinking', 'input_text', 'input_image', 'image_url', 'image_embeds', 'image_pil', 'audio_url', 'input_audio', 'refusal', 'video_url']);
+
+/**
+ * Any other part type is `NotImplementedError(f"Unknown part type: {part_type}")` (`_parse_chat_message_content_part`),
+ * which create_responses catches around `_preprocess_chat` (a RuntimeError) and answers
+ * `create_error_response(f"{e} {e.__cause__}")`: a 400 whose message ends in " None" (serving_responses.py, the
+ * August 2025 copy). An assistant's earlier reply sent back as an `output_text` part is such a part until vLLM #29175
+ * (2025-11). A part without a type and without a media URL is chat_utils' ValueError, answered the same way.
+ */
+function checkPartType(part: unknown): void {
+  if (typeof part !== 'object' || part === null || Array.isArray(part)) return;
+  const p = part as Record<string, unknown>;
+  const type = p.type;
+  if (type === undefined || type === null) {
+    if (p.image_url != null || p.audio_url != null || p.input_audio != null || p.video_url != null) return;
+    throw new ApiError(400, "Missing 'type' field in multimodal part. None", 'BadRequestError');
+  }
+  if (typeof type !== 'string') throw new ApiError(400, "Invalid 'type' field in multimodal part. None", 'BadRequestError');
+  if (!KNOWN_PART_TYPES.has(type)) throw new ApiError(400, `Unknown part type: ${type} None`, 'BadRequestError');
 }
 
 function isInputText(part: unknown): boolean {
@@ -170,48 +198,69 @@ function isInputText(part: unknown): boolean {
 
 /**
  * vLLM's `response_store` and `msg_store` (two dicts, never pruned: "this may cause a memory leak since we never remove
- * responses from the store", serving_responses.py @ v0.10.0). The simulator keeps at most `capacity` responses, each
- * with its input messages, and forgets the oldest stored first; a forgotten id then answers as an unknown one (404).
+ * responses from the store", serving_responses.py @ v0.10.0). The simulator keeps a response and its input messages
+ * as one entry, at most `capacity` entries and `maxChars` characters of their JSON between them (a 20k-token prompt's
+ * messages took ~115 KiB of heap each, so a count alone let 10,000 of them grow past a gigabyte), and forgets the
+ * oldest stored first; a forgotten id then answers as an unknown one (404).
  */
 export class ResponseStore {
-  private readonly responses = new Map<string, StoredResponse>();
-  private readonly messages = new Map<string, InputMessage[]>();
+  private readonly entries = new Map<string, { response?: StoredResponse; messages?: InputMessage[]; chars: number }>();
+  private chars = 0;
 
-  constructor(readonly capacity: number) {}
+  constructor(readonly capacity: number, readonly maxChars: number = RESPONSE_STORE_MAX_CHARS) {}
 
   get size(): number {
-    return this.responses.size;
+    let n = 0;
+    for (const e of this.entries.values()) if (e.response !== undefined) n++;
+    return n;
+  }
+
+  /** The characters of JSON the store holds (messages and responses). */
+  get storedChars(): number {
+    return this.chars;
   }
 
   getResponse(id: string): StoredResponse | undefined {
-    return this.responses.get(id);
+    return this.entries.get(id)?.response;
   }
 
   getMessages(id: string): InputMessage[] | undefined {
-    return this.messages.get(id);
+    return this.entries.get(id)?.messages;
   }
 
   /** `msg_store[request.request_id] = messages`, written before the request runs. */
   putMessages(id: string, messages: InputMessage[]): void {
-    this.messages.delete(id);
-    this.messages.set(id, messages);
-    this.prune();
+    this.put(id, { messages });
   }
 
   putResponse(id: string, r: StoredResponse): void {
-    this.responses.delete(id);
-    this.responses.set(id, r);
-    this.prune();
+    this.put(id, { response: r });
   }
 
-  private prune(): void {
-    while (this.responses.size > this.capacity) this.responses.delete(this.responses.keys().next().value as string);
-    while (this.messages.size > this.capacity) this.messages.delete(this.messages.keys().next().value as string);
+  private put(id: string, part: { response?: StoredResponse; messages?: InputMessage[] }): void {
+    const old = this.entries.get(id);
+    const entry = { ...old, ...part, chars: 0 };
+    entry.chars = (entry.messages === undefined ? 0 : JSON.stringify(entry.messages).length)
+      + (entry.response === undefined ? 0 : JSON.stringify(entry.response.body).length);
+    if (old !== undefined) {
+      this.chars -= old.chars;
+      this.entries.delete(id);
+    }
+    this.entries.set(id, entry);
+    this.chars += entry.chars;
+    // The newest entry stays even alone over the budget: the request that stored it is answered from it.
+    while (this.entries.size > 1 && (this.entries.size > this.capacity || this.chars > this.maxChars)) {
+      const [oldest, e] = this.entries.entries().next().value as [string, { chars: number }];
+      this.entries.delete(oldest);
+      this.chars -= e.chars;
+    }
   }
 }
 
 /** How many responses the simulator's store keeps (see ResponseStore; vLLM's store is unbounded). */
 export const RESPONSE_STORE_CAPACITY = 10_000;
+/** The characters of JSON the simulator's store keeps: 64 Mi, some hundreds of MiB of heap at most. */
+export const RESPONSE_STORE_MAX_CHARS = 64 * 1024 * 1024;
 
 /** `_make_invalid_id_error`: create_error_response(err_type="invalid_request_error"), status 400. */
 export function invalidIdError(id: string): ApiError {

@@ -456,8 +456,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       const queued: StoredResponse = { body: responseBody(r, { model, createdAt, output: [], status: 'queued', usage: null, maxTokens: pr.maxTokensParam }) };
       responseStore.putResponse(r.requestId, queued);
       if (late) {
-        // _run_background_request: an ErrorResponse marks the stored response failed.
+        // _run_background_request: an ErrorResponse marks the stored response failed, in the task, after the reply
+        // went out as queued.
+        sendJson(res, 200, queued.body);
         queued.body.status = 'failed';
+        return;
       } else {
         const abort = runResponse(prepared, (result) => {
           backgroundAborts.delete(r.requestId);

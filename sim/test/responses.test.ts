@@ -7,6 +7,7 @@
 import { Subscriber } from 'zeromq';
 import { decode } from '@msgpack/msgpack';
 import { startSimulator, type Simulator } from '../src/server';
+import { ResponseStore } from '../src/responses';
 import { http, longText, metricValue, parsePrometheus, waitFor } from './helpers';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -97,6 +98,17 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
     expect(image.status).toBe(501);
   });
 
+  it('a part type vLLM 0.10.0\'s chat parser does not know (an earlier reply\'s output_text, before vLLM #29175) is the preprocessing 400, " None" and all', async () => {
+    const reply = await http(sim.url, 'POST', '/v1/responses', {
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'Hello' }] }, { role: 'assistant', content: [{ type: 'output_text', text: 'Hi!' }] }, { role: 'user', content: 'Again?' }],
+    });
+    expect(reply.status).toBe(400);
+    expect(reply.json()).toEqual({ object: 'error', message: 'Unknown part type: output_text None', type: 'BadRequestError', param: null, code: 400 });
+    const untyped = await http(sim.url, 'POST', '/v1/responses', { input: [{ role: 'user', content: [{ text: 'no type' }] }] });
+    expect(untyped.status).toBe(400);
+    expect(untyped.json().message).toBe("Missing 'type' field in multimodal part. None");
+  });
+
   it('counts as a request in vLLM\'s metrics: prompt and generation tokens, success by finish reason', async () => {
     const before = { prompt: await metric(sim, 'vllm:prompt_tokens_total'), gen: await metric(sim, 'vllm:generation_tokens_total'), queries: await metric(sim, 'vllm:prefix_cache_queries_total') };
     const r = await http(sim.url, 'POST', '/v1/responses', { input: longText(50, 9), max_output_tokens: 3 });
@@ -144,7 +156,8 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
     const c = await http(sim.url, 'POST', `/v1/responses/${done.id}/cancel`);
     expect(c.status).toBe(400);
     expect(c.json()).toEqual({ object: 'error', message: 'Cannot cancel a synchronous response.', type: 'invalid_request_error', param: null, code: 400 });
-    const slow = await startSimulator({ port: 0, timeScale: 1, itlMs: 50 });
+    // 200 tokens at 1 s each: only the cancel's abort ends the engine request within the wait below.
+    const slow = await startSimulator({ port: 0, timeScale: 1, itlMs: 1000 });
     try {
       const q = await http(slow.url, 'POST', '/v1/responses', { input: 'bg', background: true, max_output_tokens: 200 });
       expect(q.status).toBe(200);
@@ -164,6 +177,19 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
       expect((await http(slow.url, 'POST', `/v1/responses/${q2.id}/cancel`)).status).toBe(400);
     } finally {
       await slow.close();
+    }
+  });
+
+  it('a background request the engine refuses late is answered queued, then stored failed (_run_background_request)', async () => {
+    // prompt + max_tokens beyond the KV cache's slots: the simulator's processor-time refusal (see lateErrorOf).
+    const small = await startSimulator({ port: 0, maxModelLen: 1024, kvCacheBlocks: 64 });
+    try {
+      const q = await http(small.url, 'POST', '/v1/responses', { input: 'x', background: true, max_output_tokens: 1020 });
+      expect(q.status).toBe(200);
+      expect(q.json()).toMatchObject({ status: 'queued' });
+      expect((await http(small.url, 'GET', `/v1/responses/${q.json().id}`)).json()).toMatchObject({ status: 'failed' });
+    } finally {
+      await small.close();
     }
   });
 
@@ -204,6 +230,37 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
     expect(wrong.status).toBe(405);
     expect(wrong.headers.allow).toBe('GET, HEAD');
     expect((await http(sim.url, 'GET', '/v1/responses')).status).toBe(405);
+  });
+});
+
+describe('the response store (bounded, where vLLM\'s is not)', () => {
+  const body = (id: string, text: string) => ({ body: { id, status: 'completed', output: [{ type: 'message', content: [{ text }] }] } });
+
+  it('keeps at most its capacity of responses, the oldest forgotten first, a response and its messages together', () => {
+    const store = new ResponseStore(3);
+    for (let i = 0; i < 5; i++) {
+      store.putMessages(`resp_${i}`, [{ role: 'user', content: `m${i}` }]);
+      store.putResponse(`resp_${i}`, body(`resp_${i}`, `r${i}`));
+    }
+    expect(store.size).toBe(3);
+    expect(store.getResponse('resp_1')).toBeUndefined();
+    expect(store.getMessages('resp_1')).toBeUndefined();
+    expect(store.getResponse('resp_4')?.body.id).toBe('resp_4');
+    expect(store.getMessages('resp_2')).toEqual([{ role: 'user', content: 'm2' }]);
+  });
+
+  it('keeps at most maxChars characters of JSON: long conversations are forgotten by size, not only by count', () => {
+    const store = new ResponseStore(10_000, 50_000);
+    const long = 'x'.repeat(20_000);
+    for (let i = 0; i < 5; i++) store.putMessages(`resp_${i}`, [{ role: 'user', content: long }]);
+    expect(store.storedChars).toBeLessThanOrEqual(50_000);
+    expect(store.getMessages('resp_4')).toBeDefined();
+    expect(store.getMessages('resp_3')).toBeDefined();
+    expect(store.getMessages('resp_2')).toBeUndefined();
+    // An entry alone over the budget is still kept: its request is answered from it.
+    const tiny = new ResponseStore(10, 10);
+    tiny.putMessages('resp_big', [{ role: 'user', content: long }]);
+    expect(tiny.getMessages('resp_big')).toBeDefined();
   });
 });
 
