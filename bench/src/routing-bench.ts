@@ -156,7 +156,7 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   repeats: 1,
   overhead: { enabled: true, requests: 200, concurrency: 8, reps: 3, promptTokens: 256, outputTokens: 8 },
   // SGLang's thresholds, except the absolute imbalance threshold: 64 in-flight requests of difference can never occur
-  // with 16 in flight over 4 pods, so it is scaled to this benchmark's concurrency.
+  // with the default 16 in flight over 4 pods, so it is 4 here, at every --concurrency (--sglang-abs-threshold sets it).
   sglang: { ...SGLANG_DEFAULTS, balanceAbsThreshold: 4 },
   warmUp: true,
   outDir: path.join(BENCH_DIR, 'out', 'routing'),
@@ -712,7 +712,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
       `Working set: distinct full KV blocks of every prompt and reply, deduplicated by prefix; "reused" counts blocks more than one request uses. `
         + `Constrained capacity is the working set / ${o.capacityRatio} per pod; ample holds the whole working set (plus live requests) on every pod.`,
       `The SGLang-style director uses cache_threshold ${o.sglang.cacheThreshold}, balance_rel_threshold ${o.sglang.balanceRelThreshold}, `
-        + `balance_abs_threshold ${o.sglang.balanceAbsThreshold} (SGLang: 64, which a difference of in-flight requests never reaches with 16 in flight over 4 pods; the benchmark defaults to 4 at every --concurrency), max tree ${o.sglang.maxTreeChars} chars per worker, `
+        + `balance_abs_threshold ${o.sglang.balanceAbsThreshold} (SGLang: 64, which a difference of in-flight requests never reaches at the default 16 in flight over 4 pods; the benchmark defaults to 4 at every --concurrency and pod count), max tree ${o.sglang.maxTreeChars} chars per worker, `
         + `cache misses to the ${o.sglang.missRouting === 'least-load' ? 'least-loaded worker (SGLang since PR #14650)' : 'smallest tree (SGLang before PR #14650)'}.`,
       'Directors (sglang, random, least-request, the overhead RR director) run in the benchmark process behind the EPP\'s own ext_proc server; the EPP '
         + 'policies run as a separate process; round-robin and session-hash are the gateway alone. Every run starts fresh pods, gateway and router.',
