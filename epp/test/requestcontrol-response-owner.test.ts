@@ -95,6 +95,20 @@ describe('RequestControl and the Responses API', () => {
     expect((await routed(post(`/v1/responses/${sent.request_id}/cancel`, {}))).endpoint).toBe(first.endpoint);
   });
 
+  test('retrieving or cancelling reaches the owner even when it is saturated, a cancel with a JSON body too (vLLM reads none there); a continuation is refused 429 as any request whose candidates are all saturated (no flow control here)', async () => {
+    const first = await routed(post('/v1/responses', { model: 'm', input: 'Remember the number 42.' }));
+    const id = JSON.parse(first.body!.toString()).request_id as string;
+    for (const s of ds.snapshot()) {
+      ds.setMetrics(s.endpoint.key, { waitingQueueSize: s.endpoint.key === first.endpoint ? 50 : 0, kvCacheUsagePercent: s.endpoint.key === first.endpoint ? 0.99 : 0.1, updateTime: Date.now() });
+    }
+    expect((await routed(post(`/v1/responses/${id}/cancel`, {}))).endpoint).toBe(first.endpoint);
+    expect((await routed(get(`/v1/responses/${id}`))).endpoint).toBe(first.endpoint);
+    // A continuation is new work on the owner: without flow control a saturated owner refuses it (429), as it would
+    // refuse any request all of whose candidates are saturated.
+    const next = await director.route(post('/v1/responses', { model: 'm', input: 'Which number?', previous_response_id: id }));
+    expect(next).toMatchObject({ kind: 'reject', status: 429 });
+  });
+
   test('no id is set when the pod stores nothing (store false or null) or the client names the response itself, and other endpoints are left alone', async () => {
     for (const body of [
       { model: 'm', input: 'x', store: false },

@@ -838,6 +838,10 @@ export class RequestControl implements RequestDirector {
    */
   private readBody(req: IncomingRequest): ParsedRequestBody | RequestBodyError | undefined {
     if (req.body === undefined) return undefined;
+    // Retrieving or cancelling a stored response (`/v1/responses/{id}[/cancel]`): vLLM reads no body there, and such a
+    // request is routed as one without a body, to the pod that stored the response when kvroute named it, never held
+    // back by that pod's load (a cancel is how a client frees it).
+    if (responseIdInPath(req.headers.get(':path')) !== undefined) return undefined;
     // GIE v1.5.0's passthrough parser returns the raw payload: no model, no prompt, no validation.
     if (this.passthrough) return PASSTHROUGH_BODY;
     if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;

@@ -26,8 +26,9 @@ const ID_IN_PATH = /^\/v1\/responses\/([^/?#]+)(?:\/cancel)?(?:[?#]|$)/;
 
 /**
  * The tag of the pod at `endpointKey` (its `ip:port`): the first 8 hex digits of its SHA-256. Distinct pods share a tag
- * with probability n²/2³³ (1.5e-5 at 256 pods); a request naming a shared tag may go to either, and vLLM answers 404
- * from the wrong one, as it would without the tag.
+ * with probability about n²/2³³ (7.6e-6 at 256 pods); a request naming a shared tag may go to either, and vLLM answers
+ * 404 from the wrong one, as it would without the tag. Unsalted, so whoever holds an id and can guess the pool's address
+ * range can find the pod's address from it (pod addresses are not secrets in most clusters; the id reveals nothing else).
  */
 export function ownerTag(endpointKey: string): string {
   return createHash('sha256').update(endpointKey).digest('hex').slice(0, 8);
