@@ -23,6 +23,19 @@ jest.setTimeout(60_000);
 const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 const MODEL = 'Qwen/Qwen3-0.6B';
 
+/**
+ * A config of the precise scorer subscribed on a loopback port for `kv@` topics (central mode: the tests' publishers
+ * connect to it) and a picker; `indexer` and `parameters` are further lines of its indexerConfig and parameters.
+ */
+const subscribedConfig = (indexer: string, parameters = '') => parseEndpointPickerConfig(`${HEADER}plugins:
+  - type: precise-prefix-cache-scorer
+    parameters:
+      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
+      indexerConfig:
+        tokenProcessorConfig: { blockSize: 16 }${indexer}${parameters}
+  - type: max-score-picker
+`);
+
 /** A config of the precise scorer alone (no subscription: blocks are stored straight into its index) and a picker. */
 const preciseOnlyConfig = (tokenizersPool: string, extra = '') => parseEndpointPickerConfig(`${HEADER}plugins:
   - type: precise-prefix-cache-scorer
@@ -290,15 +303,7 @@ describe('speculativeIndexing (llm-d precise_prefix_cache.go @ v0.8.0: off unles
     ['unset (llm-d\'s default)', '', false],
     ['true', '\n      speculativeIndexing: true', true],
   ])('%s: before any KV event, the pod just picked for a prompt holds it for the next request only when speculating', async (_what, setting, held) => {
-    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${MODEL}" }${setting}
-  - type: max-score-picker
-`));
+    const scheduler = buildScheduler(subscribedConfig(`\n        tokenizersPoolConfig: { modelName: "${MODEL}" }`, setting));
     await scheduler.plugins.start();
     const datastore = new Datastore({ scrape: false });
     try {
@@ -406,19 +411,12 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
   });
 
   beforeAll(async () => {
-    scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
+    scheduler = buildScheduler(subscribedConfig(`
         tokenizersPoolConfig: { modelName: "${MODEL}" }
-        kvCacheBackendConfigs: [{ name: gpu, weight: 1.0 }, { name: cpu, weight: 0.8 }, { name: localdiskbackend, weight: 0.5 }]
+        kvCacheBackendConfigs: [{ name: gpu, weight: 1.0 }, { name: cpu, weight: 0.8 }, { name: localdiskbackend, weight: 0.5 }]`, `
       speculativeIndexing: false
       loraAdapters: [chat-lora, billing-lora]
-      scoreNormalization: min-max
-  - type: max-score-picker
-`));
+      scoreNormalization: min-max`));
     await scheduler.plugins.start();
     datastore = new Datastore({ scrape: false });
     for (const key of pods) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
@@ -849,16 +847,9 @@ describe('tokenizers by model (no modelName configured)', () => {
   // llm-d v0.8.0 refuses a config without tokenizersPoolConfig.modelName (precise_prefix_cache.go); kvroute takes the
   // base model from the events' topics, so a name it could not load (a LoRA adapter's) must not stick for the others.
   test('a first request naming a LoRA adapter before any event does not turn precise scoring off: the base model\'s tokenizer loads when an event names it', async () => {
-    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
+    const scheduler = buildScheduler(subscribedConfig('', `
       speculativeIndexing: false
-      loraAdapters: [chat-lora]
-  - type: max-score-picker
-`));
+      loraAdapters: [chat-lora]`));
     await scheduler.plugins.start();
     const pub = new TestKvEventPublisher();
     try {
@@ -902,16 +893,9 @@ describe('tokenizers by model (no modelName configured)', () => {
     fs.mkdirSync(nodePath.join(dir, without), { recursive: true });
     writeTemplateTokenizer(nodePath.join(dir, withBos), ['<s>', 'A'], { bos_token: '<s>' });
     writeTemplateTokenizer(nodePath.join(dir, without), ['A'], {});
-    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { local: { autoDiscoveryDir: "${dir}" } }
-      speculativeIndexing: false
-  - type: max-score-picker
-`));
+    const scheduler = buildScheduler(subscribedConfig(`
+        tokenizersPoolConfig: { local: { autoDiscoveryDir: "${dir}" } }`, `
+      speculativeIndexing: false`));
     await scheduler.plugins.start();
     const pub = new TestKvEventPublisher();
     try {
