@@ -111,6 +111,21 @@ describe('session-load-scorer', () => {
     expect(pool.scorer.liveSessions().size).toBe(0);
   });
 
+  it('headroom: one live session against none no longer outweighs a prefix hit while every count is small', () => {
+    // The start of traffic where every request carries an id of its own (a shared-prefix set): with headroom 0 the
+    // second request of a new prefix leaves the pod that took the first (1 − 1/1 = 0 there, 1 elsewhere: the full
+    // weight 4 against a prefix hit's 3); with headroom 4 the swing is 4 · 1/5 and the prefix keeps it.
+    const plain = new Pool(withSessionLoad(4));
+    const first = plain.send(firstTurn(0), 'u0');
+    expect(plain.send(firstTurn(1), 'u1')).not.toBe(first);
+    const roomy = new Pool(withSessionLoad(4, { headroom: 4 }));
+    const home = roomy.send(firstTurn(0), 'u0');
+    expect(roomy.send(firstTurn(1), 'u1')).toBe(home);
+    // Sessions still spread once the holder carries clearly more than the others.
+    const placed = Array.from({ length: 12 }, (_, i) => roomy.send(firstTurn(10 + i), `c${i}`));
+    expect(new Set(placed).size).toBeGreaterThan(1);
+  });
+
   it('with minRequests 2 only sessions that came back count: single-request sessions leave placement to the prefix', () => {
     // Eight one-question users sharing a system prompt (a shared-prefix set): with minRequests 1 they spread like
     // conversations, losing the prefix; with 2 none of them counts, and the prefix keeps them together.
@@ -290,6 +305,8 @@ describe('session-load-scorer', () => {
       type: 'session-load-scorer', name: 'session-load-scorer', parameters: { headers: ['x-session-id', 'x-session-token'], liveWindow: '5m', capacity: 65536, minRequests: 1 },
     });
     expect(() => parseEndpointPickerConfig(yaml('{minRequests: 0}'))).toThrow('plugins[0].parameters.minRequests: must be an integer');
+    expect(parseEndpointPickerConfig(yaml('{headroom: 4}')).plugins[0]!.parameters).toMatchObject({ headroom: 4 });
+    expect(() => parseEndpointPickerConfig(yaml('{headroom: -1}'))).toThrow('plugins[0].parameters.headroom');
     expect(() => parseEndpointPickerConfig(yaml('{capacity: 0}'))).toThrow('plugins[0].parameters.capacity: must be an integer >= 1, got 0');
     expect(() => parseEndpointPickerConfig(yaml('{window: 5m}'))).toThrow('plugins[0].parameters.window: unknown field; allowed: headers, liveWindow, capacity, minRequests');
   });

@@ -27,6 +27,13 @@ export interface SessionLoadScorerParameters {
    * @default 1
    */
   minRequests?: number;
+  /**
+   * Sessions added to the busiest candidate's count before normalizing: `1 − live / (max + headroom)`. 0 (the default)
+   * is `1 − live / max`, where one session against none swings the full weight (more than a full prefix hit at the
+   * default weights) while every count is small, as at the start of traffic.
+   * @default 0
+   */
+  headroom?: number;
 }
 
 interface Tracked {
@@ -108,7 +115,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
 
   constructor(
     readonly name: string,
-    private readonly parameters: Required<SessionLoadScorerParameters>,
+    private readonly parameters: Required<Omit<SessionLoadScorerParameters, 'headroom'>> & Pick<SessionLoadScorerParameters, 'headroom'>,
     private readonly handle: PluginHandle,
   ) {
     this.windowMs = parseDuration(parameters.liveWindow);
@@ -145,7 +152,8 @@ export class SessionLoadScorer implements Scorer, PostCycle {
       out[i] = returning + share * single;
       if (returning + single > max) max = returning + single;
     }
-    for (let i = 0; i < n; i++) out[i] = max > 0 ? 1 - out[i]! / max : 1;
+    const denominator = max + (this.parameters.headroom ?? 0);
+    for (let i = 0; i < n; i++) out[i] = max > 0 ? 1 - out[i]! / denominator : 1;
   }
 
   /**
@@ -287,6 +295,9 @@ export const sessionLoadScorer = definePlugin({
     liveWindow: fields.duration('liveWindow', '5m'),
     capacity: fields.integer('capacity', 65536, 1),
     minRequests: fields.integer('minRequests', 1, 1, 1000),
-  })),
+    // Written only when set, so configs and manifests that leave it out render as before.
+    ...(fields.has('headroom') ? { headroom: fields.number('headroom', 0, 0, 1_000_000) } : {}),
+    // headroom is optional in the resolved parameters too (absent = 0), so the cast only states that.
+  }) as Required<SessionLoadScorerParameters>),
   create: (name, resolved, handle) => new SessionLoadScorer(name, resolved, handle),
 });
