@@ -102,11 +102,11 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-learnt-cpt', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-learnt-cpt'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -120,6 +120,7 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-sessions': 'EPP process, the prefix-first config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
   'kvroute-no-session-load': 'EPP process, the built-in config without session-load-scorer (the default before session 31, 2026-12-02; session 31\'s recorded runs name it kvroute and today\'s default kvroute-session-load, a name for kvroute in those runs only)',
   'kvroute-precise-no-session-load': 'kvroute-precise without session-load-scorer (the precise config before session 31, 2026-12-02)',
+  'kvroute-session-headroom': 'EPP process, the built-in config with session-load-scorer\'s headroom at 4 (session 38\'s sweep: one live session against none no longer outweighs a full prefix hit while counts are small, so a cold burst of one-request sessions keeps each new prefix on one pod)',
   'kvroute-session-load16': 'EPP process, the built-in config with session-load-scorer at 16 (session 33\'s candidate: with 3 system prompts over 4 pods a new agent session\'s prefix and latency scores, up to 3 + 4 points, kept it on its prompt\'s holder until the others carried under a third of its sessions)',
   'kvroute-learnt-cpt': 'EPP process, the built-in config with learnCharactersPerToken: true: the approximate index sizes each pod at the characters per token learnt from vllm:request_prompt_tokens (≈4.9 on the bench\'s text) rather than GIE\'s fixed 4 (session 34\'s candidate)',
   'kvroute-no-lru': 'EPP process, the prefix-first config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
@@ -154,6 +155,14 @@ function withLearntCharactersPerToken(config: EndpointPickerConfig): EndpointPic
   return validateEndpointPickerConfig({
     ...config,
     plugins: config.plugins.map((plugin) => (plugin.type === 'prefix-cache-scorer' ? { ...plugin, parameters: { ...plugin.parameters, learnCharactersPerToken: true } } : plugin)),
+  });
+}
+
+/** `config` with `key: value` among the parameters of every plugin of type `type`. */
+function withPluginParameter(config: EndpointPickerConfig, type: string, key: string, value: unknown): EndpointPickerConfig {
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: config.plugins.map((plugin) => (plugin.type === type ? { ...plugin, parameters: { ...plugin.parameters, [key]: value } } : plugin)),
   });
 }
 
@@ -195,6 +204,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configTransform: withoutSessionLoad };
     case 'kvroute-precise-no-session-load':
       return { kind: 'epp', name, precise: true, configTransform: withoutSessionLoad };
+    case 'kvroute-session-headroom':
+      return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'session-load-scorer', 'headroom', 4) };
     case 'kvroute-session-load16':
       return { kind: 'epp', name, configTransform: (config) => withScorerWeight(config, 'session-load-scorer', 16) };
     case 'kvroute-learnt-cpt':
