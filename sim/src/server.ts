@@ -25,6 +25,7 @@ import {
   PlainServerError,
   unparseableBody,
   planOutput,
+  type OutputPlan,
   processorError,
   promptLogprobs,
   strictStr,
@@ -367,12 +368,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       default: {
         // `/v1/responses/{response_id}` (GET) and `/v1/responses/{response_id}/cancel` (POST), api_server.py @ v0.10.0.
-        const cancel = /^\/v1\/responses\/([^/]+)\/cancel$/.exec(path);
+        const cancel = CANCEL_RESPONSE_PATH.exec(path);
         if (cancel) {
           sendJson(res, 200, cancelResponse(cancel[1]!));
           return;
         }
-        const retrieve = /^\/v1\/responses\/([^/]+)$/.exec(path);
+        const retrieve = RETRIEVE_RESPONSE_PATH.exec(path);
         if (retrieve) {
           sendJson(res, 200, retrieveResponse(retrieve[1]!).body);
           return;
@@ -461,19 +462,17 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         sendJson(res, 200, queued.body);
         queued.body.status = 'failed';
         return;
-      } else {
-        const abort = runResponse(prepared, (result) => {
-          backgroundAborts.delete(r.requestId);
-          const stored = responseStore.getResponse(r.requestId);
-          if (result.finishReason === 'abort') {
-            if (stored !== undefined && stored.body.status !== 'completed' && stored.body.status !== 'cancelled') stored.body.status = 'failed';
-            return;
-          }
-          // "If the response is already cancelled, don't update it."
-          if (stored === undefined || stored.body.status !== 'cancelled') responseStore.putResponse(r.requestId, { body: completedBody(r, model, createdAt, pr.maxTokensParam, result) });
-        });
-        backgroundAborts.set(r.requestId, abort);
       }
+      const abort = runResponse(prepared, (result) => {
+        backgroundAborts.delete(r.requestId);
+        if (result.finishReason === 'abort') {
+          const stored = responseStore.getResponse(r.requestId);
+          if (stored !== undefined && stored.body.status !== 'completed' && stored.body.status !== 'cancelled') stored.body.status = 'failed';
+          return;
+        }
+        storeUnlessCancelled(r.requestId, completedBody(r, model, createdAt, pr.maxTokensParam, result));
+      });
+      backgroundAborts.set(r.requestId, abort);
       sendJson(res, 200, queued.body);
       return;
     }
@@ -490,10 +489,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
           return;
         }
         const answer = completedBody(r, model, createdAt, pr.maxTokensParam, result);
-        if (r.store) {
-          const stored = responseStore.getResponse(r.requestId);
-          if (stored === undefined || stored.body.status !== 'cancelled') responseStore.putResponse(r.requestId, { body: answer });
-        }
+        if (r.store) storeUnlessCancelled(r.requestId, answer);
         sendJson(res, 200, options.simExtension ? { ...answer, kvroute_sim: simTiming(result, options.podName) } : answer);
         resolve();
       });
@@ -502,6 +498,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         if (!res.writableFinished) abort();
       });
     });
+  }
+
+  /** Stores a finished response: "If the response is already cancelled, don't update it." (responses_full_generator). */
+  function storeUnlessCancelled(id: string, body: StoredResponse['body']): void {
+    if (responseStore.getResponse(id)?.body.status !== 'cancelled') responseStore.putResponse(id, { body });
   }
 
   /** The completed `ResponsesResponse` of a finished request: its filler text as one output message, UsageInfo. */
@@ -513,24 +514,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   /** Submits a prepared one-prompt chat (n = 1, FINAL_ONLY output) to the engine; returns its abort. */
   function runResponse(p: Prepared, done: (r: RequestResult & { text: string; promptTokens: number }) => void): () => void {
     const pr = p.prompts[0]!;
-    const filler = tokenizer.filler(pr.maxTokens);
-    const plan = planOutput(filler.ids, filler.texts, p.req);
-    if (pr.endsAtEos && plan.finishReason === 'length') plan.finishReason = 'stop';
-    const lora = options.loraModules.indexOf(p.model);
+    const { plan } = outputPlan(pr, p.req);
     const [handle] = eng.submitAll([
       {
-        params: {
-          promptTokens: pr.tokens,
-          outputTokens: plan.ids,
-          cacheSalt: p.req.cacheSalt,
-          loraId: lora >= 0 ? lora + 1 : null,
-          loraName: lora >= 0 ? p.model : null,
-          finishReason: plan.finishReason,
-          maxTokensParam: pr.maxTokensParam,
-          parentN: 1,
-          priority: p.req.priority,
-          skipPrefixCache: false,
-        },
+        params: engineParams(p, pr, plan, 1),
         listener: {
           onToken(): void {},
           onFinish(result: RequestResult): void {
@@ -558,6 +545,35 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       res.writeHead(200, { 'content-type': contentType });
       res.end(text);
     }
+  }
+
+  /**
+   * What a prompt generates: the filler text (or a named tool's guided arguments) cut by the request's stop conditions;
+   * the filler's last token stands for EOS (see prepare): FINISHED_STOPPED, stop_reason None.
+   */
+  function outputPlan(pr: PreparedPrompt, req: Prepared['req']): { plan: OutputPlan; fillerTexts: readonly string[] } {
+    const filler = pr.guided ? guidedTokens(pr.guided.subarray(0, pr.maxTokens), tokenizer) : tokenizer.filler(pr.maxTokens);
+    const plan = planOutput(filler.ids, filler.texts, req);
+    if (pr.endsAtEos && plan.finishReason === 'length') plan.finishReason = 'stop';
+    return { plan, fillerTexts: filler.texts };
+  }
+
+  /** The engine request of one choice of `p` (of `parentN` siblings) answering prompt `pr` with `plan`. */
+  function engineParams(p: Prepared, pr: PreparedPrompt, plan: OutputPlan, parentN: number): Parameters<Engine['submitAll']>[0][number]['params'] {
+    // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
+    const lora = options.loraModules.indexOf(p.model);
+    return {
+      promptTokens: pr.tokens,
+      outputTokens: plan.ids,
+      cacheSalt: p.req.cacheSalt,
+      loraId: lora >= 0 ? lora + 1 : null,
+      loraName: lora >= 0 ? p.model : null,
+      finishReason: plan.finishReason,
+      maxTokensParam: pr.maxTokensParam,
+      parentN,
+      priority: p.req.priority,
+      skipPrefixCache: p.req.sampling.promptLogprobs !== undefined,
+    };
   }
 
   /**
@@ -615,17 +631,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // n choices per prompt; choice i answers prompt floor(i / n) (serving_completion.py: `output.index + prompt_idx * n`).
     const n = req.n;
     const choices = p.prompts.flatMap((pr, pi) => {
-      const filler = pr.guided ? guidedTokens(pr.guided.subarray(0, pr.maxTokens), tokenizer) : tokenizer.filler(pr.maxTokens);
-      const plan = planOutput(filler.ids, filler.texts, req);
-      // The filler's last token stands for EOS (see prepare): FINISHED_STOPPED, stop_reason None.
-      if (pr.endsAtEos && plan.finishReason === 'length') plan.finishReason = 'stop';
+      const { plan, fillerTexts } = outputPlan(pr, req);
       // echo: completions prepend the prompt's text; chat prepends the last message when its role is the reply's.
       let echoText = '';
       if (req.echo) {
         if (!isChat) echoText = pr.text;
         else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
       }
-      const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, filler.texts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
+      const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, fillerTexts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
       return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, finishedAs: 0, lastChunk: undefined as Record<string, unknown> | undefined, toolText: '', toolState: { nameReturned: false } }));
     });
     const k = req.sampling.logprobs ?? 0;
@@ -866,23 +879,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
             if (--open === 0) finishAll();
           },
         };
-        // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
-        const lora = options.loraModules.indexOf(p.model);
-        submissions.push({
-          params: {
-            promptTokens: c.pr.tokens,
-            outputTokens: c.plan.ids,
-            cacheSalt: req.cacheSalt,
-            loraId: lora >= 0 ? lora + 1 : null,
-            loraName: lora >= 0 ? p.model : null,
-            finishReason: c.plan.finishReason,
-            maxTokensParam: c.pr.maxTokensParam,
-            parentN: n,
-            priority: req.priority,
-            skipPrefixCache: req.sampling.promptLogprobs !== undefined,
-          },
-          listener,
-        });
+        submissions.push({ params: engineParams(p, c.pr, c.plan, n), listener });
       });
       handles.push(...eng.submitAll(submissions));
       const abortAll = (): void => {
@@ -979,10 +976,13 @@ const ROUTES: Record<string, string[]> = {
  * /v1/responses/{response_id}/cancel (vllm/entrypoints/openai/api_server.py @ v0.10.0).
  */
 function pathParamRoute(path: string): string[] | undefined {
-  if (/^\/v1\/responses\/[^/]+\/cancel$/.test(path)) return ['POST'];
-  if (/^\/v1\/responses\/[^/]+$/.test(path)) return ['GET'];
+  if (CANCEL_RESPONSE_PATH.test(path)) return ['POST'];
+  if (RETRIEVE_RESPONSE_PATH.test(path)) return ['GET'];
   return undefined;
 }
+
+const CANCEL_RESPONSE_PATH = /^\/v1\/responses\/([^/]+)\/cancel$/;
+const RETRIEVE_RESPONSE_PATH = /^\/v1\/responses\/([^/]+)$/;
 
 /** Starlette's StreamingResponse(media_type="text/event-stream") adds only the charset. */
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8' };
