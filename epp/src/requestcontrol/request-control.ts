@@ -23,8 +23,9 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
+import { withLeadingMember } from './leading-member';
 import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
-import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError, skipWhitespace, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -1236,11 +1237,7 @@ function rewriteModel(body: Buffer, model: string): Buffer | undefined {
  * body never repeats a member name.
  */
 export function withPriority(body: Buffer, priority: number): Buffer | undefined {
-  const at = skipWhitespace(body, 0);
-  if (body[at] !== 0x7b) return undefined; // '{'
-  const next = skipWhitespace(body, at + 1);
-  const member = Buffer.from(`{"priority":${priority}${body[next] === 0x7d ? '' : ','}`);
-  return Buffer.concat([body.subarray(0, at), member, body.subarray(at + 1)]);
+  return withLeadingMember(body, 'priority', String(priority));
 }
 
 /**

@@ -18,6 +18,7 @@
  * kvroute's own, documented in epp/README.md ("The Responses API").
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { withLeadingMember } from './leading-member';
 
 /** The ids kvroute issues: `resp_kvr`, the owner's tag (8 hex), then a UUID's 32 hex. */
 const ISSUED_ID = /^resp_kvr([0-9a-f]{8})[0-9a-f]{32}$/;
@@ -59,21 +60,10 @@ export function responseIdInPath(path: string | undefined): string | undefined {
 
 /**
  * The body with `"request_id":"<id>"` as its first member, or undefined when it does not start with an object. Only
- * called for bodies without a `request_id` of their own (ParsedRequestBody.storesUnnamedResponse), so the edited body
- * never repeats a member name; nothing else is parsed or re-serialized.
+ * called for bodies without a `request_id` of their own (ParsedRequestBody.storesUnnamedResponse).
  */
 export function withResponseId(body: Buffer, id: string): Buffer | undefined {
-  let at = 0;
-  while (at < body.length && isBlank(body[at]!)) at++;
-  if (body[at] !== 0x7b) return undefined; // '{'
-  let next = at + 1;
-  while (next < body.length && isBlank(body[next]!)) next++;
-  const member = Buffer.from(`{"request_id":${JSON.stringify(id)}${body[next] === 0x7d ? '' : ','}`);
-  return Buffer.concat([body.subarray(0, at), member, body.subarray(at + 1)]);
-}
-
-function isBlank(c: number): boolean {
-  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+  return withLeadingMember(body, 'request_id', JSON.stringify(id));
 }
 
 /** Pods' tags, computed once per endpoint key (bounded: a pool's churn of addresses cannot grow it without end). */
