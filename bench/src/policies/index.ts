@@ -3,7 +3,8 @@
  * - `kvroute`: the EPP with its built-in config (separate process);
  * - `kvroute-precise`: `preciseEndpointPickerConfig()`, precise prefix scoring from the pods' KV events (central mode);
  *   `kvroute-precise-prefix-first` is it without the latency scorer (the precise config until session 19, 2026-11-30),
- *   `kvroute-precise-latency4` with it at the default's 4 (measured, not taken);
+ *   `kvroute-precise-latency4` with it at the default's 4 (measured, not taken), `kvroute-precise-lru` with the
+ *   default's `no-hit-lru-scorer` (measured, not taken);
  * - `kvroute-latency`: the EPP with `latencyEndpointPickerConfig()` (scoring by predicted TTFT, issue 9); not in the
  *   matrix's default list; the load ladder (`load-ladder.ts`) runs it by default, side by side with `kvroute`;
  * - `kvroute-prefix-first`: `prefixFirstEndpointPickerConfig()`, the default until 2026-11-30 (no latency scorer);
@@ -102,11 +103,11 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -119,6 +120,7 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-active2': 'EPP process, the built-in config with active-request-scorer at 2 (prefix 3 + no-hit-lru 4 + queue + kv + 2·active + latency 4 + session-load 4)',
   'kvroute-sessions': 'EPP process, the prefix-first config plus session-load-scorer 4, minRequests 2 (new sessions avoid pods carrying live conversations)',
   'kvroute-no-session-load': 'EPP process, the built-in config without session-load-scorer (the default before session 31, 2026-12-02; session 31\'s recorded runs name it kvroute and today\'s default kvroute-session-load, a name for kvroute in those runs only)',
+  'kvroute-precise-lru': 'kvroute-precise with the default\'s no-hit-lru-scorer at 4 after the precise scorer (session 39: measured on long shared documents with ample KV, three seeds, no consistent gain: bench/README.md "Session 39")',
   'kvroute-precise-no-session-load': 'kvroute-precise without session-load-scorer (the precise config before session 31, 2026-12-02)',
   'kvroute-session-headroom': 'EPP process, the built-in config with session-load-scorer\'s headroom at 4 (session 38\'s sweep: one live session against none no longer outweighs a full prefix hit while counts are small, so a cold burst of one-request sessions keeps each new prefix on one pod)',
   'kvroute-session-load16': 'EPP process, the built-in config with session-load-scorer at 16 (session 33\'s candidate: with 3 system prompts over 4 pods a new agent session\'s prefix and latency scores, up to 3 + 4 points, kept it on its prompt\'s holder until the others carried under a third of its sessions)',
@@ -166,6 +168,23 @@ function withPluginParameter(config: EndpointPickerConfig, type: string, key: st
   });
 }
 
+/**
+ * The precise config with the default's `no-hit-lru-scorer` (its parameters, weight 4) right after the precise scorer,
+ * whose prefix match it reads to tell a cold request.
+ */
+function withPreciseNoHitLru(config: EndpointPickerConfig): EndpointPickerConfig {
+  const noHitLru = defaultEndpointPickerConfig().plugins.find((plugin) => plugin.type === 'no-hit-lru-scorer');
+  if (noHitLru === undefined) throw new Error('the default config has no no-hit-lru-scorer');
+  return validateEndpointPickerConfig({
+    ...config,
+    plugins: [...config.plugins, noHitLru],
+    schedulingProfiles: config.schedulingProfiles.map((profile) => ({
+      ...profile,
+      plugins: profile.plugins.flatMap((ref) => (ref.pluginRef === 'precise-prefix-cache-scorer' ? [ref, { pluginRef: noHitLru.name ?? noHitLru.type, weight: 4 }] : [ref])),
+    })),
+  });
+}
+
 /** `config` with the scorer `pluginRef` at `weight` in every profile. */
 function withScorerWeight(config: EndpointPickerConfig, pluginRef: string, weight: number): EndpointPickerConfig {
   return validateEndpointPickerConfig({
@@ -202,6 +221,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(sessionLoadConfig(prefixFirstEndpointPickerConfig(), 4)) };
     case 'kvroute-no-session-load':
       return { kind: 'epp', name, configTransform: withoutSessionLoad };
+    case 'kvroute-precise-lru':
+      return { kind: 'epp', name, precise: true, configTransform: withPreciseNoHitLru };
     case 'kvroute-precise-no-session-load':
       return { kind: 'epp', name, precise: true, configTransform: withoutSessionLoad };
     case 'kvroute-session-headroom':
