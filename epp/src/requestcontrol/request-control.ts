@@ -1092,18 +1092,18 @@ export class RequestControl implements RequestDirector {
     }
   }
 
-  /** Whether `candidates` (from `candidates(req)`) leave out some of the pool's ready endpoints: the subset hint narrowed them. */
+  /**
+   * Whether `candidates` (from `candidates(req)`) leave out some of the pool's ready endpoints: the subset hint, or a
+   * stored response's owner (`candidates`), narrowed them.
+   */
   private isNarrowed(candidates: readonly EndpointSnapshot[]): boolean {
     return candidates.length < this.options.datastore.snapshot().length;
   }
 
   /**
-   * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
-   * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
-   * GIE's reference EPP reads too since v1.6.0 (lwepp `handleRequestHeaders`, #2935: what Envoy's header-to-metadata
-   * rules produce). An entry selects the endpoint at its `ip:port` when the pool has one there (lwepp's port-aware
-   * matching for data-parallel ranks, #2963), and otherwise every endpoint at its IP: v1.5.0 matches IPs only, so a
-   * hint whose port is not the pool's still selects the pod.
+   * The endpoints this request may go to: those within the proxy's subset hint (`hinted`), narrowed to the pod that
+   * stored the response the request names (a Responses API continuation, retrieval or cancel: `response-owner.ts`)
+   * while that pod is among them; otherwise all of them.
    */
   private candidates(req: IncomingRequest): readonly EndpointSnapshot[] {
     const hinted = this.hinted(req);
@@ -1114,7 +1114,14 @@ export class RequestControl implements RequestDirector {
     return owned.length > 0 ? owned : hinted;
   }
 
-  /** The ready endpoints within the proxy's subset hint (see `candidates`). */
+  /**
+   * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
+   * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
+   * GIE's reference EPP reads too since v1.6.0 (lwepp `handleRequestHeaders`, #2935: what Envoy's header-to-metadata
+   * rules produce). An entry selects the endpoint at its `ip:port` when the pool has one there (lwepp's port-aware
+   * matching for data-parallel ranks, #2963), and otherwise every endpoint at its IP: v1.5.0 matches IPs only, so a
+   * hint whose port is not the pool's still selects the pod.
+   */
   private hinted(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
     if (this.options.disableEndpointSubsetFilter === true) return all;
