@@ -227,13 +227,18 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // 404 from the router, whatever the method.
     const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p] ?? pathParamRoute(p));
     const route = routeOf(path);
+    // mount_metrics appends Mount("/metrics", make_asgi_app()) after every route, its path_regex replaced by
+    // `^/metrics(?P<path>.*)$` ("Workaround for 307 Redirect for /metrics", vllm/entrypoints/openai/api_server.py @
+    // v0.10.0 mount_metrics): it matches /metrics itself, /metrics/… and /metricsfoo, for every method (a Mount matches
+    // FULL whatever the method). Starlette's router takes the first FULL match and falls back to a PARTIAL one (a route
+    // of another method) only when none matches FULL, so only GET /metrics reaches the Instrumentator's route; HEAD,
+    // POST or any other method on /metrics, and any method on the longer paths, is prometheus_client's ASGI app, which
+    // negotiates.
+    if (path.startsWith('/metrics') && !(path === '/metrics' && method === 'GET')) {
+      await metricsMount(req, res);
+      return;
+    }
     if (!route) {
-      // Mount("/metrics", make_asgi_app()) matches `^/metrics/(?P<path>.*)$` (Starlette's Mount compiles
-      // path + "/{path:path}") for every method: prometheus_client's ASGI app, which negotiates.
-      if (path.startsWith('/metrics/')) {
-        await metricsMount(req, res);
-        return;
-      }
       // Starlette's Router with redirect_slashes (the default): a path no route matches that ends in "/" is answered
       // 307 to the path with its trailing slashes stripped when a route matches that (any method), the URL rebuilt
       // from the Host header and the query kept (starlette/routing.py Router.app, RedirectResponse).
@@ -249,10 +254,13 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       throw new RouteError(404, 'Not Found');
     }
-    // Starlette serves HEAD wherever GET is routed.
-    const methods = route.includes('GET') ? [...route, 'HEAD'] : route;
-    if (!methods.includes(method)) {
-      res.setHeader('allow', methods.join(', '));
+    // vLLM's routes are FastAPI APIRoutes (router.get / router.post), whose methods are exactly the ones declared:
+    // unlike Starlette's own Route, APIRoute adds no HEAD for GET (fastapi/routing.py APIRoute.__init__,
+    // `self.methods = {method.upper() for method in methods}`), so HEAD on a GET route is a 405. The 405 is the first
+    // PARTIAL match's (starlette/routing.py Router.app), whose `allow` lists that route's own methods: /ping is two
+    // APIRoutes, POST registered first (decorators apply bottom-up), so its 405 allows POST.
+    if (!route.includes(method)) {
+      res.setHeader('allow', route[0]!);
       throw new RouteError(405, 'Method Not Allowed');
     }
     switch (path) {
@@ -275,7 +283,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // make_asgi_app()). Starlette matches routes in order, so GET /metrics is the Instrumentator's handler
         // (instrumentation.py @ v7.1.0 lines 270-288: `Response(generate_latest(registry))` with CONTENT_TYPE_LATEST,
         // gzip only with should_gzip, which vLLM leaves False): the 0.0.4 text format, uncompressed, whatever Accept
-        // and Accept-Encoding say. Only paths under /metrics/ reach make_asgi_app (metricsMount).
+        // and Accept-Encoding say. Every other method, and every longer path, reaches make_asgi_app (metricsMount).
         res.writeHead(200, { 'content-type': metrics.contentType });
         res.end(await metrics.metrics());
         return;
@@ -957,7 +965,8 @@ const UNSUPPORTED_TASK_ROUTES: Record<string, string> = {
 
 const ROUTES: Record<string, string[]> = {
   '/health': ['GET'],
-  '/ping': ['GET', 'POST'],
+  // The first method is the first APIRoute registered for the path, whose `allow` a 405 carries.
+  '/ping': ['POST', 'GET'],
   '/load': ['GET'],
   '/metrics': ['GET'],
   '/v1/models': ['GET'],

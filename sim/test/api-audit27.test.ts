@@ -55,8 +55,9 @@ describe('audit 27 (0.10.0 mode)', () => {
     expect(mount.headers.get('content-encoding')).toBe('gzip');
     // fetch inflates the body itself.
     expect((await mount.text()).endsWith('# EOF\n')).toBe(true);
-    // /metrics is routed GET only: POST is the route's 405, which no FULL match overrides.
-    expect((await http(sim.url, 'POST', '/metrics')).status).toBe(405);
+    // The mount's path_regex is widened to ^/metrics(?P<path>.*)$, so POST /metrics is the mount's, not the GET
+    // route's 405 (audit 39).
+    expect((await http(sim.url, 'POST', '/metrics')).status).toBe(200);
   });
 
   describe('F5: tool_choice (protocol.py check_tool_usage @ 6eca337ce lines 832-890; serving_chat.py lines 625-700, 1014-1048)', () => {

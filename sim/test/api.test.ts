@@ -767,9 +767,9 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(m.data[0].permission[0].id).toMatch(/^modelperm-[0-9a-f]{32}$/);
   });
 
-  it("HEAD wherever GET is routed; CORS with vLLM's defaults (allow-origin *, preflight answered)", async () => {
+  it("HEAD is a 405 on GET routes (FastAPI APIRoutes; audit 39); CORS with vLLM's defaults (allow-origin *, preflight answered)", async () => {
     const head = await fetch(`${sim.url}/health`, { method: 'HEAD' });
-    expect(head.status).toBe(200);
+    expect(head.status).toBe(405);
     const models = await fetch(`${sim.url}/v1/models`, { headers: { origin: 'http://example.test' } });
     expect(models.headers.get('access-control-allow-origin')).toBe('*');
     const pre = await fetch(`${sim.url}/v1/chat/completions`, {
