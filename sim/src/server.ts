@@ -6,7 +6,7 @@ import { RealtimeClock, type SimClock } from './clock';
 import { generationOf, type VllmGeneration } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
-import { ChatTemplateRefusal, truncatePromptIds, vllmConversation } from '@kvroute/protocol/openai';
+import { ChatTemplateRefusal, parsePythonJson, pythonRefusesValidJson, truncatePromptIds, vllmConversation } from '@kvroute/protocol/openai';
 import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
@@ -359,19 +359,33 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       case '/v1/responses':
         await createResponse(req, res);
         return;
+      case '/invocations': {
+        // SageMaker's route (api_server.py @ v0.10.0 `invocations`; the stored copies before and after 0.10.0 agree):
+        // validate_json_request, then `body = await raw_request.json()` (no body parameter, so FastAPI reads nothing
+        // first: the content type is checked before the JSON), a JSONDecodeError raised as HTTPException(400,
+        // f"JSON decode error: {e}"); then `"messages" in body` picks ChatCompletionRequest + create_chat_completion,
+        // else CompletionRequest + create_completion (task "generate"), and `request_model.model_validate(body)`
+        // raises pydantic's ValidationError, which no vLLM handler catches (it is not FastAPI's RequestValidationError):
+        // Starlette's plain-text 500. The chosen handler then answers exactly as its own route does.
+        if (draining) throw new ApiError(503, 'Server is shutting down.');
+        const body = await readInvocationsBody(req);
+        let parsed: CompletionRequest | ChatRequest;
+        try {
+          parsed = 'messages' in body ? parseChatRequest(body, generation) : parseCompletionRequest(body, generation);
+        } catch (e) {
+          // The parsers' pydantic errors are the validation errors (400 'Bad Request'); model_validate lets them out.
+          if (e instanceof ApiError && e.type === 'Bad Request') throw new PlainServerError(e.message);
+          throw e;
+        }
+        await serveGeneration(parsed, req, res);
+        return;
+      }
       case '/v1/completions':
       case '/v1/chat/completions': {
         if (draining) throw new ApiError(503, 'Server is shutting down.');
         const body = await readJsonRequest(req);
         const parsed = path === '/v1/completions' ? parseCompletionRequest(body, generation) : parseChatRequest(body, generation);
-        const model = resolveModel(parsed.model, options);
-        const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
-        const base = req.headers['x-request-id'];
-        // `_base_request_id(raw_request, request.request_id)`: the header, else the body's request_id, else a uuid.
-        // Completions read the body's only from 0.10.2 (serving_completion.py @ 61aa4b290 line 120; 0.10.0 has
-        // `_base_request_id(raw_request)`), so the parser leaves it undefined in 0.10.0 mode.
-        const rid = (typeof base === 'string' && base) || parsed.requestId || randomUUIDHex();
-        await generate(prepared, `${parsed.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${rid}`, res);
+        await serveGeneration(parsed, req, res);
         return;
       }
       default: {
@@ -388,6 +402,18 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         }
       }
     }
+  }
+
+  /** The chat and completions routes' common tail: the model, the prompt, the engine and the answer. */
+  async function serveGeneration(parsed: CompletionRequest | ChatRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const model = resolveModel(parsed.model, options);
+    const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
+    const base = req.headers['x-request-id'];
+    // `_base_request_id(raw_request, request.request_id)`: the header, else the body's request_id, else a uuid.
+    // Completions read the body's only from 0.10.2 (serving_completion.py @ 61aa4b290 line 120; 0.10.0 has
+    // `_base_request_id(raw_request)`), so the parser leaves it undefined in 0.10.0 mode.
+    const rid = (typeof base === 'string' && base) || parsed.requestId || randomUUIDHex();
+    await generate(prepared, `${parsed.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${rid}`, res);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -977,6 +1003,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/completions': ['POST'],
   '/v1/chat/completions': ['POST'],
   '/v1/responses': ['POST'],
+  '/invocations': ['POST'],
   ...Object.fromEntries(Object.keys(UNSUPPORTED_TASK_ROUTES).map((path) => [path, ['POST']])),
 };
 
@@ -1354,6 +1381,44 @@ async function readJsonRequest(req: IncomingMessage): Promise<Record<string, unk
   if (media !== 'application/json') throw handRaisedValidationError("Unsupported Media Type: Only 'application/json' is allowed");
   if (body === undefined) throw validationError([], 'missing', 'Field required');
   return body;
+}
+
+/**
+ * `/invocations`' body: validate_json_request first (the route has no body parameter, so FastAPI parses nothing before
+ * it), then Starlette's `Request.json()`, i.e. `json.loads(body)`. A JSONDecodeError is the route's
+ * `HTTPException(400, f"JSON decode error: {e}")`, CPython's `str(e)`: `msg: line L column C (char P)`; anything else
+ * json.loads raises (bytes that are not UTF-8, nesting or digits past Python's limits) escapes: a plain-text 500. A
+ * body that is not an object cannot validate as a request model (or `"messages" in body` raises): a plain-text 500.
+ */
+async function readInvocationsBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const raw = await readBody(req);
+  const media = String(req.headers['content-type'] ?? '').toLowerCase().split(';', 1)[0];
+  if (media !== 'application/json') throw handRaisedValidationError("Unsupported Media Type: Only 'application/json' is allowed");
+  let text: string;
+  try {
+    text = UTF8_FATAL.decode(raw);
+  } catch {
+    throw new PlainServerError('UnicodeDecodeError');
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    const python = parsePythonJson(text);
+    if (!python.ok) {
+      if ('unreadable' in python) throw new PlainServerError('json.loads raised');
+      const chars = Array.from(text).slice(0, python.pos);
+      const lastNewline = chars.lastIndexOf('\n');
+      const line = chars.filter((c) => c === '\n').length + 1;
+      const column = python.pos - lastNewline;
+      throw new ApiError(400, `JSON decode error: ${python.msg}: line ${line} column ${column} (char ${python.pos})`, 'Bad Request');
+    }
+    body = python.value;
+  }
+  if (pythonRefusesValidJson(text) !== undefined) throw new PlainServerError('json.loads raised');
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new PlainServerError('not a request object');
+  // The chat and completions parsers read the body as parseJsonBody leaves it (integral floats, long seeds).
+  return parseJsonBody(text);
 }
 
 /**

@@ -3,7 +3,7 @@
  * routing it runs on. Each test names the upstream code it mirrors.
  */
 import { startSimulator, type Simulator } from '../src/server';
-import { http } from './helpers';
+import { http, parseSse } from './helpers';
 
 describe('audit 39: routing as FastAPI APIRoutes and the widened /metrics mount', () => {
   let sim: Simulator;
@@ -48,5 +48,44 @@ describe('audit 39: routing as FastAPI APIRoutes and the widened /metrics mount'
     const longer = await fetch(`${sim.url}/metricsfoo`);
     expect(longer.status).toBe(200);
     expect(await longer.text()).toContain('# TYPE vllm:num_requests_running gauge');
+  });
+});
+
+describe("audit 39: POST /invocations, SageMaker's route (api_server.py @ v0.10.0 `invocations`)", () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000 });
+  });
+  afterAll(() => sim.close());
+
+  it('a body with "messages" is a chat completion, any other a completion, answered as their own routes answer', async () => {
+    const chat = await http(sim.url, 'POST', '/invocations', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    expect(chat.status).toBe(200);
+    expect(chat.json()).toMatchObject({ object: 'chat.completion', choices: [{ message: { role: 'assistant', content: 'The quick' } }], usage: { prompt_tokens: 9 } });
+    expect(chat.json().id).toMatch(/^chatcmpl-/);
+    const cmpl = await http(sim.url, 'POST', '/invocations', { prompt: 'hi', max_tokens: 2 });
+    expect(cmpl.json()).toMatchObject({ object: 'text_completion', choices: [{ text: 'The quick' }] });
+    const stream = parseSse((await http(sim.url, 'POST', '/invocations', { prompt: 'hi', max_tokens: 1, stream: true })).text);
+    expect(stream.done).toBe(true);
+    expect(stream.events[0].object).toBe('text_completion');
+    // The serving class's own errors keep their shape.
+    const unknown = await http(sim.url, 'POST', '/invocations', { model: 'x', prompt: 'hi' });
+    expect([unknown.status, unknown.json().message]).toEqual([404, 'The model `x` does not exist.']);
+  });
+
+  it('JSON is read by the route: a JSONDecodeError is HTTPException(400, f"JSON decode error: {e}"), after the content-type check', async () => {
+    const bad = await http(sim.url, 'POST', '/invocations', '{"a":\n1,}');
+    expect(bad.status).toBe(400);
+    expect(bad.json()).toEqual({ object: 'error', message: 'JSON decode error: Expecting property name enclosed in double quotes: line 2 column 3 (char 8)', type: 'Bad Request', param: null, code: 400 });
+    expect((await http(sim.url, 'POST', '/invocations', '')).json().message).toBe('JSON decode error: Expecting value: line 1 column 1 (char 0)');
+    const plain = await fetch(`${sim.url}/invocations`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{' });
+    expect(((await plain.json()) as { message: string }).message).toBe(` ["Unsupported Media Type: Only 'application/json' is allowed"]`);
+  });
+
+  it("model_validate's ValidationError is caught by no handler: Starlette's plain-text 500", async () => {
+    for (const body of [{ prompt: 'hi', max_tokens: 'x' }, {}, [1], { messages: 'x' }]) {
+      const r = await http(sim.url, 'POST', '/invocations', body);
+      expect([r.status, r.text]).toEqual([500, 'Internal Server Error']);
+    }
   });
 });
