@@ -1,5 +1,5 @@
 import type { VllmGeneration } from './block-hash';
-import { isDict, parsePythonJson, pydanticLaxBool, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, topLevelMemberTexts, vllmToolDicts } from '@kvroute/protocol/openai';
+import { isDict, parsePythonJson, pydanticLaxBool, PythonFloat, pythonFloatRepr, pythonRefusesValidJson, RequestFieldError, templateMembersWithFloats, topLevelMemberTexts, vllmToolDicts } from '@kvroute/protocol/openai';
 import type { ChatMessage } from './tokenizer';
 
 /**
@@ -91,6 +91,7 @@ export function pyValueRepr(v: unknown): string {
   if (typeof v === 'string') return pyStr(v);
   if (typeof v === 'number') return Number.isInteger(v) ? String(v) : pythonFloatRepr(v);
   if (typeof v === 'bigint') return String(v);
+  if (v instanceof PythonFloat) return pythonFloatRepr(v.value);
   if (Array.isArray(v)) return `[${v.map(pyValueRepr).join(', ')}]`;
   if (typeof v === 'object') return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyStr(k)}: ${pyValueRepr(x)}`).join(', ')}}`;
   return String(v);
@@ -110,10 +111,15 @@ export function validationError(loc: readonly (string | number)[], type: string,
   // Python's tuple repr: a one-element tuple keeps its comma, ('body',).
   const parts = ['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`));
   const locStr = parts.length === 1 ? `(${parts[0]},)` : `(${parts.join(', ')})`;
-  const inputStr = input === undefined ? '' : `, 'input': ${pyRepr(input)}`;
+  // pydantic's error dict holds the input itself, and str() of the list prints its full repr (no truncation: that is
+  // only ValidationError.__str__'s input_value).
+  const inputStr = input === undefined ? '' : `, 'input': ${pyValueRepr(input)}`;
   // pydantic adds the constraint to a constraint's error (`'ctx': {'ge': 1}` for greater_than_equal).
   const ctxStr = ctx === undefined ? '' : `, 'ctx': {${Object.entries(ctx).map(([k, v]) => `'${k}': ${typeof v === 'string' ? pyStr(v) : v}`).join(', ')}}`;
-  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}${ctxStr}}]`, 'Bad Request');
+  // A ValueError raised in a validator keeps the exception itself as ctx.error (pydantic-core #753, "Preserve
+  // exceptions in error context"), printed as its repr: `'ctx': {'error': ValueError('…')}`.
+  const errorCtx = type === 'value_error' && ctx === undefined ? `, 'ctx': {'error': ValueError(${pyStr(msg.replace(/^Value error, /, ''))})}` : '';
+  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}${ctxStr}${errorCtx}}]`, 'Bad Request');
 }
 
 /** `Optional[Annotated[int, Field(ge=min)]]`: a lax int, then pydantic's greater_than_equal check on the sent value. */
@@ -130,18 +136,25 @@ function intAtLeast(min: number): (v: unknown, loc: Loc) => number {
  * `"Value error, Parameter 'cache_salt' must be …"` is written as Python writes it).
  */
 export function pyStr(s: string): string {
-  if (s.includes("'") && !s.includes('"')) return `"${s.replace(/\\/g, '\\\\')}"`;
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  if (s.includes("'") && !s.includes('"')) return `"${pyEscape(s.replace(/\\/g, '\\\\'))}"`;
+  return `'${pyEscape(s.replace(/\\/g, '\\\\').replace(/'/g, "\\'"))}'`;
 }
 
-function pyRepr(v: unknown): string {
-  if (v === null || v === undefined) return 'None';
-  if (typeof v === 'bigint') return String(v);
-  if (v === true) return 'True';
-  if (v === false) return 'False';
-  if (typeof v === 'string') return `'${v.length > 60 ? `${v.slice(0, 60)}…` : v}'`;
-  const s = JSON.stringify(v);
-  return s.length > 60 ? `${s.slice(0, 60)}…` : s;
+/**
+ * What Python's str repr escapes besides the quote and the backslash (Objects/unicodeobject.c unicode_repr): \t, \n,
+ * \r, and every other character `str.isprintable()` refuses (categories Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs but the space)
+ * as \xhh, \uhhhh or \Uhhhhhhhh. The Unicode tables are JavaScript's, which may be a version apart from CPython's.
+ */
+function pyEscape(s: string): string {
+  return s.replace(/[\t\n\r]|(?! )[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/gu, (c) => {
+    if (c === '\t') return '\\t';
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    const cp = c.codePointAt(0)!;
+    if (cp < 0x100) return `\\x${cp.toString(16).padStart(2, '0')}`;
+    if (cp < 0x10000) return `\\u${cp.toString(16).padStart(4, '0')}`;
+    return `\\U${cp.toString(16).padStart(8, '0')}`;
+  });
 }
 
 type Json = Record<string, unknown>;
@@ -557,7 +570,7 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
   const common = parseCommon(body, 'chat', generation);
   const mct = opt(body, 'max_completion_tokens', laxInt, undefined as number | undefined);
   const raw = body.messages;
-  if (raw === undefined) throw validationError(['messages'], 'missing', 'Field required');
+  if (raw === undefined) throw validationError(['messages'], 'missing', 'Field required', body);
   const messages = list(raw, ['messages']).map((m, i) => normalizeMessage(m, i));
   const tools = toolDicts(opt(body, 'tools', list, undefined as unknown[] | undefined));
   if (toolChoice === undefined || toolChoice === null) toolChoice = 'none';
@@ -701,7 +714,7 @@ function toolDicts(tools: unknown[] | undefined): Record<string, unknown>[] | un
 function normalizeMessage(m: unknown, i: number): ChatMessage {
   const loc = ['messages', i];
   const msg = dict(m, loc);
-  if (msg.role === undefined) throw validationError([...loc, 'role'], 'missing', 'Field required');
+  if (msg.role === undefined) throw validationError([...loc, 'role'], 'missing', 'Field required', msg);
   const role = strictStr(msg.role, [...loc, 'role']);
   // Every message TypedDict types `name` as str and `tool_call_id` as (Optional) str: pydantic refuses others (the
   // union's first error only, as for the other fields here).

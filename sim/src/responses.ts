@@ -78,7 +78,7 @@ export function parseResponsesRequest(body: Json, newId: () => string): Response
   if (truthy(body.background) && !truthy(body.store === undefined ? true : body.store)) {
     throw validationError([], 'value_error', 'Value error, background can only be used when `store` is true', body);
   }
-  if (body.input === undefined) throw validationError(['input'], 'missing', 'Field required');
+  if (body.input === undefined) throw validationError(['input'], 'missing', 'Field required', body);
   let input: string | Json[];
   if (typeof body.input === 'string') input = body.input;
   else if (Array.isArray(body.input)) {

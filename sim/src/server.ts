@@ -1287,7 +1287,7 @@ function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer
 /** POST /detokenize: `{tokens, model?}` → `{prompt}` (serving_tokenization.py @ v0.10.0). */
 function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
   resolveModel(body.model === undefined || body.model === null ? undefined : strictStr(body.model, ['model']), o);
-  if (body.tokens === undefined) throw validationError(['tokens'], 'missing', 'Field required');
+  if (body.tokens === undefined) throw validationError(['tokens'], 'missing', 'Field required', body);
   if (!Array.isArray(body.tokens)) throw validationError(['tokens'], 'list_type', 'Input should be a valid list', body.tokens);
   const ids = body.tokens.map((t, i) => laxInt(t, ['tokens', i]));
   // The tokenizer's OverflowError, which the route re-raises as RequestValidationError(errors=[str(e)]).
@@ -1379,7 +1379,8 @@ async function readJsonRequest(req: IncomingMessage): Promise<Record<string, unk
   let body: Record<string, unknown> | undefined;
   if (jsonish && raw.length > 0) body = parseJsonBody(decodeJsonBytes(raw));
   if (media !== 'application/json') throw handRaisedValidationError("Unsupported Media Type: Only 'application/json' is allowed");
-  if (body === undefined) throw validationError([], 'missing', 'Field required');
+  // fastapi/_compat.py get_missing_field_error: `error["input"] = None`.
+  if (body === undefined) throw validationError([], 'missing', 'Field required', null);
   return body;
 }
 

@@ -89,3 +89,29 @@ describe("audit 39: POST /invocations, SageMaker's route (api_server.py @ v0.10.
     }
   });
 });
+
+describe("audit 39: a validation error's input is pydantic's, printed by str() of FastAPI's error list", () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 1000 });
+  });
+  afterAll(() => sim.close());
+
+  it("a missing field's error carries the object it is missing from (pydantic's errors() always has 'input')", async () => {
+    const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B' });
+    expect(r.json().message).toBe("[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required', 'input': {'model': 'Qwen/Qwen3-0.6B'}}]");
+    // No body at all: fastapi/_compat.py get_missing_field_error sets input None.
+    const none = await fetch(`${sim.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    expect(((await none.json()) as { message: string }).message).toBe("[{'type': 'missing', 'loc': ('body',), 'msg': 'Field required', 'input': None}]");
+  });
+
+  it("a model validator's input is the whole body as Python's repr, untruncated, with Python's string escapes", async () => {
+    const content = 'a line\nand a much longer second line that runs past sixty characters';
+    const r = await http(sim.url, 'POST', '/v1/completions', { prompt: content, max_tokens: 1, stream_options: { include_usage: true } });
+    expect(r.json().message).toBe(
+      "[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, Stream options can only be defined when `stream=True`.', " +
+        "'input': {'prompt': 'a line\\nand a much longer second line that runs past sixty characters', 'max_tokens': 1, 'stream_options': {'include_usage': True}}, " +
+        "'ctx': {'error': ValueError('Stream options can only be defined when `stream=True`.')}}]",
+    );
+  });
+});

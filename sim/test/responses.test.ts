@@ -204,7 +204,7 @@ describe('POST /v1/responses (serving_responses.py @ v0.10.0)', () => {
   });
 
   it.each<[string, unknown, number, Record<string, unknown>]>([
-    ['missing input', { model: MODEL }, 400, { message: "[{'type': 'missing', 'loc': ('body', 'input'), 'msg': 'Field required'}]", type: 'Bad Request' }],
+    ['missing input', { model: MODEL }, 400, { message: `[{'type': 'missing', 'loc': ('body', 'input'), 'msg': 'Field required', 'input': {'model': '${MODEL}'}}]`, type: 'Bad Request' }],
     ['an unknown model', { model: 'nope', input: 'x' }, 404, { message: 'The model `nope` does not exist.', type: 'NotFoundError' }],
     ['a previous_response_id without resp_', { input: 'x', previous_response_id: 'abc' }, 400, { message: "Invalid 'response_id': 'abc'. Expected an ID that begins with 'resp'.", type: 'invalid_request_error' }],
     ['an unknown previous_response_id', { input: 'x', previous_response_id: 'resp_nope' }, 404, { message: "Response with id 'resp_nope' not found.", type: 'invalid_request_error' }],
