@@ -1,5 +1,5 @@
-import { MAX_SPLIT_DEPTH, parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
-import { parseRequestBody } from '../src/openai/request';
+import { MAX_NESTING, MAX_SPLIT_DEPTH, parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
+import { parseRequestBody, RequestBodyError } from '../src/openai/request';
 
 /** A seeded generator (LCG), so every document and corruption is the same on every run. */
 function lcg(seed: number): () => number {
@@ -189,9 +189,9 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
 
   test('a body nested thousands deep is parsed as JSON.parse parses it: split only to MAX_SPLIT_DEPTH, no stack overflow, a few passes', () => {
     const deep = (levels: number, inner: string) => Buffer.from(`${'['.repeat(levels)}${inner}${']'.repeat(levels)}`);
-    // Large at every level, so every level would be split without the depth bound: 20,000 frames deep, and a pass over
-    // the body per level (quadratic).
-    const cases = [deep(20_000, JSON.stringify('x'.repeat(70_000))), deep(1_000, `[${'0,'.repeat(40_000)}0]`)];
+    // Large at every level, so every level would be split without the depth bound: 10,000 frames deep (the most
+    // MAX_NESTING lets through), and a pass over the body per level (quadratic).
+    const cases = [deep(MAX_NESTING, JSON.stringify('x'.repeat(70_000))), deep(1_000, `[${'0,'.repeat(40_000)}0]`)];
     for (const body of cases) {
       const { result: value, decoded } = withDecodedLengths(() => parseJsonBody(body));
       // Compared level by level (JSON.stringify and toEqual recurse, and overflow at this depth).
@@ -208,6 +208,29 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
       expect(decoded).toHaveLength(1);
       expect(decoded[0]).toBe(body.length - 2 * (MAX_SPLIT_DEPTH + 1));
     }
+  });
+
+  test('a long body nested deeper than MAX_NESTING (10,000: Go encoding/json\'s and Python json\'s limit) is refused before any parse: a 400', () => {
+    expect(MAX_NESTING).toBe(10_000);
+    const deep = (levels: number, open: string, close: string) =>
+      Buffer.from(`{"model":"m","prompt":"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}","x":${open.repeat(levels - 1)}0${close.repeat(levels - 1)}}`);
+    // The body's object is level 1: MAX_NESTING levels in all are read, one more is not.
+    expect((parseJsonBody(deep(MAX_NESTING, '[', ']')) as { model: string }).model).toBe('m');
+    expect(() => parseJsonBody(deep(MAX_NESTING + 1, '[', ']'))).toThrow(/containers nested deeper than 10000 at byte \d+/);
+    expect(() => parseJsonBody(deep(MAX_NESTING + 1, '{"a":', '}'))).toThrow(/containers nested deeper than 10000/);
+    // Refused where the nesting passes the limit, without reading on: a body nested millions deep costs no more.
+    let err: unknown;
+    try {
+      parseRequestBody(deep(2_000_000, '[', ']'), '/v1/completions');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RequestBodyError);
+    expect((err as RequestBodyError).status).toBe(400);
+    expect((err as RequestBodyError).code).toBe('invalid_json');
+    // The 10,001st container: the body's object, then the 10,000th bracket of `x` (which starts after the prompt).
+    const at = `{"model":"m","prompt":"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}","x":`.length + MAX_NESTING - 1;
+    expect((err as Error).message).toMatch(new RegExp(`^request body is not valid JSON: containers nested deeper than 10000 at byte ${at} of`));
   });
 
   test('a member whose name and value together pass the limit is parsed on its own, never in a run longer than the limit', () => {
