@@ -106,6 +106,11 @@ type AnswerTo = 'headers' | 'body' | 'trailers';
 
 const MAX_QUEUED_EVENTS = 1024;
 
+/** Body parts kept as sent before a run of them is merged (`keepBodyPart`). */
+export const MERGE_PARTS = 1024;
+/** A run of `MERGE_PARTS` parts is merged when it holds fewer bytes than this (parts under 1 KiB on average). */
+const MERGE_MAX_BYTES = MERGE_PARTS * 1024;
+
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
 class ProtocolError extends Error {}
@@ -126,6 +131,10 @@ export class ExtProcStream {
   private filterMetadata: Record<string, { [key: string]: JsonValue }> = {};
   private bodyParts: Buffer[] = [];
   private bodyBytes = 0;
+  /** `bodyParts` before this index are merged runs of small parts (`keepBodyPart`); those after it arrived as sent. */
+  private bodyPartsMerged = 0;
+  /** Bytes in `bodyParts` from `bodyPartsMerged` on. */
+  private bodyBytesUnmerged = 0;
   private bodyMessages = 0;
   /** BUFFERED_PARTIAL delivered only the first part of a larger body: it can be routed on but not replaced. */
   private partialBody = false;
@@ -279,8 +288,7 @@ export class ExtProcStream {
     if (this.bodyBytes + body.length > this.settings.maxRequestBodyBytes) {
       return this.localReply(413, openAiErrorJson(413, `request body exceeds ${this.settings.maxRequestBodyBytes} bytes`, { code: 'request_too_large' }), {}, 'kvroute_body_too_large');
     }
-    this.bodyParts.push(body);
-    this.bodyBytes += body.length;
+    this.keepBodyPart(body);
     this.bodyMessages++;
     if (this.requestBodyMode === 'FULL_DUPLEX_STREAMED') {
       if (b.end_of_stream) this.route('body', this.takeBody(), false);
@@ -318,9 +326,32 @@ export class ExtProcStream {
     return this.requestBodyMode === 'STREAMED' && (this.state === 'forwarded' || this.state === 'response-body' || this.state === 'response-done');
   }
 
+  /**
+   * Keeps a body message's bytes until the body's end. Each part is a view that holds its whole gRPC message alive, about
+   * 130 bytes beside the data, which the body cap does not count: a proxy forwarding a client's one-byte HTTP/2 DATA
+   * frames one message each (Envoy's FULL_DUPLEX_STREAMED forwards data as it decodes it) would hold ~130× the cap. So
+   * every `MERGE_PARTS` small parts (under `MERGE_MAX_BYTES` together) are copied into one buffer, each byte once;
+   * runs of larger parts, whose overhead is already small beside their bytes, are kept as sent and never copied.
+   */
+  private keepBodyPart(body: Buffer): void {
+    this.bodyParts.push(body);
+    this.bodyBytes += body.length;
+    this.bodyBytesUnmerged += body.length;
+    if (this.bodyParts.length - this.bodyPartsMerged < MERGE_PARTS) return;
+    if (this.bodyBytesUnmerged < MERGE_MAX_BYTES) {
+      const merged = Buffer.concat(this.bodyParts.slice(this.bodyPartsMerged), this.bodyBytesUnmerged);
+      this.bodyParts.length = this.bodyPartsMerged;
+      this.bodyParts.push(merged);
+    }
+    this.bodyPartsMerged = this.bodyParts.length;
+    this.bodyBytesUnmerged = 0;
+  }
+
   private takeBody(): Buffer {
     const body = this.bodyParts.length === 1 ? this.bodyParts[0] : Buffer.concat(this.bodyParts, this.bodyBytes);
     this.bodyParts = [];
+    this.bodyPartsMerged = 0;
+    this.bodyBytesUnmerged = 0;
     return body;
   }
 
@@ -682,6 +713,8 @@ export class ExtProcStream {
   private cleanup(): void {
     this.queue.length = 0;
     this.bodyParts = [];
+    this.bodyPartsMerged = 0;
+    this.bodyBytesUnmerged = 0;
   }
 
   private release(outcome: ReleaseOutcome): void {
