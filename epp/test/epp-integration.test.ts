@@ -5,6 +5,7 @@
 import * as http from 'http';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, structToJson, type StructObject } from '@kvroute/protocol/envoy';
+import { MAX_JSON_VALUES } from '@kvroute/protocol/openai';
 import { parseArgs } from '../src/cli';
 import { defaultEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
@@ -231,12 +232,16 @@ describe('the EPP end to end', () => {
     expect(seen).toContain(key(pods[1]));
   });
 
-  test('errors come back as OpenAI-style immediate responses: 400 bad body, 429 all saturated past the flow-control wait, 503 no endpoints', async () => {
+  test('errors come back as OpenAI-style immediate responses: 400 bad body, 413 a body too dense to parse, 429 all saturated past the flow-control wait, 503 no endpoints', async () => {
     const bad = await send(envoy, 'not an object');
     expect(bad.status).toBe('BadRequest');
     expect(JSON.parse(bad.body!).error).toEqual({ message: 'request body must be a JSON object', type: 'invalid_request_error', param: null, code: 'invalid_json' });
     const badRole = await send(envoy, { model: 'm', messages: [{ role: 7, content: 'x' }] });
     expect(JSON.parse(badRole.body!).error).toMatchObject({ param: 'messages[0].role', code: 'invalid_type' });
+    // A body too dense to parse on the routing thread (more values than MAX_JSON_VALUES) is a 413 before it is parsed.
+    const dense = await send(envoy, { model: 'm', prompt: new Array<number>(MAX_JSON_VALUES + 1).fill(1) }, { ':path': '/v1/completions' });
+    expect(dense.status).toBe('PayloadTooLarge');
+    expect(JSON.parse(dense.body!).error).toMatchObject({ code: 'request_too_large', message: expect.stringMatching(/^request body has more than 2000000 JSON values/) });
     // What vLLM can serve is routed, not refused: no model (vLLM's default), an embeddings body, a body with no prompt.
     for (const body of [{ messages: [{ role: 'user', content: 'x' }] }, { model: 'm', input: 'embed this' }, { model: 'm' }]) {
       expect((await send(envoy, body)).endpoint).toBeDefined();

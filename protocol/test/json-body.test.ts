@@ -1,4 +1,4 @@
-import { MAX_NESTING, MAX_SPLIT_DEPTH, parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
+import { JsonBodyTooDenseError, MAX_JSON_VALUES, MAX_NESTING, MAX_SPLIT_DEPTH, parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
 import { parseRequestBody, RequestBodyError } from '../src/openai/request';
 
 /** A seeded generator (LCG), so every document and corruption is the same on every run. */
@@ -231,6 +231,38 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
     // The 10,001st container: the body's object, then the 10,000th bracket of `x` (which starts after the prompt).
     const at = `{"model":"m","prompt":"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}","x":`.length + MAX_NESTING - 1;
     expect((err as Error).message).toMatch(new RegExp(`^request body is not valid JSON: containers nested deeper than 10000 at byte ${at} of`));
+  });
+
+  test('a long body with more values than its budget (commas and containers) is refused before any parse; a short one is parsed whole', () => {
+    const body = (values: string) => Buffer.from(`{"model":"m","prompt":"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}","x":[${values}]}`);
+    // Commas: two between the members, then those of `x`; containers: the body's object and `x`. 10 in all here.
+    const six = body('0,0,0,0,0,0,0');
+    expect(parseJsonBody(six, WHOLE_PARSE_MAX_BYTES, 10)).toEqual(JSON.parse(six.toString('utf8')));
+    expect(() => parseJsonBody(body('0,0,0,0,0,0,0,0'), WHOLE_PARSE_MAX_BYTES, 10)).toThrow(JsonBodyTooDenseError);
+    expect(() => parseJsonBody(body('[],[],[],[],[],[]'), WHOLE_PARSE_MAX_BYTES, 10)).toThrow(/^more than 10 JSON values \(at byte \d+ of \d+\)$/);
+    // Within one string, commas and brackets are text.
+    expect((parseJsonBody(Buffer.from(`{"prompt":"${',[{'.repeat(WHOLE_PARSE_MAX_BYTES)}"}`), WHOLE_PARSE_MAX_BYTES, 10) as { prompt: string }).prompt).toHaveLength(3 * WHOLE_PARSE_MAX_BYTES);
+    // A body parsed whole is not counted.
+    const short = Buffer.from(`[${'0,'.repeat(100)}0]`);
+    expect(parseJsonBody(short, WHOLE_PARSE_MAX_BYTES, 10)).toHaveLength(101);
+  });
+
+  test('a request body of more than MAX_JSON_VALUES values is a 413 request_too_large, refused where the budget runs out', () => {
+    expect(MAX_JSON_VALUES).toBe(2_000_000);
+    // A token-id prompt of MAX_JSON_VALUES + 1 ids: 4 MB, which JSON.parse would take the best part of a second to read.
+    const head = '{"model":"m","prompt":[';
+    const dense = Buffer.from(`${head}${'0,'.repeat(MAX_JSON_VALUES)}0]}`);
+    let err: unknown;
+    try {
+      parseRequestBody(dense, '/v1/completions');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RequestBodyError);
+    expect([(err as RequestBodyError).status, (err as RequestBodyError).code]).toEqual([413, 'request_too_large']);
+    // The body's object, `prompt`'s array and the comma between the members leave MAX_JSON_VALUES - 3 commas of ids.
+    const at = head.length + 2 * (MAX_JSON_VALUES - 3) + 1;
+    expect((err as Error).message).toBe(`request body has more than ${MAX_JSON_VALUES} JSON values (at byte ${at} of ${dense.length})`);
   });
 
   test('a member whose name and value together pass the limit is parsed on its own, never in a run longer than the limit', () => {

@@ -479,7 +479,7 @@ export class RequestControl implements RequestDirector {
     if (parsed instanceof RequestBodyError) {
       // GIE labels the error with the incoming model it could not read ("") and the rewrite target, set from the
       // headers before the body (handlers/request.go, server.go's deferred error count).
-      return this.reject(400, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '');
+      return this.reject(parsed.status, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '');
     }
     // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
     // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).

@@ -22,12 +22,31 @@
  * nested 10 M deep held every other request for 10 s and took 1.2 GB). Upstream refuses such a body too: GIE v1.5.0
  * parses with Go's `encoding/json` (`maxNestingDepth = 10000`, "exceeded max depth": a 400 there) and vLLM with
  * Python's `json` (`PYTHON_MAX_NESTING`). A body up to `WHOLE_PARSE_MAX_BYTES` is parsed whole as before: it nests at
- * most 30 K deep, which `JSON.parse` reads in milliseconds, and vLLM still refuses what passes 10,000.
+ * most 30 K deep, which `JSON.parse` reads in milliseconds, and vLLM still refuses what passes 10,000. Such a body with
+ * more than `MAX_JSON_VALUES` values throws `JsonBodyTooDenseError` unparsed, for the same reason (kvroute's own bound:
+ * neither GIE nor vLLM has one; GIE parses each stream on its own goroutine).
  */
 import { PYTHON_MAX_NESTING } from './python-json';
 
 /** Containers nested deeper than this are refused (in a body over `WHOLE_PARSE_MAX_BYTES`); see the module comment. */
 export const MAX_NESTING = PYTHON_MAX_NESTING;
+
+/**
+ * Values (commas and containers) a body over `WHOLE_PARSE_MAX_BYTES` may hold before it is refused unparsed
+ * (`JsonBodyTooDenseError`). `JSON.parse` takes ~0.2 µs a number and ~0.5-0.8 µs an empty array on the routing thread:
+ * under the 64 MiB body cap a flat body of tiny values (`[0,0,…]`, `[[],[],…]`) held every request for 7-16 s. Two
+ * million bound that to about a second at worst, and pass any chat or completion a model can take except a token-id
+ * prompt (or a batch of them) of more than two million tokens.
+ */
+export const MAX_JSON_VALUES = 2_000_000;
+
+/** A body over `WHOLE_PARSE_MAX_BYTES` with more than its budget of values (`MAX_JSON_VALUES`), refused unparsed. */
+export class JsonBodyTooDenseError extends RangeError {
+  constructor(readonly maxValues: number, at: number, length: number) {
+    super(`more than ${maxValues} JSON values (at byte ${at} of ${length})`);
+    this.name = 'JsonBodyTooDenseError';
+  }
+}
 
 /**
  * Bodies and pieces up to this many bytes are decoded and parsed whole. Sixty KiB decodes to at most 120 KiB of
@@ -53,11 +72,14 @@ const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 
-/** Parses `body` as UTF-8 JSON exactly as `JSON.parse(body.toString('utf8'))` does; see the module comment. */
-export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES): unknown {
+/**
+ * Parses `body` as UTF-8 JSON exactly as `JSON.parse(body.toString('utf8'))` does; see the module comment.
+ * @throws JsonBodyTooDenseError for a body over `wholeMaxBytes` with more than `maxValues` values, before parsing it.
+ */
+export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES, maxValues: number = MAX_JSON_VALUES): unknown {
   if (body.length <= wholeMaxBytes) return JSON.parse(body.toString('utf8'));
   const start = skipWhitespace(body, 0, body.length);
-  const end = scanValue(body, start, body.length);
+  const end = scanValue(body, start, body.length, maxValues);
   if (skipWhitespace(body, end, body.length) !== body.length) fail(body, end, 'unexpected data after the JSON value');
   return new PieceParser(body, wholeMaxBytes).value(start, end, 0);
 }
@@ -218,17 +240,22 @@ export function skipWhitespace(buf: Buffer, i: number, end: number = buf.length)
  * matching closing character (strings inside skipped whole), anything else up to the next structural character or
  * whitespace. It delimits only; `JSON.parse` validates what it delimits.
  */
-function scanValue(buf: Buffer, i: number, end: number): number {
+function scanValue(buf: Buffer, i: number, end: number, maxValues = Infinity): number {
   if (i >= end) fail(buf, i, 'expected a value');
   const c = buf[i]!;
   if (c === QUOTE) return scanString(buf, i, end);
   if (c === OPEN_BRACE || c === OPEN_BRACKET) {
     let depth = 0;
+    // Commas and containers: about the values `JSON.parse` would build (a member's name and value count once).
+    let values = 0;
     for (let j = i; j < end; j++) {
       const b = buf[j]!;
       if (b === QUOTE) j = scanString(buf, j, end) - 1;
-      else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+      else if (b === COMMA) {
+        if (++values > maxValues) throw new JsonBodyTooDenseError(maxValues, j, buf.length);
+      } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
         if (++depth > MAX_NESTING) fail(buf, j, `containers nested deeper than ${MAX_NESTING}`);
+        if (++values > maxValues) throw new JsonBodyTooDenseError(maxValues, j, buf.length);
       } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
         if (--depth === 0) return j + 1;
       }

@@ -7,13 +7,13 @@
  * @see vllm-project/vllm: vllm/entrypoints/openai/protocol.py @ v0.10.0 (the request models and their field names)
  */
 import { OpenAiApiError } from './errors';
-import { parseJsonBody, topLevelMemberTexts } from './json-body';
+import { JsonBodyTooDenseError, parseJsonBody, topLevelMemberTexts } from './json-body';
 import { hasIntegralFloat, parsePythonJson, someJsonValue } from './python-json';
 
 /** A body the router refuses: HTTP 400 with the OpenAI error fields. */
 export class RequestBodyError extends OpenAiApiError {
-  constructor(message: string, param: string | null = null, code = 'invalid_request_body') {
-    super(400, message, { param, code });
+  constructor(message: string, param: string | null = null, code = 'invalid_request_body', status = 400) {
+    super(status, message, { param, code });
     this.name = 'RequestBodyError';
   }
 }
@@ -497,13 +497,15 @@ export function promptHead(input: PromptInput, maxChars: number): string {
  * Parses a JSON request body. `messages` wins over `prompt` (chat endpoints ignore `prompt`), `prompt` over `input`.
  * With the request's `path` (its `:path`), the input is what that vLLM endpoint prefills (`endpointInput`); without it,
  * what the fields say.
- * @throws RequestBodyError for a body that is not a JSON object or a field of the wrong type.
+ * @throws RequestBodyError for a body that is not a JSON object or a field of the wrong type (400), or one over 60 KiB
+ *   with more than `MAX_JSON_VALUES` values (413 `request_too_large`, refused unparsed).
  */
 export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody {
   let json: unknown;
   try {
     json = parseJsonBody(body);
   } catch (e) {
+    if (e instanceof JsonBodyTooDenseError) throw new RequestBodyError(`request body has ${e.message}`, null, 'request_too_large', 413);
     throw new RequestBodyError(`request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
