@@ -1,4 +1,4 @@
-import { JsonBodyTooDenseError, MAX_JSON_VALUES, MAX_NESTING, MAX_SPLIT_DEPTH, parseJsonBody, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
+import { JsonBodyTooDenseError, MAX_JSON_VALUES, MAX_NESTING, MAX_SPLIT_DEPTH, parseJsonBody, topLevelMemberTexts, WHOLE_PARSE_MAX_BYTES } from '../src/openai/json-body';
 import { parseRequestBody, RequestBodyError } from '../src/openai/request';
 
 /** A seeded generator (LCG), so every document and corruption is the same on every run. */
@@ -231,6 +231,18 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
     // The 10,001st container: the body's object, then the 10,000th bracket of `x` (which starts after the prompt).
     const at = `{"model":"m","prompt":"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}","x":`.length + MAX_NESTING - 1;
     expect((err as Error).message).toMatch(new RegExp(`^request body is not valid JSON: containers nested deeper than 10000 at byte ${at} of`));
+  });
+
+  test('a short body nested deeper than MAX_NESTING is parsed whole as before, and reading its members again does not refuse it', () => {
+    // JSON.parse reads a body up to WHOLE_PARSE_MAX_BYTES at any depth; `tools` holding an integer makes the chat parser
+    // read the top-level members again (templateMembersWithFloats → topLevelMemberTexts), which walks every member.
+    const deep = `${'['.repeat(MAX_NESTING + 1)}${']'.repeat(MAX_NESTING + 1)}`;
+    const chat = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', minProperties: 1 } } }] });
+    const body = Buffer.from(`${chat.slice(0, -1)},"x":${deep}}`);
+    expect(body.length).toBeLessThanOrEqual(WHOLE_PARSE_MAX_BYTES);
+    const parsed = parseRequestBody(body, '/v1/chat/completions');
+    expect(parsed.model).toBe('m');
+    expect(topLevelMemberTexts(body, new Set(['tools'])).get('tools')).toBe(JSON.stringify(JSON.parse(chat).tools));
   });
 
   test('a long body with more values than its budget (commas and containers) is refused before any parse; a short one is parsed whole', () => {

@@ -79,7 +79,7 @@ const CLOSE_BRACKET = 0x5d;
 export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES, maxValues: number = MAX_JSON_VALUES): unknown {
   if (body.length <= wholeMaxBytes) return JSON.parse(body.toString('utf8'));
   const start = skipWhitespace(body, 0, body.length);
-  const end = scanValue(body, start, body.length, maxValues);
+  const end = scanValue(body, start, body.length, maxValues, MAX_NESTING);
   if (skipWhitespace(body, end, body.length) !== body.length) fail(body, end, 'unexpected data after the JSON value');
   return new PieceParser(body, wholeMaxBytes).value(start, end, 0);
 }
@@ -238,9 +238,11 @@ export function skipWhitespace(buf: Buffer, i: number, end: number = buf.length)
 /**
  * The index after the value that starts at `i`: a string through its closing quote, an object or array through its
  * matching closing character (strings inside skipped whole), anything else up to the next structural character or
- * whitespace. It delimits only; `JSON.parse` validates what it delimits.
+ * whitespace. It delimits only; `JSON.parse` validates what it delimits. The budgets (`maxValues`, `maxDepth`) are
+ * checked only where `parseJsonBody` scans a long body whole: the scans within a value it let through, and
+ * `topLevelMemberTexts` on a body `JSON.parse` already read (of any length), must not refuse what was accepted.
  */
-function scanValue(buf: Buffer, i: number, end: number, maxValues = Infinity): number {
+function scanValue(buf: Buffer, i: number, end: number, maxValues = Infinity, maxDepth = Infinity): number {
   if (i >= end) fail(buf, i, 'expected a value');
   const c = buf[i]!;
   if (c === QUOTE) return scanString(buf, i, end);
@@ -254,7 +256,7 @@ function scanValue(buf: Buffer, i: number, end: number, maxValues = Infinity): n
       else if (b === COMMA) {
         if (++values > maxValues) throw new JsonBodyTooDenseError(maxValues, j, buf.length);
       } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
-        if (++depth > MAX_NESTING) fail(buf, j, `containers nested deeper than ${MAX_NESTING}`);
+        if (++depth > maxDepth) fail(buf, j, `containers nested deeper than ${maxDepth}`);
         if (++values > maxValues) throw new JsonBodyTooDenseError(maxValues, j, buf.length);
       } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
         if (--depth === 0) return j + 1;
