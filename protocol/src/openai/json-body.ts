@@ -36,7 +36,7 @@ export const MAX_NESTING = PYTHON_MAX_NESTING;
  * (`JsonBodyTooDenseError`). `JSON.parse` takes ~0.2 µs a number and ~0.5-0.8 µs an empty array on the routing thread:
  * under the 64 MiB body cap a flat body of tiny values (`[0,0,…]`, `[[],[],…]`) held every request for 7-16 s. Two
  * million bound that to about a second at worst, and pass any chat or completion a model can take except a token-id
- * prompt (or a batch of them) of more than two million tokens.
+ * prompt (or a batch of them) of about two million tokens or more (the body's own containers and member commas count).
  */
 export const MAX_JSON_VALUES = 2_000_000;
 
