@@ -168,30 +168,53 @@ export function unparseableBody(): ApiError {
   return new ApiError(400, 'There was an error parsing the body', 'Bad Request');
 }
 
+/** What Python's `json.loads(text)` does with a request body's text (`pythonJsonLoads`). */
+export type PythonJsonLoads =
+  | { readonly kind: 'value'; readonly value: unknown }
+  /** A JSONDecodeError: CPython's message and character position. */
+  | { readonly kind: 'decode-error'; readonly msg: string; readonly pos: number }
+  /** Anything else json.loads raises: nesting or digits past Python's limits. */
+  | { readonly kind: 'unreadable' };
+
 /**
- * Parses a request body as FastAPI does before validating it: Python's `json.loads`, else a 400 `json_invalid`
- * validation error at Python's position with Python's message (`{'type': 'json_invalid', 'loc': ('body', e.pos),
- * 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': e.msg}}`, fastapi/routing.py `get_request_handler`).
- * `JSON.parse` reads every body it accepts as Python does; what it refuses is read again as Python reads it, which
- * also takes `NaN` and `Infinity` (python-json.ts).
+ * Python's `json.loads(text)`: `JSON.parse` reads every text it accepts as Python does, except what
+ * `pythonRefusesValidJson` names; what it refuses is read again as Python reads it, which also takes `NaN` and
+ * `Infinity` (python-json.ts).
+ */
+export function pythonJsonLoads(text: string): PythonJsonLoads {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    const python = parsePythonJson(text);
+    if (!python.ok) return 'unreadable' in python ? { kind: 'unreadable' } : { kind: 'decode-error', msg: python.msg, pos: python.pos };
+    value = python.value;
+  }
+  return pythonRefusesValidJson(text) !== undefined ? { kind: 'unreadable' } : { kind: 'value', value };
+}
+
+/**
+ * Parses a request body as FastAPI does before validating it: Python's `json.loads` (`pythonJsonLoads`), else a 400
+ * `json_invalid` validation error at Python's position with Python's message (`{'type': 'json_invalid', 'loc':
+ * ('body', e.pos), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': e.msg}}`, fastapi/routing.py
+ * `get_request_handler`); then `requestObject`.
  */
 export function parseJsonBody(raw: string): Json {
-  let body: unknown;
-  try {
-    body = JSON.parse(raw);
-  } catch {
-    const python = parsePythonJson(raw);
-    if (!python.ok) {
-      if ('unreadable' in python) throw unparseableBody();
-      throw validationError([python.pos], 'json_invalid', 'JSON decode error', {}, { error: python.msg });
-    }
-    body = python.value;
-  }
-  if (pythonRefusesValidJson(raw) !== undefined) throw unparseableBody();
+  const loaded = pythonJsonLoads(raw);
+  if (loaded.kind === 'unreadable') throw unparseableBody();
+  if (loaded.kind === 'decode-error') throw validationError([loaded.pos], 'json_invalid', 'JSON decode error', {}, { error: loaded.msg });
+  const body = loaded.value;
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);
   }
-  const o = body as Record<string, unknown>;
+  return requestObject(raw, body as Record<string, unknown>);
+}
+
+/**
+ * The object `json.loads` read from `raw`, with what a JavaScript number loses kept as Python keeps it, for the request
+ * parsers: a `seed` beyond 2^53 as its own digits, integral floats in `tools` and `chat_template_kwargs` as floats.
+ */
+export function requestObject(raw: string, o: Record<string, unknown>): Json {
   if (typeof o.seed === 'number' && Number.isInteger(o.seed) && !Number.isSafeInteger(o.seed)) {
     // A double cannot hold the integer Python reads (99999999999999999999): keep the body's own digits for the seed's
     // 64-bit range check (checkSeed).
@@ -204,7 +227,7 @@ export function parseJsonBody(raw: string): Json {
     if (marked.tools !== undefined) o.tools = marked.tools;
     if (marked.chatTemplateKwargs !== undefined) o.chat_template_kwargs = marked.chatTemplateKwargs;
   }
-  return body as Json;
+  return o as Json;
 }
 
 /** Where parseJsonBody keeps the exact integer of a `seed` beyond 2^53. */

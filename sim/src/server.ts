@@ -6,7 +6,7 @@ import { RealtimeClock, type SimClock } from './clock';
 import { generationOf, type VllmGeneration } from './block-hash';
 import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
-import { ChatTemplateRefusal, parsePythonJson, pythonRefusesValidJson, truncatePromptIds, vllmConversation } from '@kvroute/protocol/openai';
+import { ChatTemplateRefusal, truncatePromptIds, vllmConversation } from '@kvroute/protocol/openai';
 import { KvEventPublisher } from './kv-publisher';
 import { SimMetrics } from './metrics';
 import {
@@ -22,6 +22,8 @@ import {
   parseCompletionRequest,
   parseJsonBody,
   parseTokenizeRequest,
+  pythonJsonLoads,
+  requestObject,
   PlainServerError,
   unparseableBody,
   planOutput,
@@ -1401,25 +1403,19 @@ async function readInvocationsBody(req: IncomingMessage): Promise<Record<string,
   } catch {
     throw new PlainServerError('UnicodeDecodeError');
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    const python = parsePythonJson(text);
-    if (!python.ok) {
-      if ('unreadable' in python) throw new PlainServerError('json.loads raised');
-      const chars = Array.from(text).slice(0, python.pos);
-      const lastNewline = chars.lastIndexOf('\n');
-      const line = chars.filter((c) => c === '\n').length + 1;
-      const column = python.pos - lastNewline;
-      throw new ApiError(400, `JSON decode error: ${python.msg}: line ${line} column ${column} (char ${python.pos})`, 'Bad Request');
-    }
-    body = python.value;
+  const loaded = pythonJsonLoads(text);
+  if (loaded.kind === 'unreadable') throw new PlainServerError('json.loads raised');
+  if (loaded.kind === 'decode-error') {
+    const chars = Array.from(text).slice(0, loaded.pos);
+    const lastNewline = chars.lastIndexOf('\n');
+    const line = chars.filter((c) => c === '\n').length + 1;
+    const column = loaded.pos - lastNewline;
+    throw new ApiError(400, `JSON decode error: ${loaded.msg}: line ${line} column ${column} (char ${loaded.pos})`, 'Bad Request');
   }
-  if (pythonRefusesValidJson(text) !== undefined) throw new PlainServerError('json.loads raised');
+  const body = loaded.value;
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new PlainServerError('not a request object');
   // The chat and completions parsers read the body as parseJsonBody leaves it (integral floats, long seeds).
-  return parseJsonBody(text);
+  return requestObject(text, body as Record<string, unknown>);
 }
 
 /**
