@@ -10,7 +10,7 @@ import { OpenAiApiError } from './errors';
 import { JsonBodyTooDenseError, parseJsonBody, topLevelMemberTexts } from './json-body';
 import { hasIntegralFloat, parsePythonJson, someJsonValue } from './python-json';
 
-/** A body the router refuses: HTTP 400 with the OpenAI error fields. */
+/** A body the router refuses: HTTP 400 with the OpenAI error fields (413 for one too dense to parse: `parseRequestBody`). */
 export class RequestBodyError extends OpenAiApiError {
   constructor(message: string, param: string | null = null, code = 'invalid_request_body', status = 400) {
     super(status, message, { param, code });
