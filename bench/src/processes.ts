@@ -89,7 +89,9 @@ export function startProcess(name: string, entry: string, args: readonly string[
     return Promise.reject(new Error(`${name}: ${entry} does not exist; run \`npm run build\` first`));
   }
   hookExit();
-  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A VLLM_API_KEY exported for real vLLM servers would make every simulated pod ask for it (as vLLM does), and this
+  // harness's clients send none: the stack it starts is its own, so the key is not passed on (spawn skips undefined).
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VLLM_API_KEY: undefined } });
   const log = options.logFile ? fs.createWriteStream(options.logFile, { flags: 'a' }) : undefined;
   const stderrTail: string[] = [];
   child.stderr!.on('data', (b: Buffer) => {

@@ -61,6 +61,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'decode-prefill-interference': { key: 'decodePrefillInterference', kind: 'bool', help: 'the default, as vLLM: a step\'s decode tokens wait for its prefill chunks, and a step\'s first tokens come together at its end' },
   'no-decode-prefill-interference': { key: 'decodePrefillInterference', kind: 'no-bool', help: 'the pre-audit-23 model: decode every --itl-ms whatever prefills, a step\'s prefills one after another' },
   'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
+  'api-key': { key: 'apiKey', kind: 'optional-string', help: 'require "Authorization: Bearer <key>" on /v1 paths (401 otherwise), as vLLM (default $VLLM_API_KEY or none)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'a scheduler step\'s token budget: a prefill chunk at most, and what the requests a step schedules share (with prefill lanes; default 2048)' },
@@ -216,6 +217,8 @@ export function parseCli(argv: readonly string[]): CliResult {
     if (given[flag.slice(2)]) throw new OptionError(flag, 'given more than once (as JSON and as dotted keys)');
     set(flag, spec, value);
   }
+  // `args.api_key or envs.VLLM_API_KEY` (api_server.py @ v0.10.0): the flag's key when it is one, else the variable's.
+  if (!partial.apiKey && process.env.VLLM_API_KEY) partial.apiKey = process.env.VLLM_API_KEY;
   return { kind: 'run', options: resolveOptions(partial) };
 }
 

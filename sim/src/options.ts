@@ -103,6 +103,15 @@ export interface SimulatorOptions {
    */
   timeoutKeepAlive: number;
   /**
+   * vLLM's `--api-key`: with a key, a request whose path starts with `/v1` (any method but OPTIONS) must carry
+   * `Authorization: Bearer <key>`, else it is answered 401 `{"error":"Unauthorized"}` before routing, CORS included
+   * (vllm/entrypoints/openai/api_server.py @ v0.10.0 `AuthenticationMiddleware`, added after CORSMiddleware so it runs
+   * first). The command line takes `$VLLM_API_KEY` when the flag is absent or empty (`args.api_key or
+   * envs.VLLM_API_KEY`, `parseCli`); options given in code are taken as they are. An empty key is none. vLLM 0.10.0
+   * takes one key (later releases several). @default null
+   */
+  apiKey: string | null;
+  /**
    * vLLM's step as one batch: a decoding request's next token waits for the prefill chunks of its step (and of a step
    * still computing), and the requests a step schedules get their first tokens together at its end
    * (vllm/v1/engine/core.py @ v0.10.0 L255-274, EngineConfig.decodePrefillInterference). Off: the pre-audit-23 model
@@ -166,6 +175,8 @@ export function defaultOptions(): SimulatorOptions {
     serverDevMode: false,
     // VLLM_HTTP_TIMEOUT_KEEP_ALIVE's default (vllm/envs.py @ v0.10.0); resolveOptions reads the variable when not given.
     timeoutKeepAlive: 5,
+    // parseCli reads $VLLM_API_KEY when the flag is absent.
+    apiKey: null,
     decodePrefillInterference: true,
   };
 }
@@ -179,6 +190,8 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   if ('pythonHashSeed' in partial) o.pythonHashSeed = partial.pythonHashSeed;
   if (partial.serverDevMode === undefined) o.serverDevMode = serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE);
   if (partial.timeoutKeepAlive === undefined) o.timeoutKeepAlive = timeoutKeepAliveFromEnv(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE);
+  if (o.apiKey !== null && typeof o.apiKey !== 'string') throw new OptionError('--api-key', 'expected a string');
+  if (o.apiKey === '') o.apiKey = null;
   if (o.servedModelNames.length === 0) o.servedModelNames = [o.model];
 
   const int = (flag: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void => {

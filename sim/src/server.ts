@@ -205,6 +205,13 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     // uvicorn/protocols/http/httptools_impl.py), so `/v1/chat%2Fcompletions` is the chat route; Envoy keeps `%2F`.
     const path = pythonUnquote((req.url ?? '/').split('?')[0]!);
     const method = req.method ?? 'GET';
+    // vLLM's AuthenticationMiddleware (api_server.py @ v0.10.0): added after CORSMiddleware, so it wraps it and answers
+    // first; it skips OPTIONS and every path not starting with "/v1" (health, metrics, tokenize), and compares the whole
+    // header with "Bearer <key>". Its 401 carries no CORS header.
+    if (options.apiKey && method !== 'OPTIONS' && path.startsWith('/v1') && req.headers.authorization !== `Bearer ${options.apiKey}`) {
+      sendJson(res, 401, { error: 'Unauthorized' });
+      return;
+    }
     // vLLM's CORSMiddleware with its defaults (--allowed-origins/methods/headers '*', no credentials; Starlette's
     // cors.py): a preflight is answered before routing, and any request with an Origin gets allow-origin *.
     if (req.headers.origin !== undefined) {

@@ -71,6 +71,8 @@ describe('flag parsing', () => {
       '--timeout-keep-alive',
       '7',
       '--no-decode-prefill-interference',
+      '--api-key',
+      'k-1',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -118,9 +120,41 @@ describe('flag parsing', () => {
         swapSpace: 4,
         disableLogStats: false,
         timeoutKeepAlive: 7,
+        apiKey: 'k-1',
         decodePrefillInterference: false,
       },
     });
+  });
+
+  it('--api-key: the flag\'s key, else $VLLM_API_KEY; empty or None is no key (api_server.py @ v0.10.0 `args.api_key or envs.VLLM_API_KEY`)', () => {
+    const saved = process.env.VLLM_API_KEY;
+    const key = (argv: string[]): string | null => {
+      const r = parseCli(argv);
+      if (r.kind !== 'run') throw new Error('expected run');
+      return r.options.apiKey;
+    };
+    try {
+      delete process.env.VLLM_API_KEY;
+      expect(key([])).toBeNull();
+      expect(key(['--api-key', 'flag'])).toBe('flag');
+      expect(key(['--api-key', ''])).toBeNull();
+      expect(key(['--api-key', 'None'])).toBeNull();
+      process.env.VLLM_API_KEY = 'env';
+      expect(key([])).toBe('env');
+      expect(key(['--api-key', 'flag'])).toBe('flag');
+      // optional_type(str) makes "" and "None" None, and `None or envs.VLLM_API_KEY` is the variable.
+      expect(key(['--api-key', ''])).toBe('env');
+      expect(key(['--api-key=None'])).toBe('env');
+      process.env.VLLM_API_KEY = '';
+      expect(key([])).toBeNull();
+      // Options given in code are not read from the environment.
+      process.env.VLLM_API_KEY = 'env';
+      expect(resolveOptions({}).apiKey).toBeNull();
+      expect(resolveOptions({ apiKey: '' }).apiKey).toBeNull();
+    } finally {
+      if (saved === undefined) delete process.env.VLLM_API_KEY;
+      else process.env.VLLM_API_KEY = saved;
+    }
   });
 
   it('--timeout-keep-alive: uvicorn\'s idle keep-alive in whole seconds, default $VLLM_HTTP_TIMEOUT_KEEP_ALIVE or 5 (vllm/envs.py @ v0.10.0 L602-603; api_server.py L1832)', () => {
