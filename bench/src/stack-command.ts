@@ -114,6 +114,13 @@ function banner(stack: Stack, baseUrl: string, options: StackCommandOptions): st
     const where = p.name.startsWith('sim-') ? stack.podAddresses[Number(p.name.slice(4))] ?? '' : '';
     return `  ${p.name.padEnd(8)} ${where.padEnd(16)} ${shown(p.logFile)}`;
   });
+  // The EPP's ports are random here (9090 in a cluster); its /metrics is where the picks are counted.
+  const eppMetrics = stack.epps
+    .filter((e) => typeof e.info.metricsPort === 'number')
+    .map((e) => `  ${e.name.padEnd(8)} http://127.0.0.1:${e.info.metricsPort as number}/metrics`);
+  const metricsText = eppMetrics.length > 0
+    ? `\nThe EPP's Prometheus metrics (kvroute_epp_picks_total and the rest; the logs stay quiet at its default verbosity):\n${eppMetrics.join('\n')}\n`
+    : '';
   return `kvroute is running on 127.0.0.1: ${stack.pods.length} simulated vLLM pods, ${router} and the gateway.
 
   OpenAI base URL  ${baseUrl}
@@ -151,7 +158,7 @@ the pods simulate vLLM's caching and timing, not a model.
 
 Processes and their logs:
 ${processes.join('\n')}
-
+${metricsText}
 Ctrl-C stops them all.
 `;
 }

@@ -118,6 +118,12 @@ function isAlive(pid: number): boolean {
       expect(res.json.choices[0].message.content).toEqual(expect.any(String));
       const podAddresses = processes.filter((p) => p.name.startsWith('sim-')).map((p) => `127.0.0.1:${p.ports[0]}`);
       expect(podAddresses).toContain(res.headers['x-gateway-destination-endpoint-served']);
+      // The human text names the EPP's /metrics (its port is random here, 9090 only in a cluster), and it counts the pick.
+      const metricsUrl = /^ {2}epp +(http:\/\/127\.0\.0\.1:\d+\/metrics)$/m.exec(bench.output.stdout)?.[1];
+      expect(metricsUrl).toBeDefined();
+      const eppPorts = processes.find((p) => p.name === 'epp')!.ports;
+      expect(eppPorts).toContain(Number(new URL(metricsUrl!).port));
+      expect(await httpGet(metricsUrl!)).toContain(`kvroute_epp_picks_total{destination_endpoint="${res.headers['x-gateway-destination-endpoint-served']}"} 1`);
       // The gateway plays the demo profile's Envoy (Istio 1.27.0) with the EnvoyFilter's ext_proc modes.
       const stats = JSON.parse(await httpGet(`${baseUrl.replace(/\/v1$/, '')}/gateway/stats`)) as { extProc: Record<string, unknown> };
       expect(stats.extProc).toMatchObject({
