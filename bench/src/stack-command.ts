@@ -8,7 +8,7 @@ import * as path from 'path';
 import { decimal, directory, integer, oneOf, parseFlags, UsageError } from './cli-args';
 import { POLICIES } from './demo';
 import { BENCH_DIR, onNextInterrupt, type Started } from './processes';
-import { DEFAULT_SIM, MIN_KV_CACHE_BLOCKS, startStack, type SimulatorSettings, type Stack } from './stack';
+import { DEFAULT_SIM, MIN_KV_CACHE_BLOCKS, startStack, type RoutingPolicy, type SimulatorSettings, type Stack } from './stack';
 
 export interface StackCommandOptions {
   readonly pods: number;
@@ -21,6 +21,8 @@ export interface StackCommandOptions {
   readonly eppReplicas: number;
   /** Where session bindings live; default redis with more than one replica. */
   readonly sessionStore?: 'memory' | 'redis';
+  /** The EPP's `--v` (kvroute only): 0 warnings and errors (its default), up to 3, each scheduling decision. */
+  readonly eppVerbosity: number;
 }
 
 const DEFAULT_PORT = 8080;
@@ -38,6 +40,7 @@ const STACK_FLAGS = {
   'log-dir': directory,
   'epp-replicas': integer(1, 8),
   'session-store': oneOf(['memory', 'redis'] as const),
+  'epp-verbosity': integer(0, 3),
 } as const;
 
 export const STACK_USAGE = `Usage: npm start -- [flags]        (or: node bench/dist/main.js stack [flags])
@@ -59,6 +62,9 @@ them running until Ctrl-C.
                         loopback (the redis-server binary must be installed)
   --session-store S     memory or redis: where the EPP keeps session bindings (default redis with more than one
                         replica, else memory)
+  --epp-verbosity N     the EPP's log verbosity, its --v (kvroute only; default 0: warnings and errors, so its log
+                        stays quiet): 1 adds endpoint changes, 2 per-stream protocol events, 3 each scheduling
+                        decision (the pick and the best candidates' scores)
   -h, --help            this help
 
 Once everything listens it prints one JSON line, {"event":"ready","baseUrl":...}, after the text.`;
@@ -68,6 +74,7 @@ export function parseStackArgs(argv: readonly string[]): StackCommandOptions | u
   const f = parseFlags(argv, STACK_FLAGS);
   if (!f) return undefined;
   if ((f['epp-replicas'] ?? 1) > 1 && (f.policy ?? 'kvroute') !== 'kvroute') throw new UsageError('--epp-replicas: only the kvroute policy runs the EPP');
+  if (f['epp-verbosity'] !== undefined && (f.policy ?? 'kvroute') !== 'kvroute') throw new UsageError('--epp-verbosity: only the kvroute policy runs the EPP');
   const maxModelLen = f['max-model-len'] ?? DEFAULT_SIM.maxModelLen;
   const kvCacheBlocks = f['kv-cache-blocks'] ?? DEFAULT_SIM.kvCacheBlocks;
   // vLLM refuses to start when one max-length sequence cannot fit in the KV cache (the simulator too), so say it here,
@@ -83,8 +90,16 @@ export function parseStackArgs(argv: readonly string[]): StackCommandOptions | u
     policy: f.policy ?? 'kvroute',
     logDir: f['log-dir'] ?? DEFAULT_LOG_DIR,
     eppReplicas: f['epp-replicas'] ?? 1,
+    eppVerbosity: f['epp-verbosity'] ?? 0,
     ...(f['session-store'] ? { sessionStore: f['session-store'] } : {}),
   };
+}
+
+/** The routing policy to start, with the EPP's `--v` when one was asked for. */
+export function stackPolicy(options: StackCommandOptions): RoutingPolicy {
+  const policy = POLICIES[options.policy];
+  if (options.eppVerbosity === 0 || policy.kind !== 'epp') return policy;
+  return { ...policy, eppArgs: [...(policy.eppArgs ?? []), '--v', String(options.eppVerbosity)] };
 }
 
 /** Why the gateway could not listen on 127.0.0.1:port, or undefined if it can; checked before anything starts. */
@@ -119,7 +134,7 @@ function banner(stack: Stack, baseUrl: string, options: StackCommandOptions): st
     .filter((e) => typeof e.info.metricsPort === 'number')
     .map((e) => `  ${e.name.padEnd(8)} http://127.0.0.1:${e.info.metricsPort as number}/metrics`);
   const metricsText = eppMetrics.length > 0
-    ? `\nThe EPP's Prometheus metrics (kvroute_epp_picks_total and the rest; the logs stay quiet at its default verbosity):\n${eppMetrics.join('\n')}\n`
+    ? `\nThe EPP's Prometheus metrics (kvroute_epp_picks_total and the rest; its log shows each pick with --epp-verbosity 3):\n${eppMetrics.join('\n')}\n`
     : '';
   return `kvroute is running on 127.0.0.1: ${stack.pods.length} simulated vLLM pods, ${router} and the gateway.
 
@@ -181,7 +196,7 @@ export async function stackCommand(argv: readonly string[]): Promise<number> {
   let stack: Stack;
   try {
     stack = await startStack({
-      pods: options.pods, sim: options.sim, policy: POLICIES[options.policy], logDir: options.logDir, gatewayPort: options.port,
+      pods: options.pods, sim: options.sim, policy: stackPolicy(options), logDir: options.logDir, gatewayPort: options.port,
       eppReplicas: options.eppReplicas, ...(options.sessionStore ? { sessionStore: options.sessionStore } : {}),
     });
   } catch (e) {

@@ -12,7 +12,7 @@ import type { Readable } from 'stream';
 import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { ENTRY } from '../src/processes';
 import { DEFAULT_SIM, httpGet, MIN_KV_CACHE_BLOCKS } from '../src/stack';
-import { parseStackArgs } from '../src/stack-command';
+import { parseStackArgs, stackPolicy } from '../src/stack-command';
 
 jest.setTimeout(E2E_TEST_TIMEOUT_MS);
 
@@ -94,7 +94,7 @@ function isAlive(pid: number): boolean {
   afterAll(() => fs.rmSync(logDir, { recursive: true, force: true }));
 
   test('serves a chat completion through the printed base URL, then SIGINT stops every process and exits 0', async () => {
-    const bench = runBench(['stack', '--pods', '2', '--port', '0', '--log-dir', logDir]);
+    const bench = runBench(['stack', '--pods', '2', '--port', '0', '--log-dir', logDir, '--epp-verbosity', '3']);
     let ready: ReadyLine | undefined;
     try {
       await waitFor(() => {
@@ -124,6 +124,11 @@ function isAlive(pid: number): boolean {
       const eppPorts = processes.find((p) => p.name === 'epp')!.ports;
       expect(eppPorts).toContain(Number(new URL(metricsUrl!).port));
       expect(await httpGet(metricsUrl!)).toContain(`kvroute_epp_picks_total{destination_endpoint="${res.headers['x-gateway-destination-endpoint-served']}"} 1`);
+      // --epp-verbosity 3 reaches the EPP: its log (the file the banner names) has the pick, with the scores.
+      const eppLog = processes.find((p) => p.name === 'epp')!.log;
+      await waitFor(() => fs.readFileSync(eppLog, 'utf8').includes('"msg":"scheduling decision"'), 'the scheduling decision in the EPP log');
+      const decision = fs.readFileSync(eppLog, 'utf8').split('\n').find((l) => l.includes('"msg":"scheduling decision"'))!;
+      expect(JSON.parse(decision)).toMatchObject({ picked: [res.headers['x-gateway-destination-endpoint-served']] });
       // The gateway plays the demo profile's Envoy (Istio 1.27.0) with the EnvoyFilter's ext_proc modes.
       const stats = JSON.parse(await httpGet(`${baseUrl.replace(/\/v1$/, '')}/gateway/stats`)) as { extProc: Record<string, unknown> };
       expect(stats.extProc).toMatchObject({
@@ -169,6 +174,17 @@ function isAlive(pid: number): boolean {
     expect(await help.exited).toEqual({ code: 0, signal: null });
     expect(help.output.stdout).toContain('--kv-cache-blocks N');
     expect(help.output.stdout).toContain('--max-model-len N');
+    expect(help.output.stdout).toContain('--epp-verbosity N');
+  });
+
+  test('--epp-verbosity passes the EPP its --v; the gateway-only policies have no EPP to pass it to', () => {
+    const quiet = parseStackArgs([])!;
+    expect(quiet.eppVerbosity).toBe(0);
+    expect(stackPolicy(quiet)).toEqual({ kind: 'epp', name: 'kvroute' });
+    const loud = parseStackArgs(['--epp-verbosity', '3'])!;
+    expect(stackPolicy(loud)).toMatchObject({ kind: 'epp', eppArgs: ['--v', '3'] });
+    expect(() => parseStackArgs(['--epp-verbosity', '4'])).toThrow(/--epp-verbosity/);
+    expect(() => parseStackArgs(['--epp-verbosity', '1', '--policy', 'round-robin'])).toThrow('--epp-verbosity: only the kvroute policy runs the EPP');
   });
 
   test('--max-model-len sets the pods\' context length, and the KV cache must hold one such sequence (vLLM\'s start-up check)', () => {
