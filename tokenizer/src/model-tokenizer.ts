@@ -239,6 +239,31 @@ const ADDED_PROBE = 'a';
 /** Compiled templates kept: the model's own and the few a client sends as `chat_template`. */
 const COMPILED_TEMPLATES = 16;
 
+/**
+ * What one memo entry costs besides its text and ids: the `Uint32Array` object, the key string's header and the LRU's
+ * bookkeeping. Measured on Node 20.20.2: 4.2 million 8-character pieces (a prompt of short unique lines, each line a
+ * piece) held ~320 bytes of heap each, so a budget counted in characters alone (8 apiece) let them take 1.3 GB.
+ */
+export const MEMO_ENTRY_BYTES = 320;
+
+/** The memo's estimate of an entry's heap bytes: the overhead, the key (2 bytes a character at most), 4 bytes an id. */
+export function memoEntryBytes(key: string, ids: Uint32Array): number {
+  return MEMO_ENTRY_BYTES + 2 * key.length + 4 * ids.length;
+}
+
+/**
+ * `s` as a string of its own. A piece is cut out of the prompt (`split`, `slice`), and V8 makes a cut of 13 characters
+ * or more a slice that points into the whole prompt: kept as a memo key it would keep that prompt alive, so a
+ * conversation's new turn or a question after a known document held its whole prompt (soak 40: 159 KB a request for
+ * a 50-character piece). The JSON round trip copies the characters, lone surrogates included.
+ */
+export function ownCopy(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
+}
+
+/** The memo's default budget, in estimated heap bytes (`memoEntryBytes`). */
+export const DEFAULT_MEMO_BYTES = 64 * 1024 * 1024;
+
 export class ModelTokenizer {
   readonly vocabSize: number;
   private readonly ownTemplate?: OwnChatTemplate;
@@ -256,7 +281,7 @@ export class ModelTokenizer {
     private readonly tokenizer: Tokenizer,
     private readonly config: TokenizerConfigJson,
     addedTokens: readonly AddedTokenJson[],
-    memoChars: number,
+    memoBytes: number,
     /** Whether `encode` may encode a text in pieces (see `piecewiseEncodingSafe`); else every text is encoded whole. */
     private readonly piecewise: boolean,
   ) {
@@ -271,14 +296,15 @@ export class ModelTokenizer {
       const alternatives = splittable.map((t) => t.content).sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
       this.specialSplit = new RegExp(`(${alternatives.join('|')})`);
     }
-    this.memo = new LRUCache<string, Uint32Array>({ maxSize: memoChars, sizeCalculation: (_ids, key) => Math.max(1, key.length) });
+    // Sized by estimated heap bytes, not characters: a short piece costs far more than its text (MEMO_ENTRY_BYTES).
+    this.memo = new LRUCache<string, Uint32Array>({ maxSize: memoBytes, sizeCalculation: (ids, key) => memoEntryBytes(key, ids) });
   }
 
   /**
    * Loads a tokenizer (the JSON parse and table build take ~0.4 s for Qwen3; share the instance).
-   * @param memoChars characters of text whose token ids are remembered. @default 32 Mi
+   * @param memoBytes estimated heap bytes (`memoEntryBytes`) of the remembered pieces and their token ids. @default 64 MiB
    */
-  static load(files: TokenizerFiles, memoChars = 32 * 1024 * 1024): ModelTokenizer {
+  static load(files: TokenizerFiles, memoBytes = DEFAULT_MEMO_BYTES): ModelTokenizer {
     const config = JSON.parse(fs.readFileSync(files.tokenizerConfigJson, 'utf8')) as TokenizerConfigJson;
     // Template files take priority over tokenizer_config.json's: chat_template.jinja is the "default" template,
     // additional_chat_templates/<name>.jinja the named ones; one default alone is the template, else they are named
@@ -289,7 +315,12 @@ export class ModelTokenizer {
     if (templates.length === 1 && templates[0]!.name === 'default') config.chat_template = templates[0]!.template;
     else if (templates.length > 0) config.chat_template = templates;
     const json = JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')) as TokenizerJsonShape;
-    return new ModelTokenizer(Tokenizer.fromFile(files.tokenizerJson), config, json.added_tokens ?? [], memoChars, piecewiseEncodingSafe(json));
+    return new ModelTokenizer(Tokenizer.fromFile(files.tokenizerJson), config, json.added_tokens ?? [], memoBytes, piecewiseEncodingSafe(json));
+  }
+
+  /** The memo's entries and their estimated heap bytes (`memoEntryBytes`), at most the budget `load` was given. */
+  memoStats(): { readonly entries: number; readonly bytes: number } {
+    return { entries: this.memo.size, bytes: this.memo.calculatedSize };
   }
 
   /**
@@ -321,7 +352,7 @@ export class ModelTokenizer {
       missing.forEach((piece, i) => {
         const ids = Uint32Array.from(encodings[i]!.getIds());
         known.set(piece, ids);
-        this.memo.set(piece, ids);
+        this.memo.set(ownCopy(piece), ids);
       });
     }
     const added = addSpecialTokens ? await this.addedTokens() : undefined;

@@ -1,16 +1,20 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { writeTemplateTokenizer } from '@kvroute/testkit';
-import { ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
+import { MEMO_ENTRY_BYTES, memoEntryBytes, ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
 /** An independent implementation to agree with: Hugging Face's pure-JS port of the tokenizer. */
 const { Tokenizer: JsTokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
 
 jest.setTimeout(60_000);
+// `gc` for the memo's retention test (jest runs without --expose-gc).
+v8.setFlagsFromString('--expose-gc');
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 let tok: ModelTokenizer;
@@ -31,6 +35,40 @@ function text(seed: number, n: number): string {
 }
 
 describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer wraps)', () => {
+  test('the memo is bounded by heap bytes, not characters: prompts of many short unique lines stay within its budget', async () => {
+    // Each line is a piece of its own (a cut after every line break): 20,000 pieces of 2-4 characters. Counted in
+    // characters they fit a 1 MiB budget 13 times over, while each held ~320 bytes of heap (soak 40: 4.2 million
+    // 8-character pieces took 1.3 GB within the old 32 Mi-character budget).
+    const budget = 1024 * 1024;
+    const t = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }), budget);
+    let n = 0;
+    for (let p = 0; p < 20; p++) {
+      const prompt = Array.from({ length: 1000 }, () => `${(n++).toString(36)}\n`).join('');
+      expect([...(await t.encode(prompt))]).toEqual([...(await t.encodeWhole(prompt))]);
+    }
+    const { entries, bytes } = t.memoStats();
+    expect(bytes).toBeLessThanOrEqual(budget);
+    expect(entries).toBeLessThanOrEqual(Math.floor(budget / MEMO_ENTRY_BYTES));
+    expect(entries).toBeGreaterThan(0);
+    expect(memoEntryBytes('ab\n', Uint32Array.of(1, 2))).toBe(MEMO_ENTRY_BYTES + 6 + 8);
+  });
+
+  test('a memoized piece does not keep the prompt it was cut from alive', async () => {
+    // A shared 160 KB document followed by one new line: only the line is new to the memo. Kept as V8 cut it (a slice
+    // of the prompt), each key held its whole prompt (soak 40: 159 KB a request); copied, ~100 bytes.
+    const gc = vm.runInNewContext('gc') as () => void;
+    const heapUsed = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+    const t = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+    const doc = Array.from({ length: 2000 }, (_, i) => `Paragraph ${i} of the shared document, ${'word '.repeat(8)}`).join('\n') + '\n';
+    await t.encode(`${doc}A first question, so that the document is known.\n`);
+    const before = heapUsed();
+    const prompts = 150;
+    for (let p = 0; p < prompts; p++) await t.encode(`${doc}Question ${String(p).padStart(6, '0')}: what does paragraph ${p} say?\n`);
+    const perPrompt = (heapUsed() - before) / prompts;
+    expect(t.memoStats().entries).toBeGreaterThan(prompts);
+    expect(perPrompt).toBeLessThan(doc.length / 20);
+  });
+
   test('memoized piecewise encoding equals encoding the whole text, for texts full of line breaks and whitespace', async () => {
     for (let seed = 1; seed <= 60; seed++) {
       const t = text(seed, 200 + seed * 37);
