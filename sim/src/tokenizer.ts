@@ -88,7 +88,9 @@ class TextTokenCache {
 
   set(text: string, ids: Uint32Array): void {
     if (text.length > this.maxChars) return;
-    this.map.set(text, ids);
+    // A segment is cut out of the prompt, and V8 keeps a cut of 13 characters or more as a slice pointing into the whole
+    // prompt: stored as it is, each key would keep its prompt alive (soak 40). The JSON round trip copies it.
+    this.map.set(JSON.parse(JSON.stringify(text)) as string, ids);
     this.chars += text.length;
     for (const [old] of this.map) {
       if (this.chars <= this.maxChars) break;

@@ -1,3 +1,5 @@
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { loadQwen3Tokenizer, type ChatMessage } from '../src/tokenizer';
 import { templateTokenizerJson } from '@kvroute/testkit';
 
@@ -160,4 +162,19 @@ describe('truncate_prompt_tokens with a post-processor that adds a BOS', () => {
     const qwen = tok.encode(text, true);
     expect(Array.from(truncated({ tokens: qwen, text, specialTokens: true }, 2, tok).tokens)).toEqual(Array.from(qwen).slice(-2));
   });
+});
+
+test('a cached segment does not keep the prompt it was cut from alive', () => {
+  // A shared 160 KB system message and a new user message each time: only the user segment is new to the cache. Kept
+  // as V8 cut it (a slice of the rendered prompt), each key held its whole prompt (soak 40).
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const heapUsed = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+  const doc = Array.from({ length: 2000 }, (_, i) => `Paragraph ${i} of the shared document, ${'word '.repeat(8)}`).join('\n');
+  const prompt = (q: string) => tok.renderChat([{ role: 'system', content: doc }, { role: 'user', content: q }]);
+  tok.encode(prompt('A first question, so that the document is cached.'));
+  const before = heapUsed();
+  const prompts = 150;
+  for (let p = 0; p < prompts; p++) tok.encode(prompt(`Question ${String(p).padStart(6, '0')}: what does paragraph ${p} say?`));
+  expect((heapUsed() - before) / prompts).toBeLessThan(doc.length / 20);
 });
