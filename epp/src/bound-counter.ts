@@ -59,6 +59,22 @@ export class BoundCounter<L extends string> {
     this.inc(labels, -value);
   }
 
+  /** Gauges only: the series of `labels` reads `value`. */
+  set(labels: Readonly<Record<L, string>>, value: number): void {
+    if (this.type !== 'gauge') throw new Error(`${this.name}: a counter cannot be set`);
+    if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value must be a finite number, got ${value}`);
+    this.child(labels).value = value;
+  }
+
+  /** Drops the series whose labels `matches` (a pod that left the pool); a holder of one resolves it again. */
+  removeWhere(matches: (labels: Readonly<Record<string, string>>) => boolean): void {
+    for (const [key, s] of this.series) {
+      if (!matches(s.labels)) continue;
+      s.detached = true;
+      this.series.delete(key);
+    }
+  }
+
   /** What the Registry renders (prom-client's `MetricObjectWithValues` shape). */
   async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string>; value: number }[] }> {
     const values = [...this.series.values()].map((s) => ({ value: s.value, labels: { ...s.labels } }));

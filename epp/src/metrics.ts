@@ -3,6 +3,7 @@ import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, type EppMe
 import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 import { BoundCounter, type ValueSeries } from './bound-counter';
+import type { Endpoint } from './datastore/types';
 
 /** Endpoint keys whose pick counter series `countPick` keeps resolved. */
 const MAX_CACHED_PICK_SERIES = 16_384;
@@ -37,12 +38,34 @@ const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set<HotHistogramKey>([
   'prefixIndexerHitRatio',
   'prefixIndexerHitBytes',
 ]);
-/** The counters and gauges updated on every request: `BoundCounter` (see there). */
-type HotCounterKey = 'requestTotal' | 'runningRequests' | 'picks' | 'schedulerAttempts';
-const HOT_COUNTERS: ReadonlySet<EppMetricKey> = new Set<HotCounterKey>(['requestTotal', 'runningRequests', 'picks', 'schedulerAttempts']);
+/**
+ * `BoundCounter`s (see there): the counters and gauges updated on every request, and the ones labelled by pod, whose
+ * series go when their pod leaves the pool (`forgetEndpoint`).
+ */
+type BoundCounterKey =
+  | 'requestTotal'
+  | 'runningRequests'
+  | 'picks'
+  | 'schedulerAttempts'
+  | 'kvEvents'
+  | 'kvEventGaps'
+  | 'kvEventReplays'
+  | 'kvIndexResets'
+  | 'kvIndexBlocks';
+const BOUND_COUNTERS: ReadonlySet<EppMetricKey> = new Set<BoundCounterKey>([
+  'requestTotal',
+  'runningRequests',
+  'picks',
+  'schedulerAttempts',
+  'kvEvents',
+  'kvEventGaps',
+  'kvEventReplays',
+  'kvIndexResets',
+  'kvIndexBlocks',
+]);
 type CollectorOf<K extends EppMetricKey> = K extends HotHistogramKey
   ? BoundHistogram<LabelsOf<K>>
-  : K extends HotCounterKey
+  : K extends BoundCounterKey
   ? BoundCounter<LabelsOf<K>>
   : Definitions[K]['type'] extends 'counter'
   ? Counter<LabelsOf<K>>
@@ -69,6 +92,14 @@ export interface EppMetrics {
   readonly collectors: EppCollectors;
   /** Hand this to `buildScheduler({ metrics })`. */
   readonly scheduling: SchedulingMetrics;
+  /**
+   * Drops the series labelled by an endpoint that left the pool: its picks, its scheduler attempts (`pod_name`,
+   * `namespace` and `port` all its own) and its KV-event families. Kept, a gauge such as `kvroute_epp_kv_index_blocks`
+   * would go on reporting the index it no longer has, and every pod a rollout or an autoscaler ever created would stay
+   * a series for the EPP's lifetime. (GIE v1.5.0 keeps its scheduler-attempt series; the counters' last values are
+   * in Prometheus already, and `rate()` ends where a series ends.)
+   */
+  forgetEndpoint(endpoint: Pick<Endpoint, 'key' | 'name' | 'namespace' | 'port' | 'podName'>): void;
 }
 
 export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
@@ -76,7 +107,7 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   const collectors = Object.fromEntries(
     Object.entries(EPP_METRICS).map(([key, definition]) => {
       const common = { name: definition.name, help: definition.help, labelNames: [...definition.labels], registers: [registry] };
-      if (HOT_COUNTERS.has(key as EppMetricKey) && (definition.type === 'counter' || definition.type === 'gauge')) {
+      if (BOUND_COUNTERS.has(key as EppMetricKey) && (definition.type === 'counter' || definition.type === 'gauge')) {
         return [key, new BoundCounter(definition.name, definition.help, definition.labels, definition.type, registry)];
       }
       switch (definition.type) {
@@ -157,7 +188,17 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
       if (prompt > 0) collectors.preciseHitRatio.observe(Math.min(1, predicted / prompt));
     },
   };
-  return { registry, collectors, scheduling };
+  const forgetEndpoint = (endpoint: Pick<Endpoint, 'key' | 'name' | 'namespace' | 'port' | 'podName'>): void => {
+    collectors.picks.removeWhere((l) => l.destination_endpoint === endpoint.key);
+    const pod = endpoint.podName ?? endpoint.name;
+    const port = String(endpoint.port);
+    collectors.schedulerAttempts.removeWhere((l) => l.pod_name === pod && l.namespace === endpoint.namespace && l.port === port);
+    const ofPod = (l: Readonly<Record<string, string>>): boolean => l.model_server_pod === endpoint.key;
+    for (const family of [collectors.kvEvents, collectors.kvEventGaps, collectors.kvEventReplays, collectors.kvIndexResets, collectors.kvIndexBlocks]) {
+      family.removeWhere(ofPod);
+    }
+  };
+  return { registry, collectors, scheduling, forgetEndpoint };
 }
 
 /** What a registered collector's `get()` yields, as the Registry renders it. */

@@ -306,6 +306,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     datastore.on('endpointRemoved', (ep) => {
       // The prefix index and session bindings must forget the pod, or they keep steering traffic to its address.
       scheduler.plugins.removeEndpoint(ep.key);
+      metrics.forgetEndpoint(ep);
       logger.info('endpoint removed', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
       updateServing();
     });
