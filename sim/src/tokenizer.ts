@@ -66,7 +66,8 @@ const FILLER_WORDS = [
 
 /** Bounded LRU of text → token ids; the bound is on total characters held. */
 class TextTokenCache {
-  private readonly map = new Map<string, Uint32Array>();
+  /** Each entry holds the key it was stored under, the copy `set` made (see `get`). */
+  private readonly map = new Map<string, { readonly key: string; readonly ids: Uint32Array }>();
   private chars = 0;
   hits = 0;
   misses = 0;
@@ -74,23 +75,25 @@ class TextTokenCache {
   constructor(private readonly maxChars: number) {}
 
   get(text: string): Uint32Array | undefined {
-    const ids = this.map.get(text);
-    if (ids) {
-      // Re-insertion moves the entry to the young end of Map's iteration order.
+    const entry = this.map.get(text);
+    if (entry) {
+      // Re-insertion moves the entry to the young end of Map's iteration order. Under its own key: `text` is cut out of
+      // this request's prompt, and re-keyed with it a hot segment would keep its last prompt alive (see `set`).
       this.map.delete(text);
-      this.map.set(text, ids);
+      this.map.set(entry.key, entry);
       this.hits++;
     } else {
       this.misses++;
     }
-    return ids;
+    return entry?.ids;
   }
 
   set(text: string, ids: Uint32Array): void {
     if (text.length > this.maxChars) return;
     // A segment is cut out of the prompt, and V8 keeps a cut of 13 characters or more as a slice pointing into the whole
     // prompt: stored as it is, each key would keep its prompt alive (soak 40). The JSON round trip copies it.
-    this.map.set(JSON.parse(JSON.stringify(text)) as string, ids);
+    const key = JSON.parse(JSON.stringify(text)) as string;
+    this.map.set(key, { key, ids });
     this.chars += text.length;
     for (const [old] of this.map) {
       if (this.chars <= this.maxChars) break;

