@@ -96,8 +96,9 @@ export interface EppMetrics {
    * Drops the series labelled by an endpoint that left the pool: its picks, its scheduler attempts (`pod_name`,
    * `namespace` and `port` all its own) and its KV-event families. Kept, a gauge such as `kvroute_epp_kv_index_blocks`
    * would go on reporting the index it no longer has, and every pod a rollout or an autoscaler ever created would stay
-   * a series for the EPP's lifetime. (GIE v1.5.0 keeps its scheduler-attempt series; the counters' last values are
-   * in Prometheus already, and `rate()` ends where a series ends.)
+   * a series for the EPP's lifetime. (GIE v1.5.0 keeps its scheduler-attempt series.) What was counted since the last
+   * scrape of this page is lost with the series, and an endpoint that leaves and comes back between two scrapes reads
+   * to `rate()` as a counter that never reset: both at most one scrape interval's worth.
    */
   forgetEndpoint(endpoint: Pick<Endpoint, 'key' | 'name' | 'namespace' | 'port' | 'podName'>): void;
 }
@@ -190,6 +191,7 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   };
   const forgetEndpoint = (endpoint: Pick<Endpoint, 'key' | 'name' | 'namespace' | 'port' | 'podName'>): void => {
     collectors.picks.removeWhere((l) => l.destination_endpoint === endpoint.key);
+    pickSeries.delete(endpoint.key);
     const pod = endpoint.podName ?? endpoint.name;
     const port = String(endpoint.port);
     collectors.schedulerAttempts.removeWhere((l) => l.pod_name === pod && l.namespace === endpoint.namespace && l.port === port);
