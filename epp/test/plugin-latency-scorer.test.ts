@@ -506,6 +506,33 @@ describe('latency-scorer\'s per-position cache of pod models', () => {
   });
 });
 
+describe('latency-scorer and pods that leave the pool with requests in flight', () => {
+  it('a request ending on a removed pod does not bring the pod\'s model back', () => {
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => NOW, random: seeded(3) });
+    const scorer = latencyOf(scheduler);
+    const candidates = [pod('a'), pod('b')];
+    const reqs = [0, 1, 2, 3].map((i) => request(blocks(`q${i}`, 8)));
+    const results = reqs.map((req) => {
+      const result = scheduler.schedule(req, candidates);
+      commit(scheduler, req, result);
+      return result;
+    });
+    expect(scorer.model.size).toBe(2);
+    // Both pods leave (a rollout: each terminating pod drains its requests after its endpoint is gone), then the
+    // requests end: a non-streamed response's headers (post-response), then the end (response-complete).
+    scheduler.plugins.removeEndpoint('a:8000');
+    scheduler.plugins.removeEndpoint('b:8000');
+    reqs.forEach((req, i) => {
+      const target = results[i]!.target.endpoint;
+      scorer.postResponse(req, { headers: { ':status': '200', 'content-type': 'application/json' }, metadata: {} }, target);
+      scorer.responseComplete(req, target);
+    });
+    expect(scorer.model.has('a:8000')).toBe(false);
+    expect(scorer.model.has('b:8000')).toBe(false);
+    expect(scorer.model.size).toBe(0);
+  });
+});
+
 describe('latency-scorer parameters', () => {
   it('fills every default', () => {
     expect(resolvePluginParameters('latency-scorer', undefined)).toEqual({

@@ -519,6 +519,15 @@ export class LatencyModel {
     return this.pods.has(endpointKey);
   }
 
+  /**
+   * The pod's model if it has one, never creating it: for the response path, where a request can end on a pod that
+   * already left the pool (a terminating pod drains its requests after its endpoint is gone) and must not bring its
+   * model back for good.
+   */
+  get(endpointKey: string): PodLatencyModel | undefined {
+    return this.pods.get(endpointKey);
+  }
+
   remove(endpointKey: string): void {
     this.pods.delete(endpointKey);
   }

@@ -207,7 +207,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /** The request no longer holds a sequence slot on its pod: its age stops counting toward the slot wait. */
   responseComplete(request: LLMRequest, target: Endpoint): void {
     const tracked = request.attributes?.get(this.trackedKey);
-    if (tracked !== undefined) this.model.pod(target.key).ended(tracked);
+    // get, not pod: a pod that left the pool while this request ran has no model to end it in (pod() would recreate
+    // one that nothing removes again: one per pod ever removed with requests in flight, which is every drained pod).
+    if (tracked !== undefined) this.model.get(target.key)?.ended(tracked);
   }
 
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
@@ -225,7 +227,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation (or an error).
     const contentType = response.headers['content-type'] ?? '';
     const tracked = request.attributes?.get(this.trackedKey);
-    if (tracked !== undefined && !contentType.toLowerCase().startsWith('text/event-stream')) this.model.pod(target.key).finish(tracked);
+    if (tracked !== undefined && !contentType.toLowerCase().startsWith('text/event-stream')) this.model.get(target.key)?.finish(tracked);
     return undefined;
   }
 
