@@ -235,7 +235,8 @@ describe('Datastore with real scrapers', () => {
   let ds: Datastore;
 
   beforeEach(() => {
-    ds = new Datastore({ refreshIntervalMs: 10, scrapeTimeoutMs: 500 });
+    // No endpoint here hangs, so a generous timeout keeps a slow CI machine from reporting a quick answer as a failure.
+    ds = new Datastore({ refreshIntervalMs: 10, scrapeTimeoutMs: 5_000 });
   });
   afterEach(async () => {
     await ds.stop();

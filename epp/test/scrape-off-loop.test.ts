@@ -185,11 +185,14 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
       await waitFor(() => (ds.metrics(key(error))?.consecutiveFailures ?? 0) >= 2, 'HTTP errors counted');
       await waitFor(() => (ds.metrics(key(html))?.consecutiveFailures ?? 0) >= 2, 'unreadable pages counted');
       expect(ds.scrapeStatus(key(hang))?.lastError).toBe('timed out after 300 ms');
-      expect(ds.scrapeStatus(key(error))?.lastError).toBe(`HTTP 500 from http://${key(error)}/metrics`);
-      expect(ds.scrapeStatus(key(html))?.lastError).toMatch(/^no readable model-server metrics \(1 malformed lines, first: line 1 /);
+      // On a loaded 2-core CI machine a quick answer can still miss the 300 ms timeout now and then (seen once: the
+      // 500 page reported as a timeout), so wait for each endpoint's own failure to be the latest one reported.
+      const http500 = `HTTP 500 from http://${key(error)}/metrics`;
+      await waitFor(() => ds.scrapeStatus(key(error))?.lastError === http500, 'the HTTP 500 reported');
+      await waitFor(() => /^no readable model-server metrics \(1 malformed lines, first: line 1 /.test(ds.scrapeStatus(key(html))?.lastError ?? ''), 'the unreadable page reported');
       for (const s of [hang, error, html]) expect(ds.metrics(key(s))?.updateTime).toBe(0);
-      expect(ds.metrics(key(good))).toMatchObject({ waitingQueueSize: 3, consecutiveFailures: 0 });
-      expect(ds.scrapeStatus(key(good))?.lastError).toBeUndefined();
+      await waitFor(() => ds.metrics(key(good))?.consecutiveFailures === 0 && ds.scrapeStatus(key(good))?.lastError === undefined, 'the healthy endpoint read');
+      expect(ds.metrics(key(good))?.waitingQueueSize).toBe(3);
       expect(ds.scrapeCounts.failure).toBeGreaterThanOrEqual(6);
       expect(ds.scrapeCounts.success).toBeGreaterThanOrEqual(1);
     } finally {
