@@ -45,7 +45,7 @@ export interface SubscriberEvents {
   /** Drop every entry of the endpoint. */
   reset(endpointKey: string, reason: ResetReason): void;
   /** Counted problems: unknown topics or pods, malformed frames, skipped fields or event types. */
-  dropped(endpointKey: string | undefined, reason: 'malformed' | 'unknown-pod' | 'unknown-event' | 'unknown-field' | 'bad-topic', count?: number): void;
+  dropped(endpointKey: string | undefined, reason: 'malformed' | 'unknown-pod' | 'unknown-event' | 'unknown-field' | 'bad-topic' | 'connection', count?: number): void;
   gap(endpointKey: string): void;
   replay(endpointKey: string, outcome: 'repaired' | 'failed'): void;
 }
@@ -86,6 +86,12 @@ export interface SubscriberOptions {
   /** Called whenever `warm` may have changed: a subscription connected, a pod left, or a pod's warm-up wait ran out. */
   readonly onWarmUpChange?: () => void;
   readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
+  /** The largest message a socket accepts (see MAX_KV_EVENT_MESSAGE_BYTES). @default MAX_KV_EVENT_MESSAGE_BYTES */
+  readonly maxMessageBytes?: number;
+  /** Per-pod mode: how long a dropped connection may go without a reconnect attempt before it is re-dialled. @default REDIAL_AFTER_MS */
+  readonly redialAfterMs?: number;
+  /** Central mode: the bytes of batches held for pods not yet in the pool, all ids together. @default UNRESOLVED_BYTES */
+  readonly unresolvedBytes?: number;
 }
 
 /**
@@ -157,6 +163,12 @@ function zmq(): typeof Zmq {
   return require('zeromq') as typeof Zmq;
 }
 
+function messageBytes(frames: readonly Buffer[]): number {
+  let n = 0;
+  for (const f of frames) n += f.length;
+  return n;
+}
+
 function ipOf(endpointKey: string): string {
   const bracket = /^\[([^\]]+)\]:\d+$/.exec(endpointKey);
   if (bracket) return bracket[1]!;
@@ -167,10 +179,33 @@ function hostForUrl(ip: string): string {
   return ip.includes(':') ? `[${ip}]` : ip;
 }
 
+/**
+ * The largest KV-event message a subscription accepts (libzmq's ZMQ_MAXMSGSIZE, set on every SUB socket): a larger one
+ * makes libzmq drop the connection before it reads the body (its decoder checks the frame's length first), so a broken
+ * or hostile publisher cannot make the EPP allocate gigabytes. One vLLM batch holds one engine step's events
+ * (`KVEventBatch`, vllm/distributed/kv_events.py @ v0.10.0): `BlockStored` carries the step's new blocks with their
+ * token ids, at most `max_num_batched_tokens` of them (8,192 by default), a few hundred KB even at 128K; 64 MiB is
+ * ample headroom for any scheduler setting.
+ */
+export const MAX_KV_EVENT_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * libzmq retries a connection that broke on its own (`connect:retry` at once), but treats a peer it dropped for a
+ * protocol error (an oversized message among them) as gone for good: the connecting SUB never dials again (probed
+ * with zeromq 6.8.0: `disconnect`, then nothing; libzmq's `session_base_t::engine_error` terminates the session on
+ * `protocol_error` instead of reconnecting). A per-pod subscription that saw no reconnect attempt this long after a
+ * disconnect is dialled again, so one bad message costs the events sent meanwhile (a gap, repaired by replay where the
+ * pod has it), not the pod's events until the EPP restarts; at most once per interval, so a publisher that keeps
+ * sending oversized messages is not dialled in a busy loop.
+ */
+export const REDIAL_AFTER_MS = 1_000;
+
 /** Central mode's held batches of pods not yet in the pool: the newest this many a pod id. */
 export const UNRESOLVED_BATCHES_PER_POD = 128;
 /** …for at most this many pod ids. */
 export const UNRESOLVED_PODS = 64;
+/** …and at most this many bytes, all ids together: the count bounds above alone allow 8,192 messages of any size. */
+export const UNRESOLVED_BYTES = 32 * 1024 * 1024;
 
 export class KvEventSubscriber {
   private central?: Zmq.Subscriber;
@@ -195,6 +230,7 @@ export class KvEventSubscriber {
    * UNRESOLVED_BATCHES_PER_POD a pod id (the newest), UNRESOLVED_PODS ids (the first seen kept).
    */
   private readonly unresolved = new Map<string, Buffer[][]>();
+  private unresolvedBytes = 0;
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -203,7 +239,7 @@ export class KvEventSubscriber {
     if (this.options.mode === 'per-pod') return;
     const endpoint = this.options.zmqEndpoint;
     if (!endpoint) throw new Error('central KV-event subscription needs zmqEndpoint');
-    const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
+    const socket = this.newSocket();
     try {
       await socket.bind(endpoint);
     } catch (e) {
@@ -298,7 +334,7 @@ export class KvEventSubscriber {
       this.deliverUnresolved();
     }
     if (this.options.mode === 'central' || this.perPod.has(endpointKey) || this.closed) return;
-    const socket = new (zmq().Subscriber)({ receiveHighWaterMark: 100_000 });
+    const socket = this.newSocket();
     const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort + rank}`;
     const timeoutMs = this.options.warmUpTimeoutMs ?? DEFAULT_WARM_UP_TIMEOUT_MS;
     const timer = setTimeout(() => {
@@ -323,10 +359,45 @@ export class KvEventSubscriber {
       }
       void this.warmUpFromReplay(endpointKey, rank).finally(() => this.connected(endpointKey, timer));
     });
+    this.redialWhenDropped(socket, endpointKey, address);
     socket.connect(address);
     socket.subscribe(this.options.topicFilter);
     this.perPod.set(endpointKey, socket);
     void this.consume(socket, endpointKey);
+  }
+
+  private newSocket(): Zmq.Subscriber {
+    return new (zmq().Subscriber)({ receiveHighWaterMark: 100_000, maxMessageSize: this.options.maxMessageBytes ?? MAX_KV_EVENT_MESSAGE_BYTES });
+  }
+
+  /** See REDIAL_AFTER_MS: dials `address` again when libzmq dropped the pod's connection and will not retry it. */
+  private redialWhenDropped(socket: Zmq.Subscriber, endpointKey: string, address: string): void {
+    const afterMs = this.options.redialAfterMs ?? REDIAL_AFTER_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const settled = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+    };
+    socket.events.on('disconnect', () => {
+      settled();
+      timer = setTimeout(() => {
+        timer = undefined;
+        if (this.closed || socket.closed || this.perPod.get(endpointKey) !== socket) return;
+        this.options.events.dropped(endpointKey, 'connection');
+        this.options.logger.warn('KV-event publisher dropped by this subscriber (a message over the size limit, or a protocol error) and not retried by ZMQ; dialling it again', {
+          endpoint: endpointKey, address, maxMessageBytes: this.options.maxMessageBytes ?? MAX_KV_EVENT_MESSAGE_BYTES,
+        });
+        try {
+          socket.disconnect(address);
+        } catch {
+          // Already forgotten by libzmq: connecting again is what matters.
+        }
+        socket.connect(address);
+      }, afterMs);
+      timer.unref();
+    });
+    // libzmq's own retry (a connection that broke) or a new connection: nothing to do.
+    for (const type of ['connect:retry', 'connect:delay', 'connect', 'handshake', 'close'] as const) socket.events.on(type, settled);
   }
 
   /**
@@ -465,13 +536,23 @@ export class KvEventSubscriber {
   }
 
   private holdUnresolved(podId: string, frames: Buffer[]): void {
+    const bytes = messageBytes(frames);
+    const limit = this.options.unresolvedBytes ?? UNRESOLVED_BYTES;
+    if (bytes > limit) return;
     let held = this.unresolved.get(podId);
     if (held === undefined) {
       if (this.unresolved.size >= UNRESOLVED_PODS) return;
       this.unresolved.set(podId, (held = []));
     }
+    // Room is made from this pod id's own oldest batches: another id's held batches are not this one's to give up.
+    while (this.unresolvedBytes + bytes > limit && held.length > 0) this.unresolvedBytes -= messageBytes(held.shift()!);
+    if (this.unresolvedBytes + bytes > limit) {
+      if (held.length === 0) this.unresolved.delete(podId);
+      return;
+    }
     held.push(frames);
-    if (held.length > UNRESOLVED_BATCHES_PER_POD) held.shift();
+    this.unresolvedBytes += bytes;
+    if (held.length > UNRESOLVED_BATCHES_PER_POD) this.unresolvedBytes -= messageBytes(held.shift()!);
   }
 
   /** Applies, oldest first, the held batches of every pod id that now names an endpoint of the pool. */
@@ -479,6 +560,7 @@ export class KvEventSubscriber {
     for (const [podId, held] of [...this.unresolved]) {
       if (this.options.resolvePod(podId, 0) === undefined) continue;
       this.unresolved.delete(podId);
+      for (const frames of held) this.unresolvedBytes -= messageBytes(frames);
       for (const frames of held) {
         try {
           this.receive(frames, undefined);
