@@ -93,6 +93,9 @@ export function startProcess(name: string, entry: string, args: readonly string[
   // harness's clients send none: the stack it starts is its own, so the key is not passed on (spawn skips undefined).
   const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VLLM_API_KEY: undefined } });
   const log = options.logFile ? fs.createWriteStream(options.logFile, { flags: 'a' }) : undefined;
+  // Logs are appended (a pod restarted by a fault run keeps one file), so each start is marked: a JSON line like the
+  // processes' own, which says which run and which process the lines after it belong to.
+  log?.write(`${JSON.stringify({ ts: new Date().toISOString(), level: 'info', msg: 'kvroute harness: process started', process: name, pid: child.pid, args })}\n`);
   const stderrTail: string[] = [];
   child.stderr!.on('data', (b: Buffer) => {
     log?.write(b);

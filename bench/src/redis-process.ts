@@ -47,6 +47,8 @@ export async function startRedisServer(port: number, logFile?: string, readyTime
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : undefined;
+  // Appended like the other processes' logs, so each start is marked (redis-server's own lines are plain text).
+  log?.write(`# ${new Date().toISOString()} kvroute harness: redis-server started on port ${port} (pid ${child.pid})\n`);
   child.stdout!.on('data', (b: Buffer) => log?.write(b));
   child.stderr!.on('data', (b: Buffer) => log?.write(b));
   let exited = false;
