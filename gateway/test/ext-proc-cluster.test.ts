@@ -108,7 +108,9 @@ describe('load balancing over EPP replicas', () => {
 
   it('least request (P2C) sends concurrent streams to the replica with fewer open streams', async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
-    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, b.address] });
+    // The hung streams must stay open through all 40 requests: at the default 1 s message timeout they failed open
+    // (and closed) part-way through the loop on a loaded machine, leaving the busy replica with no open stream.
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, b.address], messageTimeoutMs: 60_000 });
     try {
       // Hang 3 streams wherever they land, then every further stream: P2C never picks the busier replica when the two
       // draws differ, and equal draws tie to the same host, so over 40 requests both replicas serve, and the less
