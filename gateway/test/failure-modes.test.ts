@@ -107,17 +107,21 @@ describe('EPP that never answers', () => {
   // envoyproxy/envoy source/extensions/filters/http/ext_proc/processor_state.cc @ v1.35.0 L21-38) and fails open with
   // the body the filter manager still holds (ext_proc.cc onMessageTimeout L1686-1713, handleDataBufferedMode L761-786).
   it.each(ENVOY_SEMANTICS_VERSIONS)('serves the request after the message timeout, body intact (BUFFERED, Envoy %s)', async (version) => {
-    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, envoySemantics: version });
+    // 1 s (the EnvoyFilter's): the 1.2 MB body message must reach the EPP whole before the timer fires, which 300 ms did
+    // not always allow on a loaded machine.
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 1000, envoySemantics: version });
     try {
       const body = pseudoRandom(1_200_000, 3);
+      const seenBefore = director.requests.length;
       const started = Date.now();
       const r = await send(gw.port, { body, headers: { 'content-length': String(body.length), 'x-test-action': 'hang' } });
       const elapsed = Date.now() - started;
       expect(r.status).toBe(200);
       expect(r.json()).toMatchObject({ bodyBytes: body.length, sha256: sha256(body) });
-      // The EPP did get the whole body before it went silent.
+      // The EPP did get the whole body before it went silent (this request's: the earlier versions' had the same size).
+      expect(director.requests.length).toBe(seenBefore + 1);
       expect(director.requests.at(-1)?.body?.length).toBe(body.length);
-      expect(elapsed).toBeGreaterThanOrEqual(290);
+      expect(elapsed).toBeGreaterThanOrEqual(990);
       expect(elapsed).toBeLessThan(10_000);
       expect(gw.stats().failOpenReasons.timeout).toBe(1);
     } finally {
@@ -136,7 +140,9 @@ describe('EPP that never answers', () => {
     ['no max_message_timeout (Envoy\'s default 0)', 0, 3000],
     ['an override above max_message_timeout', 1000, 3000],
   ])('ignores the override with %s: fails open at message_timeout', async (_name, maxMessageTimeoutMs, extendMs) => {
-    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 300, maxMessageTimeoutMs });
+    // message_timeout 1 s: the override must reach the gateway while its timer runs to be counted as ignored (at 300 ms a
+    // loaded machine could fire it first); the answer, 1.5 s after the EPP got the message, still comes after it.
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 1000, maxMessageTimeoutMs });
     try {
       const r = await send(gw.port, { body: completion(), headers: extend(extendMs, 1500) });
       expect(r.status).toBe(200);
