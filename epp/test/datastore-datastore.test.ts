@@ -286,9 +286,12 @@ describe('Datastore with real scrapers', () => {
     ds.upsertEndpoint(a);
     await waitFor(() => server.requests > 0, 'a scrape');
     ds.removeEndpoint(a.key);
-    await new Promise((r) => setTimeout(r, 30));
+    // The worker thread hears of the removal on its next turn; a starved one can first run a tick that was due (at 10 ms,
+    // one is always due), so a scrape sent then lands after the removal. Let that settle, then none may follow: twenty
+    // intervals without a request.
+    await new Promise((r) => setTimeout(r, 200));
     const after = server.requests;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 200));
     expect(server.requests).toBe(after);
   });
 
