@@ -4,6 +4,7 @@ import { parseCli, USAGE } from '../src/cli';
 import { OptionError, resolveOptions, serverDevModeFromEnv } from '../src/options';
 import { startSimulator } from '../src/server';
 import { http } from './helpers';
+import { E2E_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 
 const errorOf = (argv: string[]): OptionError => {
   try {
@@ -552,6 +553,8 @@ describe('the kvroute-sim process', () => {
     s.on('data', (d: Buffer) => (out.text += d.toString('utf8')));
     return out;
   };
+  // Each test starts the entry point through ts-node: 9-26 s on a loaded two-core machine (the positional model's run
+  // took 25.7 s against jest's 30 s), so each gets the end-to-end limit, which bounds a hung process, not its speed.
   /**
    * Waits for the listening line, checks it, makes one request (the SIGTERM handler is installed just after the line is
    * written), then stops the process and expects exit 0.
@@ -579,7 +582,7 @@ describe('the kvroute-sim process', () => {
     const err = collect(p.stderr);
     expect(await exit(p)).toBe(2);
     expect(err.text).toContain('--max-num-seqs');
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 
   it('starts with the spellings vLLM accepts: --enable-prefix-caching, pydantic-lax JSON, dotted keys', async () => {
     // The forms the audit saw refused with status 2; lib/decode-pool.ts passes --enable-prefix-caching to every pod.
@@ -598,7 +601,7 @@ describe('the kvroute-sim process', () => {
       expect(ev).toMatchObject({ event: 'listening' });
       expect(ev.kv_events_endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
     });
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 
   it("starts with vllm serve's positional model and the no-op flags upstream's metrics test and lib/decode-pool.ts pass", async () => {
     const p = run([
@@ -620,7 +623,7 @@ describe('the kvroute-sim process', () => {
       '0',
     ]);
     await expectServes(p, (ev) => expect(ev).toMatchObject({ event: 'listening', model: 'Qwen/Qwen3-8B', served_model_names: ['Qwen/Qwen3-8B'] }));
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 
   it('prints the bound port as a JSON line, serves, and shuts down on SIGTERM', async () => {
     const p = run(['--port', '0', '--host', '127.0.0.1', '--time-scale', '1000', '--pod-name', 'cli-test']);
@@ -648,7 +651,7 @@ describe('the kvroute-sim process', () => {
     expect(await exited).toBe(0);
     expect(out.text).toContain('{"event":"shutdown","signal":"SIGTERM"}');
     expect(out.text).toContain('{"event":"closed"}');
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 });
 
 describe('--help text', () => {
