@@ -11,7 +11,7 @@ import * as http from 'http';
 import * as os from 'os';
 import * as path from 'path';
 import { parseRequestBody } from '@kvroute/protocol/openai';
-import { waitFor } from '@kvroute/testkit';
+import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { ENTRY, stopAll } from '../src/processes';
 import { DEFAULT_SIM, httpGet, startStack } from '../src/stack';
 
@@ -80,5 +80,7 @@ async function gauge(port: number, name: string): Promise<number | undefined> {
     } finally {
       await stack.stop();
     }
-  });
+    // A stack of three processes, 97+ requests and a 20 s wait inside: it took 24 s of jest's 30 s default on a loaded
+    // two-core machine. The end-to-end limit bounds a hung run; it is not a speed goal.
+  }, E2E_TEST_TIMEOUT_MS);
 });
