@@ -38,7 +38,11 @@ export async function stopLocalPath(path: Partial<LocalPath> | undefined): Promi
 
 export function post(url: string, body: unknown, options: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...options.headers }, signal: options.signal }, (res) => {
+    // A connection per request (agent: false): these posts go straight to the simulated pods too, which close an idle
+    // connection at 5 s as uvicorn does, without a Keep-Alive header, while Node's global agent keeps idle sockets for
+    // 5 s. Reusing one as the pod closes it is a `read ECONNRESET` (twice on a loaded full run; reproduced by posting at
+    // 1 s to a pod with --timeout-keep-alive 1). No test here is about connection reuse.
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...options.headers }, signal: options.signal, agent: false }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (text += c));
