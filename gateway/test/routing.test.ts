@@ -18,6 +18,7 @@ import {
   startEpp,
   startUpstream,
   TestDirector,
+  waitFor,
   type Upstream,
 } from './harness';
 
@@ -298,14 +299,14 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
       .toEqual({ status: 200, bytes: 0, type: 'application/json', served: ups[2].address });
     const trailed = await send(gw.port, { method: 'GET', path: '/e?empty=1&trailers=1', headers: { 'x-test-pick': ups[2].address } });
     expect({ status: trailed.status, bytes: trailed.body.length, trailers: trailed.trailers }).toEqual({ status: 200, bytes: 0, trailers: { 'x-upstream-trailer': 'done' } });
-    for (let i = 0; i < 400 && director.releases.length < released + 2; i++) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => director.releases.length >= released + 2, 'both releases');
     expect(director.releases.slice(released).map((r) => r.outcome)).toEqual(['completed', 'completed']);
   });
 
   it('lets the EPP see the end of every response (tickets released as completed)', async () => {
     const settled = async (): Promise<void> => {
-      // The EPP releases when it sees each response's end of stream, just after the client does (bounded wait).
-      for (let i = 0; i < 400 && director.releases.length < director.seq; i++) await new Promise((r) => setTimeout(r, 5));
+      // The EPP releases when it sees each response's end of stream, just after the client does.
+      await waitFor(() => director.releases.length >= director.seq, 'every ticket released');
       expect(director.releases).toHaveLength(director.seq);
     };
     await settled();

@@ -6,7 +6,7 @@
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import type { GatewayOptions } from '../src/options';
 import { StreamingReply } from './clients';
-import { destroyClientAgent, gateway, startEpp, startUpstream, TestDirector, type Upstream } from './harness';
+import { destroyClientAgent, gateway, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
 
 // Generous bounds for a shared, loaded machine (no test relies on them for timing).
 jest.setTimeout(30_000);
@@ -93,7 +93,7 @@ it.each([
     await reply.done;
     expect(reply.status).toBe(200);
     // The release happens when the EPP processes the half-close, just after the client has its response.
-    for (let i = 0; i < 400 && director.releases.length < director.seq; i++) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => director.releases.length >= director.seq, 'the release');
     expect(director.seq).toBe(before + 1);
     expect(director.releases.at(-1)?.outcome).toBe(outcome);
   } finally {
