@@ -53,7 +53,7 @@ describe('KubernetesDiscovery against a fake API server', () => {
     api.upsertPod(fakePod({ name: 'dp-0', ip: ip(1), labels: SELECTOR }));
     api.upsertPod(fakePod({ name: 'dp-1', ip: ip(2), labels: SELECTOR, annotations: { 'inference.networking.k8s.io/active-ports': '8001' } }));
     const d = await start();
-    await d.waitForSync(5000);
+    await d.waitForSync(15_000);
     expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(1)}:8001`, `${ip(2)}:8001`]);
     expect(ds.get(`${ip(1)}:8001`)).toMatchObject({ name: 'dp-0-rank-1', podName: 'dp-0', rank: 1, metricsPort: 8001 });
     expect(ds.get(`${ip(2)}:8001`)).toMatchObject({ name: 'dp-1-rank-1', podName: 'dp-1', rank: 1 });
