@@ -774,6 +774,23 @@ describe('KV-event subscriptions: bounded messages (libzmq ZMQ_MAXMSGSIZE) and t
     expect(warnings.some((w) => /dialling it again/.test(w))).toBe(true);
   });
 
+  test('per-pod: the limit is per frame (libzmq checks each frame\'s length): a message of many small frames is read whole, counted malformed, the connection kept', async () => {
+    const r = new Recorder();
+    const { socketPort } = await publisher.bind();
+    subscriber = new KvEventSubscriber({
+      mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, maxMessageBytes: 1024, redialAfterMs: 200,
+    });
+    subscriber.addEndpoint(POD);
+    await publisher.waitSubscribed();
+    // 200 frames of 600 bytes after the topic: 120 KB, over a hundred times the limit, no frame over it.
+    await publisher.pub.send([TOPIC, ...Array.from({ length: 200 }, () => Buffer.alloc(600, 1))]);
+    await waitFor(() => r.log.includes(`dropped ${POD} malformed`), 'the many-frame message read and dropped');
+    await send(publisher, 0);
+    await waitFor(() => r.batches().length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(r.log.filter((l) => l.includes('connection'))).toEqual([]);
+  });
+
   test('per-pod: a publisher that restarts is reconnected by libzmq itself, never dialled twice', async () => {
     const r = new Recorder();
     const { socketPort } = await publisher.bind();

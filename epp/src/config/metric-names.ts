@@ -344,7 +344,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_kv_events_total',
     type: 'counter',
     labels: ['model_server_pod', 'outcome'],
-    help: 'vLLM KV events by pod: outcome="received", "applied", "indexed_by_engine_hash" (a BlockStored whose token ids could not key its blocks, indexed by engine hash), "skipped_*" (not indexable, e.g. an unknown parent) or "dropped_*" (malformed, unknown pod, unknown event type or field).',
+    help: 'vLLM KV events by pod: outcome="received", "applied", "indexed_by_engine_hash" (a BlockStored whose token ids could not key its blocks, indexed by engine hash), "skipped_*" (not indexable, e.g. an unknown parent) or "dropped_*" (malformed, bad topic, unknown pod, unknown event type or field, or "dropped_connection": a dialled publisher dropped for a protocol error and dialled again).',
   },
   kvEventGaps: {
     name: 'kvroute_epp_kv_event_gaps_total',

@@ -86,7 +86,7 @@ export interface SubscriberOptions {
   /** Called whenever `warm` may have changed: a subscription connected, a pod left, or a pod's warm-up wait ran out. */
   readonly onWarmUpChange?: () => void;
   readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
-  /** The largest message a socket accepts (see MAX_KV_EVENT_MESSAGE_BYTES). @default MAX_KV_EVENT_MESSAGE_BYTES */
+  /** The largest frame a socket accepts (see MAX_KV_EVENT_MESSAGE_BYTES). @default MAX_KV_EVENT_MESSAGE_BYTES */
   readonly maxMessageBytes?: number;
   /** Per-pod mode: how long a dropped connection may go without a reconnect attempt before it is re-dialled. @default REDIAL_AFTER_MS */
   readonly redialAfterMs?: number;
@@ -180,9 +180,13 @@ function hostForUrl(ip: string): string {
 }
 
 /**
- * The largest KV-event message a subscription accepts (libzmq's ZMQ_MAXMSGSIZE, set on every SUB socket): a larger one
- * makes libzmq drop the connection before it reads the body (its decoder checks the frame's length first), so a broken
- * or hostile publisher cannot make the EPP allocate gigabytes. One vLLM batch holds one engine step's events
+ * The largest frame (message part) of a KV event a subscription accepts (libzmq's ZMQ_MAXMSGSIZE, set on every SUB
+ * socket): a larger frame makes libzmq drop the connection before it reads the frame's body (the ZMTP decoder checks
+ * each frame's length as it reads its header: `size_ready`, src/v2_decoder.cpp), so one batch's payload frame, where
+ * vLLM's bulk is, cannot make the EPP allocate more than this. The bound is per frame, not per message: libzmq reads a
+ * message of any number of frames, each up to this size (one of other than vLLM's three is then counted malformed),
+ * and the receive queue holds up to 100,000 messages; so what a peer that is not vLLM can make the EPP hold is bounded
+ * by who may reach the port (NetworkPolicy), not by this. One vLLM batch holds one engine step's events
  * (`KVEventBatch`, vllm/distributed/kv_events.py @ v0.10.0): `BlockStored` carries the step's new blocks with their
  * token ids, at most `max_num_batched_tokens` of them (8,192 by default), a few hundred KB even at 128K; 64 MiB is
  * ample headroom for any scheduler setting.
@@ -191,7 +195,7 @@ export const MAX_KV_EVENT_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /**
  * libzmq retries a connection that broke on its own (`connect:retry` at once), but treats a peer it dropped for a
- * protocol error (an oversized message among them) as gone for good: the connecting SUB never dials again (probed
+ * protocol error (an oversized frame among them) as gone for good: the connecting SUB never dials again (probed
  * with zeromq 6.8.0: `disconnect`, then nothing; libzmq's `session_base_t::engine_error` terminates the session on
  * `protocol_error` instead of reconnecting). A per-pod subscription that saw no reconnect attempt this long after a
  * disconnect is dialled again, so one bad message costs the events sent meanwhile (a gap, repaired by replay where the
@@ -384,7 +388,7 @@ export class KvEventSubscriber {
         timer = undefined;
         if (this.closed || socket.closed || this.perPod.get(endpointKey) !== socket) return;
         this.options.events.dropped(endpointKey, 'connection');
-        this.options.logger.warn('KV-event publisher dropped by this subscriber (a message over the size limit, or a protocol error) and not retried by ZMQ; dialling it again', {
+        this.options.logger.warn('KV-event publisher dropped by this subscriber (a frame over the size limit, or a protocol error) and not retried by ZMQ; dialling it again', {
           endpoint: endpointKey, address, maxMessageBytes: this.options.maxMessageBytes ?? MAX_KV_EVENT_MESSAGE_BYTES,
         });
         try {
