@@ -2,7 +2,7 @@ import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvEventBa
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import * as net from 'node:net';
 import * as zmq from 'zeromq';
-import { KvEventSubscriber, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
+import { KvEventSubscriber, UNRESOLVED_BATCHES_PER_POD, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
 
 jest.setTimeout(60_000);
 
@@ -850,5 +850,39 @@ describe('KV-event subscriptions: bounded messages (libzmq ZMQ_MAXMSGSIZE) and t
     known.add(LATE);
     subscriber.addEndpoint(LATE);
     expect(r.batches()).toEqual([3, 4, 5].map((n) => `batch ${LATE} ${n} m`));
+  });
+  test('central: the bytes of held batches given up (past the count bound) or applied (the pod joined) are given back to the byte bound', async () => {
+    const r = new Recorder();
+    const [A, B, C] = ['127.0.0.3:8000', '127.0.0.4:8000', '127.0.0.5:8000'];
+    const known = new Set<string>();
+    // Every batch here is batch 0 under an equally long topic and an 8-byte sequence number: all the same size.
+    const one = liveFrames(`kv@${A}@m`, 0n, payload(0)).reduce((n, f) => n + f.length, 0);
+    subscriber = new KvEventSubscriber({
+      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+      resolvePod: (id) => (known.has(id) ? id : undefined), events: r, logger: quiet, unresolvedBytes: (UNRESOLVED_BATCHES_PER_POD + 2) * one,
+    });
+    await subscriber.start();
+    publisher.connect(subscriber.boundEndpoint!);
+    await publisher.waitSubscribed();
+    const held = async (pod: string, count: number) => {
+      const before = r.log.length;
+      for (let seq = 0; seq < count; seq++) await send(publisher, seq, 0, { topic: `kv@${pod}@m` });
+      await waitFor(() => r.log.length === before + count);
+    };
+    const applied = (pod: string) => r.batches().filter((b) => b.startsWith(`batch ${pod} `)).length;
+    // A: one batch past the count bound; the oldest is given up, and its bytes with it, so B's two fit beside A's 128.
+    await held(A, UNRESOLVED_BATCHES_PER_POD + 1);
+    await held(B, 2);
+    known.add(B);
+    subscriber.addEndpoint(B);
+    expect(applied(B)).toBe(2);
+    // A joins: its batches are applied and their bytes given back (B's were too), so a later pod's are held in full.
+    known.add(A);
+    subscriber.addEndpoint(A);
+    expect(applied(A)).toBe(UNRESOLVED_BATCHES_PER_POD);
+    await held(C, 3);
+    known.add(C);
+    subscriber.addEndpoint(C);
+    expect(applied(C)).toBe(3);
   });
 });
