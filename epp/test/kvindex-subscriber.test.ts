@@ -522,6 +522,146 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     // Each rank's port is bound: a plain TCP connect is refused on a port nobody listens on.
     for (const i of [1, 2, 3]) expect(await connects(base + i)).toBe(true);
   });
+
+  describe('bounded messages (libzmq ZMQ_MAXMSGSIZE) and the re-dial after a dropped publisher', () => {
+    /** A batch removing `n` blocks: about 9 bytes a hash on the wire, so 400 of them is well over a 1 KB limit. */
+    const big = (n: number) => [{ type: 'BlockRemoved' as const, blockHashes: Array.from({ length: n }, (_, i) => String(1_000_000_000 + i)) }];
+
+    test('per-pod: an oversized message drops the connection, which libzmq does not retry (zeromq 6.8.0); the subscription dials again and later batches apply', async () => {
+      const r = new Recorder();
+      const warnings: string[] = [];
+      const { socketPort } = await publisher.bind();
+      subscriber = new KvEventSubscriber({
+        mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r,
+        logger: { warn: (msg) => warnings.push(msg), debug: () => undefined }, maxMessageBytes: 1024, redialAfterMs: 200,
+      });
+      subscriber.addEndpoint(POD);
+      await publisher.waitSubscribed();
+      await send(publisher, 0);
+      await waitFor(() => r.batches().length === 1);
+      await publisher.publish(big(400), { seq: 1n });
+      // The subscription comes back: the publisher sees a second subscription (the re-dial's), then batches flow again.
+      await publisher.waitSubscribed(2);
+      await send(publisher, 2);
+      await waitFor(() => r.batches().length === 2);
+      expect(r.batches()).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
+      expect(r.log).toContain(`dropped ${POD} connection`);
+      expect(r.log).toContain(`gap ${POD}`); // the oversized batch is a lost one
+      expect(warnings.some((w) => /dialling it again/.test(w))).toBe(true);
+    });
+
+    test('per-pod: the limit is per frame (libzmq checks each frame\'s length): a message of many small frames is read whole, counted malformed, the connection kept', async () => {
+      const r = new Recorder();
+      const { socketPort } = await publisher.bind();
+      subscriber = new KvEventSubscriber({
+        mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, maxMessageBytes: 1024, redialAfterMs: 200,
+      });
+      subscriber.addEndpoint(POD);
+      await publisher.waitSubscribed();
+      // 200 frames of 600 bytes after the topic: 120 KB, over a hundred times the limit, no frame over it.
+      await publisher.pub.send([TOPIC, ...Array.from({ length: 200 }, () => Buffer.alloc(600, 1))]);
+      await waitFor(() => r.log.includes(`dropped ${POD} malformed`), 'the many-frame message read and dropped');
+      await send(publisher, 0);
+      await waitFor(() => r.batches().length === 1);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(r.log.filter((l) => l.includes('connection'))).toEqual([]);
+    });
+
+    test('per-pod: a publisher that restarts is reconnected by libzmq itself, never dialled twice', async () => {
+      const r = new Recorder();
+      const { socketPort } = await publisher.bind();
+      subscriber = new KvEventSubscriber({
+        mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, redialAfterMs: 200,
+      });
+      subscriber.addEndpoint(POD);
+      await publisher.waitSubscribed();
+      await send(publisher, 0);
+      await waitFor(() => r.batches().length === 1);
+      publisher.close();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      publisher = new TestKvEventPublisher(TOPIC);
+      await publisher.pub.bind(`tcp://127.0.0.1:${socketPort}`);
+      await publisher.waitSubscribed();
+      await send(publisher, 1);
+      await waitFor(() => r.batches().length === 2);
+      expect(r.log.filter((l) => l.includes('connection'))).toEqual([]);
+    });
+
+    test('central: an oversized message from a connecting pod drops only that connection; its PUB reconnects and later batches apply', async () => {
+      const r = new Recorder();
+      subscriber = new KvEventSubscriber({
+        mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+        resolvePod: (id) => (id === POD ? POD : undefined), events: r, logger: quiet, maxMessageBytes: 1024,
+      });
+      await subscriber.start();
+      publisher.connect(subscriber.boundEndpoint!);
+      await publisher.waitSubscribed();
+      await send(publisher, 0);
+      await waitFor(() => r.batches().length === 1);
+      // The PUB's XPUB does not pass the same subscription up twice, so its reconnect shows as a second handshake.
+      let handshakes = 0;
+      publisher.pub.events.on('handshake', () => handshakes++);
+      await publisher.publish(big(400), { seq: 1n });
+      await waitFor(() => handshakes === 1, 'the pod\'s PUB to reconnect');
+      await send(publisher, 2);
+      await waitFor(() => r.batches().length === 2);
+      expect(r.batches()).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
+      expect(r.log).toContain(`gap ${POD}`);
+    });
+
+    test('central: batches held for pods not yet in the pool are bounded in bytes, the newest of the pod kept', async () => {
+      const r = new Recorder();
+      const LATE = '127.0.0.3:8000';
+      const known = new Set<string>();
+      const one = liveFrames(`kv@${LATE}@m`, 0n, payload(0)).reduce((n, f) => n + f.length, 0);
+      subscriber = new KvEventSubscriber({
+        mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+        resolvePod: (id) => (known.has(id) ? id : undefined), events: r, logger: quiet, unresolvedBytes: 3 * one + 2,
+      });
+      await subscriber.start();
+      publisher.connect(subscriber.boundEndpoint!);
+      await publisher.waitSubscribed();
+      for (let seq = 0; seq < 6; seq++) await send(publisher, seq, seq, { topic: `kv@${LATE}@m` });
+      await waitFor(() => r.log.length === 6);
+      known.add(LATE);
+      subscriber.addEndpoint(LATE);
+      expect(r.batches()).toEqual([3, 4, 5].map((n) => `batch ${LATE} ${n} m`));
+    });
+    test('central: the bytes of held batches given up (past the count bound) or applied (the pod joined) are given back to the byte bound', async () => {
+      const r = new Recorder();
+      const [A, B, C] = ['127.0.0.3:8000', '127.0.0.4:8000', '127.0.0.5:8000'];
+      const known = new Set<string>();
+      // Every batch here is batch 0 under an equally long topic and an 8-byte sequence number: all the same size.
+      const one = liveFrames(`kv@${A}@m`, 0n, payload(0)).reduce((n, f) => n + f.length, 0);
+      subscriber = new KvEventSubscriber({
+        mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
+        resolvePod: (id) => (known.has(id) ? id : undefined), events: r, logger: quiet, unresolvedBytes: (UNRESOLVED_BATCHES_PER_POD + 2) * one,
+      });
+      await subscriber.start();
+      publisher.connect(subscriber.boundEndpoint!);
+      await publisher.waitSubscribed();
+      const held = async (pod: string, count: number) => {
+        const before = r.log.length;
+        for (let seq = 0; seq < count; seq++) await send(publisher, seq, 0, { topic: `kv@${pod}@m` });
+        await waitFor(() => r.log.length === before + count);
+      };
+      const applied = (pod: string) => r.batches().filter((b) => b.startsWith(`batch ${pod} `)).length;
+      // A: one batch past the count bound; the oldest is given up, and its bytes with it, so B's two fit beside A's 128.
+      await held(A, UNRESOLVED_BATCHES_PER_POD + 1);
+      await held(B, 2);
+      known.add(B);
+      subscriber.addEndpoint(B);
+      expect(applied(B)).toBe(2);
+      // A joins: its batches are applied and their bytes given back (B's were too), so a later pod's are held in full.
+      known.add(A);
+      subscriber.addEndpoint(A);
+      expect(applied(A)).toBe(UNRESOLVED_BATCHES_PER_POD);
+      await held(C, 3);
+      known.add(C);
+      subscriber.addEndpoint(C);
+      expect(applied(C)).toBe(3);
+    });
+  });
 });
 
 describe('KV-event subscriptions: a rank\'s port bound while events flow', () => {
@@ -735,154 +875,5 @@ describe('KV-event subscriptions: warm-up for readiness (per-pod, real ZMQ socke
     expect(s.warm).toBe(false);
     s.removeEndpoint(SILENT);
     expect(s.warm).toBe(true);
-  });
-});
-
-describe('KV-event subscriptions: bounded messages (libzmq ZMQ_MAXMSGSIZE) and the re-dial after a dropped publisher', () => {
-  let publisher: TestKvEventPublisher;
-  let subscriber: KvEventSubscriber | undefined;
-  beforeEach(() => {
-    publisher = new TestKvEventPublisher(TOPIC);
-  });
-  afterEach(() => {
-    subscriber?.close();
-    publisher.close();
-  });
-  /** A batch removing `n` blocks: about 9 bytes a hash on the wire, so 400 of them is well over a 1 KB limit. */
-  const big = (n: number) => [{ type: 'BlockRemoved' as const, blockHashes: Array.from({ length: n }, (_, i) => String(1_000_000_000 + i)) }];
-
-  test('per-pod: an oversized message drops the connection, which libzmq does not retry (zeromq 6.8.0); the subscription dials again and later batches apply', async () => {
-    const r = new Recorder();
-    const warnings: string[] = [];
-    const { socketPort } = await publisher.bind();
-    subscriber = new KvEventSubscriber({
-      mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r,
-      logger: { warn: (msg) => warnings.push(msg), debug: () => undefined }, maxMessageBytes: 1024, redialAfterMs: 200,
-    });
-    subscriber.addEndpoint(POD);
-    await publisher.waitSubscribed();
-    await send(publisher, 0);
-    await waitFor(() => r.batches().length === 1);
-    await publisher.publish(big(400), { seq: 1n });
-    // The subscription comes back: the publisher sees a second subscription (the re-dial's), then batches flow again.
-    await publisher.waitSubscribed(2);
-    await send(publisher, 2);
-    await waitFor(() => r.batches().length === 2);
-    expect(r.batches()).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
-    expect(r.log).toContain(`dropped ${POD} connection`);
-    expect(r.log).toContain(`gap ${POD}`); // the oversized batch is a lost one
-    expect(warnings.some((w) => /dialling it again/.test(w))).toBe(true);
-  });
-
-  test('per-pod: the limit is per frame (libzmq checks each frame\'s length): a message of many small frames is read whole, counted malformed, the connection kept', async () => {
-    const r = new Recorder();
-    const { socketPort } = await publisher.bind();
-    subscriber = new KvEventSubscriber({
-      mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, maxMessageBytes: 1024, redialAfterMs: 200,
-    });
-    subscriber.addEndpoint(POD);
-    await publisher.waitSubscribed();
-    // 200 frames of 600 bytes after the topic: 120 KB, over a hundred times the limit, no frame over it.
-    await publisher.pub.send([TOPIC, ...Array.from({ length: 200 }, () => Buffer.alloc(600, 1))]);
-    await waitFor(() => r.log.includes(`dropped ${POD} malformed`), 'the many-frame message read and dropped');
-    await send(publisher, 0);
-    await waitFor(() => r.batches().length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(r.log.filter((l) => l.includes('connection'))).toEqual([]);
-  });
-
-  test('per-pod: a publisher that restarts is reconnected by libzmq itself, never dialled twice', async () => {
-    const r = new Recorder();
-    const { socketPort } = await publisher.bind();
-    subscriber = new KvEventSubscriber({
-      mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, redialAfterMs: 200,
-    });
-    subscriber.addEndpoint(POD);
-    await publisher.waitSubscribed();
-    await send(publisher, 0);
-    await waitFor(() => r.batches().length === 1);
-    publisher.close();
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    publisher = new TestKvEventPublisher(TOPIC);
-    await publisher.pub.bind(`tcp://127.0.0.1:${socketPort}`);
-    await publisher.waitSubscribed();
-    await send(publisher, 1);
-    await waitFor(() => r.batches().length === 2);
-    expect(r.log.filter((l) => l.includes('connection'))).toEqual([]);
-  });
-
-  test('central: an oversized message from a connecting pod drops only that connection; its PUB reconnects and later batches apply', async () => {
-    const r = new Recorder();
-    subscriber = new KvEventSubscriber({
-      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
-      resolvePod: (id) => (id === POD ? POD : undefined), events: r, logger: quiet, maxMessageBytes: 1024,
-    });
-    await subscriber.start();
-    publisher.connect(subscriber.boundEndpoint!);
-    await publisher.waitSubscribed();
-    await send(publisher, 0);
-    await waitFor(() => r.batches().length === 1);
-    // The PUB's XPUB does not pass the same subscription up twice, so its reconnect shows as a second handshake.
-    let handshakes = 0;
-    publisher.pub.events.on('handshake', () => handshakes++);
-    await publisher.publish(big(400), { seq: 1n });
-    await waitFor(() => handshakes === 1, 'the pod\'s PUB to reconnect');
-    await send(publisher, 2);
-    await waitFor(() => r.batches().length === 2);
-    expect(r.batches()).toEqual([`batch ${POD} 0 Qwen/Qwen3-0.6B`, `batch ${POD} 2 Qwen/Qwen3-0.6B`]);
-    expect(r.log).toContain(`gap ${POD}`);
-  });
-
-  test('central: batches held for pods not yet in the pool are bounded in bytes, the newest of the pod kept', async () => {
-    const r = new Recorder();
-    const LATE = '127.0.0.3:8000';
-    const known = new Set<string>();
-    const one = liveFrames(`kv@${LATE}@m`, 0n, payload(0)).reduce((n, f) => n + f.length, 0);
-    subscriber = new KvEventSubscriber({
-      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
-      resolvePod: (id) => (known.has(id) ? id : undefined), events: r, logger: quiet, unresolvedBytes: 3 * one + 2,
-    });
-    await subscriber.start();
-    publisher.connect(subscriber.boundEndpoint!);
-    await publisher.waitSubscribed();
-    for (let seq = 0; seq < 6; seq++) await send(publisher, seq, seq, { topic: `kv@${LATE}@m` });
-    await waitFor(() => r.log.length === 6);
-    known.add(LATE);
-    subscriber.addEndpoint(LATE);
-    expect(r.batches()).toEqual([3, 4, 5].map((n) => `batch ${LATE} ${n} m`));
-  });
-  test('central: the bytes of held batches given up (past the count bound) or applied (the pod joined) are given back to the byte bound', async () => {
-    const r = new Recorder();
-    const [A, B, C] = ['127.0.0.3:8000', '127.0.0.4:8000', '127.0.0.5:8000'];
-    const known = new Set<string>();
-    // Every batch here is batch 0 under an equally long topic and an 8-byte sequence number: all the same size.
-    const one = liveFrames(`kv@${A}@m`, 0n, payload(0)).reduce((n, f) => n + f.length, 0);
-    subscriber = new KvEventSubscriber({
-      mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
-      resolvePod: (id) => (known.has(id) ? id : undefined), events: r, logger: quiet, unresolvedBytes: (UNRESOLVED_BATCHES_PER_POD + 2) * one,
-    });
-    await subscriber.start();
-    publisher.connect(subscriber.boundEndpoint!);
-    await publisher.waitSubscribed();
-    const held = async (pod: string, count: number) => {
-      const before = r.log.length;
-      for (let seq = 0; seq < count; seq++) await send(publisher, seq, 0, { topic: `kv@${pod}@m` });
-      await waitFor(() => r.log.length === before + count);
-    };
-    const applied = (pod: string) => r.batches().filter((b) => b.startsWith(`batch ${pod} `)).length;
-    // A: one batch past the count bound; the oldest is given up, and its bytes with it, so B's two fit beside A's 128.
-    await held(A, UNRESOLVED_BATCHES_PER_POD + 1);
-    await held(B, 2);
-    known.add(B);
-    subscriber.addEndpoint(B);
-    expect(applied(B)).toBe(2);
-    // A joins: its batches are applied and their bytes given back (B's were too), so a later pod's are held in full.
-    known.add(A);
-    subscriber.addEndpoint(A);
-    expect(applied(A)).toBe(UNRESOLVED_BATCHES_PER_POD);
-    await held(C, 3);
-    known.add(C);
-    subscriber.addEndpoint(C);
-    expect(applied(C)).toBe(3);
   });
 });
