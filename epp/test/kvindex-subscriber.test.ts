@@ -533,7 +533,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       const { socketPort } = await publisher.bind();
       subscriber = new KvEventSubscriber({
         mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r,
-        logger: { warn: (msg) => warnings.push(msg), debug: () => undefined }, maxMessageBytes: 1024, redialAfterMs: 200,
+        logger: { warn: (msg) => warnings.push(msg), debug: () => undefined }, maxFrameBytes: 1024, redialAfterMs: 200,
       });
       subscriber.addEndpoint(POD);
       await publisher.waitSubscribed();
@@ -554,7 +554,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       const r = new Recorder();
       const { socketPort } = await publisher.bind();
       subscriber = new KvEventSubscriber({
-        mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, maxMessageBytes: 1024, redialAfterMs: 200,
+        mode: 'per-pod', topicFilter: 'kv@', socketPort, resolvePod: () => undefined, events: r, logger: quiet, maxFrameBytes: 1024, redialAfterMs: 200,
       });
       subscriber.addEndpoint(POD);
       await publisher.waitSubscribed();
@@ -591,7 +591,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
       const r = new Recorder();
       subscriber = new KvEventSubscriber({
         mode: 'central', zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', socketPort: 0,
-        resolvePod: (id) => (id === POD ? POD : undefined), events: r, logger: quiet, maxMessageBytes: 1024,
+        resolvePod: (id) => (id === POD ? POD : undefined), events: r, logger: quiet, maxFrameBytes: 1024,
       });
       await subscriber.start();
       publisher.connect(subscriber.boundEndpoint!);

@@ -86,8 +86,8 @@ export interface SubscriberOptions {
   /** Called whenever `warm` may have changed: a subscription connected, a pod left, or a pod's warm-up wait ran out. */
   readonly onWarmUpChange?: () => void;
   readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
-  /** The largest frame a socket accepts (see MAX_KV_EVENT_MESSAGE_BYTES). @default MAX_KV_EVENT_MESSAGE_BYTES */
-  readonly maxMessageBytes?: number;
+  /** The largest frame a socket accepts (see MAX_KV_EVENT_FRAME_BYTES). @default MAX_KV_EVENT_FRAME_BYTES */
+  readonly maxFrameBytes?: number;
   /** Per-pod mode: how long a dropped connection may go without a reconnect attempt before it is re-dialled. @default REDIAL_AFTER_MS */
   readonly redialAfterMs?: number;
   /** Central mode: the bytes of batches held for pods not yet in the pool, all ids together. @default UNRESOLVED_BYTES */
@@ -191,7 +191,7 @@ function hostForUrl(ip: string): string {
  * token ids, at most `max_num_batched_tokens` of them (8,192 by default), a few hundred KB even at 128K; 64 MiB is
  * ample headroom for any scheduler setting.
  */
-export const MAX_KV_EVENT_MESSAGE_BYTES = 64 * 1024 * 1024;
+export const MAX_KV_EVENT_FRAME_BYTES = 64 * 1024 * 1024;
 
 /**
  * libzmq retries a connection that broke on its own (`connect:retry` at once), but treats a peer it dropped for a
@@ -371,7 +371,7 @@ export class KvEventSubscriber {
   }
 
   private newSocket(): Zmq.Subscriber {
-    return new (zmq().Subscriber)({ receiveHighWaterMark: 100_000, maxMessageSize: this.options.maxMessageBytes ?? MAX_KV_EVENT_MESSAGE_BYTES });
+    return new (zmq().Subscriber)({ receiveHighWaterMark: 100_000, maxMessageSize: this.options.maxFrameBytes ?? MAX_KV_EVENT_FRAME_BYTES });
   }
 
   /** See REDIAL_AFTER_MS: dials `address` again when libzmq dropped the pod's connection and will not retry it. */
@@ -389,7 +389,7 @@ export class KvEventSubscriber {
         if (this.closed || socket.closed || this.perPod.get(endpointKey) !== socket) return;
         this.options.events.dropped(endpointKey, 'connection');
         this.options.logger.warn('KV-event publisher dropped by this subscriber (a frame over the size limit, or a protocol error) and not retried by ZMQ; dialling it again', {
-          endpoint: endpointKey, address, maxMessageBytes: this.options.maxMessageBytes ?? MAX_KV_EVENT_MESSAGE_BYTES,
+          endpoint: endpointKey, address, maxFrameBytes: this.options.maxFrameBytes ?? MAX_KV_EVENT_FRAME_BYTES,
         });
         try {
           socket.disconnect(address);
