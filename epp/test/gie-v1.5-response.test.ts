@@ -36,6 +36,27 @@ describe('ResponseObserver (openai.go ParseResponse)', () => {
     }
   });
 
+  // GIE v1.5.0 openai.go extractUsageStreaming reads each chunk on its own, line by line, so a chunk's end ends its
+  // last line; its hermetic test "response streaming: SSE token counting" (test/integration/epp/hermetic_test.go) sends
+  // `data: {}` and then `data: {"usage":…}\ndata: [DONE]` with no newline between them and counts 7 input tokens.
+  test('a chunk ending without a newline: a line joined across the chunks that is not JSON is read as two lines, as GIE reads each chunk (hermetic_test.go "response streaming: SSE token counting")', () => {
+    const o = new ResponseObserver(true);
+    o.push(Buffer.from('data: {}'), false);
+    o.push(Buffer.from('data: {"usage":{"prompt_tokens":7,"total_tokens":17,"completion_tokens":10}}\ndata: [DONE]'), false);
+    o.push(Buffer.alloc(0), true);
+    expect(o.usage).toEqual({ promptTokens: 7, completionTokens: 10 });
+    // Over three chunks, the usage line cut by none of them.
+    const three = new ResponseObserver(true);
+    for (const c of ['data: {}', 'data: {"x":1}', 'data: {"usage":{"prompt_tokens":3,"completion_tokens":1}}']) three.push(Buffer.from(c), false);
+    three.push(Buffer.alloc(0), true);
+    expect(three.usage).toEqual({ promptTokens: 3, completionTokens: 1 });
+    // A usage line really split by the chunks is still joined first.
+    const split = new ResponseObserver(true);
+    split.push(Buffer.from('data: {"usage":{"prompt_t'), false);
+    split.push(Buffer.from('okens":5,"completion_tokens":2}}\n\n'), true);
+    expect(split.usage).toEqual({ promptTokens: 5, completionTokens: 2 });
+  });
+
   test('the Responses API: input/output tokens, in the JSON body and in the response.completed event', () => {
     const json = new ResponseObserver(false);
     json.push(Buffer.from('{"object":"response","usage":{"input_tokens":9,"output_tokens":4,"total_tokens":13}}'), true);

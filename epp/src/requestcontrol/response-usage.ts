@@ -33,6 +33,8 @@ export class ResponseObserver {
   private partBytes = 0;
   private overflow = false;
   private pending = '';
+  /** Where chunks ended inside `pending` (offsets): GIE reads each chunk on its own, so a chunk's end may end a line. */
+  private pendingCuts: number[] = [];
   private skippingLine = false;
 
   constructor(readonly streaming: boolean) {}
@@ -60,8 +62,12 @@ export class ResponseObserver {
   }
 
   private readEvents(text: string, endOfStream: boolean): void {
+    // Chunk ends inside the first line (the one `pending` began): each a possible line end, tried when the joined
+    // line is not an event.
+    let cuts = this.pending.length > 0 ? [...this.pendingCuts, this.pending.length] : [];
     let data = this.pending + text;
     this.pending = '';
+    this.pendingCuts = [];
     for (;;) {
       const nl = data.indexOf('\n');
       if (nl < 0) break;
@@ -69,30 +75,51 @@ export class ResponseObserver {
       data = data.slice(nl + 1);
       if (this.skippingLine) {
         this.skippingLine = false;
+        cuts = [];
         continue;
       }
-      this.readLine(line);
+      this.readLine(line, cuts);
+      cuts = [];
     }
     if (endOfStream) {
-      if (!this.skippingLine) this.readLine(data);
+      if (!this.skippingLine) this.readLine(data, cuts);
       return;
     }
     if (data.length > MAX_SSE_LINE_BYTES) {
       this.skippingLine = true;
     } else if (!this.skippingLine) {
       this.pending = data;
+      this.pendingCuts = cuts;
     }
   }
 
-  private readLine(raw: string): void {
+  /**
+   * One event-stream line. A line joined across chunks (`cuts`) that is not an event is read again as the pieces the
+   * chunks ended, as GIE v1.5.0 does (openai.go extractUsageStreaming splits each chunk at its newlines, so a chunk
+   * ending without one ends its line): `data: {}` then `data: {"usage":…}` in the next chunk (its hermetic test's
+   * stream) gives the usage, where the joined `data: {}data: {"usage":…}` parses as nothing. A line really cut by a
+   * chunk is an event joined, and read as one.
+   */
+  private readLine(raw: string, cuts: readonly number[] = []): void {
+    if (this.readEvent(raw) || cuts.length === 0) return;
+    let from = 0;
+    for (const cut of [...cuts, raw.length]) {
+      if (cut > from) this.readEvent(raw.slice(from, cut));
+      from = cut;
+    }
+  }
+
+  /** Reads a `data:` line carrying usage; false when the line is a `data:` line with usage that is not JSON. */
+  private readEvent(raw: string): boolean {
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (!line.startsWith('data:') || !line.includes('"usage"')) return;
+    if (!line.startsWith('data:') || !line.includes('"usage"')) return true;
     const event = parseJson(line.slice(5).trim());
-    if (event === undefined) return;
+    if (event === undefined) return false;
     // Responses API: `{"type":"response.completed","response":{"usage":{...}}}`.
     const nested = event.type === 'response.completed' && isObject(event.response) ? usageOf(event.response) : undefined;
     const usage = nested ?? usageOf(event);
     if (usage !== undefined) this.usage = usage;
+    return true;
   }
 }
 
