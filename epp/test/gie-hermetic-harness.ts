@@ -139,7 +139,10 @@ export class Harness {
       while (out.length < expected) {
         const left = deadline - Date.now();
         if (left <= 0) break;
-        const m = await Promise.race([s.next(), new Promise<undefined>((r) => setTimeout(() => r(undefined), left))]).catch(() => undefined);
+        let timer: NodeJS.Timeout | undefined;
+        const m = await Promise.race([s.next(), new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), left); })])
+          .catch(() => undefined)
+          .finally(() => clearTimeout(timer)); // an answered wait's timer would keep jest alive for up to timeoutMs
         if (m === undefined) break;
         out.push(m);
       }

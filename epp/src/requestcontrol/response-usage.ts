@@ -25,6 +25,9 @@ export const MAX_JSON_BODY_BYTES = 4 * 1024 * 1024;
 /** An event-stream line longer than this (no usage event is) is skipped rather than buffered. */
 const MAX_SSE_LINE_BYTES = 256 * 1024;
 
+/** Most lines end in the chunk they began in: no chunk end to try (shared, so reading a chunk allocates none). */
+const NO_CUTS: readonly number[] = [];
+
 export class ResponseObserver {
   /** Response body bytes seen. */
   bytes = 0;
@@ -34,7 +37,7 @@ export class ResponseObserver {
   private overflow = false;
   private pending = '';
   /** Where chunks ended inside `pending` (offsets): GIE reads each chunk on its own, so a chunk's end may end a line. */
-  private pendingCuts: number[] = [];
+  private pendingCuts: readonly number[] = NO_CUTS;
   private skippingLine = false;
 
   constructor(readonly streaming: boolean) {}
@@ -64,10 +67,10 @@ export class ResponseObserver {
   private readEvents(text: string, endOfStream: boolean): void {
     // Chunk ends inside the first line (the one `pending` began): each a possible line end, tried when the joined
     // line is not an event.
-    let cuts = this.pending.length > 0 ? [...this.pendingCuts, this.pending.length] : [];
+    let cuts = this.pending.length > 0 ? [...this.pendingCuts, this.pending.length] : NO_CUTS;
     let data = this.pending + text;
     this.pending = '';
-    this.pendingCuts = [];
+    this.pendingCuts = NO_CUTS;
     for (;;) {
       const nl = data.indexOf('\n');
       if (nl < 0) break;
@@ -75,11 +78,11 @@ export class ResponseObserver {
       data = data.slice(nl + 1);
       if (this.skippingLine) {
         this.skippingLine = false;
-        cuts = [];
+        cuts = NO_CUTS;
         continue;
       }
       this.readLine(line, cuts);
-      cuts = [];
+      cuts = NO_CUTS;
     }
     if (endOfStream) {
       if (!this.skippingLine) this.readLine(data, cuts);
@@ -100,7 +103,7 @@ export class ResponseObserver {
    * stream) gives the usage, where the joined `data: {}data: {"usage":…}` parses as nothing. A line really cut by a
    * chunk is an event joined, and read as one.
    */
-  private readLine(raw: string, cuts: readonly number[] = []): void {
+  private readLine(raw: string, cuts: readonly number[] = NO_CUTS): void {
     if (this.readEvent(raw) || cuts.length === 0) return;
     let from = 0;
     for (const cut of [...cuts, raw.length]) {
