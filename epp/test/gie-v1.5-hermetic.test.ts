@@ -15,7 +15,7 @@
  * - a JSON response body is echoed chunk by chunk, not held to its end ("Response headers");
  * - no pods: 503, not 500 ("Body-less requests"); a body without `model` is routed ("Bodies GIE refuses are routed").
  */
-import { Harness, P, llmBody, normalise, reqHeaderOnly, reqLLM, reqRaw, reqResponseOnly, type Mode, type Norm } from './gie-hermetic-harness';
+import { Harness, P, llmBody, normalise, reqHeaderOnly, reqLLM, reqRaw, reqResponseOnly, type Mode, type Norm, type PodState } from './gie-hermetic-harness';
 
 jest.setTimeout(60_000);
 
@@ -116,15 +116,22 @@ describe.each<[Mode, (p: number) => number]>([['standard', (p) => p], ['standalo
     expect(got).toEqual(routeTo(h!.endpoint(0), '{"prompt":"hello world"}', false));
   });
 
-  test('hermetic: "select lora despite higher kv cache (affinity)" (known: every pod saturated, so it waits in flow control; --flow-control=false routes as GIE)', async () => {
-    const pods = [P(0, 10, 0.2, 'foo', 'bar'), P(1, 10, 0.4, 'foo', 'sql-lora-1fdg2'), P(2, 10, 0.3, 'foo')];
+  /**
+   * A `sql-lora` request to a pool whose every pod is saturated: it waits in flow control (no answer within 1 s); with
+   * `--flow-control=false` it is routed to pod `expected` as GIE routes it, and counted at sql-lora's priority.
+   */
+  const waitsElseRoutesAsGie = async (pods: PodState[], prompt: string, expected: number) => {
     await start(pods);
-    expect(await h!.streamed(reqLLM('test3', 'sql-lora', 'sql-lora-1fdg2'), 1, 1000)).toEqual([]);
+    expect(await h!.streamed(reqLLM(prompt, 'sql-lora', 'sql-lora-1fdg2'), 1, 1000)).toEqual([]);
     await h!.stop();
     await start(pods, { extraArgs: ['--flow-control=false'] });
-    const got = (await h!.streamed(reqLLM('test3', 'sql-lora', 'sql-lora-1fdg2'), 2)).map(normalise);
-    expect(got).toEqual(routeTo(h!.endpoint(1), llmBody('test3', 'sql-lora-1fdg2'), true));
+    const got = (await h!.streamed(reqLLM(prompt, 'sql-lora', 'sql-lora-1fdg2'), 2)).map(normalise);
+    expect(got).toEqual(routeTo(h!.endpoint(expected), llmBody(prompt, 'sql-lora-1fdg2'), true));
     expect(await metricLines()).toContain(requestTotal('sql-lora', 'sql-lora-1fdg2', prio(2)));
+  };
+
+  test('hermetic: "select lora despite higher kv cache (affinity)" (known: every pod saturated, so it waits in flow control; --flow-control=false routes as GIE)', async () => {
+    await waitsElseRoutesAsGie([P(0, 10, 0.2, 'foo', 'bar'), P(1, 10, 0.4, 'foo', 'sql-lora-1fdg2'), P(2, 10, 0.3, 'foo')], 'test3', 1);
   });
 
   test('hermetic: "passthrough parser success" (known: no content-length for an untouched body)', async () => {
@@ -137,14 +144,7 @@ describe.each<[Mode, (p: number) => number]>([['standard', (p) => p], ['standalo
   });
 
   test('hermetic: "do not shed requests by default" (known: waits in flow control by default; --flow-control=false routes as GIE)', async () => {
-    const pods = [P(0, 6, 0.2, 'foo', 'bar', 'sql-lora-1fdg2'), P(1, 0, 0.85, 'foo'), P(2, 10, 0.9, 'foo')];
-    await start(pods);
-    expect(await h!.streamed(reqLLM('test4', 'sql-lora', 'sql-lora-1fdg2'), 1, 1000)).toEqual([]);
-    await h!.stop();
-    await start(pods, { extraArgs: ['--flow-control=false'] });
-    const got = (await h!.streamed(reqLLM('test4', 'sql-lora', 'sql-lora-1fdg2'), 2)).map(normalise);
-    expect(got).toEqual(routeTo(h!.endpoint(0), llmBody('test4', 'sql-lora-1fdg2'), true));
-    expect(await metricLines()).toContain(requestTotal('sql-lora', 'sql-lora-1fdg2', prio(2)));
+    await waitsElseRoutesAsGie([P(0, 6, 0.2, 'foo', 'bar', 'sql-lora-1fdg2'), P(1, 0, 0.85, 'foo'), P(2, 10, 0.9, 'foo')], 'test4', 0);
   });
 
   test('hermetic: "invalid json body" (known: 400 invalid_json as OpenAI error JSON)', async () => {
