@@ -41,8 +41,9 @@ class Collector {
 
   constructor(topicPrefix: string) {
     this.sub.subscribe(topicPrefix);
-    this.sub.events.on('connect', () => (this.connected = true));
-    this.sub.events.on('accept', () => (this.connected = true));
+    // The ZMTP handshake, not the TCP connect: the SUB sends its subscription right after it, so only the PUB's I/O
+    // thread is left to apply it (the short wait in `ready`), however slowly this process got to the connect.
+    this.sub.events.on('handshake', () => (this.connected = true));
     this.loop = (async () => {
       try {
         for await (const frames of this.sub) {
@@ -57,9 +58,9 @@ class Collector {
     })();
   }
 
-  /** After the TCP connection is up, give the subscription a moment to reach the PUB (ZMQ's slow joiner). */
+  /** After the ZMTP handshake, give the subscription a moment to reach the PUB (ZMQ's slow joiner). */
   async ready(): Promise<void> {
-    await waitFor(() => this.connected, 'the SUB socket to connect');
+    await waitFor(() => this.connected, 'the SUB socket\'s handshake');
     await new Promise((r) => setTimeout(r, 150));
   }
 

@@ -271,8 +271,12 @@ describe('KV events of a responses request', () => {
       const sub = new Subscriber({ linger: 0 });
       const got: string[] = [];
       try {
+        let handshaken = false;
+        sub.events.on('handshake', () => { handshaken = true; });
         sub.connect(sim.kvEvents!.endpoint);
         sub.subscribe('');
+        // ZMQ's slow joiner: the subscription leaves right after the handshake; the PUB's I/O thread applies it.
+        await waitFor(() => handshaken, 'the SUB socket\'s handshake');
         await new Promise((r) => setTimeout(r, 300));
         const loop = (async () => {
           for await (const [, , payload] of sub) {
