@@ -172,6 +172,39 @@ describe('FlowControlQueue', () => {
     expect(log).toEqual(['short:deadline', 'default:deadline']);
   });
 
+  it('at 20,000 waiting (a size GIE\'s configs allow), expiry rejects exactly the due requests, earliest deadline first, and dispatch releases the rest (deadlines kept in a heap, not rescanned on every enqueue: bench:flow-control)', async () => {
+    const n = 20_000;
+    const { q, advance, now } = queue({ maxQueued: n, maxWaitMs: 10_000, maxDispatchPerCall: n });
+    const rejected: number[] = [];
+    let released = 0;
+    const deadlines: number[] = [];
+    const start = now();
+    for (let i = 0; i < n; i++) {
+      // Deadlines out of arrival order: every 7th its own, the rest the default, spread over 1,000 flows.
+      const deadlineMs = i % 7 === 0 ? start + 1 + ((i * 7919) % 20_000) : undefined;
+      deadlines.push(deadlineMs ?? start + 10_000);
+      void q.enqueue({ flow: `s${i % 1_000}`, priority: 0, ...(deadlineMs !== undefined ? { deadlineMs } : {}) }).then(
+        () => { released++; },
+        (e: unknown) => { rejected.push(e instanceof FlowControlRejection && e.reason === 'deadline' ? i : -1); },
+      );
+    }
+    expect(q.size).toBe(n);
+    advance(5_000);
+    const dueFirst = deadlines.filter((d) => d <= start + 5_000).length;
+    expect(q.expire()).toBe(dueFirst);
+    await turns(5);
+    expect(rejected).toHaveLength(dueFirst);
+    expect(rejected.every((i, k) => i >= 0 && (k === 0 || deadlines[rejected[k - 1]!]! <= deadlines[i]!))).toBe(true);
+    advance(5_000);
+    const dueBoth = deadlines.filter((d) => d <= start + 10_000).length;
+    expect(q.expire()).toBe(dueBoth - dueFirst);
+    expect(q.dispatch(n)).toBe(n - dueBoth);
+    await turns(5);
+    expect(released).toBe(n - dueBoth);
+    expect(rejected).toHaveLength(dueBoth);
+    expect(q.size).toBe(0);
+  });
+
   it('rejects on its own timer when nothing else happens', async () => {
     const q = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 20, maxDispatchPerCall: 4 });
     const log: string[] = [];

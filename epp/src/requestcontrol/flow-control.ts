@@ -38,6 +38,8 @@
  * Rejections carry the reason, for the 429's `x-kvroute-flow-control` header.
  */
 
+import { DeadlineHeap, type DeadlineEntry } from './deadline-heap';
+
 /** The longest delay Node's timers take (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -123,11 +125,9 @@ export interface FlowRequest {
   readonly admitted?: (refused: FlowRejectionReason | undefined) => void;
 }
 
-interface Waiter {
+interface Waiter extends DeadlineEntry {
   readonly request: FlowRequest;
-  readonly deadlineMs: number;
   readonly arrival: number;
-  readonly seq: number;
   readonly resolve: () => void;
   readonly reject: (error: FlowControlRejection) => void;
   readonly onAbort?: () => void;
@@ -316,6 +316,8 @@ class Band {
 
 export class FlowControlQueue {
   private readonly bands = new Map<number, Band>();
+  /** Every waiting request by deadline: expiry and the timer read it instead of walking the bands. */
+  private readonly deadlines = new DeadlineHeap<Waiter>();
   private readonly now: () => number;
   private seq = 0;
   private arrivals = 0;
@@ -413,9 +415,10 @@ export class FlowControlQueue {
       let waiter: Waiter;
       const onAbort = request.signal ? () => this.drop(waiter, 'aborted') : undefined;
       const arrival = request.arrival ?? this.arrivalTicket();
-      waiter = { request, deadlineMs, arrival, seq: this.seq++, resolve, reject, ...(onAbort ? { onAbort } : {}) };
+      waiter = { request, deadlineMs, arrival, seq: this.seq++, left: false, resolve, reject, ...(onAbort ? { onAbort } : {}) };
       if (onAbort) request.signal!.addEventListener('abort', onAbort, { once: true });
       this.band(request.priority).push(waiter);
+      this.deadlines.add(waiter);
       this.count++;
       this.bytes += bytes;
       this.armTimer();
@@ -466,17 +469,9 @@ export class FlowControlQueue {
 
   /** Rejects every request whose deadline has passed; returns how many. */
   expire(): number {
-    const now = this.now();
-    let expired = 0;
-    for (const band of this.bands.values()) {
-      for (const w of [...band.waiters()]) {
-        if (w.deadlineMs <= now) {
-          this.drop(w, 'deadline');
-          expired++;
-        }
-      }
-    }
-    return expired;
+    const due = this.deadlines.takeDue(this.now());
+    for (const w of due) this.drop(w, 'deadline');
+    return due.length;
   }
 
   /** Rejects everything waiting and everything that arrives later. */
@@ -525,6 +520,7 @@ export class FlowControlQueue {
   }
 
   private settle(w: Waiter): void {
+    this.deadlines.leave(w);
     this.count--;
     this.bytes -= w.request.bytes ?? 0;
     if (w.onAbort) w.request.signal?.removeEventListener('abort', w.onAbort);
@@ -546,8 +542,7 @@ export class FlowControlQueue {
   /** One timer, at the earliest deadline, so waiting requests are rejected on time even when nothing else happens. */
   private armTimer(): void {
     if (this.options.timers === false || this.closed) return;
-    let earliest = Infinity;
-    for (const band of this.bands.values()) for (const w of band.waiters()) earliest = Math.min(earliest, w.deadlineMs);
+    const earliest = this.deadlines.peek()?.deadlineMs ?? Infinity;
     if (earliest === this.timerAt && this.timer !== undefined) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
