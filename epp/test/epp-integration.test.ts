@@ -10,9 +10,13 @@ import { parseArgs } from '../src/cli';
 import { defaultEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor, type EnvoyStream, type Json } from './extproc-harness';
-import { E2E_TEST_TIMEOUT_MS, FakeVllmServer } from '@kvroute/testkit';
+import { E2E_TEST_TIMEOUT_MS, FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 import { RESUME_GRACE_MS } from '../src/requestcontrol/request-control';
+
+// Each test's beforeEach starts 4 pods and a real EPP: ~18 s of jest's 30 s hook limit was seen on a loaded machine
+// (flake hunt 41 RISK 9), so hooks and tests here get the integration limit, as flow-control-e2e's and epp-readiness's do.
+jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 

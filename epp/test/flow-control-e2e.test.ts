@@ -127,7 +127,9 @@ describe('flow control in the running EPP', () => {
   });
 
   test('a full queue answers 429 with x-kvroute-flow-control: queue-full; a request past its wait gets 429 with deadline', async () => {
-    await start(['--flow-control-max-queued', '1', '--flow-control-max-wait', '1s']);
+    // 3 s: the second request must be answered queue-full while the first still waits (flake hunt 41 RISK 4: at 1 s a
+    // stall of the test or the EPP between the two could let the first expire and the second queue instead).
+    await start(['--flow-control-max-queued', '1', '--flow-control-max-wait', '3s']);
     await saturate(50);
     const first = new Request(envoy, 'first');
     await waitFor(async () => sum(await metricsText(epp.metricsPort), /^kvroute_epp_flow_control_queue_size /) === 1);

@@ -105,7 +105,9 @@ describe('HCM request_timeout (CM ActiveStream L885-890, onRequestTimeout L980-9
   });
 
   it('stops once the router has the whole request (FM decodeData L781-784): a pod that never answers meets the idle timeout instead', async () => {
-    const gw = await gateway({ endpoints: [hungAddress], requestReceiveTimeoutMs: 200, idleTimeoutMs: 800 });
+    // The receive timeout well above a stall of the test's own process, the idle one above it, so only a receive timer
+    // left running could fire first (flake hunt 41 RISK 6: at 200 ms a loaded machine read the body late).
+    const gw = await gateway({ endpoints: [hungAddress], requestReceiveTimeoutMs: 1_000, idleTimeoutMs: 2_500 });
     try {
       const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json' } });
       expect(r.status).toBe(504);
