@@ -86,6 +86,57 @@ describe('FlowControlQueue', () => {
     expect(q.sizes()).toEqual(new Map([[0, 2], [-1, 2]]));
   });
 
+  it('sheds the newest sheddable requests still waiting, passing over those that left (aborted, dispatched), however many left before', async () => {
+    const { q } = queue({ maxQueued: 200, maxDispatchPerCall: 200 });
+    const log: string[] = [];
+    const aborts: AbortController[] = [];
+    for (let i = 0; i < 200; i++) {
+      const abort = new AbortController();
+      aborts.push(abort);
+      void track(q, log, `b${i}`, { flow: `f${i % 7}`, priority: -1, signal: abort.signal });
+    }
+    // The newest ten and every third of the rest leave: 126 wait, the newest of them b188.
+    for (let i = 0; i < 200; i++) if (i >= 190 || i % 3 === 0) aborts[i]!.abort();
+    await turns(5);
+    expect(q.size).toBe(126);
+    // 74 newcomers fit without shedding; each of the next 5 displaces the newest sheddable one still waiting.
+    for (let i = 0; i < 79; i++) void track(q, log, `c${i}`, { flow: 'chat', priority: 0 });
+    await turns(5);
+    expect(log.filter((l) => l.endsWith(':shed'))).toEqual(['b188:shed', 'b187:shed', 'b185:shed', 'b184:shed', 'b182:shed']);
+    expect(q.size).toBe(200);
+    // The oldest are released first within their flows; the shed ones are not among them, and nothing is lost.
+    expect(q.dispatch(200)).toBe(200);
+    await turns(5);
+    expect(log.filter((l) => !l.includes(':')).length).toBe(200);
+    expect(new Set(log.map((l) => l.split(':')[0])).size).toBe(log.length);
+  });
+
+  it('shedding for room passes over requests that left in between, and holds after most of a band left', async () => {
+    // Several victims for one newcomer (bytes), two of the newest gone: the next older ones go instead.
+    const bytes = queue({ maxQueued: 100, maxQueuedBytes: 1_000 });
+    const log: string[] = [];
+    const aborts = Array.from({ length: 10 }, () => new AbortController());
+    for (let i = 0; i < 10; i++) void track(bytes.q, log, `s${i}`, { flow: 'batch', priority: -1, bytes: 100, signal: aborts[i]!.signal });
+    aborts[8]!.abort();
+    aborts[6]!.abort();
+    await turns(5);
+    void track(bytes.q, log, 'big', { flow: 'chat', priority: 0, bytes: 500 });
+    await turns(5);
+    expect(log).toEqual(['s8:aborted', 's6:aborted', 's9:shed', 's7:shed', 's5:shed']);
+    expect(bytes.q.queuedBytes).toBe(1_000);
+    // 50 of 60 leave (its bookkeeping of who left is rebuilt on the way): the newest still waiting is shed first.
+    const count = queue({ maxQueued: 60 });
+    const log2: string[] = [];
+    const aborts2 = Array.from({ length: 60 }, () => new AbortController());
+    for (let i = 0; i < 60; i++) void track(count.q, log2, `d${i}`, { flow: `f${i % 7}`, priority: -1, signal: aborts2[i]!.signal });
+    for (let i = 0; i < 50; i++) aborts2[i]!.abort();
+    await turns(5);
+    for (let i = 0; i < 51; i++) void track(count.q, log2, `c${i}`, { flow: 'chat', priority: 0 });
+    await turns(5);
+    expect(log2.filter((l) => !l.endsWith(':aborted'))).toEqual(['d59:shed']);
+    expect(count.q.size).toBe(60);
+  });
+
   it('is bounded in bytes too: a newcomer whose body would pass maxQueuedBytes is queue-full; leaving frees its bytes', async () => {
     const { q } = queue({ maxQueued: 100, maxQueuedBytes: 1_000 });
     const log: string[] = [];
@@ -305,6 +356,17 @@ describe('FlowControlQueue', () => {
     expect(q.dispatch(Infinity)).toBe(4);
     await turns(5);
     expect(log).toEqual(['high0', 'high1', 'high2', 'high3']);
+  });
+
+  it('a rejection carries its reason and no stack (it is an answer, and capturing one cost most of shedding under a flood); other errors keep theirs', () => {
+    const before = Error.stackTraceLimit;
+    const e = new FlowControlRejection('shed');
+    expect(e).toBeInstanceOf(Error);
+    expect(e.reason).toBe('shed');
+    expect(e.message).toBe('flow control rejected the request: shed');
+    expect(e.stack ?? '').not.toMatch(/\n\s+at /);
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(new Error('x').stack).toMatch(/\n\s+at /);
   });
 
   it('rejects bad options naming the field', () => {

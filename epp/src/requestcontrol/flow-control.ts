@@ -50,7 +50,12 @@ export const FLOW_CONTROL_HEADER = 'x-kvroute-flow-control';
 
 export class FlowControlRejection extends Error {
   constructor(readonly reason: FlowRejectionReason) {
+    // No stack: a rejection is an answer (a 429 and its reason), thrown from the same few places, and capturing a
+    // stack was most of what shedding cost under a flood (~15 µs of the routing thread per rejection; session 42).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`flow control rejected the request: ${reason}`);
+    Error.stackTraceLimit = limit;
     this.name = 'FlowControlRejection';
   }
 }
@@ -163,6 +168,11 @@ class Band {
   size = 0;
   /** The waiters' `bytes`. */
   bytes = 0;
+  /**
+   * Every waiter pushed, in push order (ascending `seq`), those that left still in it until they outnumber the ones
+   * waiting: shedding takes the newest first from the end without sorting the band (`newestFirst`).
+   */
+  private pushed: Waiter[] = [];
 
   constructor(readonly options: BandOptions = {}) {}
 
@@ -179,6 +189,7 @@ class Band {
   push(w: Waiter): void {
     this.size++;
     this.bytes += w.request.bytes ?? 0;
+    this.pushed.push(w);
     if (w.request.narrowed === true) {
       this.narrowed.push(w);
       return;
@@ -237,9 +248,25 @@ class Band {
   shiftNarrowed(): Waiter | undefined {
     const w = this.narrowed.shift();
     if (w === undefined) return undefined;
+    this.leaveBand(w);
+    return w;
+  }
+
+  /** The waiters from the newest (the last pushed) back, skipping those that left. */
+  *newestFirst(): IterableIterator<Waiter> {
+    while (this.pushed.length > 0 && this.pushed[this.pushed.length - 1]!.left) this.pushed.pop();
+    for (let i = this.pushed.length - 1; i >= 0; i--) {
+      const w = this.pushed[i]!;
+      if (!w.left) yield w;
+    }
+  }
+
+  /** Counts `w` out of the band (its queue already lost it); it is marked `left` by the flow-control queue next. */
+  private leaveBand(w: Waiter): void {
     this.size--;
     this.bytes -= w.request.bytes ?? 0;
-    return w;
+    // Rebuilt without the ones that left once they outnumber the waiting: `pushed` stays within about twice the band.
+    if (this.pushed.length > 2 * this.size + 32) this.pushed = this.pushed.filter((x) => !x.left && x !== w);
   }
 
   /** The next pool-wide waiter in round-robin order, released by dispatch number `dispatch`. */
@@ -254,8 +281,7 @@ class Band {
     if (this.turn?.dispatch === dispatch && !this.turn.rank.has(flow)) this.turn.rank.set(flow, this.turn.rank.size);
     const queue = this.flows.get(flow)!;
     const w = queue.shift()!;
-    this.size--;
-    this.bytes -= w.request.bytes ?? 0;
+    this.leaveBand(w);
     if (queue.length === 0) {
       this.flows.delete(flow);
       this.order.splice(this.cursor, 1);
@@ -273,16 +299,14 @@ class Band {
       const at = this.narrowed.indexOf(w);
       if (at < 0) return false;
       this.narrowed.splice(at, 1);
-      this.size--;
-      this.bytes -= w.request.bytes ?? 0;
+      this.leaveBand(w);
       return true;
     }
     const queue = this.flows.get(w.request.flow);
     const i = queue?.indexOf(w) ?? -1;
     if (queue === undefined || i < 0) return false;
     queue.splice(i, 1);
-    this.size--;
-    this.bytes -= w.request.bytes ?? 0;
+    this.leaveBand(w);
     if (queue.length === 0) {
       this.flows.delete(w.request.flow);
       const at = this.order.indexOf(w.request.flow);
@@ -499,8 +523,7 @@ export class FlowControlQueue {
     const victims: Waiter[] = [];
     for (const p of this.prioritiesDescending().reverse()) {
       if (p >= 0 || p >= priority) break;
-      const newestFirst = [...this.bands.get(p)!.waiters()].sort((a, b) => b.seq - a.seq);
-      for (const w of newestFirst) {
+      for (const w of this.bands.get(p)!.newestFirst()) {
         victims.push(w);
         count--;
         held -= w.request.bytes ?? 0;
