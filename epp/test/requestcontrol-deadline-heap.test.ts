@@ -1,16 +1,5 @@
+import { seededRandom } from '@kvroute/testkit';
 import { DeadlineHeap, type DeadlineEntry } from '../src/requestcontrol/deadline-heap';
-
-/** A deterministic generator (mulberry32), so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Entry extends DeadlineEntry {
   readonly name: string;
@@ -54,7 +43,7 @@ describe('DeadlineHeap (the flow-control queue\'s deadlines)', () => {
   });
 
   it('matches a sorted list through 20,000 random adds, leaves and expiries, and never holds more than about twice the waiting entries', () => {
-    const rnd = random(42);
+    const rnd = seededRandom(42);
     const heap = new DeadlineHeap<Entry>();
     const model = new Set<Entry>();
     let now = 0;
