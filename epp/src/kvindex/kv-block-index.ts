@@ -82,6 +82,13 @@ interface PodState {
   readonly otherGroups: Set<number>;
   /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
   readonly keys: Map<number, true>;
+  /**
+   * A cursor over `keys` from its least recently stored end, kept between trims. A Map leaves a deleted key as a hole
+   * until it rehashes, and a new iterator walks every hole before the first live key: `keys.keys().next()` per dropped
+   * key cost O(the pod's entries) once stores and touches had refreshed (deleted and re-set) many. Every key behind
+   * the cursor was dropped or refreshed (moved to the end), so each hole is walked once.
+   */
+  oldestKeys: MapIterator<number> | undefined;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
 }
@@ -934,7 +941,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new Map(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new Map(), oldestKeys: undefined, share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -984,8 +991,10 @@ export class KvBlockIndex {
   private trim(pod: string, state: PodState): void {
     const { capacity } = state.share;
     while (state.keys.size > capacity) {
-      const oldest = state.keys.keys().next().value as number;
-      this.drop(pod, state, oldest);
+      let next = (state.oldestKeys ??= state.keys.keys()).next();
+      // A finished iterator sees no key added after: the keys had all gone (or it was made on an empty map).
+      if (next.done === true) next = (state.oldestKeys = state.keys.keys()).next();
+      this.drop(pod, state, next.value as number);
     }
     // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows what can point at held
     // keys: a hash per key (1:1), and the completing parts of many:1 blocks, the current chains' and earlier ones' (at
