@@ -35,9 +35,14 @@ export class ResponseObserver {
   private readonly parts: Buffer[] = [];
   private partBytes = 0;
   private overflow = false;
-  private pending = '';
-  /** Where chunks ended inside `pending` (offsets): GIE reads each chunk on its own, so a chunk's end may end a line. */
-  private pendingCuts: readonly number[] = NO_CUTS;
+  /**
+   * The unfinished last line, as the chunks that brought it: joined only when its end arrives, so a line cut into k
+   * chunks costs O(its length), not a join and a search of all of it at each chunk (O(length × k): a 200 KB line, as
+   * vLLM streams a completion's `echo`ed prompt, took 5 ms of the EPP's thread in 16 KiB chunks, 70 ms in 1 KiB ones).
+   * GIE reads each chunk on its own, so each end between these parts may end a line (see `readLine`).
+   */
+  private pendingParts: string[] = [];
+  private pendingLength = 0;
   private skippingLine = false;
 
   constructor(readonly streaming: boolean) {}
@@ -65,12 +70,31 @@ export class ResponseObserver {
   }
 
   private readEvents(text: string, endOfStream: boolean): void {
-    // Chunk ends inside the first line (the one `pending` began): each a possible line end, tried when the joined
-    // line is not an event.
-    let cuts = this.pending.length > 0 ? [...this.pendingCuts, this.pending.length] : NO_CUTS;
-    let data = this.pending + text;
-    this.pending = '';
-    this.pendingCuts = NO_CUTS;
+    if (!endOfStream && !text.includes('\n')) {
+      // Still inside the line: kept as a piece (or dropped, past the longest line read).
+      if (this.skippingLine || text.length === 0) return;
+      this.pendingParts.push(text);
+      this.pendingLength += text.length;
+      if (this.pendingLength > MAX_SSE_LINE_BYTES) {
+        this.skippingLine = true;
+        this.pendingParts = [];
+        this.pendingLength = 0;
+      }
+      return;
+    }
+    // Chunk ends inside the first line (the one the pending parts began): each a possible line end, tried when the
+    // joined line is not an event.
+    const parts = this.pendingParts;
+    let cuts: readonly number[] = NO_CUTS;
+    if (parts.length > 0) {
+      const ends: number[] = [];
+      let end = 0;
+      for (const part of parts) ends.push((end += part.length));
+      cuts = ends;
+    }
+    let data = parts.length === 0 ? text : parts.join('') + text;
+    this.pendingParts = [];
+    this.pendingLength = 0;
     for (;;) {
       const nl = data.indexOf('\n');
       if (nl < 0) break;
@@ -90,9 +114,10 @@ export class ResponseObserver {
     }
     if (data.length > MAX_SSE_LINE_BYTES) {
       this.skippingLine = true;
-    } else if (!this.skippingLine) {
-      this.pending = data;
-      this.pendingCuts = cuts;
+    } else if (!this.skippingLine && data.length > 0) {
+      // What is left follows this chunk's last line end, so no chunk ends inside it yet (`cuts` is spent).
+      this.pendingParts = [data];
+      this.pendingLength = data.length;
     }
   }
 
