@@ -2,6 +2,7 @@ import { seededRandom } from '@kvroute/testkit';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, prefixFirstEndpointPickerConfig, withoutSessionLoad, validateEndpointPickerConfig, type EndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import type { SessionLoadScorer } from '../src/scheduling/plugins/session-load-scorer';
+import { sessionKeyOf } from '../src/scheduling/plugins/session-affinity-filter';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { CycleState, type ProfileRunResult } from '../src/scheduling/framework';
 import type { LLMRequest } from '../src/scheduling/types';
@@ -296,6 +297,52 @@ describe('session-load-scorer', () => {
   it('is bounded: beyond capacity the least recently active sessions are forgotten', () => {
     const pool = new Pool(withSessionLoad(1, { capacity: 3 }));
     for (let i = 0; i < 10; i++) pool.send(firstTurn(i), `s${i}`);
+    expect([...pool.scorer.liveSessions().values()].reduce((a, b) => a + b, 0)).toBe(3);
+  });
+
+  it('takes the least recently active session through one kept cursor: no eviction or expiry walks the table from its start', () => {
+    // A Map keeps a deleted entry as a hole until it rehashes, and a new iterator walks every hole before the first live
+    // entry: a fresh `keys().next()` or `for…of` per request cost O(sessions tracked) a request (29 µs at 65,536).
+    const pool = new Pool(withSessionLoad(1, { capacity: 300, liveWindow: '10s' }));
+    const sessions = (pool.scorer as unknown as { sessions: Map<string, unknown> }).sessions;
+    let walks = 0;
+    for (const method of ['keys', 'values', 'entries', Symbol.iterator] as const) {
+      const own = (sessions[method] as (...args: unknown[]) => unknown).bind(sessions);
+      Object.defineProperty(sessions, method, { value: (...args: unknown[]) => { walks++; return own(...args); } });
+    }
+    // What the table must hold: least recently active first, at most `capacity`, none idle past the window.
+    const reference = new Map<string, number>();
+    let expired = 0;
+    let evicted = 0;
+    for (let i = 0; i < 6000; i++) {
+      // Unique ids, some sessions coming back, and pauses that let the older part of the table expire, or all of it.
+      pool.now += i % 1000 === 500 ? 9_000 : i % 1000 === 0 && i > 0 ? 12_000 : 3;
+      const id = i % 5 === 4 ? `s${i - 400}` : `s${i}`;
+      for (const [key, lastSeen] of reference) {
+        if (pool.now - lastSeen <= 10_000) break;
+        reference.delete(key);
+        expired++;
+      }
+      pool.send('x', id);
+      reference.delete(id);
+      reference.set(id, pool.now);
+      while (reference.size > 300) {
+        reference.delete(reference.keys().next().value!);
+        evicted++;
+      }
+    }
+    const headers = ['x-session-id'];
+    const keyOf = (id: string) => sessionKeyOf({ requestId: 'r', model: 'm', prompt: 'x', headers: { 'x-session-id': id } }, headers);
+    // One walk from the table's start each time it emptied (a pause of 12 s, 5 of them), not one a request and one an
+    // eviction (about 12,000 before).
+    expect(walks).toBeLessThanOrEqual(12);
+    expect([...sessions.keys()]).toEqual([...reference.keys()].map(keyOf));
+    // Both ways out were taken many times: over capacity and idle past the window.
+    expect(evicted).toBeGreaterThan(1000);
+    expect(expired).toBeGreaterThan(1000);
+    // Fresh ids after every tracked one expired: the table empties, then fills again.
+    pool.now += 60_000;
+    for (let i = 0; i < 3; i++) pool.send('x', `late${i}`);
     expect([...pool.scorer.liveSessions().values()].reduce((a, b) => a + b, 0)).toBe(3);
   });
 

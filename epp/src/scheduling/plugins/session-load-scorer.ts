@@ -96,6 +96,14 @@ export class SessionLoadScorer implements Scorer, PostCycle {
   readonly type = 'session-load-scorer';
   /** Session key → its pod and last activity, oldest activity first (Map order: a refresh moves it to the end). */
   private readonly sessions = new Map<string, Tracked>();
+  /**
+   * A cursor over `sessions` from its oldest end, kept between requests, and the entry it stopped at. A Map leaves a
+   * deleted entry as a hole until it rehashes, and a new iterator walks every hole before the first live entry: taking
+   * the oldest with `sessions.keys().next()` at each eviction or expiry cost O(sessions tracked) a request (29 µs at
+   * 65,536). Every entry behind the cursor was forgotten or refreshed (moved to the end), so it walks each hole once.
+   */
+  private oldestCursor: MapIterator<[string, Tracked]> | undefined;
+  private oldestSeen: [string, Tracked] | undefined;
   /** Per endpoint: sessions that came back (a second request), and sessions of one request so far. */
   private readonly returning = new Map<string, number>();
   private readonly single = new Map<string, number>();
@@ -184,7 +192,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const counts = this.countsOf(tracked);
     if (counts !== undefined) counts.set(tracked.endpoint, (counts.get(tracked.endpoint) ?? 0) + 1);
     if (requests === 1) this.firstRequests.push({ key, tracked });
-    while (this.sessions.size > this.parameters.capacity) this.forget(this.sessions.keys().next().value!);
+    while (this.sessions.size > this.parameters.capacity) this.forget(this.oldest()![0]);
     this.compactFirstRequests();
   }
 
@@ -268,9 +276,25 @@ export class SessionLoadScorer implements Scorer, PostCycle {
   /** Forgets sessions idle past the window: the oldest activity is first in the map. */
   private expire(now: number): void {
     this.judge(now);
-    for (const [key, tracked] of this.sessions) {
-      if (now - tracked.lastSeen <= this.windowMs) break;
-      this.forget(key);
+    for (let oldest = this.oldest(); oldest !== undefined && now - oldest[1].lastSeen > this.windowMs; oldest = this.oldest()) {
+      this.forget(oldest[0]);
+    }
+  }
+
+  /** The least recently active session, through the kept cursor (see `oldestCursor`). */
+  private oldest(): [string, Tracked] | undefined {
+    for (;;) {
+      const seen = this.oldestSeen;
+      if (seen !== undefined && this.sessions.get(seen[0]) === seen[1]) return seen;
+      this.oldestCursor ??= this.sessions.entries();
+      const next = this.oldestCursor.next();
+      if (next.done === true) {
+        // Nothing live past the cursor: the map is empty. A finished iterator sees no later entry, so start anew.
+        this.oldestCursor = undefined;
+        this.oldestSeen = undefined;
+        return undefined;
+      }
+      this.oldestSeen = next.value;
     }
   }
 
