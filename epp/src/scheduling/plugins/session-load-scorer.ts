@@ -47,6 +47,14 @@ interface Tracked {
   lapsedAtHalving: number;
 }
 
+/** A tracked session in the activity order (`older` towards the least recently active), linked in place. */
+interface SessionNode {
+  readonly key: string;
+  tracked: Tracked;
+  older: SessionNode | undefined;
+  newer: SessionNode | undefined;
+}
+
 /** A first request waiting to be judged: back within the due time, or lapsed. */
 interface FirstRequest {
   readonly key: string;
@@ -94,16 +102,17 @@ const MIN_DUE_MS = 5_000;
  */
 export class SessionLoadScorer implements Scorer, PostCycle {
   readonly type = 'session-load-scorer';
-  /** Session key → its pod and last activity, oldest activity first (Map order: a refresh moves it to the end). */
-  private readonly sessions = new Map<string, Tracked>();
   /**
-   * A cursor over `sessions` from its oldest end, kept between requests, and the entry it stopped at. A Map leaves a
-   * deleted entry as a hole until it rehashes, and a new iterator walks every hole before the first live entry: taking
-   * the oldest with `sessions.keys().next()` at each eviction or expiry cost O(sessions tracked) a request (29 µs at
-   * 65,536). Every entry behind the cursor was forgotten or refreshed (moved to the end), so it walks each hole once.
+   * Session key → its node: its pod and last activity, in a list by activity linked through the nodes (`oldest` to
+   * `newest`). The order is kept in the list, not in the Map's insertion order, because both ways of using a Map as an
+   * LRU cost O(sessions tracked) in V8 (session 42): a refresh by `delete(key); set(key, …)` leaves a dead copy of the
+   * key in its hash chain until the table rehashes, so one chatty session's lookups walked up to a table's worth of
+   * them (26 µs a request at 65,536 tracked); and `keys().next()` for the oldest walks every hole deletions left at the
+   * table's start (29 µs). A refresh now touches only the list; the Map sees one set per session and one delete.
    */
-  private oldestCursor: MapIterator<[string, Tracked]> | undefined;
-  private oldestSeen: [string, Tracked] | undefined;
+  private readonly sessions = new Map<string, SessionNode>();
+  private oldest: SessionNode | undefined;
+  private newest: SessionNode | undefined;
   /** Per endpoint: sessions that came back (a second request), and sessions of one request so far. */
   private readonly returning = new Map<string, number>();
   private readonly single = new Map<string, number>();
@@ -143,7 +152,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     }
     cycle.state.set(this.sessionKey, key);
     this.expire(this.handle.now());
-    const known = this.sessions.get(key);
+    const known = this.sessions.get(key)?.tracked;
     // A live session is placed already (the affinity filter holds it to its pod): nothing to weigh.
     if (known !== undefined && candidates.some((c) => c.endpoint.key === known.endpoint)) {
       out.fill(1, 0, n);
@@ -183,16 +192,25 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const [target] = result.targets;
     if (key === undefined || target === undefined) return;
     const now = this.handle.now();
-    const previous = this.sessions.get(key);
+    let node = this.sessions.get(key);
+    const previous = node?.tracked;
     const requests = (previous?.requests ?? 0) + 1;
     if (previous !== undefined && requests === 2) this.cameBack(previous, now);
-    this.forget(key);
+    // A new object each request: the judge queue tells a session that came back by its entry's object being replaced.
     const tracked: Tracked = { endpoint: target.endpoint.key, lastSeen: now, firstSeen: previous?.firstSeen ?? now, requests, lapsedAtHalving: -1 };
-    this.sessions.set(key, tracked);
+    if (node === undefined) {
+      node = { key, tracked, older: undefined, newer: undefined };
+      this.sessions.set(key, node);
+    } else {
+      this.uncount(node.tracked);
+      node.tracked = tracked;
+      this.unlink(node);
+    }
+    this.append(node);
     const counts = this.countsOf(tracked);
     if (counts !== undefined) counts.set(tracked.endpoint, (counts.get(tracked.endpoint) ?? 0) + 1);
     if (requests === 1) this.firstRequests.push({ key, tracked });
-    while (this.sessions.size > this.parameters.capacity) this.forget(this.oldest()![0]);
+    while (this.sessions.size > this.parameters.capacity) this.forget(this.oldest!.key);
     this.compactFirstRequests();
   }
 
@@ -205,7 +223,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     const queue = this.firstRequests;
     const waiting = queue.length - this.firstHead;
     if (waiting > 2 * this.parameters.capacity) {
-      this.firstRequests = queue.slice(this.firstHead).filter((entry) => this.sessions.get(entry.key) === entry.tracked);
+      this.firstRequests = queue.slice(this.firstHead).filter((entry) => this.sessions.get(entry.key)?.tracked === entry.tracked);
       this.firstHead = 0;
     } else if (this.firstHead > 1024 && this.firstHead > waiting) {
       this.firstRequests = queue.slice(this.firstHead);
@@ -237,7 +255,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
       if (now - tracked.firstSeen < this.dueMs) break;
       this.firstHead++;
       // Still the same single request (not forgotten, not come back since).
-      if (this.sessions.get(key) === tracked) {
+      if (this.sessions.get(key)?.tracked === tracked) {
         this.lapsedCount++;
         tracked.lapsedAtHalving = this.halvings;
         this.decayReturnShare();
@@ -260,7 +278,7 @@ export class SessionLoadScorer implements Scorer, PostCycle {
 
   /** A pod that left the pool carries no sessions; its sessions are placed anew when they return. */
   removeEndpoint(endpointKey: string): void {
-    for (const [key, tracked] of this.sessions) if (tracked.endpoint === endpointKey) this.forget(key);
+    for (const [key, node] of this.sessions) if (node.tracked.endpoint === endpointKey) this.forget(key);
     this.returning.delete(endpointKey);
     this.single.delete(endpointKey);
   }
@@ -273,35 +291,46 @@ export class SessionLoadScorer implements Scorer, PostCycle {
     return new Map([...live].filter(([, n]) => n > 0));
   }
 
-  /** Forgets sessions idle past the window: the oldest activity is first in the map. */
+  /** Forgets sessions idle past the window: the least recently active first. */
   private expire(now: number): void {
     this.judge(now);
-    for (let oldest = this.oldest(); oldest !== undefined && now - oldest[1].lastSeen > this.windowMs; oldest = this.oldest()) {
-      this.forget(oldest[0]);
-    }
+    for (let node = this.oldest; node !== undefined && now - node.tracked.lastSeen > this.windowMs; node = this.oldest) this.forget(node.key);
   }
 
-  /** The least recently active session, through the kept cursor (see `oldestCursor`). */
-  private oldest(): [string, Tracked] | undefined {
-    for (;;) {
-      const seen = this.oldestSeen;
-      if (seen !== undefined && this.sessions.get(seen[0]) === seen[1]) return seen;
-      this.oldestCursor ??= this.sessions.entries();
-      const next = this.oldestCursor.next();
-      if (next.done === true) {
-        // Nothing live past the cursor: the map is empty. A finished iterator sees no later entry, so start anew.
-        this.oldestCursor = undefined;
-        this.oldestSeen = undefined;
-        return undefined;
-      }
-      this.oldestSeen = next.value;
-    }
+  /** The tracked session keys, least recently active first (for tests and diagnostics). */
+  keysByActivity(): string[] {
+    const keys: string[] = [];
+    for (let node = this.oldest; node !== undefined; node = node.newer) keys.push(node.key);
+    return keys;
+  }
+
+  private append(node: SessionNode): void {
+    node.older = this.newest;
+    node.newer = undefined;
+    if (this.newest !== undefined) this.newest.newer = node;
+    else this.oldest = node;
+    this.newest = node;
+  }
+
+  private unlink(node: SessionNode): void {
+    if (node.older !== undefined) node.older.newer = node.newer;
+    else this.oldest = node.newer;
+    if (node.newer !== undefined) node.newer.older = node.older;
+    else this.newest = node.older;
+    node.older = undefined;
+    node.newer = undefined;
   }
 
   private forget(key: string): void {
-    const tracked = this.sessions.get(key);
-    if (tracked === undefined) return;
+    const node = this.sessions.get(key);
+    if (node === undefined) return;
     this.sessions.delete(key);
+    this.unlink(node);
+    this.uncount(node.tracked);
+  }
+
+  /** Takes a session out of its pod's count. */
+  private uncount(tracked: Tracked): void {
     const counts = this.countsOf(tracked);
     if (counts === undefined) return;
     const n = (counts.get(tracked.endpoint) ?? 1) - 1;
