@@ -16,6 +16,7 @@
  * has, so such entries can only be leftovers of lost events. All pods together are bounded by `maxEntries`, for the
  * EPP's memory: past it every pod keeps the same fraction of its capacity, its most recently stored blocks.
  */
+import { KeyLru } from './key-lru';
 import { startsChain } from './chain-start';
 import { shareBudget, type BudgetShare } from '../scheduling/plugins/index-budget';
 import { beginBlockKey, blockKey, endBlockKey, extendBlockKey, type PartialBlockKey } from '../scheduling/plugins/prefix-hash';
@@ -74,21 +75,16 @@ interface PodState {
   splitRatio: number;
   /** `parts` beyond this start a pass over them (`trim`). */
   prunePartsAt: number;
+  /** Stores and continuations of parts so far (`Part.usedAt`). */
+  partClock: number;
   /** `engineToKey` beyond this (and its bound in `trim`) starts a pass over it. */
   pruneHashesAt: number;
   /** Passes over `engineToKey` so far (for the bound's tests). */
   hashPasses: number;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
   readonly otherGroups: Set<number>;
-  /** Own keys this pod holds (confirmed or speculative), least recently stored first. */
-  readonly keys: Map<number, true>;
-  /**
-   * A cursor over `keys` from its least recently stored end, kept between trims. A Map leaves a deleted key as a hole
-   * until it rehashes, and a new iterator walks every hole before the first live key: `keys.keys().next()` per dropped
-   * key cost O(the pod's entries) once stores and touches had refreshed (deleted and re-set) many. Every key behind
-   * the cursor was dropped or refreshed (moved to the end), so each hole is walked once.
-   */
-  oldestKeys: MapIterator<number> | undefined;
+  /** Own keys this pod holds (confirmed or speculative), least recently stored or used first (see `KeyLru` for why not a Map). */
+  readonly keys: KeyLru;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
 }
@@ -137,6 +133,13 @@ interface Part extends TierCopies, PartialBlockKey {
    * block leaves when its key leaves the pod (`unlinkSplit`), so this is bounded by the pod's capacity.
    */
   moreBlocks: Map<number, SplitBlock> | undefined;
+  /**
+   * When the part was last stored or continued (the pod's `partClock`): the parts' cap forgets the least recently
+   * first. A stamp, not the Map's order: moving a part by `delete(hash); set(hash, …)` left a dead copy in its hash
+   * chain until a rehash, and a system prompt's last engine block, continued by every request, grew a chain each
+   * lookup walked (96 µs an event at capacity 16,384; see `KeyLru`).
+   */
+  usedAt: number;
 }
 
 function blocksOfPart(p: Part): readonly SplitBlock[] {
@@ -556,8 +559,7 @@ export class KvBlockIndex {
       const holding = this.holders.get(routed.keys[i]!)?.get(pod);
       if (holding === undefined || holding.gpu === 0) this.add(pod, state, routed.keys[i]!, 'gpu');
       else {
-        state.keys.delete(routed.keys[i]!);
-        state.keys.set(routed.keys[i]!, true);
+        state.keys.use(routed.keys[i]!);
       }
     }
     state.engineToKey.set(event.parentBlockHash, routed.keys[j - 1]!);
@@ -589,8 +591,7 @@ export class KvBlockIndex {
       const key = state.engineToKey.get(event.parentBlockHash!);
       if (parent !== undefined) {
         // The one sign of use the events give an engine block (a hit sends none): the parts' cap forgets it last.
-        state.parts.delete(event.parentBlockHash!);
-        state.parts.set(event.parentBlockHash!, parent);
+        parent.usedAt = ++state.partClock;
       }
       if (parent !== undefined && parent.length > 0) {
         ({ base, atStart, extra } = parent);
@@ -617,10 +618,9 @@ export class KvBlockIndex {
       if (known !== undefined && known < 0) this.drop(pod, state, known);
       let part = state.parts.get(hash);
       if (part !== undefined) {
-        state.parts.delete(hash);
-        state.parts.set(hash, part);
+        part.usedAt = ++state.partClock;
       } else {
-        part = { gpu: -1, cpu: -1, others: undefined, a: 0, b: 0, length: 0, base: 0, atStart: false, extra: undefined, previous: undefined, block: undefined, moreBlocks: undefined };
+        part = { gpu: -1, cpu: -1, others: undefined, a: 0, b: 0, length: 0, base: 0, atStart: false, extra: undefined, previous: undefined, block: undefined, moreBlocks: undefined, usedAt: ++state.partClock };
         state.parts.set(hash, part);
       }
       addPartCopy(part, tier);
@@ -844,8 +844,7 @@ export class KvBlockIndex {
       const holding = byPod.get(pod);
       if (holding) holding.speculativeUntil = Math.max(holding.speculativeUntil, until);
       else byPod.set(pod, { gpu: 0, cpu: 0, others: undefined, speculativeUntil: until });
-      state.keys.delete(key);
-      state.keys.set(key, true);
+      state.keys.use(key);
     }
     this.trim(pod, state);
   }
@@ -864,8 +863,7 @@ export class KvBlockIndex {
     // blocks in reverse, "so that the tail blocks are evicted first" (vllm/v1/core/kv_cache_manager.py `free`).
     for (let i = Math.min(count, keys.length) - 1; i >= 0; i--) {
       const key = keys[i]!;
-      if (!state.keys.delete(key)) continue;
-      state.keys.set(key, true);
+      state.keys.refresh(key);
     }
   }
 
@@ -941,7 +939,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new Map(), oldestKeys: undefined, share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -970,8 +968,7 @@ export class KvBlockIndex {
       if (key < 0) this.engineKeyed++;
     }
     addCopy(holding, tier);
-    state.keys.delete(key);
-    state.keys.set(key, true);
+    state.keys.use(key);
   }
 
   private drop(pod: string, state: PodState, key: number): void {
@@ -990,12 +987,7 @@ export class KvBlockIndex {
 
   private trim(pod: string, state: PodState): void {
     const { capacity } = state.share;
-    while (state.keys.size > capacity) {
-      let next = (state.oldestKeys ??= state.keys.keys()).next();
-      // A finished iterator sees no key added after: the keys had all gone (or it was made on an empty map).
-      if (next.done === true) next = (state.oldestKeys = state.keys.keys()).next();
-      this.drop(pod, state, next.value as number);
-    }
+    while (state.keys.size > capacity) this.drop(pod, state, state.keys.oldest()!);
     // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows what can point at held
     // keys: a hash per key (1:1), and the completing parts of many:1 blocks, the current chains' and earlier ones' (at
     // most the parts' cap), which a pass cannot prune.
@@ -1032,12 +1024,17 @@ export class KvBlockIndex {
         if (stale) this.forgetPart(state, hash, part);
       }
       if (state.parts.size > cap) {
+        const spare: { hash: string; part: Part }[] = [];
         for (const [hash, part] of state.parts) {
-          if (state.parts.size <= (3 * cap) / 4) break;
           const block = part.block;
           const holdsNone = block === undefined
             || (part.length === 0 && (state.splitBlocks.get(block.key) !== block || block.parts[block.parts.length - 1] !== part));
-          if (holdsNone) this.forgetPart(state, hash, part);
+          if (holdsNone) spare.push({ hash, part });
+        }
+        spare.sort((x, y) => x.part.usedAt - y.part.usedAt);
+        for (const { hash, part } of spare) {
+          if (state.parts.size <= (3 * cap) / 4) break;
+          this.forgetPart(state, hash, part);
         }
       }
       state.prunePartsAt = state.parts.size <= cap ? Math.min(cap, Math.max(64, 2 * state.parts.size)) : 2 * state.parts.size;
