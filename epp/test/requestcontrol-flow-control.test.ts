@@ -265,6 +265,22 @@ describe('FlowControlQueue', () => {
     q.close();
   });
 
+  it('arms its timer at the earliest deadline of any waiter, a request\'s own included, and re-arms past one that left', async () => {
+    // The timer reads the deadline heap's top: a request's own deadlineMs earlier than the default deadline of those
+    // before it is rejected on time, and an aborted earlier one (a dead top) does not stop the timer at the next.
+    const q = new FlowControlQueue({ maxQueued: 8, maxWaitMs: 60_000, maxDispatchPerCall: 8 });
+    const log: string[] = [];
+    const abort = new AbortController();
+    void track(q, log, 'long', { flow: 'a', priority: 0 });
+    void track(q, log, 'gone', { flow: 'b', priority: 0, deadlineMs: Date.now() + 10, signal: abort.signal });
+    void track(q, log, 'short', { flow: 'c', priority: 0, deadlineMs: Date.now() + 30 });
+    abort.abort();
+    await waitFor(() => log.length === 2, 'the own deadline timer', { limitMs: 10_000 });
+    expect(log).toEqual(['gone:aborted', 'short:deadline']);
+    expect(q.size).toBe(1);
+    q.close();
+  });
+
   it('forgets a request whose client went away, and rejects everything when closed', async () => {
     const { q } = queue();
     const log: string[] = [];
