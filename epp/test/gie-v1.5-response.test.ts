@@ -101,6 +101,20 @@ describe('ResponseObserver (openai.go ParseResponse)', () => {
     expect(over.usage).toEqual({ promptTokens: 50_000, completionTokens: 9 });
   });
 
+  test('a line past the longest read, cut into chunks without a newline, is skipped, not buffered and read', () => {
+    // The usage it carries must not be read (nor the line held whole): the usage before it stays, and the line after it
+    // is read. Chunks of 1,000 characters: none holds a newline until the line's end.
+    const before = 'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}\n\n';
+    const long = 'data: {"usage":{"prompt_tokens":1,"completion_tokens":1},"pad":"' + 'y'.repeat(300_000) + '"}\n';
+    for (const after of ['', 'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}\n']) {
+      const o = new ResponseObserver(true);
+      o.push(Buffer.from(before), false);
+      for (let i = 0; i < long.length; i += 1000) o.push(Buffer.from(long.slice(i, i + 1000)), false);
+      o.push(Buffer.from(after + 'data: [DONE]\n\n'), true);
+      expect(o.usage).toEqual(after === '' ? { promptTokens: 4, completionTokens: 2 } : { promptTokens: 7, completionTokens: 3 });
+    }
+  });
+
   test('the Responses API: input/output tokens, in the JSON body and in the response.completed event', () => {
     const json = new ResponseObserver(false);
     json.push(Buffer.from('{"object":"response","usage":{"input_tokens":9,"output_tokens":4,"total_tokens":13}}'), true);
