@@ -137,6 +137,24 @@ describe('FlowControlQueue', () => {
     expect(count.q.size).toBe(60);
   });
 
+  it('its bands\' arrival lists (for shedding) hold no more than about twice the waiters: those that left are dropped', async () => {
+    const { q } = queue({ maxQueued: 100, maxDispatchPerCall: 100 });
+    const log: string[] = [];
+    const band = () => (q as unknown as { bands: Map<number, { size: number; pushed: unknown[] }> }).bands.get(-1)!;
+    let maxOver = 0;
+    for (let round = 0; round < 500; round++) {
+      const aborts = Array.from({ length: 10 }, () => new AbortController());
+      for (let i = 0; i < 10; i++) void track(q, log, `r${round}.${i}`, { flow: `f${i % 3}`, priority: -1, signal: aborts[i]!.signal });
+      // Some leave aborted (from the middle of the list), the others are dispatched; a few stay waiting a round.
+      for (let i = 0; i < 10; i += 3) aborts[i]!.abort();
+      q.dispatch(round % 2 === 0 ? 5 : 10);
+      maxOver = Math.max(maxOver, band().pushed.length - 2 * band().size);
+    }
+    await turns(5);
+    expect(log.length).toBeGreaterThan(4_900);
+    expect(maxOver).toBeLessThanOrEqual(33);
+  });
+
   it('is bounded in bytes too: a newcomer whose body would pass maxQueuedBytes is queue-full; leaving frees its bytes', async () => {
     const { q } = queue({ maxQueued: 100, maxQueuedBytes: 1_000 });
     const log: string[] = [];
