@@ -290,10 +290,12 @@ describe('FlowControlQueue', () => {
     const log: string[] = [];
     const abort = new AbortController();
     void track(q, log, 'long', { flow: 'a', priority: 0 });
-    void track(q, log, 'gone', { flow: 'b', priority: 0, deadlineMs: Date.now() + 10, signal: abort.signal });
-    void track(q, log, 'short', { flow: 'c', priority: 0, deadlineMs: Date.now() + 30 });
+    // Deadlines a second apart from now, not milliseconds: a stall of the process between these lines must not let
+    // `gone` expire (each enqueue expires what is due) before it is aborted.
+    void track(q, log, 'gone', { flow: 'b', priority: 0, deadlineMs: Date.now() + 1_000, signal: abort.signal });
+    void track(q, log, 'short', { flow: 'c', priority: 0, deadlineMs: Date.now() + 1_500 });
     abort.abort();
-    await waitFor(() => log.length === 2, 'the own deadline timer', { limitMs: 10_000 });
+    await waitFor(() => log.length === 2, 'the own deadline timer', { limitMs: 20_000 });
     expect(log).toEqual(['gone:aborted', 'short:deadline']);
     expect(q.size).toBe(1);
     q.close();
