@@ -738,6 +738,19 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(chat.store('a', stored(['s0b'], 's0', [3], quarter), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
     });
 
+    test('past the cap, a carry stored again (its removal lost, then recomputed) counts as recently stored: it outlives carries stored between its two stores', () => {
+      // The parts' Map was moved by delete and set on a store of a known part as on a continuation; the stamp must be too.
+      const quarter = { blockSize: 1 };
+      const chat = new KvBlockIndex(BS, 10);
+      chat.store('a', stored(['q1'], null, [1], quarter), ROOT);
+      for (let i = 0; i < 50; i++) chat.store('a', stored([`s${i}`], null, [1000 + i], quarter), ROOT);
+      expect(chat.store('a', stored(['q1'], null, [1], quarter), ROOT)).toEqual({ stored: 0 });
+      for (let i = 50; i < 80; i++) chat.store('a', stored([`s${i}`], null, [1000 + i], quarter), ROOT);
+      expect(chat.splitPartsOf('a')).toBeLessThanOrEqual(80);
+      expect(chat.store('a', stored(['s0b'], 's0', [3], quarter), ROOT)).toEqual({ stored: 0, skipped: 'unknown-parent' });
+      expect(chat.store('a', stored(['q2'], 'q1', [2], quarter), ROOT)).toEqual({ stored: 0 });
+    });
+
     test('a continuation at another engine block size that would run past a configured block is skipped, never mis-keyed', () => {
       const index = new KvBlockIndex(BS, 1000);
       index.store('a', stored(['u1'], null, [1], { blockSize: 1 }), ROOT);
