@@ -103,9 +103,10 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
 
   test('over a pod\'s capacity the least recently stored or used key goes, found without a walk of a table and moved without re-keying one', () => {
     // Both ways a Map used as an LRU costs O(the pod's entries) in V8: a new iterator per dropped key walks every hole
-    // deletions left at the table's start (a pod at 131,072 entries: 219 µs an 8-block event), and a move by
+    // deletions left at the table's start (a helper's probe: 219 µs an 8-block event at 131,072 entries), and a move by
     // `delete(key); set(key, …)` leaves a dead copy in the key's hash chain until a rehash, so a hot prefix touched by
-    // every request grew chains each lookup walks (103 µs a request at 65,536). `KeyLru` keeps the order in a list.
+    // every request grew chains each lookup walks (`bench:hot-keys`: 213 µs a request at 65,536). `KeyLru` keeps the
+    // order in a list.
     const index = new KvBlockIndex(BS, 1000);
     index.setCapacity('a', 300);
     index.store('a', stored(['warm'], null, tokens(1, BS)), ROOT);

@@ -5,9 +5,9 @@
  * Why not a Map in insertion order (what it was until session 42): both of the ways to use one as an LRU cost
  * O(keys held) in V8. Moving a key by `delete(key); set(key, …)` leaves the deleted entry in the key's hash chain
  * until the table is rehashed, which happens only after about a table's worth of deletions, so a hot key (a shared
- * system prompt's blocks, touched by every routed request) grows a chain that every lookup of it walks: 103 µs a
- * request at 65,536 keys on the pod. And `keys().next()` for the oldest walks every hole that deletions left at the
- * table's start. Here the order is a doubly linked list through slots of typed arrays; the Map only finds a key's slot
+ * system prompt's blocks, touched by every routed request) grows a chain that every lookup of it walks: 213 µs a
+ * request at 65,536 keys on the pod (`bench:hot-keys`; 42 µs now). And `keys().next()` for the oldest walks every
+ * hole that deletions left at the table's start. Here the order is a doubly linked list through slots of typed arrays; the Map only finds a key's slot
  * and sees one `set` when a key arrives and one `delete` when it goes, never both for the same key on a move.
  *
  * Memory: the Map's entry as before (a key and a small-integer slot) plus 16 bytes a slot (the key as a float64, two
