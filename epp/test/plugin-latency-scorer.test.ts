@@ -203,6 +203,24 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect((scored as unknown as { score(c: unknown, e: EndpointSnapshot[]): number[] }).score({ request: request(system + blocks('again', 600)), state: new CycleState() }, [pod('a'), pod('b')])).toEqual([1, 0]);
   });
 
+  it('commits the pick\'s prefill to its pod whether the result names the scored snapshot itself or an equal copy of it', () => {
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { now, random: seeded(3) });
+    const pods = [pod('a'), pod('b'), pod('c')];
+    const pendingOn = (name: string) => latencyOf(scheduler).model.pod(`${name}:8000`).stats(NOW).pendingTokens;
+    const first = request(blocks('one', 8));
+    const picked = scheduler.schedule(first, pods);
+    commit(scheduler, first, picked);
+    expect(pendingOn(picked.target.endpoint.name)).toBe(8 * 16);
+    // A profile handler may hand back another object for the same endpoint: found by key, charged to the same pod.
+    const second = request(blocks('two', 4));
+    const result = scheduler.schedule(second, pods);
+    const before = pendingOn(result.target.endpoint.name);
+    commit(scheduler, second, { ...result, target: { ...result.target } });
+    expect(pendingOn(result.target.endpoint.name)).toBe(before + 4 * 16);
+    const total = pods.reduce((sum, p) => sum + pendingOn(p.endpoint.name), 0);
+    expect(total).toBe(12 * 16);
+  });
+
   it('charges the whole prompt (characters ÷ charactersPerToken) when no prefix scorer ran before it', () => {
     const scorer = new LatencyScorer('latency', resolvePluginParameters('latency-scorer', { charactersPerToken: 2 }) as never, {
       now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER,

@@ -191,7 +191,10 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const inputs = request.attributes?.get(this.inputsKey);
     if (inputs === undefined) return;
     const key = result.target.endpoint.key;
-    const i = inputs.candidates.findIndex((c) => c.endpoint.key === key);
+    // The pick is normally one of the scored snapshots themselves (an identity scan, no closure: a keyed search over
+    // 256 candidates was a third of this hook's cost); by key when a profile handler handed back another snapshot.
+    let i = inputs.candidates.indexOf(result.target);
+    if (i < 0) i = inputs.candidates.findIndex((c) => c.endpoint.key === key);
     if (i < 0) return;
     const { uncachedTokens, ttftSeconds } = this.predictionAt(request, inputs, i);
     const pod = this.model.pod(key);
