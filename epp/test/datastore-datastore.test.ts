@@ -2,7 +2,7 @@ import { waitFor } from '@kvroute/testkit';
 import { Datastore, metricsAgeMs, metricsFresh, STUCK_GAUGES_MS, withoutStuckGauges } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
 import { FakeVllmServer } from '@kvroute/testkit';
-import { EMPTY_METRICS, type Endpoint } from '../src/datastore/types';
+import { countersWentBack, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
 
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
 jest.setTimeout(60_000);
@@ -230,6 +230,52 @@ describe('stuck gauges (vLLM 0.10.0 after aborts)', () => {
   });
 });
 
+describe('model server restarts (counters that went back)', () => {
+  const reading = (updateTime: number, counters: Partial<EndpointMetrics> = {}): EndpointMetrics =>
+    endpointMetrics({ ...EMPTY_METRICS, updateTime, ...counters });
+  const counters = { firstTokenCount: 40, inferenceCount: 38, promptTokensCount: 38, prefixCacheQueryTokens: 52_000 };
+
+  it('reads any count lower than at the reading before as a restart (Prometheus\'s counter-reset rule), equal or higher counts as none', () => {
+    const before = reading(1_000, counters);
+    expect(countersWentBack(before, reading(1_050, counters))).toBe(false);
+    expect(countersWentBack(before, reading(1_050, { ...counters, firstTokenCount: 41, prefixCacheQueryTokens: 60_000 }))).toBe(false);
+    for (const field of ['firstTokenCount', 'inferenceCount', 'promptTokensCount', 'prefixCacheQueryTokens'] as const) {
+      expect([field, countersWentBack(before, reading(1_050, { ...counters, [field]: counters[field] - 1 }))]).toEqual([field, true]);
+    }
+    // A new process's first page: every count 0.
+    expect(countersWentBack(before, reading(1_050, { firstTokenCount: 0, inferenceCount: 0, promptTokensCount: 0, prefixCacheQueryTokens: 0 }))).toBe(true);
+  });
+
+  it('compares only counts both readings carry, and only a new successful reading with the one before', () => {
+    // A family missing from either page (--disable-log-stats, an older vLLM) says nothing.
+    expect(countersWentBack(reading(1_000, counters), reading(1_050, { inferenceCount: 38 }))).toBe(false);
+    expect(countersWentBack(reading(1_000, { inferenceCount: 38 }), reading(1_050, counters))).toBe(false);
+    // The same reading again (a failed scrape keeps the last success's time) and the never-scraped EMPTY_METRICS.
+    expect(countersWentBack(reading(1_000, counters), reading(1_000, { firstTokenCount: 0 }))).toBe(false);
+    expect(countersWentBack(EMPTY_METRICS, reading(1_050, { firstTokenCount: 0 }))).toBe(false);
+    // Sums (seconds) are not compared: only counts.
+    expect(countersWentBack(reading(1_000, { firstTokenSecondsSum: 5 }), reading(1_050, { firstTokenSecondsSum: 4.99 }))).toBe(false);
+  });
+
+  it('emits endpointRestarted with the reading before\'s time, once per restart, and not for other endpoints', () => {
+    const ds = new Datastore({ scrape: false });
+    const restarts: [string, number][] = [];
+    ds.on('endpointRestarted', (e, since) => restarts.push([e.key, since]));
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    ds.upsertEndpoint(ep('10.0.0.2', 8000, 'b'));
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 1_000, ...counters });
+    ds.setMetrics('10.0.0.2:8000', { updateTime: 1_000, ...counters });
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 1_050, firstTokenCount: 41 });
+    expect(restarts).toEqual([]);
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 1_100, firstTokenCount: 0, inferenceCount: 0, promptTokensCount: 0, prefixCacheQueryTokens: 0 });
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 1_150, firstTokenCount: 1 });
+    expect(restarts).toEqual([['10.0.0.1:8000', 1_050]]);
+    // The new reading is stored before listeners hear of it.
+    expect(ds.metrics('10.0.0.1:8000')?.firstTokenCount).toBe(1);
+    void ds.stop();
+  });
+});
+
 describe('Datastore with real scrapers', () => {
   const servers: FakeVllmServer[] = [];
   let ds: Datastore;
@@ -278,6 +324,27 @@ describe('Datastore with real scrapers', () => {
     server.mode = 'ok';
     await waitFor(() => ds.metrics(a.key)?.consecutiveFailures === 0, 'recovery');
     expect(metricsFresh(ds.metrics(a.key) ?? EMPTY_METRICS, 5_000)).toBe(true);
+  });
+
+  it.each(['worker', 'event-loop'] as const)('reads a scraped pod\'s counters going back as its model server restarting (%s mode)', async (scrapeMode) => {
+    const local = new Datastore({ refreshIntervalMs: 10, scrapeTimeoutMs: 5_000, scrapeMode });
+    try {
+      const a = await vllm(0, 0.1);
+      const server = servers[0] as FakeVllmServer;
+      const restarts: number[] = [];
+      local.on('endpointRestarted', (_e, since) => restarts.push(since));
+      local.upsertEndpoint(a);
+      await waitFor(() => (local.metrics(a.key)?.firstTokenCount ?? 0) > 0, 'a scrape with counts');
+      const page = await (await fetch(`http://${server.address}:${server.port}/metrics`)).text();
+      // The same page from a new process: every cumulative count back at 0.
+      server.body = page.replace(/^(vllm:[a-z_:]+(?:_count|_total))(\{[^}]*\})? \S+$/gm, '$1$2 0.0');
+      await waitFor(() => restarts.length > 0, 'the restart');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(restarts).toHaveLength(1);
+      expect(local.metrics(a.key)?.firstTokenCount).toBe(0);
+    } finally {
+      await local.stop();
+    }
   });
 
   it('stops scraping an endpoint once it is removed', async () => {

@@ -343,6 +343,24 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     expect(r.log.some((l) => l.startsWith('gap'))).toBe(false);
   });
 
+  test('told the pod restarted (forgetSequences, from its metrics), the new process\'s first batch is a publisher joining: replayed from 0, not read as a step back', async () => {
+    const r = new Recorder();
+    await perPod(r, true);
+    for (let seq = 0; seq < 6; seq++) await send(publisher, seq);
+    await waitFor(() => r.batches().length === 6);
+    const before = r.log.length;
+    subscriber!.forgetSequences(POD);
+    subscriber!.forgetSequences('10.9.9.9:8000'); // another pod's: nothing to forget
+    publisher.buffer.length = 0;
+    publisher.buffer.push([0n, payload(40)], [1n, payload(41)]); // the new process's, sent before the SUB reconnected
+    await send(publisher, 2, 42);
+    await waitFor(() => r.batches().length === 9 && r.log.some((l) => l.startsWith('replay')));
+    // No reset here: the scorer that called forgetSequences dropped the entries itself.
+    expect(r.log.slice(before)).toEqual([
+      `batch ${POD} 40 Qwen/Qwen3-0.6B`, `batch ${POD} 41 Qwen/Qwen3-0.6B`, `batch ${POD} 42 Qwen/Qwen3-0.6B`, `replay ${POD} repaired`,
+    ]);
+  });
+
   // The replay is served from what the publisher already sent (vLLM's ROUTER answers from its buffer), some of which
   // may still be on its way over the live PUB connection: those live copies come after the replay and are not a restart.
   test('live batches that trail a replay that already applied them are skipped, not taken for a restart', async () => {

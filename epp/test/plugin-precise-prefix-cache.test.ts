@@ -479,6 +479,43 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     }
   });
 
+  test('a pod whose metrics say its vLLM restarted loses its entries at once, and the new process\'s batches from 0 are applied as a publisher joining; a step back seen since the reading before wins', async () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const [k1, k2] = ['10.0.7.1:8000', '10.0.7.2:8000'];
+    for (const key of [k1, k2]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+    try {
+      const old = await storedFor(chat('Before the restart?', 'a restart manual'), 7000);
+      await publish(k1, [old]);
+      await publish(k1, [await storedFor(chat('Also before?', 'another restart manual'), 7100)]);
+      await waitFor(() => scorer.index.blocksOf(k1) === 2 * old.blockHashes.length, 'the old process\'s blocks');
+      scheduler.plugins.endpointRestarted(k1, Date.now() - 50);
+      expect(scorer.index.blocksOf(k1)).toBe(0);
+      // The new process numbers from 0: taken as a publisher joining (no replay socket here), not a step back.
+      nextSeq.set(k1, 0n);
+      const fresh = await storedFor(chat('After the restart?', 'a restart manual'), 7200);
+      await publish(k1, [fresh]);
+      await waitFor(() => scorer.index.blocksOf(k1) === fresh.blockHashes.length, 'the new process\'s blocks');
+
+      // k2: the new process's first batch arrives (a step back: the subscriber resets and applies it) before the scrape.
+      await publish(k2, [old]);
+      await publish(k2, [await storedFor(chat('Also before?', 'another restart manual'), 7100)]);
+      await waitFor(() => scorer.index.blocksOf(k2) === 2 * old.blockHashes.length, 'k2\'s old blocks');
+      const readingBefore = Date.now();
+      nextSeq.set(k2, 0n);
+      await publish(k2, [fresh]);
+      await waitFor(() => scorer.index.blocksOf(k2) === fresh.blockHashes.length, 'the step back and the new batch');
+      scheduler.plugins.endpointRestarted(k2, readingBefore);
+      expect(scorer.index.blocksOf(k2)).toBe(fresh.blockHashes.length);
+      // A restart read after that step back (a second one) drops them.
+      scheduler.plugins.endpointRestarted(k2, Date.now() + 1);
+      expect(scorer.index.blocksOf(k2)).toBe(0);
+      // An endpoint not in the pool: nothing happens.
+      scheduler.plugins.endpointRestarted('10.0.7.9:8000', 0);
+    } finally {
+      for (const key of [k1, k2]) scheduler.plugins.removeEndpoint(key);
+    }
+  });
+
   test('a prefix stored on pod 2 (by traffic the EPP never saw) draws the next request with it; its eviction releases it', async () => {
     const first = chat('What does section 3 say?');
     const stored = await storedFor(first, 1000);

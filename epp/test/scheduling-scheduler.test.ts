@@ -3,6 +3,7 @@ import { ConfigError, defaultEndpointPickerConfig, parseEndpointPickerConfig, pr
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 import { SchedulingError, type LLMRequest, type SchedulingErrorReason } from '../src/scheduling/types';
 
 const NOW = 1_700_000_000_000;
@@ -144,6 +145,25 @@ describe('the prefix-first config on synthetic pools', () => {
     const scores = scheduler.schedule(request(blocks('fresh', 8)), [pod('a'), pod('b')]).scores;
     expect(scores.get(holder)).toBeCloseTo(3, 12);
     expect(scheduler.schedule(request(prompt), [pod('a'), pod('b')]).scores.get(holder)).toBeLessThan(6);
+  });
+
+  it('forgets prefixes cached on an endpoint whose model server restarted, and keeps the other endpoints\' (prefix-cache-scorer)', () => {
+    const scheduler = defaultScheduler();
+    const pods = [pod('a'), pod('b')];
+    const prompt = blocks('doc', 8);
+    const holder = scheduler.schedule(request(prompt), pods).target.endpoint.key;
+    const other = pods.map((p) => p.endpoint.key).find((k) => k !== holder)!;
+    const elsewhere = blocks('other', 8);
+    // Two picks of `elsewhere` with the holder loaded: the second finds it on the other pod.
+    const loaded = pods.map((p) => (p.endpoint.key === holder ? pod(p.endpoint.name, { waitingQueueSize: 4, active: 4 }) : p));
+    scheduler.schedule(request(elsewhere), loaded.filter((p) => p.endpoint.key === other));
+    expect(scheduler.schedule(request(prompt), pods).scores.get(holder)).toBeCloseTo(3 + 3, 12);
+    scheduler.plugins.endpointRestarted(holder, NOW);
+    // The holder's entries are gone: the document scores as a miss everywhere (the no-hit LRU's points, no prefix).
+    expect(scheduler.schedule(request(prompt), pods).scores.get(holder)).toBeLessThan(6);
+    expect(scheduler.schedule(request(elsewhere), pods).scores.get(other)).toBeGreaterThanOrEqual(3);
+    const prefix = scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer;
+    expect(prefix.stats().indexedEndpoints).toBe(2);
   });
 });
 

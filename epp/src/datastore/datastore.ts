@@ -9,7 +9,7 @@ import {
   metricsUrl,
   type ScrapeStatus,
 } from './scraper';
-import { EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
+import { countersWentBack, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
 import type { VllmMetricNames } from './vllm-metrics';
 
 export interface DatastoreOptions {
@@ -75,6 +75,12 @@ export interface DatastoreEvents {
   endpointRemoved: [endpoint: Endpoint];
   /** The pool became synced (health may serve) or stopped being so. */
   poolSyncChanged: [synced: boolean];
+  /**
+   * The model server behind a known endpoint restarted: a scrape read its cumulative counters lower than the one before
+   * (`countersWentBack`). What the EPP learnt of the old process's cache is void; `sinceMs` is the previous reading's
+   * `updateTime`, before which nothing came from the new process.
+   */
+  endpointRestarted: [endpoint: Endpoint, sinceMs: number];
 }
 
 export type ScrapeMode = 'worker' | 'adaptive' | 'event-loop';
@@ -132,6 +138,7 @@ export class Datastore {
   private readonly listeners: { [E in keyof DatastoreEvents]: Set<Listener<E>> } = {
     endpointAdded: new Set(),
     endpointRemoved: new Set(),
+    endpointRestarted: new Set(),
     poolSyncChanged: new Set(),
   };
   /** `event-loop` and `adaptive` modes: the scrapers run on this thread. */
@@ -206,9 +213,8 @@ export class Datastore {
       onReading: (id, metrics, status) => {
         const rec = this.byScrapeId.get(id);
         if (!rec) return;
-        rec.metrics = metrics;
-        this.changed(rec);
         rec.scrapeStatus = status;
+        this.applyMetrics(rec, metrics);
         this.countScrape(status);
       },
       onError: options.onScrapeWorkerError ?? ((err) => process.emitWarning(err.message)),
@@ -345,11 +351,10 @@ export class Datastore {
         modelName: this.options.modelName,
         onUpdate: (m, status) => {
           if (this.records.get(ep.key) !== rec) return;
-          rec.metrics = m;
-          this.changed(rec);
           this.adaptWindow.scrapes++;
           this.adaptWindow.costMs += status.lastCostMs;
           this.countScrape(status);
+          this.applyMetrics(rec, m);
         },
       });
       rec.scraper = scraper;
@@ -431,8 +436,15 @@ export class Datastore {
   setMetrics(key: string, metrics: Partial<EndpointMetrics>): void {
     const rec = this.records.get(key);
     if (!rec) throw new Error(`unknown endpoint ${key}`);
-    rec.metrics = endpointMetrics({ ...rec.metrics, ...metrics });
+    this.applyMetrics(rec, endpointMetrics({ ...rec.metrics, ...metrics }));
+  }
+
+  /** A record's new reading: stored, and `endpointRestarted` told (after storing) when its counters went back. */
+  private applyMetrics(rec: EndpointRecord, metrics: EndpointMetrics): void {
+    const previous = rec.metrics;
+    rec.metrics = metrics;
     this.changed(rec);
+    if (countersWentBack(previous, metrics)) this.emit('endpointRestarted', rec.endpoint, previous.updateTime);
   }
 
   // ---- in-flight requests (written by request control) ----

@@ -159,3 +159,23 @@ export const EMPTY_METRICS: EndpointMetrics = endpointMetrics({
   updateTime: 0,
   consecutiveFailures: 0,
 });
+
+/**
+ * Whether `next`, a new successful reading of the same endpoint as `previous`, shows its model server restarted: one of
+ * the cumulative counters both readings carry went back. A counter only grows within one process, so Prometheus reads
+ * any decrease as a reset (`rate()`'s counter-reset rule, prometheus/promql/functions.go); for vLLM a new process also
+ * means an empty KV cache (GPU memory, and the CPU tier's process memory). Counters summed over data-parallel engines
+ * go back too when one engine restarts, or its series leave the page: its share of the cache is gone either way. Only
+ * counts are compared (requests and tokens: integers, so no float noise from summing `_sum`s).
+ */
+export function countersWentBack(previous: EndpointMetrics, next: EndpointMetrics): boolean {
+  if (previous.updateTime === 0 || next.updateTime === 0 || next.updateTime === previous.updateTime) return false;
+  return wentBack(previous.firstTokenCount, next.firstTokenCount)
+    || wentBack(previous.inferenceCount, next.inferenceCount)
+    || wentBack(previous.promptTokensCount, next.promptTokensCount)
+    || wentBack(previous.prefixCacheQueryTokens, next.prefixCacheQueryTokens);
+}
+
+function wentBack(before: number | undefined, after: number | undefined): boolean {
+  return before !== undefined && after !== undefined && after < before;
+}

@@ -442,6 +442,20 @@ export class KvEventSubscriber {
     return [...this.warmingUp.keys()];
   }
 
+  /**
+   * The pod's vLLM restarted (known from elsewhere: its metrics): its publishers number from 0 again, so what this
+   * subscriber expected of their sequences is forgotten, and the new process's first batch is taken as a publisher
+   * joining (its replay asked from 0 when the batch is past 0) rather than as a step back. A publisher with a replay
+   * running keeps its state: the replay ends (answered or timed out) as it would have.
+   */
+  forgetSequences(endpointKey: string): void {
+    for (const state of this.publishers.values()) {
+      if (state.endpointKey !== endpointKey || state.held !== undefined) continue;
+      state.next = undefined;
+      state.liveNext = undefined;
+    }
+  }
+
   /** A pod left the pool: stop listening to it and forget its entries. */
   removeEndpoint(endpointKey: string): void {
     const socket = this.perPod.get(endpointKey);

@@ -48,6 +48,12 @@ export interface Plugin {
   addEndpoint?(endpoint: Endpoint): void;
   /** Plugins holding per-endpoint state implement this to forget an endpoint that left the pool. */
   removeEndpoint?(endpointKey: string): void;
+  /**
+   * Plugins that model what an endpoint's model server holds (its cached prefixes) implement this to forget it when the
+   * server restarted behind the same endpoint (the datastore's `endpointRestarted`: its counters went back at a scrape).
+   * `sinceMs`: wall-clock ms of the reading before, after which what was learnt may be the new process's.
+   */
+  endpointRestarted?(endpointKey: string, sinceMs: number): void;
   /** Plugins that open sockets (a KV-event subscription) do it here, before the EPP serves; a failure stops start-up. */
   start?(): Promise<void>;
   /** Plugins holding sockets or timers release them here when the EPP stops. */

@@ -107,6 +107,11 @@ export class PluginSet {
     for (const { plugin } of this.entries.values()) plugin.removeEndpoint?.(endpointKey);
   }
 
+  /** Tells plugins modelling an endpoint's cache that its model server restarted (see `Plugin.endpointRestarted`). */
+  endpointRestarted(endpointKey: string, sinceMs: number): void {
+    for (const { plugin } of this.entries.values()) plugin.endpointRestarted?.(endpointKey, sinceMs);
+  }
+
   /** Opens what plugins need before the EPP serves (sockets). */
   async start(): Promise<void> {
     for (const { plugin } of this.entries.values()) await plugin.start?.();

@@ -261,6 +261,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
    */
   private readonly loaded = new Map<string, Tokenizer.ModelTokenizer>();
   private readonly capacities = new Map<string, number>();
+  /** Per pod, when (the handle's clock) its publisher was last seen restarting (its sequence stepped back). */
+  private readonly publisherRestartedAt = new Map<string, number>();
   private readonly warmListeners: (() => void)[] = [];
   /** (pod, kind) pairs already warned about, so a stream of such events logs once. */
   private readonly warned = new Set<string>();
@@ -352,9 +354,25 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.subscriber.addEndpoint(endpoint.key, endpoint.rank ?? 0);
   }
 
+  /**
+   * The pod's vLLM restarted (its counters went back at a scrape): its entries go (reset reason `pod_restart`), without
+   * waiting for the new process's first KV event, which is what tells the subscriber otherwise (a step back in its
+   * sequence) and may come only after requests were routed on the stale entries. Unless that step back was already seen
+   * since the reading before (`sinceMs`): the index then holds the new process's blocks. Its publishers' sequences are
+   * forgotten, so the new process's batches are taken as a publisher joining (replayed from 0 when past it). llm-d's
+   * kv-cache manager has no such signal: it keeps a restarted pod's entries until evictions remove them.
+   */
+  endpointRestarted(endpointKey: string, sinceMs: number): void {
+    if (!this.endpoints.has(endpointKey)) return;
+    if ((this.publisherRestartedAt.get(endpointKey) ?? -Infinity) >= sinceMs) return;
+    this.reset(endpointKey, 'pod-restart');
+    this.subscriber.forgetSequences(endpointKey);
+  }
+
   removeEndpoint(endpointKey: string): void {
     this.endpoints.delete(endpointKey);
     this.capacities.delete(endpointKey);
+    this.publisherRestartedAt.delete(endpointKey);
     this.subscriber.removeEndpoint(endpointKey);
     this.index.removePod(endpointKey);
   }
@@ -516,7 +534,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.handle.logger[level](message, { endpoint, ...fields });
   }
 
-  private reset(endpoint: string, reason: ResetReason): void {
+  private reset(endpoint: string, reason: ResetReason | 'pod-restart'): void {
+    if (reason === 'publisher-restart') this.publisherRestartedAt.set(endpoint, this.handle.now());
     this.index.clearPod(endpoint);
     this.handle.metrics.countKvIndexReset(endpoint, reason.replace(/-/g, '_'));
     this.handle.metrics.setKvIndexBlocks(endpoint, 0);

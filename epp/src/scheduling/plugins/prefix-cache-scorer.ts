@@ -391,6 +391,16 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     this.metrics.setPrefixIndexerSize(this.index.size);
   }
 
+  /**
+   * The pod's model server restarted: its new process caches nothing the index learnt from earlier picks. Beyond GIE
+   * v1.5.0, whose approximate index keeps such entries until they age out of the pod's LRU, steering every request
+   * with those prefixes to the pod for a cold prefill (and, by the prefix weight, ahead of less-loaded pods).
+   */
+  endpointRestarted(endpointKey: string): void {
+    this.index.clearEndpoint(endpointKey);
+    this.metrics.setPrefixIndexerSize(this.index.size);
+  }
+
   removeEndpoint(endpointKey: string): void {
     this.learntFrom = [];
     this.index.removeEndpoint(endpointKey);

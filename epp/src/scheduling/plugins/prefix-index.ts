@@ -291,6 +291,13 @@ export class PrefixBlockIndex {
     return starters;
   }
 
+  /** Forgets every entry of `endpointKey` (its model server restarted) and keeps its place and capacity. */
+  clearEndpoint(endpointKey: string): void {
+    const state = this.endpoints.get(endpointKey);
+    if (state === undefined) return;
+    while (state.head !== NONE) this.evict(state, state.head);
+  }
+
   /** Forgets an endpoint that left the pool (upstream lets its entries age out instead) and frees its share. */
   removeEndpoint(endpointKey: string): void {
     const state = this.endpoints.get(endpointKey);
