@@ -1,8 +1,9 @@
 import { waitFor } from '@kvroute/testkit';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Datastore } from '../src/datastore/datastore';
-import { KubernetesDiscovery, type KubernetesDiscoveryOptions } from '../src/datastore/kubernetes-discovery';
+import { KubernetesDiscovery, NO_KUBECONFIG, type KubernetesDiscoveryOptions } from '../src/datastore/kubernetes-discovery';
 import { FakeKubeApiServer, fakeObjective, fakePod, fakePoolV1, fakePoolV1alpha2 } from '@kvroute/testkit';
 import { FakeVllmServer } from '@kvroute/testkit';
 
@@ -320,6 +321,26 @@ describe('KubernetesDiscovery against a fake API server', () => {
   it('rejects start() on an unusable kubeconfig', async () => {
     const d = new KubernetesDiscovery(ds, { poolName: 'pool', kubeConfig: { kind: 'options', options: { clusters: [], users: [], contexts: [], currentContext: '' } } });
     await expect(d.start()).rejects.toThrow(/no current cluster/);
+  });
+
+  // Outside a pod (a service account mounted, as in a CI job on Kubernetes, is a real source) with no $KUBECONFIG and no
+  // ~/.kube/config, client-node would load a placeholder http://localhost:8080 and the EPP would warn forever about
+  // "HTTP protocol is not allowed"; GIE's runner stops at start-up (ctrl.GetConfig(), cmd/epp/runner/runner.go @ v1.5.0).
+  const inPod = fs.existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token');
+  (inPod ? it.skip : it)('rejects start() naming the flags when no kubeconfig is found', async () => {
+    const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-no-kubeconfig-'));
+    process.env.KUBECONFIG = '';
+    process.env.HOME = home;
+    try {
+      const d = new KubernetesDiscovery(ds, { poolName: 'pool', kubeConfig: { kind: 'default' } });
+      await expect(d.start()).rejects.toThrow(NO_KUBECONFIG);
+      expect(NO_KUBECONFIG).toMatch(/--kubeconfig/);
+      expect(NO_KUBECONFIG).toMatch(/--endpoints/);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it('stop() closes its watches and leaves the endpoints', async () => {

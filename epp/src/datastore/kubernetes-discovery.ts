@@ -26,6 +26,29 @@ export type KubeConfigSource =
   /** A kubeconfig as an object (`clusters`, `users`, `contexts`, `currentContext`), for KubeConfig.loadFromOptions. */
   | { readonly kind: 'options'; readonly options: Readonly<Record<string, unknown>> };
 
+/**
+ * What start() says when `kind: 'default'` finds no credentials. GIE's runner stops there (`ctrl.GetConfig()`,
+ * `cmd/epp/runner/runner.go` @ v1.5.0: controller-runtime's "could not locate a kubeconfig"); client-node instead
+ * hands back a placeholder, an unauthenticated `http://localhost:8080`, which every request then refuses with "HTTP
+ * protocol is not allowed when skipTLSVerify is not set or false", a warning that names neither the kubeconfig nor
+ * the flags.
+ */
+export const NO_KUBECONFIG =
+  'no Kubernetes credentials: $KUBECONFIG is unset, ~/.kube/config does not exist and no service account is mounted '
+  + '(not in a pod); pass --kubeconfig FILE, or list the model servers with --endpoints HOST:PORT,...';
+
+/**
+ * client-node's loadFromDefault, when it finds no `$KUBECONFIG`, no `~/.kube/config` and no in-cluster service
+ * account, loads this placeholder: cluster `cluster` at `http://localhost:8080`, user `user`, context
+ * `loaded-context` (`loadFromClusterAndUser` in `dist/config.js` @ @kubernetes/client-node 1.4.0).
+ */
+function isPlaceholderKubeConfig(kc: K8s.KubeConfig): boolean {
+  const cluster = kc.getCurrentCluster();
+  const users = kc.getUsers();
+  return kc.getCurrentContext() === 'loaded-context' && kc.getClusters().length === 1 && cluster?.name === 'cluster'
+    && cluster.server === 'http://localhost:8080' && users.length === 1 && users[0]?.name === 'user' && !users[0].token;
+}
+
 export interface KubernetesDiscoveryOptions {
   readonly poolName: string;
   /** Default `default`. */
@@ -173,6 +196,7 @@ export class KubernetesDiscovery implements Discovery {
     switch (src.kind) {
       case 'default':
         kc.loadFromDefault();
+        if (isPlaceholderKubeConfig(kc)) throw new Error(NO_KUBECONFIG);
         break;
       case 'in-cluster':
         kc.loadFromCluster();
