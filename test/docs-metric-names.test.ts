@@ -37,4 +37,16 @@ describe('metric names in the Markdown docs', () => {
     }
     expect(unknown).toEqual([]);
   });
+
+  it("name every kvroute_epp_* family the EPP exports in epp/README.md's metrics section", () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'epp', 'README.md'), 'utf8');
+    const start = readme.indexOf('\n## Metrics (`:9090/metrics`)');
+    const end = readme.indexOf('\n## ', start + 1);
+    expect(start).toBeGreaterThan(0);
+    const section = readme.slice(start, end);
+    const missing = Object.values(EPP_METRICS)
+      .map((m) => m.name as string)
+      .filter((name) => name.startsWith('kvroute_epp_') && !new RegExp(`\\b${name}\\b`).test(section));
+    expect(missing).toEqual([]);
+  });
 });
