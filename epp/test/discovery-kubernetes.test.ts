@@ -318,6 +318,12 @@ describe('KubernetesDiscovery against a fake API server', () => {
     }
   });
 
+  it('rejects start() naming the kubeconfig file it could not read', async () => {
+    const missing = path.join(os.tmpdir(), 'kvroute-no-such-kubeconfig');
+    const d = new KubernetesDiscovery(ds, { poolName: 'pool', kubeConfig: { kind: 'file', path: missing } });
+    await expect(d.start()).rejects.toThrow(`kubeconfig ${missing}: ENOENT`);
+  });
+
   it('rejects start() on an unusable kubeconfig', async () => {
     const d = new KubernetesDiscovery(ds, { poolName: 'pool', kubeConfig: { kind: 'options', options: { clusters: [], users: [], contexts: [], currentContext: '' } } });
     await expect(d.start()).rejects.toThrow(/no current cluster/);

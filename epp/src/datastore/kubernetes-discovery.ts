@@ -202,7 +202,12 @@ export class KubernetesDiscovery implements Discovery {
         kc.loadFromCluster();
         break;
       case 'file':
-        kc.loadFromFile(src.path);
+        try {
+          kc.loadFromFile(src.path);
+        } catch (e) {
+          // client-node's own text names neither the file's role nor, for a parse error, the file.
+          throw new Error(`kubeconfig ${src.path}: ${(e as Error).message}`);
+        }
         if (src.context) kc.setCurrentContext(src.context);
         break;
       case 'options':
