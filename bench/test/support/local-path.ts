@@ -21,9 +21,15 @@ export interface LocalPath {
 
 /** The EPP over `ports` with `configText`, one simulator per port with `simOptions(port)`, the gateway in front. */
 export async function startLocalPath(ports: readonly number[], configText: string, simOptions: (port: number) => StartOptions): Promise<LocalPath> {
-  const epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-    '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '50ms', '--config-text', configText])!, quiet);
+  // The simulators first, on the ports the caller reserved (`freePort` released them): an EPP started before them
+  // scrapes ports where nothing listens yet, and each refused connection takes a local port from the same ephemeral
+  // range, which can be another reserved port (a CI run failed a simulator's listen with EADDRINUSE that way).
   const sims = await Promise.all(ports.map((port) => startSimulator({ host: '127.0.0.1', port, ...simOptions(port) })));
+  const epp = await startEpp(parseArgs(['--endpoints', ports.map((p) => `127.0.0.1:${p}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '50ms', '--config-text', configText])!, quiet).catch(async (e: unknown) => {
+    await Promise.all(sims.map((s) => s.close()));
+    throw e;
+  });
   const gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
   await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
   return { epp, sims, gateway };
