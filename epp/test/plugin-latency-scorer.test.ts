@@ -221,6 +221,29 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(total).toBe(12 * 16);
   });
 
+  it('drops the prefills queued on a pod before its model server restarted, keeps those picked after, and leaves other pods alone', () => {
+    let t = NOW;
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { now: () => t, random: seeded(5) });
+    const pending = (name: string) => latencyOf(scheduler).model.pod(`${name}:8000`).stats(t).pendingTokens;
+    const onA = (label: string, count: number) => {
+      const req = request(blocks(label, count));
+      commit(scheduler, req, scheduler.schedule(req, [pod('a')]));
+    };
+    onA('old-1', 8);
+    onA('old-2', 4);
+    const onB = request(blocks('b', 2));
+    commit(scheduler, onB, scheduler.schedule(onB, [pod('b')]));
+    t = NOW + 100;
+    onA('new', 2);
+    expect(pending('a')).toBe(14 * 16);
+    scheduler.plugins.endpointRestarted('a:8000', NOW + 50);
+    expect(pending('a')).toBe(2 * 16);
+    expect(pending('b')).toBe(2 * 16);
+    // A pod the model never saw: nothing to do, and no model made for it.
+    scheduler.plugins.endpointRestarted('z:8000', NOW + 50);
+    expect(latencyOf(scheduler).model.get('z:8000')).toBeUndefined();
+  });
+
   it('charges the whole prompt (characters ÷ charactersPerToken) when no prefix scorer ran before it', () => {
     const scorer = new LatencyScorer('latency', resolvePluginParameters('latency-scorer', { charactersPerToken: 2 }) as never, {
       now: () => NOW, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER,

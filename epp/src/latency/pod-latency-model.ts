@@ -322,6 +322,16 @@ export class PodLatencyModel {
     this.starts.delete(requestId);
   }
 
+  /**
+   * The pod's model server restarted (its counters went back at a scrape after `sinceMs`): the prefills this EPP queued
+   * there by then went with the old process (its requests failed), so they stop counting as queued work now rather than
+   * at their expiry (up to `pendingTimeout`), which kept a restarted, idle pod looking busy. Picks after `sinceMs` may
+   * be the new process's and stay.
+   */
+  restarted(sinceMs: number): void {
+    this.keepPending((p) => p.addedAt > sinceMs);
+  }
+
   /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
   finish(requestId: string): void {
     const i = this.pending.findIndex((p) => p.requestId === requestId);
@@ -449,11 +459,16 @@ export class PodLatencyModel {
   /** Drops the entries past their expiry; a scan only once the earliest is due. */
   private expire(nowMs: number): void {
     if (nowMs < this.nextExpiry) return;
+    this.keepPending((p) => p.expiresAt > nowMs);
+  }
+
+  /** Keeps the pending entries `keep` accepts, in order, with their token sum and earliest expiry. */
+  private keepPending(keep: (p: PendingPrefill) => boolean): void {
     let kept = 0;
     let tokens = 0;
     let next = Infinity;
     for (const p of this.pending) {
-      if (p.expiresAt <= nowMs) continue;
+      if (!keep(p)) continue;
       this.pending[kept++] = p;
       tokens += p.tokens;
       if (p.expiresAt < next) next = p.expiresAt;

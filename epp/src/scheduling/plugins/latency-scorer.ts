@@ -234,6 +234,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     return undefined;
   }
 
+  /** The pod's model server restarted: the prefills queued on the old process stop counting (`PodLatencyModel.restarted`). */
+  endpointRestarted(endpointKey: string, sinceMs: number): void {
+    this.model.get(endpointKey)?.restarted(sinceMs);
+  }
+
   removeEndpoint(endpointKey: string): void {
     this.model.remove(endpointKey);
     this.slotSnapshots = [];
