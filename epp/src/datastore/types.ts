@@ -164,9 +164,13 @@ export const EMPTY_METRICS: EndpointMetrics = endpointMetrics({
  * Whether `next`, a new successful reading of the same endpoint as `previous`, shows its model server restarted: one of
  * the cumulative counters both readings carry went back. A counter only grows within one process, so Prometheus reads
  * any decrease as a reset (`rate()`'s counter-reset rule, prometheus/promql/functions.go); for vLLM a new process also
- * means an empty KV cache (GPU memory, and the CPU tier's process memory). Counters summed over data-parallel engines
- * go back too when one engine restarts, or its series leave the page: its share of the cache is gone either way. Only
- * counts are compared (requests and tokens: integers, so no float noise from summing `_sum`s).
+ * means an empty KV cache (GPU memory, and the CPU tier's process memory). vLLM's counters live in its API server
+ * (`PrometheusStatLogger`, one series per engine from start-up; with several API servers, prometheus_client's
+ * multiprocess files, whose counters survive any one process), so they go back with that process, not with one
+ * data-parallel engine. The exception: elastic-EP scale-up rebuilds the stat loggers in the running server
+ * (`AsyncLLM.scale_elastic_ep`, vllm/v1/engine/async_llm.py: "This resets all the prometheus metrics"), read here as a
+ * restart although no engine lost its cache. Only counts are compared (requests and tokens: integers, so no float
+ * noise from summing `_sum`s).
  */
 export function countersWentBack(previous: EndpointMetrics, next: EndpointMetrics): boolean {
   if (previous.updateTime === 0 || next.updateTime === 0 || next.updateTime === previous.updateTime) return false;
