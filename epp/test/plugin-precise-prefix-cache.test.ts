@@ -692,6 +692,52 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     }
   });
 
+  test('a pod serving two target ports whose topic names its first port (kvroute\'s decode pods: kv@$(POD_IP):8000@model): rank 1\'s blocks still go to rank 1\'s endpoint', async () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const rank = (port: number, r: number) => ({ key: `10.0.0.4:${port}`, name: `dp4-rank-${r}`, podName: 'dp4', namespace: 'ns', address: '10.0.0.4', port, labels: {}, rank: r });
+    scheduler.plugins.addEndpoint(rank(8000, 0));
+    scheduler.plugins.addEndpoint(rank(8001, 1));
+    try {
+      await pub.publish([await storedFor(chat('Which port holds this?', 'a manual for ports'), 5100)], { topic: `kv@10.0.0.4:8000@${MODEL}`, seq: 0n, dataParallelRank: 1 });
+      await waitFor(() => scorer.index.blocksOf('10.0.0.4:8001') > 0, 'rank 1\'s blocks to be indexed');
+      expect(scorer.index.blocksOf('10.0.0.4:8000')).toBe(0);
+      await pub.publish([await storedFor(chat('And this port?', 'a manual for port zero'), 6100)], { topic: `kv@10.0.0.4:8000@${MODEL}`, seq: 0n, dataParallelRank: 0 });
+      await waitFor(() => scorer.index.blocksOf('10.0.0.4:8000') > 0, 'rank 0\'s blocks to be indexed');
+    } finally {
+      scheduler.plugins.removeEndpoint('10.0.0.4:8000');
+      scheduler.plugins.removeEndpoint('10.0.0.4:8001');
+    }
+  });
+
+  test('one endpoint fronting two data-parallel ranks (one port, vLLM\'s internal load balancing): when its vLLM restarts, the second rank\'s step back does not drop the first rank\'s new blocks', async () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const key = '10.0.0.5:8000';
+    scheduler.plugins.addEndpoint({ key, name: 'dp5', namespace: 'ns', address: '10.0.0.5', port: 8000, labels: {} });
+    const topic = `kv@${key}@${MODEL}`;
+    try {
+      const old0 = await storedFor(chat('Rank zero, old?', 'a manual for the old process'), 5200);
+      const old1 = await storedFor(chat('Rank one, old?', 'another manual for the old process'), 5300);
+      await pub.publish([old0], { topic, seq: 0n, dataParallelRank: 0 });
+      await pub.publish([old1], { topic, seq: 0n, dataParallelRank: 1 });
+      await pub.publish([{ type: 'BlockRemoved', blockHashes: ['999999'] }], { topic, seq: 1n, dataParallelRank: 0 });
+      await pub.publish([{ type: 'BlockRemoved', blockHashes: ['999998'] }], { topic, seq: 1n, dataParallelRank: 1 });
+      await pub.publish([{ type: 'BlockRemoved', blockHashes: ['999997'] }], { topic, seq: 2n, dataParallelRank: 0 });
+      await pub.publish([{ type: 'BlockRemoved', blockHashes: ['999996'] }], { topic, seq: 2n, dataParallelRank: 1 });
+      const both = old0.blockHashes.length + old1.blockHashes.length;
+      await waitFor(() => scorer.index.blocksOf(key) === both, 'both ranks\' old blocks');
+      // The new process: rank 0's first batch (a step back: the pod's entries go), then rank 1's.
+      const new0 = await storedFor(chat('Rank zero, new?', 'a manual for the new process'), 5400);
+      const new1 = await storedFor(chat('Rank one, new?', 'another manual for the new process'), 5500);
+      await pub.publish([new0], { topic, seq: 0n, dataParallelRank: 0 });
+      await waitFor(() => scorer.index.blocksOf(key) === new0.blockHashes.length, 'the reset and rank 0\'s new blocks');
+      await pub.publish([new1], { topic, seq: 0n, dataParallelRank: 1 });
+      await waitFor(() => scorer.index.blocksOf(key) !== new0.blockHashes.length, 'rank 1\'s new blocks');
+      expect(scorer.index.blocksOf(key)).toBe(new0.blockHashes.length + new1.blockHashes.length);
+    } finally {
+      scheduler.plugins.removeEndpoint(key);
+    }
+  });
+
   /** The scorer's scores for pods 1 and 2, as one scheduling cycle computes them (no pick, no speculation). */
   async function scores(body: { model: string }, cacheSalt?: string, path?: string, state = new CycleState()): Promise<number[]> {
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;

@@ -613,6 +613,10 @@ export class KvEventSubscriber {
       // v0.7.1), applies everything.
       if (lastLive !== undefined && seq + 1n < lastLive) {
         this.options.events.reset(endpointKey, 'publisher-restart');
+        // The reset dropped the endpoint's entries, every rank's: the other ranks behind it restarted with this one (one
+        // vLLM), and their own step backs must not drop this rank's new blocks again. Their next batches are taken as
+        // publishers joining.
+        this.forgetSequences(endpointKey);
         state.next = undefined;
         state.liveNext = undefined;
         // Now as a publisher joined mid-stream: its replay buffer may still hold the batches this socket missed.

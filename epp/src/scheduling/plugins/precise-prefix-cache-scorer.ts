@@ -553,14 +553,19 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
    * `data_parallel_rank` (kvroute's reading: the i-th target port is served by DP rank i), the first when none has it.
    */
   private resolvePod(podId: string, rank: number): string | undefined {
-    if (this.endpoints.has(podId)) return podId;
-    const host = podId.replace(/^\[|\]$/g, '');
+    // A topic naming an endpoint (`ip:port`, as kvroute's decode pods publish) names the pod: every data-parallel rank
+    // publishes under the one topic (they share --kv-events-config), so a batch of rank r goes to the endpoint of rank r
+    // at that pod's address when the pool has one, else to the named endpoint (one port fronting every rank).
+    const named = this.endpoints.get(podId);
+    if (named !== undefined && (named.rank ?? 0) === rank) return podId;
+    const host = named?.address ?? podId.replace(/^\[|\]$/g, '');
     let first: Endpoint | undefined;
     for (const e of this.endpoints.values()) {
       if (e.address !== podId && e.address !== host) continue;
       if ((e.rank ?? 0) === rank) return e.key;
       if (first === undefined || (e.rank ?? 0) < (first.rank ?? 0)) first = e;
     }
+    if (named !== undefined) return podId;
     if (first !== undefined) return first.key;
     // An IPv6 pod's `$(POD_IP):port` without brackets (the topic the decode pods publish: the kubelet cannot add them
     // for IPv6 only): the address before the last colon, the port after it.
