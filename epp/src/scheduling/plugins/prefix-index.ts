@@ -302,7 +302,7 @@ export class PrefixBlockIndex {
   removeEndpoint(endpointKey: string): void {
     const state = this.endpoints.get(endpointKey);
     if (state === undefined) return;
-    while (state.head !== NONE) this.evict(state, state.head);
+    this.clearEndpoint(endpointKey);
     this.endpoints.delete(endpointKey);
     this.endpointById[state.id] = undefined;
     this.freeIds.push(state.id);
