@@ -285,6 +285,42 @@ describe('PodLatencyModel: queued prefill work', () => {
     expect(capped.stats(3_000 + 5_001).pendingRequests).toBe(0);
   });
 
+  it('stops counting a request abandoned before its first token when its response ends, and its entry no longer takes a later first token (vLLM never counts an aborted request\'s TTFT: vllm/v1/metrics/stats.py @ v0.10.0)', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    model.addPending('abandoned', 4000, 1, scrapes.now);
+    model.addPending('b', 1000, 0.4, scrapes.now);
+    model.addPending('c', 500, 0.5, scrapes.now);
+    // The client of the oldest gives up: its stream closes; no first token was ever produced for it.
+    model.ended('abandoned', scrapes.now + 10);
+    expect(model.stats(scrapes.now + 10)).toMatchObject({ pendingRequests: 2, pendingTokens: 1500 });
+    expect(model.predict(0, EMPTY_METRICS, scrapes.now + 10).queuedTokens).toBe(1500);
+    // The scrape after the release counts nothing new; the one after that drops the entry, so 'b''s first token retires
+    // 'b' and not the abandoned entry in its place (which left 'b''s 1,000 tokens counted while it decoded).
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    model.ingest(scrapes.next({ requests: 1, uncached: 1000, cached: 0, ttft: 0.4 }), scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 1, pendingTokens: 500 });
+    model.ingest(scrapes.next({ requests: 1, uncached: 500, cached: 0, ttft: 0.5 }), scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+  });
+
+  it('lets a released request\'s first token, counted at the scrape right after its release, retire its own entry', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    model.addPending('short', 200, 0.05, scrapes.now);
+    model.addPending('queued', 3000, 0.7, scrapes.now);
+    // A one-token answer: first token and end within one scrape interval, released before the scrape that counts it.
+    model.ended('short', scrapes.now + 20);
+    expect(model.stats(scrapes.now + 20)).toMatchObject({ pendingRequests: 1, pendingTokens: 3000 });
+    model.ingest(scrapes.next({ requests: 1, uncached: 200, cached: 0, ttft: 0.05 }), scrapes.now);
+    // Its count retired its own entry (the oldest): 'queued' still counts, as it has not started.
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 1, pendingTokens: 3000 });
+    model.ingest(scrapes.next({ requests: 1, uncached: 3000, cached: 0, ttft: 0.7 }), scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+  });
+
   it('values requests waiting beyond its own picks at the pod\'s typical uncached prompt', () => {
     const model = new PodLatencyModel(OPTIONS);
     model.addPending('a', 1000, 0.2, 0);
@@ -367,8 +403,8 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.predict(0, EMPTY_METRICS, t0 + 1_000, 8).slotWaitSeconds).toBeCloseTo(9 + 10, 9);
     // Ended requests are forgotten.
     expect(model.stats(t0).trackedStarts).toBe(4);
-    model.ended('a');
-    model.ended('b');
+    model.ended('a', 0);
+    model.ended('b', 0);
     expect(model.stats(t0).trackedStarts).toBe(2);
   });
 
@@ -381,7 +417,7 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     for (const id of ['e', 'f', 'g', 'h']) model.started(id, t0 + model.predict(0, EMPTY_METRICS, t0, 4).slotWaitSeconds * 1000);
     expect(model.predict(0, EMPTY_METRICS, t0, 8).slotWaitSeconds).toBeCloseTo(20, 9);
     // 11.5 s on, the first four ended: the second four have run 1.5 s of their 10.
-    for (const id of ['a', 'b', 'c', 'd']) model.ended(id);
+    for (const id of ['a', 'b', 'c', 'd']) model.ended(id, 0);
     expect(model.predict(0, EMPTY_METRICS, t0 + 11_500, 4).slotWaitSeconds).toBeCloseTo(8.5, 9);
   });
 
@@ -397,10 +433,10 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     model.started('later', 25_000);
     expect(model.predict(0, EMPTY_METRICS, 29_000, 2).slotWaitSeconds).toBeCloseTo(6, 9);
     expect(model.stats(29_000).latestStartMs).toBe(30_000);
-    model.ended('late');
+    model.ended('late', 0);
     expect(model.stats(29_000).latestStartMs).toBe(25_000);
-    model.ended('later');
-    model.ended('early');
+    model.ended('later', 0);
+    model.ended('early', 0);
     expect(model.stats(29_000)).toMatchObject({ trackedStarts: 0, latestStartMs: undefined });
   });
 
@@ -466,7 +502,7 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
         live.set(id, at);
         if (random() < 0.25) {
           const gone = [...live.keys()][Math.floor(random() * live.size)]!;
-          model.ended(gone);
+          model.ended(gone, 0);
           live.delete(gone);
         }
       }

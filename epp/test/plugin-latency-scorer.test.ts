@@ -512,9 +512,27 @@ describe('latency-scorer through request control', () => {
     expect(stats().trackedStarts).toBe(2);
     expect(stats().pendingRequests).toBe(2);
     director.release(first.ticket, 'completed');
-    expect(stats().trackedStarts).toBe(1);
+    expect(stats()).toMatchObject({ trackedStarts: 1, pendingRequests: 1 });
     director.release(copy.ticket, 'completed');
-    expect(stats().trackedStarts).toBe(0);
+    expect(stats()).toMatchObject({ trackedStarts: 0, pendingRequests: 0 });
+  });
+
+  it('a streamed request whose client gave up before its first token stops weighing on its pod when its stream ends, not at its expiry', async () => {
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const director = new RequestControl({ datastore: ds, scheduler });
+    const model = latencyOf(scheduler).model;
+    const long = await director.route(incoming('long', { model: MODEL, prompt: blocks('long', 64), stream: true }));
+    if (long.kind !== 'route') throw new Error('expected a route');
+    const pod = model.pod(long.endpoint);
+    const queued = pod.stats(Date.now()).pendingTokens;
+    expect(queued).toBeGreaterThan(0);
+    expect(pod.predict(0, EMPTY_METRICS, Date.now()).queuedTokens).toBe(queued);
+    // vLLM sends a streamed response's headers before the prefill; then the client leaves (with response body mode
+    // NONE, Envoy's half-close after the headers: released as 'completed').
+    director.responseHeaders(long.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
+    director.release(long.ticket, 'completed');
+    expect(pod.stats(Date.now())).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+    expect(pod.predict(0, EMPTY_METRICS, Date.now()).queuedTokens).toBe(0);
   });
 });
 

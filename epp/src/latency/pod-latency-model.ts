@@ -33,9 +33,16 @@
  * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
  * entry leaves when the scraped TTFT `_count` advances (vLLM's default scheduling is first come, first served, so the
  * oldest go first), when the response headers of a non-streaming response arrive (the generation is over), or after
- * a timeout (a safety net for pods that do not export the histogram and requests aborted before their first token):
- * 4× the longer of its predicted TTFT and the mean time the pod's recent picks took to leave (see `retireMeanMs`),
- * capped by `pendingTimeout`.
+ * a timeout (a safety net for pods that do not export the histogram): 4× the longer of its predicted TTFT and the mean
+ * time the pod's recent picks took to leave (see `retireMeanMs`), capped by `pendingTimeout`.
+ *
+ * A request whose response ended (`released`: completed, failed, or abandoned by its client, which vLLM aborts) is no
+ * queued work from then on: its tokens stop counting at once. Its entry stays in the order for one more scrape, since
+ * its first token, if it had one, may be in the next `_count` delta and must retire it rather than a request still
+ * queued; a scrape after that one drops it (every first token produced before the release is counted by then). Without
+ * this, a request abandoned before its first token (which vLLM never counts) held its place until its expiry, up to
+ * `pendingTimeout` under load, and each one shifted the FCFS retirement by one, so a pod that had lost requests to
+ * client timeouts looked busier than it was while its queue lasted.
  * Requests the scrape says are waiting beyond this EPP's own count the mean uncached tokens the pod's observations
  * show (or, before any, the request's own).
  *
@@ -141,6 +148,8 @@ interface PendingPrefill {
   readonly tokens: number;
   readonly addedAt: number;
   readonly expiresAt: number;
+  /** When its response ended (the EPP's clock); NaN while it is in flight. A released entry's tokens do not count. */
+  releasedAt: number;
 }
 
 /** What the pod model learned from its scrapes, for logs and tests. */
@@ -195,8 +204,12 @@ class DecayedMean {
 export class PodLatencyModel {
   readonly fit: DecayedRobustLinearFit;
   private readonly pending: PendingPrefill[] = [];
-  /** The sum of `pending`'s tokens and its earliest expiry, kept as it changes: `predict` runs per candidate per request. */
+  /**
+   * The sum of the tokens of `pending`'s entries still in flight, their number, and the earliest expiry, kept as they
+   * change: `predict` runs per candidate per request.
+   */
   private pendingTokens = 0;
+  private inFlightPending = 0;
   private nextExpiry = Infinity;
   /**
    * The mean milliseconds (the EPP's clock) from a pick to the scrape that retired it, NaN before any. The expiry is a
@@ -265,6 +278,12 @@ export class PodLatencyModel {
     if (metrics.runningQueueSize > this.maxRunning) this.maxRunning = metrics.runningQueueSize;
     if (metrics.engines !== undefined && metrics.engines >= 1) this.engines = metrics.engines;
     if (previous === undefined) return;
+    // Released by the previous scrape: any first token they had was produced before their release, so it was counted
+    // in an earlier delta (retiring them, or, FCFS, an older entry in their place), never in this one.
+    if (this.inFlightPending < this.pending.length) {
+      const countedBy = previous.updateTime;
+      this.keepPending((p) => !(p.releasedAt <= countedBy));
+    }
     const finished = delta(previous.inferenceCount, reading.inferenceCount);
     const inferenceSum = delta(previous.inferenceSecondsSum, reading.inferenceSecondsSum);
     if (finished !== undefined && finished > 0 && inferenceSum !== undefined) {
@@ -274,11 +293,13 @@ export class PodLatencyModel {
     if (firstTokens === undefined || firstTokens <= 0) return;
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
     for (const retired of this.pending.splice(0, Math.min(firstTokens, this.pending.length))) {
+      if (!Number.isNaN(retired.releasedAt)) continue;
       this.pendingTokens -= retired.tokens;
+      this.inFlightPending--;
       const waitedMs = Math.max(0, nowMs - retired.addedAt);
       this.retireMeanMs = Number.isNaN(this.retireMeanMs) ? waitedMs : this.retireMeanMs + (waitedMs - this.retireMeanMs) / RETIRE_MEAN_WINDOW;
     }
-    if (this.pending.length === 0) this.pendingTokens = 0;
+    if (this.inFlightPending === 0) this.pendingTokens = 0;
 
     const ttftSum = delta(previous.firstTokenSecondsSum, reading.firstTokenSecondsSum);
     const queries = delta(previous.queryTokens, reading.queryTokens);
@@ -302,8 +323,9 @@ export class PodLatencyModel {
     const expected = Number.isNaN(this.retireMeanMs) ? predictedSeconds * 1000 : Math.max(predictedSeconds * 1000, this.retireMeanMs);
     const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * expected));
     const tokens = Math.max(0, uncachedTokens);
-    this.pending.push({ requestId, tokens, addedAt: nowMs, expiresAt: nowMs + lifetime });
+    this.pending.push({ requestId, tokens, addedAt: nowMs, expiresAt: nowMs + lifetime, releasedAt: Number.NaN });
     this.pendingTokens += tokens;
+    this.inFlightPending++;
     if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
   }
 
@@ -317,9 +339,24 @@ export class PodLatencyModel {
     this.starts.set(requestId, startMs);
   }
 
-  /** The request's response ended on the pod (completed, failed or cancelled). */
-  ended(requestId: string): void {
+  /**
+   * The request's response ended on the pod (completed, failed or cancelled): its age stops counting toward the slot
+   * wait, and, if it is still queued prefill work here, it stops counting as such (see "Queued prefill work").
+   */
+  ended(requestId: string, nowMs: number): void {
     this.starts.delete(requestId);
+    if (this.inFlightPending === 0) return;
+    // Newest first: a response that ends is more often a recent pick than the oldest of a long queue.
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const p = this.pending[i]!;
+      if (p.requestId !== requestId) continue;
+      if (Number.isNaN(p.releasedAt)) {
+        p.releasedAt = nowMs;
+        this.pendingTokens -= p.tokens;
+        if (--this.inFlightPending === 0) this.pendingTokens = 0;
+      }
+      return;
+    }
   }
 
   /**
@@ -336,8 +373,10 @@ export class PodLatencyModel {
   finish(requestId: string): void {
     const i = this.pending.findIndex((p) => p.requestId === requestId);
     if (i < 0) return;
-    this.pendingTokens -= this.pending.splice(i, 1)[0]!.tokens;
-    if (this.pending.length === 0) this.pendingTokens = 0;
+    const [finished] = this.pending.splice(i, 1);
+    if (!Number.isNaN(finished!.releasedAt)) return;
+    this.pendingTokens -= finished!.tokens;
+    if (--this.inFlightPending === 0) this.pendingTokens = 0;
   }
 
   /**
@@ -437,7 +476,7 @@ export class PodLatencyModel {
   queuedTokens(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): number {
     this.expire(nowMs);
     // Waiting requests beyond this EPP's own pending ones are someone else's; value them at the pod's typical prompt.
-    const others = Math.max(0, metrics.waitingQueueSize - this.pending.length);
+    const others = Math.max(0, metrics.waitingQueueSize - this.inFlightPending);
     return others === 0 ? this.pendingTokens : this.pendingTokens + others * (this.fit.meanX() ?? uncachedTokens);
   }
 
@@ -447,7 +486,7 @@ export class PodLatencyModel {
       observations: this.fit.count,
       skippedQueued: this.skippedQueued,
       estimate: this.fit.estimate(nowMs),
-      pendingRequests: this.pending.length,
+      pendingRequests: this.inFlightPending,
       pendingTokens: this.pendingTokens,
       inferenceSeconds: this.inferenceSeconds(),
       slots: this.slots(),
@@ -466,16 +505,21 @@ export class PodLatencyModel {
   private keepPending(keep: (p: PendingPrefill) => boolean): void {
     let kept = 0;
     let tokens = 0;
+    let inFlight = 0;
     let next = Infinity;
     for (const p of this.pending) {
       if (!keep(p)) continue;
       this.pending[kept++] = p;
-      tokens += p.tokens;
+      if (Number.isNaN(p.releasedAt)) {
+        tokens += p.tokens;
+        inFlight++;
+      }
       if (p.expiresAt < next) next = p.expiresAt;
     }
     this.pending.length = kept;
     // Recomputed from the kept entries, so rounding in the running sum never accumulates past a scan.
     this.pendingTokens = tokens;
+    this.inFlightPending = inFlight;
     this.nextExpiry = next;
   }
 }

@@ -207,12 +207,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     pod.started(tracked, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
   }
 
-  /** The request no longer holds a sequence slot on its pod: its age stops counting toward the slot wait. */
+  /**
+   * The request's response ended (completed, failed, or abandoned by its client): it no longer holds a sequence slot on
+   * its pod, nor, if its first token was never counted, queued prefill work there (`PodLatencyModel.ended`).
+   */
   responseComplete(request: LLMRequest, target: Endpoint): void {
     const tracked = request.attributes?.get(this.trackedKey);
     // get, not pod: a pod that left the pool while this request ran has no model to end it in (pod() would recreate
     // one that nothing removes again: one per pod ever removed with requests in flight, which is every drained pod).
-    if (tracked !== undefined) this.model.get(target.key)?.ended(tracked);
+    if (tracked !== undefined) this.model.get(target.key)?.ended(tracked, this.handle.now());
   }
 
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
