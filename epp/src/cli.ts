@@ -258,6 +258,8 @@ const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text
  */
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): EppOptions | undefined {
   const values = new Map<string, string | number | boolean>();
+  /** Each flag's value as written, for errors that echo it. */
+  const rawValues = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const m = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
@@ -288,6 +290,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     // kvroute extends to its other pool and config flags: Helm templates render unset values as "".
     if (raw === '' && EMPTY_IS_UNSET.has(spec.name)) continue;
     values.set(spec.name, parseValue(spec, `--${name}`, raw));
+    rawValues.set(spec.name, raw);
   }
   if (values.get('help') === true) return undefined;
 
@@ -362,7 +365,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const maxMessageTimeout = get<number>('ext-proc-max-message-timeout');
   // ext_proc.proto @ v1.35.0: max_message_timeout lte 3600s; Envoy would NACK the filter above it.
   if (maxMessageTimeout !== undefined && maxMessageTimeout > 3_600_000) {
-    throw new UsageError(`--ext-proc-max-message-timeout: must be at most 1h (Envoy's bound for max_message_timeout), got ${maxMessageTimeout}ms`);
+    throw new UsageError(`--ext-proc-max-message-timeout: must be at most 1h (Envoy's bound for max_message_timeout), got ${rawValues.get('ext-proc-max-message-timeout')}`);
   }
   const flowControl: FlowControlFlags = {
     enabled: get<boolean>('flow-control'),

@@ -3,6 +3,7 @@
  * health and metrics servers. `startEpp` is what `main.ts` runs and what integration tests start in-process.
  */
 import { applyDeprecatedSaturationEnv } from './config/deprecated-saturation-env';
+import * as dns from 'dns';
 import * as fs from 'fs';
 import * as http from 'http';
 import { performance } from 'perf_hooks';
@@ -261,6 +262,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   };
 
   try {
+    // Before anything binds: an address that does not resolve fails with grpc-js's "Name resolution failed for target
+    // dns:…", which names neither the flag nor the fix.
+    await checkBindHost(options.host);
     // Plugins open their sockets first and close them last, after the EPP stopped answering.
     cleanups.push(() => scheduler.plugins.close());
     // After ext_proc has stopped: whatever still waits is refused ('closed'), and the dispatch ticker stops.
@@ -362,7 +366,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       }
     });
     await new Promise<void>((resolve, reject) => {
-      metricsServer.once('error', reject);
+      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${options.host}:${options.metricsPort} for metrics (--host, --metrics-port): ${e.message}`)));
       metricsServer.listen(options.metricsPort, options.host, () => resolve());
     });
     cleanups.push(() => new Promise<void>((resolve) => {
@@ -406,5 +410,14 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   } catch (e) {
     await stopAll();
     throw e;
+  }
+}
+
+/** `--host` must be an address or a name this machine resolves (it is where the three servers bind). */
+async function checkBindHost(host: string): Promise<void> {
+  try {
+    await dns.promises.lookup(host);
+  } catch (e) {
+    throw new Error(`--host ${JSON.stringify(host)}: not an address or a name this machine resolves (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give an IP address such as 0.0.0.0 (the default), :: or 127.0.0.1`);
   }
 }

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'child_process';
+import * as net from 'net';
 import * as path from 'path';
 import { parseArgs, usage, UsageError } from '../src/cli';
 
@@ -149,5 +150,28 @@ describe('the built binary', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toBe('kvroute-epp: unknown flag --nope; see --help\n');
     expect(execFileSync('node', [main, '--help'], { encoding: 'utf8' })).toContain('Usage: kvroute-epp');
+  });
+
+  (built ? test : test.skip)('a --host that does not resolve fails start-up naming --host, not grpc-js\'s "Name resolution failed"', () => {
+    // .invalid never resolves (RFC 6761 §6.4).
+    const run = spawnSync('node', [main, '--host', 'notanip.invalid', '--endpoints', '127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.status).toBe(1);
+    expect(run.stdout + run.stderr).toMatch(/"error":"--host \\"notanip.invalid\\": not an address or a name this machine resolves/);
+  });
+
+  (built ? test : test.skip)('a port already in use fails start-up naming the address and the server', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const grpc = spawnSync('node', [main, '--host', '127.0.0.1', '--grpc-port', String(port), '--grpc-health-port', '0', '--metrics-port', '0', '--endpoints', '127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
+      expect(grpc.status).toBe(1);
+      expect(grpc.stdout + grpc.stderr).toContain(`cannot listen on 127.0.0.1:${port} for ext_proc`);
+      const metrics = spawnSync('node', [main, '--host', '127.0.0.1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', String(port), '--endpoints', '127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
+      expect(metrics.status).toBe(1);
+      expect(metrics.stdout + metrics.stderr).toContain(`cannot listen on 127.0.0.1:${port} for metrics (--host, --metrics-port): listen EADDRINUSE`);
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -224,7 +224,7 @@ describe('flow control in the running EPP', () => {
   });
 
   test('--ext-proc-max-message-timeout above Envoy\'s 1 h bound is refused', () => {
-    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc-max-message-timeout', '2h'])).toThrow(/at most 1h/);
+    expect(() => parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc-max-message-timeout', '2h'])).toThrow(/at most 1h \(Envoy's bound for max_message_timeout\), got 2h$/);
   });
 
   test('a waiting request whose stream Envoy abandons leaves the queue and is never scheduled nor counted in flight', async () => {

@@ -191,9 +191,10 @@ function readTls(dir: string): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
 }
 
-function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+/** Binds `address`; a failure names the address and the server, which grpc-js's own message does not always do. */
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(address, creds, (err, port) => (err ? reject(new Error(`cannot listen on ${address} for ${what}: ${err.message}`)) : resolve(port)));
   });
 }
 
@@ -248,13 +249,13 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
       : opts.selfSignedTls === true
         ? selfSignedTls()
         : grpc.ServerCredentials.createInsecure();
-    const port = await bind(main, hostPort(host, opts.port ?? DEFAULT_EXT_PROC_PORT), creds);
+    const port = await bind(main, hostPort(host, opts.port ?? DEFAULT_EXT_PROC_PORT), creds, 'ext_proc');
     let healthPort: number | undefined;
     if (opts.healthPort !== undefined && opts.healthPort !== null) {
       const healthServer = new grpc.Server();
       healthServer.addService(healthServiceDefinition(), healthImplementation(health));
       servers.push(healthServer);
-      healthPort = await bind(healthServer, hostPort(host, opts.healthPort), grpc.ServerCredentials.createInsecure());
+      healthPort = await bind(healthServer, hostPort(host, opts.healthPort), grpc.ServerCredentials.createInsecure(), 'gRPC health');
     }
     // Once stopping, NOT_SERVING stays: an endpoint change or a KV-event subscription warming up during the drain
     // must not report the draining EPP ready again.
