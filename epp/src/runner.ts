@@ -318,7 +318,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       // A new process holds none of the old one's cache: prefixes the index credits it with would draw traffic there
       // for cold prefills (until the new process's KV events say otherwise, or forever for the approximate index).
       scheduler.plugins.endpointRestarted(ep.key, sinceMs);
-      logger.info('model server restarted (its counters went back): what the EPP knew of its cache is dropped', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
+      logger.info('model server restarted (a new process start time, or its counters went back): what the EPP knew of its cache is dropped', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
     });
     datastore.on('poolSyncChanged', updateServing);
 

@@ -2,7 +2,7 @@ import { waitFor } from '@kvroute/testkit';
 import { Datastore, metricsAgeMs, metricsFresh, STUCK_GAUGES_MS, withoutStuckGauges } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
 import { FakeVllmServer } from '@kvroute/testkit';
-import { countersWentBack, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
+import { modelServerRestarted, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
 
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
 jest.setTimeout(60_000);
@@ -237,24 +237,37 @@ describe('model server restarts (counters that went back)', () => {
 
   it('reads any count lower than at the reading before as a restart (Prometheus\'s counter-reset rule), equal or higher counts as none', () => {
     const before = reading(1_000, counters);
-    expect(countersWentBack(before, reading(1_050, counters))).toBe(false);
-    expect(countersWentBack(before, reading(1_050, { ...counters, firstTokenCount: 41, prefixCacheQueryTokens: 60_000 }))).toBe(false);
+    expect(modelServerRestarted(before, reading(1_050, counters))).toBe(false);
+    expect(modelServerRestarted(before, reading(1_050, { ...counters, firstTokenCount: 41, prefixCacheQueryTokens: 60_000 }))).toBe(false);
     for (const field of ['firstTokenCount', 'inferenceCount', 'promptTokensCount', 'prefixCacheQueryTokens'] as const) {
-      expect([field, countersWentBack(before, reading(1_050, { ...counters, [field]: counters[field] - 1 }))]).toEqual([field, true]);
+      expect([field, modelServerRestarted(before, reading(1_050, { ...counters, [field]: counters[field] - 1 }))]).toEqual([field, true]);
     }
     // A new process's first page: every count 0.
-    expect(countersWentBack(before, reading(1_050, { firstTokenCount: 0, inferenceCount: 0, promptTokensCount: 0, prefixCacheQueryTokens: 0 }))).toBe(true);
+    expect(modelServerRestarted(before, reading(1_050, { firstTokenCount: 0, inferenceCount: 0, promptTokensCount: 0, prefixCacheQueryTokens: 0 }))).toBe(true);
+  });
+
+  it('with the process start time on both pages (prometheus_client\'s process collector), a restart is a new start time and nothing else: a counter reset in a running server (vLLM\'s elastic-EP scale-up, AsyncLLM.scale_elastic_ep, vllm/v1/engine/async_llm.py) is none', () => {
+    const started = { ...counters, processStartTime: 1_753_299_990.5 };
+    const before = reading(1_000, started);
+    expect(modelServerRestarted(before, reading(1_050, started))).toBe(false);
+    // Elastic-EP scale-up zeroes the counters; the process is the same.
+    expect(modelServerRestarted(before, reading(1_050, { firstTokenCount: 0, inferenceCount: 0, promptTokensCount: 0, prefixCacheQueryTokens: 0, processStartTime: 1_753_299_990.5 }))).toBe(false);
+    // A new process whose counters already passed the old ones between two scrapes: still a restart.
+    expect(modelServerRestarted(before, reading(1_050, { ...counters, firstTokenCount: 90, processStartTime: 1_753_300_100.25 }))).toBe(true);
+    // One page without it (a server moved to several API servers): the counters decide.
+    expect(modelServerRestarted(before, reading(1_050, { ...counters, firstTokenCount: 0 }))).toBe(true);
+    expect(modelServerRestarted(reading(1_000, counters), reading(1_050, { ...started, firstTokenCount: 41 }))).toBe(false);
   });
 
   it('compares only counts both readings carry, and only a new successful reading with the one before', () => {
     // A family missing from either page (--disable-log-stats, an older vLLM) says nothing.
-    expect(countersWentBack(reading(1_000, counters), reading(1_050, { inferenceCount: 38 }))).toBe(false);
-    expect(countersWentBack(reading(1_000, { inferenceCount: 38 }), reading(1_050, counters))).toBe(false);
+    expect(modelServerRestarted(reading(1_000, counters), reading(1_050, { inferenceCount: 38 }))).toBe(false);
+    expect(modelServerRestarted(reading(1_000, { inferenceCount: 38 }), reading(1_050, counters))).toBe(false);
     // The same reading again (a failed scrape keeps the last success's time) and the never-scraped EMPTY_METRICS.
-    expect(countersWentBack(reading(1_000, counters), reading(1_000, { firstTokenCount: 0 }))).toBe(false);
-    expect(countersWentBack(EMPTY_METRICS, reading(1_050, { firstTokenCount: 0 }))).toBe(false);
+    expect(modelServerRestarted(reading(1_000, counters), reading(1_000, { firstTokenCount: 0 }))).toBe(false);
+    expect(modelServerRestarted(EMPTY_METRICS, reading(1_050, { firstTokenCount: 0 }))).toBe(false);
     // Sums (seconds) are not compared: only counts.
-    expect(countersWentBack(reading(1_000, { firstTokenSecondsSum: 5 }), reading(1_050, { firstTokenSecondsSum: 4.99 }))).toBe(false);
+    expect(modelServerRestarted(reading(1_000, { firstTokenSecondsSum: 5 }), reading(1_050, { firstTokenSecondsSum: 4.99 }))).toBe(false);
   });
 
   it('emits endpointRestarted with the reading before\'s time, once per restart, and not for other endpoints', () => {
@@ -326,7 +339,7 @@ describe('Datastore with real scrapers', () => {
     expect(metricsFresh(ds.metrics(a.key) ?? EMPTY_METRICS, 5_000)).toBe(true);
   });
 
-  it.each(['worker', 'event-loop'] as const)('reads a scraped pod\'s counters going back as its model server restarting (%s mode)', async (scrapeMode) => {
+  it.each(['worker', 'event-loop'] as const)('reads a scraped pod\'s new process start time as its model server restarting, and counters reset in the same process as none (%s mode)', async (scrapeMode) => {
     const local = new Datastore({ refreshIntervalMs: 10, scrapeTimeoutMs: 5_000, scrapeMode });
     try {
       const a = await vllm(0, 0.1);
@@ -336,12 +349,18 @@ describe('Datastore with real scrapers', () => {
       local.upsertEndpoint(a);
       await waitFor(() => (local.metrics(a.key)?.firstTokenCount ?? 0) > 0, 'a scrape with counts');
       const page = await (await fetch(`http://${server.address}:${server.port}/metrics`)).text();
-      // The same page from a new process: every cumulative count back at 0.
-      server.body = page.replace(/^(vllm:[a-z_:]+(?:_count|_total))(\{[^}]*\})? \S+$/gm, '$1$2 0.0');
+      expect(local.metrics(a.key)?.processStartTime).toBe(1753299990.5);
+      // Every cumulative count back at 0 in the same process (vLLM's elastic-EP scale-up rebuilds its stat loggers): no restart.
+      const reset = page.replace(/^(vllm:[a-z_:]+(?:_count|_total))(\{[^}]*\})? \S+$/gm, '$1$2 0.0');
+      server.body = reset;
+      await waitFor(() => local.metrics(a.key)?.firstTokenCount === 0, 'a scrape of the reset counters');
+      expect(restarts).toEqual([]);
+      // The same page from a new process.
+      server.body = reset.replace(/^process_start_time_seconds .*$/m, 'process_start_time_seconds 1.7533e+09');
       await waitFor(() => restarts.length > 0, 'the restart');
       await new Promise((r) => setTimeout(r, 100));
       expect(restarts).toHaveLength(1);
-      expect(local.metrics(a.key)?.firstTokenCount).toBe(0);
+      expect(local.metrics(a.key)?.processStartTime).toBe(1.7533e9);
     } finally {
       await local.stop();
     }

@@ -141,7 +141,7 @@ describe('the EPP end to end', () => {
     expect(scorer.index.capacityOf(key(pods[0]!))).toBe(100);
   });
 
-  test('a pod whose scraped counters go back (its vLLM restarted) loses what the prefix index learnt of it; the other pods keep theirs', async () => {
+  test('a pod whose scrape shows a new process (its vLLM restarted) loses what the prefix index learnt of it; the other pods keep theirs', async () => {
     const scorer = epp.scheduler.plugins.get('prefix-cache-scorer') as PrefixCacheScorer;
     const first = await send(envoy, chat(document(41, 4000)));
     const second = await send(envoy, chat(document(42, 4000)));
@@ -152,8 +152,9 @@ describe('the EPP end to end', () => {
     expect(othersBefore + held(holder)).toBe(scorer.index.size);
     const pod = pods.find((p) => key(p) === holder)!;
     const page = await (await fetch(`http://${key(pod)}/metrics`)).text();
-    // The same page from a new process: every cumulative count back at 0.
-    pod.body = page.replace(/^(vllm:[a-z_:]+(?:_count|_total))(\{[^}]*\})? \S+$/gm, '$1$2 0.0');
+    // The same page from a new process: another start time, every cumulative count back at 0.
+    pod.body = page.replace(/^(vllm:[a-z_:]+(?:_count|_total))(\{[^}]*\})? \S+$/gm, '$1$2 0.0')
+      .replace(/^process_start_time_seconds .*$/m, 'process_start_time_seconds 1.7533e+09');
     await waitFor(() => held(holder) === 0, 'the restarted pod\'s entries to go');
     expect(scorer.index.size).toBe(othersBefore);
     expect(second.endpoint === holder || held(second.endpoint!) > 0).toBe(true);

@@ -1,7 +1,7 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
 import { parsePrometheusText } from '@kvroute/protocol/prometheus';
-import { applyReading, extractVllmMetrics, hasLoadSignal, LORA_INFO_METRIC, parseMetricSpec, parseVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLineBytes, wantedLines } from '../src/datastore/vllm-metrics';
+import { applyReading, extractVllmMetrics, hasLoadSignal, LORA_INFO_METRIC, parseMetricSpec, parseVllmMetrics, processStartTimeOf, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLineBytes, wantedLines } from '../src/datastore/vllm-metrics';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -102,8 +102,9 @@ describe('parseVllmMetrics', () => {
     ];
     for (const page of pages) {
       const full = parsePrometheusText(page, { strict: false, families: new Set(wanted) });
-      const { issues, ...fast } = parseVllmMetrics(page);
+      const { issues, processStartTime, ...fast } = parseVllmMetrics(page);
       expect(fast).toEqual(extractVllmMetrics(full.families));
+      expect(processStartTime).toBe(processStartTimeOf(page));
       expect(issues).toEqual(full.issues);
       // Line numbers stay the page's.
       expect(wantedLines(page, wanted).split('\n').length).toBeLessThanOrEqual(page.split('\n').length);
@@ -208,6 +209,30 @@ describe('VllmPageReader', () => {
     expect(third).toEqual(parseVllmMetrics(render(5, 2), { modelName: 'Qwen/Qwen3-0.6B' }));
     expect(third.waitingQueueSize).toBe(5);
     expect(reader.reused).toBe(1);
+  });
+
+  it('reads the process start time (prometheus_client\'s process collector, vLLM\'s single API server: vllm/v1/metrics/prometheus.py @ v0.10.0) on every page, a reused reading included; the HELP and TYPE lines that name it are not its value', () => {
+    const page = render(3, 1);
+    expect(page).toMatch(/^# HELP process_start_time_seconds Start time/m);
+    expect(processStartTimeOf(page)).toBe(1753299990.5);
+    expect(processStartTimeOf(Buffer.from(page))).toBe(1753299990.5);
+    for (const read of [(r: VllmPageReader, p: string) => r.read(p), (r: VllmPageReader, p: string) => r.readBytes(Buffer.from(p))]) {
+      const reader = new VllmPageReader({ modelName: 'Qwen/Qwen3-0.6B' });
+      const first = read(reader, page);
+      expect(first.processStartTime).toBe(1753299990.5);
+      expect(parseVllmMetrics(page).processStartTime).toBe(1753299990.5);
+      // A restarted server whose routing families read the same: the reading is reused, with the new start time.
+      const restarted = read(reader, page.replace(/^process_start_time_seconds .*$/m, 'process_start_time_seconds 1.7533e+09'));
+      expect(restarted).toEqual({ ...first, processStartTime: 1.7533e9 });
+      expect(reader.reused).toBe(1);
+      // A page without it (several API servers: prometheus_client's multiprocess registry has no process collector).
+      const multiprocess = read(reader, page.replace(/^process_start_time_seconds .*\n/m, ''));
+      expect(multiprocess.processStartTime).toBeUndefined();
+      expect(multiprocess).toEqual(parseVllmMetrics(page.replace(/^process_start_time_seconds .*\n/m, '')));
+    }
+    expect(processStartTimeOf('# HELP process_start_time_seconds x\n# TYPE process_start_time_seconds gauge\n')).toBeUndefined();
+    expect(processStartTimeOf('process_start_time_seconds NaN\n')).toBeUndefined();
+    expect(processStartTimeOf('process_start_time_seconds 1.7e+09')).toBe(1.7e9);
   });
 
   it('reuses nothing across differing pages of a sequence, and a malformed page is reported each time', () => {

@@ -470,7 +470,7 @@ export class SimMetrics implements EngineObserver {
   /** The page as vLLM's prometheus_client writes it (see the class comment). */
   async metrics(): Promise<string> {
     const created = floatToGoString(this.createdAt);
-    const out: string[] = [];
+    const out: string[] = [this.processStartTimeFamily()];
     for (const f of await this.families()) {
       out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
       for (const series of f.series) out.push(...series.lines);
@@ -490,7 +490,7 @@ export class SimMetrics implements EngineObserver {
    */
   async openMetrics(): Promise<string> {
     const created = floatToGoString(this.createdAt);
-    const out: string[] = [];
+    const out: string[] = [this.processStartTimeFamily()];
     for (const f of await this.families()) {
       out.push(`# HELP ${f.base} ${escapeHelp(f.help).replace(/"/g, '\\"')}\n# TYPE ${f.base} ${f.type}\n`);
       for (const series of f.series) {
@@ -500,6 +500,18 @@ export class SimMetrics implements EngineObserver {
     }
     out.push('# EOF\n');
     return out.join('');
+  }
+
+  /**
+   * `process_start_time_seconds`, the one family of prometheus_client's process collector the simulator writes: vLLM's
+   * single API server serves the default registry (`get_prometheus_registry`, vllm/v1/metrics/prometheus.py @ v0.10.0),
+   * whose process collector (registered at import, so before vLLM's families; `process_collector.py`, prometheus_client
+   * 0.22) writes the process's start time; the EPP tells a restarted server by it. The same lines in both formats, and
+   * with --disable-log-stats, which removes only vLLM's own families. A simulator's process starts with its metrics.
+   */
+  private processStartTimeFamily(): string {
+    return '# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n'
+      + `# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ${floatToGoString(this.createdAt)}\n`;
   }
 
   /** The families in registration order, each series' sample lines in prometheus_client's order. */

@@ -64,6 +64,24 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(metricValue(s, 'vllm:gpu_cache_usage_perc', labels)).toBe(0);
   });
 
+  it("opens with prometheus_client's process collector's start time, as vLLM's single API server's default registry does (vllm/v1/metrics/prometheus.py get_prometheus_registry @ v0.10.0); a new simulator has its own", async () => {
+    const before = Date.now() / 1000;
+    const restarted = await startSimulator({ port: 0, timeScale: 1000 });
+    try {
+      const page = (await http(restarted.url, 'GET', '/metrics')).text;
+      expect(page.startsWith('# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ')).toBe(true);
+      const [started] = parsePrometheus(page).filter((s) => s.name === 'process_start_time_seconds').map((s) => s.value);
+      const [first] = (await scrape(sim)).filter((s) => s.name === 'process_start_time_seconds').map((s) => s.value);
+      expect(started).toBeGreaterThanOrEqual(Math.floor(before));
+      expect(started).toBeLessThanOrEqual(Date.now() / 1000);
+      expect(first).toBeLessThan(started!);
+      // The same value on every page of one simulator.
+      expect((await scrape(sim)).find((s) => s.name === 'process_start_time_seconds')?.value).toBe(first);
+    } finally {
+      await restarted.close();
+    }
+  });
+
   it("cache_config_info: vLLM 0.10.0's CacheConfig fields in order, str()-rendered, plus engine, no model_name, value 1", async () => {
     const s = await scrape(sim);
     const info = s.filter((x) => x.name === 'vllm:cache_config_info');
@@ -464,17 +482,18 @@ describe('vllm:lora_requests_info (vllm/v1/metrics/loggers.py lines 444-463, 563
 });
 
 describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca337ce lines 319, 839)', () => {
-  it('--disable-log-stats: no vllm: family at all, as AsyncLLM builds no StatLoggerManager (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133)', async () => {
+  it('--disable-log-stats: no vllm: family at all, as AsyncLLM builds no StatLoggerManager (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133); the process collector\'s start time stays', async () => {
     const sim = await startSimulator({ port: 0, timeScale: 1000, disableLogStats: true });
     try {
       expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hello', max_tokens: 2 })).status).toBe(200);
       const text = await http(sim.url, 'GET', '/metrics');
       expect(text.status).toBe(200);
-      expect(text.text).toBe('');
+      const start = /^# HELP process_start_time_seconds Start time of the process since unix epoch in seconds\.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds \S+\n$/;
+      expect(text.text).toMatch(start);
       // The make_asgi_app mount (/metrics/) negotiates; /metrics does not.
-      expect(await (await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } })).text()).toBe('');
+      expect(await (await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } })).text()).toMatch(start);
       const om = await fetch(`${sim.url}/metrics/`, { headers: { accept: 'application/openmetrics-text' } });
-      expect(await om.text()).toBe('# EOF\n');
+      expect(await om.text()).toMatch(/^# HELP process_start_time_seconds [^\n]*\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds \S+\n# EOF\n$/);
     } finally {
       await sim.close();
     }

@@ -362,7 +362,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_kv_index_resets_total',
     type: 'counter',
     labels: ['model_server_pod', 'reason'],
-    help: 'Times a pod\'s entries in the precise index were dropped: reason="gap", "publisher_restart" (its KV events\' sequence stepped back) or "pod_restart" (its metrics\' counters went back first); a pod that leaves the pool takes its series with it.',
+    help: 'Times a pod\'s entries in the precise index were dropped: reason="gap", "publisher_restart" (its KV events\' sequence stepped back) or "pod_restart" (its metrics showed a new process first); a pod that leaves the pool takes its series with it.',
   },
   kvIndexBlocks: {
     name: 'kvroute_epp_kv_index_blocks',

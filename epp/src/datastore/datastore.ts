@@ -9,7 +9,7 @@ import {
   metricsUrl,
   type ScrapeStatus,
 } from './scraper';
-import { countersWentBack, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
+import { modelServerRestarted, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
 import type { VllmMetricNames } from './vllm-metrics';
 
 export interface DatastoreOptions {
@@ -76,8 +76,8 @@ export interface DatastoreEvents {
   /** The pool became synced (health may serve) or stopped being so. */
   poolSyncChanged: [synced: boolean];
   /**
-   * The model server behind a known endpoint restarted: a scrape read its cumulative counters lower than the one before
-   * (`countersWentBack`). What the EPP learnt of the old process's cache is void; `sinceMs` is the previous reading's
+   * The model server behind a known endpoint restarted: a scrape read another process start time than the one before,
+   * or, on pages without one, cumulative counters lower than the one before (`modelServerRestarted`). What the EPP learnt of the old process's cache is void; `sinceMs` is the previous reading's
    * `updateTime`, before which nothing came from the new process.
    */
   endpointRestarted: [endpoint: Endpoint, sinceMs: number];
@@ -439,12 +439,12 @@ export class Datastore {
     this.applyMetrics(rec, endpointMetrics({ ...rec.metrics, ...metrics }));
   }
 
-  /** A record's new reading: stored, and `endpointRestarted` told (after storing) when its counters went back. */
+  /** A record's new reading: stored, and `endpointRestarted` told (after storing) when its server restarted. */
   private applyMetrics(rec: EndpointRecord, metrics: EndpointMetrics): void {
     const previous = rec.metrics;
     rec.metrics = metrics;
     this.changed(rec);
-    if (countersWentBack(previous, metrics)) this.emit('endpointRestarted', rec.endpoint, previous.updateTime);
+    if (modelServerRestarted(previous, metrics)) this.emit('endpointRestarted', rec.endpoint, previous.updateTime);
   }
 
   // ---- in-flight requests (written by request control) ----

@@ -77,6 +77,12 @@ export interface EndpointMetrics {
   readonly prefixCacheHitTokens?: number;
   /** `vllm:lora_requests_info`: the adapters running and waiting, and `max_lora` (newest series naming any adapter). */
   readonly lora?: { readonly running: readonly string[]; readonly waiting: readonly string[]; readonly maxLora: number };
+  /**
+   * `process_start_time_seconds` of the page's last successful scrape: when the serving process started (seconds since
+   * the epoch), which prometheus_client's default registry exports for a single-process server such as vLLM's one API
+   * server (its multiprocess mode, with several API servers, does not). Absent when the page lacks it.
+   */
+  readonly processStartTime?: number;
   /** Wall-clock ms of the last successful scrape; 0 when never scraped. */
   readonly updateTime: number;
   /**
@@ -127,6 +133,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     prefixCacheQueryTokens: m.prefixCacheQueryTokens,
     prefixCacheHitTokens: m.prefixCacheHitTokens,
     lora: m.lora,
+    processStartTime: m.processStartTime,
     updateTime: m.updateTime,
     changedTime: m.changedTime,
     consecutiveFailures: m.consecutiveFailures,
@@ -161,19 +168,25 @@ export const EMPTY_METRICS: EndpointMetrics = endpointMetrics({
 });
 
 /**
- * Whether `next`, a new successful reading of the same endpoint as `previous`, shows its model server restarted: one of
+ * Whether `next`, a new successful reading of the same endpoint as `previous`, shows its model server restarted.
+ *
+ * When both pages carry `process_start_time_seconds` (prometheus_client's process collector, in the default registry
+ * vLLM's single API server uses: `get_prometheus_registry`, vllm/v1/metrics/prometheus.py), a restart is a start time
+ * that changed, and nothing else is: the exact signal, which also tells a counter reset without a restart from one.
+ * That reset exists: elastic-EP scale-up rebuilds the stat loggers in the running server (`AsyncLLM.scale_elastic_ep`,
+ * vllm/v1/engine/async_llm.py: "This resets all the prometheus metrics") while every engine keeps its cache.
+ *
+ * Otherwise (several API servers share prometheus_client's multiprocess files, which export no process metrics), one of
  * the cumulative counters both readings carry went back. A counter only grows within one process, so Prometheus reads
  * any decrease as a reset (`rate()`'s counter-reset rule, prometheus/promql/functions.go); for vLLM a new process also
  * means an empty KV cache (GPU memory, and the CPU tier's process memory). vLLM's counters live in its API server
- * (`PrometheusStatLogger`, one series per engine from start-up; with several API servers, prometheus_client's
- * multiprocess files, whose counters survive any one process), so they go back with that process, not with one
- * data-parallel engine. The exception: elastic-EP scale-up rebuilds the stat loggers in the running server
- * (`AsyncLLM.scale_elastic_ep`, vllm/v1/engine/async_llm.py: "This resets all the prometheus metrics"), read here as a
- * restart although no engine lost its cache. Only counts are compared (requests and tokens: integers, so no float
- * noise from summing `_sum`s).
+ * (`PrometheusStatLogger`, one series per engine from start-up), so they go back with that process, not with one
+ * data-parallel engine; elastic-EP scale-up is then read as a restart. Only counts are compared (requests and tokens:
+ * integers, so no float noise from summing `_sum`s).
  */
-export function countersWentBack(previous: EndpointMetrics, next: EndpointMetrics): boolean {
+export function modelServerRestarted(previous: EndpointMetrics, next: EndpointMetrics): boolean {
   if (previous.updateTime === 0 || next.updateTime === 0 || next.updateTime === previous.updateTime) return false;
+  if (previous.processStartTime !== undefined && next.processStartTime !== undefined) return next.processStartTime !== previous.processStartTime;
   return wentBack(previous.firstTokenCount, next.firstTokenCount)
     || wentBack(previous.inferenceCount, next.inferenceCount)
     || wentBack(previous.promptTokensCount, next.promptTokensCount)

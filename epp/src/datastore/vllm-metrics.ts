@@ -68,6 +68,8 @@ export interface VllmMetricsReading {
   readonly promptTokensSum?: number;
   readonly prefixCacheQueryTokens?: number;
   readonly prefixCacheHitTokens?: number;
+  /** `process_start_time_seconds` (see `EndpointMetrics.processStartTime`); absent when the page has none. */
+  readonly processStartTime?: number;
   /** Distinct `engine` label values seen on the load gauges (1 when unlabelled). */
   readonly engines: number;
   /** Lines of the wanted families that could not be parsed and were skipped. */
@@ -82,7 +84,38 @@ export interface VllmParseOptions {
 
 /** Parses a vLLM `/metrics` page. Malformed lines of the wanted families are skipped and reported, not fatal. */
 export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): VllmMetricsReading {
-  return parseWanted(wantedLines(text, wantedFamilies(options.names)), options);
+  return withStartTime(parseWanted(wantedLines(text, wantedFamilies(options.names)), options), processStartTimeOf(text));
+}
+
+const START_TIME_NAME = 'process_start_time_seconds';
+const START_TIME_BYTES = Buffer.from(`${START_TIME_NAME} `, 'latin1');
+
+/**
+ * The value of the page's unlabelled `process_start_time_seconds` sample, as prometheus_client's process collector
+ * renders it (`process_start_time_seconds 1.7532999905e+09`, no timestamp); undefined when the page has none or its
+ * value is not a positive number. Read apart from the wanted families: it is one line, near the top of a vLLM page
+ * (the default registry's collectors come first), and as a wanted family its name would share no prefix with `vllm:`,
+ * which the line filter's first comparison relies on.
+ */
+export function processStartTimeOf(page: string | Buffer): number | undefined {
+  let at = typeof page === 'string' ? page.indexOf(`${START_TIME_NAME} `) : page.indexOf(START_TIME_BYTES);
+  // A sample line starts with the name; `# HELP`/`# TYPE` lines name it after a space.
+  while (at > 0 && (typeof page === 'string' ? page.charCodeAt(at - 1) : page[at - 1]) !== 10) {
+    at = typeof page === 'string' ? page.indexOf(`${START_TIME_NAME} `, at + 1) : page.indexOf(START_TIME_BYTES, at + 1);
+  }
+  if (at < 0) return undefined;
+  const from = at + START_TIME_NAME.length + 1;
+  const nl = typeof page === 'string' ? page.indexOf('\n', from) : page.indexOf(10, from);
+  const line = typeof page === 'string' ? page.slice(from, nl < 0 ? undefined : nl) : page.toString('latin1', from, nl < 0 ? undefined : nl);
+  const value = Number(line.trim().split(' ')[0]);
+  return Number.isFinite(value) && value > 0 ? value : undefined;
+}
+
+/** `reading` with the page's start time (the same object when it already has it). */
+function withStartTime(reading: VllmMetricsReading, start: number | undefined): VllmMetricsReading {
+  if (reading.processStartTime === start) return reading;
+  const { processStartTime: _previous, ...rest } = reading;
+  return start === undefined ? rest : { ...rest, processStartTime: start };
 }
 
 /** The families a page is read for: the routing gauges of `names` and the latency model's counters. */
@@ -139,11 +172,12 @@ export class VllmPageReader {
     this.pages++;
     this.keptBytesLength = -1;
     const kept = wantedLines(text, this.wanted);
+    const start = processStartTimeOf(text);
     if (kept === this.lastKept && this.lastReading !== undefined) {
       this.reused++;
-      return this.lastReading;
+      return (this.lastReading = withStartTime(this.lastReading, start));
     }
-    const reading = parseWanted(kept, this.options, this.wantedSet, this);
+    const reading = withStartTime(parseWanted(kept, this.options, this.wantedSet, this), start);
     this.lastKept = kept;
     this.lastReading = reading;
     return reading;
@@ -163,13 +197,14 @@ export class VllmPageReader {
     if (this.scratch.length < page.length + 1) this.scratch = Buffer.allocUnsafeSlow(Math.max(8192, Math.ceil((page.length + 1) * 1.25)));
     const out = this.scratch;
     const n = writeWantedLineBytes(page, table, out);
+    const start = processStartTimeOf(page);
     const prev = this.keptBytes;
     if (this.lastReading !== undefined && n === this.keptBytesLength && out.compare(prev, 0, n, 0, n) === 0) {
       this.reused++;
-      return this.lastReading;
+      return (this.lastReading = withStartTime(this.lastReading, start));
     }
     const kept = out.toString('utf8', 0, n);
-    const reading = parseWanted(kept, this.options, this.wantedSet, this);
+    const reading = withStartTime(parseWanted(kept, this.options, this.wantedSet, this), start);
     this.scratch = prev;
     this.keptBytes = out;
     this.keptBytesLength = n;
@@ -501,6 +536,8 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   if (r.promptTokensSum !== undefined) next.promptTokensSum = r.promptTokensSum;
   if (r.prefixCacheQueryTokens !== undefined) next.prefixCacheQueryTokens = r.prefixCacheQueryTokens;
   if (r.prefixCacheHitTokens !== undefined) next.prefixCacheHitTokens = r.prefixCacheHitTokens;
+  // Only this page's: an old start time beside a page without one would hide a restart the counters show.
+  if (r.processStartTime !== undefined) next.processStartTime = r.processStartTime;
   const moved = prev.updateTime <= 0 || next.waitingQueueSize !== prev.waitingQueueSize || next.runningQueueSize !== prev.runningQueueSize
     || next.kvCacheUsagePercent !== prev.kvCacheUsagePercent || next.firstTokenCount !== prev.firstTokenCount
     || next.prefixCacheQueryTokens !== prev.prefixCacheQueryTokens;

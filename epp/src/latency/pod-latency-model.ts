@@ -360,7 +360,7 @@ export class PodLatencyModel {
   }
 
   /**
-   * The pod's model server restarted (its counters went back at a scrape after `sinceMs`): the prefills this EPP queued
+   * The pod's model server restarted (a scrape after `sinceMs` showed a new process): the prefills this EPP queued
    * there by then went with the old process (its requests failed), so they stop counting as queued work now rather than
    * at their expiry (up to `pendingTimeout`), which kept a restarted, idle pod looking busy. Picks after `sinceMs` may
    * be the new process's and stay.

@@ -50,7 +50,7 @@ export interface Plugin {
   removeEndpoint?(endpointKey: string): void;
   /**
    * Plugins that model what an endpoint's model server holds (its cached prefixes) implement this to forget it when the
-   * server restarted behind the same endpoint (the datastore's `endpointRestarted`: its counters went back at a scrape).
+   * server restarted behind the same endpoint (the datastore's `endpointRestarted`: a scrape read a new process start time, or its counters went back).
    * `sinceMs`: wall-clock ms of the reading before, after which what was learnt may be the new process's.
    */
   endpointRestarted?(endpointKey: string, sinceMs: number): void;

@@ -355,7 +355,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   }
 
   /**
-   * The pod's vLLM restarted (its counters went back at a scrape): its entries go (reset reason `pod_restart`), without
+   * The pod's vLLM restarted (a scrape read a new process start time, or its counters went back): its entries go (reset reason `pod_restart`), without
    * waiting for the new process's first KV event, which is what tells the subscriber otherwise (a step back in its
    * sequence) and may come only after requests were routed on the stale entries. Unless that step back was already seen
    * since the reading before (`sinceMs`): the index then holds the new process's blocks. Its publishers' sequences are
