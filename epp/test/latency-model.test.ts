@@ -163,6 +163,36 @@ describe('PodLatencyModel: learning from scraped engine counters', () => {
     expect(p.queueSeconds).toBe(0);
   });
 
+  it('pairs first tokens with the uncached tokens counted scrapes before them: TTFTs longer than the 50 ms scrape interval still give the slope (probe: the slope read 0 under load)', () => {
+    // One request at a time, as vLLM counts it: its prompt's lookup (prefix_cache_queries) at the scrape after it is
+    // scheduled, its first token ttft later (several scrapes), then 200 ms idle. Before the fix every observation read
+    // x = 0 tokens (the queries fell in intervals without a first token): slope 0, intercept the mean TTFT.
+    const model = new PodLatencyModel(OPTIONS);
+    const random = seeded(5);
+    let t = 1_000, queries = 0, count = 0, sum = 0, update = 0;
+    const scrape = () => model.ingest({ ...EMPTY_METRICS, updateTime: ++update, firstTokenCount: count, firstTokenSecondsSum: sum, prefixCacheQueryTokens: queries, prefixCacheHitTokens: 0 }, t);
+    scrape();
+    for (let i = 0; i < 300; i++) {
+      const uncached = 200 + Math.floor(random() * 4000);
+      const ttft = 0.02 + 0.00025 * uncached;
+      queries += uncached;
+      t += 50;
+      scrape();
+      const firstTokenAt = t - 50 + ttft * 1000;
+      while (t + 50 < firstTokenAt) { t += 50; scrape(); }
+      count++;
+      sum += ttft;
+      t += 50;
+      scrape();
+      t += 200;
+      scrape();
+    }
+    const { slope, intercept } = model.stats(t).estimate;
+    expect(slope).toBeGreaterThan(0.00025 * 0.9);
+    expect(slope).toBeLessThan(0.00025 * 1.1);
+    expect(intercept).toBeLessThan(0.06);
+  });
+
   it('does not fit intervals whose TTFT contains queue wait (requests waiting at either scrape)', () => {
     const model = new PodLatencyModel(OPTIONS);
     const scrapes = new ScrapeSeries();

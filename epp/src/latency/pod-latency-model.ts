@@ -27,7 +27,9 @@
  * One interval gives one observation (x = uncached tokens per first token, y = mean TTFT, weight = the number of first
  * tokens). Intervals where the pod had requests waiting (`vllm:num_requests_waiting` > 0 at either end) are not fitted:
  * their TTFT contains queue wait, which the model adds separately. Queries and first tokens are counted a prefill
- * apart, so an interval's x is approximate; the robust fit and many intervals absorb that.
+ * apart: an observation's x is every uncached token counted since the previous observation (`promptBase`), so a
+ * request whose prefill spans several scrapes still pairs its tokens with its first token. (Counting only the
+ * observation's own interval read x = 0 for any TTFT over one scrape interval and pulled the slope to 0.)
  *
  * ## Queued prefill work
  * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
@@ -224,6 +226,16 @@ export class PodLatencyModel {
   private lineSlope = 0;
   private lineIntercept = 0;
   private last: CounterReading | undefined;
+  /**
+   * The prefix-cache counters at the last scrape that counted first tokens (or the first scrape), and whether any scrape
+   * since showed requests waiting. vLLM counts a request's prompt in `vllm:prefix_cache_queries_total` when the scheduler
+   * looks it up and its first token a prefill later (vllm/v1/core/sched/scheduler.py, vllm/v1/metrics/loggers.py @
+   * v0.10.0), so a request whose TTFT spans more than one scrape interval has its tokens in an earlier interval than its
+   * first token: an observation pairs the first tokens of a scrape with every uncached token counted since the
+   * previous observation, not only those of its own interval (which, for TTFTs over 50 ms, read as 0 tokens and pulled
+   * the slope to 0).
+   */
+  private promptBase: { readonly queryTokens: number | undefined; readonly hitTokens: number | undefined; waited: boolean } | undefined;
   private skippedQueued = 0;
   private readonly inference: DecayedMean;
   /** The most requests any scrape showed running: the pod's slots are at least this many. */
@@ -277,7 +289,11 @@ export class PodLatencyModel {
     this.last = reading;
     if (metrics.runningQueueSize > this.maxRunning) this.maxRunning = metrics.runningQueueSize;
     if (metrics.engines !== undefined && metrics.engines >= 1) this.engines = metrics.engines;
-    if (previous === undefined) return;
+    const base = this.promptBase;
+    if (previous === undefined || base === undefined) {
+      this.promptBase = promptBaseOf(reading);
+      return;
+    }
     // Released by the previous scrape: any first token they had was produced before their release, so it was counted
     // in an earlier delta (retiring them, or, FCFS, an older entry in their place), never in this one.
     if (this.inFlightPending < this.pending.length) {
@@ -290,7 +306,14 @@ export class PodLatencyModel {
       this.inference.observe(inferenceSum / finished, Math.min(finished, MAX_INTERVAL_WEIGHT), nowMs);
     }
     const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
-    if (firstTokens === undefined || firstTokens <= 0) return;
+    if (firstTokens === undefined || firstTokens <= 0) {
+      // No first token yet: the tokens counted so far wait for theirs (a restarted pod's counters start a new base).
+      const reset = firstTokens === undefined || delta(base.queryTokens, reading.queryTokens) === undefined || delta(base.hitTokens, reading.hitTokens) === undefined;
+      if (reset) this.promptBase = promptBaseOf(reading);
+      else if (reading.waiting > 0) base.waited = true;
+      return;
+    }
+    this.promptBase = promptBaseOf(reading);
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
     for (const retired of this.pending.splice(0, Math.min(firstTokens, this.pending.length))) {
       if (!Number.isNaN(retired.releasedAt)) continue;
@@ -302,10 +325,10 @@ export class PodLatencyModel {
     if (this.inFlightPending === 0) this.pendingTokens = 0;
 
     const ttftSum = delta(previous.firstTokenSecondsSum, reading.firstTokenSecondsSum);
-    const queries = delta(previous.queryTokens, reading.queryTokens);
-    const hits = delta(previous.hitTokens, reading.hitTokens);
+    const queries = delta(base.queryTokens, reading.queryTokens);
+    const hits = delta(base.hitTokens, reading.hitTokens);
     if (ttftSum === undefined || queries === undefined || hits === undefined) return;
-    if (previous.waiting > 0 || reading.waiting > 0) {
+    if (base.waited || previous.waiting > 0 || reading.waiting > 0) {
       this.skippedQueued++;
       return;
     }
@@ -538,6 +561,10 @@ export function prediction(slope: number, intercept: number, queuedTokens: numbe
     queuedTokens,
     uncachedTokens: own,
   };
+}
+
+function promptBaseOf(reading: CounterReading): { queryTokens: number | undefined; hitTokens: number | undefined; waited: boolean } {
+  return { queryTokens: reading.queryTokens, hitTokens: reading.hitTokens, waited: reading.waiting > 0 };
 }
 
 function delta(before: number | undefined, after: number | undefined): number | undefined {
