@@ -193,6 +193,45 @@ describe('PodLatencyModel: learning from scraped engine counters', () => {
     expect(intercept).toBeLessThan(0.06);
   });
 
+  it('fits TTFT against the work counted ahead at the pick plus the request\'s own: a pod that prefills its running requests one after another (the simulator\'s lane; chunked prefill in a shared step likewise) gives the true slope under load, where its own tokens alone read a slope near 0', () => {
+    // Bursts of 1-4 requests every 400-1,200 ms, each admitted at once (running, so no scrape shows any waiting), their
+    // prefills served first come first served at 0.25 ms a token + 20 ms: TTFT = 0.25 ms × (work ahead + own) + 20 ms.
+    // The EPP's picks record the model's own queued tokens ahead, as the latency scorer's pre-request hook does.
+    const c = 0.00025, o = 0.02;
+    const model = new PodLatencyModel(OPTIONS);
+    const random = seeded(11);
+    let queries = 0, count = 0, sum = 0, update = 0, now = 1_000, busyUntil = 1_000;
+    const firstTokens: { at: number; ttft: number }[] = [];
+    const metrics = () => ({ ...EMPTY_METRICS, runningQueueSize: 1, updateTime: ++update, firstTokenCount: count, firstTokenSecondsSum: sum, prefixCacheQueryTokens: queries, prefixCacheHitTokens: 0 });
+    let id = 0;
+    for (let burst = 0; burst < 150; burst++) {
+      const size = 1 + Math.floor(random() * 4);
+      for (let k = 0; k < size; k++) {
+        const own = 300 + Math.floor(random() * 3000);
+        const ahead = model.predict(own, metrics(), now).queuedTokens;
+        model.addPending(`r${++id}`, own, 1, now, ahead);
+        queries += own;
+        const start = Math.max(now, busyUntil);
+        busyUntil = start + (o + c * own) * 1000;
+        firstTokens.push({ at: busyUntil, ttft: (busyUntil - now) / 1000 });
+      }
+      const next = now + 400 + Math.floor(random() * 800);
+      // Scrapes every 50 ms until the next burst, counting the first tokens produced by then.
+      for (let t = now + 50; t < next; t += 50) {
+        while (firstTokens.length > 0 && firstTokens[0]!.at <= t) {
+          count++;
+          sum += firstTokens.shift()!.ttft;
+        }
+        model.ingest(metrics(), t);
+      }
+      now = next;
+    }
+    const { slope, intercept } = model.stats(now).estimate;
+    expect(slope).toBeGreaterThan(c * 0.85);
+    expect(slope).toBeLessThan(c * 1.15);
+    expect(intercept).toBeLessThan(0.1);
+  });
+
   it('does not fit intervals whose TTFT contains queue wait (requests waiting at either scrape)', () => {
     const model = new PodLatencyModel(OPTIONS);
     const scrapes = new ScrapeSeries();

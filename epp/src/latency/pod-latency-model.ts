@@ -24,12 +24,19 @@
  * - `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (counters, in tokens, counted when the scheduler
  *   looks a waiting request up in the cache): queries − hits over the interval = the uncached tokens those requests
  *   had to prefill.
- * One interval gives one observation (x = uncached tokens per first token, y = mean TTFT, weight = the number of first
- * tokens). Intervals where the pod had requests waiting (`vllm:num_requests_waiting` > 0 at either end) are not fitted:
- * their TTFT contains queue wait, which the model adds separately. Queries and first tokens are counted a prefill
- * apart: an observation's x is every uncached token counted since the previous observation (`promptBase`), so a
- * request whose prefill spans several scrapes still pairs its tokens with its first token. (Counting only the
- * observation's own interval read x = 0 for any TTFT over one scrape interval and pulled the slope to 0.)
+ * A scrape whose TTFT `_count` advanced gives one observation (y = the mean TTFT of its first tokens, weight = their
+ * number) with x = what a prediction multiplies by the slope: the queued tokens the model counted ahead of those
+ * requests at their picks (the mean over this EPP's picks they retire, below) plus their own uncached tokens per first
+ * token. The work ahead belongs in x because a request admitted to run still waits for the prefills ahead of it:
+ * vLLM's scheduler serves its running requests first in each step's token budget (vllm/v1/core/sched/scheduler.py @
+ * v0.10.0), and the simulator prefills one request at a time; fitted against its own tokens alone, a pod under load
+ * read TTFTs that grow with the queue, not with the prompt, and its slope fell to about 0 (session 44, a probe of
+ * abandoning clients). Queries and first tokens are counted a prefill apart: the own part is every uncached token
+ * counted since the previous observation (`promptBase`), so a request whose prefill spans several scrapes still
+ * pairs its tokens with its first token (counting only the observation's own interval read 0 tokens for any TTFT over
+ * one scrape interval). Intervals where the pod had requests waiting (`vllm:num_requests_waiting` > 0 at either end or
+ * in between) are not fitted: a request waits there for a sequence slot or the step's token budget, which the slot
+ * wait and the queue estimate cover only roughly.
  *
  * ## Queued prefill work
  * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
@@ -148,6 +155,8 @@ interface CounterReading {
 interface PendingPrefill {
   readonly requestId: string;
   readonly tokens: number;
+  /** The uncached tokens the model counted ahead of it at its pick (the prediction's `queuedTokens`). */
+  readonly ahead: number;
   readonly addedAt: number;
   readonly expiresAt: number;
   /** When its response ended (the EPP's clock); NaN while it is in flight. A released entry's tokens do not count. */
@@ -238,6 +247,8 @@ export class PodLatencyModel {
   private promptBase: { readonly queryTokens: number | undefined; readonly hitTokens: number | undefined; waited: boolean } | undefined;
   private skippedQueued = 0;
   private readonly inference: DecayedMean;
+  /** The decayed mean uncached prompt of the pod's requests (the engine's counters), for requests waiting that are not ours. */
+  private readonly ownPrompt: DecayedMean;
   /** The most requests any scrape showed running: the pod's slots are at least this many. */
   private maxRunning = 0;
   /**
@@ -255,6 +266,7 @@ export class PodLatencyModel {
   /** @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet */
   constructor(private readonly options: LatencyModelOptions, private readonly pool?: () => number | undefined) {
     this.inference = new DecayedMean(options.halfLifeMs);
+    this.ownPrompt = new DecayedMean(options.halfLifeMs);
     this.maxNumSeqs = options.maxNumSeqs ?? DEFAULT_MAX_NUM_SEQS;
     this.fit = new DecayedRobustLinearFit({
       prior: {
@@ -315,7 +327,11 @@ export class PodLatencyModel {
     }
     this.promptBase = promptBaseOf(reading);
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
+    let retiredCount = 0;
+    let retiredAhead = 0;
     for (const retired of this.pending.splice(0, Math.min(firstTokens, this.pending.length))) {
+      retiredCount++;
+      retiredAhead += retired.ahead;
       if (!Number.isNaN(retired.releasedAt)) continue;
       this.pendingTokens -= retired.tokens;
       this.inFlightPending--;
@@ -333,7 +349,12 @@ export class PodLatencyModel {
       return;
     }
     const uncachedPerRequest = Math.max(0, queries - hits) / firstTokens;
-    this.fit.observe(uncachedPerRequest, ttftSum / firstTokens, Math.min(firstTokens, MAX_INTERVAL_WEIGHT), nowMs);
+    const weight = Math.min(firstTokens, MAX_INTERVAL_WEIGHT);
+    this.ownPrompt.observe(uncachedPerRequest, weight, nowMs);
+    // x is what a prediction multiplies by the slope: the work the model counted ahead of these requests at their picks
+    // (the mean over this EPP's picks they retired; others' requests are taken to have waited as long) plus their own.
+    const aheadPerRequest = retiredCount > 0 ? retiredAhead / retiredCount : 0;
+    this.fit.observe(aheadPerRequest + uncachedPerRequest, ttftSum / firstTokens, weight, nowMs);
     this.lineAtMs = Number.NaN;
   }
 
@@ -342,11 +363,11 @@ export class PodLatencyModel {
    * one commit (`started`, `ended` and `finish` take the same name): the latency scorer adds a sequence number to
    * `x-request-id`, which clients may reuse.
    */
-  addPending(requestId: string, uncachedTokens: number, predictedSeconds: number, nowMs: number): void {
+  addPending(requestId: string, uncachedTokens: number, predictedSeconds: number, nowMs: number, aheadTokens = 0): void {
     const expected = Number.isNaN(this.retireMeanMs) ? predictedSeconds * 1000 : Math.max(predictedSeconds * 1000, this.retireMeanMs);
     const lifetime = Math.min(this.options.pendingTimeoutMs, Math.max(PENDING_MIN_MS, PENDING_PREDICTION_FACTOR * expected));
     const tokens = Math.max(0, uncachedTokens);
-    this.pending.push({ requestId, tokens, addedAt: nowMs, expiresAt: nowMs + lifetime, releasedAt: Number.NaN });
+    this.pending.push({ requestId, tokens, ahead: Math.max(0, aheadTokens), addedAt: nowMs, expiresAt: nowMs + lifetime, releasedAt: Number.NaN });
     this.pendingTokens += tokens;
     this.inFlightPending++;
     if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
@@ -500,7 +521,7 @@ export class PodLatencyModel {
     this.expire(nowMs);
     // Waiting requests beyond this EPP's own pending ones are someone else's; value them at the pod's typical prompt.
     const others = Math.max(0, metrics.waitingQueueSize - this.inFlightPending);
-    return others === 0 ? this.pendingTokens : this.pendingTokens + others * (this.fit.meanX() ?? uncachedTokens);
+    return others === 0 ? this.pendingTokens : this.pendingTokens + others * (this.ownPrompt.value() ?? uncachedTokens);
   }
 
   stats(nowMs: number): PodLatencyStats {

@@ -196,12 +196,12 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     let i = inputs.candidates.indexOf(result.target);
     if (i < 0) i = inputs.candidates.findIndex((c) => c.endpoint.key === key);
     if (i < 0) return;
-    const { uncachedTokens, ttftSeconds } = this.predictionAt(request, inputs, i);
+    const { uncachedTokens, ttftSeconds, queuedTokens } = this.predictionAt(request, inputs, i);
     const pod = this.model.pod(key);
     const now = this.handle.now();
     const tracked = `${request.requestId}#${++this.committed}`;
     request.attributes!.set(this.trackedKey, tracked);
-    pod.addPending(tracked, uncachedTokens, ttftSeconds, now);
+    pod.addPending(tracked, uncachedTokens, ttftSeconds, now, queuedTokens);
     // It starts running once a slot frees (whether or not its own score counted the wait: `slotWait`).
     const candidate = inputs.candidates[i]!;
     pod.started(tracked, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
