@@ -565,6 +565,52 @@ describe('latency-scorer\'s per-position cache of pod models', () => {
   });
 });
 
+describe('latency-scorer: a non-streaming response whose first token a later scrape counts', () => {
+  /** Pod a with `firstTokens` counted by its scrape at `updateTime`. */
+  const scraped = (firstTokens: number, updateTime: number) => pod('a', { updateTime, firstTokenCount: firstTokens, firstTokenSecondsSum: 0.05 * firstTokens });
+
+  it('a success\'s headers stop its queued work at once, and the scrape that then counts its first token retires it, not a request still queued (vLLM records the first token before the non-streaming response is built: vllm/v1/engine/async_llm.py output_handler @ v0.10.0)', () => {
+    let clock = NOW;
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { now: () => clock, random: seeded(5) });
+    const scorer = latencyOf(scheduler);
+    const model = () => scorer.model.pod('a:8000');
+    const short = request(blocks('short', 4));
+    commit(scheduler, short, scheduler.schedule(short, [scraped(0, NOW)]));
+    const queued = request(blocks('queued', 64));
+    commit(scheduler, queued, scheduler.schedule(queued, [scraped(0, NOW)]));
+    const queuedTokens = model().stats(clock).pendingTokens - 64;
+    // A one-token answer (max_tokens 1): its first token and its response within one scrape interval.
+    clock += 20;
+    scorer.postResponse(short, { headers: { ':status': '200', 'content-type': 'application/json' }, metadata: {} }, scraped(0, NOW).endpoint);
+    expect(model().stats(clock)).toMatchObject({ pendingRequests: 1, pendingTokens: queuedTokens });
+    // The next scrape counts that first token; 'queued' has not started.
+    clock += 40;
+    scheduler.schedule(request(blocks('next', 4)), [scraped(1, NOW + 50)]);
+    expect(model().stats(clock)).toMatchObject({ pendingRequests: 1, pendingTokens: queuedTokens });
+    // Its own first token retires it.
+    clock += 50;
+    scheduler.schedule(request(blocks('next2', 4)), [scraped(2, NOW + 100)]);
+    expect(model().stats(clock)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+  });
+
+  it('an error\'s headers (no token produced) drop its entry at once: the next first token is the queued request\'s', () => {
+    let clock = NOW;
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { now: () => clock, random: seeded(5) });
+    const scorer = latencyOf(scheduler);
+    const model = () => scorer.model.pod('a:8000');
+    const failed = request(blocks('failed', 4));
+    commit(scheduler, failed, scheduler.schedule(failed, [scraped(0, NOW)]));
+    const queued = request(blocks('queued', 64));
+    commit(scheduler, queued, scheduler.schedule(queued, [scraped(0, NOW)]));
+    clock += 20;
+    scorer.postResponse(failed, { headers: { ':status': '400', 'content-type': 'application/json' }, metadata: {} }, scraped(0, NOW).endpoint);
+    expect(model().stats(clock).pendingRequests).toBe(1);
+    clock += 40;
+    scheduler.schedule(request(blocks('next', 4)), [scraped(1, NOW + 50)]);
+    expect(model().stats(clock)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+  });
+});
+
 describe('latency-scorer and pods that leave the pool with requests in flight', () => {
   it('a request ending on a removed pod does not bring the pod\'s model back', () => {
     const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => NOW, random: seeded(3) });

@@ -41,9 +41,10 @@
  * ## Queued prefill work
  * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
  * entry leaves when the scraped TTFT `_count` advances (vLLM's default scheduling is first come, first served, so the
- * oldest go first), when the response headers of a non-streaming response arrive (the generation is over), or after
- * a timeout (a safety net for pods that do not export the histogram): 4× the longer of its predicted TTFT and the mean
- * time the pod's recent picks took to leave (see `retireMeanMs`), capped by `pendingTimeout`.
+ * oldest go first), when the response headers of a non-streaming error arrive (no token was produced), or after a
+ * timeout (a safety net for pods that do not export the histogram): 4× the longer of its predicted TTFT and the mean
+ * time the pod's recent picks took to leave (see `retireMeanMs`), capped by `pendingTimeout`. A non-streaming success's
+ * headers (the generation is over) release it as a response's end does (below).
  *
  * A request whose response ended (`released`: completed, failed, or abandoned by its client, which vLLM aborts) is no
  * queued work from then on: its tokens stop counting at once. Its entry stays in the order for one more scrape, since
@@ -389,6 +390,15 @@ export class PodLatencyModel {
    */
   ended(requestId: string, nowMs: number): void {
     this.starts.delete(requestId);
+    this.release(requestId, nowMs);
+  }
+
+  /**
+   * The request is no queued prefill work on the pod from `nowMs` on, though its first token may not be counted yet:
+   * its response ended (`ended`), or a non-streaming response's headers came (the generation is over; its first token,
+   * if the scrape that counts it comes later, must retire this entry rather than a request still queued).
+   */
+  release(requestId: string, nowMs: number): void {
     if (this.inFlightPending === 0) return;
     // Newest first: a response that ends is more often a recent pick than the oldest of a long queue.
     for (let i = this.pending.length - 1; i >= 0; i--) {
@@ -413,7 +423,10 @@ export class PodLatencyModel {
     this.keepPending((p) => p.addedAt > sinceMs);
   }
 
-  /** The request is past its first token (e.g. a non-streaming response's headers arrived). */
+  /**
+   * The request is no queued work on the pod and leaves the order at once: a response that failed without producing a
+   * token (a non-streaming error's headers), so no scrape counts a first token for it.
+   */
   finish(requestId: string): void {
     const i = this.pending.findIndex((p) => p.requestId === requestId);
     if (i < 0) return;

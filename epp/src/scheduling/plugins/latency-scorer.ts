@@ -233,7 +233,17 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation (or an error).
     const contentType = response.headers['content-type'] ?? '';
     const tracked = request.attributes?.get(this.trackedKey);
-    if (tracked !== undefined && !contentType.toLowerCase().startsWith('text/event-stream')) this.model.get(target.key)?.finish(tracked);
+    if (tracked === undefined || contentType.toLowerCase().startsWith('text/event-stream')) return undefined;
+    const pod = this.model.get(target.key);
+    // A success's first token was produced before its headers, but a short generation's is often counted only by a
+    // later scrape: released, its entry keeps its FCFS place until then and takes that count, where leaving at once let
+    // it retire a request still queued (vLLM records the first token in its API server's output handler,
+    // vllm/v1/engine/async_llm.py output_handler @ v0.10.0, before the non-streaming response is built; a pooling
+    // response, which has no first token, holds its place for that scrape too). An error has as a rule produced no token
+    // (vLLM validates a request before its engine sees it): it leaves at once.
+    const status = Number(response.headers[':status'] ?? '200');
+    if (status >= 200 && status < 300) pod?.release(tracked, this.handle.now());
+    else pod?.finish(tracked);
     return undefined;
   }
 
