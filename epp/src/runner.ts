@@ -366,7 +366,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       }
     });
     await new Promise<void>((resolve, reject) => {
-      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${options.host}:${options.metricsPort} for metrics (--host, --metrics-port): ${e.message}`)));
+      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.metricsPort} for metrics (--host, --metrics-port): ${e.message}`)));
       metricsServer.listen(options.metricsPort, options.host, () => resolve());
     });
     cleanups.push(() => new Promise<void>((resolve) => {
