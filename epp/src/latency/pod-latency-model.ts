@@ -238,12 +238,7 @@ export class PodLatencyModel {
   private last: CounterReading | undefined;
   /**
    * The prefix-cache counters at the last scrape that counted first tokens (or the first scrape), and whether any scrape
-   * since showed requests waiting. vLLM counts a request's prompt in `vllm:prefix_cache_queries_total` when the scheduler
-   * looks it up and its first token a prefill later (vllm/v1/core/sched/scheduler.py, vllm/v1/metrics/loggers.py @
-   * v0.10.0), so a request whose TTFT spans more than one scrape interval has its tokens in an earlier interval than its
-   * first token: an observation pairs the first tokens of a scrape with every uncached token counted since the
-   * previous observation, not only those of its own interval (which, for TTFTs over 50 ms, read as 0 tokens and pulled
-   * the slope to 0).
+   * since showed requests waiting: an observation's own tokens are those counted since (see "Which observations are real").
    */
   private promptBase: { readonly queryTokens: number | undefined; readonly hitTokens: number | undefined; waited: boolean } | undefined;
   private skippedQueued = 0;
