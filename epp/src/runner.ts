@@ -16,7 +16,7 @@ import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
-import { startExtProcServer, type ExtProcServer } from './extproc/server';
+import { hostPort, startExtProcServer, type ExtProcServer } from './extproc/server';
 import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
@@ -366,7 +366,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       }
     });
     await new Promise<void>((resolve, reject) => {
-      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.metricsPort} for metrics (--host, --metrics-port): ${e.message}`)));
+      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${hostPort(options.host, options.metricsPort)} for metrics (--host, --metrics-port): ${e.message}`)));
       metricsServer.listen(options.metricsPort, options.host, () => resolve());
     });
     cleanups.push(() => new Promise<void>((resolve) => {

@@ -87,8 +87,7 @@ export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): 
   return withStartTime(parseWanted(wantedLines(text, wantedFamilies(options.names)), options), processStartTimeOf(text));
 }
 
-const START_TIME_NAME = 'process_start_time_seconds';
-const START_TIME_BYTES = Buffer.from(`${START_TIME_NAME} `, 'latin1');
+const START_TIME_BYTES = Buffer.from('process_start_time_seconds ', 'latin1');
 
 /**
  * The value of the page's unlabelled `process_start_time_seconds` sample, as prometheus_client's process collector
@@ -98,16 +97,15 @@ const START_TIME_BYTES = Buffer.from(`${START_TIME_NAME} `, 'latin1');
  * which the line filter's first comparison relies on.
  */
 export function processStartTimeOf(page: string | Buffer): number | undefined {
-  let at = typeof page === 'string' ? page.indexOf(`${START_TIME_NAME} `) : page.indexOf(START_TIME_BYTES);
+  // One implementation, on bytes: the scrapers read pages as bytes; a string page (tests, the fallback path) is encoded.
+  const bytes = typeof page === 'string' ? Buffer.from(page, 'utf8') : page;
+  let at = bytes.indexOf(START_TIME_BYTES);
   // A sample line starts with the name; `# HELP`/`# TYPE` lines name it after a space.
-  while (at > 0 && (typeof page === 'string' ? page.charCodeAt(at - 1) : page[at - 1]) !== 10) {
-    at = typeof page === 'string' ? page.indexOf(`${START_TIME_NAME} `, at + 1) : page.indexOf(START_TIME_BYTES, at + 1);
-  }
+  while (at > 0 && bytes[at - 1] !== 10) at = bytes.indexOf(START_TIME_BYTES, at + 1);
   if (at < 0) return undefined;
-  const from = at + START_TIME_NAME.length + 1;
-  const nl = typeof page === 'string' ? page.indexOf('\n', from) : page.indexOf(10, from);
-  const line = typeof page === 'string' ? page.slice(from, nl < 0 ? undefined : nl) : page.toString('latin1', from, nl < 0 ? undefined : nl);
-  const value = Number(line.trim().split(' ')[0]);
+  const from = at + START_TIME_BYTES.length;
+  const nl = bytes.indexOf(10, from);
+  const value = Number(bytes.toString('latin1', from, nl < 0 ? undefined : nl).trim().split(' ')[0]);
   return Number.isFinite(value) && value > 0 ? value : undefined;
 }
 

@@ -216,7 +216,8 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
-function hostPort(host: string, port: number): string {
+/** `host:port`, an IPv6 host bracketed, for a bind address or a message. */
+export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
