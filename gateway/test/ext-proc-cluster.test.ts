@@ -120,7 +120,15 @@ describe('load balancing over EPP replicas', () => {
       const busy = a.director.requests.length >= 2 ? a : b;
       const idle = busy === a ? b : a;
       const before = { busy: busy.director.requests.length, idle: idle.director.requests.length };
-      expect(await sendMany(gw, 40)).toEqual(Array(40).fill(200));
+      const active = (r: Replica) => gw.stats().extProc.cluster!.hosts[r.address].activeStreams;
+      const statuses: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        statuses.push((await send(gw.port, { body: completion(`p${i}`), headers: json })).status);
+        // The client can have its response before that request's ext_proc stream ends: a pick made while it lingers
+        // sees the idle replica as busy as the other (a tie the first draw wins), so each pick waits for it to close.
+        await waitFor(() => active(idle) === before.idle && active(busy) === before.busy, 'the last stream to close', { limitMs: 10_000 });
+      }
+      expect(statuses).toEqual(Array(40).fill(200));
       const toIdle = idle.director.requests.length - before.idle;
       const toBusy = busy.director.requests.length - before.busy;
       expect(toIdle + toBusy).toBe(40);
