@@ -96,6 +96,26 @@ describe('DecayedRobustLinearFit: TTFT = overhead + seconds per uncached token �
     expect(intercept).toBeGreaterThanOrEqual(0);
   });
 
+  it('pullToward moves the data\'s line the given share of the way to another line and fades the data as much; an anchor takes the prior\'s place', () => {
+    const f = fit();
+    const t = feed(f, 2000, { o: 0.05, c: 0.001 }, seeded(9), 0);
+    const target = { intercept: 0.01, slope: 0.0002 };
+    const before = f.estimate(t, target);
+    const weight = f.dataWeight(t);
+    f.pullToward(target, 0.25);
+    expect(f.dataWeight(t)).toBeCloseTo(0.25 * weight, 6);
+    const after = f.estimate(t, target);
+    // A quarter of the distance left in the data, which now weigh a quarter as much against the anchor's 8.
+    const left = 0.25 * ((0.25 * weight) / (0.25 * weight + PRIOR.weight));
+    // (Not exact: the anchor's pseudo-points sit at other x than the data.)
+    expect(after.slope / (target.slope + left * (before.slope - target.slope))).toBeCloseTo(1, 1);
+    expect(Math.abs(after.intercept - target.intercept)).toBeLessThan(1.05 * left * Math.abs(before.intercept - target.intercept));
+    f.pullToward(target, 1);
+    expect(f.estimate(t, target)).toEqual(after);
+    // With no data, the anchor is the line.
+    expect(fit().estimate(0, target)).toEqual(target);
+  });
+
   it('leans on the prior for the slope when all data sit at one x', () => {
     const f = fit();
     for (let i = 0; i < 100; i++) f.observe(500, 0.3, 4, i * 100);
@@ -263,6 +283,96 @@ describe('PodLatencyModel: learning from scraped engine counters', () => {
     const m = scrapes.next({ requests: 2, uncached: 500, cached: 0, ttft: 0.2 });
     for (let i = 0; i < 10; i++) model.ingest(m, scrapes.now);
     expect(model.stats(scrapes.now).observations).toBe(1);
+  });
+});
+
+/**
+ * Several pods' scrapes on one clock (50 ms apart), as the EPP's scrapers feed its one `LatencyModel`: each tick, every
+ * listed pod is scraped; those given a line produced one first token of `uncached` tokens at TTFT = o + c·uncached.
+ */
+class PoolScrapes {
+  t = 1_000;
+  private readonly counters = new Map<string, { count: number; sum: number; queries: number }>();
+  constructor(readonly model: LatencyModel, readonly uncached = 2000) {}
+
+  tick(pods: Record<string, { c: number; o: number } | null>): void {
+    this.t += 50;
+    for (const [key, line] of Object.entries(pods)) {
+      let k = this.counters.get(key);
+      if (k === undefined) this.counters.set(key, (k = { count: 0, sum: 0, queries: 0 }));
+      if (line !== null) {
+        // Uncached prompts of 500-3,500 tokens (a spread the slope can be fitted from), one per tick.
+        const uncached = 500 + ((k.count * 977) % 3000);
+        k.count++;
+        k.sum += line.o + line.c * uncached;
+        k.queries += uncached;
+      }
+      this.model.pod(key).ingest({
+        ...EMPTY_METRICS, updateTime: this.t, firstTokenCount: k.count, firstTokenSecondsSum: k.sum, prefixCacheQueryTokens: k.queries, prefixCacheHitTokens: 0,
+      }, this.t);
+    }
+  }
+
+  run(seconds: number, pods: Record<string, { c: number; o: number } | null>): void {
+    for (let i = 0; i < seconds * 20; i++) this.tick(pods);
+  }
+}
+
+describe('LatencyModel: a pod not observed for a while is pulled toward the pool\'s line (Peak-EWMA\'s idle decay, tower/src/load/peak_ewma.rs, toward the pool instead of 0)', () => {
+  const FAST = { c: 0.00025, o: 0.02 };
+  const SLOW = { c: 0.001, o: 0.02 };
+
+  it('a pod slowed 4× and then avoided (no first tokens) returns to the pool\'s line from a sixth of the half-life on, halving the distance every sixth; its own first tokens then take over', () => {
+    const model = new LatencyModel(OPTIONS);
+    const pool = new PoolScrapes(model);
+    const d = model.pod('d');
+    pool.run(60, { a: FAST, b: FAST, c: FAST, d: SLOW });
+    expect(d.line(pool.t).slope).toBeCloseTo(0.001, 4);
+    expect(d.staleAfterMs).toBe(10_000);
+    // The scorer stops sending to d: its scrapes count no first token. Distance: d's slope less the pool's.
+    const distance = () => d.line(pool.t).slope - model.referenceLine(pool.t)!.slope;
+    const start = distance();
+    pool.run(10, { a: FAST, b: FAST, c: FAST, d: null });
+    expect(distance() / start).toBeGreaterThan(0.95); // not stale yet
+    expect(model.referenceLine(pool.t)!.slope).toBeCloseTo(0.00025, 5);
+    pool.run(10, { a: FAST, b: FAST, c: FAST, d: null });
+    const half = distance() / start; // stale for one pull half-life: about half the distance left
+    expect(half).toBeGreaterThan(0.4);
+    expect(half).toBeLessThan(0.55);
+    pool.run(20, { a: FAST, b: FAST, c: FAST, d: null });
+    expect(distance() / start).toBeLessThan(0.135); // three pull half-lives: about an eighth
+    const pulled = d.line(pool.t).slope;
+    expect(pulled).toBeLessThan(0.00036);
+    // Tried again, d is fast now: its own first tokens take over (the faded data weigh an eighth of what they did).
+    pool.run(2, { a: FAST, b: FAST, c: FAST, d: FAST });
+    expect(d.line(pool.t).slope).toBeLessThan(pulled - 0.3 * (pulled - 0.00025));
+    pool.run(18, { a: FAST, b: FAST, c: FAST, d: FAST });
+    expect(d.line(pool.t).slope).toBeLessThan(0.00025 * 1.1);
+  });
+
+  it('a pod observed more often than every sixth of the half-life keeps its own line, however slow', () => {
+    const model = new LatencyModel(OPTIONS);
+    const pool = new PoolScrapes(model);
+    pool.run(60, { a: FAST, b: FAST, d: SLOW });
+    for (let i = 0; i < 12; i++) {
+      pool.run(5, { a: FAST, b: FAST, d: null });
+      pool.tick({ a: FAST, b: FAST, d: SLOW });
+    }
+    expect(model.pod('d').line(pool.t).slope).toBeGreaterThan(0.00095);
+  });
+
+  it('a pod with no data takes the pool\'s line rather than the prior, and with no pod observed recently the prior stands', () => {
+    const model = new LatencyModel(OPTIONS);
+    const prior = { intercept: OPTIONS.priorOverheadSeconds, slope: OPTIONS.priorSecondsPerToken };
+    const pool = new PoolScrapes(model);
+    expect(model.pod('new').line(pool.t)).toEqual(prior);
+    pool.run(30, { a: SLOW, b: SLOW, c: FAST });
+    const joined = model.pod('new').line(pool.t); // the median pod's line: slow
+    expect(joined).toEqual(model.referenceLine(pool.t));
+    expect(joined.slope).toBeCloseTo(0.001, 4);
+    pool.run(20, { a: null, b: null, c: null }); // the whole pool idle past a sixth of the half-life: no reference
+    expect(model.pod('new').line(pool.t)).toEqual(prior);
+    expect(model.pod('a').line(pool.t).slope).toBeGreaterThan(0.0009);
   });
 });
 

@@ -51,6 +51,7 @@ export class DecayedRobustLinearFit {
   private absResidualWeight = 0;
   private lastMs: number | undefined;
   private cached: LinearEstimate | undefined;
+  private cachedAnchor: LinearEstimate | undefined;
   private observations = 0;
   private readonly huberK: number;
 
@@ -107,15 +108,44 @@ export class DecayedRobustLinearFit {
     return huber;
   }
 
-  /** The current line (prior and decayed data combined). */
-  estimate(nowMs?: number): LinearEstimate {
+  /**
+   * Data that no longer describe the pod: each observation's y becomes `keep · y + (1 − keep) · line(x)` (the data's
+   * own line moves that share of the way to `line`) and its weight is multiplied by `keep` (it is less evidence, so the
+   * pod's next observations move the fit more). For a pod the EPP has stopped observing
+   * (`pod-latency-model.ts`, "A pod not observed for a while"); pass `line` as the anchor to `estimate` too, or the
+   * prior gains the share the data lose.
+   */
+  pullToward(line: LinearEstimate, keep: number): void {
+    if (this.w === 0 || !(keep < 1)) return;
+    const k = Math.max(0, keep);
+    // Sufficient statistics of points on `line` at the data's own x: Σw·y = a·Σw + b·Σw·x, Σw·x·y = a·Σw·x + b·Σw·x².
+    this.sy = k * (k * this.sy + (1 - k) * (line.intercept * this.w + line.slope * this.sx));
+    this.sxy = k * (k * this.sxy + (1 - k) * (line.intercept * this.sx + line.slope * this.sxx));
+    this.w *= k;
+    this.sx *= k;
+    this.sxx *= k;
+    // The residual total stays while its weight fades: the scale grows by 1/keep, so the pod's next observations count
+    // in full wherever they fall (against a line pulled from elsewhere, no residual is yet an outlier).
+    this.absResidualWeight *= k;
+    this.cached = undefined;
+  }
+
+  /**
+   * The current line (prior and decayed data combined). `anchor`, when given, takes the prior's place (same weight, same
+   * x): a pod's model anchors on the pool's line once the pool has one (`pod-latency-model.ts`).
+   */
+  estimate(nowMs?: number, anchor?: LinearEstimate): LinearEstimate {
     if (nowMs !== undefined) this.decayTo(nowMs);
-    this.cached ??= this.solve();
+    if (anchor !== this.cachedAnchor) {
+      this.cached = undefined;
+      this.cachedAnchor = anchor;
+    }
+    this.cached ??= this.solve(anchor ?? this.options.prior);
     return this.cached;
   }
 
   predictAt(x: number): number {
-    const { intercept, slope } = this.estimate();
+    const { intercept, slope } = this.estimate(undefined, this.cachedAnchor);
     return intercept + slope * x;
   }
 
@@ -137,8 +167,8 @@ export class DecayedRobustLinearFit {
     this.cached = undefined;
   }
 
-  private solve(): LinearEstimate {
-    const { prior } = this.options;
+  private solve(anchor: LinearEstimate): LinearEstimate {
+    const prior = { ...this.options.prior, intercept: anchor.intercept, slope: anchor.slope };
     if (this.w === 0) return { intercept: prior.intercept, slope: prior.slope };
     const half = prior.weight / 2;
     const yAtX = prior.intercept + prior.slope * prior.x;

@@ -56,6 +56,23 @@
  * Requests the scrape says are waiting beyond this EPP's own count the mean uncached tokens the pod's observations
  * show (or, before any, the request's own).
  *
+ * ## A pod not observed for a while
+ * A pod's line moves only with its own first tokens, and a pod the scorer avoids (its line said slow) produces none:
+ * once slowed (a throttled GPU, a noisy neighbour), it kept its slow line after it recovered, decaying toward the prior
+ * over minutes at the 60 s half-life, and the pool ran a pod short (session 44's probe: 2 of 112 requests reached the
+ * recovered pod). So what the EPP has not seen for a while is assumed to be like the rest of the pool: from a sixth of
+ * the half-life (10 s at the default) after a pod's last first token, its data is pulled toward the pool's reference
+ * line (the median slope and median intercept of the pods observed within that time), a sixth of the half-life again
+ * halving the distance, and its data lose weight as fast (`DecayedRobustLinearFit.pullToward`), so the pod's next first
+ * tokens move the line more (and, against a line pulled from elsewhere, none counts as an outlier). The pod is then
+ * tried again as its line nears the pool's, and its own first tokens correct the line either way; a pod still slow
+ * costs a few requests per probe. The reference also takes
+ * the configured prior's place in every pod's fit (same weight): a pod new in the pool starts on the pool's line, and a
+ * faded pod's line goes to the pool's, not to a prior that may be far from the pool's hardware (which would herd
+ * requests onto the pod or starve it). With no pod observed recently there is no reference: nothing is pulled and the
+ * configured prior stands. The same idea as Peak-EWMA's decay of an idle endpoint's latency estimate toward zero
+ * (tower-rs/tower: tower/src/load/peak_ewma.rs, `RttEstimate::decay`), toward the pool's line rather than zero.
+ *
  * ## Waiting for a sequence slot
  * vLLM runs at most `--max-num-seqs` requests at once per engine (`SchedulerConfig.max_num_seqs`; the v1 scheduler
  * stops admitting from its waiting queue once `len(self.running) == self.max_num_running_reqs`, vllm/v1/core/sched/
@@ -138,6 +155,11 @@ const LINE_REFRESH_HALF_LIFE_FRACTION = 1 / 1000;
  */
 const PENDING_MIN_MS = 500;
 const PENDING_PREDICTION_FACTOR = 4;
+/**
+ * A pod whose last first token is older than this fraction of the half-life has its line pulled toward the pool's,
+ * halving the distance every this fraction of the half-life again (see "A pod not observed for a while").
+ */
+const STALE_HALF_LIFE_FRACTION = 1 / 6;
 /** The mean time to leave the queue weighs each retired pick 1/16. */
 const RETIRE_MEAN_WINDOW = 16;
 
@@ -258,9 +280,24 @@ export class PodLatencyModel {
   /** Engines behind the pod's page, as its last scrape showed (1 before any). */
   private engines = 1;
   private readonly maxNumSeqs: number;
+  /** When a scrape last counted first tokens on the pod (the EPP's clock), undefined before any. */
+  private lastObservedMs: number | undefined;
+  /** How far the staleness pull has been applied (see "A pod not observed for a while"). */
+  private pulledToMs = -Infinity;
+  /** The pool's line the fit last anchored on (its prior's place), undefined: the configured prior. */
+  private anchor: LinearEstimate | undefined;
+  /** After this long without a first token the pod counts as unobserved, and the pull's half-life. */
+  readonly staleAfterMs: number;
 
-  /** @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet */
-  constructor(private readonly options: LatencyModelOptions, private readonly pool?: () => number | undefined) {
+  /**
+   * @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet
+   * @param reference the pool's reference line now (`LatencyModel.referenceLine`), undefined with no pod observed recently
+   */
+  constructor(
+    private readonly options: LatencyModelOptions,
+    private readonly pool?: () => number | undefined,
+    private readonly reference?: (nowMs: number) => LinearEstimate | undefined,
+  ) {
     this.inference = new DecayedMean(options.halfLifeMs);
     this.ownPrompt = new DecayedMean(options.halfLifeMs);
     this.maxNumSeqs = options.maxNumSeqs ?? DEFAULT_MAX_NUM_SEQS;
@@ -274,6 +311,12 @@ export class PodLatencyModel {
       halfLifeMs: options.halfLifeMs,
     });
     this.lineRefreshMs = options.halfLifeMs * LINE_REFRESH_HALF_LIFE_FRACTION;
+    this.staleAfterMs = options.halfLifeMs * STALE_HALF_LIFE_FRACTION;
+  }
+
+  /** Whether a scrape counted first tokens on the pod within `staleAfterMs` of `nowMs`. */
+  observedSince(nowMs: number): boolean {
+    return this.lastObservedMs !== undefined && nowMs - this.lastObservedMs <= this.staleAfterMs;
   }
 
   /**
@@ -322,6 +365,7 @@ export class PodLatencyModel {
       return;
     }
     this.promptBase = promptBaseOf(reading);
+    this.lastObservedMs = nowMs;
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
     let retiredCount = 0;
     let retiredAhead = 0;
@@ -448,7 +492,7 @@ export class PodLatencyModel {
   predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true): number {
     // Written so that NaN (no line yet) refits; a clock that steps back keeps the line.
     if (!(nowMs - this.lineAtMs < this.lineRefreshMs)) {
-      const { intercept, slope } = this.fit.estimate(nowMs);
+      const { intercept, slope } = this.line(nowMs);
       this.lineSlope = slope;
       this.lineIntercept = intercept;
       this.lineAtMs = nowMs;
@@ -521,7 +565,22 @@ export class PodLatencyModel {
 
   /** The pod's fitted line now: seconds per uncached token (`slope`) and fixed seconds (`intercept`). */
   line(nowMs: number): LinearEstimate {
-    return this.fit.estimate(nowMs);
+    const reference = this.reference?.(nowMs);
+    this.anchor = reference;
+    if (reference !== undefined) {
+      // Pulled from the later of the pod's going stale and the last pull: each stretch of time is applied once.
+      const from = Math.max(this.pulledToMs, (this.lastObservedMs ?? -Infinity) + this.staleAfterMs);
+      if (nowMs > from) {
+        this.fit.pullToward(reference, halfLifeDecay(from, nowMs, this.staleAfterMs));
+        this.pulledToMs = nowMs;
+      }
+    }
+    return this.fit.estimate(nowMs, reference);
+  }
+
+  /** The pod's line on its own data and the anchor it last used, without pulling: for the pool's reference. */
+  anchoredLine(nowMs: number): LinearEstimate {
+    return this.fit.estimate(nowMs, this.anchor);
   }
 
   /** Uncached tokens ahead of a request with `uncachedTokens` of its own, given the pod's last scrape. */
@@ -537,7 +596,7 @@ export class PodLatencyModel {
     return {
       observations: this.fit.count,
       skippedQueued: this.skippedQueued,
-      estimate: this.fit.estimate(nowMs),
+      estimate: this.line(nowMs),
       pendingRequests: this.inFlightPending,
       pendingTokens: this.pendingTokens,
       inferenceSeconds: this.inferenceSeconds(),
@@ -596,6 +655,12 @@ function promptBaseOf(reading: CounterReading): { queryTokens: number | undefine
   return { queryTokens: reading.queryTokens, hitTokens: reading.hitTokens, waited: reading.waiting > 0 };
 }
 
+function median(values: number[]): number {
+  values.sort((a, b) => a - b);
+  const mid = values.length >>> 1;
+  return values.length % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
+}
+
 function delta(before: number | undefined, after: number | undefined): number | undefined {
   if (before === undefined || after === undefined || after < before) return undefined;
   return after - before;
@@ -604,16 +669,38 @@ function delta(before: number | undefined, after: number | undefined): number | 
 /** The pods' models, created on first sight with the shared options. */
 export class LatencyModel {
   private readonly pods = new Map<string, PodLatencyModel>();
+  private reference: LinearEstimate | undefined;
+  private referenceAtMs = Number.NaN;
 
   constructor(readonly options: LatencyModelOptions) {}
 
   pod(endpointKey: string): PodLatencyModel {
     let model = this.pods.get(endpointKey);
     if (model === undefined) {
-      model = new PodLatencyModel(this.options, () => this.poolInferenceSeconds());
+      model = new PodLatencyModel(this.options, () => this.poolInferenceSeconds(), (nowMs) => this.referenceLine(nowMs));
       this.pods.set(endpointKey, model);
     }
     return model;
+  }
+
+  /**
+   * The pool's line for pods the EPP has not observed for a while (see "A pod not observed for a while"): the median
+   * slope and the median intercept of the pods a scrape counted first tokens on within their `staleAfterMs`, each
+   * pod's own fit; undefined with none. Recomputed at most once per line refresh interval.
+   */
+  referenceLine(nowMs: number): LinearEstimate | undefined {
+    if (nowMs - this.referenceAtMs < this.options.halfLifeMs * LINE_REFRESH_HALF_LIFE_FRACTION) return this.reference;
+    this.referenceAtMs = nowMs;
+    const slopes: number[] = [];
+    const intercepts: number[] = [];
+    for (const pod of this.pods.values()) {
+      if (!pod.observedSince(nowMs) || pod.fit.dataWeight(nowMs) === 0) continue;
+      const { slope, intercept } = pod.anchoredLine(nowMs);
+      slopes.push(slope);
+      intercepts.push(intercept);
+    }
+    this.reference = slopes.length === 0 ? undefined : { slope: median(slopes), intercept: median(intercepts) };
+    return this.reference;
   }
 
   /** The mean of the pods' own mean inference seconds, undefined before any pod finished a request. */
