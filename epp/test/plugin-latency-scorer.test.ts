@@ -125,6 +125,34 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(latency.schedule(request(blocks('fresh', 100)), [snapshot('a'), snapshot('b')]).target.endpoint.name).toBe('b');
   });
 
+  it('tries a pod learnt slow again once it has produced no first token for a while: its line goes to the pool\'s (a pod that recovered was avoided for minutes, session 44\'s probe)', () => {
+    let t = NOW;
+    const latency = buildScheduler(latencyEndpointPickerConfig(), { now: () => t, random: seeded(3) });
+    const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
+    const random = seeded(4);
+    const snapshot = (name: 'a' | 'b', waiting = 0) =>
+      pod(name, { updateTime: t, waitingQueueSize: waiting, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
+    const tick = (serving: readonly ['a' | 'b', number][]) => {
+      t += 50;
+      for (const [name, cost] of serving) {
+        const tokens = 200 + Math.floor(random() * 2000);
+        counters[name].count += 1;
+        counters[name].sum += 0.02 + cost * tokens;
+        counters[name].queries += tokens;
+      }
+      latency.schedule(request(blocks(`probe${t}`, 8)), [snapshot('a'), snapshot('b')]);
+    };
+    for (let i = 0; i < 200; i++) tick([['a', 0.0006], ['b', 0.0002]]);
+    // From now on a gets nothing (the scorer avoids it; it has recovered, unseen). b has two requests waiting: 1,600
+    // tokens of its own plus ~2,400 queued at 0.2 ms beat a's 1,600 at 0.6 ms while a's line stands.
+    const fresh = () => latency.schedule(request(blocks(`fresh${t}`, 100)), [snapshot('a'), snapshot('b', 2)]).target.endpoint.name;
+    for (let i = 0; i < 100; i++) tick([['b', 0.0002]]);
+    expect(fresh()).toBe('b'); // 5 s without a first token on a
+    for (let i = 0; i < 700; i++) tick([['b', 0.0002]]);
+    expect(fresh()).toBe('a'); // 40 s: a's line is b's but for an eighth of the difference
+    expect(latencyOf(latency).model.pod('a:8000').stats(t).estimate.slope).toBeLessThan(0.0003);
+  });
+
   it('in the default config, a pod learnt 2.5× slower keeps its prefix group while its queue is short and loses members to a fast pod once picks queue there; the prefix-first config keeps them all', () => {
     const run = (config: EndpointPickerConfig) => {
       let t = NOW;
