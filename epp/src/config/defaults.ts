@@ -11,7 +11,8 @@ const LATENCY_SCORER = {
   type: 'latency-scorer' as const,
   parameters: {
     // kvroute's simulator defaults are 0.25 ms/token and 20 ms; a real pod's own data replaces them within a
-    // few scrapes that saw first tokens (8 requests' worth of evidence).
+    // few scrapes that saw first tokens (8 requests' worth of evidence), and once any pod is observed the pool's
+    // median line stands in for them (a pod new to the pool starts there).
     priorPrefillMsPerToken: 0.2,
     priorOverheadMs: 20,
     priorWeight: 8,

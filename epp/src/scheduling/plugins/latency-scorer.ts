@@ -12,7 +12,8 @@ import type { LLMRequest, SchedulingResult } from '../types';
 
 export interface LatencyScorerParameters {
   /**
-   * Prefill milliseconds per uncached prompt token a pod is assumed to cost before its own data arrives. 0.2 ms ≈
+   * Prefill milliseconds per uncached prompt token a pod is assumed to cost before any pod's data arrives (once some
+   * pod was observed in the last `halfLife`/6, the pool's median line takes the prior's place). 0.2 ms ≈
    * 5,000 prefill tokens/s, a mid-size model on one GPU; kvroute's simulator defaults to 0.25.
    * @default 0.2
    */
@@ -21,7 +22,12 @@ export interface LatencyScorerParameters {
   priorOverheadMs?: number;
   /** How many requests' worth of evidence the prior is: more makes a pod's first observations move it less. @default 8 */
   priorWeight?: number;
-  /** Observations lose half their weight every `halfLife`, so the model follows a pod that slows down. @default "60s" */
+  /**
+   * Observations lose half their weight every `halfLife`, so the model follows a pod that slows down; a pod with no
+   * first token for `halfLife`/6 is pulled toward the pool's line, halving the distance every `halfLife`/6, so a pod
+   * avoided while slow is tried again (`src/latency/pod-latency-model.ts`, "A pod not observed for a while").
+   * @default "60s"
+   */
   halfLife?: string;
   /**
    * The longest a picked request counts as queued prefill work on its pod without its first token being seen
