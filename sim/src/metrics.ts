@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HashAlgo, VllmGeneration } from './block-hash';
 import type { EngineObserver, EngineStats, RequestResult } from './engine';
@@ -48,8 +49,8 @@ export interface MetricsConfig {
   /**
    * `--disable-log-stats`: vLLM 0.10's AsyncLLM then builds no StatLoggerManager, so no PrometheusStatLogger registers
    * a `vllm:` family (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133, `if self.log_stats:`); /metrics is still
-   * mounted (api_server.py `mount_metrics`, line 1468) and shows only the process's own collectors, which the
-   * simulator does not reproduce: an empty page. @default false
+   * mounted (api_server.py `mount_metrics`, line 1468) and shows only prometheus_client's own collectors (the
+   * simulator's `runtimeFamilies`). @default false
    */
   disableLogStats?: boolean;
   /**
@@ -114,6 +115,53 @@ export function cacheConfigInfoLabels(c: MetricsConfig): Record<string, string> 
     ['swap_space_bytes', pythonFloatStr(swapSpace * 1024 ** 3)],
     ['engine', '0'],
   ]);
+}
+
+/** What prometheus_client's process collector reads from `/proc/self` (process_collector.py @ 038b5bd). */
+interface ProcSelf {
+  readonly virtualBytes: number;
+  readonly residentBytes: number;
+  readonly cpuSeconds: number;
+  readonly openFds: number | undefined;
+  readonly maxFds: number | undefined;
+}
+
+/** The process's `Max open files` soft limit, read once (it does not change under a running simulator). */
+let maxFdsOnce: number | undefined | null = null;
+
+/** Linux's `/proc/self`: `stat` fields 23-24 (vsize, rss in pages) and 14-15 (utime, stime in clock ticks); undefined without it. */
+function readProcSelf(): ProcSelf | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync('/proc/self/stat', 'latin1');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name's closing parenthesis, from field 3 (state) on, as the collector splits them.
+  const parts = stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/);
+  // USER_HZ is 100 on every Linux ABI Node runs on; the page size 4096 (x86-64, arm64 with 4K pages).
+  const ticks = 100;
+  let openFds: number | undefined;
+  try {
+    openFds = fs.readdirSync('/proc/self/fd').length;
+  } catch {
+    openFds = undefined;
+  }
+  if (maxFdsOnce === null) {
+    try {
+      const line = fs.readFileSync('/proc/self/limits', 'latin1').split('\n').find((l) => l.startsWith('Max open file'));
+      maxFdsOnce = line === undefined ? undefined : Number(line.split(/\s+/)[3]);
+    } catch {
+      maxFdsOnce = undefined;
+    }
+  }
+  return {
+    virtualBytes: Number(parts[20]),
+    residentBytes: Number(parts[21]) * 4096,
+    cpuSeconds: (Number(parts[11]) + Number(parts[12])) / ticks,
+    openFds,
+    maxFds: maxFdsOnce,
+  };
 }
 
 /**
@@ -196,6 +244,8 @@ export class SimMetrics implements EngineObserver {
   private readonly paramsMaxTokens: Histogram<'model_name' | 'engine'>;
   /** When each family's series were created (Python's `_created`), seconds since the epoch. */
   private readonly createdAt = Date.now() / 1000;
+  /** Requests finished, for the stand-in Python GC counters (`runtimeFamilies`). */
+  private finishedRequests = 0;
   /** Until the first scheduling step the gauges read 0, as vLLM's before its first stats. */
   private stepped = false;
   /** The stats of the last step that returned any (`onSchedulerStats`), for vLLM 0.10.0's gauges. */
@@ -420,6 +470,7 @@ export class SimMetrics implements EngineObserver {
   }
 
   onFinish(r: RequestResult): void {
+    this.finishedRequests++;
     this.lastTokenMs.delete(r.id);
     // finish_request / abort_request (stats.py @ 6eca337ce lines 201-213): out of both sets.
     const lora = this.loraOf.get(r.id);
@@ -470,7 +521,7 @@ export class SimMetrics implements EngineObserver {
   /** The page as vLLM's prometheus_client writes it (see the class comment). */
   async metrics(): Promise<string> {
     const created = floatToGoString(this.createdAt);
-    const out: string[] = [this.processStartTimeFamily()];
+    const out: string[] = [this.runtimeFamilies(false)];
     for (const f of await this.families()) {
       out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
       for (const series of f.series) out.push(...series.lines);
@@ -490,7 +541,7 @@ export class SimMetrics implements EngineObserver {
    */
   async openMetrics(): Promise<string> {
     const created = floatToGoString(this.createdAt);
-    const out: string[] = [this.processStartTimeFamily()];
+    const out: string[] = [this.runtimeFamilies(true)];
     for (const f of await this.families()) {
       out.push(`# HELP ${f.base} ${escapeHelp(f.help).replace(/"/g, '\\"')}\n# TYPE ${f.base} ${f.type}\n`);
       for (const series of f.series) {
@@ -503,15 +554,51 @@ export class SimMetrics implements EngineObserver {
   }
 
   /**
-   * `process_start_time_seconds`, the one family of prometheus_client's process collector the simulator writes: vLLM's
-   * single API server serves the default registry (`get_prometheus_registry`, vllm/v1/metrics/prometheus.py @ v0.10.0),
-   * whose process collector (registered at import, so before vLLM's families; `process_collector.py`, prometheus_client
-   * 0.22) writes the process's start time; the EPP tells a restarted server by it. The same lines in both formats, and
-   * with --disable-log-stats, which removes only vLLM's own families. A simulator's process starts with its metrics.
+   * prometheus_client's own collectors, which open a vLLM page: vLLM's single API server serves the default registry
+   * (`get_prometheus_registry`, vllm/v1/metrics/prometheus.py @ v0.10.0), and `prometheus_client/__init__.py` imports
+   * `gc_collector`, `platform_collector` and `process_collector` in that order, each registering its collector at
+   * import, so before vLLM's families (prometheus/client_python @ 038b5bd: gc_collector.py, platform_collector.py,
+   * process_collector.py). Also with --disable-log-stats, which removes only vLLM's own families. Families and order:
+   * - `python_gc_objects_collected_total`, `python_gc_objects_uncollectable_total`, `python_gc_collections_total`, one
+   *   series per generation 0-2 (`gc.get_stats()`): the simulator has no Python heap, so these are stand-ins that grow
+   *   with the requests it finished (nothing reads them; they give the page a real page's lines);
+   * - `python_info`: the vllm-openai image's CPython 3.12 (the patch level is illustrative);
+   * - the process collector's `process_virtual_memory_bytes`, `process_resident_memory_bytes`,
+   *   `process_start_time_seconds`, `process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`: the simulator
+   *   process's own, read from `/proc` as the collector reads them, except the start time, which is the simulator's
+   *   (several simulators share a test process; each must read as its own server, and the EPP tells a restarted server
+   *   by it). Where `/proc` cannot be read the collector writes no family at all; the simulator still writes the start
+   *   time, which the EPP needs.
+   * Counters are custom-collector families: no `_created` sample. OpenMetrics names a counter's family without `_total`.
    */
-  private processStartTimeFamily(): string {
-    return '# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n'
-      + `# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ${floatToGoString(this.createdAt)}\n`;
+  private runtimeFamilies(openMetrics: boolean): string {
+    const out: string[] = [];
+    const family = (name: string, type: 'counter' | 'gauge', help: string, samples: string[]): void => {
+      const familyName = openMetrics && type === 'counter' ? name.slice(0, -'_total'.length) : name;
+      out.push(`# HELP ${familyName} ${help}\n# TYPE ${familyName} ${type}\n`, ...samples);
+    };
+    const proc = readProcSelf();
+    if (proc !== undefined) {
+      const n = this.finishedRequests;
+      const generations = (f: (g: number) => number, name: string) => [0, 1, 2].map((g) => `${name}{generation="${g}"} ${floatToGoString(f(g))}\n`);
+      // Stand-ins: a young generation collected about once per request finished, each older one a tenth as often.
+      const collections = (g: number) => Math.floor(n / 10 ** g);
+      family('python_gc_objects_collected_total', 'counter', 'Objects collected during gc', generations((g) => 37 * collections(g), 'python_gc_objects_collected_total'));
+      family('python_gc_objects_uncollectable_total', 'counter', 'Uncollectable object found during GC', generations(() => 0, 'python_gc_objects_uncollectable_total'));
+      family('python_gc_collections_total', 'counter', 'Number of times this generation was collected', generations(collections, 'python_gc_collections_total'));
+      family('python_info', 'gauge', 'Python platform information', ['python_info{implementation="CPython",major="3",minor="12",patchlevel="11",version="3.12.11"} 1.0\n']);
+      family('process_virtual_memory_bytes', 'gauge', 'Virtual memory size in bytes.', [`process_virtual_memory_bytes ${floatToGoString(proc.virtualBytes)}\n`]);
+      family('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [`process_resident_memory_bytes ${floatToGoString(proc.residentBytes)}\n`]);
+    }
+    family('process_start_time_seconds', 'gauge', 'Start time of the process since unix epoch in seconds.', [`process_start_time_seconds ${floatToGoString(this.createdAt)}\n`]);
+    if (proc !== undefined) {
+      family('process_cpu_seconds_total', 'counter', 'Total user and system CPU time spent in seconds.', [`process_cpu_seconds_total ${floatToGoString(proc.cpuSeconds)}\n`]);
+      if (proc.openFds !== undefined && proc.maxFds !== undefined) {
+        family('process_open_fds', 'gauge', 'Number of open file descriptors.', [`process_open_fds ${floatToGoString(proc.openFds)}\n`]);
+        family('process_max_fds', 'gauge', 'Maximum number of open file descriptors.', [`process_max_fds ${floatToGoString(proc.maxFds)}\n`]);
+      }
+    }
+    return out.join('');
   }
 
   /** The families in registration order, each series' sample lines in prometheus_client's order. */

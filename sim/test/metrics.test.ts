@@ -28,6 +28,11 @@ async function wallTtftMs(base: string, body: unknown): Promise<number> {
   return first;
 }
 
+/** A page with the process collector's changing figures (memory, CPU, open fds) blanked, to compare two scrapes. */
+function withoutProcessFigures(page: string): string {
+  return page.replace(/^(process_(?:virtual_memory_bytes|resident_memory_bytes|cpu_seconds_total|open_fds)) \S+$/gm, '$1 _');
+}
+
 describe('/metrics (vLLM 0.10 names, parsed back)', () => {
   let sim: Simulator;
   beforeAll(async () => {
@@ -64,12 +69,27 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(metricValue(s, 'vllm:gpu_cache_usage_perc', labels)).toBe(0);
   });
 
-  it("opens with prometheus_client's process collector's start time, as vLLM's single API server's default registry does (vllm/v1/metrics/prometheus.py get_prometheus_registry @ v0.10.0); a new simulator has its own", async () => {
+  it("opens with prometheus_client's own collectors in import order, gc, platform, process (prometheus_client/__init__.py @ 038b5bd), as vLLM's single API server's default registry does (vllm/v1/metrics/prometheus.py get_prometheus_registry @ v0.10.0); a new simulator has its own start time", async () => {
     const before = Date.now() / 1000;
     const restarted = await startSimulator({ port: 0, timeScale: 1000 });
     try {
       const page = (await http(restarted.url, 'GET', '/metrics')).text;
-      expect(page.startsWith('# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ')).toBe(true);
+      const families = [...page.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+      expect(families.slice(0, 11)).toEqual([
+        'python_gc_objects_collected_total counter', 'python_gc_objects_uncollectable_total counter', 'python_gc_collections_total counter',
+        'python_info gauge',
+        'process_virtual_memory_bytes gauge', 'process_resident_memory_bytes gauge', 'process_start_time_seconds gauge',
+        'process_cpu_seconds_total counter', 'process_open_fds gauge', 'process_max_fds gauge',
+        'vllm:num_requests_running gauge',
+      ]);
+      // Collector families have no _created samples (CounterMetricFamily without `created`), one series per generation.
+      expect(page).not.toMatch(/^(python_gc|process_cpu)\S*_created/m);
+      expect(page.match(/^python_gc_collections_total\{generation="[012]"\} \S+$/gm)).toHaveLength(3);
+      expect(page).toMatch(/^python_info\{implementation="CPython",major="3",minor="12",patchlevel="\d+",version="3\.12\.\d+"\} 1\.0$/m);
+      // The process's own figures, as the collector reads them from /proc/self.
+      const value = (name: string) => parsePrometheus(page).find((s) => s.name === name)?.value;
+      expect(value('process_resident_memory_bytes')).toBeGreaterThan(1e6);
+      expect(value('process_open_fds')).toBeGreaterThan(2);
       const [started] = parsePrometheus(page).filter((s) => s.name === 'process_start_time_seconds').map((s) => s.value);
       const [first] = (await scrape(sim)).filter((s) => s.name === 'process_start_time_seconds').map((s) => s.value);
       expect(started).toBeGreaterThanOrEqual(Math.floor(before));
@@ -270,8 +290,8 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     const zipped = await get('deflate, GZip;q=0.5');
     expect(zipped.headers['content-encoding']).toBe('gzip');
     expect(zipped.headers['content-type']).toBe(plain.headers['content-type']);
-    // Nothing ran in between, so the two pages are the same text.
-    expect(gunzipSync(zipped.body).toString('utf8')).toBe(plain.body.toString('utf8'));
+    // Nothing ran in between, so the two pages are the same text, but for the process's own memory, CPU and fds.
+    expect(withoutProcessFigures(gunzipSync(zipped.body).toString('utf8'))).toBe(withoutProcessFigures(plain.body.toString('utf8')));
     expect((await get('identity')).headers['content-encoding']).toBeUndefined();
     // Upstream reads no q-value: "gzip;q=0" is still gzip.
     expect(gzipAccepted('gzip;q=0')).toBe(true);
@@ -303,7 +323,7 @@ describe('/metrics (vLLM 0.10 names, parsed back)', () => {
     expect(om.text).toMatch(/vllm:e2e_request_latency_seconds_bucket\{engine="0",le="\+Inf",model_name="kvroute\/sim-qwen3"\} \d+\.0\nvllm:e2e_request_latency_seconds_count\{[^}]*\} \d+\.0\nvllm:e2e_request_latency_seconds_sum\{[^}]*\} [\d.e+-]+\nvllm:e2e_request_latency_seconds_created\{/);
     expect(om.text).not.toContain('# TYPE vllm:num_preemptions_created gauge');
     // The same samples in both formats: the text format writes the _created ones as gauge families of their own.
-    const samples = (page: string) => page.split('\n').filter((l) => l !== '' && !l.startsWith('#')).sort();
+    const samples = (page: string) => withoutProcessFigures(page).split('\n').filter((l) => l !== '' && !l.startsWith('#')).sort();
     expect(samples(om.text)).toEqual(samples(text.text));
     expect(openMetricsAccepted('text/plain, application/openmetrics-text ; version=1.0.0')).toBe(true);
     expect(openMetricsAccepted('application/*')).toBe(false);
@@ -488,12 +508,19 @@ describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca3
       expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hello', max_tokens: 2 })).status).toBe(200);
       const text = await http(sim.url, 'GET', '/metrics');
       expect(text.status).toBe(200);
-      const start = /^# HELP process_start_time_seconds Start time of the process since unix epoch in seconds\.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds \S+\n$/;
-      expect(text.text).toMatch(start);
+      // prometheus_client's collectors only: the page starts with the GC counters and ends with the process's fds.
+      const collectorsOnly = /^# HELP python_gc_objects_collected_total [^]*\nprocess_max_fds \S+\n$/;
+      expect(text.text).toMatch(collectorsOnly);
+      expect(text.text).not.toContain('vllm:');
+      expect(text.text).toMatch(/^process_start_time_seconds \S+$/m);
       // The make_asgi_app mount (/metrics/) negotiates; /metrics does not.
-      expect(await (await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } })).text()).toMatch(start);
-      const om = await fetch(`${sim.url}/metrics/`, { headers: { accept: 'application/openmetrics-text' } });
-      expect(await om.text()).toMatch(/^# HELP process_start_time_seconds [^\n]*\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds \S+\n# EOF\n$/);
+      expect(await (await fetch(`${sim.url}/metrics`, { headers: { accept: 'application/openmetrics-text' } })).text()).toMatch(collectorsOnly);
+      const om = await (await fetch(`${sim.url}/metrics/`, { headers: { accept: 'application/openmetrics-text' } })).text();
+      // OpenMetrics names a counter's family without _total; its samples keep it.
+      expect(om).toMatch(/^# HELP python_gc_objects_collected Objects collected during gc\n# TYPE python_gc_objects_collected counter\npython_gc_objects_collected_total\{generation="0"\} /);
+      expect(om).toMatch(/\n# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total \S+\n/);
+      expect(om).toMatch(/\nprocess_max_fds \S+\n# EOF\n$/);
+      expect(om).not.toContain('vllm:');
     } finally {
       await sim.close();
     }
