@@ -562,7 +562,8 @@ export class SimMetrics implements EngineObserver {
    * - `python_gc_objects_collected_total`, `python_gc_objects_uncollectable_total`, `python_gc_collections_total`, one
    *   series per generation 0-2 (`gc.get_stats()`): the simulator has no Python heap, so these are stand-ins that grow
    *   with the requests it finished (nothing reads them; they give the page a real page's lines);
-   * - `python_info`: the vllm-openai image's CPython 3.12 (the patch level is illustrative);
+   * - `python_info`: the vllm-openai image's CPython 3.12 (vllm-project/vllm docker/Dockerfile `ARG PYTHON_VERSION=3.12`,
+   *   from the deadsnakes PPA; the patch level is illustrative);
    * - the process collector's `process_virtual_memory_bytes`, `process_resident_memory_bytes`,
    *   `process_start_time_seconds`, `process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`: the simulator
    *   process's own, read from `/proc` as the collector reads them, except the start time, which is the simulator's
