@@ -500,6 +500,25 @@ describe('PodLatencyModel: queued prefill work', () => {
     expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
   });
 
+  it('keeps a request released while a page was on its way for the next page, which may be the first to count its first token', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    const scrapes = new ScrapeSeries();
+    model.ingest(scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), scrapes.now);
+    model.addPending('short', 200, 0.05, scrapes.now);
+    model.addPending('queued', 3000, 0.7, scrapes.now);
+    // The next page's request goes out at +20 ms and the page, rendered before 'short''s first token, arrives at +50
+    // ms; 'short' produced its token and ended at +40 ms, in between: that page counts nothing.
+    const sent = scrapes.now + 20;
+    model.ended('short', scrapes.now + 40);
+    model.ingest({ ...scrapes.next({ requests: 0, uncached: 0, cached: 0, ttft: 0 }), requestTime: sent }, scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 1, pendingTokens: 3000 });
+    // The page after counts its first token: it retires 'short''s own entry, not 'queued', which has not started.
+    model.ingest(scrapes.next({ requests: 1, uncached: 200, cached: 0, ttft: 0.05 }), scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 1, pendingTokens: 3000 });
+    model.ingest(scrapes.next({ requests: 1, uncached: 3000, cached: 0, ttft: 0.7 }), scrapes.now);
+    expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+  });
+
   it('values requests waiting beyond its own picks at the pod\'s typical uncached prompt', () => {
     const model = new PodLatencyModel(OPTIONS);
     model.addPending('a', 1000, 0.2, 0);

@@ -133,6 +133,30 @@ describe('MetricsScraper against a real vLLM-format server', () => {
     expect(s.metrics.consecutiveFailures).toBe(0);
   });
 
+  it('notes when the page\'s request went out: before the server read it, as updateTime is after the page arrived', async () => {
+    let receivedAt = 0;
+    let answeredAt = 0;
+    const slow = http.createServer((_req, res) => {
+      receivedAt = Date.now();
+      setTimeout(() => {
+        answeredAt = Date.now();
+        res.end('vllm:num_requests_waiting 1\n');
+      }, 30);
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', () => r()));
+    try {
+      const s = new MetricsScraper(metricsUrl('127.0.0.1', (slow.address() as AddressInfo).port));
+      scrapers.push(s);
+      expect(await s.scrapeOnce()).toBe(true);
+      expect(s.metrics.requestTime).toBeLessThanOrEqual(receivedAt);
+      expect(s.metrics.updateTime).toBeGreaterThanOrEqual(answeredAt);
+      expect(answeredAt).toBeGreaterThan(receivedAt); // the interval the page may show is not empty
+    } finally {
+      slow.closeAllConnections();
+      await new Promise<void>((r) => slow.close(() => r()));
+    }
+  });
+
   it('uses one kept-alive connection for successive scrapes', async () => {
     const sockets = new Set<unknown>();
     const counting = http.createServer((req, res) => {
@@ -155,13 +179,17 @@ describe('MetricsScraper against a real vLLM-format server', () => {
     // The second request on any connection is dropped unanswered, as by a pod that closed its idle keep-alive socket
     // just as the scrape was written; a new connection is answered. Without the retry every second scrape fails.
     const perSocket = new Map<unknown, number>();
+    let droppedAt = 0;
+    let answeredAt = 0;
     const closing = http.createServer((req, res) => {
       const n = (perSocket.get(req.socket) ?? 0) + 1;
       perSocket.set(req.socket, n);
       if (n >= 2) {
+        droppedAt = Date.now();
         req.socket.destroy();
         return;
       }
+      answeredAt = Date.now();
       res.end('vllm:num_requests_waiting 2\n');
     });
     await new Promise<void>((r) => closing.listen(0, '127.0.0.1', () => r()));
@@ -171,6 +199,9 @@ describe('MetricsScraper against a real vLLM-format server', () => {
       for (let i = 0; i < 3; i++) expect(await s.scrapeOnce()).toBe(true);
       expect(s.status.failures).toBe(0);
       expect(perSocket.size).toBe(3); // each scrape after the first met a dropped connection and reconnected
+      // The page is the retry's: its request went out after the dropped one was read.
+      expect(s.metrics.requestTime).toBeGreaterThanOrEqual(droppedAt);
+      expect(s.metrics.requestTime).toBeLessThanOrEqual(answeredAt);
     } finally {
       closing.closeAllConnections();
       await new Promise<void>((r) => closing.close(() => r()));

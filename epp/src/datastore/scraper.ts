@@ -71,6 +71,8 @@ export class MetricsScraper {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<boolean> | undefined;
   private inFlightAbort: AbortController | undefined;
+  /** When the current exchange's request went out (a retry on a fresh connection sends it again). */
+  private requestSentAt: number | undefined;
   private stopped = false;
   /** Reuses the last reading when the page's wanted lines did not change. */
   private readonly reader: VllmPageReader;
@@ -187,7 +189,7 @@ export class MetricsScraper {
         );
       }
       issues = reading.issues.length;
-      next = applyReading(this.current, reading, Date.now());
+      next = applyReading(this.current, reading, Date.now(), this.requestSentAt);
       cost = performance.now() - t0;
       ok = true;
     } catch (err) {
@@ -214,11 +216,13 @@ export class MetricsScraper {
     try {
       const reused = this.clientUsed;
       try {
+        this.requestSentAt = Date.now();
         return await this.fetchOnce(abort.signal);
       } catch (err) {
         // A kept-alive socket the pod closed between scrapes fails the exchange; that is not the pod's fault.
-        if (reused && isSocketError(err) && !abort.signal.aborted) return await this.fetchOnce(abort.signal);
-        throw err;
+        if (!(reused && isSocketError(err) && !abort.signal.aborted)) throw err;
+        this.requestSentAt = Date.now();
+        return await this.fetchOnce(abort.signal);
       }
     } finally {
       clearTimeout(timer);

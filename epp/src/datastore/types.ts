@@ -86,6 +86,12 @@ export interface EndpointMetrics {
   /** Wall-clock ms of the last successful scrape; 0 when never scraped. */
   readonly updateTime: number;
   /**
+   * Wall-clock ms when the last successful scrape's request went out: the page shows the server at some moment between
+   * this and `updateTime` (its arrival). What happened before it is in the page; what happened after `updateTime` is
+   * not. Absent for metrics not read by a scraper.
+   */
+  readonly requestTime?: number;
+  /**
    * Wall-clock ms of the last scrape whose load readings (running, waiting, KV usage, first tokens, prefix queries)
    * differed from the one before; absent before the first. With `updateTime`, tells a pod whose gauges stopped moving.
    */
@@ -135,6 +141,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     lora: m.lora,
     processStartTime: m.processStartTime,
     updateTime: m.updateTime,
+    requestTime: m.requestTime,
     changedTime: m.changedTime,
     consecutiveFailures: m.consecutiveFailures,
   };
@@ -153,7 +160,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

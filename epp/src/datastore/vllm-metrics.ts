@@ -505,9 +505,9 @@ export function hasLoadSignal(r: Omit<VllmMetricsReading, 'issues'>): boolean {
 
 /**
  * The metrics after a successful scrape: fields the page had replace the old ones, the rest are kept, the clock is
- * reset and the failure streak ends.
+ * reset and the failure streak ends. `now` is when the page arrived, `requestTime` when its request went out.
  */
-export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 'issues'>, now: number): EndpointMetrics {
+export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 'issues'>, now: number, requestTime?: number): EndpointMetrics {
   const next: { -readonly [K in keyof EndpointMetrics]: EndpointMetrics[K] } = {
     waitingQueueSize: r.waitingQueueSize ?? prev.waitingQueueSize,
     runningQueueSize: r.runningQueueSize ?? prev.runningQueueSize,
@@ -515,6 +515,7 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
     updateTime: now,
     consecutiveFailures: 0,
   };
+  if (requestTime !== undefined) next.requestTime = Math.min(requestTime, now);
   const blockSize = r.blockSize ?? prev.blockSize;
   const numGpuBlocks = r.numGpuBlocks ?? prev.numGpuBlocks;
   if (blockSize !== undefined) next.blockSize = blockSize;

@@ -166,6 +166,8 @@ const RETIRE_MEAN_WINDOW = 16;
 /** One scrape's counters (undefined: the page had no such family); one object per scrape, so no spreads. */
 interface CounterReading {
   readonly updateTime: number;
+  /** When the page's request went out (`EndpointMetrics.requestTime`; its arrival where unknown). */
+  readonly requestTime: number;
   readonly waiting: number;
   readonly inferenceCount: number | undefined;
   readonly inferenceSecondsSum: number | undefined;
@@ -328,6 +330,7 @@ export class PodLatencyModel {
     if (metrics.updateTime === 0 || metrics.updateTime === this.last?.updateTime) return;
     const reading: CounterReading = {
       updateTime: metrics.updateTime,
+      requestTime: metrics.requestTime ?? metrics.updateTime,
       waiting: metrics.waitingQueueSize,
       inferenceCount: metrics.inferenceCount,
       inferenceSecondsSum: metrics.inferenceSecondsSum,
@@ -345,10 +348,12 @@ export class PodLatencyModel {
       this.promptBase = promptBaseOf(reading);
       return;
     }
-    // Released by the previous scrape: any first token they had was produced before their release, so it was counted
-    // in an earlier delta (retiring them, or, FCFS, an older entry in their place), never in this one.
+    // Released before the previous scrape's request went out: any first token they had was produced before their
+    // release, so that page or an earlier one counted it (retiring them, or, FCFS, an older entry in their place), never
+    // this one. Not by the page's arrival: a release while the page was on its way may follow a first token the page,
+    // rendered earlier, did not count yet; this page counts it, and it must retire its own entry.
     if (this.inFlightPending < this.pending.length) {
-      const countedBy = previous.updateTime;
+      const countedBy = previous.requestTime;
       this.keepPending((p) => !(p.releasedAt <= countedBy));
     }
     const finished = delta(previous.inferenceCount, reading.inferenceCount);
