@@ -3,7 +3,7 @@ import type { Datastore } from '../src/datastore/datastore';
 import { freshenMetrics, staticPool } from './static-pool';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
-import { MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
+import { FAIRNESS_ID_HEADER, MAX_FLOW_LABEL_SETS, MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
 import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
@@ -229,6 +229,45 @@ describe('RequestControl', () => {
     expect(allPairs.size).toBeLessThanOrEqual(MAX_MODEL_SERIES + 1);
     // 65 pairs with their request and response histograms come to about 1 MB here; the 400 pairs unbounded, ~6 MB.
     expect(all.length - before).toBeLessThan(2 * 1024 * 1024);
+  });
+
+  test('client-chosen fairness id × priority × model combinations of the flow-control series are bounded as a set (audit s46: ~4 KB a set, ~150 MB at the single-label caps)', async () => {
+    const metrics = createEppMetrics();
+    const queue = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 1000, maxDispatchPerCall: 1 });
+    // A config naming GIE's flowControl gate records every request's queue series (runner.ts: recordEveryRequest).
+    const director = new RequestControl({
+      datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors,
+      flowControl: { queue, recordEveryRequest: true }, maxHeaderPriority: 100,
+    });
+    const family = 'inference_extension_flow_control_request_queue_duration_seconds';
+    try {
+      const before = (await metrics.registry.metrics()).length;
+      let routed = 0;
+      for (let fairness = 0; fairness < 12; fairness++) {
+        freshenMetrics(ds);
+        for (let priority = 1; priority <= 6; priority++) {
+          for (let model = 0; model < 6; model++) {
+            const req = request(chat(`model-${model}`));
+            const headers = new Map([...req.headers, [FAIRNESS_ID_HEADER, `tenant-${fairness}`], [PRIORITY_HEADER, String(priority)]]);
+            const d = await director.route({ ...req, headers });
+            if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+            director.release(d.ticket, 'completed');
+            routed++;
+          }
+        }
+      }
+      const text = await metrics.registry.getSingleMetricAsString(family);
+      const counts = text.split('\n').filter((l) => l.startsWith(`${family}_count{`));
+      const sets = new Set(counts.map((l) => l.slice(l.indexOf('{'), l.lastIndexOf('}') + 1)));
+      // 432 combinations (each label within its own bound): the first MAX_FLOW_LABEL_SETS keep theirs, the rest share one.
+      expect(sets.size).toBe(MAX_FLOW_LABEL_SETS + 1);
+      expect([...sets].filter((l) => l.includes('fairness_id="other"'))).toEqual([expect.stringMatching(/priority="other".*model_name="other",target_model_name="other"/)]);
+      expect(counts.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)).toBe(routed);
+      // Unbounded, the 432 sets came to 1.9 MB; bounded, 0.65 MB.
+      expect((await metrics.registry.metrics()).length - before).toBeLessThan(1024 * 1024);
+    } finally {
+      director.close();
+    }
   });
 
   test('priorities of configured objectives are always their own label value; x-kvroute-priority values share a bound', async () => {

@@ -53,6 +53,13 @@ export const MAX_MODEL_SERIES = 64;
 export const MAX_PRIORITY_LABELS = 8;
 /** Distinct `x-gateway-inference-fairness-id` values kept as `fairness_id` labels; later ones are counted as "other". */
 export const MAX_FAIRNESS_LABELS = 64;
+/**
+ * Distinct (`fairness_id`, `priority`, `model_name`, `target_model_name`) label sets of the flow-control series; later
+ * sets are counted under "other" in all four. Each label is bounded on its own, but a client chooses all of them, and
+ * their product (65 × 9 × 65) at one queue-duration histogram each could grow `/metrics` by ~150 MB (audit s46:
+ * ~4 KB a set).
+ */
+export const MAX_FLOW_LABEL_SETS = 128;
 /** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
 const DEFAULT_FAIRNESS_ID = 'default-flow';
 
@@ -303,6 +310,8 @@ export class RequestControl implements RequestDirector {
   private readonly modelLabels = new Set<string>();
   /** `fairness_id` label values taken from `x-gateway-inference-fairness-id` (see MAX_FAIRNESS_LABELS). */
   private readonly fairnessLabels = new Set<string>();
+  /** The flow-control series' label sets so far (see MAX_FLOW_LABEL_SETS). */
+  private readonly flowLabelSets = new Set<string>();
   /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
   private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
   /** Request metric series by `model_name`, then `target_model_name` (both bounded label values). */
@@ -647,13 +656,21 @@ export class RequestControl implements RequestDirector {
   private gieFlowLabels(m: EppCollectors | undefined, request: LLMRequest, model: string) {
     // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
     const pair = m !== undefined ? this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model) : undefined;
-    return {
+    const labels = {
       fairness_id: this.fairnessLabel(request.headers[FAIRNESS_ID_HEADER]),
       priority: this.priorityLabel(request.headers),
       inference_pool: this.options.poolName ?? '',
       model_name: pair?.model ?? model,
       target_model_name: pair?.targetModel ?? model,
     };
+    // The set as a whole is bounded too (MAX_FLOW_LABEL_SETS).
+    const set = JSON.stringify([labels.fairness_id, labels.priority, labels.model_name, labels.target_model_name]);
+    if (this.flowLabelSets.has(set)) return labels;
+    if (this.flowLabelSets.size >= MAX_FLOW_LABEL_SETS) {
+      return { ...labels, fairness_id: OTHER_LABEL, priority: OTHER_LABEL, model_name: OTHER_LABEL, target_model_name: OTHER_LABEL };
+    }
+    this.flowLabelSets.add(set);
+    return labels;
   }
 
   /**
