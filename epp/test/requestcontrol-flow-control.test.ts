@@ -536,6 +536,33 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
+  it('a request that waited after a stall (the pool\'s metrics stale) and whose pods\' scrapes then failed until its deadline gets 503, not 429: the pods are gone, not busy', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      // A deadline shorter than the resume grace (RESUME_GRACE_MS): the request is still held when it passes.
+      const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 1_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      jest.advanceTimersByTime(200);
+      jest.setSystemTime(Date.now() + 15_000); // the EPP frozen for 15 s
+      let answer: RouteDecision | undefined;
+      void director.route(incoming('after-stall')).then((d) => { answer = d; });
+      await turns(20);
+      expect(q.size).toBe(1);
+      // The scrapers' first attempts after the resume are refused: the pods went away during the stall.
+      for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { consecutiveFailures: 2 });
+      for (let t = 0; t < 22; t++) { // 1.1 s in ticks, each followed by the promise turns a real loop would run
+        jest.advanceTimersByTime(50);
+        await turns(5);
+      }
+      expect(answer).toMatchObject({ kind: 'reject', status: 503, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+      expect(JSON.parse((answer as { body: string }).body).error).toMatchObject({ code: 'no_ready_endpoints' });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   // GIE v1.5.0 saturationdetector/utilization/detector.go: a pod with stale metrics counts as full, and flow control
   // holds requests while the pool is full. kvroute answers 503 only once the scrapes fail (the pods gone).
   it('with the EPP awake, metrics that are late (old, no failed scrape: the scraper is behind) hold the request for the next scrapes, not a 503; failures while it waits end it with a 503', async () => {

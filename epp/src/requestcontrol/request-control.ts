@@ -436,7 +436,17 @@ export class RequestControl implements RequestDirector {
     // (`requestcontrol/admission.go` rejectIfSheddableAndSaturated; `saturationdetector/utilization/detector.go` counts
     // a stale pod as 1.0), as its flow control holds it; kvroute keeps issue 11 in both modes.
     if (detector.readsMetrics !== true || this.stalled()) return true;
-    return !candidates.every((c) => (detector.unreadable !== undefined ? detector.unreadable(c) : c.metrics.consecutiveFailures > 0));
+    return !this.everyPodUnreachable(candidates);
+  }
+
+  /**
+   * Whether every candidate's metrics are lost (a scrape failed since the last good one, or, for a detector reading
+   * metrics, the scraper is stuck: `unreadable`): the pods are gone, not busy. True for no candidates.
+   */
+  private everyPodUnreachable(candidates: readonly EndpointSnapshot[]): boolean {
+    const detector = this.saturationDetector;
+    const unreadable = detector?.readsMetrics === true ? detector.unreadable : undefined;
+    return candidates.every((c) => (unreadable !== undefined ? unreadable.call(detector, c) : c.metrics.consecutiveFailures > 0));
   }
 
   /**
@@ -778,6 +788,14 @@ export class RequestControl implements RequestDirector {
         // ServiceUnavailable its admission returns for EvictedContextCancelled (requestcontrol/admission.go
         // translateFlowControlOutcome, handlers/server.go's deferred RecordRequestErrCounter).
         if (e.reason === 'aborted') return this.abandonedWhileQueued(model, request);
+        // Waited out its deadline while every pod's scrapes failed (it waited because the EPP had just stalled or
+        // started, when failures may be its own): the pods are gone, not busy, and a retry into them will not help.
+        // 503, as to a dead pool at once (issue 11); GIE v1.5.0 answers every queue TTL eviction 503
+        // (`requestcontrol/admission.go` translateFlowControlOutcome), kvroute keeps 429 for a pool that is loaded.
+        if (e.reason === 'deadline' && this.everyPodUnreachable(this.candidates(req))) {
+          return this.reject(503, 'no endpoint could be reached while the request waited (every pod\'s metrics unreachable)', model,
+            { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason }, this.targetOf(request, model));
+        }
         return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason }, this.targetOf(request, model));
       }
       if (signal.aborted) {
