@@ -2,7 +2,7 @@ import { turns, waitFor } from '@kvroute/testkit';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { Datastore, STUCK_GAUGES_MS } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
-import { FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
+import { DROPPED_REASON_HEADER, FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
 import { PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
 import { LATE_WINDOW_MS } from '../src/scheduling/plugins/saturation-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
@@ -469,12 +469,22 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     for (const d of await Promise.all(waiting)) expect(d.kind).toBe('route');
   });
 
-  it('answers 429 naming the reason when the queue is full, and when the deadline passes', async () => {
+  it('answers 429 naming the reason when the queue is full, and when the deadline passes, in kvroute\'s header and llm-d-router\'s (pkg/common/error/error.go, requestcontrol/admission.go translateFlowControlError)', async () => {
     const rc = control({ maxQueued: 1, maxWaitMs: 50 });
     const first = rc.route(incoming('a'));
     const second = await rc.route(incoming('b'));
-    expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full' } });
-    expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+    expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full', [DROPPED_REASON_HEADER]: 'rejected-saturated' } });
+    expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline', [DROPPED_REASON_HEADER]: 'rejected-ttl-expired' } });
+  });
+
+  it('answers what still waits when the EPP shuts down 503 (another replica can take it), as llm-d-router answers a flow controller that stopped', async () => {
+    const rc = control({ maxQueued: 4, maxWaitMs: 60_000 });
+    const waiting = rc.route(incoming('a'));
+    await turns(5);
+    rc.close();
+    const answer = await waiting;
+    expect(answer).toMatchObject({ kind: 'reject', status: 503, headers: { [FLOW_CONTROL_HEADER]: 'closed', [DROPPED_REASON_HEADER]: 'rejected-shutting-down' } });
+    expect(JSON.parse((answer as { body: string }).body).error).toMatchObject({ code: 'service_unavailable' });
   });
 
   it('paces a backlog: with capacity back, each tick releases dispatchPerTick requests, not the whole backlog at once', async () => {
@@ -556,7 +566,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
         jest.advanceTimersByTime(50);
         await turns(5);
       }
-      expect(answer).toMatchObject({ kind: 'reject', status: 503, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+      expect(answer).toMatchObject({ kind: 'reject', status: 503, headers: { [FLOW_CONTROL_HEADER]: 'deadline', [DROPPED_REASON_HEADER]: 'rejected-no-endpoints' } });
       expect(JSON.parse((answer as { body: string }).body).error).toMatchObject({ code: 'no_ready_endpoints' });
     } finally {
       jest.useRealTimers();

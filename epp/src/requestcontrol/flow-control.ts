@@ -48,6 +48,28 @@ export type FlowRejectionReason = 'queue-full' | 'deadline' | 'shed' | 'aborted'
 /** The response header a 429 from flow control carries, naming the reason. */
 export const FLOW_CONTROL_HEADER = 'x-kvroute-flow-control';
 
+/**
+ * llm-d-router's header naming why flow control dropped a request, set beside kvroute's own so that clients and
+ * dashboards written for llm-d read it (`pkg/common/error/error.go` RequestDroppedReasonHeaderKey, llm-d/llm-d-router
+ * @ 29cd704 and later).
+ */
+export const DROPPED_REASON_HEADER = 'x-llm-d-request-dropped-reason';
+
+/**
+ * Its values for kvroute's answered rejections, as llm-d-router's `translateFlowControlError`
+ * (`pkg/epp/requestcontrol/admission.go`) maps its own: a full queue is `rejected-saturated` (kvroute's shedding frees
+ * room for a newcomer, so a shed request was turned away for capacity too), a TTL expiry `rejected-ttl-expired` (429
+ * while the pool has endpoints) or `rejected-no-endpoints` (503, DROPPED_NO_ENDPOINTS), a shutdown
+ * `rejected-shutting-down` (503).
+ */
+export const DROPPED_REASONS: Readonly<Record<Exclude<FlowRejectionReason, 'aborted'>, string>> = {
+  'queue-full': 'rejected-saturated',
+  shed: 'rejected-saturated',
+  deadline: 'rejected-ttl-expired',
+  closed: 'rejected-shutting-down',
+};
+export const DROPPED_NO_ENDPOINTS = 'rejected-no-endpoints';
+
 export class FlowControlRejection extends Error {
   constructor(readonly reason: FlowRejectionReason) {
     // No stack: a rejection is an answer (a 429 and its reason), thrown from the same few places, and capturing a

@@ -15,7 +15,7 @@ import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
-import { FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
+import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { SchedulingError, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver } from './response-usage';
@@ -794,9 +794,13 @@ export class RequestControl implements RequestDirector {
         // (`requestcontrol/admission.go` translateFlowControlOutcome), kvroute keeps 429 for a pool that is loaded.
         if (e.reason === 'deadline' && this.everyPodUnreachable(this.candidates(req))) {
           return this.reject(503, 'no endpoint could be reached while the request waited (every pod\'s metrics unreachable)', model,
-            { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason }, this.targetOf(request, model));
+            { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model));
         }
-        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, { [FLOW_CONTROL_HEADER]: e.reason }, this.targetOf(request, model));
+        const headers = { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_REASONS[e.reason] };
+        // This EPP is stopping: another replica, or this one restarted, can take the request (llm-d-router answers a
+        // flow controller no longer running 503 for the same reason).
+        if (e.reason === 'closed') return this.reject(503, 'the endpoint picker is shutting down', model, { code: 'service_unavailable' }, headers, this.targetOf(request, model));
+        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, headers, this.targetOf(request, model));
       }
       if (signal.aborted) {
         m?.flowControlRejections.inc({ reason: 'aborted' });
