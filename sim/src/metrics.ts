@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
 import type { HashAlgo, VllmGeneration } from './block-hash';
 import type { EngineObserver, EngineStats, RequestResult } from './engine';
 
@@ -32,6 +32,30 @@ export function buckets125(max: number): number[] {
 }
 
 const FINISHED_REASONS = ['stop', 'length', 'abort'] as const;
+
+/**
+ * prometheus-fastapi-instrumentator's `default()` latency buckets (src/prometheus_fastapi_instrumentator/metrics.py @
+ * v7.1.0 lines 621-644; `instrument()` passes the same defaults, instrumentation.py lines 163-186); `default()` appends
+ * +Inf (lines 693-697). vLLM's `mount_metrics` passes none of its own.
+ */
+export const HTTP_HIGHR_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60];
+export const HTTP_LOWR_BUCKETS = [0.1, 0.5, 1];
+
+/** One request as prometheus-fastapi-instrumentator's middleware hands it to `default()`'s instrumentation (`Info`). */
+export interface HttpObservation {
+  /** `request.method`, as sent. */
+  method: string;
+  /** The route's path template, or `none` for a request no route matched (middleware.py @ v7.1.0 lines 132-136). */
+  handler: string;
+  /** The status of `http.response.start`, or 500 when the app raised before sending one (middleware.py line 145). */
+  status: number;
+  /** The request's `Content-Length` header, 0 without one (metrics.py @ v7.1.0 lines 796-798). */
+  requestBytes: number;
+  /** The response's `Content-Length` header, 0 without one (a stream, an exception) (metrics.py lines 804-809). */
+  responseBytes: number;
+  /** From the request's arrival to the end of the app's call, its last body chunk sent (middleware.py lines 130, 186). */
+  durationS: number;
+}
 
 export interface MetricsConfig {
   modelName: string;
@@ -181,6 +205,9 @@ export function floatToGoString(x: number): string {
   return s;
 }
 
+/** The types prometheus_client gives a `_created` sample (Counter, Summary, Histogram; vLLM never disables them). */
+const HAS_CREATED: ReadonlySet<string> = new Set(['counter', 'summary', 'histogram']);
+
 function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
@@ -265,6 +292,14 @@ export class SimMetrics implements EngineObserver {
   private readonly loraOf = new Map<string, string>();
   /** The last value written to a lora_requests_info series, so a later change always reads newer. */
   private loraInfoAt = 0;
+  /** prometheus-fastapi-instrumentator's `default()` families (see `observeHttp`). */
+  private readonly httpRequests: Counter<'method' | 'status' | 'handler'>;
+  private readonly httpRequestSize: Summary<'handler'>;
+  private readonly httpResponseSize: Summary<'handler'>;
+  private readonly httpHighr: Histogram<string>;
+  private readonly httpLowr: Histogram<'method' | 'handler'>;
+  /** When each labelled http_* series was created (its first observation), for its `_created`; keyed by name + labels. */
+  private readonly seriesCreated = new Map<string, number>();
 
   constructor(config: MetricsConfig, stats: () => EngineStats) {
     this.disableLogStats = config.disableLogStats === true;
@@ -369,6 +404,76 @@ export class SimMetrics implements EngineObserver {
         registers,
       });
     }
+
+    // prometheus-fastapi-instrumentator's default metrics, which vLLM's mount_metrics installs with
+    // `Instrumentator(excluded_handlers=[...], registry=registry).add().instrument(app)` (api_server.py @ v0.10.0
+    // mount_metrics): `.add()` with no function adds none, so the middleware falls back to `metrics.default()`
+    // (middleware.py @ v7.1.0 lines 88-104). Starlette builds its middleware stack, and so creates these, when the
+    // server starts, after AsyncLLM (built before build_app) registered the vllm: families: they follow them on the page,
+    // also with --disable-log-stats, which removes only the vllm: ones. Names, help texts (trailing spaces included),
+    // types, label names and buckets are metrics.py @ v7.1.0 lines 706-777; the summaries have no quantiles.
+    this.httpRequests = new Counter({
+      name: 'http_requests_total',
+      help: 'Total number of requests by method, status and handler.',
+      labelNames: ['method', 'status', 'handler'] as const,
+      registers,
+    });
+    this.httpRequestSize = new Summary({
+      name: 'http_request_size_bytes',
+      help: 'Content length of incoming requests by handler. Only value of header is respected. Otherwise ignored. No percentile calculated. ',
+      labelNames: ['handler'] as const,
+      percentiles: [],
+      registers,
+    });
+    this.httpResponseSize = new Summary({
+      name: 'http_response_size_bytes',
+      help: 'Content length of outgoing responses by handler. Only value of header is respected. Otherwise ignored. No percentile calculated. ',
+      labelNames: ['handler'] as const,
+      percentiles: [],
+      registers,
+    });
+    // No labels: its one series (zero buckets, _count, _sum, _created) is on the page from the start.
+    this.httpHighr = new Histogram({
+      name: 'http_request_duration_highr_seconds',
+      help: 'Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ',
+      buckets: HTTP_HIGHR_BUCKETS,
+      registers,
+    });
+    this.httpLowr = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ',
+      labelNames: ['method', 'handler'] as const,
+      buckets: HTTP_LOWR_BUCKETS,
+      registers,
+    });
+  }
+
+  /**
+   * One request the instrumentator's middleware did not exclude, recorded as `default()`'s instrumentation records it
+   * (metrics.py @ v7.1.0 lines 779-820): `http_requests_total{method,status,handler}` + 1 with the status grouped to
+   * its first digit + `xx` (`should_group_status_codes` defaults to True, middleware.py lines 203-204), the two size
+   * summaries per handler, the highr histogram for every status (`should_only_respect_2xx_for_highr` is False) and the
+   * lowr one per method and handler, both with the whole duration (`should_exclude_streaming_duration` is False).
+   */
+  observeHttp(o: HttpObservation): void {
+    const status = `${String(o.status)[0]}xx`;
+    const now = Date.now() / 1000;
+    const created = (name: string, labels: Record<string, string>): void => {
+      const key = `${name}${labelString(labels)}`;
+      if (!this.seriesCreated.has(key)) this.seriesCreated.set(key, now);
+    };
+    const total = { method: o.method, status, handler: o.handler };
+    const byHandler = { handler: o.handler };
+    const lowr = { method: o.method, handler: o.handler };
+    created('http_requests_total', total);
+    created('http_request_size_bytes', byHandler);
+    created('http_response_size_bytes', byHandler);
+    created('http_request_duration_seconds', lowr);
+    this.httpRequests.inc(total, 1);
+    this.httpRequestSize.observe(byHandler, o.requestBytes);
+    this.httpResponseSize.observe(byHandler, o.responseBytes);
+    this.httpHighr.observe(o.durationS);
+    this.httpLowr.observe(lowr, o.durationS);
   }
 
   onSubmit(info: { id: string; loraName: string | null }): void {
@@ -525,10 +630,11 @@ export class SimMetrics implements EngineObserver {
     for (const f of await this.families()) {
       out.push(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
       for (const series of f.series) out.push(...series.lines);
-      // The text format has no _created samples: prometheus_client writes them as a gauge family after the family.
-      if (f.type === 'counter' || f.type === 'histogram') {
+      // The text format has no _created samples: prometheus_client writes them as a gauge family after the family
+      // (a labelled family no request has touched yet has no series, hence no _created family either).
+      if (HAS_CREATED.has(f.type) && f.series.length > 0) {
         out.push(`# HELP ${f.base}_created ${escapeHelp(f.help)}\n# TYPE ${f.base}_created gauge\n`);
-        for (const series of f.series) out.push(`${f.base}_created${labelString(series.labels)} ${created}\n`);
+        for (const series of f.series) out.push(`${f.base}_created${labelString(series.labels)} ${series.created ?? created}\n`);
       }
     }
     return out.join('');
@@ -546,7 +652,7 @@ export class SimMetrics implements EngineObserver {
       out.push(`# HELP ${f.base} ${escapeHelp(f.help).replace(/"/g, '\\"')}\n# TYPE ${f.base} ${f.type}\n`);
       for (const series of f.series) {
         out.push(...series.lines);
-        if (f.type === 'counter' || f.type === 'histogram') out.push(`${f.base}_created${labelString(series.labels)} ${created}\n`);
+        if (HAS_CREATED.has(f.type)) out.push(`${f.base}_created${labelString(series.labels)} ${series.created ?? created}\n`);
       }
     }
     out.push('# EOF\n');
@@ -603,14 +709,14 @@ export class SimMetrics implements EngineObserver {
   }
 
   /** The families in registration order, each series' sample lines in prometheus_client's order. */
-  private async families(): Promise<{ name: string; base: string; help: string; type: string; series: { labels: Record<string, string | number>; lines: string[] }[] }[]> {
-    // --disable-log-stats: no PrometheusStatLogger, so no vllm: family at all (see MetricsConfig.disableLogStats).
-    if (this.disableLogStats) return [];
-    const families = await this.registry.getMetricsAsJSON();
+  private async families(): Promise<{ name: string; base: string; help: string; type: string; series: { labels: Record<string, string | number>; lines: string[]; created?: string }[] }[]> {
+    // --disable-log-stats: no PrometheusStatLogger, so no vllm: family at all (see MetricsConfig.disableLogStats); the
+    // instrumentator's http_* families stay.
+    const families = (await this.registry.getMetricsAsJSON()).filter((f) => !(this.disableLogStats && f.name.startsWith('vllm:')));
     return families.map((f) => {
       const type = String(f.type);
       const values = f.values as { value: number; labels: Record<string, string | number>; metricName?: string }[];
-      const series: { labels: Record<string, string | number>; lines: string[] }[] = [];
+      const series: { labels: Record<string, string | number>; lines: string[]; created?: string }[] = [];
       if (type === 'histogram') {
         // prometheus_client's order per series: the buckets, then _count, then _sum.
         const bySeries = new Map<string, { labels: Record<string, string | number>; buckets: string[]; sum?: string; count?: string }>();
@@ -628,6 +734,21 @@ export class SimMetrics implements EngineObserver {
           else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
         }
         for (const e of bySeries.values()) series.push({ labels: e.labels, lines: [...e.buckets, e.count ?? '', e.sum ?? ''] });
+      } else if (type === 'summary') {
+        // prometheus_client's Summary without quantiles: _count, then _sum, per series (prom-client lists _sum first).
+        const bySeries = new Map<string, { labels: Record<string, string | number>; sum?: string; count?: string }>();
+        for (const v of values) {
+          const key = labelString(v.labels);
+          let entry = bySeries.get(key);
+          if (!entry) {
+            entry = { labels: v.labels };
+            bySeries.set(key, entry);
+          }
+          const value = floatToGoString(v.value);
+          if (v.metricName?.endsWith('_sum')) entry.sum = `${f.name}_sum${key} ${value}\n`;
+          else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
+        }
+        for (const e of bySeries.values()) series.push({ labels: e.labels, lines: [e.count ?? '', e.sum ?? ''] });
       } else {
         const byKey = new Map<string, { labels: Record<string, string | number>; lines: string[] }>();
         for (const v of values) {
@@ -640,6 +761,11 @@ export class SimMetrics implements EngineObserver {
           }
           entry.lines.push(`${f.name}${key} ${floatToGoString(v.value)}\n`);
         }
+      }
+      // A series first observed after the start (the http_* ones) carries its own creation time.
+      for (const e of series) {
+        const at = this.seriesCreated.get(`${f.name}${labelString(e.labels)}`);
+        if (at !== undefined) e.created = floatToGoString(at);
       }
       return { name: f.name, base: type === 'counter' ? f.name.replace(/_total$/, '') : f.name, help: f.help, type, series };
     });

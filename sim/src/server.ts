@@ -1,10 +1,11 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { RealtimeClock, type SimClock } from './clock';
 import { generationOf, type VllmGeneration } from './block-hash';
-import { Engine, type KvEventSink, type RequestHandle, type RequestResult } from './engine';
+import { Engine, type KvEventSink, type RequestHandle, type RequestListener, type RequestResult, type SubmitParams } from './engine';
 import type { KvEventEncoding } from '@kvroute/protocol/kv-events';
 import { ChatTemplateRefusal, truncatePromptIds, vllmConversation } from '@kvroute/protocol/openai';
 import { KvEventPublisher } from './kv-publisher';
@@ -141,7 +142,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   let draining = false;
 
   const server = createServer((req, res) => {
-    const done = handle(req, res).catch((e: unknown) => {
+    const http = instrumentRequest(req, res);
+    const done = requestScope.run(http, () => handle(req, res, http)).catch((e: unknown) => {
       if (e instanceof RouteError) {
         // Starlette's router answers unknown paths and methods itself, with FastAPI's default `{"detail": ...}` body.
         if (!res.headersSent) sendJson(res, e.status, { detail: e.message });
@@ -149,6 +151,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       if (e instanceof PlainServerError) {
         if (!res.headersSent) {
+          // The exception passed through the instrumentator's middleware before Starlette's ServerErrorMiddleware,
+          // outside it, wrote this 500: it saw no response start (status 500, no Content-Length).
+          http.raised = true;
           res.removeHeader('access-control-allow-origin');
           res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
           res.end('Internal Server Error');
@@ -197,7 +202,129 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     });
   });
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * prometheus-fastapi-instrumentator's middleware around one request (middleware.py @ v7.1.0 `__call__`): the timer
+   * starts when the request reaches the app and stops when the app's call returns, i.e. once the response's last body
+   * chunk was sent (or the client hung up), so a stream's duration covers the whole stream; the status and
+   * Content-Length are those of `http.response.start`. vLLM's mount_metrics adds this middleware before CORSMiddleware
+   * and the API-key middleware (build_app, api_server.py @ v0.10.0), so Starlette makes it the innermost of them: a
+   * CORS preflight and an API-key 401 are answered outside it and never counted (`reached` stays false). Durations are
+   * the simulator's model time (its clock), like every other duration on the page; see README "Metrics".
+   */
+  function instrumentRequest(req: IncomingMessage, res: ServerResponse): HttpTiming {
+    const state: HttpTiming = { reached: false, raised: false, engine: null };
+    const startWall = performance.now();
+    let observed = false;
+    const observe = (): void => {
+      if (observed || !state.reached) return;
+      observed = true;
+      const method = req.method ?? 'GET';
+      const handler = instrumentatorHandler(pythonUnquote((req.url ?? '/').split('?')[0]!), method);
+      if (handler === null) return;
+      const length = state.raised ? undefined : res.getHeader('content-length');
+      metrics.observeHttp({
+        method,
+        handler,
+        status: state.raised ? 500 : res.statusCode,
+        // `int(info.request.headers.get("Content-Length", 0))`: the header alone, whatever the body was.
+        requestBytes: Number(req.headers['content-length'] ?? 0) || 0,
+        responseBytes: length === undefined ? 0 : Number(length) || 0,
+        durationS: httpDurationMs(state, startWall) / 1000,
+      });
+    };
+    res.once('finish', observe);
+    res.once('close', observe);
+    return state;
+  }
+
+  /**
+   * The request's duration as the simulated server would have taken it: the wall time it spent in the simulator's own
+   * code (routing, JSON, tokenization, writing), which stands for vLLM's own, plus the *model* time of its engine work,
+   * from its first submission to the engine to the finish of its last engine request (or to now, if it ended first: a
+   * client that hung up, a background response), in place of the wall time that took. At --time-scale 1 this is the
+   * wall time; under a ManualClock the engine's part is exactly the model time.
+   */
+  function httpDurationMs(t: HttpTiming, startWall: number): number {
+    const wall = performance.now() - startWall;
+    if (t.engine === null) return Math.max(wall, 0);
+    const e = t.engine;
+    const engineWall = Math.max((e.wallEnd ?? performance.now()) - e.wallStart, 0);
+    const engineModel = (e.modelEnd ?? clock.now()) - Math.min(e.modelStart, e.firstArrivalMs);
+    return Math.max(wall - engineWall + engineModel, 0);
+  }
+
+  /** `eng.submitAll`, noting the engine span of the HTTP request it runs for (see httpDurationMs). */
+  function submitTracked(items: readonly { params: SubmitParams; listener: RequestListener }[]): RequestHandle[] {
+    const t = requestScope.getStore();
+    if (t === undefined) return eng.submitAll(items);
+    const first = t.engine === null;
+    const span = (t.engine ??= { wallStart: performance.now(), modelStart: clock.now(), open: 0, wallEnd: null, modelEnd: null, firstArrivalMs: Infinity, lastFinishMs: -Infinity });
+    span.open += items.length;
+    span.wallEnd = null;
+    span.modelEnd = null;
+    const handles = eng.submitAll(
+      items.map(({ params, listener }) => ({
+        params,
+        listener: {
+          onToken: (index: number, tokenId: number, atMs: number): void => listener.onToken(index, tokenId, atMs),
+          onFinish: (result: RequestResult): void => {
+            // The simulated instant it finished, not the clock when its (late-firing) timer ran: at a high
+            // --time-scale a timer's few wall milliseconds of lateness would be seconds of model time.
+            span.lastFinishMs = Math.max(span.lastFinishMs, result.finishedMs);
+            span.firstArrivalMs = Math.min(span.firstArrivalMs, result.arrivalMs);
+            if (--span.open === 0) {
+              span.wallEnd = performance.now();
+              span.modelEnd = span.lastFinishMs;
+            }
+            listener.onFinish(result);
+          },
+        },
+      })),
+    );
+    // From here the engine's time is model time; submitAll's own work (hashing the prompt) was the server's.
+    if (first && span.wallEnd === null) {
+      span.wallStart = performance.now();
+      span.modelStart = clock.now();
+    }
+    return handles;
+  }
+
+  /**
+   * The `handler` label prometheus-fastapi-instrumentator gives a request, or null when it is excluded
+   * (middleware.py @ v7.1.0 lines 132-136, 230-261; routing.py @ v7.1.0 `get_route_name`):
+   * - the path template of the route that matches it FULLY (path and method): `/v1/chat/completions`,
+   *   `/v1/responses/{response_id}`; `/metrics` for the `/metrics` Mount, which matches every method and longer path;
+   * - a path no route matches fully (an unknown path, or a known one with another method: `_get_route_name` notes a
+   *   PARTIAL match but then returns None) is retried with its trailing slash trimmed (added, when it has none), as
+   *   Starlette's redirect_slashes would route it: a match there gives that template with the slash put back
+   *   (`/v1/models/`);
+   * - otherwise it is untemplated: `should_ignore_untemplated` defaults to False, so it counts, under handler `none`
+   *   (`should_group_untemplated` defaults to True);
+   * - excluded: any handler in which one of vLLM's `excluded_handlers` regexes is found (`re.search`), the path itself
+   *   for an untemplated request, so `/metrics…`, `/health`, `/load`, `/ping`, `/version` (and e.g. `/healthz`) are
+   *   never counted.
+   */
+  function instrumentatorHandler(path: string, method: string): string | null {
+    let handler: string;
+    let templated = true;
+    const accepts = (p: string): boolean => routeOf(p)?.includes(method) === true;
+    if (path.startsWith('/metrics')) handler = '/metrics';
+    else if (accepts(path)) handler = routeTemplate(path);
+    else if (path !== '/' && path.endsWith('/') && accepts(path.slice(0, -1))) handler = `${routeTemplate(path.slice(0, -1))}/`;
+    else {
+      handler = path;
+      templated = false;
+    }
+    if (INSTRUMENTATOR_EXCLUDED_HANDLERS.some((pattern) => pattern.test(handler))) return null;
+    return templated ? handler : 'none';
+  }
+
+  // The dev-mode routes exist only under VLLM_SERVER_DEV_MODE (`if envs.VLLM_SERVER_DEV_MODE:` around their
+  // definitions, vllm/entrypoints/openai/api_server.py @ v0.10.0 lines 970-991; v0.10.2 lines 1050-1070): otherwise a
+  // 404 from the router, whatever the method.
+  const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p] ?? pathParamRoute(p));
+
+  async function handle(req: IncomingMessage, res: ServerResponse, http: { reached: boolean }): Promise<void> {
     res.setHeader('x-kvroute-pod', options.podName);
     // uvicorn.Config's default server_header=True (vllm/entrypoints/launcher.py @ v0.10.0 builds it with defaults).
     res.setHeader('server', 'uvicorn');
@@ -231,10 +358,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       res.setHeader('access-control-allow-origin', '*');
     }
-    // The dev-mode routes exist only under VLLM_SERVER_DEV_MODE (`if envs.VLLM_SERVER_DEV_MODE:` around their
-    // definitions, vllm/entrypoints/openai/api_server.py @ v0.10.0 lines 970-991; v0.10.2 lines 1050-1070): otherwise a
-    // 404 from the router, whatever the method.
-    const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p] ?? pathParamRoute(p));
+    // Past the API-key and CORS middlewares: the instrumentator's middleware sees the request from here on.
+    http.reached = true;
     const route = routeOf(path);
     // mount_metrics appends Mount("/metrics", make_asgi_app()) after every route, its path_regex replaced by
     // `^/metrics(?P<path>.*)$` ("Workaround for 307 Redirect for /metrics", vllm/entrypoints/openai/api_server.py @
@@ -558,7 +683,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   function runResponse(p: Prepared, done: (r: RequestResult & { text: string; promptTokens: number }) => void): () => void {
     const pr = p.prompts[0]!;
     const { plan } = outputPlan(pr, p.req);
-    const [handle] = eng.submitAll([
+    const [handle] = submitTracked([
       {
         params: engineParams(p, pr, plan, 1),
         listener: {
@@ -924,7 +1049,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         };
         submissions.push({ params: engineParams(p, c.pr, c.plan, n), listener });
       });
-      handles.push(...eng.submitAll(submissions));
+      handles.push(...submitTracked(submissions));
       const abortAll = (): void => {
         for (const h of handles) h.abort();
       };
@@ -1025,6 +1150,31 @@ function pathParamRoute(path: string): string[] | undefined {
   if (RETRIEVE_RESPONSE_PATH.test(path)) return ['GET'];
   return undefined;
 }
+
+/** One HTTP request as the instrumentator's middleware sees it, and the span of its engine work. */
+interface HttpTiming {
+  /** Past the API-key and CORS middlewares, which vLLM adds outside the instrumentator's. */
+  reached: boolean;
+  /** Ended by an exception that Starlette's ServerErrorMiddleware, outside the instrumentator, answered. */
+  raised: boolean;
+  engine: { wallStart: number; modelStart: number; open: number; wallEnd: number | null; modelEnd: number | null; firstArrivalMs: number; lastFinishMs: number } | null;
+}
+
+/** The HTTP request the current async work serves, so engine submissions can be charged to it. */
+const requestScope = new AsyncLocalStorage<HttpTiming>();
+
+/** A served path's FastAPI path template: the path itself but for the `{response_id}` routes. */
+function routeTemplate(path: string): string {
+  if (CANCEL_RESPONSE_PATH.test(path)) return '/v1/responses/{response_id}/cancel';
+  if (RETRIEVE_RESPONSE_PATH.test(path)) return '/v1/responses/{response_id}';
+  return path;
+}
+
+/**
+ * vLLM's `Instrumentator(excluded_handlers=[...])` in `mount_metrics` (vllm/entrypoints/openai/api_server.py @ v0.10.0;
+ * the same list before and after it), compiled and searched as the instrumentator does (`re.compile`, `pattern.search`).
+ */
+const INSTRUMENTATOR_EXCLUDED_HANDLERS: readonly RegExp[] = ['/metrics', '/health', '/load', '/ping', '/version', '/server_info'].map((p) => new RegExp(p));
 
 const CANCEL_RESPONSE_PATH = /^\/v1\/responses\/([^/]+)\/cancel$/;
 const RETRIEVE_RESPONSE_PATH = /^\/v1\/responses\/([^/]+)$/;
