@@ -502,14 +502,16 @@ describe('vllm:lora_requests_info (vllm/v1/metrics/loggers.py lines 444-463, 563
 });
 
 describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca337ce lines 319, 839)', () => {
-  it('--disable-log-stats: no vllm: family at all, as AsyncLLM builds no StatLoggerManager (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133); the process collector\'s start time stays', async () => {
+  it('--disable-log-stats: no vllm: family at all, as AsyncLLM builds no StatLoggerManager (vllm/v1/engine/async_llm.py @ 6eca337ce lines 126-133); the process collector\'s start time and the instrumentator\'s http_* families stay', async () => {
     const sim = await startSimulator({ port: 0, timeScale: 1000, disableLogStats: true });
     try {
       expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hello', max_tokens: 2 })).status).toBe(200);
       const text = await http(sim.url, 'GET', '/metrics');
       expect(text.status).toBe(200);
-      // prometheus_client's collectors only: the page starts with the GC counters and ends with the process's fds.
-      const collectorsOnly = /^# HELP python_gc_objects_collected_total [^]*\nprocess_max_fds \S+\n$/;
+      // prometheus_client's collectors, then prometheus-fastapi-instrumentator's http_* families (mount_metrics does not
+      // depend on log stats): the page starts with the GC counters, the process's fds end the collectors, and the
+      // instrumentator's lowr histogram, which counted the completion, ends the page.
+      const collectorsOnly = /^# HELP python_gc_objects_collected_total [^]*\nprocess_max_fds \S+\n# HELP http_requests_total [^]*\nhttp_request_duration_seconds_created\{handler="\/v1\/completions",method="POST"\} \S+\n$/;
       expect(text.text).toMatch(collectorsOnly);
       expect(text.text).not.toContain('vllm:');
       expect(text.text).toMatch(/^process_start_time_seconds \S+$/m);
@@ -519,7 +521,7 @@ describe('--disable-log-stats and --swap-space (vllm/engine/arg_utils.py @ 6eca3
       // OpenMetrics names a counter's family without _total; its samples keep it.
       expect(om).toMatch(/^# HELP python_gc_objects_collected Objects collected during gc\n# TYPE python_gc_objects_collected counter\npython_gc_objects_collected_total\{generation="0"\} /);
       expect(om).toMatch(/\n# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total \S+\n/);
-      expect(om).toMatch(/\nprocess_max_fds \S+\n# EOF\n$/);
+      expect(om).toMatch(/\nprocess_max_fds \S+\n# HELP http_requests [^]*\nhttp_request_duration_seconds_created\{handler="\/v1\/completions",method="POST"\} \S+\n# EOF\n$/);
       expect(om).not.toContain('vllm:');
     } finally {
       await sim.close();
