@@ -4,7 +4,7 @@
  * saturated by what their pages say (`vllm:num_requests_waiting` past the default config's threshold of 5).
  */
 import * as http from 'http';
-import { defaultEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withoutNoHitLru } from '../src/config';
 import { parseArgs } from '../src/cli';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FLOW_CONTROL_HEADER } from '../src/requestcontrol/flow-control';
@@ -262,8 +262,11 @@ describe('a burst into a pool of equal pods spreads (issue 9: tie-breaking witho
 
   test('24 requests fired at once, alike but for their (unshared) prompts, land 6 on each of 4 pods: picks count the EPP\'s in-flight work at pick time', async () => {
     pods = await Promise.all([0, 1, 2, 3].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
+    // The default config less its no-hit LRU scorer, which rotates cold requests over the pods by itself and carried
+    // this test with the in-flight scorers turned off (audit s46): what spreads the burst here is their in-flight count.
+    const config = withoutNoHitLru(defaultEndpointPickerConfig());
     epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '1s'])!, quiet);
+      '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', '1s', '--config-text', renderEndpointPickerConfig(config)])!, quiet);
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
     await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
     // The pods' pages stay idle through the burst: only the EPP's own count of what it sent can tell the pods apart.
