@@ -10,7 +10,7 @@ import {
 const LATENCY_SCORER = {
   type: 'latency-scorer' as const,
   parameters: {
-    // kvroute's simulator defaults are 0.25 ms/token and 20 ms; a real pod's own data replaces them within a
+    // Of the order of kvroute's simulator defaults (0.25 ms/token, 20 ms); a real pod's own data replaces them within a
     // few scrapes that saw first tokens (8 requests' worth of evidence), and once any pod is observed the pool's
     // median line stands in for them (a pod new to the pool starts there).
     priorPrefillMsPerToken: 0.2,
@@ -138,7 +138,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
         name: 'default',
         plugins: [
           { pluginRef: 'decode-filter' },
-          // Before session affinity, so a saturated bound pod re-pins the session instead of holding it.
+          // Before session affinity. In admission mode it keeps a loaded pod among the candidates while others have room;
+          // a bound pod whose KV cache is over its threshold is then left to the scorers, so the session may move to a
+          // pod with room (session-affinity-filter.ts), while a long queue alone keeps the session where it is.
           { pluginRef: 'saturation-filter' },
           { pluginRef: 'session-affinity-filter' },
           // 3: a full prefix hit outweighs any one load signal (each <= 1) and equals all three together —
@@ -156,8 +158,11 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           { pluginRef: 'queue-scorer', weight: 1 },
           // 1: absolute headroom (1 − usage), so a pod near its KV limit loses even when every pod has a queue.
           { pluginRef: 'kv-cache-utilization-scorer', weight: 1 },
-          // 1: the EPP's own in-flight count changes with every pick, not every scrape, so a burst of requests with
-          // the same prefix spreads once the prefix pod's lead is used up instead of herding onto it for 50 ms. At 2
+          // 1: the EPP's own in-flight count changes with every pick, not every scrape, so a burst of cold requests
+          // spreads instead of herding for 50 ms onto the pod that looked idlest. A burst sharing a cached prefix goes
+          // to its holder (the prefix's 3 points against 1 here): new sessions until its sequence slots are full
+          // (`maxNumSeqs`, the latency scorer's slot wait), then they spread; one-off requests without a session id
+          // stay there (`slotWait: sessions`; plugin-latency-scorer.test.ts, "a burst of new sessions …"). At 2
           // it took more off slow pods on the heterogeneous pool but cost 3-5 hit points on shared-prefix × constrained
           // (the load ladder, 2026-11-30; bench/README.md).
           { pluginRef: 'active-request-scorer', weight: 1 },
