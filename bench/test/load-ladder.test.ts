@@ -181,6 +181,20 @@ describe('checkGoals', () => {
     expect(hit).toEqual({ met: false, actual: 'largest shortfall 3.0 points (interactive/ample: 85.0% vs kvroute-no-lru\'s 88.0%)' });
   });
 
+  test('today\'s default\'s p90 is held to the earlier defaults that ran (existing policies), a candidate\'s is not', () => {
+    const runs = loads.flatMap((l) => [
+      run('kvroute', l, { ttftP90: 0.04 }),
+      run('kvroute-no-session-load', l, { ttftP90: 0.035 }),
+      run('kvroute-latency', l, { ttftP90: 0.03 }),
+      run('round-robin', l, { ttftP90: 0.5 }),
+    ]);
+    const p90 = checkGoals([cell(runs)], loads, ['kvroute', 'kvroute-no-session-load', 'kvroute-latency']).find((g) => g.id === 'p90-vs-others')!.results;
+    expect(p90.kvroute).toMatchObject({ met: false });
+    expect(p90.kvroute!.actual).toContain('best other kvroute-no-session-load 35 ms');
+    // The earlier default itself, a candidate, is held to no kvroute config: round robin is the only other policy.
+    expect(p90['kvroute-no-session-load']!.actual).toContain('best other round-robin');
+  });
+
   test('each goal misses on its own evidence', () => {
     const runs = loads.flatMap((l) => [
       run('kvroute', l, { hitRate: 0.9 }),
