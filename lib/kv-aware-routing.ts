@@ -34,8 +34,12 @@ export interface KvAwareRoutingProps {
    */
   readonly namespace: string;
   /**
-   * Emit the Namespace object too. Turn off when the namespace is managed elsewhere (it must then exist).
+   * Emit the Namespace object too. Turn off when the namespace is managed elsewhere (it must then exist). The emitted
+   * Namespace carries Pod Security Admission labels: it enforces `baseline` and warns and audits at `restricted`. The
+   * EPP and session store pods meet restricted; the decode pod meets baseline, and restricted with `decode.runAsUser`
+   * (`DecodePool.podSecurityExceptions`); Istio's gateway pods meet baseline.
    * @default true
+   * @see https://kubernetes.io/docs/concepts/security/pod-security-admission/
    */
   readonly createNamespace?: boolean;
   /**
@@ -122,6 +126,17 @@ export const LARGE_POOL_REPLICAS = 64;
 const SESSION_STORE_SUFFIX = '-session-store';
 
 /**
+ * The Pod Security Admission labels of the Namespace kvroute emits: enforce baseline (the decode pod's vLLM runs as its
+ * image's user), warn and audit restricted.
+ * @see https://kubernetes.io/docs/concepts/security/pod-security-admission/#pod-security-admission-labels-for-namespaces
+ */
+export const NAMESPACE_POD_SECURITY_LABELS: Readonly<Record<string, string>> = {
+  'pod-security.kubernetes.io/enforce': 'baseline',
+  'pod-security.kubernetes.io/warn': 'restricted',
+  'pod-security.kubernetes.io/audit': 'restricted',
+};
+
+/**
  * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring,
  * monitoring and the EPP's NetworkPolicy. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
  *
@@ -178,7 +193,9 @@ export class KvAwareRouting extends Chart {
     }
 
     if (props.createNamespace ?? true) {
-      new k8s.KubeNamespace(this, 'Namespace', { metadata: { name: namespace } });
+      // Enforce the level every pod of the stack meets, and report what would break restricted on each apply (warn)
+      // and in the audit log, so an image update that loses a control shows before a stricter level is enforced.
+      new k8s.KubeNamespace(this, 'Namespace', { metadata: { name: namespace, labels: NAMESPACE_POD_SECURITY_LABELS } });
     }
     this.istio = istioSupport(props.istioVersion ?? '1.27.0');
     this.inferenceRouting = checkOneOf('KvAwareRouting', 'inferenceRouting', props.inferenceRouting ?? 'envoy-filter', ['envoy-filter', 'native'] as const);

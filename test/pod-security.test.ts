@@ -1,7 +1,7 @@
 import { CLUSTERS, DEMO, withOverrides } from '../lib/clusters';
 import type { KvAwareRoutingProps } from '../lib/kv-aware-routing';
 import { Manifest, one, synthChart } from './support/manifests';
-import { RESTRICTED_CHECK_IDS, restrictedViolations } from './support/pod-security';
+import { BASELINE_CHECK_IDS, baselineViolations, RESTRICTED_CHECK_IDS, restrictedViolations } from './support/pod-security';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = Record<string, any>;
@@ -96,6 +96,30 @@ describe('the Pod Security "restricted" checker', () => {
   });
 });
 
+describe('the Pod Security "baseline" checker', () => {
+  const pod = (): { spec: Json } => ({ spec: { securityContext: {}, containers: [{ name: 'app', securityContext: {} }], volumes: [] } });
+  test('admits a plain pod (root, writable root, default capabilities) and refuses each baseline control it can break', () => {
+    expect(baselineViolations(pod())).toEqual([]);
+    const cases: [string, (p: { spec: Json }) => void][] = [
+      ['hostPathVolumes', (p) => { p.spec.volumes.push({ name: 'host', hostPath: { path: '/var/run' } }); }],
+      ['capabilities_baseline', (p) => { p.spec.containers[0].securityContext.capabilities = { add: ['NET_ADMIN'] }; }],
+      ['seccompProfile_baseline', (p) => { p.spec.securityContext.seccompProfile = { type: 'Unconfined' }; }],
+      ['seccompProfile_baseline', (p) => { p.spec.containers[0].securityContext.seccompProfile = { type: 'Unconfined' }; }],
+      ['privileged', (p) => { p.spec.containers[0].securityContext.privileged = true; }],
+      ['hostNamespaces', (p) => { p.spec.hostNetwork = true; }],
+    ];
+    for (const [check, breakIt] of cases) {
+      const p = pod();
+      breakIt(p);
+      expect(baselineViolations(p).map((v) => v.check)).toEqual([check]);
+      expect(BASELINE_CHECK_IDS).toContain(check);
+    }
+    const ok = pod();
+    ok.spec.containers[0].securityContext.capabilities = { add: ['NET_BIND_SERVICE', 'CHOWN'] };
+    expect(baselineViolations(ok)).toEqual([]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // kvroute's pods against it.
 // ---------------------------------------------------------------------------------------------------------------
@@ -152,6 +176,18 @@ describe.each(variants)('%s: pod security', (_name, props) => {
 
   test('every documented exception gives a reason', () => {
     for (const e of chart.decodePool.podSecurityExceptions) expect(e.reason.length).toBeGreaterThan(20);
+  });
+
+  test('the Namespace enforces baseline, warns and audits at restricted, and every pod template of the stack meets baseline', () => {
+    const ns = one(m, 'Namespace');
+    expect(ns.metadata.labels).toEqual({
+      'pod-security.kubernetes.io/enforce': 'baseline', 'pod-security.kubernetes.io/warn': 'restricted', 'pod-security.kubernetes.io/audit': 'restricted',
+    });
+    const workloads = m.filter((x) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(x.kind));
+    expect(workloads.length).toBeGreaterThanOrEqual(2);
+    for (const w of workloads) {
+      expect({ workload: w.metadata.name, violations: baselineViolations(w.spec.template) }).toEqual({ workload: w.metadata.name, violations: [] });
+    }
   });
 });
 

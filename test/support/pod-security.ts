@@ -154,6 +154,42 @@ export const RESTRICTED_CHECK_IDS = [
   'capabilities_restricted',
 ] as const;
 
+// ---- the baseline counterparts the restricted checks override ----
+
+/** check_hostPathVolumes.go: no hostPath volume. */
+function hostPathVolumes(spec: Json): Violation[] {
+  const bad = (spec.volumes ?? []).filter((v: Json) => v.hostPath !== undefined).map((v: Json) => v.name);
+  return bad.length ? [{ check: 'hostPathVolumes', detail: `hostPath volumes ${bad.join(', ')}`, containers: [] }] : [];
+}
+
+/** check_capabilities_baseline.go: capabilities.add only from the default set container runtimes grant. */
+const BASELINE_CAPABILITIES = new Set(['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT']);
+function capabilitiesBaseline(spec: Json): Violation[] {
+  const bad = containers(spec).filter((c) => (c.securityContext?.capabilities?.add ?? []).some((a: string) => !BASELINE_CAPABILITIES.has(a))).map((c) => c.name);
+  return bad.length ? [{ check: 'capabilities_baseline', detail: 'capabilities.add beyond the default set', containers: bad }] : [];
+}
+
+/** check_seccompProfile_baseline.go: seccompProfile.type is not Unconfined, pod or container (unset is allowed). */
+function seccompProfileBaseline(spec: Json): Violation[] {
+  const bad = containers(spec).filter((c) => c.securityContext?.seccompProfile?.type === 'Unconfined').map((c) => c.name);
+  const pod = spec.securityContext?.seccompProfile?.type === 'Unconfined';
+  return pod || bad.length ? [{ check: 'seccompProfile_baseline', detail: 'seccompProfile.type=Unconfined', containers: bad }] : [];
+}
+
+const BASELINE_CHECKS = [windowsHostProcess, hostNamespaces, privileged, hostPorts, seLinuxOptions, procMount, sysctls, hostPathVolumes, capabilitiesBaseline, seccompProfileBaseline];
+
+/** Every check the "baseline" profile runs, by upstream ID. */
+export const BASELINE_CHECK_IDS = [
+  'windowsHostProcess', 'hostNamespaces', 'privileged', 'hostPorts', 'appArmorProfile', 'seLinuxOptions', 'procMount', 'sysctls',
+  'hostPathVolumes', 'capabilities_baseline', 'seccompProfile_baseline',
+] as const;
+
+/** What the "baseline" profile (Kubernetes 1.28) refuses in a pod template: empty when it would be admitted. */
+export function baselineViolations(template: { metadata?: Json; spec: Json }): Violation[] {
+  const annotations = (template.metadata?.annotations ?? {}) as Record<string, string>;
+  return [...BASELINE_CHECKS.flatMap((check) => check(template.spec)), ...appArmorProfile(template.spec, annotations)];
+}
+
 /** What the "restricted" profile (Kubernetes 1.28) refuses in a pod template: empty when it would be admitted. */
 export function restrictedViolations(template: { metadata?: Json; spec: Json }): Violation[] {
   const annotations = (template.metadata?.annotations ?? {}) as Record<string, string>;
