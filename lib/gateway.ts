@@ -84,8 +84,13 @@ export interface InferenceGatewayProps {
    * accepts the connection and never answers, or stalls mid-stream (504 before response headers, a reset after). It
    * must exceed the longest wait for a first byte:
    * vLLM sends a streaming response's headers at once and then one event per token, but a non-streaming response only
-   * when the generation is done. "0s" leaves it off.
+   * when the generation is done. The default equals Envoy's connection-manager default `stream_idle_timeout` (5
+   * minutes), written on the route so the bound is explicit and set per cluster: it ends a pod hung for minutes, not
+   * one that stalls for seconds. A pool whose clients all stream can set tens of seconds, so a hung pod's requests end
+   * (504) that much sooner; a pool serving long non-streaming generations needs more. "0s" leaves it off (Envoy's
+   * default then applies).
    * @default '300s'
+   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto (RouteAction.idle_timeout)
    */
   readonly idleTimeout?: string;
   /**

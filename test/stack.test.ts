@@ -1,4 +1,5 @@
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
+import { GATEWAY_ENVOY_FLAGS } from '@kvroute/bench';
 import * as YAML from 'yaml';
 import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
@@ -189,6 +190,15 @@ describe('the seed (demo cluster)', () => {
     const idle = patchOf(timeouts, 'HTTP_ROUTE');
     expect(idle.match.routeConfiguration.vhost.route.name).toBe('llm-d.llm-d-gateway.0');
     expect(idle.patch.value).toEqual({ route: { idle_timeout: '300s' } });
+  });
+
+  test('the local gateway (bench/src/stack.ts GATEWAY_ENVOY_FLAGS) runs with the timeouts these manifests give Envoy', () => {
+    const flag = (name: string) => Number(GATEWAY_ENVOY_FLAGS[GATEWAY_ENVOY_FLAGS.indexOf(name) + 1]);
+    const ms = (duration: string) => [...duration.matchAll(/(\d+)(ms|h|m|s)/g)].reduce((t, [, n, unit]) => t + Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit!]!, 0);
+    const timeouts = one(demo, 'EnvoyFilter', 'llm-d-gateway-timeouts');
+    expect(flag('--request-receive-timeout-ms')).toBe(ms(patchOf(timeouts, 'NETWORK_FILTER').patch.value.typed_config.request_timeout));
+    expect(flag('--idle-timeout-ms')).toBe(ms(patchOf(timeouts, 'HTTP_ROUTE').patch.value.route.idle_timeout));
+    expect(flag('--request-timeout-ms')).toBe(ms(one(demo, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].timeouts.request));
   });
 
   test('the decode DestinationRule balances round robin with locality load balancing off', () => {
