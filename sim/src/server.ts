@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -143,7 +142,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 
   const server = createServer((req, res) => {
     const http = instrumentRequest(req, res);
-    const done = requestScope.run(http, () => handle(req, res, http)).catch((e: unknown) => {
+    httpTimings.set(res, http);
+    const done = handle(req, res, http).catch((e: unknown) => {
       if (e instanceof RouteError) {
         // Starlette's router answers unknown paths and methods itself, with FastAPI's default `{"detail": ...}` body.
         if (!res.headersSent) sendJson(res, e.status, { detail: e.message });
@@ -222,15 +222,20 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       const handler = instrumentatorHandler(pythonUnquote((req.url ?? '/').split('?')[0]!), method);
       if (handler === null) return;
       const length = state.raised ? undefined : res.getHeader('content-length');
-      metrics.observeHttp({
-        method,
-        handler,
-        status: state.raised ? 500 : res.statusCode,
-        // `int(info.request.headers.get("Content-Length", 0))`: the header alone, whatever the body was.
-        requestBytes: Number(req.headers['content-length'] ?? 0) || 0,
-        responseBytes: length === undefined ? 0 : Number(length) || 0,
-        durationS: httpDurationMs(state, startWall) / 1000,
-      });
+      // In a 'finish'/'close' listener: a throw here would end the process, where vLLM's middleware would lose one sample.
+      try {
+        metrics.observeHttp({
+          method,
+          handler,
+          status: state.raised ? 500 : res.statusCode,
+          // `int(info.request.headers.get("Content-Length", 0))`: the header alone, whatever the body was.
+          requestBytes: Number(req.headers['content-length'] ?? 0) || 0,
+          responseBytes: length === undefined ? 0 : Number(length) || 0,
+          durationS: httpDurationMs(state, startWall) / 1000,
+        });
+      } catch {
+        // A sample lost, the server kept.
+      }
     };
     res.once('finish', observe);
     res.once('close', observe);
@@ -253,9 +258,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     return Math.max(wall - engineWall + engineModel, 0);
   }
 
-  /** `eng.submitAll`, noting the engine span of the HTTP request it runs for (see httpDurationMs). */
-  function submitTracked(items: readonly { params: SubmitParams; listener: RequestListener }[]): RequestHandle[] {
-    const t = requestScope.getStore();
+  /** `eng.submitAll`, noting the engine span of the HTTP request `res` answers (see httpDurationMs). */
+  function submitTracked(res: ServerResponse, items: readonly { params: SubmitParams; listener: RequestListener }[]): RequestHandle[] {
+    const t = httpTimings.get(res);
     if (t === undefined) return eng.submitAll(items);
     const first = t.engine === null;
     const span = (t.engine ??= { wallStart: performance.now(), modelStart: clock.now(), open: 0, wallEnd: null, modelEnd: null, firstArrivalMs: Infinity, lastFinishMs: -Infinity });
@@ -266,7 +271,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       items.map(({ params, listener }) => ({
         params,
         listener: {
-          onToken: (index: number, tokenId: number, atMs: number): void => listener.onToken(index, tokenId, atMs),
+          onToken: listener.onToken.bind(listener),
           onFinish: (result: RequestResult): void => {
             // The simulated instant it finished, not the clock when its (late-firing) timer ran: at a high
             // --time-scale a timer's few wall milliseconds of lateness would be seconds of model time.
@@ -631,7 +636,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         queued.body.status = 'failed';
         return;
       }
-      const abort = runResponse(prepared, (result) => {
+      const abort = runResponse(prepared, res, (result) => {
         backgroundAborts.delete(r.requestId);
         if (result.finishReason === 'abort') {
           const stored = responseStore.getResponse(r.requestId);
@@ -650,7 +655,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     if (late) throw late;
     const createdAt = Math.floor(Date.now() / 1000);
     await new Promise<void>((resolve) => {
-      const abort = runResponse(prepared, (result) => {
+      const abort = runResponse(prepared, res, (result) => {
         if (result.finishReason === 'abort') {
           if (!res.headersSent && !res.destroyed) sendJson(res, 503, new ApiError(503, 'Request aborted: server is shutting down.').body(generation));
           resolve();
@@ -680,10 +685,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   }
 
   /** Submits a prepared one-prompt chat (n = 1, FINAL_ONLY output) to the engine; returns its abort. */
-  function runResponse(p: Prepared, done: (r: RequestResult & { text: string; promptTokens: number }) => void): () => void {
+  function runResponse(p: Prepared, res: ServerResponse, done: (r: RequestResult & { text: string; promptTokens: number }) => void): () => void {
     const pr = p.prompts[0]!;
     const { plan } = outputPlan(pr, p.req);
-    const [handle] = submitTracked([
+    const [handle] = submitTracked(res, [
       {
         params: engineParams(p, pr, plan, 1),
         listener: {
@@ -1049,7 +1054,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         };
         submissions.push({ params: engineParams(p, c.pr, c.plan, n), listener });
       });
-      handles.push(...submitTracked(submissions));
+      handles.push(...submitTracked(res, submissions));
       const abortAll = (): void => {
         for (const h of handles) h.abort();
       };
@@ -1160,8 +1165,11 @@ interface HttpTiming {
   engine: { wallStart: number; modelStart: number; open: number; wallEnd: number | null; modelEnd: number | null; firstArrivalMs: number; lastFinishMs: number } | null;
 }
 
-/** The HTTP request the current async work serves, so engine submissions can be charged to it. */
-const requestScope = new AsyncLocalStorage<HttpTiming>();
+/**
+ * The HTTP exchange each response belongs to, so engine submissions can be charged to it (passed by its response, which
+ * every submitting path holds; an AsyncLocalStorage would turn on promise hooks for the whole process).
+ */
+const httpTimings = new WeakMap<ServerResponse, HttpTiming>();
 
 /** A served path's FastAPI path template: the path itself but for the `{response_id}` routes. */
 function routeTemplate(path: string): string {
