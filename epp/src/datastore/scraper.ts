@@ -71,8 +71,6 @@ export class MetricsScraper {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<boolean> | undefined;
   private inFlightAbort: AbortController | undefined;
-  /** When the current exchange's request went out (a retry on a fresh connection sends it again). */
-  private requestSentAt: number | undefined;
   private stopped = false;
   /** Reuses the last reading when the page's wanted lines did not change. */
   private readonly reader: VllmPageReader;
@@ -178,7 +176,7 @@ export class MetricsScraper {
     let next = this.current;
     let cost = 0;
     try {
-      const body = await this.fetchWithRetry(abort);
+      const { body, sentAt } = await this.fetchWithRetry(abort);
       const t0 = performance.now();
       const reading = this.reader.readBytes(body);
       if (!hasLoadSignal(reading)) {
@@ -189,7 +187,7 @@ export class MetricsScraper {
         );
       }
       issues = reading.issues.length;
-      next = applyReading(this.current, reading, Date.now(), this.requestSentAt);
+      next = applyReading(this.current, reading, Date.now(), sentAt);
       cost = performance.now() - t0;
       ok = true;
     } catch (err) {
@@ -211,18 +209,21 @@ export class MetricsScraper {
     return ok;
   }
 
-  private async fetchWithRetry(abort: AbortController): Promise<Buffer> {
+  /** The page, and when the request that brought it went out (a retry on a fresh connection sends it again). */
+  private async fetchWithRetry(abort: AbortController): Promise<{ body: Buffer; sentAt: number }> {
     const timer = setTimeout(() => abort.abort(new ScrapeError(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+    const send = async () => {
+      const sentAt = Date.now();
+      return { body: await this.fetchOnce(abort.signal), sentAt };
+    };
     try {
       const reused = this.clientUsed;
       try {
-        this.requestSentAt = Date.now();
-        return await this.fetchOnce(abort.signal);
+        return await send();
       } catch (err) {
         // A kept-alive socket the pod closed between scrapes fails the exchange; that is not the pod's fault.
         if (!(reused && isSocketError(err) && !abort.signal.aborted)) throw err;
-        this.requestSentAt = Date.now();
-        return await this.fetchOnce(abort.signal);
+        return await send();
       }
     } finally {
       clearTimeout(timer);

@@ -55,9 +55,9 @@ export const MAX_PRIORITY_LABELS = 8;
 export const MAX_FAIRNESS_LABELS = 64;
 /**
  * Distinct (`fairness_id`, `priority`, `model_name`, `target_model_name`) label sets of the flow-control series; later
- * sets are counted under "other" in all four. Each label is bounded on its own, but a client chooses all of them, and
- * their product (65 × 9 × 65) at one queue-duration histogram each could grow `/metrics` by ~150 MB (audit s46:
- * ~4 KB a set).
+ * sets keep their (bounded) model pair with `fairness_id` and `priority` "other", so at most MAX_FLOW_LABEL_SETS + 65.
+ * Each label is bounded on its own, but a client chooses all of them, and their product (65 × 9 × 65) at one
+ * queue-duration histogram each could grow `/metrics` by ~150 MB (audit s46: ~4.4 KB a set).
  */
 export const MAX_FLOW_LABEL_SETS = 128;
 /** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
@@ -440,13 +440,15 @@ export class RequestControl implements RequestDirector {
   }
 
   /**
-   * Whether every candidate's metrics are lost (a scrape failed since the last good one, or, for a detector reading
-   * metrics, the scraper is stuck: `unreadable`): the pods are gone, not busy. True for no candidates.
+   * Whether every candidate's metrics are lost (at least `failures` scrapes failed since the last good one, or, for a
+   * detector reading metrics, the scraper is stuck: `unreadable`): the pods are gone, not busy. True for no candidates.
+   * Just out of a stall of its own the EPP asks for two failures: the scrapes in flight while it was stopped time out as
+   * it resumes, one failure each, on pods that are fine.
    */
-  private everyPodUnreachable(candidates: readonly EndpointSnapshot[]): boolean {
+  private everyPodUnreachable(candidates: readonly EndpointSnapshot[], failures = 1): boolean {
     const detector = this.saturationDetector;
     const unreadable = detector?.readsMetrics === true ? detector.unreadable : undefined;
-    return candidates.every((c) => (unreadable !== undefined ? unreadable.call(detector, c) : c.metrics.consecutiveFailures > 0));
+    return candidates.every((c) => c.metrics.consecutiveFailures >= failures || (failures === 1 && unreadable !== undefined && unreadable.call(detector, c)));
   }
 
   /**
@@ -676,9 +678,9 @@ export class RequestControl implements RequestDirector {
     // The set as a whole is bounded too (MAX_FLOW_LABEL_SETS).
     const set = JSON.stringify([labels.fairness_id, labels.priority, labels.model_name, labels.target_model_name]);
     if (this.flowLabelSets.has(set)) return labels;
-    if (this.flowLabelSets.size >= MAX_FLOW_LABEL_SETS) {
-      return { ...labels, fairness_id: OTHER_LABEL, priority: OTHER_LABEL, model_name: OTHER_LABEL, target_model_name: OTHER_LABEL };
-    }
+    // Past the bound only the client's flow labels collapse: the (model, target) pair is bounded already (65), and
+    // autoscalers read the queue per model.
+    if (this.flowLabelSets.size >= MAX_FLOW_LABEL_SETS) return { ...labels, fairness_id: OTHER_LABEL, priority: OTHER_LABEL };
     this.flowLabelSets.add(set);
     return labels;
   }
@@ -792,7 +794,7 @@ export class RequestControl implements RequestDirector {
         // started, when failures may be its own): the pods are gone, not busy, and a retry into them will not help.
         // 503, as to a dead pool at once (issue 11); GIE v1.5.0 answers every queue TTL eviction 503
         // (`requestcontrol/admission.go` translateFlowControlOutcome), kvroute keeps 429 for a pool that is loaded.
-        if (e.reason === 'deadline' && this.everyPodUnreachable(this.candidates(req))) {
+        if (e.reason === 'deadline' && this.everyPodUnreachable(this.candidates(req), this.stalled() ? 2 : 1)) {
           return this.reject(503, 'no endpoint could be reached while the request waited (every pod\'s metrics unreachable)', model,
             { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model));
         }
@@ -811,7 +813,7 @@ export class RequestControl implements RequestDirector {
       narrowed = this.isNarrowed(candidates);
       if (candidates.length === 0) {
         waited('rejected', 'Dispatched');
-        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model));
+        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, { [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model));
       }
       // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
       if (this.poolSaturated(candidates, this.usageLimit)) continue;
