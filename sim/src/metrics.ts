@@ -717,8 +717,9 @@ export class SimMetrics implements EngineObserver {
       const type = String(f.type);
       const values = f.values as { value: number; labels: Record<string, string | number>; metricName?: string }[];
       const series: { labels: Record<string, string | number>; lines: string[]; created?: string }[] = [];
-      if (type === 'histogram') {
-        // prometheus_client's order per series: the buckets, then _count, then _sum.
+      if (type === 'histogram' || type === 'summary') {
+        // prometheus_client's order per series: the buckets, then _count, then _sum (prom-client lists _sum first); a
+        // Summary without quantiles, as the instrumentator's, has no buckets here.
         const bySeries = new Map<string, { labels: Record<string, string | number>; buckets: string[]; sum?: string; count?: string }>();
         for (const v of values) {
           const { le, ...rest } = v.labels;
@@ -734,21 +735,6 @@ export class SimMetrics implements EngineObserver {
           else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
         }
         for (const e of bySeries.values()) series.push({ labels: e.labels, lines: [...e.buckets, e.count ?? '', e.sum ?? ''] });
-      } else if (type === 'summary') {
-        // prometheus_client's Summary without quantiles: _count, then _sum, per series (prom-client lists _sum first).
-        const bySeries = new Map<string, { labels: Record<string, string | number>; sum?: string; count?: string }>();
-        for (const v of values) {
-          const key = labelString(v.labels);
-          let entry = bySeries.get(key);
-          if (!entry) {
-            entry = { labels: v.labels };
-            bySeries.set(key, entry);
-          }
-          const value = floatToGoString(v.value);
-          if (v.metricName?.endsWith('_sum')) entry.sum = `${f.name}_sum${key} ${value}\n`;
-          else if (v.metricName?.endsWith('_count')) entry.count = `${f.name}_count${key} ${value}\n`;
-        }
-        for (const e of bySeries.values()) series.push({ labels: e.labels, lines: [e.count ?? '', e.sum ?? ''] });
       } else {
         const byKey = new Map<string, { labels: Record<string, string | number>; lines: string[] }>();
         for (const v of values) {
