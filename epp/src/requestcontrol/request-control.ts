@@ -792,8 +792,9 @@ export class RequestControl implements RequestDirector {
         if (e.reason === 'aborted') return this.abandonedWhileQueued(model, request);
         // Waited out its deadline while every pod's scrapes failed (it waited because the EPP had just stalled or
         // started, when failures may be its own): the pods are gone, not busy, and a retry into them will not help.
-        // 503, as to a dead pool at once (issue 11); GIE v1.5.0 answers every queue TTL eviction 503
-        // (`requestcontrol/admission.go` translateFlowControlOutcome), kvroute keeps 429 for a pool that is loaded.
+        // 503, as to a dead pool at once (issue 11). GIE v1.5.0 answers every queue TTL eviction 503
+        // (`requestcontrol/admission.go` translateFlowControlOutcome); llm-d-router now answers 429 while the pool has
+        // endpoints and 503 when it has none (`translateFlowControlError`), the split kvroute makes here.
         if (e.reason === 'deadline' && this.everyPodUnreachable(this.candidates(req), this.stalled() ? 2 : 1)) {
           return this.reject(503, 'no endpoint could be reached while the request waited (every pod\'s metrics unreachable)', model,
             { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model));
