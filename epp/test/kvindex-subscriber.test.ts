@@ -85,12 +85,6 @@ function perPodSubscriber(events: SubscriberEvents, socketPort: number, replayPo
 }
 
 /** Publishes batch `n` (one BlockRemoved of hash n) under sequence `seq`. */
-/** `log` from its first `line` on; empty while that line has not come (indexOf's -1 would slice off the last line). */
-function from(log: readonly string[], line: string): readonly string[] {
-  const i = log.indexOf(line);
-  return i < 0 ? [] : log.slice(i);
-}
-
 function send(publisher: TestKvEventPublisher, seq: number, n = seq, options: { lost?: boolean; topic?: string; dataParallelRank?: number } = {}): Promise<bigint> {
   return publisher.publish(batch(n).events, { seq: BigInt(seq), ...options });
 }
@@ -142,7 +136,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     publisher.buffer.push([1n, payload(1)]); // published while the subscriber was away
     await send(publisher, 2);
     // The repair's own outcome: the connection's warm-up replay logged its own before batch 0 was applied.
-    const afterFirst = () => from(r.log, `batch ${POD} 0 Qwen/Qwen3-0.6B`);
+    const afterFirst = () => r.log.slice(r.log.indexOf(`batch ${POD} 0 Qwen/Qwen3-0.6B`));
     await waitFor(() => afterFirst().some((l) => l.startsWith('replay')) && r.batches().length === 3);
     expect(r.batches().map((l) => l.split(' ')[2])).toEqual(['0', '1', '2']);
     expect(afterFirst().filter((l) => !l.startsWith('batch'))).toEqual([`replay ${POD} repaired`]);
@@ -380,7 +374,7 @@ describe('KV-event subscriptions (llm-d per-pod and central modes, vLLM framing 
     await send(publisher, 2);
     publisher.buffer.push([3n, payload(3)], [4n, payload(4)]); // sent, still in flight when the replay answers
     // The repair's answer, not the connection's warm-up replay (logged before batch 0 was applied).
-    await waitFor(() => from(r.log, `batch ${POD} 0 Qwen/Qwen3-0.6B`).some((l) => l.startsWith('replay')));
+    await waitFor(() => r.log.slice(r.log.indexOf(`batch ${POD} 0 Qwen/Qwen3-0.6B`)).some((l) => l.startsWith('replay')));
     for (const n of [3, 4]) await publisher.pub.send(liveFrames(TOPIC, BigInt(n), payload(n)));
     await send(publisher, 5);
     await waitFor(() => r.batches().length === 6);
