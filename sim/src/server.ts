@@ -209,7 +209,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
    * Content-Length are those of `http.response.start`. vLLM's mount_metrics adds this middleware before CORSMiddleware
    * and the API-key middleware (build_app, api_server.py @ v0.10.0), so Starlette makes it the innermost of them: a
    * CORS preflight and an API-key 401 are answered outside it and never counted (`reached` stays false). Durations are
-   * the simulator's model time (its clock), like every other duration on the page; see README "Metrics".
+   * the simulator's own wall time plus its engine work's model time (httpDurationMs); see README "Metrics".
    */
   function instrumentRequest(req: IncomingMessage, res: ServerResponse): HttpTiming {
     const state: HttpTiming = { reached: false, raised: false, engine: null };
