@@ -171,6 +171,27 @@ export const OBJECTIVE_HEADER = 'x-gateway-inference-objective';
  */
 export const MODEL_REWRITE_HEADER = 'x-gateway-model-name-rewrite';
 export const FAIRNESS_ID_HEADER = 'x-gateway-inference-fairness-id';
+/**
+ * The same three as llm-d's router names them since v0.9.0 (`Rename EPP managed headers`, #1161), keeping GIE's as
+ * deprecated aliases: llm-d-router v0.10.0 `pkg/epp/metadata/consts.go` (`ObjectiveKey`, `FlowFairnessIDKey`,
+ * `ModelNameRewriteKey`, `headerAliases`).
+ */
+export const LLMD_OBJECTIVE_HEADER = 'x-llm-d-inference-objective';
+export const LLMD_MODEL_REWRITE_HEADER = 'x-llm-d-model-name-rewrite';
+export const LLMD_FAIRNESS_ID_HEADER = 'x-llm-d-inference-fairness-id';
+
+/**
+ * A header read under llm-d's name, else GIE's: the first name present wins, even when its value is empty, as
+ * llm-d-router v0.10.0's `GetLowerCaseHeaderValue` reads its aliases (`pkg/epp/metadata/consts.go`).
+ */
+function aliasedHeader(get: (name: string) => string | undefined, llmdName: string, gieName: string): string | undefined {
+  return get(llmdName) ?? get(gieName);
+}
+
+/** The request's fairness id, under llm-d's name or GIE's. */
+function fairnessIdOf(headers: Readonly<Record<string, string>>): string | undefined {
+  return aliasedHeader((name) => headers[name], LLMD_FAIRNESS_ID_HEADER, FAIRNESS_ID_HEADER);
+}
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
 interface Scheduled {
@@ -496,7 +517,7 @@ export class RequestControl implements RequestDirector {
     // The body is read before the candidates are looked up, as GIE v1.5.0's director parses before it admits and
     // locates (`HandleRequest`), so a malformed body is a 400 whether or not any pod is ready.
     const parsed = this.readBody(req);
-    const rewriteHeader = req.headers.get(MODEL_REWRITE_HEADER);
+    const rewriteHeader = aliasedHeader((name) => req.headers.get(name), LLMD_MODEL_REWRITE_HEADER, MODEL_REWRITE_HEADER);
     if (parsed instanceof RequestBodyError) {
       // GIE labels the error with the incoming model it could not read ("") and the rewrite target, set from the
       // headers before the body (handlers/request.go, server.go's deferred error count).
@@ -669,7 +690,7 @@ export class RequestControl implements RequestDirector {
     // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
     const pair = m !== undefined ? this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model) : undefined;
     const labels = {
-      fairness_id: this.fairnessLabel(request.headers[FAIRNESS_ID_HEADER]),
+      fairness_id: this.fairnessLabel(fairnessIdOf(request.headers)),
       priority: this.priorityLabel(request.headers),
       inference_pool: this.options.poolName ?? '',
       model_name: pair?.model ?? model,
@@ -707,7 +728,7 @@ export class RequestControl implements RequestDirector {
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
     // An empty header names nothing (GIE maps an empty fairness id to its default flow, kvroute to the next key).
-    const flow = nonEmpty(headers[FAIRNESS_ID_HEADER]) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
+    const flow = nonEmpty(fairnessIdOf(headers)) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
     const arrivalMs = queue.nowMs();
     const arrival = queue.arrivalTicket();
     // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up).
@@ -1003,7 +1024,7 @@ export class RequestControl implements RequestDirector {
 
   /** The priority of the request's InferenceObjective (`x-gateway-inference-objective`) when it is known. */
   private objectivePriority(headers: Readonly<Record<string, string>>): number | undefined {
-    const objective = headers[OBJECTIVE_HEADER];
+    const objective = aliasedHeader((name) => headers[name], LLMD_OBJECTIVE_HEADER, OBJECTIVE_HEADER);
     return objective !== undefined ? (this.options.objectives ?? this.options.flowControl?.objectives)?.get(objective) : undefined;
   }
 
