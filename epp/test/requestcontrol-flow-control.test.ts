@@ -1,9 +1,9 @@
-import { turns, waitFor } from '@kvroute/testkit';
+import { sleep, turns, waitFor } from '@kvroute/testkit';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { Datastore, STUCK_GAUGES_MS } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { DROPPED_REASON_HEADER, FLOW_CONTROL_HEADER, FlowControlQueue, FlowControlRejection, type FlowControlOptions, type FlowRequest } from '../src/requestcontrol/flow-control';
-import { PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
+import { LLMD_FLOW_QUEUE_DURATION_HEADER, LLMD_TTL_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, requestTtlMs } from '../src/requestcontrol/request-control';
 import { LATE_WINDOW_MS } from '../src/scheduling/plugins/saturation-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
@@ -475,6 +475,42 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     const second = await rc.route(incoming('b'));
     expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full', [DROPPED_REASON_HEADER]: 'rejected-saturated' } });
     expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline', [DROPPED_REASON_HEADER]: 'rejected-ttl-expired' } });
+  });
+
+  it('x-llm-d-inference-ttl replaces the default wait for its request; an unreadable or non-positive one is ignored (llm-d-router main requestcontrol/admission.go Admit, time.ParseDuration)', async () => {
+    const rc = control({ maxQueued: 8, maxWaitMs: 60_000 });
+    const outcomes = new Map<string, string>();
+    const send = (id: string, ttl?: string) => rc.route(incoming(id, ttl !== undefined ? { [LLMD_TTL_HEADER]: ttl } : {}))
+      .then((d) => { outcomes.set(id, d.kind === 'reject' ? `${d.status} ${d.headers?.[FLOW_CONTROL_HEADER]}` : d.kind); });
+    const pending = [send('default'), send('garbled', 'soon'), send('zero', '0s'), send('negative', '-1s'), send('empty', ' ')];
+    await send('short', ' 40ms ');
+    expect(outcomes).toEqual(new Map([['short', '429 deadline']]));
+    setWaiting(0);
+    await Promise.all(pending);
+    expect([...outcomes.values()].filter((o) => o === 'route')).toHaveLength(5);
+    expect(requestTtlMs('1m30s')).toBe(90_000);
+    expect(requestTtlMs('1.5s')).toBe(1_500);
+    expect(requestTtlMs(undefined)).toBeUndefined();
+  });
+
+  it('the response of a request flow control dispatched carries x-llm-d-flow-queue-duration-ms: its wait, 0 when it did not wait (llm-d-router main handlers/response.go)', async () => {
+    const rc = control({});
+    const waited = rc.route(incoming('waited'));
+    await sleep(30);
+    setWaiting(0);
+    const late = await waited;
+    const prompt = await rc.route(incoming('at-once'));
+    if (late.kind !== 'route' || prompt.kind !== 'route') throw new Error('expected routes');
+    const ok = new Map([[':status', '200']]);
+    expect(Number(rc.responseHeaders(late.ticket, ok)?.[LLMD_FLOW_QUEUE_DURATION_HEADER])).toBeGreaterThanOrEqual(25);
+    expect(rc.responseHeaders(prompt.ticket, ok)).toEqual({ [LLMD_FLOW_QUEUE_DURATION_HEADER]: '0' });
+    // Flow control off: no header.
+    rc.close();
+    const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => T0 });
+    director = new RequestControl({ datastore: ds, scheduler });
+    const plain = await director.route(incoming('plain'));
+    if (plain.kind !== 'route') throw new Error('expected a route');
+    expect(director.responseHeaders(plain.ticket, ok)).toBeUndefined();
   });
 
   it('answers what still waits when the EPP shuts down 503 (another replica can take it), as llm-d-router answers a flow controller that stopped', async () => {

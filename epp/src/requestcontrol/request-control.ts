@@ -17,6 +17,7 @@ import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreReques
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
+import { parseDuration } from '../config/duration';
 import { SchedulingError, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver } from './response-usage';
 import type { HistogramSeries } from '../bound-histogram';
@@ -188,6 +189,31 @@ function aliasedHeader(get: (name: string) => string | undefined, llmdName: stri
   return get(llmdName) ?? get(gieName);
 }
 
+/**
+ * llm-d's per-request flow-control queue TTL, a Go duration ("2s", "500ms") that replaces the configured default for
+ * this request; an unreadable or non-positive value is ignored (llm-d-router main, 2026, `pkg/epp/metadata/consts.go`
+ * InferenceTTLHeaderKey; `requestcontrol/admission.go` Admit; `flowcontrol/controller` createRequestContext). kvroute
+ * still ends the wait before the proxy's extended message timeout, as for the default.
+ */
+export const LLMD_TTL_HEADER = 'x-llm-d-inference-ttl';
+/**
+ * llm-d's response header carrying the time a request spent in flow control, integer milliseconds: set on the response
+ * of every request flow control dispatched, 0 for one that did not wait; absent with flow control off (llm-d-router
+ * main, 2026, `pkg/epp/metadata/consts.go` FlowQueueDurationHeaderKey; `handlers/response.go` generateResponseHeaders).
+ */
+export const LLMD_FLOW_QUEUE_DURATION_HEADER = 'x-llm-d-flow-queue-duration-ms';
+
+/** The TTL `x-llm-d-inference-ttl` asks for, in milliseconds; undefined when absent, unreadable or not positive. */
+export function requestTtlMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const ms = parseDuration(value.trim());
+    return ms > 0 && Number.isFinite(ms) ? ms : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The request's fairness id, under llm-d's name or GIE's. */
 function fairnessIdOf(headers: Readonly<Record<string, string>>): string | undefined {
   return aliasedHeader((name) => headers[name], LLMD_FAIRNESS_ID_HEADER, FAIRNESS_ID_HEADER);
@@ -270,6 +296,8 @@ class Ticket {
   readsUsage = true;
   /** A response header `status` other than "200" came: GIE counts the request as a `ModelServerError` at its end. */
   modelServerError = false;
+  /** With flow control on, how long the request waited in it (ms, 0 when it did not): `x-llm-d-flow-queue-duration-ms`. */
+  flowQueueMs: number | undefined = undefined;
 
   constructor(
     /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
@@ -659,7 +687,7 @@ export class RequestControl implements RequestDirector {
       const result = this.options.scheduler.schedule(request, current);
       // Counted only once scheduled: a scheduling failure that waiting can fix goes on to the queue, counted there.
       if (flowControl?.recordEveryRequest === true) this.recordPassedQueue(request, model);
-      return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
+      return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started, flowControl !== undefined ? 0 : undefined);
     } catch (e) {
       if (e instanceof SchedulingError) {
         if (this.options.flowControl && this.waitHelps(e.reason)) {
@@ -731,8 +759,9 @@ export class RequestControl implements RequestDirector {
     const flow = nonEmpty(fairnessIdOf(headers)) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
     const arrivalMs = queue.nowMs();
     const arrival = queue.arrivalTicket();
-    // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up).
-    let deadlineMs = arrivalMs + queue.maxWaitMs;
+    // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up); llm-d's per-request
+    // TTL header replaces the default for this request.
+    let deadlineMs = arrivalMs + (requestTtlMs(headers[LLMD_TTL_HEADER]) ?? queue.maxWaitMs);
     const proxyMaxMs = flowControl.maxMessageTimeoutMs ?? 0;
     if (proxyMaxMs > 0 && req.extendMessageTimeout) {
       // The EPP's deadline falls a margin before the proxy's extended timer, so the EPP's 429 wins the race.
@@ -756,13 +785,15 @@ export class RequestControl implements RequestDirector {
       m.gieFlowControlQueueSize.dec(gieLabels);
       m.gieFlowControlQueueBytes.dec(gieLabels, bytes);
     };
-    const waited = (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => {
+    /** Takes the request out of the queue's accounting; returns how long it waited, in seconds. */
+    const waited = (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome): number => {
       const seconds = this.monotonicSeconds() - waitStarted;
       leave();
-      if (m === undefined) return;
+      if (m === undefined) return seconds;
       m.flowControlWait.observe({ outcome }, seconds);
       const { fairness_id, priority: priorityLabel, inference_pool, model_name, target_model_name } = gieLabels;
       m.gieFlowControlQueueDuration.observe({ fairness_id, priority: priorityLabel, outcome: gieOutcome, inference_pool, model_name, target_model_name }, seconds);
+      return seconds;
     };
     // GIE's enqueue duration: the admission step, outcome "NotYetFinalized" for a request now waiting (its final state
     // comes later) or the refusal's (flowcontrol/controller/internal/processor.go `enqueue` @ v1.5.0).
@@ -792,7 +823,7 @@ export class RequestControl implements RequestDirector {
       readonly narrowed: boolean;
       readonly admitted: ((enqueueStarted: number) => (refused: FlowRejectionReason | undefined) => void) | undefined;
     },
-    waited: (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => void,
+    waited: (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => number,
   ): Promise<RouteDecision> {
     const queue = this.options.flowControl!.queue;
     const m = this.options.metrics;
@@ -841,8 +872,8 @@ export class RequestControl implements RequestDirector {
       if (this.poolSaturated(candidates, this.usageLimit)) continue;
       try {
         const result = this.options.scheduler.schedule(request, candidates);
-        waited('dispatched', 'Dispatched');
-        return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started);
+        const seconds = waited('dispatched', 'Dispatched');
+        return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started, Math.floor(seconds * 1000));
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && this.waitHelps(e.reason)) continue;
@@ -922,7 +953,7 @@ export class RequestControl implements RequestDirector {
    * Commits the request to `target`: the pre-request hooks learn the pick (only for a scheduled request), the
    * datastore counts it in flight until `release`, and the request metrics count it.
    */
-  private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number): RouteDecision {
+  private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number, flowQueueMs?: number): RouteDecision {
     const m = this.options.metrics;
     const result = scheduled?.result;
     const rewrite = scheduled !== undefined ? this.rewrites.get(scheduled.request) : undefined;
@@ -969,6 +1000,7 @@ export class RequestControl implements RequestDirector {
       series,
     );
     if (this.passthrough) ticket.readsUsage = false;
+    ticket.flowQueueMs = flowQueueMs;
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
@@ -1068,9 +1100,10 @@ export class RequestControl implements RequestDirector {
       const contentType = headers.get('content-type');
       t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
     }
-    if (request === undefined || target === undefined || this.postResponsePlugins.length === 0) return undefined;
-    const response = { headers: Object.fromEntries(headers), metadata };
     const set: Record<string, string> = {};
+    if (t.flowQueueMs !== undefined) set[LLMD_FLOW_QUEUE_DURATION_HEADER] = String(t.flowQueueMs);
+    if (request === undefined || target === undefined || this.postResponsePlugins.length === 0) return Object.keys(set).length > 0 ? set : undefined;
+    const response = { headers: Object.fromEntries(headers), metadata };
     const m = this.options.metrics;
     for (const plugin of this.postResponsePlugins) {
       const before = this.monotonicSeconds();
