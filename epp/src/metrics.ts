@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
-import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, type EppMetricKey } from './config/metric-names';
+import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_METRICS, type EppMetricKey } from './config/metric-names';
 import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 import { BoundCounter, type ValueSeries } from './bound-counter';
@@ -13,7 +13,7 @@ const MAX_CACHED_PICK_SERIES = 16_384;
  * `config/metric-names.ts` (GIE v1.5.0's `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
  * and this module cannot disagree.
  */
-export { EPP_METRICS, EPP_METRIC_NAMES, GIE_V1_0_REQUEST_METRICS, eppMetricSeriesNames } from './config/metric-names';
+export { EPP_METRICS, EPP_METRIC_NAMES, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_METRICS, eppMetricSeriesNames } from './config/metric-names';
 
 type Definitions = typeof EPP_METRICS;
 type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
@@ -112,7 +112,18 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
   ) as unknown as EppCollectors;
 
   for (const legacy of GIE_V1_0_REQUEST_METRICS) {
-    registry.registerMetric(new RenamedFamily(legacy.name, legacy.help, collectors[legacy.source] as unknown as ExportedFamily) as unknown as Metric<string>);
+    registry.registerMetric(new RenamedFamily(legacy.name, legacy.help, collectors[legacy.source] as unknown as ExportedFamily, gieV1_0Labels) as unknown as Metric<string>);
+  }
+  for (const twin of LLMD_TWIN_METRICS) {
+    const renames: Readonly<Record<string, string>> = 'labels' in twin ? twin.labels : {};
+    const round2 = 'round2' in twin && twin.round2;
+    const relabel = (labels: Record<string, string | number>): Record<string, string | number> => {
+      const out: Record<string, string | number> = {};
+      for (const [name, value] of Object.entries(labels)) out[renames[name] ?? name] = value;
+      return out;
+    };
+    registry.registerMetric(new RenamedFamily(twin.name, twin.help, collectors[twin.source] as unknown as ExportedFamily, relabel,
+      round2 ? (v) => Math.round(v * 100) / 100 : undefined) as unknown as Metric<string>);
   }
   if (options.collectDefaultMetrics === true) collectDefaultMetrics({ register: registry });
   collectors.info.set({ commit: options.commit ?? 'unknown', build_ref: options.buildRef ?? 'unknown' }, 1);
@@ -198,10 +209,19 @@ interface ExportedFamily {
   get(): Promise<{ values: readonly { labels: Record<string, string | number>; value: number; metricName?: string }[] }>;
 }
 
+/** GIE v1.0's labels for a v1.5 series: no `priority` (series that differ only in it are summed); v1.0's error codes. */
+function gieV1_0Labels(labels: Record<string, string | number>): Record<string, string | number> {
+  const { priority: _priority, ...rest } = labels;
+  const code = rest['error_code'];
+  if (typeof code === 'string' && GIE_V1_0_ERROR_CODES[code] !== undefined) rest['error_code'] = GIE_V1_0_ERROR_CODES[code];
+  return rest;
+}
+
 /**
- * One of GIE v1.0's `inference_model_*` families (`GIE_V1_0_REQUEST_METRICS`), read from the `inference_objective_*`
- * family it mirrors when /metrics is rendered: the request path records each value once, and the copy costs only at
- * scrape time. The `priority` label (absent in v1.0) is summed away; v1.0's error codes replace v1.5's.
+ * A family under another name, read from the family it mirrors when /metrics is rendered: the request path records
+ * each value once, and the copy costs only at scrape time. Used for GIE v1.0's `inference_model_*` families
+ * (`GIE_V1_0_REQUEST_METRICS`) and llm-d's `llm_d_epp_*` twins (`LLMD_TWIN_METRICS`). `relabel` maps a series'
+ * labels; series it maps to the same labels are summed.
  */
 class RenamedFamily {
   readonly type: string;
@@ -211,6 +231,9 @@ class RenamedFamily {
     readonly name: string,
     readonly help: string,
     private readonly source: ExportedFamily,
+    private readonly relabel: (labels: Record<string, string | number>) => Record<string, string | number>,
+    /** Applied to each value after summing (gauges only: llm-d rounds its pool averages). */
+    private readonly mapValue?: (value: number) => number,
   ) {
     this.type = source.type;
     this.aggregator = source.aggregator;
@@ -220,16 +243,16 @@ class RenamedFamily {
     const { values } = await this.source.get();
     const merged = new Map<string, { labels: Record<string, string | number>; value: number; metricName?: string }>();
     for (const v of values) {
-      const { priority: _priority, ...labels } = v.labels;
-      const code = labels['error_code'];
-      if (typeof code === 'string' && GIE_V1_0_ERROR_CODES[code] !== undefined) labels['error_code'] = GIE_V1_0_ERROR_CODES[code];
+      const labels = this.relabel(v.labels);
       const metricName = v.metricName === undefined ? undefined : this.name + v.metricName.slice(this.source.name.length);
       const key = `${metricName ?? ''}\u0000${JSON.stringify(labels)}`;
       const seen = merged.get(key);
       if (seen !== undefined) seen.value += v.value;
       else merged.set(key, metricName === undefined ? { labels, value: v.value } : { labels, value: v.value, metricName });
     }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...merged.values()] };
+    const out = [...merged.values()];
+    if (this.mapValue !== undefined) for (const v of out) v.value = this.mapValue(v.value);
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: out };
   }
 
   /** The Registry resets every collector on `resetMetrics()`; this one holds nothing of its own. */

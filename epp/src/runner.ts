@@ -348,6 +348,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       if (stats.averageKvCacheUsage !== undefined) c.poolAverageKvCacheUtilization.set({ name: poolName }, stats.averageKvCacheUsage);
       if (stats.averageWaitingQueue !== undefined) c.poolAverageQueueSize.set({ name: poolName }, stats.averageWaitingQueue);
       if (stats.averageRunningQueue !== undefined) c.poolAverageRunningRequests.set({ name: poolName }, stats.averageRunningQueue);
+      if (stats.stdDevKvCacheUsage !== undefined) c.poolStdDevKvCacheUtilization.set({ name: poolName }, stats.stdDevKvCacheUsage);
+      if (stats.stdDevWaitingQueue !== undefined) c.poolStdDevQueueSize.set({ name: poolName }, stats.stdDevWaitingQueue);
+      if (stats.stdDevRunningQueue !== undefined) c.poolStdDevRunningRequests.set({ name: poolName }, stats.stdDevRunningQueue);
       c.poolPerPodQueueSize.reset();
       for (const s of datastore.snapshot()) {
         c.poolPerPodQueueSize.set({ name: poolName, model_server_pod: s.endpoint.name }, s.metrics.waitingQueueSize);

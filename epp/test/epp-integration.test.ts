@@ -384,9 +384,14 @@ test('a pod whose /metrics hangs leaves inference_pool_ready_pods after --metric
     return res.every((re) => re.test(page));
   }, res.map(String).join(' and '), { intervalMs: 50 });
   try {
-    await until(/^inference_pool_ready_pods\{name="static"\} 2$/m, /^inference_pool_average_queue_size\{name="static"\} 4$/m);
-    // The image's build args reach the build-info gauge (GIE's inference_extension_info).
+    // llm-d's names as well (v0.10.0 llm_d_router_metrics.go), with its sample standard deviation (logger.go
+    // calculateSummary): waiting 2 and 6, √((2² + 2²) ÷ 1) = 2.83.
+    await until(/^inference_pool_ready_pods\{name="static"\} 2$/m, /^inference_pool_average_queue_size\{name="static"\} 4$/m,
+      /^llm_d_epp_ready_endpoints\{name="static"\} 2$/m, /^llm_d_epp_average_queue_size\{name="static"\} 4$/m, /^llm_d_epp_std_dev_queue_size\{name="static"\} 2\.83$/m,
+      /^llm_d_epp_std_dev_running_requests\{name="static"\} 0$/m);
+    // The image's build args reach the build-info gauge (GIE's inference_extension_info, llm-d's llm_d_epp_info).
     expect(await gauges()).toMatch(/^inference_extension_info\{commit="c0ffee",build_ref="unknown"\} 1$/m);
+    expect(await gauges()).toMatch(/^llm_d_epp_info\{commit="c0ffee",build_ref="unknown"\} 1$/m);
     pods[1]!.mode = 'hang';
     await until(/^inference_pool_ready_pods\{name="static"\} 1$/m, /^inference_pool_average_queue_size\{name="static"\} 2$/m);
     pods[1]!.mode = 'ok';

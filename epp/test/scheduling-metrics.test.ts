@@ -1,7 +1,7 @@
 import { Registry } from 'prom-client';
 import { defaultEndpointPickerConfig, EPP_METRIC_NAMES as CONFIG_METRIC_NAMES } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
-import { createEppMetrics, EPP_METRIC_NAMES, EPP_METRICS, eppMetricSeriesNames, GIE_V1_0_REQUEST_METRICS } from '../src/metrics';
+import { createEppMetrics, EPP_METRIC_NAMES, EPP_METRICS, eppMetricSeriesNames, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_METRICS } from '../src/metrics';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
 const NOW = 1_700_000_000_000;
@@ -47,12 +47,12 @@ describe('EPP metrics', () => {
     expect(CONFIG_METRIC_NAMES).toBe(EPP_METRIC_NAMES);
   });
 
-  it('registers every named metric, and GIE v1.0\'s inference_model_* mirrors, on its own registry', async () => {
+  it('registers every named metric, GIE v1.0\'s inference_model_* mirrors and llm-d\'s llm_d_epp_* twins, on its own registry', async () => {
     const first = createEppMetrics();
     const second = createEppMetrics({ registry: new Registry() });
     expect(first.registry).not.toBe(second.registry);
     const registered = (await first.registry.getMetricsAsJSON()).map((metric) => metric.name).sort();
-    expect(registered).toEqual([...Object.values(EPP_METRIC_NAMES), ...GIE_V1_0_REQUEST_METRICS.map((m) => m.name)].sort());
+    expect(registered).toEqual([...Object.values(EPP_METRIC_NAMES), ...GIE_V1_0_REQUEST_METRICS.map((m) => m.name), ...LLMD_TWIN_METRICS.map((m) => m.name)].sort());
   });
 
   it('lists exposition series names, histograms with their suffixes', () => {

@@ -128,6 +128,26 @@ export const EPP_METRICS = {
     labels: ['name'],
     help: '[ALPHA] The number of ready pods in the inference server pool.',
   },
+  // llm-d's router added these three beside its averages (v0.10.0 `pkg/epp/metrics/llm_d_router_metrics.go`); their
+  // averages, ready count and the other `llm_d_epp_*` names are LLMD_TWIN_METRICS, derived at scrape time.
+  poolStdDevKvCacheUtilization: {
+    name: 'llm_d_epp_std_dev_kv_cache_utilization',
+    type: 'gauge',
+    labels: ['name'],
+    help: '[ALPHA] The standard deviation kv cache utilization for an inference server pool.',
+  },
+  poolStdDevQueueSize: {
+    name: 'llm_d_epp_std_dev_queue_size',
+    type: 'gauge',
+    labels: ['name'],
+    help: '[ALPHA] The standard deviation number of requests pending in the model server queue.',
+  },
+  poolStdDevRunningRequests: {
+    name: 'llm_d_epp_std_dev_running_requests',
+    type: 'gauge',
+    labels: ['name'],
+    help: '[ALPHA] The standard deviation number of running requests across model servers in the pool.',
+  },
   poolPerPodQueueSize: {
     name: 'inference_pool_per_pod_queue_size',
     type: 'gauge',
@@ -441,3 +461,33 @@ export const GIE_V1_0_REQUEST_METRICS = [
 
 /** v1.0's `error_code` where it differs from the one kvroute records (GIE v1.5's). */
 export const GIE_V1_0_ERROR_CODES: Readonly<Record<string, string>> = { ResourceExhausted: 'InferencePoolResourceExhausted' };
+
+/**
+ * llm-d's router (v0.9.0+) exports each of GIE's families twice: under its old name and under `llm_d_epp_*`, which
+ * its docs tell new dashboards and alerts to use (llm-d-router v0.10.0 `pkg/epp/metrics/llm_d_router_metrics.go`,
+ * `metrics.go` Register, `docs/metrics.md`). The EPP exports these twins too, derived at scrape time from the family
+ * each mirrors (`source`), with the same buckets; `labels` renames a label where llm-d renamed it, `round2` rounds
+ * as llm-d's pool summary does (`pkg/epp/datalayer/logger/logger.go` round2).
+ * Not mirrored: the per-request twins (`llm_d_epp_request_*`, `response_size_bytes`), which add `fairness_id` and
+ * `priority` labels to every request series, and the families llm-d added for features kvroute has not
+ * (`request_ttft_seconds` and the streaming TPOT/ITL, which need response bodies; eviction's revocations;
+ * `flow_control_requests_total`, `flow_control_stale_endpoints`, the data-layer errors).
+ */
+export const LLMD_TWIN_METRICS = [
+  { source: 'poolAverageKvCacheUtilization', name: 'llm_d_epp_average_kv_cache_utilization', help: '[ALPHA] The average kv cache utilization for an inference server pool.', round2: true },
+  { source: 'poolAverageQueueSize', name: 'llm_d_epp_average_queue_size', help: '[ALPHA] The average number of requests pending in the model server queue.', round2: true },
+  { source: 'poolAverageRunningRequests', name: 'llm_d_epp_average_running_requests', help: '[ALPHA] The average number of running requests across model servers in the pool.', round2: true },
+  { source: 'poolReadyPods', name: 'llm_d_epp_ready_endpoints', help: '[ALPHA] The number of ready endpoints in the inference server pool.' },
+  { source: 'poolPerPodQueueSize', name: 'llm_d_epp_per_endpoint_queue_size', help: '[ALPHA] The total number of requests pending in the model server queue for each underlying endpoint.', labels: { model_server_pod: 'model_server_endpoint' } },
+  { source: 'schedulerE2eDuration', name: 'llm_d_epp_scheduler_e2e_duration_seconds', help: '[ALPHA] End-to-end scheduling latency distribution in seconds.' },
+  { source: 'schedulerAttempts', name: 'llm_d_epp_scheduler_attempts_total', help: '[ALPHA] Total number of scheduling attempts.', labels: { pod_name: 'endpoint_name' } },
+  { source: 'pluginDuration', name: 'llm_d_epp_plugin_duration_seconds', help: '[ALPHA] Plugin processing latency distribution in seconds for each extension point, plugin type and plugin name.' },
+  { source: 'modelRewriteDecisions', name: 'llm_d_epp_model_rewrite_decisions_total', help: '[ALPHA] Total number of inference model rewrite decisions.' },
+  { source: 'info', name: 'llm_d_epp_info', help: '[ALPHA] General information of the current build of Inference Extension.' },
+  { source: 'gieFlowControlQueueDuration', name: 'llm_d_epp_flow_control_request_queue_duration_seconds', help: '[ALPHA] Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).' },
+  { source: 'gieFlowControlDispatchCycleDuration', name: 'llm_d_epp_flow_control_dispatch_cycle_duration_seconds', help: '[ALPHA] Distribution of time taken for each internal dispatch cycle in the Flow Control layer.' },
+  { source: 'gieFlowControlEnqueueDuration', name: 'llm_d_epp_flow_control_request_enqueue_duration_seconds', help: '[ALPHA] Distribution of time taken to enqueue requests into the Flow Control layer.' },
+  { source: 'gieFlowControlQueueSize', name: 'llm_d_epp_flow_control_queue_size', help: '[ALPHA] Current number of requests actively held in the Flow Control queue.' },
+  { source: 'gieFlowControlQueueBytes', name: 'llm_d_epp_flow_control_queue_bytes', help: '[ALPHA] Current total size in bytes of requests actively held in the Flow Control queue.' },
+  { source: 'gieFlowControlPoolSaturation', name: 'llm_d_epp_flow_control_pool_saturation', help: '[ALPHA] Pool saturation signal gating Flow Control dispatch. 1.0 is the gating set point; values above 1.0 indicate the magnitude of oversubscription past it. An empty pool reads as 1.0. With the default utilization detector, endpoints with missing or stale metrics score as fully saturated (fail-closed; see flow_control_stale_endpoints).' },
+] as const satisfies readonly { readonly source: EppMetricKey; readonly name: string; readonly help: string; readonly labels?: Readonly<Record<string, string>>; readonly round2?: boolean }[];

@@ -101,6 +101,13 @@ export interface PoolStats {
   readonly averageKvCacheUsage: number | undefined;
   readonly averageWaitingQueue: number | undefined;
   readonly averageRunningQueue: number | undefined;
+  /**
+   * Sample standard deviations over the ready endpoints (n − 1, at least 1), rounded to two decimals; undefined when
+   * none is ready (llm-d-router v0.10.0 `pkg/epp/datalayer/logger/logger.go` calculateSummary).
+   */
+  readonly stdDevKvCacheUsage: number | undefined;
+  readonly stdDevWaitingQueue: number | undefined;
+  readonly stdDevRunningQueue: number | undefined;
 }
 
 interface EndpointRecord {
@@ -551,21 +558,34 @@ export class Datastore {
     let kv = 0;
     let waiting = 0;
     let running = 0;
+    let kvSquares = 0;
+    let waitingSquares = 0;
+    let runningSquares = 0;
     for (const rec of this.records.values()) {
       const updated = rec.metrics.updateTime;
       if (updated === 0 || nowMs - updated > stalenessMs) continue;
       ready++;
-      kv += rec.metrics.kvCacheUsagePercent;
-      waiting += rec.metrics.waitingQueueSize;
-      running += rec.metrics.runningQueueSize;
+      const m = rec.metrics;
+      kv += m.kvCacheUsagePercent;
+      waiting += m.waitingQueueSize;
+      running += m.runningQueueSize;
+      kvSquares += m.kvCacheUsagePercent * m.kvCacheUsagePercent;
+      waitingSquares += m.waitingQueueSize * m.waitingQueueSize;
+      runningSquares += m.runningQueueSize * m.runningQueueSize;
     }
     const avg = (x: number): number | undefined => (ready === 0 ? undefined : x / ready);
+    // Σ(x − mean)² = Σx² − n·mean², clamped at 0 against rounding.
+    const stdDev = (sum: number, squares: number): number | undefined =>
+      ready === 0 ? undefined : Math.round(Math.sqrt(Math.max(0, squares - (sum * sum) / ready) / Math.max(1, ready - 1)) * 100) / 100;
     return {
       discoveredEndpoints: this.records.size,
       readyEndpoints: ready,
       averageKvCacheUsage: avg(kv),
       averageWaitingQueue: avg(waiting),
       averageRunningQueue: avg(running),
+      stdDevKvCacheUsage: stdDev(kv, kvSquares),
+      stdDevWaitingQueue: stdDev(waiting, waitingSquares),
+      stdDevRunningQueue: stdDev(running, runningSquares),
     };
   }
 

@@ -1,0 +1,76 @@
+/**
+ * llm-d's router exports GIE's families twice, under their old names and as `llm_d_epp_*` (llm-d-router v0.10.0
+ * `pkg/epp/metrics/llm_d_router_metrics.go`, `metrics.go` Register): the twins kvroute derives at scrape time carry
+ * the same values and buckets, with llm-d's label renames and its rounded pool averages.
+ */
+import { Datastore } from '../src/datastore/datastore';
+import { createEppMetrics, LLMD_TWIN_METRICS } from '../src/metrics';
+
+/** The value of one exposition line, `name{labels}`, or undefined when absent. */
+function sample(page: string, series: string): number | undefined {
+  const line = page.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('llm_d_epp_* twins (llm-d-router v0.10.0 llm_d_router_metrics.go)', () => {
+  test('each twin repeats its source family: same series and values, llm-d\'s label names, pool averages rounded to two decimals (logger.go round2)', async () => {
+    const { registry, collectors: c, scheduling } = createEppMetrics({ commit: 'abc', buildRef: 'v1' });
+    c.poolAverageKvCacheUtilization.set({ name: 'pool' }, 0.123456);
+    c.poolAverageQueueSize.set({ name: 'pool' }, 7 / 3);
+    c.poolReadyPods.set({ name: 'pool' }, 3);
+    c.poolPerPodQueueSize.set({ name: 'pool', model_server_pod: 'decode-0' }, 5);
+    c.schedulerAttempts.inc({ status: 'success', target_model_name: 'm', pod_name: 'decode-0', namespace: 'ns', port: '8000' }, 2);
+    c.gieFlowControlQueueSize.set({ fairness_id: 'a', priority: '0', inference_pool: 'pool', model_name: 'm', target_model_name: 'm' }, 4);
+    c.modelRewriteDecisions.inc({ model_rewrite_name: 'r', model_name: 'm', target_model: 'm2' });
+    scheduling.observeSchedulingDuration(0.0003);
+    scheduling.observeSchedulingDuration(0.07);
+    scheduling.observePluginDuration('Scorer', 'queue-scorer', 'queue-scorer', 0.0004);
+    const page = await registry.metrics();
+    expect(sample(page, 'inference_pool_average_kv_cache_utilization{name="pool"}')).toBe(0.123456);
+    expect(sample(page, 'llm_d_epp_average_kv_cache_utilization{name="pool"}')).toBe(0.12);
+    expect(sample(page, 'llm_d_epp_average_queue_size{name="pool"}')).toBe(2.33);
+    expect(sample(page, 'llm_d_epp_ready_endpoints{name="pool"}')).toBe(3);
+    expect(sample(page, 'llm_d_epp_per_endpoint_queue_size{name="pool",model_server_endpoint="decode-0"}')).toBe(5);
+    expect(sample(page, 'llm_d_epp_scheduler_attempts_total{status="success",target_model_name="m",endpoint_name="decode-0",namespace="ns",port="8000"}')).toBe(2);
+    expect(sample(page, 'llm_d_epp_flow_control_queue_size{fairness_id="a",priority="0",inference_pool="pool",model_name="m",target_model_name="m"}')).toBe(4);
+    expect(sample(page, 'llm_d_epp_model_rewrite_decisions_total{model_rewrite_name="r",model_name="m",target_model="m2"}')).toBe(1);
+    expect(sample(page, 'llm_d_epp_info{commit="abc",build_ref="v1"}')).toBe(1);
+    // Histograms keep their buckets (llm-d's twins use GIE's: 0.0001 … 0.1 for scheduling).
+    expect(sample(page, 'llm_d_epp_scheduler_e2e_duration_seconds_bucket{le="0.0005"}')).toBe(1);
+    expect(sample(page, 'llm_d_epp_scheduler_e2e_duration_seconds_bucket{le="0.1"}')).toBe(2);
+    expect(sample(page, 'llm_d_epp_scheduler_e2e_duration_seconds_count')).toBe(2);
+    expect(sample(page, 'llm_d_epp_plugin_duration_seconds_count{extension_point="Scorer",plugin_type="queue-scorer",plugin_name="queue-scorer"}')).toBe(1);
+    expect(page).toContain('# TYPE llm_d_epp_scheduler_e2e_duration_seconds histogram');
+    expect(page).toContain('# HELP llm_d_epp_ready_endpoints [ALPHA] The number of ready endpoints in the inference server pool.');
+    // Every twin is on the page, each under a name llm-d registers.
+    for (const twin of LLMD_TWIN_METRICS) expect(page).toContain(`# TYPE ${twin.name} `);
+  });
+
+  test('the pool\'s standard deviations are llm-d\'s: sample (n − 1, at least 1) over the ready endpoints, two decimals (logger.go calculateSummary)', () => {
+    const ds = new Datastore({ scrape: false });
+    const now = Date.now();
+    const pods = [
+      { kv: 0.1, waiting: 0, running: 3 },
+      { kv: 0.2, waiting: 2, running: 3 },
+      { kv: 0.6, waiting: 7, running: 3 },
+      { kv: 0.9, waiting: 100, running: 9, stale: true },
+    ];
+    pods.forEach((p, i) => {
+      ds.upsertEndpoint({ key: `10.0.0.${i + 1}:8000`, name: `p${i}`, namespace: 'ns', address: `10.0.0.${i + 1}`, port: 8000, labels: {} });
+      ds.setMetrics(`10.0.0.${i + 1}:8000`, { kvCacheUsagePercent: p.kv, waitingQueueSize: p.waiting, runningQueueSize: p.running, updateTime: p.stale ? now - 60_000 : now, consecutiveFailures: 0 });
+    });
+    try {
+      const stats = ds.poolStats(now, 1_000);
+      // waiting 0, 2, 7: mean 3, Σ(x − 3)² = 9 + 1 + 16 = 26, √(26 ÷ 2) = 3.61; kv 0.1, 0.2, 0.6: √(0.14 ÷ 2) = 0.26.
+      expect(stats).toMatchObject({ readyEndpoints: 3, stdDevWaitingQueue: 3.61, stdDevKvCacheUsage: 0.26, stdDevRunningQueue: 0 });
+      // Left with one endpoint: n − 1 is held at 1, so 0; none ready: undefined, as the averages.
+      ds.removeEndpoint('10.0.0.1:8000');
+      ds.removeEndpoint('10.0.0.2:8000');
+      ds.removeEndpoint('10.0.0.3:8000');
+      expect(ds.poolStats(now, Infinity)).toMatchObject({ readyEndpoints: 1, averageWaitingQueue: 100, stdDevWaitingQueue: 0 });
+      expect(ds.poolStats(now, 1_000)).toMatchObject({ readyEndpoints: 0, stdDevWaitingQueue: undefined });
+    } finally {
+      ds.stop();
+    }
+  });
+});
