@@ -30,6 +30,8 @@ const HOT_HISTOGRAM_KEYS = [
   'schedulerE2eDuration',
   'prefixIndexerHitRatio',
   'prefixIndexerHitBytes',
+  'llmdRequestSizes',
+  'llmdRequestDuration',
 ] as const satisfies readonly EppMetricKey[];
 type HotHistogramKey = (typeof HOT_HISTOGRAM_KEYS)[number];
 const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set(HOT_HISTOGRAM_KEYS);
@@ -40,6 +42,8 @@ const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set(HOT_HISTOGRAM_KEYS);
 const BOUND_COUNTER_KEYS = [
   'requestTotal',
   'runningRequests',
+  'llmdRequestTotal',
+  'llmdRunningRequests',
   'picks',
   'schedulerAttempts',
   'kvEvents',

@@ -3,8 +3,13 @@
  * `pkg/epp/metrics/llm_d_router_metrics.go`, `metrics.go` Register): the twins kvroute derives at scrape time carry
  * the same values and buckets, with llm-d's label renames and its rounded pool averages.
  */
+import { defaultEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics, LLMD_TWIN_METRICS } from '../src/metrics';
+import { LLMD_FAIRNESS_ID_HEADER, PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { staticPool } from './static-pool';
 
 /** The value of one exposition line, `name{labels}`, or undefined when absent. */
 function sample(page: string, series: string): number | undefined {
@@ -70,6 +75,57 @@ describe('llm_d_epp_* twins (llm-d-router v0.10.0 llm_d_router_metrics.go)', () 
       expect(ds.poolStats(now, Infinity)).toMatchObject({ readyEndpoints: 1, averageWaitingQueue: 100, stdDevWaitingQueue: 0 });
       expect(ds.poolStats(now, 1_000)).toMatchObject({ readyEndpoints: 0, stdDevWaitingQueue: undefined });
     } finally {
+      ds.stop();
+    }
+  });
+});
+
+describe('llm_d_epp_request_* (llm-d-router v0.10.0 metrics.go: each recorder writes GIE\'s family and llm-d\'s with fairness_id and priority)', () => {
+  const post = (body: string, headers: Record<string, string>): IncomingRequest => ({
+    requestId: 'r',
+    headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+    body: Buffer.from(body),
+    filterMetadata: {},
+  });
+
+  test('a request is counted, sized, running, timed and its response read under its fairness id and priority; an error under the same; no fairness id is default-flow', async () => {
+    const ds = staticPool(2);
+    const { registry, collectors } = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: collectors, maxHeaderPriority: 10 });
+    try {
+      const body = JSON.stringify({ model: 'm', prompt: 'hello' });
+      const d = await director.route(post(body, { [LLMD_FAIRNESS_ID_HEADER]: 'tenant-a', [PRIORITY_HEADER]: '3' }));
+      if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+      const set = 'model_name="m",target_model_name="m",fairness_id="tenant-a",priority="3"';
+      let page = await registry.metrics();
+      expect(sample(page, `llm_d_epp_request_total{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_request_running{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_request_size_bytes_sum{${set}}`)).toBe(body.length);
+      director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+      director.responseBody(d.ticket, Buffer.from('{"usage":{"prompt_tokens":5,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}'), true);
+      director.release(d.ticket, 'completed');
+      page = await registry.metrics();
+      expect(sample(page, `llm_d_epp_request_running{${set}}`)).toBe(0);
+      expect(sample(page, `llm_d_epp_request_duration_seconds_count{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_request_input_tokens_sum{${set}}`)).toBe(5);
+      expect(sample(page, `llm_d_epp_request_output_tokens_sum{${set}}`)).toBe(3);
+      expect(sample(page, `llm_d_epp_request_cached_tokens_sum{${set}}`)).toBe(2);
+      expect(sample(page, `llm_d_epp_request_ntpot_seconds_count{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_response_size_bytes_count{${set}}`)).toBe(1);
+      // GIE's families as before, beside them.
+      expect(sample(page, 'inference_objective_request_total{model_name="m",target_model_name="m",priority="3"}')).toBe(1);
+      // An unreadable body: GIE's error with llm-d's labels from the request's headers (the model unread: "").
+      expect(await director.route(post('{', { [LLMD_FAIRNESS_ID_HEADER]: 'tenant-a' }))).toMatchObject({ kind: 'reject', status: 400 });
+      // No fairness id: llm-d's default flow (pkg/epp/metadata/consts.go DefaultFairnessID).
+      const plain = await director.route(post(body, {}));
+      if (plain.kind !== 'route') throw new Error('expected a route');
+      director.release(plain.ticket, 'completed');
+      page = await registry.metrics();
+      expect(sample(page, 'llm_d_epp_request_error_total{model_name="",target_model_name="",fairness_id="tenant-a",priority="0",error_code="BadRequest"}')).toBe(1);
+      expect(sample(page, 'inference_objective_request_error_total{model_name="",target_model_name="",error_code="BadRequest"}')).toBe(1);
+      expect(sample(page, 'llm_d_epp_request_total{model_name="m",target_model_name="m",fairness_id="default-flow",priority="0"}')).toBe(1);
+    } finally {
+      director.close();
       ds.stop();
     }
   });

@@ -3,7 +3,7 @@ import type { Datastore } from '../src/datastore/datastore';
 import { freshenMetrics, staticPool } from './static-pool';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics } from '../src/metrics';
-import { FAIRNESS_ID_HEADER, MAX_FLOW_LABEL_SETS, MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
+import { FAIRNESS_ID_HEADER, MAX_FLOW_LABEL_SETS, MAX_LLMD_LABEL_SETS, MAX_MODEL_LABELS, MAX_MODEL_SERIES, MAX_PRIORITY_LABELS, MODEL_REWRITE_HEADER, OBJECTIVE_HEADER, PRIORITY_HEADER, RequestControl, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../src/requestcontrol/request-control';
 import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
@@ -227,8 +227,14 @@ describe('RequestControl', () => {
     const all = await metrics.registry.metrics();
     const allPairs = new Set([...all.matchAll(/model_name="([^"]*)",target_model_name="([^"]*)"/g)].map((m) => `${m[1]}→${m[2]}`));
     expect(allPairs.size).toBeLessThanOrEqual(MAX_MODEL_SERIES + 1);
-    // 65 pairs with their request and response histograms come to about 1 MB here; the 400 pairs unbounded, ~6 MB.
-    expect(all.length - before).toBeLessThan(2 * 1024 * 1024);
+    // llm-d's per-request twins are bounded as whole sets: the first MAX_LLMD_LABEL_SETS, then one "other" set.
+    const llmdTotals = all.split('\n').filter((l) => l.startsWith('llm_d_epp_request_total{'));
+    expect(llmdTotals).toHaveLength(MAX_LLMD_LABEL_SETS + 1);
+    expect(llmdTotals.filter((l) => l.startsWith('llm_d_epp_request_total{model_name="other",target_model_name="other",fairness_id="other",priority="other"} '))).toHaveLength(1);
+    expect(llmdTotals.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)).toBe(routed);
+    // GIE's 65 pairs with their request and response histograms come to about 1 MB here (the 400 pairs unbounded,
+    // ~6 MB), llm-d's 33 sets to about 1.7 MB more.
+    expect(all.length - before).toBeLessThan(3 * 1024 * 1024);
   });
 
   test('client-chosen fairness id × priority × model combinations of the flow-control series are bounded as a set (audit s46: ~4 KB a set, ~150 MB at the single-label caps)', async () => {
@@ -266,8 +272,9 @@ describe('RequestControl', () => {
       expect(others).toHaveLength(6);
       for (const l of others) expect(l).toMatch(/priority="other".*model_name="model-\d",target_model_name="model-\d"/);
       expect(counts.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)).toBe(routed);
-      // Unbounded, the 432 sets came to 1.9 MB; bounded, 0.65 MB.
-      expect((await metrics.registry.metrics()).length - before).toBeLessThan(1024 * 1024);
+      // Unbounded, the 432 sets came to 1.9 MB; bounded, 0.65 MB, and 1.5 MB with llm-d's per-request twins
+      // (MAX_LLMD_LABEL_SETS + 1 sets).
+      expect((await metrics.registry.metrics()).length - before).toBeLessThan(2 * 1024 * 1024);
     } finally {
       director.close();
     }

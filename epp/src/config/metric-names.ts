@@ -104,6 +104,82 @@ export const EPP_METRICS = {
     labels: ['model_name'],
     help: '[ALPHA] Inference objective number of running requests in each model.',
   },
+  // llm-d's per-request twins (llm-d-router v0.10.0 `pkg/epp/metrics/llm_d_router_metrics.go`): GIE's families with
+  // the request's flow-control `fairness_id` (`default-flow` without one) and `priority`, recorded beside them as
+  // llm-d's recorders write both (`metrics.go` RecordRequestCounter and the rest). Same buckets as GIE's.
+  llmdRequestTotal: {
+    name: 'llm_d_epp_request_total',
+    type: 'counter',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Total number of processed requests.',
+  },
+  llmdRequestErrorTotal: {
+    name: 'llm_d_epp_request_error_total',
+    type: 'counter',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority', 'error_code'],
+    help: '[ALPHA] Total number of request errors.',
+  },
+  llmdRequestDuration: {
+    name: 'llm_d_epp_request_duration_seconds',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] End-to-end request latency distribution in seconds.',
+    buckets: [
+      0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180,
+      240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
+    ],
+  },
+  llmdRequestSizes: {
+    name: 'llm_d_epp_request_size_bytes',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Incoming request body size distribution in bytes.',
+    buckets: [
+      64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152,
+      4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824,
+    ],
+  },
+  llmdResponseSizes: {
+    name: 'llm_d_epp_response_size_bytes',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Outgoing response body size distribution in bytes.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536],
+  },
+  llmdInputTokens: {
+    name: 'llm_d_epp_request_input_tokens',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Input token count distribution per request.',
+    buckets: TOKEN_COUNT_BUCKETS,
+  },
+  llmdOutputTokens: {
+    name: 'llm_d_epp_request_output_tokens',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Output token count distribution per request.',
+    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+  },
+  llmdCachedTokens: {
+    name: 'llm_d_epp_request_cached_tokens',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Distribution of prompt tokens read from cache per request, as reported by the model server in the response.',
+    buckets: TOKEN_COUNT_BUCKETS,
+  },
+  llmdRunningRequests: {
+    name: 'llm_d_epp_request_running',
+    type: 'gauge',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Current number of active running requests.',
+  },
+  llmdNormalizedTimePerOutputToken: {
+    name: 'llm_d_epp_request_ntpot_seconds',
+    type: 'histogram',
+    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    help: '[ALPHA] Normalized time per output token in seconds (end-to-end latency divided by output token count).',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+  },
   poolAverageKvCacheUtilization: {
     name: 'inference_pool_average_kv_cache_utilization',
     type: 'gauge',
@@ -468,8 +544,8 @@ export const GIE_V1_0_ERROR_CODES: Readonly<Record<string, string>> = { Resource
  * `metrics.go` Register, `docs/metrics.md`). The EPP exports these twins too, derived at scrape time from the family
  * each mirrors (`source`), with the same buckets; `labels` renames a label where llm-d renamed it, `round2` rounds
  * as llm-d's pool summary does (`pkg/epp/datalayer/logger/logger.go` round2).
- * Not mirrored: the per-request twins (`llm_d_epp_request_*`, `response_size_bytes`), which add `fairness_id` and
- * `priority` labels to every request series, and the families llm-d added for features kvroute has not
+ * The per-request twins add `fairness_id` and `priority` labels, so they are recorded (`llmdRequestTotal` and the rest
+ * in EPP_METRICS), not derived. Not exported: the families llm-d added for features kvroute has not
  * (`request_ttft_seconds` and the streaming TPOT/ITL, which need response bodies; eviction's revocations;
  * `flow_control_requests_total`, `flow_control_stale_endpoints`, the data-layer errors).
  */

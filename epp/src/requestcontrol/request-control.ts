@@ -61,6 +61,13 @@ export const MAX_FAIRNESS_LABELS = 64;
  * queue-duration histogram each could grow `/metrics` by ~150 MB (audit s46: ~4.4 KB a set).
  */
 export const MAX_FLOW_LABEL_SETS = 128;
+/**
+ * Distinct label sets of llm-d's per-request families (`llm_d_epp_request_*`: the model pair, `fairness_id` and
+ * `priority`); later requests share one set with all four "other". A set carries some 130 lines (seven histograms),
+ * ~29 KB of `/metrics`, so the bound is tighter than the flow-control series' and drops the model pair too (GIE's
+ * families keep it).
+ */
+export const MAX_LLMD_LABEL_SETS = 32;
 /** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
 const DEFAULT_FAIRNESS_ID = 'default-flow';
 
@@ -279,6 +286,50 @@ class RequestSeries {
   }
 }
 
+/** The labels of llm-d's per-request families: GIE's pair plus the request's fairness id and priority, bounded. */
+interface LlmdLabels {
+  readonly model_name: string;
+  readonly target_model_name: string;
+  readonly fairness_id: string;
+  readonly priority: string;
+}
+
+/**
+ * llm-d's per-request series of one label set (`llm_d_epp_request_*`; llm-d-router v0.10.0
+ * `pkg/epp/metrics/metrics.go` writes each beside GIE's): resolved once per set, so a request updates them as it
+ * updates GIE's, without building label objects.
+ */
+class LlmdRequestSeries {
+  private totalSeries: ValueSeries | undefined;
+  private runningSeries: ValueSeries | undefined;
+  private sizesSeries: HistogramSeries | undefined;
+  private durationSeries: HistogramSeries | undefined;
+
+  constructor(private readonly m: EppCollectors, readonly labels: LlmdLabels) {}
+
+  total(): ValueSeries {
+    if (this.totalSeries === undefined || this.totalSeries.detached) this.totalSeries = this.m.llmdRequestTotal.child(this.labels);
+    return this.totalSeries;
+  }
+
+  running(): ValueSeries {
+    if (this.runningSeries === undefined || this.runningSeries.detached) this.runningSeries = this.m.llmdRunningRequests.child(this.labels);
+    return this.runningSeries;
+  }
+
+  sizes(): HistogramSeries {
+    return (this.sizesSeries ??= this.m.llmdRequestSizes.child(this.labels));
+  }
+
+  duration(): HistogramSeries {
+    return (this.durationSeries ??= this.m.llmdRequestDuration.child(this.labels));
+  }
+
+  error(code: string): void {
+    this.m.llmdRequestErrorTotal.inc({ ...this.labels, error_code: code });
+  }
+}
+
 /**
  * What `route` hands the protocol handler and gets back at the response headers and at the end. A class, so every
  * ticket has one shape.
@@ -298,6 +349,8 @@ class Ticket {
   modelServerError = false;
   /** With flow control on, how long the request waited in it (ms, 0 when it did not): `x-llm-d-flow-queue-duration-ms`. */
   flowQueueMs: number | undefined = undefined;
+  /** llm-d's per-request series (with metrics and a scheduled request). */
+  llmd: LlmdRequestSeries | undefined = undefined;
 
   constructor(
     /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
@@ -361,6 +414,9 @@ export class RequestControl implements RequestDirector {
   private readonly fairnessLabels = new Set<string>();
   /** The flow-control series' label sets so far (see MAX_FLOW_LABEL_SETS). */
   private readonly flowLabelSets = new Set<string>();
+  /** llm-d's per-request series by label set (MAX_LLMD_LABEL_SETS), then `llmdOther` for every later set. */
+  private readonly llmdSeries = new Map<string, LlmdRequestSeries>();
+  private llmdOther: LlmdRequestSeries | undefined;
   /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
   private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
   /** Request metric series by `model_name`, then `target_model_name` (both bounded label values). */
@@ -549,7 +605,7 @@ export class RequestControl implements RequestDirector {
     if (parsed instanceof RequestBodyError) {
       // GIE labels the error with the incoming model it could not read ("") and the rewrite target, set from the
       // headers before the body (handlers/request.go, server.go's deferred error count).
-      return this.reject(parsed.status, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '');
+      return this.reject(parsed.status, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '', headerRecord(req.headers));
     }
     // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
     // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).
@@ -568,7 +624,7 @@ export class RequestControl implements RequestDirector {
       // No candidate is ServiceUnavailable (503, "failed to find endpoint candidates", director.go HandleRequest).
       const incoming = parsed !== undefined ? this.modelLabel(parsed.model ?? '') : undefined;
       return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), incoming, { code: 'no_ready_endpoints' }, undefined,
-        targetModel && parsed !== undefined ? this.modelLabel(targetModel) : incoming);
+        targetModel && parsed !== undefined ? this.modelLabel(targetModel) : incoming, headerRecord(req.headers));
     }
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
@@ -601,7 +657,7 @@ export class RequestControl implements RequestDirector {
     // An unreadable x-kvroute-priority is refused whether or not the request would wait: refused only on the way into
     // the queue, the same request went through an idle pool (and past the requests waiting in a saturated one).
     if (this.queuePriority(request.headers) === undefined) {
-      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model));
+      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model), request.headers);
     }
     if (parsed.hasPriority === true) this.clientPriorities.add(request);
     // Without a request-preparing plugin that has work for this request (the default config's session filter has
@@ -649,7 +705,7 @@ export class RequestControl implements RequestDirector {
     // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
     const current = this.candidates(req);
     if (current.length === 0) {
-      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model));
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model), request.headers);
     }
     return this.scheduleNow(req, request, model, current, () => signal, started);
   }
@@ -680,7 +736,7 @@ export class RequestControl implements RequestDirector {
       // (v1.5.0 `requestcontrol/admission.go` LegacyAdmissionController).
       const priority = this.queuePriority(request.headers);
       if (priority !== undefined && priority < 0) {
-        return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model));
+        return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model), request.headers);
       }
     }
     try {
@@ -693,12 +749,12 @@ export class RequestControl implements RequestDirector {
         if (this.options.flowControl && this.waitHelps(e.reason)) {
           return this.waitForCapacity(req, request, model, signal(), started);
         }
-        return this.schedulingFailed(e, model, this.targetOf(request, model));
+        return this.schedulingFailed(e, model, this.targetOf(request, model), request.headers);
       }
       // A scheduler bug must not fail the request (the gateway runs with failure_mode_allow for the same reason):
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
-      this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: this.targetOf(request, model), error_code: 'Internal' });
+      this.countError(model, this.targetOf(request, model), 'Internal', request.headers);
       return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started);
     }
   }
@@ -751,7 +807,7 @@ export class RequestControl implements RequestDirector {
     const headers = request.headers;
     const priority = this.queuePriority(headers);
     if (priority === undefined) {
-      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model));
+      return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model), request.headers);
     }
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
@@ -849,13 +905,13 @@ export class RequestControl implements RequestDirector {
         // endpoints and 503 when it has none (`translateFlowControlError`), the split kvroute makes here.
         if (e.reason === 'deadline' && this.everyPodUnreachable(this.candidates(req), this.stalled() ? 2 : 1)) {
           return this.reject(503, 'no endpoint could be reached while the request waited (every pod\'s metrics unreachable)', model,
-            { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model));
+            { code: 'no_ready_endpoints' }, { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model), request.headers);
         }
         const headers = { [FLOW_CONTROL_HEADER]: e.reason, [DROPPED_REASON_HEADER]: DROPPED_REASONS[e.reason] };
         // This EPP is stopping: another replica, or this one restarted, can take the request (llm-d-router answers a
         // flow controller no longer running 503 for the same reason).
-        if (e.reason === 'closed') return this.reject(503, 'the endpoint picker is shutting down', model, { code: 'service_unavailable' }, headers, this.targetOf(request, model));
-        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, headers, this.targetOf(request, model));
+        if (e.reason === 'closed') return this.reject(503, 'the endpoint picker is shutting down', model, { code: 'service_unavailable' }, headers, this.targetOf(request, model), request.headers);
+        return this.reject(429, `every endpoint is saturated and the request could not wait (${e.reason})`, model, { code: 'pool_saturated' }, headers, this.targetOf(request, model), request.headers);
       }
       if (signal.aborted) {
         m?.flowControlRejections.inc({ reason: 'aborted' });
@@ -866,7 +922,7 @@ export class RequestControl implements RequestDirector {
       narrowed = this.isNarrowed(candidates);
       if (candidates.length === 0) {
         waited('rejected', 'Dispatched');
-        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, { [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model));
+        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, { [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model), request.headers);
       }
       // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
       if (this.poolSaturated(candidates, this.usageLimit)) continue;
@@ -878,7 +934,7 @@ export class RequestControl implements RequestDirector {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && this.waitHelps(e.reason)) continue;
         waited('rejected', 'Dispatched');
-        if (e instanceof SchedulingError) return this.schedulingFailed(e, model, this.targetOf(request, model));
+        if (e instanceof SchedulingError) return this.schedulingFailed(e, model, this.targetOf(request, model), request.headers);
         this.options.onInternalError?.(e as Error, req.requestId);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started);
       }
@@ -893,16 +949,16 @@ export class RequestControl implements RequestDirector {
    * clients and Envoy treat 503 as unavailable (issue 11; the reasons are the filters', `scheduling/types.ts`). Both
    * count a failed `inference_extension_scheduler_attempts_total` as upstream does.
    */
-  private schedulingFailed(e: SchedulingError, model: string, target: string): RouteDecision {
+  private schedulingFailed(e: SchedulingError, model: string, target: string, requestHeaders: Readonly<Record<string, string>>): RouteDecision {
     this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: target, pod_name: '', namespace: '', port: '' });
     return e.reason === 'saturated'
-      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target)
-      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target);
+      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target, requestHeaders)
+      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target, requestHeaders);
   }
 
   /** A request whose proxy gave up while it waited in flow control: counted as GIE v1.5.0 counts it, not answered. */
   private abandonedWhileQueued(model: string, request: LLMRequest): RouteDecision {
-    this.options.metrics?.requestErrorTotal.inc({ model_name: model, target_model_name: this.targetOf(request, model), error_code: 'ServiceUnavailable' });
+    this.countError(model, this.targetOf(request, model), 'ServiceUnavailable', request.headers);
     return abandoned();
   }
 
@@ -985,11 +1041,19 @@ export class RequestControl implements RequestDirector {
       body = withResponseId(body ?? scheduled.body, issueResponseId(target.key, (key) => this.ownerTags.of(key))) ?? body;
     }
     this.options.datastore.acquire(target.key);
+    let llmd: LlmdRequestSeries | undefined;
     if (series !== undefined) {
-      series.requestTotal(this.priorityLabel(scheduled!.request.headers)).value++;
-      series.requestSizes().observe((body ?? scheduled!.body).length);
+      const priority = this.priorityLabel(scheduled!.request.headers);
+      const size = (body ?? scheduled!.body).length;
+      series.requestTotal(priority).value++;
+      series.requestSizes().observe(size);
       // GIE v1.5.0 metrics.go IncRunningRequests skips an empty model name.
       if (series.model !== '') series.runningRequests().value++;
+      // llm-d's twins, written beside GIE's as llm-d-router v0.10.0's recorders write both.
+      llmd = this.llmdSeriesOf(m!, scheduled!.request.headers, series.model, series.targetModel, priority);
+      llmd.total().value++;
+      llmd.sizes().observe(size);
+      if (series.model !== '') llmd.running().value++;
     }
     const ticket = new Ticket(
       target,
@@ -1001,6 +1065,7 @@ export class RequestControl implements RequestDirector {
     );
     if (this.passthrough) ticket.readsUsage = false;
     ticket.flowQueueMs = flowQueueMs;
+    ticket.llmd = llmd;
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
@@ -1147,22 +1212,38 @@ export class RequestControl implements RequestDirector {
     const m = this.options.metrics!;
     // The request's series holds its bounded labels (a pair past MAX_MODEL_SERIES is ("other", "other")).
     const labels = { model_name: t.series?.model ?? '', target_model_name: t.series?.targetModel ?? '' };
+    // llm-d's twins; a response whose request this EPP never saw is in the default flow at priority 0.
+    const llmdLabels = t.llmd?.labels ?? { ...labels, fairness_id: DEFAULT_FAIRNESS_ID, priority: '0' };
     m.responseSizes.observe(labels, observer.bytes);
+    m.llmdResponseSizes.observe(llmdLabels, observer.bytes);
     const usage = t.readsUsage ? observer.usage : undefined;
     if (usage === undefined) return;
     // GIE v1.5.0 metrics.go RecordInputTokens / RecordOutputTokens observe counts above 0 only (an embeddings response
-    // has no output tokens: no observation).
-    if (usage.promptTokens > 0) m.inputTokens.observe(labels, usage.promptTokens);
-    if (usage.completionTokens > 0) m.outputTokens.observe(labels, usage.completionTokens);
-    if (usage.cachedPromptTokens !== undefined) m.promptCachedTokens.observe(labels, usage.cachedPromptTokens);
+    // has no output tokens: no observation); llm-d v0.10.0's twins the same.
+    if (usage.promptTokens > 0) {
+      m.inputTokens.observe(labels, usage.promptTokens);
+      m.llmdInputTokens.observe(llmdLabels, usage.promptTokens);
+    }
+    if (usage.completionTokens > 0) {
+      m.outputTokens.observe(labels, usage.completionTokens);
+      m.llmdOutputTokens.observe(llmdLabels, usage.completionTokens);
+    }
+    if (usage.cachedPromptTokens !== undefined) {
+      m.promptCachedTokens.observe(labels, usage.cachedPromptTokens);
+      m.llmdCachedTokens.observe(llmdLabels, usage.cachedPromptTokens);
+    }
     const elapsed = this.monotonicSeconds() - t.started;
-    if (usage.completionTokens > 0 && elapsed > 0) m.normalizedTimePerOutputToken.observe(labels, elapsed / usage.completionTokens);
+    if (usage.completionTokens > 0 && elapsed > 0) {
+      m.normalizedTimePerOutputToken.observe(labels, elapsed / usage.completionTokens);
+      m.llmdNormalizedTimePerOutputToken.observe(llmdLabels, elapsed / usage.completionTokens);
+    }
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, started, series, request, modelServerError } = ticket as Ticket;
+    const { target, started, series, request, modelServerError, llmd } = ticket as Ticket;
     if (modelServerError && series !== undefined) {
       this.options.metrics?.requestErrorTotal.inc({ model_name: series.model, target_model_name: series.targetModel, error_code: 'ModelServerError' });
+      llmd?.error('ModelServerError');
     }
     // A response seen without its request: nothing was counted in flight for it.
     if (target === undefined) return;
@@ -1183,8 +1264,13 @@ export class RequestControl implements RequestDirector {
     // A request ended: one slot may be free for the oldest waiter.
     this.dispatchCycle(1);
     if (series !== undefined) {
+      const seconds = this.monotonicSeconds() - started;
       if (series.model !== '') series.runningRequests().value--;
-      if (outcome === 'completed') series.requestDuration().observe(this.monotonicSeconds() - started);
+      if (outcome === 'completed') series.requestDuration().observe(seconds);
+      if (llmd !== undefined) {
+        if (series.model !== '') llmd.running().value--;
+        if (outcome === 'completed') llmd.duration().observe(seconds);
+      }
     }
   }
 
@@ -1268,6 +1354,36 @@ export class RequestControl implements RequestDirector {
     return model;
   }
 
+  /**
+   * Counts a failed request in GIE's error family and llm-d's twin (llm-d-router v0.10.0 `pkg/epp/metrics/metrics.go`
+   * RecordRequestErrCounter writes both); `model` and `target` are the series' labels.
+   */
+  private countError(model: string, target: string, code: string, requestHeaders: Readonly<Record<string, string>> | undefined): void {
+    const m = this.options.metrics;
+    if (m === undefined) return;
+    m.requestErrorTotal.inc({ model_name: model, target_model_name: target, error_code: code });
+    this.llmdSeriesOf(m, requestHeaders, model, target).error(code);
+  }
+
+  /**
+   * llm-d's per-request series for a request's headers and its model pair (already bounded labels): `fairness_id` as
+   * the flow-control series take it (`default-flow` without one) and `priority` as `inference_objective_request_total`'s.
+   * Past MAX_LLMD_LABEL_SETS sets, a new set is ("other", "other", "other", "other").
+   */
+  private llmdSeriesOf(m: EppCollectors, headers: Readonly<Record<string, string>> | undefined, model: string, targetModel: string, priority?: string): LlmdRequestSeries {
+    const fairness = this.fairnessLabel(headers !== undefined ? fairnessIdOf(headers) : undefined);
+    const priorityLabel = priority ?? (headers !== undefined ? this.priorityLabel(headers) : '0');
+    const key = JSON.stringify([model, targetModel, fairness, priorityLabel]);
+    const known = this.llmdSeries.get(key);
+    if (known !== undefined) return known;
+    if (this.llmdSeries.size >= MAX_LLMD_LABEL_SETS) {
+      return (this.llmdOther ??= new LlmdRequestSeries(m, { model_name: OTHER_LABEL, target_model_name: OTHER_LABEL, fairness_id: OTHER_LABEL, priority: OTHER_LABEL }));
+    }
+    const series = new LlmdRequestSeries(m, { model_name: model, target_model_name: targetModel, fairness_id: fairness, priority: priorityLabel });
+    this.llmdSeries.set(key, series);
+    return series;
+  }
+
   /** `model` and `target` are the error series' labels: the incoming model and the rewrite target (else the model). */
   private reject(
     status: number,
@@ -1276,11 +1392,10 @@ export class RequestControl implements RequestDirector {
     error: OpenAiErrorOptions,
     headers?: Readonly<Record<string, string>>,
     target: string | undefined = model,
+    /** The request's headers, for llm-d's `fairness_id` and `priority` labels. */
+    requestHeaders?: Readonly<Record<string, string>>,
   ): RouteDecision {
-    const m = this.options.metrics;
-    if (m) {
-      m.requestErrorTotal.inc({ model_name: model ?? '', target_model_name: target ?? '', error_code: ERROR_CODES[status] ?? String(status) });
-    }
+    this.countError(model ?? '', target ?? '', ERROR_CODES[status] ?? String(status), requestHeaders);
     const decision = rejectWith(status, message, error);
     return headers === undefined || decision.kind !== 'reject' ? decision : { ...decision, headers };
   }
