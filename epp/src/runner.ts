@@ -10,7 +10,7 @@ import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
 import { parseDuration } from './config/duration';
-import { isAddedByLoader } from './config/loader';
+import { endpointPickerConfigNotes, isAddedByLoader } from './config/loader';
 import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { Datastore, type ScrapeMode } from './datastore/datastore';
@@ -185,7 +185,11 @@ export function scrapeTarget(config: EndpointPickerConfig, options: Pick<EppOpti
 }
 
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
-  const loaded = applyDeprecatedSaturationEnv(loadConfig(options), options.deprecatedSaturationEnv);
+  const read = loadConfig(options);
+  // Info, as llm-d-router v0.10.0 logs them (pkg/epp/config/loader/configloader.go LoadRawConfig: logger.Info("DEPRECATION: …")):
+  // kvroute's own configs are written in GIE's group, so a warning would fire on every kvroute start.
+  for (const note of endpointPickerConfigNotes(read)) logger.info(note);
+  const loaded = applyDeprecatedSaturationEnv(read, options.deprecatedSaturationEnv);
   for (const note of loaded.notes) logger.warn(note);
   const config = loaded.config;
   for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);

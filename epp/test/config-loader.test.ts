@@ -228,7 +228,7 @@ describe('validation errors name the field and what is allowed', () => {
 
   it.each<[string, string, string]>([
     ['not a map', '- just a list\n', 'must be a map, got a list'],
-    ['wrong apiVersion', 'apiVersion: v1\nkind: EndpointPickerConfig\nplugins: []\n', 'apiVersion: must be "inference.networking.x-k8s.io/v1alpha1", got "v1"'],
+    ['wrong apiVersion', 'apiVersion: v1\nkind: EndpointPickerConfig\nplugins: []\n', 'apiVersion: must be "llm-d.ai/v1alpha1" or "inference.networking.x-k8s.io/v1alpha1", got "v1"'],
     ['wrong kind', 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: ConfigMap\nplugins: []\n', 'kind: must be "EndpointPickerConfig", got "ConfigMap"'],
     ['missing plugins', HEADER, 'plugins: must be a list of plugins, got nothing'],
     ['unknown top-level field', `${HEADER}plugins: []\nscorers: {}\n`, 'scorers: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles, featureGates, flowControl, dataLayer, parser, saturationDetector'],

@@ -5,7 +5,10 @@
  */
 export {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
+  ENDPOINT_PICKER_CONFIG_API_VERSIONS,
+  LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
+  type EndpointPickerConfigApiVersion,
   KNOWN_FEATURE_GATES,
   type EndpointPickerConfig,
   type FlowControlConfig,
@@ -47,6 +50,7 @@ export {
   parseEndpointPickerConfig,
   validateEndpointPickerConfig,
   renderEndpointPickerConfig,
+  endpointPickerConfigNotes,
   DEFAULT_PROFILE_NAME,
   DEFAULT_SCORER_WEIGHT,
 } from './loader';

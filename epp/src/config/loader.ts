@@ -10,7 +10,10 @@ import { resolvePluginParameters } from './parameters';
 import { mergeApproxPrefixProducer, mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
+  ENDPOINT_PICKER_CONFIG_API_VERSIONS,
   ENDPOINT_PICKER_CONFIG_KIND,
+  LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION,
+  type EndpointPickerConfigApiVersion,
   KNOWN_FEATURE_GATES,
   type EndpointPickerConfig,
   type FlowControlConfig,
@@ -57,7 +60,8 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
   const top = FieldReader.ofMap(mergeApproxPrefixProducer(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value))), '');
-  top.constant('apiVersion', ENDPOINT_PICKER_CONFIG_API_VERSION);
+  const notes: string[] = [];
+  const apiVersion = readApiVersion(top, notes);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
   const plugins = readPlugins(top);
   const declaredProfiles = readProfiles(top, plugins);
@@ -78,8 +82,8 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   // adds is not put into the defaulted profile.
   const saturationDetector = readSaturationDetector(saturationDetectorRaw, plugins);
 
-  return {
-    apiVersion: ENDPOINT_PICKER_CONFIG_API_VERSION,
+  const config: EndpointPickerConfig = {
+    apiVersion,
     kind: ENDPOINT_PICKER_CONFIG_KIND,
     plugins,
     schedulingProfiles: profiles,
@@ -89,6 +93,37 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
     ...(parser !== undefined ? { parser } : {}),
     ...(saturationDetector !== undefined ? { saturationDetector } : {}),
   };
+  if (notes.length > 0) configNotes.set(config, notes);
+  return config;
+}
+
+/** Deprecation notes of the configs `validateEndpointPickerConfig` returned, as upstream's loader logs them. */
+const configNotes = new WeakMap<EndpointPickerConfig, readonly string[]>();
+
+/**
+ * What upstream's loader would log as deprecated about the document this config was read from (llm-d-router
+ * `pkg/epp/config/loader/configloader.go` @ v0.10.0 LoadRawConfig: `logger.Info("DEPRECATION: …")`); empty for a
+ * config that did not come from `validateEndpointPickerConfig`. The runner logs them at info level, as upstream does.
+ */
+export function endpointPickerConfigNotes(config: EndpointPickerConfig): readonly string[] {
+  return configNotes.get(config) ?? [];
+}
+
+/**
+ * Either group: llm-d-router v0.10.0 registers `llm-d.ai/v1alpha1` and still decodes GIE's
+ * `inference.networking.x-k8s.io/v1alpha1` (`pkg/epp/config/loader/configloader.go` @ v0.10.0:
+ * deprecatedSchemeGroupVersion), logging it as deprecated. kvroute keeps rendering GIE's group, which every GIE
+ * release and llm-d-router up to v0.10 read.
+ */
+function readApiVersion(top: FieldReader, notes: string[]): EndpointPickerConfigApiVersion {
+  const value = top.raw('apiVersion');
+  if (!(ENDPOINT_PICKER_CONFIG_API_VERSIONS as readonly unknown[]).includes(value)) {
+    throw new ConfigError('apiVersion', `must be ${ENDPOINT_PICKER_CONFIG_API_VERSIONS.map((v) => JSON.stringify(v)).join(' or ')}, got ${describeValue(value)}`);
+  }
+  if (value === ENDPOINT_PICKER_CONFIG_API_VERSION) {
+    notes.push(`DEPRECATION: apiVersion ${ENDPOINT_PICKER_CONFIG_API_VERSION}/EndpointPickerConfig is deprecated (llm-d-router v0.10.0); replacement: ${LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION}/EndpointPickerConfig`);
+  }
+  return value as EndpointPickerConfigApiVersion;
 }
 
 /** GIE v1.5.0's saturation detector plugin types (`pkg/epp/framework/plugins/flowcontrol/saturationdetector`). */

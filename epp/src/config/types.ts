@@ -8,11 +8,25 @@ import type { PluginDefinitions, PluginType } from './catalogue';
  * at start-up; both go through `validateEndpointPickerConfig`.
  */
 
+/**
+ * The group kvroute renders its own configs with: GIE's, which llm-d-router v0.10.0 still decodes (as deprecated, see
+ * `LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION`) and every GIE release reads.
+ */
 export const ENDPOINT_PICKER_CONFIG_API_VERSION = 'inference.networking.x-k8s.io/v1alpha1';
+/**
+ * llm-d-router's own group from v0.10.0 (`apix/config/v1alpha1/zz_generated.register.go` @ v0.10.0: GroupName
+ * "llm-d.ai"); its loader (`pkg/epp/config/loader/configloader.go` @ v0.10.0) decodes GIE's group too and logs
+ * "DEPRECATION: apiVersion inference.networking.x-k8s.io/v1alpha1/EndpointPickerConfig is deprecated".
+ */
+export const LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION = 'llm-d.ai/v1alpha1';
+/** Every apiVersion the loader accepts; a config keeps the one it was written with. */
+export const ENDPOINT_PICKER_CONFIG_API_VERSIONS = [LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION, ENDPOINT_PICKER_CONFIG_API_VERSION] as const;
+export type EndpointPickerConfigApiVersion = (typeof ENDPOINT_PICKER_CONFIG_API_VERSIONS)[number];
 export const ENDPOINT_PICKER_CONFIG_KIND = 'EndpointPickerConfig';
 
 export interface EndpointPickerConfig {
-  apiVersion: typeof ENDPOINT_PICKER_CONFIG_API_VERSION;
+  /** `inference.networking.x-k8s.io/v1alpha1` (GIE's, kvroute's default) or `llm-d.ai/v1alpha1` (llm-d-router v0.10.0+). */
+  apiVersion: EndpointPickerConfigApiVersion;
   kind: typeof ENDPOINT_PICKER_CONFIG_KIND;
   /** Every plugin is instantiated once, whether or not a profile references it. */
   plugins: PluginSpec[];
