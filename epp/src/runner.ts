@@ -10,7 +10,7 @@ import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
 import { parseDuration } from './config/duration';
-import { endpointPickerConfigNotes, isAddedByLoader } from './config/loader';
+import { endpointPickerConfigNotes, featureGateEnabled, isAddedByLoader } from './config/loader';
 import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { Datastore, type ScrapeMode } from './datastore/datastore';
@@ -241,8 +241,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     ...(flowQueue ? {
       flowControl: {
         queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs,
-        // A config that names GIE's gate gets GIE's series for every request (RequestControl's flowControl.recordEveryRequest).
-        ...(config.featureGates?.includes('flowControl') === true ? { recordEveryRequest: true } : {}),
+        // A config that turns GIE's gate on (`flowControl` or `flowControl=true`; `=false` is as if not named, llm-d-router
+        // v0.10.0 pkg/epp/config/loader/configloader.go loadFeatureConfig) gets GIE's series for every request
+        // (RequestControl's flowControl.recordEveryRequest).
+        ...(featureGateEnabled(config, 'flowControl') ? { recordEveryRequest: true } : {}),
       },
     } : {}),
     onInternalError: (error, requestId, hook) => logger.error(

@@ -233,7 +233,7 @@ describe('validation errors name the field and what is allowed', () => {
     ['missing plugins', HEADER, 'plugins: must be a list of plugins, got nothing'],
     ['unknown top-level field', `${HEADER}plugins: []\nscorers: {}\n`, 'scorers: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles, featureGates, flowControl, dataLayer, parser, saturationDetector'],
     ['saturationDetector naming no plugin', `${HEADER}plugins: []\nsaturationDetector: {pluginRef: mine}\n`, 'saturationDetector.pluginRef: no plugin named "mine"; plugins are: max-score-picker, single-profile-handler'],
-    ['unknown feature gate', `${HEADER}plugins: []\nfeatureGates: [flowControl, prepareDataPlugins]\n`, 'featureGates[1]: unknown feature gate "prepareDataPlugins"; known: flowControl, dataLayer, enableLegacyMetrics'],
+    ['unknown feature gate', `${HEADER}plugins: []\nfeatureGates: [flowControl, prepareDataPlugins]\n`, 'featureGates[1]: unknown feature gate "prepareDataPlugins"; known: flowControl, dataLayer, enableLegacyMetrics, haPopulateNonLeaderDatastore'],
     ['unknown flowControl field', `${HEADER}plugins: []\nflowControl: {maxBites: 1Gi}\n`, 'flowControl.maxBites: unknown field; allowed: objectives, priorityBands, defaultPriorityBand, usageLimitPolicyPluginRef, enabled, maxRequests, maxQueued, maxBytes, maxQueuedBytes, defaultRequestTTL, dispatchPerTick, dispatchInterval, maxHeaderPriority'],
     ['zero flowControl.maxQueuedBytes', `${HEADER}plugins: []\nflowControl: {maxQueuedBytes: 0}\n`, 'flowControl.maxQueuedBytes: must be an integer >= 1, got 0'],
     ['zero flowControl.maxQueued', `${HEADER}plugins: []\nflowControl: {maxQueued: 0}\n`, 'flowControl.maxQueued: must be an integer >= 1, got 0'],

@@ -10,6 +10,8 @@ export {
   ENDPOINT_PICKER_CONFIG_KIND,
   type EndpointPickerConfigApiVersion,
   KNOWN_FEATURE_GATES,
+  FEATURE_GATE_DEFAULTS,
+  type FeatureGate,
   type EndpointPickerConfig,
   type FlowControlConfig,
   type PriorityBandConfig,
@@ -51,6 +53,7 @@ export {
   validateEndpointPickerConfig,
   renderEndpointPickerConfig,
   endpointPickerConfigNotes,
+  featureGateEnabled,
   DEFAULT_PROFILE_NAME,
   DEFAULT_SCORER_WEIGHT,
 } from './loader';

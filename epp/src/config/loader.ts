@@ -14,8 +14,10 @@ import {
   ENDPOINT_PICKER_CONFIG_KIND,
   LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION,
   type EndpointPickerConfigApiVersion,
+  FEATURE_GATE_DEFAULTS,
   KNOWN_FEATURE_GATES,
   type EndpointPickerConfig,
+  type FeatureGate,
   type FlowControlConfig,
   type PluginSpec,
   type SchedulingProfilePluginRef,
@@ -225,7 +227,11 @@ function readParser(top: FieldReader, plugins: readonly PluginSpec[]): EndpointP
   return { pluginRef: referencedPlugin(top.raw('parser'), 'parser', plugins, PARSER_TYPES) };
 }
 
-/** GIE's `featureGates`: a list of gate names; kvroute knows `flowControl` (on by default, so naming it is a no-op). */
+/**
+ * `featureGates`: entries `name`, `name=true` or `name=false`, as llm-d-router v0.10.0 validates them
+ * (`pkg/epp/config/loader/validation.go` validateFeatureGates: the text before the first "=" must be a registered gate;
+ * after it, a Go `strconv.ParseBool` value once lower-cased and trimmed); kept as written.
+ */
 function readFeatureGates(top: FieldReader): string[] | undefined {
   if (!top.has('featureGates')) {
     top.raw('featureGates');
@@ -233,11 +239,36 @@ function readFeatureGates(top: FieldReader): string[] | undefined {
   }
   const gates = top.stringList('featureGates', []);
   gates.forEach((gate, index) => {
-    if (!(KNOWN_FEATURE_GATES as readonly string[]).includes(gate)) {
-      throw new ConfigError(`featureGates[${index}]`, `unknown feature gate ${JSON.stringify(gate)}; known: ${KNOWN_FEATURE_GATES.join(', ')}`);
+    const [name, value] = gate.split('=');
+    if (!(KNOWN_FEATURE_GATES as readonly string[]).includes(name!)) {
+      throw new ConfigError(`featureGates[${index}]`, `unknown feature gate ${JSON.stringify(name)}; known: ${KNOWN_FEATURE_GATES.join(', ')}`);
+    }
+    if (value !== undefined && parseGateValue(value) === undefined) {
+      throw new ConfigError(`featureGates[${index}]`, `${JSON.stringify(value)} is not a valid value for the feature gate ${name}; write ${name}, ${name}=true or ${name}=false`);
     }
   });
   return gates;
+}
+
+/** Go's strconv.ParseBool after upstream's ToLower and TrimSpace: 1, t, true / 0, f, false. */
+function parseGateValue(value: string): boolean | undefined {
+  const v = value.trim().toLowerCase();
+  if (v === '1' || v === 't' || v === 'true') return true;
+  if (v === '0' || v === 'f' || v === 'false') return false;
+  return undefined;
+}
+
+/**
+ * Whether a gate is on for this config: its registered default (`FEATURE_GATE_DEFAULTS`), then each entry in order, a
+ * bare name meaning true (llm-d-router v0.10.0 `pkg/epp/config/loader/configloader.go` loadFeatureConfig).
+ */
+export function featureGateEnabled(config: Pick<EndpointPickerConfig, 'featureGates'>, gate: FeatureGate): boolean {
+  let enabled = FEATURE_GATE_DEFAULTS[gate];
+  for (const entry of config.featureGates ?? []) {
+    const [name, value] = entry.split('=');
+    if (name === gate) enabled = value === undefined ? true : parseGateValue(value) ?? enabled;
+  }
+  return enabled;
 }
 
 /**

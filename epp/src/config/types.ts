@@ -36,8 +36,9 @@ export interface EndpointPickerConfig {
    */
   schedulingProfiles: SchedulingProfileSpec[];
   /**
-   * GIE's experimental-feature switches. kvroute knows `flowControl` only, which it runs by default, so listing it
-   * changes nothing; it is accepted so GIE configs load. Kept only when given.
+   * GIE's and llm-d-router's feature switches (`KNOWN_FEATURE_GATES`): `name`, `name=true` or `name=false`, a later
+   * entry winning. kvroute runs flow control whether or not `flowControl` is on; on, it gives GIE's every-request flow
+   * control series. The others change nothing here. Kept as given, only when given; read with `featureGateEnabled`.
    */
   featureGates?: string[];
   /** Flow control's settings (`FlowControlConfig`); kept only when given. */
@@ -191,8 +192,22 @@ export interface PriorityBandConfig {
 }
 
 /**
- * The gates GIE v1.5.0 registers (`cmd/epp/runner/runner.go`: `dataLayer`, `enableLegacyMetrics`, `flowControl`); any
- * other name is an error there and here. kvroute runs flow control by default and always has its data layer, so
- * naming a gate changes nothing.
+ * The gates kvroute accepts in `featureGates`: llm-d-router v0.10.0 registers `flowControl` (default off) and
+ * `haPopulateNonLeaderDatastore` (default on) (`cmd/epp/runner/runner.go` @ v0.10.0 L752-753); GIE v1.5.0 registered
+ * `dataLayer`, `enableLegacyMetrics` and `flowControl` (`cmd/epp/runner/runner.go` @ v1.5.0). llm-d-router dropped
+ * `dataLayer` (v0.9.0 still registers it) and `enableLegacyMetrics`; kvroute keeps accepting them, so older configs
+ * load. Any other name is an error, there and here. An entry is a name, `name=true` or `name=false`.
  */
-export const KNOWN_FEATURE_GATES = ['flowControl', 'dataLayer', 'enableLegacyMetrics'] as const;
+export const KNOWN_FEATURE_GATES = ['flowControl', 'dataLayer', 'enableLegacyMetrics', 'haPopulateNonLeaderDatastore'] as const;
+export type FeatureGate = (typeof KNOWN_FEATURE_GATES)[number];
+
+/**
+ * Each gate's value when the config does not set it: upstream's registered defaults (llm-d-router v0.10.0
+ * `cmd/epp/runner/runner.go` L752-753 for the first two; GIE v1.5.0 registered the last two off).
+ */
+export const FEATURE_GATE_DEFAULTS: Readonly<Record<FeatureGate, boolean>> = {
+  flowControl: false,
+  haPopulateNonLeaderDatastore: true,
+  dataLayer: false,
+  enableLegacyMetrics: false,
+};
