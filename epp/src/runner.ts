@@ -133,6 +133,52 @@ export interface FlowControlSettings {
   readonly defaultBand: BandOptions;
 }
 
+/**
+ * The queue's per-level bands with a template for the unlisted levels below 0: llm-d-router v0.10.0's
+ * `defaultNegativePriorityBand` (`pkg/epp/flowcontrol/registry/registry.go` provisionPriorityBandLocked: a negative
+ * level's template is DefaultNegativePriorityBand, else DefaultPriorityBand). The queue looks a level up with `get` and
+ * falls back to its `defaultBand` on undefined; iterating lists the explicit bands only.
+ */
+export class NegativeDefaultBands implements ReadonlyMap<number, BandOptions> {
+  private readonly listed: ReadonlyMap<number, BandOptions>;
+
+  constructor(entries: readonly (readonly [number, BandOptions])[], readonly negative: BandOptions) {
+    this.listed = new Map(entries);
+  }
+
+  get(priority: number): BandOptions | undefined {
+    return this.listed.get(priority) ?? (priority < 0 ? this.negative : undefined);
+  }
+
+  has(priority: number): boolean {
+    return this.get(priority) !== undefined;
+  }
+
+  get size(): number {
+    return this.listed.size;
+  }
+
+  forEach(callback: (value: BandOptions, key: number, map: ReadonlyMap<number, BandOptions>) => void, thisArg?: unknown): void {
+    this.listed.forEach((value, key) => callback.call(thisArg, value, key, this));
+  }
+
+  entries(): MapIterator<[number, BandOptions]> {
+    return this.listed.entries();
+  }
+
+  keys(): MapIterator<number> {
+    return this.listed.keys();
+  }
+
+  values(): MapIterator<BandOptions> {
+    return this.listed.values();
+  }
+
+  [Symbol.iterator](): MapIterator<[number, BandOptions]> {
+    return this.listed.entries();
+  }
+}
+
 /** GIE's default byte bound of each priority band. */
 const DEFAULT_BAND_MAX_BYTES = 1_000_000_000;
 
@@ -150,6 +196,12 @@ function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, con
   };
 }
 
+/** The explicit bands, and `defaultNegativePriorityBand`'s template for the unlisted levels below 0 when the config has one. */
+function bandTable(c: NonNullable<EndpointPickerConfig['flowControl']>, config: EndpointPickerConfig): ReadonlyMap<number, BandOptions> {
+  const listed = (c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)] as const);
+  return c.defaultNegativePriorityBand === undefined ? new Map(listed) : new NegativeDefaultBands(listed, bandOptions(c.defaultNegativePriorityBand, config));
+}
+
 export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowControlFlags = {}): FlowControlSettings {
   const c = config.flowControl ?? {};
   const d = FLOW_CONTROL_DEFAULTS;
@@ -164,7 +216,7 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     objectives: new Map(Object.entries(c.objectives ?? {})),
     maxHeaderPriority: flags.maxHeaderPriority ?? c.maxHeaderPriority ?? d.maxHeaderPriority,
     maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
-    bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)])),
+    bands: bandTable(c, config),
     defaultBand: bandOptions(c.defaultPriorityBand, config),
   };
 }

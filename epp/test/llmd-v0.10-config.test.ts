@@ -9,6 +9,8 @@ import {
   parseEndpointPickerConfig,
   renderEndpointPickerConfig,
 } from '../src/config';
+import { FlowControlQueue } from '../src/requestcontrol/flow-control';
+import { resolveFlowControl } from '../src/runner';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const GIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -82,5 +84,109 @@ describe('featureGates (llm-d-router v0.10.0 pkg/epp/config/loader/validation.go
     ['an empty value', '"flowControl="', 'featureGates[0]: "" is not a valid value for the feature gate flowControl; write flowControl, flowControl=true or flowControl=false'],
   ])('%s is an error naming the entry', (_case, list, message) => {
     expect(configErrorOf(() => parseEndpointPickerConfig(gates(list)))).toBe(message);
+  });
+});
+
+describe('requestHandler.parsers (llm-d-router v0.10.0 apix/config/v1alpha1/endpointpickerconfig_types.go RequestHandlerConfig, pkg/epp/handlers/parsers.go, config/loader/defaults.go ensureParsers)', () => {
+  const withParsers = (list: string, plugins = '- type: queue-scorer\n') => `${LLMD}plugins:\n${plugins}requestHandler:\n  parsers: [${list}]\n`;
+
+  test('one parser is read into kvroute\'s parser, as the deprecated top-level parser is; a type name not declared is added with its defaults', () => {
+    const config = parseEndpointPickerConfig(withParsers('{pluginRef: passthrough-parser}'));
+    expect(config.parser).toEqual({ pluginRef: 'passthrough-parser' });
+    expect(config.plugins.map((p) => p.type)).toContain('passthrough-parser');
+    expect('requestHandler' in config).toBe(false);
+    expect(endpointPickerConfigNotes(config)).toEqual([]);
+    const declared = parseEndpointPickerConfig(withParsers('{pluginRef: mine}', '- type: openai-parser\n  name: mine\n'));
+    expect(declared.parser).toEqual({ pluginRef: 'mine' });
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(declared)).parser).toEqual({ pluginRef: 'mine' });
+  });
+
+  test('what upstream\'s registry skips is dropped (a second of a type, anything after passthrough-parser); an empty list is unset', () => {
+    expect(parseEndpointPickerConfig(withParsers('{pluginRef: a}, {pluginRef: b}', '- {type: openai-parser, name: a}\n- {type: openai-parser, name: b}\n')).parser).toEqual({ pluginRef: 'a' });
+    expect(parseEndpointPickerConfig(withParsers('{pluginRef: passthrough-parser}, {pluginRef: openai-parser}')).parser).toEqual({ pluginRef: 'passthrough-parser' });
+    expect(parseEndpointPickerConfig(withParsers('')).parser).toBeUndefined();
+  });
+
+  test('the top-level parser still loads, with upstream\'s DEPRECATION note; both forms naming the same parser type load', () => {
+    const old = parseEndpointPickerConfig(`${LLMD}plugins:\n- type: openai-parser\nparser: {pluginRef: openai-parser}\n`);
+    expect(old.parser).toEqual({ pluginRef: 'openai-parser' });
+    expect(endpointPickerConfigNotes(old)).toEqual(['DEPRECATION: top-level parser is deprecated, use requestHandler.parsers instead (llm-d-router v0.9.0)']);
+    expect(parseEndpointPickerConfig(`${withParsers('{pluginRef: openai-parser}')}parser: {pluginRef: openai-parser}\n`).parser).toEqual({ pluginRef: 'openai-parser' });
+  });
+
+  test.each([
+    ['parsers kvroute would have to pick between by path', withParsers('{pluginRef: openai-parser}, {pluginRef: passthrough-parser}'),
+      'requestHandler.parsers: "openai-parser" and "passthrough-parser" would split requests by path (upstream\'s parser registry); kvroute runs one parser for every request: list one'],
+    ['an upstream parser kvroute lacks', withParsers('{pluginRef: anthropic-parser}'),
+      'requestHandler.parsers[0].pluginRef: llm-d-router\'s anthropic-parser is not supported: kvroute reads OpenAI bodies (openai-parser) or none (passthrough-parser)'],
+    ['a plugin that is no parser', withParsers('{pluginRef: queue-scorer}'),
+      'requestHandler.parsers[0].pluginRef: "queue-scorer" is a queue-scorer; allowed here: openai-parser, passthrough-parser'],
+    ['both forms naming different parser types', `${withParsers('{pluginRef: passthrough-parser}')}parser: {pluginRef: openai-parser}\n`,
+      'parser: names a openai-parser and requestHandler.parsers a passthrough-parser: give one (llm-d-router v0.9.0 moved the parser into requestHandler.parsers; upstream would silently use that one)'],
+    ['an unknown requestHandler field', `${LLMD}plugins: []\nrequestHandler: {parser: x}\n`, 'requestHandler.parser: unknown field; allowed: parsers'],
+  ])('%s is an error naming the field', (_case, yaml, message) => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(yaml))).toBe(message);
+  });
+});
+
+describe('flowControl.saturationDetector (llm-d-router v0.10.0 endpointpickerconfig_types.go FlowControlConfig, configloader.go LoadRawConfig)', () => {
+  const DETECTORS = '- type: concurrency-detector\n- type: utilization-detector\n';
+
+  test('names the pool\'s detector as the top-level saturationDetector does, and is read into it', () => {
+    const config = parseEndpointPickerConfig(`${LLMD}plugins:\n${DETECTORS}flowControl:\n  saturationDetector: {pluginRef: concurrency-detector}\n`);
+    expect(config.saturationDetector).toEqual({ pluginRef: 'concurrency-detector' });
+    expect(config.flowControl).not.toHaveProperty('saturationDetector');
+    expect(endpointPickerConfigNotes(config)).toEqual([]);
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config)).saturationDetector).toEqual({ pluginRef: 'concurrency-detector' });
+  });
+
+  test('the top-level one still loads with upstream\'s DEPRECATION note; both naming the same detector load', () => {
+    const old = parseEndpointPickerConfig(`${LLMD}plugins:\n${DETECTORS}saturationDetector: {pluginRef: concurrency-detector}\n`);
+    expect(old.saturationDetector).toEqual({ pluginRef: 'concurrency-detector' });
+    expect(endpointPickerConfigNotes(old)).toEqual(['DEPRECATION: top-level saturationDetector is deprecated, use flowControl.saturationDetector instead (llm-d-router v0.9.0)']);
+    const both = parseEndpointPickerConfig(`${LLMD}plugins:\n${DETECTORS}saturationDetector: {}\nflowControl:\n  saturationDetector: {pluginRef: utilization-detector}\n`);
+    expect(both.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
+  });
+
+  test.each([
+    ['both naming different detectors', `${LLMD}plugins:\n${DETECTORS}saturationDetector: {pluginRef: concurrency-detector}\nflowControl:\n  saturationDetector: {pluginRef: utilization-detector}\n`,
+      'saturationDetector: names "concurrency-detector" and flowControl.saturationDetector names "utilization-detector": give one (llm-d-router v0.9.0 moved the section into flowControl; upstream would silently use flowControl\'s)'],
+    ['a plugin that is no detector', `${LLMD}plugins:\n- type: queue-scorer\nflowControl:\n  saturationDetector: {pluginRef: queue-scorer}\n`,
+      'flowControl.saturationDetector.pluginRef: "queue-scorer" is a queue-scorer, not a saturation detector; detectors: concurrency-detector, utilization-detector'],
+  ])('%s is an error naming the field', (_case, yaml, message) => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(yaml))).toBe(message);
+  });
+});
+
+describe('flowControl.defaultNegativePriorityBand and enableEviction (llm-d-router v0.10.0 endpointpickerconfig_types.go, flowcontrol/registry/registry.go provisionPriorityBandLocked)', () => {
+  test('defaultNegativePriorityBand is kept and bounds every unlisted level below 0; other unlisted levels take defaultPriorityBand, listed ones their own', async () => {
+    const config = parseEndpointPickerConfig(`${LLMD}plugins: []
+flowControl:
+  defaultPriorityBand: {maxRequests: 5}
+  defaultNegativePriorityBand: {maxRequests: 1, maxBytes: 1k}
+  priorityBands:
+  - {priority: -5, maxRequests: 3}
+`);
+    expect(config.flowControl!.defaultNegativePriorityBand).toEqual({ maxRequests: 1, maxBytes: 1000 });
+    const flow = resolveFlowControl(config);
+    expect(flow.bands.get(-1)).toEqual({ maxRequests: 1, maxBytes: 1000 });
+    expect(flow.bands.get(-5)).toMatchObject({ maxRequests: 3 });
+    expect(flow.bands.get(0)).toBeUndefined();
+    const queue = new FlowControlQueue({ maxQueued: 100, maxQueuedBytes: 1_000_000, maxWaitMs: 60_000, maxDispatchPerCall: 1, bands: flow.bands, defaultBand: flow.defaultBand });
+    const settle = (priority: number) => queue.enqueue({ flow: 'f', priority }).then(() => 'dispatched', (e: { reason?: string }) => e.reason);
+    const waiting = [settle(-2)];
+    expect(await settle(-2)).toBe('queue-full'); // -2's band (the negative template) holds one
+    waiting.push(settle(-3), settle(0), settle(0)); // -3 has its own band; 0 takes defaultPriorityBand's 5
+    expect(queue.sizes()).toEqual(new Map([[-2, 1], [-3, 1], [0, 2]]));
+    queue.close();
+    expect(await Promise.all(waiting)).toEqual(['closed', 'closed', 'closed', 'closed']);
+  });
+
+  test('enableEviction: false (upstream\'s default) loads and changes nothing; true is refused, as kvroute does not evict', () => {
+    expect(parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl: {enableEviction: false}\n`).flowControl).not.toHaveProperty('enableEviction');
+    expect(configErrorOf(() => parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl: {enableEviction: true}\n`)))
+      .toBe('flowControl.enableEviction: true is not supported: kvroute never terminates a request it has dispatched; a sheddable request is refused or displaced only while it waits. Remove it or set false');
+    expect(configErrorOf(() => parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl: {enableEviction: "yes"}\n`)))
+      .toBe('flowControl.enableEviction: must be true or false, got "yes"');
   });
 });

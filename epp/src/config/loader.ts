@@ -68,10 +68,11 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   const plugins = readPlugins(top);
   const declaredProfiles = readProfiles(top, plugins);
   const featureGates = readFeatureGates(top);
-  const flowControl = readFlowControl(top, plugins);
+  const flowControlRead = readFlowControl(top, plugins);
+  const flowControl = flowControlRead?.config;
   const dataLayer = readDataLayer(top, plugins);
-  const parser = readParser(top, plugins);
-  const saturationDetectorRaw = top.raw('saturationDetector');
+  const parser = readParsers(top, plugins, notes);
+  const saturationDetectorRaw = chooseSaturationDetector(top.raw('saturationDetector'), flowControlRead?.saturationDetector, notes);
   top.finish();
 
   const profiles =
@@ -82,7 +83,7 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   addDefaultProfileHandler(plugins, profiles);
   // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
   // adds is not put into the defaulted profile.
-  const saturationDetector = readSaturationDetector(saturationDetectorRaw, plugins);
+  const saturationDetector = readSaturationDetector(saturationDetectorRaw?.raw, plugins, saturationDetectorRaw?.path ?? 'saturationDetector');
 
   const config: EndpointPickerConfig = {
     apiVersion,
@@ -138,26 +139,26 @@ const DEFAULT_SATURATION_DETECTOR = 'utilization-detector';
  * is added as GIE adds it, unless the config detects saturation with kvroute's `saturation-filter` (kvroute's own
  * configs: its thresholds and staleness suit kvroute's scrape modes), which then is the only detection.
  */
-function readSaturationDetector(raw: unknown, plugins: PluginSpec[]): EndpointPickerConfig['saturationDetector'] {
+function readSaturationDetector(raw: unknown, plugins: PluginSpec[], path: string): EndpointPickerConfig['saturationDetector'] {
   if (raw === undefined || raw === null) {
     const named = plugins.find((p) => p.name === DEFAULT_SATURATION_DETECTOR);
     if (named !== undefined) return pluginHasKind(named.type, 'saturation-detector') ? { pluginRef: named.name! } : undefined;
     if (plugins.some((p) => p.type === 'saturation-filter')) return undefined;
-    ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, 'saturationDetector.pluginRef');
+    ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, `${path}.pluginRef`);
     return { pluginRef: DEFAULT_SATURATION_DETECTOR };
   }
-  const fields = FieldReader.ofMap(raw, 'saturationDetector');
+  const fields = FieldReader.ofMap(raw, path);
   const pluginRef = optionalRef(fields, 'pluginRef') ?? DEFAULT_SATURATION_DETECTOR;
   fields.finish();
   const plugin = pluginRef === DEFAULT_SATURATION_DETECTOR
-    ? ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, 'saturationDetector.pluginRef')
+    ? ensurePlugin(DEFAULT_SATURATION_DETECTOR, plugins, `${path}.pluginRef`)
     : plugins.find((p) => p.name === pluginRef);
   if (plugin === undefined) {
-    throw new ConfigError('saturationDetector.pluginRef', `no plugin named ${JSON.stringify(pluginRef)}; plugins are: ${plugins.map((p) => p.name).join(', ') || '(none)'}`);
+    throw new ConfigError(`${path}.pluginRef`, `no plugin named ${JSON.stringify(pluginRef)}; plugins are: ${plugins.map((p) => p.name).join(', ') || '(none)'}`);
   }
   if (!pluginHasKind(plugin.type, 'saturation-detector')) {
     throw new ConfigError(
-      'saturationDetector.pluginRef',
+      `${path}.pluginRef`,
       `${JSON.stringify(pluginRef)} is a ${plugin.type}, not a saturation detector; detectors: ${KNOWN_PLUGIN_TYPES.filter((t) => pluginHasKind(t, 'saturation-detector')).join(', ')}`,
     );
   }
@@ -218,13 +219,92 @@ function readDataLayer(top: FieldReader, plugins: readonly PluginSpec[]): Endpoi
   };
 }
 
-/** GIE v1.5.0's `parser: {pluginRef}`: the request parser, `openai-parser` (the default) or `passthrough-parser`. */
-function readParser(top: FieldReader, plugins: readonly PluginSpec[]): EndpointPickerConfig['parser'] {
-  if (!top.has('parser')) {
-    top.raw('parser');
-    return undefined;
+/**
+ * llm-d-router v0.10.0's `flowControl.saturationDetector` and the top-level `saturationDetector` it deprecates (v0.9.0;
+ * `apix/config/v1alpha1/endpointpickerconfig_types.go`, `pkg/epp/config/loader/configloader.go` LoadRawConfig: "If both
+ * are set, the new field is used"): one meaning. Both set and naming different detectors is refused here rather than
+ * one being silently dropped; both naming the same one is fine. Returns the section to read and its path.
+ */
+function chooseSaturationDetector(topLevel: unknown, inFlowControl: unknown, notes: string[]): { raw: unknown; path: string } | undefined {
+  const given = (v: unknown) => v !== undefined && v !== null;
+  if (given(topLevel)) notes.push('DEPRECATION: top-level saturationDetector is deprecated, use flowControl.saturationDetector instead (llm-d-router v0.9.0)');
+  if (!given(inFlowControl)) return given(topLevel) ? { raw: topLevel, path: 'saturationDetector' } : undefined;
+  if (given(topLevel)) {
+    const ref = (v: unknown, path: string) => {
+      const f = FieldReader.ofMap(v, path);
+      const r = optionalRef(f, 'pluginRef') ?? DEFAULT_SATURATION_DETECTOR;
+      f.finish();
+      return r;
+    };
+    const a = ref(topLevel, 'saturationDetector');
+    const b = ref(inFlowControl, 'flowControl.saturationDetector');
+    if (a !== b) {
+      throw new ConfigError('saturationDetector', `names ${JSON.stringify(a)} and flowControl.saturationDetector names ${JSON.stringify(b)}: give one (llm-d-router v0.9.0 moved the section into flowControl; upstream would silently use flowControl's)`);
+    }
   }
-  return { pluginRef: referencedPlugin(top.raw('parser'), 'parser', plugins, PARSER_TYPES) };
+  return { raw: inFlowControl, path: 'flowControl.saturationDetector' };
+}
+
+/** llm-d-router v0.10.0's parser types kvroute has no counterpart of (`pkg/epp/framework/plugins/requesthandling/parsers`). */
+const UNSUPPORTED_PARSER_TYPES: readonly string[] = ['anthropic-parser', 'vertexai-parser', 'vllmgrpc-parser', 'vllmhttp-parser'];
+
+/**
+ * A parser reference: a declared `openai-parser` or `passthrough-parser` plugin, or one of those type names, added with
+ * its defaults when no plugin has that name (llm-d-router v0.10.0 `pkg/epp/config/loader/defaults.go` ensureParsers).
+ */
+function parserRef(value: unknown, path: string, plugins: PluginSpec[]): PluginSpec {
+  const f = FieldReader.ofMap(value, path);
+  const ref = f.requiredString('pluginRef');
+  f.finish();
+  const declared = plugins.find((p) => p.name === ref);
+  if (declared === undefined && PARSER_TYPES.includes(ref)) return ensurePlugin(ref as PluginType, plugins, `${path}.pluginRef`);
+  if (declared === undefined && UNSUPPORTED_PARSER_TYPES.includes(ref)) {
+    throw new ConfigError(`${path}.pluginRef`, `llm-d-router's ${ref} is not supported: kvroute reads OpenAI bodies (openai-parser) or none (passthrough-parser)`);
+  }
+  return plugins.find((p) => p.name === referencedPlugin({ pluginRef: ref }, path, plugins, PARSER_TYPES))!;
+}
+
+/**
+ * The request parser: llm-d-router v0.10.0's `requestHandler: {parsers: [{pluginRef}]}` or the top-level
+ * `parser: {pluginRef}` it deprecates (v0.9.0; GIE v1.5.0's only form), both read into kvroute's one `parser`, which
+ * request control applies to every request. Upstream's list resolves a request's parser by its path
+ * (`pkg/epp/handlers/parsers.go` NewParserRegistry: entries in order, a second one of a type skipped, the first with no
+ * paths, `passthrough-parser`, taking everything else and ending the list); after those rules drop what upstream
+ * ignores, one parser must remain, as kvroute has no per-path parsers. An empty list is upstream's "unset". Both forms
+ * naming different parser types is refused (upstream would use `requestHandler`'s).
+ */
+function readParsers(top: FieldReader, plugins: PluginSpec[], notes: string[]): EndpointPickerConfig['parser'] {
+  const oldRaw = top.raw('parser');
+  const handlerRaw = top.raw('requestHandler');
+  let old: PluginSpec | undefined;
+  if (oldRaw !== undefined && oldRaw !== null) {
+    notes.push('DEPRECATION: top-level parser is deprecated, use requestHandler.parsers instead (llm-d-router v0.9.0)');
+    old = parserRef(oldRaw, 'parser', plugins);
+  }
+  let fresh: PluginSpec | undefined;
+  if (handlerRaw !== undefined && handlerRaw !== null) {
+    const r = FieldReader.ofMap(handlerRaw, 'requestHandler');
+    const list = r.raw('parsers');
+    r.finish();
+    if (list !== undefined && list !== null && !Array.isArray(list)) {
+      throw new ConfigError('requestHandler.parsers', `must be a list of {pluginRef}, got ${describeValue(list)}`);
+    }
+    const effective: PluginSpec[] = [];
+    for (const [index, item] of ((list as unknown[] | undefined) ?? []).entries()) {
+      const plugin = parserRef(item, `requestHandler.parsers[${index}]`, plugins);
+      if (!effective.some((p) => p.type === plugin.type)) effective.push(plugin);
+      if (plugin.type === 'passthrough-parser') break; // claims no paths: upstream's fallback, later entries skipped
+    }
+    if (effective.length > 1) {
+      throw new ConfigError('requestHandler.parsers', `${effective.map((p) => JSON.stringify(p.name)).join(' and ')} would split requests by path (upstream's parser registry); kvroute runs one parser for every request: list one`);
+    }
+    fresh = effective[0];
+  }
+  if (old !== undefined && fresh !== undefined && old.type !== fresh.type) {
+    throw new ConfigError('parser', `names a ${old.type} and requestHandler.parsers a ${fresh.type}: give one (llm-d-router v0.9.0 moved the parser into requestHandler.parsers; upstream would silently use that one)`);
+  }
+  const chosen = fresh ?? old;
+  return chosen === undefined ? undefined : { pluginRef: chosen.name! };
 }
 
 /**
@@ -278,7 +358,7 @@ export function featureGateEnabled(config: Pick<EndpointPickerConfig, 'featureGa
  * integers; `usageLimitPolicyPluginRef` must name a `static-usage-limit-policy`; `defaultRequestTTL: 0` means no
  * deadline of the EPP's own, as in GIE.
  */
-function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): FlowControlConfig | undefined {
+function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): { config: FlowControlConfig; saturationDetector: unknown } | undefined {
   if (!top.has('flowControl')) {
     top.raw('flowControl');
     return undefined;
@@ -295,6 +375,19 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): Flow
   }
   const bands = readPriorityBands(r.raw('priorityBands'), plugins);
   const defaultBand = r.raw('defaultPriorityBand');
+  // llm-d-router v0.10.0 (apix/config/v1alpha1 FlowControlConfig.DefaultNegativePriorityBand): the template of the
+  // levels below 0 that priorityBands does not list; without it they take defaultPriorityBand (flowcontrol/registry/registry.go provisionPriorityBandLocked).
+  const defaultNegativeBand = r.raw('defaultNegativePriorityBand');
+  // Read by the caller: llm-d-router v0.9.0 moved the top-level saturationDetector here.
+  const saturationDetector = r.raw('saturationDetector');
+  // llm-d-router v0.10.0's in-flight eviction of priority < 0 requests (FlowControlConfig.EnableEviction, default false).
+  const enableEviction = r.raw('enableEviction');
+  if (enableEviction !== undefined && enableEviction !== null && typeof enableEviction !== 'boolean') {
+    throw new ConfigError('flowControl.enableEviction', `must be true or false, got ${describeValue(enableEviction)}`);
+  }
+  if (enableEviction === true) {
+    throw new ConfigError('flowControl.enableEviction', 'true is not supported: kvroute never terminates a request it has dispatched; a sheddable request is refused or displaced only while it waits. Remove it or set false');
+  }
   const usageLimitRef = optionalRef(r, 'usageLimitPolicyPluginRef');
   // GIE registers the default policy under its type name (`config/loader/defaults.go` ensureFlowControlLayer).
   if (usageLimitRef !== undefined && usageLimitRef !== 'static-usage-limit-policy') {
@@ -321,10 +414,13 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): Flow
     ...(defaultBand !== undefined && defaultBand !== null
       ? { defaultPriorityBand: readPriorityBand(defaultBand, 'flowControl.defaultPriorityBand', plugins, false) }
       : {}),
+    ...(defaultNegativeBand !== undefined && defaultNegativeBand !== null
+      ? { defaultNegativePriorityBand: readPriorityBand(defaultNegativeBand, 'flowControl.defaultNegativePriorityBand', plugins, false) }
+      : {}),
     ...(usageLimitRef !== undefined ? { usageLimitPolicyPluginRef: usageLimitRef } : {}),
   };
   r.finish();
-  return config;
+  return { config, saturationDetector };
 }
 
 /** `defaultRequestTTL`: a positive duration, or 0 for none (GIE: the request waits as long as its client does). */

@@ -50,7 +50,10 @@ export interface EndpointPickerConfig {
    * references are checked and kept. Kept only when given.
    */
   dataLayer?: DataLayerConfig;
-  /** GIE v1.5.0's request parser (`ParserConfig`): `openai-parser` (the default) or `passthrough-parser` (bodies not read). Kept only when given. */
+  /**
+   * The request parser (GIE v1.5.0's `ParserConfig`): `openai-parser` (the default) or `passthrough-parser` (bodies not
+   * read). llm-d-router v0.10.0's `requestHandler: {parsers: [...]}` is read into it (one parser). Kept only when given.
+   */
   parser?: PluginRefConfig;
   /**
    * GIE v1.5.0's pool saturation detector (`SaturationDetectorConfig`): a `utilization-detector` or
@@ -60,6 +63,11 @@ export interface EndpointPickerConfig {
    * (`saturation-filter`) decide, where GIE would add a default `utilization-detector`.
    */
   saturationDetector?: PluginRefConfig;
+  /**
+   * llm-d-router v0.10.0's `requestHandler: {parsers: [{pluginRef}]}`: accepted on input and read into `parser`; never
+   * in a validated config.
+   */
+  requestHandler?: { parsers?: PluginRefConfig[] };
 }
 
 export interface PluginRefConfig {
@@ -164,10 +172,26 @@ export interface FlowControlConfig {
   /** Bounds and fairness of every priority level `priorityBands` does not list (GIE's `defaultPriorityBand`). */
   defaultPriorityBand?: Omit<PriorityBandConfig, 'priority'> & { priority?: number };
   /**
+   * Bounds and fairness of every level below 0 that `priorityBands` does not list (llm-d-router v0.10.0
+   * `defaultNegativePriorityBand`, `apix/config/v1alpha1/endpointpickerconfig_types.go`); without it they take
+   * `defaultPriorityBand`.
+   */
+  defaultNegativePriorityBand?: Omit<PriorityBandConfig, 'priority'> & { priority?: number };
+  /**
    * A `static-usage-limit-policy` plugin: the detector's saturation at which the pool counts as full (GIE's
    * `usageLimitPolicyPluginRef`). @default 1.0
    */
   usageLimitPolicyPluginRef?: string;
+  /**
+   * llm-d-router v0.9.0+'s place for the pool's saturation detector: the same as the top-level `saturationDetector`,
+   * into which the loader reads it (both naming different detectors is an error). Never in a validated config.
+   */
+  saturationDetector?: PluginRefConfig;
+  /**
+   * llm-d-router v0.10.0's in-flight eviction of sheddable requests. kvroute does not evict dispatched requests: only
+   * `false` (upstream's default) is accepted. Never in a validated config.
+   */
+  enableEviction?: false;
 }
 
 /**
