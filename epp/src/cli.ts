@@ -141,7 +141,9 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS on the ext_proc port: with --cert-path\'s certificate, else a self-signed one made at start-up (GIE\'s default; kvroute\'s default is plaintext, the mesh brings mTLS)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
   { name: 'response-body-mode', aliases: [], kind: 'string', default: 'none', help: 'response body mode assumed when Envoy sends no protocol_config: none (kvroute\'s EnvoyFilter: the stream ends with the exchange) or full-duplex; a body that arrives under an assumed none is streamed back in full duplex, as GIE does' },
-  { name: 'shutdown-grace-period', aliases: [], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
+  // llm-d-router v0.10.0's --drain-timeout (pkg/epp/server/options.go: default 30s; on SIGTERM NotServing, then ext_proc
+  // keeps serving for the window) is this flag's concept under another name; kvroute's default stays 120s.
+  { name: 'shutdown-grace-period', aliases: ['drain-timeout'], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
   // Flow control (issue 9): each flag overrides the config's `flowControl` field of the same meaning.
   { name: 'flow-control', aliases: [], kind: 'bool', help: 'when every pod is saturated, hold requests in a bounded queue and dispatch them as capacity frees instead of answering 429 at once (default true, or the config\'s flowControl.enabled)' },
   { name: 'flow-control-max-queued', aliases: [], kind: 'int', help: 'requests that may wait at once; past it a newcomer displaces a lower-priority sheddable one or gets 429 (default 1024, or flowControl.maxQueued)' },
@@ -168,6 +170,17 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'ha-enable-leader-election', aliases: [], kind: 'ignored-bool', help: 'ignored: every replica serves (active-active; replicas share session bindings through the session store) instead of only the leader reporting ready' },
   { name: 'refresh-prometheus-metrics-interval', aliases: ['refreshPrometheusMetricsInterval'], kind: 'ignored-string', help: 'ignored: pool gauges are computed at each scrape of /metrics' },
   { name: 'metrics-staleness-threshold', aliases: [], kind: 'duration', default: '2s', help: 'GIE\'s: inference_pool_ready_pods and the inference_pool_average_* gauges count the pods whose last successful scrape is at most this old (scheduling staleness is the saturation filter\'s metricsStalenessThreshold parameter)' },
+  // llm-d-router v0.10.0's flags (pkg/epp/server/options.go AddFlags @ v0.10.0).
+  { name: 'allow-experimental-plugins', aliases: [], kind: 'ignored-bool', help: 'ignored: kvroute has no experimental-plugin gate; every plugin type it knows loads' },
+  { name: 'enable-grpc-stream-metrics', aliases: [], kind: 'ignored-bool', help: 'ignored: no ext_proc stream gauges or histograms of upstream\'s; routing is unchanged' },
+  { name: 'emit-endpoint-scores', aliases: [], kind: 'ignored-bool', help: 'ignored: the per-endpoint scores are not written to envoy.lb x-gateway-destination-endpoint-scores (see --v 3\'s decision records); routing is unchanged' },
+  {
+    name: 'tls-min-version', aliases: [], kind: 'ignored-fixed', fixed: ['VersionTLS10', 'VersionTLS11', 'VersionTLS12'],
+    help: 'sets the lowest TLS version of secure serving; kvroute\'s is always TLS 1.2 (Node\'s default), at least what VersionTLS10, VersionTLS11 or VersionTLS12 ask, so those are accepted and ignored; VersionTLS13 is refused (kvroute cannot raise its floor), other values are not TLS versions (allowed: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13)',
+  },
+  { name: 'tls-cipher-suites', aliases: [], kind: 'unsupported', help: 'is not supported: kvroute cannot restrict secure serving\'s cipher suites (Node\'s defaults), and ignoring the list would serve ciphers it excludes; drop the flag or terminate TLS in the mesh' },
+  { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
+  { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
   { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
   metricNameFlag('total-queued-requests-metric', ['totalQueuedRequestsMetric'], [VLLM_METRIC_NAMES.waiting.name]),

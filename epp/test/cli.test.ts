@@ -175,3 +175,32 @@ describe('the built binary', () => {
     }
   });
 });
+
+describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Complete, parseTLSVersion @ v0.10.0)', () => {
+  test('--drain-timeout is --shutdown-grace-period (same concept; kvroute\'s default stays 120s, upstream\'s is 30s)', () => {
+    expect(parseArgs(['--pool-name', 'p', '--drain-timeout', '45s'], {})!.shutdownGracePeriodMs).toBe(45_000);
+    expect(parseArgs(['--pool-name', 'p', '--drain-timeout=10s', '--shutdown-grace-period', '20s'], {})!.shutdownGracePeriodMs).toBe(20_000);
+    expect(() => parseArgs(['--pool-name', 'p', '--drain-timeout', 'soon'], {})).toThrow(/^--drain-timeout: /);
+  });
+
+  test('--allow-experimental-plugins, --enable-grpc-stream-metrics, --emit-endpoint-scores start the EPP and are reported as ignored', () => {
+    expect(parseArgs(['--pool-name', 'p', '--allow-experimental-plugins', '--enable-grpc-stream-metrics=true', '--emit-endpoint-scores=false'], {})!.ignoredFlags)
+      .toEqual(['--allow-experimental-plugins', '--enable-grpc-stream-metrics', '--emit-endpoint-scores']);
+    expect(() => parseArgs(['--pool-name', 'p', '--emit-endpoint-scores=maybe'], {})).toThrow('--emit-endpoint-scores: must be true or false, got "maybe"');
+  });
+
+  test('--tls-min-version: the versions kvroute\'s TLS 1.2 floor meets are ignored, VersionTLS13 and non-versions are refused naming the allowed values', () => {
+    expect(parseArgs(['--pool-name', 'p', '--tls-min-version', 'VersionTLS12'], {})!.ignoredFlags).toEqual(['--tls-min-version']);
+    for (const bad of ['VersionTLS13', 'TLSv1.3']) {
+      expect(() => parseArgs(['--pool-name', 'p', '--tls-min-version', bad], {})).toThrow(/^--tls-min-version: got ".*"; .*allowed: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13\)$/);
+    }
+  });
+
+  test.each([
+    ['--tls-cipher-suites', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', /^--tls-cipher-suites is not supported: kvroute cannot restrict/],
+    ['--metrics-cert-dir', '/certs', /^--metrics-cert-dir is not supported: \/metrics is plain HTTP/],
+    ['--metrics-client-ca-file', '/ca.pem', /^--metrics-client-ca-file is not supported: \/metrics cannot require client certificates/],
+  ])('%s, which ignoring would weaken security, is refused with the reason', (flag, value, message) => {
+    expect(() => parseArgs(['--pool-name', 'p', flag, value], {})).toThrow(message);
+  });
+});
