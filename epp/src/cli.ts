@@ -6,6 +6,7 @@
  */
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { parseDuration } from './config/duration';
+import { parseQuantity } from './config/quantity';
 import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
@@ -61,6 +62,11 @@ export interface EppOptions {
   readonly responseBodyMode: ResponseBodyModeFlag;
   /** How long SIGTERM waits for open ext_proc streams (each lasts as long as its response) before cancelling them. */
   readonly shutdownGracePeriodMs: number;
+  /** llm-d's `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size` in bytes; undefined or 0: kvroute's defaults. */
+  readonly grpcMaxRecvMsgSize?: number;
+  readonly grpcMaxSendMsgSize?: number;
+  /** llm-d's `--emit-endpoint-scores`: every candidate's score in the answer's `envoy.lb` metadata. */
+  readonly emitEndpointScores: boolean;
   readonly verbosity: number;
   /** Flow-control flags as given; undefined ones come from the config's `flowControl`, then the defaults. */
   readonly flowControl: FlowControlFlags;
@@ -173,7 +179,11 @@ const FLAGS: readonly FlagSpec[] = [
   // llm-d-router v0.10.0's flags (pkg/epp/server/options.go AddFlags @ v0.10.0).
   { name: 'allow-experimental-plugins', aliases: [], kind: 'ignored-bool', help: 'ignored: kvroute has no experimental-plugin gate; every plugin type it knows loads' },
   { name: 'enable-grpc-stream-metrics', aliases: [], kind: 'ignored-bool', help: 'ignored: no ext_proc stream gauges or histograms of upstream\'s; routing is unchanged' },
-  { name: 'emit-endpoint-scores', aliases: [], kind: 'ignored-bool', help: 'ignored: the per-endpoint scores are not written to envoy.lb x-gateway-destination-endpoint-scores (see --v 3\'s decision records); routing is unchanged' },
+  { name: 'emit-endpoint-scores', aliases: [], kind: 'bool', default: 'false', help: 'write every scored candidate\'s final score into the answer\'s dynamic metadata, envoy.lb x-gateway-destination-endpoint-scores (a struct of ip:port → score), as llm-d-router v0.10.0 does (handlers/request.go generateMetadata); off by default' },
+  // llm-d-router v0.10.0 pkg/epp/server/options.go: Kubernetes quantities with an optional trailing B (sanitizeSizeString),
+  // non-negative; 0 keeps the default; the limits go to the gRPC server (runserver.go MaxRecvMsgSize / MaxSendMsgSize).
+  { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB (default: the request body limit + 1 MiB, so a buffered body fits)' },
+  { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB (default: unlimited, grpc-js\'s)' },
   {
     name: 'tls-min-version', aliases: [], kind: 'ignored-fixed', fixed: ['VersionTLS10', 'VersionTLS11', 'VersionTLS12'],
     help: 'sets the lowest TLS version of secure serving; kvroute\'s is always TLS 1.2 (Node\'s default), at least what VersionTLS10, VersionTLS11 or VersionTLS12 ask, so those are accepted and ignored; VersionTLS13 is refused (kvroute cannot raise its floor), other values are not TLS versions (allowed: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13)',
@@ -426,7 +436,35 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     requestBodyMode: bodyMode,
     responseBodyMode,
     shutdownGracePeriodMs: get<number>('shutdown-grace-period')!,
+    ...messageSizes(get<string>('grpc-max-recv-msg-size'), get<string>('grpc-max-send-msg-size')),
+    emitEndpointScores: get<boolean>('emit-endpoint-scores')!,
     verbosity,
     flowControl,
+  };
+}
+
+/**
+ * `--grpc-max-recv-msg-size` and `--grpc-max-send-msg-size` as llm-d-router v0.10.0 reads them
+ * (`pkg/epp/server/options.go` Complete, sanitizeSizeString): a Kubernetes quantity (`10Mi`, `25M`, `1048576`) with an
+ * optional trailing `B`/`b`, not negative; 0 leaves the server's default.
+ */
+function messageSizes(recv: string | undefined, send: string | undefined): { grpcMaxRecvMsgSize?: number; grpcMaxSendMsgSize?: number } {
+  const size = (flag: string, text: string): number => {
+    let s = text.trim();
+    if (s.length > 1 && (s.endsWith('B') || s.endsWith('b'))) s = s.slice(0, -1);
+    let bytes: number;
+    try {
+      bytes = parseQuantity(s);
+    } catch (e) {
+      throw new UsageError(`--${flag} ${(e as Error).message}`);
+    }
+    if (bytes < 0) throw new UsageError(`--${flag} must be non-negative, got ${JSON.stringify(text)}`);
+    // grpc-js takes a 32-bit signed length.
+    if (bytes > 2 ** 31 - 1) throw new UsageError(`--${flag} must be at most 2Gi - 1 bytes (gRPC's limit), got ${JSON.stringify(text)}`);
+    return bytes;
+  };
+  return {
+    ...(recv !== undefined ? { grpcMaxRecvMsgSize: size('grpc-max-recv-msg-size', recv) } : {}),
+    ...(send !== undefined ? { grpcMaxSendMsgSize: size('grpc-max-send-msg-size', send) } : {}),
   };
 }

@@ -290,6 +290,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     metrics: metrics.collectors,
     poolName,
     ...(options.disableEndpointSubsetFilter ? { disableEndpointSubsetFilter: true } : {}),
+    ...(options.emitEndpointScores ? { emitEndpointScores: true } : {}),
     ...(flowQueue ? {
       flowControl: {
         queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs,
@@ -337,6 +338,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       selfSignedTls: options.secureServing === true && options.certPath === undefined,
       defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
       defaultResponseBodyMode: options.responseBodyMode === 'none' ? 'NONE' : 'FULL_DUPLEX_STREAMED',
+      ...(options.grpcMaxRecvMsgSize ? { maxReceiveMessageBytes: options.grpcMaxRecvMsgSize } : {}),
+      ...(options.grpcMaxSendMsgSize ? { maxSendMessageBytes: options.grpcMaxSendMsgSize } : {}),
       logger,
     });
     const resetWarning = streamResetLimitWarning(extProc.streamResetLimitLifted);

@@ -183,10 +183,25 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     expect(() => parseArgs(['--pool-name', 'p', '--drain-timeout', 'soon'], {})).toThrow(/^--drain-timeout: /);
   });
 
-  test('--allow-experimental-plugins, --enable-grpc-stream-metrics, --emit-endpoint-scores start the EPP and are reported as ignored', () => {
+  test('--allow-experimental-plugins and --enable-grpc-stream-metrics start the EPP and are reported as ignored; --emit-endpoint-scores takes effect (llmd-v0.10-flags-e2e.test.ts)', () => {
     expect(parseArgs(['--pool-name', 'p', '--allow-experimental-plugins', '--enable-grpc-stream-metrics=true', '--emit-endpoint-scores=false'], {})!.ignoredFlags)
-      .toEqual(['--allow-experimental-plugins', '--enable-grpc-stream-metrics', '--emit-endpoint-scores']);
+      .toEqual(['--allow-experimental-plugins', '--enable-grpc-stream-metrics']);
+    expect(parseArgs(['--pool-name', 'p'], {})!.emitEndpointScores).toBe(false);
+    expect(parseArgs(['--pool-name', 'p', '--emit-endpoint-scores'], {})!.emitEndpointScores).toBe(true);
     expect(() => parseArgs(['--pool-name', 'p', '--emit-endpoint-scores=maybe'], {})).toThrow('--emit-endpoint-scores: must be true or false, got "maybe"');
+  });
+
+  test('--grpc-max-recv-msg-size / --grpc-max-send-msg-size: Kubernetes quantities with an optional trailing B, not negative (options.go Complete, sanitizeSizeString)', () => {
+    const sizes = (...flags: string[]) => {
+      const o = parseArgs(['--pool-name', 'p', ...flags], {})!;
+      return [o.grpcMaxRecvMsgSize, o.grpcMaxSendMsgSize];
+    };
+    expect(sizes()).toEqual([undefined, undefined]);
+    expect(sizes('--grpc-max-recv-msg-size', '10MiB', '--grpc-max-send-msg-size', '25MB')).toEqual([10 * 1024 * 1024, 25_000_000]);
+    expect(sizes('--grpc-max-recv-msg-size', ' 1048576 ', '--grpc-max-send-msg-size', '0')).toEqual([1_048_576, 0]);
+    expect(() => sizes('--grpc-max-recv-msg-size', '-1Mi')).toThrow('--grpc-max-recv-msg-size must be non-negative, got "-1Mi"');
+    expect(() => sizes('--grpc-max-send-msg-size', 'lots')).toThrow(/^--grpc-max-send-msg-size must be a Kubernetes quantity/);
+    expect(() => sizes('--grpc-max-recv-msg-size', '4Gi')).toThrow(/at most 2Gi - 1 bytes/);
   });
 
   test('--tls-min-version: the versions kvroute\'s TLS 1.2 floor meets are ignored, VersionTLS13 and non-versions are refused naming the allowed values', () => {

@@ -51,6 +51,11 @@ export type RouteDecision =
       readonly body?: Buffer;
       /** Opaque to the handler; handed back to `release` exactly once. */
       readonly ticket: unknown;
+      /**
+       * Every scored candidate's final score by `ip:port`, sent beside the pick in the `envoy.lb` metadata as
+       * `x-gateway-destination-endpoint-scores` (llm-d's `--emit-endpoint-scores`); absent unless asked for.
+       */
+      readonly endpointScores?: Readonly<Record<string, number>>;
     }
   | {
       readonly kind: 'reject';

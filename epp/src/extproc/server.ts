@@ -55,6 +55,12 @@ export interface ExtProcServerOptions {
   readonly metadataNamespace?: string;
   readonly maxChunkBytes?: number;
   readonly maxRequestBodyBytes?: number;
+  /**
+   * The gRPC server's message limits (llm-d's `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size`); undefined or 0:
+   * receive the request body limit + 1 MiB (a buffered body is one message), send unlimited.
+   */
+  readonly maxReceiveMessageBytes?: number;
+  readonly maxSendMessageBytes?: number;
   /** Share a health state with other components; a new one (NOT_SERVING) otherwise. */
   readonly health?: HealthState;
   readonly logger?: ExtProcLogger;
@@ -233,7 +239,8 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
   const maxBody = settings.maxRequestBodyBytes;
   const main = new grpc.Server({
     // A buffered request body arrives as one message.
-    'grpc.max_receive_message_length': maxBody + 1024 * 1024,
+    'grpc.max_receive_message_length': opts.maxReceiveMessageBytes || maxBody + 1024 * 1024,
+    ...(opts.maxSendMessageBytes ? { 'grpc.max_send_message_length': opts.maxSendMessageBytes } : {}),
   });
   const streamResetLimitLifted = liftStreamResetLimit(main);
   main.addService(definition, {

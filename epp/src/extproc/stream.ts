@@ -445,7 +445,7 @@ export class ExtProcStream {
       throw new Error('cannot replace a partially buffered request body');
     }
     const encoded = this.settings.encoded;
-    const plain = encoded !== undefined && !replaced && !this.requestIdGenerated && (d.setHeaders === undefined || isEmpty(d.setHeaders));
+    const plain = encoded !== undefined && !replaced && !this.requestIdGenerated && (d.setHeaders === undefined || isEmpty(d.setHeaders)) && d.endpointScores === undefined;
     if (plain && (answer === 'headers' || this.requestBodyMode === 'FULL_DUPLEX_STREAMED')) {
       // The common answer (only the pick): its bytes are the same for every request to this endpoint.
       this.io.send(encoded.routeTo(d.endpoint));
@@ -460,7 +460,7 @@ export class ExtProcStream {
     // before the body, so it has to carry the new length.
     if (replaced) setHeaders['content-length'] = String(replaced.length);
     const common: CommonResponse = { header_mutation: headerMutation(setHeaders), clear_route_cache: true };
-    const metadata = destinationMetadata(this.settings.metadataNamespace, this.settings.destinationHeader, d.endpoint);
+    const metadata = destinationMetadata(this.settings.metadataNamespace, this.settings.destinationHeader, d.endpoint, d.endpointScores);
 
     if (answer === 'headers') {
       this.io.send(headersResponse('request', common, metadata));

@@ -95,6 +95,8 @@ export interface RequestControlOptions {
    * `--disable-endpoint-subset-filter`, `pkg/epp/requestcontrol/candidates.go`). @default false
    */
   readonly disableEndpointSubsetFilter?: boolean;
+  /** Put every scored candidate's score in the answer (`RouteDecision.endpointScores`; llm-d's `--emit-endpoint-scores`). */
+  readonly emitEndpointScores?: boolean;
   /** Uniform [0, 1) for tie-breaks among equally loaded endpoints. @default Math.random */
   readonly random?: () => number;
   /** Monotonic seconds. @default performance-based */
@@ -1071,7 +1073,11 @@ export class RequestControl implements RequestDirector {
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
     const targets = result?.targets;
     const endpoint = targets !== undefined && targets.length > 1 ? targets.map((t) => t.endpoint.key).join(',') : target.key;
-    return body !== undefined ? { kind: 'route', endpoint, ticket, body } : { kind: 'route', endpoint, ticket };
+    // llm-d-router v0.10.0 `requestcontrol/director.go` prepareRequest: every endpoint the primary profile scored
+    // (its ScoredCandidates), by `ip:port`, when the EPP runs with --emit-endpoint-scores.
+    const endpointScores = this.options.emitEndpointScores === true && result !== undefined && result.scores.size > 0 ? Object.fromEntries(result.scores) : undefined;
+    const decision: RouteDecision = body !== undefined ? { kind: 'route', endpoint, ticket, body } : { kind: 'route', endpoint, ticket };
+    return endpointScores !== undefined ? { ...decision, endpointScores } : decision;
   }
 
   /**

@@ -3,7 +3,7 @@
  * members this server reads or writes are typed. Builders keep the nesting (ProcessingResponse → BodyResponse →
  * CommonResponse → BodyMutation → StreamedBodyResponse) in one place.
  */
-import { jsonToStruct, type StructObject } from './protos';
+import { jsonToStruct, type JsonValue, type StructObject } from './protos';
 
 export type BodyMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL' | 'FULL_DUPLEX_STREAMED';
 export const BODY_MODES: readonly BodyMode[] = ['NONE', 'STREAMED', 'BUFFERED', 'BUFFERED_PARTIAL', 'FULL_DUPLEX_STREAMED'];
@@ -131,8 +131,11 @@ export function immediateResponse(status: number, body: Buffer, headers: Readonl
 }
 
 /** `{ <namespace>: { <key>: <value> } }`, or `{ <key>: <value> }` when the namespace is empty (as upstream does). */
-export function destinationMetadata(namespace: string, key: string, endpoint: string): StructObject {
-  return namespace ? jsonToStruct({ [namespace]: { [key]: endpoint } }) : jsonToStruct({ [key]: endpoint });
+export function destinationMetadata(namespace: string, key: string, endpoint: string, scores?: Readonly<Record<string, number>>): StructObject {
+  // llm-d-router v0.10.0 `pkg/epp/handlers/request.go` generateMetadata: with --emit-endpoint-scores, every scored
+  // endpoint's score beside the pick, under `<key>-scores` (metadata.DestinationEndpointScoresKey).
+  const fields: Record<string, JsonValue> = scores !== undefined && Object.keys(scores).length > 0 ? { [key]: endpoint, [`${key}-scores`]: { ...scores } } : { [key]: endpoint };
+  return namespace ? jsonToStruct({ [namespace]: fields }) : jsonToStruct(fields);
 }
 
 /**
