@@ -90,13 +90,21 @@ export type NoParameters = Record<string, never>;
  */
 export interface ParameterSpec<P extends object> {
   parse(fields: FieldReader): Required<P>;
+  /**
+   * Checks what only the whole config can tell (e.g. that a `profileName` names one of its profiles); throws a
+   * ConfigError naming the field under `path` (the plugin's `parameters`). Run when the plugins are built.
+   */
+  checkWithProfiles?(resolved: Required<P>, profileNames: readonly string[], path: string): void;
   /** Never set; carries `P` so config types can be derived from the plugin list. */
   readonly input?: P;
 }
 
 /** Declares a plugin's parameters: `parameters<MyParameters>((fields) => ({ ... }))`. */
-export function parameters<P extends object>(parse: (fields: FieldReader) => Required<P>): ParameterSpec<P> {
-  return { parse };
+export function parameters<P extends object>(
+  parse: (fields: FieldReader) => Required<P>,
+  checkWithProfiles?: (resolved: Required<P>, profileNames: readonly string[], path: string) => void,
+): ParameterSpec<P> {
+  return checkWithProfiles === undefined ? { parse } : { parse, checkWithProfiles };
 }
 
 /** For plugins that take none: any field is an error naming the plugin as parameterless. */

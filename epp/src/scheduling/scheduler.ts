@@ -25,7 +25,7 @@ import {
   type Scorer,
 } from './framework';
 import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } from './metrics-hooks';
-import { createPlugin, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
+import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
 
@@ -152,6 +152,9 @@ export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOpt
     };
     const parameters = resolvePluginParameters(spec.type, spec.parameters, `plugins[${index}].parameters`);
     const definition = pluginDefinition(spec.type);
+    (definition.parameters as ParameterSpec<object>).checkWithProfiles?.(
+      parameters as Required<object>, normalized.schedulingProfiles.map((profile) => profile.name), `plugins[${index}].parameters`,
+    );
     const create = options.factories?.[spec.type];
     const plugin = createPlugin(create ? { ...definition, create } : definition, name, parameters, handle);
     entries.set(name, { plugin, kinds: definition.kinds });

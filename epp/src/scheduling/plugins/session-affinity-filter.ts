@@ -6,6 +6,7 @@ import { stateKey, type CycleContext, type Filter, type PluginHandle, type PostC
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { PrepareRequest } from '../../requestcontrol/hooks';
+import { createBindingTable } from '../../sessions/bindings';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
@@ -173,16 +174,8 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     private readonly parameters: ResolvedSessionAffinityFilterParameters,
     private readonly handle: PluginHandle,
   ) {
-    // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it. The handle's
-    // clock drives expiry so tests control time; ttlResolution 0 reads that clock on every check instead of caching
-    // it behind a timer per call.
-    this.bindings = new LRUCache<string, string>({
-      max: parameters.capacity,
-      ttl: parseDuration(parameters.ttl),
-      ttlResolution: 0,
-      ttlAutopurge: false,
-      perf: { now: () => handle.now() },
-    });
+    // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it.
+    this.bindings = createBindingTable(parameters.capacity, parseDuration(parameters.ttl), () => handle.now());
     const store = parameters.sessionStore;
     this.unboundTimeoutMs = store === undefined ? 0 : unboundTimeoutMs(store);
     this.store = store === undefined ? undefined : new RedisSessionStore({

@@ -1,15 +1,24 @@
+import { LRUCache } from 'lru-cache';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
+import {
+  checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
+  parseProfileName, parseSessionIdConfig, parseStrategy, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
+  type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig,
+} from '../../sessions/llmd-session-affinity';
+import { createBindingTable } from '../../sessions/bindings';
 import { readSecretBytes } from '../../sessions/store';
-import { SESSION_TOKEN_HEADER, SessionTokenSigner } from '../../sessions/token';
-import { stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
+import { SessionTokenSigner } from '../../sessions/token';
+import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
+import { sessionKeyOf } from './session-affinity-filter';
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Sessions the `session_id` strategy remembers at most (upstream's map is unbounded): the filter's default `capacity`. */
+export const SESSION_ID_SCORER_CAPACITY = 65536;
 
 /**
  * Where the signing keys come from: a file (a mounted Secret key) or an environment variable, never the config itself
@@ -31,14 +40,43 @@ export interface TokenSigningParameters {
 export interface SessionAffinityScorerParameters {
   /**
    * Sign the tokens (kvroute's extension). Without it the token is llm-d's, unsigned: base64("namespace/pod"), which
-   * any client can forge to pick its pod. With it only tokens an EPP holding the key issued are honoured.
+   * any client can forge to pick its pod. With it only tokens an EPP holding the key issued are honoured. Only with the
+   * `encoded_endpoint_header` strategy (`session_id` hands out no token).
    */
   tokenSigning?: TokenSigningParameters;
+  /**
+   * llm-d-router v0.10.0's algorithm (scorer/sessionaffinity/session_affinity.go): `encoded_endpoint_header` (the
+   * client echoes the token the response carried) or `session_id` (an opaque client id bound to a pod server-side).
+   * @default "encoded_endpoint_header"
+   */
+  strategy?: SessionAffinityStrategy;
+  /** Upstream's config of `encoded_endpoint_header`: `header`. @default {header: "x-session-token"} */
+  encodedEndpointHeaderConfig?: EncodedEndpointHeaderConfig;
+  /** Upstream's config of `session_id`: `sources`, `evictionTtlSeconds`, `evictionSweepSeconds`. */
+  sessionIdConfig?: SessionIdConfig;
+  /**
+   * Upstream's profile whose pick this instance pins. kvroute runs one profile, so empty, `decode` or that profile's
+   * name (all meaning its pick); any other name is refused when the plugins are built. @default ""
+   */
+  profileName?: string;
 }
 
-/** The parsed parameters: `tokenSigning` absent unless configured (so configs render unchanged). */
+/** The parsed parameters: each absent unless configured (so configs render unchanged). */
 export interface ResolvedSessionAffinityScorerParameters {
   readonly tokenSigning?: TokenSigningParameters;
+  readonly strategy?: SessionAffinityStrategy;
+  readonly encodedEndpointHeaderConfig?: EncodedEndpointHeaderConfig;
+  readonly sessionIdConfig?: SessionIdConfig;
+  readonly profileName?: string;
+}
+
+/** What the `session_id` strategy's score saw, for its post-cycle binding (upstream's `boundPodPresence`). */
+interface SessionIdChoice {
+  readonly key: string;
+  /** The endpoint key the session was bound to, if any. */
+  readonly boundKey?: string;
+  /** Whether that endpoint was among the candidates scored. */
+  readonly present: boolean;
 }
 
 /** What a request's token says, once verified: the pod it names and when a response should renew it (unix seconds). */
@@ -54,7 +92,12 @@ function namespacedName(endpoint: Endpoint): string {
 }
 
 /**
- * `session-affinity-scorer` (llm-d semantics): the request's `x-session-token` names a pod; that pod scores 1, all
+ * `session-affinity-scorer` (llm-d semantics), with llm-d-router v0.10.0's two strategies
+ * (pkg/epp/framework/plugins/scheduling/scorer/sessionaffinity/ @ v0.10.0: session_affinity.go,
+ * encoded_endpoint_header.go, session_id_header.go):
+ *
+ * `encoded_endpoint_header` (the default): the request's `x-session-token` (or `encodedEndpointHeaderConfig.header`)
+ * names a pod; that pod scores 1, all
  * others 0, and responses carry the token of the pod that served them. A soft preference: its weight decides whether
  * prefix and load scores can outvote it. A token that does not decode (or, when signing, does not verify) scores 0
  * everywhere.
@@ -65,18 +108,41 @@ function namespacedName(endpoint: Endpoint): string {
  *   missing, invalid, for another pod, past half its lifetime or signed with the previous key, so a session's token
  *   stays the same between renewals (as llm-d's later cookie form, `llm-d-session`, is set only when it differs:
  *   `ResponseReceived` in session_affinity.go at commit 0b592cd3, after v0.8.0).
+ *
+ * `session_id` (upstream's `SessionIDHeader`, util/sessionaffinity/session_id.go @ v0.10.0): the first non-empty of
+ * `sessionIdConfig.sources`' headers is an opaque session id, bound server-side to the pod that served it, in the
+ * session-affinity filter's table (keyed by the id's digest, `sessionKeyOf`; at most SESSION_ID_SCORER_CAPACITY
+ * sessions, least recently used dropped; expiring `evictionTtlSeconds` after the binding was last refreshed). Its bound
+ * pod scores 1 while a candidate; an unbound session, or one whose pod is not a candidate, scores 0 everywhere. After
+ * the pick a new session is bound, a session picked onto its pod refreshed, and one whose pod was not a candidate moved
+ * to the pick; one whose pod was a candidate but lost the vote keeps its binding (upstream migrates only on a
+ * confirmed absence). Nothing is written on the response.
  */
-export class SessionAffinityScorer implements Scorer, PostResponse {
+export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   readonly type = 'session-affinity-scorer';
   private signer: SessionTokenSigner | undefined;
   /** The pod a request's token validly names, computed once per request for the scorer and the response hook. */
   private readonly tokenKey = stateKey<PresentedToken>('session-affinity-scorer token');
+  private readonly choiceKey = stateKey<SessionIdChoice>('session-affinity-scorer session_id choice');
+  private readonly strategy: SessionAffinityStrategy;
+  /** The encoded_endpoint_header strategy's request and response header. */
+  private readonly header: string;
+  /** The session_id strategy's headers, in priority order, and its bindings (session key -> endpoint key). */
+  private readonly sessionHeaders: readonly string[];
+  private readonly bindings: LRUCache<string, string> | undefined;
 
   constructor(
     readonly name: string,
     private readonly parameters: ResolvedSessionAffinityScorerParameters,
     private readonly handle: PluginHandle,
-  ) {}
+  ) {
+    this.strategy = parameters.strategy ?? 'encoded_endpoint_header';
+    this.header = parameters.encodedEndpointHeaderConfig?.header ?? DEFAULT_ENCODED_ENDPOINT_HEADER;
+    this.sessionHeaders = sessionIdHeaders(parameters.sessionIdConfig);
+    this.bindings = this.strategy === STRATEGY_SESSION_ID
+      ? createBindingTable(SESSION_ID_SCORER_CAPACITY, sessionIdTtlMs(parameters.sessionIdConfig), handle.now)
+      : undefined;
+  }
 
   /** Reads the signing keys; a missing or short key stops start-up with the field named. */
   async start(): Promise<void> {
@@ -93,29 +159,59 @@ export class SessionAffinityScorer implements Scorer, PostResponse {
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    if (this.bindings !== undefined) return this.scoreSessionId(cycle, candidates, this.bindings);
     const wanted = this.tokenPod(cycle.request).pod;
     return candidates.map((candidate) => (wanted !== undefined && namespacedName(candidate.endpoint) === wanted ? 1 : 0));
   }
 
+  /** `session_id`: upstream's `Choose` (session_id.go @ v0.10.0). Reading a binding neither refreshes nor moves it. */
+  private scoreSessionId(cycle: CycleContext, candidates: readonly EndpointSnapshot[], bindings: LRUCache<string, string>): number[] {
+    const key = sessionKeyOf(cycle.request, this.sessionHeaders);
+    if (key === undefined) return candidates.map(() => 0);
+    const boundKey = bindings.get(key, { updateAgeOnGet: false });
+    const present = boundKey !== undefined && candidates.some((candidate) => candidate.endpoint.key === boundKey);
+    cycle.state.set(this.choiceKey, { key, present, ...(boundKey !== undefined ? { boundKey } : {}) });
+    return candidates.map((candidate) => (present && candidate.endpoint.key === boundKey ? 1 : 0));
+  }
+
+  /** `session_id`: upstream's `PreRequest` (session_id.go @ v0.10.0), the only place a binding changes. */
+  postCycle(cycle: CycleContext, result: ProfileRunResult): void {
+    const choice = cycle.state.get(this.choiceKey);
+    const [target] = result.targets;
+    if (this.bindings === undefined || choice === undefined || target === undefined) return;
+    // Bound to a candidate the picker passed over: kept (only a confirmed absence moves a session).
+    if (choice.boundKey !== undefined && choice.boundKey !== target.endpoint.key && choice.present) return;
+    this.bindings.set(choice.key, target.endpoint.key);
+  }
+
+  /** The endpoint key a session id is bound to under `session_id` (for tests and stats). */
+  boundEndpoint(sessionId: string): string | undefined {
+    const key = sessionKeyOf({ requestId: '', model: '', prompt: '', headers: { [this.sessionHeaders[0]!]: sessionId } }, this.sessionHeaders);
+    return key === undefined ? undefined : this.bindings?.get(key, { updateAgeOnGet: false });
+  }
+
   postResponse(request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
+    // session_id: the client owns its id; nothing is written back (upstream's SessionIDHeader.ResponseHeader is a no-op).
+    if (this.bindings !== undefined) return undefined;
     const pod = namespacedName(target);
-    if (this.parameters.tokenSigning === undefined) return { [SESSION_TOKEN_HEADER]: Buffer.from(pod, 'utf8').toString('base64') };
+    if (this.parameters.tokenSigning === undefined) return { [this.header]: encodeEndpoint(pod) };
     const signer = this.requireSigner();
     const nowSeconds = Math.floor(this.handle.now() / 1000);
     const presented = this.tokenPod(request);
     if (presented.pod === pod && presented.renewAt !== undefined && nowSeconds < presented.renewAt) return undefined;
-    return { [SESSION_TOKEN_HEADER]: signer.issue(pod, nowSeconds) };
+    return { [this.header]: signer.issue(pod, nowSeconds) };
   }
 
   /** The pod the request's token names, if it is valid; verified (and counted) once per request. */
   private tokenPod(request: LLMRequest): PresentedToken {
     const cached = request.attributes?.get(this.tokenKey);
     if (cached !== undefined) return cached;
-    const token = request.headers[SESSION_TOKEN_HEADER];
+    const token = request.headers[this.header];
     let result: PresentedToken = {};
     if (token !== undefined && token !== '') {
       if (this.parameters.tokenSigning === undefined) {
-        if (BASE64.test(token)) result = { pod: Buffer.from(token, 'base64').toString('utf8') };
+        const pod = decodeEncodedEndpoint(token);
+        if (pod !== undefined) result = { pod };
       } else {
         const signer = this.requireSigner();
         const check = signer.verify(token, Math.floor(this.handle.now() / 1000));
@@ -187,11 +283,28 @@ function parseTokenSigning(fields: FieldReader): TokenSigningParameters | undefi
 
 export const sessionAffinityScorer = definePlugin({
   type: 'session-affinity-scorer',
-  kinds: ['scorer', 'post-response'],
+  kinds: ['scorer', 'post-response', 'post-cycle'],
   parameters: parameters<SessionAffinityScorerParameters>((fields) => {
     const tokenSigning = parseTokenSigning(fields);
-    const resolved: ResolvedSessionAffinityScorerParameters = tokenSigning === undefined ? {} : { tokenSigning };
+    // llm-d-router v0.10.0's names (scorer/sessionaffinity/session_affinity.go `parameters`).
+    const strategy = parseStrategy(fields);
+    const encodedEndpointHeaderConfig = parseEncodedEndpointHeaderConfig(fields);
+    const sessionIdConfig = parseSessionIdConfig(fields, strategy === STRATEGY_SESSION_ID);
+    const profileName = parseProfileName(fields);
+    if (tokenSigning !== undefined && strategy === STRATEGY_SESSION_ID) {
+      throw new ConfigError(
+        fields.fieldPath('tokenSigning'),
+        'signs the encoded_endpoint_header strategy\'s token; strategy: session_id hands out no token: drop tokenSigning or use strategy: encoded_endpoint_header',
+      );
+    }
+    const resolved: ResolvedSessionAffinityScorerParameters = {
+      ...(tokenSigning !== undefined ? { tokenSigning } : {}),
+      ...(strategy !== undefined ? { strategy } : {}),
+      ...(encodedEndpointHeaderConfig !== undefined ? { encodedEndpointHeaderConfig } : {}),
+      ...(sessionIdConfig !== undefined ? { sessionIdConfig } : {}),
+      ...(profileName !== undefined ? { profileName } : {}),
+    };
     return resolved as Required<SessionAffinityScorerParameters>;
-  }),
+  }, (resolved, profileNames, path) => checkProfileName(resolved.profileName, profileNames, `${path}.profileName`)),
   create: (name, resolved, handle) => new SessionAffinityScorer(name, resolved, handle),
 });

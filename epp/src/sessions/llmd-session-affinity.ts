@@ -1,0 +1,222 @@
+/**
+ * llm-d-router v0.10.0's session-affinity parameters, shared by kvroute's `session-affinity-scorer` and
+ * `session-affinity-filter` (as upstream shares them between its scorer and filter):
+ *
+ *   strategy: encoded_endpoint_header (default) | session_id
+ *   encodedEndpointHeaderConfig: {header: x-session-token}
+ *   sessionIdConfig: {sources: [{header: x-session-id} | {attribute: …}], evictionTtlSeconds: 300, evictionSweepSeconds: 10}
+ *   profileName: ""
+ *
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/util/sessionaffinity/header.go @ v0.10.0
+ *   (EncodedEndpointHeaderConfig, DefaultHeader, NormalizeHeader, DecodePodName)
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/util/sessionaffinity/session_id.go @ v0.10.0
+ *   (SessionIDConfig, SessionIDSource, ApplyDefaults, Validate)
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/scorer/sessionaffinity/session_affinity.go @ v0.10.0
+ *   and filter/sessionaffinity/session_affinity.go @ v0.10.0 (the `parameters` struct, its defaults and validation)
+ *
+ * Parsed here with kvroute's strict reader (unknown fields refused, each error naming its field). Upstream applies
+ * defaults and validation only to the block its strategy selects and ignores the other; so does this, except that the
+ * ignored block must still be well-formed (its fields typed as upstream's struct decodes them).
+ */
+import { ConfigError, describeValue } from '../config/errors';
+import { FieldReader } from '../config/fields';
+
+export const STRATEGY_ENCODED_ENDPOINT_HEADER = 'encoded_endpoint_header';
+export const STRATEGY_SESSION_ID = 'session_id';
+export const SESSION_AFFINITY_STRATEGIES = [STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID] as const;
+export type SessionAffinityStrategy = (typeof SESSION_AFFINITY_STRATEGIES)[number];
+
+/** `sessionutil.DefaultHeader` (header.go @ v0.10.0). */
+export const DEFAULT_ENCODED_ENDPOINT_HEADER = 'x-session-token';
+/** `sessionutil.DefaultSessionIDHeader` (session_id.go @ v0.10.0). */
+export const DEFAULT_SESSION_ID_HEADER = 'x-session-id';
+/** `defaultEvictionTTLSeconds` and `defaultEvictionSweepSeconds` (session_id.go @ v0.10.0). */
+export const DEFAULT_EVICTION_TTL_SECONDS = 300;
+export const DEFAULT_EVICTION_SWEEP_SECONDS = 10;
+
+/** The profile names a kvroute session-affinity plugin accepts besides the config's own (single) profile's name. */
+export const PRIMARY_PROFILE_ALIASES: readonly string[] = ['', 'decode'];
+
+export interface EncodedEndpointHeaderConfig {
+  /** Request and response header carrying base64("namespace/name"). Lower-cased and trimmed; empty means the default. @default "x-session-token" */
+  header?: string;
+}
+
+/** One place a session id is read from: exactly one of `header` or `attribute`. */
+export interface SessionIdSource {
+  /** A request header name. */
+  header?: string;
+  /**
+   * A request attribute published by an upstream plugin (llm-d's `agent-identity`). kvroute has no plugin publishing
+   * request attributes, so a source naming one is refused.
+   */
+  attribute?: string;
+}
+
+export interface SessionIdConfig {
+  /** Where the session id is read from, in priority order; the first non-empty wins. @default [{header: x-session-id}] */
+  sources?: SessionIdSource[];
+  /** How long a binding survives unused, in seconds (0 means the default). @default 300 */
+  evictionTtlSeconds?: number;
+  /**
+   * How often upstream sweeps expired bindings, in seconds (0 means the default). Accepted and checked; kvroute's
+   * table checks a binding's expiry when it is read, so a binding expires exactly after `evictionTtlSeconds` and no
+   * sweep is needed. @default 10
+   */
+  evictionSweepSeconds?: number;
+}
+
+/** The upstream parameter names, in the order they are read. */
+export const UPSTREAM_SESSION_AFFINITY_FIELDS = ['strategy', 'encodedEndpointHeaderConfig', 'sessionIdConfig', 'profileName'] as const;
+
+/** Whether any of llm-d-router v0.10.0's session-affinity parameter names is set. */
+export function hasUpstreamSessionAffinityFields(fields: FieldReader): boolean {
+  return UPSTREAM_SESSION_AFFINITY_FIELDS.some((key) => fields.has(key));
+}
+
+/** `NormalizeHeader` (header.go @ v0.10.0): lower-cased and trimmed, empty falling back to `fallback`. */
+export function normalizeHeader(name: string | undefined, fallback: string): string {
+  const header = (name ?? '').trim().toLowerCase();
+  return header === '' ? fallback : header;
+}
+
+/** `strategy`, or undefined when absent (so configs that never set it render unchanged). */
+export function parseStrategy(fields: FieldReader): SessionAffinityStrategy | undefined {
+  return fields.optionalOneOf('strategy', SESSION_AFFINITY_STRATEGIES);
+}
+
+/** `profileName`: a string (empty allowed, as upstream's zero value); whether it names a profile is checked with the config (`checkProfileName`). */
+export function parseProfileName(fields: FieldReader): string | undefined {
+  const value = fields.raw('profileName');
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw new ConfigError(fields.fieldPath('profileName'), `must be a string, got ${describeValue(value)}`);
+  return value;
+}
+
+/**
+ * Refuses a `profileName` that names no profile kvroute runs for this plugin. kvroute runs exactly one profile per
+ * cycle (single-profile-handler: no prefill/decode disaggregation), whose pick is the primary (decode) pod; so the
+ * accepted names are empty (upstream: "defaults to the primary (decode) pod"), `decode`, and that profile's own name.
+ * Upstream (`ResolvePodToWrite`, header.go @ v0.10.0) would write nothing for a profile that did not run.
+ */
+export function checkProfileName(profileName: string | undefined, profileNames: readonly string[], path: string): void {
+  if (profileName === undefined || PRIMARY_PROFILE_ALIASES.includes(profileName) || profileNames.includes(profileName)) return;
+  const accepted = [...PRIMARY_PROFILE_ALIASES.filter((n) => n !== ''), ...profileNames].map((n) => JSON.stringify(n)).join(', ');
+  throw new ConfigError(
+    path,
+    `must be empty or name the profile this plugin pins (${accepted}), got ${JSON.stringify(profileName)}: kvroute runs one scheduling ` +
+      'profile (single-profile-handler), so there is no other profile (such as llm-d\'s "prefill") whose pick it could pin',
+  );
+}
+
+/** `encodedEndpointHeaderConfig`, or undefined when absent. `header: ""` is upstream's zero value: the default. */
+export function parseEncodedEndpointHeaderConfig(fields: FieldReader): EncodedEndpointHeaderConfig | undefined {
+  const raw = fields.raw('encodedEndpointHeaderConfig');
+  if (raw === undefined || raw === null) return undefined;
+  const f = FieldReader.ofMap(raw, fields.fieldPath('encodedEndpointHeaderConfig'));
+  const header = f.raw('header');
+  if (header !== undefined && header !== null && typeof header !== 'string') {
+    throw new ConfigError(f.fieldPath('header'), `must be a header name, got ${describeValue(header)}`);
+  }
+  f.finish();
+  return { header: normalizeHeader(header ?? undefined, DEFAULT_ENCODED_ENDPOINT_HEADER) };
+}
+
+/**
+ * `sessionIdConfig`, or undefined when absent. `selected`: the strategy is `session_id`, so upstream applies its
+ * defaults and validation (`ApplyDefaults`, `Validate`); otherwise only the shape is checked and it is kept as written.
+ */
+export function parseSessionIdConfig(fields: FieldReader, selected: boolean): SessionIdConfig | undefined {
+  const raw = fields.raw('sessionIdConfig');
+  if (raw === undefined || raw === null) return undefined;
+  const f = FieldReader.ofMap(raw, fields.fieldPath('sessionIdConfig'));
+  const sources = parseSources(f, selected);
+  // Upstream decodes float64s and treats 0 as unset (ApplyDefaults); a negative value fails Validate.
+  const seconds = (key: 'evictionTtlSeconds' | 'evictionSweepSeconds', fallback: number): number | undefined => {
+    const value = f.raw(key);
+    if (value === undefined || value === null) return selected ? fallback : undefined;
+    if (typeof value !== 'number' || !Number.isFinite(value) || (selected && value < 0)) {
+      throw new ConfigError(f.fieldPath(key), `must be a number of seconds > 0 (0 means ${fallback}), got ${describeValue(value)}`);
+    }
+    return value === 0 && selected ? fallback : value;
+  };
+  const evictionTtlSeconds = seconds('evictionTtlSeconds', DEFAULT_EVICTION_TTL_SECONDS);
+  const evictionSweepSeconds = seconds('evictionSweepSeconds', DEFAULT_EVICTION_SWEEP_SECONDS);
+  f.finish();
+  return {
+    ...(sources !== undefined ? { sources } : {}),
+    ...(evictionTtlSeconds !== undefined ? { evictionTtlSeconds } : {}),
+    ...(evictionSweepSeconds !== undefined ? { evictionSweepSeconds } : {}),
+  };
+}
+
+function parseSources(f: FieldReader, selected: boolean): SessionIdSource[] | undefined {
+  const raw = f.raw('sources');
+  const path = f.fieldPath('sources');
+  if (raw === undefined || raw === null) return undefined;
+  if (!Array.isArray(raw)) throw new ConfigError(path, `must be a list of {header} or {attribute}, got ${describeValue(raw)}`);
+  if (raw.length === 0) return undefined; // upstream: an empty list is unset (ApplyDefaults)
+  return raw.map((item, index) => {
+    const s = FieldReader.ofMap(item, `${path}[${index}]`);
+    const header = s.raw('header');
+    const attribute = s.raw('attribute');
+    for (const [key, value] of [['header', header], ['attribute', attribute]] as const) {
+      if (value !== undefined && value !== null && typeof value !== 'string') {
+        throw new ConfigError(s.fieldPath(key), `must be a string, got ${describeValue(value)}`);
+      }
+    }
+    s.finish();
+    const hasHeader = typeof header === 'string' && header !== '';
+    const hasAttribute = typeof attribute === 'string' && attribute !== '';
+    if (selected && hasHeader === hasAttribute) {
+      throw new ConfigError(`${path}[${index}]`, 'exactly one of header or attribute must be set');
+    }
+    if (selected && hasAttribute) {
+      throw new ConfigError(
+        s.fieldPath('attribute'),
+        `kvroute has no plugin that publishes request attributes (llm-d's agent-identity), so ${JSON.stringify(attribute)} would never ` +
+          'be set: read the session id from a request header instead ({header: <name>})',
+      );
+    }
+    if (hasHeader) return { header: normalizeHeader(header as string, DEFAULT_SESSION_ID_HEADER) };
+    return hasAttribute ? { attribute: attribute as string } : {};
+  });
+}
+
+/** The header names of a selected `sessionIdConfig`'s sources: upstream's default (`x-session-id`) when unset. */
+export function sessionIdHeaders(config: SessionIdConfig | undefined): string[] {
+  const sources = config?.sources ?? [{ header: DEFAULT_SESSION_ID_HEADER }];
+  return sources.flatMap((s) => (s.header !== undefined ? [s.header] : []));
+}
+
+/** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset). */
+export function sessionIdTtlMs(config: SessionIdConfig | undefined): number {
+  return Math.max(1, Math.round((config?.evictionTtlSeconds ?? DEFAULT_EVICTION_TTL_SECONDS) * 1000));
+}
+
+/**
+ * Refuses a config that names one setting twice, in kvroute's name and in upstream's: the error names both fields.
+ */
+export function refuseBothNames(fields: FieldReader, kvrouteKey: string, upstreamPath: string, upstreamSet: boolean): void {
+  if (!upstreamSet || !fields.has(kvrouteKey)) return;
+  throw new ConfigError(
+    fields.fieldPath(kvrouteKey),
+    `set either ${kvrouteKey} (kvroute's name) or ${upstreamPath} (llm-d-router v0.10.0's name for the same setting), not both`,
+  );
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * `DecodePodName` (header.go @ v0.10.0): the `namespace/name` an unsigned token encodes (Go's StdEncoding: padded,
+ * standard alphabet), or undefined when the token is empty or not base64.
+ */
+export function decodeEncodedEndpoint(token: string | undefined): string | undefined {
+  if (token === undefined || token === '' || !BASE64.test(token)) return undefined;
+  return Buffer.from(token, 'base64').toString('utf8');
+}
+
+/** The token `WriteResponseHeader` (header.go @ v0.10.0) sets: base64 of the pod's `namespace/name`. */
+export function encodeEndpoint(namespacedName: string): string {
+  return Buffer.from(namespacedName, 'utf8').toString('base64');
+}

@@ -1,0 +1,185 @@
+/**
+ * llm-d-router v0.10.0's session-affinity parameters on kvroute's session-affinity scorer and filter:
+ * `strategy`, `encodedEndpointHeaderConfig.header`, `sessionIdConfig{sources, evictionTtlSeconds, evictionSweepSeconds}`
+ * and `profileName` (pkg/epp/framework/plugins/scheduling/{scorer,filter,util}/sessionaffinity/ @ v0.10.0). The YAML
+ * below is upstream's README examples (scorer/sessionaffinity/README.md, filter/sessionaffinity/README.md @ v0.10.0).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { seededRandom } from '@kvroute/testkit';
+import { parseEndpointPickerConfig } from '../src/config';
+import { ConfigError } from '../src/config/errors';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import type { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
+import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import type { LLMRequest } from '../src/scheduling/types';
+
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+
+function scorerConfig(parameters: string, profile = 'default', scorerWeight = 10): string {
+  return `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- name: affinity
+  type: session-affinity-scorer
+  parameters:
+${parameters.split('\n').map((l) => `    ${l}`).join('\n')}
+- type: queue-scorer
+schedulingProfiles:
+- name: ${profile}
+  plugins:
+  - pluginRef: affinity
+    weight: ${scorerWeight}
+  - pluginRef: queue-scorer
+`;
+}
+
+class Fixture {
+  now = 1_700_000_000_000;
+  readonly scheduler: Scheduler;
+
+  constructor(config: string) {
+    this.scheduler = buildScheduler(parseEndpointPickerConfig(config), {
+      now: () => this.now, random: seededRandom(7), metrics: NOOP_SCHEDULING_METRICS,
+    });
+  }
+
+  plugin<T>(name: string): T {
+    return this.scheduler.plugin(name) as T;
+  }
+
+  pod(name: string, metrics: Partial<EndpointMetrics> = {}): EndpointSnapshot {
+    return {
+      endpoint: { key: `${name}:8000`, name, namespace: 'team', address: name, port: 8000, labels: {} },
+      metrics: { ...EMPTY_METRICS, updateTime: this.now, ...metrics },
+      activeRequests: 0,
+    };
+  }
+
+  route(headers: Record<string, string>, candidates: EndpointSnapshot[]): string {
+    const request: LLMRequest = { requestId: 'r', model: 'm', prompt: 'hello', headers };
+    return this.scheduler.schedule(request, candidates).target.endpoint.name;
+  }
+}
+
+function configError(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('no ConfigError');
+}
+
+const request = (headers: Record<string, string>): LLMRequest => ({ requestId: 'r', model: 'm', prompt: '', headers });
+
+describe('session-affinity-scorer: llm-d-router v0.10.0 parameters (scorer/sessionaffinity/session_affinity.go @ v0.10.0)', () => {
+  it('loads the README @ v0.10.0 examples: the default, session_id, the PD decode instance; strategy defaults to encoded_endpoint_header', () => {
+    for (const parameters of [
+      '{}',
+      'strategy: session_id\nsessionIdConfig:\n  sources:\n    - header: x-session-id\n  evictionTtlSeconds: 300\n  evictionSweepSeconds: 10',
+      'encodedEndpointHeaderConfig:\n  header: x-session-token',
+      'profileName: decode\nencodedEndpointHeaderConfig:\n  header: x-session-token',
+    ]) {
+      expect(() => new Fixture(scorerConfig(parameters))).not.toThrow();
+    }
+    const f = new Fixture(scorerConfig('encodedEndpointHeaderConfig:\n  header: x-session-token'));
+    const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 5 })];
+    expect(f.route({ 'x-session-token': b64('team/b') }, [a, b])).toBe('b');
+  });
+
+  it('encodedEndpointHeaderConfig.header: the token is read from and written to that header (lower-cased, trimmed; "" is the default x-session-token)', () => {
+    const f = new Fixture(scorerConfig('encodedEndpointHeaderConfig:\n  header: " X-Session-Token-Decode "'));
+    const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 5 })];
+    expect(f.route({ 'x-session-token-decode': b64('team/b') }, [a, b])).toBe('b');
+    expect(f.route({ 'x-session-token': b64('team/b') }, [a, b])).toBe('a');
+    const scorer = f.plugin<SessionAffinityScorer>('affinity');
+    expect(scorer.postResponse(request({}), { headers: {}, metadata: {} }, b.endpoint)).toEqual({ 'x-session-token-decode': b64('team/b') });
+    const byDefault = new Fixture(scorerConfig('encodedEndpointHeaderConfig:\n  header: ""')).plugin<SessionAffinityScorer>('affinity');
+    expect(byDefault.postResponse(request({}), { headers: {}, metadata: {} }, b.endpoint)).toEqual({ 'x-session-token': b64('team/b') });
+  });
+
+  it('strategy: session_id binds an opaque id to the pod that served it, scores that pod 1 while a candidate, writes nothing back (session_id_header.go @ v0.10.0)', () => {
+    const f = new Fixture(scorerConfig('strategy: session_id'));
+    const scorer = f.plugin<SessionAffinityScorer>('affinity');
+    const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })];
+    // Unbound: no preference; the queue scorer places it on a.
+    expect(f.route({ 'x-session-id': 's1' }, [a, b])).toBe('a');
+    expect(scorer.boundEndpoint('s1')).toBe('a:8000');
+    // Bound: a keeps it even once b is the emptier pod (weight 10 against 1).
+    const [a2, b2] = [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')];
+    expect(f.route({ 'x-session-id': 's1' }, [a2, b2])).toBe('a');
+    // The default source is x-session-id only (upstream's DefaultSessionIDHeader), not x-session-token.
+    expect(f.route({ 'x-session-token': 's1' }, [a2, b2])).toBe('b');
+    expect(scorer.postResponse(request({ 'x-session-id': 's1' }), { headers: {}, metadata: {} }, a.endpoint)).toBeUndefined();
+  });
+
+  it('session_id: a bound pod that is not a candidate moves the session to the pick; one outvoted while a candidate keeps its binding', () => {
+    const f = new Fixture(scorerConfig('strategy: session_id', 'default', 0.5));
+    const scorer = f.plugin<SessionAffinityScorer>('affinity');
+    expect(f.route({ 'x-session-id': 's' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 4 })])).toBe('a');
+    // a is busier: the queue scorer (weight 1) outvotes affinity (weight 0.5).
+    expect(f.route({ 'x-session-id': 's' }, [f.pod('a', { waitingQueueSize: 100 }), f.pod('b')])).toBe('b');
+    expect(scorer.boundEndpoint('s')).toBe('a:8000');
+    // a is gone: the pick (b) becomes the binding.
+    expect(f.route({ 'x-session-id': 's' }, [f.pod('b', { waitingQueueSize: 9 }), f.pod('c')])).toBe('c');
+    expect(scorer.boundEndpoint('s')).toBe('c:8000');
+  });
+
+  it('session_id: sources in priority order; evictionTtlSeconds expires a binding unused that long (evictionSweepSeconds accepted)', () => {
+    const f = new Fixture(scorerConfig('strategy: session_id\nsessionIdConfig:\n  sources: [{header: X-Conversation}, {header: x-session-id}]\n  evictionTtlSeconds: 60\n  evictionSweepSeconds: 5'));
+    const scorer = f.plugin<SessionAffinityScorer>('affinity');
+    f.route({ 'x-conversation': 'c1', 'x-session-id': 'ignored' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })]);
+    expect(scorer.boundEndpoint('c1')).toBe('a:8000');
+    f.now += 59_000;
+    expect(scorer.boundEndpoint('c1')).toBe('a:8000');
+    f.now += 2_000;
+    expect(scorer.boundEndpoint('c1')).toBeUndefined();
+  });
+
+  it('refuses tokenSigning with strategy: session_id, naming tokenSigning; keeps tokenSigning with encoded_endpoint_header on its header', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-llmd-session-'));
+    try {
+      const key = path.join(dir, 'key');
+      fs.writeFileSync(key, 'k'.repeat(40));
+      const e = configError(() => parseEndpointPickerConfig(scorerConfig(`strategy: session_id\ntokenSigning: {keyFile: ${key}}`)));
+      expect(e.path).toBe('plugins[0].parameters.tokenSigning');
+      expect(e.message).toMatch(/session_id/);
+      const signed = new Fixture(scorerConfig(`strategy: encoded_endpoint_header\nencodedEndpointHeaderConfig: {header: x-tok}\ntokenSigning: {keyFile: ${key}}`));
+      const scorer = signed.plugin<SessionAffinityScorer>('affinity');
+      await scorer.start();
+      const headers = scorer.postResponse(request({}), { headers: {}, metadata: {} }, signed.pod('b').endpoint);
+      expect(Object.keys(headers ?? {})).toEqual(['x-tok']);
+      expect(headers?.['x-tok']).toMatch(new RegExp(`^${b64('team/b')}\\.\\d+\\.`));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses what upstream\'s validate refuses, and request-attribute sources (kvroute publishes none), each naming its field', () => {
+    const cases: [string, string][] = [
+      ['strategy: sticky', 'plugins[0].parameters.strategy'],
+      ['strategy: session_id\nsessionIdConfig: {evictionTtlSeconds: -1}', 'plugins[0].parameters.sessionIdConfig.evictionTtlSeconds'],
+      ['strategy: session_id\nsessionIdConfig: {sources: [{header: a, attribute: b}]}', 'plugins[0].parameters.sessionIdConfig.sources[0]'],
+      ['strategy: session_id\nsessionIdConfig: {sources: [{attribute: agent-identity}]}', 'plugins[0].parameters.sessionIdConfig.sources[0].attribute'],
+      ['encodedEndpointHeaderConfig: {name: x}', 'plugins[0].parameters.encodedEndpointHeaderConfig.name'],
+    ];
+    for (const [parameters, field] of cases) {
+      expect(configError(() => parseEndpointPickerConfig(scorerConfig(parameters))).path).toBe(field);
+    }
+    // Upstream uses only the block its strategy selects: an unused sessionIdConfig loads.
+    expect(() => parseEndpointPickerConfig(scorerConfig('sessionIdConfig: {sources: [{attribute: agent-identity}]}'))).not.toThrow();
+  });
+
+  it('profileName: empty, "decode" or the config\'s one profile load; another (llm-d\'s "prefill") is refused naming the field', () => {
+    for (const [profileName, profile] of [['""', 'default'], ['decode', 'default'], ['chat', 'chat']]) {
+      expect(() => new Fixture(scorerConfig(`profileName: ${profileName}`, profile!))).not.toThrow();
+    }
+    const e = configError(() => new Fixture(scorerConfig('profileName: prefill\nencodedEndpointHeaderConfig: {header: x-session-token-prefill}')));
+    expect(e.path).toBe('plugins[0].parameters.profileName');
+    expect(e.message).toMatch(/"prefill"/);
+  });
+});
