@@ -8,10 +8,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { seededRandom } from '@kvroute/testkit';
-import { parseEndpointPickerConfig } from '../src/config';
+import { parseEndpointPickerConfig, validateEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import type { SessionAffinityFilter } from '../src/scheduling/plugins/session-affinity-filter';
 import type { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
@@ -181,5 +182,104 @@ describe('session-affinity-scorer: llm-d-router v0.10.0 parameters (scorer/sessi
     const e = configError(() => new Fixture(scorerConfig('profileName: prefill\nencodedEndpointHeaderConfig: {header: x-session-token-prefill}')));
     expect(e.path).toBe('plugins[0].parameters.profileName');
     expect(e.message).toMatch(/"prefill"/);
+  });
+});
+
+function filterConfig(parameters: string | undefined, profile = 'default'): string {
+  const block = parameters === undefined ? '' : `  parameters:\n${parameters.split('\n').map((l) => `    ${l}`).join('\n')}\n`;
+  return `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- name: affinity
+  type: session-affinity-filter
+${block}- type: queue-scorer
+schedulingProfiles:
+- name: ${profile}
+  plugins:
+  - pluginRef: affinity
+  - pluginRef: queue-scorer
+`;
+}
+
+describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessionaffinity/session_affinity.go @ v0.10.0)', () => {
+  const noResponse = { headers: {}, metadata: {} };
+
+  it('strategy: encoded_endpoint_header keeps only the pod the token names while it is a candidate, else every candidate; the response carries its pod\'s token (encoded_endpoint_header.go @ v0.10.0)', () => {
+    for (const parameters of ['strategy: encoded_endpoint_header', 'encodedEndpointHeaderConfig: {header: x-session-token}', 'profileName: decode']) {
+      const f = new Fixture(filterConfig(parameters));
+      const filter = f.plugin<SessionAffinityFilter>('affinity');
+      expect(filter.settings.strategy).toBe('encoded_endpoint_header');
+      const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 50 })];
+      // A hard pin: the busier b is kept alone.
+      expect(f.route({ 'x-session-token': b64('team/b') }, [a, b])).toBe('b');
+      expect(f.route({ 'x-session-token': b64('team/gone') }, [a, b])).toBe('a');
+      expect(f.route({ 'x-session-token': 'not base64!' }, [a, b])).toBe('a');
+      // An opaque id is not a token, and nothing is bound.
+      expect(f.route({ 'x-session-id': 's' }, [a, f.pod('b')])).toBeDefined();
+      expect(filter.stats().bindings).toBe(0);
+      expect(filter.postResponse(request({}), noResponse, b.endpoint)).toEqual({ 'x-session-token': b64('team/b') });
+    }
+  });
+
+  it('encodedEndpointHeaderConfig.header names the request and response header (the README @ v0.10.0 prefill example\'s header on the decode profile)', () => {
+    const f = new Fixture(filterConfig('encodedEndpointHeaderConfig:\n  header: X-Session-Token-Prefill'));
+    const filter = f.plugin<SessionAffinityFilter>('affinity');
+    const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 50 })];
+    expect(f.route({ 'x-session-token-prefill': b64('team/b') }, [a, b])).toBe('b');
+    expect(f.route({ 'x-session-token': b64('team/b') }, [a, b])).toBe('a');
+    expect(filter.postResponse(request({}), noResponse, a.endpoint)).toEqual({ 'x-session-token-prefill': b64('team/a') });
+  });
+
+  it('strategy: session_id is kvroute\'s opaque-id binding: sessionIdConfig.sources are its headers, evictionTtlSeconds its ttl; upstream\'s defaults [x-session-id] and 300 s; nothing on the response', () => {
+    const f = new Fixture(filterConfig('strategy: session_id\nsessionIdConfig:\n  sources:\n    - header: X-Conversation\n    - header: x-session-id\n  evictionTtlSeconds: 120\n  evictionSweepSeconds: 10'));
+    const filter = f.plugin<SessionAffinityFilter>('affinity');
+    expect(filter.settings).toMatchObject({ strategy: 'session_id', headers: ['x-conversation', 'x-session-id'], ttlMs: 120_000, capacity: 65536 });
+    const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })];
+    expect(f.route({ 'x-conversation': 'c', 'x-session-id': 'other' }, [a, b])).toBe('a');
+    expect(f.route({ 'x-conversation': 'c' }, [f.pod('a', { waitingQueueSize: 9 }), f.pod('b')])).toBe('a');
+    f.now += 121_000;
+    expect(filter.boundEndpoint('c')).toBeUndefined();
+    expect(filter.postResponse(request({ 'x-conversation': 'c' }), noResponse, a.endpoint)).toBeUndefined();
+    const defaults = new Fixture(filterConfig('strategy: session_id')).plugin<SessionAffinityFilter>('affinity');
+    expect(defaults.settings).toMatchObject({ headers: ['x-session-id'], ttlMs: 300_000 });
+  });
+
+  it('keeps kvroute\'s parameters and defaults: no parameters, or kvroute\'s names, are session_id with [x-session-id, x-session-token] and 30m; kvroute-only fields combine with strategy: session_id', () => {
+    for (const parameters of [undefined, 'ttl: 30m', 'headers: [x-session-id, x-session-token]\ncapacity: 10\nstickiness: soft']) {
+      const filter = new Fixture(filterConfig(parameters)).plugin<SessionAffinityFilter>('affinity');
+      expect(filter.settings).toMatchObject({ strategy: 'session_id', headers: ['x-session-id', 'x-session-token'], ttlMs: 1_800_000 });
+    }
+    const mixed = new Fixture(filterConfig('strategy: session_id\nheaders: [x-conv]\ncapacity: 2\nstickiness: hard\nsessionIdConfig: {evictionTtlSeconds: 60}'));
+    expect(mixed.plugin<SessionAffinityFilter>('affinity').settings).toMatchObject({ strategy: 'session_id', headers: ['x-conv'], ttlMs: 60_000, capacity: 2 });
+  });
+
+  it('refuses a setting named both ways (headers and sessionIdConfig.sources, ttl and sessionIdConfig.evictionTtlSeconds), naming both fields', () => {
+    for (const [parameters, kvroute, upstream] of [
+      ['strategy: session_id\nheaders: [x-a]\nsessionIdConfig: {sources: [{header: x-b}]}', 'headers', 'sessionIdConfig.sources'],
+      ['ttl: 10m\nsessionIdConfig: {evictionTtlSeconds: 600}\nstrategy: session_id', 'ttl', 'sessionIdConfig.evictionTtlSeconds'],
+    ] as const) {
+      const e = configError(() => parseEndpointPickerConfig(filterConfig(parameters)));
+      expect(e.path).toBe(`plugins[0].parameters.${kvroute}`);
+      expect(e.message).toContain(upstream);
+    }
+  });
+
+  it('refuses kvroute\'s binding fields with strategy encoded_endpoint_header, request-attribute sources, and a profileName naming no profile kvroute runs', () => {
+    for (const [parameters, field] of [
+      ['strategy: encoded_endpoint_header\nsessionStore: {address: "redis:6379"}', 'sessionStore'],
+      ['encodedEndpointHeaderConfig: {header: x-t}\nstrategy: encoded_endpoint_header\nstickiness: soft', 'stickiness'],
+      ['strategy: session_id\nsessionIdConfig: {sources: [{attribute: agent-identity}]}', 'sessionIdConfig.sources[0].attribute'],
+    ] as const) {
+      expect(configError(() => parseEndpointPickerConfig(filterConfig(parameters))).path).toBe(`plugins[0].parameters.${field}`);
+    }
+    expect(configError(() => new Fixture(filterConfig('profileName: prefill'))).path).toBe('plugins[0].parameters.profileName');
+    expect(() => new Fixture(filterConfig('profileName: chat', 'chat'))).not.toThrow();
+  });
+
+  it('renders what it read: a parsed config loads again unchanged, in either naming', () => {
+    for (const parameters of [undefined, 'strategy: session_id', 'profileName: decode\nencodedEndpointHeaderConfig: {header: x-t}', 'strategy: session_id\nheaders: [x-a]\nsessionIdConfig: {evictionTtlSeconds: 0}']) {
+      const once = parseEndpointPickerConfig(filterConfig(parameters));
+      expect(validateEndpointPickerConfig(once).plugins).toEqual(once.plugins);
+    }
   });
 });

@@ -123,8 +123,9 @@ export function parseEncodedEndpointHeaderConfig(fields: FieldReader): EncodedEn
 }
 
 /**
- * `sessionIdConfig`, or undefined when absent. `selected`: the strategy is `session_id`, so upstream applies its
- * defaults and validation (`ApplyDefaults`, `Validate`); otherwise only the shape is checked and it is kept as written.
+ * `sessionIdConfig`, or undefined when absent, kept as written (defaults are applied where it is used:
+ * `sessionIdHeaders`, `sessionIdTtlMs`, so a config renders unchanged). `selected`: the strategy is `session_id`, so
+ * upstream validates it (`Validate`); otherwise only the shape is checked.
  */
 export function parseSessionIdConfig(fields: FieldReader, selected: boolean): SessionIdConfig | undefined {
   const raw = fields.raw('sessionIdConfig');
@@ -134,11 +135,11 @@ export function parseSessionIdConfig(fields: FieldReader, selected: boolean): Se
   // Upstream decodes float64s and treats 0 as unset (ApplyDefaults); a negative value fails Validate.
   const seconds = (key: 'evictionTtlSeconds' | 'evictionSweepSeconds', fallback: number): number | undefined => {
     const value = f.raw(key);
-    if (value === undefined || value === null) return selected ? fallback : undefined;
+    if (value === undefined || value === null) return undefined;
     if (typeof value !== 'number' || !Number.isFinite(value) || (selected && value < 0)) {
       throw new ConfigError(f.fieldPath(key), `must be a number of seconds > 0 (0 means ${fallback}), got ${describeValue(value)}`);
     }
-    return value === 0 && selected ? fallback : value;
+    return value;
   };
   const evictionTtlSeconds = seconds('evictionTtlSeconds', DEFAULT_EVICTION_TTL_SECONDS);
   const evictionSweepSeconds = seconds('evictionSweepSeconds', DEFAULT_EVICTION_SWEEP_SECONDS);
@@ -189,9 +190,10 @@ export function sessionIdHeaders(config: SessionIdConfig | undefined): string[] 
   return sources.flatMap((s) => (s.header !== undefined ? [s.header] : []));
 }
 
-/** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset). */
+/** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset or 0). */
 export function sessionIdTtlMs(config: SessionIdConfig | undefined): number {
-  return Math.max(1, Math.round((config?.evictionTtlSeconds ?? DEFAULT_EVICTION_TTL_SECONDS) * 1000));
+  const seconds = config?.evictionTtlSeconds;
+  return Math.max(1, Math.round((seconds === undefined || seconds === 0 ? DEFAULT_EVICTION_TTL_SECONDS : seconds) * 1000));
 }
 
 /**

@@ -5,8 +5,15 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { stateKey, type CycleContext, type Filter, type PluginHandle, type PostCycle, type ProfileRunResult } from '../framework';
 import { ConfigError, describeValue } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
-import type { PrepareRequest } from '../../requestcontrol/hooks';
+import type { PostResponse, PrepareRequest, ResponseInfo } from '../../requestcontrol/hooks';
+import type { Endpoint } from '../../datastore/types';
 import { createBindingTable } from '../../sessions/bindings';
+import {
+  checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, hasUpstreamSessionAffinityFields,
+  parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, sessionIdHeaders,
+  sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
+  type SessionAffinityStrategy, type SessionIdConfig,
+} from '../../sessions/llmd-session-affinity';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
@@ -87,14 +94,86 @@ export interface SessionAffinityFilterParameters {
    * replica's memory only. The in-memory table stays as the fallback when the store is slow or down.
    */
   sessionStore?: SessionStoreParameters;
+  /**
+   * llm-d-router v0.10.0's algorithm (filter/sessionaffinity/session_affinity.go @ v0.10.0): `session_id` (an opaque
+   * client id bound to a pod: kvroute's behaviour, with `headers`, `ttl`, `capacity`, `stickiness`, `sessionStore`) or
+   * `encoded_endpoint_header` (stateless: the request's `encodedEndpointHeaderConfig.header` carries base64
+   * ("namespace/name") of a pod, kept alone while a candidate, and every response carries the token of its pod).
+   * @default "session_id" when none of upstream's names (strategy, encodedEndpointHeaderConfig, sessionIdConfig,
+   *   profileName) is set or a kvroute session field is; else "encoded_endpoint_header", upstream's default
+   */
+  strategy?: SessionAffinityStrategy;
+  /** Upstream's config of `encoded_endpoint_header`: `header`. @default {header: "x-session-token"} */
+  encodedEndpointHeaderConfig?: EncodedEndpointHeaderConfig;
+  /**
+   * Upstream's config of `session_id`: `sources` (headers; upstream's request attributes are refused) is `headers`,
+   * `evictionTtlSeconds` is `ttl` (set one name of each, not both); `evictionSweepSeconds` is accepted (bindings expire
+   * when read). Unset: upstream's defaults, [x-session-id] and 300 s.
+   */
+  sessionIdConfig?: SessionIdConfig;
+  /** Upstream's profile whose pick this instance pins: empty, `decode` or the config's one profile. @default "" */
+  profileName?: string;
 }
 
-/** The parsed parameters: every field filled but `sessionStore` and `stickiness`, absent when not configured (so configs render unchanged). */
-export type ResolvedSessionAffinityFilterParameters = Omit<Required<SessionAffinityFilterParameters>, 'sessionStore' | 'stickiness'> & {
+/**
+ * The parsed parameters. Configs in kvroute's names get `headers`, `ttl` and `capacity` filled (`sessionStore` and
+ * `stickiness` absent when not configured); configs in upstream's names are kept as written: each absent field is
+ * defaulted where it is used (`filterSettings`), so every config renders unchanged.
+ */
+export type ResolvedSessionAffinityFilterParameters = {
+  readonly headers?: string[];
+  readonly ttl?: Duration;
+  readonly capacity?: number;
   readonly sessionStore?: SessionStoreParameters;
   /** Absent means hard (kept absent so configs that never set it render unchanged). */
   readonly stickiness?: 'hard' | 'soft';
+  readonly strategy?: SessionAffinityStrategy;
+  readonly encodedEndpointHeaderConfig?: EncodedEndpointHeaderConfig;
+  readonly sessionIdConfig?: SessionIdConfig;
+  readonly profileName?: string;
 };
+
+/** kvroute's defaults, for configs in kvroute's names. */
+export const DEFAULT_SESSION_HEADERS: readonly string[] = ['x-session-id', 'x-session-token'];
+export const DEFAULT_SESSION_TTL: Duration = '30m';
+export const DEFAULT_SESSION_CAPACITY = 65536;
+
+/** kvroute's own session fields: they configure the `session_id` strategy only. */
+const KVROUTE_SESSION_FIELDS = ['headers', 'ttl', 'capacity', 'stickiness', 'sessionStore'] as const;
+
+/** What a filter does, resolved from either naming. */
+export interface SessionAffinityFilterSettings {
+  readonly strategy: SessionAffinityStrategy;
+  /** `encoded_endpoint_header`: the token's header. */
+  readonly encodedHeader: string;
+  /** `session_id`: the headers read, first non-empty wins; bindings' TTL and count. */
+  readonly headers: readonly string[];
+  readonly ttlMs: number;
+  readonly capacity: number;
+}
+
+/** Whether resolved parameters use any of upstream's names (and so upstream's defaults for what they leave out). */
+function usesUpstreamNames(p: ResolvedSessionAffinityFilterParameters): boolean {
+  return p.strategy !== undefined || p.encodedEndpointHeaderConfig !== undefined || p.sessionIdConfig !== undefined || p.profileName !== undefined;
+}
+
+/** Which strategy parameters select: `strategy`; else kvroute's session_id unless only upstream's names are set. */
+function strategyOf(p: ResolvedSessionAffinityFilterParameters): SessionAffinityStrategy {
+  if (p.strategy !== undefined) return p.strategy;
+  if (!usesUpstreamNames(p) || KVROUTE_SESSION_FIELDS.some((key) => p[key] !== undefined)) return STRATEGY_SESSION_ID;
+  return STRATEGY_ENCODED_ENDPOINT_HEADER;
+}
+
+export function filterSettings(p: ResolvedSessionAffinityFilterParameters): SessionAffinityFilterSettings {
+  const upstream = usesUpstreamNames(p);
+  return {
+    strategy: strategyOf(p),
+    encodedHeader: p.encodedEndpointHeaderConfig?.header ?? DEFAULT_ENCODED_ENDPOINT_HEADER,
+    headers: p.headers ?? (upstream ? sessionIdHeaders(p.sessionIdConfig) : [...DEFAULT_SESSION_HEADERS]),
+    ttlMs: p.ttl !== undefined ? parseDuration(p.ttl) : upstream ? sessionIdTtlMs(p.sessionIdConfig) : parseDuration(DEFAULT_SESSION_TTL),
+    capacity: p.capacity ?? DEFAULT_SESSION_CAPACITY,
+  };
+}
 
 /**
  * `unboundTimeout`'s bounds: under half of the 1 s the store's connection waits for a reply before it is dropped
@@ -157,8 +236,10 @@ export interface SessionAffinityStats {
  * wins over this replica's own when present, and is written after the pick only when it changed. The local table
  * stays: it is what the filter uses whenever the store cannot answer in time.
  */
-export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest {
+export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest, PostResponse {
   readonly type = 'session-affinity-filter';
+  /** The parameters resolved from kvroute's or upstream's names. */
+  readonly settings: SessionAffinityFilterSettings;
   readonly emptyResultReason = 'saturated' as const;
   private readonly bindings: LRUCache<string, string>;
   private readonly pendingKey = stateKey<PendingBinding>('session-affinity-filter pending binding');
@@ -174,15 +255,16 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     private readonly parameters: ResolvedSessionAffinityFilterParameters,
     private readonly handle: PluginHandle,
   ) {
+    this.settings = filterSettings(parameters);
     // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it.
-    this.bindings = createBindingTable(parameters.capacity, parseDuration(parameters.ttl), () => handle.now());
+    this.bindings = createBindingTable(this.settings.capacity, this.settings.ttlMs, () => handle.now());
     const store = parameters.sessionStore;
     this.unboundTimeoutMs = store === undefined ? 0 : unboundTimeoutMs(store);
     this.store = store === undefined ? undefined : new RedisSessionStore({
       address: store.address,
       keyPrefix: store.keyPrefix ?? 'kvroute:session:',
       timeoutMs: parseDuration(store.timeout ?? '5ms'),
-      ttlMs: parseDuration(parameters.ttl),
+      ttlMs: this.settings.ttlMs,
       ...(store.passwordFile !== undefined ? { passwordFile: store.passwordFile } : {}),
       ...(store.passwordEnv !== undefined ? { passwordEnv: store.passwordEnv } : {}),
       ...(store.caFile !== undefined ? { caFile: store.caFile } : {}),
@@ -224,6 +306,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
+    if (this.settings.strategy === STRATEGY_ENCODED_ENDPOINT_HEADER) return this.filterEncoded(cycle, candidates);
     const lookup = cycle.request.attributes?.get(this.sharedKey);
     const sessionId = lookup?.sessionId ?? this.sessionIdOf(cycle.request);
     if (sessionId === undefined) return candidates;
@@ -267,6 +350,27 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
     return bound !== undefined ? [bound] : candidates;
   }
 
+  /**
+   * `encoded_endpoint_header` (filter/sessionaffinity/encoded_endpoint_header.go @ v0.10.0): the pod the token names
+   * alone when it is a candidate; otherwise (no token, not base64, a pod no longer a candidate) every candidate.
+   */
+  private filterEncoded(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
+    const pod = decodeEncodedEndpoint(cycle.request.headers[this.settings.encodedHeader]);
+    if (pod === undefined) return candidates;
+    const pinned = candidates.find((candidate) => endpointIdentity(candidate.endpoint) === pod);
+    return pinned !== undefined ? [pinned] : candidates;
+  }
+
+  /**
+   * `encoded_endpoint_header`: the response carries base64("namespace/name") of the pod that served it, for the client
+   * to send back (`WriteResponseHeader`, util/sessionaffinity/header.go @ v0.10.0). `session_id`: nothing (the client
+   * owns its id).
+   */
+  postResponse(_request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
+    if (this.settings.strategy !== STRATEGY_ENCODED_ENDPOINT_HEADER) return undefined;
+    return { [this.settings.encodedHeader]: encodeEndpoint(endpointIdentity(target)) };
+  }
+
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const pending = cycle.state.get(this.pendingKey);
     const [target] = result.targets;
@@ -298,7 +402,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
 
   /** The endpoint key a session id is bound to now, if any. */
   boundEndpoint(sessionId: string): string | undefined {
-    const key = this.sessionIdOf({ requestId: '', model: '', prompt: '', headers: { [this.parameters.headers[0]!]: sessionId } });
+    const key = this.sessionIdOf({ requestId: '', model: '', prompt: '', headers: { [this.settings.headers[0]!]: sessionId } });
     return key === undefined ? undefined : this.bindings.get(key);
   }
 
@@ -312,7 +416,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest 
    * collide. Ids longer than MAX_SESSION_ID_LENGTH are not bound at all.
    */
   private sessionIdOf(request: LLMRequest): string | undefined {
-    return sessionKeyOf(request, this.parameters.headers);
+    return sessionKeyOf(request, this.settings.headers);
   }
 
   /** Characters held by the table's keys and values (its memory grows with this, not with the ids clients send). */
@@ -397,18 +501,49 @@ function rendezvousWeight(sessionKey: string, identity: string): number {
 
 export const sessionAffinityFilter = definePlugin({
   type: 'session-affinity-filter',
-  kinds: ['filter', 'post-cycle', 'prepare-request'],
+  kinds: ['filter', 'post-cycle', 'prepare-request', 'post-response'],
   parameters: parameters<SessionAffinityFilterParameters>((fields) => {
+    const upstream = hasUpstreamSessionAffinityFields(fields);
+    const kvrouteFields = KVROUTE_SESSION_FIELDS.filter((key) => fields.has(key));
+    // llm-d-router v0.10.0's names (filter/sessionaffinity/session_affinity.go `parameters`).
+    const explicitStrategy = parseStrategy(fields);
+    const strategy = explicitStrategy ?? (upstream && kvrouteFields.length === 0 ? STRATEGY_ENCODED_ENDPOINT_HEADER : STRATEGY_SESSION_ID);
+    const encodedEndpointHeaderConfig = parseEncodedEndpointHeaderConfig(fields);
+    const sessionIdConfig = parseSessionIdConfig(fields, strategy === STRATEGY_SESSION_ID);
+    const profileName = parseProfileName(fields);
+    const upstreamResolved = {
+      ...optional('strategy', explicitStrategy),
+      ...optional('encodedEndpointHeaderConfig', encodedEndpointHeaderConfig),
+      ...optional('sessionIdConfig', sessionIdConfig),
+      ...optional('profileName', profileName),
+    };
+    if (strategy === STRATEGY_ENCODED_ENDPOINT_HEADER) {
+      const [misplaced] = kvrouteFields;
+      if (misplaced !== undefined) {
+        throw new ConfigError(
+          fields.fieldPath(misplaced),
+          'configures kvroute\'s session bindings, which only strategy session_id keeps; strategy encoded_endpoint_header is stateless (the token names the pod)',
+        );
+      }
+      for (const key of KVROUTE_SESSION_FIELDS) fields.raw(key);
+      return upstreamResolved as Required<SessionAffinityFilterParameters>;
+    }
+    // session_id: kvroute's names or upstream's for each setting, not both.
+    refuseBothNames(fields, 'headers', 'sessionIdConfig.sources', sessionIdConfig?.sources !== undefined);
+    refuseBothNames(fields, 'ttl', 'sessionIdConfig.evictionTtlSeconds', sessionIdConfig?.evictionTtlSeconds !== undefined);
     const resolved: ResolvedSessionAffinityFilterParameters = {
-      // Lower-cased because request headers reach plugins with lower-case names.
-      headers: fields.stringList('headers', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
-      ttl: fields.duration('ttl', '30m'),
-      capacity: fields.integer('capacity', 65536, 1),
+      // Lower-cased because request headers reach plugins with lower-case names. Filled only for configs in kvroute's
+      // names (upstream's defaults differ: filterSettings applies them).
+      ...optional('headers', upstream && !fields.has('headers') ? undefined
+        : fields.stringList('headers', DEFAULT_SESSION_HEADERS, { minLength: 1 }).map((h) => h.toLowerCase())),
+      ...optional('ttl', upstream && !fields.has('ttl') ? undefined : fields.duration('ttl', DEFAULT_SESSION_TTL)),
+      ...optional('capacity', upstream && !fields.has('capacity') ? undefined : fields.integer('capacity', DEFAULT_SESSION_CAPACITY, 1)),
       ...optional('stickiness', parseStickiness(fields)),
       ...optional('sessionStore', parseSessionStore(fields)),
+      ...upstreamResolved,
     };
     return resolved as Required<SessionAffinityFilterParameters>;
-  }),
+  }, (resolved, profileNames, path) => checkProfileName(resolved.profileName, profileNames, `${path}.profileName`)),
   create: (name, resolved, handle) => new SessionAffinityFilter(name, resolved, handle),
 });
 
