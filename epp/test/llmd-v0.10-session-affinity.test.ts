@@ -283,3 +283,17 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
     }
   });
 });
+
+test('epp/README.md lists llm-d-router v0.10.0\'s session-affinity parameters in both plugins\' rows and their section, citing the upstream files @ v0.10.0', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+  for (const type of ['session-affinity-filter', 'session-affinity-scorer']) {
+    const row = readme.split('\n').find((line) => line.startsWith(`| \`${type}\` |`));
+    expect(row).toBeDefined();
+    for (const name of ['strategy', 'encodedEndpointHeaderConfig.header', 'sessionIdConfig', 'evictionTtlSeconds', 'profileName', 'post-response']) expect(row).toContain(name);
+    expect(row).toContain(`${type === 'session-affinity-filter' ? 'filter' : 'scorer'}/sessionaffinity/session_affinity.go\` @ v0.10.0`);
+  }
+  const section = readme.slice(readme.indexOf('### llm-d-router v0.10.0\'s session-affinity parameters'), readme.indexOf('### Sessions across replicas'));
+  for (const name of ['`strategy`', '`encodedEndpointHeaderConfig.header`', '`sessionIdConfig.sources`', '`sessionIdConfig.evictionTtlSeconds`', '`sessionIdConfig.evictionSweepSeconds`', '`profileName`', 'session_id.go', 'header.go']) {
+    expect(section).toContain(name);
+  }
+});
