@@ -1,5 +1,6 @@
 import {
   ACTIVE_PORTS_ANNOTATION,
+  LEGACY_ACTIVE_PORTS_ANNOTATION,
   PoolSpecError,
   labelSelectorString,
   parseInferencePool,
@@ -94,6 +95,23 @@ describe('podEndpoints (GIE v1.5.0 podUpdateOrAddIfNotExist)', () => {
     // Entries that are not target ports, or not numbers, are ignored; Go's Sscanf("%d") reads leading digits.
     expect(podEndpoints(pod('9000,x,8001x'), several).map((e) => e.port)).toEqual([8001]);
     expect(podEndpoints(pod(''), several)).toEqual([]);
+  });
+
+  it('reads llm-d.ai/active-ports before GIE\'s inference.networking.k8s.io/active-ports (llm-d-router pkg/epp/datastore/datastore.go @ v0.10.0 extractActivePorts)', () => {
+    expect(ACTIVE_PORTS_ANNOTATION).toBe('llm-d.ai/active-ports');
+    expect(LEGACY_ACTIVE_PORTS_ANNOTATION).toBe('inference.networking.k8s.io/active-ports');
+    const several = { ...pool, targetPorts: [8000, 8001, 8002] };
+    const pod = (annotations: Record<string, string>) => fakePod({ name: 'dp', ip: '10.0.0.9', labels: { app: 'vllm' }, annotations });
+    const ports = (annotations: Record<string, string>) => podEndpoints(pod(annotations), several).map((e) => e.port);
+    expect(ports({ 'llm-d.ai/active-ports': '8001' })).toEqual([8001]);
+    // The old key alone still counts.
+    expect(ports({ 'inference.networking.k8s.io/active-ports': '8002' })).toEqual([8002]);
+    // Both set: the new key wins, by being present, even when it names no valid port (the pod then serves none).
+    expect(ports({ 'llm-d.ai/active-ports': '8000', 'inference.networking.k8s.io/active-ports': '8002' })).toEqual([8000]);
+    expect(ports({ 'llm-d.ai/active-ports': '', 'inference.networking.k8s.io/active-ports': '8002' })).toEqual([]);
+    expect(ports({ 'llm-d.ai/active-ports': '9000', 'inference.networking.k8s.io/active-ports': '8002' })).toEqual([]);
+    // Neither: every target port.
+    expect(ports({ 'llm-d.ai/other': '8000' })).toEqual([8000, 8001, 8002]);
   });
 
   it('brackets IPv6 pod IPs in the key', () => {

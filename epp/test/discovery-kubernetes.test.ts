@@ -73,6 +73,19 @@ describe('KubernetesDiscovery against a fake API server', () => {
     expect(d.currentPool?.targetPorts).toEqual([8000]);
   });
 
+  it('follows a pod\'s llm-d.ai/active-ports before its inference.networking.k8s.io/active-ports (llm-d-router pkg/epp/datastore/datastore.go @ v0.10.0)', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, [8000, 8001]));
+    api.upsertPod(fakePod({ name: 'dp-0', ip: ip(1), labels: SELECTOR, annotations: { 'llm-d.ai/active-ports': '8000', 'inference.networking.k8s.io/active-ports': '8001' } }));
+    api.upsertPod(fakePod({ name: 'dp-1', ip: ip(2), labels: SELECTOR, annotations: { 'inference.networking.k8s.io/active-ports': '8001' } }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(2)}:8001`]);
+    // The new key added to a pod that had only the old one takes over.
+    api.upsertPod(fakePod({ name: 'dp-1', ip: ip(2), labels: SELECTOR, annotations: { 'llm-d.ai/active-ports': '8000', 'inference.networking.k8s.io/active-ports': '8001' } }));
+    await waitFor(() => keys().includes(`${ip(2)}:8000`) && !keys().includes(`${ip(2)}:8001`), 'new key followed');
+    expect(keys()).toEqual([`${ip(1)}:8000`, `${ip(2)}:8000`]);
+  });
+
   it('lists the Ready, matching pods of a v1 pool and reports synced', async () => {
     api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
     api.upsertPod(fakePod({ name: 'vllm-0', ip: ip(1), labels: { ...SELECTOR, role: 'decode' } }));

@@ -190,3 +190,12 @@ flowControl:
       .toBe('flowControl.enableEviction: must be true or false, got "yes"');
   });
 });
+
+describe('core-metrics-extractor engineLabelKey (llm-d-router v0.10.0 pkg/epp/framework/plugins/datalayer/extractor/metrics/mapping_registry.go)', () => {
+  test('defaults to llm-d.ai/engine-type, v0.10.0\'s DefaultEngineTypeLabelKey; a configured key is kept', () => {
+    const params = (yaml: string) => parseEndpointPickerConfig(yaml).plugins.find((p) => p.type === 'core-metrics-extractor')?.parameters;
+    expect(params(`${LLMD}plugins:\n- type: core-metrics-extractor\n- type: queue-scorer\n`)).toEqual({ defaultEngine: 'vllm', engineLabelKey: 'llm-d.ai/engine-type' });
+    expect(params(`${GIE}plugins:\n- type: core-metrics-extractor\n  parameters:\n    engineLabelKey: inference.networking.k8s.io/engine-type\n- type: queue-scorer\n`))
+      .toEqual({ defaultEngine: 'vllm', engineLabelKey: 'inference.networking.k8s.io/engine-type' });
+  });
+});

@@ -46,6 +46,7 @@ export {
   parseInferencePool,
   podEndpoints,
   ACTIVE_PORTS_ANNOTATION,
+  LEGACY_ACTIVE_PORTS_ANNOTATION,
   MAX_TARGET_PORTS,
   selectorMatches,
   type PodLike,

@@ -25,9 +25,16 @@ export const MAX_TARGET_PORTS = 8;
 
 /**
  * A pod annotation naming which of the pool's target ports it serves (comma-separated numbers); the others give no
- * endpoint. Without it, every target port does (`extractActivePorts`, pkg/epp/datastore/datastore.go @ v1.5.0).
+ * endpoint. Without it, every target port does (`extractActivePorts`, llm-d-router `pkg/epp/datastore/datastore.go`
+ * @ v0.10.0 `activePortsAnnotation`).
  */
-export const ACTIVE_PORTS_ANNOTATION = 'inference.networking.k8s.io/active-ports';
+export const ACTIVE_PORTS_ANNOTATION = 'llm-d.ai/active-ports';
+
+/**
+ * GIE's key for the same annotation (GIE v1.5.0; llm-d-router v0.10.0's deprecated `legacyGAIEActivePortsAnnotation`),
+ * read only when the pod has no `llm-d.ai/active-ports` annotation at all.
+ */
+export const LEGACY_ACTIVE_PORTS_ANNOTATION = 'inference.networking.k8s.io/active-ports';
 
 export class PoolSpecError extends Error {
   constructor(message: string) {
@@ -177,12 +184,14 @@ export function podEndpoints(pod: PodLike, pool: Pick<PoolSpec, 'selector' | 'ta
 }
 
 /**
- * The target ports a pod's `inference.networking.k8s.io/active-ports` annotation names (numbers that are not target
- * ports, or not numbers, are ignored); every target port without the annotation. As GIE's `extractActivePorts`, which
- * reads each entry with `Sscanf("%d")`: leading digits count ("8001x" is 8001).
+ * The target ports a pod's `llm-d.ai/active-ports` annotation names, or, when the pod has no such annotation, its
+ * `inference.networking.k8s.io/active-ports` (numbers that are not target ports, or not numbers, are ignored); every
+ * target port without either. As llm-d-router's `extractActivePorts` (`pkg/epp/datastore/datastore.go` @ v0.10.0):
+ * the new key wins by being present, even empty or with no valid port (the pod then serves none), and each entry is
+ * read with `Sscanf("%d")`: leading digits count ("8001x" is 8001).
  */
 function activePorts(annotations: Readonly<Record<string, string>> | undefined, targetPorts: readonly number[]): ReadonlySet<number> {
-  const raw = annotations?.[ACTIVE_PORTS_ANNOTATION];
+  const raw = annotations?.[ACTIVE_PORTS_ANNOTATION] ?? annotations?.[LEGACY_ACTIVE_PORTS_ANNOTATION];
   if (raw === undefined) return new Set(targetPorts);
   const out = new Set<number>();
   for (const part of raw.split(',')) {

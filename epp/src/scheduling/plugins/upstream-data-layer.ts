@@ -41,13 +41,18 @@ export const metricsDataSource = definePlugin({
   create: (name) => new DataLayerPlugin('metrics-data-source', name),
 });
 
-/** GIE v1.5.0 `datalayer/extractor/metrics` DefaultEngineTypeLabelKey. */
-const DEFAULT_ENGINE_LABEL_KEY = 'inference.networking.k8s.io/engine-type';
+/**
+ * llm-d-router v0.10.0's `DefaultEngineTypeLabelKey` (`pkg/epp/framework/plugins/datalayer/extractor/metrics/
+ * mapping_registry.go`); GIE v1.5.0's was `inference.networking.k8s.io/engine-type`, which v0.10.0 keeps as
+ * `legacyGAIEEngineTypeLabelKey` and reads from a pod whose `engineLabelKey` label is missing or empty
+ * (`getEngineTypeFromEndpoint`, `extractor.go`). kvroute reads no pod's engine label: every pod is scraped as vLLM.
+ */
+export const DEFAULT_ENGINE_LABEL_KEY = 'llm-d.ai/engine-type';
 
 export interface CoreMetricsExtractorParameters {
   /** The engine whose metric names are read. kvroute reads vLLM's only. @default "vllm" */
   defaultEngine?: 'vllm';
-  /** The pod label naming a pod's engine; every pod is read as vLLM here. @default GIE's "inference.networking.k8s.io/engine-type" */
+  /** The pod label naming a pod's engine; every pod is read as vLLM here. @default llm-d-router v0.10.0's "llm-d.ai/engine-type" */
   engineLabelKey?: string;
 }
 
