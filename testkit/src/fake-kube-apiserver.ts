@@ -1,9 +1,11 @@
 /**
- * A small Kubernetes API server on loopback: Pods (core/v1), InferencePools (both API versions) and InferenceObjectives
- * (v1alpha2), with GET, list
+ * A small Kubernetes API server on loopback: Pods (core/v1), InferencePools (both API versions), InferenceObjectives and
+ * InferenceModelRewrites (GIE's `inference.networking.x-k8s.io/v1alpha2` and llm-d-router v0.10.0's
+ * `llm-d.ai/v1alpha2`), with GET, list
  * and watch (`?watch=true`, newline-delimited JSON events) honouring labelSelector, fieldSelector and resourceVersion
  * the way the real one does: objects leaving a selector are sent as DELETED, watches from a compacted version get an
- * ERROR 410 event. For discovery tests; not used by the EPP itself.
+ * ERROR 410 event. API discovery (`GET /apis/<group>/<version>`, an APIResourceList) names the kinds served there.
+ * For discovery tests; not used by the EPP itself.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -70,10 +72,18 @@ export function fakePod(o: FakePodOptions): Obj {
   };
 }
 
-/** A GIE InferenceObjective (`inference.networking.x-k8s.io/v1alpha2`, as in GIE v1.5.0 config/manifests/inferenceobjective.yaml). */
-export function fakeObjective(name: string, poolName: string, priority?: number, options: { poolGroup?: string; namespace?: string } = {}): Obj {
+/** GIE's group for InferenceObjective and InferenceModelRewrite (v1alpha2). */
+export const GIE_INFERENCE_API_GROUP = 'inference.networking.x-k8s.io';
+/** llm-d-router v0.10.0's group for the same kinds (`apix/v1alpha2/zz_generated.register.go`). */
+export const LLMD_INFERENCE_API_GROUP = 'llm-d.ai';
+
+/**
+ * A GIE InferenceObjective (`inference.networking.x-k8s.io/v1alpha2`, as in GIE v1.5.0
+ * config/manifests/inferenceobjective.yaml), or with `apiGroup: 'llm-d.ai'` llm-d-router v0.10.0's, same spec.
+ */
+export function fakeObjective(name: string, poolName: string, priority?: number, options: { poolGroup?: string; namespace?: string; apiGroup?: string } = {}): Obj {
   return {
-    apiVersion: 'inference.networking.x-k8s.io/v1alpha2',
+    apiVersion: `${options.apiGroup ?? GIE_INFERENCE_API_GROUP}/v1alpha2`,
     kind: 'InferenceObjective',
     metadata: { name, namespace: options.namespace ?? 'default' },
     spec: { ...(priority !== undefined ? { priority } : {}), poolRef: { group: options.poolGroup ?? 'inference.networking.k8s.io', name: poolName } },
@@ -82,16 +92,17 @@ export function fakeObjective(name: string, poolName: string, priority?: number,
 
 /**
  * A GIE InferenceModelRewrite (`inference.networking.x-k8s.io/v1alpha2`, GIE v1.5.0
- * `apix/v1alpha2/inferencemodelrewrite_types.go`): `rules` as the CRD spells them.
+ * `apix/v1alpha2/inferencemodelrewrite_types.go`): `rules` as the CRD spells them. With `apiGroup: 'llm-d.ai'`,
+ * llm-d-router v0.10.0's, same spec.
  */
 export function fakeModelRewrite(
   name: string,
   poolName: string,
   rules: readonly { matches?: readonly { model: { type?: string; value: string } }[]; targets: readonly { modelRewrite: string; weight?: number }[] }[],
-  options: { poolGroup?: string; namespace?: string; creationTimestamp?: string } = {},
+  options: { poolGroup?: string; namespace?: string; creationTimestamp?: string; apiGroup?: string } = {},
 ): Obj {
   return {
-    apiVersion: 'inference.networking.x-k8s.io/v1alpha2',
+    apiVersion: `${options.apiGroup ?? GIE_INFERENCE_API_GROUP}/v1alpha2`,
     kind: 'InferenceModelRewrite',
     metadata: { name, namespace: options.namespace ?? 'default', ...(options.creationTimestamp ? { creationTimestamp: options.creationTimestamp } : {}) },
     spec: { poolRef: { group: options.poolGroup ?? 'inference.networking.k8s.io', name: poolName }, rules },
@@ -129,6 +140,10 @@ export class FakeKubeApiServer {
   servesObjectives = true;
   /** Whether the InferenceModelRewrite CRD (inference.networking.x-k8s.io/v1alpha2, GIE ≥ v1.5.0) is installed. */
   servesModelRewrites = true;
+  /** Whether llm-d-router v0.10.0's InferenceObjective CRD (llm-d.ai/v1alpha2) is installed. Off by default. */
+  servesLlmdObjectives = false;
+  /** Whether llm-d-router v0.10.0's InferenceModelRewrite CRD (llm-d.ai/v1alpha2) is installed. Off by default. */
+  servesLlmdModelRewrites = false;
   private readonly server: http.Server;
   private readonly objects = new Map<string, Obj>();
   private readonly events: StoredEvent[] = [];
@@ -210,20 +225,36 @@ export class FakeKubeApiServer {
     this.remove('inferencepools', apiVersion, namespace, name);
   }
 
+  /** Stored under the object's own apiVersion (GIE's group unless it says llm-d.ai/v1alpha2). */
   upsertObjective(objective: Obj): void {
-    this.put('inferenceobjectives', 'inference.networking.x-k8s.io/v1alpha2', objective);
+    this.put('inferenceobjectives', objective.apiVersion ?? `${GIE_INFERENCE_API_GROUP}/v1alpha2`, objective);
   }
 
-  deleteObjective(name: string, namespace = 'default'): void {
-    this.remove('inferenceobjectives', 'inference.networking.x-k8s.io/v1alpha2', namespace, name);
+  deleteObjective(name: string, namespace = 'default', apiGroup = GIE_INFERENCE_API_GROUP): void {
+    this.remove('inferenceobjectives', `${apiGroup}/v1alpha2`, namespace, name);
   }
 
+  /** Stored under the object's own apiVersion (GIE's group unless it says llm-d.ai/v1alpha2). */
   upsertModelRewrite(rewrite: Obj): void {
-    this.put('inferencemodelrewrites', 'inference.networking.x-k8s.io/v1alpha2', rewrite);
+    this.put('inferencemodelrewrites', rewrite.apiVersion ?? `${GIE_INFERENCE_API_GROUP}/v1alpha2`, rewrite);
   }
 
-  deleteModelRewrite(name: string, namespace = 'default'): void {
-    this.remove('inferencemodelrewrites', 'inference.networking.x-k8s.io/v1alpha2', namespace, name);
+  deleteModelRewrite(name: string, namespace = 'default', apiGroup = GIE_INFERENCE_API_GROUP): void {
+    this.remove('inferencemodelrewrites', `${apiGroup}/v1alpha2`, namespace, name);
+  }
+
+  /** The kinds API discovery lists for a group/version (`GET /apis/<group>/<version>`), from what is served. */
+  servedKinds(groupVersion: string): string[] {
+    const kinds: string[] = [];
+    if (this.servedGroupVersions.has(groupVersion)) kinds.push('InferencePool');
+    if (groupVersion === `${GIE_INFERENCE_API_GROUP}/v1alpha2`) {
+      if (this.servesObjectives) kinds.push('InferenceObjective');
+      if (this.servesModelRewrites) kinds.push('InferenceModelRewrite');
+    } else if (groupVersion === `${LLMD_INFERENCE_API_GROUP}/v1alpha2`) {
+      if (this.servesLlmdObjectives) kinds.push('InferenceObjective');
+      if (this.servesLlmdModelRewrites) kinds.push('InferenceModelRewrite');
+    }
+    return kinds;
   }
 
   /** Forgets the event history: watches that resume from an older version get 410 Gone. */
@@ -326,16 +357,31 @@ export class FakeKubeApiServer {
       this.serve(res, query, 'pods', 'v1', decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'PodList', 'v1');
       return;
     }
-    m = /^\/apis\/inference\.networking\.x-k8s\.io\/v1alpha2\/namespaces\/([^/]+)\/inferenceobjectives(?:\/([^/]+))?$/.exec(url.pathname);
-    if (m && this.servesObjectives) {
-      const gv = 'inference.networking.x-k8s.io/v1alpha2';
-      this.serve(res, query, 'inferenceobjectives', gv, decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'InferenceObjectiveList', gv);
-      return;
+    m = /^\/apis\/(inference\.networking\.x-k8s\.io|llm-d\.ai)\/v1alpha2\/namespaces\/([^/]+)\/(inferenceobjectives|inferencemodelrewrites)(?:\/([^/]+))?$/.exec(url.pathname);
+    if (m) {
+      const gv = `${m[1] as string}/v1alpha2`;
+      const kind = m[3] === 'inferenceobjectives' ? 'InferenceObjective' : 'InferenceModelRewrite';
+      if (this.servedKinds(gv).includes(kind)) {
+        this.serve(res, query, m[3] as string, gv, decodeURIComponent(m[2] as string), m[4] && decodeURIComponent(m[4]), `${kind}List`, gv);
+        return;
+      }
     }
-    m = /^\/apis\/inference\.networking\.x-k8s\.io\/v1alpha2\/namespaces\/([^/]+)\/inferencemodelrewrites(?:\/([^/]+))?$/.exec(url.pathname);
-    if (m && this.servesModelRewrites) {
-      const gv = 'inference.networking.x-k8s.io/v1alpha2';
-      this.serve(res, query, 'inferencemodelrewrites', gv, decodeURIComponent(m[1] as string), m[2] && decodeURIComponent(m[2]), 'InferenceModelRewriteList', gv);
+    m = /^\/apis\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
+    if (m) {
+      // API discovery (client-go's ServerResourcesForGroupVersion): 404 for a group/version nothing is served in.
+      const gv = `${m[1] as string}/${m[2] as string}`;
+      const kinds = this.servedKinds(gv);
+      if (kinds.length === 0) {
+        sendStatus(res, 404, 'NotFound', 'the server could not find the requested resource');
+        return;
+      }
+      const plural = (kind: string): string => `${kind.toLowerCase()}s`;
+      sendJson(res, 200, {
+        kind: 'APIResourceList',
+        apiVersion: 'v1',
+        groupVersion: gv,
+        resources: kinds.map((kind) => ({ name: plural(kind), singularName: kind.toLowerCase(), namespaced: true, kind, verbs: ['get', 'list', 'watch'] })),
+      });
       return;
     }
     m = /^\/apis\/([^/]+)\/([^/]+)\/namespaces\/([^/]+)\/inferencepools(?:\/([^/]+))?$/.exec(url.pathname);

@@ -7,6 +7,8 @@ export { pseudoRandom, seededRandom } from './bytes';
 export { FakeVllmServer, renderVllmMetrics, type FakeEngine, type FakeVllmMode, type VllmPageOptions } from './fake-vllm';
 export {
   FakeKubeApiServer,
+  GIE_INFERENCE_API_GROUP,
+  LLMD_INFERENCE_API_GROUP,
   TEST_TOKEN,
   fakeModelRewrite,
   fakeObjective,

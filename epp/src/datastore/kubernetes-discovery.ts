@@ -63,22 +63,26 @@ export interface KubernetesDiscoveryOptions {
   /** Progress and error lines; default none. */
   readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /**
-   * Also follow the namespace's InferenceObjectives (GIE v1.5.0 `apix/v1alpha2`), whose priorities
-   * `objectivePriority` answers for the pool. Default false.
+   * Also follow the namespace's InferenceObjectives (`llm-d.ai/v1alpha2` when served, else GIE's
+   * `inference.networking.x-k8s.io/v1alpha2`), whose priorities `objectivePriority` answers for the pool. Default false.
    */
   readonly objectives?: boolean;
   /**
-   * Also follow the namespace's InferenceModelRewrites (GIE v1.5.0 `apix/v1alpha2`) that refer to the pool, whose
-   * rules `modelRewrites` answers. Default false.
+   * Also follow the namespace's InferenceModelRewrites (`llm-d.ai/v1alpha2` when served, else GIE's
+   * `inference.networking.x-k8s.io/v1alpha2`) that refer to the pool, whose rules `modelRewrites` answers.
+   * Default false.
    */
   readonly modelRewrites?: boolean;
 }
 
 /**
- * GIE's InferenceObjective (every release since v1.0.0) and InferenceModelRewrite (since v1.5.0) resources:
- * `inference.networking.x-k8s.io/v1alpha2`.
+ * The groups InferenceObjective and InferenceModelRewrite are served in, the preferred first: llm-d-router v0.10.0's
+ * own `llm-d.ai/v1alpha2` (`apix/v1alpha2/zz_generated.register.go`), then GIE's `inference.networking.x-k8s.io/
+ * v1alpha2` (InferenceObjective in every GIE release since v1.0.0, InferenceModelRewrite since v1.5.0), as
+ * `supportedInferenceAPIGVs` in llm-d-router's `pkg/epp/server/controller_config.go` @ v0.10.0. Same spec in both.
  */
-const V1ALPHA2_GROUP = 'inference.networking.x-k8s.io';
+export const INFERENCE_API_GROUPS = ['llm-d.ai', 'inference.networking.x-k8s.io'] as const;
+export type InferenceApiGroup = (typeof INFERENCE_API_GROUPS)[number];
 const V1ALPHA2_VERSION = 'v1alpha2';
 /** How often a cluster without one of those CRDs is asked again. */
 const MISSING_CRD_POLL_MS = 30_000;
@@ -93,6 +97,11 @@ interface FollowedResource {
   deleted(name: string): void;
   clear(): void;
   size(): number;
+}
+
+/** Neither group serves a followed kind (API discovery lists it in neither): handled as the list's 404 is. */
+class KindNotServed extends Error {
+  readonly statusCode = NOT_FOUND;
 }
 
 type DiscoveryEvent = 'synced' | 'unsynced' | 'error';
@@ -145,6 +154,8 @@ export class KubernetesDiscovery implements Discovery {
   private readonly objectives = new Map<string, { readonly poolGroup: string; readonly priority: number }>();
   /** The namespace's InferenceModelRewrites that refer to this pool by name. */
   private readonly rewrites = new ModelRewriteStore(() => this.poolGroup());
+  /** The group each followed kind is read from (InferenceObjective, InferenceModelRewrite), once discovery chose one. */
+  private readonly followedGroups = new Map<string, InferenceApiGroup>();
   private readonly cancels = new Set<() => void>();
   private readonly loops = new Set<Promise<void>>();
   private readonly listeners: Record<DiscoveryEvent, Set<(arg?: unknown) => void>> = {
@@ -254,6 +265,19 @@ export class KubernetesDiscovery implements Discovery {
     if (objective === undefined) return undefined;
     const group = this.poolGroup();
     return group === undefined || objective.poolGroup === group ? objective.priority : undefined;
+  }
+
+  /**
+   * The group InferenceObjectives are read from: `llm-d.ai` when the cluster serves them there, else GIE's
+   * `inference.networking.x-k8s.io`; undefined before discovery or when neither serves them.
+   */
+  get objectivesGroup(): InferenceApiGroup | undefined {
+    return this.followedGroups.get('InferenceObjective');
+  }
+
+  /** The group InferenceModelRewrites are read from, chosen as `objectivesGroup`'s is. */
+  get modelRewritesGroup(): InferenceApiGroup | undefined {
+    return this.followedGroups.get('InferenceModelRewrite');
   }
 
   /** The pool's API group, once its API version is known. */
@@ -566,22 +590,65 @@ export class KubernetesDiscovery implements Discovery {
   // ---- InferenceObjectives and InferenceModelRewrites ----
 
   /**
-   * Lists the namespace's resources of `kind` (GIE's `inference.networking.x-k8s.io/v1alpha2`), then watches from the
-   * list's version, as the pod loop does. A cluster without the CRD (404: an older GIE, or none) is asked again every
-   * 30 s, quietly; other errors are logged and retried with backoff. Neither marks discovery as failing: routing does
-   * not depend on these resources.
+   * Asks API discovery (`GET /apis/<group>/v1alpha2`) which group serves `kind`, llm-d.ai first, then GIE's, as
+   * llm-d-router's `populateWithDiscovery` / `findGroupVersion` / `gvkExists` (`pkg/epp/server/controller_config.go` @
+   * v0.10.0): a group counts when its resource list names the kind. `both` says the preferred group serves it and
+   * GIE's does too (whose resources are then ignored). Undefined when neither does. Upstream takes any discovery
+   * error as "not served"; here only a 404 is, and other errors (a refused connection, a 5xx) are retried like a
+   * failed list, so a passing API-server hiccup does not turn the resources off.
+   */
+  private async servedGroup(kind: string): Promise<{ readonly group: InferenceApiGroup; readonly both: boolean } | undefined> {
+    const serves = async (group: InferenceApiGroup): Promise<boolean> => {
+      try {
+        const list = await this.customApi().getAPIResources({ group, version: V1ALPHA2_VERSION });
+        return (list.resources ?? []).some((r) => r.kind === kind);
+      } catch (err) {
+        if (statusCode(err) === NOT_FOUND) return false;
+        throw err;
+      }
+    };
+    const [preferred, legacy] = INFERENCE_API_GROUPS;
+    if (await serves(preferred)) return { group: preferred, both: await serves(legacy) };
+    if (await serves(legacy)) return { group: legacy, both: false };
+    return undefined;
+  }
+
+  /**
+   * Follows the namespace's resources of `kind` in the group API discovery names (`servedGroup`: llm-d.ai/v1alpha2,
+   * else inference.networking.x-k8s.io/v1alpha2): lists them, then watches from the list's version, as the pod loop
+   * does. The group is asked again before each list and each resumed watch; when it changes (a CRD installed or
+   * removed) the resources are listed afresh from the new one. Upstream chooses once, at start. A cluster serving the
+   * kind in neither group (an older GIE, or none) is asked again every 30 s, quietly; other errors are logged and
+   * retried with backoff. Neither marks discovery as failing: routing does not depend on these resources.
    */
   private async followResources(kind: FollowedResource): Promise<void> {
     let backoff = this.initialBackoffMs;
     let resourceVersion: string | undefined;
     /** What was last logged (a status, or an error's message): each condition is logged once, when it starts. */
     let reported: string | undefined;
-    const path = `/apis/${V1ALPHA2_GROUP}/${V1ALPHA2_VERSION}/namespaces/${this.namespace}/${kind.plural}`;
+    /** Whether the "both groups installed" warning has been logged (once, as upstream logs it once at start). */
+    let warnedBoth = false;
     while (!this.stopped) {
       try {
+        const served = await this.servedGroup(kind.kind);
+        if (this.stopped) return;
+        if (served === undefined) throw new KindNotServed();
+        const group = served.group;
+        if (this.followedGroups.get(kind.kind) !== group) {
+          const previous = this.followedGroups.get(kind.kind);
+          this.followedGroups.set(kind.kind, group);
+          resourceVersion = undefined;
+          this.log('info', `${kind.kind}s read from ${group}/${V1ALPHA2_VERSION}${previous !== undefined ? ` (was ${previous}/${V1ALPHA2_VERSION})` : ''}`);
+        }
+        if (served.both && !warnedBoth) {
+          // llm-d-router v0.10.0's own words (controller_config.go populateWithDiscovery).
+          this.log('warn', `Both legacy (inference.networking.x-k8s.io) and new (llm-d.ai) ${kind.kind} CRDs are installed. `
+            + 'EPP will prefer the new group and IGNORE legacy resources.');
+          warnedBoth = true;
+        }
         if (resourceVersion === undefined) {
           const list = (await this.customApi().listNamespacedCustomObject({
-            group: V1ALPHA2_GROUP,
+            group,
             version: V1ALPHA2_VERSION,
             namespace: this.namespace,
             plural: kind.plural,
@@ -593,6 +660,7 @@ export class KubernetesDiscovery implements Discovery {
           if (reported !== undefined) this.log('info', `${kind.kind}s readable again: ${kind.size()} for pool ${this.poolName}`);
           reported = undefined;
         }
+        const path = `/apis/${group}/${V1ALPHA2_VERSION}/namespaces/${this.namespace}/${kind.plural}`;
         let rv = resourceVersion;
         let watchError: unknown;
         const watchStarted = Date.now();
@@ -623,7 +691,7 @@ export class KubernetesDiscovery implements Discovery {
         resourceVersion = undefined;
         const code = statusCode(err);
         const message = code === NOT_FOUND
-          ? `no ${kind.kind} resource (${V1ALPHA2_GROUP}/${V1ALPHA2_VERSION}) in this cluster: ${kind.without}`
+          ? `no ${kind.kind} resource (${INFERENCE_API_GROUPS.map((g) => `${g}/${V1ALPHA2_VERSION}`).join(' or ')}) in this cluster: ${kind.without}`
           : toError(err, `reading ${kind.kind}s`).message;
         const condition = code !== undefined ? `HTTP ${code}` : message;
         if (reported !== condition) {
@@ -632,6 +700,7 @@ export class KubernetesDiscovery implements Discovery {
         }
         if (code === NOT_FOUND) {
           kind.clear();
+          this.followedGroups.delete(kind.kind);
           await this.sleep(MISSING_CRD_POLL_MS);
         } else {
           await this.sleep(backoff);
