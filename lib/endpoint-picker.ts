@@ -324,8 +324,12 @@ export class EndpointPicker extends Construct {
         { apiGroups: [this.poolApiGroup], resources: ['inferencepools'], verbs: ['list', 'watch'] },
         // The EPP reads request priorities from the pool's InferenceObjectives and model rewrites from its
         // InferenceModelRewrites (GIE's RBAC grants them too); without a CRD it logs once and goes on (priorities from
-        // its config; models as the request names them).
+        // its config; models as the request names them). It reads them from llm-d-router v0.10.0's llm-d.ai group when
+        // API discovery lists them there, else from GIE's, so both are granted, as llm-d-router's own chart does
+        // (config/charts/llm-d-router-gateway/templates/rbac.yaml @ v0.10.0). API discovery itself needs no Role: the
+        // built-in system:discovery ClusterRole lets every authenticated user read /apis.
         { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['list', 'watch'] },
+        { apiGroups: ['llm-d.ai'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['list', 'watch'] },
       ],
     });
     new k8s.KubeRoleBinding(this, 'RoleBinding', {

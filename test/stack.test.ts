@@ -96,6 +96,8 @@ describe('the seed (demo cluster)', () => {
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
       { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferencepools'], verbs: ['list', 'watch'] },
       { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['list', 'watch'] },
+      // llm-d-router v0.10.0's group, read in preference when installed (pkg/epp/server/controller_config.go @ v0.10.0).
+      { apiGroups: ['llm-d.ai'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['list', 'watch'] },
     ]);
     const binding = one(demo, 'RoleBinding', 'ms-llm-d-modelservice-epp');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'ms-llm-d-modelservice-epp', namespace: 'llm-d' }]);
