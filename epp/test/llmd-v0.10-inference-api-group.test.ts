@@ -156,6 +156,9 @@ describe('InferenceObjective / InferenceModelRewrite API group (llm-d-router pkg
     expect(discoveryPaths.indexOf(`/apis/${LLMD}/v1alpha2`)).toBeLessThan(discoveryPaths.indexOf(`/apis/${GIE}/v1alpha2`));
     expect(listed(LLMD, 'inferenceobjectives')).toBe(0);
     expect(logs.some((l) => l.startsWith('warn: Both legacy'))).toBe(false);
+    // Upstream's reconcilers note the deprecation (inferenceobjective_reconciler.go @ v0.10.0); here once per kind, at info.
+    expect(logs).toContain('info: InferenceObjectives read from inference.networking.x-k8s.io/v1alpha2; DEPRECATION: apiVersion '
+      + 'inference.networking.x-k8s.io/v1alpha2/InferenceObjective is deprecated, replacement llm-d.ai/v1alpha2/InferenceObjective');
   });
 
   test('neither installed: logged at info naming both groups, and nothing is read', async () => {

@@ -638,7 +638,12 @@ export class KubernetesDiscovery implements Discovery {
           const previous = this.followedGroups.get(kind.kind);
           this.followedGroups.set(kind.kind, group);
           resourceVersion = undefined;
-          this.log('info', `${kind.kind}s read from ${group}/${V1ALPHA2_VERSION}${previous !== undefined ? ` (was ${previous}/${V1ALPHA2_VERSION})` : ''}`);
+          // For GIE's group, with llm-d-router's deprecation note, which its reconcilers log at info for each legacy
+          // object (`pkg/epp/controller/inferenceobjective_reconciler.go`, `inferencemodelrewrite_reconciler.go` @ v0.10.0).
+          const deprecation = group === INFERENCE_API_GROUPS[1]
+            ? `; DEPRECATION: apiVersion ${group}/${V1ALPHA2_VERSION}/${kind.kind} is deprecated, replacement ${INFERENCE_API_GROUPS[0]}/${V1ALPHA2_VERSION}/${kind.kind}`
+            : '';
+          this.log('info', `${kind.kind}s read from ${group}/${V1ALPHA2_VERSION}${previous !== undefined ? ` (was ${previous}/${V1ALPHA2_VERSION})` : ''}${deprecation}`);
         }
         if (served.both && !warnedBoth) {
           // llm-d-router v0.10.0's own words (controller_config.go populateWithDiscovery).
