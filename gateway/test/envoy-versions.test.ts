@@ -219,7 +219,9 @@ describe('the EPP fails after a FULL_DUPLEX_STREAMED request body chunk went to 
 
   it.each(ENVOY_SEMANTICS_VERSIONS)('%s, BUFFERED instead: the whole body goes on (handleDataBufferedMode @ v1.35.0 L761-786 keeps it)', async (version) => {
     const epp = await startScriptedExtProc(failing);
-    const gw = await gatewayAs(version, epp.address);
+    // The failure under test is the EPP's gRPC error on the body: a message timeout long enough that a loaded machine
+    // cannot fail the stream open on the headers' answer first (a CI run saw the body never reach the EPP: 0 bytes).
+    const gw = await gatewayAs(version, epp.address, { messageTimeoutMs: 10_000 });
     try {
       const body = pseudoRandom(500_000, 8);
       const r = await send(gw.port, { body, headers: { 'content-length': String(body.length) } });
