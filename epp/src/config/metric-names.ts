@@ -29,6 +29,20 @@ const SCHEDULING_LATENCY_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005,
 /** GIE's bounds for the input and cached-token histograms (metrics.go @ v1.5.0 writes the same literal for both). */
 const TOKEN_COUNT_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576];
 
+/** GIE v1.5.0's request-family buckets (`pkg/epp/metrics/metrics.go`), which llm-d's `llm_d_epp_request_*` twins share. */
+const REQUEST_DURATION_BUCKETS = [
+  0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180,
+  240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
+];
+const REQUEST_SIZE_BUCKETS = [
+  64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152,
+  4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824,
+];
+// 32778, not 32768: upstream's literal (metrics.go @ v1.5.0), kept so bucket bounds match series for series.
+const RESPONSE_SIZE_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536];
+const OUTPUT_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
+const NTPOT_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
+
 export const EPP_METRICS = {
   requestTotal: {
     name: 'inference_objective_request_total',
@@ -47,28 +61,21 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: '[ALPHA] Inference objective response latency distribution in seconds for each model and target model.',
-    buckets: [
-      0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180,
-      240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
-    ],
+    buckets: REQUEST_DURATION_BUCKETS,
   },
   requestSizes: {
     name: 'inference_objective_request_sizes',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: '[ALPHA] Inference objective requests size distribution in bytes for each model and target model.',
-    buckets: [
-      64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152,
-      4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824,
-    ],
+    buckets: REQUEST_SIZE_BUCKETS,
   },
   responseSizes: {
     name: 'inference_objective_response_sizes',
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: '[ALPHA] Inference objective responses size distribution in bytes for each model and target model.',
-    // 32778, not 32768: upstream's literal (metrics.go @ v1.5.0), kept so bucket bounds match series for series.
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536],
+    buckets: RESPONSE_SIZE_BUCKETS,
   },
   inputTokens: {
     name: 'inference_objective_input_tokens',
@@ -82,7 +89,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: '[ALPHA] Inference objective output token count distribution for requests in each model.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+    buckets: OUTPUT_TOKEN_BUCKETS,
   },
   promptCachedTokens: {
     name: 'inference_objective_prompt_cached_tokens',
@@ -96,7 +103,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name'],
     help: '[ALPHA] Inference objective latency divided by number of output tokens in seconds for each model and target model.',
-    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+    buckets: NTPOT_BUCKETS,
   },
   runningRequests: {
     name: 'inference_objective_running_requests',
@@ -124,27 +131,21 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
     help: '[ALPHA] End-to-end request latency distribution in seconds.',
-    buckets: [
-      0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180,
-      240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
-    ],
+    buckets: REQUEST_DURATION_BUCKETS,
   },
   llmdRequestSizes: {
     name: 'llm_d_epp_request_size_bytes',
     type: 'histogram',
     labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
     help: '[ALPHA] Incoming request body size distribution in bytes.',
-    buckets: [
-      64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152,
-      4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824,
-    ],
+    buckets: REQUEST_SIZE_BUCKETS,
   },
   llmdResponseSizes: {
     name: 'llm_d_epp_response_size_bytes',
     type: 'histogram',
     labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
     help: '[ALPHA] Outgoing response body size distribution in bytes.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536],
+    buckets: RESPONSE_SIZE_BUCKETS,
   },
   llmdInputTokens: {
     name: 'llm_d_epp_request_input_tokens',
@@ -158,7 +159,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
     help: '[ALPHA] Output token count distribution per request.',
-    buckets: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+    buckets: OUTPUT_TOKEN_BUCKETS,
   },
   llmdCachedTokens: {
     name: 'llm_d_epp_request_cached_tokens',
@@ -178,7 +179,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
     help: '[ALPHA] Normalized time per output token in seconds (end-to-end latency divided by output token count).',
-    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+    buckets: NTPOT_BUCKETS,
   },
   poolAverageKvCacheUtilization: {
     name: 'inference_pool_average_kv_cache_utilization',
