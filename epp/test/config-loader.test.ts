@@ -11,19 +11,10 @@ import {
   validateEndpointPickerConfig,
   type EndpointPickerConfig,
 } from '../src/config';
+import { configErrorOf } from './config-error';
 
 const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 
-/** The message a ConfigError carries, or a failure if `load` does not throw one. */
-function configErrorOf(load: () => unknown): string {
-  try {
-    load();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.message;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('llm-d v0.2.1 / GIE v0.5.1 sample configs load unchanged', () => {
   it('IS deploy/config/epp-config.yaml: decode-filter → prefix-cache-scorer (2) → max-score-picker', () => {

@@ -20,14 +20,10 @@ import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { FakeEnvoy, readStreamedBody, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
 import { staticPool } from './static-pool';
+import { at, discoveryFixture, rewriteRule as rule } from './discovery-fixture';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
-const rule = (models: string[] | undefined, ...targets: [string, number?][]) => ({
-  ...(models !== undefined ? { matches: models.map((value) => ({ model: { type: 'Exact', value } })) } : {}),
-  targets: targets.map(([modelRewrite, weight]) => ({ modelRewrite, ...(weight !== undefined ? { weight } : {}) })),
-});
-const at = (minute: number) => `2026-01-01T00:${String(minute).padStart(2, '0')}:00Z`;
 
 describe('ModelRewriteStore (modelrewritestore.go getRule)', () => {
   test('an exact match beats a generic rule, whatever their ages', () => {
@@ -182,64 +178,34 @@ schedulingProfiles:
 });
 
 describe('KubernetesDiscovery following InferenceModelRewrites (inferencemodelrewrite_reconciler.go)', () => {
-  let api: FakeKubeApiServer;
-  let ds: Datastore;
-  let discovery: KubernetesDiscovery | undefined;
-  const logs: string[] = [];
-
-  beforeEach(async () => {
-    api = await FakeKubeApiServer.start();
-    ds = new Datastore({ scrape: false });
-    logs.length = 0;
-    api.upsertPool(fakePoolV1('pool', { app: 'vllm' }, 8000));
-  });
-
-  afterEach(async () => {
-    await discovery?.stop();
-    discovery = undefined;
-    await ds.stop();
-    await api.close();
-  });
-
-  const start = async (): Promise<KubernetesDiscovery> => {
-    discovery = new KubernetesDiscovery(ds, {
-      poolName: 'pool',
-      kubeConfig: { kind: 'options', options: api.kubeConfigOptions() },
-      backoff: { initialMs: 20, maxMs: 200 },
-      modelRewrites: true,
-      log: (level, message) => logs.push(`${level}: ${message}`),
-    });
-    await discovery.start();
-    await discovery.waitForSync(15_000);
-    return discovery;
-  };
+  const f = discoveryFixture({ modelRewrites: true });
   const target = (d: KubernetesDiscovery, model: string) => d.modelRewrites.rule(model)?.targets[0]?.modelRewrite;
 
   test('keeps the rewrites that refer to this pool by name and group: listed, then added, changed, moved away and deleted through the watch', async () => {
-    api.upsertModelRewrite(fakeModelRewrite('canary', 'pool', [rule(['m'], ['m-canary'])]));
-    api.upsertModelRewrite(fakeModelRewrite('other-pool', 'another-pool', [rule(['n'], ['n2'])]));
-    api.upsertModelRewrite(fakeModelRewrite('other-group', 'pool', [rule(['g'], ['g2'])], { poolGroup: 'inference.networking.x-k8s.io' }));
-    api.upsertModelRewrite(fakeModelRewrite('elsewhere', 'pool', [rule(['e'], ['e2'])], { namespace: 'other' }));
-    const d = await start();
+    f.api.upsertModelRewrite(fakeModelRewrite('canary', 'pool', [rule(['m'], ['m-canary'])]));
+    f.api.upsertModelRewrite(fakeModelRewrite('other-pool', 'another-pool', [rule(['n'], ['n2'])]));
+    f.api.upsertModelRewrite(fakeModelRewrite('other-group', 'pool', [rule(['g'], ['g2'])], { poolGroup: 'inference.networking.x-k8s.io' }));
+    f.api.upsertModelRewrite(fakeModelRewrite('elsewhere', 'pool', [rule(['e'], ['e2'])], { namespace: 'other' }));
+    const d = await f.start();
     await waitFor(() => target(d, 'm') === 'm-canary', 'listed');
     expect(target(d, 'n')).toBeUndefined();
     expect(target(d, 'g')).toBeUndefined(); // the v1 pool's group is inference.networking.k8s.io
     expect(target(d, 'e')).toBeUndefined();
-    api.upsertModelRewrite(fakeModelRewrite('later', 'pool', [rule(['x'], ['x2'])]));
+    f.api.upsertModelRewrite(fakeModelRewrite('later', 'pool', [rule(['x'], ['x2'])]));
     await waitFor(() => target(d, 'x') === 'x2', 'added');
-    api.upsertModelRewrite(fakeModelRewrite('canary', 'pool', [rule(['m'], ['m-stable'])]));
+    f.api.upsertModelRewrite(fakeModelRewrite('canary', 'pool', [rule(['m'], ['m-stable'])]));
     await waitFor(() => target(d, 'm') === 'm-stable', 'changed');
-    api.upsertModelRewrite(fakeModelRewrite('canary', 'another-pool', [rule(['m'], ['m-stable'])]));
+    f.api.upsertModelRewrite(fakeModelRewrite('canary', 'another-pool', [rule(['m'], ['m-stable'])]));
     await waitFor(() => target(d, 'm') === undefined, 'moved to another pool');
-    api.deleteModelRewrite('later');
+    f.api.deleteModelRewrite('later');
     await waitFor(() => target(d, 'x') === undefined, 'deleted');
   });
 
   test('a cluster without the CRD (GIE before v1.5.0) is not an error: the pool syncs and the absence is logged at info', async () => {
-    api.servesModelRewrites = false;
-    const d = await start();
-    await waitFor(() => logs.some((l) => l.includes('no InferenceModelRewrite resource')), 'logged');
-    expect(logs.find((l) => l.includes('no InferenceModelRewrite resource'))).toMatch(/^info: /);
+    f.api.servesModelRewrites = false;
+    const d = await f.start();
+    await waitFor(() => f.logs.some((l) => l.includes('no InferenceModelRewrite resource')), 'logged');
+    expect(f.logs.find((l) => l.includes('no InferenceModelRewrite resource'))).toMatch(/^info: /);
     expect(d.synced).toBe(true);
     expect(d.modelRewrites.rule('m')).toBeUndefined();
   });

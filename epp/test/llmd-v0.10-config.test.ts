@@ -3,7 +3,6 @@
  * loader accepts, kvroute's loader accepts too, with the same meaning where kvroute has one.
  */
 import {
-  ConfigError,
   endpointPickerConfigNotes,
   featureGateEnabled,
   parseEndpointPickerConfig,
@@ -11,19 +10,11 @@ import {
 } from '../src/config';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { resolveFlowControl } from '../src/runner';
+import { configErrorOf } from './config-error';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const GIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 
-function configErrorOf(load: () => unknown): string {
-  try {
-    load();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.message;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('apiVersion (llm-d-router v0.10.0 apix/config/v1alpha1/zz_generated.register.go, pkg/epp/config/loader/configloader.go)', () => {
   test('llm-d.ai/v1alpha1 loads, keeps its group when rendered, and carries no deprecation note', () => {
