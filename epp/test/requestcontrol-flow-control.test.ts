@@ -477,7 +477,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline', [DROPPED_REASON_HEADER]: 'rejected-ttl-expired' } });
   });
 
-  it('x-llm-d-inference-ttl replaces the default wait for its request; an unreadable or non-positive one is ignored (llm-d-router main requestcontrol/admission.go Admit, time.ParseDuration)', async () => {
+  it('x-llm-d-inference-ttl shortens the default wait for its request; an unreadable or non-positive one is ignored (llm-d-router #2649 requestcontrol/admission.go Admit, time.ParseDuration)', async () => {
     const rc = control({ maxQueued: 8, maxWaitMs: 60_000 });
     const outcomes = new Map<string, string>();
     const send = (id: string, ttl?: string) => rc.route(incoming(id, ttl !== undefined ? { [LLMD_TTL_HEADER]: ttl } : {}))
@@ -491,6 +491,18 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     expect(requestTtlMs('1m30s')).toBe(90_000);
     expect(requestTtlMs('1.5s')).toBe(1_500);
     expect(requestTtlMs(undefined)).toBeUndefined();
+  });
+
+  it('x-llm-d-inference-ttl never lengthens a finite default (a client cannot hold its queue slot longer), and sets one where the default is none (llm-d-router #2316, #2649)', async () => {
+    const rc = control({ maxQueued: 8, maxWaitMs: 40 });
+    const longer = await rc.route(incoming('longer', { [LLMD_TTL_HEADER]: '10m' }));
+    expect(longer).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+    rc.close();
+    const unbounded = control({ maxQueued: 8, maxWaitMs: Infinity });
+    const waiting = unbounded.route(incoming('no-header'));
+    expect(await unbounded.route(incoming('bounded', { [LLMD_TTL_HEADER]: '30ms' }))).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline' } });
+    setWaiting(0);
+    expect(await waiting).toMatchObject({ kind: 'route' });
   });
 
   it('the response of a request flow control dispatched carries x-llm-d-flow-queue-duration-ms: its wait, 0 when it did not wait (llm-d-router main handlers/response.go)', async () => {

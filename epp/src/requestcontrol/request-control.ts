@@ -199,10 +199,12 @@ function aliasedHeader(get: (name: string) => string | undefined, llmdName: stri
 }
 
 /**
- * llm-d's per-request flow-control queue TTL, a Go duration ("2s", "500ms") that replaces the configured default for
- * this request; an unreadable or non-positive value is ignored (llm-d-router main, 2026, `pkg/epp/metadata/consts.go`
- * InferenceTTLHeaderKey; `requestcontrol/admission.go` Admit; `flowcontrol/controller` createRequestContext). kvroute
- * still ends the wait before the proxy's extended message timeout, as for the default.
+ * llm-d's per-request flow-control queue TTL, a Go duration ("2s", "500ms"): a request may only ask to be shed sooner,
+ * never later; the wait is the shorter of it and the configured default, and it sets one where the default is `0s`
+ * (none). An unreadable or non-positive value is ignored. llm-d-router after v0.10.0: #2316 (the design: "a caller can
+ * only ask to be shed sooner, never later"), #2649 (merged 2026-09-02: "The header cannot extend a finite configured
+ * TTL"), `pkg/epp/metadata/consts.go` InferenceTTLHeaderKey, `requestcontrol/admission.go` Admit. kvroute still ends
+ * the wait before the proxy's extended message timeout, as for the default.
  */
 export const LLMD_TTL_HEADER = 'x-llm-d-inference-ttl';
 /**
@@ -818,8 +820,8 @@ export class RequestControl implements RequestDirector {
     const arrivalMs = queue.nowMs();
     const arrival = queue.arrivalTicket();
     // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up); llm-d's per-request
-    // TTL header replaces the default for this request.
-    let deadlineMs = arrivalMs + (requestTtlMs(headers[LLMD_TTL_HEADER]) ?? queue.maxWaitMs);
+    // TTL header can only shorten it (a client must not hold a queue slot past the operator's bound).
+    let deadlineMs = arrivalMs + Math.min(requestTtlMs(headers[LLMD_TTL_HEADER]) ?? Infinity, queue.maxWaitMs);
     const proxyMaxMs = flowControl.maxMessageTimeoutMs ?? 0;
     if (proxyMaxMs > 0 && req.extendMessageTimeout) {
       // The EPP's deadline falls a margin before the proxy's extended timer, so the EPP's 429 wins the race.
