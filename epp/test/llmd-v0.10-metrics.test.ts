@@ -7,7 +7,7 @@ import { defaultEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { createEppMetrics, LLMD_TWIN_METRICS } from '../src/metrics';
-import { LLMD_FAIRNESS_ID_HEADER, PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { LLMD_FAIRNESS_ID_HEADER, MAX_LLMD_LABEL_SETS, PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { staticPool } from './static-pool';
 
@@ -124,6 +124,29 @@ describe('llm_d_epp_request_* (llm-d-router v0.10.0 metrics.go: each recorder wr
       expect(sample(page, 'llm_d_epp_request_error_total{model_name="",target_model_name="",fairness_id="tenant-a",priority="0",error_code="BadRequest"}')).toBe(1);
       expect(sample(page, 'inference_objective_request_error_total{model_name="",target_model_name="",error_code="BadRequest"}')).toBe(1);
       expect(sample(page, 'llm_d_epp_request_total{model_name="m",target_model_name="m",fairness_id="default-flow",priority="0"}')).toBe(1);
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
+
+  test('past MAX_LLMD_LABEL_SETS client-chosen sets, a new set keeps its model pair (a new model\'s traffic stays its own) with fairness id and priority "other"', async () => {
+    const ds = staticPool(2);
+    const { registry, collectors } = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: collectors });
+    try {
+      const route = async (model: string, fairness: string) => {
+        const d = await director.route(post(JSON.stringify({ model, prompt: 'hello' }), { [LLMD_FAIRNESS_ID_HEADER]: fairness }));
+        if (d.kind !== 'route') throw new Error('expected a route');
+        director.release(d.ticket, 'completed');
+      };
+      for (let i = 0; i < MAX_LLMD_LABEL_SETS + 8; i++) await route('m', `tenant-${i}`);
+      await route('new-model', 'tenant-0');
+      const page = await registry.metrics();
+      const totals = page.split('\n').filter((l) => l.startsWith('llm_d_epp_request_total{'));
+      expect(totals.filter((l) => !l.includes('fairness_id="other"'))).toHaveLength(MAX_LLMD_LABEL_SETS);
+      expect(sample(page, 'llm_d_epp_request_total{model_name="m",target_model_name="m",fairness_id="other",priority="other"}')).toBe(8);
+      expect(sample(page, 'llm_d_epp_request_total{model_name="new-model",target_model_name="new-model",fairness_id="other",priority="other"}')).toBe(1);
     } finally {
       director.close();
       ds.stop();

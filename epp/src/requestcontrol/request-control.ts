@@ -63,9 +63,9 @@ export const MAX_FAIRNESS_LABELS = 64;
 export const MAX_FLOW_LABEL_SETS = 128;
 /**
  * Distinct label sets of llm-d's per-request families (`llm_d_epp_request_*`: the model pair, `fairness_id` and
- * `priority`); later requests share one set with all four "other". A set carries some 130 lines (seven histograms),
- * ~29 KB of `/metrics`, so the bound is tighter than the flow-control series' and drops the model pair too (GIE's
- * families keep it).
+ * `priority`); later sets keep their (bounded) model pair with `fairness_id` and `priority` "other", so at most this
+ * + 65, as the flow-control series (a new model's traffic keeps its own series). A set carries some 150 lines (seven
+ * histograms), ~29 KB of `/metrics`, so the bound is tighter than the flow-control series'.
  */
 export const MAX_LLMD_LABEL_SETS = 32;
 /** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
@@ -190,13 +190,9 @@ export const LLMD_OBJECTIVE_HEADER = 'x-llm-d-inference-objective';
 export const LLMD_MODEL_REWRITE_HEADER = 'x-llm-d-model-name-rewrite';
 export const LLMD_FAIRNESS_ID_HEADER = 'x-llm-d-inference-fairness-id';
 
-/**
- * A header read under llm-d's name, else GIE's: the first name present wins, even when its value is empty, as
- * llm-d-router v0.10.0's `GetLowerCaseHeaderValue` reads its aliases (`pkg/epp/metadata/consts.go`).
- */
-function aliasedHeader(get: (name: string) => string | undefined, llmdName: string, gieName: string): string | undefined {
-  return get(llmdName) ?? get(gieName);
-}
+// Each of the three is read under llm-d's name, else GIE's: the first name present wins, even when its value is empty,
+// as llm-d-router v0.10.0's `GetLowerCaseHeaderValue` reads its aliases (`pkg/epp/metadata/consts.go`). Plain lookups,
+// no helper taking a getter: they run on every request.
 
 /**
  * llm-d's per-request flow-control queue TTL, a Go duration ("2s", "500ms"): a request may only ask to be shed sooner,
@@ -227,7 +223,7 @@ export function requestTtlMs(value: string | undefined): number | undefined {
 
 /** The request's fairness id, under llm-d's name or GIE's. */
 function fairnessIdOf(headers: Readonly<Record<string, string>>): string | undefined {
-  return aliasedHeader((name) => headers[name], LLMD_FAIRNESS_ID_HEADER, FAIRNESS_ID_HEADER);
+  return headers[LLMD_FAIRNESS_ID_HEADER] ?? headers[FAIRNESS_ID_HEADER];
 }
 
 /** A request that had a body to read: what it asked for and, unless the scheduler failed, its scheduling result. */
@@ -254,6 +250,11 @@ class RequestSeries {
   private readonly totals = new Map<string, ValueSeries>();
   /** `inference_extension_scheduler_attempts_total{status="success"}` by pod: endpoints are frozen, so their labels are fixed. */
   private readonly attempts = new WeakMap<Endpoint, ValueSeries>();
+
+  /** llm-d's per-request series of this pair by fairness id, then priority (RequestControl bounds how many). */
+  readonly llmd = new Map<string, Map<string, LlmdRequestSeries>>();
+  /** This pair's series once the llm-d sets are used up (fairness id and priority "other"). */
+  llmdOther: LlmdRequestSeries | undefined;
 
   constructor(private readonly m: EppCollectors, readonly model: string, readonly targetModel: string) {}
 
@@ -290,6 +291,11 @@ class RequestSeries {
   }
 }
 
+/** A histogram series resolved for one label set. */
+interface Observer {
+  observe(value: number): void;
+}
+
 /** The labels of llm-d's per-request families: GIE's pair plus the request's fairness id and priority, bounded. */
 interface LlmdLabels {
   readonly model_name: string;
@@ -308,8 +314,19 @@ class LlmdRequestSeries {
   private runningSeries: ValueSeries | undefined;
   private sizesSeries: HistogramSeries | undefined;
   private durationSeries: HistogramSeries | undefined;
+  private response: { sizes: Observer; input: Observer; output: Observer; cached: Observer; ntpot: Observer } | undefined;
 
   constructor(private readonly m: EppCollectors, readonly labels: LlmdLabels) {}
+
+  /** The response-side histograms (read only when response bodies reach the EPP), resolved once. */
+  responseSeries(): { sizes: Observer; input: Observer; output: Observer; cached: Observer; ntpot: Observer } {
+    const m = this.m;
+    const l = this.labels;
+    return (this.response ??= {
+      sizes: m.llmdResponseSizes.labels(l), input: m.llmdInputTokens.labels(l), output: m.llmdOutputTokens.labels(l),
+      cached: m.llmdCachedTokens.labels(l), ntpot: m.llmdNormalizedTimePerOutputToken.labels(l),
+    });
+  }
 
   total(): ValueSeries {
     if (this.totalSeries === undefined || this.totalSeries.detached) this.totalSeries = this.m.llmdRequestTotal.child(this.labels);
@@ -418,9 +435,10 @@ export class RequestControl implements RequestDirector {
   private readonly fairnessLabels = new Set<string>();
   /** The flow-control series' label sets so far (see MAX_FLOW_LABEL_SETS). */
   private readonly flowLabelSets = new Set<string>();
-  /** llm-d's per-request series by label set (MAX_LLMD_LABEL_SETS), then `llmdOther` for every later set. */
-  private readonly llmdSeries = new Map<string, LlmdRequestSeries>();
-  private llmdOther: LlmdRequestSeries | undefined;
+  /** How many llm-d per-request label sets have their own labels (MAX_LLMD_LABEL_SETS). */
+  private llmdSets = 0;
+  /** llm-d's error series of requests that never got a request series, by label set (errors only: rare). */
+  private readonly llmdErrorSeries = new Map<string, LlmdRequestSeries>();
   /** Resolved metric series, so a request builds no label key: plugin timings by plugin, scheduler attempts by model and pod. */
   private readonly pluginSeries = new Map<ExtensionPoint, Map<Plugin, HistogramSeries>>();
   /** Request metric series by `model_name`, then `target_model_name` (both bounded label values). */
@@ -605,7 +623,7 @@ export class RequestControl implements RequestDirector {
     // The body is read before the candidates are looked up, as GIE v1.5.0's director parses before it admits and
     // locates (`HandleRequest`), so a malformed body is a 400 whether or not any pod is ready.
     const parsed = this.readBody(req);
-    const rewriteHeader = aliasedHeader((name) => req.headers.get(name), LLMD_MODEL_REWRITE_HEADER, MODEL_REWRITE_HEADER);
+    const rewriteHeader = req.headers.get(LLMD_MODEL_REWRITE_HEADER) ?? req.headers.get(MODEL_REWRITE_HEADER);
     if (parsed instanceof RequestBodyError) {
       // GIE labels the error with the incoming model it could not read ("") and the rewrite target, set from the
       // headers before the body (handlers/request.go, server.go's deferred error count).
@@ -1054,7 +1072,7 @@ export class RequestControl implements RequestDirector {
       // GIE v1.5.0 metrics.go IncRunningRequests skips an empty model name.
       if (series.model !== '') series.runningRequests().value++;
       // llm-d's twins, written beside GIE's as llm-d-router v0.10.0's recorders write both.
-      llmd = this.llmdSeriesOf(m!, scheduled!.request.headers, series.model, series.targetModel, priority);
+      llmd = this.llmdSeriesFor(m!, series, scheduled!.request.headers, priority);
       llmd.total().value++;
       llmd.sizes().observe(size);
       if (series.model !== '') llmd.running().value++;
@@ -1129,7 +1147,7 @@ export class RequestControl implements RequestDirector {
 
   /** The priority of the request's InferenceObjective (`x-gateway-inference-objective`) when it is known. */
   private objectivePriority(headers: Readonly<Record<string, string>>): number | undefined {
-    const objective = aliasedHeader((name) => headers[name], LLMD_OBJECTIVE_HEADER, OBJECTIVE_HEADER);
+    const objective = headers[LLMD_OBJECTIVE_HEADER] ?? headers[OBJECTIVE_HEADER];
     return objective !== undefined ? (this.options.objectives ?? this.options.flowControl?.objectives)?.get(objective) : undefined;
   }
 
@@ -1221,29 +1239,29 @@ export class RequestControl implements RequestDirector {
     // The request's series holds its bounded labels (a pair past MAX_MODEL_SERIES is ("other", "other")).
     const labels = { model_name: t.series?.model ?? '', target_model_name: t.series?.targetModel ?? '' };
     // llm-d's twins; a response whose request this EPP never saw is in the default flow at priority 0.
-    const llmdLabels = t.llmd?.labels ?? { ...labels, fairness_id: DEFAULT_FAIRNESS_ID, priority: '0' };
+    const llmd = (t.llmd ?? new LlmdRequestSeries(m, { ...labels, fairness_id: DEFAULT_FAIRNESS_ID, priority: '0' })).responseSeries();
     m.responseSizes.observe(labels, observer.bytes);
-    m.llmdResponseSizes.observe(llmdLabels, observer.bytes);
+    llmd.sizes.observe(observer.bytes);
     const usage = t.readsUsage ? observer.usage : undefined;
     if (usage === undefined) return;
     // GIE v1.5.0 metrics.go RecordInputTokens / RecordOutputTokens observe counts above 0 only (an embeddings response
     // has no output tokens: no observation); llm-d v0.10.0's twins the same.
     if (usage.promptTokens > 0) {
       m.inputTokens.observe(labels, usage.promptTokens);
-      m.llmdInputTokens.observe(llmdLabels, usage.promptTokens);
+      llmd.input.observe(usage.promptTokens);
     }
     if (usage.completionTokens > 0) {
       m.outputTokens.observe(labels, usage.completionTokens);
-      m.llmdOutputTokens.observe(llmdLabels, usage.completionTokens);
+      llmd.output.observe(usage.completionTokens);
     }
     if (usage.cachedPromptTokens !== undefined) {
       m.promptCachedTokens.observe(labels, usage.cachedPromptTokens);
-      m.llmdCachedTokens.observe(llmdLabels, usage.cachedPromptTokens);
+      llmd.cached.observe(usage.cachedPromptTokens);
     }
     const elapsed = this.monotonicSeconds() - t.started;
     if (usage.completionTokens > 0 && elapsed > 0) {
       m.normalizedTimePerOutputToken.observe(labels, elapsed / usage.completionTokens);
-      m.llmdNormalizedTimePerOutputToken.observe(llmdLabels, elapsed / usage.completionTokens);
+      llmd.ntpot.observe(elapsed / usage.completionTokens);
     }
   }
 
@@ -1370,25 +1388,46 @@ export class RequestControl implements RequestDirector {
     const m = this.options.metrics;
     if (m === undefined) return;
     m.requestErrorTotal.inc({ model_name: model, target_model_name: target, error_code: code });
-    this.llmdSeriesOf(m, requestHeaders, model, target).error(code);
+    this.llmdErrorSeriesOf(m, requestHeaders, model, target).error(code);
   }
 
   /**
-   * llm-d's per-request series for a request's headers and its model pair (already bounded labels): `fairness_id` as
-   * the flow-control series take it (`default-flow` without one) and `priority` as `inference_objective_request_total`'s.
-   * Past MAX_LLMD_LABEL_SETS sets, a new set is ("other", "other", "other", "other").
+   * llm-d's per-request series of a scheduled request: its (bounded) model pair's, by `fairness_id` as the flow-control
+   * series take it (`default-flow` without one) and `priority` as `inference_objective_request_total`'s. Past
+   * MAX_LLMD_LABEL_SETS sets, a new set keeps its model pair with fairness id and priority "other". Nested maps, no key
+   * string: this runs on every request.
    */
-  private llmdSeriesOf(m: EppCollectors, headers: Readonly<Record<string, string>> | undefined, model: string, targetModel: string, priority?: string): LlmdRequestSeries {
-    const fairness = this.fairnessLabel(headers !== undefined ? fairnessIdOf(headers) : undefined);
-    const priorityLabel = priority ?? (headers !== undefined ? this.priorityLabel(headers) : '0');
-    const key = JSON.stringify([model, targetModel, fairness, priorityLabel]);
-    const known = this.llmdSeries.get(key);
+  private llmdSeriesFor(m: EppCollectors, series: RequestSeries, headers: Readonly<Record<string, string>>, priority: string): LlmdRequestSeries {
+    const fairness = this.fairnessLabel(fairnessIdOf(headers));
+    let byPriority = series.llmd.get(fairness);
+    const known = byPriority?.get(priority);
     if (known !== undefined) return known;
-    if (this.llmdSeries.size >= MAX_LLMD_LABEL_SETS) {
-      return (this.llmdOther ??= new LlmdRequestSeries(m, { model_name: OTHER_LABEL, target_model_name: OTHER_LABEL, fairness_id: OTHER_LABEL, priority: OTHER_LABEL }));
+    if (this.llmdSets >= MAX_LLMD_LABEL_SETS) {
+      return (series.llmdOther ??= new LlmdRequestSeries(m, { model_name: series.model, target_model_name: series.targetModel, fairness_id: OTHER_LABEL, priority: OTHER_LABEL }));
     }
-    const series = new LlmdRequestSeries(m, { model_name: model, target_model_name: targetModel, fairness_id: fairness, priority: priorityLabel });
-    this.llmdSeries.set(key, series);
+    this.llmdSets++;
+    if (byPriority === undefined) series.llmd.set(fairness, (byPriority = new Map()));
+    const created = new LlmdRequestSeries(m, { model_name: series.model, target_model_name: series.targetModel, fairness_id: fairness, priority });
+    byPriority.set(priority, created);
+    return created;
+  }
+
+  /**
+   * llm-d's series for a request that failed before it had a request series (its error only), bounded as
+   * `llmdSeriesFor` bounds them.
+   */
+  private llmdErrorSeriesOf(m: EppCollectors, headers: Readonly<Record<string, string>> | undefined, model: string, targetModel: string): LlmdRequestSeries {
+    const fairness = this.fairnessLabel(headers !== undefined ? fairnessIdOf(headers) : undefined);
+    const priority = headers !== undefined ? this.priorityLabel(headers) : '0';
+    const bounded = this.llmdSets >= MAX_LLMD_LABEL_SETS;
+    const labels = { model_name: model, target_model_name: targetModel, fairness_id: bounded ? OTHER_LABEL : fairness, priority: bounded ? OTHER_LABEL : priority };
+    const key = JSON.stringify([labels.model_name, labels.target_model_name, labels.fairness_id, labels.priority]);
+    let series = this.llmdErrorSeries.get(key);
+    if (series === undefined) {
+      // The error table's own keys beyond the bound are one per (model, target) label pair, which modelLabel bounds.
+      if (!bounded) this.llmdSets++;
+      this.llmdErrorSeries.set(key, (series = new LlmdRequestSeries(m, labels)));
+    }
     return series;
   }
 
