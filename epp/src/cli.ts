@@ -6,7 +6,7 @@
  */
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { parseDuration } from './config/duration';
-import { parseQuantity } from './config/quantity';
+import { parseWholeQuantity } from './config/quantity';
 import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
@@ -454,7 +454,7 @@ function messageSizes(recv: string | undefined, send: string | undefined): { grp
     if (s.length > 1 && (s.endsWith('B') || s.endsWith('b'))) s = s.slice(0, -1);
     let bytes: number;
     try {
-      bytes = parseQuantity(s);
+      bytes = parseWholeQuantity(s);
     } catch (e) {
       throw new UsageError(`--${flag} ${(e as Error).message}`);
     }

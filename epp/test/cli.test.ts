@@ -202,6 +202,9 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     expect(() => sizes('--grpc-max-recv-msg-size', '-1Mi')).toThrow('--grpc-max-recv-msg-size must be non-negative, got "-1Mi"');
     expect(() => sizes('--grpc-max-send-msg-size', 'lots')).toThrow(/^--grpc-max-send-msg-size must be a Kubernetes quantity/);
     expect(() => sizes('--grpc-max-recv-msg-size', '4Gi')).toThrow(/at most 2Gi - 1 bytes/);
+    // Quantity.AsInt64 refuses fractions: 1.5Mi is a whole number of bytes, 1m (a thousandth) and 0.5 are not.
+    expect(sizes('--grpc-max-recv-msg-size', '1.5Mi')).toEqual([1_572_864, undefined]);
+    for (const fraction of ['1m', '0.5', '100.5']) expect(() => sizes('--grpc-max-recv-msg-size', fraction)).toThrow(/must be a whole number of bytes/);
   });
 
   test('--tls-min-version: the versions kvroute\'s TLS 1.2 floor meets are ignored, VersionTLS13 and non-versions are refused naming the allowed values', () => {

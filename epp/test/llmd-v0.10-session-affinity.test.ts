@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { seededRandom } from '@kvroute/testkit';
-import { parseEndpointPickerConfig, validateEndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
@@ -219,6 +219,13 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
       expect(filter.stats().bindings).toBe(0);
       expect(filter.postResponse(request({}), noResponse, b.endpoint)).toEqual({ 'x-session-token': b64('team/b') });
     }
+  });
+
+  it('only encoded_endpoint_header works at the response: under session_id (the default config\'s) request control neither calls nor times the filter there', () => {
+    expect(new Fixture(filterConfig('strategy: encoded_endpoint_header')).plugin<SessionAffinityFilter>('affinity').handlesResponses).toBe(true);
+    expect(new Fixture(filterConfig('strategy: session_id')).plugin<SessionAffinityFilter>('affinity').handlesResponses).toBe(false);
+    const defaults = buildScheduler(defaultEndpointPickerConfig()).plugins.ofKind('post-response');
+    expect(defaults.filter((p) => p.handlesResponses !== false).map((p) => p.type)).toEqual(['latency-scorer']);
   });
 
   it('encodedEndpointHeaderConfig.header names the request and response header (the README @ v0.10.0 prefill example\'s header on the decode profile)', () => {

@@ -505,7 +505,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     expect(await waiting).toMatchObject({ kind: 'route' });
   });
 
-  it('the response of a request flow control dispatched carries x-llm-d-flow-queue-duration-ms: its wait, 0 when it did not wait (llm-d-router main handlers/response.go)', async () => {
+  it('the response of a request flow control dispatched carries x-llm-d-flow-queue-duration-ms: its wait, 0 when it did not wait (llm-d-router #2490 handlers/response.go, after v0.10.0)', async () => {
     const rc = control({});
     const waited = rc.route(incoming('waited'));
     await sleep(30);

@@ -24,6 +24,22 @@ export function parseQuantity(value: unknown): number {
     return n;
   }
   if (typeof value !== 'string') throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`);
+  const { exact, nearest, integral } = quantityValue(value);
+  const result = integral ? nearest : Math.ceil(exact);
+  if (!Number.isSafeInteger(result)) throw new Error(`is out of range, got ${JSON.stringify(value)}`);
+  return result;
+}
+
+/**
+ * A quantity that must be a whole number, as Kubernetes' `Quantity.AsInt64` requires (`1.5Mi` is, `1m` and `0.5` are
+ * not): llm-d-router's byte sizes (`pkg/epp/server/options.go` Complete).
+ */
+export function parseWholeQuantity(value: string): number {
+  if (!quantityValue(value).integral) throw new Error(`must be a whole number of bytes, got ${JSON.stringify(value)}`);
+  return parseQuantity(value);
+}
+
+function quantityValue(value: string): { exact: number; nearest: number; integral: boolean } {
   const match = QUANTITY.exec(value);
   if (match === null) throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${JSON.stringify(value)}`);
   const number = Number(match[1]);
@@ -35,7 +51,5 @@ export function parseQuantity(value: unknown): number {
   const exact = number * scale;
   // 0.1k is 100.00000000000001 in binary floating point: what lies within rounding error of an integer is that integer.
   const nearest = Math.round(exact);
-  const result = Math.abs(exact - nearest) <= 4 * Number.EPSILON * Math.max(1, Math.abs(exact)) ? nearest : Math.ceil(exact);
-  if (!Number.isSafeInteger(result)) throw new Error(`is out of range, got ${JSON.stringify(value)}`);
-  return result;
+  return { exact, nearest, integral: Math.abs(exact - nearest) <= 4 * Number.EPSILON * Math.max(1, Math.abs(exact)) };
 }

@@ -38,6 +38,11 @@ export interface PostResponse extends Plugin {
    * its id, model, headers, salt and `attributes` are as the cycle saw them.
    */
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined;
+  /**
+   * False when this instance's parameters leave it nothing to do at the response (a plugin whose kind is fixed by its
+   * type, but whose work there depends on a mode): request control then does not call or time it. @default true
+   */
+  readonly handlesResponses?: boolean;
 }
 
 export interface ResponseComplete extends Plugin {

@@ -206,7 +206,7 @@ export const LLMD_TTL_HEADER = 'x-llm-d-inference-ttl';
 /**
  * llm-d's response header carrying the time a request spent in flow control, integer milliseconds: set on the response
  * of every request flow control dispatched, 0 for one that did not wait; absent with flow control off (llm-d-router
- * main, 2026, `pkg/epp/metadata/consts.go` FlowQueueDurationHeaderKey; `handlers/response.go` generateResponseHeaders).
+ * #2490, after v0.10.0, `pkg/epp/metadata/consts.go` FlowQueueDurationHeaderKey; `handlers/response.go` generateResponseHeaders).
  */
 export const LLMD_FLOW_QUEUE_DURATION_HEADER = 'x-llm-d-flow-queue-duration-ms';
 
@@ -484,7 +484,7 @@ export class RequestControl implements RequestDirector {
     const parser = options.scheduler.plugins.config.parser?.pluginRef;
     this.passthrough = parser !== undefined && options.scheduler.plugins.get(parser)?.type === 'passthrough-parser';
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
-    this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response');
+    this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response').filter((plugin) => plugin.handlesResponses !== false);
     this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
     ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
     // With a pool detector the queue releases nothing while the pool (every ready pod, as GIE's dispatch cycle reads
@@ -777,7 +777,7 @@ export class RequestControl implements RequestDirector {
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
       this.countError(model, this.targetOf(request, model), 'Internal', request.headers);
-      return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started);
+      return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started, flowControl !== undefined ? 0 : undefined);
     }
   }
 
@@ -955,10 +955,10 @@ export class RequestControl implements RequestDirector {
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
         if (e instanceof SchedulingError && this.waitHelps(e.reason)) continue;
-        waited('rejected', 'Dispatched');
+        const seconds = waited('rejected', 'Dispatched');
         if (e instanceof SchedulingError) return this.schedulingFailed(e, model, this.targetOf(request, model), request.headers);
         this.options.onInternalError?.(e as Error, req.requestId);
-        return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started);
+        return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started, Math.floor(seconds * 1000));
       }
     }
   }

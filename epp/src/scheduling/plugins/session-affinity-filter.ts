@@ -366,6 +366,11 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
    * to send back (`WriteResponseHeader`, util/sessionaffinity/header.go @ v0.10.0). `session_id`: nothing (the client
    * owns its id).
    */
+  /** Only `encoded_endpoint_header` writes at the response: under `session_id` (the default) request control skips it. */
+  get handlesResponses(): boolean {
+    return this.settings.strategy === STRATEGY_ENCODED_ENDPOINT_HEADER;
+  }
+
   postResponse(_request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
     if (this.settings.strategy !== STRATEGY_ENCODED_ENDPOINT_HEADER) return undefined;
     return { [this.settings.encodedHeader]: encodeEndpoint(endpointIdentity(target)) };
