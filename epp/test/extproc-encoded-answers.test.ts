@@ -1,4 +1,4 @@
-import { EncodedAnswers, MAX_ENCODED_DESTINATIONS } from '../src/extproc/encoded-answers';
+import { EncodedAnswers, MAX_ENCODED_DESTINATIONS, MAX_ENCODED_RESPONSE_HEADERS } from '../src/extproc/encoded-answers';
 import { extProcServiceDefinition, streamSettings } from '../src/extproc/server';
 import { ExtProcStream, type StreamSettings } from '../src/extproc/stream';
 import type { ProcessingRequest, ProcessingResponse } from '@kvroute/protocol/envoy';
@@ -18,7 +18,14 @@ const leanWire = (m: Json): ProcessingRequest => decodeLean(encodeRequest(m));
 
 class Director implements RequestDirector {
   readonly requests: IncomingRequest[] = [];
-  constructor(private readonly choose: (req: IncomingRequest) => RouteDecision) {}
+  constructor(
+    private readonly choose: (req: IncomingRequest) => RouteDecision,
+    /** What the response headers get set (the post-response hooks' and flow control's headers). */
+    private readonly respond?: () => Readonly<Record<string, string>> | undefined,
+  ) {}
+  responseHeaders(): Readonly<Record<string, string>> | undefined {
+    return this.respond?.();
+  }
   route(req: IncomingRequest): Promise<RouteDecision> {
     this.requests.push(req);
     return Promise.resolve(this.choose(req));
@@ -58,6 +65,12 @@ describe('EncodedAnswers (pre-encoded ext_proc answers)', () => {
     expect(decodeResponse(answers.responseHeadersContinue).response_headers.response).toMatchObject({ status: 'CONTINUE', header_mutation: null });
     for (let i = 0; i < MAX_ENCODED_DESTINATIONS + 10; i++) answers.routeTo(`10.1.${i >> 8}.${i & 255}:8000`);
     expect(answers.size).toBeLessThanOrEqual(MAX_ENCODED_DESTINATIONS);
+    // The one-header response answer (flow control's x-llm-d-flow-queue-duration-ms on every response), cached too.
+    const queued = answers.responseHeadersSetting('x-llm-d-flow-queue-duration-ms', '0');
+    expect(decodeResponse(queued).response_headers.response.header_mutation.set_headers[0].header).toMatchObject({ key: 'x-llm-d-flow-queue-duration-ms' });
+    expect(answers.responseHeadersSetting('x-llm-d-flow-queue-duration-ms', '0')).toBe(queued);
+    for (let i = 0; i < MAX_ENCODED_RESPONSE_HEADERS + 10; i++) answers.responseHeadersSetting('x-llm-d-flow-queue-duration-ms', String(i));
+    expect(answers.responseHeadersSetting('x-llm-d-flow-queue-duration-ms', '7').equals(answers.responseHeadersSetting('x-llm-d-flow-queue-duration-ms', '7'))).toBe(true);
   });
 
   it('the service serializer writes a Buffer as it is and encodes objects as before', () => {
@@ -69,7 +82,7 @@ describe('EncodedAnswers (pre-encoded ext_proc answers)', () => {
   it('a stream sends the same bytes with and without the pre-encoded answers, in every body mode and with extra headers', async () => {
     // Every request names its x-request-id, as Envoy's router sets one: a generated id would differ between the runs.
     const body = Buffer.from(JSON.stringify({ model: 'm', prompt: 'x'.repeat(70_000) }));
-    const exchanges: { decide: (req: IncomingRequest) => RouteDecision; messages: Json[] }[] = [
+    const exchanges: { decide: (req: IncomingRequest) => RouteDecision; messages: Json[]; respond?: () => Readonly<Record<string, string>> }[] = [
       // Full duplex (kvroute's EnvoyFilter, the benchmark): headers, body in two chunks, response headers.
       { decide: () => ({ kind: 'route', endpoint: '10.0.0.1:8000', ticket: 1 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody(body.subarray(0, 16384), false), requestBody(body.subarray(16384), true), responseHeaders({ ':status': '200' }, true)] },
       // Trailers after the body.
@@ -81,9 +94,12 @@ describe('EncodedAnswers (pre-encoded ext_proc answers)', () => {
       // Extra headers and a replaced body take the general path.
       { decide: () => ({ kind: 'route', endpoint: '10.0.0.5:8000', setHeaders: { 'X-Extra': 'y' }, ticket: 5 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
       { decide: () => ({ kind: 'route', endpoint: '10.0.0.6:8000', body: Buffer.from('{"a":1}'), ticket: 6 }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
+      // Response headers set: one (flow control's queue time, the cached answer), then two (the general path).
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.7:8000', ticket: 7 }), respond: () => ({ 'x-llm-d-flow-queue-duration-ms': '0' }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
+      { decide: () => ({ kind: 'route', endpoint: '10.0.0.8:8000', ticket: 8 }), respond: () => ({ 'x-llm-d-flow-queue-duration-ms': '12', 'x-session-token': 'dA==' }), messages: [requestHeaders({ ':method': 'POST', 'x-request-id': 'r' }, false), requestBody('{}', true), responseHeaders({ ':status': '200' }, true)] },
     ];
-    for (const { decide, messages } of exchanges) {
-      const director = new Director(decide);
+    for (const { decide, messages, respond } of exchanges) {
+      const director = new Director(decide, respond);
       const plain = streamSettings({ director, defaultResponseBodyMode: 'NONE' });
       const withEncoded: StreamSettings = { ...plain, encoded: new EncodedAnswers(serialize, plain.destinationHeader, plain.metadataNamespace) };
       const a = await run(plain, messages);

@@ -10,9 +10,12 @@ import { destinationMetadata, headerMutation, headersResponse, type ProcessingRe
 
 /** Distinct picks kept; a pool larger than this (or churning pods) starts over rather than growing without bound. */
 export const MAX_ENCODED_DESTINATIONS = 4096;
+/** Distinct one-header response answers kept (`x-llm-d-flow-queue-duration-ms: 0`, a few hundred other waits). */
+export const MAX_ENCODED_RESPONSE_HEADERS = 1024;
 
 export class EncodedAnswers {
   private readonly destinations = new Map<string, Buffer>();
+  private readonly oneHeaderResponses = new Map<string, Buffer>();
   /** `response_headers` → CONTINUE with no mutation. */
   readonly responseHeadersContinue: Buffer;
 
@@ -22,6 +25,21 @@ export class EncodedAnswers {
     private readonly metadataNamespace: string,
   ) {
     this.responseHeadersContinue = serialize(headersResponse('response', {}));
+  }
+
+  /**
+   * The response-headers answer setting one header: with flow control on, every response carries
+   * `x-llm-d-flow-queue-duration-ms`, `0` for nearly all of them, so its answer is encoded once like the pick's.
+   */
+  responseHeadersSetting(name: string, value: string): Buffer {
+    const key = `${name}\u0000${value}`;
+    let bytes = this.oneHeaderResponses.get(key);
+    if (bytes === undefined) {
+      if (this.oneHeaderResponses.size >= MAX_ENCODED_RESPONSE_HEADERS) this.oneHeaderResponses.clear();
+      bytes = this.serialize(headersResponse('response', { header_mutation: headerMutation({ [name]: value }) }));
+      this.oneHeaderResponses.set(key, bytes);
+    }
+    return bytes;
   }
 
   /** Endpoints whose answer is cached. */

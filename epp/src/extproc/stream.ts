@@ -505,9 +505,17 @@ export class ExtProcStream {
     else if (this.state === 'request-body' || this.state === 'routing') this.abandonRequest();
     else if (this.state !== 'forwarded') throw new ProtocolError(`unexpected response_headers in state ${this.state}`);
     this.responseStarted = true;
-    const mutation = this.responseHeaderMutation(msg, h);
+    const set = this.responseHeadersToSet(msg, h);
     const encoded = this.settings.encoded;
-    this.io.send(encoded !== undefined && mutation.header_mutation === undefined ? encoded.responseHeadersContinue : headersResponse('response', mutation));
+    const names = set !== undefined ? Object.keys(set) : [];
+    if (names.length === 0) {
+      this.io.send(encoded !== undefined ? encoded.responseHeadersContinue : headersResponse('response', {}));
+    } else if (names.length === 1 && encoded !== undefined) {
+      // One header (flow control's queue time on every response): its answer's bytes come from a cache.
+      this.io.send(encoded.responseHeadersSetting(names[0]!, set![names[0]!]!));
+    } else {
+      this.io.send(headersResponse('response', { header_mutation: headerMutation(set!) }));
+    }
     if (h.end_of_stream) {
       this.responseDone();
     } else {
@@ -568,19 +576,19 @@ export class ExtProcStream {
   }
 
   /** The director's response headers, if it has any to add; a failing hook never fails the response. */
-  private responseHeaderMutation(msg: ProcessingRequest, h: HttpHeaders): CommonResponse {
+  /** What the director's post-response hooks set on the client's response (undefined: nothing). */
+  private responseHeadersToSet(msg: ProcessingRequest, h: HttpHeaders): Readonly<Record<string, string>> | undefined {
     const director = this.settings.director;
     const hook = director.responseHeaders;
-    if (!hook || !this.ticket) return {};
+    if (!hook || !this.ticket) return undefined;
     try {
       // The metadata Envoy forwards with this message, as GIE reads it at each message (`handlers/server.go` @ v1.5.0:
       // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), e.g. the endpoint that served the request.
       // A view: request control reads one header here, and only post-response plugins read them all.
-      const set = hook.call(director, this.ticket.value, new HeaderMapView(h.headers), filterMetadataOf(msg));
-      return set && Object.keys(set).length > 0 ? { header_mutation: headerMutation(set) } : {};
+      return hook.call(director, this.ticket.value, new HeaderMapView(h.headers), filterMetadataOf(msg));
     } catch (e) {
       this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });
-      return {};
+      return undefined;
     }
   }
 
