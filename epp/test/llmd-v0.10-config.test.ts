@@ -10,6 +10,7 @@ import {
 } from '../src/config';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { resolveFlowControl } from '../src/runner';
+import { buildScheduler } from '../src/scheduling/scheduler';
 import { configErrorOf } from './config-error';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -188,5 +189,49 @@ describe('core-metrics-extractor engineLabelKey (llm-d-router v0.10.0 pkg/epp/fr
     expect(params(`${LLMD}plugins:\n- type: core-metrics-extractor\n- type: queue-scorer\n`)).toEqual({ defaultEngine: 'vllm', engineLabelKey: 'llm-d.ai/engine-type' });
     expect(params(`${GIE}plugins:\n- type: core-metrics-extractor\n  parameters:\n    engineLabelKey: inference.networking.k8s.io/engine-type\n- type: queue-scorer\n`))
       .toEqual({ defaultEngine: 'vllm', engineLabelKey: 'inference.networking.k8s.io/engine-type' });
+  });
+});
+
+describe('llm-d-router v0.10.0\'s Helm chart configs (config/charts/routerlib/templates/_config.yaml, rendered with the chart\'s defaults)', () => {
+  test.each([
+    ['default-plugins.yaml (vllm over http: no parsers section)', `${LLMD}plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+- type: metrics-data-source
+  parameters:
+    scheme: "http"
+    path: "/metrics"
+    insecureSkipVerify: true
+- type: core-metrics-extractor
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+`, ['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer']],
+    ['payload-agnostic.yaml', `${LLMD}plugins:
+- type: passthrough-parser
+- type: active-request-scorer
+- type: session-affinity-scorer
+requestHandler:
+  parsers:
+  - pluginRef: passthrough-parser
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: active-request-scorer
+    weight: 1
+  - pluginRef: session-affinity-scorer
+    weight: 1
+`, ['active-request-scorer', 'session-affinity-scorer']],
+  ])('%s loads and builds a scheduler with its scorers', (_name, text, scorers) => {
+    const config = parseEndpointPickerConfig(text);
+    const scheduler = buildScheduler(config);
+    expect(scheduler.plugins.ofKind('scorer').map((p) => p.type).sort()).toEqual([...scorers].sort());
   });
 });
