@@ -12,29 +12,7 @@ import { parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/co
 import { scrapeTarget } from '../src/runner';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { localTokenizerSource } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
-
-const GIE_HELM_DEFAULT = `apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: queue-scorer
-- type: kv-cache-utilization-scorer
-- type: prefix-cache-scorer
-- type: metrics-data-source
-  parameters:
-    scheme: "http"
-    path: "/metrics"
-    insecureSkipVerify: true
-- type: core-metrics-extractor
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: queue-scorer
-    weight: 2
-  - pluginRef: kv-cache-utilization-scorer
-    weight: 2
-  - pluginRef: prefix-cache-scorer
-    weight: 3
-`;
+import { GIE_HELM_DEFAULT } from './upstream-configs';
 
 const LLMD_PRECISE = `# Sample EPP configuration with the precise-prefix-cache scorer.
 apiVersion: inference.networking.x-k8s.io/v1alpha1

@@ -12,6 +12,7 @@ import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { resolveFlowControl } from '../src/runner';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { configErrorOf } from './config-error';
+import { LLMD_HELM_DEFAULT } from './upstream-configs';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const GIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -194,26 +195,7 @@ describe('core-metrics-extractor engineLabelKey (llm-d-router v0.10.0 pkg/epp/fr
 
 describe('llm-d-router v0.10.0\'s Helm chart configs (config/charts/routerlib/templates/_config.yaml, rendered with the chart\'s defaults)', () => {
   test.each([
-    ['default-plugins.yaml (vllm over http: no parsers section)', `${LLMD}plugins:
-- type: queue-scorer
-- type: kv-cache-utilization-scorer
-- type: prefix-cache-scorer
-- type: metrics-data-source
-  parameters:
-    scheme: "http"
-    path: "/metrics"
-    insecureSkipVerify: true
-- type: core-metrics-extractor
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: queue-scorer
-    weight: 2
-  - pluginRef: kv-cache-utilization-scorer
-    weight: 2
-  - pluginRef: prefix-cache-scorer
-    weight: 3
-`, ['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer']],
+    ['default-plugins.yaml (vllm over http: no parsers section): GIE v1.5.0\'s chart default under llm-d\'s group', LLMD_HELM_DEFAULT, ['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer']],
     ['payload-agnostic.yaml', `${LLMD}plugins:
 - type: passthrough-parser
 - type: active-request-scorer
@@ -231,6 +213,7 @@ schedulingProfiles:
 `, ['active-request-scorer', 'session-affinity-scorer']],
   ])('%s loads and builds a scheduler with its scorers', (_name, text, scorers) => {
     const config = parseEndpointPickerConfig(text);
+    expect(config.apiVersion).toBe('llm-d.ai/v1alpha1');
     const scheduler = buildScheduler(config);
     expect(scheduler.plugins.ofKind('scorer').map((p) => p.type).sort()).toEqual([...scorers].sort());
   });
