@@ -12,6 +12,7 @@
  * outcome. Rotation: tokens are issued with the current key and accepted under the current or the previous one.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { decodeEncodedEndpoint, encodeEndpoint } from './llmd-session-affinity';
 
 export const SESSION_TOKEN_HEADER = 'x-session-token';
 /** Longer header values are not tokens kvroute issued (a `namespace/pod` is at most 317 characters): not parsed. */
@@ -26,7 +27,6 @@ export type TokenCheck =
   | { readonly outcome: 'valid'; readonly pod: string; readonly expiresAt: number; readonly current: boolean }
   | { readonly outcome: Exclude<TokenOutcome, 'valid'> };
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 export class SessionTokenSigner {
@@ -46,7 +46,7 @@ export class SessionTokenSigner {
 
   /** A token for `pod` (`namespace/name`) valid until `nowSeconds + ttl`. */
   issue(pod: string, nowSeconds: number): string {
-    const body = `${Buffer.from(pod, 'utf8').toString('base64')}.${Math.floor(nowSeconds) + this.ttlSeconds}`;
+    const body = `${encodeEndpoint(pod)}.${Math.floor(nowSeconds) + this.ttlSeconds}`;
     return `${body}.${mac(this.keys[0]!, body).toString('base64url')}`;
   }
 
@@ -56,7 +56,9 @@ export class SessionTokenSigner {
     const parts = token.split('.');
     if (parts.length !== 3) return { outcome: 'malformed' }; // an unsigned llm-d token has no dots
     const [encodedPod, expiry, signature] = parts as [string, string, string];
-    if (!BASE64.test(encodedPod) || encodedPod === '' || !/^\d{1,12}$/.test(expiry) || !BASE64URL.test(signature)) return { outcome: 'malformed' };
+    // Its first part is llm-d's unsigned token (base64 "namespace/pod").
+    const pod = decodeEncodedEndpoint(encodedPod);
+    if (pod === undefined || !/^\d{1,12}$/.test(expiry) || !BASE64URL.test(signature)) return { outcome: 'malformed' };
     const given = Buffer.from(signature, 'base64url');
     const body = `${encodedPod}.${expiry}`;
     const signedWith = this.keys.findIndex((key) => {
@@ -66,7 +68,7 @@ export class SessionTokenSigner {
     if (signedWith < 0) return { outcome: 'forged' };
     const expiresAt = Number(expiry);
     if (expiresAt <= nowSeconds) return { outcome: 'expired' };
-    return { outcome: 'valid', pod: Buffer.from(encodedPod, 'base64').toString('utf8'), expiresAt, current: signedWith === 0 };
+    return { outcome: 'valid', pod, expiresAt, current: signedWith === 0 };
   }
 
   get ttl(): number {
