@@ -131,52 +131,8 @@ export interface FlowControlSettings {
   /** Bounds and fairness per priority level (`flowControl.priorityBands`), and for the levels not listed. */
   readonly bands: ReadonlyMap<number, BandOptions>;
   readonly defaultBand: BandOptions;
-}
-
-/**
- * The queue's per-level bands with a template for the unlisted levels below 0: llm-d-router v0.10.0's
- * `defaultNegativePriorityBand` (`pkg/epp/flowcontrol/registry/registry.go` provisionPriorityBandLocked: a negative
- * level's template is DefaultNegativePriorityBand, else DefaultPriorityBand). The queue looks a level up with `get` and
- * falls back to its `defaultBand` on undefined; iterating lists the explicit bands only.
- */
-export class NegativeDefaultBands implements ReadonlyMap<number, BandOptions> {
-  private readonly listed: ReadonlyMap<number, BandOptions>;
-
-  constructor(entries: readonly (readonly [number, BandOptions])[], readonly negative: BandOptions) {
-    this.listed = new Map(entries);
-  }
-
-  get(priority: number): BandOptions | undefined {
-    return this.listed.get(priority) ?? (priority < 0 ? this.negative : undefined);
-  }
-
-  has(priority: number): boolean {
-    return this.get(priority) !== undefined;
-  }
-
-  get size(): number {
-    return this.listed.size;
-  }
-
-  forEach(callback: (value: BandOptions, key: number, map: ReadonlyMap<number, BandOptions>) => void, thisArg?: unknown): void {
-    this.listed.forEach((value, key) => callback.call(thisArg, value, key, this));
-  }
-
-  entries(): MapIterator<[number, BandOptions]> {
-    return this.listed.entries();
-  }
-
-  keys(): MapIterator<number> {
-    return this.listed.keys();
-  }
-
-  values(): MapIterator<BandOptions> {
-    return this.listed.values();
-  }
-
-  [Symbol.iterator](): MapIterator<[number, BandOptions]> {
-    return this.listed.entries();
-  }
+  /** For the unlisted levels below 0 when the config has `flowControl.defaultNegativePriorityBand` (llm-d-router v0.10.0). */
+  readonly defaultNegativeBand?: BandOptions;
 }
 
 /** GIE's default byte bound of each priority band. */
@@ -196,12 +152,6 @@ function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, con
   };
 }
 
-/** The explicit bands, and `defaultNegativePriorityBand`'s template for the unlisted levels below 0 when the config has one. */
-function bandTable(c: NonNullable<EndpointPickerConfig['flowControl']>, config: EndpointPickerConfig): ReadonlyMap<number, BandOptions> {
-  const listed = (c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)] as const);
-  return c.defaultNegativePriorityBand === undefined ? new Map(listed) : new NegativeDefaultBands(listed, bandOptions(c.defaultNegativePriorityBand, config));
-}
-
 export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowControlFlags = {}): FlowControlSettings {
   const c = config.flowControl ?? {};
   const d = FLOW_CONTROL_DEFAULTS;
@@ -216,8 +166,9 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     objectives: new Map(Object.entries(c.objectives ?? {})),
     maxHeaderPriority: flags.maxHeaderPriority ?? c.maxHeaderPriority ?? d.maxHeaderPriority,
     maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
-    bands: bandTable(c, config),
+    bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)])),
     defaultBand: bandOptions(c.defaultPriorityBand, config),
+    ...(c.defaultNegativePriorityBand !== undefined ? { defaultNegativeBand: bandOptions(c.defaultNegativePriorityBand, config) } : {}),
   };
 }
 
@@ -275,7 +226,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const poolName = options.poolName ?? 'static';
   const flow = resolveFlowControl(config, options.flowControl);
   const flowQueue = flow.enabled
-    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick, bands: flow.bands, defaultBand: flow.defaultBand })
+    ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick, bands: flow.bands, defaultBand: flow.defaultBand, defaultNegativeBand: flow.defaultNegativeBand })
     : undefined;
   // The pool's InferenceObjectives (once discovery follows them), else the config's table; its InferenceModelRewrites.
   let watched: KubernetesDiscovery | undefined;

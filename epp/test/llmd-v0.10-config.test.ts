@@ -162,10 +162,10 @@ flowControl:
 `);
     expect(config.flowControl!.defaultNegativePriorityBand).toEqual({ maxRequests: 1, maxBytes: 1000 });
     const flow = resolveFlowControl(config);
-    expect(flow.bands.get(-1)).toEqual({ maxRequests: 1, maxBytes: 1000 });
+    expect(flow.defaultNegativeBand).toEqual({ maxRequests: 1, maxBytes: 1000 });
     expect(flow.bands.get(-5)).toMatchObject({ maxRequests: 3 });
     expect(flow.bands.get(0)).toBeUndefined();
-    const queue = new FlowControlQueue({ maxQueued: 100, maxQueuedBytes: 1_000_000, maxWaitMs: 60_000, maxDispatchPerCall: 1, bands: flow.bands, defaultBand: flow.defaultBand });
+    const queue = new FlowControlQueue({ maxQueued: 100, maxQueuedBytes: 1_000_000, maxWaitMs: 60_000, maxDispatchPerCall: 1, bands: flow.bands, defaultBand: flow.defaultBand, defaultNegativeBand: flow.defaultNegativeBand });
     const settle = (priority: number) => queue.enqueue({ flow: 'f', priority }).then(() => 'dispatched', (e: { reason?: string }) => e.reason);
     const waiting = [settle(-2)];
     expect(await settle(-2)).toBe('queue-full'); // -2's band (the negative template) holds one

@@ -99,6 +99,11 @@ export interface FlowControlOptions {
   readonly bands?: ReadonlyMap<number, BandOptions>;
   /** Limits and fairness of every other priority level (GIE's `flowControl.defaultPriorityBand`). @default round robin, no limit */
   readonly defaultBand?: BandOptions;
+  /**
+   * For the unlisted levels below 0 instead of `defaultBand` (llm-d-router v0.10.0's `defaultNegativePriorityBand`:
+   * `pkg/epp/flowcontrol/registry/registry.go` provisionPriorityBandLocked). @default `defaultBand`
+   */
+  readonly defaultNegativeBand?: BandOptions;
 }
 
 /**
@@ -383,7 +388,7 @@ export class FlowControlQueue {
     }
     if (!(options.maxWaitMs > 0)) throw new RangeError(`maxWaitMs must be > 0 (Infinity: no deadline), got ${options.maxWaitMs}`);
     const bands: [string, BandOptions | undefined][] = [...(options.bands ?? new Map()).entries()].map(([p, b]) => [`bands[${p}]`, b]);
-    for (const [where, band] of [...bands, ['defaultBand', options.defaultBand] as [string, BandOptions | undefined]]) {
+    for (const [where, band] of [...bands, ['defaultBand', options.defaultBand], ['defaultNegativeBand', options.defaultNegativeBand]] as [string, BandOptions | undefined][]) {
       for (const key of ['maxRequests', 'maxBytes'] as const) {
         const v = band?.[key];
         if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new RangeError(`${where}.${key} must be an integer >= 1, got ${v}`);
@@ -574,7 +579,7 @@ export class FlowControlQueue {
   private band(priority: number): Band {
     let band = this.bands.get(priority);
     if (band === undefined) {
-      band = new Band(this.options.bands?.get(priority) ?? this.options.defaultBand);
+      band = new Band(this.options.bands?.get(priority) ?? (priority < 0 ? this.options.defaultNegativeBand : undefined) ?? this.options.defaultBand);
       this.bands.set(priority, band);
     }
     return band;
