@@ -43,6 +43,9 @@ const RESPONSE_SIZE_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096
 const OUTPUT_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
 const NTPOT_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
 
+/** llm-d's per-request labels: GIE's model pair, then the request's flow-control fairness id and priority. */
+const LLMD_REQUEST_LABELS = ['model_name', 'target_model_name', 'fairness_id', 'priority'] as const;
+
 export const EPP_METRICS = {
   requestTotal: {
     name: 'inference_objective_request_total',
@@ -117,7 +120,7 @@ export const EPP_METRICS = {
   llmdRequestTotal: {
     name: 'llm_d_epp_request_total',
     type: 'counter',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Total number of processed requests.',
   },
   llmdRequestErrorTotal: {
@@ -129,55 +132,55 @@ export const EPP_METRICS = {
   llmdRequestDuration: {
     name: 'llm_d_epp_request_duration_seconds',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] End-to-end request latency distribution in seconds.',
     buckets: REQUEST_DURATION_BUCKETS,
   },
   llmdRequestSizes: {
     name: 'llm_d_epp_request_size_bytes',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Incoming request body size distribution in bytes.',
     buckets: REQUEST_SIZE_BUCKETS,
   },
   llmdResponseSizes: {
     name: 'llm_d_epp_response_size_bytes',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Outgoing response body size distribution in bytes.',
     buckets: RESPONSE_SIZE_BUCKETS,
   },
   llmdInputTokens: {
     name: 'llm_d_epp_request_input_tokens',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Input token count distribution per request.',
     buckets: TOKEN_COUNT_BUCKETS,
   },
   llmdOutputTokens: {
     name: 'llm_d_epp_request_output_tokens',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Output token count distribution per request.',
     buckets: OUTPUT_TOKEN_BUCKETS,
   },
   llmdCachedTokens: {
     name: 'llm_d_epp_request_cached_tokens',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Distribution of prompt tokens read from cache per request, as reported by the model server in the response.',
     buckets: TOKEN_COUNT_BUCKETS,
   },
   llmdRunningRequests: {
     name: 'llm_d_epp_request_running',
     type: 'gauge',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Current number of active running requests.',
   },
   llmdNormalizedTimePerOutputToken: {
     name: 'llm_d_epp_request_ntpot_seconds',
     type: 'histogram',
-    labels: ['model_name', 'target_model_name', 'fairness_id', 'priority'],
+    labels: LLMD_REQUEST_LABELS,
     help: '[ALPHA] Normalized time per output token in seconds (end-to-end latency divided by output token count).',
     buckets: NTPOT_BUCKETS,
   },
