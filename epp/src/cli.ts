@@ -191,8 +191,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'tls-cipher-suites', aliases: [], kind: 'unsupported', help: 'is not supported: kvroute cannot restrict secure serving\'s cipher suites (Node\'s defaults), and ignoring the list would serve ciphers it excludes; drop the flag or terminate TLS in the mesh' },
   { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
-  { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
-  { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints)' },
+  { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints, or a config whose dataLayer.discovery names a file-discovery plugin)' },
+  { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints, or a config whose dataLayer.discovery names a file-discovery plugin)' },
   metricNameFlag('total-queued-requests-metric', ['totalQueuedRequestsMetric'], [VLLM_METRIC_NAMES.waiting.name]),
   metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
   metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
@@ -220,7 +220,7 @@ export function usage(): string {
   return [
     'kvroute-epp: an Envoy ext_proc endpoint picker that routes LLM requests by prefix cache, load and session.',
     '',
-    'Usage: kvroute-epp (--pool-name NAME [--pool-namespace NS] | --endpoints HOST:PORT,...) [flags]',
+    'Usage: kvroute-epp (--pool-name NAME [--pool-namespace NS] | --endpoints HOST:PORT,... | --config-file F naming a file-discovery) [flags]',
     '',
     'Flags take "--flag value" or "--flag=value"; one or two leading dashes. Booleans take "--flag" or "--flag=false"',
     '(a separate "false" word is rejected: Go\'s flag package would silently stop parsing there).',
@@ -325,7 +325,14 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
 
   const poolName = get<string>('pool-name');
   const endpoints = get<string>('endpoints');
-  if (!poolName && !endpoints) throw new UsageError('one of --pool-name (Kubernetes discovery) or --endpoints (static) is required');
+  const configFile = get<string>('config-file');
+  const configText = get<string>('config-text');
+  if (configFile && configText) throw new UsageError('--config-file and --config-text are exclusive');
+  // With a config, its dataLayer.discovery may name the pool's endpoints (llm-d-router v0.10.0 file-discovery): the
+  // runner checks once the config is read.
+  if (!poolName && !endpoints && !configFile && !configText) {
+    throw new UsageError('one of --pool-name (Kubernetes discovery) or --endpoints (static) is required, or a config whose dataLayer.discovery names a file-discovery plugin');
+  }
   if (poolName && endpoints) throw new UsageError('--pool-name and --endpoints are exclusive: discover from Kubernetes or list endpoints, not both');
   if (endpoints) {
     try {
@@ -334,9 +341,6 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       throw new UsageError(`--endpoints: ${(e as Error).message}`);
     }
   }
-  const configFile = get<string>('config-file');
-  const configText = get<string>('config-text');
-  if (configFile && configText) throw new UsageError('--config-file and --config-text are exclusive');
 
   const group = get<string>('pool-group');
   let poolApiVersion: PoolApiVersion | undefined;

@@ -29,6 +29,11 @@ async function main(): Promise<number> {
   try {
     epp = await startEpp(options, logger);
   } catch (e) {
+    // Flags that only conflict with the config (file discovery and --endpoints) are usage errors too.
+    if (e instanceof UsageError) {
+      process.stderr.write(`kvroute-epp: ${e.message}\n`);
+      return 2;
+    }
     logger.error('start-up failed', { error: (e as Error).message });
     return 1;
   }

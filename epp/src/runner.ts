@@ -10,12 +10,13 @@ import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
 import { parseDuration } from './config/duration';
-import { endpointPickerConfigNotes, featureGateEnabled, isAddedByLoader } from './config/loader';
+import { endpointPickerConfigNotes, featureGateEnabled, isAddedByLoader, scrapesModelServerMetrics } from './config/loader';
 import { DEFAULT_ADAPTIVE_MAX_INTERVAL_MS } from './datastore/adaptive-interval';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
+import { FileDiscovery } from './datastore/file-discovery';
 import { hostPort, startExtProcServer, type ExtProcServer } from './extproc/server';
 import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import type { ExtProcLogger } from './extproc/stream';
@@ -25,7 +26,7 @@ import { FlowControlQueue, type BandOptions } from './requestcontrol/flow-contro
 import type { PriorityBandConfig } from './config/types';
 import { FLOW_CONTROL_DEFAULTS } from './config/flow-control-defaults';
 import { buildScheduler, type Scheduler } from './scheduling/scheduler';
-import type { EppOptions, FlowControlFlags } from './cli';
+import { UsageError, type EppOptions, type FlowControlFlags } from './cli';
 
 export interface Logger extends ExtProcLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -56,6 +57,8 @@ export interface RunningEpp {
   readonly metrics: EppMetrics;
   /** Ready to route: the pool synced and at least one endpoint is known. */
   readonly serving: boolean;
+  /** What discovery last failed at (a missing pool, an endpoints file that did not reload); undefined while healthy. */
+  readonly discoveryError: Error | undefined;
   stop(): Promise<void>;
 }
 
@@ -210,7 +213,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const scrape = scrapeTarget(config, options);
   // vLLM's LoRA family only grows (one series per change): read it only for a plugin that uses it.
   const readsLora = config.plugins.some((p) => p.type === 'lora-affinity-scorer' || p.type === 'lora-room-filter');
+  const scrapes = scrapesModelServerMetrics(config);
   const datastore = new Datastore({
+    // llm-d-router v0.10.0 `dataLayer.injectDefaults: false` with no metrics-data-source listed: nothing is scraped.
+    ...(scrapes ? {} : { scrape: false }),
     ...(readsLora ? { metricNames: { ...VLLM_METRIC_NAMES, loraInfo: LORA_INFO_METRIC } } : {}),
     refreshIntervalMs: options.refreshMetricsIntervalMs,
     metricsPort: options.modelServerMetricsPort,
@@ -218,12 +224,15 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     metricsScheme: scrape.scheme,
     metricsInsecureSkipVerify: scrape.insecureSkipVerify,
     scrapeMode: options.metricsScrapeMode,
-    scrapeWorkers: options.metricsScrapeMode === 'worker' ? options.metricsScrapeWorkers : undefined,
-    scrapeBudgetPerSecond: options.metricsScrapeMode === 'worker' ? options.metricsScrapeBudget : undefined,
+    scrapeWorkers: scrapes && options.metricsScrapeMode === 'worker' ? options.metricsScrapeWorkers : undefined,
+    scrapeBudgetPerSecond: scrapes && options.metricsScrapeMode === 'worker' ? options.metricsScrapeBudget : undefined,
     onScrapeWorkerError: (err) => logger.error('metrics scrape worker died; restarting it', { error: err.message }),
     onListenerError: (err, event) => logger.error('datastore listener failed', { event, error: String(err) }),
   });
-  const poolName = options.poolName ?? 'static';
+  const fileDiscovery = fileDiscoveryOf(config, options);
+  // llm-d-router v0.10.0 cmd/epp/runner/runner.go runWithFileDiscovery: "--pool-name is optional in file discovery
+  // mode and defaults to epp".
+  const poolName = options.poolName ?? (fileDiscovery ? 'epp' : 'static');
   const flow = resolveFlowControl(config, options.flowControl);
   const flowQueue = flow.enabled
     ? new FlowControlQueue({ maxQueued: flow.maxQueued, maxQueuedBytes: flow.maxQueuedBytes, maxWaitMs: flow.maxWaitMs, maxDispatchPerCall: flow.dispatchPerTick, bands: flow.bands, defaultBand: flow.defaultBand, defaultNegativeBand: flow.defaultNegativeBand })
@@ -390,7 +399,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     }));
 
     cleanups.push(() => datastore.stop());
-    const discovery: Discovery = options.endpoints
+    const discovery: Discovery = fileDiscovery
+      ? new FileDiscovery(datastore, { ...fileDiscovery, log: (level, message) => logger[level](message) })
+      : options.endpoints
       ? new StaticDiscovery(datastore, options.endpoints)
       : new KubernetesDiscovery(datastore, {
         poolName: options.poolName!,
@@ -402,6 +413,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
         modelRewrites: true,
       });
     if (discovery instanceof KubernetesDiscovery) watched = discovery;
+    if (fileDiscovery) {
+      // As llm-d-router v0.10.0's runWithFileDiscovery says once at start-up: no Kubernetes client runs in this mode.
+      logger.info('file-discovery mode: Kubernetes-only features are inactive (InferenceObjective and InferenceModelRewrite watches); objectives come from the config\'s flowControl', { path: fileDiscovery.path, pool: poolName, namespace: options.poolNamespace });
+    }
     // Discovery stops before the datastore: a stopped datastore refuses changes.
     cleanups.push(() => discovery.stop());
     cleanups.push(() => extProc.stop(options.shutdownGracePeriodMs));
@@ -420,12 +435,33 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       get serving() {
         return extProc.health.status === 'SERVING';
       },
+      get discoveryError() {
+        return discovery.lastError;
+      },
       stop: stopAll,
     };
   } catch (e) {
     await stopAll();
     throw e;
   }
+}
+
+/**
+ * The `file-discovery` plugin a config's `dataLayer.discovery` names (llm-d-router v0.10.0 `docs/discovery.md`), or
+ * undefined. With one, the pool comes from its file: `--endpoints` is refused (two endpoint lists) and `--pool-name`
+ * only names the pool, as upstream's file-discovery mode starts no Kubernetes client.
+ */
+function fileDiscoveryOf(config: EndpointPickerConfig, options: Pick<EppOptions, 'endpoints' | 'poolName'>): { path: string; watchFile: boolean } | undefined {
+  const ref = config.dataLayer?.discovery?.pluginRef;
+  if (ref === undefined) {
+    if (!options.poolName && !options.endpoints) {
+      throw new UsageError('one of --pool-name (Kubernetes discovery) or --endpoints (static) is required, or a config whose dataLayer.discovery names a file-discovery plugin');
+    }
+    return undefined;
+  }
+  if (options.endpoints) throw new UsageError(`--endpoints and the config's dataLayer.discovery (${JSON.stringify(ref)}) both list the pool's endpoints: give one`);
+  const p = (config.plugins.find((plugin) => plugin.name === ref)?.parameters ?? {}) as { path?: string; watchFile?: boolean };
+  return { path: p.path!, watchFile: p.watchFile ?? false };
 }
 
 /** `--host` must be an address or a name this machine resolves (it is where the three servers bind). */

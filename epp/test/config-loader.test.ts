@@ -1,6 +1,7 @@
 import {
   ConfigError,
   defaultEndpointPickerConfig,
+  endpointPickerConfigNotes,
   prefixFirstEndpointPickerConfig,
   KNOWN_PLUGIN_TYPES,
   latencyEndpointPickerConfig,
@@ -255,7 +256,6 @@ describe('validation errors name the field and what is allowed', () => {
     ['index budget as bytes', plugins('- type: prefix-cache-scorer\n  parameters: {maxIndexEntries: 256Mi}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got "256Mi"'],
     ['negative precise index budget', plugins('- type: precise-prefix-cache-scorer\n  parameters: {maxIndexEntries: -1}\n'), 'plugins[0].parameters.maxIndexEntries: must be an integer >= 1, got -1'],
     ['autoTune not a boolean', plugins('- type: prefix-cache-scorer\n  parameters: {autoTune: "yes"}\n'), 'plugins[0].parameters.autoTune: must be true or false, got "yes"'],
-    ['parameters on a plugin without any', plugins('- type: queue-scorer\n  parameters: {threshold: 3}\n'), 'plugins[0].parameters.threshold: unknown field; this plugin takes no parameters'],
     ['parameters not a map', plugins('- type: max-score-picker\n  parameters: 3\n'), 'plugins[0].parameters: must be a map, got 3'],
     // GIE v1.5.0 pkg/epp/framework/plugins/scheduling/scorer/latency/plugin.go registers another latency-scorer.
     [
@@ -318,9 +318,9 @@ describe('validation errors name the field and what is allowed', () => {
       'schedulingProfiles[0].plugins[1].pluginRef: "queue-scorer" is listed twice',
     ],
     [
-      'profile handler in a profile',
-      plugins('- type: single-profile-handler\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: single-profile-handler\n'),
-      'schedulingProfiles[0].plugins[0].pluginRef: "single-profile-handler" is a single-profile-handler, which acts outside profiles; a profile holds filters, scorers and a picker',
+      'weight on a profile handler listed in a profile',
+      plugins('- type: single-profile-handler\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: single-profile-handler\n    weight: 2\n'),
+      'schedulingProfiles[0].plugins[0].weight: only scorers take a weight; "single-profile-handler" is a single-profile-handler',
     ],
     [
       'weight on a filter',
@@ -666,5 +666,22 @@ describe('preciseEndpointPickerConfig', () => {
     const earlier = withoutLatencyScorer(precise);
     expect(earlier.plugins.map((p) => p.type)).not.toContain('latency-scorer');
     expect(earlier.schedulingProfiles[0]!.plugins.map((r) => r.pluginRef)).toEqual(steps.map((r) => r.pluginRef).filter((r) => r !== 'latency-scorer'));
+  });
+});
+
+describe('what upstream ignores without a word is skipped with a note, not refused', () => {
+  // llm-d-router v0.10.0 pkg/epp/framework/interface/plugin/registry.go: a factory that takes its decoder as `_` ignores
+  // its parameters (GIE v1.5.0's take json.RawMessage the same way); pkg/epp/scheduling/scheduler_profile.go AddPlugins
+  // adds a profile's plugins by the interfaces they implement, so a profile handler listed there does nothing.
+  test('parameters on a plugin that takes none; a profile handler or a data-layer plugin listed in a profile', () => {
+    const c = parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- {type: queue-scorer, parameters: {threshold: 3}}\n- {type: single-profile-handler}\n- {type: metrics-data-source}\n` +
+      'schedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: single-profile-handler\n  - pluginRef: queue-scorer\n  - pluginRef: metrics-data-source\n');
+    expect(c.plugins[0]).toEqual({ type: 'queue-scorer', name: 'queue-scorer' });
+    expect(c.schedulingProfiles[0]!.plugins.map((p) => p.pluginRef)).toEqual(['queue-scorer', 'max-score-picker']);
+    expect(endpointPickerConfigNotes(c)).toEqual([
+      'plugins[0].parameters: queue-scorer takes no parameters; ignored as upstream ignores them (threshold)',
+      'schedulingProfiles[0].plugins[0].pluginRef: "single-profile-handler" is a single-profile-handler, which acts outside profiles (a profile holds filters, scorers and a picker); skipped as upstream skips it',
+      'schedulingProfiles[0].plugins[2].pluginRef: "metrics-data-source" is a metrics-data-source, which acts outside profiles (a profile holds filters, scorers and a picker); skipped as upstream skips it',
+    ]);
   });
 });

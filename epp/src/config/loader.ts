@@ -1,9 +1,9 @@
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from './flow-control-defaults';
 import { parseDocument, stringify } from 'yaml';
-import { PROFILE_KINDS } from '../scheduling/plugin';
-import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
+import { NO_PARAMETERS, PROFILE_KINDS } from '../scheduling/plugin';
+import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginDefinition, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
 import { ConfigError, describeValue } from './errors';
-import { FieldReader } from './fields';
+import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
@@ -65,8 +65,8 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   const notes: string[] = [];
   const apiVersion = readApiVersion(top, notes);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);
-  const plugins = readPlugins(top);
-  const declaredProfiles = readProfiles(top, plugins);
+  const plugins = readPlugins(top, notes);
+  const declaredProfiles = readProfiles(top, plugins, notes);
   const featureGates = readFeatureGates(top);
   const flowControlRead = readFlowControl(top, plugins);
   const flowControl = flowControlRead?.config;
@@ -173,6 +173,8 @@ const EXTRACTOR_TYPES: Readonly<Record<string, readonly string[]>> = {
   'endpoint-notification-source': ['precise-prefix-cache-scorer'],
 };
 const PARSER_TYPES: readonly string[] = ['openai-parser', 'passthrough-parser'];
+/** llm-d-router v0.10.0 also registers `multicluster-file-discovery` (alpha, peer clusters as endpoints): not here. */
+const DISCOVERY_TYPES: readonly string[] = ['file-discovery'];
 
 function referencedPlugin(value: unknown, path: string, plugins: readonly PluginSpec[], allowed: readonly string[]): string {
   const fields = FieldReader.ofMap(value, path);
@@ -190,8 +192,10 @@ function referencedPlugin(value: unknown, path: string, plugins: readonly Plugin
 
 /**
  * GIE v1.5.0's `dataLayer: {sources: [{pluginRef, extractors: [{pluginRef}]}]}` (apix/config/v1alpha1
- * endpointpickerconfig_types.go). Checked (each reference names a plugin of a fitting type) and kept; kvroute's
- * datastore does the work, with `metrics-data-source`'s parameters.
+ * endpointpickerconfig_types.go), with llm-d-router v0.10.0's additions to the same struct: `injectDefaults`,
+ * `discovery: {pluginRef}` (a `file-discovery` plugin, `docs/discovery.md`) and the cross-replica syncer fields.
+ * Checked (each reference names a plugin of a fitting type) and kept; kvroute's datastore does the work, with
+ * `metrics-data-source`'s parameters.
  */
 function readDataLayer(top: FieldReader, plugins: readonly PluginSpec[]): EndpointPickerConfig['dataLayer'] {
   if (!top.has('dataLayer')) {
@@ -199,7 +203,16 @@ function readDataLayer(top: FieldReader, plugins: readonly PluginSpec[]): Endpoi
     return undefined;
   }
   const r = FieldReader.ofMap(top.raw('dataLayer'), 'dataLayer');
-  const list = r.raw('sources');
+  // `sources` is optional in llm-d-router v0.10.0 (`omitempty`): a config may name only its discovery.
+  const list = r.raw('sources') ?? [];
+  const injectDefaults = r.raw('injectDefaults') == null ? undefined : r.boolean('injectDefaults', true);
+  const discovery = r.raw('discovery') == null ? undefined : { pluginRef: referencedPlugin(r.raw('discovery'), 'dataLayer.discovery', plugins, DISCOVERY_TYPES) };
+  if (r.raw('crossReplicaSyncerPluginRef') != null) {
+    // configloader.go buildDataLayerConfig: the plugin must be a fwkdl.CrossReplicaSyncer, which no plugin v0.10.0
+    // registers implements, so upstream refuses every value too.
+    throw new ConfigError('dataLayer.crossReplicaSyncerPluginRef', `no cross-replica syncer plugin exists (llm-d-router v0.10.0 registers none); kvroute's replicas share sessions through session-affinity-filter's sessionStore: drop the field`);
+  }
+  const crossReplicaSyncInterval = r.raw('crossReplicaSyncInterval') == null ? undefined : r.duration('crossReplicaSyncInterval', '1s');
   r.finish();
   if (!Array.isArray(list)) throw new ConfigError('dataLayer.sources', `must be a list of {pluginRef, extractors}, got ${describeValue(list)}`);
   return {
@@ -216,7 +229,21 @@ function readDataLayer(top: FieldReader, plugins: readonly PluginSpec[]): Endpoi
         extractors: extractors.map((e, i) => ({ pluginRef: referencedPlugin(e, `${path}.extractors[${i}]`, plugins, EXTRACTOR_TYPES[sourceType] ?? []) })),
       };
     }),
+    ...(injectDefaults !== undefined ? { injectDefaults } : {}),
+    ...(discovery !== undefined ? { discovery } : {}),
+    ...(crossReplicaSyncInterval !== undefined ? { crossReplicaSyncInterval } : {}),
   };
+}
+
+/**
+ * Whether pods' `/metrics` pages are scraped: llm-d-router v0.10.0 injects its default metrics source unless
+ * `dataLayer.injectDefaults` is false, and a config whose `sources` lists a `metrics-data-source` has one anyway
+ * (`docs/architecture.md`, "DataLayer"). GIE v1.5.0 and every config without `injectDefaults: false` scrape.
+ */
+export function scrapesModelServerMetrics(config: Pick<EndpointPickerConfig, 'dataLayer' | 'plugins'>): boolean {
+  const dl = config.dataLayer;
+  if (dl?.injectDefaults !== false) return true;
+  return dl.sources.some((s) => config.plugins.find((p) => p.name === s.pluginRef)?.type === 'metrics-data-source');
 }
 
 /**
@@ -547,7 +574,7 @@ export function renderEndpointPickerConfig(config: EndpointPickerConfig): string
   return stringify({ ...normalized, plugins }, { aliasDuplicateObjects: false, lineWidth: 0 });
 }
 
-function readPlugins(top: FieldReader): PluginSpec[] {
+function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
   const list = top.raw('plugins');
   if (!Array.isArray(list)) throw new ConfigError('plugins', `must be a list of plugins, got ${describeValue(list)}`);
   const firstIndexByName = new Map<string, number>();
@@ -571,7 +598,15 @@ function readPlugins(top: FieldReader): PluginSpec[] {
       );
     }
     firstIndexByName.set(name, index);
-    const parameters = resolvePluginParameters(type, fields.raw('parameters'), `${path}.parameters`);
+    let rawParameters = fields.raw('parameters');
+    if (pluginDefinition(type).parameters === NO_PARAMETERS && isPlainObject(rawParameters) && Object.keys(rawParameters).length > 0) {
+      // Upstream's factories for these plugins take the decoder as `_` (llm-d-router v0.10.0
+      // pkg/epp/framework/interface/plugin/registry.go FactoryFunc; GIE v1.5.0 the same with json.RawMessage), so fields
+      // there are ignored, not refused: llm-d's own docs/discovery.md example gives single-profile-handler two.
+      notes.push(`${path}.parameters: ${type} takes no parameters; ignored as upstream ignores them (${Object.keys(rawParameters).join(', ')})`);
+      rawParameters = undefined;
+    }
+    const parameters = resolvePluginParameters(type, rawParameters, `${path}.parameters`);
     fields.finish();
     return pluginSpec(type, name, parameters);
   });
@@ -582,7 +617,7 @@ function pluginSpec(type: PluginType, name: string, parameters: object): PluginS
   return spec as PluginSpec;
 }
 
-function readProfiles(top: FieldReader, plugins: readonly PluginSpec[]): SchedulingProfileSpec[] {
+function readProfiles(top: FieldReader, plugins: readonly PluginSpec[], notes: string[]): SchedulingProfileSpec[] {
   const list = top.raw('schedulingProfiles');
   if (list === undefined || list === null) return [];
   if (!Array.isArray(list)) {
@@ -599,14 +634,14 @@ function readProfiles(top: FieldReader, plugins: readonly PluginSpec[]): Schedul
     if (!Array.isArray(refs)) {
       throw new ConfigError(`${path}.plugins`, `must be a list of {pluginRef, weight?}, got ${describeValue(refs)}`);
     }
-    const profilePlugins = refs.map((ref, refIndex) => readProfileRef(ref, `${path}.plugins[${refIndex}]`, plugins));
+    const profilePlugins = refs.flatMap((ref, refIndex) => readProfileRef(ref, `${path}.plugins[${refIndex}]`, plugins, notes) ?? []);
     fields.finish();
     checkProfilePlugins(profilePlugins, plugins, path);
     return { name, plugins: profilePlugins };
   });
 }
 
-function readProfileRef(value: unknown, path: string, plugins: readonly PluginSpec[]): SchedulingProfilePluginRef {
+function readProfileRef(value: unknown, path: string, plugins: readonly PluginSpec[], notes: string[]): SchedulingProfilePluginRef | undefined {
   const fields = FieldReader.ofMap(value, path);
   const pluginRef = fields.requiredString('pluginRef');
   const plugin = plugins.find((p) => p.name === pluginRef);
@@ -617,11 +652,13 @@ function readProfileRef(value: unknown, path: string, plugins: readonly PluginSp
     );
   }
   if (!PROFILE_KINDS.some((kind) => pluginHasKind(plugin.type, kind))) {
-    throw new ConfigError(
-      `${path}.pluginRef`,
-      `${JSON.stringify(pluginRef)} is a ${plugin.type}, which acts outside profiles; a profile holds filters, ` +
-        'scorers and a picker',
-    );
+    // Upstream adds a profile's plugins by the interfaces they implement and skips the rest without a word (llm-d-router
+    // v0.10.0 pkg/epp/scheduling/scheduler_profile.go AddPlugins; GIE v1.5.0 the same): llm-d's docs/discovery.md
+    // example lists its single-profile-handler in the profile. Skipped here too, with a note.
+    if (fields.has('weight')) throw new ConfigError(`${path}.weight`, `only scorers take a weight; ${JSON.stringify(pluginRef)} is a ${plugin.type}`);
+    fields.finish();
+    notes.push(`${path}.pluginRef: ${JSON.stringify(pluginRef)} is a ${plugin.type}, which acts outside profiles (a profile holds filters, scorers and a picker); skipped as upstream skips it`);
+    return undefined;
   }
   const isScorer = pluginHasKind(plugin.type, 'scorer');
   if (!isScorer && fields.has('weight')) {

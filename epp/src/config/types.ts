@@ -76,7 +76,26 @@ export interface PluginRefConfig {
 }
 
 export interface DataLayerConfig {
+  /** Data sources and their extractors. @default [] */
   sources: DataLayerSourceConfig[];
+  /**
+   * llm-d-router v0.10.0's `injectDefaults` (apix/config/v1alpha1 DataLayerConfig, #941): whether the default metrics
+   * source is added when `sources` lists no `metrics-data-source`. `false` with none listed means pods' metrics are not
+   * scraped at all (load-aware scorers then see every pod idle). Kept only when given. @default true
+   */
+  injectDefaults?: boolean;
+  /**
+   * llm-d-router v0.10.0's `discovery: {pluginRef}`: a `file-discovery` plugin supplies the pool's endpoints instead of
+   * an InferencePool (`docs/discovery.md`); `--pool-name` is then optional (default "epp") and `--endpoints` refused.
+   * Kept only when given.
+   */
+  discovery?: PluginRefConfig;
+  /**
+   * llm-d-router v0.10.0's `crossReplicaSyncInterval`: how often replicas publish state to a cross-replica syncer.
+   * Checked as a duration and kept; kvroute has no such syncer (its replicas share sessions through the session store),
+   * and upstream uses the interval only with `crossReplicaSyncerPluginRef`, which no v0.10.0 plugin satisfies.
+   */
+  crossReplicaSyncInterval?: string;
 }
 
 export interface DataLayerSourceConfig {

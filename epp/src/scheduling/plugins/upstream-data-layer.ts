@@ -105,3 +105,26 @@ export const passthroughParser = definePlugin({
   parameters: NO_PARAMETERS,
   create: (name) => new DataLayerPlugin('passthrough-parser', name),
 });
+
+export interface FileDiscoveryParameters {
+  /** The endpoints file, YAML or JSON (`{endpoints: [{name, namespace, address, port, labels}]}`). Required. */
+  path?: string;
+  /** Re-read the file when it is written or replaced. @default false */
+  watchFile?: boolean;
+}
+
+/**
+ * `file-discovery` (llm-d-router v0.10.0 `pkg/epp/framework/plugins/datalayer/discovery/file/plugin.go`): the pool's
+ * endpoints from a file, for an EPP with no Kubernetes. Named by `dataLayer.discovery.pluginRef`, it replaces
+ * InferencePool discovery (`src/datastore/file-discovery.ts` does the work; the runner starts it). Listed but not named
+ * there, it does nothing, as upstream's plugin is only started as the discovery.
+ */
+export const fileDiscovery = definePlugin({
+  type: 'file-discovery',
+  kinds: [],
+  parameters: parameters<FileDiscoveryParameters>((fields) => {
+    if (!fields.has('path')) throw new ConfigError(fields.fieldPath('path'), "is required: the endpoints file (llm-d-router file-discovery's 'path' parameter)");
+    return { path: fields.requiredString('path'), watchFile: fields.boolean('watchFile', false) };
+  }),
+  create: (name) => new DataLayerPlugin('file-discovery', name),
+});
