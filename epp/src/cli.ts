@@ -10,6 +10,7 @@ import { parseWholeQuantity } from './config/quantity';
 import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
+import { parseLabelSelector, type LabelSelector } from './datastore/label-selector';
 import type { PoolApiVersion } from './datastore/inference-pool';
 import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
 
@@ -28,6 +29,11 @@ export interface EppOptions {
   /** Pinned InferencePool API version; auto-detected (v1, then v1alpha2) when unset. */
   readonly poolApiVersion?: PoolApiVersion;
   readonly endpoints?: string;
+  /**
+   * llm-d-router v0.10.0's standalone mode (`--endpoint-selector`, `--endpoint-target-ports`): the pods the selector
+   * matches in `poolNamespace` are the pool, and `poolName` is the EPP's Deployment, read from `$POD_NAME`.
+   */
+  readonly endpointSelector?: { readonly selector: LabelSelector; readonly targetPorts: readonly number[] };
   readonly kubeconfig?: string;
   readonly refreshMetricsIntervalMs: number;
   /** `--metrics-staleness-threshold`: how old a pod's metrics may be for the pool gauges to count it ready. */
@@ -83,6 +89,47 @@ export interface FlowControlFlags {
   readonly maxHeaderPriority?: number;
   /** The gateway's ext_proc `max_message_timeout` (0: never ask Envoy for more time). */
   readonly maxMessageTimeoutMs?: number;
+}
+
+/**
+ * `--endpoint-selector` and `--endpoint-target-ports` (llm-d-router v0.10.0 `pkg/epp/server/options.go` Complete and
+ * Validate; `cmd/epp/runner/runner.go` extractGKNN): the selector in Kubernetes syntax, exclusive with `--pool-name`;
+ * 1-8 ports, duplicates dropped (removeDuplicatePorts); the pool named after the EPP's Deployment, taken from `$POD_NAME`
+ * (`<deployment>-<replicaset hash>-<pod hash>`, extractDeploymentName). Upstream also takes port 0; refused here, as no
+ * pod serves on it.
+ */
+function readEndpointSelector(
+  selectorText: string | undefined,
+  portsText: string | undefined,
+  poolName: string | undefined,
+  endpoints: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): { selector: LabelSelector; targetPorts: number[]; poolName: string } | undefined {
+  if (selectorText === undefined) return undefined;
+  if (poolName) throw new UsageError('--pool-name and --endpoint-selector are exclusive: either pool-name or endpoint-selector must be set (llm-d-router)');
+  if (endpoints) throw new UsageError('--endpoints and --endpoint-selector are exclusive: list the endpoints or select pods, not both');
+  let selector: LabelSelector;
+  try {
+    selector = parseLabelSelector(selectorText);
+  } catch (e) {
+    throw new UsageError(`--endpoint-selector: ${(e as Error).message}`);
+  }
+  if (portsText === undefined) throw new UsageError('--endpoint-selector needs --endpoint-target-ports: the pods\' model-server ports, e.g. 8000');
+  const targetPorts: number[] = [];
+  for (const part of portsText.split(',')) {
+    if (!/^\d{1,5}$/.test(part) || Number(part) < 1 || Number(part) > 65535) {
+      throw new UsageError(`--endpoint-target-ports: ${JSON.stringify(part)} is not a port 1-65535 (write e.g. 8000,8001 with no spaces)`);
+    }
+    if (!targetPorts.includes(Number(part))) targetPorts.push(Number(part));
+  }
+  if (targetPorts.length > 8) throw new UsageError(`--endpoint-target-ports: at most 8 ports, got ${targetPorts.length}`);
+  const podName = env.POD_NAME;
+  if (!podName) {
+    throw new UsageError('--endpoint-selector: $POD_NAME is not set; the pool is named after the EPP\'s Deployment, read from its pod name (set POD_NAME from the Downward API, fieldRef metadata.name, as llm-d-router\'s chart does)');
+  }
+  const match = /^(.+)-[a-z0-9]+-[a-z0-9]+$/.exec(podName);
+  if (!match) throw new UsageError(`--endpoint-selector: cannot take a Deployment name from $POD_NAME ${JSON.stringify(podName)} (expected <deployment>-<hash>-<hash>)`);
+  return { selector, targetPorts, poolName: match[1]! };
 }
 
 export class UsageError extends Error {
@@ -191,8 +238,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'tls-cipher-suites', aliases: [], kind: 'unsupported', help: 'is not supported: kvroute cannot restrict secure serving\'s cipher suites (Node\'s defaults), and ignoring the list would serve ciphers it excludes; drop the flag or terminate TLS in the mesh' },
   { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
-  { name: 'endpoint-selector', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints, or a config whose dataLayer.discovery names a file-discovery plugin)' },
-  { name: 'endpoint-target-ports', aliases: [], kind: 'unsupported', help: 'is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints, or a config whose dataLayer.discovery names a file-discovery plugin)' },
+  { name: 'endpoint-selector', aliases: [], kind: 'string', help: 'llm-d-router\'s standalone mode: the pods this Kubernetes label selector matches in the namespace are the pool, no InferencePool (\'app=vllm,env in (prod,staging)\'); needs --endpoint-target-ports and $POD_NAME; exclusive with --pool-name and --endpoints' },
+  { name: 'endpoint-target-ports', aliases: [], kind: 'string', help: 'with --endpoint-selector: the pods\' model-server ports, 1-8 comma-separated (\'8000\' or \'8000,8001\'), each its own endpoint per pod' },
   metricNameFlag('total-queued-requests-metric', ['totalQueuedRequestsMetric'], [VLLM_METRIC_NAMES.waiting.name]),
   metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
   metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
@@ -273,7 +320,7 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
 }
 
 /** String flags whose empty value stands for unset (their default, or the environment's): GIE's pool and config flags. */
-const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'kubeconfig', 'cert-path']);
+const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'endpoint-selector', 'endpoint-target-ports', 'kubeconfig', 'cert-path']);
 
 /**
  * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
@@ -323,8 +370,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     return spec.default === undefined ? undefined : (parseValue(spec, `--${name}`, spec.default) as T);
   };
 
-  const poolName = get<string>('pool-name');
   const endpoints = get<string>('endpoints');
+  const standalone = readEndpointSelector(get<string>('endpoint-selector'), get<string>('endpoint-target-ports'), get<string>('pool-name'), endpoints, env);
+  const poolName = get<string>('pool-name') ?? standalone?.poolName;
   const configFile = get<string>('config-file');
   const configText = get<string>('config-text');
   if (configFile && configText) throw new UsageError('--config-file and --config-text are exclusive');
@@ -405,6 +453,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     maxMessageTimeoutMs: maxMessageTimeout,
   };
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
+  // Upstream reads the target ports only with a selector and ignores them beside --pool-name (options.go Validate).
+  if (!standalone && values.has('endpoint-target-ports')) ignoredFlags.push('--endpoint-target-ports');
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
 
@@ -420,6 +470,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     poolNamespace: get<string>('pool-namespace') ?? (env.NAMESPACE || 'default'),
     poolApiVersion,
     endpoints,
+    ...(standalone ? { endpointSelector: { selector: standalone.selector, targetPorts: standalone.targetPorts } } : {}),
     kubeconfig: get<string>('kubeconfig'),
     refreshMetricsIntervalMs: get<number>('refresh-metrics-interval')!,
     metricsStalenessThresholdMs: get<number>('metrics-staleness-threshold')!,

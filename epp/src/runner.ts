@@ -409,8 +409,11 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
         poolApiVersion: options.poolApiVersion,
         kubeConfig: options.kubeconfig ? { kind: 'file', path: options.kubeconfig } : { kind: 'default' },
         log: (level, message) => logger[level](message),
-        objectives: true,
-        modelRewrites: true,
+        // llm-d-router v0.10.0 runner.go: "If endpointSelector is nil, it means it's not in the standalone mode. Then we
+        // should start the inferencePool and other CRD Reconciler." Standalone, none is started.
+        objectives: options.endpointSelector === undefined,
+        modelRewrites: options.endpointSelector === undefined,
+        ...(options.endpointSelector ? { endpointSelector: options.endpointSelector } : {}),
       });
     if (discovery instanceof KubernetesDiscovery) watched = discovery;
     if (fileDiscovery) {
@@ -451,7 +454,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
  * undefined. With one, the pool comes from its file: `--endpoints` is refused (two endpoint lists) and `--pool-name`
  * only names the pool, as upstream's file-discovery mode starts no Kubernetes client.
  */
-function fileDiscoveryOf(config: EndpointPickerConfig, options: Pick<EppOptions, 'endpoints' | 'poolName'>): { path: string; watchFile: boolean } | undefined {
+function fileDiscoveryOf(config: EndpointPickerConfig, options: Pick<EppOptions, 'endpoints' | 'poolName' | 'endpointSelector'>): { path: string; watchFile: boolean } | undefined {
   const ref = config.dataLayer?.discovery?.pluginRef;
   if (ref === undefined) {
     if (!options.poolName && !options.endpoints) {
@@ -460,6 +463,7 @@ function fileDiscoveryOf(config: EndpointPickerConfig, options: Pick<EppOptions,
     return undefined;
   }
   if (options.endpoints) throw new UsageError(`--endpoints and the config's dataLayer.discovery (${JSON.stringify(ref)}) both list the pool's endpoints: give one`);
+  if (options.endpointSelector) throw new UsageError(`--endpoint-selector and the config's dataLayer.discovery (${JSON.stringify(ref)}) both define the pool: give one`);
   const p = (config.plugins.find((plugin) => plugin.name === ref)?.parameters ?? {}) as { path?: string; watchFile?: boolean };
   return { path: p.path!, watchFile: p.watchFile ?? false };
 }

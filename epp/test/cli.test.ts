@@ -32,8 +32,6 @@ describe('kvroute-epp flags', () => {
     expect(parseArgs(['--pool-name', 'p', '--metrics-staleness-threshold=0s'], {})!.metricsStalenessThresholdMs).toBe(0);
     expect(o.disableEndpointSubsetFilter).toBe(true);
     expect(parseArgs(['--pool-name', 'p'], {})!.disableEndpointSubsetFilter).toBe(false);
-    expect(() => parseArgs(['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000'], {}))
-      .toThrow('--endpoint-selector is not supported: discover endpoints from an InferencePool (--pool-name) or list them (--endpoints, or a config whose dataLayer.discovery names a file-discovery plugin)');
   });
 
   test('GIE v0.5.1-v1.4.x cmd/epp/runner/runner.go metric-name and destination-hint flags (llm-d guides, GIE chart): vLLM\'s names and the defaults start the EPP and are reported as ignored; any other value is refused, named', () => {

@@ -1,3 +1,4 @@
+import { LabelSelector } from './label-selector';
 import { endpointKey } from './endpoint-key';
 import type { Endpoint } from './types';
 
@@ -10,8 +11,11 @@ export interface PoolSpec {
   readonly apiVersion: PoolApiVersion;
   readonly name: string;
   readonly namespace: string;
-  /** Pod label selector (v1 `selector.matchLabels`, v1alpha2 `selector`). */
-  readonly selector: Readonly<Record<string, string>>;
+  /**
+   * Pod label selector (v1 `selector.matchLabels`, v1alpha2 `selector`), or without a pool llm-d-router's
+   * `--endpoint-selector` in full label-selector syntax.
+   */
+  readonly selector: Readonly<Record<string, string>> | LabelSelector;
   /**
    * v1 `targetPorts[*].number` (1-8 unique ports, each a distinct endpoint per pod: GIE ≥ v1.1.0), v1alpha2
    * `[targetPortNumber]`.
@@ -116,14 +120,16 @@ export function splitApiVersion(v: PoolApiVersion): { group: string; version: st
 }
 
 /** `k=v,k2=v2`, the API's labelSelector query form, keys sorted so equal selectors compare equal as strings. */
-export function labelSelectorString(selector: Readonly<Record<string, string>>): string {
+export function labelSelectorString(selector: Readonly<Record<string, string>> | LabelSelector): string {
+  if (selector instanceof LabelSelector) return selector.toString();
   return Object.keys(selector)
     .sort()
     .map((k) => `${k}=${selector[k]}`)
     .join(',');
 }
 
-export function selectorMatches(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>> | undefined): boolean {
+export function selectorMatches(selector: Readonly<Record<string, string>> | LabelSelector, labels: Readonly<Record<string, string>> | undefined): boolean {
+  if (selector instanceof LabelSelector) return selector.matches(labels);
   for (const [k, v] of Object.entries(selector)) if (labels?.[k] !== v) return false;
   return true;
 }

@@ -1,5 +1,6 @@
 import type * as K8s from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import type { Datastore } from './datastore';
+import type { LabelSelector } from './label-selector';
 import {
   POOL_API_VERSIONS,
   PoolSpecError,
@@ -73,6 +74,12 @@ export interface KubernetesDiscoveryOptions {
    * Default false.
    */
   readonly modelRewrites?: boolean;
+  /**
+   * llm-d-router v0.10.0's standalone mode (`--endpoint-selector`, `--endpoint-target-ports`; `cmd/epp/runner/runner.go`
+   * NewEndpointPoolFromOptions): no InferencePool is read; the namespace's pods this selector matches, at these ports,
+   * are the pool, and `poolName` only names it. Default: read the InferencePool `poolName`.
+   */
+  readonly endpointSelector?: { readonly selector: LabelSelector; readonly targetPorts: readonly number[] };
 }
 
 /**
@@ -230,7 +237,13 @@ export class KubernetesDiscovery implements Discovery {
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.watcher = new k8s.Watch(kc);
     this.running = true;
-    this.spawn(this.poolLoop());
+    const standalone = this.options.endpointSelector;
+    if (standalone !== undefined) {
+      // The pool is the flags: nothing to read or watch but the pods.
+      this.applyPool({ apiVersion: 'inference.networking.k8s.io/v1', name: this.poolName, namespace: this.namespace, selector: standalone.selector, targetPorts: standalone.targetPorts });
+    } else {
+      this.spawn(this.poolLoop());
+    }
     if (this.options.objectives === true) {
       this.spawn(this.followResources({
         plural: 'inferenceobjectives',
@@ -282,6 +295,7 @@ export class KubernetesDiscovery implements Discovery {
 
   /** The pool's API group, once its API version is known. */
   private poolGroup(): string | undefined {
+    if (this.options.endpointSelector !== undefined) return undefined;
     return this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined;
   }
 
@@ -400,6 +414,11 @@ export class KubernetesDiscovery implements Discovery {
       prev.targetPorts.join(',') !== next.targetPorts.join(',') ||
       labelSelectorString(prev.selector) !== labelSelectorString(next.selector);
     if (!changed) return;
+    if (this.options.endpointSelector !== undefined) {
+      this.log('info', `endpoint selector ${labelSelectorString(next.selector) || '(every pod)'} in namespace ${this.namespace}, target port${next.targetPorts.length > 1 ? 's' : ''} ${next.targetPorts.join(', ')} (no InferencePool; pool named ${this.poolName})`);
+      this.restartPodLoop();
+      return;
+    }
     this.log(
       'info',
       `InferencePool ${this.namespace}/${this.poolName} (${next.apiVersion}): selector ${labelSelectorString(next.selector)}, target port${next.targetPorts.length > 1 ? 's' : ''} ${next.targetPorts.join(', ')}${prev ? ' (changed, resyncing pods)' : ''}`,
