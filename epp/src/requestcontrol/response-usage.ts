@@ -8,9 +8,17 @@
  * tokens from `prompt_tokens_details.cached_tokens` (OpenAI's and vLLM's spelling) or `prompt_token_details` (the
  * spelling upstream reads).
  *
+ * A response to a request `anthropic-parser` read is read as llm-d-router v0.10.0's parser reads it
+ * (`parsers/anthropic/anthropic.go` ParseResponse, extractUsage, extractUsageStreaming): the JSON body's `usage`
+ * (`input_tokens`, `output_tokens`, `cache_read_input_tokens` as the cached prompt tokens), or the event stream's
+ * `message_start` (`message.usage`: input and cached tokens) and `message_delta` (`usage.output_tokens`).
+ *
  * Chunks are read as they pass and never held whole: an event stream keeps only its unfinished last line, a JSON body
  * is kept up to `MAX_JSON_BODY_BYTES` (a larger one is counted but its usage not read).
  */
+
+/** Whose usage fields a response carries: an OpenAI-style server's, or the Anthropic Messages API's. */
+export type UsageFormat = 'openai' | 'anthropic';
 
 /** Token usage of one response. */
 export interface ResponseUsage {
@@ -45,7 +53,7 @@ export class ResponseObserver {
   private pendingLength = 0;
   private skippingLine = false;
 
-  constructor(readonly streaming: boolean) {}
+  constructor(readonly streaming: boolean, readonly format: UsageFormat = 'openai') {}
 
   /** Reads one chunk; at `endOfStream` the usage is final. */
   push(chunk: Buffer, endOfStream: boolean): void {
@@ -64,7 +72,8 @@ export class ResponseObserver {
       }
     }
     if (endOfStream && !this.overflow && this.partBytes > 0) {
-      this.usage = usageOf(parseJson(Buffer.concat(this.parts, this.partBytes).toString('utf8')));
+      const body = parseJson(Buffer.concat(this.parts, this.partBytes).toString('utf8'));
+      this.usage = this.format === 'anthropic' ? anthropicUsageOf(body) : usageOf(body);
       this.parts.length = 0;
     }
   }
@@ -143,6 +152,10 @@ export class ResponseObserver {
     if (!line.startsWith('data:') || !line.includes('"usage"')) return true;
     const event = parseJson(line.slice(5).trim());
     if (event === undefined) return false;
+    if (this.format === 'anthropic') {
+      this.usage = anthropicEventUsage(event, this.usage);
+      return true;
+    }
     // Responses API: `{"type":"response.completed","response":{"usage":{...}}}`.
     const nested = event.type === 'response.completed' && isObject(event.response) ? usageOf(event.response) : undefined;
     const usage = nested ?? usageOf(event);
@@ -179,4 +192,32 @@ function usageOf(body: JsonObject | undefined): ResponseUsage | undefined {
   const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : isObject(u.prompt_token_details) ? u.prompt_token_details : undefined;
   const cached = count(details?.cached_tokens);
   return { promptTokens: prompt ?? 0, completionTokens: completion ?? 0, ...(cached !== undefined ? { cachedPromptTokens: cached } : {}) };
+}
+
+/** anthropic.go extractUsage @ llm-d-router v0.10.0 (L161-188): a JSON Messages response's `usage`. */
+function anthropicUsageOf(body: JsonObject | undefined): ResponseUsage | undefined {
+  const u = body?.usage;
+  if (!isObject(u)) return undefined;
+  const cached = count(u.cache_read_input_tokens);
+  return { promptTokens: count(u.input_tokens) ?? 0, completionTokens: count(u.output_tokens) ?? 0, ...(cached !== undefined ? { cachedPromptTokens: cached } : {}) };
+}
+
+/**
+ * anthropic.go extractUsageStreaming @ llm-d-router v0.10.0 (L205-258): `message_start` carries the input (and cached)
+ * tokens in `message.usage`, `message_delta` the output tokens in `usage`. Upstream reads each chunk on its own and
+ * records what each one carries; the two events come in separate chunks, so the counts it records are the input tokens
+ * of the one and the output tokens of the other, which is the usage kept here across the stream.
+ */
+function anthropicEventUsage(event: JsonObject, sofar: ResponseUsage | undefined): ResponseUsage | undefined {
+  if (event.type === 'message_start' && isObject(event.message) && isObject(event.message.usage)) {
+    const u = event.message.usage;
+    const cached = count(u.cache_read_input_tokens) ?? sofar?.cachedPromptTokens;
+    return { promptTokens: count(u.input_tokens) ?? sofar?.promptTokens ?? 0, completionTokens: sofar?.completionTokens ?? 0, ...(cached !== undefined ? { cachedPromptTokens: cached } : {}) };
+  }
+  if (event.type === 'message_delta' && isObject(event.usage)) {
+    const out = count(event.usage.output_tokens);
+    const cached = sofar?.cachedPromptTokens;
+    return { promptTokens: sofar?.promptTokens ?? 0, completionTokens: out ?? sofar?.completionTokens ?? 0, ...(cached !== undefined ? { cachedPromptTokens: cached } : {}) };
+  }
+  return sofar;
 }

@@ -428,6 +428,15 @@ function promptText(input: PromptInput): string {
 }
 
 /**
+ * The `prompt` string `parseRequestBody` returns for `input` (chat messages as ChatML turns), for readers of other
+ * request formats that hand routers the same structured input (epp's anthropic-parser builds a chat from an Anthropic
+ * Messages body).
+ */
+export function promptOf(input: PromptInput): string {
+  return promptText(input);
+}
+
+/**
  * Characters `[start, end)` of the `prompt` that `parseRequestBody` returns for `input`, built from only the pieces they
  * come from: reading a few blocks past a prefix window (the approximate prefix scorer's tail probes) must not flatten a
  * long chat prompt's rope, a large-object copy for prompts over ~128 KB (see `promptText`).

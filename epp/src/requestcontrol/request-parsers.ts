@@ -1,0 +1,416 @@
+/**
+ * The request parsers and the registry that picks one per request by its path, as llm-d-router v0.10.0 has them:
+ *
+ * - `pkg/epp/handlers/parsers.go` NewParserRegistry / Resolve: the configured parsers in order; a second parser of a
+ *   type already listed is skipped; the first parser that claims no paths (`passthrough-parser`) is the fallback and
+ *   ends the list; a request goes to the first parser one of whose claimed path suffixes its path ends with (each
+ *   parser's claims in their order), else to the fallback, else nowhere: `"no parser registered matching path suffix
+ *   for: <path>"`, which `handlers/server.go` (Process, RequestBody, L461-465) answers as a BadRequest, i.e. an
+ *   ImmediateResponse 400 (`pkg/common/error/error.go` BuildErrResponse) counted in the request error metric with
+ *   `error_code="BadRequest"`.
+ * - `pkg/epp/framework/common/request/headers.go`: the path is `:path`, else `x-original-path`, else `x-forwarded-path`
+ *   (its query cut off), else `/v1/completions`; `MatchPathSuffix` trims the path's trailing `/` and the claim's `/` on
+ *   both ends, then tests a plain string suffix (no segment boundary: `/v1/xcompletions` ends with `completions`).
+ * - The claims (`Claims()` of each parser @ v0.10.0): `parsers/openai/openai.go` L90-104, `parsers/anthropic/anthropic.go`
+ *   L68-73, `parsers/vllmhttp/vllmhttp.go` L86-91, `parsers/passthrough/passthrough.go` L56-61 (none).
+ *
+ * GIE v1.5.0 has no registry: its one parser reads every request (`pkg/epp/handlers/parsers.go`, `server.go`); a
+ * config in GIE's form gets that (`ParserRegistry.everyPath`).
+ */
+import {
+  parseJsonBody,
+  JsonBodyTooDenseError,
+  promptOf,
+  pythonJsonDumps,
+  RequestBodyError,
+  type ChatMessageInput,
+  type ParsedRequestBody,
+  type PromptInput,
+} from '@kvroute/protocol/openai';
+
+/** The parser plugin types kvroute's EPP runs. */
+export type ParserType = 'openai-parser' | 'passthrough-parser' | 'anthropic-parser' | 'vllmhttp-parser';
+
+export const PARSER_TYPES: readonly ParserType[] = ['openai-parser', 'passthrough-parser', 'anthropic-parser', 'vllmhttp-parser'];
+
+export function isParserType(type: string): type is ParserType {
+  return (PARSER_TYPES as readonly string[]).includes(type);
+}
+
+/** Each parser type's claimed path suffixes, in upstream's order (see the module comment); none: the fallback. */
+export const PARSER_CLAIMS: Readonly<Record<ParserType, readonly string[]>> = {
+  'openai-parser': [
+    'chat/completions', 'completions', 'embeddings', 'responses', 'conversations',
+    'chat/completions/render', 'completions/render', 'images/generations',
+  ],
+  'anthropic-parser': ['messages', 'messages/count_tokens'],
+  'vllmhttp-parser': ['inference/v1/generate'],
+  'passthrough-parser': [],
+};
+
+/** llm-d-router v0.10.0 `pkg/epp/config/loader/defaults.go` ensureParsers: the parsers of a config that names none. */
+export const LLMD_DEFAULT_PARSERS: readonly ParserType[] = ['openai-parser', 'anthropic-parser', 'vllmhttp-parser'];
+
+/** `request.GetRequestPath` @ llm-d-router v0.10.0 (`pkg/epp/framework/common/request/headers.go` L23-40). */
+export function requestPath(headers: ReadonlyMap<string, string>): string {
+  for (const name of [':path', 'x-original-path', 'x-forwarded-path']) {
+    const path = headers.get(name);
+    if (path !== undefined && path !== '') {
+      const q = path.indexOf('?');
+      return q >= 0 ? path.slice(0, q) : path;
+    }
+  }
+  return '/v1/completions';
+}
+
+/** `request.MatchPathSuffix` @ llm-d-router v0.10.0 (headers.go L43-47). */
+export function matchPathSuffix(path: string, suffix: string): boolean {
+  let p = path.trim();
+  if (p.endsWith('/')) p = p.slice(0, -1);
+  return p.endsWith(trimSlashes(suffix.trim()));
+}
+
+function trimSlashes(s: string): string {
+  let from = 0;
+  let to = s.length;
+  while (from < to && s[from] === '/') from++;
+  while (to > from && s[to - 1] === '/') to--;
+  return s.slice(from, to);
+}
+
+/** A parser plugin of the config: its name and type. */
+export interface ParserRef {
+  readonly name: string;
+  readonly type: ParserType;
+}
+
+export class ParserRegistry {
+  private constructor(
+    private readonly entries: readonly { readonly parser: ParserRef; readonly suffixes: readonly string[] }[],
+    private readonly fallback: ParserRef | undefined,
+    /** The parsers the registry kept, in order (upstream's `Parsers()`). */
+    readonly parsers: readonly ParserRef[],
+  ) {}
+
+  /** llm-d-router v0.10.0 `NewParserRegistry` (handlers/parsers.go L42-81) over the configured list. */
+  static of(list: readonly ParserRef[]): ParserRegistry {
+    const entries: { parser: ParserRef; suffixes: string[] }[] = [];
+    const kept: ParserRef[] = [];
+    const seen = new Set<ParserType>();
+    let fallback: ParserRef | undefined;
+    for (const parser of list) {
+      const claims = PARSER_CLAIMS[parser.type];
+      if (claims.length === 0) {
+        fallback = parser;
+        if (!seen.has(parser.type)) {
+          seen.add(parser.type);
+          kept.push(parser);
+        }
+        break;
+      }
+      if (seen.has(parser.type)) continue;
+      seen.add(parser.type);
+      kept.push(parser);
+      entries.push({ parser, suffixes: claims.map((c) => trimSlashes(c.trim())) });
+    }
+    return new ParserRegistry(entries, fallback, kept);
+  }
+
+  /** GIE v1.5.0: one parser for every request, whatever its path (`handlers/server.go` NewStreamingServer's parser). */
+  static everyPath(parser: ParserRef): ParserRegistry {
+    return new ParserRegistry([], parser, [parser]);
+  }
+
+  /** `Resolve` (handlers/parsers.go L89-102): the parser for a request path; undefined when none claims it. */
+  resolve(path: string): ParserRef | undefined {
+    for (const { parser, suffixes } of this.entries) {
+      for (const suffix of suffixes) if (matchPathSuffix(path, suffix)) return parser;
+    }
+    return this.fallback;
+  }
+}
+
+/** `Resolve`'s error text, which upstream answers with (a 400 carrying `inference error: BadRequest - <this>`). */
+export function unclaimedPathMessage(path: string): string {
+  return `no parser registered matching path suffix for: ${path}`;
+}
+
+/** A body forwarded as it came, not read (passthrough-parser, Anthropic's count_tokens): no model, no prompt. */
+export const UNREAD_BODY: ParsedRequestBody = Object.freeze({ input: Object.freeze({ kind: 'none' as const }), prompt: '', stream: false });
+
+// ---------------------------------------------------------------------------------------------------------------------
+// JSON helpers
+
+type JsonObject = Record<string, unknown>;
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The body as a JSON value, with kvroute's limits (`parseJsonBody`): a 413 for one too dense, a 400 for bad JSON. */
+function jsonOf(body: Buffer, what: string): unknown {
+  try {
+    return parseJsonBody(body);
+  } catch (e) {
+    if (e instanceof JsonBodyTooDenseError) throw new RequestBodyError(`request body has ${e.message}`, null, 'request_too_large', 413);
+    throw new RequestBodyError(`${what}: ${(e as Error).message}`, null, 'invalid_json');
+  }
+}
+
+/** A Go `string` field: absent or null is "", another type an unmarshal error. */
+function goString(o: JsonObject, field: string, path: string, prefix: string): string {
+  const v = o[field];
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw new RequestBodyError(`${prefix}: ${path}${field}: must be a string`, `${path}${field}`, 'invalid_type');
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// anthropic-parser
+
+/** Claude Code's per-request billing header, left out of the system prompt as vLLM and upstream leave it out. */
+const ANTHROPIC_BILLING_HEADER_PREFIX = 'x-anthropic-billing-header';
+
+/** `AnthropicContent` (framework/interface/requesthandling/types.go L710-731 @ v0.10.0): a string or content blocks. */
+type AnthropicContent = string | readonly JsonObject[];
+
+function anthropicContent(v: unknown, path: string, prefix: string): AnthropicContent {
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    return v.map((block, i) => {
+      const at = `${path}[${i}]`;
+      if (block === null) return {};
+      if (!isObject(block)) throw new RequestBodyError(`${prefix}: ${at}: a content block must be an object`, at, 'invalid_type');
+      for (const f of ['type', 'text', 'id', 'name', 'tool_use_id', 'thinking']) goString(block, f, `${at}.`, prefix);
+      if (block.source !== undefined && block.source !== null && !isObject(block.source)) {
+        throw new RequestBodyError(`${prefix}: ${at}.source: must be an object`, `${at}.source`, 'invalid_type');
+      }
+      anthropicContent(block.content, `${at}.content`, prefix);
+      return block;
+    });
+  }
+  throw new RequestBodyError(`${prefix}: ${path}: anthropic content: must be a string or an array of content blocks`, path, 'invalid_type');
+}
+
+/** `anthropicSystemText` (dataproducer/tokenizer/tokenizer.go L456-467 @ v0.10.0). */
+function systemText(content: AnthropicContent): string {
+  if (typeof content === 'string') return content;
+  let out = '';
+  for (const b of content) {
+    if (b.type === 'text' && typeof b.text === 'string' && b.text !== '' && !b.text.startsWith(ANTHROPIC_BILLING_HEADER_PREFIX)) out += b.text;
+  }
+  return out;
+}
+
+/** `anthropicImageToURL` (tokenizer.go L647-662): a URL, a data URI, or "" (dropped). */
+function imageUrl(source: unknown): string {
+  if (!isObject(source)) return '';
+  const url = typeof source.url === 'string' ? source.url : '';
+  if (source.type === 'url' || url !== '') return url;
+  const data = typeof source.data === 'string' ? source.data : '';
+  if (data === '') return '';
+  const mediaType = typeof source.media_type === 'string' && source.media_type !== '' ? source.media_type : 'image/jpeg';
+  return `data:${mediaType};base64,${data}`;
+}
+
+/** `anthropicToolResultContent` (tokenizer.go L594-609): text blocks joined with newlines, and the images. */
+function toolResultContent(block: JsonObject): { text: string; images: JsonObject[] } {
+  const content = block.content as AnthropicContent | undefined;
+  if (typeof content === 'string' || content === undefined || content === null) return { text: content ?? '', images: [] };
+  const parts: string[] = [];
+  const images: JsonObject[] = [];
+  for (const item of content) {
+    if (item.type === 'text') parts.push(typeof item.text === 'string' ? item.text : '');
+    else if (item.type === 'image') pushImage(images, item.source);
+  }
+  return { text: parts.join('\n'), images };
+}
+
+function pushImage(blocks: JsonObject[], source: unknown): void {
+  const url = imageUrl(source);
+  if (url !== '') blocks.push({ type: 'image_url', image_url: { url } });
+}
+
+/** `anthropicToolCall` / `pythonArguments` (tokenizer.go L544-572): an OpenAI function tool call. */
+function toolCall(block: JsonObject): JsonObject {
+  const input = block.input;
+  const args = input === undefined || input === null || (isObject(input) && Object.keys(input).length === 0) ? '{}' : pythonJsonDumps(input);
+  return {
+    id: typeof block.id === 'string' && block.id !== '' ? block.id : 'call_0000000000',
+    type: 'function',
+    function: { name: typeof block.name === 'string' ? block.name : '', arguments: args },
+  };
+}
+
+/** `appendAnthropicMessage` (tokenizer.go L472-527): one Anthropic message as the OpenAI chat messages vLLM builds. */
+function appendMessage(out: ChatMessageInput[], role: string, content: AnthropicContent): void {
+  if (typeof content === 'string') {
+    // upstream tests `m.Content.Raw != ""`: an empty string falls through to the (empty) block list below.
+    if (content !== '') {
+      out.push({ role, content });
+      return;
+    }
+  }
+  const blocks: JsonObject[] = [];
+  const toolCalls: JsonObject[] = [];
+  let reasoning = '';
+  for (const b of typeof content === 'string' ? [] : content) {
+    switch (b.type) {
+      case 'text':
+        if (typeof b.text === 'string' && b.text !== '') blocks.push({ type: 'text', text: b.text });
+        break;
+      case 'image':
+        pushImage(blocks, b.source);
+        break;
+      case 'thinking':
+        reasoning += typeof b.thinking === 'string' ? b.thinking : '';
+        break;
+      case 'tool_use':
+        toolCalls.push(toolCall(b));
+        break;
+      case 'tool_result': {
+        const { text, images } = toolResultContent(b);
+        if (role === 'user') {
+          out.push({ role: 'tool', tool_call_id: typeof b.tool_use_id === 'string' ? b.tool_use_id : '', content: text });
+          if (images.length > 0) out.push({ role: 'user', content: images });
+        } else {
+          blocks.push({ type: 'text', text: `Tool result: ${text}` });
+        }
+        break;
+      }
+      // redacted_thinking and unknown blocks contribute nothing.
+    }
+  }
+  let messageContent: string | JsonObject[] | undefined;
+  if (blocks.length === 1 && blocks[0]!.type === 'text') messageContent = blocks[0]!.text as string;
+  else if (blocks.length > 0) messageContent = blocks;
+  // A user message reduced to bare tool_results has no content of its own; its tool messages are already in.
+  if (role === 'user' && messageContent === undefined) return;
+  const message: { -readonly [K in keyof ChatMessageInput]: ChatMessageInput[K] } = { role, content: messageContent ?? null };
+  if (reasoning !== '') message.reasoning = reasoning;
+  if (toolCalls.length > 0) message.tool_calls = toolCalls;
+  out.push(message);
+}
+
+/** `convertAnthropicTools` (tokenizer.go L614-640): OpenAI function tools. */
+function convertTools(tools: readonly JsonObject[]): JsonObject[] {
+  return tools.map((t) => {
+    const schema = t.input_schema === undefined || t.input_schema === null ? { type: 'object' } : t.input_schema;
+    const fn: JsonObject = { name: typeof t.name === 'string' ? t.name : '', parameters: schema };
+    if (typeof t.description === 'string' && t.description !== '') fn.description = t.description;
+    if (typeof t.strict === 'boolean') fn.strict = t.strict;
+    if (typeof t.defer_loading === 'boolean') fn.defer_loading = t.defer_loading;
+    return { type: 'function', function: fn };
+  });
+}
+
+/**
+ * `anthropic-parser`'s ParseRequest (`parsers/anthropic/anthropic.go` L84-126 @ v0.10.0): `…/messages/count_tokens` is
+ * forwarded unread (a raw payload, response processing skipped); `…/messages` must be a JSON object whose
+ * `MessagesRequest` decodes and has at least one message; `model` (a string) and `stream` (true) are read. The
+ * prompt kvroute matches prefixes on is the chat vLLM serves a Messages request as, which is the chat upstream's
+ * tokenizer renders for it (`dataproducer/tokenizer/tokenizer.go` MessagesToRenderChatRequest, L423-451): the system
+ * prompt as a leading system message, then each message (tool results as tool messages, tool uses as tool calls,
+ * images as image_url parts), read by the approximate prefix scorer as ChatML turns like any chat.
+ * @throws RequestBodyError (400) with upstream's messages.
+ */
+export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequestBody {
+  if (path.endsWith('/messages/count_tokens')) return UNREAD_BODY;
+  if (!path.endsWith('/messages')) throw new RequestBodyError(`unsupported API endpoint: ${path}`, null, 'unsupported_path');
+  const json = jsonOf(body, 'error unmarshaling request body');
+  if (json !== null && !isObject(json)) throw new RequestBodyError('error unmarshaling request body: must be a JSON object', null, 'invalid_json');
+  const o: JsonObject = json ?? {};
+  const prefix = 'error parsing messages request';
+  const rawMessages = o.messages;
+  if (rawMessages !== undefined && rawMessages !== null && !Array.isArray(rawMessages)) {
+    throw new RequestBodyError(`${prefix}: messages: must be an array`, 'messages', 'invalid_type');
+  }
+  const messages = ((rawMessages as unknown[] | null | undefined) ?? []).map((m, i) => {
+    const at = `messages[${i}]`;
+    if (m === null) return { role: '', content: '' as AnthropicContent };
+    if (!isObject(m)) throw new RequestBodyError(`${prefix}: ${at}: must be an object`, at, 'invalid_type');
+    return { role: goString(m, 'role', `${at}.`, prefix), content: anthropicContent(m.content, `${at}.content`, prefix) };
+  });
+  const system = anthropicContent(o.system, 'system', prefix);
+  const rawTools = o.tools;
+  if (rawTools !== undefined && rawTools !== null && !Array.isArray(rawTools)) throw new RequestBodyError(`${prefix}: tools: must be an array`, 'tools', 'invalid_type');
+  const tools = ((rawTools as unknown[] | null | undefined) ?? []).map((t, i) => {
+    const at = `tools[${i}]`;
+    if (t === null) return {};
+    if (!isObject(t)) throw new RequestBodyError(`${prefix}: ${at}: must be an object`, at, 'invalid_type');
+    goString(t, 'name', `${at}.`, prefix);
+    goString(t, 'description', `${at}.`, prefix);
+    return t;
+  });
+  const cacheSalt = goString(o, 'cache_salt', '', prefix);
+  if (messages.length === 0) throw new RequestBodyError('invalid messages request: must have at least one message', 'messages', 'invalid_value');
+
+  const chat: ChatMessageInput[] = [];
+  const sys = systemText(system);
+  if (sys !== '') chat.push({ role: 'system', content: sys });
+  for (const m of messages) {
+    if (m.role === 'system') {
+      // Not valid Anthropic input; tolerated the way vLLM does (tokenizer.go L434-442).
+      const text = systemText(m.content);
+      if (text !== '') chat.push({ role: 'system', content: text });
+      continue;
+    }
+    appendMessage(chat, m.role, m.content);
+  }
+  const input: PromptInput = chat.length === 0
+    ? { kind: 'none' }
+    : { kind: 'chat', messages: chat, ...(tools.length > 0 ? { tools: convertTools(tools) } : {}), addGenerationPrompt: true, continueFinalMessage: false };
+  const model = typeof o.model === 'string' && o.model !== '' ? o.model : undefined;
+  const out: { -readonly [K in keyof ParsedRequestBody]: ParsedRequestBody[K] } = {
+    ...(model !== undefined ? { model } : {}),
+    input,
+    prompt: promptOf(input),
+    stream: o.stream === true,
+  };
+  if (cacheSalt !== '') out.cacheSalt = cacheSalt;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// vllmhttp-parser
+
+const GENERATE_PATH_SUFFIX = 'inference/v1/generate';
+const MAX_UINT32 = 0xffffffff;
+
+/**
+ * `vllmhttp-parser`'s ParseRequest (`parsers/vllmhttp/vllmhttp.go` L95-144 @ v0.10.0) for vLLM's
+ * `/inference/v1/generate`: a JSON object whose `token_ids` (`GenerateRequest.UnmarshalJSON`, types.go L526-565) are
+ * whole numbers in [0, 2^32) and not empty; `model` (a string), `stream` (true) and `cache_salt` read beside them. The
+ * prompt is the token ids themselves (kind `tokens`, as a completion given ids): upstream's token producer takes them
+ * as they are (`dataproducer/tokenizer/estimate.go` L114-118). Multimodal `features` (mm hashes and placeholders) are
+ * not read: kvroute's prefix index keys text and token blocks only.
+ * @throws RequestBodyError (400) with upstream's messages.
+ */
+export function parseGenerateRequest(body: Buffer, path: string): ParsedRequestBody {
+  if (!path.endsWith(GENERATE_PATH_SUFFIX)) throw new RequestBodyError(`unsupported path: ${path}`, null, 'unsupported_path');
+  const json = jsonOf(body, 'request body is not valid JSON');
+  if (json !== null && !isObject(json)) throw new RequestBodyError('request body must be a JSON object', null, 'invalid_json');
+  const o: JsonObject = json ?? {};
+  const raw = o.token_ids;
+  if (raw !== undefined && raw !== null && !Array.isArray(raw)) {
+    throw new RequestBodyError('invalid generate request: token_ids: must be an array of token ids', 'token_ids', 'invalid_type');
+  }
+  const tokens = ((raw as unknown[] | null | undefined) ?? []).map((t, i) => {
+    if (typeof t !== 'number') throw new RequestBodyError(`invalid generate request: token_ids[${i}]: must be a number`, `token_ids[${i}]`, 'invalid_type');
+    if (t < 0 || t > MAX_UINT32 || !Number.isInteger(t)) throw new RequestBodyError(`invalid generate request: token_ids[${i}]: invalid value ${t}`, `token_ids[${i}]`, 'invalid_value');
+    return t;
+  });
+  const cacheSalt = goString(o, 'cache_salt', '', 'invalid generate request');
+  if (tokens.length === 0) throw new RequestBodyError('invalid generate request: must have non-empty token_ids field', 'token_ids', 'invalid_value');
+  const input: PromptInput = { kind: 'tokens', tokens };
+  const model = typeof o.model === 'string' && o.model !== '' ? o.model : undefined;
+  const out: { -readonly [K in keyof ParsedRequestBody]: ParsedRequestBody[K] } = {
+    ...(model !== undefined ? { model } : {}),
+    input,
+    prompt: promptOf(input),
+    stream: o.stream === true,
+  };
+  if (cacheSalt !== '') out.cacheSalt = cacheSalt;
+  return out;
+}
