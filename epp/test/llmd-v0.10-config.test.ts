@@ -82,40 +82,70 @@ describe('featureGates (llm-d-router v0.10.0 pkg/epp/config/loader/validation.go
 
 describe('requestHandler.parsers (llm-d-router v0.10.0 apix/config/v1alpha1/endpointpickerconfig_types.go RequestHandlerConfig, pkg/epp/handlers/parsers.go, config/loader/defaults.go ensureParsers)', () => {
   const withParsers = (list: string, plugins = '- type: queue-scorer\n') => `${LLMD}plugins:\n${plugins}requestHandler:\n  parsers: [${list}]\n`;
+  const parsers = (yaml: string) => parseEndpointPickerConfig(yaml).requestHandler?.parsers.map((p) => p.pluginRef);
 
-  test('one parser is read into kvroute\'s parser, as the deprecated top-level parser is; a type name not declared is added with its defaults', () => {
-    const config = parseEndpointPickerConfig(withParsers('{pluginRef: passthrough-parser}'));
-    expect(config.parser).toEqual({ pluginRef: 'passthrough-parser' });
-    expect(config.plugins.map((p) => p.type)).toContain('passthrough-parser');
-    expect('requestHandler' in config).toBe(false);
+  test('the list is kept as requestHandler, in order; a type name not declared is added with its defaults; it renders back to itself', () => {
+    const config = parseEndpointPickerConfig(withParsers('{pluginRef: vllmhttp-parser}, {pluginRef: openai-parser}, {pluginRef: anthropic-parser}'));
+    expect(config.requestHandler).toEqual({ parsers: [{ pluginRef: 'vllmhttp-parser' }, { pluginRef: 'openai-parser' }, { pluginRef: 'anthropic-parser' }] });
+    expect(config.plugins.map((p) => p.type)).toEqual(['queue-scorer', 'vllmhttp-parser', 'openai-parser', 'anthropic-parser', 'max-score-picker', 'single-profile-handler', 'utilization-detector']);
+    expect('parser' in config).toBe(false);
     expect(endpointPickerConfigNotes(config)).toEqual([]);
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
     const declared = parseEndpointPickerConfig(withParsers('{pluginRef: mine}', '- type: openai-parser\n  name: mine\n'));
-    expect(declared.parser).toEqual({ pluginRef: 'mine' });
-    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(declared)).parser).toEqual({ pluginRef: 'mine' });
+    expect(declared.requestHandler).toEqual({ parsers: [{ pluginRef: 'mine' }] });
   });
 
-  test('what upstream\'s registry skips is dropped (a second of a type, anything after passthrough-parser); an empty list is unset', () => {
-    expect(parseEndpointPickerConfig(withParsers('{pluginRef: a}, {pluginRef: b}', '- {type: openai-parser, name: a}\n- {type: openai-parser, name: b}\n')).parser).toEqual({ pluginRef: 'a' });
-    expect(parseEndpointPickerConfig(withParsers('{pluginRef: passthrough-parser}, {pluginRef: openai-parser}')).parser).toEqual({ pluginRef: 'passthrough-parser' });
-    expect(parseEndpointPickerConfig(withParsers('')).parser).toBeUndefined();
+  // handlers/parsers.go NewParserRegistry L47-79: a second parser of a type is skipped, the first claiming no paths ends the list.
+  test('what upstream\'s registry skips is dropped (a second of a type, anything after passthrough-parser)', () => {
+    expect(parsers(withParsers('{pluginRef: a}, {pluginRef: b}', '- {type: openai-parser, name: a}\n- {type: openai-parser, name: b}\n'))).toEqual(['a']);
+    expect(parsers(withParsers('{pluginRef: openai-parser}, {pluginRef: passthrough-parser}, {pluginRef: anthropic-parser}'))).toEqual(['openai-parser', 'passthrough-parser']);
   });
 
-  test('the top-level parser still loads, with upstream\'s DEPRECATION note; both forms naming the same parser type load', () => {
+  // config/loader/defaults.go ensureParsers L250-256: no parsers → openai, anthropic and vllmhttp, registered as plugins.
+  test.each([
+    ['an empty list', withParsers('')],
+    ['no requestHandler section, under llm-d\'s group', `${LLMD}plugins:\n- type: queue-scorer\n`],
+  ])('%s is upstream\'s default: openai, anthropic and vllmhttp parsers', (_case, yaml) => {
+    const config = parseEndpointPickerConfig(yaml);
+    expect(config.requestHandler?.parsers).toEqual([{ pluginRef: 'openai-parser' }, { pluginRef: 'anthropic-parser' }, { pluginRef: 'vllmhttp-parser' }]);
+    expect(config.plugins.filter((p) => p.type.endsWith('-parser')).map((p) => p.name)).toEqual(['openai-parser', 'anthropic-parser', 'vllmhttp-parser']);
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+  });
+
+  // GIE v1.5.0 config/loader/defaults.go ensureParser and handlers/server.go: one parser for every path; GIE's strict
+  // decoding refuses requestHandler, so only a config without it is GIE's.
+  test('a config in GIE\'s form (GIE\'s group, no requestHandler) keeps GIE\'s one parser for every path', () => {
+    const none = parseEndpointPickerConfig(`${GIE}plugins:\n- type: queue-scorer\n`);
+    expect(none.parser).toBeUndefined();
+    expect(none.requestHandler).toBeUndefined();
+    expect(none.plugins.some((p) => p.type.endsWith('-parser'))).toBe(false);
+    const named = parseEndpointPickerConfig(`${GIE}plugins:\n- type: passthrough-parser\nparser: {pluginRef: passthrough-parser}\n`);
+    expect(named.parser).toEqual({ pluginRef: 'passthrough-parser' });
+    expect(named.requestHandler).toBeUndefined();
+    // requestHandler under GIE's group: llm-d's form (only llm-d reads it).
+    expect(parsers(`${GIE}plugins: []\nrequestHandler: {parsers: [{pluginRef: anthropic-parser}]}\n`)).toEqual(['anthropic-parser']);
+  });
+
+  // configloader.go LoadRawConfig L110-122: the deprecated top-level parser becomes requestHandler.parsers when that is empty.
+  test('the top-level parser still loads, with upstream\'s DEPRECATION note; under llm-d\'s group it is the registry\'s one parser; both forms naming the same parser load', () => {
     const old = parseEndpointPickerConfig(`${LLMD}plugins:\n- type: openai-parser\nparser: {pluginRef: openai-parser}\n`);
-    expect(old.parser).toEqual({ pluginRef: 'openai-parser' });
+    expect(old.requestHandler).toEqual({ parsers: [{ pluginRef: 'openai-parser' }] });
+    expect(old.parser).toBeUndefined();
     expect(endpointPickerConfigNotes(old)).toEqual(['DEPRECATION: top-level parser is deprecated, use requestHandler.parsers instead (llm-d-router v0.9.0)']);
-    expect(parseEndpointPickerConfig(`${withParsers('{pluginRef: openai-parser}')}parser: {pluginRef: openai-parser}\n`).parser).toEqual({ pluginRef: 'openai-parser' });
+    expect(parsers(`${withParsers('{pluginRef: openai-parser}')}parser: {pluginRef: openai-parser}\n`)).toEqual(['openai-parser']);
   });
 
   test.each([
-    ['parsers kvroute would have to pick between by path', withParsers('{pluginRef: openai-parser}, {pluginRef: passthrough-parser}'),
-      'requestHandler.parsers: "openai-parser" and "passthrough-parser" would split requests by path (upstream\'s parser registry); kvroute runs one parser for every request: list one'],
-    ['an upstream parser kvroute lacks', withParsers('{pluginRef: anthropic-parser}'),
-      'requestHandler.parsers[0].pluginRef: llm-d-router\'s anthropic-parser is not supported: kvroute reads OpenAI bodies (openai-parser) or none (passthrough-parser)'],
+    ['a gRPC parser kvroute lacks', withParsers('{pluginRef: vllmgrpc-parser}'),
+      'requestHandler.parsers[0].pluginRef: llm-d-router\'s vllmgrpc-parser is not supported: it reads gRPC (protobuf) request bodies, and kvroute\'s EPP reads HTTP JSON bodies (openai-parser, anthropic-parser, vllmhttp-parser) or none (passthrough-parser)'],
+    ['a gRPC parser kvroute lacks, declared as a plugin', `${LLMD}plugins:\n- type: vertexai-parser\n`,
+      'plugins[0].type: llm-d-router\'s vertexai-parser is not supported: it reads gRPC (protobuf) request bodies, and kvroute\'s EPP reads HTTP JSON bodies (openai-parser, anthropic-parser, vllmhttp-parser) or none (passthrough-parser)'],
     ['a plugin that is no parser', withParsers('{pluginRef: queue-scorer}'),
-      'requestHandler.parsers[0].pluginRef: "queue-scorer" is a queue-scorer; allowed here: openai-parser, passthrough-parser'],
+      'requestHandler.parsers[0].pluginRef: "queue-scorer" is a queue-scorer; allowed here: openai-parser, anthropic-parser, vllmhttp-parser, passthrough-parser'],
     ['both forms naming different parser types', `${withParsers('{pluginRef: passthrough-parser}')}parser: {pluginRef: openai-parser}\n`,
       'parser: names a openai-parser and requestHandler.parsers a passthrough-parser: give one (llm-d-router v0.9.0 moved the parser into requestHandler.parsers; upstream would silently use that one)'],
+    ['the top-level parser beside a longer list', `${withParsers('{pluginRef: openai-parser}, {pluginRef: anthropic-parser}')}parser: {pluginRef: openai-parser}\n`,
+      'parser: names a openai-parser and requestHandler.parsers lists openai-parser, anthropic-parser: give one (llm-d-router v0.9.0 moved the parser into requestHandler.parsers; upstream would silently use that one)'],
     ['an unknown requestHandler field', `${LLMD}plugins: []\nrequestHandler: {parser: x}\n`, 'requestHandler.parser: unknown field; allowed: parsers'],
   ])('%s is an error naming the field', (_case, yaml, message) => {
     expect(configErrorOf(() => parseEndpointPickerConfig(yaml))).toBe(message);

@@ -71,7 +71,7 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
   const flowControlRead = readFlowControl(top, plugins);
   const flowControl = flowControlRead?.config;
   const dataLayer = readDataLayer(top, plugins);
-  const parser = readParsers(top, plugins, notes);
+  const parsers = readParsers(top, plugins, notes, apiVersion);
   const saturationDetectorRaw = chooseSaturationDetector(top.raw('saturationDetector'), flowControlRead?.saturationDetector, notes);
   top.finish();
 
@@ -93,7 +93,7 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
     ...(featureGates !== undefined ? { featureGates } : {}),
     ...(flowControl !== undefined ? { flowControl } : {}),
     ...(dataLayer !== undefined ? { dataLayer } : {}),
-    ...(parser !== undefined ? { parser } : {}),
+    ...parsers,
     ...(saturationDetector !== undefined ? { saturationDetector } : {}),
   };
   if (notes.length > 0) configNotes.set(config, notes);
@@ -172,7 +172,7 @@ const EXTRACTOR_TYPES: Readonly<Record<string, readonly string[]>> = {
   // llm-d v0.8.0 deploy/config/epp-precise-prefix-cache-config.yaml: the precise scorer learns of pods from it.
   'endpoint-notification-source': ['precise-prefix-cache-scorer'],
 };
-const PARSER_TYPES: readonly string[] = ['openai-parser', 'passthrough-parser'];
+const PARSER_TYPES: readonly string[] = ['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser'];
 /** llm-d-router v0.10.0 also registers `multicluster-file-discovery` (alpha, peer clusters as endpoints): not here. */
 const DISCOVERY_TYPES: readonly string[] = ['file-discovery'];
 
@@ -272,12 +272,20 @@ function chooseSaturationDetector(topLevel: unknown, inFlowControl: unknown, not
   return { raw: inFlowControl, path: 'flowControl.saturationDetector' };
 }
 
-/** llm-d-router v0.10.0's parser types kvroute has no counterpart of (`pkg/epp/framework/plugins/requesthandling/parsers`). */
-const UNSUPPORTED_PARSER_TYPES: readonly string[] = ['anthropic-parser', 'vertexai-parser', 'vllmgrpc-parser', 'vllmhttp-parser'];
+/**
+ * llm-d-router v0.10.0's parser types kvroute has no counterpart of (`pkg/epp/framework/plugins/requesthandling/parsers`
+ * vertexai, vllmgrpc): both read gRPC (protobuf) request bodies, for h2c routes (their `Claims` name only
+ * `AppProtocolH2C`), which kvroute's EPP does not parse.
+ */
+const UNSUPPORTED_PARSER_TYPES: readonly string[] = ['vertexai-parser', 'vllmgrpc-parser'];
+
+function unsupportedParser(path: string, type: string): ConfigError {
+  return new ConfigError(path, `llm-d-router's ${type} is not supported: it reads gRPC (protobuf) request bodies, and kvroute's EPP reads HTTP JSON bodies (${PARSER_TYPES.filter((t) => t !== 'passthrough-parser').join(', ')}) or none (passthrough-parser)`);
+}
 
 /**
- * A parser reference: a declared `openai-parser` or `passthrough-parser` plugin, or one of those type names, added with
- * its defaults when no plugin has that name (llm-d-router v0.10.0 `pkg/epp/config/loader/defaults.go` ensureParsers).
+ * A parser reference: a declared parser plugin, or a parser type name, added with its defaults when no plugin has that
+ * name (llm-d-router v0.10.0 `pkg/epp/config/loader/defaults.go` ensureParsers).
  */
 function parserRef(value: unknown, path: string, plugins: PluginSpec[]): PluginSpec {
   const f = FieldReader.ofMap(value, path);
@@ -285,22 +293,31 @@ function parserRef(value: unknown, path: string, plugins: PluginSpec[]): PluginS
   f.finish();
   const declared = plugins.find((p) => p.name === ref);
   if (declared === undefined && PARSER_TYPES.includes(ref)) return ensurePlugin(ref as PluginType, plugins, `${path}.pluginRef`);
-  if (declared === undefined && UNSUPPORTED_PARSER_TYPES.includes(ref)) {
-    throw new ConfigError(`${path}.pluginRef`, `llm-d-router's ${ref} is not supported: kvroute reads OpenAI bodies (openai-parser) or none (passthrough-parser)`);
-  }
+  if (declared === undefined && UNSUPPORTED_PARSER_TYPES.includes(ref)) throw unsupportedParser(`${path}.pluginRef`, ref);
   return plugins.find((p) => p.name === referencedPlugin({ pluginRef: ref }, path, plugins, PARSER_TYPES))!;
 }
 
+/** llm-d-router v0.10.0 `pkg/epp/config/loader/defaults.go` ensureParsers: the parsers of a config that names none. */
+const LLMD_DEFAULT_PARSER_TYPES: readonly PluginType[] = ['openai-parser', 'anthropic-parser', 'vllmhttp-parser'];
+
 /**
- * The request parser: llm-d-router v0.10.0's `requestHandler: {parsers: [{pluginRef}]}` or the top-level
- * `parser: {pluginRef}` it deprecates (v0.9.0; GIE v1.5.0's only form), both read into kvroute's one `parser`, which
- * request control applies to every request. Upstream's list resolves a request's parser by its path
- * (`pkg/epp/handlers/parsers.go` NewParserRegistry: entries in order, a second one of a type skipped, the first with no
- * paths, `passthrough-parser`, taking everything else and ending the list); after those rules drop what upstream
- * ignores, one parser must remain, as kvroute has no per-path parsers. An empty list is upstream's "unset". Both forms
- * naming different parser types is refused (upstream would use `requestHandler`'s).
+ * The request parsers, in one of two forms, read as the upstream each belongs to reads it:
+ *
+ * - llm-d-router v0.10.0's `requestHandler: {parsers: [{pluginRef}]}`, or any config under its group
+ *   (`llm-d.ai/v1alpha1`, which only llm-d reads): a registry resolving each request's parser by its path
+ *   (`pkg/epp/handlers/parsers.go` NewParserRegistry; kvroute's `requestcontrol/request-parsers.ts`). The list is kept
+ *   as upstream keeps it: a second parser of a type is skipped, and so is everything after the first parser claiming no
+ *   paths (`passthrough-parser`, the fallback). An empty or absent list is the top-level `parser` it deprecates (v0.9.0:
+ *   `configloader.go` LoadRawConfig copies it in), else upstream's default openai, anthropic and vllmhttp parsers
+ *   (`defaults.go` ensureParsers), added to `plugins` as upstream registers them. Written as `requestHandler`.
+ * - GIE v1.5.0's top-level `parser: {pluginRef}` under GIE's group without `requestHandler` (a section GIE's strict
+ *   decoding refuses): one parser for every request whatever its path (GIE v1.5.0 `pkg/epp/handlers/server.go`),
+ *   `openai-parser` when none is named (`defaults.go` ensureParser). Written as `parser`, only when given.
+ *
+ * Both `parser` and a non-empty `requestHandler.parsers` other than that one parser are refused rather than `parser`
+ * silently dropped, as upstream would.
  */
-function readParsers(top: FieldReader, plugins: PluginSpec[], notes: string[]): EndpointPickerConfig['parser'] {
+function readParsers(top: FieldReader, plugins: PluginSpec[], notes: string[], apiVersion: EndpointPickerConfigApiVersion): Pick<EndpointPickerConfig, 'parser' | 'requestHandler'> {
   const oldRaw = top.raw('parser');
   const handlerRaw = top.raw('requestHandler');
   let old: PluginSpec | undefined;
@@ -308,30 +325,31 @@ function readParsers(top: FieldReader, plugins: PluginSpec[], notes: string[]): 
     notes.push('DEPRECATION: top-level parser is deprecated, use requestHandler.parsers instead (llm-d-router v0.9.0)');
     old = parserRef(oldRaw, 'parser', plugins);
   }
-  let fresh: PluginSpec | undefined;
-  if (handlerRaw !== undefined && handlerRaw !== null) {
+  const handlerGiven = handlerRaw !== undefined && handlerRaw !== null;
+  if (!handlerGiven && apiVersion !== LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION) return old !== undefined ? { parser: { pluginRef: old.name! } } : {};
+  let list: unknown;
+  if (handlerGiven) {
     const r = FieldReader.ofMap(handlerRaw, 'requestHandler');
-    const list = r.raw('parsers');
+    list = r.raw('parsers');
     r.finish();
     if (list !== undefined && list !== null && !Array.isArray(list)) {
       throw new ConfigError('requestHandler.parsers', `must be a list of {pluginRef}, got ${describeValue(list)}`);
     }
-    const effective: PluginSpec[] = [];
-    for (const [index, item] of ((list as unknown[] | undefined) ?? []).entries()) {
-      const plugin = parserRef(item, `requestHandler.parsers[${index}]`, plugins);
-      if (!effective.some((p) => p.type === plugin.type)) effective.push(plugin);
-      if (plugin.type === 'passthrough-parser') break; // claims no paths: upstream's fallback, later entries skipped
-    }
-    if (effective.length > 1) {
-      throw new ConfigError('requestHandler.parsers', `${effective.map((p) => JSON.stringify(p.name)).join(' and ')} would split requests by path (upstream's parser registry); kvroute runs one parser for every request: list one`);
-    }
-    fresh = effective[0];
   }
-  if (old !== undefined && fresh !== undefined && old.type !== fresh.type) {
-    throw new ConfigError('parser', `names a ${old.type} and requestHandler.parsers a ${fresh.type}: give one (llm-d-router v0.9.0 moved the parser into requestHandler.parsers; upstream would silently use that one)`);
+  const effective: PluginSpec[] = [];
+  for (const [index, item] of ((list as unknown[] | undefined | null) ?? []).entries()) {
+    const plugin = parserRef(item, `requestHandler.parsers[${index}]`, plugins);
+    if (!effective.some((p) => p.type === plugin.type)) effective.push(plugin);
+    if (plugin.type === 'passthrough-parser') break; // claims no paths: upstream's fallback, later entries skipped
   }
-  const chosen = fresh ?? old;
-  return chosen === undefined ? undefined : { pluginRef: chosen.name! };
+  if (old !== undefined && effective.length > 0 && !(effective.length === 1 && effective[0]!.type === old.type)) {
+    throw new ConfigError('parser', `names a ${old.type} and requestHandler.parsers ${effective.length === 1 ? 'a' : 'lists'} ${effective.map((p) => p.type).join(', ')}: give one (llm-d-router v0.9.0 moved the parser into requestHandler.parsers; upstream would silently use that one)`);
+  }
+  if (effective.length === 0) {
+    if (old !== undefined) effective.push(old);
+    else for (const type of LLMD_DEFAULT_PARSER_TYPES) effective.push(ensurePlugin(type, plugins, 'requestHandler.parsers'));
+  }
+  return { requestHandler: { parsers: effective.map((p) => ({ pluginRef: p.name! })) } };
 }
 
 /**
@@ -582,6 +600,7 @@ function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
     const path = `plugins[${index}]`;
     const fields = FieldReader.ofMap(item, path);
     const type = fields.requiredString('type');
+    if (UNSUPPORTED_PARSER_TYPES.includes(type)) throw unsupportedParser(`${path}.type`, type);
     if (!isKnownPluginType(type)) {
       throw new ConfigError(
         `${path}.type`,

@@ -51,8 +51,9 @@ export interface EndpointPickerConfig {
    */
   dataLayer?: DataLayerConfig;
   /**
-   * The request parser (GIE v1.5.0's `ParserConfig`): `openai-parser` (the default) or `passthrough-parser` (bodies not
-   * read). llm-d-router v0.10.0's `requestHandler: {parsers: [...]}` is read into it (one parser). Kept only when given.
+   * GIE v1.5.0's request parser (`ParserConfig`), which reads every request whatever its path: `openai-parser` (the
+   * default) or `passthrough-parser` (bodies not read); `anthropic-parser` and `vllmhttp-parser` are accepted too. Only
+   * in a config in GIE's form (GIE's group, no `requestHandler`); kept only when given.
    */
   parser?: PluginRefConfig;
   /**
@@ -64,8 +65,10 @@ export interface EndpointPickerConfig {
    */
   saturationDetector?: PluginRefConfig;
   /**
-   * llm-d-router v0.10.0's `requestHandler: {parsers: [{pluginRef}]}`: accepted on input and read into `parser`; never
-   * in a validated config.
+   * llm-d-router v0.10.0's `requestHandler: {parsers: [{pluginRef}]}`: the parsers a request's path picks from, first
+   * claim first (`pkg/epp/handlers/parsers.go`; `requestcontrol/request-parsers.ts`), a path none claims answered 400.
+   * In every config in llm-d's form (this section given, or llm-d's group): the list as upstream keeps it, or its
+   * default (openai, anthropic and vllmhttp parsers). Never beside `parser`.
    */
   requestHandler?: { parsers?: PluginRefConfig[] };
 }

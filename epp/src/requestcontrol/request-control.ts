@@ -19,7 +19,8 @@ import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONT
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { parseDuration } from '../config/duration';
 import { SchedulingError, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
-import { ResponseObserver } from './response-usage';
+import { ResponseObserver, type UsageFormat } from './response-usage';
+import { parseAnthropicRequest, parseGenerateRequest, ParserRegistry, requestPath, unclaimedPathMessage, UNREAD_BODY, type ParserRef } from './request-parsers';
 import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
@@ -364,8 +365,12 @@ class Ticket {
   unsniffedBytes = 0;
   /** Whether the response-end metrics were recorded. */
   responseRecorded = false;
-  /** Whether the response's usage is read (not with GIE's passthrough parser, whose ParseResponse returns nothing). */
-  readsUsage = true;
+  /**
+   * Whose usage fields the response's body carries, as the request's parser reads them (`openai-parser` and
+   * `vllmhttp-parser`: OpenAI's; `anthropic-parser`: Anthropic's); undefined when none is read (GIE's passthrough
+   * parser, whose ParseResponse returns nothing; Anthropic's count_tokens, whose response upstream does not process).
+   */
+  usageFormat: UsageFormat | undefined = 'openai';
   /** A response header `status` other than "200" came: GIE counts the request as a `ModelServerError` at its end. */
   modelServerError = false;
   /** With flow control on, how long the request waited in it (ms, 0 when it did not): `x-llm-d-flow-queue-duration-ms`. */
@@ -471,8 +476,13 @@ export class RequestControl implements RequestDirector {
   private readonly ticker: NodeJS.Timeout;
   /** Monotonic seconds of the ticker's last run, and of the end of the last stall it noticed. */
   private lastTick = 0;
-  /** The config's parser is GIE's `passthrough-parser`: bodies are not read. */
-  private readonly passthrough: boolean;
+  /**
+   * The parser each request's body is read with, by the request's path (`request-parsers.ts`): llm-d-router v0.10.0's
+   * registry for a config in llm-d's form (`requestHandler.parsers`), GIE v1.5.0's one parser for every path otherwise.
+   */
+  private readonly parsers: ParserRegistry;
+  /** Requests whose response carries usage in other than OpenAI's fields, or none to read (see `Ticket.usageFormat`). */
+  private readonly usageFormats = new WeakMap<LLMRequest, UsageFormat | undefined>();
   private resumedAt = -Infinity;
   private stallGapSeconds = STALL_GAP_MS / 1000;
 
@@ -481,8 +491,7 @@ export class RequestControl implements RequestDirector {
     this.monotonicSeconds = options.monotonicSeconds ?? (() => performance.now() / 1000);
     // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
     this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
-    const parser = options.scheduler.plugins.config.parser?.pluginRef;
-    this.passthrough = parser !== undefined && options.scheduler.plugins.get(parser)?.type === 'passthrough-parser';
+    this.parsers = parserRegistryOf(options.scheduler);
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response').filter((plugin) => plugin.handlesResponses !== false);
     this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
@@ -622,7 +631,11 @@ export class RequestControl implements RequestDirector {
     const started = req.receivedAtMs === undefined ? now : now - Math.max(0, performance.now() - req.receivedAtMs) / 1000;
     // The body is read before the candidates are looked up, as GIE v1.5.0's director parses before it admits and
     // locates (`HandleRequest`), so a malformed body is a 400 whether or not any pod is ready.
-    const parsed = this.readBody(req);
+    const read = this.readBody(req);
+    const parsed = read?.parsed;
+    // A body forwarded as it came (passthrough-parser, Anthropic's count_tokens): GIE and llm-d rewrite only a parsed
+    // payload (`ModelNameRewriter` of a PayloadMap).
+    const unread = parsed === UNREAD_BODY;
     const rewriteHeader = req.headers.get(LLMD_MODEL_REWRITE_HEADER) ?? req.headers.get(MODEL_REWRITE_HEADER);
     if (parsed instanceof RequestBodyError) {
       // GIE labels the error with the incoming model it could not read ("") and the rewrite target, set from the
@@ -631,7 +644,7 @@ export class RequestControl implements RequestDirector {
     }
     // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
     // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).
-    const targetModel = (parsed !== undefined && !this.passthrough ? this.drawModelRewrite(parsed.model) : undefined) ?? rewriteHeader;
+    const targetModel = (parsed !== undefined && !unread ? this.drawModelRewrite(parsed.model) : undefined) ?? rewriteHeader;
     // A request continuing, retrieving or cancelling a response kvroute named goes to the pod that stored it, the only
     // one that can answer it (response-owner.ts).
     const owner = ownerTagOf(parsed?.previousResponseId ?? responseIdInPath(req.headers.get(':path')));
@@ -651,10 +664,10 @@ export class RequestControl implements RequestDirector {
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
-    const rewriteTo = this.passthrough ? undefined : targetModel;
+    const rewriteTo = unread ? undefined : targetModel;
     // The passthrough parser mutates nothing, but GIE still labels the request with the rewrite target it read from the
     // headers (handlers/request.go sets TargetModelName before the body).
-    const passthroughTarget = this.passthrough ? rewriteHeader : undefined;
+    const passthroughTarget = unread ? rewriteHeader : undefined;
     const rewritten = rewriteTo ? rewriteModel(req.body!, rewriteTo) : undefined;
     const request: LLMRequest = {
       requestId: req.requestId,
@@ -675,7 +688,8 @@ export class RequestControl implements RequestDirector {
       this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
     }
     if (passthroughTarget) this.labelTargets.set(request, this.modelLabel(passthroughTarget));
-    if (parsed.storesUnnamedResponse === true && !this.passthrough) this.unnamedResponses.add(request);
+    if (parsed.storesUnnamedResponse === true && !unread) this.unnamedResponses.add(request);
+    if (read!.usage !== 'openai') this.usageFormats.set(request, read!.usage);
     // An unreadable x-kvroute-priority is refused whether or not the request would wait: refused only on the way into
     // the queue, the same request went through an idle pool (and past the requests waiting in a saturated one).
     if (this.queuePriority(request.headers) === undefined) {
@@ -1004,25 +1018,43 @@ export class RequestControl implements RequestDirector {
   }
 
   /**
-   * The parsed body; undefined when there is none to read; the error when it cannot be read. GIE v1.5.0 parses every
+   * The parsed body, and whose usage fields its response carries; undefined when there is none to read; the error when
+   * it cannot be read. The parser is the one the config's registry resolves the request's path to
+   * (`request-parsers.ts`): a path no parser claims is a 400 (llm-d-router v0.10.0 `handlers/server.go` L461-465), only
+   * for a request with a body, as upstream resolves the parser at the body's end. GIE v1.5.0's openai parser parses every
    * body whatever its content-type (`parsers/openai/openai.go`), so a JSON body sent as a form (`curl -d`'s default) or
-   * as text is read too; kvroute leaves alone only what cannot be JSON under another content-type (a multipart upload,
+   * as text is read too; kvroute's leaves alone only what cannot be JSON under another content-type (a multipart upload,
    * raw audio): those are routed by load.
    */
-  private readBody(req: IncomingRequest): ParsedRequestBody | RequestBodyError | undefined {
+  private readBody(req: IncomingRequest): { parsed: ParsedRequestBody | RequestBodyError; usage: UsageFormat | undefined } | undefined {
     if (req.body === undefined) return undefined;
     // Retrieving or cancelling a stored response (`/v1/responses/{id}[/cancel]`): vLLM reads no body there, and such a
     // request is routed as one without a body, to the pod that stored the response when kvroute named it, never held
-    // back by that pod's load (a cancel is how a client frees it).
+    // back by that pod's load (a cancel is how a client frees it). kvroute's own routing, ahead of the parser registry.
     if (responseIdInPath(req.headers.get(':path')) !== undefined) return undefined;
-    // GIE v1.5.0's passthrough parser returns the raw payload: no model, no prompt, no validation.
-    if (this.passthrough) return PASSTHROUGH_BODY;
-    if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;
+    const path = requestPath(req.headers);
+    const parser = this.parsers.resolve(path);
+    if (parser === undefined) return { parsed: new RequestBodyError(unclaimedPathMessage(path), null, 'unsupported_path'), usage: undefined };
     try {
-      // The path says which vLLM endpoint reads the body, and so what it prefills (`/v1/responses` renders a chat).
-      return parseRequestBody(req.body, req.headers.get(':path'));
+      switch (parser.type) {
+        case 'passthrough-parser':
+          // The passthrough parser returns the raw payload: no model, no prompt, no validation; its ParseResponse nothing.
+          return { parsed: UNREAD_BODY, usage: undefined };
+        case 'anthropic-parser': {
+          const parsed = parseAnthropicRequest(req.body, path);
+          // count_tokens: forwarded unread and its response not processed (anthropic.go SkipResponseProcessing).
+          return { parsed, usage: parsed === UNREAD_BODY ? undefined : 'anthropic' };
+        }
+        case 'vllmhttp-parser':
+          // Its ParseResponse is the openai parser's (vllmhttp.go L104-106).
+          return { parsed: parseGenerateRequest(req.body, path), usage: 'openai' };
+        case 'openai-parser':
+          if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;
+          // The path says which vLLM endpoint reads the body, and so what it prefills (`/v1/responses` renders a chat).
+          return { parsed: parseRequestBody(req.body, req.headers.get(':path')), usage: 'openai' };
+      }
     } catch (e) {
-      if (e instanceof RequestBodyError) return e;
+      if (e instanceof RequestBodyError) return { parsed: e, usage: undefined };
       throw e;
     }
   }
@@ -1085,7 +1117,7 @@ export class RequestControl implements RequestDirector {
       rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
       series,
     );
-    if (this.passthrough) ticket.readsUsage = false;
+    ticket.usageFormat = scheduled !== undefined ? (this.usageFormats.has(scheduled.request) ? this.usageFormats.get(scheduled.request) : 'openai') : 'openai';
     ticket.flowQueueMs = flowQueueMs;
     ticket.llmd = llmd;
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
@@ -1173,7 +1205,11 @@ export class RequestControl implements RequestDirector {
    * usage are recorded with empty model names, as GIE v1.5.0 records them (`HandleResponseBody` with no incoming model).
    */
   responseWithoutRequest(): unknown {
-    return new Ticket(undefined, true, undefined, this.monotonicSeconds(), undefined, undefined);
+    const ticket = new Ticket(undefined, true, undefined, this.monotonicSeconds(), undefined, undefined);
+    // Read by the parser of a request without headers, whose path is `/v1/completions` (llm-d-router v0.10.0
+    // `handlers/response.go` getOrResolveParser, `request.GetRequestPath`; GIE v1.5.0: its one parser).
+    ticket.usageFormat = usageFormatOf(this.parsers.resolve(requestPath(NO_HEADERS)));
+    return ticket;
   }
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
@@ -1229,7 +1265,7 @@ export class RequestControl implements RequestDirector {
       if (t.eventStream === undefined) t.unsniffedBytes += chunk.length;
     }
     if (t.eventStream === undefined || t.responseRecorded) return;
-    const observer = (t.response ??= new ResponseObserver(t.eventStream));
+    const observer = (t.response ??= new ResponseObserver(t.eventStream, t.usageFormat ?? 'openai'));
     observer.bytes += t.unsniffedBytes;
     t.unsniffedBytes = 0;
     observer.push(chunk, endOfStream);
@@ -1242,7 +1278,7 @@ export class RequestControl implements RequestDirector {
     const llmd = (t.llmd ?? new LlmdRequestSeries(m, { ...labels, fairness_id: DEFAULT_FAIRNESS_ID, priority: '0' })).responseSeries();
     m.responseSizes.observe(labels, observer.bytes);
     llmd.sizes.observe(observer.bytes);
-    const usage = t.readsUsage ? observer.usage : undefined;
+    const usage = t.usageFormat !== undefined ? observer.usage : undefined;
     if (usage === undefined) return;
     // GIE v1.5.0 metrics.go RecordInputTokens / RecordOutputTokens observe counts above 0 only (an embeddings response
     // has no output tokens: no observation); llm-d v0.10.0's twins the same.
@@ -1533,8 +1569,41 @@ function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
   return Buffer.concat(parts);
 }
 
-/** A body the passthrough parser did not read: no model, no prompt. */
-const PASSTHROUGH_BODY: ParsedRequestBody = Object.freeze({ input: Object.freeze({ kind: 'none' as const }), prompt: '', stream: false });
+const NO_HEADERS: ReadonlyMap<string, string> = new Map();
+
+/** Whose usage fields a parser reads from a response (undefined: none, or no parser). */
+function usageFormatOf(parser: ParserRef | undefined): UsageFormat | undefined {
+  switch (parser?.type) {
+    case 'openai-parser':
+    case 'vllmhttp-parser':
+      return 'openai';
+    case 'anthropic-parser':
+      return 'anthropic';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The parser registry of the config (`request-parsers.ts`): llm-d-router v0.10.0's, over `requestHandler.parsers`, for
+ * a config in llm-d's form (the loader writes that section for one); else GIE v1.5.0's one parser for every path, the
+ * config's `parser` or `openai-parser` (GIE v1.5.0 `config/loader/defaults.go` ensureParser).
+ */
+function parserRegistryOf(scheduler: Scheduler): ParserRegistry {
+  // `config?.`: test doubles of the scheduler may carry none.
+  const config = scheduler.plugins.config as Scheduler['plugins']['config'] | undefined;
+  const refOf = (name: string): ParserRef => {
+    const type = scheduler.plugins.get(name)?.type;
+    if (type !== 'openai-parser' && type !== 'passthrough-parser' && type !== 'anthropic-parser' && type !== 'vllmhttp-parser') {
+      throw new Error(`parser ${JSON.stringify(name)} is a ${String(type)}, not a parser`);
+    }
+    return { name, type };
+  };
+  const list = config?.requestHandler?.parsers;
+  if (list !== undefined && list.length > 0) return ParserRegistry.of(list.map((p) => refOf(p.pluginRef)));
+  const single = config?.parser?.pluginRef;
+  return ParserRegistry.everyPath(single !== undefined ? refOf(single) : { name: 'openai-parser', type: 'openai-parser' });
+}
 
 /** Whether a body's first non-blank byte opens a JSON object or array. */
 function looksLikeJson(body: Buffer): boolean {

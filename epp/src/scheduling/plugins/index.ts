@@ -33,4 +33,4 @@ export { singleProfileHandler } from './single-profile-handler';
 export { tokenizer } from './tokenizer';
 export { utilizationDetector } from './utilization-detector';
 export { weightedRandomPicker } from './weighted-random-picker';
-export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, fileDiscovery, openaiParser, passthroughParser } from './upstream-data-layer';
+export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, fileDiscovery, openaiParser, passthroughParser, anthropicParser, vllmhttpParser } from './upstream-data-layer';

@@ -85,7 +85,10 @@ export const endpointNotificationSource = definePlugin({
   create: (name) => new DataLayerPlugin('endpoint-notification-source', name),
 });
 
-/** `openai-parser` (GIE v1.5.0 `requesthandling/parsers/openai`): OpenAI bodies, the only kind kvroute reads. */
+/**
+ * `openai-parser` (GIE v1.5.0 `requesthandling/parsers/openai`): OpenAI-style bodies. GIE's only parser reads every
+ * request; in llm-d-router v0.10.0's registry it claims the OpenAI paths (`requestcontrol/request-parsers.ts`).
+ */
 export const openaiParser = definePlugin({
   type: 'openai-parser',
   kinds: [],
@@ -127,4 +130,27 @@ export const fileDiscovery = definePlugin({
     return { path: fields.requiredString('path'), watchFile: fields.boolean('watchFile', false) };
   }),
   create: (name) => new DataLayerPlugin('file-discovery', name),
+});
+
+/**
+ * `anthropic-parser` (llm-d-router v0.10.0 `requesthandling/parsers/anthropic`): Anthropic Messages API bodies on
+ * `…/messages` (model, stream, system and messages as the prompt), `…/messages/count_tokens` forwarded unread; usage
+ * from Anthropic's response fields (`requestcontrol/request-parsers.ts`, `response-usage.ts`).
+ */
+export const anthropicParser = definePlugin({
+  type: 'anthropic-parser',
+  kinds: [],
+  parameters: NO_PARAMETERS,
+  create: (name) => new DataLayerPlugin('anthropic-parser', name),
+});
+
+/**
+ * `vllmhttp-parser` (llm-d-router v0.10.0 `requesthandling/parsers/vllmhttp`): vLLM's `…/inference/v1/generate`, whose
+ * prompt is pre-tokenized (`token_ids`); usage read as the openai parser reads it.
+ */
+export const vllmhttpParser = definePlugin({
+  type: 'vllmhttp-parser',
+  kinds: [],
+  parameters: NO_PARAMETERS,
+  create: (name) => new DataLayerPlugin('vllmhttp-parser', name),
 });
