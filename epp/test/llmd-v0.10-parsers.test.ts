@@ -1,0 +1,311 @@
+/**
+ * llm-d-router v0.10.0's request parsers, chosen per request by its path (`pkg/epp/handlers/parsers.go`
+ * NewParserRegistry / Resolve, `handlers/server.go` getOrResolveParser), and the parsers kvroute runs of them
+ * (`pkg/epp/framework/plugins/requesthandling/parsers/{openai,anthropic,vllmhttp,passthrough}` @ v0.10.0); GIE v1.5.0's
+ * one parser for every path for a config in GIE's form. Each test names the upstream file it mirrors.
+ */
+import { RequestBodyError } from '@kvroute/protocol/openai';
+import {
+  matchPathSuffix,
+  parseAnthropicRequest,
+  parseGenerateRequest,
+  ParserRegistry,
+  requestPath,
+  UNREAD_BODY,
+  type ParserRef,
+} from '../src/requestcontrol/request-parsers';
+import { ResponseObserver } from '../src/requestcontrol/response-usage';
+import { GIE_DEFAULT_CONFIG, Harness, normalise, P, reqRaw, type Norm } from './gie-hermetic-harness';
+import type { Json } from './extproc-harness';
+
+const ref = (type: ParserRef['type'], name: string = type): ParserRef => ({ name, type });
+const DEFAULT_REGISTRY = ParserRegistry.of([ref('openai-parser'), ref('anthropic-parser'), ref('vllmhttp-parser')]);
+
+describe('request path (pkg/epp/framework/common/request/headers.go@v0.10.0 GetRequestPath, MatchPathSuffix; headers_test.go)', () => {
+  test('GetRequestPath: :path, else x-original-path, else x-forwarded-path, its query cut off; else /v1/completions', () => {
+    expect(requestPath(new Map([[':path', '/v1/messages?beta=true'], ['x-original-path', '/x']]))).toBe('/v1/messages');
+    expect(requestPath(new Map([['x-original-path', '/inference/v1/generate'], ['x-forwarded-path', '/y']]))).toBe('/inference/v1/generate');
+    expect(requestPath(new Map([['x-forwarded-path', '/v1/embeddings']]))).toBe('/v1/embeddings');
+    expect(requestPath(new Map([[':path', '']]))).toBe('/v1/completions');
+    expect(requestPath(new Map())).toBe('/v1/completions');
+  });
+
+  // headers_test.go TestMatchPathSuffix's table.
+  test.each([
+    ['chat/completions', 'chat/completions', true],
+    ['/chat/completions', 'chat/completions', true],
+    ['chat/completions', '/chat/completions', true],
+    ['/chat/completions', '/chat/completions', true],
+    ['/v1/chat/completions', 'chat/completions', true],
+    ['/google.cloud.aiplatform.v1beta1.PredictionService/ChatCompletions', 'PredictionService/ChatCompletions', true],
+    ['/v1/chat/completions', 'embeddings', false],
+    ['/v1/chat/completions/', 'chat/completions', true],
+    ['/v1/chat/completions', 'chat/completions/', true],
+    // A plain string suffix, no segment boundary (strings.HasSuffix).
+    ['/v1/xcompletions', 'completions', true],
+  ])('MatchPathSuffix(%j, %j) = %j', (path, suffix, want) => {
+    expect(matchPathSuffix(path, suffix)).toBe(want);
+  });
+});
+
+describe('parser registry (pkg/epp/handlers/parsers.go@v0.10.0; parsers_test.go)', () => {
+  // config/loader/defaults.go ensureParsers: openai, anthropic, vllmhttp; each parser's Claims().
+  test.each([
+    ['/v1/chat/completions', 'openai-parser'],
+    ['/v1/completions', 'openai-parser'],
+    ['/v1/embeddings', 'openai-parser'],
+    ['/v1/responses', 'openai-parser'],
+    ['/v1/conversations', 'openai-parser'],
+    ['/v1/chat/completions/render', 'openai-parser'],
+    ['/v1/completions/render', 'openai-parser'],
+    ['/v1/images/generations', 'openai-parser'],
+    ['/v1/messages', 'anthropic-parser'],
+    ['/v1/messages/', 'anthropic-parser'], // parsers_test.go "path with trailing slash normalize match"
+    ['/v1/messages/count_tokens', 'anthropic-parser'],
+    ['/inference/v1/generate', 'vllmhttp-parser'],
+    ['/unknown/path', undefined], // "no suffix match returns error"
+    ['/v1/models', undefined],
+    ['/v1/score', undefined],
+    ['/tokenize', undefined],
+  ])('the default parsers resolve %s to %s', (path, want) => {
+    expect(DEFAULT_REGISTRY.resolve(path)?.type).toBe(want);
+  });
+
+  test('a parser claiming no paths is the fallback; a claim wins over it (TestParserRegistryWithPassthrough)', () => {
+    const r = ParserRegistry.of([ref('openai-parser'), ref('passthrough-parser')]);
+    expect(r.resolve('/v1/chat/completions')?.type).toBe('openai-parser');
+    expect(r.resolve('/unknown/path')?.type).toBe('passthrough-parser');
+  });
+
+  test('the fallback ends the list: parsers after it are skipped (NewParserRegistry L60-63)', () => {
+    const r = ParserRegistry.of([ref('passthrough-parser'), ref('openai-parser')]);
+    expect(r.resolve('/v1/chat/completions')?.type).toBe('passthrough-parser');
+    expect(r.parsers).toEqual([ref('passthrough-parser')]);
+  });
+
+  test('a second parser of a type is skipped, the first of it wins (TestParserRegistryDuplicateTypes)', () => {
+    const r = ParserRegistry.of([ref('openai-parser', 'a'), ref('openai-parser', 'b')]);
+    expect(r.resolve('/v1/completions')?.name).toBe('a');
+    expect(r.parsers.map((p) => p.name)).toEqual(['a']);
+  });
+
+  test('GIE v1.5.0 (pkg/epp/handlers/server.go: one parser): every path goes to the one parser', () => {
+    const r = ParserRegistry.everyPath(ref('openai-parser'));
+    for (const path of ['/v1/chat/completions', '/unknown/path', '/v1/messages', '/inference/v1/generate']) expect(r.resolve(path)?.type).toBe('openai-parser');
+  });
+});
+
+const body = (j: unknown) => Buffer.from(JSON.stringify(j));
+const errorOf = (f: () => unknown): string => {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof RequestBodyError) return `${e.status} ${e.message}`;
+    throw e;
+  }
+  throw new Error('no error');
+};
+
+describe('anthropic-parser ParseRequest (parsers/anthropic/anthropic.go@v0.10.0 L84-126; anthropic_test.go)', () => {
+  test('simple text messages: model, stream and the chat vLLM serves (system first) as the prompt', () => {
+    const parsed = parseAnthropicRequest(body({
+      model: 'claude-sonnet-4-6', max_tokens: 1024, stream: true, system: 'Be brief.',
+      messages: [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Hi' }, { role: 'user', content: 'Bye' }],
+    }), '/v1/messages');
+    expect(parsed.model).toBe('claude-sonnet-4-6');
+    expect(parsed.stream).toBe(true);
+    expect(parsed.input).toEqual({ kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false, messages: [
+      { role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Hi' }, { role: 'user', content: 'Bye' },
+    ] });
+    expect(parsed.prompt).toBe('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n');
+  });
+
+  // dataproducer/tokenizer/tokenizer.go@v0.10.0 MessagesToRenderChatRequest, anthropicSystemText, appendAnthropicMessage.
+  test('system blocks joined (the billing header dropped); tool uses as tool calls, user tool results as tool messages, images as image_url parts', () => {
+    const parsed = parseAnthropicRequest(body({
+      model: 'm',
+      system: [{ type: 'text', text: 'x-anthropic-billing-header: cc_version=1' }, { type: 'text', text: 'You are ' }, { type: 'text', text: 'helpful.' }],
+      tools: [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }],
+      cache_salt: 'tenant-a',
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'Weather in Paris?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'Call it.' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: 'Sunny' }, { type: 'text', text: '21C' }] }] },
+      ],
+    }), '/v1/messages');
+    expect(parsed.cacheSalt).toBe('tenant-a');
+    expect(parsed.input).toEqual({
+      kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false,
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } }, description: 'Weather' } }],
+      messages: [
+        { role: 'system', content: 'You are helpful.' },
+        { role: 'user', content: [{ type: 'text', text: 'Weather in Paris?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] },
+        { role: 'assistant', content: null, reasoning: 'Call it.', tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+        { role: 'tool', tool_call_id: 'toolu_1', content: 'Sunny\n21C' },
+      ],
+    });
+    expect(parsed.prompt).toBe('<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\nSunny\n21C<|im_end|>\n');
+  });
+
+  test.each([
+    ['empty messages array', '/v1/messages', { model: 'm', max_tokens: 1, messages: [] }, '400 invalid messages request: must have at least one message'],
+    ['missing messages field', '/v1/messages', { model: 'm', max_tokens: 1 }, '400 invalid messages request: must have at least one message'],
+    ['nil body', '/v1/messages', null, '400 invalid messages request: must have at least one message'],
+    ['unsupported path', '/v1/chat/completions', { messages: [{ role: 'user', content: 'Hello' }] }, '400 unsupported API endpoint: /v1/chat/completions'],
+    // Resolve trims the trailing slash, ParseRequest does not (strings.HasSuffix(path, "/messages")).
+    ['a trailing slash', '/v1/messages/', { messages: [{ role: 'user', content: 'Hello' }] }, '400 unsupported API endpoint: /v1/messages/'],
+    ['a message role of another type', '/v1/messages', { messages: [{ role: 5, content: 'Hello' }] }, '400 error parsing messages request: messages[0].role: must be a string'],
+    ['content neither text nor blocks', '/v1/messages', { messages: [{ role: 'user', content: 5 }] }, '400 error parsing messages request: messages[0].content: anthropic content: must be a string or an array of content blocks'],
+  ])('%s is refused', (_case, path, json, message) => {
+    expect(errorOf(() => parseAnthropicRequest(body(json), path))).toBe(message);
+  });
+
+  test('count_tokens is forwarded unread, whatever its body (TestAnthropicParser_ParseRequest_CountTokens)', () => {
+    expect(parseAnthropicRequest(Buffer.from('not json'), '/v1/messages/count_tokens')).toBe(UNREAD_BODY);
+    expect(parseAnthropicRequest(Buffer.alloc(0), '/v1/messages/count_tokens')).toBe(UNREAD_BODY);
+  });
+});
+
+describe('vllmhttp-parser ParseRequest (parsers/vllmhttp/vllmhttp.go@v0.10.0 L95-144, types.go GenerateRequest.UnmarshalJSON; vllmhttp_test.go)', () => {
+  test('token_ids are the prompt, as they are; model, stream and cache_salt beside them', () => {
+    const parsed = parseGenerateRequest(body({ model: 'm', token_ids: [1, 2, 3], cache_salt: 's', stream: true, sampling_params: { max_tokens: 5 } }), '/inference/v1/generate');
+    expect(parsed).toEqual({ model: 'm', input: { kind: 'tokens', tokens: [1, 2, 3] }, prompt: '1 2 3', stream: true, cacheSalt: 's' });
+  });
+
+  test.each([
+    ['missing token_ids', { model: 'm' }, '400 invalid generate request: must have non-empty token_ids field'],
+    ['empty token_ids', { token_ids: [] }, '400 invalid generate request: must have non-empty token_ids field'],
+    ['a negative token id', { token_ids: [1, 2, -1] }, '400 invalid generate request: token_ids[2]: invalid value -1'],
+    ['a fractional token id', { token_ids: [1.5] }, '400 invalid generate request: token_ids[0]: invalid value 1.5'],
+    ['a token id past uint32', { token_ids: [4294967296] }, '400 invalid generate request: token_ids[0]: invalid value 4294967296'],
+  ])('%s is refused (GenerateErrorPaths)', (_case, json, message) => {
+    expect(errorOf(() => parseGenerateRequest(body(json), '/inference/v1/generate'))).toBe(message);
+  });
+
+  test('another path is refused (TestVllmHTTPParser_RejectsNonGeneratePaths)', () => {
+    expect(errorOf(() => parseGenerateRequest(body({ token_ids: [1] }), '/v1/completions'))).toBe('400 unsupported path: /v1/completions');
+  });
+});
+
+describe('anthropic-parser ParseResponse (parsers/anthropic/anthropic.go@v0.10.0 L138-258; anthropic_test.go)', () => {
+  const read = (streaming: boolean, ...chunks: string[]) => {
+    const o = new ResponseObserver(streaming, 'anthropic');
+    chunks.forEach((c, i) => o.push(Buffer.from(c), i === chunks.length - 1));
+    return o.usage;
+  };
+
+  test.each([
+    ['standard usage', '{"id":"msg_1","usage":{"input_tokens":10,"output_tokens":20}}', { promptTokens: 10, completionTokens: 20 }],
+    ['usage with cache tokens', '{"usage":{"input_tokens":100,"output_tokens":50,"cache_read_input_tokens":80}}', { promptTokens: 100, completionTokens: 50, cachedPromptTokens: 80 }],
+    ['missing usage field', '{"id":"msg_1"}', undefined],
+    ['invalid JSON', '{not json', undefined],
+    // An OpenAI-shaped usage is not Anthropic's: its cached tokens are not read.
+    ['OpenAI\'s cached-token field', '{"usage":{"input_tokens":5,"output_tokens":1,"prompt_tokens_details":{"cached_tokens":4}}}', { promptTokens: 5, completionTokens: 1 }],
+  ])('JSON: %s', (_case, text, want) => {
+    expect(read(false, text)).toEqual(want);
+  });
+
+  test.each([
+    ['message_start then message_delta, in chunks of their own', [
+      'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_123","usage":{"input_tokens":25}}}\n\n',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"Hello"}}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}\n\n',
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ], { promptTokens: 25, completionTokens: 15 }],
+    ['stream with cache tokens', [
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":100,"cache_read_input_tokens":80}}}\n\nevent: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":50}}',
+    ], { promptTokens: 100, completionTokens: 50, cachedPromptTokens: 80 }],
+    ['content delta without usage', ['event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"Hello"}}'], undefined],
+    ['message_stop without usage', ['event: message_stop\ndata: {"type":"message_stop"}'], undefined],
+  ])('stream: %s', (_case, chunks, want) => {
+    expect(read(true, ...chunks)).toEqual(want);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Through ext_proc: kvroute's whole EPP and a gRPC client playing Envoy.
+
+const LLMD_DEFAULT = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+`;
+
+const hraw = (headers: Record<string, string>) => ({ headers: Object.entries(headers).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) });
+const responseMessages = (headers: Record<string, string>, ...chunks: string[]): Json[] => [
+  { response_headers: { headers: hraw(headers) } },
+  ...chunks.map((c, i) => ({ response_body: { body: Buffer.from(c), end_of_stream: i === chunks.length - 1 } })),
+];
+const routedTo = (norm: Norm[]): string | undefined => {
+  const first = norm[0] as Extract<Norm, { requestHeaders: unknown }> | undefined;
+  return first?.requestHeaders?.set['x-gateway-destination-endpoint'];
+};
+
+describe('parsers by path through ext_proc (handlers/server.go@v0.10.0 L206-225 getOrResolveParser, L461-465; pkg/common/error/error.go BuildErrResponse)', () => {
+  describe('llm-d\'s form: no parsers named is openai, anthropic and vllmhttp (config/loader/defaults.go ensureParsers)', () => {
+    let h: Harness;
+    beforeAll(async () => {
+      h = await Harness.start([P(0, 0, 0.1), P(1, 0, 0.1)], { mode: 'standalone-nocrd', configText: LLMD_DEFAULT });
+    });
+    afterAll(async () => h.stop());
+
+    test('a body on a path no parser claims: 400, upstream\'s message, counted as BadRequest with no model', async () => {
+      const out = (await h.streamed(reqRaw({ ':path': '/v1/score?x=1', 'x-request-id': 'unclaimed' }, JSON.stringify({ model: 'm', text_1: 'a', text_2: 'b' })), 1)).map(normalise);
+      expect(out).toHaveLength(1);
+      const reply = (out[0] as Extract<Norm, { immediate: unknown }>).immediate;
+      expect(reply.status).toBe(400);
+      expect(JSON.parse(reply.body).error).toMatchObject({ message: 'no parser registered matching path suffix for: /v1/score', code: 'unsupported_path' });
+      const page = await h.metrics();
+      expect(page).toContain('inference_objective_request_error_total{model_name="",target_model_name="",error_code="BadRequest"} 1');
+      expect(page).toMatch(/llm_d_epp_request_error_total\{[^}]*error_code="BadRequest"[^}]*\} 1/);
+    });
+
+    test('a request without a body on such a path is routed (upstream resolves the parser at the body\'s end)', async () => {
+      const out = (await h.streamed([{ request_headers: { headers: { headers: [{ key: ':path', value: '/v1/models' }, { key: ':method', value: 'GET' }] }, end_of_stream: true } }], 1)).map(normalise);
+      expect(routedTo(out)).toMatch(/^127\.0\.0\.[12]:\d+$/);
+    });
+
+    test('/v1/messages is read by anthropic-parser: routed, counted under its model, its event stream\'s usage read as Anthropic\'s', async () => {
+      const request = JSON.stringify({ model: 'claude-x', max_tokens: 64, stream: true, system: 'S', messages: [{ role: 'user', content: 'Hello' }] });
+      const out = (await h.streamed([
+        ...reqRaw({ ':path': '/v1/messages', 'content-type': 'application/json', 'x-request-id': 'anthropic' }, request),
+        ...responseMessages({ ':status': '200', 'content-type': 'text/event-stream' },
+          'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":25,"cache_read_input_tokens":16}}}\n\n',
+          'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}\n\n',
+          'event: message_stop\ndata: {"type":"message_stop"}\n\n'),
+      ], 6)).map(normalise);
+      expect(routedTo(out)).toMatch(/^127\.0\.0\.[12]:\d+$/);
+      expect(out[1]).toEqual({ requestBody: { body: request, eos: true } });
+      const page = await h.metrics();
+      expect(page).toContain('inference_objective_request_total{model_name="claude-x",target_model_name="claude-x",priority="0"} 1');
+      expect(page).toContain('inference_objective_input_tokens_sum{model_name="claude-x",target_model_name="claude-x"} 25');
+      expect(page).toContain('inference_objective_output_tokens_sum{model_name="claude-x",target_model_name="claude-x"} 15');
+      expect(page).toContain('inference_objective_prompt_cached_tokens_sum{model_name="claude-x",target_model_name="claude-x"} 16');
+    });
+
+    test('/v1/messages with no message is refused by anthropic-parser (400)', async () => {
+      const out = (await h.streamed(reqRaw({ ':path': '/v1/messages', 'x-request-id': 'empty' }, JSON.stringify({ model: 'claude-x', messages: [] })), 1)).map(normalise);
+      const reply = (out[0] as Extract<Norm, { immediate: unknown }>).immediate;
+      expect(reply.status).toBe(400);
+      expect(JSON.parse(reply.body).error.message).toBe('invalid messages request: must have at least one message');
+    });
+
+    test('/inference/v1/generate is read by vllmhttp-parser: routed, counted under its model', async () => {
+      const request = JSON.stringify({ model: 'gen-m', token_ids: [1, 2, 3], sampling_params: { max_tokens: 4 } });
+      const out = (await h.streamed(reqRaw({ ':path': '/inference/v1/generate', 'x-request-id': 'generate' }, request), 2)).map(normalise);
+      expect(routedTo(out)).toMatch(/^127\.0\.0\.[12]:\d+$/);
+      expect(await h.metrics()).toContain('inference_objective_request_total{model_name="gen-m",target_model_name="gen-m",priority="0"} 1');
+    });
+  });
+
+  test('GIE\'s form (GIE v1.5.0 test/integration/epp/testdata/default-config.yaml): the one parser reads every path', async () => {
+    const h = await Harness.start([P(0, 0, 0.1)], { mode: 'standalone-nocrd', configText: GIE_DEFAULT_CONFIG });
+    try {
+      const out = (await h.streamed(reqRaw({ ':path': '/v1/score', 'x-request-id': 'gie' }, JSON.stringify({ model: 'm', text_1: 'a', text_2: 'b' })), 2)).map(normalise);
+      expect(routedTo(out)).toBe(h.endpoint(0));
+      expect(await h.metrics()).not.toContain('error_code="BadRequest"');
+    } finally {
+      await h.stop();
+    }
+  });
+});
