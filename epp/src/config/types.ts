@@ -70,7 +70,7 @@ export interface EndpointPickerConfig {
    * In every config in llm-d's form (this section given, or llm-d's group): the list as upstream keeps it, or its
    * default (openai, anthropic and vllmhttp parsers). Never beside `parser`.
    */
-  requestHandler?: { parsers?: PluginRefConfig[] };
+  requestHandler?: { parsers: PluginRefConfig[] };
 }
 
 export interface PluginRefConfig {
