@@ -4,6 +4,7 @@
  * hooks, the in-flight count) → the response hooks at the response headers → release when the response ends. It knows
  * nothing of gRPC; the scheduler only schedules and knows nothing of it.
  */
+import { isConditionalDecode, NO_CACHED_PREFIX_MESSAGE, pickHoldsCachedPrefix } from './conditional-decode';
 import { endpointKey } from '../datastore/endpoint-key';
 import type { Datastore } from '../datastore/datastore';
 import { selectWeightedTarget, type ModelRewrites } from '../datastore/model-rewrites';
@@ -427,6 +428,8 @@ export const ERROR_CODES: Readonly<Record<number, string>> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'NotFound',
+  // llm-d-router v0.10.0 pkg/common/error/error.go PreconditionFailed (the conditional-decode gate).
+  412: 'PreconditionFailed',
   429: 'ResourceExhausted',
   500: 'Internal',
   503: 'ServiceUnavailable',
@@ -779,6 +782,7 @@ export class RequestControl implements RequestDirector {
       const result = this.options.scheduler.schedule(request, current);
       // Counted only once scheduled: a scheduling failure that waiting can fix goes on to the queue, counted there.
       if (flowControl?.recordEveryRequest === true) this.recordPassedQueue(request, model);
+      if (isConditionalDecode(request.headers) && !pickHoldsCachedPrefix(result)) return this.conditionalDecodeRefused(request, model);
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started, flowControl !== undefined ? 0 : undefined);
     } catch (e) {
       if (e instanceof SchedulingError) {
@@ -965,6 +969,7 @@ export class RequestControl implements RequestDirector {
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         const seconds = waited('dispatched', 'Dispatched');
+        if (isConditionalDecode(request.headers) && !pickHoldsCachedPrefix(result)) return this.conditionalDecodeRefused(request, model);
         return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started, Math.floor(seconds * 1000));
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
@@ -990,6 +995,14 @@ export class RequestControl implements RequestDirector {
     return e.reason === 'saturated'
       ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target, requestHeaders)
       : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target, requestHeaders);
+  }
+
+  /**
+   * `Prefer: if-available` and the pick holds none of the prompt: 412, error code PreconditionFailed, as llm-d-router
+   * v0.10.0's director answers it (`conditional-decode.ts`). Not a scheduling failure: the cycle picked.
+   */
+  private conditionalDecodeRefused(request: LLMRequest, model: string): RouteDecision {
+    return this.reject(412, NO_CACHED_PREFIX_MESSAGE, model, { code: 'no_cached_prefix' }, undefined, this.targetOf(request, model), request.headers);
   }
 
   /** A request whose proxy gave up while it waited in flow control: counted as GIE v1.5.0 counts it, not answered. */

@@ -28,6 +28,7 @@ import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } 
 import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
+import { PREFIX_MATCH } from './prefix-match';
 
 export interface PluginSetOptions {
   /** Wall clock in ms for TTLs and metric staleness. @default Date.now */
@@ -245,7 +246,8 @@ export class Scheduler {
       if (outcome instanceof SchedulingError) throw outcome;
       const target = outcome.targets[0]!;
       this.metrics.countPick(target.endpoint.key);
-      return { target, targets: outcome.targets, profile: primaryProfile, scores: outcome.scores };
+      const prefixMatch = cycle.state.get(PREFIX_MATCH);
+      return { target, targets: outcome.targets, profile: primaryProfile, scores: outcome.scores, ...(prefixMatch !== undefined ? { prefixMatch } : {}) };
     } catch (error) {
       if (error instanceof SchedulingError) this.metrics.countSchedulingFailure(error.reason);
       throw error;

@@ -1,5 +1,6 @@
 import type { PromptInput } from '@kvroute/protocol/openai';
 import type { EndpointSnapshot } from '../datastore/types';
+import type { PrefixMatchEstimate } from './prefix-match';
 import type { CycleState } from './framework';
 
 /** The parsed request the scheduler sees: nothing of gRPC or HTTP beyond the headers. */
@@ -54,6 +55,8 @@ export interface SchedulingResult {
   readonly profile: string;
   /** Final weighted score of each candidate that survived the filters, by endpoint key (for logs and tests). */
   readonly scores: ReadonlyMap<string, number>;
+  /** What the cycle's prefix scorer found per endpoint (`prefix-match.ts`); absent when no prefix scorer ran. */
+  readonly prefixMatch?: PrefixMatchEstimate;
 }
 
 /** Why a cycle could not pick; the request-control layer maps these to HTTP status codes. */

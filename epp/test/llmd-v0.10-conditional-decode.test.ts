@@ -1,0 +1,81 @@
+/**
+ * llm-d-router v0.10.0's conditional-decode gate (#1288): a request carrying RFC 7240 `Prefer: if-available` is
+ * forwarded only when the endpoint the EPP picked holds at least one block of its prompt, else answered 412 Precondition
+ * Failed (`pkg/common/routing/common.go` IsConditionalDecode, `pkg/epp/requestcontrol/director.go`
+ * primaryEndpointHasCachedPrefix, `pkg/common/error/error.go` PreconditionFailed). Over a real ext_proc stream to the
+ * whole EPP and real metrics servers.
+ */
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import { parseArgs } from '../src/cli';
+import { isConditionalDecode } from '../src/requestcontrol/conditional-decode';
+import { startEpp, type Logger, type RunningEpp } from '../src/runner';
+import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
+
+jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+test.each([
+  ['if-available', true],
+  ['  If-Available  ', true],
+  ['respond-async, if-available; wait=5', true],
+  ['return=minimal,IF-AVAILABLE', true],
+  ['if-availablex', false],
+  ['wait=if-available', false],
+  ['', false],
+])('Prefer: %j is the conditional-decode preference: %s (common.go IsConditionalDecode)', (value, expected) => {
+  expect(isConditionalDecode({ prefer: value })).toBe(expected);
+  expect(isConditionalDecode({})).toBe(false);
+});
+
+describe('Prefer: if-available through the EPP (director.go conditional-decode gate)', () => {
+  let pods: FakeVllmServer[] = [];
+  let epp: RunningEpp | undefined;
+  let envoy: FakeEnvoy | undefined;
+  afterEach(async () => {
+    envoy?.close();
+    await epp?.stop();
+    await Promise.all(pods.map((p) => p.close()));
+    pods = [];
+  });
+
+  async function start(...flags: string[]): Promise<void> {
+    pods = await Promise.all([0, 1].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
+    epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
+      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', ...flags], {})!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+  }
+
+  async function send(prompt: string, headers: Record<string, string> = {}): Promise<{ endpoint?: string; status?: string; body?: string }> {
+    const s = envoy!.open();
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
+    s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
+    const first = await s.next();
+    s.cancel();
+    if (first.immediate_response) return { status: first.immediate_response.status.code, body: first.immediate_response.body.toString() };
+    return { endpoint: setHeaders(first.request_headers.response.header_mutation)['x-gateway-destination-endpoint'] as string };
+  }
+
+  const document = (seed: string) => Array.from({ length: 120 }, (_, i) => `${seed} paragraph ${i} of the shared document.`).join(' ');
+
+  test('a prompt the pick holds is forwarded there; one nobody holds is answered 412, counted PreconditionFailed; without the header nothing changes', async () => {
+    await start();
+    const warm = await send(document('alpha'));
+    expect(warm.endpoint).toBeDefined();
+    // The approximate index learnt the pick: the same prompt, conditional, goes to that pod.
+    expect(await send(`${document('alpha')} and a new question`, { prefer: 'if-available' })).toEqual({ endpoint: warm.endpoint });
+    const cold = await send(document('beta'), { prefer: 'respond-async, If-Available' });
+    expect(cold.status).toBe('PreconditionFailed'); // envoy.type.v3.StatusCode 412
+    expect(cold.body).toContain('no decode worker has the requested KV cache');
+    expect((await send(document('gamma'))).endpoint).toBeDefined();
+    const page = await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text();
+    expect(page).toMatch(/inference_objective_request_error_total\{[^}]*error_code="PreconditionFailed"[^}]*\} 1/);
+  });
+
+  test('with no prefix scorer in the config every conditional request is answered 412 (no match info: primaryEndpointHasCachedPrefix is false)', async () => {
+    await start('--config-text', 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- {type: queue-scorer}\n');
+    expect((await send(document('alpha'))).endpoint).toBeDefined();
+    expect((await send(document('alpha'), { prefer: 'if-available' })).status).toBe('PreconditionFailed');
+  });
+});
