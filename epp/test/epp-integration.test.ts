@@ -277,8 +277,13 @@ describe('the EPP end to end', () => {
     const dense = await send(envoy, { model: 'm', prompt: new Array<number>(MAX_JSON_VALUES + 1).fill(1) }, { ':path': '/v1/completions' });
     expect(dense.status).toBe('PayloadTooLarge');
     expect(JSON.parse(dense.body!).error).toMatchObject({ code: 'request_too_large', message: expect.stringMatching(/^request body has more than 2000000 JSON values/) });
-    // What vLLM can serve is routed, not refused: no model (vLLM's default), an embeddings body, a body with no prompt.
-    for (const body of [{ messages: [{ role: 'user', content: 'x' }] }, { model: 'm', input: 'embed this' }, { model: 'm' }]) {
+    // A body without a model is refused as GIE v1.5.0 and llm-d-router v0.10.0 refuse it (director.go mutateModel /
+    // modelRewriteIfNeeded: 400 "model not found in request body"), though vLLM would serve its default model.
+    const noModel = await send(envoy, { messages: [{ role: 'user', content: 'x' }] });
+    expect(noModel.status).toBe('BadRequest');
+    expect(JSON.parse(noModel.body!).error).toEqual({ message: 'model not found in request body', type: 'invalid_request_error', param: 'model', code: 'model_not_found' });
+    // What names a model is routed: an embeddings body, a body with no prompt.
+    for (const body of [{ model: 'm', input: 'embed this' }, { model: 'm' }]) {
       expect((await send(envoy, body)).endpoint).toBeDefined();
     }
 

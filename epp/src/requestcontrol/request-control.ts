@@ -423,6 +423,9 @@ function retainedRequest(request: LLMRequest): LLMRequest {
  * The `error_code` of `inference_objective_request_error_total` for each status an immediate response can have, as
  * GIE v1.5.0 names them (`pkg/common/error/error.go`: the code `BuildErrResponse` maps to that status).
  */
+/** GIE v1.5.0's and llm-d-router v0.10.0's message for a body without a model (`requestcontrol/director.go`). */
+export const MODEL_NOT_FOUND_MESSAGE = 'model not found in request body';
+
 export const ERROR_CODES: Readonly<Record<number, string>> = {
   400: 'BadRequest',
   401: 'Unauthorized',
@@ -645,9 +648,19 @@ export class RequestControl implements RequestDirector {
       // headers before the body (handlers/request.go, server.go's deferred error count).
       return this.reject(parsed.status, parsed.message, '', { param: parsed.param, code: parsed.code }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '', headerRecord(req.headers));
     }
+    // A parsed body must name its model (GIE v1.5.0 director.go mutateModel: `bodyMap["model"].(string)` or 400; both
+    // upstreams' hermetic test "request missing model field"). GIE's form refuses a body without one outright; llm-d's
+    // refuses it only when no rewrite gives it one (v0.10.0 modelRewriteIfNeeded: TargetModelName still "" after the
+    // rewrite header and InferenceModelRewrite rules, #1426). An empty name passes GIE's type check but not llm-d's.
+    const parsedModel = parsed !== undefined && !unread ? parsed.model : undefined;
+    if (parsed !== undefined && !unread && parsedModel === undefined && parsed.emptyModel !== true && !this.parsers.registry) {
+      return this.modelNotFound(rewriteHeader, req.headers);
+    }
     // The model the request is forwarded as: the header's, overridden by an InferenceModelRewrite rule for the body's
-    // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel).
-    const targetModel = (parsed !== undefined && !unread ? this.drawModelRewrite(parsed.model) : undefined) ?? rewriteHeader;
+    // model, decided as the body is read, before any candidate is looked up (GIE v1.5.0 director.go mutateModel). In
+    // llm-d's form a body without a model is looked up as "", which a rule matching every model covers.
+    const targetModel = (parsed !== undefined && !unread ? this.drawModelRewrite(parsedModel ?? '') : undefined) ?? rewriteHeader;
+    if (parsed !== undefined && !unread && parsedModel === undefined && !targetModel && this.parsers.registry) return this.modelNotFound(rewriteHeader, req.headers);
     // A request continuing, retrieving or cancelling a response kvroute named goes to the pod that stored it, the only
     // one that can answer it (response-owner.ts).
     const owner = ownerTagOf(parsed?.previousResponseId ?? responseIdInPath(req.headers.get(':path')));
@@ -995,6 +1008,11 @@ export class RequestControl implements RequestDirector {
     return e.reason === 'saturated'
       ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target, requestHeaders)
       : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target, requestHeaders);
+  }
+
+  /** A parsed body without a model that nothing names one for: 400, as both upstreams answer it. */
+  private modelNotFound(rewriteHeader: string | undefined, headers: ReadonlyMap<string, string>): RouteDecision {
+    return this.reject(400, MODEL_NOT_FOUND_MESSAGE, '', { param: 'model', code: 'model_not_found' }, undefined, rewriteHeader ? this.modelLabel(rewriteHeader) : '', headerRecord(headers));
   }
 
   /**

@@ -90,6 +90,8 @@ export class ParserRegistry {
     private readonly fallback: ParserRef | undefined,
     /** The parsers the registry kept, in order (upstream's `Parsers()`). */
     readonly parsers: readonly ParserRef[],
+    /** llm-d-router's registry (a config in llm-d's form) rather than GIE v1.5.0's one parser for every path. */
+    readonly registry: boolean,
   ) {}
 
   /** llm-d-router v0.10.0 `NewParserRegistry` (handlers/parsers.go L42-81) over the configured list. */
@@ -113,12 +115,12 @@ export class ParserRegistry {
       kept.push(parser);
       entries.push({ parser, suffixes: claims.map((c) => trimSlashes(c.trim())) });
     }
-    return new ParserRegistry(entries, fallback, kept);
+    return new ParserRegistry(entries, fallback, kept, true);
   }
 
   /** GIE v1.5.0: one parser for every request, whatever its path (`handlers/server.go` NewStreamingServer's parser). */
   static everyPath(parser: ParserRef): ParserRegistry {
-    return new ParserRegistry([], parser, [parser]);
+    return new ParserRegistry([], parser, [parser], false);
   }
 
   /** `Resolve` (handlers/parsers.go L89-102): the parser for a request path; undefined when none claims it. */

@@ -63,8 +63,10 @@ export type PromptInput =
 type ChatInput = Extract<PromptInput, { kind: 'chat' }>;
 
 export interface ParsedRequestBody {
-  /** The `model` field; undefined when the body has none (vLLM then serves its default model). */
+  /** The `model` field; undefined when the body has none (vLLM then serves its default model) or it is "". */
   readonly model?: string;
+  /** The body's `model` is the empty string (GIE v1.5.0 takes that as a model; llm-d-router v0.10.0 does not). */
+  readonly emptyModel?: true;
   /** The input, structured, for routers that tokenize as the engine does. */
   readonly input: PromptInput;
   /**
@@ -532,6 +534,7 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
     ? { model, input, prompt, stream }
     : { input, prompt, stream };
   if (cacheSalt !== undefined) out.cacheSalt = cacheSalt;
+  if (model === '') out.emptyModel = true;
   if (o.priority !== undefined) out.hasPriority = true;
   const truncate = o.truncate_prompt_tokens;
   // A pooling model's tokenizer truncates on the right (`truncation_side = "right"` unless the task is generate or
