@@ -126,7 +126,7 @@ function sumSamples(text: string, name: string): number {
 }
 
 /** Polls every pod's waiting queue until stopped (a failed scrape is skipped). */
-function queueSampler(stack: Stack, everyMs = 200): { stop(): Promise<Map<string, number[]>> } {
+export function queueSampler(stack: Stack, everyMs = 200): { stop(): Promise<Map<string, number[]>> } {
   const samples = new Map<string, number[]>(stack.podAddresses.map((a) => [a, []]));
   let running = true;
   const loop = (async () => {

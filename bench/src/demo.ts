@@ -4,14 +4,16 @@
  * robin, session hash) with fresh pods for each, and prints the seed's promises next to the baselines:
  * prefix-cache hit rate >= 85%, 100% session stickiness, about 4x lower TTFT for cached requests.
  * Exits non-zero when kvroute misses a target. `--faults` adds a run that kills a pod and stops/restarts the EPP, and a
- * run that stalls the EPP (SIGSTOP for `EPP_STALL_MS`, then SIGCONT) under load.
+ * run that stalls the EPP (SIGSTOP for `EPP_STALL_MS`, then SIGCONT) under load, with requests arriving meanwhile that
+ * the gateway holds for it (`STALL_MESSAGE_TIMEOUT_MS`).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { analyze, type PolicyResult } from './analysis';
 import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, type ValueParser } from './cli-args';
-import { DEMO_SESSION_STORE_TIMEOUT, HA_OUTLIER_DETECTION, replicaTargets, runReplicas, type ReplicaRun } from './demo-ha';
+import { ChatClient } from './client';
+import { DEMO_SESSION_STORE_TIMEOUT, HA_OUTLIER_DETECTION, queueSampler, replicaTargets, runReplicas, type ReplicaRun } from './demo-ha';
 import { bestHitRate } from './oracle';
 import { BENCH_DIR } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
@@ -81,19 +83,56 @@ interface PolicyRun {
   readonly events: Record<string, number>;
   /** Gateway counters when each fault hook had run, and at the end. */
   readonly gateway: Record<string, GatewayCounters>;
-  /** The EPP's own counters at the end of a stall run (picks, refusals by code). */
+  /** The EPP's own counters at the end of a stall run (picks, refusals by code, flow-control waits by outcome). */
   readonly eppCounters: Record<string, number>;
+  /** The stall run's backlog: requests sent while the EPP was stopped, and the pods' waiting queues while it was served. */
+  readonly stall?: StallBacklog;
 }
 
-/** How long the stall run keeps the EPP stopped: 15 message timeouts' worth of requests pile up in its socket. */
+interface StallBacklog {
+  /** Requests sent while the EPP was stopped (`STALL_ARRIVALS`), beside the closed loop's. */
+  readonly arrivals: number;
+  /** Every pod's deepest sampled `vllm:num_requests_waiting` from the resume until the backlog was served, by address. */
+  readonly peakWaiting: Record<string, number>;
+  readonly samples: number;
+}
+
+/** How long the stall run keeps the EPP stopped (SIGSTOP, then SIGCONT). */
 export const EPP_STALL_MS = 15_000;
+
+/**
+ * The gateway's ext_proc `message_timeout` in the stall run: 1000 s, as Istio's native InferencePool filter sets it
+ * (`pilot/pkg/xds/filters/filters.go` BuildInferencePoolExtProcFilter @ 1.27) and GIE's and llm-d's reference Envoy
+ * configs do. Envoy then holds each request until the EPP answers, so what arrives during the stall is a backlog the
+ * EPP itself releases on resuming. With the EnvoyFilter's 1 s (the other runs) every such request fails open to round
+ * robin after a second, and the EPP resumes to find only streams the gateway abandoned: nothing to pace, and a pacer
+ * that dumped its backlog would pass as well.
+ */
+export const STALL_MESSAGE_TIMEOUT_MS = 1_000_000;
+
+/**
+ * Requests that arrive while the EPP is stopped, open loop and evenly spread over the stall, beside the closed loop's
+ * conversations (which wait too): more questions over the workload's documents, three times what the pods run at once
+ * (4 × --max-num-seqs 16 by default).
+ */
+export const STALL_ARRIVALS = 192;
+
+/**
+ * How often the stall run samples every pod's `vllm:num_requests_waiting` while the backlog is served. The peaks are
+ * reported, not checked: on a 2-core machine they followed the machine's load and the prefix scorer's pile-up on
+ * the documents' pods more than the EPP's pacing (bench/README.md, the stall run).
+ */
+const STALL_QUEUE_SAMPLE_MS = 20;
 
 /** `kill`: a pod dies, the EPP is stopped and restarted. `stall`: the EPP is frozen (SIGSTOP) and resumes (SIGCONT). */
 type FaultRun = 'kill' | 'stall';
 
 async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: FaultRun | false): Promise<PolicyRun> {
   const workload = buildWorkload(options.workload);
-  const stack = await startStack({ pods: options.pods, sim: options.sim, policy, logDir: path.join(options.outDir, 'logs') });
+  const stack = await startStack({
+    pods: options.pods, sim: options.sim, policy, logDir: path.join(options.outDir, 'logs'),
+    ...(faults === 'stall' ? { messageTimeoutMs: STALL_MESSAGE_TIMEOUT_MS } : {}),
+  });
   try {
     // Counters of a pod that is killed mid-run die with it: keep the last reading of every pod.
     const lastCounters = new Map<string, { hits: number; queries: number }>();
@@ -113,19 +152,43 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
       gateway[label] = { picksHonoured: stats.picksHonoured, failOpens: stats.failOpens, failClosed: stats.failClosed, lossyFailOpens: stats.lossyFailOpens };
     };
     const hooks: FaultHook[] = [];
+    // The stall's own arrivals, with times since the epoch (the run's start is known only at its end).
+    const stallRecords: RequestRecord[] = [];
+    let stall: StallBacklog | undefined;
     if (faults === 'stall') {
-      // Early in the run, so that traffic goes on for a while after the EPP resumes with the backlog of streams the
-      // gateway sent it while it was frozen (and abandoned after its message timeout, failing open).
+      // More questions over the same documents: the workload built with more RAG requests draws the same documents
+      // and the same first requests (the generator draws the documents first), so the extra ones are its tail.
+      const extra = buildWorkload({ ...options.workload, ragRequests: options.workload.ragRequests + STALL_ARRIVALS }).rag.slice(options.workload.ragRequests);
+      // Early in the run, so that traffic goes on for a while after the EPP resumes with the backlog the gateway held
+      // for it while it was frozen (message timeout 1000 s: nothing fails open).
       hooks.push({
         atFraction: 0.15,
         name: 'EPP stalled',
         action: async () => {
           stack.epp?.pause();
+          const stalledAt = Date.now();
           await gatewayCounters('EPP stalled');
-          await new Promise((resolve) => setTimeout(resolve, EPP_STALL_MS));
+          const client = new ChatClient(stack.gatewayUrl, options.sim.model);
+          const sent = extra.map(async (plan, i) => {
+            const wait = stalledAt + (i * EPP_STALL_MS) / extra.length - Date.now();
+            if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+            const startedMs = Date.now();
+            const result = await client.chat(plan.messages, options.workload.maxTokens, { ...(plan.headers ?? {}) });
+            stallRecords.push({ kind: 'rag', document: plan.document, messages: plan.messages, headers: { ...(plan.headers ?? {}) }, startedMs, endedMs: Date.now(), result });
+          });
+          await new Promise((resolve) => setTimeout(resolve, stalledAt + EPP_STALL_MS - Date.now()));
           await gatewayCounters('before EPP resumed');
+          const sampler = queueSampler(stack, STALL_QUEUE_SAMPLE_MS);
           stallEndedAtEpochMs = Date.now();
           stack.epp?.resume();
+          await Promise.all(sent);
+          client.close();
+          const samples = await sampler.stop();
+          stall = {
+            arrivals: extra.length,
+            peakWaiting: Object.fromEntries([...samples].map(([address, v]) => [address, v.length > 0 ? Math.max(...v) : 0])),
+            samples: [...samples.values()].reduce((n, v) => n + v.length, 0),
+          };
         },
       });
     }
@@ -146,13 +209,17 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
       hooks.push({ atFraction: 0.7, name: 'EPP restarted', action: async () => { await gatewayCounters('before EPP restart'); await stack.restartEpp(); } });
     }
     const name = faults === 'stall' ? `${policy.name} + EPP stall` : faults ? `${policy.name} + faults` : policy.name;
-    const outcome = await runWorkload(workload, {
+    const run = await runWorkload(workload, {
       gatewayUrl: stack.gatewayUrl,
       model: options.sim.model,
       concurrency: options.concurrency,
       hooks,
       onProgress: progressBar(name, options.quiet),
     });
+    const outcome = stallRecords.length === 0 ? run : {
+      ...run,
+      records: [...run.records, ...stallRecords.map((r) => ({ ...r, startedMs: r.startedMs - run.startedAtMs, endedMs: r.endedMs - run.startedAtMs }))],
+    };
     await readCounters();
     await gatewayCounters('end');
     if (faults === 'stall' && stack.epp) {
@@ -160,7 +227,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
       // the requests it refused, by code.
       const text = await httpGet(`http://127.0.0.1:${stack.epp.info.metricsPort as number}/metrics`);
       for (const line of text.split('\n')) {
-        const m = /^(kvroute_epp_picks_total|inference_objective_request_error_total|kvroute_epp_scheduling_failures_total|kvroute_epp_flow_control_\w+_total)(\{[^}]*\})? (\S+)$/.exec(line);
+        const m = /^(kvroute_epp_picks_total|inference_objective_request_error_total|kvroute_epp_scheduling_failures_total|kvroute_epp_flow_control_\w+_total|kvroute_epp_flow_control_wait_seconds_count)(\{[^}]*\})? (\S+)$/.exec(line);
         if (!m) continue;
         const label = /(?:error_code|reason|outcome)="([^"]*)"/.exec(m[2] ?? '')?.[1];
         const key = label ? `${m[1]}{${label}}` : m[1]!;
@@ -175,7 +242,7 @@ async function runPolicy(policy: RoutingPolicy, options: DemoOptions, faults: Fa
     if (killedAtEpochMs !== undefined) events['pod decode-1 killed'] = killedAtEpochMs - outcome.startedAtMs;
     if (killExitedAtEpochMs !== undefined) events['pod decode-1 exited'] = killExitedAtEpochMs - outcome.startedAtMs;
     if (stallEndedAtEpochMs !== undefined) events['EPP resumed'] = stallEndedAtEpochMs - outcome.startedAtMs;
-    return { result, records: outcome.records, events, gateway, eppCounters };
+    return { result, records: outcome.records, events, gateway, eppCounters, ...(stall ? { stall } : {}) };
   } finally {
     await stack.stop();
   }
@@ -247,6 +314,19 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     const refused = stallRun.records.filter((r) => r.result.status === 429 && r.endedMs >= stalledAt);
     const after = stallRun.records.filter((r) => r.startedMs >= (stallRun.events['EPP resumed'] ?? Infinity)).length;
     targets.push({ name: 'faults: after an EPP stall (SIGSTOP 15 s, SIGCONT) no request is refused', target: '0 answered 429', actual: `${refused.length} answered 429 (${after} requests sent after it resumed)`, met: refused.length === 0 && after > 0 });
+    // The backlog is real: the gateway held the requests that arrived during the stall for the EPP (nothing failed
+    // open), and the EPP's picks routed them once it resumed.
+    const g = stallRun.gateway;
+    const backlog = stallRun.stall?.arrivals ?? 0;
+    const failOpens = g.end?.failOpens ?? 0;
+    const picksAfter = (g.end?.picksHonoured ?? 0) - (g['before EPP resumed']?.picksHonoured ?? 0);
+    const released = stallRun.eppCounters['kvroute_epp_flow_control_wait_seconds_count{dispatched}'] ?? 0;
+    targets.push({
+      name: 'faults: the stall\'s backlog waits for the EPP and is routed by its picks',
+      target: `0 fail-opens, >= ${backlog} picks honoured after the resume`,
+      actual: `${failOpens} fail-opens, ${picksAfter} picks honoured after the resume (${backlog} requests arrived during the stall; ${released} released from the EPP's flow-control queue)`,
+      met: backlog > 0 && failOpens === 0 && picksAfter >= backlog,
+    });
     const failed = stallRun.records.filter((r) => !r.result.ok);
     const byStatus = Object.entries(failed.reduce<Record<string, number>>((a, r) => ({ ...a, [r.result.status]: (a[r.result.status] ?? 0) + 1 }), {}))
       .map(([status, n]) => `${n} × ${status}`).join(', ');
@@ -265,7 +345,8 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
       + 'Best: the same requests replayed in order against one pod that never evicts. Stickiness: x-gateway-destination-endpoint-served per turn. '
       + 'TTFT: first streamed token as the client saw it, multiplied by the time scale to read as simulated-GPU time.',
     'The gateway plays the Envoy of the demo profile\'s Istio 1.27.0 (--envoy-semantics 1.35.0) with the EnvoyFilter\'s ext_proc modes '
-      + '(request body BUFFERED, response headers SEND, body NONE, trailers SEND, failure_mode_allow, message timeout 1 s, 8 MiB buffer) '
+      + '(request body BUFFERED, response headers SEND, body NONE, trailers SEND, failure_mode_allow, message timeout 1 s '
+      + `(${STALL_MESSAGE_TIMEOUT_MS / 1000} s in the EPP stall run, as Istio's native InferencePool filter sets it), 8 MiB buffer) `
       + 'and timeouts (request receive 60 s, idle 300 s).',
     ...(replicaRuns.length > 0 ? [`EPP replica runs (kvroute's ${options.replicaScorer === 'precise' ? 'precise config, KV events subscribed per pod' : 'default config (approximate prefix index per replica)'}; ${options.replicas} replicas share sessions through a redis-server on loopback, store timeout ${DEMO_SESSION_STORE_TIMEOUT}; `
       + `gateway EPP cluster LEAST_REQUEST with outlier detection ${HA_OUTLIER_DETECTION}): `
@@ -276,7 +357,8 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
     ...(faultRun ? [`Fault run events (ms from start): ${JSON.stringify(faultRun.events)}; gateway counters at those points: ${JSON.stringify(faultRun.gateway)}. `
       + 'Counters of the killed pod are its last reading before the kill.'] : []),
     ...(stallRun ? [`EPP stall run events (ms from start): ${JSON.stringify(stallRun.events)}; gateway counters at those points: ${JSON.stringify(stallRun.gateway)}; `
-      + `the EPP's counters at the end: ${JSON.stringify(stallRun.eppCounters)}.`] : []),
+      + `the EPP's counters at the end: ${JSON.stringify(stallRun.eppCounters)}; gateway message timeout ${STALL_MESSAGE_TIMEOUT_MS / 1000} s; `
+      + `backlog: ${JSON.stringify(stallRun.stall ?? null)}.`] : []),
   ];
   const report = { title: 'kvroute validator loop', subtitle, results, bestHitRate: best, targets, notes };
   fs.writeFileSync(path.join(options.outDir, 'results.json'),
