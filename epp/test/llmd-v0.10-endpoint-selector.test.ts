@@ -33,6 +33,12 @@ describe('label selectors (apimachinery pkg/labels/selector.go Parse and Require
     ['rank<1', { rank: 'a' }, false], // a value that is not an integer never matches
     ['app=', { app: '' }, true],
     ['', { anything: 'x' }, true], // labels.Everything()
+    // Parse's own doc example: "()" is the set {""}, and ",," holds an empty value.
+    ['x in (foo,,baz),y,z notin ()', { x: '', y: '1', z: 'a' }, true],
+    ['x in (foo,,baz),y,z notin ()', { x: 'foo', y: '1', z: '' }, false],
+    ['env in ()', { env: '' }, true],
+    ['rank>9223372036854775806', { rank: '9223372036854775807' }, true], // int64, not float64
+    ['rank<1', { rank: '99999999999999999999' }, false], // past int64: ParseInt fails, no match
   ])('%s on %j: %s', (text, labels, expected) => {
     expect(parseLabelSelector(text).matches(labels)).toBe(expected);
   });
@@ -45,12 +51,16 @@ describe('label selectors (apimachinery pkg/labels/selector.go Parse and Require
 
   test('the canonical string sorts requirements by key and values within a set, as upstream String() does', () => {
     expect(parseLabelSelector('tier notin (b, a), app = vllm ,!canary').toString()).toBe('app=vllm,!canary,tier notin (a,b)');
+    expect(parseLabelSelector('x in (foo,,baz),y,z notin ()').toString()).toBe('x in (,baz,foo),y,z notin ()');
+    expect(parseLabelSelector('x in (a,,,)').toString()).toBe('x in (,a)');
   });
 
   test.each([
     ['app=vllm,', "found end of string, expected a requirement after ','"],
-    ['env in ()', "for 'in', the values set can't be empty"],
-    ['env in (a', "found end of string, expected ')'"],
+    ['env in (a,,)', "found \")\", expected ',' or a value"], // parseIdentifiersList: ",," then ")"
+    ['rank>99999999999999999999', "for '>', the value must be an integer"], // strconv.ParseInt(v, 10, 64)
+    ['app=x\u00a0', 'value "x\u00a0"'], // only space, tab, CR and LF separate tokens (isWhitespace)
+    ['env in (a', "found end of string, expected ',' or ')'"],
     ['app vllm', 'found "vllm", expected one of'],
     ['-app=x', 'key "-app"'],
     ['app=-x', 'value "-x"'],

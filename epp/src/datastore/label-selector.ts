@@ -58,13 +58,23 @@ function requirementMatches(r: LabelRequirement, labels: Readonly<Record<string,
       return !has || !r.values.includes(value!);
     case 'gt':
     case 'lt': {
-      // Upstream: a label value that is not an integer does not match.
-      if (!has || !/^-?\d+$/.test(value!)) return false;
-      const v = Number(value);
-      const bound = Number(r.values[0]);
+      // Upstream (strconv.ParseInt(v, 10, 64)): a label value that is not a 64-bit integer does not match.
+      const v = has ? int64(value!) : undefined;
+      const bound = int64(r.values[0]!);
+      if (v === undefined || bound === undefined) return false;
       return r.operator === 'gt' ? v > bound : v < bound;
     }
   }
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** `strconv.ParseInt(text, 10, 64)`: the value, or undefined when it is not a decimal integer in int64's range. */
+function int64(text: string): bigint | undefined {
+  if (!/^[+-]?\d+$/.test(text)) return undefined;
+  const v = BigInt(text);
+  return v >= INT64_MIN && v <= INT64_MAX ? v : undefined;
 }
 
 function requirementString(r: LabelRequirement): string {
@@ -89,6 +99,9 @@ type Token =
   | { kind: 'ident'; text: string }
   | { kind: 'op'; text: '!' | '=' | '==' | '!=' | '>' | '<' | '(' | ')' | ',' };
 
+/** upstream's isWhitespace: space, tab, CR and LF only (any other character is part of an identifier). */
+const isWhitespace = (c: string): boolean => c === ' ' || c === '\t' || c === '\r' || c === '\n';
+
 /** Characters that end an identifier (upstream's lexer: whitespace, `!`, `=`, `,`, `(`, `)`, `<`, `>`). */
 const SPECIAL = new Set(['!', '=', ',', '(', ')', '<', '>']);
 
@@ -97,7 +110,7 @@ function tokenize(text: string, fail: (reason: string) => never): Token[] {
   let i = 0;
   while (i < text.length) {
     const c = text[i]!;
-    if (/\s/.test(c)) {
+    if (isWhitespace(c)) {
       i++;
       continue;
     }
@@ -112,7 +125,7 @@ function tokenize(text: string, fail: (reason: string) => never): Token[] {
       i++;
     } else {
       let j = i;
-      while (j < text.length && !SPECIAL.has(text[j]!) && !/\s/.test(text[j]!)) j++;
+      while (j < text.length && !SPECIAL.has(text[j]!) && !isWhitespace(text[j]!)) j++;
       out.push({ kind: 'ident', text: text.slice(i, j) });
       i = j;
     }
@@ -161,6 +174,42 @@ export function parseLabelSelector(text: string): LabelSelector {
     pos++;
     return (t as { text: string }).text;
   };
+  /**
+   * The values of `in (…)` / `notin (…)` after the '(', through the ')': upstream's parseValues and
+   * parseIdentifiersList token for token, so `()` is the set {""} and `(a,,)` an error, as labels.Parse has them.
+   */
+  const valueSet = (): string[] => {
+    const text = (t: Token | undefined): string => (t === undefined ? 'end of string' : JSON.stringify(t.text));
+    if (isOp(peek(), ')')) {
+      pos++;
+      return [''];
+    }
+    if (peek()?.kind !== 'ident' && !isOp(peek(), ',')) fail(`found ${text(peek())}, expected ',', ')' or a value`);
+    const list: string[] = [];
+    for (;;) {
+      const t = tokens[pos++];
+      if (t?.kind === 'ident') {
+        list.push(t.text);
+        if (isOp(peek(), ',')) continue;
+        if (isOp(peek(), ')')) break;
+        fail(`found ${text(peek())}, expected ',' or ')'`);
+      } else if (isOp(t, ',')) {
+        if (list.length === 0) list.push(''); // "(,"
+        if (isOp(peek(), ')')) {
+          list.push(''); // ",)"
+          break;
+        }
+        if (isOp(peek(), ',')) {
+          pos++;
+          list.push(''); // ",,"
+        }
+      } else {
+        fail(`found ${text(t)}, expected ',' or a value`);
+      }
+    }
+    pos++; // the ')'
+    return list;
+  };
   const requirements: LabelRequirement[] = [];
   while (pos < tokens.length) {
     let operator: LabelOperator | undefined;
@@ -181,30 +230,7 @@ export function parseLabelSelector(text: string): LabelSelector {
         operator = t.text;
         if (!isOp(peek(), '(')) fail(`found ${peek() === undefined ? 'end of string' : JSON.stringify((peek() as Token).text)}, expected '(' after ${operator}`);
         pos++;
-        const list: string[] = [];
-        // `(a,b)`, `(a,)` and `(,a)` hold an empty value, as upstream's parseIdentifiersList reads them.
-        let expectValue = true;
-        for (;;) {
-          const v = peek();
-          if (v === undefined) fail("found end of string, expected ')'");
-          if (isOp(v, ')')) {
-            if (expectValue && list.length > 0) list.push('');
-            pos++;
-            break;
-          }
-          if (isOp(v, ',')) {
-            if (expectValue) list.push('');
-            expectValue = true;
-            pos++;
-            continue;
-          }
-          if (v!.kind !== 'ident' || !expectValue) fail(`found ${JSON.stringify(v!.text)}, expected a value, ',' or ')'`);
-          list.push((v as { text: string }).text);
-          expectValue = false;
-          pos++;
-        }
-        if (list.length === 0) fail(`for '${operator}', the values set can't be empty`);
-        values = list;
+        values = valueSet();
       } else if (t.kind === 'op' && (t.text === '=' || t.text === '==' || t.text === '!=' || t.text === '>' || t.text === '<')) {
         pos++;
         operator = t.text === '>' ? 'gt' : t.text === '<' ? 'lt' : t.text;
@@ -219,7 +245,7 @@ export function parseLabelSelector(text: string): LabelSelector {
       const problem = valueProblem(v);
       if (problem !== undefined) fail(problem);
     }
-    if ((operator === 'gt' || operator === 'lt') && !/^-?\d+$/.test(values[0]!)) {
+    if ((operator === 'gt' || operator === 'lt') && int64(values[0]!) === undefined) {
       fail(`for '${operator === 'gt' ? '>' : '<'}', the value must be an integer, got ${JSON.stringify(values[0])}`);
     }
     requirements.push({ key, operator: operator!, values: [...new Set(values)].sort() });
