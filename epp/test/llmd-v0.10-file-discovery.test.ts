@@ -5,13 +5,14 @@
  * endpointpickerconfig_types.go` DataLayerConfig). The end-to-end cases run the whole EPP against real metrics servers
  * and drive it over a real ext_proc stream.
  */
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 import { parseArgs, UsageError } from '../src/cli';
 import { endpointPickerConfigNotes, parseEndpointPickerConfig } from '../src/config';
-import { MAX_ENDPOINTS_FILE_BYTES, parseEndpointsFile } from '../src/datastore/file-discovery';
+import { Datastore } from '../src/datastore/datastore';
+import { FileDiscovery, MAX_ENDPOINTS_FILE_BYTES, parseEndpointsFile } from '../src/datastore/file-discovery';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
 
@@ -96,6 +97,51 @@ describe('file-discovery endpoints file (llm-d-router v0.10.0 discovery/file/plu
 
   test('a file over 1 MiB is refused (maxEndpointsFileSize)', () => {
     expect(() => parseEndpointsFile(`# ${'x'.repeat(MAX_ENDPOINTS_FILE_BYTES)}\nendpoints: []\n`, 'big.yaml')).toThrow('endpoints file big.yaml: exceeds the 1 MiB limit');
+  });
+});
+
+describe('file-discovery reloads (plugin.go Start: fsnotify re-attach, load)', () => {
+  const entry = (name: string, address: string, port = '8000') => `  - {name: ${name}, address: "${address}", port: "${port}"}`;
+  let dir: string;
+  let ds: Datastore;
+  let fd: FileDiscovery | undefined;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kvroute-file-reload-'));
+    ds = new Datastore({ scrape: false });
+  });
+  afterEach(async () => {
+    await fd?.stop();
+    fd = undefined;
+    await ds.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const keys = () => ds.snapshot().map((s) => s.endpoint.key).sort().join();
+
+  test("a ConfigMap update (kubelet's atomic writer: a new ..<timestamp> directory, ..data_tmp renamed over ..data) reloads the file", async () => {
+    const version = (n: number, text: string) => {
+      mkdirSync(join(dir, `..v${n}`));
+      writeFileSync(join(dir, `..v${n}`, 'endpoints.yaml'), text);
+      return `..v${n}`;
+    };
+    symlinkSync(version(1, `endpoints:\n${entry('a', '10.0.0.1')}\n`), join(dir, '..data'));
+    symlinkSync('..data/endpoints.yaml', join(dir, 'endpoints.yaml'));
+    fd = new FileDiscovery(ds, { path: join(dir, 'endpoints.yaml'), watchFile: true });
+    await fd.start();
+    expect(keys()).toBe('10.0.0.1:8000');
+    symlinkSync(version(2, `endpoints:\n${entry('b', '10.0.0.2')}\n`), join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    await waitFor(() => keys() === '10.0.0.2:8000');
+  });
+
+  test('a reload with an invalid entry applies the valid ones and drops what the file no longer lists (load: errors joined after the Upserts and Deletes)', async () => {
+    const path = join(dir, 'endpoints.yaml');
+    writeFileSync(path, `endpoints:\n${entry('a', '10.0.0.1')}\n${entry('b', '10.0.0.2')}\n`);
+    fd = new FileDiscovery(ds, { path, watchFile: true });
+    await fd.start();
+    expect(keys()).toBe('10.0.0.1:8000,10.0.0.2:8000');
+    writeFileSync(path, `endpoints:\n${entry('a', '10.0.0.1')}\n${entry('b', 'vllm-1')}\n${entry('c', '10.0.0.3')}\n`);
+    await waitFor(() => keys() === '10.0.0.1:8000,10.0.0.3:8000');
+    expect(fd.lastError?.message).toBe(`endpoints file ${path}: endpoint "b": invalid IPv4 address "vllm-1"`);
   });
 });
 
