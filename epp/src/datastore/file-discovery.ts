@@ -40,6 +40,8 @@ export const DEFAULT_ENDPOINT_NAMESPACE = 'default';
 
 /** How long a burst of file-system events is gathered into one reload (an editor's save is several events). */
 const RELOAD_DEBOUNCE_MS = 50;
+/** How long after a watcher error the file's directory is watched again. */
+const REWATCH_MS = 1000;
 
 export class EndpointsFileError extends Error {
   constructor(readonly path: string, readonly problems: readonly string[]) {
@@ -244,7 +246,21 @@ export class FileDiscovery implements Discovery {
       this.debounce = setTimeout(() => this.reload(), RELOAD_DEBOUNCE_MS);
       this.debounce.unref();
     });
-    this.watcher.on('error', (e) => this.options.log?.('error', `file-discovery: watching ${this.options.path} failed: ${e.message}`));
+    // fsnotify's errors do not end upstream's loop; a Node watcher that errs is closed, so watch again after a pause.
+    this.watcher.on('error', (e) => {
+      this.options.log?.('error', `file-discovery: watching ${this.options.path} failed (watching again in ${REWATCH_MS} ms): ${e.message}`);
+      this.watcher?.close();
+      this.watcher = undefined;
+      setTimeout(() => {
+        if (!this.started || this.watcher !== undefined) return;
+        try {
+          this.watch();
+          this.reload();
+        } catch (err) {
+          this.options.log?.('error', `file-discovery: cannot watch ${this.options.path} again: ${(err as Error).message}`);
+        }
+      }, REWATCH_MS).unref();
+    });
   }
 
   private reload(): void {
