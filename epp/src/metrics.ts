@@ -7,6 +7,8 @@ import type { Endpoint } from './datastore/types';
 
 /** Endpoint keys whose pick counter series `countPick` keeps resolved. */
 const MAX_CACHED_PICK_SERIES = 16_384;
+/** Distinct `model_name` values of the disaggregation counters before the rest count as "other" (client strings). */
+const MAX_DISAGG_MODELS = 64;
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
@@ -162,6 +164,7 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     }
     series.value++;
   };
+  const disaggModels = new Set<string>();
   const scheduling: SchedulingMetrics = {
     observeSchedulingDuration: (seconds) => e2eDuration.observe(seconds),
     observePluginDuration: (extensionPoint, pluginType, pluginName, seconds) => seriesOf(extensionPoint, pluginType, pluginName).observe(seconds),
@@ -173,6 +176,12 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     setSessionStoreConnected: (connected) => collectors.sessionStoreConnected.set(connected ? 1 : 0),
     countSessionToken: (outcome) => collectors.sessionTokens.inc({ outcome }),
     countSaturationExclusion: (reason) => collectors.saturationExclusions.inc({ reason }),
+    countDisaggDecision: (pluginName, pluginType, modelName, decision) => {
+      // The model is the client's: past MAX_DISAGG_MODELS names it counts as "other", as every client label is bounded.
+      const model = disaggModels.has(modelName) || disaggModels.size < MAX_DISAGG_MODELS ? (disaggModels.add(modelName), modelName) : 'other';
+      collectors.llmdDisaggDecisions.inc({ plugin_name: pluginName, plugin_type: pluginType, model_name: model, decision_type: decision });
+      collectors.schedulerDisaggDecisions.inc({ model_name: model, decision_type: decision });
+    },
     setPrefixIndexerSize: (entries) => collectors.prefixIndexerSize.set(entries),
     setPrefixCharactersPerToken: (charactersPerToken) => collectors.prefixCharactersPerToken.set(charactersPerToken),
     observePrefixMatch: (matchedCharacters, totalCharacters) => {

@@ -431,6 +431,20 @@ export const EPP_METRICS = {
     labels: ['inference_pool'],
     help: '[ALPHA] Current saturation level of the inference pool (0.0 = empty, 1.0 = fully saturated).',
   },
+  // llm-d-router v0.10.0 pkg/epp/framework/plugins/scheduling/profilehandler/disagg/metrics.go: the decision of every
+  // request a disagg-profile-handler scheduled, under llm-d's name and its deprecated scheduler-subsystem twin.
+  llmdDisaggDecisions: {
+    name: 'llm_d_epp_disagg_decision_total',
+    type: 'counter',
+    labels: ['plugin_name', 'plugin_type', 'model_name', 'decision_type'],
+    help: '[ALPHA] Total number of disaggregation routing decisions made',
+  },
+  schedulerDisaggDecisions: {
+    name: 'llm_d_inference_scheduler_disagg_decision_total',
+    type: 'counter',
+    labels: ['model_name', 'decision_type'],
+    help: '[ALPHA] [Deprecated: Use llm_d_epp_disagg_decision_total] Total number of disaggregation routing decisions made',
+  },
   saturationExclusions: {
     name: 'kvroute_epp_saturation_exclusions_total',
     type: 'counter',

@@ -14,6 +14,12 @@ import { stateKey } from '../scheduling/framework';
  */
 export const ENGINE_PRIORITY = stateKey<number>('engine priority');
 
+/**
+ * Request headers a pre-request hook asks to set on the forwarded request (lower-case names, overwriting), as
+ * llm-d-router's PreRequest plugins write `request.Headers` (`disagg-profile-handler`'s `x-prefiller-host-port`).
+ */
+export const SET_REQUEST_HEADERS = stateKey<Readonly<Record<string, string>>>('request headers to set');
+
 export interface PreRequest extends Plugin {
   /** Runs once the request is committed to `result.target`, before it is forwarded. */
   preRequest(request: LLMRequest, result: SchedulingResult): void;

@@ -14,7 +14,7 @@ import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
-import { ENGINE_PRIORITY, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
+import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
 import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
@@ -1159,7 +1159,9 @@ export class RequestControl implements RequestDirector {
     // llm-d-router v0.10.0 `requestcontrol/director.go` prepareRequest: every endpoint the primary profile scored
     // (its ScoredCandidates), by `ip:port`, when the EPP runs with --emit-endpoint-scores.
     const endpointScores = this.options.emitEndpointScores === true && result !== undefined && result.scores.size > 0 ? Object.fromEntries(result.scores) : undefined;
-    const decision: RouteDecision = body !== undefined ? { kind: 'route', endpoint, ticket, body } : { kind: 'route', endpoint, ticket };
+    const setHeaders = scheduled?.request.attributes?.get(SET_REQUEST_HEADERS);
+    let decision: RouteDecision = body !== undefined ? { kind: 'route', endpoint, ticket, body } : { kind: 'route', endpoint, ticket };
+    if (setHeaders !== undefined) decision = { ...decision, setHeaders };
     return endpointScores !== undefined ? { ...decision, endpointScores } : decision;
   }
 

@@ -54,6 +54,8 @@ export interface Plugin {
    * `sinceMs`: wall-clock ms of the reading before, after which what was learnt may be the new process's.
    */
   endpointRestarted?(endpointKey: string, sinceMs: number): void;
+  /** Plugins that name other plugins look them up here, once the whole config is built; throws ConfigError when wrong. */
+  resolveReferences?(): void;
   /** Plugins that open sockets (a KV-event subscription) do it here, before the EPP serves; a failure stops start-up. */
   start?(): Promise<void>;
   /** Plugins holding sockets or timers release them here when the EPP stops. */
@@ -183,4 +185,10 @@ export interface PluginHandle {
   readonly metrics: SchedulingMetrics;
   /** The EPP's logger, with the plugin's name in every line. */
   readonly logger: PluginLogger;
+  /**
+   * A plugin of the same config, by name (llm-d-router's `Handle.Plugin`: a plugin that names another, as
+   * `disagg-profile-handler` names its decider, finds it here). Complete once every plugin is built: call it from
+   * `resolveReferences`, not the constructor (upstream builds such dependencies first, whatever the config's order).
+   */
+  readonly plugin?: (name: string) => Plugin | undefined;
 }

@@ -52,6 +52,8 @@ export interface SchedulingMetrics {
   setSessionStoreConnected(connected: boolean): void;
   countSessionToken(outcome: SessionTokenOutcome): void;
   countSaturationExclusion(reason: SaturationExclusionReason): void;
+  /** One request's disaggregation outcome (llm-d-router v0.10.0 `profilehandler/disagg/metrics.go` RecordDisaggDecision). */
+  countDisaggDecision(pluginName: string, pluginType: string, modelName: string, decision: 'decode-only' | 'prefill-decode'): void;
   /** Block hashes held by the prefix index, summed over endpoints. */
   setPrefixIndexerSize(entries: number): void;
   /** Characters per token learnt from the pods (the approximate index sizes with it under `learnCharactersPerToken`). */
@@ -82,6 +84,7 @@ export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
   setSessionStoreConnected: ignore,
   countSessionToken: ignore,
   countSaturationExclusion: ignore,
+  countDisaggDecision: ignore,
   setPrefixIndexerSize: ignore,
   setPrefixCharactersPerToken: ignore,
   observePrefixMatch: ignore,

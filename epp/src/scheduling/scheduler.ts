@@ -28,7 +28,7 @@ import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } 
 import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
-import { PREFIX_MATCH } from './prefix-match';
+import { PREFIX_MATCH, type PrefixMatchEstimate } from './prefix-match';
 
 export interface PluginSetOptions {
   /** Wall clock in ms for TTLs and metric staleness. @default Date.now */
@@ -150,6 +150,7 @@ export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOpt
       random: options.random ?? Math.random,
       metrics: options.metrics ?? NOOP_SCHEDULING_METRICS,
       logger: withPlugin(logger, name),
+      plugin: (other) => entries.get(other)?.plugin,
     };
     const parameters = resolvePluginParameters(spec.type, spec.parameters, `plugins[${index}].parameters`);
     const definition = pluginDefinition(spec.type);
@@ -160,6 +161,7 @@ export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOpt
     const plugin = createPlugin(create ? { ...definition, create } : definition, name, parameters, handle);
     entries.set(name, { plugin, kinds: definition.kinds });
   });
+  for (const { plugin } of entries.values()) plugin.resolveReferences?.();
   return new PluginSet(normalized, entries);
 }
 
@@ -202,6 +204,8 @@ export class Scheduler {
   private readonly profiles: ReadonlyMap<string, SchedulerProfile>;
   /** The scorers' output and the weighted sums (see `scratchFor`). */
   private scratch = { scores: new Float64Array(0), sums: new Float64Array(0) };
+  /** Each cycle's prefix match by profile, when the config has several profiles. */
+  private readonly matchOf = new WeakMap<CycleContext, Map<string, PrefixMatchEstimate>>();
 
   constructor(
     /** The plugins of the config, shared with request control. */
@@ -246,8 +250,18 @@ export class Scheduler {
       if (outcome instanceof SchedulingError) throw outcome;
       const target = outcome.targets[0]!;
       this.metrics.countPick(target.endpoint.key);
-      const prefixMatch = cycle.state.get(PREFIX_MATCH);
-      return { target, targets: outcome.targets, profile: primaryProfile, scores: outcome.scores, ...(prefixMatch !== undefined ? { prefixMatch } : {}) };
+      // With one profile the state holds its match; with several, each profile's own, as each scorer published it.
+      const prefixMatch = outcomes.size > 1 ? this.matchOf.get(cycle)?.get(primaryProfile) : cycle.state.get(PREFIX_MATCH);
+      let profileTargets: Map<string, EndpointSnapshot> | undefined;
+      if (outcomes.size > 1) {
+        profileTargets = new Map();
+        for (const [name, o] of outcomes) if (!(o instanceof SchedulingError)) profileTargets.set(name, o.targets[0]!);
+      }
+      return {
+        target, targets: outcome.targets, profile: primaryProfile, scores: outcome.scores,
+        ...(prefixMatch !== undefined ? { prefixMatch } : {}),
+        ...(profileTargets !== undefined ? { profileTargets } : {}),
+      };
     } catch (error) {
       if (error instanceof SchedulingError) this.metrics.countSchedulingFailure(error.reason);
       throw error;
@@ -278,6 +292,15 @@ export class Scheduler {
         const profile = this.profiles.get(name);
         if (profile === undefined) throw new Error(`profile handler asked for unknown profile "${name}"`);
         outcomes.set(name, this.runProfile(profile, cycle, candidates));
+        if (this.profileNames.length > 1) {
+          // The prefix match each profile saw, kept apart: a later profile's scorer republishes over its own candidates.
+          const match = cycle.state.get(PREFIX_MATCH);
+          if (match !== undefined) {
+            let byProfile = this.matchOf.get(cycle);
+            if (byProfile === undefined) this.matchOf.set(cycle, (byProfile = new Map()));
+            byProfile.set(name, match);
+          }
+        }
       }
     }
     throw new Error(`profile handler ${this.profileHandler.name} did not stop picking profiles`);

@@ -55,8 +55,13 @@ export interface SchedulingResult {
   readonly profile: string;
   /** Final weighted score of each candidate that survived the filters, by endpoint key (for logs and tests). */
   readonly scores: ReadonlyMap<string, number>;
-  /** What the cycle's prefix scorer found per endpoint (`prefix-match.ts`); absent when no prefix scorer ran. */
+  /** What the primary profile's prefix scorer found per endpoint (`prefix-match.ts`); absent when none ran. */
   readonly prefixMatch?: PrefixMatchEstimate;
+  /**
+   * When the profile handler ran several profiles (P/D disaggregation), each one's pick by profile name, those that
+   * picked only; absent with one profile.
+   */
+  readonly profileTargets?: ReadonlyMap<string, EndpointSnapshot>;
 }
 
 /** Why a cycle could not pick; the request-control layer maps these to HTTP status codes. */

@@ -4,10 +4,12 @@
  * Only `definePlugin` results may be exported from this file (a test checks it).
  */
 export { activeRequestScorer } from './active-request-scorer';
+export { alwaysDisaggPdDecider } from './always-disagg-pd-decider';
 export { byLabel } from './by-label';
 export { concurrencyDetector } from './concurrency-detector';
 export { decodeFilter } from './decode-filter';
 export { destinationEndpointServedVerifier } from './destination-endpoint-served-verifier';
+export { disaggProfileHandler } from './disagg-profile-handler';
 export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
@@ -20,6 +22,7 @@ export { maxScorePicker } from './max-score-picker';
 export { noHitLruScorer } from './no-hit-lru-scorer';
 export { prefillFilter } from './prefill-filter';
 export { prefillPriority } from './prefill-priority';
+export { prefixBasedPdDecider } from './prefix-based-pd-decider';
 export { prefixCacheScorer } from './prefix-cache-scorer';
 export { precisePrefixCacheScorer } from './precise-prefix-cache-scorer';
 export { queueScorer } from './queue-scorer';

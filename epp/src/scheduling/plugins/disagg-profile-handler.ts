@@ -1,0 +1,191 @@
+import { ConfigError } from '../../config/errors';
+import { FieldReader } from '../../config/fields';
+import type { LLMRequest } from '../types';
+import { SET_REQUEST_HEADERS, type PreRequest } from '../../requestcontrol/hooks';
+import { stateKey, type CycleContext, type PluginHandle, type ProfileHandler, type ProfileOutcome } from '../framework';
+import { isPdDecider, type PdDecider } from '../pd-decider';
+import { definePlugin, parameters } from '../plugin';
+import { SchedulingError, type SchedulingResult } from '../types';
+
+/**
+ * The request header naming the prefill pod, which llm-d's routing sidecar beside the decode pod reads to send the
+ * prompt there first (llm-d-router v0.10.0 `pkg/common/routing/common.go` PrefillEndpointHeader).
+ */
+export const PREFILLER_HOST_PORT_HEADER = 'x-prefiller-host-port';
+
+export type StageOrder = 'decode-first' | 'prefill-first';
+
+export interface DisaggProfileHandlerParameters {
+  /**
+   * `decode-first` picks the decode pod, then asks the prefill decider; `prefill-first` always picks a prefill pod,
+   * then the decode pod, and takes no decider (upstream also reads `decode`/`prefill` and any case, `-` or `_`).
+   * @default "decode-first"
+   */
+  stageOrder?: string;
+  /** Profile names. @default {decode: "decode", prefill: "prefill", encode: "encode"} */
+  profiles?: { decode?: string; prefill?: string; encode?: string };
+  /**
+   * Decider plugins, by name, declared before this plugin: `prefill` (a `prefix-based-pd-decider` or
+   * `always-disagg-pd-decider`) turns P/D disaggregation on; `encode` (E/P/D) is not supported here.
+   * @default {} (no disaggregation: decode only)
+   */
+  deciders?: { prefill?: string; encode?: string };
+}
+
+interface Resolved {
+  readonly stageOrder: StageOrder;
+  readonly profiles: { readonly decode: string; readonly prefill: string; readonly encode: string };
+  readonly deciders: { readonly prefill?: string };
+}
+
+/** upstream's ParseStageOrder: case, `-` and `_` ignored. */
+function parseStageOrder(value: string | undefined, path: string): StageOrder {
+  switch ((value ?? '').toLowerCase().replace(/[-_]/g, '')) {
+    case '':
+    case 'decodefirst':
+    case 'decode':
+      return 'decode-first';
+    case 'prefillfirst':
+    case 'prefill':
+      return 'prefill-first';
+    default:
+      throw new ConfigError(path, `invalid stage order ${JSON.stringify(value)}, must be "decode-first" or "prefill-first"`);
+  }
+}
+
+/** The flat parameters v0.9.0 deprecated (legacyDisaggProfileHandlerParameters), read when no nested one is given. */
+const LEGACY_FIELDS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'prefillDeciderPluginName', 'encodeDeciderPluginName', 'deciderPluginName'] as const;
+
+const DECIDED = stateKey<boolean>('disagg: prefill decided against');
+
+/**
+ * `disagg-profile-handler` (llm-d-router v0.10.0 `pkg/epp/framework/plugins/scheduling/profilehandler/disagg/
+ * disagg_profile_handler.go`): prefill/decode disaggregation. Decode-first (the default): the decode profile picks the
+ * decode pod (the request's destination, the primary profile); then, when a prefill decider is configured and the
+ * config has the prefill profile, the decider says whether this request gets a separate prefill, and if so the prefill
+ * profile picks the prefill pod. Prefill-first: the prefill profile, then the decode profile, every request. As a
+ * pre-request hook it names the prefill pod in `x-prefiller-host-port` (`ip:port`), which llm-d's routing sidecar in
+ * the decode pod reads; a client's own value of that header is blanked when no prefill pod was picked, so a client
+ * cannot send the prefill elsewhere. A decode profile that picks nothing fails the request with its own error; a
+ * prefill profile that picks nothing leaves the request to decode alone. Each request's outcome is counted in
+ * `llm_d_epp_disagg_decision_total` and its deprecated twin. E/P/D (`deciders.encode`) is refused: kvroute has no
+ * encoder stage.
+ */
+class DisaggProfileHandler implements ProfileHandler, PreRequest {
+  readonly type = 'disagg-profile-handler';
+  private decider: PdDecider | undefined;
+
+  constructor(readonly name: string, private readonly p: Resolved, private readonly handle: PluginHandle) {}
+
+  /** The prefill decider by name, in any position in the config (upstream builds a handler's deciders first). */
+  resolveReferences(): void {
+    const ref = this.p.deciders.prefill;
+    if (ref === undefined) return;
+    const plugin = this.handle.plugin?.(ref);
+    const path = `${this.name}.parameters.deciders.prefill`;
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)} (deciders.prefill plugin not found)`);
+    if (!isPdDecider(plugin)) throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}, not a decider: prefix-based-pd-decider or always-disagg-pd-decider`);
+    this.decider = plugin;
+  }
+
+  pickProfiles(cycle: CycleContext, profileNames: readonly string[], outcomes: ReadonlyMap<string, ProfileOutcome>): readonly string[] {
+    const { decode, prefill } = this.p.profiles;
+    const hasPrefill = profileNames.includes(prefill);
+    if (this.p.stageOrder === 'prefill-first') {
+      if (outcomes.has(decode)) return this.decided(cycle, outcomes);
+      if (hasPrefill && !outcomes.has(prefill)) return [prefill];
+      return profileNames.includes(decode) ? [decode] : [];
+    }
+    const decoded = outcomes.get(decode);
+    if (decoded === undefined) return profileNames.includes(decode) ? [decode] : [];
+    if (decoded instanceof SchedulingError) return [];
+    if (hasPrefill && !outcomes.has(prefill) && cycle.state.get(DECIDED) !== true) {
+      if (this.decider?.disaggregate(cycle, decoded.targets[0]!) === true) return [prefill];
+      cycle.state.set(DECIDED, true);
+    }
+    return this.decided(cycle, outcomes);
+  }
+
+  /** The cycle is over: count what it decided (upstream's RecordDisaggDecision), then run nothing more. */
+  private decided(cycle: CycleContext, outcomes: ReadonlyMap<string, ProfileOutcome>): readonly string[] {
+    const prefill = outcomes.get(this.p.profiles.prefill);
+    const used = prefill !== undefined && !(prefill instanceof SchedulingError);
+    this.handle.metrics.countDisaggDecision(this.name, this.type, cycle.request.model || 'unknown', used ? 'prefill-decode' : 'decode-only');
+    return [];
+  }
+
+  processResults(_cycle: CycleContext, outcomes: ReadonlyMap<string, ProfileOutcome>): { readonly primaryProfile: string } {
+    const decode = outcomes.get(this.p.profiles.decode);
+    if (decode instanceof SchedulingError) throw decode;
+    if (decode === undefined) throw new SchedulingError('no-endpoints', 'failed to find available decode workers');
+    return { primaryProfile: this.p.profiles.decode };
+  }
+
+  preRequest(request: LLMRequest, result: SchedulingResult): void {
+    const prefill = result.profileTargets?.get(this.p.profiles.prefill);
+    if (prefill !== undefined) request.attributes?.set(SET_REQUEST_HEADERS, { [PREFILLER_HOST_PORT_HEADER]: prefill.endpoint.key });
+    else if (request.headers[PREFILLER_HOST_PORT_HEADER] !== undefined) request.attributes?.set(SET_REQUEST_HEADERS, { [PREFILLER_HOST_PORT_HEADER]: '' });
+  }
+}
+
+function optionalName(fields: FieldReader, key: string): string | undefined {
+  return fields.raw(key) == null ? undefined : fields.requiredString(key);
+}
+
+export const disaggProfileHandler = definePlugin({
+  type: 'disagg-profile-handler',
+  kinds: ['profile-handler', 'pre-request'],
+  parameters: parameters<DisaggProfileHandlerParameters>((fields) => {
+    const legacy = LEGACY_FIELDS.filter((k) => fields.has(k));
+    const nested = (['profiles', 'deciders'] as const).filter((k) => fields.has(k));
+    if (legacy.length > 0 && nested.length > 0) {
+      throw new ConfigError(fields.fieldPath(legacy[0]!), `use one format exclusively: either nested profiles/deciders (${nested.join(', ')}) or the deprecated flat fields (${legacy.join(', ')})`);
+    }
+    const stageOrder = parseStageOrder(fields.raw('stageOrder') == null ? undefined : fields.requiredString('stageOrder'), fields.fieldPath('stageOrder'));
+    let decode: string | undefined;
+    let prefill: string | undefined;
+    let encode: string | undefined;
+    let prefillDecider: string | undefined;
+    let encodeDecider: string | undefined;
+    let encodePath = fields.fieldPath('deciders.encode');
+    if (legacy.length > 0) {
+      decode = optionalName(fields, 'decodeProfile');
+      prefill = optionalName(fields, 'prefillProfile');
+      encode = optionalName(fields, 'encodeProfile');
+      // toDisaggParams: prefillDeciderPluginName wins over deciderPluginName.
+      prefillDecider = optionalName(fields, 'prefillDeciderPluginName') ?? optionalName(fields, 'deciderPluginName');
+      encodeDecider = optionalName(fields, 'encodeDeciderPluginName');
+      encodePath = fields.fieldPath('encodeDeciderPluginName');
+    } else {
+      const profiles = FieldReader.ofOptionalMap(fields.raw('profiles'), fields.fieldPath('profiles'));
+      decode = optionalName(profiles, 'decode');
+      prefill = optionalName(profiles, 'prefill');
+      encode = optionalName(profiles, 'encode');
+      profiles.finish();
+      const deciders = FieldReader.ofOptionalMap(fields.raw('deciders'), fields.fieldPath('deciders'));
+      prefillDecider = optionalName(deciders, 'prefill');
+      encodeDecider = optionalName(deciders, 'encode');
+      deciders.finish();
+    }
+    for (const k of LEGACY_FIELDS) fields.raw(k);
+    if (encodeDecider !== undefined) {
+      throw new ConfigError(encodePath, 'encode disaggregation (E/P/D) is not supported: kvroute schedules decode and prefill only; drop the encode decider');
+    }
+    if (stageOrder === 'prefill-first' && prefillDecider !== undefined) {
+      throw new ConfigError(fields.fieldPath('stageOrder'), 'prefill decider is not supported in prefill-first stage order');
+    }
+    const resolved: Resolved = {
+      stageOrder,
+      profiles: { decode: decode ?? 'decode', prefill: prefill ?? 'prefill', encode: encode ?? 'encode' },
+      deciders: prefillDecider !== undefined ? { prefill: prefillDecider } : {},
+    };
+    return resolved as unknown as Required<DisaggProfileHandlerParameters>;
+  }, (resolved, profileNames, path) => {
+    const decode = (resolved as unknown as Resolved).profiles.decode;
+    // Upstream would fail every request ("failed to find available decode workers"); refused at start-up instead.
+    if (!profileNames.includes(decode)) {
+      throw new ConfigError(`${path}.profiles.decode`, `no scheduling profile named ${JSON.stringify(decode)}; profiles: ${profileNames.join(', ')}`);
+    }
+  }),
+  create: (name, p, handle) => new DisaggProfileHandler(name, p as unknown as Resolved, handle),
+});

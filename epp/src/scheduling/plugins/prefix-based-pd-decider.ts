@@ -1,0 +1,61 @@
+import type { EndpointSnapshot } from '../../datastore/types';
+import type { CycleContext } from '../framework';
+import type { PdDecider } from '../pd-decider';
+import { definePlugin, parameters } from '../plugin';
+import { PREFIX_MATCH, uncachedTokensOf } from '../prefix-match';
+
+export interface PrefixBasedPdDeciderParameters {
+  /**
+   * Disaggregate when the decode pod would have at least this many prompt tokens left to prefill (not in its prefix
+   * cache); 0 turns disaggregation off.
+   * @default 0
+   */
+  nonCachedTokens?: number;
+  /** Disaggregate only prompts of at least this many tokens; 0: any length. @default 0 */
+  promptTokens?: number;
+}
+
+/**
+ * GIE's characters per token, for a prompt the approximate prefix scorer measured in characters (the precise scorer
+ * counts tokens). Upstream counts the tokenized prompt (`token-producer`).
+ */
+const CHARACTERS_PER_TOKEN = 4;
+
+/**
+ * `prefix-based-pd-decider` (llm-d-router v0.10.0 `profilehandler/disagg/prefix_based_pd_decider.go`): a separate
+ * prefill when the prompt is long enough (`promptTokens`, `nonCachedTokens`) and the decode pod's cached prefix leaves
+ * at least `nonCachedTokens` of it to compute. The cached length is the decode profile's prefix scorer's match for the
+ * decode pick (upstream reads `PrefixCacheMatchInfo` from that endpoint); without a prefix scorer it never
+ * disaggregates, as upstream's "unable to read prefix cache state".
+ */
+class PrefixBasedPdDecider implements PdDecider {
+  readonly type = 'prefix-based-pd-decider';
+  constructor(readonly name: string, private readonly p: Required<PrefixBasedPdDeciderParameters>) {}
+
+  disaggregate(cycle: CycleContext, decodeTarget: EndpointSnapshot): boolean {
+    const { nonCachedTokens, promptTokens } = this.p;
+    if (nonCachedTokens === 0) return false;
+    const match = cycle.state.get(PREFIX_MATCH);
+    const inputTokens = match === undefined
+      ? cycle.request.prompt.length / CHARACTERS_PER_TOKEN
+      : match.unit === 'tokens' ? match.promptLength : match.promptLength / CHARACTERS_PER_TOKEN;
+    if (promptTokens > 0 && inputTokens < promptTokens) return false;
+    if (inputTokens < nonCachedTokens) return false;
+    if (match === undefined) return false;
+    const key = decodeTarget.endpoint.key;
+    const byCandidate = match.byCandidate;
+    const i = byCandidate !== undefined ? byCandidate.candidates.indexOf(decodeTarget) : -1;
+    const cached = i !== -1 ? byCandidate!.cachedLength[i]! : match.cachedLength.get(key) ?? 0;
+    return uncachedTokensOf(match, cached, CHARACTERS_PER_TOKEN) >= nonCachedTokens;
+  }
+}
+
+export const prefixBasedPdDecider = definePlugin({
+  type: 'prefix-based-pd-decider',
+  kinds: [],
+  parameters: parameters<PrefixBasedPdDeciderParameters>((fields) => ({
+    nonCachedTokens: fields.integer('nonCachedTokens', 0, 0),
+    promptTokens: fields.integer('promptTokens', 0, 0),
+  })),
+  create: (name, p) => new PrefixBasedPdDecider(name, p),
+});

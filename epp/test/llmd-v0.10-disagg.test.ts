@@ -1,0 +1,169 @@
+/**
+ * llm-d-router v0.10.0's prefill/decode disaggregation (`pkg/epp/framework/plugins/scheduling/profilehandler/disagg/`:
+ * `disagg_profile_handler.go`, `prefix_based_pd_decider.go`, `always_disagg_pd_decider.go`, `metrics.go`), with its own
+ * sample config (`deploy/config/pd-epp-config.yaml`, loaded verbatim) over a real ext_proc stream to the whole EPP,
+ * real metrics servers as the pods, their roles from a file-discovery endpoints file.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import { parseArgs } from '../src/cli';
+import { parseEndpointPickerConfig } from '../src/config';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { startEpp, type Logger, type RunningEpp } from '../src/runner';
+import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
+
+jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** llm-d-router v0.10.0 deploy/config/pd-epp-config.yaml, as published (the handler before its decider). */
+const PD_EPP_CONFIG = `# Sample EPP configuration for running with P/D
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters:
+    maxPrefixTokensToMatch: 16384
+    lruCapacityPerServer: 31250
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: prefix-based-pd-decider
+- type: prefix-based-pd-decider
+  parameters:
+    nonCachedTokens: 16
+schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+`;
+
+describe('disagg-profile-handler parameters', () => {
+  const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+  const PROFILES = 'schedulingProfiles:\n- name: prefill\n  plugins: [{pluginRef: prefill-filter}]\n- name: decode\n  plugins: [{pluginRef: decode-filter}]\n';
+  const build = (plugins: string, profiles = PROFILES) => buildScheduler(parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n${plugins}${profiles}`));
+
+  test('defaults, the nested form, and the flat form v0.9.0 deprecated (deciderPluginName), read into one shape', () => {
+    expect(parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: decode-filter}\n- {type: disagg-profile-handler}\nschedulingProfiles:\n- name: decode\n  plugins: [{pluginRef: decode-filter}]\n`).plugins[1])
+      .toEqual({ type: 'disagg-profile-handler', name: 'disagg-profile-handler', parameters: { stageOrder: 'decode-first', profiles: { decode: 'decode', prefill: 'prefill', encode: 'encode' }, deciders: {} } });
+    const flat = parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider}\n` +
+      `- {type: disagg-profile-handler, parameters: {deciderPluginName: always-disagg-pd-decider, decodeProfile: d}}\nschedulingProfiles:\n- name: prefill\n  plugins: [{pluginRef: prefill-filter}]\n- name: d\n  plugins: [{pluginRef: decode-filter}]\n`);
+    expect(flat.plugins[3]!.parameters).toEqual({ stageOrder: 'decode-first', profiles: { decode: 'd', prefill: 'prefill', encode: 'encode' }, deciders: { prefill: 'always-disagg-pd-decider' } });
+    expect(parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: decode-filter}\n- {type: disagg-profile-handler, parameters: {stageOrder: Prefill_First}}\nschedulingProfiles:\n- name: decode\n  plugins: [{pluginRef: decode-filter}]\n`).plugins[1]!.parameters)
+      .toMatchObject({ stageOrder: 'prefill-first' }); // ParseStageOrder ignores case, "-" and "_"
+  });
+
+  test.each([
+    ['- {type: disagg-profile-handler, parameters: {deciders: {prefill: nope}}}\n', 'disagg-profile-handler.parameters.deciders.prefill: no plugin named "nope"'],
+    ['- {type: disagg-profile-handler, parameters: {deciders: {prefill: queue-scorer}}}\n- {type: queue-scorer}\n', '"queue-scorer" is a queue-scorer, not a decider'],
+    ['- {type: disagg-profile-handler, parameters: {deciders: {encode: x}}}\n', 'encode disaggregation (E/P/D) is not supported'],
+    ['- {type: always-disagg-pd-decider}\n- {type: disagg-profile-handler, parameters: {stageOrder: prefill-first, deciders: {prefill: always-disagg-pd-decider}}}\n', 'prefill decider is not supported in prefill-first stage order'],
+    ['- {type: disagg-profile-handler, parameters: {stageOrder: sideways}}\n', 'invalid stage order "sideways"'],
+    ['- {type: disagg-profile-handler, parameters: {profiles: {decode: main}}}\n', 'parameters.profiles.decode: no scheduling profile named "main"'],
+    ['- {type: disagg-profile-handler, parameters: {decodeProfile: decode, deciders: {}}}\n', 'use one format exclusively'],
+    ['- {type: prefix-based-pd-decider, parameters: {nonCachedTokens: -1}}\n- {type: disagg-profile-handler}\n', 'nonCachedTokens: must be an integer >= 0'],
+  ])('%s is refused: %s', (plugins, message) => {
+    expect(() => build(plugins)).toThrow(message);
+  });
+});
+
+describe('P/D through the EPP (pd-epp-config.yaml)', () => {
+  let dir: string;
+  let pods: { decode: FakeVllmServer[]; prefill: FakeVllmServer[] };
+  let epp: RunningEpp | undefined;
+  let envoy: FakeEnvoy | undefined;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kvroute-disagg-'));
+  });
+  afterEach(async () => {
+    envoy?.close();
+    envoy = undefined;
+    await epp?.stop();
+    epp = undefined;
+    await Promise.all([...pods.decode, ...pods.prefill].map((p) => p.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(config: string): Promise<void> {
+    const page = { engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] };
+    pods = { decode: await Promise.all([0, 1].map(() => FakeVllmServer.start(page))), prefill: await Promise.all([0, 1].map(() => FakeVllmServer.start(page))) };
+    const entries = [...pods.decode.map((p, i) => ({ p, name: `decode-${i}`, role: 'decode' })), ...pods.prefill.map((p, i) => ({ p, name: `prefill-${i}`, role: 'prefill' }))];
+    const file = join(dir, 'endpoints.yaml');
+    writeFileSync(file, `endpoints:\n${entries.map((e) => `  - {name: ${e.name}, address: "127.0.0.1", port: "${e.p.port}", labels: {llm-d.ai/role: ${e.role}}}`).join('\n')}\n`);
+    // The pool comes from that file (file-discovery), named before the sample's own plugins.
+    const text = config
+      .replace('plugins:\n', `plugins:\n- name: files\n  type: file-discovery\n  parameters: {path: ${JSON.stringify(file)}}\n`)
+      .replace('schedulingProfiles:', 'dataLayer:\n  discovery: {pluginRef: files}\nschedulingProfiles:');
+    epp = await startEpp(parseArgs(['--config-text', text, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'], {})!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp!.datastore.snapshot().length === 4 && epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+  }
+
+  async function send(prompt: string, headers: Record<string, string> = {}): Promise<{ destination: string; prefiller: string | undefined }> {
+    const s = envoy!.open();
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
+    s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
+    const first = await s.next();
+    s.cancel();
+    const set = setHeaders(first.request_headers.response.header_mutation);
+    return { destination: set['x-gateway-destination-endpoint'] as string, prefiller: set['x-prefiller-host-port'] };
+  }
+
+  const key = (p: FakeVllmServer) => `127.0.0.1:${p.port}`;
+  const document = (seed: string) => Array.from({ length: 60 }, (_, i) => `${seed} sentence ${i} of a long shared document.`).join(' ');
+  const decisions = async () => (await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text())
+    .split('\n').filter((l) => /^llm_d_(epp|inference_scheduler)_disagg_decision_total\{/.test(l)).sort();
+
+  test('a long uncached prompt: decode pod as destination, prefill pod in x-prefiller-host-port; the same prompt again, cached on its decode pod: decode only; a short one: decode only', async () => {
+    await start(PD_EPP_CONFIG);
+    const first = await send(document('alpha'));
+    expect(pods.decode.map(key)).toContain(first.destination);
+    expect(pods.prefill.map(key)).toContain(first.prefiller);
+    // The decode pod now holds the prompt (the approximate index learnt the pick): under 16 tokens left to prefill.
+    expect(await send(document('alpha'))).toEqual({ destination: first.destination, prefiller: undefined });
+    const short = await send('hi');
+    expect(pods.decode.map(key)).toContain(short.destination);
+    expect(short.prefiller).toBeUndefined();
+    expect(await decisions()).toEqual([
+      'llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="m",decision_type="decode-only"} 2',
+      'llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="m",decision_type="prefill-decode"} 1',
+      'llm_d_inference_scheduler_disagg_decision_total{model_name="m",decision_type="decode-only"} 2',
+      'llm_d_inference_scheduler_disagg_decision_total{model_name="m",decision_type="prefill-decode"} 1',
+    ]);
+  });
+
+  test('a client cannot choose the prefill pod: its x-prefiller-host-port is blanked when no prefill pod is picked, replaced when one is', async () => {
+    await start(PD_EPP_CONFIG);
+    expect((await send('hi', { 'x-prefiller-host-port': '10.9.9.9:8000' })).prefiller).toBe('');
+    expect(pods.prefill.map(key)).toContain((await send(document('beta'), { 'x-prefiller-host-port': '10.9.9.9:8000' })).prefiller);
+  });
+
+  test('always-disagg-pd-decider: every request gets a prefill pod; with no prefill pod left, decode alone', async () => {
+    await start(PD_EPP_CONFIG.replace('prefill: prefix-based-pd-decider', 'prefill: always-disagg-pd-decider').replace('- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: 16\n', '- type: always-disagg-pd-decider\n'));
+    expect(pods.prefill.map(key)).toContain((await send('hi')).prefiller);
+    for (const p of pods.prefill) epp!.datastore.removeEndpoint(key(p));
+    const alone = await send('hi');
+    expect(pods.decode.map(key)).toContain(alone.destination);
+    expect(alone.prefiller).toBeUndefined();
+  });
+});
