@@ -95,6 +95,11 @@ describe('file-discovery endpoints file (llm-d-router v0.10.0 discovery/file/plu
     expect(r.warnings).toEqual(['endpoint other/a has the address 10.0.0.2:8000 of default/b: one endpoint, other/a kept']);
   });
 
+  test('field names match case-insensitively and a null label value is "", as Go\'s encoding/json decodes them', () => {
+    const r = parseEndpointsFile('endpoints:\n  - {Name: a, ADDRESS: "10.0.0.1", Port: "80", Labels: {tier: null}}\n', 'f');
+    expect(r.endpoints).toEqual([{ key: '10.0.0.1:80', name: 'a', namespace: 'default', address: '10.0.0.1', port: 80, labels: { tier: '' } }]);
+  });
+
   test('a file over 1 MiB is refused (maxEndpointsFileSize)', () => {
     expect(() => parseEndpointsFile(`# ${'x'.repeat(MAX_ENDPOINTS_FILE_BYTES)}\nendpoints: []\n`, 'big.yaml')).toThrow('endpoints file big.yaml: exceeds the 1 MiB limit');
   });

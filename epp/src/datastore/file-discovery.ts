@@ -88,7 +88,7 @@ export function parseEndpointsFile(text: string, path: string): EndpointsFileRea
       shapeErrors.push(`${at}: must be a map of name, namespace, address, port, labels, got ${describe(item)}`);
       return;
     }
-    const entry = item as Record<string, unknown>;
+    const entry = fieldsOf(item as Record<string, unknown>);
     for (const field of ['name', 'namespace', 'address', 'port'] as const) {
       const value = entry[field];
       if (value !== undefined && value !== null && typeof value !== 'string') {
@@ -100,7 +100,8 @@ export function parseEndpointsFile(text: string, path: string): EndpointsFileRea
       if (typeof labels !== 'object' || Array.isArray(labels)) shapeErrors.push(`${at}.labels: must be a map of strings, got ${describe(labels)}`);
       else {
         for (const [k, v] of Object.entries(labels)) {
-          if (typeof v !== 'string') shapeErrors.push(`${at}.labels.${k}: must be a string (quote it), got ${describe(v)}`);
+          // A null value decodes to "" in a Go map[string]string.
+          if (typeof v !== 'string' && v !== null) shapeErrors.push(`${at}.labels.${k}: must be a string (quote it), got ${describe(v)}`);
         }
       }
     }
@@ -132,7 +133,7 @@ export function parseEndpointsFile(text: string, path: string): EndpointsFileRea
       namespace,
       address,
       port,
-      labels: Object.freeze({ ...((labels ?? {}) as Record<string, string>) }),
+      labels: Object.freeze(Object.fromEntries(Object.entries((labels ?? {}) as Record<string, string | null>).map(([k, v]) => [k, v ?? '']))),
     }));
   });
   if (shapeErrors.length > 0) throw new EndpointsFileError(path, shapeErrors);
@@ -148,6 +149,23 @@ export function parseEndpointsFile(text: string, path: string): EndpointsFileRea
     byKey.set(ep.key, ep);
   }
   return { endpoints: [...byKey.values()], entryErrors, warnings };
+}
+
+/**
+ * An entry's fields by their canonical names: Go's encoding/json matches a field name case-insensitively when no exact
+ * match exists (`Address:` fills `address`), as upstream decodes the file.
+ */
+function fieldsOf(entry: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of ['name', 'namespace', 'address', 'port', 'labels']) {
+    if (Object.prototype.hasOwnProperty.call(entry, field)) {
+      out[field] = entry[field];
+      continue;
+    }
+    const key = Object.keys(entry).find((k) => k.toLowerCase() === field);
+    if (key !== undefined) out[field] = entry[key];
+  }
+  return out;
 }
 
 function describe(value: unknown): string {
