@@ -48,7 +48,7 @@ export const P = (index: number, queue: number, kv: number, ...models: string[])
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Run modes of hermetic_test.go: Standard (CRDs), Standalone-NoCRD (static endpoints, no objectives). */
+/** Run modes of hermetic_test.go: Standard (CRDs), Standalone-NoCRD (--endpoint-selector: no pool, no objectives). */
 export type Mode = 'standard' | 'standalone-nocrd';
 
 export class Harness {
@@ -114,7 +114,13 @@ export class Harness {
       for (const p of pods) api.upsertPod(fakePod({ name: `pod-${p.index}`, ip: `127.0.0.${p.index + 1}`, labels: { app: POOL } }));
       epp = await startEpp(parseArgs(['--pool-name', POOL, '--kubeconfig', kubeconfig, ...common])!, quiet);
     } else {
-      epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.${p.index + 1}:${port}`).join(','), ...common])!, quiet);
+      // Standalone-NoCRD as hermetic_test.go runs it: no InferencePool and no objectives, the pods found by
+      // --endpoint-selector (llm-d-router v0.10.0 and GIE v1.5.0's standalone mode), the pool named from $POD_NAME.
+      api = await FakeKubeApiServer.start();
+      kubeconfig = api.writeKubeconfig();
+      for (const p of pods) api.upsertPod(fakePod({ name: `pod-${p.index}`, ip: `127.0.0.${p.index + 1}`, labels: { app: POOL } }));
+      epp = await startEpp(parseArgs(['--endpoint-selector', `app=${POOL}`, '--endpoint-target-ports', String(port), '--kubeconfig', kubeconfig, ...common],
+        { POD_NAME: 'epp-standalone-5c4d8f9b7-x2x9k' })!, quiet);
     }
     const h = new Harness(epp, new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`), port, servers, api, kubeconfig);
     // harness.go WaitForSync + WaitForReadyPodsMetric: every pod known and scraped.

@@ -84,7 +84,7 @@ describe.each<[Mode, (p: number) => number]>([['standard', (p) => p], ['standalo
     const m = await metricLines();
     expect(m).toContain(requestTotal('my-model', 'my-model-12345', prio(2)));
     // GIE's pool label is --pool-name in every mode; kvroute's static mode names its pool "static".
-    expect(m).toContain(`inference_pool_ready_pods{name="${mode === 'standard' ? 'vllm-qwen3-32b-pool' : 'static'}"} 3`);
+    expect(m).toContain(`inference_pool_ready_pods{name="${mode === 'standard' ? 'vllm-qwen3-32b-pool' : 'epp-standalone'}"} 3`);
   });
 
   test('common: "select active lora, low queue"', async () => {
@@ -94,14 +94,14 @@ describe.each<[Mode, (p: number) => number]>([['standard', (p) => p], ['standalo
     expect(await metricLines()).toContain(requestTotal('sql-lora', 'sql-lora-1fdg2', prio(2)));
   });
 
-  // kvroute's static mode needs at least one endpoint (`--endpoints`): the two no-pod cases exist in standard mode only.
+  // Both modes, as upstream runs them: standalone finds no pod for its selector.
 
-  if (mode === 'standard') test('common+hermetic: "no backend pods available" (known: 503 no_ready_endpoints, GIE 500 Internal)', async () => {
+  test('common+hermetic: "no backend pods available" (known: 503 no_ready_endpoints, GIE 500 Internal)', async () => {
     await start([]);
     reject((await h!.streamed(reqHeaderOnly({ 'content-type': 'application/json' }), 1)).map(normalise), 503, 'no_ready_endpoints');
   });
 
-  if (mode === 'standard') test('common+hermetic: "request missing model field": 400 BadRequest, "model not found in request body", before any pod is looked up (director.go mutateModel)', async () => {
+  test('common+hermetic: "request missing model field": 400 BadRequest, "model not found in request body", before any pod is looked up (director.go mutateModel)', async () => {
     await start([]);
     const none = (await h!.streamed(reqRaw({ 'content-type': 'application/json' }, '{"prompt":"hello world"}'), 1)).map(normalise);
     reject(none, 400, 'model_not_found');
@@ -137,7 +137,7 @@ describe.each<[Mode, (p: number) => number]>([['standard', (p) => p], ['standalo
     expect(got).toEqual(routeTo(h!.endpoint(1), 'passthrough-parser', false));
     const m = await metricLines();
     expect(m).toContain(requestTotal('', '', prio(2)));
-    expect(m).toContain(`inference_pool_ready_pods{name="${mode === 'standard' ? 'vllm-qwen3-32b-pool' : 'static'}"} 3`);
+    expect(m).toContain(`inference_pool_ready_pods{name="${mode === 'standard' ? 'vllm-qwen3-32b-pool' : 'epp-standalone'}"} 3`);
   });
 
   test('hermetic: "do not shed requests by default" (known: waits in flow control by default; --flow-control=false routes as GIE)', async () => {
