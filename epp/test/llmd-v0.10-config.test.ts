@@ -248,3 +248,73 @@ schedulingProfiles:
     expect(scheduler.plugins.ofKind('scorer').map((p) => p.type).sort()).toEqual([...scorers].sort());
   });
 });
+
+describe('token-producer (llm-d-router v0.10.0 pkg/epp/framework/plugins/requestcontrol/dataproducer/tokenizer) and its precise sample (deploy/config/epp-precise-prefix-cache-config.yaml)', () => {
+  // That sample's pipeline: token-producer -> precise-prefix-cache-producer -> prefix-cache-scorer, the producer also
+  // named as an extractor of endpoint-notification-source.
+  const PRECISE = `${LLMD}plugins:
+  - type: token-producer
+    parameters:
+      modelName: hf-repo/model-name
+      vllm:
+        url: http://localhost:8000
+  - type: endpoint-notification-source
+  - type: metrics-data-source
+  - type: core-metrics-extractor
+  - type: single-profile-handler
+  - type: decode-filter
+  - type: precise-prefix-cache-producer
+    parameters:
+      tokenProcessorConfig:
+        blockSize: 64
+      indexerConfig:
+        kvBlockIndexConfig:
+          enableMetrics: true
+  - type: prefix-cache-scorer
+    parameters:
+      prefixMatchInfoProducerName: precise-prefix-cache-producer
+  - type: queue-scorer
+  - type: max-score-picker
+dataLayer:
+  sources:
+    - pluginRef: metrics-data-source
+      extractors:
+        - pluginRef: core-metrics-extractor
+    - pluginRef: endpoint-notification-source
+      extractors:
+        - pluginRef: precise-prefix-cache-producer
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: decode-filter
+      - pluginRef: prefix-cache-scorer
+        weight: 2.0
+      - pluginRef: queue-scorer
+        weight: 1.0
+      - pluginRef: max-score-picker
+`;
+
+  test('loads: the precise scorer tokenizes with the token-producer\'s model, and the extractor reference follows the merged producer', () => {
+    // Parsed, not built: building would load the model's tokenizer (a native addon) in the background.
+    const c = parseEndpointPickerConfig(PRECISE);
+    const scorer = c.plugins.find((p) => p.name === 'prefix-cache-scorer')!;
+    expect(scorer.type).toBe('precise-prefix-cache-scorer');
+    expect((scorer.parameters as { indexerConfig: { tokenizersPoolConfig: { modelName: string } } }).indexerConfig.tokenizersPoolConfig.modelName).toBe('hf-repo/model-name');
+    expect(c.dataLayer!.sources[1]).toEqual({ pluginRef: 'endpoint-notification-source', extractors: [{ pluginRef: 'prefix-cache-scorer' }] });
+    expect(c.plugins.find((p) => p.type === 'token-producer')!.parameters).toEqual({ modelName: 'hf-repo/model-name', vllm: { url: 'http://localhost:8000' }, udsTokenizerConfig: {}, estimate: {} });
+  });
+
+  test('a model the precise producer names itself wins over the token-producer\'s', () => {
+    const c = parseEndpointPickerConfig(PRECISE.replace('        kvBlockIndexConfig:\n', '        tokenizersPoolConfig: {modelName: own/model}\n        kvBlockIndexConfig:\n'));
+    expect((c.plugins.find((p) => p.name === 'prefix-cache-scorer')!.parameters as { indexerConfig: { tokenizersPoolConfig: { modelName: string } } }).indexerConfig.tokenizersPoolConfig.modelName).toBe('own/model');
+  });
+
+  test.each([
+    ['url: http://localhost:8000', 'url: http://localhost:8000/', 'plugins[0].parameters.vllm.url: must be an http:// base URL without a trailing slash'],
+    ['url: http://localhost:8000', 'url: https://vllm:8000', 'plugins[0].parameters.vllm.url: must be an http:// base URL'],
+    ['url: http://localhost:8000', 'timeout: 5', 'plugins[0].parameters.vllm.timeout: must be'],
+    ['url: http://localhost:8000', 'grpc: {}', 'plugins[0].parameters.vllm.grpc: unknown field'],
+  ])('a token-producer with %s replaced by %s is refused: %s', (from, to, message) => {
+    expect(() => parseEndpointPickerConfig(PRECISE.replace(from, to))).toThrow(message);
+  });
+});

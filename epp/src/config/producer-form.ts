@@ -47,6 +47,14 @@ export function mergePrecisePrefixProducers(document: unknown): unknown {
     if (typeOf(p) === PRECISE_PRODUCER_TYPE) producers.set(nameOf(p)!, i);
   });
   const readBy = new Map<string, number>();
+  /** Producer name → the merged scorer's name, for the references that named the producer. */
+  const scorerOf = new Map<string, string>();
+  // llm-d-router v0.10.0 splits tokenizing out of the precise producer into a `token-producer`; kvroute's precise scorer
+  // tokenizes itself, with that producer's model when it names none (one token-producer with a modelName).
+  const tokenModels = plugins.filter((p) => typeOf(p) === TOKEN_PRODUCER_TYPE)
+    .map((p) => (isPlainObject(p) && isPlainObject(p.parameters) && typeof p.parameters.modelName === 'string' && p.parameters.modelName !== '' ? p.parameters.modelName : undefined))
+    .filter((m): m is string => m !== undefined);
+  const tokenModel = tokenModels.length === 1 ? tokenModels[0] : undefined;
   const merged = plugins.map((p, i) => {
     if (!readsProducer(p)) return p;
     const scorer = p as Record<string, unknown> & { parameters: Record<string, unknown> };
@@ -76,10 +84,12 @@ export function mergePrecisePrefixProducers(document: unknown): unknown {
       );
     }
     const producer = plugins[producerIndex] as Record<string, unknown>;
+    scorerOf.set(producerName, nameOf(scorer)!);
+    const parameters = withTokenizerModel(producer.parameters, tokenModel);
     return {
       type: PRECISE_SCORER_TYPE,
       name: nameOf(scorer),
-      ...(producer.parameters !== undefined ? { parameters: producer.parameters } : {}),
+      ...(parameters !== undefined ? { parameters } : {}),
     };
   });
   for (const [name, index] of producers) {
@@ -93,7 +103,35 @@ export function mergePrecisePrefixProducers(document: unknown): unknown {
   }
   const producerNames = new Set(producers.keys());
   checkNoProfileRefersToProducer(document.schedulingProfiles, producerNames);
-  return { ...document, plugins: merged.filter((_, i) => ![...producers.values()].includes(i)) };
+  const dataLayer = renameExtractors(document.dataLayer, scorerOf);
+  return { ...document, plugins: merged.filter((_, i) => ![...producers.values()].includes(i)), ...(dataLayer !== undefined ? { dataLayer } : {}) };
+}
+
+const TOKEN_PRODUCER_TYPE = 'token-producer';
+
+/** The producer's parameters with `indexerConfig.tokenizersPoolConfig.modelName` set to `model` when it has none. */
+function withTokenizerModel(parameters: unknown, model: string | undefined): unknown {
+  if (model === undefined) return parameters;
+  const p = isPlainObject(parameters) ? parameters : {};
+  const indexer = isPlainObject(p.indexerConfig) ? p.indexerConfig : {};
+  const pool = isPlainObject(indexer.tokenizersPoolConfig) ? indexer.tokenizersPoolConfig : {};
+  if (typeof pool.modelName === 'string' && pool.modelName !== '') return parameters;
+  return { ...p, indexerConfig: { ...indexer, tokenizersPoolConfig: { ...pool, modelName: model } } };
+}
+
+/**
+ * `dataLayer.sources[].extractors[]` naming a merged producer (llm-d's precise sample lists it under
+ * `endpoint-notification-source`) name the scorer that now does its work.
+ */
+function renameExtractors(dataLayer: unknown, scorerOf: ReadonlyMap<string, string>): unknown {
+  if (!isPlainObject(dataLayer) || !Array.isArray(dataLayer.sources) || scorerOf.size === 0) return dataLayer;
+  const sources = dataLayer.sources.map((source: unknown) => {
+    if (!isPlainObject(source) || !Array.isArray(source.extractors)) return source;
+    const extractors = source.extractors.map((e: unknown) =>
+      isPlainObject(e) && typeof e.pluginRef === 'string' && scorerOf.has(e.pluginRef) ? { ...e, pluginRef: scorerOf.get(e.pluginRef) } : e);
+    return { ...source, extractors };
+  });
+  return { ...dataLayer, sources };
 }
 
 function checkNoProfileRefersToProducer(profiles: unknown, producers: ReadonlySet<string>): void {

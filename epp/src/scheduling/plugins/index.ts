@@ -34,6 +34,7 @@ export { sessionAffinityScorer } from './session-affinity-scorer';
 export { sessionLoadScorer } from './session-load-scorer';
 export { singleProfileHandler } from './single-profile-handler';
 export { tokenizer } from './tokenizer';
+export { tokenProducer } from './token-producer';
 export { utilizationDetector } from './utilization-detector';
 export { weightedRandomPicker } from './weighted-random-picker';
 export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, fileDiscovery, openaiParser, passthroughParser, anthropicParser, vllmhttpParser } from './upstream-data-layer';
