@@ -11,6 +11,7 @@ import {
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { resolveFlowControl } from '../src/runner';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { configErrorOf } from './config-error';
 import { LLMD_HELM_DEFAULT } from './upstream-configs';
 
@@ -316,5 +317,46 @@ schedulingProfiles:
     ['url: http://localhost:8000', 'grpc: {}', 'plugins[0].parameters.vllm.grpc: unknown field'],
   ])('a token-producer with %s replaced by %s is refused: %s', (from, to, message) => {
     expect(() => parseEndpointPickerConfig(PRECISE.replace(from, to))).toThrow(message);
+  });
+});
+
+describe("the approximate prefix window of llm-d's form (llm-d-router v0.10.0 approximateprefix/types.go defaultMaxPrefixTokens, #1548)", () => {
+  const pod = (name: string): EndpointSnapshot => ({
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+    activeRequests: 0,
+  });
+  const PLUGINS = 'plugins:\n- {type: prefix-cache-scorer}\nschedulingProfiles:\n- name: default\n  plugins: [{pluginRef: prefix-cache-scorer}]\n';
+  const windowOf = (head: string, extra = '') => {
+    const c = parseEndpointPickerConfig(`${head}${PLUGINS.replace('{type: prefix-cache-scorer}', `{type: prefix-cache-scorer${extra}}`)}`);
+    return c.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters as { maxPrefixTokensToMatch: number; maxPrefixBlocksToMatch: number };
+  };
+
+  test("llm-d's group matches up to 131072 tokens where the config sets no window; GIE's keeps its 256 blocks; a window set is kept", () => {
+    expect(windowOf(LLMD)).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 8192 });
+    expect(windowOf(GIE)).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 256 });
+    expect(windowOf(LLMD, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
+    // Through the producer, as llm-d's samples write it.
+    const c = parseEndpointPickerConfig(`${LLMD}plugins:\n- {type: approx-prefix-cache-producer, parameters: {lruCapacityPerServer: 31250}}\n${PLUGINS.slice('plugins:\n'.length)}`);
+    expect(c.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters).toMatchObject({ maxPrefixTokensToMatch: 131072 });
+  });
+
+  test('two pods holding prompts that share their first 8K tokens: past GIE\'s window only the 128K one scores the pod holding the request\'s longer prefix higher', () => {
+    const shared = Array.from({ length: 800 }, (_, i) => `shared document line ${i} `.padEnd(40, '.')).join(''); // 32,000 characters
+    const tails = { a: ' question about apples '.repeat(40), b: ' question about bridges '.repeat(40) };
+    const matched = (head: string) => {
+      const scheduler = buildScheduler(parseEndpointPickerConfig(`${head}${PLUGINS}`));
+      const [a, b] = [pod('a'), pod('b')];
+      const req = (prompt: string) => ({ requestId: 'r', model: 'm', prompt, headers: {} });
+      scheduler.schedule(req(shared + tails.a), [a]);
+      scheduler.schedule(req(shared + tails.b), [b]);
+      // The prefix score (the cached length past the window is known to kvroute's tail probes, but scores stop there).
+      const { scores } = scheduler.schedule(req(shared + tails.a), [a, b]);
+      return [scores.get('a:8000')!, scores.get('b:8000')!];
+    };
+    const [llmdA, llmdB] = matched(LLMD);
+    expect(llmdA).toBeGreaterThan(llmdB);
+    const [gieA, gieB] = matched(GIE);
+    expect(gieA).toBe(gieB);
   });
 });

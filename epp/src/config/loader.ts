@@ -7,7 +7,7 @@ import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { mergeApproxPrefixProducer, mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
+import { applyLlmdPrefixWindow, mergeApproxPrefixProducer, mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_API_VERSIONS,
@@ -61,7 +61,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * @throws ConfigError naming the field path and what would be accepted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const top = FieldReader.ofMap(mergeApproxPrefixProducer(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value))), '');
+  const top = FieldReader.ofMap(applyLlmdPrefixWindow(mergeApproxPrefixProducer(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value)))), '');
   const notes: string[] = [];
   const apiVersion = readApiVersion(top, notes);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);

@@ -230,3 +230,26 @@ export function mergeApproxPrefixProducer(document: unknown): unknown {
   }
   return { ...document, plugins: merged.filter((_, i) => i !== index) };
 }
+
+/** llm-d-router v0.10.0's approximate prefix window: 128K tokens (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548). */
+export const LLMD_MAX_PREFIX_TOKENS = 131072;
+
+/**
+ * A config in llm-d's group gets llm-d-router v0.10.0's approximate prefix window where it sets none: its producer
+ * (which every `prefix-cache-scorer` reads, made with the defaults when not listed) matches up to 131,072 tokens
+ * (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548), where GIE v1.5.0's matches 256 blocks (about 4K tokens
+ * at 16 a block). So two prompts that share their first 4K tokens and part after are told apart there as upstream
+ * tells them. GIE's group keeps GIE's window. Runs after the producer merge, on the scorer that carries its parameters.
+ */
+export function applyLlmdPrefixWindow(document: unknown): unknown {
+  if (!isPlainObject(document) || document.apiVersion !== 'llm-d.ai/v1alpha1' || !Array.isArray(document.plugins)) return document;
+  let changed = false;
+  const plugins = document.plugins.map((p: unknown) => {
+    if (!isPlainObject(p) || p.type !== SCORER_TYPE) return p;
+    const params = p.parameters === undefined || p.parameters === null ? {} : p.parameters;
+    if (!isPlainObject(params) || 'maxPrefixTokensToMatch' in params || 'maxPrefixBlocksToMatch' in params || params.mode === 'cache_tracking') return p;
+    changed = true;
+    return { ...p, parameters: { ...params, maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS } };
+  });
+  return changed ? { ...document, plugins } : document;
+}
