@@ -244,7 +244,8 @@ describe('promptHead', () => {
       .toBe('{"input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"addGenerationPrompt":true,"continueFinalMessage":false,"chatTemplateKwargs":{"a":1},"documents":[{"t":"d"}]},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false}');
     expect(shape({ messages: [{ role: 'user', content: 'x' }] }))
       .toBe('{"input":{"kind":"chat","messages":[{"role":"user","content":"x"}],"addGenerationPrompt":true,"continueFinalMessage":false},"prompt":"<|im_start|>user\\nx<|im_end|>\\n","stream":false}');
-    expect(shape({ model: '', prompt: 'p', stream: true, tools: null, chat_template_kwargs: null })).toBe('{"input":{"kind":"text","text":"p"},"prompt":"p","stream":true}');
+    // An empty model is no model, flagged (GIE v1.5.0 takes "" as a model, llm-d-router v0.10.0 does not).
+    expect(shape({ model: '', prompt: 'p', stream: true, tools: null, chat_template_kwargs: null })).toBe('{"input":{"kind":"text","text":"p"},"prompt":"p","stream":true,"emptyModel":true}');
     const parsed = parse({ model: 'm', messages: [{ role: 'user', content: 'x' }] });
     expect(Object.keys(parsed)).toEqual(['model', 'input', 'prompt', 'stream']);
     expect('cacheSalt' in parsed).toBe(false);
