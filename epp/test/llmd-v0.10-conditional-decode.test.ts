@@ -68,9 +68,12 @@ describe('Prefer: if-available through the EPP (director.go conditional-decode g
     const cold = await send(document('beta'), { prefer: 'respond-async, If-Available' });
     expect(cold.status).toBe('PreconditionFailed'); // envoy.type.v3.StatusCode 412
     expect(cold.body).toContain('no decode worker has the requested KV cache');
+    // A refused request was not forwarded: nothing learnt its pick (upstream learns in PreRequest, after the gate), so
+    // the same speculative decode again is refused again, not sent to a pod the index now wrongly believes holds it.
+    expect((await send(document('beta'), { prefer: 'if-available' })).status).toBe('PreconditionFailed');
     expect((await send(document('gamma'))).endpoint).toBeDefined();
     const page = await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text();
-    expect(page).toMatch(/inference_objective_request_error_total\{[^}]*error_code="PreconditionFailed"[^}]*\} 1/);
+    expect(page).toMatch(/inference_objective_request_error_total\{[^}]*error_code="PreconditionFailed"[^}]*\} 2/);
   });
 
   test('with no prefix scorer in the config every conditional request is answered 412 (no match info: primaryEndpointHasCachedPrefix is false)', async () => {

@@ -32,6 +32,13 @@ export class CycleState {
   set<T>(key: StateKey<T>, value: T): void {
     this.values.set(key, value);
   }
+
+  /** A copy holding what this state holds now (a later `set` on either does not show in the other). */
+  copy(): CycleState {
+    const out = new CycleState();
+    for (const [k, v] of this.values) out.values.set(k, v);
+    return out;
+  }
 }
 
 export interface CycleContext {

@@ -29,6 +29,7 @@ import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKin
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
 import { PREFIX_MATCH, type PrefixMatchEstimate } from './prefix-match';
+import { isConditionalDecode, pickHoldsCachedPrefix } from '../requestcontrol/conditional-decode';
 
 export interface PluginSetOptions {
   /** Wall clock in ms for TTLs and metric staleness. @default Date.now */
@@ -236,7 +237,11 @@ export class Scheduler {
     try {
       if (candidates.length === 0) throw new SchedulingError('no-endpoints', 'no ready endpoint in the pool');
       const cycle: CycleContext = { request, state: new CycleState() };
-      const outcomes = this.runProfiles(cycle, candidates);
+      // A conditional decode (`Prefer: if-available`) may yet be refused 412 (request control's gate, on this cycle's
+      // result): its post-cycle hooks (prefix-index learning, session bindings, speculative index entries) wait until
+      // the result says it will be forwarded, as upstream's run in PreRequest, after that gate.
+      const deferred: (() => void)[] | undefined = isConditionalDecode(request.headers) ? [] : undefined;
+      const outcomes = this.runProfiles(cycle, candidates, deferred);
       const handler = this.profileHandler;
       const processStarted = this.monotonicSeconds();
       let primaryProfile: string;
@@ -257,11 +262,13 @@ export class Scheduler {
         profileTargets = new Map();
         for (const [name, o] of outcomes) if (!(o instanceof SchedulingError)) profileTargets.set(name, o.targets[0]!);
       }
-      return {
+      const result: SchedulingResult = {
         target, targets: outcome.targets, profile: primaryProfile, scores: outcome.scores,
         ...(prefixMatch !== undefined ? { prefixMatch } : {}),
         ...(profileTargets !== undefined ? { profileTargets } : {}),
       };
+      if (deferred !== undefined && pickHoldsCachedPrefix(result)) for (const run of deferred) run();
+      return result;
     } catch (error) {
       if (error instanceof SchedulingError) this.metrics.countSchedulingFailure(error.reason);
       throw error;
@@ -275,7 +282,7 @@ export class Scheduler {
     return this.plugins.get(name);
   }
 
-  private runProfiles(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): Map<string, ProfileOutcome> {
+  private runProfiles(cycle: CycleContext, candidates: readonly EndpointSnapshot[], deferred: (() => void)[] | undefined): Map<string, ProfileOutcome> {
     const outcomes = new Map<string, ProfileOutcome>();
     const handler = this.profileHandler;
     // A handler that keeps asking for profiles would spin forever; each profile running once per round bounds it.
@@ -291,7 +298,7 @@ export class Scheduler {
       for (const name of next) {
         const profile = this.profiles.get(name);
         if (profile === undefined) throw new Error(`profile handler asked for unknown profile "${name}"`);
-        outcomes.set(name, this.runProfile(profile, cycle, candidates));
+        outcomes.set(name, this.runProfile(profile, cycle, candidates, deferred));
         if (this.profileNames.length > 1) {
           // The prefix match each profile saw, kept apart: a later profile's scorer republishes over its own candidates.
           const match = cycle.state.get(PREFIX_MATCH);
@@ -309,7 +316,7 @@ export class Scheduler {
   // Each plugin call is timed inline (start, call, observe in `finally`) rather than through a helper taking a closure:
   // a closure per plugin call per request was garbage and an indirection in the cycle's hottest function. The
   // observations are the same: every extension point and plugin, thrown or not.
-  private runProfile(profile: SchedulerProfile, cycle: CycleContext, candidates: readonly EndpointSnapshot[]): ProfileOutcome {
+  private runProfile(profile: SchedulerProfile, cycle: CycleContext, candidates: readonly EndpointSnapshot[], deferred?: (() => void)[]): ProfileOutcome {
     let remaining = candidates;
     for (const filter of profile.filters) {
       const before = remaining;
@@ -380,6 +387,19 @@ export class Scheduler {
     }
     if (scored !== undefined) this.decisionLog!(decisionOf(cycle, profile, remaining, totals, targets, scored));
     const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals) };
+    if (deferred !== undefined) {
+      // Run later over this profile's state as it is now: a later profile's plugins overwrite their keys.
+      if (profile.postCycles.length > 0) {
+        const later: CycleContext = { request: cycle.request, state: cycle.state.copy() };
+        deferred.push(() => this.runPostCycles(profile, later, result));
+      }
+      return result;
+    }
+    this.runPostCycles(profile, cycle, result);
+    return result;
+  }
+
+  private runPostCycles(profile: SchedulerProfile, cycle: CycleContext, result: ProfileRunResult): void {
     for (const plugin of profile.postCycles) {
       const started = this.monotonicSeconds();
       try {
@@ -388,7 +408,6 @@ export class Scheduler {
         this.observe('PostCycle', plugin, started);
       }
     }
-    return result;
   }
 
   /**
