@@ -11,6 +11,10 @@ import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 import { parseArgs } from '../src/cli';
 import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
+import { CycleState } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { SchedulingError } from '../src/scheduling/types';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
 
@@ -84,6 +88,28 @@ describe('disagg-profile-handler parameters', () => {
     ['- {type: prefix-based-pd-decider, parameters: {nonCachedTokens: -1}}\n- {type: disagg-profile-handler}\n', 'nonCachedTokens: must be an integer >= 0'],
   ])('%s is refused: %s', (plugins, message) => {
     expect(() => build(plugins)).toThrow(message);
+  });
+});
+
+describe('disagg decisions counted (metrics.go RecordDisaggDecision)', () => {
+  const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+  const pod = (name: string, role: string): EndpointSnapshot => ({
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+    activeRequests: 0,
+  });
+  const request = { requestId: 'r', model: 'm', prompt: 'hello', headers: {}, attributes: new CycleState() };
+
+  test.each(['decode-first', 'prefill-first'])('%s: a cycle whose decode profile picks nothing counts no decision (upstream returns before recording)', (stageOrder) => {
+    const counted: string[] = [];
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: max-score-picker}\n` +
+      `- {type: disagg-profile-handler, parameters: {stageOrder: ${stageOrder}}}\nschedulingProfiles:\n` +
+      '- name: prefill\n  plugins: [{pluginRef: prefill-filter}, {pluginRef: max-score-picker}]\n- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: max-score-picker}]\n'),
+    { metrics: { ...NOOP_SCHEDULING_METRICS, countDisaggDecision: (_n, _t, _m, decision) => counted.push(decision) } });
+    expect(() => scheduler.schedule(request, [pod('p', 'prefill')])).toThrow(SchedulingError);
+    expect(counted).toEqual([]);
+    expect(scheduler.schedule(request, [pod('p', 'prefill'), pod('d', 'decode')]).target.endpoint.name).toBe('d');
+    expect(counted).toEqual([stageOrder === 'prefill-first' ? 'prefill-decode' : 'decode-only']);
   });
 });
 

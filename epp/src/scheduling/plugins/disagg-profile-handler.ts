@@ -92,7 +92,9 @@ class DisaggProfileHandler implements ProfileHandler, PreRequest {
     const { decode, prefill } = this.p.profiles;
     const hasPrefill = profileNames.includes(prefill);
     if (this.p.stageOrder === 'prefill-first') {
-      if (outcomes.has(decode)) return this.decided(cycle, outcomes);
+      // Upstream's pickPrefillFirst: a decode profile that picked nothing ends the cycle uncounted.
+      const decoded = outcomes.get(decode);
+      if (decoded !== undefined) return decoded instanceof SchedulingError ? [] : this.decided(cycle, outcomes);
       if (hasPrefill && !outcomes.has(prefill)) return [prefill];
       return profileNames.includes(decode) ? [decode] : [];
     }
