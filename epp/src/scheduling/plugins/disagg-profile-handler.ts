@@ -2,7 +2,7 @@ import { ConfigError } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { LLMRequest } from '../types';
 import { SET_REQUEST_HEADERS, type PreRequest } from '../../requestcontrol/hooks';
-import { stateKey, type CycleContext, type PluginHandle, type ProfileHandler, type ProfileOutcome } from '../framework';
+import type { CycleContext, PluginHandle, ProfileHandler, ProfileOutcome } from '../framework';
 import { isPdDecider, type PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
 import { SchedulingError, type SchedulingResult } from '../types';
@@ -56,8 +56,6 @@ function parseStageOrder(value: string | undefined, path: string): StageOrder {
 /** The flat parameters v0.9.0 deprecated (legacyDisaggProfileHandlerParameters), read when no nested one is given. */
 const LEGACY_FIELDS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'prefillDeciderPluginName', 'encodeDeciderPluginName', 'deciderPluginName'] as const;
 
-const DECIDED = stateKey<boolean>('disagg: prefill decided against');
-
 /**
  * `disagg-profile-handler` (llm-d-router v0.10.0 `pkg/epp/framework/plugins/scheduling/profilehandler/disagg/
  * disagg_profile_handler.go`): prefill/decode disaggregation. Decode-first (the default): the decode profile picks the
@@ -101,10 +99,8 @@ class DisaggProfileHandler implements ProfileHandler, PreRequest {
     const decoded = outcomes.get(decode);
     if (decoded === undefined) return profileNames.includes(decode) ? [decode] : [];
     if (decoded instanceof SchedulingError) return [];
-    if (hasPrefill && !outcomes.has(prefill) && cycle.state.get(DECIDED) !== true) {
-      if (this.decider?.disaggregate(cycle, decoded.targets[0]!) === true) return [prefill];
-      cycle.state.set(DECIDED, true);
-    }
+    // Asked once: declining ends the cycle below, so the handler is not asked again.
+    if (hasPrefill && !outcomes.has(prefill) && this.decider?.disaggregate(cycle, decoded.targets[0]!) === true) return [prefill];
     return this.decided(cycle, outcomes);
   }
 
