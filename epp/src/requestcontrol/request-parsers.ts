@@ -363,6 +363,11 @@ export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequest
   const input: PromptInput = chat.length === 0
     ? { kind: 'none' }
     : { kind: 'chat', messages: chat, ...(tools.length > 0 ? { tools: convertTools(tools) } : {}), addGenerationPrompt: true, continueFinalMessage: false };
+  return parsedBody(o, input, cacheSalt);
+}
+
+/** The parsed body of a request these parsers read: its model (a non-empty string), prompt, stream flag and salt. */
+function parsedBody(o: JsonObject, input: PromptInput, cacheSalt: string): ParsedRequestBody {
   const model = typeof o.model === 'string' && o.model !== '' ? o.model : undefined;
   const out: { -readonly [K in keyof ParsedRequestBody]: ParsedRequestBody[K] } = {
     ...(model !== undefined ? { model } : {}),
@@ -406,13 +411,5 @@ export function parseGenerateRequest(body: Buffer, path: string): ParsedRequestB
   const cacheSalt = goString(o, 'cache_salt', '', 'invalid generate request');
   if (tokens.length === 0) throw new RequestBodyError('invalid generate request: must have non-empty token_ids field', 'token_ids', 'invalid_value');
   const input: PromptInput = { kind: 'tokens', tokens };
-  const model = typeof o.model === 'string' && o.model !== '' ? o.model : undefined;
-  const out: { -readonly [K in keyof ParsedRequestBody]: ParsedRequestBody[K] } = {
-    ...(model !== undefined ? { model } : {}),
-    input,
-    prompt: promptOf(input),
-    stream: o.stream === true,
-  };
-  if (cacheSalt !== '') out.cacheSalt = cacheSalt;
-  return out;
+  return parsedBody(o, input, cacheSalt);
 }
