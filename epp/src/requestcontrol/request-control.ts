@@ -419,13 +419,13 @@ function retainedRequest(request: LLMRequest): LLMRequest {
   return out;
 }
 
+/** GIE v1.5.0's and llm-d-router v0.10.0's message for a body without a model (`requestcontrol/director.go`). */
+export const MODEL_NOT_FOUND_MESSAGE = 'model not found in request body';
+
 /**
  * The `error_code` of `inference_objective_request_error_total` for each status an immediate response can have, as
  * GIE v1.5.0 names them (`pkg/common/error/error.go`: the code `BuildErrResponse` maps to that status).
  */
-/** GIE v1.5.0's and llm-d-router v0.10.0's message for a body without a model (`requestcontrol/director.go`). */
-export const MODEL_NOT_FOUND_MESSAGE = 'model not found in request body';
-
 export const ERROR_CODES: Readonly<Record<number, string>> = {
   400: 'BadRequest',
   401: 'Unauthorized',
