@@ -184,6 +184,24 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     expect(pods.prefill.map(key)).toContain((await send(document('beta'), { 'x-prefiller-host-port': '10.9.9.9:8000' })).prefiller);
   });
 
+  test('a session filter listed in both profiles binds the decode pick, the primary\'s (session_id.go pickedPodName): the session stays on its decode pod', async () => {
+    const config = PD_EPP_CONFIG
+      .replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: session-affinity-filter\n')
+      .replace(/  - pluginRef: prefill-filter\n/, '  - pluginRef: prefill-filter\n  - pluginRef: session-affinity-filter\n')
+      .replace(/  - pluginRef: decode-filter\n/, '  - pluginRef: decode-filter\n  - pluginRef: session-affinity-filter\n');
+    await start(config);
+    const first = await send(document('gamma'), { 'x-session-id': 's1' });
+    expect(pods.prefill.map(key)).toContain(first.prefiller);
+    const filter = epp!.scheduler.plugin('session-affinity-filter') as unknown as { boundEndpoint(id: string): string | undefined };
+    expect(filter.boundEndpoint('s1')).toBe(first.destination);
+    for (let i = 0; i < 3; i++) {
+      const next = await send(document(`turn-${i}`), { 'x-session-id': 's1' });
+      expect(pods.prefill.map(key)).toContain(next.prefiller); // disaggregated: the prefill profile ran, and did not rebind
+      expect(next.destination).toBe(first.destination);
+      expect(filter.boundEndpoint('s1')).toBe(first.destination);
+    }
+  });
+
   test('always-disagg-pd-decider: every request gets a prefill pod; with no prefill pod left, decode alone', async () => {
     await start(PD_EPP_CONFIG.replace('prefill: prefix-based-pd-decider', 'prefill: always-disagg-pd-decider').replace('- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: 16\n', '- type: always-disagg-pd-decider\n'));
     expect(pods.prefill.map(key)).toContain((await send('hi')).prefiller);

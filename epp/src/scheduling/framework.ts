@@ -149,6 +149,14 @@ export interface ProfileRunResult {
   readonly targets: readonly EndpointSnapshot[];
   /** Weighted total per surviving candidate, by endpoint key. */
   readonly scores: ReadonlyMap<string, number>;
+  /** The profile that ran. */
+  readonly profile?: string;
+  /**
+   * Whether it is the profile whose pick is the request's destination, as far as the handler says before the cycle
+   * ends (`ProfileHandler.primaryProfile`; every profile when the handler names none). Session plugins bind only its
+   * pick, as upstream's bind in PreRequest from the primary profile's result.
+   */
+  readonly primary?: boolean;
 }
 
 export interface PostCycle extends Plugin {
@@ -160,6 +168,8 @@ export interface PostCycle extends Plugin {
 export type ProfileOutcome = ProfileRunResult | SchedulingError;
 
 export interface ProfileHandler extends Plugin {
+  /** The profile whose pick is the destination whenever it runs (P/D: the decode profile); undefined when it varies. */
+  readonly primaryProfile?: string;
   /** The profiles to run next given the outcomes so far; an empty list ends the cycle. */
   pickProfiles(
     cycle: CycleContext,

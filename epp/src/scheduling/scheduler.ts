@@ -386,7 +386,8 @@ export class Scheduler {
       return new SchedulingError('no-endpoints', `${profile.picker.name} picked nothing (profile "${profile.name}")`);
     }
     if (scored !== undefined) this.decisionLog!(decisionOf(cycle, profile, remaining, totals, targets, scored));
-    const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals) };
+    const primaryName = this.profileHandler.primaryProfile;
+    const result: ProfileRunResult = { targets, scores: new LazyScores(remaining, totals), profile: profile.name, primary: primaryName === undefined || primaryName === profile.name };
     if (deferred !== undefined) {
       // Run later over this profile's state as it is now: a later profile's plugins overwrite their keys.
       if (profile.postCycles.length > 0) {

@@ -104,9 +104,19 @@ export function checkProfileName(profileName: string | undefined, profileNames: 
   const accepted = [...PRIMARY_PROFILE_ALIASES.filter((n) => n !== ''), ...profileNames].map((n) => JSON.stringify(n)).join(', ');
   throw new ConfigError(
     path,
-    `must be empty or name the profile this plugin pins (${accepted}), got ${JSON.stringify(profileName)}: kvroute runs one scheduling ` +
-      'profile (single-profile-handler), so there is no other profile (such as llm-d\'s "prefill") whose pick it could pin',
+    `must be empty or name the profile this plugin pins (${accepted}), got ${JSON.stringify(profileName)}: the config has no such ` +
+      'scheduling profile, so there is no pick it could pin',
   );
+}
+
+/**
+ * Whether a profile's pick is the one a session plugin binds: the profile its `profileName` names, else the primary
+ * profile's (llm-d-router v0.10.0 `sessionaffinity/session_id.go` pickedPodName, `header.go` ResolvePodToWrite: the
+ * configured profile's result, else the primary's). With one profile every pick is the primary's.
+ */
+export function bindsPickOf(profileName: string | undefined, result: { readonly profile?: string; readonly primary?: boolean }): boolean {
+  if (profileName !== undefined && !PRIMARY_PROFILE_ALIASES.includes(profileName)) return result.profile === undefined || result.profile === profileName;
+  return result.primary !== false;
 }
 
 /** `encodedEndpointHeaderConfig`, or undefined when absent. `header: ""` is upstream's zero value: the default. */

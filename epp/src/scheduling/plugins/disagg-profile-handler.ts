@@ -75,6 +75,11 @@ class DisaggProfileHandler implements ProfileHandler, PreRequest {
 
   constructor(readonly name: string, private readonly p: Resolved, private readonly handle: PluginHandle) {}
 
+  /** The decode profile's pick is the destination (ProcessResults' PrimaryProfileName). */
+  get primaryProfile(): string {
+    return this.p.profiles.decode;
+  }
+
   /** The prefill decider by name, in any position in the config (upstream builds a handler's deciders first). */
   resolveReferences(): void {
     const ref = this.p.deciders.prefill;

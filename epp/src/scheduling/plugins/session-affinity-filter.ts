@@ -13,6 +13,7 @@ import {
   parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, sessionIdHeaders,
   sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
   type SessionAffinityStrategy, type SessionIdConfig,
+  bindsPickOf,
 } from '../../sessions/llmd-session-affinity';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
@@ -111,7 +112,10 @@ export interface SessionAffinityFilterParameters {
    * when read). Unset: upstream's defaults, [x-session-id] and 300 s.
    */
   sessionIdConfig?: SessionIdConfig;
-  /** Upstream's profile whose pick this instance pins: empty, `decode` or the config's one profile. @default "" */
+  /**
+   * Upstream's profile whose pick this instance binds: a profile of the config; empty or `decode` mean the primary
+   * profile's pick (the only one with one profile; the decode profile's under `disagg-profile-handler`). @default ""
+   */
   profileName?: string;
 }
 
@@ -379,7 +383,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const pending = cycle.state.get(this.pendingKey);
     const [target] = result.targets;
-    if (pending === undefined || target === undefined) return;
+    if (pending === undefined || target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
     // A bound session the scorers sent elsewhere moved (counted as a re-pin): soft mode, or hard mode off a loaded pod.
     const outcome: SessionAffinityOutcome = pending.outcome === 'hit' && pending.boundKey !== target.endpoint.key ? 'repin' : pending.outcome;
     this.bindings.set(pending.sessionId, target.endpoint.key);

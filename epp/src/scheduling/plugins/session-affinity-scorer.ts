@@ -8,6 +8,7 @@ import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
   parseProfileName, parseSessionIdConfig, parseStrategy, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
   type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig,
+  bindsPickOf,
 } from '../../sessions/llmd-session-affinity';
 import { createBindingTable } from '../../sessions/bindings';
 import { readSecretBytes } from '../../sessions/store';
@@ -55,8 +56,9 @@ export interface SessionAffinityScorerParameters {
   /** Upstream's config of `session_id`: `sources`, `evictionTtlSeconds`, `evictionSweepSeconds`. */
   sessionIdConfig?: SessionIdConfig;
   /**
-   * Upstream's profile whose pick this instance pins. kvroute runs one profile, so empty, `decode` or that profile's
-   * name (all meaning its pick); any other name is refused when the plugins are built. @default ""
+   * Upstream's profile whose pick this instance binds (`session_id`): a profile of the config; empty or `decode` mean the
+   * primary profile's pick (the only one with one profile; the decode profile's under `disagg-profile-handler`); any
+   * other name is refused when the plugins are built. @default ""
    */
   profileName?: string;
 }
@@ -178,7 +180,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const choice = cycle.state.get(this.choiceKey);
     const [target] = result.targets;
-    if (this.bindings === undefined || choice === undefined || target === undefined) return;
+    if (this.bindings === undefined || choice === undefined || target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
     // Bound to a candidate the picker passed over: kept (only a confirmed absence moves a session).
     if (choice.boundKey !== undefined && choice.boundKey !== target.endpoint.key && choice.present) return;
     this.bindings.set(choice.key, target.endpoint.key);

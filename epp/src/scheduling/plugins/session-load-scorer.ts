@@ -190,7 +190,8 @@ export class SessionLoadScorer implements Scorer, PostCycle {
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const key = cycle.state.get(this.sessionKey);
     const [target] = result.targets;
-    if (key === undefined || target === undefined) return;
+    // A session lives where its requests are sent: the primary profile's pick (not a P/D prefill pod's).
+    if (key === undefined || target === undefined || result.primary === false) return;
     const now = this.handle.now();
     let node = this.sessions.get(key);
     const previous = node?.tracked;
