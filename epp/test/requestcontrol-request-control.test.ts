@@ -128,6 +128,11 @@ describe('RequestControl', () => {
     expect(await metrics.registry.getSingleMetricAsString('inference_objective_request_error_total')).toContain('error_code="Internal"');
     if (d.kind === 'route') director.release(d.ticket, 'completed');
     expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
+    // Except a conditional decode (`Prefer: if-available`, llm-d-router v0.10.0 director.go): without a pick nothing says
+    // the pod holds its prompt, so it is refused 412 rather than sent where nothing may be cached.
+    const conditional = request(chat());
+    const refused = await director.route({ ...conditional, headers: new Map([...conditional.headers, ['prefer', 'if-available']]) });
+    expect(refused).toMatchObject({ kind: 'reject', status: 412 });
   });
 
   test('the request the scheduler sees carries the headers as Object.fromEntries gives them, odd names included', async () => {

@@ -808,6 +808,8 @@ export class RequestControl implements RequestDirector {
       // count it, and send the request where it waits least, without cache affinity.
       this.options.onInternalError?.(e as Error, req.requestId);
       this.countError(model, this.targetOf(request, model), 'Internal', request.headers);
+      // A conditional decode forwarded without a pick could land where nothing is cached, which it asked not to be.
+      if (isConditionalDecode(request.headers)) return this.conditionalDecodeRefused(request, model);
       return this.commit(leastLoaded(current, this.random).endpoint, { request, model, body: req.body! }, started, flowControl !== undefined ? 0 : undefined);
     }
   }
@@ -990,6 +992,7 @@ export class RequestControl implements RequestDirector {
         const seconds = waited('rejected', 'Dispatched');
         if (e instanceof SchedulingError) return this.schedulingFailed(e, model, this.targetOf(request, model), request.headers);
         this.options.onInternalError?.(e as Error, req.requestId);
+        if (isConditionalDecode(request.headers)) return this.conditionalDecodeRefused(request, model);
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started, Math.floor(seconds * 1000));
       }
     }
