@@ -74,6 +74,10 @@ describe('Prefer: if-available through the EPP (director.go conditional-decode g
     expect((await send(document('gamma'))).endpoint).toBeDefined();
     const page = await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text();
     expect(page).toMatch(/inference_objective_request_error_total\{[^}]*error_code="PreconditionFailed"[^}]*\} 2/);
+    // Five cycles picked, the two refused ones included: upstream's Schedule records its attempt before the gate.
+    const attempts = page.split('\n').filter((l) => l.startsWith('inference_extension_scheduler_attempts_total{') && l.includes('status="success"'))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    expect(attempts).toBe(5);
   });
 
   test('with no prefix scorer in the config every conditional request is answered 412 (no match info: primaryEndpointHasCachedPrefix is false)', async () => {

@@ -795,7 +795,7 @@ export class RequestControl implements RequestDirector {
       const result = this.options.scheduler.schedule(request, current);
       // Counted only once scheduled: a scheduling failure that waiting can fix goes on to the queue, counted there.
       if (flowControl?.recordEveryRequest === true) this.recordPassedQueue(request, model);
-      if (isConditionalDecode(request.headers) && !pickHoldsCachedPrefix(result)) return this.conditionalDecodeRefused(request, model);
+      if (isConditionalDecode(request.headers) && !pickHoldsCachedPrefix(result)) return this.conditionalDecodeRefused(request, model, result);
       return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started, flowControl !== undefined ? 0 : undefined);
     } catch (e) {
       if (e instanceof SchedulingError) {
@@ -984,7 +984,7 @@ export class RequestControl implements RequestDirector {
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         const seconds = waited('dispatched', 'Dispatched');
-        if (isConditionalDecode(request.headers) && !pickHoldsCachedPrefix(result)) return this.conditionalDecodeRefused(request, model);
+        if (isConditionalDecode(request.headers) && !pickHoldsCachedPrefix(result)) return this.conditionalDecodeRefused(request, model, result);
         return this.commit(result.target.endpoint, { request, result, model, body: req.body! }, started, Math.floor(seconds * 1000));
       } catch (e) {
         // Still saturated: back to the head of its flow, with its original deadline.
@@ -1022,7 +1022,11 @@ export class RequestControl implements RequestDirector {
    * `Prefer: if-available` and the pick holds none of the prompt: 412, error code PreconditionFailed, as llm-d-router
    * v0.10.0's director answers it (`conditional-decode.ts`). Not a scheduling failure: the cycle picked.
    */
-  private conditionalDecodeRefused(request: LLMRequest, model: string): RouteDecision {
+  private conditionalDecodeRefused(request: LLMRequest, model: string, result?: SchedulingResult): RouteDecision {
+    // The cycle did pick: counted a successful scheduler attempt, as upstream's Schedule records one before its gate
+    // (llm-d-router v0.10.0 scheduler.go RecordSchedulerAttempt, then director.go's conditional-decode check).
+    const m = this.options.metrics;
+    if (m !== undefined && result !== undefined) this.seriesOf(m, model, this.targetOf(request, model)).attemptSucceeded(result.target.endpoint).value++;
     return this.reject(412, NO_CACHED_PREFIX_MESSAGE, model, { code: 'no_cached_prefix' }, undefined, this.targetOf(request, model), request.headers);
   }
 
