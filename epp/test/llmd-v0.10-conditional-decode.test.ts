@@ -5,15 +5,12 @@
  * primaryEndpointHasCachedPrefix, `pkg/common/error/error.go` PreconditionFailed). Over a real ext_proc stream to the
  * whole EPP and real metrics servers.
  */
-import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
-import { parseArgs } from '../src/cli';
+import { INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 import { isConditionalDecode } from '../src/requestcontrol/conditional-decode';
-import { startEpp, type Logger, type RunningEpp } from '../src/runner';
-import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
+import { requestBody, requestHeaders, setHeaders } from './extproc-harness';
+import { liveEpp } from './live-epp';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
-
-const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 test.each([
   ['if-available', true],
@@ -29,26 +26,11 @@ test.each([
 });
 
 describe('Prefer: if-available through the EPP (director.go conditional-decode gate)', () => {
-  let pods: FakeVllmServer[] = [];
-  let epp: RunningEpp | undefined;
-  let envoy: FakeEnvoy | undefined;
-  afterEach(async () => {
-    envoy?.close();
-    await epp?.stop();
-    await Promise.all(pods.map((p) => p.close()));
-    pods = [];
-  });
-
-  async function start(...flags: string[]): Promise<void> {
-    pods = await Promise.all([0, 1].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
-    epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', ...flags], {})!, quiet);
-    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
-    await waitFor(() => epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
-  }
+  const live = liveEpp();
+  const start = (...flags: string[]) => live.start(2, ...flags);
 
   async function send(prompt: string, headers: Record<string, string> = {}): Promise<{ endpoint?: string; status?: string; body?: string }> {
-    const s = envoy!.open();
+    const s = live.envoy!.open();
     s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
     s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
     const first = await s.next();
@@ -72,11 +54,11 @@ describe('Prefer: if-available through the EPP (director.go conditional-decode g
     // the same speculative decode again is refused again, not sent to a pod the index now wrongly believes holds it.
     expect((await send(document('beta'), { prefer: 'if-available' })).status).toBe('PreconditionFailed');
     expect((await send(document('gamma'))).endpoint).toBeDefined();
-    const page = await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text();
+    const page = await live.metrics();
     expect(page).toMatch(/inference_objective_request_error_total\{[^}]*error_code="PreconditionFailed"[^}]*\} 2/);
     // Five cycles picked, the two refused ones included: upstream's Schedule records its attempt before the gate.
-    const attempts = page.split('\n').filter((l) => l.startsWith('inference_extension_scheduler_attempts_total{') && l.includes('status="success"'))
-      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const attempts = page.split('\n').filter((l: string) => l.startsWith('inference_extension_scheduler_attempts_total{') && l.includes('status="success"'))
+      .reduce((sum: number, l: string) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
     expect(attempts).toBe(5);
   });
 

@@ -5,37 +5,20 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { structToJson, type StructObject } from '@kvroute/protocol/envoy';
-import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
-import { parseArgs } from '../src/cli';
-import { startEpp, type Logger, type RunningEpp } from '../src/runner';
-import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
+import { INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import { requestBody, requestHeaders, setHeaders } from './extproc-harness';
+import { liveEpp } from './live-epp';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
-const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const BASE = { ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json' };
 
 describe('llm-d-router v0.10.0 ext_proc flags', () => {
-  let pods: FakeVllmServer[] = [];
-  let epp: RunningEpp | undefined;
-  let envoy: FakeEnvoy | undefined;
-  afterEach(async () => {
-    envoy?.close();
-    await epp?.stop();
-    await Promise.all(pods.map((p) => p.close()));
-    pods = [];
-  });
-
-  async function start(...flags: string[]): Promise<void> {
-    pods = await Promise.all([0, 1].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
-    epp = await startEpp(parseArgs(['--endpoints', pods.map((p) => `127.0.0.1:${p.port}`).join(','), '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', ...flags])!, quiet);
-    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
-    await waitFor(() => epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
-  }
+  const live = liveEpp();
+  const start = (...flags: string[]) => live.start(2, ...flags);
 
   async function pick(headers: Record<string, string> = {}) {
-    const s = envoy!.open();
+    const s = live.envoy!.open();
     s.send(requestHeaders({ ...BASE, ...headers }, false));
     s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt: 'hello' })), true));
     const first = await s.next();
@@ -49,13 +32,11 @@ describe('llm-d-router v0.10.0 ext_proc flags', () => {
     const lb = metadata['envoy.lb'] as Record<string, unknown>;
     expect(lb['x-gateway-destination-endpoint']).toBe(endpoint);
     const scores = lb['x-gateway-destination-endpoint-scores'] as Record<string, number>;
-    expect(Object.keys(scores).sort()).toEqual(pods.map((p) => `127.0.0.1:${p.port}`).sort());
+    expect(Object.keys(scores).sort()).toEqual(live.pods.map((p) => `127.0.0.1:${p.port}`).sort());
     for (const score of Object.values(scores)) expect(typeof score).toBe('number');
     // The pick is a best-scored candidate.
     expect(scores[endpoint]).toBe(Math.max(...Object.values(scores)));
-    await epp!.stop();
-    envoy!.close();
-    await Promise.all(pods.map((p) => p.close()));
+    await live.stop();
     await start();
     const plain = await pick();
     expect(plain.metadata).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': plain.endpoint } });
@@ -64,7 +45,7 @@ describe('llm-d-router v0.10.0 ext_proc flags', () => {
   test('--grpc-max-recv-msg-size bounds the messages the ext_proc server takes: a larger one ends the stream RESOURCE_EXHAUSTED', async () => {
     await start('--grpc-max-recv-msg-size', '2KiB'); // a trailing B is dropped, as upstream's sanitizeSizeString does
     expect((await pick()).endpoint).toBeDefined();
-    const s = envoy!.open();
+    const s = live.envoy!.open();
     s.send(requestHeaders({ ...BASE, 'x-big': 'x'.repeat(4096) }, false));
     expect((await s.status).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   });

@@ -6,37 +6,21 @@
  * InferenceModelRewrite rules, #1426), so a rewrite header gives a body without one its model. Real ext_proc stream,
  * whole EPP, real metrics servers.
  */
-import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
-import { parseArgs } from '../src/cli';
-import { startEpp, type Logger, type RunningEpp } from '../src/runner';
-import { FakeEnvoy, readStreamedBody, requestBody, requestHeaders, protocolConfig, setHeaders, waitFor } from './extproc-harness';
+import { INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import { readStreamedBody, requestBody, requestHeaders, protocolConfig, setHeaders } from './extproc-harness';
+import { liveEpp } from './live-epp';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
-const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- {type: queue-scorer}\n';
 const GIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- {type: queue-scorer}\n';
 
 describe('a body without a model', () => {
-  let pod: FakeVllmServer | undefined;
-  let epp: RunningEpp | undefined;
-  let envoy: FakeEnvoy | undefined;
-  afterEach(async () => {
-    envoy?.close();
-    await epp?.stop();
-    await pod?.close();
-  });
-
-  async function start(config: string): Promise<void> {
-    pod = await FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] });
-    epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--config-text', config, '--grpc-port', '0', '--grpc-health-port', '0',
-      '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'], {})!, quiet);
-    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
-    await waitFor(() => epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
-  }
+  const live = liveEpp();
+  const start = (config: string) => live.start(1, '--config-text', config);
 
   async function send(body: object, headers: Record<string, string> = {}): Promise<{ status?: string; message?: string; forwarded?: unknown }> {
-    const s = envoy!.open();
+    const s = live.envoy!.open();
     s.send({ ...requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'NONE') });
     s.send(requestBody(Buffer.from(JSON.stringify(body)), true));
     const first = await s.next();
@@ -44,13 +28,13 @@ describe('a body without a model', () => {
       s.cancel();
       return { status: first.immediate_response.status.code, message: JSON.parse(first.immediate_response.body.toString()).error.message };
     }
-    expect(setHeaders(first.request_headers.response.header_mutation)['x-gateway-destination-endpoint']).toBe(`127.0.0.1:${pod!.port}`);
+    expect(setHeaders(first.request_headers.response.header_mutation)['x-gateway-destination-endpoint']).toBe(`127.0.0.1:${live.pods[0]!.port}`);
     const forwarded = JSON.parse(Buffer.concat((await readStreamedBody(s, 'request_body')).chunks).toString());
     s.cancel();
     return { forwarded };
   }
 
-  const errors = async () => (await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text())
+  const errors = async () => (await live.metrics())
     .split('\n').filter((l) => l.startsWith('inference_objective_request_error_total{'));
 
   test("llm-d's form: missing or empty is 400 BadRequest; the rewrite header gives it the model it is forwarded as", async () => {
