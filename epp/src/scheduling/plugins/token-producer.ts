@@ -52,7 +52,10 @@ export const tokenProducer = definePlugin({
       v.finish();
       vllm = { ...(url !== undefined ? { url } : {}), ...(timeout !== undefined ? { timeout } : {}), ...(mmTimeout !== undefined ? { mmTimeout } : {}) };
     }
-    return { modelName: fields.optionalString('modelName') ?? '', vllm, udsTokenizerConfig: map('udsTokenizerConfig'), estimate: map('estimate') };
+    // "" is "none" (upstream's Go zero value, and what the resolved parameters carry when it is absent, which the
+    // scheduler reads again); the model is needed only by upstream's vllm backend.
+    const modelName = fields.raw('modelName') === '' ? '' : fields.optionalString('modelName') ?? '';
+    return { modelName, vllm, udsTokenizerConfig: map('udsTokenizerConfig'), estimate: map('estimate') };
   }),
   create: (name, p) => new TokenProducer(name, p),
 });

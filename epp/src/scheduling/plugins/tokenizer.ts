@@ -35,7 +35,9 @@ export const tokenizer = definePlugin({
     if (uds !== undefined && (uds === null || typeof uds !== 'object' || Array.isArray(uds))) {
       throw new ConfigError(fields.fieldPath('udsTokenizerConfig'), 'must be a map');
     }
-    return { modelName: fields.optionalString('modelName') ?? '', udsTokenizerConfig: (uds ?? {}) as Record<string, unknown> };
+    // "" is "none", what the resolved parameters carry when it is absent (and the scheduler reads them again).
+    const modelName = fields.raw('modelName') === '' ? '' : fields.optionalString('modelName') ?? '';
+    return { modelName, udsTokenizerConfig: (uds ?? {}) as Record<string, unknown> };
   }),
   create: (name) => new TokenizerScorer(name),
 });
