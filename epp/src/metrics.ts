@@ -165,6 +165,8 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     series.value++;
   };
   const disaggModels = new Set<string>();
+  // The model is the client's: past MAX_DISAGG_MODELS names it counts as "other", as every client label is bounded.
+  const disaggModel = (modelName: string) => (disaggModels.has(modelName) || disaggModels.size < MAX_DISAGG_MODELS ? (disaggModels.add(modelName), modelName) : 'other');
   const scheduling: SchedulingMetrics = {
     observeSchedulingDuration: (seconds) => e2eDuration.observe(seconds),
     observePluginDuration: (extensionPoint, pluginType, pluginName, seconds) => seriesOf(extensionPoint, pluginType, pluginName).observe(seconds),
@@ -177,10 +179,14 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     countSessionToken: (outcome) => collectors.sessionTokens.inc({ outcome }),
     countSaturationExclusion: (reason) => collectors.saturationExclusions.inc({ reason }),
     countDisaggDecision: (pluginName, pluginType, modelName, decision) => {
-      // The model is the client's: past MAX_DISAGG_MODELS names it counts as "other", as every client label is bounded.
-      const model = disaggModels.has(modelName) || disaggModels.size < MAX_DISAGG_MODELS ? (disaggModels.add(modelName), modelName) : 'other';
+      const model = disaggModel(modelName);
       collectors.llmdDisaggDecisions.inc({ plugin_name: pluginName, plugin_type: pluginType, model_name: model, decision_type: decision });
       collectors.schedulerDisaggDecisions.inc({ model_name: model, decision_type: decision });
+    },
+    countPdDecision: (pluginName, pluginType, modelName, decision) => {
+      const model = disaggModel(modelName);
+      collectors.llmdPdDecisions.inc({ plugin_name: pluginName, plugin_type: pluginType, model_name: model, decision_type: decision });
+      collectors.schedulerPdDecisions.inc({ model_name: model, decision_type: decision });
     },
     setPrefixIndexerSize: (entries) => collectors.prefixIndexerSize.set(entries),
     setPrefixCharactersPerToken: (charactersPerToken) => collectors.prefixCharactersPerToken.set(charactersPerToken),

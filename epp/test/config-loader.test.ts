@@ -9,10 +9,12 @@ import {
   preciseEndpointPickerConfig,
   withoutLatencyScorer,
   renderEndpointPickerConfig,
+  resolvePluginParameters,
   validateEndpointPickerConfig,
   type EndpointPickerConfig,
 } from '../src/config';
 import { configErrorOf } from './config-error';
+import { buildScheduler } from '../src/scheduling/scheduler';
 
 const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 
@@ -189,20 +191,22 @@ schedulingProfiles:
       .toBe('plugins[0].parameters.mode: must be "estimate" or "cache_tracking" (llm-d v0.2\'s precise mode), got "exact"');
   });
 
-  it('the llm-d P/D sample names the first unsupported type and lists the known ones', () => {
-    const message = configErrorOf(() =>
-      parseEndpointPickerConfig(`${HEADER}plugins:
+  it('the llm-d v0.2.1 P/D sample (pd-profile-handler, prefill-header-handler) loads; starting it names the decode profile it lacks', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
 - type: prefill-header-handler
 - type: prefix-cache-scorer
 - type: prefill-filter
 - type: decode-filter
 - type: max-score-picker
 - type: pd-profile-handler
-`),
-    );
-    expect(message).toBe(
-      `plugins[0].type: unknown plugin type "prefill-header-handler"; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`,
-    );
+`);
+    expect(config.plugins.map((p) => p.type)).toEqual(expect.arrayContaining(['prefill-header-handler', 'pd-profile-handler']));
+    expect(configErrorOf(() => buildScheduler(config))).toBe('plugins[5].parameters.decodeProfile: no scheduling profile named "decode"; profiles: default');
+  });
+
+  it('an unknown type is named with the known ones listed', () => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(`${HEADER}plugins:\n- type: encode-filter\n`)))
+      .toBe(`plugins[0].type: unknown plugin type "encode-filter"; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`);
   });
 });
 
@@ -531,6 +535,19 @@ schedulingProfiles:
     expect(yaml).toContain('- name: kv\n    type: kv-cache-scorer\n');
     expect(yaml).toContain('- type: load-aware-scorer\n    parameters:\n      threshold: 128\n');
     expect(yaml).not.toMatch(/[&*]a\d/);
+  });
+
+  // The scheduler reads the normalized config again (buildScheduler validates what the loader returned), so every
+  // plugin's resolved parameters must read back as themselves: a bare `token-producer` resolved to `modelName: ""`,
+  // which the second read refused, so llm-d's data-parallel guide config loaded but could not start.
+  const REQUIRED: Record<string, Record<string, unknown>> = {
+    'by-label': { label: 'gpu', validValues: ['a100'] },
+    'lora-room-filter': { adapters: ['a'] },
+    'file-discovery': { path: '/etc/endpoints.yaml' },
+  };
+  it.each([...KNOWN_PLUGIN_TYPES])('%s: its resolved parameters read back unchanged', (type) => {
+    const resolved = resolvePluginParameters(type, REQUIRED[type]);
+    expect(resolvePluginParameters(type, structuredClone(resolved))).toEqual(resolved);
   });
 
   it('refuses to render an invalid config', () => {

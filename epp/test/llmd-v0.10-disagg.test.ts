@@ -17,6 +17,7 @@ import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { SchedulingError } from '../src/scheduling/types';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
@@ -77,6 +78,13 @@ describe('disagg-profile-handler parameters', () => {
       .toMatchObject({ stageOrder: 'prefill-first' }); // ParseStageOrder ignores case, "-" and "_"
   });
 
+  test('pd-profile-handler: its upstream parameters, the deprecated unused ones included, read into the same shape', () => {
+    const config = parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n` +
+      `- {type: pd-profile-handler, parameters: {deciderPluginName: d, primaryPort: 0, prefixPluginType: prefix-cache-scorer, prefixPluginName: p, prefixMatchInfoProducerName: q}}\n${PROFILES}`);
+    expect(config.plugins[3]!.parameters).toEqual({ decodeProfile: 'decode', prefillProfile: 'prefill', deciderPluginName: 'd', primaryPort: 0 });
+    expect(buildScheduler(config).plugin('pd-profile-handler')!.type).toBe('pd-profile-handler');
+  });
+
   test.each([
     ['- {type: disagg-profile-handler, parameters: {deciders: {prefill: nope}}}\n', 'disagg-profile-handler.parameters.deciders.prefill: no plugin named "nope"'],
     ['- {type: disagg-profile-handler, parameters: {deciders: {prefill: queue-scorer}}}\n- {type: queue-scorer}\n', '"queue-scorer" is a queue-scorer, not a decider'],
@@ -86,6 +94,13 @@ describe('disagg-profile-handler parameters', () => {
     ['- {type: disagg-profile-handler, parameters: {profiles: {decode: main}}}\n', 'parameters.profiles.decode: no scheduling profile named "main"'],
     ['- {type: disagg-profile-handler, parameters: {decodeProfile: decode, deciders: {}}}\n', 'use one format exclusively'],
     ['- {type: prefix-based-pd-decider, parameters: {nonCachedTokens: -1}}\n- {type: disagg-profile-handler}\n', 'nonCachedTokens: must be an integer >= 0'],
+    // pd_profile_handler.go PdProfileHandlerFactory: its decider by name, prefix-based-pd-decider by default.
+    ['- {type: pd-profile-handler}\n', 'pd-profile-handler.parameters.deciderPluginName: no plugin named "prefix-based-pd-decider"'],
+    ['- {type: pd-profile-handler, parameters: {deciderPluginName: ""}}\n', 'deciderPluginName: decider plugin name is not defined'],
+    ['- {type: always-disagg-pd-decider}\n- {type: pd-profile-handler, parameters: {deciderPluginName: always-disagg-pd-decider, primaryPort: 8200}}\n', 'primaryPort: data parallelism through one primary port (8200) is not supported'],
+    ['- {type: always-disagg-pd-decider}\n- {type: pd-profile-handler, parameters: {deciderPluginName: always-disagg-pd-decider, primaryPort: 70000}}\n', 'primaryPort: must be an integer'],
+    ['- {type: always-disagg-pd-decider}\n- {type: pd-profile-handler, parameters: {deciderPluginName: always-disagg-pd-decider, decodeProfile: main}}\n', 'parameters.decodeProfile: no scheduling profile named "main"'],
+    ['- {type: disagg-headers-handler, parameters: {prefillProfile: ""}}\n', 'prefillProfile: must be a non-empty string'],
   ])('%s is refused: %s', (plugins, message) => {
     expect(() => build(plugins)).toThrow(message);
   });
@@ -145,14 +160,14 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     await waitFor(() => epp!.datastore.snapshot().length === 4 && epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
   }
 
-  async function send(prompt: string, headers: Record<string, string> = {}): Promise<{ destination: string; prefiller: string | undefined }> {
+  async function send(prompt: string, headers: Record<string, string> = {}): Promise<{ destination: string; prefiller: string | undefined; encoders?: string }> {
     const s = envoy!.open();
     s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
     s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
     const first = await s.next();
     s.cancel();
     const set = setHeaders(first.request_headers.response.header_mutation);
-    return { destination: set['x-gateway-destination-endpoint'] as string, prefiller: set['x-prefiller-host-port'] };
+    return { destination: set['x-gateway-destination-endpoint'] as string, prefiller: set['x-prefiller-host-port'], encoders: set['x-encoder-hosts-ports'] };
   }
 
   const key = (p: FakeVllmServer) => `127.0.0.1:${p.port}`;
@@ -200,6 +215,44 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
       expect(next.destination).toBe(first.destination);
       expect(filter.boundEndpoint('s1')).toBe(first.destination);
     }
+  });
+
+  test('llm-d\'s pd-disaggregation guide verbatim (disagg-headers-handler beside disagg-profile-handler, always-disagg-pd-decider): every request gets a prefill pod; with none left, a client\'s header is blanked', async () => {
+    await start(LLMD_GUIDE_CONFIGS['pd-disaggregation']);
+    const sent = await send('hi', { 'x-prefiller-host-port': '10.9.9.9:8000', 'x-encoder-hosts-ports': '10.9.9.9:9000' });
+    expect(pods.decode.map(key)).toContain(sent.destination);
+    expect(pods.prefill.map(key)).toContain(sent.prefiller);
+    expect(sent.encoders).toBe(''); // no encode profile ran (disagg_headers_handler.go clears the header)
+    for (const p of pods.prefill) epp!.datastore.removeEndpoint(key(p));
+    expect((await send('hi', { 'x-prefiller-host-port': '10.9.9.9:8000' })).prefiller).toBe('');
+  });
+
+  const dataParallelGuide = (decider: string) => LLMD_GUIDE_CONFIGS['wide-ep-lws-experimental-dp-aware'].replace('- type: prefix-based-pd-decider\n', decider);
+  const pdDecisions = async () => (await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text())
+    .split('\n').filter((l) => /^llm_d_(epp|inference_scheduler)_(pd|disagg)_decision_total\{/.test(l)).sort();
+
+  test('llm-d\'s data-parallel guide (pd-profile-handler, prefill-header-handler): the decider reads the decode pick\'s prefix though only the prefill profile scores one; counted in pd_decision_total', async () => {
+    await start(dataParallelGuide('- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: 16\n'));
+    const long = await send(document('delta'));
+    expect(pods.decode.map(key)).toContain(long.destination);
+    expect(pods.prefill.map(key)).toContain(long.prefiller);
+    const short = await send('hi', { 'x-prefiller-host-port': '10.9.9.9:8000' });
+    expect(pods.decode.map(key)).toContain(short.destination);
+    expect(short.prefiller).toBe('');
+    expect(await pdDecisions()).toEqual([
+      'llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="decode-only"} 1',
+      'llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="prefill-decode"} 1',
+      'llm_d_inference_scheduler_pd_decision_total{model_name="m",decision_type="decode-only"} 1',
+      'llm_d_inference_scheduler_pd_decision_total{model_name="m",decision_type="prefill-decode"} 1',
+    ]);
+  });
+
+  test('pd-profile-handler names no prefill pod itself (pd_profile_handler.go is no PreRequest): without prefill-header-handler the header is not set', async () => {
+    await start(dataParallelGuide('- type: always-disagg-pd-decider\n  name: prefix-based-pd-decider\n').replace('- type: prefill-header-handler\n', ''));
+    const sent = await send('hi');
+    expect(pods.decode.map(key)).toContain(sent.destination);
+    expect(sent.prefiller).toBeUndefined();
+    expect(await pdDecisions()).toContain('llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="prefill-decode"} 1');
   });
 
   test('always-disagg-pd-decider: every request gets a prefill pod; with no prefill pod left, decode alone', async () => {

@@ -445,6 +445,19 @@ export const EPP_METRICS = {
     labels: ['model_name', 'decision_type'],
     help: '[ALPHA] [Deprecated: Use llm_d_epp_disagg_decision_total] Total number of disaggregation routing decisions made',
   },
+  // The same file's counters for the deprecated pd-profile-handler (RecordPDDecision), which counts there instead.
+  llmdPdDecisions: {
+    name: 'llm_d_epp_pd_decision_total',
+    type: 'counter',
+    labels: ['plugin_name', 'plugin_type', 'model_name', 'decision_type'],
+    help: '[ALPHA] Total number of P/D disaggregation decisions made',
+  },
+  schedulerPdDecisions: {
+    name: 'llm_d_inference_scheduler_pd_decision_total',
+    type: 'counter',
+    labels: ['model_name', 'decision_type'],
+    help: '[ALPHA] [Deprecated: Use llm_d_epp_pd_decision_total] Total number of P/D disaggregation decisions made',
+  },
   saturationExclusions: {
     name: 'kvroute_epp_saturation_exclusions_total',
     type: 'counter',

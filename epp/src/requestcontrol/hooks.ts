@@ -20,6 +20,18 @@ export const ENGINE_PRIORITY = stateKey<number>('engine priority');
  */
 export const SET_REQUEST_HEADERS = stateKey<Readonly<Record<string, string>>>('request headers to set');
 
+/**
+ * Adds `headers` to the ones earlier pre-request hooks of this request asked for (a later hook's value for the same
+ * name wins), as every llm-d PreRequest plugin writes into the one `request.Headers` map: `disagg-profile-handler` and
+ * the deprecated `disagg-headers-handler` listed together both name the prefill pod, and neither may erase the other's.
+ */
+export function setRequestHeaders(request: LLMRequest, headers: Readonly<Record<string, string>>): void {
+  const attributes = request.attributes;
+  if (attributes === undefined) return;
+  const earlier = attributes.get(SET_REQUEST_HEADERS);
+  attributes.set(SET_REQUEST_HEADERS, earlier === undefined ? headers : { ...earlier, ...headers });
+}
+
 export interface PreRequest extends Plugin {
   /** Runs once the request is committed to `result.target`, before it is forwarded. */
   preRequest(request: LLMRequest, result: SchedulingResult): void;

@@ -208,4 +208,6 @@ export interface PluginHandle {
    * `resolveReferences`, not the constructor (upstream builds such dependencies first, whatever the config's order).
    */
   readonly plugin?: (name: string) => Plugin | undefined;
+  /** Every plugin of the config, in its order (same completeness rule as `plugin`). */
+  readonly plugins?: () => Iterable<Plugin>;
 }

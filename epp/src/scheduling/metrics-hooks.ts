@@ -54,6 +54,8 @@ export interface SchedulingMetrics {
   countSaturationExclusion(reason: SaturationExclusionReason): void;
   /** One request's disaggregation outcome (llm-d-router v0.10.0 `profilehandler/disagg/metrics.go` RecordDisaggDecision). */
   countDisaggDecision(pluginName: string, pluginType: string, modelName: string, decision: 'decode-only' | 'prefill-decode'): void;
+  /** One request's P/D outcome under the deprecated `pd-profile-handler` (the same file's RecordPDDecision). */
+  countPdDecision(pluginName: string, pluginType: string, modelName: string, decision: 'decode-only' | 'prefill-decode'): void;
   /** Block hashes held by the prefix index, summed over endpoints. */
   setPrefixIndexerSize(entries: number): void;
   /** Characters per token learnt from the pods (the approximate index sizes with it under `learnCharactersPerToken`). */
@@ -85,6 +87,7 @@ export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
   countSessionToken: ignore,
   countSaturationExclusion: ignore,
   countDisaggDecision: ignore,
+  countPdDecision: ignore,
   setPrefixIndexerSize: ignore,
   setPrefixCharactersPerToken: ignore,
   observePrefixMatch: ignore,

@@ -152,6 +152,7 @@ export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOpt
       metrics: options.metrics ?? NOOP_SCHEDULING_METRICS,
       logger: withPlugin(logger, name),
       plugin: (other) => entries.get(other)?.plugin,
+      plugins: () => [...entries.values()].map((e) => e.plugin),
     };
     const parameters = resolvePluginParameters(spec.type, spec.parameters, `plugins[${index}].parameters`);
     const definition = pluginDefinition(spec.type);

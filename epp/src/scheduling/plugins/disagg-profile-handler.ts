@@ -1,7 +1,7 @@
 import { ConfigError } from '../../config/errors';
 import { FieldReader } from '../../config/fields';
 import type { LLMRequest } from '../types';
-import { SET_REQUEST_HEADERS, type PreRequest } from '../../requestcontrol/hooks';
+import { setRequestHeaders, type PreRequest } from '../../requestcontrol/hooks';
 import type { CycleContext, PluginHandle, ProfileHandler, ProfileOutcome } from '../framework';
 import { isPdDecider, type PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
@@ -32,11 +32,29 @@ export interface DisaggProfileHandlerParameters {
   deciders?: { prefill?: string; encode?: string };
 }
 
-interface Resolved {
+export interface Resolved {
   readonly stageOrder: StageOrder;
   readonly profiles: { readonly decode: string; readonly prefill: string; readonly encode: string };
   readonly deciders: { readonly prefill?: string };
 }
+
+/**
+ * What a handler built on this one (`pd-profile-handler`) does differently: its type, where its decider reference sits
+ * in the config, and which decision counter it feeds.
+ */
+export interface HandlerVariant {
+  readonly type: 'disagg-profile-handler' | 'pd-profile-handler';
+  /** The config path of the decider reference, below the plugin's name. */
+  readonly deciderField: string;
+  /** `llm_d_epp_disagg_decision_total` (disagg-profile-handler) or `llm_d_epp_pd_decision_total` (pd-profile-handler). */
+  readonly countDecision: (handle: PluginHandle, name: string, type: string, model: string, decision: 'decode-only' | 'prefill-decode') => void;
+}
+
+const DISAGG_VARIANT: HandlerVariant = {
+  type: 'disagg-profile-handler',
+  deciderField: 'deciders.prefill',
+  countDecision: (handle, name, type, model, decision) => handle.metrics.countDisaggDecision(name, type, model, decision),
+};
 
 /** upstream's ParseStageOrder: case, `-` and `_` ignored. */
 function parseStageOrder(value: string | undefined, path: string): StageOrder {
@@ -69,11 +87,13 @@ const LEGACY_FIELDS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'pref
  * `llm_d_epp_disagg_decision_total` and its deprecated twin. E/P/D (`deciders.encode`) is refused: kvroute has no
  * encoder stage.
  */
-class DisaggProfileHandler implements ProfileHandler, PreRequest {
-  readonly type = 'disagg-profile-handler';
+export class DisaggProfileHandler implements ProfileHandler, PreRequest {
+  readonly type: HandlerVariant['type'];
   private decider: PdDecider | undefined;
 
-  constructor(readonly name: string, private readonly p: Resolved, private readonly handle: PluginHandle) {}
+  constructor(readonly name: string, private readonly p: Resolved, private readonly handle: PluginHandle, private readonly variant: HandlerVariant = DISAGG_VARIANT) {
+    this.type = variant.type;
+  }
 
   /** The decode profile's pick is the destination (ProcessResults' PrimaryProfileName). */
   get primaryProfile(): string {
@@ -85,8 +105,8 @@ class DisaggProfileHandler implements ProfileHandler, PreRequest {
     const ref = this.p.deciders.prefill;
     if (ref === undefined) return;
     const plugin = this.handle.plugin?.(ref);
-    const path = `${this.name}.parameters.deciders.prefill`;
-    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)} (deciders.prefill plugin not found)`);
+    const path = `${this.name}.parameters.${this.variant.deciderField}`;
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)} (${this.variant.deciderField} plugin not found)`);
     if (!isPdDecider(plugin)) throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}, not a decider: prefix-based-pd-decider or always-disagg-pd-decider`);
     this.decider = plugin;
   }
@@ -113,7 +133,7 @@ class DisaggProfileHandler implements ProfileHandler, PreRequest {
   private decided(cycle: CycleContext, outcomes: ReadonlyMap<string, ProfileOutcome>): readonly string[] {
     const prefill = outcomes.get(this.p.profiles.prefill);
     const used = prefill !== undefined && !(prefill instanceof SchedulingError);
-    this.handle.metrics.countDisaggDecision(this.name, this.type, cycle.request.model || 'unknown', used ? 'prefill-decode' : 'decode-only');
+    this.variant.countDecision(this.handle, this.name, this.type, cycle.request.model || 'unknown', used ? 'prefill-decode' : 'decode-only');
     return [];
   }
 
@@ -126,8 +146,8 @@ class DisaggProfileHandler implements ProfileHandler, PreRequest {
 
   preRequest(request: LLMRequest, result: SchedulingResult): void {
     const prefill = result.profileTargets?.get(this.p.profiles.prefill);
-    if (prefill !== undefined) request.attributes?.set(SET_REQUEST_HEADERS, { [PREFILLER_HOST_PORT_HEADER]: prefill.endpoint.key });
-    else if (request.headers[PREFILLER_HOST_PORT_HEADER] !== undefined) request.attributes?.set(SET_REQUEST_HEADERS, { [PREFILLER_HOST_PORT_HEADER]: '' });
+    if (prefill !== undefined) setRequestHeaders(request, { [PREFILLER_HOST_PORT_HEADER]: prefill.endpoint.key });
+    else if (request.headers[PREFILLER_HOST_PORT_HEADER] !== undefined) setRequestHeaders(request, { [PREFILLER_HOST_PORT_HEADER]: '' });
   }
 }
 

@@ -1,5 +1,5 @@
 import type { EndpointSnapshot } from '../../datastore/types';
-import type { CycleContext } from '../framework';
+import { CycleState, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import type { PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedTokensOf } from '../prefix-match';
@@ -25,17 +25,36 @@ const CHARACTERS_PER_TOKEN = 4;
  * `prefix-based-pd-decider` (llm-d-router v0.10.0 `profilehandler/disagg/prefix_based_pd_decider.go`): a separate
  * prefill when the prompt is long enough (`promptTokens`, `nonCachedTokens`) and the decode pod's cached prefix leaves
  * at least `nonCachedTokens` of it to compute. The cached length is the decode profile's prefix scorer's match for the
- * decode pick (upstream reads `PrefixCacheMatchInfo` from that endpoint); without a prefix scorer it never
+ * decode pick (upstream reads `PrefixCacheMatchInfo` from that endpoint), or, when the decode profile lists no prefix
+ * scorer, the config's prefix scorer's match for the pick alone; with no prefix scorer in the config it never
  * disaggregates, as upstream's "unable to read prefix cache state".
  */
 class PrefixBasedPdDecider implements PdDecider {
   readonly type = 'prefix-based-pd-decider';
-  constructor(readonly name: string, private readonly p: Required<PrefixBasedPdDeciderParameters>) {}
+  /** The config's prefix scorer (the precise one when both are listed): asked when the decode profile scored no prefix. */
+  private prefixScorer: Scorer | undefined;
+
+  constructor(readonly name: string, private readonly p: Required<PrefixBasedPdDeciderParameters>, private readonly handle?: PluginHandle) {}
+
+  resolveReferences(): void {
+    const plugins = [...(this.handle?.plugins?.() ?? [])];
+    this.prefixScorer = (plugins.find((p) => p.type === 'precise-prefix-cache-scorer') ?? plugins.find((p) => p.type === 'prefix-cache-scorer')) as Scorer | undefined;
+  }
 
   disaggregate(cycle: CycleContext, decodeTarget: EndpointSnapshot): boolean {
     const { nonCachedTokens, promptTokens } = this.p;
     if (nonCachedTokens === 0) return false;
-    const match = cycle.state.get(PREFIX_MATCH);
+    let match = cycle.state.get(PREFIX_MATCH);
+    if (match === undefined && this.prefixScorer !== undefined) {
+      // Upstream matches the prompt on every candidate before scheduling (the approx producer is a data producer the
+      // director runs first, director.go runDataProducerPlugins), so its decider knows the decode pod's cached prefix
+      // even when only the prefill profile lists the prefix scorer, as llm-d's data-parallel guide does
+      // (wellknown_configs_test.go "wide-ep-lws-experimental-dp-aware"). Here the match is made for the decode pick
+      // alone, in a cycle state of its own: the profiles' own matches and what their scorers learn are untouched.
+      const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
+      this.prefixScorer.score(scratch, [decodeTarget]);
+      match = scratch.state.get(PREFIX_MATCH);
+    }
     const inputTokens = match === undefined
       ? cycle.request.prompt.length / CHARACTERS_PER_TOKEN
       : match.unit === 'tokens' ? match.promptLength : match.promptLength / CHARACTERS_PER_TOKEN;
@@ -57,5 +76,5 @@ export const prefixBasedPdDecider = definePlugin({
     nonCachedTokens: fields.integer('nonCachedTokens', 0, 0),
     promptTokens: fields.integer('promptTokens', 0, 0),
   })),
-  create: (name, p) => new PrefixBasedPdDecider(name, p),
+  create: (name, p, handle) => new PrefixBasedPdDecider(name, p, handle),
 });
