@@ -239,7 +239,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     : undefined;
   // The pool's InferenceObjectives (once discovery follows them), else the config's table; its InferenceModelRewrites.
   let watched: KubernetesDiscovery | undefined;
-  const objectives = { get: (name: string) => watched?.objectivePriority(name) ?? flow.objectives.get(name) };
+  const objectives = { get: (name: string) => watched?.objectivePriority(name) ?? flow.objectives.get(name), priorities: () => watched?.objectivePriorities() ?? [] };
   const modelRewrites = { rule: (model: string) => watched?.modelRewrites.rule(model) };
   const director = new RequestControl({
     objectives,

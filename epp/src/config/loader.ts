@@ -400,7 +400,8 @@ export function featureGateEnabled(config: Pick<EndpointPickerConfig, 'featureGa
  * `flowControl`: every field checked and filled with its default, so the ConfigMap states what the EPP runs. GIE
  * v1.5.0's keys load too (`apix/config/v1alpha1` FlowControlConfig): `maxRequests` and `maxBytes` (quantities) become
  * `maxQueued` and `maxQueuedBytes`; `priorityBands` and `defaultPriorityBand` are kept with their quantities as
- * integers; `usageLimitPolicyPluginRef` must name a `static-usage-limit-policy`; `defaultRequestTTL: 0` means no
+ * integers; `usageLimitPolicyPluginRef` must name a usage-limit policy (GIE's `static-usage-limit-policy`, llm-d-router
+ * v0.10.0's `priority-holdback-policy` or `soft-reflective-ceiling-policy`); `defaultRequestTTL: 0` means no
  * deadline of the EPP's own, as in GIE.
  */
 function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): { config: FlowControlConfig; saturationDetector: unknown } | undefined {
@@ -434,15 +435,16 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): { co
     throw new ConfigError('flowControl.enableEviction', 'true is not supported: kvroute never terminates a request it has dispatched; a sheddable request is refused or displaced only while it waits. Remove it or set false');
   }
   const usageLimitRef = optionalRef(r, 'usageLimitPolicyPluginRef');
-  // GIE registers the default policy under its type name (`config/loader/defaults.go` ensureFlowControlLayer).
+  // GIE registers the default policy under its type name (`config/loader/defaults.go` ensureFlowControlLayer); the
+  // others must be declared (llm-d-router v0.10.0: "not framework-injected", softreflectiveceiling/README.md).
   if (usageLimitRef !== undefined && usageLimitRef !== 'static-usage-limit-policy') {
     const plugin = plugins.find((p) => p.name === usageLimitRef);
-    if (plugin?.type !== 'static-usage-limit-policy') {
+    if (plugin === undefined || !USAGE_LIMIT_POLICY_TYPES.includes(plugin.type)) {
       throw new ConfigError(
         'flowControl.usageLimitPolicyPluginRef',
         plugin === undefined
-          ? `no plugin named ${JSON.stringify(usageLimitRef)}; declare a static-usage-limit-policy in plugins`
-          : `${JSON.stringify(usageLimitRef)} is a ${plugin.type}, not a static-usage-limit-policy`,
+          ? `no plugin named ${JSON.stringify(usageLimitRef)}; declare one of ${USAGE_LIMIT_POLICY_TYPES.join(', ')} in plugins`
+          : `${JSON.stringify(usageLimitRef)} is a ${plugin.type}, not a usage-limit policy (${USAGE_LIMIT_POLICY_TYPES.join(', ')})`,
       );
     }
   }
@@ -516,6 +518,8 @@ function optionalRef(f: FieldReader, key: string): string | undefined {
 }
 
 const FAIRNESS_POLICY_TYPES: readonly string[] = ['global-strict-fairness-policy', 'round-robin-fairness-policy'];
+/** What `flowControl.usageLimitPolicyPluginRef` may name: GIE v1.5.0's static policy, llm-d-router v0.10.0's per-band ones. */
+const USAGE_LIMIT_POLICY_TYPES: readonly string[] = ['static-usage-limit-policy', 'priority-holdback-policy', 'soft-reflective-ceiling-policy'];
 const ORDERING_POLICY_TYPES: readonly string[] = ['fcfs-ordering-policy'];
 /** GIE v1.5.0 ordering policies kvroute does not implement (`pkg/epp/framework/plugins/flowcontrol/ordering`). */
 const UNSUPPORTED_ORDERING_POLICIES: readonly string[] = ['edf-ordering-policy', 'slo-deadline-ordering-policy'];

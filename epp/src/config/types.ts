@@ -200,8 +200,9 @@ export interface FlowControlConfig {
    */
   defaultNegativePriorityBand?: Omit<PriorityBandConfig, 'priority'> & { priority?: number };
   /**
-   * A `static-usage-limit-policy` plugin: the detector's saturation at which the pool counts as full (GIE's
-   * `usageLimitPolicyPluginRef`). @default 1.0
+   * A usage-limit policy plugin: the detector's saturation at which flow control holds each priority (GIE's
+   * `usageLimitPolicyPluginRef`): a `static-usage-limit-policy` (one threshold), or llm-d-router v0.10.0's per-band
+   * `priority-holdback-policy` or `soft-reflective-ceiling-policy`. @default a static 1.0
    */
   usageLimitPolicyPluginRef?: string;
   /**

@@ -281,6 +281,18 @@ export class KubernetesDiscovery implements Discovery {
   }
 
   /**
+   * The priorities of the InferenceObjectives `objectivePriority` answers for (those referring to this pool), each
+   * once: llm-d-router v0.10.0 provisions a flow-control band for each (`controller/inferenceobjective_reconciler.go`
+   * syncPriorityBands), so they are active levels of a per-band usage-limit policy.
+   */
+  objectivePriorities(): number[] {
+    const group = this.poolGroup();
+    const out = new Set<number>();
+    for (const objective of this.objectives.values()) if (group === undefined || objective.poolGroup === group) out.add(objective.priority);
+    return [...out];
+  }
+
+  /**
    * The group InferenceObjectives are read from: `llm-d.ai` when the cluster serves them there, else GIE's
    * `inference.networking.x-k8s.io`; undefined before discovery or when neither serves them.
    */

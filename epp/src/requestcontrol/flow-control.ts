@@ -478,11 +478,14 @@ export class FlowControlQueue {
 
   /**
    * Releases up to `capacity` waiting requests (at most `maxDispatchPerCall`), highest priority first, flows in turn,
-   * while `ready` (when given) says the pool can take one more; and as many narrowed requests besides, in their
-   * rotation, so that narrowed requests whose pods stay full come back to the back of it instead of taking every
-   * release. Returns how many were released.
+   * while `ready` (when given) says the pool can take one more of that priority; and as many narrowed requests besides,
+   * in their rotation, so that narrowed requests whose pods stay full come back to the back of it instead of taking
+   * every release. `ready` is asked once before each release (one dispatch decision: llm-d-router v0.10.0's dispatch
+   * cycle, which computes the usage limits once and releases at most one request) with the priority of the band about
+   * to release; the first no stops the whole call (head-of-line blocking: upstream's cycle stops at the first band
+   * whose ceiling is reached, and ceilings never rise down the bands). Returns how many were released.
    */
-  dispatch(capacity: number, ready?: () => boolean): number {
+  dispatch(capacity: number, ready?: (priority: number) => boolean): number {
     // Nothing waits and no timer is armed: what follows would release nothing and leave the same state, but request
     // control calls this at every request's end, and the full pass allocates (the priorities, the waiters' copies).
     if (this.count === 0 && this.timer === undefined && this.timerAt === Infinity) return 0;
@@ -498,7 +501,7 @@ export class FlowControlQueue {
           // Head-of-line blocking, as GIE's dispatch cycle checks the pool before it takes an item out
           // (`controller/internal/processor.go` dispatchCycle @ v1.5.0): a request released into a full pool would
           // only come back, behind the ones released with it.
-          if ((narrowed ? band.narrowed.length : band.poolWideSize) > 0 && ready !== undefined && !ready()) {
+          if ((narrowed ? band.narrowed.length : band.poolWideSize) > 0 && ready !== undefined && !ready(priority)) {
             this.armTimer();
             return released + narrowedReleased;
           }

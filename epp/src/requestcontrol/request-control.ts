@@ -15,7 +15,7 @@ import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
-import { UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
+import { computeCeilings, StaticUsageLimitPolicy, UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { parseDuration } from '../config/duration';
@@ -111,8 +111,10 @@ export interface RequestControlOptions {
   /**
    * Priority by InferenceObjective name (`x-gateway-inference-objective`), whether or not flow control is on: the
    * pool's InferenceObjective resources, then the config's `flowControl.objectives`. @default `flowControl.objectives`
+   * `priorities`, when given, lists the priorities the pool's InferenceObjectives hold: they are active priority levels
+   * of a per-band usage-limit policy (`ceilingFor`), as llm-d-router v0.10.0 provisions a band for each.
    */
-  readonly objectives?: { get(name: string): number | undefined };
+  readonly objectives?: { get(name: string): number | undefined; priorities?(): Iterable<number> };
   /**
    * The highest priority `x-kvroute-priority` may give a request; a higher value counts as this one. The header is the
    * client's unless the gateway sets or strips it, and GIE takes priorities only from the operator's InferenceObjectives
@@ -473,11 +475,16 @@ export class RequestControl implements RequestDirector {
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
   private readonly responseCompletePlugins: readonly ResponseComplete[];
-  /** The config's `saturationDetector`, when it names one, and the saturation at which the pool counts as full. */
+  /** The config's `saturationDetector`, when it names one, and the usage-limit policy that says where it holds requests. */
   private readonly saturationDetector: SaturationDetector | undefined;
-  private readonly usageLimit: number;
-  /** Asked by the flow-control queue before each release (`FlowControlQueue.dispatch`). */
-  private readonly dispatchGate: (() => boolean) | undefined;
+  private readonly usageLimitPolicy: UsageLimitPolicyPlugin;
+  /**
+   * The priority levels active whatever waits (`activePriorities`): 0, the config's `priorityBands` and its
+   * `flowControl.objectives`.
+   */
+  private readonly configuredPriorities: ReadonlySet<number>;
+  /** Asked by the flow-control queue before each release (`FlowControlQueue.dispatch`), with the releasing band's priority. */
+  private readonly dispatchGate: ((priority: number) => boolean) | undefined;
   /** Dispatches the flow-control queue, when there is one, and notices this process's own stalls (`stalled`). */
   private readonly ticker: NodeJS.Timeout;
   /** Monotonic seconds of the ticker's last run, and of the end of the last stall it noticed. */
@@ -501,17 +508,23 @@ export class RequestControl implements RequestDirector {
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response').filter((plugin) => plugin.handlesResponses !== false);
     this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
-    ({ detector: this.saturationDetector, usageLimit: this.usageLimit } = saturationDetectorOf(options.scheduler));
+    ({ detector: this.saturationDetector, usageLimitPolicy: this.usageLimitPolicy } = saturationDetectorOf(options.scheduler));
+    this.configuredPriorities = new Set([
+      0,
+      ...(options.scheduler.config?.flowControl?.priorityBands ?? []).map((band) => band.priority),
+      ...(options.flowControl?.objectives?.values() ?? []),
+    ]);
     // With a pool detector the queue releases nothing while the pool (every ready pod, as GIE's dispatch cycle reads
     // it) is full; without one, a released request finds out from the filters and comes back in its place.
     // An empty pool releases its waiters, which are then answered 503 (issue 11: no pod is not load). A detector that
     // throws must not take the ticker down: the request goes on to the filters.
     this.dispatchGate = this.saturationDetector !== undefined
-      ? () => {
+      ? (priority: number) => {
         const pool = this.options.datastore.snapshot();
         if (pool.length === 0) return true;
         try {
-          return !this.poolSaturated(pool, this.usageLimit);
+          // One release decision: the policy's ceilings computed once (a duty cycle's tick), as upstream's dispatch cycle.
+          return !this.poolSaturated(pool, (saturation) => this.ceilingFor(priority, saturation));
         } catch (e) {
           this.options.onInternalError?.(e as Error, 'flow-control dispatch');
           return true;
@@ -564,11 +577,14 @@ export class RequestControl implements RequestDirector {
   /**
    * Whether the config's saturation detector reads the pool (these candidates) as full: at or above the usage limit,
    * GIE's dispatch gate (v1.5.0 `flowcontrol/controller/internal/processor.go` dispatchCycle: `saturation >=
-   * usageLimit` holds the queue). Always false without a detector: then load filters decide (`saturation-filter`).
+   * usageLimit` holds the queue). `limit` is a number, or the ceiling for the saturation read (a per-band policy's,
+   * `ceilingFor`). Always false without a detector: then load filters decide (`saturation-filter`).
    */
-  private poolSaturated(candidates: readonly EndpointSnapshot[], limit: number): boolean {
+  private poolSaturated(candidates: readonly EndpointSnapshot[], limit: number | ((saturation: number) => number)): boolean {
     const detector = this.saturationDetector;
-    if (detector === undefined || detector.saturation(candidates) < limit) return false;
+    if (detector === undefined) return false;
+    const saturation = detector.saturation(candidates);
+    if (saturation < (typeof limit === 'number' ? limit : limit(saturation))) return false;
     // A detector reading scraped metrics, and every pod's metrics lost (a scrape failed since the last good one, or
     // the scraper is stuck: `unreadable`): the pods are unreachable (gone), not busy, and waiting will not bring them
     // (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers 503 and otherwise the proxy's
@@ -579,6 +595,40 @@ export class RequestControl implements RequestDirector {
     // a stale pod as 1.0), as its flow control holds it; kvroute keeps issue 11 in both modes.
     if (detector.readsMetrics !== true || this.stalled()) return true;
     return !this.everyPodUnreachable(candidates);
+  }
+
+  /**
+   * The usage limit of a request of `priority` at `saturation`: the ceiling the config's usage-limit policy gives
+   * `priority`'s rank among the active priority levels (llm-d-router v0.10.0 `controller/internal/processor.go`
+   * dispatchCycle: `ComputeLimit(saturation, AllOrderedPriorityLevels(), ceilings)`, then `saturation >= ceilings[i]`
+   * holds band i and every band below it). A static policy's is its threshold whatever the priority. `steady`: the
+   * ceiling with a duty cycle counted open and none of its state advanced (`UsageLimitPolicyPlugin.steadyLimit`), for a
+   * request the gate has just released; otherwise the call is one dispatch decision (a soft-reflective policy's tick).
+   */
+  private ceilingFor(priority: number, saturation: number, steady = false): number {
+    const policy = this.usageLimitPolicy;
+    if (policy instanceof StaticUsageLimitPolicy) return policy.threshold;
+    const priorities = this.activePriorities(priority);
+    return computeCeilings(policy, saturation, priorities, steady)[priorities.indexOf(priority)]!;
+  }
+
+  /**
+   * The active priority levels, highest first: kvroute's stand-in for llm-d-router v0.10.0's
+   * `registry.AllOrderedPriorityLevels()` (`flowcontrol/registry`: the configured `priorityBands`, priority 0, which
+   * its config always provisions, the bands provisioned for the pool's InferenceObjectives, and bands provisioned on
+   * demand until garbage-collected). Here: 0, the config's `priorityBands` and `flowControl.objectives`, the
+   * priorities of the pool's InferenceObjectives when discovery watches them, the priorities with requests waiting in
+   * the queue, and `own` (the request's). Upstream files a request whose band is not provisioned under priority 0;
+   * kvroute keeps its priority (an `x-kvroute-priority` level, say) and counts it active while it is asked about.
+   */
+  private activePriorities(own: number): number[] {
+    const levels = new Set(this.configuredPriorities);
+    levels.add(own);
+    const watched = this.options.objectives?.priorities?.();
+    if (watched !== undefined) for (const p of watched) levels.add(p);
+    const queue = this.options.flowControl?.queue;
+    if (queue !== undefined && queue.size > 0) for (const p of queue.sizes().keys()) levels.add(p);
+    return [...levels].sort((a, b) => b - a);
   }
 
   /**
@@ -780,9 +830,11 @@ export class RequestControl implements RequestDirector {
       const mine = this.queuePriority(request.headers);
       if (waiting !== undefined && mine !== undefined && waiting >= mine) return this.waitForCapacity(req, request, model, signal(), started);
     }
-    // Flow control holds the pool at the usage limit; GIE's legacy admission reads the detector at 1.0
+    // Flow control holds the pool at the usage limit of the request's priority (a per-band policy's ceiling: one
+    // dispatch decision, as the queue's gate takes); GIE's legacy admission reads the detector at 1.0
     // (`requestcontrol/admission.go`), the usage-limit policy being flow control's.
-    if (this.poolSaturated(current, flowControl !== undefined ? this.usageLimit : 1)) {
+    const mine = flowControl !== undefined ? this.queuePriority(request.headers) ?? 0 : 0;
+    if (this.poolSaturated(current, flowControl !== undefined ? (saturation) => this.ceilingFor(mine, saturation) : 1)) {
       if (flowControl !== undefined) return this.waitForCapacity(req, request, model, signal(), started);
       // Without flow control, GIE's legacy admission: a sheddable request is dropped, any other is scheduled anyway
       // (v1.5.0 `requestcontrol/admission.go` LegacyAdmissionController).
@@ -980,7 +1032,9 @@ export class RequestControl implements RequestDirector {
         return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, { [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model), request.headers);
       }
       // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
-      if (this.poolSaturated(candidates, this.usageLimit)) continue;
+      // Against the steady ceiling: a soft-reflective policy's gate released it on an open tick, and the tick after
+      // is most often closed, which would send every such release back, forever.
+      if (this.poolSaturated(candidates, (saturation) => this.ceilingFor(priority, saturation, true))) continue;
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         const seconds = waited('dispatched', 'Dispatched');
@@ -1687,16 +1741,19 @@ export function leastLoaded(candidates: readonly EndpointSnapshot[], random: () 
 }
 
 
+/** GIE v1.5.0's and llm-d-router v0.10.0's default usage limit (`usagelimits.DefaultPolicy()`: a static 1.0). */
+const DEFAULT_USAGE_LIMIT_POLICY = new StaticUsageLimitPolicy('static-usage-limit-policy', 1);
+
 /**
- * The pool detector the config's `saturationDetector` names, and the saturation at which the pool counts as full: the
- * `static-usage-limit-policy` that `flowControl.usageLimitPolicyPluginRef` names, else 1.0 (GIE v1.5.0
- * `flowcontrol/config.go`: the default policy's threshold).
+ * The pool detector the config's `saturationDetector` names, and the usage-limit policy that
+ * `flowControl.usageLimitPolicyPluginRef` names (static, priority-holdback or soft-reflective), else a static 1.0 (GIE
+ * v1.5.0 `flowcontrol/config.go`: the default policy's threshold).
  */
-function saturationDetectorOf(scheduler: Scheduler): { detector: SaturationDetector | undefined; usageLimit: number } {
+function saturationDetectorOf(scheduler: Scheduler): { detector: SaturationDetector | undefined; usageLimitPolicy: UsageLimitPolicyPlugin } {
   // `config?.`: test doubles of the scheduler may carry none.
   const ref = scheduler.config?.saturationDetector?.pluginRef;
   const detector = ref !== undefined ? (scheduler.plugins.get(ref) as SaturationDetector | undefined) : undefined;
   const limitRef = scheduler.config?.flowControl?.usageLimitPolicyPluginRef;
   const policy = limitRef !== undefined ? scheduler.plugins.get(limitRef) : undefined;
-  return { detector, usageLimit: policy instanceof UsageLimitPolicyPlugin ? policy.threshold : 1 };
+  return { detector, usageLimitPolicy: policy instanceof UsageLimitPolicyPlugin ? policy : DEFAULT_USAGE_LIMIT_POLICY };
 }
