@@ -13,7 +13,7 @@ const REQUIRED_PARAMETERS: Partial<Record<PluginType, object>> = { 'by-label': {
 /** The method each kind obliges, checked independently of the framework's own table. */
 const METHOD_OF_KIND: Record<PluginKind, string> = {
   'profile-handler': 'pickProfiles', filter: 'filter', scorer: 'score', picker: 'pick',
-  'post-cycle': 'postCycle', 'prepare-request': 'prepareRequest', 'pre-request': 'preRequest', 'post-response': 'postResponse', 'response-complete': 'responseComplete',
+  'post-cycle': 'postCycle', 'prepare-request': 'prepareRequest', admission: 'admit', 'pre-request': 'preRequest', 'post-response': 'postResponse', 'response-complete': 'responseComplete',
   'saturation-detector': 'saturation',
 };
 const ALL_KIND_METHODS = Object.values(METHOD_OF_KIND);

@@ -90,6 +90,23 @@ export interface PrepareRequest extends Plugin {
 }
 
 /**
+ * llm-d-router v0.10.0's `Admitter` (`pkg/epp/framework/interface/requestcontrol/plugins.go`, extension point
+ * `Admission`): the director runs every admitter after flow control has let the request through and the data
+ * producers have run, on the request's candidates, just before the scheduling cycle (`requestcontrol/director.go`
+ * HandleRequest → runAdmissionPlugins); the first denial ends the request. Request control runs them once per request,
+ * right before its first cycle (a request re-queued after a cycle found the pool full is not asked again), and answers a
+ * denial as upstream does: 500 (`errcommon.Internal`), `request cannot be admitted: <the denial>`.
+ */
+export interface Admitter extends Plugin {
+  /**
+   * Undefined admits the request; a string denies it, the text upstream's `Admit` error reads (its `Error()`).
+   * `priority` is the request's flow-control priority (upstream's `request.Objectives.Priority`: the InferenceObjective's,
+   * here also `x-kvroute-priority`'s); `candidates` the endpoints it may go to.
+   */
+  admit(request: LLMRequest, priority: number, candidates: readonly EndpointSnapshot[]): string | undefined;
+}
+
+/**
  * GIE v1.5.0's saturation detector (`pkg/epp/framework/interface/flowcontrol/plugins.go` `SaturationDetector`): how
  * full the pool is. Request control reads it before each scheduling cycle when the config's `saturationDetector`
  * section names the plugin: at or above the usage limit (1.0 unless a `static-usage-limit-policy` says otherwise) the

@@ -14,7 +14,7 @@ import type { Endpoint } from '../datastore/types';
 import type { EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
-import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
+import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type Admitter, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
 import { computeCeilings, StaticUsageLimitPolicy, UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
@@ -421,6 +421,9 @@ function retainedRequest(request: LLMRequest): LLMRequest {
   return out;
 }
 
+/** What llm-d-router v0.10.0's director puts before an admitter's denial (`requestcontrol/director.go` HandleRequest). */
+export const NOT_ADMITTED_PREFIX = 'request cannot be admitted: ';
+
 /** GIE v1.5.0's and llm-d-router v0.10.0's message for a body without a model (`requestcontrol/director.go`). */
 export const MODEL_NOT_FOUND_MESSAGE = 'model not found in request body';
 
@@ -472,6 +475,7 @@ export class RequestControl implements RequestDirector {
   private readonly unnamedResponses = new WeakSet<LLMRequest>();
   private readonly ownerTags = new OwnerTags();
   private readonly preparePlugins: readonly PrepareRequest[];
+  private readonly admitters: readonly Admitter[];
   private readonly preRequestPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
   private readonly responseCompletePlugins: readonly ResponseComplete[];
@@ -505,6 +509,7 @@ export class RequestControl implements RequestDirector {
     // Request hooks are attached globally, whether or not a profile references the plugin (as in GIE).
     this.preparePlugins = options.scheduler.plugins.ofKind('prepare-request');
     this.parsers = parserRegistryOf(options.scheduler);
+    this.admitters = options.scheduler.plugins.ofKind('admission');
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response').filter((plugin) => plugin.handlesResponses !== false);
     this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
@@ -843,6 +848,8 @@ export class RequestControl implements RequestDirector {
         return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model), request.headers);
       }
     }
+    const denial = this.admissionDenial(request, current);
+    if (denial !== undefined) return this.notAdmitted(denial, request, model);
     try {
       const result = this.options.scheduler.schedule(request, current);
       // Counted only once scheduled: a scheduling failure that waiting can fix goes on to the queue, counted there.
@@ -852,7 +859,8 @@ export class RequestControl implements RequestDirector {
     } catch (e) {
       if (e instanceof SchedulingError) {
         if (this.options.flowControl && this.waitHelps(e.reason)) {
-          return this.waitForCapacity(req, request, model, signal(), started);
+          // The admitters have let it through already: they are not asked again after the wait.
+          return this.waitForCapacity(req, request, model, signal(), started, true);
         }
         return this.schedulingFailed(e, model, this.targetOf(request, model), request.headers);
       }
@@ -908,6 +916,7 @@ export class RequestControl implements RequestDirector {
     model: string,
     signal: AbortSignal,
     started: number,
+    admissionRan = false,
   ): Promise<RouteDecision> {
     const flowControl = this.options.flowControl!;
     const queue = flowControl.queue;
@@ -968,7 +977,7 @@ export class RequestControl implements RequestDirector {
       // Narrowed to some of the pool by the proxy's subset hint: it waits for room on those pods, apart from the
       // pool-wide flows, so that it cannot hold them up while other pods have room (FlowRequest.narrowed).
       const narrowed = this.isNarrowed(this.candidates(req));
-      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted, narrowed }, waited);
+      return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted, narrowed, admissionRan }, waited);
     } finally {
       leave();
     }
@@ -984,6 +993,8 @@ export class RequestControl implements RequestDirector {
     wait: {
       readonly flow: string; readonly priority: number; readonly deadlineMs: number; readonly arrival: number; readonly bytes: number;
       readonly narrowed: boolean;
+      /** The admitters have already let the request through (before a cycle that sent it here). */
+      readonly admissionRan: boolean;
       readonly admitted: ((enqueueStarted: number) => (refused: FlowRejectionReason | undefined) => void) | undefined;
     },
     waited: (outcome: 'dispatched' | 'rejected', gieOutcome: GieQueueOutcome) => number,
@@ -992,6 +1003,8 @@ export class RequestControl implements RequestDirector {
     const m = this.options.metrics;
     const { flow, priority, deadlineMs, arrival, bytes, admitted } = wait;
     let narrowed = wait.narrowed;
+    // The admitters run once, before the first cycle; a request re-queued after a cycle is not asked again.
+    let admissionRan = wait.admissionRan;
     for (let retry = false; ; retry = true) {
       try {
         // What the request holds while it waits is its body (the stream keeps it to send on) and the prompt parsed from it.
@@ -1035,6 +1048,14 @@ export class RequestControl implements RequestDirector {
       // Against the steady ceiling: a soft-reflective policy's gate released it on an open tick, and the tick after
       // is most often closed, which would send every such release back, forever.
       if (this.poolSaturated(candidates, (saturation) => this.ceilingFor(priority, saturation, true))) continue;
+      if (!admissionRan) {
+        admissionRan = true;
+        const denial = this.admissionDenial(request, candidates);
+        if (denial !== undefined) {
+          waited('rejected', 'Dispatched');
+          return this.notAdmitted(denial, request, model);
+        }
+      }
       try {
         const result = this.options.scheduler.schedule(request, candidates);
         const seconds = waited('dispatched', 'Dispatched');
@@ -1050,6 +1071,41 @@ export class RequestControl implements RequestDirector {
         return this.commit(leastLoaded(candidates, this.random).endpoint, { request, model, body: req.body! }, started, Math.floor(seconds * 1000));
       }
     }
+  }
+
+  /**
+   * The first admitter's denial of `request` among `candidates`, or undefined when every admitter admits it (or there
+   * is none): llm-d-router v0.10.0's runAdmissionPlugins (`requestcontrol/director.go`), each call timed under the
+   * `Admission` extension point as upstream times it. An admitter that throws is reported and counts as admitting,
+   * as every request-control hook's failure lets the request go on.
+   */
+  private admissionDenial(request: LLMRequest, candidates: readonly EndpointSnapshot[]): string | undefined {
+    if (this.admitters.length === 0) return undefined;
+    const m = this.options.metrics;
+    const priority = this.queuePriority(request.headers) ?? 0;
+    for (const plugin of this.admitters) {
+      const before = m !== undefined ? this.monotonicSeconds() : 0;
+      let denial: string | undefined;
+      try {
+        denial = plugin.admit(request, priority, candidates);
+      } catch (e) {
+        this.options.onInternalError?.(e as Error, request.requestId, `${plugin.name} admission`);
+      }
+      if (m !== undefined) this.pluginTiming(m, 'Admission', plugin).observe(this.monotonicSeconds() - before);
+      if (denial !== undefined) return denial;
+    }
+    return undefined;
+  }
+
+  /**
+   * An admitter denied the request: 500, as llm-d-router v0.10.0's director answers it (HandleRequest wraps the
+   * admitter's error as `errcommon.Internal`, "request cannot be admitted: %w"; `director_test.go` "denied request by
+   * admit request plugin" expects Internal), counted `Internal`. Upstream's body is that error's text,
+   * `inference error: Internal - request cannot be admitted: …`; kvroute's OpenAI error carries the message after the
+   * code, as for its other mirrored answers.
+   */
+  private notAdmitted(denial: string, request: LLMRequest, model: string): RouteDecision {
+    return this.reject(500, `${NOT_ADMITTED_PREFIX}${denial}`, model, { code: 'request_not_admitted' }, undefined, this.targetOf(request, model), request.headers);
   }
 
   /**

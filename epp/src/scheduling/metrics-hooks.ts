@@ -12,7 +12,8 @@ import type { SchedulingErrorReason } from './types';
  * PreRequest, ResponseReceived, ResponseStreaming). kvroute's response-complete hooks are timed as ResponseStreaming,
  * where GIE times its response-body plugins (`director.go` runResponseBodyPlugins, end-of-stream call included);
  * v1.5.0 also declares ResponseComplete but times nothing under it. PostCycle is kvroute's own (plugins that learn the
- * cycle's result).
+ * cycle's result). Admission is llm-d-router v0.10.0's (`requestcontrol/plugins.go` AdmissionExtensionPoint, timed in
+ * `director.go` runAdmissionPlugins).
  */
 export type ExtensionPoint =
   | 'ProfilePicker'
@@ -21,6 +22,7 @@ export type ExtensionPoint =
   | 'Scorer'
   | 'Picker'
   | 'PostCycle'
+  | 'Admission'
   | 'PreRequest'
   | 'ResponseReceived'
   | 'ResponseStreaming';

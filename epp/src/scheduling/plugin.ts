@@ -6,7 +6,7 @@
  * Shaped like llm-d's plugins (`pkg/plugins/...`: a type name, a parameters struct, a factory registered in one line).
  */
 import type { FieldReader } from '../config/fields';
-import type { PostResponse, PrepareRequest, PreRequest, ResponseComplete, SaturationDetector } from '../requestcontrol/hooks';
+import type { Admitter, PostResponse, PrepareRequest, PreRequest, ResponseComplete, SaturationDetector } from '../requestcontrol/hooks';
 import type { Filter, Picker, Plugin, PluginHandle, PostCycle, ProfileHandler, Scorer } from './framework';
 
 /** An extension point a plugin implements. */
@@ -23,6 +23,11 @@ export type PluginKind =
   | 'post-cycle'
   /** Request control: runs before the cycle, asynchronously, to compute data scorers read (e.g. token ids). */
   | 'prepare-request'
+  /**
+   * Request control: admits or denies a request after flow control and the request-preparing plugins, before its
+   * cycle (llm-d-router v0.10.0's `Admitter`, extension point `Admission`). Attached globally.
+   */
+  | 'admission'
   /** Request control: runs once the request is committed to its target. Attached globally, like upstream. */
   | 'pre-request'
   /** Request control: runs when the target's response headers arrive; may add response headers. Attached globally. */
@@ -43,6 +48,7 @@ export interface PluginKindInterfaces {
   picker: Picker;
   'post-cycle': PostCycle;
   'prepare-request': PrepareRequest;
+  admission: Admitter;
   'pre-request': PreRequest;
   'post-response': PostResponse;
   'response-complete': ResponseComplete;
@@ -57,6 +63,7 @@ const KIND_METHODS: { readonly [K in PluginKind]: keyof PluginKindInterfaces[K] 
   picker: 'pick',
   'post-cycle': 'postCycle',
   'prepare-request': 'prepareRequest',
+  admission: 'admit',
   'pre-request': 'preRequest',
   'post-response': 'postResponse',
   'response-complete': 'responseComplete',

@@ -27,6 +27,7 @@ export { prefillPriority } from './prefill-priority';
 export { prefixBasedPdDecider } from './prefix-based-pd-decider';
 export { prefixCacheScorer } from './prefix-cache-scorer';
 export { priorityHoldbackPolicy } from './priority-holdback-policy';
+export { probabilisticAdmitter } from './probabilistic-admitter';
 export { precisePrefixCacheScorer } from './precise-prefix-cache-scorer';
 export { queueScorer } from './queue-scorer';
 export { randomPicker } from './random-picker';

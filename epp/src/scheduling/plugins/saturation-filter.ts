@@ -107,7 +107,7 @@ export class SaturationFilter implements Filter {
     // candidates must not stand for this one's (the admission path below publishes this run's sets).
     if (cycle.state.get(LOADED_CANDIDATES) !== undefined) cycle.state.set(LOADED_CANDIDATES, NONE_LOADED);
     if (cycle.state.get(KV_LOADED_CANDIDATES) !== undefined) cycle.state.set(KV_LOADED_CANDIDATES, NONE_LOADED);
-    if (this.parameters.mode === 'admission') return this.admit(cycle, candidates, excluded, now);
+    if (this.parameters.mode === 'admission') return this.admissionMode(cycle, candidates, excluded, now);
     // Usually no pod is excluded: hand the same (read-only) array on, and copy only from the first exclusion.
     let kept: EndpointSnapshot[] | undefined;
     for (let i = 0; i < candidates.length; i++) {
@@ -129,7 +129,7 @@ export class SaturationFilter implements Filter {
    * cannot be read are dropped; loaded pods are kept while at least one readable pod has room, and all dropped (the
    * cycle fails `saturated`, so flow control holds the request) when none has.
    */
-  private admit(cycle: CycleContext, candidates: readonly EndpointSnapshot[], excluded: Exclusions, now: number): readonly EndpointSnapshot[] {
+  private admissionMode(cycle: CycleContext, candidates: readonly EndpointSnapshot[], excluded: Exclusions, now: number): readonly EndpointSnapshot[] {
     let readable: EndpointSnapshot[] | undefined;
     const loadReasons: SaturationExclusionReason[] = [];
     let loaded: Set<string> | undefined;
