@@ -214,6 +214,16 @@ schedulingProfiles:
     expect(sheddable.decision()).toBeUndefined();
     await tick(4);
     expect(sheddable.decision()).toMatchObject({ kind: 'route' });
+    // Back at 0.6, a -2 request waits (levels [0, -2]); while it waits the levels are [0, -1, -2] for a newcomer of -1,
+    // ceilings [1.0, 0.75, 0.5], so that one goes at once, where with [0, -1] alone its ceiling was 0.5.
+    setLoad(ds, 6);
+    const lower = send(director!, { 'x-kvroute-priority': '-2' });
+    await turns(10);
+    const middle = send(director!, { 'x-kvroute-priority': '-1' });
+    await turns(10);
+    expect({ middle: middle.decision()?.kind, lower: lower.decision(), waiting: queue.sizes() }).toEqual({ middle: 'route', lower: undefined, waiting: new Map([[-2, 1]]) });
+    await tick(4);
+    expect(lower.decision()).toMatchObject({ kind: 'route' });
   });
 
   test('soft-reflective (the verbatim sample, InferenceObjectives chat=10 and the default 0): at saturation 0.8 the low band gets 1 dispatch decision in round(0.8/0.2) = 4, the high band every one', async () => {
