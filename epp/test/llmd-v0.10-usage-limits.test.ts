@@ -329,6 +329,43 @@ describe('probabilistic-admitter in request control (director.go runAdmissionPlu
     expect(page).toMatch(/inference_extension_plugin_duration_seconds_count\{extension_point="Admission",plugin_type="probabilistic-admitter",plugin_name="probabilistic-admitter"\} 4/);
   });
 
+  test('asked once per request: admitted, then sent to the queue by a cycle that found every pod saturated, it is not asked again', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    ds = pool();
+    // No pool detector (kvroute's saturation-filter detects): the request's cycle fails 'saturated' and it waits.
+    const config = parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: probabilistic-admitter
+- type: queue-scorer
+- type: saturation-filter
+  parameters: {queueDepthThreshold: 0, metricsStalenessThreshold: 1h}
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: saturation-filter
+  - pluginRef: queue-scorer
+`);
+    expect(config.saturationDetector).toBeUndefined();
+    const draw = { value: 0.5 };
+    const queue = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+    director = new RequestControl({
+      datastore: ds,
+      scheduler: buildScheduler(config, { now: () => Date.now(), random: () => draw.value }),
+      monotonicSeconds: () => Date.now() / 1000,
+      flowControl: { queue, tickMs: TICK_MS },
+    });
+    setLoad(ds, 1); // the admitter's sat 1/5 = 0.2 (prob ≈ 0.096: a draw of 0.5 admits); the filter drops both pods
+    const waiting = send(director, { 'x-kvroute-priority': '-1' });
+    await turns(10);
+    expect({ decision: waiting.decision(), waiting: queue.size }).toEqual({ decision: undefined, waiting: 1 });
+    draw.value = 0; // asked again, it would be denied
+    setLoad(ds, 0, 0.16); // room for the filter; the admitter's sat 0.16/0.8 = 0.2 still, where a draw of 0 denies
+    jest.advanceTimersByTime(TICK_MS);
+    await turns(10);
+    expect(waiting.decision()).toMatchObject({ kind: 'route' });
+  });
+
   test('the admitter runs after flow control: a request that waited is asked once it is dispatched, before its cycle', async () => {
     const draw = { value: 0 };
     const queue = start(draw);
