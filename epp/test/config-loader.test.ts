@@ -544,6 +544,7 @@ schedulingProfiles:
     'by-label': { label: 'gpu', validValues: ['a100'] },
     'lora-room-filter': { adapters: ['a'] },
     'file-discovery': { path: '/etc/endpoints.yaml' },
+    'priority-holdback-policy': { minCeiling: 0.5 },
   };
   it.each([...KNOWN_PLUGIN_TYPES])('%s: its resolved parameters read back unchanged', (type) => {
     const resolved = resolvePluginParameters(type, REQUIRED[type]);
