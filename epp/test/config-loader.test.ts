@@ -55,6 +55,9 @@ schedulingProfiles:
             learnCharactersPerToken: false,
             lruCapacityPerServer: 31250,
             maxIndexEntries: 8_000_000,
+            // llm-d-router v0.10.0's scorer parameters, at their defaults: the matched share alone.
+            matchLengthWeight: 0,
+            matchLengthScaleTokens: 8192,
           },
         },
         { type: 'max-score-picker', name: 'max-score-picker', parameters: { maxNumOfEndpoints: 1 } },
@@ -249,7 +252,7 @@ describe('validation errors name the field and what is allowed', () => {
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockChars: 16}\n'),
-      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries',
+      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries, matchLengthWeight, matchLengthScaleTokens',
     ],
     [
       'kvroute\'s hashBlockSize beside one of GIE\'s block sizes',
@@ -617,6 +620,8 @@ describe('defaultEndpointPickerConfig', () => {
       learnCharactersPerToken: false,
       lruCapacityPerServer: 31250,
       maxIndexEntries: 8_000_000,
+      matchLengthWeight: 0,
+      matchLengthScaleTokens: 8192,
     });
     expect(config.plugins.filter((p) => p.type === 'single-profile-handler')).toHaveLength(1);
   });

@@ -233,6 +233,30 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     await scheduler.plugins.close();
   });
 
+  // llm-d-router v0.10.0 scorer/prefix/plugin.go Score, over the precise producer's match info (tier-weighted matched
+  // blocks of the request's total, blockSizeTokens the index's): w·min(1, matched·blockSize/scale)² + (1−w)·matched/total.
+  test('matchLengthWeight blends the matched length into the share as llm-d-router v0.10.0\'s prefix-cache-scorer does; a CPU-tier match counts its weighted blocks', async () => {
+    const [a, b, c] = ['10.0.7.1:8000', '10.0.7.2:8000', '10.0.7.3:8000'] as const;
+    const { scheduler, scorer, ids, stored, scores } = await scorerWith('      matchLengthWeight: 0.5\n      matchLengthScaleTokens: 64\n', [a, b, c], 'Length text. ');
+    const total = Math.floor(ids.length / 16);
+    expect(total).toBeGreaterThanOrEqual(6);
+    scorer.index.store(a, stored(2, 100), rootKey(''));
+    scorer.index.store(b, stored(total, 200), rootKey(''));
+    scorer.index.store(c, stored(2, 300, 'CPU'), rootKey(''));
+    const [sa, sb, sc] = scores([a, b, c]);
+    expect(sa).toBeCloseTo(0.5 * (2 * 16 / 64) ** 2 + 0.5 * (2 / total), 12);
+    expect(sb).toBe(1);
+    // Two CPU blocks weigh 1.6 (the default 0.8 each); upstream truncates that to 1 block, kvroute keeps the fraction.
+    expect(sc).toBeCloseTo(0.5 * (1.6 * 16 / 64) ** 2 + 0.5 * (1.6 / total), 12);
+    await scheduler.plugins.close();
+  });
+
+  test('a positive matchLengthWeight with min-max normalization (llm-d v0.8.0\'s, which had no such blend) is refused', () => {
+    expect(() => resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'min-max', matchLengthWeight: 0.5 }))
+      .toThrow('parameters.matchLengthWeight: blends the match length into the matched share (scoreNormalization "share", llm-d-router v0.10.0); with "min-max" (llm-d v0.8.0\'s) set it to 0 or drop it');
+    expect(resolvePluginParameters('precise-prefix-cache-scorer', { scoreNormalization: 'min-max', matchLengthWeight: 0 })).toMatchObject({ matchLengthWeight: 0 });
+  });
+
   // vLLM 0.10.0 refuses it (transformers: continue_final_message with add_generation_prompt): a 400 for the client,
   // neither keys nor an error for the EPP (request control logs what prepareRequest throws as an internal error).
   test('a chat vLLM refuses while applying its template is prepared without keys and without an error', async () => {

@@ -3,6 +3,7 @@ import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS, type SchedulingMetrics } from '../src/scheduling/metrics-hooks';
 import { indexCapacityFor, PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
+import { matchLengthScore } from '../src/scheduling/plugins/match-length';
 import { hashPromptBlocks, hashTailProbes } from '../src/scheduling/plugins/prefix-hash';
 import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
 
@@ -624,5 +625,79 @@ describe('prefix-cache-scorer (estimate mode)', () => {
     route(scorer, 'aaaabbbbdddd', [podA, podB], podA);
     expect(recorded).toEqual(['match 0/12', 'size 3', 'match 8/12', 'size 4']);
     expect(scorer.stats()).toEqual({ indexEntries: 4, indexedEndpoints: 1, picks: 2, hitRatio: 2 / 6, charactersPerToken: 4, learntCharactersPerToken: 4 });
+  });
+});
+
+// llm-d-router v0.10.0 pkg/epp/framework/plugins/scheduling/scorer/prefix/plugin.go (Score, PrefixCachePluginFactory)
+// and plugin_test.go: score = w·min(1, matchBlocks·blockSizeTokens/scale)² + (1−w)·matchBlocks/totalBlocks.
+describe('matchLengthWeight and matchLengthScaleTokens (llm-d-router v0.10.0 scorer/prefix/plugin.go)', () => {
+  /** `blocks` 4-character blocks; blocks before `shared` are the common head. */
+  const blocksOf = (tag: string, blocks: number, shared = 0) => Array.from({ length: blocks }, (_, i) => (i < shared ? `h${String(i).padStart(3, '0')}` : `${tag}${String(i).padStart(3, '0')}`)).join('');
+
+  test('the formula, on plugin_test.go\'s vectors', () => {
+    // TestPrefixPluginScore: the default weight 0 is the matched share.
+    expect(matchLengthScore(5, 10, 1, 0, 8192)).toBe(0.5);
+    expect(matchLengthScore(2, 10, 1, 0, 8192)).toBe(0.2);
+    // TestPrefixPluginScoreWithWeights: weight 0.5, scale 100, block size 1.
+    expect(matchLengthScore(5, 10, 1, 0.5, 100)).toBeCloseTo(0.25125, 6);
+    expect(matchLengthScore(50, 100, 1, 0.5, 100)).toBeCloseTo(0.375, 6);
+    // The length term saturates at the scale; an unknown block size (0) leaves it out; no blocks score 0.
+    expect(matchLengthScore(8, 10, 16, 1, 64)).toBe(1);
+    expect(matchLengthScore(5, 10, 0, 0.5, 100)).toBe(0.25);
+    expect(matchLengthScore(0, 0, 16, 0.5, 100)).toBe(0);
+  });
+
+  function scorerWith(params: Record<string, unknown>) {
+    // 4-character blocks, 1 token each (4 characters a token): plugin_test.go's block size of 1.
+    return new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 4, lruCapacityPerServer: 1000, ...params }), NOOP_SCHEDULING_METRICS);
+  }
+  function served(scorer: PrefixCacheScorer, prompt: string, picked: EndpointSnapshot) {
+    const context = cycle(prompt);
+    scorer.score(context, [picked]);
+    scorer.postCycle(context, { targets: [picked], scores: new Map() });
+  }
+
+  test('the approximate scorer scores plugin_test.go\'s endpoints: 5 of 10 blocks matched and 50 of 100, the same share, the longer match higher', () => {
+    const scorer = scorerWith({ matchLengthWeight: 0.5, matchLengthScaleTokens: 100 });
+    served(scorer, blocksOf('p', 5, 5), podA);
+    served(scorer, blocksOf('p', 50, 50), podB);
+    expect(scorer.score(cycle(blocksOf('q', 10, 5)), [podA, podC])).toEqual([expect.closeTo(0.25125, 9), 0]);
+    expect(scorer.score(cycle(blocksOf('r', 100, 50)), [podB, podC])).toEqual([expect.closeTo(0.375, 9), 0]);
+    // Weight 0 (the default): the share alone, as before the parameters.
+    const plain = scorerWith({});
+    served(plain, blocksOf('p', 5, 5), podA);
+    expect(plain.score(cycle(blocksOf('q', 10, 5)), [podA])).toEqual([0.5]);
+  });
+
+  test('a tuned scorer counts the pods\' own block size in tokens; a whole prompt matched but shorter than the scale scores below 1', () => {
+    const tuned = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', { blockSizeTokens: 16, matchLengthWeight: 0.5, matchLengthScaleTokens: 256 }), NOOP_SCHEDULING_METRICS);
+    const pod16 = { ...podA, metrics: { ...EMPTY_METRICS, blockSize: 16 } };
+    const text = (n: number, tail: string) => Array.from({ length: n }, (_, i) => `shared ${i} `.padEnd(64, '.')).join('') + tail.padEnd(64 * 4, tail);
+    // 8 blocks of 16 tokens (64 characters) held, of 12: 128 tokens of a 256-token scale.
+    served(tuned, text(8, 'x'), pod16);
+    expect(tuned.score(cycle(text(8, 'y')), [pod16])).toEqual([expect.closeTo(0.5 * (128 / 256) ** 2 + 0.5 * (8 / 12), 9)]);
+    // All 12 blocks (192 tokens): the share is 1, the length term (192/256)².
+    served(tuned, text(8, 'y'), pod16);
+    expect(tuned.score(cycle(text(8, 'y')), [pod16])).toEqual([0.5 * (192 / 256) ** 2 + 0.5]);
+  });
+
+  // TestPrefixPluginFactoryValidation, and its messages; the precise scorer (llm-d's producer form) reads them alike.
+  test.each(['prefix-cache-scorer', 'precise-prefix-cache-scorer'] as const)('%s: the parameters, their defaults and upstream\'s checks', (type) => {
+    const read = (params: Record<string, unknown>) => {
+      const { matchLengthWeight, matchLengthScaleTokens } = resolvePluginParameters(type, params);
+      return [matchLengthWeight, matchLengthScaleTokens];
+    };
+    expect(read({})).toEqual([0, 8192]);
+    expect(read({ matchLengthWeight: 0.5, matchLengthScaleTokens: 100 })).toEqual([0.5, 100]);
+    expect(read({ matchLengthWeight: 0.5 })).toEqual([0.5, 8192]);
+    expect(read({ matchLengthWeight: 0 })).toEqual([0, 8192]);
+    // A Go int, checked only under a positive weight.
+    expect(read({ matchLengthWeight: 0, matchLengthScaleTokens: -5 })).toEqual([0, -5]);
+    expect(() => read({ matchLengthWeight: -0.1, matchLengthScaleTokens: 100 })).toThrow('parameters.matchLengthWeight: matchLengthWeight must be between 0.0 and 1.0, got -0.100000');
+    expect(() => read({ matchLengthWeight: 1.1, matchLengthScaleTokens: 100 })).toThrow('parameters.matchLengthWeight: matchLengthWeight must be between 0.0 and 1.0, got 1.100000');
+    expect(() => read({ matchLengthWeight: 0.5, matchLengthScaleTokens: 0 }))
+      .toThrow('parameters.matchLengthScaleTokens: matchLengthScaleTokens must be greater than 0 when matchLengthWeight is greater than 0, got 0');
+    expect(() => read({ matchLengthWeight: '0.5' })).toThrow('parameters.matchLengthWeight: must be a number between 0.0 and 1.0, got "0.5"');
+    expect(() => read({ matchLengthScaleTokens: 1.5 })).toThrow('parameters.matchLengthScaleTokens: must be an integer, got 1.5');
   });
 });

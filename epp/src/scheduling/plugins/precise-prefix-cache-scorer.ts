@@ -33,6 +33,7 @@ import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type Pr
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
 import { publishPrefixMatch } from '../prefix-match';
+import { matchLengthScore, readMatchLength, type MatchLengthParameters } from './match-length';
 import { blockKey, rootKey, stringWords } from './prefix-hash';
 
 export interface KvEventsConfig {
@@ -81,7 +82,13 @@ export interface TokenProcessorConfig {
   hashSeed?: string;
 }
 
-export interface PrecisePrefixCacheScorerParameters {
+/**
+ * `matchLengthWeight` and `matchLengthScaleTokens` (`match-length.ts`) are llm-d-router v0.10.0's `prefix-cache-scorer`
+ * parameters, which this plugin carries when loaded from llm-d's producer form (a `prefix-cache-scorer` reading a
+ * `precise-prefix-cache-producer`, `config/producer-form.ts`); upstream's deprecated all-in-one
+ * `precise-prefix-cache-scorer` does not take them (its strict decoder would refuse them), kvroute's does.
+ */
+export interface PrecisePrefixCacheScorerParameters extends MatchLengthParameters {
   kvEventsConfig?: KvEventsConfig;
   indexerConfig?: {
     tokenProcessorConfig?: TokenProcessorConfig;
@@ -222,6 +229,21 @@ function optional<T>(f: FieldReader, key: string, read: () => T): Record<string,
     return {};
   }
   return { [key]: read() };
+}
+
+/**
+ * llm-d-router v0.10.0's match-length blend; it weighs the matched share (`share`), which v0.8.0's `min-max`
+ * normalization replaces, so a positive weight there is refused rather than given a meaning upstream never had.
+ */
+function matchLength(fields: FieldReader): Required<MatchLengthParameters> {
+  const read = readMatchLength(fields);
+  if (read.matchLengthWeight > 0 && fields.raw('scoreNormalization') === 'min-max') {
+    throw new ConfigError(
+      fields.fieldPath('matchLengthWeight'),
+      `blends the match length into the matched share (scoreNormalization "share", llm-d-router v0.10.0); with "min-max" (llm-d v0.8.0's) set it to 0 or drop it`,
+    );
+  }
+  return read;
 }
 
 /** `share` is llm-d's normalization from llm-d-router v0.9.0; `min-max` v0.8.0's. */
@@ -445,7 +467,17 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);
     publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
-    if (!minMax) return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
+    if (!minMax) {
+      // llm-d-router v0.10.0: the producer's match info (tier-weighted blocks of the request's total) read by
+      // prefix-cache-scorer, with its match-length blend when weighted (upstream truncates the weighted blocks to an
+      // int, kvroute keeps the fraction).
+      const { matchLengthWeight, matchLengthScaleTokens } = this.parameters;
+      const total = blocks.keys.length;
+      return candidates.map((c) => {
+        const weight = matches.get(c.endpoint.key)?.weight ?? 0;
+        return matchLengthWeight > 0 ? matchLengthScore(weight, total, this.blockSize, matchLengthWeight, matchLengthScaleTokens) : weight / total;
+      });
+    }
     return minMaxNormalized(candidates.map((c) => matches.get(c.endpoint.key)?.weight), [...found.values()].map((m) => m.weight));
   }
 
@@ -773,6 +805,7 @@ export const precisePrefixCacheScorer = definePlugin({
       maxIndexEntries: fields.integer('maxIndexEntries', PRECISE_DEFAULT_MAX_INDEX_ENTRIES, 1),
       scoreNormalization: scoreNormalization(fields),
       loraAdapters: loraAdapterOrder(fields),
+      ...matchLength(fields),
     };
   }),
   create: (name, resolved, handle) => new PrecisePrefixCacheScorer(name, resolved, handle),

@@ -15,13 +15,19 @@ import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 import { LazyLengths, publishPrefixMatch } from '../prefix-match';
 import { CharactersPerTokenEstimate } from './characters-per-token';
+import { matchLengthScore, readMatchLength, type MatchLengthParameters } from './match-length';
 import { hashPromptBlocks, hashTailProbes } from './prefix-hash';
 import { PrefixBlockIndex, type PrefixMatches } from './prefix-index';
 
 /** 256 pods × GIE's 31,250 entries per server: ~200 MiB at ~26 bytes an entry. */
 export const DEFAULT_MAX_INDEX_ENTRIES = 8_000_000;
 
-export interface PrefixCacheScorerParameters {
+/**
+ * `matchLengthWeight` and `matchLengthScaleTokens` (`match-length.ts`) are llm-d-router v0.10.0's scorer parameters
+ * (`scheduling/scorer/prefix/plugin.go`); the others are the estimate's, which llm-d and GIE v1.5.0 set on an
+ * `approx-prefix-cache-producer` (moved here by the loader, `config/producer-form.ts`).
+ */
+export interface PrefixCacheScorerParameters extends MatchLengthParameters {
   /**
    * `estimate` builds the prefix index from kvroute's own routing history. llm-d's `cache_tracking` (the index fed by
    * vLLM KV events) is the separate `precise-prefix-cache-scorer` plugin here.
@@ -248,6 +254,14 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
     const matches = this.index.matchPrefix(blocks);
     // Zeros kept as doubles, not a Float64Array: ~4x cheaper to allocate at 256 (see doubleZeros).
     const cachedLength = doubleZeros(n);
+    // llm-d-router v0.10.0's match-length blend (`match-length.ts`) when weighted; the matched share alone otherwise. A
+    // block holds blockChars ÷ 4 tokens (GIE's averageCharactersPerToken): the pods' own block size when tuned.
+    const { matchLengthWeight, matchLengthScaleTokens } = this.parameters;
+    const blockTokens = hashBlockSize / CHARACTERS_PER_TOKEN;
+    const scoreOf = (count: number): number => {
+      const m = Math.min(count, windowBlocks);
+      return matchLengthWeight > 0 ? matchLengthScore(m, windowBlocks, blockTokens, matchLengthWeight, matchLengthScaleTokens) : m / windowBlocks;
+    };
     let matched = 0;
     if (positions !== undefined) {
       // Each candidate's place by index id: only the endpoints holding the first block are visited.
@@ -257,7 +271,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
         if (id >= stamp.length || stamp[id] !== this.locateRound) continue; // not a candidate
         const i = positions[id]!;
         const count = matches.counts[j]!;
-        out[i] = Math.min(count, windowBlocks) / windowBlocks;
+        out[i] = scoreOf(count);
         cachedLength[i] = lengthOf(count);
         matched++;
       }
@@ -267,7 +281,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
         const id = this.ids[i]!;
         const count = id < 0 ? 0 : matches.blocksOf(id);
         if (count > 0) {
-          out[i] = Math.min(count, windowBlocks) / windowBlocks;
+          out[i] = scoreOf(count);
           cachedLength[i] = lengthOf(count);
           matched++;
         }
@@ -532,6 +546,7 @@ export const prefixCacheScorer = definePlugin({
       learnCharactersPerToken: autoTune && learnCharactersPerToken,
       lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
+      ...readMatchLength(fields),
     };
   }),
   create: (name, resolved, handle) => new PrefixCacheScorer(name, resolved, handle.metrics, handle.logger),
