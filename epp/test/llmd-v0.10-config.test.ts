@@ -332,10 +332,17 @@ describe("the approximate prefix window of llm-d's form (llm-d-router v0.10.0 ap
     return c.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters as { maxPrefixTokensToMatch: number; maxPrefixBlocksToMatch: number };
   };
 
-  test("llm-d's group matches up to 131072 tokens where the config sets no window; GIE's keeps its 256 blocks; a window set is kept", () => {
+  test("llm-d's group matches up to 131072 tokens where the config sets no token window; GIE's keeps its 256 blocks; a token window set is kept", () => {
     expect(windowOf(LLMD)).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 8192 });
     expect(windowOf(GIE)).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 256 });
-    expect(windowOf(LLMD, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
+    expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 4096}')).toMatchObject({ maxPrefixTokensToMatch: 4096, maxPrefixBlocksToMatch: 256 });
+    // approximateprefix/plugin.go resolveMaxBlocks @ v0.10.0: the token window wins whenever positive, its default
+    // included, so a block cap alone changes nothing there; it applies under maxPrefixTokensToMatch: 0, by default
+    // v0.10.0's 2048 blocks (types.go defaultMaxPrefixBlocks).
+    expect(windowOf(LLMD, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 8192 });
+    expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
+    expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 0}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 2048 });
+    expect(windowOf(GIE, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
     // Through the producer, as llm-d's samples write it.
     const c = parseEndpointPickerConfig(`${LLMD}plugins:\n- {type: approx-prefix-cache-producer, parameters: {lruCapacityPerServer: 31250}}\n${PLUGINS.slice('plugins:\n'.length)}`);
     expect(c.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters).toMatchObject({ maxPrefixTokensToMatch: 131072 });

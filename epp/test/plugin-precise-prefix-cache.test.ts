@@ -2,7 +2,7 @@ import type { BlockStored, KvCacheEvent, KvEventEncoding } from '@kvroute/protoc
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor, writeTemplateTokenizer } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
-import { parseEndpointPickerConfig, preciseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { parseEndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { Datastore } from '../src/datastore/datastore';
@@ -408,11 +408,23 @@ schedulingProfiles:
   });
 
   test.each<[string, string, RegExp]>([
-    ['a scorer naming a missing producer', '{ prefixMatchInfoProducerName: other }', /plugins\[1\]\.parameters\.prefixMatchInfoProducerName: no precise-prefix-cache-producer named "other"; producers are: kv-events/],
+    ['a scorer naming a missing producer', '{ prefixMatchInfoProducerName: other }', /plugins\[1\]\.parameters\.prefixMatchInfoProducerName: no approx-prefix-cache-producer or precise-prefix-cache-producer named "other"; approx-prefix-cache-producers: \(none\); precise-prefix-cache-producers: kv-events$/],
     ['a scorer mixing estimate parameters in', '{ prefixMatchInfoProducerName: kv-events, hashBlockSize: 64 }', /plugins\[1\]\.parameters\.hashBlockSize: .*do not apply/],
     ['a producer nobody reads', '{ mode: estimate }', /plugins\[0\]: precise-prefix-cache-producer "kv-events" is read by no scorer/],
   ])('%s is refused, naming the field', (_what, scorerParams, message) => {
     expect(() => parseEndpointPickerConfig(producerForm(scorerParams))).toThrow(message);
+  });
+
+  // llm-d-router v0.10.0: matchLengthWeight and matchLengthScaleTokens sit on the prefix-cache-scorer reading the producer
+  // (scorer/prefix/plugin.go Config), which the merged plugin now is.
+  test('the scorer\'s matchLengthWeight and matchLengthScaleTokens are carried onto the merged plugin; on the producer they are refused', () => {
+    const config = parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events, matchLengthWeight: 0.3, matchLengthScaleTokens: 2048 }'));
+    expect(config.plugins[0]).toMatchObject({ type: 'precise-prefix-cache-scorer', name: 'prefix-cache-scorer', parameters: { matchLengthWeight: 0.3, matchLengthScaleTokens: 2048, speculativeIndexing: false } });
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
+    expect(() => parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events }').replace('      speculativeIndexing: false\n', '      speculativeIndexing: false\n      matchLengthWeight: 0.3\n')))
+      .toThrow(/^plugins\[0\]\.parameters\.matchLengthWeight: is a prefix-cache-scorer parameter .*set it on the scorer that reads this producer$/);
+    expect(() => parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events, matchLengthWeight: 1.5 }')))
+      .toThrow('plugins[1].parameters.matchLengthWeight: matchLengthWeight must be between 0.0 and 1.0, got 1.500000');
   });
 
   test('a profile referencing the producer itself is refused', () => {

@@ -7,7 +7,7 @@ import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { applyLlmdPrefixWindow, mergeApproxPrefixProducer, mergePrecisePrefixProducers, rewriteCacheTrackingMode } from './producer-form';
+import { normalizeProducerForms } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_API_VERSIONS,
@@ -56,12 +56,40 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - no profile handler and one profile → `single-profile-handler` is added;
  * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not;
  * - llm-d's producer form (`precise-prefix-cache-producer` read by a `prefix-cache-scorer`) becomes one
- *   `precise-prefix-cache-scorer` (`producer-form.ts`).
+ *   `precise-prefix-cache-scorer`, and each `approx-prefix-cache-producer`'s parameters move onto the scorers that
+ *   read it (`producer-form.ts`).
  * The result is a fresh object; validating it again returns an equal value.
- * @throws ConfigError naming the field path and what would be accepted.
+ * @throws ConfigError naming the field path and what would be accepted; `plugins[i]` in it is the plugin as written,
+ *         producers merged away counted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const top = FieldReader.ofMap(applyLlmdPrefixWindow(mergeApproxPrefixProducer(mergePrecisePrefixProducers(rewriteCacheTrackingMode(value)))), '');
+  const { document, pluginOrigins } = normalizeProducerForms(value);
+  if (pluginOrigins === undefined) return validateNormalized(document);
+  let config: EndpointPickerConfig;
+  try {
+    config = validateNormalized(document);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(originalPluginIndices(error.path, pluginOrigins), originalPluginIndices(error.problem, pluginOrigins));
+  }
+  const notes = configNotes.get(config);
+  if (notes !== undefined) configNotes.set(config, notes.map((note) => originalPluginIndices(note, pluginOrigins)));
+  return config;
+}
+
+/**
+ * `text` with every top-level `plugins[i]` (not a profile's `….plugins[j]`) turned into the index the plugin had in the
+ * document as written, before producers were merged away (`origins[i]`).
+ */
+function originalPluginIndices(text: string, origins: readonly number[]): string {
+  return text.replace(/(^|[^.\w])plugins\[(\d+)\]/g, (whole, before: string, index: string) => {
+    const origin = origins[Number(index)];
+    return origin === undefined ? whole : `${before}plugins[${origin}]`;
+  });
+}
+
+function validateNormalized(document: unknown): EndpointPickerConfig {
+  const top = FieldReader.ofMap(document, '');
   const notes: string[] = [];
   const apiVersion = readApiVersion(top, notes);
   top.constant('kind', ENDPOINT_PICKER_CONFIG_KIND);

@@ -1,5 +1,8 @@
 /**
- * llm-d's newer way of writing precise prefix scoring, accepted as an alias of `precise-prefix-cache-scorer`:
+ * Upstream's producer forms of prefix scoring, rewritten before validation into kvroute's plugins, whose scorers do the
+ * producers' work themselves (each holds its index). `normalizeProducerForms` runs them in order.
+ *
+ * llm-d's precise form, accepted as an alias of `precise-prefix-cache-scorer`:
  *
  * ```yaml
  * plugins:
@@ -14,38 +17,175 @@
  * ```
  *
  * Upstream this is a data producer (writes `PrefixCacheMatchInfo` per endpoint in request control) read by the prefix
- * scorer (llm-d-inference-scheduler PRs #1086, #1112, #1121, May 2026; not on main or any tag when this was written,
- * which is why the shape is taken from those PRs and the reference notes). In kvroute the producer's work and the
- * scorer's are one plugin, so the pair is rewritten before validation into one `precise-prefix-cache-scorer` carrying
- * the producer's parameters under the scorer's name (profiles keep referring to the scorer, with its weight). The
- * normalized config, and so the rendered ConfigMap, shows the single-plugin form.
+ * scorer (llm-d-inference-scheduler PRs #1086, #1112, #1121; in llm-d-router v0.10.0 as
+ * `requestcontrol/dataproducer/preciseprefixcache`). In kvroute the producer's work and the scorer's are one plugin, so
+ * the pair is rewritten into one `precise-prefix-cache-scorer` carrying the producer's parameters (and the scorer's
+ * `matchLengthWeight`, `matchLengthScaleTokens`) under the scorer's name (profiles keep referring to the scorer, with
+ * its weight). The normalized config, and so the rendered ConfigMap, shows the single-plugin form.
+ *
+ * The approximate form, `approx-prefix-cache-producer` read by `prefix-cache-scorer`, is rewritten the same way: the
+ * producer's parameters move onto the scorers that read it, by llm-d-router v0.10.0's names under llm-d's group
+ * (`mergeLlmdApproxProducers`: several producers, each scorer reading the one it names or the default-named one) and
+ * by GIE v1.5.0's single unnamed producer under GIE's (`mergeGieApproxProducer`).
  */
 import { ConfigError, describeValue } from './errors';
 import { isPlainObject } from './fields';
+import { resolvePluginParameters } from './parameters';
+import { LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION } from './types';
 
 export const PRECISE_PRODUCER_TYPE = 'precise-prefix-cache-producer';
+export const APPROX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
+/**
+ * The producer a `prefix-cache-scorer` naming none reads in llm-d-router v0.10.0: its data key's default producer name
+ * (`datalayer/attribute/prefix/data_types.go` PrefixCacheMatchInfoDataKey = NewDataKey(..., ApproxPrefixCachePluginType)),
+ * made with its defaults when no plugin has that name (`pkg/epp/datalayer/data_graph.go` CreateMissingDataProducers).
+ */
+export const DEFAULT_APPROX_PRODUCER_NAME = APPROX_PRODUCER_TYPE;
 const SCORER_TYPE = 'prefix-cache-scorer';
 const PRECISE_SCORER_TYPE = 'precise-prefix-cache-scorer';
 const PRODUCER_REF = 'prefixMatchInfoProducerName';
+/** llm-d-router v0.10.0's own `prefix-cache-scorer` parameters besides the reference (`scorer/prefix/plugin.go` Config). */
+const MATCH_LENGTH_PARAMETERS: readonly string[] = ['matchLengthWeight', 'matchLengthScaleTokens'];
+
+const typeOf = (p: unknown) => (isPlainObject(p) && typeof p.type === 'string' ? p.type : undefined);
+const nameOf = (p: unknown) => (isPlainObject(p) ? (typeof p.name === 'string' && p.name !== '' ? p.name : typeOf(p)) : undefined);
+/** The producer a scorer names (a non-empty string once `checkProducerReferences` ran), else undefined. */
+const referenceOf = (p: unknown): string | undefined => {
+  if (typeOf(p) !== SCORER_TYPE || !isPlainObject(p) || !isPlainObject(p.parameters)) return undefined;
+  const ref = p.parameters[PRODUCER_REF];
+  return typeof ref === 'string' && ref !== '' ? ref : undefined;
+};
+const namesOf = (plugins: readonly unknown[], type: string) => plugins.flatMap((p) => (typeOf(p) === type ? [nameOf(p)!] : []));
+const listed = (names: readonly string[]) => (names.length > 0 ? names.join(', ') : '(none)');
+
+/** A merge's result: the document, and the indices (in the plugin list it was given) of the plugins it dropped. */
+interface Merged {
+  readonly document: unknown;
+  readonly removed: readonly number[];
+}
 
 /**
- * Returns the document with every producer + scorer pair merged, or the document itself when it uses no producer.
- * Only the shape of the pair is checked here; the merged plugin is then validated like any other.
- * @throws ConfigError naming the field when a producer is not read by exactly one scorer, a scorer names no producer,
- *         or a scorer that reads a producer also sets estimate parameters.
+ * Every rewrite of upstream's producer forms, in order, before validation: llm-d v0.2's `mode: cache_tracking`, the
+ * references' check, the precise pairs' merge, the approximate producers' merge (llm-d-router v0.10.0's named
+ * producers under llm-d's group, GIE v1.5.0's single producer under GIE's) and llm-d's window default.
+ * `pluginOrigins[i]` is the index in the given document's `plugins` of the result's `plugins[i]`, so errors found later
+ * can name the plugin as the user wrote it (undefined when nothing was dropped).
  */
-export function mergePrecisePrefixProducers(document: unknown): unknown {
+export function normalizeProducerForms(value: unknown): { document: unknown; pluginOrigins: readonly number[] | undefined } {
+  const checked = checkProducerReferences(rewriteCacheTrackingMode(value));
+  const precise = mergePreciseProducers(checked);
+  const approx = isPlainObject(precise.document) && precise.document.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION
+    ? mergeLlmdApproxProducers(precise.document)
+    : mergeGieApproxProducer(precise.document);
+  const document = applyLlmdPrefixWindow(approx.document);
+  if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined };
+  const count = isPlainObject(checked) && Array.isArray(checked.plugins) ? checked.plugins.length : 0;
+  const afterPrecise = Array.from({ length: count }, (_, i) => i).filter((i) => !precise.removed.includes(i));
+  return { document, pluginOrigins: afterPrecise.filter((_, i) => !approx.removed.includes(i)) };
+}
+
+/**
+ * Checks every `prefix-cache-scorer`'s `prefixMatchInfoProducerName` before the merges claim them: it names an
+ * `approx-prefix-cache-producer` or a `precise-prefix-cache-producer` that is listed, or (under llm-d's group)
+ * the default producer's name, which llm-d-router v0.10.0 makes when it is not listed. An empty (or null) name is no
+ * name, as upstream's DataKey.WithNonEmptyProducerName keeps the default (`framework/interface/plugin/datakey.go`), and
+ * is dropped. Also refuses a producer whose name another plugin has, as the loader would had the producer stayed.
+ * @throws ConfigError naming the field and the producers that exist.
+ */
+function checkProducerReferences(document: unknown): unknown {
   if (!isPlainObject(document) || !Array.isArray(document.plugins)) return document;
   const plugins: unknown[] = document.plugins;
-  const typeOf = (p: unknown) => (isPlainObject(p) && typeof p.type === 'string' ? p.type : undefined);
-  const nameOf = (p: unknown) => (isPlainObject(p) ? (typeof p.name === 'string' && p.name !== '' ? p.name : typeOf(p)) : undefined);
-  const readsProducer = (p: unknown) => typeOf(p) === SCORER_TYPE && isPlainObject(p) && isPlainObject(p.parameters) && PRODUCER_REF in p.parameters;
-  if (!plugins.some((p) => typeOf(p) === PRECISE_PRODUCER_TYPE || readsProducer(p))) return document;
+  const approx = namesOf(plugins, APPROX_PRODUCER_TYPE);
+  const precise = namesOf(plugins, PRECISE_PRODUCER_TYPE);
+  const llmd = document.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION;
+  if (!llmd) checkOneGieApproxProducer(plugins);
+  if (approx.length + precise.length > 0) checkUniqueNames(plugins);
+  let changed = false;
+  const checked = plugins.map((p, i) => {
+    if (typeOf(p) !== SCORER_TYPE || !isPlainObject(p) || !isPlainObject(p.parameters) || !(PRODUCER_REF in p.parameters)) return p;
+    const ref = p.parameters[PRODUCER_REF];
+    const at = `plugins[${i}].parameters.${PRODUCER_REF}`;
+    if (ref === '' || ref === null) {
+      const { [PRODUCER_REF]: _none, ...parameters } = p.parameters;
+      changed = true;
+      return { ...p, parameters };
+    }
+    if (typeof ref !== 'string') {
+      throw new ConfigError(at, `must be the name of an ${APPROX_PRODUCER_TYPE} or a ${PRECISE_PRODUCER_TYPE} plugin, got ${describeValue(ref)}`);
+    }
+    if (approx.includes(ref) || precise.includes(ref) || (llmd && ref === DEFAULT_APPROX_PRODUCER_NAME)) return p;
+    throw new ConfigError(
+      at,
+      `no ${APPROX_PRODUCER_TYPE} or ${PRECISE_PRODUCER_TYPE} named ${JSON.stringify(ref)}; ${APPROX_PRODUCER_TYPE}s: ${listed(approx)}; `
+        + `${PRECISE_PRODUCER_TYPE}s: ${listed(precise)}`
+        + (llmd ? ` (${DEFAULT_APPROX_PRODUCER_NAME} may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)` : ''),
+    );
+  });
+  return changed ? { ...document, plugins: checked } : document;
+}
 
+/** The loader's duplicate-name rule (`readPlugins`), applied while the producers are still in the list. */
+function checkUniqueNames(plugins: readonly unknown[]): void {
+  const first = new Map<string, number>();
+  plugins.forEach((p, i) => {
+    const name = nameOf(p);
+    if (name === undefined) return;
+    const earlier = first.get(name);
+    if (earlier !== undefined) {
+      throw new ConfigError(
+        `plugins[${i}].name`,
+        `duplicate plugin name ${JSON.stringify(name)} (also plugins[${earlier}]); the name defaults to the type, so give one of them a distinct name`,
+      );
+    }
+    first.set(name, i);
+  });
+}
+
+/** The producer's parameters as a map (undefined when it has none). @throws ConfigError when they are something else. */
+function producerParameters(producer: Record<string, unknown>, index: number): Record<string, unknown> | undefined {
+  const parameters = producer.parameters;
+  if (parameters === undefined || parameters === null) return undefined;
+  if (!isPlainObject(parameters)) throw new ConfigError(`plugins[${index}].parameters`, `must be a map, got ${describeValue(parameters)}`);
+  for (const key of [...MATCH_LENGTH_PARAMETERS, PRODUCER_REF]) {
+    if (key in parameters) {
+      throw new ConfigError(
+        `plugins[${index}].parameters.${key}`,
+        `is a ${SCORER_TYPE} parameter (llm-d-router v0.10.0 scheduling/scorer/prefix/plugin.go), not the ${String(producer.type)}'s: set it on the scorer that reads this producer`,
+      );
+    }
+  }
+  return parameters;
+}
+
+/** The scorer's match-length parameters (llm-d-router v0.10.0's, which stay on the scorer), as a map. */
+function matchLengthOf(parameters: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(parameters).filter(([k]) => MATCH_LENGTH_PARAMETERS.includes(k)));
+}
+
+/**
+ * An approx producer's parameters are validated where the producer sits, so an error names its own field: they are the
+ * approximate scorer's estimate parameters (kvroute's scorer holds the index).
+ */
+function checkApproxProducerParameters(parameters: Record<string, unknown> | undefined, index: number): void {
+  resolvePluginParameters(SCORER_TYPE, parameters, `plugins[${index}].parameters`);
+}
+
+/**
+ * The precise producer + scorer pairs merged, each into one `precise-prefix-cache-scorer` (the document itself when it
+ * lists no precise producer). A `prefix-cache-scorer` naming an approximate producer (or none) is left for the
+ * approximate merge. Only the shape of the pair is checked here; the merged plugin is then validated like any other.
+ * @throws ConfigError naming the field when a producer is not read by exactly one scorer, or a scorer that reads a
+ *         producer also sets estimate parameters (llm-d-router v0.10.0's scorer takes only the match-length ones, which
+ *         are carried onto the merged plugin).
+ */
+function mergePreciseProducers(document: unknown): Merged {
+  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return { document, removed: [] };
+  const plugins: unknown[] = document.plugins;
   const producers = new Map<string, number>();
   plugins.forEach((p, i) => {
     if (typeOf(p) === PRECISE_PRODUCER_TYPE) producers.set(nameOf(p)!, i);
   });
+  if (producers.size === 0) return { document, removed: [] };
   const readBy = new Map<string, number>();
   /** Producer name → the merged scorer's name, for the references that named the producer. */
   const scorerOf = new Map<string, string>();
@@ -56,26 +196,17 @@ export function mergePrecisePrefixProducers(document: unknown): unknown {
     .filter((m): m is string => m !== undefined);
   const tokenModel = tokenModels.length === 1 ? tokenModels[0] : undefined;
   const merged = plugins.map((p, i) => {
-    if (!readsProducer(p)) return p;
+    const producerName = referenceOf(p);
+    if (producerName === undefined || !producers.has(producerName)) return p;
     const scorer = p as Record<string, unknown> & { parameters: Record<string, unknown> };
     const path = `plugins[${i}].parameters`;
-    const producerName = scorer.parameters[PRODUCER_REF];
-    if (typeof producerName !== 'string' || producerName === '') {
-      throw new ConfigError(`${path}.${PRODUCER_REF}`, `must be the name of a ${PRECISE_PRODUCER_TYPE} plugin, got ${describeValue(producerName)}`);
-    }
-    const producerIndex = producers.get(producerName);
-    if (producerIndex === undefined) {
-      throw new ConfigError(
-        `${path}.${PRODUCER_REF}`,
-        `no ${PRECISE_PRODUCER_TYPE} named ${JSON.stringify(producerName)}; producers are: ${[...producers.keys()].join(', ') || '(none)'}`,
-      );
-    }
+    const producerIndex = producers.get(producerName)!;
     const earlier = readBy.get(producerName);
     if (earlier !== undefined) {
       throw new ConfigError(`${path}.${PRODUCER_REF}`, `${JSON.stringify(producerName)} is already read by plugins[${earlier}]; one scorer per producer`);
     }
     readBy.set(producerName, i);
-    const others = Object.keys(scorer.parameters).filter((k) => k !== PRODUCER_REF);
+    const others = Object.keys(scorer.parameters).filter((k) => k !== PRODUCER_REF && !MATCH_LENGTH_PARAMETERS.includes(k));
     if (others.length > 0) {
       throw new ConfigError(
         `${path}.${others[0]}`,
@@ -85,11 +216,13 @@ export function mergePrecisePrefixProducers(document: unknown): unknown {
     }
     const producer = plugins[producerIndex] as Record<string, unknown>;
     scorerOf.set(producerName, nameOf(scorer)!);
-    const parameters = withTokenizerModel(producer.parameters, tokenModel);
+    const own = producerParameters(producer, producerIndex);
+    const withModel = withTokenizerModel(own, tokenModel) as Record<string, unknown> | undefined;
+    const parameters = { ...withModel, ...matchLengthOf(scorer.parameters) };
     return {
       type: PRECISE_SCORER_TYPE,
       name: nameOf(scorer),
-      ...(parameters !== undefined ? { parameters } : {}),
+      ...(withModel !== undefined || Object.keys(parameters).length > 0 ? { parameters } : {}),
     };
   });
   for (const [name, index] of producers) {
@@ -101,10 +234,13 @@ export function mergePrecisePrefixProducers(document: unknown): unknown {
       );
     }
   }
-  const producerNames = new Set(producers.keys());
-  checkNoProfileRefersToProducer(document.schedulingProfiles, producerNames);
+  checkNoProfileRefersToProducer(document.schedulingProfiles, new Set(producers.keys()), PRECISE_PRODUCER_TYPE);
   const dataLayer = renameExtractors(document.dataLayer, scorerOf);
-  return { ...document, plugins: merged.filter((_, i) => ![...producers.values()].includes(i)), ...(dataLayer !== undefined ? { dataLayer } : {}) };
+  const removed = [...producers.values()];
+  return {
+    document: { ...document, plugins: merged.filter((_, i) => !removed.includes(i)), ...(dataLayer !== undefined ? { dataLayer } : {}) },
+    removed,
+  };
 }
 
 const TOKEN_PRODUCER_TYPE = 'token-producer';
@@ -134,7 +270,7 @@ function renameExtractors(dataLayer: unknown, scorerOf: ReadonlyMap<string, stri
   return { ...dataLayer, sources };
 }
 
-function checkNoProfileRefersToProducer(profiles: unknown, producers: ReadonlySet<string>): void {
+function checkNoProfileRefersToProducer(profiles: unknown, producers: ReadonlySet<string>, type: string): void {
   if (!Array.isArray(profiles)) return;
   profiles.forEach((profile, i) => {
     if (!isPlainObject(profile) || !Array.isArray(profile.plugins)) return;
@@ -142,7 +278,7 @@ function checkNoProfileRefersToProducer(profiles: unknown, producers: ReadonlySe
       if (isPlainObject(ref) && typeof ref.pluginRef === 'string' && producers.has(ref.pluginRef)) {
         throw new ConfigError(
           `schedulingProfiles[${i}].plugins[${j}].pluginRef`,
-          `${JSON.stringify(ref.pluginRef)} is a ${PRECISE_PRODUCER_TYPE}, which runs before scheduling; reference the ${SCORER_TYPE} that reads it instead`,
+          `${JSON.stringify(ref.pluginRef)} is a${type === APPROX_PRODUCER_TYPE ? 'n' : ''} ${type}, which runs before scheduling; reference the ${SCORER_TYPE} that reads it instead`,
         );
       }
     });
@@ -175,8 +311,6 @@ export function rewriteCacheTrackingMode(document: unknown): unknown {
   return { ...document, plugins };
 }
 
-export const APPROX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
-
 /**
  * GIE v1.5.0's way of writing approximate prefix scoring: the hashing and the index live in an
  * `approx-prefix-cache-producer` (a request-control data producer, `pkg/epp/framework/plugins/requestcontrol/
@@ -184,23 +318,22 @@ export const APPROX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
  * parameters scores from its match info (`scheduling/scorer/prefix/plugin.go`: the scorer's factory ignores its
  * parameters). Only when no producer is listed does GIE's loader make one from the scorer's parameters
  * (`pkg/epp/config/loader/configloader.go`), which is the form kvroute's scorer reads directly. So the producer's
- * parameters are moved onto every `prefix-cache-scorer`, and the producer dropped, before validation.
+ * parameters are moved onto every `prefix-cache-scorer`, and the producer dropped, before validation. GIE v1.5.0 has
+ * one match-info key, `PrefixCacheMatchInfoKey` (`datalayer/attribute/prefix/data_types.go`), and no producer names: the
+ * named producers of llm-d-router v0.10.0 are its group's (`mergeLlmdApproxProducers`).
  * @throws ConfigError naming the field when there are several producers, none is read by a scorer, a scorer sets
  *         parameters of its own (GIE would ignore them without a word), or a profile references the producer.
  */
-export function mergeApproxPrefixProducer(document: unknown): unknown {
-  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return document;
+function mergeGieApproxProducer(document: unknown): Merged {
+  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return { document, removed: [] };
   const plugins: unknown[] = document.plugins;
-  const typeOf = (p: unknown) => (isPlainObject(p) && typeof p.type === 'string' ? p.type : undefined);
-  const indices = plugins.flatMap((p, i) => (typeOf(p) === APPROX_PRODUCER_TYPE ? [i] : []));
-  if (indices.length === 0) return document;
-  if (indices.length > 1) throw new ConfigError(`plugins[${indices[1]}]`, `a second ${APPROX_PRODUCER_TYPE}: list one, read by the ${SCORER_TYPE}`);
-  const index = indices[0]!;
+  checkOneGieApproxProducer(plugins);
+  const index = plugins.findIndex((p) => typeOf(p) === APPROX_PRODUCER_TYPE);
+  if (index < 0) return { document, removed: [] };
   const producer = plugins[index] as Record<string, unknown>;
-  if (producer.parameters !== undefined && producer.parameters !== null && !isPlainObject(producer.parameters)) {
-    throw new ConfigError(`plugins[${index}].parameters`, `must be a map, got ${describeValue(producer.parameters)}`);
-  }
-  const name = typeof producer.name === 'string' && producer.name !== '' ? producer.name : APPROX_PRODUCER_TYPE;
+  const parameters = producerParameters(producer, index);
+  checkApproxProducerParameters(parameters, index);
+  const name = nameOf(producer)!;
   const scorers = plugins.flatMap((p, i) => (typeOf(p) === SCORER_TYPE ? [i] : []));
   if (scorers.length === 0) {
     throw new ConfigError(`plugins[${index}]`, `${APPROX_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no ${SCORER_TYPE}: add one (without parameters) to score from it`);
@@ -209,47 +342,130 @@ export function mergeApproxPrefixProducer(document: unknown): unknown {
     if (!scorers.includes(i)) return p;
     const scorer = p as Record<string, unknown>;
     if (isPlainObject(scorer.parameters) && Object.keys(scorer.parameters).length > 0) {
-      const first = Object.keys(scorer.parameters)[0]!;
+      const first = PRODUCER_REF in scorer.parameters ? PRODUCER_REF : Object.keys(scorer.parameters)[0]!;
       throw new ConfigError(
         `plugins[${i}].parameters.${first}`,
-        `with an ${APPROX_PRODUCER_TYPE} listed, GIE v1.5.0 ignores a ${SCORER_TYPE}'s parameters: set them on the producer (plugins[${index}]) or drop the producer`,
+        first === PRODUCER_REF
+          ? `producer names are llm-d-router v0.10.0's (apiVersion: ${LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION}); GIE v1.5.0's ${SCORER_TYPE} reads the one ${APPROX_PRODUCER_TYPE} and ignores its parameters: drop it, or write the config in llm-d's group`
+          : `with an ${APPROX_PRODUCER_TYPE} listed, GIE v1.5.0 ignores a ${SCORER_TYPE}'s parameters: set them on the producer (plugins[${index}]) or drop the producer`,
       );
     }
     const { parameters: _ignored, ...rest } = scorer;
-    return { ...rest, ...(isPlainObject(producer.parameters) ? { parameters: producer.parameters } : {}) };
+    return { ...rest, ...(parameters !== undefined ? { parameters } : {}) };
   });
-  if (Array.isArray(document.schedulingProfiles)) {
-    document.schedulingProfiles.forEach((profile: unknown, i: number) => {
-      if (!isPlainObject(profile) || !Array.isArray(profile.plugins)) return;
-      profile.plugins.forEach((ref: unknown, j: number) => {
-        if (isPlainObject(ref) && ref.pluginRef === name) {
-          throw new ConfigError(`schedulingProfiles[${i}].plugins[${j}].pluginRef`, `${JSON.stringify(name)} is an ${APPROX_PRODUCER_TYPE}, which runs before scheduling; reference the ${SCORER_TYPE} instead`);
-        }
-      });
-    });
+  checkNoProfileRefersToProducer(document.schedulingProfiles, new Set([name]), APPROX_PRODUCER_TYPE);
+  return { document: { ...document, plugins: merged.filter((_, i) => i !== index) }, removed: [index] };
+}
+
+/** GIE v1.5.0 has one match-info key, so one approximate producer. */
+function checkOneGieApproxProducer(plugins: readonly unknown[]): void {
+  const indices = plugins.flatMap((p, i) => (typeOf(p) === APPROX_PRODUCER_TYPE ? [i] : []));
+  if (indices.length > 1) {
+    throw new ConfigError(
+      `plugins[${indices[1]}]`,
+      `a second ${APPROX_PRODUCER_TYPE}: GIE v1.5.0's ${SCORER_TYPE} reads the one producer; several, each named by a scorer's `
+        + `${PRODUCER_REF}, are llm-d-router v0.10.0's (apiVersion: ${LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION})`,
+    );
   }
-  return { ...document, plugins: merged.filter((_, i) => i !== index) };
+}
+
+/**
+ * llm-d-router v0.10.0's approximate producers, by name: each `approx-prefix-cache-producer` writes its match info under
+ * a data key carrying its name (`approximateprefix/plugin.go` newDataProducer: PrefixCacheMatchInfoDataKey
+ * .WithNonEmptyProducerName(name)), and a `prefix-cache-scorer` reads the producer its `prefixMatchInfoProducerName`
+ * names, else the default-named one, `approx-prefix-cache-producer` (`scheduling/scorer/prefix/plugin.go` New), which
+ * the runner makes with its defaults when no plugin has that name (`pkg/epp/datalayer/data_graph.go`
+ * CreateMissingDataProducers; `test/integration/epp/wellknown_configs_test.go` "tiered-prefix-cache-cpu" expects it
+ * beside the listed `cpu-prefix-cache-producer`). kvroute's scorer holds its own index, so each scorer that reads a
+ * producer gets that producer's parameters (plus its own `matchLengthWeight` and `matchLengthScaleTokens`), and the
+ * producers are dropped: two scorers reading different producers keep separate indexes of their own sizes. A scorer
+ * naming none with no default-named producer listed keeps its own parameters (kvroute's and GIE's direct form; the
+ * defaults when it has none).
+ * @throws ConfigError naming the field when a listed producer is read by no scorer, a scorer reading a producer sets
+ *         estimate parameters (upstream's scorer has none; its strict decoder refuses them), or a profile references a
+ *         producer.
+ */
+function mergeLlmdApproxProducers(document: unknown): Merged {
+  if (!isPlainObject(document) || !Array.isArray(document.plugins)) return { document, removed: [] };
+  const plugins: unknown[] = document.plugins;
+  const producers = new Map<string, { index: number; parameters: Record<string, unknown> | undefined }>();
+  plugins.forEach((p, i) => {
+    if (typeOf(p) !== APPROX_PRODUCER_TYPE) return;
+    const parameters = producerParameters(p as Record<string, unknown>, i);
+    checkApproxProducerParameters(parameters, i);
+    producers.set(nameOf(p)!, { index: i, parameters });
+  });
+  const readByScorer = plugins.some((p) => typeOf(p) === SCORER_TYPE && isPlainObject(p) && isPlainObject(p.parameters) && PRODUCER_REF in p.parameters);
+  if (producers.size === 0 && !readByScorer) return { document, removed: [] };
+  const read = new Set<string>();
+  const merged = plugins.map((p, i) => {
+    if (typeOf(p) !== SCORER_TYPE) return p;
+    const scorer = p as Record<string, unknown>;
+    const own = isPlainObject(scorer.parameters) ? scorer.parameters : {};
+    const named = referenceOf(p);
+    const target = named ?? (producers.has(DEFAULT_APPROX_PRODUCER_NAME) ? DEFAULT_APPROX_PRODUCER_NAME : undefined);
+    // Naming none, with no default-named producer listed: the scorer's own estimate (or the defaults).
+    if (target === undefined) return p;
+    const producer = producers.get(target);
+    const others = Object.keys(own).filter((k) => k !== PRODUCER_REF && !MATCH_LENGTH_PARAMETERS.includes(k));
+    if (others.length > 0) {
+      const source = producer !== undefined ? `${APPROX_PRODUCER_TYPE} ${JSON.stringify(target)} (plugins[${producer.index}])` : `the default ${APPROX_PRODUCER_TYPE}, made with its defaults`;
+      throw new ConfigError(
+        `plugins[${i}].parameters.${others[0]}`,
+        `a ${SCORER_TYPE} reading ${source} takes its estimate parameters (${others.join(', ')}) from the producer; llm-d-router v0.10.0's `
+          + `scorer has only ${PRODUCER_REF}, ${MATCH_LENGTH_PARAMETERS.join(' and ')}: `
+          + (producer !== undefined ? `set them on plugins[${producer.index}] or drop them` : `list an ${APPROX_PRODUCER_TYPE} with them, or drop them`),
+      );
+    }
+    read.add(target);
+    const { parameters: _own, ...rest } = scorer;
+    const parameters = { ...producer?.parameters, ...matchLengthOf(own) };
+    return { ...rest, ...(producer?.parameters !== undefined || Object.keys(parameters).length > 0 ? { parameters } : {}) };
+  });
+  for (const [name, { index }] of producers) {
+    if (read.has(name)) continue;
+    throw new ConfigError(
+      `plugins[${index}]`,
+      `${APPROX_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no ${SCORER_TYPE}: add one with parameters.${PRODUCER_REF}: ${name}`
+        + ` (a ${SCORER_TYPE} naming no producer reads the one named ${DEFAULT_APPROX_PRODUCER_NAME}, llm-d-router v0.10.0's default)`,
+    );
+  }
+  checkNoProfileRefersToProducer(document.schedulingProfiles, new Set(producers.keys()), APPROX_PRODUCER_TYPE);
+  const removed = [...producers.values()].map((p) => p.index);
+  return { document: { ...document, plugins: merged.filter((_, i) => !removed.includes(i)) }, removed };
 }
 
 /** llm-d-router v0.10.0's approximate prefix window: 128K tokens (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548). */
 export const LLMD_MAX_PREFIX_TOKENS = 131072;
+/** llm-d-router v0.10.0's block cap, in force only under `maxPrefixTokensToMatch: 0` (`approximateprefix/types.go` defaultMaxPrefixBlocks). */
+export const LLMD_MAX_PREFIX_BLOCKS = 2048;
 
 /**
- * A config in llm-d's group gets llm-d-router v0.10.0's approximate prefix window where it sets none: its producer
- * (which every `prefix-cache-scorer` reads, made with the defaults when not listed) matches up to 131,072 tokens
- * (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548), where GIE v1.5.0's matches 256 blocks (about 4K tokens
- * at 16 a block). So two prompts that share their first 4K tokens and part after are told apart there as upstream
- * tells them. GIE's group keeps GIE's window. Runs after the producer merge, on the scorer that carries its parameters.
+ * A config in llm-d's group gets llm-d-router v0.10.0's approximate prefix window where it sets none: its producers
+ * (made with the defaults when not listed) match up to 131,072 tokens (`approximateprefix/types.go`
+ * defaultMaxPrefixTokens, #1548), where GIE v1.5.0's matches 256 blocks (about 4K tokens at 16 a block). So two prompts
+ * that share their first 4K tokens and part after are told apart there as upstream tells them. As upstream, the token
+ * window is the default even beside a `maxPrefixBlocksToMatch`, which then applies only with `maxPrefixTokensToMatch: 0`
+ * (`approximateprefix/plugin.go` resolveMaxBlocks; README: "Applies only when maxPrefixTokensToMatch is 0"), and the
+ * block cap's default is v0.10.0's 2048. GIE's group keeps GIE's window. Runs after the producer merges, on the scorers
+ * that carry each producer's parameters.
  */
 export function applyLlmdPrefixWindow(document: unknown): unknown {
-  if (!isPlainObject(document) || document.apiVersion !== 'llm-d.ai/v1alpha1' || !Array.isArray(document.plugins)) return document;
+  if (!isPlainObject(document) || document.apiVersion !== LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION || !Array.isArray(document.plugins)) return document;
   let changed = false;
   const plugins = document.plugins.map((p: unknown) => {
     if (!isPlainObject(p) || p.type !== SCORER_TYPE) return p;
     const params = p.parameters === undefined || p.parameters === null ? {} : p.parameters;
-    if (!isPlainObject(params) || 'maxPrefixTokensToMatch' in params || 'maxPrefixBlocksToMatch' in params || params.mode === 'cache_tracking') return p;
+    if (!isPlainObject(params) || params.mode === 'cache_tracking') return p;
+    // A key written with no value (YAML null) leaves upstream's default, as Go's json does.
+    const unset = (key: string) => params[key] === undefined || params[key] === null;
+    const window = {
+      ...(unset('maxPrefixTokensToMatch') ? { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS } : {}),
+      ...(unset('maxPrefixBlocksToMatch') ? { maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS } : {}),
+    };
+    if (Object.keys(window).length === 0) return p;
     changed = true;
-    return { ...p, parameters: { ...params, maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS } };
+    return { ...p, parameters: { ...params, ...window } };
   });
   return changed ? { ...document, plugins } : document;
 }
