@@ -3,6 +3,8 @@
  * EndpointPickerConfigs of llm-d's deployment guides, which upstream's own integration test loads and checks plugin by
  * plugin). Keyed by the test's case names.
  */
+import { LLMD_TIERED_PREFIX_CACHE_CPU } from './upstream-configs';
+
 export const LLMD_GUIDE_CONFIGS = {
   'optimized-baseline': `apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
@@ -222,33 +224,6 @@ schedulingProfiles:
   - pluginRef: session-affinity-scorer
     weight: 1
 `,
-  'tiered-prefix-cache-cpu': `apiVersion: llm-d.ai/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: token-producer
-- type: approx-prefix-cache-producer
-  name: cpu-prefix-cache-producer
-  parameters:
-    autoTune: false
-    lruCapacityPerServer: 1000
-- type: queue-scorer
-- type: kv-cache-utilization-scorer
-- type: prefix-cache-scorer
-  name: gpu-prefix-cache-scorer
-- type: prefix-cache-scorer
-  name: cpu-prefix-cache-scorer
-  parameters:
-    prefixMatchInfoProducerName: cpu-prefix-cache-producer
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: queue-scorer
-    weight: 2
-  - pluginRef: kv-cache-utilization-scorer
-    weight: 2.0
-  - pluginRef: gpu-prefix-cache-scorer
-    weight: 1.0
-  - pluginRef: cpu-prefix-cache-scorer
-    weight: 1.0
-`,
+  // Kept with its expected plugin list in upstream-configs.ts, which the tiered-prefix suite reads.
+  'tiered-prefix-cache-cpu': LLMD_TIERED_PREFIX_CACHE_CPU,
 } as const;

@@ -8,6 +8,7 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { configErrorOf } from './config-error';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
+import { LLMD_TIERED_PREFIX_CACHE_CPU_EXPECTED_PLUGINS } from './upstream-configs';
 
 /** Upstream's expectedPlugins per case (name, type), from wellknown_configs_test.go @ v0.10.0. */
 const UPSTREAM_EXPECTED: Record<string, [string, string][]> = {
@@ -17,6 +18,7 @@ const UPSTREAM_EXPECTED: Record<string, [string, string][]> = {
   'wide-ep-lws-experimental-dp-aware': [['token-producer', 'token-producer'], ['prefill-header-handler', 'disagg-headers-handler'], ['prefill-filter', 'by-label'], ['decode-filter', 'by-label'], ['prefix-cache-scorer', 'prefix-cache-scorer'], ['approx-prefix-cache-producer', 'approx-prefix-cache-producer'], ['active-request-scorer', 'active-request-scorer'], ['queue-scorer', 'queue-scorer'], ['pd-profile-handler', 'pd-profile-handler']],
   'flow-control': [['queue-scorer', 'queue-scorer'], ['kv-cache-utilization-scorer', 'kv-cache-utilization-scorer'], ['prefix-cache-scorer', 'prefix-cache-scorer'], ['approx-prefix-cache-producer', 'approx-prefix-cache-producer'], ['token-producer', 'token-producer'], ['round-robin-fairness-policy', 'round-robin-fairness-policy'], ['fcfs-ordering-policy', 'fcfs-ordering-policy'], ['concurrency-detector', 'concurrency-detector']],
   'payload-agnostic': [['passthrough-parser', 'passthrough-parser'], ['active-request-scorer', 'active-request-scorer'], ['session-affinity-scorer', 'session-affinity-scorer']],
+  'tiered-prefix-cache-cpu': LLMD_TIERED_PREFIX_CACHE_CPU_EXPECTED_PLUGINS.map(([name, type]) => [name, type]),
 };
 
 /**
@@ -34,7 +36,8 @@ describe('llm-d v0.10.0 well-known guide configs (wellknown_configs_test.go)', (
     const scheduler = buildScheduler(config);
     const written = new Set(LLMD_GUIDE_CONFIGS[guide as keyof typeof LLMD_GUIDE_CONFIGS].match(/type: ([a-z-]+)/g)!.map((t) => t.slice(6)));
     for (const [name, type] of UPSTREAM_EXPECTED[guide]!) {
-      if (FOLDED.has(name) && !written.has(name)) continue;
+      // Producers, listed or auto-created, become their scorers' parameters; an auto-created token-producer is not there.
+      if (type === 'approx-prefix-cache-producer' || (FOLDED.has(name) && !written.has(name))) continue;
       const plugin = config.plugins.find((p) => p.name === name);
       expect(plugin).toBeDefined();
       expect(SAME_PLUGIN[plugin!.type] ?? plugin!.type).toBe(type);
