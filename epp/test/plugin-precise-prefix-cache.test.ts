@@ -195,7 +195,8 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     const request = { requestId: 'r', model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
     await scorer.prepareRequest(request);
     const scores = (pods: readonly string[]) => scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
-    return { scheduler, scorer, ids, stored, scores };
+    const ratios = (pods: readonly string[]) => scorer.matchRatios({ request, state: new CycleState() }, pods.map(snapshot));
+    return { scheduler, scorer, ids, stored, scores, ratios };
   }
 
   // KVM's score map holds a pod whose only copy is on a tier weighted 0 at 0 (kvblock_scorer.go @ llm-d-kv-cache
@@ -203,13 +204,17 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
   // lowers the floor to 0, so a one-block GPU holder scores 1/3 of a three-block one, not 0.
   test('a pod holding the prefix only on a tier weighted 0 is in the min-max population at 0: a shorter GPU holder scores above 0', async () => {
     const [a, b, c] = ['10.0.9.1:8000', '10.0.9.2:8000', '10.0.9.3:8000'] as const;
-    const { scheduler, scorer, ids, stored, scores } = await scorerWith(
+    const { scheduler, scorer, ids, stored, scores, ratios } = await scorerWith(
       '        kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: cpu, weight: 0 }]\n      scoreNormalization: min-max\n', [a, b, c], 'Tier text. ');
     expect(ids.length).toBeGreaterThanOrEqual(48);
     scorer.index.store(a, stored(3, 100, 'GPU'), rootKey(''));
     scorer.index.store(b, stored(1, 200, 'GPU'), rootKey(''));
     scorer.index.store(c, stored(1, 300, 'CPU'), rootKey(''));
     expect(scores([a, b, c])).toEqual([1, 1 / 3, 0]);
+    // What prefix-cache-affinity-filter reads is upstream's PrefixCacheMatchInfo ratio whatever the normalization: the
+    // tier-weighted match ÷ the request's blocks.
+    const total = Math.floor(ids.length / 16);
+    expect(ratios([a, b, c])).toEqual([3 / total, 1 / total, 0]);
     // Filtered out, it is still a pod of the pool and still in the population (as in the score map over every pod).
     expect(scores([a, b])).toEqual([1, 1 / 3]);
     // Gone from the pool, the floor is the one-block GPU holder's: it scores 0.
@@ -222,12 +227,13 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
   // (dataproducer/preciseprefixcache/producer.go), scored as prefix-cache-scorer's matchRatioScore (scorer/prefix/plugin.go).
   test('by default a pod scores its matched share of the request\'s blocks, as llm-d since llm-d-router v0.9.0 (#1107): a lone partial holder is not worth the full weight', async () => {
     const [a, b, c] = ['10.0.8.1:8000', '10.0.8.2:8000', '10.0.8.3:8000'] as const;
-    const { scheduler, scorer, ids, stored, scores } = await scorerWith('', [a, b, c], 'Share text. ');
+    const { scheduler, scorer, ids, stored, scores, ratios } = await scorerWith('', [a, b, c], 'Share text. ');
     const total = Math.floor(ids.length / 16);
     expect(total).toBeGreaterThanOrEqual(6);
     scorer.index.store(a, stored(2, 100), rootKey(''));
     // min-max (v0.8.0) gave the lone holder 1.
     expect(scores([a, b, c])).toEqual([2 / total, 0, 0]);
+    expect(ratios([a, b, c])).toEqual([2 / total, 0, 0]);
     scorer.index.store(b, stored(total, 200), rootKey(''));
     expect(scores([a, b, c])).toEqual([2 / total, 1, 0]);
     await scheduler.plugins.close();

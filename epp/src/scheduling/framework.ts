@@ -210,4 +210,10 @@ export interface PluginHandle {
   readonly plugin?: (name: string) => Plugin | undefined;
   /** Every plugin of the config, in its order (same completeness rule as `plugin`). */
   readonly plugins?: () => Iterable<Plugin>;
+  /**
+   * The config's scheduling profiles, each with the names of the plugins it lists in order, for a plugin whose work
+   * needs another in the same profile (`prefix-cache-affinity-filter` reads a prefix scorer that learns only from the
+   * picks of the profiles listing it).
+   */
+  readonly profiles?: () => readonly { readonly name: string; readonly plugins: readonly { readonly pluginRef: string }[] }[];
 }

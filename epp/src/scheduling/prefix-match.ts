@@ -5,7 +5,7 @@
  * match in tokens is kept over one in characters: it is what vLLM will actually find.
  */
 import type { EndpointSnapshot } from '../datastore/types';
-import { stateKey, type CycleState } from './framework';
+import { stateKey, type CycleContext, type CycleState, type Plugin } from './framework';
 import { LazyReadonlyMap } from './lazy-map';
 
 export interface PrefixMatchEstimate {
@@ -77,4 +77,21 @@ export class LazyLengths extends LazyReadonlyMap<string, number> {
 
   /** Known without building the Map: one entry per matched endpoint. */
   override get size(): number { return this.endpointKeys.length; }
+}
+
+/** The plugin types that publish `PREFIX_MATCH` and answer `matchRatios`. */
+export const PREFIX_SCORER_TYPES = ['prefix-cache-scorer', 'precise-prefix-cache-scorer'] as const;
+
+/**
+ * A prefix scorer asked for its match by a plugin that runs before it (or outside the profile that lists it): llm-d's
+ * `PrefixCacheMatchInfo` as a ratio, `MatchBlocks ÷ TotalBlocks` per candidate. The caller passes a cycle state of its
+ * own, never the profile's: the scorer then publishes `PREFIX_MATCH` there, and what it learns at post-cycle stays its
+ * own run's in the profile.
+ */
+export interface PrefixMatchRatios extends Plugin {
+  matchRatios(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): ArrayLike<number>;
+}
+
+export function isPrefixMatchRatios(plugin: Plugin): plugin is PrefixMatchRatios {
+  return (PREFIX_SCORER_TYPES as readonly string[]).includes(plugin.type) && typeof (plugin as Partial<PrefixMatchRatios>).matchRatios === 'function';
 }

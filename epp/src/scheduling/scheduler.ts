@@ -153,6 +153,7 @@ export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOpt
       logger: withPlugin(logger, name),
       plugin: (other) => entries.get(other)?.plugin,
       plugins: () => [...entries.values()].map((e) => e.plugin),
+      profiles: () => normalized.schedulingProfiles,
     };
     const parameters = resolvePluginParameters(spec.type, spec.parameters, `plugins[${index}].parameters`);
     const definition = pluginDefinition(spec.type);

@@ -151,7 +151,27 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const match = cycle.state.get(PREFIX_MATCH);
     const slotWait = this.slotWaitFor(cycle.request);
     const n = candidates.length;
+    this.predictInto(cycle.request, match, candidates, out, now, slotWait);
     let best = Infinity;
+    for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
+    cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
+    for (let i = 0; i < n; i++) out[i] = out[i]! <= 0 ? 1 : best / out[i]!;
+  }
+
+  /**
+   * Each candidate's predicted seconds to first token for `request`, with `match` the prefix match over these
+   * candidates (undefined: the whole prompt everywhere), as this scorer's own scoring predicts them, but without
+   * keeping them for the commit: for a plugin that reads the predictions before the scorer runs
+   * (`prefix-cache-affinity-filter`'s `latencyPredictor` load gate).
+   */
+  predictTtftSeconds(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[]): Float64Array {
+    const out = new Float64Array(candidates.length);
+    this.predictInto(request, match, candidates, out, this.handle.now(), this.slotWaitFor(request));
+    return out;
+  }
+
+  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean): void {
+    const n = candidates.length;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
       let pod: PodLatencyModel;
@@ -163,12 +183,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
         this.slotSnapshots[i] = candidate;
         this.slotModels[i] = pod;
       }
-      const ttft = pod.predictSeconds(this.uncachedAt(cycle.request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait);
-      out[i] = ttft;
-      if (ttft < best) best = ttft;
+      out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait);
     }
-    cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
-    for (let i = 0; i < n; i++) out[i] = out[i]! <= 0 ? 1 : best / out[i]!;
   }
 
   /**

@@ -32,7 +32,7 @@ import type { PrepareRequest, ResponseComplete } from '../../requestcontrol/hook
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
-import { publishPrefixMatch } from '../prefix-match';
+import { publishPrefixMatch, type PrefixMatchRatios } from '../prefix-match';
 import { matchLengthScore, readMatchLength, type MatchLengthParameters } from './match-length';
 import { blockKey, rootKey, stringWords } from './prefix-hash';
 
@@ -259,7 +259,7 @@ function tokenProcessor(f: FieldReader): Record<string, unknown> {
   };
 }
 
-export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest, ResponseComplete {
+export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest, ResponseComplete, PrefixMatchRatios {
   readonly type = 'precise-prefix-cache-scorer';
   readonly index: KvBlockIndex;
   readonly subscriber: KvEventSubscriber;
@@ -479,6 +479,21 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       });
     }
     return minMaxNormalized(candidates.map((c) => matches.get(c.endpoint.key)?.weight), [...found.values()].map((m) => m.weight));
+  }
+
+  /**
+   * llm-d's `PrefixCacheMatchInfo` ratio per candidate (`PrefixMatchRatios`): the tier-weighted longest match ÷ the
+   * prompt's blocks, as upstream's precise producer gives `MatchBlocks` and `TotalBlocks` (`preciseprefixcache/
+   * producer.go` produceFromBlockKeys @ llm-d-router v0.10.0): the `share` score, whichever normalization this scorer
+   * scores with. Pass a cycle state of the caller's own (see `PrefixMatchRatios`).
+   */
+  matchRatios(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    const scores = this.score(cycle, candidates);
+    if (this.parameters.scoreNormalization !== 'min-max') return scores;
+    const blocks = cycle.request.attributes?.get(BLOCKS);
+    const matches = cycle.state.get(MATCHES);
+    if (!blocks || blocks.keys.length === 0 || matches === undefined) return candidates.map(() => 0);
+    return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {

@@ -13,7 +13,7 @@ import {
 } from '../framework';
 import type { SchedulingMetrics } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
-import { LazyLengths, publishPrefixMatch } from '../prefix-match';
+import { LazyLengths, publishPrefixMatch, type PrefixMatchRatios } from '../prefix-match';
 import { CharactersPerTokenEstimate } from './characters-per-token';
 import { matchLengthScore, readMatchLength, type MatchLengthParameters } from './match-length';
 import { hashPromptBlocks, hashTailProbes } from './prefix-hash';
@@ -172,7 +172,7 @@ const CHARACTERS_PER_TOKEN_RESIZE = 0.1;
  * later changes), `lruCapacityPerServer` until then; and all of them together at most `maxIndexEntries`.
  * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go @ v0.5.1, v1.2.0 (autoTune)
  */
-export class PrefixCacheScorer implements Scorer, PostCycle {
+export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
   readonly type = 'prefix-cache-scorer';
   readonly index: PrefixBlockIndex;
   private readonly matchKey = stateKey<PrefixMatch>('prefix-cache-scorer match');
@@ -218,6 +218,16 @@ export class PrefixCacheScorer implements Scorer, PostCycle {
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
     return scoresFromInto(this, cycle, candidates);
+  }
+
+  /**
+   * llm-d's `PrefixCacheMatchInfo` ratio per candidate (`PrefixMatchRatios`): the score itself, the longest run of the
+   * window's leading blocks the candidate holds ÷ the window's blocks, as upstream's approximate producer gives
+   * `MatchBlocks` and `TotalBlocks` (`approximateprefix/plugin.go` Produce @ llm-d-router v0.10.0). Pass a cycle state of
+   * the caller's own: this match is then not the one `postCycle` records.
+   */
+  matchRatios(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
+    return this.score(cycle, candidates);
   }
 
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
