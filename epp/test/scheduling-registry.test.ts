@@ -59,8 +59,8 @@ describe('plugin modules → catalogue → registry', () => {
     }
   });
 
-  it('only the prefix scorers, the latency model, the no-hit LRU and the session-load scorer hold per-endpoint state that needs removal', () => {
-    expect(KNOWN_PLUGIN_TYPES.filter((type) => typeof build(type).removeEndpoint === 'function')).toEqual(['latency-scorer', 'no-hit-lru-scorer', 'prefix-cache-scorer', 'precise-prefix-cache-scorer', 'session-load-scorer']);
+  it('only the prefix scorers, the latency models (latency-scorer, inflight-load-producer), the no-hit LRU and the session-load scorer hold per-endpoint state that needs removal', () => {
+    expect(KNOWN_PLUGIN_TYPES.filter((type) => typeof build(type).removeEndpoint === 'function')).toEqual(['inflight-load-producer', 'latency-scorer', 'no-hit-lru-scorer', 'prefix-cache-scorer', 'precise-prefix-cache-scorer', 'session-load-scorer']);
   });
 
   it('a plugin that declares a kind it does not implement fails when it is built, naming the method', () => {

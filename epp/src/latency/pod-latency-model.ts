@@ -588,6 +588,15 @@ export class PodLatencyModel {
     return this.fit.estimate(nowMs, this.anchor);
   }
 
+  /**
+   * The uncached prompt tokens of this EPP's picks on the pod still waiting for their first token (the queue's own part,
+   * without the scrape's other waiting requests): what `inflight-load-producer` reports as in-flight tokens.
+   */
+  pendingPrefillTokens(nowMs: number): number {
+    this.expire(nowMs);
+    return this.pendingTokens;
+  }
+
   /** Uncached tokens ahead of a request with `uncachedTokens` of its own, given the pod's last scrape. */
   queuedTokens(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number): number {
     this.expire(nowMs);

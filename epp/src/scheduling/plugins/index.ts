@@ -13,6 +13,7 @@ export { disaggHeadersHandler, prefillHeaderHandler } from './disagg-headers-han
 export { disaggProfileHandler } from './disagg-profile-handler';
 export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
+export { inflightLoadProducer } from './inflight-load-producer';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
 export { labelSelectorFilter, byLabelSelector } from './label-selector-filter';
 export { latencyScorer } from './latency-scorer';

@@ -1,0 +1,226 @@
+import { ConfigError, describeValue } from '../../config/errors';
+import type { FieldReader } from '../../config/fields';
+import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
+import type { ReleaseOutcome } from '../../extproc/request-director';
+import { LatencyModel } from '../../latency/pod-latency-model';
+import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '../../requestcontrol/hooks';
+import { CycleState, stateKey, type PluginHandle } from '../framework';
+import { definePlugin, parameters } from '../plugin';
+import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES, uncachedPromptTokens, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
+import type { LLMRequest, SchedulingResult } from '../types';
+
+export interface InFlightLoadProducerParameters {
+  /**
+   * Upstream: add an estimate of each request's output tokens to the counter, held until the response ends. Only
+   * `false` (upstream's default) here: kvroute does not read the request's own output cap (`max_tokens`,
+   * `max_completion_tokens`, `max_output_tokens`) that bounds upstream's estimate. @default false
+   */
+  addEstimatedOutputTokens?: boolean;
+  /** Upstream's output-to-input ratio for that estimate; checked (>= 0), unused while `addEstimatedOutputTokens` is false. @default 1.5 */
+  outputRatio?: number;
+  /** Upstream's cap on that estimate; checked (>= 0), unused. Absent: no cap. */
+  maxEstimatedOutputTokens?: number;
+  /**
+   * The prefix scorer whose match discounts each pick's cached prefix (upstream: the prefix producer, approximate by
+   * default). A `prefix-cache-scorer` or `precise-prefix-cache-scorer` of the config, asked for the pick alone; "" takes
+   * the match the primary profile's prefix scorer published in the cycle (the precise one's when both ran). @default ""
+   */
+  prefixMatchInfoProducerName?: string;
+  /**
+   * Upstream: share the counts with the other EPP replicas through a cross-replica syncer. kvroute has none (the
+   * loader refuses `dataLayer.crossReplicaSyncerPluginRef`), so, as upstream without a syncer, each replica counts its
+   * own picks. @default true
+   */
+  syncCrossReplicaState?: boolean;
+}
+
+/** GIE's characters per token, for a prompt the approximate prefix scorer measured in characters. */
+const CHARACTERS_PER_TOKEN = 4;
+
+/**
+ * What one commit added: the pod models it was added to, under the name each tracks it by (one per profile target:
+ * P/D adds the prefill pick as well as the decode pick, as upstream's PreRequest tracks every profile's first target).
+ */
+type Tracked = readonly { readonly endpointKey: string; readonly id: string }[];
+
+/**
+ * `inflight-load-producer` (llm-d-router v0.10.0 `pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/
+ * producer.go`, its `InFlightLoad` attribute in `datalayer/attribute/concurrency/data_types.go`): the tokens this EPP
+ * has committed to each endpoint and that the endpoint has not yet prefilled, for `prefix-cache-affinity-filter`'s
+ * `prefillThroughput` load gate. The loader adds one when such a filter needs it and the config lists none, as
+ * upstream's data-layer DAG creates a required producer.
+ *
+ * Upstream's count (with `addEstimatedOutputTokens: false`): at PreRequest, every profile's first target gets the
+ * request's prompt tokens less the prefix that endpoint holds by the prefix producer's match
+ * (`uncachedInputTokens`: (total − matched blocks) × block size, plus any tail past the matched window; the whole
+ * tokenized prompt without a match); they are released at the response's first body chunk (`StartOfStream`: for
+ * streaming, once the first token is out; for a non-streaming response, its one chunk, after the generation), or at
+ * the end of the exchange, whichever comes first.
+ *
+ * Here the same tokens (the cycle's prefix match; without one, the prompt's characters ÷ 4; a P/D prefill pick is
+ * discounted only where the primary profile's match covers its pod) are added at the commit and released at:
+ * - a non-streaming response's headers (they come with its only body, after the generation: upstream's one chunk);
+ * - the exchange's end (completed, failed, cancelled: upstream's `EndOfStream`);
+ * - for a streaming response, the scrape whose `vllm:time_to_first_token_seconds` count shows the pod produced the
+ *   request's first token, oldest pick first (vLLM's first come, first served): kvroute's EnvoyFilter shows the EPP no
+ *   response body, so the first SSE chunk upstream waits for is not seen, and the headers come before the prefill;
+ * - a timeout, as a safety net for pods that export no such histogram: 4× the larger of the pick's predicted time to
+ *   first token and the time the pod's picks took to leave, at most 30 s (upstream's janitor reaps only requests whose
+ *   stream died).
+ * That is the latency model's own queue of pending prefills (`src/latency/pod-latency-model.ts`, "Queued prefill
+ * work"), kept here apart from any `latency-scorer` so the gate works without one. Upstream's request count
+ * (`InFlightLoad.Requests`) is kvroute's `EndpointSnapshot.activeRequests` (the datastore's, from the commit to the
+ * exchange's end), which `active-request-scorer` and `concurrency-detector` read; this plugin keeps no copy.
+ *
+ * It counts only while a reader needs it (a filter registers in `resolveReferences`): listed alone, as llm-d's
+ * least-busy example lists it beside `active-request-scorer`, it does nothing.
+ */
+export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseComplete {
+  readonly type = 'inflight-load-producer';
+  /** Only its queue of pending prefills is used (and the line that sizes each entry's timeout). */
+  private readonly model = new LatencyModel({
+    priorSecondsPerToken: 0.0002,
+    priorOverheadSeconds: 0.02,
+    priorWeight: 8,
+    halfLifeMs: 60_000,
+    pendingTimeoutMs: 30_000,
+  });
+  private readonly trackedKey = stateKey<Tracked>('inflight-load-producer tracked');
+  private committed = 0;
+  private readers = 0;
+  private prefixScorer: PrefixMatchRatios | undefined;
+
+  constructor(readonly name: string, readonly parameters: Required<InFlightLoadProducerParameters>, private readonly handle: PluginHandle) {}
+
+  resolveReferences(): void {
+    const ref = this.parameters.prefixMatchInfoProducerName;
+    if (ref === '') return;
+    const plugin = this.handle.plugin?.(ref);
+    const path = `${this.name}.parameters.prefixMatchInfoProducerName`;
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
+    if (!isPrefixMatchRatios(plugin)) throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name a ${PREFIX_SCORER_TYPES.join(' or ')}`);
+    this.prefixScorer = plugin;
+  }
+
+  /** A plugin reads the counts from now on: the producer starts counting. */
+  addReader(): void {
+    this.readers++;
+  }
+
+  /** Whether it counts (some plugin reads it). */
+  get counting(): boolean {
+    return this.readers > 0;
+  }
+
+  /**
+   * The uncached prompt tokens this EPP committed to `candidate`'s endpoint that it has not prefilled yet (upstream's
+   * `InFlightLoad.Tokens`), as of the candidate's last scrape and now.
+   */
+  inFlightTokens(candidate: EndpointSnapshot, nowMs = this.handle.now()): number {
+    const pod = this.model.get(candidate.endpoint.key);
+    if (pod === undefined) return 0;
+    pod.ingest(candidate.metrics, nowMs);
+    return pod.pendingPrefillTokens(nowMs);
+  }
+
+  preRequest(request: LLMRequest, result: SchedulingResult): void {
+    if (this.readers === 0) return;
+    const now = this.handle.now();
+    const targets = result.profileTargets !== undefined ? [...result.profileTargets.values()] : [result.target];
+    const tracked: { endpointKey: string; id: string }[] = [];
+    for (const target of targets) {
+      const key = target.endpoint.key;
+      if (tracked.some((t) => t.endpointKey === key)) continue;
+      const tokens = uncachedPromptTokens(request.prompt, this.matchFor(request, result, target), key, CHARACTERS_PER_TOKEN);
+      const pod = this.model.pod(key);
+      // The pod's latest scrape first: it retires the picks whose first tokens it counted, before this one joins them.
+      pod.ingest(target.metrics, now);
+      const id = `${request.requestId}#${++this.committed}`;
+      pod.addPending(id, tokens, pod.predict(tokens, target.metrics, now).ttftSeconds, now);
+      tracked.push({ endpointKey: key, id });
+    }
+    request.attributes?.set(this.trackedKey, tracked);
+  }
+
+  /** The prefix match that discounts `target`'s prefill (see `prefixMatchInfoProducerName`). */
+  private matchFor(request: LLMRequest, result: SchedulingResult, target: EndpointSnapshot): PrefixMatchEstimate | undefined {
+    if (this.prefixScorer === undefined) return result.prefixMatch;
+    const scratch = { request, state: new CycleState() };
+    this.prefixScorer.matchRatios(scratch, [target]);
+    return scratch.state.get(PREFIX_MATCH);
+  }
+
+  postResponse(request: LLMRequest, response: ResponseInfo): undefined {
+    // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation.
+    const contentType = response.headers['content-type'] ?? '';
+    if (contentType.toLowerCase().startsWith('text/event-stream')) return undefined;
+    this.release(request, false);
+    return undefined;
+  }
+
+  responseComplete(request: LLMRequest, _target: Endpoint, _outcome?: ReleaseOutcome): void {
+    this.release(request, true);
+  }
+
+  /** Its tokens stop counting on every pod it was added to; `ended`: the exchange is over (the entry may go). */
+  private release(request: LLMRequest, ended: boolean): void {
+    const tracked = request.attributes?.get(this.trackedKey);
+    if (tracked === undefined) return;
+    const now = this.handle.now();
+    for (const { endpointKey, id } of tracked) {
+      const pod = this.model.get(endpointKey);
+      if (ended) pod?.ended(id, now);
+      else pod?.release(id, now);
+    }
+  }
+
+  get handlesResponses(): boolean {
+    return this.readers > 0;
+  }
+
+  endpointRestarted(endpointKey: string, sinceMs: number): void {
+    this.model.get(endpointKey)?.restarted(sinceMs);
+  }
+
+  removeEndpoint(endpointKey: string): void {
+    this.model.remove(endpointKey);
+  }
+}
+
+function nonNegative(fields: FieldReader, key: string): number | undefined {
+  const value = fields.raw(key);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new ConfigError(fields.fieldPath(key), `must be a number, got ${describeValue(value)}`);
+  // Upstream's messages (producer.go InFlightLoadProducerFactory).
+  if (value < 0) throw new ConfigError(fields.fieldPath(key), `${key} must be non-negative, got ${value}`);
+  return value;
+}
+
+export const inflightLoadProducer = definePlugin({
+  type: 'inflight-load-producer',
+  kinds: ['pre-request', 'post-response', 'response-complete'],
+  parameters: parameters<InFlightLoadProducerParameters>((fields) => {
+    const addEstimatedOutputTokens = fields.boolean('addEstimatedOutputTokens', false);
+    if (addEstimatedOutputTokens) {
+      throw new ConfigError(fields.fieldPath('addEstimatedOutputTokens'), 'true is not supported: upstream bounds the output estimate by the request\'s own max_tokens '
+        + '(max_completion_tokens, max_output_tokens), which kvroute does not read; kvroute counts the uncached prompt tokens only (upstream\'s default, false)');
+    }
+    const outputRatio = nonNegative(fields, 'outputRatio') ?? 1.5;
+    const maxEstimatedOutputTokens = nonNegative(fields, 'maxEstimatedOutputTokens');
+    if (maxEstimatedOutputTokens !== undefined && !Number.isInteger(maxEstimatedOutputTokens)) {
+      throw new ConfigError(fields.fieldPath('maxEstimatedOutputTokens'), `must be an integer, got ${maxEstimatedOutputTokens}`);
+    }
+    const producer = fields.raw('prefixMatchInfoProducerName');
+    if (producer !== undefined && producer !== null && typeof producer !== 'string') {
+      throw new ConfigError(fields.fieldPath('prefixMatchInfoProducerName'), `must be a plugin name, got ${describeValue(producer)}`);
+    }
+    return {
+      addEstimatedOutputTokens,
+      outputRatio,
+      ...(maxEstimatedOutputTokens !== undefined ? { maxEstimatedOutputTokens } : {}),
+      prefixMatchInfoProducerName: typeof producer === 'string' ? producer : '',
+      syncCrossReplicaState: fields.boolean('syncCrossReplicaState', true),
+    } as Required<InFlightLoadProducerParameters>;
+  }),
+  create: (name, resolved, handle) => new InFlightLoadProducer(name, resolved, handle),
+});
