@@ -54,6 +54,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - no profiles → a `default` profile with every filter, scorer and picker, in declaration order;
  * - a profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
+ * - a `prefix-cache-affinity-filter` whose load gate reads in-flight tokens and no `inflight-load-producer` → one is added;
  * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not;
  * - llm-d's producer form (`precise-prefix-cache-producer` read by a `prefix-cache-scorer`) becomes one
  *   `precise-prefix-cache-scorer`, and each `approx-prefix-cache-producer`'s parameters move onto the scorers that
@@ -109,6 +110,7 @@ function validateNormalized(document: unknown): EndpointPickerConfig {
       : [{ name: DEFAULT_PROFILE_NAME, plugins: defaultProfileRefs(plugins) }];
   for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
   addDefaultProfileHandler(plugins, profiles);
+  addInFlightLoadProducer(plugins);
   // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
   // adds is not put into the defaulted profile.
   const saturationDetector = readSaturationDetector(saturationDetectorRaw?.raw, plugins, saturationDetectorRaw?.path ?? 'saturationDetector');
@@ -806,6 +808,22 @@ function addDefaultProfileHandler(plugins: PluginSpec[], profiles: readonly Sche
       `single-profile-handler runs exactly one profile, got ${profiles.length}: ${profiles.map((p) => p.name).join(', ')}`,
     );
   }
+}
+
+/**
+ * A `prefix-cache-affinity-filter` whose load gate reads in-flight tokens (`ttftSource: prefillThroughput`, its default,
+ * with `maxTTFTPenaltyMs` > 0) and names no producer gets an `inflight-load-producer` when the config lists none, as
+ * llm-d-router v0.10.0's data-layer DAG creates the producer of an attribute a plugin requires (the filter's
+ * `Consumes`). The rendered config shows it.
+ */
+function addInFlightLoadProducer(plugins: PluginSpec[]): void {
+  if (plugins.some((p) => p.type === 'inflight-load-producer')) return;
+  const reads = plugins.some((p) => {
+    if (p.type !== 'prefix-cache-affinity-filter') return false;
+    const q = p.parameters as { maxTTFTPenaltyMs?: number; ttftSource?: string; inFlightLoadProducerName?: string } | undefined;
+    return (q?.maxTTFTPenaltyMs ?? 0) > 0 && q?.ttftSource === 'prefillThroughput' && (q.inFlightLoadProducerName ?? '') === '';
+  });
+  if (reads) ensurePlugin('inflight-load-producer', plugins, 'plugins (adding the inflight-load-producer a prefix-cache-affinity-filter reads)');
 }
 
 /** Plugins the loader added to a config that did not declare them (GIE's defaults), for messages that must say so. */

@@ -238,9 +238,25 @@ function mergePreciseProducers(document: unknown): Merged {
   const dataLayer = renameExtractors(document.dataLayer, scorerOf);
   const removed = [...producers.values()];
   return {
-    document: { ...document, plugins: merged.filter((_, i) => !removed.includes(i)), ...(dataLayer !== undefined ? { dataLayer } : {}) },
+    document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), scorerOf), ...(dataLayer !== undefined ? { dataLayer } : {}) },
     removed,
   };
+}
+
+/** Upstream's other readers of a prefix producer's match, which name it by `prefixMatchInfoProducerName`. */
+const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-producer'];
+
+/**
+ * `prefixMatchInfoProducerName` of the other readers (`prefix-cache-affinity-filter`, `inflight-load-producer`) naming a
+ * merged producer names the scorer that now does its work.
+ */
+function renameMatchReaders(plugins: unknown[], scorerOf: ReadonlyMap<string, string>): unknown[] {
+  return plugins.map((p) => {
+    if (!isPlainObject(p) || typeof p.type !== 'string' || !MATCH_READER_TYPES.includes(p.type) || !isPlainObject(p.parameters)) return p;
+    const named = p.parameters[PRODUCER_REF];
+    const scorer = typeof named === 'string' ? scorerOf.get(named) : undefined;
+    return scorer === undefined ? p : { ...p, parameters: { ...p.parameters, [PRODUCER_REF]: scorer } };
+  });
 }
 
 const TOKEN_PRODUCER_TYPE = 'token-producer';
@@ -354,7 +370,9 @@ function mergeGieApproxProducer(document: unknown): Merged {
     return { ...rest, ...(parameters !== undefined ? { parameters } : {}) };
   });
   checkNoProfileRefersToProducer(document.schedulingProfiles, new Set([name]), APPROX_PRODUCER_TYPE);
-  return { document: { ...document, plugins: merged.filter((_, i) => i !== index) }, removed: [index] };
+  const scorerName = (plugins[scorers[0]!] as Record<string, unknown>).name;
+  const renamed = new Map([[name, typeof scorerName === 'string' && scorerName !== '' ? scorerName : SCORER_TYPE]]);
+  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => i !== index), renamed) }, removed: [index] };
 }
 
 /** GIE v1.5.0 has one match-info key, so one approximate producer. */
@@ -398,6 +416,8 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
   const readByScorer = plugins.some((p) => typeOf(p) === SCORER_TYPE && isPlainObject(p) && isPlainObject(p.parameters) && PRODUCER_REF in p.parameters);
   if (producers.size === 0 && !readByScorer) return { document, removed: [] };
   const read = new Set<string>();
+  /** Producer → the first scorer that reads it, which the filter and load producer naming the producer read instead. */
+  const readerOf = new Map<string, string>();
   const merged = plugins.map((p, i) => {
     if (typeOf(p) !== SCORER_TYPE) return p;
     const scorer = p as Record<string, unknown>;
@@ -418,6 +438,7 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
       );
     }
     read.add(target);
+    if (!readerOf.has(target)) readerOf.set(target, typeof scorer.name === 'string' && scorer.name !== '' ? scorer.name : SCORER_TYPE);
     const { parameters: _own, ...rest } = scorer;
     const parameters = { ...producer?.parameters, ...matchLengthOf(own) };
     return { ...rest, ...(producer?.parameters !== undefined || Object.keys(parameters).length > 0 ? { parameters } : {}) };
@@ -432,7 +453,7 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
   }
   checkNoProfileRefersToProducer(document.schedulingProfiles, new Set(producers.keys()), APPROX_PRODUCER_TYPE);
   const removed = [...producers.values()].map((p) => p.index);
-  return { document: { ...document, plugins: merged.filter((_, i) => !removed.includes(i)) }, removed };
+  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf) }, removed };
 }
 
 /** llm-d-router v0.10.0's approximate prefix window: 128K tokens (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548). */

@@ -26,6 +26,7 @@ export { pdProfileHandler } from './pd-profile-handler';
 export { prefillFilter } from './prefill-filter';
 export { prefillPriority } from './prefill-priority';
 export { prefixBasedPdDecider } from './prefix-based-pd-decider';
+export { prefixCacheAffinityFilter } from './prefix-cache-affinity-filter';
 export { prefixCacheScorer } from './prefix-cache-scorer';
 export { priorityHoldbackPolicy } from './priority-holdback-policy';
 export { probabilisticAdmitter } from './probabilistic-admitter';
