@@ -87,7 +87,7 @@ const LEGACY_FIELDS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'pref
  * `llm_d_epp_disagg_decision_total` and its deprecated twin. E/P/D (`deciders.encode`) is refused: kvroute has no
  * encoder stage.
  */
-export class DisaggProfileHandler implements ProfileHandler, PreRequest {
+export class DisaggCycle implements ProfileHandler {
   readonly type: HandlerVariant['type'];
   private decider: PdDecider | undefined;
 
@@ -144,8 +144,19 @@ export class DisaggProfileHandler implements ProfileHandler, PreRequest {
     return { primaryProfile: this.p.profiles.decode };
   }
 
+  /** The profile whose pick is the prefill pod. */
+  protected get prefillProfile(): string {
+    return this.p.profiles.prefill;
+  }
+}
+
+/**
+ * `disagg-profile-handler` itself: the cycle above, and as a pre-request hook the prefill pod's name for the routing
+ * sidecar (`pd-profile-handler` runs the same cycle without it).
+ */
+class DisaggProfileHandler extends DisaggCycle implements PreRequest {
   preRequest(request: LLMRequest, result: SchedulingResult): void {
-    const prefill = result.profileTargets?.get(this.p.profiles.prefill);
+    const prefill = result.profileTargets?.get(this.prefillProfile);
     if (prefill !== undefined) setRequestHeaders(request, { [PREFILLER_HOST_PORT_HEADER]: prefill.endpoint.key });
     else if (request.headers[PREFILLER_HOST_PORT_HEADER] !== undefined) setRequestHeaders(request, { [PREFILLER_HOST_PORT_HEADER]: '' });
   }

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../config/errors';
 import { definePlugin, parameters } from '../plugin';
-import { DisaggProfileHandler, type HandlerVariant, type Resolved } from './disagg-profile-handler';
+import { DisaggCycle, type HandlerVariant, type Resolved } from './disagg-profile-handler';
 
 export interface PdProfileHandlerParameters {
   /** The decode profile's name. @default "decode" */
@@ -73,6 +73,6 @@ export const pdProfileHandler = definePlugin({
       profiles: { decode: p.decodeProfile, prefill: p.prefillProfile, encode: 'encode' },
       deciders: { prefill: p.deciderPluginName },
     };
-    return new DisaggProfileHandler(name, resolved, handle, PD_VARIANT);
+    return new DisaggCycle(name, resolved, handle, PD_VARIANT);
   },
 });
