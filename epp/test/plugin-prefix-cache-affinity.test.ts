@@ -255,7 +255,10 @@ schedulingProfiles:
   });
 
   it('a filter naming an approximate or precise producer reads the scorer it is merged into (producer-form.ts)', () => {
-    const approx = parseEndpointPickerConfig(config('\n  parameters: { prefixMatchInfoProducerName: approx }', withScorer, '\n- type: approx-prefix-cache-producer\n  name: approx'));
+    // The scorer names the producer too: in llm-d's group a scorer naming none reads the default-named producer, and a
+    // producer no scorer reads is refused (llm-d-router v0.10.0 `scheduling/scorer/prefix/plugin.go` New).
+    const approx = parseEndpointPickerConfig(config('\n  parameters: { prefixMatchInfoProducerName: approx }', withScorer, '\n- type: approx-prefix-cache-producer\n  name: approx')
+      .replace('- type: prefix-cache-scorer\n', '- type: prefix-cache-scorer\n  parameters: { prefixMatchInfoProducerName: approx }\n'));
     expect(approx.plugins.find((p) => p.type === 'prefix-cache-affinity-filter')?.parameters).toMatchObject({ prefixMatchInfoProducerName: 'prefix-cache-scorer' });
     expect(() => buildScheduler(approx)).not.toThrow();
     const precise = parseEndpointPickerConfig(config('\n  parameters: { prefixMatchInfoProducerName: kv-events }', withScorer,
