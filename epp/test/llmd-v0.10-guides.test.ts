@@ -45,6 +45,12 @@ describe('llm-d v0.10.0 well-known guide configs (wellknown_configs_test.go)', (
     }
   });
 
+  test('a scorer naming a producer kvroute lacks (deploy/config/epp-burst-prefix-cache-config.yaml) is refused naming that plugin\'s type', () => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: burst-prefix-cache-producer\n`
+      + '- type: prefix-cache-scorer\n  parameters:\n    prefixMatchInfoProducerName: burst-prefix-cache-producer\n')))
+      .toMatch(/^plugins\[1\]\.parameters\.prefixMatchInfoProducerName: "burst-prefix-cache-producer" is a burst-prefix-cache-producer \(plugins\[0\]\), not a producer/);
+  });
+
   test('predicted-latency-slo (llm-d\'s trained latency predictor, a sidecar) is refused by its first plugin kvroute lacks', () => {
     expect(configErrorOf(() => parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']))).toMatch(/^plugins\[5\]\.type: unknown plugin type "predicted-latency-producer"/);
   });

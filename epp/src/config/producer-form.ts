@@ -114,6 +114,15 @@ function checkProducerReferences(document: unknown): unknown {
       throw new ConfigError(at, `must be the name of an ${APPROX_PRODUCER_TYPE} or a ${PRECISE_PRODUCER_TYPE} plugin, got ${describeValue(ref)}`);
     }
     if (approx.includes(ref) || precise.includes(ref) || (llmd && ref === DEFAULT_APPROX_PRODUCER_NAME)) return p;
+    // A plugin of that name and another type (llm-d's `burst-prefix-cache-producer`, say): its type is the problem.
+    const other = plugins.findIndex((q) => nameOf(q) === ref);
+    if (other !== -1) {
+      throw new ConfigError(
+        at,
+        `${JSON.stringify(ref)} is a ${typeOf(plugins[other]) ?? 'plugin without a type'} (plugins[${other}]), not a producer kvroute's prefix scorer reads: `
+          + `name an ${APPROX_PRODUCER_TYPE} or a ${PRECISE_PRODUCER_TYPE}`,
+      );
+    }
     throw new ConfigError(
       at,
       `no ${APPROX_PRODUCER_TYPE} or ${PRECISE_PRODUCER_TYPE} named ${JSON.stringify(ref)}; ${APPROX_PRODUCER_TYPE}s: ${listed(approx)}; `
