@@ -137,7 +137,10 @@ describe('named approx-prefix-cache-producers under llm-d\'s group', () => {
         + 'approx-prefix-cache-producers: cpu-prefix-cache-producer; precise-prefix-cache-producers: (none) '
         + '(approx-prefix-cache-producer may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)'],
     ['a reference to a plugin that is no producer', TIERED.replace('prefixMatchInfoProducerName: cpu-prefix-cache-producer', 'prefixMatchInfoProducerName: queue-scorer'),
-      'plugins[5].parameters.prefixMatchInfoProducerName: no approx-prefix-cache-producer or precise-prefix-cache-producer named "queue-scorer"; '
+      'plugins[5].parameters.prefixMatchInfoProducerName: "queue-scorer" is a queue-scorer (plugins[2]), not a producer kvroute\'s prefix scorer reads; '
+        + 'approx-prefix-cache-producers: cpu-prefix-cache-producer; precise-prefix-cache-producers: (none)'],
+    ['a reference to no plugin', TIERED.replace('prefixMatchInfoProducerName: cpu-prefix-cache-producer', 'prefixMatchInfoProducerName: nope'),
+      'plugins[5].parameters.prefixMatchInfoProducerName: no approx-prefix-cache-producer or precise-prefix-cache-producer named "nope"; '
         + 'approx-prefix-cache-producers: cpu-prefix-cache-producer; precise-prefix-cache-producers: (none) '
         + '(approx-prefix-cache-producer may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)'],
     ['a reference that is no string', TIERED.replace('prefixMatchInfoProducerName: cpu-prefix-cache-producer', 'prefixMatchInfoProducerName: [cpu-prefix-cache-producer]'),

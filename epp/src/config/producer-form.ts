@@ -119,8 +119,8 @@ function checkProducerReferences(document: unknown): unknown {
     if (other !== -1) {
       throw new ConfigError(
         at,
-        `${JSON.stringify(ref)} is a ${typeOf(plugins[other]) ?? 'plugin without a type'} (plugins[${other}]), not a producer kvroute's prefix scorer reads: `
-          + `name an ${APPROX_PRODUCER_TYPE} or a ${PRECISE_PRODUCER_TYPE}`,
+        `${JSON.stringify(ref)} is a ${typeOf(plugins[other]) ?? 'plugin without a type'} (plugins[${other}]), not a producer kvroute's prefix scorer reads; `
+          + `${APPROX_PRODUCER_TYPE}s: ${listed(approx)}; ${PRECISE_PRODUCER_TYPE}s: ${listed(precise)}`,
       );
     }
     throw new ConfigError(
