@@ -51,7 +51,12 @@ describe('llm-d v0.10.0 well-known guide configs (wellknown_configs_test.go)', (
       .toMatch(/^plugins\[1\]\.parameters\.prefixMatchInfoProducerName: "burst-prefix-cache-producer" is a burst-prefix-cache-producer \(plugins\[0\]\), not a producer/);
   });
 
+  test('the deprecated data-parallel-profile-handler (deploy/config/dp-epp-config.yaml) is refused with upstream\'s own advice', () => {
+    expect(configErrorOf(() => parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: data-parallel-profile-handler\n')))
+      .toMatch(/^plugins\[0\]\.type: unknown plugin type "data-parallel-profile-handler" \(deprecated in llm-d-router v0\.10\.0 \("use simple-profile-handler with Istio >= 1\.28\.1"/);
+  });
+
   test('predicted-latency-slo (llm-d\'s trained latency predictor, a sidecar) is refused by its first plugin kvroute lacks', () => {
-    expect(configErrorOf(() => parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']))).toMatch(/^plugins\[5\]\.type: unknown plugin type "predicted-latency-producer"/);
+    expect(configErrorOf(() => parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']))).toMatch(/^plugins\[5\]\.type: unknown plugin type "predicted-latency-producer" \(llm-d-router v0\.10\.0's predicted-latency family needs its trained latency-predictor sidecar, which kvroute does not run; kvroute's own latency-scorer predicts/);
   });
 });

@@ -626,6 +626,17 @@ export function renderEndpointPickerConfig(config: EndpointPickerConfig): string
   return stringify({ ...normalized, plugins }, { aliasDuplicateObjects: false, lineWidth: 0 });
 }
 
+const PREDICTED_LATENCY_HINT = 'llm-d-router v0.10.0\'s predicted-latency family needs its trained latency-predictor sidecar, which kvroute '
+  + 'does not run; kvroute\'s own latency-scorer predicts each candidate\'s TTFT from a model it learns online (epp/README.md)';
+
+/** Why some upstream types a config may name are not here, and what to use instead. */
+const UNKNOWN_TYPE_HINTS: Readonly<Record<string, string>> = {
+  'predicted-latency-producer': PREDICTED_LATENCY_HINT,
+  'slo-headroom-tier-filter': PREDICTED_LATENCY_HINT,
+  'latency-slo-admitter': PREDICTED_LATENCY_HINT,
+  'data-parallel-profile-handler': 'deprecated in llm-d-router v0.10.0 ("use simple-profile-handler with Istio >= 1.28.1", dataparallel/dp_profile_handler.go): list every data-parallel rank\'s port in the InferencePool\'s targetPorts and use single-profile-handler',
+};
+
 function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
   const list = top.raw('plugins');
   if (!Array.isArray(list)) throw new ConfigError('plugins', `must be a list of plugins, got ${describeValue(list)}`);
@@ -636,9 +647,10 @@ function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
     const type = fields.requiredString('type');
     if (UNSUPPORTED_PARSER_TYPES.includes(type)) throw unsupportedParser(`${path}.type`, type);
     if (!isKnownPluginType(type)) {
+      const hint = UNKNOWN_TYPE_HINTS[type];
       throw new ConfigError(
         `${path}.type`,
-        `unknown plugin type ${JSON.stringify(type)}; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`,
+        `unknown plugin type ${JSON.stringify(type)}${hint !== undefined ? ` (${hint})` : ''}; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`,
       );
     }
     const name = fields.optionalString('name') ?? type;
