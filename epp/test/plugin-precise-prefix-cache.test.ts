@@ -243,7 +243,7 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
   // blocks of the request's total, blockSizeTokens the index's): w·min(1, matched·blockSize/scale)² + (1−w)·matched/total.
   test('matchLengthWeight blends the matched length into the share as llm-d-router v0.10.0\'s prefix-cache-scorer does; a CPU-tier match counts its weighted blocks', async () => {
     const [a, b, c] = ['10.0.7.1:8000', '10.0.7.2:8000', '10.0.7.3:8000'] as const;
-    const { scheduler, scorer, ids, stored, scores } = await scorerWith('      matchLengthWeight: 0.5\n      matchLengthScaleTokens: 64\n', [a, b, c], 'Length text. ');
+    const { scheduler, scorer, ids, stored, scores, ratios } = await scorerWith('      matchLengthWeight: 0.5\n      matchLengthScaleTokens: 64\n', [a, b, c], 'Length text. ');
     const total = Math.floor(ids.length / 16);
     expect(total).toBeGreaterThanOrEqual(6);
     scorer.index.store(a, stored(2, 100), rootKey(''));
@@ -254,6 +254,11 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     expect(sb).toBe(1);
     // Two CPU blocks weigh 1.6 (the default 0.8 each); upstream truncates that to 1 block, kvroute keeps the fraction.
     expect(sc).toBeCloseTo(0.5 * (1.6 * 16 / 64) ** 2 + 0.5 * (1.6 / total), 12);
+    // What prefix-cache-affinity-filter reads stays the match ratio (PrefixCacheMatchInfo), not the scorer's blend.
+    const [ra, rb, rc] = ratios([a, b, c]);
+    expect(ra).toBeCloseTo(2 / total, 12);
+    expect(rb).toBe(1);
+    expect(rc).toBeCloseTo(1.6 / total, 12);
     await scheduler.plugins.close();
   });
 

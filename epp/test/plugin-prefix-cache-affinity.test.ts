@@ -432,11 +432,12 @@ class Pool {
   readonly observed: { hits: number; total: number }[] = [];
   private seq = 0;
 
-  constructor(filter: string, readonly names = ['p0', 'p1', 'p2', 'p3']) {
+  constructor(filter: string, readonly names = ['p0', 'p1', 'p2', 'p3'], scorerParameters = '{}') {
     this.scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
 - type: prefix-cache-affinity-filter
   parameters: ${filter}
 - type: prefix-cache-scorer
+  parameters: ${scorerParameters}
 - type: active-request-scorer
 - type: max-score-picker
 schedulingProfiles:
@@ -514,6 +515,14 @@ describe('prefix-cache-affinity-filter end to end (buildScheduler, the prefix sc
 
   it('maxTTFTPenaltyMs 0 always sticks: every request of the prefix goes to its holder', () => {
     const pool = new Pool('{ maxTTFTPenaltyMs: 0 }');
+    const picks = Array.from({ length: 40 }, (_, u) => pool.send(ask(u)).name);
+    expect(new Set(picks).size).toBe(1);
+  });
+
+  it('stickiness reads the match ratio, not the scorer\'s match-length blend (upstream\'s filter reads MatchBlocks ÷ TotalBlocks)', () => {
+    // 25 of 25 blocks held: ratio 1, sticky upstream whatever the scorer's matchLengthWeight. The blend at weight 0.5
+    // (400 tokens of an 8192 scale) is 0.5·(400/8192)² + 0.5·1 ≈ 0.501, under the 0.8 threshold.
+    const pool = new Pool('{ maxTTFTPenaltyMs: 0 }', undefined, '{ matchLengthWeight: 0.5 }');
     const picks = Array.from({ length: 40 }, (_, u) => pool.send(ask(u)).name);
     expect(new Set(picks).size).toBe(1);
   });

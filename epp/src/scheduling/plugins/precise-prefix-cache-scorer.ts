@@ -485,11 +485,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
    * llm-d's `PrefixCacheMatchInfo` ratio per candidate (`PrefixMatchRatios`): the tier-weighted longest match ÷ the
    * prompt's blocks, as upstream's precise producer gives `MatchBlocks` and `TotalBlocks` (`preciseprefixcache/
    * producer.go` produceFromBlockKeys @ llm-d-router v0.10.0): the `share` score, whichever normalization this scorer
-   * scores with. Pass a cycle state of the caller's own (see `PrefixMatchRatios`).
+   * scores with, and without its `matchLengthWeight` blend. Pass a cycle state of the caller's own (see `PrefixMatchRatios`).
    */
   matchRatios(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
     const scores = this.score(cycle, candidates);
-    if (this.parameters.scoreNormalization !== 'min-max') return scores;
+    // The `share` score is the ratio only without the match-length blend.
+    if (this.parameters.scoreNormalization !== 'min-max' && this.parameters.matchLengthWeight === 0) return scores;
     const blocks = cycle.request.attributes?.get(BLOCKS);
     const matches = cycle.state.get(MATCHES);
     if (!blocks || blocks.keys.length === 0 || matches === undefined) return candidates.map(() => 0);

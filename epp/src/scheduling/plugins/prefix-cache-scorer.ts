@@ -222,15 +222,23 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
 
   /**
    * llm-d's `PrefixCacheMatchInfo` ratio per candidate (`PrefixMatchRatios`): the score itself, the longest run of the
-   * window's leading blocks the candidate holds ÷ the window's blocks, as upstream's approximate producer gives
+   * window's leading blocks the candidate holds ÷ the window's blocks (the score at `matchLengthWeight` 0), as upstream's approximate producer gives
    * `MatchBlocks` and `TotalBlocks` (`approximateprefix/plugin.go` Produce @ llm-d-router v0.10.0). Pass a cycle state of
    * the caller's own: this match is then not the one `postCycle` records.
    */
   matchRatios(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
-    return this.score(cycle, candidates);
+    // The ratio whatever `matchLengthWeight`: upstream's filter reads MatchBlocks ÷ TotalBlocks, not the scorer's blend.
+    const out = new Float64Array(candidates.length);
+    this.match(cycle, candidates, out, 0);
+    return Array.from(out);
   }
 
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
+    this.match(cycle, candidates, out, this.parameters.matchLengthWeight);
+  }
+
+  /** `scoreInto` with the match-length blend at `matchLengthWeight` (0: the matched share alone). */
+  private match(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array, matchLengthWeight: number): void {
     const n = candidates.length;
     const positions = this.locateCandidates(candidates);
     const { request } = cycle;
@@ -266,7 +274,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const cachedLength = doubleZeros(n);
     // llm-d-router v0.10.0's match-length blend (`match-length.ts`) when weighted; the matched share alone otherwise. A
     // block holds blockChars ÷ 4 tokens (GIE's averageCharactersPerToken): the pods' own block size when tuned.
-    const { matchLengthWeight, matchLengthScaleTokens } = this.parameters;
+    const { matchLengthScaleTokens } = this.parameters;
     const blockTokens = hashBlockSize / CHARACTERS_PER_TOKEN;
     const scoreOf = (count: number): number => {
       const m = Math.min(count, windowBlocks);
