@@ -128,6 +128,38 @@ describe('disagg decisions counted (metrics.go RecordDisaggDecision)', () => {
   });
 });
 
+describe('pd decisions counted (metrics.go RecordPDDecision, called from pd_profile_handler.go Pick)', () => {
+  const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+  const pod = (name: string, role: string): EndpointSnapshot => ({
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+    activeRequests: 0,
+  });
+  const request = { requestId: 'r', model: 'm', prompt: 'hello', headers: {}, attributes: new CycleState() };
+  const PLUGINS = '- {type: prefill-filter}\n- {type: decode-filter}\n- {type: max-score-picker}\n- {type: always-disagg-pd-decider}\n'
+    + '- {type: pd-profile-handler, parameters: {deciderPluginName: always-disagg-pd-decider}}\n';
+  const PREFILL = '- name: prefill\n  plugins: [{pluginRef: prefill-filter}, {pluginRef: max-score-picker}]\n';
+  const DECODE = '- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: max-score-picker}]\n';
+  const counting = (profiles: string) => {
+    const counted: string[] = [];
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEAD}plugins:\n${PLUGINS}schedulingProfiles:\n${profiles}`),
+      { metrics: { ...NOOP_SCHEDULING_METRICS, countPdDecision: (_n, _t, _m, decision) => counted.push(decision) } });
+    return { scheduler, counted };
+  };
+
+  test('the decider said prefill: prefill-decode, counted before the prefill profile runs, even when it then picks nothing', () => {
+    const { scheduler, counted } = counting(PREFILL + DECODE);
+    expect(scheduler.schedule(request, [pod('d', 'decode')]).target.endpoint.name).toBe('d');
+    expect(counted).toEqual(['prefill-decode']);
+  });
+
+  test('a config with the decode profile alone counts nothing (Pick returns once every profile ran)', () => {
+    const { scheduler, counted } = counting(DECODE);
+    expect(scheduler.schedule(request, [pod('d', 'decode')]).target.endpoint.name).toBe('d');
+    expect(counted).toEqual([]);
+  });
+});
+
 describe('prefix-based-pd-decider when only the prefill profile lists the prefix scorer (llm-d\'s data-parallel guide)', () => {
   const pod = (name: string, role: string): EndpointSnapshot => ({
     endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },

@@ -48,6 +48,12 @@ export interface HandlerVariant {
   readonly deciderField: string;
   /** `llm_d_epp_disagg_decision_total` (disagg-profile-handler) or `llm_d_epp_pd_decision_total` (pd-profile-handler). */
   readonly countDecision: (handle: PluginHandle, name: string, type: string, model: string, decision: 'decode-only' | 'prefill-decode') => void;
+  /**
+   * Counts the decider's answer when it is given (`pd_profile_handler.go` Pick: prefill-decode before the prefill
+   * profile runs, whatever it then picks; nothing when the config has no prefill profile), not the cycle's outcome
+   * (`disagg_profile_handler.go`: prefill-decode only when the prefill profile picked a pod).
+   */
+  readonly countsDecisionAtPick?: boolean;
 }
 
 const DISAGG_VARIANT: HandlerVariant = {
@@ -124,6 +130,14 @@ export class DisaggCycle implements ProfileHandler {
     const decoded = outcomes.get(decode);
     if (decoded === undefined) return profileNames.includes(decode) ? [decode] : [];
     if (decoded instanceof SchedulingError) return [];
+    if (this.variant.countsDecisionAtPick === true) {
+      // pd_profile_handler.go Pick: every profile ran (the prefill one too, whatever it picked, or the config has none):
+      // nothing more, nothing counted; else the decider's answer, counted as given.
+      if (!hasPrefill || outcomes.has(prefill)) return [];
+      const split = this.decider?.disaggregate(cycle, decoded.targets[0]!) === true;
+      this.variant.countDecision(this.handle, this.name, this.type, cycle.request.model || 'unknown', split ? 'prefill-decode' : 'decode-only');
+      return split ? [prefill] : [];
+    }
     // Asked once: declining ends the cycle below, so the handler is not asked again.
     if (hasPrefill && !outcomes.has(prefill) && this.decider?.disaggregate(cycle, decoded.targets[0]!) === true) return [prefill];
     return this.decided(cycle, outcomes);

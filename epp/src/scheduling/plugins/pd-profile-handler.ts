@@ -29,6 +29,7 @@ const PD_VARIANT: HandlerVariant = {
   type: 'pd-profile-handler',
   deciderField: 'deciderPluginName',
   countDecision: (handle, name, type, model, decision) => handle.metrics.countPdDecision(name, type, model, decision),
+  countsDecisionAtPick: true,
 };
 
 /**
