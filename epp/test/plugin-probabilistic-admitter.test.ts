@@ -97,11 +97,14 @@ describe('probabilistic-admitter decisions (plugin.go Admit)', () => {
     expect(admitter(() => prob + 1e-9).admit(request, -1, pods)).toBeUndefined();
   });
 
-  test('the README\'s shedding curve with the defaults: ~2.3% at 0.15, ~9.6% at 0.20, ~73% at 0.30, all from ~0.34', () => {
-    const shedAt = (sat: number) => Math.min(Math.pow(sat, 5) * 300, 1);
-    expect(shedAt(0.15)).toBeCloseTo(0.0228, 3);
-    expect(shedAt(0.2)).toBeCloseTo(0.096, 3);
-    expect(shedAt(0.3)).toBeCloseTo(0.729, 3);
-    expect(shedAt(0.34)).toBe(1);
+  test('the README\'s shedding curve with the defaults, read from the plugin\'s own denials: ~2.3% at 0.15, ~9.6% at 0.20, ~73% at 0.30, all from (1/300)^(1/5) ≈ 0.3196', () => {
+    // The probability the plugin computes at a saturation `sat` (KV usage sat · 0.8), from its denial message.
+    const shedAt = (sat: number) => Number(/prob=([\d.]+)$/.exec(admitter(() => 0).admit(request, -1, [endpoint('pod-0', 0, sat * 0.8)]) ?? 'prob=0')![1]);
+    expect(shedAt(0.15)).toBe(0.02);
+    expect(shedAt(0.2)).toBe(0.1);
+    expect(shedAt(0.3)).toBe(0.73);
+    // Every draw is denied at 0.32 (prob 1), not at 0.318 (prob ≈ 0.97).
+    expect(admitter(() => 0.9999).admit(request, -1, [endpoint('pod-0', 0, 0.32 * 0.8)])).toBeDefined();
+    expect(admitter(() => 0.99).admit(request, -1, [endpoint('pod-0', 0, 0.318 * 0.8)])).toBeUndefined();
   });
 });

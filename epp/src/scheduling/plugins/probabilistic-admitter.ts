@@ -6,7 +6,7 @@
  * mean over the candidates of max(waiting / queueDepthThreshold, KV-cache usage / kvCacheUtilThreshold) (a candidate
  * without metrics counts 1.0: upstream's nil metrics; kvroute's snapshots always carry them, a pod not scraped yet
  * reading zeros as upstream's new endpoint does). With the defaults (power 5, k 300) ~2.3% is shed at sat 0.15 and
- * all of it from sat ≈ 0.34. Request control answers a denial as upstream's director does: 500 (code Internal),
+ * all of it from sat = (1/300)^(1/5) ≈ 0.32 (upstream's README rounds it to 0.34). Request control answers a denial as upstream's director does: 500 (code Internal),
  * `request cannot be admitted: inference error: ResourceExhausted - probabilistic-admitter: rejected, saturation=…
  * prob=…` (`requestcontrol/director.go` HandleRequest wraps any admitter error as Internal; the plugin's own
  * ResourceExhausted code only shows in the text). The draw comes from the plugin handle's random source (the
