@@ -106,14 +106,16 @@ describe('disagg-profile-handler parameters', () => {
   });
 });
 
+/** A pod of the P/D role `role` (`llm-d.ai/role`), its metrics fresh. */
+const pod = (name: string, role: string): EndpointSnapshot => ({
+  endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },
+  metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+  activeRequests: 0,
+});
+const request = { requestId: 'r', model: 'm', prompt: 'hello', headers: {}, attributes: new CycleState() };
+
 describe('disagg decisions counted (metrics.go RecordDisaggDecision)', () => {
   const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
-  const pod = (name: string, role: string): EndpointSnapshot => ({
-    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },
-    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
-    activeRequests: 0,
-  });
-  const request = { requestId: 'r', model: 'm', prompt: 'hello', headers: {}, attributes: new CycleState() };
 
   test.each(['decode-first', 'prefill-first'])('%s: a cycle whose decode profile picks nothing counts no decision (upstream returns before recording)', (stageOrder) => {
     const counted: string[] = [];
@@ -130,12 +132,6 @@ describe('disagg decisions counted (metrics.go RecordDisaggDecision)', () => {
 
 describe('pd decisions counted (metrics.go RecordPDDecision, called from pd_profile_handler.go Pick)', () => {
   const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
-  const pod = (name: string, role: string): EndpointSnapshot => ({
-    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },
-    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
-    activeRequests: 0,
-  });
-  const request = { requestId: 'r', model: 'm', prompt: 'hello', headers: {}, attributes: new CycleState() };
   const PLUGINS = '- {type: prefill-filter}\n- {type: decode-filter}\n- {type: max-score-picker}\n- {type: always-disagg-pd-decider}\n'
     + '- {type: pd-profile-handler, parameters: {deciderPluginName: always-disagg-pd-decider}}\n';
   const PREFILL = '- name: prefill\n  plugins: [{pluginRef: prefill-filter}, {pluginRef: max-score-picker}]\n';
@@ -161,11 +157,6 @@ describe('pd decisions counted (metrics.go RecordPDDecision, called from pd_prof
 });
 
 describe('prefix-based-pd-decider when only the prefill profile lists the prefix scorer (llm-d\'s data-parallel guide)', () => {
-  const pod = (name: string, role: string): EndpointSnapshot => ({
-    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: { 'llm-d.ai/role': role } },
-    metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
-    activeRequests: 0,
-  });
   const long = Array.from({ length: 60 }, (_, i) => `echo sentence ${i} of a long shared document.`).join(' ');
 
   // Upstream's approximate producer records every request's primary (decode) pick, and the prefill pick besides
