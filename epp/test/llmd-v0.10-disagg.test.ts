@@ -162,10 +162,9 @@ describe('prefix-based-pd-decider when only the prefill profile lists the prefix
   // Upstream's approximate producer records every request's primary (decode) pick, and the prefill pick besides
   // (approximateprefix/plugin.go PreRequest @ v0.10.0), so the decider's PrefixCacheMatchInfo for the decode pod knows
   // what that pod was sent before: the same long prompt again on the same decode pod is decode only.
-  // KNOWN GAP (review49): kvroute's prefix-cache-scorer records only the picks of the profiles listing it (here the
-  // prefill profile's), so the decider's fallback match for a decode pod is always 0 and every long prompt is sent to
-  // prefill again. `test.failing` until the decode pick is recorded too; drop `.failing` with the fix.
-  test.failing('the same long prompt again, on the one decode pod that took it, is decode only', () => {
+  // kvroute's prefix-cache-scorer records the picks of the profiles listing it (here the prefill profile's), so the
+  // decider records the decode pick into the scorer it asked (learnPick): without that, every long prompt went to prefill.
+  test('the same long prompt again, on the one decode pod that took it, is decode only', () => {
     const config = LLMD_GUIDE_CONFIGS['wide-ep-lws-experimental-dp-aware']
       .replace('- type: prefix-based-pd-decider\n', '- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: 16\n');
     const scheduler = buildScheduler(parseEndpointPickerConfig(config));
@@ -176,7 +175,7 @@ describe('prefix-based-pd-decider when only the prefill profile lists the prefix
     expect(first.profileTargets?.get('prefill')?.endpoint.name).toBe('p0');
     const second = send();
     expect(second.target.endpoint.name).toBe('d0');
-    expect(second.profileTargets?.has('prefill')).toBe(false);
+    expect(second.profileTargets?.get('prefill')).toBeUndefined();
   });
 });
 

@@ -2,7 +2,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { CycleState, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import type { PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH, uncachedTokensOf } from '../prefix-match';
+import { PREFIX_MATCH, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
 
 export interface PrefixBasedPdDeciderParameters {
   /**
@@ -32,29 +32,38 @@ const CHARACTERS_PER_TOKEN = 4;
 class PrefixBasedPdDecider implements PdDecider {
   readonly type = 'prefix-based-pd-decider';
   /** The config's prefix scorer (the precise one when both are listed): asked when the decode profile scored no prefix. */
-  private prefixScorer: Scorer | undefined;
+  private prefixScorer: (Scorer & { learnPick?(cycle: CycleContext, target: EndpointSnapshot): void }) | undefined;
 
   constructor(readonly name: string, private readonly p: Required<PrefixBasedPdDeciderParameters>, private readonly handle?: PluginHandle) {}
 
   resolveReferences(): void {
     const plugins = [...(this.handle?.plugins?.() ?? [])];
-    this.prefixScorer = (plugins.find((p) => p.type === 'precise-prefix-cache-scorer') ?? plugins.find((p) => p.type === 'prefix-cache-scorer')) as Scorer | undefined;
+    this.prefixScorer = (plugins.find((p) => p.type === 'precise-prefix-cache-scorer') ?? plugins.find((p) => p.type === 'prefix-cache-scorer')) as typeof this.prefixScorer;
   }
 
   disaggregate(cycle: CycleContext, decodeTarget: EndpointSnapshot): boolean {
-    const { nonCachedTokens, promptTokens } = this.p;
+    const { nonCachedTokens } = this.p;
     if (nonCachedTokens === 0) return false;
     let match = cycle.state.get(PREFIX_MATCH);
-    if (match === undefined && this.prefixScorer !== undefined) {
-      // Upstream matches the prompt on every candidate before scheduling (the approx producer is a data producer the
-      // director runs first, director.go runDataProducerPlugins), so its decider knows the decode pod's cached prefix
-      // even when only the prefill profile lists the prefix scorer, as llm-d's data-parallel guide does
-      // (wellknown_configs_test.go "wide-ep-lws-experimental-dp-aware"). Here the match is made for the decode pick
-      // alone, in a cycle state of its own: the profiles' own matches and what their scorers learn are untouched.
-      const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
-      this.prefixScorer.score(scratch, [decodeTarget]);
-      match = scratch.state.get(PREFIX_MATCH);
-    }
+    if (match !== undefined || this.prefixScorer === undefined) return this.decide(cycle, match, decodeTarget);
+    // Upstream matches the prompt on every candidate before scheduling (the approx producer is a data producer the
+    // director runs first, director.go runDataProducerPlugins), so its decider knows the decode pod's cached prefix
+    // even when only the prefill profile lists the prefix scorer, as llm-d's data-parallel guide does
+    // (wellknown_configs_test.go "wide-ep-lws-experimental-dp-aware"). Here the match is made for the decode pick
+    // alone, in a cycle state of its own: the profiles' own matches are untouched.
+    const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
+    this.prefixScorer.score(scratch, [decodeTarget]);
+    match = scratch.state.get(PREFIX_MATCH);
+    const decision = this.decide(cycle, match, decodeTarget);
+    // And upstream's producer records the primary (decode) pick as well as the prefill one (approximateprefix/plugin.go
+    // PreRequest), which a scorer listed only in the prefill profile never sees: without this, the same long prompt to
+    // the same decode pod would be disaggregated every time.
+    this.prefixScorer.learnPick?.(scratch, decodeTarget);
+    return decision;
+  }
+
+  private decide(cycle: CycleContext, match: PrefixMatchEstimate | undefined, decodeTarget: EndpointSnapshot): boolean {
+    const { nonCachedTokens, promptTokens } = this.p;
     const inputTokens = match === undefined
       ? cycle.request.prompt.length / CHARACTERS_PER_TOKEN
       : match.unit === 'tokens' ? match.promptLength : match.promptLength / CHARACTERS_PER_TOKEN;
@@ -67,6 +76,7 @@ class PrefixBasedPdDecider implements PdDecider {
     const cached = i !== -1 ? byCandidate!.cachedLength[i]! : match.cachedLength.get(key) ?? 0;
     return uncachedTokensOf(match, cached, CHARACTERS_PER_TOKEN) >= nonCachedTokens;
   }
+
 }
 
 export const prefixBasedPdDecider = definePlugin({

@@ -406,6 +406,18 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     this.positions = positions;
   }
 
+  /**
+   * Records `target` as holding the prompt this scorer matched in `cycle`'s state, for a pick made by a profile that
+   * does not list this scorer (the P/D decider's decode pick, `prefix-based-pd-decider.ts`). Only the index learns: the
+   * prefix-match metrics count the profiles' own picks.
+   */
+  learnPick(cycle: CycleContext, target: EndpointSnapshot): void {
+    const match = cycle.state.get(this.matchKey);
+    if (match === undefined) return;
+    this.index.record(target.endpoint.key, match.blocks);
+    this.metrics.setPrefixIndexerSize(this.index.size);
+  }
+
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const match = cycle.state.get(this.matchKey);
     const [target] = result.targets;
