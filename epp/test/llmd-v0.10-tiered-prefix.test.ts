@@ -8,7 +8,7 @@
  * (`test/integration/epp/wellknown_configs_test.go` @ v0.10.0) scores a GPU tier and a CPU tier so. In kvroute each
  * scorer holds its own index, built from the parameters of the producer it reads (`src/config/producer-form.ts`).
  */
-import { parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
+import { endpointPickerConfigNotes, parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, type CycleContext } from '../src/scheduling/framework';
 import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
@@ -145,9 +145,6 @@ describe('named approx-prefix-cache-producers under llm-d\'s group', () => {
         + '(approx-prefix-cache-producer may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)'],
     ['a reference that is no string', TIERED.replace('prefixMatchInfoProducerName: cpu-prefix-cache-producer', 'prefixMatchInfoProducerName: [cpu-prefix-cache-producer]'),
       'plugins[5].parameters.prefixMatchInfoProducerName: must be the name of an approx-prefix-cache-producer or a precise-prefix-cache-producer plugin, got a list'],
-    ['a listed producer no scorer names (a scorer naming none reads the default-named one)', TIERED.replace('  parameters:\n    prefixMatchInfoProducerName: cpu-prefix-cache-producer\n', ''),
-      'plugins[1]: approx-prefix-cache-producer "cpu-prefix-cache-producer" is read by no prefix-cache-scorer: add one with parameters.prefixMatchInfoProducerName: cpu-prefix-cache-producer '
-        + '(a prefix-cache-scorer naming no producer reads the one named approx-prefix-cache-producer, llm-d-router v0.10.0\'s default)'],
     ['estimate parameters on a scorer that reads a producer', TIERED.replace('    prefixMatchInfoProducerName: cpu-prefix-cache-producer\n', '    prefixMatchInfoProducerName: cpu-prefix-cache-producer\n    lruCapacityPerServer: 50\n'),
       'plugins[5].parameters.lruCapacityPerServer: a prefix-cache-scorer reading approx-prefix-cache-producer "cpu-prefix-cache-producer" (plugins[1]) takes its estimate parameters (lruCapacityPerServer) '
         + 'from the producer; llm-d-router v0.10.0\'s scorer has only prefixMatchInfoProducerName, matchLengthWeight and matchLengthScaleTokens: set them on plugins[1] or drop them'],
@@ -176,6 +173,19 @@ describe('named approx-prefix-cache-producers under llm-d\'s group', () => {
   ])('%s is an error naming the field', (_case, yaml, message) => {
     expect(configErrorOf(() => parseEndpointPickerConfig(yaml)).startsWith(message)).toBe(true);
   });
+
+  it('a listed producer no scorer names is skipped with a note, as upstream runs it for nobody (a scorer naming none reads the default-named one)', () => {
+    const config = parseEndpointPickerConfig(TIERED.replace('  parameters:\n    prefixMatchInfoProducerName: cpu-prefix-cache-producer\n', ''));
+    expect(config.plugins.some((p) => p.name === 'cpu-prefix-cache-producer')).toBe(false);
+    expect(endpointPickerConfigNotes(config)).toContain(
+      'plugins[1]: approx-prefix-cache-producer "cpu-prefix-cache-producer" is read by no prefix-cache-scorer and was skipped (a prefix-cache-scorer naming no producer '
+        + 'reads the one named approx-prefix-cache-producer, llm-d-router v0.10.0\'s default; to score from this one, set its parameters.prefixMatchInfoProducerName: cpu-prefix-cache-producer)',
+    );
+    // Both scorers now read the default producer: the defaults' capacity, not the skipped producer's 1,000.
+    for (const name of ['gpu-prefix-cache-scorer', 'cpu-prefix-cache-scorer']) {
+      expect(config.plugins.find((p) => p.name === name)!.parameters).toMatchObject({ lruCapacityPerServer: 31250 });
+    }
+  });
 });
 
 describe('GIE\'s group keeps GIE v1.5.0\'s one unnamed producer (datalayer/attribute/prefix/data_types.go: one PrefixCacheMatchInfoKey; scorer/prefix/plugin.go ignores its parameters)', () => {
@@ -195,7 +205,9 @@ describe('GIE\'s group keeps GIE v1.5.0\'s one unnamed producer (datalayer/attri
   test('one custom-named producer is still read by every scorer, which naming none there means', () => {
     const yaml = `${GIE}plugins:\n- {type: approx-prefix-cache-producer, name: mine, parameters: {lruCapacityPerServer: 500}}\n- {type: prefix-cache-scorer, name: a}\n- {type: prefix-cache-scorer, name: b}\n`;
     expect([parametersOf(yaml, 'a'), parametersOf(yaml, 'b')]).toEqual([expect.objectContaining({ lruCapacityPerServer: 500, maxPrefixTokensToMatch: 0 }), expect.objectContaining({ lruCapacityPerServer: 500 })]);
-    // Under llm-d's group the same producer is read by no scorer (they read the default-named one).
-    expect(configErrorOf(() => parseEndpointPickerConfig(yaml.replace(GIE, LLMD)))).toMatch(/^plugins\[0\]: approx-prefix-cache-producer "mine" is read by no prefix-cache-scorer/);
+    // Under llm-d's group the same producer is read by no scorer (they read the default-named one): skipped, with a note.
+    const llmd = parseEndpointPickerConfig(yaml.replace(GIE, LLMD));
+    expect(endpointPickerConfigNotes(llmd).some((n) => n.startsWith('plugins[0]: approx-prefix-cache-producer "mine" is read by no prefix-cache-scorer and was skipped'))).toBe(true);
+    expect(llmd.plugins.find((p) => p.name === 'a')!.parameters).toMatchObject({ lruCapacityPerServer: 31250 });
   });
 });

@@ -64,7 +64,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  *         producers merged away counted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const { document, pluginOrigins } = normalizeProducerForms(value);
+  const { document, pluginOrigins, notes: producerNotes } = normalizeProducerForms(value);
   if (pluginOrigins === undefined) return validateNormalized(document);
   let config: EndpointPickerConfig;
   try {
@@ -73,8 +73,9 @@ export function validateEndpointPickerConfig(value: unknown): EndpointPickerConf
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(originalPluginIndices(error.path, pluginOrigins), originalPluginIndices(error.problem, pluginOrigins));
   }
-  const notes = configNotes.get(config);
-  if (notes !== undefined) configNotes.set(config, notes.map((note) => originalPluginIndices(note, pluginOrigins)));
+  // The producers' notes already name plugins as written; the loader's own are translated.
+  const notes = [...producerNotes, ...(configNotes.get(config) ?? []).map((note) => originalPluginIndices(note, pluginOrigins))];
+  if (notes.length > 0) configNotes.set(config, notes);
   return config;
 }
 

@@ -62,6 +62,8 @@ const listed = (names: readonly string[]) => (names.length > 0 ? names.join(', '
 interface Merged {
   readonly document: unknown;
   readonly removed: readonly number[];
+  /** What was skipped that upstream also ignores without a word, for the config's notes (plugin indices as written). */
+  readonly notes?: readonly string[];
 }
 
 /**
@@ -71,17 +73,18 @@ interface Merged {
  * `pluginOrigins[i]` is the index in the given document's `plugins` of the result's `plugins[i]`, so errors found later
  * can name the plugin as the user wrote it (undefined when nothing was dropped).
  */
-export function normalizeProducerForms(value: unknown): { document: unknown; pluginOrigins: readonly number[] | undefined } {
+export function normalizeProducerForms(value: unknown): { document: unknown; pluginOrigins: readonly number[] | undefined; notes: readonly string[] } {
   const checked = checkProducerReferences(rewriteCacheTrackingMode(value));
   const precise = mergePreciseProducers(checked);
   const approx = isPlainObject(precise.document) && precise.document.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION
     ? mergeLlmdApproxProducers(precise.document)
     : mergeGieApproxProducer(precise.document);
   const document = applyLlmdPrefixWindow(approx.document);
-  if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined };
+  const notes = approx.notes ?? [];
+  if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined, notes };
   const count = isPlainObject(checked) && Array.isArray(checked.plugins) ? checked.plugins.length : 0;
   const afterPrecise = Array.from({ length: count }, (_, i) => i).filter((i) => !precise.removed.includes(i));
-  return { document, pluginOrigins: afterPrecise.filter((_, i) => !approx.removed.includes(i)) };
+  return { document, pluginOrigins: afterPrecise.filter((_, i) => !approx.removed.includes(i)), notes };
 }
 
 /**
@@ -452,17 +455,19 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
     const parameters = { ...producer?.parameters, ...matchLengthOf(own) };
     return { ...rest, ...(producer?.parameters !== undefined || Object.keys(parameters).length > 0 ? { parameters } : {}) };
   });
+  // A producer no scorer reads: upstream runs it for nobody, without a word; kvroute drops it with a note.
+  const notes: string[] = [];
   for (const [name, { index }] of producers) {
     if (read.has(name)) continue;
-    throw new ConfigError(
-      `plugins[${index}]`,
-      `${APPROX_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no ${SCORER_TYPE}: add one with parameters.${PRODUCER_REF}: ${name}`
-        + ` (a ${SCORER_TYPE} naming no producer reads the one named ${DEFAULT_APPROX_PRODUCER_NAME}, llm-d-router v0.10.0's default)`,
+    notes.push(
+      `plugins[${index}]: ${APPROX_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no ${SCORER_TYPE} and was skipped (a ${SCORER_TYPE} naming no `
+        + `producer reads the one named ${DEFAULT_APPROX_PRODUCER_NAME}, llm-d-router v0.10.0's default; to score from this one, set its `
+        + `parameters.${PRODUCER_REF}: ${name})`,
     );
   }
   checkNoProfileRefersToProducer(document.schedulingProfiles, new Set(producers.keys()), APPROX_PRODUCER_TYPE);
   const removed = [...producers.values()].map((p) => p.index);
-  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf) }, removed };
+  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf) }, removed, notes };
 }
 
 /** llm-d-router v0.10.0's approximate prefix window: 128K tokens (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548). */
