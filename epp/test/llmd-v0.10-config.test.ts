@@ -343,6 +343,11 @@ describe("the approximate prefix window of llm-d's form (llm-d-router v0.10.0 ap
     expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
     expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 0}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 2048 });
     expect(windowOf(GIE, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
+    // The block cap that changes nothing is said so in the config's notes (the window it reads is the token one).
+    const blocksOnly = parseEndpointPickerConfig(`${LLMD}${PLUGINS.replace('{type: prefix-cache-scorer}', '{type: prefix-cache-scorer, parameters: {maxPrefixBlocksToMatch: 64}}')}`);
+    expect(endpointPickerConfigNotes(blocksOnly)).toContain('prefix-cache-scorer "prefix-cache-scorer": maxPrefixBlocksToMatch (64) is not used: llm-d-router v0.10.0 reads it only '
+      + 'when maxPrefixTokensToMatch is 0, and that defaults to 131072 tokens; set maxPrefixTokensToMatch: 0 to cap the match by blocks');
+    expect(endpointPickerConfigNotes(parseEndpointPickerConfig(`${LLMD}${PLUGINS}`)).join('\n')).not.toContain('maxPrefixBlocksToMatch');
     // Through the producer, as llm-d's samples write it.
     const c = parseEndpointPickerConfig(`${LLMD}plugins:\n- {type: approx-prefix-cache-producer, parameters: {lruCapacityPerServer: 31250}}\n${PLUGINS.slice('plugins:\n'.length)}`);
     expect(c.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters).toMatchObject({ maxPrefixTokensToMatch: 131072 });

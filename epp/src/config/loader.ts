@@ -65,7 +65,11 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
   const { document, pluginOrigins, notes: producerNotes } = normalizeProducerForms(value);
-  if (pluginOrigins === undefined) return validateNormalized(document);
+  if (pluginOrigins === undefined) {
+    const config = validateNormalized(document);
+    if (producerNotes.length > 0) configNotes.set(config, [...producerNotes, ...(configNotes.get(config) ?? [])]);
+    return config;
+  }
   let config: EndpointPickerConfig;
   try {
     config = validateNormalized(document);

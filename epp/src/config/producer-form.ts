@@ -79,8 +79,8 @@ export function normalizeProducerForms(value: unknown): { document: unknown; plu
   const approx = isPlainObject(precise.document) && precise.document.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION
     ? mergeLlmdApproxProducers(precise.document)
     : mergeGieApproxProducer(precise.document);
-  const document = applyLlmdPrefixWindow(approx.document);
-  const notes = approx.notes ?? [];
+  const notes = [...(approx.notes ?? [])];
+  const document = applyLlmdPrefixWindow(approx.document, notes);
   if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined, notes };
   const count = isPlainObject(checked) && Array.isArray(checked.plugins) ? checked.plugins.length : 0;
   const afterPrecise = Array.from({ length: count }, (_, i) => i).filter((i) => !precise.removed.includes(i));
@@ -485,7 +485,7 @@ export const LLMD_MAX_PREFIX_BLOCKS = 2048;
  * block cap's default is v0.10.0's 2048. GIE's group keeps GIE's window. Runs after the producer merges, on the scorers
  * that carry each producer's parameters.
  */
-export function applyLlmdPrefixWindow(document: unknown): unknown {
+export function applyLlmdPrefixWindow(document: unknown, notes: string[] = []): unknown {
   if (!isPlainObject(document) || document.apiVersion !== LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION || !Array.isArray(document.plugins)) return document;
   let changed = false;
   const plugins = document.plugins.map((p: unknown) => {
@@ -499,6 +499,14 @@ export function applyLlmdPrefixWindow(document: unknown): unknown {
       ...(unset('maxPrefixBlocksToMatch') ? { maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS } : {}),
     };
     if (Object.keys(window).length === 0) return p;
+    // A block cap with the token window left to its default is one upstream ignores (approximateprefix/types.go:
+    // MaxPrefixBlocksToMatch "applies only when MaxPrefixTokensToMatch is 0"): say so, as the config read quietly before.
+    if (!unset('maxPrefixBlocksToMatch') && unset('maxPrefixTokensToMatch')) {
+      notes.push(
+        `${SCORER_TYPE} ${JSON.stringify(nameOf(p))}: maxPrefixBlocksToMatch (${String(params.maxPrefixBlocksToMatch)}) is not used: llm-d-router v0.10.0 reads it only `
+          + `when maxPrefixTokensToMatch is 0, and that defaults to ${LLMD_MAX_PREFIX_TOKENS} tokens; set maxPrefixTokensToMatch: 0 to cap the match by blocks`,
+      );
+    }
     changed = true;
     return { ...p, parameters: { ...params, ...window } };
   });
