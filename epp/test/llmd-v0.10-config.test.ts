@@ -14,6 +14,7 @@ import { buildScheduler } from '../src/scheduling/scheduler';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { configErrorOf } from './config-error';
 import { LLMD_HELM_DEFAULT } from './upstream-configs';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const GIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -227,21 +228,8 @@ describe('core-metrics-extractor engineLabelKey (llm-d-router v0.10.0 pkg/epp/fr
 describe('llm-d-router v0.10.0\'s Helm chart configs (config/charts/routerlib/templates/_config.yaml, rendered with the chart\'s defaults)', () => {
   test.each([
     ['default-plugins.yaml (vllm over http: no parsers section): GIE v1.5.0\'s chart default under llm-d\'s group', LLMD_HELM_DEFAULT, ['queue-scorer', 'kv-cache-utilization-scorer', 'prefix-cache-scorer']],
-    ['payload-agnostic.yaml', `${LLMD}plugins:
-- type: passthrough-parser
-- type: active-request-scorer
-- type: session-affinity-scorer
-requestHandler:
-  parsers:
-  - pluginRef: passthrough-parser
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: active-request-scorer
-    weight: 1
-  - pluginRef: session-affinity-scorer
-    weight: 1
-`, ['active-request-scorer', 'session-affinity-scorer']],
+    // The chart's payload-agnostic.yaml is the guide's config (wellknown_configs_test.go "payload-agnostic").
+    ['payload-agnostic.yaml', LLMD_GUIDE_CONFIGS['payload-agnostic'], ['active-request-scorer', 'session-affinity-scorer']],
   ])('%s loads and builds a scheduler with its scorers', (_name, text, scorers) => {
     const config = parseEndpointPickerConfig(text);
     expect(config.apiVersion).toBe('llm-d.ai/v1alpha1');

@@ -8,6 +8,7 @@ import { CycleState } from '../src/scheduling/framework';
 import { NEUTRAL_SCORE, type NoHitLruScorer } from '../src/scheduling/plugins/no-hit-lru-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
 /** The default config before the scorer joined it (`withoutNoHitLru`). */
 // The prefix-first config (the default until the latency scorer joined it, 2026-11-30): these tests weigh the no-hit
@@ -217,25 +218,7 @@ describe('no-hit-lru-scorer', () => {
 
   it('loads llm-d\'s configs unchanged, and checks its parameters with errors naming the field', () => {
     // llm-d's optimized-baseline guide: queue 2, kv-cache 2, prefix 3, no-hit-lru 2.
-    const guide = parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: queue-scorer
-- type: kv-cache-utilization-scorer
-- type: prefix-cache-scorer
-- type: no-hit-lru-scorer
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: queue-scorer
-    weight: 2
-  - pluginRef: kv-cache-utilization-scorer
-    weight: 2
-  - pluginRef: prefix-cache-scorer
-    weight: 3
-  - pluginRef: no-hit-lru-scorer
-    weight: 2
-`);
+    const guide = parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['optimized-baseline']);
     // Equal loads: the LRU alone orders the pods (at this weight a full point of queue difference would outweigh one rank).
     const pool = new Pool(guide, { skewed: false });
     expect(Array.from({ length: 4 }, (_, g) => pool.send(ask(g, 0)))).toEqual(['p0', 'p1', 'p2', 'p3']);
