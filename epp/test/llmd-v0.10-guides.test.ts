@@ -56,7 +56,20 @@ describe('llm-d v0.10.0 well-known guide configs (wellknown_configs_test.go)', (
       .toMatch(/^plugins\[0\]\.type: unknown plugin type "data-parallel-profile-handler" \(deprecated in llm-d-router v0\.10\.0 \("use simple-profile-handler with Istio >= 1\.28\.1"/);
   });
 
-  test('predicted-latency-slo (llm-d\'s trained latency predictor, a sidecar) is refused by its first plugin kvroute lacks', () => {
-    expect(configErrorOf(() => parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']))).toMatch(/^plugins\[5\]\.type: unknown plugin type "predicted-latency-producer" \(llm-d-router v0\.10\.0's predicted-latency family needs its trained latency-predictor sidecar, which kvroute does not run; kvroute's own latency-scorer predicts/);
+  test('predicted-latency-slo loads verbatim and builds on kvroute\'s online latency model (no sidecar): every plugin it lists, by name', () => {
+    // The guide lists its prefix-cache-scorer in no profile: its predicted-latency-producer reads that scorer and records
+    // the profile's picks into it, as upstream's producer consuming the prefix match makes its data layer create an
+    // approximate producer that learns every pick; so the two prefix-cache-affinity-filters' requirement is met.
+    const text = LLMD_GUIDE_CONFIGS['predicted-latency-slo'];
+    const config = parseEndpointPickerConfig(text);
+    const scheduler = buildScheduler(config);
+    for (const type of new Set(text.match(/type: ([a-z-]+)/g)!.map((t) => t.slice(6)))) {
+      if (type === 'EndpointPickerConfig' || type === 'prefix-cache-affinity-filter') continue;
+      expect(config.plugins.find((p) => p.type === type)).toBeDefined();
+    }
+    for (const name of ['predicted-latency-producer', 'strict-affinity-filter', 'loose-affinity-filter', 'slo-headroom-tier-filter', 'latency-slo-admitter', 'latency-scorer', 'weighted-random-picker']) {
+      expect(scheduler.plugin(name)).toBeDefined();
+    }
+    expect(scheduler.plugin('predicted-latency-producer')!.type).toBe('predicted-latency-producer');
   });
 });

@@ -631,14 +631,8 @@ export function renderEndpointPickerConfig(config: EndpointPickerConfig): string
   return stringify({ ...normalized, plugins }, { aliasDuplicateObjects: false, lineWidth: 0 });
 }
 
-const PREDICTED_LATENCY_HINT = 'llm-d-router v0.10.0\'s predicted-latency family needs its trained latency-predictor sidecar, which kvroute '
-  + 'does not run; kvroute\'s own latency-scorer predicts each candidate\'s TTFT from a model it learns online (epp/README.md)';
-
 /** Why some upstream types a config may name are not here, and what to use instead. */
 const UNKNOWN_TYPE_HINTS: Readonly<Record<string, string>> = {
-  'predicted-latency-producer': PREDICTED_LATENCY_HINT,
-  'slo-headroom-tier-filter': PREDICTED_LATENCY_HINT,
-  'latency-slo-admitter': PREDICTED_LATENCY_HINT,
   'data-parallel-profile-handler': 'deprecated in llm-d-router v0.10.0 ("use simple-profile-handler with Istio >= 1.28.1", dataparallel/dp_profile_handler.go): list every data-parallel rank\'s port in the InferencePool\'s targetPorts and use single-profile-handler',
 };
 

@@ -6,6 +6,7 @@ import { definePlugin, parameters } from '../plugin';
 import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
 import type { InFlightLoadProducer } from './inflight-load-producer';
 import type { LatencyScorer } from './latency-scorer';
+import { PredictedLatencyProducer } from './predicted-latency-producer';
 
 export type TtftSource = 'prefillThroughput' | 'latencyPredictor';
 
@@ -154,7 +155,10 @@ export class PrefixCacheAffinityFilter implements Filter {
     }
     this.prefix = prefix;
     // The precise index learns from the pods' KV events; the approximate one only from its profiles' picks.
-    if (prefix.type === 'prefix-cache-scorer') this.requireInMyProfiles(prefix, 'learns where prompts went only from the picks of the profiles that list it', 'learns without scoring');
+    // A profile may instead list a predicted-latency-producer that reads this scorer: it records the profile's picks into
+    // the scorer's index, as upstream's producer consuming the prefix match makes its data layer create an approximate
+    // producer that learns every pick (llm-d's predicted-latency guide lists no prefix scorer in its profile).
+    if (prefix.type === 'prefix-cache-scorer') this.requireInMyProfiles(prefix, 'learns where prompts went only from the picks of the profiles that list it', 'learns without scoring', this.producersLearning(plugins, prefix));
     if (p.maxTTFTPenaltyMs <= 0) return;
     if (p.ttftSource === 'latencyPredictor') {
       const latency = this.reference(plugins, 'latencyPredictionInfoProducerName', (x) => x.type === 'latency-scorer', 'latency-scorer');
@@ -199,11 +203,16 @@ export class PrefixCacheAffinityFilter implements Filter {
     throw new ConfigError(path, `the config has several (${found.map((x) => x.name).join(', ')}): name the one to read`);
   }
 
-  /** Every profile that lists this filter must list `plugin` too. */
-  private requireInMyProfiles(plugin: Plugin, because: string, weightZero: string): void {
+  /** The names of the config's predicted-latency-producers that read `prefix` (and record their profiles' picks in it). */
+  private producersLearning(plugins: readonly Plugin[], prefix: Plugin): string[] {
+    return plugins.filter((x) => x instanceof PredictedLatencyProducer && x.prefixScorer() === prefix).map((x) => x.name);
+  }
+
+  /** Every profile that lists this filter must list `plugin` too (or one of `alternatives`, which do its work there). */
+  private requireInMyProfiles(plugin: Plugin, because: string, weightZero: string, alternatives: readonly string[] = []): void {
     (this.handle.profiles?.() ?? []).forEach((profile, i) => {
       const refs = profile.plugins.map((r) => r.pluginRef);
-      if (!refs.includes(this.name) || refs.includes(plugin.name)) return;
+      if (!refs.includes(this.name) || refs.includes(plugin.name) || alternatives.some((a) => refs.includes(a))) return;
       throw new ConfigError(
         `schedulingProfiles[${i}].plugins`,
         `lists ${JSON.stringify(this.name)} (prefix-cache-affinity-filter), which reads ${JSON.stringify(plugin.name)}, and ${JSON.stringify(plugin.name)} ${because}: `

@@ -1,0 +1,301 @@
+/**
+ * `predicted-latency-producer`: llm-d-router v0.10.0's predicted-latency data producer
+ * (`pkg/epp/framework/plugins/requestcontrol/dataproducer/predictedlatency/`: README.md, plugin.go, prediction.go,
+ * dataproducer_hooks.go @ v0.10.0) on kvroute's online latency model instead of upstream's XGBoost sidecars.
+ *
+ * Per request it reads the SLO headers (`x-llm-d-slo-ttft-ms`, else the deprecated `x-slo-ttft-ms`; `x-llm-d-slo-tpot-ms`,
+ * else `x-slo-tpot-ms`: `metadata.TTFTSLOHeaderKey`/`TPOTSLOHeaderKey` and their aliases, pkg/epp/metadata/consts.go; a
+ * value that is not a float counts 0, as parseSLOHeaders logs and goes on) and publishes, per candidate, upstream's
+ * `LatencyPredictionInfo` (`attribute/latency/data_types.go`): predicted TTFT and TPOT in ms, their headrooms and
+ * validity, and the requests this EPP has dispatched to the endpoint.
+ *
+ * - TTFT: the config's `latency-scorer`'s prediction (`predictTtftSeconds`: queued prefill ahead, slot wait, the
+ *   request's own uncached prefill by the prefix match, overhead), one model for scoring and for SLOs, learnt online
+ *   from the pods' own TTFT histograms (`src/latency/`). The scorer must be listed in each profile listing this
+ *   producer: its commits are what count the prefill queued on each pod (`weight: 0` predicts without scoring).
+ *   Headroom as validatePrediction computes it: `ttftHeadroom = SLO − predicted`, valid when `predicted < SLO`; with no
+ *   TTFT SLO the SLO is 0, every prediction invalid with negative headroom (upstream's "no SLO" convention, which makes
+ *   the tier filter keep everyone in the negative tier).
+ * - TPOT: kvroute has no TPOT model (the EPP scrapes no inter-token histogram), so TPOT is declared unknown and
+ *   neutralized exactly as prediction.go neutralizes it for `streamingMode: false` and for prefill endpoints:
+ *   `tpotValid = true`, `tpotHeadroom = 0`, `isValid = ttftValid` (and `tpot = 0`). A TPOT SLO header is read (the
+ *   admitter counts it as "has an SLO", as upstream does) but never makes a candidate invalid. `sloBufferFactor`, which
+ *   upstream applies to the TPOT SLO only, is therefore checked (> 0) and has no effect.
+ * - The prefix match comes from the config's prefix scorer, in the cycle's own state (it is published there for the
+ *   `latency-scorer` after it). Upstream's producer consumes the prefix match info, so upstream's data layer creates an
+ *   approximate prefix producer that learns every pick; kvroute's approximate scorer learns only from the picks of the
+ *   profiles listing it, so this producer records its profile's pick into that scorer's index (post-cycle) when the
+ *   profile does not list the scorer itself. That is what lets llm-d's guide list the `prefix-cache-affinity-filter`
+ *   without the scorer in its profile.
+ *
+ * It runs as the first filter of its profile (it keeps every candidate), where upstream's director runs it as a
+ * `DataProducer` before admission and scheduling. kvroute's admission runs before the cycle, so `latency-slo-admitter`
+ * asks `predict` itself on the request's candidates (a cycle state of its own).
+ */
+import { ConfigError, describeValue } from '../../config/errors';
+import type { FieldReader } from '../../config/fields';
+import type { EndpointSnapshot } from '../../datastore/types';
+import { CycleState, stateKey, type CycleContext, type Filter, type Plugin, type PluginHandle, type PostCycle, type ProfileRunResult, type StateKey } from '../framework';
+import { definePlugin, parameters } from '../plugin';
+import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
+import type { LLMRequest } from '../types';
+import type { LatencyScorer } from './latency-scorer';
+
+/** `metadata.TTFTSLOHeaderKey` and its deprecated alias, current name first (pkg/epp/metadata/consts.go @ v0.10.0). */
+export const TTFT_SLO_HEADERS = ['x-llm-d-slo-ttft-ms', 'x-slo-ttft-ms'] as const;
+/** `metadata.TPOTSLOHeaderKey` and its deprecated alias. */
+export const TPOT_SLO_HEADERS = ['x-llm-d-slo-tpot-ms', 'x-slo-tpot-ms'] as const;
+
+/** Upstream's `LatencyPredictionInfo` (`framework/plugins/datalayer/attribute/latency/data_types.go` @ v0.10.0). */
+export interface LatencyPredictionInfo {
+  readonly ttftValid: boolean;
+  readonly tpotValid: boolean;
+  /** ms; positive within the SLO, negative past it. */
+  readonly ttftHeadroom: number;
+  readonly tpotHeadroom: number;
+  /** Predicted time to first token, ms. */
+  readonly ttft: number;
+  /** Predicted time per output token, ms: 0, kvroute has no TPOT model (neutralized). */
+  readonly tpot: number;
+  /** Requests this EPP has dispatched to the endpoint and not seen end (upstream: its running-request queue's size). */
+  readonly dispatchedRequestCount: number;
+}
+
+/** `LatencyPredictionInfo.IsValid`: TTFT and TPOT both within their SLOs. */
+export const isValidPrediction = (info: LatencyPredictionInfo): boolean => info.ttftValid && info.tpotValid;
+
+/** One cycle's predictions, by endpoint key. */
+export type LatencyPredictions = ReadonlyMap<string, LatencyPredictionInfo>;
+
+export interface PredictedLatencyProducerParameters {
+  /** Deprecated upstream (mid-stream TPOT predictions were removed): accepted and ignored. @default 1000 */
+  samplingMean?: number;
+  /** Deprecated upstream: accepted and ignored. @default 0 */
+  maxDecodeTokenSamplesForPrediction?: number;
+  /** Multiplies the TPOT SLO (upstream applies it to TPOT only); > 0. No effect here: TPOT is neutralized. @default 1 */
+  sloBufferFactor?: number;
+  /** Upstream's per-request context TTL. kvroute keeps the context with the request itself: accepted, unused. @default "5m" */
+  contextTTL?: string;
+  /** Upstream trains TTFT at the first chunk (true) or at EOS (false). kvroute's model learns from scrapes either way: accepted, unused. @default false */
+  streamingMode?: boolean;
+  /** Label marking prefill endpoints, whose TPOT upstream neutralizes. kvroute neutralizes every endpoint's: accepted, unused. @default "" */
+  endpointRoleLabel?: string;
+  /** false: publish no predictions (upstream's training-only mode): the tier filter keeps everyone, the admitter admits. @default true */
+  predictInProduce?: boolean;
+  /** The prefix scorer whose match feeds the TTFT prediction. "": the config's `prefix-cache-scorer`, else its `precise-prefix-cache-scorer`. @default "" */
+  prefixMatchInfoProducerName?: string;
+  /** kvroute: the `latency-scorer` whose model predicts TTFT. "": the config's one. @default "" */
+  latencyScorerName?: string;
+}
+
+const DEFAULTS: Required<PredictedLatencyProducerParameters> = {
+  samplingMean: 1000,
+  maxDecodeTokenSamplesForPrediction: 0,
+  sloBufferFactor: 1,
+  contextTTL: '5m',
+  streamingMode: false,
+  endpointRoleLabel: '',
+  predictInProduce: true,
+  prefixMatchInfoProducerName: '',
+  latencyScorerName: '',
+};
+
+/**
+ * Go's strconv.ParseFloat on a header value (parseFloatHeader in plugin.go): absent or not a float → 0 (upstream logs the
+ * BadRequest and goes on with 0). Go accepts decimal and exponent forms, "inf"/"infinity"/"nan", and no spaces.
+ */
+export function parseSloHeader(headers: Readonly<Record<string, string>>, names: readonly string[]): number {
+  for (const name of names) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (/^[+-]?(\d+(_\d+)*\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(value)) return Number(value.replace(/_/g, ''));
+    const special = /^([+-]?)(inf|infinity|nan)$/i.exec(value);
+    if (special !== null) return special[2]!.toLowerCase() === 'nan' ? NaN : (special[1] === '-' ? -Infinity : Infinity);
+    return 0;
+  }
+  return 0;
+}
+
+/** The request's TTFT and TPOT SLOs in ms (0: none). */
+export function sloOf(request: LLMRequest): { ttftSlo: number; tpotSlo: number } {
+  return { ttftSlo: parseSloHeader(request.headers, TTFT_SLO_HEADERS), tpotSlo: parseSloHeader(request.headers, TPOT_SLO_HEADERS) };
+}
+
+/**
+ * validatePrediction (prediction.go @ v0.10.0) for one candidate, with TPOT neutralized as generatePredictions does for
+ * a non-streaming producer: `ttftOk = ttft < ttftSLO`, `ttftHeadroom = ttftSLO − ttft`; `tpotOk = true`, headroom 0.
+ */
+export function predictionInfo(ttftMs: number, ttftSlo: number, dispatchedRequestCount: number): LatencyPredictionInfo {
+  return { ttftValid: ttftMs < ttftSlo, tpotValid: true, ttftHeadroom: ttftSlo - ttftMs, tpotHeadroom: 0, ttft: ttftMs, tpot: 0, dispatchedRequestCount };
+}
+
+export class PredictedLatencyProducer implements Filter, PostCycle {
+  readonly type = 'predicted-latency-producer';
+  readonly emptyResultReason = 'no-endpoints' as const;
+  /** Where this producer's predictions are published in a cycle's state (`LatencyPredictionInfoDataKey` with its name). */
+  readonly predictionsKey: StateKey<LatencyPredictions>;
+  private prefix: PrefixMatchRatios | undefined;
+  private latency: LatencyScorer | undefined;
+  /** Profiles that list the prefix scorer themselves: it learns their picks on its own. */
+  private profilesLearning = new Set<string>();
+  private resolved = false;
+
+  constructor(readonly name: string, readonly parameters: Required<PredictedLatencyProducerParameters>, private readonly handle: PluginHandle) {
+    this.predictionsKey = stateKey<LatencyPredictions>(`predicted-latency-producer ${name}`);
+  }
+
+  resolveReferences(): void {
+    if (this.resolved) return;
+    this.resolved = true;
+    const plugins = [...(this.handle.plugins?.() ?? [])];
+    const p = this.parameters;
+    const prefix = this.reference(plugins, p.prefixMatchInfoProducerName, 'prefixMatchInfoProducerName', (x) => x.type === 'prefix-cache-scorer')
+      ?? this.reference(plugins, p.prefixMatchInfoProducerName, 'prefixMatchInfoProducerName', (x) => x.type === 'precise-prefix-cache-scorer');
+    if (prefix !== undefined) {
+      if (!isPrefixMatchRatios(prefix)) {
+        throw new ConfigError(`${this.name}.parameters.prefixMatchInfoProducerName`, `${JSON.stringify(prefix.name)} is a ${prefix.type}; name a prefix-cache-scorer or precise-prefix-cache-scorer`);
+      }
+      this.prefix = prefix;
+    }
+    const latency = this.reference(plugins, p.latencyScorerName, 'latencyScorerName', (x) => x.type === 'latency-scorer');
+    if (latency === undefined) {
+      throw new ConfigError(`${this.name}.type`, 'predicts TTFT with kvroute\'s latency-scorer (its online per-pod model, in place of upstream\'s XGBoost sidecars), '
+        + 'and the config has none: add a latency-scorer to each profile that lists this producer (weight 0 predicts without scoring)');
+    }
+    if (latency.type !== 'latency-scorer') {
+      throw new ConfigError(`${this.name}.parameters.latencyScorerName`, `${JSON.stringify(latency.name)} is a ${latency.type}; name a latency-scorer`);
+    }
+    this.latency = latency as LatencyScorer;
+    (this.handle.profiles?.() ?? []).forEach((profile, i) => {
+      const refs = profile.plugins.map((r) => r.pluginRef);
+      if (!refs.includes(this.name)) return;
+      if (this.prefix !== undefined && refs.includes(this.prefix.name)) this.profilesLearning.add(profile.name);
+      if (refs.includes(latency.name)) return;
+      throw new ConfigError(`schedulingProfiles[${i}].plugins`, `lists ${JSON.stringify(this.name)} (predicted-latency-producer), which predicts with ${JSON.stringify(latency.name)}, `
+        + `and ${JSON.stringify(latency.name)} counts the prefill queued on each pod only from the picks of the profiles that list it: `
+        + `list it in profile ${JSON.stringify(profile.name)} too ({pluginRef: ${latency.name}, weight: 0} predicts without scoring)`);
+    });
+  }
+
+  /** The prefix scorer this producer reads (resolving references first if they are not yet): for the affinity filter's check. */
+  prefixScorer(): Plugin | undefined {
+    this.resolveReferences();
+    return this.prefix;
+  }
+
+  private reference(plugins: readonly Plugin[], named: string, field: string, matches: (plugin: Plugin) => boolean): Plugin | undefined {
+    if (named !== '') {
+      const plugin = this.handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
+      if (plugin === undefined) throw new ConfigError(`${this.name}.parameters.${field}`, `no plugin named ${JSON.stringify(named)}`);
+      return plugin;
+    }
+    const found = plugins.filter(matches);
+    if (found.length > 1) throw new ConfigError(`${this.name}.parameters.${field}`, `the config has several (${found.map((x) => x.name).join(', ')}): name the one to read`);
+    return found[0];
+  }
+
+  /**
+   * Each candidate's prediction for `request` (Produce + generatePredictions), with the prefix match computed into
+   * `state` (and published there as PREFIX_MATCH); undefined when `predictInProduce` is false.
+   */
+  predict(request: LLMRequest, candidates: readonly EndpointSnapshot[], state: CycleState = new CycleState()): LatencyPredictions | undefined {
+    if (!this.parameters.predictInProduce) return undefined;
+    this.resolveReferences();
+    if (this.prefix !== undefined) this.prefix.matchRatios({ request, state }, candidates);
+    const seconds = this.latency!.predictTtftSeconds(request, state.get(PREFIX_MATCH), candidates);
+    const { ttftSlo } = sloOf(request);
+    const out = new Map<string, LatencyPredictionInfo>();
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i]!;
+      out.set(c.endpoint.key, predictionInfo(seconds[i]! * 1000, ttftSlo, c.activeRequests));
+    }
+    return out;
+  }
+
+  /** Produces this cycle's predictions and keeps every candidate. */
+  filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
+    const predictions = this.predict(cycle.request, candidates, cycle.state);
+    if (predictions !== undefined) cycle.state.set(this.predictionsKey, predictions);
+    return candidates;
+  }
+
+  /** The approximate prefix scorer learns this profile's pick, as upstream's auto-created prefix producer would. */
+  postCycle(cycle: CycleContext, result: ProfileRunResult): void {
+    const prefix = this.prefix as (PrefixMatchRatios & { learnPick?: (c: CycleContext, t: EndpointSnapshot) => void }) | undefined;
+    const [target] = result.targets;
+    if (prefix?.learnPick === undefined || target === undefined) return;
+    if (result.profile !== undefined && this.profilesLearning.has(result.profile)) return;
+    prefix.learnPick(cycle, target);
+  }
+}
+
+/** The producer `named` ("" → the config's one) for a reader `owner`. @throws ConfigError when there is none or the name is not one. */
+export function resolvePredictionProducer(handle: PluginHandle, owner: string, named: string): PredictedLatencyProducer {
+  const plugins = [...(handle.plugins?.() ?? [])];
+  const path = `${owner}.parameters.latencyPredictionInfoProducerName`;
+  if (named !== '') {
+    const plugin = handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(named)}`);
+    if (!(plugin instanceof PredictedLatencyProducer)) throw new ConfigError(path, `${JSON.stringify(named)} is a ${plugin.type}; name a predicted-latency-producer`);
+    return plugin;
+  }
+  const found = plugins.filter((x): x is PredictedLatencyProducer => x instanceof PredictedLatencyProducer);
+  if (found.length === 0) throw new ConfigError(`${owner}.type`, 'reads the latency predictions of a predicted-latency-producer, and the config has none: add one');
+  if (found.length > 1) throw new ConfigError(path, `the config has several (${found.map((x) => x.name).join(', ')}): name the one to read`);
+  return found[0]!;
+}
+
+/** A number field, any finite value (Go decodes into float64/int; a string fails). */
+function numberField(fields: FieldReader, key: keyof PredictedLatencyProducerParameters, integer = false): number {
+  const value = fields.raw(key);
+  if (value === undefined || value === null) return DEFAULTS[key] as number;
+  if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+    throw new ConfigError(fields.fieldPath(key), `must be ${integer ? 'an integer' : 'a number'}, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** A string field where "" means the default, as Go's decoder reads it; a non-string is refused. */
+function stringField(fields: FieldReader, key: string): string {
+  const value = fields.raw(key);
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string') throw new ConfigError(fields.fieldPath(key), `must be a string, got ${describeValue(value)}`);
+  return value;
+}
+
+/** Upstream Config fields kvroute cannot honour, refused by name with the reason. */
+function refuseUnsupported(fields: FieldReader): void {
+  if (fields.boolean('useEncoderCacheFeatures', false)) {
+    throw new ConfigError(fields.fieldPath('useEncoderCacheFeatures'), 'true is not supported: kvroute has no multimodal encoder-cache producer, and its TTFT model takes no encoder features');
+  }
+  if (stringField(fields, 'encoderCacheMatchInfoProducerName') !== '') {
+    throw new ConfigError(fields.fieldPath('encoderCacheMatchInfoProducerName'), 'is not supported: kvroute has no multimodal encoder-cache producer');
+  }
+  if (stringField(fields, 'inFlightLoadProducerName') !== '') {
+    throw new ConfigError(fields.fieldPath('inFlightLoadProducerName'), 'is not supported: kvroute\'s TTFT model (the latency-scorer) counts the prefill in flight on each pod itself and reads no inflight-load-producer');
+  }
+}
+
+export const predictedLatencyProducer = definePlugin({
+  type: 'predicted-latency-producer',
+  kinds: ['filter', 'post-cycle'],
+  cycleState: { writes: ['prefix-match'] },
+  parameters: parameters<PredictedLatencyProducerParameters>((fields) => {
+    refuseUnsupported(fields);
+    const sloBufferFactor = numberField(fields, 'sloBufferFactor');
+    // Config.validate's check and message (plugin.go @ v0.10.0).
+    if (sloBufferFactor <= 0) throw new ConfigError(fields.fieldPath('sloBufferFactor'), `sloBufferFactor must be > 0, got ${sloBufferFactor.toFixed(6)}`);
+    return {
+      samplingMean: numberField(fields, 'samplingMean'),
+      maxDecodeTokenSamplesForPrediction: numberField(fields, 'maxDecodeTokenSamplesForPrediction', true),
+      sloBufferFactor,
+      contextTTL: fields.duration('contextTTL', DEFAULTS.contextTTL),
+      streamingMode: fields.boolean('streamingMode', DEFAULTS.streamingMode),
+      endpointRoleLabel: stringField(fields, 'endpointRoleLabel'),
+      predictInProduce: fields.boolean('predictInProduce', DEFAULTS.predictInProduce),
+      prefixMatchInfoProducerName: stringField(fields, 'prefixMatchInfoProducerName'),
+      latencyScorerName: stringField(fields, 'latencyScorerName'),
+    };
+  }),
+  create: (name, resolved, handle) => new PredictedLatencyProducer(name, resolved, handle),
+});
