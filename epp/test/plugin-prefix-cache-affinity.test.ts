@@ -295,8 +295,8 @@ schedulingProfiles:
 });
 
 describe('llm-d\'s predicted-latency guide (wellknown_configs_test.go "predicted-latency-slo" @ llm-d-router v0.10.0)', () => {
-  // Its sidecar predictor, SLO tier filter and admitter are not kvroute's (llmd-v0.10-guides.test.ts): without them,
-  // kvroute's latency-scorer in their place.
+  // Without its predicted-latency-producer (and the tier filter and admitter that read it), the guide's prefix scorer
+  // is in no profile; with it, verbatim, the producer records the profile's picks into that scorer (below).
   const without = (text: string, types: readonly string[]) => text.split('\n').filter((line) => !types.some((t) => line.endsWith(` ${t}`))).join('\n');
   const guide = without(LLMD_GUIDE_CONFIGS['predicted-latency-slo'], ['predicted-latency-producer', 'slo-headroom-tier-filter', 'latency-slo-admitter'])
     .replace('  parameters:\n    streamingMode: true\n', '');
@@ -319,6 +319,19 @@ describe('llm-d\'s predicted-latency guide (wellknown_configs_test.go "predicted
     };
     const first = send(ask(0));
     for (let u = 1; u < 6; u++) expect(send(ask(u))).toBe(first);
+  });
+
+  it('verbatim, the predicted-latency-producer reads the prefix scorer and records the profile\'s picks into it: the gates stick', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']), { now: () => 1_000_000, random: seededRandom(3) });
+    const send = (prompt: string) => {
+      const req = { ...request(prompt), requestId: prompt.slice(-8) };
+      const result = scheduler.schedule(req, ['p0', 'p1', 'p2'].map((n) => pod(n)));
+      for (const plugin of scheduler.plugins.ofKind('pre-request')) plugin.preRequest(req, result);
+      return result.target.endpoint.name;
+    };
+    const first = send(ask(0));
+    for (let u = 1; u < 6; u++) expect(send(ask(u))).toBe(first);
+    expect((scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).stats().indexEntries).toBeGreaterThan(0);
   });
 });
 

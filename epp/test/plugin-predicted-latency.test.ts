@@ -1,0 +1,296 @@
+/**
+ * llm-d-router v0.10.0's predicted-latency family on kvroute's online latency model (no sidecar):
+ * - `predicted-latency-producer` (requestcontrol/dataproducer/predictedlatency/: plugin.go Config and parseSLOHeaders,
+ *   prediction.go validatePrediction and its TPOT neutralization; plugin_test.go, prediction_test.go);
+ * - `slo-headroom-tier-filter` (scheduling/filter/sloheadroomtier/plugin_test.go, test by test);
+ * - `latency-slo-admitter` (requestcontrol/admitter/latencyslo/plugin_test.go, case by case);
+ * - llm-d's guide "predicted-latency-slo" verbatim through buildScheduler and RequestControl: an SLO header makes the
+ *   tier filter drop the pod predicted too slow, and the admitter deny a sheddable request no pod can meet.
+ */
+import { seededRandom } from '@kvroute/testkit';
+import { ConfigError } from '../src/config/errors';
+import { parseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
+import type { IncomingRequest } from '../src/extproc/request-director';
+import { NOT_ADMITTED_PREFIX, RequestControl } from '../src/requestcontrol/request-control';
+import { CycleState, SILENT_PLUGIN_LOGGER, type Plugin, type PluginHandle } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { LatencySloAdmitter } from '../src/scheduling/plugins/latency-slo-admitter';
+import { parseSloHeader, predictionInfo, PredictedLatencyProducer, sloOf, TPOT_SLO_HEADERS, TTFT_SLO_HEADERS, type LatencyPredictionInfo } from '../src/scheduling/plugins/predicted-latency-producer';
+import { SloHeadroomTierFilter } from '../src/scheduling/plugins/slo-headroom-tier-filter';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import type { LLMRequest } from '../src/scheduling/types';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
+
+function endpoint(name: string, metrics: Partial<EndpointMetrics> = {}, activeRequests = 0): EndpointSnapshot {
+  return {
+    endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: 1, ...metrics },
+    activeRequests,
+  };
+}
+
+const req = (headers: Record<string, string> = {}, prompt = 'p'): LLMRequest => ({ requestId: 'r', model: 'm', prompt, headers, attributes: new CycleState() });
+
+function handle(random: () => number = () => 0.5, plugins: Plugin[] = []): PluginHandle {
+  return {
+    now: () => 1_000_000, random, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER,
+    plugin: (name) => plugins.find((p) => p.name === name), plugins: () => plugins, profiles: () => [],
+  };
+}
+
+/** A producer stand-in whose predictions the test sets (upstream's tests put LatencyPredictionInfo on endpoints). */
+function fakeProducer(byName: Record<string, LatencyPredictionInfo> | undefined): PredictedLatencyProducer {
+  const producer = new PredictedLatencyProducer('plp', resolvePluginParameters('predicted-latency-producer', undefined), handle());
+  producer.predict = (_request, candidates) => byName === undefined ? undefined
+    : new Map(candidates.filter((c) => byName[c.endpoint.name] !== undefined).map((c) => [c.endpoint.key, byName[c.endpoint.name]!]));
+  return producer;
+}
+
+/** upstream's makeEndpointWithPrediction(ttftHeadroom, tpotHeadroom). */
+const headroom = (ttftHeadroom: number, tpotHeadroom: number): LatencyPredictionInfo =>
+  ({ ttftValid: ttftHeadroom >= 0, tpotValid: tpotHeadroom >= 0, ttftHeadroom, tpotHeadroom, ttft: 0, tpot: 0, dispatchedRequestCount: 0 });
+
+describe('predicted-latency-producer parameters (plugin.go Config, DefaultConfig, validate @ v0.10.0)', () => {
+  test('upstream\'s defaults; kvroute adds latencyScorerName', () => {
+    expect(resolvePluginParameters('predicted-latency-producer', undefined)).toEqual({
+      samplingMean: 1000, maxDecodeTokenSamplesForPrediction: 0, sloBufferFactor: 1, contextTTL: '5m', streamingMode: false,
+      endpointRoleLabel: '', predictInProduce: true, prefixMatchInfoProducerName: '', latencyScorerName: '',
+    });
+  });
+
+  test('every upstream parameter kvroute can take is accepted (the deprecated ones ignored, as upstream ignores them)', () => {
+    expect(resolvePluginParameters('predicted-latency-producer', {
+      samplingMean: 50, maxDecodeTokenSamplesForPrediction: 3, sloBufferFactor: 0.9, contextTTL: '1m', streamingMode: true,
+      endpointRoleLabel: 'llm-d.ai/role', predictInProduce: false, prefixMatchInfoProducerName: 'x', useEncoderCacheFeatures: false,
+      encoderCacheMatchInfoProducerName: '', inFlightLoadProducerName: '',
+    })).toMatchObject({ sloBufferFactor: 0.9, streamingMode: true, predictInProduce: false, prefixMatchInfoProducerName: 'x' });
+  });
+
+  test.each([
+    [{ sloBufferFactor: 0 }, 'p.sloBufferFactor: sloBufferFactor must be > 0, got 0.000000'],
+    [{ sloBufferFactor: -1 }, 'p.sloBufferFactor: sloBufferFactor must be > 0, got -1.000000'],
+    [{ useEncoderCacheFeatures: true }, 'p.useEncoderCacheFeatures: true is not supported: kvroute has no multimodal encoder-cache producer'],
+    [{ encoderCacheMatchInfoProducerName: 'mm' }, 'p.encoderCacheMatchInfoProducerName: is not supported'],
+    [{ inFlightLoadProducerName: 'ifl' }, 'p.inFlightLoadProducerName: is not supported: kvroute\'s TTFT model (the latency-scorer) counts the prefill in flight'],
+    [{ streamingMode: 'yes' }, 'p.streamingMode: must be true or false'],
+    [{ bogus: 1 }, 'p.bogus: unknown field'],
+  ])('%j is refused: %s', (raw, message) => {
+    expect(() => resolvePluginParameters('predicted-latency-producer', raw, 'p')).toThrow(ConfigError);
+    expect(() => resolvePluginParameters('predicted-latency-producer', raw, 'p')).toThrow(message);
+  });
+
+  test('without a latency-scorer the producer is refused at start-up, naming the fix', () => {
+    expect(() => buildScheduler(parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: predicted-latency-producer\n- type: max-score-picker\n'
+      + 'schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: predicted-latency-producer\n  - pluginRef: max-score-picker\n')))
+      .toThrow('predicts TTFT with kvroute\'s latency-scorer');
+  });
+
+  test('the latency-scorer must be in each profile listing the producer (its commits count the queued prefill)', () => {
+    expect(() => buildScheduler(parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: predicted-latency-producer\n- type: latency-scorer\n- type: max-score-picker\n'
+      + 'schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: predicted-latency-producer\n  - pluginRef: max-score-picker\n')))
+      .toThrow('schedulingProfiles[0].plugins: lists "predicted-latency-producer" (predicted-latency-producer), which predicts with "latency-scorer"');
+  });
+});
+
+describe('parseSLOHeaders (plugin_test.go TestParseSLOHeaders @ v0.10.0)', () => {
+  test.each([
+    ['SLO headers', { 'x-llm-d-slo-ttft-ms': '100', 'x-llm-d-slo-tpot-ms': '50' }, 100, 50],
+    ['old aliases', { 'x-slo-ttft-ms': '101', 'x-slo-tpot-ms': '51' }, 101, 51],
+    ['new headers take precedence', { 'x-llm-d-slo-ttft-ms': '102', 'x-slo-ttft-ms': '999', 'x-llm-d-slo-tpot-ms': '52', 'x-slo-tpot-ms': '999' }, 102, 52],
+    ['none: 0', {}, 0, 0],
+    ['not a float: 0 (upstream logs BadRequest and goes on)', { 'x-llm-d-slo-ttft-ms': 'fast', 'x-llm-d-slo-tpot-ms': ' 5' }, 0, 0],
+    ['Go float forms', { 'x-llm-d-slo-ttft-ms': '1e3', 'x-llm-d-slo-tpot-ms': '.5' }, 1000, 0.5],
+  ])('%s', (_name, headers, ttft, tpot) => {
+    expect(sloOf(req(headers))).toEqual({ ttftSlo: ttft, tpotSlo: tpot });
+  });
+
+  test('the header names are metadata.TTFTSLOHeaderKey/TPOTSLOHeaderKey and their deprecated aliases (pkg/epp/metadata/consts.go)', () => {
+    expect(TTFT_SLO_HEADERS).toEqual(['x-llm-d-slo-ttft-ms', 'x-slo-ttft-ms']);
+    expect(TPOT_SLO_HEADERS).toEqual(['x-llm-d-slo-tpot-ms', 'x-slo-tpot-ms']);
+    expect(parseSloHeader({ 'x-llm-d-slo-ttft-ms': 'Inf' }, TTFT_SLO_HEADERS)).toBe(Infinity);
+  });
+});
+
+describe('validatePrediction with TPOT neutralized (prediction_test.go @ v0.10.0)', () => {
+  test('TestValidatePrediction_NonStreamingMode: TTFT 50 < SLO 100 valid, TPOT always valid with headroom 0', () => {
+    expect(predictionInfo(50, 100, 2)).toEqual({ ttftValid: true, tpotValid: true, ttftHeadroom: 50, tpotHeadroom: 0, ttft: 50, tpot: 0, dispatchedRequestCount: 2 });
+  });
+
+  test('TTFT exceeds SLO: invalid, negative headroom; at the SLO exactly invalid too (ttft < SLO)', () => {
+    expect(predictionInfo(150, 100, 0)).toMatchObject({ ttftValid: false, ttftHeadroom: -50 });
+    expect(predictionInfo(100, 100, 0)).toMatchObject({ ttftValid: false, ttftHeadroom: 0 });
+  });
+
+  test('no SLO: SLO 0, every prediction invalid with headroom −predicted (upstream\'s no-SLO convention)', () => {
+    expect(predictionInfo(30, 0, 0)).toMatchObject({ ttftValid: false, ttftHeadroom: -30, tpotValid: true, tpotHeadroom: 0 });
+  });
+});
+
+describe('predicted-latency-producer on kvroute\'s latency-scorer', () => {
+  const config = (producerParameters = '') => parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: prefix-cache-scorer
+- type: predicted-latency-producer${producerParameters}
+- type: latency-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: predicted-latency-producer
+  - pluginRef: latency-scorer
+  - pluginRef: max-score-picker
+`);
+
+  test('per candidate: TTFT in ms from the latency-scorer\'s model, headroom against the header, this EPP\'s dispatched count', () => {
+    const scheduler = buildScheduler(config(), { now: () => 1_000_000 });
+    const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+    const latency = scheduler.plugin('latency-scorer') as unknown as { predictTtftSeconds(r: LLMRequest, m: undefined, c: readonly EndpointSnapshot[]): Float64Array };
+    const prompt = 'x'.repeat(4000);
+    const pods = [endpoint('fast', { waitingQueueSize: 0 }, 1), endpoint('slow', { waitingQueueSize: 4 }, 3)];
+    const predictions = producer.predict(req({ 'x-llm-d-slo-ttft-ms': '500' }, prompt), pods)!;
+    const expected = latency.predictTtftSeconds(req({}, prompt), undefined, pods);
+    const fast = predictions.get('fast:8000')!;
+    const slow = predictions.get('slow:8000')!;
+    expect(fast.ttft).toBeCloseTo(expected[0]! * 1000, 6);
+    expect(slow.ttft).toBeCloseTo(expected[1]! * 1000, 6);
+    // Prior 0.2 ms/token, 20 ms overhead; 4000 characters ≈ 1000 tokens; the slow pod has 4 prompts waiting ahead.
+    expect(fast.ttft).toBeCloseTo(220, 0);
+    expect(slow.ttft).toBeCloseTo(1020, 0);
+    expect(fast).toMatchObject({ ttftValid: true, ttftHeadroom: 500 - fast.ttft, tpotValid: true, tpotHeadroom: 0, tpot: 0, dispatchedRequestCount: 1 });
+    expect(slow).toMatchObject({ ttftValid: false, dispatchedRequestCount: 3 });
+  });
+
+  test('predictInProduce: false publishes nothing (training-only mode)', () => {
+    const scheduler = buildScheduler(config('\n  parameters:\n    predictInProduce: false'), { now: () => 1_000_000 });
+    expect((scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer).predict(req(), [endpoint('a')])).toBeUndefined();
+  });
+});
+
+describe('slo-headroom-tier-filter (sloheadroomtier/plugin_test.go @ v0.10.0)', () => {
+  const filter = (epsilonExploreNeg: number, byName: Record<string, LatencyPredictionInfo> | undefined, random = () => 0.5) => {
+    const producer = fakeProducer(byName);
+    const f = new SloHeadroomTierFilter('tier', { epsilonExploreNeg, latencyPredictionInfoProducerName: '' }, handle(random, [producer]));
+    f.resolveReferences();
+    return (names: string[]) => {
+      const cycle = { request: req(), state: new CycleState() };
+      const candidates = names.map((n) => endpoint(n));
+      const predictions = producer.predict(cycle.request, candidates);
+      if (predictions !== undefined) cycle.state.set(producer.predictionsKey, predictions);
+      return f.filter(cycle, candidates).map((c) => c.endpoint.name);
+    };
+  };
+
+  test('TestFilter_SingleEndpoint', () => expect(filter(0.01, { a: headroom(-1, -1) })(['a'])).toEqual(['a']));
+  test('TestFilter_NoPredictions: all kept', () => expect(filter(0, {})(['a', 'b'])).toEqual(['a', 'b']));
+  test('no producer output at all (predictInProduce false): all kept', () => expect(filter(0, undefined)(['a', 'b'])).toEqual(['a', 'b']));
+  test('TestFilter_AllPositive', () => expect(filter(0, { a: headroom(10, 5), b: headroom(0, 0) })(['a', 'b'])).toEqual(['a', 'b']));
+  test('TestFilter_AllNegative', () => expect(filter(0, { a: headroom(-10, 5), b: headroom(5, -1) })(['a', 'b'])).toEqual(['a', 'b']));
+  test('TestFilter_BothTiers_SelectPositive', () => expect(filter(0, { a: headroom(10, 5), b: headroom(-10, 5) })(['a', 'b'])).toEqual(['a']));
+  test('TestFilter_BothTiers_EpsilonExploreNeg', () => expect(filter(1, { a: headroom(10, 5), b: headroom(-10, 5) })(['a', 'b'])).toEqual(['b']));
+  test('TestFilter_NoPredictionGoesToNegative', () => expect(filter(1, { a: headroom(10, 5), b: headroom(-10, 5) })(['a', 'b', 'c'])).toEqual(['b', 'c']));
+
+  test('epsilonExploreNeg is drawn from the plugin handle\'s random source: below it the negative tier', () => {
+    expect(filter(0.01, { a: headroom(10, 5), b: headroom(-10, 5) }, () => 0.005)(['a', 'b'])).toEqual(['b']);
+    expect(filter(0.01, { a: headroom(10, 5), b: headroom(-10, 5) }, () => 0.01)(['a', 'b'])).toEqual(['a']);
+  });
+
+  test('TestFactory_ValidConfig / TestFactory_InvalidEpsilon', () => {
+    expect(resolvePluginParameters('slo-headroom-tier-filter', undefined)).toEqual({ epsilonExploreNeg: 0.01, latencyPredictionInfoProducerName: '' });
+    expect(resolvePluginParameters('slo-headroom-tier-filter', { epsilonExploreNeg: 0.5 })).toMatchObject({ epsilonExploreNeg: 0.5 });
+    expect(() => resolvePluginParameters('slo-headroom-tier-filter', { epsilonExploreNeg: 1.5 }, 'p')).toThrow('p.epsilonExploreNeg: epsilonExploreNeg must be in [0, 1], got 1.500000');
+    expect(() => resolvePluginParameters('slo-headroom-tier-filter', { epsilonExploreNeg: -0.1 }, 'p')).toThrow('epsilonExploreNeg must be in [0, 1], got -0.100000');
+  });
+
+  test('a config without a predicted-latency-producer is refused at start-up (upstream: a required data dependency)', () => {
+    const f = new SloHeadroomTierFilter('tier', { epsilonExploreNeg: 0.01, latencyPredictionInfoProducerName: '' }, handle());
+    expect(() => f.resolveReferences()).toThrow('tier.type: reads the latency predictions of a predicted-latency-producer, and the config has none');
+  });
+});
+
+describe('latency-slo-admitter (latencyslo/plugin_test.go TestLatencyAdmission_Admit @ v0.10.0)', () => {
+  const SLO = { 'x-llm-d-slo-ttft-ms': '100', 'x-llm-d-slo-tpot-ms': '50' };
+  const busy = (name: string) => endpoint(name, { kvCacheUsagePercent: 0.5, runningQueueSize: 5 });
+  const admit = (headers: Record<string, string>, priority: number, pods: EndpointSnapshot[], byName: Record<string, LatencyPredictionInfo> | undefined) => {
+    const a = new LatencySloAdmitter('lsa', { latencyPredictionInfoProducerName: '' }, handle(undefined, [fakeProducer(byName)]));
+    a.resolveReferences();
+    return a.admit(req(headers), priority, pods);
+  };
+  const invalid = headroom(-10, 0);
+  const valid = headroom(10, 0);
+
+  test('non-sheddable request: always admit', () => expect(admit(SLO, 0, [busy('a')], { a: invalid })).toBeUndefined());
+  test('no SLO headers: admit', () => expect(admit({}, -1, [busy('a')], { a: invalid })).toBeUndefined());
+  test('sheddable, all invalid, all busy, no cold: reject', () => {
+    expect(admit(SLO, -1, [busy('a'), busy('b')], { a: invalid, b: invalid })).toBe('no valid endpoint available to serve the request');
+  });
+  test('sheddable, old SLO aliases: reject', () => expect(admit({ 'x-slo-ttft-ms': '100' }, -1, [busy('a')], { a: invalid })).toBeDefined());
+  test('new SLO headers take precedence over old aliases (new 0 → no SLO → admit)', () => {
+    expect(admit({ 'x-llm-d-slo-ttft-ms': '0', 'x-slo-ttft-ms': '100' }, -1, [busy('a')], { a: invalid })).toBeUndefined();
+  });
+  test('a TPOT SLO alone counts as an SLO', () => expect(admit({ 'x-llm-d-slo-tpot-ms': '50' }, -1, [busy('a')], { a: invalid })).toBeDefined());
+  test('sheddable, all invalid, but one pod idle: admit', () => {
+    expect(admit(SLO, -1, [busy('a'), endpoint('b', { kvCacheUsagePercent: 0.5, runningQueueSize: 0 })], { a: invalid, b: invalid })).toBeUndefined();
+  });
+  test('sheddable, all invalid, but a cold pod (KV < 2%): admit', () => {
+    expect(admit(SLO, -1, [busy('a'), endpoint('b', { kvCacheUsagePercent: 0.01, runningQueueSize: 5 })], { a: invalid, b: invalid })).toBeUndefined();
+    expect(admit(SLO, -1, [busy('a'), endpoint('b', { kvCacheUsagePercent: 0.02, runningQueueSize: 5 })], { a: invalid, b: invalid })).toBeDefined();
+  });
+  test('sheddable, one valid endpoint: admit', () => expect(admit(SLO, -1, [busy('a'), busy('b')], { a: invalid, b: valid })).toBeUndefined());
+  test('sheddable, no prediction data on endpoints: admit (fail-open)', () => {
+    expect(admit(SLO, -1, [busy('a')], {})).toBeUndefined();
+    expect(admit(SLO, -1, [busy('a')], undefined)).toBeUndefined();
+  });
+});
+
+describe('llm-d\'s predicted-latency-slo guide, verbatim, on kvroute\'s model', () => {
+  const guide = LLMD_GUIDE_CONFIGS['predicted-latency-slo'];
+  const prompt = (i: number) => `${i} `.padEnd(4000, 'x');
+
+  test('buildScheduler: with a TTFT SLO the tier filter drops the pod predicted too slow; without one both are picked', () => {
+    // Draws of at least 0.02: the tier filter never explores its negative tier (epsilonExploreNeg 0.01), the weighted
+    // picker still reaches the slower pod when nothing filters it.
+    const draw = seededRandom(7);
+    const scheduler = buildScheduler(parseEndpointPickerConfig(guide), { now: () => 1_000_000, random: () => 0.02 + 0.98 * draw() });
+    const pods = [endpoint('fast', { waitingQueueSize: 0, runningQueueSize: 1, kvCacheUsagePercent: 0.5 }), endpoint('slow', { waitingQueueSize: 4, runningQueueSize: 1, kvCacheUsagePercent: 0.5 })];
+    const pick = (i: number, headers: Record<string, string>) => scheduler.schedule({ ...req(headers, prompt(i)), requestId: `r${i}` }, pods).target.endpoint.name;
+    const withSlo = new Set<string>();
+    const without = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      withSlo.add(pick(i, { 'x-llm-d-slo-ttft-ms': '500' }));
+      without.add(pick(100 + i, {}));
+    }
+    expect([...withSlo]).toEqual(['fast']);
+    expect([...without].sort()).toEqual(['fast', 'slow']);
+  });
+
+  function chat(i: number, headers: Record<string, string>): IncomingRequest {
+    return {
+      requestId: `c${i}`,
+      headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+      body: Buffer.from(JSON.stringify({ model: 'm', prompt: prompt(i) })),
+      filterMetadata: {},
+    };
+  }
+
+  test('RequestControl: a sheddable request no pod can meet is denied (500, upstream\'s message); one pod meeting it admits', async () => {
+    const ds = new Datastore({ scrape: false });
+    for (let i = 0; i < 2; i++) ds.upsertEndpoint({ key: `10.0.0.${i + 1}:8000`, name: `p${i}`, namespace: 'ns', address: `10.0.0.${i + 1}`, port: 8000, labels: {} });
+    const load = (waiting: readonly number[]) => ds.endpoints().forEach((e, i) => ds.setMetrics(e.key, { waitingQueueSize: waiting[i]!, runningQueueSize: 1, kvCacheUsagePercent: 0.5, updateTime: Date.now(), consecutiveFailures: 0 }));
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(guide), { now: () => Date.now(), random: () => 0.5 }), monotonicSeconds: () => Date.now() / 1000 });
+    const slo = { 'x-llm-d-slo-ttft-ms': '500', 'x-kvroute-priority': '-1' };
+    // One pod meets the SLO (~220 ms predicted against ~1020 ms with 4 prompts waiting): admitted, and routed there.
+    load([0, 4]);
+    expect(await director.route(chat(1, slo))).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
+    // Neither does: denied.
+    load([4, 4]);
+    const denied = await director.route(chat(2, slo));
+    expect(denied).toMatchObject({ kind: 'reject', status: 500 });
+    expect(JSON.stringify(denied)).toContain(`${NOT_ADMITTED_PREFIX}no valid endpoint available to serve the request`);
+    // Not sheddable, or no SLO: admitted and routed.
+    expect(await director.route(chat(3, { 'x-llm-d-slo-ttft-ms': '500' }))).toMatchObject({ kind: 'route' });
+    expect(await director.route(chat(4, { 'x-kvroute-priority': '-1' }))).toMatchObject({ kind: 'route' });
+  });
+});
