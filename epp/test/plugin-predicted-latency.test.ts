@@ -294,3 +294,34 @@ describe('llm-d\'s predicted-latency-slo guide, verbatim, on kvroute\'s model', 
     expect(await director.route(chat(4, { 'x-kvroute-priority': '-1' }))).toMatchObject({ kind: 'route' });
   });
 });
+
+describe('predicted-latency-producer under the producer form', () => {
+  test('prefixMatchInfoProducerName naming an approx-prefix-cache-producer names the prefix-cache-scorer that does its work', () => {
+    const config = parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  name: approx
+- type: prefix-cache-scorer
+  parameters:
+    prefixMatchInfoProducerName: approx
+- type: predicted-latency-producer
+  parameters:
+    prefixMatchInfoProducerName: approx
+- type: latency-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: predicted-latency-producer
+  - pluginRef: prefix-cache-scorer
+  - pluginRef: latency-scorer
+  - pluginRef: max-score-picker
+`);
+    const producer = config.plugins.find((p) => p.type === 'predicted-latency-producer')!;
+    const scorer = config.plugins.find((p) => p.type === 'prefix-cache-scorer')!;
+    expect((producer.parameters as { prefixMatchInfoProducerName: string }).prefixMatchInfoProducerName).toBe(scorer.name);
+    const scheduler = buildScheduler(config);
+    expect((scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer).prefixScorer()).toBe(scheduler.plugin(scorer.name!));
+  });
+});

@@ -106,7 +106,9 @@ interface CycleInputs {
  * (pkg/plugins/scorer/pd_slo_aware_scorer.go, late 2025) wraps that router, with the same predictor sidecars
  * (`sidecars/latencypredictorasync`), for prefill/decode pairs. This plugin needs no sidecar and no response bodies: a
  * two-parameter linear model per pod fitted from the engine's own TTFT histogram and prefix-cache counters; it
- * predicts the mean TTFT, not p90, and reads no SLO headers (yet).
+ * predicts the mean TTFT, not p90, and reads no SLO headers itself: llm-d-router v0.10.0's `predicted-latency-producer`
+ * (`predicted-latency-producer.ts`) publishes SLO headroom from this model's `predictTtftSeconds`, for the
+ * `slo-headroom-tier-filter` and `latency-slo-admitter`.
  */
 export class LatencyScorer implements Scorer, PreRequest, PostResponse, ResponseComplete {
   readonly type = 'latency-scorer';
