@@ -325,3 +325,11 @@ schedulingProfiles:
     expect((scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer).prefixScorer()).toBe(scheduler.plugin(scorer.name!));
   });
 });
+
+describe('prefix-cache-affinity-filter naming the predicted-latency-producer (upstream\'s latencyPredictionInfoProducerName)', () => {
+  test('ttftSource latencyPredictor reads the producer\'s latency-scorer', () => {
+    const guide = LLMD_GUIDE_CONFIGS['predicted-latency-slo'].replace('    affinityThreshold: 0.99\n', '    affinityThreshold: 0.99\n    ttftSource: latencyPredictor\n    latencyPredictionInfoProducerName: predicted-latency-producer\n');
+    const scheduler = buildScheduler(parseEndpointPickerConfig(guide));
+    expect((scheduler.plugin('strict-affinity-filter') as unknown as { latency: unknown }).latency).toBe(scheduler.plugin('latency-scorer'));
+  });
+});

@@ -177,6 +177,12 @@ export class PredictedLatencyProducer implements Filter, PostCycle {
     });
   }
 
+  /** The latency-scorer whose model this producer's TTFT is (resolving references first): for the affinity filter's gate. */
+  latencyScorer(): LatencyScorer {
+    this.resolveReferences();
+    return this.latency!;
+  }
+
   /** The prefix scorer this producer reads (resolving references first if they are not yet): for the affinity filter's check. */
   prefixScorer(): Plugin | undefined {
     this.resolveReferences();

@@ -40,7 +40,10 @@ export interface PrefixCacheAffinityFilterParameters {
    * `precise-prefix-cache-scorer`. @default ""
    */
   prefixMatchInfoProducerName?: string;
-  /** The `latency-scorer` whose predictions `latencyPredictor` reads (upstream: the predicted-latency producer). "": the config's one. @default "" */
+  /**
+   * The `latency-scorer` whose predictions `latencyPredictor` reads, or a `predicted-latency-producer` (upstream's
+   * meaning: its TTFT is its latency-scorer's). "": the config's latency-scorer. @default ""
+   */
   latencyPredictionInfoProducerName?: string;
   /** The `inflight-load-producer` that `prefillThroughput` reads. "": the config's one (the loader adds it when none is listed). @default "" */
   inFlightLoadProducerName?: string;
@@ -164,10 +167,15 @@ export class PrefixCacheAffinityFilter implements Filter {
       const latency = this.reference(plugins, 'latencyPredictionInfoProducerName', (x) => x.type === 'latency-scorer', 'latency-scorer');
       if (latency === undefined) {
         throw new ConfigError(`${this.name}.parameters.ttftSource`, '"latencyPredictor" reads TTFT predictions, and the config has no latency-scorer, kvroute\'s predictor '
-          + '(llm-d\'s predicted-latency-producer is not implemented): add a latency-scorer, or use "prefillThroughput"');
+          + '(a predicted-latency-producer predicts with one too): add a latency-scorer, or use "prefillThroughput"');
+      }
+      // Upstream names its predicted-latency producer here: its TTFT is its latency-scorer's prediction.
+      if (latency instanceof PredictedLatencyProducer) {
+        this.latency = latency.latencyScorer();
+        return;
       }
       if (latency.type !== 'latency-scorer') {
-        throw new ConfigError(`${this.name}.parameters.latencyPredictionInfoProducerName`, `${JSON.stringify(latency.name)} is a ${latency.type}; name a latency-scorer`);
+        throw new ConfigError(`${this.name}.parameters.latencyPredictionInfoProducerName`, `${JSON.stringify(latency.name)} is a ${latency.type}; name a latency-scorer or predicted-latency-producer`);
       }
       this.requireInMyProfiles(latency, 'counts the prefill queued on each pod only from the picks of the profiles that list it', 'predicts without scoring');
       this.latency = latency as LatencyScorer;
