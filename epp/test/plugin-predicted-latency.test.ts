@@ -333,3 +333,29 @@ describe('prefix-cache-affinity-filter naming the predicted-latency-producer (up
     expect((scheduler.plugin('strict-affinity-filter') as unknown as { latency: unknown }).latency).toBe(scheduler.plugin('latency-scorer'));
   });
 });
+
+describe('slo-headroom-tier-filter with its producer in no profile (upstream runs producers before every cycle)', () => {
+  test('the filter asks the producer itself: the slow pod is dropped under an SLO', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: predicted-latency-producer
+- type: slo-headroom-tier-filter
+  parameters:
+    epsilonExploreNeg: 0
+- type: latency-scorer
+- type: random-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: slo-headroom-tier-filter
+  - pluginRef: latency-scorer
+    weight: 0
+  - pluginRef: random-picker
+`), { now: () => 1_000_000, random: seededRandom(5) });
+    const pods = [endpoint('fast', { waitingQueueSize: 0 }), endpoint('slow', { waitingQueueSize: 4 })];
+    const picked = new Set<string>();
+    for (let i = 0; i < 20; i++) picked.add(scheduler.schedule({ ...req({ 'x-llm-d-slo-ttft-ms': '500' }, 'y'.repeat(4000)), requestId: `q${i}` }, pods).target.endpoint.name);
+    expect([...picked]).toEqual(['fast']);
+  });
+});

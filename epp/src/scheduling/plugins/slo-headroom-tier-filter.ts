@@ -5,7 +5,8 @@
  * when TTFT and TPOT headroom are both ≥ 0, negative otherwise (validity flags are not read: by convention an invalid
  * prediction has negative headroom). Both tiers present: the positive one, except with probability `epsilonExploreNeg`
  * the negative one (so overloaded endpoints get occasional traffic and their state is re-evaluated); one tier: that
- * tier; no predictions at all (no producer ran, or `predictInProduce: false`): every candidate. A candidate without a
+ * tier; no predictions at all (`predictInProduce: false`): every candidate. A producer not run before it in the profile
+ * is asked here (upstream runs its producers before every cycle). A candidate without a
  * prediction joins the negative tier. With no SLO header every headroom is 0 − predicted < 0: all negative, a no-op.
  * The draw is the plugin handle's random source (upstream draws `rand.Float64`), only when both tiers exist.
  */
@@ -37,7 +38,10 @@ export class SloHeadroomTierFilter implements Filter {
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
     if (candidates.length <= 1) return candidates;
-    const predictions = this.producer === undefined ? undefined : cycle.state.get(this.producer.predictionsKey);
+    // Published by the producer earlier in this profile; a producer listed in no profile before this filter is asked
+    // here (upstream's director runs every producer before the cycle, listed or not).
+    const predictions = this.producer === undefined ? undefined
+      : cycle.state.get(this.producer.predictionsKey) ?? this.producer.predict(cycle.request, candidates);
     const positive: EndpointSnapshot[] = [];
     const negative: EndpointSnapshot[] = [];
     const noPrediction: EndpointSnapshot[] = [];
