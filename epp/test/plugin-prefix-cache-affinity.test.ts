@@ -307,28 +307,26 @@ describe('llm-d\'s predicted-latency guide (wellknown_configs_test.go "predicted
     );
   });
 
+  /** Schedules a prompt over three idle pods and runs the pre-request hooks (the picks' recording), as request control does. */
+  const sendTo = (scheduler: ReturnType<typeof buildScheduler>) => (prompt: string) => {
+    const req = { ...request(prompt), requestId: prompt.slice(-8) };
+    const result = scheduler.schedule(req, ['p0', 'p1', 'p2'].map((n) => pod(n)));
+    for (const plugin of scheduler.plugins.ofKind('pre-request')) plugin.preRequest(req, result);
+    return result.target.endpoint.name;
+  };
+
   it('with the scorer listed at weight 0 the two gates load and route: the strict one first, then the loose one', () => {
     const fixed = guide.replace('  - pluginRef: latency-scorer\n', '  - pluginRef: prefix-cache-scorer\n    weight: 0\n  - pluginRef: latency-scorer\n');
     const scheduler = buildScheduler(parseEndpointPickerConfig(fixed), { now: () => 1_000_000, random: seededRandom(3) });
     expect(scheduler.config.plugins.filter((p) => p.type === 'inflight-load-producer')).toHaveLength(1);
-    const send = (prompt: string) => {
-      const req = { ...request(prompt), requestId: prompt.slice(-8) };
-      const result = scheduler.schedule(req, ['p0', 'p1', 'p2'].map((n) => pod(n)));
-      for (const plugin of scheduler.plugins.ofKind('pre-request')) plugin.preRequest(req, result);
-      return result.target.endpoint.name;
-    };
+    const send = sendTo(scheduler);
     const first = send(ask(0));
     for (let u = 1; u < 6; u++) expect(send(ask(u))).toBe(first);
   });
 
   it('verbatim, the predicted-latency-producer reads the prefix scorer and records the profile\'s picks into it: the gates stick', () => {
     const scheduler = buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']), { now: () => 1_000_000, random: seededRandom(3) });
-    const send = (prompt: string) => {
-      const req = { ...request(prompt), requestId: prompt.slice(-8) };
-      const result = scheduler.schedule(req, ['p0', 'p1', 'p2'].map((n) => pod(n)));
-      for (const plugin of scheduler.plugins.ofKind('pre-request')) plugin.preRequest(req, result);
-      return result.target.endpoint.name;
-    };
+    const send = sendTo(scheduler);
     const first = send(ask(0));
     for (let u = 1; u < 6; u++) expect(send(ask(u))).toBe(first);
     expect((scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).stats().indexEntries).toBeGreaterThan(0);
