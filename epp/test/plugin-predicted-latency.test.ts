@@ -359,3 +359,28 @@ schedulingProfiles:
     expect([...picked]).toEqual(['fast']);
   });
 });
+
+describe('predicted-latency-producer records its profile\'s pick in the approximate prefix scorer\'s index', () => {
+  const pods = [endpoint('a', { kvCacheUsagePercent: 0.5, runningQueueSize: 1 }), endpoint('b', { kvCacheUsagePercent: 0.5, runningQueueSize: 1 })];
+  const prompt = 'shared '.repeat(1000);
+  /** Index records over six cycles of the same prompt, under the guide edited by `edit`. */
+  const records = (edit: (guide: string) => string): number => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(edit(LLMD_GUIDE_CONFIGS['predicted-latency-slo'])), { now: () => 1_000_000, random: () => 0.5 });
+    const index = (scheduler.plugin('prefix-cache-scorer') as unknown as { index: { record: (...args: unknown[]) => void } }).index;
+    const record = index.record.bind(index);
+    let n = 0;
+    index.record = (...args: unknown[]) => { n++; (record as (...a: unknown[]) => void)(...args); };
+    for (let i = 0; i < 6; i++) scheduler.schedule({ ...req({}, prompt), requestId: `l${i}` }, pods);
+    return n;
+  };
+
+  test('the guide (no prefix scorer in its profile): each pick once', () => expect(records((g) => g)).toBe(6));
+
+  test('predictInProduce: false still records (upstream\'s approximate producer learns every pick; the affinity filters read it)', () => {
+    expect(records((g) => g.replace('    streamingMode: true\n', '    streamingMode: true\n    predictInProduce: false\n'))).toBe(6);
+  });
+
+  test('a profile listing the prefix scorer too: the scorer records, the producer does not (once per pick)', () => {
+    expect(records((g) => g.replace('  - pluginRef: latency-scorer\n', '  - pluginRef: prefix-cache-scorer\n  - pluginRef: latency-scorer\n'))).toBe(6);
+  });
+});

@@ -225,13 +225,22 @@ export class PredictedLatencyProducer implements Filter, PostCycle {
     return candidates;
   }
 
-  /** The approximate prefix scorer learns this profile's pick, as upstream's auto-created prefix producer would. */
+  /**
+   * The approximate prefix scorer learns this profile's pick, as upstream's auto-created prefix producer would. With
+   * `predictInProduce: false` the filter matched nothing: the pick alone is matched here, in a cycle state of its own
+   * (upstream's prefix producer learns every pick whatever the predicted-latency producer predicts).
+   */
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const prefix = this.prefix as (PrefixMatchRatios & { learnPick?: (c: CycleContext, t: EndpointSnapshot) => void }) | undefined;
     const [target] = result.targets;
     if (prefix?.learnPick === undefined || target === undefined) return;
     if (result.profile !== undefined && this.profilesLearning.has(result.profile)) return;
-    prefix.learnPick(cycle, target);
+    let matched = cycle;
+    if (!this.parameters.predictInProduce) {
+      matched = { request: cycle.request, state: new CycleState() };
+      prefix.matchRatios(matched, [target]);
+    }
+    prefix.learnPick(matched, target);
   }
 }
 
