@@ -22,6 +22,7 @@ import { SloHeadroomTierFilter } from '../src/scheduling/plugins/slo-headroom-ti
 import { buildScheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
+import { configErrorOf } from './config-error';
 
 function endpoint(name: string, metrics: Partial<EndpointMetrics> = {}, activeRequests = 0): EndpointSnapshot {
   return {
@@ -357,6 +358,22 @@ schedulingProfiles:
     const picked = new Set<string>();
     for (let i = 0; i < 20; i++) picked.add(scheduler.schedule({ ...req({ 'x-llm-d-slo-ttft-ms': '500' }, 'y'.repeat(4000)), requestId: `q${i}` }, pods).target.endpoint.name);
     expect([...picked]).toEqual(['fast']);
+  });
+
+  test('a profile listing the filter but neither the producer nor its latency-scorer is refused: the predictions would miss this EPP\'s own queued prefills', () => {
+    expect(configErrorOf(() => buildScheduler(parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: predicted-latency-producer
+- type: slo-headroom-tier-filter
+- type: latency-scorer
+- type: random-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: slo-headroom-tier-filter
+  - pluginRef: random-picker
+`)))).toMatch(/^schedulingProfiles\[0\]\.plugins: lists "slo-headroom-tier-filter" \(slo-headroom-tier-filter\), which asks "predicted-latency-producer" for predictions made with "latency-scorer"/);
   });
 });
 

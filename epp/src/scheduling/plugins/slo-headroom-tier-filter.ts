@@ -33,7 +33,20 @@ export class SloHeadroomTierFilter implements Filter {
   constructor(readonly name: string, readonly parameters: Required<SloHeadroomTierFilterParameters>, private readonly handle: PluginHandle) {}
 
   resolveReferences(): void {
-    this.producer = resolvePredictionProducer(this.handle, this.name, this.parameters.latencyPredictionInfoProducerName);
+    const producer = resolvePredictionProducer(this.handle, this.name, this.parameters.latencyPredictionInfoProducerName);
+    this.producer = producer;
+    // Where this filter asks the producer itself (its profile does not list it), the producer's own check that the
+    // latency-scorer sits in the profile does not run: the scorer counts each pod's queued prefill only from the picks of
+    // the profiles listing it, so without it the predictions here would miss this EPP's own in-flight prefills.
+    (this.handle.profiles?.() ?? []).forEach((profile, i) => {
+      const refs = profile.plugins.map((r) => r.pluginRef);
+      if (!refs.includes(this.name) || refs.includes(producer.name)) return;
+      const latency = producer.latencyScorer();
+      if (refs.includes(latency.name)) return;
+      throw new ConfigError(`schedulingProfiles[${i}].plugins`, `lists ${JSON.stringify(this.name)} (slo-headroom-tier-filter), which asks ${JSON.stringify(producer.name)} for `
+        + `predictions made with ${JSON.stringify(latency.name)}; that scorer counts the prefill queued on each pod only from the picks of the profiles that list it: `
+        + `list it in profile ${JSON.stringify(profile.name)} too ({pluginRef: ${latency.name}, weight: 0} predicts without scoring)`);
+    });
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {
