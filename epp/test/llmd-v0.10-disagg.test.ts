@@ -223,8 +223,9 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
 
   const key = (p: FakeVllmServer) => `127.0.0.1:${p.port}`;
   const document = (seed: string) => Array.from({ length: 60 }, (_, i) => `${seed} sentence ${i} of a long shared document.`).join(' ');
+  /** The EPP's decision counters, both handlers' (disagg-profile-handler's disagg_*, pd-profile-handler's pd_*). */
   const decisions = async () => (await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text())
-    .split('\n').filter((l) => /^llm_d_(epp|inference_scheduler)_disagg_decision_total\{/.test(l)).sort();
+    .split('\n').filter((l) => /^llm_d_(epp|inference_scheduler)_(pd|disagg)_decision_total\{/.test(l)).sort();
 
   test('a long uncached prompt: decode pod as destination, prefill pod in x-prefiller-host-port; the same prompt again, cached on its decode pod: decode only; a short one: decode only', async () => {
     await start(PD_EPP_CONFIG);
@@ -279,8 +280,6 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
   });
 
   const dataParallelGuide = (decider: string) => LLMD_GUIDE_CONFIGS['wide-ep-lws-experimental-dp-aware'].replace('- type: prefix-based-pd-decider\n', decider);
-  const pdDecisions = async () => (await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text())
-    .split('\n').filter((l) => /^llm_d_(epp|inference_scheduler)_(pd|disagg)_decision_total\{/.test(l)).sort();
 
   test('llm-d\'s data-parallel guide (pd-profile-handler, prefill-header-handler): the decider reads the decode pick\'s prefix though only the prefill profile scores one; counted in pd_decision_total', async () => {
     await start(dataParallelGuide('- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: 16\n'));
@@ -290,7 +289,7 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     const short = await send('hi', { 'x-prefiller-host-port': '10.9.9.9:8000' });
     expect(pods.decode.map(key)).toContain(short.destination);
     expect(short.prefiller).toBe('');
-    expect(await pdDecisions()).toEqual([
+    expect(await decisions()).toEqual([
       'llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="decode-only"} 1',
       'llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="prefill-decode"} 1',
       'llm_d_inference_scheduler_pd_decision_total{model_name="m",decision_type="decode-only"} 1',
@@ -303,7 +302,7 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     const sent = await send('hi');
     expect(pods.decode.map(key)).toContain(sent.destination);
     expect(sent.prefiller).toBeUndefined();
-    expect(await pdDecisions()).toContain('llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="prefill-decode"} 1');
+    expect(await decisions()).toContain('llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="prefill-decode"} 1');
   });
 
   test('always-disagg-pd-decider: every request gets a prefill pod; with no prefill pod left, decode alone', async () => {
