@@ -36,6 +36,7 @@ import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { EndpointSnapshot } from '../../datastore/types';
 import { CycleState, stateKey, type CycleContext, type Filter, type Plugin, type PluginHandle, type PostCycle, type ProfileRunResult, type StateKey } from '../framework';
+import { referencedPlugin } from './plugin-reference';
 import { definePlugin, parameters } from '../plugin';
 import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
 import type { LLMRequest } from '../types';
@@ -190,15 +191,9 @@ export class PredictedLatencyProducer implements Filter, PostCycle {
   }
 
   private reference(plugins: readonly Plugin[], named: string, field: string, matches: (plugin: Plugin) => boolean): Plugin | undefined {
-    if (named !== '') {
-      const plugin = this.handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
-      if (plugin === undefined) throw new ConfigError(`${this.name}.parameters.${field}`, `no plugin named ${JSON.stringify(named)}`);
-      return plugin;
-    }
-    const found = plugins.filter(matches);
-    if (found.length > 1) throw new ConfigError(`${this.name}.parameters.${field}`, `the config has several (${found.map((x) => x.name).join(', ')}): name the one to read`);
-    return found[0];
+    return referencedPlugin(this.handle, plugins, `${this.name}.parameters.${field}`, named, matches);
   }
+
 
   /**
    * Each candidate's prediction for `request` (Produce + generatePredictions), with the prefix match computed into

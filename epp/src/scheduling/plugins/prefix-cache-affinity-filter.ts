@@ -2,6 +2,7 @@ import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { EndpointSnapshot } from '../../datastore/types';
 import { CycleState, type CycleContext, type Filter, type Plugin, type PluginHandle } from '../framework';
+import { referencedPlugin } from './plugin-reference';
 import { definePlugin, parameters } from '../plugin';
 import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
 import type { InFlightLoadProducer } from './inflight-load-producer';
@@ -196,20 +197,12 @@ export class PrefixCacheAffinityFilter implements Filter {
    * The plugin `field` names, else the config's one plugin `matches` accepts (the one named `defaultName` among
    * several); undefined when none matches. @throws ConfigError when the name is unknown or the choice ambiguous.
    */
+  /** `field`'s plugin, else the config's one `matches` picks, the one named as its type among several (upstream's default). */
   private reference(plugins: readonly Plugin[], field: keyof PrefixCacheAffinityFilterParameters, matches: (plugin: Plugin) => boolean, defaultName?: string): Plugin | undefined {
-    const named = this.parameters[field] as string;
-    const path = `${this.name}.parameters.${field}`;
-    if (named !== '') {
-      const plugin = this.handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
-      if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(named)}`);
-      return plugin;
-    }
-    const found = plugins.filter(matches);
-    if (found.length <= 1) return found[0];
-    const byDefault = found.find((x) => x.name === (defaultName ?? found[0]!.type));
-    if (byDefault !== undefined) return byDefault;
-    throw new ConfigError(path, `the config has several (${found.map((x) => x.name).join(', ')}): name the one to read`);
+    const found = plugins.find(matches);
+    return referencedPlugin(this.handle, plugins, `${this.name}.parameters.${field}`, this.parameters[field] as string, matches, defaultName ?? found?.type);
   }
+
 
   /** The names of the config's predicted-latency-producers that read `prefix` (and record their profiles' picks in it). */
   private producersLearning(plugins: readonly Plugin[], prefix: Plugin): string[] {
