@@ -107,6 +107,22 @@ describe('Datastore without scraping', () => {
     expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
   });
 
+  it('counts the requests routed to a pod since its last reading; a new reading starts over, a failed scrape (same time) does not', () => {
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    ds.upsertEndpoint(ep('10.0.0.2', 8000, 'b'));
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 10 });
+    ds.acquire('10.0.0.1:8000');
+    ds.acquire('10.0.0.1:8000');
+    ds.release('10.0.0.1:8000');
+    // Ended requests still count: what the page misses is what arrived after it, finished or not.
+    expect(ds.snapshot().map((s) => s.picksSinceScrape)).toEqual([2, 0]);
+    ds.setMetrics('10.0.0.1:8000', { consecutiveFailures: 1 });
+    expect(ds.snapshot()[0]?.picksSinceScrape).toBe(2);
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 60, consecutiveFailures: 0 });
+    ds.acquire('10.0.0.1:8000');
+    expect(ds.snapshot().map((s) => [s.picksSinceScrape, s.activeRequests])).toEqual([[1, 2], [0, 0]]);
+  });
+
   it('keeps in-flight counts across a pod leaving and returning, since those requests are still running', () => {
     ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
     ds.acquire('10.0.0.1:8000');

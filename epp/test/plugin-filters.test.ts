@@ -126,6 +126,29 @@ describe('saturation-filter', () => {
     expect(excluded).toEqual(['queue', 'kv_cache']);
   });
 
+  // Issue 9 (a backlog released after a stall is paced, never dumped): vLLM v0.10.0 `vllm/v1/core/sched/scheduler.py`
+  // puts every arriving request in WAITING until a step schedules it, so requests routed since the last scrape are
+  // queue that page cannot show yet.
+  it('counts the requests routed to a pod since its last scrape as queue (countPicksSinceScrape, default on), in both modes', () => {
+    for (const mode of ['filter', 'admission'] as const) {
+      const { filter, excluded } = saturationFilter({ mode, queueDepthThreshold: 5 });
+      const burst = (picks: number) => ({ ...pod(`p${picks}`, { metrics: { waitingQueueSize: 2 } }), picksSinceScrape: picks });
+      const c = { request: cycle.request, state: new CycleState() };
+      // 2 scraped + 3 routed since = 5 (at the threshold) stays; 2 + 4 = 6 is over it.
+      expect(names(filter.filter(c, [burst(3), burst(4), pod('idle')]))).toEqual(mode === 'filter' ? ['p3', 'idle'] : ['p3', 'p4', 'idle']);
+      if (mode === 'admission') expect([...c.state.get(LOADED_CANDIDATES)!]).toEqual(['p4:8000']);
+      else expect(excluded).toEqual(['queue']);
+      // When every pod is over it by what was routed since its scrape, the pool is saturated: the request waits.
+      const full = { request: cycle.request, state: new CycleState() };
+      expect(filter.filter(full, [burst(4), { ...pod('idle'), picksSinceScrape: 6 }])).toEqual([]);
+      expect(emptyReason(filter, full)).toBe('saturated');
+    }
+    // Off, the scraped page alone decides, as GIE's detector reads it.
+    const { filter } = saturationFilter({ queueDepthThreshold: 5, countPicksSinceScrape: false });
+    expect(names(filter.filter(cycle, [{ ...pod('busy', { metrics: { waitingQueueSize: 5 } }), picksSinceScrape: 40 }]))).toEqual(['busy']);
+    expect(() => saturationFilter({ countPicksSinceScrape: 'yes' })).toThrow(/countPicksSinceScrape.*must be true or false, got "yes"/);
+  });
+
   it('drops endpoints with stale or never-scraped metrics (default bound 200ms)', () => {
     const { filter, excluded } = saturationFilter();
     const pods = [

@@ -559,6 +559,61 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
+  // Issue 9: "a backlog released after a stall is paced, never dumped"; "picks account for in-flight work at pick time
+  // (not the last scrape)". vLLM v0.10.0 `vllm/v1/core/sched/scheduler.py` queues every arriving request in WAITING
+  // until a step schedules it, so what was routed since a pod's last page is queue that page does not show.
+  it('a burst onto idle pods (a backlog read at once after a stall): each pod takes what its threshold allows beyond its last page, the rest wait in flow control and go as pages count what was sent; none refused, none dumped', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      const burst = async (countPicksSinceScrape: boolean) => {
+        const config = defaultEndpointPickerConfig();
+        const saturation = config.plugins.find((p) => p.type === 'saturation-filter')!;
+        saturation.parameters = { ...saturation.parameters, countPicksSinceScrape };
+        const scheduler = buildScheduler(config, { now: () => Date.now() });
+        const q = new FlowControlQueue({ maxQueued: 64, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+        director?.close();
+        director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+        // Every pod idle as of its last page.
+        let pageTime = Date.now();
+        const page = (running: number) => {
+          pageTime = Math.max(pageTime + 1, Date.now());
+          for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: running, kvCacheUsagePercent: 0.1, updateTime: pageTime, consecutiveFailures: 0 });
+        };
+        page(0);
+        const routed = new Map<string, number>();
+        const answers: RouteDecision[] = [];
+        for (let i = 0; i < 30; i++) {
+          void director.route(incoming(`b${countPicksSinceScrape}${i}`, { 'x-session-id': `burst-${i}` })).then((d) => {
+            answers.push(d);
+            if (d.kind === 'route') routed.set(d.endpoint, (routed.get(d.endpoint) ?? 0) + 1);
+          });
+        }
+        await turns(40);
+        const first = new Map(routed);
+        // Pages every 50 ms: the pods run what they were sent (vLLM's queue empties into the batch), so each page
+        // frees the threshold again; the ticks between release the waiting requests a few at a time.
+        for (let t = 0; t < 20 && answers.length < 30; t++) {
+          page(Math.min(16, [...routed.values()].reduce((a, b) => a + b, 0) / 2));
+          jest.advanceTimersByTime(50);
+          await turns(40);
+        }
+        return { first, answers, queued: q.size };
+      };
+
+      const counted = await burst(true);
+      // queueDepthThreshold 5: a pod with nothing waiting takes 6 before it is over it; the other 18 wait.
+      expect([...counted.first.values()]).toEqual([6, 6]);
+      expect(counted.answers.map((d) => d.kind)).toEqual(Array(30).fill('route'));
+      expect(counted.queued).toBe(0);
+
+      // Reading the page alone (GIE's detector), the same burst lands on the pods at once.
+      const scrapedOnly = await burst(false);
+      expect([...scrapedOnly.first.values()].reduce((a, b) => a + b, 0)).toBe(30);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes fail while the EPP runs still gets its 503 at once', async () => {
     jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
     try {

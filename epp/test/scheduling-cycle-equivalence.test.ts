@@ -280,7 +280,8 @@ class ReferenceCycle {
     const candidates = decode.filter((s) => {
       const m = s.metrics;
       if (m.consecutiveFailures > 3 || m.updateTime <= 0 || NOW - m.updateTime > 1000) return false;
-      if (m.waitingQueueSize > 5 || m.kvCacheUsagePercent > 0.9) loaded.add(s.endpoint.key);
+      // The scraped queue plus what was routed there since the scrape (`countPicksSinceScrape`, on by default).
+      if (m.waitingQueueSize + (s.picksSinceScrape ?? 0) > 5 || m.kvCacheUsagePercent > 0.9) loaded.add(s.endpoint.key);
       else roomy = true;
       return true;
     });
@@ -481,6 +482,7 @@ describe('Datastore.snapshot() patched from the last one', () => {
         const snap = ds.snapshot();
         expect(snap).toEqual(ds.endpoints().map((endpoint) => ({
           endpoint, metrics: ds.metrics(endpoint.key)!, activeRequests: ds.activeRequests(endpoint.key), discoveredTime: ds.discoveredTime(endpoint.key),
+          picksSinceScrape: ds.picksSinceScrape(endpoint.key),
         })));
         handedOut.push({ array: snap, copy: [...snap] });
       }

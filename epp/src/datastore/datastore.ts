@@ -126,6 +126,8 @@ interface EndpointRecord {
   queued: boolean;
   /** Wall-clock ms when it was added (a refresh of the same pod keeps it). */
   discoveredTime: number;
+  /** Requests routed to it since its last successful reading (`EndpointSnapshot.picksSinceScrape`). */
+  picksSinceScrape: number;
 }
 
 const ADAPT_WINDOW_MS = 1000;
@@ -336,7 +338,7 @@ export class Datastore {
       }
       this.removeEndpoint(ep.key);
     }
-    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now() };
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now(), picksSinceScrape: 0 };
     this.records.set(ep.key, rec);
     this.poolChanged();
     const url = metricsUrl(ep.address, ep.metricsPort ?? (this.options.metricsPort || ep.port), {
@@ -450,6 +452,8 @@ export class Datastore {
   private applyMetrics(rec: EndpointRecord, metrics: EndpointMetrics): void {
     const previous = rec.metrics;
     rec.metrics = metrics;
+    // A new reading already counts the requests routed before it (a failed scrape keeps the old one and its time).
+    if (metrics.updateTime !== previous.updateTime) rec.picksSinceScrape = 0;
     this.changed(rec);
     if (modelServerRestarted(previous, metrics)) this.emit('endpointRestarted', rec.endpoint, previous.updateTime);
   }
@@ -459,6 +463,8 @@ export class Datastore {
   /** Counts a request routed to `key` until release(key). */
   acquire(key: string): void {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    const rec = this.records.get(key);
+    if (rec !== undefined) rec.picksSinceScrape++;
     this.changedKey(key);
   }
 
@@ -472,6 +478,11 @@ export class Datastore {
 
   activeRequests(key: string): number {
     return this.inFlight.get(key) ?? 0;
+  }
+
+  /** Requests routed to `key` since its last successful reading (`EndpointSnapshot.picksSinceScrape`); 0 for an unknown key. */
+  picksSinceScrape(key: string): number {
+    return this.records.get(key)?.picksSinceScrape ?? 0;
   }
 
   /** Wall-clock ms when the endpoint at `key` was added; undefined for an unknown key. */
@@ -520,7 +531,7 @@ export class Datastore {
     if (rec.snap === undefined) {
       const activeRequests = this.inFlight.get(rec.endpoint.key) ?? 0;
       const metrics = activeRequests === 0 ? withoutStuckGauges(rec.metrics) : rec.metrics;
-      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests, discoveredTime: rec.discoveredTime });
+      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests, discoveredTime: rec.discoveredTime, picksSinceScrape: rec.picksSinceScrape });
     }
     return rec.snap;
   }

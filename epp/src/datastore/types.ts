@@ -111,6 +111,13 @@ export interface EndpointSnapshot {
    * on its way from one that was never read; absent in snapshots built outside a datastore.
    */
   readonly discoveredTime?: number;
+  /**
+   * Requests the EPP routed to this endpoint since its last successful scrape (`metrics.updateTime`): work its
+   * `/metrics` does not show yet. vLLM puts an arriving request in its WAITING queue until its next step schedules it,
+   * so a burst routed between two scrapes is queue the last reading cannot see (`saturation-filter` adds it). Absent
+   * (read as 0) in snapshots built outside a datastore.
+   */
+  readonly picksSinceScrape?: number;
 }
 
 /**

@@ -27,6 +27,17 @@ export interface SaturationFilterParameters {
    * modes. @default "filter" when a config omits it (absent from rendered configs)
    */
   mode?: 'filter' | 'admission';
+  /**
+   * Whether a pod's queue is its scraped `vllm:num_requests_waiting` plus the requests this EPP routed to it since
+   * that scrape (`EndpointSnapshot.picksSinceScrape`). vLLM queues every arriving request in WAITING until its next
+   * step schedules it, so what was routed after the page was read is queue the page cannot show yet: counted, a burst
+   * (a backlog read at once after an EPP stall, a wave of new sessions) fills each pod to the threshold and then waits
+   * in flow control for the next scrapes instead of landing on the pods whole; at a steady rate it adds well under
+   * one request (a pod taking 10 requests a second gets one every other 50 ms scrape). `false` reads the page alone,
+   * as GIE's detector does (`saturationdetector/utilization/detector.go` @ v1.5.0 reads the scraped queue).
+   * @default true (absent from rendered configs unless set)
+   */
+  countPicksSinceScrape?: boolean;
 }
 
 /**
@@ -70,8 +81,9 @@ export const KV_LOADED_CANDIDATES = stateKey<ReadonlySet<string>>('saturation-fi
 const NONE_LOADED: ReadonlySet<string> = new Set();
 
 /** The parsed parameters: every field filled but `mode`, absent when not configured (so configs render unchanged). */
-export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterParameters>, 'mode'> & {
+export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterParameters>, 'mode' | 'countPicksSinceScrape'> & {
   readonly mode?: 'filter' | 'admission';
+  readonly countPicksSinceScrape?: boolean;
 };
 
 /**
@@ -195,7 +207,8 @@ export class SaturationFilter implements Filter {
     const { metrics } = candidate;
     if (metrics.consecutiveFailures > this.parameters.maxConsecutiveScrapeFailures) return 'scrape_failures';
     if (metrics.updateTime <= 0 || now - metrics.updateTime > this.stalenessMs) return 'stale_metrics';
-    if (metrics.waitingQueueSize > this.parameters.queueDepthThreshold) return 'queue';
+    const queued = this.parameters.countPicksSinceScrape === false ? metrics.waitingQueueSize : metrics.waitingQueueSize + (candidate.picksSinceScrape ?? 0);
+    if (queued > this.parameters.queueDepthThreshold) return 'queue';
     if (metrics.kvCacheUsagePercent > this.parameters.kvCacheUtilThreshold) return 'kv_cache';
     return undefined;
   }
@@ -210,6 +223,7 @@ export const saturationFilter = definePlugin({
     metricsStalenessThreshold: fields.duration('metricsStalenessThreshold', '200ms'),
     maxConsecutiveScrapeFailures: fields.integer('maxConsecutiveScrapeFailures', 3, 0),
     ...parseMode(fields),
+    ...(fields.has('countPicksSinceScrape') ? { countPicksSinceScrape: fields.boolean('countPicksSinceScrape', true) } : {}),
   }) as Required<SaturationFilterParameters>),
   create: (name, resolved, handle) => new SaturationFilter(name, resolved, handle),
 });
