@@ -8,7 +8,7 @@ import { extractVllmMetrics, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmP
 // The fast reader of a changed page's kept lines must build exactly what the strict parser builds, or decline.
 const wanted = [...new Set([
   VLLM_METRIC_NAMES.waiting.name, VLLM_METRIC_NAMES.running.name, VLLM_METRIC_NAMES.cacheInfo.name,
-  ...VLLM_METRIC_NAMES.kvUsage.map((s) => s.name), VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, VLLM_LATENCY_METRIC_NAMES.inferenceTime, VLLM_LATENCY_METRIC_NAMES.promptTokens,
+  ...VLLM_METRIC_NAMES.kvUsage.map((s) => s.name), VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.interTokenLatency, VLLM_LATENCY_METRIC_NAMES.inferenceTime, VLLM_LATENCY_METRIC_NAMES.promptTokens,
   ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
 ])];
 const wantedSet = new Set(wanted);

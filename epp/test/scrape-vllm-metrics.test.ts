@@ -92,7 +92,7 @@ describe('parseVllmMetrics', () => {
   it('reads the same as a full parse of the page: the line pre-filter only drops what the parser would skip', () => {
     const wanted = [
       'vllm:num_requests_waiting', 'vllm:num_requests_running', 'vllm:cache_config_info', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
-      VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, VLLM_LATENCY_METRIC_NAMES.inferenceTime, VLLM_LATENCY_METRIC_NAMES.promptTokens, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
+      VLLM_LATENCY_METRIC_NAMES.timeToFirstToken, ...VLLM_LATENCY_METRIC_NAMES.interTokenLatency, VLLM_LATENCY_METRIC_NAMES.inferenceTime, VLLM_LATENCY_METRIC_NAMES.promptTokens, ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
     ];
     const pages = [
       renderVllmMetrics({ engines: [{ waiting: 3, running: 7, kvUsage: 0.42, numGpuBlocks: 27153 }], blockSize: 16 }),
@@ -409,5 +409,70 @@ describe('vllm:lora_requests_info, as GIE v1.5.0\'s default data layer reads it 
     const noMax = page('vllm:lora_requests_info{running_lora_adapters="x",waiting_lora_adapters=""} 1.7536e+09');
     expect(applyReading(first, parseVllmMetrics(noMax, { names }), 3).lora).toEqual({ running: ['x'], waiting: [], maxLora: 4 });
     expect(parseVllmMetrics(busy).lora).toBeUndefined();
+  });
+});
+
+describe('the inter-token histogram (the TPOT model\'s signal: vllm/v1/metrics/loggers.py)', () => {
+  // prometheus_client's rendering of vLLM's PrometheusStatLogger histograms, two engines (data parallel), buckets cut.
+  const family = (name: string, help: string, engines: Array<[count: number, sum: number]>) => [
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} histogram`,
+    ...engines.flatMap(([count, sum], engine) => [
+      `${name}_bucket{engine="${engine}",le="0.01",model_name="Qwen/Qwen3-8B"} 0.0`,
+      `${name}_bucket{engine="${engine}",le="+Inf",model_name="Qwen/Qwen3-8B"} ${count.toFixed(1)}`,
+      `${name}_count{engine="${engine}",model_name="Qwen/Qwen3-8B"} ${count.toFixed(1)}`,
+      `${name}_sum{engine="${engine}",model_name="Qwen/Qwen3-8B"} ${sum}`,
+    ]),
+    `# HELP ${name}_created ${help}`,
+    `# TYPE ${name}_created gauge`,
+    ...engines.map((_, engine) => `${name}_created{engine="${engine}",model_name="Qwen/Qwen3-8B"} 1.7532999905e+09`),
+  ];
+  const gauges = ['# HELP vllm:num_requests_running Number of requests in model execution batches.', '# TYPE vllm:num_requests_running gauge',
+    'vllm:num_requests_running{engine="0",model_name="Qwen/Qwen3-8B"} 3.0', 'vllm:num_requests_running{engine="1",model_name="Qwen/Qwen3-8B"} 1.0'];
+  // 0.10.0: the old name only (loggers.py @ v0.10.0, observed from time_per_output_tokens_iter).
+  const v0100 = [...gauges, ...family('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', [[120, 2.4], [30, 0.9]])].join('\n') + '\n';
+  // 0.10.2+: both names, every sample observed into each ("Deprecated in 0.11 - Renamed as vllm:inter_token_latency_seconds").
+  const v0102 = [...gauges,
+    ...family('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.', [[120, 2.4], [30, 0.9]]),
+    ...family('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', [[120, 2.4], [30, 0.9]])].join('\n') + '\n';
+  // Later servers hide the deprecated family: the new name only.
+  const itlOnly = [...gauges, ...family('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', [[50, 1.5]])].join('\n') + '\n';
+
+  it('0.10.0 page: vllm:time_per_output_token_seconds _count/_sum, summed over engines', () => {
+    const r = parseVllmMetrics(v0100);
+    expect(r.interTokenCount).toBe(150);
+    expect(r.interTokenSecondsSum).toBeCloseTo(3.3, 9);
+    expect(r.issues).toEqual([]);
+  });
+
+  it('0.10.2 page with both families: read once, from vllm:inter_token_latency_seconds (never counted twice)', () => {
+    const r = parseVllmMetrics(v0102);
+    expect(r.interTokenCount).toBe(150);
+    expect(r.interTokenSecondsSum).toBeCloseTo(3.3, 9);
+    expect(parseVllmMetrics(v0102.replace(/(vllm:inter_token_latency_seconds_count\{engine="0"[^}]*\}) 120\.0/, '$1 121.0')).interTokenCount).toBe(151);
+  });
+
+  it('a page with the new name only; a page with neither leaves the fields absent; applyReading carries them', () => {
+    expect(parseVllmMetrics(itlOnly)).toMatchObject({ interTokenCount: 50, interTokenSecondsSum: 1.5 });
+    const none = parseVllmMetrics(gauges.join('\n') + '\n');
+    expect(none.interTokenCount).toBeUndefined();
+    expect(none.interTokenSecondsSum).toBeUndefined();
+    const m = applyReading(EMPTY_METRICS, parseVllmMetrics(itlOnly), 1000);
+    expect(m).toMatchObject({ interTokenCount: 50, interTokenSecondsSum: 1.5, runningQueueSize: 4 });
+    // A later page without the family does not pair the old counters with a new time.
+    expect(applyReading(m, none, 2000).interTokenCount).toBeUndefined();
+  });
+
+  it('the page reader (fast path, bytes and text) reads what the strict parse reads', () => {
+    for (const page of [v0100, v0102, itlOnly]) {
+      const strict = parseVllmMetrics(page);
+      expect(new VllmPageReader().readBytes(Buffer.from(page))).toMatchObject({ interTokenCount: strict.interTokenCount, interTokenSecondsSum: strict.interTokenSecondsSum });
+      expect(new VllmPageReader().read(page)).toMatchObject({ interTokenCount: strict.interTokenCount, interTokenSecondsSum: strict.interTokenSecondsSum });
+    }
+  });
+
+  it('the simulator\'s page (0.10.0 mode fixture) has the old family and is read from it', () => {
+    const simPage = fs.readFileSync(path.join(__dirname, 'fixtures', 'sim-metrics-page.txt'), 'utf8');
+    expect(parseVllmMetrics(simPage)).toMatchObject({ interTokenCount: 12 });
   });
 });

@@ -53,6 +53,15 @@ export interface EndpointMetrics {
   readonly firstTokenCount?: number;
   readonly firstTokenSecondsSum?: number;
   /**
+   * The inter-token histogram's `_count`/`_sum`, summed over the pod's engines: output tokens after each request's first
+   * and the seconds since the request's previous token (one sample per token: `IterationStats.update_from_output`,
+   * vllm/v1/metrics/stats.py). `vllm:inter_token_latency_seconds` where the page has it (vLLM 0.10.2+), else
+   * `vllm:time_per_output_token_seconds` (0.10.0/0.10.1; 0.10.2 still exports it, deprecated, with the same samples).
+   * The TPOT model learns from it (`src/latency/pod-tpot-model.ts`). Absent when the page has neither family.
+   */
+  readonly interTokenCount?: number;
+  readonly interTokenSecondsSum?: number;
+  /**
    * `vllm:request_inference_time_seconds` `_count`/`_sum`, summed over the pod's engines: finished requests and the
    * seconds each spent RUNNING (scheduled until its last token), i.e. how long a request holds one of the engine's
    * `--max-num-seqs` slots. Absent when the page has no such family.
@@ -138,6 +147,8 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     numGpuBlocks: m.numGpuBlocks,
     firstTokenCount: m.firstTokenCount,
     firstTokenSecondsSum: m.firstTokenSecondsSum,
+    interTokenCount: m.interTokenCount,
+    interTokenSecondsSum: m.interTokenSecondsSum,
     inferenceCount: m.inferenceCount,
     inferenceSecondsSum: m.inferenceSecondsSum,
     promptTokensCount: m.promptTokensCount,
@@ -167,7 +178,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, interTokenCount: 0.5, interTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

@@ -61,6 +61,9 @@ export interface VllmMetricsReading {
   /** The latency model's engine counters (see `VLLM_LATENCY_METRIC_NAMES`), summed over engines. */
   readonly firstTokenCount?: number;
   readonly firstTokenSecondsSum?: number;
+  /** The inter-token histogram's `_count`/`_sum` (see `EndpointMetrics.interTokenCount`), summed over engines. */
+  readonly interTokenCount?: number;
+  readonly interTokenSecondsSum?: number;
   readonly inferenceCount?: number;
   readonly inferenceSecondsSum?: number;
   /** `vllm:request_prompt_tokens` `_count`/`_sum` (see `EndpointMetrics`), summed over engines. */
@@ -527,6 +530,8 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
   // Counters are cumulative: a page without them leaves them absent rather than pairing an old value with a new time.
   if (r.firstTokenCount !== undefined) next.firstTokenCount = r.firstTokenCount;
   if (r.firstTokenSecondsSum !== undefined) next.firstTokenSecondsSum = r.firstTokenSecondsSum;
+  if (r.interTokenCount !== undefined) next.interTokenCount = r.interTokenCount;
+  if (r.interTokenSecondsSum !== undefined) next.interTokenSecondsSum = r.interTokenSecondsSum;
   const engines = r.engines > 0 ? r.engines : prev.engines;
   if (engines !== undefined) next.engines = engines;
   if (r.inferenceCount !== undefined) next.inferenceCount = r.inferenceCount;
@@ -644,6 +649,15 @@ function clamp01(x: number): number {
  */
 export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
   timeToFirstToken: 'vllm:time_to_first_token_seconds',
+  /**
+   * The gap before each output token after a request's first, newest name first: vLLM 0.10.2 added
+   * `vllm:inter_token_latency_seconds` and observes every sample into both it and the deprecated
+   * `vllm:time_per_output_token_seconds` (`PrometheusStatLogger.record`: `for itl in inter_token_latencies_iter`, both
+   * `.observe(itl)`, vllm/v1/metrics/loggers.py, "Deprecated in 0.11"); 0.10.0 has only the old name, observed from
+   * `time_per_output_tokens_iter` with the same meaning (loggers.py @ v0.10.0). A page is read from the first family it
+   * has, never both (that would count each token twice).
+   */
+  interTokenLatency: Object.freeze(['vllm:inter_token_latency_seconds', 'vllm:time_per_output_token_seconds']),
   /** Seconds each finished request spent RUNNING (`FinishedRequestStats.inference_time`, vllm/v1/metrics/stats.py). */
   inferenceTime: 'vllm:request_inference_time_seconds',
   /**
@@ -659,12 +673,13 @@ export const VLLM_LATENCY_METRIC_NAMES = Object.freeze({
 
 const LATENCY_FAMILIES: readonly string[] = [
   VLLM_LATENCY_METRIC_NAMES.timeToFirstToken,
+  ...VLLM_LATENCY_METRIC_NAMES.interTokenLatency,
   VLLM_LATENCY_METRIC_NAMES.inferenceTime,
   VLLM_LATENCY_METRIC_NAMES.promptTokens,
   ...VLLM_LATENCY_METRIC_NAMES.prefixCache.flatMap((p) => [p.queries, p.hits]),
 ];
 
-type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'inferenceCount' | 'inferenceSecondsSum' | 'promptTokensCount' | 'promptTokensSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
+type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenSecondsSum' | 'interTokenCount' | 'interTokenSecondsSum' | 'inferenceCount' | 'inferenceSecondsSum' | 'promptTokensCount' | 'promptTokensSum' | 'prefixCacheQueryTokens' | 'prefixCacheHitTokens'>;
 
 /** A histogram family's `_count` and `_sum` summed over the series `keep` accepts; undefined when there are none. */
 function histogramTotals(family: MetricFamily | undefined, keep: (labels: Readonly<Record<string, string>>) => boolean): { count: number; sum: number } | undefined {
@@ -682,6 +697,13 @@ function extractLatencyCounters(families: ReadonlyMap<string, MetricFamily>, mod
   if (ttft !== undefined) {
     out.firstTokenCount = ttft.count;
     out.firstTokenSecondsSum = ttft.sum;
+  }
+  for (const name of VLLM_LATENCY_METRIC_NAMES.interTokenLatency) {
+    const itl = histogramTotals(families.get(name), forModel);
+    if (itl === undefined) continue;
+    out.interTokenCount = itl.count;
+    out.interTokenSecondsSum = itl.sum;
+    break;
   }
   const inference = histogramTotals(families.get(VLLM_LATENCY_METRIC_NAMES.inferenceTime), forModel);
   if (inference !== undefined) {
