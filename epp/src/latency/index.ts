@@ -4,3 +4,4 @@ export { LatencyModel, PodLatencyModel, type LatencyModelOptions, type PodLatenc
 /** The scrape side the model reads from, for tools that feed it `/metrics` pages themselves. */
 export { applyReading, parseVllmMetrics } from '../datastore/vllm-metrics';
 export { EMPTY_METRICS, type EndpointMetrics } from '../datastore/types';
+export { DEFAULT_TPOT_PRIOR, PodTpotModel, TpotModel, type TpotModelOptions } from './pod-tpot-model';

@@ -3,6 +3,7 @@ import { ConfigError } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { DEFAULT_MAX_NUM_SEQS, LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
+import { DEFAULT_TPOT_PRIOR, TpotModel } from '../../latency/pod-tpot-model';
 import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
@@ -113,6 +114,11 @@ interface CycleInputs {
 export class LatencyScorer implements Scorer, PreRequest, PostResponse, ResponseComplete {
   readonly type = 'latency-scorer';
   readonly model: LatencyModel;
+  /**
+   * Each pod's time per output token (`src/latency/pod-tpot-model.ts`), learned from the same scrapes as `model` (each
+   * new snapshot feeds both), for the `predicted-latency-producer`'s TPOT; it does not enter this scorer's score.
+   */
+  readonly tpotModel: TpotModel;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
   /**
    * The name the pod model tracks a routed request under, unique per commit: `x-request-id` is the client's when it sent
@@ -142,6 +148,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       pendingTimeoutMs: parseDuration(parameters.pendingTimeout),
       maxNumSeqs: parameters.maxNumSeqs,
     });
+    this.tpotModel = new TpotModel({ ...DEFAULT_TPOT_PRIOR, halfLifeMs: parseDuration(parameters.halfLife) });
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
@@ -182,11 +189,28 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       } else {
         pod = this.model.pod(candidate.endpoint.key);
         pod.ingest(candidate.metrics, now);
+        this.tpotModel.ingest(candidate.endpoint.key, candidate.metrics, now);
         this.slotSnapshots[i] = candidate;
         this.slotModels[i] = pod;
       }
       out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait);
     }
+  }
+
+  /**
+   * Each candidate's predicted seconds per output token (`tpotModel`: its batch with this request), undefined while no
+   * pod has reported the inter-token histogram. Learns from each candidate's scrape first, as scoring does.
+   */
+  predictTpotSeconds(candidates: readonly EndpointSnapshot[]): Float64Array | undefined {
+    const now = this.handle.now();
+    for (const c of candidates) this.tpotModel.ingest(c.endpoint.key, c.metrics, now);
+    if (!this.tpotModel.reported) return undefined;
+    const out = new Float64Array(candidates.length);
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i]!;
+      out[i] = this.tpotModel.predictSeconds(c.endpoint.key, c.metrics, c.activeRequests, now)!;
+    }
+    return out;
   }
 
   /**
@@ -278,6 +302,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   removeEndpoint(endpointKey: string): void {
     this.model.remove(endpointKey);
+    this.tpotModel.remove(endpointKey);
     this.slotSnapshots = [];
     this.slotModels = [];
   }
