@@ -17,7 +17,7 @@ import { NOT_ADMITTED_PREFIX, RequestControl } from '../src/requestcontrol/reque
 import { CycleState, SILENT_PLUGIN_LOGGER, type Plugin, type PluginHandle } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { LatencySloAdmitter } from '../src/scheduling/plugins/latency-slo-admitter';
-import { parseSloHeader, predictionInfo, PredictedLatencyProducer, sloOf, TPOT_SLO_HEADERS, TTFT_SLO_HEADERS, type LatencyPredictionInfo } from '../src/scheduling/plugins/predicted-latency-producer';
+import { hasPrefillRole, parseSloHeader, predictionInfo, PredictedLatencyProducer, sloOf, TPOT_SLO_HEADERS, TTFT_SLO_HEADERS, type LatencyPredictionInfo } from '../src/scheduling/plugins/predicted-latency-producer';
 import { SloHeadroomTierFilter } from '../src/scheduling/plugins/slo-headroom-tier-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
@@ -167,6 +167,145 @@ schedulingProfiles:
   test('predictInProduce: false publishes nothing (training-only mode)', () => {
     const scheduler = buildScheduler(config('\n  parameters:\n    predictInProduce: false'), { now: () => 1_000_000 });
     expect((scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer).predict(req(), [endpoint('a')])).toBeUndefined();
+  });
+});
+
+describe('validatePrediction with TPOT validated (prediction_test.go TestValidatePrediction_StreamingMode @ v0.10.0)', () => {
+  const streaming = (tpotMs: number, tpotSlo: number, podMinTpotSlo = 0, sloBufferFactor = 1) => ({ tpotMs, tpotSlo, podMinTpotSlo, sloBufferFactor, validate: true });
+  test('both within SLO: valid, positive headroom', () => {
+    expect(predictionInfo(50, 100, 0, streaming(20, 30))).toMatchObject({ ttftValid: true, tpotValid: true, tpotHeadroom: 10, tpot: 20 });
+  });
+  test('TTFT exceeds SLO', () => expect(predictionInfo(150, 100, 0, streaming(20, 30))).toMatchObject({ ttftValid: false, tpotValid: true }));
+  test('TPOT exceeds SLO', () => expect(predictionInfo(50, 100, 0, streaming(40, 30))).toMatchObject({ ttftValid: true, tpotValid: false, tpotHeadroom: -10 }));
+  test('podMinTPOTSLO tightens threshold: 25 > 20 × 1.0', () => {
+    expect(predictionInfo(50, 100, 0, streaming(25, 30, 20))).toMatchObject({ tpotValid: false, tpotHeadroom: -5 });
+  });
+  test('sloBufferFactor multiplies the request\'s SLO and the pod minimum', () => {
+    expect(predictionInfo(50, 100, 0, streaming(25, 30, 0, 0.5))).toMatchObject({ tpotValid: false, tpotHeadroom: -10 });
+    expect(predictionInfo(50, 100, 0, streaming(25, 30, 40, 1.2))).toMatchObject({ tpotValid: true, tpotHeadroom: 36 - 25 });
+    expect(predictionInfo(50, 100, 0, streaming(25, 30, 20, 1.2))).toMatchObject({ tpotValid: false });
+  });
+  test('no TPOT SLO in streaming mode: buffered 0, every prediction invalid (upstream\'s no-SLO convention)', () => {
+    expect(predictionInfo(50, 100, 0, streaming(20, 0))).toMatchObject({ tpotValid: false, tpotHeadroom: -20 });
+  });
+  test('TestValidatePrediction_NonStreamingMode: TPOT 999 against SLO 30 valid, headroom 0, the prediction still published', () => {
+    expect(predictionInfo(50, 100, 0, { ...streaming(999, 30), validate: false })).toMatchObject({ ttftValid: true, tpotValid: true, tpotHeadroom: 0, tpot: 999 });
+  });
+  test('TestValidatePrediction_PrefillEndpointNeutralizeTPOT: hasPrefillRole by the role label\'s value', () => {
+    const ep = (labels: Record<string, string>) => ({ key: 'k', name: 'n', namespace: '', address: 'a', port: 1, labels });
+    expect(hasPrefillRole('role', ep({ role: 'prefill' }))).toBe(true);
+    expect(hasPrefillRole('role', ep({ role: 'decode' }))).toBe(false);
+    expect(hasPrefillRole('', ep({ role: 'prefill' }))).toBe(false);
+  });
+});
+
+describe('predicted-latency-producer: TPOT from the latency-scorer\'s TPOT model (prediction.go generatePredictions @ v0.10.0)', () => {
+  const config = (producerParameters = '') => parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: predicted-latency-producer${producerParameters}
+- type: latency-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: predicted-latency-producer
+  - pluginRef: latency-scorer
+  - pluginRef: max-score-picker
+`);
+  const producerOf = (parameters = '') => buildScheduler(config(parameters), { now: () => 1_000_000 }).plugin('predicted-latency-producer') as PredictedLatencyProducer;
+  // The pods export the inter-token histogram (no tokens yet): the TPOT model predicts on its prior, 20 ms + 0.2 ms per
+  // request in the batch the request joins (pod-tpot-model.ts DEFAULT_TPOT_PRIOR).
+  const histogram = { interTokenCount: 0, interTokenSecondsSum: 0 };
+  const idle = (labels: Record<string, string> = {}) => ({ ...endpoint('idle', { ...histogram, runningQueueSize: 0 }), endpoint: { ...endpoint('idle').endpoint, labels } });
+  const busy = () => endpoint('busy', { ...histogram, runningQueueSize: 200 }, 3);
+  const STREAMING = '\n  parameters:\n    streamingMode: true';
+
+  test('streamingMode: a large running batch is invalid for a tight TPOT SLO and valid for a loose one', () => {
+    const producer = producerOf(STREAMING);
+    const tight = producer.predict(req({ 'x-llm-d-slo-ttft-ms': '10000', 'x-llm-d-slo-tpot-ms': '40' }), [idle(), busy()])!;
+    expect(tight.get('idle:8000')!.tpot).toBeCloseTo(20.2, 9);
+    expect(tight.get('busy:8000')!.tpot).toBeCloseTo(20 + 0.2 * 201, 9);
+    expect(tight.get('idle:8000')).toMatchObject({ tpotValid: true, ttftValid: true });
+    expect(tight.get('idle:8000')!.tpotHeadroom).toBeCloseTo(40 - 20.2, 9);
+    expect(tight.get('busy:8000')).toMatchObject({ tpotValid: false, ttftValid: true });
+    expect(tight.get('busy:8000')!.tpotHeadroom).toBeCloseTo(40 - 60.2, 9);
+    const loose = producer.predict(req({ 'x-llm-d-slo-ttft-ms': '10000', 'x-llm-d-slo-tpot-ms': '100' }), [idle(), busy()])!;
+    expect(loose.get('busy:8000')).toMatchObject({ tpotValid: true });
+    expect(loose.get('busy:8000')!.tpotHeadroom).toBeCloseTo(100 - 60.2, 9);
+  });
+
+  test('sloBufferFactor applies to the TPOT SLO: 100 × 0.5 = 50 < 60.2', () => {
+    const producer = producerOf(`${STREAMING}\n    sloBufferFactor: 0.5`);
+    const out = producer.predict(req({ 'x-llm-d-slo-tpot-ms': '100' }), [busy()])!;
+    expect(out.get('busy:8000')).toMatchObject({ tpotValid: false });
+    expect(out.get('busy:8000')!.tpotHeadroom).toBeCloseTo(50 - 60.2, 9);
+  });
+
+  test('streamingMode false (the default): TPOT predicted and published, but neutralized (valid, headroom 0)', () => {
+    const out = producerOf().predict(req({ 'x-llm-d-slo-tpot-ms': '1' }), [busy()])!;
+    expect(out.get('busy:8000')).toMatchObject({ tpotValid: true, tpotHeadroom: 0 });
+    expect(out.get('busy:8000')!.tpot).toBeCloseTo(60.2, 9);
+  });
+
+  test('endpointRoleLabel: a prefill endpoint\'s TPOT is neutralized in streaming mode, a decode endpoint\'s is not', () => {
+    const producer = producerOf(`${STREAMING}\n    endpointRoleLabel: llm-d.ai/role`);
+    const prefillBusy = { ...busy(), endpoint: { ...busy().endpoint, labels: { 'llm-d.ai/role': 'prefill' } } };
+    const decodeBusy = { ...busy(), endpoint: { ...busy().endpoint, key: 'busy2:8000', labels: { 'llm-d.ai/role': 'decode' } } };
+    const out = producer.predict(req({ 'x-llm-d-slo-tpot-ms': '30' }), [prefillBusy, decodeBusy])!;
+    expect(out.get('busy:8000')).toMatchObject({ tpotValid: true, tpotHeadroom: 0 });
+    expect(out.get('busy2:8000')).toMatchObject({ tpotValid: false });
+  });
+
+  test('no pod has reported the inter-token histogram: TPOT neutralized as before the model (tpot 0), even in streaming mode', () => {
+    const out = producerOf(STREAMING).predict(req({ 'x-llm-d-slo-tpot-ms': '1' }), [endpoint('busy', { runningQueueSize: 200 })])!;
+    expect(out.get('busy:8000')).toMatchObject({ tpotValid: true, tpotHeadroom: 0, tpot: 0 });
+  });
+
+  test('the TPOT model learns from the pods\' scrapes: a pod whose tokens came 1 ms apart per running request is predicted so', () => {
+    const producer = producerOf(STREAMING);
+    // Scrapes of one pod at batches 10 and 50: 5 + 1 ms × batch per token.
+    let count = 0;
+    let sum = 0;
+    for (let k = 1; k <= 40; k++) {
+      const running = k % 2 === 0 ? 10 : 50;
+      const snapshot = (tokens: number) => {
+        count += tokens;
+        sum += tokens * (0.005 + 0.001 * running);
+        return endpoint('learnt', { runningQueueSize: running, interTokenCount: count, interTokenSecondsSum: sum, updateTime: 2 * k + (tokens > 0 ? 1 : 0) });
+      };
+      producer.predict(req(), [snapshot(0)]);
+      producer.predict(req(), [snapshot(2000)]);
+    }
+    const out = producer.predict(req({ 'x-llm-d-slo-tpot-ms': '30' }), [endpoint('learnt', { runningQueueSize: 29, interTokenCount: count, interTokenSecondsSum: sum, updateTime: 1000 })])!;
+    expect(out.get('learnt:8000')!.tpot).toBeCloseTo(5 + 30, 0);
+    expect(out.get('learnt:8000')!.tpotValid).toBe(false);
+  });
+
+  test('podMinTPOTSLO: the tightest TPOT SLO among the requests committed to the endpoint (running_request_tpot_slo_queue.go), until their response ends', () => {
+    const producer = producerOf(STREAMING);
+    const target = idle();
+    const commit = (headers: Record<string, string>): LLMRequest => {
+      const r = req(headers);
+      producer.preRequest(r, { target, profile: 'default', scores: new Map() });
+      return r;
+    };
+    const check = () => producer.predict(req({ 'x-llm-d-slo-tpot-ms': '100' }), [target])!.get('idle:8000')!;
+    expect(check()).toMatchObject({ tpotValid: true });
+    expect(check().tpotHeadroom).toBeCloseTo(100 - 20.2, 9);
+    const tight = commit({ 'x-llm-d-slo-tpot-ms': '20' });
+    commit({ 'x-llm-d-slo-tpot-ms': '50' });
+    expect(producer.endpointMinTpotSlo('idle:8000')).toBe(20);
+    // 20.2 ms is past the running request's 20 ms: min(100, 20) × 1.
+    expect(check()).toMatchObject({ tpotValid: false });
+    expect(check().tpotHeadroom).toBeCloseTo(20 - 20.2, 9);
+    producer.responseComplete(tight, target.endpoint);
+    expect(producer.endpointMinTpotSlo('idle:8000')).toBe(50);
+    expect(check().tpotHeadroom).toBeCloseTo(50 - 20.2, 9);
+    // A running request without a TPOT SLO is 0 in the queue: the minimum is 0 and does not tighten (podMinTPOTSLO > 0).
+    commit({});
+    expect(producer.endpointMinTpotSlo('idle:8000')).toBe(0);
+    expect(check().tpotHeadroom).toBeCloseTo(100 - 20.2, 9);
   });
 });
 

@@ -16,11 +16,20 @@
  *   Headroom as validatePrediction computes it: `ttftHeadroom = SLO − predicted`, valid when `predicted < SLO`; with no
  *   TTFT SLO the SLO is 0, every prediction invalid with negative headroom (upstream's "no SLO" convention, which makes
  *   the tier filter keep everyone in the negative tier).
- * - TPOT: kvroute has no TPOT model (the EPP scrapes no inter-token histogram), so TPOT is declared unknown and
- *   neutralized exactly as prediction.go neutralizes it for `streamingMode: false` and for prefill endpoints:
- *   `tpotValid = true`, `tpotHeadroom = 0`, `isValid = ttftValid` (and `tpot = 0`). A TPOT SLO header is read (the
- *   admitter counts it as "has an SLO", as upstream does) but never makes a candidate invalid. `sloBufferFactor`, which
- *   upstream applies to the TPOT SLO only, is therefore checked (> 0) and has no effect.
+ * - TPOT: the same `latency-scorer`'s TPOT model (`predictTpotSeconds`, `src/latency/pod-tpot-model.ts`): per pod,
+ *   seconds per output token = intercept + slope × the batch the request joins (the larger of this EPP's requests in
+ *   flight there and the scrape's running requests, per engine, plus 1), learnt online from the pods' inter-token
+ *   histograms (`vllm:inter_token_latency_seconds`, else `vllm:time_per_output_token_seconds`). Validity and headroom
+ *   as validatePrediction and generatePredictions (prediction.go @ v0.10.0): with `streamingMode: true`, the buffered
+ *   SLO is `tpotSLO × sloBufferFactor`, tightened to `podMinTPOTSLO × sloBufferFactor` when the tightest TPOT SLO among
+ *   the requests this producer has running on the endpoint (upstream's running-request queue,
+ *   running_request_tpot_slo_queue.go: every committed request with its TPOT SLO, 0 without one, until its response
+ *   ends) is > 0; `tpotValid = tpot < buffered`, `tpotHeadroom = buffered − tpot` (no TPOT SLO: buffered 0, invalid,
+ *   as for TTFT). With `streamingMode: false` (the default), and for an endpoint whose `endpointRoleLabel` label is
+ *   `prefill`, TPOT is neutralized as upstream does: `tpotValid = true`, `tpotHeadroom = 0`, the predicted `tpot` still
+ *   published. Upstream decides by the producer's `streamingMode`, not by the request's `stream` field, and so does this.
+ *   kvroute only: until some pod's page has had the inter-token histogram there is no TPOT model, and TPOT is
+ *   neutralized whatever the mode (`tpot = 0`), as before the model existed.
  * - The prefix match comes from the config's prefix scorer, in the cycle's own state (it is published there for the
  *   `latency-scorer` after it). Upstream's producer consumes the prefix match info, so upstream's data layer creates an
  *   approximate prefix producer that learns every pick; kvroute's approximate scorer learns only from the picks of the
@@ -34,12 +43,13 @@
  */
 import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
-import type { EndpointSnapshot } from '../../datastore/types';
+import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { CycleState, stateKey, type CycleContext, type Filter, type Plugin, type PluginHandle, type PostCycle, type ProfileRunResult, type StateKey } from '../framework';
 import { referencedPlugin } from './plugin-reference';
 import { definePlugin, parameters } from '../plugin';
 import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
-import type { LLMRequest } from '../types';
+import type { PreRequest, ResponseComplete } from '../../requestcontrol/hooks';
+import type { LLMRequest, SchedulingResult } from '../types';
 import type { LatencyScorer } from './latency-scorer';
 
 /** `metadata.TTFTSLOHeaderKey` and its deprecated alias, current name first (pkg/epp/metadata/consts.go @ v0.10.0). */
@@ -56,7 +66,7 @@ export interface LatencyPredictionInfo {
   readonly tpotHeadroom: number;
   /** Predicted time to first token, ms. */
   readonly ttft: number;
-  /** Predicted time per output token, ms: 0, kvroute has no TPOT model (neutralized). */
+  /** Predicted time per output token, ms: the latency-scorer's TPOT model; 0 before any pod reported the inter-token histogram. */
   readonly tpot: number;
   /** Requests this EPP has dispatched to the endpoint and not seen end (upstream: its running-request queue's size). */
   readonly dispatchedRequestCount: number;
@@ -73,13 +83,17 @@ export interface PredictedLatencyProducerParameters {
   samplingMean?: number;
   /** Deprecated upstream: accepted and ignored. @default 0 */
   maxDecodeTokenSamplesForPrediction?: number;
-  /** Multiplies the TPOT SLO (upstream applies it to TPOT only); > 0. No effect here: TPOT is neutralized. @default 1 */
+  /** Multiplies the TPOT SLO and the endpoint's tightest running TPOT SLO (upstream applies it to TPOT only; used with `streamingMode: true`); > 0. @default 1 */
   sloBufferFactor?: number;
   /** Upstream's per-request context TTL. kvroute keeps the context with the request itself: accepted, unused. @default "5m" */
   contextTTL?: string;
-  /** Upstream trains TTFT at the first chunk (true) or at EOS (false). kvroute's model learns from scrapes either way: accepted, unused. @default false */
+  /**
+   * Upstream trains TTFT at the first chunk (true) or at EOS (false), and validates TPOT only when true (false: TPOT
+   * neutralized, `tpotValid` true, headroom 0). kvroute's models learn from scrapes either way; this decides the TPOT
+   * check, as upstream's. @default false
+   */
   streamingMode?: boolean;
-  /** Label marking prefill endpoints, whose TPOT upstream neutralizes. kvroute neutralizes every endpoint's: accepted, unused. @default "" */
+  /** Label whose value `prefill` marks prefill endpoints, whose TPOT is neutralized as upstream's `hasPrefillRole`. "": none. @default "" */
   endpointRoleLabel?: string;
   /** false: publish no predictions (upstream's training-only mode): the tier filter keeps everyone, the admitter admits. @default true */
   predictInProduce?: boolean;
@@ -122,15 +136,43 @@ export function sloOf(request: LLMRequest): { ttftSlo: number; tpotSlo: number }
   return { ttftSlo: parseSloHeader(request.headers, TTFT_SLO_HEADERS), tpotSlo: parseSloHeader(request.headers, TPOT_SLO_HEADERS) };
 }
 
-/**
- * validatePrediction (prediction.go @ v0.10.0) for one candidate, with TPOT neutralized as generatePredictions does for
- * a non-streaming producer: `ttftOk = ttft < ttftSLO`, `ttftHeadroom = ttftSLO − ttft`; `tpotOk = true`, headroom 0.
- */
-export function predictionInfo(ttftMs: number, ttftSlo: number, dispatchedRequestCount: number): LatencyPredictionInfo {
-  return { ttftValid: ttftMs < ttftSlo, tpotValid: true, ttftHeadroom: ttftSlo - ttftMs, tpotHeadroom: 0, ttft: ttftMs, tpot: 0, dispatchedRequestCount };
+/** One candidate's TPOT inputs to `predictionInfo`. */
+export interface TpotInputs {
+  /** Predicted ms per output token. */
+  readonly tpotMs: number;
+  /** The request's TPOT SLO, ms (0: none). */
+  readonly tpotSlo: number;
+  /** The tightest TPOT SLO among the requests running on the endpoint (0: none, or one without an SLO). */
+  readonly podMinTpotSlo: number;
+  readonly sloBufferFactor: number;
+  /** false: TPOT neutralized (`streamingMode: false`, or a prefill endpoint). */
+  readonly validate: boolean;
 }
 
-export class PredictedLatencyProducer implements Filter, PostCycle {
+/**
+ * validatePrediction and generatePredictions' neutralization (prediction.go @ v0.10.0) for one candidate:
+ * `ttftOk = ttft < ttftSLO`, `ttftHeadroom = ttftSLO − ttft`; with `tpot.validate` (streaming mode, not a prefill
+ * endpoint) `bufferedTPOT = tpotSLO × sloBufferFactor`, `min(…, podMinTPOTSLO × sloBufferFactor)` when podMinTPOTSLO
+ * > 0, `tpotOk = tpot < bufferedTPOT`, `tpotHeadroom = bufferedTPOT − tpot`; otherwise (and without a TPOT model,
+ * `tpot` undefined) `tpotOk = true`, headroom 0.
+ */
+export function predictionInfo(ttftMs: number, ttftSlo: number, dispatchedRequestCount: number, tpot?: TpotInputs): LatencyPredictionInfo {
+  const ttftValid = ttftMs < ttftSlo;
+  const ttftHeadroom = ttftSlo - ttftMs;
+  if (tpot === undefined || !tpot.validate) {
+    return { ttftValid, tpotValid: true, ttftHeadroom, tpotHeadroom: 0, ttft: ttftMs, tpot: tpot?.tpotMs ?? 0, dispatchedRequestCount };
+  }
+  let buffered = tpot.tpotSlo * tpot.sloBufferFactor;
+  if (tpot.podMinTpotSlo > 0) buffered = Math.min(buffered, tpot.podMinTpotSlo * tpot.sloBufferFactor);
+  return { ttftValid, tpotValid: tpot.tpotMs < buffered, ttftHeadroom, tpotHeadroom: buffered - tpot.tpotMs, ttft: ttftMs, tpot: tpot.tpotMs, dispatchedRequestCount };
+}
+
+/** hasPrefillRole (prediction.go @ v0.10.0): the endpoint's `roleLabel` label is `prefill`. */
+export function hasPrefillRole(roleLabel: string, endpoint: Endpoint): boolean {
+  return roleLabel !== '' && endpoint.labels[roleLabel] === 'prefill';
+}
+
+export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, ResponseComplete {
   readonly type = 'predicted-latency-producer';
   readonly emptyResultReason = 'no-endpoints' as const;
   /** Where this producer's predictions are published in a cycle's state (`LatencyPredictionInfoDataKey` with its name). */
@@ -140,6 +182,13 @@ export class PredictedLatencyProducer implements Filter, PostCycle {
   /** Profiles that list the prefix scorer themselves: it learns their picks on its own. */
   private profilesLearning = new Set<string>();
   private resolved = false;
+  /**
+   * Upstream's running-request TPOT SLO queues (running_request_tpot_slo_queue.go, filled in PreRequest, emptied at
+   * EOS): endpoint key → this producer's committed requests there (one entry per commit) → their TPOT SLO, ms.
+   */
+  private readonly running = new Map<string, Map<number, number>>();
+  private readonly trackedKey = stateKey<{ readonly endpointKey: string; readonly id: number }>('predicted-latency-producer running');
+  private commits = 0;
 
   constructor(readonly name: string, readonly parameters: Required<PredictedLatencyProducerParameters>, private readonly handle: PluginHandle) {
     this.predictionsKey = stateKey<LatencyPredictions>(`predicted-latency-producer ${name}`);
@@ -204,13 +253,56 @@ export class PredictedLatencyProducer implements Filter, PostCycle {
     this.resolveReferences();
     if (this.prefix !== undefined) this.prefix.matchRatios({ request, state }, candidates);
     const seconds = this.latency!.predictTtftSeconds(request, state.get(PREFIX_MATCH), candidates);
-    const { ttftSlo } = sloOf(request);
+    const tpotSeconds = this.latency!.predictTpotSeconds(candidates);
+    const { ttftSlo, tpotSlo } = sloOf(request);
+    const { streamingMode, endpointRoleLabel, sloBufferFactor } = this.parameters;
     const out = new Map<string, LatencyPredictionInfo>();
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
-      out.set(c.endpoint.key, predictionInfo(seconds[i]! * 1000, ttftSlo, c.activeRequests));
+      const validate = streamingMode && !hasPrefillRole(endpointRoleLabel, c.endpoint);
+      const tpot: TpotInputs | undefined = tpotSeconds === undefined ? undefined : {
+        tpotMs: tpotSeconds[i]! * 1000, tpotSlo, sloBufferFactor, validate,
+        podMinTpotSlo: validate ? this.endpointMinTpotSlo(c.endpoint.key) : 0,
+      };
+      out.set(c.endpoint.key, predictionInfo(seconds[i]! * 1000, ttftSlo, c.activeRequests, tpot));
     }
     return out;
+  }
+
+  /** getEndpointMinTPOTSLO (plugin.go @ v0.10.0): the tightest TPOT SLO among the requests running there, 0 with none. */
+  endpointMinTpotSlo(endpointKey: string): number {
+    const slos = this.running.get(endpointKey);
+    if (slos === undefined || slos.size === 0) return 0;
+    let min = Infinity;
+    for (const slo of slos.values()) if (slo < min) min = slo;
+    return min;
+  }
+
+  /**
+   * PreRequest (requestcontrol_hooks.go @ v0.10.0): the request joins its primary target's running queue with its TPOT
+   * SLO (0 without one; a negative one is not added, as requestPriorityQueue.Add refuses it).
+   */
+  preRequest(request: LLMRequest, result: SchedulingResult): void {
+    const attributes = request.attributes;
+    if (attributes === undefined) return;
+    const { tpotSlo } = sloOf(request);
+    if (tpotSlo < 0) return;
+    const endpointKey = result.target.endpoint.key;
+    const id = ++this.commits;
+    let slos = this.running.get(endpointKey);
+    if (slos === undefined) this.running.set(endpointKey, (slos = new Map()));
+    slos.set(id, tpotSlo);
+    attributes.set(this.trackedKey, { endpointKey, id });
+  }
+
+  /** The response ended (upstream: ResponseBody at EOS, or the context's TTL): the request leaves its queue. */
+  responseComplete(request: LLMRequest, _target: Endpoint): void {
+    const tracked = request.attributes?.get(this.trackedKey);
+    if (tracked === undefined) return;
+    const slos = this.running.get(tracked.endpointKey);
+    if (slos === undefined) return;
+    slos.delete(tracked.id);
+    if (slos.size === 0) this.running.delete(tracked.endpointKey);
   }
 
   /** Produces this cycle's predictions and keeps every candidate. */
@@ -288,7 +380,7 @@ function refuseUnsupported(fields: FieldReader): void {
 
 export const predictedLatencyProducer = definePlugin({
   type: 'predicted-latency-producer',
-  kinds: ['filter', 'post-cycle'],
+  kinds: ['filter', 'post-cycle', 'pre-request', 'response-complete'],
   cycleState: { writes: ['prefix-match'] },
   parameters: parameters<PredictedLatencyProducerParameters>((fields) => {
     refuseUnsupported(fields);
