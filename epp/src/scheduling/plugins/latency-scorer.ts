@@ -108,8 +108,9 @@ interface CycleInputs {
  * (`sidecars/latencypredictorasync`), for prefill/decode pairs. This plugin needs no sidecar and no response bodies: a
  * two-parameter linear model per pod fitted from the engine's own TTFT histogram and prefix-cache counters; it
  * predicts the mean TTFT, not p90, and reads no SLO headers itself: llm-d-router v0.10.0's `predicted-latency-producer`
- * (`predicted-latency-producer.ts`) publishes SLO headroom from this model's `predictTtftSeconds`, for the
- * `slo-headroom-tier-filter` and `latency-slo-admitter`.
+ * (`predicted-latency-producer.ts`) publishes SLO headroom from this model's `predictTtftSeconds` and from the TPOT
+ * model this scorer feeds from the same scrapes (`tpotModel`, `predictTpotSeconds`), for the `slo-headroom-tier-filter`
+ * and `latency-slo-admitter`.
  */
 export class LatencyScorer implements Scorer, PreRequest, PostResponse, ResponseComplete {
   readonly type = 'latency-scorer';
