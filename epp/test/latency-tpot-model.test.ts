@@ -5,6 +5,9 @@
  */
 import { EMPTY_METRICS, endpointMetrics, type EndpointMetrics } from '../src/datastore/types';
 import { DEFAULT_TPOT_PRIOR, MAX_INTERVAL_TOKENS, TpotModel } from '../src/latency/pod-tpot-model';
+import { parseEndpointPickerConfig } from '../src/config';
+import type { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
+import { buildScheduler } from '../src/scheduling/scheduler';
 
 const HALF_LIFE_MS = 60_000;
 const options = { ...DEFAULT_TPOT_PRIOR, halfLifeMs: HALF_LIFE_MS };
@@ -128,5 +131,28 @@ describe('TpotModel (pod-tpot-model.ts)', () => {
     }
     const after = model.pod('slow').line(a.now + 6_000).intercept;
     expect(after).toBeLessThan(0.03);
+  });
+});
+
+describe('the latency-scorer feeds the TPOT model from the scrapes it learns TTFT from', () => {
+  test('only once a reader wants it (the default config lists no predicted-latency-producer: nothing is fed)', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: latency-scorer\n- type: max-score-picker\n'
+      + 'schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: latency-scorer\n  - pluginRef: max-score-picker\n'), { now: () => 1000 });
+    const scorer = scheduler.plugin('latency-scorer') as unknown as LatencyScorer;
+    const snapshot = (updateTime: number, count: number) => ({
+      endpoint: { key: 'a:8000', name: 'a', namespace: '', address: 'a', port: 8000, labels: {} },
+      metrics: endpointMetrics({ ...EMPTY_METRICS, runningQueueSize: 4, interTokenCount: count, interTokenSecondsSum: count * 0.05, updateTime }),
+      activeRequests: 0,
+    });
+    const request = { requestId: 'r', model: 'm', prompt: 'p', headers: {} };
+    scorer.predictTtftSeconds(request, undefined, [snapshot(1, 0)]);
+    scorer.predictTtftSeconds(request, undefined, [snapshot(2, 1000)]);
+    expect(scorer.tpotModel.reported).toBe(false);
+    scorer.wantTpot();
+    scorer.predictTtftSeconds(request, undefined, [snapshot(3, 1000)]);
+    scorer.predictTtftSeconds(request, undefined, [snapshot(4, 2000)]);
+    expect(scorer.tpotModel.reported).toBe(true);
+    expect(scorer.tpotModel.get('a:8000')!.fit.count).toBe(1);
+    expect(scorer.predictTpotSeconds([snapshot(4, 2000)])![0]).toBeGreaterThan(0.03);
   });
 });

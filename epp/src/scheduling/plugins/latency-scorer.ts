@@ -117,9 +117,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   readonly model: LatencyModel;
   /**
    * Each pod's time per output token (`src/latency/pod-tpot-model.ts`), learned from the same scrapes as `model` (each
-   * new snapshot feeds both), for the `predicted-latency-producer`'s TPOT; it does not enter this scorer's score.
+   * new snapshot feeds both once a producer asked for it: `wantTpot`), for the `predicted-latency-producer`'s TPOT; it does not enter this scorer's score.
    */
   readonly tpotModel: TpotModel;
+  /** Whether a `predicted-latency-producer` reads `tpotModel` (`wantTpot`): until then scoring does not feed it. */
+  private tpotWanted = false;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
   /**
    * The name the pod model tracks a routed request under, unique per commit: `x-request-id` is the client's when it sent
@@ -190,7 +192,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       } else {
         pod = this.model.pod(candidate.endpoint.key);
         pod.ingest(candidate.metrics, now);
-        this.tpotModel.ingest(candidate.endpoint.key, candidate.metrics, now);
+        if (this.tpotWanted) this.tpotModel.ingest(candidate.endpoint.key, candidate.metrics, now);
         this.slotSnapshots[i] = candidate;
         this.slotModels[i] = pod;
       }
@@ -199,10 +201,20 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
+   * A reader of `tpotModel` is configured: from now on every scrape this scorer learns from feeds the TPOT model too
+   * (the `predicted-latency-producer` calls this when it resolves its references). Without one, as in the default
+   * config, the TPOT model is never fed and costs nothing.
+   */
+  wantTpot(): void {
+    this.tpotWanted = true;
+  }
+
+  /**
    * Each candidate's predicted seconds per output token (`tpotModel`: its batch with this request), undefined while no
    * pod has reported the inter-token histogram. Learns from each candidate's scrape first, as scoring does.
    */
   predictTpotSeconds(candidates: readonly EndpointSnapshot[]): Float64Array | undefined {
+    this.tpotWanted = true;
     const now = this.handle.now();
     for (const c of candidates) this.tpotModel.ingest(c.endpoint.key, c.metrics, now);
     if (!this.tpotModel.reported) return undefined;

@@ -216,6 +216,7 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
       throw new ConfigError(`${this.name}.parameters.latencyScorerName`, `${JSON.stringify(latency.name)} is a ${latency.type}; name a latency-scorer`);
     }
     this.latency = latency as LatencyScorer;
+    this.latency.wantTpot();
     (this.handle.profiles?.() ?? []).forEach((profile, i) => {
       const refs = profile.plugins.map((r) => r.pluginRef);
       if (!refs.includes(this.name)) return;
