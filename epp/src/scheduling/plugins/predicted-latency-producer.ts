@@ -186,7 +186,7 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
    * Upstream's running-request TPOT SLO queues (running_request_tpot_slo_queue.go, filled in PreRequest, emptied at
    * EOS): endpoint key → this producer's committed requests there (one entry per commit) → their TPOT SLO, ms.
    */
-  private readonly running = new Map<string, Map<number, number>>();
+  private readonly running = new Map<string, RunningTpotSlos>();
   private readonly trackedKey = stateKey<{ readonly endpointKey: string; readonly id: number }>('predicted-latency-producer running');
   private commits = 0;
 
@@ -272,11 +272,7 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
 
   /** getEndpointMinTPOTSLO (plugin.go @ v0.10.0): the tightest TPOT SLO among the requests running there, 0 with none. */
   endpointMinTpotSlo(endpointKey: string): number {
-    const slos = this.running.get(endpointKey);
-    if (slos === undefined || slos.size === 0) return 0;
-    let min = Infinity;
-    for (const slo of slos.values()) if (slo < min) min = slo;
-    return min;
+    return this.running.get(endpointKey)?.min() ?? 0;
   }
 
   /**
@@ -291,8 +287,8 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
     const endpointKey = result.target.endpoint.key;
     const id = ++this.commits;
     let slos = this.running.get(endpointKey);
-    if (slos === undefined) this.running.set(endpointKey, (slos = new Map()));
-    slos.set(id, tpotSlo);
+    if (slos === undefined) this.running.set(endpointKey, (slos = new RunningTpotSlos()));
+    slos.add(id, tpotSlo);
     attributes.set(this.trackedKey, { endpointKey, id });
   }
 
@@ -302,7 +298,7 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
     if (tracked === undefined) return;
     const slos = this.running.get(tracked.endpointKey);
     if (slos === undefined) return;
-    slos.delete(tracked.id);
+    slos.remove(tracked.id);
     if (slos.size === 0) this.running.delete(tracked.endpointKey);
   }
 
@@ -329,6 +325,43 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
       prefix.matchRatios(matched, [target]);
     }
     prefix.learnPick(matched, target);
+  }
+}
+
+/**
+ * One endpoint's running-request TPOT SLOs (upstream's requestPriorityQueue, a min-heap peeked per prediction): the
+ * minimum is kept and recomputed only after the request holding it leaves, so a prediction reads it in O(1).
+ */
+class RunningTpotSlos {
+  private readonly slos = new Map<number, number>();
+  /** The minimum of `slos`; NaN when it must be recomputed. */
+  private cachedMin = Infinity;
+
+  get size(): number {
+    return this.slos.size;
+  }
+
+  add(id: number, slo: number): void {
+    this.slos.set(id, slo);
+    if (slo < this.cachedMin) this.cachedMin = slo;
+  }
+
+  remove(id: number): void {
+    const slo = this.slos.get(id);
+    if (slo === undefined) return;
+    this.slos.delete(id);
+    if (slo === this.cachedMin) this.cachedMin = Number.NaN;
+  }
+
+  /** The tightest SLO, 0 with none (getEndpointMinTPOTSLO's empty queue). */
+  min(): number {
+    if (this.slos.size === 0) return 0;
+    if (Number.isNaN(this.cachedMin)) {
+      let min = Infinity;
+      for (const slo of this.slos.values()) if (slo < min) min = slo;
+      this.cachedMin = min;
+    }
+    return this.cachedMin;
   }
 }
 
