@@ -592,11 +592,12 @@ export const TODAYS_DEFAULT = 'kvroute';
  * The defaults before it (bench/src/policies), which the hit-rate goal holds today's default itself to when they ran:
  * `kvroute-no-session-load` before session-load-scorer joined (2026-12-02, session 31), `kvroute-prefix-first` before
  * the latency scorer joined (2026-11-30, session 18), filter mode (`kvroute-filter`, now on today's default) until
- * 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined.
+ * 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined, `kvroute-page-queue` before the saturation filter
+ * counted the requests routed since each pod's last scrape (2026-12-04, session 50).
  */
-export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru'];
+export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
-export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active'];
+export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue'];
 
 const pctText = (v: number) => `${(v * 100).toFixed(1)}%`;
 const cellName = (c: LadderCell) => `${c.workload}/${c.capacity}`;
