@@ -94,6 +94,7 @@
  */
 import type { EndpointMetrics } from '../datastore/types';
 import { DecayedRobustLinearFit, halfLifeDecay, type LinearEstimate } from './linear-fit';
+import { PoolAnchoredLine, PoolReferenceLine } from './pool-anchored-line';
 import { SortedStarts } from './sorted-starts';
 
 /**
@@ -155,11 +156,6 @@ const LINE_REFRESH_HALF_LIFE_FRACTION = 1 / 1000;
  */
 const PENDING_MIN_MS = 500;
 const PENDING_PREDICTION_FACTOR = 4;
-/**
- * A pod whose last first token is older than this fraction of the half-life has its line pulled toward the pool's,
- * halving the distance every this fraction of the half-life again (see "A pod not observed for a while").
- */
-const STALE_HALF_LIFE_FRACTION = 1 / 6;
 /** The mean time to leave the queue weighs each retired pick 1/16. */
 const RETIRE_MEAN_WINDOW = 16;
 
@@ -282,14 +278,11 @@ export class PodLatencyModel {
   /** Engines behind the pod's page, as its last scrape showed (1 before any). */
   private engines = 1;
   private readonly maxNumSeqs: number;
-  /** When a scrape last counted first tokens on the pod (the EPP's clock), undefined before any. */
-  private lastObservedMs: number | undefined;
-  /** How far the staleness pull has been applied (see "A pod not observed for a while"). */
-  private pulledToMs = -Infinity;
-  /** The pool's line the fit last anchored on (its prior's place), undefined: the configured prior. */
-  private anchor: LinearEstimate | undefined;
-  /** After this long without a first token the pod counts as unobserved, and the pull's half-life. */
-  readonly staleAfterMs: number;
+  /**
+   * The fitted line, pulled toward the pool's while no scrape counts first tokens on the pod (see "A pod not observed
+   * for a while"; `pool-anchored-line.ts`).
+   */
+  readonly anchored: PoolAnchoredLine;
 
   /**
    * @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet
@@ -298,7 +291,7 @@ export class PodLatencyModel {
   constructor(
     private readonly options: LatencyModelOptions,
     private readonly pool?: () => number | undefined,
-    private readonly reference?: (nowMs: number) => LinearEstimate | undefined,
+    reference?: (nowMs: number) => LinearEstimate | undefined,
   ) {
     this.inference = new DecayedMean(options.halfLifeMs);
     this.ownPrompt = new DecayedMean(options.halfLifeMs);
@@ -313,12 +306,17 @@ export class PodLatencyModel {
       halfLifeMs: options.halfLifeMs,
     });
     this.lineRefreshMs = options.halfLifeMs * LINE_REFRESH_HALF_LIFE_FRACTION;
-    this.staleAfterMs = options.halfLifeMs * STALE_HALF_LIFE_FRACTION;
+    this.anchored = new PoolAnchoredLine(this.fit, options.halfLifeMs, reference);
+  }
+
+  /** After this long without a first token the pod counts as unobserved, and the pull's half-life. */
+  get staleAfterMs(): number {
+    return this.anchored.staleAfterMs;
   }
 
   /** Whether a scrape counted first tokens on the pod within `staleAfterMs` of `nowMs`. */
   observedSince(nowMs: number): boolean {
-    return this.lastObservedMs !== undefined && nowMs - this.lastObservedMs <= this.staleAfterMs;
+    return this.anchored.observedSince(nowMs);
   }
 
   /**
@@ -370,7 +368,7 @@ export class PodLatencyModel {
       return;
     }
     this.promptBase = promptBaseOf(reading);
-    this.lastObservedMs = nowMs;
+    this.anchored.observed(nowMs);
     // FCFS: the oldest picks produced these first tokens (some may be other clients'; they then retire ours early).
     let retiredCount = 0;
     let retiredAhead = 0;
@@ -570,22 +568,7 @@ export class PodLatencyModel {
 
   /** The pod's fitted line now: seconds per uncached token (`slope`) and fixed seconds (`intercept`). */
   line(nowMs: number): LinearEstimate {
-    const reference = this.reference?.(nowMs);
-    this.anchor = reference;
-    if (reference !== undefined) {
-      // Pulled from the later of the pod's going stale and the last pull: each stretch of time is applied once.
-      const from = Math.max(this.pulledToMs, (this.lastObservedMs ?? -Infinity) + this.staleAfterMs);
-      if (nowMs > from) {
-        this.fit.pullToward(reference, halfLifeDecay(from, nowMs, this.staleAfterMs));
-        this.pulledToMs = nowMs;
-      }
-    }
-    return this.fit.estimate(nowMs, reference);
-  }
-
-  /** The pod's line on its own data and the anchor it last used, without pulling: for the pool's reference. */
-  anchoredLine(nowMs: number): LinearEstimate {
-    return this.fit.estimate(nowMs, this.anchor);
+    return this.anchored.line(nowMs);
   }
 
   /**
@@ -669,12 +652,6 @@ function promptBaseOf(reading: CounterReading): { queryTokens: number | undefine
   return { queryTokens: reading.queryTokens, hitTokens: reading.hitTokens, waited: reading.waiting > 0 };
 }
 
-function median(values: number[]): number {
-  values.sort((a, b) => a - b);
-  const mid = values.length >>> 1;
-  return values.length % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
-}
-
 function delta(before: number | undefined, after: number | undefined): number | undefined {
   if (before === undefined || after === undefined || after < before) return undefined;
   return after - before;
@@ -683,10 +660,15 @@ function delta(before: number | undefined, after: number | undefined): number | 
 /** The pods' models, created on first sight with the shared options. */
 export class LatencyModel {
   private readonly pods = new Map<string, PodLatencyModel>();
-  private reference: LinearEstimate | undefined;
-  private referenceAtMs = Number.NaN;
+  private readonly reference: PoolReferenceLine;
 
-  constructor(readonly options: LatencyModelOptions) {}
+  constructor(readonly options: LatencyModelOptions) {
+    this.reference = new PoolReferenceLine(options.halfLifeMs, () => this.anchoredLines());
+  }
+
+  private *anchoredLines(): Iterable<PoolAnchoredLine> {
+    for (const pod of this.pods.values()) yield pod.anchored;
+  }
 
   pod(endpointKey: string): PodLatencyModel {
     let model = this.pods.get(endpointKey);
@@ -703,18 +685,7 @@ export class LatencyModel {
    * pod's own fit; undefined with none. Recomputed at most once per line refresh interval.
    */
   referenceLine(nowMs: number): LinearEstimate | undefined {
-    if (nowMs - this.referenceAtMs < this.options.halfLifeMs * LINE_REFRESH_HALF_LIFE_FRACTION) return this.reference;
-    this.referenceAtMs = nowMs;
-    const slopes: number[] = [];
-    const intercepts: number[] = [];
-    for (const pod of this.pods.values()) {
-      if (!pod.observedSince(nowMs) || pod.fit.dataWeight(nowMs) === 0) continue;
-      const { slope, intercept } = pod.anchoredLine(nowMs);
-      slopes.push(slope);
-      intercepts.push(intercept);
-    }
-    this.reference = slopes.length === 0 ? undefined : { slope: median(slopes), intercept: median(intercepts) };
-    return this.reference;
+    return this.reference.at(nowMs);
   }
 
   /** The mean of the pods' own mean inference seconds, undefined before any pod finished a request. */

@@ -42,7 +42,8 @@
  * a prior alone).
  */
 import type { EndpointMetrics } from '../datastore/types';
-import { DecayedRobustLinearFit, halfLifeDecay, type LinearEstimate } from './linear-fit';
+import { DecayedRobustLinearFit, type LinearEstimate } from './linear-fit';
+import { PoolAnchoredLine, PoolReferenceLine } from './pool-anchored-line';
 
 export interface TpotModelOptions {
   /** Prior seconds per output token at batch 0. */
@@ -62,10 +63,6 @@ export const DEFAULT_TPOT_PRIOR = Object.freeze({ priorSeconds: 0.02, priorSecon
 const PRIOR_TYPICAL_BATCH = 32;
 /** An interval stands for at most this many output tokens. */
 export const MAX_INTERVAL_TOKENS = 4096;
-/** As the TTFT model's: stale after this fraction of the half-life, pulled halfway to the pool's line each time again. */
-const STALE_HALF_LIFE_FRACTION = 1 / 6;
-/** The pool's line is recomputed at most once per this fraction of the half-life. */
-const REFERENCE_REFRESH_HALF_LIFE_FRACTION = 1 / 1000;
 
 interface TpotReading {
   readonly updateTime: number;
@@ -83,23 +80,26 @@ function batchOf(metrics: EndpointMetrics, running = metrics.runningQueueSize): 
 
 export class PodTpotModel {
   readonly fit: DecayedRobustLinearFit;
+  /** The fitted line, pulled toward the pool's while no scrape counts output tokens on the pod (`pool-anchored-line.ts`). */
+  readonly anchored: PoolAnchoredLine;
   private last: TpotReading | undefined;
-  private lastObservedMs: number | undefined;
-  private pulledToMs = -Infinity;
-  private anchor: LinearEstimate | undefined;
-  readonly staleAfterMs: number;
 
-  constructor(options: TpotModelOptions, private readonly reference?: (nowMs: number) => LinearEstimate | undefined) {
+  constructor(options: TpotModelOptions, reference?: (nowMs: number) => LinearEstimate | undefined) {
     this.fit = new DecayedRobustLinearFit({
       prior: { intercept: options.priorSeconds, slope: options.priorSecondsPerRunning, weight: options.priorWeight, x: PRIOR_TYPICAL_BATCH },
       halfLifeMs: options.halfLifeMs,
     });
-    this.staleAfterMs = options.halfLifeMs * STALE_HALF_LIFE_FRACTION;
+    this.anchored = new PoolAnchoredLine(this.fit, options.halfLifeMs, reference);
+  }
+
+  /** After this long without an output token counted the pod counts as unobserved, and the pull's half-life. */
+  get staleAfterMs(): number {
+    return this.anchored.staleAfterMs;
   }
 
   /** Whether a scrape counted output tokens on the pod within `staleAfterMs` of `nowMs`. */
   observedSince(nowMs: number): boolean {
-    return this.lastObservedMs !== undefined && nowMs - this.lastObservedMs <= this.staleAfterMs;
+    return this.anchored.observedSince(nowMs);
   }
 
   /** Learns from a scrape, once per scrape (`updateTime` identifies it): fits the interval since the previous one. */
@@ -112,27 +112,13 @@ export class PodTpotModel {
     const tokens = reading.count - previous.count;
     const seconds = reading.sum - previous.sum;
     if (!(tokens > 0) || !(seconds >= 0)) return;
-    this.lastObservedMs = nowMs;
+    this.anchored.observed(nowMs);
     this.fit.observe(Math.max(1, (previous.batch + reading.batch) / 2), seconds / tokens, Math.min(tokens, MAX_INTERVAL_TOKENS), nowMs);
   }
 
   /** The pod's line now: seconds per token at batch 0 (`intercept`) and per running request (`slope`). */
   line(nowMs: number): LinearEstimate {
-    const reference = this.reference?.(nowMs);
-    this.anchor = reference;
-    if (reference !== undefined) {
-      const from = Math.max(this.pulledToMs, (this.lastObservedMs ?? -Infinity) + this.staleAfterMs);
-      if (nowMs > from) {
-        this.fit.pullToward(reference, halfLifeDecay(from, nowMs, this.staleAfterMs));
-        this.pulledToMs = nowMs;
-      }
-    }
-    return this.fit.estimate(nowMs, reference);
-  }
-
-  /** The pod's line on its own data and the anchor it last used, without pulling: for the pool's reference. */
-  anchoredLine(nowMs: number): LinearEstimate {
-    return this.fit.estimate(nowMs, this.anchor);
+    return this.anchored.line(nowMs);
   }
 
   /** Predicted seconds per output token for a request joining the pod (see "A prediction"). */
@@ -146,10 +132,15 @@ export class PodTpotModel {
 export class TpotModel {
   private readonly pods = new Map<string, PodTpotModel>();
   private everReported = false;
-  private reference: LinearEstimate | undefined;
-  private referenceAtMs = Number.NaN;
+  private readonly reference: PoolReferenceLine;
 
-  constructor(readonly options: TpotModelOptions) {}
+  constructor(readonly options: TpotModelOptions) {
+    this.reference = new PoolReferenceLine(options.halfLifeMs, () => this.anchoredLines());
+  }
+
+  private *anchoredLines(): Iterable<PoolAnchoredLine> {
+    for (const pod of this.pods.values()) yield pod.anchored;
+  }
 
   /** Whether any pod's page has had the inter-token histogram: before that there is no TPOT prediction at all. */
   get reported(): boolean {
@@ -184,27 +175,10 @@ export class TpotModel {
 
   /** The median intercept and slope of the pods observed recently (each pod's own fit); undefined with none. */
   referenceLine(nowMs: number): LinearEstimate | undefined {
-    if (nowMs - this.referenceAtMs < this.options.halfLifeMs * REFERENCE_REFRESH_HALF_LIFE_FRACTION) return this.reference;
-    this.referenceAtMs = nowMs;
-    const slopes: number[] = [];
-    const intercepts: number[] = [];
-    for (const pod of this.pods.values()) {
-      if (!pod.observedSince(nowMs) || pod.fit.dataWeight(nowMs) === 0) continue;
-      const { slope, intercept } = pod.anchoredLine(nowMs);
-      slopes.push(slope);
-      intercepts.push(intercept);
-    }
-    this.reference = slopes.length === 0 ? undefined : { slope: median(slopes), intercept: median(intercepts) };
-    return this.reference;
+    return this.reference.at(nowMs);
   }
 
   remove(endpointKey: string): void {
     this.pods.delete(endpointKey);
   }
-}
-
-function median(values: number[]): number {
-  values.sort((a, b) => a - b);
-  const mid = values.length >>> 1;
-  return values.length % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
 }
