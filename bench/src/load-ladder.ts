@@ -593,7 +593,7 @@ export const TODAYS_DEFAULT = 'kvroute';
  * `kvroute-no-session-load` before session-load-scorer joined (2026-12-02, session 31), `kvroute-prefix-first` before
  * the latency scorer joined (2026-11-30, session 18), filter mode (`kvroute-filter`, now on today's default) until
  * 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined, `kvroute-page-queue` before the saturation filter
- * counted the requests routed since each pod's last scrape (2026-12-04, session 50).
+ * counted the requests routed (less those ended) since each pod's last page (2026-12-04, session 50).
  */
 export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */

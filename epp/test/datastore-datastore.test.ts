@@ -107,20 +107,44 @@ describe('Datastore without scraping', () => {
     expect(ds.activeRequests('10.0.0.1:8000')).toBe(0);
   });
 
-  it('counts the requests routed to a pod since its last reading; a new reading starts over, a failed scrape (same time) does not', () => {
+  it('counts the requests routed to a pod and ended on it since its last reading; a reading set by hand starts over, a failed scrape (same time) does not', () => {
     ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
     ds.upsertEndpoint(ep('10.0.0.2', 8000, 'b'));
     ds.setMetrics('10.0.0.1:8000', { updateTime: 10 });
     ds.acquire('10.0.0.1:8000');
     ds.acquire('10.0.0.1:8000');
-    ds.release('10.0.0.1:8000');
-    // Ended requests still count: what the page misses is what arrived after it, finished or not.
-    expect(ds.snapshot().map((s) => s.picksSinceScrape)).toEqual([2, 0]);
-    ds.setMetrics('10.0.0.1:8000', { consecutiveFailures: 1 });
-    expect(ds.snapshot()[0]?.picksSinceScrape).toBe(2);
-    ds.setMetrics('10.0.0.1:8000', { updateTime: 60, consecutiveFailures: 0 });
     ds.acquire('10.0.0.1:8000');
-    expect(ds.snapshot().map((s) => [s.picksSinceScrape, s.activeRequests])).toEqual([[1, 2], [0, 0]]);
+    ds.release('10.0.0.1:8000');
+    // Routed 3, ended 1: the page's queue has moved by 2 of this EPP's requests.
+    expect(ds.snapshot().map((s) => s.netPicksSinceScrape)).toEqual([2, 0]);
+    ds.setMetrics('10.0.0.1:8000', { consecutiveFailures: 1 });
+    expect(ds.snapshot()[0]?.netPicksSinceScrape).toBe(2);
+    ds.setMetrics('10.0.0.1:8000', { updateTime: 60, consecutiveFailures: 0 });
+    expect(ds.snapshot()[0]?.netPicksSinceScrape).toBe(0);
+    // An end after the page (a request it counted as running) frees a slot: negative until a route takes it.
+    ds.release('10.0.0.1:8000');
+    expect(ds.snapshot().map((s) => [s.netPicksSinceScrape, s.activeRequests])).toEqual([[-1, 1], [0, 0]]);
+    // A release with nothing in flight is ignored, as for the in-flight count.
+    ds.release('10.0.0.2:8000');
+    expect(ds.netPicksSinceScrape('10.0.0.2:8000')).toBe(0);
+  });
+
+  // Review 50 (M1): a page shows the server after its request went out, not as of its arrival; a worker's reading can
+  // reach the routing thread after requests it cannot contain were routed.
+  it('a page keeps what was routed after its request went out, and drops what was routed before', () => {
+    ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
+    const key = '10.0.0.1:8000';
+    const t = Date.now();
+    ds.setMetrics(key, { updateTime: t - 50, requestTime: t - 55 });
+    ds.acquire(key);
+    ds.acquire(key);
+    ds.acquire(key);
+    // Requested before the three routes, applied after them: none of them is in it.
+    ds.setMetrics(key, { updateTime: t - 10, requestTime: t - 15 });
+    expect(ds.netPicksSinceScrape(key)).toBe(3);
+    // Requested after them: all of them are.
+    ds.setMetrics(key, { updateTime: Date.now() + 10, requestTime: Date.now() + 5 });
+    expect(ds.netPicksSinceScrape(key)).toBe(0);
   });
 
   it('keeps in-flight counts across a pod leaving and returning, since those requests are still running', () => {

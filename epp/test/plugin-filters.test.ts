@@ -132,7 +132,7 @@ describe('saturation-filter', () => {
   it('counts the requests routed to a pod since its last scrape as queue (countPicksSinceScrape, default on), in both modes', () => {
     for (const mode of ['filter', 'admission'] as const) {
       const { filter, excluded } = saturationFilter({ mode, queueDepthThreshold: 5 });
-      const burst = (picks: number) => ({ ...pod(`p${picks}`, { metrics: { waitingQueueSize: 2 } }), picksSinceScrape: picks });
+      const burst = (picks: number) => ({ ...pod(`p${picks}`, { metrics: { waitingQueueSize: 2 } }), netPicksSinceScrape: picks });
       const c = { request: cycle.request, state: new CycleState() };
       // 2 scraped + 3 routed since = 5 (at the threshold) stays; 2 + 4 = 6 is over it.
       expect(names(filter.filter(c, [burst(3), burst(4), pod('idle')]))).toEqual(mode === 'filter' ? ['p3', 'idle'] : ['p3', 'p4', 'idle']);
@@ -140,12 +140,12 @@ describe('saturation-filter', () => {
       else expect(excluded).toEqual(['queue']);
       // When every pod is over it by what was routed since its scrape, the pool is saturated: the request waits.
       const full = { request: cycle.request, state: new CycleState() };
-      expect(filter.filter(full, [burst(4), { ...pod('idle'), picksSinceScrape: 6 }])).toEqual([]);
+      expect(filter.filter(full, [burst(4), { ...pod('idle'), netPicksSinceScrape: 6 }])).toEqual([]);
       expect(emptyReason(filter, full)).toBe('saturated');
     }
     // Off, the scraped page alone decides, as GIE's detector reads it.
     const { filter } = saturationFilter({ queueDepthThreshold: 5, countPicksSinceScrape: false });
-    expect(names(filter.filter(cycle, [{ ...pod('busy', { metrics: { waitingQueueSize: 5 } }), picksSinceScrape: 40 }]))).toEqual(['busy']);
+    expect(names(filter.filter(cycle, [{ ...pod('busy', { metrics: { waitingQueueSize: 5 } }), netPicksSinceScrape: 40 }]))).toEqual(['busy']);
     expect(() => saturationFilter({ countPicksSinceScrape: 'yes' })).toThrow(/countPicksSinceScrape.*must be true or false, got "yes"/);
   });
 

@@ -614,6 +614,41 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   });
 
+  // Review 50 (H1): counting routes alone capped each pod at 6 requests per scrape interval however fast it served them.
+  it('requests that come and go between two pages never pile up: idle pods serving 100 short requests a second each route every one at once', async () => {
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
+    try {
+      let pageTime = Date.now();
+      const page = () => {
+        pageTime = Math.max(pageTime + 1, Date.now());
+        for (let i = 0; i < 2; i++) ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.05, updateTime: pageTime, consecutiveFailures: 0 });
+      };
+      page();
+      const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
+      const q = new FlowControlQueue({ maxQueued: 1_000, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+      director = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });
+      let routed = 0;
+      let mostWaiting = 0;
+      for (let w = 0; w < 10; w++) {
+        for (let i = 0; i < 20; i++) {
+          void director.route(incoming(`w${w}r${i}`)).then((d) => {
+            if (d.kind !== 'route') return;
+            routed++;
+            director!.release(d.ticket, 'completed');
+          });
+        }
+        await turns(40);
+        mostWaiting = Math.max(mostWaiting, q.size);
+        jest.advanceTimersByTime(50);
+        page();
+        await turns(40);
+      }
+      expect({ routed, mostWaiting }).toEqual({ routed: 200, mostWaiting: 0 });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('after a stall of the EPP itself, a request that finds every pod\'s metrics stale waits for fresh scrapes instead of a 503; a pool whose scrapes fail while the EPP runs still gets its 503 at once', async () => {
     jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
     try {

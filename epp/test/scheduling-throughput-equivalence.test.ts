@@ -22,7 +22,7 @@ const key = (i: number) => `10.0.${i >> 8}.${i & 255}:8000`;
 function freshSnapshot(ds: Datastore): EndpointSnapshot[] {
   return ds.endpoints().map((endpoint) => ({
     endpoint, metrics: ds.metrics(endpoint.key)!, activeRequests: ds.activeRequests(endpoint.key), discoveredTime: ds.discoveredTime(endpoint.key),
-    picksSinceScrape: ds.picksSinceScrape(endpoint.key),
+    netPicksSinceScrape: ds.netPicksSinceScrape(endpoint.key),
   }));
 }
 

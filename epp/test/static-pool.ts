@@ -2,7 +2,7 @@ import { Datastore } from '../src/datastore/datastore';
 
 /**
  * A pool whose pods are read again right after every pick, their gauges unchanged: what a test routes never piles up as
- * queue their pages miss (`EndpointSnapshot.picksSinceScrape`, which `saturation-filter` adds to the scraped queue), as
+ * queue their pages miss (`EndpointSnapshot.netPicksSinceScrape`, which `saturation-filter` adds to the scraped queue), as
  * if requests came further apart than the 50 ms scrapes and each had started running by the next. For tests about
  * anything but load.
  */

@@ -70,9 +70,10 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
         parameters: {
           // vLLM queues only when it cannot schedule: 5 waiting requests means a newcomer waits behind a full batch
           // step or more, which costs more than recomputing a prefix elsewhere (GIE's detector uses 5 too). The queue
-          // includes the requests routed to the pod since its last scrape (`countPicksSinceScrape`, on unless set
-          // false; not rendered): a burst, such as the backlog an EPP reads at once after a stall, fills each pod to
-          // here and waits in flow control for the next pages, where the last page alone would let it all through.
+          // includes the requests routed to the pod less those ended there since its last page (`countPicksSinceScrape`,
+          // on unless set false; not rendered): a burst, such as the backlog an EPP reads at once after a stall, fills
+          // each pod one past this and waits in flow control for the next pages, where the last page alone would let
+          // it all through.
           queueDepthThreshold: 5,
           // Running requests hold 90% of the KV blocks: close to vLLM preempting. Below that the KV scorer steers
           // softly; GIE's 0.8 would exclude busy-but-healthy pods and shed load early.

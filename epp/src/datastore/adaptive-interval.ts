@@ -46,7 +46,9 @@ export const DEFAULT_ADAPTIVE_MAX_INTERVAL_MS = 400;
  * scraping CPU (5,120 HTTP exchanges and parses a second) competes with routing for the EPP's cores and, measured
  * (epp/README.md, "Scraping at 256 pods"), halved routing throughput against 8 pods. With a fixed budget the CPU
  * scraping takes no longer grows with the pool. Per-pod freshness does (256 ms at 256 pods and the default), which the
- * EPP's own in-flight counts bridge: they change with every pick. 0 means no budget (every pod at the interval, GIE's
+ * EPP's own in-flight counts bridge: they change with every pick, and the saturation filter adds to each page's queue
+ * what was routed less what ended since it (`since-scrape-ledger.ts`), so a longer period neither hides a burst nor
+ * caps a pod that serves its requests between two pages. 0 means no budget (every pod at the interval, GIE's
  * behaviour).
  */
 export const DEFAULT_SCRAPE_BUDGET_PER_SECOND = 1000;

@@ -1,5 +1,6 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { budgetedInterval, DEFAULT_ADAPTIVE_MAX_INTERVAL_MS, DEFAULT_SCRAPE_BUDGET_PER_SECOND, nextAdaptiveInterval } from './adaptive-interval';
+import { SinceScrapeLedger } from './since-scrape-ledger';
 import { endpointKey } from './endpoint-key';
 import { ScrapeWorkerPool } from './scrape-pool';
 import {
@@ -126,8 +127,8 @@ interface EndpointRecord {
   queued: boolean;
   /** Wall-clock ms when it was added (a refresh of the same pod keeps it). */
   discoveredTime: number;
-  /** Requests routed to it since its last successful reading (`EndpointSnapshot.picksSinceScrape`). */
-  picksSinceScrape: number;
+  /** Routes and ends since its last page's request (`EndpointSnapshot.netPicksSinceScrape`). */
+  sinceScrape: SinceScrapeLedger;
 }
 
 const ADAPT_WINDOW_MS = 1000;
@@ -223,7 +224,7 @@ export class Datastore {
         const rec = this.byScrapeId.get(id);
         if (!rec) return;
         rec.scrapeStatus = status;
-        this.applyMetrics(rec, metrics);
+        this.applyMetrics(rec, metrics, 'scrape');
         this.countScrape(status);
       },
       onError: options.onScrapeWorkerError ?? ((err) => process.emitWarning(err.message)),
@@ -338,7 +339,7 @@ export class Datastore {
       }
       this.removeEndpoint(ep.key);
     }
-    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now(), picksSinceScrape: 0 };
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now(), sinceScrape: new SinceScrapeLedger() };
     this.records.set(ep.key, rec);
     this.poolChanged();
     const url = metricsUrl(ep.address, ep.metricsPort ?? (this.options.metricsPort || ep.port), {
@@ -363,7 +364,7 @@ export class Datastore {
           this.adaptWindow.scrapes++;
           this.adaptWindow.costMs += status.lastCostMs;
           this.countScrape(status);
-          this.applyMetrics(rec, m);
+          this.applyMetrics(rec, m, 'scrape');
         },
       });
       rec.scraper = scraper;
@@ -445,15 +446,20 @@ export class Datastore {
   setMetrics(key: string, metrics: Partial<EndpointMetrics>): void {
     const rec = this.records.get(key);
     if (!rec) throw new Error(`unknown endpoint ${key}`);
-    this.applyMetrics(rec, endpointMetrics({ ...rec.metrics, ...metrics }));
+    // With its `requestTime` the reading is a page like a scraper's: what was routed after that time is not in it.
+    this.applyMetrics(rec, endpointMetrics({ ...rec.metrics, ...metrics }), metrics.requestTime !== undefined ? 'scrape' : 'set');
   }
 
   /** A record's new reading: stored, and `endpointRestarted` told (after storing) when its server restarted. */
-  private applyMetrics(rec: EndpointRecord, metrics: EndpointMetrics): void {
+  private applyMetrics(rec: EndpointRecord, metrics: EndpointMetrics, source: 'scrape' | 'set'): void {
     const previous = rec.metrics;
     rec.metrics = metrics;
-    // A new reading already counts the requests routed before it (a failed scrape keeps the old one and its time).
-    if (metrics.updateTime !== previous.updateTime) rec.picksSinceScrape = 0;
+    // A new page counts what was routed and ended before its request went out (a failed scrape keeps the old page and
+    // its time); a reading set by hand stands for the server as of now.
+    if (metrics.updateTime !== previous.updateTime) {
+      if (source === 'set') rec.sinceScrape.clear();
+      else rec.sinceScrape.pageRequestedAt(metrics.requestTime ?? metrics.updateTime);
+    }
     this.changed(rec);
     if (modelServerRestarted(previous, metrics)) this.emit('endpointRestarted', rec.endpoint, previous.updateTime);
   }
@@ -464,8 +470,10 @@ export class Datastore {
   acquire(key: string): void {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const rec = this.records.get(key);
-    if (rec !== undefined) rec.picksSinceScrape++;
-    this.changedKey(key);
+    if (rec !== undefined) {
+      rec.sinceScrape.routed(Date.now());
+      this.changed(rec);
+    }
   }
 
   /** Ends a request counted by acquire(key). Extra releases are ignored. */
@@ -473,16 +481,21 @@ export class Datastore {
     const n = this.inFlight.get(key) ?? 0;
     if (n <= 1) this.inFlight.delete(key);
     else this.inFlight.set(key, n - 1);
-    if (n > 0) this.changedKey(key);
+    if (n === 0) return;
+    const rec = this.records.get(key);
+    if (rec !== undefined) {
+      rec.sinceScrape.ended(Date.now());
+      this.changed(rec);
+    }
   }
 
   activeRequests(key: string): number {
     return this.inFlight.get(key) ?? 0;
   }
 
-  /** Requests routed to `key` since its last successful reading (`EndpointSnapshot.picksSinceScrape`); 0 for an unknown key. */
-  picksSinceScrape(key: string): number {
-    return this.records.get(key)?.picksSinceScrape ?? 0;
+  /** Requests routed to `key` less those ended on it since its last page (`EndpointSnapshot.netPicksSinceScrape`); 0 for an unknown key. */
+  netPicksSinceScrape(key: string): number {
+    return this.records.get(key)?.sinceScrape.net ?? 0;
   }
 
   /** Wall-clock ms when the endpoint at `key` was added; undefined for an unknown key. */
@@ -531,7 +544,7 @@ export class Datastore {
     if (rec.snap === undefined) {
       const activeRequests = this.inFlight.get(rec.endpoint.key) ?? 0;
       const metrics = activeRequests === 0 ? withoutStuckGauges(rec.metrics) : rec.metrics;
-      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests, discoveredTime: rec.discoveredTime, picksSinceScrape: rec.picksSinceScrape });
+      rec.snap = Object.freeze({ endpoint: rec.endpoint, metrics, activeRequests, discoveredTime: rec.discoveredTime, netPicksSinceScrape: rec.sinceScrape.net });
     }
     return rec.snap;
   }
@@ -552,11 +565,6 @@ export class Datastore {
     this.lastSnapshot = undefined;
     for (const rec of this.changedSince) rec.queued = false;
     this.changedSince.length = 0;
-  }
-
-  private changedKey(key: string): void {
-    const rec = this.records.get(key);
-    if (rec !== undefined) this.changed(rec);
   }
 
   /**

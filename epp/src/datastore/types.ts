@@ -121,12 +121,13 @@ export interface EndpointSnapshot {
    */
   readonly discoveredTime?: number;
   /**
-   * Requests the EPP routed to this endpoint since its last successful scrape (`metrics.updateTime`): work its
-   * `/metrics` does not show yet. vLLM puts an arriving request in its WAITING queue until its next step schedules it,
-   * so a burst routed between two scrapes is queue the last reading cannot see (`saturation-filter` adds it). Absent
-   * (read as 0) in snapshots built outside a datastore.
+   * Requests the EPP routed to this endpoint after its last page's request went out (`metrics.requestTime`), less those
+   * that ended on it since (`since-scrape-ledger.ts`): how far the page's queue has moved by this EPP's own doing. vLLM
+   * puts an arriving request in its WAITING queue until its next step schedules it, and an ended request frees a slot,
+   * so a burst routed between two scrapes is queue the last page cannot see (`saturation-filter` adds it). Negative
+   * when more ended than were routed. Absent (read as 0) in snapshots built outside a datastore.
    */
-  readonly picksSinceScrape?: number;
+  readonly netPicksSinceScrape?: number;
 }
 
 /**

@@ -28,13 +28,16 @@ export interface SaturationFilterParameters {
    */
   mode?: 'filter' | 'admission';
   /**
-   * Whether a pod's queue is its scraped `vllm:num_requests_waiting` plus the requests this EPP routed to it since
-   * that scrape (`EndpointSnapshot.picksSinceScrape`). vLLM queues every arriving request in WAITING until its next
-   * step schedules it, so what was routed after the page was read is queue the page cannot show yet: counted, a burst
-   * (a backlog read at once after an EPP stall, a wave of new sessions) fills each pod to the threshold and then waits
-   * in flow control for the next scrapes instead of landing on the pods whole; at a steady rate it adds well under
-   * one request (a pod taking 10 requests a second gets one every other 50 ms scrape). `false` reads the page alone,
-   * as GIE's detector does (`saturationdetector/utilization/detector.go` @ v1.5.0 reads the scraped queue).
+   * Whether a pod's queue is its scraped `vllm:num_requests_waiting` plus the requests this EPP routed to it after that
+   * page's request went out, less those that ended on it since (`EndpointSnapshot.netPicksSinceScrape`). vLLM queues
+   * every arriving request in WAITING until its next step schedules it, and an ended request frees a slot, so what was
+   * routed after the page is queue the page cannot show yet: counted, a burst (a backlog read at once after an EPP
+   * stall, a wave of new sessions) fills each pod one past the threshold and then waits in flow control for the next
+   * pages instead of landing on the pods whole; requests that come and go between two pages do not pile up. At a
+   * steady rate it adds well under one request (a pod taking 10 requests a second gets one every other 50 ms scrape).
+   * Only the primary target's picks count (a P/D request's prefill pod is not told), and each EPP replica counts its
+   * own. `false` reads the page alone, as GIE's detector does (`saturationdetector/utilization/detector.go` @ v1.5.0
+   * reads the scraped queue).
    * @default true (absent from rendered configs unless set)
    */
   countPicksSinceScrape?: boolean;
@@ -207,7 +210,7 @@ export class SaturationFilter implements Filter {
     const { metrics } = candidate;
     if (metrics.consecutiveFailures > this.parameters.maxConsecutiveScrapeFailures) return 'scrape_failures';
     if (metrics.updateTime <= 0 || now - metrics.updateTime > this.stalenessMs) return 'stale_metrics';
-    const queued = this.parameters.countPicksSinceScrape === false ? metrics.waitingQueueSize : metrics.waitingQueueSize + (candidate.picksSinceScrape ?? 0);
+    const queued = this.parameters.countPicksSinceScrape === false ? metrics.waitingQueueSize : metrics.waitingQueueSize + (candidate.netPicksSinceScrape ?? 0);
     if (queued > this.parameters.queueDepthThreshold) return 'queue';
     if (metrics.kvCacheUsagePercent > this.parameters.kvCacheUtilThreshold) return 'kv_cache';
     return undefined;
