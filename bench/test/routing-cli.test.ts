@@ -53,7 +53,7 @@ describe('bench:routing flags', () => {
     [['--pods', '1'], /^--pods: must be an integer from 2 to 16, got "1"$/],
     [['--pods'], /^--pods: must be an integer from 2 to 16, got nothing$/],
     [['--concurrency', '2.5'], /^--concurrency: must be an integer/],
-    [['--policies', 'kvroute,magic'], /^--policies: unknown value "magic"; known: kvroute, kvroute-precise, kvroute-untold, kvroute-precise-untold, kvroute-latency, kvroute-latency-active, kvroute-prefix-first, kvroute-active2, kvroute-sessions, kvroute-no-session-load, kvroute-no-lru, kvroute-soft, kvroute-filter, kvroute-precise-filter, kvroute-precise-prefix-first, kvroute-precise-latency4, kvroute-precise-64, kvroute-precise-no-session-load, kvroute-precise-lru, kvroute-prefill-priority, kvroute-session-load16, kvroute-session-headroom, kvroute-learnt-cpt, approx-prefix, sglang, round-robin, random, least-request, session-hash$/],
+    [['--policies', 'kvroute,magic'], /^--policies: unknown value "magic"; known: kvroute, kvroute-precise, kvroute-untold, kvroute-precise-untold, kvroute-latency, kvroute-latency-active, kvroute-prefix-first, kvroute-active2, kvroute-sessions, kvroute-no-session-load, kvroute-no-lru, kvroute-soft, kvroute-filter, kvroute-precise-filter, kvroute-precise-prefix-first, kvroute-precise-latency4, kvroute-precise-64, kvroute-precise-no-session-load, kvroute-precise-lru, kvroute-prefill-priority, kvroute-session-load16, kvroute-session-headroom, kvroute-learnt-cpt, kvroute-page-queue, approx-prefix, sglang, round-robin, random, least-request, session-hash$/],
     [['--policies', 'kvroute,kvroute'], /lists a value twice/],
     [['--workloads', ''], /^--workloads: expects at least one of/],
     [['--capacities', 'huge'], /^--capacities: unknown value "huge"/],
