@@ -328,7 +328,7 @@ describe('LatencyModel: a pod not observed for a while is pulled toward the pool
     const d = model.pod('d');
     pool.run(60, { a: FAST, b: FAST, c: FAST, d: SLOW });
     expect(d.line(pool.t).slope).toBeCloseTo(0.001, 4);
-    expect(d.staleAfterMs).toBe(10_000);
+    expect(d.anchored.staleAfterMs).toBe(10_000);
     // The scorer stops sending to d: its scrapes count no first token. Distance: d's slope less the pool's.
     const distance = () => d.line(pool.t).slope - model.referenceLine(pool.t)!.slope;
     const start = distance();

@@ -309,16 +309,6 @@ export class PodLatencyModel {
     this.anchored = new PoolAnchoredLine(this.fit, options.halfLifeMs, reference);
   }
 
-  /** After this long without a first token the pod counts as unobserved, and the pull's half-life. */
-  get staleAfterMs(): number {
-    return this.anchored.staleAfterMs;
-  }
-
-  /** Whether a scrape counted first tokens on the pod within `staleAfterMs` of `nowMs`. */
-  observedSince(nowMs: number): boolean {
-    return this.anchored.observedSince(nowMs);
-  }
-
   /**
    * Learns from a scrape, once per scrape (`updateTime` identifies it): retires the pending requests that produced a
    * first token and fits the interval since the previous scrape. Counters that went down (a restarted pod) start a new

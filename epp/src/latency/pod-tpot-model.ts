@@ -92,16 +92,6 @@ export class PodTpotModel {
     this.anchored = new PoolAnchoredLine(this.fit, options.halfLifeMs, reference);
   }
 
-  /** After this long without an output token counted the pod counts as unobserved, and the pull's half-life. */
-  get staleAfterMs(): number {
-    return this.anchored.staleAfterMs;
-  }
-
-  /** Whether a scrape counted output tokens on the pod within `staleAfterMs` of `nowMs`. */
-  observedSince(nowMs: number): boolean {
-    return this.anchored.observedSince(nowMs);
-  }
-
   /** Learns from a scrape, once per scrape (`updateTime` identifies it): fits the interval since the previous one. */
   ingest(metrics: EndpointMetrics, nowMs: number): void {
     if (metrics.updateTime === 0 || metrics.updateTime === this.last?.updateTime) return;
