@@ -262,7 +262,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all'].includes(n)));
   });
 
   test('kvroute-precise-prefix-first and kvroute-precise-latency4 are the precise config without the latency scorer and with it at 4 (it has 2)', () => {
@@ -341,7 +341,7 @@ describe('the policy catalogue', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);
@@ -433,6 +433,17 @@ describe('the policy catalogue', () => {
     expect(saturation(candidate)).toEqual({ ...saturation(defaultEndpointPickerConfig()), countPicksSinceScrape: false });
     expect({ ...candidate, plugins: candidate.plugins.filter((p) => p.type !== 'saturation-filter') })
       .toEqual({ ...defaultEndpointPickerConfig(), plugins: defaultEndpointPickerConfig().plugins.filter((p) => p.type !== 'saturation-filter') });
+  });
+
+  test('kvroute-slot-wait-all is the default with the latency scorer\'s slot wait for every request (slotWait: all), nothing else changed', () => {
+    const policy = routingPolicy('kvroute-slot-wait-all', { seed: 1, sglang: { balanceAbsThreshold: 4 } });
+    if (policy.kind !== 'epp' || !policy.configTransform) throw new Error('no config transform');
+    const candidate = policy.configTransform(defaultEndpointPickerConfig());
+    const latency = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === 'latency-scorer')!.parameters;
+    expect(latency(defaultEndpointPickerConfig())).toMatchObject({ slotWait: 'sessions' });
+    expect(latency(candidate)).toEqual({ ...latency(defaultEndpointPickerConfig()), slotWait: 'all' });
+    expect({ ...candidate, plugins: candidate.plugins.filter((p) => p.type !== 'latency-scorer') })
+      .toEqual({ ...defaultEndpointPickerConfig(), plugins: defaultEndpointPickerConfig().plugins.filter((p) => p.type !== 'latency-scorer') });
   });
 
   test('kvroute-prefill-priority adds prefill-priority after the prefix scorer and starts its pods on vLLM\'s priority scheduling', () => {

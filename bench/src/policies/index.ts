@@ -103,11 +103,11 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -126,6 +126,7 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-session-load16': 'EPP process, the built-in config with session-load-scorer at 16 (session 33\'s candidate: with 3 system prompts over 4 pods a new agent session\'s prefix and latency scores, up to 3 + 4 points, kept it on its prompt\'s holder until the others carried under a third of its sessions)',
   'kvroute-learnt-cpt': 'EPP process, the built-in config with learnCharactersPerToken: true: the approximate index sizes each pod at the characters per token learnt from vllm:request_prompt_tokens (≈4.9 on the bench\'s text) rather than GIE\'s fixed 4 (session 34\'s candidate)',
   'kvroute-page-queue': 'EPP process, the built-in config with the saturation filter reading each pod\'s queue from its last scraped page alone (countPicksSinceScrape: false, as GIE\'s detector reads it; the default before session 50, 2026-12-04), not adding the requests routed to the pod since that page',
+  'kvroute-slot-wait-all': 'EPP process, the built-in config with the latency scorer\'s slot wait for every request (slotWait: all), not only those carrying a session id: a one-off request picked for a pod whose --max-num-seqs slots are full is predicted to wait for one there too (session 51\'s candidate: the stall run\'s sessionless backlog piled onto the two pods holding its documents)',
   'kvroute-no-lru': 'EPP process, the prefix-first config without no-hit-lru-scorer (the default before it joined, as the recorded ladder runs measured it)',
   'kvroute-soft': 'EPP process, latencyEndpointPickerConfig with soft session stickiness (a session moves when the predicted TTFT elsewhere, its history recomputed, is lower) plus session-load-scorer 4, minRequests 2',
   'kvroute-filter': 'EPP process, built-in config with the saturation filter in filter mode (every loaded pod dropped while another has room; the default before 2026-11-30); with the default\'s session-load-scorer since session 31',
@@ -234,6 +235,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configTransform: withLearntCharactersPerToken };
     case 'kvroute-page-queue':
       return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'saturation-filter', 'countPicksSinceScrape', false) };
+    case 'kvroute-slot-wait-all':
+      return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'latency-scorer', 'slotWait', 'all') };
     case 'kvroute-no-lru':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(withoutNoHitLru(prefixFirstEndpointPickerConfig())) };
     case 'kvroute-soft':
