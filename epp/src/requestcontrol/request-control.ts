@@ -72,6 +72,12 @@ export const MAX_FLOW_LABEL_SETS = 128;
 export const MAX_LLMD_LABEL_SETS = 32;
 /** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
 const DEFAULT_FAIRNESS_ID = 'default-flow';
+/**
+ * The profile name whose pick upstream's in-flight count releases at the response's first body chunk rather than its
+ * end: llm-d-router v0.10.0 `inflightload/producer.go` `profilePrefill`, a constant, whatever the profile handler's
+ * `profiles.prefill` names.
+ */
+const UPSTREAM_PREFILL_PROFILE = 'prefill';
 
 /** GIE v1.5.0's `QueueOutcome` names (`flowcontrol/types/outcomes.go`), the histogram's `outcome` label. */
 type GieQueueOutcome = 'Dispatched' | 'RejectedCapacity' | 'EvictedTTL' | 'EvictedContextCancelled' | 'EvictedOther';
@@ -380,6 +386,11 @@ class Ticket {
   flowQueueMs: number | undefined = undefined;
   /** llm-d's per-request series (with metrics and a scheduled request). */
   llmd: LlmdRequestSeries | undefined = undefined;
+  /**
+   * The other profiles' picks counted in flight besides `target` (a P/D request's prefill pod), each released once,
+   * with the request (`release`).
+   */
+  others: ProfileHold[] | undefined = undefined;
 
   constructor(
     /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
@@ -394,6 +405,14 @@ class Ticket {
     /** The request metrics' series (with metrics and a scheduled request). */
     readonly series: RequestSeries | undefined,
   ) {}
+}
+
+/** A non-primary profile's pick counted in flight for a request (`Ticket.others`). */
+interface ProfileHold {
+  readonly key: string;
+  /** Its profile is upstream's `prefill`: released at the response's start rather than its end. */
+  readonly early: boolean;
+  released: boolean;
 }
 
 /** Whether a response body starting with `chunk` is an event stream; undefined while only whitespace has come. */
@@ -1209,7 +1228,8 @@ export class RequestControl implements RequestDirector {
 
   /**
    * Commits the request to `target`: the pre-request hooks learn the pick (only for a scheduled request), the
-   * datastore counts it in flight until `release`, and the request metrics count it.
+   * datastore counts it (and the other profiles' picks: a P/D request's prefill pod) in flight until `release`, and the
+   * request metrics count it.
    */
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number, flowQueueMs?: number): RouteDecision {
     const m = this.options.metrics;
@@ -1243,6 +1263,7 @@ export class RequestControl implements RequestDirector {
       body = withResponseId(body ?? scheduled.body, issueResponseId(target.key, (key) => this.ownerTags.of(key))) ?? body;
     }
     this.options.datastore.acquire(target.key);
+    const others = this.acquireOtherProfiles(result);
     let llmd: LlmdRequestSeries | undefined;
     if (series !== undefined) {
       const priority = this.priorityLabel(scheduled!.request.headers);
@@ -1268,6 +1289,7 @@ export class RequestControl implements RequestDirector {
     ticket.usageFormat = scheduled !== undefined ? (this.usageFormats.has(scheduled.request) ? this.usageFormats.get(scheduled.request) : 'openai') : 'openai';
     ticket.flowQueueMs = flowQueueMs;
     ticket.llmd = llmd;
+    ticket.others = others;
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
@@ -1280,6 +1302,35 @@ export class RequestControl implements RequestDirector {
     let decision: RouteDecision = body !== undefined ? { kind: 'route', endpoint, ticket, body } : { kind: 'route', endpoint, ticket };
     if (setHeaders !== undefined) decision = { ...decision, setHeaders };
     return endpointScores !== undefined ? { ...decision, endpointScores } : decision;
+  }
+
+  /**
+   * Counts in flight (the datastore's `activeRequests`, and its unseen queue, `netPicksSinceScrape`) the first pick of
+   * every profile but the primary one: a P/D request's prefill pod, besides its decode pod (`target`). llm-d-router
+   * v0.10.0 `pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go` PreRequest increments the
+   * request counter of every profile result's first target endpoint, which `active-request-scorer` and
+   * `concurrency-detector` read; a pod picked by two profiles counts twice, as there.
+   */
+  private acquireOtherProfiles(result: SchedulingResult | undefined): ProfileHold[] | undefined {
+    const profiles = result?.profileTargets;
+    if (profiles === undefined) return undefined;
+    let others: ProfileHold[] | undefined;
+    for (const [profile, pick] of profiles) {
+      if (profile === result!.profile) continue;
+      this.options.datastore.acquire(pick.endpoint.key);
+      (others ??= []).push({ key: pick.endpoint.key, early: profile === UPSTREAM_PREFILL_PROFILE, released: false });
+    }
+    return others;
+  }
+
+  /** Ends the counts `acquireOtherProfiles` took that are still held (`early` ones only, with `onlyEarly`). */
+  private releaseOtherProfiles(t: Ticket, onlyEarly: boolean): void {
+    if (t.others === undefined) return;
+    for (const hold of t.others) {
+      if (hold.released || (onlyEarly && !hold.early)) continue;
+      hold.released = true;
+      this.options.datastore.release(hold.key);
+    }
   }
 
   /**
@@ -1460,6 +1511,9 @@ export class RequestControl implements RequestDirector {
     // A response seen without its request: nothing was counted in flight for it.
     if (target === undefined) return;
     this.options.datastore.release(target.key);
+    // However it ended (completed, cancelled, failed), as upstream's EndOfStream, run for every ending by the
+    // deferred cleanup in `handlers/server.go`, releases every profile's entry still held.
+    this.releaseOtherProfiles(ticket as Ticket, false);
     if (request !== undefined) {
       const m = this.options.metrics;
       for (const plugin of this.responseCompletePlugins) {

@@ -1,0 +1,107 @@
+/**
+ * A P/D request's prefill pick counted in flight, as llm-d-router v0.10.0's in-flight load producer counts it
+ * (`pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go`): PreRequest increments every
+ * profile result's first target, the decode pod and the prefill pod; ResponseBody releases the `prefill` profile's
+ * entry at the response's first body chunk (StartOfStream) and every entry still held at its end (EndOfStream, which
+ * `handlers/server.go` also runs for a stream that ends early). Read by `active-request-scorer` (the datastore's
+ * `activeRequests`) and by `saturation-filter`'s unseen queue (`netPicksSinceScrape`).
+ */
+import { parseEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
+
+const DECODE = ['10.0.1.1:8000', '10.0.1.2:8000'];
+const PREFILL = ['10.0.2.1:8000', '10.0.2.2:8000'];
+
+/** Two decode and two prefill pods (llm-d's role label), idle, not scraped: their pages set by hand, fresh. */
+function pdPool(): Datastore {
+  const ds = new Datastore({ scrape: false });
+  const add = (key: string, name: string, role: string) => {
+    const address = key.split(':')[0]!;
+    ds.upsertEndpoint({ key, name, namespace: 'ns', address, port: 8000, labels: { 'llm-d.ai/role': role } });
+    ds.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+  };
+  DECODE.forEach((k, i) => add(k, `decode-${i}`, 'decode'));
+  PREFILL.forEach((k, i) => add(k, `prefill-${i}`, 'prefill'));
+  return ds;
+}
+
+let seq = 0;
+const completion = (prompt = 'hello'): IncomingRequest => ({
+  requestId: `r${++seq}`,
+  headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+  body: Buffer.from(JSON.stringify({ model: 'm', prompt })),
+  filterMetadata: {},
+});
+
+type Routed = Extract<RouteDecision, { kind: 'route' }>;
+async function route(control: RequestControl, prompt?: string): Promise<Routed & { prefill: string | undefined }> {
+  const d = await control.route(completion(prompt));
+  if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d)}`);
+  return { ...d, prefill: d.setHeaders?.['x-prefiller-host-port'] || undefined };
+}
+
+const counts = (ds: Datastore, keys: readonly string[]) => keys.map((k) => ds.activeRequests(k));
+const unseen = (ds: Datastore, keys: readonly string[]) => keys.map((k) => ds.netPicksSinceScrape(k));
+
+describe('a P/D request counts its prefill pod in flight (llm-d-router v0.10.0 inflightload/producer.go)', () => {
+  let ds: Datastore;
+  beforeEach(() => { ds = pdPool(); });
+  afterEach(() => ds.stop());
+
+  test.each(['completed', 'cancelled', 'error'] as const)('from the commit, on the prefill pod as on the decode pod, in activeRequests and the unseen queue; a request %s leaves no count on either', async (outcome) => {
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['pd-disaggregation'])) });
+    const d = await route(control);
+    expect(DECODE).toContain(d.endpoint);
+    expect(PREFILL).toContain(d.prefill);
+    expect(ds.activeRequests(d.endpoint)).toBe(1);
+    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    expect(ds.netPicksSinceScrape(d.prefill!)).toBe(1);
+    control.release(d.ticket, outcome);
+    expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
+    // Routed, then ended, both after the page: nothing left unseen.
+    expect(unseen(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
+  });
+
+  test('a burst of P/D requests spreads over the prefill pods by active-request-scorer in the prefill profile, each pick seeing those before it', async () => {
+    const config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace(
+      '- name: prefill\n  plugins:\n  - pluginRef: prefill-filter\n',
+      '- name: prefill\n  plugins:\n  - pluginRef: prefill-filter\n  - pluginRef: active-request-scorer\n    weight: 10\n',
+    );
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config)) });
+    const routed = [];
+    for (let i = 0; i < 4; i++) routed.push(await route(control, `burst ${i}`));
+    expect(counts(ds, PREFILL)).toEqual([2, 2]);
+    expect(routed.map((d) => d.prefill).sort()).toEqual([PREFILL[0], PREFILL[0], PREFILL[1], PREFILL[1]]);
+    for (const d of routed) control.release(d.ticket, 'completed');
+    expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
+  });
+
+  test('saturation-filter in the prefill profile counts the P/D picks its pages cannot show yet: a burst fills each prefill pod one past the threshold, the rest decode alone', async () => {
+    const config = LLMD_GUIDE_CONFIGS['pd-disaggregation']
+      .replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: saturation-filter\n  parameters: {queueDepthThreshold: 0, metricsStalenessThreshold: 1m}\n')
+      .replace('- name: prefill\n  plugins:\n  - pluginRef: prefill-filter\n', '- name: prefill\n  plugins:\n  - pluginRef: prefill-filter\n  - pluginRef: saturation-filter\n');
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config)) });
+    const routed = [];
+    for (let i = 0; i < 4; i++) routed.push(await route(control, `burst ${i}`));
+    expect(routed.map((d) => d.prefill)).toEqual([expect.any(String), expect.any(String), undefined, undefined]);
+    expect(unseen(ds, PREFILL)).toEqual([1, 1]);
+    for (const d of routed) control.release(d.ticket, 'completed');
+    expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
+  });
+
+  test('a decode-only request (the decider said no prefill) counts its decode pod alone', async () => {
+    const config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace('- type: always-disagg-pd-decider\n', '- type: always-disagg-pd-decider\n- type: prefix-based-pd-decider\n  name: never\n')
+      .replace('prefill: always-disagg-pd-decider', 'prefill: never');
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config)) });
+    const d = await route(control);
+    expect(d.prefill).toBeUndefined();
+    expect(counts(ds, PREFILL)).toEqual([0, 0]);
+    expect(ds.activeRequests(d.endpoint)).toBe(1);
+    control.release(d.ticket, 'completed');
+    expect(ds.activeRequests(d.endpoint)).toBe(0);
+  });
+});
