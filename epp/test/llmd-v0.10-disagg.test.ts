@@ -16,7 +16,7 @@ import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { SchedulingError } from '../src/scheduling/types';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
-import { FakeEnvoy, requestBody, requestHeaders, setHeaders, waitFor } from './extproc-harness';
+import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
@@ -303,6 +303,47 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     expect(pods.decode.map(key)).toContain(sent.destination);
     expect(sent.prefiller).toBeUndefined();
     expect(await decisions()).toContain('llm_d_epp_pd_decision_total{plugin_name="pd-profile-handler",plugin_type="pd-profile-handler",model_name="m",decision_type="prefill-decode"} 1');
+  });
+
+  test('the prefill pod counts the request in flight until the response starts (inflightload/producer.go StartOfStream): the response headers under body mode NONE, the first body chunk when the EPP is shown the body; a reset stream leaves no count', async () => {
+    await start(LLMD_GUIDE_CONFIGS['pd-disaggregation']);
+    const active = (k: string) => epp!.datastore.activeRequests(k);
+    const open = async (responseMode: string) => {
+      const s = envoy!.open();
+      s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json' }, false, protocolConfig('BUFFERED', responseMode)));
+      await s.next();
+      s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt: 'hi', stream: true })), true));
+      const set = setHeaders((await s.next()).request_body.response.header_mutation);
+      const routed = { s, decode: set['x-gateway-destination-endpoint'] as string, prefill: set['x-prefiller-host-port'] as string };
+      expect(pods.prefill.map(key)).toContain(routed.prefill);
+      expect([active(routed.decode), active(routed.prefill)]).toEqual([1, 1]);
+      return routed;
+    };
+    const sse = { ':status': '200', 'content-type': 'text/event-stream' };
+
+    const none = await open('NONE');
+    none.s.send(responseHeaders(sse, false));
+    expect((await none.s.next()).response).toBe('response_headers');
+    expect([active(none.decode), active(none.prefill)]).toEqual([1, 0]);
+    none.s.end();
+    await waitFor(() => active(none.decode) === 0);
+
+    const duplex = await open('FULL_DUPLEX_STREAMED');
+    duplex.s.send(responseHeaders(sse, false));
+    expect((await duplex.s.next()).response).toBe('response_headers');
+    expect([active(duplex.decode), active(duplex.prefill)]).toEqual([1, 1]);
+    duplex.s.send(responseBody('data: {"choices":[]}\n\n', false));
+    expect((await duplex.s.next()).response).toBe('response_body');
+    expect([active(duplex.decode), active(duplex.prefill)]).toEqual([1, 0]);
+    duplex.s.send(responseBody('data: [DONE]\n\n', true));
+    await duplex.s.next();
+    expect(active(duplex.decode)).toBe(0);
+    duplex.s.end();
+
+    const reset = await open('NONE');
+    reset.s.cancel();
+    await waitFor(() => active(reset.decode) === 0 && active(reset.prefill) === 0);
+    expect([...pods.decode, ...pods.prefill].map((p) => active(key(p)))).toEqual([0, 0, 0, 0]);
   });
 
   test('always-disagg-pd-decider: every request gets a prefill pod; with no prefill pod left, decode alone', async () => {

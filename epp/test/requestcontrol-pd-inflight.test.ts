@@ -93,6 +93,48 @@ describe('a P/D request counts its prefill pod in flight (llm-d-router v0.10.0 i
     expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
   });
 
+  test('the prefill pick is released at the response\'s start (upstream\'s StartOfStream): its headers when the EPP is shown no body, else its first body chunk; the decode pick at the end; neither twice', async () => {
+    ds.removeEndpoint(PREFILL[1]!);
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['pd-disaggregation'])) });
+    const a = await route(control, 'a');
+    const b = await route(control, 'b');
+    expect([a.prefill, b.prefill]).toEqual([PREFILL[0], PREFILL[0]]);
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(2);
+    const decoding = () => ds.activeRequests(a.endpoint) + (a.endpoint === b.endpoint ? 0 : ds.activeRequests(b.endpoint));
+    expect(decoding()).toBe(2);
+    // a: response body mode NONE (kvroute's EnvoyFilter), a streamed response: its headers are the start the EPP sees.
+    control.responseHeaders(a.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(1);
+    expect(decoding()).toBe(2);
+    control.release(a.ticket, 'completed');
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(1); // b's, not released a second time by a's end
+    expect(decoding()).toBe(1);
+    // b: the EPP is shown the body: its headers release nothing, its first chunk releases the prefill pick.
+    control.responseHeaders(b.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, true);
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(1);
+    control.responseBody(b.ticket, Buffer.from('data: {"choices":[]}\n\n'), false);
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(0);
+    expect(decoding()).toBe(1);
+    control.responseBody(b.ticket, Buffer.from('data: [DONE]\n\n'), true);
+    control.release(b.ticket, 'completed');
+    expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
+  });
+
+  test('a pod picked by both profiles counts twice until the response starts, as upstream\'s per-profile entries', async () => {
+    // One pod serving both roles (llm-d's role label "both").
+    for (const k of [...DECODE, ...PREFILL]) ds.removeEndpoint(k);
+    ds.upsertEndpoint({ key: '10.0.3.1:8000', name: 'both', namespace: 'ns', address: '10.0.3.1', port: 8000, labels: { 'llm-d.ai/role': 'both' } });
+    ds.setMetrics('10.0.3.1:8000', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['pd-disaggregation'])) });
+    const d = await route(control);
+    expect([d.endpoint, d.prefill]).toEqual(['10.0.3.1:8000', '10.0.3.1:8000']);
+    expect(ds.activeRequests(d.endpoint)).toBe(2);
+    control.responseHeaders(d.ticket, new Map([[':status', '200']]));
+    expect(ds.activeRequests(d.endpoint)).toBe(1);
+    control.release(d.ticket, 'cancelled');
+    expect(ds.activeRequests(d.endpoint)).toBe(0);
+  });
+
   test('a decode-only request (the decider said no prefill) counts its decode pod alone', async () => {
     const config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace('- type: always-disagg-pd-decider\n', '- type: always-disagg-pd-decider\n- type: prefix-based-pd-decider\n  name: never\n')
       .replace('prefill: always-disagg-pd-decider', 'prefill: never');

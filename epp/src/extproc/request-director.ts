@@ -97,6 +97,11 @@ export interface RequestDirector {
     headers: ReadonlyMap<string, string>,
     /** The response headers message's `metadata_context.filter_metadata`, by namespace (empty when Envoy sent none). */
     metadata?: Readonly<Record<string, { [key: string]: JsonValue }>>,
+    /**
+     * Whether the proxy will show the EPP this response's body (`responseBody`): its response body mode is not NONE.
+     * Absent: not known, taken as not.
+     */
+    bodyShown?: boolean,
   ): Readonly<Record<string, string>> | undefined;
   /**
    * Optional: called with each response body chunk of a routed request the proxy shows the EPP (response body mode

@@ -585,7 +585,7 @@ export class ExtProcStream {
       // The metadata Envoy forwards with this message, as GIE reads it at each message (`handlers/server.go` @ v1.5.0:
       // `reqCtx.Request.Metadata = envoy.ExtractMetadataValues(req)`), e.g. the endpoint that served the request.
       // A view: request control reads one header here, and only post-response plugins read them all.
-      return hook.call(director, this.ticket.value, new HeaderMapView(h.headers), filterMetadataOf(msg));
+      return hook.call(director, this.ticket.value, new HeaderMapView(h.headers), filterMetadataOf(msg), this.responseBodyMode !== 'NONE');
     } catch (e) {
       this.settings.logger.warn('response headers hook failed', { requestId: this.requestId, error: (e as Error).message });
       return undefined;

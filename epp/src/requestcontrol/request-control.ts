@@ -387,8 +387,8 @@ class Ticket {
   /** llm-d's per-request series (with metrics and a scheduled request). */
   llmd: LlmdRequestSeries | undefined = undefined;
   /**
-   * The other profiles' picks counted in flight besides `target` (a P/D request's prefill pod), each released once,
-   * with the request (`release`).
+   * The other profiles' picks counted in flight besides `target` (a P/D request's prefill pod), each released once:
+   * `early` ones at the response's start (`releaseAtResponseStart`), the rest with the request (`release`).
    */
   others: ProfileHold[] | undefined = undefined;
 
@@ -1323,6 +1323,22 @@ export class RequestControl implements RequestDirector {
     return others;
   }
 
+  /**
+   * The response started: the `prefill` profile's pick is no longer counted in flight (the decode pod's is, until the
+   * request ends). llm-d-router v0.10.0 `inflightload/producer.go` ResponseBody releases the `prefill` profile's entry
+   * in full at the response's first body chunk (StartOfStream: "the prefill worker has finished and handed off"); that
+   * chunk is a streamed response's first event, and a non-streamed one's whole body at its end (`handlers/server.go`
+   * hands the director a non-streamed body only once complete). Here it is the first body chunk when the proxy shows
+   * the EPP the body, and otherwise (kvroute's EnvoyFilter: response body mode NONE) the response headers: a
+   * non-streamed response's come with its body; a streamed one's come before its first event, after the prefill pod
+   * answered with llm-d's routing sidecar's default connector (v0.10.0 `pkg/sidecar/proxy/connector_nixlv2.go` reads
+   * the prefill response before it sends the decode request), but possibly before with the connectors that send both
+   * at once (`connector_sglang.go`, `connector_p2p.go`, `connector_mooncake.go`).
+   */
+  private releaseAtResponseStart(t: Ticket): void {
+    if (t.others !== undefined) this.releaseOtherProfiles(t, true);
+  }
+
   /** Ends the counts `acquireOtherProfiles` took that are still held (`early` ones only, with `onlyEarly`). */
   private releaseOtherProfiles(t: Ticket, onlyEarly: boolean): void {
     if (t.others === undefined) return;
@@ -1414,9 +1430,11 @@ export class RequestControl implements RequestDirector {
   }
 
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
-  responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {}): Readonly<Record<string, string>> | undefined {
+  responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {}, bodyShown = false): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
     const { target, request } = t;
+    // Without the body, the response's start the EPP sees is its headers (`releaseAtResponseStart`).
+    if (!bodyShown) this.releaseAtResponseStart(t);
     // GIE v1.5.0 handlers/server.go (Process, ResponseHeaders): a header named `status` (literally: Envoy sends the
     // `:status` pseudo-header, which it does not read) other than "200" makes the request a ModelServerError, counted
     // once when the stream ends (the deferred RecordRequestErrCounter).
@@ -1450,6 +1468,7 @@ export class RequestControl implements RequestDirector {
    */
   responseBody(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined {
     const t = ticket as Ticket;
+    this.releaseAtResponseStart(t);
     this.observeResponse(t, chunk, endOfStream);
     // GIE v1.5.0 handlers/server.go rewriteModelName: the client sees the model name it asked for, not the rewritten
     // one (a name split across two chunks is left as it is, as upstream leaves it across streamed chunks).
