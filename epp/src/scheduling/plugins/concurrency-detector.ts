@@ -18,8 +18,9 @@ export interface ConcurrencyDetectorParameters {
 
 /**
  * `concurrency-detector`: GIE v1.5.0's alternative saturation detector, from the EPP's own in-flight accounting (the
- * requests it routed whose responses have not ended; kvroute's `activeRequests`, the count `active-request-scorer`
- * reads) rather than scraped metrics, so it sees a burst at once.
+ * requests it routed whose responses have not ended, and a P/D request's prefill pick until its response starts, as
+ * llm-d-router v0.10.0's `inflight-load-producer` counts them where GIE v1.5.0's counted the primary profile's picks
+ * alone; kvroute's `activeRequests`, the count `active-request-scorer` reads) rather than scraped metrics, so it sees a burst at once.
  * - **As the detector**: the pool's saturation is the requests in flight on all candidates ÷ (candidates ×
  *   `maxConcurrency`); 1.0 for no candidate.
  * - **As a filter**: keeps the pods with fewer than ⌊`maxConcurrency` × (1 + `headroom`)⌋ requests in flight. It does

@@ -70,7 +70,7 @@ type Tracked = readonly { readonly endpointKey: string; readonly id: string }[];
  * That is the latency model's own queue of pending prefills (`src/latency/pod-latency-model.ts`, "Queued prefill
  * work"), kept here apart from any `latency-scorer` so the gate works without one. Upstream's request count
  * (`InFlightLoad.Requests`) is kvroute's `EndpointSnapshot.activeRequests` (the datastore's, from the commit to the
- * exchange's end), which `active-request-scorer` and `concurrency-detector` read; this plugin keeps no copy.
+ * exchange's end; a P/D request's prefill pick to the response's start, as upstream releases its `prefill` profile), which `active-request-scorer` and `concurrency-detector` read; this plugin keeps no copy.
  *
  * It counts only while a reader needs it (a filter registers in `resolveReferences`): listed alone, as llm-d's
  * least-busy example lists it beside `active-request-scorer`, it does nothing.

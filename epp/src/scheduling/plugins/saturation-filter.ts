@@ -35,8 +35,8 @@ export interface SaturationFilterParameters {
    * stall, a wave of new sessions) fills each pod one past the threshold and then waits in flow control for the next
    * pages instead of landing on the pods whole; requests that come and go between two pages do not pile up. At a
    * steady rate it adds well under one request (a pod taking 10 requests a second gets one every other 50 ms scrape).
-   * Only the primary target's picks count (a P/D request's prefill pod is not told), and each EPP replica counts its
-   * own. `false` reads the page alone, as GIE's detector does (`saturationdetector/utilization/detector.go` @ v1.5.0
+   * A P/D request's prefill pick counts on its prefill pod (routed at the pick, ended when the response starts: the
+   * datastore's in-flight accounting, `RequestControl` commit/release), and each EPP replica counts its own. `false` reads the page alone, as GIE's detector does (`saturationdetector/utilization/detector.go` @ v1.5.0
    * reads the scraped queue).
    * @default true (absent from rendered configs unless set)
    */
