@@ -10,6 +10,7 @@ import { parseEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
+import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
@@ -145,5 +146,38 @@ describe('a P/D request counts its prefill pod in flight (llm-d-router v0.10.0 i
     expect(ds.activeRequests(d.endpoint)).toBe(1);
     control.release(d.ticket, 'completed');
     expect(ds.activeRequests(d.endpoint)).toBe(0);
+  });
+});
+
+describe('a P/D request\'s prefill pick released at the response\'s start frees pool capacity for flow control at once', () => {
+  let ds: Datastore;
+  let control: RequestControl | undefined;
+  beforeEach(() => { ds = pdPool(); });
+  afterEach(() => { control?.close(); ds.stop(); });
+
+  test('a request held by the pool detector (concurrency-detector) is dispatched when the prefill pick is released, not at the next tick', async () => {
+    // One decode and one prefill pod, at most one request each: a P/D request in flight fills the pool (2 of 2).
+    ds.removeEndpoint(DECODE[1]!);
+    ds.removeEndpoint(PREFILL[1]!);
+    const config = LLMD_GUIDE_CONFIGS['pd-disaggregation']
+      .replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: concurrency-detector\n  parameters: {maxConcurrency: 1}\n')
+      .replace('schedulingProfiles:\n', 'saturationDetector:\n  pluginRef: concurrency-detector\nschedulingProfiles:\n');
+    // A tick far away: only the request control's own wake-ups dispatch.
+    const queue = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
+    control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config)), flowControl: { queue, tickMs: 60_000 } });
+    const first = await route(control, 'first');
+    expect([ds.activeRequests(DECODE[0]!), ds.activeRequests(PREFILL[0]!)]).toEqual([1, 1]);
+    let second: RouteDecision | undefined;
+    const pending = control.route(completion('second')).then((d) => { second = d; });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(second).toBeUndefined(); // the pool is full: it waits
+    // The response starts (headers, body mode NONE): the prefill pod's count ends, the pool has room (1 of 2).
+    control.responseHeaders(first.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(0);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(second?.kind).toBe('route');
+    control.release(first.ticket, 'completed');
+    await pending;
+    if (second?.kind === 'route') control.release(second.ticket, 'completed');
   });
 });
