@@ -1336,17 +1336,25 @@ export class RequestControl implements RequestDirector {
    * at once (`connector_sglang.go`, `connector_p2p.go`, `connector_mooncake.go`).
    */
   private releaseAtResponseStart(t: Ticket): void {
-    if (t.others !== undefined) this.releaseOtherProfiles(t, true);
+    // A count ended as a request's end ends one (`release`): the pool may have room for the oldest waiter now, which
+    // would otherwise wait for the next request's end or the next tick (upstream's dispatch loop polls every 1 ms).
+    if (t.others !== undefined && this.releaseOtherProfiles(t, true)) this.dispatchCycle(1);
   }
 
-  /** Ends the counts `acquireOtherProfiles` took that are still held (`early` ones only, with `onlyEarly`). */
-  private releaseOtherProfiles(t: Ticket, onlyEarly: boolean): void {
-    if (t.others === undefined) return;
+  /**
+   * Ends the counts `acquireOtherProfiles` took that are still held (`early` ones only, with `onlyEarly`); whether it
+   * ended any.
+   */
+  private releaseOtherProfiles(t: Ticket, onlyEarly: boolean): boolean {
+    if (t.others === undefined) return false;
+    let ended = false;
     for (const hold of t.others) {
       if (hold.released || (onlyEarly && !hold.early)) continue;
       hold.released = true;
+      ended = true;
       this.options.datastore.release(hold.key);
     }
+    return ended;
   }
 
   /**
