@@ -136,6 +136,22 @@ describe('a P/D request counts its prefill pod in flight (llm-d-router v0.10.0 i
     expect(ds.activeRequests(d.endpoint)).toBe(0);
   });
 
+  test('as upstream (its constant `profilePrefill`), only a profile named `prefill` is released at the response\'s start: a prefill profile named otherwise is held to the request\'s end', async () => {
+    const config = LLMD_GUIDE_CONFIGS['pd-disaggregation']
+      .replace('    deciders:\n', '    profiles: {prefill: pf}\n    deciders:\n')
+      .replace('- type: disagg-headers-handler\n', '- type: disagg-headers-handler\n  parameters: {prefillProfile: pf}\n')
+      .replace('- name: prefill\n', '- name: pf\n');
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config)) });
+    const d = await route(control);
+    expect(PREFILL).toContain(d.prefill);
+    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+    control.responseBody(d.ticket, Buffer.from('data: {"choices":[]}\n\n'), false);
+    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    control.release(d.ticket, 'completed');
+    expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
+  });
+
   test('a decode-only request (the decider said no prefill) counts its decode pod alone', async () => {
     const config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace('- type: always-disagg-pd-decider\n', '- type: always-disagg-pd-decider\n- type: prefix-based-pd-decider\n  name: never\n')
       .replace('prefill: always-disagg-pd-decider', 'prefill: never');
