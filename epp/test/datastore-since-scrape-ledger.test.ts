@@ -37,4 +37,26 @@ describe('SinceScrapeLedger: what a pod\'s last page cannot show', () => {
     for (let i = 0; i < 5; i++) ledger.ended(last + 1 + i);
     expect(ledger.net).toBe(-5);
   });
+
+  it('an end seen late (endedSince) counts only while no page was requested since its route: a page since may show it gone already (review 51)', () => {
+    const ledger = new SinceScrapeLedger();
+    ledger.routed(100);
+    ledger.endedSince(100, 150); // no page since the route: the route and its end net out
+    expect(ledger.net).toBe(0);
+    ledger.routed(200);
+    ledger.pageRequestedAt(210); // the route is in that page, and maybe its end too
+    expect(ledger.net).toBe(0);
+    ledger.endedSince(200, 400); // so the late end is not counted a second time
+    expect(ledger.net).toBe(0);
+    ledger.routed(500);
+    ledger.pageRequestedAt(450); // an older page than the route: the route is still unseen
+    ledger.endedSince(500, 600);
+    expect(ledger.net).toBe(0);
+    ledger.routed(700);
+    ledger.clear(710); // a reading set by hand stands for the server as of its time
+    ledger.endedSince(700, 800);
+    expect(ledger.net).toBe(0);
+    ledger.ended(900); // an end seen when it happens is counted whatever the pages
+    expect(ledger.net).toBe(-1);
+  });
 });

@@ -121,6 +121,28 @@ describe('a P/D request counts its prefill pod in flight (llm-d-router v0.10.0 i
     expect(counts(ds, [...DECODE, ...PREFILL])).toEqual([0, 0, 0, 0]);
   });
 
+  test('a non-streamed response\'s start is its decode\'s end: a page requested since the pick may already show the prefill gone, so the unseen queue does not count its end again (review 51)', async () => {
+    ds.removeEndpoint(PREFILL[1]!);
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['pd-disaggregation'])) });
+    const a = await route(control, 'a');
+    expect(a.prefill).toBe(PREFILL[0]);
+    expect(unseen(ds, [PREFILL[0]!])).toEqual([1]);
+    // The prefill pod's page, requested after the pick and after its prefill ended: nothing of it left to show.
+    await new Promise((r) => setTimeout(r, 5));
+    ds.setMetrics(PREFILL[0]!, { waitingQueueSize: 0, runningQueueSize: 0, updateTime: Date.now(), requestTime: Date.now() });
+    expect(unseen(ds, [PREFILL[0]!])).toEqual([0]);
+    control.responseHeaders(a.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]), {}, false);
+    expect(ds.activeRequests(PREFILL[0]!)).toBe(0);
+    expect(unseen(ds, [PREFILL[0]!])).toEqual([0]); // not -1: the pod is not one request emptier than its page
+    // Without a page in between, the late end nets out the pick.
+    const b = await route(control, 'b');
+    expect(unseen(ds, [PREFILL[0]!])).toEqual([1]);
+    control.responseHeaders(b.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]), {}, false);
+    expect(unseen(ds, [PREFILL[0]!])).toEqual([0]);
+    control.release(a.ticket, 'completed');
+    control.release(b.ticket, 'completed');
+  });
+
   test('a pod picked by both profiles counts twice until the response starts, as upstream\'s per-profile entries', async () => {
     // One pod serving both roles (llm-d's role label "both").
     for (const k of [...DECODE, ...PREFILL]) ds.removeEndpoint(k);

@@ -476,15 +476,20 @@ export class Datastore {
     }
   }
 
-  /** Ends a request counted by acquire(key). Extra releases are ignored. */
-  release(key: string): void {
+  /**
+   * Ends a request counted by acquire(key). Extra releases are ignored. `endedSinceMs`: the request's end on the pod
+   * is seen late and happened at some moment after that time (its route), so pages requested since may already show
+   * it (`SinceScrapeLedger.endedSince`).
+   */
+  release(key: string, endedSinceMs?: number): void {
     const n = this.inFlight.get(key) ?? 0;
     if (n <= 1) this.inFlight.delete(key);
     else this.inFlight.set(key, n - 1);
     if (n === 0) return;
     const rec = this.records.get(key);
     if (rec !== undefined) {
-      rec.sinceScrape.ended(Date.now());
+      if (endedSinceMs === undefined) rec.sinceScrape.ended(Date.now());
+      else rec.sinceScrape.endedSince(endedSinceMs, Date.now());
       this.changed(rec);
     }
   }

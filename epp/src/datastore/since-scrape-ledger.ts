@@ -19,6 +19,8 @@ export class SinceScrapeLedger {
   private readonly signs: number[] = [];
   private head = 0;
   private sum = 0;
+  /** The latest moment a page (or a reading set by hand) showed the pod at: events up to it are in what was read. */
+  private shownThroughMs = -Infinity;
 
   /** Routes less ends after the last page's request. */
   get net(): number {
@@ -33,14 +35,31 @@ export class SinceScrapeLedger {
     this.add(nowMs, -1);
   }
 
+  /**
+   * A request routed at `routedAtMs` ended at a moment not known, at or before `nowMs` (a P/D request's prefill, seen
+   * only when the response starts: a non-streamed response's start is its decode's end). A page requested since the
+   * route may already show it ended, so its end is counted only while none was: otherwise the late end would count it
+   * gone a second time, and the pod look one request emptier than it is until the next page (review 51).
+   */
+  endedSince(routedAtMs: number, nowMs: number): void {
+    if (this.shownThroughMs >= routedAtMs) return;
+    this.ended(nowMs);
+  }
+
   /** A page whose request went out at `requestTimeMs`: what happened at or before it is in the page. */
   pageRequestedAt(requestTimeMs: number): void {
+    if (requestTimeMs > this.shownThroughMs) this.shownThroughMs = requestTimeMs;
     while (this.head < this.times.length && this.times[this.head]! <= requestTimeMs) this.dropOldest();
     this.compact();
   }
 
-  /** A reading that stands for the server as of now (`Datastore.setMetrics`): nothing is unseen. */
-  clear(): void {
+  /** A reading that stands for the server as of `nowMs` (`Datastore.setMetrics`): nothing is unseen. */
+  clear(nowMs: number = Date.now()): void {
+    if (nowMs > this.shownThroughMs) this.shownThroughMs = nowMs;
+    this.empty();
+  }
+
+  private empty(): void {
     this.times.length = 0;
     this.signs.length = 0;
     this.head = 0;
@@ -65,7 +84,7 @@ export class SinceScrapeLedger {
   /** Reclaims the dropped prefix once it is most of the arrays (amortized O(1) per event). */
   private compact(): void {
     if (this.head === this.times.length) {
-      this.clear();
+      this.empty();
       return;
     }
     if (this.head > 64 && this.head * 2 > this.times.length) {

@@ -412,6 +412,8 @@ interface ProfileHold {
   readonly key: string;
   /** Its profile is upstream's `prefill`: released at the response's start rather than its end. */
   readonly early: boolean;
+  /** When it was counted (Date.now()): its end on the pod, seen late, happened after this. */
+  readonly routedAtMs: number;
   released: boolean;
 }
 
@@ -1318,7 +1320,7 @@ export class RequestControl implements RequestDirector {
     for (const [profile, pick] of profiles) {
       if (profile === result!.profile) continue;
       this.options.datastore.acquire(pick.endpoint.key);
-      (others ??= []).push({ key: pick.endpoint.key, early: profile === UPSTREAM_PREFILL_PROFILE, released: false });
+      (others ??= []).push({ key: pick.endpoint.key, early: profile === UPSTREAM_PREFILL_PROFILE, routedAtMs: Date.now(), released: false });
     }
     return others;
   }
@@ -1352,7 +1354,9 @@ export class RequestControl implements RequestDirector {
       if (hold.released || (onlyEarly && !hold.early)) continue;
       hold.released = true;
       ended = true;
-      this.options.datastore.release(hold.key);
+      // The prefill ended on its pod before the EPP sees the response start (a non-streamed response's start is its
+      // decode's end), so a page requested since the pick may already show it gone.
+      this.options.datastore.release(hold.key, hold.routedAtMs);
     }
     return ended;
   }
