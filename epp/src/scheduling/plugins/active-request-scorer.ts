@@ -20,10 +20,11 @@ export interface ActiveRequestScorerParameters {
  * `active-request-scorer`: from the EPP's own in-flight count per endpoint (`EndpointSnapshot.activeRequests`), 1 for
  * a pod with at most `idleThreshold` in flight, else `(max − c) / max × maxBusyScore`; 1 everywhere when nothing is in
  * flight. Unlike scraped metrics it changes with every pick, so bursts spread before the next scrape shows them.
- * `max` is taken over the candidates, where llm-d takes it over every pod it tracks: a loaded pod a filter removed
- * does not lower the others' scores here.
+ * `max` is taken over the candidates, as llm-d-router v0.10.0's Score takes it over the endpoints it is given (v0.3.0
+ * to v0.8.0 took it over every pod it tracked): a loaded pod a filter removed does not lower the others' scores.
  * @see llm-d/llm-d-inference-scheduler: pkg/plugins/scorer/active_request.go @ v0.3.0;
  *      pkg/epp/framework/plugins/scheduling/scorer/activerequest/active_request.go @ v0.8.0 (idleThreshold, maxBusyScore)
+ *      and llm-d/llm-d-router @ v0.10.0 (the count read from `inflight-load-producer`'s InFlightLoad.Requests)
  */
 export class ActiveRequestScorer implements Scorer {
   readonly type = 'active-request-scorer';
