@@ -186,6 +186,21 @@ describe('no-hit-lru-scorer', () => {
     expect(pool.scorer.order()).toEqual(['p2:8000']);
   });
 
+  it('under P/D records the prefill profile\'s pick after the primary one, as upstream (nohitlru/no_hit_lru.go PreRequest @ llm-d-router v0.10.0)', () => {
+    const pool = new Pool(withNoHitLru(4));
+    const request: LLMRequest = { requestId: 'pd', model: 'm', prompt: ask(0, 0), headers: {}, attributes: new CycleState() };
+    const result = pool.scheduler.schedule(request, pool.snapshot());
+    expect(result.target.endpoint.name).toBe('p0');
+    const [decode, prefill] = [pool.pods[0]!, pool.pods[2]!];
+    pool.scorer.preRequest(request, { ...result, target: decode, profileTargets: new Map([['decode', decode], ['prefill', prefill]]) });
+    expect(pool.scorer.order()).toEqual(['p0:8000', 'p2:8000']);
+    // Only the profile named `prefill` (upstream's hardcoded name) is recorded beside the primary one.
+    const other: LLMRequest = { ...request, requestId: 'pd2', prompt: ask(1, 0), attributes: new CycleState() };
+    const second = pool.scheduler.schedule(other, pool.snapshot());
+    pool.scorer.preRequest(other, { ...second, target: pool.pods[1]!, profileTargets: new Map([['decode', pool.pods[1]!], ['pre', pool.pods[3]!]]) });
+    expect(pool.scorer.order()).toEqual(['p0:8000', 'p2:8000', 'p1:8000']);
+  });
+
   it('learns only from committed picks, through request control (pre-request), not from scoring alone', async () => {
     const ds = new Datastore({ scrape: false });
     try {

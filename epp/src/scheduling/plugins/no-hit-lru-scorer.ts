@@ -24,6 +24,9 @@ export interface NoHitLruScorerParameters {
   lruSize?: number;
 }
 
+/** The profile whose pick upstream records beside the primary one's (`defaultPrefillProfile`, hardcoded there too). */
+const PREFILL_PROFILE = 'prefill';
+
 /** Upstream's score for every candidate of a request with a prefix hit: the same everywhere, so it decides nothing. */
 export const NEUTRAL_SCORE = 0.5;
 
@@ -37,17 +40,16 @@ export const NEUTRAL_SCORE = 0.5;
  * A cold request's scores, over N candidates (1 when N = 1): endpoints never given a cold request first, in candidate
  * order, `1 − i/(N−1)`; then the others by their place in the LRU (oldest first, counted over every endpoint the LRU
  * holds, candidates or not), `max(0, 1 − (neverUsed + position)/(N−1))`. It learns at pre-request, once the pick is
- * committed: a cold request's target moves to the LRU's most recent end. Coldness is read from the prefix match of the
+ * committed: a cold request's target moves to the LRU's most recent end, followed, under P/D disaggregation, by the
+ * pick of the profile named `prefill` (as upstream, which hardcodes that name). Coldness is read from the prefix match of the
  * same cycle; without one (no prefix scorer ran before it) every request is cold, as upstream treats a missing state.
  *
  * Mirrors llm-d/llm-d-inference-scheduler pkg/epp/framework/plugins/scheduling/scorer/nohitlru/no_hit_lru.go @ v0.8.0
  * (05c91f0d; `pkg/plugins/scorer/no_hit_lru.go` in v0.4.0–v0.7.x, added by 12aa104c "a scoring plugin to distribute new
  * groups evenly"): the type, parameters and defaults, the neutral 0.5, the rank formula, coldness as "no candidate
  * reports a matched block" (v0.8.0; up to v0.7 it was "the prefix plugin found no server at all"), and the update in
- * PreRequest. Three differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
- * keeps the name until evicted), so a replacement pod with an empty cache ranks as never used; and only the primary
- * profile's target is recorded — upstream also records a `prefill` profile's target for P/D disaggregation, which
- * kvroute's `SchedulingResult` does not carry (it has no P/D profile handler); and a pod the
+ * PreRequest. Two differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
+ * keeps the name until evicted), so a replacement pod with an empty cache ranks as never used; and a pod the
  * saturation filter kept in admission mode although it is over a threshold (`LOADED_CANDIDATES`) scores 0 for a cold
  * request and holds no place in the rotation, which runs over the pods with room; a cold request has no reason to
  * join a loaded pod's queue (upstream's GIE admission check keeps such pods and this scorer would rank them as any).
@@ -108,14 +110,24 @@ export class NoHitLruScorer implements Scorer, PreRequest {
     }
   }
 
-  /** A committed cold request's target becomes the most recently cold-loaded endpoint. */
+  /**
+   * A committed cold request's target becomes the most recently cold-loaded endpoint, then, under P/D
+   * disaggregation, the `prefill` profile's pick (upstream's PreRequest records the primary profile's target and then
+   * the profile named `prefill`, a name it hardcodes: `nohitlru/no_hit_lru.go` defaultPrefillProfile @ llm-d-router
+   * v0.10.0).
+   */
   preRequest(request: LLMRequest, result: SchedulingResult): void {
     if (request.attributes?.get(this.coldKey) !== true) return;
-    const key = result.target.endpoint.key;
+    this.touch(result.target.endpoint.key, request.requestId);
+    const prefill = result.profileTargets?.get(PREFILL_PROFILE);
+    if (prefill !== undefined) this.touch(prefill.endpoint.key, request.requestId);
+  }
+
+  private touch(key: string, requestId: string): void {
     this.lru.delete(key);
     this.lru.set(key, true);
     while (this.lru.size > this.parameters.lruSize) this.lru.delete(this.lru.keys().next().value!);
-    this.handle.logger.debug('cold request: endpoint moved to the most recent end of the no-hit LRU', { endpoint: key, requestId: request.requestId });
+    this.handle.logger.debug('cold request: endpoint moved to the most recent end of the no-hit LRU', { endpoint: key, requestId });
   }
 
   /** A pod that left the pool holds no cache; if it returns it ranks as never cold-loaded. */
