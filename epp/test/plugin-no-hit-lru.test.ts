@@ -231,6 +231,23 @@ describe('no-hit-lru-scorer', () => {
     }
   });
 
+  it('takes llm-d-router v0.10.0\'s prefixMatchInfoProducerName (nohitlru/no_hit_lru.go Parameters): a prefix producer or scorer of the config', () => {
+    const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+    const config = (ref: string) => `${LLMD}plugins:\n- type: approx-prefix-cache-producer\n  name: approx\n- type: prefix-cache-scorer\n  parameters: {prefixMatchInfoProducerName: approx}\n`
+      + `- type: queue-scorer\n- type: no-hit-lru-scorer\n  parameters: {prefixMatchInfoProducerName: ${ref}}\n- type: max-score-picker\n`
+      + 'schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: prefix-cache-scorer\n  - pluginRef: no-hit-lru-scorer\n  - pluginRef: max-score-picker\n';
+    // The merged producer's name now names the scorer that does its work.
+    const parsed = parseEndpointPickerConfig(config('approx'));
+    expect(parsed.plugins.find((p) => p.type === 'no-hit-lru-scorer')!.parameters).toEqual({
+      prefixPluginType: 'prefix-cache-scorer', prefixPluginName: 'prefix-cache-scorer', lruSize: 1024, prefixMatchInfoProducerName: 'prefix-cache-scorer',
+    });
+    expect(() => buildScheduler(parsed)).not.toThrow();
+    // "" is unset upstream (omitempty); not stated in the normalized config.
+    expect(parseEndpointPickerConfig(config('""')).plugins.find((p) => p.type === 'no-hit-lru-scorer')!.parameters).not.toHaveProperty('prefixMatchInfoProducerName');
+    expect(() => buildScheduler(parseEndpointPickerConfig(config('queue-scorer')))).toThrow('no-hit-lru-scorer.parameters.prefixMatchInfoProducerName: "queue-scorer" is a queue-scorer; name a prefix-cache-scorer or precise-prefix-cache-scorer');
+    expect(() => buildScheduler(parseEndpointPickerConfig(config('nope')))).toThrow('no-hit-lru-scorer.parameters.prefixMatchInfoProducerName: no plugin named "nope"');
+  });
+
   it('loads llm-d\'s configs unchanged, and checks its parameters with errors naming the field', () => {
     // llm-d's optimized-baseline guide: queue 2, kv-cache 2, prefix 3, no-hit-lru 2.
     const guide = parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['optimized-baseline']);
@@ -247,6 +264,6 @@ describe('no-hit-lru-scorer', () => {
     expect(() => parseEndpointPickerConfig(yaml('{lruSize: 0}'))).toThrow('plugins[0].parameters.lruSize: must be an integer >= 1, got 0');
     expect(() => parseEndpointPickerConfig(yaml('{lruSize: 1.5}'))).toThrow('plugins[0].parameters.lruSize: must be an integer >= 1');
     expect(() => parseEndpointPickerConfig(yaml('{prefixPluginName: 5}'))).toThrow('plugins[0].parameters.prefixPluginName: must be a non-empty string, got 5');
-    expect(() => parseEndpointPickerConfig(yaml('{prefillProfile: prefill}'))).toThrow('plugins[0].parameters.prefillProfile: unknown field; allowed: prefixPluginType, prefixPluginName, lruSize');
+    expect(() => parseEndpointPickerConfig(yaml('{prefillProfile: prefill}'))).toThrow('plugins[0].parameters.prefillProfile: unknown field; allowed: prefixPluginType, prefixPluginName, lruSize, prefixMatchInfoProducerName');
   });
 });

@@ -256,11 +256,11 @@ function mergePreciseProducers(document: unknown): Merged {
 }
 
 /** Upstream's other readers of a prefix producer's match, which name it by `prefixMatchInfoProducerName`. */
-const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-producer', 'predicted-latency-producer'];
+const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-producer', 'predicted-latency-producer', 'no-hit-lru-scorer'];
 
 /**
  * `prefixMatchInfoProducerName` of the other readers (`prefix-cache-affinity-filter`, `inflight-load-producer`,
- * `predicted-latency-producer`) naming a
+ * `predicted-latency-producer`, `no-hit-lru-scorer`) naming a
  * merged producer names the scorer that now does its work.
  */
 function renameMatchReaders(plugins: unknown[], scorerOf: ReadonlyMap<string, string>): unknown[] {

@@ -3,7 +3,9 @@ import type { PreRequest } from '../../requestcontrol/hooks';
 import type { CycleContext, PluginHandle, Scorer } from '../framework';
 import { scoresFromInto, stateKey } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH } from '../prefix-match';
+import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES } from '../prefix-match';
+import { ConfigError, describeValue } from '../../config/errors';
+import type { FieldReader } from '../../config/fields';
 import { LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest, SchedulingResult } from '../types';
 
@@ -22,6 +24,13 @@ export interface NoHitLruScorerParameters {
    * longest ago is forgotten (it then ranks as never used). Upstream's default. @default 1024
    */
   lruSize?: number;
+  /**
+   * llm-d-router v0.10.0's name of the producer whose prefix match tells a cold request (`nohitlru/no_hit_lru.go`
+   * Parameters). Here a `prefix-cache-scorer` or `precise-prefix-cache-scorer` of the config (an llm-d producer merged
+   * into a scorer names that scorer); checked, then the match is read from the cycle slot as with `prefixPluginType`.
+   * Absent or "": the default producer (upstream), the profile's prefix scorer here.
+   */
+  prefixMatchInfoProducerName?: string;
 }
 
 /** The profile whose pick upstream records beside the primary one's (`defaultPrefillProfile`, hardcoded there too). */
@@ -44,8 +53,8 @@ export const NEUTRAL_SCORE = 0.5;
  * pick of the profile named `prefill` (as upstream, which hardcodes that name). Coldness is read from the prefix match of the
  * same cycle; without one (no prefix scorer ran before it) every request is cold, as upstream treats a missing state.
  *
- * Mirrors llm-d/llm-d-inference-scheduler pkg/epp/framework/plugins/scheduling/scorer/nohitlru/no_hit_lru.go @ v0.8.0
- * (05c91f0d; `pkg/plugins/scorer/no_hit_lru.go` in v0.4.0–v0.7.x, added by 12aa104c "a scoring plugin to distribute new
+ * Mirrors llm-d/llm-d-router pkg/epp/framework/plugins/scheduling/scorer/nohitlru/no_hit_lru.go @ v0.10.0 (unchanged in
+ * its scoring since llm-d-inference-scheduler v0.8.0, 05c91f0d; `pkg/plugins/scorer/no_hit_lru.go` in v0.4.0–v0.7.x, added by 12aa104c "a scoring plugin to distribute new
  * groups evenly"): the type, parameters and defaults, the neutral 0.5, the rank formula, coldness as "no candidate
  * reports a matched block" (v0.8.0; up to v0.7 it was "the prefix plugin found no server at all"), and the update in
  * PreRequest. Two differences: an endpoint that leaves the pool is dropped from the LRU (`removeEndpoint`; upstream
@@ -110,6 +119,16 @@ export class NoHitLruScorer implements Scorer, PreRequest {
     }
   }
 
+  /** `prefixMatchInfoProducerName`, when set, names a prefix scorer of the config. */
+  resolveReferences(): void {
+    const ref = this.parameters.prefixMatchInfoProducerName;
+    if (ref === undefined || ref === '') return;
+    const plugin = this.handle.plugin?.(ref);
+    const path = `${this.name}.parameters.prefixMatchInfoProducerName`;
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
+    if (!isPrefixMatchRatios(plugin)) throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name a ${PREFIX_SCORER_TYPES.join(' or ')}`);
+  }
+
   /**
    * A committed cold request's target becomes the most recently cold-loaded endpoint, then, under P/D
    * disaggregation, the `prefill` profile's pick (upstream's PreRequest records the primary profile's target and then
@@ -152,6 +171,13 @@ export class NoHitLruScorer implements Scorer, PreRequest {
   }
 }
 
+function optionalProducer(fields: FieldReader): { prefixMatchInfoProducerName?: string } {
+  const raw = fields.raw('prefixMatchInfoProducerName');
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'string') throw new ConfigError(fields.fieldPath('prefixMatchInfoProducerName'), `must be a plugin name, got ${describeValue(raw)}`);
+  return { prefixMatchInfoProducerName: raw };
+}
+
 export const noHitLruScorer = definePlugin({
   type: 'no-hit-lru-scorer',
   kinds: ['scorer', 'pre-request'],
@@ -161,6 +187,8 @@ export const noHitLruScorer = definePlugin({
     prefixPluginName: fields.optionalString('prefixPluginName') ?? 'prefix-cache-scorer',
     // Upstream treats lruSize <= 0 as "use the default"; here a bad size is an error naming the field.
     lruSize: fields.integer('lruSize', 1024, 1),
-  })),
+    // llm-d-router v0.10.0's parameter (no_hit_lru.go Parameters; "" is unset there), stated only when set.
+    ...optionalProducer(fields),
+  }) as Required<NoHitLruScorerParameters>),
   create: (name, resolved, handle) => new NoHitLruScorer(name, resolved, handle),
 });
