@@ -94,9 +94,9 @@ export function parseProfileName(fields: FieldReader): string | undefined {
 }
 
 /**
- * Refuses a `profileName` that names no profile kvroute runs for this plugin. kvroute runs exactly one profile per
- * cycle (single-profile-handler: no prefill/decode disaggregation), whose pick is the primary (decode) pod; so the
- * accepted names are empty (upstream: "defaults to the primary (decode) pod"), `decode`, and that profile's own name.
+ * Refuses a `profileName` that names no profile of the config. Accepted: empty (upstream: "defaults to the primary
+ * (decode) pod"), `decode`, and any scheduling profile's name (under `disagg-profile-handler` or `pd-profile-handler`,
+ * `prefill` pins the prefill pick).
  * Upstream (`ResolvePodToWrite`, header.go @ v0.10.0) would write nothing for a profile that did not run.
  */
 export function checkProfileName(profileName: string | undefined, profileNames: readonly string[], path: string): void {

@@ -136,5 +136,5 @@ export const labelSelectorFilter = definePlugin({
   create: (name, resolved) => new LabelSelectorFilter(name, resolved),
 });
 
-/** llm-d's name for it until llm-d-router v0.10.0 deprecated it (`ByLabelSelectorType`). */
+/** llm-d's name for it, deprecated since llm-d-router v0.9.0 and still loaded by v0.10.0 (`ByLabelSelectorType`, removal planned for v0.11.0). */
 export const byLabelSelector = aliasOf('by-label-selector', labelSelectorFilter);

@@ -11,7 +11,10 @@ export interface PickerParameters {
   maxNumOfEndpoints?: number;
 }
 
-/** Both pickers' parameters. */
+/**
+ * The pickers' parameters. `maxNumOfEndpoints` must be >= 1; llm-d-router v0.10.0 replaces `<= 0` by 1
+ * (`picker/maxscore/picker.go` NewMaxScorePicker @ v0.10.0), kvroute refuses it naming the field.
+ */
 export const pickerParameters = parameters<PickerParameters>((fields) => ({
   maxNumOfEndpoints: fields.integer('maxNumOfEndpoints', 1, 1),
 }));
