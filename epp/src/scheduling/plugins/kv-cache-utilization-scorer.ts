@@ -5,6 +5,8 @@ import { aliasOf, definePlugin, NO_PARAMETERS } from '../plugin';
 /**
  * `kv-cache-utilization-scorer`: `1 − KV usage`; absolute, not relative to the other candidates.
  * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/scorer/kvcache.go @ v0.5.1
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/scorer/kvcacheutilization/kvcache_utilization.go @ v0.10.0
+ *   (the same rule; its scheduler clamps each score to [0, 1], `enforceScoreRange` in scheduling/scheduler_profile.go, as the clamp here does)
  */
 export class KvCacheUtilizationScorer implements Scorer {
   readonly type: string = 'kv-cache-utilization-scorer';

@@ -12,6 +12,7 @@ export interface LoadAwareScorerParameters {
  * `load-aware-scorer` (llm-d): 0.5 for an empty queue, else `0.5 × (1 − min(q, threshold) / threshold)`. The top
  * half is left unused on purpose upstream (reserved for a "spare capacity" signal).
  * @see llm-d/llm-d-inference-scheduler: pkg/plugins/scorer/load_aware.go @ v0.2.1
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/scorer/loadaware/load_aware.go @ v0.10.0 (unchanged)
  */
 export class LoadAwareScorer implements Scorer {
   readonly type = 'load-aware-scorer';

@@ -8,6 +8,7 @@ import { definePlugin, NO_PARAMETERS } from '../plugin';
  * (running + waiting adapters < `max_lora`), 0.6 when the adapter is only waiting there, else 0. A pod that exports no
  * LoRA state (LoRA off) scores 0, like every pod of such a pool.
  * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/framework/plugins/scheduling/scorer/loraaffinity/lora_affinity.go @ v1.5.0
+ *   (the same rule in llm-d/llm-d-router @ v0.10.0)
  */
 export class LoraAffinityScorer implements Scorer {
   readonly type = 'lora-affinity-scorer';

@@ -6,6 +6,7 @@ import { definePlugin, NO_PARAMETERS } from '../plugin';
  * `queue-scorer`: `(max − q) / (max − min)` of the waiting queue over the candidates, 1 for all when they are equal.
  * Relative, so it only ranks: one waiting request against none already swings the full range.
  * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/scorer/queue.go @ v0.5.1
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/scorer/queuedepth/queue.go @ v0.10.0 (the same rule)
  */
 export class QueueScorer implements Scorer {
   readonly type = 'queue-scorer';

@@ -8,6 +8,7 @@ import { fewestScoreHighest } from './queue-scorer';
  * the candidates, 1 for all when they are equal: the pod running the fewest scores 1, the most 0. `queue-scorer`'s
  * rule on the other queue: it spreads the batch where `queue-scorer` spreads the waiting line.
  * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/framework/plugins/scheduling/scorer/runningrequests/runningrequest.go @ v1.5.0
+ *   (the same rule in llm-d/llm-d-router @ v0.10.0)
  */
 export class RunningRequestsSizeScorer implements Scorer {
   readonly type = 'running-requests-size-scorer';

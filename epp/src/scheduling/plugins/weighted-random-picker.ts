@@ -10,6 +10,7 @@ import { pickerParameters, shuffled, type PickerParameters } from './max-score-p
  * it picks uniformly, as `random-picker`. It spreads load over good endpoints where `max-score-picker` always takes
  * the best, at the price of sometimes taking a worse one.
  * @see kubernetes-sigs/gateway-api-inference-extension: pkg/epp/scheduling/framework/plugins/picker/weighted_random_picker.go @ v1.0.0
+ * @see llm-d/llm-d-router: pkg/epp/framework/plugins/scheduling/picker/weightedrandom/picker.go @ v0.10.0 (the same algorithm)
  */
 export class WeightedRandomPicker implements Picker {
   readonly type = 'weighted-random-picker';
