@@ -19,7 +19,7 @@ import { computeCeilings, StaticUsageLimitPolicy, UsageLimitPolicyPlugin } from 
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
 import { parseDuration } from '../config/duration';
-import { SchedulingError, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
+import { SchedulingError, UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver, type UsageFormat } from './response-usage';
 import { parseAnthropicRequest, parseGenerateRequest, ParserRegistry, requestPath, unclaimedPathMessage, UNREAD_BODY, type ParserRef } from './request-parsers';
 import type { HistogramSeries } from '../bound-histogram';
@@ -72,12 +72,6 @@ export const MAX_FLOW_LABEL_SETS = 128;
 export const MAX_LLMD_LABEL_SETS = 32;
 /** GIE's fairness id of a request without the header (`pkg/epp/metadata/consts.go` DefaultFairnessID @ v1.5.0). */
 const DEFAULT_FAIRNESS_ID = 'default-flow';
-/**
- * The profile name whose pick upstream's in-flight count releases at the response's first body chunk rather than its
- * end: llm-d-router v0.10.0 `inflightload/producer.go` `profilePrefill`, a constant, whatever the profile handler's
- * `profiles.prefill` names.
- */
-const UPSTREAM_PREFILL_PROFILE = 'prefill';
 
 /** GIE v1.5.0's `QueueOutcome` names (`flowcontrol/types/outcomes.go`), the histogram's `outcome` label. */
 type GieQueueOutcome = 'Dispatched' | 'RejectedCapacity' | 'EvictedTTL' | 'EvictedContextCancelled' | 'EvictedOther';

@@ -42,6 +42,14 @@ export interface LLMRequest {
   readonly attributes?: CycleState;
 }
 
+/**
+ * The profile name llm-d-router v0.10.0 treats as a P/D request's prefill stage wherever it reads a profile's pick by a
+ * hardcoded name, whatever the profile handler's `profiles.prefill` says: the in-flight count releases its pick at the
+ * response's start (`dataproducer/inflightload/producer.go` profilePrefill), and the no-hit LRU records its pick beside
+ * the primary one (`scorer/nohitlru/no_hit_lru.go` defaultPrefillProfile).
+ */
+export const UPSTREAM_PREFILL_PROFILE = 'prefill';
+
 /** What one scheduling cycle returns. */
 export interface SchedulingResult {
   /** The chosen endpoint. */

@@ -7,7 +7,7 @@ import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES } from '../prefi
 import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import { LOADED_CANDIDATES } from './saturation-filter';
-import type { LLMRequest, SchedulingResult } from '../types';
+import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
 export interface NoHitLruScorerParameters {
   /**
@@ -33,8 +33,6 @@ export interface NoHitLruScorerParameters {
   prefixMatchInfoProducerName?: string;
 }
 
-/** The profile whose pick upstream records beside the primary one's (`defaultPrefillProfile`, hardcoded there too). */
-const PREFILL_PROFILE = 'prefill';
 
 /** Upstream's score for every candidate of a request with a prefix hit: the same everywhere, so it decides nothing. */
 export const NEUTRAL_SCORE = 0.5;
@@ -138,7 +136,7 @@ export class NoHitLruScorer implements Scorer, PreRequest {
   preRequest(request: LLMRequest, result: SchedulingResult): void {
     if (request.attributes?.get(this.coldKey) !== true) return;
     this.touch(result.target.endpoint.key, request.requestId);
-    const prefill = result.profileTargets?.get(PREFILL_PROFILE);
+    const prefill = result.profileTargets?.get(UPSTREAM_PREFILL_PROFILE);
     if (prefill !== undefined) this.touch(prefill.endpoint.key, request.requestId);
   }
 
