@@ -38,25 +38,44 @@ describe('SinceScrapeLedger: what a pod\'s last page cannot show', () => {
     expect(ledger.net).toBe(-5);
   });
 
-  it('an end seen late (endedSince) counts only while no page was requested since its route: a page since may show it gone already (review 51)', () => {
+  it('an end seen late (endedSince) counts only while its route is still unseen: a page that counted the route may show it gone already (review 51)', () => {
     const ledger = new SinceScrapeLedger();
-    ledger.routed(100);
-    ledger.endedSince(100, 150); // no page since the route: the route and its end net out
+    const a = ledger.routed(100);
+    ledger.endedSince(a, 150); // no page since the route: the route and its end net out
     expect(ledger.net).toBe(0);
-    ledger.routed(200);
+    const b = ledger.routed(200);
     ledger.pageRequestedAt(210); // the route is in that page, and maybe its end too
     expect(ledger.net).toBe(0);
-    ledger.endedSince(200, 400); // so the late end is not counted a second time
+    ledger.endedSince(b, 400); // so the late end is not counted a second time
     expect(ledger.net).toBe(0);
-    ledger.routed(500);
-    ledger.pageRequestedAt(450); // an older page than the route: the route is still unseen
-    ledger.endedSince(500, 600);
+    ledger.pageRequestedAt(500); // a page requested in the route's millisecond, applied before the route happened
+    const c = ledger.routed(500);
+    ledger.endedSince(c, 600); // the route is still unseen: its end nets it out
     expect(ledger.net).toBe(0);
-    ledger.routed(700);
-    ledger.clear(710); // a reading set by hand stands for the server as of its time
-    ledger.endedSince(700, 800);
+    const d = ledger.routed(700);
+    ledger.pageRequestedAt(650); // a page older than the route leaves it unseen
+    ledger.endedSince(d, 800);
     expect(ledger.net).toBe(0);
-    ledger.ended(900); // an end seen when it happens is counted whatever the pages
+    const e = ledger.routed(900);
+    ledger.clear(); // a reading set by hand stands for the server as of now
+    ledger.endedSince(e, 950);
+    expect(ledger.net).toBe(0);
+    ledger.ended(1000); // an end seen when it happens is counted whatever the pages
     expect(ledger.net).toBe(-1);
+  });
+
+  it('route ids stay exact across compaction and the event cap', () => {
+    const ledger = new SinceScrapeLedger();
+    const ids: number[] = [];
+    for (let i = 0; i < MAX_LEDGER_EVENTS + 200; i++) ids.push(ledger.routed(i));
+    expect(ids[ids.length - 1]).toBe(MAX_LEDGER_EVENTS + 199);
+    ledger.pageRequestedAt(3000); // compacts: routes 0..3000 counted
+    const net = ledger.net;
+    ledger.endedSince(ids[3000]!, 10_000); // counted by the page: no end
+    expect(ledger.net).toBe(net);
+    ledger.endedSince(ids[3001]!, 10_000); // still unseen: nets it
+    expect(ledger.net).toBe(net - 1);
+    ledger.endedSince(ids[0]!, 10_000); // dropped by the cap long ago: as if a page had counted it
+    expect(ledger.net).toBe(net - 1);
   });
 });

@@ -7,10 +7,11 @@ import { Datastore } from '../src/datastore/datastore';
  * anything but load.
  */
 class ReadAfterEveryPick extends Datastore {
-  override acquire(key: string): void {
-    super.acquire(key);
+  override acquire(key: string): number | undefined {
+    const routeId = super.acquire(key);
     const read = this.metrics(key);
     if (read !== undefined && read.updateTime > 0) this.setMetrics(key, { updateTime: read.updateTime + 1 });
+    return routeId;
   }
 }
 

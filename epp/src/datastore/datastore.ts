@@ -466,30 +466,33 @@ export class Datastore {
 
   // ---- in-flight requests (written by request control) ----
 
-  /** Counts a request routed to `key` until release(key). */
-  acquire(key: string): void {
+  /**
+   * Counts a request routed to `key` until release(key). Returns the route's event in the pod's unseen-queue ledger
+   * (for a release whose end is seen late), undefined for an endpoint not in the pool.
+   */
+  acquire(key: string): number | undefined {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const rec = this.records.get(key);
-    if (rec !== undefined) {
-      rec.sinceScrape.routed(Date.now());
-      this.changed(rec);
-    }
+    if (rec === undefined) return undefined;
+    const routeId = rec.sinceScrape.routed(Date.now());
+    this.changed(rec);
+    return routeId;
   }
 
   /**
-   * Ends a request counted by acquire(key). Extra releases are ignored. `endedSinceMs`: the request's end on the pod
-   * is seen late and happened at some moment after that time (its route), so pages requested since may already show
-   * it (`SinceScrapeLedger.endedSince`).
+   * Ends a request counted by acquire(key). Extra releases are ignored. `lateEndOf`: the request's end on the pod is
+   * seen late (it happened at some moment after its route, the event acquire returned), so a page that counted the
+   * route may already show it (`SinceScrapeLedger.endedSince`).
    */
-  release(key: string, endedSinceMs?: number): void {
+  release(key: string, lateEndOf?: number): void {
     const n = this.inFlight.get(key) ?? 0;
     if (n <= 1) this.inFlight.delete(key);
     else this.inFlight.set(key, n - 1);
     if (n === 0) return;
     const rec = this.records.get(key);
     if (rec !== undefined) {
-      if (endedSinceMs === undefined) rec.sinceScrape.ended(Date.now());
-      else rec.sinceScrape.endedSince(endedSinceMs, Date.now());
+      if (lateEndOf === undefined) rec.sinceScrape.ended(Date.now());
+      else rec.sinceScrape.endedSince(lateEndOf, Date.now());
       this.changed(rec);
     }
   }

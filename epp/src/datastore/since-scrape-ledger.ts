@@ -19,16 +19,19 @@ export class SinceScrapeLedger {
   private readonly signs: number[] = [];
   private head = 0;
   private sum = 0;
-  /** The latest moment a page (or a reading set by hand) showed the pod at: events up to it are in what was read. */
-  private shownThroughMs = -Infinity;
+  /** The event number of `times[0]`: events are numbered from 0 in the order they were added, across compactions. */
+  private base = 0;
 
   /** Routes less ends after the last page's request. */
   get net(): number {
     return this.sum;
   }
 
-  routed(nowMs: number): void {
+  /** Counts a route; returns its event number (for `endedSince`). */
+  routed(nowMs: number): number {
+    const id = this.base + this.times.length;
     this.add(nowMs, 1);
+    return id;
   }
 
   ended(nowMs: number): void {
@@ -36,30 +39,28 @@ export class SinceScrapeLedger {
   }
 
   /**
-   * A request routed at `routedAtMs` ended at a moment not known, at or before `nowMs` (a P/D request's prefill, seen
-   * only when the response starts: a non-streamed response's start is its decode's end). A page requested since the
-   * route may already show it ended, so its end is counted only while none was: otherwise the late end would count it
-   * gone a second time, and the pod look one request emptier than it is until the next page (review 51).
+   * The request whose route was event `routeId` ended at a moment not known, at or before `nowMs` (a P/D request's
+   * prefill, seen only when the response starts: a non-streamed response's start is its decode's end). Once a page
+   * has counted the route, that page or a later one may already show it ended, so its end is counted only while the
+   * route itself is still unseen (the two then net out): otherwise the late end would count it gone a second time,
+   * and the pod look one request emptier than it is until the next page (review 51). The route's own event, not its
+   * time, decides: a page whose request time equals the route's millisecond counted the route only if it arrived
+   * after it.
    */
-  endedSince(routedAtMs: number, nowMs: number): void {
-    if (this.shownThroughMs >= routedAtMs) return;
+  endedSince(routeId: number, nowMs: number): void {
+    if (routeId < this.base + this.head) return;
     this.ended(nowMs);
   }
 
   /** A page whose request went out at `requestTimeMs`: what happened at or before it is in the page. */
   pageRequestedAt(requestTimeMs: number): void {
-    if (requestTimeMs > this.shownThroughMs) this.shownThroughMs = requestTimeMs;
     while (this.head < this.times.length && this.times[this.head]! <= requestTimeMs) this.dropOldest();
     this.compact();
   }
 
-  /** A reading that stands for the server as of `nowMs` (`Datastore.setMetrics`): nothing is unseen. */
-  clear(nowMs: number = Date.now()): void {
-    if (nowMs > this.shownThroughMs) this.shownThroughMs = nowMs;
-    this.empty();
-  }
-
-  private empty(): void {
+  /** A reading that stands for the server as of now (`Datastore.setMetrics`): nothing is unseen. */
+  clear(): void {
+    this.base += this.times.length;
     this.times.length = 0;
     this.signs.length = 0;
     this.head = 0;
@@ -84,12 +85,13 @@ export class SinceScrapeLedger {
   /** Reclaims the dropped prefix once it is most of the arrays (amortized O(1) per event). */
   private compact(): void {
     if (this.head === this.times.length) {
-      this.empty();
+      this.clear();
       return;
     }
     if (this.head > 64 && this.head * 2 > this.times.length) {
       this.times.splice(0, this.head);
       this.signs.splice(0, this.head);
+      this.base += this.head;
       this.head = 0;
     }
   }

@@ -406,8 +406,8 @@ interface ProfileHold {
   readonly key: string;
   /** Its profile is upstream's `prefill`: released at the response's start rather than its end. */
   readonly early: boolean;
-  /** When it was counted (Date.now()): its end on the pod, seen late, happened after this. */
-  readonly routedAtMs: number;
+  /** Its route's event in the pod's unseen-queue ledger (`Datastore.acquire`): its end on the pod is seen late. */
+  readonly routeId: number | undefined;
   released: boolean;
 }
 
@@ -1313,8 +1313,8 @@ export class RequestControl implements RequestDirector {
     let others: ProfileHold[] | undefined;
     for (const [profile, pick] of profiles) {
       if (profile === result!.profile) continue;
-      this.options.datastore.acquire(pick.endpoint.key);
-      (others ??= []).push({ key: pick.endpoint.key, early: profile === UPSTREAM_PREFILL_PROFILE, routedAtMs: Date.now(), released: false });
+      const routeId = this.options.datastore.acquire(pick.endpoint.key);
+      (others ??= []).push({ key: pick.endpoint.key, early: profile === UPSTREAM_PREFILL_PROFILE, routeId, released: false });
     }
     return others;
   }
@@ -1350,7 +1350,7 @@ export class RequestControl implements RequestDirector {
       ended = true;
       // The prefill ended on its pod before the EPP sees the response start (a non-streamed response's start is its
       // decode's end), so a page requested since the pick may already show it gone.
-      this.options.datastore.release(hold.key, hold.routedAtMs);
+      this.options.datastore.release(hold.key, hold.routeId);
     }
     return ended;
   }
