@@ -1349,7 +1349,7 @@ export class RequestControl implements RequestDirector {
       hold.released = true;
       ended = true;
       // The prefill ended on its pod before the EPP sees the response start (a non-streamed response's start is its
-      // decode's end), so a page requested since the pick may already show it gone.
+      // decode's end), so a page that has counted the pick may already show it gone (`SinceScrapeLedger.endedSince`).
       this.options.datastore.release(hold.key, hold.routeId);
     }
     return ended;
