@@ -60,6 +60,17 @@ export class FieldReader {
     return value;
   }
 
+  /**
+   * A string as Go's decoder reads one into a plain `string` field: absent or null is "" (upstream's "unset, use the
+   * default"), any string is kept as given, anything else is refused as not `what`.
+   */
+  goString(key: string, what = 'a string'): string {
+    const value = this.raw(key);
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') throw new ConfigError(this.fieldPath(key), `must be ${what}, got ${describeValue(value)}`);
+    return value;
+  }
+
   constant<T extends string>(key: string, expected: T): T {
     const value = this.raw(key);
     if (value !== expected) {

@@ -210,15 +210,12 @@ export const inflightLoadProducer = definePlugin({
     if (maxEstimatedOutputTokens !== undefined && !Number.isInteger(maxEstimatedOutputTokens)) {
       throw new ConfigError(fields.fieldPath('maxEstimatedOutputTokens'), `must be an integer, got ${maxEstimatedOutputTokens}`);
     }
-    const producer = fields.raw('prefixMatchInfoProducerName');
-    if (producer !== undefined && producer !== null && typeof producer !== 'string') {
-      throw new ConfigError(fields.fieldPath('prefixMatchInfoProducerName'), `must be a plugin name, got ${describeValue(producer)}`);
-    }
+    const producer = fields.goString('prefixMatchInfoProducerName', 'a plugin name');
     return {
       addEstimatedOutputTokens,
       outputRatio,
       ...(maxEstimatedOutputTokens !== undefined ? { maxEstimatedOutputTokens } : {}),
-      prefixMatchInfoProducerName: typeof producer === 'string' ? producer : '',
+      prefixMatchInfoProducerName: producer,
       syncCrossReplicaState: fields.boolean('syncCrossReplicaState', true),
     } as Required<InFlightLoadProducerParameters>;
   }),

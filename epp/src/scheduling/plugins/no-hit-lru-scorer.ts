@@ -4,7 +4,7 @@ import type { CycleContext, PluginHandle, Scorer } from '../framework';
 import { scoresFromInto, stateKey } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES } from '../prefix-match';
-import { ConfigError, describeValue } from '../../config/errors';
+import { ConfigError } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import { LOADED_CANDIDATES } from './saturation-filter';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
@@ -170,10 +170,8 @@ export class NoHitLruScorer implements Scorer, PreRequest {
 }
 
 function optionalProducer(fields: FieldReader): { prefixMatchInfoProducerName?: string } {
-  const raw = fields.raw('prefixMatchInfoProducerName');
-  if (raw === undefined || raw === null || raw === '') return {};
-  if (typeof raw !== 'string') throw new ConfigError(fields.fieldPath('prefixMatchInfoProducerName'), `must be a plugin name, got ${describeValue(raw)}`);
-  return { prefixMatchInfoProducerName: raw };
+  const name = fields.goString('prefixMatchInfoProducerName', 'a plugin name');
+  return name === '' ? {} : { prefixMatchInfoProducerName: name };
 }
 
 export const noHitLruScorer = definePlugin({

@@ -391,23 +391,15 @@ function numberField(fields: FieldReader, key: keyof PredictedLatencyProducerPar
   return value;
 }
 
-/** A string field where "" means the default, as Go's decoder reads it; a non-string is refused. */
-function stringField(fields: FieldReader, key: string): string {
-  const value = fields.raw(key);
-  if (value === undefined || value === null) return '';
-  if (typeof value !== 'string') throw new ConfigError(fields.fieldPath(key), `must be a string, got ${describeValue(value)}`);
-  return value;
-}
-
 /** Upstream Config fields kvroute cannot honour, refused by name with the reason. */
 function refuseUnsupported(fields: FieldReader): void {
   if (fields.boolean('useEncoderCacheFeatures', false)) {
     throw new ConfigError(fields.fieldPath('useEncoderCacheFeatures'), 'true is not supported: kvroute has no multimodal encoder-cache producer, and its TTFT model takes no encoder features');
   }
-  if (stringField(fields, 'encoderCacheMatchInfoProducerName') !== '') {
+  if (fields.goString('encoderCacheMatchInfoProducerName') !== '') {
     throw new ConfigError(fields.fieldPath('encoderCacheMatchInfoProducerName'), 'is not supported: kvroute has no multimodal encoder-cache producer');
   }
-  if (stringField(fields, 'inFlightLoadProducerName') !== '') {
+  if (fields.goString('inFlightLoadProducerName') !== '') {
     throw new ConfigError(fields.fieldPath('inFlightLoadProducerName'), 'is not supported: kvroute\'s TTFT model (the latency-scorer) counts the prefill in flight on each pod itself and reads no inflight-load-producer');
   }
 }
@@ -427,10 +419,10 @@ export const predictedLatencyProducer = definePlugin({
       sloBufferFactor,
       contextTTL: fields.duration('contextTTL', DEFAULTS.contextTTL),
       streamingMode: fields.boolean('streamingMode', DEFAULTS.streamingMode),
-      endpointRoleLabel: stringField(fields, 'endpointRoleLabel'),
+      endpointRoleLabel: fields.goString('endpointRoleLabel'),
       predictInProduce: fields.boolean('predictInProduce', DEFAULTS.predictInProduce),
-      prefixMatchInfoProducerName: stringField(fields, 'prefixMatchInfoProducerName'),
-      latencyScorerName: stringField(fields, 'latencyScorerName'),
+      prefixMatchInfoProducerName: fields.goString('prefixMatchInfoProducerName'),
+      latencyScorerName: fields.goString('latencyScorerName'),
     };
   }),
   create: (name, resolved, handle) => new PredictedLatencyProducer(name, resolved, handle),

@@ -262,13 +262,6 @@ function numberField(fields: FieldReader, key: keyof PrefixCacheAffinityFilterPa
   return value;
 }
 
-function nameField(fields: FieldReader, key: keyof PrefixCacheAffinityFilterParameters): string {
-  const value = fields.raw(key);
-  if (value === undefined || value === null) return '';
-  if (typeof value !== 'string') throw new ConfigError(fields.fieldPath(key), `must be a plugin name, got ${describeValue(value)}`);
-  return value;
-}
-
 export const prefixCacheAffinityFilter = definePlugin({
   type: 'prefix-cache-affinity-filter',
   kinds: ['filter'],
@@ -299,9 +292,9 @@ export const prefixCacheAffinityFilter = definePlugin({
       maxTTFTPenaltyMs,
       ttftSource,
       peakPrefillThroughput,
-      prefixMatchInfoProducerName: nameField(fields, 'prefixMatchInfoProducerName'),
-      latencyPredictionInfoProducerName: nameField(fields, 'latencyPredictionInfoProducerName'),
-      inFlightLoadProducerName: nameField(fields, 'inFlightLoadProducerName'),
+      prefixMatchInfoProducerName: fields.goString('prefixMatchInfoProducerName', 'a plugin name'),
+      latencyPredictionInfoProducerName: fields.goString('latencyPredictionInfoProducerName', 'a plugin name'),
+      inFlightLoadProducerName: fields.goString('inFlightLoadProducerName', 'a plugin name'),
     };
   }),
   create: (name, resolved, handle) => new PrefixCacheAffinityFilter(name, resolved, handle),
