@@ -413,37 +413,36 @@ describe('the policy catalogue', () => {
     expect(candidate.plugins.find((p) => p.type === 'session-load-scorer')?.parameters).toMatchObject({ headroom: 4 });
   });
 
-  test('kvroute-learnt-cpt is the default with the prefix index at the characters per token learnt, nothing else changed', () => {
-    const policy = routingPolicy('kvroute-learnt-cpt', { seed: 1, sglang: { balanceAbsThreshold: 4 } });
+  /**
+   * Policy `name`'s config against the default: everything but plugin `type` equal to a fresh default (so the
+   * transform changed nothing else and left its input alone); returns that plugin's parameters in both.
+   */
+  const parametersChangedBy = (name: PolicyName, type: string) => {
+    const policy = routingPolicy(name, { seed: 1, sglang: { balanceAbsThreshold: 4 } });
     if (policy.kind !== 'epp' || !policy.configTransform) throw new Error('no config transform');
     const candidate = policy.configTransform(defaultEndpointPickerConfig());
-    const prefix = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters;
-    expect(prefix(defaultEndpointPickerConfig())).toMatchObject({ learnCharactersPerToken: false });
-    expect(prefix(candidate)).toEqual({ ...prefix(defaultEndpointPickerConfig()), learnCharactersPerToken: true });
-    expect({ ...candidate, plugins: candidate.plugins.filter((p) => p.type !== 'prefix-cache-scorer') })
-      .toEqual({ ...defaultEndpointPickerConfig(), plugins: defaultEndpointPickerConfig().plugins.filter((p) => p.type !== 'prefix-cache-scorer') });
+    const others = (c: EndpointPickerConfig) => ({ ...c, plugins: c.plugins.filter((p) => p.type !== type) });
+    expect(others(candidate)).toEqual(others(defaultEndpointPickerConfig()));
+    const of = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === type)!.parameters;
+    return { before: of(defaultEndpointPickerConfig()), after: of(candidate) };
+  };
+
+  test('kvroute-learnt-cpt is the default with the prefix index at the characters per token learnt, nothing else changed', () => {
+    const { before, after } = parametersChangedBy('kvroute-learnt-cpt', 'prefix-cache-scorer');
+    expect(before).toMatchObject({ learnCharactersPerToken: false });
+    expect(after).toEqual({ ...before, learnCharactersPerToken: true });
   });
 
   test('kvroute-page-queue is the default with the saturation filter reading each pod\'s scraped queue alone (countPicksSinceScrape: false), nothing else changed', () => {
-    const policy = routingPolicy('kvroute-page-queue', { seed: 1, sglang: { balanceAbsThreshold: 4 } });
-    if (policy.kind !== 'epp' || !policy.configTransform) throw new Error('no config transform');
-    const candidate = policy.configTransform(defaultEndpointPickerConfig());
-    const saturation = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === 'saturation-filter')!.parameters;
-    expect(saturation(defaultEndpointPickerConfig())).not.toHaveProperty('countPicksSinceScrape');
-    expect(saturation(candidate)).toEqual({ ...saturation(defaultEndpointPickerConfig()), countPicksSinceScrape: false });
-    expect({ ...candidate, plugins: candidate.plugins.filter((p) => p.type !== 'saturation-filter') })
-      .toEqual({ ...defaultEndpointPickerConfig(), plugins: defaultEndpointPickerConfig().plugins.filter((p) => p.type !== 'saturation-filter') });
+    const { before, after } = parametersChangedBy('kvroute-page-queue', 'saturation-filter');
+    expect(before).not.toHaveProperty('countPicksSinceScrape');
+    expect(after).toEqual({ ...before, countPicksSinceScrape: false });
   });
 
   test('kvroute-slot-wait-all is the default with the latency scorer\'s slot wait for every request (slotWait: all), nothing else changed', () => {
-    const policy = routingPolicy('kvroute-slot-wait-all', { seed: 1, sglang: { balanceAbsThreshold: 4 } });
-    if (policy.kind !== 'epp' || !policy.configTransform) throw new Error('no config transform');
-    const candidate = policy.configTransform(defaultEndpointPickerConfig());
-    const latency = (c: EndpointPickerConfig) => c.plugins.find((p) => p.type === 'latency-scorer')!.parameters;
-    expect(latency(defaultEndpointPickerConfig())).toMatchObject({ slotWait: 'sessions' });
-    expect(latency(candidate)).toEqual({ ...latency(defaultEndpointPickerConfig()), slotWait: 'all' });
-    expect({ ...candidate, plugins: candidate.plugins.filter((p) => p.type !== 'latency-scorer') })
-      .toEqual({ ...defaultEndpointPickerConfig(), plugins: defaultEndpointPickerConfig().plugins.filter((p) => p.type !== 'latency-scorer') });
+    const { before, after } = parametersChangedBy('kvroute-slot-wait-all', 'latency-scorer');
+    expect(before).toMatchObject({ slotWait: 'sessions' });
+    expect(after).toEqual({ ...before, slotWait: 'all' });
   });
 
   test('kvroute-prefill-priority adds prefill-priority after the prefix scorer and starts its pods on vLLM\'s priority scheduling', () => {
