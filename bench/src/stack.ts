@@ -86,6 +86,11 @@ export type RoutingPolicy =
      * vLLM's default `fcfs` ignores). The policy then starts its own pods. @default the simulator's, fcfs
      */
     readonly schedulingPolicy?: 'priority';
+    /**
+     * The pods' vLLM `--long-prefill-token-threshold`, for a candidate measured on pods that cap a request's tokens per
+     * step. The policy then starts its own pods. @default the simulator's, 0 (no cap)
+     */
+    readonly longPrefillTokenThreshold?: number;
     /** More EPP flags (a baseline's own settings). @default none */
     readonly eppArgs?: readonly string[];
     /**
@@ -111,6 +116,8 @@ export interface SimulatorSettings {
   readonly maxModelLen: number;
   /** vLLM's `--scheduling-policy`. @default 'fcfs' (the flag is not passed) */
   readonly schedulingPolicy?: 'fcfs' | 'priority';
+  /** vLLM's `--long-prefill-token-threshold`. @default 0 (the flag is not passed) */
+  readonly longPrefillTokenThreshold?: number;
   /** LoRA adapters every pod serves, with vLLM's flags (`--enable-lora --max-loras N --lora-modules name=path …`). @default none */
   readonly lora?: { readonly adapters: readonly string[]; readonly maxLoras: number };
   /**
@@ -237,6 +244,7 @@ export function simArgs(s: SimulatorSettings, podName: string, kvEvents?: PodKvE
     '--max-model-len', String(s.maxModelLen), '--time-scale', String(s.timeScale), '--ttft-overhead-ms', String(s.ttftOverheadMs),
     '--prefill-ms-per-token', String(s.prefillMsPerToken), '--itl-ms', String(s.itlMs),
     ...(s.schedulingPolicy !== undefined ? ['--scheduling-policy', s.schedulingPolicy] : []),
+    ...(s.longPrefillTokenThreshold !== undefined ? ['--long-prefill-token-threshold', String(s.longPrefillTokenThreshold)] : []),
     // As lib/decode-pool.ts writes them for a pool with adapters: vLLM's nargs='+' name=path items, last on the line.
     ...(s.lora !== undefined && s.lora.adapters.length > 0
       ? ['--enable-lora', '--max-loras', String(s.lora.maxLoras), '--lora-modules', ...s.lora.adapters.map((a) => `${a}=/adapters/${a}`)]
@@ -272,7 +280,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (precise && options.existingPods) throw new Error('a precise policy starts its own pods: they must publish KV events to its EPP');
     const scheduling = options.policy.kind === 'epp' ? options.policy.schedulingPolicy : undefined;
     if (scheduling !== undefined && options.existingPods) throw new Error(`policy ${options.policy.name} starts its own pods: they must run --scheduling-policy ${scheduling}`);
-    const podSim = scheduling !== undefined ? { ...options.sim, schedulingPolicy: scheduling } : options.sim;
+    const threshold = options.policy.kind === 'epp' ? options.policy.longPrefillTokenThreshold : undefined;
+    if (threshold !== undefined && options.existingPods) throw new Error(`policy ${options.policy.name} starts its own pods: they must run --long-prefill-token-threshold ${threshold}`);
+    const podSim = {
+      ...options.sim,
+      ...(scheduling !== undefined ? { schedulingPolicy: scheduling } : {}),
+      ...(threshold !== undefined ? { longPrefillTokenThreshold: threshold } : {}),
+    };
     // Every pod's settings checked before any process starts (a bad factor must not leave pods running).
     for (let i = 0; i < options.pods; i++) simForPod(podSim, i);
     // A pod's topic names its address, so precise pods get their ports before they start.

@@ -64,6 +64,9 @@ const FLAGS: Record<string, FlagSpec> = {
   'api-key': { key: 'apiKey', kind: 'optional-string', help: 'require "Authorization: Bearer <key>" on /v1 paths (401 otherwise), as vLLM (default $VLLM_API_KEY or none)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
+  // argparse type=int and no range check in vLLM 0.10.0 (SchedulerConfig._verify_args checks it against max_model_len
+  // only with --max-num-partial-prefills above 1); the scheduler reads 0 or less as no cap.
+  'long-prefill-token-threshold': { key: 'longPrefillTokenThreshold', kind: 'py-int', help: 'the most tokens one request computes in a scheduler step, as vLLM (0 or less: no cap, the default); a long prompt then shares its steps with the requests scheduled beside it' },
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'a scheduler step\'s token budget: a prefill chunk at most, and what the requests a step schedules share (with prefill lanes; default 2048)' },
   'enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'bool', help: 'report usage.prompt_tokens_details.cached_tokens, as vLLM (default off)' },
   'no-enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'no-bool', help: 'the default' },

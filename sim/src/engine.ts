@@ -59,6 +59,16 @@ export interface EngineConfig {
    * are no steps to share and this has no effect. @default true
    */
   decodePrefillInterference?: boolean;
+  /**
+   * vLLM's `--long-prefill-token-threshold` (SchedulerConfig `long_prefill_token_threshold`, 0 = off by default): the
+   * most tokens one request computes in a step, running and waiting requests alike (`if 0 < long_prefill_token_threshold
+   * < num_new_tokens: num_new_tokens = long_prefill_token_threshold`, vllm/v1/core/sched/scheduler.py @ v0.10.0, both
+   * loops of `schedule()`). On, with prefill lanes, a request holds its lane one chunk at a time (each chunk queued
+   * on the lane when its step schedules it), so a request scheduled beside a long prompt's chunk is computed after
+   * that chunk rather than after the whole prompt. Off, a request's chunks run back to back on its lane, as they do in
+   * vLLM when every chunk but the last takes the whole step budget. 0 or less: off. @default 0
+   */
+  longPrefillTokenThreshold?: number;
 }
 
 export type SchedulingPolicy = 'fcfs' | 'priority';
@@ -286,6 +296,10 @@ export class Engine {
   private readonly waiting: Req[] = [];
   private readonly running: Req[] = [];
   private readonly laneFreeAt: number[];
+  /** `longPrefillTokenThreshold` when on, else Infinity: the most tokens a request computes in one step. */
+  private readonly chunkCap: number;
+  /** Lanes held chunk by chunk (a long-prefill threshold is on), rather than for a request's whole prefill. */
+  private readonly lanePerChunk: boolean;
   private readonly blockReadyAt: Float64Array;
   private nextSeq = 0;
   /** The last instant whose step could schedule prefill, and the token budget it left (admitWaiting). */
@@ -336,6 +350,10 @@ export class Engine {
     this.hasher = new BlockHasher(config.hashAlgo, config.pythonHashSeed);
     this.eventsAfterStep = (config.kvEventSchema ?? 'v0.10') === 'v0.26';
     this.laneFreeAt = new Array<number>(config.prefillConcurrency).fill(-Infinity);
+    const threshold = config.longPrefillTokenThreshold ?? 0;
+    if (!Number.isInteger(threshold)) throw new RangeError('longPrefillTokenThreshold must be an integer');
+    this.chunkCap = threshold > 0 ? threshold : Infinity;
+    this.lanePerChunk = threshold > 0 && config.prefillConcurrency > 0;
     this.interference = (config.decodePrefillInterference ?? true) && config.prefillConcurrency > 0;
     this.blockReadyAt = new Float64Array(config.kvCacheBlocks).fill(-Infinity);
   }
@@ -569,7 +587,7 @@ export class Engine {
     for (let i = 0; i < this.running.length; i++) {
       const r = this.running[i];
       if (r.need === 'none') continue;
-      const numNew = r.need === 'decode' ? 1 : Math.min(this.config.maxNumBatchedTokens, r.numTokens - r.numComputedTokens);
+      const numNew = r.need === 'decode' ? 1 : Math.min(this.config.maxNumBatchedTokens, this.chunkCap, r.numTokens - r.numComputedTokens);
       if (this.kv.enableCaching) this.ensureHashes(r, r.numComputedTokens + numNew);
       let fresh: number[] | null;
       for (;;) {
@@ -605,6 +623,7 @@ export class Engine {
         r.need = 'none';
         chunkTokens += numNew;
         chunkScheduled = true;
+        if (this.lanePerChunk) this.holdLaneForChunk(r, at, numNew);
         this.afterChunk(r, fresh);
       }
     }
@@ -720,7 +739,7 @@ export class Engine {
       if (lookUp) this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
       // The first chunk: what the step's budget has left (vLLM's `min(num_new_tokens, token_budget)`, scheduler.py
       // @ v0.10.0 line 426), so the last request a step takes may start with part of its prompt.
-      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens, lanes ? budget : Infinity);
+      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens, this.chunkCap, lanes ? budget : Infinity);
       const fresh = this.kv.allocateSlots(r, numNew, hit);
       // Under either policy a head that does not fit blocks the queue.
       if (!fresh) break;
@@ -752,7 +771,8 @@ export class Engine {
     if (this.laneFreeAt.length > 0) {
       const lane = this.freeLane();
       start = Math.max(ready, this.laneFreeAt[lane]);
-      this.laneFreeAt[lane] = start + prefillMs;
+      // Held chunk by chunk under a long-prefill threshold (holdLaneForChunk), else for the whole prefill.
+      this.laneFreeAt[lane] = start + (this.lanePerChunk ? numNew * c.prefillMsPerToken : prefillMs);
       r.lane = lane;
       r.laneUntil = this.laneFreeAt[lane];
       // The step in which the next waiting request can be scheduled on this lane (admitWaiting's test).
@@ -810,7 +830,11 @@ export class Engine {
     }
     for (const b of fresh) this.blockReadyAt[b] = done;
     if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', done, 0);
-    else this.schedule(r, 'token', r.firstOutAt, r.emitted);
+    else {
+      // Chunks held one at a time can end later than a prefill run back to back from its start.
+      r.firstOutAt = Math.max(r.firstOutAt, done);
+      this.schedule(r, 'token', r.firstOutAt, r.emitted);
+    }
   }
 
   /** A new or preempted request's place in the priority policy's queue: vLLM's heap order (request_queue.py @ v0.10.0). */
@@ -863,6 +887,20 @@ export class Engine {
       if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
     }
     r.lane = -1;
+  }
+
+  /**
+   * A running request's next chunk under a long-prefill threshold: queued on its lane behind whatever the lane already
+   * holds (chunks scheduled earlier, in this step or before), and tracked as the request's current prefill so
+   * afterChunk and releaseLane read this chunk's start.
+   */
+  private holdLaneForChunk(r: Req, at: number, numNew: number): void {
+    if (r.lane < 0) return;
+    const chunkStart = Math.max(at, this.laneFreeAt[r.lane]);
+    this.laneFreeAt[r.lane] = chunkStart + numNew * this.config.prefillMsPerToken;
+    r.laneUntil = this.laneFreeAt[r.lane];
+    r.prefillStart = chunkStart;
+    r.prefillFrom = r.numComputedTokens - numNew;
   }
 
   /** The prefill lane that frees first. */

@@ -30,6 +30,11 @@ export interface SimulatorOptions {
    * vLLM V1's processor.
    */
   schedulingPolicy: SchedulingPolicy;
+  /**
+   * vLLM's `--long-prefill-token-threshold`: the most tokens one request computes in a scheduler step; 0 (vLLM's
+   * default) or less = no cap (see EngineConfig.longPrefillTokenThreshold).
+   */
+  longPrefillTokenThreshold: number;
   /** Simulated time runs this many times faster than wall time. */
   timeScale: number;
   podName: string;
@@ -150,6 +155,9 @@ export function defaultOptions(): SimulatorOptions {
     prefillConcurrency: 1,
     // vLLM's default (SchedulerConfig.policy @ v0.10.0).
     schedulingPolicy: 'fcfs',
+    // SchedulerConfig.long_prefill_token_threshold @ v0.10.0: 0, no cap (set from max_model_len only with
+    // --max-num-partial-prefills above 1, which the simulator does not take).
+    longPrefillTokenThreshold: 0,
     timeScale: 1,
     podName: process.env.POD_NAME || hostname(),
     defaultMaxTokens: 16,

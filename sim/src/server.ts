@@ -120,6 +120,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         itlMs: options.itlMs,
         prefillConcurrency: options.prefillConcurrency,
         schedulingPolicy: options.schedulingPolicy,
+        longPrefillTokenThreshold: options.longPrefillTokenThreshold,
         hashAlgo: options.prefixCachingHashAlgo,
         pythonHashSeed: options.pythonHashSeed,
         // Map-encoded events exist from vLLM #42892 on: reproduce that release's fields and LoRA hash key too.

@@ -1,0 +1,86 @@
+import { ManualClock } from '../src/clock';
+import { Engine, type EngineConfig, type RequestResult } from '../src/engine';
+
+/** The simulator's defaults (options.ts): 20 ms overhead, 0.25 ms per uncached token, 20 ms per output token. */
+const BASE: EngineConfig = {
+  blockSize: 16,
+  kvCacheBlocks: 1024,
+  maxNumSeqs: 8,
+  maxNumBatchedTokens: 2048,
+  ttftOverheadMs: 20,
+  prefillMsPerToken: 0.25,
+  itlMs: 20,
+  prefillConcurrency: 1,
+  hashAlgo: 'sha256_cbor_64bit',
+  pythonHashSeed: '0',
+};
+
+const tokens = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => (seed * 100_003 + i * 7919) % 150_000);
+
+interface Tracked { result?: RequestResult; firstToken?: number }
+
+function submit(engine: Engine, prompt: number[], t: Tracked = {}): Tracked {
+  engine.submit({ promptTokens: prompt, outputTokens: [1000, 1001] }, {
+    onToken: (k, _id, at) => { if (k === 0) t.firstToken = at; },
+    onFinish: (r) => { t.result = r; },
+  });
+  return t;
+}
+
+/** A 2,000-token uncached prompt at 0 ms and a 200-token one at 100 ms, on one pod. */
+function longThenShort(config: EngineConfig): { long: Tracked; short: Tracked } {
+  const clock = new ManualClock();
+  const engine = new Engine(config, clock);
+  const long = submit(engine, tokens(2000, 1));
+  const short: Tracked = {};
+  clock.setTimer(100, () => submit(engine, tokens(200, 2), short));
+  clock.runAll();
+  return { long, short };
+}
+
+// vllm/v1/core/sched/scheduler.py @ v0.10.0, schedule(): `if 0 < long_prefill_token_threshold < num_new_tokens:
+// num_new_tokens = long_prefill_token_threshold`, in the running loop and the waiting loop alike.
+describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_prefill_token_threshold)', () => {
+  it('off (0, the default): the short prompt waits for the whole long prefill, as one 2,000-token step', () => {
+    const { long, short } = longThenShort(BASE);
+    // The long prompt is one chunk: 20 + 2,000 × 0.25 = 520. The short one arrived during that step; it is taken in
+    // the overhead before the lane frees (500) and prefills when it does: 520 + 50 = 570, a TTFT of 470 ms.
+    expect(long.firstToken).toBe(520);
+    expect(short.firstToken).toBe(570);
+    expect(short.result?.admittedMs).toBe(500);
+  });
+
+  it('256: the long prompt is computed 256 tokens a step, and the short one joins the step after its arrival', () => {
+    const { long, short } = longThenShort({ ...BASE, longPrefillTokenThreshold: 256 });
+    // Steps of the long prompt: [20, 84] and [84, 148]; the short one arrives during the second, is taken in at its
+    // end, and shares the third with the long prompt's chunk [148, 212]: its own prefill after the overhead and that
+    // chunk, [212, 262], and its first token at the step's end, 262 (TTFT 162 ms against 470 without the cap).
+    expect(short.firstToken).toBe(262);
+    expect(short.result?.admittedMs).toBe(148);
+    // The long prompt's 8 chunks (7 × 256 + 208 tokens, 500 ms of lane time) now carry the short one's 50 ms too: the
+    // lane never idles, so its first token comes at 20 + 500 + 50 = 570 instead of 520.
+    expect(long.firstToken).toBe(570);
+    expect(long.result?.cachedTokens).toBe(0);
+  });
+
+  it('a cap at or above the prompt changes nothing, and 0 or below means no cap', () => {
+    const off = longThenShort(BASE);
+    for (const threshold of [2000, 4096, 0, -5]) {
+      const run = longThenShort({ ...BASE, longPrefillTokenThreshold: threshold });
+      expect([run.long.firstToken, run.short.firstToken]).toEqual([off.long.firstToken, off.short.firstToken]);
+    }
+  });
+
+  it('the cap also splits a prompt that arrives alone (each chunk one step), without changing its lane time', () => {
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, longPrefillTokenThreshold: 500 }, clock);
+    const t = submit(engine, tokens(2000, 3));
+    clock.runAll();
+    // 4 chunks of 500 tokens, back to back on the lane: 20 + 4 × 125 = 520, as without the cap.
+    expect(t.firstToken).toBe(520);
+  });
+
+  it('refuses a non-integer threshold', () => {
+    expect(() => new Engine({ ...BASE, longPrefillTokenThreshold: 1.5 }, new ManualClock())).toThrow(/longPrefillTokenThreshold/);
+  });
+});
