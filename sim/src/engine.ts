@@ -683,9 +683,30 @@ export class Engine {
    * 16 (2026-11-30) a step scheduled one waiting request per free lane, so a burst of short prompts showed as waiting
    * requests that vLLM schedules together.
    */
-  /** Whether a step at `at` can schedule prefill on a lane: the freest lane is free once the step's overhead is paid. */
+  /**
+   * Whether a step at `at` can schedule prefill on a lane: the freest lane is free once the step's overhead is paid.
+   * Under a long-prefill threshold a lane that a running request will take its next chunk on is not free before that
+   * chunk's step (openLane): vLLM takes a request arriving during a step at the step's end, beside that chunk.
+   */
   private laneCanStart(at: number): boolean {
+    if (this.lanePerChunk) return this.openLane(at) >= 0;
     return this.laneFreeAt[this.freeLane()] - this.config.ttftOverheadMs <= at;
+  }
+
+  /**
+   * Under a long-prefill threshold: the freest lane free once a step's overhead is paid at `at` and not between two
+   * chunks of a running request's prefill (whose next step is the lane's next boundary, not its end less the
+   * overhead), or -1.
+   */
+  private openLane(at: number): number {
+    const between = new Array<boolean>(this.laneFreeAt.length).fill(false);
+    for (const q of this.running) if (q.lane >= 0 && q.need !== 'decode' && q.numComputedTokens < q.numTokens) between[q.lane] = true;
+    let lane = -1;
+    for (let i = 0; i < this.laneFreeAt.length; i++) {
+      if (between[i] || this.laneFreeAt[i] - this.config.ttftOverheadMs > at) continue;
+      if (lane < 0 || this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
+    }
+    return lane;
   }
 
   private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
@@ -769,7 +790,9 @@ export class Engine {
     const ready = at + c.ttftOverheadMs;
     let start = ready;
     if (this.laneFreeAt.length > 0) {
-      const lane = this.freeLane();
+      // Under a long-prefill threshold, not a lane between two of another request's chunks when one is open (openLane).
+      const open = this.lanePerChunk ? this.openLane(at) : -1;
+      const lane = open >= 0 ? open : this.freeLane();
       start = Math.max(ready, this.laneFreeAt[lane]);
       // Held chunk by chunk under a long-prefill threshold (holdLaneForChunk), else for the whole prefill.
       this.laneFreeAt[lane] = start + (this.lanePerChunk ? numNew * c.prefillMsPerToken : prefillMs);
@@ -901,6 +924,12 @@ export class Engine {
     r.laneUntil = this.laneFreeAt[r.lane];
     r.prefillStart = chunkStart;
     r.prefillFrom = r.numComputedTokens - numNew;
+    // Its last chunk: the lane frees when it is computed, and the step that can schedule prefill on it then comes
+    // the overhead before (admitWaiting's test), as start() arms it for a prefill held whole.
+    if (r.numComputedTokens >= r.numTokens) {
+      const wake = this.laneFreeAt[r.lane] - this.config.ttftOverheadMs;
+      if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
+    }
   }
 
   /** The prefill lane that frees first. */

@@ -80,6 +80,53 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     expect(t.firstToken).toBe(520);
   });
 
+  it('a lane between two chunks of one prompt takes a waiting request only at that prompt\'s next step, whenever it arrived', () => {
+    // vLLM takes a request that arrives during a step at the step's end. The long prompt's second step is [84, 148]:
+    // arriving at 100, 128 or 147, the short prompt is scheduled in the step at 148 beside the long one's third chunk
+    // (first token 262, as above). The lane's admission window (its last overhead before it frees) is for a lane whose
+    // prefill ends: opened here by whatever event fell into [128, 148), it let the short prompt jump the long one's
+    // chunk (first token 198 arriving at 128, ahead of 262 arriving at 100) or idle the lane (147: long prompt at 589).
+    const cfg = { ...BASE, longPrefillTokenThreshold: 256 };
+    for (const arrival of [100, 128, 130, 147]) {
+      const clock = new ManualClock();
+      const engine = new Engine(cfg, clock);
+      const long = submit(engine, tokens(2000, 1));
+      const short: Tracked = {};
+      clock.setTimer(arrival, () => submit(engine, tokens(200, 2), short));
+      clock.runAll();
+      expect([arrival, short.result?.admittedMs, short.firstToken, long.firstToken]).toEqual([arrival, 148, 262, 570]);
+    }
+  });
+
+  it('the first chunk\'s lane is no different: a request arriving during it joins the second step', () => {
+    // The long prompt's first step is [20, 84]; arriving at 30 or 70 the short prompt is taken at 84 and computed after
+    // the long one's second chunk, [148, 198], its first token at that step's end.
+    const cfg = { ...BASE, longPrefillTokenThreshold: 256 };
+    for (const arrival of [30, 70]) {
+      const clock = new ManualClock();
+      const engine = new Engine(cfg, clock);
+      const long = submit(engine, tokens(2000, 1));
+      const short: Tracked = {};
+      clock.setTimer(arrival, () => submit(engine, tokens(200, 2), short));
+      clock.runAll();
+      expect([arrival, short.result?.admittedMs, short.firstToken, long.firstToken]).toEqual([arrival, 84, 198, 570]);
+    }
+  });
+
+  it('the lane frees after the last chunk as after a prefill held whole: the next request is taken the overhead before', () => {
+    // Alone, the 2,000-token prompt's last chunk (208 tokens) is [468, 520]. A short prompt arriving at 470 is taken at
+    // 500 and prefills when the lane frees, [520, 570], as without the cap (the first test: admitted at 500, 570).
+    for (const threshold of [0, 256]) {
+      const clock = new ManualClock();
+      const engine = new Engine({ ...BASE, longPrefillTokenThreshold: threshold }, clock);
+      const long = submit(engine, tokens(2000, 1));
+      const short: Tracked = {};
+      clock.setTimer(470, () => submit(engine, tokens(200, 2), short));
+      clock.runAll();
+      expect([threshold, short.result?.admittedMs, short.firstToken, long.firstToken]).toEqual([threshold, 500, 570, 520]);
+    }
+  });
+
   it('refuses a non-integer threshold', () => {
     expect(() => new Engine({ ...BASE, longPrefillTokenThreshold: 1.5 }, new ManualClock())).toThrow(/longPrefillTokenThreshold/);
   });
