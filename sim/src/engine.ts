@@ -924,6 +924,9 @@ export class Engine {
     r.laneUntil = this.laneFreeAt[r.lane];
     r.prefillStart = chunkStart;
     r.prefillFrom = r.numComputedTokens - numNew;
+    // Its prefill ends no earlier than this chunk and the rest back to back: a request whose chunks wait behind others
+    // is not yet decoding (admitWaiting's budget counts a request past firstOutAt as one decode token).
+    r.firstOutAt = Math.max(r.firstOutAt, r.laneUntil + (r.numTokens - r.numComputedTokens) * this.config.prefillMsPerToken);
     // Its last chunk: the lane frees when it is computed, and the step that can schedule prefill on it then comes
     // the overhead before (admitWaiting's test), as start() arms it for a prefill held whole.
     if (r.numComputedTokens >= r.numTokens) {

@@ -127,6 +127,23 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     }
   });
 
+  it('a prompt whose chunks wait behind others is not counted as decoding in a step\'s budget', () => {
+    // max-num-batched-tokens 300. The 2,000-token prompt A's chunks share the lane with B (600 tokens at 30 ms), so
+    // A, due at 520 back to back, is still prefilling at 554 (1,792 of 2,000 computed); B has finished (its 2 tokens at
+    // 490 and 510). C (600 tokens, at 540) is taken at 554 beside A's chunk: 300 − 256 = 44 tokens of budget, C's
+    // first chunk (43 when A was counted as a decode), computed before A's last chunk on the lane (A: 745, not 744.75).
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, maxNumBatchedTokens: 300, longPrefillTokenThreshold: 256 }, clock);
+    const a = submit(engine, tokens(2000, 1));
+    const b: Tracked = {};
+    const c: Tracked = {};
+    clock.setTimer(30, () => submit(engine, tokens(600, 2), b));
+    clock.setTimer(540, () => submit(engine, tokens(600, 3), c));
+    clock.runAll();
+    expect(c.result?.admittedMs).toBe(554);
+    expect([a.firstToken, c.firstToken]).toEqual([745, 820]);
+  });
+
   it('refuses a non-integer threshold', () => {
     expect(() => new Engine({ ...BASE, longPrefillTokenThreshold: 1.5 }, new ManualClock())).toThrow(/longPrefillTokenThreshold/);
   });
