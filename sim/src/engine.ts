@@ -238,6 +238,8 @@ interface Req extends KvSequence {
   laneUntil: number;
   prefillFrom: number;
   firstOutAt: number;
+  /** Under a long-prefill threshold: the step that scheduled its current chunk (its next chunk's step is still to come). */
+  chunkAt: number;
   /** What the request asks of the next step: another prefill chunk or the slot of the token it just sampled. */
   need: 'none' | 'chunk' | 'decode';
 }
@@ -461,6 +463,7 @@ export class Engine {
       laneUntil: 0,
       prefillFrom: 0,
       firstOutAt: 0,
+      chunkAt: 0,
       need: 'none',
     };
   }
@@ -790,9 +793,8 @@ export class Engine {
     const ready = at + c.ttftOverheadMs;
     let start = ready;
     if (this.laneFreeAt.length > 0) {
-      // Under a long-prefill threshold, not a lane between two of another request's chunks when one is open (openLane).
-      const open = this.lanePerChunk ? this.openLane(at) : -1;
-      const lane = open >= 0 ? open : this.freeLane();
+      // Under a long-prefill threshold, not a lane between two of another request's chunks (admissionLane).
+      const lane = this.lanePerChunk ? this.admissionLane(at) : this.freeLane();
       start = Math.max(ready, this.laneFreeAt[lane]);
       // Held chunk by chunk under a long-prefill threshold (holdLaneForChunk), else for the whole prefill.
       this.laneFreeAt[lane] = start + (this.lanePerChunk ? numNew * c.prefillMsPerToken : prefillMs);
@@ -804,6 +806,7 @@ export class Engine {
     }
     r.prefillStart = start;
     r.prefillFrom = hit.tokens;
+    r.chunkAt = at;
     // A hit on blocks another request is still prefilling cannot yield a token before they are done.
     let firstOut = start + prefillMs;
     for (const b of hit.blockIds) firstOut = Math.max(firstOut, this.blockReadyAt[b]);
@@ -924,6 +927,7 @@ export class Engine {
     r.laneUntil = this.laneFreeAt[r.lane];
     r.prefillStart = chunkStart;
     r.prefillFrom = r.numComputedTokens - numNew;
+    r.chunkAt = at;
     // Its prefill ends no earlier than this chunk and the rest back to back: a request whose chunks wait behind others
     // is not yet decoding (admitWaiting's budget counts a request past firstOutAt as one decode token).
     r.firstOutAt = Math.max(r.firstOutAt, r.laneUntil + (r.numTokens - r.numComputedTokens) * this.config.prefillMsPerToken);
@@ -933,6 +937,27 @@ export class Engine {
       const wake = this.laneFreeAt[r.lane] - this.config.ttftOverheadMs;
       if (wake > at) this.heap.push({ at: wake, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
     }
+  }
+
+  /**
+   * Under a long-prefill threshold, the lane a request scheduled at `at` is queued on: an open one (openLane), else the
+   * one that frees first among those no running request is between two chunks on, unless its next chunk was
+   * scheduled in this step (the step is that lane's boundary and the new request follows that chunk): a request put
+   * on a lane whose next chunk is still to be scheduled would be computed ahead of it, idling the lane until then.
+   */
+  private admissionLane(at: number): number {
+    const open = this.openLane(at);
+    if (open >= 0) return open;
+    const awaiting = new Array<boolean>(this.laneFreeAt.length).fill(false);
+    for (const q of this.running) {
+      if (q.lane >= 0 && q.need !== 'decode' && q.numComputedTokens < q.numTokens && q.chunkAt < at) awaiting[q.lane] = true;
+    }
+    let lane = -1;
+    for (let i = 0; i < this.laneFreeAt.length; i++) {
+      if (awaiting[i]) continue;
+      if (lane < 0 || this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
+    }
+    return lane >= 0 ? lane : this.freeLane();
   }
 
   /** The prefill lane that frees first. */

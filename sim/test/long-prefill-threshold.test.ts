@@ -144,6 +144,27 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     expect([a.firstToken, c.firstToken]).toEqual([745, 820]);
   });
 
+  it('with two lanes, a request taken in at one lane\'s step does not go ahead of the other lane\'s next chunk', () => {
+    // A (1,500 tokens) on lane 0 from 0 ms, B (700) on lane 1 from 10 ms; C (100 tokens, at 50) is taken at A's second
+    // step, 84, whose chunk is [84, 148] on lane 0. Lane 1's next step is B's at 94: C queued on lane 1 would be
+    // computed [104, 129] ahead of B's chunk, idling lane 1 over [94, 104] and putting B's chunks 35 ms later. On lane
+    // 0 it follows A's chunk, [148, 173], its first token at that step's end; B's first token is as if C never came.
+    const cfg = { ...BASE, prefillConcurrency: 2, longPrefillTokenThreshold: 256 };
+    const run = (withC: boolean) => {
+      const clock = new ManualClock();
+      const engine = new Engine(cfg, clock);
+      submit(engine, tokens(1500, 1));
+      const b: Tracked = {};
+      const c: Tracked = {};
+      clock.setTimer(10, () => submit(engine, tokens(700, 2), b));
+      if (withC) clock.setTimer(50, () => submit(engine, tokens(100, 3), c));
+      clock.runAll();
+      return { b: b.firstToken, c: c.firstToken, cAdmitted: c.result?.admittedMs };
+    };
+    const alone = run(false);
+    expect(run(true)).toEqual({ b: alone.b, c: 173, cAdmitted: 84 });
+  });
+
   it('refuses a non-integer threshold', () => {
     expect(() => new Engine({ ...BASE, longPrefillTokenThreshold: 1.5 }, new ManualClock())).toThrow(/longPrefillTokenThreshold/);
   });
