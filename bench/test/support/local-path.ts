@@ -32,6 +32,13 @@ export async function startLocalPath(ports: readonly number[], configText: strin
   });
   const gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
   await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
+  // And every pod's first page read: until then the EPP holds a request in flow control (every pod's metrics stale).
+  // On a loaded 2-core CI run that hold can outlast the gateway's 1 s message timeout, and the request fails open to
+  // round robin, unrouted: the likely cause of a Responses test's untagged response id in one CI run (2026-12-05).
+  await waitFor(() => {
+    const pods = epp.datastore.snapshot();
+    return pods.length === ports.length && pods.every((pod) => pod.metrics.updateTime > 0);
+  }, 'the EPP to read every pod\'s metrics', HUNG);
   return { epp, sims, gateway };
 }
 
