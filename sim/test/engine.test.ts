@@ -1,20 +1,8 @@
 import type { BlockStored, KvEventBatch } from '@kvroute/protocol/kv-events';
 import { ManualClock, type SimClock } from '../src/clock';
-import { Engine, type EngineConfig, type EngineObserver, type RequestResult } from '../src/engine';
+import { Engine, type EngineObserver, type RequestResult } from '../src/engine';
+import { ENGINE_BASE as BASE } from './helpers';
 
-/** Defaults from options.ts: 20 ms overhead, 0.25 ms per uncached token, 20 ms per output token, 2048-token chunks. */
-const BASE: EngineConfig = {
-  blockSize: 16,
-  kvCacheBlocks: 1024,
-  maxNumSeqs: 8,
-  maxNumBatchedTokens: 2048,
-  ttftOverheadMs: 20,
-  prefillMsPerToken: 0.25,
-  itlMs: 20,
-  prefillConcurrency: 1,
-  hashAlgo: 'sha256_cbor_64bit',
-  pythonHashSeed: '0',
-};
 
 const tokens = (n: number, seed = 1): number[] => Array.from({ length: n }, (_, i) => (seed * 100_003 + i * 7919) % 150_000);
 const output = (n: number): number[] => Array.from({ length: n }, (_, i) => 1000 + i);

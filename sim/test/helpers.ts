@@ -1,4 +1,20 @@
 export { waitFor } from '@kvroute/testkit';
+import type { EngineConfig } from '../src/engine';
+
+/** Engine tests' config: options.ts's defaults (20 ms overhead, 0.25 ms per uncached token, 20 ms per output token,
+ *  2048-token chunks, one prefill lane) on a small pool. */
+export const ENGINE_BASE: EngineConfig = {
+  blockSize: 16,
+  kvCacheBlocks: 1024,
+  maxNumSeqs: 8,
+  maxNumBatchedTokens: 2048,
+  ttftOverheadMs: 20,
+  prefillMsPerToken: 0.25,
+  itlMs: 20,
+  prefillConcurrency: 1,
+  hashAlgo: 'sha256_cbor_64bit',
+  pythonHashSeed: '0',
+};
 import { request as httpRequest } from 'node:http';
 
 export interface HttpResult {

@@ -1,19 +1,6 @@
 import { ManualClock } from '../src/clock';
 import { Engine, type EngineConfig, type RequestResult } from '../src/engine';
-
-/** The simulator's defaults (options.ts): 20 ms overhead, 0.25 ms per uncached token, 20 ms per output token. */
-const BASE: EngineConfig = {
-  blockSize: 16,
-  kvCacheBlocks: 1024,
-  maxNumSeqs: 8,
-  maxNumBatchedTokens: 2048,
-  ttftOverheadMs: 20,
-  prefillMsPerToken: 0.25,
-  itlMs: 20,
-  prefillConcurrency: 1,
-  hashAlgo: 'sha256_cbor_64bit',
-  pythonHashSeed: '0',
-};
+import { ENGINE_BASE as BASE } from './helpers';
 
 const tokens = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => (seed * 100_003 + i * 7919) % 150_000);
 
@@ -27,13 +14,13 @@ function submit(engine: Engine, prompt: number[], t: Tracked = {}): Tracked {
   return t;
 }
 
-/** A 2,000-token uncached prompt at 0 ms and a 200-token one at 100 ms, on one pod. */
-function longThenShort(config: EngineConfig): { long: Tracked; short: Tracked } {
+/** A 2,000-token uncached prompt at 0 ms and a 200-token one at `arrival` ms (100 by default), on one pod. */
+function longThenShort(config: EngineConfig, arrival = 100): { long: Tracked; short: Tracked } {
   const clock = new ManualClock();
   const engine = new Engine(config, clock);
   const long = submit(engine, tokens(2000, 1));
   const short: Tracked = {};
-  clock.setTimer(100, () => submit(engine, tokens(200, 2), short));
+  clock.setTimer(arrival, () => submit(engine, tokens(200, 2), short));
   clock.runAll();
   return { long, short };
 }
@@ -86,14 +73,8 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     // (first token 262, as above). The lane's admission window (its last overhead before it frees) is for a lane whose
     // prefill ends: opened here by whatever event fell into [128, 148), it let the short prompt jump the long one's
     // chunk (first token 198 arriving at 128, ahead of 262 arriving at 100) or idle the lane (147: long prompt at 589).
-    const cfg = { ...BASE, longPrefillTokenThreshold: 256 };
     for (const arrival of [100, 128, 130, 147]) {
-      const clock = new ManualClock();
-      const engine = new Engine(cfg, clock);
-      const long = submit(engine, tokens(2000, 1));
-      const short: Tracked = {};
-      clock.setTimer(arrival, () => submit(engine, tokens(200, 2), short));
-      clock.runAll();
+      const { long, short } = longThenShort({ ...BASE, longPrefillTokenThreshold: 256 }, arrival);
       expect([arrival, short.result?.admittedMs, short.firstToken, long.firstToken]).toEqual([arrival, 148, 262, 570]);
     }
   });
@@ -101,14 +82,8 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
   it('the first chunk\'s lane is no different: a request arriving during it joins the second step', () => {
     // The long prompt's first step is [20, 84]; arriving at 30 or 70 the short prompt is taken at 84 and computed after
     // the long one's second chunk, [148, 198], its first token at that step's end.
-    const cfg = { ...BASE, longPrefillTokenThreshold: 256 };
     for (const arrival of [30, 70]) {
-      const clock = new ManualClock();
-      const engine = new Engine(cfg, clock);
-      const long = submit(engine, tokens(2000, 1));
-      const short: Tracked = {};
-      clock.setTimer(arrival, () => submit(engine, tokens(200, 2), short));
-      clock.runAll();
+      const { long, short } = longThenShort({ ...BASE, longPrefillTokenThreshold: 256 }, arrival);
       expect([arrival, short.result?.admittedMs, short.firstToken, long.firstToken]).toEqual([arrival, 84, 198, 570]);
     }
   });
@@ -117,12 +92,7 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     // Alone, the 2,000-token prompt's last chunk (208 tokens) is [468, 520]. A short prompt arriving at 470 is taken at
     // 500 and prefills when the lane frees, [520, 570], as without the cap (the first test: admitted at 500, 570).
     for (const threshold of [0, 256]) {
-      const clock = new ManualClock();
-      const engine = new Engine({ ...BASE, longPrefillTokenThreshold: threshold }, clock);
-      const long = submit(engine, tokens(2000, 1));
-      const short: Tracked = {};
-      clock.setTimer(470, () => submit(engine, tokens(200, 2), short));
-      clock.runAll();
+      const { long, short } = longThenShort({ ...BASE, longPrefillTokenThreshold: threshold }, 470);
       expect([threshold, short.result?.admittedMs, short.firstToken, long.firstToken]).toEqual([threshold, 500, 570, 520]);
     }
   });
