@@ -702,11 +702,26 @@ export class Engine {
    * overhead), or -1.
    */
   private openLane(at: number): number {
-    const between = new Array<boolean>(this.laneFreeAt.length).fill(false);
-    for (const q of this.running) if (q.lane >= 0 && q.need !== 'decode' && q.numComputedTokens < q.numTokens) between[q.lane] = true;
+    return this.freestLane(this.lanesMidPrefill(), at);
+  }
+
+  /**
+   * Under a long-prefill threshold: the lanes a running request is between two chunks of its prefill on; with
+   * `scheduledBefore`, only those whose current chunk was scheduled before that step (its next chunk still to come).
+   */
+  private lanesMidPrefill(scheduledBefore = Infinity): boolean[] {
+    const mid = new Array<boolean>(this.laneFreeAt.length).fill(false);
+    for (const q of this.running) {
+      if (q.lane >= 0 && q.need !== 'decode' && q.numComputedTokens < q.numTokens && q.chunkAt < scheduledBefore) mid[q.lane] = true;
+    }
+    return mid;
+  }
+
+  /** The lane that frees first among those not `skip`ped (and, with `openAt`, free once a step's overhead is paid then), or -1. */
+  private freestLane(skip: readonly boolean[], openAt?: number): number {
     let lane = -1;
     for (let i = 0; i < this.laneFreeAt.length; i++) {
-      if (between[i] || this.laneFreeAt[i] - this.config.ttftOverheadMs > at) continue;
+      if (skip[i] || (openAt !== undefined && this.laneFreeAt[i] - this.config.ttftOverheadMs > openAt)) continue;
       if (lane < 0 || this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
     }
     return lane;
@@ -948,15 +963,7 @@ export class Engine {
   private admissionLane(at: number): number {
     const open = this.openLane(at);
     if (open >= 0) return open;
-    const awaiting = new Array<boolean>(this.laneFreeAt.length).fill(false);
-    for (const q of this.running) {
-      if (q.lane >= 0 && q.need !== 'decode' && q.numComputedTokens < q.numTokens && q.chunkAt < at) awaiting[q.lane] = true;
-    }
-    let lane = -1;
-    for (let i = 0; i < this.laneFreeAt.length; i++) {
-      if (awaiting[i]) continue;
-      if (lane < 0 || this.laneFreeAt[i] < this.laneFreeAt[lane]) lane = i;
-    }
+    const lane = this.freestLane(this.lanesMidPrefill(at));
     return lane >= 0 ? lane : this.freeLane();
   }
 
