@@ -11,7 +11,7 @@ import type { RequestBodyMode } from './ext-proc';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
-  checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, PropsError,
+  checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, PropsError,
 } from './validation';
 
 /**
@@ -55,7 +55,8 @@ export interface EndpointPickerProps {
   /**
    * The gateway ext_proc filter's `max_message_timeout`, passed as `--ext-proc-max-message-timeout`: a request that
    * waits in flow control asks Envoy to hold its answer that long. `KvAwareRouting` sets it from
-   * `extProc.maxMessageTimeout`; `ExtProcRouting` refuses a filter whose value differs.
+   * `extProc.maxMessageTimeout`; `ExtProcRouting` refuses a filter whose value differs. Above 0 and at most 1h,
+   * as the EPP's flag takes it.
    * @default undefined (the EPP never asks; Envoy's message_timeout bounds a flow-control wait)
    * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_proc/v3/ext_proc.proto
    */
@@ -273,6 +274,12 @@ export class EndpointPicker extends Construct {
     this.responseBodyMode = checkOneOf(SCOPE, 'responseBodyMode', props.responseBodyMode ?? 'none', ['none', 'full-duplex'] as const);
     if (props.extProcMaxMessageTimeout !== undefined) {
       this.extProcMaxMessageTimeout = checkDuration(SCOPE, 'extProcMaxMessageTimeout', props.extProcMaxMessageTimeout);
+      // The EPP refuses the flag at 0 (leave the prop unset for "never ask") and above Envoy's bound for
+      // max_message_timeout, 1h (`epp/src/cli.ts`): refuse both here, not in a crash-looping pod.
+      const ms = durationMs(this.extProcMaxMessageTimeout);
+      if (ms <= 0 || ms > 3_600_000) {
+        throw new PropsError(SCOPE, 'extProcMaxMessageTimeout', 'must be above 0 and at most 1h (unset: the EPP never asks Envoy to wait longer)', props.extProcMaxMessageTimeout);
+      }
     }
     const registry = props.imageRegistry ?? 'ghcr.io/kvroute';
     this.image = checkImage(SCOPE, props.image ? 'image' : 'imageRegistry', props.image ?? `${registry}/kvroute-epp:${eppPackage.version}`);

@@ -9,7 +9,7 @@ import { EndpointPicker } from './endpoint-picker';
 import { ENVOY_EXT_PROC_METRICS as ENVOY, ENVOY_PROM_PATH, ENVOY_PROM_PORT_NAME } from './envoy-metrics';
 import type { InferenceGateway } from './gateway';
 import { buildDashboard } from './dashboard';
-import { checkFraction, checkLabels, checkOneOf, checkPrometheusDuration, PropsError } from './validation';
+import { checkFraction, checkLabels, checkOneOf, checkPrometheusDuration, durationMs, PropsError } from './validation';
 import { KUBE_STATE_METRICS as KSM } from './kube-state-metrics';
 import { VLLM_METRICS } from './vllm-metrics';
 
@@ -508,14 +508,7 @@ function spoken(names: readonly (string | false)[]): string {
   return kept.length <= 1 ? kept.join('') : `${kept.slice(0, -1).join(', ')} and ${kept[kept.length - 1]}`;
 }
 
-const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A duration (`30s`, `1m30s`, `1500ms`) in milliseconds. */
-export function durationMs(duration: string): number {
-  let ms = 0;
-  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNIT_MS[m[2]];
-  return ms;
-}
+export { durationMs };
 
 /** `duration` times `scale`, in whole milliseconds written the way Prometheus reads them; unchanged at scale 1. */
 export function scaleDuration(duration: string, scale: number): string {

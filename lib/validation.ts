@@ -115,6 +115,15 @@ export function checkDuration(scope: string, field: string, value: string): stri
   return value;
 }
 
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration {@link checkDuration} accepted (`30s`, `1m30s`, `1500ms`), in milliseconds. */
+export function durationMs(duration: string): number {
+  let ms = 0;
+  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
+  return ms;
+}
+
 /** Gateway API's Duration (GEP-2257), which the HTTPRoute CRD enforces on `timeouts.request` and `backendRequest`. */
 const GATEWAY_API_DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
 

@@ -602,6 +602,14 @@ describe('the EnvoyFilter and the EPP agree on the body modes', () => {
   test('an unknown response body mode is refused by name', () => {
     expect(() => build({ responseBodyMode: 'streamed' as never })).toThrow(/^EndpointPicker\.responseBodyMode: must be one of "none", "full-duplex", got "streamed"$/);
   });
+
+  test('a standalone EPP\'s extProcMaxMessageTimeout is refused where the EPP\'s flag would refuse it (0, above 1h), not in the pod', () => {
+    const picker = (v: string) => () => new EndpointPicker(new KvAwareRouting(Testing.app(), 'test', DEMO), 'Other', { namespace: 'llm-d', name: 'other-epp', poolName: 'other', extProcMaxMessageTimeout: v });
+    for (const v of ['0s', '0ms', '61m', '1h1s']) {
+      expect(picker(v)).toThrow(new RegExp(`^EndpointPicker\\.extProcMaxMessageTimeout: must be above 0 and at most 1h .*got "${v}"$`));
+    }
+    for (const v of ['1s', '30s', '1h', '59m59s']) expect(picker(v)).not.toThrow();
+  });
 });
 
 describe('one stack per namespace', () => {
