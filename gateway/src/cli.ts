@@ -23,9 +23,9 @@ Options:
                               are the EPP replicas, streams load-balanced over them. Without it every
                               request is routed by the fallback policy (a round-robin / session-hash baseline)
   --ext-proc-lb-policy P      least-request (default, Istio's) or round-robin: how streams spread over replicas
-  --ext-proc-outlier-detection on|K=V[,K=V...]
+  --ext-proc-outlier-detection on|off|K=V[,K=V...]
                               Envoy outlier detection on the EPP cluster (default off, as without a
-                              DestinationRule): 'on' = Envoy's defaults, or set consecutive5xx,
+                              DestinationRule): 'on' = Envoy's defaults, 'off' = none, or set consecutive5xx,
                               consecutiveGatewayFailure, intervalMs, baseEjectionTimeMs, maxEjectionTimeMs,
                               maxEjectionPercent
   --envoy-semantics V         the Envoy release to behave as: ${[...ENVOY_SEMANTICS_VERSIONS, NEWEST].join(', ')}

@@ -94,7 +94,7 @@ const FLAGS: Record<string, FlagSpec> = {
   // V1 preempts by recompute only, so it swaps nothing, but cache_config_info reports swap_space and swap_space_bytes.
   'swap-space': { key: 'swapSpace', kind: 'py-float', help: 'GiB of CPU swap per GPU (default 4); V1 never swaps: only reported in vllm:cache_config_info' },
   // `parser.add_argument('--disable-log-stats', action='store_true')` (line 839): AsyncLLM then has no stat logger.
-  'disable-log-stats': { key: 'disableLogStats', kind: 'bool', help: 'no vllm: metrics at all: /metrics serves an empty page, as vLLM registers no PrometheusStatLogger' },
+  'disable-log-stats': { key: 'disableLogStats', kind: 'bool', help: 'no vllm: metrics at all, as vLLM registers no PrometheusStatLogger; /metrics still serves prometheus_client\'s collectors and the http_* families' },
   // vLLM 0.10.0 flags accepted, checked as its parser checks them, and ignored: none changes anything the simulator
   // models (each help says why). Value syntax from vllm/engine/arg_utils.py @ 6eca337ce (_compute_kwargs: a bool field
   // gets argparse.BooleanOptionalAction, so --x and --no-x; a Literal gets `choices`; Optional[...] gets optional_type).
