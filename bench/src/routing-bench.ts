@@ -31,7 +31,7 @@ import {
   type PreciseRunStats, type RoutingReport, type RunRecord, type WorkloadReport,
 } from './routing-report';
 import {
-  buildChats, buildSharedPrefix, measureWorkload, poissonArrivals, simTokenizer, sizedText, WORKLOAD_NAMES,
+  buildChats, buildSharedPrefix, measureWorkload, poissonArrivals, SHARED_PREFIX_ORDERS, simTokenizer, sizedText, WORKLOAD_NAMES,
   type BenchWorkload, type TokenizerLike, type WorkloadName, type WorkloadStats,
 } from './routing-workloads';
 import { runWorkload, type RequestRecord } from './run';
@@ -800,6 +800,9 @@ Open-loop load ladder (issue 9; after the matrix, or alone with --only ladder)
                                ${DEFAULT_LADDER_OPTIONS.interactive.sessions}, ${DEFAULT_LADDER_OPTIONS.interactive.turnsPerSession}, ${DEFAULT_LADDER_OPTIONS.interactive.requests}, ${DEFAULT_LADDER_OPTIONS.interactive.thinkMs} ms mean)
   --ladder-groups N --ladder-prompts-per-group N
                                shared-prefix groups (default ${DEFAULT_LADDER_OPTIONS.sharedPrefix.groups} × ${DEFAULT_LADDER_OPTIONS.sharedPrefix.promptsPerGroup})
+  --ladder-shared-prefix-order O
+                               ${SHARED_PREFIX_ORDERS.join(' or ')}: groups start evenly over the run, or every prompt shuffled
+                               as SGLang's benchmark sends them and ladder runs before session 53 did (default ${DEFAULT_LADDER_OPTIONS.sharedPrefixOrder})
   The ladder runs --policies (default: all, the candidates included) and --capacities.
 
 SGLang-style director
@@ -837,6 +840,7 @@ const ROUTING_FLAGS = {
   'ladder-loads': loadList, 'ladder-workloads': listOf(LADDER_WORKLOAD_NAMES), 'ladder-time-scale': decimal(0, 100, { aboveMin: true }),
   'ladder-sessions': COUNT, 'ladder-turns': COUNT, 'ladder-requests': integer(1, 100_000), 'ladder-think-ms': decimal(0, 600_000),
   'ladder-groups': COUNT, 'ladder-prompts-per-group': integer(2, 1024), 'ladder-saturation-policy': oneOf(POLICY_NAMES),
+  'ladder-shared-prefix-order': oneOf(SHARED_PREFIX_ORDERS),
 } as const;
 
 /** Parses the flags; undefined means `--help`. Throws a UsageError naming the flag on anything invalid. */
@@ -922,6 +926,7 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
       loads: f['ladder-loads'] ?? d.ladder.loads,
       workloads: f['ladder-workloads'] ?? d.ladder.workloads,
       saturationPolicy: f['ladder-saturation-policy'] ?? d.ladder.saturationPolicy,
+      sharedPrefixOrder: f['ladder-shared-prefix-order'] ?? d.ladder.sharedPrefixOrder,
       timeScale: f['ladder-time-scale'] !== undefined ? { interactive: f['ladder-time-scale'], 'shared-prefix': f['ladder-time-scale'] } : d.ladder.timeScale,
       interactive: {
         ...d.ladder.interactive,

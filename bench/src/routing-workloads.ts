@@ -164,8 +164,39 @@ function workloadOptions(seed: number, maxTokens: number, ragRequests: number): 
   };
 }
 
-/** G groups × P prompts: a group system prompt and a per-user question, shuffled. */
-export function buildSharedPrefix(name: SharedPrefixName, o: SharedPrefixOptions, tok: TokenizerLike): BenchWorkload {
+/**
+ * The order a shared-prefix workload sends its requests in:
+ * - `shuffled`: every prompt of every group shuffled together, as SGLang's generated-shared-prefix benchmark sends them
+ *   (`sample_generated_shared_prefix_requests` in `bench_serving.py`, unless `--gsp-ordered`). A group's first prompt
+ *   is the one that prefills its system prompt, and in a shuffled list first appearances crowd the start: with 32 groups
+ *   of 4, the first quarter of the requests holds about 20 of the 32 cold prefills and the last quarter none. Sent open
+ *   loop, such a run begins far above its average load and ends below it;
+ * - `staggered`: groups start evenly over the run (one per N ÷ G requests, in random order, each at a random point of
+ *   its slot) and each group's other prompts follow its first within a quarter of the run, so after that first quarter
+ *   every stretch of the run carries about one cold prefill in P (with 32 groups of 4, about 11, 8, 8 and 5 cold
+ *   prefills by quarter). The load ladder uses it: a rung's rate is then the load the pool carries for most of the run,
+ *   not an average over a cold-start burst and a warm tail.
+ */
+export type SharedPrefixOrder = 'shuffled' | 'staggered';
+export const SHARED_PREFIX_ORDERS: readonly SharedPrefixOrder[] = ['staggered', 'shuffled'];
+
+/** Share of the run over which a staggered group's other prompts follow its first. */
+export const STAGGERED_GROUP_SPAN = 0.25;
+
+/**
+ * Positions for `staggered` order: sort keys, one per request, from each request's group and whether it is the group's
+ * first (`isFirst`). Group ranks are a random permutation; a group's first prompt gets (rank + u) ÷ G and each other
+ * prompt that plus u' × STAGGERED_GROUP_SPAN (u, u' uniform in [0, 1)).
+ */
+function staggeredKeys(groupOf: readonly number[], isFirst: readonly boolean[], groups: number, random: () => number): number[] {
+  const rank = shuffle(Array.from({ length: groups }, (_, g) => g), random);
+  const start = new Array<number>(groups);
+  rank.forEach((g, r) => { start[g] = (r + random()) / groups; });
+  return groupOf.map((g, i) => (isFirst[i] ? start[g]! : start[g]! + random() * STAGGERED_GROUP_SPAN));
+}
+
+/** G groups × P prompts: a group system prompt and a per-user question, in `order` (shuffled by default). */
+export function buildSharedPrefix(name: SharedPrefixName, o: SharedPrefixOptions, tok: TokenizerLike, order: SharedPrefixOrder = 'shuffled'): BenchWorkload {
   for (const [k, v] of Object.entries(o)) {
     if (!Number.isInteger(v) || v < (k === 'seed' ? 0 : 1)) throw new RangeError(`${name}: ${k} must be a positive integer, got ${v}`);
   }
@@ -183,12 +214,19 @@ export function buildSharedPrefix(name: SharedPrefixName, o: SharedPrefixOptions
       });
     }
   }
-  shuffle(plans, random);
+  if (order === 'staggered') {
+    // Plans are built group by group, so a group's first plan is its prompt 0.
+    const keys = staggeredKeys(plans.map((p) => p.document), plans.map((_, i) => i % o.promptsPerGroup === 0), o.groups, random);
+    const byKey = plans.map((plan, i) => ({ plan, key: keys[i]! })).sort((a, b) => a.key - b.key);
+    plans.splice(0, plans.length, ...byKey.map((x) => x.plan));
+  } else {
+    shuffle(plans, random);
+  }
   const workload: Workload = { options: workloadOptions(o.seed, o.outputTokens, plans.length), sessions: [], rag: plans, totalRequests: plans.length };
   return {
     name,
     kind: 'shared-prefix',
-    description: `${o.groups} groups × ${o.promptsPerGroup} prompts, system ≈${o.systemTokens} tokens, question ≈${o.questionTokens}, output ${o.outputTokens}`,
+    description: `${o.groups} groups × ${o.promptsPerGroup} prompts, system ≈${o.systemTokens} tokens, question ≈${o.questionTokens}, output ${o.outputTokens}${order === 'staggered' ? ', groups staggered over the run' : ''}`,
     workload,
     groups: { G: o.groups, P: o.promptsPerGroup },
     requests: plans.map((p) => p.messages),

@@ -109,6 +109,9 @@ describe('routing flags for the ladder', () => {
     // The saturation rate is measured under the product's default unless told otherwise.
     expect(o.ladder.saturationPolicy).toBe('kvroute');
     expect(parseRoutingArgs(['--ladder-saturation-policy', 'round-robin'])!.ladder.saturationPolicy).toBe('round-robin');
+    // Shared-prefix groups start over the run unless the earlier (SGLang's) shuffled order is asked for.
+    expect(o.ladder.sharedPrefixOrder).toBe('staggered');
+    expect(parseRoutingArgs(['--ladder-shared-prefix-order', 'shuffled'])!.ladder.sharedPrefixOrder).toBe('shuffled');
   });
 
   test('by default the ladder runs every policy, kvroute-latency included, after the matrix', () => {
@@ -126,6 +129,7 @@ describe('routing flags for the ladder', () => {
     [['--only', 'ladder', '--no-ladder'], /^--no-ladder: contradicts --only ladder/],
     [['--ladder-workloads', 'chat'], /^--ladder-workloads: unknown value "chat"/],
     [['--ladder-saturation-policy', 'fastest'], /^--ladder-saturation-policy: must be one of kvroute, /],
+    [['--ladder-shared-prefix-order', 'sorted'], /^--ladder-shared-prefix-order: must be one of staggered, shuffled/],
     [['--ladder-sessions', '2', '--ladder-turns', '3', '--ladder-requests', '7'], /^--ladder-requests: at most .* \(2 × 3 = 6\), got 7/],
   ])('refuses %j', (argv, message) => {
     expect(() => parseRoutingArgs(argv)).toThrow(message);

@@ -105,6 +105,43 @@ describe('generators with the simulator\'s tokenizer', () => {
     expect(() => buildSharedPrefix('high-cache', { ...o, groups: 0 }, tok)).toThrow(/groups must be a positive integer/);
   });
 
+  test('shared-prefix staggered order: the same requests, groups starting over the whole run instead of crowding its start', () => {
+    const o = { seed: 7, groups: 32, promptsPerGroup: 4, systemTokens: 8, questionTokens: 4, outputTokens: 2 };
+    const shuffled = buildSharedPrefix('poisson-groups', o, tok);
+    const staggered = buildSharedPrefix('poisson-groups', o, tok, 'staggered');
+    const key = (r: { messages: readonly { content: string }[] }) => r.messages.map((m) => m.content).join('|');
+    expect(staggered.workload.rag.map(key).sort()).toEqual(shuffled.workload.rag.map(key).sort());
+    expect(staggered.description).toMatch(/groups staggered over the run$/);
+    expect(buildSharedPrefix('poisson-groups', o, tok, 'staggered')).toEqual(staggered);
+    // A group's first request prefills its system prompt: count those (the cold ones) per quarter of the run.
+    const coldByQuarter = (groupOf: readonly number[]) => {
+      const seen = new Set<number>();
+      const q = [0, 0, 0, 0];
+      groupOf.forEach((g, i) => {
+        if (!seen.has(g)) q[Math.floor((4 * i) / groupOf.length)]++;
+        seen.add(g);
+      });
+      return q;
+    };
+    // Shuffled, most cold prefills come in the first quarter and none in the last.
+    const before = coldByQuarter(shuffled.groupOf!);
+    expect(before[0]).toBeGreaterThanOrEqual(16);
+    expect(before[3]).toBe(0);
+    // Staggered, every quarter carries some; none more than 40% of its requests (a quarter of the run holds 32).
+    const after = coldByQuarter(staggered.groupOf!);
+    expect(after.reduce((a, b) => a + b, 0)).toBe(32);
+    for (const n of after) {
+      expect(n).toBeGreaterThanOrEqual(3);
+      expect(n).toBeLessThanOrEqual(13);
+    }
+    // Each group's requests span about a quarter of the run after its start slot, not the whole run.
+    for (let g = 0; g < 32; g++) {
+      const at = staggered.groupOf!.flatMap((x, i) => (x === g ? [i] : []));
+      expect(at).toHaveLength(4);
+      expect(at[3]! - at[0]!).toBeLessThanOrEqual(0.4 * 128);
+    }
+  });
+
   test('measured shapes: S and Q in tokens, and the working set in blocks', () => {
     const high = buildSharedPrefix('high-cache', { seed: 1, groups: 4, promptsPerGroup: 3, systemTokens: 256, questionTokens: 16, outputTokens: 8 }, tok);
     const s = measureWorkload(high, tok, 16);
