@@ -30,8 +30,9 @@
  *   about a thousand tokens; conversations start as a Poisson process (at rate / turns, so requests average the
  *   offered rate) and each turn is sent a think time (exponential, seeded) after the previous reply ended, as vLLM's
  *   multi-turn benchmark (benchmarks/multi_turn/benchmark_serving_multi_turn.py) draws them;
- * - `shared-prefix`: groups of users sharing a long system prompt (SGLang's generated-shared-prefix shape), each
- *   request sent at its Poisson arrival time whatever is still running (vLLM's benchmark_serving.py --request-rate).
+ * - `shared-prefix`: groups of users sharing a long system prompt (SGLang's generated-shared-prefix shape), the groups
+ *   staggered over the run (`sharedPrefixOrder`; SGLang's shuffled order with `shuffled`), each request sent at its
+ *   Poisson arrival time whatever is still running (vLLM's benchmark_serving.py --request-rate).
  * The arrival times of every rung are the same seeded unit-rate draw scaled by the rung's rate, so rungs differ only
  * in how fast the same requests come.
  */
@@ -143,7 +144,8 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   sharedPrefix: { groups: 32, promptsPerGroup: 4, systemTokens: 1024, questionTokens: 64, outputTokens: 16 },
   // Shuffled (SGLang's order, and the ladder's until session 53), the first quarter of the requests held about 20 of the
   // 32 cold prefills: the saturation run's trimmed middle measured a mix far lighter than the open-loop runs began with
-  // (session 52: μ 57.5 req/s on ample KV while every policy's throughput levelled off near 30, overloaded at "80%").
+  // (session 52: μ 57.5 req/s on ample KV while every cache-aware policy's throughput levelled off near 30, overloaded
+  // at "80%").
   sharedPrefixOrder: 'staggered',
   // The simulator prefills one request at a time per pod; 8 waiting per pod keep the lane busy through every decode.
   saturationInFlightPerPod: 8,

@@ -7,8 +7,8 @@
  * - `poisson-groups`: many shared-prefix groups arriving open loop at a Poisson rate, the shape of llm-d's precise
  *   vs approximate benchmark (150 groups × 5 users, 6,000-token contexts, Poisson arrivals, prefixes ≈ 73% of the
  *   cluster's KV) scaled to 2 cores; meant for KV capacity several times short of the working set.
- * Shared-prefix requests are shuffled (as SGLang's bench_serving does) and each carries `x-session-id` naming its
- * user, which is what a session-hash router can key on.
+ * Shared-prefix requests are shuffled (as SGLang's bench_serving does; the load ladder's are `staggered` instead, see
+ * SharedPrefixOrder) and each carries `x-session-id` naming its user, which is what a session-hash router can key on.
  *
  * Sizes are in tokens of the simulator's own tokenizer (Qwen3, chat template included), and the working set is
  * counted in the simulator's KV blocks: every full block of every prompt and reply, deduplicated by prefix (two
@@ -171,10 +171,12 @@ function workloadOptions(seed: number, maxTokens: number, ragRequests: number): 
  *   is the one that prefills its system prompt, and in a shuffled list first appearances crowd the start: with 32 groups
  *   of 4, the first quarter of the requests holds about 20 of the 32 cold prefills and the last quarter none. Sent open
  *   loop, such a run begins far above its average load and ends below it;
- * - `staggered`: groups start evenly over the run (one per N ÷ G requests, in random order, each at a random point of
- *   its slot) and each group's other prompts follow its first within a quarter of the run, so after that first quarter
- *   every stretch of the run carries about one cold prefill in P (with 32 groups of 4, about 11, 8, 8 and 5 cold
- *   prefills by quarter). The load ladder uses it: a rung's rate is then the load the pool carries for most of the run,
+ * - `staggered`: groups' first prompts spread over the run (sort keys in G equal slots of [0, 1), in random group
+ *   order, each at a random point of its slot) and each group's other prompts follow its first within a quarter of the
+ *   run (keys up to a quarter beyond). Positions are compressed at the start, where few followers have keys yet, and
+ *   the last requests are all followers: with 32 groups of 4 the quarters hold about 11, 8, 8 and 5 cold prefills,
+ *   the eighths about 7, then 3-5 each, then 0-1, so between the first and last eighth every stretch carries about one
+ *   cold prefill in P. The load ladder uses it: a rung's rate is then the load the pool carries for most of the run,
  *   not an average over a cold-start burst and a warm tail.
  */
 export type SharedPrefixOrder = 'shuffled' | 'staggered';
