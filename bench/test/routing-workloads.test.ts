@@ -134,12 +134,21 @@ describe('generators with the simulator\'s tokenizer', () => {
       expect(n).toBeGreaterThanOrEqual(3);
       expect(n).toBeLessThanOrEqual(13);
     }
-    // Each group's requests span about a quarter of the run after its start slot, not the whole run.
+    // Each group's requests span about a quarter of the run after its start slot, not the whole run, and start with its
+    // prompt 0 (the key the group's slot places).
+    const spans: number[] = [];
     for (let g = 0; g < 32; g++) {
       const at = staggered.groupOf!.flatMap((x, i) => (x === g ? [i] : []));
       expect(at).toHaveLength(4);
       expect(at[3]! - at[0]!).toBeLessThanOrEqual(0.4 * 128);
+      expect(staggered.workload.rag[at[0]!]!.headers!['x-session-id']).toBe(`poisson-groups-g${g}-u0`);
+      spans.push(at[3]! - at[0]!);
     }
+    // The groups interleave (about 22 requests from a group's first to its last with seed 7), not back to back as built
+    // (3), and start in random order, not 0, 1, 2, ...: the counts above hold for either.
+    expect(spans.reduce((a, b) => a + b, 0) / spans.length).toBeGreaterThanOrEqual(0.1 * 128);
+    const starts = [...new Set(staggered.groupOf!)];
+    expect(starts).not.toEqual([...starts].sort((a, b) => a - b));
   });
 
   test('measured shapes: S and Q in tokens, and the working set in blocks', () => {
