@@ -4,7 +4,7 @@
  * magnitude between policies; no scripts or external assets, like report.ts's charts).
  */
 import { escape, pct, policyColour, secs } from './report';
-import { DELAY_GROWTH_MAX, KEPT_UP_MIN, type LadderCell, type LadderGoal, type LadderReport, type LadderRun } from './load-ladder';
+import { DELAY_GROWTH_MAX, DELAY_SLOPE_MIN, KEPT_UP_MIN, type LadderCell, type LadderGoal, type LadderReport, type LadderRun } from './load-ladder';
 
 const times = (v: number | null) => (v === null || !Number.isFinite(v) ? '–' : `${v.toFixed(1)}×`);
 const loadText = (l: number) => `${Math.round(l * 100)}%`;
@@ -20,14 +20,14 @@ export function ladderCellTitle(c: LadderCell): string {
     + `saturation ${c.saturation.rateRps.toFixed(1)} req/s (${c.saturation.policy}, ${c.saturation.inFlight} in flight, hit ${pct(c.saturation.hitRate)})`;
 }
 
-const HEADER = ['load', 'policy', 'offered', 'TTFT p50', 'p90', 'p99', 'cached p50', 'uncached p50', 'unc/cached', 'hit', '429', 'failed', 'held', 'req/s', 'balance', 'kept up', 'delay×', 'state'];
+const HEADER = ['load', 'policy', 'offered', 'TTFT p50', 'p90', 'p99', 'cached p50', 'uncached p50', 'unc/cached', 'hit', '429', 'failed', 'held', 'req/s', 'balance', 'kept up', 'delay×', 'slope', 'state'];
 
 const ratio = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(2));
 
 function row(r: LadderRun): string[] {
   return [loadText(r.load), r.policy, r.offeredRps.toFixed(1), secs(r.ttftP50), secs(r.ttftP90), secs(r.ttftP99), secs(r.cachedP50),
     secs(r.uncachedP50), times(r.cachedSpeedup), pct(r.hitRate), String(r.rejected429), String(r.failed), String(r.heldBack), r.throughputRps.toFixed(1), r.balance.toFixed(2),
-    ratio(r.keptUp), ratio(r.delayGrowth), r.overloaded ? 'overloaded' : 'steady'];
+    ratio(r.keptUp), ratio(r.delayGrowth), r.delaySlope == null ? '–' : r.delaySlope.toFixed(3), r.overloaded ? 'overloaded' : 'steady'];
 }
 
 /** Rows grouped by load, policies in run-list order. */
@@ -142,7 +142,7 @@ ${rows}
 </table>`;
   }).join('\n');
   return `<h2>Open-loop load ladder</h2>
-<p class="note">${escape(`Poisson arrivals at ${r.loads.map(loadText).join(', ')} of each workload × capacity's saturation rate (the throughput the pool sustains under the named policy with every pod's queue never empty), fresh pods per run (TTFTs and rates in simulated time; each workload's time scale is in its heading). Offered and req/s: requests per simulated second. unc/cached: uncached TTFT p50 over cached TTFT p50 (≥50% vs <10% of the prompt cached). 429: answered 429 by the EPP's saturation filter. kept up: requests served over arrivals offered in the run's steady window; delay×: median delay from arrival to first token of the last quarter of arrivals over the second quarter's; overloaded: kept up < ${KEPT_UP_MIN} or delay× > ${DELAY_GROWTH_MAX}, the policy could not sustain the load and its percentiles grow with the run's length.`)}</p>
+<p class="note">${escape(`Poisson arrivals at ${r.loads.map(loadText).join(', ')} of each workload × capacity's saturation rate (the throughput the pool sustains under the named policy with every pod's queue never empty), fresh pods per run (TTFTs and rates in simulated time; each workload's time scale is in its heading). Offered and req/s: requests per simulated second. unc/cached: uncached TTFT p50 over cached TTFT p50 (≥50% vs <10% of the prompt cached). 429: answered 429 by the EPP's saturation filter. kept up: requests served over arrivals offered in the run's steady window; delay×: median delay from arrival to first token of the last quarter of arrivals over the second quarter's; slope: those delays' least-squares slope against the arrival time from the second quarter on; overloaded: kept up < ${KEPT_UP_MIN}, or delay× > ${DELAY_GROWTH_MAX} with a slope above ${DELAY_SLOPE_MIN}, the policy could not sustain the load and its percentiles grow with the run's length.`)}</p>
 <h3>Goals (issue 9)</h3>
 ${htmlGoals(r)}
 ${cells}`;

@@ -72,8 +72,28 @@ describe('overloadSigns', () => {
     expect(overloadSigns(records, scheduled, 1).overloaded).toBe(true);
   });
 
+  // Each request sent on time and done 100 ms after its first token, which comes `delay(i)` ms after its arrival.
+  const withDelays = (delay: (i: number) => number) => scheduled.map((t, i) => ({ ...served(i, 0), endedMs: t + delay(i) + 100, result: { ...ok, ttft: delay(i) / 1000, e2e: (delay(i) + 100) / 1000 } }));
+
+  test('small delays whose quarter medians differ without a trend (a short run\'s noise): the ratio alone does not mark it', () => {
+    // Second quarter 40 ms, third 120, last 100: delay× 2.5, but a slope of 0.027 (under DELAY_SLOPE_MIN).
+    const signs = overloadSigns(withDelays((i) => (i < 20 ? 40 : i < 30 ? 120 : 100)), scheduled, 1);
+    expect(signs.delayGrowth).toBeCloseTo(2.5, 5);
+    expect(signs.delaySlope!).toBeCloseTo(0.0267, 3);
+    expect(signs.overloaded).toBe(false);
+  });
+
+  test('a queue offered about 10% more than it serves: the delay gains 9% of the elapsed time, and the run is marked', () => {
+    const signs = overloadSigns(withDelays((i) => 200 + 0.09 * scheduled[i]!), scheduled, 1);
+    expect(signs.delaySlope!).toBeCloseTo(0.09, 6);
+    expect(signs.delayGrowth!).toBeGreaterThan(1.5);
+    expect(signs.overloaded).toBe(true);
+    // Simulated time on both axes: the same wall-clock run at time scale 2 has the same slope.
+    expect(overloadSigns(withDelays((i) => 200 + 0.09 * scheduled[i]!), scheduled, 2).delaySlope!).toBeCloseTo(0.09, 6);
+  });
+
   test('too few arrivals to tell: not marked', () => {
-    expect(overloadSigns([served(0, 10)], [0], 1)).toEqual({ keptUp: null, delayGrowth: null, overloaded: false });
+    expect(overloadSigns([served(0, 10)], [0], 1)).toEqual({ keptUp: null, delayGrowth: null, delaySlope: null, overloaded: false });
   });
 });
 
