@@ -508,8 +508,6 @@ function spoken(names: readonly (string | false)[]): string {
   return kept.length <= 1 ? kept.join('') : `${kept.slice(0, -1).join(', ')} and ${kept[kept.length - 1]}`;
 }
 
-export { durationMs };
-
 /** `duration` times `scale`, in whole milliseconds written the way Prometheus reads them; unchanged at scale 1. */
 export function scaleDuration(duration: string, scale: number): string {
   if (scale === 1) return duration;

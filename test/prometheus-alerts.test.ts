@@ -22,7 +22,8 @@ import * as YAML from 'yaml';
 import { DEFAULT_SIM, startStack, type Stack } from '@kvroute/bench';
 import { E2E_TEST_TIMEOUT_MS, freePort, sleep, waitFor } from '@kvroute/testkit';
 import { DEMO, withOverrides } from '../lib/clusters';
-import { durationMs, RECORDED_RATIOS } from '../lib/monitoring';
+import { RECORDED_RATIOS } from '../lib/monitoring';
+import { durationMs } from '../lib/validation';
 import { one, synthProps } from './support/manifests';
 
 const PROMETHEUS = 'prometheus';
