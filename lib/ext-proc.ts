@@ -5,7 +5,7 @@ import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
 import { InferenceGateway } from './gateway';
 import type { IstioSupport } from './istio';
-import { checkDuration, checkInteger, checkOneOf, PropsError, toProtoDuration } from './validation';
+import { checkDuration, checkInteger, checkOneOf, durationNanos, PropsError, toProtoDuration } from './validation';
 
 /** Header and metadata key the EPP writes its pick under (GIE's `x-gateway-destination-endpoint`). */
 export const DESTINATION_ENDPOINT_KEY = 'x-gateway-destination-endpoint';
@@ -178,11 +178,6 @@ export interface ExtProcRoutingProps {
   readonly eppOutlierDetection?: EppOutlierDetection | false;
 }
 
-/** Seconds of a duration `checkDuration` accepted. */
-function durationSeconds(d: string): number {
-  return Number(toProtoDuration(d).slice(0, -1));
-}
-
 /**
  * The `max_message_timeout` the EnvoyFilter sets and the EPP is told (`--ext-proc-max-message-timeout`), as a
  * duration, or undefined when overrides are off (`'0s'`, or `full-duplex`, where Envoy runs no message timer).
@@ -191,10 +186,11 @@ function durationSeconds(d: string): number {
 export function resolveMaxMessageTimeout(props: Pick<ExtProcRoutingProps, 'maxMessageTimeout' | 'messageTimeout'>, requestBodyMode: RequestBodyMode): string | undefined {
   const S = 'ExtProcRouting';
   const value = checkDuration(S, 'maxMessageTimeout', props.maxMessageTimeout ?? '30s');
-  const seconds = durationSeconds(value);
-  if (requestBodyMode !== 'buffered' || seconds === 0) return undefined;
-  const messageTimeout = durationSeconds(checkDuration(S, 'messageTimeout', props.messageTimeout ?? '1s'));
-  if (seconds > 3600 || seconds < messageTimeout) {
+  // Compared in exact nanoseconds: "0.3s" and "300ms" are equal.
+  const ns = durationNanos(value);
+  if (requestBodyMode !== 'buffered' || ns === 0n) return undefined;
+  const messageTimeout = durationNanos(checkDuration(S, 'messageTimeout', props.messageTimeout ?? '1s'));
+  if (ns > durationNanos('1h') || ns < messageTimeout) {
     throw new PropsError(S, 'maxMessageTimeout', `must be "0s" (off) or between messageTimeout (${props.messageTimeout ?? '1s'}) and 1h`, value);
   }
   return value;

@@ -115,13 +115,29 @@ export function checkDuration(scope: string, field: string, value: string): stri
   return value;
 }
 
-const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_NS: Readonly<Record<string, bigint>> = { ms: 1_000_000n, s: 1_000_000_000n, m: 60_000_000_000n, h: 3_600_000_000_000n };
 
-/** A duration {@link checkDuration} accepted (`30s`, `1m30s`, `1500ms`), in milliseconds. */
+/**
+ * A duration {@link checkDuration} accepted (`30s`, `1m30s`, `1500ms`, `0.3s`), in whole nanoseconds (the precision of
+ * Envoy's and protobuf's Duration). Each part's digits are read as written, as decimal, and rounded half up to the
+ * nanosecond: no binary fraction creeps in (in floating point `1.005s` read as 1.005 × 1000 ms is 1004.9999999999999),
+ * and `0.3s` and `300ms` are the same 300,000,000 ns, which a comparison of two timeouts relies on.
+ */
+export function durationNanos(duration: string): bigint {
+  let ns = 0n;
+  for (const m of duration.matchAll(/(\d+)(?:\.(\d+))?(ms|s|m|h)/g)) {
+    const fraction = m[2] ?? '';
+    const scale = 10n ** BigInt(fraction.length);
+    // The part's value × scale, exactly; then × the unit's nanoseconds ÷ scale, rounded half up.
+    const scaled = BigInt(m[1]!) * scale + BigInt(fraction === '' ? '0' : fraction);
+    ns += (2n * scaled * UNIT_NS[m[3]!]! + scale) / (2n * scale);
+  }
+  return ns;
+}
+
+/** A duration {@link checkDuration} accepted, in milliseconds (exact to the nanosecond: {@link durationNanos}). */
 export function durationMs(duration: string): number {
-  let ms = 0;
-  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
-  return ms;
+  return Number(durationNanos(duration)) / 1e6;
 }
 
 /** Gateway API's Duration (GEP-2257), which the HTTPRoute CRD enforces on `timeouts.request` and `backendRequest`. */
@@ -185,14 +201,15 @@ export function checkQuantity(scope: string, field: string, value: string): stri
   return value;
 }
 
-/** Envoy's proto3-JSON Duration accepts seconds only ("10s", "0.5s"); convert from the friendlier forms. */
+/**
+ * Envoy's proto3-JSON Duration accepts seconds only ("10s", "0.5s", at most 9 decimals); the friendlier forms are
+ * converted through {@link durationNanos}, so the decimals written are exactly the duration's.
+ */
 export function toProtoDuration(duration: string): string {
-  const units: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
-  let seconds = 0;
-  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
-    seconds += Number(m[1]) * units[m[2]];
-  }
-  return `${Number(seconds.toFixed(9))}s`;
+  const ns = durationNanos(duration);
+  const seconds = ns / 1_000_000_000n;
+  const nanos = ns % 1_000_000_000n;
+  return nanos === 0n ? `${seconds}s` : `${seconds}.${nanos.toString().padStart(9, '0').replace(/0+$/, '')}s`;
 }
 
 /** A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 alphanumerics, `-`, `_`, `.`. */

@@ -9,7 +9,7 @@ import { EndpointPicker } from '../lib/endpoint-picker';
 import { ExtProcRouting } from '../lib/ext-proc';
 import { KvAwareRouting, KvAwareRoutingProps, LARGE_POOL_REPLICAS } from '../lib/kv-aware-routing';
 import { SessionStore } from '../lib/session-store';
-import { checkDuration, checkGatewayApiDuration, checkImage, checkPrometheusDuration, checkQuantity } from '../lib/validation';
+import { checkDuration, checkGatewayApiDuration, checkImage, checkPrometheusDuration, checkQuantity, durationMs, durationNanos, toProtoDuration } from '../lib/validation';
 import { container, one, synthProps } from './support/manifests';
 import { CRDS } from './support/paths';
 import { synthCluster, synthClusters } from '../lib/synth';
@@ -728,6 +728,22 @@ describe('durations and quantities are checked against what the API server enfor
     expect(one(m, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].timeouts.request).toBe('1h30m');
     expect(one(m, 'PodMonitor', 'ms-llm-d-modelservice-decode-vllm').spec.podMetricsEndpoints[0].interval).toBe('1m10s');
     expect(one(m, 'ServiceMonitor').spec.endpoints[0].interval).toBe('500ms');
+  });
+
+  test('durations convert in exact decimal: one parser for Envoy\'s seconds and for milliseconds, equal spellings equal', () => {
+    const cases: [string, bigint, string, number][] = [
+      ['0s', 0n, '0s', 0], ['500ms', 500_000_000n, '0.5s', 500], ['0.3s', 300_000_000n, '0.3s', 300], ['300ms', 300_000_000n, '0.3s', 300],
+      ['1m30s', 90_000_000_000n, '90s', 90_000], ['1.5s', 1_500_000_000n, '1.5s', 1500], ['1.005s', 1_005_000_000n, '1.005s', 1005], ['0.1ms', 100_000n, '0.0001s', 0.1],
+      ['1h1m1s1ms', 3_661_001_000_000n, '3661.001s', 3_661_001], ['0.5m', 30_000_000_000n, '30s', 30_000], ['2h', 7_200_000_000_000n, '7200s', 7_200_000],
+      // Past Envoy's nine decimals: rounded half up to the nanosecond.
+      ['1.0000000005s', 1_000_000_001n, '1.000000001s', 1000.000001], ['1.0000000004s', 1_000_000_000n, '1s', 1000],
+    ];
+    for (const [value, ns, proto, ms] of cases) {
+      expect({ value, ns: durationNanos(value), proto: toProtoDuration(value), ms: durationMs(value) }).toEqual({ value, ns, proto, ms });
+    }
+    // A maxMessageTimeout equal to the messageTimeout in another spelling is not below it; a nanosecond less is.
+    expect(() => synthProps(withOverrides(DEMO, { extProc: { messageTimeout: '0.3s', maxMessageTimeout: '300ms' } }))).not.toThrow();
+    expect(() => synthProps(withOverrides(DEMO, { extProc: { messageTimeout: '300ms', maxMessageTimeout: '0.299999999s' } }))).toThrow(/maxMessageTimeout/);
   });
 
   test('quantities: the API server\'s grammar, not negative', () => {
