@@ -1,6 +1,6 @@
 import { renderVllmMetrics } from '@kvroute/testkit';
 import { EMPTY_METRICS } from '../src/datastore/types';
-import { parsePrometheusText } from '@kvroute/protocol/prometheus';
+import { histogramSeries, parsePrometheusText } from '@kvroute/protocol/prometheus';
 import { applyReading, extractVllmMetrics, hasLoadSignal, LORA_INFO_METRIC, parseMetricSpec, parseVllmMetrics, processStartTimeOf, VLLM_LATENCY_METRIC_NAMES, VLLM_METRIC_NAMES, VllmPageReader, wantedLineBytes, wantedLines } from '../src/datastore/vllm-metrics';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -474,5 +474,49 @@ describe('the inter-token histogram (the TPOT model\'s signal: vllm/v1/metrics/l
   it('the simulator\'s page (0.10.0 mode fixture) has the old family and is read from it', () => {
     const simPage = fs.readFileSync(path.join(__dirname, 'fixtures', 'sim-metrics-page.txt'), 'utf8');
     expect(parseVllmMetrics(simPage)).toMatchObject({ interTokenCount: 12 });
+  });
+});
+
+describe('histogram totals: series paired by their labels, as histogramSeries groups them', () => {
+  const TTFT = VLLM_LATENCY_METRIC_NAMES.timeToFirstToken;
+  /** The totals by protocol's histogramSeries, the grouping the reader matches: its reference. */
+  const reference = (page: string, model?: string): { count: number; sum: number } | undefined => {
+    const family = parsePrometheusText(page, { strict: false }).families.get(TTFT);
+    if (family === undefined) return undefined;
+    const series = histogramSeries(family).filter((h) => (model === undefined || h.labels.model_name === undefined || h.labels.model_name === model)
+      && Number.isFinite(h.count) && Number.isFinite(h.sum));
+    return series.length === 0 ? undefined : { count: series.reduce((t, h) => t + h.count!, 0), sum: series.reduce((t, h) => t + h.sum!, 0) };
+  };
+  const read = (page: string, model?: string) => {
+    const r = parseVllmMetrics(page, model === undefined ? {} : { modelName: model });
+    return r.firstTokenCount === undefined ? undefined : { count: r.firstTokenCount, sum: r.firstTokenSecondsSum };
+  };
+  const head = `# TYPE ${TTFT} histogram\n`;
+
+  it.each([
+    ['two engines', `${TTFT}_count{engine="0",model_name="m"} 4\n${TTFT}_sum{engine="0",model_name="m"} 0.5\n${TTFT}_count{engine="1",model_name="m"} 6\n${TTFT}_sum{engine="1",model_name="m"} 0.25\n`],
+    ['a series\'s _sum and _count with their labels in another order', `${TTFT}_sum{model_name="m",engine="0"} 0.5\n${TTFT}_count{engine="0",model_name="m"} 4\n`],
+    ['a series with a _count and no _sum left out', `${TTFT}_count{engine="0",model_name="m"} 4\n${TTFT}_sum{engine="0",model_name="m"} 0.5\n${TTFT}_count{engine="1",model_name="m"} 6\n`],
+    ['a series with one label more is another series', `${TTFT}_count{engine="0",model_name="m"} 4\n${TTFT}_sum{engine="0",model_name="m"} 0.5\n${TTFT}_count{engine="0",model_name="m",x="1"} 6\n${TTFT}_sum{engine="0",model_name="m",x="1"} 1\n`],
+    ['buckets and an le on a _count', `${TTFT}_bucket{engine="0",le="1",model_name="m"} 3\n${TTFT}_count{engine="0",model_name="m"} 4\n${TTFT}_sum{engine="0",le="2",model_name="m"} 0.5\n`],
+    ['a NaN sum', `${TTFT}_count{engine="0",model_name="m"} 4\n${TTFT}_sum{engine="0",model_name="m"} NaN\n`],
+    ['the last of two _count samples of one series', `${TTFT}_count{engine="0",model_name="m"} 4\n${TTFT}_count{engine="0",model_name="m"} 5\n${TTFT}_sum{engine="0",model_name="m"} 0.5\n`],
+  ])('%s', (_name, body) => {
+    const page = head + body;
+    expect(read(page)).toEqual(reference(page));
+  });
+
+  it('another model\'s series left out when a model is named', () => {
+    const page = `${head}${TTFT}_count{model_name="m"} 4\n${TTFT}_sum{model_name="m"} 0.5\n${TTFT}_count{model_name="other"} 6\n${TTFT}_sum{model_name="other"} 1\n`;
+    expect(read(page, 'm')).toEqual({ count: 4, sum: 0.5 });
+    expect(read(page, 'm')).toEqual(reference(page, 'm'));
+    expect(read(page)).toEqual({ count: 10, sum: 1.5 });
+  });
+
+  it('past 32 series the same totals, in the same order (the grouping path for hostile pages)', () => {
+    const lines = Array.from({ length: 40 }, (_, i) => `${TTFT}_count{engine="${i}"} ${i + 1}\n${TTFT}_sum{engine="${i}"} ${0.1 * (i + 1)}\n`);
+    const page = head + lines.join('');
+    expect(read(page)).toEqual(reference(page));
+    expect(read(page)!.count).toBe(820);
   });
 });
