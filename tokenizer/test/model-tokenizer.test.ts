@@ -6,7 +6,7 @@ import * as vm from 'node:vm';
 import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { writeTemplateTokenizer } from '@kvroute/testkit';
-import { MEMO_ENTRY_BYTES, memoEntryBytes, ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
+import { hasBundledTokenizer, MEMO_ENTRY_BYTES, memoEntryBytes, ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
 /** An independent implementation to agree with: Hugging Face's pure-JS port of the tokenizer. */
@@ -338,6 +338,20 @@ describe('finding the tokenizer files', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+  test('hasBundledTokenizer (what synth checks) is what resolveTokenizerFiles finds with no folder and no cache', () => {
+    for (const model of ['Qwen/Qwen3-0.6B', 'Qwen/Qwen3-8B', 'Qwen/Qwen3-1.7B-Base', 'Qwen/Qwen2.5-7B-Instruct', 'Qwen/Qwen3-8B-FP8', 'meta-llama/Llama-3.1-8B-Instruct', 'qwen/qwen3-8b']) {
+      let found: boolean;
+      try {
+        found = resolveTokenizerFiles({ model, hubCache: '/nonexistent' }).source === 'bundled';
+      } catch (e) {
+        if (!(e instanceof TokenizerNotFoundError)) throw e;
+        found = false;
+      }
+      expect({ model, bundled: hasBundledTokenizer(model) }).toEqual({ model, bundled: found });
+    }
+    expect(hasBundledTokenizer('Qwen/Qwen3-8B')).toBe(true);
+    expect(hasBundledTokenizer('meta-llama/Llama-3.1-8B-Instruct')).toBe(false);
   });
   // transformers' PreTrainedTokenizerBase._from_pretrained (tokenization_utils_base.py; CHAT_TEMPLATE_FILE and
   // CHAT_TEMPLATE_DIR in utils/hub.py): chat_template.jinja and additional_chat_templates/<name>.jinja win over
