@@ -4,7 +4,7 @@ import { KvAwareRoutingProps } from './kv-aware-routing';
 export interface ClusterProfile {
   /** Folder name under dist/: a DNS-1123 label, unique among the profiles (`synthClusters` refuses others before writing). */
   readonly name: string;
-  /** What sets this cluster apart (shown in the README and the kustomization). */
+  /** What sets this cluster apart (written into its kustomization.yaml; the README's profile table is kept by hand). */
   readonly description: string;
   readonly routing: KvAwareRoutingProps;
 }
