@@ -28,8 +28,13 @@ export type FlagTable = Readonly<Record<string, ValueParser<unknown> | typeof SW
 /** The flags that were given: a switch as `true`, a value flag as its parser's result. */
 export type FlagValues<T extends FlagTable> = { -readonly [K in keyof T]?: T[K] extends ValueParser<infer V> ? V : true };
 
-/** Parses `argv` (without node and the script). Undefined means `--help` or `-h`, which wins over any other flag. */
-export function parseFlags<T extends FlagTable>(argv: readonly string[], table: T): FlagValues<T> | undefined {
+/**
+ * Parses `argv` (without node and the script). Undefined means `--help` or `-h`, which wins over any other flag.
+ * Run through npm (`npm start --pods=2`, without the `--` that hands flags on), a flag never arrives: npm keeps it as
+ * its own config and exports it as `npm_config_<name>` (npm 7+), so `env` is read for this table's flags and each one
+ * npm kept is named to `warn`.
+ */
+export function parseFlags<T extends FlagTable>(argv: readonly string[], table: T, env: NodeJS.ProcessEnv = process.env, warn: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): FlagValues<T> | undefined {
   // Every flag collects all its occurrences, so a repeated one can be refused instead of the last silently winning.
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple: true }> = { help: { type: 'boolean', short: 'h', multiple: true } };
   for (const [name, spec] of Object.entries(table)) options[name] = { type: spec === SWITCH ? 'boolean' : 'string', multiple: true };
@@ -40,9 +45,12 @@ export function parseFlags<T extends FlagTable>(argv: readonly string[], table: 
     // A lenient pass finds a --help the strict one never reached (`--typo --help` should still show the help).
     const tokens = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true }).tokens;
     if (tokens.some((t) => t.kind === 'option' && t.name === 'help')) return undefined;
-    throw usageError(e, argv, table);
+    throw usageError(e, argv, table, env);
   }
   if (given.help) return undefined;
+  for (const name of npmKeptFlags(table, env)) {
+    if (given[name] === undefined) warn(`warning: npm kept --${name} as its own setting, so this command did not get it; put the command's flags after "--": npm ${npmScript(env)} -- --${name} <value>`);
+  }
   const values: Record<string, unknown> = {};
   for (const [name, occurrences] of Object.entries(given)) {
     const spec = table[name];
@@ -54,14 +62,39 @@ export function parseFlags<T extends FlagTable>(argv: readonly string[], table: 
   return values as FlagValues<T>;
 }
 
+/**
+ * Whether one of the root package's scripts that run these commands (`npm start`, `npm run demo`, `npm run
+ * bench:routing`…) started this process: npm names the script's command line in `npm_lifecycle_script`. Not a process
+ * some other script started (the tests, under `npm test`, inherit npm's variables too).
+ */
+function ranByNpmScript(env: NodeJS.ProcessEnv): boolean {
+  return env.npm_lifecycle_event !== undefined && (env.npm_lifecycle_script ?? '').includes('bench/dist/main.js');
+}
+
+/** This table's flags that npm took as its own config (see `parseFlags`); none when npm's script did not run this. */
+function npmKeptFlags(table: FlagTable, env: NodeJS.ProcessEnv): string[] {
+  if (!ranByNpmScript(env)) return [];
+  return Object.keys(table).filter((name) => env[`npm_config_${name.replace(/-/g, '_')}`] !== undefined);
+}
+
+/** How the user ran this through npm: `start`, or `run <script>`. */
+function npmScript(env: NodeJS.ProcessEnv): string {
+  const script = env.npm_lifecycle_event ?? 'run <script>';
+  return ['start', 'test', 'stop', 'restart'].includes(script) ? script : `run ${script}`;
+}
+
 /** parseArgs' own errors, rephrased to start with the flag (the codes are its API; the message only quotes the flag). */
-function usageError(e: unknown, argv: readonly string[], table: FlagTable): unknown {
+function usageError(e: unknown, argv: readonly string[], table: FlagTable, env: NodeJS.ProcessEnv): unknown {
   const code = (e as { code?: string }).code;
   const quoted = /'([^']*)'/.exec((e as Error).message)?.[1] ?? '';
   switch (code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return new UsageError(`unknown flag ${quoted}; see --help`);
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      // `npm start --pods 2` hands on only "2": npm took --pods for itself.
+      if (ranByNpmScript(env)) {
+        return new UsageError(`unexpected argument ${JSON.stringify(quoted)}; through npm, put the command's flags after "--" (npm ${npmScript(env)} -- --flag value), or npm keeps them for itself`);
+      }
       return new UsageError(`unexpected argument ${JSON.stringify(quoted)}; flags start with -- (see --help)`);
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
       const flag = /--[^\s,]+/.exec(quoted)?.[0] ?? quoted; // quoted as "--port <value>" or "-h, --help"

@@ -61,16 +61,18 @@ function hookExit(): void {
       const handler = interruptHandler;
       interruptHandler = undefined;
       if (handler) return handler(signal);
+      // Those still running are killed outright (SIGKILL); the exit status is the shell's for the signal (128 + its number).
+      const alive = running.size;
       killAll();
-      process.stderr.write(`\n${signal}: stopped ${running.size} child processes\n`);
-      process.exit(130);
+      process.stderr.write(`\n${signal}: killed ${alive} child process${alive === 1 ? '' : 'es'} still running\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
     });
   }
 }
 
 /**
  * For a command whose normal end is Ctrl-C (the stack): the next SIGINT or SIGTERM calls `handler` instead of killing
- * every child and exiting 130, so the command can stop its processes gracefully and exit 0. A signal after that one
+ * every child and exiting 130 (143 for SIGTERM), so the command can stop its processes gracefully and exit 0. A signal after that one
  * kills at once, as before.
  */
 export function onNextInterrupt(handler: (signal: NodeJS.Signals) => void): void {

@@ -174,6 +174,9 @@ the pods simulate vLLM's caching and timing, not a model.
 Processes and their logs:
 ${processes.join('\n')}
 ${metricsText}
+The gateway's counters, as Envoy names them (gateway/README.md):
+  ${stack.gatewayUrl}/stats/prometheus   ${stack.gatewayUrl}/gateway/stats
+
 Ctrl-C stops them all.
 `;
 }

@@ -65,3 +65,30 @@ describe('parseFlags', () => {
     expect(refusal(argv).message).toBe(message);
   });
 });
+
+describe('flags npm kept for itself (`npm start --pods=2`, without "--")', () => {
+  const npmStart = { npm_lifecycle_event: 'start', npm_lifecycle_script: 'npm run build && node bench/dist/main.js stack' };
+
+  test('a flag npm exported as npm_config_<name> is named in a warning; one that arrived after "--" is not', () => {
+    const warnings: string[] = [];
+    expect(parseFlags([], FLAGS, { ...npmStart, npm_config_pods: '2' }, (l) => warnings.push(l))).toEqual({});
+    expect(warnings).toEqual(['warning: npm kept --pods as its own setting, so this command did not get it; put the command\'s flags after "--": npm start -- --pods <value>']);
+    warnings.length = 0;
+    expect(parseFlags(['--pods', '3'], FLAGS, { ...npmStart, npm_config_pods: '2' }, (l) => warnings.push(l))).toEqual({ pods: 3 });
+    expect(warnings).toEqual([]);
+  });
+
+  test('the value npm handed on alone is refused with the "--" hint; a script other than start is named with run', () => {
+    const env = { npm_lifecycle_event: 'bench:routing', npm_lifecycle_script: 'npm run build && node bench/dist/main.js routing', npm_config_pods: '' };
+    expect(() => parseFlags(['2'], FLAGS, env, () => undefined))
+      .toThrow('unexpected argument "2"; through npm, put the command\'s flags after "--" (npm run bench:routing -- --flag value), or npm keeps them for itself');
+  });
+
+  test('a process another script started (a test under npm test): no warning, the plain message', () => {
+    const warnings: string[] = [];
+    const env = { npm_lifecycle_event: 'test', npm_lifecycle_script: 'npm run typecheck && jest', npm_config_pods: '2' };
+    expect(parseFlags([], FLAGS, env, (l) => warnings.push(l))).toEqual({});
+    expect(warnings).toEqual([]);
+    expect(() => parseFlags(['2'], FLAGS, env)).toThrow('unexpected argument "2"; flags start with -- (see --help)');
+  });
+});
