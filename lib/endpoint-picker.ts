@@ -365,7 +365,7 @@ export class EndpointPicker extends Construct {
     // profile asking for KV events least expects. A config given here may name its own tokenizer files
     // (tokenizersPoolConfig), so only the built-in one is checked.
     if (props.precise !== undefined && props.config === undefined && tokenizerCacheClaim === undefined && !hasBundledTokenizer(props.precise.modelName)) {
-      throw new PropsError(SCOPE, 'tokenizerCacheClaim', `must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of ${props.precise.modelName} when the decode pods publish KV events (precise prefix scoring tokenizes prompts as vLLM does; the EPP image carries only the Qwen3 tokenizer, Qwen/Qwen3-<size>B)`, 'unset');
+      throw new PropsError(SCOPE, 'tokenizerCacheClaim', `must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of ${props.precise.modelName} when the decode pods publish KV events (precise prefix scoring tokenizes prompts as vLLM does; the EPP image carries only the Qwen3 tokenizer, Qwen/Qwen3-<size>B; or give endpointPicker.config with its own tokenizer files)`, undefined);
     }
     const cpu = checkQuantity(SCOPE, 'cpu', props.cpu ?? '1');
     const memory = checkQuantity(SCOPE, 'memory', props.memory ?? '1Gi');

@@ -135,7 +135,7 @@ export function durationNanos(duration: string): bigint {
   return ns;
 }
 
-/** A duration {@link checkDuration} accepted, in milliseconds (exact to the nanosecond: {@link durationNanos}). */
+/** A duration {@link checkDuration} accepted, in milliseconds ({@link durationNanos} ÷ 10⁶: exact below 2⁵³ ns, about 104 days). */
 export function durationMs(duration: string): number {
   return Number(durationNanos(duration)) / 1e6;
 }

@@ -156,7 +156,7 @@ describe('invalid props fail synth with a message that names the field and what 
       /^EndpointPicker\.nodeArgs\[1\]: must be one flag/],
     ['KV events for a model whose tokenizer the EPP image lacks, with no tokenizer claim',
       withOverrides(DEMO, { decode: { model: 'meta-llama/Llama-3.1-8B-Instruct', kvEvents: { mode: 'per-pod' } } }),
-      /^EndpointPicker\.tokenizerCacheClaim: must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of meta-llama\/Llama-3\.1-8B-Instruct when the decode pods publish KV events .*, got "unset"$/],
+      /^EndpointPicker\.tokenizerCacheClaim: must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of meta-llama\/Llama-3\.1-8B-Instruct when the decode pods publish KV events .*, got undefined$/],
     ['a bad scrape interval', withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval: '50' } }),
       /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "500ms", "10s" or "5m", got "50"$/],
     ['a bad message timeout', withOverrides(DEMO, { extProc: { messageTimeout: 'soon' } }),

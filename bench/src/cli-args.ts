@@ -49,7 +49,8 @@ export function parseFlags<T extends FlagTable>(argv: readonly string[], table: 
   }
   if (given.help) return undefined;
   for (const name of npmKeptFlags(table, env)) {
-    if (given[name] === undefined) warn(`warning: npm kept --${name} as its own setting, so this command did not get it; put the command's flags after "--": npm ${npmScript(env)} -- --${name} <value>`);
+    const example = table[name] === SWITCH ? `--${name}` : `--${name} <value>`;
+    if (given[name] === undefined) warn(`warning: npm kept --${name} as its own setting, so this command did not get it; put the command's flags after "--": npm ${npmScript(env)} -- ${example}`);
   }
   const values: Record<string, unknown> = {};
   for (const [name, occurrences] of Object.entries(given)) {
@@ -71,10 +72,15 @@ function ranByNpmScript(env: NodeJS.ProcessEnv): boolean {
   return env.npm_lifecycle_event !== undefined && (env.npm_lifecycle_script ?? '').includes('bench/dist/main.js');
 }
 
-/** This table's flags that npm took as its own config (see `parseFlags`); none when npm's script did not run this. */
+/**
+ * This table's flags that npm took as its own config (see `parseFlags`); none when npm's script did not run this.
+ * npm reads `--no-x` as x set to false and exports `npm_config_x` (empty). Not seen: `--quiet`, which npm reads as its
+ * own `--loglevel warn`, and `--only`, an npm setting whose unknown values npm drops: both need the `--`.
+ */
 function npmKeptFlags(table: FlagTable, env: NodeJS.ProcessEnv): string[] {
   if (!ranByNpmScript(env)) return [];
-  return Object.keys(table).filter((name) => env[`npm_config_${name.replace(/-/g, '_')}`] !== undefined);
+  const exported = (name: string) => env[`npm_config_${name.replace(/-/g, '_')}`] !== undefined;
+  return Object.keys(table).filter((name) => exported(name) || (name.startsWith('no-') && exported(name.slice(3))));
 }
 
 /** How the user ran this through npm: `start`, or `run <script>`. */

@@ -62,7 +62,8 @@ function hookExit(): void {
       interruptHandler = undefined;
       if (handler) return handler(signal);
       // Those still running are killed outright (SIGKILL); the exit status is the shell's for the signal (128 + its number).
-      const alive = running.size;
+      // A child the terminal's Ctrl-C already ended is still in `running` until someone stops it: not counted.
+      const alive = [...running].filter((p) => !p.exited).length;
       killAll();
       process.stderr.write(`\n${signal}: killed ${alive} child process${alive === 1 ? '' : 'es'} still running\n`);
       process.exit(signal === 'SIGINT' ? 130 : 143);

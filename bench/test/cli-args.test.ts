@@ -78,6 +78,16 @@ describe('flags npm kept for itself (`npm start --pods=2`, without "--")', () =>
     expect(warnings).toEqual([]);
   });
 
+  test('--no-x reaches npm as x (npm_config_x, empty); a switch is suggested without a value', () => {
+    const table = { 'no-ladder': SWITCH, quick: SWITCH, pods: integer(2, 16) } as const;
+    const warnings: string[] = [];
+    expect(parseFlags([], table, { ...npmStart, npm_config_ladder: '', npm_config_quick: 'true' }, (l) => warnings.push(l))).toEqual({});
+    expect(warnings).toEqual([
+      'warning: npm kept --no-ladder as its own setting, so this command did not get it; put the command\'s flags after "--": npm start -- --no-ladder',
+      'warning: npm kept --quick as its own setting, so this command did not get it; put the command\'s flags after "--": npm start -- --quick',
+    ]);
+  });
+
   test('the value npm handed on alone is refused with the "--" hint; a script other than start is named with run', () => {
     const env = { npm_lifecycle_event: 'bench:routing', npm_lifecycle_script: 'npm run build && node bench/dist/main.js routing', npm_config_pods: '' };
     expect(() => parseFlags(['2'], FLAGS, env, () => undefined))
