@@ -136,7 +136,7 @@ const NO_ISSUES: readonly ParseIssue[] = Object.freeze([]);
  */
 function parseWanted(kept: string, options: VllmParseOptions, wanted: ReadonlySet<string> = new Set(wantedFamilies(options.names)), counts?: { strictParses: number }, start?: number): VllmMetricsReading {
   // The reading is built once and completed in place: copying a ~15-field object twice (issues, then the start time)
-  // was a tenth of a changed page's reading.
+  // was a fourteenth of a changed page's reading.
   const fast = parseKeptLines(kept, wanted);
   let out: MutableReading;
   if (fast !== undefined) {
@@ -704,7 +704,7 @@ type LatencyCounters = Pick<VllmMetricsReading, 'firstTokenCount' | 'firstTokenS
  * A histogram family's `_count` and `_sum` summed over the series (label sets without `le`, as `histogramSeries` groups
  * them) that `keep` accepts and that have both, finite; undefined when there are none. A page's family holds a series
  * or a few (one per engine and model) and the kept lines no buckets, so series are told apart by comparing their
- * labels, not by `histogramSeries`' sorted label keys (a sixth of a changed page's reading); past
+ * labels, not by `histogramSeries`' sorted label keys (a seventh of a changed page's reading); past
  * `LINEAR_SERIES_LIMIT` series `histogramSeries` groups them, so a hostile page costs linear time. Same sums, added in
  * the same order (the series' first appearance).
  */
