@@ -130,7 +130,11 @@ function isAlive(pid: number): boolean {
       const decision = fs.readFileSync(eppLog, 'utf8').split('\n').find((l) => l.includes('"msg":"scheduling decision"'))!;
       expect(JSON.parse(decision)).toMatchObject({ picked: [res.headers['x-gateway-destination-endpoint-served']] });
       // The gateway plays the demo profile's Envoy (Istio 1.27.0) with the EnvoyFilter's ext_proc modes.
-      const stats = JSON.parse(await httpGet(`${baseUrl.replace(/\/v1$/, '')}/gateway/stats`)) as { extProc: Record<string, unknown> };
+      // The banner names the gateway's own counters, and they answer there.
+      const gatewayUrl = baseUrl.replace(/\/v1$/, '');
+      expect(bench.output.stdout).toContain(`  ${gatewayUrl}/stats/prometheus   ${gatewayUrl}/gateway/stats\n`);
+      expect(await httpGet(`${gatewayUrl}/stats/prometheus`)).toContain('envoy_http_ext_proc_');
+      const stats = JSON.parse(await httpGet(`${gatewayUrl}/gateway/stats`)) as { extProc: Record<string, unknown> };
       expect(stats.extProc).toMatchObject({
         envoySemantics: '1.35.0', requestBodyMode: 'BUFFERED', requestTrailerMode: 'SKIP', responseHeaderMode: 'SEND',
         responseBodyMode: 'NONE', responseTrailerMode: 'SEND', failureModeAllow: true,
