@@ -100,6 +100,39 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     expect(scores[1]).toBeLessThan(0.2);
   });
 
+  it('ownPrefillWeight 2 charges a pod that would recompute the prefix twice its prefill: the holder keeps a request the plain prediction moves, and the predictions stay the request\'s own', () => {
+    const system = blocks('system', 100); // 1,600 tokens
+    const [a, b] = [pod('a'), pod('b')];
+    const place = (ownPrefillWeight: number | undefined) => {
+      const base = latencyEndpointPickerConfig();
+      const config = ownPrefillWeight === undefined ? base : parseEndpointPickerConfig(JSON.stringify({
+        ...base,
+        plugins: base.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, ownPrefillWeight } } : p)),
+      }));
+      const latency = buildScheduler(config, { now, random: seeded(6) });
+      // Pod a holds the system prompt, with its first request (1,664 tokens) and another of 1,600 still queued there.
+      const first = request(system + blocks('q0', 4));
+      commit(latency, first, latency.schedule(first, [a]));
+      const other = request(blocks('other', 100));
+      commit(latency, other, latency.schedule(other, [a]));
+      const next = request(system + blocks('q1', 4));
+      const target = latency.schedule(next, [a, b]).target.endpoint.name;
+      return { target, predictions: latencyOf(latency).predictions(next)! };
+    };
+    // a: 3,264 queued + 64 own tokens; b: 1,664 own tokens. Predicted alone, b answers in half a's time (4 × ½ = 2
+    // points) and the prefix's single point cannot keep the request on a.
+    const plain = place(undefined);
+    expect(plain.target).toBe('b');
+    // Charged twice, b's 1,664 tokens cost 3,328 against a's 3,264 + 128: within 2%, and the prefix point decides.
+    const charged = place(2);
+    expect(charged.target).toBe('a');
+    // The predictions the pre-request hook commits and the logs show are the request's own TTFT either way.
+    for (const { predictions } of [plain, charged]) {
+      expect(predictions.get('b:8000')!.ttftSeconds).toBeCloseTo(0.02 + 1664 * 0.0002, 9);
+      expect(predictions.get('a:8000')!.ttftSeconds).toBeCloseTo(0.02 + (3264 + 64) * 0.0002, 9);
+    }
+  });
+
   it('learns from the scrapes that a pod has become 3× slower per token and prefers the other', () => {
     let t = NOW;
     const latency = buildScheduler(latencyEndpointPickerConfig(), { now: () => t, random: seeded(3) });
@@ -690,7 +723,8 @@ describe('latency-scorer parameters', () => {
     [{ maxNumSeqs: 0 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 0'],
     [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
     [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be "sessions" or "all", got "never"'],
-    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders'],
+    [{ ownPrefillWeight: 0.5 }, 'plugins[0].parameters.ownPrefillWeight: must be a number >= 1, got 0.5'],
+    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight'],
   ])('rejects %j naming the field and what it allows', (parameters, message) => {
     const yaml = [
       'apiVersion: inference.networking.x-k8s.io/v1alpha1',

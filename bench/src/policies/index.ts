@@ -103,11 +103,11 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256'];
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2'];
 /** What a run without `--policies` compares: every policy but the opt-in candidates. */
 export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
 
@@ -137,6 +137,7 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-precise-prefix-first': 'kvroute-precise without the latency scorer (the precise config until session 19 on 2026-11-30: precise 3 + queue + kv + active); with the default\'s session-load-scorer since session 31',
   'kvroute-precise-64': 'kvroute-precise with the scorer\'s blockSize 4× the pods\' --block-size (llm-d\'s guides\' 64 over vLLM\'s default 16): the pods\' engine blocks gathered four to a block (many:1); with the default\'s session-load-scorer since session 31',
   'kvroute-long-prefill-256': 'EPP process, the built-in config, the pods on vLLM\'s --long-prefill-token-threshold 256 (a request computes at most 256 tokens a step, so a cached turn\'s short prefill shares the next step with a slice of a long one instead of waiting for all of it; session 52\'s candidate for cached ≥ 4× at 80% load)',
+  'kvroute-own-prefill2': 'EPP process, the built-in config with the latency scorer counting each candidate\'s own uncached prefill twice (ownPrefillWeight: 2): once for the request, once for the wait it adds for the requests queued behind it, so a pod recomputing a prefix must be predicted faster by more than the recomputation (session 55\'s candidate: on shared-prefix the default\'s latency scorer moved a few group members off their group\'s pod)',
   'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority; with the default\'s session-load-scorer since session 31',
   'approx-prefix': 'EPP process, GIE v1.5.0\'s default config (queue 2, kv-cache 2, prefix 3, index auto-tuned)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds, cache misses to the least-loaded worker as SGLang since PR #14650), in-process ext_proc',
@@ -238,6 +239,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'saturation-filter', 'countPicksSinceScrape', false) };
     case 'kvroute-slot-wait-all':
       return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'latency-scorer', 'slotWait', 'all') };
+    case 'kvroute-own-prefill2':
+      return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'latency-scorer', 'ownPrefillWeight', 2) };
     case 'kvroute-no-lru':
       return { kind: 'epp', name, configText: renderEndpointPickerConfig(withoutNoHitLru(prefixFirstEndpointPickerConfig())) };
     case 'kvroute-soft':

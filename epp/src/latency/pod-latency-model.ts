@@ -482,7 +482,7 @@ export class PodLatencyModel {
    * `predict(…).ttftSeconds` without the object, for the scorer's per-candidate path: the line is the one fitted at most
    * `halfLife / 1000` ago (or since the last observation), not refitted to this very millisecond.
    */
-  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true): number {
+  predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true, ownPrefillWeight = 1): number {
     // Written so that NaN (no line yet) refits; a clock that steps back keeps the line.
     if (!(nowMs - this.lineAtMs < this.lineRefreshMs)) {
       const { intercept, slope } = this.line(nowMs);
@@ -491,9 +491,10 @@ export class PodLatencyModel {
       this.lineAtMs = nowMs;
     }
     const slope = this.lineSlope;
-    // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead.
+    // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead (the own prefill `ownPrefillWeight`
+    // times: the latency scorer's cost of the wait it adds for the requests queued behind it).
     return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + (slotWait ? this.slotWaitSeconds(metrics, inFlight, nowMs) : 0)
-      + slope * Math.max(0, uncachedTokens) + this.lineIntercept;
+      + ownPrefillWeight * slope * Math.max(0, uncachedTokens) + this.lineIntercept;
   }
 
   /**

@@ -67,7 +67,19 @@ export interface LatencyScorerParameters {
   slotWait?: 'sessions' | 'all';
   /** Request headers that carry a session id, as the session-affinity filter's `headers`. @default ["x-session-id", "x-session-token"] */
   sessionHeaders?: string[];
+  /**
+   * How many times the score counts the candidate's own uncached prefill: 1 scores the request's own predicted time to
+   * first token; above 1 it also charges the wait that prefill adds for the requests that queue behind it on that pod,
+   * so a pod that would recompute a prefix another holds must be predicted faster by more than the recomputation. The
+   * predictions themselves (the pre-request hook's, `predictTtftSeconds`, the predicted-latency producer's) stay the
+   * request's own.
+   * @default 1
+   */
+  ownPrefillWeight?: number;
 }
+
+/** The parameters resolved: every default filled but `ownPrefillWeight`, kept only when given so configs render unchanged. */
+export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight'> & { readonly ownPrefillWeight?: number };
 
 /**
  * What the last cycle's predictions were made from, kept with the request: the pre-request hook recomputes the pick's
@@ -140,7 +152,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   constructor(
     readonly name: string,
-    private readonly parameters: Required<LatencyScorerParameters>,
+    private readonly parameters: ResolvedLatencyScorerParameters,
     private readonly handle: PluginHandle,
   ) {
     this.model = new LatencyModel({
@@ -163,7 +175,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const match = cycle.state.get(PREFIX_MATCH);
     const slotWait = this.slotWaitFor(cycle.request);
     const n = candidates.length;
-    this.predictInto(cycle.request, match, candidates, out, now, slotWait);
+    this.predictInto(cycle.request, match, candidates, out, now, slotWait, this.parameters.ownPrefillWeight ?? 1);
     let best = Infinity;
     for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
     cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
@@ -178,11 +190,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   predictTtftSeconds(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[]): Float64Array {
     const out = new Float64Array(candidates.length);
-    this.predictInto(request, match, candidates, out, this.handle.now(), this.slotWaitFor(request));
+    this.predictInto(request, match, candidates, out, this.handle.now(), this.slotWaitFor(request), 1);
     return out;
   }
 
-  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean): void {
+  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean, ownPrefillWeight: number): void {
     const n = candidates.length;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
@@ -196,7 +208,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
         this.slotSnapshots[i] = candidate;
         this.slotModels[i] = pod;
       }
-      out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait);
+      out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait, ownPrefillWeight);
     }
   }
 
@@ -348,9 +360,9 @@ export const latencyScorer = definePlugin({
     if (gie !== undefined) {
       throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
         + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
-        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders');
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight');
     }
-    return {
+    const resolved = {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
     priorOverheadMs: fields.number('priorOverheadMs', 20, 0),
     priorWeight: positive(fields, 'priorWeight', 8),
@@ -362,6 +374,9 @@ export const latencyScorer = definePlugin({
     // Lower-cased because request headers reach plugins with lower-case names.
     sessionHeaders: fields.stringList('sessionHeaders', ['x-session-id', 'x-session-token'], { minLength: 1 }).map((h) => h.toLowerCase()),
     };
+    // Read whether or not given, so an unknown field's error lists it; kept only when given, so configs render unchanged.
+    const ownPrefillWeight = fields.number('ownPrefillWeight', 1, 1);
+    return (fields.has('ownPrefillWeight') ? { ...resolved, ownPrefillWeight } : resolved) as Required<LatencyScorerParameters>;
   }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),
 });
