@@ -38,7 +38,10 @@ export interface KvAwareRoutingProps {
    * Namespace carries Pod Security Admission labels: it enforces `baseline` and warns and audits at `restricted`. The
    * EPP and session store pods meet restricted; the decode pod meets baseline, and restricted with `decode.runAsUser`
    * (`DecodePool.podSecurityExceptions`); Istio's gateway pods meet baseline.
-   * @default true
+   * The namespaces Kubernetes itself creates (`default`, `kube-system`, `kube-public`, `kube-node-lease`) are never
+   * emitted: a GitOps tool would then own them (pruning the stack would delete `default`), and the labels would
+   * enforce `baseline` on every other workload there. Left out when this is not set; `true` with one of them is refused.
+   * @default true (false for the namespaces Kubernetes creates)
    * @see https://kubernetes.io/docs/concepts/security/pod-security-admission/
    */
   readonly createNamespace?: boolean;
@@ -192,7 +195,7 @@ export class KvAwareRouting extends Chart {
       }
     }
 
-    if (props.createNamespace ?? true) {
+    if (createsNamespace(namespace, props.createNamespace)) {
       // Enforce the level every pod of the stack meets, and report what would break restricted on each apply (warn)
       // and in the audit log, so an image update that loses a control shows before a stricter level is enforced.
       new k8s.KubeNamespace(this, 'Namespace', { metadata: { name: namespace, labels: NAMESPACE_POD_SECURITY_LABELS } });
@@ -341,6 +344,23 @@ export class KvAwareRouting extends Chart {
       }
     }
   }
+}
+
+/**
+ * The four initial namespaces Kubernetes starts with and keeps (kubernetes.io/docs/concepts/overview/working-with-objects
+ * /namespaces/, "Initial namespaces"): never the stack's to own.
+ */
+export const KUBERNETES_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+
+/** Whether to emit the Namespace object: `createNamespace` as given, never for one Kubernetes creates itself. */
+function createsNamespace(namespace: string, createNamespace: boolean | undefined): boolean {
+  if (!KUBERNETES_NAMESPACES.includes(namespace)) return createNamespace ?? true;
+  if (createNamespace === true) {
+    throw new PropsError('KvAwareRouting', 'createNamespace',
+      `must be false or unset with namespace "${namespace}", which Kubernetes creates and keeps itself (${KUBERNETES_NAMESPACES.join(', ')}): emitting it would hand it to the GitOps tool, whose prune would delete it, and enforce Pod Security "baseline" on every workload there`,
+      createNamespace);
+  }
+  return false;
 }
 
 /**

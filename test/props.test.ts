@@ -634,6 +634,16 @@ describe('one stack per namespace', () => {
     expect(() => new KvAwareRouting(app, 'pool-c', withOverrides(DEMO, { namespace: 'other', name: 'pool-c' }))).not.toThrow();
   });
 
+  test.each(['default', 'kube-system', 'kube-public', 'kube-node-lease'])('in Kubernetes\'s own namespace %s no Namespace object is emitted, and createNamespace: true is refused naming the field', (namespace) => {
+    const namespaces = (props: KvAwareRoutingProps) => synthProps(props).filter((m) => m.kind === 'Namespace').map((m) => m.metadata?.name);
+    expect(namespaces(withOverrides(DEMO, { namespace }))).toEqual([]);
+    expect(namespaces(withOverrides(DEMO, { namespace, createNamespace: false }))).toEqual([]);
+    expect(() => synthProps(withOverrides(DEMO, { namespace, createNamespace: true })))
+      .toThrow(new RegExp(`^KvAwareRouting\\.createNamespace: must be false or unset with namespace "${namespace}", which Kubernetes creates and keeps itself .*, got true$`));
+    // Any other namespace is emitted unless turned off.
+    expect(namespaces(withOverrides(DEMO, { namespace: 'kube-systemx' }))).toEqual(['kube-systemx']);
+  });
+
   test('stacks nested below other constructs are found too', () => {
     const app = Testing.app();
     const team = new Chart(app, 'team');
