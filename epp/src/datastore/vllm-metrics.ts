@@ -198,7 +198,9 @@ export class VllmPageReader {
    * `read(page.toString('utf8'))` without decoding the page: the wanted lines are found in its bytes
    * (`wantedLineBytes`, byte for byte the UTF-8 of what `wantedLines` keeps of the decoded page), compared with the
    * previous page's, and only when they differ decoded and parsed. Decoding the whole ~20 KB page and scanning it as a
-   * string cost the scrape thread ~23 µs per unchanged page, this ~14 (`npm run bench:scrape-cost -w epp`, busy machine).
+   * string cost the scrape thread ~23 µs per unchanged page, this ~14 when it came (the fourth round of
+   * issue 11's work, `npm run bench:scrape-cost -w epp`, busy machine) and 11.7 in session 54's run (epp/README.md, "Session 54: the page
+   * reader after the latency families").
    */
   readBytes(page: Buffer): VllmMetricsReading {
     const table = (this.byteTable ??= byteNameTable(this.wanted) ?? null);
