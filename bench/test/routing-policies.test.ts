@@ -262,7 +262,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers'].includes(n)));
   });
 
   test('kvroute-precise-prefix-first and kvroute-precise-latency4 are the precise config without the latency scorer and with it at 4 (it has 2)', () => {
@@ -341,7 +341,7 @@ describe('the policy catalogue', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);
@@ -445,9 +445,15 @@ describe('the policy catalogue', () => {
     expect(after).toEqual({ ...before, slotWait: 'all' });
   });
 
-  test('kvroute-own-prefill2 is the default with the latency scorer counting each candidate\'s own prefill twice (ownPrefillWeight: 2), nothing else changed', () => {
+  test('kvroute-own-prefill2 is the default with the latency scorer counting every candidate\'s own prefill twice (ownPrefillWeight: 2, fasterPodRatio: 0), nothing else changed', () => {
     const { before, after } = parametersChangedBy('kvroute-own-prefill2', 'latency-scorer');
     expect(before).not.toHaveProperty('ownPrefillWeight');
+    expect(before).not.toHaveProperty('fasterPodRatio');
+    expect(after).toEqual({ ...before, ownPrefillWeight: 2, fasterPodRatio: 0 });
+  });
+
+  test('kvroute-own-prefill2-peers is the default with ownPrefillWeight: 2 at the default fasterPodRatio (not rendered), nothing else changed', () => {
+    const { before, after } = parametersChangedBy('kvroute-own-prefill2-peers', 'latency-scorer');
     expect(after).toEqual({ ...before, ownPrefillWeight: 2 });
   });
 

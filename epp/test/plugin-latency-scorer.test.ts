@@ -133,6 +133,51 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     }
   });
 
+  it('ownPrefillWeight spares a candidate clearly faster per token than the prompt\'s best holder (fasterPodRatio 0.8), and charges an equal one; fasterPodRatio 0 charges every candidate', () => {
+    const scoresWith = (extra: Record<string, number>) => {
+      let t = NOW;
+      const base = latencyEndpointPickerConfig();
+      const config = parseEndpointPickerConfig(JSON.stringify({
+        ...base,
+        plugins: base.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, ownPrefillWeight: 2, ...extra } } : p)),
+      }));
+      const latency = buildScheduler(config, { now: () => t, random: seeded(7) });
+      const costs = { a: 0.0006, b: 0.0002, c: 0.0006 } as const;
+      const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 }, c: { count: 0, sum: 0, queries: 0 } };
+      const random = seeded(8);
+      const snapshot = (name: 'a' | 'b' | 'c') =>
+        pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
+      // a and c learnt at 0.6 ms a token, b at 0.2 (a newer GPU).
+      for (let i = 0; i < 200; i++) {
+        t += 50;
+        for (const name of ['a', 'b', 'c'] as const) {
+          const tokens = 200 + Math.floor(random() * 2000);
+          counters[name].count += 1;
+          counters[name].sum += 0.02 + costs[name] * tokens;
+          counters[name].queries += tokens;
+        }
+        latency.schedule(request(blocks(`warm${i}`, 8)), [snapshot('a'), snapshot('b'), snapshot('c')]);
+      }
+      // a holds 1,600 of the request's 1,664 tokens; b and c hold none.
+      const next = request(blocks('system', 100) + blocks('q', 4));
+      const candidates = [snapshot('a'), snapshot('b'), snapshot('c')];
+      const scorer = latencyOf(latency);
+      const scores = scorer.score({ request: next, state: stateWithMatch(next, 'a:8000', 6400) }, candidates);
+      const expected = (weights: readonly number[]) => {
+        const predicted = candidates.map((c, i) => scorer.model.pod(c.endpoint.key).predictSeconds([64, 1664, 1664][i]!, c.metrics, t, 0, false, weights[i]));
+        const best = Math.min(...predicted);
+        return predicted.map((p) => best / p);
+      };
+      return { scores, expected };
+    };
+    const spared = scoresWith({});
+    // b is 3× faster per token than a, the holder: charged once; c is a's equal: charged twice, as a is.
+    spared.expected([2, 1, 2]).forEach((e, i) => expect(spared.scores[i]).toBeCloseTo(e, 9));
+    expect(spared.scores[1]).toBeGreaterThan(spared.expected([2, 2, 2])[1]! * 1.5);
+    const charged = scoresWith({ fasterPodRatio: 0 });
+    charged.expected([2, 2, 2]).forEach((e, i) => expect(charged.scores[i]).toBeCloseTo(e, 9));
+  });
+
   it('learns from the scrapes that a pod has become 3× slower per token and prefers the other', () => {
     let t = NOW;
     const latency = buildScheduler(latencyEndpointPickerConfig(), { now: () => t, random: seeded(3) });
@@ -724,7 +769,8 @@ describe('latency-scorer parameters', () => {
     [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
     [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be "sessions" or "all", got "never"'],
     [{ ownPrefillWeight: 0.5 }, 'plugins[0].parameters.ownPrefillWeight: must be a number >= 1, got 0.5'],
-    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight'],
+    [{ fasterPodRatio: 1.5 }, 'plugins[0].parameters.fasterPodRatio: must be a number between 0 and 1, got 1.5'],
+    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio'],
   ])('rejects %j naming the field and what it allows', (parameters, message) => {
     const yaml = [
       'apiVersion: inference.networking.x-k8s.io/v1alpha1',

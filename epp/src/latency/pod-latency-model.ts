@@ -483,6 +483,23 @@ export class PodLatencyModel {
    * `halfLife / 1000` ago (or since the last observation), not refitted to this very millisecond.
    */
   predictSeconds(uncachedTokens: number, metrics: EndpointMetrics, nowMs: number, inFlight = 0, slotWait = true, ownPrefillWeight = 1): number {
+    const slope = this.secondsPerToken(nowMs);
+    // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead (the own prefill `ownPrefillWeight`
+    // times: the latency scorer's cost of the wait it adds for the requests queued behind it).
+    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + (slotWait ? this.slotWaitSeconds(metrics, inFlight, nowMs) : 0)
+      + ownPrefillWeight * slope * Math.max(0, uncachedTokens) + this.lineIntercept;
+  }
+
+  /**
+   * The line at `tokens` (fixed seconds + seconds per token × `tokens`): what the pod takes to prefill that many tokens
+   * with nothing queued, as `predictSeconds` fits it.
+   */
+  lineSeconds(tokens: number, nowMs: number): number {
+    return this.secondsPerToken(nowMs) * tokens + this.lineIntercept;
+  }
+
+  /** The line's prefill seconds per uncached token, as `predictSeconds` uses it (refitted at most every `halfLife / 1000`). */
+  secondsPerToken(nowMs: number): number {
     // Written so that NaN (no line yet) refits; a clock that steps back keeps the line.
     if (!(nowMs - this.lineAtMs < this.lineRefreshMs)) {
       const { intercept, slope } = this.line(nowMs);
@@ -490,11 +507,7 @@ export class PodLatencyModel {
       this.lineIntercept = intercept;
       this.lineAtMs = nowMs;
     }
-    const slope = this.lineSlope;
-    // As `prediction()` sums it: queue wait + slot wait + own prefill + overhead (the own prefill `ownPrefillWeight`
-    // times: the latency scorer's cost of the wait it adds for the requests queued behind it).
-    return slope * this.queuedTokens(uncachedTokens, metrics, nowMs) + (slotWait ? this.slotWaitSeconds(metrics, inFlight, nowMs) : 0)
-      + ownPrefillWeight * slope * Math.max(0, uncachedTokens) + this.lineIntercept;
+    return this.lineSlope;
   }
 
   /**

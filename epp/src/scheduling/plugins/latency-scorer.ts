@@ -70,16 +70,27 @@ export interface LatencyScorerParameters {
   /**
    * How many times the score counts the candidate's own uncached prefill: 1 scores the request's own predicted time to
    * first token; above 1 it also charges the wait that prefill adds for the requests that queue behind it on that pod,
-   * so a pod that would recompute a prefix another holds must be predicted faster by more than the recomputation. The
+   * so a pod that would recompute a prefix another holds must be predicted faster by more than the recomputation. A
+   * candidate clearly faster per token than the one holding most of the prompt (`fasterPodRatio`) is charged once. The
    * predictions themselves (the pre-request hook's, `predictTtftSeconds`, the predicted-latency producer's) stay the
    * request's own.
    * @default 1
    */
   ownPrefillWeight?: number;
+  /**
+   * With `ownPrefillWeight` above 1: a candidate whose learned line (fixed seconds + seconds per token) predicts the
+   * whole prompt's prefill, with nothing queued, in under this fraction of the time the line of the candidate with the
+   * fewest uncached tokens (the prompt's best holder) predicts is charged its own prefill once, not `ownPrefillWeight`
+   * times. A faster GPU's gain lasts, while an equal pod's shorter queue is a passing gain that the recomputed prefix's
+   * wait for the requests behind it can cost more than it saves; without the exemption (0) the charge kept groups on
+   * slow pods (bench/README.md, "Session 55").
+   * @default 0.8
+   */
+  fasterPodRatio?: number;
 }
 
-/** The parameters resolved: every default filled but `ownPrefillWeight`, kept only when given so configs render unchanged. */
-export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight'> & { readonly ownPrefillWeight?: number };
+/** The parameters resolved: every default filled but `ownPrefillWeight` and `fasterPodRatio`, kept only when given so configs render unchanged. */
+export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio'> & { readonly ownPrefillWeight?: number; readonly fasterPodRatio?: number };
 
 /**
  * What the last cycle's predictions were made from, kept with the request: the pre-request hook recomputes the pick's
@@ -175,7 +186,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const match = cycle.state.get(PREFIX_MATCH);
     const slotWait = this.slotWaitFor(cycle.request);
     const n = candidates.length;
-    this.predictInto(cycle.request, match, candidates, out, now, slotWait, this.parameters.ownPrefillWeight ?? 1);
+    const ownPrefillWeight = this.parameters.ownPrefillWeight ?? 1;
+    if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1);
+    else this.predictChargedInto(cycle.request, match, candidates, out, now, slotWait, ownPrefillWeight, this.parameters.fasterPodRatio ?? 0.8);
     let best = Infinity;
     for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
     cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
@@ -198,18 +211,55 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const n = candidates.length;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
-      let pod: PodLatencyModel;
-      if (this.slotSnapshots[i] === candidate) {
-        pod = this.slotModels[i]!;
-      } else {
-        pod = this.model.pod(candidate.endpoint.key);
-        pod.ingest(candidate.metrics, now);
-        if (this.tpotWanted) this.tpotModel.ingest(candidate.endpoint.key, candidate.metrics, now);
-        this.slotSnapshots[i] = candidate;
-        this.slotModels[i] = pod;
-      }
+      const pod = this.podAt(i, candidate, now);
       out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait, ownPrefillWeight);
     }
+  }
+
+  /**
+   * `predictInto` with each candidate's own prefill counted `ownPrefillWeight` times, but once for a candidate faster
+   * per token than the best holder of the prompt by more than `fasterPodRatio` (`ownPrefillWeight`, `fasterPodRatio`).
+   */
+  private predictChargedInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean, ownPrefillWeight: number, fasterPodRatio: number): void {
+    const n = candidates.length;
+    // The whole prompt, in the tokens the prefix match counts (the most any candidate would prefill).
+    let promptTokens = 0;
+    for (let i = 0; i < n; i++) {
+      const uncached = this.uncachedAt(request, match, candidates, i);
+      out[i] = uncached;
+      if (uncached > promptTokens) promptTokens = uncached;
+    }
+    let holderSeconds = Infinity;
+    let holderUncached = Infinity;
+    for (let i = 0; i < n; i++) {
+      const seconds = this.podAt(i, candidates[i]!, now).lineSeconds(promptTokens, now);
+      // The fewest uncached tokens; among equals the fastest line.
+      if (out[i]! < holderUncached || (out[i] === holderUncached && seconds < holderSeconds)) {
+        holderUncached = out[i]!;
+        holderSeconds = seconds;
+      }
+    }
+    const faster = fasterPodRatio * holderSeconds;
+    for (let i = 0; i < n; i++) {
+      const candidate = candidates[i]!;
+      const pod = this.podAt(i, candidate, now);
+      const weight = pod.lineSeconds(promptTokens, now) < faster ? 1 : ownPrefillWeight;
+      out[i] = pod.predictSeconds(out[i]!, candidate.metrics, now, candidate.activeRequests, slotWait, weight);
+    }
+  }
+
+  /**
+   * The model of the pod scored at position `i`, having learned from `candidate`'s metrics once per snapshot (see
+   * `slotSnapshots`).
+   */
+  private podAt(i: number, candidate: EndpointSnapshot, now: number): PodLatencyModel {
+    if (this.slotSnapshots[i] === candidate) return this.slotModels[i]!;
+    const pod = this.model.pod(candidate.endpoint.key);
+    pod.ingest(candidate.metrics, now);
+    if (this.tpotWanted) this.tpotModel.ingest(candidate.endpoint.key, candidate.metrics, now);
+    this.slotSnapshots[i] = candidate;
+    this.slotModels[i] = pod;
+    return pod;
   }
 
   /**
@@ -360,7 +410,7 @@ export const latencyScorer = definePlugin({
     if (gie !== undefined) {
       throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
         + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
-        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight');
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio');
     }
     const resolved = {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
@@ -376,7 +426,12 @@ export const latencyScorer = definePlugin({
     };
     // Read whether or not given, so an unknown field's error lists it; kept only when given, so configs render unchanged.
     const ownPrefillWeight = fields.number('ownPrefillWeight', 1, 1);
-    return (fields.has('ownPrefillWeight') ? { ...resolved, ownPrefillWeight } : resolved) as Required<LatencyScorerParameters>;
+    const fasterPodRatio = fields.number('fasterPodRatio', 0.8, 0, 1);
+    return {
+      ...resolved,
+      ...(fields.has('ownPrefillWeight') ? { ownPrefillWeight } : {}),
+      ...(fields.has('fasterPodRatio') ? { fasterPodRatio } : {}),
+    } as Required<LatencyScorerParameters>;
   }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),
 });
