@@ -39,8 +39,10 @@ export interface KvAwareRoutingProps {
    * EPP and session store pods meet restricted; the decode pod meets baseline, and restricted with `decode.runAsUser`
    * (`DecodePool.podSecurityExceptions`); Istio's gateway pods meet baseline.
    * The namespaces Kubernetes itself creates (`default`, `kube-system`, `kube-public`, `kube-node-lease`) are never
-   * emitted: a GitOps tool would then own them (pruning the stack would delete `default`), and the labels would
-   * enforce `baseline` on every other workload there. Left out when this is not set; `true` with one of them is refused.
+   * emitted: the labels would enforce `baseline` on every other workload there (kube-system's network and proxy pods
+   * need `privileged`), and a GitOps tool would take them as the stack's own, so a prune would try to delete them (the
+   * API server's NamespaceLifecycle admission refuses it for the first three, not for `kube-node-lease`). Left out when
+   * this is not set; `true` with one of them is refused.
    * @default true (false for the namespaces Kubernetes creates)
    * @see https://kubernetes.io/docs/concepts/security/pod-security-admission/
    */
@@ -348,7 +350,8 @@ export class KvAwareRouting extends Chart {
 
 /**
  * The four initial namespaces Kubernetes starts with and keeps (kubernetes.io/docs/concepts/overview/working-with-objects
- * /namespaces/, "Initial namespaces"): never the stack's to own.
+ * /namespaces/, "Initial namespaces"; the first three may not be deleted: `immortalNamespaces` in
+ * plugin/pkg/admission/namespace/lifecycle/admission.go, Kubernetes v1.28): never the stack's to own.
  */
 export const KUBERNETES_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 
@@ -357,7 +360,7 @@ function createsNamespace(namespace: string, createNamespace: boolean | undefine
   if (!KUBERNETES_NAMESPACES.includes(namespace)) return createNamespace ?? true;
   if (createNamespace === true) {
     throw new PropsError('KvAwareRouting', 'createNamespace',
-      `must be false or unset with namespace "${namespace}", which Kubernetes creates and keeps itself (${KUBERNETES_NAMESPACES.join(', ')}): emitting it would hand it to the GitOps tool, whose prune would delete it, and enforce Pod Security "baseline" on every workload there`,
+      `must be false or unset with namespace "${namespace}", which Kubernetes creates and keeps itself (${KUBERNETES_NAMESPACES.join(', ')}): emitting it would enforce Pod Security "baseline" on every workload there and hand the namespace to the GitOps tool, whose prune would try to delete it`,
       createNamespace);
   }
   return false;
