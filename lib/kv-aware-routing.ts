@@ -350,8 +350,9 @@ export class KvAwareRouting extends Chart {
 
 /**
  * The four initial namespaces Kubernetes starts with and keeps (kubernetes.io/docs/concepts/overview/working-with-objects
- * /namespaces/, "Initial namespaces"; the first three may not be deleted: `immortalNamespaces` in
- * plugin/pkg/admission/namespace/lifecycle/admission.go, Kubernetes v1.28): never the stack's to own.
+ * /namespaces/, "Initial namespaces"; the first three may not be deleted: `immortalNamespaces` of the
+ * NamespaceLifecycle admission plugin, staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go
+ * @ Kubernetes v1.28): never the stack's to own.
  */
 export const KUBERNETES_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 

@@ -133,8 +133,8 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     }
   });
 
-  it('ownPrefillWeight spares a candidate clearly faster per token than the prompt\'s best holder (fasterPodRatio 0.8), and charges an equal one; fasterPodRatio 0 charges every candidate', () => {
-    const scoresWith = (extra: Record<string, number>) => {
+  it('ownPrefillWeight spares a candidate whose line prefills the prompt in under 0.8 of the best holder\'s time (fasterPodRatio), and charges an equal one and one cheaper per token but slower overall; fasterPodRatio 0 charges every candidate; a cold request is charged everywhere', () => {
+    const scoresWith = (extra: Record<string, number>, held = true) => {
       let t = NOW;
       const base = latencyEndpointPickerConfig();
       const config = parseEndpointPickerConfig(JSON.stringify({
@@ -142,40 +142,47 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
         plugins: base.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, ownPrefillWeight: 2, ...extra } } : p)),
       }));
       const latency = buildScheduler(config, { now: () => t, random: seeded(7) });
-      const costs = { a: 0.0006, b: 0.0002, c: 0.0006 } as const;
-      const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 }, c: { count: 0, sum: 0, queries: 0 } };
+      // a and c learnt at 20 ms + 0.6 ms a token, b at 20 ms + 0.2 (a newer GPU), d at 500 ms + 0.4: cheaper per token
+      // than a, but its line at the prompt's 1,664 tokens (1.17 s) is not under 0.8 of a's (1.02 s).
+      const lines = { a: [0.02, 0.0006], b: [0.02, 0.0002], c: [0.02, 0.0006], d: [0.5, 0.0004] } as const;
+      const names = ['a', 'b', 'c', 'd'] as const;
+      const counters = Object.fromEntries(names.map((n) => [n, { count: 0, sum: 0, queries: 0 }])) as Record<(typeof names)[number], { count: number; sum: number; queries: number }>;
       const random = seeded(8);
-      const snapshot = (name: 'a' | 'b' | 'c') =>
+      const snapshot = (name: (typeof names)[number]) =>
         pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
-      // a and c learnt at 0.6 ms a token, b at 0.2 (a newer GPU).
       for (let i = 0; i < 200; i++) {
         t += 50;
-        for (const name of ['a', 'b', 'c'] as const) {
+        for (const name of names) {
           const tokens = 200 + Math.floor(random() * 2000);
           counters[name].count += 1;
-          counters[name].sum += 0.02 + costs[name] * tokens;
+          counters[name].sum += lines[name][0] + lines[name][1] * tokens;
           counters[name].queries += tokens;
         }
-        latency.schedule(request(blocks(`warm${i}`, 8)), [snapshot('a'), snapshot('b'), snapshot('c')]);
+        latency.schedule(request(blocks(`warm${i}`, 8)), names.map(snapshot));
       }
-      // a holds 1,600 of the request's 1,664 tokens; b and c hold none.
+      // Held: a holds 1,600 of the request's 1,664 tokens, the others none. Cold: nobody holds any.
       const next = request(blocks('system', 100) + blocks('q', 4));
-      const candidates = [snapshot('a'), snapshot('b'), snapshot('c')];
+      const candidates = names.map(snapshot);
       const scorer = latencyOf(latency);
-      const scores = scorer.score({ request: next, state: stateWithMatch(next, 'a:8000', 6400) }, candidates);
+      const scores = scorer.score({ request: next, state: stateWithMatch(next, 'a:8000', held ? 6400 : 0) }, candidates);
       const expected = (weights: readonly number[]) => {
-        const predicted = candidates.map((c, i) => scorer.model.pod(c.endpoint.key).predictSeconds([64, 1664, 1664][i]!, c.metrics, t, 0, false, weights[i]));
+        const predicted = candidates.map((c, i) => scorer.model.pod(c.endpoint.key).predictSeconds(i === 0 && held ? 64 : 1664, c.metrics, t, 0, false, weights[i]));
         const best = Math.min(...predicted);
         return predicted.map((p) => best / p);
       };
       return { scores, expected };
     };
     const spared = scoresWith({});
-    // b is 3× faster per token than a, the holder: charged once; c is a's equal: charged twice, as a is.
-    spared.expected([2, 1, 2]).forEach((e, i) => expect(spared.scores[i]).toBeCloseTo(e, 9));
-    expect(spared.scores[1]).toBeGreaterThan(spared.expected([2, 2, 2])[1]! * 1.5);
+    // b's line is a third of a's, the holder's: charged once; c is a's equal and d slower at the prompt, though
+    // cheaper per token: charged twice, as a is.
+    spared.expected([2, 1, 2, 2]).forEach((e, i) => expect(spared.scores[i]).toBeCloseTo(e, 9));
+    expect(spared.scores[1]).toBeGreaterThan(spared.expected([2, 2, 2, 2])[1]! * 1.5);
+    expect(spared.scores[3]).toBeLessThan(spared.expected([2, 1, 2, 1])[3]! * 0.8);
     const charged = scoresWith({ fasterPodRatio: 0 });
-    charged.expected([2, 2, 2]).forEach((e, i) => expect(charged.scores[i]).toBeCloseTo(e, 9));
+    charged.expected([2, 2, 2, 2]).forEach((e, i) => expect(charged.scores[i]).toBeCloseTo(e, 9));
+    // Cold: the holder is the fastest line (b's), nobody is faster, so every candidate is charged twice.
+    const cold = scoresWith({}, false);
+    cold.expected([2, 2, 2, 2]).forEach((e, i) => expect(cold.scores[i]).toBeCloseTo(e, 9));
   });
 
   it('learns from the scrapes that a pod has become 3× slower per token and prefers the other', () => {

@@ -71,15 +71,18 @@ export interface LatencyScorerParameters {
    * How many times the score counts the candidate's own uncached prefill: 1 scores the request's own predicted time to
    * first token; above 1 it also charges the wait that prefill adds for the requests that queue behind it on that pod,
    * so a pod that would recompute a prefix another holds must be predicted faster by more than the recomputation. A
-   * candidate clearly faster per token than the one holding most of the prompt (`fasterPodRatio`) is charged once. The
-   * predictions themselves (the pre-request hook's, `predictTtftSeconds`, the predicted-latency producer's) stay the
+   * candidate whose learned line prefills the prompt clearly faster than the line of the one holding most of it
+   * (`fasterPodRatio`) is charged once. A request no candidate holds more of than another (a cold one) is charged
+   * `ownPrefillWeight` times everywhere, but on candidates faster than the fastest line, i.e. none: the charge then
+   * multiplies the slow pods' disadvantage too (this is how it was measured). The predictions themselves (the pre-request hook's, `predictTtftSeconds`, the predicted-latency producer's) stay the
    * request's own.
    * @default 1
    */
   ownPrefillWeight?: number;
   /**
-   * With `ownPrefillWeight` above 1: a candidate whose learned line (fixed seconds + seconds per token) predicts the
-   * whole prompt's prefill, with nothing queued, in under this fraction of the time the line of the candidate with the
+   * With `ownPrefillWeight` above 1 (no effect otherwise): a candidate whose learned line (fixed seconds + seconds per
+   * token) predicts the prompt's prefill (the most tokens any candidate would prefill: the whole prompt when some
+   * candidate holds none of it), with nothing queued, in under this fraction of the time the line of the candidate with the
    * fewest uncached tokens (the prompt's best holder) predicts is charged its own prefill once, not `ownPrefillWeight`
    * times. A faster GPU's gain lasts, while an equal pod's shorter queue is a passing gain that the recomputed prefix's
    * wait for the requests behind it can cost more than it saves; without the exemption (0) the charge kept groups on
@@ -217,12 +220,14 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
-   * `predictInto` with each candidate's own prefill counted `ownPrefillWeight` times, but once for a candidate faster
-   * per token than the best holder of the prompt by more than `fasterPodRatio` (`ownPrefillWeight`, `fasterPodRatio`).
+   * `predictInto` with each candidate's own prefill counted `ownPrefillWeight` times, but once for a candidate whose line
+   * prefills the prompt in under `fasterPodRatio` of the time the line of the prompt's best holder takes
+   * (`ownPrefillWeight`, `fasterPodRatio`).
    */
   private predictChargedInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean, ownPrefillWeight: number, fasterPodRatio: number): void {
     const n = candidates.length;
-    // The whole prompt, in the tokens the prefix match counts (the most any candidate would prefill).
+    // The most tokens any candidate would prefill, in the units the prefix match counts: the whole prompt when some
+    // candidate holds none of it, less when every candidate holds part.
     let promptTokens = 0;
     for (let i = 0; i < n; i++) {
       const uncached = this.uncachedAt(request, match, candidates, i);
