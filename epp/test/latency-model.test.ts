@@ -565,6 +565,23 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.pod('a').predict(0, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(1.0 / 4, 12);
   });
 
+  it('before any pod finished a request, takes the age of the oldest request this EPP runs on the pod as the mean\'s lower bound (none has finished, so each runs at least that long); the pool\'s mean replaces it once reported', () => {
+    const model = new LatencyModel(SLOTS);
+    const a = model.pod('a');
+    for (let i = 0; i < 4; i++) {
+      a.addPending(`r${i}`, 100, 0.1, 0);
+      a.started(`r${i}`, 0);
+    }
+    // At 3 s the four have run 3 s each and none has finished: a fifth waits at least (5 − 4 + 1) ÷ 4 × 3 s.
+    const wait = a.predict(0, EMPTY_METRICS, 3000, 5).slotWaitSeconds;
+    expect(wait).toBeGreaterThanOrEqual(1.5 - 1e-12);
+    // With room there is no wait, lower bound or not.
+    expect(a.predict(0, EMPTY_METRICS, 3000, 3).slotWaitSeconds).toBe(0);
+    // Another pod reports requests of 0.8 s: its mean is the pool's, and a's wait follows it.
+    finished(model.pod('b'), 0.8);
+    expect(a.predict(0, EMPTY_METRICS, 3000, 5).slotWaitSeconds).toBeLessThan(wait);
+  });
+
   it('takes a pod seen running more than it was told as having one slot more than it ran (its limit is at least that, and unknown)', () => {
     const model = new PodLatencyModel(SLOTS);
     finished(model, 0.8, 8, { runningQueueSize: 10 });

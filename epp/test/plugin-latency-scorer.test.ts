@@ -396,6 +396,14 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
   });
 });
 
+/** `config` with the latency scorer's `slotWait` set. */
+function withSlotWait(config: EndpointPickerConfig, slotWait: 'sessions' | 'all' | 'imbalanced'): EndpointPickerConfig {
+  return parseEndpointPickerConfig(JSON.stringify({
+    ...config,
+    plugins: config.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, slotWait } } : p)),
+  }));
+}
+
 /** `latencyEndpointPickerConfig()` with the affinity filter's stickiness set. */
 function withStickiness(stickiness: 'hard' | 'soft') {
   const base = latencyEndpointPickerConfig();
@@ -548,9 +556,9 @@ describe('latency-scorer through request control', () => {
   it('a request picked for a pod whose slots are full is recorded as starting when a slot frees, not at its pick (review 32)', async () => {
     let latestAhead = Number.NaN;
     let tracked = 0;
-    // One-off requests (no session id): their scores leave the slot wait out (slotWait: sessions), so the holder takes
-    // more than its slots; the start recorded for each still counts it.
-    const [holder] = await burstOfNewSessions(withMaxNumSeqs(withoutSessionLoad(defaultEndpointPickerConfig()), 4), 16, false, (scheduler, key) => {
+    // One-off requests (no session id) under slotWait: sessions: their scores leave the slot wait out, so the holder
+    // takes more than its slots; the start recorded for each still counts it.
+    const [holder] = await burstOfNewSessions(withSlotWait(withMaxNumSeqs(withoutSessionLoad(defaultEndpointPickerConfig()), 4), 'sessions'), 16, false, (scheduler, key) => {
       const stats = latencyOf(scheduler).model.pod(key).stats(Date.now());
       tracked = stats.trackedStarts;
       latestAhead = stats.latestStartMs! - Date.now();
@@ -561,15 +569,32 @@ describe('latency-scorer through request control', () => {
     expect(latestAhead).toBeGreaterThan(400);
   });
 
-  it('one-off requests (no session id) are placed without the slot wait by default (slotWait: sessions), and with it under slotWait: all', async () => {
+  it('one-off requests (no session id) are placed without the slot wait under slotWait: sessions (the default until session 55), and with it under slotWait: all', async () => {
     const told = withMaxNumSeqs(defaultEndpointPickerConfig(), 4);
-    const [holder] = await burstOfNewSessions(told, 16, false);
+    const [holder] = await burstOfNewSessions(withSlotWait(told, 'sessions'), 16, false);
     expect(holder).toBe(16);
-    const all = parseEndpointPickerConfig(renderEndpointPickerConfig(told).replace('slotWait: sessions', 'slotWait: all'));
+    const all = withSlotWait(told, 'all');
     expect(renderEndpointPickerConfig(all)).toContain('slotWait: all');
     const [everyHolder, ...others] = await burstOfNewSessions(all, 16, false);
     expect(everyHolder).toBeLessThanOrEqual(8);
     expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('slotWait: imbalanced (the default since session 55) prices the wait for one-off requests while the holder\'s slots are full and another pod has half of its own free, so one hot prompt without session ids spreads; with every pod half full or more it stops (session 55\'s probe: a pod idle while the holders\' slots were full)', async () => {
+    const imbalanced = withMaxNumSeqs(defaultEndpointPickerConfig(), 4);
+    expect(renderEndpointPickerConfig(imbalanced)).toContain('slotWait: imbalanced');
+    let taken: number[] = [];
+    const [holder, ...others] = await burstOfNewSessions(imbalanced, 16, false, (scheduler, holderKey) => {
+      // After the burst: the scorer's own view of each pod's slots.
+      const scorer = latencyOf(scheduler);
+      taken = ds.snapshot().map((c) => scorer.model.pod(c.endpoint.key).slotShare(c.metrics, c.activeRequests));
+      expect(ds.snapshot().find((c) => c.endpoint.key === holderKey)).toBeDefined();
+    });
+    // The holder fills its 4 slots and more, but the others each take requests once it is full: no pod stays idle.
+    expect(holder).toBeLessThan(16);
+    expect(others.every((n) => n > 0)).toBe(true);
+    // Where it stopped: no pod had half its slots free any more while one was full.
+    expect(taken.some((share) => share >= 1) && taken.some((share) => share <= 0.5)).toBe(false);
   });
 
   it('told nothing (1024 slots, vLLM\'s largest default) the same burst stays on the holder: its queue of short prefills never outweighs the hit', async () => {
@@ -774,7 +799,7 @@ describe('latency-scorer parameters', () => {
     [{ pendingTimeout: '0s' }, 'plugins[0].parameters.pendingTimeout: must be longer than 0'],
     [{ maxNumSeqs: 0 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 0'],
     [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
-    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be "sessions" or "all", got "never"'],
+    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be one of "sessions", "all", "imbalanced", got "never"'],
     [{ ownPrefillWeight: 0.5 }, 'plugins[0].parameters.ownPrefillWeight: must be a number >= 1, got 0.5'],
     [{ fasterPodRatio: 1.5 }, 'plugins[0].parameters.fasterPodRatio: must be a number between 0 and 1, got 1.5'],
     [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio'],

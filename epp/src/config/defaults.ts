@@ -25,9 +25,14 @@ const LATENCY_SCORER = {
     // not told its pods' limit never predicts a slot wait they do not have. The cdk8s app writes the decode pool's own
     // (`DecodePool.maxNumSeqs`, `withMaxNumSeqs`) when it sets one.
     maxNumSeqs: 1024,
-    // The slot wait for requests carrying a session id only: their placement is permanent under hard affinity, and on
-    // llm-d's ramp (one-off requests) adding it moved requests off their group's pod and doubled TTFT p90 in one run.
-    slotWait: 'sessions' as const,
+    // The slot wait for requests carrying a session id (their placement is permanent under hard affinity), and for
+    // one-off requests only while some pod's slots are all taken and another has half of its own free. Priced for
+    // every request (`all`) it moved one-off requests off their group's pods whenever the pods were about equally
+    // full (llm-d's ramp, sessions 30 and 51; llm-d's shared-prefix workload, 7-8 hit points in session 55's probe);
+    // left out for them (`sessions`, the default until session 55) one hot system prompt without session ids piled
+    // onto its holders' full slots while a pod stood idle: TTFT p90 15-22× round robin's in session 55's probe, and
+    // 1.5-2.4 s against 370-410 ms with `imbalanced` (bench/README.md, "Session 55: one hot system prompt").
+    slotWait: 'imbalanced' as const,
   },
 };
 
@@ -166,7 +171,8 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // spreads instead of herding for 50 ms onto the pod that looked idlest. A burst sharing a cached prefix goes
           // to its holder (the prefix's 3 points against 1 here): new sessions until its sequence slots are full
           // (`maxNumSeqs`, the latency scorer's slot wait), then they spread; one-off requests without a session id
-          // stay there (`slotWait: sessions`; plugin-latency-scorer.test.ts, "a burst of new sessions …"). At 2
+          // stay there until it is full while another pod has half its slots free (`slotWait: imbalanced`;
+          // plugin-latency-scorer.test.ts, "a burst of new sessions …", "slotWait: imbalanced …"). At 2
           // it took more off slow pods on the heterogeneous pool but cost 3-5 hit points on shared-prefix × constrained
           // (the load ladder, 2026-11-30; bench/README.md).
           { pluginRef: 'active-request-scorer', weight: 1 },

@@ -518,14 +518,19 @@ export class PodLatencyModel {
    * inference, the staggered arrivals a pod without a burst has. The m-th slot to free is the m-th smallest of those,
    * and each round of `slots` beyond them a whole mean inference later. Never less than the staggered formula
    * (`(occupants − slots + 1) ÷ slots` inferences), which is also what memoryless run times give: a request past the
-   * mean is a long generation, not one about to end (review 32).
+   * mean is a long generation, not one about to end (review 32). Before any pod of the pool has reported a finished
+   * request (`vllm:request_inference_time_seconds` empty everywhere: the first seconds of a new pool), the mean is at
+   * least the age of the oldest request this EPP has running on the pod, since none has finished yet; without one
+   * (only other clients' requests fill it) there is no estimate and the wait counts as 0. Until session 55 it was 0
+   * there too, and a burst at start-up piled onto a prefix's holder for as long as its first requests ran (one hot
+   * system prompt: a pod idle while the holders' slots were full, bench/README.md "Session 55").
    */
   slotWaitSeconds(metrics: EndpointMetrics, inFlight: number, nowMs: number): number {
     const occupants = Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize);
     const slots = this.slots();
     if (occupants < slots) return 0;
-    const inference = this.inferenceSeconds();
-    if (inference === undefined) return 0;
+    const inference = this.inferenceSeconds() ?? this.oldestRunningSeconds(inFlight, nowMs);
+    if (inference === undefined || !(inference > 0)) return 0;
     const releases = occupants - slots; // slots that must free before this request's, less one
     const staggered = ((releases + 1) / slots) * inference;
     if (this.starts.size === 0 || inFlight === 0) return staggered;
@@ -556,6 +561,16 @@ export class PodLatencyModel {
   }
 
   /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
+  /**
+   * The age of the oldest of this EPP's `inFlight` requests on the pod (the youngest `inFlight` starts: older entries are
+   * completions it never saw), in seconds; undefined with none.
+   */
+  private oldestRunningSeconds(inFlight: number, nowMs: number): number | undefined {
+    const counted = Math.min(inFlight, this.starts.size);
+    if (counted === 0) return undefined;
+    return Math.max(0, nowMs - this.starts.at(this.starts.size - counted)) / 1000;
+  }
+
   inferenceSeconds(): number | undefined {
     return this.inference.value() ?? this.pool?.();
   }
@@ -563,6 +578,14 @@ export class PodLatencyModel {
   /** The pod's own mean, without the pool's fallback. */
   ownInferenceSeconds(): number | undefined {
     return this.inference.value();
+  }
+
+  /**
+   * The share of the pod's sequence slots taken (1: full, above 1: requests wait for a slot), from this EPP's own count
+   * or the last scrape's running + waiting, whichever is higher, as `slotWaitSeconds` counts them.
+   */
+  slotShare(metrics: EndpointMetrics, inFlight: number): number {
+    return Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize) / this.slots();
   }
 
   private slots(): number {

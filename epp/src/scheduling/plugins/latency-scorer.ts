@@ -62,9 +62,12 @@ export interface LatencyScorerParameters {
    * overhead). `all`: every request. Measured (bench/README.md, session 30): for new sessions the wait stops a burst
    * from herding onto the pod holding their prompt (later turns' TTFT p90 less than half); for one-off requests on
    * llm-d's ramp it moved requests off the pods holding their group's prefix and doubled TTFT p90 in one run.
+   * `imbalanced`: as `sessions`, and for every other request while some candidate's slots are all taken and another
+   * has at least half of its own free (one hot prompt without session ids piled onto its holders' full slots while a
+   * pod stood idle: bench/README.md, "Session 55").
    * @default "sessions"
    */
-  slotWait?: 'sessions' | 'all';
+  slotWait?: 'sessions' | 'all' | 'imbalanced';
   /** Request headers that carry a session id, as the session-affinity filter's `headers`. @default ["x-session-id", "x-session-token"] */
   sessionHeaders?: string[];
   /**
@@ -94,6 +97,13 @@ export interface LatencyScorerParameters {
 
 /** The parameters resolved: every default filled but `ownPrefillWeight` and `fasterPodRatio`, kept only when given so configs render unchanged. */
 export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio'> & { readonly ownPrefillWeight?: number; readonly fasterPodRatio?: number };
+
+/**
+ * `slotWait: imbalanced`: a candidate with at most this share of its slots taken has room the full ones lack. A quarter
+ * fixed the hot-prompt case as well (p90 393 / 426 ms against 371 / 415) and on llm-d's ramp still cost p90 in its
+ * overloaded stages (session 55; bench/README.md); a half is the one measured on every workload there.
+ */
+const ROOMY_SLOT_SHARE = 0.5;
 
 /**
  * What the last cycle's predictions were made from, kept with the request: the pre-request hook recomputes the pick's
@@ -187,7 +197,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const now = this.handle.now();
     const match = cycle.state.get(PREFIX_MATCH);
-    const slotWait = this.slotWaitFor(cycle.request);
+    const slotWait = this.slotWaitFor(cycle.request, candidates, now);
     const n = candidates.length;
     const ownPrefillWeight = this.parameters.ownPrefillWeight ?? 1;
     if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1);
@@ -206,7 +216,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   predictTtftSeconds(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[]): Float64Array {
     const out = new Float64Array(candidates.length);
-    this.predictInto(request, match, candidates, out, this.handle.now(), this.slotWaitFor(request), 1);
+    const now = this.handle.now();
+    this.predictInto(request, match, candidates, out, now, this.slotWaitFor(request, candidates, now), 1);
     return out;
   }
 
@@ -352,9 +363,33 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs, candidate.activeRequests, inputs.slotWait);
   }
 
-  /** Whether the slot wait counts for `request` (`slotWait`: every request, or those carrying a session id). */
-  private slotWaitFor(request: LLMRequest): boolean {
-    return this.parameters.slotWait === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined;
+  /**
+   * Whether the slot wait counts for `request` over `candidates` (`slotWait`): every request; those carrying a session
+   * id; or those, and any other while the candidates' slots are clearly imbalanced (`imbalanced`).
+   */
+  private slotWaitFor(request: LLMRequest, candidates: readonly EndpointSnapshot[], now: number): boolean {
+    const mode = this.parameters.slotWait;
+    if (mode === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined) return true;
+    return mode === 'imbalanced' && this.slotsImbalanced(candidates, now);
+  }
+
+  /**
+   * Some candidate's sequence slots are all taken while another has at least half of its own free: a one-off request
+   * sent to the full one waits for a slot that the other would give it at once. Only then is the wait priced for a
+   * request without a session id under `slotWait: imbalanced`; with every pod about as full the waits are alike, and
+   * pricing them moved one-off requests off their prefix's holders (session 30's ramp, session 51).
+   */
+  private slotsImbalanced(candidates: readonly EndpointSnapshot[], now: number): boolean {
+    let full = false;
+    let roomy = false;
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i]!;
+      const share = this.podAt(i, candidate, now).slotShare(candidate.metrics, candidate.activeRequests);
+      if (share >= 1) full = true;
+      else if (share <= ROOMY_SLOT_SHARE) roomy = true;
+      if (full && roomy) return true;
+    }
+    return false;
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
@@ -402,8 +437,8 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
  */
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
 
-function slotWaitOf(fields: FieldReader): 'sessions' | 'all' {
-  return fields.oneOf('slotWait', ['sessions', 'all'], 'sessions');
+function slotWaitOf(fields: FieldReader): 'sessions' | 'all' | 'imbalanced' {
+  return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced'], 'sessions');
 }
 
 export const latencyScorer = definePlugin({
