@@ -1,11 +1,17 @@
 #!/bin/bash
 # Session 55's probe (report.md): one scenario, cap, rate, duration, seed and tag, then the policies after `--`.
 # usage: run.sh scenario cap rate dur seed tag [extra flags...] -- policy...   (needs the built bench/dist of this checkout)
-cd "$(dirname "$0")"
+# The probe is session 33's (../gen33-probe/probe.js) with probe-from-gen33.diff applied: the scenarios hotsys,
+# longdoc, chatnosess, llmdsp and burst, their flags, and the `NAME~plugin.param=v~@pluginRef=weight` policy syntax.
+set -e
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+probe="$(mktemp -d)/probe.js"
+patch -s -o "$probe" "$here/../gen33-probe/probe.js" "$here/probe-from-gen33.diff"
 mkdir -p /tmp/probe55-logs
 sc=$1; cap=$2; rate=$3; dur=$4; seed=$5; tag=$6; shift 6
 extra=()
 while [ "$1" != "--" ]; do extra+=("$1"); shift; done; shift
 for p in "$@"; do
-  node probe.js --scenario "$sc" --cap "$cap" --policy "$p" --seed "$seed" --rate "$rate" --duration "$dur" --tag "$tag" "${extra[@]}" --out results.jsonl 2>&1 | tail -1
+  node "$probe" --root "$root" --scenario "$sc" --cap "$cap" --policy "$p" --seed "$seed" --rate "$rate" --duration "$dur" --tag "$tag" "${extra[@]}" --out "$here/results.jsonl" 2>&1 | tail -1
 done
