@@ -30,8 +30,10 @@ const LATENCY_SCORER = {
     // every request (`all`) it moved one-off requests off their group's pods whenever the pods were about equally
     // full (llm-d's ramp, sessions 30 and 51; llm-d's shared-prefix workload, 7-8 hit points in session 55's probe);
     // left out for them (`sessions`, the default until session 55) one hot system prompt without session ids piled
-    // onto its holders' full slots while a pod stood idle: TTFT p90 15-22× round robin's in session 55's probe, and
-    // 1.5-2.4 s against 370-410 ms with `imbalanced` (bench/README.md, "Session 55: one hot system prompt").
+    // onto its holders' full slots while a pod stood idle: TTFT p90 16-23× round robin's in session 55's probe, and
+    // 1.5-2.2 s against 370-420 ms with `imbalanced` (bench/README.md, "Session 55: one hot system prompt"). It costs
+    // llm-d's ramp in its overloaded stages (p90 1.3-1.7× in two runs), and once every pod is past half full the wait
+    // stops counting for one-off requests however full their holders are.
     slotWait: 'imbalanced' as const,
   },
 };

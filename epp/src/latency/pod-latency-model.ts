@@ -518,8 +518,9 @@ export class PodLatencyModel {
    * inference, the staggered arrivals a pod without a burst has. The m-th slot to free is the m-th smallest of those,
    * and each round of `slots` beyond them a whole mean inference later. Never less than the staggered formula
    * (`(occupants − slots + 1) ÷ slots` inferences), which is also what memoryless run times give: a request past the
-   * mean is a long generation, not one about to end (review 32). Before any pod of the pool has reported a finished
-   * request (`vllm:request_inference_time_seconds` empty everywhere: the first seconds of a new pool), the mean is at
+   * mean is a long generation, not one about to end (review 32). Before this EPP has seen any pod's
+   * `vllm:request_inference_time_seconds` count advance between two of its scrapes (the first seconds of a new pool, or
+   * of this EPP on a warm one: the mean is learnt from deltas), the mean is at
    * least the age of the oldest request this EPP has running on the pod, since none has finished yet; without one
    * (only other clients' requests fill it) there is no estimate and the wait counts as 0. Until session 55 it was 0
    * there too, and a burst at start-up piled onto a prefix's holder for as long as its first requests ran (one hot
@@ -560,7 +561,6 @@ export class PodLatencyModel {
     return Math.max(staggered, round * inference + kth);
   }
 
-  /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
   /**
    * The age of the oldest of this EPP's `inFlight` requests on the pod (the youngest `inFlight` starts: older entries are
    * completions it never saw), in seconds; undefined with none.
@@ -571,6 +571,7 @@ export class PodLatencyModel {
     return Math.max(0, nowMs - this.starts.at(this.starts.size - counted)) / 1000;
   }
 
+  /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */
   inferenceSeconds(): number | undefined {
     return this.inference.value() ?? this.pool?.();
   }

@@ -62,9 +62,12 @@ export interface LatencyScorerParameters {
    * overhead). `all`: every request. Measured (bench/README.md, session 30): for new sessions the wait stops a burst
    * from herding onto the pod holding their prompt (later turns' TTFT p90 less than half); for one-off requests on
    * llm-d's ramp it moved requests off the pods holding their group's prefix and doubled TTFT p90 in one run.
-   * `imbalanced`: as `sessions`, and for every other request while some candidate's slots are all taken and another
-   * has at least half of its own free (one hot prompt without session ids piled onto its holders' full slots while a
-   * pod stood idle: bench/README.md, "Session 55").
+   * `imbalanced` (kvroute's configs since session 55): as `sessions`, and for every other request while some
+   * candidate's slots are all taken and another has at least half of its own free (one hot prompt without session ids
+   * piled onto its holders' full slots while a pod stood idle: bench/README.md, "Session 55"). Once every pod is past
+   * half full the wait stops counting for one-off requests however full the holders are (unmeasured above the probe's
+   * 67% of slot capacity). Before this EPP has learnt any pod's mean request time, the wait counts the age of the
+   * oldest request it runs on the pod as that mean (`src/latency/pod-latency-model.ts`).
    * @default "sessions"
    */
   slotWait?: 'sessions' | 'all' | 'imbalanced';
