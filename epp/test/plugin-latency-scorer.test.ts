@@ -105,10 +105,7 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
     const [a, b] = [pod('a'), pod('b')];
     const place = (ownPrefillWeight: number | undefined) => {
       const base = latencyEndpointPickerConfig();
-      const config = ownPrefillWeight === undefined ? base : parseEndpointPickerConfig(JSON.stringify({
-        ...base,
-        plugins: base.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, ownPrefillWeight } } : p)),
-      }));
+      const config = ownPrefillWeight === undefined ? base : withLatencyScorer(base, { ownPrefillWeight });
       const latency = buildScheduler(config, { now, random: seeded(6) });
       // Pod a holds the system prompt, with its first request (1,664 tokens) and another of 1,600 still queued there.
       const first = request(system + blocks('q0', 4));
@@ -136,11 +133,7 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
   it('ownPrefillWeight spares a candidate whose line prefills the prompt in under 0.8 of the best holder\'s time (fasterPodRatio), and charges an equal one and one cheaper per token but slower overall; fasterPodRatio 0 charges every candidate; a cold request is charged everywhere', () => {
     const scoresWith = (extra: Record<string, number>, held = true) => {
       let t = NOW;
-      const base = latencyEndpointPickerConfig();
-      const config = parseEndpointPickerConfig(JSON.stringify({
-        ...base,
-        plugins: base.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, ownPrefillWeight: 2, ...extra } } : p)),
-      }));
+      const config = withLatencyScorer(latencyEndpointPickerConfig(), { ownPrefillWeight: 2, ...extra });
       const latency = buildScheduler(config, { now: () => t, random: seeded(7) });
       // a and c learnt at 20 ms + 0.6 ms a token, b at 20 ms + 0.2 (a newer GPU), d at 500 ms + 0.4: cheaper per token
       // than a, but its line at the prompt's 1,664 tokens (1.17 s) is not under 0.8 of a's (1.02 s).
@@ -396,12 +389,17 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
   });
 });
 
-/** `config` with the latency scorer's `slotWait` set. */
-function withSlotWait(config: EndpointPickerConfig, slotWait: 'sessions' | 'all' | 'imbalanced'): EndpointPickerConfig {
+/** `config` with `parameters` set on its latency scorer, loaded as a file would be. */
+function withLatencyScorer(config: EndpointPickerConfig, parameters: Record<string, unknown>): EndpointPickerConfig {
   return parseEndpointPickerConfig(JSON.stringify({
     ...config,
-    plugins: config.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, slotWait } } : p)),
+    plugins: config.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, ...parameters } } : p)),
   }));
+}
+
+/** `config` with the latency scorer's `slotWait` set. */
+function withSlotWait(config: EndpointPickerConfig, slotWait: 'sessions' | 'all' | 'imbalanced'): EndpointPickerConfig {
+  return withLatencyScorer(config, { slotWait });
 }
 
 /** `latencyEndpointPickerConfig()` with the affinity filter's stickiness set. */
