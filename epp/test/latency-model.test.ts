@@ -582,6 +582,15 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(a.predict(0, EMPTY_METRICS, 3000, 5).slotWaitSeconds).toBeLessThan(wait);
   });
 
+  it('before any pod finished a request, takes twice the oldest request\'s age as the mean: the oldest has as long again to run, not nothing (session 56: a full holder read a sixteenth of a request while its slots stayed taken a second more)', () => {
+    const a = new LatencyModel(SLOTS).pod('a');
+    for (let i = 0; i < 4; i++) a.started(`r${i}`, 0);
+    // At 3 s the four have run 3 s: the mean is taken as 6 s, so each has 3 s to go, and a fifth waits for the first.
+    expect(a.predict(0, EMPTY_METRICS, 3000, 5).slotWaitSeconds).toBeCloseTo(3, 9);
+    // Two beyond the slots: the second to free, also 3 s away, and never under the staggered (2 + 1) ÷ 4 × 6 s.
+    expect(a.predict(0, EMPTY_METRICS, 3000, 6).slotWaitSeconds).toBeCloseTo(4.5, 9);
+  });
+
   it('takes a pod seen running more than it was told as having one slot more than it ran (its limit is at least that, and unknown)', () => {
     const model = new PodLatencyModel(SLOTS);
     finished(model, 0.8, 8, { runningQueueSize: 10 });

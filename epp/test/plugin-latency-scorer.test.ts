@@ -6,7 +6,7 @@ import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
-import { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
+import { LatencyScorer, type SlotWaitMode } from '../src/scheduling/plugins/latency-scorer';
 import { PREFIX_MATCH, publishPrefixMatch } from '../src/scheduling/prefix-match';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest, SchedulingResult } from '../src/scheduling/types';
@@ -398,9 +398,73 @@ function withLatencyScorer(config: EndpointPickerConfig, parameters: Record<stri
 }
 
 /** `config` with the latency scorer's `slotWait` set. */
-function withSlotWait(config: EndpointPickerConfig, slotWait: 'sessions' | 'all' | 'imbalanced'): EndpointPickerConfig {
+function withSlotWait(config: EndpointPickerConfig, slotWait: SlotWaitMode): EndpointPickerConfig {
   return withLatencyScorer(config, { slotWait });
 }
+
+/**
+ * Session 56's probe: one hot system prompt every pod holds, at 83% of the slots' capacity (bench/README.md, "Session
+ * 56"). Each pod has 4 slots and a learnt mean request time of 0.8 s; `occupants` are its running + waiting requests;
+ * `holders` hold the whole prompt, the others none of it. Returns each candidate's predicted slot wait for a one-off
+ * request (no session id) and the pick.
+ */
+function hotPromptWaits(slotWait: SlotWaitMode, occupants: readonly number[], holders: readonly boolean[]): { waits: number[]; pick: string } {
+  const scheduler = buildScheduler(withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), slotWait), { now: () => NOW, random: seeded(11) });
+  const scorer = latencyOf(scheduler);
+  const names = occupants.map((_, i) => `p${i}`);
+  const system = blocks('system', 100);
+  // Each holder's prefix index learns the prompt from a request scheduled there alone (not committed: no queued work).
+  names.forEach((name, i) => holders[i] && scheduler.schedule(request(system + blocks(`warm${i}`, 4)), [pod(name)]));
+  // A page before: none finished; the candidates' page: 8 finished in 6.4 s of running (a mean of 0.8 s).
+  for (const name of names) scorer.model.pod(`${name}:8000`).ingest({ ...EMPTY_METRICS, updateTime: NOW - 1000, inferenceCount: 0, inferenceSecondsSum: 0 }, NOW - 1000);
+  const candidates = names.map((name, i) => pod(name, {
+    runningQueueSize: Math.min(4, occupants[i]!), waitingQueueSize: Math.max(0, occupants[i]! - 4), inferenceCount: 8, inferenceSecondsSum: 6.4,
+  }));
+  const req = request(system + blocks('question', 4));
+  const pick = scheduler.schedule(req, candidates).target.endpoint.name;
+  const predictions = scorer.predictions(req)!;
+  return { waits: names.map((name) => predictions.get(`${name}:8000`)!.slotWaitSeconds), pick };
+}
+
+describe('slotWait: avoidable (the default since session 56): the wait priced on a full pod another holder of the prompt would spare', () => {
+  it('with every pod past half full, prices the full holder\'s wait when another holder has a free slot; imbalanced (session 55) prices none, since no pod has half its slots free', () => {
+    const occupants = [5, 3, 3, 3]; // p0: 4 running, 1 waiting; the others 3 of 4
+    const all = [true, true, true, true];
+    expect(hotPromptWaits('imbalanced', occupants, all).waits).toEqual([0, 0, 0, 0]);
+    const avoidable = hotPromptWaits('avoidable', occupants, all);
+    // p0: one request ahead of it for 4 slots, (1 + 1) ÷ 4 × 0.8 s.
+    expect(avoidable.waits[0]).toBeCloseTo(0.4, 9);
+    expect(avoidable.waits.slice(1)).toEqual([0, 0, 0]);
+    expect(avoidable.pick).not.toBe('p0');
+  });
+
+  it('with every pod full, prices each holder\'s wait but the shortest among the pods holding as much, so the one that frees a slot first is preferred', () => {
+    const { waits, pick } = hotPromptWaits('avoidable', [6, 5, 7, 6], [true, true, true, true]);
+    expect(waits[0]).toBeCloseTo(0.6, 9);
+    expect(waits[1]).toBe(0);
+    expect(waits[2]).toBeCloseTo(0.8, 9);
+    expect(waits[3]).toBeCloseTo(0.6, 9);
+    expect(pick).toBe('p1');
+    // imbalanced leaves them all unpriced (none has half its slots free).
+    expect(hotPromptWaits('imbalanced', [6, 5, 7, 6], [true, true, true, true]).waits).toEqual([0, 0, 0, 0]);
+  });
+
+  it('leaves the wait unpriced where avoiding it means recomputing the prompt: the only holder is full and the others, with free slots, hold none of it', () => {
+    const { waits, pick } = hotPromptWaits('avoidable', [5, 3, 3, 3], [true, false, false, false]);
+    expect(waits).toEqual([0, 0, 0, 0]);
+    // The holder keeps it: 1,600 recomputed tokens elsewhere against its 64.
+    expect(pick).toBe('p0');
+    // A second holder with a free slot (p2) spares both full pods their wait, the holder p0 and the non-holder p1.
+    const mixed = hotPromptWaits('avoidable', [5, 6, 3, 3], [true, false, true, false]);
+    expect(mixed.waits[0]).toBeCloseTo(0.4, 9);
+    expect(mixed.waits[1]).toBeCloseTo(0.6, 9);
+    expect(mixed.pick).toBe('p2');
+  });
+
+  it('with no pod full prices nothing, as imbalanced', () => {
+    expect(hotPromptWaits('avoidable', [3, 2, 3, 1], [true, true, true, true]).waits).toEqual([0, 0, 0, 0]);
+  });
+});
 
 /** `latencyEndpointPickerConfig()` with the affinity filter's stickiness set. */
 function withStickiness(stickiness: 'hard' | 'soft') {
@@ -578,9 +642,10 @@ describe('latency-scorer through request control', () => {
     expect(others.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
   });
 
-  it('slotWait: imbalanced (the default since session 55) prices the wait for one-off requests while the holder\'s slots are full and another pod has half of its own free, so one hot prompt without session ids spreads; with every pod half full or more it stops (session 55\'s probe: a pod idle while the holders\' slots were full)', async () => {
-    const imbalanced = withMaxNumSeqs(defaultEndpointPickerConfig(), 4);
+  it('slotWait: imbalanced (the default in session 55) prices the wait for one-off requests while the holder\'s slots are full and another pod has half of its own free, so one hot prompt without session ids spreads; with every pod half full or more it stops (session 55\'s probe: a pod idle while the holders\' slots were full)', async () => {
+    const imbalanced = withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), 'imbalanced');
     expect(renderEndpointPickerConfig(imbalanced)).toContain('slotWait: imbalanced');
+    expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).toContain('slotWait: avoidable');
     let taken: number[] = [];
     const [holder, ...others] = await burstOfNewSessions(imbalanced, 16, false, (scheduler, holderKey) => {
       // After the burst: the scorer's own view of each pod's slots.
@@ -593,6 +658,12 @@ describe('latency-scorer through request control', () => {
     expect(others.every((n) => n > 0)).toBe(true);
     // Where it stopped: no pod had half its slots free any more while one was full.
     expect(taken.some((share) => share >= 1) && taken.some((share) => share <= 0.5)).toBe(false);
+  });
+
+  it('slotWait: avoidable (the default since session 56) spreads the same burst: it prices what imbalanced does, and more', async () => {
+    const [holder, ...others] = await burstOfNewSessions(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), 16, false);
+    expect(holder).toBeLessThan(16);
+    expect(others.every((n) => n > 0)).toBe(true);
   });
 
   it('told nothing (1024 slots, vLLM\'s largest default) the same burst stays on the holder: its queue of short prefills never outweighs the hit', async () => {
@@ -797,7 +868,7 @@ describe('latency-scorer parameters', () => {
     [{ pendingTimeout: '0s' }, 'plugins[0].parameters.pendingTimeout: must be longer than 0'],
     [{ maxNumSeqs: 0 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 0'],
     [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
-    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be one of "sessions", "all", "imbalanced", got "never"'],
+    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be one of "sessions", "all", "imbalanced", "avoidable", got "never"'],
     [{ ownPrefillWeight: 0.5 }, 'plugins[0].parameters.ownPrefillWeight: must be a number >= 1, got 0.5'],
     [{ fasterPodRatio: 1.5 }, 'plugins[0].parameters.fasterPodRatio: must be a number between 0 and 1, got 1.5'],
     [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio'],

@@ -33,8 +33,11 @@ const LATENCY_SCORER = {
     // onto its holders' full slots while a pod stood idle: TTFT p90 16-23× round robin's in session 55's probe, and
     // 1.5-2.2 s against 370-420 ms with `imbalanced` (bench/README.md, "Session 55: one hot system prompt"). It costs
     // llm-d's ramp in its overloaded stages (p90 1.3-1.7× in two runs), and once every pod is past half full the wait
-    // stops counting for one-off requests however full their holders are.
-    slotWait: 'imbalanced' as const,
+    // stops counting for one-off requests however full their holders are. `avoidable` (session 56) also prices it, for
+    // one-off requests, on a full pod when another holding as much of the prompt waits less (no recomputed prefix to
+    // avoid it): the same hot prompt at 83% of the slots' capacity, where every pod is past half full, read TTFT p90
+    // RESULTS (bench/README.md, "Session 56").
+    slotWait: 'avoidable' as const,
   },
 };
 
@@ -173,8 +176,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // spreads instead of herding for 50 ms onto the pod that looked idlest. A burst sharing a cached prefix goes
           // to its holder (the prefix's 3 points against 1 here): new sessions until its sequence slots are full
           // (`maxNumSeqs`, the latency scorer's slot wait), then they spread; one-off requests without a session id
-          // stay there until it is full while another pod has half its slots free (`slotWait: imbalanced`;
-          // plugin-latency-scorer.test.ts, "a burst of new sessions …", "slotWait: imbalanced …"). At 2
+          // stay there until it is full while another pod has half its slots free, or another holder a shorter wait
+          // (`slotWait: avoidable`; plugin-latency-scorer.test.ts, "a burst of new sessions …", "slotWait: imbalanced
+          // …", "slotWait: avoidable …"). At 2
           // it took more off slow pods on the heterogeneous pool but cost 3-5 hit points on shared-prefix × constrained
           // (the load ladder, 2026-11-30; bench/README.md).
           { pluginRef: 'active-request-scorer', weight: 1 },

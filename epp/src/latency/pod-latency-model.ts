@@ -140,6 +140,16 @@ export interface TtftPrediction {
   readonly uncachedTokens: number;
 }
 
+/**
+ * Before any request on the pool has finished, the mean request time is taken as this many times the age of the oldest
+ * request running on the pod. None has finished, so each runs at least that long, and nothing says how much longer:
+ * twice the age gives the oldest as long again still to run (a request seen running for t is as likely as not to run
+ * another t when nothing bounds its length: the median of a scale-free remaining time). The age itself (session 55)
+ * left it none, and a full holder's wait read a sixteenth of a request (session 56's probe: the oldest of 16 running
+ * 2.1 s, with 1.2 s to go; bench/README.md, "Session 56").
+ */
+const STARTUP_INFERENCE_AGES = 2;
+
 /** The typical uncached prompt the prior assumes, in tokens: where the prior's second pseudo-point sits. */
 const PRIOR_TYPICAL_TOKENS = 1024;
 /** An interval stands for at most this many requests, so one long gap between scrapes cannot outweigh the rest. */
@@ -520,17 +530,19 @@ export class PodLatencyModel {
    * (`(occupants − slots + 1) ÷ slots` inferences), which is also what memoryless run times give: a request past the
    * mean is a long generation, not one about to end (review 32). Before this EPP has seen any pod's
    * `vllm:request_inference_time_seconds` count advance between two of its scrapes (the first seconds of a new pool, or
-   * of this EPP on a warm one: the mean is learnt from deltas), the mean is at
-   * least the age of the oldest request this EPP has running on the pod, since none has finished yet; without one
-   * (only other clients' requests fill it) there is no estimate and the wait counts as 0. Until session 55 it was 0
-   * there too, and a burst at start-up piled onto a prefix's holder for as long as its first requests ran (one hot
-   * system prompt: a pod idle while the holders' slots were full, bench/README.md "Session 55").
+   * of this EPP on a warm one: the mean is learnt from deltas), the mean is taken as twice the age of the oldest request
+   * this EPP has running on the pod (`STARTUP_INFERENCE_AGES`); without one (only other clients' requests fill it) there
+   * is no estimate and the wait counts as 0. Until session 55 it was 0 there too, and a burst at start-up piled onto a
+   * prefix's holder for as long as its first requests ran (one hot system prompt: a pod idle while the holders' slots
+   * were full, bench/README.md "Session 55"); session 55 took the age itself, a lower bound that left the oldest
+   * request no time to run, so a full holder's wait read a sixteenth of a request while its slots stayed taken for a
+   * second more (bench/README.md, "Session 56").
    */
   slotWaitSeconds(metrics: EndpointMetrics, inFlight: number, nowMs: number): number {
     const occupants = Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize);
     const slots = this.slots();
     if (occupants < slots) return 0;
-    const inference = this.inferenceSeconds() ?? this.oldestRunningSeconds(inFlight, nowMs);
+    const inference = this.inferenceSeconds() ?? this.startupInferenceSeconds(inFlight, nowMs);
     if (inference === undefined || !(inference > 0)) return 0;
     const releases = occupants - slots; // slots that must free before this request's, less one
     const staggered = ((releases + 1) / slots) * inference;
@@ -562,13 +574,14 @@ export class PodLatencyModel {
   }
 
   /**
-   * The age of the oldest of this EPP's `inFlight` requests on the pod (the youngest `inFlight` starts: older entries are
-   * completions it never saw), in seconds; undefined with none.
+   * The mean request time before any is learnt: `STARTUP_INFERENCE_AGES` times the age of the oldest of this EPP's
+   * `inFlight` requests on the pod (the youngest `inFlight` starts: older entries are completions it never saw), in
+   * seconds; undefined with none.
    */
-  private oldestRunningSeconds(inFlight: number, nowMs: number): number | undefined {
+  private startupInferenceSeconds(inFlight: number, nowMs: number): number | undefined {
     const counted = Math.min(inFlight, this.starts.size);
     if (counted === 0) return undefined;
-    return Math.max(0, nowMs - this.starts.at(this.starts.size - counted)) / 1000;
+    return (STARTUP_INFERENCE_AGES * Math.max(0, nowMs - this.starts.at(this.starts.size - counted))) / 1000;
   }
 
   /** The mean seconds a request runs on this pod (the pool's before its first finished), undefined before any. */

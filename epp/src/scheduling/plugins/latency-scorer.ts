@@ -62,15 +62,19 @@ export interface LatencyScorerParameters {
    * overhead). `all`: every request. Measured (bench/README.md, session 30): for new sessions the wait stops a burst
    * from herding onto the pod holding their prompt (later turns' TTFT p90 less than half); for one-off requests on
    * llm-d's ramp it moved requests off the pods holding their group's prefix and doubled TTFT p90 in one run.
-   * `imbalanced` (kvroute's configs since session 55): as `sessions`, and for every other request while some
+   * `imbalanced` (kvroute's configs in session 55): as `sessions`, and for every other request while some
    * candidate's slots are all taken and another has at least half of its own free (one hot prompt without session ids
    * piled onto its holders' full slots while a pod stood idle: bench/README.md, "Session 55"). Once every pod is past
-   * half full the wait stops counting for one-off requests however full the holders are (unmeasured above the probe's
-   * 67% of slot capacity). Before this EPP has learnt any pod's mean request time, the wait counts the age of the
-   * oldest request it runs on the pod as that mean (`src/latency/pod-latency-model.ts`).
+   * half full the wait stops counting for one-off requests however full the holders are. `avoidable` (kvroute's configs
+   * since session 56): as `imbalanced`, and besides, for every other request, on each full candidate for which another
+   * candidate holding at least as much of the prompt (no more uncached tokens) predicts a shorter slot wait: avoiding
+   * that wait costs no recomputed prefix, so it is priced however full the pool is (one hot prompt at 83% of the slots'
+   * capacity: every pod past half full, requests waited on one holder while another had free slots;
+   * bench/README.md, "Session 56"). Before this EPP has learnt any pod's mean request time, the wait counts twice the
+   * age of the oldest request it runs on the pod as that mean (`src/latency/pod-latency-model.ts`).
    * @default "sessions"
    */
-  slotWait?: 'sessions' | 'all' | 'imbalanced';
+  slotWait?: SlotWaitMode;
   /** Request headers that carry a session id, as the session-affinity filter's `headers`. @default ["x-session-id", "x-session-token"] */
   sessionHeaders?: string[];
   /**
@@ -98,6 +102,9 @@ export interface LatencyScorerParameters {
   fasterPodRatio?: number;
 }
 
+/** Which requests, and on which candidates, the latency scorer adds the wait for a free sequence slot (`slotWait`). */
+export type SlotWaitMode = 'sessions' | 'all' | 'imbalanced' | 'avoidable';
+
 /** The parameters resolved: every default filled but `ownPrefillWeight` and `fasterPodRatio`, kept only when given so configs render unchanged. */
 export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio'> & { readonly ownPrefillWeight?: number; readonly fasterPodRatio?: number };
 
@@ -109,6 +116,16 @@ export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParamet
 const ROOMY_SLOT_SHARE = 0.5;
 
 /**
+ * The candidates whose slot wait a request's predictions count: every one (`true`), none (`false`), or those marked 1
+ * (a one-off request under `slotWait: avoidable`: `LatencyScorer.avoidableSlotWaits`).
+ */
+type SlotWaitScope = boolean | Uint8Array;
+
+function slotWaitAt(scope: SlotWaitScope, i: number): boolean {
+  return typeof scope === 'boolean' ? scope : scope[i] === 1;
+}
+
+/**
  * What the last cycle's predictions were made from, kept with the request: the pre-request hook recomputes the pick's
  * prediction from it (one pod), `predictions()` every candidate's (logs and tests). The cycle itself writes only the
  * scores: at 256 pods a prediction object per candidate per request was most of the scorer's cost.
@@ -117,8 +134,8 @@ interface CycleInputs {
   readonly candidates: readonly EndpointSnapshot[];
   readonly match: PrefixMatchEstimate | undefined;
   readonly nowMs: number;
-  /** Whether the slot wait was added for this request (`slotWait`). */
-  readonly slotWait: boolean;
+  /** Where the slot wait was added for this request (`slotWait`): every candidate, none, or the marked ones. */
+  readonly slotWait: SlotWaitScope;
 }
 
 /**
@@ -176,6 +193,14 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   private slotSnapshots: (EndpointSnapshot | undefined)[] = [];
   private slotModels: PodLatencyModel[] = [];
+  /**
+   * Per candidate position, scratch for one cycle's slot-wait decision (`slotsImbalanced` fills `shares`,
+   * `avoidableSlotWaits` the rest): grown, never shrunk, so a request allocates nothing here.
+   */
+  private shares = new Float64Array(0);
+  private uncachedScratch = new Float64Array(0);
+  private waitScratch = new Float64Array(0);
+  private fullScratch: number[] = [];
 
   constructor(
     readonly name: string,
@@ -200,7 +225,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const now = this.handle.now();
     const match = cycle.state.get(PREFIX_MATCH);
-    const slotWait = this.slotWaitFor(cycle.request, candidates, now);
+    const slotWait = this.slotWaitFor(cycle.request, match, candidates, now);
     const n = candidates.length;
     const ownPrefillWeight = this.parameters.ownPrefillWeight ?? 1;
     if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1);
@@ -220,16 +245,16 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   predictTtftSeconds(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[]): Float64Array {
     const out = new Float64Array(candidates.length);
     const now = this.handle.now();
-    this.predictInto(request, match, candidates, out, now, this.slotWaitFor(request, candidates, now), 1);
+    this.predictInto(request, match, candidates, out, now, this.slotWaitFor(request, match, candidates, now), 1);
     return out;
   }
 
-  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean, ownPrefillWeight: number): void {
+  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number): void {
     const n = candidates.length;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
       const pod = this.podAt(i, candidate, now);
-      out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWait, ownPrefillWeight);
+      out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), ownPrefillWeight);
     }
   }
 
@@ -238,7 +263,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * prefills the prompt in under `fasterPodRatio` of the time the line of the prompt's best holder takes
    * (`ownPrefillWeight`, `fasterPodRatio`).
    */
-  private predictChargedInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: boolean, ownPrefillWeight: number, fasterPodRatio: number): void {
+  private predictChargedInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number, fasterPodRatio: number): void {
     const n = candidates.length;
     // The most tokens any candidate would prefill, in the units the prefix match counts: the whole prompt when some
     // candidate holds none of it, less when every candidate holds part.
@@ -263,7 +288,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const candidate = candidates[i]!;
       const pod = this.podAt(i, candidate, now);
       const weight = pod.lineSeconds(promptTokens, now) < faster ? 1 : ownPrefillWeight;
-      out[i] = pod.predictSeconds(out[i]!, candidate.metrics, now, candidate.activeRequests, slotWait, weight);
+      out[i] = pod.predictSeconds(out[i]!, candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
     }
   }
 
@@ -363,36 +388,95 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
   private predictionAt(request: LLMRequest, inputs: CycleInputs, i: number): TtftPrediction {
     const candidate = inputs.candidates[i]!;
-    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs, candidate.activeRequests, inputs.slotWait);
+    return this.model.pod(candidate.endpoint.key).predict(this.uncachedAt(request, inputs.match, inputs.candidates, i), candidate.metrics, inputs.nowMs, candidate.activeRequests, slotWaitAt(inputs.slotWait, i));
   }
 
   /**
-   * Whether the slot wait counts for `request` over `candidates` (`slotWait`): every request; those carrying a session
-   * id; or those, and any other while the candidates' slots are clearly imbalanced (`imbalanced`).
+   * Where the slot wait counts for `request` over `candidates` (`slotWait`): everywhere for every request, or for those
+   * carrying a session id; under `imbalanced` and `avoidable`, everywhere for any other request too while the
+   * candidates' slots are clearly imbalanced (`slotsImbalanced`); under `avoidable`, otherwise on each candidate whose
+   * wait a pod holding as much of the prompt would spare it (`avoidableSlotWaits`).
    */
-  private slotWaitFor(request: LLMRequest, candidates: readonly EndpointSnapshot[], now: number): boolean {
+  private slotWaitFor(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): SlotWaitScope {
     const mode = this.parameters.slotWait;
     if (mode === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined) return true;
-    return mode === 'imbalanced' && this.slotsImbalanced(candidates, now);
+    if (mode === 'sessions') return false;
+    if (this.slotsImbalanced(candidates, now)) return true;
+    return mode === 'avoidable' && this.avoidableSlotWaits(request, match, candidates, now);
   }
 
   /**
    * Some candidate's sequence slots are all taken while another has at least half of its own free: a one-off request
-   * sent to the full one waits for a slot that the other would give it at once. Only then is the wait priced for a
-   * request without a session id under `slotWait: imbalanced`; with every pod about as full the waits are alike, and
-   * pricing them moved one-off requests off their prefix's holders (session 30's ramp, session 51).
+   * sent to the full one waits for a slot that the other would give it at once. Only then is the wait priced on every
+   * candidate for a request without a session id under `slotWait: imbalanced`, even where avoiding it recomputes a
+   * prefix; with every pod about as full the waits are alike, and pricing them moved one-off requests off their
+   * prefix's holders (session 30's ramp, session 51). Leaves each candidate's `slotShare` in `shares`.
    */
   private slotsImbalanced(candidates: readonly EndpointSnapshot[], now: number): boolean {
+    const n = candidates.length;
+    if (this.shares.length < n) this.growScratch(n);
+    const shares = this.shares;
     let full = false;
     let roomy = false;
-    for (let i = 0; i < candidates.length; i++) {
+    for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
       const share = this.podAt(i, candidate, now).slotShare(candidate.metrics, candidate.activeRequests);
+      shares[i] = share;
       if (share >= 1) full = true;
       else if (share <= ROOMY_SLOT_SHARE) roomy = true;
-      if (full && roomy) return true;
     }
-    return false;
+    return full && roomy;
+  }
+
+  /**
+   * `slotWait: avoidable`, when the slots are not clearly imbalanced: the full candidates (a new request waits there)
+   * for which another candidate holds at least as much of the prompt (no more uncached tokens) and predicts a shorter
+   * slot wait (a candidate with a free slot predicts none). Going there instead costs no recomputed prefix and waits
+   * less, so the wait is priced on them whatever the other candidates' fill; where avoiding it means recomputing a
+   * prefix elsewhere it stays unpriced, as under `imbalanced`. False when none is marked (no candidate full, or each full
+   * one the best-placed of the candidates holding as much). Reads `shares` as `slotsImbalanced` left them.
+   */
+  private avoidableSlotWaits(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): SlotWaitScope {
+    const n = candidates.length;
+    const { shares, uncachedScratch: uncached, waitScratch: waits } = this;
+    const full = this.fullScratch;
+    full.length = 0;
+    for (let i = 0; i < n; i++) if (shares[i]! >= 1) full.push(i);
+    if (full.length === 0) return false;
+    // The fewest uncached tokens among candidates with a free slot (no wait).
+    let roomiest = Infinity;
+    for (let i = 0; i < n; i++) {
+      uncached[i] = this.uncachedAt(request, match, candidates, i);
+      if (shares[i]! < 1 && uncached[i]! < roomiest) roomiest = uncached[i]!;
+    }
+    for (const i of full) {
+      const candidate = candidates[i]!;
+      waits[i] = this.podAt(i, candidate, now).slotWaitSeconds(candidate.metrics, candidate.activeRequests, now);
+    }
+    // The full candidates by uncached tokens, so that each run of equals sees the shortest wait among every full
+    // candidate holding at least as much.
+    full.sort((a, b) => uncached[a]! - uncached[b]!);
+    let marked: Uint8Array | undefined;
+    let shortest = Infinity;
+    for (let start = 0; start < full.length;) {
+      const tokens = uncached[full[start]!]!;
+      let end = start;
+      for (; end < full.length && uncached[full[end]!] === tokens; end++) shortest = Math.min(shortest, waits[full[end]!]!);
+      const spared = roomiest <= tokens ? 0 : shortest;
+      for (let k = start; k < end; k++) {
+        const i = full[k]!;
+        if (spared < waits[i]!) (marked ??= new Uint8Array(n))[i] = 1;
+      }
+      start = end;
+    }
+    return marked ?? false;
+  }
+
+  private growScratch(n: number): void {
+    const size = Math.max(n, 2 * this.shares.length);
+    this.shares = new Float64Array(size);
+    this.uncachedScratch = new Float64Array(size);
+    this.waitScratch = new Float64Array(size);
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
@@ -440,8 +524,8 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
  */
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
 
-function slotWaitOf(fields: FieldReader): 'sessions' | 'all' | 'imbalanced' {
-  return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced'], 'sessions');
+function slotWaitOf(fields: FieldReader): SlotWaitMode {
+  return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced', 'avoidable'], 'sessions');
 }
 
 export const latencyScorer = definePlugin({
