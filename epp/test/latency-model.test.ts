@@ -591,6 +591,22 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(a.predict(0, EMPTY_METRICS, 3000, 6).slotWaitSeconds).toBeCloseTo(4.5, 9);
   });
 
+  it('keeps the pool\'s mean inference seconds until a pod observes finished requests or leaves the pool, then recomputes it (a pod with none of its own reads it on every slot wait)', () => {
+    const model = new LatencyModel(SLOTS);
+    finished(model.pod('a'), 1.0);
+    expect(model.poolInferenceSeconds()).toBeCloseTo(1.0, 12);
+    finished(model.pod('b'), 0.5);
+    expect(model.poolInferenceSeconds()).toBeCloseTo(0.75, 12);
+    // c has finished nothing: its slot wait reads the pool's mean.
+    expect(model.pod('c').predict(0, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(0.75 / 4, 12);
+    model.remove('a');
+    expect(model.poolInferenceSeconds()).toBeCloseTo(0.5, 12);
+    // b's next page: 8 more finished in 12 s, a mean of 1.5 s; b's own mean moves to about 1.0, and the pool's with it.
+    model.pod('b').ingest({ ...EMPTY_METRICS, updateTime: 3, inferenceCount: 16, inferenceSecondsSum: 16 }, 3);
+    expect(model.poolInferenceSeconds()).toBeCloseTo(1.0, 3);
+    expect(model.pod('c').predict(0, EMPTY_METRICS, 3, 4).slotWaitSeconds).toBeCloseTo(1.0 / 4, 3);
+  });
+
   it('takes a pod seen running more than it was told as having one slot more than it ran (its limit is at least that, and unknown)', () => {
     const model = new PodLatencyModel(SLOTS);
     finished(model, 0.8, 8, { runningQueueSize: 10 });

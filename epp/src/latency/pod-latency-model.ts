@@ -297,11 +297,13 @@ export class PodLatencyModel {
   /**
    * @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet
    * @param reference the pool's reference line now (`LatencyModel.referenceLine`), undefined with no pod observed recently
+   * @param inferenceObserved called when this pod's own mean inference seconds may have changed (`pool`'s cache)
    */
   constructor(
     private readonly options: LatencyModelOptions,
     private readonly pool?: () => number | undefined,
     reference?: (nowMs: number) => LinearEstimate | undefined,
+    private readonly inferenceObserved?: () => void,
   ) {
     this.inference = new DecayedMean(options.halfLifeMs);
     this.ownPrompt = new DecayedMean(options.halfLifeMs);
@@ -358,6 +360,7 @@ export class PodLatencyModel {
     const inferenceSum = delta(previous.inferenceSecondsSum, reading.inferenceSecondsSum);
     if (finished !== undefined && finished > 0 && inferenceSum !== undefined) {
       this.inference.observe(inferenceSum / finished, Math.min(finished, MAX_INTERVAL_WEIGHT), nowMs);
+      this.inferenceObserved?.();
     }
     const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
     if (firstTokens === undefined || firstTokens <= 0) {
@@ -702,6 +705,14 @@ function delta(before: number | undefined, after: number | undefined): number | 
 export class LatencyModel {
   private readonly pods = new Map<string, PodLatencyModel>();
   private readonly reference: PoolReferenceLine;
+  /**
+   * `poolInferenceSeconds`, kept until a pod observes finished requests or leaves: a pod with none finished asks for it
+   * on every slot wait, and recomputing it walked every pod (at 256 pods, most of a request's routing CPU whenever
+   * the waits were priced: 158 against 39 µs; epp/README.md, "Waiting for a sequence slot"). A mean's decay scales
+   * its weight and total alike, so it changes only when observed.
+   */
+  private poolInference: number | undefined;
+  private poolInferenceStale = true;
 
   constructor(readonly options: LatencyModelOptions) {
     this.reference = new PoolReferenceLine(options.halfLifeMs, () => this.anchoredLines());
@@ -714,7 +725,9 @@ export class LatencyModel {
   pod(endpointKey: string): PodLatencyModel {
     let model = this.pods.get(endpointKey);
     if (model === undefined) {
-      model = new PodLatencyModel(this.options, () => this.poolInferenceSeconds(), (nowMs) => this.referenceLine(nowMs));
+      model = new PodLatencyModel(this.options, () => this.poolInferenceSeconds(), (nowMs) => this.referenceLine(nowMs), () => {
+        this.poolInferenceStale = true;
+      });
       this.pods.set(endpointKey, model);
     }
     return model;
@@ -731,6 +744,7 @@ export class LatencyModel {
 
   /** The mean of the pods' own mean inference seconds, undefined before any pod finished a request. */
   poolInferenceSeconds(): number | undefined {
+    if (!this.poolInferenceStale) return this.poolInference;
     let total = 0;
     let count = 0;
     for (const pod of this.pods.values()) {
@@ -740,7 +754,9 @@ export class LatencyModel {
         count++;
       }
     }
-    return count === 0 ? undefined : total / count;
+    this.poolInference = count === 0 ? undefined : total / count;
+    this.poolInferenceStale = false;
+    return this.poolInference;
   }
 
   has(endpointKey: string): boolean {
@@ -758,6 +774,7 @@ export class LatencyModel {
 
   remove(endpointKey: string): void {
     this.pods.delete(endpointKey);
+    this.poolInferenceStale = true;
   }
 
   get size(): number {
