@@ -1,0 +1,81 @@
+/**
+ * `npm run bench:slot-wait-modes -w epp`: the CPU cost of request control's `decide()` + `release()` in process (as
+ * `route-cost.ts`, without metrics) under the latency scorer's `slotWait: imbalanced` and `avoidable`, on synthetic
+ * pools where no pod is full (vLLM's default 1024 slots), where pods are full and some have half their slots free (4
+ * slots, the pods' running 0-15: the imbalanced rule fires under both), and where pods are full and none has half free
+ * (`busy`: 4 slots, 3-4 running, 0-1 waiting: only `avoidable` looks further). Every pod has a learnt mean request
+ * time. µs per request, the median of five alternating repetitions (session 56; epp/README.md, "Waiting for a
+ * sequence slot").
+ */
+import * as os from 'os';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
+import type { IncomingRequest } from '../src/extproc/request-director';
+import { RequestControl } from '../src/requestcontrol/request-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { workload } from './extproc-client';
+import { syntheticPool } from './synthetic-pool';
+
+type Fill = 'none full' | 'full, some half free' | 'busy';
+
+function config(slotWait: 'imbalanced' | 'avoidable', slots: number | undefined): EndpointPickerConfig {
+  const base = slots === undefined ? defaultEndpointPickerConfig() : withMaxNumSeqs(defaultEndpointPickerConfig(), slots);
+  return parseEndpointPickerConfig(JSON.stringify({
+    ...base,
+    plugins: base.plugins.map((p) => (p.type === 'latency-scorer' ? { ...p, parameters: { ...p.parameters, slotWait } } : p)),
+  }));
+}
+
+const abortSignal = (): AbortSignal => new AbortController().signal;
+
+async function cost(n: number, cfg: EndpointPickerConfig, busy: boolean, requests: number): Promise<number> {
+  const ds = syntheticPool(n, { numGpuBlocks: 8192, blockSize: 16 });
+  const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(cfg) });
+  const bodies = workload(1024, 256);
+  const headers = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]);
+  const keys = ds.endpoints().map((e) => e.key);
+  const route = async (i: number): Promise<void> => {
+    const req: IncomingRequest = { requestId: `r${i}`, headers, body: bodies[i % bodies.length]!, filterMetadata: {} };
+    const decided = control.decide(req, abortSignal);
+    const d = decided instanceof Promise ? await decided : decided;
+    if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d).slice(0, 200)}`);
+    control.release(d.ticket, 'completed');
+  };
+  // Two pages, 8 requests finished between them (0.8 s each): every pod's model learns its mean request time.
+  keys.forEach((k, j) => ds.setMetrics(k, { updateTime: Date.now(), inferenceCount: 0, inferenceSecondsSum: 0, ...(busy ? { runningQueueSize: 3 + (j % 2), waitingQueueSize: 0 } : {}) }));
+  await route(-1);
+  for (const k of keys) ds.setMetrics(k, { updateTime: Date.now(), inferenceCount: 8, inferenceSecondsSum: 6.4 });
+  const t0 = process.cpuUsage();
+  for (let i = 0; i < requests; i++) {
+    if (i % 4 === 0) ds.setMetrics(keys[i % keys.length]!, { updateTime: Date.now(), waitingQueueSize: busy ? (i >> 2) % 2 : i % 3 });
+    if (i % 200 === 0) for (const k of keys) ds.setMetrics(k, { updateTime: Date.now() });
+    await route(i);
+  }
+  const t = process.cpuUsage(t0);
+  await ds.stop();
+  return (t.user + t.system) / requests;
+}
+
+async function main(): Promise<void> {
+  const requests = Number(process.env.SLOT_WAIT_MODES_REQUESTS ?? 4000);
+  console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const fills: [Fill, number | undefined][] = [['none full', undefined], ['full, some half free', 4], ['busy', 4]];
+  for (const [fill, slots] of fills) {
+    for (const n of [8, 256]) {
+      const imbalanced = config('imbalanced', slots);
+      const avoidable = config('avoidable', slots);
+      const busy = fill === 'busy';
+      await cost(n, imbalanced, busy, 1000); // warm-up
+      await cost(n, avoidable, busy, 1000);
+      const a: number[] = [];
+      const b: number[] = [];
+      for (let r = 0; r < 5; r++) {
+        a.push(await cost(n, imbalanced, busy, requests));
+        b.push(await cost(n, avoidable, busy, requests));
+      }
+      const median = (xs: number[]) => xs.sort((p, q) => p - q)[2]!;
+      console.log(`${fill} (${slots ?? 1024} slots), ${n} pods, 1 KB: imbalanced ${median(a).toFixed(1)} µs, avoidable ${median(b).toFixed(1)} µs a request`);
+    }
+  }
+}
+
+if (require.main === module) main().catch((e) => { console.error(e); process.exit(1); });
