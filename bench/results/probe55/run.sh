@@ -1,6 +1,7 @@
 #!/bin/bash
 # Session 55's probe (report.md): one scenario, cap, rate, duration, seed and tag, then the policies after `--`.
 # usage: run.sh scenario cap rate dur seed tag [extra flags...] -- policy...   (needs the built bench/dist of this checkout)
+# Results go to results.jsonl here, or to $PROBE_OUT when set (session 56 wrote to ../probe56/).
 # The probe is session 33's (../gen33-probe/probe.js) with probe-from-gen33.diff applied: the scenarios hotsys,
 # longdoc, chatnosess, llmdsp and burst, their flags, and the `NAME~plugin.param=v~@pluginRef=weight` policy syntax.
 set -e
@@ -13,5 +14,5 @@ sc=$1; cap=$2; rate=$3; dur=$4; seed=$5; tag=$6; shift 6
 extra=()
 while [ "$1" != "--" ]; do extra+=("$1"); shift; done; shift
 for p in "$@"; do
-  node "$probe" --root "$root" --scenario "$sc" --cap "$cap" --policy "$p" --seed "$seed" --rate "$rate" --duration "$dur" --tag "$tag" "${extra[@]}" --out "$here/results.jsonl" 2>&1 | tail -1
+  node "$probe" --root "$root" --scenario "$sc" --cap "$cap" --policy "$p" --seed "$seed" --rate "$rate" --duration "$dur" --tag "$tag" "${extra[@]}" --out "${PROBE_OUT:-$here/results.jsonl}" 2>&1 | tail -1
 done

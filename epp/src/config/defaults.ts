@@ -34,9 +34,13 @@ const LATENCY_SCORER = {
     // 1.5-2.2 s against 370-420 ms with `imbalanced` (bench/README.md, "Session 55: one hot system prompt"). It costs
     // llm-d's ramp in its overloaded stages (p90 1.3-1.7× in two runs), and once every pod is past half full the wait
     // stops counting for one-off requests however full their holders are. `avoidable` (session 56) also prices it, for
-    // one-off requests, on a full pod when another holding as much of the prompt waits less (no recomputed prefix to
-    // avoid it): the same hot prompt at 83% of the slots' capacity, where every pod is past half full, read TTFT p90
-    // RESULTS (bench/README.md, "Session 56").
+    // one-off requests, on a full pod when another holding as much of the prompt waits less (avoiding it recomputes
+    // nothing): the same hot prompt at 20 req/s (83% of the slots' capacity, every pod past half full) read TTFT p90
+    // 0.56-2.02 s against 0.93-2.23 s with `imbalanced` over three seeds (round robin 0.32-0.96 s), and llm-d's
+    // shared-prefix workload, long documents on tight KV and chat without session ids read even (bench/README.md,
+    // "Session 56: the hot prompt at 83% of the slots' capacity"). On llm-d's ramp (constrained KV) its two runs
+    // split: worse in one (hits 76.6 against 78.9%, p90 11.1 against 9.4 s), better in the other (81.4 against 75.8%,
+    // 3.2 against 11.4 s).
     slotWait: 'avoidable' as const,
   },
 };
