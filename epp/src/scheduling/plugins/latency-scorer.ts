@@ -401,7 +401,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const mode = this.parameters.slotWait;
     if (mode === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined) return true;
     if (mode === 'sessions') return false;
-    if (this.slotsImbalanced(candidates, now)) return true;
+    if (this.slotsImbalanced(candidates, now, mode === 'avoidable')) return true;
     return mode === 'avoidable' && this.avoidableSlotWaits(request, match, candidates, now);
   }
 
@@ -410,9 +410,10 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * sent to the full one waits for a slot that the other would give it at once. Only then is the wait priced on every
    * candidate for a request without a session id under `slotWait: imbalanced`, even where avoiding it recomputes a
    * prefix; with every pod about as full the waits are alike, and pricing them moved one-off requests off their
-   * prefix's holders (session 30's ramp, session 51). Leaves each candidate's `slotShare` in `shares`.
+   * prefix's holders (session 30's ramp, session 51). With `fillShares` it leaves each candidate's `slotShare` in
+   * `shares` (for `avoidableSlotWaits`); without, it stops at the first full and roomy pair.
    */
-  private slotsImbalanced(candidates: readonly EndpointSnapshot[], now: number): boolean {
+  private slotsImbalanced(candidates: readonly EndpointSnapshot[], now: number, fillShares: boolean): boolean {
     const n = candidates.length;
     if (this.shares.length < n) this.growScratch(n);
     const shares = this.shares;
@@ -424,6 +425,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       shares[i] = share;
       if (share >= 1) full = true;
       else if (share <= ROOMY_SLOT_SHARE) roomy = true;
+      if (full && roomy && !fillShares) return true;
     }
     return full && roomy;
   }
@@ -434,7 +436,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * slot wait (a candidate with a free slot predicts none). Going there instead costs no recomputed prefix and waits
    * less, so the wait is priced on them whatever the other candidates' fill; where avoiding it means recomputing a
    * prefix elsewhere it stays unpriced, as under `imbalanced`. False when none is marked (no candidate full, or each full
-   * one the best-placed of the candidates holding as much). Reads `shares` as `slotsImbalanced` left them.
+   * one the best-placed of the candidates holding as much). "As much" is exact: a candidate holding one block less
+   * than a full one does not spare it, however long its wait (the comparison stays free of the line's per-token
+   * cost). Without a prefix match (no prefix scorer in the profile) every candidate prefills the whole prompt, so
+   * every full candidate is priced whenever another has a free slot or a shorter wait. Reads `shares` as
+   * `slotsImbalanced` left them.
    */
   private avoidableSlotWaits(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): SlotWaitScope {
     const n = candidates.length;
@@ -460,7 +466,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     let shortest = Infinity;
     for (let start = 0; start < full.length;) {
       const tokens = uncached[full[start]!]!;
-      let end = start;
+      // At least one per run, so a NaN count (which equals nothing) cannot stall the walk.
+      shortest = Math.min(shortest, waits[full[start]!]!);
+      let end = start + 1;
       for (; end < full.length && uncached[full[end]!] === tokens; end++) shortest = Math.min(shortest, waits[full[end]!]!);
       const spared = roomiest <= tokens ? 0 : shortest;
       for (let k = start; k < end; k++) {
