@@ -2,20 +2,31 @@
  * `npm run bench:slot-wait-modes -w epp`: the CPU cost of request control's `decide()` + `release()` in process (as
  * `route-cost.ts`, without metrics) under the latency scorer's `slotWait: imbalanced` and `avoidable`, on synthetic
  * pools where no pod is full (vLLM's default 1024 slots), where pods are full and some have half their slots free (4
- * slots, the pods' running 0-15: the imbalanced rule fires under both), and where pods are full and none has half free
- * (`busy`: 4 slots, 3-4 running, 0-1 waiting: only `avoidable` looks further). Every pod has a learnt mean request
- * time. µs per request, the median of five alternating repetitions (session 56; epp/README.md, "Waiting for a
+ * slots, 0-6 requests a pod: the imbalanced rule fires under both), and where pods are full and none has half free
+ * (`busy`: 4 slots, 3-4 running, 0-1 waiting: only `avoidable` looks further). Every pod has learnt its mean request
+ * time (checked before timing), so a full pod's wait is priced where the mode prices it. µs per request, the median of five alternating repetitions (session 56; epp/README.md, "Waiting for a
  * sequence slot").
  */
 import * as os from 'os';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
 import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
+import { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { workload } from './extproc-client';
 import { syntheticPool } from './synthetic-pool';
 
 type Fill = 'none full' | 'full, some half free' | 'busy';
+
+/**
+ * The page's running and waiting requests for pod `j` (the synthetic pool's own for `none full`). Never more than 4
+ * running: a pod seen running more than it was told counts as having one slot more than it ran.
+ */
+function occupancy(fill: Fill, j: number): { runningQueueSize?: number; waitingQueueSize?: number } {
+  if (fill === 'busy') return { runningQueueSize: 3 + (j % 2), waitingQueueSize: 0 };
+  if (fill === 'full, some half free') return { runningQueueSize: Math.min(4, j % 7), waitingQueueSize: Math.max(0, (j % 7) - 4) };
+  return {};
+}
 
 function config(slotWait: 'imbalanced' | 'avoidable', slots: number | undefined): EndpointPickerConfig {
   const base = slots === undefined ? defaultEndpointPickerConfig() : withMaxNumSeqs(defaultEndpointPickerConfig(), slots);
@@ -27,23 +38,32 @@ function config(slotWait: 'imbalanced' | 'avoidable', slots: number | undefined)
 
 const abortSignal = (): AbortSignal => new AbortController().signal;
 
-async function cost(n: number, cfg: EndpointPickerConfig, busy: boolean, requests: number): Promise<number> {
+async function cost(n: number, cfg: EndpointPickerConfig, fill: Fill, requests: number): Promise<number> {
+  const busy = fill === 'busy';
   const ds = syntheticPool(n, { numGpuBlocks: 8192, blockSize: 16 });
-  const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(cfg) });
+  const scheduler = buildScheduler(cfg);
+  const control = new RequestControl({ datastore: ds, scheduler });
   const bodies = workload(1024, 256);
   const headers = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]);
   const keys = ds.endpoints().map((e) => e.key);
   const route = async (i: number): Promise<void> => {
-    const req: IncomingRequest = { requestId: `r${i}`, headers, body: bodies[i % bodies.length]!, filterMetadata: {} };
+    const req: IncomingRequest = { requestId: `r${i}`, headers, body: bodies[Math.abs(i) % bodies.length]!, filterMetadata: {} };
     const decided = control.decide(req, abortSignal);
     const d = decided instanceof Promise ? await decided : decided;
     if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d).slice(0, 200)}`);
     control.release(d.ticket, 'completed');
   };
-  // Two pages, 8 requests finished between them (0.8 s each): every pod's model learns its mean request time.
-  keys.forEach((k, j) => ds.setMetrics(k, { updateTime: Date.now(), inferenceCount: 0, inferenceSecondsSum: 0, ...(busy ? { runningQueueSize: 3 + (j % 2), waitingQueueSize: 0 } : {}) }));
+  // Two pages, 8 requests finished between them (0.8 s each), each read by a request's scoring: every pod's model learns
+  // its mean request time (a page no newer than the last one read teaches nothing; one older than the saturation
+  // filter's 1 s staleness is not scored at all).
+  const start = Date.now();
+  keys.forEach((k, j) => ds.setMetrics(k, { updateTime: start - 300, inferenceCount: 0, inferenceSecondsSum: 0, ...occupancy(fill, j) }));
+  await route(-2);
+  for (const k of keys) ds.setMetrics(k, { updateTime: start - 200, inferenceCount: 8, inferenceSecondsSum: 6.4 });
   await route(-1);
-  for (const k of keys) ds.setMetrics(k, { updateTime: Date.now(), inferenceCount: 8, inferenceSecondsSum: 6.4 });
+  const latency = scheduler.plugin('latency-scorer') as LatencyScorer;
+  const unlearnt = keys.filter((k) => latency.model.get(k)?.ownInferenceSeconds() === undefined);
+  if (unlearnt.length > 0) throw new Error(`${unlearnt.length} of ${n} pods learnt no mean request time`);
   const t0 = process.cpuUsage();
   for (let i = 0; i < requests; i++) {
     if (i % 4 === 0) ds.setMetrics(keys[i % keys.length]!, { updateTime: Date.now(), waitingQueueSize: busy ? (i >> 2) % 2 : i % 3 });
@@ -63,14 +83,13 @@ async function main(): Promise<void> {
     for (const n of [8, 256]) {
       const imbalanced = config('imbalanced', slots);
       const avoidable = config('avoidable', slots);
-      const busy = fill === 'busy';
-      await cost(n, imbalanced, busy, 1000); // warm-up
-      await cost(n, avoidable, busy, 1000);
+      await cost(n, imbalanced, fill, 1000); // warm-up
+      await cost(n, avoidable, fill, 1000);
       const a: number[] = [];
       const b: number[] = [];
       for (let r = 0; r < 5; r++) {
-        a.push(await cost(n, imbalanced, busy, requests));
-        b.push(await cost(n, avoidable, busy, requests));
+        a.push(await cost(n, imbalanced, fill, requests));
+        b.push(await cost(n, avoidable, fill, requests));
       }
       const median = (xs: number[]) => xs.sort((p, q) => p - q)[2]!;
       console.log(`${fill} (${slots ?? 1024} slots), ${n} pods, 1 KB: imbalanced ${median(a).toFixed(1)} µs, avoidable ${median(b).toFixed(1)} µs a request`);
