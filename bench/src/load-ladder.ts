@@ -640,9 +640,9 @@ export const TODAYS_DEFAULT = 'kvroute';
  * 2026-11-30, `kvroute-no-lru` before no-hit-lru-scorer joined, `kvroute-page-queue` before the saturation filter
  * counted the requests routed (less those ended) since each pod's last page (2026-12-04, session 50),
  * `kvroute-slot-wait-sessions` before the latency scorer priced the slot wait for one-off requests on imbalanced pools
- * (2026-12-05, session 55; it has that session's start-up bound on the wait, which the earlier default had not),
- * `kvroute-slot-wait-imbalanced` before it priced the wait on a full holder whenever another holder waited less (2026-12-05,
- * session 56; both have session 56's start-up estimate).
+ * (2026-12-05, session 55), `kvroute-slot-wait-imbalanced` before it priced the wait on a full holder whenever another
+ * holder waited less (2026-12-05, session 56). Both run today's start-up estimate of the wait (twice the oldest running
+ * request's age), which neither earlier default had (session 55's was the age itself, the default before it none).
  */
 export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */

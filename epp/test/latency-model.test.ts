@@ -565,7 +565,7 @@ describe('PodLatencyModel: waiting for a sequence slot (vLLM v1 scheduler: max_n
     expect(model.pod('a').predict(0, EMPTY_METRICS, 2, 4).slotWaitSeconds).toBeCloseTo(1.0 / 4, 12);
   });
 
-  it('before any pod finished a request, takes the age of the oldest request this EPP runs on the pod as the mean\'s lower bound (none has finished, so each runs at least that long); the pool\'s mean replaces it once reported', () => {
+  it('before any pod finished a request, takes no less than the age of the oldest request this EPP runs on the pod as the mean (none has finished, so each runs at least that long); the pool\'s mean replaces it once reported', () => {
     const model = new LatencyModel(SLOTS);
     const a = model.pod('a');
     for (let i = 0; i < 4; i++) {

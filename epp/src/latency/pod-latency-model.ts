@@ -146,7 +146,8 @@ export interface TtftPrediction {
  * twice the age gives the oldest as long again still to run (a request seen running for t is as likely as not to run
  * another t when nothing bounds its length: the median of a scale-free remaining time). The age itself (session 55)
  * left it none, and a full holder's wait read a sixteenth of a request (session 56's probe: the oldest of 16 running
- * 2.1 s, with 1.2 s to go; bench/README.md, "Session 56").
+ * 2.1 s, with about 1.2 s still to run, a waiting request read 0.13 s and waited 1.5-1.7 s; bench/README.md, "Session
+ * 56").
  */
 const STARTUP_INFERENCE_AGES = 2;
 
@@ -707,9 +708,9 @@ export class LatencyModel {
   private readonly reference: PoolReferenceLine;
   /**
    * `poolInferenceSeconds`, kept until a pod observes finished requests or leaves: a pod with none finished asks for it
-   * on every slot wait, and recomputing it walked every pod (at 256 pods, most of a request's routing CPU whenever
-   * the waits were priced: 158 against 39 µs; epp/README.md, "Waiting for a sequence slot"). A mean's decay scales
-   * its weight and total alike, so it changes only when observed.
+   * on every slot wait of a full pod, and recomputing it walked every pod (at 256 pods with most of them full and none
+   * finished yet, most of a request's routing CPU: 157-158 against 41-47 µs; epp/README.md, "Waiting for a sequence
+   * slot"). A mean's decay scales its weight and total alike, so it changes only when observed.
    */
   private poolInference: number | undefined;
   private poolInferenceStale = true;
