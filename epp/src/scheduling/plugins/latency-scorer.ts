@@ -195,7 +195,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   private slotModels: PodLatencyModel[] = [];
   /**
    * Per candidate position, scratch for one cycle's slot-wait decision (`slotsImbalanced` fills `shares`,
-   * `avoidableSlotWaits` the rest): grown, never shrunk, so a request allocates nothing here.
+   * `avoidableSlotWaits` the rest): grown, never shrunk, so a request allocates only the marks of the candidates it
+   * prices (`avoidableSlotWaits`).
    */
   private shares = new Float64Array(0);
   private uncachedScratch = new Float64Array(0);
