@@ -15,26 +15,35 @@ import { syntheticPool } from './synthetic-pool';
 
 const abortSignal = (): AbortSignal => new AbortController().signal;
 
+/** The request headers of the in-process routing loops (a chat completion). */
+const ROUTE_HEADERS = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]);
+
+/**
+ * One request through request control, as the ext_proc stream asks (`decide`, the signal built only on a path that
+ * waits: `route()`'s default AbortController per request was ~5% of this loop at 256 pods, a cost the EPP does not
+ * pay), then released as completed; throws unless it was routed.
+ */
+export async function routeAndRelease(control: RequestControl, requestId: string, body: Buffer): Promise<void> {
+  const req: IncomingRequest = { requestId, headers: ROUTE_HEADERS, body, filterMetadata: {} };
+  const decided = control.decide(req, abortSignal);
+  const d = decided instanceof Promise ? await decided : decided;
+  if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d).slice(0, 200)}`);
+  control.release(d.ticket, 'completed');
+}
+
 export async function routeCost(n: number, bytes: number, requests: number, withMetrics: boolean): Promise<number> {
   const ds = syntheticPool(n, { numGpuBlocks: 8192, blockSize: 16 });
   const metrics = withMetrics ? createEppMetrics() : undefined;
   const scheduler = buildScheduler(defaultEndpointPickerConfig(), metrics ? { metrics: metrics.scheduling } : {});
   const control = new RequestControl({ datastore: ds, scheduler, ...(metrics ? { metrics: metrics.collectors } : {}) });
   const bodies = workload(bytes, 256);
-  const headers = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]);
   const keys = ds.endpoints().map((e) => e.key);
   const t0 = process.cpuUsage();
   for (let i = 0; i < requests; i++) {
     // A scrape's worth of change every few requests, as with the workers' batches, outside the timed part.
     if (i % 4 === 0) ds.setMetrics(keys[i % keys.length]!, { updateTime: Date.now(), waitingQueueSize: i % 3 });
     if (i % 200 === 0) for (const k of keys) ds.setMetrics(k, { updateTime: Date.now() });
-    const req: IncomingRequest = { requestId: `r${i}`, headers, body: bodies[i % bodies.length]!, filterMetadata: {} };
-    // As the ext_proc stream asks (`decide`, the signal built only on a path that waits): `route()`'s default
-    // AbortController per request was ~5% of this loop at 256 pods, a cost the EPP does not pay.
-    const decided = control.decide(req, abortSignal);
-    const d = decided instanceof Promise ? await decided : decided;
-    if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d).slice(0, 200)}`);
-    control.release(d.ticket, 'completed');
+    await routeAndRelease(control, `r${i}`, bodies[i % bodies.length]!);
   }
   const t = process.cpuUsage(t0);
   await ds.stop();

@@ -9,11 +9,11 @@
  */
 import * as os from 'os';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
-import type { IncomingRequest } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { workload } from './extproc-client';
+import { routeAndRelease } from './route-cost';
 import { syntheticPool } from './synthetic-pool';
 
 type Fill = 'none full' | 'full, some half free' | 'busy';
@@ -36,23 +36,14 @@ function config(slotWait: 'imbalanced' | 'avoidable', slots: number | undefined)
   }));
 }
 
-const abortSignal = (): AbortSignal => new AbortController().signal;
-
 async function cost(n: number, cfg: EndpointPickerConfig, fill: Fill, requests: number): Promise<number> {
   const busy = fill === 'busy';
   const ds = syntheticPool(n, { numGpuBlocks: 8192, blockSize: 16 });
   const scheduler = buildScheduler(cfg);
   const control = new RequestControl({ datastore: ds, scheduler });
   const bodies = workload(1024, 256);
-  const headers = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]);
   const keys = ds.endpoints().map((e) => e.key);
-  const route = async (i: number): Promise<void> => {
-    const req: IncomingRequest = { requestId: `r${i}`, headers, body: bodies[Math.abs(i) % bodies.length]!, filterMetadata: {} };
-    const decided = control.decide(req, abortSignal);
-    const d = decided instanceof Promise ? await decided : decided;
-    if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d).slice(0, 200)}`);
-    control.release(d.ticket, 'completed');
-  };
+  const route = (i: number): Promise<void> => routeAndRelease(control, `r${i}`, bodies[Math.abs(i) % bodies.length]!);
   // Two pages, 8 requests finished between them (0.8 s each), each read by a request's scoring: every pod's model learns
   // its mean request time (a page no newer than the last one read teaches nothing; one older than the saturation
   // filter's 1 s staleness is not scored at all).
