@@ -7,6 +7,7 @@ import { RequestControl } from '../src/requestcontrol/request-control';
 import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { LatencyScorer, type SlotWaitMode } from '../src/scheduling/plugins/latency-scorer';
+import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 import { PREFIX_MATCH, publishPrefixMatch } from '../src/scheduling/prefix-match';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest, SchedulingResult } from '../src/scheduling/types';
@@ -502,6 +503,110 @@ describe('slotWait: avoidable (the default since session 56): the wait priced on
   });
 });
 
+/**
+ * Two hot system prompts at 16 req/s (bench/README.md, "Session 57"): pods of 4 slots with a learnt mean request time
+ * of 0.8 s. `holders` hold the prompt (each from a request scheduled there alone); `committed` requests sharing it are
+ * committed to the first holder (this EPP's count of the prompt's requests in flight), and `occupants` are each pod's
+ * running + waiting requests. Returns the scheduler, the slot waits a one-off request's predictions counted, and its pick.
+ */
+function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], holders: readonly boolean[], committed: number) {
+  const scheduler = buildScheduler(withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), slotWait), { now: () => NOW, random: seeded(13) });
+  const scorer = latencyOf(scheduler);
+  const names = occupants.map((_, i) => `p${i}`);
+  const system = blocks('system', 100);
+  names.forEach((name, i) => holders[i] && scheduler.schedule(request(system + blocks(`warm${i}`, 4)), [pod(name)]));
+  const first = names[holders.indexOf(true)]!;
+  const inFlight: LLMRequest[] = [];
+  for (let k = 0; k < committed; k++) {
+    const req = request(system + blocks(`earlier${k}`, 4));
+    commit(scheduler, req, scheduler.schedule(req, [pod(first)]));
+    inFlight.push(req);
+  }
+  for (const name of names) scorer.model.pod(`${name}:8000`).ingest({ ...EMPTY_METRICS, updateTime: NOW - 1000, inferenceCount: 0, inferenceSecondsSum: 0 }, NOW - 1000);
+  const candidates = names.map((name, i) => pod(name, {
+    runningQueueSize: Math.min(4, occupants[i]!), waitingQueueSize: Math.max(0, occupants[i]! - 4), inferenceCount: 8, inferenceSecondsSum: 6.4,
+  }, occupants[i]!));
+  const req = request(system + blocks('question', 4));
+  const pick = scheduler.schedule(req, candidates).target.endpoint.name;
+  const predictions = scorer.predictions(req)!;
+  return { scheduler, scorer, inFlight, first, req, candidates, waits: names.map((name) => predictions.get(`${name}:8000`)!.slotWaitSeconds), pick };
+}
+
+describe('slotWait: hot-prefixes: a prefix whose own requests in flight fill its holders\' slots is weighed against recomputing it on a pod with room', () => {
+  it('prices the only holder\'s wait once the prompt\'s requests in flight take all its slots, so the request goes to a pod with room (which then holds it too); avoidable keeps it on the holder', () => {
+    // p0 holds the prompt and runs 8 of its requests (4 running, 4 waiting); p1-p3 run 3 each (past half full, so
+    // the slots are not "imbalanced") with a slot free, and hold none of it.
+    const hot = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
+    expect(hot.waits[0]).toBeGreaterThan(0.5);
+    expect(hot.waits.slice(1)).toEqual([0, 0, 0]);
+    expect(hot.pick).not.toBe('p0');
+    const avoidable = hotPrefixRun('avoidable', [8, 3, 3, 3], [true, false, false, false], 8);
+    expect(avoidable.waits).toEqual([0, 0, 0, 0]);
+    expect(avoidable.pick).toBe('p0');
+  });
+
+  it('is not hot while the prompt\'s requests in flight leave some of its holders\' slots to other work, however full the holders', () => {
+    // The same full holder, but only 3 of its requests share the prompt (the rest are other traffic).
+    const cool = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 3);
+    expect(cool.waits).toEqual([0, 0, 0, 0]);
+    expect(cool.pick).toBe('p0');
+    // Two full holders have 8 slots: 6 of the prompt's requests in flight do not fill them (priced as avoidable
+    // prices them: p0's longer wait against p1's), 8 do (p1's wait priced as well, against the pods with room).
+    const six = hotPrefixRun('hot-prefixes', [8, 5, 3, 3], [true, true, false, false], 6);
+    expect(six.waits).toEqual(hotPrefixRun('avoidable', [8, 5, 3, 3], [true, true, false, false], 6).waits);
+    expect(six.waits[1]).toBe(0);
+    const eight = hotPrefixRun('hot-prefixes', [8, 5, 3, 3], [true, true, false, false], 8);
+    expect(eight.waits[0]).toBeGreaterThan(0);
+    expect(eight.waits[1]).toBeGreaterThan(0);
+    expect(eight.waits.slice(2)).toEqual([0, 0]);
+    expect(eight.pick).not.toBe('p0');
+  });
+
+  it('with every candidate holding the prompt there is no pod to replicate it to: its waits are priced as under avoidable, however many of its requests are in flight', () => {
+    const occupants = [8, 5, 5, 5];
+    const all = [true, true, true, true];
+    const hot = hotPrefixRun('hot-prefixes', occupants, all, 16);
+    // p0's wait is priced against the other holders' shorter ones; theirs, the shortest, are not.
+    expect(hot.waits[0]).toBeGreaterThan(0);
+    expect(hot.waits.slice(1)).toEqual([0, 0, 0]);
+    expect(hot.waits).toEqual(hotPrefixRun('avoidable', occupants, all, 16).waits);
+  });
+
+  it('counts each request from its commit to its end: once the prompt\'s requests have ended it is no longer hot', () => {
+    const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
+    // The prefix index's key of the prompt's leading `depth` blocks, as the prefix scorer publishes it.
+    const keyAt = (depth: number) => {
+      const cycle = { request: request(blocks('system', 100) + blocks('again', 4)), state: new CycleState() };
+      (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(cycle, [pod(run.first)]);
+      const held = cycle.state.get(PREFIX_MATCH)!.heldBlocks!;
+      expect(held.longest).toBe(100);
+      return held.keys[depth - 1]!;
+    };
+    // Counted at 1, 2, 3, 4, 6, 8, …, 64 and 96 blocks: the prompt's 100 shared blocks.
+    expect(run.scorer.inFlightForPrefix(keyAt(96))).toBe(8);
+    expect(run.scorer.inFlightForPrefix(keyAt(1))).toBe(8);
+    expect(run.scorer.inFlightForPrefix(keyAt(100))).toBe(0);
+    // The full holder beside a pod with room that holds none of the prompt (a fresh one each time: the pick learns
+    // the prompt): its slot wait is priced while hot.
+    const slotWaits = (label: string) => {
+      const holderAndRoomy = [run.candidates[0]!, pod(`roomy-${label}`, { runningQueueSize: 3, inferenceCount: 8, inferenceSecondsSum: 6.4 }, 3)];
+      const req = request(blocks('system', 100) + blocks(label, 4));
+      run.scheduler.schedule(req, holderAndRoomy);
+      return holderAndRoomy.map((c) => run.scorer.predictions(req)!.get(c.endpoint.key)!.slotWaitSeconds);
+    };
+    expect(slotWaits('before')[0]).toBeGreaterThan(0);
+    for (const req of run.inFlight) run.scorer.responseComplete(req, pod(run.first).endpoint);
+    // Ending one twice uncounts it once.
+    run.scorer.responseComplete(run.inFlight[0]!, pod(run.first).endpoint);
+    expect(run.scorer.inFlightForPrefix(keyAt(96))).toBe(0);
+    expect(slotWaits('after')).toEqual([0, 0]);
+  });
+
+  it('is a documented slotWait value (config and error message)', () => {
+    expect(renderEndpointPickerConfig(withSlotWait(defaultEndpointPickerConfig(), 'hot-prefixes'))).toContain('slotWait: hot-prefixes');
+  });
+});
+
 /** `latencyEndpointPickerConfig()` with the affinity filter's stickiness set. */
 function withStickiness(stickiness: 'hard' | 'soft') {
   const base = latencyEndpointPickerConfig();
@@ -898,7 +1003,7 @@ describe('latency-scorer parameters', () => {
     [{ pendingTimeout: '0s' }, 'plugins[0].parameters.pendingTimeout: must be longer than 0'],
     [{ maxNumSeqs: 0 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 0'],
     [{ maxNumSeqs: 1.5 }, 'plugins[0].parameters.maxNumSeqs: must be an integer >= 1, got 1.5'],
-    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be one of "sessions", "all", "imbalanced", "avoidable", got "never"'],
+    [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be one of "sessions", "all", "imbalanced", "avoidable", "hot-prefixes", got "never"'],
     [{ ownPrefillWeight: 0.5 }, 'plugins[0].parameters.ownPrefillWeight: must be a number >= 1, got 0.5'],
     [{ fasterPodRatio: 1.5 }, 'plugins[0].parameters.fasterPodRatio: must be a number between 0 and 1, got 1.5'],
     [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio'],

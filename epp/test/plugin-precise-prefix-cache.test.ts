@@ -840,6 +840,11 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     const cycle = { request, state: new CycleState() };
     expect(scorer.score(cycle, pods.map(snapshot))).toEqual([1, 0]);
     expect(cycle.state.get(PREFIX_MATCH)?.cachedLength.get(pods[0]!)).toBe(hashes.length * 16);
+    // The longest match's blocks by kvroute's own keys, for the latency scorer's count of a prefix's requests in flight.
+    const held = cycle.state.get(PREFIX_MATCH)!.heldBlocks!;
+    expect(held.longest).toBe(hashes.length);
+    expect(held.keys.length).toBe(hashes.length);
+    expect(held.lengthOf(held.longest)).toBe(hashes.length * 16);
     await publish(pods[0]!, [{ type: 'AllBlocksCleared' }]);
     await waitFor(() => scorer.index.blocksOf(pods[0]!) === 0, 'cleared');
   });
@@ -891,6 +896,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     const withPromptLogprobs = { ...body, prompt_logprobs: 1 };
     expect(await scores(withPromptLogprobs, undefined, undefined, state)).toEqual([0, 0]);
     expect(state.get(PREFIX_MATCH)?.cachedLength.get(pods[0]!) ?? 0).toBe(0);
+    expect(state.get(PREFIX_MATCH)?.heldBlocks).toBeUndefined();
     expect(state.get(PREFIX_MATCH)?.promptLength).toBeGreaterThan(0);
   });
 

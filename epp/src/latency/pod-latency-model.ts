@@ -606,6 +606,11 @@ export class PodLatencyModel {
     return Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize) / this.slots();
   }
 
+  /** The pod's sequence slots: `maxNumSeqs` per engine, or one more than the most it was seen running when that is more. */
+  slotCount(): number {
+    return this.slots();
+  }
+
   private slots(): number {
     const told = this.maxNumSeqs * this.engines;
     return this.maxRunning > told ? this.maxRunning + 1 : told;

@@ -26,6 +26,23 @@ export interface PrefixMatchEstimate {
     /** How many of them have a length above 0. */
     readonly matched: number;
   };
+  /**
+   * Optional: the prompt's leading blocks as the prefix index keys them, when some candidate holds at least one. A
+   * block's key is chained over every block before it, so it stands for the prompt's whole leading part through it:
+   * requests with equal keys at a block share all of that part. The `latency-scorer` counts the requests in flight per
+   * key to see a prefix whose own demand fills its holders' slots (`slotWait: hot-prefixes`).
+   */
+  readonly heldBlocks?: HeldBlocks;
+}
+
+/** The prompt's leading blocks by key, and how many of them the longest match covers (`PrefixMatchEstimate.heldBlocks`). */
+export interface HeldBlocks {
+  /** The chained key of each of the prompt's leading blocks in order, at least `longest` of them. */
+  readonly keys: readonly number[];
+  /** Blocks of the longest match any candidate holds (at least 1). */
+  readonly longest: number;
+  /** The leading length, in the match's unit, that the first `count` blocks cover, as `cachedLength` counts it. */
+  lengthOf(count: number): number;
 }
 
 export const PREFIX_MATCH = stateKey<PrefixMatchEstimate>('prefix match per endpoint');

@@ -70,7 +70,16 @@ export interface LatencyScorerParameters {
    * candidate holding at least as much of the prompt (no more uncached tokens) predicts a shorter slot wait: avoiding
    * that wait costs no recomputed prefix, so it is priced however full the pool is (one hot prompt at 83% of the slots'
    * capacity: every pod past half full, requests waited on one holder while another had free slots;
-   * bench/README.md, "Session 56"). Before this EPP has learnt any pod's mean request time, the wait counts twice the
+   * bench/README.md, "Session 56"). `hot-prefixes`: as `avoidable`, and besides everywhere for a one-off request whose
+   * prefix is hot: the requests in flight that shared a leading part of its prompt at least half as long as the longest
+   * any candidate holds (counted per prefix index key: `hotPrefixDepths`) take at least all the sequence slots of the
+   * candidates holding that part, so its holders alone cannot run its demand, and a full holder's wait is weighed
+   * against recomputing the prefix on a pod with room, which then holds it too (two hot system prompts at 16 req/s:
+   * each prompt's two holders queued requests while the other two pods had free slots). A prefix shared by a few
+   * requests at a time (llm-d's shared-prefix groups, a conversation's history) never fills a pod's slots, so its
+   * requests stay with their holders as under `avoidable`. Preble (Srivatsa et al.,
+   * "Preble: Efficient Distributed Prompt Scheduling for LLM Serving", ICLR 2025) replicates a prefix whose load exceeds
+   * its GPUs the same way. Before this EPP has learnt any pod's mean request time, the wait counts twice the
    * age of the oldest request it runs on the pod as that mean (`src/latency/pod-latency-model.ts`).
    * @default "sessions"
    */
@@ -103,7 +112,7 @@ export interface LatencyScorerParameters {
 }
 
 /** Which requests, and on which candidates, the latency scorer adds the wait for a free sequence slot (`slotWait`). */
-export type SlotWaitMode = 'sessions' | 'all' | 'imbalanced' | 'avoidable';
+export type SlotWaitMode = 'sessions' | 'all' | 'imbalanced' | 'avoidable' | 'hot-prefixes';
 
 /** The parameters resolved: every default filled but `ownPrefillWeight` and `fasterPodRatio`, kept only when given so configs render unchanged. */
 export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio'> & { readonly ownPrefillWeight?: number; readonly fasterPodRatio?: number };
@@ -114,6 +123,26 @@ export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParamet
  * overloaded stages (session 55; bench/README.md); a half is the one measured on every workload there.
  */
 const ROOMY_SLOT_SHARE = 0.5;
+
+/**
+ * `slotWait: hot-prefixes`: the most leading parts whose requests in flight are counted at once. A request in flight is
+ * counted under at most two keys a doubling of its longest match (`hotPrefixDepths`: 14 for 100 blocks) and an entry
+ * leaves with its last request, so this binds only a pool with ~20,000 requests in flight (beyond it, new leading parts
+ * go uncounted and are never hot: their requests are placed as under `avoidable`).
+ */
+const MAX_COUNTED_PREFIXES = 1 << 18;
+
+/**
+ * `slotWait: hot-prefixes`: the depths, in blocks, at which a request's leading parts are counted, up to `longest`:
+ * 1, 2, 3, 4, 6, 8, 12, 16, 24, … (two a doubling, so a few increments a request however long the prompt). The
+ * deepest is at least two thirds of `longest`, and a longest match that runs a block or two past a shared system
+ * prompt by chance (two questions starting alike) still counts at the depths within the prompt.
+ */
+function hotPrefixDepths(longest: number, out: number[]): number[] {
+  out.length = 0;
+  for (let depth = 1; depth <= longest; depth = (depth & (depth - 1)) === 0 ? (depth === 1 ? 2 : depth + depth / 2) : depth + depth / 3) out.push(depth);
+  return out;
+}
 
 /**
  * The candidates whose slot wait a request's predictions count: every one (`true`), none (`false`), or those marked 1
@@ -202,6 +231,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   private uncachedScratch = new Float64Array(0);
   private waitScratch = new Float64Array(0);
   private fullScratch: number[] = [];
+  /**
+   * `slotWait: hot-prefixes`: per prefix index key (`PrefixMatchEstimate.heldBlocks`, at the depths `hotPrefixDepths`
+   * gives for the request's longest match when it was scored), the requests committed sharing that leading part and not
+   * yet ended (`preRequest` to `responseComplete`); an entry leaves at 0.
+   */
+  private readonly inFlightByPrefix = new Map<number, number>();
+  /** The keys a committed request was counted under in `inFlightByPrefix`, cleared once it is uncounted. */
+  private readonly countedPrefixKeys = stateKey<number[] | undefined>('latency-scorer counted prefixes');
+  private depthScratch: number[] = [];
 
   constructor(
     readonly name: string,
@@ -370,6 +408,18 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const tracked = `${request.requestId}#${++this.committed}`;
     request.attributes!.set(this.trackedKey, tracked);
     pod.addPending(tracked, uncachedTokens, ttftSeconds, now, queuedTokens);
+    const held = inputs.match?.heldBlocks;
+    if (this.parameters.slotWait === 'hot-prefixes' && held !== undefined) {
+      const counted: number[] = [];
+      for (const depth of hotPrefixDepths(held.longest, this.depthScratch)) {
+        const key = held.keys[depth - 1]!;
+        const count = this.inFlightByPrefix.get(key);
+        if (count === undefined && this.inFlightByPrefix.size >= MAX_COUNTED_PREFIXES) continue;
+        this.inFlightByPrefix.set(key, (count ?? 0) + 1);
+        counted.push(key);
+      }
+      request.attributes!.set(this.countedPrefixKeys, counted);
+    }
     // It starts running once a slot frees (whether or not its own score counted the wait: `slotWait`).
     const candidate = inputs.candidates[i]!;
     pod.started(tracked, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
@@ -384,6 +434,20 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     // get, not pod: a pod that left the pool while this request ran has no model to end it in (pod() would recreate
     // one that nothing removes again: one per pod ever removed with requests in flight, which is every drained pod).
     if (tracked !== undefined) this.model.get(target.key)?.ended(tracked, this.handle.now());
+    const counted = request.attributes?.get(this.countedPrefixKeys);
+    if (counted !== undefined) {
+      request.attributes!.set(this.countedPrefixKeys, undefined);
+      for (const key of counted) {
+        const count = this.inFlightByPrefix.get(key) ?? 0;
+        if (count <= 1) this.inFlightByPrefix.delete(key);
+        else this.inFlightByPrefix.set(key, count - 1);
+      }
+    }
+  }
+
+  /** `slotWait: hot-prefixes`: the requests in flight counted under prefix index key `key` (tests and logs). */
+  inFlightForPrefix(key: number): number {
+    return this.inFlightByPrefix.get(key) ?? 0;
   }
 
   /** Candidate `i`'s prediction from the cycle's inputs, as the cycle scored it. */
@@ -402,8 +466,41 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const mode = this.parameters.slotWait;
     if (mode === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined) return true;
     if (mode === 'sessions') return false;
-    if (this.slotsImbalanced(candidates, now, mode === 'avoidable')) return true;
-    return mode === 'avoidable' && this.avoidableSlotWaits(request, match, candidates, now);
+    if (mode === 'hot-prefixes' && this.prefixHot(match, candidates, now)) return true;
+    const avoidable = mode === 'avoidable' || mode === 'hot-prefixes';
+    if (this.slotsImbalanced(candidates, now, avoidable)) return true;
+    return avoidable && this.avoidableSlotWaits(request, match, candidates, now);
+  }
+
+  /**
+   * `slotWait: hot-prefixes`: at some counted depth (`hotPrefixDepths`) at least half the longest match, the requests in
+   * flight that shared that leading part of this prompt take at least all the sequence slots of the candidates holding
+   * it, so those holders cannot run its demand on their own, and some candidate does not hold it (one hot prompt every
+   * pod holds: pricing every wait there read TTFT p90 10-28% above `avoidable`'s in three runs). No pod has fewer slots than `maxNumSeqs`, so a leading part
+   * with fewer requests in flight is never hot and costs no walk over the candidates.
+   */
+  private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
+    const held = match?.heldBlocks;
+    if (held === undefined) return false;
+    const depths = hotPrefixDepths(held.longest, this.depthScratch);
+    for (let k = depths.length - 1; k >= 0 && 2 * depths[k]! >= held.longest; k--) {
+      const depth = depths[k]!;
+      const inFlight = this.inFlightByPrefix.get(held.keys[depth - 1]!);
+      if (inFlight === undefined || inFlight < this.parameters.maxNumSeqs) continue;
+      const length = held.lengthOf(depth);
+      const byCandidate = match!.byCandidate?.candidates === candidates ? match!.byCandidate.cachedLength : undefined;
+      let slots = 0;
+      let holders = 0;
+      for (let i = 0; i < candidates.length; i++) {
+        const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidates[i]!.endpoint.key) ?? 0);
+        if (cached < length) continue;
+        slots += this.podAt(i, candidates[i]!, now).slotCount();
+        holders++;
+      }
+      // With every candidate holding it there is no pod to replicate it to: the waits stay as `avoidable` prices them.
+      if (holders > 0 && holders < candidates.length && inFlight >= slots) return true;
+    }
+    return false;
   }
 
   /**
@@ -534,7 +631,7 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
 
 function slotWaitOf(fields: FieldReader): SlotWaitMode {
-  return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced', 'avoidable'], 'sessions');
+  return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced', 'avoidable', 'hot-prefixes'], 'sessions');
 }
 
 export const latencyScorer = definePlugin({

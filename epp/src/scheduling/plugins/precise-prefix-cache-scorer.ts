@@ -466,7 +466,14 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const found = this.index.longestPrefix(blocks.keys, looked, this.handle.now(), blocks.engineKeys);
     const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);
-    publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])) });
+    let longest = 0;
+    for (const m of matches.values()) if (m.blocks > longest) longest = m.blocks;
+    publishPrefixMatch(cycle.state, {
+      unit: 'tokens',
+      promptLength: blocks.promptTokens,
+      cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])),
+      ...(longest > 0 && longest <= blocks.keys.length ? { heldBlocks: { keys: blocks.keys, longest, lengthOf: (count: number) => count * this.blockSize } } : {}),
+    });
     if (!minMax) {
       // llm-d-router v0.10.0: the producer's match info (tier-weighted blocks of the request's total) read by
       // prefix-cache-scorer, with its match-length blend when weighted (upstream truncates the weighted blocks to an

@@ -281,6 +281,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       return matchLengthWeight > 0 ? matchLengthScore(m, windowBlocks, blockTokens, matchLengthWeight, matchLengthScaleTokens) : m / windowBlocks;
     };
     let matched = 0;
+    let longest = 0;
     if (positions !== undefined) {
       // Each candidate's place by index id: only the endpoints holding the first block are visited.
       const stamp = this.locatedStamp;
@@ -292,6 +293,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
         out[i] = scoreOf(count);
         cachedLength[i] = lengthOf(count);
         matched++;
+        if (count > longest) longest = count;
       }
     } else {
       // Some endpoint is a candidate twice (no datastore snapshot does that): every position reads its own count.
@@ -302,6 +304,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
           out[i] = scoreOf(count);
           cachedLength[i] = lengthOf(count);
           matched++;
+          if (count > longest) longest = count;
         }
       }
     }
@@ -311,6 +314,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       promptLength: request.prompt.length,
       cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize, tailEnds === undefined ? undefined : lengthOf),
       byCandidate: { candidates, cachedLength, matched },
+      ...(longest > 0 ? { heldBlocks: { keys: blocks, longest, lengthOf } } : {}),
     });
   }
 
