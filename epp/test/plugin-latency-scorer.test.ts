@@ -427,7 +427,7 @@ function hotPromptWaits(slotWait: SlotWaitMode, occupants: readonly number[], ho
   return { waits: names.map((name) => predictions.get(`${name}:8000`)!.slotWaitSeconds), pick };
 }
 
-describe('slotWait: avoidable (the default since session 56): the wait priced on a full pod another holder of the prompt would spare', () => {
+describe('slotWait: avoidable (the default in session 56): the wait priced on a full pod another holder of the prompt would spare', () => {
   it('with every pod past half full, prices the full holder\'s wait when another holder has a free slot; imbalanced (session 55) prices none, since no pod has half its slots free', () => {
     const occupants = [5, 3, 3, 3]; // p0: 4 running, 1 waiting; the others 3 of 4
     const all = [true, true, true, true];
@@ -532,7 +532,7 @@ function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], hold
   return { scheduler, scorer, inFlight, first, req, candidates, waits: names.map((name) => predictions.get(`${name}:8000`)!.slotWaitSeconds), pick };
 }
 
-describe('slotWait: hot-prefixes: a prefix whose own requests in flight fill its holders\' slots is weighed against recomputing it on a pod with room', () => {
+describe('slotWait: hot-prefixes (the default since session 57): a prefix whose own requests in flight fill its holders\' slots is weighed against recomputing it on a pod with room', () => {
   it('prices the only holder\'s wait once the prompt\'s requests in flight take all its slots, so the request goes to a pod with room (which then holds it too); avoidable keeps it on the holder', () => {
     // p0 holds the prompt and runs 8 of its requests (4 running, 4 waiting); p1-p3 run 3 each (past half full, so
     // the slots are not "imbalanced") with a slot free, and hold none of it.
@@ -560,6 +560,17 @@ describe('slotWait: hot-prefixes: a prefix whose own requests in flight fill its
     expect(eight.waits[1]).toBeGreaterThan(0);
     expect(eight.waits.slice(2)).toEqual([0, 0]);
     expect(eight.pick).not.toBe('p0');
+  });
+
+  it('with every pod that does not hold the prompt full as well (an overloaded pool) there is no room to replicate it into: priced as under avoidable', () => {
+    const occupants = [8, 5, 5, 5];
+    const one = [true, false, false, false];
+    const hot = hotPrefixRun('hot-prefixes', occupants, one, 8);
+    expect(hot.waits).toEqual([0, 0, 0, 0]);
+    expect(hot.waits).toEqual(hotPrefixRun('avoidable', occupants, one, 8).waits);
+    expect(hot.pick).toBe('p0');
+    // One of them with a free slot (3 of 4): hot again.
+    expect(hotPrefixRun('hot-prefixes', [8, 5, 3, 5], one, 8).waits[0]).toBeGreaterThan(0);
   });
 
   it('with every candidate holding the prompt there is no pod to replicate it to: its waits are priced as under avoidable, however many of its requests are in flight', () => {
@@ -786,7 +797,7 @@ describe('latency-scorer through request control', () => {
   it('slotWait: imbalanced (the default in session 55) prices the wait for one-off requests while the holder\'s slots are full and another pod has half of its own free, so one hot prompt without session ids spreads; with every pod half full or more it stops (session 55\'s probe: a pod idle while the holders\' slots were full)', async () => {
     const imbalanced = withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), 'imbalanced');
     expect(renderEndpointPickerConfig(imbalanced)).toContain('slotWait: imbalanced');
-    expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).toContain('slotWait: avoidable');
+    expect(renderEndpointPickerConfig(defaultEndpointPickerConfig())).toContain('slotWait: hot-prefixes');
     let taken: number[] = [];
     const [holder, ...others] = await burstOfNewSessions(imbalanced, 16, false, (scheduler, holderKey) => {
       // After the burst: the scorer's own view of each pod's slots.

@@ -66,21 +66,22 @@ export interface LatencyScorerParameters {
    * candidate's slots are all taken and another has at least half of its own free (one hot prompt without session ids
    * piled onto its holders' full slots while a pod stood idle: bench/README.md, "Session 55"). Once every pod is past
    * half full the wait stops counting for one-off requests however full the holders are. `avoidable` (kvroute's configs
-   * since session 56): as `imbalanced`, and besides, for every other request, on each full candidate for which another
+   * in session 56): as `imbalanced`, and besides, for every other request, on each full candidate for which another
    * candidate holding at least as much of the prompt (no more uncached tokens) predicts a shorter slot wait: avoiding
    * that wait costs no recomputed prefix, so it is priced however full the pool is (one hot prompt at 83% of the slots'
    * capacity: every pod past half full, requests waited on one holder while another had free slots;
-   * bench/README.md, "Session 56"). `hot-prefixes`: as `avoidable`, and besides everywhere for a one-off request whose
-   * prefix is hot: the requests in flight that shared a leading part of its prompt at least half as long as the longest
-   * any candidate holds (counted per prefix index key: `hotPrefixDepths`) take at least all the sequence slots of the
-   * candidates holding that part, so its holders alone cannot run its demand, and a full holder's wait is weighed
-   * against recomputing the prefix on a pod with room, which then holds it too (two hot system prompts at 16 req/s:
-   * each prompt's two holders queued requests while the other two pods had free slots). A prefix shared by a few
-   * requests at a time (llm-d's shared-prefix groups, a conversation's history) never fills a pod's slots, so its
-   * requests stay with their holders as under `avoidable`. Preble (Srivatsa et al.,
-   * "Preble: Efficient Distributed Prompt Scheduling for LLM Serving", ICLR 2025) replicates a prefix whose load exceeds
-   * its GPUs the same way. Before this EPP has learnt any pod's mean request time, the wait counts twice the
-   * age of the oldest request it runs on the pod as that mean (`src/latency/pod-latency-model.ts`).
+   * bench/README.md, "Session 56"). `hot-prefixes` (kvroute's configs since session 57): as `avoidable`, and besides
+   * everywhere for a one-off request whose prefix is hot: the requests in flight that shared a leading part of its
+   * prompt at least half as long as the longest any candidate holds (counted per prefix index key: `hotPrefixDepths`)
+   * take at least all the sequence slots of the candidates holding that part, while a candidate that does not hold it
+   * has a free slot. Its holders alone cannot run its demand, so a full holder's wait is weighed against recomputing
+   * the prefix on a pod with room, which then holds it too (two hot system prompts at 16 req/s: each prompt's two
+   * holders queued requests while the other two pods had free slots; bench/README.md, "Session 57"). A prefix shared by
+   * a few requests at a time (llm-d's shared-prefix groups, a conversation's history) never fills a pod's slots, so its
+   * requests stay with their holders as under `avoidable`. Preble (Srivatsa et al., "Preble: Efficient Distributed
+   * Prompt Scheduling for LLM Serving", ICLR 2025) replicates a prefix whose load exceeds its GPUs the same way. Before
+   * this EPP has learnt any pod's mean request time, the wait counts twice the age of the oldest request it runs on the
+   * pod as that mean (`src/latency/pod-latency-model.ts`).
    * @default "sessions"
    */
   slotWait?: SlotWaitMode;
@@ -132,6 +133,12 @@ const ROOMY_SLOT_SHARE = 0.5;
  */
 const MAX_COUNTED_PREFIXES = 1 << 18;
 
+/** After a power of two p (past 2), 3p/2; after 3p/2, 2p: 1, 2, 3, 4, 6, 8, 12, … */
+function nextHotPrefixDepth(depth: number): number {
+  if (depth <= 2) return depth + 1;
+  return (depth & (depth - 1)) === 0 ? depth + depth / 2 : depth + depth / 3;
+}
+
 /**
  * `slotWait: hot-prefixes`: the depths, in blocks, at which a request's leading parts are counted, up to `longest`:
  * 1, 2, 3, 4, 6, 8, 12, 16, 24, … (two a doubling, so a few increments a request however long the prompt). The
@@ -140,13 +147,13 @@ const MAX_COUNTED_PREFIXES = 1 << 18;
  */
 function hotPrefixDepths(longest: number, out: number[]): number[] {
   out.length = 0;
-  for (let depth = 1; depth <= longest; depth = (depth & (depth - 1)) === 0 ? (depth === 1 ? 2 : depth + depth / 2) : depth + depth / 3) out.push(depth);
+  for (let depth = 1; depth <= longest; depth = nextHotPrefixDepth(depth)) out.push(depth);
   return out;
 }
 
 /**
  * The candidates whose slot wait a request's predictions count: every one (`true`), none (`false`), or those marked 1
- * (a one-off request under `slotWait: avoidable`: `LatencyScorer.avoidableSlotWaits`).
+ * (a one-off request under `slotWait: avoidable` or `hot-prefixes`: `LatencyScorer.avoidableSlotWaits`).
  */
 type SlotWaitScope = boolean | Uint8Array;
 
@@ -458,8 +465,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   /**
    * Where the slot wait counts for `request` over `candidates` (`slotWait`): everywhere for every request, or for those
-   * carrying a session id; under `imbalanced` and `avoidable`, everywhere for any other request too while the
-   * candidates' slots are clearly imbalanced (`slotsImbalanced`); under `avoidable`, otherwise on each candidate whose
+   * carrying a session id; under `hot-prefixes`, everywhere for any other request whose prefix is hot (`prefixHot`);
+   * under `imbalanced`, `avoidable` and `hot-prefixes`, everywhere for any other request too while the candidates'
+   * slots are clearly imbalanced (`slotsImbalanced`); under the last two, otherwise on each candidate whose
    * wait a pod holding as much of the prompt would spare it (`avoidableSlotWaits`).
    */
   private slotWaitFor(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): SlotWaitScope {
@@ -475,9 +483,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /**
    * `slotWait: hot-prefixes`: at some counted depth (`hotPrefixDepths`) at least half the longest match, the requests in
    * flight that shared that leading part of this prompt take at least all the sequence slots of the candidates holding
-   * it, so those holders cannot run its demand on their own, and some candidate does not hold it (one hot prompt every
-   * pod holds: pricing every wait there read TTFT p90 10-28% above `avoidable`'s in three runs). No pod has fewer slots than `maxNumSeqs`, so a leading part
-   * with fewer requests in flight is never hot and costs no walk over the candidates.
+   * it, so those holders cannot run its demand on their own, and some candidate that does not hold it has a free slot
+   * to start it at once. Not with every candidate holding it (one hot prompt every pod holds: pricing every wait there
+   * read TTFT p90 10-28% above `avoidable`'s in three runs), nor with every other candidate full (llm-d's ramp past 80%
+   * of its top rate: 1.1 hit points and p90 +21% in one run). No pod has fewer slots than `maxNumSeqs`, so a leading
+   * part with fewer requests in flight is never hot and costs no walk over the candidates.
    */
   private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
     const held = match?.heldBlocks;
@@ -491,14 +501,19 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const byCandidate = match!.byCandidate?.candidates === candidates ? match!.byCandidate.cachedLength : undefined;
       let slots = 0;
       let holders = 0;
+      let roomyElsewhere = false;
       for (let i = 0; i < candidates.length; i++) {
-        const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidates[i]!.endpoint.key) ?? 0);
-        if (cached < length) continue;
-        slots += this.podAt(i, candidates[i]!, now).slotCount();
-        holders++;
+        const candidate = candidates[i]!;
+        const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidate.endpoint.key) ?? 0);
+        const pod = this.podAt(i, candidate, now);
+        if (cached >= length) {
+          slots += pod.slotCount();
+          holders++;
+        } else if (!roomyElsewhere && pod.slotShare(candidate.metrics, candidate.activeRequests) < 1) roomyElsewhere = true;
       }
-      // With every candidate holding it there is no pod to replicate it to: the waits stay as `avoidable` prices them.
-      if (holders > 0 && holders < candidates.length && inFlight >= slots) return true;
+      // Replicating it helps only onto a pod that can start it now: with every other pod full too (an overloaded pool)
+      // the request would wait there as well, and recompute the prefix besides.
+      if (holders > 0 && roomyElsewhere && inFlight >= slots) return true;
     }
     return false;
   }
