@@ -641,12 +641,13 @@ export const TODAYS_DEFAULT = 'kvroute';
  * counted the requests routed (less those ended) since each pod's last page (2026-12-04, session 50),
  * `kvroute-slot-wait-sessions` before the latency scorer priced the slot wait for one-off requests on imbalanced pools
  * (2026-12-05, session 55), `kvroute-slot-wait-imbalanced` before it priced the wait on a full holder whenever another
- * holder waited less (2026-12-05, session 56). Both run today's start-up estimate of the wait (twice the oldest running
- * request's age), which neither earlier default had (session 55's was the age itself, the default before it none).
+ * holder waited less (2026-12-05, session 56), `kvroute-slot-wait-avoidable` before it priced the wait everywhere for
+ * a request whose prefix's own requests fill its holders' slots (2026-12-05, session 57). The slot-wait ones run today's start-up estimate of the wait (twice the oldest running
+ * request's age), which the defaults before session 56 lacked (session 55's was the age itself, the one before none).
  */
-export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced'];
+export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
-export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced'];
+export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'];
 
 const pctText = (v: number) => `${(v * 100).toFixed(1)}%`;
 const cellName = (c: LadderCell) => `${c.workload}/${c.capacity}`;

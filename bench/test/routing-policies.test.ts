@@ -262,7 +262,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'].includes(n)));
   });
 
   test('kvroute-precise-prefix-first and kvroute-precise-latency4 are the precise config without the latency scorer and with it at 4 (it has 2)', () => {
@@ -341,7 +341,7 @@ describe('the policy catalogue', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'kvroute-slot-wait-sessions': 'epp', 'kvroute-slot-wait-imbalanced': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'kvroute-slot-wait-sessions': 'epp', 'kvroute-slot-wait-imbalanced': 'epp', 'kvroute-slot-wait-avoidable': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);
@@ -441,7 +441,7 @@ describe('the policy catalogue', () => {
 
   test('kvroute-slot-wait-all is the default with the latency scorer\'s slot wait for every request (slotWait: all), nothing else changed', () => {
     const { before, after } = parametersChangedBy('kvroute-slot-wait-all', 'latency-scorer');
-    expect(before).toMatchObject({ slotWait: 'avoidable' });
+    expect(before).toMatchObject({ slotWait: 'hot-prefixes' });
     expect(after).toEqual({ ...before, slotWait: 'all' });
   });
 
@@ -454,14 +454,20 @@ describe('the policy catalogue', () => {
 
   test('kvroute-slot-wait-sessions is the default with the latency scorer\'s slot wait for session requests only (slotWait: sessions, the default before session 55), nothing else changed', () => {
     const { before, after } = parametersChangedBy('kvroute-slot-wait-sessions', 'latency-scorer');
-    expect(before).toMatchObject({ slotWait: 'avoidable' });
+    expect(before).toMatchObject({ slotWait: 'hot-prefixes' });
     expect(after).toEqual({ ...before, slotWait: 'sessions' });
   });
 
   test('kvroute-slot-wait-imbalanced is the default with the latency scorer\'s slot wait for one-off requests only on clearly imbalanced slots (slotWait: imbalanced, the default in session 55), nothing else changed', () => {
     const { before, after } = parametersChangedBy('kvroute-slot-wait-imbalanced', 'latency-scorer');
-    expect(before).toMatchObject({ slotWait: 'avoidable' });
+    expect(before).toMatchObject({ slotWait: 'hot-prefixes' });
     expect(after).toEqual({ ...before, slotWait: 'imbalanced' });
+  });
+
+  test('kvroute-slot-wait-avoidable is the default without the hot-prefix rule (slotWait: avoidable, the default in session 56), nothing else changed', () => {
+    const { before, after } = parametersChangedBy('kvroute-slot-wait-avoidable', 'latency-scorer');
+    expect(before).toMatchObject({ slotWait: 'hot-prefixes' });
+    expect(after).toEqual({ ...before, slotWait: 'avoidable' });
   });
 
   test('kvroute-own-prefill2-peers is the default with ownPrefillWeight: 2 at the default fasterPodRatio (not rendered), nothing else changed', () => {

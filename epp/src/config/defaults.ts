@@ -40,8 +40,13 @@ const LATENCY_SCORER = {
     // shared-prefix workload, long documents on tight KV and chat without session ids read even (bench/README.md,
     // "Session 56: the hot prompt at 83% of the slots' capacity"). On llm-d's ramp (constrained KV) its two runs
     // split: worse in one (hits 76.6 against 78.9%, p90 11.1 against 9.4 s), better in the other (81.4 against 75.8%,
-    // 3.2 against 11.4 s).
-    slotWait: 'avoidable' as const,
+    // 3.2 against 11.4 s). `hot-prefixes` (session 57) also prices it everywhere for a one-off request whose leading
+    // part's own requests in flight fill the slots of the pods holding it while a pod without it has a free slot: two
+    // hot system prompts at 16 req/s each stayed on its first two holders, queueing, while the other two pods had free
+    // slots (TTFT p90 382 / 236 / 805 ms against 549 / 252 / 1,019 with `avoidable` over three seeds; round robin
+    // 106 / 101 / 721), the other probe scenarios and llm-d's ramp read even (bench/README.md, "Session 57: two hot
+    // prompts, a prefix that fills its holders").
+    slotWait: 'hot-prefixes' as const,
   },
 };
 
@@ -180,9 +185,9 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // spreads instead of herding for 50 ms onto the pod that looked idlest. A burst sharing a cached prefix goes
           // to its holder (the prefix's 3 points against 1 here): new sessions until its sequence slots are full
           // (`maxNumSeqs`, the latency scorer's slot wait), then they spread; one-off requests without a session id
-          // stay there until it is full while another pod has half its slots free, or another holder a shorter wait
-          // (`slotWait: avoidable`; plugin-latency-scorer.test.ts, "a burst of new sessions …", "slotWait: imbalanced
-          // …", "slotWait: avoidable …"). At 2
+          // stay there until it is full while another pod has half its slots free, or another holder a shorter wait,
+          // or its own requests fill every holder's slots (`slotWait: hot-prefixes`; plugin-latency-scorer.test.ts, "a
+          // burst of new sessions …", "slotWait: imbalanced …", "slotWait: avoidable …", "slotWait: hot-prefixes …"). At 2
           // it took more off slow pods on the heterogeneous pool but cost 3-5 hit points on shared-prefix × constrained
           // (the load ladder, 2026-11-30; bench/README.md).
           { pluginRef: 'active-request-scorer', weight: 1 },
