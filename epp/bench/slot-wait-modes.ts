@@ -1,11 +1,13 @@
 /**
  * `npm run bench:slot-wait-modes -w epp`: the CPU cost of request control's `decide()` + `release()` in process (as
- * `route-cost.ts`, without metrics) under the latency scorer's `slotWait: imbalanced` and `avoidable`, on synthetic
- * pools where no pod is full (vLLM's default 1024 slots), where pods are full and some have half their slots free (4
- * slots, 0-6 requests a pod: the imbalanced rule fires under both), and where pods are full and none has half free
- * (`busy`: 4 slots, 3-4 running, 0-1 waiting: only `avoidable` looks further). Every pod has learnt its mean request
- * time (checked before timing), so a full pod's wait is priced where the mode prices it. µs per request, the median of five alternating repetitions (session 56; epp/README.md, "Waiting for a
- * sequence slot").
+ * `route-cost.ts`, without metrics) under the latency scorer's `slotWait: imbalanced`, `avoidable` and `hot-prefixes`,
+ * on synthetic pools where no pod is full (vLLM's default 1024 slots), where pods are full and some have half their
+ * slots free (4 slots, 0-6 requests a pod: the imbalanced rule fires under all three), and where pods are full and none
+ * has half free (`busy`: 4 slots, 3-4 running, 0-1 waiting: `avoidable` and `hot-prefixes` look further). Every pod has
+ * learnt its mean request time (checked before timing), so a full pod's wait is priced where the mode prices it. Each
+ * request ends before the next starts, so `hot-prefixes` counts and uncounts its leading parts but never finds one hot
+ * (a hot one costs a pass over the candidates, as `slotsImbalanced`'s). µs per request, the median of five alternating
+ * repetitions (sessions 56 and 57; epp/README.md, "Waiting for a sequence slot").
  */
 import * as os from 'os';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, type EndpointPickerConfig } from '../src/config';
@@ -28,7 +30,7 @@ function occupancy(fill: Fill, j: number): { runningQueueSize?: number; waitingQ
   return {};
 }
 
-function config(slotWait: 'imbalanced' | 'avoidable', slots: number | undefined): EndpointPickerConfig {
+function config(slotWait: (typeof MODES)[number], slots: number | undefined): EndpointPickerConfig {
   const base = slots === undefined ? defaultEndpointPickerConfig() : withMaxNumSeqs(defaultEndpointPickerConfig(), slots);
   return parseEndpointPickerConfig(JSON.stringify({
     ...base,
@@ -66,24 +68,20 @@ async function cost(n: number, cfg: EndpointPickerConfig, fill: Fill, requests: 
   return (t.user + t.system) / requests;
 }
 
+const MODES = ['imbalanced', 'avoidable', 'hot-prefixes'] as const;
+
 async function main(): Promise<void> {
   const requests = Number(process.env.SLOT_WAIT_MODES_REQUESTS ?? 4000);
   console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const fills: [Fill, number | undefined][] = [['none full', undefined], ['full, some half free', 4], ['busy', 4]];
   for (const [fill, slots] of fills) {
     for (const n of [8, 256]) {
-      const imbalanced = config('imbalanced', slots);
-      const avoidable = config('avoidable', slots);
-      await cost(n, imbalanced, fill, 1000); // warm-up
-      await cost(n, avoidable, fill, 1000);
-      const a: number[] = [];
-      const b: number[] = [];
-      for (let r = 0; r < 5; r++) {
-        a.push(await cost(n, imbalanced, fill, requests));
-        b.push(await cost(n, avoidable, fill, requests));
-      }
+      const configs = MODES.map((mode) => config(mode, slots));
+      for (const cfg of configs) await cost(n, cfg, fill, 1000); // warm-up
+      const runs: number[][] = MODES.map(() => []);
+      for (let r = 0; r < 5; r++) for (let m = 0; m < MODES.length; m++) runs[m]!.push(await cost(n, configs[m]!, fill, requests));
       const median = (xs: number[]) => xs.sort((p, q) => p - q)[2]!;
-      console.log(`${fill} (${slots ?? 1024} slots), ${n} pods, 1 KB: imbalanced ${median(a).toFixed(1)} µs, avoidable ${median(b).toFixed(1)} µs a request`);
+      console.log(`${fill} (${slots ?? 1024} slots), ${n} pods, 1 KB: ${MODES.map((mode, m) => `${mode} ${median(runs[m]!).toFixed(1)} µs`).join(', ')} a request`);
     }
   }
 }
