@@ -509,8 +509,8 @@ describe('slotWait: avoidable (the default in session 56): the wait priced on a 
  * committed to the first holder (this EPP's count of the prompt's requests in flight), and `occupants` are each pod's
  * running + waiting requests. Returns the scheduler, the slot waits a one-off request's predictions counted, and its pick.
  */
-function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], holders: readonly boolean[], committed: number) {
-  const scheduler = buildScheduler(withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), slotWait), { now: () => NOW, random: seeded(13) });
+function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], holders: readonly boolean[], committed: number, now: () => number = () => NOW) {
+  const scheduler = buildScheduler(withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), slotWait), { now, random: seeded(13) });
   const scorer = latencyOf(scheduler);
   const names = occupants.map((_, i) => `p${i}`);
   const system = blocks('system', 100);
@@ -573,7 +573,7 @@ describe('slotWait: hot-prefixes (the default since session 57): a prefix whose 
     expect(hotPrefixRun('hot-prefixes', [8, 5, 3, 5], one, 8).waits[0]).toBeGreaterThan(0);
   });
 
-  it('with every candidate holding the prompt there is no pod to replicate it to: its waits are priced as under avoidable, however many of its requests are in flight', () => {
+  it('with every candidate holding the prompt there is no pod to replicate it to (no pod without it, so none with room): its waits are priced as under avoidable, however many of its requests are in flight', () => {
     const occupants = [8, 5, 5, 5];
     const all = [true, true, true, true];
     const hot = hotPrefixRun('hot-prefixes', occupants, all, 16);
@@ -606,14 +606,61 @@ describe('slotWait: hot-prefixes (the default since session 57): a prefix whose 
       return holderAndRoomy.map((c) => run.scorer.predictions(req)!.get(c.endpoint.key)!.slotWaitSeconds);
     };
     expect(slotWaits('before')[0]).toBeGreaterThan(0);
-    for (const req of run.inFlight) run.scorer.responseComplete(req, pod(run.first).endpoint);
     // Ending one twice uncounts it once.
     run.scorer.responseComplete(run.inFlight[0]!, pod(run.first).endpoint);
+    run.scorer.responseComplete(run.inFlight[0]!, pod(run.first).endpoint);
+    expect(run.scorer.inFlightForPrefix(keyAt(96))).toBe(7);
+    for (const req of run.inFlight.slice(1)) run.scorer.responseComplete(req, pod(run.first).endpoint);
     expect(run.scorer.inFlightForPrefix(keyAt(96))).toBe(0);
     expect(slotWaits('after')).toEqual([0, 0]);
   });
 
-  it('is a documented slotWait value (config and error message)', () => {
+  it('stops counting a commit whose end never comes after ten minutes, and a request committed again only under its last commit', () => {
+    let t = NOW;
+    const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8, () => t);
+    const system = blocks('system', 100);
+    const keyAt96 = () => {
+      const cycle = { request: request(system + blocks('again', 4)), state: new CycleState() };
+      (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(cycle, [pod(run.first)]);
+      return run.scorer.inFlightForPrefix(cycle.state.get(PREFIX_MATCH)!.heldBlocks!.keys[95]!);
+    };
+    expect(keyAt96()).toBe(8);
+    // The same request committed again: counted once, under the new commit.
+    // A page as fresh as the clock (the saturation filter drops a pod whose page is older than a second).
+    const holder = () => [pod(run.first, { updateTime: t })];
+    const again = run.inFlight[0]!;
+    commit(run.scheduler, again, run.scheduler.schedule(again, holder()));
+    expect(keyAt96()).toBe(8);
+    // Nine minutes on, a new commit: the eight are still counted (nine); past ten minutes from theirs, only it is.
+    t = NOW + 9 * 60_000;
+    const late = request(system + blocks('late', 4));
+    commit(run.scheduler, late, run.scheduler.schedule(late, holder()));
+    expect(keyAt96()).toBe(9);
+    t = NOW + 10 * 60_000 + 1;
+    const later = request(system + blocks('later', 4));
+    commit(run.scheduler, later, run.scheduler.schedule(later, holder()));
+    expect(keyAt96()).toBe(2);
+    // Their ends, when they come, uncount nothing more.
+    for (const req of run.inFlight) run.scorer.responseComplete(req, pod(run.first).endpoint);
+    expect(keyAt96()).toBe(2);
+  });
+
+  it('counts only the approximate index\'s hashed window, not the sparse probes past it', () => {
+    const scheduler = buildScheduler(withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), 'hot-prefixes'), { now: () => NOW, random: seeded(14) });
+    const prefix = scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer;
+    const system = blocks('system', 400); // past the default window of 256 blocks
+    scheduler.schedule(request(system + blocks('warm', 4)), [pod('a')]);
+    const cycle = { request: request(system + blocks('question', 4)), state: new CycleState() };
+    prefix.matchRatios(cycle, [pod('a')]);
+    const match = cycle.state.get(PREFIX_MATCH)!;
+    // The cached length the latency scorer charges reaches past the window (the probes); the counted blocks stop at it.
+    expect(match.cachedLength.get('a:8000')).toBeGreaterThan(256 * 64);
+    expect(match.heldBlocks!.longest).toBe(256);
+    expect(match.heldBlocks!.keys).toHaveLength(256);
+    expect(match.heldBlocks!.lengthOf(256)).toBe(256 * 64);
+  });
+
+  it('renders as a slotWait value', () => {
     expect(renderEndpointPickerConfig(withSlotWait(defaultEndpointPickerConfig(), 'hot-prefixes'))).toContain('slotWait: hot-prefixes');
   });
 });

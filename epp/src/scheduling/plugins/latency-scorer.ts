@@ -127,11 +127,20 @@ const ROOMY_SLOT_SHARE = 0.5;
 
 /**
  * `slotWait: hot-prefixes`: the most leading parts whose requests in flight are counted at once. A request in flight is
- * counted under at most two keys a doubling of its longest match (`hotPrefixDepths`: 14 for 100 blocks) and an entry
+ * counted under at most two keys a doubling of its longest match (`hotPrefixDepths`: 13 for 100 blocks) and an entry
  * leaves with its last request, so this binds only a pool with ~20,000 requests in flight (beyond it, new leading parts
  * go uncounted and are never hot: their requests are placed as under `avoidable`).
  */
 const MAX_COUNTED_PREFIXES = 1 << 18;
+
+/**
+ * `slotWait: hot-prefixes`: a commit still counted this long after it was made stops counting, whether or not its
+ * request ended. Every commit's end should uncount it (`responseComplete`), but a commit whose end never comes (request
+ * control re-routing a request after an internal error) would otherwise count forever and, at `MAX_COUNTED_PREFIXES`,
+ * end the counting of new prefixes. Longer than any generation at a usual pace (32,768 tokens at 18 ms a token), and a
+ * request running past it only makes its prefix look less hot, never more.
+ */
+const COUNTED_COMMIT_TTL_MS = 10 * 60_000;
 
 /** After a power of two p (past 2), 3p/2; after 3p/2, 2p: 1, 2, 3, 4, 6, 8, 12, … */
 function nextHotPrefixDepth(depth: number): number {
@@ -244,8 +253,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * yet ended (`preRequest` to `responseComplete`); an entry leaves at 0.
    */
   private readonly inFlightByPrefix = new Map<number, number>();
-  /** The keys a committed request was counted under in `inFlightByPrefix`, cleared once it is uncounted. */
-  private readonly countedPrefixKeys = stateKey<number[] | undefined>('latency-scorer counted prefixes');
+  /**
+   * Per commit (`trackedKey`'s name), the keys it is counted under in `inFlightByPrefix` and when it was made, in
+   * commit order: uncounted at the request's end, or past `COUNTED_COMMIT_TTL_MS` (`expireCountedCommits`).
+   */
+  private readonly countedCommits = new Map<string, { readonly keys: readonly number[]; readonly atMs: number }>();
   private depthScratch: number[] = [];
 
   constructor(
@@ -412,20 +424,26 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const { uncachedTokens, ttftSeconds, queuedTokens } = this.predictionAt(request, inputs, i);
     const pod = this.model.pod(key);
     const now = this.handle.now();
+    // A request committed again (its earlier commit's end will not come under that name) stops counting there first.
+    const earlier = request.attributes!.get(this.trackedKey);
+    if (earlier !== undefined) this.uncount(earlier);
     const tracked = `${request.requestId}#${++this.committed}`;
     request.attributes!.set(this.trackedKey, tracked);
     pod.addPending(tracked, uncachedTokens, ttftSeconds, now, queuedTokens);
     const held = inputs.match?.heldBlocks;
-    if (this.parameters.slotWait === 'hot-prefixes' && held !== undefined) {
-      const counted: number[] = [];
-      for (const depth of hotPrefixDepths(held.longest, this.depthScratch)) {
-        const key = held.keys[depth - 1]!;
-        const count = this.inFlightByPrefix.get(key);
-        if (count === undefined && this.inFlightByPrefix.size >= MAX_COUNTED_PREFIXES) continue;
-        this.inFlightByPrefix.set(key, (count ?? 0) + 1);
-        counted.push(key);
+    if (this.parameters.slotWait === 'hot-prefixes') {
+      this.expireCountedCommits(now);
+      if (held !== undefined) {
+        const counted: number[] = [];
+        for (const depth of hotPrefixDepths(held.longest, this.depthScratch)) {
+          const key = held.keys[depth - 1]!;
+          const count = this.inFlightByPrefix.get(key);
+          if (count === undefined && this.inFlightByPrefix.size >= MAX_COUNTED_PREFIXES) continue;
+          this.inFlightByPrefix.set(key, (count ?? 0) + 1);
+          counted.push(key);
+        }
+        this.countedCommits.set(tracked, { keys: counted, atMs: now });
       }
-      request.attributes!.set(this.countedPrefixKeys, counted);
     }
     // It starts running once a slot frees (whether or not its own score counted the wait: `slotWait`).
     const candidate = inputs.candidates[i]!;
@@ -440,15 +458,28 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const tracked = request.attributes?.get(this.trackedKey);
     // get, not pod: a pod that left the pool while this request ran has no model to end it in (pod() would recreate
     // one that nothing removes again: one per pod ever removed with requests in flight, which is every drained pod).
-    if (tracked !== undefined) this.model.get(target.key)?.ended(tracked, this.handle.now());
-    const counted = request.attributes?.get(this.countedPrefixKeys);
-    if (counted !== undefined) {
-      request.attributes!.set(this.countedPrefixKeys, undefined);
-      for (const key of counted) {
-        const count = this.inFlightByPrefix.get(key) ?? 0;
-        if (count <= 1) this.inFlightByPrefix.delete(key);
-        else this.inFlightByPrefix.set(key, count - 1);
-      }
+    if (tracked === undefined) return;
+    this.model.get(target.key)?.ended(tracked, this.handle.now());
+    this.uncount(tracked);
+  }
+
+  /** `slotWait: hot-prefixes`: the commit named `tracked` stops counting in `inFlightByPrefix` (once; no-op after). */
+  private uncount(tracked: string): void {
+    const commit = this.countedCommits.get(tracked);
+    if (commit === undefined) return;
+    this.countedCommits.delete(tracked);
+    for (const key of commit.keys) {
+      const count = this.inFlightByPrefix.get(key) ?? 0;
+      if (count <= 1) this.inFlightByPrefix.delete(key);
+      else this.inFlightByPrefix.set(key, count - 1);
+    }
+  }
+
+  /** Uncounts the commits older than `COUNTED_COMMIT_TTL_MS`: the oldest first, in commit order, so only those expiring are visited. */
+  private expireCountedCommits(now: number): void {
+    for (const [tracked, commit] of this.countedCommits) {
+      if (now - commit.atMs < COUNTED_COMMIT_TTL_MS) return;
+      this.uncount(tracked);
     }
   }
 
@@ -487,7 +518,11 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * to start it at once. Not with every candidate holding it (one hot prompt every pod holds: pricing every wait there
    * read TTFT p90 10-28% above `avoidable`'s in three runs), nor with every other candidate full (llm-d's ramp past 80%
    * of its top rate: 1.1 hit points and p90 +21% in one run). No pod has fewer slots than `maxNumSeqs`, so a leading
-   * part with fewer requests in flight is never hot and costs no walk over the candidates.
+   * part with fewer requests in flight is never hot and costs no walk over the candidates. The count is this EPP's own
+   * and covers the prefix's requests on every pod, while the slots are those of the holders among these candidates: a
+   * holder a filter removed (saturated, or not the session's pod) or whose index entry was evicted while it still
+   * runs the prefix's requests makes the prefix look hotter, and with several EPP replicas each counts only its own
+   * share of the requests, so the prefix must be about that many times hotter to count.
    */
   private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
     const held = match?.heldBlocks;

@@ -314,7 +314,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       promptLength: request.prompt.length,
       cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize, tailEnds === undefined ? undefined : lengthOf),
       byCandidate: { candidates, cachedLength, matched },
-      ...(longest > 0 ? { heldBlocks: { keys: blocks, longest, lengthOf } } : {}),
+      // The window's blocks only: the tail's sparse probes are chained over the sampled blocks alone (and placed by the
+      // prompt's length), so equal probe keys do not mean an equal leading part.
+      ...(longest > 0 ? { heldBlocks: { keys: windowKeys, longest: Math.min(longest, windowBlocks), lengthOf } } : {}),
     });
   }
 
