@@ -44,9 +44,9 @@ const LATENCY_SCORER = {
     // part's own requests in flight fill the slots of the pods holding it while a pod without it has a free slot: two
     // hot system prompts at 16 req/s each stayed on its first two holders, queueing, while the other two pods had free
     // slots (TTFT p90 382 / 236 / 805 ms against 549 / 252 / 1,019 with `avoidable` over three seeds; round robin
-    // 106 / 101 / 721); the other probe scenarios read even, and llm-d's ramp (one run) even in hits and p90 (76.6
-    // against 75.8%, 10.41 against 10.37 s) but worse in p50 (1.43 against 0.90 s) and in most stages from 67% of its
-    // top rate (bench/README.md, "Session 57: two hot prompts, a prefix that fills its holders").
+    // 106 / 101 / 721); the other probe scenarios read even, and llm-d's ramp even in hits and p90 over two seeds
+    // (76.6 / 80.7% against 75.8 / 80.6%, 10.41 / 4.73 s against 10.37 / 4.40 s), its overloaded stages worse on one
+    // seed and better on the other (bench/README.md, "Session 57: two hot prompts, a prefix that fills its holders").
     slotWait: 'hot-prefixes' as const,
   },
 };
