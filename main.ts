@@ -13,6 +13,13 @@ if (args.length > 0) {
   process.stderr.write(`npm run synth takes no arguments, got ${args.map((a) => JSON.stringify(a)).join(' ')}: it writes every profile in lib/clusters.ts into dist/<name>/\n`);
   process.exit(2);
 }
+// `npm run synth --profile=x` (no `--`) passes no argument: npm takes the flag as a setting of its own and hands it to
+// the script only as npm_config_profile, so it is refused here as well rather than ignored.
+const npmFlags = ['profile', 'cluster', 'clusters', 'out', 'outdir'].filter((name) => process.env[`npm_config_${name}`] !== undefined);
+if (npmFlags.length > 0) {
+  process.stderr.write(`npm run synth takes no arguments, got ${npmFlags.map((name) => `--${name}=${JSON.stringify(process.env[`npm_config_${name}`])}`).join(' ')} (npm read it as its own setting, npm_config_${npmFlags[0]}): it writes every profile in lib/clusters.ts into dist/<name>/\n`);
+  process.exit(2);
+}
 process.exitCode = synthClusters(CLUSTERS, path.join(__dirname, 'dist'), undefined, 'lib/clusters.ts');
 // Run by `cdk8s synth`, which expects its output folder to exist afterwards.
 if (process.env.CDK8S_OUTDIR) fs.mkdirSync(process.env.CDK8S_OUTDIR, { recursive: true });

@@ -550,6 +550,15 @@ describe('npm run synth on a bad profile', () => {
     });
   });
 
+  test('an option npm keeps for itself (`npm run synth --profile=x`, no `--`: only npm_config_profile reaches the script) is refused the same way', () => {
+    const run = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', 'main.ts'], { cwd: path.join(__dirname, '..'), encoding: 'utf8', timeout: 60_000, env: { ...process.env, npm_config_profile: 'x' } });
+    expect({ status: run.status, stderr: run.stderr, stdout: run.stdout }).toEqual({
+      status: 2,
+      stderr: 'npm run synth takes no arguments, got --profile="x" (npm read it as its own setting, npm_config_profile): it writes every profile in lib/clusters.ts into dist/<name>/\n',
+      stdout: '',
+    });
+  });
+
   test('a profile name that is not a DNS label, or names a second profile, stops synth before anything is written (audit s36: a duplicate replaced the first profile\'s folder, ".." emptied the folder holding dist/)', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-names-'));
     const out = path.join(tmp, 'dist');
