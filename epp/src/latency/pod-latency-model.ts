@@ -544,7 +544,7 @@ export class PodLatencyModel {
    */
   slotWaitSeconds(metrics: EndpointMetrics, inFlight: number, nowMs: number): number {
     const occupants = Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize);
-    const slots = this.slots();
+    const slots = this.slotCount();
     if (occupants < slots) return 0;
     const inference = this.inferenceSeconds() ?? this.startupInferenceSeconds(inFlight, nowMs);
     if (inference === undefined || !(inference > 0)) return 0;
@@ -603,15 +603,11 @@ export class PodLatencyModel {
    * or the last scrape's running + waiting, whichever is higher, as `slotWaitSeconds` counts them.
    */
   slotShare(metrics: EndpointMetrics, inFlight: number): number {
-    return Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize) / this.slots();
+    return Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize) / this.slotCount();
   }
 
   /** The pod's sequence slots: `maxNumSeqs` per engine, or one more than the most it was seen running when that is more. */
   slotCount(): number {
-    return this.slots();
-  }
-
-  private slots(): number {
     const told = this.maxNumSeqs * this.engines;
     return this.maxRunning > told ? this.maxRunning + 1 : told;
   }
@@ -647,7 +643,7 @@ export class PodLatencyModel {
       pendingRequests: this.inFlightPending,
       pendingTokens: this.pendingTokens,
       inferenceSeconds: this.inferenceSeconds(),
-      slots: this.slots(),
+      slots: this.slotCount(),
       trackedStarts: this.starts.size,
       latestStartMs: this.starts.size === 0 ? undefined : this.starts.latest(),
     };

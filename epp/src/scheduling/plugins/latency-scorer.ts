@@ -527,13 +527,13 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
     const held = match?.heldBlocks;
     if (held === undefined) return false;
+    const byCandidate = match!.byCandidate?.candidates === candidates ? match!.byCandidate.cachedLength : undefined;
     const depths = hotPrefixDepths(held.longest, this.depthScratch);
     for (let k = depths.length - 1; k >= 0 && 2 * depths[k]! >= held.longest; k--) {
       const depth = depths[k]!;
       const inFlight = this.inFlightByPrefix.get(held.keys[depth - 1]!);
       if (inFlight === undefined || inFlight < this.parameters.maxNumSeqs) continue;
       const length = held.lengthOf(depth);
-      const byCandidate = match!.byCandidate?.candidates === candidates ? match!.byCandidate.cachedLength : undefined;
       let slots = 0;
       let holders = 0;
       let roomyElsewhere = false;
