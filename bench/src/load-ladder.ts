@@ -642,7 +642,8 @@ export const TODAYS_DEFAULT = 'kvroute';
  * `kvroute-slot-wait-sessions` before the latency scorer priced the slot wait for one-off requests on imbalanced pools
  * (2026-12-05, session 55), `kvroute-slot-wait-imbalanced` before it priced the wait on a full holder whenever another
  * holder waited less (2026-12-05, session 56), `kvroute-slot-wait-avoidable` before it priced the wait everywhere for
- * a request whose prefix's own requests fill its holders' slots (2026-12-05, session 57). The slot-wait ones run today's start-up estimate of the wait (twice the oldest running
+ * a request whose prefix's own requests fill its holders' slots (2026-12-05, session 57; since session 58, one whose hot
+ * prefix's holders are the busier pods, replicated onto a pod with room). The slot-wait ones run today's start-up estimate of the wait (twice the oldest running
  * request's age), which the defaults before session 56 lacked (session 55's was the age itself, the one before none).
  */
 export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'];

@@ -532,8 +532,8 @@ function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], hold
   return { scheduler, scorer, inFlight, first, req, candidates, waits: names.map((name) => predictions.get(`${name}:8000`)!.slotWaitSeconds), pick };
 }
 
-describe('slotWait: hot-prefixes (the default since session 57): a prefix whose own requests in flight fill its holders\' slots is weighed against recomputing it on a pod with room', () => {
-  it('prices the only holder\'s wait once the prompt\'s requests in flight take all its slots, so the request goes to a pod with room (which then holds it too); avoidable keeps it on the holder', () => {
+describe('slotWait: hot-prefixes (the default since session 57): a prefix whose requests in flight would take half a pod\'s slots is replicated onto a pod with room while its holders are the busier', () => {
+  it('prices every wait and scores the request as a replication once the prompt is hot and its holder runs a quarter of its slots more than a pod with room without it, so it goes to that pod (which then holds it too); avoidable keeps it on the holder', () => {
     // p0 holds the prompt and runs 8 of its requests (4 running, 4 waiting); p1-p3 run 3 each (past half full, so
     // the slots are not "imbalanced") with a slot free, and hold none of it.
     const hot = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
@@ -545,21 +545,79 @@ describe('slotWait: hot-prefixes (the default since session 57): a prefix whose 
     expect(avoidable.pick).toBe('p0');
   });
 
-  it('is not hot while the prompt\'s requests in flight leave some of its holders\' slots to other work, however full the holders', () => {
-    // The same full holder, but only 3 of its requests share the prompt (the rest are other traffic).
-    const cool = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 3);
+  it('replicates before the holders are full: a holder with a free slot a quarter of its slots busier than a pod with room is the busier side', () => {
+    // 4 slots a pod: p0 runs 3 (a slot free), p1-p3 run 2 each.
+    const hot = hotPrefixRun('hot-prefixes', [3, 2, 2, 2], [true, false, false, false], 3);
+    expect(hot.pick).not.toBe('p0');
+    expect(hotPrefixRun('avoidable', [3, 2, 2, 2], [true, false, false, false], 3).pick).toBe('p0');
+    // As busy as the others (a gap under a quarter of the slots): it stays with its holder.
+    expect(hotPrefixRun('hot-prefixes', [2, 2, 2, 2], [true, false, false, false], 3).pick).toBe('p0');
+  });
+
+  it('is not hot while its requests in flight would take under half of one pod\'s slots, however busy the holder', () => {
+    // The same full holder, but only one of its requests shares the prompt (the rest are other traffic).
+    const cool = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 1);
     expect(cool.waits).toEqual([0, 0, 0, 0]);
     expect(cool.pick).toBe('p0');
-    // Two full holders have 8 slots: 6 of the prompt's requests in flight do not fill them (priced as avoidable
-    // prices them: p0's longer wait against p1's), 8 do (p1's wait priced as well, against the pods with room).
-    const six = hotPrefixRun('hot-prefixes', [8, 5, 3, 3], [true, true, false, false], 6);
-    expect(six.waits).toEqual(hotPrefixRun('avoidable', [8, 5, 3, 3], [true, true, false, false], 6).waits);
-    expect(six.waits[1]).toBe(0);
-    const eight = hotPrefixRun('hot-prefixes', [8, 5, 3, 3], [true, true, false, false], 8);
-    expect(eight.waits[0]).toBeGreaterThan(0);
-    expect(eight.waits[1]).toBeGreaterThan(0);
-    expect(eight.waits.slice(2)).toEqual([0, 0]);
-    expect(eight.pick).not.toBe('p0');
+    // Two, half a pod's slots: hot.
+    expect(hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 2).pick).not.toBe('p0');
+  });
+
+  it('charges a pod with room that lacks the hot part as a holder and the holders as if it were not cached, in the score only: the predictions kept for the commit are the request\'s own', () => {
+    const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
+    const own = run.scorer.predictions(run.req)!;
+    const tokens = (i: number) => own.get(`p${i}:8000`)!.uncachedTokens;
+    // Its own uncached tokens: the holder's question alone, the whole prompt elsewhere.
+    expect(tokens(1)).toBe(tokens(2));
+    expect(tokens(1)).toBeGreaterThan(20 * tokens(0));
+    // The score of another such request over p0 and the two pods the first did not go to (the pick now holds the
+    // prompt too): those two (no queue, no wait, charged the holder's uncached tokens) predict alike and best; p0 is
+    // charged the whole prompt and its slot wait.
+    const rest = run.candidates.filter((c) => c.endpoint.name !== run.pick);
+    expect(rest.map((c) => c.endpoint.name)[0]).toBe('p0');
+    const cycle = { request: request(blocks('system', 100) + blocks('another', 4)), state: new CycleState() };
+    (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(cycle, rest);
+    const scores = run.scorer.score(cycle, rest);
+    expect(scores.slice(1)).toEqual([1, 1]);
+    expect(scores[0]).toBeLessThan(0.2);
+    // With the pick among them, its room equal to the others' (3 of 4 slots each) and the prompt held: no longer the
+    // busier side's, so no replication (the others prefill it all).
+    const again = { request: request(blocks('system', 100) + blocks('once more', 4)), state: new CycleState() };
+    (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(again, run.candidates);
+    const unreplicated = run.scorer.score(again, run.candidates);
+    expect(run.candidates.filter((_, i) => unreplicated[i] === 1).map((c) => c.endpoint.name)).toEqual([run.pick]);
+  });
+
+  it('a request carrying a session id right after a replicating one is scored as its own, not as a replication', () => {
+    const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
+    const rest = run.candidates.filter((c) => c.endpoint.name !== run.pick);
+    const prefix = run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer;
+    const scored = (req: LLMRequest) => {
+      const cycle = { request: req, state: new CycleState() };
+      prefix.matchRatios(cycle, rest);
+      return run.scorer.score(cycle, rest);
+    };
+    const session = (label: string): LLMRequest => ({ ...request(blocks('system', 100) + blocks(label, 4)), headers: { 'x-session-id': label } });
+    const replicating = scored(request(blocks('system', 100) + blocks('one-off', 4)));
+    expect(replicating.slice(1)).toEqual([1, 1]);
+    const afterReplication = scored(session('s1'));
+    // The same session request after a request that is no replication (an unrelated prompt) scores the same.
+    scored(request(blocks('unrelated', 8)));
+    expect(afterReplication).toEqual(scored(session('s1')));
+    // Its own prediction: the holder's wait against the others' whole prompt, not the holder charged the prompt too.
+    expect(afterReplication[0]).toBeGreaterThan(5 * replicating[0]!);
+  });
+
+  it('with no holder among the candidates (a filter removed it) there is nothing to replicate: priced as under avoidable', () => {
+    const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
+    const others = run.candidates.slice(1);
+    const req = request(blocks('system', 100) + blocks('elsewhere', 4));
+    run.scheduler.schedule(req, others);
+    expect(others.map((c) => run.scorer.predictions(req)!.get(c.endpoint.key)!.slotWaitSeconds)).toEqual([0, 0, 0]);
+    const cycle = { request: request(blocks('system', 100) + blocks('elsewhere too', 4)), state: new CycleState() };
+    (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(cycle, others);
+    // One of them now holds the prompt (the pick above), so only the gap decides: all run 3 of 4, none is busier.
+    expect(run.scorer.score(cycle, others).filter((x) => x === 1)).toHaveLength(1);
   });
 
   it('with every pod that does not hold the prompt full as well (an overloaded pool) there is no room to replicate it into: priced as under avoidable', () => {

@@ -40,13 +40,19 @@ const LATENCY_SCORER = {
     // shared-prefix workload, long documents on tight KV and chat without session ids read even (bench/README.md,
     // "Session 56: the hot prompt at 83% of the slots' capacity"). On llm-d's ramp (constrained KV) its two runs
     // split: worse in one (hits 76.6 against 78.9%, p90 11.1 against 9.4 s), better in the other (81.4 against 75.8%,
-    // 3.2 against 11.4 s). `hot-prefixes` (session 57) also prices it everywhere for a one-off request whose leading
-    // part's own requests in flight fill the slots of the pods holding it while a pod without it has a free slot: two
-    // hot system prompts at 16 req/s each stayed on its first two holders, queueing, while the other two pods had free
-    // slots (TTFT p90 382 / 236 / 805 ms against 549 / 252 / 1,019 with `avoidable` over three seeds; round robin
-    // 106 / 101 / 721); the other probe scenarios read even, and llm-d's ramp even in hits and p90 over two seeds
-    // (76.6 / 80.7% against 75.8 / 80.6%, 10.41 / 4.73 s against 10.37 / 4.40 s), its overloaded stages worse on one
-    // seed and better on the other (bench/README.md, "Session 57: two hot prompts, a prefix that fills its holders").
+    // 3.2 against 11.4 s). `hot-prefixes` (sessions 57-58) also replicates a hot prefix: for a one-off request whose
+    // leading part's requests in flight would take half a pod's slots while its least occupied holder runs a quarter of
+    // its slots more than the least occupied pod without it, which has a free slot, every wait is priced and the pods
+    // with room that lack the part are scored as holding it (the holders as not). Two hot system prompts at 16 req/s
+    // had stayed on their first holders, queueing while the other pods had free slots: TTFT p90 200 / 238 / 703 ms
+    // over three seeds against 384 / 226 / 809 with session 57's rule (which waited for the prompt's requests to fill
+    // every holder's slots); one hot prompt at 20 req/s 983 / 373 / 1,352 against 1,122 / 546 / 1,892; four prompts
+    // 169 / 249 / 659 against 439 / 160 / 689 (round robin 106 / 101 / 721, 961 / 321 / 901 and 289 / 490 / 913); the
+    // other probe scenarios and the heterogeneous pool even or better; llm-d's ramp (constrained KV, seeds 7 / 2)
+    // 75.5 / 75.7% against 76.0 / 77.2% hits, p90 12.10 / 10.66 against 11.38 / 10.40 s, its overloaded stages moving
+    // either way (bench/README.md,
+    // "Session 57: two hot prompts, a prefix that fills its holders" and "Session 58: a hot prefix replicated while its
+    // holders are the busier").
     slotWait: 'hot-prefixes' as const,
   },
 };
@@ -187,7 +193,7 @@ export function defaultEndpointPickerConfig(): EndpointPickerConfig {
           // to its holder (the prefix's 3 points against 1 here): new sessions until its sequence slots are full
           // (`maxNumSeqs`, the latency scorer's slot wait), then they spread; one-off requests without a session id
           // stay there until it is full while another pod has half its slots free, or another holder a shorter wait,
-          // or its own requests fill every holder's slots (`slotWait: hot-prefixes`; plugin-latency-scorer.test.ts, "a
+          // or it is hot and its holders are the busier pods (`slotWait: hot-prefixes`; plugin-latency-scorer.test.ts, "a
           // burst of new sessions …", "slotWait: imbalanced …", "slotWait: avoidable …", "slotWait: hot-prefixes …"). At 2
           // it took more off slow pods on the heterogeneous pool but cost 3-5 hit points on shared-prefix × constrained
           // (the load ladder, 2026-11-30; bench/README.md).

@@ -30,7 +30,7 @@ export interface PrefixMatchEstimate {
    * Optional: the prompt's leading blocks as the prefix index keys them, when some candidate holds at least one. A
    * block's key is chained over every block before it, so it stands for the prompt's whole leading part through it:
    * requests with equal keys at a block share all of that part. The `latency-scorer` counts the requests in flight per
-   * key to see a prefix whose own demand fills its holders' slots (`slotWait: hot-prefixes`).
+   * key to see a prefix hot enough to replicate (`slotWait: hot-prefixes`).
    */
   readonly heldBlocks?: HeldBlocks;
 }

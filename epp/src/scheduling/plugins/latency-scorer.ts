@@ -70,14 +70,16 @@ export interface LatencyScorerParameters {
    * candidate holding at least as much of the prompt (no more uncached tokens) predicts a shorter slot wait: avoiding
    * that wait costs no recomputed prefix, so it is priced however full the pool is (one hot prompt at 83% of the slots'
    * capacity: every pod past half full, requests waited on one holder while another had free slots;
-   * bench/README.md, "Session 56"). `hot-prefixes` (kvroute's configs since session 57): as `avoidable`, and besides
-   * everywhere for a one-off request whose prefix is hot: the requests in flight that shared a leading part of its
-   * prompt at least half as long as the longest any candidate holds (counted per prefix index key: `hotPrefixDepths`)
-   * take at least all the sequence slots of the candidates holding that part, while a candidate that does not hold it
-   * has a free slot. Its holders alone cannot run its demand, so a full holder's wait is weighed against recomputing
-   * the prefix on a pod with room, which then holds it too (two hot system prompts at 16 req/s: each prompt's two
-   * holders queued requests while the other two pods had free slots; bench/README.md, "Session 57"). A prefix shared by
-   * a few requests at a time (llm-d's shared-prefix groups, a conversation's history) never fills a pod's slots, so its
+   * bench/README.md, "Session 56"). `hot-prefixes` (kvroute's configs since session 57): as `avoidable`, and besides,
+   * for a one-off request whose prefix is hot and whose holders are the busier pods, a replication: the requests in
+   * flight that shared a leading part of its prompt at least half as long as the longest any candidate holds (counted
+   * per prefix index key: `hotPrefixDepths`) would take at least half of one pod's slots, and the least occupied
+   * candidate holding that part has at least a quarter of its slots more taken than the least occupied one without it,
+   * which has a free slot. The wait is then priced everywhere, and the score charges a candidate with room that lacks
+   * the part as if it held it and the holders as if they had to compute it, so the request goes to a pod with room,
+   * which then holds the prefix too (two hot system prompts at 16 req/s: each prompt's holders queued requests while
+   * the other pods had free slots; bench/README.md, "Session 57" and "Session 58"). A prefix shared by a few requests
+   * at a time (llm-d's shared-prefix groups, a conversation's history) never takes half a pod's slots, so its
    * requests stay with their holders as under `avoidable`. Preble (Srivatsa et al., "Preble: Efficient Distributed
    * Prompt Scheduling for LLM Serving", ICLR 2025) replicates a prefix whose load exceeds its GPUs the same way. Before
    * this EPP has learnt any pod's mean request time, the wait counts twice the age of the oldest request it runs on the
@@ -132,6 +134,19 @@ const ROOMY_SLOT_SHARE = 0.5;
  * go uncounted and are never hot: their requests are placed as under `avoidable`).
  */
 const MAX_COUNTED_PREFIXES = 1 << 18;
+
+/**
+ * `slotWait: hot-prefixes`: a leading part is hot once its requests in flight would take at least this share of one pod's
+ * sequence slots (`maxNumSeqs`): a replica of it is used by requests enough to be worth a recomputed prefix.
+ */
+const HOT_SLOT_SHARE = 0.5;
+
+/**
+ * `slotWait: hot-prefixes`: a hot leading part is replicated while its least occupied holder has at least this share of
+ * its slots taken beyond the least occupied candidate without it (4 of 16 slots): its demand then runs on the busier
+ * pods while a pod without it has room.
+ */
+const REPLICATE_SLOT_GAP = 0.25;
 
 /**
  * `slotWait: hot-prefixes`: a commit still counted this long after it was made stops counting, whether or not its
@@ -259,6 +274,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   private readonly countedCommits = new Map<string, { readonly keys: readonly number[]; readonly atMs: number }>();
   private depthScratch: number[] = [];
+  /**
+   * `slotWait: hot-prefixes`, for the request being scored: the length (in the prefix match's units) of its prompt's hot
+   * leading part when its prefix is to be replicated (`prefixHot`), else 0; its tokens (`hotTokens`); and per candidate
+   * (`replicaMarks`) 1 where a candidate without that part has a free slot, 2 where it holds it. The score charges the
+   * first as if they held the part and the second as if they had to compute it (`scoreInto`).
+   */
+  private hotLength = 0;
+  private hotTokens = 0;
+  private replicaMarks = new Uint8Array(0);
 
   constructor(
     readonly name: string,
@@ -284,10 +308,13 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const now = this.handle.now();
     const match = cycle.state.get(PREFIX_MATCH);
     const slotWait = this.slotWaitFor(cycle.request, match, candidates, now);
+    // Set by slotWaitFor for this request alone: the uncached tokens of a candidate holding the hot part (-1: none).
+    const replicated = this.hotLength > 0 ? uncachedTokensOf(match!, this.hotLength, this.parameters.charactersPerToken) : -1;
+    this.hotTokens = replicated >= 0 ? uncachedTokensOf(match!, 0, this.parameters.charactersPerToken) - replicated : 0;
     const n = candidates.length;
     const ownPrefillWeight = this.parameters.ownPrefillWeight ?? 1;
-    if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1);
-    else this.predictChargedInto(cycle.request, match, candidates, out, now, slotWait, ownPrefillWeight, this.parameters.fasterPodRatio ?? 0.8);
+    if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1, replicated);
+    else this.predictChargedInto(cycle.request, match, candidates, out, now, slotWait, ownPrefillWeight, this.parameters.fasterPodRatio ?? 0.8, replicated);
     let best = Infinity;
     for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
     cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
@@ -307,12 +334,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     return out;
   }
 
-  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number): void {
+  /**
+   * Each candidate's predicted seconds into `out`, each charged the uncached tokens `chargedTokens` gives.
+   */
+  private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number, replicated = -1): void {
     const n = candidates.length;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
       const pod = this.podAt(i, candidate, now);
-      out[i] = pod.predictSeconds(this.uncachedAt(request, match, candidates, i), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), ownPrefillWeight);
+      out[i] = pod.predictSeconds(this.chargedTokens(this.uncachedAt(request, match, candidates, i), i, replicated), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), ownPrefillWeight);
     }
   }
 
@@ -321,14 +351,14 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * prefills the prompt in under `fasterPodRatio` of the time the line of the prompt's best holder takes
    * (`ownPrefillWeight`, `fasterPodRatio`).
    */
-  private predictChargedInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number, fasterPodRatio: number): void {
+  private predictChargedInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number, fasterPodRatio: number, replicated = -1): void {
     const n = candidates.length;
     // The most tokens any candidate would prefill, in the units the prefix match counts: the whole prompt when some
     // candidate holds none of it, less when every candidate holds part.
     let promptTokens = 0;
     for (let i = 0; i < n; i++) {
       const uncached = this.uncachedAt(request, match, candidates, i);
-      out[i] = uncached;
+      out[i] = this.chargedTokens(uncached, i, replicated);
       if (uncached > promptTokens) promptTokens = uncached;
     }
     let holderSeconds = Infinity;
@@ -348,6 +378,20 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const weight = pod.lineSeconds(promptTokens, now) < faster ? 1 : ownPrefillWeight;
       out[i] = pod.predictSeconds(out[i]!, candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
     }
+  }
+
+  /**
+   * The uncached tokens the score charges candidate `i` with `uncached` of its own: those, unless the request replicates
+   * a hot prefix (`replicated`, a holder's uncached tokens, at 0 or more: `hotLength`), where a candidate with room
+   * that lacks the hot part is charged as a holder and a holder as if the part were not cached (`replicaMarks`). The
+   * choice is between queueing the prefix's demand on its busier holders and computing it once more on a pod with
+   * room, which then holds it for the requests after this one; the prediction kept for the commit stays the request's
+   * own (`predictionAt`).
+   */
+  private chargedTokens(uncached: number, i: number, replicated: number): number {
+    if (replicated < 0) return uncached;
+    const mark = this.replicaMarks[i];
+    return mark === 1 ? Math.min(uncached, replicated) : mark === 2 ? uncached + this.hotTokens : uncached;
   }
 
   /**
@@ -503,6 +547,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   private slotWaitFor(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): SlotWaitScope {
     const mode = this.parameters.slotWait;
+    // Every request decides anew whether it replicates (a session's request never does: hard affinity keeps it).
+    this.hotLength = 0;
     if (mode === 'all' || sessionHeaderValue(request, this.parameters.sessionHeaders) !== undefined) return true;
     if (mode === 'sessions') return false;
     if (mode === 'hot-prefixes' && this.prefixHot(match, candidates, now)) return true;
@@ -513,42 +559,52 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   /**
    * `slotWait: hot-prefixes`: at some counted depth (`hotPrefixDepths`) at least half the longest match, the requests in
-   * flight that shared that leading part of this prompt take at least all the sequence slots of the candidates holding
-   * it, so those holders cannot run its demand on their own, and some candidate that does not hold it has a free slot
-   * to start it at once. Not with every candidate holding it (one hot prompt every pod holds: pricing every wait there
-   * read TTFT p90 10-28% above `avoidable`'s in three runs), nor with every other candidate full (llm-d's ramp past 80%
-   * of its top rate: 1.1 hit points and p90 +21% in one run). No pod has fewer slots than `maxNumSeqs`, so a leading
-   * part with fewer requests in flight is never hot and costs no walk over the candidates. The count is this EPP's own
-   * and covers the prefix's requests on every pod, while the slots are those of the holders among these candidates: a
-   * holder a filter removed (saturated, or not the session's pod) or whose index entry was evicted while it still
-   * runs the prefix's requests makes the prefix look hotter, and with several EPP replicas each counts only its own
-   * share of the requests, so the prefix must be about that many times hotter to count.
+   * flight that shared that leading part of this prompt would take at least half of one pod's slots (`HOT_SLOT_SHARE`:
+   * a replica is used enough to be worth its recomputed prefix), and the least occupied candidate holding it has at
+   * least `REPLICATE_SLOT_GAP` of its slots more taken than the least occupied candidate without it that has a free
+   * slot: the prefix's demand runs on the busier pods. Then the request replicates it (`chargedTokens`; `hotLength`,
+   * `replicaMarks`). Session 57's rule waited until the part's requests took all its holders' slots: each hot prompt
+   * queued on its first holders while other pods had room (two hot prompts at 16 req/s, p90 200 / 238 / 703 ms over
+   * three seeds with this rule against 384 / 226 / 809; bench/README.md, "Session 58"). Not with every candidate
+   * holding it (no pod to replicate to), nor with every other candidate full (llm-d's ramp past 80% of its top rate:
+   * replicating there recomputed the prefix behind another queue, 1.1 hit points and p90 +21% in one run of session
+   * 57's). A leading part with fewer requests in flight than half `maxNumSeqs` is never hot and costs no walk over the
+   * candidates. The count is this EPP's own and covers the prefix's requests on every pod: with several EPP replicas
+   * each counts only its own share, so the prefix must be about that many times hotter to count.
    */
   private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
     const held = match?.heldBlocks;
     if (held === undefined) return false;
     const byCandidate = match!.byCandidate?.candidates === candidates ? match!.byCandidate.cachedLength : undefined;
     const depths = hotPrefixDepths(held.longest, this.depthScratch);
+    const n = candidates.length;
     for (let k = depths.length - 1; k >= 0 && 2 * depths[k]! >= held.longest; k--) {
       const depth = depths[k]!;
       const inFlight = this.inFlightByPrefix.get(held.keys[depth - 1]!);
-      if (inFlight === undefined || inFlight < this.parameters.maxNumSeqs) continue;
+      if (inFlight === undefined || inFlight < HOT_SLOT_SHARE * this.parameters.maxNumSeqs) continue;
       const length = held.lengthOf(depth);
-      let slots = 0;
-      let holders = 0;
-      let roomyElsewhere = false;
-      for (let i = 0; i < candidates.length; i++) {
+      if (this.replicaMarks.length < n) this.replicaMarks = new Uint8Array(Math.max(n, 2 * this.replicaMarks.length));
+      const marks = this.replicaMarks;
+      // The least occupied holder and the least occupied candidate without the part that has a free slot.
+      let holder = Infinity;
+      let other = Infinity;
+      for (let i = 0; i < n; i++) {
         const candidate = candidates[i]!;
         const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidate.endpoint.key) ?? 0);
-        const pod = this.podAt(i, candidate, now);
+        const share = this.podAt(i, candidate, now).slotShare(candidate.metrics, candidate.activeRequests);
         if (cached >= length) {
-          slots += pod.slotCount();
-          holders++;
-        } else if (!roomyElsewhere && pod.slotShare(candidate.metrics, candidate.activeRequests) < 1) roomyElsewhere = true;
+          marks[i] = 2;
+          if (share < holder) holder = share;
+        } else if (share < 1) {
+          marks[i] = 1;
+          if (share < other) other = share;
+        } else marks[i] = 0;
       }
-      // Replicating it helps only onto a pod that can start it now: with every other pod full too (an overloaded pool)
-      // the request would wait there as well, and recompute the prefix besides.
-      if (holders > 0 && roomyElsewhere && inFlight >= slots) return true;
+      // No holder among these candidates (a filter removed them) or no other pod with room: nothing to replicate.
+      if (holder !== Infinity && other !== Infinity && holder - other >= REPLICATE_SLOT_GAP) {
+        this.hotLength = length;
+        return true;
+      }
     }
     return false;
   }
