@@ -6,7 +6,8 @@
 # longdoc, chatnosess, llmdsp and burst, their flags, and the `NAME~plugin.param=v~@pluginRef=weight` policy syntax.
 set -e
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../../.." && pwd)"
+# PROBE_ROOT: another checkout whose built dist to run (session 58 ran the build before its change from a clone).
+root="${PROBE_ROOT:-$(cd "$here/../../.." && pwd)}"
 probe="$(mktemp -d)/probe.js"
 patch -s -o "$probe" "$here/../gen33-probe/probe.js" "$here/probe-from-gen33.diff"
 mkdir -p /tmp/probe55-logs
