@@ -509,8 +509,8 @@ describe('slotWait: avoidable (the default in session 56): the wait priced on a 
  * committed to the first holder (this EPP's count of the prompt's requests in flight), and `occupants` are each pod's
  * running + waiting requests. Returns the scheduler, the slot waits a one-off request's predictions counted, and its pick.
  */
-function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], holders: readonly boolean[], committed: number, now: () => number = () => NOW) {
-  const scheduler = buildScheduler(withSlotWait(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), slotWait), { now, random: seeded(13) });
+function hotPrefixRun(slotWait: SlotWaitMode, occupants: readonly number[], holders: readonly boolean[], committed: number, now: () => number = () => NOW, parameters: Record<string, unknown> = {}) {
+  const scheduler = buildScheduler(withLatencyScorer(withMaxNumSeqs(defaultEndpointPickerConfig(), 4), { slotWait, ...parameters }), { now, random: seeded(13) });
   const scorer = latencyOf(scheduler);
   const names = occupants.map((_, i) => `p${i}`);
   const system = blocks('system', 100);
@@ -608,16 +608,28 @@ describe('slotWait: hot-prefixes (the default since session 57): a prefix whose 
     expect(afterReplication[0]).toBeGreaterThan(5 * replicating[0]!);
   });
 
-  it('with no holder among the candidates (a filter removed it) there is nothing to replicate: priced as under avoidable', () => {
-    const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
-    const others = run.candidates.slice(1);
-    const req = request(blocks('system', 100) + blocks('elsewhere', 4));
-    run.scheduler.schedule(req, others);
-    expect(others.map((c) => run.scorer.predictions(req)!.get(c.endpoint.key)!.slotWaitSeconds)).toEqual([0, 0, 0]);
-    const cycle = { request: request(blocks('system', 100) + blocks('elsewhere too', 4)), state: new CycleState() };
-    (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(cycle, others);
-    // One of them now holds the prompt (the pick above), so only the gap decides: all run 3 of 4, none is busier.
-    expect(run.scorer.score(cycle, others).filter((x) => x === 1)).toHaveLength(1);
+  it('replicates onto the pods without the prompt that are a quarter of their slots roomier than its least occupied holder, not onto one as busy as the holder', () => {
+    // p0 holds the prompt at 3 of its 4 slots (a slot free) with 3 of the prompt's requests in flight; p1 runs 1, p2
+    // and p3 run 3 each.
+    const run = hotPrefixRun('hot-prefixes', [3, 1, 3, 3], [true, false, false, false], 3);
+    expect(run.pick).toBe('p1');
+    expect(hotPrefixRun('avoidable', [3, 1, 3, 3], [true, false, false, false], 3).pick).toBe('p0');
+    // Again over p0, p2, p3 and a fresh pod running 1: only the fresh pod is charged as a holder; p2 and p3, as busy as
+    // p0 though each has a free slot, are charged the whole prompt.
+    const fresh = pod('p9', { runningQueueSize: 1, inferenceCount: 8, inferenceSecondsSum: 6.4 }, 1);
+    const candidates = [...run.candidates.filter((c) => c.endpoint.name !== 'p1'), fresh];
+    const cycle = { request: request(blocks('system', 100) + blocks('again', 4)), state: new CycleState() };
+    (run.scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).matchRatios(cycle, candidates);
+    const scores = run.scorer.score(cycle, candidates);
+    expect(scores[3]).toBe(1);
+    expect(scores[1]).toBeLessThan(0.5);
+    expect(scores[2]).toBeLessThan(0.5);
+  });
+
+  it('replicates under ownPrefillWeight 2 as well, the holder chosen by its real uncached tokens', () => {
+    const hot = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8, () => NOW, { ownPrefillWeight: 2 });
+    expect(hot.pick).not.toBe('p0');
+    expect(hotPrefixRun('avoidable', [8, 3, 3, 3], [true, false, false, false], 8, () => NOW, { ownPrefillWeight: 2 }).pick).toBe('p0');
   });
 
   it('with every pod that does not hold the prompt full as well (an overloaded pool) there is no room to replicate it into: priced as under avoidable', () => {

@@ -73,13 +73,14 @@ export interface LatencyScorerParameters {
    * bench/README.md, "Session 56"). `hot-prefixes` (kvroute's configs since session 57): as `avoidable`, and besides,
    * for a one-off request whose prefix is hot and whose holders are the busier pods, a replication: the requests in
    * flight that shared a leading part of its prompt at least half as long as the longest any candidate holds (counted
-   * per prefix index key: `hotPrefixDepths`) would take at least half of one pod's slots, and the least occupied
+   * per prefix index key: `hotPrefixDepths`) would take at least half of `maxNumSeqs`, and the least occupied
    * candidate holding that part has at least a quarter of its slots more taken than the least occupied one without it,
-   * which has a free slot. The wait is then priced everywhere, and the score charges a candidate with room that lacks
-   * the part as if it held it and the holders as if they had to compute it, so the request goes to a pod with room,
+   * which has a free slot. The wait is then priced everywhere, and the score charges each candidate lacking the part
+   * that has a free slot and is at least that much less occupied than that holder as if it held the part, and the
+   * holders as if they had to compute it, so the request goes to a pod with room,
    * which then holds the prefix too (two hot system prompts at 16 req/s: each prompt's holders queued requests while
    * the other pods had free slots; bench/README.md, "Session 57" and "Session 58"). A prefix shared by a few requests
-   * at a time (llm-d's shared-prefix groups, a conversation's history) never takes half a pod's slots, so its
+   * at a time (llm-d's shared-prefix groups, a conversation's history) never takes half of them, so its
    * requests stay with their holders as under `avoidable`. Preble (Srivatsa et al., "Preble: Efficient Distributed
    * Prompt Scheduling for LLM Serving", ICLR 2025) replicates a prefix whose load exceeds its GPUs the same way. Before
    * this EPP has learnt any pod's mean request time, the wait counts twice the age of the oldest request it runs on the
@@ -136,8 +137,8 @@ const ROOMY_SLOT_SHARE = 0.5;
 const MAX_COUNTED_PREFIXES = 1 << 18;
 
 /**
- * `slotWait: hot-prefixes`: a leading part is hot once its requests in flight would take at least this share of one pod's
- * sequence slots (`maxNumSeqs`): a replica of it is used by requests enough to be worth a recomputed prefix.
+ * `slotWait: hot-prefixes`: a leading part is hot once its requests in flight would take at least this share of
+ * `maxNumSeqs` (one engine's sequence slots): a replica of it is used by requests enough to be worth a recomputed prefix.
  */
 const HOT_SLOT_SHARE = 0.5;
 
@@ -323,8 +324,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   /**
    * Each candidate's predicted seconds to first token for `request`, with `match` the prefix match over these
-   * candidates (undefined: the whole prompt everywhere), as this scorer's own scoring predicts them, but without
-   * keeping them for the commit: for a plugin that reads the predictions before the scorer runs
+   * candidates (undefined: the whole prompt everywhere), as this scorer's own scoring predicts them (its own uncached
+   * tokens: a replication's charges, `chargedTokens`, are the score's alone), but without keeping them for the
+   * commit: for a plugin that reads the predictions before the scorer runs
    * (`prefix-cache-affinity-filter`'s `latencyPredictor` load gate).
    */
   predictTtftSeconds(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[]): Float64Array {
@@ -358,7 +360,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     let promptTokens = 0;
     for (let i = 0; i < n; i++) {
       const uncached = this.uncachedAt(request, match, candidates, i);
-      out[i] = this.chargedTokens(uncached, i, replicated);
+      out[i] = uncached;
       if (uncached > promptTokens) promptTokens = uncached;
     }
     let holderSeconds = Infinity;
@@ -376,7 +378,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const candidate = candidates[i]!;
       const pod = this.podAt(i, candidate, now);
       const weight = pod.lineSeconds(promptTokens, now) < faster ? 1 : ownPrefillWeight;
-      out[i] = pod.predictSeconds(out[i]!, candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
+      // The holder and the line it is compared with are the real ones; only the charge is the replication's.
+      out[i] = pod.predictSeconds(this.chargedTokens(out[i]!, i, replicated), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
     }
   }
 
@@ -559,11 +562,12 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   /**
    * `slotWait: hot-prefixes`: at some counted depth (`hotPrefixDepths`) at least half the longest match, the requests in
-   * flight that shared that leading part of this prompt would take at least half of one pod's slots (`HOT_SLOT_SHARE`:
-   * a replica is used enough to be worth its recomputed prefix), and the least occupied candidate holding it has at
-   * least `REPLICATE_SLOT_GAP` of its slots more taken than the least occupied candidate without it that has a free
-   * slot: the prefix's demand runs on the busier pods. Then the request replicates it (`chargedTokens`; `hotLength`,
-   * `replicaMarks`). Session 57's rule waited until the part's requests took all its holders' slots: each hot prompt
+   * flight that shared that leading part of this prompt would take at least half of `maxNumSeqs` (one engine's slots;
+   * `HOT_SLOT_SHARE`: a replica is used enough to be worth its recomputed prefix), and the least occupied candidate
+   * holding it has at least `REPLICATE_SLOT_GAP` of its slots more taken than the least occupied candidate without it
+   * that has a free slot: the prefix's demand runs on the busier pods. Then the request replicates it onto the
+   * candidates without it that have a free slot and are at least that much less occupied than that holder
+   * (`chargedTokens`; `hotLength`, `replicaMarks`). Session 57's rule waited until the part's requests took all its holders' slots: each hot prompt
    * queued on its first holders while other pods had room (two hot prompts at 16 req/s, p90 200 / 238 / 703 ms over
    * three seeds with this rule against 384 / 226 / 809; bench/README.md, "Session 58"). Not with every candidate
    * holding it (no pod to replicate to), nor with every other candidate full (llm-d's ramp past 80% of its top rate:
@@ -586,22 +590,28 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       if (this.replicaMarks.length < n) this.replicaMarks = new Uint8Array(Math.max(n, 2 * this.replicaMarks.length));
       const marks = this.replicaMarks;
       // The least occupied holder and the least occupied candidate without the part that has a free slot.
+      const shares = this.shareScratch(n);
       let holder = Infinity;
       let other = Infinity;
       for (let i = 0; i < n; i++) {
         const candidate = candidates[i]!;
         const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidate.endpoint.key) ?? 0);
         const share = this.podAt(i, candidate, now).slotShare(candidate.metrics, candidate.activeRequests);
+        shares[i] = share;
         if (cached >= length) {
           marks[i] = 2;
           if (share < holder) holder = share;
-        } else if (share < 1) {
-          marks[i] = 1;
-          if (share < other) other = share;
-        } else marks[i] = 0;
+        } else {
+          marks[i] = 0;
+          if (share < 1 && share < other) other = share;
+        }
       }
-      // No holder among these candidates (a filter removed them) or no other pod with room: nothing to replicate.
-      if (holder !== Infinity && other !== Infinity && holder - other >= REPLICATE_SLOT_GAP) {
+      // Defensive: the longest match's holder holds every counted depth, so a holder is always among the candidates.
+      // The gap with a tolerance, as shares are fractions of the slot count (7/20 − 2/20 falls just short of 0.25).
+      if (holder !== Infinity && other !== Infinity && holder - other >= REPLICATE_SLOT_GAP - 1e-9) {
+        // Replicated onto the pods without it that are that much roomier than the least occupied holder, not onto
+        // every pod with a free slot (one nearly full would recompute the prefix behind its own queue).
+        for (let i = 0; i < n; i++) if (marks[i] === 0 && shares[i]! < 1 && holder - shares[i]! >= REPLICATE_SLOT_GAP - 1e-9) marks[i] = 1;
         this.hotLength = length;
         return true;
       }
@@ -682,6 +692,12 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       start = end;
     }
     return marked ?? false;
+  }
+
+  /** `shares` with room for `n` candidates (`prefixHot` fills it before `slotsImbalanced` would). */
+  private shareScratch(n: number): Float64Array {
+    if (this.shares.length < n) this.growScratch(n);
+    return this.shares;
   }
 
   private growScratch(n: number): void {
