@@ -41,16 +41,19 @@ const LATENCY_SCORER = {
     // "Session 56: the hot prompt at 83% of the slots' capacity"). On llm-d's ramp (constrained KV) its two runs
     // split: worse in one (hits 76.6 against 78.9%, p90 11.1 against 9.4 s), better in the other (81.4 against 75.8%,
     // 3.2 against 11.4 s). `hot-prefixes` (sessions 57-58) also replicates a hot prefix: for a one-off request whose
-    // leading part's requests in flight would take half a pod's slots while its least occupied holder runs a quarter of
-    // its slots more than the least occupied pod without it, which has a free slot, every wait is priced and the pods
-    // with room that lack the part are scored as holding it (the holders as not). Two hot system prompts at 16 req/s
+    // leading part's requests in flight would take half of `maxNumSeqs` while its least occupied holder runs a quarter
+    // of its slots more than the least occupied pod without it, which has a free slot, every wait is priced and the
+    // pods without the part that have a free slot and are that much less occupied are scored as holding it (the
+    // holders as not). Two hot system prompts at 16 req/s
     // had stayed on their first holders, queueing while the other pods had free slots: TTFT p90 200 / 238 / 703 ms
-    // over three seeds against 384 / 226 / 809 with session 57's rule (which waited for the prompt's requests to fill
+    // over three seeds (206 / 172 / 639 on the final build) against 384 / 226 / 809 with session 57's rule (which waited for the prompt's requests to fill
     // every holder's slots); one hot prompt at 20 req/s 983 / 373 / 1,352 against 1,122 / 546 / 1,892; four prompts
     // 169 / 249 / 659 against 439 / 160 / 689 (round robin 106 / 101 / 721, 961 / 321 / 901 and 289 / 490 / 913); the
-    // other probe scenarios and the heterogeneous pool even or better; llm-d's ramp (constrained KV, seeds 7 / 2)
-    // 75.5 / 75.7% against 76.0 / 77.2% hits, p90 12.10 / 10.66 against 11.38 / 10.40 s, its overloaded stages moving
-    // either way (bench/README.md,
+    // heterogeneous pool's p90 129 against 156 ms; the other probe scenarios within their runs' spread (long documents
+    // on tight KV 84.2 / 81.7% against 83.2 / 84.5% hits, p90 1.80 / 3.30 against 1.82 / 2.61 s; llm-d's shared-prefix
+    // 68.9 / 69.7% against 70.5 / 69.7%); llm-d's ramp (constrained KV, seeds 7 / 2) 75.5 / 75.7% against 76.0 / 77.2%
+    // hits, p90 12.10 / 10.66 against 11.38 / 10.40 s, p50 2.34 / 0.54 against 1.52 / 0.55 s, its stages from 72% of the
+    // top rate worse on one seed and better on the other (bench/README.md,
     // "Session 57: two hot prompts, a prefix that fills its holders" and "Session 58: a hot prefix replicated while its
     // holders are the busier").
     slotWait: 'hot-prefixes' as const,
