@@ -138,7 +138,8 @@ const MAX_COUNTED_PREFIXES = 1 << 18;
 
 /**
  * `slotWait: hot-prefixes`: a leading part is hot once its requests in flight would take at least this share of
- * `maxNumSeqs` (one engine's sequence slots): a replica of it is used by requests enough to be worth a recomputed prefix.
+ * `maxNumSeqs` (one engine's sequence slots): a replica of it is used by requests enough to be worth a recomputed
+ * prefix.
  */
 const HOT_SLOT_SHARE = 0.5;
 
@@ -278,8 +279,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /**
    * `slotWait: hot-prefixes`, for the request being scored: the length (in the prefix match's units) of its prompt's hot
    * leading part when its prefix is to be replicated (`prefixHot`), else 0; its tokens (`hotTokens`); and per candidate
-   * (`replicaMarks`) 1 where a candidate without that part has a free slot, 2 where it holds it. The score charges the
-   * first as if they held the part and the second as if they had to compute it (`scoreInto`).
+   * (`replicaMarks`) 1 where a candidate without that part has a free slot and is `REPLICATE_SLOT_GAP` less occupied
+   * than the least occupied holder, 2 where it holds the part. The score charges the first as if they held the part
+   * and the second as if they had to compute it (`chargedTokens`).
    */
   private hotLength = 0;
   private hotTokens = 0;
@@ -385,8 +387,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   /**
    * The uncached tokens the score charges candidate `i` with `uncached` of its own: those, unless the request replicates
-   * a hot prefix (`replicated`, a holder's uncached tokens, at 0 or more: `hotLength`), where a candidate with room
-   * that lacks the hot part is charged as a holder and a holder as if the part were not cached (`replicaMarks`). The
+   * a hot prefix (`replicated`, a holder's uncached tokens, at 0 or more: `hotLength`), where a candidate marked to
+   * take the replica is charged as a holder and a holder as if the part were not cached (`replicaMarks`). The
    * choice is between queueing the prefix's demand on its busier holders and computing it once more on a pod with
    * room, which then holds it for the requests after this one; the prediction kept for the commit stays the request's
    * own (`predictionAt`).
@@ -567,8 +569,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * holding it has at least `REPLICATE_SLOT_GAP` of its slots more taken than the least occupied candidate without it
    * that has a free slot: the prefix's demand runs on the busier pods. Then the request replicates it onto the
    * candidates without it that have a free slot and are at least that much less occupied than that holder
-   * (`chargedTokens`; `hotLength`, `replicaMarks`). Session 57's rule waited until the part's requests took all its holders' slots: each hot prompt
-   * queued on its first holders while other pods had room (two hot prompts at 16 req/s, p90 200 / 238 / 703 ms over
+   * (`chargedTokens`; `hotLength`, `replicaMarks`). Session 57's rule waited until the part's requests took all its
+   * holders' slots: each hot prompt queued on its first holders while other pods had room (two hot prompts at 16 req/s, p90 200 / 238 / 703 ms over
    * three seeds with this rule against 384 / 226 / 809; bench/README.md, "Session 58"). Not with every candidate
    * holding it (no pod to replicate to), nor with every other candidate full (llm-d's ramp past 80% of its top rate:
    * replicating there recomputed the prefix behind another queue, 1.1 hit points and p90 +21% in one run of session
@@ -607,11 +609,14 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
         }
       }
       // Defensive: the longest match's holder holds every counted depth, so a holder is always among the candidates.
-      // The gap with a tolerance, as shares are fractions of the slot count (7/20 − 2/20 falls just short of 0.25).
-      if (holder !== Infinity && other !== Infinity && holder - other >= REPLICATE_SLOT_GAP - 1e-9) {
-        // Replicated onto the pods without it that are that much roomier than the least occupied holder, not onto
-        // every pod with a free slot (one nearly full would recompute the prefix behind its own queue).
-        for (let i = 0; i < n; i++) if (marks[i] === 0 && shares[i]! < 1 && holder - shares[i]! >= REPLICATE_SLOT_GAP - 1e-9) marks[i] = 1;
+      if (holder === Infinity || other === Infinity) continue;
+      // The most a pod without the part may have taken to take the replica; with a tolerance, as shares are fractions
+      // of the slot count (7/20 − 2/20 falls just short of 0.25).
+      const roomier = holder - REPLICATE_SLOT_GAP + 1e-9;
+      if (other <= roomier) {
+        // Onto the pods without it that are that much roomier than the least occupied holder, not onto every pod with
+        // a free slot (one nearly full would recompute the prefix behind its own queue).
+        for (let i = 0; i < n; i++) if (marks[i] === 0 && shares[i]! < 1 && shares[i]! <= roomier) marks[i] = 1;
         this.hotLength = length;
         return true;
       }
