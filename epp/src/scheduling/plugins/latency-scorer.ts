@@ -584,6 +584,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const byCandidate = match!.byCandidate?.candidates === candidates ? match!.byCandidate.cachedLength : undefined;
     const depths = hotPrefixDepths(held.longest, this.depthScratch);
     const n = candidates.length;
+    // Each candidate's slot share, read at the first depth hot enough to look (the same at every depth).
+    let shares: Float64Array | undefined;
     for (let k = depths.length - 1; k >= 0 && 2 * depths[k]! >= held.longest; k--) {
       const depth = depths[k]!;
       const inFlight = this.inFlightByPrefix.get(held.keys[depth - 1]!);
@@ -591,15 +593,13 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const length = held.lengthOf(depth);
       if (this.replicaMarks.length < n) this.replicaMarks = new Uint8Array(Math.max(n, 2 * this.replicaMarks.length));
       const marks = this.replicaMarks;
+      shares ??= this.slotShares(candidates, now);
       // The least occupied holder and the least occupied candidate without the part that has a free slot.
-      const shares = this.shareScratch(n);
       let holder = Infinity;
       let other = Infinity;
       for (let i = 0; i < n; i++) {
-        const candidate = candidates[i]!;
-        const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidate.endpoint.key) ?? 0);
-        const share = this.podAt(i, candidate, now).slotShare(candidate.metrics, candidate.activeRequests);
-        shares[i] = share;
+        const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidates[i]!.endpoint.key) ?? 0);
+        const share = shares[i]!;
         if (cached >= length) {
           marks[i] = 2;
           if (share < holder) holder = share;
@@ -634,8 +634,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   private slotsImbalanced(candidates: readonly EndpointSnapshot[], now: number, fillShares: boolean): boolean {
     const n = candidates.length;
-    if (this.shares.length < n) this.growScratch(n);
-    const shares = this.shares;
+    const shares = this.shareScratch(n);
     let full = false;
     let roomy = false;
     for (let i = 0; i < n; i++) {
@@ -699,10 +698,20 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     return marked ?? false;
   }
 
-  /** `shares` with room for `n` candidates (`prefixHot` fills it before `slotsImbalanced` would). */
+  /** `shares` with room for `n` candidates. */
   private shareScratch(n: number): Float64Array {
     if (this.shares.length < n) this.growScratch(n);
     return this.shares;
+  }
+
+  /** Each candidate's `slotShare` in `shares` (for `prefixHot`, which runs before `slotsImbalanced` refills it). */
+  private slotShares(candidates: readonly EndpointSnapshot[], now: number): Float64Array {
+    const shares = this.shareScratch(candidates.length);
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i]!;
+      shares[i] = this.podAt(i, candidate, now).slotShare(candidate.metrics, candidate.activeRequests);
+    }
+    return shares;
   }
 
   private growScratch(n: number): void {
