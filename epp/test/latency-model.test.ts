@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { applyReading, parseVllmMetrics, VllmPageReader } from '../src/datastore/vllm-metrics';
 import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
-import { DEFAULT_MAX_NUM_SEQS, LatencyModel, PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
+import { DEFAULT_MAX_NUM_SEQS, LANE_LOAD_WINDOW_MS, LatencyModel, PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
 
 const seeded = seededRandom;
 
@@ -427,6 +427,24 @@ describe('PodLatencyModel: queued prefill work', () => {
     expect(queued.ttftSeconds).toBeCloseTo(3500 * 0.0002 + 100 * 0.0002 + 0.02, 9);
     model.ingest(scrapes.next({ requests: 2, uncached: 1500, cached: 0, ttft: 0.3, waiting: 1 }), scrapes.now);
     expect(model.stats(scrapes.now)).toMatchObject({ pendingRequests: 1, pendingTokens: 500 });
+  });
+
+  it('laneLoad: the share of the last seconds the pod\'s prefill lane spent on this EPP\'s picks, each its line at its uncached tokens, weighted over LANE_LOAD_WINDOW_MS and kept when the picks are retired', () => {
+    const model = new PodLatencyModel(OPTIONS);
+    expect(model.laneLoad(0)).toBe(0);
+    // The prior's line: 0.02 s + 0.0002 s a token. Two picks of 1000 and 2000 tokens: 0.22 + 0.42 s of prefill.
+    model.addPending('a', 1000, 0.2, 0);
+    model.addPending('b', 2000, 0.4, 0);
+    expect(model.laneLoad(0)).toBeCloseTo(0.64 / (LANE_LOAD_WINDOW_MS / 1000), 9);
+    model.finish('a');
+    model.finish('b');
+    expect(model.laneLoad(0)).toBeCloseTo(0.64 / (LANE_LOAD_WINDOW_MS / 1000), 9);
+    // One window later, 1/e of it; a pick then adds its own on top.
+    expect(model.laneLoad(LANE_LOAD_WINDOW_MS)).toBeCloseTo((0.64 / (LANE_LOAD_WINDOW_MS / 1000)) * Math.exp(-1), 9);
+    model.addPending('c', 0, 0.02, LANE_LOAD_WINDOW_MS);
+    expect(model.laneLoad(LANE_LOAD_WINDOW_MS)).toBeCloseTo(((0.64 * Math.exp(-1)) + 0.02) / (LANE_LOAD_WINDOW_MS / 1000), 9);
+    // A clock that steps back reads the load as of the last pick.
+    expect(model.laneLoad(0)).toBe(model.laneLoad(LANE_LOAD_WINDOW_MS));
   });
 
   it('ends a request\'s queued work by id (a non-streaming response is past its first token) and expires the rest', () => {

@@ -653,6 +653,41 @@ describe('slotWait: hot-prefixes (the default since session 57): a prefix whose 
     expect(hot.waits).toEqual(hotPrefixRun('avoidable', occupants, all, 16).waits);
   });
 
+  it('on pods whose slots do not bind (256), replicates a prompt with 8 requests in flight on its one holder once that holder\'s prefill lane was busy over a third of the last seconds and a pod without it a quarter less; not with a lighter lane nor with fewer requests (session 59: one hot prompt at 20 req/s stayed on two of four pods)', () => {
+    // `committed` requests of the prompt, each with `questionBlocks` of its own (16 tokens a block) to prefill on p0,
+    // whose first tokens a scrape has counted (no queue left on p0); then a one-off request with a short question.
+    const laneRun = (slotWait: SlotWaitMode, committed: number, questionBlocks: number) => {
+      const scheduler = buildScheduler(withLatencyScorer(withMaxNumSeqs(defaultEndpointPickerConfig(), 256), { slotWait }), { now: () => NOW, random: seeded(13) });
+      const scorer = latencyOf(scheduler);
+      const system = blocks('system', 100);
+      scheduler.schedule(request(system + blocks('warm', 4)), [pod('p0')]);
+      for (let k = 0; k < committed; k++) {
+        const req = request(system + blocks(`earlier${k}`, questionBlocks));
+        commit(scheduler, req, scheduler.schedule(req, [pod('p0')]));
+      }
+      const names = ['p0', 'p1', 'p2', 'p3'];
+      const counters = { firstTokenSecondsSum: 0, prefixCacheQueryTokens: 0, prefixCacheHitTokens: 0, inferenceCount: 0, inferenceSecondsSum: 0 };
+      for (const name of names) scorer.model.pod(`${name}:8000`).ingest({ ...EMPTY_METRICS, ...counters, updateTime: NOW - 1000, firstTokenCount: 0 }, NOW - 1000);
+      const candidates = names.map((name) => pod(name, { ...counters, firstTokenCount: name === 'p0' ? committed : 0, runningQueueSize: name === 'p0' ? committed : 0 }, name === 'p0' ? committed : 0));
+      const req = request(system + blocks('question', 4));
+      return { pick: scheduler.schedule(req, candidates).target.endpoint.name, load: scorer.model.pod('p0:8000').laneLoad(NOW), queued: scorer.model.pod('p0:8000').pendingPrefillTokens(NOW) };
+    };
+    // Eight requests of 30 blocks (480 tokens, about 0.12 s each on the prior's line): p0's lane about 0.46 busy.
+    const hot = laneRun('hot-prefixes', 8, 30);
+    expect(hot.queued).toBe(0);
+    expect(hot.load).toBeGreaterThan(0.35);
+    expect(hot.pick).not.toBe('p0');
+    expect(laneRun('avoidable', 8, 30).pick).toBe('p0');
+    // As many requests with short questions (p0's lane about 0.13 busy): it stays.
+    const light = laneRun('hot-prefixes', 8, 4);
+    expect(light.load).toBeLessThan(0.35);
+    expect(light.pick).toBe('p0');
+    // Seven long ones (a busier lane, about 1.2, but under 8 of the prompt's requests in flight on its holder): it stays.
+    const few = laneRun('hot-prefixes', 7, 100);
+    expect(few.load).toBeGreaterThan(0.35);
+    expect(few.pick).toBe('p0');
+  });
+
   it('counts each request from its commit to its end: once the prompt\'s requests have ended it is no longer hot', () => {
     const run = hotPrefixRun('hot-prefixes', [8, 3, 3, 3], [true, false, false, false], 8);
     // The prefix index's key of the prompt's leading `depth` blocks, as the prefix scorer publishes it.

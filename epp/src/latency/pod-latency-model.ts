@@ -244,6 +244,12 @@ class DecayedMean {
   }
 }
 
+/**
+ * The time constant of `PodLatencyModel.laneLoad`'s exponential weighting: a few dozen picks of a pod at the rates where
+ * its prefills take a third of its time or more, and short enough to follow a load that moves within seconds.
+ */
+export const LANE_LOAD_WINDOW_MS = 2000;
+
 export class PodLatencyModel {
   readonly fit: DecayedRobustLinearFit;
   private readonly pending: PendingPrefill[] = [];
@@ -254,6 +260,9 @@ export class PodLatencyModel {
   private pendingTokens = 0;
   private inFlightPending = 0;
   private nextExpiry = Infinity;
+  /** This EPP's prefill work committed to the pod, decayed (`laneLoad`), as of `laneLoadAtMs` (NaN: none yet). */
+  private laneWork = 0;
+  private laneLoadAtMs = Number.NaN;
   /**
    * The mean milliseconds (the EPP's clock) from a pick to the scrape that retired it, NaN before any. The expiry is a
    * safety net that must not fire while the pod is still working through its queue: a prediction from the pod's own
@@ -417,6 +426,8 @@ export class PodLatencyModel {
     this.pending.push({ requestId, tokens, ahead: Math.max(0, aheadTokens), addedAt: nowMs, expiresAt: nowMs + lifetime, releasedAt: Number.NaN });
     this.pendingTokens += tokens;
     this.inFlightPending++;
+    this.laneWork = this.laneWorkAt(nowMs) + this.lineSeconds(tokens, nowMs);
+    this.laneLoadAtMs = nowMs;
     if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
   }
 
@@ -604,6 +615,23 @@ export class PodLatencyModel {
    */
   slotShare(metrics: EndpointMetrics, inFlight: number): number {
     return Math.max(inFlight, metrics.runningQueueSize + metrics.waitingQueueSize) / this.slotCount();
+  }
+
+  /**
+   * The share of the recent past (exponentially weighted over `LANE_LOAD_WINDOW_MS`) the pod spent prefilling this
+   * EPP's picks, each counted at its pick as the line predicts it (fixed seconds + seconds per token × its uncached
+   * tokens), whether or not its first token has come since: about 0.5 for a pod whose prefills of our picks take half
+   * its time. Where the queued work (`queuedTokens`) says how long the next request waits now, this says how much of the
+   * pod's time a stream of requests takes, which a queue that happens to be empty does not show. Only this EPP's picks:
+   * another EPP replica's, or other clients' requests, are not seen.
+   */
+  laneLoad(nowMs: number): number {
+    return this.laneWorkAt(nowMs) / (LANE_LOAD_WINDOW_MS / 1000);
+  }
+
+  private laneWorkAt(nowMs: number): number {
+    if (!(nowMs > this.laneLoadAtMs)) return this.laneWork;
+    return this.laneWork * Math.exp(-(nowMs - this.laneLoadAtMs) / LANE_LOAD_WINDOW_MS);
   }
 
   /** The pod's sequence slots: `maxNumSeqs` per engine, or one more than the most it was seen running when that is more. */

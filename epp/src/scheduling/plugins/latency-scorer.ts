@@ -79,7 +79,12 @@ export interface LatencyScorerParameters {
    * that has a free slot and is at least that much less occupied than that holder as if it held the part, and the
    * holders as if they had to compute it, so the request goes to a pod with room,
    * which then holds the prefix too (two hot system prompts at 16 req/s: each prompt's holders queued requests while
-   * the other pods had free slots; bench/README.md, "Session 57" and "Session 58"). A prefix shared by a few requests
+   * the other pods had free slots; bench/README.md, "Session 57" and "Session 58"). Likewise where the slots do not
+   * bind (vLLM's default 256 or more of them): with at least 8 of the part's requests in flight for each candidate
+   * holding it, while its least loaded holder spent at least 0.35 of the last seconds prefilling this EPP's picks and a
+   * candidate without it that has a free slot 0.25 less (`PodLatencyModel.laneLoad`), the request replicates
+   * it onto those candidates (one hot prompt at 20 req/s on 256-slot pods: its two holders' prefills took about three
+   * quarters of their time while two pods stood idle; bench/README.md, "Session 59"). A prefix shared by a few requests
    * at a time (llm-d's shared-prefix groups, a conversation's history) never takes half of them, so its
    * requests stay with their holders as under `avoidable`. Preble (Srivatsa et al., "Preble: Efficient Distributed
    * Prompt Scheduling for LLM Serving", ICLR 2025) replicates a prefix whose load exceeds its GPUs the same way. Before
@@ -157,6 +162,28 @@ const REPLICATE_SLOT_GAP = 0.25;
  * end the counting of new prefixes. Longer than any generation at a usual pace (32,768 tokens at 18 ms a token), and a
  * request running past it only makes its prefix look less hot, never more.
  */
+/**
+ * `slotWait: hot-prefixes`, the lane rule: a leading part is hot for it once it has at least this many requests in
+ * flight for each candidate holding it (as the slot rule's half of 16 slots: a replica would carry several of its
+ * requests at once). Counted over all its holders, not per prefix: at 4 in all, long documents on tight KV (a few of
+ * each document's requests at a time, the holders busy with other documents' cold prefills) were replicated and lost
+ * hit points; at 8 for each holder they were not once (bench/README.md, "Session 59").
+ */
+const LANE_HOT_IN_FLIGHT = 8;
+
+/**
+ * `slotWait: hot-prefixes`, the lane rule: a hot leading part is replicated while its least loaded holder's prefill lane
+ * is busy at least this share of the time (`PodLatencyModel.laneLoad`)…
+ */
+const HOT_LANE_LOAD = 0.35;
+
+/**
+ * …and a candidate without it that has a free slot is busy at least this share of the time less (one hot prompt on
+ * 256-slot pods at 20 req/s: its two holders' lanes busy about 0.75 of the time, two pods idle; bench/README.md,
+ * "Session 59").
+ */
+const REPLICATE_LANE_GAP = 0.25;
+
 const COUNTED_COMMIT_TTL_MS = 10 * 60_000;
 
 /** After a power of two p (past 2), 3p/2; after 3p/2, 2p: 1, 2, 3, 4, 6, 8, 12, … */
@@ -577,6 +604,14 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * 57's). A leading part with fewer requests in flight than half `maxNumSeqs` is never hot and costs no walk over the
    * candidates. The count is this EPP's own and covers the prefix's requests on every pod: with several EPP replicas
    * each counts only its own share, so the prefix must be about that many times hotter to count.
+   *
+   * Where the slots do not bind (session 59), the same question is asked of the pods' prefill time (`laneReplicates`):
+   * at least `LANE_HOT_IN_FLIGHT` of the part's requests in flight for each candidate holding it, the part's least
+   * loaded holder busy at least `HOT_LANE_LOAD` of the time with this EPP's prefills, and a candidate without it with a
+   * free slot at least `REPLICATE_LANE_GAP` less. With 256 slots or more the slot rule needs 128 of the part's requests
+   * in flight; one hot prompt at 20 req/s had about 50, its two holders' prefills took about three quarters of their
+   * time, and two pods stood idle, since a request's wait on a holder (a few of its short prefills) stays below a
+   * cold prefill of the whole prompt elsewhere: each request's own cheapest pod, never the pool's.
    */
   private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
     const held = match?.heldBlocks;
@@ -589,7 +624,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     for (let k = depths.length - 1; k >= 0 && 2 * depths[k]! >= held.longest; k--) {
       const depth = depths[k]!;
       const inFlight = this.inFlightByPrefix.get(held.keys[depth - 1]!);
-      if (inFlight === undefined || inFlight < HOT_SLOT_SHARE * this.parameters.maxNumSeqs) continue;
+      if (inFlight === undefined || inFlight < Math.min(LANE_HOT_IN_FLIGHT, HOT_SLOT_SHARE * this.parameters.maxNumSeqs)) continue;
+      const bySlots = inFlight >= HOT_SLOT_SHARE * this.parameters.maxNumSeqs;
       const length = held.lengthOf(depth);
       if (this.replicaMarks.length < n) this.replicaMarks = new Uint8Array(Math.max(n, 2 * this.replicaMarks.length));
       const marks = this.replicaMarks;
@@ -597,11 +633,13 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       // The least occupied holder and the least occupied candidate without the part that has a free slot.
       let holder = Infinity;
       let other = Infinity;
+      let holders = 0;
       for (let i = 0; i < n; i++) {
         const cached = byCandidate !== undefined ? byCandidate[i]! : (match!.cachedLength.get(candidates[i]!.endpoint.key) ?? 0);
         const share = shares[i]!;
         if (cached >= length) {
           marks[i] = 2;
+          holders++;
           if (share < holder) holder = share;
         } else {
           marks[i] = 0;
@@ -613,15 +651,47 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       // The most a pod without the part may have taken to take the replica; with a tolerance, as shares are fractions
       // of the slot count (7/20 − 2/20 falls just short of 0.25).
       const roomier = holder - REPLICATE_SLOT_GAP + 1e-9;
-      if (other <= roomier) {
+      if (bySlots && other <= roomier) {
         // Onto the pods without it that are that much roomier than the least occupied holder, not onto every pod with
         // a free slot (one nearly full would recompute the prefix behind its own queue).
         for (let i = 0; i < n; i++) if (marks[i] === 0 && shares[i]! < 1 && shares[i]! <= roomier) marks[i] = 1;
         this.hotLength = length;
         return true;
       }
+      if (inFlight >= LANE_HOT_IN_FLIGHT * holders && this.laneReplicates(candidates, shares, now)) {
+        this.hotLength = length;
+        return true;
+      }
     }
     return false;
+  }
+
+  /**
+   * The lane rule of `prefixHot`, with `replicaMarks` at 2 on the candidates holding the part and 0 elsewhere: the least
+   * loaded holder's prefill lane (`PodLatencyModel.laneLoad`) is busy at least `HOT_LANE_LOAD` of the time, and a
+   * candidate without the part that has a free slot at least `REPLICATE_LANE_GAP` less; each such candidate is marked 1.
+   * The holders are read first: while one of them has time to spare (the usual case), no other pod is looked at.
+   */
+  private laneReplicates(candidates: readonly EndpointSnapshot[], shares: Float64Array, now: number): boolean {
+    const marks = this.replicaMarks;
+    const n = candidates.length;
+    let holder = Infinity;
+    for (let i = 0; i < n; i++) {
+      if (marks[i] !== 2) continue;
+      const load = this.podAt(i, candidates[i]!, now).laneLoad(now);
+      if (load < HOT_LANE_LOAD) return false;
+      if (load < holder) holder = load;
+    }
+    // With a tolerance: loads decayed over different intervals differ in their last bits.
+    const idler = holder - REPLICATE_LANE_GAP + 1e-9;
+    let marked = false;
+    for (let i = 0; i < n; i++) {
+      if (marks[i] !== 0 || !(shares[i]! < 1)) continue;
+      if (this.podAt(i, candidates[i]!, now).laneLoad(now) > idler) continue;
+      marks[i] = 1;
+      marked = true;
+    }
+    return marked;
   }
 
   /**
