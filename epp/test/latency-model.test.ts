@@ -445,6 +445,11 @@ describe('PodLatencyModel: queued prefill work', () => {
     expect(model.laneLoad(LANE_LOAD_WINDOW_MS)).toBeCloseTo(((0.64 * Math.exp(-1)) + 0.02) / (LANE_LOAD_WINDOW_MS / 1000), 9);
     // A clock that steps back reads the load as of the last pick.
     expect(model.laneLoad(0)).toBe(model.laneLoad(LANE_LOAD_WINDOW_MS));
+    // A pick at a time that is not a number adds nothing and leaves the load decaying from the last real pick.
+    const before = model.laneLoad(2 * LANE_LOAD_WINDOW_MS);
+    model.addPending('d', 1000, 0.2, Number.NaN);
+    expect(model.laneLoad(2 * LANE_LOAD_WINDOW_MS)).toBe(before);
+    expect(before).toBeGreaterThan(0);
   });
 
   it('ends a request\'s queued work by id (a non-streaming response is past its first token) and expires the rest', () => {

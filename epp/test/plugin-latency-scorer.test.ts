@@ -653,39 +653,81 @@ describe('slotWait: hot-prefixes (the default since session 57): a prefix whose 
     expect(hot.waits).toEqual(hotPrefixRun('avoidable', occupants, all, 16).waits);
   });
 
-  it('on pods whose slots do not bind (256), replicates a prompt with 8 requests in flight on its one holder once that holder\'s prefill lane was busy over a third of the last seconds and a pod without it a quarter less; not with a lighter lane nor with fewer requests (session 59: one hot prompt at 20 req/s stayed on two of four pods)', () => {
-    // `committed` requests of the prompt, each with `questionBlocks` of its own (16 tokens a block) to prefill on p0,
-    // whose first tokens a scrape has counted (no queue left on p0); then a one-off request with a short question.
-    const laneRun = (slotWait: SlotWaitMode, committed: number, questionBlocks: number) => {
-      const scheduler = buildScheduler(withLatencyScorer(withMaxNumSeqs(defaultEndpointPickerConfig(), 256), { slotWait }), { now: () => NOW, random: seeded(13) });
-      const scorer = latencyOf(scheduler);
-      const system = blocks('system', 100);
-      scheduler.schedule(request(system + blocks('warm', 4)), [pod('p0')]);
-      for (let k = 0; k < committed; k++) {
-        const req = request(system + blocks(`earlier${k}`, questionBlocks));
-        commit(scheduler, req, scheduler.schedule(req, [pod('p0')]));
+  /**
+   * On pods of `slots` sequence slots: `commits[h]` requests of one prompt committed to holder `p<h>`, each with
+   * `questionBlocks` of its own (16 tokens a block) to prefill, whose first tokens a scrape has counted (no queue left
+   * there); `others` more candidates without the prompt, each running `running` requests and having prefilled `busy`
+   * unrelated prompts of 30 blocks; then a one-off request of the prompt with a short question. Returns its pick and the
+   * first holder's lane load.
+   */
+  function laneRun(slotWait: SlotWaitMode, commits: readonly number[], questionBlocks: number, others: readonly { running?: number; busy?: number }[] = [{}, {}, {}], slots = 256) {
+    const scheduler = buildScheduler(withLatencyScorer(withMaxNumSeqs(defaultEndpointPickerConfig(), slots), { slotWait }), { now: () => NOW, random: seeded(13) });
+    const scorer = latencyOf(scheduler);
+    const system = blocks('system', 100);
+    const holders = commits.map((_, h) => `p${h}`);
+    const rest = others.map((_, k) => `p${commits.length + k}`);
+    const tokens = new Map<string, number>();
+    holders.forEach((name, h) => {
+      scheduler.schedule(request(system + blocks(`warm${h}`, 4)), [pod(name)]);
+      for (let k = 0; k < commits[h]!; k++) {
+        const req = request(system + blocks(`earlier${h}-${k}`, questionBlocks));
+        commit(scheduler, req, scheduler.schedule(req, [pod(name)]));
       }
-      const names = ['p0', 'p1', 'p2', 'p3'];
-      const counters = { firstTokenSecondsSum: 0, prefixCacheQueryTokens: 0, prefixCacheHitTokens: 0, inferenceCount: 0, inferenceSecondsSum: 0 };
-      for (const name of names) scorer.model.pod(`${name}:8000`).ingest({ ...EMPTY_METRICS, ...counters, updateTime: NOW - 1000, firstTokenCount: 0 }, NOW - 1000);
-      const candidates = names.map((name) => pod(name, { ...counters, firstTokenCount: name === 'p0' ? committed : 0, runningQueueSize: name === 'p0' ? committed : 0 }, name === 'p0' ? committed : 0));
-      const req = request(system + blocks('question', 4));
-      return { pick: scheduler.schedule(req, candidates).target.endpoint.name, load: scorer.model.pod('p0:8000').laneLoad(NOW), queued: scorer.model.pod('p0:8000').pendingPrefillTokens(NOW) };
-    };
+      tokens.set(name, commits[h]!);
+    });
+    rest.forEach((name, k) => {
+      for (let j = 0; j < (others[k]!.busy ?? 0); j++) {
+        const req = request(blocks(`unrelated${k}-${j}`, 30));
+        commit(scheduler, req, scheduler.schedule(req, [pod(name)]));
+      }
+      tokens.set(name, others[k]!.busy ?? 0);
+    });
+    const names = [...holders, ...rest];
+    const counters = { firstTokenSecondsSum: 0, prefixCacheQueryTokens: 0, prefixCacheHitTokens: 0, inferenceCount: 0, inferenceSecondsSum: 0 };
+    for (const name of names) scorer.model.pod(`${name}:8000`).ingest({ ...EMPTY_METRICS, ...counters, updateTime: NOW - 1000, firstTokenCount: 0 }, NOW - 1000);
+    const candidates = names.map((name, i) => {
+      const running = i < holders.length ? commits[i]! : (others[i - holders.length]!.running ?? 0);
+      return pod(name, { ...counters, firstTokenCount: tokens.get(name)!, runningQueueSize: running }, running);
+    });
+    const req = request(system + blocks('question', 4));
+    return { pick: scheduler.schedule(req, candidates).target.endpoint.name, load: scorer.model.pod('p0:8000').laneLoad(NOW), queued: scorer.model.pod('p0:8000').pendingPrefillTokens(NOW) };
+  }
+
+  it('on pods whose slots do not bind (256), replicates a prompt with 8 requests in flight on its one holder once that holder\'s prefill lane was busy over a third of the last seconds and a pod without it a quarter less; not with a lighter lane nor with fewer requests (session 59: one hot prompt at 20 req/s stayed on two of four pods)', () => {
     // Eight requests of 30 blocks (480 tokens, about 0.12 s each on the prior's line): p0's lane about 0.46 busy.
-    const hot = laneRun('hot-prefixes', 8, 30);
+    const hot = laneRun('hot-prefixes', [8], 30);
     expect(hot.queued).toBe(0);
     expect(hot.load).toBeGreaterThan(0.35);
     expect(hot.pick).not.toBe('p0');
-    expect(laneRun('avoidable', 8, 30).pick).toBe('p0');
+    expect(laneRun('avoidable', [8], 30).pick).toBe('p0');
     // As many requests with short questions (p0's lane about 0.13 busy): it stays.
-    const light = laneRun('hot-prefixes', 8, 4);
+    const light = laneRun('hot-prefixes', [8], 4);
     expect(light.load).toBeLessThan(0.35);
     expect(light.pick).toBe('p0');
     // Seven long ones (a busier lane, about 1.2, but under 8 of the prompt's requests in flight on its holder): it stays.
-    const few = laneRun('hot-prefixes', 7, 100);
+    const few = laneRun('hot-prefixes', [7], 100);
     expect(few.load).toBeGreaterThan(0.35);
     expect(few.pick).toBe('p0');
+  });
+
+  it('the lane rule counts 8 requests in flight for each holder: two busy holders with 14 between them keep the prompt, with 16 they replicate it', () => {
+    // p0 and p1 both hold the prompt, each lane about 0.41 (7 × 0.116 s) or 0.46 busy; p2 and p3 idle without it.
+    const holders = (pick: string) => pick === 'p0' || pick === 'p1';
+    expect(holders(laneRun('hot-prefixes', [7, 7], 30, [{}, {}]).pick)).toBe(true);
+    expect(holders(laneRun('hot-prefixes', [8, 8], 30, [{}, {}]).pick)).toBe(false);
+    // One holder busy, the other idle: the least loaded holder has time to spare, so nothing is replicated.
+    expect(holders(laneRun('hot-prefixes', [16, 0], 30, [{}, {}]).pick)).toBe(true);
+  });
+
+  it('the lane rule replicates only onto a pod at least a quarter less busy than the least loaded holder, and with at most half of its slots taken', () => {
+    // p0 holds the prompt, its lane about 0.46 busy; p1 without it has prefilled unrelated prompts of 30 blocks.
+    // 3 of them (about 0.17 busy, 0.29 less): it takes the replica. 5 (about 0.29, 0.17 less): the prompt stays.
+    expect(laneRun('hot-prefixes', [8], 30, [{ busy: 3 }]).pick).toBe('p1');
+    expect(laneRun('hot-prefixes', [8], 30, [{ busy: 5 }]).pick).toBe('p0');
+    // On 16-slot pods (8 of the prompt's requests: half of them, so the slot rule looks too, and declines with p0 at
+    // 8 of 16 and p1 at 8 as well): an idle-laned p1 running 8 (half its slots) takes it, one running 9 does not.
+    expect(laneRun('hot-prefixes', [8], 30, [{ running: 8 }], 16).pick).toBe('p1');
+    expect(laneRun('hot-prefixes', [8], 30, [{ running: 9 }], 16).pick).toBe('p0');
   });
 
   it('counts each request from its commit to its end: once the prompt\'s requests have ended it is no longer hot', () => {

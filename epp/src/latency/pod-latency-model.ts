@@ -426,8 +426,12 @@ export class PodLatencyModel {
     this.pending.push({ requestId, tokens, ahead: Math.max(0, aheadTokens), addedAt: nowMs, expiresAt: nowMs + lifetime, releasedAt: Number.NaN });
     this.pendingTokens += tokens;
     this.inFlightPending++;
-    this.laneWork = this.laneWorkAt(nowMs) + this.lineSeconds(tokens, nowMs);
-    this.laneLoadAtMs = nowMs;
+    // Only a time and a prediction that are numbers: one NaN would stop the load from decaying, or poison it, for good.
+    const seconds = Number.isFinite(nowMs) ? this.lineSeconds(tokens, nowMs) : Number.NaN;
+    if (Number.isFinite(seconds)) {
+      this.laneWork = this.laneWorkAt(nowMs) + seconds;
+      this.laneLoadAtMs = nowMs;
+    }
     if (nowMs + lifetime < this.nextExpiry) this.nextExpiry = nowMs + lifetime;
   }
 

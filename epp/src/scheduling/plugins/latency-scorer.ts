@@ -82,7 +82,7 @@ export interface LatencyScorerParameters {
    * the other pods had free slots; bench/README.md, "Session 57" and "Session 58"). Likewise where the slots do not
    * bind (vLLM's default 256 or more of them): with at least 8 of the part's requests in flight for each candidate
    * holding it, while its least loaded holder spent at least 0.35 of the last seconds prefilling this EPP's picks and a
-   * candidate without it that has a free slot 0.25 less (`PodLatencyModel.laneLoad`), the request replicates
+   * candidate without it, at most half of its slots taken, 0.25 less (`PodLatencyModel.laneLoad`), the request replicates
    * it onto those candidates (one hot prompt at 20 req/s on 256-slot pods: its two holders' prefills took about three
    * quarters of their time while two pods stood idle; bench/README.md, "Session 59"). A prefix shared by a few requests
    * at a time (llm-d's shared-prefix groups, a conversation's history) never takes half of them, so its
@@ -156,13 +156,6 @@ const HOT_SLOT_SHARE = 0.5;
 const REPLICATE_SLOT_GAP = 0.25;
 
 /**
- * `slotWait: hot-prefixes`: a commit still counted this long after it was made stops counting, whether or not its
- * request ended. Every commit's end should uncount it (`responseComplete`), but a commit whose end never comes (request
- * control re-routing a request after an internal error) would otherwise count forever and, at `MAX_COUNTED_PREFIXES`,
- * end the counting of new prefixes. Longer than any generation at a usual pace (32,768 tokens at 18 ms a token), and a
- * request running past it only makes its prefix look less hot, never more.
- */
-/**
  * `slotWait: hot-prefixes`, the lane rule: a leading part is hot for it once it has at least this many requests in
  * flight for each candidate holding it (as the slot rule's half of 16 slots: a replica would carry several of its
  * requests at once). Counted over all its holders, not per prefix: at 4 in all, long documents on tight KV (a few of
@@ -178,12 +171,19 @@ const LANE_HOT_IN_FLIGHT = 8;
 const HOT_LANE_LOAD = 0.35;
 
 /**
- * …and a candidate without it that has a free slot is busy at least this share of the time less (one hot prompt on
- * 256-slot pods at 20 req/s: its two holders' lanes busy about 0.75 of the time, two pods idle; bench/README.md,
- * "Session 59").
+ * …and a candidate without it that has at most half of its slots taken (`ROOMY_SLOT_SHARE`) is busy at least this share
+ * of the time less (one hot prompt on 256-slot pods at 20 req/s: its two holders' lanes busy about 0.75 of the time, two
+ * pods idle; bench/README.md, "Session 59").
  */
 const REPLICATE_LANE_GAP = 0.25;
 
+/**
+ * `slotWait: hot-prefixes`: a commit still counted this long after it was made stops counting, whether or not its
+ * request ended. Every commit's end should uncount it (`responseComplete`), but a commit whose end never comes (request
+ * control re-routing a request after an internal error) would otherwise count forever and, at `MAX_COUNTED_PREFIXES`,
+ * end the counting of new prefixes. Longer than any generation at a usual pace (32,768 tokens at 18 ms a token), and a
+ * request running past it only makes its prefix look less hot, never more.
+ */
 const COUNTED_COMMIT_TTL_MS = 10 * 60_000;
 
 /** After a power of two p (past 2), 3p/2; after 3p/2, 2p: 1, 2, 3, 4, 6, 8, 12, … */
@@ -306,8 +306,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /**
    * `slotWait: hot-prefixes`, for the request being scored: the length (in the prefix match's units) of its prompt's hot
    * leading part when its prefix is to be replicated (`prefixHot`), else 0; its tokens (`hotTokens`); and per candidate
-   * (`replicaMarks`) 1 where a candidate without that part has a free slot and is `REPLICATE_SLOT_GAP` less occupied
-   * than the least occupied holder, 2 where it holds the part. The score charges the first as if they held the part
+   * (`replicaMarks`) 1 where a candidate without that part is to take the replica (it has a free slot and is
+   * `REPLICATE_SLOT_GAP` less occupied than the least occupied holder, or under the lane rule at most half full and
+   * `REPLICATE_LANE_GAP` less busy than the least loaded holder: `laneReplicates`), 2 where it holds the part. The score charges the first as if they held the part
    * and the second as if they had to compute it (`chargedTokens`).
    */
   private hotLength = 0;
@@ -601,14 +602,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * three seeds with this rule against 384 / 226 / 809; bench/README.md, "Session 58"). Not with every candidate
    * holding it (no pod to replicate to), nor with every other candidate full (llm-d's ramp past 80% of its top rate:
    * replicating there recomputed the prefix behind another queue, 1.1 hit points and p90 +21% in one run of session
-   * 57's). A leading part with fewer requests in flight than half `maxNumSeqs` is never hot and costs no walk over the
-   * candidates. The count is this EPP's own and covers the prefix's requests on every pod: with several EPP replicas
+   * 57's). A leading part with fewer requests in flight than half `maxNumSeqs` (and than `LANE_HOT_IN_FLIGHT`) is never
+   * hot and costs no walk over the candidates. The count is this EPP's own and covers the prefix's requests on every pod: with several EPP replicas
    * each counts only its own share, so the prefix must be about that many times hotter to count.
    *
    * Where the slots do not bind (session 59), the same question is asked of the pods' prefill time (`laneReplicates`):
    * at least `LANE_HOT_IN_FLIGHT` of the part's requests in flight for each candidate holding it, the part's least
-   * loaded holder busy at least `HOT_LANE_LOAD` of the time with this EPP's prefills, and a candidate without it with a
-   * free slot at least `REPLICATE_LANE_GAP` less. With 256 slots or more the slot rule needs 128 of the part's requests
+   * loaded holder busy at least `HOT_LANE_LOAD` of the time with this EPP's prefills, and a candidate without it with at
+   * most half its slots taken (`ROOMY_SLOT_SHARE`: on pods whose slots bind, not one nearly full) at least
+   * `REPLICATE_LANE_GAP` less. With 256 slots or more the slot rule needs 128 of the part's requests
    * in flight; one hot prompt at 20 req/s had about 50, its two holders' prefills took about three quarters of their
    * time, and two pods stood idle, since a request's wait on a holder (a few of its short prefills) stays below a
    * cold prefill of the whole prompt elsewhere: each request's own cheapest pod, never the pool's.
@@ -669,8 +671,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /**
    * The lane rule of `prefixHot`, with `replicaMarks` at 2 on the candidates holding the part and 0 elsewhere: the least
    * loaded holder's prefill lane (`PodLatencyModel.laneLoad`) is busy at least `HOT_LANE_LOAD` of the time, and a
-   * candidate without the part that has a free slot at least `REPLICATE_LANE_GAP` less; each such candidate is marked 1.
-   * The holders are read first: while one of them has time to spare (the usual case), no other pod is looked at.
+   * candidate without the part that has at most half its slots taken (`ROOMY_SLOT_SHARE`) at least `REPLICATE_LANE_GAP`
+   * less; each such candidate is marked 1. The holders are read first: while one of them has time to spare (the usual
+   * case), no other pod is looked at. A load that is not a number (a broken clock or line) never replicates.
    */
   private laneReplicates(candidates: readonly EndpointSnapshot[], shares: Float64Array, now: number): boolean {
     const marks = this.replicaMarks;
@@ -679,15 +682,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     for (let i = 0; i < n; i++) {
       if (marks[i] !== 2) continue;
       const load = this.podAt(i, candidates[i]!, now).laneLoad(now);
-      if (load < HOT_LANE_LOAD) return false;
+      if (!(load >= HOT_LANE_LOAD)) return false;
       if (load < holder) holder = load;
     }
     // With a tolerance: loads decayed over different intervals differ in their last bits.
     const idler = holder - REPLICATE_LANE_GAP + 1e-9;
     let marked = false;
     for (let i = 0; i < n; i++) {
-      if (marks[i] !== 0 || !(shares[i]! < 1)) continue;
-      if (this.podAt(i, candidates[i]!, now).laneLoad(now) > idler) continue;
+      if (marks[i] !== 0 || !(shares[i]! <= ROOMY_SLOT_SHARE)) continue;
+      if (!(this.podAt(i, candidates[i]!, now).laneLoad(now) <= idler)) continue;
       marks[i] = 1;
       marked = true;
     }
