@@ -10,6 +10,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="${PROBE_ROOT:-$(cd "$here/../../.." && pwd)}"
 probe="$(mktemp -d)/probe.js"
 patch -s -o "$probe" "$here/../gen33-probe/probe.js" "$here/probe-from-gen33.diff"
+# PROBE_MAX_NUM_SEQS: the pods' --max-num-seqs instead of the bench's 16 (session 59 ran the simulator's own 256); the
+# EPP is told it as every bench policy is.
+if [ -n "${PROBE_MAX_NUM_SEQS:-}" ]; then
+  sed -i "s|maxModelLen: caps.maxModelLen };|maxModelLen: caps.maxModelLen, maxNumSeqs: Number(process.env.PROBE_MAX_NUM_SEQS) };|" "$probe"
+  grep -q 'maxNumSeqs: Number(process.env.PROBE_MAX_NUM_SEQS)' "$probe" || { echo "run.sh: could not set maxNumSeqs in the probe" >&2; exit 1; }
+fi
 mkdir -p /tmp/probe55-logs
 sc=$1; cap=$2; rate=$3; dur=$4; seed=$5; tag=$6; shift 6
 extra=()
