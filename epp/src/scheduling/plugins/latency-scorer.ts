@@ -308,8 +308,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * leading part when its prefix is to be replicated (`prefixHot`), else 0; its tokens (`hotTokens`); and per candidate
    * (`replicaMarks`) 1 where a candidate without that part is to take the replica (it has a free slot and is
    * `REPLICATE_SLOT_GAP` less occupied than the least occupied holder, or under the lane rule at most half full and
-   * `REPLICATE_LANE_GAP` less busy than the least loaded holder: `laneReplicates`), 2 where it holds the part. The score charges the first as if they held the part
-   * and the second as if they had to compute it (`chargedTokens`).
+   * `REPLICATE_LANE_GAP` less busy than the least loaded holder: `laneReplicates`), 2 where it holds the part. The
+   * score charges the first as if they held the part and the second as if they had to compute it (`chargedTokens`).
    */
   private hotLength = 0;
   private hotTokens = 0;
@@ -603,17 +603,18 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * holding it (no pod to replicate to), nor with every other candidate full (llm-d's ramp past 80% of its top rate:
    * replicating there recomputed the prefix behind another queue, 1.1 hit points and p90 +21% in one run of session
    * 57's). A leading part with fewer requests in flight than half `maxNumSeqs` (and than `LANE_HOT_IN_FLIGHT`) is never
-   * hot and costs no walk over the candidates. The count is this EPP's own and covers the prefix's requests on every pod: with several EPP replicas
-   * each counts only its own share, so the prefix must be about that many times hotter to count.
+   * hot and costs no walk over the candidates. The count is this EPP's own and covers the prefix's requests on every
+   * pod: with several EPP replicas each counts only its own share, so the prefix must be about that many times hotter
+   * to count.
    *
    * Where the slots do not bind (session 59), the same question is asked of the pods' prefill time (`laneReplicates`):
    * at least `LANE_HOT_IN_FLIGHT` of the part's requests in flight for each candidate holding it, the part's least
    * loaded holder busy at least `HOT_LANE_LOAD` of the time with this EPP's prefills, and a candidate without it with at
    * most half its slots taken (`ROOMY_SLOT_SHARE`: on pods whose slots bind, not one nearly full) at least
-   * `REPLICATE_LANE_GAP` less. With 256 slots or more the slot rule needs 128 of the part's requests
-   * in flight; one hot prompt at 20 req/s had about 50, its two holders' prefills took about three quarters of their
-   * time, and two pods stood idle, since a request's wait on a holder (a few of its short prefills) stays below a
-   * cold prefill of the whole prompt elsewhere: each request's own cheapest pod, never the pool's.
+   * `REPLICATE_LANE_GAP` less. With 256 slots or more the slot rule needs 128 of the part's requests in flight; one hot
+   * prompt at 20 req/s had about 50, its two holders' prefills took about three quarters of their time, and two pods
+   * stood idle, since a request's wait on a holder (a few of its short prefills) stays below a cold prefill of the
+   * whole prompt elsewhere: each request's own cheapest pod, never the pool's.
    */
   private prefixHot(match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], now: number): boolean {
     const held = match?.heldBlocks;
