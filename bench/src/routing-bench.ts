@@ -21,7 +21,7 @@ import {
 } from './load-ladder';
 import { ladderCellTerminalTable, ladderGoalsTerminalTable } from './load-ladder-report';
 import {
-  APPROX_PREFIX_CONFIG, CACHE_MISS_ROUTINGS, CacheAwareDirector, CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, CountingDirector, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
+  APPROX_PREFIX_CONFIG, CACHE_MISS_ROUTINGS, CacheAwareDirector, CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, CountingDirector, OPT_IN_BASELINE_NAMES, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
 } from './policies';
 import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
@@ -748,7 +748,7 @@ General
                                redis-server on loopback, precise replicas subscribe to every pod)
   --workloads a,b              of ${WORKLOAD_NAMES.join(', ')} (default all)
   --capacities a,b             of ${CAPACITY_NAMES.join(', ')} (default both)
-  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but the candidates ${CANDIDATE_POLICY_NAMES.join(', ')})
+  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but the candidates ${CANDIDATE_POLICY_NAMES.join(', ')} and the opt-in baseline ${OPT_IN_BASELINE_NAMES.join(', ')})
   --repeats N                  runs per policy and cell; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.repeats})
   --concurrency N              requests in flight, shared-prefix workloads (default ${DEFAULT_ROUTING_OPTIONS.concurrency}; quick ${QUICK_OVERRIDES.concurrency})
   --chat-concurrency N         conversations in flight, multi-turn (default ${DEFAULT_ROUTING_OPTIONS.chatConcurrency}; quick ${QUICK_OVERRIDES.chatConcurrency})

@@ -262,7 +262,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-flow-control', 'round-robin-extproc'].includes(n)));
   });
 
   test('kvroute-precise-prefix-first and kvroute-precise-latency4 are the precise config without the latency scorer and with it at 4 (it has 2)', () => {
@@ -341,7 +341,7 @@ describe('the policy catalogue', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'kvroute-slot-wait-sessions': 'epp', 'kvroute-slot-wait-imbalanced': 'epp', 'kvroute-slot-wait-avoidable': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'kvroute-slot-wait-sessions': 'epp', 'kvroute-slot-wait-imbalanced': 'epp', 'kvroute-slot-wait-avoidable': 'epp', 'kvroute-no-flow-control': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', 'round-robin-extproc': 'director', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);
@@ -349,6 +349,13 @@ describe('the policy catalogue', () => {
     const one = p.director(ENDPOINTS) as CacheAwareDirector;
     expect(one).not.toBe(p.director(ENDPOINTS));
     expect(one.options.balanceAbsThreshold).toBe(4);
+    // The opt-in baseline: round robin behind ext_proc, a fresh rotation per stack, not in the matrix's default list.
+    const rr = routingPolicy('round-robin-extproc', settings);
+    if (rr.kind !== 'director' || typeof rr.director !== 'function') throw new Error('expected a director factory');
+    const rotation = rr.director(ENDPOINTS);
+    expect(rotation).toBeInstanceOf(RoundRobinDirector);
+    expect(rotation).not.toBe(rr.director(ENDPOINTS));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('round-robin-extproc');
   });
 
   test('the stack tells every EPP policy with a latency scorer the simulator\'s --max-num-seqs; the untold candidates and configs without the scorer are left as they are', () => {

@@ -15,7 +15,8 @@
  * - `approx-prefix`: the EPP with GIE v1.5.0's default config (queue 2, kv-cache utilization 2, approximate prefix 3
  *   auto-tuned, max-score picker; no saturation filter, no session affinity);
  * - `sglang`: the SGLang-style cache-aware director (in the benchmark process, behind ext_proc);
- * - `random`, `least-request`: directors in the benchmark process, behind ext_proc;
+ * - `random`, `least-request`: directors in the benchmark process, behind ext_proc; `round-robin-extproc` (opt-in):
+ *   round robin as such a director, the baseline for placement alone;
  * - `round-robin`, `session-hash`: the gateway alone (Envoy's fallback policies, no ext_proc).
  */
 import {
@@ -23,7 +24,7 @@ import {
 } from '@kvroute/epp/config';
 import type { RoutingPolicy } from '../stack';
 import { CacheAwareDirector, type CacheAwareOptions } from './cache-aware';
-import { LeastRequestDirector, RandomDirector } from './simple';
+import { LeastRequestDirector, RandomDirector, RoundRobinDirector } from './simple';
 
 export { ApproxPrefixTree } from './prefix-tree';
 export { CACHE_MISS_ROUTINGS, CacheAwareDirector, SGLANG_DEFAULTS, isImbalancedLoad, type CacheAwareOptions, type CacheAwareBranch, type CacheMissRouting } from './cache-aware';
@@ -103,13 +104,19 @@ export function filterSaturationConfig(base: EndpointPickerConfig): EndpointPick
 }
 
 export const POLICY_NAMES = [
-  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'approx-prefix', 'sglang', 'round-robin', 'random', 'least-request', 'session-hash',
+  'kvroute', 'kvroute-precise', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-flow-control', 'approx-prefix', 'sglang', 'round-robin', 'round-robin-extproc', 'random', 'least-request', 'session-hash',
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 /** kvroute's opt-in candidate configs: not in the matrix's default list. */
-export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'];
-/** What a run without `--policies` compares: every policy but the opt-in candidates. */
-export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name));
+export const CANDIDATE_POLICY_NAMES: readonly PolicyName[] = ['kvroute-untold', 'kvroute-precise-untold', 'kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-flow-control'];
+/**
+ * Opt-in baselines, not in the matrix's default list either: `round-robin-extproc` is round robin through the same
+ * ext_proc path as the EPP policies, so that a comparison with it is of placement alone (`round-robin` is the gateway
+ * without ext_proc, which spares every request the protocol's round trip and the body's buffering).
+ */
+export const OPT_IN_BASELINE_NAMES: readonly PolicyName[] = ['round-robin-extproc'];
+/** What a run without `--policies` compares: every policy but the opt-in candidates and baselines. */
+export const DEFAULT_POLICY_NAMES: readonly PolicyName[] = POLICY_NAMES.filter((name) => !CANDIDATE_POLICY_NAMES.includes(name) && !OPT_IN_BASELINE_NAMES.includes(name));
 
 export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   kvroute: 'EPP process, built-in config (prefix 3 + no-hit-lru 4 + queue + kv + active + latency 4 + session-load 4, saturation filter, session affinity)',
@@ -143,9 +150,11 @@ export const POLICY_DESCRIPTIONS: Readonly<Record<PolicyName, string>> = {
   'kvroute-own-prefill2': 'EPP process, the built-in config with the latency scorer counting each candidate\'s own uncached prefill twice (ownPrefillWeight: 2, fasterPodRatio: 0: every candidate charged): once for the request, once for the wait it adds for the requests queued behind it, so a pod recomputing a prefix must be predicted faster by more than the recomputation (session 55\'s candidate: on shared-prefix the default\'s latency scorer moved a few group members off their group\'s pod)',
   'kvroute-own-prefill2-peers': 'EPP process, the built-in config with the latency scorer\'s ownPrefillWeight: 2 at its default fasterPodRatio 0.8: the own prefill counted twice except on a candidate whose learned line prefills the prompt in under 0.8 of the time the prompt\'s best holder\'s line takes (session 55\'s second candidate: kvroute-own-prefill2 kept groups on slow pods)',
   'kvroute-prefill-priority': 'EPP process, built-in config plus prefill-priority (vLLM\'s priority field from the pick\'s uncached prefill), the pods on --scheduling-policy priority; with the default\'s session-load-scorer since session 31',
+  'kvroute-no-flow-control': 'EPP process, the built-in config with the EPP started with --flow-control=false (as the approx-prefix baseline runs GIE\'s chart config): when the saturation filter finds every pod past its thresholds the request is refused with 429 rather than held in the EPP\'s queue until a pod has room; session 60 ran it on 256-slot pods, where vLLM fills the KV cache under load, to see how often that is',
   'approx-prefix': 'EPP process, GIE v1.5.0\'s default config (queue 2, kv-cache 2, prefix 3, index auto-tuned)',
   sglang: 'SGLang-style cache-aware director (approximate char tree per worker, imbalance thresholds, cache misses to the least-loaded worker as SGLang since PR #14650), in-process ext_proc',
   'round-robin': 'gateway alone, round robin (no ext_proc)',
+  'round-robin-extproc': 'round-robin director, in-process ext_proc: round robin through the EPP policies\' protocol path (opt-in)',
   random: 'random director, in-process ext_proc',
   'least-request': 'least in-flight requests director, in-process ext_proc',
   'session-hash': 'gateway alone, consistent (ring) hash on x-session-id (no ext_proc)',
@@ -239,6 +248,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'epp', name, configTransform: (config) => withScorerWeight(config, 'session-load-scorer', 16) };
     case 'kvroute-learnt-cpt':
       return { kind: 'epp', name, configTransform: withLearntCharactersPerToken };
+    case 'kvroute-no-flow-control':
+      return { kind: 'epp', name, eppArgs: ['--flow-control=false'] };
     case 'kvroute-page-queue':
       return { kind: 'epp', name, configTransform: (config) => withPluginParameter(config, 'saturation-filter', 'countPicksSinceScrape', false) };
     case 'kvroute-slot-wait-all':
@@ -277,6 +288,8 @@ export function routingPolicy(name: PolicyName, settings: PolicySettings): Routi
       return { kind: 'director', name, director: (endpoints) => new CacheAwareDirector(endpoints, settings.sglang) };
     case 'round-robin':
       return { kind: 'round-robin', name };
+    case 'round-robin-extproc':
+      return { kind: 'director', name, director: (endpoints) => new RoundRobinDirector(endpoints) };
     case 'random':
       return { kind: 'director', name, director: (endpoints) => new RandomDirector(endpoints, settings.seed) };
     case 'least-request':
