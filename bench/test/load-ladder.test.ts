@@ -10,7 +10,7 @@ import * as path from 'path';
 import { UsageError } from '../src/cli-args';
 import type { ChatResult } from '../src/client';
 import {
-  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, loadList, overloadSigns, runInteractiveOpenLoop, steadyThroughput,
+  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, LADDER_CANDIDATES, loadList, overloadSigns, runInteractiveOpenLoop, steadyThroughput,
   type LadderCell, type LadderOptions, type LadderRun,
 } from '../src/load-ladder';
 import { ladderMarkdown, p90LoadChart } from '../src/load-ladder-report';
@@ -193,6 +193,21 @@ describe('checkGoals', () => {
     expect(by['no-429']['kvroute-latency']).toEqual({ met: true, actual: '0 in 3 runs' });
     expect(by['hit-rate']['kvroute-latency'].met).toBe(true);
     expect(by['hit-rate'].kvroute).toEqual({ met: null, actual: 'kvroute-no-session-load nor kvroute-prefix-first nor kvroute-filter nor kvroute-no-lru nor kvroute-page-queue nor kvroute-slot-wait-sessions nor kvroute-slot-wait-imbalanced nor kvroute-slot-wait-avoidable did not run' });
+  });
+
+  test('session 60\'s candidates are goal-checked, not held against the default; round robin behind ext_proc is', () => {
+    expect(LADDER_CANDIDATES).toEqual(expect.arrayContaining(['kvroute-latency2', 'kvroute-no-flow-control']));
+    expect(LADDER_CANDIDATES).not.toContain('round-robin-extproc');
+    // kvroute-no-flow-control refuses requests at saturation, so its p90 over the rest can read low: not the default's bar.
+    const runs = loads.flatMap((l) => [
+      run('kvroute', l, { ttftP90: 1 }),
+      run('kvroute-no-flow-control', l, { ttftP90: 0.01, rejected429: 40 }),
+      run('round-robin-extproc', l, { ttftP90: 0.6 }),
+    ]);
+    const candidates = LADDER_CANDIDATES.filter((c) => runs.some((r) => r.policy === c));
+    const p90 = checkGoals([cell(runs)], loads, candidates).find((g) => g.id === 'p90-vs-others')!.results;
+    expect(p90.kvroute.actual).toContain('best other round-robin-extproc 600 ms');
+    expect(p90['kvroute-no-flow-control']).toBeDefined();
   });
 
   test('today\'s default is held to the earlier defaults that ran, not to itself', () => {
