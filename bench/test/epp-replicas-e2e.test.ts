@@ -62,10 +62,20 @@ async function cluster(stack: Stack): Promise<{ failOpens: number; hosts: Record
       expect(stack.podAddresses.map((x) => x.split(':')[0])).toEqual(['127.0.0.11', '127.0.0.12']);
       const long = (i: number) => `Tell me about topic ${i}. ${'The quick brown fox jumps over the lazy dog. '.repeat(20)}`;
       const home = new Map<string, string>();
-      for (let i = 0; i < 8; i++) {
+      const open = async (i: number) => {
         const r = await chat(stack, `s${i}`, long(i));
         expect(r.status).toBe(200);
         home.set(`s${i}`, r.servedBy);
+      };
+      for (let i = 0; i < 8; i++) await open(i);
+      // The gateway balances its EPP cluster as Istio's default LEAST_REQUEST (two random choices; with no stream open
+      // they tie and the first stands), so each sequential request draws a replica at random: all 8 on one replica had
+      // a 1/128 chance, which a CI run met (session 60). More sessions until each replica has served one (the chance
+      // that 64 miss one is 2^-63).
+      for (let i = 8; i < 64; i++) {
+        const hosts = (await cluster(stack)).hosts;
+        if (hosts[a]!.streams > 0 && hosts[b]!.streams > 0) break;
+        await open(i);
       }
       const before = await cluster(stack);
       expect(before.hosts[a]!.streams).toBeGreaterThan(0);
