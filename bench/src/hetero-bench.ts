@@ -25,7 +25,7 @@ import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
 import { rng, text, type ChatMessage } from './workload';
 
-export const HETERO_POLICY_NAMES = ['kvroute', 'kvroute-precise', 'kvroute-prefix-first', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-active2', 'kvroute-latency', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-latency2', 'approx-prefix', 'sglang', 'least-request', 'round-robin'] as const satisfies readonly PolicyName[];
+export const HETERO_POLICY_NAMES = ['kvroute', 'kvroute-precise', 'kvroute-prefix-first', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-active2', 'kvroute-latency', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-latency2', 'kvroute-no-keep-holder', 'approx-prefix', 'sglang', 'least-request', 'round-robin'] as const satisfies readonly PolicyName[];
 export type HeteroPolicyName = (typeof HETERO_POLICY_NAMES)[number];
 
 export interface HeteroBenchOptions {

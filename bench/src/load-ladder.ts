@@ -648,7 +648,7 @@ export const TODAYS_DEFAULT = 'kvroute';
  */
 export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'];
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
-export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-latency2', 'kvroute-no-flow-control'];
+export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-latency2', 'kvroute-no-flow-control', 'kvroute-no-keep-holder'];
 
 const pctText = (v: number) => `${(v * 100).toFixed(1)}%`;
 const cellName = (c: LadderCell) => `${c.workload}/${c.capacity}`;

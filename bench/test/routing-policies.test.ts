@@ -262,7 +262,7 @@ describe('the policy catalogue', () => {
     const weights = Object.fromEntries(config.schedulingProfiles[0].plugins.map((p) => [p.pluginRef, p.weight]));
     expect(weights).toMatchObject({ 'prefix-cache-scorer': 1, 'latency-scorer': 4, 'kv-cache-utilization-scorer': 1 });
     expect(DEFAULT_ROUTING_OPTIONS.policies).not.toContain('kvroute-latency');
-    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-flow-control', 'kvroute-latency2', 'round-robin-extproc'].includes(n)));
+    expect(DEFAULT_ROUTING_OPTIONS.policies).toEqual(POLICY_NAMES.filter((n) => !['kvroute-latency', 'kvroute-latency-active', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-filter', 'kvroute-precise-filter', 'kvroute-precise-prefix-first', 'kvroute-precise-latency4', 'kvroute-precise-64', 'kvroute-precise-no-session-load', 'kvroute-precise-lru', 'kvroute-prefill-priority', 'kvroute-untold', 'kvroute-precise-untold', 'kvroute-session-load16', 'kvroute-session-headroom', 'kvroute-learnt-cpt', 'kvroute-page-queue', 'kvroute-slot-wait-all', 'kvroute-long-prefill-256', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-flow-control', 'kvroute-latency2', 'kvroute-no-keep-holder', 'kvroute-precise-no-keep-holder', 'round-robin-extproc'].includes(n)));
   });
 
   test('kvroute-precise-prefix-first and kvroute-precise-latency4 are the precise config without the latency scorer and with it at 4 (it has 2)', () => {
@@ -338,13 +338,23 @@ describe('the policy catalogue', () => {
     if (latency2.kind !== 'epp' || latency2.configTransform === undefined) throw new Error('expected an EPP policy with a config transform');
     expect(weights(latency2.configTransform(defaultEndpointPickerConfig()))).toEqual({ ...weights(defaultEndpointPickerConfig()), 'latency-scorer': 2 });
     expect(weights(defaultEndpointPickerConfig())).toMatchObject({ 'latency-scorer': 4, 'active-request-scorer': 1, 'prefix-cache-scorer': 3 });
+    // The defaults before session 61: the latency scorer's keepOneOffOnHolder off, weights unchanged, precise or not.
+    expect(defaultEndpointPickerConfig().plugins.find((p) => p.type === 'latency-scorer')?.parameters).toMatchObject({ keepOneOffOnHolder: true });
+    for (const [name, precise] of [['kvroute-no-keep-holder', undefined], ['kvroute-precise-no-keep-holder', true]] as const) {
+      const policy = routingPolicy(name, { seed: 1, sglang: {} });
+      if (policy.kind !== 'epp' || policy.configTransform === undefined) throw new Error('expected an EPP policy with a config transform');
+      expect(policy.precise).toBe(precise);
+      const kept = policy.configTransform(defaultEndpointPickerConfig());
+      expect(weights(kept)).toEqual(weights(defaultEndpointPickerConfig()));
+      expect(kept.plugins.find((p) => p.type === 'latency-scorer')?.parameters).toMatchObject({ keepOneOffOnHolder: false });
+    }
   });
 
   test('every policy name maps to a stack policy; directors are created fresh per stack', () => {
     const settings = { seed: 1, sglang: { balanceAbsThreshold: 4 } };
     const kinds = Object.fromEntries(POLICY_NAMES.map((n) => [n, routingPolicy(n, settings).kind]));
     expect(kinds).toEqual({
-      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'kvroute-slot-wait-sessions': 'epp', 'kvroute-slot-wait-imbalanced': 'epp', 'kvroute-slot-wait-avoidable': 'epp', 'kvroute-no-flow-control': 'epp', 'kvroute-latency2': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', 'round-robin-extproc': 'director', random: 'director',
+      kvroute: 'epp', 'kvroute-precise': 'epp', 'kvroute-latency': 'epp', 'kvroute-latency-active': 'epp', 'kvroute-prefix-first': 'epp', 'kvroute-active2': 'epp', 'kvroute-sessions': 'epp', 'kvroute-no-session-load': 'epp', 'kvroute-no-lru': 'epp', 'kvroute-soft': 'epp', 'kvroute-filter': 'epp', 'kvroute-precise-filter': 'epp', 'kvroute-precise-prefix-first': 'epp', 'kvroute-precise-latency4': 'epp', 'kvroute-precise-64': 'epp', 'kvroute-precise-no-session-load': 'epp', 'kvroute-precise-lru': 'epp', 'kvroute-prefill-priority': 'epp', 'kvroute-untold': 'epp', 'kvroute-precise-untold': 'epp', 'kvroute-session-load16': 'epp', 'kvroute-session-headroom': 'epp', 'kvroute-learnt-cpt': 'epp', 'kvroute-page-queue': 'epp', 'kvroute-slot-wait-all': 'epp', 'kvroute-long-prefill-256': 'epp', 'kvroute-own-prefill2': 'epp', 'kvroute-own-prefill2-peers': 'epp', 'kvroute-slot-wait-sessions': 'epp', 'kvroute-slot-wait-imbalanced': 'epp', 'kvroute-slot-wait-avoidable': 'epp', 'kvroute-no-flow-control': 'epp', 'kvroute-latency2': 'epp', 'kvroute-no-keep-holder': 'epp', 'kvroute-precise-no-keep-holder': 'epp', 'approx-prefix': 'epp', sglang: 'director', 'round-robin': 'round-robin', 'round-robin-extproc': 'director', random: 'director',
       'least-request': 'director', 'session-hash': 'session-hash',
     });
     const p = routingPolicy('sglang', settings);

@@ -8,6 +8,7 @@ import { CycleState, SILENT_PLUGIN_LOGGER } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { LatencyScorer, type SlotWaitMode } from '../src/scheduling/plugins/latency-scorer';
 import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
+import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
 import { PREFIX_MATCH, publishPrefixMatch } from '../src/scheduling/prefix-match';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest, SchedulingResult } from '../src/scheduling/types';
@@ -391,6 +392,114 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
 });
 
 /** `config` with `parameters` set on its latency scorer, loaded as a file would be. */
+describe('keepOneOffOnHolder: a request without a session id is not predicted faster on a pod that would recompute its prompt\'s holder\'s prefix (session 61, llm-d\'s ramp on tight KV)', () => {
+  const system = blocks('system', 100); // 1,600 tokens
+
+  /**
+   * Pod a holds the system prompt and has six long prefills queued (this EPP picked them; none has produced a first
+   * token); b is idle and holds none of it. Returns the pick for the next request sharing the prompt (with `headers`)
+   * and the scheduler's predictions for it.
+   */
+  function place(keepOneOffOnHolder: boolean | undefined, headers: Record<string, string> = {}, bFull = true) {
+    const config = keepOneOffOnHolder === undefined ? defaultEndpointPickerConfig() : withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder });
+    const scheduler = buildScheduler(config, { now: () => NOW, random: seeded(61) });
+    if (bFull) fillCache(scheduler, 'b:8000');
+    const first = request(system + blocks('q0', 4));
+    commit(scheduler, first, scheduler.schedule(first, [pod('a')]));
+    for (let i = 0; i < 5; i++) {
+      const other = request(blocks(`other${i}`, 100));
+      commit(scheduler, other, scheduler.schedule(other, [pod('a')]));
+    }
+    const next = { ...request(system + blocks('q1', 4)), headers };
+    const result = scheduler.schedule(next, [pod('a'), pod('b')]);
+    return { pick: result.target.endpoint.name, predictions: latencyOf(scheduler).predictions(next)! };
+  }
+
+  /** Makes the approximate index hold as much for `key` as its capacity: a prefill there evicts (a full vLLM cache). */
+  function fillCache(scheduler: Scheduler, key: string): void {
+    const index = (scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).index;
+    index.setCapacity(key, 4);
+    index.record(key, [11, 12, 13, 14]);
+    expect(index.isFull(key)).toBe(true);
+  }
+
+  it('keeps a one-off request on its holder (kvroute\'s default since session 61) where without it the request goes to the idle pod that would recompute the prompt; the predictions stay the request\'s own', () => {
+    expect(place(undefined).pick).toBe('a');
+    expect(place(false).pick).toBe('b');
+    const kept = place(true);
+    expect(kept.pick).toBe('a');
+    expect(kept.predictions.get('b:8000')!.ttftSeconds).toBeLessThan(kept.predictions.get('a:8000')!.ttftSeconds / 3);
+  });
+
+  it('places a session\'s request as without it: its pick is its conversation\'s pod for every later turn', () => {
+    expect(place(true, { 'x-session-id': 'chat-1' }).pick).toBe('b');
+  });
+
+  it('lets the request go to a pod whose cache the index has room in (a prefill there evicts nothing), and with the precise index, which cannot tell, takes every cache as full', () => {
+    expect(place(true, {}, false).pick).toBe('b');
+    // A match that cannot tell (no cacheFull, as the precise scorer publishes it): b is held to a's prediction.
+    const config = withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder: true });
+    const scorer = latencyOf(buildScheduler(config, { now: () => NOW, random: seeded(64) }));
+    for (let i = 0; i < 3; i++) {
+      const queued = request(blocks(`queued${i}`, 100));
+      scorer.score({ request: queued, state: stateWithMatch(queued, 'a:8000', 0) }, [pod('a')]);
+      scorer.preRequest(queued, { target: pod('a') } as SchedulingResult);
+    }
+    const next = request(system + blocks('q1', 4));
+    const scores = scorer.score({ request: next, state: stateWithMatch(next, 'a:8000', system.length) }, [pod('a'), pod('b')]);
+    expect(scorer.predictions(next)!.get('b:8000')!.ttftSeconds).toBeLessThan(scorer.predictions(next)!.get('a:8000')!.ttftSeconds);
+    expect(scores).toEqual([1, 1]);
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 4, maxEntries: 100 });
+    index.record('x', [1, 2, 3]);
+    expect(index.isFull('x')).toBe(false);
+    index.record('x', [4]);
+    expect(index.isFull('x')).toBe(true);
+    expect(index.isFull('unknown')).toBe(false);
+  });
+
+  it('lets a pod whose learned line prefills the prompt in under half the holder\'s time take it (a faster GPU\'s gain lasts), not one only a third faster', () => {
+    /** a learnt at `costA` seconds a token, b at 0.2 ms; a holds the prompt with three long prefills queued. */
+    const pick = (costA: number, keepOneOffOnHolder: boolean) => {
+      let t = NOW;
+      const scheduler = buildScheduler(withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder }), { now: () => t, random: seeded(63) });
+      fillCache(scheduler, 'b:8000');
+      const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
+      const random = seeded(4);
+      const snapshot = (name: 'a' | 'b') =>
+        pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
+      for (let i = 0; i < 200; i++) {
+        t += 50;
+        for (const [name, cost] of [['a', costA], ['b', 0.0002]] as const) {
+          const tokens = 200 + Math.floor(random() * 2000);
+          counters[name].count += 1;
+          counters[name].sum += 0.02 + cost * tokens;
+          counters[name].queries += tokens;
+        }
+        scheduler.schedule(request(blocks(`probe${i}`, 8)), [snapshot('a'), snapshot('b')]);
+      }
+      const first = request(system + blocks('q0', 4));
+      commit(scheduler, first, scheduler.schedule(first, [snapshot('a')]));
+      t += 50;
+      counters.a.count += 1;
+      counters.a.sum += 0.02 + costA * 1664;
+      counters.a.queries += 1664;
+      for (const r of [0, 1, 2].map((i) => request(blocks(`busy${i}`, 100)))) commit(scheduler, r, scheduler.schedule(r, [snapshot('a')]));
+      return scheduler.schedule(request(system + blocks('q1', 4)), [snapshot('a'), snapshot('b')]).target.endpoint.name;
+    };
+    // 6× b's cost a token: b's line is far under half a's, so b takes the request as without the rule.
+    expect(pick(0.0012, true)).toBe('b');
+    // 1.5×: b's line is two thirds of a's; the queue on a sends the request to b without the rule, not with it.
+    expect(pick(0.0003, false)).toBe('b');
+    expect(pick(0.0003, true)).toBe('a');
+  });
+
+  it('is validated as a boolean, named among the allowed fields, and rendered only when set', () => {
+    expect(resolvePluginParameters('latency-scorer', { keepOneOffOnHolder: true })).toMatchObject({ keepOneOffOnHolder: true });
+    expect(resolvePluginParameters('latency-scorer', undefined)).not.toHaveProperty('keepOneOffOnHolder');
+    expect(() => resolvePluginParameters('latency-scorer', { keepOneOffOnHolder: 'yes' })).toThrow(/keepOneOffOnHolder: must be/);
+  });
+});
+
 function withLatencyScorer(config: EndpointPickerConfig, parameters: Record<string, unknown>): EndpointPickerConfig {
   return parseEndpointPickerConfig(JSON.stringify({
     ...config,
@@ -1211,7 +1320,7 @@ describe('latency-scorer parameters', () => {
     [{ slotWait: 'never' }, 'plugins[0].parameters.slotWait: must be one of "sessions", "all", "imbalanced", "avoidable", "hot-prefixes", got "never"'],
     [{ ownPrefillWeight: 0.5 }, 'plugins[0].parameters.ownPrefillWeight: must be a number >= 1, got 0.5'],
     [{ fasterPodRatio: 1.5 }, 'plugins[0].parameters.fasterPodRatio: must be a number between 0 and 1, got 1.5'],
-    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio'],
+    [{ halfLive: '1m' }, 'plugins[0].parameters.halfLive: unknown field; allowed: priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio, keepOneOffOnHolder'],
   ])('rejects %j naming the field and what it allows', (parameters, message) => {
     const yaml = [
       'apiVersion: inference.networking.x-k8s.io/v1alpha1',

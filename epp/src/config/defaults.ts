@@ -57,6 +57,18 @@ const LATENCY_SCORER = {
     // "Session 57: two hot prompts, a prefix that fills its holders" and "Session 58: a hot prefix replicated while its
     // holders are the busier").
     slotWait: 'hot-prefixes' as const,
+    // A request without a session id stays with the pod holding the most of its prompt as far as this score goes: a
+    // pod that would recompute the prompt is predicted no faster than its holder unless its line is twice as fast or its
+    // cache has room by the approximate index (a prefill there evicts nothing); the load scorers still weigh the queues
+    // against the prefix, and a hot prefix's replica counts as a holder. Without
+    // it, on llm-d's ramp (poisson-groups, KV 4× short of the working set) the scorer moved requests off their group's
+    // holder past half the top rate, each for a predicted gain of seconds, and every such prefill evicted other
+    // groups' prompts there: 63.8-64.7% hits and TTFT p90 15.5-16.4 s at 256 slots, 72.6% and 15.6 s at 16, against
+    // 82.8% and 1.88 s, and 86.2% and 1.94 s, with it (the prefix-first config 81.8-83.7% and 2.2-2.4 s); the
+    // heterogeneous pool (p90 134 / 160 against 139 / 169 ms), hot prompts on 256 slots (two at 30 req/s: 148 / 134
+    // against 151 / 138 ms) and long documents on tight KV (88.1% against 85.7% hits) read even or better; the load
+    // ladder's workloads carry session ids, which the rule leaves alone (bench/README.md, "Session 61").
+    keepOneOffOnHolder: true,
   },
 };
 
@@ -79,6 +91,9 @@ const LATENCY_SCORER = {
  * learned online per pod: on identical pods it agrees with the prefix and queue signals (a hit is less to prefill, a
  * queue is prefill ahead), and where pods differ (an older GPU generation in the pool, a throttled card) it is what
  * tells a slow pod holding the prefix from a fast one that would recompute it (bench/README.md, `npm run bench:hetero`).
+ * For a request without a session id it never favours a pod that would recompute the prompt over the prompt's holder
+ * unless that pod is twice as fast per token or its cache has room (`keepOneOffOnHolder`): each such move evicts other
+ * prompts from a full cache, which on llm-d's ramp with KV tight cost 20 hit points (bench/README.md, "Session 61").
  * A new session's first request also weighs the live conversations each pod already carries (`session-load-scorer`):
  * hard affinity sends every later turn where the first went, so conversations that share a system prompt are spread
  * over the pods rather than stacked on its holder.
@@ -420,7 +435,9 @@ export interface PreciseDefaults {
  * heterogeneous pool's other two runs (156-159 ms, where 2 read 513-909 ms and no scorer 117-779 ms): the safe weight on
  * precise routing's own benchmark was preferred. The precise match is exact, so a pod holding the prefix is worth its
  * full 3 points; at 2 the latency scorer moves a request off it only together with the load scorers. bench/README.md
- * has the runs.
+ * has the runs. The default's `keepOneOffOnHolder` comes with it (session 61): on llm-d's ramp at 256 slots the precise
+ * config read 90.1% hits and TTFT p90 219 ms with it, 90.9% and 304 ms without (one run each; its index sees
+ * evictions, so it had not lost there as the approximate default had).
  */
 export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointPickerConfig {
   const base = withoutNoHitLru(defaultEndpointPickerConfig());

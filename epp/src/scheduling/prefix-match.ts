@@ -33,6 +33,12 @@ export interface PrefixMatchEstimate {
    * key to see a prefix hot enough to replicate (`slotWait: hot-prefixes`).
    */
   readonly heldBlocks?: HeldBlocks;
+  /**
+   * Optional: whether the publisher's index holds as much as `endpointKey`'s cache can (the approximate index at its
+   * capacity for the pod), so that a prefill there evicts cached prefixes. Absent when the publisher cannot tell (the
+   * precise scorer); readers then take every cache as full.
+   */
+  readonly cacheFull?: (endpointKey: string) => boolean;
 }
 
 /** The prompt's leading blocks by key, and how many of them the longest match covers (`PrefixMatchEstimate.heldBlocks`). */

@@ -118,13 +118,32 @@ export interface LatencyScorerParameters {
    * @default 0.8
    */
   fasterPodRatio?: number;
+  /**
+   * Whether a one-off request (one without a session id: `sessionHeaders`) stays with the candidate holding the most of
+   * its prompt as far as this score goes: a candidate that would prefill more of the prompt is predicted no faster than
+   * that holder, unless its learned line prefills the prompt in under half the holder line's time (a faster GPU's gain
+   * lasts) or the approximate prefix index has room for it (a cache with room evicts nothing to take the prompt; the
+   * precise index cannot tell, and every cache counts as full there). The load scorers beside it in the profile still
+   * weigh the pods' queues against the prefix.
+   * A hot prefix's replica (`slotWait: hot-prefixes`) is charged as a holder, so it is still taken. Why: each move off
+   * the holder prefills the whole prompt on a pod whose cache then evicts other prompts, and on llm-d's ramp with KV
+   * tight, the moves, each worth seconds to its own request by the prediction, cost the pool 20 hit points and its
+   * throughput (bench/README.md, "Session 61"). A session's first request is not held: its placement is for every later
+   * turn (`session-load-scorer`), where spreading conversations sharing a system prompt is the point.
+   * @default false
+   */
+  keepOneOffOnHolder?: boolean;
 }
 
 /** Which requests, and on which candidates, the latency scorer adds the wait for a free sequence slot (`slotWait`). */
 export type SlotWaitMode = 'sessions' | 'all' | 'imbalanced' | 'avoidable' | 'hot-prefixes';
 
-/** The parameters resolved: every default filled but `ownPrefillWeight` and `fasterPodRatio`, kept only when given so configs render unchanged. */
-export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio'> & { readonly ownPrefillWeight?: number; readonly fasterPodRatio?: number };
+/** The parameters resolved: every default filled but `ownPrefillWeight`, `fasterPodRatio` and `keepOneOffOnHolder`, kept only when given so configs render unchanged. */
+export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio' | 'keepOneOffOnHolder'> & {
+  readonly ownPrefillWeight?: number;
+  readonly fasterPodRatio?: number;
+  readonly keepOneOffOnHolder?: boolean;
+};
 
 /**
  * `slotWait: imbalanced`: a candidate with at most this share of its slots taken has room the full ones lack. A quarter
@@ -185,6 +204,14 @@ const REPLICATE_LANE_GAP = 0.25;
  * request running past it only makes its prefix look less hot, never more.
  */
 const COUNTED_COMMIT_TTL_MS = 10 * 60_000;
+
+/**
+ * `keepOneOffOnHolder`: a candidate whose learned line prefills the prompt in under this share of the time the holder's
+ * line takes may still outscore the holder: a GPU twice as fast stays so (the heterogeneous pool's slow pods are 2.5×
+ * slower). At `fasterPodRatio`'s 0.8, identical pods' lines learnt under load let most moves through: llm-d's ramp read
+ * 76.4% hits, against 86.0% with no exemption and 83.6% with this one (bench/README.md, "Session 61").
+ */
+const KEEP_ON_HOLDER_FASTER_LINE = 0.5;
 
 /** After a power of two p (past 2), 3p/2; after 3p/2, 2p: 1, 2, 3, 4, 6, 8, 12, … */
 function nextHotPrefixDepth(depth: number): number {
@@ -346,6 +373,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const ownPrefillWeight = this.parameters.ownPrefillWeight ?? 1;
     if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1, replicated);
     else this.predictChargedInto(cycle.request, match, candidates, out, now, slotWait, ownPrefillWeight, this.parameters.fasterPodRatio ?? 0.8, replicated);
+    if (this.parameters.keepOneOffOnHolder === true && match !== undefined && sessionHeaderValue(cycle.request, this.parameters.sessionHeaders) === undefined) {
+      this.keepOnHolder(cycle.request, match, candidates, out, now, replicated);
+    }
     let best = Infinity;
     for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
     cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
@@ -410,6 +440,40 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const weight = pod.lineSeconds(promptTokens, now) < faster ? 1 : ownPrefillWeight;
       // The holder and the line it is compared with are the real ones; only the charge is the replication's.
       out[i] = pod.predictSeconds(this.chargedTokens(out[i]!, i, replicated), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
+    }
+  }
+
+  /**
+   * `keepOneOffOnHolder`: each candidate charged more uncached tokens than the fewest any candidate is charged
+   * (`chargedTokens`: a hot prefix's replica counts as a holder) gets at least the prediction in `out` of the candidate
+   * charged the fewest (among equals, the one predicted fastest), unless the prefix scorer's index has room for it
+   * (`PrefixMatchEstimate.cacheFull`; the precise scorer cannot tell, and every cache counts as full) or its line
+   * prefills the prompt in under `KEEP_ON_HOLDER_FASTER_LINE` of that holder line's time. The holder's own prediction
+   * is untouched.
+   */
+  private keepOnHolder(request: LLMRequest, match: PrefixMatchEstimate, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, replicated: number): void {
+    const n = candidates.length;
+    if (this.uncachedScratch.length < n) this.growScratch(n);
+    const charged = this.uncachedScratch;
+    let holder = -1;
+    let most = 0;
+    for (let i = 0; i < n; i++) {
+      const tokens = this.chargedTokens(this.uncachedAt(request, match, candidates, i), i, replicated);
+      charged[i] = tokens;
+      if (tokens > most) most = tokens;
+      if (holder < 0 || tokens < charged[holder]! || (tokens === charged[holder] && out[i]! < out[holder]!)) holder = i;
+    }
+    // A prompt every candidate holds as much of (a cold one, or one cached everywhere) has no holder to keep it on.
+    if (holder < 0 || !(charged[holder]! < most)) return;
+    const floor = out[holder]!;
+    const faster = KEEP_ON_HOLDER_FASTER_LINE * this.podAt(holder, candidates[holder]!, now).lineSeconds(most, now);
+    const { cacheFull } = match;
+    for (let i = 0; i < n; i++) {
+      if (!(charged[i]! > charged[holder]! && out[i]! < floor)) continue;
+      // A cache with room evicts nothing to take the prompt: the move costs only its own prefill, which the score has.
+      if (cacheFull !== undefined && !cacheFull(candidates[i]!.endpoint.key)) continue;
+      if (this.podAt(i, candidates[i]!, now).lineSeconds(most, now) < faster) continue;
+      out[i] = floor;
     }
   }
 
@@ -870,10 +934,12 @@ export const latencyScorer = definePlugin({
     // Read whether or not given, so an unknown field's error lists it; kept only when given, so configs render unchanged.
     const ownPrefillWeight = fields.number('ownPrefillWeight', 1, 1);
     const fasterPodRatio = fields.number('fasterPodRatio', 0.8, 0, 1);
+    const keepOneOffOnHolder = fields.boolean('keepOneOffOnHolder', false);
     return {
       ...resolved,
       ...(fields.has('ownPrefillWeight') ? { ownPrefillWeight } : {}),
       ...(fields.has('fasterPodRatio') ? { fasterPodRatio } : {}),
+      ...(fields.has('keepOneOffOnHolder') ? { keepOneOffOnHolder } : {}),
     } as Required<LatencyScorerParameters>;
   }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),

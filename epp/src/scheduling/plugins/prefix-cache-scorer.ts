@@ -197,6 +197,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
   private locatedStamp = new Float64Array(0);
   private locateRound = 0;
 
+  /** `PrefixMatchEstimate.cacheFull`: the index holds as much for the pod as its capacity (one closure, not one a request). */
+  private readonly cacheFull = (endpointKey: string): boolean => this.index.isFull(endpointKey);
+
   constructor(
     readonly name: string,
     private readonly parameters: Required<PrefixCacheScorerParameters>,
@@ -317,6 +320,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       // The window's blocks only: the tail's sparse probes are chained over the sampled blocks alone (and placed by the
       // prompt's length), so equal probe keys do not mean an equal leading part.
       ...(longest > 0 ? { heldBlocks: { keys: windowKeys, longest: Math.min(longest, windowBlocks), lengthOf } } : {}),
+      cacheFull: this.cacheFull,
     });
   }
 

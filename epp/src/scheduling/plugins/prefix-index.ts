@@ -117,6 +117,15 @@ export class PrefixBlockIndex {
   }
 
   /**
+   * Whether `endpointKey`'s entries fill its capacity, so that recording more evicts its least recent ones (as a prefill
+   * on a vLLM whose cache is full evicts cached prefixes). False for an unknown endpoint or one with no capacity.
+   */
+  isFull(endpointKey: string): boolean {
+    const state = this.endpoints.get(endpointKey);
+    return state !== undefined && state.capacity > 0 && state.size >= state.capacity;
+  }
+
+  /**
    * Makes `endpointKey` known with the default capacity, so it has its share of the budget before its first pick.
    * Does nothing to a known endpoint.
    */
