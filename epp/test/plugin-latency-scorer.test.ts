@@ -45,6 +45,44 @@ function latencyOf(scheduler: Scheduler): LatencyScorer {
   return scheduler.plugin('latency-scorer') as LatencyScorer;
 }
 
+/**
+ * Pods a and b as their scrapes report them (vLLM's TTFT histogram and prefix-cache query counters), on a clock `t` the
+ * scheduler under test reads.
+ */
+class TwoPodScrapes {
+  t = NOW;
+  private readonly counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
+
+  snapshot(name: 'a' | 'b'): EndpointSnapshot {
+    const c = this.counters[name];
+    return pod(name, { updateTime: this.t, firstTokenCount: c.count, firstTokenSecondsSum: c.sum, prefixCacheQueryTokens: c.queries, prefixCacheHitTokens: 0 });
+  }
+
+  /** One first token on `name` after `seconds`, for a prompt of `tokens` uncached tokens. */
+  firstToken(name: 'a' | 'b', seconds: number, tokens: number): void {
+    const c = this.counters[name];
+    c.count += 1;
+    c.sum += seconds;
+    c.queries += tokens;
+  }
+
+  /**
+   * 200 scrapes 50 ms apart, each with one first token per pod for a random prompt at the pod's seconds per token (and
+   * 20 ms fixed), scored through `scheduler`: scoring reads the scrapes; nothing is committed, so no queue builds up.
+   */
+  learn(scheduler: Scheduler, costA: number, costB: number): void {
+    const random = seeded(4);
+    for (let i = 0; i < 200; i++) {
+      this.t += 50;
+      for (const [name, cost] of [['a', costA], ['b', costB]] as const) {
+        const tokens = 200 + Math.floor(random() * 2000);
+        this.firstToken(name, 0.02 + cost * tokens, tokens);
+      }
+      scheduler.schedule(request(blocks(`probe${i}`, 8)), [this.snapshot('a'), this.snapshot('b')]);
+    }
+  }
+}
+
 describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + kv)', () => {
   const now = () => NOW;
 
@@ -181,28 +219,14 @@ describe('latency-scorer in latencyEndpointPickerConfig (4·latency + prefix + k
   });
 
   it('learns from the scrapes that a pod has become 3× slower per token and prefers the other', () => {
-    let t = NOW;
-    const latency = buildScheduler(latencyEndpointPickerConfig(), { now: () => t, random: seeded(3) });
-    const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
-    const random = seeded(4);
-    const snapshot = (name: 'a' | 'b') =>
-      pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
-    for (let i = 0; i < 200; i++) {
-      t += 50;
-      for (const [name, cost] of [['a', 0.0006], ['b', 0.0002]] as const) {
-        const tokens = 200 + Math.floor(random() * 2000);
-        counters[name].count += 1;
-        counters[name].sum += 0.02 + cost * tokens;
-        counters[name].queries += tokens;
-      }
-      // Scoring reads the scrapes; nothing is committed, so no queue builds up.
-      latency.schedule(request(blocks(`probe${i}`, 8)), [snapshot('a'), snapshot('b')]);
-    }
-    const estimateA = latencyOf(latency).model.pod('a:8000').stats(t).estimate;
-    const estimateB = latencyOf(latency).model.pod('b:8000').stats(t).estimate;
+    const pods = new TwoPodScrapes();
+    const latency = buildScheduler(latencyEndpointPickerConfig(), { now: () => pods.t, random: seeded(3) });
+    pods.learn(latency, 0.0006, 0.0002);
+    const estimateA = latencyOf(latency).model.pod('a:8000').stats(pods.t).estimate;
+    const estimateB = latencyOf(latency).model.pod('b:8000').stats(pods.t).estimate;
     expect(Math.abs(estimateA.slope - 0.0006) / 0.0006).toBeLessThan(0.05);
     expect(Math.abs(estimateB.slope - 0.0002) / 0.0002).toBeLessThan(0.05);
-    expect(latency.schedule(request(blocks('fresh', 100)), [snapshot('a'), snapshot('b')]).target.endpoint.name).toBe('b');
+    expect(latency.schedule(request(blocks('fresh', 100)), [pods.snapshot('a'), pods.snapshot('b')]).target.endpoint.name).toBe('b');
   });
 
   it('tries a pod learnt slow again once it has produced no first token for a while: its line goes to the pool\'s (a pod that recovered was avoided for minutes, session 44\'s probe)', () => {
@@ -460,31 +484,16 @@ describe('keepOneOffOnHolder: a request without a session id is not predicted fa
   it('lets a pod whose learned line prefills the prompt in under half the holder\'s time take it (a faster GPU\'s gain lasts), not one only a third faster', () => {
     /** a learnt at `costA` seconds a token, b at 0.2 ms; a holds the prompt with three long prefills queued. */
     const pick = (costA: number, keepOneOffOnHolder: boolean) => {
-      let t = NOW;
-      const scheduler = buildScheduler(withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder }), { now: () => t, random: seeded(63) });
+      const pods = new TwoPodScrapes();
+      const scheduler = buildScheduler(withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder }), { now: () => pods.t, random: seeded(63) });
       fillCache(scheduler, 'b:8000');
-      const counters = { a: { count: 0, sum: 0, queries: 0 }, b: { count: 0, sum: 0, queries: 0 } };
-      const random = seeded(4);
-      const snapshot = (name: 'a' | 'b') =>
-        pod(name, { updateTime: t, firstTokenCount: counters[name].count, firstTokenSecondsSum: counters[name].sum, prefixCacheQueryTokens: counters[name].queries, prefixCacheHitTokens: 0 });
-      for (let i = 0; i < 200; i++) {
-        t += 50;
-        for (const [name, cost] of [['a', costA], ['b', 0.0002]] as const) {
-          const tokens = 200 + Math.floor(random() * 2000);
-          counters[name].count += 1;
-          counters[name].sum += 0.02 + cost * tokens;
-          counters[name].queries += tokens;
-        }
-        scheduler.schedule(request(blocks(`probe${i}`, 8)), [snapshot('a'), snapshot('b')]);
-      }
+      pods.learn(scheduler, costA, 0.0002);
       const first = request(system + blocks('q0', 4));
-      commit(scheduler, first, scheduler.schedule(first, [snapshot('a')]));
-      t += 50;
-      counters.a.count += 1;
-      counters.a.sum += 0.02 + costA * 1664;
-      counters.a.queries += 1664;
-      for (const r of [0, 1, 2].map((i) => request(blocks(`busy${i}`, 100)))) commit(scheduler, r, scheduler.schedule(r, [snapshot('a')]));
-      return scheduler.schedule(request(system + blocks('q1', 4)), [snapshot('a'), snapshot('b')]).target.endpoint.name;
+      commit(scheduler, first, scheduler.schedule(first, [pods.snapshot('a')]));
+      pods.t += 50;
+      pods.firstToken('a', 0.02 + costA * 1664, 1664);
+      for (const r of [0, 1, 2].map((i) => request(blocks(`busy${i}`, 100)))) commit(scheduler, r, scheduler.schedule(r, [pods.snapshot('a')]));
+      return scheduler.schedule(request(system + blocks('q1', 4)), [pods.snapshot('a'), pods.snapshot('b')]).target.endpoint.name;
     };
     // 6× b's cost a token: b's line is far under half a's, so b takes the request as without the rule.
     expect(pick(0.0012, true)).toBe('b');
