@@ -424,8 +424,8 @@ describe('keepOneOffOnHolder: a request without a session id is not predicted fa
    * token); b is idle and holds none of it. Returns the pick for the next request sharing the prompt (with `headers`)
    * and the scheduler's predictions for it.
    */
-  function place(keepOneOffOnHolder: boolean | undefined, headers: Record<string, string> = {}, bFull = true) {
-    const config = keepOneOffOnHolder === undefined ? defaultEndpointPickerConfig() : withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder });
+  function place(keepOneOffOnHolder: boolean | undefined, headers: Record<string, string> = {}, bFull = true, base = defaultEndpointPickerConfig()) {
+    const config = keepOneOffOnHolder === undefined ? base : withLatencyScorer(base, { keepOneOffOnHolder });
     const scheduler = buildScheduler(config, { now: () => NOW, random: seeded(61) });
     if (bFull) fillCache(scheduler, 'b:8000');
     const first = request(system + blocks('q0', 4));
@@ -459,8 +459,18 @@ describe('keepOneOffOnHolder: a request without a session id is not predicted fa
     expect(place(true, { 'x-session-id': 'chat-1' }).pick).toBe('b');
   });
 
-  it('lets the request go to a pod whose cache the index has room in (a prefill there evicts nothing), and with the precise index, which cannot tell, takes every cache as full', () => {
+  it('lets the request go to a pod whose cache the index has room in (a prefill there evicts little or nothing), and where the index cannot tell (a fixed or scaled capacity, a match without cacheFull as the precise scorer publishes it) takes every cache as full', () => {
     expect(place(true, {}, false).pick).toBe('b');
+    // Without autoTune (a fixed capacity, not the pod's KV cache) or at a capacityFactor other than 1 the index cannot
+    // tell: b's empty index does not count as room.
+    for (const parameters of [{ autoTune: false }, { capacityFactor: 2 }]) {
+      const base = defaultEndpointPickerConfig();
+      const config = parseEndpointPickerConfig(JSON.stringify({
+        ...base,
+        plugins: base.plugins.map((p) => (p.type === 'prefix-cache-scorer' ? { ...p, parameters: { ...p.parameters, ...parameters } } : p)),
+      }));
+      expect(place(true, {}, false, config).pick).toBe('a');
+    }
     // A match that cannot tell (no cacheFull, as the precise scorer publishes it): b is held to a's prediction.
     const config = withLatencyScorer(defaultEndpointPickerConfig(), { keepOneOffOnHolder: true });
     const scorer = latencyOf(buildScheduler(config, { now: () => NOW, random: seeded(64) }));
@@ -479,6 +489,8 @@ describe('keepOneOffOnHolder: a request without a session id is not predicted fa
     index.record('x', [4]);
     expect(index.isFull('x')).toBe(true);
     expect(index.isFull('unknown')).toBe(false);
+    index.setCapacity('none', 0);
+    expect(index.isFull('none')).toBe(false);
   });
 
   it('lets a pod whose learned line prefills the prompt in under half the holder\'s time take it (a faster GPU\'s gain lasts), not one only a third faster', () => {
@@ -500,6 +512,10 @@ describe('keepOneOffOnHolder: a request without a session id is not predicted fa
     // 1.5×: b's line is two thirds of a's; the queue on a sends the request to b without the rule, not with it.
     expect(pick(0.0003, false)).toBe('b');
     expect(pick(0.0003, true)).toBe('a');
+    // Either side of one half: 2.5× (the heterogeneous pool's slow pods) lets b take it, 1.8× does not.
+    expect(pick(0.0005, true)).toBe('b');
+    expect(pick(0.00036, false)).toBe('b');
+    expect(pick(0.00036, true)).toBe('a');
   });
 
   it('is validated as a boolean, named among the allowed fields, and rendered only when set', () => {

@@ -35,8 +35,10 @@ export interface PrefixMatchEstimate {
   readonly heldBlocks?: HeldBlocks;
   /**
    * Optional: whether the publisher's index holds as much as `endpointKey`'s cache can (the approximate index at its
-   * capacity for the pod), so that a prefill there evicts cached prefixes. Absent when the publisher cannot tell (the
-   * precise scorer); readers then take every cache as full.
+   * capacity for the pod, sized from the pod's KV cache), so that a prefill there evicts cached prefixes; one with room
+   * evicts little or nothing. The index sees only this EPP's picks: with several replicas a pod's cache fills before
+   * any one index does. Absent when the publisher cannot tell (the precise scorer; the approximate one without
+   * `autoTune` or at a `capacityFactor` other than 1); readers then take every cache as full.
    */
   readonly cacheFull?: (endpointKey: string) => boolean;
 }

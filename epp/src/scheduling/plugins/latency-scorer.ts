@@ -122,14 +122,17 @@ export interface LatencyScorerParameters {
    * Whether a one-off request (one without a session id: `sessionHeaders`) stays with the candidate holding the most of
    * its prompt as far as this score goes: a candidate that would prefill more of the prompt is predicted no faster than
    * that holder, unless its learned line prefills the prompt in under half the holder line's time (a faster GPU's gain
-   * lasts) or the approximate prefix index has room for it (a cache with room evicts nothing to take the prompt; the
-   * precise index cannot tell, and every cache counts as full there). The load scorers beside it in the profile still
-   * weigh the pods' queues against the prefix.
-   * A hot prefix's replica (`slotWait: hot-prefixes`) is charged as a holder, so it is still taken. Why: each move off
+   * lasts) or the approximate prefix index has room for it (it holds less for the pod than the pod's KV cache can: a
+   * prefill there evicts little or nothing; the precise index cannot tell, and every cache counts as full there:
+   * `PrefixMatchEstimate.cacheFull`). The load scorers beside it in the profile still weigh the pods' queues against
+   * the prefix.
+   * While a hot prefix is replicated (`slotWait: hot-prefixes`) the holder is as the replication charges it: its
+   * replica targets count as holders and the pods already holding it as recomputing it, so the replica is still taken. Why: each move off
    * the holder prefills the whole prompt on a pod whose cache then evicts other prompts, and on llm-d's ramp with KV
    * tight, the moves, each worth seconds to its own request by the prediction, cost the pool 20 hit points and its
-   * throughput (bench/README.md, "Session 61"). A session's first request is not held: its placement is for every later
-   * turn (`session-load-scorer`), where spreading conversations sharing a system prompt is the point.
+   * throughput (bench/README.md, "Session 61"). A request carrying a session id is not held: a session's first request
+   * is placed for every later turn (`session-load-scorer`), where spreading conversations sharing a system prompt is the
+   * point, and a later turn goes where its session is bound (under soft stickiness, where the latency scorer says).
    * @default false
    */
   keepOneOffOnHolder?: boolean;
@@ -470,7 +473,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const { cacheFull } = match;
     for (let i = 0; i < n; i++) {
       if (!(charged[i]! > charged[holder]! && out[i]! < floor)) continue;
-      // A cache with room evicts nothing to take the prompt: the move costs only its own prefill, which the score has.
+      // A cache with room evicts little or nothing to take the prompt: the move costs about its own prefill, which the
+      // score has.
       if (cacheFull !== undefined && !cacheFull(candidates[i]!.endpoint.key)) continue;
       if (this.podAt(i, candidates[i]!, now).lineSeconds(most, now) < faster) continue;
       out[i] = floor;

@@ -197,8 +197,12 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
   private locatedStamp = new Float64Array(0);
   private locateRound = 0;
 
-  /** `PrefixMatchEstimate.cacheFull`: the index holds as much for the pod as its capacity (one closure, not one a request). */
-  private readonly cacheFull = (endpointKey: string): boolean => this.index.isFull(endpointKey);
+  /**
+   * `PrefixMatchEstimate.cacheFull`: the index holds as much for the pod as its capacity (one closure, not one a
+   * request). Only while each pod's capacity is its KV cache's (`autoTune` at `capacityFactor` 1): a fixed or scaled
+   * capacity says nothing of what the pod's vLLM has room for, and the match then does not tell.
+   */
+  private readonly cacheFull: ((endpointKey: string) => boolean) | undefined;
 
   constructor(
     readonly name: string,
@@ -211,6 +215,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       maxEntries: parameters.maxIndexEntries,
     });
     if (parameters.autoTune) metrics.setPrefixCharactersPerToken(CHARACTERS_PER_TOKEN);
+    this.cacheFull = parameters.autoTune && parameters.capacityFactor === 1 ? (endpointKey) => this.index.isFull(endpointKey) : undefined;
   }
 
   addEndpoint(endpoint: Endpoint): void {
@@ -320,7 +325,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       // The window's blocks only: the tail's sparse probes are chained over the sampled blocks alone (and placed by the
       // prompt's length), so equal probe keys do not mean an equal leading part.
       ...(longest > 0 ? { heldBlocks: { keys: windowKeys, longest: Math.min(longest, windowBlocks), lengthOf } } : {}),
-      cacheFull: this.cacheFull,
+      ...(this.cacheFull !== undefined ? { cacheFull: this.cacheFull } : {}),
     });
   }
 
