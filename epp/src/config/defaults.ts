@@ -59,9 +59,8 @@ const LATENCY_SCORER = {
     slotWait: 'hot-prefixes' as const,
     // A request without a session id stays with the pod holding the most of its prompt as far as this score goes: a
     // pod that would recompute the prompt is predicted no faster than its holder unless its line is twice as fast or its
-    // cache has room by the approximate index (a prefill there evicts nothing); the load scorers still weigh the queues
-    // against the prefix, and a hot prefix's replica counts as a holder. Without
-    // it, on llm-d's ramp (poisson-groups, KV 4× short of the working set) the scorer moved requests off their group's
+    // cache has room by the approximate index (a prefill there evicts little or nothing); the load scorers still weigh
+    // the queues against the prefix, and a hot prefix's replica counts as a holder. Without it, on llm-d's ramp (poisson-groups, KV 4× short of the working set) the scorer moved requests off their group's
     // holder past half the top rate, each for a predicted gain of seconds, and every such prefill evicted other
     // groups' prompts there: 63.2-64.7% hits and TTFT p90 12.6-16.4 s at 256 slots, against 82.8% and 1.88 s with it
     // (the prefix-first config 81.8-83.7% and 2.2-2.35 s); at 16 slots 72.6% and 15.6 s against 86.2% and 1.94 s with

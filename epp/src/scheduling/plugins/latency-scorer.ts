@@ -127,10 +127,10 @@ export interface LatencyScorerParameters {
    * `PrefixMatchEstimate.cacheFull`). The load scorers beside it in the profile still weigh the pods' queues against
    * the prefix.
    * While a hot prefix is replicated (`slotWait: hot-prefixes`) the holder is as the replication charges it: its
-   * replica targets count as holders and the pods already holding it as recomputing it, so the replica is still taken. Why: each move off
-   * the holder prefills the whole prompt on a pod whose cache then evicts other prompts, and on llm-d's ramp with KV
-   * tight, the moves, each worth seconds to its own request by the prediction, cost the pool 20 hit points and its
-   * throughput (bench/README.md, "Session 61"). A request carrying a session id is not held: a session's first request
+   * replica targets count as holders and the pods already holding it as recomputing it, so the replica is still taken.
+   * Why: each move off the holder prefills the whole prompt on a pod whose cache then evicts other prompts, and on
+   * llm-d's ramp with KV tight, the moves, each worth seconds to its own request by the prediction, cost the pool 20 hit
+   * points and its throughput (bench/README.md, "Session 61"). A request carrying a session id is not held: a session's first request
    * is placed for every later turn (`session-load-scorer`), where spreading conversations sharing a system prompt is the
    * point, and a later turn goes where its session is bound (under soft stickiness, where the latency scorer says).
    * @default false
