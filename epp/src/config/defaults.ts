@@ -57,17 +57,17 @@ const LATENCY_SCORER = {
     // "Session 57: two hot prompts, a prefix that fills its holders" and "Session 58: a hot prefix replicated while its
     // holders are the busier").
     slotWait: 'hot-prefixes' as const,
-    // A request without a session id stays with the pod holding the most of its prompt as far as this score goes: a
-    // pod that would recompute the prompt is predicted no faster than its holder unless its line is twice as fast or its
-    // cache has room by the approximate index (a prefill there evicts little or nothing); the load scorers still weigh
-    // the queues against the prefix, and a hot prefix's replica counts as a holder. Without it, on llm-d's ramp (poisson-groups, KV 4× short of the working set) the scorer moved requests off their group's
-    // holder past half the top rate, each for a predicted gain of seconds, and every such prefill evicted other
-    // groups' prompts there: 63.2-64.7% hits and TTFT p90 12.6-16.4 s at 256 slots, against 82.8% and 1.88 s with it
-    // (the prefix-first config 81.8-83.7% and 2.2-2.35 s); at 16 slots 72.6% and 15.6 s against 86.2% and 1.94 s with
-    // its first form (no room exemption), which also read even on the heterogeneous pool (p90 134 / 160 against
-    // 139 / 169 ms); two hot prompts on 256 slots at 30 req/s read 148 / 134 against 151 / 138 ms, where the first
-    // form had cost 12-14%; the load ladder's workloads carry session ids, which the rule leaves alone
-    // (bench/README.md, "Session 61").
+    // A request without a session id stays with the pod holding the most of its prompt as far as this score goes: a pod
+    // that would recompute the prompt is predicted no faster than its holder unless its line is twice as fast or its cache
+    // has room by the approximate index (a prefill there evicts little or nothing); the load scorers still weigh the
+    // queues against the prefix, and a hot prefix's replica counts as a holder. Without it, on llm-d's ramp
+    // (poisson-groups, KV 4× short of the working set) the scorer moved requests off their group's holder past half the
+    // top rate, each for a predicted gain of seconds, and every such prefill evicted other groups' prompts there:
+    // 63.2-64.7% hits and TTFT p90 12.6-16.4 s at 256 slots, against 82.8% and 1.88 s with it (the prefix-first config
+    // 81.8-83.7% and 2.2-2.35 s); at 16 slots 72.6% and 15.6 s against 85.7% and 1.84 s (its first form, with no room
+    // exemption, 86.2% and 1.94 s; it also read even on the heterogeneous pool, p90 134 / 160 against 139 / 169 ms); two
+    // hot prompts on 256 slots at 30 req/s read 148 / 134 against 151 / 138 ms, where the first form had cost 12-14%; the
+    // load ladder's workloads carry session ids, which the rule leaves alone (bench/README.md, "Session 61").
     keepOneOffOnHolder: true,
   },
 };
